@@ -1,0 +1,29 @@
+{
+  "targets": [
+    {
+      "target_name": "simcsepp",
+      "sources": [
+        "native/addon.cpp",
+        "native/args.cpp",
+        "native/bind_losses.cpp",
+        "native/bind_system.cpp",
+        "native/bind_bench.cpp",
+        "native/cpu/blas_ref.cpp",
+        "native/cpu/infonce_unfused.cpp",
+        "native/tensor.cpp",
+        "native/cuda_stub.cpp",
+        "native/cpu/parallel.cpp",
+        "native/cpu/gemm.cpp",
+        "native/cpu/infonce.cpp",
+        "native/cpu/dcl.cpp",
+        "native/cpu/dropout.cpp"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native", "kernels"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["-std=c++17", "-O3", "-Wall", "-Wextra", "-fexceptions"],
+      "libraries": ["-ldl", "-lpthread"]
+    }
+  ]
+}

@@ -1,0 +1,84 @@
+// Internal helpers shared by the kernel files: CUDA error checks that throw CudaError, and the
+// cached device workspace the loss ops use for their scratch buffers.
+//
+// Note on includes: the kernel files include the project headers by their path relative to kernels/,
+// so nvcc needs no -I native (nvcc force-includes the toolkit's <cuda_runtime.h>; a project header of
+// that name on the include path would shadow it, hence native/cuda_api.h).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "../native/backend.h"
+#include "../native/cuda_api.h"
+
+namespace simcsepp::cuda::detail {
+
+// Throws CudaError("<what> failed: <cudaGetErrorString> (<cudaGetErrorName>)") unless e == cudaSuccess.
+inline void check(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return;
+  (void)cudaGetLastError();  // clear a non-sticky error so the next call does not report it again
+  throw CudaError(std::string(what) + " failed: " + cudaGetErrorString(e) + " (" + cudaGetErrorName(e) + ")");
+}
+
+}  // namespace simcsepp::cuda::detail
+
+// Wrap every runtime call; after every kernel launch use SIMCSEPP_CHECK_LAUNCH (launch errors such as a
+// bad configuration or a missing kernel image only show up in cudaGetLastError).
+#define SIMCSEPP_CUDA_CHECK(call) ::simcsepp::cuda::detail::check((call), #call)
+#define SIMCSEPP_CHECK_LAUNCH(kernelName) \
+  ::simcsepp::cuda::detail::check(cudaGetLastError(), "launch of " kernelName)
+
+namespace simcsepp::cuda::detail {
+
+// Header at the start of every loss op's workspace, zeroed (one cudaMemsetAsync) before launch 1.
+struct DeviceHeader {
+  double loss;  // sum of the per-row (or per-dimension) losses, accumulated with atomicAdd(double)
+  int flag;     // 0, or kFlagBase - NonFinite code (atomicMax keeps the smallest code = first input)
+  int pad;
+};
+constexpr int kFlagBase = 16;
+
+// Device-side: record that input `code` holds NaN/Inf (smaller codes win).
+#if defined(__CUDACC__)
+__device__ __forceinline__ void flag_non_finite(int* flag, int code) { atomicMax(flag, kFlagBase - code); }
+#endif
+inline int decode_flag(int flag) { return flag == 0 ? kNone : kFlagBase - flag; }
+
+// One device buffer shared by the loss ops. It only grows, so once warm no op calls cudaMalloc.
+// An op holds `mu` for its whole duration (launches and the final copy), because concurrent callers
+// (Node worker threads) would otherwise overwrite each other's scratch.
+class Workspace {
+ public:
+  std::mutex mu;
+  // Returns a buffer of at least `bytes` bytes (caller holds mu). Growing frees the old buffer.
+  void* reserve(size_t bytes);
+
+ private:
+  void* ptr_ = nullptr;
+  size_t cap_ = 0;
+};
+
+// The process-wide workspace (never freed: freeing at exit can race the driver's own teardown).
+Workspace& workspace();
+
+// Carves 256-byte aligned sub-buffers out of a workspace allocation; first pass (base == nullptr)
+// only measures.
+class Carver {
+ public:
+  explicit Carver(char* base) : base_(base) {}
+  template <class T>
+  T* take(size_t count) {
+    const size_t at = used_;
+    used_ += (count * sizeof(T) + 255) / 256 * 256;
+    return base_ ? reinterpret_cast<T*>(base_ + at) : nullptr;
+  }
+  size_t used() const { return used_; }
+
+ private:
+  char* base_;
+  size_t used_ = 0;
+};
+
+}  // namespace simcsepp::cuda::detail

@@ -1,0 +1,322 @@
+// Dimension-wise contrastive loss (METHOD.md sections 3 and 5):
+//   X = (z - mean) * rstd per column (biased variance over N, eps kBnEps; separate stats for z1, z2),
+//   C = X1^T X2 / (N tauD)  (D x D),  R = rowsoftmax(C),  L = mean_d(lse_d - C_dd),  H = (R - I) / D,
+//   g1 = dL/dX1 = X2 H^T / (N tauD),  g2 = dL/dX2 = X1 H / (N tauD),
+//   dz = (g - mean_n(g) - X * mean_n(g * X)) * rstd   (BN backward, per column).
+// The BN backward's column means need no pass over g:
+//   mean_n(g1 * X1)[d] = sum_k H_dk C_dk / N   (row sums of H.C),
+//   mean_n(g2 * X2)[k] = sum_d H_dk C_dk / N   (column sums of H.C),
+//   mean_n(g1) = mean_n(X2) H^T / (N tauD) = 0 and likewise mean_n(g2) = 0, since BN output columns
+//   have zero mean (up to float rounding of z - mean, ~1e-7 relative for well-conditioned columns).
+// So the gradient GEMM can finish dz in its epilogue and no N x D scratch is needed.
+//
+// Launches (after one cudaMemsetAsync that zeroes the header, the statistics sums and C):
+//   1. dcl_stats_kernel: column sums and sums of squares in double (thread per column, blocks over
+//      row chunks, double atomics), NaN/Inf flag.
+//   2. dcl_corr_kernel: C tiles of 64 x 64 (16x16 threads x 4x4 registers, infonce.cuh) reducing over
+//      N in chunks of 16 rows, split-K over N across blockIdx.z with float atomicAdd into C; X is
+//      formed from z while staging the tiles.
+//   3. dcl_softmax_kernel: one block per row d of C: lse_d, loss, H_d (overwrites C_d), H.C sums;
+//      also stores the float mean/rstd of column d for launch 4.
+//   4. dcl_grad_kernel: [N x D] = X_other (N x D) times H^T (for gz1) or H (for gz2), 64 x 64 tiles,
+//      reduction over D in chunks of 16; epilogue applies the BN backward and weight/accumulate.
+#include <algorithm>
+#include <cmath>
+
+#include "cuda_check.cuh"
+#include "infonce.cuh"
+
+namespace simcsepp::cuda {
+
+namespace {
+
+using namespace tile;
+using detail::DeviceHeader;
+
+struct DclParams {
+  const float* z1;
+  const float* z2;
+  int64_t n, d;
+  float invNTau;      // 1 / (N tauD)
+  float invN, invD, weight;
+  bool accumulate;
+  float* gz1;
+  float* gz2;
+  DeviceHeader* hdr;
+  double* sums;       // [input][sum, sumsq][d]
+  double* hcRow;      // sum_k H_dk C_dk   (for gz1)
+  double* hcCol;      // sum_d H_dk C_dk   (for gz2)
+  float* mean;        // [input][d], written by launch 3
+  float* rstd;        // [input][d], written by launch 3
+  float* C;           // d x d: C after launch 2, H after launch 3
+};
+
+// mean and 1/sqrt(var + eps) of column `col` of input `in` from the double sums.
+__device__ __forceinline__ void column_stats(const DclParams& P, int in, int64_t col, float& mean, float& rstd) {
+  const double s = P.sums[(2 * in) * P.d + col], ss = P.sums[(2 * in + 1) * P.d + col];
+  const double nn = static_cast<double>(P.n);
+  const double mu = s / nn;
+  const double var = fmax(ss / nn - mu * mu, 0.0);
+  mean = static_cast<float>(mu);
+  rstd = static_cast<float>(1.0 / sqrt(var + static_cast<double>(kBnEps)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launch 1.
+__global__ void __launch_bounds__(256) dcl_stats_kernel(DclParams P, int64_t rowsPerBlock) {
+  const int in = static_cast<int>(blockIdx.z);
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (col >= P.d) return;
+  const float* z = in == 0 ? P.z1 : P.z2;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * rowsPerBlock;
+  const int64_t r1 = min(P.n, r0 + rowsPerBlock);
+  double s = 0.0, ss = 0.0;
+  bool bad = false;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float x = z[r * P.d + col];
+    bad |= !isfinite(x);
+    s += x;
+    ss += static_cast<double>(x) * x;
+  }
+  if (r1 > r0) {
+    atomicAdd(&P.sums[(2 * in) * P.d + col], s);
+    atomicAdd(&P.sums[(2 * in + 1) * P.d + col], ss);
+  }
+  if (bad) detail::flag_non_finite(&P.hdr->flag, in == 0 ? kZ1 : kZ2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launch 2: C[d0.., k0..] += sum over this split's rows of X1[n, d] X2[n, k] / (N tauD).
+
+struct BnSmem {  // X = (z - mean[m]) * rstd[m] for the 64 columns staged by one tile loader
+  const float* mean;
+  const float* rstd;
+  __device__ __forceinline__ float operator()(float v, int m, int64_t /*k*/) const { return (v - mean[m]) * rstd[m]; }
+};
+
+__global__ void __launch_bounds__(kThreads, 2) dcl_corr_kernel(DclParams P, int64_t rowsPerSplit) {
+  if (P.hdr->flag != 0) return;
+  __shared__ __align__(16) float As[kK][kPad];
+  __shared__ __align__(16) float Bs[kK][kPad];
+  __shared__ float mean[2][kTile], rstd[2][kTile];
+  const int64_t d0 = static_cast<int64_t>(blockIdx.x) * kTile;  // rows of C = columns of X1
+  const int64_t k0 = static_cast<int64_t>(blockIdx.y) * kTile;  // columns of C = columns of X2
+  if (threadIdx.x < 2 * kTile) {
+    const int in = static_cast<int>(threadIdx.x) / kTile, m = static_cast<int>(threadIdx.x) % kTile;
+    const int64_t col = (in == 0 ? d0 : k0) + m;
+    float mu = 0.0f, rs = 0.0f;  // columns past d are staged as zeros anyway
+    if (col < P.d) column_stats(P, in, col, mu, rs);
+    mean[in][m] = mu;
+    rstd[in][m] = rs;
+  }
+  __syncthreads();
+  const int64_t n0 = static_cast<int64_t>(blockIdx.z) * rowsPerSplit;
+  const int64_t n1 = min(P.n, n0 + rowsPerSplit);
+  float acc[4][4];
+  zero(acc);
+  for (int64_t nb = n0; nb < n1; nb += kK) {
+    load_mcontig<kK>(As, P.z1, nb, n1, P.d, d0, P.d, BnSmem{mean[0], rstd[0]});
+    load_mcontig<kK>(Bs, P.z2, nb, n1, P.d, k0, P.d, BnSmem{mean[1], rstd[1]});
+    __syncthreads();
+    mma_tile<kK>(As, Bs, acc);
+    __syncthreads();
+  }
+  const int tx = tid_x(), ty = tid_y();
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int64_t r = d0 + ty * 4 + i;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t c = k0 + tx * 4 + j;
+      if (r < P.d && c < P.d) atomicAdd(&P.C[r * P.d + c], acc[i][j] * P.invNTau);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launch 3.
+
+// Block-wide reduction (256 threads); every thread gets the result. `op` is max or sum.
+template <class Op>
+__device__ __forceinline__ float block_reduce(float v, float* red, Op op) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  __syncthreads();  // red[] may still be read by a previous reduction
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  v = red[0];
+  for (int w = 1; w < static_cast<int>(blockDim.x) / 32; ++w) v = op(v, red[w]);
+  return v;
+}
+
+struct MaxOp {
+  __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+struct SumOp {
+  __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
+};
+
+__global__ void __launch_bounds__(256) dcl_softmax_kernel(DclParams P) {
+  if (P.hdr->flag != 0) return;
+  __shared__ float red[32];
+  const int64_t row = blockIdx.x;
+  float* c = P.C + row * P.d;
+  if (threadIdx.x < 2) {  // float stats of column `row` for launch 4 (same values launch 2 used)
+    const int in = static_cast<int>(threadIdx.x);
+    column_stats(P, in, row, P.mean[in * P.d + row], P.rstd[in * P.d + row]);
+  }
+  const float cdd = c[row];  // read before any thread overwrites the row with H
+  float m = -INFINITY;
+  for (int64_t k = threadIdx.x; k < P.d; k += blockDim.x) m = fmaxf(m, c[k]);
+  m = block_reduce(m, red, MaxOp{});
+  float s = 0.0f;
+  for (int64_t k = threadIdx.x; k < P.d; k += blockDim.x) s += expf(c[k] - m);
+  s = block_reduce(s, red, SumOp{});
+  const float lse = m + logf(s);
+  float hcSum = 0.0f;
+  for (int64_t k = threadIdx.x; k < P.d; k += blockDim.x) {
+    const float ck = c[k];
+    const float h = (expf(ck - lse) - (k == row ? 1.0f : 0.0f)) * P.invD;
+    c[k] = h;  // this thread is the only reader and writer of element k of this row
+    hcSum = fmaf(h, ck, hcSum);
+    atomicAdd(&P.hcCol[k], static_cast<double>(h * ck));
+  }
+  hcSum = block_reduce(hcSum, red, SumOp{});
+  if (threadIdx.x == 0) {
+    P.hcRow[row] = hcSum;
+    atomicAdd(&P.hdr->loss, static_cast<double>(lse) - static_cast<double>(cdd));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launch 4: gz_own[n, c] (+)= weight * (g[n, c] - X_own[n, c] * hc[c] / N) * rstd_own[c], with
+// g = X_other H^T / (N tauD) (own = z1) or X_other H / (N tauD) (own = z2).
+
+struct BnGlobal {  // X = (z - mean[k]) * rstd[k] with k the reduction (column) index
+  const float* mean;
+  const float* rstd;
+  __device__ __forceinline__ float operator()(float v, int /*m*/, int64_t k) const { return (v - mean[k]) * rstd[k]; }
+};
+
+__global__ void __launch_bounds__(kThreads, 2) dcl_grad_kernel(DclParams P) {
+  if (P.hdr->flag != 0) return;
+  const int own = static_cast<int>(blockIdx.z), other = 1 - own;
+  float* out = own == 0 ? P.gz1 : P.gz2;
+  if (out == nullptr) return;
+  __shared__ __align__(16) float As[kK][kPad];
+  __shared__ __align__(16) float Bs[kK][kPad];
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kTile;
+  const int64_t c0 = static_cast<int64_t>(blockIdx.y) * kTile;
+  const float* zOther = other == 0 ? P.z1 : P.z2;
+  const BnGlobal bnOther{P.mean + other * P.d, P.rstd + other * P.d};
+  float acc[4][4];
+  zero(acc);
+  for (int64_t k0 = 0; k0 < P.d; k0 += kK) {
+    load_kcontig(As, zOther, n0, P.n, P.d, k0, P.d, bnOther);
+    if (own == 0)  // B[k][c] = H[c][k]
+      load_kcontig(Bs, P.C, c0, P.d, P.d, k0, P.d, Identity{});
+    else           // B[k][c] = H[k][c]
+      load_mcontig<kK>(Bs, P.C, k0, P.d, P.d, c0, P.d, Identity{});
+    __syncthreads();
+    mma_tile<kK>(As, Bs, acc);
+    __syncthreads();
+  }
+  const float* zOwn = own == 0 ? P.z1 : P.z2;
+  const float* meanOwn = P.mean + own * P.d;
+  const float* rstdOwn = P.rstd + own * P.d;
+  const double* hc = own == 0 ? P.hcRow : P.hcCol;
+  const int tx = tid_x(), ty = tid_y();
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int64_t c = c0 + tx * 4 + j;
+    if (c >= P.d) continue;
+    const float mu = meanOwn[c], rs = rstdOwn[c];
+    const float gx = static_cast<float>(hc[c]) * P.invN;  // mean_n(g * X) of this column
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int64_t r = n0 + ty * 4 + i;
+      if (r >= P.n) continue;
+      const int64_t e = r * P.d + c;
+      const float x = (zOwn[e] - mu) * rs;
+      const float v = (acc[i][j] * P.invNTau - x * gx) * rs * P.weight;
+      out[e] = P.accumulate ? out[e] + v : v;
+    }
+  }
+}
+
+}  // namespace
+
+LossResult dcl(const DclArgs& a, const LossGradOut& g) {
+  require();
+  const int64_t n = a.n, d = a.d;
+  if (n <= 0 || d <= 0) return LossResult{};
+
+  detail::Workspace& ws = detail::workspace();
+  std::lock_guard<std::mutex> lock(ws.mu);
+  // Layout: everything up to and including C is zeroed by one memset.
+  auto layout = [&](detail::Carver& cv, DclParams& P) {
+    P.hdr = cv.take<DeviceHeader>(1);
+    P.sums = cv.take<double>(static_cast<size_t>(4 * d));
+    P.hcRow = cv.take<double>(static_cast<size_t>(d));
+    P.hcCol = cv.take<double>(static_cast<size_t>(d));
+    P.C = cv.take<float>(static_cast<size_t>(d * d));
+    const size_t zeroed = cv.used();
+    P.mean = cv.take<float>(static_cast<size_t>(2 * d));
+    P.rstd = cv.take<float>(static_cast<size_t>(2 * d));
+    return zeroed;
+  };
+  DclParams P{};
+  detail::Carver measure(nullptr);
+  layout(measure, P);
+  char* base = static_cast<char*>(ws.reserve(measure.used()));
+  detail::Carver cv(base);
+  const size_t zeroed = layout(cv, P);
+  P.z1 = a.z1;
+  P.z2 = a.z2;
+  P.n = n;
+  P.d = d;
+  P.invNTau = static_cast<float>(1.0 / (static_cast<double>(n) * static_cast<double>(a.temperature)));
+  P.invN = 1.0f / static_cast<float>(n);
+  P.invD = 1.0f / static_cast<float>(d);
+  P.weight = g.weight;
+  P.accumulate = g.accumulate;
+  P.gz1 = g.gz1;
+  P.gz2 = g.gz2;
+
+  SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(base, 0, zeroed, 0));
+
+  {  // 1. statistics: one thread per column, blocks over chunks of rows
+    const int64_t rowsPerBlock = std::max<int64_t>(256, (n + 65534) / 65535);
+    const dim3 grid(static_cast<unsigned>((d + 255) / 256), static_cast<unsigned>((n + rowsPerBlock - 1) / rowsPerBlock), 2);
+    dcl_stats_kernel<<<grid, 256, 0, 0>>>(P, rowsPerBlock);
+    SIMCSEPP_CHECK_LAUNCH("dcl_stats_kernel");
+  }
+  {  // 2. C: split N so that about 8 blocks per SM-ish are in flight even when D is small
+    const int64_t tiles = (d + kTile - 1) / kTile;
+    const int64_t wantSplits = std::max<int64_t>(1, (1056 + tiles * tiles - 1) / (tiles * tiles));
+    const int64_t maxSplits = std::min<int64_t>((n + 127) / 128, 65535);
+    const int64_t splits = std::max<int64_t>(1, std::min(wantSplits, maxSplits));
+    const int64_t rowsPerSplit = ((n + splits - 1) / splits + kK - 1) / kK * kK;
+    const int64_t usedSplits = (n + rowsPerSplit - 1) / rowsPerSplit;
+    const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(tiles), static_cast<unsigned>(usedSplits));
+    dcl_corr_kernel<<<grid, kThreads, 0, 0>>>(P, rowsPerSplit);
+    SIMCSEPP_CHECK_LAUNCH("dcl_corr_kernel");
+  }
+  dcl_softmax_kernel<<<static_cast<unsigned>(d), 256, 0, 0>>>(P);  // 3.
+  SIMCSEPP_CHECK_LAUNCH("dcl_softmax_kernel");
+  if (g.gz1 != nullptr || g.gz2 != nullptr) {  // 4.
+    const dim3 grid(static_cast<unsigned>((n + kTile - 1) / kTile), static_cast<unsigned>((d + kTile - 1) / kTile), 2);
+    dcl_grad_kernel<<<grid, kThreads, 0, 0>>>(P);
+    SIMCSEPP_CHECK_LAUNCH("dcl_grad_kernel");
+  }
+
+  DeviceHeader h{};
+  SIMCSEPP_CUDA_CHECK(cudaMemcpy(&h, P.hdr, sizeof(h), cudaMemcpyDeviceToHost));  // synchronises
+  LossResult res;
+  res.nonFinite = detail::decode_flag(h.flag);
+  res.loss = res.nonFinite == kNone ? h.loss / static_cast<double>(d) * static_cast<double>(g.weight) : 0.0;
+  return res;
+}
+
+}  // namespace simcsepp::cuda

@@ -1,0 +1,85 @@
+// Selective dropout (backend.h DropoutArgs), bit-identical to the CPU backend:
+//   y[e] = x[e]                                   if keepRows && keepRows[r] == 0   (row kept whole)
+//        = u_e >= p ? x[e] * (1.0f / (1.0f - p)) : 0   otherwise,
+//   e = r*cols + c (64-bit), u_e = dropout_uniform(seed, offset, e) (kernels/philox.cuh).
+// Tiling: one thread per group of 4 consecutive elements, because one Philox call yields the uniforms of
+// exactly the 4 elements 4q..4q+3 (dropout_uniform uses counter e/4 and word e%4); grid-stride loop.
+// Groups are read/written as float4 when both pointers are 16-byte aligned. x and y may alias: each
+// element is read and then written by the same thread.
+#include <algorithm>
+
+#include "cuda_check.cuh"
+#include "philox.cuh"
+
+namespace simcsepp::cuda {
+
+namespace {
+
+struct DropoutParams {
+  const float* x;
+  float* y;
+  int64_t total, cols;
+  float p, scale;
+  uint64_t seed, offset;
+  const uint8_t* keepRows;
+};
+
+__device__ __forceinline__ float drop_one(const DropoutParams& P, int64_t e, float x, const Philox4& r) {
+  if (P.keepRows != nullptr && P.keepRows[e / P.cols] == 0) return x;
+  const float u = philox_to_unit(r.v[e & 3]);
+  return u >= P.p ? x * P.scale : 0.0f;
+}
+
+template <bool kVec>
+__global__ void dropout_kernel(DropoutParams P) {
+  const int64_t groups = (P.total + 3) / 4;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t g = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; g < groups; g += stride) {
+    // Same counter layout as dropout_uniform: (block = e>>2 as 64 bits, offset as 64 bits), key = seed.
+    const Philox4 r = philox4x32_10(static_cast<uint32_t>(g), static_cast<uint32_t>(g >> 32),
+                                    static_cast<uint32_t>(P.offset), static_cast<uint32_t>(P.offset >> 32),
+                                    static_cast<uint32_t>(P.seed), static_cast<uint32_t>(P.seed >> 32));
+    const int64_t e0 = g * 4;
+    if (kVec && e0 + 4 <= P.total) {
+      float4 v = reinterpret_cast<const float4*>(P.x)[g];
+      v.x = drop_one(P, e0 + 0, v.x, r);
+      v.y = drop_one(P, e0 + 1, v.y, r);
+      v.z = drop_one(P, e0 + 2, v.z, r);
+      v.w = drop_one(P, e0 + 3, v.w, r);
+      reinterpret_cast<float4*>(P.y)[g] = v;
+    } else {
+      for (int64_t e = e0; e < e0 + 4 && e < P.total; ++e) P.y[e] = drop_one(P, e, P.x[e], r);
+    }
+  }
+}
+
+}  // namespace
+
+void dropout(const DropoutArgs& a) {
+  require();
+  const int64_t total = a.rows * a.cols;
+  if (total <= 0) return;
+  if (a.p <= 0.0f) {  // p == 0: every element survives with scale 1, i.e. a copy
+    if (a.x != a.y) {
+      SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(a.y, a.x, static_cast<size_t>(total) * sizeof(float),
+                                          cudaMemcpyDeviceToDevice, 0));
+    }
+    return;
+  }
+  DropoutParams P{a.x, a.y, total, a.cols, a.p,
+                  // p >= 1 drops every element (u < 1 <= p); scale is then never used, keep it finite.
+                  a.p < 1.0f ? 1.0f / (1.0f - a.p) : 0.0f, a.seed, a.offset, a.keepRows};
+  const int threads = 256;
+  const int64_t groups = (total + 3) / 4;
+  const int blocks = static_cast<int>(std::min<int64_t>((groups + threads - 1) / threads, 16384));
+  const bool aligned = (reinterpret_cast<uintptr_t>(a.x) % 16 == 0) && (reinterpret_cast<uintptr_t>(a.y) % 16 == 0);
+  if (aligned) {
+    dropout_kernel<true><<<blocks, threads, 0, 0>>>(P);
+    SIMCSEPP_CHECK_LAUNCH("dropout_kernel");
+  } else {
+    dropout_kernel<false><<<blocks, threads, 0, 0>>>(P);
+    SIMCSEPP_CHECK_LAUNCH("dropout_kernel");
+  }
+}
+
+}  // namespace simcsepp::cuda

@@ -1,0 +1,150 @@
+// The CUDA runtime glue of native/cuda_runtime.h: a one-time device probe (status), checked memory
+// management and copies, and the shared op workspace. No kernels live here.
+#include <string>
+
+#include "cuda_check.cuh"
+
+namespace simcsepp::cuda {
+
+namespace {
+
+std::string version_string(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
+
+// Words for the probe's failure: the common install problems get a sentence, the rest the runtime's text.
+std::string describe_probe_error(cudaError_t e) {
+  const std::string code = std::string(" (") + cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + ")";
+  switch (e) {
+    case cudaErrorInsufficientDriver: {
+      int driver = 0;
+      (void)cudaDriverGetVersion(&driver);  // 0 when no driver (libcuda.so) could be loaded at all
+      if (driver == 0) return "no CUDA driver found: the NVIDIA driver (libcuda.so) is not installed or not loadable" + code;
+      return "driver too old for this build: the installed NVIDIA driver supports CUDA " + version_string(driver) +
+             ", this build of simcsepp needs CUDA " + version_string(CUDART_VERSION) + " or newer" + code;
+    }
+    case cudaErrorNoDevice:
+      return "no CUDA device: the driver is installed but reports no GPU (check CUDA_VISIBLE_DEVICES)" + code;
+    case cudaErrorStubLibrary:
+      return "no CUDA driver found: the libcuda.so that was loaded is the toolkit's stub library, not a real driver" + code;
+    default:
+      return "CUDA is unavailable: device probe failed" + code;
+  }
+}
+
+Status probe() {
+  Status st;
+  st.compiled = true;
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    st.reason = describe_probe_error(e);
+    return st;
+  }
+  if (count <= 0) {
+    st.reason = "no CUDA device: the driver reports no GPU (check CUDA_VISIBLE_DEVICES)";
+    return st;
+  }
+  cudaDeviceProp prop{};
+  e = cudaGetDeviceProperties(&prop, 0);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    st.reason = describe_probe_error(e);
+    return st;
+  }
+  const std::string arch = "sm_" + std::to_string(prop.major) + std::to_string(prop.minor);
+  st.device = std::string(prop.name) + " (" + arch + ")";
+  // The build carries sm_80 and sm_90 code and compute_90 PTX (JIT for newer GPUs); older GPUs cannot run it.
+  if (prop.major < 8) {
+    st.reason = "CUDA device " + st.device + " is too old: simcsepp's kernels need compute capability 8.0 (sm_80) or newer";
+    return st;
+  }
+  st.available = true;
+  return st;
+}
+
+}  // namespace
+
+const Status& status() {
+  static const Status s = probe();  // C++11 magic static: thread-safe one-time probe
+  return s;
+}
+
+void require() {
+  const Status& s = status();
+  if (!s.available) throw CudaError(s.reason);
+}
+
+void* malloc_device(size_t bytes) {
+  require();
+  if (bytes == 0) return nullptr;
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, bytes);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw CudaError("cudaMalloc of " + std::to_string(bytes) + " bytes failed: " + cudaGetErrorString(e));
+  }
+  return p;
+}
+
+void free_device(void* p) noexcept {
+  if (p == nullptr || !status().available) return;
+  if (cudaFree(p) != cudaSuccess) (void)cudaGetLastError();  // noexcept: nothing sensible to report
+}
+
+void copy_to_device(void* dst, const void* src, size_t bytes) {
+  require();
+  if (bytes == 0) return;
+  SIMCSEPP_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+
+void copy_to_host(void* dst, const void* src, size_t bytes) {
+  require();
+  if (bytes == 0) return;
+  SIMCSEPP_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+void copy_device_to_device(void* dst, const void* src, size_t bytes) {
+  require();
+  if (bytes == 0) return;
+  SIMCSEPP_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+}
+
+void memset_device(void* dst, int value, size_t bytes) {
+  require();
+  if (bytes == 0) return;
+  SIMCSEPP_CUDA_CHECK(cudaMemset(dst, value, bytes));
+}
+
+void synchronize() {
+  require();
+  SIMCSEPP_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+namespace detail {
+
+void* Workspace::reserve(size_t bytes) {
+  if (bytes <= cap_) return ptr_;
+  if (ptr_ != nullptr) {
+    SIMCSEPP_CUDA_CHECK(cudaFree(ptr_));  // synchronises: no kernel still uses the old buffer
+    ptr_ = nullptr;
+    cap_ = 0;
+  }
+  const size_t rounded = (bytes + (1u << 20) - 1) / (1u << 20) * (1u << 20);  // whole MiB: fewer regrowths
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, rounded);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw CudaError("cudaMalloc of a " + std::to_string(rounded) + "-byte workspace failed: " + cudaGetErrorString(e));
+  }
+  ptr_ = p;
+  cap_ = rounded;
+  return ptr_;
+}
+
+Workspace& workspace() {
+  static Workspace* w = new Workspace();  // intentionally leaked, see the header
+  return *w;
+}
+
+}  // namespace detail
+}  // namespace simcsepp::cuda

@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+// The simcsepp command line: a thin layer over the library.
+import { parseArgs } from 'node:util'
+import { cudaStatus, numThreads } from './index.js'
+import { benchLosses, lossBenchTable } from './bench/losses.js'
+import type { Device } from './tensor.js'
+
+const usage = `simcsepp: SimCSE++ sentence-embedding training on CUDA and CPU
+
+Usage:
+  simcsepp bench losses [--sizes 64,512,4096,65536] [--dim 768] [--device auto|cpu|cuda|all]
+                        [--seconds 3] [--json]
+      Fused off-dropout InfoNCE (forward + backward) against an unfused path of separate ops.
+  simcsepp info         Build and device information.
+  simcsepp --help
+`
+
+function fail(message: string): never {
+  process.stderr.write(`simcsepp: ${message}\n\n${usage}`)
+  process.exit(2)
+}
+
+function devicesFor(flag: string): Device[] {
+  const cuda = cudaStatus()
+  switch (flag) {
+    case 'cpu': return ['cpu']
+    case 'cuda':
+      if (!cuda.available) fail(`--device cuda: CUDA unavailable (${cuda.reason})`)
+      return ['cuda']
+    case 'all':
+    case 'auto': return cuda.available ? ['cpu', 'cuda'] : ['cpu']
+    default: fail(`--device must be auto, cpu, cuda or all (got ${flag})`)
+  }
+}
+
+function benchCommand(args: string[]) {
+  const [what, ...rest] = args
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      sizes: { type: 'string' },
+      dim: { type: 'string', default: '768' },
+      device: { type: 'string', default: 'auto' },
+      seconds: { type: 'string', default: '3' },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+  })
+  if (what !== 'losses') fail(`unknown benchmark '${what ?? ''}' (available: losses)`)
+  const sizes = (values.sizes ?? '64,512,4096,65536').split(',').map((s) => Number(s.trim()))
+  if (sizes.some((n) => !Number.isInteger(n) || n < 1)) fail(`--sizes must be positive integers (got ${values.sizes})`)
+  const dim = Number(values.dim)
+  if (!Number.isInteger(dim) || dim < 1) fail(`--dim must be a positive integer (got ${values.dim})`)
+  const seconds = Number(values.seconds)
+  if (!(seconds > 0)) fail(`--seconds must be > 0 (got ${values.seconds})`)
+  const log = (line: string) => process.stderr.write(`  ${line}\n`)
+  const rows = benchLosses({ sizes, dim, devices: devicesFor(values.device!), secondsPerCase: seconds, explicitSizes: values.sizes !== undefined, log })
+  const meta = { cpuThreads: numThreads(), cuda: cudaStatus(), date: new Date().toISOString() }
+  if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'losses', ...meta, rows }, null, 2) + '\n')
+  else {
+    process.stdout.write(`\nOff-dropout InfoNCE, forward + backward (median ms), CPU threads: ${meta.cpuThreads}` +
+      `, CUDA: ${meta.cuda.available ? meta.cuda.device : `unavailable (${meta.cuda.reason})`}\n\n`)
+    process.stdout.write(lossBenchTable(rows) + '\n')
+  }
+}
+
+function main(argv: string[]) {
+  const [command, ...rest] = argv
+  switch (command) {
+    case 'bench': return benchCommand(rest)
+    case 'info':
+      process.stdout.write(JSON.stringify({ cpuThreads: numThreads(), cuda: cudaStatus() }, null, 2) + '\n')
+      return
+    case undefined:
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(usage)
+      return
+    default:
+      fail(`unknown command '${command}'`)
+  }
+}
+
+try {
+  main(process.argv.slice(2))
+} catch (e) {
+  process.stderr.write(`simcsepp: ${(e as Error).message}\n`)
+  process.exit(1)
+}

@@ -1,0 +1,18 @@
+// simcsepp: SimCSE++ sentence-embedding training on CUDA and CPU. Public entry point.
+import { addon, type CudaStatus } from './native.js'
+
+export { Tensor, type Device } from './tensor.js'
+export * as losses from './losses.js'
+export type { LossOutput, SimcseOptions, OffDropoutOptions, DclOptions, SimcsePlusPlusOptions } from './losses.js'
+export { dropout, dropoutBackward, type DropoutOptions } from './dropout.js'
+export type { CudaStatus } from './native.js'
+
+/** Whether the CUDA kernels are compiled in and a device can be used, and if not, why. */
+export function cudaStatus(): CudaStatus {
+  return addon.cudaStatus()
+}
+
+/** Threads the CPU backend uses (SIMCSEPP_NUM_THREADS, else the number of cores). */
+export function numThreads(): number {
+  return addon.numThreads()
+}

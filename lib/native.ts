@@ -1,0 +1,80 @@
+// Loads the compiled addon (build/Release/simcsepp.node) and describes its raw interface.
+// Everything here is internal: the public API wraps it with validation and friendlier types.
+import { createRequire } from 'node:module'
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export type DeviceName = 'cpu' | 'cuda'
+
+export interface NativeTensor {
+  readonly shape: number[]
+  readonly device: DeviceName
+  readonly disposed: boolean
+  toFloat32Array(): Float32Array
+  copyFrom(data: Float32Array): void
+  to(device: DeviceName): NativeTensor
+  dispose(): void
+}
+
+export interface CudaStatus {
+  /** The CUDA kernels are compiled into this build. */
+  compiled: boolean
+  /** A CUDA device can be used now. */
+  available: boolean
+  /** Why CUDA is unavailable (no driver, no device, driver too old, not compiled). */
+  reason?: string
+  /** Device 0's name and compute capability, when available. */
+  device?: string
+}
+
+export interface Addon {
+  NativeTensor: new (shape: number[], device: DeviceName) => NativeTensor
+  cudaStatus(): CudaStatus
+  numThreads(): number
+  philox4x32(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number): number[]
+  simcse(z1: NativeTensor, z2: NativeTensor, z3: NativeTensor | null, temperature: number,
+    gz1: NativeTensor, gz2: NativeTensor, gz3: NativeTensor | null, weight: number, accumulate: boolean): number
+  offDropout(z1: NativeTensor, z2: NativeTensor, z0: NativeTensor, temperature: number, posScale: number,
+    gz1: NativeTensor, gz2: NativeTensor, gz0: NativeTensor, weight: number, accumulate: boolean): number
+  dcl(z1: NativeTensor, z2: NativeTensor, temperature: number, gz1: NativeTensor, gz2: NativeTensor,
+    weight: number, accumulate: boolean): number
+  dropout(x: NativeTensor, out: NativeTensor, p: number, seed: number | bigint, offset: number | bigint,
+    keepRows: Uint8Array | null): void
+  offDropoutUnfused(z1: NativeTensor, z2: NativeTensor, z0: NativeTensor, temperature: number, posScale: number,
+    gz1: NativeTensor, gz2: NativeTensor, gz0: NativeTensor): { loss: number; workspaceBytes: number }
+  offDropoutWorkspaceBytes(n: number, d: number): number
+}
+
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..')
+
+function load(): Addon {
+  const candidates = [
+    process.env.SIMCSEPP_ADDON,
+    join(packageRoot, 'build', 'Release', 'simcsepp.node'),
+    join(packageRoot, 'build', 'Debug', 'simcsepp.node'),
+  ].filter((p): p is string => !!p)
+  const require = createRequire(import.meta.url)
+  const errors: string[] = []
+  for (const path of candidates) {
+    if (!existsSync(path)) {
+      errors.push(`${path}: not found`)
+      continue
+    }
+    try {
+      return require(path) as Addon
+    } catch (e) {
+      errors.push(`${path}: ${(e as Error).message}`)
+    }
+  }
+  throw new Error(
+    'simcsepp: the native addon could not be loaded.\n' +
+      errors.map((e) => `  tried ${e}`).join('\n') +
+      '\nPossible solutions:\n' +
+      '  - build it: `npm run build` in the simcsepp package (needs a C++17 compiler; cmake and nvcc are optional)\n' +
+      '  - reinstall after changing Node.js versions (the addon targets Node-API 8, Node >= 18)\n' +
+      '  - set SIMCSEPP_ADDON to the path of a simcsepp.node built for this machine',
+  )
+}
+
+export const addon: Addon = load()

@@ -1,0 +1,51 @@
+// Node-API entry points about the build and the machine: cudaStatus, numThreads, and the raw
+// Philox generator (exposed so tests can check it against the Random123 known-answer vectors).
+#include <napi.h>
+
+#include "../kernels/philox.cuh"
+#include "args.h"
+#include "cpu/parallel.h"
+#include "cuda_api.h"
+#include "register.h"
+
+namespace simcsepp {
+
+namespace {
+
+Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const cuda::Status& s = cuda::status();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("compiled", s.compiled);
+  o.Set("available", s.available);
+  if (!s.available) o.Set("reason", s.reason);
+  if (!s.device.empty()) o.Set("device", s.device);
+  return o;
+}
+
+Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cpu::num_threads()); }
+
+uint32_t arg_u32(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  const uint64_t v = arg_u64(info, i, name);
+  if (v > 0xFFFFFFFFull) throw_arg(info.Env(), std::string("Expected ") + name + " to fit in 32 bits");
+  return static_cast<uint32_t>(v);
+}
+
+// philox4x32(c0, c1, c2, c3, k0, k1) -> [4 uint32]
+Napi::Value Philox(const Napi::CallbackInfo& info) {
+  const Philox4 r = philox4x32_10(arg_u32(info, 0, "c0"), arg_u32(info, 1, "c1"), arg_u32(info, 2, "c2"),
+                                  arg_u32(info, 3, "c3"), arg_u32(info, 4, "k0"), arg_u32(info, 5, "k1"));
+  Napi::Array a = Napi::Array::New(info.Env(), 4);
+  for (uint32_t i = 0; i < 4; ++i) a.Set(i, Napi::Number::New(info.Env(), r.v[i]));
+  return a;
+}
+
+}  // namespace
+
+void register_system(Napi::Env env, Napi::Object exports) {
+  exports.Set("cudaStatus", Napi::Function::New<CudaStatus>(env, "cudaStatus"));
+  exports.Set("numThreads", Napi::Function::New<NumThreads>(env, "numThreads"));
+  exports.Set("philox4x32", Napi::Function::New<Philox>(env, "philox4x32"));
+}
+
+}  // namespace simcsepp

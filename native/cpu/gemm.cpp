@@ -1,0 +1,535 @@
+// Packed, cache-blocked, multi-threaded SGEMM (see gemm.h for the contract).
+//
+// Structure (BLIS / GotoBLAS):
+//   for jc over N in steps of NC            B block   KC x NC  -> packed once, shared (L3)
+//     for pc over K in steps of KC
+//       pack op(B)[pc:pc+kc, jc:jc+nc] into NR-wide column panels        (parallel over panels)
+//       for ic over M in steps of MC        A block   MC x KC  -> packed per thread (L2)
+//         pack op(A)[ic:ic+mc, pc:pc+kc] into MR-tall row panels
+//         for jr over the NR panels of the B block       B micro-panel KC x NR (L1)
+//           for ir over the MR panels of the A block
+//             micro-kernel: MR x NR tile of C += A micro-panel * B micro-panel
+// The ic loop is split across the pool when M is the larger side; otherwise A is packed once
+// and the jr loop is split. Problems below ~64^3 multiply-adds skip packing entirely.
+//
+// Micro-kernels, picked once at run time:
+//   avx512: 12 x 32 (24 zmm accumulators)   x86 with AVX-512F
+//   avx2:    6 x 16 (12 ymm accumulators)   x86 with AVX2 + FMA
+//   generic: 4 x 16 plain C++ that the compiler vectorises for the baseline ISA (SSE2 / NEON)
+// The x86 kernels are compiled with target attributes, so the file builds with plain -O3 and the
+// binary runs on any x86-64.
+#include "gemm.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "parallel.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define SIMCSEPP_GEMM_X86 1
+#include <immintrin.h>
+#else
+#define SIMCSEPP_GEMM_X86 0
+#endif
+
+namespace simcsepp::cpu {
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Thread-local, 64-byte aligned, grow-only scratch buffers.
+
+struct Scratch {
+  float* p = nullptr;
+  size_t cap = 0;  // floats
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() { std::free(p); }
+  float* get(size_t n) {
+    if (n > cap) {
+      std::free(p);
+      const size_t bytes = ((n * sizeof(float) + 4095) / 4096) * 4096;
+      p = static_cast<float*>(std::aligned_alloc(4096, bytes));
+      if (!p) std::abort();
+      cap = bytes / sizeof(float);
+    }
+    return p;
+  }
+};
+
+thread_local Scratch t_pack_a;  // MC x KC block of A (per thread)
+thread_local Scratch t_pack_b;  // KC x NC block of B (per calling thread, shared with the pool)
+
+// ---------------------------------------------------------------------------------------------
+// Operand views.
+
+struct MatA {  // op(A)(i, k)
+  const float* p;
+  int64_t ld;
+  bool trans;
+};
+struct MatB {  // op(B)(k, j)
+  const float* p;
+  int64_t ld;
+  bool trans;
+};
+
+// Packs op(A)[i0:i0+mc, k0:k0+kc] as ceil(mc/MR) panels, each kc x MR (k-major), zero-padded.
+template <int MR>
+void pack_a(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
+  for (int64_t ir = 0; ir < mc; ir += MR) {
+    const int64_t mr = std::min<int64_t>(MR, mc - ir);
+    float* d = dst + ir * kc;
+    if (A.trans) {  // stored [K, M]: MR consecutive floats per k
+      const float* s = A.p + k0 * A.ld + i0 + ir;
+      if (mr == MR) {
+        for (int64_t k = 0; k < kc; ++k) {
+          for (int r = 0; r < MR; ++r) d[k * MR + r] = s[k * A.ld + r];
+        }
+      } else {
+        for (int64_t k = 0; k < kc; ++k) {
+          int r = 0;
+          for (; r < mr; ++r) d[k * MR + r] = s[k * A.ld + r];
+          for (; r < MR; ++r) d[k * MR + r] = 0.0f;
+        }
+      }
+    } else {  // stored [M, K]: rows are contiguous in k
+      const float* s = A.p + (i0 + ir) * A.ld + k0;
+      if (mr == MR) {
+        const float* rows[MR];
+        for (int r = 0; r < MR; ++r) rows[r] = s + r * A.ld;
+        for (int64_t k = 0; k < kc; ++k) {
+          for (int r = 0; r < MR; ++r) d[k * MR + r] = rows[r][k];
+        }
+      } else {
+        for (int64_t k = 0; k < kc; ++k) {
+          int r = 0;
+          for (; r < mr; ++r) d[k * MR + r] = s[r * A.ld + k];
+          for (; r < MR; ++r) d[k * MR + r] = 0.0f;
+        }
+      }
+    }
+  }
+}
+
+// Packs the NR-wide column panel j0:j0+nr of op(B)[k0:k0+kc, :] as kc x NR (k-major), zero-padded.
+template <int NR>
+void pack_b_panel(const MatB& B, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* d) {
+  if (!B.trans) {  // stored [K, N]: NR consecutive floats per k
+    const float* s = B.p + k0 * B.ld + j0;
+    if (nr == NR) {
+      for (int64_t k = 0; k < kc; ++k) std::memcpy(d + k * NR, s + k * B.ld, NR * sizeof(float));
+    } else {
+      for (int64_t k = 0; k < kc; ++k) {
+        int64_t c = 0;
+        for (; c < nr; ++c) d[k * NR + c] = s[k * B.ld + c];
+        for (; c < NR; ++c) d[k * NR + c] = 0.0f;
+      }
+    }
+  } else {  // stored [N, K]: column j of op(B) is row j of B, contiguous in k
+    const float* s = B.p + j0 * B.ld + k0;
+    constexpr int64_t KB = 64;  // k-blocking keeps the NR source streams and the panel in L1
+    for (int64_t kb = 0; kb < kc; kb += KB) {
+      const int64_t ke = std::min(kc, kb + KB);
+      int64_t c = 0;
+      for (; c < nr; ++c) {
+        const float* sc = s + c * B.ld;
+        for (int64_t k = kb; k < ke; ++k) d[k * NR + c] = sc[k];
+      }
+      for (; c < NR; ++c) {
+        for (int64_t k = kb; k < ke; ++k) d[k * NR + c] = 0.0f;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Micro-kernels: C[MR x NR] (row stride ldc) = alpha * sum_k a[k*MR + r] * b[k*NR + c] + beta * C,
+// with beta == 0 meaning "do not read C". a is the packed A micro-panel, b the packed B one
+// (64-byte aligned).
+
+using UkrFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                       float alpha, float beta);
+
+template <int MR, int NR>
+void ukr_generic(int64_t kc, const float* __restrict a, const float* __restrict b,
+                 float* __restrict c, int64_t ldc, float alpha, float beta) {
+  float acc[MR][NR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int r = 0; r < MR; ++r) {
+      const float ar = a[r];
+      for (int j = 0; j < NR; ++j) acc[r][j] += ar * b[j];
+    }
+    a += MR;
+    b += NR;
+  }
+  for (int r = 0; r < MR; ++r) {
+    float* cr = c + r * ldc;
+    if (beta == 0.0f) {
+      for (int j = 0; j < NR; ++j) cr[j] = alpha * acc[r][j];
+    } else {
+      for (int j = 0; j < NR; ++j) cr[j] = alpha * acc[r][j] + beta * cr[j];
+    }
+  }
+}
+
+#if SIMCSEPP_GEMM_X86
+
+__attribute__((target("avx2,fma"))) void ukr_avx2_6x16(int64_t kc, const float* __restrict a,
+                                                       const float* __restrict b,
+                                                       float* __restrict c, int64_t ldc,
+                                                       float alpha, float beta) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  for (int r = 0; r < 6; ++r) _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+  for (int r = 0; r < 6; ++r)
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T0);
+
+#define SIMCSEPP_AVX2_STEP(OFFA, OFFB)                            \
+  {                                                               \
+    const __m256 b0 = _mm256_load_ps(b + (OFFB));                 \
+    const __m256 b1 = _mm256_load_ps(b + (OFFB) + 8);             \
+    __m256 av = _mm256_broadcast_ss(a + (OFFA) + 0);              \
+    c00 = _mm256_fmadd_ps(av, b0, c00);                           \
+    c01 = _mm256_fmadd_ps(av, b1, c01);                           \
+    av = _mm256_broadcast_ss(a + (OFFA) + 1);                     \
+    c10 = _mm256_fmadd_ps(av, b0, c10);                           \
+    c11 = _mm256_fmadd_ps(av, b1, c11);                           \
+    av = _mm256_broadcast_ss(a + (OFFA) + 2);                     \
+    c20 = _mm256_fmadd_ps(av, b0, c20);                           \
+    c21 = _mm256_fmadd_ps(av, b1, c21);                           \
+    av = _mm256_broadcast_ss(a + (OFFA) + 3);                     \
+    c30 = _mm256_fmadd_ps(av, b0, c30);                           \
+    c31 = _mm256_fmadd_ps(av, b1, c31);                           \
+    av = _mm256_broadcast_ss(a + (OFFA) + 4);                     \
+    c40 = _mm256_fmadd_ps(av, b0, c40);                           \
+    c41 = _mm256_fmadd_ps(av, b1, c41);                           \
+    av = _mm256_broadcast_ss(a + (OFFA) + 5);                     \
+    c50 = _mm256_fmadd_ps(av, b0, c50);                           \
+    c51 = _mm256_fmadd_ps(av, b1, c51);                           \
+  }
+
+  int64_t k = 0;
+  for (; k + 4 <= kc; k += 4) {
+    _mm_prefetch(reinterpret_cast<const char*>(a + 96), _MM_HINT_T0);
+    SIMCSEPP_AVX2_STEP(0, 0)
+    SIMCSEPP_AVX2_STEP(6, 16)
+    SIMCSEPP_AVX2_STEP(12, 32)
+    SIMCSEPP_AVX2_STEP(18, 48)
+    a += 24;
+    b += 64;
+  }
+  for (; k < kc; ++k) {
+    SIMCSEPP_AVX2_STEP(0, 0)
+    a += 6;
+    b += 16;
+  }
+#undef SIMCSEPP_AVX2_STEP
+
+  const __m256 va = _mm256_set1_ps(alpha);
+  const __m256 vb = _mm256_set1_ps(beta);
+  auto store = [&](float* cr, __m256 x0, __m256 x1) __attribute__((target("avx2,fma"))) {
+    if (beta == 0.0f) {
+      _mm256_storeu_ps(cr, _mm256_mul_ps(va, x0));
+      _mm256_storeu_ps(cr + 8, _mm256_mul_ps(va, x1));
+    } else {
+      _mm256_storeu_ps(cr, _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr), _mm256_mul_ps(va, x0)));
+      _mm256_storeu_ps(cr + 8,
+                       _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr + 8), _mm256_mul_ps(va, x1)));
+    }
+  };
+  store(c + 0 * ldc, c00, c01);
+  store(c + 1 * ldc, c10, c11);
+  store(c + 2 * ldc, c20, c21);
+  store(c + 3 * ldc, c30, c31);
+  store(c + 4 * ldc, c40, c41);
+  store(c + 5 * ldc, c50, c51);
+}
+
+// 12 x 32 with AVX-512F: 24 zmm accumulators, 2 B loads and 12 broadcasts per k.
+__attribute__((target("avx512f"))) void ukr_avx512_12x32(int64_t kc, const float* __restrict a,
+                                                         const float* __restrict b,
+                                                         float* __restrict c, int64_t ldc,
+                                                         float alpha, float beta) {
+  constexpr int MR = 12;
+  __m512 acc0[MR], acc1[MR];
+  for (int r = 0; r < MR; ++r) {
+    acc0[r] = _mm512_setzero_ps();
+    acc1[r] = _mm512_setzero_ps();
+  }
+  for (int r = 0; r < MR; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 31), _MM_HINT_T0);
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_load_ps(b);
+    const __m512 b1 = _mm512_load_ps(b + 16);
+    _mm_prefetch(reinterpret_cast<const char*>(a + 8 * MR), _MM_HINT_T0);
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r]);
+      acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+      acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+    }
+    a += MR;
+    b += 32;
+  }
+  const __m512 va = _mm512_set1_ps(alpha);
+  const __m512 vb = _mm512_set1_ps(beta);
+  if (beta == 0.0f) {
+    for (int r = 0; r < MR; ++r) {
+      _mm512_storeu_ps(c + r * ldc, _mm512_mul_ps(va, acc0[r]));
+      _mm512_storeu_ps(c + r * ldc + 16, _mm512_mul_ps(va, acc1[r]));
+    }
+  } else {
+    for (int r = 0; r < MR; ++r) {
+      float* cr = c + r * ldc;
+      _mm512_storeu_ps(cr, _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr), _mm512_mul_ps(va, acc0[r])));
+      _mm512_storeu_ps(cr + 16,
+                       _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16), _mm512_mul_ps(va, acc1[r])));
+    }
+  }
+}
+
+#endif  // SIMCSEPP_GEMM_X86
+
+// ---------------------------------------------------------------------------------------------
+// Kernel descriptors.
+
+struct Kernel {
+  const char* name;
+  int mr, nr;
+  int64_t mc, kc, nc;  // cache blocking (mc multiple of mr, nc multiple of nr)
+  UkrFn ukr;
+  void (*pack_a)(const MatA&, int64_t, int64_t, int64_t, int64_t, float*);
+  void (*pack_b_panel)(const MatB&, int64_t, int64_t, int64_t, int64_t, float*);
+};
+
+const Kernel kGeneric = {"generic", 4, 16, 128, 256, 4096,
+                         &ukr_generic<4, 16>, &pack_a<4>, &pack_b_panel<16>};
+#if SIMCSEPP_GEMM_X86
+const Kernel kAvx2 = {"avx2", 6, 16, 144, 256, 4096,
+                      &ukr_avx2_6x16, &pack_a<6>, &pack_b_panel<16>};
+const Kernel kAvx512 = {"avx512", 12, 32, 144, 256, 4096,
+                        &ukr_avx512_12x32, &pack_a<12>, &pack_b_panel<32>};
+#endif
+
+bool cpu_has(const char* name) {
+  if (std::strcmp(name, "generic") == 0) return true;
+#if SIMCSEPP_GEMM_X86
+  __builtin_cpu_init();
+  if (std::strcmp(name, "avx2") == 0)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (std::strcmp(name, "avx512") == 0) return __builtin_cpu_supports("avx512f");
+#endif
+  return false;
+}
+
+const Kernel* kernel_by_name(const char* name) {
+  if (!name || !cpu_has(name)) return nullptr;
+  if (std::strcmp(name, "generic") == 0) return &kGeneric;
+#if SIMCSEPP_GEMM_X86
+  if (std::strcmp(name, "avx2") == 0) return &kAvx2;
+  if (std::strcmp(name, "avx512") == 0) return &kAvx512;
+#endif
+  return nullptr;
+}
+
+const Kernel* detect_kernel() {
+  if (const Kernel* k = kernel_by_name(std::getenv("SIMCSEPP_GEMM_KERNEL"))) return k;
+#if SIMCSEPP_GEMM_X86
+  if (cpu_has("avx512")) return &kAvx512;
+  if (cpu_has("avx2")) return &kAvx2;
+#endif
+  return &kGeneric;
+}
+
+std::atomic<const Kernel*> g_forced{nullptr};
+
+const Kernel& kernel() {
+  static Kernel tuned[3];
+  const Kernel* f = g_forced.load(std::memory_order_acquire);
+  static const Kernel* k = detect_kernel();
+  const Kernel* base = f ? f : k;
+  int idx = base == &kGeneric ? 0 : (std::strcmp(base->name, "avx2") == 0 ? 1 : 2);
+  tuned[idx] = *base;
+  if (const char* e = std::getenv("TUNE_MC")) tuned[idx].mc = std::atoll(e);
+  if (const char* e = std::getenv("TUNE_KC")) tuned[idx].kc = std::atoll(e);
+  if (const char* e = std::getenv("TUNE_NC")) tuned[idx].nc = std::atoll(e);
+  return tuned[idx];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+// C[m x n] = beta * C (beta == 0 overwrites).
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  if (beta == 1.0f) return;
+  for (int64_t i = 0; i < M; ++i) {
+    float* c = C + i * ldc;
+    if (beta == 0.0f) {
+      std::fill(c, c + N, 0.0f);
+    } else {
+      for (int64_t j = 0; j < N; ++j) c[j] *= beta;
+    }
+  }
+}
+
+// Unpacked path for small problems: row by row, vectorisable inner loops.
+void sgemm_small(const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, float alpha,
+                 float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    float* __restrict c = C + i * ldc;
+    if (!B.trans) {
+      scale_c(1, N, beta, c, ldc);
+      for (int64_t k = 0; k < K; ++k) {
+        const float aik = alpha * (A.trans ? A.p[k * A.ld + i] : A.p[i * A.ld + k]);
+        const float* __restrict b = B.p + k * B.ld;
+        for (int64_t j = 0; j < N; ++j) c[j] += aik * b[j];
+      }
+    } else {
+      const float* arow = A.trans ? nullptr : A.p + i * A.ld;
+      for (int64_t j = 0; j < N; ++j) {
+        const float* __restrict b = B.p + j * B.ld;
+        float s = 0.0f;
+        if (arow) {
+          for (int64_t k = 0; k < K; ++k) s += arow[k] * b[k];
+        } else {
+          for (int64_t k = 0; k < K; ++k) s += A.p[k * A.ld + i] * b[k];
+        }
+        c[j] = beta == 0.0f ? alpha * s : alpha * s + beta * c[j];
+      }
+    }
+  }
+}
+
+// Runs the micro-kernel over the MR x NR tiles of a packed mc x kc A block and the B panels
+// [jp0, jp1) of a packed kc x nc B block; C points at the block's top-left element.
+void macro_kernel(const Kernel& kr, int64_t mc, int64_t nc, int64_t kc, const float* pa,
+                  const float* pb, int64_t jp0, int64_t jp1, float alpha, float beta, float* C,
+                  int64_t ldc) {
+  const int MR = kr.mr, NR = kr.nr;
+  alignas(64) float tmp[16 * 32];  // largest MR x NR
+  for (int64_t jp = jp0; jp < jp1; ++jp) {
+    const int64_t j = jp * NR;
+    const int64_t nr = std::min<int64_t>(NR, nc - j);
+    const float* b = pb + j * kc;
+    for (int64_t i = 0; i < mc; i += MR) {
+      const int64_t mr = std::min<int64_t>(MR, mc - i);
+      const float* a = pa + i * kc;
+      float* c = C + i * ldc + j;
+      if (mr == MR && nr == NR) {
+        kr.ukr(kc, a, b, c, ldc, alpha, beta);
+      } else {
+        kr.ukr(kc, a, b, tmp, NR, 1.0f, 0.0f);
+        for (int64_t r = 0; r < mr; ++r) {
+          float* cr = c + r * ldc;
+          const float* t = tmp + r * NR;
+          if (beta == 0.0f) {
+            for (int64_t q = 0; q < nr; ++q) cr[q] = alpha * t[q];
+          } else {
+            for (int64_t q = 0; q < nr; ++q) cr[q] = alpha * t[q] + beta * cr[q];
+          }
+        }
+      }
+    }
+  }
+}
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64_t N,
+                  int64_t K, float alpha, float beta, float* C, int64_t ldc) {
+  const int64_t MR = kr.mr, NR = kr.nr;
+  const int64_t threads = num_threads();
+  const int64_t KC = std::min<int64_t>(kr.kc, K);
+  const int64_t NC = std::min<int64_t>(kr.nc, round_up(N, NR));
+
+  // Split M into blocks; with several threads, make the block count a multiple of the thread
+  // count so the last round is not half idle.
+  int64_t MC = std::min<int64_t>(kr.mc, round_up(M, MR));
+  int64_t mblocks = (M + MC - 1) / MC;
+  const bool split_m = threads > 1 && (M >= N || mblocks >= 2 * threads);
+  if (split_m && mblocks % threads != 0) {
+    const int64_t want = round_up(mblocks, threads);
+    MC = std::max<int64_t>(MR, round_up((M + want - 1) / want, MR));
+    mblocks = (M + MC - 1) / MC;
+  }
+
+  float* pb = t_pack_b.get(static_cast<size_t>(KC) * NC);
+  for (int64_t jc = 0; jc < N; jc += NC) {
+    const int64_t nc = std::min(NC, N - jc);
+    const int64_t npanels = (nc + NR - 1) / NR;
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
+      const float beta_k = pc == 0 ? beta : 1.0f;
+
+      parallel_for(npanels, 8, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+          const int64_t j = p * NR;
+          kr.pack_b_panel(B, pc, kc, jc + j, std::min(NR, nc - j), pb + j * kc);
+        }
+      });
+
+      if (split_m) {
+        parallel_for(mblocks, 1, [&](int64_t b0, int64_t b1) {
+          float* pa = t_pack_a.get(static_cast<size_t>(MC) * kc);
+          for (int64_t blk = b0; blk < b1; ++blk) {
+            const int64_t ic = blk * MC;
+            const int64_t mc = std::min(MC, M - ic);
+            kr.pack_a(A, ic, mc, pc, kc, pa);
+            macro_kernel(kr, mc, nc, kc, pa, pb, 0, npanels, alpha, beta_k, C + ic * ldc + jc,
+                         ldc);
+          }
+        });
+      } else {
+        float* pa = t_pack_a.get(static_cast<size_t>(MC) * kc);
+        for (int64_t ic = 0; ic < M; ic += MC) {
+          const int64_t mc = std::min(MC, M - ic);
+          kr.pack_a(A, ic, mc, pc, kc, pa);
+          // Panel chunks sized to ~MC columns of work keep claiming overhead low.
+          const int64_t grain = std::max<int64_t>(1, 64 / NR);
+          parallel_for(npanels, grain, [&](int64_t p0, int64_t p1) {
+            macro_kernel(kr, mc, nc, kc, pa, pb, p0, p1, alpha, beta_k, C + ic * ldc + jc, ldc);
+          });
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const char* sgemm_kernel_name() { return kernel().name; }
+
+bool sgemm_force_kernel(const char* name) {
+  const Kernel* k = kernel_by_name(name);
+  if (!k) return false;
+  g_forced.store(k, std::memory_order_release);
+  return true;
+}
+
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) {
+    scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  const MatA a{A, lda, transA};
+  const MatB b{B, ldb, transB};
+  if (M * N * K <= int64_t{64} * 64 * 64) {
+    sgemm_small(a, b, M, N, K, alpha, beta, C, ldc);
+    return;
+  }
+  sgemm_packed(kernel(), a, b, M, N, K, alpha, beta, C, ldc);
+}
+
+}  // namespace simcsepp::cpu

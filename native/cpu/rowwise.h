@@ -1,0 +1,43 @@
+// Small row-wise helpers shared by the CPU loss ops.
+#pragma once
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+
+#include "../backend.h"
+#include "parallel.h"
+
+namespace simcsepp::cpu {
+
+// Dot product with independent partial sums (vectorisable without -ffast-math).
+inline float dot(const float* a, const float* b, int64_t d) {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t k = 0;
+  for (; k + 8 <= d; k += 8)
+    for (int l = 0; l < 8; ++l) s[l] += a[k + l] * b[k + l];
+  float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  for (; k < d; ++k) t += a[k] * b[k];
+  return t;
+}
+
+// rinv[i] = 1 / max(|z_i|, kNormEps) for rows of z [n, d]; returns false if z holds NaN or Inf.
+inline bool inverse_norms(const float* z, int64_t n, int64_t d, float* rinv) {
+  std::atomic<bool> finite{true};
+  parallel_for(n, 64, [&](int64_t b, int64_t e) {
+    bool ok = true;
+    for (int64_t i = b; i < e; ++i) {
+      const float* row = z + i * d;
+      double s = 0.0;
+      for (int64_t k = 0; k < d; ++k) {
+        if (!std::isfinite(row[k])) ok = false;
+        s += static_cast<double>(row[k]) * row[k];
+      }
+      rinv[i] = static_cast<float>(1.0 / std::max(std::sqrt(s), static_cast<double>(kNormEps)));
+    }
+    if (!ok) finite.store(false);
+  });
+  return finite.load();
+}
+
+}  // namespace simcsepp::cpu

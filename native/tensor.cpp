@@ -1,0 +1,221 @@
+// NativeTensor storage and its JS methods (see tensor.h).
+#include "tensor.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include "addon_data.h"
+#include "args.h"
+#include "cuda_api.h"
+
+namespace simcsepp {
+
+const char* device_name(Device d) { return d == Device::kCpu ? "cpu" : "cuda"; }
+
+Storage::Storage(size_t n, Device dev) : bytes(n), device(dev) {
+  if (bytes == 0) return;
+  if (device == Device::kCpu) {
+    // 64-byte alignment for vector loads; zeroed so no caller ever reads stale memory.
+    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!p) throw std::bad_alloc();
+    std::memset(p, 0, bytes);
+    data = static_cast<float*>(p);
+  } else {
+    data = static_cast<float*>(cuda::malloc_device(bytes));
+    try {
+      cuda::memset_device(data, 0, bytes);
+    } catch (...) {
+      cuda::free_device(data);
+      throw;
+    }
+  }
+}
+
+Storage::~Storage() {
+  if (!data) return;
+  if (device == Device::kCpu) std::free(data);
+  else cuda::free_device(data);
+}
+
+Napi::Function NativeTensor::Define(Napi::Env env) {
+  return DefineClass(env, "NativeTensor",
+                     {
+                         InstanceAccessor<&NativeTensor::GetShape>("shape"),
+                         InstanceAccessor<&NativeTensor::GetDevice>("device"),
+                         InstanceAccessor<&NativeTensor::GetDisposed>("disposed"),
+                         InstanceMethod<&NativeTensor::ToFloat32Array>("toFloat32Array"),
+                         InstanceMethod<&NativeTensor::CopyFrom>("copyFrom"),
+                         InstanceMethod<&NativeTensor::To>("to"),
+                         InstanceMethod<&NativeTensor::Dispose>("dispose"),
+                         InstanceMethod<&NativeTensor::View>("view"),
+                         InstanceMethod<&NativeTensor::Fill>("fill"),
+                     });
+}
+
+// new NativeTensor(shape: number[], device: 'cpu' | 'cuda'): zero-filled.
+NativeTensor::NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTensor>(info) {
+  const auto shape = arg_shape(info, 0, "shape");
+  const Device device = arg_device(info, 1, "device");
+  guarded(info.Env(), [&] {
+    allocate(shape, device);
+    return info.Env().Undefined();
+  });
+}
+
+NativeTensor::~NativeTensor() { release(); }
+
+void NativeTensor::allocate(const std::vector<int64_t>& shape, Device device) {
+  shape_ = shape;
+  device_ = device;
+  numel_ = 1;
+  for (int64_t s : shape) numel_ *= s;
+  const size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
+  storage_ = std::make_shared<Storage>(bytes, device);
+  // Device memory is reported too: a leak of either is equally fatal for a long training run and
+  // only GC pressure frees abandoned tensors.
+  reported_bytes_ = static_cast<int64_t>(bytes);
+  if (reported_bytes_) Napi::MemoryManagement::AdjustExternalMemory(Env(), reported_bytes_);
+}
+
+void NativeTensor::release() {
+  storage_.reset();
+  if (reported_bytes_) {
+    Napi::MemoryManagement::AdjustExternalMemory(Env(), -reported_bytes_);
+    reported_bytes_ = 0;
+  }
+  disposed_ = true;
+}
+
+Napi::Object NativeTensor::Create(Napi::Env env, const std::vector<int64_t>& shape, Device device) {
+  Napi::Array s = Napi::Array::New(env, shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) s.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(shape[i])));
+  return addon_data(env).tensorConstructor.New({s, Napi::String::New(env, device_name(device))});
+}
+
+bool NativeTensor::IsInstance(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsObject()) return false;
+  return v.As<Napi::Object>().InstanceOf(addon_data(env).tensorConstructor.Value());
+}
+
+std::string NativeTensor::shape_string() const {
+  std::string s = "[";
+  for (size_t i = 0; i < shape_.size(); ++i) s += (i ? ", " : "") + std::to_string(shape_[i]);
+  return s + "]";
+}
+
+Napi::Value NativeTensor::GetShape(const Napi::CallbackInfo& info) {
+  Napi::Array s = Napi::Array::New(info.Env(), shape_.size());
+  for (size_t i = 0; i < shape_.size(); ++i) s.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), static_cast<double>(shape_[i])));
+  return s;
+}
+
+Napi::Value NativeTensor::GetDevice(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), device_name(device_));
+}
+
+Napi::Value NativeTensor::GetDisposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), disposed_);
+}
+
+Napi::Value NativeTensor::ToFloat32Array(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (disposed_) throw_arg(env, "tensor: this tensor was disposed");
+  return guarded(env, [&]() -> Napi::Value {
+    auto out = Napi::Float32Array::New(env, static_cast<size_t>(numel_));
+    const size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
+    if (bytes == 0) return out;
+    if (device_ == Device::kCpu) std::memcpy(out.Data(), data(), bytes);
+    else cuda::copy_to_host(out.Data(), data(), bytes);
+    return out;
+  });
+}
+
+// copyFrom(data: Float32Array): fills this tensor from host memory (length must match).
+Napi::Value NativeTensor::CopyFrom(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (disposed_) throw_arg(env, "tensor: this tensor was disposed");
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw_arg(env, "Expected data to be a Float32Array but received " + describe(info[0]));
+  auto src = info[0].As<Napi::Float32Array>();
+  if (static_cast<int64_t>(src.ElementLength()) != numel_)
+    throw_arg(env, "Expected data to hold " + std::to_string(numel_) + " elements (shape " + shape_string() +
+                       ") but it holds " + std::to_string(src.ElementLength()));
+  return guarded(env, [&]() -> Napi::Value {
+    const size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
+    if (bytes == 0) return env.Undefined();
+    if (device_ == Device::kCpu) std::memcpy(data(), src.Data(), bytes);
+    else cuda::copy_to_device(data(), src.Data(), bytes);
+    return env.Undefined();
+  });
+}
+
+// to(device): a copy on the given device (always a new tensor, so ownership stays simple).
+Napi::Value NativeTensor::To(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (disposed_) throw_arg(env, "tensor: this tensor was disposed");
+  const Device target = arg_device(info, 0, "device");
+  return guarded(env, [&]() -> Napi::Value {
+    Napi::Object out = Create(env, shape_, target);
+    NativeTensor* t = Unwrap(out);
+    const size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
+    if (bytes == 0) return out;
+    if (device_ == Device::kCpu && target == Device::kCpu) std::memcpy(t->data(), data(), bytes);
+    else if (device_ == Device::kCpu) cuda::copy_to_device(t->data(), data(), bytes);
+    else if (target == Device::kCpu) cuda::copy_to_host(t->data(), data(), bytes);
+    else cuda::copy_device_to_device(t->data(), data(), bytes);
+    return out;
+  });
+}
+
+Napi::Value NativeTensor::Dispose(const Napi::CallbackInfo& info) {
+  release();
+  return info.Env().Undefined();
+}
+
+// view(offset, shape): a tensor sharing this one's storage, `offset` floats from this tensor's
+// start. Views keep the storage alive; disposing a view frees nothing its parent still uses.
+Napi::Value NativeTensor::View(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (disposed_) throw_arg(env, "tensor: this tensor was disposed");
+  const double off = arg_number(info, 0, "offset");
+  const auto shape = arg_shape(info, 1, "shape");
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  if (off < 0 || off != static_cast<double>(static_cast<int64_t>(off)) || static_cast<int64_t>(off) + n > numel_)
+    throw Napi::RangeError::New(env, "Expected view offset " + std::to_string(static_cast<int64_t>(off)) + " + " +
+                                         std::to_string(n) + " elements to lie within the tensor's " +
+                                         std::to_string(numel_));
+  return guarded(env, [&]() -> Napi::Value {
+    Napi::Object out = Create(env, {0}, device_);
+    NativeTensor* t = Unwrap(out);
+    t->storage_ = storage_;
+    t->offset_ = offset_ + static_cast<int64_t>(off);
+    t->shape_ = shape;
+    t->numel_ = n;
+    return out;
+  });
+}
+
+// fill(value): sets every element (zeroing gradients and moments between steps).
+Napi::Value NativeTensor::Fill(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (disposed_) throw_arg(env, "tensor: this tensor was disposed");
+  const float v = static_cast<float>(arg_number(info, 0, "value"));
+  return guarded(env, [&]() -> Napi::Value {
+    if (numel_ == 0) return env.Undefined();
+    if (device_ == Device::kCpu) {
+      std::fill(data(), data() + numel_, v);
+    } else if (v == 0.0f) {
+      cuda::memset_device(data(), 0, static_cast<size_t>(numel_) * sizeof(float));
+    } else {
+      std::vector<float> host(static_cast<size_t>(numel_), v);
+      cuda::copy_to_device(data(), host.data(), host.size() * sizeof(float));
+    }
+    return env.Undefined();
+  });
+}
+
+}  // namespace simcsepp

@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+// Builds the native addon into build/Release/simcsepp.node (run by `npm install`).
+//
+// With cmake on PATH: cmake-js and CMakeLists.txt, compiling the CUDA kernels when nvcc is found.
+// Without cmake: node-gyp and binding.gyp (CPU backend only).
+// Environment: SIMCSEPP_NO_CUDA=1 skips CUDA; SIMCSEPP_WERROR=1 makes warnings in our code errors.
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import { dirname, join } from 'node:path'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const require = createRequire(import.meta.url)
+const jobs = String(availableParallelism())
+
+function run(cmd, args, env = {}) {
+  console.log(`simcsepp: ${cmd} ${args.join(' ')}`)
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } })
+  if (r.error) throw r.error
+  return r.status ?? 1
+}
+
+function has(cmd) {
+  return spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0
+}
+
+let status
+if (has('cmake')) {
+  const cmakeJs = join(dirname(require.resolve('cmake-js/package.json')), 'bin', 'cmake-js')
+  const args = [cmakeJs, 'build', '--parallel', jobs, '--log-level', 'warn']
+  if (process.env.SIMCSEPP_NO_CUDA === '1') args.push('--CDSIMCSEPP_WITH_CUDA=OFF')
+  if (process.env.SIMCSEPP_WERROR === '1') args.push('--CDSIMCSEPP_WERROR=ON')
+  status = run(process.execPath, args, { CMAKE_BUILD_PARALLEL_LEVEL: jobs })
+} else {
+  console.log('simcsepp: cmake not found; building the CPU backend with node-gyp (no CUDA)')
+  const gyp = process.env.npm_config_node_gyp
+  status = gyp && existsSync(gyp)
+    ? run(process.execPath, [gyp, 'rebuild', '-j', jobs])
+    : run('npx', ['--yes', 'node-gyp', 'rebuild', '-j', jobs])
+}
+if (status !== 0) {
+  console.error('simcsepp: building the native addon failed (see the compiler output above).')
+  process.exit(status)
+}

@@ -1,0 +1,72 @@
+// CUDA against the CPU reference, op by op (ggml's test-backend-ops idea): normalised error per op.
+// Skipped, with the reason printed, when CUDA is not compiled in or no device is usable.
+// SIMCSEPP_TEST_LARGE=1 adds N = 65,536 at D = 128 and 768 (minutes of CPU time for the reference).
+import t from 'tap'
+import { Tensor, cudaStatus, dropout, losses } from 'simcsepp'
+import { randn, relErr } from './helpers/reference.js'
+
+const status = cudaStatus()
+const skip = status.available ? false : `CUDA unavailable: ${status.reason}`
+if (skip) console.log(`# skipping CUDA tests: ${skip}`)
+
+const large = process.env.SIMCSEPP_TEST_LARGE === '1'
+const shapes: [number, number][] = []
+for (const n of [1, 7, 64, 1000, 4096, 65536])
+  for (const d of [1, 128, 768]) {
+    if (n === 65536 && d > 1 && !large) continue
+    shapes.push([n, d])
+  }
+
+// Normalised error ‖cuda − cpu‖/‖cpu‖ with a floor for gradients that vanish exactly (D = 1, N = 1).
+function compare(t: Tap, what: string, cuda: Tensor, cpu: Tensor, tol: number) {
+  const a = cuda.toFloat32Array(), b = cpu.toFloat32Array()
+  const floor = Math.max(1e-6, ...Array.from(b, Math.abs).slice(0, 1))
+  const err = relErr(a, b, floor)
+  t.ok(err < tol && a.every(Number.isFinite), `${what}: normalised error ${err.toExponential(2)}`)
+}
+type Tap = typeof t
+
+t.test('losses: CUDA equals CPU', { skip }, async (t) => {
+  for (const [n, d] of shapes) {
+    const base = randn(n * d, n + d)
+    const views = [1, 2, 3].map((k) => {
+      const noise = randn(n * d, n * 7 + d + k, 0.5)
+      return base.map((v, i) => v + noise[i])
+    })
+    const cpu = views.map((v) => Tensor.from(v, [n, d]))
+    const gpu = cpu.map((x) => x.to('cuda'))
+    const cases: [string, (z: Tensor[]) => ReturnType<typeof losses.dcl>][] = [
+      ['simcse', (z) => losses.simcse(z[0], z[1])],
+      ['simcse+hard', (z) => losses.simcse(z[0], z[1], { hardNegatives: z[2] })],
+      ['offDropout', (z) => losses.offDropout(z[0], z[1], z[2], { posScale: 0.9 })],
+      ['dcl', (z) => losses.dcl(z[0], z[1])],
+      ['simcse++', (z) => losses.simcsePlusPlus(z[0], z[1], z[2])],
+    ]
+    for (const [name, f] of cases) {
+      const a = f(gpu), b = f(cpu)
+      t.ok(Math.abs(a.loss - b.loss) <= 1e-4 * Math.max(1, Math.abs(b.loss)), `${name} N=${n} D=${d}: loss ${a.loss} vs ${b.loss}`)
+      for (const k of Object.keys(b.grads) as (keyof typeof b.grads)[]) {
+        t.equal(a.grads[k]!.device, 'cuda', `${name} gradient ${k} stays on the GPU`)
+        compare(t, `${name} N=${n} D=${d} d${k}`, a.grads[k]!, b.grads[k]!, 1e-3)
+      }
+    }
+  }
+})
+
+t.test('dropout: CUDA draws the same mask as the CPU, bit for bit', { skip }, async (t) => {
+  for (const [rows, cols] of [[1, 1], [7, 33], [3 * 64, 768], [1000, 129]]) {
+    const x = randn(rows * cols, rows)
+    const keepRows = Uint8Array.from({ length: rows }, (_, r) => (r % 3 === 2 ? 0 : 1))
+    const opts = { p: 0.1, seed: 12345678901n, offset: 5, keepRows }
+    const a = dropout(Tensor.from(x, [rows, cols], 'cuda'), opts).toFloat32Array()
+    const b = dropout(Tensor.from(x, [rows, cols]), opts).toFloat32Array()
+    t.same(new Uint32Array(a.buffer), new Uint32Array(b.buffer), `[${rows}, ${cols}]`)
+  }
+})
+
+t.test('tensors move between devices exactly', { skip }, async (t) => {
+  const x = randn(1000, 1)
+  const back = Tensor.from(x, [10, 100]).to('cuda').to('cpu').toFloat32Array()
+  t.same(new Uint32Array(back.buffer), new Uint32Array(x.buffer))
+  t.throws(() => losses.simcse(Tensor.from(x, [10, 100]), Tensor.from(x, [10, 100], 'cuda')), /z2.*device/)
+})
