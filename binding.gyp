@@ -16,7 +16,9 @@
         "native/cpu/gemm.cpp",
         "native/cpu/infonce.cpp",
         "native/cpu/dcl.cpp",
-        "native/cpu/dropout.cpp"
+        "native/cpu/dropout.cpp",
+        "native/bind_ops.cpp",
+        "native/cpu/bert_ops.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native", "kernels"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -16,3 +16,9 @@ export function cudaStatus(): CudaStatus {
 export function numThreads(): number {
   return addon.numThreads()
 }
+
+export { BertModel, type BatchInput, type ModelOptions, type TrainForwardOptions, type Pooling } from './model/bert.js'
+export { Tokenizer, type EncodedBatch, type EncodeOptions } from './tokenizer.js'
+export { AdamW, clipGradNorm, linearSchedule, type AdamWOptions } from './optim/adamw.js'
+export { namedConfig, parseHfConfig, toHfConfig, readHfConfig, type BertConfig, type NamedConfig } from './bert-config.js'
+export { readSafetensors, writeSafetensors, parseSafetensors } from './safetensors.js'

@@ -15,6 +15,9 @@ export interface NativeTensor {
   copyFrom(data: Float32Array): void
   to(device: DeviceName): NativeTensor
   dispose(): void
+  view(offset: number, shape: number[]): NativeTensor
+  fill(value: number): void
+  copyTensor(src: NativeTensor): void
 }
 
 export interface CudaStatus {
@@ -44,6 +47,38 @@ export interface Addon {
   offDropoutUnfused(z1: NativeTensor, z2: NativeTensor, z0: NativeTensor, temperature: number, posScale: number,
     gz1: NativeTensor, gz2: NativeTensor, gz0: NativeTensor): { loss: number; workspaceBytes: number }
   offDropoutWorkspaceBytes(n: number, d: number): number
+  // BERT encoder ops (native/bind_ops.cpp; CPU only for now). Outputs first; see lib/ops.ts.
+  embeddingForward(out: NativeTensor, ids: Int32Array, posIds: Int32Array, typeIds: Int32Array,
+    word: NativeTensor, pos: NativeTensor, type: NativeTensor): void
+  embeddingBackward(dword: NativeTensor, dpos: NativeTensor, dtype: NativeTensor, dout: NativeTensor,
+    ids: Int32Array, posIds: Int32Array, typeIds: Int32Array): void
+  layerNormForward(out: NativeTensor, mean: NativeTensor, rstd: NativeTensor, inp: NativeTensor,
+    weight: NativeTensor, bias: NativeTensor, eps: number): void
+  layerNormBackward(dinp: NativeTensor, dweight: NativeTensor, dbias: NativeTensor, dout: NativeTensor,
+    inp: NativeTensor, weight: NativeTensor, mean: NativeTensor, rstd: NativeTensor): void
+  linearForward(out: NativeTensor, inp: NativeTensor, weight: NativeTensor, bias: NativeTensor | null): void
+  linearBackward(dinp: NativeTensor | null, dweight: NativeTensor, dbias: NativeTensor | null, dout: NativeTensor,
+    inp: NativeTensor, weight: NativeTensor, accumulateInput: boolean): void
+  geluForward(out: NativeTensor, inp: NativeTensor): void
+  geluBackward(dinp: NativeTensor, inp: NativeTensor, dout: NativeTensor): void
+  tanhForward(out: NativeTensor, inp: NativeTensor): void
+  tanhBackward(dinp: NativeTensor, out: NativeTensor, dout: NativeTensor): void
+  add(out: NativeTensor, a: NativeTensor, b: NativeTensor): void
+  addInplace(dst: NativeTensor, src: NativeTensor): void
+  scaleInplace(x: NativeTensor, s: number): void
+  attentionForward(ctx: NativeTensor, probs: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor,
+    mask: Int32Array, numHeads: number, p: number, seed: number | bigint, offset: number | bigint,
+    keepRows: Uint8Array | null): void
+  attentionBackward(dq: NativeTensor, dk: NativeTensor, dv: NativeTensor, dctx: NativeTensor, q: NativeTensor,
+    k: NativeTensor, v: NativeTensor, probs: NativeTensor, mask: Int32Array, numHeads: number, p: number,
+    seed: number | bigint, offset: number | bigint, keepRows: Uint8Array | null): void
+  poolClsForward(out: NativeTensor, hidden: NativeTensor): void
+  poolClsBackward(dhidden: NativeTensor, dout: NativeTensor, accumulate: boolean): void
+  poolMeanForward(out: NativeTensor, hidden: NativeTensor, mask: Int32Array): void
+  poolMeanBackward(dhidden: NativeTensor, dout: NativeTensor, mask: Int32Array, accumulate: boolean): void
+  adamwStep(params: NativeTensor, grads: NativeTensor, m: NativeTensor, v: NativeTensor, lr: number, beta1: number,
+    beta2: number, eps: number, weightDecay: number, step: number): void
+  gradSumSquares(g: NativeTensor): number
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..')

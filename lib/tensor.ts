@@ -60,6 +60,25 @@ export class Tensor {
     return new Tensor(handles.get(this)!.to(device))
   }
 
+  /** A tensor sharing this one's memory: `shape` elements starting `offset` elements in. */
+  view(offset: number, shape: number[]): Tensor {
+    return new Tensor(handles.get(this)!.view(offset, shape))
+  }
+
+  /** Sets every element to `value`. */
+  fill(value: number): this {
+    handles.get(this)!.fill(value)
+    return this
+  }
+
+  /** Copies host data or another tensor (any device) into this tensor; element counts must match. */
+  copyFrom(data: Float32Array | Tensor): this {
+    if (data instanceof Tensor) handles.get(this)!.copyTensor(nativeOf(data, 'src'))
+    else if (data instanceof Float32Array) handles.get(this)!.copyFrom(data)
+    else throw new TypeError(`Expected data to be a Float32Array or a Tensor but received ${describe(data)}`)
+    return this
+  }
+
   /** Frees the memory now; the finalizer would otherwise free it when the tensor is collected. */
   dispose(): void {
     handles.get(this)!.dispose()

@@ -52,6 +52,7 @@ Napi::Function NativeTensor::Define(Napi::Env env) {
                          InstanceMethod<&NativeTensor::Dispose>("dispose"),
                          InstanceMethod<&NativeTensor::View>("view"),
                          InstanceMethod<&NativeTensor::Fill>("fill"),
+                         InstanceMethod<&NativeTensor::CopyTensor>("copyTensor"),
                      });
 }
 
@@ -196,6 +197,24 @@ Napi::Value NativeTensor::View(const Napi::CallbackInfo& info) {
     t->shape_ = shape;
     t->numel_ = n;
     return out;
+  });
+}
+
+// copyTensor(src): copies another tensor of the same element count (any devices) into this one.
+Napi::Value NativeTensor::CopyTensor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (disposed_) throw_arg(env, "tensor: this tensor was disposed");
+  NativeTensor* src = arg_tensor(info, 0, "src");
+  if (src->numel() != numel_)
+    throw_arg(env, "Expected src to hold " + std::to_string(numel_) + " elements but it holds " + std::to_string(src->numel()));
+  return guarded(env, [&]() -> Napi::Value {
+    const size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
+    if (bytes == 0 || src->data() == data()) return env.Undefined();
+    if (device_ == Device::kCpu && src->device() == Device::kCpu) std::memmove(data(), src->data(), bytes);
+    else if (device_ == Device::kCpu) cuda::copy_to_host(data(), src->data(), bytes);
+    else if (src->device() == Device::kCpu) cuda::copy_to_device(data(), src->data(), bytes);
+    else cuda::copy_device_to_device(data(), src->data(), bytes);
+    return env.Undefined();
   });
 }
 

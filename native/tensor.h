@@ -60,6 +60,7 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value View(const Napi::CallbackInfo& info);
   Napi::Value Fill(const Napi::CallbackInfo& info);
+  Napi::Value CopyTensor(const Napi::CallbackInfo& info);
 
   std::vector<int64_t> shape_;
   int64_t numel_ = 0;

@@ -15,7 +15,7 @@
 // Micro-kernels, picked once at run time:
 //   avx512: 12 x 32 (24 zmm accumulators)   x86 with AVX-512F
 //   avx2:    6 x 16 (12 ymm accumulators)   x86 with AVX2 + FMA
-//   generic: 4 x 16 plain C++ that the compiler vectorises for the baseline ISA (SSE2 / NEON)
+//   generic:  4 x 8  portable C++ (GCC vector extensions: SSE2 on x86-64, NEON on AArch64)
 // The x86 kernels are compiled with target attributes, so the file builds with plain -O3 and the
 // binary runs on any x86-64.
 #include "gemm.h"
@@ -154,27 +154,65 @@ void pack_b_panel(const MatB& B, int64_t k0, int64_t kc, int64_t j0, int64_t nr,
 using UkrFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                        float alpha, float beta);
 
-template <int MR, int NR>
-void ukr_generic(int64_t kc, const float* __restrict a, const float* __restrict b,
-                 float* __restrict c, int64_t ldc, float alpha, float beta) {
-  float acc[MR][NR] = {};
+#if defined(__GNUC__)
+// 4 x 8 with GCC/Clang vector extensions (SSE2 on baseline x86-64, NEON on AArch64): 8 vector
+// accumulators, 2 B vectors and a broadcast fit the 16 registers of SSE2.
+typedef float v4f __attribute__((vector_size(16)));
+
+inline v4f load_v4(const float* p) {
+  v4f v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+void ukr_generic_4x8(int64_t kc, const float* __restrict a, const float* __restrict b,
+                     float* __restrict c, int64_t ldc, float alpha, float beta) {
+  v4f c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {}, c30 = {}, c31 = {};
   for (int64_t k = 0; k < kc; ++k) {
-    for (int r = 0; r < MR; ++r) {
-      const float ar = a[r];
-      for (int j = 0; j < NR; ++j) acc[r][j] += ar * b[j];
-    }
-    a += MR;
-    b += NR;
+    const v4f b0 = load_v4(b), b1 = load_v4(b + 4);
+    v4f av = v4f{} + a[0];
+    c00 += av * b0;
+    c01 += av * b1;
+    av = v4f{} + a[1];
+    c10 += av * b0;
+    c11 += av * b1;
+    av = v4f{} + a[2];
+    c20 += av * b0;
+    c21 += av * b1;
+    av = v4f{} + a[3];
+    c30 += av * b0;
+    c31 += av * b1;
+    a += 4;
+    b += 8;
   }
-  for (int r = 0; r < MR; ++r) {
+  const v4f acc[4][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
+  for (int r = 0; r < 4; ++r) {
     float* cr = c + r * ldc;
-    if (beta == 0.0f) {
-      for (int j = 0; j < NR; ++j) cr[j] = alpha * acc[r][j];
-    } else {
-      for (int j = 0; j < NR; ++j) cr[j] = alpha * acc[r][j] + beta * cr[j];
+    for (int h = 0; h < 2; ++h) {
+      v4f x = acc[r][h] * alpha;
+      if (beta != 0.0f) x += load_v4(cr + 4 * h) * beta;
+      std::memcpy(cr + 4 * h, &x, sizeof x);
     }
   }
 }
+#else
+void ukr_generic_4x8(int64_t kc, const float* __restrict a, const float* __restrict b,
+                     float* __restrict c, int64_t ldc, float alpha, float beta) {
+  float acc[4][8] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int r = 0; r < 4; ++r) {
+      for (int j = 0; j < 8; ++j) acc[r][j] += a[r] * b[j];
+    }
+    a += 4;
+    b += 8;
+  }
+  for (int r = 0; r < 4; ++r) {
+    float* cr = c + r * ldc;
+    for (int j = 0; j < 8; ++j)
+      cr[j] = beta == 0.0f ? alpha * acc[r][j] : alpha * acc[r][j] + beta * cr[j];
+  }
+}
+#endif
 
 #if SIMCSEPP_GEMM_X86
 
@@ -312,12 +350,12 @@ struct Kernel {
   void (*pack_b_panel)(const MatB&, int64_t, int64_t, int64_t, int64_t, float*);
 };
 
-const Kernel kGeneric = {"generic", 4, 16, 128, 256, 4096,
-                         &ukr_generic<4, 16>, &pack_a<4>, &pack_b_panel<16>};
+const Kernel kGeneric = {"generic", 4, 8, 192, 256, 4096,
+                         &ukr_generic_4x8, &pack_a<4>, &pack_b_panel<8>};
 #if SIMCSEPP_GEMM_X86
-const Kernel kAvx2 = {"avx2", 6, 16, 144, 256, 4096,
+const Kernel kAvx2 = {"avx2", 6, 16, 288, 384, 4096,
                       &ukr_avx2_6x16, &pack_a<6>, &pack_b_panel<16>};
-const Kernel kAvx512 = {"avx512", 12, 32, 144, 256, 4096,
+const Kernel kAvx512 = {"avx512", 12, 32, 288, 384, 4096,
                         &ukr_avx512_12x32, &pack_a<12>, &pack_b_panel<32>};
 #endif
 
@@ -354,16 +392,9 @@ const Kernel* detect_kernel() {
 std::atomic<const Kernel*> g_forced{nullptr};
 
 const Kernel& kernel() {
-  static Kernel tuned[3];
-  const Kernel* f = g_forced.load(std::memory_order_acquire);
+  if (const Kernel* f = g_forced.load(std::memory_order_acquire)) return *f;
   static const Kernel* k = detect_kernel();
-  const Kernel* base = f ? f : k;
-  int idx = base == &kGeneric ? 0 : (std::strcmp(base->name, "avx2") == 0 ? 1 : 2);
-  tuned[idx] = *base;
-  if (const char* e = std::getenv("TUNE_MC")) tuned[idx].mc = std::atoll(e);
-  if (const char* e = std::getenv("TUNE_KC")) tuned[idx].kc = std::atoll(e);
-  if (const char* e = std::getenv("TUNE_NC")) tuned[idx].nc = std::atoll(e);
-  return tuned[idx];
+  return *k;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -449,19 +480,19 @@ void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int
                   int64_t K, float alpha, float beta, float* C, int64_t ldc) {
   const int64_t MR = kr.mr, NR = kr.nr;
   const int64_t threads = num_threads();
-  const int64_t KC = std::min<int64_t>(kr.kc, K);
+  // Equal-depth K blocks (a multiple of 8 where possible) avoid a thin last block.
+  const int64_t kblocks = (K + kr.kc - 1) / kr.kc;
+  const int64_t KC = std::min<int64_t>(kr.kc, round_up((K + kblocks - 1) / kblocks, 8));
   const int64_t NC = std::min<int64_t>(kr.nc, round_up(N, NR));
 
-  // Split M into blocks; with several threads, make the block count a multiple of the thread
-  // count so the last round is not half idle.
+  // Split M into blocks of (nearly) equal height; with several threads, make the block count a
+  // multiple of the thread count so no thread gets an extra block at the end.
   int64_t MC = std::min<int64_t>(kr.mc, round_up(M, MR));
   int64_t mblocks = (M + MC - 1) / MC;
   const bool split_m = threads > 1 && (M >= N || mblocks >= 2 * threads);
-  if (split_m && mblocks % threads != 0) {
-    const int64_t want = round_up(mblocks, threads);
-    MC = std::max<int64_t>(MR, round_up((M + want - 1) / want, MR));
-    mblocks = (M + MC - 1) / MC;
-  }
+  if (split_m) mblocks = round_up(mblocks, threads);
+  MC = std::max<int64_t>(MR, round_up((M + mblocks - 1) / mblocks, MR));
+  mblocks = (M + MC - 1) / MC;
 
   float* pb = t_pack_b.get(static_cast<size_t>(KC) * NC);
   for (int64_t jc = 0; jc < N; jc += NC) {

@@ -20,6 +20,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cpu/blas_ref.h"
@@ -204,6 +205,37 @@ int check(const std::vector<std::string>& kernels, bool quick) {
   return failures;
 }
 
+// sgemm from several std::threads at once and from inside parallel_for chunks (nested: serial).
+int check_concurrent() {
+  int failures = 0;
+  const int64_t M = 300, N = 260, K = 500;
+  std::vector<Case> cs;
+  for (int t = 0; t < 4; ++t)
+    cs.push_back(Case{bool(t & 1), bool(t & 2), M, N, K, 1.0f, 0.0f, 3, true});
+  std::vector<Operands> os;
+  for (const Case& c : cs) os.push_back(make_operands(c));
+  std::vector<double> errs(8, 0.0);
+  std::vector<std::thread> ths;
+  for (int t = 0; t < 4; ++t) {
+    ths.emplace_back([&, t] {
+      for (int rep = 0; rep < 20; ++rep) errs[t] = std::max(errs[t], run_case(cs[t], os[t]));
+    });
+  }
+  for (auto& th : ths) th.join();
+  simcsepp::cpu::parallel_for(4, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t)
+      for (int rep = 0; rep < 5; ++rep) errs[4 + t] = std::max(errs[4 + t], run_case(cs[t], os[t]));
+  });
+  for (size_t i = 0; i < errs.size(); ++i) {
+    if (!(errs[i] < 1e-5)) {
+      ++failures;
+      std::printf("FAIL concurrent case %zu rel_err=%g\n", i, errs[i]);
+    }
+  }
+  std::printf("concurrency (4 std::threads, nested in parallel_for): %d failures\n", failures);
+  return failures;
+}
+
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -254,12 +286,15 @@ void bench(int reps, bool have_blas) {
               sgemm(op.ta, op.tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(), N);
             return flops / (now_s() - t0) * 1e-9;
           };
-          time_one(false);  // warm-up
-          if (have_blas) time_one(true);
+          // Not interleaved: OpenBLAS's idle workers spin for a while after each call and would
+          // steal a core from ours. Ours runs first, after a pause that lets them go to sleep.
           std::vector<double> ours, ref;
-          for (int r = 0; r < reps; ++r) {  // interleaved so noise hits both alike
-            ours.push_back(time_one(false));
-            if (have_blas) ref.push_back(time_one(true));
+          std::this_thread::sleep_for(std::chrono::milliseconds(500));
+          time_one(false);  // warm-up
+          for (int r = 0; r < reps; ++r) ours.push_back(time_one(false));
+          if (have_blas) {
+            time_one(true);
+            for (int r = 0; r < reps; ++r) ref.push_back(time_one(true));
           }
           const double go = median(ours);
           if (have_blas) {
@@ -335,6 +370,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> ks = available_kernels();
     if (kernel) ks = {kernel};
     failures = check(ks, quick);
+    sgemm_force_kernel(default_kernel.c_str());
+    failures += check_concurrent();
   }
   if (do_bench) {
     const std::string k = kernel ? kernel : default_kernel;

@@ -1,0 +1,346 @@
+// BertModel: a BERT/RoBERTa encoder whose math runs in the native ops (lib/ops.ts) and whose
+// parameters live in one flat buffer (layout.ts). TypeScript only orchestrates the op sequence.
+//
+// Eval:      model.forward(batch) -> last hidden states [B, T, H] (a new tensor)
+// Training:  model.trainForward(batch, { seed, step, keepRows }) -> z [B, H] (a view, valid until
+//            the next call), model.trainBackward(dz) accumulates into model.grads.
+// Dropout sites (HF BertModel): after the embeddings' LayerNorm, on attention probabilities, and on
+// the attention-output and FFN-output projections before their residual LayerNorm. Each site of each
+// step gets its own Philox offset, so masks are a pure function of (seed, step, site, element).
+import { mkdir, rename, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { namedConfig, parseHfConfig, positionOffset, readHfConfig, toHfConfig, type BertConfig, type NamedConfig } from '../bert-config.js'
+import { matchCheckpoint, parameterSpecs } from '../bert-names.js'
+import { readSafetensors, writeSafetensors } from '../safetensors.js'
+import { Tensor, type Device } from '../tensor.js'
+import * as ops from '../ops.js'
+import { ActivationArena, type Activations } from './activations.js'
+import { initialiseParameters } from './init.js'
+import { MLP_BIAS, MLP_WEIGHT, paramLayout, type ParamLayout } from './layout.js'
+
+export interface BatchInput {
+  /** Token ids, row-major [B, T]. */
+  inputIds: Int32Array
+  /** 1 for real tokens, 0 for padding; default all ones. */
+  attentionMask?: Int32Array
+  /** Segment ids; default all zeros. */
+  tokenTypeIds?: Int32Array
+  shape: [number, number] | number[]
+}
+
+export interface ModelOptions {
+  device?: Device
+  /** Add the SimCSE training head (z = tanh(W·h_CLS + b)); it is never saved. Default false. */
+  mlp?: boolean
+  /** Seed for the initialisation of anything the checkpoint lacks (and of create()). Default 0. */
+  seed?: number
+}
+
+export type Pooling = 'cls' | 'mean'
+
+export interface TrainForwardOptions {
+  /** Dropout seed of the run. */
+  seed: number | bigint
+  /** Training step: with the site index it selects the Philox stream of every dropout site. */
+  step: number
+  /** Per-row dropout switch (length B): 0 runs that sentence without any dropout. */
+  keepRows?: Uint8Array
+  /** Sentence vector before the MLP head. Default 'cls'. */
+  pooling?: Pooling
+  /** Apply the MLP head (requires a model built with mlp: true). Default: whether it has one. */
+  mlp?: boolean
+}
+
+interface Saved {
+  batch: Required<Omit<BatchInput, 'shape'>> & { positionIds: Int32Array }
+  acts: Activations
+  options: Required<Omit<TrainForwardOptions, 'keepRows'>> & { keepRows: Uint8Array | null }
+}
+
+export class BertModel {
+  readonly params: Tensor
+  private gradBuffer: Tensor | null = null
+  private readonly views = new Map<string, Tensor>()
+  private readonly gradViews = new Map<string, Tensor>()
+  private readonly arena: ActivationArena
+  private saved: Saved | null = null
+
+  private constructor(readonly config: BertConfig, readonly layout: ParamLayout, readonly device: Device, flat: Float32Array) {
+    this.params = Tensor.from(flat, [layout.total], device)
+    for (const e of layout.entries) this.views.set(e.name, this.params.view(e.offset, e.shape))
+    this.arena = new ActivationArena(config, device)
+  }
+
+  /** A randomly initialised model (transformers' initialisation) from a config or a named size. */
+  static create(config: BertConfig | NamedConfig, options: ModelOptions = {}): BertModel {
+    const c = typeof config === 'string' ? namedConfig(config) : parseHfConfig(toHfConfig(config))
+    const layout = paramLayout(c, { mlp: options.mlp })
+    const flat = new Float32Array(layout.total)
+    initialiseParameters(flat, layout, c, options.seed ?? 0)
+    return new BertModel(c, layout, options.device ?? 'cpu', flat)
+  }
+
+  /** Loads a Hugging Face directory: config.json and model.safetensors (BertModel or RobertaModel names). */
+  static async load(dir: string, options: ModelOptions = {}): Promise<BertModel> {
+    const config = await readHfConfig(dir)
+    const file = join(dir, 'model.safetensors')
+    if (!existsSync(file)) {
+      const bin = existsSync(join(dir, 'pytorch_model.bin')) ? ' (only pytorch_model.bin is there: convert it to safetensors)' : ''
+      throw new Error(`${dir}: no model.safetensors${bin}`)
+    }
+    const tensors = await readSafetensors(file)
+    const layout = paramLayout(config, { mlp: options.mlp })
+    const match = matchCheckpoint(parameterSpecs(config), tensors, { modelType: config.modelType, allowMissingPooler: true, source: file })
+    const flat = new Float32Array(layout.total)
+    initialiseParameters(flat, layout, config, options.seed ?? 0) // for what the checkpoint lacks
+    for (const [ours, theirs] of match.mapping) {
+      const e = layout.byName.get(ours)!
+      flat.set(tensors.get(theirs)!.data, e.offset)
+    }
+    if (options.mlp) {
+      // A resumed training checkpoint may carry the head under our names.
+      for (const name of [MLP_WEIGHT, MLP_BIAS]) {
+        const t = tensors.get(name), e = layout.byName.get(name)!
+        if (t && t.data.length === e.size) flat.set(t.data, e.offset)
+      }
+    }
+    return new BertModel(config, layout, options.device ?? 'cpu', flat)
+  }
+
+  /** Writes config.json and model.safetensors (transformers' names; no training head). */
+  async save(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true })
+    const flat = this.params.toFloat32Array()
+    const out = new Map<string, { shape: number[]; data: Float32Array }>()
+    for (const e of this.layout.entries) if (e.saved) out.set(e.name, { shape: e.shape, data: flat.subarray(e.offset, e.offset + e.size) })
+    await writeSafetensors(join(dir, 'model.safetensors'), out)
+    const tmp = join(dir, `config.json.tmp-${process.pid}`)
+    await writeFile(tmp, JSON.stringify(toHfConfig(this.config), null, 2) + '\n')
+    await rename(tmp, join(dir, 'config.json'))
+  }
+
+  /** The tensor of one parameter (a view into `params`). */
+  param(name: string): Tensor {
+    const t = this.views.get(name)
+    if (!t) throw new Error(`BertModel: no parameter named ${name}`)
+    return t
+  }
+
+  /** Gradients, same layout as `params` (allocated on first use). */
+  get grads(): Tensor {
+    if (!this.gradBuffer) {
+      this.gradBuffer = Tensor.zeros([this.layout.total], this.device)
+      for (const e of this.layout.entries) this.gradViews.set(e.name, this.gradBuffer.view(e.offset, e.shape))
+    }
+    return this.gradBuffer
+  }
+
+  zeroGrad(): void {
+    this.grads.fill(0)
+  }
+
+  /** Last hidden states [B, T, H] in eval mode (no dropout), as a new tensor. */
+  forward(batch: BatchInput): Tensor {
+    const { acts } = this.run(batch, null)
+    const out = acts.layers.length ? acts.layers[acts.layers.length - 1].h2 : acts.embOut
+    const [B, T] = batch.shape
+    return out.view(0, [B, T, this.config.hiddenSize]).to(this.device)
+  }
+
+  /** Sentence vectors [B, H] in eval mode: CLS (before any MLP head) or the mean over real tokens. */
+  embed(batch: BatchInput, pooling: Pooling = 'cls'): Tensor {
+    const { acts, input } = this.run(batch, null)
+    this.pool(acts, input.attentionMask, pooling)
+    return acts.pooled.to(this.device)
+  }
+
+  /** Training-mode forward with dropout; returns z [B, H] (a view valid until the next call). */
+  trainForward(batch: BatchInput, options: TrainForwardOptions): Tensor {
+    const mlp = options.mlp ?? this.layout.byName.has(MLP_WEIGHT)
+    if (mlp && !this.layout.byName.has(MLP_WEIGHT)) throw new Error('trainForward: this model has no MLP head (create or load it with mlp: true)')
+    if (!Number.isSafeInteger(options.step) || options.step < 0) throw new TypeError(`trainForward: step must be a non-negative integer, got ${options.step}`)
+    const [B] = batch.shape
+    if (options.keepRows && options.keepRows.length !== B) throw new RangeError(`trainForward: keepRows has ${options.keepRows.length} entries for ${B} rows`)
+    const opts = { seed: options.seed, step: options.step, keepRows: options.keepRows ?? null, pooling: options.pooling ?? 'cls', mlp }
+    const { acts, input } = this.run(batch, opts)
+    this.pool(acts, input.attentionMask, opts.pooling)
+    if (mlp) {
+      ops.linearForward(acts.z, acts.pooled, this.param(MLP_WEIGHT), this.param(MLP_BIAS))
+      ops.tanhForward(acts.z, acts.z)
+    }
+    this.saved = { batch: input, acts, options: opts }
+    return mlp ? acts.z : acts.pooled
+  }
+
+  /** Back-propagates dL/dz [B, H] of the last trainForward into `grads` (accumulating). */
+  trainBackward(dz: Tensor): void {
+    const s = this.saved
+    if (!s) throw new Error('trainBackward: call trainForward first')
+    this.saved = null
+    const { acts, batch, options } = s
+    const c = this.config, L = c.numHiddenLayers
+    void this.grads // allocates the gradient buffer and its views on first use
+    const g = (name: string) => this.gradViews.get(name)!
+    let dPooled = dz
+    if (options.mlp) {
+      ops.tanhBackward(acts.gPooled, acts.z, dz)
+      ops.linearBackward(acts.gTmp.view(0, [acts.B, c.hiddenSize]), g(MLP_WEIGHT), g(MLP_BIAS), acts.gPooled, acts.pooled, this.param(MLP_WEIGHT), false)
+      dPooled = acts.gTmp.view(0, [acts.B, c.hiddenSize])
+    }
+    const hidden3 = (t: Tensor) => t.view(0, [acts.B, acts.T, c.hiddenSize])
+    if (options.pooling === 'cls') ops.poolClsBackward(hidden3(acts.gH), dPooled, false)
+    else ops.poolMeanBackward(hidden3(acts.gH), dPooled, batch.attentionMask, false)
+
+    for (let l = L - 1; l >= 0; l--) {
+      const a = acts.layers[l]
+      const p = (n: string) => this.param(`encoder.layer.${l}.${n}`)
+      const gp = (n: string) => g(`encoder.layer.${l}.${n}`)
+      const x = l === 0 ? acts.embOut : acts.layers[l - 1].h2
+      // Output LayerNorm, FFN-output dropout, output.dense, GELU, intermediate.dense.
+      ops.layerNormBackward(acts.gRes, gp('output.LayerNorm.weight'), gp('output.LayerNorm.bias'), acts.gH, a.res2, p('output.LayerNorm.weight'), a.mean2, a.rstd2)
+      this.dropoutBackward(acts.gTmp, acts.gRes, options, this.site(l, 2), c.hiddenDropoutProb, acts.B)
+      ops.linearBackward(acts.gI, gp('output.dense.weight'), gp('output.dense.bias'), acts.gTmp, a.interAct, p('output.dense.weight'), false)
+      ops.geluBackward(acts.gI2, a.inter, acts.gI)
+      ops.linearBackward(acts.gH, gp('intermediate.dense.weight'), gp('intermediate.dense.bias'), acts.gI2, a.h1, p('intermediate.dense.weight'), false)
+      ops.addInplace(acts.gH, acts.gRes) // residual around the FFN
+      // Attention-output LayerNorm, its dropout, output.dense, attention, the q/k/v projections.
+      ops.layerNormBackward(acts.gRes, gp('attention.output.LayerNorm.weight'), gp('attention.output.LayerNorm.bias'), acts.gH, a.res1, p('attention.output.LayerNorm.weight'), a.mean1, a.rstd1)
+      this.dropoutBackward(acts.gTmp, acts.gRes, options, this.site(l, 1), c.hiddenDropoutProb, acts.B)
+      ops.linearBackward(acts.gCtx.view(0, [acts.B * acts.T, c.hiddenSize]), gp('attention.output.dense.weight'), gp('attention.output.dense.bias'), acts.gTmp, a.ctx, p('attention.output.dense.weight'), false)
+      ops.attentionBackward(acts.gQ, acts.gK, acts.gV, acts.gCtx, a.q, a.k, a.v, a.probs, batch.attentionMask, c.numAttentionHeads,
+        this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb))
+      const flat = (t: Tensor) => t.view(0, [acts.B * acts.T, c.hiddenSize])
+      ops.linearBackward(acts.gH, gp('attention.self.query.weight'), gp('attention.self.query.bias'), flat(acts.gQ), x, p('attention.self.query.weight'), false)
+      ops.linearBackward(acts.gH, gp('attention.self.key.weight'), gp('attention.self.key.bias'), flat(acts.gK), x, p('attention.self.key.weight'), true)
+      ops.linearBackward(acts.gH, gp('attention.self.value.weight'), gp('attention.self.value.bias'), flat(acts.gV), x, p('attention.self.value.weight'), true)
+      ops.addInplace(acts.gH, acts.gRes) // residual around attention
+    }
+    // Embeddings: dropout, LayerNorm, the three tables.
+    this.dropoutBackward(acts.gTmp, acts.gH, options, 0, c.hiddenDropoutProb, acts.B)
+    ops.layerNormBackward(acts.gRes, g('embeddings.LayerNorm.weight'), g('embeddings.LayerNorm.bias'), acts.gTmp, acts.embSum, this.param('embeddings.LayerNorm.weight'), acts.embMean, acts.embRstd)
+    ops.embeddingBackward(g('embeddings.word_embeddings.weight'), g('embeddings.position_embeddings.weight'), g('embeddings.token_type_embeddings.weight'),
+      acts.gRes, batch.inputIds, batch.positionIds, batch.tokenTypeIds)
+  }
+
+  /** Frees native memory (parameters, gradients, activations). */
+  dispose(): void {
+    this.arena.dispose()
+    this.gradBuffer?.dispose()
+    this.params.dispose()
+  }
+
+  // Dropout site index: 0 for the embeddings, then (attention probs, attention output, FFN output) per layer.
+  private site(layer: number, which: 0 | 1 | 2): number {
+    return 1 + 3 * layer + which
+  }
+
+  private dropoutOptions(o: Saved['options'] | null, site: number, p: number): ops.DropoutSite | null {
+    if (!o || p === 0) return null
+    const sites = 1 + 3 * this.config.numHiddenLayers
+    return { p, seed: o.seed, offset: BigInt(o.step) * BigInt(sites) + BigInt(site), keepRows: o.keepRows }
+  }
+
+  // In-place dropout on t viewed as [B, rows/B ...] so keepRows applies per sentence.
+  private dropoutForward(t: Tensor, o: Saved['options'] | null, site: number, p: number, B: number): void {
+    const d = this.dropoutOptions(o, site, p)
+    if (!d) return
+    const rows = t.view(0, [B, t.numel / B])
+    ops.dropout(rows, rows, d)
+  }
+
+  private dropoutBackward(out: Tensor, grad: Tensor, o: Saved['options'], site: number, p: number, B: number): void {
+    const d = this.dropoutOptions(o, site, p)
+    const dst = out.view(0, [B, out.numel / B]), src = grad.view(0, [B, grad.numel / B])
+    if (!d) dst.copyFrom(src)
+    else ops.dropout(src, dst, d)
+  }
+
+  private pool(acts: Activations, mask: Int32Array, pooling: Pooling) {
+    const last = acts.layers.length ? acts.layers[acts.layers.length - 1].h2 : acts.embOut
+    const hidden = last.view(0, [acts.B, acts.T, this.config.hiddenSize])
+    if (pooling === 'cls') ops.poolClsForward(acts.pooled, hidden)
+    else if (pooling === 'mean') ops.poolMeanForward(acts.pooled, hidden, mask)
+    else throw new TypeError(`pooling must be 'cls' or 'mean', got ${String(pooling)}`)
+  }
+
+  private checkBatch(batch: BatchInput): Saved['batch'] {
+    const c = this.config
+    if (!batch || typeof batch !== 'object') throw new TypeError('Expected batch to be { inputIds, attentionMask?, tokenTypeIds?, shape: [B, T] }')
+    const { shape } = batch
+    if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((v) => Number.isSafeInteger(v) && v >= 1)) {
+      throw new TypeError(`Expected batch.shape to be [B, T] with B, T >= 1 but received ${JSON.stringify(shape)}`)
+    }
+    const [B, T] = shape
+    const n = B * T
+    const ints = (name: string, v: unknown, fallback: number): Int32Array => {
+      if (v === undefined) return new Int32Array(n).fill(fallback)
+      if (!(v instanceof Int32Array)) throw new TypeError(`Expected batch.${name} to be an Int32Array`)
+      if (v.length !== n) throw new RangeError(`Expected batch.${name} to hold B*T = ${n} entries but it holds ${v.length}`)
+      return v
+    }
+    const inputIds = ints('inputIds', batch.inputIds, -1)
+    if (batch.inputIds === undefined) throw new TypeError('batch.inputIds is required')
+    const attentionMask = ints('attentionMask', batch.attentionMask, 1)
+    const tokenTypeIds = ints('tokenTypeIds', batch.tokenTypeIds, 0)
+    for (let i = 0; i < n; i++) {
+      if (inputIds[i] < 0 || inputIds[i] >= c.vocabSize) throw new RangeError(`batch.inputIds[${i}] = ${inputIds[i]} is outside the vocabulary [0, ${c.vocabSize})`)
+      if (tokenTypeIds[i] < 0 || tokenTypeIds[i] >= c.typeVocabSize) throw new RangeError(`batch.tokenTypeIds[${i}] = ${tokenTypeIds[i]} is outside [0, ${c.typeVocabSize})`)
+      if (attentionMask[i] !== 0 && attentionMask[i] !== 1) throw new RangeError(`batch.attentionMask[${i}] must be 0 or 1`)
+    }
+    const positionIds = this.positions(inputIds, B, T)
+    return { inputIds, attentionMask, tokenTypeIds, positionIds }
+  }
+
+  // BERT: 0..T-1. RoBERTa (transformers' create_position_ids_from_input_ids): padding tokens get
+  // padding_idx, real tokens padding_idx + 1 + their index among the real tokens.
+  private positions(ids: Int32Array, B: number, T: number): Int32Array {
+    const c = this.config
+    const out = new Int32Array(B * T)
+    const off = positionOffset(c)
+    for (let b = 0; b < B; b++) {
+      let count = 0
+      for (let t = 0; t < T; t++) {
+        const i = b * T + t
+        if (c.modelType === 'roberta') out[i] = ids[i] === c.padTokenId ? c.padTokenId : off + count++
+        else out[i] = t
+        if (out[i] >= c.maxPositionEmbeddings) throw new RangeError(`sequence length ${T} exceeds the model's ${c.maxPositionEmbeddings} positions`)
+      }
+    }
+    return out
+  }
+
+  private run(batch: BatchInput, options: Saved['options'] | null): { acts: Activations; input: Saved['batch'] } {
+    const input = this.checkBatch(batch)
+    const [B, T] = batch.shape
+    const c = this.config, H = c.hiddenSize
+    const acts = this.arena.acquire(B, T, options !== null)
+    const p = (n: string) => this.param(n)
+    ops.embeddingForward(acts.embSum, input.inputIds, input.positionIds, input.tokenTypeIds,
+      p('embeddings.word_embeddings.weight'), p('embeddings.position_embeddings.weight'), p('embeddings.token_type_embeddings.weight'))
+    ops.layerNormForward(acts.embOut, acts.embMean, acts.embRstd, acts.embSum, p('embeddings.LayerNorm.weight'), p('embeddings.LayerNorm.bias'), c.layerNormEps)
+    this.dropoutForward(acts.embOut, options, 0, c.hiddenDropoutProb, B)
+    for (let l = 0; l < c.numHiddenLayers; l++) {
+      const a = acts.layers[l]
+      const w = (n: string) => p(`encoder.layer.${l}.${n}`)
+      const x = l === 0 ? acts.embOut : acts.layers[l - 1].h2
+      const flat = (t: Tensor) => t.view(0, [B * T, H])
+      ops.linearForward(flat(a.q), x, w('attention.self.query.weight'), w('attention.self.query.bias'))
+      ops.linearForward(flat(a.k), x, w('attention.self.key.weight'), w('attention.self.key.bias'))
+      ops.linearForward(flat(a.v), x, w('attention.self.value.weight'), w('attention.self.value.bias'))
+      ops.attentionForward(a.ctx.view(0, [B, T, H]), a.probs, a.q, a.k, a.v, input.attentionMask, c.numAttentionHeads,
+        this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb))
+      ops.linearForward(a.res1, a.ctx, w('attention.output.dense.weight'), w('attention.output.dense.bias'))
+      this.dropoutForward(a.res1, options, this.site(l, 1), c.hiddenDropoutProb, B)
+      ops.addInplace(a.res1, x)
+      ops.layerNormForward(a.h1, a.mean1, a.rstd1, a.res1, w('attention.output.LayerNorm.weight'), w('attention.output.LayerNorm.bias'), c.layerNormEps)
+      ops.linearForward(a.inter, a.h1, w('intermediate.dense.weight'), w('intermediate.dense.bias'))
+      ops.geluForward(a.interAct, a.inter)
+      ops.linearForward(a.res2, a.interAct, w('output.dense.weight'), w('output.dense.bias'))
+      this.dropoutForward(a.res2, options, this.site(l, 2), c.hiddenDropoutProb, B)
+      ops.addInplace(a.res2, a.h1)
+      ops.layerNormForward(a.h2, a.mean2, a.rstd2, a.res2, w('output.LayerNorm.weight'), w('output.LayerNorm.bias'), c.layerNormEps)
+    }
+    return { acts, input }
+  }
+}

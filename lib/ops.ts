@@ -1,0 +1,147 @@
+// Internal: the BERT encoder ops (native/cpu/bert_ops.h) as typed functions on Tensors.
+//
+// Conventions (llm.c): outputs first, then inputs; every output is a caller-allocated Tensor that
+// is written in place. Parameter gradients (dweight, dbias, dword, ...) always accumulate (+=);
+// activation gradients (dinp, dq, ...) are overwritten unless an `accumulate` flag says otherwise.
+// Sizes come from the tensors' shapes; the addon checks every size and names a bad argument.
+// CPU only for now: a CUDA tensor throws "... has no CUDA implementation yet".
+import { addon } from './native.js'
+import { Tensor, nativeOf } from './tensor.js'
+
+/** A dropout site: Philox(seed, offset) masks, per element index of the tensor viewed as [rows, cols]. */
+export interface DropoutSite {
+  /** Drop probability in [0, 1]. */
+  p: number
+  /** Philox key. */
+  seed: number | bigint
+  /** Philox stream offset (distinct per dropout site and step). */
+  offset: number | bigint
+  /** One byte per row (sentence): 0 leaves that row undropped. Default: every row gets dropout. */
+  keepRows?: Uint8Array | null
+}
+
+/** out = dropout(x) with x viewed as [x.shape[0], rest] (out may be x); applied to a gradient it is the backward. */
+export function dropout(x: Tensor, out: Tensor, site: DropoutSite): void {
+  addon.dropout(nativeOf(x, 'x'), nativeOf(out, 'out'), site.p, site.seed, site.offset, site.keepRows ?? null)
+}
+
+/** out[r] = word[ids[r]] + pos[posIds[r]] + type[typeIds[r]]; out is [..., H] with ids.length rows. */
+export function embeddingForward(out: Tensor, ids: Int32Array, posIds: Int32Array, typeIds: Int32Array,
+  word: Tensor, pos: Tensor, type: Tensor): void {
+  addon.embeddingForward(nativeOf(out, 'out'), ids, posIds, typeIds, nativeOf(word, 'word'), nativeOf(pos, 'pos'), nativeOf(type, 'type'))
+}
+
+/** Scatter-add: dword[ids[r]] += dout[r], dpos[posIds[r]] += dout[r], dtype[typeIds[r]] += dout[r]. */
+export function embeddingBackward(dword: Tensor, dpos: Tensor, dtype: Tensor, dout: Tensor, ids: Int32Array,
+  posIds: Int32Array, typeIds: Int32Array): void {
+  addon.embeddingBackward(nativeOf(dword, 'dword'), nativeOf(dpos, 'dpos'), nativeOf(dtype, 'dtype'), nativeOf(dout, 'dout'), ids, posIds, typeIds)
+}
+
+/** out = (x − mean)·rstd·weight + bias over the last dimension; saves mean and rstd (one per row). */
+export function layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor,
+  eps: number): void {
+  addon.layerNormForward(nativeOf(out, 'out'), nativeOf(mean, 'mean'), nativeOf(rstd, 'rstd'), nativeOf(inp, 'inp'),
+    nativeOf(weight, 'weight'), nativeOf(bias, 'bias'), eps)
+}
+
+/** dinp = rstd·(g − mean(g) − n·mean(g·n)) with g = dout·weight (overwritten); dweight += Σ dout·n, dbias += Σ dout. */
+export function layerNormBackward(dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor,
+  weight: Tensor, mean: Tensor, rstd: Tensor): void {
+  addon.layerNormBackward(nativeOf(dinp, 'dinp'), nativeOf(dweight, 'dweight'), nativeOf(dbias, 'dbias'), nativeOf(dout, 'dout'),
+    nativeOf(inp, 'inp'), nativeOf(weight, 'weight'), nativeOf(mean, 'mean'), nativeOf(rstd, 'rstd'))
+}
+
+/** out[R, OC] = inp[R, C]·weightᵀ + bias, weight in torch layout [OC, C]; bias may be null. */
+export function linearForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null): void {
+  addon.linearForward(nativeOf(out, 'out'), nativeOf(inp, 'inp'), nativeOf(weight, 'weight'), bias === null ? null : nativeOf(bias, 'bias'))
+}
+
+/** dinp (= or, with accumulateInput, +=) dout·weight; dweight += doutᵀ·inp; dbias += Σ_rows dout (dinp, dbias may be null). */
+export function linearBackward(dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor,
+  weight: Tensor, accumulateInput = false): void {
+  addon.linearBackward(dinp === null ? null : nativeOf(dinp, 'dinp'), nativeOf(dweight, 'dweight'),
+    dbias === null ? null : nativeOf(dbias, 'dbias'), nativeOf(dout, 'dout'), nativeOf(inp, 'inp'), nativeOf(weight, 'weight'),
+    accumulateInput)
+}
+
+/** out = x·Φ(x) = x·½(1 + erf(x/√2)) (exact GELU). */
+export function geluForward(out: Tensor, inp: Tensor): void {
+  addon.geluForward(nativeOf(out, 'out'), nativeOf(inp, 'inp'))
+}
+
+/** dinp = dout·(Φ(x) + x·φ(x)) (overwritten). */
+export function geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor): void {
+  addon.geluBackward(nativeOf(dinp, 'dinp'), nativeOf(inp, 'inp'), nativeOf(dout, 'dout'))
+}
+
+/** out = tanh(x). */
+export function tanhForward(out: Tensor, inp: Tensor): void {
+  addon.tanhForward(nativeOf(out, 'out'), nativeOf(inp, 'inp'))
+}
+
+/** dinp = dout·(1 − out²) (overwritten; takes the forward's output). */
+export function tanhBackward(dinp: Tensor, out: Tensor, dout: Tensor): void {
+  addon.tanhBackward(nativeOf(dinp, 'dinp'), nativeOf(out, 'out'), nativeOf(dout, 'dout'))
+}
+
+/** out = a + b (out may be a or b). */
+export function add(out: Tensor, a: Tensor, b: Tensor): void {
+  addon.add(nativeOf(out, 'out'), nativeOf(a, 'a'), nativeOf(b, 'b'))
+}
+
+/** dst += src. */
+export function addInplace(dst: Tensor, src: Tensor): void {
+  addon.addInplace(nativeOf(dst, 'dst'), nativeOf(src, 'src'))
+}
+
+/** x *= s. */
+export function scaleInplace(x: Tensor, s: number): void {
+  addon.scaleInplace(nativeOf(x, 'x'), s)
+}
+
+/** ctx_h = dropout(softmax_realKeys(q_h·k_hᵀ/√HS))·v_h per head; q, k, v, ctx [B, T, H]; probs [B, NH, T, T] saves the pre-dropout softmax; mask[b*T+t] = 1 for real tokens; dropout null = none. */
+export function attentionForward(ctx: Tensor, probs: Tensor, q: Tensor, k: Tensor, v: Tensor, mask: Int32Array,
+  numHeads: number, dropout: DropoutSite | null = null): void {
+  addon.attentionForward(nativeOf(ctx, 'ctx'), nativeOf(probs, 'probs'), nativeOf(q, 'q'), nativeOf(k, 'k'), nativeOf(v, 'v'), mask,
+    numHeads, dropout?.p ?? 0, dropout?.seed ?? 0, dropout?.offset ?? 0, dropout?.keepRows ?? null)
+}
+
+/** dq, dk, dv (overwritten) from dctx, regenerating the forward's dropout mask (pass the forward's dropout site). */
+export function attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dctx: Tensor, q: Tensor, k: Tensor, v: Tensor,
+  probs: Tensor, mask: Int32Array, numHeads: number, dropout: DropoutSite | null = null): void {
+  addon.attentionBackward(nativeOf(dq, 'dq'), nativeOf(dk, 'dk'), nativeOf(dv, 'dv'), nativeOf(dctx, 'dctx'), nativeOf(q, 'q'),
+    nativeOf(k, 'k'), nativeOf(v, 'v'), nativeOf(probs, 'probs'), mask, numHeads, dropout?.p ?? 0, dropout?.seed ?? 0,
+    dropout?.offset ?? 0, dropout?.keepRows ?? null)
+}
+
+/** out[b] = hidden[b, 0] (the [CLS] token); out [B, H], hidden [B, T, H]. */
+export function poolClsForward(out: Tensor, hidden: Tensor): void {
+  addon.poolClsForward(nativeOf(out, 'out'), nativeOf(hidden, 'hidden'))
+}
+
+/** dhidden[b, 0] (= or +=) dout[b]; without accumulate the other rows are zeroed. */
+export function poolClsBackward(dhidden: Tensor, dout: Tensor, accumulate = false): void {
+  addon.poolClsBackward(nativeOf(dhidden, 'dhidden'), nativeOf(dout, 'dout'), accumulate)
+}
+
+/** out[b] = mean of hidden[b, t] over real tokens (mask != 0); 0 for a sentence with none. */
+export function poolMeanForward(out: Tensor, hidden: Tensor, mask: Int32Array): void {
+  addon.poolMeanForward(nativeOf(out, 'out'), nativeOf(hidden, 'hidden'), mask)
+}
+
+/** dhidden[b, t] (= or +=) mask ? dout[b]/count_b : 0. */
+export function poolMeanBackward(dhidden: Tensor, dout: Tensor, mask: Int32Array, accumulate = false): void {
+  addon.poolMeanBackward(nativeOf(dhidden, 'dhidden'), nativeOf(dout, 'dout'), mask, accumulate)
+}
+
+/** One torch.optim.AdamW step in place on params, m, v (step is 1-based; decoupled weight decay). */
+export function adamwStep(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, lr: number, beta1: number, beta2: number,
+  eps: number, weightDecay: number, step: number): void {
+  addon.adamwStep(nativeOf(params, 'params'), nativeOf(grads, 'grads'), nativeOf(m, 'm'), nativeOf(v, 'v'), lr, beta1, beta2, eps,
+    weightDecay, step)
+}
+
+/** Σ g² in double (deterministic), for global gradient-norm clipping. */
+export function gradSumSquares(g: Tensor): number {
+  return addon.gradSumSquares(nativeOf(g, 'g'))
+}

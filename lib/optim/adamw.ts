@@ -1,0 +1,92 @@
+// AdamW exactly as torch.optim.AdamW (decoupled weight decay), over a model's flat parameter buffer:
+// one native pass for the weight-decayed range and one for the biases and LayerNorm parameters,
+// which are never decayed. Moments share the parameters' layout, so checkpointing them is one copy.
+import { Tensor } from '../tensor.js'
+import * as ops from '../ops.js'
+import { checkOptions } from '../options.js'
+
+export interface AdamWOptions {
+  lr?: number
+  beta1?: number
+  beta2?: number
+  eps?: number
+  weightDecay?: number
+}
+
+export interface AdamWState {
+  step: number
+  m: Float32Array
+  v: Float32Array
+}
+
+export class AdamW {
+  readonly m: Tensor
+  readonly v: Tensor
+  step = 0
+  readonly lr: number
+  readonly beta1: number
+  readonly beta2: number
+  readonly eps: number
+  readonly weightDecay: number
+
+  /**
+   * @param params flat parameters; @param grads same layout; elements [0, decayEnd) get weight decay.
+   */
+  constructor(private readonly params: Tensor, private readonly grads: Tensor, private readonly decayEnd: number, options: AdamWOptions = {}) {
+    const o = checkOptions<AdamWOptions>('AdamW', options, { lr: 'number', beta1: 'number', beta2: 'number', eps: 'positive', weightDecay: 'number' })
+    this.lr = o.lr ?? 1e-3
+    this.beta1 = o.beta1 ?? 0.9
+    this.beta2 = o.beta2 ?? 0.999
+    this.eps = o.eps ?? 1e-8
+    this.weightDecay = o.weightDecay ?? 0
+    if (!(this.beta1 >= 0 && this.beta1 < 1) || !(this.beta2 >= 0 && this.beta2 < 1)) throw new RangeError('AdamW: betas must be in [0, 1)')
+    if (params.numel !== grads.numel) throw new RangeError('AdamW: params and grads must have the same size')
+    this.m = Tensor.zeros([params.numel], params.device)
+    this.v = Tensor.zeros([params.numel], params.device)
+  }
+
+  /** One update with learning rate `lr` (default: the constructor's). */
+  stepWith(lr = this.lr): void {
+    this.step++
+    const n = this.params.numel, k = this.decayEnd
+    const range = (t: Tensor, a: number, b: number) => t.view(a, [b - a])
+    const groups: [number, number, number][] = [[0, k, this.weightDecay], [k, n, 0]]
+    for (const [a, b, wd] of groups) {
+      if (b <= a) continue
+      ops.adamwStep(range(this.params, a, b), range(this.grads, a, b), range(this.m, a, b), range(this.v, a, b),
+        lr, this.beta1, this.beta2, this.eps, wd, this.step)
+    }
+  }
+
+  state(): AdamWState {
+    return { step: this.step, m: this.m.toFloat32Array(), v: this.v.toFloat32Array() }
+  }
+
+  loadState(s: AdamWState): void {
+    if (s.m.length !== this.m.numel || s.v.length !== this.v.numel) throw new RangeError('AdamW.loadState: moment sizes do not match the parameters')
+    this.m.copyFrom(s.m)
+    this.v.copyFrom(s.v)
+    this.step = s.step
+  }
+
+  dispose(): void {
+    this.m.dispose()
+    this.v.dispose()
+  }
+}
+
+/** Scales grads so that their global L2 norm is at most maxNorm; returns the norm before clipping. */
+export function clipGradNorm(grads: Tensor, maxNorm: number): number {
+  const norm = Math.sqrt(ops.gradSumSquares(grads))
+  // torch.nn.utils.clip_grad_norm_: coefficient maxNorm / (norm + 1e-6), applied only when < 1.
+  const coef = maxNorm / (norm + 1e-6)
+  if (Number.isFinite(norm) && coef < 1) ops.scaleInplace(grads, coef)
+  return norm
+}
+
+/** Linear warm-up from 0 over `warmup` steps, then linear decay to 0 at `total` (transformers' schedule). */
+export function linearSchedule(baseLr: number, step: number, total: number, warmup = 0): number {
+  if (warmup > 0 && step < warmup) return (baseLr * step) / warmup
+  if (total <= warmup) return baseLr
+  return baseLr * Math.max(0, (total - step) / (total - warmup))
+}

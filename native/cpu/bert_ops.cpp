@@ -1,0 +1,487 @@
+// CPU BERT encoder ops (see bert_ops.h for the formulas and conventions).
+#include "bert_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "../../kernels/philox.cuh"
+#include "gemm.h"
+#include "parallel.h"
+
+namespace simcsepp::cpu {
+
+namespace {
+
+constexpr int64_t kElemGrain = 1 << 14;  // elements per chunk for element-wise ops
+constexpr int64_t kColGrain = 32;        // columns per chunk for column-parallel reductions
+
+// Rows per chunk so that a chunk holds about kElemGrain elements.
+int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kElemGrain / std::max<int64_t>(1, cols)); }
+
+// A grow-only per-thread scratch buffer.
+template <class T>
+T* scratch(std::vector<T>& buf, size_t n) {
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+// Element-wise map over [0, n): out[i] = f(i).
+template <class F>
+void for_each_elem(int64_t n, F&& f) {
+  parallel_for(n, kElemGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) f(i);
+  });
+}
+
+// Adds row src (H floats, columns [c0, c1)) into table row `id`.
+inline void scatter_row(float* table, int32_t id, const float* src, int64_t H, int64_t c0, int64_t c1) {
+  float* dst = table + static_cast<int64_t>(id) * H;
+  for (int64_t c = c0; c < c1; ++c) dst[c] += src[c];
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Embeddings
+
+void embedding_forward(float* out, const int32_t* ids, const int32_t* posIds, const int32_t* typeIds,
+                       const float* word, const float* pos, const float* type, int64_t BT, int64_t H) {
+  parallel_for(BT, row_grain(H), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* w = word + static_cast<int64_t>(ids[r]) * H;
+      const float* p = pos + static_cast<int64_t>(posIds[r]) * H;
+      const float* t = type + static_cast<int64_t>(typeIds[r]) * H;
+      float* o = out + r * H;
+      for (int64_t c = 0; c < H; ++c) o[c] = w[c] + p[c] + t[c];
+    }
+  });
+}
+
+void embedding_backward(float* dword, float* dpos, float* dtype, const float* dout, const int32_t* ids,
+                        const int32_t* posIds, const int32_t* typeIds, int64_t BT, int64_t H) {
+  // Each chunk owns columns [c0, c1) of every table, so repeated ids never race; rows are added
+  // in order, so the result is deterministic.
+  parallel_for(H, kColGrain, [&](int64_t c0, int64_t c1) {
+    for (int64_t r = 0; r < BT; ++r) {
+      const float* g = dout + r * H;
+      if (dword) scatter_row(dword, ids[r], g, H, c0, c1);
+      if (dpos) scatter_row(dpos, posIds[r], g, H, c0, c1);
+      if (dtype) scatter_row(dtype, typeIds[r], g, H, c0, c1);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer norm
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, int64_t R, int64_t C, float eps) {
+  parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* x = inp + r * C;
+      double s = 0.0;
+      for (int64_t c = 0; c < C; ++c) s += x[c];
+      const double mu = s / static_cast<double>(C);
+      double ss = 0.0;
+      for (int64_t c = 0; c < C; ++c) ss += (x[c] - mu) * (x[c] - mu);
+      const float m = static_cast<float>(mu);
+      const float rs = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(C) + eps));
+      float* o = out + r * C;  // may alias x: each x[c] is read before o[c] is written
+      for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - m) * rs * weight[c] + bias[c];
+      mean[r] = m;
+      rstd[r] = rs;
+    }
+  });
+}
+
+namespace {
+
+// dinp rows of layer norm (rows are independent).
+void layernorm_backward_input(float* dinp, const float* dout, const float* inp, const float* weight,
+                              const float* mean, const float* rstd, int64_t R, int64_t C) {
+  parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* x = inp + r * C;
+      const float* g = dout + r * C;
+      const float m = mean[r], rs = rstd[r];
+      float sg = 0.0f, sgn = 0.0f;
+      for (int64_t c = 0; c < C; ++c) {
+        const float gw = g[c] * weight[c];
+        sg += gw;
+        sgn += gw * ((x[c] - m) * rs);
+      }
+      const float mg = sg / static_cast<float>(C), mgn = sgn / static_cast<float>(C);
+      float* d = dinp + r * C;
+      for (int64_t c = 0; c < C; ++c) d[c] = rs * (g[c] * weight[c] - mg - (x[c] - m) * rs * mgn);
+    }
+  });
+}
+
+// dweight += sum_r dout * n, dbias += sum_r dout: each chunk owns a column range and sums every
+// row in order (in double), so the result does not depend on the thread count.
+void layernorm_backward_params(float* dweight, float* dbias, const float* dout, const float* inp,
+                               const float* mean, const float* rstd, int64_t R, int64_t C) {
+  parallel_for(C, kColGrain, [&](int64_t c0, int64_t c1) {
+    thread_local std::vector<double> buf;
+    const int64_t w = c1 - c0;
+    double* sw = scratch(buf, static_cast<size_t>(2 * w));
+    double* sb = sw + w;
+    std::fill(sw, sw + 2 * w, 0.0);
+    for (int64_t r = 0; r < R; ++r) {
+      const float* x = inp + r * C;
+      const float* g = dout + r * C;
+      const float m = mean[r], rs = rstd[r];
+      for (int64_t c = c0; c < c1; ++c) {
+        sw[c - c0] += static_cast<double>(g[c]) * ((x[c] - m) * rs);
+        sb[c - c0] += g[c];
+      }
+    }
+    for (int64_t c = c0; c < c1; ++c) {
+      if (dweight) dweight[c] += static_cast<float>(sw[c - c0]);
+      if (dbias) dbias[c] += static_cast<float>(sb[c - c0]);
+    }
+  });
+}
+
+}  // namespace
+
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, int64_t R, int64_t C) {
+  // Parameters first: dinp may alias dout.
+  layernorm_backward_params(dweight, dbias, dout, inp, mean, rstd, R, C);
+  if (dinp) layernorm_backward_input(dinp, dout, inp, weight, mean, rstd, R, C);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear (torch layout: weight [OC, C])
+
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t R,
+                    int64_t C, int64_t OC) {
+  float beta = 0.0f;
+  if (bias) {
+    parallel_for(R, row_grain(OC), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) std::copy(bias, bias + OC, out + r * OC);
+    });
+    beta = 1.0f;
+  }
+  sgemm(false, true, R, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
+}
+
+namespace {
+
+// dbias[o] += sum_r dout[r, o], column-parallel, double sums in row order.
+void column_sums_add(float* dbias, const float* dout, int64_t R, int64_t OC) {
+  parallel_for(OC, kColGrain, [&](int64_t c0, int64_t c1) {
+    thread_local std::vector<double> buf;
+    double* s = scratch(buf, static_cast<size_t>(c1 - c0));
+    std::fill(s, s + (c1 - c0), 0.0);
+    for (int64_t r = 0; r < R; ++r) {
+      const float* g = dout + r * OC;
+      for (int64_t c = c0; c < c1; ++c) s[c - c0] += g[c];
+    }
+    for (int64_t c = c0; c < c1; ++c) dbias[c] += static_cast<float>(s[c - c0]);
+  });
+}
+
+}  // namespace
+
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput) {
+  if (dinp) sgemm(false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C);
+  if (dweight) sgemm(true, false, OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+  if (dbias) column_sums_add(dbias, dout, R, OC);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise
+
+void gelu_forward(float* out, const float* inp, int64_t n) {
+  constexpr float kInvSqrt2 = 0.70710678118654752f;
+  for_each_elem(n, [&](int64_t i) {
+    const float x = inp[i];
+    out[i] = x * 0.5f * (1.0f + std::erf(x * kInvSqrt2));
+  });
+}
+
+void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
+  constexpr float kInvSqrt2 = 0.70710678118654752f;
+  constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+  for_each_elem(n, [&](int64_t i) {
+    const float x = inp[i];
+    const float cdf = 0.5f * (1.0f + std::erf(x * kInvSqrt2));
+    const float pdf = kInvSqrt2Pi * std::exp(-0.5f * x * x);
+    dinp[i] = dout[i] * (cdf + x * pdf);
+  });
+}
+
+void tanh_forward(float* out, const float* inp, int64_t n) {
+  for_each_elem(n, [&](int64_t i) { out[i] = std::tanh(inp[i]); });
+}
+
+void tanh_backward(float* dinp, const float* out, const float* dout, int64_t n) {
+  for_each_elem(n, [&](int64_t i) {
+    const float y = out[i];
+    dinp[i] = dout[i] * (1.0f - y * y);
+  });
+}
+
+void add(float* out, const float* a, const float* b, int64_t n) {
+  for_each_elem(n, [&](int64_t i) { out[i] = a[i] + b[i]; });
+}
+
+void add_inplace(float* dst, const float* src, int64_t n) {
+  for_each_elem(n, [&](int64_t i) { dst[i] += src[i]; });
+}
+
+void scale_inplace(float* x, float s, int64_t n) {
+  for_each_elem(n, [&](int64_t i) { x[i] *= s; });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention
+
+namespace {
+
+struct AttnShape {
+  int64_t B, T, NH, HS;
+  int64_t H() const { return NH * HS; }
+};
+
+struct AttnDropout {
+  float p;
+  uint64_t seed, offset;
+  const uint8_t* keepRows;
+  // Whether sentence b gets dropout at all.
+  bool active(int64_t b) const { return p > 0.0f && !(keepRows && keepRows[b] == 0); }
+  float scale() const { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
+};
+
+// Masked softmax of one row of scores in place: masked keys get 0; no real key -> all zeros.
+void masked_softmax_row(float* s, const int32_t* keyMask, int64_t T) {
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < T; ++j)
+    if (keyMask[j] != 0) mx = std::max(mx, s[j]);
+  if (mx == -INFINITY) {
+    std::fill(s, s + T, 0.0f);
+    return;
+  }
+  double sum = 0.0;
+  for (int64_t j = 0; j < T; ++j) {
+    s[j] = keyMask[j] != 0 ? std::exp(s[j] - mx) : 0.0f;
+    sum += s[j];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t j = 0; j < T; ++j) s[j] *= inv;
+}
+
+// factor[i*T + j] = the dropout multiplier (0 or 1/(1-p)) of probs[b, h, i, j].
+void dropout_factors(float* factor, const AttnShape& s, const AttnDropout& d, int64_t b, int64_t h) {
+  const int64_t TT = s.T * s.T;
+  const float scale = d.scale();
+  const uint64_t base = static_cast<uint64_t>(b * s.NH * TT + h * TT);
+  for (int64_t e = 0; e < TT; ++e) {
+    const float u = dropout_uniform(d.seed, d.offset, base + static_cast<uint64_t>(e));
+    factor[e] = u >= d.p ? scale : 0.0f;
+  }
+}
+
+// One (b, h) pair of the forward; P is probs[b, h] ([T, T]).
+void attention_forward_head(float* ctx, float* P, const float* q, const float* k, const float* v,
+                            const int32_t* mask, const AttnShape& s, const AttnDropout& d, int64_t b, int64_t h) {
+  const int64_t T = s.T, H = s.H(), TT = T * T;
+  const int64_t off = b * T * H + h * s.HS;  // first element of head h of sentence b
+  const int32_t* keyMask = mask + b * T;
+  sgemm(false, true, T, T, s.HS, 1.0f / std::sqrt(static_cast<float>(s.HS)), q + off, H, k + off, H, 0.0f, P, T);
+  for (int64_t i = 0; i < T; ++i) masked_softmax_row(P + i * T, keyMask, T);
+  const float* Pd = P;
+  if (d.active(b)) {
+    thread_local std::vector<float> buf;
+    float* dropped = scratch(buf, static_cast<size_t>(TT));
+    dropout_factors(dropped, s, d, b, h);
+    for (int64_t e = 0; e < TT; ++e) dropped[e] *= P[e];  // P * (0 or 1/(1-p)), as cpu::dropout
+    Pd = dropped;
+  }
+  sgemm(false, false, T, s.HS, T, 1.0f, Pd, T, v + off, H, 0.0f, ctx + off, H);
+}
+
+// One (b, h) pair of the backward.
+void attention_backward_head(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
+                             const float* v, const float* P, const int32_t* mask, const AttnShape& s,
+                             const AttnDropout& d, int64_t b, int64_t h) {
+  const int64_t T = s.T, H = s.H(), TT = T * T;
+  const int64_t off = b * T * H + h * s.HS;
+  const int32_t* keyMask = mask + b * T;
+  thread_local std::vector<float> buf;
+  float* factor = scratch(buf, static_cast<size_t>(3 * TT));
+  float* Pd = factor + TT;
+  float* dP = Pd + TT;
+  const bool drop = d.active(b);
+  if (drop) {
+    dropout_factors(factor, s, d, b, h);
+    for (int64_t e = 0; e < TT; ++e) Pd[e] = P[e] * factor[e];
+  }
+  const float* Pused = drop ? Pd : P;
+  // dv_h = Pd^T dctx_h; dPd = dctx_h v_h^T
+  sgemm(true, false, T, s.HS, T, 1.0f, Pused, T, dctx + off, H, 0.0f, dv + off, H);
+  sgemm(false, true, T, T, s.HS, 1.0f, dctx + off, H, v + off, H, 0.0f, dP, T);
+  // dS = P ⊙ (dP - rowsum(dP ⊙ P)), dP through the dropout mask; masked keys get 0.
+  for (int64_t i = 0; i < T; ++i) {
+    const float* p = P + i * T;
+    float* g = dP + i * T;
+    if (drop)
+      for (int64_t j = 0; j < T; ++j) g[j] *= factor[i * T + j];
+    double dot = 0.0;
+    for (int64_t j = 0; j < T; ++j) dot += static_cast<double>(g[j]) * p[j];
+    const float dotf = static_cast<float>(dot);
+    for (int64_t j = 0; j < T; ++j) g[j] = keyMask[j] != 0 ? p[j] * (g[j] - dotf) : 0.0f;
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(s.HS));
+  sgemm(false, false, T, s.HS, T, scale, dP, T, k + off, H, 0.0f, dq + off, H);
+  sgemm(true, false, T, s.HS, T, scale, dP, T, q + off, H, 0.0f, dk + off, H);
+}
+
+}  // namespace
+
+void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v,
+                       const int32_t* mask, int64_t B, int64_t T, int64_t NH, int64_t HS, float p,
+                       uint64_t seed, uint64_t offset, const uint8_t* keepRows) {
+  const AttnShape s{B, T, NH, HS};
+  const AttnDropout d{p, seed, offset, keepRows};
+  parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t b = i / NH, h = i % NH;
+      attention_forward_head(ctx, probs + i * T * T, q, k, v, mask, s, d, b, h);
+    }
+  });
+}
+
+void attention_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
+                        const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T,
+                        int64_t NH, int64_t HS, float p, uint64_t seed, uint64_t offset,
+                        const uint8_t* keepRows) {
+  const AttnShape s{B, T, NH, HS};
+  const AttnDropout d{p, seed, offset, keepRows};
+  parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t b = i / NH, h = i % NH;
+      attention_backward_head(dq, dk, dv, dctx, q, k, v, probs + i * T * T, mask, s, d, b, h);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pooling
+
+void pool_cls_forward(float* out, const float* hidden, int64_t B, int64_t T, int64_t H) {
+  parallel_for(B, row_grain(H), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) std::copy(hidden + b * T * H, hidden + b * T * H + H, out + b * H);
+  });
+}
+
+void pool_cls_backward(float* dhidden, const float* dout, int64_t B, int64_t T, int64_t H, bool accumulate) {
+  parallel_for(B, row_grain(T * H), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      float* dh = dhidden + b * T * H;
+      const float* g = dout + b * H;
+      if (accumulate) {
+        for (int64_t c = 0; c < H; ++c) dh[c] += g[c];
+      } else {
+        std::copy(g, g + H, dh);
+        std::fill(dh + H, dh + T * H, 0.0f);
+      }
+    }
+  });
+}
+
+namespace {
+
+int64_t real_tokens(const int32_t* mask, int64_t T) {
+  int64_t n = 0;
+  for (int64_t t = 0; t < T; ++t) n += mask[t] != 0;
+  return n;
+}
+
+}  // namespace
+
+void pool_mean_forward(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T, int64_t H) {
+  parallel_for(B, row_grain(T * H), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      float* o = out + b * H;
+      std::fill(o, o + H, 0.0f);
+      const int64_t n = real_tokens(mask + b * T, T);
+      if (n == 0) continue;
+      for (int64_t t = 0; t < T; ++t) {
+        if (mask[b * T + t] == 0) continue;
+        const float* x = hidden + (b * T + t) * H;
+        for (int64_t c = 0; c < H; ++c) o[c] += x[c];
+      }
+      const float inv = 1.0f / static_cast<float>(n);
+      for (int64_t c = 0; c < H; ++c) o[c] *= inv;
+    }
+  });
+}
+
+void pool_mean_backward(float* dhidden, const float* dout, const int32_t* mask, int64_t B, int64_t T, int64_t H,
+                        bool accumulate) {
+  parallel_for(B, row_grain(T * H), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n = real_tokens(mask + b * T, T);
+      const float inv = n > 0 ? 1.0f / static_cast<float>(n) : 0.0f;
+      const float* g = dout + b * H;
+      for (int64_t t = 0; t < T; ++t) {
+        float* dh = dhidden + (b * T + t) * H;
+        const bool real = mask[b * T + t] != 0;
+        if (accumulate) {
+          if (real)
+            for (int64_t c = 0; c < H; ++c) dh[c] += g[c] * inv;
+        } else {
+          for (int64_t c = 0; c < H; ++c) dh[c] = real ? g[c] * inv : 0.0f;
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optimiser
+
+void adamw_step(float* params, const float* grads, float* m, float* v, int64_t n, double lr, double beta1,
+                double beta2, double eps, double weightDecay, int64_t step) {
+  // The constants as torch forms them: step_size = lr / bc1, denom = sqrt(v) / sqrt(bc2) + eps.
+  const double s = static_cast<double>(step);
+  const double bc1 = 1.0 - std::pow(beta1, s), bc2 = 1.0 - std::pow(beta2, s);
+  const float b1 = static_cast<float>(beta1), omb1 = static_cast<float>(1.0 - beta1);
+  const float b2 = static_cast<float>(beta2), omb2 = static_cast<float>(1.0 - beta2);
+  const float stepSize = static_cast<float>(lr / bc1), bc2Sqrt = static_cast<float>(std::sqrt(bc2));
+  const float decay = static_cast<float>(1.0 - lr * weightDecay), epsf = static_cast<float>(eps);
+  for_each_elem(n, [&](int64_t i) {
+    const float g = grads[i];
+    const float mi = b1 * m[i] + omb1 * g;
+    const float vi = b2 * v[i] + omb2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float p = params[i] * decay;  // decoupled weight decay first
+    params[i] = p - stepSize * (mi / (std::sqrt(vi) / bc2Sqrt + epsf));
+  });
+}
+
+double grad_sum_squares(const float* g, int64_t n) {
+  if (n <= 0) return 0.0;
+  const int64_t chunks = (n + kElemGrain - 1) / kElemGrain;
+  thread_local std::vector<double> buf;
+  double* partial = scratch(buf, static_cast<size_t>(chunks));
+  parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t b = c * kElemGrain, e = std::min(n, b + kElemGrain);
+      double s = 0.0;
+      for (int64_t i = b; i < e; ++i) s += static_cast<double>(g[i]) * g[i];
+      partial[c] = s;
+    }
+  });
+  double total = 0.0;
+  for (int64_t c = 0; c < chunks; ++c) total += partial[c];
+  return total;
+}
+
+}  // namespace simcsepp::cpu
