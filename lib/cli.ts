@@ -4,10 +4,13 @@ import { parseArgs } from 'node:util'
 import { cudaStatus, numThreads } from './index.js'
 import { benchLosses, lossBenchTable } from './bench/losses.js'
 import type { Device } from './tensor.js'
+import { trainCommand } from './cli/train-command.js'
+import { UsageError } from './cli/args.js'
 
 const usage = `simcsepp: SimCSE++ sentence-embedding training on CUDA and CPU
 
 Usage:
+  simcsepp train [options]  Train a sentence encoder (no options: a few-minute demo). --help for options.
   simcsepp bench losses [--sizes 64,512,4096,65536] [--dim 768] [--device auto|cpu|cuda|all]
                         [--seconds 3] [--json]
       Fused off-dropout InfoNCE (forward + backward) against an unfused path of separate ops.
@@ -64,10 +67,11 @@ function benchCommand(args: string[]) {
   }
 }
 
-function main(argv: string[]) {
+async function main(argv: string[]) {
   const [command, ...rest] = argv
   switch (command) {
     case 'bench': return benchCommand(rest)
+    case 'train': return trainCommand(rest)
     case 'info':
       process.stdout.write(JSON.stringify({ cpuThreads: numThreads(), cuda: cudaStatus() }, null, 2) + '\n')
       return
@@ -82,9 +86,8 @@ function main(argv: string[]) {
   }
 }
 
-try {
-  main(process.argv.slice(2))
-} catch (e) {
-  process.stderr.write(`simcsepp: ${(e as Error).message}\n`)
+main(process.argv.slice(2)).catch((e: Error) => {
+  if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) fail(e.message)
+  process.stderr.write(`simcsepp: ${e.message}\n`)
   process.exit(1)
-}
+})

@@ -22,3 +22,4 @@ export { Tokenizer, type EncodedBatch, type EncodeOptions } from './tokenizer.js
 export { AdamW, clipGradNorm, linearSchedule, type AdamWOptions } from './optim/adamw.js'
 export { namedConfig, parseHfConfig, toHfConfig, readHfConfig, type BertConfig, type NamedConfig } from './bert-config.js'
 export { readSafetensors, writeSafetensors, parseSafetensors } from './safetensors.js'
+export { SentenceEncoder, type SentenceEncoderOptions, type EncodeOptions as SentenceEncodeOptions, type EncoderDevice } from './encoder/sentence-encoder.js'

@@ -286,15 +286,23 @@ void bench(int reps, bool have_blas) {
               sgemm(op.ta, op.tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(), N);
             return flops / (now_s() - t0) * 1e-9;
           };
-          // Not interleaved: OpenBLAS's idle workers spin for a while after each call and would
-          // steal a core from ours. Ours runs first, after a pause that lets them go to sleep.
+          // Interleaved, so that load from other processes hits both alike, with a pause after
+          // each OpenBLAS call: its idle workers spin for a while (~0.1 s) and would otherwise
+          // steal a core from ours.
+          const auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(250)); };
           std::vector<double> ours, ref;
-          std::this_thread::sleep_for(std::chrono::milliseconds(500));
+          pause();
           time_one(false);  // warm-up
-          for (int r = 0; r < reps; ++r) ours.push_back(time_one(false));
           if (have_blas) {
             time_one(true);
-            for (int r = 0; r < reps; ++r) ref.push_back(time_one(true));
+            pause();
+          }
+          for (int r = 0; r < reps; ++r) {
+            ours.push_back(time_one(false));
+            if (have_blas) {
+              ref.push_back(time_one(true));
+              pause();
+            }
           }
           const double go = median(ours);
           if (have_blas) {

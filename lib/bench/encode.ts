@@ -1,0 +1,201 @@
+// `simcsepp bench encode`: SentenceEncoder throughput (sentences/s) with length-sorted batching
+// against input-order batching, per model size and device, on a realistic mix of sentence lengths.
+// Models are random-initialised (speed does not depend on the weights) and saved to a temp dir with
+// a tokenizer: bert-base-uncased's from ../shared/data when present, else a vocab.txt of the words.
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { namedConfig, type NamedConfig } from '../bert-config.js'
+import { BertModel } from '../model/bert.js'
+import { Tokenizer } from '../tokenizer.js'
+import type { Device } from '../tensor.js'
+import { EncoderEngine, type Tokenized } from '../encoder/engine.js'
+import { SentenceEncoder } from '../encoder/sentence-encoder.js'
+import { formatTable, median } from './table.js'
+
+export interface EncodeBenchOptions {
+  /** Model sizes ('mini', 'base'; any named size works). */
+  sizes: NamedConfig[]
+  /** Sentences encoded per measurement. */
+  sentences: number
+  batchSize: number
+  devices: Device[]
+  log: (line: string) => void
+  /** Tokens per sentence (default 128). */
+  maxLength?: number
+  /** Repeat a measurement (up to 3 times, median) while one run takes less than this. Default 2 s. */
+  repeatBelowSeconds?: number
+  /** Where sentences and the tokenizer come from (default: ../shared/data next to the package or the cwd). */
+  dataDir?: string
+}
+
+export interface EncodeBenchRow {
+  model: string
+  device: Device
+  sentences: number
+  batchSize: number
+  /** Mean real tokens per sentence ([CLS] and [SEP] included). */
+  meanTokens: number
+  /** Sentences per second with length-sorted batches (the default). */
+  sortedPerSec: number | null
+  /** Sentences per second with batches in input order. */
+  inputOrderPerSec: number | null
+  /** sortedPerSec / inputOrderPerSec. */
+  speedup: number | null
+  /** Share of the computed positions that are padding, sorted and in input order. */
+  paddingSorted: number
+  paddingInputOrder: number
+  /** Where the text came from. */
+  source: string
+  note?: string
+}
+
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+
+function findDataDir(explicit?: string): string | null {
+  const candidates = explicit ? [explicit] : [join(packageRoot, '..', 'shared', 'data'), join(process.cwd(), '..', 'shared', 'data')]
+  return candidates.find((d) => existsSync(d)) ?? null
+}
+
+const FILLER = ('the of and to in a is was for on as with by he that at from his it an were are which this be or has had ' +
+  'first also new their after one its who but two been they not her have she year all other city time may into during ' +
+  'would more over world between later only under most some national university team season film school war states ' +
+  'known such named river company series several album north south built played released population village county').split(' ')
+
+/** Sentences with wiki-like lengths (1 to ~100 words, median ~16) when no corpus is at hand. */
+function generatedSentences(n: number): string[] {
+  let s = 12345
+  const rnd = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return s / 4294967296
+  }
+  return Array.from({ length: n }, () => {
+    // Log-normal word count around 16 words.
+    const g = Math.sqrt(-2 * Math.log(rnd() + 1e-12)) * Math.cos(2 * Math.PI * rnd())
+    const words = Math.max(1, Math.min(100, Math.round(Math.exp(Math.log(16) + 0.6 * g))))
+    return Array.from({ length: words }, () => FILLER[Math.floor(rnd() * FILLER.length)]).join(' ')
+  })
+}
+
+function loadSentences(n: number, dataDir: string | null): { sentences: string[]; source: string } {
+  const file = dataDir ? join(dataDir, 'wiki1m-head.txt') : null
+  if (file && existsSync(file)) {
+    const lines = readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l.length > 0)
+    if (lines.length) return { sentences: Array.from({ length: n }, (_, i) => lines[i % lines.length]), source: 'wiki1m-head.txt' }
+  }
+  return { sentences: generatedSentences(n), source: 'generated words' }
+}
+
+async function benchTokenizer(dir: string, dataDir: string | null, sentences: string[]): Promise<Tokenizer> {
+  const bert = dataDir ? join(dataDir, 'bert-base-uncased') : null
+  if (bert && existsSync(bert)) {
+    const tok = await Tokenizer.load(bert)
+    await tok.save(dir)
+    return Tokenizer.load(dir)
+  }
+  const words = new Set<string>()
+  for (const s of sentences) for (const w of s.toLowerCase().split(/[^a-z0-9]+/)) if (w) words.add(w)
+  const letters = 'abcdefghijklmnopqrstuvwxyz0123456789'.split('')
+  const vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', ...letters, ...letters.map((l) => `##${l}`), ...[...words].filter((w) => w.length > 1)]
+  writeFileSync(join(dir, 'vocab.txt'), vocab.join('\n') + '\n')
+  return Tokenizer.load(dir)
+}
+
+/** Share of computed positions that are padding when batching `tok` this way. */
+function paddingShare(tok: Tokenized, batchSize: number, sorted: boolean): number {
+  let computed = 0
+  for (const b of EncoderEngine.batches(tok, batchSize, sorted)) {
+    let T = 0
+    for (const i of b) T = Math.max(T, tok.offsets[i + 1] - tok.offsets[i])
+    computed += T * b.length
+  }
+  return computed ? 1 - tok.ids.length / computed : 0
+}
+
+async function tokenizeAll(tokenizer: Tokenizer, sentences: string[], maxLength: number): Promise<Tokenized> {
+  const lens: number[] = []
+  for (let s = 0; s < sentences.length; s += 1024) {
+    const enc = await tokenizer.encodeBatch(sentences.slice(s, s + 1024), { maxLength })
+    const [B, T] = enc.shape
+    for (let b = 0; b < B; b++) {
+      let n = 0
+      for (let t = 0; t < T; t++) n += enc.attentionMask[b * T + t]
+      lens.push(n)
+    }
+  }
+  const offsets = new Int32Array(lens.length + 1)
+  for (let i = 0; i < lens.length; i++) offsets[i + 1] = offsets[i] + lens[i]
+  // Only lengths matter for the padding statistics.
+  return { ids: new Int32Array(offsets[lens.length]), types: new Int32Array(0), offsets }
+}
+
+async function timeEncode(enc: SentenceEncoder, sentences: string[], batchSize: number, sortByLength: boolean, repeatBelow: number): Promise<number> {
+  const times: number[] = []
+  while (times.length < 3) {
+    const t0 = performance.now()
+    await enc.encode(sentences, { batchSize, sortByLength })
+    times.push((performance.now() - t0) / 1000)
+    if (times[times.length - 1] >= repeatBelow) break
+  }
+  return sentences.length / median(times)
+}
+
+export async function benchEncode(o: EncodeBenchOptions): Promise<EncodeBenchRow[]> {
+  if (!Number.isSafeInteger(o.sentences) || o.sentences < 1) throw new Error(`benchEncode: sentences must be a positive integer, got ${o.sentences}`)
+  if (!Number.isSafeInteger(o.batchSize) || o.batchSize < 1) throw new Error(`benchEncode: batchSize must be a positive integer, got ${o.batchSize}`)
+  const maxLength = o.maxLength ?? 128
+  const repeatBelow = o.repeatBelowSeconds ?? 2
+  const dataDir = findDataDir(o.dataDir)
+  const { sentences, source } = loadSentences(o.sentences, dataDir)
+  const rows: EncodeBenchRow[] = []
+  for (const size of o.sizes) {
+    const dir = mkdtempSync(join(tmpdir(), `simcsepp-bench-encode-${size}-`))
+    try {
+      const tokenizer = await benchTokenizer(dir, dataDir, sentences)
+      const model = BertModel.create(namedConfig(size, tokenizer.vocabSize), { seed: 1 })
+      await model.save(dir)
+      model.dispose()
+      const tok = await tokenizeAll(tokenizer, sentences, Math.min(maxLength, 512))
+      const stats = {
+        meanTokens: tok.ids.length / sentences.length,
+        paddingSorted: paddingShare(tok, o.batchSize, true),
+        paddingInputOrder: paddingShare(tok, o.batchSize, false),
+      }
+      for (const device of o.devices) {
+        const row: EncodeBenchRow = { model: size, device, sentences: sentences.length, batchSize: o.batchSize, ...stats,
+          sortedPerSec: null, inputOrderPerSec: null, speedup: null, source }
+        let enc: SentenceEncoder | null = null
+        try {
+          enc = await SentenceEncoder.load(dir, { device, maxLength, batchSize: o.batchSize })
+          await enc.encode(sentences.slice(0, Math.min(sentences.length, 2 * o.batchSize))) // warm-up
+          row.inputOrderPerSec = await timeEncode(enc, sentences, o.batchSize, false, repeatBelow)
+          row.sortedPerSec = await timeEncode(enc, sentences, o.batchSize, true, repeatBelow)
+          row.speedup = row.sortedPerSec / row.inputOrderPerSec
+          o.log(`${size} ${device}: sorted ${row.sortedPerSec.toFixed(1)}/s, input order ${row.inputOrderPerSec.toFixed(1)}/s`)
+        } catch (e) {
+          row.note = (e as Error).message.replace(/^SentenceEncoder: /, '')
+          o.log(`${size} ${device}: ${row.note}`)
+        } finally {
+          await enc?.close()
+        }
+        rows.push(row)
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+  return rows
+}
+
+export function encodeBenchTable(rows: EncodeBenchRow[]): string {
+  const rate = (v: number | null) => (v === null ? '-' : v < 100 ? v.toFixed(1) : v.toFixed(0))
+  const pct = (v: number) => `${(100 * v).toFixed(1)}%`
+  return formatTable(
+    ['model', 'device', 'sentences', 'batch', 'tokens/sent', 'sorted sent/s', 'input-order sent/s', 'speed-up', 'padding sorted', 'padding input-order', 'note'],
+    rows.map((r) => [
+      r.model, r.device, r.sentences, r.batchSize, r.meanTokens.toFixed(1), rate(r.sortedPerSec), rate(r.inputOrderPerSec),
+      r.speedup === null ? '-' : `${r.speedup.toFixed(2)}x`, pct(r.paddingSorted), pct(r.paddingInputOrder), r.note ?? '',
+    ]),
+  )
+}

@@ -1,0 +1,113 @@
+// `simcsepp train`: flags -> train() options, with a progress bar on a TTY, eval results on screen,
+// and a summary (loss sparkline, best STS, where the files are) at the end.
+import { parseArgs } from 'node:util'
+import { train, type EvalInfo, type StepInfo, type TrainOptions } from '../train/train.js'
+import { OBJECTIVES } from '../train/objective.js'
+import { ProgressBar } from '../train/progress.js'
+import { sparkline } from '../train/plot.js'
+import { num, oneOf, UsageError } from './args.js'
+import { runDemo } from '../demo/demo.js'
+
+export const trainUsage = `simcsepp train [options]
+  With no options: the demo (a tiny model trained from scratch with SimCSE++ on WordNet's example
+  sentences, a few minutes on a laptop CPU; writes ./simcsepp-demo).
+
+  Model       --model DIR (Hugging Face BERT/RoBERTa) | --config tiny|mini|small|base  [--tokenizer DIR|FILE]
+  Data        --data FILE (one sentence per line)
+  Objective   --objective simcse|off-dropout|dcl|simcse++ (simcse++)  --temperature 0.05  --pos-scale 1
+              --dcl-weight 0.1  --dcl-temperature 5  --dropout P
+  Recipe      --batch-size 64 --max-len 32 --lr 3e-5 --epochs 1 [--steps N] --warmup 0 --weight-decay 0
+              --grad-clip 1 --seed 42 --device auto|cpu|cuda
+  Evaluation  --eval-file FILE (repeatable; STS-B, SICK or an STS12-16 folder)  --eval-every 125 (0: off)
+  Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR
+`
+
+export async function trainCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' }, config: { type: 'string' }, tokenizer: { type: 'string' }, data: { type: 'string' },
+      objective: { type: 'string' }, temperature: { type: 'string' }, 'pos-scale': { type: 'string' }, 'dcl-weight': { type: 'string' },
+      'dcl-temperature': { type: 'string' }, dropout: { type: 'string' }, 'batch-size': { type: 'string' }, 'max-len': { type: 'string' },
+      lr: { type: 'string' }, epochs: { type: 'string' }, steps: { type: 'string' }, warmup: { type: 'string' },
+      'weight-decay': { type: 'string' }, 'grad-clip': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' },
+      'eval-file': { type: 'string', multiple: true }, 'eval-every': { type: 'string' }, out: { type: 'string' },
+      'save-every': { type: 'string' }, resume: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  })
+  if (values.help) {
+    process.stdout.write(trainUsage)
+    return
+  }
+  if (values.data === undefined) {
+    const extra = Object.keys(values).filter((k) => !['out', 'steps', 'seed', 'config', 'device'].includes(k))
+    if (extra.length) throw new UsageError(`--data FILE is required with --${extra[0]} (without --data, train runs the demo)`)
+    await runDemo({ out: values.out, steps: num('steps', values.steps, { int: true, min: 0 }), seed: num('seed', values.seed, { int: true, min: 0 }),
+      config: oneOf('config', values.config, ['tiny', 'mini', 'small', 'base'] as const), device: oneOf('device', values.device, ['auto', 'cpu', 'cuda'] as const) })
+    return
+  }
+  const options: TrainOptions = {
+    model: values.model,
+    config: oneOf('config', values.config, ['tiny', 'mini', 'small', 'base'] as const),
+    tokenizer: values.tokenizer,
+    data: values.data,
+    objective: oneOf('objective', values.objective, OBJECTIVES),
+    temperature: num('temperature', values.temperature, { gt: 0 }),
+    posScale: num('pos-scale', values['pos-scale']),
+    dclWeight: num('dcl-weight', values['dcl-weight'], { min: 0 }),
+    dclTemperature: num('dcl-temperature', values['dcl-temperature'], { gt: 0 }),
+    dropout: num('dropout', values.dropout, { min: 0 }),
+    batchSize: num('batch-size', values['batch-size'], { int: true, min: 2 }),
+    maxLen: num('max-len', values['max-len'], { int: true, min: 3 }),
+    lr: num('lr', values.lr, { gt: 0 }),
+    epochs: num('epochs', values.epochs, { int: true, min: 1 }),
+    steps: num('steps', values.steps, { int: true, min: 0 }),
+    warmup: num('warmup', values.warmup, { int: true, min: 0 }),
+    weightDecay: num('weight-decay', values['weight-decay'], { min: 0 }),
+    gradClip: num('grad-clip', values['grad-clip'], { gt: 0 }),
+    seed: num('seed', values.seed, { int: true, min: 0 }),
+    device: oneOf('device', values.device, ['auto', 'cpu', 'cuda'] as const),
+    evalFiles: values['eval-file'],
+    evalEvery: num('eval-every', values['eval-every'], { int: true, min: 0 }),
+    out: values.out ?? 'simcsepp-out',
+    saveEvery: num('save-every', values['save-every'], { int: true, min: 0 }),
+    resume: values.resume,
+  }
+  if (!options.model && !options.config) options.config = 'mini'
+  await runTraining(options)
+}
+
+/** Runs train() with terminal output; shared by the CLI and the demo. */
+export async function runTraining(options: TrainOptions, quiet = false) {
+  let bar: ProgressBar | null = null
+  const losses: number[] = []
+  const say = (s: string) => {
+    if (quiet) return
+    if (bar) bar.log(s)
+    else process.stderr.write(`${s}\n`)
+  }
+  const result = await train(options, {
+    onMessage: say,
+    onStep(s: StepInfo) {
+      losses.push(s.loss)
+      if (quiet) return
+      bar ??= new ProgressBar({ total: s.totalSteps, stream: process.stderr })
+      bar.update(s.step, { loss: s.loss, lr: s.lr.toExponential(1), 'sent/s': s.sentencesPerSecond.toFixed(1) })
+    },
+    onEval(e: EvalInfo) {
+      const files = e.results.map((r) => `${r.file.split('/').pop()} ${r.spearman.toFixed(2)}`).join(', ')
+      say(`step ${e.step}: STS Spearman ${files}${e.best ? '  (best so far: model saved)' : ''}`)
+    },
+  })
+  ;(bar as ProgressBar | null)?.finish()
+  if (!quiet) {
+    const steps = result.history.filter((h) => h.type === 'step') as StepInfo[]
+    if (steps.length) {
+      process.stderr.write(`loss ${sparkline(losses, 50)}  ${steps[0].loss.toFixed(4)} -> ${steps.at(-1)!.loss.toFixed(4)}\n`)
+    }
+    if (result.best) process.stderr.write(`best STS Spearman ${result.best.spearman.toFixed(2)} at step ${result.best.step}\n`)
+    process.stderr.write(`model, tokenizer, train.jsonl, metrics.json and loss_curve.svg in ${result.out}\n`)
+  }
+  return result
+}

@@ -1,0 +1,147 @@
+// The encoding loop the SentenceEncoder's worker runs: tokenize, order by length, pad per batch,
+// forward, pool, (normalise). It is plain synchronous-per-batch code and knows nothing of threads.
+import { positionOffset } from '../bert-config.js'
+import { BertModel, type Pooling } from '../model/bert.js'
+import { Tokenizer } from '../tokenizer.js'
+import { addon } from '../native.js'
+import type { DeviceRequest, RunOptions } from './protocol.js'
+
+/** Sentences tokenized per call to the tokenizer (bounds the padded temporary it returns). */
+const TOKENIZE_CHUNK = 1024
+
+export interface Tokenized {
+  /** Real tokens of every sentence, back to back. */
+  ids: Int32Array
+  types: Int32Array
+  /** Sentence i's tokens are [offsets[i], offsets[i + 1]). */
+  offsets: Int32Array
+}
+
+export class EncoderEngine {
+  private constructor(
+    readonly model: BertModel,
+    readonly tokenizer: Tokenizer,
+    readonly device: 'cpu' | 'cuda',
+    readonly note: string | undefined,
+  ) {}
+
+  get dimension(): number {
+    return this.model.config.hiddenSize
+  }
+
+  /** Positions a sentence may use ([CLS] and [SEP] included). */
+  get maxPositions(): number {
+    const c = this.model.config
+    return c.maxPositionEmbeddings - positionOffset(c)
+  }
+
+  static async load(dir: string, device: DeviceRequest): Promise<EncoderEngine> {
+    const tokenizer = await Tokenizer.load(dir)
+    if (device === 'cpu') return new EncoderEngine(await BertModel.load(dir, { device: 'cpu' }), tokenizer, 'cpu', undefined)
+    const cuda = addon.cudaStatus()
+    if (!cuda.available) {
+      if (device === 'cuda') throw new Error(`SentenceEncoder: device 'cuda' requested but CUDA is unavailable (${cuda.reason ?? 'unknown reason'})`)
+      return new EncoderEngine(await BertModel.load(dir, { device: 'cpu' }), tokenizer, 'cpu', `CUDA unavailable (${cuda.reason ?? 'unknown reason'})`)
+    }
+    // CUDA is there, but the encoder ops may not have CUDA kernels: try one short forward.
+    let model: BertModel | null = null
+    try {
+      model = await BertModel.load(dir, { device: 'cuda' })
+      const probe = await tokenizer.encodeBatch(['probe'], { maxLength: 8 })
+      model.embed(probe, 'cls').dispose()
+      return new EncoderEngine(model, tokenizer, 'cuda', undefined)
+    } catch (e) {
+      model?.dispose()
+      const why = (e as Error).message
+      if (device === 'cuda') throw new Error(`SentenceEncoder: device 'cuda' cannot run this model: ${why}`)
+      return new EncoderEngine(await BertModel.load(dir, { device: 'cpu' }), tokenizer, 'cpu', `CUDA cannot run the encoder (${why}); using the CPU`)
+    }
+  }
+
+  /** Token ids of each sentence, truncated to maxLength, packed without padding. */
+  async tokenize(sentences: readonly string[], maxLength: number): Promise<Tokenized> {
+    const rows: { ids: Int32Array; types: Int32Array }[] = []
+    let total = 0
+    for (let s = 0; s < sentences.length; s += TOKENIZE_CHUNK) {
+      const enc = await this.tokenizer.encodeBatch(sentences.slice(s, s + TOKENIZE_CHUNK), { maxLength })
+      const [B, T] = enc.shape
+      for (let b = 0; b < B; b++) {
+        let n = 0
+        while (n < T && enc.attentionMask[b * T + n]) n++
+        rows.push({ ids: enc.inputIds.slice(b * T, b * T + n), types: enc.tokenTypeIds.slice(b * T, b * T + n) })
+        total += n
+      }
+    }
+    const ids = new Int32Array(total), types = new Int32Array(total), offsets = new Int32Array(rows.length + 1)
+    for (let i = 0, o = 0; i < rows.length; i++) {
+      ids.set(rows[i].ids, o)
+      types.set(rows[i].types, o)
+      o += rows[i].ids.length
+      offsets[i + 1] = o
+    }
+    return { ids, types, offsets }
+  }
+
+  /** The sentence indices of each batch: longest first when sorting, else input order. */
+  static batches(tok: Tokenized, batchSize: number, sortByLength: boolean): Int32Array[] {
+    const n = tok.offsets.length - 1
+    const order = Int32Array.from({ length: n }, (_, i) => i)
+    if (sortByLength) {
+      const len = (i: number) => tok.offsets[i + 1] - tok.offsets[i]
+      order.sort((a, b) => len(b) - len(a) || a - b)
+    }
+    const out: Int32Array[] = []
+    for (let s = 0; s < n; s += batchSize) out.push(order.subarray(s, Math.min(n, s + batchSize)))
+    return out
+  }
+
+  /** Vectors [indices.length, H] of the given sentences, padded to the longest of them. */
+  embedBatch(tok: Tokenized, indices: Int32Array, pooling: Pooling, normalize: boolean): Float32Array {
+    const B = indices.length
+    let T = 1
+    for (const i of indices) T = Math.max(T, tok.offsets[i + 1] - tok.offsets[i])
+    const inputIds = new Int32Array(B * T).fill(this.tokenizer.padTokenId)
+    const attentionMask = new Int32Array(B * T)
+    const tokenTypeIds = new Int32Array(B * T)
+    for (let b = 0; b < B; b++) {
+      const i = indices[b], from = tok.offsets[i], to = tok.offsets[i + 1]
+      inputIds.set(tok.ids.subarray(from, to), b * T)
+      tokenTypeIds.set(tok.types.subarray(from, to), b * T)
+      attentionMask.fill(1, b * T, b * T + (to - from))
+    }
+    const out = this.model.embed({ inputIds, attentionMask, tokenTypeIds, shape: [B, T] }, pooling)
+    let vectors: Float32Array
+    try {
+      vectors = out.toFloat32Array()
+    } finally {
+      out.dispose()
+    }
+    if (normalize) normalizeRows(vectors, this.dimension)
+    return vectors
+  }
+
+  /** Encodes all sentences, handing each batch's vectors to `onBatch` (between batches it awaits `yieldFn`). */
+  async run(sentences: readonly string[], o: RunOptions, onBatch: (indices: Int32Array, vectors: Float32Array) => void,
+    yieldFn: () => Promise<void> = () => Promise.resolve()): Promise<void> {
+    const maxLength = Math.min(o.maxLength, this.maxPositions)
+    const tok = await this.tokenize(sentences, maxLength)
+    for (const indices of EncoderEngine.batches(tok, o.batchSize, o.sortByLength)) {
+      await yieldFn()
+      onBatch(indices.slice(), this.embedBatch(tok, indices, o.pooling, o.normalize))
+    }
+  }
+
+  dispose(): void {
+    this.model.dispose()
+  }
+}
+
+/** Scales each row of a [n, dim] matrix to unit L2 norm (zero rows stay zero). */
+export function normalizeRows(v: Float32Array, dim: number): void {
+  for (let r = 0; r < v.length; r += dim) {
+    let s = 0
+    for (let j = r; j < r + dim; j++) s += v[j] * v[j]
+    const inv = s > 0 ? 1 / Math.sqrt(s) : 0
+    for (let j = r; j < r + dim; j++) v[j] *= inv
+  }
+}

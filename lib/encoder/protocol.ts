@@ -1,0 +1,31 @@
+// Messages between a SentenceEncoder (main side) and its worker thread (worker.ts).
+import type { Pooling } from '../model/bert.js'
+
+export type DeviceRequest = 'auto' | 'cpu' | 'cuda'
+
+export interface InitData {
+  dir: string
+  device: DeviceRequest
+}
+
+export interface RunOptions {
+  batchSize: number
+  maxLength: number
+  pooling: Pooling
+  normalize: boolean
+  sortByLength: boolean
+}
+
+/** Main -> worker. Sentences of one request may come in several chunks; `last` starts the work. */
+export type ToWorker =
+  | { type: 'encode'; id: number; sentences: string[]; last: boolean; options: RunOptions }
+  | { type: 'close' }
+
+/** Worker -> main. */
+export type FromWorker =
+  | { type: 'ready'; dimension: number; device: 'cpu' | 'cuda'; maxPositions: number; note?: string }
+  | { type: 'load-error'; message: string }
+  | { type: 'batch'; id: number; indices: Int32Array; vectors: Float32Array }
+  | { type: 'done'; id: number }
+  | { type: 'error'; id: number; message: string }
+  | { type: 'closed' }

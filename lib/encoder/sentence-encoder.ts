@@ -1,0 +1,319 @@
+// SentenceEncoder: sentences -> vectors with a trained (or any BERT/RoBERTa) model directory.
+//
+// The model lives in a worker thread that the encoder owns, so encode() never blocks the caller's
+// event loop: sentences go to the worker in chunks, vectors come back batch by batch as transferred
+// buffers. Sentences are tokenized, ordered by length (longest first) and batched so that little
+// padding is computed, and the results are put back in input order.
+import { existsSync, promises as fsp } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
+import { positionOffset, readHfConfig } from '../bert-config.js'
+import type { Pooling } from '../model/bert.js'
+import { readSentenceTransformersDefaults } from './pooling-config.js'
+import type { DeviceRequest, FromWorker, RunOptions, ToWorker } from './protocol.js'
+
+export type { Pooling } from '../model/bert.js'
+export type EncoderDevice = DeviceRequest
+
+export interface SentenceEncoderOptions {
+  /**
+   * 'auto' (default): CUDA when a device is available and can run the encoder, else the CPU.
+   * 'cuda' throws when it cannot be used (the encoder ops are CPU-only for now).
+   */
+  device?: EncoderDevice
+  /** Sentence vector: the [CLS] state or the mean over real tokens. Default: 1_Pooling/config.json's mode, else 'cls'. */
+  pooling?: Pooling
+  /** Scale every vector to unit length. Default: whether modules.json lists a Normalize module, else false. */
+  normalize?: boolean
+  /** Tokens per sentence, [CLS] and [SEP] included; longer ones are truncated. Default 128, at most the model's positions. */
+  maxLength?: number
+  /** Default batch size of encode(). Default 32. */
+  batchSize?: number
+}
+
+export interface EncodeOptions {
+  /** Sentences per forward pass. Default: the encoder's batchSize (32). */
+  batchSize?: number
+  /**
+   * Batch sentences of similar length together (default true). false batches them in input order,
+   * padding each batch to its longest sentence (for comparisons; results are the same up to float rounding).
+   */
+  sortByLength?: boolean
+}
+
+/** Sentences posted to the worker per message; the main thread yields between messages. */
+const POST_CHUNK = 2048
+
+interface Request {
+  id: number
+  results: Float32Array[]
+  resolve: (v: Float32Array[]) => void
+  reject: (e: Error) => void
+}
+
+function fail(message: string): never {
+  throw new Error(`SentenceEncoder: ${message}`)
+}
+
+async function checkModelDir(dir: string): Promise<void> {
+  let st
+  try {
+    st = await fsp.stat(dir)
+  } catch {
+    fail(`${dir}: no such directory`)
+  }
+  if (!st.isDirectory()) fail(`${dir}: not a directory (expected a model directory)`)
+  const missing: string[] = []
+  if (!existsSync(join(dir, 'config.json'))) missing.push('config.json')
+  if (!existsSync(join(dir, 'model.safetensors'))) {
+    missing.push(existsSync(join(dir, 'pytorch_model.bin')) ? 'model.safetensors (only pytorch_model.bin is there: convert it to safetensors)' : 'model.safetensors')
+  }
+  if (!existsSync(join(dir, 'tokenizer.json')) && !existsSync(join(dir, 'vocab.txt'))) missing.push('a tokenizer (tokenizer.json or vocab.txt)')
+  if (missing.length) fail(`${dir} is not a model directory: missing ${missing.join(', ')}`)
+}
+
+function workerEntry(): { file: URL; execArgv?: string[] } {
+  const js = new URL('./worker.js', import.meta.url)
+  if (existsSync(fileURLToPath(js))) return { file: js }
+  // Running from the TypeScript sources (tests): load worker.ts through the parent's loaders
+  // (tap and tsx register them with --import, which the worker must repeat).
+  const ts = new URL('./worker.ts', import.meta.url)
+  if (existsSync(fileURLToPath(ts))) return { file: ts, execArgv: process.execArgv }
+  fail(`cannot find its worker script next to ${fileURLToPath(import.meta.url)} (worker.js or worker.ts)`)
+}
+
+export class SentenceEncoder {
+  private nextId = 1
+  private readonly requests = new Map<number, Request>()
+  private closed = false
+  private closing: Promise<void> | null = null
+  private dead: Error | null = null
+
+  private constructor(
+    private readonly worker: Worker,
+    /** The model directory (absolute). */
+    readonly dir: string,
+    /** Length of every vector (the model's hidden size). */
+    readonly dimension: number,
+    /** Where the model runs. */
+    readonly device: 'cpu' | 'cuda',
+    readonly pooling: Pooling,
+    readonly normalize: boolean,
+    /** Effective tokens per sentence (the requested maxLength clamped to the model's positions). */
+    readonly maxLength: number,
+    readonly batchSize: number,
+    /** Why the device differs from the request ('auto' without a usable CUDA device), if it does. */
+    readonly deviceNote: string | undefined,
+  ) {
+    worker.on('message', (m: FromWorker) => this.onMessage(m))
+    worker.on('error', (e) => this.die(e instanceof Error ? e : new Error(String(e))))
+    worker.on('exit', (code) => this.die(new Error(`SentenceEncoder: the worker thread exited (code ${code})`)))
+    worker.unref()
+  }
+
+  /** Loads a model directory (config.json, model.safetensors, tokenizer.json or vocab.txt) into a worker thread. */
+  static async load(dir: string, options: SentenceEncoderOptions = {}): Promise<SentenceEncoder> {
+    if (typeof dir !== 'string' || !dir) fail(`load: expected a model directory path, got ${typeof dir === 'string' ? 'an empty string' : typeof dir}`)
+    if (options === null || typeof options !== 'object') fail('load: options must be an object')
+    const device = options.device ?? 'auto'
+    if (!['auto', 'cpu', 'cuda'].includes(device)) fail(`load: device must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(device)}`)
+    if (options.pooling !== undefined && options.pooling !== 'cls' && options.pooling !== 'mean') {
+      fail(`load: pooling must be 'cls' or 'mean', got ${JSON.stringify(options.pooling)}`)
+    }
+    if (options.normalize !== undefined && typeof options.normalize !== 'boolean') fail(`load: normalize must be a boolean, got ${JSON.stringify(options.normalize)}`)
+    const maxLength = options.maxLength ?? 128
+    if (!Number.isSafeInteger(maxLength) || maxLength < 3) fail(`load: maxLength must be an integer >= 3, got ${JSON.stringify(options.maxLength)}`)
+    const batchSize = options.batchSize ?? 32
+    checkBatchSize(batchSize, 'load')
+
+    const abs = resolve(dir)
+    await checkModelDir(abs)
+    const config = await readHfConfig(abs).catch((e: Error) => fail(e.message))
+    const st = await readSentenceTransformersDefaults(abs).catch((e: Error) => fail(e.message))
+    let pooling = options.pooling ?? st.pooling
+    if (!pooling && st.unsupportedPooling) {
+      fail(`${st.poolingFile} asks for ${st.unsupportedPooling} pooling, which is not implemented (pass pooling: 'cls' or 'mean' to override)`)
+    }
+    pooling ??= 'cls'
+    const normalize = options.normalize ?? st.normalize ?? false
+    const maxPositions = config.maxPositionEmbeddings - positionOffset(config)
+
+    const entry = workerEntry()
+    const worker = new Worker(entry.file, {
+      workerData: { dir: abs, device },
+      ...(entry.execArgv ? { execArgv: entry.execArgv } : {}),
+    })
+    const ready = await new Promise<Extract<FromWorker, { type: 'ready' }>>((res, rej) => {
+      const onMessage = (m: FromWorker) => {
+        if (m.type === 'ready') done(() => res(m))
+        else if (m.type === 'load-error') done(() => rej(new Error(m.message.startsWith('SentenceEncoder') ? m.message : `SentenceEncoder: cannot load ${abs}: ${m.message}`)))
+      }
+      const onError = (e: Error) => done(() => rej(new Error(`SentenceEncoder: the worker thread failed while loading ${abs}: ${e.message}`)))
+      const onExit = (code: number) => done(() => rej(new Error(`SentenceEncoder: the worker thread exited (code ${code}) while loading ${abs}`)))
+      const done = (f: () => void) => {
+        worker.off('message', onMessage).off('error', onError).off('exit', onExit)
+        f()
+      }
+      worker.on('message', onMessage).on('error', onError).on('exit', onExit)
+    }).catch(async (e: Error) => {
+      await worker.terminate()
+      throw e
+    })
+    return new SentenceEncoder(worker, abs, ready.dimension, ready.device, pooling, normalize,
+      Math.min(maxLength, ready.maxPositions ?? maxPositions), batchSize, ready.note)
+  }
+
+  /** One sentence -> its vector. */
+  encode(sentence: string, options?: EncodeOptions): Promise<Float32Array>
+  /** Sentences -> one vector each, in input order. */
+  encode(sentences: readonly string[], options?: EncodeOptions): Promise<Float32Array[]>
+  async encode(input: string | readonly string[], options: EncodeOptions = {}): Promise<Float32Array | Float32Array[]> {
+    this.checkOpen('encode')
+    const single = typeof input === 'string'
+    if (!single && !Array.isArray(input)) fail(`encode: expected a string or an array of strings, got ${describe(input)}`)
+    const sentences: readonly string[] = single ? [input] : input
+    for (let i = 0; i < sentences.length; i++) {
+      const s = sentences[i]
+      const where = single ? 'encode: the sentence' : `encode: sentences[${i}]`
+      if (typeof s !== 'string') fail(`${where} is ${describe(s)}, expected a string`)
+      if (s.length === 0) fail(`${where} is an empty string`)
+    }
+    if (options === null || typeof options !== 'object') fail('encode: options must be an object')
+    const batchSize = options.batchSize ?? this.batchSize
+    checkBatchSize(batchSize, 'encode')
+    const sortByLength = options.sortByLength ?? true
+    if (typeof sortByLength !== 'boolean') fail(`encode: sortByLength must be a boolean, got ${JSON.stringify(sortByLength)}`)
+    if (!sentences.length) return []
+    const run: RunOptions = { batchSize, maxLength: this.maxLength, pooling: this.pooling, normalize: this.normalize, sortByLength }
+
+    const id = this.nextId++
+    const result = new Promise<Float32Array[]>((resolve, reject) => {
+      this.requests.set(id, { id, results: new Array<Float32Array>(sentences.length), resolve, reject })
+    })
+    this.worker.ref()
+    try {
+      for (let s = 0; s < sentences.length; s += POST_CHUNK) {
+        if (s > 0) {
+          await new Promise((r) => setImmediate(r)) // keep the event loop responsive for huge inputs
+          if (!this.requests.has(id)) break // closed or failed meanwhile
+        }
+        const last = s + POST_CHUNK >= sentences.length
+        this.post({ type: 'encode', id, sentences: sentences.slice(s, s + POST_CHUNK), last, options: run })
+      }
+    } catch (e) {
+      this.settle(id, e as Error)
+    }
+    const vectors = await result
+    return single ? vectors[0] : vectors
+  }
+
+  /** Cosine similarity of two vectors (the dot product when both are normalised). */
+  similarity(a: ArrayLike<number>, b: ArrayLike<number>): number {
+    return cosineSimilarity(a, b)
+  }
+
+  /** Stops the worker and frees the model's native memory; pending encode() calls reject. Idempotent. */
+  close(): Promise<void> {
+    if (this.closing) return this.closing
+    this.closed = true
+    const closedError = new Error('SentenceEncoder: closed while encoding')
+    for (const id of [...this.requests.keys()]) this.settle(id, closedError)
+    this.closing = (async () => {
+      if (!this.dead) {
+        this.worker.ref()
+        const acked = new Promise<void>((res) => {
+          const on = (m: FromWorker) => {
+            if (m.type === 'closed') res()
+          }
+          this.worker.on('message', on)
+          this.worker.once('exit', () => res())
+        })
+        try {
+          this.post({ type: 'close' })
+          // The worker disposes the model after the batch it is computing; don't wait forever.
+          let timer: NodeJS.Timeout | undefined
+          await Promise.race([acked, new Promise<void>((res) => (timer = setTimeout(res, 10_000)))])
+          clearTimeout(timer)
+        } catch {
+          // worker already gone
+        }
+      }
+      await this.worker.terminate()
+    })()
+    return this.closing
+  }
+
+  /** Whether close() was called. */
+  get isClosed(): boolean {
+    return this.closed
+  }
+
+  private post(m: ToWorker): void {
+    if (this.dead) throw this.dead
+    this.worker.postMessage(m)
+  }
+
+  private checkOpen(what: string): void {
+    if (this.closed) fail(`${what}: the encoder is closed`)
+    if (this.dead) fail(`${what}: the encoder's worker thread stopped (${this.dead.message})`)
+  }
+
+  private onMessage(m: FromWorker): void {
+    if (m.type === 'batch') {
+      const r = this.requests.get(m.id)
+      if (!r) return
+      const H = this.dimension, buf = m.vectors.buffer, off = m.vectors.byteOffset
+      for (let j = 0; j < m.indices.length; j++) r.results[m.indices[j]] = new Float32Array(buf, off + j * H * 4, H)
+    } else if (m.type === 'done') {
+      const r = this.requests.get(m.id)
+      if (!r) return
+      this.requests.delete(m.id)
+      this.idle()
+      r.resolve(r.results)
+    } else if (m.type === 'error') {
+      this.settle(m.id, new Error(m.message))
+    }
+  }
+
+  private settle(id: number, e: Error): void {
+    const r = this.requests.get(id)
+    if (!r) return
+    this.requests.delete(id)
+    this.idle()
+    r.reject(e)
+  }
+
+  private idle(): void {
+    if (!this.requests.size && !this.closing) this.worker.unref()
+  }
+
+  private die(e: Error): void {
+    if (this.dead || this.closing) return
+    this.dead = e
+    for (const id of [...this.requests.keys()]) this.settle(id, new Error(`SentenceEncoder: the worker thread stopped: ${e.message}`))
+  }
+}
+
+function checkBatchSize(n: unknown, where: string): void {
+  if (!Number.isSafeInteger(n) || (n as number) < 1) fail(`${where}: batchSize must be a positive integer, got ${JSON.stringify(n)}`)
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null'
+  if (Array.isArray(v)) return 'an array'
+  return typeof v === 'object' ? `an object (${Object.prototype.toString.call(v)})` : `a ${typeof v} (${String(v).slice(0, 40)})`
+}
+
+/** Cosine similarity of two equal-length vectors; 0 when either is all zeros. */
+export function cosineSimilarity(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (!a || !b || typeof a.length !== 'number' || typeof b.length !== 'number') fail('similarity: expected two vectors (Float32Array or number[])')
+  if (a.length !== b.length) fail(`similarity: vectors have different lengths (${a.length} and ${b.length})`)
+  let dot = 0, na = 0, nb = 0
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i] * b[i]
+    na += a[i] * a[i]
+    nb += b[i] * b[i]
+  }
+  return na > 0 && nb > 0 ? dot / Math.sqrt(na * nb) : 0
+}

@@ -1,0 +1,247 @@
+// STS evaluation (METHOD.md §7): cosine similarity of the two sentences' embeddings against gold scores,
+// Spearman ×100. Reads the three formats the benchmarks ship in: STS-B, SICK and STS12–16.
+import { promises as fsp } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
+import { formatTable } from '../bench/table.js'
+
+export interface StsPair {
+  s1: string
+  s2: string
+  score: number
+}
+
+export interface ReadStsOptions {
+  /**
+   * SICK only: the full SICK.txt has a SemEval_set column (TRAIN/TRIAL/TEST); keep only this set
+   * (e.g. 'TEST'). Ignored when the file has no such column (SentEval's SICK_test_annotated.txt).
+   */
+  sickSet?: string
+}
+
+/**
+ * Reads an STS file, detecting its format:
+ * - a directory: STS12–16, every `<prefix>.input.<subset>.txt` paired with `<prefix>.gs.<subset>.txt`
+ *   (prefix `STS`, or `STS2016` as SentEval ships STS16), subsets concatenated in sorted order;
+ * - a `*.input.<subset>.txt` file: that one STS12–16 subset, its gs file beside it;
+ * - a file whose first line is a header with sentence_A, sentence_B and relatedness_score: SICK;
+ * - otherwise STS-B: tab-separated genre, file, year, id, score, sentence1, sentence2 (extra columns ignored).
+ * Pairs whose gold score is missing (an empty gs line) are skipped; any other malformed line is an error
+ * naming file:line.
+ */
+export async function readStsFile(path: string, options: ReadStsOptions = {}): Promise<StsPair[]> {
+  let stat
+  try {
+    stat = await fsp.stat(path)
+  } catch {
+    throw new Error(`${path}: no such file or directory`)
+  }
+  if (stat.isDirectory()) return readStsDirectory(path)
+  const m = INPUT_RE.exec(basename(path))
+  if (m) return readStsSubset(join(dirname(path), `${m[1]}.input.${m[2]}.txt`), join(dirname(path), `${m[1]}.gs.${m[2]}.txt`))
+  const lines = splitLines(await fsp.readFile(path, 'utf8'))
+  const header = lines[0]?.split('\t') ?? []
+  if (header.includes('sentence_A') && header.includes('sentence_B') && header.includes('relatedness_score'))
+    return parseSick(path, lines, header, options.sickSet)
+  return parseStsb(path, lines)
+}
+
+const INPUT_RE = /^(STS\d*)\.input\.(.+)\.txt$/
+
+async function readStsDirectory(dir: string): Promise<StsPair[]> {
+  const names = (await fsp.readdir(dir)).filter((n) => INPUT_RE.test(n)).sort()
+  if (names.length === 0) throw new Error(`${dir}: no STS.input.<subset>.txt files in this directory`)
+  const pairs: StsPair[] = []
+  for (const name of names) {
+    const [, prefix, subset] = INPUT_RE.exec(name)!
+    pairs.push(...(await readStsSubset(join(dir, name), join(dir, `${prefix}.gs.${subset}.txt`))))
+  }
+  return pairs
+}
+
+async function readStsSubset(inputPath: string, gsPath: string): Promise<StsPair[]> {
+  const read = async (p: string) => {
+    try {
+      return splitLines(await fsp.readFile(p, 'utf8'), false)
+    } catch {
+      throw new Error(`${p}: cannot read (STS12–16 needs both the input and the gs file)`)
+    }
+  }
+  const inputs = await read(inputPath)
+  const gold = await read(gsPath)
+  if (inputs.length !== gold.length)
+    throw new Error(`${inputPath}: ${inputs.length} lines but ${basename(gsPath)} has ${gold.length}`)
+  const pairs: StsPair[] = []
+  for (let i = 0; i < inputs.length; i++) {
+    if (gold[i].trim() === '') continue // unscored pair
+    const score = parseScore(gold[i], gsPath, i + 1)
+    const cols = inputs[i].split('\t')
+    if (cols.length < 2) throw new Error(`${inputPath}:${i + 1}: expected sentence1<TAB>sentence2, got ${cols.length} column`)
+    pairs.push({ s1: cols[0], s2: cols[1], score })
+  }
+  return pairs
+}
+
+function parseStsb(path: string, lines: string[]): StsPair[] {
+  const pairs: StsPair[] = []
+  lines.forEach((line, i) => {
+    if (line.trim() === '') return
+    const cols = line.split('\t')
+    if (cols.length < 7)
+      throw new Error(`${path}:${i + 1}: expected 7 tab-separated columns (STS-B: genre, file, year, id, score, s1, s2), got ${cols.length}`)
+    pairs.push({ s1: cols[5], s2: cols[6], score: parseScore(cols[4], path, i + 1) })
+  })
+  if (pairs.length === 0) throw new Error(`${path}: no sentence pairs`)
+  return pairs
+}
+
+function parseSick(path: string, lines: string[], header: string[], set?: string): StsPair[] {
+  const a = header.indexOf('sentence_A')
+  const b = header.indexOf('sentence_B')
+  const s = header.indexOf('relatedness_score')
+  const setCol = header.indexOf('SemEval_set')
+  const need = Math.max(a, b, s) + 1
+  const pairs: StsPair[] = []
+  for (let i = 1; i < lines.length; i++) {
+    if (lines[i].trim() === '') continue
+    const cols = lines[i].split('\t')
+    if (cols.length < need) throw new Error(`${path}:${i + 1}: expected at least ${need} tab-separated columns, got ${cols.length}`)
+    if (set !== undefined && setCol >= 0 && cols[setCol] !== set) continue
+    pairs.push({ s1: cols[a], s2: cols[b], score: parseScore(cols[s], path, i + 1) })
+  }
+  if (pairs.length === 0) throw new Error(`${path}: no sentence pairs${set ? ` in set ${set}` : ''}`)
+  return pairs
+}
+
+/** Lines without their \n / \r\n; a final newline does not make an extra empty line. */
+function splitLines(text: string, dropBom = true): string[] {
+  if (dropBom && text.charCodeAt(0) === 0xfeff) text = text.slice(1)
+  const lines = text.split('\n').map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l))
+  if (lines.length && lines[lines.length - 1] === '') lines.pop()
+  return lines
+}
+
+function parseScore(text: string, path: string, line: number): number {
+  const t = text.trim()
+  const v = Number(t)
+  if (t === '' || !Number.isFinite(v)) throw new Error(`${path}:${line}: invalid score ${JSON.stringify(text)}`)
+  return v
+}
+
+// ---- correlation ----
+
+/** Pearson correlation (×1). NaN when either side is constant. */
+export function pearson(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const n = checkLengths(a, b)
+  let ma = 0, mb = 0
+  for (let i = 0; i < n; i++) (ma += a[i]), (mb += b[i])
+  ma /= n
+  mb /= n
+  let sab = 0, saa = 0, sbb = 0
+  for (let i = 0; i < n; i++) {
+    const da = a[i] - ma, db = b[i] - mb
+    sab += da * db
+    saa += da * da
+    sbb += db * db
+  }
+  return saa === 0 || sbb === 0 ? NaN : sab / Math.sqrt(saa * sbb)
+}
+
+/** Spearman rank correlation (×1): Pearson of the ranks, tied values sharing their average rank (as scipy). */
+export function spearman(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  checkLengths(a, b)
+  return pearson(ranks(a), ranks(b))
+}
+
+/** 1-based ranks with ties averaged. */
+export function ranks(x: ArrayLike<number>): Float64Array {
+  const n = x.length
+  const idx = Array.from({ length: n }, (_, i) => i).sort((i, j) => x[i] - x[j])
+  const r = new Float64Array(n)
+  for (let i = 0; i < n; ) {
+    let j = i + 1
+    while (j < n && x[idx[j]] === x[idx[i]]) j++
+    const avg = (i + 1 + j) / 2 // mean of ranks i+1..j
+    for (let k = i; k < j; k++) r[idx[k]] = avg
+    i = j
+  }
+  return r
+}
+
+function checkLengths(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new RangeError(`correlation of arrays of different lengths (${a.length} and ${b.length})`)
+  if (a.length < 2) throw new RangeError(`correlation needs at least 2 values, got ${a.length}`)
+  for (const v of [a, b]) for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) throw new RangeError(`non-finite value ${v[i]} at ${i}`)
+  return a.length
+}
+
+// ---- evaluation ----
+
+/** Embeds sentences: one vector per sentence, in order. */
+export type EmbedFn = (sentences: string[]) => Promise<Float32Array[]>
+
+export interface StsEvalOptions {
+  /** Sentences per embed call (default 128). */
+  batchSize?: number
+}
+
+export interface StsResult {
+  pairs: number
+  /** Spearman ×100. */
+  spearman: number
+  /** Pearson ×100 (reported by some papers; not used for selection). */
+  pearson: number
+}
+
+/**
+ * Spearman ×100 between the cosine similarity of each pair's embeddings and the gold scores.
+ * Each distinct sentence is embedded once (STS files repeat many), in batches of similar length so
+ * little compute goes to padding.
+ */
+export async function evaluateSts(embed: EmbedFn, pairs: StsPair[], options: StsEvalOptions = {}): Promise<StsResult> {
+  const batchSize = options.batchSize ?? 128
+  if (pairs.length < 2) throw new Error(`STS evaluation needs at least 2 pairs, got ${pairs.length}`)
+  const unique = [...new Set(pairs.flatMap((p) => [p.s1, p.s2]))].sort((x, y) => x.length - y.length)
+  const vectors = new Map<string, Float32Array>()
+  for (let i = 0; i < unique.length; i += batchSize) {
+    const chunk = unique.slice(i, i + batchSize)
+    const out = await embed(chunk)
+    if (out.length !== chunk.length) throw new Error(`embed returned ${out.length} vectors for ${chunk.length} sentences`)
+    chunk.forEach((s, k) => vectors.set(s, out[k]))
+  }
+  const sims = pairs.map((p) => cosine(vectors.get(p.s1)!, vectors.get(p.s2)!))
+  const gold = pairs.map((p) => p.score)
+  return { pairs: pairs.length, spearman: 100 * spearman(sims, gold), pearson: 100 * pearson(sims, gold) }
+}
+
+/** Cosine similarity; 0 when either vector is all zeros (rather than NaN). */
+export function cosine(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) throw new Error(`embeddings of different sizes (${a.length} and ${b.length})`)
+  let ab = 0, aa = 0, bb = 0
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i] * b[i]
+    aa += a[i] * a[i]
+    bb += b[i] * b[i]
+  }
+  return aa === 0 || bb === 0 ? 0 : ab / Math.sqrt(aa * bb)
+}
+
+export interface StsFilesResult {
+  results: ({ file: string } & StsResult)[]
+  /** Mean Spearman ×100 over the files (the "Avg." column of the paper). */
+  average: number
+}
+
+export async function evaluateStsFiles(embed: EmbedFn, files: string[], options: StsEvalOptions & ReadStsOptions = {}): Promise<StsFilesResult> {
+  if (files.length === 0) throw new Error('evaluateStsFiles: no files given')
+  const results: StsFilesResult['results'] = []
+  for (const file of files) results.push({ file, ...(await evaluateSts(embed, await readStsFile(file, options), options)) })
+  const average = results.reduce((s, r) => s + r.spearman, 0) / results.length
+  return { results, average }
+}
+
+/** A terminal table: file, pairs, Spearman (2 decimals), and an average row. */
+export function stsTable(result: StsFilesResult): string {
+  const rows: (string | number)[][] = result.results.map((r) => [basename(r.file), r.pairs, r.spearman.toFixed(2)])
+  rows.push(['average', '', result.average.toFixed(2)])
+  return formatTable(['file', 'pairs', 'Spearman'], rows)
+}
