@@ -8,6 +8,7 @@
         "native/bind_losses.cpp",
         "native/bind_system.cpp",
         "native/bind_bench.cpp",
+        "native/bind_gemm.cpp",
         "native/cpu/blas_ref.cpp",
         "native/cpu/infonce_unfused.cpp",
         "native/tensor.cpp",

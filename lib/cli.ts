@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util'
 import { cudaStatus, numThreads } from './index.js'
 import { benchLosses, lossBenchTable } from './bench/losses.js'
+import { benchGemm, gemmBenchTable } from './bench/gemm.js'
 import type { Device } from './tensor.js'
 import { trainCommand } from './cli/train-command.js'
 import { UsageError } from './cli/args.js'
@@ -14,6 +15,8 @@ Usage:
   simcsepp bench losses [--sizes 64,512,4096,65536] [--dim 768] [--device auto|cpu|cuda|all]
                         [--seconds 3] [--json]
       Fused off-dropout InfoNCE (forward + backward) against an unfused path of separate ops.
+  simcsepp bench gemm [--sizes 2048,6144] [--seconds 2] [--json]
+      CPU SGEMM GFLOP/s at BERT shapes, next to the system BLAS when one is installed.
   simcsepp info         Build and device information.
   simcsepp --help
 `
@@ -49,7 +52,8 @@ function benchCommand(args: string[]) {
     },
     strict: true,
   })
-  if (what !== 'losses') fail(`unknown benchmark '${what ?? ''}' (available: losses)`)
+  if (what === 'gemm') return gemmBench(values)
+  if (what !== 'losses') fail(`unknown benchmark '${what ?? ''}' (available: losses, gemm)`)
   const sizes = (values.sizes ?? '64,512,4096,65536').split(',').map((s) => Number(s.trim()))
   if (sizes.some((n) => !Number.isInteger(n) || n < 1)) fail(`--sizes must be positive integers (got ${values.sizes})`)
   const dim = Number(values.dim)
@@ -64,6 +68,20 @@ function benchCommand(args: string[]) {
     process.stdout.write(`\nOff-dropout InfoNCE, forward + backward (median ms), CPU threads: ${meta.cpuThreads}` +
       `, CUDA: ${meta.cuda.available ? meta.cuda.device : `unavailable (${meta.cuda.reason})`}\n\n`)
     process.stdout.write(lossBenchTable(rows) + '\n')
+  }
+}
+
+async function gemmBench(values: { sizes?: string; seconds?: string; json?: boolean }) {
+  const ms = (values.sizes ?? '2048,6144').split(',').map(Number)
+  if (ms.some((m) => !Number.isInteger(m) || m < 1)) fail(`--sizes (the M values) must be positive integers (got ${values.sizes})`)
+  const seconds = Number(values.seconds ?? '2')
+  const log = (line: string) => process.stderr.write(`  ${line}\n`)
+  const { rows, info } = benchGemm({ ms, sizes: [768, 3072], seconds, log })
+  if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'gemm', ...info, date: new Date().toISOString(), rows }, null, 2) + '\n')
+  else {
+    process.stdout.write(`\nSGEMM (float32), median GFLOP/s, ${info.threads} threads, micro-kernel ${info.kernel}; ` +
+      `system BLAS: ${info.systemBlas ?? 'none found (apt-get install libopenblas-dev to compare)'}\n\n`)
+    process.stdout.write(gemmBenchTable(rows) + '\n')
   }
 }
 

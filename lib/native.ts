@@ -47,6 +47,8 @@ export interface Addon {
   offDropoutUnfused(z1: NativeTensor, z2: NativeTensor, z0: NativeTensor, temperature: number, posScale: number,
     gz1: NativeTensor, gz2: NativeTensor, gz0: NativeTensor): { loss: number; workspaceBytes: number }
   offDropoutWorkspaceBytes(n: number, d: number): number
+  gemm(c: NativeTensor, a: NativeTensor, b: NativeTensor, transA: boolean, transB: boolean, alpha: number, beta: number, useSystemBlas: boolean): void
+  gemmInfo(): { kernel: string; threads: number; systemBlas?: string }
   // BERT encoder ops (native/bind_ops.cpp; CPU only for now). Outputs first; see lib/ops.ts.
   embeddingForward(out: NativeTensor, ids: Int32Array, posIds: Int32Array, typeIds: Int32Array,
     word: NativeTensor, pos: NativeTensor, type: NativeTensor): void

@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_system(env, exports);
   register_losses(env, exports);
   register_bench(env, exports);
+  register_gemm(env, exports);
   register_ops(env, exports);
   return exports;
 }

@@ -72,7 +72,7 @@ async function embedAll(model: BertModel, tok: Tokenizer, sentences: string[], m
   const H = model.config.hiddenSize
   for (let i = 0; i < sentences.length; i += 128) {
     const enc = await tok.encodeBatch(sentences.slice(i, i + 128), { maxLength })
-    const z = model.embed(enc, 'cls')
+    const z = model.embed(enc, 'mean')
     const flat = z.toFloat32Array()
     z.dispose()
     for (let r = 0; r < enc.shape[0]; r++) {
@@ -121,11 +121,12 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
   const before = BertModel.create(namedConfig(configName, tok.vocabSize), { seed })
   const qBefore = await embedAll(before, tok, queries, maxLen), aBefore = await embedAll(before, tok, answers, maxLen)
   before.dispose()
-  const steps = o.steps ?? 300
+  const steps = o.steps ?? 200
   await runTraining({
     config: configName, tokenizer: vocabFile, data: dataFile, out, steps, seed, device: o.device,
-    // From scratch a tiny model needs a larger step size than fine-tuning BERT (3e-5).
-    lr: 5e-4, warmup: Math.floor(steps / 10), saveEvery: 100, evalEvery: 0,
+    // From scratch, a tiny model needs a larger step size than fine-tuning BERT (3e-5), and its CLS
+    // vector starts out nearly the same for every sentence: mean pooling sees the words at once.
+    lr: 1e-3, warmup: Math.floor(steps / 10), saveEvery: 100, evalEvery: 0, pooling: 'mean',
   }, o.quiet)
   const after = await BertModel.load(out)
   const qAfter = await embedAll(after, tok, queries, maxLen), aAfter = await embedAll(after, tok, answers, maxLen)

@@ -147,7 +147,7 @@ export class ProgressBar {
 
 function fmt(v: number): string {
   if (!Number.isFinite(v)) return String(v)
-  if (v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5)) return v.toExponential(2)
+  if (v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5)) return Number(v.toPrecision(3)).toExponential() // 2.5e-5, not 2.50e-5
   return Number(v.toPrecision(3)).toString()
 }
 

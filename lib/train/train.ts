@@ -60,6 +60,8 @@ export interface TrainOptions {
   resume?: string
   /** Vocabulary size when the tokenizer is built from the data. */
   vocabSize?: number
+  /** Sentence vector under the MLP head and at evaluation: 'cls' (SimCSE) or 'mean' over tokens. */
+  pooling?: 'cls' | 'mean'
 }
 
 export interface StepInfo {
@@ -108,12 +110,12 @@ type Resolved = Required<Omit<TrainOptions, 'model' | 'config' | 'tokenizer' | '
 const DEFAULTS = {
   objective: 'simcse++' as Objective, temperature: 0.05, posScale: 1, dclWeight: 0.1, dclTemperature: 5, batchSize: 64, maxLen: 32,
   lr: 3e-5, epochs: 1, warmup: 0, weightDecay: 0, gradClip: 1, seed: 42, device: 'auto' as const, evalEvery: 125, saveEvery: 250,
-  vocabSize: 8000,
+  vocabSize: 8000, pooling: 'cls' as 'cls' | 'mean',
 }
 
 // Options a resumed run must share with the original (anything else, like saveEvery, may change).
 const FIXED_ON_RESUME = ['data', 'objective', 'temperature', 'posScale', 'dclWeight', 'dclTemperature', 'dropout', 'batchSize', 'maxLen',
-  'lr', 'epochs', 'steps', 'warmup', 'weightDecay', 'gradClip', 'seed'] as const
+  'lr', 'epochs', 'steps', 'warmup', 'weightDecay', 'gradClip', 'seed', 'pooling'] as const
 
 function resolve(o: TrainOptions): Resolved {
   if (!o || typeof o !== 'object') throw new TypeError('train: options must be an object')
@@ -133,6 +135,7 @@ function resolve(o: TrainOptions): Resolved {
   if (r.maxLen < 3) throw new RangeError('train: maxLen must be at least 3')
   if (r.steps !== undefined && (!Number.isSafeInteger(r.steps) || r.steps < 0)) throw new RangeError(`train: steps must be a non-negative integer (got ${r.steps})`)
   if (r.dropout !== undefined && !(r.dropout >= 0 && r.dropout < 1)) throw new RangeError(`train: dropout must be in [0, 1) (got ${r.dropout})`)
+  if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)
   if (!['auto', 'cpu', 'cuda'].includes(r.device)) throw new TypeError(`train: device must be auto, cpu or cuda (got ${r.device})`)
   return r
 }
@@ -227,7 +230,7 @@ export async function train(options: TrainOptions, hooks: TrainHooks = {}): Prom
     const vecs: Float32Array[] = []
     for (let i = 0; i < sentences.length; i += 128) {
       const enc = await tokenizer.encodeBatch(sentences.slice(i, i + 128), { maxLength: maxLen })
-      const z = model.embed(enc, 'cls')
+      const z = model.embed(enc, o.pooling)
       const flat = z.toFloat32Array()
       z.dispose()
       const h = model.config.hiddenSize
@@ -238,7 +241,7 @@ export async function train(options: TrainOptions, hooks: TrainHooks = {}): Prom
   const saveModel = async () => {
     await model.save(out)
     await tokenizer.save(out)
-    await writeSentenceTransformersFiles(out, model.config.hiddenSize, maxLen)
+    await writeSentenceTransformersFiles(out, model.config.hiddenSize, maxLen, o.pooling)
   }
   const evaluate = async (step: number) => {
     const results: EvalInfo['results'] = []
@@ -269,7 +272,7 @@ export async function train(options: TrainOptions, hooks: TrainHooks = {}): Prom
     const n = sentences.length
     const enc = await tokenizer.encodeBatch(sentences, { maxLength: maxLen })
     const batch = stack(enc, V)
-    const z = model.trainForward(batch, { seed: o.seed, step, keepRows: keepRowsFor(o.objective, n) })
+    const z = model.trainForward(batch, { seed: o.seed, step, keepRows: keepRowsFor(o.objective, n), pooling: o.pooling })
     const g = grad.view(0, [V * n, H])
     const { loss, parts } = objectiveLoss(o, z, g, n)
     if (!Number.isFinite(loss)) throw new Error(`step ${step}: the loss is ${loss}; the last checkpoint is in ${join(out, 'checkpoint')}`)

@@ -5,7 +5,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
 
 namespace simcsepp::cpu {
 
