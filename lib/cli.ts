@@ -5,18 +5,27 @@ import { cudaStatus, numThreads } from './index.js'
 import { benchLosses, lossBenchTable } from './bench/losses.js'
 import { benchGemm, gemmBenchTable } from './bench/gemm.js'
 import type { Device } from './tensor.js'
+import type { NamedConfig } from './bert-config.js'
 import { trainCommand } from './cli/train-command.js'
+import { encodeCommand, evalCommand } from './cli/encode-command.js'
+import { benchEncode, encodeBenchTable } from './bench/encode.js'
 import { UsageError } from './cli/args.js'
 
 const usage = `simcsepp: SimCSE++ sentence-embedding training on CUDA and CPU
 
 Usage:
   simcsepp train [options]  Train a sentence encoder (no options: a few-minute demo). --help for options.
+  simcsepp eval --model DIR --sts FILE... [--json] [--pooling cls|mean] [--max-len N]
+      STS Spearman (cosine of sentence vectors vs gold scores) for STS-B, SICK or STS12-16 files.
+  simcsepp encode --model DIR [--file FILE] [sentences...] [--format json|f32] [--normalize]
+      One JSON array per sentence and line, or raw little-endian float32 with --format f32.
   simcsepp bench losses [--sizes 64,512,4096,65536] [--dim 768] [--device auto|cpu|cuda|all]
                         [--seconds 3] [--json]
       Fused off-dropout InfoNCE (forward + backward) against an unfused path of separate ops.
   simcsepp bench gemm [--sizes 2048,6144] [--seconds 2] [--json]
       CPU SGEMM GFLOP/s at BERT shapes, next to the system BLAS when one is installed.
+  simcsepp bench encode [--models mini,base] [--sentences 256] [--batch-size 32] [--json]
+      SentenceEncoder sentences/s, length-sorted batching against input-order batching.
   simcsepp info         Build and device information.
   simcsepp --help
 `
@@ -41,6 +50,7 @@ function devicesFor(flag: string): Device[] {
 
 function benchCommand(args: string[]) {
   const [what, ...rest] = args
+  if (what === 'encode') return encodeBench(rest)
   const { values } = parseArgs({
     args: rest,
     options: {
@@ -53,7 +63,7 @@ function benchCommand(args: string[]) {
     strict: true,
   })
   if (what === 'gemm') return gemmBench(values)
-  if (what !== 'losses') fail(`unknown benchmark '${what ?? ''}' (available: losses, gemm)`)
+  if (what !== 'losses') fail(`unknown benchmark '${what ?? ''}' (available: losses, gemm, encode)`)
   const sizes = (values.sizes ?? '64,512,4096,65536').split(',').map((s) => Number(s.trim()))
   if (sizes.some((n) => !Number.isInteger(n) || n < 1)) fail(`--sizes must be positive integers (got ${values.sizes})`)
   const dim = Number(values.dim)
@@ -71,7 +81,22 @@ function benchCommand(args: string[]) {
   }
 }
 
-async function gemmBench(values: { sizes?: string; seconds?: string; json?: boolean }) {
+async function encodeBench(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv, strict: true,
+    options: { models: { type: 'string', default: 'mini,base' }, sentences: { type: 'string', default: '256' },
+      'batch-size': { type: 'string', default: '32' }, device: { type: 'string', default: 'auto' }, json: { type: 'boolean', default: false } },
+  })
+  const sizes = values.models!.split(',') as NamedConfig[]
+  if (sizes.some((s) => !['tiny', 'mini', 'small', 'base'].includes(s))) fail(`--models must be a list of tiny, mini, small, base (got ${values.models})`)
+  const sentences = Number(values.sentences), batchSize = Number(values['batch-size'])
+  if (!Number.isInteger(sentences) || sentences < 1 || !Number.isInteger(batchSize) || batchSize < 1) fail('--sentences and --batch-size must be positive integers')
+  const rows = await benchEncode({ sizes, sentences, batchSize, devices: devicesFor(values.device!), log: (l) => process.stderr.write(`  ${l}\n`) })
+  if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'encode', date: new Date().toISOString(), rows }, null, 2) + '\n')
+  else process.stdout.write('\n' + encodeBenchTable(rows) + '\n')
+}
+
+function gemmBench(values: { sizes?: string; seconds?: string; json?: boolean }) {
   const ms = (values.sizes ?? '2048,6144').split(',').map(Number)
   if (ms.some((m) => !Number.isInteger(m) || m < 1)) fail(`--sizes (the M values) must be positive integers (got ${values.sizes})`)
   const seconds = Number(values.seconds ?? '2')
@@ -90,6 +115,8 @@ async function main(argv: string[]) {
   switch (command) {
     case 'bench': return benchCommand(rest)
     case 'train': return trainCommand(rest)
+    case 'encode': return encodeCommand(rest)
+    case 'eval': return evalCommand(rest)
     case 'info':
       process.stdout.write(JSON.stringify({ cpuThreads: numThreads(), cuda: cudaStatus() }, null, 2) + '\n')
       return
