@@ -23,3 +23,5 @@ export { AdamW, clipGradNorm, linearSchedule, type AdamWOptions } from './optim/
 export { namedConfig, parseHfConfig, toHfConfig, readHfConfig, type BertConfig, type NamedConfig } from './bert-config.js'
 export { readSafetensors, writeSafetensors, parseSafetensors } from './safetensors.js'
 export { SentenceEncoder, type SentenceEncoderOptions, type EncodeOptions as SentenceEncodeOptions, type EncoderDevice } from './encoder/sentence-encoder.js'
+export { train, type TrainOptions, type TrainHooks, type TrainResult, type StepInfo, type EvalInfo } from './train/train.js'
+export { evaluateSts, evaluateStsFiles, readStsFile, spearman, type StsPair } from './eval/sts.js'

@@ -140,3 +140,54 @@ t.test('bad batches are rejected with the argument named', async (t) => {
   t.throws(() => model.trainForward(batch, { seed: 1, step: 0, mlp: true }), /no MLP head/)
   t.throws(() => model.trainBackward(Tensor.zeros([B, 32])), /call trainForward first/)
 })
+
+t.test('hub-style checkpoints: bert. prefix, gamma/beta, heads and position_ids load to the same model', async (t) => {
+  const { writeSafetensors, readSafetensors } = await import('../lib/safetensors.js')
+  const { writeFileSync, mkdirSync } = await import('node:fs')
+  const { toHfConfig } = await import('../lib/bert-config.js')
+  const dir = mkdtempSync(join(tmpdir(), 'simcsepp-hub-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const model = BertModel.create(config, { seed: 8 })
+  await model.save(dir)
+  const ours = await readSafetensors(join(dir, 'model.safetensors'))
+  const legacy = new Map<string, { shape: number[]; data: Float32Array }>()
+  for (const [name, v] of ours) {
+    const renamed = `bert.${name}`.replace(/LayerNorm\.weight$/, 'LayerNorm.gamma').replace(/LayerNorm\.bias$/, 'LayerNorm.beta')
+    legacy.set(renamed, { shape: v.shape, data: v.data })
+  }
+  legacy.set('cls.predictions.bias', { shape: [config.vocabSize], data: new Float32Array(config.vocabSize) })
+  legacy.set('bert.embeddings.position_ids', { shape: [1, 16], data: new Float32Array(16) })
+  const hub = join(dir, 'hub')
+  mkdirSync(hub)
+  await writeSafetensors(join(hub, 'model.safetensors'), legacy)
+  writeFileSync(join(hub, 'config.json'), JSON.stringify({ ...toHfConfig(config), architectures: ['BertForPreTraining'] }))
+  const loaded = await BertModel.load(hub)
+  const a = model.forward(batch).toFloat32Array(), b = loaded.forward(batch).toFloat32Array()
+  t.same(new Uint32Array(b.buffer), new Uint32Array(a.buffer), 'identical hidden states')
+
+  // A wrong checkpoint is one error that lists every problem.
+  legacy.delete('bert.encoder.layer.1.output.dense.weight')
+  legacy.set('bert.encoder.layer.0.output.dense.bias', { shape: [5], data: new Float32Array(5) })
+  legacy.set('bert.extra.weight', { shape: [2], data: new Float32Array(2) })
+  const bad = join(dir, 'bad')
+  mkdirSync(bad)
+  await writeSafetensors(join(bad, 'model.safetensors'), legacy)
+  writeFileSync(join(bad, 'config.json'), JSON.stringify(toHfConfig(config)))
+  await t.rejects(BertModel.load(bad), /(?=[\s\S]*encoder\.layer\.1\.output\.dense\.weight)(?=[\s\S]*extra\.weight)(?=[\s\S]*layer\.0\.output\.dense\.bias)/)
+  await t.rejects(BertModel.load(join(dir, 'nothing-here')), /config\.json/)
+})
+
+t.test('RoBERTa: positions start after the padding index; one token type', async (t) => {
+  const rc: BertConfig = { ...config, modelType: 'roberta', padTokenId: 1, typeVocabSize: 1, maxPositionEmbeddings: 12 }
+  const model = BertModel.create(rc, { seed: 3 })
+  const rIds = Int32Array.from([0, 5, 6, 2, 1, 1, 1, 0, 7, 2, 1, 1, 1, 1]) // two rows of 7, padded with 1
+  const rMask = Int32Array.from(rIds, (v) => (v === 1 ? 0 : 1))
+  const h = model.forward({ inputIds: rIds, attentionMask: rMask, shape: [2, 7] })
+  t.same(h.shape, [2, 7, 32])
+  const P = paramsOf(model)
+  const positions = Int32Array.from(rIds, (v, i) => (v === 1 ? 1 : 2 + (i % 7)))
+  const ref = encoderRef(P, rc, { ids: rIds, mask: rMask, types: new Int32Array(14), positions, B: 2, T: 7 }, () => null, 'cls', false)
+  t.ok(relErr(model.embed({ inputIds: rIds, attentionMask: rMask, shape: [2, 7] }).toFloat32Array(), ref) < 1e-5,
+    'CLS equals the reference with positions padding_idx + 1 + i')
+  t.throws(() => model.forward({ inputIds: Int32Array.from({ length: 11 }, () => 4), shape: [1, 11] }), /positions/)
+})
