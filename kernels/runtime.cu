@@ -120,6 +120,13 @@ void synchronize() {
   SIMCSEPP_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+size_t free_device_memory() {
+  require();
+  size_t freeBytes = 0, totalBytes = 0;
+  SIMCSEPP_CUDA_CHECK(cudaMemGetInfo(&freeBytes, &totalBytes));
+  return freeBytes;
+}
+
 namespace detail {
 
 void* Workspace::reserve(size_t bytes) {

@@ -44,9 +44,12 @@ export interface Addon {
     weight: number, accumulate: boolean): number
   dropout(x: NativeTensor, out: NativeTensor, p: number, seed: number | bigint, offset: number | bigint,
     keepRows: Uint8Array | null): void
+  /** Benchmark baseline (CPU or CUDA tensors): separate ops with the N×N logits in memory. Throws a
+   * RangeError mentioning "would not fit" when the logits exceed the CPU limit or free device memory. */
   offDropoutUnfused(z1: NativeTensor, z2: NativeTensor, z0: NativeTensor, temperature: number, posScale: number,
     gz1: NativeTensor, gz2: NativeTensor, gz0: NativeTensor): { loss: number; workspaceBytes: number }
-  offDropoutWorkspaceBytes(n: number, d: number): number
+  /** Bytes the fused offDropout of `device` allocates for n×d inputs. */
+  offDropoutWorkspaceBytes(n: number, d: number, device: DeviceName): number
   gemm(c: NativeTensor, a: NativeTensor, b: NativeTensor, transA: boolean, transB: boolean, alpha: number, beta: number, useSystemBlas: boolean): void
   gemmInfo(): { kernel: string; threads: number; systemBlas?: string }
   // BERT encoder ops (native/bind_ops.cpp; CPU only for now). Outputs first; see lib/ops.ts.

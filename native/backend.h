@@ -89,6 +89,12 @@ LossResult simcse(const SimcseArgs& a, const LossGradOut& g);
 LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g);
 LossResult dcl(const DclArgs& a, const LossGradOut& g);
 void dropout(const DropoutArgs& a);
+// Benchmark baseline (kernels/infonce_unfused.cu): separate launches with the N x N logits in device
+// memory, every buffer cudaMalloc'd per call; *workspaceBytes receives the bytes it allocated.
+LossResult offDropoutUnfused(const OffDropoutArgs& a, const LossGradOut& g, size_t* workspaceBytes);
+// Bytes the fused CUDA offDropout takes from its workspace for n x d inputs (accumulate == false;
+// kernels/infonce_workspace.cu). The shared workspace's cudaMalloc rounds this up to whole MiB.
+size_t offDropoutWorkspaceBytes(int64_t n, int64_t d);
 }  // namespace cuda
 
 }  // namespace simcsepp

@@ -34,5 +34,7 @@ void copy_to_host(void* dst, const void* src, size_t bytes);
 void copy_device_to_device(void* dst, const void* src, size_t bytes);
 void memset_device(void* dst, int value, size_t bytes);
 void synchronize();
+// Bytes currently free on the device (cudaMemGetInfo).
+size_t free_device_memory();
 
 }  // namespace simcsepp::cuda

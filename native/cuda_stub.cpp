@@ -30,10 +30,13 @@ void copy_to_host(void*, const void*, size_t) { not_compiled(); }
 void copy_device_to_device(void*, const void*, size_t) { not_compiled(); }
 void memset_device(void*, int, size_t) { not_compiled(); }
 void synchronize() { not_compiled(); }
+size_t free_device_memory() { not_compiled(); }
 
 LossResult simcse(const SimcseArgs&, const LossGradOut&) { not_compiled(); }
 LossResult offDropout(const OffDropoutArgs&, const LossGradOut&) { not_compiled(); }
 LossResult dcl(const DclArgs&, const LossGradOut&) { not_compiled(); }
 void dropout(const DropoutArgs&) { not_compiled(); }
+LossResult offDropoutUnfused(const OffDropoutArgs&, const LossGradOut&, size_t*) { not_compiled(); }
+size_t offDropoutWorkspaceBytes(int64_t, int64_t) { not_compiled(); }
 
 }  // namespace simcsepp::cuda

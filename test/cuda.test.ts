@@ -3,6 +3,8 @@
 // SIMCSEPP_TEST_LARGE=1 adds N = 65,536 at D = 128 and 768 (minutes of CPU time for the reference).
 import t from 'tap'
 import { Tensor, cudaStatus, dropout, losses } from 'simcsepp'
+import { addon } from '../lib/native.js'
+import { Tensor as LibTensor, nativeOf } from '../lib/tensor.js'
 import { randn, relErr } from './helpers/reference.js'
 
 const status = cudaStatus()
@@ -18,7 +20,8 @@ for (const n of [1, 7, 64, 1000, 4096, 65536])
   }
 
 // Normalised error ‖cuda − cpu‖/‖cpu‖ with a floor for gradients that vanish exactly (D = 1, N = 1).
-function compare(t: Tap, what: string, cuda: Tensor, cpu: Tensor, tol: number) {
+type HasData = { toFloat32Array(): Float32Array }
+function compare(t: Tap, what: string, cuda: HasData, cpu: HasData, tol: number) {
   const a = cuda.toFloat32Array(), b = cpu.toFloat32Array()
   const floor = Math.max(1e-6, ...Array.from(b, Math.abs).slice(0, 1))
   const err = relErr(a, b, floor)
@@ -51,6 +54,32 @@ t.test('losses: CUDA equals CPU', { skip }, async (t) => {
       }
     }
   }
+})
+
+// The benchmark's unfused baseline (kernels/infonce_unfused.cu) against the CPU one
+// (native/cpu/infonce_unfused.cpp): loss, all three gradients, and the bytes it reports.
+t.test('offDropoutUnfused: CUDA equals CPU', { skip }, async (t) => {
+  for (const n of [1, 7, 64, 1000])
+    for (const d of [1, 128, 768]) {
+      const base = randn(n * d, n + d)
+      const views = [1, 2, 3].map((k) => {
+        const noise = randn(n * d, n * 7 + d + k, 0.5)
+        return base.map((v, i) => v + noise[i])
+      })
+      const run = (device: 'cpu' | 'cuda') => {
+        const z = views.map((v) => LibTensor.from(v, [n, d], device))
+        const g = [0, 1, 2].map(() => LibTensor.zeros([n, d], device))
+        const [z1, z2, z0] = z.map((x) => nativeOf(x, 'z'))
+        const [g1, g2, g0] = g.map((x) => nativeOf(x, 'grad'))
+        const r = addon.offDropoutUnfused(z1, z2, z0, 0.05, 0.9, g1, g2, g0)
+        return { ...r, z, g }
+      }
+      const a = run('cuda'), b = run('cpu')
+      t.ok(Math.abs(a.loss - b.loss) <= 1e-4 * Math.max(1, Math.abs(b.loss)), `unfused N=${n} D=${d}: loss ${a.loss} vs ${b.loss}`)
+      for (let k = 0; k < 3; k++) compare(t, `unfused N=${n} D=${d} dz${[1, 2, 0][k]}`, a.g[k], b.g[k], 1e-3)
+      t.ok(a.workspaceBytes >= n * n * 4, `unfused N=${n} D=${d}: reports ${a.workspaceBytes} workspace bytes`)
+      for (const x of [...a.z, ...a.g, ...b.z, ...b.g]) x.dispose()
+    }
 })
 
 t.test('dropout: CUDA draws the same mask as the CPU, bit for bit', { skip }, async (t) => {

@@ -18,6 +18,7 @@ export const trainUsage = `simcsepp train [options]
               --dcl-weight 0.1  --dcl-temperature 5  --dropout P
   Recipe      --batch-size 64 --max-len 32 --lr 3e-5 --epochs 1 [--steps N] --warmup 0 --weight-decay 0
               --grad-clip 1 --seed 42 --device auto|cpu|cuda
+  Pooling     --pooling cls|mean (cls: CLS + MLP in training, CLS at evaluation, as SimCSE)
   Evaluation  --eval-file FILE (repeatable; STS-B, SICK or an STS12-16 folder)  --eval-every 125 (0: off)
   Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR
 `
@@ -32,7 +33,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       lr: { type: 'string' }, epochs: { type: 'string' }, steps: { type: 'string' }, warmup: { type: 'string' },
       'weight-decay': { type: 'string' }, 'grad-clip': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' },
       'eval-file': { type: 'string', multiple: true }, 'eval-every': { type: 'string' }, out: { type: 'string' },
-      'save-every': { type: 'string' }, resume: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      'save-every': { type: 'string' }, resume: { type: 'string' }, pooling: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   })
@@ -73,6 +74,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     out: values.out ?? 'simcsepp-out',
     saveEvery: num('save-every', values['save-every'], { int: true, min: 0 }),
     resume: values.resume,
+    pooling: oneOf('pooling', values.pooling, ['cls', 'mean'] as const),
   }
   if (!options.model && !options.config) options.config = 'mini'
   await runTraining(options)

@@ -1,0 +1,357 @@
+#!/usr/bin/env node
+// Standalone CUDA checks for a GPU machine that has only `node`, the built addon
+// (build/Release/simcsepp.node, CUDA build) and dist/: no tap, no TypeScript, no network.
+//
+//   node scripts/gpu-check.mjs [--budget-seconds 420] [--large] [--no-bench] [--dist DIR]
+//
+// 1. prints cudaStatus();
+// 2. the CUDA-vs-CPU parity checks of test/cuda.test.ts with the same tolerances: the losses
+//    simcse, simcse+hard, offDropout, dcl, simcse++ for N in {1, 7, 64, 1000, 4096} x D in {1, 128, 768}
+//    plus N = 65,536 at D = 1 (and D = 128, 768 with --large); the unfused benchmark baseline for
+//    N in {1, 7, 64, 1000} x D in {1, 128, 768}; dropout bit-equality; tensor round trips.
+//    One line per check, then the failures again and `N passed, N failed`;
+// 3. the loss benchmark (dist/bench/losses.js) for N in {64, 512, 4096, 65536} at D = 768 on cuda (and
+//    cpu for N <= 4096); the JSON goes to $OUT/bench-losses.json when OUT is set (the full log to
+//    $OUT/gpu-check.log).
+// Everything runs under --budget-seconds (default 420, so it ends inside a 10-minute device call): a
+// check whose estimated time exceeds what is left is reported as SKIP; the benchmark keeps a reserve.
+// Exit code: 0 when nothing failed (also when CUDA is unavailable: it says so and runs only the CPU
+// benchmark), 1 when a check failed, 2 when dist/ or the addon could not be loaded.
+import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+
+const t0 = performance.now()
+const argv = process.argv.slice(2)
+const flag = (name) => argv.includes(name)
+const option = (name, fallback) => {
+  const i = argv.indexOf(name)
+  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : fallback
+}
+const budget = Number(option('--budget-seconds', '420'))
+if (!(budget > 0)) {
+  console.error(`--budget-seconds must be > 0 (got ${option('--budget-seconds')})`)
+  process.exit(2)
+}
+const large = flag('--large')
+const runBench = !flag('--no-bench')
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const distDir = resolve(option('--dist', process.env.SIMCSEPP_DIST ?? join(root, 'dist')))
+const outDir = process.env.OUT
+const logFile = outDir ? join(outDir, 'gpu-check.log') : null
+if (outDir) {
+  mkdirSync(outDir, { recursive: true })
+  writeFileSync(logFile, '')
+}
+const elapsed = () => (performance.now() - t0) / 1000
+const left = () => budget - elapsed()
+function log(line) {
+  console.log(line)
+  if (logFile) appendFileSync(logFile, line + '\n')
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading: dist/index.js imports the tokenizer module (and with it the `tokenizers` package) eagerly;
+// when that package is not carried, fall back to the modules the checks need.
+
+const mod = async (rel) => import(pathToFileURL(join(distDir, rel)).href)
+let api
+try {
+  if (!existsSync(join(distDir, 'index.js'))) throw new Error(`${distDir}/index.js not found (run npm run build:ts)`)
+  let index = null
+  try {
+    index = await mod('index.js')
+  } catch (e) {
+    log(`note: dist/index.js could not be loaded (${e.message.split('\n')[0]}); using dist/tensor.js, losses.js, dropout.js, native.js`)
+  }
+  const native = await mod('native.js')
+  api = {
+    Tensor: index?.Tensor ?? (await mod('tensor.js')).Tensor,
+    losses: index?.losses ?? (await mod('losses.js')),
+    dropout: index?.dropout ?? (await mod('dropout.js')).dropout,
+    cudaStatus: index?.cudaStatus ?? (() => native.addon.cudaStatus()),
+    addon: native.addon,
+    nativeOf: (await mod('tensor.js')).nativeOf,
+  }
+} catch (e) {
+  log(`FAIL loading simcsepp from ${distDir}: ${e.message}`)
+  log('0 passed, 1 failed')
+  process.exit(2)
+}
+const { Tensor, losses, dropout, cudaStatus, addon, nativeOf } = api
+
+// SIMCSEPP_GPU_CHECK_FAKE=cpu: exercise this script's CUDA code paths on a CPU-only machine (every
+// 'cuda' tensor is a CPU tensor, so the checks compare CPU with CPU). For testing the script only.
+const fake = process.env.SIMCSEPP_GPU_CHECK_FAKE === 'cpu'
+const GPU = fake ? 'cpu' : 'cuda'
+const status = fake ? { ...cudaStatus(), available: true, fake: true } : cudaStatus()
+log(`cudaStatus: ${JSON.stringify(status)}`)
+log(`node ${process.version}, budget ${budget} s${large ? ', --large' : ''}, dist ${distDir}`)
+
+// ---------------------------------------------------------------------------------------------
+// The helpers of test/helpers/reference.ts and test/cuda.test.ts, verbatim in behaviour.
+
+function relErr(a, b, floor = 1e-12) {
+  let num = 0, den = 0
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i] - b[i]) ** 2
+    den += b[i] ** 2
+  }
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), floor)
+}
+
+function randn(n, seed, scale = 1, shift = 0) {
+  let s = seed >>> 0
+  const next = () => {
+    s = (s + 0x6d2b79f5) >>> 0
+    let t = s
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+  const out = new Float32Array(n)
+  for (let i = 0; i < n; i++) {
+    const u = Math.max(next(), 1e-12), v = next()
+    out[i] = shift + scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v)
+  }
+  return out
+}
+
+// Normalised error with the test's floor; returns [ok, message].
+function compareArrays(a, b, tol) {
+  const floor = Math.max(1e-6, ...Array.from(b, Math.abs).slice(0, 1))
+  const err = relErr(a, b, floor)
+  return [err < tol && a.every(Number.isFinite), err]
+}
+
+const lossOk = (a, b) => Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(b))
+
+let passed = 0, failed = 0, skipped = 0
+const failures = []
+function report(ok, line) {
+  const text = `${ok ? 'PASS' : 'FAIL'} ${line}`
+  if (ok) passed++
+  else {
+    failed++
+    failures.push(text)
+  }
+  log(text)
+}
+function skip(line) {
+  skipped++
+  log(`SKIP ${line}`)
+}
+// Runs one check; an exception is a failure with its message.
+function check(name, fn) {
+  const s = performance.now()
+  try {
+    const [ok, detail] = fn()
+    report(ok, `${name}: ${detail} (${((performance.now() - s) / 1000).toFixed(2)} s)`)
+  } catch (e) {
+    report(false, `${name}: threw ${e.message.split('\n')[0]}`)
+  }
+}
+const fmt = (x) => (Number.isFinite(x) ? x.toExponential(2) : String(x))
+
+// Time estimates for skipping. The CPU reference dominates: about N^2 (D + 64) work (the exps weigh like
+// 64 multiply-adds). Seconds per N^2 are learned per D from the last shape run at that D (so N = 65,536
+// at D = 1 is extrapolated from N = 4096 at D = 1); other D use the last rate per unit of N^2 (D + 64).
+const cost = (n, d) => n * n * (d + 64)
+function estimator() {
+  const byD = new Map()
+  let generic = 2e-9
+  return {
+    estimate: (n, d) => (byD.has(d) ? byD.get(d) * n * n : generic * cost(n, d)),
+    learn(n, d, seconds) {
+      if (cost(n, d) < 1e7) return  // fixed overheads dominate small shapes
+      byD.set(d, seconds / (n * n))
+      generic = seconds / cost(n, d)
+    },
+  }
+}
+const rate = { parity: estimator(), unfused: estimator() }
+const benchReserve = runBench ? Math.min(120, budget * 0.3) : 0
+const parityLeft = () => left() - benchReserve
+
+// views as in test/cuda.test.ts: a shared base plus per-view noise.
+function views(n, d) {
+  const base = randn(n * d, n + d)
+  return [1, 2, 3].map((k) => {
+    const noise = randn(n * d, n * 7 + d + k, 0.5)
+    return base.map((v, i) => v + noise[i])
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parity checks.
+
+if (!status.available) {
+  log(`CUDA is unavailable on this machine (${status.reason ?? 'no reason given'}): the CUDA-vs-CPU checks are skipped; running only the CPU benchmark.`)
+} else {
+  const shapes = []
+  for (const n of [1, 7, 64, 1000, 4096, 65536])
+    for (const d of [1, 128, 768]) {
+      if (n === 65536 && d > 1 && !large) continue
+      shapes.push([n, d])
+    }
+  const cases = [
+    ['simcse', (z) => losses.simcse(z[0], z[1])],
+    ['simcse+hard', (z) => losses.simcse(z[0], z[1], { hardNegatives: z[2] })],
+    ['offDropout', (z) => losses.offDropout(z[0], z[1], z[2], { posScale: 0.9 })],
+    ['dcl', (z) => losses.dcl(z[0], z[1])],
+    ['simcse++', (z) => losses.simcsePlusPlus(z[0], z[1], z[2])],
+  ]
+
+  for (const [n, d] of shapes) {
+    const est = rate.parity.estimate(n, d)
+    if (est > parityLeft()) {
+      for (const [name] of cases) skip(`${name} N=${n} D=${d}: estimated ${est.toFixed(0)} s, ${Math.max(0, parityLeft()).toFixed(0)} s left`)
+      continue
+    }
+    const s = performance.now()
+    const v = views(n, d)
+    const cpu = v.map((x) => Tensor.from(x, [n, d]))
+    const gpu = cpu.map((x) => x.to(GPU))
+    for (const [name, f] of cases) {
+      check(`${name} N=${n} D=${d}`, () => {
+        const a = f(gpu), b = f(cpu)
+        const parts = [`loss ${a.loss} vs ${b.loss}`]
+        let ok = lossOk(a.loss, b.loss)
+        for (const k of Object.keys(b.grads)) {
+          const ga = a.grads[k], gb = b.grads[k]
+          if (ga.device !== GPU) {
+            ok = false
+            parts.push(`d${k} on ${ga.device}, not ${GPU}`)
+          }
+          const [good, err] = compareArrays(ga.toFloat32Array(), gb.toFloat32Array(), 1e-3)
+          ok &&= good
+          parts.push(`d${k} ${fmt(err)}`)
+        }
+        for (const g of [...Object.values(a.grads), ...Object.values(b.grads)]) g?.dispose?.()
+        return [ok, parts.join(', ')]
+      })
+    }
+    for (const x of [...cpu, ...gpu]) x.dispose()
+    const took = (performance.now() - s) / 1000
+    rate.parity.learn(n, d, took)
+  }
+
+  // The benchmark's unfused baseline: CUDA (kernels/infonce_unfused.cu) against CPU.
+  for (const n of [1, 7, 64, 1000])
+    for (const d of [1, 128, 768]) {
+      const est = rate.unfused.estimate(n, d)
+      if (est > parityLeft()) {
+        skip(`unfused N=${n} D=${d}: estimated ${est.toFixed(0)} s, ${Math.max(0, parityLeft()).toFixed(0)} s left`)
+        continue
+      }
+      const s = performance.now()
+      check(`unfused N=${n} D=${d}`, () => {
+        const v = views(n, d)
+        const run = (device) => {
+          const z = v.map((x) => Tensor.from(x, [n, d], device))
+          const g = [0, 1, 2].map(() => Tensor.zeros([n, d], device))
+          const [z1, z2, z0] = z.map((x) => nativeOf(x, 'z'))
+          const [g1, g2, g0] = g.map((x) => nativeOf(x, 'grad'))
+          const r = addon.offDropoutUnfused(z1, z2, z0, 0.05, 0.9, g1, g2, g0)
+          const grads = g.map((x) => x.toFloat32Array())
+          for (const x of [...z, ...g]) x.dispose()
+          return { ...r, grads }
+        }
+        const a = run(GPU), b = run('cpu')
+        let ok = lossOk(a.loss, b.loss) && a.workspaceBytes >= n * n * 4
+        const parts = [`loss ${a.loss} vs ${b.loss}`]
+        for (let k = 0; k < 3; k++) {
+          const [good, err] = compareArrays(a.grads[k], b.grads[k], 1e-3)
+          ok &&= good
+          parts.push(`dz${[1, 2, 0][k]} ${fmt(err)}`)
+        }
+        parts.push(`workspace ${a.workspaceBytes} B (cpu ${b.workspaceBytes} B)`)
+        return [ok, parts.join(', ')]
+      })
+      const took = (performance.now() - s) / 1000
+      rate.unfused.learn(n, d, took)
+    }
+
+  for (const [rows, cols] of [[1, 1], [7, 33], [3 * 64, 768], [1000, 129]]) {
+    check(`dropout [${rows}, ${cols}] bit-equal`, () => {
+      const x = randn(rows * cols, rows)
+      const keepRows = Uint8Array.from({ length: rows }, (_, r) => (r % 3 === 2 ? 0 : 1))
+      const opts = { p: 0.1, seed: 12345678901n, offset: 5, keepRows }
+      const a = dropout(Tensor.from(x, [rows, cols], GPU), opts).toFloat32Array()
+      const b = dropout(Tensor.from(x, [rows, cols]), opts).toFloat32Array()
+      const ua = new Uint32Array(a.buffer), ub = new Uint32Array(b.buffer)
+      let diff = 0
+      for (let i = 0; i < ub.length; i++) if (ua[i] !== ub[i]) diff++
+      return [ua.length === ub.length && diff === 0, `${diff} of ${ub.length} elements differ`]
+    })
+  }
+
+  check('tensor round trip cpu -> cuda -> cpu', () => {
+    const x = randn(1000, 1)
+    const back = Tensor.from(x, [10, 100]).to(GPU).to('cpu').toFloat32Array()
+    const ua = new Uint32Array(back.buffer), ub = new Uint32Array(x.buffer)
+    let diff = 0
+    for (let i = 0; i < ub.length; i++) if (ua[i] !== ub[i]) diff++
+    return [diff === 0 && ua.length === ub.length, `${diff} of ${ub.length} elements differ`]
+  })
+  if (fake) skip('mixed devices are rejected: SIMCSEPP_GPU_CHECK_FAKE=cpu has one device only')
+  else check('mixed devices are rejected', () => {
+    const x = randn(1000, 1)
+    try {
+      losses.simcse(Tensor.from(x, [10, 100]), Tensor.from(x, [10, 100], GPU))
+    } catch (e) {
+      return [/z2.*device/.test(e.message), `threw: ${e.message.split('\n')[0]}`]
+    }
+    return [false, 'did not throw']
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loss benchmark.
+
+if (runBench) {
+  let bench
+  try {
+    bench = await mod('bench/losses.js')
+  } catch (e) {
+    report(false, `loading dist/bench/losses.js: ${e.message}`)
+  }
+  if (bench) {
+    const rows = []
+    const devices = fake ? ['cpu'] : status.available ? ['cuda', 'cpu'] : ['cpu']
+    const dim = 768
+    // Rough seconds per case (warm-up + 3 runs of fused and unfused at ~0.5 s minimum each) for skipping.
+    const estimate = (device, n) => (device === 'cuda' ? 3 + 4e-13 * n * n * dim * 12 : 3 + 2e-11 * n * n * dim * 8)
+    for (const device of devices)
+      for (const n of [64, 512, 4096, 65536]) {
+        if (device === 'cpu' && n > 4096) continue
+        const est = estimate(device, n)
+        if (est > left()) {
+          skip(`bench ${device} N=${n} D=${dim}: estimated ${est.toFixed(0)} s, ${Math.max(0, left()).toFixed(0)} s left`)
+          rows.push({ device, n, d: dim, fusedMs: null, unfusedMs: null, speedup: null, fusedWorkspaceBytes: null, unfusedWorkspaceBytes: null, note: 'skipped: time budget' })
+          continue
+        }
+        try {
+          rows.push(...bench.benchLosses({ sizes: [n], dim, devices: [device], secondsPerCase: 0.5, explicitSizes: true, log: (l) => log(`  bench ${l}`) }))
+        } catch (e) {
+          report(false, `bench ${device} N=${n} D=${dim}: threw ${e.message.split('\n')[0]}`)
+          rows.push({ device, n, d: dim, fusedMs: null, unfusedMs: null, speedup: null, fusedWorkspaceBytes: null, unfusedWorkspaceBytes: null, note: `error: ${e.message.split('\n')[0]}` })
+        }
+      }
+    log(bench.lossBenchTable(rows))
+    if (outDir) {
+      const json = { benchmark: 'losses', date: new Date().toISOString(), node: process.version, cudaStatus: status, rows }
+      writeFileSync(join(outDir, 'bench-losses.json'), JSON.stringify(json, null, 2) + '\n')
+      log(`wrote ${join(outDir, 'bench-losses.json')}`)
+    }
+  }
+}
+
+if (failures.length) {
+  log('failures:')
+  for (const f of failures) log(`  ${f}`)
+}
+log(`elapsed ${elapsed().toFixed(1)} s of ${budget} s; ${skipped} skipped`)
+if (!status.available) log('CUDA unavailable: only the CPU benchmark ran (no CUDA checks).')
+log(`${passed} passed, ${failed} failed`)
+process.exit(failed > 0 ? 1 : 0)
