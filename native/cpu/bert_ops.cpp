@@ -280,10 +280,8 @@ void dropout_factors(float* factor, const AttnShape& s, const AttnDropout& d, in
   const int64_t TT = s.T * s.T;
   const float scale = d.scale();
   const uint64_t base = static_cast<uint64_t>(b * s.NH * TT + h * TT);
-  for (int64_t e = 0; e < TT; ++e) {
-    const float u = dropout_uniform(d.seed, d.offset, base + static_cast<uint64_t>(e));
-    factor[e] = u >= d.p ? scale : 0.0f;
-  }
+  dropout_uniforms(d.seed, d.offset, base, TT, factor);  // uniforms first, then thresholded in place
+  for (int64_t e = 0; e < TT; ++e) factor[e] = factor[e] >= d.p ? scale : 0.0f;
 }
 
 // One (b, h) pair of the forward; P is probs[b, h] ([T, T]).

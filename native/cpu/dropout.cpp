@@ -1,12 +1,17 @@
 // CPU selective dropout (see DropoutArgs in backend.h). Bit-identical to kernels/dropout.cu: the
 // same Philox draw per element index and the same float arithmetic (x * (1 / (1 - p))).
 #include <algorithm>
+#include <vector>
 
 #include "../../kernels/philox.cuh"
 #include "../backend.h"
 #include "parallel.h"
 
 namespace simcsepp::cpu {
+
+namespace {
+constexpr int64_t kChunk = 4096;  // uniforms drawn per batch (stays in L1)
+}  // namespace
 
 void dropout(const DropoutArgs& a) {
   const float scale = a.p < 1.0f ? 1.0f / (1.0f - a.p) : 0.0f;
@@ -20,9 +25,12 @@ void dropout(const DropoutArgs& a) {
         continue;
       }
       const uint64_t base = static_cast<uint64_t>(r) * static_cast<uint64_t>(a.cols);
-      for (int64_t c = 0; c < a.cols; ++c) {
-        const float u = dropout_uniform(a.seed, a.offset, base + static_cast<uint64_t>(c));
-        y[c] = u >= a.p ? x[c] * scale : 0.0f;
+      thread_local std::vector<float> u;
+      for (int64_t c0 = 0; c0 < a.cols; c0 += kChunk) {
+        const int64_t w = std::min(kChunk, a.cols - c0);
+        u.resize(static_cast<size_t>(w));
+        dropout_uniforms(a.seed, a.offset, base + static_cast<uint64_t>(c0), w, u.data());
+        for (int64_t c = 0; c < w; ++c) y[c0 + c] = u[c] >= a.p ? x[c0 + c] * scale : 0.0f;
       }
     }
   });
