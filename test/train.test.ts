@@ -104,3 +104,18 @@ t.test('bad input gets a clear error', async (t) => {
   await t.rejects(train({ ...base, data, resume: join(dir, 'nowhere') }), /no checkpoint there/)
   await t.rejects(train({ ...base, data, learningRate: 1 } as never), /unknown option 'learningRate'/)
 })
+
+t.test('an aborted run writes a checkpoint and resumes to the same weights', async (t) => {
+  const base = { config: 'tiny' as const, data, steps: 6, batchSize: 8, maxLen: 16, evalEvery: 0, saveEvery: 0, seed: 5 }
+  const whole = await train({ ...base, out: join(dir, 'abort-whole') })
+  t.equal(whole.interrupted, false)
+  const ctl = new AbortController()
+  const out = join(dir, 'abort')
+  const first = await train({ ...base, out }, { signal: ctl.signal, onStep: (s) => { if (s.step === 2) ctl.abort() } })
+  t.equal(first.interrupted, true)
+  t.equal(first.steps, 2, 'stopped after the step in progress')
+  t.notOk(existsSync(join(out, 'model.safetensors')), 'no final model yet')
+  const second = await train({ ...base, out, resume: out })
+  t.equal(second.interrupted, false)
+  t.ok(readFileSync(join(out, 'model.safetensors')).equals(readFileSync(join(dir, 'abort-whole', 'model.safetensors'))), 'identical final weights')
+})

@@ -89,7 +89,16 @@ export async function runTraining(options: TrainOptions, quiet = false) {
     if (bar) bar.log(s)
     else process.stderr.write(`${s}\n`)
   }
+  // Ctrl-C: finish the step, write a checkpoint, exit; a second Ctrl-C exits at once.
+  const stop = new AbortController()
+  const onSigint = () => {
+    if (stop.signal.aborted) process.exit(130)
+    say('stopping after this step (Ctrl-C again to quit without a checkpoint)')
+    stop.abort()
+  }
+  process.on('SIGINT', onSigint)
   const result = await train(options, {
+    signal: stop.signal,
     onMessage: say,
     onStep(s: StepInfo) {
       losses.push(s.loss)
@@ -102,6 +111,7 @@ export async function runTraining(options: TrainOptions, quiet = false) {
       say(`step ${e.step}: STS Spearman ${files}${e.best ? '  (best so far: model saved)' : ''}`)
     },
   })
+  process.off('SIGINT', onSigint)
   ;(bar as ProgressBar | null)?.finish()
   if (!quiet) {
     const steps = result.history.filter((h) => h.type === 'step') as StepInfo[]
@@ -109,7 +119,7 @@ export async function runTraining(options: TrainOptions, quiet = false) {
       process.stderr.write(`loss ${sparkline(losses, 50)}  ${steps[0].loss.toFixed(4)} -> ${steps.at(-1)!.loss.toFixed(4)}\n`)
     }
     if (result.best) process.stderr.write(`best STS Spearman ${result.best.spearman.toFixed(2)} at step ${result.best.step}\n`)
-    process.stderr.write(`model, tokenizer, train.jsonl, metrics.json and loss_curve.svg in ${result.out}\n`)
+    if (!result.interrupted) process.stderr.write(`model, tokenizer, train.jsonl, metrics.json and loss_curve.svg in ${result.out}\n`)
   }
   return result
 }

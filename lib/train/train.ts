@@ -94,6 +94,8 @@ export interface TrainHooks {
   onEval?(info: EvalInfo): void
   /** Human-readable notes (resuming, saving, device fallbacks). */
   onMessage?(text: string): void
+  /** Stops the run after the current step, writing a checkpoint first (the CLI wires it to Ctrl-C). */
+  signal?: AbortSignal
 }
 
 export interface TrainResult {
@@ -101,6 +103,8 @@ export interface TrainResult {
   steps: number
   history: (StepInfo | EvalInfo)[]
   best: { step: number; spearman: number } | null
+  /** The run was stopped by the signal; continue it with resume: out. */
+  interrupted: boolean
 }
 
 type Resolved = Required<Omit<TrainOptions, 'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout' | 'evalFiles'>> &
@@ -294,11 +298,20 @@ export async function train(options: TrainOptions, hooks: TrainHooks = {}): Prom
     hooks.onStep?.(info)
     const done = step + 1
     if (evalSets.length && o.evalEvery > 0 && (done % o.evalEvery === 0 || done === totalSteps)) await evaluate(done)
-    if ((o.saveEvery > 0 && done % o.saveEvery === 0) || done === totalSteps) {
+    const stop = hooks.signal?.aborted === true && done < totalSteps
+    if ((o.saveEvery > 0 && done % o.saveEvery === 0) || done === totalSteps || stop) {
       await saveCheckpoint(out, {
         params: model.params.toFloat32Array(), adamM: opt.m.toFloat32Array(), adamV: opt.v.toFloat32Array(),
         state: { step: done, dataPosition: stream.position, seed: o.seed, best, options: runOptions, elapsedSeconds: info.elapsedSeconds },
       })
+    }
+    if (stop) {
+      say(`stopped after step ${done} of ${totalSteps}; checkpoint written: continue with --resume ${out}`)
+      grad.dispose()
+      await file.close()
+      model.dispose()
+      opt.dispose()
+      return { out, steps: done, history, best, interrupted: true }
     }
   }
   grad.dispose()
@@ -311,7 +324,7 @@ export async function train(options: TrainOptions, hooks: TrainHooks = {}): Prom
   await file.close()
   model.dispose()
   opt.dispose()
-  return { out, steps: totalSteps, history, best }
+  return { out, steps: totalSteps, history, best, interrupted: false }
 }
 
 /** The tokenised batch stacked V times: rows [x; x; x] for the views z1, z2, z0. */
