@@ -119,7 +119,8 @@ export async function runTraining(options: TrainOptions, quiet = false) {
       process.stderr.write(`loss ${sparkline(losses, 50)}  ${steps[0].loss.toFixed(4)} -> ${steps.at(-1)!.loss.toFixed(4)}\n`)
     }
     if (result.best) process.stderr.write(`best STS Spearman ${result.best.spearman.toFixed(2)} at step ${result.best.step}\n`)
-    if (!result.interrupted) process.stderr.write(`model, tokenizer, train.jsonl, metrics.json and loss_curve.svg in ${result.out}\n`)
+    if (result.interrupted) process.exitCode = 130
+    else process.stderr.write(`model, tokenizer, train.jsonl, metrics.json and loss_curve.svg in ${result.out}\n`)
   }
   return result
 }

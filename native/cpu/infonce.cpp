@@ -126,10 +126,18 @@ LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g) {
   // |K_ij| <= 1/tau, so with c = 1/tau: exp(K - lse_i) + exp(K - lse_j) = exp(K - c) * (e_i + e_j)
   // with e_i = exp(c - lse_i): one exponential per entry instead of two. Both factors stay in
   // double's range while c < 300 (tau > 1/300); below that, two exponentials.
+  // In float when both factors fit float's range: exp(K - c) >= exp(-2c) and e_i <= exp(c (1 + |m|))
+  // (lse_i >= p_i >= -|m| c), i.e. c (1 + |m|) < 80: tau >= 0.025 at m = 1 (the default is 0.05).
   const double shift = invTau;
   const bool factor = shift < 300.0;
+  const bool inFloat = shift * (1.0 + std::fabs(a.posScale)) < 80.0;
   std::vector<double> escale(n);
-  for (int64_t i = 0; i < n; ++i) escale[i] = factor ? std::exp(shift - lse[i]) : 0.0;
+  std::vector<float> escaleF(n);
+  for (int64_t i = 0; i < n; ++i) {
+    escale[i] = factor ? std::exp(shift - lse[i]) : 0.0;
+    escaleF[i] = static_cast<float>(escale[i]);
+  }
+  const float shiftF = static_cast<float>(shift), invNF = static_cast<float>(invN);
   std::vector<double> rowLoss(n);
   parallel_for((n + kRowTile - 1) / kRowTile, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> tile(kRowTile * kColTile), acc(kRowTile * d);
@@ -143,12 +151,25 @@ LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g) {
         logit_tile(a.z0, r0.data(), i0, bi, cols, j0, bj, d, invTau, tile.data());
         for (int64_t r = 0; r < bi; ++r) {
           float* row = tile.data() + r * bj;
+          const int64_t diag = i0 + r - j0;  // the masked column of this row in the tile, if any
+          if (inFloat) {
+            const float ei = escaleF[i0 + r];
+            float s = 0.0f;  // one tile row; summed across tiles in double
+            for (int64_t c = 0; c < bj; ++c) {
+              const float k = row[c];
+              const float w = c == diag ? 0.0f : std::exp(k - shiftF) * (ei + escaleF[j0 + c]) * invNF;
+              s += w * k;
+              row[c] = w * r0[j0 + c] * invTau;  // weight on z0_j
+            }
+            gs[r] += s;
+            continue;
+          }
           const double li = lse[i0 + r];
           const double ei = escale[i0 + r];
           double s = 0.0;
           for (int64_t c = 0; c < bj; ++c) {
             const int64_t j = j0 + c;
-            if (j == i0 + r) {
+            if (c == diag) {
               row[c] = 0.0f;
               continue;
             }
