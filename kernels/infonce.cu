@@ -16,8 +16,11 @@
 //   2. infonce_lse_kernel: a block owns 64 rows, loops over 64-column tiles; each tile's logits come
 //      from dot_tile (64x64 outputs, 16x16 threads x 4x4 registers, D reduced in chunks of 16 through
 //      shared memory); each thread keeps an online (max, sum) per row, merged over the 16 lanes of a
-//      row at the end. Writes lse (N floats) and the loss sum (double atomics); offDropout also writes
-//      the positive-pair gradients dz1, dz2 of its rows here (they need only lse_i).
+//      row at the end. The state sums the negatives only; the positive (offDropout p_i, simcse S_ii) is
+//      combined at the end as softplus / sigmoid of lse(negatives) - positive, so loss_i and a_i - 1 stay
+//      accurate when the positive dominates. Writes lse (N floats), the loss sum (double atomics), simcse's
+//      P_ii - 1 (into the cosv buffer); offDropout also writes the positive-pair gradients dz1, dz2 of its
+//      rows here (they need only a_i - 1).
 //   3. infonce_grad_kernel: a block owns 64 vectors of one input ("own" side) and loops over the 64-row
 //      tiles of the other side: recomputes the logit tile, forms W (64x64, scaled by rinv of the other
 //      side) in shared memory, and multiplies it by the other side's raw z in 64-wide D chunks
@@ -130,6 +133,7 @@ struct NceParams {
   const float* rinvc;
   const float* cosv;
   float* lse;
+  float* tgt;        // simcse: P_ii - 1 per row (in the cosv buffer, which simcse does not use after launch 1)
   DeviceHeader* hdr;
   // Gradient destinations and accumulators (acc == out when not accumulating).
   float* out1; float* out2; float* outc;
@@ -197,7 +201,9 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_lse_kernel(NceParams P) {
         for (int j = 0; j < 4; ++j) {
           const int64_t c = c0 + tx * 4 + j;
           const float s = acc[i][j] * (ra[i] * rb[j]) * P.invTau;  // same bits from either side
-          const bool valid = c < P.n && !(P.off && c == r);  // offDropout excludes K_ii entirely
+          // The state holds the negatives only: offDropout excludes K_ii entirely, simcse adds its target
+          // S_ii (kept in diag[]) at the end, so that P_ii - 1 and the loss do not cancel (see below).
+          const bool valid = c < P.n && !(part == 0 && c == r);
           v[j] = valid ? s : -INFINITY;
           if (!P.off && part == 0 && c == r) diag[ty * 4 + i] = s;
         }
@@ -221,17 +227,18 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_lse_kernel(NceParams P) {
     for (int i = 0; i < 4; ++i) {
       const int64_t r = r0 + ty * 4 + i;
       if (r >= P.n) continue;
-      float pos;
-      if (P.off) {
-        pos = P.posScale * P.cosv[r] * P.invTau;
-        lse_merge(st[i], pos, 1.0f);  // the positive is in the denominator
-      } else {
-        pos = diag[ty * 4 + i];
-      }
-      const float l = st[i].m + logf(st[i].s);
-      P.lse[r] = l;
-      loss += static_cast<double>(l) - static_cast<double>(pos);
-      if (P.off) coef[ty * 4 + i] = (expf(pos - l) - 1.0f) * P.posScale * P.invTau * P.invN * P.weight;
+      // With x = lse(negatives) - pos: loss_i = lse_i - pos = softplus(x) and 1 - a_i = sigmoid(x). Forming
+      // them from lse_i instead (float, ~20 + tiny) loses everything once the positive dominates (x << 0):
+      // at x = -16, lse_i - pos is below half an ulp of lse_i and a_i - 1 rounds to 0.
+      const float pos = P.off ? P.posScale * P.cosv[r] * P.invTau : diag[ty * 4 + i];
+      const float x = st[i].m + logf(st[i].s) - pos;  // -inf when there is no negative (N = 1)
+      const double xd = x;
+      const double sp = xd > 0.0 ? xd + log1p(exp(-xd)) : log1p(exp(xd));
+      const float negShare = 1.0f / (1.0f + expf(-x));  // 1 - a_i = 1 - P_ii
+      P.lse[r] = pos + static_cast<float>(sp);
+      loss += sp;
+      if (P.off) coef[ty * 4 + i] = -negShare * P.posScale * P.invTau * P.invN * P.weight;
+      else P.tgt[r] = -negShare;
     }
   }
   // Lanes 0 and 16 of each warp hold losses; reduce in the warp, one double atomic per warp.
@@ -261,11 +268,11 @@ struct GradJob {
 };
 
 // W = N * dL/dS for logit S of own vector r and other vector c (both indices inside their part).
+// (The simcse target's W = P_ii - 1 comes from P.tgt, not from here.)
 template <bool kOff, bool kColSide>
-__device__ __forceinline__ float grad_weight(float s, float lseOwn, float lseOther, bool isTarget) {
+__device__ __forceinline__ float grad_weight(float s, float lseOwn, float lseOther) {
   if (kOff) return expf(s - lseOwn) + expf(s - lseOther);  // K_ij and K_ji terms (j != i)
-  const float e = expf(s - (kColSide ? lseOther : lseOwn));
-  return isTarget ? e - 1.0f : e;
+  return expf(s - (kColSide ? lseOther : lseOwn));
 }
 
 // Shared memory of a gradient block, declared once per kernel (a __shared__ inside the templated
@@ -316,7 +323,9 @@ __device__ __forceinline__ void grad_block(const NceParams& P, const GradJob& J,
           const int64_t c = c0 + tx * 4 + j;
           const float s = acc[i][j] * (ra[i] * rb[j]) * P.invTau;  // same bits from either side
           const bool valid = r < n && c < n && !(kOff && r == c);
-          const float w = valid ? grad_weight<kOff, kColSide>(s, lseOwn[i], lseOther[j], target && r == c) : 0.0f;
+          const float w = !valid ? 0.0f
+                          : (target && r == c) ? P.tgt[r]
+                                               : grad_weight<kOff, kColSide>(s, lseOwn[i], lseOther[j]);
           cPart[i] = fmaf(w, s, cPart[i]);
           Ws[tx * 4 + j][ty * 4 + i] = w * rb[j];
         }
@@ -451,6 +460,7 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
   P.rinv1 = s.rinv[0]; P.rinv2 = s.rinv[1]; P.rinvc = s.rinv[2];
   P.cosv = s.cosv;
   P.lse = s.lse;
+  P.tgt = off ? nullptr : s.cosv;
   P.hdr = s.hdr;
   P.out1 = outs[0]; P.out2 = outs[1]; P.outc = outs[2];
   float** accs[3] = {&P.acc1, &P.acc2, &P.accc};

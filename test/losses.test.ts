@@ -2,7 +2,7 @@
 // invariants of METHOD.md §5.
 import t from 'tap'
 import { Tensor, losses } from 'simcsepp'
-import { dclRef, flat, offDropoutRef, randn, relErr, simcseRef, toMat, type Mat } from './helpers/reference.js'
+import { dclRef, flat, naturalScale, offDropoutRef, randn, relErr, simcseRef, toMat, type Mat } from './helpers/reference.js'
 
 type Inputs = { a: Float32Array[]; n: number; d: number }
 
@@ -23,12 +23,6 @@ const tensors = (x: Inputs) => x.a.map((v) => Tensor.from(v, [x.n, x.d]))
 // gradient vanishes (D = 1 for cosines, N = 2 for batch normalisation) the net gradient is far
 // smaller than its terms. Errors are therefore relative to max(‖ref‖, 1% of the gradient's natural
 // scale): a row whose softmax put all its mass on one wrong column.
-function naturalScale(kind: 'cos' | 'dcl', n: number, d: number, temperature: number, z: Float32Array): number {
-  const rms = Math.sqrt(z.reduce((s, v) => s + v * v, 0) / z.length)
-  if (kind === 'cos') return (2 * Math.sqrt(n)) / (n * temperature * rms * Math.sqrt(d))
-  return (2 * Math.sqrt(n * d)) / (n * temperature * d * rms)
-}
-
 function check(t: Tap, what: string, got: Tensor, want: Mat | undefined, tol: number, floor = 1e-9) {
   const err = relErr(got.toFloat32Array(), flat(want!), floor)
   t.ok(err < tol, `${what}: relative error ${err.toExponential(2)} < ${tol}`)
@@ -211,4 +205,48 @@ t.test('simcsePlusPlus = offDropout + λ·dcl, and its defaults are the paper\'s
   t.ok(relErr(pp.grads.z0!.toFloat32Array(), off.grads.z0!.toFloat32Array()) === 0, 'z0 gets no DCL gradient')
   const noDcl = losses.simcsePlusPlus(z1, z2, z0, { dclWeight: 0 })
   t.equal(noDcl.loss, off.loss)
+})
+
+t.test('saturated softmax: tiny gradients stay accurate (the positive logit dominates)', async (t) => {
+  // cos(z1_i, z2_i) ≈ 0.9999 and τ = 0.05: 1 − P_ii ~ 1e-6, so the gradients are differences of
+  // nearly equal numbers; they must still match float64 closely, without any error floor.
+  for (const [n, d] of [[7, 768], [40, 64]] as [number, number][]) {
+    const z1 = randn(n * d, 5 + n)
+    const noise = randn(n * d, 6 + n, 0.01)
+    const z2 = z1.map((v, i) => v + noise[i])
+    const z0 = randn(n * d, 7 + n) // off-dropout negatives: spread out
+    const [m1, m2, m0] = [toMat(z1, n, d), toMat(z2, n, d), toMat(z0, n, d)]
+    const [t1, t2, t0] = [z1, z2, z0].map((a) => Tensor.from(a, [n, d]))
+    const s = losses.simcse(t1, t2), sr = simcseRef(m1, m2, 0.05)
+    t.ok(Math.abs(s.loss - sr.loss) <= 1e-4 * Math.abs(sr.loss) + 1e-9, `simcse N=${n} D=${d}: loss ${s.loss} vs ${sr.loss}`)
+    for (const [k, ref] of [['z1', sr.g1], ['z2', sr.g2]] as const) {
+      const err = relErr(s.grads[k].toFloat32Array(), flat(ref))
+      t.ok(err < 1e-3, `simcse N=${n} D=${d} d${k}: relative error ${err.toExponential(2)} (|g| ${Math.sqrt(flat(ref).reduce((a, v) => a + v * v, 0)).toExponential(1)})`)
+    }
+    const o = losses.offDropout(t1, t2, t0), or = offDropoutRef(m1, m2, m0, 0.05)
+    for (const [k, ref] of [['z1', or.g1], ['z2', or.g2]] as const) {
+      const err = relErr(o.grads[k].toFloat32Array(), flat(ref))
+      t.ok(err < 1e-3, `offDropout N=${n} D=${d} d${k}: relative error ${err.toExponential(2)}`)
+    }
+  }
+})
+
+t.test('the unfused benchmark baseline computes the same loss and gradients', async (t) => {
+  const { addon } = await import('../lib/native.js')
+  const { nativeOf, Tensor: LibTensor } = await import('../lib/tensor.js')
+  for (const [n, d] of [[1, 4], [7, 33], [300, 12]] as [number, number][]) {
+    const x = inputs(n, d, 40 + n)
+    const z = x.a.map((v) => LibTensor.from(v, [n, d]))
+    const g = [0, 1, 2].map(() => LibTensor.zeros([n, d]))
+    const [n1, n2, n0] = z.map((v) => nativeOf(v, 'z'))
+    const r = addon.offDropoutUnfused(n1, n2, n0, 0.05, 0.9, ...(g.map((v) => nativeOf(v, 'g')) as [never, never, never]))
+    const ref = offDropoutRef(...(mats(x) as [Mat, Mat, Mat]), 0.05, 0.9)
+    t.ok(Math.abs(r.loss - ref.loss) <= 1e-5 * Math.max(1, ref.loss), `N=${n} D=${d}: loss ${r.loss} vs ${ref.loss}`)
+    const fl = 0.01 * naturalScale('cos', n, d, 0.05, x.a[0])
+    for (const [k, want] of [[0, ref.g1], [1, ref.g2], [2, ref.g0]] as [number, Mat][]) {
+      const err = relErr(g[k].toFloat32Array(), flat(want), fl)
+      t.ok(err < 2e-4, `N=${n} D=${d} gradient ${k}: relative error ${err.toExponential(2)}`)
+    }
+    t.equal(r.workspaceBytes, (n * n + 4 * n * d + 5 * n) * 4, 'reports the N×N + 4ND + 5N floats it allocates')
+  }
 })

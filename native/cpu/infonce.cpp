@@ -221,14 +221,22 @@ LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
   if (!res.nonFinite && a.z3 && !inverse_norms(a.z3, n, d, r3.data())) res.nonFinite = kZ3;
   if (res.nonFinite) return res;
 
+  // The target logit S_ii is kept out of the float tile sums (its column is masked) and enters lse
+  // as an exact double term, as off-dropout's positive does: when it dominates, P_ii - 1 is a tiny
+  // difference that float sums would round away. Rounded as logit_tile rounds.
+  std::vector<float> target(n);
+  parallel_for(n, 256, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) target[i] = dot(a.z1 + i * d, a.z2 + i * d, d) * (r1[i] * r2[i]) * invTau;
+  });
   ColBlock blocks[2] = {{a.z2, r2.data(), n}, {a.z3, r3.data(), n}};
   const int nblocks = a.z3 ? 2 : 1;
   std::vector<double> lse;
-  row_lse(a.z1, r1.data(), n, d, blocks, nblocks, /*maskDiag=*/false, nullptr, invTau, lse);
+  row_lse(a.z1, r1.data(), n, d, blocks, nblocks, /*maskDiag=*/true, target.data(), invTau, lse);
   const double invN = 1.0 / static_cast<double>(n);
+  // dL/dS_ii = (P_ii - 1) / N, in double from the exact lse.
+  auto targetGrad = [&](int64_t i) { return (std::exp(static_cast<double>(target[i]) - lse[i]) - 1.0) * invN; };
 
   // Row gradients (z1): G_ij = (exp(S_ij - lse_i) - [j == i in block 0]) / N.
-  std::vector<double> rowLoss(n);
   parallel_for((n + kRowTile - 1) / kRowTile, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> tile(kRowTile * kColTile), acc(kRowTile * d);
     std::vector<double> gs(kRowTile);
@@ -247,10 +255,9 @@ LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
             double s = 0.0;
             for (int64_t c = 0; c < bj; ++c) {
               const int64_t j = j0 + c;
-              const double sij = row[c];
-              const bool target = k == 0 && j == i;
-              if (target) rowLoss[i] = lse[i] - sij;
-              const double gij = (std::exp(sij - lse[i]) - (target ? 1.0 : 0.0)) * invN;
+              const bool isTarget = k == 0 && j == i;
+              const double sij = isTarget ? target[i] : row[c];
+              const double gij = isTarget ? targetGrad(i) : std::exp(sij - lse[i]) * invN;
               s += gij * sij;
               row[c] = static_cast<float>(gij) * cb.rinv[j] * invTau;
             }
@@ -287,8 +294,9 @@ LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
             double s = 0.0;
             for (int64_t r = 0; r < bi; ++r) {
               const int64_t i = i0 + r;
-              const double sij = row[r];
-              const double gij = (std::exp(sij - lse[i]) - ((k == 0 && i == j) ? 1.0 : 0.0)) * invN;
+              const bool isTarget = k == 0 && i == j;
+              const double sij = isTarget ? target[i] : row[r];
+              const double gij = isTarget ? targetGrad(i) : std::exp(sij - lse[i]) * invN;
               s += gij * sij;
               row[r] = static_cast<float>(gij) * r1[i] * invTau;
             }
@@ -303,7 +311,7 @@ LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
     });
   }
   double total = 0.0;
-  for (double v : rowLoss) total += v;
+  for (int64_t i = 0; i < n; ++i) total += lse[i] - target[i];
   res.loss = g.weight * total * invN;
   return res;
 }

@@ -22,12 +22,17 @@ void normalise(const float* z, int64_t n, int64_t d, float* u, float* rinv) {
   });
 }
 
-// dz = (g - (g.u) u) * rinv, row by row.
-void normalise_backward(const float* gu, const float* u, const float* rinv, int64_t n, int64_t d, float* gz) {
+// dz = weight * (g - (g.u) u) * rinv, row by row, written or (accumulate) added.
+void normalise_backward(const float* gu, const float* u, const float* rinv, int64_t n, int64_t d, const LossGradOut& g,
+                        float* gz) {
+  const float w = static_cast<float>(g.weight);
   parallel_for(n, 64, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const float s = dot(gu + i * d, u + i * d, d);
-      for (int64_t k = 0; k < d; ++k) gz[i * d + k] = (gu[i * d + k] - s * u[i * d + k]) * rinv[i];
+      for (int64_t k = 0; k < d; ++k) {
+        const float v = w * (gu[i * d + k] - s * u[i * d + k]) * rinv[i];
+        gz[i * d + k] = g.accumulate ? gz[i * d + k] + v : v;
+      }
     }
   });
 }
@@ -63,17 +68,17 @@ LossResult offDropoutUnfused(const OffDropoutArgs& a, const LossGradOut& g, size
   // dU0 = (B + B^T) U0 / (N tau): two GEMMs.
   sgemm(false, false, n, d, n, 1.0f, k.data(), n, u0.data(), d, 0.0f, gu.data(), d);
   sgemm(true, false, n, d, n, 1.0f, k.data(), n, u0.data(), d, 1.0f, gu.data(), d);
-  normalise_backward(gu.data(), u0.data(), r0.data(), n, d, g.gz0);
+  normalise_backward(gu.data(), u0.data(), r0.data(), n, d, g, g.gz0);
   for (int64_t i = 0; i < n; ++i) {
     const float c = (std::exp(pos[i] - lse[i]) - 1.0f) / static_cast<float>(n) * a.posScale * invTau;
     for (int64_t q = 0; q < d; ++q) gu[i * d + q] = c * u2[i * d + q];
   }
-  normalise_backward(gu.data(), u1.data(), r1.data(), n, d, g.gz1);
+  normalise_backward(gu.data(), u1.data(), r1.data(), n, d, g, g.gz1);
   for (int64_t i = 0; i < n; ++i) {
     const float c = (std::exp(pos[i] - lse[i]) - 1.0f) / static_cast<float>(n) * a.posScale * invTau;
     for (int64_t q = 0; q < d; ++q) gu[i * d + q] = c * u1[i * d + q];
   }
-  normalise_backward(gu.data(), u2.data(), r2.data(), n, d, g.gz2);
+  normalise_backward(gu.data(), u2.data(), r2.data(), n, d, g, g.gz2);
   return res;
 }
 

@@ -181,3 +181,15 @@ export function randn(n: number, seed: number, scale = 1, shift = 0): Float32Arr
   }
   return out
 }
+
+/**
+ * The natural scale of a loss gradient's norm: a row whose softmax put all its mass on one wrong
+ * column. fp32 logits carry ~1e-7·|S| absolute error, so where the loss saturates or the exact
+ * gradient vanishes (D = 1 for cosines, N = 2 for batch normalisation) the net gradient is far
+ * smaller than its terms; tests measure errors against max(‖ref‖, 1% of this).
+ */
+export function naturalScale(kind: 'cos' | 'dcl', n: number, d: number, temperature: number, z: Float32Array): number {
+  const rms = Math.sqrt(z.reduce((s, v) => s + v * v, 0) / z.length) || 1
+  if (kind === 'cos') return (2 * Math.sqrt(n)) / (n * temperature * rms * Math.sqrt(d))
+  return (2 * Math.sqrt(n * d)) / (n * temperature * d * rms)
+}
