@@ -29,6 +29,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "parallel.h"
 
@@ -431,15 +432,24 @@ void sgemm_small(const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, 
         for (int64_t j = 0; j < N; ++j) c[j] += aik * b[j];
       }
     } else {
-      const float* arow = A.trans ? nullptr : A.p + i * A.ld;
+      // Row i of op(A) gathered once (it is strided when A is transposed); then dot products with
+      // eight independent partial sums, which the compiler vectorises (one running sum it cannot,
+      // without reassociating float additions).
+      thread_local std::vector<float> arowBuf;
+      const float* arow = A.p + i * A.ld;
+      if (A.trans) {
+        arowBuf.resize(static_cast<size_t>(K));
+        for (int64_t k = 0; k < K; ++k) arowBuf[k] = A.p[k * A.ld + i];
+        arow = arowBuf.data();
+      }
       for (int64_t j = 0; j < N; ++j) {
         const float* __restrict b = B.p + j * B.ld;
-        float s = 0.0f;
-        if (arow) {
-          for (int64_t k = 0; k < K; ++k) s += arow[k] * b[k];
-        } else {
-          for (int64_t k = 0; k < K; ++k) s += A.p[k * A.ld + i] * b[k];
-        }
+        float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8)
+          for (int l = 0; l < 8; ++l) part[l] += arow[k + l] * b[k + l];
+        float s = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+        for (; k < K; ++k) s += arow[k] * b[k];
         c[j] = beta == 0.0f ? alpha * s : alpha * s + beta * c[j];
       }
     }
