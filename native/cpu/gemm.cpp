@@ -31,6 +31,7 @@
 #include <cstring>
 #include <vector>
 
+#include "dot.h"
 #include "parallel.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -432,9 +433,7 @@ void sgemm_small(const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, 
         for (int64_t j = 0; j < N; ++j) c[j] += aik * b[j];
       }
     } else {
-      // Row i of op(A) gathered once (it is strided when A is transposed); then dot products with
-      // eight independent partial sums, which the compiler vectorises (one running sum it cannot,
-      // without reassociating float additions).
+      // Row i of op(A) gathered once (it is strided when A is transposed), then vectorised dots.
       thread_local std::vector<float> arowBuf;
       const float* arow = A.p + i * A.ld;
       if (A.trans) {
@@ -443,13 +442,7 @@ void sgemm_small(const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, 
         arow = arowBuf.data();
       }
       for (int64_t j = 0; j < N; ++j) {
-        const float* __restrict b = B.p + j * B.ld;
-        float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        int64_t k = 0;
-        for (; k + 8 <= K; k += 8)
-          for (int l = 0; l < 8; ++l) part[l] += arow[k + l] * b[k + l];
-        float s = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-        for (; k < K; ++k) s += arow[k] * b[k];
+        const float s = dot(arow, B.p + j * B.ld, K);
         c[j] = beta == 0.0f ? alpha * s : alpha * s + beta * c[j];
       }
     }

@@ -6,20 +6,10 @@
 #include <cstdint>
 
 #include "../backend.h"
+#include "dot.h"
 #include "parallel.h"
 
 namespace simcsepp::cpu {
-
-// Dot product with independent partial sums (vectorisable without -ffast-math).
-inline float dot(const float* a, const float* b, int64_t d) {
-  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t k = 0;
-  for (; k + 8 <= d; k += 8)
-    for (int l = 0; l < 8; ++l) s[l] += a[k + l] * b[k + l];
-  float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-  for (; k < d; ++k) t += a[k] * b[k];
-  return t;
-}
 
 // rinv[i] = 1 / max(|z_i|, kNormEps) for rows of z [n, d]; returns false if z holds NaN or Inf.
 inline bool inverse_norms(const float* z, int64_t n, int64_t d, float* rinv) {
