@@ -20,6 +20,22 @@
 import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import {
+  DROPOUT_SHAPES,
+  GRAD_TOLERANCE,
+  LOSS_CASES,
+  UNFUSED_SHAPES,
+  bitEqual,
+  compareLossResults,
+  dropoutOptions,
+  lossClose,
+  lossShapes,
+  lossViews,
+  naturalScale,
+  randn,
+  relErr,
+  runUnfused,
+} from '../test/helpers/parity.mjs'
 
 const t0 = performance.now()
 const argv = process.argv.slice(2)
@@ -88,53 +104,6 @@ const status = fake ? { ...cudaStatus(), available: true, fake: true } : cudaSta
 log(`cudaStatus: ${JSON.stringify(status)}`)
 log(`node ${process.version}, budget ${budget} s${large ? ', --large' : ''}, dist ${distDir}`)
 
-// ---------------------------------------------------------------------------------------------
-// The helpers of test/helpers/reference.ts and test/cuda.test.ts, verbatim in behaviour.
-
-function relErr(a, b, floor = 1e-12) {
-  let num = 0, den = 0
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2
-    den += b[i] ** 2
-  }
-  return Math.sqrt(num) / Math.max(Math.sqrt(den), floor)
-}
-
-function randn(n, seed, scale = 1, shift = 0) {
-  let s = seed >>> 0
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  const out = new Float32Array(n)
-  for (let i = 0; i < n; i++) {
-    const u = Math.max(next(), 1e-12), v = next()
-    out[i] = shift + scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v)
-  }
-  return out
-}
-
-// The natural scale of a gradient's norm, as test/helpers/reference.ts: errors are measured against
-// max(‖ref‖, 1% of it), which covers gradients that vanish exactly (N = 1, D = 1) or nearly.
-function naturalScale(kind, n, d, temperature, z) {
-  let ss = 0
-  for (const v of z) ss += v * v
-  const rms = Math.sqrt(ss / z.length) || 1
-  if (kind === 'cos') return (2 * Math.sqrt(n)) / (n * temperature * rms * Math.sqrt(d))
-  return (2 * Math.sqrt(n * d)) / (n * temperature * d * rms)
-}
-
-// Normalised error with the tests' floor; returns [ok, error].
-function compareArrays(a, b, tol, floor) {
-  const err = relErr(a, b, floor)
-  return [err < tol && a.every(Number.isFinite), err]
-}
-
-const lossOk = (a, b) => Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(b))
-
 let passed = 0, failed = 0, skipped = 0
 const failures = []
 function report(ok, line) {
@@ -182,63 +151,29 @@ const rate = { parity: estimator(), unfused: estimator() }
 const benchReserve = runBench ? Math.min(120, budget * 0.3) : 0
 const parityLeft = () => left() - benchReserve
 
-// views as in test/cuda.test.ts: a shared base plus per-view noise.
-function views(n, d) {
-  const base = randn(n * d, n + d)
-  return [1, 2, 3].map((k) => {
-    const noise = randn(n * d, n * 7 + d + k, 0.5)
-    return base.map((v, i) => v + noise[i])
-  })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Parity checks.
 
 if (!status.available) {
   log(`CUDA is unavailable on this machine (${status.reason ?? 'no reason given'}): the CUDA-vs-CPU checks are skipped; running only the CPU benchmark.`)
 } else {
-  const shapes = []
-  for (const n of [1, 7, 64, 1000, 4096, 65536])
-    for (const d of [1, 128, 768]) {
-      if (n === 65536 && d > 1 && !large) continue
-      shapes.push([n, d])
-    }
-  const cases = [
-    ['simcse', (z) => losses.simcse(z[0], z[1])],
-    ['simcse+hard', (z) => losses.simcse(z[0], z[1], { hardNegatives: z[2] })],
-    ['offDropout', (z) => losses.offDropout(z[0], z[1], z[2], { posScale: 0.9 })],
-    ['dcl', (z) => losses.dcl(z[0], z[1])],
-    ['simcse++', (z) => losses.simcsePlusPlus(z[0], z[1], z[2])],
-  ]
-
-  for (const [n, d] of shapes) {
+  for (const [n, d] of lossShapes(large)) {
     const est = rate.parity.estimate(n, d)
     if (est > parityLeft()) {
-      for (const [name] of cases) skip(`${name} N=${n} D=${d}: estimated ${est.toFixed(0)} s, ${Math.max(0, parityLeft()).toFixed(0)} s left`)
+      for (const c of LOSS_CASES) skip(`${c.name} N=${n} D=${d}: estimated ${est.toFixed(0)} s, ${Math.max(0, parityLeft()).toFixed(0)} s left`)
       continue
     }
     const s = performance.now()
-    const v = views(n, d)
+    const v = lossViews(n, d)
     const cpu = v.map((x) => Tensor.from(x, [n, d]))
     const gpu = cpu.map((x) => x.to(GPU))
-    for (const [name, f] of cases) {
-      const floor = 0.01 * (name === 'dcl' ? naturalScale('dcl', n, d, 5, v[0]) : naturalScale('cos', n, d, 0.05, v[0]))
-      check(`${name} N=${n} D=${d}`, () => {
-        const a = f(gpu), b = f(cpu)
-        const parts = [`loss ${a.loss} vs ${b.loss}`]
-        let ok = lossOk(a.loss, b.loss)
-        for (const k of Object.keys(b.grads)) {
-          const ga = a.grads[k], gb = b.grads[k]
-          if (ga.device !== GPU) {
-            ok = false
-            parts.push(`d${k} on ${ga.device}, not ${GPU}`)
-          }
-          const [good, err] = compareArrays(ga.toFloat32Array(), gb.toFloat32Array(), 1e-3, floor)
-          ok &&= good
-          parts.push(`d${k} ${fmt(err)}`)
-        }
+    for (const c of LOSS_CASES) {
+      const floor = 0.01 * naturalScale(c.floor, n, d, c.temperature, v[0])
+      check(`${c.name} N=${n} D=${d}`, () => {
+        const a = c.run(losses, gpu), b = c.run(losses, cpu)
+        const r = compareLossResults(a, b, GPU, floor)
         for (const g of [...Object.values(a.grads), ...Object.values(b.grads)]) g?.dispose?.()
-        return [ok, parts.join(', ')]
+        return [r.ok, r.detail]
       })
     }
     for (const x of [...cpu, ...gpu]) x.dispose()
@@ -247,62 +182,45 @@ if (!status.available) {
   }
 
   // The benchmark's unfused baseline: CUDA (kernels/infonce_unfused.cu) against CPU.
-  for (const n of [1, 7, 64, 1000])
-    for (const d of [1, 128, 768]) {
-      const est = rate.unfused.estimate(n, d)
-      if (est > parityLeft()) {
-        skip(`unfused N=${n} D=${d}: estimated ${est.toFixed(0)} s, ${Math.max(0, parityLeft()).toFixed(0)} s left`)
-        continue
-      }
-      const s = performance.now()
-      check(`unfused N=${n} D=${d}`, () => {
-        const v = views(n, d)
-        const run = (device) => {
-          const z = v.map((x) => Tensor.from(x, [n, d], device))
-          const g = [0, 1, 2].map(() => Tensor.zeros([n, d], device))
-          const [z1, z2, z0] = z.map((x) => nativeOf(x, 'z'))
-          const [g1, g2, g0] = g.map((x) => nativeOf(x, 'grad'))
-          const r = addon.offDropoutUnfused(z1, z2, z0, 0.05, 0.9, g1, g2, g0)
-          const grads = g.map((x) => x.toFloat32Array())
-          for (const x of [...z, ...g]) x.dispose()
-          return { ...r, grads }
-        }
-        const a = run(GPU), b = run('cpu')
-        let ok = lossOk(a.loss, b.loss) && a.workspaceBytes >= n * n * 4
-        const parts = [`loss ${a.loss} vs ${b.loss}`]
-        for (let k = 0; k < 3; k++) {
-          const [good, err] = compareArrays(a.grads[k], b.grads[k], 1e-3, 0.01 * naturalScale('cos', n, d, 0.05, v[0]))
-          ok &&= good
-          parts.push(`dz${[1, 2, 0][k]} ${fmt(err)}`)
-        }
-        parts.push(`workspace ${a.workspaceBytes} B (cpu ${b.workspaceBytes} B)`)
-        return [ok, parts.join(', ')]
-      })
-      const took = (performance.now() - s) / 1000
-      rate.unfused.learn(n, d, took)
+  for (const [n, d] of UNFUSED_SHAPES) {
+    const est = rate.unfused.estimate(n, d)
+    if (est > parityLeft()) {
+      skip(`unfused N=${n} D=${d}: estimated ${est.toFixed(0)} s, ${Math.max(0, parityLeft()).toFixed(0)} s left`)
+      continue
     }
+    const s = performance.now()
+    check(`unfused N=${n} D=${d}`, () => {
+      const v = lossViews(n, d)
+      const lib = { Tensor, nativeOf, addon }
+      const a = runUnfused(lib, v, n, d, GPU), b = runUnfused(lib, v, n, d, 'cpu')
+      let ok = lossClose(a.loss, b.loss) && a.workspaceBytes >= n * n * 4
+      const parts = [`loss ${a.loss} vs ${b.loss}`]
+      for (let k = 0; k < 3; k++) {
+        const err = relErr(a.grads[k], b.grads[k], 0.01 * naturalScale('cos', n, d, 0.05, v[0]))
+        ok &&= err < GRAD_TOLERANCE && a.grads[k].every(Number.isFinite)
+        parts.push(`dz${[1, 2, 0][k]} ${fmt(err)}`)
+      }
+      parts.push(`workspace ${a.workspaceBytes} B (cpu ${b.workspaceBytes} B)`)
+      return [ok, parts.join(', ')]
+    })
+    rate.unfused.learn(n, d, (performance.now() - s) / 1000)
+  }
 
-  for (const [rows, cols] of [[1, 1], [7, 33], [3 * 64, 768], [1000, 129]]) {
+  for (const [rows, cols] of DROPOUT_SHAPES) {
     check(`dropout [${rows}, ${cols}] bit-equal`, () => {
       const x = randn(rows * cols, rows)
-      const keepRows = Uint8Array.from({ length: rows }, (_, r) => (r % 3 === 2 ? 0 : 1))
-      const opts = { p: 0.1, seed: 12345678901n, offset: 5, keepRows }
+      const opts = dropoutOptions(rows)
       const a = dropout(Tensor.from(x, [rows, cols], GPU), opts).toFloat32Array()
       const b = dropout(Tensor.from(x, [rows, cols]), opts).toFloat32Array()
-      const ua = new Uint32Array(a.buffer), ub = new Uint32Array(b.buffer)
-      let diff = 0
-      for (let i = 0; i < ub.length; i++) if (ua[i] !== ub[i]) diff++
-      return [ua.length === ub.length && diff === 0, `${diff} of ${ub.length} elements differ`]
+      const r = bitEqual(a, b)
+      return [r.equal, `${r.diff} of ${r.total} elements differ`]
     })
   }
 
   check('tensor round trip cpu -> cuda -> cpu', () => {
     const x = randn(1000, 1)
-    const back = Tensor.from(x, [10, 100]).to(GPU).to('cpu').toFloat32Array()
-    const ua = new Uint32Array(back.buffer), ub = new Uint32Array(x.buffer)
-    let diff = 0
-    for (let i = 0; i < ub.length; i++) if (ua[i] !== ub[i]) diff++
-    return [diff === 0 && ua.length === ub.length, `${diff} of ${ub.length} elements differ`]
+    const r = bitEqual(Tensor.from(x, [10, 100]).to(GPU).to('cpu').toFloat32Array(), x)
+    return [r.equal, `${r.diff} of ${r.total} elements differ`]
   })
   if (fake) skip('mixed devices are rejected: SIMCSEPP_GPU_CHECK_FAKE=cpu has one device only')
   else check('mixed devices are rejected', () => {

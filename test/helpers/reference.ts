@@ -154,42 +154,5 @@ export function dclRef(z1: Mat, z2: Mat, tauD: number): RefOut {
   return { loss: loss / d, g1: bnBackward(b1.x, b1.s, gx1), g2: bnBackward(b2.x, b2.s, gx2) }
 }
 
-/** ‖a − b‖ / max(‖b‖, floor): the normalised error used throughout the tests. */
-export function relErr(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-12): number {
-  let num = 0, den = 0
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2
-    den += b[i] ** 2
-  }
-  return Math.sqrt(num) / Math.max(Math.sqrt(den), floor)
-}
-
-/** Seeded normal draws (mulberry32 + Box-Muller), so failures reproduce. */
-export function randn(n: number, seed: number, scale = 1, shift = 0): Float32Array {
-  let s = seed >>> 0
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  const out = new Float32Array(n)
-  for (let i = 0; i < n; i++) {
-    const u = Math.max(next(), 1e-12), v = next()
-    out[i] = shift + scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v)
-  }
-  return out
-}
-
-/**
- * The natural scale of a loss gradient's norm: a row whose softmax put all its mass on one wrong
- * column. fp32 logits carry ~1e-7·|S| absolute error, so where the loss saturates or the exact
- * gradient vanishes (D = 1 for cosines, N = 2 for batch normalisation) the net gradient is far
- * smaller than its terms; tests measure errors against max(‖ref‖, 1% of this).
- */
-export function naturalScale(kind: 'cos' | 'dcl', n: number, d: number, temperature: number, z: Float32Array): number {
-  const rms = Math.sqrt(z.reduce((s, v) => s + v * v, 0) / z.length) || 1
-  if (kind === 'cos') return (2 * Math.sqrt(n)) / (n * temperature * rms * Math.sqrt(d))
-  return (2 * Math.sqrt(n * d)) / (n * temperature * d * rms)
-}
+// The error measure and the seeded inputs live in parity.mjs, shared with scripts/gpu-check.mjs.
+export { naturalScale, randn, relErr } from './parity.mjs'

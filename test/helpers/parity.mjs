@@ -1,0 +1,195 @@
+// The CUDA-vs-CPU parity cases, shared by test/cuda.test.ts (tap, through TypeScript) and
+// scripts/gpu-check.mjs (plain node on a GPU machine that has neither tap nor TypeScript). Plain
+// JavaScript with JSDoc types, so both load this very file: the shapes, inputs, tolerances and
+// error measure a GPU run reports are the ones CI's tests use.
+
+/** ‖a − b‖ / max(‖b‖, floor): the normalised error used throughout the tests. */
+export function relErr(/** @type {ArrayLike<number>} */ a, /** @type {ArrayLike<number>} */ b, floor = 1e-12) {
+  let num = 0
+  let den = 0
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i] - b[i]) ** 2
+    den += b[i] ** 2
+  }
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), floor)
+}
+
+/**
+ * Seeded normal draws (mulberry32 + Box-Muller), so failures reproduce.
+ * @param {number} n
+ * @param {number} seed
+ * @returns {Float32Array}
+ */
+export function randn(n, seed, scale = 1, shift = 0) {
+  let s = seed >>> 0
+  const next = () => {
+    s = (s + 0x6d2b79f5) >>> 0
+    let t = s
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+  const out = new Float32Array(n)
+  for (let i = 0; i < n; i++) {
+    const u = Math.max(next(), 1e-12)
+    const v = next()
+    out[i] = shift + scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v)
+  }
+  return out
+}
+
+/**
+ * The natural scale of a loss gradient's norm: a row whose softmax put all its mass on one wrong
+ * column. fp32 logits carry ~1e-7·|S| absolute error, so where the loss saturates or the exact
+ * gradient vanishes (D = 1 for cosines, N = 2 for batch normalisation) the net gradient is far
+ * smaller than its terms; tests measure errors against max(‖ref‖, 1% of this).
+ * @param {'cos' | 'dcl'} kind
+ * @param {number} n
+ * @param {number} d
+ * @param {number} temperature
+ * @param {Float32Array} z
+ */
+export function naturalScale(kind, n, d, temperature, z) {
+  let ss = 0
+  for (const v of z) ss += v * v
+  const rms = Math.sqrt(ss / z.length) || 1
+  if (kind === 'cos') return (2 * Math.sqrt(n)) / (n * temperature * rms * Math.sqrt(d))
+  return (2 * Math.sqrt(n * d)) / (n * temperature * d * rms)
+}
+
+/** Two losses agree: 1e-4 relative (absolute below 1). */
+export function lossClose(/** @type {number} */ a, /** @type {number} */ b) {
+  return Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(b))
+}
+
+/** Gradients agree: normalised error below this (against the floor of naturalScale / 100). */
+export const GRAD_TOLERANCE = 1e-3
+
+/**
+ * Three correlated [n, d] views (a shared base plus per-view noise), as a batch's z1, z2, z0 are.
+ * @returns {Float32Array[]}
+ */
+export function lossViews(/** @type {number} */ n, /** @type {number} */ d) {
+  const base = randn(n * d, n + d)
+  return [1, 2, 3].map((k) => {
+    const noise = randn(n * d, n * 7 + d + k, 0.5)
+    return base.map((v, i) => v + noise[i])
+  })
+}
+
+/**
+ * The loss parity shapes: N crosses the 64-wide tiles (1, 7, 64, 1000, 4096, 65,536), D is 1, 128, 768;
+ * N = 65,536 only at D = 1 unless `large` (minutes of CPU time for the reference).
+ * @returns {[number, number][]}
+ */
+export function lossShapes(large = false) {
+  /** @type {[number, number][]} */
+  const shapes = []
+  for (const n of [1, 7, 64, 1000, 4096, 65536])
+    for (const d of [1, 128, 768]) {
+      if (n === 65536 && d > 1 && !large) continue
+      shapes.push([n, d])
+    }
+  return shapes
+}
+
+/** Shapes of the unfused benchmark baseline's parity check (it holds N × N logits). */
+export const UNFUSED_SHAPES = /** @type {[number, number][]} */ ([1, 7, 64, 1000].flatMap((n) => [1, 128, 768].map((d) => [n, d])))
+
+/** Shapes of the dropout bit-equality check. */
+export const DROPOUT_SHAPES = /** @type {[number, number][]} */ ([
+  [1, 1],
+  [7, 33],
+  [3 * 64, 768],
+  [1000, 129],
+])
+
+/** The dropout call of the bit-equality check: every third row is a dropout-free view. */
+export function dropoutOptions(/** @type {number} */ rows) {
+  const keepRows = Uint8Array.from({ length: rows }, (_, r) => (r % 3 === 2 ? 0 : 1))
+  return { p: 0.1, seed: 12345678901n, offset: 5, keepRows }
+}
+
+/**
+ * @typedef {{ loss: number, grads: Record<string, { toFloat32Array(): Float32Array, device: string, dispose(): void } | undefined> }} LossResultLike
+ * @typedef {{
+ *   simcse(z1: unknown, z2: unknown, o?: object): LossResultLike,
+ *   offDropout(z1: unknown, z2: unknown, z0: unknown, o?: object): LossResultLike,
+ *   dcl(z1: unknown, z2: unknown, o?: object): LossResultLike,
+ *   simcsePlusPlus(z1: unknown, z2: unknown, z0: unknown, o?: object): LossResultLike,
+ * }} LossesLike
+ */
+
+/**
+ * Every loss op with the floor kind of its gradients' error measure.
+ * @type {{ name: string, floor: 'cos' | 'dcl', temperature: number, run(losses: LossesLike, z: unknown[]): LossResultLike }[]}
+ */
+export const LOSS_CASES = [
+  { name: 'simcse', floor: 'cos', temperature: 0.05, run: (l, z) => l.simcse(z[0], z[1]) },
+  { name: 'simcse+hard', floor: 'cos', temperature: 0.05, run: (l, z) => l.simcse(z[0], z[1], { hardNegatives: z[2] }) },
+  { name: 'offDropout', floor: 'cos', temperature: 0.05, run: (l, z) => l.offDropout(z[0], z[1], z[2], { posScale: 0.9 }) },
+  { name: 'dcl', floor: 'dcl', temperature: 5, run: (l, z) => l.dcl(z[0], z[1]) },
+  { name: 'simcse++', floor: 'cos', temperature: 0.05, run: (l, z) => l.simcsePlusPlus(z[0], z[1], z[2]) },
+]
+
+/**
+ * Compares one loss result on the device against the CPU's: the loss, every gradient's device and
+ * normalised error. Returns whether all agree and a one-line summary.
+ * @param {LossResultLike} a the device result
+ * @param {LossResultLike} b the CPU result
+ * @param {string} device the device a's gradients must be on
+ * @param {number} floor the error floor (1% of the natural scale)
+ */
+export function compareLossResults(a, b, device, floor) {
+  let ok = lossClose(a.loss, b.loss)
+  const parts = [`loss ${a.loss} vs ${b.loss}`]
+  for (const k of Object.keys(b.grads)) {
+    const ga = a.grads[k]
+    const gb = b.grads[k]
+    if (!ga || !gb) {
+      ok = false
+      parts.push(`d${k} missing`)
+      continue
+    }
+    if (ga.device !== device) {
+      ok = false
+      parts.push(`d${k} on ${ga.device}, not ${device}`)
+    }
+    const x = ga.toFloat32Array()
+    const err = relErr(x, gb.toFloat32Array(), floor)
+    ok = ok && err < GRAD_TOLERANCE && x.every(Number.isFinite)
+    parts.push(`d${k} ${err.toExponential(2)}`)
+  }
+  return { ok, detail: parts.join(', ') }
+}
+
+/** Whether two float32 arrays are equal bit for bit; with the count of differing elements. */
+export function bitEqual(/** @type {Float32Array} */ a, /** @type {Float32Array} */ b) {
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length)
+  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length)
+  let diff = 0
+  for (let i = 0; i < Math.min(ua.length, ub.length); i++) if (ua[i] !== ub[i]) diff++
+  return { equal: ua.length === ub.length && diff === 0, diff, total: ub.length }
+}
+
+/**
+ * The unfused benchmark baseline (addon.offDropoutUnfused) on one device: loss, workspace bytes and
+ * the three gradients copied to the host (every tensor it made is disposed).
+ * @param {{ Tensor: { from(d: Float32Array, s: number[], dev?: any): any, zeros(s: number[], dev?: any): any }, nativeOf(t: unknown, name: string): any, addon: { offDropoutUnfused(...a: any[]): { loss: number, workspaceBytes: number } } }} lib
+ * @param {Float32Array[]} views
+ * @param {number} n
+ * @param {number} d
+ * @param {string} device
+ */
+export function runUnfused(lib, views, n, d, device) {
+  const z = views.map((v) => lib.Tensor.from(v, [n, d], device))
+  const g = [0, 1, 2].map(() => lib.Tensor.zeros([n, d], device))
+  try {
+    const [z1, z2, z0] = z.map((x) => lib.nativeOf(x, 'z'))
+    const [g1, g2, g0] = g.map((x) => lib.nativeOf(x, 'grad'))
+    const r = lib.addon.offDropoutUnfused(z1, z2, z0, 0.05, 0.9, g1, g2, g0)
+    return { loss: r.loss, workspaceBytes: r.workspaceBytes, grads: g.map((x) => /** @type {Float32Array} */ (x.toFloat32Array())) }
+  } finally {
+    for (const x of [...z, ...g]) x.dispose()
+  }
+}
