@@ -1,5 +1,6 @@
 // The training data source: line indexing, validation errors, seeded permutations, resumable batches.
 import t from 'tap'
+import { createHash } from 'node:crypto'
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
@@ -147,4 +148,21 @@ t.test('BatchStream over the real wiki1m head', async (t) => {
   const b = await new BatchStream(f, { batchSize: 64, seed: 42 }).next()
   t.equal(b.sentences.length, 64)
   t.ok(b.sentences.every((s) => s.trim().length > 0 && !s.includes('\n')))
+})
+
+t.test('SentenceFile: fingerprint of the contents, bare CRs and blank lines', async (t) => {
+  const a = await SentenceFile.open(await write('one two\nthree four\n\nfive six\n'))
+  t.equal(a.fingerprint.lines, 3)
+  t.equal(a.fingerprint.bytes, 29)
+  t.equal(a.fingerprint.sha256, createHash('sha256').update('one two\nthree four\n\nfive six\n').digest('hex'))
+  const b = await SentenceFile.open(await write('one two\nthree four\n\nfive six\nseven\n'))
+  t.not(b.fingerprint.sha256, a.fingerprint.sha256, 'a line appended changes the fingerprint')
+  const mac = await write('first sentence\rsecond sentence\rthird\r')
+  await t.rejects(SentenceFile.open(mac), {
+    message: new RegExp(`${mac}: line 1 holds a carriage return \\(byte offset 14\\) that does not end the line`),
+  })
+  t.equal((await SentenceFile.open(await write('a b\r\nc d\r\n'))).count, 2, 'CRLF is fine')
+  const blank = await write('a b\n\nc d\n')
+  await t.rejects(SentenceFile.open(blank, { blankLines: 'error' }), { message: `${blank}: line 2 is blank (one sentence per line is expected)` })
+  t.equal((await SentenceFile.open(blank)).count, 2)
 })

@@ -3,12 +3,33 @@
 // non-blank line starts and how long it is (12 bytes a line: ~12 MB for wiki1m); batches are then read
 // back by offset. The shuffling is a seeded Fisher–Yates per epoch, so a run is reproducible on any
 // machine and resumable from a small JSON cursor.
+import { createHash } from 'node:crypto'
 import { createReadStream, promises as fsp } from 'node:fs'
 
 /** Where a BatchStream stands: the next sentence is `order(epoch)[index]`. Plain JSON. */
 export interface DataPosition {
   epoch: number
   index: number
+}
+
+/**
+ * What identifies a data file's contents: a resumed run checks it, so that another file of the same
+ * name, or the same file edited, cannot silently change the data order of a run.
+ */
+export interface DataFingerprint {
+  bytes: number
+  /** Non-blank lines (the sentences). */
+  lines: number
+  /** SHA-256 of the whole file, hex. */
+  sha256: string
+}
+
+export interface SentenceFileOptions {
+  /**
+   * 'skip' (default, training): blank lines are not sentences and are left out. 'error' (encode, which
+   * writes one vector per input line): a blank line is an error naming it.
+   */
+  blankLines?: 'skip' | 'error'
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
@@ -24,6 +45,8 @@ export class SentenceFile {
     /** Byte length of each line, without its \n or \r\n. */
     private readonly lengths: Uint32Array,
     private readonly size: number,
+    /** Size, sentence count and SHA-256 of the file as it was read by open(). */
+    readonly fingerprint: DataFingerprint,
   ) {}
 
   /** Number of non-blank lines. */
@@ -33,10 +56,12 @@ export class SentenceFile {
 
   /**
    * Validates the file in one streaming pass and indexes its non-blank lines.
-   * Throws, naming the file, when it is missing, a directory, has no non-blank line, or is not UTF-8
-   * (with the 1-based line number and the byte offset of the first bad byte).
+   * Throws, naming the file, when it is missing, a directory, has no non-blank line, is not UTF-8
+   * (with the 1-based line number and the byte offset of the first bad byte), or separates lines with
+   * a bare carriage return (old Mac line endings, which would otherwise read as one long sentence).
    */
-  static async open(path: string): Promise<SentenceFile> {
+  static async open(path: string, options: SentenceFileOptions = {}): Promise<SentenceFile> {
+    const blankLines = options.blankLines ?? 'skip'
     let stat
     try {
       stat = await fsp.stat(path)
@@ -68,11 +93,21 @@ export class SentenceFile {
         const bad = start + firstInvalidUtf8(body)
         throw new Error(`${path}: invalid UTF-8 on line ${lineNo} (byte offset ${bad})`)
       }
+      const cr = body.indexOf(0x0d)
+      if (cr !== -1) {
+        throw new Error(
+          `${path}: line ${lineNo} holds a carriage return (byte offset ${start + cr}) that does not end the line: ` +
+            `lines must end in \\n or \\r\\n (convert old Mac line endings with: tr '\\r' '\\n')`,
+        )
+      }
       if (text.trim() !== '') index.push(start, body.length)
+      else if (blankLines === 'error') throw new Error(`${path}: line ${lineNo} is blank (one sentence per line is expected)`)
     }
 
+    const hash = createHash('sha256')
     const stream = createReadStream(path, { highWaterMark: 1 << 20 })
     for await (const chunk of stream as AsyncIterable<Buffer>) {
+      hash.update(chunk)
       let from = 0
       for (let nl = chunk.indexOf(0x0a, from); nl !== -1; nl = chunk.indexOf(0x0a, from)) {
         const part = chunk.subarray(from, nl)
@@ -89,7 +124,8 @@ export class SentenceFile {
     if (pieces.length) endLine(Buffer.concat(pieces))
     if (index.length === 0)
       throw new Error(pos === 0 ? `${path}: the file is empty` : `${path}: the file holds only blank lines`)
-    return new SentenceFile(path, index.offsets(), index.lengths(), pos)
+    const fingerprint = { bytes: pos, lines: index.length, sha256: hash.digest('hex') }
+    return new SentenceFile(path, index.offsets(), index.lengths(), pos, fingerprint)
   }
 
   /**

@@ -1,0 +1,65 @@
+// The shape of a checkpoint's state.json, checked field by field before a run resumes from it: a hand
+// edit or a corrupted file must stop the resume with an error naming the file and the field, never
+// resume "at step ten" or fail later with a TypeError.
+import type { DataFingerprint } from '../data/sentences.js'
+
+export interface CheckpointState {
+  /** Optimizer steps taken. */
+  step: number
+  /** Where the next batch starts (the data stream's position). */
+  dataPosition: { epoch: number; index: number }
+  seed: number
+  best: { step: number; spearman: number } | null
+  /** The options the run was started with (resume checks the ones that must not change). */
+  options: Record<string, unknown>
+  /** Elapsed training seconds before this checkpoint. */
+  elapsedSeconds: number
+  /** The training data the run read (absent in checkpoints written before fingerprints existed). */
+  data?: DataFingerprint
+}
+
+function fail(file: string, field: string, expected: string, value: unknown): never {
+  const shown = value === undefined ? 'nothing' : JSON.stringify(value)?.slice(0, 60)
+  throw new Error(`${file}: field ${field} must be ${expected} (found ${shown})`)
+}
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+
+/** Checks a parsed state.json; `file` names it in the errors. */
+export function validateCheckpointState(value: unknown, file: string): CheckpointState {
+  if (!isObject(value)) fail(file, '(the whole file)', 'a JSON object', value)
+  const v = value
+  if (!isCount(v.step)) fail(file, 'step', 'a non-negative integer', v.step)
+  const pos = v.dataPosition
+  if (!isObject(pos)) fail(file, 'dataPosition', 'an object { epoch, index }', pos)
+  if (!isCount(pos.epoch)) fail(file, 'dataPosition.epoch', 'a non-negative integer', pos.epoch)
+  if (!isCount(pos.index)) fail(file, 'dataPosition.index', 'a non-negative integer', pos.index)
+  if (!isCount(v.seed)) fail(file, 'seed', 'a non-negative integer', v.seed)
+  if (v.best !== null) {
+    if (!isObject(v.best)) fail(file, 'best', 'null or an object { step, spearman }', v.best)
+    if (!isCount(v.best.step)) fail(file, 'best.step', 'a non-negative integer', v.best.step)
+    if (typeof v.best.spearman !== 'number' || !Number.isFinite(v.best.spearman)) fail(file, 'best.spearman', 'a finite number', v.best.spearman)
+  }
+  if (!isObject(v.options)) fail(file, 'options', 'an object (the options the run started with)', v.options)
+  if (typeof v.elapsedSeconds !== 'number' || !(v.elapsedSeconds >= 0) || !Number.isFinite(v.elapsedSeconds)) {
+    fail(file, 'elapsedSeconds', 'a non-negative number', v.elapsedSeconds)
+  }
+  let data: DataFingerprint | undefined
+  if (v.data !== undefined) {
+    const d = v.data
+    if (!isObject(d) || !isCount(d.bytes) || !isCount(d.lines) || typeof d.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(d.sha256)) {
+      fail(file, 'data', 'an object { bytes, lines, sha256 }', d)
+    }
+    data = { bytes: d.bytes as number, lines: d.lines as number, sha256: d.sha256 as string }
+  }
+  return {
+    step: v.step,
+    dataPosition: { epoch: pos.epoch, index: pos.index },
+    seed: v.seed,
+    best: v.best === null ? null : { step: (v.best as { step: number }).step, spearman: (v.best as { spearman: number }).spearman },
+    options: v.options,
+    elapsedSeconds: v.elapsedSeconds,
+    ...(data ? { data } : {}),
+  }
+}
