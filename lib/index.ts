@@ -1,5 +1,7 @@
 // simcsepp: SimCSE++ sentence-embedding training on CUDA and CPU. Public entry point.
 import { addon, type CudaStatus } from './native.js'
+import type { TokenizeOptions } from './tokenizer.js'
+import type { EmbedOptions } from './embed/sentence-encoder.js'
 
 export { Tensor, type Device } from './tensor.js'
 export * as losses from './losses.js'
@@ -18,10 +20,16 @@ export function numThreads(): number {
 }
 
 export { BertModel, type BatchInput, type ModelOptions, type TrainForwardOptions, type Pooling } from './model/bert.js'
-export { Tokenizer, type EncodedBatch, type EncodeOptions } from './tokenizer.js'
+export { Tokenizer, type EncodedBatch, type TokenizeOptions } from './tokenizer.js'
 export { AdamW, clipGradNorm, linearSchedule, type AdamWOptions } from './optim/adamw.js'
-export { namedConfig, parseHfConfig, toHfConfig, readHfConfig, type BertConfig, type NamedConfig } from './bert-config.js'
+export { namedConfig, parseHfConfig, toHfConfig, readHfConfig, type BertConfig, type NamedConfig } from './model/config.js'
 export { readSafetensors, writeSafetensors, parseSafetensors } from './safetensors.js'
-export { SentenceEncoder, type SentenceEncoderOptions, type EncodeOptions as SentenceEncodeOptions, type EncoderDevice } from './encoder/sentence-encoder.js'
+export { SentenceEncoder, type SentenceEncoderOptions, type EmbedOptions, type EncoderDevice } from './embed/sentence-encoder.js'
 export { train, type TrainOptions, type TrainHooks, type TrainResult, type StepInfo, type EvalInfo } from './train/train.js'
 export { evaluateSts, evaluateStsFiles, readStsFile, spearman, type StsPair } from './eval/sts.js'
+
+// Old names, kept so that code written against them still compiles.
+/** @deprecated Renamed TokenizeOptions (the options of Tokenizer.encodeBatch). */
+export type EncodeOptions = TokenizeOptions
+/** @deprecated Renamed EmbedOptions (the options of SentenceEncoder.encode). */
+export type SentenceEncodeOptions = EmbedOptions

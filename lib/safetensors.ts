@@ -6,9 +6,8 @@
 // in fp32; we write F32 by default so a checkpoint round-trips bit for bit.
 
 import { promises as fsp } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { dirname } from 'node:path';
 import { endianness } from 'node:os';
+import { writeFileAtomic } from './util/atomic-write.js';
 
 export type FloatDtype = 'F64' | 'F32' | 'F16' | 'BF16';
 export type IntDtype = 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -332,27 +331,9 @@ export function serializeSafetensors(tensors: TensorInput, options: WriteOptions
  */
 export async function writeSafetensors(path: string, tensors: TensorInput, options: WriteOptions = {}): Promise<void> {
   const bytes = serializeSafetensors(tensors, options, path);
-  await writeFileAtomic(path, bytes);
-}
-
-async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   try {
-    const fh = await fsp.open(tmp, 'w');
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fsp.rename(tmp, path);
+    await writeFileAtomic(path, bytes);
   } catch (e) {
-    await fsp.rm(tmp, { force: true }).catch(() => {});
     throw new Error(`${path}: cannot write safetensors file (${(e as Error).message})`);
   }
-  // Persist the rename itself; not every platform lets a directory be fsynced, hence best effort.
-  try {
-    const dir = await fsp.open(dirname(path), 'r');
-    try { await dir.sync(); } finally { await dir.close(); }
-  } catch { /* best effort */ }
 }

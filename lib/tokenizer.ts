@@ -5,7 +5,6 @@
 
 import { promises as fsp } from 'node:fs';
 import { basename, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import {
   Tokenizer as HfTokenizer,
   WordPiece,
@@ -14,8 +13,10 @@ import {
   templateProcessing,
   wordPieceDecoder,
 } from 'tokenizers';
+import { replaceFileAtomic, writeFileAtomic } from './util/atomic-write.js';
+import { parseJson, readJsonFile } from './util/json.js';
 
-export interface EncodeOptions {
+export interface TokenizeOptions {
   /** Maximum tokens per sentence, [CLS] and [SEP] included; longer sentences are truncated. Default 32. */
   maxLength?: number;
 }
@@ -45,15 +46,6 @@ const BERT_SPECIALS = { unk: '[UNK]', sep: '[SEP]', pad: '[PAD]', cls: '[CLS]', 
 
 async function exists(p: string): Promise<boolean> {
   return fsp.stat(p).then(() => true, () => false);
-}
-
-async function readJson(file: string): Promise<unknown> {
-  const text = await fsp.readFile(file, 'utf8');
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
 }
 
 function isObject(x: unknown): x is Record<string, unknown> {
@@ -115,12 +107,7 @@ export class Tokenizer {
     } catch (e) {
       throw new Error(`${file}: cannot read tokenizer (${(e as Error).message})`);
     }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (e) {
-      throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-    }
+    const json = parseJson(text, file);
     if (!isObject(json) || !isObject(json.model)) throw new Error(`${file}: not a tokenizers file (no "model" object)`);
     let hf: HfTokenizer;
     try {
@@ -195,7 +182,7 @@ export class Tokenizer {
   private static async readTokenizerConfig(dir: string): Promise<Record<string, unknown> | undefined> {
     const file = join(dir, 'tokenizer_config.json');
     if (!(await exists(file))) return undefined;
-    const cfg = await readJson(file);
+    const cfg = await readJsonFile(file);
     if (!isObject(cfg)) throw new Error(`${file}: expected a JSON object`);
     return cfg;
   }
@@ -234,7 +221,7 @@ export class Tokenizer {
   }
 
   /** Tokenizes a batch, truncating each sentence to maxLength tokens and padding to the longest. */
-  encodeBatch(sentences: readonly string[], options: EncodeOptions = {}): Promise<EncodedBatch> {
+  encodeBatch(sentences: readonly string[], options: TokenizeOptions = {}): Promise<EncodedBatch> {
     const maxLength = options.maxLength ?? 32;
     if (!Array.isArray(sentences)) return Promise.reject(new Error('encodeBatch: sentences must be an array of strings'));
     const bad = sentences.findIndex((s) => typeof s !== 'string');
@@ -284,17 +271,14 @@ export class Tokenizer {
       this.hf.disableTruncation();
       this.truncation = null;
       const jsonPath = join(dir, 'tokenizer.json');
-      const tmp = `${jsonPath}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
       try {
-        this.hf.save(tmp, true);
-        await fsp.rename(tmp, jsonPath);
+        await replaceFileAtomic(jsonPath, (tmp) => this.hf.save(tmp, true));
       } catch (e) {
-        await fsp.rm(tmp, { force: true }).catch(() => {});
         throw new Error(`${jsonPath}: cannot save tokenizer (${(e as Error).message})`);
       }
       let vocabText = this.source.vocabText;
       if (vocabText === undefined && this.source.wordPiece) vocabText = this.deriveVocabText();
-      if (vocabText !== undefined) await fsp.writeFile(join(dir, 'vocab.txt'), vocabText);
+      if (vocabText !== undefined) await writeFileAtomic(join(dir, 'vocab.txt'), vocabText);
       let cfg = this.source.tokenizerConfig;
       if (cfg === undefined && this.source.wordPiece) {
         cfg = {
@@ -307,7 +291,7 @@ export class Tokenizer {
           mask_token: BERT_SPECIALS.mask,
         };
       }
-      if (cfg !== undefined) await fsp.writeFile(join(dir, 'tokenizer_config.json'), JSON.stringify(cfg, null, 2) + '\n');
+      if (cfg !== undefined) await writeFileAtomic(join(dir, 'tokenizer_config.json'), JSON.stringify(cfg, null, 2) + '\n');
     });
   }
 

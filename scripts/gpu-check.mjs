@@ -10,7 +10,7 @@
 //    plus N = 65,536 at D = 1 (and D = 128, 768 with --large); the unfused benchmark baseline for
 //    N in {1, 7, 64, 1000} x D in {1, 128, 768}; dropout bit-equality; tensor round trips.
 //    One line per check, then the failures again and `N passed, N failed`;
-// 3. the loss benchmark (dist/bench/losses.js) for N in {64, 512, 4096, 65536} at D = 768 on cuda (and
+// 3. the loss benchmark (dist/bench/losses.js, its table from dist/cli/tables.js) for N in {64, 512, 4096, 65536} at D = 768 on cuda (and
 //    cpu for N <= 4096); the JSON goes to $OUT/bench-losses.json when OUT is set (the full log to
 //    $OUT/gpu-check.log).
 // Everything runs under --budget-seconds (default 420, so it ends inside a 10-minute device call): a
@@ -238,11 +238,13 @@ if (!status.available) {
 // Loss benchmark.
 
 if (runBench) {
-  let bench
+  let bench, tables
   try {
     bench = await mod('bench/losses.js')
+    tables = await mod('cli/tables.js') // lossBenchTable: the CLI owns presentation
   } catch (e) {
-    report(false, `loading dist/bench/losses.js: ${e.message}`)
+    report(false, `loading dist/bench/losses.js and dist/cli/tables.js: ${e.message}`)
+    bench = undefined
   }
   if (bench) {
     const rows = []
@@ -266,7 +268,7 @@ if (runBench) {
           rows.push({ device, n, d: dim, fusedMs: null, unfusedMs: null, speedup: null, fusedWorkspaceBytes: null, unfusedWorkspaceBytes: null, note: `error: ${e.message.split('\n')[0]}` })
         }
       }
-    log(bench.lossBenchTable(rows))
+    log(tables.lossBenchTable(rows))
     if (outDir) {
       const json = { benchmark: 'losses', date: new Date().toISOString(), node: process.version, cudaStatus: status, rows }
       writeFileSync(join(outDir, 'bench-losses.json'), JSON.stringify(json, null, 2) + '\n')

@@ -10,8 +10,8 @@ import {
   readHfConfig,
   positionOffset,
   type BertConfig,
-} from '../lib/bert-config.js';
-import { parameterSpecs, canonicalName, matchCheckpoint } from '../lib/bert-names.js';
+} from '../lib/model/config.js';
+import { parameterSpecs, canonicalName, matchCheckpoint } from '../lib/model/names.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const sharedData = resolve(repoRoot, '../shared/data');

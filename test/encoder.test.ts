@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Tensor } from '../lib/index.js'
-import type { BertConfig } from '../lib/bert-config.js'
+import type { BertConfig } from '../lib/model/config.js'
 import { BertModel } from '../lib/model/bert.js'
 import * as ops from '../lib/ops.js'
 import { encoderRef, type RefBatch } from './helpers/encoder-reference.js'
@@ -144,7 +144,7 @@ t.test('bad batches are rejected with the argument named', async (t) => {
 t.test('hub-style checkpoints: bert. prefix, gamma/beta, heads and position_ids load to the same model', async (t) => {
   const { writeSafetensors, readSafetensors } = await import('../lib/safetensors.js')
   const { writeFileSync, mkdirSync } = await import('node:fs')
-  const { toHfConfig } = await import('../lib/bert-config.js')
+  const { toHfConfig } = await import('../lib/model/config.js')
   const dir = mkdtempSync(join(tmpdir(), 'simcsepp-hub-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const model = BertModel.create(config, { seed: 8 })

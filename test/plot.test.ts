@@ -1,7 +1,8 @@
 // Training output: the loss-curve SVG, the sparkline, and the progress bar.
 import t from 'tap'
-import { lossCurveSvg, sparkline, type HistoryPoint } from '../lib/train/plot.js'
-import { ProgressBar, formatDuration } from '../lib/train/progress.js'
+import { lossCurveSvg, type HistoryPoint } from '../lib/train/plot.js'
+import { sparkline } from '../lib/cli/sparkline.js'
+import { ProgressBar, formatDuration } from '../lib/cli/progress.js'
 
 function history(n: number, stsEvery = 0): HistoryPoint[] {
   return Array.from({ length: n }, (_, i) => {

@@ -11,8 +11,8 @@ import { Worker } from 'node:worker_threads'
 import { SentenceEncoder, cudaStatus } from '../lib/index.js'
 import { BertModel, type Pooling } from '../lib/model/bert.js'
 import { Tokenizer } from '../lib/tokenizer.js'
-import { benchEncode, encodeBenchTable } from '../lib/bench/encode.js'
-import { encodeLines } from '../lib/encoder/encode-lines.js'
+import { benchEncode } from '../lib/bench/encode.js'
+import { encodeBenchTable } from '../lib/cli/tables.js'
 import { saveTinyModel, sentences } from './helpers/encoder-tiny-model.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -156,15 +156,15 @@ t.test('devices', async (t) => {
 t.test("device choice when CUDA is available but the encoder ops cannot run there (mocked cudaStatus)", async (t) => {
   const dir = await modelDir()
   const native = await import('../lib/native.js')
-  const { EncoderEngine } = await t.mockImport<typeof import('../lib/encoder/engine.js')>('../lib/encoder/engine.js', {
+  const { EmbeddingEngine } = await t.mockImport<typeof import('../lib/embed/engine.js')>('../lib/embed/engine.js', {
     '../lib/native.js': { addon: { ...native.addon, cudaStatus: () => ({ compiled: true, available: true, device: 'mock' }) } },
   })
   if (native.addon.cudaStatus().available) return t.skip('a real CUDA device is here: the devices test covers it')
-  const auto = await EncoderEngine.load(dir, 'auto')
+  const auto = await EmbeddingEngine.load(dir, 'auto')
   t.equal(auto.device, 'cpu', "'auto' falls back to the CPU")
   t.match(auto.note ?? '', /^CUDA cannot run the encoder \(.+\); using the CPU$/)
   auto.dispose()
-  await t.rejects(EncoderEngine.load(dir, 'cuda'), /^SentenceEncoder: device 'cuda' cannot run this model: ./)
+  await t.rejects(EmbeddingEngine.load(dir, 'cuda'), /^SentenceEncoder: device 'cuda' cannot run this model: ./)
 })
 
 t.test('concurrent encode() calls', async (t) => {
@@ -369,24 +369,6 @@ export async function main(dir: string): Promise<number> {
   }
   t.equal(tscOut, '', 'dist/index.d.cts type-checks a CommonJS consumer')
   t.comment(`(consumer files under ${relative(root, consumer) || consumer})`)
-})
-
-t.test('encodeLines (for simcsepp encode): JSON Lines and TSV, blank lines skipped', async (t) => {
-  const dir = await modelDir({ seed: 12 })
-  const lines = ['the cat sat', '', 'a dog runs fast', '   ', 'one sentence\r']
-  let jsonl = ''
-  const r = await encodeLines(dir, lines, (s) => void (jsonl += s), { device: 'cpu', chunk: 2 })
-  t.match(r, { encoded: 3, skipped: 2, dimension: 32, device: 'cpu' })
-  const rows = jsonl.trim().split('\n').map((l) => JSON.parse(l))
-  t.same(rows.map((x) => [x.line, x.text]), [[1, 'the cat sat'], [3, 'a dog runs fast'], [5, 'one sentence']])
-  const ref = await reference(dir, ['the cat sat', 'a dog runs fast', 'one sentence'], 'cls', 64)
-  t.ok(maxAbsDiff(rows.map((x) => Float32Array.from(x.vector)), ref) <= 1e-5, 'the vectors are the model\'s')
-  let tsv = ''
-  await encodeLines(dir, lines, (s) => void (tsv += s), { device: 'cpu', format: 'tsv', normalize: true })
-  const first = tsv.split('\n')[0].split('\t')
-  t.equal(first.length, 33)
-  t.equal(first[0], '1')
-  t.ok(Math.abs(Math.hypot(...first.slice(1).map(Number)) - 1) < 1e-5, 'normalize passes through')
 })
 
 t.test('bench encode: rows and table', async (t) => {

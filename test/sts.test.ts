@@ -4,7 +4,8 @@ import { existsSync, promises as fsp } from 'node:fs'
 import { join, resolve, dirname } from 'node:path'
 import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { spearman, pearson, ranks, readStsFile, evaluateSts, evaluateStsFiles, stsTable, type StsPair } from '../lib/eval/sts.js'
+import { spearman, pearson, ranks, readStsFile, evaluateSts, evaluateStsFiles, type StsPair } from '../lib/eval/sts.js'
+import { stsTable } from '../lib/cli/tables.js'
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const stsbDev = resolve(repoRoot, '../shared/data/stsb-dev.tsv')

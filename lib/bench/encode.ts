@@ -6,13 +6,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { namedConfig, type NamedConfig } from '../bert-config.js'
+import { namedConfig, type NamedConfig } from '../model/config.js'
 import { BertModel } from '../model/bert.js'
 import { Tokenizer } from '../tokenizer.js'
 import type { Device } from '../tensor.js'
-import { EncoderEngine, type Tokenized } from '../encoder/engine.js'
-import { SentenceEncoder } from '../encoder/sentence-encoder.js'
-import { formatTable, median } from './table.js'
+import { EmbeddingEngine, type Tokenized } from '../embed/engine.js'
+import { SentenceEncoder } from '../embed/sentence-encoder.js'
+import { median } from './median.js'
 
 export interface EncodeBenchOptions {
   /** Model sizes ('mini', 'base'; any named size works). */
@@ -105,7 +105,7 @@ async function benchTokenizer(dir: string, dataDir: string | null, sentences: st
 /** Share of computed positions that are padding when batching `tok` this way. */
 function paddingShare(tok: Tokenized, batchSize: number, sorted: boolean): number {
   let computed = 0
-  for (const b of EncoderEngine.batches(tok, batchSize, sorted)) {
+  for (const b of EmbeddingEngine.batches(tok, batchSize, sorted)) {
     let T = 0
     for (const i of b) T = Math.max(T, tok.offsets[i + 1] - tok.offsets[i])
     computed += T * b.length
@@ -186,16 +186,4 @@ export async function benchEncode(o: EncodeBenchOptions): Promise<EncodeBenchRow
     }
   }
   return rows
-}
-
-export function encodeBenchTable(rows: EncodeBenchRow[]): string {
-  const rate = (v: number | null) => (v === null ? '-' : v < 100 ? v.toFixed(1) : v.toFixed(0))
-  const pct = (v: number) => `${(100 * v).toFixed(1)}%`
-  return formatTable(
-    ['model', 'device', 'sentences', 'batch', 'tokens/sent', 'sorted sent/s', 'input-order sent/s', 'speed-up', 'padding sorted', 'padding input-order', 'note'],
-    rows.map((r) => [
-      r.model, r.device, r.sentences, r.batchSize, r.meanTokens.toFixed(1), rate(r.sortedPerSec), rate(r.inputOrderPerSec),
-      r.speedup === null ? '-' : `${r.speedup.toFixed(2)}x`, pct(r.paddingSorted), pct(r.paddingInputOrder), r.note ?? '',
-    ]),
-  )
 }

@@ -3,7 +3,7 @@
 // Aᵀ·B), next to the system BLAS (OpenBLAS, when installed) in the same process.
 import { addon } from '../native.js'
 import { Tensor, nativeOf } from '../tensor.js'
-import { formatTable, median } from './table.js'
+import { median } from './median.js'
 
 export interface GemmBenchRow {
   m: number; n: number; k: number
@@ -51,10 +51,4 @@ export function benchGemm(options: { ms: number[]; sizes: number[]; seconds: num
           for (const t of [a, b, c]) t.dispose()
         }
   return { rows, info }
-}
-
-export function gemmBenchTable(rows: GemmBenchRow[]): string {
-  return formatTable(['M', 'N', 'K', 'form', 'simcsepp GFLOP/s', 'system BLAS GFLOP/s', 'ratio'],
-    rows.map((r) => [r.m, r.n, r.k, r.form, r.oursGflops.toFixed(1), r.blasGflops === null ? '-' : r.blasGflops.toFixed(1),
-      r.ratio === null ? '-' : `${(100 * r.ratio).toFixed(0)}%`]))
 }

@@ -4,7 +4,8 @@
 import { addon } from '../native.js'
 import { Tensor, type Device } from '../tensor.js'
 import { nativeOf } from '../tensor.js'
-import { formatBytes, formatTable, median } from './table.js'
+import { formatBytes } from '../util/format.js'
+import { median } from './median.js'
 
 export interface LossBenchRow {
   device: Device
@@ -99,16 +100,4 @@ export function benchLosses(o: LossBenchOptions): LossBenchRow[] {
     }
   }
   return rows
-}
-
-export function lossBenchTable(rows: LossBenchRow[]): string {
-  const ms = (v: number | null) => (v === null ? '-' : v < 10 ? v.toFixed(3) : v.toFixed(1))
-  return formatTable(
-    ['device', 'N', 'D', 'fused ms', 'unfused ms', 'speed-up', 'fused extra mem', 'unfused extra mem', 'note'],
-    rows.map((r) => [
-      r.device, r.n, r.d, ms(r.fusedMs), ms(r.unfusedMs), r.speedup === null ? '-' : `${r.speedup.toFixed(2)}x`,
-      r.fusedWorkspaceBytes === null ? '-' : formatBytes(r.fusedWorkspaceBytes),
-      r.unfusedWorkspaceBytes === null ? '-' : formatBytes(r.unfusedWorkspaceBytes), r.note ?? '',
-    ]),
-  )
 }

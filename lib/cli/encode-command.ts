@@ -2,9 +2,11 @@
 import { createReadStream } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
-import { SentenceEncoder } from '../encoder/sentence-encoder.js'
-import { evaluateStsFiles, stsTable } from '../eval/sts.js'
+import { SentenceEncoder } from '../embed/sentence-encoder.js'
+import { evaluateStsFiles } from '../eval/sts.js'
+import { DEVICE_REQUESTS } from '../device.js'
 import { num, oneOf, UsageError } from './args.js'
+import { stsTable } from './tables.js'
 
 const encoderFlags = {
   model: { type: 'string' }, device: { type: 'string' }, pooling: { type: 'string' }, normalize: { type: 'boolean' },
@@ -13,7 +15,7 @@ const encoderFlags = {
 
 function encoderOptions(v: Record<string, string | boolean | string[] | undefined>) {
   return {
-    device: oneOf('device', v.device as string | undefined, ['auto', 'cpu', 'cuda'] as const),
+    device: oneOf('device', v.device as string | undefined, DEVICE_REQUESTS),
     pooling: oneOf('pooling', v.pooling as string | undefined, ['cls', 'mean'] as const),
     normalize: v.normalize as boolean | undefined,
     maxLength: num('max-len', v['max-len'] as string | undefined, { int: true, min: 3 }),

@@ -1,12 +1,12 @@
 // `simcsepp train`: flags -> train() options, with a progress bar on a TTY, eval results on screen,
 // and a summary (loss sparkline, best STS, where the files are) at the end.
 import { parseArgs } from 'node:util'
-import { train, type EvalInfo, type StepInfo, type TrainOptions } from '../train/train.js'
+import { train, type TrainOptions } from '../train/train.js'
 import { OBJECTIVES } from '../train/objective.js'
-import { ProgressBar } from '../train/progress.js'
-import { sparkline } from '../train/plot.js'
+import { DEVICE_REQUESTS } from '../device.js'
 import { num, oneOf, UsageError } from './args.js'
-import { runDemo } from '../demo/demo.js'
+import { demoCommand } from './demo-command.js'
+import { TrainingDisplay } from './train-display.js'
 
 export const trainUsage = `simcsepp train [options]
   With no options: the demo (a tiny model trained from scratch with SimCSE++ on WordNet's example
@@ -44,8 +44,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
   if (values.data === undefined) {
     const extra = Object.keys(values).filter((k) => !['out', 'steps', 'seed', 'config', 'device'].includes(k))
     if (extra.length) throw new UsageError(`--data FILE is required with --${extra[0]} (without --data, train runs the demo)`)
-    await runDemo({ out: values.out, steps: num('steps', values.steps, { int: true, min: 0 }), seed: num('seed', values.seed, { int: true, min: 0 }),
-      config: oneOf('config', values.config, ['tiny', 'mini', 'small', 'base'] as const), device: oneOf('device', values.device, ['auto', 'cpu', 'cuda'] as const) })
+    await demoCommand({ out: values.out, steps: num('steps', values.steps, { int: true, min: 0 }), seed: num('seed', values.seed, { int: true, min: 0 }),
+      config: oneOf('config', values.config, ['tiny', 'mini', 'small', 'base'] as const), device: oneOf('device', values.device, DEVICE_REQUESTS) })
     return
   }
   const options: TrainOptions = {
@@ -68,7 +68,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     weightDecay: num('weight-decay', values['weight-decay'], { min: 0 }),
     gradClip: num('grad-clip', values['grad-clip'], { gt: 0 }),
     seed: num('seed', values.seed, { int: true, min: 0 }),
-    device: oneOf('device', values.device, ['auto', 'cpu', 'cuda'] as const),
+    device: oneOf('device', values.device, DEVICE_REQUESTS),
     evalFiles: values['eval-file'],
     evalEvery: num('eval-every', values['eval-every'], { int: true, min: 0 }),
     out: values.out ?? 'simcsepp-out',
@@ -77,50 +77,6 @@ export async function trainCommand(argv: string[]): Promise<void> {
     pooling: oneOf('pooling', values.pooling, ['cls', 'mean'] as const),
   }
   if (!options.model && !options.config) options.config = 'mini'
-  await runTraining(options)
-}
-
-/** Runs train() with terminal output; shared by the CLI and the demo. */
-export async function runTraining(options: TrainOptions, quiet = false) {
-  let bar: ProgressBar | null = null
-  const losses: number[] = []
-  const say = (s: string) => {
-    if (quiet) return
-    if (bar) bar.log(s)
-    else process.stderr.write(`${s}\n`)
-  }
-  // Ctrl-C: finish the step, write a checkpoint, exit; a second Ctrl-C exits at once.
-  const stop = new AbortController()
-  const onSigint = () => {
-    if (stop.signal.aborted) process.exit(130)
-    say('stopping after this step (Ctrl-C again to quit without a checkpoint)')
-    stop.abort()
-  }
-  process.on('SIGINT', onSigint)
-  const result = await train(options, {
-    signal: stop.signal,
-    onMessage: say,
-    onStep(s: StepInfo) {
-      losses.push(s.loss)
-      if (quiet) return
-      bar ??= new ProgressBar({ total: s.totalSteps, stream: process.stderr })
-      bar.update(s.step, { loss: s.loss, lr: s.lr.toExponential(1), 'sent/s': s.sentencesPerSecond.toFixed(1) })
-    },
-    onEval(e: EvalInfo) {
-      const files = e.results.map((r) => `${r.file.split('/').pop()} ${r.spearman.toFixed(2)}`).join(', ')
-      say(`step ${e.step}: STS Spearman ${files}${e.best ? '  (best so far: model saved)' : ''}`)
-    },
-  })
-  process.off('SIGINT', onSigint)
-  ;(bar as ProgressBar | null)?.finish()
-  if (!quiet) {
-    const steps = result.history.filter((h) => h.type === 'step') as StepInfo[]
-    if (steps.length) {
-      process.stderr.write(`loss ${sparkline(losses, 50)}  ${steps[0].loss.toFixed(4)} -> ${steps.at(-1)!.loss.toFixed(4)}\n`)
-    }
-    if (result.best) process.stderr.write(`best STS Spearman ${result.best.spearman.toFixed(2)} at step ${result.best.step}\n`)
-    if (result.interrupted) process.exitCode = 130
-    else process.stderr.write(`model, tokenizer, train.jsonl, metrics.json and loss_curve.svg in ${result.out}\n`)
-  }
-  return result
+  const display = new TrainingDisplay()
+  display.summary(await display.run((hooks) => train(options, hooks)))
 }

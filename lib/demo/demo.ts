@@ -4,14 +4,18 @@
 //     and its second the answer among all held-out answers (recall@1, MRR), before and after;
 //   - nearest neighbours of a few held-out sentences, before and after.
 // Everything is written to ./simcsepp-demo (the model loads with SentenceTransformer and AutoModel).
-import { mkdir, writeFile } from 'node:fs/promises'
+// This module computes; `simcsepp train` without options (lib/cli/demo-command.ts) prints.
+import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { namedConfig, type NamedConfig } from '../bert-config.js'
+import { namedConfig, type NamedConfig } from '../model/config.js'
 import { BertModel } from '../model/bert.js'
 import { Tokenizer } from '../tokenizer.js'
-import { formatTable } from '../bench/table.js'
+import type { DeviceRequest } from '../device.js'
+import { train, type TrainHooks, type TrainResult } from '../train/train.js'
+import { modelEmbedder } from '../train/evaluation.js'
 import { buildVocab, writeVocab } from '../train/vocab.js'
-import { runTraining } from '../cli/train-command.js'
+import { writeFileAtomic } from '../util/atomic-write.js'
+import { dot, normalizeRows } from '../util/vectors.js'
 import { wordnetExamples, type Example } from './wordnet.js'
 
 export interface DemoOptions {
@@ -19,11 +23,22 @@ export interface DemoOptions {
   steps?: number
   seed?: number
   config?: NamedConfig
-  device?: 'auto' | 'cpu' | 'cuda'
+  device?: DeviceRequest
   /** Held-out senses for the retrieval score. Default 500. */
   heldOut?: number
-  /** No terminal output (tests). */
-  quiet?: boolean
+}
+
+/** What the demo is about to train, for the caller to announce. */
+export interface DemoPlan {
+  config: NamedConfig
+  steps: number
+  trainSentences: number
+  queries: number
+}
+
+export interface DemoHooks extends TrainHooks {
+  /** Called once the data is split and the vocabulary built, before training. */
+  onPlan?(plan: DemoPlan): void
 }
 
 export interface RetrievalScore {
@@ -31,12 +46,25 @@ export interface RetrievalScore {
   mrr: number
 }
 
+/** A held-out query's nearest answers (cosine, best first) before and after training. */
+export interface NeighbourExample {
+  query: string
+  answer: string
+  before: { score: number; text: string }[]
+  after: { score: number; text: string }[]
+}
+
 export interface DemoResult {
   out: string
   before: RetrievalScore
-  after: RetrievalScore
+  /** null when training was interrupted (it resumes with `simcsepp train --resume`). */
+  after: RetrievalScore | null
   trainSentences: number
   queries: number
+  steps: number
+  /** Nearest neighbours of the first three held-out queries. */
+  examples: NeighbourExample[]
+  training: TrainResult
 }
 
 function shuffled<T>(xs: T[], seed: number): T[] {
@@ -67,24 +95,12 @@ export function splitExamples(examples: Example[], heldOut: number, seed: number
   return { train: shuffled(train, seed + 1), queries, answers }
 }
 
+/** Unit-length sentence vectors (mean pooling), as the retrieval compares them. */
 async function embedAll(model: BertModel, tok: Tokenizer, sentences: string[], maxLength: number): Promise<Float32Array[]> {
-  const out: Float32Array[] = []
-  const H = model.config.hiddenSize
-  for (let i = 0; i < sentences.length; i += 128) {
-    const enc = await tok.encodeBatch(sentences.slice(i, i + 128), { maxLength })
-    const z = model.embed(enc, 'mean')
-    const flat = z.toFloat32Array()
-    z.dispose()
-    for (let r = 0; r < enc.shape[0]; r++) {
-      const v = flat.slice(r * H, (r + 1) * H)
-      const n = Math.hypot(...v) || 1
-      out.push(v.map((x) => x / n))
-    }
-  }
-  return out
+  const vectors = await modelEmbedder(model, tok, maxLength, 'mean')(sentences)
+  for (const v of vectors) normalizeRows(v, v.length)
+  return vectors
 }
-
-const dot = (a: Float32Array, b: Float32Array) => a.reduce((s, v, i) => s + v * b[i], 0)
 
 export function retrieval(q: Float32Array[], a: Float32Array[]): RetrievalScore {
   let hits = 0, rr = 0
@@ -97,56 +113,51 @@ export function retrieval(q: Float32Array[], a: Float32Array[]): RetrievalScore 
   return { recallAt1: (100 * hits) / q.length, mrr: rr / q.length }
 }
 
-function neighbours(q: Float32Array, a: Float32Array[], texts: string[], k: number): string[] {
+function neighbours(q: Float32Array, a: Float32Array[], texts: string[], k: number): { score: number; text: string }[] {
   return a.map((v, j) => [dot(q, v), j] as [number, number]).sort((x, y) => y[0] - x[0]).slice(0, k)
-    .map(([s, j]) => `${s.toFixed(2)}  ${texts[j]}`)
+    .map(([score, j]) => ({ score, text: texts[j] }))
 }
 
-export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
+async function embedPairs(model: BertModel, tok: Tokenizer, queries: string[], answers: string[], maxLen: number) {
+  try {
+    return { q: await embedAll(model, tok, queries, maxLen), a: await embedAll(model, tok, answers, maxLen) }
+  } finally {
+    model.dispose()
+  }
+}
+
+export async function runDemo(o: DemoOptions = {}, hooks: DemoHooks = {}): Promise<DemoResult> {
   const out = resolve(o.out ?? 'simcsepp-demo')
   const seed = o.seed ?? 42
-  const print = (s = '') => { if (!o.quiet) process.stdout.write(s + '\n') }
-  const { train, queries, answers } = splitExamples(wordnetExamples(), o.heldOut ?? 500, seed)
+  const { train: sentences, queries, answers } = splitExamples(wordnetExamples(), o.heldOut ?? 500, seed)
   await mkdir(out, { recursive: true })
   const dataFile = join(out, 'train-sentences.txt')
-  await writeFile(dataFile, train.join('\n') + '\n')
+  await writeFileAtomic(dataFile, sentences.join('\n') + '\n')
   const vocabFile = join(out, 'vocab.txt')
-  await writeVocab(vocabFile, buildVocab(train, 8000))
+  await writeVocab(vocabFile, buildVocab(sentences, 8000))
   const tok = await Tokenizer.load(vocabFile)
-  const configName = o.config ?? 'tiny'
+  const config = o.config ?? 'tiny'
   const maxLen = 32
-  print(`simcsepp demo: SimCSE++ on ${train.length} WordNet example sentences, a '${configName}' BERT from random initialisation`)
-  print(`held out: ${queries.length} word senses with two examples each (query -> its sense's other example)\n`)
-
-  const before = BertModel.create(namedConfig(configName, tok.vocabSize), { seed })
-  const qBefore = await embedAll(before, tok, queries, maxLen), aBefore = await embedAll(before, tok, answers, maxLen)
-  before.dispose()
   const steps = o.steps ?? 200
-  await runTraining({
-    config: configName, tokenizer: vocabFile, data: dataFile, out, steps, seed, device: o.device,
+  hooks.onPlan?.({ config, steps, trainSentences: sentences.length, queries: queries.length })
+
+  const before = await embedPairs(BertModel.create(namedConfig(config, tok.vocabSize), { seed }), tok, queries, answers, maxLen)
+  const training = await train({
+    config, tokenizer: vocabFile, data: dataFile, out, steps, seed, device: o.device,
     // From scratch, a tiny model needs a larger step size than fine-tuning BERT (3e-5), and its CLS
     // vector starts out nearly the same for every sentence: mean pooling sees the words at once.
     lr: 1e-3, warmup: Math.floor(steps / 10), saveEvery: 100, evalEvery: 0, pooling: 'mean',
-  }, o.quiet)
-  const after = await BertModel.load(out)
-  const qAfter = await embedAll(after, tok, queries, maxLen), aAfter = await embedAll(after, tok, answers, maxLen)
-  after.dispose()
-
-  const rb = retrieval(qBefore, aBefore), ra = retrieval(qAfter, aAfter)
-  print('\nRetrieval of the held-out senses (query: one example, answer: the other example of the same sense):')
-  print(formatTable(['model', 'recall@1 %', 'MRR'], [
-    ['random init', rb.recallAt1.toFixed(1), rb.mrr.toFixed(3)],
-    [`after ${steps} steps`, ra.recallAt1.toFixed(1), ra.mrr.toFixed(3)],
-    ['chance', (100 / queries.length).toFixed(1), '-'],
-  ]))
-  for (const i of [0, 1, 2]) {
-    print(`\nNearest held-out answers for: "${queries[i]}"  (true answer: "${answers[i]}")`)
-    print('  before: ' + neighbours(qBefore[i], aBefore, answers, 3).join('\n          '))
-    print('  after:  ' + neighbours(qAfter[i], aAfter, answers, 3).join('\n          '))
+  }, hooks)
+  const result: DemoResult = {
+    out, before: retrieval(before.q, before.a), after: null, trainSentences: sentences.length, queries: queries.length, steps, examples: [], training,
   }
-  const result = { out, before: rb, after: ra, trainSentences: train.length, queries: queries.length }
-  await writeFile(join(out, 'demo-results.json'), JSON.stringify(result, null, 2) + '\n')
-  print(`\nThe model is in ${out} (config.json, model.safetensors, vocab.txt, tokenizer.json, sentence-transformers files).`)
-  print(`Embed with it: npx simcsepp encode --model ${out} "a sentence" "another sentence"`)
+  if (training.interrupted) return result
+  const after = await embedPairs(await BertModel.load(out), tok, queries, answers, maxLen)
+  result.after = retrieval(after.q, after.a)
+  result.examples = [0, 1, 2].map((i) => ({
+    query: queries[i], answer: answers[i], before: neighbours(before.q[i], before.a, answers, 3), after: neighbours(after.q[i], after.a, answers, 3),
+  }))
+  const summary = { out, before: result.before, after: result.after, trainSentences: result.trainSentences, queries: result.queries }
+  await writeFileAtomic(join(out, 'demo-results.json'), JSON.stringify(summary, null, 2) + '\n')
   return result
 }

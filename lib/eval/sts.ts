@@ -2,7 +2,7 @@
 // Spearman ×100. Reads the three formats the benchmarks ship in: STS-B, SICK and STS12–16.
 import { promises as fsp } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
-import { formatTable } from '../bench/table.js'
+import { cosineSimilarity } from '../util/vectors.js'
 
 export interface StsPair {
   s1: string
@@ -208,21 +208,9 @@ export async function evaluateSts(embed: EmbedFn, pairs: StsPair[], options: Sts
     if (out.length !== chunk.length) throw new Error(`embed returned ${out.length} vectors for ${chunk.length} sentences`)
     chunk.forEach((s, k) => vectors.set(s, out[k]))
   }
-  const sims = pairs.map((p) => cosine(vectors.get(p.s1)!, vectors.get(p.s2)!))
+  const sims = pairs.map((p) => cosineSimilarity(vectors.get(p.s1)!, vectors.get(p.s2)!))
   const gold = pairs.map((p) => p.score)
   return { pairs: pairs.length, spearman: 100 * spearman(sims, gold), pearson: 100 * pearson(sims, gold) }
-}
-
-/** Cosine similarity; 0 when either vector is all zeros (rather than NaN). */
-export function cosine(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) throw new Error(`embeddings of different sizes (${a.length} and ${b.length})`)
-  let ab = 0, aa = 0, bb = 0
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i]
-    aa += a[i] * a[i]
-    bb += b[i] * b[i]
-  }
-  return aa === 0 || bb === 0 ? 0 : ab / Math.sqrt(aa * bb)
 }
 
 export interface StsFilesResult {
@@ -237,11 +225,4 @@ export async function evaluateStsFiles(embed: EmbedFn, files: string[], options:
   for (const file of files) results.push({ file, ...(await evaluateSts(embed, await readStsFile(file, options), options)) })
   const average = results.reduce((s, r) => s + r.spearman, 0) / results.length
   return { results, average }
-}
-
-/** A terminal table: file, pairs, Spearman (2 decimals), and an average row. */
-export function stsTable(result: StsFilesResult): string {
-  const rows: (string | number)[][] = result.results.map((r) => [basename(r.file), r.pairs, r.spearman.toFixed(2)])
-  rows.push(['average', '', result.average.toFixed(2)])
-  return formatTable(['file', 'pairs', 'Spearman'], rows)
 }

@@ -2,7 +2,7 @@
 // only when a larger batch arrives (no native allocation inside a training step once warm).
 // Forward saves what backward needs (llm.c's ActivationTensors): LayerNorm inputs, mean and rstd,
 // attention probabilities before dropout, GELU inputs.
-import type { BertConfig } from '../bert-config.js'
+import type { BertConfig } from './config.js'
 import { Tensor, type Device } from '../tensor.js'
 
 export interface LayerActivations {

@@ -1,5 +1,6 @@
 // BertModel: a BERT/RoBERTa encoder whose math runs in the native ops (lib/ops.ts) and whose
-// parameters live in one flat buffer (layout.ts). TypeScript only orchestrates the op sequence.
+// parameters live in one flat buffer (layout.ts), read through typed per-layer views (params.ts).
+// TypeScript only orchestrates the op sequence.
 //
 // Eval:      model.forward(batch) -> last hidden states [B, T, H] (a new tensor)
 // Training:  model.trainForward(batch, { seed, step, keepRows }) -> z [B, H] (a view, valid until
@@ -7,17 +8,19 @@
 // Dropout sites (HF BertModel): after the embeddings' LayerNorm, on attention probabilities, and on
 // the attention-output and FFN-output projections before their residual LayerNorm. Each site of each
 // step gets its own Philox offset, so masks are a pure function of (seed, step, site, element).
-import { mkdir, rename, writeFile } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { namedConfig, parseHfConfig, positionOffset, readHfConfig, toHfConfig, type BertConfig, type NamedConfig } from '../bert-config.js'
-import { matchCheckpoint, parameterSpecs } from '../bert-names.js'
+import { namedConfig, parseHfConfig, positionOffset, readHfConfig, toHfConfig, type BertConfig, type NamedConfig } from './config.js'
+import { matchCheckpoint, parameterSpecs } from './names.js'
 import { readSafetensors, writeSafetensors } from '../safetensors.js'
 import { Tensor, type Device } from '../tensor.js'
 import * as ops from '../ops.js'
 import { ActivationArena, type Activations } from './activations.js'
 import { initialiseParameters } from './init.js'
 import { MLP_BIAS, MLP_WEIGHT, paramLayout, type ParamLayout } from './layout.js'
+import { modelParams, viewsByName, type ModelParams } from './params.js'
+import { writeFileAtomic } from '../util/atomic-write.js'
 
 export interface BatchInput {
   /** Token ids, row-major [B, T]. */
@@ -61,14 +64,17 @@ interface Saved {
 export class BertModel {
   readonly params: Tensor
   private gradBuffer: Tensor | null = null
-  private readonly views = new Map<string, Tensor>()
-  private readonly gradViews = new Map<string, Tensor>()
+  private readonly views: Map<string, Tensor>
+  /** Typed views of params and (once allocated) grads, used by forward and backward. */
+  private readonly p: ModelParams
+  private g: ModelParams | null = null
   private readonly arena: ActivationArena
   private saved: Saved | null = null
 
   private constructor(readonly config: BertConfig, readonly layout: ParamLayout, readonly device: Device, flat: Float32Array) {
     this.params = Tensor.from(flat, [layout.total], device)
-    for (const e of layout.entries) this.views.set(e.name, this.params.view(e.offset, e.shape))
+    this.views = viewsByName(this.params, layout)
+    this.p = modelParams(this.views, config.numHiddenLayers)
     this.arena = new ActivationArena(config, device)
   }
 
@@ -115,9 +121,7 @@ export class BertModel {
     const out = new Map<string, { shape: number[]; data: Float32Array }>()
     for (const e of this.layout.entries) if (e.saved) out.set(e.name, { shape: e.shape, data: flat.subarray(e.offset, e.offset + e.size) })
     await writeSafetensors(join(dir, 'model.safetensors'), out)
-    const tmp = join(dir, `config.json.tmp-${process.pid}`)
-    await writeFile(tmp, JSON.stringify(toHfConfig(this.config), null, 2) + '\n')
-    await rename(tmp, join(dir, 'config.json'))
+    await writeFileAtomic(join(dir, 'config.json'), JSON.stringify(toHfConfig(this.config), null, 2) + '\n')
   }
 
   /** The tensor of one parameter (a view into `params`). */
@@ -131,7 +135,7 @@ export class BertModel {
   get grads(): Tensor {
     if (!this.gradBuffer) {
       this.gradBuffer = Tensor.zeros([this.layout.total], this.device)
-      for (const e of this.layout.entries) this.gradViews.set(e.name, this.gradBuffer.view(e.offset, e.shape))
+      this.g = modelParams(viewsByName(this.gradBuffer, this.layout), this.config.numHiddenLayers)
     }
     return this.gradBuffer
   }
@@ -166,7 +170,7 @@ export class BertModel {
     const { acts, input } = this.run(batch, opts)
     this.pool(acts, input.attentionMask, opts.pooling)
     if (mlp) {
-      ops.linearForward(acts.z, acts.pooled, this.param(MLP_WEIGHT), this.param(MLP_BIAS))
+      ops.linearForward(acts.z, acts.pooled, this.p.mlp!.weight, this.p.mlp!.bias)
       ops.tanhForward(acts.z, acts.z)
     }
     this.saved = { batch: input, acts, options: opts }
@@ -181,11 +185,11 @@ export class BertModel {
     const { acts, batch, options } = s
     const c = this.config, L = c.numHiddenLayers
     void this.grads // allocates the gradient buffer and its views on first use
-    const g = (name: string) => this.gradViews.get(name)!
+    const P = this.p, G = this.g!
     let dPooled = dz
     if (options.mlp) {
       ops.tanhBackward(acts.gPooled, acts.z, dz)
-      ops.linearBackward(acts.gTmp.view(0, [acts.B, c.hiddenSize]), g(MLP_WEIGHT), g(MLP_BIAS), acts.gPooled, acts.pooled, this.param(MLP_WEIGHT), false)
+      ops.linearBackward(acts.gTmp.view(0, [acts.B, c.hiddenSize]), G.mlp!.weight, G.mlp!.bias, acts.gPooled, acts.pooled, P.mlp!.weight, false)
       dPooled = acts.gTmp.view(0, [acts.B, c.hiddenSize])
     }
     const hidden3 = (t: Tensor) => t.view(0, [acts.B, acts.T, c.hiddenSize])
@@ -194,33 +198,31 @@ export class BertModel {
 
     for (let l = L - 1; l >= 0; l--) {
       const a = acts.layers[l]
-      const p = (n: string) => this.param(`encoder.layer.${l}.${n}`)
-      const gp = (n: string) => g(`encoder.layer.${l}.${n}`)
+      const p = P.layers[l], gp = G.layers[l]
       const x = l === 0 ? acts.embOut : acts.layers[l - 1].h2
       // Output LayerNorm, FFN-output dropout, output.dense, GELU, intermediate.dense.
-      ops.layerNormBackward(acts.gRes, gp('output.LayerNorm.weight'), gp('output.LayerNorm.bias'), acts.gH, a.res2, p('output.LayerNorm.weight'), a.mean2, a.rstd2)
+      ops.layerNormBackward(acts.gRes, gp.outputNorm.weight, gp.outputNorm.bias, acts.gH, a.res2, p.outputNorm.weight, a.mean2, a.rstd2)
       this.dropoutBackward(acts.gTmp, acts.gRes, options, this.site(l, 2), c.hiddenDropoutProb, acts.B)
-      ops.linearBackward(acts.gI, gp('output.dense.weight'), gp('output.dense.bias'), acts.gTmp, a.interAct, p('output.dense.weight'), false)
+      ops.linearBackward(acts.gI, gp.output.weight, gp.output.bias, acts.gTmp, a.interAct, p.output.weight, false)
       ops.geluBackward(acts.gI2, a.inter, acts.gI)
-      ops.linearBackward(acts.gH, gp('intermediate.dense.weight'), gp('intermediate.dense.bias'), acts.gI2, a.h1, p('intermediate.dense.weight'), false)
+      ops.linearBackward(acts.gH, gp.intermediate.weight, gp.intermediate.bias, acts.gI2, a.h1, p.intermediate.weight, false)
       ops.addInplace(acts.gH, acts.gRes) // residual around the FFN
       // Attention-output LayerNorm, its dropout, output.dense, attention, the q/k/v projections.
-      ops.layerNormBackward(acts.gRes, gp('attention.output.LayerNorm.weight'), gp('attention.output.LayerNorm.bias'), acts.gH, a.res1, p('attention.output.LayerNorm.weight'), a.mean1, a.rstd1)
+      ops.layerNormBackward(acts.gRes, gp.attentionNorm.weight, gp.attentionNorm.bias, acts.gH, a.res1, p.attentionNorm.weight, a.mean1, a.rstd1)
       this.dropoutBackward(acts.gTmp, acts.gRes, options, this.site(l, 1), c.hiddenDropoutProb, acts.B)
-      ops.linearBackward(acts.gCtx.view(0, [acts.B * acts.T, c.hiddenSize]), gp('attention.output.dense.weight'), gp('attention.output.dense.bias'), acts.gTmp, a.ctx, p('attention.output.dense.weight'), false)
+      ops.linearBackward(acts.gCtx.view(0, [acts.B * acts.T, c.hiddenSize]), gp.attentionOutput.weight, gp.attentionOutput.bias, acts.gTmp, a.ctx, p.attentionOutput.weight, false)
       ops.attentionBackward(acts.gQ, acts.gK, acts.gV, acts.gCtx, a.q, a.k, a.v, a.probs, batch.attentionMask, c.numAttentionHeads,
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb))
       const flat = (t: Tensor) => t.view(0, [acts.B * acts.T, c.hiddenSize])
-      ops.linearBackward(acts.gH, gp('attention.self.query.weight'), gp('attention.self.query.bias'), flat(acts.gQ), x, p('attention.self.query.weight'), false)
-      ops.linearBackward(acts.gH, gp('attention.self.key.weight'), gp('attention.self.key.bias'), flat(acts.gK), x, p('attention.self.key.weight'), true)
-      ops.linearBackward(acts.gH, gp('attention.self.value.weight'), gp('attention.self.value.bias'), flat(acts.gV), x, p('attention.self.value.weight'), true)
+      ops.linearBackward(acts.gH, gp.query.weight, gp.query.bias, flat(acts.gQ), x, p.query.weight, false)
+      ops.linearBackward(acts.gH, gp.key.weight, gp.key.bias, flat(acts.gK), x, p.key.weight, true)
+      ops.linearBackward(acts.gH, gp.value.weight, gp.value.bias, flat(acts.gV), x, p.value.weight, true)
       ops.addInplace(acts.gH, acts.gRes) // residual around attention
     }
     // Embeddings: dropout, LayerNorm, the three tables.
     this.dropoutBackward(acts.gTmp, acts.gH, options, 0, c.hiddenDropoutProb, acts.B)
-    ops.layerNormBackward(acts.gRes, g('embeddings.LayerNorm.weight'), g('embeddings.LayerNorm.bias'), acts.gTmp, acts.embSum, this.param('embeddings.LayerNorm.weight'), acts.embMean, acts.embRstd)
-    ops.embeddingBackward(g('embeddings.word_embeddings.weight'), g('embeddings.position_embeddings.weight'), g('embeddings.token_type_embeddings.weight'),
-      acts.gRes, batch.inputIds, batch.positionIds, batch.tokenTypeIds)
+    ops.layerNormBackward(acts.gRes, G.embeddingNorm.weight, G.embeddingNorm.bias, acts.gTmp, acts.embSum, P.embeddingNorm.weight, acts.embMean, acts.embRstd)
+    ops.embeddingBackward(G.wordEmbeddings, G.positionEmbeddings, G.tokenTypeEmbeddings, acts.gRes, batch.inputIds, batch.positionIds, batch.tokenTypeIds)
   }
 
   /** Frees native memory (parameters, gradients, activations). */
@@ -315,31 +317,30 @@ export class BertModel {
     const [B, T] = batch.shape
     const c = this.config, H = c.hiddenSize
     const acts = this.arena.acquire(B, T, options !== null)
-    const p = (n: string) => this.param(n)
-    ops.embeddingForward(acts.embSum, input.inputIds, input.positionIds, input.tokenTypeIds,
-      p('embeddings.word_embeddings.weight'), p('embeddings.position_embeddings.weight'), p('embeddings.token_type_embeddings.weight'))
-    ops.layerNormForward(acts.embOut, acts.embMean, acts.embRstd, acts.embSum, p('embeddings.LayerNorm.weight'), p('embeddings.LayerNorm.bias'), c.layerNormEps)
+    const P = this.p
+    ops.embeddingForward(acts.embSum, input.inputIds, input.positionIds, input.tokenTypeIds, P.wordEmbeddings, P.positionEmbeddings, P.tokenTypeEmbeddings)
+    ops.layerNormForward(acts.embOut, acts.embMean, acts.embRstd, acts.embSum, P.embeddingNorm.weight, P.embeddingNorm.bias, c.layerNormEps)
     this.dropoutForward(acts.embOut, options, 0, c.hiddenDropoutProb, B)
     for (let l = 0; l < c.numHiddenLayers; l++) {
       const a = acts.layers[l]
-      const w = (n: string) => p(`encoder.layer.${l}.${n}`)
+      const w = P.layers[l]
       const x = l === 0 ? acts.embOut : acts.layers[l - 1].h2
       const flat = (t: Tensor) => t.view(0, [B * T, H])
-      ops.linearForward(flat(a.q), x, w('attention.self.query.weight'), w('attention.self.query.bias'))
-      ops.linearForward(flat(a.k), x, w('attention.self.key.weight'), w('attention.self.key.bias'))
-      ops.linearForward(flat(a.v), x, w('attention.self.value.weight'), w('attention.self.value.bias'))
+      ops.linearForward(flat(a.q), x, w.query.weight, w.query.bias)
+      ops.linearForward(flat(a.k), x, w.key.weight, w.key.bias)
+      ops.linearForward(flat(a.v), x, w.value.weight, w.value.bias)
       ops.attentionForward(a.ctx.view(0, [B, T, H]), a.probs, a.q, a.k, a.v, input.attentionMask, c.numAttentionHeads,
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb))
-      ops.linearForward(a.res1, a.ctx, w('attention.output.dense.weight'), w('attention.output.dense.bias'))
+      ops.linearForward(a.res1, a.ctx, w.attentionOutput.weight, w.attentionOutput.bias)
       this.dropoutForward(a.res1, options, this.site(l, 1), c.hiddenDropoutProb, B)
       ops.addInplace(a.res1, x)
-      ops.layerNormForward(a.h1, a.mean1, a.rstd1, a.res1, w('attention.output.LayerNorm.weight'), w('attention.output.LayerNorm.bias'), c.layerNormEps)
-      ops.linearForward(a.inter, a.h1, w('intermediate.dense.weight'), w('intermediate.dense.bias'))
+      ops.layerNormForward(a.h1, a.mean1, a.rstd1, a.res1, w.attentionNorm.weight, w.attentionNorm.bias, c.layerNormEps)
+      ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias)
       ops.geluForward(a.interAct, a.inter)
-      ops.linearForward(a.res2, a.interAct, w('output.dense.weight'), w('output.dense.bias'))
+      ops.linearForward(a.res2, a.interAct, w.output.weight, w.output.bias)
       this.dropoutForward(a.res2, options, this.site(l, 2), c.hiddenDropoutProb, B)
       ops.addInplace(a.res2, a.h1)
-      ops.layerNormForward(a.h2, a.mean2, a.rstd2, a.res2, w('output.LayerNorm.weight'), w('output.LayerNorm.bias'), c.layerNormEps)
+      ops.layerNormForward(a.h2, a.mean2, a.rstd2, a.res2, w.outputNorm.weight, w.outputNorm.bias, c.layerNormEps)
     }
     return { acts, input }
   }

@@ -1,7 +1,7 @@
 // Random initialisation as transformers' BertPreTrainedModel._init_weights: Linear and Embedding
 // weights ~ N(0, initializer_range), biases 0, LayerNorm weight 1 and bias 0, and the padding row of
 // the word embeddings zeroed. Seeded, so the same seed gives the same model on every machine.
-import type { BertConfig } from '../bert-config.js'
+import type { BertConfig } from './config.js'
 import type { ParamLayout } from './layout.js'
 
 /** Deterministic N(0,1) draws: splitmix64-seeded xoshiro128** and Box-Muller in float64. */

@@ -2,8 +2,8 @@
 // share this layout (llm.c's habit), so zeroing, grad-norm, the optimizer step and checkpointing are
 // single passes. Weight-decayed tensors come first, then the biases and LayerNorm parameters that
 // AdamW never decays, so each group is one contiguous range.
-import type { BertConfig } from '../bert-config.js'
-import { parameterSpecs, type ParamSpec } from '../bert-names.js'
+import type { BertConfig } from './config.js'
+import { parameterSpecs, type ParamSpec } from './names.js'
 
 export interface ParamEntry extends ParamSpec {
   offset: number

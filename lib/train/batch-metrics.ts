@@ -2,20 +2,10 @@
 //   alignment  = mean_i ‖u1_i − u2_i‖²                (lower: positives closer)
 //   uniformity = log mean_{i<j} exp(−2‖u_i − u_j‖²)  (lower: embeddings spread over the sphere)
 // u = z/‖z‖. Computed on the host from the [N, D] views (N is a batch: cheap).
-
-function normalised(z: Float32Array, n: number, d: number): Float64Array {
-  const u = new Float64Array(n * d)
-  for (let i = 0; i < n; i++) {
-    let s = 0
-    for (let k = 0; k < d; k++) s += z[i * d + k] ** 2
-    const r = 1 / Math.max(Math.sqrt(s), 1e-12)
-    for (let k = 0; k < d; k++) u[i * d + k] = z[i * d + k] * r
-  }
-  return u
-}
+import { normalizedRows64 } from '../util/vectors.js'
 
 export function alignment(z1: Float32Array, z2: Float32Array, n: number, d: number): number {
-  const a = normalised(z1, n, d), b = normalised(z2, n, d)
+  const a = normalizedRows64(z1, n, d), b = normalizedRows64(z2, n, d)
   let s = 0
   for (let i = 0; i < n * d; i++) s += (a[i] - b[i]) ** 2
   return s / n
@@ -23,7 +13,7 @@ export function alignment(z1: Float32Array, z2: Float32Array, n: number, d: numb
 
 export function uniformity(z: Float32Array, n: number, d: number): number {
   if (n < 2) return 0
-  const u = normalised(z, n, d)
+  const u = normalizedRows64(z, n, d)
   let s = 0, pairs = 0
   for (let i = 0; i < n; i++)
     for (let j = i + 1; j < n; j++) {

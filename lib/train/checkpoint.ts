@@ -5,9 +5,11 @@
 // checkpoint -> checkpoint.old, tmp -> checkpoint, rm old. A kill at any moment leaves either the
 // new or the old checkpoint complete; load() falls back to checkpoint.old when needed.
 import { existsSync } from 'node:fs'
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
+import { mkdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { readSafetensors, writeSafetensors } from '../safetensors.js'
+import { syncDir, writeFileSynced } from '../util/atomic-write.js'
+import { readJsonFile } from '../util/json.js'
 
 export interface CheckpointState {
   /** Optimizer steps taken. */
@@ -27,29 +29,6 @@ export interface Checkpoint {
   params: Float32Array
   adamM: Float32Array
   adamV: Float32Array
-}
-
-async function writeFileSynced(path: string, data: string | Uint8Array) {
-  const fh = await open(path, 'w')
-  try {
-    await fh.writeFile(data)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-}
-
-async function syncDir(dir: string) {
-  try {
-    const fh = await open(dir, 'r')
-    try {
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-  } catch {
-    // Some filesystems cannot fsync a directory; the renames are still atomic.
-  }
 }
 
 export async function saveCheckpoint(out: string, ckpt: Checkpoint): Promise<void> {
@@ -83,12 +62,7 @@ export function findCheckpoint(dir: string): string | null {
 export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
   const found = findCheckpoint(dir)
   if (!found) throw new Error(`--resume ${dir}: no checkpoint there (expected ${join(dir, 'checkpoint')}/state.json and state.safetensors)`)
-  let state: CheckpointState
-  try {
-    state = JSON.parse(await readFile(join(found, 'state.json'), 'utf8'))
-  } catch (e) {
-    throw new Error(`${join(found, 'state.json')}: unreadable checkpoint state (${(e as Error).message})`)
-  }
+  const state = (await readJsonFile(join(found, 'state.json'))) as CheckpointState
   const tensors = await readSafetensors(join(found, 'state.safetensors'))
   const get = (name: string) => {
     const t = tensors.get(name)

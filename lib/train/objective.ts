@@ -1,7 +1,8 @@
-// The training objectives over the encoder's stacked views z = [z1; z2; z0] ([V·N, H]):
-// how many views each needs, and the loss with its gradient written into a preallocated buffer.
-import { addon } from '../native.js'
-import { Tensor, nativeOf } from '../tensor.js'
+// The training objectives over the encoder's stacked views z = [z1; z2; z0] ([V·N, H]): how many views
+// each needs, and the loss with its gradient written into a preallocated buffer. The losses themselves,
+// SimCSE++'s composition included, are the public ones of lib/losses.ts.
+import * as losses from '../losses.js'
+import type { Tensor } from '../tensor.js'
 
 export type Objective = 'simcse' | 'off-dropout' | 'dcl' | 'simcse++'
 export const OBJECTIVES: Objective[] = ['simcse', 'off-dropout', 'dcl', 'simcse++']
@@ -27,29 +28,33 @@ export function keepRowsFor(objective: Objective, n: number): Uint8Array {
 }
 
 /**
- * Computes the loss of `z` ([V·N, H]) and writes dL/dz into `grad` (same shape).
- * Returns the total and its parts (unweighted), for logging.
+ * Computes the loss of `z` ([V·N, H]) through the public losses API and writes dL/dz into `grad`
+ * (same shape). Returns the total and its parts (unweighted), for logging.
  */
 export function objectiveLoss(s: LossSettings, z: Tensor, grad: Tensor, n: number): { loss: number; parts: Record<string, number> } {
   const h = z.shape[1]
-  const view = (t: Tensor, k: number) => nativeOf(t.view(k * n * h, [n, h]), 'z')
+  const view = (t: Tensor, k: number) => t.view(k * n * h, [n, h])
   const [z1, z2] = [view(z, 0), view(z, 1)]
-  const [g1, g2] = [view(grad, 0), view(grad, 1)]
+  const grads = { z1: view(grad, 0), z2: view(grad, 1) }
   switch (s.objective) {
     case 'simcse': {
-      const l = addon.simcse(z1, z2, null, s.temperature, g1, g2, null, 1, false)
-      return { loss: l, parts: { simcse: l } }
+      const { loss } = losses.simcse(z1, z2, { temperature: s.temperature, grads })
+      return { loss, parts: { simcse: loss } }
     }
     case 'dcl': {
-      const l = addon.dcl(z1, z2, s.dclTemperature, g1, g2, 1, false)
-      return { loss: l, parts: { dcl: l } }
+      const { loss } = losses.dcl(z1, z2, { temperature: s.dclTemperature, grads })
+      return { loss, parts: { dcl: loss } }
     }
-    case 'off-dropout':
+    case 'off-dropout': {
+      const { loss } = losses.offDropout(z1, z2, view(z, 2), { temperature: s.temperature, posScale: s.posScale, grads: { ...grads, z0: view(grad, 2) } })
+      return { loss, parts: { offDropout: loss } }
+    }
     case 'simcse++': {
-      const off = addon.offDropout(z1, z2, view(z, 2), s.temperature, s.posScale, g1, g2, view(grad, 2), 1, false)
-      if (s.objective === 'off-dropout' || s.dclWeight === 0) return { loss: off, parts: { offDropout: off } }
-      const dcl = addon.dcl(z1, z2, s.dclTemperature, g1, g2, s.dclWeight, true) / s.dclWeight
-      return { loss: off + s.dclWeight * dcl, parts: { offDropout: off, dcl } }
+      const r = losses.simcsePlusPlus(z1, z2, view(z, 2), {
+        temperature: s.temperature, posScale: s.posScale, dclWeight: s.dclWeight, dclTemperature: s.dclTemperature,
+        grads: { ...grads, z0: view(grad, 2) },
+      })
+      return { loss: r.loss, parts: r.parts! }
     }
   }
 }

@@ -1,5 +1,5 @@
 // Training curves without dependencies: a self-contained SVG (loss and STS-B dev Spearman against step)
-// for the run directory, and a unicode sparkline for terminal summaries.
+// for the run directory (loss_curve.svg). The terminal's sparkline is the CLI's (lib/cli/sparkline.ts).
 
 export interface HistoryPoint {
   step: number
@@ -100,26 +100,6 @@ export function lossCurveSvg(history: HistoryPoint[], options: PlotOptions = {})
   }
   out.push('</svg>')
   return out.join('\n') + '\n'
-}
-
-/** A unicode sparkline of at most `width` characters (buckets averaged); non-finite values print as spaces. */
-export function sparkline(values: ArrayLike<number>, width = 40): string {
-  const n = values.length
-  if (n === 0 || width < 1) return ''
-  const cols = Math.min(n, Math.floor(width))
-  const buckets: number[] = []
-  for (let c = 0; c < cols; c++) {
-    let s = 0, k = 0
-    for (let i = Math.floor((c * n) / cols); i < Math.floor(((c + 1) * n) / cols); i++)
-      if (Number.isFinite(values[i])) (s += values[i]), k++
-    buckets.push(k ? s / k : NaN)
-  }
-  const finite = buckets.filter(Number.isFinite)
-  const lo = Math.min(...finite), hi = Math.max(...finite)
-  const bars = '▁▂▃▄▅▆▇█'
-  return buckets
-    .map((v) => (!Number.isFinite(v) ? ' ' : hi === lo ? bars[3] : bars[Math.min(7, Math.floor(((v - lo) / (hi - lo)) * 8))]))
-    .join('')
 }
 
 // ---- helpers ----

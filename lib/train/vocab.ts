@@ -2,7 +2,7 @@
 // a pretrained tokenizer (the default demo): the special tokens, every character seen (as a word
 // start and as a ##continuation, so no text is ever [UNK]), then the most frequent words.
 // Words are split as BERT's BasicTokenizer does (lowercase, accents stripped, punctuation apart).
-import { writeFile } from 'node:fs/promises'
+import { writeFileAtomic } from '../util/atomic-write.js'
 
 export const SPECIAL_TOKENS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
 
@@ -38,5 +38,5 @@ export function buildVocab(sentences: Iterable<string>, size: number): string[] 
 }
 
 export async function writeVocab(path: string, vocab: string[]): Promise<void> {
-  await writeFile(path, vocab.join('\n') + '\n')
+  await writeFileAtomic(path, vocab.join('\n') + '\n')
 }

@@ -1,7 +1,7 @@
 // The whole BERT encoder in float64, composed from the op references in bert-reference.ts, with the
 // same dropout sites as lib/model/bert.ts. Dropout multipliers are passed in (the tests take them
 // from the native Philox dropout, which test/dropout.test.ts checks against an independent Philox).
-import type { BertConfig } from '../../lib/bert-config.js'
+import type { BertConfig } from '../../lib/model/config.js'
 import { attentionRef, embeddingRef, gelu, layerNormRef, linearRef, poolClsRef, poolMeanRef } from './bert-reference.js'
 
 export interface RefBatch { ids: Int32Array; mask: Int32Array; types: Int32Array; positions: Int32Array; B: number; T: number }

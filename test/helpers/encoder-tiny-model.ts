@@ -3,7 +3,7 @@
 import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { BertConfig } from '../../lib/bert-config.js'
+import type { BertConfig } from '../../lib/model/config.js'
 import { BertModel } from '../../lib/model/bert.js'
 
 export const WORDS = ['the', 'a', 'cat', 'dog', 'sat', 'on', 'mat', 'sentence', 'another', 'one', 'model', 'runs', 'fast',

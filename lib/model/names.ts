@@ -1,7 +1,7 @@
 // Hugging Face parameter names and shapes of BertModel / RobertaModel, and the mapping from the names
 // found in real checkpoints (with task heads, "bert." prefixes, old TF gamma/beta names) to ours.
 
-import type { BertConfig, ModelType } from './bert-config.js';
+import type { BertConfig, ModelType } from './config.js';
 
 export type ParamKind = 'weight' | 'bias' | 'layernorm' | 'embedding';
 

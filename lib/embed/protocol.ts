@@ -1,7 +1,6 @@
 // Messages between a SentenceEncoder (main side) and its worker thread (worker.ts).
 import type { Pooling } from '../model/bert.js'
-
-export type DeviceRequest = 'auto' | 'cpu' | 'cuda'
+import type { DeviceRequest } from '../device.js'
 
 export interface InitData {
   dir: string

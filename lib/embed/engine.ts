@@ -1,10 +1,13 @@
 // The encoding loop the SentenceEncoder's worker runs: tokenize, order by length, pad per batch,
 // forward, pool, (normalise). It is plain synchronous-per-batch code and knows nothing of threads.
-import { positionOffset } from '../bert-config.js'
+import { positionOffset } from '../model/config.js'
 import { BertModel, type Pooling } from '../model/bert.js'
 import { Tokenizer } from '../tokenizer.js'
 import { addon } from '../native.js'
-import type { DeviceRequest, RunOptions } from './protocol.js'
+import { encoderCudaBlocker } from '../model/cuda-support.js'
+import { resolveDevice, type DeviceRequest } from '../device.js'
+import { normalizeRows } from '../util/vectors.js'
+import type { RunOptions } from './protocol.js'
 
 /** Sentences tokenized per call to the tokenizer (bounds the padded temporary it returns). */
 const TOKENIZE_CHUNK = 1024
@@ -17,7 +20,7 @@ export interface Tokenized {
   offsets: Int32Array
 }
 
-export class EncoderEngine {
+export class EmbeddingEngine {
   private constructor(
     readonly model: BertModel,
     readonly tokenizer: Tokenizer,
@@ -35,27 +38,11 @@ export class EncoderEngine {
     return c.maxPositionEmbeddings - positionOffset(c)
   }
 
-  static async load(dir: string, device: DeviceRequest): Promise<EncoderEngine> {
+  static async load(dir: string, request: DeviceRequest): Promise<EmbeddingEngine> {
     const tokenizer = await Tokenizer.load(dir)
-    if (device === 'cpu') return new EncoderEngine(await BertModel.load(dir, { device: 'cpu' }), tokenizer, 'cpu', undefined)
-    const cuda = addon.cudaStatus()
-    if (!cuda.available) {
-      if (device === 'cuda') throw new Error(`SentenceEncoder: device 'cuda' requested but CUDA is unavailable (${cuda.reason ?? 'unknown reason'})`)
-      return new EncoderEngine(await BertModel.load(dir, { device: 'cpu' }), tokenizer, 'cpu', `CUDA unavailable (${cuda.reason ?? 'unknown reason'})`)
-    }
-    // CUDA is there, but the encoder ops may not have CUDA kernels: try one short forward.
-    let model: BertModel | null = null
-    try {
-      model = await BertModel.load(dir, { device: 'cuda' })
-      const probe = await tokenizer.encodeBatch(['probe'], { maxLength: 8 })
-      model.embed(probe, 'cls').dispose()
-      return new EncoderEngine(model, tokenizer, 'cuda', undefined)
-    } catch (e) {
-      model?.dispose()
-      const why = (e as Error).message
-      if (device === 'cuda') throw new Error(`SentenceEncoder: device 'cuda' cannot run this model: ${why}`)
-      return new EncoderEngine(await BertModel.load(dir, { device: 'cpu' }), tokenizer, 'cpu', `CUDA cannot run the encoder (${why}); using the CPU`)
-    }
+    const policy = { who: 'SentenceEncoder', needs: { what: 'the encoder', cudaBlocker: () => encoderCudaBlocker() } }
+    const { device, note } = resolveDevice(request, policy, addon.cudaStatus())
+    return new EmbeddingEngine(await BertModel.load(dir, { device }), tokenizer, device, note)
   }
 
   /** Token ids of each sentence, truncated to maxLength, packed without padding. */
@@ -125,7 +112,7 @@ export class EncoderEngine {
     yieldFn: () => Promise<void> = () => Promise.resolve()): Promise<void> {
     const maxLength = Math.min(o.maxLength, this.maxPositions)
     const tok = await this.tokenize(sentences, maxLength)
-    for (const indices of EncoderEngine.batches(tok, o.batchSize, o.sortByLength)) {
+    for (const indices of EmbeddingEngine.batches(tok, o.batchSize, o.sortByLength)) {
       await yieldFn()
       onBatch(indices.slice(), this.embedBatch(tok, indices, o.pooling, o.normalize))
     }
@@ -133,15 +120,5 @@ export class EncoderEngine {
 
   dispose(): void {
     this.model.dispose()
-  }
-}
-
-/** Scales each row of a [n, dim] matrix to unit L2 norm (zero rows stay zero). */
-export function normalizeRows(v: Float32Array, dim: number): void {
-  for (let r = 0; r < v.length; r += dim) {
-    let s = 0
-    for (let j = r; j < r + dim; j++) s += v[j] * v[j]
-    const inv = s > 0 ? 1 / Math.sqrt(s) : 0
-    for (let j = r; j < r + dim; j++) v[j] *= inv
   }
 }

@@ -1,8 +1,8 @@
 // The architecture hyper-parameters of a BERT or RoBERTa encoder, and their Hugging Face config.json form.
 // Only what our kernels implement is accepted: absolute position embeddings and exact (erf) GELU.
 
-import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
+import { readJsonFile } from '../util/json.js';
 
 export type ModelType = 'bert' | 'roberta';
 
@@ -215,19 +215,6 @@ export function toHfConfig(c: BertConfig): Record<string, unknown> {
 /** Reads and validates `dir/config.json`. */
 export async function readHfConfig(dir: string): Promise<BertConfig> {
   const file = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await fsp.readFile(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new Error(`${file}: not found; expected a Hugging Face model directory with a config.json`);
-    throw new Error(`${file}: cannot read (${(e as Error).message})`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
+  const json = await readJsonFile(file, { hint: 'expected a Hugging Face model directory with a config.json' });
   return parseHfConfig(json, file);
 }

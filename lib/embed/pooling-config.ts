@@ -1,8 +1,8 @@
 // Defaults a sentence-transformers model directory carries: 1_Pooling/config.json (the pooling mode)
 // and modules.json (whether a Normalize module follows the pooling). Both are optional.
-import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
 import type { Pooling } from '../model/bert.js'
+import { readJsonFile } from '../util/json.js'
 
 export interface SentenceTransformersDefaults {
   /** From the Pooling module's config, when it names a mode we implement. */
@@ -20,21 +20,6 @@ interface ModuleEntry {
   type?: unknown
 }
 
-async function readJson(file: string): Promise<unknown | undefined> {
-  let text: string
-  try {
-    text = await fsp.readFile(file, 'utf8')
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw new Error(`${file}: cannot read (${(e as Error).message})`)
-  }
-  try {
-    return JSON.parse(text)
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`)
-  }
-}
-
 const MODES: [key: string, name: string][] = [
   ['pooling_mode_cls_token', 'cls'],
   ['pooling_mode_mean_tokens', 'mean'],
@@ -47,7 +32,7 @@ const MODES: [key: string, name: string][] = [
 /** Reads the sentence-transformers defaults of `dir` (none of the files needs to exist). */
 export async function readSentenceTransformersDefaults(dir: string): Promise<SentenceTransformersDefaults> {
   const out: SentenceTransformersDefaults = {}
-  const modules = await readJson(join(dir, 'modules.json'))
+  const modules = await readJsonFile(join(dir, 'modules.json'), { optional: true })
   let poolingDir = '1_Pooling'
   if (Array.isArray(modules)) {
     const entries = modules as ModuleEntry[]
@@ -56,7 +41,7 @@ export async function readSentenceTransformersDefaults(dir: string): Promise<Sen
     out.normalize = entries.some((m) => typeof m?.type === 'string' && m.type.endsWith('models.Normalize'))
   }
   const file = join(dir, poolingDir, 'config.json')
-  const cfg = await readJson(file)
+  const cfg = await readJsonFile(file, { optional: true })
   if (cfg === undefined) return out
   if (cfg === null || typeof cfg !== 'object' || Array.isArray(cfg)) throw new Error(`${file}: expected a JSON object`)
   const c = cfg as Record<string, unknown>

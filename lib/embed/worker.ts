@@ -2,16 +2,16 @@
 // event loop. Requests run one at a time in arrival order; each batch's vectors go back as soon as
 // they are computed, their buffer transferred (not copied).
 import { parentPort, workerData } from 'node:worker_threads'
-import { EncoderEngine } from './engine.js'
+import { EmbeddingEngine } from './engine.js'
 import type { FromWorker, InitData, RunOptions, ToWorker } from './protocol.js'
 
 const port = parentPort
-if (!port) throw new Error('simcsepp: lib/encoder/worker is meant to run in a worker thread (SentenceEncoder starts it)')
+if (!port) throw new Error('simcsepp: lib/embed/worker is meant to run in a worker thread (SentenceEncoder starts it)')
 
 const send = (m: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer)
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
 
-let engine: EncoderEngine | null = null
+let engine: EmbeddingEngine | null = null
 let closing = false
 let queue: Promise<void> = Promise.resolve()
 const pending = new Map<number, string[]>()
@@ -50,7 +50,7 @@ port.on('message', (m: ToWorker) => {
 })
 
 const init = workerData as InitData
-EncoderEngine.load(init.dir, init.device).then(
+EmbeddingEngine.load(init.dir, init.device).then(
   (e) => {
     if (closing) return e.dispose()
     engine = e

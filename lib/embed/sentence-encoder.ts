@@ -8,10 +8,12 @@ import { existsSync, promises as fsp } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import { positionOffset, readHfConfig } from '../bert-config.js'
+import { positionOffset, readHfConfig } from '../model/config.js'
 import type { Pooling } from '../model/bert.js'
 import { readSentenceTransformersDefaults } from './pooling-config.js'
-import type { DeviceRequest, FromWorker, RunOptions, ToWorker } from './protocol.js'
+import type { FromWorker, RunOptions, ToWorker } from './protocol.js'
+import { DEVICE_REQUESTS, type DeviceRequest } from '../device.js'
+import { cosineSimilarity } from '../util/vectors.js'
 
 export type { Pooling } from '../model/bert.js'
 export type EncoderDevice = DeviceRequest
@@ -32,7 +34,8 @@ export interface SentenceEncoderOptions {
   batchSize?: number
 }
 
-export interface EncodeOptions {
+/** Options of one encode() call. */
+export interface EmbedOptions {
   /** Sentences per forward pass. Default: the encoder's batchSize (32). */
   batchSize?: number
   /**
@@ -117,7 +120,7 @@ export class SentenceEncoder {
     if (typeof dir !== 'string' || !dir) fail(`load: expected a model directory path, got ${typeof dir === 'string' ? 'an empty string' : typeof dir}`)
     if (options === null || typeof options !== 'object') fail('load: options must be an object')
     const device = options.device ?? 'auto'
-    if (!['auto', 'cpu', 'cuda'].includes(device)) fail(`load: device must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(device)}`)
+    if (!DEVICE_REQUESTS.includes(device)) fail(`load: device must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(device)}`)
     if (options.pooling !== undefined && options.pooling !== 'cls' && options.pooling !== 'mean') {
       fail(`load: pooling must be 'cls' or 'mean', got ${JSON.stringify(options.pooling)}`)
     }
@@ -165,10 +168,10 @@ export class SentenceEncoder {
   }
 
   /** One sentence -> its vector. */
-  encode(sentence: string, options?: EncodeOptions): Promise<Float32Array>
+  encode(sentence: string, options?: EmbedOptions): Promise<Float32Array>
   /** Sentences -> one vector each, in input order. */
-  encode(sentences: readonly string[], options?: EncodeOptions): Promise<Float32Array[]>
-  async encode(input: string | readonly string[], options: EncodeOptions = {}): Promise<Float32Array | Float32Array[]> {
+  encode(sentences: readonly string[], options?: EmbedOptions): Promise<Float32Array[]>
+  async encode(input: string | readonly string[], options: EmbedOptions = {}): Promise<Float32Array | Float32Array[]> {
     this.checkOpen('encode')
     const single = typeof input === 'string'
     if (!single && !Array.isArray(input)) fail(`encode: expected a string or an array of strings, got ${describe(input)}`)
@@ -210,6 +213,8 @@ export class SentenceEncoder {
 
   /** Cosine similarity of two vectors (the dot product when both are normalised). */
   similarity(a: ArrayLike<number>, b: ArrayLike<number>): number {
+    if (!a || !b || typeof a.length !== 'number' || typeof b.length !== 'number') fail('similarity: expected two vectors (Float32Array or number[])')
+    if (a.length !== b.length) fail(`similarity: vectors have different lengths (${a.length} and ${b.length})`)
     return cosineSimilarity(a, b)
   }
 
@@ -303,17 +308,4 @@ function describe(v: unknown): string {
   if (v === null) return 'null'
   if (Array.isArray(v)) return 'an array'
   return typeof v === 'object' ? `an object (${Object.prototype.toString.call(v)})` : `a ${typeof v} (${String(v).slice(0, 40)})`
-}
-
-/** Cosine similarity of two equal-length vectors; 0 when either is all zeros. */
-export function cosineSimilarity(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (!a || !b || typeof a.length !== 'number' || typeof b.length !== 'number') fail('similarity: expected two vectors (Float32Array or number[])')
-  if (a.length !== b.length) fail(`similarity: vectors have different lengths (${a.length} and ${b.length})`)
-  let dot = 0, na = 0, nb = 0
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i]
-    na += a[i] * a[i]
-    nb += b[i] * b[i]
-  }
-  return na > 0 && nb > 0 ? dot / Math.sqrt(na * nb) : 0
 }

@@ -1,0 +1,94 @@
+// `simcsepp bench losses|gemm|encode`: flags -> the benchmarks of lib/bench/, their rows printed as a
+// table (or JSON). Both device lists come from the one device policy (lib/device.ts).
+import { parseArgs } from 'node:util'
+import { cudaStatus, numThreads } from '../index.js'
+import { resolveDevice } from '../device.js'
+import type { Device } from '../tensor.js'
+import type { NamedConfig } from '../model/config.js'
+import { benchLosses } from '../bench/losses.js'
+import { benchGemm } from '../bench/gemm.js'
+import { benchEncode } from '../bench/encode.js'
+import { UsageError } from './args.js'
+import { encodeBenchTable, gemmBenchTable, lossBenchTable } from './tables.js'
+
+function usage(message: string): never {
+  throw new UsageError(message)
+}
+
+/** --device: one device, or with auto and all the CPU and, when it can be used, CUDA, to compare them. */
+function devicesFor(flag: string): Device[] {
+  switch (flag) {
+    case 'cpu': return ['cpu']
+    case 'cuda':
+      try {
+        return [resolveDevice('cuda', { who: '--device cuda' }).device]
+      } catch (e) {
+        usage((e as Error).message)
+      }
+    case 'all':
+    case 'auto': return resolveDevice('auto', { who: 'bench' }).device === 'cuda' ? ['cpu', 'cuda'] : ['cpu']
+    default: usage(`--device must be auto, cpu, cuda or all (got ${flag})`)
+  }
+}
+
+export function benchCommand(args: string[]) {
+  const [what, ...rest] = args
+  if (what === 'encode') return encodeBench(rest)
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      sizes: { type: 'string' },
+      dim: { type: 'string', default: '768' },
+      device: { type: 'string', default: 'auto' },
+      seconds: { type: 'string', default: '3' },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+  })
+  if (what === 'gemm') return gemmBench(values)
+  if (what !== 'losses') usage(`unknown benchmark '${what ?? ''}' (available: losses, gemm, encode)`)
+  const sizes = (values.sizes ?? '64,512,4096,65536').split(',').map((s) => Number(s.trim()))
+  if (sizes.some((n) => !Number.isInteger(n) || n < 1)) usage(`--sizes must be positive integers (got ${values.sizes})`)
+  const dim = Number(values.dim)
+  if (!Number.isInteger(dim) || dim < 1) usage(`--dim must be a positive integer (got ${values.dim})`)
+  const seconds = Number(values.seconds)
+  if (!(seconds > 0)) usage(`--seconds must be > 0 (got ${values.seconds})`)
+  const log = (line: string) => process.stderr.write(`  ${line}\n`)
+  const rows = benchLosses({ sizes, dim, devices: devicesFor(values.device!), secondsPerCase: seconds, explicitSizes: values.sizes !== undefined, log })
+  const meta = { cpuThreads: numThreads(), cuda: cudaStatus(), date: new Date().toISOString() }
+  if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'losses', ...meta, rows }, null, 2) + '\n')
+  else {
+    process.stdout.write(`\nOff-dropout InfoNCE, forward + backward (median ms), CPU threads: ${meta.cpuThreads}` +
+      `, CUDA: ${meta.cuda.available ? meta.cuda.device : `unavailable (${meta.cuda.reason})`}\n\n`)
+    process.stdout.write(lossBenchTable(rows) + '\n')
+  }
+}
+
+async function encodeBench(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv, strict: true,
+    options: { models: { type: 'string', default: 'mini,base' }, sentences: { type: 'string', default: '256' },
+      'batch-size': { type: 'string', default: '32' }, device: { type: 'string', default: 'auto' }, json: { type: 'boolean', default: false } },
+  })
+  const sizes = values.models!.split(',') as NamedConfig[]
+  if (sizes.some((s) => !['tiny', 'mini', 'small', 'base'].includes(s))) usage(`--models must be a list of tiny, mini, small, base (got ${values.models})`)
+  const sentences = Number(values.sentences), batchSize = Number(values['batch-size'])
+  if (!Number.isInteger(sentences) || sentences < 1 || !Number.isInteger(batchSize) || batchSize < 1) usage('--sentences and --batch-size must be positive integers')
+  const rows = await benchEncode({ sizes, sentences, batchSize, devices: devicesFor(values.device!), log: (l) => process.stderr.write(`  ${l}\n`) })
+  if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'encode', date: new Date().toISOString(), rows }, null, 2) + '\n')
+  else process.stdout.write('\n' + encodeBenchTable(rows) + '\n')
+}
+
+function gemmBench(values: { sizes?: string; seconds?: string; json?: boolean }) {
+  const ms = (values.sizes ?? '2048,6144').split(',').map(Number)
+  if (ms.some((m) => !Number.isInteger(m) || m < 1)) usage(`--sizes (the M values) must be positive integers (got ${values.sizes})`)
+  const seconds = Number(values.seconds ?? '2')
+  const log = (line: string) => process.stderr.write(`  ${line}\n`)
+  const { rows, info } = benchGemm({ ms, sizes: [768, 3072], seconds, log })
+  if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'gemm', ...info, date: new Date().toISOString(), rows }, null, 2) + '\n')
+  else {
+    process.stdout.write(`\nSGEMM (float32), median GFLOP/s, ${info.threads} threads, micro-kernel ${info.kernel}; ` +
+      `system BLAS: ${info.systemBlas ?? 'none found (apt-get install libopenblas-dev to compare)'}\n\n`)
+    process.stdout.write(gemmBenchTable(rows) + '\n')
+  }
+}

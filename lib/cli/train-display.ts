@@ -1,0 +1,60 @@
+// What `simcsepp train` (and the demo) show while training: messages, a progress bar on a TTY (plain
+// lines otherwise), evaluation results, Ctrl-C handling, and a summary at the end (loss sparkline,
+// best STS, where the files are). The library only reports through TrainHooks.
+import type { EvalInfo, StepInfo, TrainHooks, TrainResult } from '../train/train.js'
+import { ProgressBar } from './progress.js'
+import { sparkline } from './sparkline.js'
+
+export class TrainingDisplay {
+  private bar: ProgressBar | null = null
+  private readonly losses: number[] = []
+  private readonly stop = new AbortController()
+
+  /** Runs `fn` with hooks that draw progress; Ctrl-C stops after the step in progress, a second Ctrl-C at once. */
+  async run<T>(fn: (hooks: TrainHooks) => Promise<T>): Promise<T> {
+    const onSigint = () => {
+      if (this.stop.signal.aborted) process.exit(130)
+      this.say('stopping after this step (Ctrl-C again to quit without a checkpoint)')
+      this.stop.abort()
+    }
+    process.on('SIGINT', onSigint)
+    try {
+      return await fn({
+        signal: this.stop.signal,
+        onMessage: (s) => this.say(s),
+        onStep: (s) => this.step(s),
+        onEval: (e) => this.eval(e),
+      })
+    } finally {
+      process.off('SIGINT', onSigint)
+      this.bar?.finish()
+    }
+  }
+
+  /** The closing lines; an interrupted run sets the exit code 130 instead. */
+  summary(result: TrainResult): void {
+    const steps = result.history.filter((h) => h.type === 'step') as StepInfo[]
+    if (steps.length) {
+      process.stderr.write(`loss ${sparkline(this.losses, 50)}  ${steps[0].loss.toFixed(4)} -> ${steps.at(-1)!.loss.toFixed(4)}\n`)
+    }
+    if (result.best) process.stderr.write(`best STS Spearman ${result.best.spearman.toFixed(2)} at step ${result.best.step}\n`)
+    if (result.interrupted) process.exitCode = 130
+    else process.stderr.write(`model, tokenizer, train.jsonl, metrics.json and loss_curve.svg in ${result.out}\n`)
+  }
+
+  private say(s: string): void {
+    if (this.bar) this.bar.log(s)
+    else process.stderr.write(`${s}\n`)
+  }
+
+  private step(s: StepInfo): void {
+    this.losses.push(s.loss)
+    this.bar ??= new ProgressBar({ total: s.totalSteps, stream: process.stderr })
+    this.bar.update(s.step, { loss: s.loss, lr: s.lr.toExponential(1), 'sent/s': s.sentencesPerSecond.toFixed(1) })
+  }
+
+  private eval(e: EvalInfo): void {
+    const files = e.results.map((r) => `${r.file.split('/').pop()} ${r.spearman.toFixed(2)}`).join(', ')
+    this.say(`step ${e.step}: STS Spearman ${files}${e.best ? '  (best so far: model saved)' : ''}`)
+  }
+}

@@ -1,0 +1,75 @@
+// Typed views of the model's parameters (and, with the same function, of its gradients): one Tensor
+// view per parameter of the flat buffer, grouped per layer and built once per buffer, so the forward
+// and backward passes read fields (`layer.query.weight`) instead of looking names up on every call.
+import type { Tensor } from '../tensor.js'
+import { MLP_BIAS, MLP_WEIGHT, type ParamLayout } from './layout.js'
+
+/** A dense layer (y = x·Wᵀ + b) or a LayerNorm (γ as weight, β as bias). */
+export interface Affine {
+  weight: Tensor
+  bias: Tensor
+}
+
+/** One transformer layer, named after transformers' BertLayer. */
+export interface LayerParams {
+  query: Affine
+  key: Affine
+  value: Affine
+  /** attention.output.dense */
+  attentionOutput: Affine
+  /** attention.output.LayerNorm */
+  attentionNorm: Affine
+  /** intermediate.dense */
+  intermediate: Affine
+  /** output.dense */
+  output: Affine
+  /** output.LayerNorm */
+  outputNorm: Affine
+}
+
+export interface ModelParams {
+  wordEmbeddings: Tensor
+  positionEmbeddings: Tensor
+  tokenTypeEmbeddings: Tensor
+  embeddingNorm: Affine
+  layers: LayerParams[]
+  /** The SimCSE training head, when the model has one. */
+  mlp: Affine | null
+}
+
+/** A view of every parameter of `layout` in `flat` (parameters or gradients), by name. */
+export function viewsByName(flat: Tensor, layout: ParamLayout): Map<string, Tensor> {
+  return new Map(layout.entries.map((e) => [e.name, flat.view(e.offset, e.shape)]))
+}
+
+/** Groups the views of `viewsByName` per layer. */
+export function modelParams(views: ReadonlyMap<string, Tensor>, numLayers: number): ModelParams {
+  const get = (name: string) => {
+    const t = views.get(name)
+    if (!t) throw new Error(`BertModel: no parameter named ${name}`)
+    return t
+  }
+  const affine = (prefix: string): Affine => ({ weight: get(`${prefix}.weight`), bias: get(`${prefix}.bias`) })
+  const layers: LayerParams[] = []
+  for (let l = 0; l < numLayers; l++) {
+    const p = `encoder.layer.${l}`
+    layers.push({
+      query: affine(`${p}.attention.self.query`),
+      key: affine(`${p}.attention.self.key`),
+      value: affine(`${p}.attention.self.value`),
+      attentionOutput: affine(`${p}.attention.output.dense`),
+      attentionNorm: affine(`${p}.attention.output.LayerNorm`),
+      intermediate: affine(`${p}.intermediate.dense`),
+      output: affine(`${p}.output.dense`),
+      outputNorm: affine(`${p}.output.LayerNorm`),
+    })
+  }
+  return {
+    wordEmbeddings: get('embeddings.word_embeddings.weight'),
+    positionEmbeddings: get('embeddings.position_embeddings.weight'),
+    tokenTypeEmbeddings: get('embeddings.token_type_embeddings.weight'),
+    embeddingNorm: affine('embeddings.LayerNorm'),
+    layers,
+    mlp: views.has(MLP_WEIGHT) ? { weight: get(MLP_WEIGHT), bias: get(MLP_BIAS) } : null,
+  }
+}

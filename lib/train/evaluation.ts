@@ -1,0 +1,62 @@
+// STS evaluation during training, with model selection: every evaluation scores each STS file, and
+// when the first file's Spearman beats the best so far the model is saved into the output directory
+// (so with evaluation on, the output holds the best model rather than the last one).
+import type { BertModel } from '../model/bert.js'
+import type { Tokenizer } from '../tokenizer.js'
+import { evaluateSts, readStsFile, type EmbedFn, type StsPair } from '../eval/sts.js'
+import type { Best, EvalInfo } from './events.js'
+
+export interface EvalSet {
+  file: string
+  pairs: StsPair[]
+}
+
+export async function readEvalSets(files: string[]): Promise<EvalSet[]> {
+  const sets: EvalSet[] = []
+  for (const file of files) sets.push({ file, pairs: await readStsFile(file) })
+  return sets
+}
+
+/** Sentence vectors of the model as it is now (eval mode, no dropout), 128 sentences per pass. */
+export function modelEmbedder(model: BertModel, tokenizer: Tokenizer, maxLen: number, pooling: 'cls' | 'mean'): EmbedFn {
+  return async (sentences: string[]) => {
+    const vecs: Float32Array[] = []
+    for (let i = 0; i < sentences.length; i += 128) {
+      const enc = await tokenizer.encodeBatch(sentences.slice(i, i + 128), { maxLength: maxLen })
+      const z = model.embed(enc, pooling)
+      const flat = z.toFloat32Array()
+      z.dispose()
+      const h = model.config.hiddenSize
+      for (let r = 0; r < enc.shape[0]; r++) vecs.push(flat.slice(r * h, (r + 1) * h))
+    }
+    return vecs
+  }
+}
+
+export class Evaluator {
+  constructor(
+    private readonly sets: EvalSet[],
+    private readonly embed: EmbedFn,
+    /** Saves the current model as the best one. */
+    private readonly saveBest: () => Promise<void>,
+    /** The best evaluation so far (a resumed run's, or none). */
+    public best: Best,
+  ) {}
+
+  /** Scores every set at `step`, saving the model when it is the best so far. */
+  async evaluate(step: number): Promise<EvalInfo> {
+    const results: EvalInfo['results'] = []
+    for (const set of this.sets) {
+      const r = await evaluateSts(this.embed, set.pairs)
+      results.push({ file: set.file, pairs: r.pairs, spearman: r.spearman })
+    }
+    const average = results.reduce((a, r) => a + r.spearman, 0) / results.length
+    const spearman = results[0].spearman
+    const isBest = !this.best || spearman > this.best.spearman
+    if (isBest) {
+      this.best = { step, spearman }
+      await this.saveBest()
+    }
+    return { type: 'eval', step, results, average, spearman, best: isBest }
+  }
+}

@@ -1,0 +1,50 @@
+// What a training run reports: one StepInfo per optimizer step and one EvalInfo per evaluation (the
+// lines of train.jsonl and the arguments of the hooks), and what train() returns.
+
+export interface StepInfo {
+  type: 'step'
+  step: number
+  totalSteps: number
+  epoch: number
+  loss: number
+  parts: Record<string, number>
+  lr: number
+  gradNorm: number
+  sentencesPerSecond: number
+  alignment: number
+  uniformity: number
+  elapsedSeconds: number
+}
+
+export interface EvalInfo {
+  type: 'eval'
+  step: number
+  results: { file: string; pairs: number; spearman: number }[]
+  average: number
+  /** STS of the first eval file: the model-selection metric. */
+  spearman: number
+  best: boolean
+}
+
+export type LogEntry = StepInfo | EvalInfo
+
+/** The best evaluation so far: the step whose model is in the output directory. */
+export type Best = { step: number; spearman: number } | null
+
+export interface TrainHooks {
+  onStep?(info: StepInfo): void
+  onEval?(info: EvalInfo): void
+  /** Human-readable notes (resuming, saving, device fallbacks). */
+  onMessage?(text: string): void
+  /** Stops the run after the current step, writing a checkpoint first (the CLI wires it to Ctrl-C). */
+  signal?: AbortSignal
+}
+
+export interface TrainResult {
+  out: string
+  steps: number
+  history: LogEntry[]
+  best: Best
+  /** The run was stopped by the signal; continue it with resume: out. */
+  interrupted: boolean
+}

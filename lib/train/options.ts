@@ -1,0 +1,88 @@
+// train()'s options: their defaults (the recipe of METHOD.md §6), validation (unknown names are
+// errors), and the ones a resumed run must share with the run it continues.
+import type { BertConfig, NamedConfig } from '../model/config.js'
+import { DEVICE_REQUESTS, type DeviceRequest } from '../device.js'
+import { OBJECTIVES, type Objective } from './objective.js'
+
+export interface TrainOptions {
+  /** A Hugging Face BERT/RoBERTa directory to start from... */
+  model?: string
+  /** ...or a named size (or full config) to initialise randomly. */
+  config?: NamedConfig | BertConfig
+  /** Tokenizer directory or file (tokenizer.json / vocab.txt); default: the model's, or one built from the data. */
+  tokenizer?: string
+  /** One sentence per line, UTF-8. */
+  data: string
+  objective?: Objective
+  temperature?: number
+  posScale?: number
+  dclWeight?: number
+  dclTemperature?: number
+  /** Overrides the model's hidden and attention dropout probabilities. */
+  dropout?: number
+  batchSize?: number
+  maxLen?: number
+  lr?: number
+  epochs?: number
+  /** Stop after this many steps (0 writes the initialised model). Default: epochs over the data. */
+  steps?: number
+  warmup?: number
+  weightDecay?: number
+  gradClip?: number
+  seed?: number
+  device?: DeviceRequest
+  /** STS files (STS-B, SICK, STS12–16) evaluated every evalEvery steps; the first selects the best model. */
+  evalFiles?: string[]
+  evalEvery?: number
+  out: string
+  saveEvery?: number
+  /** Continue from this output (or checkpoint) directory. */
+  resume?: string
+  /** Vocabulary size when the tokenizer is built from the data. */
+  vocabSize?: number
+  /** Sentence vector under the MLP head and at evaluation: 'cls' (SimCSE) or 'mean' over tokens. */
+  pooling?: 'cls' | 'mean'
+}
+
+export type ResolvedTrainOptions = Required<Omit<TrainOptions, 'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout' | 'evalFiles'>> &
+  Pick<TrainOptions, 'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout'> & { evalFiles: string[] }
+
+// The recipe of METHOD.md §6.
+const DEFAULTS = {
+  objective: 'simcse++' as Objective, temperature: 0.05, posScale: 1, dclWeight: 0.1, dclTemperature: 5, batchSize: 64, maxLen: 32,
+  lr: 3e-5, epochs: 1, warmup: 0, weightDecay: 0, gradClip: 1, seed: 42, device: 'auto' as const, evalEvery: 125, saveEvery: 250,
+  vocabSize: 8000, pooling: 'cls' as 'cls' | 'mean',
+}
+
+// Options a resumed run must share with the original (anything else, like saveEvery, may change).
+const FIXED_ON_RESUME = ['data', 'objective', 'temperature', 'posScale', 'dclWeight', 'dclTemperature', 'dropout', 'batchSize', 'maxLen',
+  'lr', 'epochs', 'steps', 'warmup', 'weightDecay', 'gradClip', 'seed', 'pooling'] as const
+
+/** The options a checkpoint records and a resumed run must repeat (unset ones as null). */
+export function fixedOnResume(o: ResolvedTrainOptions): Record<string, unknown> {
+  return Object.fromEntries(FIXED_ON_RESUME.map((k) => [k, o[k] ?? null]))
+}
+
+/** Defaults filled in and every option checked; throws a TypeError or RangeError naming the option. */
+export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
+  if (!o || typeof o !== 'object') throw new TypeError('train: options must be an object')
+  const known = new Set([...Object.keys(DEFAULTS), 'model', 'config', 'tokenizer', 'data', 'dropout', 'steps', 'evalFiles', 'out', 'resume'])
+  for (const k of Object.keys(o)) if (!known.has(k)) throw new TypeError(`train: unknown option '${k}'`)
+  const r = { ...DEFAULTS, ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) } as ResolvedTrainOptions
+  r.evalFiles = o.evalFiles ?? []
+  if (!r.out) throw new TypeError('train: option out (the output directory) is required')
+  if (!r.data) throw new TypeError('train: option data (a file of sentences) is required')
+  if (r.model && r.config) throw new TypeError('train: give either model (a directory) or config (a named size), not both')
+  if (!OBJECTIVES.includes(r.objective)) throw new TypeError(`train: objective must be one of ${OBJECTIVES.join(', ')} (got ${r.objective})`)
+  const positive = ['temperature', 'dclTemperature', 'lr', 'gradClip'] as const
+  for (const k of positive) if (!(typeof r[k] === 'number' && r[k] > 0)) throw new RangeError(`train: ${k} must be a number > 0 (got ${r[k]})`)
+  const ints = ['batchSize', 'maxLen', 'epochs', 'warmup', 'evalEvery', 'saveEvery', 'seed', 'vocabSize'] as const
+  for (const k of ints) if (!Number.isSafeInteger(r[k]) || r[k] < 0) throw new RangeError(`train: ${k} must be a non-negative integer (got ${r[k]})`)
+  if (r.batchSize < 2) throw new RangeError('train: batchSize must be at least 2 (contrastive losses need in-batch negatives)')
+  if (r.maxLen < 3) throw new RangeError('train: maxLen must be at least 3')
+  if (r.steps !== undefined && (!Number.isSafeInteger(r.steps) || r.steps < 0)) throw new RangeError(`train: steps must be a non-negative integer (got ${r.steps})`)
+  if (r.dropout !== undefined && !(r.dropout >= 0 && r.dropout < 1)) throw new RangeError(`train: dropout must be in [0, 1) (got ${r.dropout})`)
+  if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)
+  if (!DEVICE_REQUESTS.includes(r.device)) throw new TypeError(`train: device must be auto, cpu or cuda (got ${r.device})`)
+  return r
+}

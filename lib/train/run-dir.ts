@@ -1,0 +1,107 @@
+// The output directory of a run: train.jsonl (appended per step and evaluation; on resume, cut back to
+// the checkpoint's step), training_args.json, the model files, checkpoints and the resume checks, and
+// at the end metrics.json and loss_curve.svg. Everything but the log's appends is written atomically.
+import { existsSync } from 'node:fs'
+import { appendFile, mkdir, readFile } from 'node:fs/promises'
+import { basename, join } from 'node:path'
+import type { BertModel } from '../model/bert.js'
+import type { AdamW } from '../optim/adamw.js'
+import type { Tokenizer } from '../tokenizer.js'
+import { writeFileAtomic } from '../util/atomic-write.js'
+import { loadCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js'
+import type { Best, EvalInfo, LogEntry, StepInfo } from './events.js'
+import { lossCurveSvg } from './plot.js'
+import { writeSentenceTransformersFiles } from './sentence-transformers.js'
+
+/** Where a resumed run picks up. */
+export interface ResumePoint {
+  step: number
+  dataPosition: unknown
+  best: Best
+  elapsedSeconds: number
+}
+
+const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n'
+
+/**
+ * Loads the checkpoint in `dir` into the model and optimizer, after checking that the run's fixed
+ * options (`runOptions`) and the parameter count match the checkpointed run.
+ */
+export async function resumeFrom(dir: string, runOptions: Record<string, unknown>, model: BertModel, opt: AdamW): Promise<ResumePoint> {
+  const ck = await loadCheckpoint(dir)
+  for (const [k, now] of Object.entries(runOptions)) {
+    const was = ck.state.options[k]
+    const norm = (v: unknown) => (k === 'data' && typeof v === 'string' ? basename(v) : v)
+    if (JSON.stringify(norm(was)) !== JSON.stringify(norm(now))) throw new Error(`--resume: option ${k} was ${JSON.stringify(was)} in the checkpointed run, now ${JSON.stringify(now)}`)
+  }
+  if (ck.params.length !== model.layout.total) throw new Error(`--resume: the checkpoint holds ${ck.params.length} parameters, this model ${model.layout.total}`)
+  model.params.copyFrom(ck.params)
+  opt.loadState({ step: ck.state.step, m: ck.adamM, v: ck.adamV })
+  return { step: ck.state.step, dataPosition: ck.state.dataPosition, best: ck.state.best, elapsedSeconds: ck.state.elapsedSeconds }
+}
+
+export class RunDir {
+  private constructor(readonly out: string, private readonly logPath: string, readonly history: LogEntry[]) {}
+
+  /** Creates `out` and opens its log, keeping the entries up to `startStep` (0: a fresh log). */
+  static async open(out: string, startStep: number): Promise<RunDir> {
+    await mkdir(out, { recursive: true })
+    const logPath = join(out, 'train.jsonl')
+    return new RunDir(out, logPath, await readLog(logPath, startStep))
+  }
+
+  async log(entry: LogEntry): Promise<void> {
+    this.history.push(entry)
+    await appendFile(this.logPath, JSON.stringify(entry) + '\n')
+  }
+
+  async writeArgs(args: Record<string, unknown>): Promise<void> {
+    await writeFileAtomic(join(this.out, 'training_args.json'), json(args))
+  }
+
+  /** The model as Hugging Face and sentence-transformers load it (the MLP head is left out). */
+  async saveModel(model: BertModel, tokenizer: Tokenizer, maxLen: number, pooling: 'cls' | 'mean'): Promise<void> {
+    await model.save(this.out)
+    await tokenizer.save(this.out)
+    await writeSentenceTransformersFiles(this.out, model.config.hiddenSize, maxLen, pooling)
+  }
+
+  async saveCheckpoint(model: BertModel, opt: AdamW, state: CheckpointState): Promise<void> {
+    await saveCheckpoint(this.out, { params: model.params.toFloat32Array(), adamM: opt.m.toFloat32Array(), adamV: opt.v.toFloat32Array(), state })
+  }
+
+  /** metrics.json (best, evaluations, last step) and loss_curve.svg. */
+  async finish(best: Best): Promise<void> {
+    const steps = this.history.filter((h) => h.type === 'step') as StepInfo[]
+    const evals = this.history.filter((h) => h.type === 'eval') as EvalInfo[]
+    await writeFileAtomic(join(this.out, 'metrics.json'), json({ best, evals, lastStep: steps.at(-1) ?? null }))
+    await writeFileAtomic(join(this.out, 'loss_curve.svg'), lossCurveSvg(curvePoints(steps, evals)))
+  }
+}
+
+/** Reads the log of a resumed run, dropping entries past the checkpoint's step (they will be redone). */
+async function readLog(path: string, keepUpToStep: number): Promise<LogEntry[]> {
+  if (!existsSync(path)) return []
+  if (keepUpToStep === 0) {
+    await writeFileAtomic(path, '')
+    return []
+  }
+  const kept: LogEntry[] = []
+  for (const line of (await readFile(path, 'utf8')).split('\n')) {
+    if (!line.trim()) continue
+    try {
+      const e = JSON.parse(line)
+      if (e.step <= keepUpToStep) kept.push(e)
+    } catch {
+      // A line cut by a kill: dropped.
+    }
+  }
+  await writeFileAtomic(path, kept.map((e) => JSON.stringify(e) + '\n').join(''))
+  return kept
+}
+
+function curvePoints(steps: StepInfo[], evals: EvalInfo[]) {
+  const rows: { step: number; loss: number; lossParts?: Record<string, number>; sts?: number }[] = steps.map((s) => ({ step: s.step, loss: s.loss, lossParts: s.parts }))
+  for (const e of evals) rows.push({ step: e.step, loss: NaN, sts: e.spearman })
+  return rows.sort((a, b) => a.step - b.step)
+}

@@ -1,0 +1,57 @@
+// What a run trains: the device (lib/device.ts's policy), the tokenizer (given, the model's, the
+// resumed run's, or a WordPiece vocabulary built from the data) and the model (pretrained or freshly
+// initialised, with the SimCSE MLP head and any dropout override).
+import { existsSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { resolveDevice, type DeviceRequest } from '../device.js'
+import { BertModel } from '../model/bert.js'
+import { namedConfig, positionOffset, type BertConfig } from '../model/config.js'
+import { encoderCudaBlocker } from '../model/cuda-support.js'
+import { Tokenizer } from '../tokenizer.js'
+import type { Device } from '../tensor.js'
+import type { SentenceFile } from '../data/sentences.js'
+import type { ResolvedTrainOptions } from './options.js'
+import { buildVocab, writeVocab } from './vocab.js'
+
+/** The device to train on; 'auto' falls back to the CPU, saying why when a CUDA device goes unused. */
+export function trainingDevice(request: DeviceRequest, say: (s: string) => void): Device {
+  const choice = resolveDevice(request, { who: 'train', needs: { what: 'the encoder', cudaBlocker: () => encoderCudaBlocker(true) } })
+  if (choice.cudaUnused && choice.note) say(choice.note)
+  return choice.device
+}
+
+export async function loadTokenizer(o: ResolvedTrainOptions, file: SentenceFile, say: (s: string) => void): Promise<Tokenizer> {
+  if (o.tokenizer) return Tokenizer.load(o.tokenizer)
+  if (o.model) return Tokenizer.load(o.model)
+  if (o.resume && existsSync(join(o.resume, 'vocab.txt'))) return Tokenizer.load(join(o.resume, 'vocab.txt'))
+  // No tokenizer given for a model from scratch: a WordPiece vocabulary from (a sample of) the data.
+  const sample = await file.readLines(Array.from({ length: Math.min(file.count, 200_000) }, (_, i) => i))
+  const vocab = buildVocab(sample, o.vocabSize)
+  await mkdir(o.out, { recursive: true })
+  const path = join(o.out, 'vocab.txt')
+  await writeVocab(path, vocab)
+  say(`built a ${vocab.length}-token WordPiece vocabulary from the training data (${path})`)
+  return Tokenizer.load(path)
+}
+
+/** The model with its MLP head: from a pretrained directory or a named config; dropout overridden if asked. */
+export async function createModel(o: ResolvedTrainOptions, tokenizer: Tokenizer, device: Device): Promise<BertModel> {
+  let model: BertModel
+  if (o.model) model = await BertModel.load(o.model, { device, mlp: true, seed: o.seed })
+  else {
+    const base = typeof o.config === 'object' ? o.config : namedConfig(o.config ?? 'mini', tokenizer.vocabSize)
+    model = BertModel.create(base, { device, mlp: true, seed: o.seed })
+  }
+  if (model.config.vocabSize < tokenizer.vocabSize) {
+    model.dispose()
+    throw new Error(`the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary only ${model.config.vocabSize}`)
+  }
+  if (o.dropout !== undefined) Object.assign(model.config, { hiddenDropoutProb: o.dropout, attentionProbsDropoutProb: o.dropout })
+  return model
+}
+
+/** Tokens per sentence: the requested maxLen, at most what the model's position table holds. */
+export function maxSequenceLength(c: BertConfig, maxLen: number): number {
+  return Math.min(maxLen, c.maxPositionEmbeddings - positionOffset(c))
+}

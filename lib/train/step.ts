@@ -1,0 +1,78 @@
+// One optimizer step: N sentences tokenised once and stacked V times (z1, z2 with dropout; z0 without,
+// for the off-dropout objectives) into one encoder pass of V·N rows with the per-row dropout switch;
+// CLS + MLP pooling; the objective's loss and gradient into a buffer allocated once; backward through
+// all views; grad-norm clipping; AdamW with linear decay. Dropout masks are Philox(seed, step, site,
+// element), so a step depends only on the weights, the step number and its sentences.
+import type { EncodedBatch, Tokenizer } from '../tokenizer.js'
+import type { BertModel } from '../model/bert.js'
+import { Tensor, type Device } from '../tensor.js'
+import { AdamW, clipGradNorm, linearSchedule } from '../optim/adamw.js'
+import type { BatchStream } from '../data/sentences.js'
+import { alignment, uniformity } from './batch-metrics.js'
+import { keepRowsFor, objectiveLoss, viewCount } from './objective.js'
+import type { ResolvedTrainOptions } from './options.js'
+import type { StepInfo } from './events.js'
+
+export class TrainingStep {
+  private readonly views: 2 | 3
+  /** dL/dz of the largest batch, [V·batchSize·H]; each step uses a view of it. */
+  private readonly grad: Tensor
+
+  constructor(
+    private readonly model: BertModel,
+    private readonly opt: AdamW,
+    private readonly tokenizer: Tokenizer,
+    private readonly o: ResolvedTrainOptions,
+    private readonly maxLen: number,
+    private readonly totalSteps: number,
+    device: Device,
+  ) {
+    this.views = viewCount(o.objective)
+    this.grad = Tensor.zeros([this.views * o.batchSize * model.config.hiddenSize], device)
+  }
+
+  /**
+   * Trains on the stream's next batch as step `step` (0-based); `elapsed` gives the run's training
+   * seconds so far. Throws when the loss is not finite, pointing at the last checkpoint.
+   */
+  async run(step: number, stream: BatchStream, elapsed: () => number, checkpointDir: string): Promise<StepInfo> {
+    const { model, o } = this
+    const V = this.views, H = model.config.hiddenSize
+    const t0 = performance.now()
+    const { sentences, epoch } = await stream.next()
+    const n = sentences.length
+    const enc = await this.tokenizer.encodeBatch(sentences, { maxLength: this.maxLen })
+    const z = model.trainForward(stack(enc, V), { seed: o.seed, step, keepRows: keepRowsFor(o.objective, n), pooling: o.pooling })
+    const g = this.grad.view(0, [V * n, H])
+    const { loss, parts } = objectiveLoss(o, z, g, n)
+    if (!Number.isFinite(loss)) throw new Error(`step ${step}: the loss is ${loss}; the last checkpoint is in ${checkpointDir}`)
+    const zHost = z.toFloat32Array()
+    model.zeroGrad()
+    model.trainBackward(g)
+    const gradNorm = clipGradNorm(model.grads, o.gradClip)
+    const lr = linearSchedule(o.lr, step, this.totalSteps, o.warmup)
+    this.opt.stepWith(lr)
+    const seconds = (performance.now() - t0) / 1000
+    return {
+      type: 'step', step: step + 1, totalSteps: this.totalSteps, epoch, loss, parts, lr, gradNorm,
+      sentencesPerSecond: n / seconds,
+      alignment: alignment(zHost.subarray(0, n * H), zHost.subarray(n * H, 2 * n * H), n, H),
+      uniformity: uniformity(zHost.subarray((V - 1) * n * H, V * n * H), n, H),
+      elapsedSeconds: elapsed(),
+    }
+  }
+
+  dispose(): void {
+    this.grad.dispose()
+  }
+}
+
+/** The tokenised batch stacked V times: rows [x; x; x] for the views z1, z2, z0. */
+function stack(enc: EncodedBatch, V: number) {
+  const rep = (a: Int32Array) => {
+    const out = new Int32Array(a.length * V)
+    for (let v = 0; v < V; v++) out.set(a, v * a.length)
+    return out
+  }
+  return { inputIds: rep(enc.inputIds), attentionMask: rep(enc.attentionMask), tokenTypeIds: rep(enc.tokenTypeIds), shape: [enc.shape[0] * V, enc.shape[1]] }
+}
