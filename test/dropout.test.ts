@@ -19,7 +19,7 @@ t.test('philox4x32-10 reproduces the Random123 known-answer vectors', async (t) 
 })
 
 // An independent Philox in TypeScript (BigInt products), and the dropout uniform of the spec.
-function philoxTs(c: number[], k: number[]): number[] {
+function philoxTs(c: (number | bigint)[], k: (number | bigint)[]): number[] {
   let [c0, c1, c2, c3] = c.map(BigInt)
   let [k0, k1] = k.map(BigInt)
   const M = 0xffffffffn

@@ -1,6 +1,6 @@
 // The CPU loss kernels against independent float64 references, finite differences and the
 // invariants of METHOD.md §5.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { Tensor, losses } from 'simcsepp'
 import { dclRef, flat, naturalScale, offDropoutRef, randn, relErr, simcseRef, toMat, type Mat } from './helpers/reference.js'
 
@@ -27,7 +27,7 @@ function check(t: Tap, what: string, got: Tensor, want: Mat | undefined, tol: nu
   const err = relErr(got.toFloat32Array(), flat(want!), floor)
   t.ok(err < tol, `${what}: relative error ${err.toExponential(2)} < ${tol}`)
 }
-type Tap = typeof t
+type Tap = Test
 
 const sizes: [number, number][] = [[1, 1], [1, 5], [2, 1], [2, 3], [3, 7], [7, 1], [17, 33], [64, 16], [97, 9], [300, 12]]
 

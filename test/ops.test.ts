@@ -1,7 +1,7 @@
 // The CPU BERT encoder ops (lib/ops.ts): forwards against independent float64 references
 // (test/helpers/bert-reference.ts), backwards against central finite differences of those
 // references, accumulate/overwrite conventions, attention masking and dropout, AdamW, validation.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import * as ops from '../lib/ops.js'
 import { Tensor } from '../lib/tensor.js'
 import { dropout } from '../lib/dropout.js'
@@ -12,7 +12,7 @@ import {
   type AttnDims,
 } from './helpers/bert-reference.js'
 
-type Tap = typeof t
+type Tap = Test
 
 const T32 = (a: ArrayLike<number>, shape: number[]) => Tensor.from(Float32Array.from(a), shape)
 const arr = (x: Tensor) => x.toFloat32Array()

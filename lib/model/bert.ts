@@ -8,7 +8,7 @@
 // Dropout sites (HF BertModel): after the embeddings' LayerNorm, on attention probabilities, and on
 // the attention-output and FFN-output projections before their residual LayerNorm. Each site of each
 // step gets its own Philox offset, so masks are a pure function of (seed, step, site, element).
-import { mkdir } from 'node:fs/promises'
+import { mkdir, stat } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { namedConfig, parseHfConfig, positionOffset, readHfConfig, toHfConfig, type BertConfig, type NamedConfig } from './config.js'
@@ -21,6 +21,7 @@ import { initialiseParameters } from './init.js'
 import { MLP_BIAS, MLP_WEIGHT, paramLayout, type ParamLayout } from './layout.js'
 import { modelParams, viewsByName, type ModelParams } from './params.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
+import { checkModelFits, parameterCount } from './size-check.js'
 
 export interface BatchInput {
   /** Token ids, row-major [B, T]. */
@@ -81,6 +82,7 @@ export class BertModel {
   /** A randomly initialised model (transformers' initialisation) from a config or a named size. */
   static create(config: BertConfig | NamedConfig, options: ModelOptions = {}): BertModel {
     const c = typeof config === 'string' ? namedConfig(config) : parseHfConfig(toHfConfig(config))
+    checkModelFits(c, { mlp: options.mlp, training: options.mlp, source: 'BertModel.create' })
     const layout = paramLayout(c, { mlp: options.mlp })
     const flat = new Float32Array(layout.total)
     initialiseParameters(flat, layout, c, options.seed ?? 0)
@@ -94,6 +96,14 @@ export class BertModel {
     if (!existsSync(file)) {
       const bin = existsSync(join(dir, 'pytorch_model.bin')) ? ' (only pytorch_model.bin is there: convert it to safetensors)' : ''
       throw new Error(`${dir}: no model.safetensors${bin}`)
+    }
+    // Sizes first: a config.json asking for a million layers is an Error before anything is allocated.
+    const configFile = join(dir, 'config.json')
+    checkModelFits(config, { mlp: options.mlp, training: options.mlp, source: configFile })
+    const encoderBytes = 2 * parameterCount(config, { pooler: false }) // every encoder tensor must be there, 16-bit at least
+    const fileBytes = (await stat(file)).size
+    if (encoderBytes > fileBytes) {
+      throw new Error(`${configFile} describes a model larger than ${file} (${fileBytes} bytes) can hold: they do not belong together`)
     }
     const tensors = await readSafetensors(file)
     const layout = paramLayout(config, { mlp: options.mlp })

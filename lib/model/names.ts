@@ -90,6 +90,11 @@ export interface MatchOptions {
 
 const fmtShape = (s: readonly number[]) => `[${s.join(', ')}]`;
 
+/** At most a dozen names, then a count: a config with 10,000 layers must not make a 7 MB message. */
+function firstFew(names: readonly string[], limit = 12): string {
+  return names.length <= limit ? names.join(', ') : `${names.slice(0, limit).join(', ')}, ... and ${names.length - limit} more`;
+}
+
 /**
  * Matches checkpoint tensors to the expected parameters. Throws one Error listing every missing,
  * unexpected, duplicated and mis-shaped tensor, so a wrong checkpoint is diagnosed in one run.
@@ -141,10 +146,14 @@ export function matchCheckpoint(
 
   if (missing.length || unexpected.length || duplicated.length || misShaped.length) {
     const lines = [`${options.source ?? 'checkpoint'} does not match the ${modelType} model:`];
-    if (missing.length) lines.push(`  missing (${missing.length}): ${missing.join(', ')}`);
-    if (unexpected.length) lines.push(`  unexpected (${unexpected.length}): ${unexpected.join(', ')}`);
-    if (duplicated.length) lines.push(`  duplicated (${duplicated.length}): ${duplicated.join(', ')}`);
-    if (misShaped.length) lines.push(`  wrong shape (${misShaped.length}):`, ...misShaped.map((m) => `    ${m}`));
+    if (missing.length) lines.push(`  missing (${missing.length}): ${firstFew(missing)}`);
+    if (unexpected.length) lines.push(`  unexpected (${unexpected.length}): ${firstFew(unexpected)}`);
+    if (duplicated.length) lines.push(`  duplicated (${duplicated.length}): ${firstFew(duplicated)}`);
+    if (misShaped.length) {
+      const shown = misShaped.slice(0, 12).map((m) => `    ${m}`);
+      if (misShaped.length > 12) shown.push(`    ... and ${misShaped.length - 12} more`);
+      lines.push(`  wrong shape (${misShaped.length}):`, ...shown);
+    }
     throw new Error(lines.join('\n'));
   }
   return { mapping, warnings, ignored };

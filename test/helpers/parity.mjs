@@ -111,18 +111,19 @@ export function dropoutOptions(/** @type {number} */ rows) {
 }
 
 /**
- * @typedef {{ loss: number, grads: Record<string, { toFloat32Array(): Float32Array, device: string, dispose(): void } | undefined> }} LossResultLike
+ * @typedef {{ toFloat32Array(): Float32Array, device: string, dispose(): void }} GradLike
+ * @typedef {{ loss: number, grads: { z1?: GradLike, z2?: GradLike, z0?: GradLike, z3?: GradLike } }} LossResultLike
  * @typedef {{
- *   simcse(z1: unknown, z2: unknown, o?: object): LossResultLike,
- *   offDropout(z1: unknown, z2: unknown, z0: unknown, o?: object): LossResultLike,
- *   dcl(z1: unknown, z2: unknown, o?: object): LossResultLike,
- *   simcsePlusPlus(z1: unknown, z2: unknown, z0: unknown, o?: object): LossResultLike,
+ *   simcse(z1: any, z2: any, o?: any): LossResultLike,
+ *   offDropout(z1: any, z2: any, z0: any, o?: any): LossResultLike,
+ *   dcl(z1: any, z2: any, o?: any): LossResultLike,
+ *   simcsePlusPlus(z1: any, z2: any, z0: any, o?: any): LossResultLike,
  * }} LossesLike
  */
 
 /**
  * Every loss op with the floor kind of its gradients' error measure.
- * @type {{ name: string, floor: 'cos' | 'dcl', temperature: number, run(losses: LossesLike, z: unknown[]): LossResultLike }[]}
+ * @type {{ name: string, floor: 'cos' | 'dcl', temperature: number, run(losses: LossesLike, z: any[]): LossResultLike }[]}
  */
 export const LOSS_CASES = [
   { name: 'simcse', floor: 'cos', temperature: 0.05, run: (l, z) => l.simcse(z[0], z[1]) },
@@ -143,7 +144,7 @@ export const LOSS_CASES = [
 export function compareLossResults(a, b, device, floor) {
   let ok = lossClose(a.loss, b.loss)
   const parts = [`loss ${a.loss} vs ${b.loss}`]
-  for (const k of Object.keys(b.grads)) {
+  for (const k of /** @type {('z1' | 'z2' | 'z0' | 'z3')[]} */ (Object.keys(b.grads))) {
     const ga = a.grads[k]
     const gb = b.grads[k]
     if (!ga || !gb) {
