@@ -21,7 +21,7 @@
         "native/bind_ops.cpp",
         "native/cpu/bert_ops.cpp"
       ],
-      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native", "kernels"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],

@@ -1,4 +1,4 @@
-// The CUDA runtime glue of native/cuda_runtime.h: a one-time device probe (status), checked memory
+// The CUDA runtime glue declared in native/cuda_api.h: a one-time device probe (status), checked memory
 // management and copies, and the shared op workspace. No kernels live here.
 #include <string>
 

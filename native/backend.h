@@ -2,7 +2,7 @@
 //
 // native/cpu/ implements these in namespace simcsepp::cpu (the reference); kernels/ implements the
 // same signatures in namespace simcsepp::cuda on device pointers. The Node-API layer (native/bind_*.cpp)
-// validates arguments, then dispatches on the tensors' device. Formulas: ../shared/METHOD.md.
+// validates arguments, then dispatches on the tensors' device. Formulas: docs/method.md.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -57,7 +57,7 @@ struct DclArgs {
 
 // Selective dropout: x viewed as [rows, cols]; rows with keepRows[r] == 0 pass unchanged; other
 // elements e = r*cols + c are kept iff philox_uniform(seed, offset, e) >= p and scaled by 1/(1-p).
-// keepRows may be null (every row gets dropout); it is a host pointer for CPU, device for CUDA.
+// keepRows may be null (every row gets dropout); it is a host pointer for every backend.
 // The same call applied to an upstream gradient is the backward (the mask is regenerated).
 struct DropoutArgs {
   const float* x; float* y;
@@ -93,7 +93,7 @@ void dropout(const DropoutArgs& a);
 // memory, every buffer cudaMalloc'd per call; *workspaceBytes receives the bytes it allocated.
 LossResult offDropoutUnfused(const OffDropoutArgs& a, const LossGradOut& g, size_t* workspaceBytes);
 // Bytes the fused CUDA offDropout takes from its workspace for n x d inputs (accumulate == false;
-// kernels/infonce_workspace.cu). The shared workspace's cudaMalloc rounds this up to whole MiB.
+// kernels/infonce.cu, the same layout function the op carves). The shared workspace's cudaMalloc rounds this up to whole MiB.
 size_t offDropoutWorkspaceBytes(int64_t n, int64_t d);
 }  // namespace cuda
 

@@ -139,30 +139,8 @@ Napi::Value Dropout(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     if (x->numel() == 0) return env.Undefined();
     DropoutArgs a{x->data(), y->data(), rows, cols, static_cast<float>(p), seed, offset, keep};
-    if (x->device() == Device::kCpu) {
-      cpu::dropout(a);
-    } else {
-      // The per-row switch is tiny (one byte a row): copy it to the device for the call.
-      void* dk = nullptr;
-      if (keep) {
-        dk = cuda::malloc_device(static_cast<size_t>(rows));
-        try {
-          cuda::copy_to_device(dk, keep, static_cast<size_t>(rows));
-        } catch (...) {
-          cuda::free_device(dk);
-          throw;
-        }
-        a.keepRows = static_cast<const uint8_t*>(dk);
-      }
-      try {
-        cuda::dropout(a);
-        cuda::synchronize();
-      } catch (...) {
-        cuda::free_device(dk);
-        throw;
-      }
-      cuda::free_device(dk);
-    }
+    if (x->device() == Device::kCpu) cpu::dropout(a);
+    else cuda::dropout(a);  // copies keepRows to the device itself
     return env.Undefined();
   });
 }

@@ -2,7 +2,7 @@
 // Philox generator (exposed so tests can check it against the Random123 known-answer vectors).
 #include <napi.h>
 
-#include "../kernels/philox.cuh"
+#include "common/philox.h"
 #include "args.h"
 #include "cpu/parallel.h"
 #include "cuda_api.h"

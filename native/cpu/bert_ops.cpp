@@ -5,7 +5,7 @@
 #include <cmath>
 #include <vector>
 
-#include "../../kernels/philox.cuh"
+#include "common/philox.h"
 #include "gemm.h"
 #include "parallel.h"
 

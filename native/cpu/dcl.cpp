@@ -1,4 +1,4 @@
-// CPU reference of dimension-wise contrastive learning (DCL), METHOD.md §3 and §5.
+// CPU reference of dimension-wise contrastive learning (DCL), docs/method.md sections 3 and 5.
 //
 //   X = (z - mean) * rstd per column (biased variance, eps kBnEps), separately for z1 and z2
 //   C = X1^T X2 / (n * tauD)                     d x d, reduction over the batch

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "../../kernels/philox.cuh"
+#include "common/philox.h"
 #include "../backend.h"
 #include "parallel.h"
 

@@ -1,4 +1,4 @@
-// CPU reference of the fused InfoNCE losses (SimCSE and off-dropout), METHOD.md §1, §2, §5.
+// CPU reference of the fused InfoNCE losses (SimCSE and off-dropout), docs/method.md sections 1, 2, 5.
 //
 // Same three-pass structure as kernels/infonce.cu, so the two are easy to hold side by side:
 //   1. per row: rinv = 1/max(|z|, eps), finiteness, and (off-dropout) the positive logit p_i;

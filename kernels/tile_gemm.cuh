@@ -1,14 +1,28 @@
-// fp32 SIMT tile primitives shared by infonce.cu and dcl.cu (no tensor cores, no TF32: the results
-// must match the CPU backend to ~1e-5 relative).
+// The fp32 SIMT tile-GEMM toolkit of the CUDA backend: the building blocks of every matrix product in
+// kernels/ (infonce.cu, dcl.cu) and a general row-major SGEMM kernel built from them (the unfused
+// baseline's GEMM, reusable by any op). No tensor cores, no TF32: the results must match the CPU backend
+// to ~1e-5 relative.
 //
-// A block of kThreads = 256 threads computes a kTile x kTile = 64 x 64 output tile; thread
+// Formula: a block computes one output tile  acc[m][n] = sum_k A[k][m] * B[k][n]  of C = op(A) op(B),
+// m, n < kTile, from operands staged in shared memory in reduction-major layout S[k][m].
+// Tiling: a block of kThreads = 256 threads computes a kTile x kTile = 64 x 64 output tile; thread
 // (ty, tx) = (tid / 16, tid % 16) owns the 4 x 4 sub-tile rows ty*4 + i, columns tx*4 + j. Operands are
-// staged in shared memory as S[k][m] (reduction index major) with row stride kPad = 68 floats, so the
-// micro-kernel reads one float4 of A and one of B per k step (16 FMAs per 2 LDS.128) and 68 keeps every
-// row 16-byte aligned. Out-of-range elements are staged as 0, so partial tiles need no special case in
-// the micro-kernel; the callers mask their outputs.
+// staged kK = 16 reduction steps at a time with row stride kPad = 68 floats, so the micro-kernel reads
+// one float4 of A and one of B per k step (16 FMAs per 2 LDS.128) and 68 keeps every row 16-byte
+// aligned. Out-of-range elements are staged as 0, so partial tiles need no special case in the
+// micro-kernel; the callers mask their outputs.
+//
+//   load_kcontig / load_mcontig  stage a [kK][kTile] operand slice (reduction or output index contiguous
+//                                in global memory), applying an element-wise transform on the way
+//   mma_tile                     acc += A^T B over the staged slices (4x4 register micro-kernel)
+//   dot_tile                     acc = row dots of two row-major [n, d] matrices (the logit tiles)
+//   sgemm_kernel                 C = alpha op(A) op(B) + beta C, one 64 x 64 tile of C per block
+//   sgemm                        host launcher of sgemm_kernel on a stream
 #pragma once
 #include <cstdint>
+#include <string>
+
+#include "launch.cuh"
 
 namespace simcsepp::cuda::tile {
 
@@ -106,6 +120,56 @@ __device__ __forceinline__ float half_warp_sum(float v) {
 #pragma unroll
   for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
+}
+
+// C = alpha * op(A) op(B) + beta * C with op(A) [M, K], op(B) [K, N], C [M, N], all row-major.
+// transA: A is stored [K, M] (lda >= M); else [M, K] (lda >= K). transB: B is stored [N, K]; else [K, N].
+// Grid: (ceil(M / kTile), ceil(N / kTile)) blocks of kThreads. beta == 0 never reads C.
+template <bool kTransA, bool kTransB>
+__global__ void __launch_bounds__(kThreads, 2) sgemm_kernel(int64_t M, int64_t N, int64_t K, float alpha,
+                                                            const float* __restrict__ A, int64_t lda,
+                                                            const float* __restrict__ B, int64_t ldb, float beta,
+                                                            float* __restrict__ C, int64_t ldc) {
+  __shared__ __align__(16) float As[kK][kPad];
+  __shared__ __align__(16) float Bs[kK][kPad];
+  const int64_t m0 = static_cast<int64_t>(blockIdx.x) * kTile;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.y) * kTile;
+  float acc[4][4];
+  zero(acc);
+  for (int64_t k0 = 0; k0 < K; k0 += kK) {
+    if (kTransA) load_mcontig<kK>(As, A, k0, K, lda, m0, M, Identity{});
+    else load_kcontig(As, A, m0, M, lda, k0, K, Identity{});
+    if (kTransB) load_kcontig(Bs, B, n0, N, ldb, k0, K, Identity{});
+    else load_mcontig<kK>(Bs, B, k0, K, ldb, n0, N, Identity{});
+    __syncthreads();
+    mma_tile<kK>(As, Bs, acc);
+    __syncthreads();
+  }
+  const int tx = tid_x(), ty = tid_y();
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int64_t r = m0 + ty * 4 + i;
+    if (r >= M) continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t c = n0 + tx * 4 + j;
+      if (c >= N) continue;
+      float* dst = C + r * ldc + c;
+      const float v = alpha * acc[i][j];
+      *dst = beta == 0.0f ? v : fmaf(beta, *dst, v);
+    }
+  }
+}
+
+// Launches sgemm_kernel on `stream` (arguments as sgemm_kernel; `what` names the product in errors).
+template <bool kTransA, bool kTransB>
+void sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+           float beta, float* C, int64_t ldc, const char* what, cudaStream_t stream) {
+  const int64_t gx = (M + kTile - 1) / kTile, gy = (N + kTile - 1) / kTile;
+  if (gy > 65535)
+    throw CudaError(std::string("launch of ") + what + ": " + std::to_string(N) + " output columns exceed the grid limit");
+  launch(what, sgemm_kernel<kTransA, kTransB>, dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), kThreads, 0,
+         stream, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace simcsepp::cuda::tile
