@@ -11,8 +11,8 @@
 #include <mutex>
 #include <string>
 
-#include "backend.h"
 #include "cuda_api.h"
+#include "entry_points.cuh"
 
 namespace simcsepp::cuda::detail {
 

@@ -255,3 +255,20 @@ LossResult offDropoutUnfused(const OffDropoutArgs& a, const LossGradOut& g, size
 }
 
 }  // namespace simcsepp::cuda
+
+namespace simcsepp::cuda {
+
+// Everything run_unfused cudaMallocs: N^2 + 4 N D + 5 N floats and the loss accumulator, against the
+// free device memory.
+std::string offDropoutUnfusedFit(int64_t n, int64_t d) {
+  const double nn = static_cast<double>(n) * static_cast<double>(n);
+  const double nd = static_cast<double>(n) * static_cast<double>(d);
+  const double need = (nn + 4.0 * nd + 5.0 * static_cast<double>(n)) * 4.0 + 8.0;
+  const double freeBytes = static_cast<double>(free_device_memory());
+  if (need <= freeBytes) return "";
+  return "offDropoutUnfused: the N x N logits would not fit in device memory (" +
+         std::to_string(static_cast<long long>(need)) + " bytes needed, " +
+         std::to_string(static_cast<long long>(freeBytes)) + " free)";
+}
+
+}  // namespace simcsepp::cuda

@@ -25,12 +25,6 @@ Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
 
 Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cpu::num_threads()); }
 
-uint32_t arg_u32(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  const uint64_t v = arg_u64(info, i, name);
-  if (v > 0xFFFFFFFFull) throw_arg(info.Env(), std::string("Expected ") + name + " to fit in 32 bits");
-  return static_cast<uint32_t>(v);
-}
-
 // philox4x32(c0, c1, c2, c3, k0, k1) -> [4 uint32]
 Napi::Value Philox(const Napi::CallbackInfo& info) {
   const Philox4 r = philox4x32_10(arg_u32(info, 0, "c0"), arg_u32(info, 1, "c1"), arg_u32(info, 2, "c2"),

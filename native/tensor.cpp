@@ -101,11 +101,7 @@ bool NativeTensor::IsInstance(Napi::Env env, const Napi::Value& v) {
   return v.As<Napi::Object>().InstanceOf(addon_data(env).tensorConstructor.Value());
 }
 
-std::string NativeTensor::shape_string() const {
-  std::string s = "[";
-  for (size_t i = 0; i < shape_.size(); ++i) s += (i ? ", " : "") + std::to_string(shape_[i]);
-  return s + "]";
-}
+std::string NativeTensor::shape_string() const { return shape_text(shape_); }
 
 Napi::Value NativeTensor::GetShape(const Napi::CallbackInfo& info) {
   Napi::Array s = Napi::Array::New(info.Env(), shape_.size());

@@ -1,5 +1,5 @@
-// CPU BERT encoder ops (see bert_ops.h for the formulas and conventions).
-#include "bert_ops.h"
+// CPU BERT encoder and optimiser ops (ops/encoder.h and ops/optim.h hold the formulas and conventions).
+#include "ops.h"
 
 #include <algorithm>
 #include <cmath>

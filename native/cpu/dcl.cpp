@@ -11,7 +11,7 @@
 #include <cmath>
 #include <vector>
 
-#include "../backend.h"
+#include "ops.h"
 #include "gemm.h"
 #include "parallel.h"
 

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "common/philox.h"
-#include "../backend.h"
+#include "ops.h"
 #include "parallel.h"
 
 namespace simcsepp::cpu {

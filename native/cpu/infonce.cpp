@@ -12,7 +12,7 @@
 #include <cmath>
 #include <vector>
 
-#include "../backend.h"
+#include "ops.h"
 #include "gemm.h"
 #include "parallel.h"
 #include "rowwise.h"

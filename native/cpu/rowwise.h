@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "../backend.h"
+#include "ops/losses.h"
 #include "dot.h"
 #include "parallel.h"
 
