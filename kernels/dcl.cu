@@ -38,18 +38,18 @@ struct DclParams {
   const float* z1;
   const float* z2;
   int64_t n, d;
-  float invNTau;      // 1 / (N tauD)
+  float invNTau;  // 1 / (N tauD)
   float invN, invD, weight;
   bool accumulate;
   float* gz1;
   float* gz2;
   DeviceHeader* hdr;
-  double* sums;       // [input][sum, sumsq][d]
-  double* hcRow;      // sum_k H_dk C_dk   (for gz1)
-  double* hcCol;      // sum_d H_dk C_dk   (for gz2)
-  float* mean;        // [input][d], written by launch 3
-  float* rstd;        // [input][d], written by launch 3
-  float* C;           // d x d: C after launch 2, H after launch 3
+  double* sums;   // [input][sum, sumsq][d]
+  double* hcRow;  // sum_k H_dk C_dk   (for gz1)
+  double* hcCol;  // sum_d H_dk C_dk   (for gz2)
+  float* mean;    // [input][d], written by launch 3
+  float* rstd;    // [input][d], written by launch 3
+  float* C;       // d x d: C after launch 2, H after launch 3
 };
 
 // mean and 1/sqrt(var + eps) of column `col` of input `in` from the double sums.
@@ -217,7 +217,7 @@ __global__ void __launch_bounds__(kThreads, 2) dcl_grad_kernel(DclParams P) {
     load_kcontig(As, zOther, n0, P.n, P.d, k0, P.d, bnOther);
     if (own == 0)  // B[k][c] = H[c][k]
       load_kcontig(Bs, P.C, c0, P.d, P.d, k0, P.d, Identity{});
-    else           // B[k][c] = H[k][c]
+    else  // B[k][c] = H[k][c]
       load_mcontig<kK>(Bs, P.C, k0, P.d, P.d, c0, P.d, Identity{});
     __syncthreads();
     mma_tile<kK>(As, Bs, acc);
@@ -245,7 +245,6 @@ __global__ void __launch_bounds__(kThreads, 2) dcl_grad_kernel(DclParams P) {
     }
   }
 }
-
 
 // The four launches on `stream`; returns once the loss is on the host.
 LossResult run_dcl(const DclArgs& a, const LossGradOut& g, cudaStream_t stream) {
@@ -289,7 +288,8 @@ LossResult run_dcl(const DclArgs& a, const LossGradOut& g, cudaStream_t stream) 
 
   {  // 1. statistics: one thread per column, blocks over chunks of rows
     const int64_t rowsPerBlock = std::max<int64_t>(256, (n + 65534) / 65535);
-    const dim3 grid(static_cast<unsigned>((d + 255) / 256), static_cast<unsigned>((n + rowsPerBlock - 1) / rowsPerBlock), 2);
+    const dim3 grid(static_cast<unsigned>((d + 255) / 256),
+                    static_cast<unsigned>((n + rowsPerBlock - 1) / rowsPerBlock), 2);
     launch("dcl_stats_kernel", dcl_stats_kernel, grid, 256, 0, stream, P, rowsPerBlock);
   }
   {  // 2. C: split N so that about 8 blocks per SM-ish are in flight even when D is small
@@ -303,7 +303,7 @@ LossResult run_dcl(const DclArgs& a, const LossGradOut& g, cudaStream_t stream) 
     launch("dcl_corr_kernel", dcl_corr_kernel, grid, kThreads, 0, stream, P, rowsPerSplit);
   }
   launch("dcl_softmax_kernel", dcl_softmax_kernel, static_cast<unsigned>(d), 256, 0, stream, P);  // 3.
-  if (g.gz1 != nullptr || g.gz2 != nullptr) {  // 4.
+  if (g.gz1 != nullptr || g.gz2 != nullptr) {                                                     // 4.
     const dim3 grid(static_cast<unsigned>((n + kTile - 1) / kTile), static_cast<unsigned>((d + kTile - 1) / kTile), 2);
     launch("dcl_grad_kernel", dcl_grad_kernel, grid, kThreads, 0, stream, P);
   }

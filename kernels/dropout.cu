@@ -8,8 +8,8 @@
 // element is read and then written by the same thread.
 #include <algorithm>
 
-#include "cuda_check.cuh"
 #include "common/philox.h"
+#include "cuda_check.cuh"
 #include "launch.cuh"
 
 namespace simcsepp::cuda {
@@ -54,15 +54,14 @@ __global__ void dropout_kernel(DropoutParams P) {
   }
 }
 
-
 // Launches the kernel on `stream`; keepRows (if any) is a device pointer.
 void launch_dropout(const DropoutArgs& a, cudaStream_t stream) {
   const int64_t total = a.rows * a.cols;
   if (total <= 0) return;
   if (a.p <= 0.0f) {  // p == 0: every element survives with scale 1, i.e. a copy
     if (a.x != a.y) {
-      SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(a.y, a.x, static_cast<size_t>(total) * sizeof(float),
-                                          cudaMemcpyDeviceToDevice, stream));
+      SIMCSEPP_CUDA_CHECK(
+          cudaMemcpyAsync(a.y, a.x, static_cast<size_t>(total) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
     }
     return;
   }

@@ -50,8 +50,8 @@ struct RowsParams {
   const float* z[3];  // z1, z2, then z3 (simcse, may be absent) or z0 (offDropout)
   int code[3];        // NonFinite code of each input
   float* rinv[3];
-  int count;          // 2 or 3 inputs
-  float* cosv;        // cos(z1_i, z2_i)
+  int count;    // 2 or 3 inputs
+  float* cosv;  // cos(z1_i, z2_i)
   int64_t n, d;
   int* flag;
 };
@@ -98,7 +98,7 @@ struct Lse {
 
 __device__ __forceinline__ void lse_merge(Lse& a, float m2, float s2) {
   const float mn = fmaxf(a.m, m2);
-  if (mn == -INFINITY) return;  // both empty
+  if (mn == -INFINITY) return;                      // both empty
   a.s = a.s * expf(a.m - mn) + s2 * expf(m2 - mn);  // expf(-inf) = 0 for an empty side
   a.m = mn;
 }
@@ -120,20 +120,24 @@ __device__ __forceinline__ void lse_add4(Lse& a, const float v[4]) {
 struct NceParams {
   int64_t n, d;
   float invTau, posScale, invN, weight;
-  bool off;          // offDropout (else simcse)
-  const float* z1;   // positive pair
+  bool off;         // offDropout (else simcse)
+  const float* z1;  // positive pair
   const float* z2;
-  const float* zc;   // z3 (simcse, may be null) or z0 (offDropout)
+  const float* zc;  // z3 (simcse, may be null) or z0 (offDropout)
   const float* rinv1;
   const float* rinv2;
   const float* rinvc;
   const float* cosv;
   float* lse;
-  float* tgt;        // simcse: P_ii - 1 per row (in the cosv buffer, which simcse does not use after launch 1)
+  float* tgt;  // simcse: P_ii - 1 per row (in the cosv buffer, which simcse does not use after launch 1)
   DeviceHeader* hdr;
   // Gradient destinations and accumulators (acc == out when not accumulating).
-  float* out1; float* out2; float* outc;
-  float* acc1; float* acc2; float* accc;
+  float* out1;
+  float* out2;
+  float* outc;
+  float* acc1;
+  float* acc2;
+  float* accc;
   bool accumulate;
 };
 
@@ -233,8 +237,10 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_lse_kernel(NceParams P) {
       const float negShare = 1.0f / (1.0f + expf(-x));  // 1 - a_i = 1 - P_ii
       P.lse[r] = pos + static_cast<float>(sp);
       loss += sp;
-      if (P.off) coef[ty * 4 + i] = -negShare * P.posScale * P.invTau * P.invN * P.weight;
-      else P.tgt[r] = -negShare;
+      if (P.off)
+        coef[ty * 4 + i] = -negShare * P.posScale * P.invTau * P.invN * P.weight;
+      else
+        P.tgt[r] = -negShare;
     }
   }
   // Lanes 0 and 16 of each warp hold losses; reduce in the warp, one double atomic per warp.
@@ -251,16 +257,16 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_lse_kernel(NceParams P) {
 // (own = z2 or z3, lse of the other side's row), offDropout (own = other = z0, both lse).
 
 struct GradJob {
-  const float* own;       // own vectors (rows of the accumulator)
+  const float* own;  // own vectors (rows of the accumulator)
   const float* ownRinv;
-  float* acc;             // [n, d] accumulator (may equal out)
-  float* out;             // [n, d] gradient destination
-  const float* other0;     // other side, part 0 (holds the targets when target0)
+  float* acc;           // [n, d] accumulator (may equal out)
+  float* out;           // [n, d] gradient destination
+  const float* other0;  // other side, part 0 (holds the targets when target0)
   const float* otherRinv0;
-  const float* other1;     // other side, part 1 (simcse z3 columns; null when absent)
+  const float* other1;  // other side, part 1 (simcse z3 columns; null when absent)
   const float* otherRinv1;
-  bool target0;            // the diagonal of part 0 is the target (positive) logit
-  int64_t a0;             // first own vector of this block
+  bool target0;  // the diagonal of part 0 is the target (positive) logit
+  int64_t a0;    // first own vector of this block
 };
 
 // W = N * dL/dS for logit S of own vector r and other vector c (both indices inside their part).
@@ -319,7 +325,7 @@ __device__ __forceinline__ void grad_block(const NceParams& P, const GradJob& J,
           const int64_t c = c0 + tx * 4 + j;
           const float s = acc[i][j] * (ra[i] * rb[j]) * P.invTau;  // same bits from either side
           const bool valid = r < n && c < n && !(kOff && r == c);
-          const float w = !valid ? 0.0f
+          const float w = !valid               ? 0.0f
                           : (target && r == c) ? P.tgt[r]
                                                : grad_weight<kOff, kColSide>(s, lseOwn[i], lseOther[j]);
           cPart[i] = fmaf(w, s, cPart[i]);
@@ -387,8 +393,16 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_grad_simcse_kernel(NcePar
     if (J.out != nullptr) grad_block<false, false>(P, J, sm);
   } else {
     const bool z2side = role == 1;
-    const GradJob J{z2side ? P.z2 : P.zc, z2side ? P.rinv2 : P.rinvc, z2side ? P.acc2 : P.accc,
-                    z2side ? P.out2 : P.outc, P.z1, P.rinv1, nullptr, nullptr, z2side, a0};
+    const GradJob J{z2side ? P.z2 : P.zc,
+                    z2side ? P.rinv2 : P.rinvc,
+                    z2side ? P.acc2 : P.accc,
+                    z2side ? P.out2 : P.outc,
+                    P.z1,
+                    P.rinv1,
+                    nullptr,
+                    nullptr,
+                    z2side,
+                    a0};
     if (J.out != nullptr) grad_block<false, true>(P, J, sm);
   }
 }
@@ -438,30 +452,42 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
   SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(s.hdr, 0, sizeof(DeviceHeader), stream));
 
   RowsParams R{};
-  R.z[0] = z1; R.z[1] = z2; R.z[2] = zc;
-  R.code[0] = kZ1; R.code[1] = kZ2; R.code[2] = codeC;
+  R.z[0] = z1;
+  R.z[1] = z2;
+  R.z[2] = zc;
+  R.code[0] = kZ1;
+  R.code[1] = kZ2;
+  R.code[2] = codeC;
   for (int k = 0; k < 3; ++k) R.rinv[k] = s.rinv[k];
   R.count = zc != nullptr ? 3 : 2;
   R.cosv = s.cosv;
-  R.n = n; R.d = d;
+  R.n = n;
+  R.d = d;
   R.flag = &s.hdr->flag;
   const int64_t rowBlocks = (n + 7) / 8;  // 8 warps = 8 rows per block
   launch("infonce_rows_kernel", infonce_rows_kernel, static_cast<unsigned>(rowBlocks), 256, 0, stream, R);
 
   NceParams P{};
-  P.n = n; P.d = d;
+  P.n = n;
+  P.d = d;
   P.invTau = 1.0f / temperature;
   P.posScale = posScale;
   P.invN = 1.0f / static_cast<float>(n);
   P.weight = weight;
   P.off = off;
-  P.z1 = z1; P.z2 = z2; P.zc = zc;
-  P.rinv1 = s.rinv[0]; P.rinv2 = s.rinv[1]; P.rinvc = s.rinv[2];
+  P.z1 = z1;
+  P.z2 = z2;
+  P.zc = zc;
+  P.rinv1 = s.rinv[0];
+  P.rinv2 = s.rinv[1];
+  P.rinvc = s.rinv[2];
   P.cosv = s.cosv;
   P.lse = s.lse;
   P.tgt = off ? nullptr : s.cosv;
   P.hdr = s.hdr;
-  P.out1 = outs[0]; P.out2 = outs[1]; P.outc = outs[2];
+  P.out1 = outs[0];
+  P.out2 = outs[1];
+  P.outc = outs[2];
   float** accs[3] = {&P.acc1, &P.acc2, &P.accc};
   for (int k = 0; k < 3; ++k) *accs[k] = needAcc[k] ? s.acc[k] : outs[k];
   P.accumulate = accumulate;
@@ -475,7 +501,8 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
     if (off) {
       launch("infonce_grad_off_kernel", infonce_grad_off_kernel, static_cast<unsigned>(tiles), kThreads, 0, stream, P);
     } else {
-      launch("infonce_grad_simcse_kernel", infonce_grad_simcse_kernel, static_cast<unsigned>(tiles * roles), kThreads, 0, stream, P);
+      launch("infonce_grad_simcse_kernel", infonce_grad_simcse_kernel, static_cast<unsigned>(tiles * roles), kThreads,
+             0, stream, P);
     }
   }
 
@@ -485,8 +512,8 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
 }  // namespace
 
 LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
-  return run_infonce(false, a.z1, a.z2, a.z3, a.n, a.d, a.temperature, 1.0f, kZ3, g.gz1, g.gz2, g.gz3,
-                     g.accumulate, g.weight, kDefaultStream);
+  return run_infonce(false, a.z1, a.z2, a.z3, a.n, a.d, a.temperature, 1.0f, kZ3, g.gz1, g.gz2, g.gz3, g.accumulate,
+                     g.weight, kDefaultStream);
 }
 
 LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g) {
@@ -495,7 +522,7 @@ LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g) {
 }
 
 size_t offDropoutWorkspaceBytes(int64_t n, int64_t d) {
-  if (n <= 0) return 0;  // run_infonce returns before touching the workspace
+  if (n <= 0) return 0;                                  // run_infonce returns before touching the workspace
   const bool noAccumulators[3] = {false, false, false};  // the accumulate == false layout
   detail::Carver measure(nullptr);
   carve(measure, n, d, noAccumulators);

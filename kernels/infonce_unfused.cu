@@ -4,7 +4,8 @@
 // training (N = 65,536 needs 17 GB for the logits alone).
 //
 //   1. normalise_kernel (x3): u = z / max(|z|, 1e-12), rinv = 1 / max(|z|, 1e-12)    (one warp per row)
-//   2. sgemm_kernel<false, true> (tile_gemm.cuh): K = U0 U0^T / tau                                 ([N, N] in global memory)
+//   2. sgemm_kernel<false, true> (tile_gemm.cuh): K = U0 U0^T / tau                                 ([N, N] in global
+//   memory)
 //   3. positive_kernel: p_i = m u1_i . u2_i / tau                                  (one warp per row)
 //   4. row_softmax_kernel: K_ii masked; lse_i = log(exp(p_i) + sum_{j != i} exp(K_ij)); the loss sum
 //      (double atomics); K becomes B = Q[:, :N] / (N tau) in place (B_ii = 0)      (one block per row)
@@ -38,7 +39,7 @@ constexpr int kRowsPerBlock = kRowThreads / 32;
 
 // u = z * rinv, rinv = 1 / max(|z|, kNormEps) with the norm accumulated in double (as the CPU does).
 __global__ void __launch_bounds__(kRowThreads) normalise_kernel(const float* __restrict__ z, float* __restrict__ u,
-                                                                 float* __restrict__ rinv, int64_t n, int64_t d) {
+                                                                float* __restrict__ rinv, int64_t n, int64_t d) {
   const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   if (row >= n) return;  // whole warps leave together
@@ -53,9 +54,9 @@ __global__ void __launch_bounds__(kRowThreads) normalise_kernel(const float* __r
 }
 
 // pos_i = m * (u1_i . u2_i) * invTau.
-__global__ void __launch_bounds__(kRowThreads) positive_kernel(const float* __restrict__ u1, const float* __restrict__ u2,
-                                                                float* __restrict__ pos, int64_t n, int64_t d,
-                                                                float posScale, float invTau) {
+__global__ void __launch_bounds__(kRowThreads)
+    positive_kernel(const float* __restrict__ u1, const float* __restrict__ u2, float* __restrict__ pos, int64_t n,
+                    int64_t d, float posScale, float invTau) {
   const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   if (row >= n) return;
@@ -69,9 +70,9 @@ __global__ void __launch_bounds__(kRowThreads) positive_kernel(const float* __re
 // lse_i - p_i (double atomicAdd), then the row becomes B_ij = exp(K_ij - lse_i) * invTau / n (B_ii = 0).
 constexpr int kSoftmaxThreads = 256;
 
-__global__ void __launch_bounds__(kSoftmaxThreads) row_softmax_kernel(float* __restrict__ k, const float* __restrict__ pos,
-                                                                       float* __restrict__ lse, double* __restrict__ loss,
-                                                                       int64_t n, float invTau, float invN) {
+__global__ void __launch_bounds__(kSoftmaxThreads)
+    row_softmax_kernel(float* __restrict__ k, const float* __restrict__ pos, float* __restrict__ lse,
+                       double* __restrict__ loss, int64_t n, float invTau, float invN) {
   __shared__ float redF[kSoftmaxThreads / 32];
   __shared__ double redD[kSoftmaxThreads / 32];
   const int64_t i = blockIdx.x;
@@ -110,10 +111,9 @@ __global__ void __launch_bounds__(kSoftmaxThreads) row_softmax_kernel(float* __r
 }
 
 // g_i = coef_i * v_i with coef_i = (exp(p_i - lse_i) - 1) * m * invTau / n (the positive pair's dL/du).
-__global__ void __launch_bounds__(kRowThreads) positive_grad_kernel(const float* __restrict__ v, const float* __restrict__ pos,
-                                                                     const float* __restrict__ lse, float* __restrict__ g,
-                                                                     int64_t n, int64_t d, float posScale, float invTau,
-                                                                     float invN) {
+__global__ void __launch_bounds__(kRowThreads)
+    positive_grad_kernel(const float* __restrict__ v, const float* __restrict__ pos, const float* __restrict__ lse,
+                         float* __restrict__ g, int64_t n, int64_t d, float posScale, float invTau, float invN) {
   const int64_t total = n * d;
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -124,10 +124,9 @@ __global__ void __launch_bounds__(kRowThreads) positive_grad_kernel(const float*
 }
 
 // dz_i = weight * (g_i - (g_i . u_i) u_i) * rinv_i, stored or added into out.
-__global__ void __launch_bounds__(kRowThreads) normalise_backward_kernel(const float* __restrict__ g, const float* __restrict__ u,
-                                                                          const float* __restrict__ rinv, float* out,
-                                                                          int64_t n, int64_t d, float weight,
-                                                                          bool accumulate) {
+__global__ void __launch_bounds__(kRowThreads)
+    normalise_backward_kernel(const float* __restrict__ g, const float* __restrict__ u, const float* __restrict__ rinv,
+                              float* out, int64_t n, int64_t d, float weight, bool accumulate) {
   const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   if (row >= n) return;
@@ -221,13 +220,15 @@ LossResult run_unfused(const OffDropoutArgs& a, const LossGradOut& g, size_t* wo
   sgemm<false, true>(n, n, d, invTau, u0, d, u0, d, 0.0f, k, n, "sgemm_kernel (K = U0 U0^T)", stream);
   launch("positive_kernel", positive_kernel, rb, kRowThreads, 0, stream, u1, u2, pos, n, d, a.posScale, invTau);
   if (n > 0x7fffffff) throw CudaError("offDropoutUnfused: N exceeds the grid limit");
-  launch("row_softmax_kernel", row_softmax_kernel, static_cast<unsigned>(n), kSoftmaxThreads, 0, stream, k, pos, lse, lossSum, n, invTau, invN);
+  launch("row_softmax_kernel", row_softmax_kernel, static_cast<unsigned>(n), kSoftmaxThreads, 0, stream, k, pos, lse,
+         lossSum, n, invTau, invN);
 
   // dU0 = B U0 + B^T U0 (B already carries 1 / (N tau)).
   if (g.gz0 != nullptr) {
     sgemm<false, false>(n, d, n, 1.0f, k, n, u0, d, 0.0f, gu, d, "sgemm_kernel (B U0)", stream);
     sgemm<true, false>(n, d, n, 1.0f, k, n, u0, d, 1.0f, gu, d, "sgemm_kernel (B^T U0)", stream);
-    launch("normalise_backward_kernel (z0)", normalise_backward_kernel, rb, kRowThreads, 0, stream, gu, u0, r0, g.gz0, n, d, weight, g.accumulate);
+    launch("normalise_backward_kernel (z0)", normalise_backward_kernel, rb, kRowThreads, 0, stream, gu, u0, r0, g.gz0,
+           n, d, weight, g.accumulate);
   }
   const int64_t elemBlocks = std::min<int64_t>((static_cast<int64_t>(nd) + kRowThreads - 1) / kRowThreads, 65536);
   const float* others[2] = {u2, u1};
@@ -236,8 +237,10 @@ LossResult run_unfused(const OffDropoutArgs& a, const LossGradOut& g, size_t* wo
   float* outs[2] = {g.gz1, g.gz2};
   for (int s = 0; s < 2; ++s) {
     if (outs[s] == nullptr) continue;
-    launch("positive_grad_kernel", positive_grad_kernel, static_cast<unsigned>(elemBlocks), kRowThreads, 0, stream, others[s], pos, lse, gu, n, d, a.posScale, invTau, invN);
-    launch("normalise_backward_kernel (z1/z2)", normalise_backward_kernel, rb, kRowThreads, 0, stream, gu, owns[s], rinvs[s], outs[s], n, d, weight, g.accumulate);
+    launch("positive_grad_kernel", positive_grad_kernel, static_cast<unsigned>(elemBlocks), kRowThreads, 0, stream,
+           others[s], pos, lse, gu, n, d, a.posScale, invTau, invN);
+    launch("normalise_backward_kernel (z1/z2)", normalise_backward_kernel, rb, kRowThreads, 0, stream, gu, owns[s],
+           rinvs[s], outs[s], n, d, weight, g.accumulate);
   }
 
   double total = 0.0;

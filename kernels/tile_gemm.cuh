@@ -45,8 +45,8 @@ struct Identity {
 // index is contiguous in memory (rows of a row-major [rows, ld] matrix). 16 consecutive threads read
 // 16 consecutive floats of one row.
 template <class F>
-__device__ __forceinline__ void load_kcontig(Smem S, const float* src, int64_t m0, int64_t mEnd, int64_t ld,
-                                             int64_t k0, int64_t kEnd, F f) {
+__device__ __forceinline__ void load_kcontig(Smem S, const float* src, int64_t m0, int64_t mEnd, int64_t ld, int64_t k0,
+                                             int64_t kEnd, F f) {
 #pragma unroll
   for (int s = 0; s < kTile * kK / kThreads; ++s) {
     const int idx = static_cast<int>(threadIdx.x) + s * kThreads;
@@ -61,8 +61,8 @@ __device__ __forceinline__ void load_kcontig(Smem S, const float* src, int64_t m
 // Stages S[kk][m] = f(src[(k0 + kk) * ld + m0 + m], m, k0 + kk) for kk < KR, m < kTile: the output
 // index m is contiguous in memory. 64 consecutive threads read 64 consecutive floats.
 template <int KR, class F>
-__device__ __forceinline__ void load_mcontig(Smem S, const float* src, int64_t k0, int64_t kEnd, int64_t ld,
-                                             int64_t m0, int64_t mEnd, F f) {
+__device__ __forceinline__ void load_mcontig(Smem S, const float* src, int64_t k0, int64_t kEnd, int64_t ld, int64_t m0,
+                                             int64_t mEnd, F f) {
 #pragma unroll
   for (int s = 0; s < kTile * KR / kThreads; ++s) {
     const int idx = static_cast<int>(threadIdx.x) + s * kThreads;
@@ -126,10 +126,9 @@ __device__ __forceinline__ float half_warp_sum(float v) {
 // transA: A is stored [K, M] (lda >= M); else [M, K] (lda >= K). transB: B is stored [N, K]; else [K, N].
 // Grid: (ceil(M / kTile), ceil(N / kTile)) blocks of kThreads. beta == 0 never reads C.
 template <bool kTransA, bool kTransB>
-__global__ void __launch_bounds__(kThreads, 2) sgemm_kernel(int64_t M, int64_t N, int64_t K, float alpha,
-                                                            const float* __restrict__ A, int64_t lda,
-                                                            const float* __restrict__ B, int64_t ldb, float beta,
-                                                            float* __restrict__ C, int64_t ldc) {
+__global__ void __launch_bounds__(kThreads, 2)
+    sgemm_kernel(int64_t M, int64_t N, int64_t K, float alpha, const float* __restrict__ A, int64_t lda,
+                 const float* __restrict__ B, int64_t ldb, float beta, float* __restrict__ C, int64_t ldc) {
   __shared__ __align__(16) float As[kK][kPad];
   __shared__ __align__(16) float Bs[kK][kPad];
   const int64_t m0 = static_cast<int64_t>(blockIdx.x) * kTile;
@@ -137,10 +136,14 @@ __global__ void __launch_bounds__(kThreads, 2) sgemm_kernel(int64_t M, int64_t N
   float acc[4][4];
   zero(acc);
   for (int64_t k0 = 0; k0 < K; k0 += kK) {
-    if (kTransA) load_mcontig<kK>(As, A, k0, K, lda, m0, M, Identity{});
-    else load_kcontig(As, A, m0, M, lda, k0, K, Identity{});
-    if (kTransB) load_kcontig(Bs, B, n0, N, ldb, k0, K, Identity{});
-    else load_mcontig<kK>(Bs, B, k0, K, ldb, n0, N, Identity{});
+    if (kTransA)
+      load_mcontig<kK>(As, A, k0, K, lda, m0, M, Identity{});
+    else
+      load_kcontig(As, A, m0, M, lda, k0, K, Identity{});
+    if (kTransB)
+      load_kcontig(Bs, B, n0, N, ldb, k0, K, Identity{});
+    else
+      load_mcontig<kK>(Bs, B, k0, K, ldb, n0, N, Identity{});
     __syncthreads();
     mma_tile<kK>(As, Bs, acc);
     __syncthreads();
@@ -167,7 +170,8 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t
            float beta, float* C, int64_t ldc, const char* what, cudaStream_t stream) {
   const int64_t gx = (M + kTile - 1) / kTile, gy = (N + kTile - 1) / kTile;
   if (gy > 65535)
-    throw CudaError(std::string("launch of ") + what + ": " + std::to_string(N) + " output columns exceed the grid limit");
+    throw CudaError(std::string("launch of ") + what + ": " + std::to_string(N) +
+                    " output columns exceed the grid limit");
   launch(what, sgemm_kernel<kTransA, kTransB>, dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), kThreads, 0,
          stream, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -24,10 +24,10 @@ NativeTensor* arg_matrix(const Napi::CallbackInfo& info, size_t index, const cha
 
 // Numbers. All of them reject NaN, Infinity and non-numbers; the range checks throw RangeError.
 double arg_number(const Napi::CallbackInfo& info, size_t index, const char* name);
-double arg_positive(const Napi::CallbackInfo& info, size_t index, const char* name);      // > 0
-double arg_non_negative(const Napi::CallbackInfo& info, size_t index, const char* name);  // >= 0
-float arg_probability(const Napi::CallbackInfo& info, size_t index, const char* name);    // in [0, 1]
-int64_t arg_positive_int(const Napi::CallbackInfo& info, size_t index, const char* name); // integer >= 1
+double arg_positive(const Napi::CallbackInfo& info, size_t index, const char* name);       // > 0
+double arg_non_negative(const Napi::CallbackInfo& info, size_t index, const char* name);   // >= 0
+float arg_probability(const Napi::CallbackInfo& info, size_t index, const char* name);     // in [0, 1]
+int64_t arg_positive_int(const Napi::CallbackInfo& info, size_t index, const char* name);  // integer >= 1
 bool arg_bool(const Napi::CallbackInfo& info, size_t index, const char* name);
 // A non-negative integer (number or bigint) of 64 / 32 bits.
 uint64_t arg_u64(const Napi::CallbackInfo& info, size_t index, const char* name);

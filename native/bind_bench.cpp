@@ -62,7 +62,8 @@ Napi::Value OffDropoutWorkspaceBytes(const Napi::CallbackInfo& info) {
 
 void register_bench(Napi::Env env, Napi::Object exports) {
   exports.Set("offDropoutUnfused", Napi::Function::New<OffDropoutUnfused>(env, "offDropoutUnfused"));
-  exports.Set("offDropoutWorkspaceBytes", Napi::Function::New<OffDropoutWorkspaceBytes>(env, "offDropoutWorkspaceBytes"));
+  exports.Set("offDropoutWorkspaceBytes",
+              Napi::Function::New<OffDropoutWorkspaceBytes>(env, "offDropoutWorkspaceBytes"));
 }
 
 }  // namespace simcsepp

@@ -51,8 +51,8 @@ EmbeddingTables tables(const Napi::CallbackInfo& info, OpTensors& ts, size_t i, 
   t.H = t.word->shape()[1];
   for (int k = 1; k < 3; ++k)
     if (tab[k]->shape()[1] != t.H)
-      throw_arg(env, std::string("Expected ") + names[k] + " to have H = " + std::to_string(t.H) + " columns (as " + names[0] +
-                         ") but received " + tab[k]->shape_string());
+      throw_arg(env, std::string("Expected ") + names[k] + " to have H = " + std::to_string(t.H) + " columns (as " +
+                         names[0] + ") but received " + tab[k]->shape_string());
   return t;
 }
 
@@ -61,7 +61,8 @@ struct TokenIds {
   int64_t BT;
 };
 
-TokenIds token_ids(const Napi::CallbackInfo& info, size_t i, const EmbeddingTables& t, const char* const tableNames[3]) {
+TokenIds token_ids(const Napi::CallbackInfo& info, size_t i, const EmbeddingTables& t,
+                   const char* const tableNames[3]) {
   Napi::Env env = info.Env();
   if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
     throw_arg(env, "Expected ids to be an Int32Array but received " + describe(info[i]));
@@ -84,7 +85,8 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   expect_rows(env, out, "out", ids.BT * t.H, t.H);
   EmbeddingForwardFn* embedding_forward = ts.entry(&Backend::embedding_forward);
   return guarded_void(env, [&] {
-    embedding_forward(out->data(), ids.ids, ids.pos, ids.type, t.word->data(), t.pos->data(), t.type->data(), ids.BT, t.H);
+    embedding_forward(out->data(), ids.ids, ids.pos, ids.type, t.word->data(), t.pos->data(), t.type->data(), ids.BT,
+                      t.H);
   });
 }
 
@@ -98,7 +100,8 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   expect_rows(env, dout, "dout", ids.BT * t.H, t.H);
   EmbeddingBackwardFn* embedding_backward = ts.entry(&Backend::embedding_backward);
   return guarded_void(env, [&] {
-    embedding_backward(t.word->data(), t.pos->data(), t.type->data(), dout->data(), ids.ids, ids.pos, ids.type, ids.BT, t.H);
+    embedding_backward(t.word->data(), t.pos->data(), t.type->data(), dout->data(), ids.ids, ids.pos, ids.type, ids.BT,
+                       t.H);
   });
 }
 
@@ -149,7 +152,7 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   LayerNormBackwardFn* layernorm_backward = ts.entry(&Backend::layernorm_backward);
   return guarded_void(env, [&] {
     layernorm_backward(dinp->data(), dweight->data(), dbias->data(), dout->data(), inp->data(), weight->data(),
-                            mean->data(), rstd->data(), R, C);
+                       mean->data(), rstd->data(), R, C);
   });
 }
 
@@ -166,15 +169,14 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   expect_rank(env, weight, "weight", 2, "[OC, C]");
   const int64_t OC = weight->shape()[0], C = weight->shape()[1];
   if (last_dim(env, inp, "inp") != C)
-    throw_arg(env, "Expected inp's last dimension to be C = " + std::to_string(C) + " (weight is [OC, C] = " + weight->shape_string() +
-                       ") but received " + inp->shape_string());
+    throw_arg(env, "Expected inp's last dimension to be C = " + std::to_string(C) +
+                       " (weight is [OC, C] = " + weight->shape_string() + ") but received " + inp->shape_string());
   const int64_t R = inp->numel() / C;
   expect_rows(env, out, "out", R * OC, OC);
   if (bias) expect_shape(env, bias, "bias", {OC});
   LinearForwardFn* linear_forward = ts.entry(&Backend::linear_forward);
-  return guarded_void(env, [&] {
-    linear_forward(out->data(), inp->data(), weight->data(), bias ? bias->data() : nullptr, R, C, OC);
-  });
+  return guarded_void(
+      env, [&] { linear_forward(out->data(), inp->data(), weight->data(), bias ? bias->data() : nullptr, R, C, OC); });
 }
 
 Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
@@ -189,8 +191,8 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   expect_rank(env, weight, "weight", 2, "[OC, C]");
   const int64_t OC = weight->shape()[0], C = weight->shape()[1];
   if (last_dim(env, inp, "inp") != C)
-    throw_arg(env, "Expected inp's last dimension to be C = " + std::to_string(C) + " (weight is [OC, C] = " + weight->shape_string() +
-                       ") but received " + inp->shape_string());
+    throw_arg(env, "Expected inp's last dimension to be C = " + std::to_string(C) +
+                       " (weight is [OC, C] = " + weight->shape_string() + ") but received " + inp->shape_string());
   const int64_t R = inp->numel() / C;
   if (dinp) expect_rows(env, dinp, "dinp", R * C, C);
   require_same(env, weight, "weight", dweight, "dweight");
@@ -199,8 +201,8 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   const bool accumulateInput = arg_bool(info, 6, "accumulateInput");
   LinearBackwardFn* linear_backward = ts.entry(&Backend::linear_backward);
   return guarded_void(env, [&] {
-    linear_backward(dinp ? dinp->data() : nullptr, dweight->data(), dbias ? dbias->data() : nullptr, dout->data(), inp->data(),
-                         weight->data(), R, C, OC, accumulateInput);
+    linear_backward(dinp ? dinp->data() : nullptr, dweight->data(), dbias ? dbias->data() : nullptr, dout->data(),
+                    inp->data(), weight->data(), R, C, OC, accumulateInput);
   });
 }
 
@@ -255,7 +257,8 @@ AttentionDims attention_dims(const Napi::CallbackInfo& info, const NativeTensor*
   const int64_t B = q->shape()[0], T = q->shape()[1], H = q->shape()[2];
   const int64_t NH = arg_positive_int(info, headsIndex, "numHeads");
   if (H % NH != 0)
-    throw Napi::RangeError::New(env, "Expected numHeads (" + std::to_string(NH) + ") to divide the hidden size H = " + std::to_string(H));
+    throw Napi::RangeError::New(
+        env, "Expected numHeads (" + std::to_string(NH) + ") to divide the hidden size H = " + std::to_string(H));
   return {B, T, NH, H / NH};
 }
 
@@ -266,7 +269,8 @@ struct AttentionDropout {
 };
 
 AttentionDropout attention_dropout(const Napi::CallbackInfo& info, size_t i, int64_t B) {
-  return {arg_probability(info, i, "p"), arg_u64(info, i + 1, "seed"), arg_u64(info, i + 2, "offset"), arg_keep_rows(info, i + 3, B, "sentence")};
+  return {arg_probability(info, i, "p"), arg_u64(info, i + 1, "seed"), arg_u64(info, i + 2, "offset"),
+          arg_keep_rows(info, i + 3, B, "sentence")};
 }
 
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
@@ -286,8 +290,8 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   const AttentionDropout dr = attention_dropout(info, 7, d.B);
   AttentionForwardFn* attention_forward = ts.entry(&Backend::attention_forward);
   return guarded_void(env, [&] {
-    attention_forward(ctx->data(), probs->data(), q->data(), k->data(), v->data(), mask, d.B, d.T, d.NH, d.HS, dr.p, dr.seed,
-                           dr.offset, dr.keepRows);
+    attention_forward(ctx->data(), probs->data(), q->data(), k->data(), v->data(), mask, d.B, d.T, d.NH, d.HS, dr.p,
+                      dr.seed, dr.offset, dr.keepRows);
   });
 }
 
@@ -314,8 +318,8 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   const AttentionDropout dr = attention_dropout(info, 10, d.B);
   AttentionBackwardFn* attention_backward = ts.entry(&Backend::attention_backward);
   return guarded_void(env, [&] {
-    attention_backward(dq->data(), dk->data(), dv->data(), dctx->data(), q->data(), k->data(), v->data(), probs->data(), mask,
-                            d.B, d.T, d.NH, d.HS, dr.p, dr.seed, dr.offset, dr.keepRows);
+    attention_backward(dq->data(), dk->data(), dv->data(), dctx->data(), q->data(), k->data(), v->data(), probs->data(),
+                       mask, d.B, d.T, d.NH, d.HS, dr.p, dr.seed, dr.offset, dr.keepRows);
   });
 }
 
@@ -372,7 +376,8 @@ Napi::Value PoolMeanBackward(const Napi::CallbackInfo& info) {
   const int32_t* mask = arg_i32(info, 2, "mask", d.B * d.T);
   const bool accumulate = arg_bool(info, 3, "accumulate");
   PoolMeanBackwardFn* pool_mean_backward = ts.entry(&Backend::pool_mean_backward);
-  return guarded_void(info.Env(), [&] { pool_mean_backward(dhidden->data(), dout->data(), mask, d.B, d.T, d.H, accumulate); });
+  return guarded_void(info.Env(),
+                      [&] { pool_mean_backward(dhidden->data(), dout->data(), mask, d.B, d.T, d.H, accumulate); });
 }
 
 }  // namespace

@@ -31,12 +31,15 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   const bool system = arg_bool(info, 7, "useSystemBlas");
   const int64_t M = ta ? a->shape()[1] : a->shape()[0], K = ta ? a->shape()[0] : a->shape()[1];
   const int64_t K2 = tb ? b->shape()[1] : b->shape()[0], N = tb ? b->shape()[0] : b->shape()[1];
-  if (K2 != K) throw_arg(env, "Expected b to have " + std::to_string(K) + " rows in op(b) but received " + b->shape_string());
+  if (K2 != K)
+    throw_arg(env, "Expected b to have " + std::to_string(K) + " rows in op(b) but received " + b->shape_string());
   if (c->shape()[0] != M || c->shape()[1] != N)
-    throw_arg(env, "Expected c to be [" + std::to_string(M) + ", " + std::to_string(N) + "] but received " + c->shape_string());
+    throw_arg(env, "Expected c to be [" + std::to_string(M) + ", " + std::to_string(N) + "] but received " +
+                       c->shape_string());
   std::string name;
   if (system && ts.device() != Device::kCpu) throw_arg(env, "gemm: useSystemBlas takes CPU tensors");
-  if (system && !cpu::blas_ref_available(&name)) throw Napi::Error::New(env, "gemm: no system BLAS with cblas_sgemm was found");
+  if (system && !cpu::blas_ref_available(&name))
+    throw Napi::Error::New(env, "gemm: no system BLAS with cblas_sgemm was found");
   return guarded(env, [&]() -> Napi::Value {
     SgemmFn* f = system ? cpu::blas_ref_sgemm : sgemm;
     f(ta, tb, M, N, K, alpha, a->data(), a->shape()[1], b->data(), b->shape()[1], beta, c->data(), N);
@@ -50,7 +53,8 @@ Napi::Value GemmInfo(const Napi::CallbackInfo& info) {
   o.Set("kernel", cpu::sgemm_kernel_name());
   o.Set("threads", cpu::num_threads());
   // OpenBLAS reads its thread count when loaded: match ours so the comparison is like for like.
-  if (!std::getenv("OPENBLAS_NUM_THREADS")) setenv("OPENBLAS_NUM_THREADS", std::to_string(cpu::num_threads()).c_str(), 0);
+  if (!std::getenv("OPENBLAS_NUM_THREADS"))
+    setenv("OPENBLAS_NUM_THREADS", std::to_string(cpu::num_threads()).c_str(), 0);
   std::string name;
   if (cpu::blas_ref_available(&name)) o.Set("systemBlas", name);
   return o;

@@ -2,8 +2,8 @@
 // Philox generator (exposed so tests can check it against the Random123 known-answer vectors).
 #include <napi.h>
 
-#include "common/philox.h"
 #include "args.h"
+#include "common/philox.h"
 #include "cpu/parallel.h"
 #include "cuda_api.h"
 #include "register.h"

@@ -8,7 +8,8 @@ namespace simcsepp::cuda {
 
 namespace {
 [[noreturn]] void not_compiled() {
-  throw CudaError("CUDA is unavailable: this build of simcsepp was compiled without CUDA (nvcc was not found at install time)");
+  throw CudaError(
+      "CUDA is unavailable: this build of simcsepp was compiled without CUDA (nvcc was not found at install time)");
 }
 }  // namespace
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "ops.h"
 #include "gemm.h"
+#include "ops.h"
 #include "parallel.h"
 #include "rowwise.h"
 

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "ops/losses.h"
 #include "dot.h"
+#include "ops/losses.h"
 #include "parallel.h"
 
 namespace simcsepp::cpu {

@@ -12,8 +12,8 @@ namespace simcsepp {
 enum NonFinite : int { kNone = 0, kZ1 = 1, kZ2 = 2, kZ0 = 3, kZ3 = 4 };
 
 struct LossResult {
-  double loss = 0.0;          // already multiplied by the op's weight
-  int nonFinite = kNone;      // first input found to hold NaN/Inf
+  double loss = 0.0;      // already multiplied by the op's weight
+  int nonFinite = kNone;  // first input found to hold NaN/Inf
 };
 
 // Gradient outputs of a loss. Each is [n, d]; `accumulate` adds weight*grad into them instead of
@@ -31,7 +31,9 @@ struct LossGradOut {
 // [cos(z1_i, z2_j) | cos(z1_i, z3_j)]/tau; L = mean_i(-S_ii + lse_j S_ij).
 // z3 may be null. Writes gz1, gz2 (and gz3 when z3 is given).
 struct SimcseArgs {
-  const float* z1; const float* z2; const float* z3;  // [n, d] each
+  const float* z1;
+  const float* z2;
+  const float* z3;  // [n, d] each
   int64_t n, d;
   float temperature;
 };
@@ -39,7 +41,9 @@ struct SimcseArgs {
 // Off-dropout InfoNCE: p_i = m*cos(z1_i, z2_i)/tau, K_ij = cos(z0_i, z0_j)/tau (j != i),
 // L = mean_i(-p_i + log(exp(p_i) + sum_{j!=i} exp(K_ij))). Writes gz1, gz2, gz0.
 struct OffDropoutArgs {
-  const float* z1; const float* z2; const float* z0;  // [n, d] each
+  const float* z1;
+  const float* z2;
+  const float* z0;  // [n, d] each
   int64_t n, d;
   float temperature;
   float posScale;  // m
@@ -48,7 +52,8 @@ struct OffDropoutArgs {
 // DCL: X = BN(z) per column (biased var, eps 1e-5), C = X1^T X2 / (n*tauD) (d x d),
 // L = mean_d(-C_dd + lse_k C_dk). Writes gz1, gz2 (through the BN statistics).
 struct DclArgs {
-  const float* z1; const float* z2;  // [n, d] each
+  const float* z1;
+  const float* z2;  // [n, d] each
   int64_t n, d;
   float temperature;  // tauD
 };
@@ -58,7 +63,8 @@ struct DclArgs {
 // keepRows may be null (every row gets dropout); it is a host pointer for every backend.
 // The same call applied to an upstream gradient is the backward (the mask is regenerated).
 struct DropoutArgs {
-  const float* x; float* y;
+  const float* x;
+  float* y;
   int64_t rows, cols;
   float p;
   uint64_t seed, offset;

@@ -10,7 +10,8 @@ namespace simcsepp {
 //   p -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps)
 // Hyperparameters are doubles, as torch's Python floats: 1 - beta2 is formed before rounding to
 // float32 (1 - 0.999f would be 1.3e-5 off).
-using AdamwStepFn = void(float* params, const float* grads, float* m, float* v, int64_t n, double lr, double beta1, double beta2, double eps, double weightDecay, int64_t step);
+using AdamwStepFn = void(float* params, const float* grads, float* m, float* v, int64_t n, double lr, double beta1,
+                         double beta2, double eps, double weightDecay, int64_t step);
 // sum g^2 in double: fixed-size chunk partials combined in chunk order (deterministic).
 using GradSumSquaresFn = double(const float* g, int64_t n);
 // x *= s
