@@ -1,17 +1,18 @@
-// Internal helpers shared by the kernel files: CUDA error checks that throw CudaError, and the
-// cached device workspace the loss ops use for their scratch buffers.
+// Internal helpers shared by the kernel files: CUDA error checks that throw CudaError, the loss ops'
+// result header, and the cached device workspace the loss ops use for their scratch buffers.
 //
-// Note on includes: the kernel files include the project headers by their path relative to kernels/,
-// so nvcc needs no -I native (nvcc force-includes the toolkit's <cuda_runtime.h>; a project header of
-// that name on the include path would shadow it, hence native/cuda_api.h).
+// Includes: native/ is on the include path of the CUDA compilation too, so kernels include project
+// headers as the C++ side does ("backend.h", "common/philox.h"). No header under native/ may share a
+// name with a CUDA toolkit header (nvcc force-includes the toolkit's <cuda_runtime.h>, and a project
+// header of that name would shadow it): CMakeLists.txt refuses to configure if one does.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <string>
 
-#include "../native/backend.h"
-#include "../native/cuda_api.h"
+#include "cuda_api.h"
+#include "entry_points.cuh"
 
 namespace simcsepp::cuda::detail {
 
@@ -24,11 +25,8 @@ inline void check(cudaError_t e, const char* what) {
 
 }  // namespace simcsepp::cuda::detail
 
-// Wrap every runtime call; after every kernel launch use SIMCSEPP_CHECK_LAUNCH (launch errors such as a
-// bad configuration or a missing kernel image only show up in cudaGetLastError).
+// Wrap every runtime call (kernel launches go through launch() in launch.cuh, which checks them).
 #define SIMCSEPP_CUDA_CHECK(call) ::simcsepp::cuda::detail::check((call), #call)
-#define SIMCSEPP_CHECK_LAUNCH(kernelName) \
-  ::simcsepp::cuda::detail::check(cudaGetLastError(), "launch of " kernelName)
 
 namespace simcsepp::cuda::detail {
 
@@ -45,6 +43,18 @@ constexpr int kFlagBase = 16;
 __device__ __forceinline__ void flag_non_finite(int* flag, int code) { atomicMax(flag, kFlagBase - code); }
 #endif
 inline int decode_flag(int flag) { return flag == 0 ? kNone : kFlagBase - flag; }
+
+// Copies the header back once `stream` has finished and turns it into the op's result:
+// loss = sum / count * weight, or the non-finite input's code.
+inline LossResult read_loss(const DeviceHeader* hdr, double count, double weight, cudaStream_t stream) {
+  DeviceHeader h{};
+  check(cudaMemcpyAsync(&h, hdr, sizeof(h), cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync of the loss header");
+  check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  LossResult res;
+  res.nonFinite = decode_flag(h.flag);
+  res.loss = res.nonFinite == kNone ? h.loss / count * weight : 0.0;
+  return res;
+}
 
 // One device buffer shared by the loss ops. It only grows, so once warm no op calls cudaMalloc.
 // An op holds `mu` for its whole duration (launches and the final copy), because concurrent callers

@@ -1,4 +1,4 @@
-// Dimension-wise contrastive loss (METHOD.md sections 3 and 5):
+// Dimension-wise contrastive loss (docs/method.md sections 3 and 5):
 //   X = (z - mean) * rstd per column (biased variance over N, eps kBnEps; separate stats for z1, z2),
 //   C = X1^T X2 / (N tauD)  (D x D),  R = rowsoftmax(C),  L = mean_d(lse_d - C_dd),  H = (R - I) / D,
 //   g1 = dL/dX1 = X2 H^T / (N tauD),  g2 = dL/dX2 = X1 H / (N tauD),
@@ -13,7 +13,7 @@
 // Launches (after one cudaMemsetAsync that zeroes the header, the statistics sums and C):
 //   1. dcl_stats_kernel: column sums and sums of squares in double (thread per column, blocks over
 //      row chunks, double atomics), NaN/Inf flag.
-//   2. dcl_corr_kernel: C tiles of 64 x 64 (16x16 threads x 4x4 registers, infonce.cuh) reducing over
+//   2. dcl_corr_kernel: C tiles of 64 x 64 (16x16 threads x 4x4 registers, tile_gemm.cuh) reducing over
 //      N in chunks of 16 rows, split-K over N across blockIdx.z with float atomicAdd into C; X is
 //      formed from z while staging the tiles.
 //   3. dcl_softmax_kernel: one block per row d of C: lse_d, loss, H_d (overwrites C_d), H.C sums;
@@ -24,7 +24,8 @@
 #include <cmath>
 
 #include "cuda_check.cuh"
-#include "infonce.cuh"
+#include "launch.cuh"
+#include "tile_gemm.cuh"
 
 namespace simcsepp::cuda {
 
@@ -37,18 +38,18 @@ struct DclParams {
   const float* z1;
   const float* z2;
   int64_t n, d;
-  float invNTau;      // 1 / (N tauD)
+  float invNTau;  // 1 / (N tauD)
   float invN, invD, weight;
   bool accumulate;
   float* gz1;
   float* gz2;
   DeviceHeader* hdr;
-  double* sums;       // [input][sum, sumsq][d]
-  double* hcRow;      // sum_k H_dk C_dk   (for gz1)
-  double* hcCol;      // sum_d H_dk C_dk   (for gz2)
-  float* mean;        // [input][d], written by launch 3
-  float* rstd;        // [input][d], written by launch 3
-  float* C;           // d x d: C after launch 2, H after launch 3
+  double* sums;   // [input][sum, sumsq][d]
+  double* hcRow;  // sum_k H_dk C_dk   (for gz1)
+  double* hcCol;  // sum_d H_dk C_dk   (for gz2)
+  float* mean;    // [input][d], written by launch 3
+  float* rstd;    // [input][d], written by launch 3
+  float* C;       // d x d: C after launch 2, H after launch 3
 };
 
 // mean and 1/sqrt(var + eps) of column `col` of input `in` from the double sums.
@@ -216,7 +217,7 @@ __global__ void __launch_bounds__(kThreads, 2) dcl_grad_kernel(DclParams P) {
     load_kcontig(As, zOther, n0, P.n, P.d, k0, P.d, bnOther);
     if (own == 0)  // B[k][c] = H[c][k]
       load_kcontig(Bs, P.C, c0, P.d, P.d, k0, P.d, Identity{});
-    else           // B[k][c] = H[k][c]
+    else  // B[k][c] = H[k][c]
       load_mcontig<kK>(Bs, P.C, k0, P.d, P.d, c0, P.d, Identity{});
     __syncthreads();
     mma_tile<kK>(As, Bs, acc);
@@ -245,9 +246,8 @@ __global__ void __launch_bounds__(kThreads, 2) dcl_grad_kernel(DclParams P) {
   }
 }
 
-}  // namespace
-
-LossResult dcl(const DclArgs& a, const LossGradOut& g) {
+// The four launches on `stream`; returns once the loss is on the host.
+LossResult run_dcl(const DclArgs& a, const LossGradOut& g, cudaStream_t stream) {
   require();
   const int64_t n = a.n, d = a.d;
   if (n <= 0 || d <= 0) return LossResult{};
@@ -284,13 +284,13 @@ LossResult dcl(const DclArgs& a, const LossGradOut& g) {
   P.gz1 = g.gz1;
   P.gz2 = g.gz2;
 
-  SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(base, 0, zeroed, 0));
+  SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(base, 0, zeroed, stream));
 
   {  // 1. statistics: one thread per column, blocks over chunks of rows
     const int64_t rowsPerBlock = std::max<int64_t>(256, (n + 65534) / 65535);
-    const dim3 grid(static_cast<unsigned>((d + 255) / 256), static_cast<unsigned>((n + rowsPerBlock - 1) / rowsPerBlock), 2);
-    dcl_stats_kernel<<<grid, 256, 0, 0>>>(P, rowsPerBlock);
-    SIMCSEPP_CHECK_LAUNCH("dcl_stats_kernel");
+    const dim3 grid(static_cast<unsigned>((d + 255) / 256),
+                    static_cast<unsigned>((n + rowsPerBlock - 1) / rowsPerBlock), 2);
+    launch("dcl_stats_kernel", dcl_stats_kernel, grid, 256, 0, stream, P, rowsPerBlock);
   }
   {  // 2. C: split N so that about 8 blocks per SM-ish are in flight even when D is small
     const int64_t tiles = (d + kTile - 1) / kTile;
@@ -300,23 +300,19 @@ LossResult dcl(const DclArgs& a, const LossGradOut& g) {
     const int64_t rowsPerSplit = ((n + splits - 1) / splits + kK - 1) / kK * kK;
     const int64_t usedSplits = (n + rowsPerSplit - 1) / rowsPerSplit;
     const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(tiles), static_cast<unsigned>(usedSplits));
-    dcl_corr_kernel<<<grid, kThreads, 0, 0>>>(P, rowsPerSplit);
-    SIMCSEPP_CHECK_LAUNCH("dcl_corr_kernel");
+    launch("dcl_corr_kernel", dcl_corr_kernel, grid, kThreads, 0, stream, P, rowsPerSplit);
   }
-  dcl_softmax_kernel<<<static_cast<unsigned>(d), 256, 0, 0>>>(P);  // 3.
-  SIMCSEPP_CHECK_LAUNCH("dcl_softmax_kernel");
-  if (g.gz1 != nullptr || g.gz2 != nullptr) {  // 4.
+  launch("dcl_softmax_kernel", dcl_softmax_kernel, static_cast<unsigned>(d), 256, 0, stream, P);  // 3.
+  if (g.gz1 != nullptr || g.gz2 != nullptr) {                                                     // 4.
     const dim3 grid(static_cast<unsigned>((n + kTile - 1) / kTile), static_cast<unsigned>((d + kTile - 1) / kTile), 2);
-    dcl_grad_kernel<<<grid, kThreads, 0, 0>>>(P);
-    SIMCSEPP_CHECK_LAUNCH("dcl_grad_kernel");
+    launch("dcl_grad_kernel", dcl_grad_kernel, grid, kThreads, 0, stream, P);
   }
 
-  DeviceHeader h{};
-  SIMCSEPP_CUDA_CHECK(cudaMemcpy(&h, P.hdr, sizeof(h), cudaMemcpyDeviceToHost));  // synchronises
-  LossResult res;
-  res.nonFinite = detail::decode_flag(h.flag);
-  res.loss = res.nonFinite == kNone ? h.loss / static_cast<double>(d) * static_cast<double>(g.weight) : 0.0;
-  return res;
+  return detail::read_loss(P.hdr, static_cast<double>(d), static_cast<double>(g.weight), stream);
 }
+
+}  // namespace
+
+LossResult dcl(const DclArgs& a, const LossGradOut& g) { return run_dcl(a, g, kDefaultStream); }
 
 }  // namespace simcsepp::cuda

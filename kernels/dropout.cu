@@ -1,15 +1,16 @@
 // Selective dropout (backend.h DropoutArgs), bit-identical to the CPU backend:
 //   y[e] = x[e]                                   if keepRows && keepRows[r] == 0   (row kept whole)
 //        = u_e >= p ? x[e] * (1.0f / (1.0f - p)) : 0   otherwise,
-//   e = r*cols + c (64-bit), u_e = dropout_uniform(seed, offset, e) (kernels/philox.cuh).
+//   e = r*cols + c (64-bit), u_e = dropout_uniform(seed, offset, e) (native/common/philox.h).
 // Tiling: one thread per group of 4 consecutive elements, because one Philox call yields the uniforms of
 // exactly the 4 elements 4q..4q+3 (dropout_uniform uses counter e/4 and word e%4); grid-stride loop.
 // Groups are read/written as float4 when both pointers are 16-byte aligned. x and y may alias: each
 // element is read and then written by the same thread.
 #include <algorithm>
 
+#include "common/philox.h"
 #include "cuda_check.cuh"
-#include "philox.cuh"
+#include "launch.cuh"
 
 namespace simcsepp::cuda {
 
@@ -53,16 +54,14 @@ __global__ void dropout_kernel(DropoutParams P) {
   }
 }
 
-}  // namespace
-
-void dropout(const DropoutArgs& a) {
-  require();
+// Launches the kernel on `stream`; keepRows (if any) is a device pointer.
+void launch_dropout(const DropoutArgs& a, cudaStream_t stream) {
   const int64_t total = a.rows * a.cols;
   if (total <= 0) return;
   if (a.p <= 0.0f) {  // p == 0: every element survives with scale 1, i.e. a copy
     if (a.x != a.y) {
-      SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(a.y, a.x, static_cast<size_t>(total) * sizeof(float),
-                                          cudaMemcpyDeviceToDevice, 0));
+      SIMCSEPP_CUDA_CHECK(
+          cudaMemcpyAsync(a.y, a.x, static_cast<size_t>(total) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
     }
     return;
   }
@@ -74,12 +73,34 @@ void dropout(const DropoutArgs& a) {
   const int blocks = static_cast<int>(std::min<int64_t>((groups + threads - 1) / threads, 16384));
   const bool aligned = (reinterpret_cast<uintptr_t>(a.x) % 16 == 0) && (reinterpret_cast<uintptr_t>(a.y) % 16 == 0);
   if (aligned) {
-    dropout_kernel<true><<<blocks, threads, 0, 0>>>(P);
-    SIMCSEPP_CHECK_LAUNCH("dropout_kernel");
+    launch("dropout_kernel", dropout_kernel<true>, blocks, threads, 0, stream, P);
   } else {
-    dropout_kernel<false><<<blocks, threads, 0, 0>>>(P);
-    SIMCSEPP_CHECK_LAUNCH("dropout_kernel");
+    launch("dropout_kernel", dropout_kernel<false>, blocks, threads, 0, stream, P);
   }
+}
+
+}  // namespace
+
+// The op entry point: keepRows arrives as a host pointer (one byte per row, backend.h); it is tiny, so it
+// is copied to the device for the call. Returns once the result is written.
+void dropout(const DropoutArgs& a) {
+  require();
+  if (a.rows * a.cols <= 0) return;
+  DropoutArgs dev = a;
+  void* keep = nullptr;
+  try {
+    if (a.keepRows != nullptr) {
+      keep = malloc_device(static_cast<size_t>(a.rows));
+      copy_to_device(keep, a.keepRows, static_cast<size_t>(a.rows));
+      dev.keepRows = static_cast<const uint8_t*>(keep);
+    }
+    launch_dropout(dev, kDefaultStream);
+    SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(kDefaultStream));
+  } catch (...) {
+    free_device(keep);
+    throw;
+  }
+  free_device(keep);
 }
 
 }  // namespace simcsepp::cuda

@@ -1,4 +1,4 @@
-// Fused InfoNCE losses (METHOD.md sections 1, 2, 5) without materialising the N x N logits.
+// Fused InfoNCE losses (docs/method.md sections 1, 2, 5) without materialising the N x N logits.
 //
 //   simcse:     S_ij = u1_i . c_j / tau over the columns c = [u2 ; u3] (u = z / max(|z|, 1e-12)),
 //               L = mean_i(lse_j S_ij - S_ii),  G = (softmax_row(S) - I) / N,
@@ -9,7 +9,7 @@
 //               dL/du0 = (B + B^T) u0 / (N tau) with B_ij = exp(K_ij - lse_i).
 //   Normalisation backward without storing u: with W = N * dL/dS (row i of the owning side),
 //               dL/dz_i = rinv_i / N * ( sum_j W_ij rinv_j z_j / tau - (sum_j W_ij S_ij) rinv_i z_i ),
-//   because g . u_i = sum_j W_ij S_ij / N for g = dL/du_i (METHOD.md section 5, normalisation rule).
+//   because g . u_i = sum_j W_ij S_ij / N for g = dL/du_i (docs/method.md section 5, normalisation rule).
 //
 // Three launches (plus one cudaMemsetAsync of the 16-byte result header):
 //   1. infonce_rows_kernel: one warp per row: rinv of each input, cos(z1_i, z2_i), NaN/Inf flag.
@@ -32,7 +32,9 @@
 #include <cmath>
 
 #include "cuda_check.cuh"
-#include "infonce.cuh"
+#include "launch.cuh"
+#include "tile_gemm.cuh"
+#include "warp_reduce.cuh"
 
 namespace simcsepp::cuda {
 
@@ -48,17 +50,11 @@ struct RowsParams {
   const float* z[3];  // z1, z2, then z3 (simcse, may be absent) or z0 (offDropout)
   int code[3];        // NonFinite code of each input
   float* rinv[3];
-  int count;          // 2 or 3 inputs
-  float* cosv;        // cos(z1_i, z2_i)
+  int count;    // 2 or 3 inputs
+  float* cosv;  // cos(z1_i, z2_i)
   int64_t n, d;
   int* flag;
 };
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 __global__ void __launch_bounds__(256) infonce_rows_kernel(RowsParams P) {
   const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
@@ -102,7 +98,7 @@ struct Lse {
 
 __device__ __forceinline__ void lse_merge(Lse& a, float m2, float s2) {
   const float mn = fmaxf(a.m, m2);
-  if (mn == -INFINITY) return;  // both empty
+  if (mn == -INFINITY) return;                      // both empty
   a.s = a.s * expf(a.m - mn) + s2 * expf(m2 - mn);  // expf(-inf) = 0 for an empty side
   a.m = mn;
 }
@@ -124,20 +120,24 @@ __device__ __forceinline__ void lse_add4(Lse& a, const float v[4]) {
 struct NceParams {
   int64_t n, d;
   float invTau, posScale, invN, weight;
-  bool off;          // offDropout (else simcse)
-  const float* z1;   // positive pair
+  bool off;         // offDropout (else simcse)
+  const float* z1;  // positive pair
   const float* z2;
-  const float* zc;   // z3 (simcse, may be null) or z0 (offDropout)
+  const float* zc;  // z3 (simcse, may be null) or z0 (offDropout)
   const float* rinv1;
   const float* rinv2;
   const float* rinvc;
   const float* cosv;
   float* lse;
-  float* tgt;        // simcse: P_ii - 1 per row (in the cosv buffer, which simcse does not use after launch 1)
+  float* tgt;  // simcse: P_ii - 1 per row (in the cosv buffer, which simcse does not use after launch 1)
   DeviceHeader* hdr;
   // Gradient destinations and accumulators (acc == out when not accumulating).
-  float* out1; float* out2; float* outc;
-  float* acc1; float* acc2; float* accc;
+  float* out1;
+  float* out2;
+  float* outc;
+  float* acc1;
+  float* acc2;
+  float* accc;
   bool accumulate;
 };
 
@@ -237,8 +237,10 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_lse_kernel(NceParams P) {
       const float negShare = 1.0f / (1.0f + expf(-x));  // 1 - a_i = 1 - P_ii
       P.lse[r] = pos + static_cast<float>(sp);
       loss += sp;
-      if (P.off) coef[ty * 4 + i] = -negShare * P.posScale * P.invTau * P.invN * P.weight;
-      else P.tgt[r] = -negShare;
+      if (P.off)
+        coef[ty * 4 + i] = -negShare * P.posScale * P.invTau * P.invN * P.weight;
+      else
+        P.tgt[r] = -negShare;
     }
   }
   // Lanes 0 and 16 of each warp hold losses; reduce in the warp, one double atomic per warp.
@@ -255,16 +257,16 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_lse_kernel(NceParams P) {
 // (own = z2 or z3, lse of the other side's row), offDropout (own = other = z0, both lse).
 
 struct GradJob {
-  const float* own;       // own vectors (rows of the accumulator)
+  const float* own;  // own vectors (rows of the accumulator)
   const float* ownRinv;
-  float* acc;             // [n, d] accumulator (may equal out)
-  float* out;             // [n, d] gradient destination
-  const float* other0;     // other side, part 0 (holds the targets when target0)
+  float* acc;           // [n, d] accumulator (may equal out)
+  float* out;           // [n, d] gradient destination
+  const float* other0;  // other side, part 0 (holds the targets when target0)
   const float* otherRinv0;
-  const float* other1;     // other side, part 1 (simcse z3 columns; null when absent)
+  const float* other1;  // other side, part 1 (simcse z3 columns; null when absent)
   const float* otherRinv1;
-  bool target0;            // the diagonal of part 0 is the target (positive) logit
-  int64_t a0;             // first own vector of this block
+  bool target0;  // the diagonal of part 0 is the target (positive) logit
+  int64_t a0;    // first own vector of this block
 };
 
 // W = N * dL/dS for logit S of own vector r and other vector c (both indices inside their part).
@@ -323,7 +325,7 @@ __device__ __forceinline__ void grad_block(const NceParams& P, const GradJob& J,
           const int64_t c = c0 + tx * 4 + j;
           const float s = acc[i][j] * (ra[i] * rb[j]) * P.invTau;  // same bits from either side
           const bool valid = r < n && c < n && !(kOff && r == c);
-          const float w = !valid ? 0.0f
+          const float w = !valid               ? 0.0f
                           : (target && r == c) ? P.tgt[r]
                                                : grad_weight<kOff, kColSide>(s, lseOwn[i], lseOther[j]);
           cPart[i] = fmaf(w, s, cPart[i]);
@@ -391,8 +393,16 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_grad_simcse_kernel(NcePar
     if (J.out != nullptr) grad_block<false, false>(P, J, sm);
   } else {
     const bool z2side = role == 1;
-    const GradJob J{z2side ? P.z2 : P.zc, z2side ? P.rinv2 : P.rinvc, z2side ? P.acc2 : P.accc,
-                    z2side ? P.out2 : P.outc, P.z1, P.rinv1, nullptr, nullptr, z2side, a0};
+    const GradJob J{z2side ? P.z2 : P.zc,
+                    z2side ? P.rinv2 : P.rinvc,
+                    z2side ? P.acc2 : P.accc,
+                    z2side ? P.out2 : P.outc,
+                    P.z1,
+                    P.rinv1,
+                    nullptr,
+                    nullptr,
+                    z2side,
+                    a0};
     if (J.out != nullptr) grad_block<false, true>(P, J, sm);
   }
 }
@@ -400,6 +410,10 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_grad_simcse_kernel(NcePar
 // ---------------------------------------------------------------------------------------------
 // Host side.
 
+// The workspace layout of one fused InfoNCE call, defined once: run_infonce carves it and
+// offDropoutWorkspaceBytes measures it. The 16-byte DeviceHeader, then rinv of each input, cos(z1_i, z2_i)
+// and lse (N floats each), then an N x D accumulator per output that is accumulated into (none for
+// offDropout's gz1, gz2, which are written directly); every sub-buffer is 256-byte aligned by Carver.
 struct Scratch {
   DeviceHeader* hdr;
   float* rinv[3];
@@ -421,7 +435,7 @@ Scratch carve(detail::Carver& cv, int64_t n, int64_t d, const bool needAcc[3]) {
 // Runs the three launches. zc is z3 (simcse, may be null) or z0 (offDropout); outc likewise.
 LossResult run_infonce(bool off, const float* z1, const float* z2, const float* zc, int64_t n, int64_t d,
                        float temperature, float posScale, int codeC, float* out1, float* out2, float* outc,
-                       bool accumulate, float weight) {
+                       bool accumulate, float weight, cudaStream_t stream) {
   require();
   if (n <= 0) return LossResult{};
   float* outs[3] = {out1, out2, zc != nullptr ? outc : nullptr};
@@ -435,72 +449,84 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
   detail::Carver cv(static_cast<char*>(ws.reserve(measure.used())));
   const Scratch s = carve(cv, n, d, needAcc);
 
-  SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(s.hdr, 0, sizeof(DeviceHeader), 0));
+  SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(s.hdr, 0, sizeof(DeviceHeader), stream));
 
   RowsParams R{};
-  R.z[0] = z1; R.z[1] = z2; R.z[2] = zc;
-  R.code[0] = kZ1; R.code[1] = kZ2; R.code[2] = codeC;
+  R.z[0] = z1;
+  R.z[1] = z2;
+  R.z[2] = zc;
+  R.code[0] = kZ1;
+  R.code[1] = kZ2;
+  R.code[2] = codeC;
   for (int k = 0; k < 3; ++k) R.rinv[k] = s.rinv[k];
   R.count = zc != nullptr ? 3 : 2;
   R.cosv = s.cosv;
-  R.n = n; R.d = d;
+  R.n = n;
+  R.d = d;
   R.flag = &s.hdr->flag;
   const int64_t rowBlocks = (n + 7) / 8;  // 8 warps = 8 rows per block
-  infonce_rows_kernel<<<static_cast<unsigned>(rowBlocks), 256, 0, 0>>>(R);
-  SIMCSEPP_CHECK_LAUNCH("infonce_rows_kernel");
+  launch("infonce_rows_kernel", infonce_rows_kernel, static_cast<unsigned>(rowBlocks), 256, 0, stream, R);
 
   NceParams P{};
-  P.n = n; P.d = d;
+  P.n = n;
+  P.d = d;
   P.invTau = 1.0f / temperature;
   P.posScale = posScale;
   P.invN = 1.0f / static_cast<float>(n);
   P.weight = weight;
   P.off = off;
-  P.z1 = z1; P.z2 = z2; P.zc = zc;
-  P.rinv1 = s.rinv[0]; P.rinv2 = s.rinv[1]; P.rinvc = s.rinv[2];
+  P.z1 = z1;
+  P.z2 = z2;
+  P.zc = zc;
+  P.rinv1 = s.rinv[0];
+  P.rinv2 = s.rinv[1];
+  P.rinvc = s.rinv[2];
   P.cosv = s.cosv;
   P.lse = s.lse;
   P.tgt = off ? nullptr : s.cosv;
   P.hdr = s.hdr;
-  P.out1 = outs[0]; P.out2 = outs[1]; P.outc = outs[2];
+  P.out1 = outs[0];
+  P.out2 = outs[1];
+  P.outc = outs[2];
   float** accs[3] = {&P.acc1, &P.acc2, &P.accc};
   for (int k = 0; k < 3; ++k) *accs[k] = needAcc[k] ? s.acc[k] : outs[k];
   P.accumulate = accumulate;
 
   const int64_t tiles = (n + kTile - 1) / kTile;
-  infonce_lse_kernel<<<static_cast<unsigned>(tiles), kThreads, 0, 0>>>(P);
-  SIMCSEPP_CHECK_LAUNCH("infonce_lse_kernel");
+  launch("infonce_lse_kernel", infonce_lse_kernel, static_cast<unsigned>(tiles), kThreads, 0, stream, P);
 
   const int64_t roles = off ? 1 : (zc != nullptr ? 3 : 2);
   const bool anyGrad = off ? outs[2] != nullptr : (outs[0] || outs[1] || outs[2]);
   if (anyGrad) {
     if (off) {
-      infonce_grad_off_kernel<<<static_cast<unsigned>(tiles), kThreads, 0, 0>>>(P);
-      SIMCSEPP_CHECK_LAUNCH("infonce_grad_off_kernel");
+      launch("infonce_grad_off_kernel", infonce_grad_off_kernel, static_cast<unsigned>(tiles), kThreads, 0, stream, P);
     } else {
-      infonce_grad_simcse_kernel<<<static_cast<unsigned>(tiles * roles), kThreads, 0, 0>>>(P);
-      SIMCSEPP_CHECK_LAUNCH("infonce_grad_simcse_kernel");
+      launch("infonce_grad_simcse_kernel", infonce_grad_simcse_kernel, static_cast<unsigned>(tiles * roles), kThreads,
+             0, stream, P);
     }
   }
 
-  DeviceHeader h{};
-  SIMCSEPP_CUDA_CHECK(cudaMemcpy(&h, s.hdr, sizeof(h), cudaMemcpyDeviceToHost));  // synchronises
-  LossResult res;
-  res.nonFinite = detail::decode_flag(h.flag);
-  res.loss = res.nonFinite == kNone ? h.loss / static_cast<double>(n) * static_cast<double>(weight) : 0.0;
-  return res;
+  return detail::read_loss(s.hdr, static_cast<double>(n), static_cast<double>(weight), stream);
 }
 
 }  // namespace
 
 LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
-  return run_infonce(false, a.z1, a.z2, a.z3, a.n, a.d, a.temperature, 1.0f, kZ3, g.gz1, g.gz2, g.gz3,
-                     g.accumulate, g.weight);
+  return run_infonce(false, a.z1, a.z2, a.z3, a.n, a.d, a.temperature, 1.0f, kZ3, g.gz1, g.gz2, g.gz3, g.accumulate,
+                     g.weight, kDefaultStream);
 }
 
 LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g) {
   return run_infonce(true, a.z1, a.z2, a.z0, a.n, a.d, a.temperature, a.posScale, kZ0, g.gz1, g.gz2, g.gz0,
-                     g.accumulate, g.weight);
+                     g.accumulate, g.weight, kDefaultStream);
+}
+
+size_t offDropoutWorkspaceBytes(int64_t n, int64_t d) {
+  if (n <= 0) return 0;                                  // run_infonce returns before touching the workspace
+  const bool noAccumulators[3] = {false, false, false};  // the accumulate == false layout
+  detail::Carver measure(nullptr);
+  carve(measure, n, d, noAccumulators);
+  return measure.used();
 }
 
 }  // namespace simcsepp::cuda

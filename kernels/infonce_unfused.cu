@@ -4,7 +4,8 @@
 // training (N = 65,536 needs 17 GB for the logits alone).
 //
 //   1. normalise_kernel (x3): u = z / max(|z|, 1e-12), rinv = 1 / max(|z|, 1e-12)    (one warp per row)
-//   2. sgemm_kernel<false, true>: K = U0 U0^T / tau                                 ([N, N] in global memory)
+//   2. sgemm_kernel<false, true> (tile_gemm.cuh): K = U0 U0^T / tau                                 ([N, N] in global
+//   memory)
 //   3. positive_kernel: p_i = m u1_i . u2_i / tau                                  (one warp per row)
 //   4. row_softmax_kernel: K_ii masked; lse_i = log(exp(p_i) + sum_{j != i} exp(K_ij)); the loss sum
 //      (double atomics); K becomes B = Q[:, :N] / (N tau) in place (B_ii = 0)      (one block per row)
@@ -23,7 +24,9 @@
 #include <vector>
 
 #include "cuda_check.cuh"
-#include "infonce.cuh"
+#include "launch.cuh"
+#include "tile_gemm.cuh"
+#include "warp_reduce.cuh"
 
 namespace simcsepp::cuda {
 
@@ -31,37 +34,19 @@ namespace {
 
 using namespace tile;
 
-__device__ __forceinline__ float warp_sum_f(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-__device__ __forceinline__ double warp_sum_d(double v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-__device__ __forceinline__ float warp_max_f(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
 constexpr int kRowThreads = 256;  // one warp per row: 8 rows per block
 constexpr int kRowsPerBlock = kRowThreads / 32;
 
 // u = z * rinv, rinv = 1 / max(|z|, kNormEps) with the norm accumulated in double (as the CPU does).
 __global__ void __launch_bounds__(kRowThreads) normalise_kernel(const float* __restrict__ z, float* __restrict__ u,
-                                                                 float* __restrict__ rinv, int64_t n, int64_t d) {
+                                                                float* __restrict__ rinv, int64_t n, int64_t d) {
   const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   if (row >= n) return;  // whole warps leave together
   const float* zr = z + row * d;
   double s = 0.0;
   for (int64_t k = lane; k < d; k += 32) s += static_cast<double>(zr[k]) * zr[k];
-  s = warp_sum_d(s);
+  s = warp_sum(s);
   const float r = static_cast<float>(1.0 / fmax(sqrt(s), static_cast<double>(kNormEps)));
   float* ur = u + row * d;
   for (int64_t k = lane; k < d; k += 32) ur[k] = zr[k] * r;
@@ -69,65 +54,25 @@ __global__ void __launch_bounds__(kRowThreads) normalise_kernel(const float* __r
 }
 
 // pos_i = m * (u1_i . u2_i) * invTau.
-__global__ void __launch_bounds__(kRowThreads) positive_kernel(const float* __restrict__ u1, const float* __restrict__ u2,
-                                                                float* __restrict__ pos, int64_t n, int64_t d,
-                                                                float posScale, float invTau) {
+__global__ void __launch_bounds__(kRowThreads)
+    positive_kernel(const float* __restrict__ u1, const float* __restrict__ u2, float* __restrict__ pos, int64_t n,
+                    int64_t d, float posScale, float invTau) {
   const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   if (row >= n) return;
   float s = 0.0f;
   for (int64_t k = lane; k < d; k += 32) s = fmaf(u1[row * d + k], u2[row * d + k], s);
-  s = warp_sum_f(s);
+  s = warp_sum(s);
   if (lane == 0) pos[row] = posScale * s * invTau;
-}
-
-// C = alpha * op(A) op(B) + beta * C with op(A) [M, K], op(B) [K, N], C [M, N], all row-major.
-// transA: A is stored [K, M] (lda >= M); else [M, K] (lda >= K). transB: B is stored [N, K]; else [K, N].
-// A block computes one 64 x 64 tile of C (16 x 16 threads, 4 x 4 outputs each) from 16-deep chunks
-// of K staged in shared memory (the tile primitives of infonce.cuh). beta == 0 never reads C.
-template <bool kTransA, bool kTransB>
-__global__ void __launch_bounds__(kThreads, 2) sgemm_kernel(int64_t M, int64_t N, int64_t K, float alpha,
-                                                            const float* __restrict__ A, int64_t lda,
-                                                            const float* __restrict__ B, int64_t ldb, float beta,
-                                                            float* __restrict__ C, int64_t ldc) {
-  __shared__ __align__(16) float As[kK][kPad];
-  __shared__ __align__(16) float Bs[kK][kPad];
-  const int64_t m0 = static_cast<int64_t>(blockIdx.x) * kTile;
-  const int64_t n0 = static_cast<int64_t>(blockIdx.y) * kTile;
-  float acc[4][4];
-  zero(acc);
-  for (int64_t k0 = 0; k0 < K; k0 += kK) {
-    if (kTransA) load_mcontig<kK>(As, A, k0, K, lda, m0, M, Identity{});
-    else load_kcontig(As, A, m0, M, lda, k0, K, Identity{});
-    if (kTransB) load_kcontig(Bs, B, n0, N, ldb, k0, K, Identity{});
-    else load_mcontig<kK>(Bs, B, k0, K, ldb, n0, N, Identity{});
-    __syncthreads();
-    mma_tile<kK>(As, Bs, acc);
-    __syncthreads();
-  }
-  const int tx = tid_x(), ty = tid_y();
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int64_t r = m0 + ty * 4 + i;
-    if (r >= M) continue;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int64_t c = n0 + tx * 4 + j;
-      if (c >= N) continue;
-      float* dst = C + r * ldc + c;
-      const float v = alpha * acc[i][j];
-      *dst = beta == 0.0f ? v : fmaf(beta, *dst, v);
-    }
-  }
 }
 
 // One block per row i of K [n, n]: masked log-sum-exp over [K_i (j != i), p_i], the loss term
 // lse_i - p_i (double atomicAdd), then the row becomes B_ij = exp(K_ij - lse_i) * invTau / n (B_ii = 0).
 constexpr int kSoftmaxThreads = 256;
 
-__global__ void __launch_bounds__(kSoftmaxThreads) row_softmax_kernel(float* __restrict__ k, const float* __restrict__ pos,
-                                                                       float* __restrict__ lse, double* __restrict__ loss,
-                                                                       int64_t n, float invTau, float invN) {
+__global__ void __launch_bounds__(kSoftmaxThreads)
+    row_softmax_kernel(float* __restrict__ k, const float* __restrict__ pos, float* __restrict__ lse,
+                       double* __restrict__ loss, int64_t n, float invTau, float invN) {
   __shared__ float redF[kSoftmaxThreads / 32];
   __shared__ double redD[kSoftmaxThreads / 32];
   const int64_t i = blockIdx.x;
@@ -139,7 +84,7 @@ __global__ void __launch_bounds__(kSoftmaxThreads) row_softmax_kernel(float* __r
   float mx = -INFINITY;
   for (int64_t j = threadIdx.x; j < n; j += kSoftmaxThreads)
     if (j != i) mx = fmaxf(mx, row[j]);
-  mx = warp_max_f(mx);
+  mx = warp_max(mx);
   if (lane == 0) redF[warp] = mx;
   __syncthreads();
   mx = p;  // the positive is in the denominator too
@@ -149,7 +94,7 @@ __global__ void __launch_bounds__(kSoftmaxThreads) row_softmax_kernel(float* __r
   double s = 0.0;
   for (int64_t j = threadIdx.x; j < n; j += kSoftmaxThreads)
     if (j != i) s += static_cast<double>(expf(row[j] - mx));
-  s = warp_sum_d(s);
+  s = warp_sum(s);
   if (lane == 0) redD[warp] = s;
   __syncthreads();
   double total = static_cast<double>(expf(p - mx));
@@ -166,10 +111,9 @@ __global__ void __launch_bounds__(kSoftmaxThreads) row_softmax_kernel(float* __r
 }
 
 // g_i = coef_i * v_i with coef_i = (exp(p_i - lse_i) - 1) * m * invTau / n (the positive pair's dL/du).
-__global__ void __launch_bounds__(kRowThreads) positive_grad_kernel(const float* __restrict__ v, const float* __restrict__ pos,
-                                                                     const float* __restrict__ lse, float* __restrict__ g,
-                                                                     int64_t n, int64_t d, float posScale, float invTau,
-                                                                     float invN) {
+__global__ void __launch_bounds__(kRowThreads)
+    positive_grad_kernel(const float* __restrict__ v, const float* __restrict__ pos, const float* __restrict__ lse,
+                         float* __restrict__ g, int64_t n, int64_t d, float posScale, float invTau, float invN) {
   const int64_t total = n * d;
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -180,10 +124,9 @@ __global__ void __launch_bounds__(kRowThreads) positive_grad_kernel(const float*
 }
 
 // dz_i = weight * (g_i - (g_i . u_i) u_i) * rinv_i, stored or added into out.
-__global__ void __launch_bounds__(kRowThreads) normalise_backward_kernel(const float* __restrict__ g, const float* __restrict__ u,
-                                                                          const float* __restrict__ rinv, float* out,
-                                                                          int64_t n, int64_t d, float weight,
-                                                                          bool accumulate) {
+__global__ void __launch_bounds__(kRowThreads)
+    normalise_backward_kernel(const float* __restrict__ g, const float* __restrict__ u, const float* __restrict__ rinv,
+                              float* out, int64_t n, int64_t d, float weight, bool accumulate) {
   const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   if (row >= n) return;
@@ -191,7 +134,7 @@ __global__ void __launch_bounds__(kRowThreads) normalise_backward_kernel(const f
   const float* ur = u + row * d;
   float s = 0.0f;
   for (int64_t k = lane; k < d; k += 32) s = fmaf(gr[k], ur[k], s);
-  s = warp_sum_f(s);
+  s = warp_sum(s);
   const float r = rinv[row] * weight;
   float* o = out + row * d;
   for (int64_t k = lane; k < d; k += 32) {
@@ -242,19 +185,8 @@ class Allocations {
 
 unsigned row_blocks(int64_t n) { return static_cast<unsigned>((n + kRowsPerBlock - 1) / kRowsPerBlock); }
 
-template <bool kTransA, bool kTransB>
-void sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-           float beta, float* C, int64_t ldc, const char* name) {
-  const int64_t gx = (M + kTile - 1) / kTile, gy = (N + kTile - 1) / kTile;
-  if (gy > 65535) throw CudaError(std::string(name) + ": " + std::to_string(N) + " output columns exceed the grid limit");
-  sgemm_kernel<kTransA, kTransB><<<dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), kThreads, 0, 0>>>(
-      M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  ::simcsepp::cuda::detail::check(cudaGetLastError(), name);
-}
-
-}  // namespace
-
-LossResult offDropoutUnfused(const OffDropoutArgs& a, const LossGradOut& g, size_t* workspaceBytes) {
+// The whole unfused pipeline on `stream`; returns once the loss is on the host.
+LossResult run_unfused(const OffDropoutArgs& a, const LossGradOut& g, size_t* workspaceBytes, cudaStream_t stream) {
   if (workspaceBytes) *workspaceBytes = 0;
   require();
   const int64_t n = a.n, d = a.d;
@@ -277,30 +209,26 @@ LossResult offDropoutUnfused(const OffDropoutArgs& a, const LossGradOut& g, size
   float* lse = mem.take<float>(static_cast<size_t>(n), "the row log-sum-exps");
   double* lossSum = mem.take<double>(1, "the loss accumulator");
   if (workspaceBytes) *workspaceBytes = mem.bytes();
-  SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(lossSum, 0, sizeof(double), 0));
+  SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(lossSum, 0, sizeof(double), stream));
 
   const unsigned rb = row_blocks(n);
-  normalise_kernel<<<rb, kRowThreads, 0, 0>>>(a.z1, u1, r1, n, d);
-  SIMCSEPP_CHECK_LAUNCH("normalise_kernel (z1)");
-  normalise_kernel<<<rb, kRowThreads, 0, 0>>>(a.z2, u2, r2, n, d);
-  SIMCSEPP_CHECK_LAUNCH("normalise_kernel (z2)");
-  normalise_kernel<<<rb, kRowThreads, 0, 0>>>(a.z0, u0, r0, n, d);
-  SIMCSEPP_CHECK_LAUNCH("normalise_kernel (z0)");
+  launch("normalise_kernel (z1)", normalise_kernel, rb, kRowThreads, 0, stream, a.z1, u1, r1, n, d);
+  launch("normalise_kernel (z2)", normalise_kernel, rb, kRowThreads, 0, stream, a.z2, u2, r2, n, d);
+  launch("normalise_kernel (z0)", normalise_kernel, rb, kRowThreads, 0, stream, a.z0, u0, r0, n, d);
 
   // K = U0 U0^T / tau.
-  sgemm<false, true>(n, n, d, invTau, u0, d, u0, d, 0.0f, k, n, "launch of sgemm_kernel (K = U0 U0^T)");
-  positive_kernel<<<rb, kRowThreads, 0, 0>>>(u1, u2, pos, n, d, a.posScale, invTau);
-  SIMCSEPP_CHECK_LAUNCH("positive_kernel");
+  sgemm<false, true>(n, n, d, invTau, u0, d, u0, d, 0.0f, k, n, "sgemm_kernel (K = U0 U0^T)", stream);
+  launch("positive_kernel", positive_kernel, rb, kRowThreads, 0, stream, u1, u2, pos, n, d, a.posScale, invTau);
   if (n > 0x7fffffff) throw CudaError("offDropoutUnfused: N exceeds the grid limit");
-  row_softmax_kernel<<<static_cast<unsigned>(n), kSoftmaxThreads, 0, 0>>>(k, pos, lse, lossSum, n, invTau, invN);
-  SIMCSEPP_CHECK_LAUNCH("row_softmax_kernel");
+  launch("row_softmax_kernel", row_softmax_kernel, static_cast<unsigned>(n), kSoftmaxThreads, 0, stream, k, pos, lse,
+         lossSum, n, invTau, invN);
 
   // dU0 = B U0 + B^T U0 (B already carries 1 / (N tau)).
   if (g.gz0 != nullptr) {
-    sgemm<false, false>(n, d, n, 1.0f, k, n, u0, d, 0.0f, gu, d, "launch of sgemm_kernel (B U0)");
-    sgemm<true, false>(n, d, n, 1.0f, k, n, u0, d, 1.0f, gu, d, "launch of sgemm_kernel (B^T U0)");
-    normalise_backward_kernel<<<rb, kRowThreads, 0, 0>>>(gu, u0, r0, g.gz0, n, d, weight, g.accumulate);
-    SIMCSEPP_CHECK_LAUNCH("normalise_backward_kernel (z0)");
+    sgemm<false, false>(n, d, n, 1.0f, k, n, u0, d, 0.0f, gu, d, "sgemm_kernel (B U0)", stream);
+    sgemm<true, false>(n, d, n, 1.0f, k, n, u0, d, 1.0f, gu, d, "sgemm_kernel (B^T U0)", stream);
+    launch("normalise_backward_kernel (z0)", normalise_backward_kernel, rb, kRowThreads, 0, stream, gu, u0, r0, g.gz0,
+           n, d, weight, g.accumulate);
   }
   const int64_t elemBlocks = std::min<int64_t>((static_cast<int64_t>(nd) + kRowThreads - 1) / kRowThreads, 65536);
   const float* others[2] = {u2, u1};
@@ -309,18 +237,41 @@ LossResult offDropoutUnfused(const OffDropoutArgs& a, const LossGradOut& g, size
   float* outs[2] = {g.gz1, g.gz2};
   for (int s = 0; s < 2; ++s) {
     if (outs[s] == nullptr) continue;
-    positive_grad_kernel<<<static_cast<unsigned>(elemBlocks), kRowThreads, 0, 0>>>(others[s], pos, lse, gu, n, d,
-                                                                                   a.posScale, invTau, invN);
-    SIMCSEPP_CHECK_LAUNCH("positive_grad_kernel");
-    normalise_backward_kernel<<<rb, kRowThreads, 0, 0>>>(gu, owns[s], rinvs[s], outs[s], n, d, weight, g.accumulate);
-    SIMCSEPP_CHECK_LAUNCH("normalise_backward_kernel (z1/z2)");
+    launch("positive_grad_kernel", positive_grad_kernel, static_cast<unsigned>(elemBlocks), kRowThreads, 0, stream,
+           others[s], pos, lse, gu, n, d, a.posScale, invTau, invN);
+    launch("normalise_backward_kernel (z1/z2)", normalise_backward_kernel, rb, kRowThreads, 0, stream, gu, owns[s],
+           rinvs[s], outs[s], n, d, weight, g.accumulate);
   }
 
   double total = 0.0;
-  SIMCSEPP_CUDA_CHECK(cudaMemcpy(&total, lossSum, sizeof(double), cudaMemcpyDeviceToHost));  // synchronises
+  SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(&total, lossSum, sizeof(double), cudaMemcpyDeviceToHost, stream));
+  SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(stream));
   LossResult res;
   res.loss = g.weight * total / static_cast<double>(n);
   return res;  // ~Allocations frees every buffer
+}
+
+}  // namespace
+
+LossResult offDropoutUnfused(const OffDropoutArgs& a, const LossGradOut& g, size_t* workspaceBytes) {
+  return run_unfused(a, g, workspaceBytes, kDefaultStream);
+}
+
+}  // namespace simcsepp::cuda
+
+namespace simcsepp::cuda {
+
+// Everything run_unfused cudaMallocs: N^2 + 4 N D + 5 N floats and the loss accumulator, against the
+// free device memory.
+std::string offDropoutUnfusedFit(int64_t n, int64_t d) {
+  const double nn = static_cast<double>(n) * static_cast<double>(n);
+  const double nd = static_cast<double>(n) * static_cast<double>(d);
+  const double need = (nn + 4.0 * nd + 5.0 * static_cast<double>(n)) * 4.0 + 8.0;
+  const double freeBytes = static_cast<double>(free_device_memory());
+  if (need <= freeBytes) return "";
+  return "offDropoutUnfused: the N x N logits would not fit in device memory (" +
+         std::to_string(static_cast<long long>(need)) + " bytes needed, " +
+         std::to_string(static_cast<long long>(freeBytes)) + " free)";
 }
 
 }  // namespace simcsepp::cuda

@@ -1,4 +1,4 @@
-// The CUDA runtime glue of native/cuda_runtime.h: a one-time device probe (status), checked memory
+// The CUDA runtime glue declared in native/cuda_api.h: a one-time device probe (status), checked memory
 // management and copies, and the shared op workspace. No kernels live here.
 #include <string>
 
@@ -17,16 +17,17 @@ std::string describe_probe_error(cudaError_t e) {
     case cudaErrorInsufficientDriver: {
       int driver = 0;
       (void)cudaDriverGetVersion(&driver);  // 0 when no driver (libcuda.so) could be loaded at all
-      if (driver == 0) return "no CUDA driver found: the NVIDIA driver (libcuda.so) is not installed or not loadable" + code;
+      if (driver == 0)
+        return "no CUDA driver found: the NVIDIA driver (libcuda.so) is not installed or not loadable" + code;
       return "driver too old for this build: the installed NVIDIA driver supports CUDA " + version_string(driver) +
              ", this build of simcsepp needs CUDA " + version_string(CUDART_VERSION) + " or newer" + code;
     }
     case cudaErrorNoDevice:
       return "no CUDA device: the driver is installed but reports no GPU (check CUDA_VISIBLE_DEVICES)" + code;
     case cudaErrorStubLibrary:
-      return "no CUDA driver found: the libcuda.so that was loaded is the toolkit's stub library, not a real driver" + code;
-    default:
-      return "CUDA is unavailable: device probe failed" + code;
+      return "no CUDA driver found: the libcuda.so that was loaded is the toolkit's stub library, not a real driver" +
+             code;
+    default: return "CUDA is unavailable: device probe failed" + code;
   }
 }
 
@@ -55,7 +56,8 @@ Status probe() {
   st.device = std::string(prop.name) + " (" + arch + ")";
   // The build carries sm_80 and sm_90 code and compute_90 PTX (JIT for newer GPUs); older GPUs cannot run it.
   if (prop.major < 8) {
-    st.reason = "CUDA device " + st.device + " is too old: simcsepp's kernels need compute capability 8.0 (sm_80) or newer";
+    st.reason =
+        "CUDA device " + st.device + " is too old: simcsepp's kernels need compute capability 8.0 (sm_80) or newer";
     return st;
   }
   st.available = true;

@@ -17,7 +17,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_losses(env, exports);
   register_bench(env, exports);
   register_gemm(env, exports);
-  register_ops(env, exports);
+  register_encoder(env, exports);
+  register_optim(env, exports);
   return exports;
 }
 

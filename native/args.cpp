@@ -8,9 +8,7 @@
 
 namespace simcsepp {
 
-void throw_arg(const Napi::Env& env, const std::string& message) {
-  throw Napi::TypeError::New(env, message);
-}
+void throw_arg(const Napi::Env& env, const std::string& message) { throw Napi::TypeError::New(env, message); }
 
 std::string describe(const Napi::Value& v) {
   if (v.IsUndefined()) return "undefined";
@@ -54,7 +52,8 @@ NativeTensor* arg_optional_tensor(const Napi::CallbackInfo& info, size_t index, 
 NativeTensor* arg_matrix(const Napi::CallbackInfo& info, size_t index, const char* name) {
   NativeTensor* t = arg_tensor(info, index, name);
   if (t->shape().size() != 2 || t->shape()[0] < 1 || t->shape()[1] < 1)
-    throw_arg(info.Env(), std::string("Expected ") + name + " to be a [N, D] float32 tensor with N >= 1 and D >= 1 but received " +
+    throw_arg(info.Env(), std::string("Expected ") + name +
+                              " to be a [N, D] float32 tensor with N >= 1 and D >= 1 but received " +
                               t->shape_string());
   return t;
 }
@@ -63,7 +62,9 @@ double arg_number(const Napi::CallbackInfo& info, size_t index, const char* name
   if (!info[index].IsNumber())
     throw_arg(info.Env(), std::string("Expected ") + name + " to be a number but received " + describe(info[index]));
   const double v = info[index].As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(v)) throw_arg(info.Env(), std::string("Expected ") + name + " to be a finite number but received " + describe(info[index]));
+  if (!std::isfinite(v))
+    throw_arg(info.Env(),
+              std::string("Expected ") + name + " to be a finite number but received " + describe(info[index]));
   return v;
 }
 
@@ -83,28 +84,73 @@ uint64_t arg_u64(const Napi::CallbackInfo& info, size_t index, const char* name)
   }
   const double v = arg_number(info, index, name);
   if (v < 0 || v != std::floor(v) || v > 9007199254740991.0)
-    throw_arg(env, std::string("Expected ") + name + " to be a non-negative integer (or a bigint) but received " + describe(info[index]));
+    throw_arg(env, std::string("Expected ") + name + " to be a non-negative integer (or a bigint) but received " +
+                       describe(info[index]));
   return static_cast<uint64_t>(v);
 }
 
-Device arg_device(const Napi::CallbackInfo& info, size_t index, const char* name) {
-  Napi::Env env = info.Env();
+double arg_positive(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  const double v = arg_number(info, index, name);
+  if (!(v > 0))
+    throw Napi::RangeError::New(info.Env(),
+                                std::string("Expected ") + name + " to be > 0 but received " + std::to_string(v));
+  return v;
+}
+
+double arg_non_negative(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  const double v = arg_number(info, index, name);
+  if (!(v >= 0))
+    throw Napi::RangeError::New(info.Env(),
+                                std::string("Expected ") + name + " to be >= 0 but received " + std::to_string(v));
+  return v;
+}
+
+float arg_probability(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  const double p = arg_number(info, index, name);
+  if (p < 0 || p > 1)
+    throw Napi::RangeError::New(info.Env(),
+                                std::string("Expected ") + name + " to be in [0, 1] but received " + std::to_string(p));
+  return static_cast<float>(p);
+}
+
+int64_t arg_positive_int(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  const double v = arg_number(info, index, name);
+  if (!(v >= 1) || v != std::floor(v) || v > 9007199254740991.0)
+    throw Napi::RangeError::New(
+        info.Env(), std::string("Expected ") + name + " to be an integer >= 1 but received " + describe(info[index]));
+  return static_cast<int64_t>(v);
+}
+
+uint32_t arg_u32(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  const uint64_t v = arg_u64(info, index, name);
+  if (v > 0xFFFFFFFFull) throw_arg(info.Env(), std::string("Expected ") + name + " to fit in 32 bits");
+  return static_cast<uint32_t>(v);
+}
+
+Device arg_device_name(const Napi::CallbackInfo& info, size_t index, const char* name) {
   const std::string s = info[index].IsString() ? info[index].As<Napi::String>().Utf8Value() : "";
   if (s == "cpu") return Device::kCpu;
-  if (s == "cuda") {
+  if (s == "cuda") return Device::kCuda;
+  throw_arg(info.Env(),
+            std::string("Expected ") + name + " to be 'cpu' or 'cuda' but received " + describe(info[index]));
+}
+
+Device arg_device(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  const Device d = arg_device_name(info, index, name);
+  if (d == Device::kCuda) {
     try {
       cuda::require();
     } catch (const std::exception& e) {
-      throw Napi::Error::New(env, std::string(name) + " 'cuda' cannot be used: " + e.what());
+      throw Napi::Error::New(info.Env(), std::string(name) + " 'cuda' cannot be used: " + e.what());
     }
-    return Device::kCuda;
   }
-  throw_arg(env, std::string("Expected ") + name + " to be 'cpu' or 'cuda' but received " + describe(info[index]));
+  return d;
 }
 
 std::vector<int64_t> arg_shape(const Napi::CallbackInfo& info, size_t index, const char* name) {
   Napi::Env env = info.Env();
-  if (!info[index].IsArray()) throw_arg(env, std::string("Expected ") + name + " to be an array of sizes but received " + describe(info[index]));
+  if (!info[index].IsArray())
+    throw_arg(env, std::string("Expected ") + name + " to be an array of sizes but received " + describe(info[index]));
   auto a = info[index].As<Napi::Array>();
   if (a.Length() > 8) throw_arg(env, std::string("Expected ") + name + " to have at most 8 dimensions");
   std::vector<int64_t> shape;
@@ -113,7 +159,8 @@ std::vector<int64_t> arg_shape(const Napi::CallbackInfo& info, size_t index, con
     Napi::Value v = a.Get(i);
     const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
     if (!(d >= 0) || d != std::floor(d) || d > 2147483647.0)
-      throw_arg(env, std::string("Expected ") + name + "[" + std::to_string(i) + "] to be a non-negative integer but received " + describe(v));
+      throw_arg(env, std::string("Expected ") + name + "[" + std::to_string(i) +
+                         "] to be a non-negative integer but received " + describe(v));
     shape.push_back(static_cast<int64_t>(d));
     total *= d;
   }
@@ -121,13 +168,90 @@ std::vector<int64_t> arg_shape(const Napi::CallbackInfo& info, size_t index, con
   return shape;
 }
 
-void require_same(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b, const char* bName) {
-  if (b->shape() != a->shape())
-    throw_arg(env, std::string("Expected ") + bName + " to have the shape of " + aName + " " + a->shape_string() + " but received " +
-                       b->shape_string());
+const int32_t* arg_i32(const Napi::CallbackInfo& info, size_t index, const char* name, int64_t length) {
+  Napi::Env env = info.Env();
+  if (!info[index].IsTypedArray() || info[index].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw_arg(env, std::string("Expected ") + name + " to be an Int32Array but received " + describe(info[index]));
+  auto a = info[index].As<Napi::Int32Array>();
+  if (static_cast<int64_t>(a.ElementLength()) != length)
+    throw_arg(env, std::string("Expected ") + name + " to have " + std::to_string(length) + " entries but it has " +
+                       std::to_string(a.ElementLength()));
+  return a.Data();
+}
+
+const uint8_t* arg_keep_rows(const Napi::CallbackInfo& info, size_t index, int64_t rows, const char* perRow) {
+  Napi::Env env = info.Env();
+  if (info[index].IsUndefined() || info[index].IsNull()) return nullptr;
+  if (!info[index].IsTypedArray() || info[index].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw_arg(env, "Expected keepRows to be a Uint8Array or null but received " + describe(info[index]));
+  auto k = info[index].As<Napi::Uint8Array>();
+  if (static_cast<int64_t>(k.ElementLength()) != rows)
+    throw_arg(env, std::string("Expected keepRows to have one entry per ") + perRow + " (" + std::to_string(rows) +
+                       ") but it has " + std::to_string(k.ElementLength()));
+  return k.Data();
+}
+
+void check_indices(const Napi::Env& env, const int32_t* ids, int64_t n, int64_t rows, const char* name,
+                   const char* tableName) {
+  for (int64_t r = 0; r < n; ++r)
+    if (ids[r] < 0 || ids[r] >= rows)
+      throw Napi::RangeError::New(env, std::string(name) + "[" + std::to_string(r) + "] = " + std::to_string(ids[r]) +
+                                           " is out of range for " + tableName + " (" + std::to_string(rows) +
+                                           " rows)");
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+void expect_shape(const Napi::Env& env, const NativeTensor* t, const char* name, const std::vector<int64_t>& shape) {
+  if (t->shape() != shape)
+    throw_arg(env, std::string("Expected ") + name + " to have shape " + shape_text(shape) + " but received " +
+                       t->shape_string());
+}
+
+void expect_rows(const Napi::Env& env, const NativeTensor* t, const char* name, int64_t n, int64_t last) {
+  if (t->numel() != n || t->shape().empty() || t->shape().back() != last)
+    throw_arg(env, std::string("Expected ") + name + " to hold " + std::to_string(n / last) + " rows of " +
+                       std::to_string(last) + " (last dimension " + std::to_string(last) + ") but received " +
+                       t->shape_string());
+}
+
+void expect_numel(const Napi::Env& env, const NativeTensor* t, const char* name, int64_t n, const char* ofName) {
+  if (t->numel() != n)
+    throw_arg(env, std::string("Expected ") + name + " to hold " + std::to_string(n) + " elements (as " + ofName +
+                       ") but received " + t->shape_string());
+}
+
+void expect_rank(const Napi::Env& env, const NativeTensor* t, const char* name, size_t rank, const char* layout) {
+  bool ok = t->shape().size() == rank;
+  for (int64_t d : t->shape()) ok = ok && d >= 1;
+  if (!ok)
+    throw_arg(env, std::string("Expected ") + name + " to be a " + layout +
+                       " float32 tensor (every size >= 1) but received " + t->shape_string());
+}
+
+int64_t last_dim(const Napi::Env& env, const NativeTensor* t, const char* name) {
+  if (t->shape().empty() || t->numel() < 1)
+    throw_arg(env, std::string("Expected ") + name + " to be a non-empty tensor but received " + t->shape_string());
+  return t->shape().back();
+}
+
+void require_same_device(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
+                         const char* bName) {
   if (b->device() != a->device())
-    throw_arg(env, std::string("Expected ") + bName + " to be on " + aName + "'s device '" + device_name(a->device()) + "' but it is on '" +
-                       device_name(b->device()) + "'");
+    throw_arg(env, std::string("Expected ") + bName + " to be on " + aName + "'s device '" + device_name(a->device()) +
+                       "' but it is on '" + device_name(b->device()) + "'");
+}
+
+void require_same(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
+                  const char* bName) {
+  if (b->shape() != a->shape())
+    throw_arg(env, std::string("Expected ") + bName + " to have the shape of " + aName + " " + a->shape_string() +
+                       " but received " + b->shape_string());
+  require_same_device(env, a, aName, b, bName);
 }
 
 }  // namespace simcsepp

@@ -1,5 +1,6 @@
-// Argument validation at the Node-API boundary: every check throws a Napi::Error (a JS Error)
-// whose message names the argument and says what was expected and what was received.
+// Argument validation at the Node-API boundary, one copy of each check for every bind_*.cpp: every
+// check throws a Napi::Error (a JS TypeError, or RangeError for a value out of range) whose message
+// names the argument and says what was expected and what was received.
 #pragma once
 #include <napi.h>
 
@@ -21,12 +22,46 @@ NativeTensor* arg_optional_tensor(const Napi::CallbackInfo& info, size_t index, 
 // A tensor of rank 2 ("[N, D] float32 tensor").
 NativeTensor* arg_matrix(const Napi::CallbackInfo& info, size_t index, const char* name);
 
+// Numbers. All of them reject NaN, Infinity and non-numbers; the range checks throw RangeError.
 double arg_number(const Napi::CallbackInfo& info, size_t index, const char* name);
+double arg_positive(const Napi::CallbackInfo& info, size_t index, const char* name);       // > 0
+double arg_non_negative(const Napi::CallbackInfo& info, size_t index, const char* name);   // >= 0
+float arg_probability(const Napi::CallbackInfo& info, size_t index, const char* name);     // in [0, 1]
+int64_t arg_positive_int(const Napi::CallbackInfo& info, size_t index, const char* name);  // integer >= 1
 bool arg_bool(const Napi::CallbackInfo& info, size_t index, const char* name);
+// A non-negative integer (number or bigint) of 64 / 32 bits.
 uint64_t arg_u64(const Napi::CallbackInfo& info, size_t index, const char* name);
+uint32_t arg_u32(const Napi::CallbackInfo& info, size_t index, const char* name);
+
+// 'cpu' or 'cuda'; 'cuda' only when CUDA can be used (else an Error with the reason).
 Device arg_device(const Napi::CallbackInfo& info, size_t index, const char* name);
+// 'cpu' or 'cuda', whether or not CUDA can be used (the op dispatch says why it cannot).
+Device arg_device_name(const Napi::CallbackInfo& info, size_t index, const char* name);
 std::vector<int64_t> arg_shape(const Napi::CallbackInfo& info, size_t index, const char* name);
 
+// Typed arrays of host data: an Int32Array of exactly `length` entries; a Uint8Array keepRows of one
+// byte per row (`perRow` names a row in the message, e.g. "sentence"), or nullptr for undefined/null.
+const int32_t* arg_i32(const Napi::CallbackInfo& info, size_t index, const char* name, int64_t length);
+const uint8_t* arg_keep_rows(const Napi::CallbackInfo& info, size_t index, int64_t rows, const char* perRow);
+// Every ids[r] in [0, rows): row indices into the table `tableName` (RangeError otherwise).
+void check_indices(const Napi::Env& env, const int32_t* ids, int64_t n, int64_t rows, const char* name,
+                   const char* tableName);
+
+// Tensor shapes.
+std::string shape_text(const std::vector<int64_t>& shape);  // "[2, 3]"
+void expect_shape(const Napi::Env& env, const NativeTensor* t, const char* name, const std::vector<int64_t>& shape);
+// t holds n elements whose last dimension is `last` (any leading shape).
+void expect_rows(const Napi::Env& env, const NativeTensor* t, const char* name, int64_t n, int64_t last);
+// t holds n elements (as the tensor `ofName` says it should).
+void expect_numel(const Napi::Env& env, const NativeTensor* t, const char* name, int64_t n, const char* ofName);
+// t has exactly `rank` dimensions, each >= 1 (`layout` describes them, e.g. "[B, T, H]").
+void expect_rank(const Napi::Env& env, const NativeTensor* t, const char* name, size_t rank, const char* layout);
+// The last dimension of a non-empty tensor (the feature size C).
+int64_t last_dim(const Napi::Env& env, const NativeTensor* t, const char* name);
+
+// Requires b to be on a's device.
+void require_same_device(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
+                         const char* bName);
 // Requires b to have exactly a's shape and device.
 void require_same(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
                   const char* bName);
@@ -43,6 +78,15 @@ Napi::Value guarded(const Napi::Env& env, F&& fn) {
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
   }
+}
+
+// guarded() for an op that returns nothing: runs fn and returns undefined.
+template <class F>
+Napi::Value guarded_void(const Napi::Env& env, F&& fn) {
+  return guarded(env, [&]() -> Napi::Value {
+    fn();
+    return env.Undefined();
+  });
 }
 
 }  // namespace simcsepp

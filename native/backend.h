@@ -1,100 +1,66 @@
-// The op set every backend implements, on raw row-major float32 buffers.
+// The op set every backend implements: one table of function pointers, one entry per op.
 //
-// native/cpu/ implements these in namespace simcsepp::cpu (the reference); kernels/ implements the
-// same signatures in namespace simcsepp::cuda on device pointers. The Node-API layer (native/bind_*.cpp)
-// validates arguments, then dispatches on the tensors' device. Formulas: ../shared/METHOD.md.
+// Each op's signature and formula is declared once, backend-neutrally, in ops/*.h (raw row-major
+// float32 buffers; pointers are host pointers for the CPU and device pointers for CUDA, except the
+// small index arrays and keepRows, which are host pointers for every backend). A backend is a
+// Backend table:
+//   cpu_backend()   native/cpu/backend.cpp, complete (the reference implementation of every op);
+//   cuda_backend()  kernels/backend.cu when the build compiles CUDA, with the ops that have kernels
+//                   and nullptr for the rest (native/cuda_stub.cpp, all nullptr, otherwise).
+// The Node-API layer (native/bind_*.cpp) validates the arguments, then takes the entry of the
+// tensors' device through dispatch.h, which says why an op cannot run there (CUDA not compiled, no
+// driver or device, or not yet implemented). Adding a CUDA op = writing its kernel and filling its
+// entry in kernels/backend.cu. Formulas: docs/method.md.
 #pragma once
-#include <cstdint>
-#include <string>
+#include "ops/encoder.h"
+#include "ops/gemm.h"
+#include "ops/losses.h"
+#include "ops/optim.h"
 
 namespace simcsepp {
 
-// Which input held a NaN or Inf (the loss ops detect it while normalising and report it instead of
-// returning a poisoned loss). kNone means all inputs were finite.
-enum NonFinite : int { kNone = 0, kZ1 = 1, kZ2 = 2, kZ0 = 3, kZ3 = 4 };
+struct Backend {
+  const char* name;  // "cpu" or "cuda"
 
-struct LossResult {
-  double loss = 0.0;          // already multiplied by the op's weight
-  int nonFinite = kNone;      // first input found to hold NaN/Inf
+  // Losses and dropout (ops/losses.h). The CUDA ones synchronise before returning.
+  SimcseFn* simcse = nullptr;
+  OffDropoutFn* offDropout = nullptr;
+  DclFn* dcl = nullptr;
+  DropoutFn* dropout = nullptr;
+  OffDropoutUnfusedFn* offDropoutUnfused = nullptr;
+  OffDropoutUnfusedFitFn* offDropoutUnfusedFit = nullptr;
+  OffDropoutWorkspaceBytesFn* offDropoutWorkspaceBytes = nullptr;
+
+  // Matrix product (ops/gemm.h).
+  SgemmFn* sgemm = nullptr;
+
+  // BERT encoder (ops/encoder.h).
+  EmbeddingForwardFn* embedding_forward = nullptr;
+  EmbeddingBackwardFn* embedding_backward = nullptr;
+  LayerNormForwardFn* layernorm_forward = nullptr;
+  LayerNormBackwardFn* layernorm_backward = nullptr;
+  LinearForwardFn* linear_forward = nullptr;
+  LinearBackwardFn* linear_backward = nullptr;
+  GeluForwardFn* gelu_forward = nullptr;
+  GeluBackwardFn* gelu_backward = nullptr;
+  TanhForwardFn* tanh_forward = nullptr;
+  TanhBackwardFn* tanh_backward = nullptr;
+  AddFn* add = nullptr;
+  AddInplaceFn* add_inplace = nullptr;
+  AttentionForwardFn* attention_forward = nullptr;
+  AttentionBackwardFn* attention_backward = nullptr;
+  PoolClsForwardFn* pool_cls_forward = nullptr;
+  PoolClsBackwardFn* pool_cls_backward = nullptr;
+  PoolMeanForwardFn* pool_mean_forward = nullptr;
+  PoolMeanBackwardFn* pool_mean_backward = nullptr;
+
+  // Optimiser and gradient norm (ops/optim.h).
+  AdamwStepFn* adamw_step = nullptr;
+  GradSumSquaresFn* grad_sum_squares = nullptr;
+  ScaleInplaceFn* scale_inplace = nullptr;
 };
 
-// Gradient outputs of a loss. Each is [n, d]; `accumulate` adds weight*grad into them instead of
-// overwriting, so SimCSE++ = offDropout + 0.1*dcl writes one set of buffers without extra passes.
-struct LossGradOut {
-  float* gz1 = nullptr;
-  float* gz2 = nullptr;
-  float* gz0 = nullptr;  // offDropout only
-  float* gz3 = nullptr;  // simcse hard negatives only
-  bool accumulate = false;
-  double weight = 1.0;  // loss is scaled in double, gradients by (float)weight
-};
-
-// SimCSE InfoNCE: S_ij = cos(z1_i, z2_j)/tau, with optional hard negatives z3 as extra columns
-// [cos(z1_i, z2_j) | cos(z1_i, z3_j)]/tau; L = mean_i(-S_ii + lse_j S_ij).
-// z3 may be null. Writes gz1, gz2 (and gz3 when z3 is given).
-struct SimcseArgs {
-  const float* z1; const float* z2; const float* z3;  // [n, d] each
-  int64_t n, d;
-  float temperature;
-};
-
-// Off-dropout InfoNCE: p_i = m*cos(z1_i, z2_i)/tau, K_ij = cos(z0_i, z0_j)/tau (j != i),
-// L = mean_i(-p_i + log(exp(p_i) + sum_{j!=i} exp(K_ij))). Writes gz1, gz2, gz0.
-struct OffDropoutArgs {
-  const float* z1; const float* z2; const float* z0;  // [n, d] each
-  int64_t n, d;
-  float temperature;
-  float posScale;  // m
-};
-
-// DCL: X = BN(z) per column (biased var, eps 1e-5), C = X1^T X2 / (n*tauD) (d x d),
-// L = mean_d(-C_dd + lse_k C_dk). Writes gz1, gz2 (through the BN statistics).
-struct DclArgs {
-  const float* z1; const float* z2;  // [n, d] each
-  int64_t n, d;
-  float temperature;  // tauD
-};
-
-// Selective dropout: x viewed as [rows, cols]; rows with keepRows[r] == 0 pass unchanged; other
-// elements e = r*cols + c are kept iff philox_uniform(seed, offset, e) >= p and scaled by 1/(1-p).
-// keepRows may be null (every row gets dropout); it is a host pointer for CPU, device for CUDA.
-// The same call applied to an upstream gradient is the backward (the mask is regenerated).
-struct DropoutArgs {
-  const float* x; float* y;
-  int64_t rows, cols;
-  float p;
-  uint64_t seed, offset;
-  const uint8_t* keepRows;
-};
-
-constexpr float kBnEps = 1e-5f;
-constexpr float kNormEps = 1e-12f;  // |z| is clamped below at this (as torch.nn.functional.normalize)
-
-namespace cpu {
-LossResult simcse(const SimcseArgs& a, const LossGradOut& g);
-LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g);
-LossResult dcl(const DclArgs& a, const LossGradOut& g);
-void dropout(const DropoutArgs& a);
-// Benchmark baseline: the same loss from separate ops with the N x N logits in memory;
-// *workspaceBytes receives the bytes it allocated.
-LossResult offDropoutUnfused(const OffDropoutArgs& a, const LossGradOut& g, size_t* workspaceBytes);
-// Bytes the fused CPU offDropout allocates for n x d inputs (for the benchmark's memory column).
-size_t offDropoutWorkspaceBytes(int64_t n, int64_t d);
-}  // namespace cpu
-
-// The CUDA backend. Every function throws CudaError (a std::runtime_error) on a CUDA failure.
-// Pointers are device pointers; the functions synchronise before returning a loss.
-namespace cuda {
-LossResult simcse(const SimcseArgs& a, const LossGradOut& g);
-LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g);
-LossResult dcl(const DclArgs& a, const LossGradOut& g);
-void dropout(const DropoutArgs& a);
-// Benchmark baseline (kernels/infonce_unfused.cu): separate launches with the N x N logits in device
-// memory, every buffer cudaMalloc'd per call; *workspaceBytes receives the bytes it allocated.
-LossResult offDropoutUnfused(const OffDropoutArgs& a, const LossGradOut& g, size_t* workspaceBytes);
-// Bytes the fused CUDA offDropout takes from its workspace for n x d inputs (accumulate == false;
-// kernels/infonce_workspace.cu). The shared workspace's cudaMalloc rounds this up to whole MiB.
-size_t offDropoutWorkspaceBytes(int64_t n, int64_t d);
-}  // namespace cuda
+const Backend& cpu_backend();
+const Backend& cuda_backend();
 
 }  // namespace simcsepp

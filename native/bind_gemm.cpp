@@ -1,6 +1,7 @@
-// Node-API entry points of the CPU GEMM, for `simcsepp bench gemm` and its tests:
+// Node-API entry points of the GEMM (the op set's sgemm), for `simcsepp bench gemm` and its tests:
 //   gemm(c, a, b, transA, transB, alpha, beta, useSystemBlas)   C = alpha op(A) op(B) + beta C
-//   gemmInfo() -> { kernel, systemBlas?: string }
+//     (useSystemBlas: the system BLAS instead of ours, CPU only)
+//   gemmInfo() -> { kernel, threads, systemBlas?: string }   (about the CPU GEMM)
 #include <napi.h>
 
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include "cpu/blas_ref.h"
 #include "cpu/gemm.h"
 #include "cpu/parallel.h"
+#include "dispatch.h"
 #include "register.h"
 
 namespace simcsepp {
@@ -18,24 +20,28 @@ namespace {
 
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  NativeTensor* c = arg_matrix(info, 0, "c");
-  NativeTensor* a = arg_matrix(info, 1, "a");
-  NativeTensor* b = arg_matrix(info, 2, "b");
+  OpTensors ts(info, "gemm");
+  NativeTensor* c = ts.matrix(0, "c");
+  NativeTensor* a = ts.matrix(1, "a");
+  NativeTensor* b = ts.matrix(2, "b");
+  SgemmFn* sgemm = ts.entry(&Backend::sgemm);
   const bool ta = arg_bool(info, 3, "transA"), tb = arg_bool(info, 4, "transB");
   const float alpha = static_cast<float>(arg_number(info, 5, "alpha"));
   const float beta = static_cast<float>(arg_number(info, 6, "beta"));
   const bool system = arg_bool(info, 7, "useSystemBlas");
-  for (NativeTensor* t : {a, b, c})
-    if (t->device() != Device::kCpu) throw_arg(env, "gemm: the CPU GEMM takes CPU tensors");
   const int64_t M = ta ? a->shape()[1] : a->shape()[0], K = ta ? a->shape()[0] : a->shape()[1];
   const int64_t K2 = tb ? b->shape()[1] : b->shape()[0], N = tb ? b->shape()[0] : b->shape()[1];
-  if (K2 != K) throw_arg(env, "Expected b to have " + std::to_string(K) + " rows in op(b) but received " + b->shape_string());
+  if (K2 != K)
+    throw_arg(env, "Expected b to have " + std::to_string(K) + " rows in op(b) but received " + b->shape_string());
   if (c->shape()[0] != M || c->shape()[1] != N)
-    throw_arg(env, "Expected c to be [" + std::to_string(M) + ", " + std::to_string(N) + "] but received " + c->shape_string());
+    throw_arg(env, "Expected c to be [" + std::to_string(M) + ", " + std::to_string(N) + "] but received " +
+                       c->shape_string());
   std::string name;
-  if (system && !cpu::blas_ref_available(&name)) throw Napi::Error::New(env, "gemm: no system BLAS with cblas_sgemm was found");
+  if (system && ts.device() != Device::kCpu) throw_arg(env, "gemm: useSystemBlas takes CPU tensors");
+  if (system && !cpu::blas_ref_available(&name))
+    throw Napi::Error::New(env, "gemm: no system BLAS with cblas_sgemm was found");
   return guarded(env, [&]() -> Napi::Value {
-    auto f = system ? cpu::blas_ref_sgemm : cpu::sgemm;
+    SgemmFn* f = system ? cpu::blas_ref_sgemm : sgemm;
     f(ta, tb, M, N, K, alpha, a->data(), a->shape()[1], b->data(), b->shape()[1], beta, c->data(), N);
     return env.Undefined();
   });
@@ -47,7 +53,8 @@ Napi::Value GemmInfo(const Napi::CallbackInfo& info) {
   o.Set("kernel", cpu::sgemm_kernel_name());
   o.Set("threads", cpu::num_threads());
   // OpenBLAS reads its thread count when loaded: match ours so the comparison is like for like.
-  if (!std::getenv("OPENBLAS_NUM_THREADS")) setenv("OPENBLAS_NUM_THREADS", std::to_string(cpu::num_threads()).c_str(), 0);
+  if (!std::getenv("OPENBLAS_NUM_THREADS"))
+    setenv("OPENBLAS_NUM_THREADS", std::to_string(cpu::num_threads()).c_str(), 0);
   std::string name;
   if (cpu::blas_ref_available(&name)) o.Set("systemBlas", name);
   return o;

@@ -2,8 +2,8 @@
 // Philox generator (exposed so tests can check it against the Random123 known-answer vectors).
 #include <napi.h>
 
-#include "../kernels/philox.cuh"
 #include "args.h"
+#include "common/philox.h"
 #include "cpu/parallel.h"
 #include "cuda_api.h"
 #include "register.h"
@@ -24,12 +24,6 @@ Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cpu::num_threads()); }
-
-uint32_t arg_u32(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  const uint64_t v = arg_u64(info, i, name);
-  if (v > 0xFFFFFFFFull) throw_arg(info.Env(), std::string("Expected ") + name + " to fit in 32 bits");
-  return static_cast<uint32_t>(v);
-}
 
 // philox4x32(c0, c1, c2, c3, k0, k1) -> [4 uint32]
 Napi::Value Philox(const Napi::CallbackInfo& info) {

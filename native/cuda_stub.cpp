@@ -1,4 +1,5 @@
-// CUDA entry points for builds without nvcc: status() says "not compiled" and every op throws.
+// The CUDA runtime and op table for builds without nvcc: status() says "not compiled", the memory
+// functions throw, and the op table is empty.
 // Only linked when SIMCSEPP_WITH_CUDA is off (see CMakeLists.txt and binding.gyp).
 #include "backend.h"
 #include "cuda_api.h"
@@ -7,7 +8,8 @@ namespace simcsepp::cuda {
 
 namespace {
 [[noreturn]] void not_compiled() {
-  throw CudaError("CUDA is unavailable: this build of simcsepp was compiled without CUDA (nvcc was not found at install time)");
+  throw CudaError(
+      "CUDA is unavailable: this build of simcsepp was compiled without CUDA (nvcc was not found at install time)");
 }
 }  // namespace
 
@@ -32,11 +34,14 @@ void memset_device(void*, int, size_t) { not_compiled(); }
 void synchronize() { not_compiled(); }
 size_t free_device_memory() { not_compiled(); }
 
-LossResult simcse(const SimcseArgs&, const LossGradOut&) { not_compiled(); }
-LossResult offDropout(const OffDropoutArgs&, const LossGradOut&) { not_compiled(); }
-LossResult dcl(const DclArgs&, const LossGradOut&) { not_compiled(); }
-void dropout(const DropoutArgs&) { not_compiled(); }
-LossResult offDropoutUnfused(const OffDropoutArgs&, const LossGradOut&, size_t*) { not_compiled(); }
-size_t offDropoutWorkspaceBytes(int64_t, int64_t) { not_compiled(); }
-
 }  // namespace simcsepp::cuda
+
+namespace simcsepp {
+
+// No kernels: every entry is nullptr (dispatch.h reports "this build has no CUDA kernels" first).
+const Backend& cuda_backend() {
+  static const Backend table{"cuda"};
+  return table;
+}
+
+}  // namespace simcsepp

@@ -36,8 +36,10 @@ Storage::Storage(size_t n, Device dev) : bytes(n), device(dev) {
 
 Storage::~Storage() {
   if (!data) return;
-  if (device == Device::kCpu) std::free(data);
-  else cuda::free_device(data);
+  if (device == Device::kCpu)
+    std::free(data);
+  else
+    cuda::free_device(data);
 }
 
 Napi::Function NativeTensor::Define(Napi::Env env) {
@@ -92,7 +94,8 @@ void NativeTensor::release() {
 
 Napi::Object NativeTensor::Create(Napi::Env env, const std::vector<int64_t>& shape, Device device) {
   Napi::Array s = Napi::Array::New(env, shape.size());
-  for (size_t i = 0; i < shape.size(); ++i) s.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(shape[i])));
+  for (size_t i = 0; i < shape.size(); ++i)
+    s.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(shape[i])));
   return addon_data(env).tensorConstructor.New({s, Napi::String::New(env, device_name(device))});
 }
 
@@ -101,15 +104,12 @@ bool NativeTensor::IsInstance(Napi::Env env, const Napi::Value& v) {
   return v.As<Napi::Object>().InstanceOf(addon_data(env).tensorConstructor.Value());
 }
 
-std::string NativeTensor::shape_string() const {
-  std::string s = "[";
-  for (size_t i = 0; i < shape_.size(); ++i) s += (i ? ", " : "") + std::to_string(shape_[i]);
-  return s + "]";
-}
+std::string NativeTensor::shape_string() const { return shape_text(shape_); }
 
 Napi::Value NativeTensor::GetShape(const Napi::CallbackInfo& info) {
   Napi::Array s = Napi::Array::New(info.Env(), shape_.size());
-  for (size_t i = 0; i < shape_.size(); ++i) s.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), static_cast<double>(shape_[i])));
+  for (size_t i = 0; i < shape_.size(); ++i)
+    s.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), static_cast<double>(shape_[i])));
   return s;
 }
 
@@ -128,8 +128,10 @@ Napi::Value NativeTensor::ToFloat32Array(const Napi::CallbackInfo& info) {
     auto out = Napi::Float32Array::New(env, static_cast<size_t>(numel_));
     const size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
     if (bytes == 0) return out;
-    if (device_ == Device::kCpu) std::memcpy(out.Data(), data(), bytes);
-    else cuda::copy_to_host(out.Data(), data(), bytes);
+    if (device_ == Device::kCpu)
+      std::memcpy(out.Data(), data(), bytes);
+    else
+      cuda::copy_to_host(out.Data(), data(), bytes);
     return out;
   });
 }
@@ -147,8 +149,10 @@ Napi::Value NativeTensor::CopyFrom(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     const size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
     if (bytes == 0) return env.Undefined();
-    if (device_ == Device::kCpu) std::memcpy(data(), src.Data(), bytes);
-    else cuda::copy_to_device(data(), src.Data(), bytes);
+    if (device_ == Device::kCpu)
+      std::memcpy(data(), src.Data(), bytes);
+    else
+      cuda::copy_to_device(data(), src.Data(), bytes);
     return env.Undefined();
   });
 }
@@ -163,10 +167,14 @@ Napi::Value NativeTensor::To(const Napi::CallbackInfo& info) {
     NativeTensor* t = Unwrap(out);
     const size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
     if (bytes == 0) return out;
-    if (device_ == Device::kCpu && target == Device::kCpu) std::memcpy(t->data(), data(), bytes);
-    else if (device_ == Device::kCpu) cuda::copy_to_device(t->data(), data(), bytes);
-    else if (target == Device::kCpu) cuda::copy_to_host(t->data(), data(), bytes);
-    else cuda::copy_device_to_device(t->data(), data(), bytes);
+    if (device_ == Device::kCpu && target == Device::kCpu)
+      std::memcpy(t->data(), data(), bytes);
+    else if (device_ == Device::kCpu)
+      cuda::copy_to_device(t->data(), data(), bytes);
+    else if (target == Device::kCpu)
+      cuda::copy_to_host(t->data(), data(), bytes);
+    else
+      cuda::copy_device_to_device(t->data(), data(), bytes);
     return out;
   });
 }
@@ -206,14 +214,19 @@ Napi::Value NativeTensor::CopyTensor(const Napi::CallbackInfo& info) {
   if (disposed_) throw_arg(env, "tensor: this tensor was disposed");
   NativeTensor* src = arg_tensor(info, 0, "src");
   if (src->numel() != numel_)
-    throw_arg(env, "Expected src to hold " + std::to_string(numel_) + " elements but it holds " + std::to_string(src->numel()));
+    throw_arg(env, "Expected src to hold " + std::to_string(numel_) + " elements but it holds " +
+                       std::to_string(src->numel()));
   return guarded(env, [&]() -> Napi::Value {
     const size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
     if (bytes == 0 || src->data() == data()) return env.Undefined();
-    if (device_ == Device::kCpu && src->device() == Device::kCpu) std::memmove(data(), src->data(), bytes);
-    else if (device_ == Device::kCpu) cuda::copy_to_host(data(), src->data(), bytes);
-    else if (src->device() == Device::kCpu) cuda::copy_to_device(data(), src->data(), bytes);
-    else cuda::copy_device_to_device(data(), src->data(), bytes);
+    if (device_ == Device::kCpu && src->device() == Device::kCpu)
+      std::memmove(data(), src->data(), bytes);
+    else if (device_ == Device::kCpu)
+      cuda::copy_to_host(data(), src->data(), bytes);
+    else if (src->device() == Device::kCpu)
+      cuda::copy_to_device(data(), src->data(), bytes);
+    else
+      cuda::copy_device_to_device(data(), src->data(), bytes);
     return env.Undefined();
   });
 }

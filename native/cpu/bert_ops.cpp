@@ -1,12 +1,11 @@
-// CPU BERT encoder ops (see bert_ops.h for the formulas and conventions).
-#include "bert_ops.h"
-
+// CPU BERT encoder and optimiser ops (ops/encoder.h and ops/optim.h hold the formulas and conventions).
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "../../kernels/philox.cuh"
+#include "common/philox.h"
 #include "gemm.h"
+#include "ops.h"
 #include "parallel.h"
 
 namespace simcsepp::cpu {
@@ -45,8 +44,8 @@ inline void scatter_row(float* table, int32_t id, const float* src, int64_t H, i
 // ---------------------------------------------------------------------------------------------
 // Embeddings
 
-void embedding_forward(float* out, const int32_t* ids, const int32_t* posIds, const int32_t* typeIds,
-                       const float* word, const float* pos, const float* type, int64_t BT, int64_t H) {
+void embedding_forward(float* out, const int32_t* ids, const int32_t* posIds, const int32_t* typeIds, const float* word,
+                       const float* pos, const float* type, int64_t BT, int64_t H) {
   parallel_for(BT, row_grain(H), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* w = word + static_cast<int64_t>(ids[r]) * H;
@@ -75,8 +74,8 @@ void embedding_backward(float* dword, float* dpos, float* dtype, const float* do
 // ---------------------------------------------------------------------------------------------
 // Layer norm
 
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                       const float* bias, int64_t R, int64_t C, float eps) {
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
+                       int64_t R, int64_t C, float eps) {
   parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* x = inp + r * C;
@@ -98,8 +97,8 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 namespace {
 
 // dinp rows of layer norm (rows are independent).
-void layernorm_backward_input(float* dinp, const float* dout, const float* inp, const float* weight,
-                              const float* mean, const float* rstd, int64_t R, int64_t C) {
+void layernorm_backward_input(float* dinp, const float* dout, const float* inp, const float* weight, const float* mean,
+                              const float* rstd, int64_t R, int64_t C) {
   parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* x = inp + r * C;
@@ -120,8 +119,8 @@ void layernorm_backward_input(float* dinp, const float* dout, const float* inp, 
 
 // dweight += sum_r dout * n, dbias += sum_r dout: each chunk owns a column range and sums every
 // row in order (in double), so the result does not depend on the thread count.
-void layernorm_backward_params(float* dweight, float* dbias, const float* dout, const float* inp,
-                               const float* mean, const float* rstd, int64_t R, int64_t C) {
+void layernorm_backward_params(float* dweight, float* dbias, const float* dout, const float* inp, const float* mean,
+                               const float* rstd, int64_t R, int64_t C) {
   parallel_for(C, kColGrain, [&](int64_t c0, int64_t c1) {
     thread_local std::vector<double> buf;
     const int64_t w = c1 - c0;
@@ -156,8 +155,8 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 // ---------------------------------------------------------------------------------------------
 // Linear (torch layout: weight [OC, C])
 
-void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t R,
-                    int64_t C, int64_t OC) {
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
+                    int64_t OC) {
   float beta = 0.0f;
   if (bias) {
     parallel_for(R, row_grain(OC), [&](int64_t r0, int64_t r1) {
@@ -285,8 +284,8 @@ void dropout_factors(float* factor, const AttnShape& s, const AttnDropout& d, in
 }
 
 // One (b, h) pair of the forward; P is probs[b, h] ([T, T]).
-void attention_forward_head(float* ctx, float* P, const float* q, const float* k, const float* v,
-                            const int32_t* mask, const AttnShape& s, const AttnDropout& d, int64_t b, int64_t h) {
+void attention_forward_head(float* ctx, float* P, const float* q, const float* k, const float* v, const int32_t* mask,
+                            const AttnShape& s, const AttnDropout& d, int64_t b, int64_t h) {
   const int64_t T = s.T, H = s.H(), TT = T * T;
   const int64_t off = b * T * H + h * s.HS;  // first element of head h of sentence b
   const int32_t* keyMask = mask + b * T;
@@ -341,9 +340,9 @@ void attention_backward_head(float* dq, float* dk, float* dv, const float* dctx,
 
 }  // namespace
 
-void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v,
-                       const int32_t* mask, int64_t B, int64_t T, int64_t NH, int64_t HS, float p,
-                       uint64_t seed, uint64_t offset, const uint8_t* keepRows) {
+void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v, const int32_t* mask,
+                       int64_t B, int64_t T, int64_t NH, int64_t HS, float p, uint64_t seed, uint64_t offset,
+                       const uint8_t* keepRows) {
   const AttnShape s{B, T, NH, HS};
   const AttnDropout d{p, seed, offset, keepRows};
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
@@ -355,9 +354,8 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
-                        const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T,
-                        int64_t NH, int64_t HS, float p, uint64_t seed, uint64_t offset,
-                        const uint8_t* keepRows) {
+                        const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T, int64_t NH,
+                        int64_t HS, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows) {
   const AttnShape s{B, T, NH, HS};
   const AttnDropout d{p, seed, offset, keepRows};
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
@@ -444,8 +442,8 @@ void pool_mean_backward(float* dhidden, const float* dout, const int32_t* mask, 
 // ---------------------------------------------------------------------------------------------
 // Optimiser
 
-void adamw_step(float* params, const float* grads, float* m, float* v, int64_t n, double lr, double beta1,
-                double beta2, double eps, double weightDecay, int64_t step) {
+void adamw_step(float* params, const float* grads, float* m, float* v, int64_t n, double lr, double beta1, double beta2,
+                double eps, double weightDecay, int64_t step) {
   // The constants as torch forms them: step_size = lr / bc1, denom = sqrt(v) / sqrt(bc2) + eps.
   const double s = static_cast<double>(step);
   const double bc1 = 1.0 - std::pow(beta1, s), bc2 = 1.0 - std::pow(beta2, s);

@@ -13,8 +13,7 @@ namespace simcsepp::cpu {
 
 bool blas_ref_available(std::string* name_out = nullptr);
 
-void blas_ref_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
-                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                    int64_t ldc);
+void blas_ref_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 }  // namespace simcsepp::cpu

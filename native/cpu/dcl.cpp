@@ -1,4 +1,4 @@
-// CPU reference of dimension-wise contrastive learning (DCL), METHOD.md §3 and §5.
+// CPU reference of dimension-wise contrastive learning (DCL), docs/method.md sections 3 and 5.
 //
 //   X = (z - mean) * rstd per column (biased variance, eps kBnEps), separately for z1 and z2
 //   C = X1^T X2 / (n * tauD)                     d x d, reduction over the batch
@@ -11,8 +11,8 @@
 #include <cmath>
 #include <vector>
 
-#include "../backend.h"
 #include "gemm.h"
+#include "ops.h"
 #include "parallel.h"
 
 namespace simcsepp::cpu {
@@ -45,8 +45,7 @@ bool batch_normalise(const float* z, int64_t n, int64_t d, float* x, float* rstd
     for (int64_t c = 0; c < w; ++c) {
       const double r = 1.0 / std::sqrt(sq[c] / static_cast<double>(n) + kBnEps);
       rstd[c0 + c] = static_cast<float>(r);
-      for (int64_t i = 0; i < n; ++i)
-        x[i * d + c0 + c] = static_cast<float>((z[i * d + c0 + c] - sum[c]) * r);
+      for (int64_t i = 0; i < n; ++i) x[i * d + c0 + c] = static_cast<float>((z[i * d + c0 + c] - sum[c]) * r);
     }
     if (!ok) finite.store(false);
   });
@@ -84,8 +83,10 @@ LossResult dcl(const DclArgs& a, const LossGradOut& g) {
   const int64_t n = a.n, d = a.d;
   LossResult res;
   std::vector<float> x1(n * d), x2(n * d), rstd1(d), rstd2(d);
-  if (!batch_normalise(a.z1, n, d, x1.data(), rstd1.data())) res.nonFinite = kZ1;
-  else if (!batch_normalise(a.z2, n, d, x2.data(), rstd2.data())) res.nonFinite = kZ2;
+  if (!batch_normalise(a.z1, n, d, x1.data(), rstd1.data()))
+    res.nonFinite = kZ1;
+  else if (!batch_normalise(a.z2, n, d, x2.data(), rstd2.data()))
+    res.nonFinite = kZ2;
   if (res.nonFinite) return res;
 
   const float scale = 1.0f / (static_cast<float>(n) * a.temperature);

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "../../kernels/philox.cuh"
-#include "../backend.h"
+#include "common/philox.h"
+#include "ops.h"
 #include "parallel.h"
 
 namespace simcsepp::cpu {

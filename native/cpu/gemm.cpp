@@ -158,8 +158,7 @@ void pack_b_panel(const MatB& B, int64_t k0, int64_t kc, int64_t j0, int64_t nr,
 // with beta == 0 meaning "do not read C". a is the packed A micro-panel, b the packed B one
 // (64-byte aligned).
 
-using UkrFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                       float alpha, float beta);
+using UkrFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta);
 
 #if defined(__GNUC__)
 // 4 x 8 with GCC/Clang vector extensions (SSE2 on baseline x86-64, NEON on AArch64): 8 vector
@@ -172,8 +171,8 @@ inline v4f load_v4(const float* p) {
   return v;
 }
 
-void ukr_generic_4x8(int64_t kc, const float* __restrict a, const float* __restrict b,
-                     float* __restrict c, int64_t ldc, float alpha, float beta) {
+void ukr_generic_4x8(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c, int64_t ldc,
+                     float alpha, float beta) {
   v4f c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {}, c30 = {}, c31 = {};
   for (int64_t k = 0; k < kc; ++k) {
     const v4f b0 = load_v4(b), b1 = load_v4(b + 4);
@@ -203,8 +202,8 @@ void ukr_generic_4x8(int64_t kc, const float* __restrict a, const float* __restr
   }
 }
 #else
-void ukr_generic_4x8(int64_t kc, const float* __restrict a, const float* __restrict b,
-                     float* __restrict c, int64_t ldc, float alpha, float beta) {
+void ukr_generic_4x8(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c, int64_t ldc,
+                     float alpha, float beta) {
   float acc[4][8] = {};
   for (int64_t k = 0; k < kc; ++k) {
     for (int r = 0; r < 4; ++r) {
@@ -215,18 +214,15 @@ void ukr_generic_4x8(int64_t kc, const float* __restrict a, const float* __restr
   }
   for (int r = 0; r < 4; ++r) {
     float* cr = c + r * ldc;
-    for (int j = 0; j < 8; ++j)
-      cr[j] = beta == 0.0f ? alpha * acc[r][j] : alpha * acc[r][j] + beta * cr[j];
+    for (int j = 0; j < 8; ++j) cr[j] = beta == 0.0f ? alpha * acc[r][j] : alpha * acc[r][j] + beta * cr[j];
   }
 }
 #endif
 
 #if SIMCSEPP_GEMM_X86
 
-__attribute__((target("avx2,fma"))) void ukr_avx2_6x16(int64_t kc, const float* __restrict a,
-                                                       const float* __restrict b,
-                                                       float* __restrict c, int64_t ldc,
-                                                       float alpha, float beta) {
+__attribute__((target("avx2,fma"))) void ukr_avx2_6x16(int64_t kc, const float* __restrict a, const float* __restrict b,
+                                                       float* __restrict c, int64_t ldc, float alpha, float beta) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -234,31 +230,30 @@ __attribute__((target("avx2,fma"))) void ukr_avx2_6x16(int64_t kc, const float* 
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
   for (int r = 0; r < 6; ++r) _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
-  for (int r = 0; r < 6; ++r)
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T0);
+  for (int r = 0; r < 6; ++r) _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T0);
 
-#define SIMCSEPP_AVX2_STEP(OFFA, OFFB)                            \
-  {                                                               \
-    const __m256 b0 = _mm256_load_ps(b + (OFFB));                 \
-    const __m256 b1 = _mm256_load_ps(b + (OFFB) + 8);             \
-    __m256 av = _mm256_broadcast_ss(a + (OFFA) + 0);              \
-    c00 = _mm256_fmadd_ps(av, b0, c00);                           \
-    c01 = _mm256_fmadd_ps(av, b1, c01);                           \
-    av = _mm256_broadcast_ss(a + (OFFA) + 1);                     \
-    c10 = _mm256_fmadd_ps(av, b0, c10);                           \
-    c11 = _mm256_fmadd_ps(av, b1, c11);                           \
-    av = _mm256_broadcast_ss(a + (OFFA) + 2);                     \
-    c20 = _mm256_fmadd_ps(av, b0, c20);                           \
-    c21 = _mm256_fmadd_ps(av, b1, c21);                           \
-    av = _mm256_broadcast_ss(a + (OFFA) + 3);                     \
-    c30 = _mm256_fmadd_ps(av, b0, c30);                           \
-    c31 = _mm256_fmadd_ps(av, b1, c31);                           \
-    av = _mm256_broadcast_ss(a + (OFFA) + 4);                     \
-    c40 = _mm256_fmadd_ps(av, b0, c40);                           \
-    c41 = _mm256_fmadd_ps(av, b1, c41);                           \
-    av = _mm256_broadcast_ss(a + (OFFA) + 5);                     \
-    c50 = _mm256_fmadd_ps(av, b0, c50);                           \
-    c51 = _mm256_fmadd_ps(av, b1, c51);                           \
+#define SIMCSEPP_AVX2_STEP(OFFA, OFFB)                \
+  {                                                   \
+    const __m256 b0 = _mm256_load_ps(b + (OFFB));     \
+    const __m256 b1 = _mm256_load_ps(b + (OFFB) + 8); \
+    __m256 av = _mm256_broadcast_ss(a + (OFFA) + 0);  \
+    c00 = _mm256_fmadd_ps(av, b0, c00);               \
+    c01 = _mm256_fmadd_ps(av, b1, c01);               \
+    av = _mm256_broadcast_ss(a + (OFFA) + 1);         \
+    c10 = _mm256_fmadd_ps(av, b0, c10);               \
+    c11 = _mm256_fmadd_ps(av, b1, c11);               \
+    av = _mm256_broadcast_ss(a + (OFFA) + 2);         \
+    c20 = _mm256_fmadd_ps(av, b0, c20);               \
+    c21 = _mm256_fmadd_ps(av, b1, c21);               \
+    av = _mm256_broadcast_ss(a + (OFFA) + 3);         \
+    c30 = _mm256_fmadd_ps(av, b0, c30);               \
+    c31 = _mm256_fmadd_ps(av, b1, c31);               \
+    av = _mm256_broadcast_ss(a + (OFFA) + 4);         \
+    c40 = _mm256_fmadd_ps(av, b0, c40);               \
+    c41 = _mm256_fmadd_ps(av, b1, c41);               \
+    av = _mm256_broadcast_ss(a + (OFFA) + 5);         \
+    c50 = _mm256_fmadd_ps(av, b0, c50);               \
+    c51 = _mm256_fmadd_ps(av, b1, c51);               \
   }
 
   int64_t k = 0;
@@ -286,8 +281,7 @@ __attribute__((target("avx2,fma"))) void ukr_avx2_6x16(int64_t kc, const float* 
       _mm256_storeu_ps(cr + 8, _mm256_mul_ps(va, x1));
     } else {
       _mm256_storeu_ps(cr, _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr), _mm256_mul_ps(va, x0)));
-      _mm256_storeu_ps(cr + 8,
-                       _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr + 8), _mm256_mul_ps(va, x1)));
+      _mm256_storeu_ps(cr + 8, _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr + 8), _mm256_mul_ps(va, x1)));
     }
   };
   store(c + 0 * ldc, c00, c01);
@@ -300,8 +294,7 @@ __attribute__((target("avx2,fma"))) void ukr_avx2_6x16(int64_t kc, const float* 
 
 // 12 x 32 with AVX-512F: 24 zmm accumulators, 2 B loads and 12 broadcasts per k.
 __attribute__((target("avx512f"))) void ukr_avx512_12x32(int64_t kc, const float* __restrict a,
-                                                         const float* __restrict b,
-                                                         float* __restrict c, int64_t ldc,
+                                                         const float* __restrict b, float* __restrict c, int64_t ldc,
                                                          float alpha, float beta) {
   constexpr int MR = 12;
   __m512 acc0[MR], acc1[MR];
@@ -337,8 +330,7 @@ __attribute__((target("avx512f"))) void ukr_avx512_12x32(int64_t kc, const float
     for (int r = 0; r < MR; ++r) {
       float* cr = c + r * ldc;
       _mm512_storeu_ps(cr, _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr), _mm512_mul_ps(va, acc0[r])));
-      _mm512_storeu_ps(cr + 16,
-                       _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16), _mm512_mul_ps(va, acc1[r])));
+      _mm512_storeu_ps(cr + 16, _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16), _mm512_mul_ps(va, acc1[r])));
     }
   }
 }
@@ -357,21 +349,17 @@ struct Kernel {
   void (*pack_b_panel)(const MatB&, int64_t, int64_t, int64_t, int64_t, float*);
 };
 
-const Kernel kGeneric = {"generic", 4, 8, 192, 256, 4096,
-                         &ukr_generic_4x8, &pack_a<4>, &pack_b_panel<8>};
+const Kernel kGeneric = {"generic", 4, 8, 192, 256, 4096, &ukr_generic_4x8, &pack_a<4>, &pack_b_panel<8>};
 #if SIMCSEPP_GEMM_X86
-const Kernel kAvx2 = {"avx2", 6, 16, 288, 384, 4096,
-                      &ukr_avx2_6x16, &pack_a<6>, &pack_b_panel<16>};
-const Kernel kAvx512 = {"avx512", 12, 32, 288, 384, 4096,
-                        &ukr_avx512_12x32, &pack_a<12>, &pack_b_panel<32>};
+const Kernel kAvx2 = {"avx2", 6, 16, 288, 384, 4096, &ukr_avx2_6x16, &pack_a<6>, &pack_b_panel<16>};
+const Kernel kAvx512 = {"avx512", 12, 32, 288, 384, 4096, &ukr_avx512_12x32, &pack_a<12>, &pack_b_panel<32>};
 #endif
 
 bool cpu_has(const char* name) {
   if (std::strcmp(name, "generic") == 0) return true;
 #if SIMCSEPP_GEMM_X86
   __builtin_cpu_init();
-  if (std::strcmp(name, "avx2") == 0)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (std::strcmp(name, "avx2") == 0) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   if (std::strcmp(name, "avx512") == 0) return __builtin_cpu_supports("avx512f");
 #endif
   return false;
@@ -421,8 +409,8 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 }
 
 // Unpacked path for small problems: row by row, vectorisable inner loops.
-void sgemm_small(const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, float alpha,
-                 float beta, float* C, int64_t ldc) {
+void sgemm_small(const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, float alpha, float beta, float* C,
+                 int64_t ldc) {
   for (int64_t i = 0; i < M; ++i) {
     float* __restrict c = C + i * ldc;
     if (!B.trans) {
@@ -451,9 +439,8 @@ void sgemm_small(const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, 
 
 // Runs the micro-kernel over the MR x NR tiles of a packed mc x kc A block and the B panels
 // [jp0, jp1) of a packed kc x nc B block; C points at the block's top-left element.
-void macro_kernel(const Kernel& kr, int64_t mc, int64_t nc, int64_t kc, const float* pa,
-                  const float* pb, int64_t jp0, int64_t jp1, float alpha, float beta, float* C,
-                  int64_t ldc) {
+void macro_kernel(const Kernel& kr, int64_t mc, int64_t nc, int64_t kc, const float* pa, const float* pb, int64_t jp0,
+                  int64_t jp1, float alpha, float beta, float* C, int64_t ldc) {
   const int MR = kr.mr, NR = kr.nr;
   alignas(64) float tmp[16 * 32];  // largest MR x NR
   for (int64_t jp = jp0; jp < jp1; ++jp) {
@@ -484,8 +471,8 @@ void macro_kernel(const Kernel& kr, int64_t mc, int64_t nc, int64_t kc, const fl
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64_t N,
-                  int64_t K, float alpha, float beta, float* C, int64_t ldc) {
+void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, float alpha,
+                  float beta, float* C, int64_t ldc) {
   const int64_t MR = kr.mr, NR = kr.nr;
   const int64_t threads = num_threads();
   // Equal-depth K blocks (a multiple of 8 where possible) avoid a thin last block.
@@ -524,8 +511,7 @@ void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int
             const int64_t ic = blk * MC;
             const int64_t mc = std::min(MC, M - ic);
             kr.pack_a(A, ic, mc, pc, kc, pa);
-            macro_kernel(kr, mc, nc, kc, pa, pb, 0, npanels, alpha, beta_k, C + ic * ldc + jc,
-                         ldc);
+            macro_kernel(kr, mc, nc, kc, pa, pb, 0, npanels, alpha, beta_k, C + ic * ldc + jc, ldc);
           }
         });
       } else {
@@ -555,8 +541,8 @@ bool sgemm_force_kernel(const char* name) {
   return true;
 }
 
-void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) {
     scale_c(M, N, beta, C, ldc);

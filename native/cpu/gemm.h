@@ -1,12 +1,5 @@
-// Single-precision GEMM for the CPU backend.
-//
-// sgemm computes, row-major,  C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C
-// where op(X) = X, or X transposed when the flag is set:
-//   A is stored [M,K] with row stride lda >= K, or (transA) [K,M] with lda >= M;
-//   B is stored [K,N] with row stride ldb >= N, or (transB) [N,K] with ldb >= K;
-//   C is stored [M,N] with row stride ldc >= N.
-// beta == 0 overwrites C without reading it (NaN/Inf in the old C do not propagate).
-// alpha == 0 or K == 0 leaves C = beta * C. M == 0 or N == 0 is a no-op.
+// Single-precision GEMM for the CPU backend: cpu::sgemm implements the op set's SgemmFn (the contract,
+// row-major C = alpha op(A) op(B) + beta C, is in ops/gemm.h).
 //
 // Implementation (gemm.cpp): BLIS/GotoBLAS-style packed, cache-blocked GEMM with a register-
 // blocked micro-kernel chosen once at run time (AVX-512, AVX2+FMA or portable C++), multi-threaded
@@ -16,10 +9,11 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/gemm.h"
+
 namespace simcsepp::cpu {
 
-void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+SgemmFn sgemm;
 
 // Name of the micro-kernel in use: "avx512", "avx2" or "generic".
 const char* sgemm_kernel_name();

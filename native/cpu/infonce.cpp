@@ -1,4 +1,4 @@
-// CPU reference of the fused InfoNCE losses (SimCSE and off-dropout), METHOD.md §1, §2, §5.
+// CPU reference of the fused InfoNCE losses (SimCSE and off-dropout), docs/method.md sections 1, 2, 5.
 //
 // Same three-pass structure as kernels/infonce.cu, so the two are easy to hold side by side:
 //   1. per row: rinv = 1/max(|z|, eps), finiteness, and (off-dropout) the positive logit p_i;
@@ -12,8 +12,8 @@
 #include <cmath>
 #include <vector>
 
-#include "../backend.h"
 #include "gemm.h"
+#include "ops.h"
 #include "parallel.h"
 #include "rowwise.h"
 
@@ -33,8 +33,8 @@ struct ColBlock {
 
 // Logits of rows [i0, i0+bi) of a against columns [j0, j0+bj) of a column block:
 // out[r * bj + c] = (a_i . b_j) * rinvA_i * rinvB_j / tau.
-void logit_tile(const float* a, const float* rinvA, int64_t i0, int64_t bi, const ColBlock& cb,
-                int64_t j0, int64_t bj, int64_t d, float invTau, float* out) {
+void logit_tile(const float* a, const float* rinvA, int64_t i0, int64_t bi, const ColBlock& cb, int64_t j0, int64_t bj,
+                int64_t d, float invTau, float* out) {
   sgemm(false, true, bi, bj, d, 1.0f, a + i0 * d, d, cb.b + j0 * d, d, 0.0f, out, bj);
   // (rinvA * rinvB) first: the product commutes exactly, so a logit computed from the column
   // side (simcse's z2 gradient) rounds exactly as it did from the row side.
@@ -47,8 +47,8 @@ void logit_tile(const float* a, const float* rinvA, int64_t i0, int64_t bi, cons
 
 // Pass 2: lse_i over every column block (the diagonal of block 0 masked when maskDiag), plus the
 // extra positive logit pos[i] when pos is given.
-void row_lse(const float* a, const float* rinvA, int64_t n, int64_t d, const ColBlock* blocks,
-             int nblocks, bool maskDiag, const float* pos, float invTau, std::vector<double>& lse) {
+void row_lse(const float* a, const float* rinvA, int64_t n, int64_t d, const ColBlock* blocks, int nblocks,
+             bool maskDiag, const float* pos, float invTau, std::vector<double>& lse) {
   lse.assign(n, 0.0);
   parallel_for((n + kRowTile - 1) / kRowTile, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> tile(kRowTile * kColTile);
@@ -89,8 +89,8 @@ void row_lse(const float* a, const float* rinvA, int64_t n, int64_t d, const Col
 
 // Writes (or adds) weight * dz into g for row i given the accumulated sums:
 //   acc = sum_j G_ij rinv_j b_j / tau,  gs = sum_j G_ij S_ij.
-inline void finish_row(float* g, const float* z, const float* acc, double gs, float rinv, int64_t d,
-                       double weight, bool accumulate) {
+inline void finish_row(float* g, const float* z, const float* acc, double gs, float rinv, int64_t d, double weight,
+                       bool accumulate) {
   const float c1 = static_cast<float>(weight) * rinv;
   const float c2 = static_cast<float>(gs) * rinv;
   for (int64_t k = 0; k < d; ++k) {
@@ -111,8 +111,7 @@ LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g) {
   if (!res.nonFinite && !inverse_norms(a.z0, n, d, r0.data())) res.nonFinite = kZ0;
   if (res.nonFinite) return res;
   parallel_for(n, 256, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i)
-      pos[i] = a.posScale * dot(a.z1 + i * d, a.z2 + i * d, d) * r1[i] * r2[i] * invTau;
+    for (int64_t i = b; i < e; ++i) pos[i] = a.posScale * dot(a.z1 + i * d, a.z2 + i * d, d) * r1[i] * r2[i] * invTau;
   });
 
   // Pass 2.
@@ -174,7 +173,8 @@ LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g) {
               continue;
             }
             const double k = row[c];
-            const double w = (factor ? std::exp(k - shift) * (ei + escale[j]) : std::exp(k - li) + std::exp(k - lse[j])) * invN;
+            const double w =
+                (factor ? std::exp(k - shift) * (ei + escale[j]) : std::exp(k - li) + std::exp(k - lse[j])) * invN;
             s += w * k;
             row[c] = static_cast<float>(w) * r0[j] * invTau;  // weight on z0_j
           }
@@ -184,8 +184,7 @@ LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g) {
       }
       for (int64_t r = 0; r < bi; ++r) {
         const int64_t i = i0 + r;
-        finish_row(g.gz0 + i * d, a.z0 + i * d, acc.data() + r * d, gs[r], r0[i], d, g.weight,
-                   g.accumulate);
+        finish_row(g.gz0 + i * d, a.z0 + i * d, acc.data() + r * d, gs[r], r0[i], d, g.weight, g.accumulate);
         // Positive pair: dL/dp_i = (a_i - 1)/N with a_i = exp(p_i - lse_i), p_i = m u1.u2 / tau.
         const double gp = (std::exp(static_cast<double>(pos[i]) - lse[i]) - 1.0) * invN;
         const float coef = static_cast<float>(gp) * a.posScale * invTau;
@@ -267,8 +266,8 @@ LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
         }
       }
       for (int64_t r = 0; r < bi; ++r)
-        finish_row(g.gz1 + (i0 + r) * d, a.z1 + (i0 + r) * d, acc.data() + r * d, gs[r], r1[i0 + r], d,
-                   g.weight, g.accumulate);
+        finish_row(g.gz1 + (i0 + r) * d, a.z1 + (i0 + r) * d, acc.data() + r * d, gs[r], r1[i0 + r], d, g.weight,
+                   g.accumulate);
     }
   });
 
@@ -305,8 +304,8 @@ LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
           sgemm(false, false, bj, d, bi, 1.0f, tile.data(), bi, a.z1 + i0 * d, d, 1.0f, acc.data(), d);
         }
         for (int64_t c = 0; c < bj; ++c)
-          finish_row(colGrads[k] + (j0 + c) * d, cb.b + (j0 + c) * d, acc.data() + c * d, gs[c],
-                     cb.rinv[j0 + c], d, g.weight, g.accumulate);
+          finish_row(colGrads[k] + (j0 + c) * d, cb.b + (j0 + c) * d, acc.data() + c * d, gs[c], cb.rinv[j0 + c], d,
+                     g.weight, g.accumulate);
       }
     });
   }
@@ -321,7 +320,7 @@ LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
 namespace simcsepp::cpu {
 
 size_t offDropoutWorkspaceBytes(int64_t n, int64_t d) {
-  const size_t perRow = 4 * sizeof(float) + 2 * sizeof(double);                 // r1 r2 r0 pos, lse rowLoss
+  const size_t perRow = 4 * sizeof(float) + 2 * sizeof(double);  // r1 r2 r0 pos, lse rowLoss
   const size_t perThread = (kRowTile * kColTile + kRowTile * d) * sizeof(float) + kRowTile * sizeof(double);
   return static_cast<size_t>(n) * perRow + static_cast<size_t>(num_threads()) * perThread;
 }

@@ -3,10 +3,11 @@
 // normalisation backward. It materialises the N x N matrix: it exists only as the benchmark's
 // baseline for the fused kernels (npx simcsepp bench losses), never for training.
 #include <cmath>
+#include <string>
 #include <vector>
 
-#include "../backend.h"
 #include "gemm.h"
+#include "ops.h"
 #include "parallel.h"
 #include "rowwise.h"
 
@@ -80,6 +81,15 @@ LossResult offDropoutUnfused(const OffDropoutArgs& a, const LossGradOut& g, size
   }
   normalise_backward(gu.data(), u2.data(), r2.data(), n, d, g, g.gz2);
   return res;
+}
+
+}  // namespace simcsepp::cpu
+
+namespace simcsepp::cpu {
+
+std::string offDropoutUnfusedFit(int64_t n, int64_t /*d*/) {
+  const double nn = static_cast<double>(n) * static_cast<double>(n);
+  return nn > 2.0e9 ? "offDropoutUnfused: N x N logits would not fit in memory" : "";
 }
 
 }  // namespace simcsepp::cpu

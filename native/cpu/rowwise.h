@@ -5,8 +5,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "../backend.h"
 #include "dot.h"
+#include "ops/losses.h"
 #include "parallel.h"
 
 namespace simcsepp::cpu {

@@ -97,15 +97,13 @@ Operands make_operands(const Case& c) {
 // write outside the M x N window.
 double run_case(const Case& c, const Operands& o) {
   std::vector<float> C = o.C0;
-  sgemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, o.A.data(), o.lda, o.B.data(), o.ldb, c.beta,
-        C.data(), o.ldc);
+  sgemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, o.A.data(), o.lda, o.B.data(), o.ldb, c.beta, C.data(), o.ldc);
   double max_err = 0.0, max_ref = 0.0;
   for (int64_t i = 0; i < c.M; ++i) {
     for (int64_t j = 0; j < o.ldc; ++j) {
       const size_t idx = static_cast<size_t>(i * o.ldc + j);
       if (j >= c.N) {  // padding must be untouched (bitwise, NaN included)
-        if (std::memcmp(&C[idx], &o.C0[idx], sizeof(float)) != 0)
-          return std::numeric_limits<double>::infinity();
+        if (std::memcmp(&C[idx], &o.C0[idx], sizeof(float)) != 0) return std::numeric_limits<double>::infinity();
         continue;
       }
       const double r = o.ref[i * c.N + j];
@@ -129,8 +127,7 @@ std::vector<std::string> available_kernels() {
 int check(const std::vector<std::string>& kernels, bool quick) {
   std::vector<Case> cases;
   const std::vector<int64_t> sizes = quick ? std::vector<int64_t>{0, 1, 3, 17, 65, 129}
-                                           : std::vector<int64_t>{0,  1,  2,  3,  7,   17,
-                                                                  63, 64, 65, 97, 129, 257};
+                                           : std::vector<int64_t>{0, 1, 2, 3, 7, 17, 63, 64, 65, 97, 129, 257};
   const float alphas[] = {1.0f, -0.5f, 2.0f, 0.0f};
   const float betas[] = {0.0f, 1.0f, 0.25f, -1.0f};
   int variant = 0;
@@ -157,10 +154,9 @@ int check(const std::vector<std::string>& kernels, bool quick) {
   }
   // Shapes that cross the MC / KC / NC blocks, tall-skinny and short-wide ones, and the
   // M-split / N-split threading paths.
-  const int64_t big[][3] = {{300, 4200, 600},  {1000, 50, 700},   {5, 5000, 300},
-                            {2, 3000, 2000},   {1, 2049, 513},    {2049, 1, 513},
-                            {777, 333, 1029},  {13, 1500, 257},   {4500, 40, 90},
-                            {100, 100, 10000}, {1111, 4111, 33}};
+  const int64_t big[][3] = {{300, 4200, 600}, {1000, 50, 700},   {5, 5000, 300},   {2, 3000, 2000},
+                            {1, 2049, 513},   {2049, 1, 513},    {777, 333, 1029}, {13, 1500, 257},
+                            {4500, 40, 90},   {100, 100, 10000}, {1111, 4111, 33}};
   for (int t = 0; t < 4; ++t) {
     for (const auto& s : big) {
       for (int bv = 0; bv < 2; ++bv) {
@@ -189,17 +185,16 @@ int check(const std::vector<std::string>& kernels, bool quick) {
       worst[ki] = std::max(worst[ki], err);
       if (!(err < 1e-5)) {
         if (++failures <= 20) {
-          std::printf("FAIL kernel=%s ta=%d tb=%d M=%lld N=%lld K=%lld alpha=%g beta=%g pad=%lld "
-                      "nanC=%d rel_err=%g\n",
-                      kernels[ki].c_str(), c.ta, c.tb, static_cast<long long>(c.M),
-                      static_cast<long long>(c.N), static_cast<long long>(c.K), c.alpha, c.beta,
-                      static_cast<long long>(c.pad), c.nan_c, err);
+          std::printf(
+              "FAIL kernel=%s ta=%d tb=%d M=%lld N=%lld K=%lld alpha=%g beta=%g pad=%lld "
+              "nanC=%d rel_err=%g\n",
+              kernels[ki].c_str(), c.ta, c.tb, static_cast<long long>(c.M), static_cast<long long>(c.N),
+              static_cast<long long>(c.K), c.alpha, c.beta, static_cast<long long>(c.pad), c.nan_c, err);
         }
       }
     }
   }
-  std::printf("correctness: %zu cases x %zu kernels, %d failures\n", cases.size(), kernels.size(),
-              failures);
+  std::printf("correctness: %zu cases x %zu kernels, %d failures\n", cases.size(), kernels.size(), failures);
   for (size_t ki = 0; ki < kernels.size(); ++ki)
     std::printf("  kernel %-8s worst rel err %.3g\n", kernels[ki].c_str(), worst[ki]);
   return failures;
@@ -210,8 +205,7 @@ int check_concurrent() {
   int failures = 0;
   const int64_t M = 300, N = 260, K = 500;
   std::vector<Case> cs;
-  for (int t = 0; t < 4; ++t)
-    cs.push_back(Case{bool(t & 1), bool(t & 2), M, N, K, 1.0f, 0.0f, 3, true});
+  for (int t = 0; t < 4; ++t) cs.push_back(Case{bool(t & 1), bool(t & 2), M, N, K, 1.0f, 0.0f, 3, true});
   std::vector<Operands> os;
   for (const Case& c : cs) os.push_back(make_operands(c));
   std::vector<double> errs(8, 0.0);
@@ -236,9 +230,7 @@ int check_concurrent() {
   return failures;
 }
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -252,17 +244,13 @@ void bench(int reps, bool have_blas) {
     const char* name;
     bool ta, tb;
   };
-  const Op ops[] = {{"NN  A*B", false, false}, {"NT  A*B^T", false, true},
-                    {"TN  A^T*B", true, false}};
-  const std::vector<int64_t> Ms = g_only_m ? std::vector<int64_t>{g_only_m}
-                                           : std::vector<int64_t>{2048, 6144};
+  const Op ops[] = {{"NN  A*B", false, false}, {"NT  A*B^T", false, true}, {"TN  A^T*B", true, false}};
+  const std::vector<int64_t> Ms = g_only_m ? std::vector<int64_t>{g_only_m} : std::vector<int64_t>{2048, 6144};
   std::vector<int64_t> NKs = {768, 3072};
-  if (g_only_m) NKs = g_only_n == g_only_k ? std::vector<int64_t>{g_only_n}
-                                           : std::vector<int64_t>{g_only_n, g_only_k};
-  std::printf("\n%-10s %6s %6s %6s | %9s %9s | %7s || %9s %9s\n", "op", "M", "N", "K", "ours",
-              "blas", "ratio", "ours", "blas");
-  std::printf("%-10s %6s %6s %6s | %9s %9s | %7s || %9s %9s\n", "", "", "", "", "median",
-              "median", "", "best", "best");
+  if (g_only_m) NKs = g_only_n == g_only_k ? std::vector<int64_t>{g_only_n} : std::vector<int64_t>{g_only_n, g_only_k};
+  std::printf("\n%-10s %6s %6s %6s | %9s %9s | %7s || %9s %9s\n", "op", "M", "N", "K", "ours", "blas", "ratio", "ours",
+              "blas");
+  std::printf("%-10s %6s %6s %6s | %9s %9s | %7s || %9s %9s\n", "", "", "", "", "median", "median", "", "best", "best");
   double sum_ratio_log = 0.0;
   int n_ratio = 0;
   double min_ratio = 1e9;
@@ -280,8 +268,7 @@ void bench(int reps, bool have_blas) {
           auto time_one = [&](bool blas) {
             const double t0 = now_s();
             if (blas)
-              blas_ref_sgemm(op.ta, op.tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f,
-                             C.data(), N);
+              blas_ref_sgemm(op.ta, op.tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(), N);
             else
               sgemm(op.ta, op.tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(), N);
             return flops / (now_s() - t0) * 1e-9;
@@ -311,15 +298,13 @@ void bench(int reps, bool have_blas) {
             sum_ratio_log += std::log(ratio);
             ++n_ratio;
             min_ratio = std::min(min_ratio, ratio);
-            std::printf("%-10s %6lld %6lld %6lld | %9.1f %9.1f | %6.0f%% || %9.1f %9.1f\n",
-                        op.name, static_cast<long long>(M), static_cast<long long>(N),
-                        static_cast<long long>(K), go, gb, 100.0 * ratio,
-                        *std::max_element(ours.begin(), ours.end()),
+            std::printf("%-10s %6lld %6lld %6lld | %9.1f %9.1f | %6.0f%% || %9.1f %9.1f\n", op.name,
+                        static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K), go, gb,
+                        100.0 * ratio, *std::max_element(ours.begin(), ours.end()),
                         *std::max_element(ref.begin(), ref.end()));
           } else {
-            std::printf("%-10s %6lld %6lld %6lld | %9.1f %9s | %7s || %9.1f %9s\n", op.name,
-                        static_cast<long long>(M), static_cast<long long>(N),
-                        static_cast<long long>(K), go, "-", "-",
+            std::printf("%-10s %6lld %6lld %6lld | %9.1f %9s | %7s || %9.1f %9s\n", op.name, static_cast<long long>(M),
+                        static_cast<long long>(N), static_cast<long long>(K), go, "-", "-",
                         *std::max_element(ours.begin(), ours.end()), "-");
           }
           std::fflush(stdout);
@@ -328,8 +313,8 @@ void bench(int reps, bool have_blas) {
     }
   }
   if (n_ratio > 0)
-    std::printf("ours / blas: geometric mean %.0f%%, worst %.0f%%\n",
-                100.0 * std::exp(sum_ratio_log / n_ratio), 100.0 * min_ratio);
+    std::printf("ours / blas: geometric mean %.0f%%, worst %.0f%%\n", 100.0 * std::exp(sum_ratio_log / n_ratio),
+                100.0 * min_ratio);
 }
 
 }  // namespace
@@ -354,8 +339,10 @@ int main(int argc, char** argv) {
     } else if (!std::strcmp(argv[i], "--kernel") && i + 1 < argc) {
       kernel = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: %s [--check-only|--bench-only] [--quick] [--reps N] "
-                           "[--shape M N K] [--kernel generic|avx2|avx512]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--check-only|--bench-only] [--quick] [--reps N] "
+                   "[--shape M N K] [--kernel generic|avx2|avx512]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -367,10 +354,10 @@ int main(int argc, char** argv) {
   const bool have_blas = blas_ref_available(&blas_name);
   const char* ct = std::getenv("OPENBLAS_CORETYPE");
   const char* l2 = std::getenv("OPENBLAS_L2_SIZE");
-  std::printf("threads %d | default kernel %s | system BLAS: %s | OPENBLAS_CORETYPE=%s "
-              "OPENBLAS_L2_SIZE=%s\n",
-              threads, sgemm_kernel_name(), have_blas ? blas_name.c_str() : "(none)",
-              ct ? ct : "(unset)", l2 ? l2 : "(unset)");
+  std::printf(
+      "threads %d | default kernel %s | system BLAS: %s | OPENBLAS_CORETYPE=%s "
+      "OPENBLAS_L2_SIZE=%s\n",
+      threads, sgemm_kernel_name(), have_blas ? blas_name.c_str() : "(none)", ct ? ct : "(unset)", l2 ? l2 : "(unset)");
 
   const std::string default_kernel = sgemm_kernel_name();
   int failures = 0;
@@ -387,8 +374,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "kernel %s is not available here\n", k.c_str());
       return 2;
     }
-    std::printf("\nbenchmark: kernel %s, %d threads, median of %d runs\n", sgemm_kernel_name(),
-                threads, reps);
+    std::printf("\nbenchmark: kernel %s, %d threads, median of %d runs\n", sgemm_kernel_name(), threads, reps);
     bench(reps, have_blas);
   }
   return failures == 0 ? 0 : 1;

@@ -26,8 +26,7 @@ SIMCSEPP_HD uint32_t philox_mulhi(uint32_t a, uint32_t b, uint32_t* lo) {
 }
 
 // Ten rounds with the Weyl key schedule; constants from the Random123 reference.
-SIMCSEPP_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
-                                  uint32_t k1) {
+SIMCSEPP_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1) {
   const uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
   const uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
   for (int round = 0; round < 10; ++round) {
@@ -36,8 +35,12 @@ SIMCSEPP_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_
     const uint32_t hi1 = philox_mulhi(kM1, c2, &lo1);
     const uint32_t n0 = hi1 ^ c1 ^ k0;
     const uint32_t n2 = hi0 ^ c3 ^ k1;
-    c0 = n0; c1 = lo1; c2 = n2; c3 = lo0;
-    k0 += kW0; k1 += kW1;
+    c0 = n0;
+    c1 = lo1;
+    c2 = n2;
+    c3 = lo0;
+    k0 += kW0;
+    k1 += kW1;
   }
   return Philox4{{c0, c1, c2, c3}};
 }
@@ -63,7 +66,8 @@ inline void dropout_uniforms(uint64_t seed, uint64_t offset, uint64_t first, int
     const Philox4 r = philox4x32_10(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
                                     static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32),
                                     static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
-    for (unsigned k = static_cast<unsigned>(index & 3); k < 4 && index < end; ++k, ++index) *out++ = philox_to_unit(r.v[k]);
+    for (unsigned k = static_cast<unsigned>(index & 3); k < 4 && index < end; ++k, ++index)
+      *out++ = philox_to_unit(r.v[k]);
   }
 }
 

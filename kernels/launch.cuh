@@ -1,0 +1,26 @@
+// The one place that writes `<<< >>>`: every kernel launch in kernels/ goes through launch(), which
+// also checks the launch (a bad configuration or a missing kernel image only shows up in
+// cudaGetLastError). Keeping launches behind one function lets a host emulator or a tracer replace
+// it later without touching the kernel files.
+#pragma once
+#include <cstddef>
+#include <string>
+#include <utility>
+
+#include "cuda_check.cuh"
+
+namespace simcsepp::cuda {
+
+// The stream the op entry points (backend.h) pass to their launchers today: the legacy default stream.
+constexpr cudaStream_t kDefaultStream = 0;
+
+// Launches kernel<<<grid, block, smem, stream>>>(args...) and throws CudaError("launch of <what>
+// failed: ...") if the launch is refused. `stream` is explicit everywhere: 0 is the default stream.
+template <class... Params, class... Args>
+void launch(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+            Args&&... args) {
+  kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+  detail::check(cudaGetLastError(), (std::string("launch of ") + what).c_str());
+}
+
+}  // namespace simcsepp::cuda

@@ -1,0 +1,409 @@
+// Node-API entry points of the BERT encoder ops (ops/encoder.h): validate, then run on the tensors'
+// device through dispatch.h (the CPU backend has them all; CUDA has none yet).
+//
+//   embeddingForward(out, ids, posIds, typeIds, word, pos, type)
+//   embeddingBackward(dword, dpos, dtype, dout, ids, posIds, typeIds)
+//   layerNormForward(out, mean, rstd, inp, weight, bias, eps)
+//   layerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd)
+//   linearForward(out, inp, weight, bias|null)
+//   linearBackward(dinp|null, dweight, dbias|null, dout, inp, weight, accumulateInput)
+//   geluForward(out, inp)             geluBackward(dinp, inp, dout)
+//   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
+//   add(out, a, b)                    addInplace(dst, src)
+//   attentionForward(ctx, probs, q, k, v, mask, numHeads, p, seed, offset, keepRows|null)
+//   attentionBackward(dq, dk, dv, dctx, q, k, v, probs, mask, numHeads, p, seed, offset, keepRows|null)
+//   poolClsForward(out, hidden)       poolClsBackward(dhidden, dout, accumulate)
+//   poolMeanForward(out, hidden, mask) poolMeanBackward(dhidden, dout, mask, accumulate)
+// Tensors are float32 NativeTensors; sizes are derived from their shapes and every tensor's size is
+// checked. ids/mask are Int32Arrays, keepRows a Uint8Array (one byte per sentence) or null.
+#include <napi.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "args.h"
+#include "dispatch.h"
+#include "register.h"
+
+namespace simcsepp {
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Embeddings
+
+struct EmbeddingTables {
+  NativeTensor *word, *pos, *type;
+  int64_t H;
+};
+
+// Three [rows, H] tables at info[i..i+2] with a common H.
+EmbeddingTables tables(const Napi::CallbackInfo& info, OpTensors& ts, size_t i, const char* const names[3]) {
+  Napi::Env env = info.Env();
+  EmbeddingTables t{};
+  NativeTensor* tab[3];
+  for (int k = 0; k < 3; ++k) {
+    tab[k] = ts.tensor(i + k, names[k]);
+    expect_rank(env, tab[k], names[k], 2, "[rows, H]");
+  }
+  t.word = tab[0], t.pos = tab[1], t.type = tab[2];
+  t.H = t.word->shape()[1];
+  for (int k = 1; k < 3; ++k)
+    if (tab[k]->shape()[1] != t.H)
+      throw_arg(env, std::string("Expected ") + names[k] + " to have H = " + std::to_string(t.H) + " columns (as " +
+                         names[0] + ") but received " + tab[k]->shape_string());
+  return t;
+}
+
+struct TokenIds {
+  const int32_t *ids, *pos, *type;
+  int64_t BT;
+};
+
+TokenIds token_ids(const Napi::CallbackInfo& info, size_t i, const EmbeddingTables& t,
+                   const char* const tableNames[3]) {
+  Napi::Env env = info.Env();
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw_arg(env, "Expected ids to be an Int32Array but received " + describe(info[i]));
+  const int64_t BT = static_cast<int64_t>(info[i].As<Napi::Int32Array>().ElementLength());
+  if (BT < 1) throw_arg(env, "Expected ids to hold at least one token");
+  TokenIds r{arg_i32(info, i, "ids", BT), arg_i32(info, i + 1, "posIds", BT), arg_i32(info, i + 2, "typeIds", BT), BT};
+  check_indices(env, r.ids, BT, t.word->shape()[0], "ids", tableNames[0]);
+  check_indices(env, r.pos, BT, t.pos->shape()[0], "posIds", tableNames[1]);
+  check_indices(env, r.type, BT, t.type->shape()[0], "typeIds", tableNames[2]);
+  return r;
+}
+
+Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "embeddingForward");
+  static const char* const names[3] = {"word", "pos", "type"};
+  Napi::Env env = info.Env();
+  NativeTensor* out = ts.tensor(0, "out");
+  const EmbeddingTables t = tables(info, ts, 4, names);
+  const TokenIds ids = token_ids(info, 1, t, names);
+  expect_rows(env, out, "out", ids.BT * t.H, t.H);
+  EmbeddingForwardFn* embedding_forward = ts.entry(&Backend::embedding_forward);
+  return guarded_void(env, [&] {
+    embedding_forward(out->data(), ids.ids, ids.pos, ids.type, t.word->data(), t.pos->data(), t.type->data(), ids.BT,
+                      t.H);
+  });
+}
+
+Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "embeddingBackward");
+  static const char* const names[3] = {"dword", "dpos", "dtype"};
+  Napi::Env env = info.Env();
+  const EmbeddingTables t = tables(info, ts, 0, names);
+  NativeTensor* dout = ts.tensor(3, "dout");
+  const TokenIds ids = token_ids(info, 4, t, names);
+  expect_rows(env, dout, "dout", ids.BT * t.H, t.H);
+  EmbeddingBackwardFn* embedding_backward = ts.entry(&Backend::embedding_backward);
+  return guarded_void(env, [&] {
+    embedding_backward(t.word->data(), t.pos->data(), t.type->data(), dout->data(), ids.ids, ids.pos, ids.type, ids.BT,
+                       t.H);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer norm
+
+Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "layerNormForward");
+  Napi::Env env = info.Env();
+  NativeTensor* out = ts.tensor(0, "out");
+  NativeTensor* mean = ts.tensor(1, "mean");
+  NativeTensor* rstd = ts.tensor(2, "rstd");
+  NativeTensor* inp = ts.tensor(3, "inp");
+  NativeTensor* weight = ts.tensor(4, "weight");
+  NativeTensor* bias = ts.tensor(5, "bias");
+  const int64_t C = last_dim(env, inp, "inp"), R = inp->numel() / C;
+  expect_rows(env, out, "out", R * C, C);
+  expect_shape(env, weight, "weight", {C});
+  expect_shape(env, bias, "bias", {C});
+  expect_numel(env, mean, "mean", R, "the rows of inp");
+  expect_numel(env, rstd, "rstd", R, "the rows of inp");
+  const float eps = static_cast<float>(arg_positive(info, 6, "eps"));
+  LayerNormForwardFn* layernorm_forward = ts.entry(&Backend::layernorm_forward);
+  return guarded_void(env, [&] {
+    layernorm_forward(out->data(), mean->data(), rstd->data(), inp->data(), weight->data(), bias->data(), R, C, eps);
+  });
+}
+
+Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "layerNormBackward");
+  Napi::Env env = info.Env();
+  NativeTensor* dinp = ts.tensor(0, "dinp");
+  NativeTensor* dweight = ts.tensor(1, "dweight");
+  NativeTensor* dbias = ts.tensor(2, "dbias");
+  NativeTensor* dout = ts.tensor(3, "dout");
+  NativeTensor* inp = ts.tensor(4, "inp");
+  NativeTensor* weight = ts.tensor(5, "weight");
+  NativeTensor* mean = ts.tensor(6, "mean");
+  NativeTensor* rstd = ts.tensor(7, "rstd");
+  const int64_t C = last_dim(env, inp, "inp"), R = inp->numel() / C;
+  expect_rows(env, dinp, "dinp", R * C, C);
+  expect_rows(env, dout, "dout", R * C, C);
+  expect_shape(env, weight, "weight", {C});
+  expect_shape(env, dweight, "dweight", {C});
+  expect_shape(env, dbias, "dbias", {C});
+  expect_numel(env, mean, "mean", R, "the rows of inp");
+  expect_numel(env, rstd, "rstd", R, "the rows of inp");
+  LayerNormBackwardFn* layernorm_backward = ts.entry(&Backend::layernorm_backward);
+  return guarded_void(env, [&] {
+    layernorm_backward(dinp->data(), dweight->data(), dbias->data(), dout->data(), inp->data(), weight->data(),
+                       mean->data(), rstd->data(), R, C);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear
+
+Napi::Value LinearForward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "linearForward");
+  Napi::Env env = info.Env();
+  NativeTensor* out = ts.tensor(0, "out");
+  NativeTensor* inp = ts.tensor(1, "inp");
+  NativeTensor* weight = ts.tensor(2, "weight");
+  NativeTensor* bias = ts.optional(3, "bias");
+  expect_rank(env, weight, "weight", 2, "[OC, C]");
+  const int64_t OC = weight->shape()[0], C = weight->shape()[1];
+  if (last_dim(env, inp, "inp") != C)
+    throw_arg(env, "Expected inp's last dimension to be C = " + std::to_string(C) +
+                       " (weight is [OC, C] = " + weight->shape_string() + ") but received " + inp->shape_string());
+  const int64_t R = inp->numel() / C;
+  expect_rows(env, out, "out", R * OC, OC);
+  if (bias) expect_shape(env, bias, "bias", {OC});
+  LinearForwardFn* linear_forward = ts.entry(&Backend::linear_forward);
+  return guarded_void(
+      env, [&] { linear_forward(out->data(), inp->data(), weight->data(), bias ? bias->data() : nullptr, R, C, OC); });
+}
+
+Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "linearBackward");
+  Napi::Env env = info.Env();
+  NativeTensor* dinp = ts.optional(0, "dinp");
+  NativeTensor* dweight = ts.tensor(1, "dweight");
+  NativeTensor* dbias = ts.optional(2, "dbias");
+  NativeTensor* dout = ts.tensor(3, "dout");
+  NativeTensor* inp = ts.tensor(4, "inp");
+  NativeTensor* weight = ts.tensor(5, "weight");
+  expect_rank(env, weight, "weight", 2, "[OC, C]");
+  const int64_t OC = weight->shape()[0], C = weight->shape()[1];
+  if (last_dim(env, inp, "inp") != C)
+    throw_arg(env, "Expected inp's last dimension to be C = " + std::to_string(C) +
+                       " (weight is [OC, C] = " + weight->shape_string() + ") but received " + inp->shape_string());
+  const int64_t R = inp->numel() / C;
+  if (dinp) expect_rows(env, dinp, "dinp", R * C, C);
+  require_same(env, weight, "weight", dweight, "dweight");
+  if (dbias) expect_shape(env, dbias, "dbias", {OC});
+  expect_rows(env, dout, "dout", R * OC, OC);
+  const bool accumulateInput = arg_bool(info, 6, "accumulateInput");
+  LinearBackwardFn* linear_backward = ts.entry(&Backend::linear_backward);
+  return guarded_void(env, [&] {
+    linear_backward(dinp ? dinp->data() : nullptr, dweight->data(), dbias ? dbias->data() : nullptr, dout->data(),
+                    inp->data(), weight->data(), R, C, OC, accumulateInput);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise: every tensor holds as many elements as the first (outputs first, then inputs).
+
+void call(void (*fn)(float*, const float*, int64_t), const std::vector<NativeTensor*>& t) {
+  fn(t[0]->data(), t[1]->data(), t[0]->numel());
+}
+
+void call(void (*fn)(float*, const float*, const float*, int64_t), const std::vector<NativeTensor*>& t) {
+  fn(t[0]->data(), t[1]->data(), t[2]->data(), t[0]->numel());
+}
+
+template <class Fn>
+Napi::Value elementwise(const Napi::CallbackInfo& info, const char* op, const std::vector<const char*>& names,
+                        Fn* Backend::*member) {
+  OpTensors ts(info, op);
+  const std::vector<NativeTensor*> t = ts.same_size(names);
+  Fn* fn = ts.entry(member);
+  return guarded_void(info.Env(), [&] { call(fn, t); });
+}
+
+Napi::Value GeluForward(const Napi::CallbackInfo& info) {
+  return elementwise(info, "geluForward", {"out", "inp"}, &Backend::gelu_forward);
+}
+Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
+  return elementwise(info, "geluBackward", {"dinp", "inp", "dout"}, &Backend::gelu_backward);
+}
+Napi::Value TanhForward(const Napi::CallbackInfo& info) {
+  return elementwise(info, "tanhForward", {"out", "inp"}, &Backend::tanh_forward);
+}
+Napi::Value TanhBackward(const Napi::CallbackInfo& info) {
+  return elementwise(info, "tanhBackward", {"dinp", "out", "dout"}, &Backend::tanh_backward);
+}
+Napi::Value Add(const Napi::CallbackInfo& info) { return elementwise(info, "add", {"out", "a", "b"}, &Backend::add); }
+Napi::Value AddInplace(const Napi::CallbackInfo& info) {
+  return elementwise(info, "addInplace", {"dst", "src"}, &Backend::add_inplace);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention
+
+struct AttentionDims {
+  int64_t B, T, NH, HS;
+};
+
+// q is [B, T, H]; numHeads divides H; probs is [B, NH, T, T]; mask has B*T entries.
+AttentionDims attention_dims(const Napi::CallbackInfo& info, const NativeTensor* q, size_t headsIndex) {
+  Napi::Env env = info.Env();
+  expect_rank(env, q, "q", 3, "[B, T, H]");
+  const int64_t B = q->shape()[0], T = q->shape()[1], H = q->shape()[2];
+  const int64_t NH = arg_positive_int(info, headsIndex, "numHeads");
+  if (H % NH != 0)
+    throw Napi::RangeError::New(
+        env, "Expected numHeads (" + std::to_string(NH) + ") to divide the hidden size H = " + std::to_string(H));
+  return {B, T, NH, H / NH};
+}
+
+struct AttentionDropout {
+  float p;
+  uint64_t seed, offset;
+  const uint8_t* keepRows;
+};
+
+AttentionDropout attention_dropout(const Napi::CallbackInfo& info, size_t i, int64_t B) {
+  return {arg_probability(info, i, "p"), arg_u64(info, i + 1, "seed"), arg_u64(info, i + 2, "offset"),
+          arg_keep_rows(info, i + 3, B, "sentence")};
+}
+
+Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "attentionForward");
+  Napi::Env env = info.Env();
+  NativeTensor* ctx = ts.tensor(0, "ctx");
+  NativeTensor* probs = ts.tensor(1, "probs");
+  NativeTensor* q = ts.tensor(2, "q");
+  NativeTensor* k = ts.tensor(3, "k");
+  NativeTensor* v = ts.tensor(4, "v");
+  const AttentionDims d = attention_dims(info, q, 6);
+  require_same(env, q, "q", k, "k");
+  require_same(env, q, "q", v, "v");
+  require_same(env, q, "q", ctx, "ctx");
+  expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
+  const int32_t* mask = arg_i32(info, 5, "mask", d.B * d.T);
+  const AttentionDropout dr = attention_dropout(info, 7, d.B);
+  AttentionForwardFn* attention_forward = ts.entry(&Backend::attention_forward);
+  return guarded_void(env, [&] {
+    attention_forward(ctx->data(), probs->data(), q->data(), k->data(), v->data(), mask, d.B, d.T, d.NH, d.HS, dr.p,
+                      dr.seed, dr.offset, dr.keepRows);
+  });
+}
+
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "attentionBackward");
+  Napi::Env env = info.Env();
+  NativeTensor* dq = ts.tensor(0, "dq");
+  NativeTensor* dk = ts.tensor(1, "dk");
+  NativeTensor* dv = ts.tensor(2, "dv");
+  NativeTensor* dctx = ts.tensor(3, "dctx");
+  NativeTensor* q = ts.tensor(4, "q");
+  NativeTensor* k = ts.tensor(5, "k");
+  NativeTensor* v = ts.tensor(6, "v");
+  NativeTensor* probs = ts.tensor(7, "probs");
+  const AttentionDims d = attention_dims(info, q, 9);
+  require_same(env, q, "q", k, "k");
+  require_same(env, q, "q", v, "v");
+  require_same(env, q, "q", dq, "dq");
+  require_same(env, q, "q", dk, "dk");
+  require_same(env, q, "q", dv, "dv");
+  require_same(env, q, "q", dctx, "dctx");
+  expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
+  const int32_t* mask = arg_i32(info, 8, "mask", d.B * d.T);
+  const AttentionDropout dr = attention_dropout(info, 10, d.B);
+  AttentionBackwardFn* attention_backward = ts.entry(&Backend::attention_backward);
+  return guarded_void(env, [&] {
+    attention_backward(dq->data(), dk->data(), dv->data(), dctx->data(), q->data(), k->data(), v->data(), probs->data(),
+                       mask, d.B, d.T, d.NH, d.HS, dr.p, dr.seed, dr.offset, dr.keepRows);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pooling
+
+struct PoolDims {
+  int64_t B, T, H;
+};
+
+// hidden [B, T, H] and pooled [B, H].
+PoolDims pool_dims(const Napi::Env& env, const NativeTensor* hidden, const char* hiddenName, const NativeTensor* pooled,
+                   const char* pooledName) {
+  expect_rank(env, hidden, hiddenName, 3, "[B, T, H]");
+  const PoolDims d{hidden->shape()[0], hidden->shape()[1], hidden->shape()[2]};
+  expect_shape(env, pooled, pooledName, {d.B, d.H});
+  return d;
+}
+
+Napi::Value PoolClsForward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "poolClsForward");
+  NativeTensor* out = ts.tensor(0, "out");
+  NativeTensor* hidden = ts.tensor(1, "hidden");
+  const PoolDims d = pool_dims(info.Env(), hidden, "hidden", out, "out");
+  PoolClsForwardFn* pool_cls_forward = ts.entry(&Backend::pool_cls_forward);
+  return guarded_void(info.Env(), [&] { pool_cls_forward(out->data(), hidden->data(), d.B, d.T, d.H); });
+}
+
+Napi::Value PoolClsBackward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "poolClsBackward");
+  NativeTensor* dhidden = ts.tensor(0, "dhidden");
+  NativeTensor* dout = ts.tensor(1, "dout");
+  const PoolDims d = pool_dims(info.Env(), dhidden, "dhidden", dout, "dout");
+  const bool accumulate = arg_bool(info, 2, "accumulate");
+  PoolClsBackwardFn* pool_cls_backward = ts.entry(&Backend::pool_cls_backward);
+  return guarded_void(info.Env(), [&] { pool_cls_backward(dhidden->data(), dout->data(), d.B, d.T, d.H, accumulate); });
+}
+
+Napi::Value PoolMeanForward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "poolMeanForward");
+  NativeTensor* out = ts.tensor(0, "out");
+  NativeTensor* hidden = ts.tensor(1, "hidden");
+  const PoolDims d = pool_dims(info.Env(), hidden, "hidden", out, "out");
+  const int32_t* mask = arg_i32(info, 2, "mask", d.B * d.T);
+  PoolMeanForwardFn* pool_mean_forward = ts.entry(&Backend::pool_mean_forward);
+  return guarded_void(info.Env(), [&] { pool_mean_forward(out->data(), hidden->data(), mask, d.B, d.T, d.H); });
+}
+
+Napi::Value PoolMeanBackward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "poolMeanBackward");
+  NativeTensor* dhidden = ts.tensor(0, "dhidden");
+  NativeTensor* dout = ts.tensor(1, "dout");
+  const PoolDims d = pool_dims(info.Env(), dhidden, "dhidden", dout, "dout");
+  const int32_t* mask = arg_i32(info, 2, "mask", d.B * d.T);
+  const bool accumulate = arg_bool(info, 3, "accumulate");
+  PoolMeanBackwardFn* pool_mean_backward = ts.entry(&Backend::pool_mean_backward);
+  return guarded_void(info.Env(),
+                      [&] { pool_mean_backward(dhidden->data(), dout->data(), mask, d.B, d.T, d.H, accumulate); });
+}
+
+}  // namespace
+
+void register_encoder(Napi::Env env, Napi::Object exports) {
+  export_functions(env, exports,
+                   {
+                       {"embeddingForward", EmbeddingForward},
+                       {"embeddingBackward", EmbeddingBackward},
+                       {"layerNormForward", LayerNormForward},
+                       {"layerNormBackward", LayerNormBackward},
+                       {"linearForward", LinearForward},
+                       {"linearBackward", LinearBackward},
+                       {"geluForward", GeluForward},
+                       {"geluBackward", GeluBackward},
+                       {"tanhForward", TanhForward},
+                       {"tanhBackward", TanhBackward},
+                       {"add", Add},
+                       {"addInplace", AddInplace},
+                       {"attentionForward", AttentionForward},
+                       {"attentionBackward", AttentionBackward},
+                       {"poolClsForward", PoolClsForward},
+                       {"poolClsBackward", PoolClsBackward},
+                       {"poolMeanForward", PoolMeanForward},
+                       {"poolMeanBackward", PoolMeanBackward},
+                   });
+}
+
+}  // namespace simcsepp

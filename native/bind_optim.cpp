@@ -1,0 +1,66 @@
+// Node-API entry points of the optimiser ops (ops/optim.h): validate, then run on the tensors'
+// device through dispatch.h.
+//
+//   adamwStep(params, grads, m, v, lr, beta1, beta2, eps, weightDecay, step)
+//   gradSumSquares(g) -> number
+//   scaleInplace(x, s)
+#include <napi.h>
+
+#include <string>
+
+#include "args.h"
+#include "dispatch.h"
+#include "register.h"
+
+namespace simcsepp {
+
+namespace {
+
+Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OpTensors ts(info, "adamwStep");
+  auto t = ts.same_size({"params", "grads", "m", "v"});
+  const double lr = arg_non_negative(info, 4, "lr");
+  const double beta1 = arg_non_negative(info, 5, "beta1");
+  const double beta2 = arg_non_negative(info, 6, "beta2");
+  if (beta1 >= 1)
+    throw Napi::RangeError::New(env, "Expected beta1 to be in [0, 1) but received " + std::to_string(beta1));
+  if (beta2 >= 1)
+    throw Napi::RangeError::New(env, "Expected beta2 to be in [0, 1) but received " + std::to_string(beta2));
+  const double eps = arg_positive(info, 7, "eps");
+  const double wd = arg_non_negative(info, 8, "weightDecay");
+  const int64_t step = arg_positive_int(info, 9, "step");
+  AdamwStepFn* adamw_step = ts.entry(&Backend::adamw_step);
+  return guarded_void(env, [&] {
+    adamw_step(t[0]->data(), t[1]->data(), t[2]->data(), t[3]->data(), t[0]->numel(), lr, beta1, beta2, eps, wd, step);
+  });
+}
+
+Napi::Value GradSumSquares(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OpTensors ts(info, "gradSumSquares");
+  NativeTensor* g = ts.tensor(0, "g");
+  GradSumSquaresFn* grad_sum_squares = ts.entry(&Backend::grad_sum_squares);
+  return guarded(env, [&]() -> Napi::Value { return Napi::Number::New(env, grad_sum_squares(g->data(), g->numel())); });
+}
+
+Napi::Value ScaleInplace(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "scaleInplace");
+  NativeTensor* x = ts.tensor(0, "x");
+  const float s = static_cast<float>(arg_number(info, 1, "s"));
+  ScaleInplaceFn* scale_inplace = ts.entry(&Backend::scale_inplace);
+  return guarded_void(info.Env(), [&] { scale_inplace(x->data(), s, x->numel()); });
+}
+
+}  // namespace
+
+void register_optim(Napi::Env env, Napi::Object exports) {
+  export_functions(env, exports,
+                   {
+                       {"adamwStep", AdamwStep},
+                       {"gradSumSquares", GradSumSquares},
+                       {"scaleInplace", ScaleInplace},
+                   });
+}
+
+}  // namespace simcsepp

@@ -1,0 +1,44 @@
+// The CPU backend's ops, declared through the op set's signatures (ops/*.h holds each op's formula
+// and contract); cpu/backend.cpp puts them in the CPU table. Host buffers throughout. Every op is
+// multi-threaded on the pool in parallel.h; matrix products go through sgemm (gemm.h). Reductions are
+// deterministic (fixed partition independent of scheduling).
+#pragma once
+#include "ops/encoder.h"
+#include "ops/losses.h"
+#include "ops/optim.h"
+
+namespace simcsepp::cpu {
+
+// Losses and dropout: infonce.cpp, dcl.cpp, dropout.cpp, infonce_unfused.cpp.
+SimcseFn simcse;
+OffDropoutFn offDropout;
+DclFn dcl;
+DropoutFn dropout;
+OffDropoutUnfusedFn offDropoutUnfused;
+OffDropoutUnfusedFitFn offDropoutUnfusedFit;
+OffDropoutWorkspaceBytesFn offDropoutWorkspaceBytes;
+
+// BERT encoder and optimiser: bert_ops.cpp.
+EmbeddingForwardFn embedding_forward;
+EmbeddingBackwardFn embedding_backward;
+LayerNormForwardFn layernorm_forward;
+LayerNormBackwardFn layernorm_backward;
+LinearForwardFn linear_forward;
+LinearBackwardFn linear_backward;
+GeluForwardFn gelu_forward;
+GeluBackwardFn gelu_backward;
+TanhForwardFn tanh_forward;
+TanhBackwardFn tanh_backward;
+AddFn add;
+AddInplaceFn add_inplace;
+AttentionForwardFn attention_forward;
+AttentionBackwardFn attention_backward;
+PoolClsForwardFn pool_cls_forward;
+PoolClsBackwardFn pool_cls_backward;
+PoolMeanForwardFn pool_mean_forward;
+PoolMeanBackwardFn pool_mean_backward;
+AdamwStepFn adamw_step;
+GradSumSquaresFn grad_sum_squares;
+ScaleInplaceFn scale_inplace;
+
+}  // namespace simcsepp::cpu

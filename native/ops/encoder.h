@@ -1,0 +1,85 @@
+// The BERT encoder ops of the op set (backend.h), forward and backward, on raw row-major float32
+// buffers: one signature per op, shared by every backend (cpu:: implements them all today).
+//
+// Conventions (as llm.c): outputs first, then inputs, then sizes; gradients are prefixed d; the
+// forward saves what the backward needs (layer-norm mean/rstd, attention probabilities).
+// Parameter gradients (dweight, dbias, dword, ...) always accumulate (+=); activation gradients
+// (dinp, dq, ...) are overwritten unless an `accumulate` flag says otherwise.
+// Sizes: B batch, T tokens, H hidden, NH heads, HS = H / NH, R rows, C columns, OC out columns.
+// Index arrays (ids, mask) and keepRows are host pointers for every backend.
+#pragma once
+#include <cstdint>
+
+namespace simcsepp {
+
+// out[r] = word[ids[r]] + pos[posIds[r]] + type[typeIds[r]]   (r < BT; rows of H floats)
+using EmbeddingForwardFn = void(float* out, const int32_t* ids, const int32_t* posIds, const int32_t* typeIds,
+                                const float* word, const float* pos, const float* type, int64_t BT, int64_t H);
+// dword[ids[r]] += dout[r], dpos[posIds[r]] += dout[r], dtype[typeIds[r]] += dout[r]
+// (race-free: threads own disjoint column ranges; any table pointer may be null to skip it).
+using EmbeddingBackwardFn = void(float* dword, float* dpos, float* dtype, const float* dout, const int32_t* ids,
+                                 const int32_t* posIds, const int32_t* typeIds, int64_t BT, int64_t H);
+
+// out = (x - mean) * rstd * weight + bias per row, mean = E[x], rstd = 1/sqrt(Var[x] + eps) (biased).
+using LayerNormForwardFn = void(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                                const float* bias, int64_t R, int64_t C, float eps);
+// n = (x - mean) * rstd, g = dout * weight:
+// dinp = rstd * (g - mean(g) - n * mean(g * n))   (overwritten)
+// dweight += sum_r dout * n, dbias += sum_r dout
+using LayerNormBackwardFn = void(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                                 const float* weight, const float* mean, const float* rstd, int64_t R, int64_t C);
+
+// out[R, OC] = inp[R, C] · weight[OC, C]^T + bias[OC]   (bias may be null)
+using LinearForwardFn = void(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
+                             int64_t OC);
+// dinp (= or, with accumulateInput, +=) dout · weight   (dinp may be null to skip it)
+// dweight += dout^T · inp;  dbias += column sums of dout (dbias may be null)
+using LinearBackwardFn = void(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                              const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput);
+
+// out = x * 0.5 * (1 + erf(x / sqrt(2)))   (exact GELU)
+using GeluForwardFn = void(float* out, const float* inp, int64_t n);
+// dinp = dout * (0.5 * (1 + erf(x / sqrt(2))) + x * exp(-x^2 / 2) / sqrt(2 pi))
+using GeluBackwardFn = void(float* dinp, const float* inp, const float* dout, int64_t n);
+
+// out = tanh(x)
+using TanhForwardFn = void(float* out, const float* inp, int64_t n);
+// dinp = dout * (1 - out^2)
+using TanhBackwardFn = void(float* dinp, const float* out, const float* dout, int64_t n);
+
+// out = a + b (out may alias a or b)
+using AddFn = void(float* out, const float* a, const float* b, int64_t n);
+// dst += src
+using AddInplaceFn = void(float* dst, const float* src, int64_t n);
+
+// Multi-head self-attention core (after the q/k/v projections). q, k, v, ctx are [B, T, H]; head h
+// is the column slice [h*HS, (h+1)*HS) (BERT's transpose_for_scores).
+//   S = q_h k_h^T / sqrt(HS); keys with mask[b*T + j] == 0 get probability 0;
+//   P = softmax over the real keys (a row with no real key is all zeros); probs saves P;
+//   Pd = dropout(P) with the probs viewed as [B, NH*T*T]: element e = b*NH*T*T + h*T*T + i*T + j is
+//        kept iff dropout_uniform(seed, offset, e) >= p and scaled by 1/(1-p); sentences with
+//        keepRows[b] == 0 (keepRows may be null) are not dropped (exactly cpu::dropout's rule);
+//   ctx_h = Pd v_h.
+using AttentionForwardFn = void(float* ctx, float* probs, const float* q, const float* k, const float* v,
+                                const int32_t* mask, int64_t B, int64_t T, int64_t NH, int64_t HS, float p,
+                                uint64_t seed, uint64_t offset, const uint8_t* keepRows);
+// Regenerates the dropout mask D (Pd = D ⊙ P). With G = dctx_h:
+//   dv_h = Pd^T G;  dP = D ⊙ (G v_h^T);  dS = P ⊙ (dP - rowsum(dP ⊙ P));
+//   dq_h = dS k_h / sqrt(HS);  dk_h = dS^T q_h / sqrt(HS).   dq, dk, dv are overwritten.
+using AttentionBackwardFn = void(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
+                                 const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T,
+                                 int64_t NH, int64_t HS, float p, uint64_t seed, uint64_t offset,
+                                 const uint8_t* keepRows);
+
+// out[b] = hidden[b, 0]
+using PoolClsForwardFn = void(float* out, const float* hidden, int64_t B, int64_t T, int64_t H);
+// dhidden[b, 0] (= or +=) dout[b]; without accumulate the other rows are zeroed.
+using PoolClsBackwardFn = void(float* dhidden, const float* dout, int64_t B, int64_t T, int64_t H, bool accumulate);
+
+// out[b] = sum_{t: mask[b*T+t] != 0} hidden[b, t] / count_b   (0 when count_b == 0)
+using PoolMeanForwardFn = void(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T, int64_t H);
+// dhidden[b, t] (= or +=) mask ? dout[b] / count_b : 0
+using PoolMeanBackwardFn = void(float* dhidden, const float* dout, const int32_t* mask, int64_t B, int64_t T, int64_t H,
+                                bool accumulate);
+
+}  // namespace simcsepp

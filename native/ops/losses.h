@@ -1,0 +1,94 @@
+// The loss ops and selective dropout of the op set (backend.h), on raw row-major float32 buffers: their
+// arguments, results and formulas, declared once for every backend. Formulas: docs/method.md.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace simcsepp {
+
+// Which input held a NaN or Inf (the loss ops detect it while normalising and report it instead of
+// returning a poisoned loss). kNone means all inputs were finite.
+enum NonFinite : int { kNone = 0, kZ1 = 1, kZ2 = 2, kZ0 = 3, kZ3 = 4 };
+
+struct LossResult {
+  double loss = 0.0;      // already multiplied by the op's weight
+  int nonFinite = kNone;  // first input found to hold NaN/Inf
+};
+
+// Gradient outputs of a loss. Each is [n, d]; `accumulate` adds weight*grad into them instead of
+// overwriting, so SimCSE++ = offDropout + 0.1*dcl writes one set of buffers without extra passes.
+struct LossGradOut {
+  float* gz1 = nullptr;
+  float* gz2 = nullptr;
+  float* gz0 = nullptr;  // offDropout only
+  float* gz3 = nullptr;  // simcse hard negatives only
+  bool accumulate = false;
+  double weight = 1.0;  // loss is scaled in double, gradients by (float)weight
+};
+
+// SimCSE InfoNCE: S_ij = cos(z1_i, z2_j)/tau, with optional hard negatives z3 as extra columns
+// [cos(z1_i, z2_j) | cos(z1_i, z3_j)]/tau; L = mean_i(-S_ii + lse_j S_ij).
+// z3 may be null. Writes gz1, gz2 (and gz3 when z3 is given).
+struct SimcseArgs {
+  const float* z1;
+  const float* z2;
+  const float* z3;  // [n, d] each
+  int64_t n, d;
+  float temperature;
+};
+
+// Off-dropout InfoNCE: p_i = m*cos(z1_i, z2_i)/tau, K_ij = cos(z0_i, z0_j)/tau (j != i),
+// L = mean_i(-p_i + log(exp(p_i) + sum_{j!=i} exp(K_ij))). Writes gz1, gz2, gz0.
+struct OffDropoutArgs {
+  const float* z1;
+  const float* z2;
+  const float* z0;  // [n, d] each
+  int64_t n, d;
+  float temperature;
+  float posScale;  // m
+};
+
+// DCL: X = BN(z) per column (biased var, eps 1e-5), C = X1^T X2 / (n*tauD) (d x d),
+// L = mean_d(-C_dd + lse_k C_dk). Writes gz1, gz2 (through the BN statistics).
+struct DclArgs {
+  const float* z1;
+  const float* z2;  // [n, d] each
+  int64_t n, d;
+  float temperature;  // tauD
+};
+
+// Selective dropout: x viewed as [rows, cols]; rows with keepRows[r] == 0 pass unchanged; other
+// elements e = r*cols + c are kept iff philox_uniform(seed, offset, e) >= p and scaled by 1/(1-p).
+// keepRows may be null (every row gets dropout); it is a host pointer for every backend.
+// The same call applied to an upstream gradient is the backward (the mask is regenerated).
+struct DropoutArgs {
+  const float* x;
+  float* y;
+  int64_t rows, cols;
+  float p;
+  uint64_t seed, offset;
+  const uint8_t* keepRows;
+};
+
+constexpr float kBnEps = 1e-5f;
+constexpr float kNormEps = 1e-12f;  // |z| is clamped below at this (as torch.nn.functional.normalize)
+
+// The op signatures. Losses return the loss (times weight) and write the gradients of LossGradOut;
+// every backend returns only when the loss is on the host.
+using SimcseFn = LossResult(const SimcseArgs& a, const LossGradOut& g);
+using OffDropoutFn = LossResult(const OffDropoutArgs& a, const LossGradOut& g);
+using DclFn = LossResult(const DclArgs& a, const LossGradOut& g);
+using DropoutFn = void(const DropoutArgs& a);
+
+// Benchmark baseline: the same off-dropout loss from separate ops with the N x N logits in memory
+// (never for training); *workspaceBytes receives the bytes it allocated.
+using OffDropoutUnfusedFn = LossResult(const OffDropoutArgs& a, const LossGradOut& g, size_t* workspaceBytes);
+// Why the baseline cannot take n x d inputs on this backend (the N x N logits would not fit), or ""
+// when it can. The message says "would not fit" (the benchmark skips such sizes).
+using OffDropoutUnfusedFitFn = std::string(int64_t n, int64_t d);
+// Bytes the fused offDropout of this backend takes from its workspace for n x d inputs
+// (accumulate == false), for the benchmark's memory column.
+using OffDropoutWorkspaceBytesFn = size_t(int64_t n, int64_t d);
+
+}  // namespace simcsepp
