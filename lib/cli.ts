@@ -33,10 +33,14 @@ function fail(message: string): never {
 async function main(argv: string[]) {
   const [command, ...rest] = argv
   switch (command) {
-    case 'bench': return benchCommand(rest)
-    case 'train': return trainCommand(rest)
-    case 'encode': return encodeCommand(rest)
-    case 'eval': return evalCommand(rest)
+    case 'bench':
+      return benchCommand(rest)
+    case 'train':
+      return trainCommand(rest)
+    case 'encode':
+      return encodeCommand(rest)
+    case 'eval':
+      return evalCommand(rest)
     case 'info':
       process.stdout.write(JSON.stringify({ cpuThreads: numThreads(), cuda: cudaStatus() }, null, 2) + '\n')
       return

@@ -36,7 +36,8 @@ export interface DeviceChoice {
  */
 export function resolveDevice(request: DeviceRequest, policy: DevicePolicy, cuda: CudaStatus = addon.cudaStatus()): DeviceChoice {
   if (request === 'cpu') return { device: 'cpu' }
-  if (request !== 'auto' && request !== 'cuda') throw new TypeError(`${policy.who}: device must be auto, cpu or cuda (got ${String(request)})`)
+  if (request !== 'auto' && request !== 'cuda')
+    throw new TypeError(`${policy.who}: device must be auto, cpu or cuda (got ${String(request)})`)
   if (!cuda.available) {
     const reason = cuda.reason ?? 'unknown reason'
     if (request === 'cuda') throw new Error(`${policy.who}: device 'cuda' requested but CUDA is unavailable (${reason})`)

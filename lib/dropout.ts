@@ -28,7 +28,13 @@ function keepRowsArray(v: DropoutOptions['keepRows']): Uint8Array | null {
 
 /** y = mask ⊙ x / (1 − p) on rows whose keepRows entry is not 0; other rows pass unchanged. */
 export function dropout(x: Tensor, options: DropoutOptions): Tensor {
-  const o = checkOptions<DropoutOptions>('dropout', options, { p: 'number', seed: 'integer', offset: 'integer', keepRows: 'any', out: 'any' })
+  const o = checkOptions<DropoutOptions>('dropout', options, {
+    p: 'number',
+    seed: 'integer',
+    offset: 'integer',
+    keepRows: 'any',
+    out: 'any',
+  })
   if (o.p === undefined) throw new TypeError('dropout: option p is required')
   if (o.seed === undefined) throw new TypeError('dropout: option seed is required')
   const nx = nativeOf(x, 'x')

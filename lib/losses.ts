@@ -1,4 +1,4 @@
-// The SimCSE++ losses (METHOD.md §1-4): each returns the loss and the gradients w.r.t. its inputs,
+// The SimCSE++ losses (docs/method.md §1-4): each returns the loss and the gradients w.r.t. its inputs,
 // computed by the fused native kernels on the inputs' device. Gradients go into fresh tensors, or into
 // the caller's (`grads`), which is how the training loop uses them without allocating per step.
 import { addon, type NativeTensor } from './native.js'
@@ -56,7 +56,12 @@ type GradName = keyof LossGrads
  * The gradient tensors of one call: the caller's `given` ones (checked against z1's shape and device)
  * or fresh zeros. `run` gets them; fresh ones are freed if it throws.
  */
-function withGrads<T>(z1: Tensor, names: GradName[], given: LossGrads | undefined, run: (g: LossGrads, n: Record<GradName, NativeTensor>) => T): T {
+function withGrads<T>(
+  z1: Tensor,
+  names: GradName[],
+  given: LossGrads | undefined,
+  run: (g: LossGrads, n: Record<GradName, NativeTensor>) => T,
+): T {
   nativeOf(z1, 'z1')
   const g: Partial<LossGrads> = {}
   const n: Partial<Record<GradName, NativeTensor>> = {}
@@ -64,8 +69,15 @@ function withGrads<T>(z1: Tensor, names: GradName[], given: LossGrads | undefine
   for (const name of names) {
     let t = given?.[name]
     if (t === undefined) fresh.push((t = Tensor.zeros(z1.shape, z1.device)))
-    else if (!(t instanceof Tensor) || t.device !== z1.device || t.shape.length !== z1.shape.length || t.shape.some((d, i) => d !== z1.shape[i])) {
-      throw new TypeError(`Expected grads.${name} to be a tensor of z1's shape [${z1.shape.join(', ')}] on ${z1.device} but received ${describe(t)}`)
+    else if (
+      !(t instanceof Tensor) ||
+      t.device !== z1.device ||
+      t.shape.length !== z1.shape.length ||
+      t.shape.some((d, i) => d !== z1.shape[i])
+    ) {
+      throw new TypeError(
+        `Expected grads.${name} to be a tensor of z1's shape [${z1.shape.join(', ')}] on ${z1.device} but received ${describe(t)}`,
+      )
     }
     g[name] = t
     n[name] = nativeOf(t, `grads.${name}`)
@@ -81,7 +93,8 @@ function withGrads<T>(z1: Tensor, names: GradName[], given: LossGrads | undefine
 /** Unsupervised SimCSE InfoNCE (in-batch negatives: the other rows of z2), plus optional hard negatives. */
 export function simcse(z1: Tensor, z2: Tensor, options?: SimcseOptions): LossOutput {
   const o = checkOptions<SimcseOptions>('losses.simcse', options, { temperature: 'positive', hardNegatives: 'any', grads: 'any' })
-  const n1 = nativeOf(z1, 'z1'), n2 = nativeOf(z2, 'z2')
+  const n1 = nativeOf(z1, 'z1'),
+    n2 = nativeOf(z2, 'z2')
   const z3 = o.hardNegatives
   const n3 = z3 === undefined ? null : nativeOf(z3, 'hardNegatives')
   return withGrads(z1, z3 ? ['z1', 'z2', 'z3'] : ['z1', 'z2'], o.grads, (g, n) => {

@@ -36,34 +36,112 @@ export interface Addon {
   cudaStatus(): CudaStatus
   numThreads(): number
   philox4x32(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number): number[]
-  simcse(z1: NativeTensor, z2: NativeTensor, z3: NativeTensor | null, temperature: number,
-    gz1: NativeTensor, gz2: NativeTensor, gz3: NativeTensor | null, weight: number, accumulate: boolean): number
-  offDropout(z1: NativeTensor, z2: NativeTensor, z0: NativeTensor, temperature: number, posScale: number,
-    gz1: NativeTensor, gz2: NativeTensor, gz0: NativeTensor, weight: number, accumulate: boolean): number
-  dcl(z1: NativeTensor, z2: NativeTensor, temperature: number, gz1: NativeTensor, gz2: NativeTensor,
-    weight: number, accumulate: boolean): number
-  dropout(x: NativeTensor, out: NativeTensor, p: number, seed: number | bigint, offset: number | bigint,
-    keepRows: Uint8Array | null): void
+  simcse(
+    z1: NativeTensor,
+    z2: NativeTensor,
+    z3: NativeTensor | null,
+    temperature: number,
+    gz1: NativeTensor,
+    gz2: NativeTensor,
+    gz3: NativeTensor | null,
+    weight: number,
+    accumulate: boolean,
+  ): number
+  offDropout(
+    z1: NativeTensor,
+    z2: NativeTensor,
+    z0: NativeTensor,
+    temperature: number,
+    posScale: number,
+    gz1: NativeTensor,
+    gz2: NativeTensor,
+    gz0: NativeTensor,
+    weight: number,
+    accumulate: boolean,
+  ): number
+  dcl(
+    z1: NativeTensor,
+    z2: NativeTensor,
+    temperature: number,
+    gz1: NativeTensor,
+    gz2: NativeTensor,
+    weight: number,
+    accumulate: boolean,
+  ): number
+  dropout(x: NativeTensor, out: NativeTensor, p: number, seed: number | bigint, offset: number | bigint, keepRows: Uint8Array | null): void
   /** Benchmark baseline (CPU or CUDA tensors): separate ops with the N×N logits in memory. Throws a
    * RangeError mentioning "would not fit" when the logits exceed the CPU limit or free device memory. */
-  offDropoutUnfused(z1: NativeTensor, z2: NativeTensor, z0: NativeTensor, temperature: number, posScale: number,
-    gz1: NativeTensor, gz2: NativeTensor, gz0: NativeTensor): { loss: number; workspaceBytes: number }
+  offDropoutUnfused(
+    z1: NativeTensor,
+    z2: NativeTensor,
+    z0: NativeTensor,
+    temperature: number,
+    posScale: number,
+    gz1: NativeTensor,
+    gz2: NativeTensor,
+    gz0: NativeTensor,
+  ): { loss: number; workspaceBytes: number }
   /** Bytes the fused offDropout of `device` allocates for n×d inputs. */
   offDropoutWorkspaceBytes(n: number, d: number, device: DeviceName): number
-  gemm(c: NativeTensor, a: NativeTensor, b: NativeTensor, transA: boolean, transB: boolean, alpha: number, beta: number, useSystemBlas: boolean): void
+  gemm(
+    c: NativeTensor,
+    a: NativeTensor,
+    b: NativeTensor,
+    transA: boolean,
+    transB: boolean,
+    alpha: number,
+    beta: number,
+    useSystemBlas: boolean,
+  ): void
   gemmInfo(): { kernel: string; threads: number; systemBlas?: string }
   // BERT encoder ops (native/bind_ops.cpp; CPU only for now). Outputs first; see lib/ops.ts.
-  embeddingForward(out: NativeTensor, ids: Int32Array, posIds: Int32Array, typeIds: Int32Array,
-    word: NativeTensor, pos: NativeTensor, type: NativeTensor): void
-  embeddingBackward(dword: NativeTensor, dpos: NativeTensor, dtype: NativeTensor, dout: NativeTensor,
-    ids: Int32Array, posIds: Int32Array, typeIds: Int32Array): void
-  layerNormForward(out: NativeTensor, mean: NativeTensor, rstd: NativeTensor, inp: NativeTensor,
-    weight: NativeTensor, bias: NativeTensor, eps: number): void
-  layerNormBackward(dinp: NativeTensor, dweight: NativeTensor, dbias: NativeTensor, dout: NativeTensor,
-    inp: NativeTensor, weight: NativeTensor, mean: NativeTensor, rstd: NativeTensor): void
+  embeddingForward(
+    out: NativeTensor,
+    ids: Int32Array,
+    posIds: Int32Array,
+    typeIds: Int32Array,
+    word: NativeTensor,
+    pos: NativeTensor,
+    type: NativeTensor,
+  ): void
+  embeddingBackward(
+    dword: NativeTensor,
+    dpos: NativeTensor,
+    dtype: NativeTensor,
+    dout: NativeTensor,
+    ids: Int32Array,
+    posIds: Int32Array,
+    typeIds: Int32Array,
+  ): void
+  layerNormForward(
+    out: NativeTensor,
+    mean: NativeTensor,
+    rstd: NativeTensor,
+    inp: NativeTensor,
+    weight: NativeTensor,
+    bias: NativeTensor,
+    eps: number,
+  ): void
+  layerNormBackward(
+    dinp: NativeTensor,
+    dweight: NativeTensor,
+    dbias: NativeTensor,
+    dout: NativeTensor,
+    inp: NativeTensor,
+    weight: NativeTensor,
+    mean: NativeTensor,
+    rstd: NativeTensor,
+  ): void
   linearForward(out: NativeTensor, inp: NativeTensor, weight: NativeTensor, bias: NativeTensor | null): void
-  linearBackward(dinp: NativeTensor | null, dweight: NativeTensor, dbias: NativeTensor | null, dout: NativeTensor,
-    inp: NativeTensor, weight: NativeTensor, accumulateInput: boolean): void
+  linearBackward(
+    dinp: NativeTensor | null,
+    dweight: NativeTensor,
+    dbias: NativeTensor | null,
+    dout: NativeTensor,
+    inp: NativeTensor,
+    weight: NativeTensor,
+    accumulateInput: boolean,
+  ): void
   geluForward(out: NativeTensor, inp: NativeTensor): void
   geluBackward(dinp: NativeTensor, inp: NativeTensor, dout: NativeTensor): void
   tanhForward(out: NativeTensor, inp: NativeTensor): void
@@ -71,18 +149,51 @@ export interface Addon {
   add(out: NativeTensor, a: NativeTensor, b: NativeTensor): void
   addInplace(dst: NativeTensor, src: NativeTensor): void
   scaleInplace(x: NativeTensor, s: number): void
-  attentionForward(ctx: NativeTensor, probs: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor,
-    mask: Int32Array, numHeads: number, p: number, seed: number | bigint, offset: number | bigint,
-    keepRows: Uint8Array | null): void
-  attentionBackward(dq: NativeTensor, dk: NativeTensor, dv: NativeTensor, dctx: NativeTensor, q: NativeTensor,
-    k: NativeTensor, v: NativeTensor, probs: NativeTensor, mask: Int32Array, numHeads: number, p: number,
-    seed: number | bigint, offset: number | bigint, keepRows: Uint8Array | null): void
+  attentionForward(
+    ctx: NativeTensor,
+    probs: NativeTensor,
+    q: NativeTensor,
+    k: NativeTensor,
+    v: NativeTensor,
+    mask: Int32Array,
+    numHeads: number,
+    p: number,
+    seed: number | bigint,
+    offset: number | bigint,
+    keepRows: Uint8Array | null,
+  ): void
+  attentionBackward(
+    dq: NativeTensor,
+    dk: NativeTensor,
+    dv: NativeTensor,
+    dctx: NativeTensor,
+    q: NativeTensor,
+    k: NativeTensor,
+    v: NativeTensor,
+    probs: NativeTensor,
+    mask: Int32Array,
+    numHeads: number,
+    p: number,
+    seed: number | bigint,
+    offset: number | bigint,
+    keepRows: Uint8Array | null,
+  ): void
   poolClsForward(out: NativeTensor, hidden: NativeTensor): void
   poolClsBackward(dhidden: NativeTensor, dout: NativeTensor, accumulate: boolean): void
   poolMeanForward(out: NativeTensor, hidden: NativeTensor, mask: Int32Array): void
   poolMeanBackward(dhidden: NativeTensor, dout: NativeTensor, mask: Int32Array, accumulate: boolean): void
-  adamwStep(params: NativeTensor, grads: NativeTensor, m: NativeTensor, v: NativeTensor, lr: number, beta1: number,
-    beta2: number, eps: number, weightDecay: number, step: number): void
+  adamwStep(
+    params: NativeTensor,
+    grads: NativeTensor,
+    m: NativeTensor,
+    v: NativeTensor,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    step: number,
+  ): void
   gradSumSquares(g: NativeTensor): number
 }
 

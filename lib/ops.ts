@@ -6,7 +6,7 @@
 // Sizes come from the tensors' shapes; the addon checks every size and names a bad argument.
 // CPU only for now: a CUDA tensor throws "... has no CUDA implementation yet".
 import { addon } from './native.js'
-import { Tensor, nativeOf } from './tensor.js'
+import { type Tensor, nativeOf } from './tensor.js'
 
 /** A dropout site: Philox(seed, offset) masks, per element index of the tensor viewed as [rows, cols]. */
 export interface DropoutSite {
@@ -26,29 +26,73 @@ export function dropout(x: Tensor, out: Tensor, site: DropoutSite): void {
 }
 
 /** out[r] = word[ids[r]] + pos[posIds[r]] + type[typeIds[r]]; out is [..., H] with ids.length rows. */
-export function embeddingForward(out: Tensor, ids: Int32Array, posIds: Int32Array, typeIds: Int32Array,
-  word: Tensor, pos: Tensor, type: Tensor): void {
+export function embeddingForward(
+  out: Tensor,
+  ids: Int32Array,
+  posIds: Int32Array,
+  typeIds: Int32Array,
+  word: Tensor,
+  pos: Tensor,
+  type: Tensor,
+): void {
   addon.embeddingForward(nativeOf(out, 'out'), ids, posIds, typeIds, nativeOf(word, 'word'), nativeOf(pos, 'pos'), nativeOf(type, 'type'))
 }
 
 /** Scatter-add: dword[ids[r]] += dout[r], dpos[posIds[r]] += dout[r], dtype[typeIds[r]] += dout[r]. */
-export function embeddingBackward(dword: Tensor, dpos: Tensor, dtype: Tensor, dout: Tensor, ids: Int32Array,
-  posIds: Int32Array, typeIds: Int32Array): void {
-  addon.embeddingBackward(nativeOf(dword, 'dword'), nativeOf(dpos, 'dpos'), nativeOf(dtype, 'dtype'), nativeOf(dout, 'dout'), ids, posIds, typeIds)
+export function embeddingBackward(
+  dword: Tensor,
+  dpos: Tensor,
+  dtype: Tensor,
+  dout: Tensor,
+  ids: Int32Array,
+  posIds: Int32Array,
+  typeIds: Int32Array,
+): void {
+  addon.embeddingBackward(
+    nativeOf(dword, 'dword'),
+    nativeOf(dpos, 'dpos'),
+    nativeOf(dtype, 'dtype'),
+    nativeOf(dout, 'dout'),
+    ids,
+    posIds,
+    typeIds,
+  )
 }
 
 /** out = (x − mean)·rstd·weight + bias over the last dimension; saves mean and rstd (one per row). */
-export function layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor,
-  eps: number): void {
-  addon.layerNormForward(nativeOf(out, 'out'), nativeOf(mean, 'mean'), nativeOf(rstd, 'rstd'), nativeOf(inp, 'inp'),
-    nativeOf(weight, 'weight'), nativeOf(bias, 'bias'), eps)
+export function layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, eps: number): void {
+  addon.layerNormForward(
+    nativeOf(out, 'out'),
+    nativeOf(mean, 'mean'),
+    nativeOf(rstd, 'rstd'),
+    nativeOf(inp, 'inp'),
+    nativeOf(weight, 'weight'),
+    nativeOf(bias, 'bias'),
+    eps,
+  )
 }
 
 /** dinp = rstd·(g − mean(g) − n·mean(g·n)) with g = dout·weight (overwritten); dweight += Σ dout·n, dbias += Σ dout. */
-export function layerNormBackward(dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor,
-  weight: Tensor, mean: Tensor, rstd: Tensor): void {
-  addon.layerNormBackward(nativeOf(dinp, 'dinp'), nativeOf(dweight, 'dweight'), nativeOf(dbias, 'dbias'), nativeOf(dout, 'dout'),
-    nativeOf(inp, 'inp'), nativeOf(weight, 'weight'), nativeOf(mean, 'mean'), nativeOf(rstd, 'rstd'))
+export function layerNormBackward(
+  dinp: Tensor,
+  dweight: Tensor,
+  dbias: Tensor,
+  dout: Tensor,
+  inp: Tensor,
+  weight: Tensor,
+  mean: Tensor,
+  rstd: Tensor,
+): void {
+  addon.layerNormBackward(
+    nativeOf(dinp, 'dinp'),
+    nativeOf(dweight, 'dweight'),
+    nativeOf(dbias, 'dbias'),
+    nativeOf(dout, 'dout'),
+    nativeOf(inp, 'inp'),
+    nativeOf(weight, 'weight'),
+    nativeOf(mean, 'mean'),
+    nativeOf(rstd, 'rstd'),
+  )
 }
 
 /** out[R, OC] = inp[R, C]·weightᵀ + bias, weight in torch layout [OC, C]; bias may be null. */
@@ -57,11 +101,24 @@ export function linearForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Te
 }
 
 /** dinp (= or, with accumulateInput, +=) dout·weight; dweight += doutᵀ·inp; dbias += Σ_rows dout (dinp, dbias may be null). */
-export function linearBackward(dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor,
-  weight: Tensor, accumulateInput = false): void {
-  addon.linearBackward(dinp === null ? null : nativeOf(dinp, 'dinp'), nativeOf(dweight, 'dweight'),
-    dbias === null ? null : nativeOf(dbias, 'dbias'), nativeOf(dout, 'dout'), nativeOf(inp, 'inp'), nativeOf(weight, 'weight'),
-    accumulateInput)
+export function linearBackward(
+  dinp: Tensor | null,
+  dweight: Tensor,
+  dbias: Tensor | null,
+  dout: Tensor,
+  inp: Tensor,
+  weight: Tensor,
+  accumulateInput = false,
+): void {
+  addon.linearBackward(
+    dinp === null ? null : nativeOf(dinp, 'dinp'),
+    nativeOf(dweight, 'dweight'),
+    dbias === null ? null : nativeOf(dbias, 'dbias'),
+    nativeOf(dout, 'dout'),
+    nativeOf(inp, 'inp'),
+    nativeOf(weight, 'weight'),
+    accumulateInput,
+  )
 }
 
 /** out = x·Φ(x) = x·½(1 + erf(x/√2)) (exact GELU). */
@@ -100,18 +157,61 @@ export function scaleInplace(x: Tensor, s: number): void {
 }
 
 /** ctx_h = dropout(softmax_realKeys(q_h·k_hᵀ/√HS))·v_h per head; q, k, v, ctx [B, T, H]; probs [B, NH, T, T] saves the pre-dropout softmax; mask[b*T+t] = 1 for real tokens; dropout null = none. */
-export function attentionForward(ctx: Tensor, probs: Tensor, q: Tensor, k: Tensor, v: Tensor, mask: Int32Array,
-  numHeads: number, dropout: DropoutSite | null = null): void {
-  addon.attentionForward(nativeOf(ctx, 'ctx'), nativeOf(probs, 'probs'), nativeOf(q, 'q'), nativeOf(k, 'k'), nativeOf(v, 'v'), mask,
-    numHeads, dropout?.p ?? 0, dropout?.seed ?? 0, dropout?.offset ?? 0, dropout?.keepRows ?? null)
+export function attentionForward(
+  ctx: Tensor,
+  probs: Tensor,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  mask: Int32Array,
+  numHeads: number,
+  dropout: DropoutSite | null = null,
+): void {
+  addon.attentionForward(
+    nativeOf(ctx, 'ctx'),
+    nativeOf(probs, 'probs'),
+    nativeOf(q, 'q'),
+    nativeOf(k, 'k'),
+    nativeOf(v, 'v'),
+    mask,
+    numHeads,
+    dropout?.p ?? 0,
+    dropout?.seed ?? 0,
+    dropout?.offset ?? 0,
+    dropout?.keepRows ?? null,
+  )
 }
 
 /** dq, dk, dv (overwritten) from dctx, regenerating the forward's dropout mask (pass the forward's dropout site). */
-export function attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dctx: Tensor, q: Tensor, k: Tensor, v: Tensor,
-  probs: Tensor, mask: Int32Array, numHeads: number, dropout: DropoutSite | null = null): void {
-  addon.attentionBackward(nativeOf(dq, 'dq'), nativeOf(dk, 'dk'), nativeOf(dv, 'dv'), nativeOf(dctx, 'dctx'), nativeOf(q, 'q'),
-    nativeOf(k, 'k'), nativeOf(v, 'v'), nativeOf(probs, 'probs'), mask, numHeads, dropout?.p ?? 0, dropout?.seed ?? 0,
-    dropout?.offset ?? 0, dropout?.keepRows ?? null)
+export function attentionBackward(
+  dq: Tensor,
+  dk: Tensor,
+  dv: Tensor,
+  dctx: Tensor,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  probs: Tensor,
+  mask: Int32Array,
+  numHeads: number,
+  dropout: DropoutSite | null = null,
+): void {
+  addon.attentionBackward(
+    nativeOf(dq, 'dq'),
+    nativeOf(dk, 'dk'),
+    nativeOf(dv, 'dv'),
+    nativeOf(dctx, 'dctx'),
+    nativeOf(q, 'q'),
+    nativeOf(k, 'k'),
+    nativeOf(v, 'v'),
+    nativeOf(probs, 'probs'),
+    mask,
+    numHeads,
+    dropout?.p ?? 0,
+    dropout?.seed ?? 0,
+    dropout?.offset ?? 0,
+    dropout?.keepRows ?? null,
+  )
 }
 
 /** out[b] = hidden[b, 0] (the [CLS] token); out [B, H], hidden [B, T, H]. */
@@ -135,10 +235,30 @@ export function poolMeanBackward(dhidden: Tensor, dout: Tensor, mask: Int32Array
 }
 
 /** One torch.optim.AdamW step in place on params, m, v (step is 1-based; decoupled weight decay). */
-export function adamwStep(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, lr: number, beta1: number, beta2: number,
-  eps: number, weightDecay: number, step: number): void {
-  addon.adamwStep(nativeOf(params, 'params'), nativeOf(grads, 'grads'), nativeOf(m, 'm'), nativeOf(v, 'v'), lr, beta1, beta2, eps,
-    weightDecay, step)
+export function adamwStep(
+  params: Tensor,
+  grads: Tensor,
+  m: Tensor,
+  v: Tensor,
+  lr: number,
+  beta1: number,
+  beta2: number,
+  eps: number,
+  weightDecay: number,
+  step: number,
+): void {
+  addon.adamwStep(
+    nativeOf(params, 'params'),
+    nativeOf(grads, 'grads'),
+    nativeOf(m, 'm'),
+    nativeOf(v, 'v'),
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weightDecay,
+    step,
+  )
 }
 
 /** Σ g² in double (deterministic), for global gradient-norm clipping. */

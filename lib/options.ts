@@ -4,11 +4,7 @@ import { describe } from './tensor.js'
 
 export type OptionKind = 'number' | 'positive' | 'boolean' | 'integer' | 'any'
 
-export function checkOptions<T extends object>(
-  where: string,
-  options: unknown,
-  spec: Record<keyof T & string, OptionKind>,
-): Partial<T> {
+export function checkOptions<T extends object>(where: string, options: unknown, spec: Record<keyof T & string, OptionKind>): Partial<T> {
   if (options === undefined) return {}
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new TypeError(`${where}: expected options to be an object but received ${describe(options)}`)

@@ -5,114 +5,123 @@
 // We read floats into Float32Array whatever their stored precision, because every op in simcsepp works
 // in fp32; we write F32 by default so a checkpoint round-trips bit for bit.
 
-import { promises as fsp } from 'node:fs';
-import { endianness } from 'node:os';
-import { writeFileAtomic } from './util/atomic-write.js';
+import { promises as fsp } from 'node:fs'
+import { endianness } from 'node:os'
+import { writeFileAtomic } from './util/atomic-write.js'
 
-export type FloatDtype = 'F64' | 'F32' | 'F16' | 'BF16';
-export type IntDtype = 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
-export type Dtype = FloatDtype | IntDtype;
+export type FloatDtype = 'F64' | 'F32' | 'F16' | 'BF16'
+export type IntDtype = 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL'
+export type Dtype = FloatDtype | IntDtype
 
 /** A tensor as read from a file. */
 export interface SafeTensor {
-  dtype: Dtype;
-  shape: number[];
+  dtype: Dtype
+  shape: number[]
   /** Values as fp32 (integer dtypes are converted too, exactly up to 2^24). */
-  data: Float32Array;
+  data: Float32Array
   /** For integer dtypes only: a copy of the stored little-endian bytes. */
-  raw?: Uint8Array;
+  raw?: Uint8Array
 }
 
 /** A tensor to write. `dtype` defaults to the writer's `dtype` option, itself 'F32'. */
 export interface TensorToWrite {
-  shape: readonly number[];
-  data: Float32Array;
-  dtype?: WritableDtype;
+  shape: readonly number[]
+  data: Float32Array
+  dtype?: WritableDtype
 }
 
-export type WritableDtype = 'F32' | 'F16' | 'BF16';
+export type WritableDtype = 'F32' | 'F16' | 'BF16'
 
 export interface ParsedSafetensors {
-  tensors: Map<string, SafeTensor>;
-  metadata: Record<string, string>;
+  tensors: Map<string, SafeTensor>
+  metadata: Record<string, string>
 }
 
 export interface WriteOptions {
   /** Extra `__metadata__` entries; `format: 'pt'` is always set. */
-  metadata?: Record<string, string>;
+  metadata?: Record<string, string>
   /** Storage dtype for tensors that do not name one. Default 'F32'. */
-  dtype?: WritableDtype;
+  dtype?: WritableDtype
 }
 
 const DTYPE_BYTES: Record<Dtype, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
-};
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+}
 
-const LITTLE_ENDIAN_HOST = endianness() === 'LE';
+const LITTLE_ENDIAN_HOST = endianness() === 'LE'
 
 function isDtype(s: unknown): s is Dtype {
-  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_BYTES, s);
+  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_BYTES, s)
 }
 
 function fail(source: string, msg: string): never {
-  throw new Error(`${source}: ${msg}`);
+  throw new Error(`${source}: ${msg}`)
 }
 
 // ---------------------------------------------------------------------------------------------
 // fp16 / bf16 conversion
 
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
+const f32Scratch = new Float32Array(1)
+const u32Scratch = new Uint32Array(f32Scratch.buffer)
 
 /** IEEE binary16 bits -> number. */
 export function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24; // zero and subnormals
-  if (exp === 0x1f) return frac === 0 ? sign * Infinity : NaN;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+  const sign = h & 0x8000 ? -1 : 1
+  const exp = (h >> 10) & 0x1f
+  const frac = h & 0x3ff
+  if (exp === 0) return sign * frac * 2 ** -24 // zero and subnormals
+  if (exp === 0x1f) return frac === 0 ? sign * Infinity : NaN
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15)
 }
 
 /** number -> IEEE binary16 bits, round to nearest even, overflow to infinity. */
 export function floatToHalf(x: number): number {
-  f32Scratch[0] = x;
-  const bits = u32Scratch[0]!;
-  const sign = (bits >>> 16) & 0x8000;
-  const exp = (bits >>> 23) & 0xff;
-  const mant = bits & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0);
+  f32Scratch[0] = x
+  const bits = u32Scratch[0]!
+  const sign = (bits >>> 16) & 0x8000
+  const exp = (bits >>> 23) & 0xff
+  const mant = bits & 0x7fffff
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0)
   // Unbiased exponent for half is exp - 127 + 15.
-  const e = exp - 112;
-  if (e >= 0x1f) return sign | 0x7c00;
+  const e = exp - 112
+  if (e >= 0x1f) return sign | 0x7c00
   if (e <= 0) {
-    if (e < -10) return sign; // underflows to (signed) zero
-    const m = mant | 0x800000; // implicit leading one
-    const shift = 14 - e;
-    let half = m >>> shift;
-    const rem = m & ((1 << shift) - 1);
-    const halfway = 1 << (shift - 1);
-    if (rem > halfway || (rem === halfway && (half & 1))) half++;
-    return sign | half;
+    if (e < -10) return sign // underflows to (signed) zero
+    const m = mant | 0x800000 // implicit leading one
+    const shift = 14 - e
+    let half = m >>> shift
+    const rem = m & ((1 << shift) - 1)
+    const halfway = 1 << (shift - 1)
+    if (rem > halfway || (rem === halfway && half & 1)) half++
+    return sign | half
   }
-  let half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++; // may carry into the exponent: correct
-  return sign | half;
+  let half = (e << 10) | (mant >>> 13)
+  const rem = mant & 0x1fff
+  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++ // may carry into the exponent: correct
+  return sign | half
 }
 
 /** fp32 -> bfloat16 bits, round to nearest even; NaN stays NaN. */
 export function floatToBf16(x: number): number {
-  f32Scratch[0] = x;
-  const bits = u32Scratch[0]!;
-  if ((bits & 0x7f800000) === 0x7f800000 && (bits & 0x7fffff) !== 0) return ((bits >>> 16) | 0x40) & 0xffff;
-  const rounded = bits + 0x7fff + ((bits >>> 16) & 1);
-  return (rounded >>> 16) & 0xffff;
+  f32Scratch[0] = x
+  const bits = u32Scratch[0]!
+  if ((bits & 0x7f800000) === 0x7f800000 && (bits & 0x7fffff) !== 0) return ((bits >>> 16) | 0x40) & 0xffff
+  const rounded = bits + 0x7fff + ((bits >>> 16) & 1)
+  return (rounded >>> 16) & 0xffff
 }
 
 export function bf16ToFloat(h: number): number {
-  u32Scratch[0] = (h & 0xffff) << 16;
-  return f32Scratch[0]!;
+  u32Scratch[0] = (h & 0xffff) << 16
+  return f32Scratch[0]!
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -121,208 +130,222 @@ export function bf16ToFloat(h: number): number {
 /** Parses a safetensors file already in memory. `source` names the file in error messages. */
 export function parseSafetensors(buf: Uint8Array, source = '<buffer>'): ParsedSafetensors {
   if (buf.byteLength < 8) {
-    fail(source, `file is ${buf.byteLength} bytes, too short to be safetensors (needs an 8-byte header length)`);
+    fail(source, `file is ${buf.byteLength} bytes, too short to be safetensors (needs an 8-byte header length)`)
   }
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const headerLenBig = view.getBigUint64(0, true);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+  const headerLenBig = view.getBigUint64(0, true)
   if (headerLenBig > BigInt(buf.byteLength - 8)) {
-    fail(source, `header length ${headerLenBig} is larger than the rest of the file (${buf.byteLength - 8} bytes): truncated or not a safetensors file`);
+    fail(
+      source,
+      `header length ${headerLenBig} is larger than the rest of the file (${buf.byteLength - 8} bytes): truncated or not a safetensors file`,
+    )
   }
-  const headerLen = Number(headerLenBig);
-  let headerText: string;
+  const headerLen = Number(headerLenBig)
+  let headerText: string
   try {
-    headerText = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(8, 8 + headerLen));
+    headerText = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(8, 8 + headerLen))
   } catch {
-    fail(source, 'header is not valid UTF-8');
+    fail(source, 'header is not valid UTF-8')
   }
-  let header: unknown;
+  let header: unknown
   try {
-    header = JSON.parse(headerText);
+    header = JSON.parse(headerText)
   } catch (e) {
-    fail(source, `header is not valid JSON (${(e as Error).message})`);
+    fail(source, `header is not valid JSON (${(e as Error).message})`)
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header)) {
-    fail(source, 'header JSON is not an object');
+    fail(source, 'header JSON is not an object')
   }
-  const dataStart = 8 + headerLen;
-  const dataLen = buf.byteLength - dataStart;
+  const dataStart = 8 + headerLen
+  const dataLen = buf.byteLength - dataStart
 
-  const metadata: Record<string, string> = {};
-  const entries: { name: string; dtype: Dtype; shape: number[]; begin: number; end: number }[] = [];
+  const metadata: Record<string, string> = {}
+  const entries: { name: string; dtype: Dtype; shape: number[]; begin: number; end: number }[] = []
   for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(source, '"__metadata__" is not an object');
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(source, '"__metadata__" is not an object')
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-        if (typeof v !== 'string') fail(source, `"__metadata__.${k}" is not a string`);
-        metadata[k] = v;
+        if (typeof v !== 'string') fail(source, `"__metadata__.${k}" is not a string`)
+        metadata[k] = v
       }
-      continue;
+      continue
     }
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(source, `tensor "${name}": header entry is not an object`);
-    const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
-    if (!isDtype(dtype)) fail(source, `tensor "${name}": unknown dtype ${JSON.stringify(dtype)} (supported: ${Object.keys(DTYPE_BYTES).join(', ')})`);
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(source, `tensor "${name}": header entry is not an object`)
+    const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>
+    if (!isDtype(dtype))
+      fail(source, `tensor "${name}": unknown dtype ${JSON.stringify(dtype)} (supported: ${Object.keys(DTYPE_BYTES).join(', ')})`)
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      fail(source, `tensor "${name}": shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+      fail(source, `tensor "${name}": shape ${JSON.stringify(shape)} is not a list of non-negative integers`)
     }
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
-      fail(source, `tensor "${name}": data_offsets ${JSON.stringify(offsets)} is not a pair of non-negative integers`);
+      fail(source, `tensor "${name}": data_offsets ${JSON.stringify(offsets)} is not a pair of non-negative integers`)
     }
-    const [begin, end] = offsets as [number, number];
-    if (end < begin) fail(source, `tensor "${name}": data_offsets [${begin}, ${end}] end before begin`);
-    const count = (shape as number[]).reduce((a, b) => a * b, 1);
-    const expected = count * DTYPE_BYTES[dtype];
-    if (!Number.isSafeInteger(expected)) fail(source, `tensor "${name}": shape ${JSON.stringify(shape)} is too large`);
+    const [begin, end] = offsets as [number, number]
+    if (end < begin) fail(source, `tensor "${name}": data_offsets [${begin}, ${end}] end before begin`)
+    const count = (shape as number[]).reduce((a, b) => a * b, 1)
+    const expected = count * DTYPE_BYTES[dtype]
+    if (!Number.isSafeInteger(expected)) fail(source, `tensor "${name}": shape ${JSON.stringify(shape)} is too large`)
     if (end - begin !== expected) {
-      fail(source, `tensor "${name}": data_offsets [${begin}, ${end}] span ${end - begin} bytes but shape ${JSON.stringify(shape)} of ${dtype} needs ${expected}`);
+      fail(
+        source,
+        `tensor "${name}": data_offsets [${begin}, ${end}] span ${end - begin} bytes but shape ${JSON.stringify(shape)} of ${dtype} needs ${expected}`,
+      )
     }
     if (end > dataLen) {
-      fail(source, `tensor "${name}": data_offsets [${begin}, ${end}] run past the end of the data section (${dataLen} bytes): file truncated or offsets out of range`);
+      fail(
+        source,
+        `tensor "${name}": data_offsets [${begin}, ${end}] run past the end of the data section (${dataLen} bytes): file truncated or offsets out of range`,
+      )
     }
-    entries.push({ name, dtype, shape: shape as number[], begin, end });
+    entries.push({ name, dtype, shape: shape as number[], begin, end })
   }
 
-  const byBegin = entries.filter((e) => e.end > e.begin).sort((a, b) => a.begin - b.begin);
+  const byBegin = entries.filter((e) => e.end > e.begin).sort((a, b) => a.begin - b.begin)
   for (let i = 1; i < byBegin.length; i++) {
-    const prev = byBegin[i - 1]!;
-    const cur = byBegin[i]!;
+    const prev = byBegin[i - 1]!
+    const cur = byBegin[i]!
     if (cur.begin < prev.end) {
-      fail(source, `tensors "${prev.name}" [${prev.begin}, ${prev.end}] and "${cur.name}" [${cur.begin}, ${cur.end}] have overlapping data_offsets`);
+      fail(
+        source,
+        `tensors "${prev.name}" [${prev.begin}, ${prev.end}] and "${cur.name}" [${cur.begin}, ${cur.end}] have overlapping data_offsets`,
+      )
     }
   }
 
-  const tensors = new Map<string, SafeTensor>();
+  const tensors = new Map<string, SafeTensor>()
   for (const e of entries) {
-    const bytes = buf.subarray(dataStart + e.begin, dataStart + e.end);
-    tensors.set(e.name, decodeTensor(e.dtype, e.shape, bytes));
+    const bytes = buf.subarray(dataStart + e.begin, dataStart + e.end)
+    tensors.set(e.name, decodeTensor(e.dtype, e.shape, bytes))
   }
-  return { tensors, metadata };
+  return { tensors, metadata }
 }
 
 function decodeTensor(dtype: Dtype, shape: number[], bytes: Uint8Array): SafeTensor {
-  const n = bytes.byteLength / DTYPE_BYTES[dtype];
+  const n = bytes.byteLength / DTYPE_BYTES[dtype]
   // Copy so the result owns aligned memory independent of the file buffer.
-  const copy = new Uint8Array(bytes.byteLength);
-  copy.set(bytes);
-  const dv = new DataView(copy.buffer);
-  const out = new Float32Array(n);
+  const copy = new Uint8Array(bytes.byteLength)
+  copy.set(bytes)
+  const dv = new DataView(copy.buffer)
+  const out = new Float32Array(n)
   switch (dtype) {
     case 'F32':
-      if (LITTLE_ENDIAN_HOST) return { dtype, shape, data: new Float32Array(copy.buffer) };
-      for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, true);
-      return { dtype, shape, data: out };
+      if (LITTLE_ENDIAN_HOST) return { dtype, shape, data: new Float32Array(copy.buffer) }
+      for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, true)
+      return { dtype, shape, data: out }
     case 'F64':
-      for (let i = 0; i < n; i++) out[i] = dv.getFloat64(8 * i, true);
-      return { dtype, shape, data: out };
+      for (let i = 0; i < n; i++) out[i] = dv.getFloat64(8 * i, true)
+      return { dtype, shape, data: out }
     case 'F16':
-      for (let i = 0; i < n; i++) out[i] = halfToFloat(dv.getUint16(2 * i, true));
-      return { dtype, shape, data: out };
+      for (let i = 0; i < n; i++) out[i] = halfToFloat(dv.getUint16(2 * i, true))
+      return { dtype, shape, data: out }
     case 'BF16':
       if (LITTLE_ENDIAN_HOST) {
-        const src = new Uint16Array(copy.buffer);
-        const dst = new Uint32Array(out.buffer);
-        for (let i = 0; i < n; i++) dst[i] = src[i]! << 16;
+        const src = new Uint16Array(copy.buffer)
+        const dst = new Uint32Array(out.buffer)
+        for (let i = 0; i < n; i++) dst[i] = src[i]! << 16
       } else {
-        for (let i = 0; i < n; i++) out[i] = bf16ToFloat(dv.getUint16(2 * i, true));
+        for (let i = 0; i < n; i++) out[i] = bf16ToFloat(dv.getUint16(2 * i, true))
       }
-      return { dtype, shape, data: out };
+      return { dtype, shape, data: out }
     case 'I64':
-      for (let i = 0; i < n; i++) out[i] = Number(dv.getBigInt64(8 * i, true));
-      break;
+      for (let i = 0; i < n; i++) out[i] = Number(dv.getBigInt64(8 * i, true))
+      break
     case 'I32':
-      for (let i = 0; i < n; i++) out[i] = dv.getInt32(4 * i, true);
-      break;
+      for (let i = 0; i < n; i++) out[i] = dv.getInt32(4 * i, true)
+      break
     case 'I16':
-      for (let i = 0; i < n; i++) out[i] = dv.getInt16(2 * i, true);
-      break;
+      for (let i = 0; i < n; i++) out[i] = dv.getInt16(2 * i, true)
+      break
     case 'I8':
-      for (let i = 0; i < n; i++) out[i] = dv.getInt8(i);
-      break;
+      for (let i = 0; i < n; i++) out[i] = dv.getInt8(i)
+      break
     case 'U8':
     case 'BOOL':
-      for (let i = 0; i < n; i++) out[i] = copy[i]!;
-      break;
+      for (let i = 0; i < n; i++) out[i] = copy[i]!
+      break
   }
-  return { dtype, shape, data: out, raw: copy };
+  return { dtype, shape, data: out, raw: copy }
 }
 
 /** Reads a whole safetensors file. Errors name the file. */
 export async function readSafetensors(path: string): Promise<Map<string, SafeTensor>> {
-  return (await readSafetensorsWithMetadata(path)).tensors;
+  return (await readSafetensorsWithMetadata(path)).tensors
 }
 
 export async function readSafetensorsWithMetadata(path: string): Promise<ParsedSafetensors> {
-  let buf: Buffer;
+  let buf: Buffer
   try {
-    buf = await fsp.readFile(path);
+    buf = await fsp.readFile(path)
   } catch (e) {
-    throw new Error(`${path}: cannot read safetensors file (${(e as Error).message})`);
+    throw new Error(`${path}: cannot read safetensors file (${(e as Error).message})`)
   }
-  return parseSafetensors(buf, path);
+  return parseSafetensors(buf, path)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-type TensorInput = Map<string, TensorToWrite> | Record<string, TensorToWrite>;
+type TensorInput = Map<string, TensorToWrite> | Record<string, TensorToWrite>
 
 /** Serializes tensors (sorted by name, contiguous offsets) into one safetensors buffer. */
 export function serializeSafetensors(tensors: TensorInput, options: WriteOptions = {}, source = '<buffer>'): Uint8Array {
-  const defaultDtype = options.dtype ?? 'F32';
-  const list = [...(tensors instanceof Map ? tensors.entries() : Object.entries(tensors))];
-  list.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const defaultDtype = options.dtype ?? 'F32'
+  const list = [...(tensors instanceof Map ? tensors.entries() : Object.entries(tensors))]
+  list.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
 
-  const header: Record<string, unknown> = {};
-  const metadata: Record<string, string> = {};
+  const header: Record<string, unknown> = {}
+  const metadata: Record<string, string> = {}
   for (const [k, v] of Object.entries(options.metadata ?? {})) {
-    if (typeof v !== 'string') fail(source, `metadata "${k}" must be a string`);
-    metadata[k] = v;
+    if (typeof v !== 'string') fail(source, `metadata "${k}" must be a string`)
+    metadata[k] = v
   }
-  metadata.format = 'pt';
-  header.__metadata__ = metadata;
+  metadata.format = 'pt'
+  header.__metadata__ = metadata
 
-  let offset = 0;
-  const plan: { t: TensorToWrite; dtype: WritableDtype; begin: number }[] = [];
+  let offset = 0
+  const plan: { t: TensorToWrite; dtype: WritableDtype; begin: number }[] = []
   for (const [name, t] of list) {
-    if (name === '' || name === '__metadata__') fail(source, `invalid tensor name ${JSON.stringify(name)}`);
-    if (!t || !(t.data instanceof Float32Array)) fail(source, `tensor "${name}": data must be a Float32Array`);
+    if (name === '' || name === '__metadata__') fail(source, `invalid tensor name ${JSON.stringify(name)}`)
+    if (!t || !(t.data instanceof Float32Array)) fail(source, `tensor "${name}": data must be a Float32Array`)
     if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      fail(source, `tensor "${name}": shape ${JSON.stringify(t.shape)} is not a list of non-negative integers`);
+      fail(source, `tensor "${name}": shape ${JSON.stringify(t.shape)} is not a list of non-negative integers`)
     }
-    const count = t.shape.reduce((a, b) => a * b, 1);
+    const count = t.shape.reduce((a, b) => a * b, 1)
     if (count !== t.data.length) {
-      fail(source, `tensor "${name}": shape ${JSON.stringify(t.shape)} holds ${count} values but data has ${t.data.length}`);
+      fail(source, `tensor "${name}": shape ${JSON.stringify(t.shape)} holds ${count} values but data has ${t.data.length}`)
     }
-    const dtype = t.dtype ?? defaultDtype;
-    if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') fail(source, `tensor "${name}": cannot write dtype ${JSON.stringify(dtype)}`);
-    const size = count * DTYPE_BYTES[dtype];
-    header[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + size] };
-    plan.push({ t, dtype, begin: offset });
-    offset += size;
+    const dtype = t.dtype ?? defaultDtype
+    if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16')
+      fail(source, `tensor "${name}": cannot write dtype ${JSON.stringify(dtype)}`)
+    const size = count * DTYPE_BYTES[dtype]
+    header[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + size] }
+    plan.push({ t, dtype, begin: offset })
+    offset += size
   }
 
-  let json = JSON.stringify(header);
-  const jsonBytes = Buffer.byteLength(json, 'utf8');
-  json += ' '.repeat((8 - (jsonBytes % 8)) % 8);
-  const headerBytes = new TextEncoder().encode(json);
-  const dataStart = 8 + headerBytes.byteLength;
-  const out = new Uint8Array(dataStart + offset);
-  const dv = new DataView(out.buffer);
-  dv.setBigUint64(0, BigInt(headerBytes.byteLength), true);
-  out.set(headerBytes, 8);
+  let json = JSON.stringify(header)
+  const jsonBytes = Buffer.byteLength(json, 'utf8')
+  json += ' '.repeat((8 - (jsonBytes % 8)) % 8)
+  const headerBytes = new TextEncoder().encode(json)
+  const dataStart = 8 + headerBytes.byteLength
+  const out = new Uint8Array(dataStart + offset)
+  const dv = new DataView(out.buffer)
+  dv.setBigUint64(0, BigInt(headerBytes.byteLength), true)
+  out.set(headerBytes, 8)
 
   for (const { t, dtype, begin } of plan) {
-    const at = dataStart + begin;
-    const n = t.data.length;
+    const at = dataStart + begin
+    const n = t.data.length
     if (dtype === 'F32') {
-      if (LITTLE_ENDIAN_HOST) out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at);
-      else for (let i = 0; i < n; i++) dv.setFloat32(at + 4 * i, t.data[i]!, true);
+      if (LITTLE_ENDIAN_HOST) out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at)
+      else for (let i = 0; i < n; i++) dv.setFloat32(at + 4 * i, t.data[i]!, true)
     } else if (dtype === 'BF16') {
-      for (let i = 0; i < n; i++) dv.setUint16(at + 2 * i, floatToBf16(t.data[i]!), true);
+      for (let i = 0; i < n; i++) dv.setUint16(at + 2 * i, floatToBf16(t.data[i]!), true)
     } else {
-      for (let i = 0; i < n; i++) dv.setUint16(at + 2 * i, floatToHalf(t.data[i]!), true);
+      for (let i = 0; i < n; i++) dv.setUint16(at + 2 * i, floatToHalf(t.data[i]!), true)
     }
   }
-  return out;
+  return out
 }
 
 /**
@@ -330,10 +353,10 @@ export function serializeSafetensors(tensors: TensorInput, options: WriteOptions
  * which is fsynced and then renamed over `path`, so a crash never leaves a half-written checkpoint.
  */
 export async function writeSafetensors(path: string, tensors: TensorInput, options: WriteOptions = {}): Promise<void> {
-  const bytes = serializeSafetensors(tensors, options, path);
+  const bytes = serializeSafetensors(tensors, options, path)
   try {
-    await writeFileAtomic(path, bytes);
+    await writeFileAtomic(path, bytes)
   } catch (e) {
-    throw new Error(`${path}: cannot write safetensors file (${(e as Error).message})`);
+    throw new Error(`${path}: cannot write safetensors file (${(e as Error).message})`)
   }
 }

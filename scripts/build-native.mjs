@@ -36,9 +36,8 @@ if (has('cmake')) {
 } else {
   console.log('simcsepp: cmake not found; building the CPU backend with node-gyp (no CUDA)')
   const gyp = process.env.npm_config_node_gyp
-  status = gyp && existsSync(gyp)
-    ? run(process.execPath, [gyp, 'rebuild', '-j', jobs])
-    : run('npx', ['--yes', 'node-gyp', 'rebuild', '-j', jobs])
+  status =
+    gyp && existsSync(gyp) ? run(process.execPath, [gyp, 'rebuild', '-j', jobs]) : run('npx', ['--yes', 'node-gyp', 'rebuild', '-j', jobs])
 }
 if (status !== 0) {
   console.error('simcsepp: building the native addon failed (see the compiler output above).')

@@ -104,7 +104,9 @@ const status = fake ? { ...cudaStatus(), available: true, fake: true } : cudaSta
 log(`cudaStatus: ${JSON.stringify(status)}`)
 log(`node ${process.version}, budget ${budget} s${large ? ', --large' : ''}, dist ${distDir}`)
 
-let passed = 0, failed = 0, skipped = 0
+let passed = 0,
+  failed = 0,
+  skipped = 0
 const failures = []
 function report(ok, line) {
   const text = `${ok ? 'PASS' : 'FAIL'} ${line}`
@@ -141,7 +143,7 @@ function estimator() {
   return {
     estimate: (n, d) => (byD.has(d) ? byD.get(d) * n * n : generic * cost(n, d)),
     learn(n, d, seconds) {
-      if (cost(n, d) < 1e7) return  // fixed overheads dominate small shapes
+      if (cost(n, d) < 1e7) return // fixed overheads dominate small shapes
       byD.set(d, seconds / (n * n))
       generic = seconds / cost(n, d)
     },
@@ -155,12 +157,15 @@ const parityLeft = () => left() - benchReserve
 // Parity checks.
 
 if (!status.available) {
-  log(`CUDA is unavailable on this machine (${status.reason ?? 'no reason given'}): the CUDA-vs-CPU checks are skipped; running only the CPU benchmark.`)
+  log(
+    `CUDA is unavailable on this machine (${status.reason ?? 'no reason given'}): the CUDA-vs-CPU checks are skipped; running only the CPU benchmark.`,
+  )
 } else {
   for (const [n, d] of lossShapes(large)) {
     const est = rate.parity.estimate(n, d)
     if (est > parityLeft()) {
-      for (const c of LOSS_CASES) skip(`${c.name} N=${n} D=${d}: estimated ${est.toFixed(0)} s, ${Math.max(0, parityLeft()).toFixed(0)} s left`)
+      for (const c of LOSS_CASES)
+        skip(`${c.name} N=${n} D=${d}: estimated ${est.toFixed(0)} s, ${Math.max(0, parityLeft()).toFixed(0)} s left`)
       continue
     }
     const s = performance.now()
@@ -170,7 +175,8 @@ if (!status.available) {
     for (const c of LOSS_CASES) {
       const floor = 0.01 * naturalScale(c.floor, n, d, c.temperature, v[0])
       check(`${c.name} N=${n} D=${d}`, () => {
-        const a = c.run(losses, gpu), b = c.run(losses, cpu)
+        const a = c.run(losses, gpu),
+          b = c.run(losses, cpu)
         const r = compareLossResults(a, b, GPU, floor)
         for (const g of [...Object.values(a.grads), ...Object.values(b.grads)]) g?.dispose?.()
         return [r.ok, r.detail]
@@ -192,7 +198,8 @@ if (!status.available) {
     check(`unfused N=${n} D=${d}`, () => {
       const v = lossViews(n, d)
       const lib = { Tensor, nativeOf, addon }
-      const a = runUnfused(lib, v, n, d, GPU), b = runUnfused(lib, v, n, d, 'cpu')
+      const a = runUnfused(lib, v, n, d, GPU),
+        b = runUnfused(lib, v, n, d, 'cpu')
       let ok = lossClose(a.loss, b.loss) && a.workspaceBytes >= n * n * 4
       const parts = [`loss ${a.loss} vs ${b.loss}`]
       for (let k = 0; k < 3; k++) {
@@ -223,15 +230,16 @@ if (!status.available) {
     return [r.equal, `${r.diff} of ${r.total} elements differ`]
   })
   if (fake) skip('mixed devices are rejected: SIMCSEPP_GPU_CHECK_FAKE=cpu has one device only')
-  else check('mixed devices are rejected', () => {
-    const x = randn(1000, 1)
-    try {
-      losses.simcse(Tensor.from(x, [10, 100]), Tensor.from(x, [10, 100], GPU))
-    } catch (e) {
-      return [/z2.*device/.test(e.message), `threw: ${e.message.split('\n')[0]}`]
-    }
-    return [false, 'did not throw']
-  })
+  else
+    check('mixed devices are rejected', () => {
+      const x = randn(1000, 1)
+      try {
+        losses.simcse(Tensor.from(x, [10, 100]), Tensor.from(x, [10, 100], GPU))
+      } catch (e) {
+        return [/z2.*device/.test(e.message), `threw: ${e.message.split('\n')[0]}`]
+      }
+      return [false, 'did not throw']
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -258,14 +266,43 @@ if (runBench) {
         const est = estimate(device, n)
         if (est > left()) {
           skip(`bench ${device} N=${n} D=${dim}: estimated ${est.toFixed(0)} s, ${Math.max(0, left()).toFixed(0)} s left`)
-          rows.push({ device, n, d: dim, fusedMs: null, unfusedMs: null, speedup: null, fusedWorkspaceBytes: null, unfusedWorkspaceBytes: null, note: 'skipped: time budget' })
+          rows.push({
+            device,
+            n,
+            d: dim,
+            fusedMs: null,
+            unfusedMs: null,
+            speedup: null,
+            fusedWorkspaceBytes: null,
+            unfusedWorkspaceBytes: null,
+            note: 'skipped: time budget',
+          })
           continue
         }
         try {
-          rows.push(...bench.benchLosses({ sizes: [n], dim, devices: [device], secondsPerCase: 0.5, explicitSizes: true, log: (l) => log(`  bench ${l}`) }))
+          rows.push(
+            ...bench.benchLosses({
+              sizes: [n],
+              dim,
+              devices: [device],
+              secondsPerCase: 0.5,
+              explicitSizes: true,
+              log: (l) => log(`  bench ${l}`),
+            }),
+          )
         } catch (e) {
           report(false, `bench ${device} N=${n} D=${dim}: threw ${e.message.split('\n')[0]}`)
-          rows.push({ device, n, d: dim, fusedMs: null, unfusedMs: null, speedup: null, fusedWorkspaceBytes: null, unfusedWorkspaceBytes: null, note: `error: ${e.message.split('\n')[0]}` })
+          rows.push({
+            device,
+            n,
+            d: dim,
+            fusedMs: null,
+            unfusedMs: null,
+            speedup: null,
+            fusedWorkspaceBytes: null,
+            unfusedWorkspaceBytes: null,
+            note: `error: ${e.message.split('\n')[0]}`,
+          })
         }
       }
     log(tables.lossBenchTable(rows))

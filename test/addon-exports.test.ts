@@ -36,6 +36,14 @@ t.test('the Addon interface and the C++ exports list the same functions', async 
   for (const name of exported) {
     t.equal(typeof (addon as unknown as Record<string, unknown>)[name], 'function', `export ${name} is a function`)
   }
-  t.same(declared.filter((n) => !exported.includes(n)), [], 'every Addon member is exported by the addon')
-  t.same(exported.filter((n) => !declared.includes(n)), [], 'every addon export is declared in the Addon interface')
+  t.same(
+    declared.filter((n) => !exported.includes(n)),
+    [],
+    'every Addon member is exported by the addon',
+  )
+  t.same(
+    exported.filter((n) => !declared.includes(n)),
+    [],
+    'every addon export is declared in the Addon interface',
+  )
 })

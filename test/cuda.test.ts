@@ -56,7 +56,10 @@ t.test('offDropoutUnfused: CUDA equals CPU', { skip }, async (t) => {
     const floor = 0.01 * naturalScale('cos', n, d, 0.05, views[0])
     for (let k = 0; k < 3; k++) {
       const err = relErr(a.grads[k], b.grads[k], floor)
-      t.ok(err < GRAD_TOLERANCE && a.grads[k].every(Number.isFinite), `unfused N=${n} D=${d} dz${[1, 2, 0][k]}: normalised error ${err.toExponential(2)}`)
+      t.ok(
+        err < GRAD_TOLERANCE && a.grads[k].every(Number.isFinite),
+        `unfused N=${n} D=${d} dz${[1, 2, 0][k]}: normalised error ${err.toExponential(2)}`,
+      )
     }
     t.ok(a.workspaceBytes >= n * n * 4, `unfused N=${n} D=${d}: reports ${a.workspaceBytes} workspace bytes`)
   }

@@ -66,7 +66,10 @@ t.test('a 1000-line file (with lines spanning read chunks) reads back exactly', 
   t.equal(f.count, 1000)
   t.same(await all(f), lines)
   const pick = [999, 0, 500, 501, 3, 998]
-  t.same(await f.readLines(pick), pick.map((i) => lines[i]))
+  t.same(
+    await f.readLines(pick),
+    pick.map((i) => lines[i]),
+  )
   await t.rejects(f.readLines([1000]), RangeError)
   await f.close()
 })
@@ -85,7 +88,10 @@ t.test('epoch orders are seeded permutations', async (t) => {
   // Uniformity, roughly: each value lands in position 0 about equally often.
   const hits = new Array(4).fill(0)
   for (let s = 0; s < 4000; s++) hits[permutation(4, s, 0)[0]]++
-  t.ok(hits.every((h) => h > 850 && h < 1150), `first-position counts ${hits}`)
+  t.ok(
+    hits.every((h) => h > 850 && h < 1150),
+    `first-position counts ${hits}`,
+  )
 })
 
 t.test('BatchStream: batches in epoch order, crossing epochs, resumable from its position', async (t) => {
@@ -99,12 +105,26 @@ t.test('BatchStream: batches in epoch order, crossing epochs, resumable from its
   const ref = new BatchStream(f, opts)
   const batches = []
   for (let i = 0; i < 12; i++) batches.push(await ref.next())
-  t.same(batches.map((b) => b.sentences.length), [5, 5, 5, 5, 3, 5, 5, 5, 5, 3, 5, 5])
-  t.same(batches.map((b) => b.epoch), [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2])
+  t.same(
+    batches.map((b) => b.sentences.length),
+    [5, 5, 5, 5, 3, 5, 5, 5, 5, 3, 5, 5],
+  )
+  t.same(
+    batches.map((b) => b.epoch),
+    [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2],
+  )
   const epoch0 = batches.slice(0, 5).flatMap((b) => b.sentences)
-  t.same(epoch0, [...f.epochOrder(0, 42)].map((i) => lines[i]), 'epoch 0 follows epochOrder(0, seed)')
+  t.same(
+    epoch0,
+    [...f.epochOrder(0, 42)].map((i) => lines[i]),
+    'epoch 0 follows epochOrder(0, seed)',
+  )
   t.same([...epoch0].sort(), [...lines].sort(), 'every sentence once per epoch')
-  t.notSame(batches.slice(5, 10).flatMap((b) => b.sentences), epoch0, 'reshuffled in epoch 1')
+  t.notSame(
+    batches.slice(5, 10).flatMap((b) => b.sentences),
+    epoch0,
+    'reshuffled in epoch 1',
+  )
 
   // Resume after k batches, for k before, at and after the epoch boundary.
   for (const k of [0, 3, 4, 5, 7]) {
@@ -114,7 +134,11 @@ t.test('BatchStream: batches in epoch order, crossing epochs, resumable from its
     const resumed = new BatchStream(f, { ...opts, start: saved })
     const rest = []
     for (let i = k; i < 12; i++) rest.push((await resumed.next()).sentences)
-    t.same(rest, batches.slice(k).map((b) => b.sentences), `resumed after ${k} batches at ${JSON.stringify(saved)}`)
+    t.same(
+      rest,
+      batches.slice(k).map((b) => b.sentences),
+      `resumed after ${k} batches at ${JSON.stringify(saved)}`,
+    )
   }
   t.same(new BatchStream(f, { ...opts, prefetch: false }).position, { epoch: 0, index: 0 })
 })
@@ -137,7 +161,10 @@ t.test('BatchStream: a lone last sentence is skipped, never a batch of 1', async
 
 t.test('BatchStream over the real wiki1m head', async (t) => {
   const path = new URL('../../shared/data/wiki1m-head.txt', import.meta.url).pathname
-  const exists = await fsp.stat(path).then(() => true, () => false)
+  const exists = await fsp.stat(path).then(
+    () => true,
+    () => false,
+  )
   if (!exists) {
     t.comment(`skipping: ${path} not found (../shared/data is absent outside the development checkout)`)
     return
@@ -163,6 +190,8 @@ t.test('SentenceFile: fingerprint of the contents, bare CRs and blank lines', as
   })
   t.equal((await SentenceFile.open(await write('a b\r\nc d\r\n'))).count, 2, 'CRLF is fine')
   const blank = await write('a b\n\nc d\n')
-  await t.rejects(SentenceFile.open(blank, { blankLines: 'error' }), { message: `${blank}: line 2 is blank (one sentence per line is expected)` })
+  await t.rejects(SentenceFile.open(blank, { blankLines: 'error' }), {
+    message: `${blank}: line 2 is blank (one sentence per line is expected)`,
+  })
   t.equal((await SentenceFile.open(blank)).count, 2)
 })

@@ -7,9 +7,21 @@ import { randn } from './helpers/reference.js'
 
 // Random123's kat_vectors for philox4x32_10.
 const kat: [number[], number[], number[]][] = [
-  [[0, 0, 0, 0], [0, 0], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]],
-  [[0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff], [0xffffffff, 0xffffffff], [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]],
-  [[0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0], [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]],
+  [
+    [0, 0, 0, 0],
+    [0, 0],
+    [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
+  ],
+  [
+    [0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff],
+    [0xffffffff, 0xffffffff],
+    [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd],
+  ],
+  [
+    [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+    [0xa4093822, 0x299f31d0],
+    [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1],
+  ],
 ]
 
 t.test('philox4x32-10 reproduces the Random123 known-answer vectors', async (t) => {
@@ -24,7 +36,8 @@ function philoxTs(c: (number | bigint)[], k: (number | bigint)[]): number[] {
   let [k0, k1] = k.map(BigInt)
   const M = 0xffffffffn
   for (let r = 0; r < 10; r++) {
-    const p0 = 0xd2511f53n * c0, p1 = 0xcd9e8d57n * c2
+    const p0 = 0xd2511f53n * c0,
+      p1 = 0xcd9e8d57n * c2
     ;[c0, c1, c2, c3] = [((p1 >> 32n) ^ c1 ^ k0) & M, p1 & M, ((p0 >> 32n) ^ c3 ^ k1) & M, p0 & M]
     k0 = (k0 + 0x9e3779b9n) & M
     k1 = (k1 + 0xbb67ae85n) & M
@@ -40,9 +53,12 @@ function uniformTs(seed: bigint, offset: bigint, index: number): number {
 }
 
 t.test('dropout draws its mask from Philox(seed, offset, element index) exactly', async (t) => {
-  const rows = 5, cols = 37, p = 0.3
+  const rows = 5,
+    cols = 37,
+    p = 0.3
   const x = randn(rows * cols, 1)
-  const seed = 0x1234_5678_9abcn, offset = 77n
+  const seed = 0x1234_5678_9abcn,
+    offset = 77n
   const y = dropout(Tensor.from(x, [rows, cols]), { p, seed, offset }).toFloat32Array()
   let mismatches = 0
   const scale = Math.fround(1 / Math.fround(1 - p))
@@ -55,21 +71,28 @@ t.test('dropout draws its mask from Philox(seed, offset, element index) exactly'
 })
 
 t.test('mask statistics, determinism and stream separation', async (t) => {
-  const n = 200, d = 500, p = 0.1
+  const n = 200,
+    d = 500,
+    p = 0.1
   const x = Tensor.from(new Float32Array(n * d).fill(1), [n, d])
   const a = dropout(x, { p, seed: 42, offset: 0 }).toFloat32Array()
   const b = dropout(x, { p, seed: 42, offset: 0 }).toFloat32Array()
   const c = dropout(x, { p, seed: 42, offset: 1 }).toFloat32Array()
   const dropped = a.filter((v) => v === 0).length / a.length
   t.ok(Math.abs(dropped - p) < 4 * Math.sqrt((p * (1 - p)) / a.length), `dropped fraction ${dropped.toFixed(4)} ≈ ${p}`)
-  t.ok(a.every((v) => v === 0 || Math.abs(v - 1 / (1 - p)) < 1e-6), 'kept elements are scaled by 1/(1-p)')
+  t.ok(
+    a.every((v) => v === 0 || Math.abs(v - 1 / (1 - p)) < 1e-6),
+    'kept elements are scaled by 1/(1-p)',
+  )
   t.same(a, b, 'same seed and offset: same mask')
   const differ = a.filter((v, i) => (v === 0) !== (c[i] === 0)).length / a.length
   t.ok(differ > 0.15, `another offset gives another mask (${(differ * 100).toFixed(1)}% of elements differ)`)
 })
 
 t.test('keepRows: rows switched off pass unchanged; backward regenerates the mask', async (t) => {
-  const rows = 6, cols = 3, inner = 4 // a [rows, cols, inner] tensor: rows are the first dimension
+  const rows = 6,
+    cols = 3,
+    inner = 4 // a [rows, cols, inner] tensor: rows are the first dimension
   const x = randn(rows * cols * inner, 3)
   const keepRows = [1, 0, 1, 1, 0, 1]
   const opts = { p: 0.5, seed: 9, offset: 3, keepRows }
@@ -92,7 +115,11 @@ t.test('keepRows: rows switched off pass unchanged; backward regenerates the mas
 t.test('p = 0 is the identity, p = 1 drops every element, in place with out = x', async (t) => {
   const x = randn(40, 5)
   t.same(dropout(Tensor.from(x, [8, 5]), { p: 0, seed: 1 }).toFloat32Array(), x)
-  t.ok(dropout(Tensor.from(x, [8, 5]), { p: 1, seed: 1 }).toFloat32Array().every((v) => v === 0))
+  t.ok(
+    dropout(Tensor.from(x, [8, 5]), { p: 1, seed: 1 })
+      .toFloat32Array()
+      .every((v) => v === 0),
+  )
   const inplace = Tensor.from(x, [8, 5])
   const expected = dropout(inplace, { p: 0.4, seed: 5, offset: 2 }).toFloat32Array()
   const same = dropout(inplace, { p: 0.4, seed: 5, offset: 2, out: inplace })

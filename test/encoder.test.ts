@@ -13,13 +13,25 @@ import { encoderRef, type RefBatch } from './helpers/encoder-reference.js'
 import { randn, relErr } from './helpers/reference.js'
 
 const config: BertConfig = {
-  modelType: 'bert', vocabSize: 40, hiddenSize: 32, numHiddenLayers: 2, numAttentionHeads: 2, intermediateSize: 64,
-  hiddenAct: 'gelu', hiddenDropoutProb: 0.1, attentionProbsDropoutProb: 0.1, maxPositionEmbeddings: 16, typeVocabSize: 2,
-  layerNormEps: 1e-12, padTokenId: 0, initializerRange: 0.2,
+  modelType: 'bert',
+  vocabSize: 40,
+  hiddenSize: 32,
+  numHiddenLayers: 2,
+  numAttentionHeads: 2,
+  intermediateSize: 64,
+  hiddenAct: 'gelu',
+  hiddenDropoutProb: 0.1,
+  attentionProbsDropoutProb: 0.1,
+  maxPositionEmbeddings: 16,
+  typeVocabSize: 2,
+  layerNormEps: 1e-12,
+  padTokenId: 0,
+  initializerRange: 0.2,
 }
-const B = 3, T = 7
+const B = 3,
+  T = 7
 const lengths = [7, 4, 1] // padded rows, one with only its first token real
-const mask = Int32Array.from({ length: B * T }, (_, i) => ((i % T) < lengths[Math.floor(i / T)] ? 1 : 0))
+const mask = Int32Array.from({ length: B * T }, (_, i) => (i % T < lengths[Math.floor(i / T)] ? 1 : 0))
 const ids = Int32Array.from({ length: B * T }, (_, i) => (mask[i] ? 1 + ((i * 7) % 39) : 0))
 const types = Int32Array.from({ length: B * T }, (_, i) => (i % T > 3 ? 1 : 0))
 const batch = { inputIds: ids, attentionMask: mask, tokenTypeIds: types, shape: [B, T] as [number, number] }
@@ -49,7 +61,8 @@ for (const [label, keepRows, pooling] of [
 ] as [string, Uint8Array, 'cls' | 'mean'][]) {
   t.test(`encoder gradients against float64 finite differences (${label})`, async (t) => {
     const model = BertModel.create(config, { mlp: true, seed: 11 })
-    const seed = 5, step = 3
+    const seed = 5,
+      step = 3
     const R = randn(B * config.hiddenSize, 17)
     const z = model.trainForward(batch, { seed, step, keepRows, pooling }).toFloat32Array()
     model.zeroGrad()
@@ -75,7 +88,8 @@ for (const [label, keepRows, pooling] of [
       const values = P.get(e.name)!
       // Embedding rows that the batch never touches have zero gradient: sample used rows too.
       const idx = pick(e.size, 10)
-      if (e.name === 'embeddings.word_embeddings.weight') idx.push(...Array.from({ length: 6 }, (_, i) => ids[i * 3] * config.hiddenSize + i))
+      if (e.name === 'embeddings.word_embeddings.weight')
+        idx.push(...Array.from({ length: 6 }, (_, i) => ids[i * 3] * config.hiddenSize + i))
       const fd = idx.map((i) => {
         const keep = values[i]
         values[i] = keep + 1e-6
@@ -116,16 +130,28 @@ t.test('save() then load() gives identical outputs; init follows transformers', 
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const model = BertModel.create(config, { mlp: true, seed: 4 })
   const P = paramsOf(model)
-  t.ok(P.get('embeddings.word_embeddings.weight')!.slice(0, config.hiddenSize).every((v) => v === 0), 'padding row of the word embeddings is zero')
-  t.ok(P.get('embeddings.LayerNorm.weight')!.every((v) => v === 1) && P.get('embeddings.LayerNorm.bias')!.every((v) => v === 0), 'LayerNorm 1/0')
-  t.ok(P.get('encoder.layer.0.intermediate.dense.bias')!.every((v) => v === 0), 'biases 0')
+  t.ok(
+    P.get('embeddings.word_embeddings.weight')!
+      .slice(0, config.hiddenSize)
+      .every((v) => v === 0),
+    'padding row of the word embeddings is zero',
+  )
+  t.ok(
+    P.get('embeddings.LayerNorm.weight')!.every((v) => v === 1) && P.get('embeddings.LayerNorm.bias')!.every((v) => v === 0),
+    'LayerNorm 1/0',
+  )
+  t.ok(
+    P.get('encoder.layer.0.intermediate.dense.bias')!.every((v) => v === 0),
+    'biases 0',
+  )
   const w = P.get('encoder.layer.1.output.dense.weight')!
   const std = Math.sqrt(w.reduce((s, v) => s + v * v, 0) / w.length)
   t.ok(Math.abs(std - config.initializerRange) < 0.02, `weights ~ N(0, ${config.initializerRange}): std ${std.toFixed(4)}`)
   await model.save(dir)
   const again = await BertModel.load(dir)
   t.notOk(again.layout.byName.has('mlp.dense.weight'), 'the training MLP head is not saved')
-  const h1 = model.forward(batch).toFloat32Array(), h2 = again.forward(batch).toFloat32Array()
+  const h1 = model.forward(batch).toFloat32Array(),
+    h2 = again.forward(batch).toFloat32Array()
   t.same(new Uint32Array(h1.buffer), new Uint32Array(h2.buffer), 'bit-identical hidden states after reload')
   t.same(model.forward(batch).shape, [B, T, config.hiddenSize])
 })
@@ -162,7 +188,8 @@ t.test('hub-style checkpoints: bert. prefix, gamma/beta, heads and position_ids 
   await writeSafetensors(join(hub, 'model.safetensors'), legacy)
   writeFileSync(join(hub, 'config.json'), JSON.stringify({ ...toHfConfig(config), architectures: ['BertForPreTraining'] }))
   const loaded = await BertModel.load(hub)
-  const a = model.forward(batch).toFloat32Array(), b = loaded.forward(batch).toFloat32Array()
+  const a = model.forward(batch).toFloat32Array(),
+    b = loaded.forward(batch).toFloat32Array()
   t.same(new Uint32Array(b.buffer), new Uint32Array(a.buffer), 'identical hidden states')
 
   // A wrong checkpoint is one error that lists every problem.
@@ -173,7 +200,10 @@ t.test('hub-style checkpoints: bert. prefix, gamma/beta, heads and position_ids 
   mkdirSync(bad)
   await writeSafetensors(join(bad, 'model.safetensors'), legacy)
   writeFileSync(join(bad, 'config.json'), JSON.stringify(toHfConfig(config)))
-  await t.rejects(BertModel.load(bad), /(?=[\s\S]*encoder\.layer\.1\.output\.dense\.weight)(?=[\s\S]*extra\.weight)(?=[\s\S]*layer\.0\.output\.dense\.bias)/)
+  await t.rejects(
+    BertModel.load(bad),
+    /(?=[\s\S]*encoder\.layer\.1\.output\.dense\.weight)(?=[\s\S]*extra\.weight)(?=[\s\S]*layer\.0\.output\.dense\.bias)/,
+  )
   await t.rejects(BertModel.load(join(dir, 'nothing-here')), /config\.json/)
 })
 
@@ -187,7 +217,9 @@ t.test('RoBERTa: positions start after the padding index; one token type', async
   const P = paramsOf(model)
   const positions = Int32Array.from(rIds, (v, i) => (v === 1 ? 1 : 2 + (i % 7)))
   const ref = encoderRef(P, rc, { ids: rIds, mask: rMask, types: new Int32Array(14), positions, B: 2, T: 7 }, () => null, 'cls', false)
-  t.ok(relErr(model.embed({ inputIds: rIds, attentionMask: rMask, shape: [2, 7] }).toFloat32Array(), ref) < 1e-5,
-    'CLS equals the reference with positions padding_idx + 1 + i')
+  t.ok(
+    relErr(model.embed({ inputIds: rIds, attentionMask: rMask, shape: [2, 7] }).toFloat32Array(), ref) < 1e-5,
+    'CLS equals the reference with positions padding_idx + 1 + i',
+  )
   t.throws(() => model.forward({ inputIds: Int32Array.from({ length: 11 }, () => 4), shape: [1, 11] }), /positions/)
 })

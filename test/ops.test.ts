@@ -8,7 +8,18 @@ import { dropout } from '../lib/dropout.js'
 import { addon } from '../lib/native.js'
 import { randn, relErr } from './helpers/reference.js'
 import {
-  adamwRef, attentionRef, dot, embeddingRef, erf, f64, finiteDiff, gelu, layerNormRef, linearRef, poolClsRef, poolMeanRef,
+  adamwRef,
+  attentionRef,
+  dot,
+  embeddingRef,
+  erf,
+  f64,
+  finiteDiff,
+  gelu,
+  layerNormRef,
+  linearRef,
+  poolClsRef,
+  poolMeanRef,
   type AttnDims,
 } from './helpers/bert-reference.js'
 
@@ -33,46 +44,82 @@ function someIndices(n: number, count: number, seed: number): number[] {
 
 t.test('erf reference is accurate to 1e-14', async (t) => {
   const known: [number, number][] = [
-    [0.1, 0.1124629160182849], [0.5, 0.5204998778130465], [1, 0.8427007929497149], [2, 0.9953222650189527],
-    [3, 0.9999779095030014], [4, 0.9999999845827421], [-1.5, -0.9661051464753108],
+    [0.1, 0.1124629160182849],
+    [0.5, 0.5204998778130465],
+    [1, 0.8427007929497149],
+    [2, 0.9953222650189527],
+    [3, 0.9999779095030014],
+    [4, 0.9999999845827421],
+    [-1.5, -0.9661051464753108],
   ]
   for (const [x, want] of known) t.ok(Math.abs(erf(x) - want) < 1e-14, `erf(${x}) = ${erf(x)} vs ${want}`)
   t.ok(Math.abs(gelu(1) - 0.8413447460685429) < 1e-14, 'gelu(1) = Φ(1)')
 })
 
 t.test('layer norm: forward, saved statistics, backward vs finite differences', async (t) => {
-  for (const [R, C, eps] of [[6, 7, 1e-5], [3, 1, 1e-12], [130, 96, 1e-12]] as [number, number, number][]) {
-    const x32 = randn(R * C, R + C, 1.5, 0.3), w32 = randn(C, 2 * C, 0.5, 1), b32 = randn(C, 3 * C, 0.2)
+  for (const [R, C, eps] of [
+    [6, 7, 1e-5],
+    [3, 1, 1e-12],
+    [130, 96, 1e-12],
+  ] as [number, number, number][]) {
+    const x32 = randn(R * C, R + C, 1.5, 0.3),
+      w32 = randn(C, 2 * C, 0.5, 1),
+      b32 = randn(C, 3 * C, 0.2)
     const dout32 = randn(R * C, 5 * C)
     const [x, w, b] = [f64(x32), f64(w32), f64(b32)]
     const ref = layerNormRef(x, w, b, R, C, eps)
-    const out = Tensor.zeros([R, C]), mean = Tensor.zeros([R]), rstd = Tensor.zeros([R])
-    const X = T32(x32, [R, C]), W = T32(w32, [C]), Bi = T32(b32, [C])
+    const out = Tensor.zeros([R, C]),
+      mean = Tensor.zeros([R]),
+      rstd = Tensor.zeros([R])
+    const X = T32(x32, [R, C]),
+      W = T32(w32, [C]),
+      Bi = T32(b32, [C])
     ops.layerNormForward(out, mean, rstd, X, W, Bi, eps)
     close(t, `R=${R} C=${C} out`, arr(out), ref.out, 1e-5)
     close(t, `R=${R} C=${C} mean`, arr(mean), ref.mean, 1e-6, 1)
     if (C > 1) close(t, `R=${R} C=${C} rstd`, arr(rstd), ref.rstd, 1e-5)
 
-    const dinp = filled([R, C], 7), dW = filled([C], 0.5), dB = filled([C], -0.25)
+    const dinp = filled([R, C], 7),
+      dW = filled([C], 0.5),
+      dB = filled([C], -0.25)
     ops.layerNormBackward(dinp, dW, dB, T32(dout32, [R, C]), X, W, mean, rstd)
     const loss = () => dot(dout32, layerNormRef(x, w, b, R, C, eps).out)
     const ix = someIndices(R * C, 60, R)
     const gx = arr(dinp)
-    close(t, `R=${R} C=${C} dinp (overwritten) vs FD`, ix.map((i) => gx[i]), finiteDiff(loss, x, ix), 1e-4, 1e-3)
+    close(
+      t,
+      `R=${R} C=${C} dinp (overwritten) vs FD`,
+      ix.map((i) => gx[i]),
+      finiteDiff(loss, x, ix),
+      1e-4,
+      1e-3,
+    )
     close(t, `R=${R} C=${C} dweight (+=) vs FD`, sub(arr(dW), new Float64Array(C).fill(0.5)), finiteDiff(loss, w), 1e-4, 1e-3)
     close(t, `R=${R} C=${C} dbias (+=) vs FD`, sub(arr(dB), new Float64Array(C).fill(-0.25)), finiteDiff(loss, b), 1e-4, 1e-3)
     // Deterministic: the same call again adds exactly the same amounts.
-    const dW2 = filled([C], 0.5), dB2 = filled([C], -0.25), dinp2 = Tensor.zeros([R, C])
+    const dW2 = filled([C], 0.5),
+      dB2 = filled([C], -0.25),
+      dinp2 = Tensor.zeros([R, C])
     ops.layerNormBackward(dinp2, dW2, dB2, T32(dout32, [R, C]), X, W, mean, rstd)
     t.same([arr(dW2), arr(dB2), arr(dinp2)], [arr(dW), arr(dB), arr(dinp)], `R=${R} C=${C}: bitwise reproducible`)
   }
 })
 
 t.test('linear: forward with/without bias, backward (all grads, accumulate flags) vs finite differences', async (t) => {
-  for (const [R, C, OC] of [[5, 4, 3], [1, 1, 1], [70, 90, 50]]) {
-    const x32 = randn(R * C, R * 3 + C), w32 = randn(OC * C, OC + 11, 0.3), b32 = randn(OC, OC + 12), dout32 = randn(R * OC, R + 13)
+  for (const [R, C, OC] of [
+    [5, 4, 3],
+    [1, 1, 1],
+    [70, 90, 50],
+  ]) {
+    const x32 = randn(R * C, R * 3 + C),
+      w32 = randn(OC * C, OC + 11, 0.3),
+      b32 = randn(OC, OC + 12),
+      dout32 = randn(R * OC, R + 13)
     const [x, w, b] = [f64(x32), f64(w32), f64(b32)]
-    const X = T32(x32, [R, C]), W = T32(w32, [OC, C]), Bi = T32(b32, [OC]), dout = T32(dout32, [R, OC])
+    const X = T32(x32, [R, C]),
+      W = T32(w32, [OC, C]),
+      Bi = T32(b32, [OC]),
+      dout = T32(dout32, [R, OC])
     const out = filled([R, OC], 3)
     ops.linearForward(out, X, W, Bi)
     close(t, `${R}x${C}->${OC} out with bias`, arr(out), linearRef(x, w, b, R, C, OC), 1e-5)
@@ -80,23 +127,31 @@ t.test('linear: forward with/without bias, backward (all grads, accumulate flags
     close(t, `${R}x${C}->${OC} out without bias`, arr(out), linearRef(x, w, null, R, C, OC), 1e-5)
 
     const loss = () => dot(dout32, linearRef(x, w, b, R, C, OC))
-    const ix = someIndices(R * C, 50, 1), iw = someIndices(OC * C, 50, 2)
-    const fdx = finiteDiff(loss, x, ix), fdw = finiteDiff(loss, w, iw), fdb = finiteDiff(loss, b)
+    const ix = someIndices(R * C, 50, 1),
+      iw = someIndices(OC * C, 50, 2)
+    const fdx = finiteDiff(loss, x, ix),
+      fdw = finiteDiff(loss, w, iw),
+      fdb = finiteDiff(loss, b)
     const pick = (a: ArrayLike<number>, idx: number[]) => idx.map((i) => a[i])
 
-    const dinp = filled([R, C], 9), dW = filled([OC, C], 0.5), dB = filled([OC], 0.125)
+    const dinp = filled([R, C], 9),
+      dW = filled([OC, C], 0.5),
+      dB = filled([OC], 0.125)
     ops.linearBackward(dinp, dW, dB, dout, X, W, false)
     close(t, `${R}x${C}->${OC} dinp (overwrite) vs FD`, pick(arr(dinp), ix), fdx, 1e-4, 1e-3)
     close(t, `${R}x${C}->${OC} dweight (+=) vs FD`, pick(sub(arr(dW), new Float64Array(OC * C).fill(0.5)), iw), fdw, 1e-4, 1e-3)
     close(t, `${R}x${C}->${OC} dbias (+=) vs FD`, sub(arr(dB), new Float64Array(OC).fill(0.125)), fdb, 1e-4, 1e-3)
 
-    const before = arr(dinp), dW0 = arr(dW), dB0 = arr(dB)
+    const before = arr(dinp),
+      dW0 = arr(dW),
+      dB0 = arr(dB)
     ops.linearBackward(dinp, dW, null, dout, X, W, true)
     close(t, `${R}x${C}->${OC} dinp (accumulateInput) = before + FD`, pick(sub(arr(dinp), before), ix), fdx, 1e-4, 1e-3)
     close(t, `${R}x${C}->${OC} dweight accumulates again`, pick(sub(arr(dW), dW0), iw), fdw, 1e-4, 1e-3)
     t.same(arr(dB), dB0, 'dbias null: dbias untouched')
 
-    const dW3 = Tensor.zeros([OC, C]), dB3 = Tensor.zeros([OC])
+    const dW3 = Tensor.zeros([OC, C]),
+      dB3 = Tensor.zeros([OC])
     ops.linearBackward(null, dW3, dB3, dout, X, W)
     close(t, `${R}x${C}->${OC} dinp null: dweight still computed`, pick(arr(dW3), iw), fdw, 1e-4, 1e-3)
     close(t, `${R}x${C}->${OC} dinp null: dbias still computed`, arr(dB3), fdb, 1e-4, 1e-3)
@@ -107,11 +162,16 @@ t.test('gelu (exact erf) and tanh: forward and backward', async (t) => {
   const xs = Float32Array.from([...randn(300, 77, 2.5), 0, 1e-3, -1e-3, 5, -5, 8, -8, 0.5, -0.5])
   const n = xs.length
   const dout32 = randn(n, 78)
-  const X = T32(xs, [n]), out = Tensor.zeros([n]), d = filled([n], 4)
+  const X = T32(xs, [n]),
+    out = Tensor.zeros([n]),
+    d = filled([n], 4)
   ops.geluForward(out, X)
   close(t, 'gelu forward', arr(out), Array.from(xs, gelu), 1e-6)
   const o = arr(out)
-  t.ok(xs.every((x, i) => Math.abs(o[i] - gelu(x)) <= 1e-6 * Math.max(1, Math.abs(gelu(x)))), 'gelu forward element-wise within 1e-6')
+  t.ok(
+    xs.every((x, i) => Math.abs(o[i] - gelu(x)) <= 1e-6 * Math.max(1, Math.abs(gelu(x)))),
+    'gelu forward element-wise within 1e-6',
+  )
   ops.geluBackward(d, X, T32(dout32, [n]))
   const fd = Float64Array.from(xs, (x, i) => (dout32[i] * (gelu(x + 1e-6) - gelu(x - 1e-6))) / 2e-6)
   close(t, 'gelu backward vs FD', arr(d), fd, 1e-5)
@@ -122,33 +182,64 @@ t.test('gelu (exact erf) and tanh: forward and backward', async (t) => {
   const fdt = Float64Array.from(xs, (x, i) => (dout32[i] * (Math.tanh(x + 1e-6) - Math.tanh(x - 1e-6))) / 2e-6)
   close(t, 'tanh backward vs FD', arr(d), fdt, 1e-5)
   ops.tanhForward(out, out.view(0, [n])) // in place
-  close(t, 'tanh in place (out aliases inp)', arr(out), Array.from(xs, (x) => Math.tanh(Math.fround(Math.tanh(x)))), 1e-6)
+  close(
+    t,
+    'tanh in place (out aliases inp)',
+    arr(out),
+    Array.from(xs, (x) => Math.tanh(Math.fround(Math.tanh(x)))),
+    1e-6,
+  )
 })
 
 t.test('add, addInplace, scaleInplace', async (t) => {
   const n = 40000
-  const a32 = randn(n, 1), b32 = randn(n, 2)
-  const A = T32(a32, [n]), B = T32(b32, [n]), out = Tensor.zeros([n])
+  const a32 = randn(n, 1),
+    b32 = randn(n, 2)
+  const A = T32(a32, [n]),
+    B = T32(b32, [n]),
+    out = Tensor.zeros([n])
   ops.add(out, A, B)
-  t.same(arr(out), Float32Array.from(a32, (v, i) => v + b32[i]), 'add is exact')
+  t.same(
+    arr(out),
+    Float32Array.from(a32, (v, i) => v + b32[i]),
+    'add is exact',
+  )
   ops.add(A, A, B) // out aliases a
   t.same(arr(A), arr(out), 'add with out = a')
   ops.addInplace(A, B)
-  t.same(arr(A), Float32Array.from(arr(out), (v, i) => v + b32[i]), 'addInplace')
+  t.same(
+    arr(A),
+    Float32Array.from(arr(out), (v, i) => v + b32[i]),
+    'addInplace',
+  )
   ops.scaleInplace(B, 0.5)
-  t.same(arr(B), Float32Array.from(b32, (v) => v * 0.5), 'scaleInplace')
+  t.same(
+    arr(B),
+    Float32Array.from(b32, (v) => v * 0.5),
+    'scaleInplace',
+  )
 })
 
 t.test('embeddings: forward and scatter-add backward with repeated ids', async (t) => {
-  const V = 5, P = 6, TV = 2, H = 3
-  const ids = Int32Array.from([1, 3, 1, 1, 0, 4, 3, 1, 2, 1]), BT = ids.length
-  const posIds = Int32Array.from([0, 1, 2, 3, 4, 0, 1, 2, 3, 5]), typeIds = Int32Array.from([0, 0, 0, 1, 1, 0, 1, 0, 0, 0])
-  const w32 = randn(V * H, 1), p32 = randn(P * H, 2), y32 = randn(TV * H, 3), dout32 = randn(BT * H, 4)
+  const V = 5,
+    P = 6,
+    TV = 2,
+    H = 3
+  const ids = Int32Array.from([1, 3, 1, 1, 0, 4, 3, 1, 2, 1]),
+    BT = ids.length
+  const posIds = Int32Array.from([0, 1, 2, 3, 4, 0, 1, 2, 3, 5]),
+    typeIds = Int32Array.from([0, 0, 0, 1, 1, 0, 1, 0, 0, 0])
+  const w32 = randn(V * H, 1),
+    p32 = randn(P * H, 2),
+    y32 = randn(TV * H, 3),
+    dout32 = randn(BT * H, 4)
   const [w, p, y] = [f64(w32), f64(p32), f64(y32)]
   const out = Tensor.zeros([2, 5, H])
   ops.embeddingForward(out, ids, posIds, typeIds, T32(w32, [V, H]), T32(p32, [P, H]), T32(y32, [TV, H]))
   close(t, 'forward', arr(out), embeddingRef(ids, posIds, typeIds, w, p, y, H), 1e-6)
-  const dW = filled([V, H], 0.25), dP = filled([P, H], 0.25), dY = filled([TV, H], 0.25)
+  const dW = filled([V, H], 0.25),
+    dP = filled([P, H], 0.25),
+    dY = filled([TV, H], 0.25)
   ops.embeddingBackward(dW, dP, dY, T32(dout32, [BT, H]), ids, posIds, typeIds)
   const loss = () => dot(dout32, embeddingRef(ids, posIds, typeIds, w, p, y, H))
   const q = (n: number) => new Float64Array(n).fill(0.25)
@@ -157,14 +248,19 @@ t.test('embeddings: forward and scatter-add backward with repeated ids', async (
   close(t, 'dtype (+=) vs FD', sub(arr(dY), q(TV * H)), finiteDiff(loss, y), 1e-5, 1e-3)
 
   // Many threads' worth of columns and rows: against a float64 scatter, and reproducible.
-  const V2 = 50, H2 = 200, BT2 = 300
+  const V2 = 50,
+    H2 = 200,
+    BT2 = 300
   const ids2 = Int32Array.from(randn(BT2, 9), (v) => Math.floor(Math.abs(v) * 1000) % V2)
-  const pos2 = Int32Array.from({ length: BT2 }, (_, i) => i % 20), typ2 = Int32Array.from({ length: BT2 }, (_, i) => i % 2)
+  const pos2 = Int32Array.from({ length: BT2 }, (_, i) => i % 20),
+    typ2 = Int32Array.from({ length: BT2 }, (_, i) => i % 2)
   const g2 = randn(BT2 * H2, 10)
   const want = new Float64Array(V2 * H2)
   for (let r = 0; r < BT2; r++) for (let c = 0; c < H2; c++) want[ids2[r] * H2 + c] += g2[r * H2 + c]
   const run = () => {
-    const a = Tensor.zeros([V2, H2]), b = Tensor.zeros([20, H2]), c = Tensor.zeros([2, H2])
+    const a = Tensor.zeros([V2, H2]),
+      b = Tensor.zeros([20, H2]),
+      c = Tensor.zeros([2, H2])
     ops.embeddingBackward(a, b, c, T32(g2, [BT2, H2]), ids2, pos2, typ2)
     return arr(a)
   }
@@ -179,7 +275,10 @@ t.test('embeddings: forward and scatter-add backward with repeated ids', async (
 interface AttnCase {
   d: AttnDims
   mask: Int32Array
-  q: Float32Array; k: Float32Array; v: Float32Array; dctx: Float32Array
+  q: Float32Array
+  k: Float32Array
+  v: Float32Array
+  dctx: Float32Array
 }
 
 function attnCase(d: AttnDims, mask: number[], seed: number): AttnCase {
@@ -187,14 +286,24 @@ function attnCase(d: AttnDims, mask: number[], seed: number): AttnCase {
   return { d, mask: Int32Array.from(mask), q: randn(n, seed), k: randn(n, seed + 1), v: randn(n, seed + 2), dctx: randn(n, seed + 3) }
 }
 
-interface AttnRun { ctx: Tensor; probs: Tensor; dq: Float32Array; dk: Float32Array; dv: Float32Array }
+interface AttnRun {
+  ctx: Tensor
+  probs: Tensor
+  dq: Float32Array
+  dk: Float32Array
+  dv: Float32Array
+}
 
 function runAttention(c: AttnCase, drop: ops.DropoutSite | null): AttnRun {
-  const { B, T, NH, HS } = c.d, shape = [B, T, NH * HS]
+  const { B, T, NH, HS } = c.d,
+    shape = [B, T, NH * HS]
   const [q, k, v] = [T32(c.q, shape), T32(c.k, shape), T32(c.v, shape)]
-  const ctx = filled(shape, 5), probs = filled([B, NH, T, T], 5)
+  const ctx = filled(shape, 5),
+    probs = filled([B, NH, T, T], 5)
   ops.attentionForward(ctx, probs, q, k, v, c.mask, NH, drop)
-  const dq = filled(shape, 1), dk = filled(shape, 2), dv = filled(shape, 3)
+  const dq = filled(shape, 1),
+    dk = filled(shape, 2),
+    dv = filled(shape, 3)
   ops.attentionBackward(dq, dk, dv, T32(c.dctx, shape), q, k, v, probs, c.mask, NH, drop)
   return { ctx, probs, dq: arr(dq), dk: arr(dk), dv: arr(dv) }
 }
@@ -217,9 +326,17 @@ function checkAttention(t: Tap, name: string, c: AttnCase, drop: ops.DropoutSite
   // ctx is the saved probs after lib/dropout (the [B, NH*T*T] view), times v.
   const P = r.probs.toFloat32Array()
   const dropped = drop
-    ? arr(dropout(r.probs.view(0, [d.B, d.NH * d.T * d.T]), { p: drop.p, seed: drop.seed, offset: drop.offset, keepRows: drop.keepRows ?? undefined }))
+    ? arr(
+        dropout(r.probs.view(0, [d.B, d.NH * d.T * d.T]), {
+          p: drop.p,
+          seed: drop.seed,
+          offset: drop.offset,
+          keepRows: drop.keepRows ?? undefined,
+        }),
+      )
     : P
-  const H = d.NH * d.HS, ctxFromDropped = new Float64Array(d.B * d.T * H)
+  const H = d.NH * d.HS,
+    ctxFromDropped = new Float64Array(d.B * d.T * H)
   for (let b = 0; b < d.B; b++)
     for (let h = 0; h < d.NH; h++)
       for (let i = 0; i < d.T; i++)
@@ -231,9 +348,21 @@ function checkAttention(t: Tap, name: string, c: AttnCase, drop: ops.DropoutSite
   close(t, `${name}: ctx = dropout(saved probs) · v`, arr(r.ctx), ctxFromDropped, 1e-6)
   // Backward against finite differences of the reference with the mask held fixed.
   const loss = () => dot(c.dctx, attentionRef(q, k, v, c.mask, d, factor).ctx)
-  const n = q.length, idx = someIndices(n, fdCount, 17)
-  for (const [which, x, g] of [['dq', q, r.dq], ['dk', k, r.dk], ['dv', v, r.dv]] as [string, Float64Array, Float32Array][])
-    close(t, `${name}: ${which} vs FD`, idx.map((i) => g[i]), finiteDiff(loss, x, idx), 1e-4, 1e-3)
+  const n = q.length,
+    idx = someIndices(n, fdCount, 17)
+  for (const [which, x, g] of [
+    ['dq', q, r.dq],
+    ['dk', k, r.dk],
+    ['dv', v, r.dv],
+  ] as [string, Float64Array, Float32Array][])
+    close(
+      t,
+      `${name}: ${which} vs FD`,
+      idx.map((i) => g[i]),
+      finiteDiff(loss, x, idx),
+      1e-4,
+      1e-3,
+    )
   return r
 }
 
@@ -243,7 +372,8 @@ t.test('attention: padding masks, softmax, backward vs finite differences (no dr
   const c = attnCase(d, [1, 1, 1, 0, 0, 1, 0, 0, 0, 0], 100)
   const r = checkAttention(t, 'B=2 T=5 NH=2 HS=3', c, null)
   const P = arr(r.probs)
-  let maskedZero = true, rowsSum = true
+  let maskedZero = true,
+    rowsSum = true
   for (let b = 0; b < d.B; b++)
     for (let h = 0; h < d.NH; h++)
       for (let i = 0; i < d.T; i++) {
@@ -258,7 +388,10 @@ t.test('attention: padding masks, softmax, backward vs finite differences (no dr
   t.ok(maskedZero, 'padded keys get exactly zero probability')
   t.ok(rowsSum, 'every row (padded queries included) sums to 1')
   const only0 = Array.from({ length: d.NH * d.T }, (_, r) => P[d.NH * d.T * d.T + r * d.T])
-  t.ok(only0.every((p) => p === 1), 'a sentence with one real key puts probability exactly 1 on it')
+  t.ok(
+    only0.every((p) => p === 1),
+    'a sentence with one real key puts probability exactly 1 on it',
+  )
 })
 
 t.test('attention dropout: Philox [B, NH*T*T] mask, fixed-mask gradients, keepRows', async (t) => {
@@ -275,7 +408,8 @@ t.test('attention dropout: Philox [B, NH*T*T] mask, fixed-mask gradients, keepRo
   checkAttention(t, 'p=0.3, bigint seed and offset', c, { p: 0.3, seed: 2n ** 40n + 5n, offset: 2n ** 33n })
   const keep = { p: 0.5, seed: 99, offset: 3, keepRows: Uint8Array.from([0, 1]) }
   const rk = checkAttention(t, 'keepRows [0, 1]', c, keep)
-  const H = d.NH * d.HS, n0 = d.T * H
+  const H = d.NH * d.HS,
+    n0 = d.T * H
   t.same(arr(rk.ctx).subarray(0, n0), arr(plain.ctx).subarray(0, n0), 'keepRows = 0: sentence 0 gets no attention dropout')
   t.same(rk.dq.subarray(0, n0), plain.dq.subarray(0, n0), 'keepRows = 0: sentence 0 gradients as without dropout')
   t.notSame(arr(rk.ctx).subarray(n0), arr(plain.ctx).subarray(n0), 'keepRows = 1: sentence 1 is dropped')
@@ -290,9 +424,22 @@ t.test('attention: a sentence without real keys gives zeros, not NaN', async (t)
   const half = d.T * d.NH * d.HS
   const finite = (a: Float32Array) => a.every(Number.isFinite)
   t.ok(finite(arr(r.ctx)) && finite(arr(r.probs)) && finite(r.dq) && finite(r.dk) && finite(r.dv), 'everything finite')
-  t.ok(arr(r.ctx).subarray(half).every((x) => x === 0), 'ctx of the empty sentence is 0')
-  t.ok(arr(r.probs).subarray(d.NH * d.T * d.T).every((x) => x === 0), 'probs of the empty sentence are 0')
-  t.ok([r.dq, r.dk, r.dv].every((g) => g.subarray(half).every((x) => x === 0)), 'gradients of the empty sentence are 0')
+  t.ok(
+    arr(r.ctx)
+      .subarray(half)
+      .every((x) => x === 0),
+    'ctx of the empty sentence is 0',
+  )
+  t.ok(
+    arr(r.probs)
+      .subarray(d.NH * d.T * d.T)
+      .every((x) => x === 0),
+    'probs of the empty sentence are 0',
+  )
+  t.ok(
+    [r.dq, r.dk, r.dv].every((g) => g.subarray(half).every((x) => x === 0)),
+    'gradients of the empty sentence are 0',
+  )
 })
 
 t.test('attention: larger case (packed GEMMs, threads) with dropout', async (t) => {
@@ -305,15 +452,25 @@ t.test('attention: larger case (packed GEMMs, threads) with dropout', async (t) 
 // Pooling
 
 t.test('pooling: CLS and masked mean, forward and backward (overwrite and accumulate)', async (t) => {
-  const B = 3, T = 4, H = 5
+  const B = 3,
+    T = 4,
+    H = 5
   for (const mask of [Int32Array.from([1, 1, 1, 0, 1, 0, 0, 0, 1, 1, 1, 1]), Int32Array.from([1, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0])]) {
-    const h32 = randn(B * T * H, mask[1] * 10 + mask[8]), dout32 = randn(B * H, 6)
+    const h32 = randn(B * T * H, mask[1] * 10 + mask[8]),
+      dout32 = randn(B * H, 6)
     const h = f64(h32)
-    const hidden = T32(h32, [B, T, H]), dout = T32(dout32, [B, H]), out = filled([B, H], 3)
+    const hidden = T32(h32, [B, T, H]),
+      dout = T32(dout32, [B, H]),
+      out = filled([B, H], 3)
     const m = mask.join('')
     const cases: [string, () => Float64Array, (o: Tensor) => void, (g: Tensor, acc: boolean) => void][] = [
       ['cls', () => poolClsRef(h, B, T, H), (o) => ops.poolClsForward(o, hidden), (g, acc) => ops.poolClsBackward(g, dout, acc)],
-      ['mean', () => poolMeanRef(h, mask, B, T, H), (o) => ops.poolMeanForward(o, hidden, mask), (g, acc) => ops.poolMeanBackward(g, dout, mask, acc)],
+      [
+        'mean',
+        () => poolMeanRef(h, mask, B, T, H),
+        (o) => ops.poolMeanForward(o, hidden, mask),
+        (g, acc) => ops.poolMeanBackward(g, dout, mask, acc),
+      ],
     ]
     for (const [name, ref, fwd, bwd] of cases) {
       fwd(out)
@@ -328,7 +485,10 @@ t.test('pooling: CLS and masked mean, forward and backward (overwrite and accumu
     }
     if (mask[4] === 0) {
       const meanOut = arr(out)
-      t.ok(meanOut.subarray(H, 2 * H).every((x) => x === 0), `mean mask ${m}: a sentence without real tokens pools to 0`)
+      t.ok(
+        meanOut.subarray(H, 2 * H).every((x) => x === 0),
+        `mean mask ${m}: a sentence without real tokens pools to 0`,
+      )
     }
   }
 })
@@ -341,12 +501,22 @@ t.test('AdamW matches torch.optim.AdamW over 5 steps', async (t) => {
   // small parameters keep their fp32 rounding far below the update being compared.
   for (const n of [37, 50000])
     for (const wd of [0, 0.01])
-      for (const [pScale, gScale] of [[1, 1], [0.01, 1e-8]]) {
-        const lr = 1e-3, b1 = 0.9, b2 = 0.999, eps = 1e-8
+      for (const [pScale, gScale] of [
+        [1, 1],
+        [0.01, 1e-8],
+      ]) {
+        const lr = 1e-3,
+          b1 = 0.9,
+          b2 = 0.999,
+          eps = 1e-8
         const name = `n=${n} wd=${wd} |p|~${pScale} |g|~${gScale}`
         const p0 = randn(n, n + 1, pScale)
-        const P = T32(p0, [n]), M = Tensor.zeros([n]), V = Tensor.zeros([n])
-        const p = f64(p0), m = new Float64Array(n), v = new Float64Array(n)
+        const P = T32(p0, [n]),
+          M = Tensor.zeros([n]),
+          V = Tensor.zeros([n])
+        const p = f64(p0),
+          m = new Float64Array(n),
+          v = new Float64Array(n)
         for (let step = 1; step <= 5; step++) {
           const g = randn(n, n * 10 + step, step === 3 ? gScale * 1e-3 : gScale) // one step with tinier gradients
           ops.adamwStep(P, T32(g, [n]), M, V, lr, b1, b2, eps, wd, step)
@@ -358,7 +528,9 @@ t.test('AdamW matches torch.optim.AdamW over 5 steps', async (t) => {
         close(t, `${name}: total update p - p0`, sub(arr(P), p0), sub(p, p0), pScale === 1 ? 1e-4 : 1e-5)
       }
   // Weight decay alone (zero gradients) shrinks by (1 - lr*wd) per step.
-  const P = T32([2, -4], [2]), M = Tensor.zeros([2]), V = Tensor.zeros([2])
+  const P = T32([2, -4], [2]),
+    M = Tensor.zeros([2]),
+    V = Tensor.zeros([2])
   ops.adamwStep(P, Tensor.zeros([2]), M, V, 0.1, 0.9, 0.999, 1e-8, 0.5, 1)
   close(t, 'decoupled weight decay', arr(P), [2 * 0.95, -4 * 0.95], 1e-7)
 })
@@ -391,19 +563,29 @@ t.test('validation names the offending argument', async (t) => {
   t.throws(() => ops.geluForward(z(5), z(6)), /inp.*5 elements/)
   t.throws(() => ops.add(z(5), z(5), z(4)), /\bb\b/)
   const ids = Int32Array.from([0, 1, 2])
-  t.throws(() => ops.embeddingForward(z(3, 2), Int32Array.from([0, 5, 1]), ids, Int32Array.from([0, 0, 0]), z(5, 2), z(4, 2), z(1, 2)), /ids\[1\] = 5.*word \(5 rows\)/)
-  t.throws(() => ops.embeddingForward(z(3, 2), ids, Int32Array.from([0, 1]), Int32Array.from([0, 0, 0]), z(5, 2), z(4, 2), z(1, 2)), /posIds.*3 entries/)
+  t.throws(
+    () => ops.embeddingForward(z(3, 2), Int32Array.from([0, 5, 1]), ids, Int32Array.from([0, 0, 0]), z(5, 2), z(4, 2), z(1, 2)),
+    /ids\[1\] = 5.*word \(5 rows\)/,
+  )
+  t.throws(
+    () => ops.embeddingForward(z(3, 2), ids, Int32Array.from([0, 1]), Int32Array.from([0, 0, 0]), z(5, 2), z(4, 2), z(1, 2)),
+    /posIds.*3 entries/,
+  )
   t.throws(() => ops.embeddingForward(z(3, 2), ids, ids, Int32Array.from([0, -1, 0]), z(5, 2), z(4, 2), z(1, 2)), /typeIds\[1\]/)
   t.throws(() => ops.embeddingForward(z(3, 2), ids, ids, ids, z(5, 2), z(4, 3), z(3, 2)), /pos.*H = 2/)
   t.throws(() => ops.embeddingForward(z(3, 2), [0, 1, 2] as never, ids, ids, z(5, 2), z(4, 2), z(3, 2)), /ids to be an Int32Array/)
-  const q = z(2, 3, 4), mask = new Int32Array(6).fill(1)
+  const q = z(2, 3, 4),
+    mask = new Int32Array(6).fill(1)
   t.throws(() => ops.attentionForward(z(2, 3, 4), z(2, 2, 3, 3), q, q, q, mask, 3), /numHeads.*divide/)
   t.throws(() => ops.attentionForward(z(2, 3, 4), z(2, 2, 3, 2), q, q, q, mask, 2), /probs.*\[2, 2, 3, 3\]/)
   t.throws(() => ops.attentionForward(z(2, 3, 4), z(2, 2, 3, 3), q, z(2, 3, 5), q, mask, 2), /\bk\b.*\[2, 3, 4\]/)
   t.throws(() => ops.attentionForward(z(2, 3, 4), z(2, 2, 3, 3), q, q, q, new Int32Array(5), 2), /mask.*6 entries/)
   t.throws(() => ops.attentionForward(z(2, 3, 4), z(2, 2, 3, 3), q, q, q, mask, 2, { p: 1.5, seed: 1, offset: 0 }), /\bp\b.*\[0, 1\]/)
   t.throws(() => ops.attentionForward(z(2, 3, 4), z(2, 2, 3, 3), q, q, q, mask, 2, { p: 0.1, seed: -1, offset: 0 }), /seed/)
-  t.throws(() => ops.attentionForward(z(2, 3, 4), z(2, 2, 3, 3), q, q, q, mask, 2, { p: 0.1, seed: 1, offset: 0, keepRows: new Uint8Array(3) }), /keepRows/)
+  t.throws(
+    () => ops.attentionForward(z(2, 3, 4), z(2, 2, 3, 3), q, q, q, mask, 2, { p: 0.1, seed: 1, offset: 0, keepRows: new Uint8Array(3) }),
+    /keepRows/,
+  )
   t.throws(() => ops.attentionBackward(z(2, 3, 4), z(2, 3, 4), z(2, 3, 3), z(2, 3, 4), q, q, q, z(2, 2, 3, 3), mask, 2), /\bdv\b/)
   t.throws(() => ops.poolClsForward(z(2, 5), z(2, 3, 4)), /out.*\[2, 4\]/)
   t.throws(() => ops.poolMeanBackward(z(2, 3, 4), z(2, 4), new Int32Array(5), false), /mask/)
@@ -415,7 +597,10 @@ t.test('validation names the offending argument', async (t) => {
   gone.dispose()
   t.throws(() => ops.scaleInplace(gone, 2), /x is a disposed Tensor/)
   // The raw addon validates too.
-  t.throws(() => addon.layerNormForward({} as never, {} as never, {} as never, {} as never, {} as never, {} as never, 1e-5), /out to be a Tensor/)
+  t.throws(
+    () => addon.layerNormForward({} as never, {} as never, {} as never, {} as never, {} as never, {} as never, 1e-5),
+    /out to be a Tensor/,
+  )
   t.throws(() => (addon.attentionForward as unknown as () => void)(), /ctx/)
 })
 

@@ -5,11 +5,17 @@ import { adamwRef } from './helpers/bert-reference.js'
 import { randn } from './helpers/reference.js'
 
 t.test('AdamW decays [0, decayEnd) only and matches torch.optim.AdamW', async (t) => {
-  const n = 50, decayEnd = 30
-  const p0 = randn(n, 1), params = Tensor.from(p0, [n]), grads = Tensor.zeros([n])
+  const n = 50,
+    decayEnd = 30
+  const p0 = randn(n, 1),
+    params = Tensor.from(p0, [n]),
+    grads = Tensor.zeros([n])
   const opt = new AdamW(params, grads, decayEnd, { lr: 0.01, weightDecay: 0.1 })
-  const p = Float64Array.from(p0), m = new Float64Array(n), v = new Float64Array(n)
-  const pd = p.subarray(0, decayEnd), pn = p.subarray(decayEnd)
+  const p = Float64Array.from(p0),
+    m = new Float64Array(n),
+    v = new Float64Array(n)
+  const pd = p.subarray(0, decayEnd),
+    pn = p.subarray(decayEnd)
   for (let step = 1; step <= 4; step++) {
     const g = randn(n, 10 + step)
     grads.copyFrom(g)
@@ -23,7 +29,8 @@ t.test('AdamW decays [0, decayEnd) only and matches torch.optim.AdamW', async (t
   t.equal(opt.step, 4)
   // State round trip: a restored optimizer continues identically.
   const state = opt.state()
-  const params2 = Tensor.from(got, [n]), grads2 = Tensor.zeros([n])
+  const params2 = Tensor.from(got, [n]),
+    grads2 = Tensor.zeros([n])
   const opt2 = new AdamW(params2, grads2, decayEnd, { lr: 0.01, weightDecay: 0.1 })
   opt2.loadState(state)
   const g = randn(n, 99)

@@ -53,7 +53,15 @@ t.test('one point, no STS values', async (t) => {
 })
 
 t.test('empty and non-finite histories do not break the SVG', async (t) => {
-  for (const h of [[], [{ step: 1, loss: NaN }, { step: 2, loss: 1 }, { step: 3, loss: 0.5, sts: NaN }], [{ step: 5, loss: 1, sts: 60 }]]) {
+  for (const h of [
+    [],
+    [
+      { step: 1, loss: NaN },
+      { step: 2, loss: 1 },
+      { step: 3, loss: 0.5, sts: NaN },
+    ],
+    [{ step: 5, loss: 1, sts: 60 }],
+  ]) {
     const svg = lossCurveSvg(h)
     t.ok(svg.startsWith('<svg') && balanced(svg), `${h.length} points`)
     t.notMatch(svg, /NaN|Infinity|undefined/)
@@ -68,7 +76,15 @@ t.test('sparkline', async (t) => {
   t.equal(sparkline([3, 3, 3], 10), '▄▄▄', 'constant: mid level, no wider than the data')
   t.equal(sparkline([], 10), '')
   t.equal(sparkline([1, NaN, 2], 3), '▁ █')
-  t.equal([...sparkline(history(1000).map((p) => p.loss), 50)].length, 50)
+  t.equal(
+    [
+      ...sparkline(
+        history(1000).map((p) => p.loss),
+        50,
+      ),
+    ].length,
+    50,
+  )
 })
 
 class Sink {
@@ -118,7 +134,10 @@ t.test('progress on a non-TTY: a plain line every N% or N seconds', async (t) =>
   bar.finish()
   const lines = sink.out.trimEnd().split('\n')
   t.notMatch(sink.out, /\r/, 'no carriage returns in logs')
-  t.same(lines.map((l) => l.match(/\] (\d+)%/)![1]), ['1', '25', '50', '75', '100'])
+  t.same(
+    lines.map((l) => l.match(/\] (\d+)%/)![1]),
+    ['1', '25', '50', '75', '100'],
+  )
   t.match(lines[1], /12\.3 sent\/s/)
   const slow = new Sink(false)
   const bar2 = new ProgressBar({ total: 1000, stream: slow, now: () => now })

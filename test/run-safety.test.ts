@@ -37,7 +37,7 @@ t.test('run lock: one holder at a time; a dead holder is replaced', async (t) =>
   t.throws(() => acquireRunLock(out), /on host elsewhere/)
 })
 
-t.test('stale temporaries: dead processes\' removed, live ones kept', async (t) => {
+t.test("stale temporaries: dead processes' removed, live ones kept", async (t) => {
   const out = mkdtempSync(join(dir, 'tmp-'))
   mkdirSync(join(out, `checkpoint.tmp-${deadPid}`))
   writeFileSync(join(out, `checkpoint.tmp-${deadPid}`, 'state.safetensors'), 'x'.repeat(1000))

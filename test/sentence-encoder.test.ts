@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { SentenceEncoder, cudaStatus } from '../lib/index.js'
 import { BertModel, type Pooling } from '../lib/model/bert.js'
+import type * as EngineModule from '../lib/embed/engine.js'
 import { Tokenizer } from '../lib/tokenizer.js'
 import { benchEncode } from '../lib/bench/encode.js'
 import { encodeBenchTable } from '../lib/cli/tables.js'
@@ -47,12 +48,18 @@ async function reference(dir: string, texts: string[], pooling: Pooling, maxLeng
 /** Largest |a - b| / max(1, |b|): float32 rounding of vectors whose entries reach a few units. */
 function maxAbsDiff(a: Float32Array[], b: Float32Array[]): number {
   let m = 0
-  for (let i = 0; i < a.length; i++) for (let j = 0; j < a[i].length; j++) m = Math.max(m, Math.abs(a[i][j] - b[i][j]) / Math.max(1, Math.abs(b[i][j])))
+  for (let i = 0; i < a.length; i++)
+    for (let j = 0; j < a[i].length; j++) m = Math.max(m, Math.abs(a[i][j] - b[i][j]) / Math.max(1, Math.abs(b[i][j])))
   return m
 }
 
 const bitwise = (a: Float32Array[], b: Float32Array[]) =>
-  a.length === b.length && a.every((v, i) => v.length === b[i].length && Buffer.compare(Buffer.from(v.buffer, v.byteOffset, v.byteLength), Buffer.from(b[i].buffer, b[i].byteOffset, b[i].byteLength)) === 0)
+  a.length === b.length &&
+  a.every(
+    (v, i) =>
+      v.length === b[i].length &&
+      Buffer.compare(Buffer.from(v.buffer, v.byteOffset, v.byteLength), Buffer.from(b[i].buffer, b[i].byteOffset, b[i].byteLength)) === 0,
+  )
 
 t.test('vectors equal the model forward (CLS), in input order', async (t) => {
   const dir = await modelDir({ seed: 3 })
@@ -100,7 +107,8 @@ t.test('pooling from 1_Pooling/config.json, mean pooling, normalize', async (t) 
   const normed = await cls.encode(texts)
   for (const [i, v] of normed.entries()) {
     const n = Math.hypot(...v)
-    const r = refCls[i], rn = Math.hypot(...r)
+    const r = refCls[i],
+      rn = Math.hypot(...r)
     if (Math.abs(n - 1) > 1e-5 || v.some((x, j) => Math.abs(x - r[j] / rn) > 1e-5)) {
       t.fail(`sentence ${i}: not the unit-length CLS vector (norm ${n})`)
       break
@@ -110,11 +118,14 @@ t.test('pooling from 1_Pooling/config.json, mean pooling, normalize', async (t) 
   await cls.close()
 
   // modules.json with a Normalize module turns normalize on by default.
-  writeFileSync(join(dir, 'modules.json'), JSON.stringify([
-    { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
-    { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
-    { idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' },
-  ]))
+  writeFileSync(
+    join(dir, 'modules.json'),
+    JSON.stringify([
+      { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
+      { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
+      { idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' },
+    ]),
+  )
   const st = await SentenceEncoder.load(dir, { device: 'cpu' })
   t.equal(st.normalize, true, 'normalize defaults to true with a Normalize module')
   await st.close()
@@ -149,14 +160,18 @@ t.test('devices', async (t) => {
     t.equal(enc.device, 'cuda')
     await enc.close()
   } catch (e) {
-    t.match((e as Error).message, /^SentenceEncoder: device 'cuda' (requested but CUDA is unavailable|cannot run this model)/, (e as Error).message)
+    t.match(
+      (e as Error).message,
+      /^SentenceEncoder: device 'cuda' (requested but CUDA is unavailable|cannot run this model)/,
+      (e as Error).message,
+    )
   }
 })
 
-t.test("device choice when CUDA is available but the encoder ops cannot run there (mocked cudaStatus)", async (t) => {
+t.test('device choice when CUDA is available but the encoder ops cannot run there (mocked cudaStatus)', async (t) => {
   const dir = await modelDir()
   const native = await import('../lib/native.js')
-  const { EmbeddingEngine } = await t.mockImport<typeof import('../lib/embed/engine.js')>('../lib/embed/engine.js', {
+  const { EmbeddingEngine } = await t.mockImport<typeof EngineModule>('../lib/embed/engine.js', {
     '../lib/native.js': { addon: { ...native.addon, cudaStatus: () => ({ compiled: true, available: true, device: 'mock' }) } },
   })
   if (native.addon.cudaStatus().available) {
@@ -177,7 +192,10 @@ t.test('concurrent encode() calls', async (t) => {
   const alone: Float32Array[][] = []
   for (const g of groups) alone.push(await enc.encode(g, { batchSize: 7 }))
   const together = await Promise.all(groups.map((g) => enc.encode(g, { batchSize: 7 })))
-  t.ok(together.every((v, i) => bitwise(v, alone[i])), 'each concurrent call gets its own vectors, in order')
+  t.ok(
+    together.every((v, i) => bitwise(v, alone[i])),
+    'each concurrent call gets its own vectors, in order',
+  )
   // Closing rejects what is still queued.
   const pending = enc.encode(sentences(400, 8), { batchSize: 4 })
   const closing = enc.close()
@@ -203,7 +221,9 @@ t.test('errors', async (t) => {
   const missing = join(tmpdir(), 'simcsepp-no-such-dir-xyz')
   await t.rejects(SentenceEncoder.load(missing), new RegExp(`${missing}: no such directory`))
   const empty = tmp('simcsepp-empty-')
-  await t.rejects(SentenceEncoder.load(empty), { message: `SentenceEncoder: ${empty} is not a model directory: missing config.json, model.safetensors, a tokenizer (tokenizer.json or vocab.txt)` })
+  await t.rejects(SentenceEncoder.load(empty), {
+    message: `SentenceEncoder: ${empty} is not a model directory: missing config.json, model.safetensors, a tokenizer (tokenizer.json or vocab.txt)`,
+  })
   const noTok = tmp('simcsepp-notok-')
   const m = await BertModel.load(dir)
   await m.save(noTok)
@@ -224,7 +244,9 @@ t.test('never blocks the event loop: a 10 ms timer stays on time while 10,000 se
   const enc = await SentenceEncoder.load(dir, { device: 'cpu' })
   const texts = sentences(10_000, 21)
   await enc.encode(texts.slice(0, 100)) // warm-up
-  let last = performance.now(), maxLate = 0, ticks = 0
+  let last = performance.now(),
+    maxLate = 0,
+    ticks = 0
   const timer = setInterval(() => {
     const now = performance.now()
     maxLate = Math.max(maxLate, now - last - 10)
@@ -240,8 +262,19 @@ t.test('never blocks the event loop: a 10 ms timer stays on time while 10,000 se
   t.ok(maxLate < 50, `max timer lateness ${maxLate.toFixed(1)} ms < 50 ms (encode took ${ms.toFixed(0)} ms)`)
   // Spot-check a few against the reference.
   const pick = [0, 4999, 9999]
-  const ref = await reference(dir, pick.map((i) => texts[i]), 'cls', 64)
-  t.ok(maxAbsDiff(pick.map((i) => vectors[i]), ref) <= 1e-5, 'spot-checked vectors match the model')
+  const ref = await reference(
+    dir,
+    pick.map((i) => texts[i]),
+    'cls',
+    64,
+  )
+  t.ok(
+    maxAbsDiff(
+      pick.map((i) => vectors[i]),
+      ref,
+    ) <= 1e-5,
+    'spot-checked vectors match the model',
+  )
   await enc.close()
 })
 
@@ -252,12 +285,13 @@ t.test('works inside worker_threads, several at once', async (t) => {
   const main = await enc.encode(texts, { batchSize: 8 })
   await enc.close()
   const script = new URL('./helpers/encoder-thread.ts', import.meta.url)
-  const run = () => new Promise<Float32Array[]>((resolve, reject) => {
-    const w = new Worker(script, { workerData: { dir, sentences: texts }, execArgv: process.execArgv })
-    w.once('message', resolve)
-    w.once('error', reject)
-    w.once('exit', (code) => code !== 0 && reject(new Error(`worker exited with ${code}`)))
-  })
+  const run = () =>
+    new Promise<Float32Array[]>((resolve, reject) => {
+      const w = new Worker(script, { workerData: { dir, sentences: texts }, execArgv: process.execArgv })
+      w.once('message', resolve)
+      w.once('error', reject)
+      w.once('exit', (code) => code !== 0 && reject(new Error(`worker exited with ${code}`)))
+    })
   const [a, b] = await Promise.all([run(), run()])
   t.ok(bitwise(a, main), 'worker 1 equals the main thread')
   t.ok(bitwise(b, main), 'worker 2 equals the main thread')
@@ -282,7 +316,9 @@ function ensureDist(log: (line: string) => void): void {
   const distOk = existsSync(join(root, 'dist', 'encoder', 'worker.js')) && newestMtime(join(root, 'dist'), '.js') >= libNewest
   if (!distOk) {
     try {
-      execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'pipe' })
+      execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], {
+        stdio: 'pipe',
+      })
     } catch (e) {
       log(`tsc reported errors (it still emits): ${String((e as { stdout?: Buffer }).stdout ?? e).slice(0, 500)}`)
     }
@@ -294,7 +330,8 @@ t.test('dist build: ESM example, CommonJS require, types', async (t) => {
   ensureDist((line) => t.comment(line))
   const dir = await modelDir({ seed: 10 })
   const env = { ...process.env, NODE_OPTIONS: '' }
-  const plain = (args: string[], cwd = root) => execFileSync(process.execPath, args, { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  const plain = (args: string[], cwd = root) =>
+    execFileSync(process.execPath, args, { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
 
   // The README example, as written, by plain node (dist/, worker.js).
   const out = plain([join(root, 'examples', 'encode.mjs'), dir])
@@ -306,11 +343,14 @@ t.test('dist build: ESM example, CommonJS require, types', async (t) => {
   const expected = await enc.encode(['the cat sat on the mat', 'a dog'])
   await enc.close()
   const esmScript = join(tmp('simcsepp-esm-'), 'use.mjs')
-  writeFileSync(esmScript, `import { SentenceEncoder } from ${JSON.stringify(join(root, 'dist', 'index.js'))}
+  writeFileSync(
+    esmScript,
+    `import { SentenceEncoder } from ${JSON.stringify(join(root, 'dist', 'index.js'))}
 const enc = await SentenceEncoder.load(process.argv[2], { device: 'cpu' })
 const v = await enc.encode(['the cat sat on the mat', 'a dog'])
 await enc.close()
-console.log(JSON.stringify(v.map((x) => Array.from(x))))\n`)
+console.log(JSON.stringify(v.map((x) => Array.from(x))))\n`,
+  )
   const fromDist = (JSON.parse(plain([esmScript, dir])) as number[][]).map((x) => Float32Array.from(x))
   t.ok(bitwise(fromDist, expected), 'dist/ gives the same vectors as the sources')
 
@@ -331,10 +371,21 @@ console.log(JSON.stringify(v.map((x) => Array.from(x))))\n`)
   const cjsFixture = join(root, 'test', 'helpers', 'encoder-cjs.cjs')
   const check = (label: string, json: string) => {
     const r = JSON.parse(json)
-    t.same(r, {
-      count: 2, dimension: 32, isFloat32: true, same: true, similarity: r.similarity, instanceOf: true, esmIsSame: true,
-      cuda: 'boolean', closedError: 'SentenceEncoder: encode: the encoder is closed',
-    }, label)
+    t.same(
+      r,
+      {
+        count: 2,
+        dimension: 32,
+        isFloat32: true,
+        same: true,
+        similarity: r.similarity,
+        instanceOf: true,
+        esmIsSame: true,
+        cuda: 'boolean',
+        closedError: 'SentenceEncoder: encode: the encoder is closed',
+      },
+      label,
+    )
     t.ok(Math.abs(r.similarity - 1) < 1e-6, `${label}: similarity 1`)
   }
   // Run from inside the consumer so 'simcsepp' resolves to its node_modules.
@@ -347,7 +398,9 @@ console.log(JSON.stringify(v.map((x) => Array.from(x))))\n`)
 
   // TypeScript types of the CommonJS entry (.cts consumer, NodeNext).
   const tsDir = tmp('simcsepp-cts-')
-  writeFileSync(join(tsDir, 'use.cts'), `import simcsepp = require(${JSON.stringify(join(root, 'dist', 'index.cjs'))})
+  writeFileSync(
+    join(tsDir, 'use.cts'),
+    `import simcsepp = require(${JSON.stringify(join(root, 'dist', 'index.cjs'))})
 export async function main(dir: string): Promise<number> {
   const enc: simcsepp.SentenceEncoder = await simcsepp.SentenceEncoder.load(dir, { pooling: 'mean', device: 'cpu' })
   const vecs: Float32Array[] = await enc.encode(['a', 'b'], { batchSize: 2 })
@@ -359,14 +412,28 @@ export async function main(dir: string): Promise<number> {
   await enc.close()
   return enc.similarity(vecs[0], one) + enc.dimension + (status ? 1 : 0)
 }
-`)
-  writeFileSync(join(tsDir, 'tsconfig.json'), JSON.stringify({
-    compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, types: ['node'], typeRoots: [join(root, 'node_modules', '@types')] },
-    files: ['use.cts'],
-  }))
+`,
+  )
+  writeFileSync(
+    join(tsDir, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        module: 'NodeNext',
+        moduleResolution: 'NodeNext',
+        strict: true,
+        noEmit: true,
+        types: ['node'],
+        typeRoots: [join(root, 'node_modules', '@types')],
+      },
+      files: ['use.cts'],
+    }),
+  )
   let tscOut = ''
   try {
-    execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(tsDir, 'tsconfig.json')], { encoding: 'utf8', stdio: 'pipe' })
+    execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(tsDir, 'tsconfig.json')], {
+      encoding: 'utf8',
+      stdio: 'pipe',
+    })
   } catch (e) {
     tscOut = String((e as { stdout?: string }).stdout ?? e)
   }
@@ -379,7 +446,10 @@ t.test('bench encode: rows and table', async (t) => {
   t.equal(rows.length, 1)
   const r = rows[0]
   t.match(r, { model: 'mini', device: 'cpu', sentences: 48, batchSize: 16 })
-  t.ok(r.sortedPerSec! > 0 && r.inputOrderPerSec! > 0 && r.speedup! > 0, `sorted ${r.sortedPerSec?.toFixed(1)}/s, input order ${r.inputOrderPerSec?.toFixed(1)}/s`)
+  t.ok(
+    r.sortedPerSec! > 0 && r.inputOrderPerSec! > 0 && r.speedup! > 0,
+    `sorted ${r.sortedPerSec?.toFixed(1)}/s, input order ${r.inputOrderPerSec?.toFixed(1)}/s`,
+  )
   t.ok(r.paddingSorted <= r.paddingInputOrder, `sorting pads less (${r.paddingSorted.toFixed(3)} <= ${r.paddingInputOrder.toFixed(3)})`)
   const table = encodeBenchTable(rows)
   t.match(table, /sorted sent\/s/)

@@ -100,7 +100,10 @@ if (noShared) t.comment(`skipping the real STS-B dev test: ${noShared}`)
 t.test('the real STS-B dev split', { skip: noShared }, async (t) => {
   const pairs = await readStsFile(stsbDev)
   t.equal(pairs.length, 1500)
-  t.ok(pairs.every((p) => p.score >= 0 && p.score <= 5 && p.s1.length > 0 && p.s2.length > 0), 'scores in [0, 5], sentences non-empty')
+  t.ok(
+    pairs.every((p) => p.score >= 0 && p.score <= 5 && p.s1.length > 0 && p.s2.length > 0),
+    'scores in [0, 5], sentences non-empty',
+  )
   t.same(pairs[0], { s1: 'A man with a hard hat is dancing.', s2: 'A man wearing a hard hat is dancing.', score: 5 })
 })
 
@@ -125,8 +128,14 @@ t.test('evaluateSts: cosine vs gold, Spearman ×100, each sentence embedded once
   const embedded = calls.flat()
   t.equal(embedded.length, 16, 'each distinct sentence once')
   t.equal(new Set(embedded).size, 16)
-  t.ok(calls.every((c) => c.length <= 5), 'in batches of batchSize')
-  await t.rejects(evaluateSts(async (s) => s.slice(1).map(() => new Float32Array(3)), pairs), { message: /returned/ })
+  t.ok(
+    calls.every((c) => c.length <= 5),
+    'in batches of batchSize',
+  )
+  await t.rejects(
+    evaluateSts(async (s) => s.slice(1).map(() => new Float32Array(3)), pairs),
+    { message: /returned/ },
+  )
 })
 
 t.test('evaluateStsFiles and stsTable', async (t) => {
@@ -136,7 +145,13 @@ t.test('evaluateStsFiles and stsTable', async (t) => {
   await fsp.writeFile(b, 'g\tf\ty\t1\t4\tx\ty\ng\tf\ty\t2\t1\tx\tx\ng\tf\ty\t3\t2\tx\tz\n')
   const vec: Record<string, number[]> = { x: [1, 0], y: [0.6, 0.8], z: [0, 1] }
   const r = await evaluateStsFiles(async (s) => s.map((w) => Float32Array.from(vec[w])), [a, b])
-  t.same(r.results.map((x) => [x.file, x.pairs]), [[a, 2], [b, 3]])
+  t.same(
+    r.results.map((x) => [x.file, x.pairs]),
+    [
+      [a, 2],
+      [b, 3],
+    ],
+  )
   t.equal(r.results[0].spearman, 100)
   t.equal(r.results[1].spearman, -50)
   t.equal(r.average, 25)

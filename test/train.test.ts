@@ -13,72 +13,148 @@ const dir = mkdtempSync(join(tmpdir(), 'simcsepp-train-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 
 // 300 sentences from a small grammar: enough structure for a vocabulary and real batches.
-const words = ['the', 'a', 'cat', 'dog', 'bird', 'sees', 'chases', 'likes', 'red', 'small', 'quick', 'house', 'tree', 'river', 'near', 'under']
+const words = [
+  'the',
+  'a',
+  'cat',
+  'dog',
+  'bird',
+  'sees',
+  'chases',
+  'likes',
+  'red',
+  'small',
+  'quick',
+  'house',
+  'tree',
+  'river',
+  'near',
+  'under',
+]
 let s = 7
-const rnd = (n: number) => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) % n)
+const rnd = (n: number) => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) % n
 const data = join(dir, 'sentences.txt')
-writeFileSync(data, Array.from({ length: 300 }, () => Array.from({ length: 4 + rnd(8) }, () => words[rnd(words.length)]).join(' ')).join('\n') + '\n')
+writeFileSync(
+  data,
+  Array.from({ length: 300 }, () => Array.from({ length: 4 + rnd(8) }, () => words[rnd(words.length)]).join(' ')).join('\n') + '\n',
+)
 
-const args = (out: string, extra: string[] = []) => ['train', '--config', 'tiny', '--data', data, '--steps', '14', '--batch-size', '12',
-  '--max-len', '16', '--lr', '1e-3', '--save-every', '2', '--eval-every', '0', '--seed', '3', '--out', out, ...extra]
+const args = (out: string, extra: string[] = []) => [
+  'train',
+  '--config',
+  'tiny',
+  '--data',
+  data,
+  '--steps',
+  '14',
+  '--batch-size',
+  '12',
+  '--max-len',
+  '16',
+  '--lr',
+  '1e-3',
+  '--save-every',
+  '2',
+  '--eval-every',
+  '0',
+  '--seed',
+  '3',
+  '--out',
+  out,
+  ...extra,
+]
 const env = { ...process.env, SIMCSEPP_NUM_THREADS: '2' }
 
-t.test('a run killed with SIGKILL and resumed ends bit-identical to an uninterrupted run', { skip: existsSync(cli) ? false : 'dist/cli.js not built (npm run build)' }, async (t) => {
-  const whole = join(dir, 'whole'), killed = join(dir, 'killed')
-  const r = spawnSync(process.execPath, [cli, ...args(whole)], { env, encoding: 'utf8' })
-  t.equal(r.status, 0, `uninterrupted run exits 0 ${r.stderr.slice(-500)}`)
+t.test(
+  'a run killed with SIGKILL and resumed ends bit-identical to an uninterrupted run',
+  { skip: existsSync(cli) ? false : 'dist/cli.js not built (npm run build)' },
+  async (t) => {
+    const whole = join(dir, 'whole'),
+      killed = join(dir, 'killed')
+    const r = spawnSync(process.execPath, [cli, ...args(whole)], { env, encoding: 'utf8' })
+    t.equal(r.status, 0, `uninterrupted run exits 0 ${r.stderr.slice(-500)}`)
 
-  // Start the same run and kill it once it has logged a few steps (mid-step, at an arbitrary point).
-  const child = spawn(process.execPath, [cli, ...args(killed)], { env, stdio: 'ignore' })
-  const log = join(killed, 'train.jsonl')
-  await new Promise<void>((resolve, reject) => {
-    const timer = setInterval(() => {
-      const lines = existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).length : 0
-      if (lines >= 7) {
+    // Start the same run and kill it once it has logged a few steps (mid-step, at an arbitrary point).
+    const child = spawn(process.execPath, [cli, ...args(killed)], { env, stdio: 'ignore' })
+    const log = join(killed, 'train.jsonl')
+    await new Promise<void>((resolve, reject) => {
+      const timer = setInterval(() => {
+        const lines = existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).length : 0
+        if (lines >= 7) {
+          clearInterval(timer)
+          child.kill('SIGKILL')
+          resolve()
+        }
+      }, 20)
+      child.on('exit', (code) => {
         clearInterval(timer)
-        child.kill('SIGKILL')
-        resolve()
-      }
-    }, 20)
-    child.on('exit', (code) => {
-      clearInterval(timer)
-      if (code === 0) reject(new Error('the run finished before it could be killed'))
+        if (code === 0) reject(new Error('the run finished before it could be killed'))
+      })
     })
-  })
-  await new Promise((r) => child.on('close', r))
-  t.ok(existsSync(join(killed, 'checkpoint', 'state.json')) || existsSync(join(killed, 'checkpoint.old', 'state.json')), 'a checkpoint survived the kill')
-  t.notOk(existsSync(join(killed, 'model.safetensors')), 'the killed run never wrote its final model')
-  const resumed = spawnSync(process.execPath, [cli, ...args(killed, ['--resume', killed])], { env, encoding: 'utf8' })
-  t.equal(resumed.status, 0, `resumed run exits 0 ${resumed.stderr.slice(-500)}`)
-  t.match(resumed.stderr, /resuming from .* at step \d+ of 14/)
+    await new Promise((r) => child.on('close', r))
+    t.ok(
+      existsSync(join(killed, 'checkpoint', 'state.json')) || existsSync(join(killed, 'checkpoint.old', 'state.json')),
+      'a checkpoint survived the kill',
+    )
+    t.notOk(existsSync(join(killed, 'model.safetensors')), 'the killed run never wrote its final model')
+    const resumed = spawnSync(process.execPath, [cli, ...args(killed, ['--resume', killed])], { env, encoding: 'utf8' })
+    t.equal(resumed.status, 0, `resumed run exits 0 ${resumed.stderr.slice(-500)}`)
+    t.match(resumed.stderr, /resuming from .* at step \d+ of 14/)
 
-  const a = readFileSync(join(whole, 'model.safetensors')), b = readFileSync(join(killed, 'model.safetensors'))
-  t.ok(a.equals(b), 'model.safetensors is byte-identical')
-  const ca = (await readSafetensors(join(whole, 'checkpoint', 'state.safetensors'))), cb = (await readSafetensors(join(killed, 'checkpoint', 'state.safetensors')))
-  for (const name of ['params', 'adam.m', 'adam.v']) {
-    t.ok(Buffer.from(ca.get(name)!.data.buffer).equals(Buffer.from(cb.get(name)!.data.buffer)), `${name} (with the MLP head) identical`)
-  }
-  const steps = readFileSync(join(killed, 'train.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l).step)
-  t.same(steps, Array.from({ length: 14 }, (_, i) => i + 1), 'the log holds each step once, in order')
-})
+    const a = readFileSync(join(whole, 'model.safetensors')),
+      b = readFileSync(join(killed, 'model.safetensors'))
+    t.ok(a.equals(b), 'model.safetensors is byte-identical')
+    const ca = await readSafetensors(join(whole, 'checkpoint', 'state.safetensors')),
+      cb = await readSafetensors(join(killed, 'checkpoint', 'state.safetensors'))
+    for (const name of ['params', 'adam.m', 'adam.v']) {
+      t.ok(Buffer.from(ca.get(name)!.data.buffer).equals(Buffer.from(cb.get(name)!.data.buffer)), `${name} (with the MLP head) identical`)
+    }
+    const steps = readFileSync(join(killed, 'train.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l).step)
+    t.same(
+      steps,
+      Array.from({ length: 14 }, (_, i) => i + 1),
+      'the log holds each step once, in order',
+    )
+  },
+)
 
 t.test('outputs: Hugging Face and sentence-transformers files, metrics, curve', async (t) => {
   const out = join(dir, 'lib-run')
   const seen: number[] = []
-  const result = await train({ config: 'tiny', data, steps: 4, batchSize: 8, maxLen: 16, out, evalEvery: 0, saveEvery: 0, seed: 1 },
-    { onStep: (s) => seen.push(s.step) })
+  const result = await train(
+    { config: 'tiny', data, steps: 4, batchSize: 8, maxLen: 16, out, evalEvery: 0, saveEvery: 0, seed: 1 },
+    { onStep: (s) => seen.push(s.step) },
+  )
   t.same(seen, [1, 2, 3, 4], 'onStep is called for every step')
-  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'vocab.txt', 'modules.json', '1_Pooling/config.json',
-    'config_sentence_transformers.json', 'training_args.json', 'metrics.json', 'train.jsonl', 'loss_curve.svg']) {
+  for (const f of [
+    'config.json',
+    'model.safetensors',
+    'tokenizer.json',
+    'vocab.txt',
+    'modules.json',
+    '1_Pooling/config.json',
+    'config_sentence_transformers.json',
+    'training_args.json',
+    'metrics.json',
+    'train.jsonl',
+    'loss_curve.svg',
+  ]) {
     t.ok(existsSync(join(out, f)), `${f} written`)
   }
   const weights = await readSafetensors(join(out, 'model.safetensors'))
-  t.notOk([...weights.keys()].some((k) => k.startsWith('mlp.')), 'the MLP head is not in model.safetensors')
+  t.notOk(
+    [...weights.keys()].some((k) => k.startsWith('mlp.')),
+    'the MLP head is not in model.safetensors',
+  )
   t.ok(weights.has('encoder.layer.1.output.LayerNorm.weight'), 'BertModel names')
   const pooling = JSON.parse(readFileSync(join(out, '1_Pooling', 'config.json'), 'utf8'))
   t.equal(pooling.pooling_mode_cls_token, true)
   const line = JSON.parse(readFileSync(join(out, 'train.jsonl'), 'utf8').split('\n')[0])
-  for (const k of ['step', 'loss', 'parts', 'lr', 'gradNorm', 'sentencesPerSecond', 'alignment', 'uniformity']) t.ok(k in line, `train.jsonl has ${k}`)
+  for (const k of ['step', 'loss', 'parts', 'lr', 'gradNorm', 'sentencesPerSecond', 'alignment', 'uniformity'])
+    t.ok(k in line, `train.jsonl has ${k}`)
   t.ok(Number.isFinite(line.parts.offDropout) && Number.isFinite(line.parts.dcl), 'SimCSE++ logs its two parts')
   t.equal(result.history.filter((h) => h.type === 'step').length, 4)
 })
@@ -111,11 +187,22 @@ t.test('an aborted run writes a checkpoint and resumes to the same weights', asy
   t.equal(whole.interrupted, false)
   const ctl = new AbortController()
   const out = join(dir, 'abort')
-  const first = await train({ ...base, out }, { signal: ctl.signal, onStep: (s) => { if (s.step === 2) ctl.abort() } })
+  const first = await train(
+    { ...base, out },
+    {
+      signal: ctl.signal,
+      onStep: (s) => {
+        if (s.step === 2) ctl.abort()
+      },
+    },
+  )
   t.equal(first.interrupted, true)
   t.equal(first.steps, 2, 'stopped after the step in progress')
   t.notOk(existsSync(join(out, 'model.safetensors')), 'no final model yet')
   const second = await train({ ...base, out, resume: out })
   t.equal(second.interrupted, false)
-  t.ok(readFileSync(join(out, 'model.safetensors')).equals(readFileSync(join(dir, 'abort-whole', 'model.safetensors'))), 'identical final weights')
+  t.ok(
+    readFileSync(join(out, 'model.safetensors')).equals(readFileSync(join(dir, 'abort-whole', 'model.safetensors'))),
+    'identical final weights',
+  )
 })

@@ -3,10 +3,16 @@ import t from 'tap'
 import { Tensor, cudaStatus, dropout, losses } from 'simcsepp'
 import { addon } from '../lib/native.js'
 
-const m = (n: number, d: number, fill = 0.5) => Tensor.from(new Float32Array(n * d).map((_, i) => Math.sin(i + fill)), [n, d])
+const m = (n: number, d: number, fill = 0.5) =>
+  Tensor.from(
+    new Float32Array(n * d).map((_, i) => Math.sin(i + fill)),
+    [n, d],
+  )
 
 t.test('shapes: non-2-D, mismatched, N = 0 or D = 0', async (t) => {
-  const a = m(4, 3), b = m(4, 3), c = m(4, 3)
+  const a = m(4, 3),
+    b = m(4, 3),
+    c = m(4, 3)
   t.throws(() => losses.simcse(a, m(4, 2)), /z2.*\[4, 3\].*\[4, 2\]/)
   t.throws(() => losses.simcse(a, m(5, 3)), /z2/)
   t.throws(() => losses.offDropout(a, b, m(3, 3)), /z0/)
@@ -49,7 +55,8 @@ t.test('NaN or Inf in an input is reported by name', async (t) => {
     a[at] = v
     return Tensor.from(a, [n, d])
   }
-  const a = m(5, 4), b = m(5, 4, 1)
+  const a = m(5, 4),
+    b = m(5, 4, 1)
   t.throws(() => losses.simcse(bad(5, 4, 7, NaN), b), /z1 contains NaN or Inf/)
   t.throws(() => losses.simcse(a, bad(5, 4, 0, Infinity)), /z2 contains NaN or Inf/)
   t.throws(() => losses.simcse(a, b, { hardNegatives: bad(5, 4, 19, -Infinity) }), /hardNegatives contains NaN or Inf/)
@@ -59,7 +66,9 @@ t.test('NaN or Inf in an input is reported by name', async (t) => {
 })
 
 t.test('options: unknown names and wrong types are named', async (t) => {
-  const a = m(4, 3), b = m(4, 3), c = m(4, 3)
+  const a = m(4, 3),
+    b = m(4, 3),
+    c = m(4, 3)
   t.throws(() => losses.simcse(a, b, { temprature: 0.05 } as never), /unknown option 'temprature'/)
   t.throws(() => losses.simcse(a, b, { temperature: '0.05' } as never), /temperature to be a number > 0/)
   t.throws(() => losses.simcse(a, b, { temperature: 0 }), /temperature/)
@@ -76,7 +85,8 @@ t.test('options: unknown names and wrong types are named', async (t) => {
 })
 
 t.test('disposed tensors', async (t) => {
-  const a = m(4, 3), b = m(4, 3)
+  const a = m(4, 3),
+    b = m(4, 3)
   b.dispose()
   t.ok(b.disposed)
   t.throws(() => losses.simcse(a, b), /z2 is a disposed Tensor/)

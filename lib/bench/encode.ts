@@ -58,10 +58,12 @@ function findDataDir(explicit?: string): string | null {
   return candidates.find((d) => existsSync(d)) ?? null
 }
 
-const FILLER = ('the of and to in a is was for on as with by he that at from his it an were are which this be or has had ' +
+const FILLER = (
+  'the of and to in a is was for on as with by he that at from his it an were are which this be or has had ' +
   'first also new their after one its who but two been they not her have she year all other city time may into during ' +
   'would more over world between later only under most some national university team season film school war states ' +
-  'known such named river company series several album north south built played released population village county').split(' ')
+  'known such named river company series several album north south built played released population village county'
+).split(' ')
 
 /** Sentences with wiki-like lengths (1 to ~100 words, median ~16) when no corpus is at hand. */
 function generatedSentences(n: number): string[] {
@@ -81,7 +83,10 @@ function generatedSentences(n: number): string[] {
 function loadSentences(n: number, dataDir: string | null): { sentences: string[]; source: string } {
   const file = dataDir ? join(dataDir, 'wiki1m-head.txt') : null
   if (file && existsSync(file)) {
-    const lines = readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l.length > 0)
+    const lines = readFileSync(file, 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l.length > 0)
     if (lines.length) return { sentences: Array.from({ length: n }, (_, i) => lines[i % lines.length]), source: 'wiki1m-head.txt' }
   }
   return { sentences: generatedSentences(n), source: 'generated words' }
@@ -97,7 +102,16 @@ async function benchTokenizer(dir: string, dataDir: string | null, sentences: st
   const words = new Set<string>()
   for (const s of sentences) for (const w of s.toLowerCase().split(/[^a-z0-9]+/)) if (w) words.add(w)
   const letters = 'abcdefghijklmnopqrstuvwxyz0123456789'.split('')
-  const vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', ...letters, ...letters.map((l) => `##${l}`), ...[...words].filter((w) => w.length > 1)]
+  const vocab = [
+    '[PAD]',
+    '[UNK]',
+    '[CLS]',
+    '[SEP]',
+    '[MASK]',
+    ...letters,
+    ...letters.map((l) => `##${l}`),
+    ...[...words].filter((w) => w.length > 1),
+  ]
   writeFileSync(join(dir, 'vocab.txt'), vocab.join('\n') + '\n')
   return Tokenizer.load(dir)
 }
@@ -130,7 +144,13 @@ async function tokenizeAll(tokenizer: Tokenizer, sentences: string[], maxLength:
   return { ids: new Int32Array(offsets[lens.length]), types: new Int32Array(0), offsets }
 }
 
-async function timeEncode(enc: SentenceEncoder, sentences: string[], batchSize: number, sortByLength: boolean, repeatBelow: number): Promise<number> {
+async function timeEncode(
+  enc: SentenceEncoder,
+  sentences: string[],
+  batchSize: number,
+  sortByLength: boolean,
+  repeatBelow: number,
+): Promise<number> {
   const times: number[] = []
   while (times.length < 3) {
     const t0 = performance.now()
@@ -142,8 +162,10 @@ async function timeEncode(enc: SentenceEncoder, sentences: string[], batchSize: 
 }
 
 export async function benchEncode(o: EncodeBenchOptions): Promise<EncodeBenchRow[]> {
-  if (!Number.isSafeInteger(o.sentences) || o.sentences < 1) throw new Error(`benchEncode: sentences must be a positive integer, got ${o.sentences}`)
-  if (!Number.isSafeInteger(o.batchSize) || o.batchSize < 1) throw new Error(`benchEncode: batchSize must be a positive integer, got ${o.batchSize}`)
+  if (!Number.isSafeInteger(o.sentences) || o.sentences < 1)
+    throw new Error(`benchEncode: sentences must be a positive integer, got ${o.sentences}`)
+  if (!Number.isSafeInteger(o.batchSize) || o.batchSize < 1)
+    throw new Error(`benchEncode: batchSize must be a positive integer, got ${o.batchSize}`)
   const maxLength = o.maxLength ?? 128
   const repeatBelow = o.repeatBelowSeconds ?? 2
   const dataDir = findDataDir(o.dataDir)
@@ -163,8 +185,17 @@ export async function benchEncode(o: EncodeBenchOptions): Promise<EncodeBenchRow
         paddingInputOrder: paddingShare(tok, o.batchSize, false),
       }
       for (const device of o.devices) {
-        const row: EncodeBenchRow = { model: size, device, sentences: sentences.length, batchSize: o.batchSize, ...stats,
-          sortedPerSec: null, inputOrderPerSec: null, speedup: null, source }
+        const row: EncodeBenchRow = {
+          model: size,
+          device,
+          sentences: sentences.length,
+          batchSize: o.batchSize,
+          ...stats,
+          sortedPerSec: null,
+          inputOrderPerSec: null,
+          speedup: null,
+          source,
+        }
         let enc: SentenceEncoder | null = null
         try {
           enc = await SentenceEncoder.load(dir, { device, maxLength, batchSize: o.batchSize })

@@ -6,7 +6,9 @@ import { Tensor, nativeOf } from '../tensor.js'
 import { median } from './median.js'
 
 export interface GemmBenchRow {
-  m: number; n: number; k: number
+  m: number
+  n: number
+  k: number
   form: 'A·Bᵀ' | 'A·B' | 'Aᵀ·B'
   oursGflops: number
   blasGflops: number | null
@@ -23,15 +25,21 @@ function random(shape: number[], seed: number): Tensor {
   return Tensor.from(a, shape)
 }
 
-export function benchGemm(options: { ms: number[]; sizes: number[]; seconds: number; log: (s: string) => void }): { rows: GemmBenchRow[]; info: ReturnType<typeof addon.gemmInfo> } {
+export function benchGemm(options: { ms: number[]; sizes: number[]; seconds: number; log: (s: string) => void }): {
+  rows: GemmBenchRow[]
+  info: ReturnType<typeof addon.gemmInfo>
+} {
   const info = addon.gemmInfo()
   const rows: GemmBenchRow[] = []
   for (const m of options.ms)
     for (const n of options.sizes)
       for (const k of options.sizes)
         for (const form of ['A·Bᵀ', 'A·B', 'Aᵀ·B'] as const) {
-          const ta = form === 'Aᵀ·B', tb = form === 'A·Bᵀ'
-          const a = random(ta ? [k, m] : [m, k], 1), b = random(tb ? [n, k] : [k, n], 2), c = Tensor.zeros([m, n])
+          const ta = form === 'Aᵀ·B',
+            tb = form === 'A·Bᵀ'
+          const a = random(ta ? [k, m] : [m, k], 1),
+            b = random(tb ? [n, k] : [k, n], 2),
+            c = Tensor.zeros([m, n])
           const run = (system: boolean) => {
             const call = () => addon.gemm(nativeOf(c, 'c'), nativeOf(a, 'a'), nativeOf(b, 'b'), ta, tb, 1, 0, system)
             call()

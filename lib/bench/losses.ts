@@ -60,7 +60,16 @@ export function benchLosses(o: LossBenchOptions): LossBenchRow[] {
   for (const device of o.devices) {
     for (const n of o.sizes) {
       const d = o.dim
-      const row: LossBenchRow = { device, n, d, fusedMs: null, unfusedMs: null, speedup: null, fusedWorkspaceBytes: null, unfusedWorkspaceBytes: null }
+      const row: LossBenchRow = {
+        device,
+        n,
+        d,
+        fusedMs: null,
+        unfusedMs: null,
+        speedup: null,
+        fusedWorkspaceBytes: null,
+        unfusedWorkspaceBytes: null,
+      }
       if (device === 'cpu' && cpuTooSlow(n, d) && !o.explicitSizes) {
         row.note = 'skipped on CPU (minutes per run); pass --sizes to force'
         rows.push(row)
@@ -89,14 +98,18 @@ export function benchLosses(o: LossBenchOptions): LossBenchRow[] {
           const msg = (e as Error).message
           if (!/would not fit|cudaMalloc|out of memory/i.test(msg)) throw e
           row.unfusedMs = null
-          row.note = device === 'cuda'
-            ? `unfused N×N logits (${formatBytes(n * n * 4)}) do not fit in free device memory`
-            : `unfused N×N logits (${formatBytes(n * n * 4)}) do not fit in memory`
+          row.note =
+            device === 'cuda'
+              ? `unfused N×N logits (${formatBytes(n * n * 4)}) do not fit in free device memory`
+              : `unfused N×N logits (${formatBytes(n * n * 4)}) do not fit in memory`
         }
       }
       for (const t of [z1, z2, z0, ...grads]) t.dispose()
       rows.push(row)
-      o.log(`${device} N=${n} D=${d}: fused ${row.fusedMs.toFixed(2)} ms` + (row.unfusedMs !== null ? `, unfused ${row.unfusedMs.toFixed(2)} ms` : row.note ? ` (${row.note})` : ''))
+      o.log(
+        `${device} N=${n} D=${d}: fused ${row.fusedMs.toFixed(2)} ms` +
+          (row.unfusedMs !== null ? `, unfused ${row.unfusedMs.toFixed(2)} ms` : row.note ? ` (${row.note})` : ''),
+      )
     }
   }
   return rows

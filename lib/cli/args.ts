@@ -4,9 +4,20 @@ export class UsageError extends Error {}
 export function num(name: string, v: string | undefined, opts: { int?: boolean; min?: number; gt?: number } = {}): number | undefined {
   if (v === undefined) return undefined
   const x = Number(v)
-  const ok = v.trim() !== '' && Number.isFinite(x) && (!opts.int || Number.isInteger(x)) && (opts.min === undefined || x >= opts.min) && (opts.gt === undefined || x > opts.gt)
+  const ok =
+    v.trim() !== '' &&
+    Number.isFinite(x) &&
+    (!opts.int || Number.isInteger(x)) &&
+    (opts.min === undefined || x >= opts.min) &&
+    (opts.gt === undefined || x > opts.gt)
   if (!ok) {
-    const what = [opts.int ? 'an integer' : 'a number', opts.min !== undefined ? `>= ${opts.min}` : '', opts.gt !== undefined ? `> ${opts.gt}` : ''].filter(Boolean).join(' ')
+    const what = [
+      opts.int ? 'an integer' : 'a number',
+      opts.min !== undefined ? `>= ${opts.min}` : '',
+      opts.gt !== undefined ? `> ${opts.gt}` : '',
+    ]
+      .filter(Boolean)
+      .join(' ')
     throw new UsageError(`--${name} must be ${what} (got ${JSON.stringify(v)})`)
   }
   return x

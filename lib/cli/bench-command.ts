@@ -18,16 +18,19 @@ function usage(message: string): never {
 /** --device: one device, or with auto and all the CPU and, when it can be used, CUDA, to compare them. */
 function devicesFor(flag: string): Device[] {
   switch (flag) {
-    case 'cpu': return ['cpu']
+    case 'cpu':
+      return ['cpu']
     case 'cuda':
       try {
         return [resolveDevice('cuda', { who: '--device cuda' }).device]
       } catch (e) {
-        usage((e as Error).message)
+        return usage((e as Error).message)
       }
     case 'all':
-    case 'auto': return resolveDevice('auto', { who: 'bench' }).device === 'cuda' ? ['cpu', 'cuda'] : ['cpu']
-    default: usage(`--device must be auto, cpu, cuda or all (got ${flag})`)
+    case 'auto':
+      return resolveDevice('auto', { who: 'bench' }).device === 'cuda' ? ['cpu', 'cuda'] : ['cpu']
+    default:
+      usage(`--device must be auto, cpu, cuda or all (got ${flag})`)
   }
 }
 
@@ -54,27 +57,51 @@ export function benchCommand(args: string[]) {
   const seconds = Number(values.seconds)
   if (!(seconds > 0)) usage(`--seconds must be > 0 (got ${values.seconds})`)
   const log = (line: string) => process.stderr.write(`  ${line}\n`)
-  const rows = benchLosses({ sizes, dim, devices: devicesFor(values.device!), secondsPerCase: seconds, explicitSizes: values.sizes !== undefined, log })
+  const rows = benchLosses({
+    sizes,
+    dim,
+    devices: devicesFor(values.device!),
+    secondsPerCase: seconds,
+    explicitSizes: values.sizes !== undefined,
+    log,
+  })
   const meta = { cpuThreads: numThreads(), cuda: cudaStatus(), date: new Date().toISOString() }
   if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'losses', ...meta, rows }, null, 2) + '\n')
   else {
-    process.stdout.write(`\nOff-dropout InfoNCE, forward + backward (median ms), CPU threads: ${meta.cpuThreads}` +
-      `, CUDA: ${meta.cuda.available ? meta.cuda.device : `unavailable (${meta.cuda.reason})`}\n\n`)
+    process.stdout.write(
+      `\nOff-dropout InfoNCE, forward + backward (median ms), CPU threads: ${meta.cpuThreads}` +
+        `, CUDA: ${meta.cuda.available ? meta.cuda.device : `unavailable (${meta.cuda.reason})`}\n\n`,
+    )
     process.stdout.write(lossBenchTable(rows) + '\n')
   }
 }
 
 async function encodeBench(argv: string[]) {
   const { values } = parseArgs({
-    args: argv, strict: true,
-    options: { models: { type: 'string', default: 'mini,base' }, sentences: { type: 'string', default: '256' },
-      'batch-size': { type: 'string', default: '32' }, device: { type: 'string', default: 'auto' }, json: { type: 'boolean', default: false } },
+    args: argv,
+    strict: true,
+    options: {
+      models: { type: 'string', default: 'mini,base' },
+      sentences: { type: 'string', default: '256' },
+      'batch-size': { type: 'string', default: '32' },
+      device: { type: 'string', default: 'auto' },
+      json: { type: 'boolean', default: false },
+    },
   })
   const sizes = values.models!.split(',') as NamedConfig[]
-  if (sizes.some((s) => !['tiny', 'mini', 'small', 'base'].includes(s))) usage(`--models must be a list of tiny, mini, small, base (got ${values.models})`)
-  const sentences = Number(values.sentences), batchSize = Number(values['batch-size'])
-  if (!Number.isInteger(sentences) || sentences < 1 || !Number.isInteger(batchSize) || batchSize < 1) usage('--sentences and --batch-size must be positive integers')
-  const rows = await benchEncode({ sizes, sentences, batchSize, devices: devicesFor(values.device!), log: (l) => process.stderr.write(`  ${l}\n`) })
+  if (sizes.some((s) => !['tiny', 'mini', 'small', 'base'].includes(s)))
+    usage(`--models must be a list of tiny, mini, small, base (got ${values.models})`)
+  const sentences = Number(values.sentences),
+    batchSize = Number(values['batch-size'])
+  if (!Number.isInteger(sentences) || sentences < 1 || !Number.isInteger(batchSize) || batchSize < 1)
+    usage('--sentences and --batch-size must be positive integers')
+  const rows = await benchEncode({
+    sizes,
+    sentences,
+    batchSize,
+    devices: devicesFor(values.device!),
+    log: (l) => process.stderr.write(`  ${l}\n`),
+  })
   if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'encode', date: new Date().toISOString(), rows }, null, 2) + '\n')
   else process.stdout.write('\n' + encodeBenchTable(rows) + '\n')
 }
@@ -85,10 +112,13 @@ function gemmBench(values: { sizes?: string; seconds?: string; json?: boolean })
   const seconds = Number(values.seconds ?? '2')
   const log = (line: string) => process.stderr.write(`  ${line}\n`)
   const { rows, info } = benchGemm({ ms, sizes: [768, 3072], seconds, log })
-  if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'gemm', ...info, date: new Date().toISOString(), rows }, null, 2) + '\n')
+  if (values.json)
+    process.stdout.write(JSON.stringify({ benchmark: 'gemm', ...info, date: new Date().toISOString(), rows }, null, 2) + '\n')
   else {
-    process.stdout.write(`\nSGEMM (float32), median GFLOP/s, ${info.threads} threads, micro-kernel ${info.kernel}; ` +
-      `system BLAS: ${info.systemBlas ?? 'none found (apt-get install libopenblas-dev to compare)'}\n\n`)
+    process.stdout.write(
+      `\nSGEMM (float32), median GFLOP/s, ${info.threads} threads, micro-kernel ${info.kernel}; ` +
+        `system BLAS: ${info.systemBlas ?? 'none found (apt-get install libopenblas-dev to compare)'}\n\n`,
+    )
     process.stdout.write(gemmBenchTable(rows) + '\n')
   }
 }

@@ -8,21 +8,28 @@ const print = (s = '') => process.stdout.write(s + '\n')
 
 export async function demoCommand(options: DemoOptions): Promise<void> {
   const display = new TrainingDisplay()
-  const r = await display.run((hooks) => runDemo(options, {
-    ...hooks,
-    onPlan(p) {
-      print(`simcsepp demo: SimCSE++ on ${p.trainSentences} WordNet example sentences, a '${p.config}' BERT from random initialisation`)
-      print(`held out: ${p.queries} word senses with two examples each (query -> its sense's other example)\n`)
-    },
-  }))
+  const r = await display.run((hooks) =>
+    runDemo(options, {
+      ...hooks,
+      onPlan(p) {
+        print(`simcsepp demo: SimCSE++ on ${p.trainSentences} WordNet example sentences, a '${p.config}' BERT from random initialisation`)
+        print(`held out: ${p.queries} word senses with two examples each (query -> its sense's other example)\n`)
+      },
+    }),
+  )
   display.summary(r.training)
   if (!r.after) return
   print('\nRetrieval of the held-out senses (query: one example, answer: the other example of the same sense):')
-  print(formatTable(['model', 'recall@1 %', 'MRR'], [
-    ['random init', r.before.recallAt1.toFixed(1), r.before.mrr.toFixed(3)],
-    [`after ${r.steps} steps`, r.after.recallAt1.toFixed(1), r.after.mrr.toFixed(3)],
-    ['chance', (100 / r.queries).toFixed(1), '-'],
-  ]))
+  print(
+    formatTable(
+      ['model', 'recall@1 %', 'MRR'],
+      [
+        ['random init', r.before.recallAt1.toFixed(1), r.before.mrr.toFixed(3)],
+        [`after ${r.steps} steps`, r.after.recallAt1.toFixed(1), r.after.mrr.toFixed(3)],
+        ['chance', (100 / r.queries).toFixed(1), '-'],
+      ],
+    ),
+  )
   for (const e of r.examples) printNeighbours(e)
   print(`\nThe model is in ${r.out} (config.json, model.safetensors, vocab.txt, tokenizer.json, sentence-transformers files).`)
   print(`Embed with it: npx simcsepp encode --model ${r.out} "a sentence" "another sentence"`)

@@ -9,8 +9,12 @@ import { num, oneOf, UsageError } from './args.js'
 import { stsTable } from './tables.js'
 
 const encoderFlags = {
-  model: { type: 'string' }, device: { type: 'string' }, pooling: { type: 'string' }, normalize: { type: 'boolean' },
-  'max-len': { type: 'string' }, 'batch-size': { type: 'string' },
+  model: { type: 'string' },
+  device: { type: 'string' },
+  pooling: { type: 'string' },
+  normalize: { type: 'boolean' },
+  'max-len': { type: 'string' },
+  'batch-size': { type: 'string' },
 } as const
 
 function encoderOptions(v: Record<string, string | boolean | string[] | undefined>) {
@@ -26,7 +30,9 @@ function encoderOptions(v: Record<string, string | boolean | string[] | undefine
 /** simcsepp encode --model DIR [--file FILE] [sentences...] [--format json|f32] */
 export async function encodeCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
-    args: argv, allowPositionals: true, strict: true,
+    args: argv,
+    allowPositionals: true,
+    strict: true,
     options: { ...encoderFlags, file: { type: 'string' }, format: { type: 'string', default: 'json' } },
   })
   if (!values.model) throw new UsageError('encode: --model DIR is required')
@@ -34,7 +40,8 @@ export async function encodeCommand(argv: string[]): Promise<void> {
   if (!values.file && positionals.length === 0) throw new UsageError('encode: give sentences as arguments or --file FILE (one per line)')
   if (format === 'f32' && process.stdout.isTTY) throw new UsageError('encode --format f32 writes binary: redirect stdout to a file')
   const enc = await SentenceEncoder.load(values.model, encoderOptions(values))
-  const write = (data: string | Uint8Array) => new Promise<void>((resolve, reject) => process.stdout.write(data, (e) => (e ? reject(e) : resolve())))
+  const write = (data: string | Uint8Array) =>
+    new Promise<void>((resolve, reject) => process.stdout.write(data, (e) => (e ? reject(e) : resolve())))
   const emit = async (vectors: Float32Array[]) => {
     if (format === 'json') await write(vectors.map((v) => JSON.stringify(Array.from(v))).join('\n') + '\n')
     else for (const v of vectors) await write(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))
@@ -44,7 +51,8 @@ export async function encodeCommand(argv: string[]): Promise<void> {
     if (values.file) {
       // Streamed in chunks, one vector per line; blank lines cannot be embedded and are an error.
       const lines = createInterface({ input: createReadStream(values.file, { encoding: 'utf8' }), crlfDelay: Infinity })
-      let chunk: string[] = [], lineNo = 0
+      let chunk: string[] = [],
+        lineNo = 0
       for await (const line of lines) {
         lineNo++
         if (line.trim() === '') throw new Error(`${values.file}:${lineNo}: blank line (encode writes one vector per line)`)
@@ -64,7 +72,9 @@ export async function encodeCommand(argv: string[]): Promise<void> {
 /** simcsepp eval --model DIR --sts FILE... [--json] */
 export async function evalCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
-    args: argv, allowPositionals: true, strict: true,
+    args: argv,
+    allowPositionals: true,
+    strict: true,
     options: { ...encoderFlags, sts: { type: 'string', multiple: true }, json: { type: 'boolean', default: false } },
   })
   if (!values.model) throw new UsageError('eval: --model DIR is required')

@@ -119,7 +119,9 @@ export class ProgressBar {
   text(t = this.o.now()): string {
     const frac = this.done / this.total
     const filled = Math.round(frac * this.o.width)
-    const parts = [`[${'#'.repeat(filled)}${'.'.repeat(this.o.width - filled)}] ${Math.floor(frac * 100)}% ${this.done}/${this.total} ${this.o.unit}`]
+    const parts = [
+      `[${'#'.repeat(filled)}${'.'.repeat(this.o.width - filled)}] ${Math.floor(frac * 100)}% ${this.done}/${this.total} ${this.o.unit}`,
+    ]
     const { loss, sentences, ...rest } = this.info
     if (loss !== undefined) parts.push(`loss ${typeof loss === 'number' ? fmt(loss) : loss}`)
     for (const [k, v] of Object.entries(rest)) {

@@ -6,13 +6,18 @@ export function sparkline(values: ArrayLike<number>, width = 40): string {
   const cols = Math.min(n, Math.floor(width))
   const buckets: number[] = []
   for (let c = 0; c < cols; c++) {
-    let s = 0, k = 0
+    let s = 0,
+      k = 0
     for (let i = Math.floor((c * n) / cols); i < Math.floor(((c + 1) * n) / cols); i++)
-      if (Number.isFinite(values[i])) (s += values[i]), k++
+      if (Number.isFinite(values[i])) {
+        s += values[i]
+        k++
+      }
     buckets.push(k ? s / k : NaN)
   }
   const finite = buckets.filter(Number.isFinite)
-  const lo = Math.min(...finite), hi = Math.max(...finite)
+  const lo = Math.min(...finite),
+    hi = Math.max(...finite)
   const bars = '▁▂▃▄▅▆▇█'
   return buckets
     .map((v) => (!Number.isFinite(v) ? ' ' : hi === lo ? bars[3] : bars[Math.min(7, Math.floor(((v - lo) / (hi - lo)) * 8))]))

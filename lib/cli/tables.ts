@@ -12,7 +12,11 @@ export function formatTable(headers: string[], rows: (string | number)[][]): str
   const cells = rows.map((r) => r.map((c) => String(c)))
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i]?.length ?? 0)))
   const isNum = headers.map((_, i) => cells.every((r) => /^[-+0-9.,x%eE]*$|^n\/a|^-$/.test(r[i] ?? '')))
-  const fmt = (r: string[]) => r.map((c, i) => (isNum[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd()
+  const fmt = (r: string[]) =>
+    r
+      .map((c, i) => (isNum[i] ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd()
   return [fmt(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.map(fmt)].join('\n')
 }
 
@@ -28,27 +32,63 @@ export function lossBenchTable(rows: LossBenchRow[]): string {
   return formatTable(
     ['device', 'N', 'D', 'fused ms', 'unfused ms', 'speed-up', 'fused extra mem', 'unfused extra mem', 'note'],
     rows.map((r) => [
-      r.device, r.n, r.d, ms(r.fusedMs), ms(r.unfusedMs), r.speedup === null ? '-' : `${r.speedup.toFixed(2)}x`,
+      r.device,
+      r.n,
+      r.d,
+      ms(r.fusedMs),
+      ms(r.unfusedMs),
+      r.speedup === null ? '-' : `${r.speedup.toFixed(2)}x`,
       r.fusedWorkspaceBytes === null ? '-' : formatBytes(r.fusedWorkspaceBytes),
-      r.unfusedWorkspaceBytes === null ? '-' : formatBytes(r.unfusedWorkspaceBytes), r.note ?? '',
+      r.unfusedWorkspaceBytes === null ? '-' : formatBytes(r.unfusedWorkspaceBytes),
+      r.note ?? '',
     ]),
   )
 }
 
 export function gemmBenchTable(rows: GemmBenchRow[]): string {
-  return formatTable(['M', 'N', 'K', 'form', 'simcsepp GFLOP/s', 'system BLAS GFLOP/s', 'ratio'],
-    rows.map((r) => [r.m, r.n, r.k, r.form, r.oursGflops.toFixed(1), r.blasGflops === null ? '-' : r.blasGflops.toFixed(1),
-      r.ratio === null ? '-' : `${(100 * r.ratio).toFixed(0)}%`]))
+  return formatTable(
+    ['M', 'N', 'K', 'form', 'simcsepp GFLOP/s', 'system BLAS GFLOP/s', 'ratio'],
+    rows.map((r) => [
+      r.m,
+      r.n,
+      r.k,
+      r.form,
+      r.oursGflops.toFixed(1),
+      r.blasGflops === null ? '-' : r.blasGflops.toFixed(1),
+      r.ratio === null ? '-' : `${(100 * r.ratio).toFixed(0)}%`,
+    ]),
+  )
 }
 
 export function encodeBenchTable(rows: EncodeBenchRow[]): string {
   const rate = (v: number | null) => (v === null ? '-' : v < 100 ? v.toFixed(1) : v.toFixed(0))
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`
   return formatTable(
-    ['model', 'device', 'sentences', 'batch', 'tokens/sent', 'sorted sent/s', 'input-order sent/s', 'speed-up', 'padding sorted', 'padding input-order', 'note'],
+    [
+      'model',
+      'device',
+      'sentences',
+      'batch',
+      'tokens/sent',
+      'sorted sent/s',
+      'input-order sent/s',
+      'speed-up',
+      'padding sorted',
+      'padding input-order',
+      'note',
+    ],
     rows.map((r) => [
-      r.model, r.device, r.sentences, r.batchSize, r.meanTokens.toFixed(1), rate(r.sortedPerSec), rate(r.inputOrderPerSec),
-      r.speedup === null ? '-' : `${r.speedup.toFixed(2)}x`, pct(r.paddingSorted), pct(r.paddingInputOrder), r.note ?? '',
+      r.model,
+      r.device,
+      r.sentences,
+      r.batchSize,
+      r.meanTokens.toFixed(1),
+      rate(r.sortedPerSec),
+      rate(r.inputOrderPerSec),
+      r.speedup === null ? '-' : `${r.speedup.toFixed(2)}x`,
+      pct(r.paddingSorted),
+      pct(r.paddingInputOrder),
+      r.note ?? '',
     ]),
   )
 }

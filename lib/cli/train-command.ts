@@ -27,13 +27,33 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      model: { type: 'string' }, config: { type: 'string' }, tokenizer: { type: 'string' }, data: { type: 'string' },
-      objective: { type: 'string' }, temperature: { type: 'string' }, 'pos-scale': { type: 'string' }, 'dcl-weight': { type: 'string' },
-      'dcl-temperature': { type: 'string' }, dropout: { type: 'string' }, 'batch-size': { type: 'string' }, 'max-len': { type: 'string' },
-      lr: { type: 'string' }, epochs: { type: 'string' }, steps: { type: 'string' }, warmup: { type: 'string' },
-      'weight-decay': { type: 'string' }, 'grad-clip': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' },
-      'eval-file': { type: 'string', multiple: true }, 'eval-every': { type: 'string' }, out: { type: 'string' },
-      'save-every': { type: 'string' }, resume: { type: 'string' }, pooling: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      model: { type: 'string' },
+      config: { type: 'string' },
+      tokenizer: { type: 'string' },
+      data: { type: 'string' },
+      objective: { type: 'string' },
+      temperature: { type: 'string' },
+      'pos-scale': { type: 'string' },
+      'dcl-weight': { type: 'string' },
+      'dcl-temperature': { type: 'string' },
+      dropout: { type: 'string' },
+      'batch-size': { type: 'string' },
+      'max-len': { type: 'string' },
+      lr: { type: 'string' },
+      epochs: { type: 'string' },
+      steps: { type: 'string' },
+      warmup: { type: 'string' },
+      'weight-decay': { type: 'string' },
+      'grad-clip': { type: 'string' },
+      seed: { type: 'string' },
+      device: { type: 'string' },
+      'eval-file': { type: 'string', multiple: true },
+      'eval-every': { type: 'string' },
+      out: { type: 'string' },
+      'save-every': { type: 'string' },
+      resume: { type: 'string' },
+      pooling: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   })
@@ -44,8 +64,13 @@ export async function trainCommand(argv: string[]): Promise<void> {
   if (values.data === undefined) {
     const extra = Object.keys(values).filter((k) => !['out', 'steps', 'seed', 'config', 'device'].includes(k))
     if (extra.length) throw new UsageError(`--data FILE is required with --${extra[0]} (without --data, train runs the demo)`)
-    await demoCommand({ out: values.out, steps: num('steps', values.steps, { int: true, min: 0 }), seed: num('seed', values.seed, { int: true, min: 0 }),
-      config: oneOf('config', values.config, ['tiny', 'mini', 'small', 'base'] as const), device: oneOf('device', values.device, DEVICE_REQUESTS) })
+    await demoCommand({
+      out: values.out,
+      steps: num('steps', values.steps, { int: true, min: 0 }),
+      seed: num('seed', values.seed, { int: true, min: 0 }),
+      config: oneOf('config', values.config, ['tiny', 'mini', 'small', 'base'] as const),
+      device: oneOf('device', values.device, DEVICE_REQUESTS),
+    })
     return
   }
   const options: TrainOptions = {

@@ -122,8 +122,7 @@ export class SentenceFile {
       pos += chunk.length
     }
     if (pieces.length) endLine(Buffer.concat(pieces))
-    if (index.length === 0)
-      throw new Error(pos === 0 ? `${path}: the file is empty` : `${path}: the file holds only blank lines`)
+    if (index.length === 0) throw new Error(pos === 0 ? `${path}: the file is empty` : `${path}: the file holds only blank lines`)
     const fingerprint = { bytes: pos, lines: index.length, sha256: hash.digest('hex') }
     return new SentenceFile(path, index.offsets(), index.lengths(), pos, fingerprint)
   }
@@ -152,7 +151,7 @@ export class SentenceFile {
     const out = new Array<string>(n)
     const gap = 4096 // merge reads separated by less than a page
     const maxSpan = 1 << 20 // but keep each read buffer small
-    for (let i = 0; i < n; ) {
+    for (let i = 0; i < n;) {
       const first = indices[order[i]]
       const spanStart = this.offsets[first]
       let spanEnd = spanStart + this.lengths[first]
@@ -235,10 +234,16 @@ export function firstInvalidUtf8(b: Uint8Array): number {
     if (c < 0x80) {
       i++
       continue
-    } else if (c >= 0xc2 && c <= 0xdf) (n = 1), (min = 0x80)
-    else if (c >= 0xe0 && c <= 0xef) (n = 2), (min = 0x800)
-    else if (c >= 0xf0 && c <= 0xf4) (n = 3), (min = 0x10000)
-    else return i
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      n = 1
+      min = 0x80
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 2
+      min = 0x800
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3
+      min = 0x10000
+    } else return i
     if (i + n >= b.length) return i // truncated sequence
     let cp = c & (0x3f >> n)
     for (let k = 1; k <= n; k++) {

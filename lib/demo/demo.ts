@@ -71,7 +71,11 @@ function shuffled<T>(xs: T[], seed: number): T[] {
   const a = xs.slice()
   let s = seed >>> 0 || 1
   for (let i = a.length - 1; i > 0; i--) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0
+    s ^= s << 13
+    s >>>= 0
+    s ^= s >>> 17
+    s ^= s << 5
+    s >>>= 0
     const j = s % (i + 1)
     ;[a[i], a[j]] = [a[j], a[i]]
   }
@@ -86,7 +90,10 @@ export function splitExamples(examples: Example[], heldOut: number, seed: number
     if (!list.includes(e.text)) list.push(e.text)
     bySense.set(e.synset, list)
   }
-  const candidates = shuffled([...bySense.entries()].filter(([, l]) => l.length >= 2), seed).slice(0, heldOut)
+  const candidates = shuffled(
+    [...bySense.entries()].filter(([, l]) => l.length >= 2),
+    seed,
+  ).slice(0, heldOut)
   const held = new Set(candidates.map(([k]) => k))
   const queries = candidates.map(([, l]) => l[0])
   const answers = candidates.map(([, l]) => l[1])
@@ -103,7 +110,8 @@ async function embedAll(model: BertModel, tok: Tokenizer, sentences: string[], m
 }
 
 export function retrieval(q: Float32Array[], a: Float32Array[]): RetrievalScore {
-  let hits = 0, rr = 0
+  let hits = 0,
+    rr = 0
   q.forEach((qi, i) => {
     const target = dot(qi, a[i])
     const rank = 1 + a.reduce((n, aj, j) => n + (j !== i && dot(qi, aj) > target ? 1 : 0), 0)
@@ -114,7 +122,10 @@ export function retrieval(q: Float32Array[], a: Float32Array[]): RetrievalScore 
 }
 
 function neighbours(q: Float32Array, a: Float32Array[], texts: string[], k: number): { score: number; text: string }[] {
-  return a.map((v, j) => [dot(q, v), j] as [number, number]).sort((x, y) => y[0] - x[0]).slice(0, k)
+  return a
+    .map((v, j) => [dot(q, v), j] as [number, number])
+    .sort((x, y) => y[0] - x[0])
+    .slice(0, k)
     .map(([score, j]) => ({ score, text: texts[j] }))
 }
 
@@ -142,20 +153,43 @@ export async function runDemo(o: DemoOptions = {}, hooks: DemoHooks = {}): Promi
   hooks.onPlan?.({ config, steps, trainSentences: sentences.length, queries: queries.length })
 
   const before = await embedPairs(BertModel.create(namedConfig(config, tok.vocabSize), { seed }), tok, queries, answers, maxLen)
-  const training = await train({
-    config, tokenizer: vocabFile, data: dataFile, out, steps, seed, device: o.device,
-    // From scratch, a tiny model needs a larger step size than fine-tuning BERT (3e-5), and its CLS
-    // vector starts out nearly the same for every sentence: mean pooling sees the words at once.
-    lr: 1e-3, warmup: Math.floor(steps / 10), saveEvery: 100, evalEvery: 0, pooling: 'mean',
-  }, hooks)
+  const training = await train(
+    {
+      config,
+      tokenizer: vocabFile,
+      data: dataFile,
+      out,
+      steps,
+      seed,
+      device: o.device,
+      // From scratch, a tiny model needs a larger step size than fine-tuning BERT (3e-5), and its CLS
+      // vector starts out nearly the same for every sentence: mean pooling sees the words at once.
+      lr: 1e-3,
+      warmup: Math.floor(steps / 10),
+      saveEvery: 100,
+      evalEvery: 0,
+      pooling: 'mean',
+    },
+    hooks,
+  )
   const result: DemoResult = {
-    out, before: retrieval(before.q, before.a), after: null, trainSentences: sentences.length, queries: queries.length, steps, examples: [], training,
+    out,
+    before: retrieval(before.q, before.a),
+    after: null,
+    trainSentences: sentences.length,
+    queries: queries.length,
+    steps,
+    examples: [],
+    training,
   }
   if (training.interrupted) return result
   const after = await embedPairs(await BertModel.load(out), tok, queries, answers, maxLen)
   result.after = retrieval(after.q, after.a)
   result.examples = [0, 1, 2].map((i) => ({
-    query: queries[i], answer: answers[i], before: neighbours(before.q[i], before.a, answers, 3), after: neighbours(after.q[i], after.a, answers, 3),
+    query: queries[i],
+    answer: answers[i],
+    before: neighbours(before.q[i], before.a, answers, 3),
+    after: neighbours(after.q[i], after.a, answers, 3),
   }))
   const summary = { out, before: result.before, after: result.after, trainSentences: result.trainSentences, queries: result.queries }
   await writeFileAtomic(join(out, 'demo-results.json'), JSON.stringify(summary, null, 2) + '\n')

@@ -59,7 +59,9 @@ export class EmbeddingEngine {
         total += n
       }
     }
-    const ids = new Int32Array(total), types = new Int32Array(total), offsets = new Int32Array(rows.length + 1)
+    const ids = new Int32Array(total),
+      types = new Int32Array(total),
+      offsets = new Int32Array(rows.length + 1)
     for (let i = 0, o = 0; i < rows.length; i++) {
       ids.set(rows[i].ids, o)
       types.set(rows[i].types, o)
@@ -91,7 +93,9 @@ export class EmbeddingEngine {
     const attentionMask = new Int32Array(B * T)
     const tokenTypeIds = new Int32Array(B * T)
     for (let b = 0; b < B; b++) {
-      const i = indices[b], from = tok.offsets[i], to = tok.offsets[i + 1]
+      const i = indices[b],
+        from = tok.offsets[i],
+        to = tok.offsets[i + 1]
       inputIds.set(tok.ids.subarray(from, to), b * T)
       tokenTypeIds.set(tok.types.subarray(from, to), b * T)
       attentionMask.fill(1, b * T, b * T + (to - from))
@@ -108,8 +112,12 @@ export class EmbeddingEngine {
   }
 
   /** Encodes all sentences, handing each batch's vectors to `onBatch` (between batches it awaits `yieldFn`). */
-  async run(sentences: readonly string[], o: RunOptions, onBatch: (indices: Int32Array, vectors: Float32Array) => void,
-    yieldFn: () => Promise<void> = () => Promise.resolve()): Promise<void> {
+  async run(
+    sentences: readonly string[],
+    o: RunOptions,
+    onBatch: (indices: Int32Array, vectors: Float32Array) => void,
+    yieldFn: () => Promise<void> = () => Promise.resolve(),
+  ): Promise<void> {
     const maxLength = Math.min(o.maxLength, this.maxPositions)
     const tok = await this.tokenize(sentences, maxLength)
     for (const indices of EmbeddingEngine.batches(tok, o.batchSize, o.sortByLength)) {

@@ -16,9 +16,7 @@ export interface RunOptions {
 }
 
 /** Main -> worker. Sentences of one request may come in several chunks; `last` starts the work. */
-export type ToWorker =
-  | { type: 'encode'; id: number; sentences: string[]; last: boolean; options: RunOptions }
-  | { type: 'close' }
+export type ToWorker = { type: 'encode'; id: number; sentences: string[]; last: boolean; options: RunOptions } | { type: 'close' }
 
 /** Worker -> main. */
 export type FromWorker =

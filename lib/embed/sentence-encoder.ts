@@ -70,9 +70,14 @@ async function checkModelDir(dir: string): Promise<void> {
   const missing: string[] = []
   if (!existsSync(join(dir, 'config.json'))) missing.push('config.json')
   if (!existsSync(join(dir, 'model.safetensors'))) {
-    missing.push(existsSync(join(dir, 'pytorch_model.bin')) ? 'model.safetensors (only pytorch_model.bin is there: convert it to safetensors)' : 'model.safetensors')
+    missing.push(
+      existsSync(join(dir, 'pytorch_model.bin'))
+        ? 'model.safetensors (only pytorch_model.bin is there: convert it to safetensors)'
+        : 'model.safetensors',
+    )
   }
-  if (!existsSync(join(dir, 'tokenizer.json')) && !existsSync(join(dir, 'vocab.txt'))) missing.push('a tokenizer (tokenizer.json or vocab.txt)')
+  if (!existsSync(join(dir, 'tokenizer.json')) && !existsSync(join(dir, 'vocab.txt')))
+    missing.push('a tokenizer (tokenizer.json or vocab.txt)')
   if (missing.length) fail(`${dir} is not a model directory: missing ${missing.join(', ')}`)
 }
 
@@ -117,16 +122,19 @@ export class SentenceEncoder {
 
   /** Loads a model directory (config.json, model.safetensors, tokenizer.json or vocab.txt) into a worker thread. */
   static async load(dir: string, options: SentenceEncoderOptions = {}): Promise<SentenceEncoder> {
-    if (typeof dir !== 'string' || !dir) fail(`load: expected a model directory path, got ${typeof dir === 'string' ? 'an empty string' : typeof dir}`)
+    if (typeof dir !== 'string' || !dir)
+      fail(`load: expected a model directory path, got ${typeof dir === 'string' ? 'an empty string' : typeof dir}`)
     if (options === null || typeof options !== 'object') fail('load: options must be an object')
     const device = options.device ?? 'auto'
     if (!DEVICE_REQUESTS.includes(device)) fail(`load: device must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(device)}`)
     if (options.pooling !== undefined && options.pooling !== 'cls' && options.pooling !== 'mean') {
       fail(`load: pooling must be 'cls' or 'mean', got ${JSON.stringify(options.pooling)}`)
     }
-    if (options.normalize !== undefined && typeof options.normalize !== 'boolean') fail(`load: normalize must be a boolean, got ${JSON.stringify(options.normalize)}`)
+    if (options.normalize !== undefined && typeof options.normalize !== 'boolean')
+      fail(`load: normalize must be a boolean, got ${JSON.stringify(options.normalize)}`)
     const maxLength = options.maxLength ?? 128
-    if (!Number.isSafeInteger(maxLength) || maxLength < 3) fail(`load: maxLength must be an integer >= 3, got ${JSON.stringify(options.maxLength)}`)
+    if (!Number.isSafeInteger(maxLength) || maxLength < 3)
+      fail(`load: maxLength must be an integer >= 3, got ${JSON.stringify(options.maxLength)}`)
     const batchSize = options.batchSize ?? 32
     checkBatchSize(batchSize, 'load')
 
@@ -136,7 +144,9 @@ export class SentenceEncoder {
     const st = await readSentenceTransformersDefaults(abs).catch((e: Error) => fail(e.message))
     let pooling = options.pooling ?? st.pooling
     if (!pooling && st.unsupportedPooling) {
-      fail(`${st.poolingFile} asks for ${st.unsupportedPooling} pooling, which is not implemented (pass pooling: 'cls' or 'mean' to override)`)
+      fail(
+        `${st.poolingFile} asks for ${st.unsupportedPooling} pooling, which is not implemented (pass pooling: 'cls' or 'mean' to override)`,
+      )
     }
     pooling ??= 'cls'
     const normalize = options.normalize ?? st.normalize ?? false
@@ -150,10 +160,15 @@ export class SentenceEncoder {
     const ready = await new Promise<Extract<FromWorker, { type: 'ready' }>>((res, rej) => {
       const onMessage = (m: FromWorker) => {
         if (m.type === 'ready') done(() => res(m))
-        else if (m.type === 'load-error') done(() => rej(new Error(m.message.startsWith('SentenceEncoder') ? m.message : `SentenceEncoder: cannot load ${abs}: ${m.message}`)))
+        else if (m.type === 'load-error')
+          done(() =>
+            rej(new Error(m.message.startsWith('SentenceEncoder') ? m.message : `SentenceEncoder: cannot load ${abs}: ${m.message}`)),
+          )
       }
-      const onError = (e: Error) => done(() => rej(new Error(`SentenceEncoder: the worker thread failed while loading ${abs}: ${e.message}`)))
-      const onExit = (code: number) => done(() => rej(new Error(`SentenceEncoder: the worker thread exited (code ${code}) while loading ${abs}`)))
+      const onError = (e: Error) =>
+        done(() => rej(new Error(`SentenceEncoder: the worker thread failed while loading ${abs}: ${e.message}`)))
+      const onExit = (code: number) =>
+        done(() => rej(new Error(`SentenceEncoder: the worker thread exited (code ${code}) while loading ${abs}`)))
       const done = (f: () => void) => {
         worker.off('message', onMessage).off('error', onError).off('exit', onExit)
         f()
@@ -163,8 +178,17 @@ export class SentenceEncoder {
       await worker.terminate()
       throw e
     })
-    return new SentenceEncoder(worker, abs, ready.dimension, ready.device, pooling, normalize,
-      Math.min(maxLength, ready.maxPositions ?? maxPositions), batchSize, ready.note)
+    return new SentenceEncoder(
+      worker,
+      abs,
+      ready.dimension,
+      ready.device,
+      pooling,
+      normalize,
+      Math.min(maxLength, ready.maxPositions ?? maxPositions),
+      batchSize,
+      ready.note,
+    )
   }
 
   /** One sentence -> its vector. */
@@ -213,7 +237,8 @@ export class SentenceEncoder {
 
   /** Cosine similarity of two vectors (the dot product when both are normalised). */
   similarity(a: ArrayLike<number>, b: ArrayLike<number>): number {
-    if (!a || !b || typeof a.length !== 'number' || typeof b.length !== 'number') fail('similarity: expected two vectors (Float32Array or number[])')
+    if (!a || !b || typeof a.length !== 'number' || typeof b.length !== 'number')
+      fail('similarity: expected two vectors (Float32Array or number[])')
     if (a.length !== b.length) fail(`similarity: vectors have different lengths (${a.length} and ${b.length})`)
     return cosineSimilarity(a, b)
   }
@@ -268,7 +293,9 @@ export class SentenceEncoder {
     if (m.type === 'batch') {
       const r = this.requests.get(m.id)
       if (!r) return
-      const H = this.dimension, buf = m.vectors.buffer, off = m.vectors.byteOffset
+      const H = this.dimension,
+        buf = m.vectors.buffer,
+        off = m.vectors.byteOffset
       for (let j = 0; j < m.indices.length; j++) r.results[m.indices[j]] = new Float32Array(buf, off + j * H * 4, H)
     } else if (m.type === 'done') {
       const r = this.requests.get(m.id)

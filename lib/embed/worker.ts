@@ -20,12 +20,17 @@ async function run(id: number, sentences: string[], options: RunOptions): Promis
   if (closing || !engine) return send({ type: 'error', id, message: 'SentenceEncoder: the encoder is closed' })
   const e = engine
   try {
-    await e.run(sentences, options, (indices, vectors) => {
-      send({ type: 'batch', id, indices, vectors }, [indices.buffer as ArrayBuffer, vectors.buffer as ArrayBuffer])
-    }, async () => {
-      await nextTurn() // lets 'close' and new requests in between batches
-      if (closing) throw new Error('SentenceEncoder: closed while encoding')
-    })
+    await e.run(
+      sentences,
+      options,
+      (indices, vectors) => {
+        send({ type: 'batch', id, indices, vectors }, [indices.buffer as ArrayBuffer, vectors.buffer as ArrayBuffer])
+      },
+      async () => {
+        await nextTurn() // lets 'close' and new requests in between batches
+        if (closing) throw new Error('SentenceEncoder: closed while encoding')
+      },
+    )
     send({ type: 'done', id })
   } catch (err) {
     send({ type: 'error', id, message: (err as Error).message ?? String(err) })

@@ -1,4 +1,4 @@
-// STS evaluation (METHOD.md §7): cosine similarity of the two sentences' embeddings against gold scores,
+// STS evaluation (docs/method.md §7): cosine similarity of the two sentences' embeddings against gold scores,
 // Spearman ×100. Reads the three formats the benchmarks ship in: STS-B, SICK and STS12–16.
 import { promises as fsp } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
@@ -68,8 +68,7 @@ async function readStsSubset(inputPath: string, gsPath: string): Promise<StsPair
   }
   const inputs = await read(inputPath)
   const gold = await read(gsPath)
-  if (inputs.length !== gold.length)
-    throw new Error(`${inputPath}: ${inputs.length} lines but ${basename(gsPath)} has ${gold.length}`)
+  if (inputs.length !== gold.length) throw new Error(`${inputPath}: ${inputs.length} lines but ${basename(gsPath)} has ${gold.length}`)
   const pairs: StsPair[] = []
   for (let i = 0; i < inputs.length; i++) {
     if (gold[i].trim() === '') continue // unscored pair
@@ -87,7 +86,9 @@ function parseStsb(path: string, lines: string[]): StsPair[] {
     if (line.trim() === '') return
     const cols = line.split('\t')
     if (cols.length < 7)
-      throw new Error(`${path}:${i + 1}: expected 7 tab-separated columns (STS-B: genre, file, year, id, score, s1, s2), got ${cols.length}`)
+      throw new Error(
+        `${path}:${i + 1}: expected 7 tab-separated columns (STS-B: genre, file, year, id, score, s1, s2), got ${cols.length}`,
+      )
     pairs.push({ s1: cols[5], s2: cols[6], score: parseScore(cols[4], path, i + 1) })
   })
   if (pairs.length === 0) throw new Error(`${path}: no sentence pairs`)
@@ -132,13 +133,20 @@ function parseScore(text: string, path: string, line: number): number {
 /** Pearson correlation (×1). NaN when either side is constant. */
 export function pearson(a: ArrayLike<number>, b: ArrayLike<number>): number {
   const n = checkLengths(a, b)
-  let ma = 0, mb = 0
-  for (let i = 0; i < n; i++) (ma += a[i]), (mb += b[i])
+  let ma = 0,
+    mb = 0
+  for (let i = 0; i < n; i++) {
+    ma += a[i]
+    mb += b[i]
+  }
   ma /= n
   mb /= n
-  let sab = 0, saa = 0, sbb = 0
+  let sab = 0,
+    saa = 0,
+    sbb = 0
   for (let i = 0; i < n; i++) {
-    const da = a[i] - ma, db = b[i] - mb
+    const da = a[i] - ma,
+      db = b[i] - mb
     sab += da * db
     saa += da * da
     sbb += db * db
@@ -157,7 +165,7 @@ export function ranks(x: ArrayLike<number>): Float64Array {
   const n = x.length
   const idx = Array.from({ length: n }, (_, i) => i).sort((i, j) => x[i] - x[j])
   const r = new Float64Array(n)
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     let j = i + 1
     while (j < n && x[idx[j]] === x[idx[i]]) j++
     const avg = (i + 1 + j) / 2 // mean of ranks i+1..j
@@ -170,7 +178,8 @@ export function ranks(x: ArrayLike<number>): Float64Array {
 function checkLengths(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new RangeError(`correlation of arrays of different lengths (${a.length} and ${b.length})`)
   if (a.length < 2) throw new RangeError(`correlation needs at least 2 values, got ${a.length}`)
-  for (const v of [a, b]) for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) throw new RangeError(`non-finite value ${v[i]} at ${i}`)
+  for (const v of [a, b])
+    for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) throw new RangeError(`non-finite value ${v[i]} at ${i}`)
   return a.length
 }
 
@@ -219,7 +228,11 @@ export interface StsFilesResult {
   average: number
 }
 
-export async function evaluateStsFiles(embed: EmbedFn, files: string[], options: StsEvalOptions & ReadStsOptions = {}): Promise<StsFilesResult> {
+export async function evaluateStsFiles(
+  embed: EmbedFn,
+  files: string[],
+  options: StsEvalOptions & ReadStsOptions = {},
+): Promise<StsFilesResult> {
   if (files.length === 0) throw new Error('evaluateStsFiles: no files given')
   const results: StsFilesResult['results'] = []
   for (const file of files) results.push({ file, ...(await evaluateSts(embed, await readStsFile(file, options), options)) })

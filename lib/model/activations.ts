@@ -6,33 +6,52 @@ import type { BertConfig } from './config.js'
 import { Tensor, type Device } from '../tensor.js'
 
 export interface LayerActivations {
-  q: Tensor; k: Tensor; v: Tensor          // [B, T, H]
-  probs: Tensor                            // [B, NH, T, T] softmax before dropout
-  ctx: Tensor                              // [BT, H]
-  res1: Tensor; mean1: Tensor; rstd1: Tensor // attention output + residual (LayerNorm input), [BT, H], [BT]
-  h1: Tensor                               // [BT, H]
-  inter: Tensor; interAct: Tensor          // [BT, I] before / after GELU
-  res2: Tensor; mean2: Tensor; rstd2: Tensor
-  h2: Tensor                               // [BT, H] the layer's output
+  q: Tensor
+  k: Tensor
+  v: Tensor // [B, T, H]
+  probs: Tensor // [B, NH, T, T] softmax before dropout
+  ctx: Tensor // [BT, H]
+  res1: Tensor
+  mean1: Tensor
+  rstd1: Tensor // attention output + residual (LayerNorm input), [BT, H], [BT]
+  h1: Tensor // [BT, H]
+  inter: Tensor
+  interAct: Tensor // [BT, I] before / after GELU
+  res2: Tensor
+  mean2: Tensor
+  rstd2: Tensor
+  h2: Tensor // [BT, H] the layer's output
 }
 
 export interface Activations {
   B: number
   T: number
-  embSum: Tensor; embMean: Tensor; embRstd: Tensor
-  embOut: Tensor                           // [BT, H] after LayerNorm and dropout: layer 0's input
+  embSum: Tensor
+  embMean: Tensor
+  embRstd: Tensor
+  embOut: Tensor // [BT, H] after LayerNorm and dropout: layer 0's input
   layers: LayerActivations[]
-  pooled: Tensor                           // [B, H] CLS or mean
-  z: Tensor                                // [B, H] tanh(MLP(pooled)) when training with the MLP
+  pooled: Tensor // [B, H] CLS or mean
+  z: Tensor // [B, H] tanh(MLP(pooled)) when training with the MLP
   // Gradient scratch.
-  gH: Tensor; gRes: Tensor; gTmp: Tensor; gQ: Tensor; gK: Tensor; gV: Tensor; gCtx: Tensor // [BT, H]
-  gI: Tensor; gI2: Tensor                  // [BT, I]
-  gPooled: Tensor                          // [B, H]
+  gH: Tensor
+  gRes: Tensor
+  gTmp: Tensor
+  gQ: Tensor
+  gK: Tensor
+  gV: Tensor
+  gCtx: Tensor // [BT, H]
+  gI: Tensor
+  gI2: Tensor // [BT, I]
+  gPooled: Tensor // [B, H]
 }
 
 /** Number of floats one batch of B×T needs. */
 function floatsFor(c: BertConfig, B: number, T: number, training: boolean): number {
-  const H = c.hiddenSize, I = c.intermediateSize, NH = c.numAttentionHeads, BT = B * T
+  const H = c.hiddenSize,
+    I = c.intermediateSize,
+    NH = c.numAttentionHeads,
+    BT = B * T
   const perLayer = 8 * BT * H + 4 * BT + 2 * BT * I + B * NH * T * T
   const grads = training ? 7 * BT * H + 2 * BT * I + B * H : 0
   return 2 * BT * H + 2 * BT + c.numHiddenLayers * perLayer + 2 * B * H + grads
@@ -42,7 +61,10 @@ export class ActivationArena {
   private buffer: Tensor | null = null
   private capacity = 0
 
-  constructor(private readonly config: BertConfig, private readonly device: Device) {}
+  constructor(
+    private readonly config: BertConfig,
+    private readonly device: Device,
+  ) {}
 
   /** Views for a batch of shape [B, T]; reuses the buffer when it is large enough. */
   acquire(B: number, T: number, training: boolean): Activations {
@@ -60,22 +82,49 @@ export class ActivationArena {
       offset += shape.reduce((a, b) => a * b, 1)
       return t
     }
-    const H = c.hiddenSize, I = c.intermediateSize, NH = c.numAttentionHeads, BT = B * T
+    const H = c.hiddenSize,
+      I = c.intermediateSize,
+      NH = c.numAttentionHeads,
+      BT = B * T
     const acts = {
-      B, T,
-      embSum: take([BT, H]), embMean: take([BT]), embRstd: take([BT]), embOut: take([BT, H]),
+      B,
+      T,
+      embSum: take([BT, H]),
+      embMean: take([BT]),
+      embRstd: take([BT]),
+      embOut: take([BT, H]),
       layers: Array.from({ length: c.numHiddenLayers }, () => ({
-        q: take([B, T, H]), k: take([B, T, H]), v: take([B, T, H]), probs: take([B, NH, T, T]), ctx: take([BT, H]),
-        res1: take([BT, H]), mean1: take([BT]), rstd1: take([BT]), h1: take([BT, H]),
-        inter: take([BT, I]), interAct: take([BT, I]),
-        res2: take([BT, H]), mean2: take([BT]), rstd2: take([BT]), h2: take([BT, H]),
+        q: take([B, T, H]),
+        k: take([B, T, H]),
+        v: take([B, T, H]),
+        probs: take([B, NH, T, T]),
+        ctx: take([BT, H]),
+        res1: take([BT, H]),
+        mean1: take([BT]),
+        rstd1: take([BT]),
+        h1: take([BT, H]),
+        inter: take([BT, I]),
+        interAct: take([BT, I]),
+        res2: take([BT, H]),
+        mean2: take([BT]),
+        rstd2: take([BT]),
+        h2: take([BT, H]),
       })),
-      pooled: take([B, H]), z: take([B, H]),
+      pooled: take([B, H]),
+      z: take([B, H]),
     } as Activations
     if (training) {
       Object.assign(acts, {
-        gH: take([BT, H]), gRes: take([BT, H]), gTmp: take([BT, H]), gQ: take([B, T, H]), gK: take([B, T, H]), gV: take([B, T, H]),
-        gCtx: take([B, T, H]), gI: take([BT, I]), gI2: take([BT, I]), gPooled: take([B, H]),
+        gH: take([BT, H]),
+        gRes: take([BT, H]),
+        gTmp: take([BT, H]),
+        gQ: take([B, T, H]),
+        gK: take([B, T, H]),
+        gV: take([B, T, H]),
+        gCtx: take([B, T, H]),
+        gI: take([BT, I]),
+        gI2: take([BT, I]),
+        gPooled: take([B, H]),
       })
     }
     return acts

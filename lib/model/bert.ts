@@ -72,7 +72,12 @@ export class BertModel {
   private readonly arena: ActivationArena
   private saved: Saved | null = null
 
-  private constructor(readonly config: BertConfig, readonly layout: ParamLayout, readonly device: Device, flat: Float32Array) {
+  private constructor(
+    readonly config: BertConfig,
+    readonly layout: ParamLayout,
+    readonly device: Device,
+    flat: Float32Array,
+  ) {
     this.params = Tensor.from(flat, [layout.total], device)
     this.views = viewsByName(this.params, layout)
     this.p = modelParams(this.views, config.numHiddenLayers)
@@ -117,7 +122,8 @@ export class BertModel {
     if (options.mlp) {
       // A resumed training checkpoint may carry the head under our names.
       for (const name of [MLP_WEIGHT, MLP_BIAS]) {
-        const t = tensors.get(name), e = layout.byName.get(name)!
+        const t = tensors.get(name),
+          e = layout.byName.get(name)!
         if (t && t.data.length === e.size) flat.set(t.data, e.offset)
       }
     }
@@ -172,10 +178,13 @@ export class BertModel {
   /** Training-mode forward with dropout; returns z [B, H] (a view valid until the next call). */
   trainForward(batch: BatchInput, options: TrainForwardOptions): Tensor {
     const mlp = options.mlp ?? this.layout.byName.has(MLP_WEIGHT)
-    if (mlp && !this.layout.byName.has(MLP_WEIGHT)) throw new Error('trainForward: this model has no MLP head (create or load it with mlp: true)')
-    if (!Number.isSafeInteger(options.step) || options.step < 0) throw new TypeError(`trainForward: step must be a non-negative integer, got ${options.step}`)
+    if (mlp && !this.layout.byName.has(MLP_WEIGHT))
+      throw new Error('trainForward: this model has no MLP head (create or load it with mlp: true)')
+    if (!Number.isSafeInteger(options.step) || options.step < 0)
+      throw new TypeError(`trainForward: step must be a non-negative integer, got ${options.step}`)
     const [B] = batch.shape
-    if (options.keepRows && options.keepRows.length !== B) throw new RangeError(`trainForward: keepRows has ${options.keepRows.length} entries for ${B} rows`)
+    if (options.keepRows && options.keepRows.length !== B)
+      throw new RangeError(`trainForward: keepRows has ${options.keepRows.length} entries for ${B} rows`)
     const opts = { seed: options.seed, step: options.step, keepRows: options.keepRows ?? null, pooling: options.pooling ?? 'cls', mlp }
     const { acts, input } = this.run(batch, opts)
     this.pool(acts, input.attentionMask, opts.pooling)
@@ -193,13 +202,23 @@ export class BertModel {
     if (!s) throw new Error('trainBackward: call trainForward first')
     this.saved = null
     const { acts, batch, options } = s
-    const c = this.config, L = c.numHiddenLayers
+    const c = this.config,
+      L = c.numHiddenLayers
     void this.grads // allocates the gradient buffer and its views on first use
-    const P = this.p, G = this.g!
+    const P = this.p,
+      G = this.g!
     let dPooled = dz
     if (options.mlp) {
       ops.tanhBackward(acts.gPooled, acts.z, dz)
-      ops.linearBackward(acts.gTmp.view(0, [acts.B, c.hiddenSize]), G.mlp!.weight, G.mlp!.bias, acts.gPooled, acts.pooled, P.mlp!.weight, false)
+      ops.linearBackward(
+        acts.gTmp.view(0, [acts.B, c.hiddenSize]),
+        G.mlp!.weight,
+        G.mlp!.bias,
+        acts.gPooled,
+        acts.pooled,
+        P.mlp!.weight,
+        false,
+      )
       dPooled = acts.gTmp.view(0, [acts.B, c.hiddenSize])
     }
     const hidden3 = (t: Tensor) => t.view(0, [acts.B, acts.T, c.hiddenSize])
@@ -208,7 +227,8 @@ export class BertModel {
 
     for (let l = L - 1; l >= 0; l--) {
       const a = acts.layers[l]
-      const p = P.layers[l], gp = G.layers[l]
+      const p = P.layers[l],
+        gp = G.layers[l]
       const x = l === 0 ? acts.embOut : acts.layers[l - 1].h2
       // Output LayerNorm, FFN-output dropout, output.dense, GELU, intermediate.dense.
       ops.layerNormBackward(acts.gRes, gp.outputNorm.weight, gp.outputNorm.bias, acts.gH, a.res2, p.outputNorm.weight, a.mean2, a.rstd2)
@@ -218,11 +238,39 @@ export class BertModel {
       ops.linearBackward(acts.gH, gp.intermediate.weight, gp.intermediate.bias, acts.gI2, a.h1, p.intermediate.weight, false)
       ops.addInplace(acts.gH, acts.gRes) // residual around the FFN
       // Attention-output LayerNorm, its dropout, output.dense, attention, the q/k/v projections.
-      ops.layerNormBackward(acts.gRes, gp.attentionNorm.weight, gp.attentionNorm.bias, acts.gH, a.res1, p.attentionNorm.weight, a.mean1, a.rstd1)
+      ops.layerNormBackward(
+        acts.gRes,
+        gp.attentionNorm.weight,
+        gp.attentionNorm.bias,
+        acts.gH,
+        a.res1,
+        p.attentionNorm.weight,
+        a.mean1,
+        a.rstd1,
+      )
       this.dropoutBackward(acts.gTmp, acts.gRes, options, this.site(l, 1), c.hiddenDropoutProb, acts.B)
-      ops.linearBackward(acts.gCtx.view(0, [acts.B * acts.T, c.hiddenSize]), gp.attentionOutput.weight, gp.attentionOutput.bias, acts.gTmp, a.ctx, p.attentionOutput.weight, false)
-      ops.attentionBackward(acts.gQ, acts.gK, acts.gV, acts.gCtx, a.q, a.k, a.v, a.probs, batch.attentionMask, c.numAttentionHeads,
-        this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb))
+      ops.linearBackward(
+        acts.gCtx.view(0, [acts.B * acts.T, c.hiddenSize]),
+        gp.attentionOutput.weight,
+        gp.attentionOutput.bias,
+        acts.gTmp,
+        a.ctx,
+        p.attentionOutput.weight,
+        false,
+      )
+      ops.attentionBackward(
+        acts.gQ,
+        acts.gK,
+        acts.gV,
+        acts.gCtx,
+        a.q,
+        a.k,
+        a.v,
+        a.probs,
+        batch.attentionMask,
+        c.numAttentionHeads,
+        this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),
+      )
       const flat = (t: Tensor) => t.view(0, [acts.B * acts.T, c.hiddenSize])
       ops.linearBackward(acts.gH, gp.query.weight, gp.query.bias, flat(acts.gQ), x, p.query.weight, false)
       ops.linearBackward(acts.gH, gp.key.weight, gp.key.bias, flat(acts.gK), x, p.key.weight, true)
@@ -231,8 +279,25 @@ export class BertModel {
     }
     // Embeddings: dropout, LayerNorm, the three tables.
     this.dropoutBackward(acts.gTmp, acts.gH, options, 0, c.hiddenDropoutProb, acts.B)
-    ops.layerNormBackward(acts.gRes, G.embeddingNorm.weight, G.embeddingNorm.bias, acts.gTmp, acts.embSum, P.embeddingNorm.weight, acts.embMean, acts.embRstd)
-    ops.embeddingBackward(G.wordEmbeddings, G.positionEmbeddings, G.tokenTypeEmbeddings, acts.gRes, batch.inputIds, batch.positionIds, batch.tokenTypeIds)
+    ops.layerNormBackward(
+      acts.gRes,
+      G.embeddingNorm.weight,
+      G.embeddingNorm.bias,
+      acts.gTmp,
+      acts.embSum,
+      P.embeddingNorm.weight,
+      acts.embMean,
+      acts.embRstd,
+    )
+    ops.embeddingBackward(
+      G.wordEmbeddings,
+      G.positionEmbeddings,
+      G.tokenTypeEmbeddings,
+      acts.gRes,
+      batch.inputIds,
+      batch.positionIds,
+      batch.tokenTypeIds,
+    )
   }
 
   /** Frees native memory (parameters, gradients, activations). */
@@ -263,7 +328,8 @@ export class BertModel {
 
   private dropoutBackward(out: Tensor, grad: Tensor, o: Saved['options'], site: number, p: number, B: number): void {
     const d = this.dropoutOptions(o, site, p)
-    const dst = out.view(0, [B, out.numel / B]), src = grad.view(0, [B, grad.numel / B])
+    const dst = out.view(0, [B, out.numel / B]),
+      src = grad.view(0, [B, grad.numel / B])
     if (!d) dst.copyFrom(src)
     else ops.dropout(src, dst, d)
   }
@@ -278,7 +344,8 @@ export class BertModel {
 
   private checkBatch(batch: BatchInput): Saved['batch'] {
     const c = this.config
-    if (!batch || typeof batch !== 'object') throw new TypeError('Expected batch to be { inputIds, attentionMask?, tokenTypeIds?, shape: [B, T] }')
+    if (!batch || typeof batch !== 'object')
+      throw new TypeError('Expected batch to be { inputIds, attentionMask?, tokenTypeIds?, shape: [B, T] }')
     const { shape } = batch
     if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((v) => Number.isSafeInteger(v) && v >= 1)) {
       throw new TypeError(`Expected batch.shape to be [B, T] with B, T >= 1 but received ${JSON.stringify(shape)}`)
@@ -296,8 +363,10 @@ export class BertModel {
     const attentionMask = ints('attentionMask', batch.attentionMask, 1)
     const tokenTypeIds = ints('tokenTypeIds', batch.tokenTypeIds, 0)
     for (let i = 0; i < n; i++) {
-      if (inputIds[i] < 0 || inputIds[i] >= c.vocabSize) throw new RangeError(`batch.inputIds[${i}] = ${inputIds[i]} is outside the vocabulary [0, ${c.vocabSize})`)
-      if (tokenTypeIds[i] < 0 || tokenTypeIds[i] >= c.typeVocabSize) throw new RangeError(`batch.tokenTypeIds[${i}] = ${tokenTypeIds[i]} is outside [0, ${c.typeVocabSize})`)
+      if (inputIds[i] < 0 || inputIds[i] >= c.vocabSize)
+        throw new RangeError(`batch.inputIds[${i}] = ${inputIds[i]} is outside the vocabulary [0, ${c.vocabSize})`)
+      if (tokenTypeIds[i] < 0 || tokenTypeIds[i] >= c.typeVocabSize)
+        throw new RangeError(`batch.tokenTypeIds[${i}] = ${tokenTypeIds[i]} is outside [0, ${c.typeVocabSize})`)
       if (attentionMask[i] !== 0 && attentionMask[i] !== 1) throw new RangeError(`batch.attentionMask[${i}] must be 0 or 1`)
     }
     const positionIds = this.positions(inputIds, B, T)
@@ -316,7 +385,8 @@ export class BertModel {
         const i = b * T + t
         if (c.modelType === 'roberta') out[i] = ids[i] === c.padTokenId ? c.padTokenId : off + count++
         else out[i] = t
-        if (out[i] >= c.maxPositionEmbeddings) throw new RangeError(`sequence length ${T} exceeds the model's ${c.maxPositionEmbeddings} positions`)
+        if (out[i] >= c.maxPositionEmbeddings)
+          throw new RangeError(`sequence length ${T} exceeds the model's ${c.maxPositionEmbeddings} positions`)
       }
     }
     return out
@@ -325,10 +395,19 @@ export class BertModel {
   private run(batch: BatchInput, options: Saved['options'] | null): { acts: Activations; input: Saved['batch'] } {
     const input = this.checkBatch(batch)
     const [B, T] = batch.shape
-    const c = this.config, H = c.hiddenSize
+    const c = this.config,
+      H = c.hiddenSize
     const acts = this.arena.acquire(B, T, options !== null)
     const P = this.p
-    ops.embeddingForward(acts.embSum, input.inputIds, input.positionIds, input.tokenTypeIds, P.wordEmbeddings, P.positionEmbeddings, P.tokenTypeEmbeddings)
+    ops.embeddingForward(
+      acts.embSum,
+      input.inputIds,
+      input.positionIds,
+      input.tokenTypeIds,
+      P.wordEmbeddings,
+      P.positionEmbeddings,
+      P.tokenTypeEmbeddings,
+    )
     ops.layerNormForward(acts.embOut, acts.embMean, acts.embRstd, acts.embSum, P.embeddingNorm.weight, P.embeddingNorm.bias, c.layerNormEps)
     this.dropoutForward(acts.embOut, options, 0, c.hiddenDropoutProb, B)
     for (let l = 0; l < c.numHiddenLayers; l++) {
@@ -339,8 +418,16 @@ export class BertModel {
       ops.linearForward(flat(a.q), x, w.query.weight, w.query.bias)
       ops.linearForward(flat(a.k), x, w.key.weight, w.key.bias)
       ops.linearForward(flat(a.v), x, w.value.weight, w.value.bias)
-      ops.attentionForward(a.ctx.view(0, [B, T, H]), a.probs, a.q, a.k, a.v, input.attentionMask, c.numAttentionHeads,
-        this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb))
+      ops.attentionForward(
+        a.ctx.view(0, [B, T, H]),
+        a.probs,
+        a.q,
+        a.k,
+        a.v,
+        input.attentionMask,
+        c.numAttentionHeads,
+        this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),
+      )
       ops.linearForward(a.res1, a.ctx, w.attentionOutput.weight, w.attentionOutput.bias)
       this.dropoutForward(a.res1, options, this.site(l, 1), c.hiddenDropoutProb, B)
       ops.addInplace(a.res1, x)

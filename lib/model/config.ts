@@ -1,47 +1,48 @@
 // The architecture hyper-parameters of a BERT or RoBERTa encoder, and their Hugging Face config.json form.
 // Only what our kernels implement is accepted: absolute position embeddings and exact (erf) GELU.
 
-import { join } from 'node:path';
-import { readJsonFile } from '../util/json.js';
+import { join } from 'node:path'
+import { readJsonFile } from '../util/json.js'
 
-export type ModelType = 'bert' | 'roberta';
+export type ModelType = 'bert' | 'roberta'
 
 export interface BertConfig {
-  modelType: ModelType;
-  vocabSize: number;
-  hiddenSize: number;
-  numHiddenLayers: number;
-  numAttentionHeads: number;
-  intermediateSize: number;
+  modelType: ModelType
+  vocabSize: number
+  hiddenSize: number
+  numHiddenLayers: number
+  numAttentionHeads: number
+  intermediateSize: number
   /** Exact GELU, x·Φ(x) with the erf, as transformers' "gelu". */
-  hiddenAct: 'gelu';
-  hiddenDropoutProb: number;
-  attentionProbsDropoutProb: number;
-  maxPositionEmbeddings: number;
-  typeVocabSize: number;
-  layerNormEps: number;
-  padTokenId: number;
-  initializerRange: number;
+  hiddenAct: 'gelu'
+  hiddenDropoutProb: number
+  attentionProbsDropoutProb: number
+  maxPositionEmbeddings: number
+  typeVocabSize: number
+  layerNormEps: number
+  padTokenId: number
+  initializerRange: number
 }
 
-export type NamedConfig = 'tiny' | 'mini' | 'small' | 'base';
+export type NamedConfig = 'tiny' | 'mini' | 'small' | 'base'
 
 /** The transformers release whose config.json layout toHfConfig follows. */
-export const HF_TRANSFORMERS_VERSION = '4.52.4';
+export const HF_TRANSFORMERS_VERSION = '4.52.4'
 
 const NAMED: Record<NamedConfig, [layers: number, hidden: number, heads: number, intermediate: number]> = {
   tiny: [2, 128, 2, 512],
   mini: [4, 256, 4, 1024],
   small: [4, 512, 8, 2048],
   base: [12, 768, 12, 3072],
-};
+}
 
 /** Standard BERT sizes (Turc et al. 2019 for the small ones), with bert-base-uncased's vocabulary by default. */
 export function namedConfig(name: NamedConfig, vocabSize = 30522): BertConfig {
-  const sizes = NAMED[name];
-  if (!sizes) throw new Error(`namedConfig: unknown name ${JSON.stringify(name)} (expected one of ${Object.keys(NAMED).join(', ')})`);
-  if (!Number.isSafeInteger(vocabSize) || vocabSize < 1) throw new Error(`namedConfig: vocabSize must be a positive integer, got ${vocabSize}`);
-  const [numHiddenLayers, hiddenSize, numAttentionHeads, intermediateSize] = sizes;
+  const sizes = NAMED[name]
+  if (!sizes) throw new Error(`namedConfig: unknown name ${JSON.stringify(name)} (expected one of ${Object.keys(NAMED).join(', ')})`)
+  if (!Number.isSafeInteger(vocabSize) || vocabSize < 1)
+    throw new Error(`namedConfig: vocabSize must be a positive integer, got ${vocabSize}`)
+  const [numHiddenLayers, hiddenSize, numAttentionHeads, intermediateSize] = sizes
   return {
     modelType: 'bert',
     vocabSize,
@@ -57,7 +58,7 @@ export function namedConfig(name: NamedConfig, vocabSize = 30522): BertConfig {
     layerNormEps: 1e-12,
     padTokenId: 0,
     initializerRange: 0.02,
-  };
+  }
 }
 
 /**
@@ -65,58 +66,61 @@ export function namedConfig(name: NamedConfig, vocabSize = 30522): BertConfig {
  * for padding), so its position table has padTokenId + 1 extra rows at the front.
  */
 export function positionOffset(c: BertConfig): number {
-  return c.modelType === 'roberta' ? c.padTokenId + 1 : 0;
+  return c.modelType === 'roberta' ? c.padTokenId + 1 : 0
 }
 
 /** Head size, hiddenSize / numAttentionHeads. */
 export function headDim(c: BertConfig): number {
-  return c.hiddenSize / c.numAttentionHeads;
+  return c.hiddenSize / c.numAttentionHeads
 }
 
 // ---------------------------------------------------------------------------------------------
 // config.json parsing
 
 class FieldReader {
-  constructor(private readonly obj: Record<string, unknown>, private readonly source: string) {}
+  constructor(
+    private readonly obj: Record<string, unknown>,
+    private readonly source: string,
+  ) {}
 
   fail(field: string, msg: string): never {
-    throw new Error(`${this.source}: field "${field}" ${msg}`);
+    throw new Error(`${this.source}: field "${field}" ${msg}`)
   }
 
   has(field: string): boolean {
-    return this.obj[field] !== undefined;
+    return this.obj[field] !== undefined
   }
 
   int(field: string, min: number, fallback?: number): number {
-    const v = this.obj[field];
+    const v = this.obj[field]
     if (v === undefined || (v === null && fallback !== undefined)) {
-      if (fallback === undefined) this.fail(field, 'is missing');
-      return fallback;
+      if (fallback === undefined) this.fail(field, 'is missing')
+      return fallback
     }
-    if (typeof v !== 'number' || !Number.isSafeInteger(v)) this.fail(field, `must be an integer, got ${JSON.stringify(v)}`);
-    if (v < min) this.fail(field, `must be at least ${min}, got ${v}`);
-    return v;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v)) this.fail(field, `must be an integer, got ${JSON.stringify(v)}`)
+    if (v < min) this.fail(field, `must be at least ${min}, got ${v}`)
+    return v
   }
 
   num(field: string, check: (x: number) => boolean, range: string, fallback?: number): number {
-    const v = this.obj[field];
+    const v = this.obj[field]
     if (v === undefined) {
-      if (fallback === undefined) this.fail(field, 'is missing');
-      return fallback;
+      if (fallback === undefined) this.fail(field, 'is missing')
+      return fallback
     }
-    if (typeof v !== 'number' || !Number.isFinite(v)) this.fail(field, `must be a number, got ${JSON.stringify(v)}`);
-    if (!check(v)) this.fail(field, `must be ${range}, got ${v}`);
-    return v;
+    if (typeof v !== 'number' || !Number.isFinite(v)) this.fail(field, `must be a number, got ${JSON.stringify(v)}`)
+    if (!check(v)) this.fail(field, `must be ${range}, got ${v}`)
+    return v
   }
 
   str(field: string, fallback?: string): string {
-    const v = this.obj[field];
+    const v = this.obj[field]
     if (v === undefined) {
-      if (fallback === undefined) this.fail(field, 'is missing');
-      return fallback;
+      if (fallback === undefined) this.fail(field, 'is missing')
+      return fallback
     }
-    if (typeof v !== 'string') this.fail(field, `must be a string, got ${JSON.stringify(v)}`);
-    return v;
+    if (typeof v !== 'string') this.fail(field, `must be a string, got ${JSON.stringify(v)}`)
+    return v
   }
 }
 
@@ -126,43 +130,46 @@ class FieldReader {
  */
 export function parseHfConfig(json: unknown, source = 'config.json'): BertConfig {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    throw new Error(`${source}: expected a JSON object, got ${Array.isArray(json) ? 'an array' : json === null ? 'null' : typeof json}`);
+    throw new Error(`${source}: expected a JSON object, got ${Array.isArray(json) ? 'an array' : json === null ? 'null' : typeof json}`)
   }
-  const r: FieldReader = new FieldReader(json as Record<string, unknown>, source);
+  const r: FieldReader = new FieldReader(json as Record<string, unknown>, source)
 
-  const modelType = r.str('model_type');
+  const modelType = r.str('model_type')
   if (modelType !== 'bert' && modelType !== 'roberta') {
-    r.fail('model_type', `must be "bert" or "roberta", got ${JSON.stringify(modelType)}`);
+    r.fail('model_type', `must be "bert" or "roberta", got ${JSON.stringify(modelType)}`)
   }
-  const hiddenAct = r.str('hidden_act', 'gelu');
+  const hiddenAct = r.str('hidden_act', 'gelu')
   if (hiddenAct !== 'gelu') {
-    r.fail('hidden_act', `must be "gelu" (exact erf GELU, the only activation implemented), got ${JSON.stringify(hiddenAct)}`);
+    r.fail('hidden_act', `must be "gelu" (exact erf GELU, the only activation implemented), got ${JSON.stringify(hiddenAct)}`)
   }
-  const positionType = r.str('position_embedding_type', 'absolute');
+  const positionType = r.str('position_embedding_type', 'absolute')
   if (positionType !== 'absolute') {
-    r.fail('position_embedding_type', `must be "absolute" (the only kind implemented), got ${JSON.stringify(positionType)}`);
+    r.fail('position_embedding_type', `must be "absolute" (the only kind implemented), got ${JSON.stringify(positionType)}`)
   }
 
-  const vocabSize = r.int('vocab_size', 1);
-  const hiddenSize = r.int('hidden_size', 1);
-  const numHiddenLayers = r.int('num_hidden_layers', 1);
-  const numAttentionHeads = r.int('num_attention_heads', 1);
+  const vocabSize = r.int('vocab_size', 1)
+  const hiddenSize = r.int('hidden_size', 1)
+  const numHiddenLayers = r.int('num_hidden_layers', 1)
+  const numAttentionHeads = r.int('num_attention_heads', 1)
   if (hiddenSize % numAttentionHeads !== 0) {
-    r.fail('num_attention_heads', `(${numAttentionHeads}) must divide hidden_size (${hiddenSize})`);
+    r.fail('num_attention_heads', `(${numAttentionHeads}) must divide hidden_size (${hiddenSize})`)
   }
-  const intermediateSize = r.int('intermediate_size', 1);
-  const maxPositionEmbeddings = r.int('max_position_embeddings', 1);
-  const typeVocabSize = r.int('type_vocab_size', 1, modelType === 'roberta' ? 1 : 2);
-  const padTokenId = r.int('pad_token_id', 0, modelType === 'roberta' ? 1 : 0);
-  if (padTokenId >= vocabSize) r.fail('pad_token_id', `(${padTokenId}) must be below vocab_size (${vocabSize})`);
+  const intermediateSize = r.int('intermediate_size', 1)
+  const maxPositionEmbeddings = r.int('max_position_embeddings', 1)
+  const typeVocabSize = r.int('type_vocab_size', 1, modelType === 'roberta' ? 1 : 2)
+  const padTokenId = r.int('pad_token_id', 0, modelType === 'roberta' ? 1 : 0)
+  if (padTokenId >= vocabSize) r.fail('pad_token_id', `(${padTokenId}) must be below vocab_size (${vocabSize})`)
   if (modelType === 'roberta' && maxPositionEmbeddings <= padTokenId + 1) {
-    r.fail('max_position_embeddings', `(${maxPositionEmbeddings}) must exceed pad_token_id + 1 (${padTokenId + 1}) for roberta, whose positions start after the padding index`);
+    r.fail(
+      'max_position_embeddings',
+      `(${maxPositionEmbeddings}) must exceed pad_token_id + 1 (${padTokenId + 1}) for roberta, whose positions start after the padding index`,
+    )
   }
-  const prob = (x: number) => x >= 0 && x < 1;
-  const hiddenDropoutProb = r.num('hidden_dropout_prob', prob, 'in [0, 1)', 0.1);
-  const attentionProbsDropoutProb = r.num('attention_probs_dropout_prob', prob, 'in [0, 1)', 0.1);
-  const layerNormEps = r.num('layer_norm_eps', (x) => x > 0, 'positive', 1e-12);
-  const initializerRange = r.num('initializer_range', (x) => x > 0, 'positive', 0.02);
+  const prob = (x: number) => x >= 0 && x < 1
+  const hiddenDropoutProb = r.num('hidden_dropout_prob', prob, 'in [0, 1)', 0.1)
+  const attentionProbsDropoutProb = r.num('attention_probs_dropout_prob', prob, 'in [0, 1)', 0.1)
+  const layerNormEps = r.num('layer_norm_eps', (x) => x > 0, 'positive', 1e-12)
+  const initializerRange = r.num('initializer_range', (x) => x > 0, 'positive', 0.02)
 
   return {
     modelType,
@@ -179,12 +186,12 @@ export function parseHfConfig(json: unknown, source = 'config.json'): BertConfig
     layerNormEps,
     padTokenId,
     initializerRange,
-  };
+  }
 }
 
 /** The config.json that transformers' AutoModel.from_pretrained loads as BertModel / RobertaModel. Keys sorted, as transformers writes them. */
 export function toHfConfig(c: BertConfig): Record<string, unknown> {
-  const roberta = c.modelType === 'roberta';
+  const roberta = c.modelType === 'roberta'
   const out: Record<string, unknown> = {
     architectures: [roberta ? 'RobertaModel' : 'BertModel'],
     attention_probs_dropout_prob: c.attentionProbsDropoutProb,
@@ -208,13 +215,13 @@ export function toHfConfig(c: BertConfig): Record<string, unknown> {
     type_vocab_size: c.typeVocabSize,
     use_cache: true,
     vocab_size: c.vocabSize,
-  };
-  return out;
+  }
+  return out
 }
 
 /** Reads and validates `dir/config.json`. */
 export async function readHfConfig(dir: string): Promise<BertConfig> {
-  const file = join(dir, 'config.json');
-  const json = await readJsonFile(file, { hint: 'expected a Hugging Face model directory with a config.json' });
-  return parseHfConfig(json, file);
+  const file = join(dir, 'config.json')
+  const json = await readJsonFile(file, { hint: 'expected a Hugging Face model directory with a config.json' })
+  return parseHfConfig(json, file)
 }

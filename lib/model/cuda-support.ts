@@ -7,8 +7,19 @@ import { BertModel } from './bert.js'
 import type { BertConfig } from './config.js'
 
 const TINY: BertConfig = {
-  modelType: 'bert', vocabSize: 8, hiddenSize: 8, numHiddenLayers: 1, numAttentionHeads: 2, intermediateSize: 16, hiddenAct: 'gelu',
-  hiddenDropoutProb: 0.1, attentionProbsDropoutProb: 0.1, maxPositionEmbeddings: 8, typeVocabSize: 2, layerNormEps: 1e-12, padTokenId: 0,
+  modelType: 'bert',
+  vocabSize: 8,
+  hiddenSize: 8,
+  numHiddenLayers: 1,
+  numAttentionHeads: 2,
+  intermediateSize: 16,
+  hiddenAct: 'gelu',
+  hiddenDropoutProb: 0.1,
+  attentionProbsDropoutProb: 0.1,
+  maxPositionEmbeddings: 8,
+  typeVocabSize: 2,
+  layerNormEps: 1e-12,
+  padTokenId: 0,
   initializerRange: 0.02,
 }
 
@@ -21,7 +32,8 @@ export function encoderCudaBlocker(training = false): string | null {
 }
 
 function probe(training: boolean): string | null {
-  let model: BertModel | null = null, opt: AdamW | null = null
+  let model: BertModel | null = null,
+    opt: AdamW | null = null
   try {
     model = BertModel.create(TINY, { device: 'cuda', mlp: training })
     const batch = { inputIds: Int32Array.of(2, 5, 3, 0), attentionMask: Int32Array.of(1, 1, 1, 0), shape: [2, 2] }

@@ -26,7 +26,10 @@ export const MLP_WEIGHT = 'mlp.dense.weight'
 export const MLP_BIAS = 'mlp.dense.bias'
 
 export function paramLayout(config: BertConfig, options: { mlp?: boolean; pooler?: boolean } = {}): ParamLayout {
-  const specs: (ParamSpec & { saved: boolean })[] = parameterSpecs(config, { pooler: options.pooler ?? true }).map((s) => ({ ...s, saved: true }))
+  const specs: (ParamSpec & { saved: boolean })[] = parameterSpecs(config, { pooler: options.pooler ?? true }).map((s) => ({
+    ...s,
+    saved: true,
+  }))
   if (options.mlp) {
     const H = config.hiddenSize
     specs.push({ name: MLP_WEIGHT, shape: [H, H], kind: 'weight', saved: false })

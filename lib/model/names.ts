@@ -1,98 +1,98 @@
 // Hugging Face parameter names and shapes of BertModel / RobertaModel, and the mapping from the names
 // found in real checkpoints (with task heads, "bert." prefixes, old TF gamma/beta names) to ours.
 
-import type { BertConfig, ModelType } from './config.js';
+import type { BertConfig, ModelType } from './config.js'
 
-export type ParamKind = 'weight' | 'bias' | 'layernorm' | 'embedding';
+export type ParamKind = 'weight' | 'bias' | 'layernorm' | 'embedding'
 
 export interface ParamSpec {
-  name: string;
-  shape: number[];
-  kind: ParamKind;
+  name: string
+  shape: number[]
+  kind: ParamKind
 }
 
 export interface ParameterSpecOptions {
   /** Include pooler.dense (BertModel's add_pooling_layer). Default true. */
-  pooler?: boolean;
+  pooler?: boolean
 }
 
 /** Parameters in the order of transformers' BertModel.state_dict(). Linear weights are [out, in]. */
 export function parameterSpecs(c: BertConfig, options: ParameterSpecOptions = {}): ParamSpec[] {
-  const H = c.hiddenSize;
-  const I = c.intermediateSize;
-  const specs: ParamSpec[] = [];
+  const H = c.hiddenSize
+  const I = c.intermediateSize
+  const specs: ParamSpec[] = []
   const linear = (prefix: string, out: number, inp: number) => {
-    specs.push({ name: `${prefix}.weight`, shape: [out, inp], kind: 'weight' });
-    specs.push({ name: `${prefix}.bias`, shape: [out], kind: 'bias' });
-  };
-  const layerNorm = (prefix: string) => {
-    specs.push({ name: `${prefix}.weight`, shape: [H], kind: 'layernorm' });
-    specs.push({ name: `${prefix}.bias`, shape: [H], kind: 'layernorm' });
-  };
-
-  specs.push({ name: 'embeddings.word_embeddings.weight', shape: [c.vocabSize, H], kind: 'embedding' });
-  specs.push({ name: 'embeddings.position_embeddings.weight', shape: [c.maxPositionEmbeddings, H], kind: 'embedding' });
-  specs.push({ name: 'embeddings.token_type_embeddings.weight', shape: [c.typeVocabSize, H], kind: 'embedding' });
-  layerNorm('embeddings.LayerNorm');
-  for (let i = 0; i < c.numHiddenLayers; i++) {
-    const p = `encoder.layer.${i}`;
-    linear(`${p}.attention.self.query`, H, H);
-    linear(`${p}.attention.self.key`, H, H);
-    linear(`${p}.attention.self.value`, H, H);
-    linear(`${p}.attention.output.dense`, H, H);
-    layerNorm(`${p}.attention.output.LayerNorm`);
-    linear(`${p}.intermediate.dense`, I, H);
-    linear(`${p}.output.dense`, H, I);
-    layerNorm(`${p}.output.LayerNorm`);
+    specs.push({ name: `${prefix}.weight`, shape: [out, inp], kind: 'weight' })
+    specs.push({ name: `${prefix}.bias`, shape: [out], kind: 'bias' })
   }
-  if (options.pooler ?? true) linear('pooler.dense', H, H);
-  return specs;
+  const layerNorm = (prefix: string) => {
+    specs.push({ name: `${prefix}.weight`, shape: [H], kind: 'layernorm' })
+    specs.push({ name: `${prefix}.bias`, shape: [H], kind: 'layernorm' })
+  }
+
+  specs.push({ name: 'embeddings.word_embeddings.weight', shape: [c.vocabSize, H], kind: 'embedding' })
+  specs.push({ name: 'embeddings.position_embeddings.weight', shape: [c.maxPositionEmbeddings, H], kind: 'embedding' })
+  specs.push({ name: 'embeddings.token_type_embeddings.weight', shape: [c.typeVocabSize, H], kind: 'embedding' })
+  layerNorm('embeddings.LayerNorm')
+  for (let i = 0; i < c.numHiddenLayers; i++) {
+    const p = `encoder.layer.${i}`
+    linear(`${p}.attention.self.query`, H, H)
+    linear(`${p}.attention.self.key`, H, H)
+    linear(`${p}.attention.self.value`, H, H)
+    linear(`${p}.attention.output.dense`, H, H)
+    layerNorm(`${p}.attention.output.LayerNorm`)
+    linear(`${p}.intermediate.dense`, I, H)
+    linear(`${p}.output.dense`, H, I)
+    layerNorm(`${p}.output.LayerNorm`)
+  }
+  if (options.pooler ?? true) linear('pooler.dense', H, H)
+  return specs
 }
 
 // Task heads and buffers that a bare encoder does not use.
-const IGNORED = [/^cls\./, /^lm_head\./, /^classifier\./, /(^|\.)position_ids$/];
+const IGNORED = [/^cls\./, /^lm_head\./, /^classifier\./, /(^|\.)position_ids$/]
 
 /**
  * Maps a checkpoint tensor name to our parameter name, or null when the tensor is to be ignored
  * (pre-training / classification heads, the position_ids buffer).
  */
 export function canonicalName(name: string, modelType: ModelType): string | null {
-  let n = name;
+  let n = name
   // The model's own prefix first, then the other family's, since some conversions mix them up.
   for (const prefix of modelType === 'roberta' ? ['roberta.', 'bert.'] : ['bert.', 'roberta.']) {
     if (n.startsWith(prefix)) {
-      n = n.slice(prefix.length);
-      break;
+      n = n.slice(prefix.length)
+      break
     }
   }
-  if (IGNORED.some((re) => re.test(n))) return null;
-  if (n.endsWith('LayerNorm.gamma')) n = n.slice(0, -'gamma'.length) + 'weight';
-  else if (n.endsWith('LayerNorm.beta')) n = n.slice(0, -'beta'.length) + 'bias';
-  return n;
+  if (IGNORED.some((re) => re.test(n))) return null
+  if (n.endsWith('LayerNorm.gamma')) n = n.slice(0, -'gamma'.length) + 'weight'
+  else if (n.endsWith('LayerNorm.beta')) n = n.slice(0, -'beta'.length) + 'bias'
+  return n
 }
 
 export interface CheckpointMatch {
   /** Our parameter name -> the checkpoint's tensor name. */
-  mapping: Map<string, string>;
+  mapping: Map<string, string>
   /** Non-fatal problems, e.g. a missing pooler. */
-  warnings: string[];
+  warnings: string[]
   /** Checkpoint tensors deliberately ignored (heads, buffers). */
-  ignored: string[];
+  ignored: string[]
 }
 
 export interface MatchOptions {
-  modelType?: ModelType;
+  modelType?: ModelType
   /** Tolerate a checkpoint without pooler.dense.*; reported in `warnings`. Default true. */
-  allowMissingPooler?: boolean;
+  allowMissingPooler?: boolean
   /** Names the checkpoint in the error message. */
-  source?: string;
+  source?: string
 }
 
-const fmtShape = (s: readonly number[]) => `[${s.join(', ')}]`;
+const fmtShape = (s: readonly number[]) => `[${s.join(', ')}]`
 
 /** At most a dozen names, then a count: a config with 10,000 layers must not make a 7 MB message. */
 function firstFew(names: readonly string[], limit = 12): string {
-  return names.length <= limit ? names.join(', ') : `${names.slice(0, limit).join(', ')}, ... and ${names.length - limit} more`;
+  return names.length <= limit ? names.join(', ') : `${names.slice(0, limit).join(', ')}, ... and ${names.length - limit} more`
 }
 
 /**
@@ -104,57 +104,58 @@ export function matchCheckpoint(
   tensors: ReadonlyMap<string, { shape: readonly number[] }>,
   options: MatchOptions = {},
 ): CheckpointMatch {
-  const modelType = options.modelType ?? 'bert';
-  const allowMissingPooler = options.allowMissingPooler ?? true;
-  const expected = new Map(specs.map((s) => [s.name, s]));
-  const mapping = new Map<string, string>();
-  const ignored: string[] = [];
-  const warnings: string[] = [];
-  const unexpected: string[] = [];
-  const duplicated: string[] = [];
-  const misShaped: string[] = [];
+  const modelType = options.modelType ?? 'bert'
+  const allowMissingPooler = options.allowMissingPooler ?? true
+  const expected = new Map(specs.map((s) => [s.name, s]))
+  const mapping = new Map<string, string>()
+  const ignored: string[] = []
+  const warnings: string[] = []
+  const unexpected: string[] = []
+  const duplicated: string[] = []
+  const misShaped: string[] = []
 
   for (const [ckptName, t] of tensors) {
-    const ours = canonicalName(ckptName, modelType);
+    const ours = canonicalName(ckptName, modelType)
     if (ours === null) {
-      ignored.push(ckptName);
-      continue;
+      ignored.push(ckptName)
+      continue
     }
-    const spec = expected.get(ours);
+    const spec = expected.get(ours)
     if (!spec) {
-      unexpected.push(ckptName);
-      continue;
+      unexpected.push(ckptName)
+      continue
     }
-    const prev = mapping.get(ours);
+    const prev = mapping.get(ours)
     if (prev !== undefined) {
-      duplicated.push(`${ours} (from both ${prev} and ${ckptName})`);
-      continue;
+      duplicated.push(`${ours} (from both ${prev} and ${ckptName})`)
+      continue
     }
-    mapping.set(ours, ckptName);
-    const shape = t.shape;
+    mapping.set(ours, ckptName)
+    const shape = t.shape
     if (shape.length !== spec.shape.length || shape.some((d, i) => d !== spec.shape[i])) {
-      misShaped.push(`${ckptName}: ${fmtShape(shape)} in the checkpoint, expected ${fmtShape(spec.shape)}`);
+      misShaped.push(`${ckptName}: ${fmtShape(shape)} in the checkpoint, expected ${fmtShape(spec.shape)}`)
     }
   }
 
-  const missing: string[] = [];
+  const missing: string[] = []
   for (const s of specs) {
-    if (mapping.has(s.name)) continue;
-    if (allowMissingPooler && s.name.startsWith('pooler.')) warnings.push(`${s.name} is missing from the checkpoint; it will be freshly initialized`);
-    else missing.push(s.name);
+    if (mapping.has(s.name)) continue
+    if (allowMissingPooler && s.name.startsWith('pooler.'))
+      warnings.push(`${s.name} is missing from the checkpoint; it will be freshly initialized`)
+    else missing.push(s.name)
   }
 
   if (missing.length || unexpected.length || duplicated.length || misShaped.length) {
-    const lines = [`${options.source ?? 'checkpoint'} does not match the ${modelType} model:`];
-    if (missing.length) lines.push(`  missing (${missing.length}): ${firstFew(missing)}`);
-    if (unexpected.length) lines.push(`  unexpected (${unexpected.length}): ${firstFew(unexpected)}`);
-    if (duplicated.length) lines.push(`  duplicated (${duplicated.length}): ${firstFew(duplicated)}`);
+    const lines = [`${options.source ?? 'checkpoint'} does not match the ${modelType} model:`]
+    if (missing.length) lines.push(`  missing (${missing.length}): ${firstFew(missing)}`)
+    if (unexpected.length) lines.push(`  unexpected (${unexpected.length}): ${firstFew(unexpected)}`)
+    if (duplicated.length) lines.push(`  duplicated (${duplicated.length}): ${firstFew(duplicated)}`)
     if (misShaped.length) {
-      const shown = misShaped.slice(0, 12).map((m) => `    ${m}`);
-      if (misShaped.length > 12) shown.push(`    ... and ${misShaped.length - 12} more`);
-      lines.push(`  wrong shape (${misShaped.length}):`, ...shown);
+      const shown = misShaped.slice(0, 12).map((m) => `    ${m}`)
+      if (misShaped.length > 12) shown.push(`    ... and ${misShaped.length - 12} more`)
+      lines.push(`  wrong shape (${misShaped.length}):`, ...shown)
     }
-    throw new Error(lines.join('\n'));
+    throw new Error(lines.join('\n'))
   }
-  return { mapping, warnings, ignored };
+  return { mapping, warnings, ignored }
 }

@@ -9,7 +9,8 @@ export const MAX_TENSOR_ELEMENTS = 2 ** 31 - 1
 
 /** Parameters of the encoder (and optional pooler and training MLP head), in closed form. */
 export function parameterCount(c: BertConfig, options: { mlp?: boolean; pooler?: boolean } = {}): number {
-  const H = c.hiddenSize, I = c.intermediateSize
+  const H = c.hiddenSize,
+    I = c.intermediateSize
   const embeddings = (c.vocabSize + c.maxPositionEmbeddings + c.typeVocabSize) * H + 2 * H
   const attention = 4 * (H * H + H) + 2 * H
   const ffn = H * I + I + I * H + H + 2 * H
@@ -27,12 +28,17 @@ function gib(bytes: number): string {
  * or (with parameters, gradients and both AdamW moments when training) more memory than the machine has.
  * `source` names the config in the message (a file or "config").
  */
-export function checkModelFits(c: BertConfig, options: { mlp?: boolean; pooler?: boolean; training?: boolean; source?: string } = {}): number {
+export function checkModelFits(
+  c: BertConfig,
+  options: { mlp?: boolean; pooler?: boolean; training?: boolean; source?: string } = {},
+): number {
   const n = parameterCount(c, options)
   const where = options.source ?? 'config'
   const shape = `${c.numHiddenLayers} layers, hidden size ${c.hiddenSize}, intermediate size ${c.intermediateSize}, vocabulary ${c.vocabSize}`
   if (!Number.isFinite(n) || n > MAX_TENSOR_ELEMENTS) {
-    throw new RangeError(`${where}: the model (${shape}) has ${n.toExponential(2)} parameters, more than simcsepp can hold (${MAX_TENSOR_ELEMENTS})`)
+    throw new RangeError(
+      `${where}: the model (${shape}) has ${n.toExponential(2)} parameters, more than simcsepp can hold (${MAX_TENSOR_ELEMENTS})`,
+    )
   }
   const copies = options.training ? 4 : 1 // parameters, gradients, AdamW m and v
   const bytes = n * 4 * copies

@@ -32,8 +32,19 @@ export class AdamW {
   /**
    * @param params flat parameters; @param grads same layout; elements [0, decayEnd) get weight decay.
    */
-  constructor(private readonly params: Tensor, private readonly grads: Tensor, private readonly decayEnd: number, options: AdamWOptions = {}) {
-    const o = checkOptions<AdamWOptions>('AdamW', options, { lr: 'number', beta1: 'number', beta2: 'number', eps: 'positive', weightDecay: 'number' })
+  constructor(
+    private readonly params: Tensor,
+    private readonly grads: Tensor,
+    private readonly decayEnd: number,
+    options: AdamWOptions = {},
+  ) {
+    const o = checkOptions<AdamWOptions>('AdamW', options, {
+      lr: 'number',
+      beta1: 'number',
+      beta2: 'number',
+      eps: 'positive',
+      weightDecay: 'number',
+    })
     this.lr = o.lr ?? 1e-3
     this.beta1 = o.beta1 ?? 0.9
     this.beta2 = o.beta2 ?? 0.999
@@ -48,13 +59,27 @@ export class AdamW {
   /** One update with learning rate `lr` (default: the constructor's). */
   stepWith(lr = this.lr): void {
     this.step++
-    const n = this.params.numel, k = this.decayEnd
+    const n = this.params.numel,
+      k = this.decayEnd
     const range = (t: Tensor, a: number, b: number) => t.view(a, [b - a])
-    const groups: [number, number, number][] = [[0, k, this.weightDecay], [k, n, 0]]
+    const groups: [number, number, number][] = [
+      [0, k, this.weightDecay],
+      [k, n, 0],
+    ]
     for (const [a, b, wd] of groups) {
       if (b <= a) continue
-      ops.adamwStep(range(this.params, a, b), range(this.grads, a, b), range(this.m, a, b), range(this.v, a, b),
-        lr, this.beta1, this.beta2, this.eps, wd, this.step)
+      ops.adamwStep(
+        range(this.params, a, b),
+        range(this.grads, a, b),
+        range(this.m, a, b),
+        range(this.v, a, b),
+        lr,
+        this.beta1,
+        this.beta2,
+        this.eps,
+        wd,
+        this.step,
+      )
     }
   }
 
@@ -63,7 +88,8 @@ export class AdamW {
   }
 
   loadState(s: AdamWState): void {
-    if (s.m.length !== this.m.numel || s.v.length !== this.v.numel) throw new RangeError('AdamW.loadState: moment sizes do not match the parameters')
+    if (s.m.length !== this.m.numel || s.v.length !== this.v.numel)
+      throw new RangeError('AdamW.loadState: moment sizes do not match the parameters')
     this.m.copyFrom(s.m)
     this.v.copyFrom(s.v)
     this.step = s.step

@@ -5,7 +5,8 @@
 import { normalizedRows64 } from '../util/vectors.js'
 
 export function alignment(z1: Float32Array, z2: Float32Array, n: number, d: number): number {
-  const a = normalizedRows64(z1, n, d), b = normalizedRows64(z2, n, d)
+  const a = normalizedRows64(z1, n, d),
+    b = normalizedRows64(z2, n, d)
   let s = 0
   for (let i = 0; i < n * d; i++) s += (a[i] - b[i]) ** 2
   return s / n
@@ -14,7 +15,8 @@ export function alignment(z1: Float32Array, z2: Float32Array, n: number, d: numb
 export function uniformity(z: Float32Array, n: number, d: number): number {
   if (n < 2) return 0
   const u = normalizedRows64(z, n, d)
-  let s = 0, pairs = 0
+  let s = 0,
+    pairs = 0
   for (let i = 0; i < n; i++)
     for (let j = i + 1; j < n; j++) {
       let dot = 0

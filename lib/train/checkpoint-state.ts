@@ -39,7 +39,8 @@ export function validateCheckpointState(value: unknown, file: string): Checkpoin
   if (v.best !== null) {
     if (!isObject(v.best)) fail(file, 'best', 'null or an object { step, spearman }', v.best)
     if (!isCount(v.best.step)) fail(file, 'best.step', 'a non-negative integer', v.best.step)
-    if (typeof v.best.spearman !== 'number' || !Number.isFinite(v.best.spearman)) fail(file, 'best.spearman', 'a finite number', v.best.spearman)
+    if (typeof v.best.spearman !== 'number' || !Number.isFinite(v.best.spearman))
+      fail(file, 'best.spearman', 'a finite number', v.best.spearman)
   }
   if (!isObject(v.options)) fail(file, 'options', 'an object (the options the run started with)', v.options)
   if (typeof v.elapsedSeconds !== 'number' || !(v.elapsedSeconds >= 0) || !Number.isFinite(v.elapsedSeconds)) {

@@ -32,16 +32,20 @@ export interface Checkpoint {
 }
 
 export async function saveCheckpoint(out: string, ckpt: Checkpoint): Promise<void> {
-  const final = join(out, 'checkpoint'), old = join(out, 'checkpoint.old')
+  const final = join(out, 'checkpoint'),
+    old = join(out, 'checkpoint.old')
   const tmp = join(out, `checkpoint.tmp-${process.pid}`)
   await rm(tmp, { recursive: true, force: true })
   await mkdir(tmp, { recursive: true })
   const n = ckpt.params.length
-  await writeSafetensors(join(tmp, 'state.safetensors'), new Map([
-    ['params', { shape: [n], data: ckpt.params }],
-    ['adam.m', { shape: [n], data: ckpt.adamM }],
-    ['adam.v', { shape: [n], data: ckpt.adamV }],
-  ]))
+  await writeSafetensors(
+    join(tmp, 'state.safetensors'),
+    new Map([
+      ['params', { shape: [n], data: ckpt.params }],
+      ['adam.m', { shape: [n], data: ckpt.adamM }],
+      ['adam.v', { shape: [n], data: ckpt.adamV }],
+    ]),
+  )
   await writeFileSynced(join(tmp, 'state.json'), JSON.stringify(ckpt.state, null, 2) + '\n')
   await syncDir(tmp)
   await rm(old, { recursive: true, force: true })

@@ -46,12 +46,19 @@ export function objectiveLoss(s: LossSettings, z: Tensor, grad: Tensor, n: numbe
       return { loss, parts: { dcl: loss } }
     }
     case 'off-dropout': {
-      const { loss } = losses.offDropout(z1, z2, view(z, 2), { temperature: s.temperature, posScale: s.posScale, grads: { ...grads, z0: view(grad, 2) } })
+      const { loss } = losses.offDropout(z1, z2, view(z, 2), {
+        temperature: s.temperature,
+        posScale: s.posScale,
+        grads: { ...grads, z0: view(grad, 2) },
+      })
       return { loss, parts: { offDropout: loss } }
     }
     case 'simcse++': {
       const r = losses.simcsePlusPlus(z1, z2, view(z, 2), {
-        temperature: s.temperature, posScale: s.posScale, dclWeight: s.dclWeight, dclTemperature: s.dclTemperature,
+        temperature: s.temperature,
+        posScale: s.posScale,
+        dclWeight: s.dclWeight,
+        dclTemperature: s.dclTemperature,
         grads: { ...grads, z0: view(grad, 2) },
       })
       return { loss: r.loss, parts: r.parts! }

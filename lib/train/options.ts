@@ -1,4 +1,4 @@
-// train()'s options: their defaults (the recipe of METHOD.md §6), validation (unknown names are
+// train()'s options: their defaults (the recipe of docs/method.md §6), validation (unknown names are
 // errors), and the ones a resumed run must share with the run it continues.
 import type { BertConfig, NamedConfig } from '../model/config.js'
 import { DEVICE_REQUESTS, type DeviceRequest } from '../device.js'
@@ -44,19 +44,53 @@ export interface TrainOptions {
   pooling?: 'cls' | 'mean'
 }
 
-export type ResolvedTrainOptions = Required<Omit<TrainOptions, 'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout' | 'evalFiles'>> &
+export type ResolvedTrainOptions = Required<
+  Omit<TrainOptions, 'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout' | 'evalFiles'>
+> &
   Pick<TrainOptions, 'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout'> & { evalFiles: string[] }
 
-// The recipe of METHOD.md §6.
+// The recipe of docs/method.md §6.
 const DEFAULTS = {
-  objective: 'simcse++' as Objective, temperature: 0.05, posScale: 1, dclWeight: 0.1, dclTemperature: 5, batchSize: 64, maxLen: 32,
-  lr: 3e-5, epochs: 1, warmup: 0, weightDecay: 0, gradClip: 1, seed: 42, device: 'auto' as const, evalEvery: 125, saveEvery: 250,
-  vocabSize: 8000, pooling: 'cls' as 'cls' | 'mean',
+  objective: 'simcse++' as Objective,
+  temperature: 0.05,
+  posScale: 1,
+  dclWeight: 0.1,
+  dclTemperature: 5,
+  batchSize: 64,
+  maxLen: 32,
+  lr: 3e-5,
+  epochs: 1,
+  warmup: 0,
+  weightDecay: 0,
+  gradClip: 1,
+  seed: 42,
+  device: 'auto' as const,
+  evalEvery: 125,
+  saveEvery: 250,
+  vocabSize: 8000,
+  pooling: 'cls' as 'cls' | 'mean',
 }
 
 // Options a resumed run must share with the original (anything else, like saveEvery, may change).
-const FIXED_ON_RESUME = ['data', 'objective', 'temperature', 'posScale', 'dclWeight', 'dclTemperature', 'dropout', 'batchSize', 'maxLen',
-  'lr', 'epochs', 'steps', 'warmup', 'weightDecay', 'gradClip', 'seed', 'pooling'] as const
+const FIXED_ON_RESUME = [
+  'data',
+  'objective',
+  'temperature',
+  'posScale',
+  'dclWeight',
+  'dclTemperature',
+  'dropout',
+  'batchSize',
+  'maxLen',
+  'lr',
+  'epochs',
+  'steps',
+  'warmup',
+  'weightDecay',
+  'gradClip',
+  'seed',
+  'pooling',
+] as const
 
 /** The options a checkpoint records and a resumed run must repeat (unset ones as null). */
 export function fixedOnResume(o: ResolvedTrainOptions): Record<string, unknown> {
@@ -66,22 +100,38 @@ export function fixedOnResume(o: ResolvedTrainOptions): Record<string, unknown> 
 /** Defaults filled in and every option checked; throws a TypeError or RangeError naming the option. */
 export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (!o || typeof o !== 'object') throw new TypeError('train: options must be an object')
-  const known = new Set([...Object.keys(DEFAULTS), 'model', 'config', 'tokenizer', 'data', 'dropout', 'steps', 'evalFiles', 'out', 'resume'])
+  const known = new Set([
+    ...Object.keys(DEFAULTS),
+    'model',
+    'config',
+    'tokenizer',
+    'data',
+    'dropout',
+    'steps',
+    'evalFiles',
+    'out',
+    'resume',
+  ])
   for (const k of Object.keys(o)) if (!known.has(k)) throw new TypeError(`train: unknown option '${k}'`)
   const r = { ...DEFAULTS, ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) } as ResolvedTrainOptions
   r.evalFiles = o.evalFiles ?? []
   if (!r.out) throw new TypeError('train: option out (the output directory) is required')
   if (!r.data) throw new TypeError('train: option data (a file of sentences) is required')
   if (r.model && r.config) throw new TypeError('train: give either model (a directory) or config (a named size), not both')
-  if (!OBJECTIVES.includes(r.objective)) throw new TypeError(`train: objective must be one of ${OBJECTIVES.join(', ')} (got ${r.objective})`)
+  if (!OBJECTIVES.includes(r.objective))
+    throw new TypeError(`train: objective must be one of ${OBJECTIVES.join(', ')} (got ${r.objective})`)
   const positive = ['temperature', 'dclTemperature', 'lr', 'gradClip'] as const
-  for (const k of positive) if (!(typeof r[k] === 'number' && r[k] > 0)) throw new RangeError(`train: ${k} must be a number > 0 (got ${r[k]})`)
+  for (const k of positive)
+    if (!(typeof r[k] === 'number' && r[k] > 0)) throw new RangeError(`train: ${k} must be a number > 0 (got ${r[k]})`)
   const ints = ['batchSize', 'maxLen', 'epochs', 'warmup', 'evalEvery', 'saveEvery', 'seed', 'vocabSize'] as const
-  for (const k of ints) if (!Number.isSafeInteger(r[k]) || r[k] < 0) throw new RangeError(`train: ${k} must be a non-negative integer (got ${r[k]})`)
+  for (const k of ints)
+    if (!Number.isSafeInteger(r[k]) || r[k] < 0) throw new RangeError(`train: ${k} must be a non-negative integer (got ${r[k]})`)
   if (r.batchSize < 2) throw new RangeError('train: batchSize must be at least 2 (contrastive losses need in-batch negatives)')
   if (r.maxLen < 3) throw new RangeError('train: maxLen must be at least 3')
-  if (r.steps !== undefined && (!Number.isSafeInteger(r.steps) || r.steps < 0)) throw new RangeError(`train: steps must be a non-negative integer (got ${r.steps})`)
-  if (r.dropout !== undefined && !(r.dropout >= 0 && r.dropout < 1)) throw new RangeError(`train: dropout must be in [0, 1) (got ${r.dropout})`)
+  if (r.steps !== undefined && (!Number.isSafeInteger(r.steps) || r.steps < 0))
+    throw new RangeError(`train: steps must be a non-negative integer (got ${r.steps})`)
+  if (r.dropout !== undefined && !(r.dropout >= 0 && r.dropout < 1))
+    throw new RangeError(`train: dropout must be in [0, 1) (got ${r.dropout})`)
   if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)
   if (!DEVICE_REQUESTS.includes(r.device)) throw new TypeError(`train: device must be auto, cpu or cuda (got ${r.device})`)
   return r

@@ -31,7 +31,9 @@ export function lossCurveSvg(history: HistoryPoint[], options: PlotOptions = {})
   const width = options.width ?? 860
   const title = options.title ?? 'Training'
   const pts = history.filter((p) => Number.isFinite(p.step) && Number.isFinite(p.loss)).sort((a, b) => a.step - b.step)
-  const stsPts = history.filter((p) => Number.isFinite(p.step) && typeof p.sts === 'number' && Number.isFinite(p.sts)).sort((a, b) => a.step - b.step)
+  const stsPts = history
+    .filter((p) => Number.isFinite(p.step) && typeof p.sts === 'number' && Number.isFinite(p.sts))
+    .sort((a, b) => a.step - b.step)
   const margin = { left: 72, right: 24, top: 48, gap: 64, bottom: 52 }
   const lossH = 300
   const stsH = stsPts.length ? 220 : 0
@@ -43,13 +45,17 @@ export function lossCurveSvg(history: HistoryPoint[], options: PlotOptions = {})
   const out: string[] = []
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ${FONT}>`)
   out.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`)
-  out.push(`<text x="${width / 2}" y="28" text-anchor="middle" font-size="17" font-weight="bold" fill="${COLORS.text}">${esc(title)}</text>`)
+  out.push(
+    `<text x="${width / 2}" y="28" text-anchor="middle" font-size="17" font-weight="bold" fill="${COLORS.text}">${esc(title)}</text>`,
+  )
 
   // ---- loss panel ----
   const lossBox = { x: margin.left, y: margin.top, w: plotW, h: lossH }
   if (pts.length === 0) {
     out.push(...axes(lossBox, xDomain, [0, 1], 'step', 'loss').els)
-    out.push(`<text x="${lossBox.x + plotW / 2}" y="${lossBox.y + lossH / 2}" text-anchor="middle" font-size="14" fill="#888">no loss values</text>`)
+    out.push(
+      `<text x="${lossBox.x + plotW / 2}" y="${lossBox.y + lossH / 2}" text-anchor="middle" font-size="14" fill="#888">no loss values</text>`,
+    )
   } else {
     const raw = pts.map((p) => p.loss)
     const a = options.smoothing ?? autoSmoothing(pts.length)
@@ -57,27 +63,42 @@ export function lossCurveSvg(history: HistoryPoint[], options: PlotOptions = {})
     const parts = [...new Set(pts.flatMap((p) => Object.keys(p.lossParts ?? {})))]
     const partSeries = parts.map((name) => {
       const sel = pts.filter((p) => Number.isFinite(p.lossParts?.[name]))
-      return { name, steps: sel.map((p) => p.step), values: smooth(sel.map((p) => p.lossParts![name]), a) }
+      return {
+        name,
+        steps: sel.map((p) => p.step),
+        values: smooth(
+          sel.map((p) => p.lossParts![name]),
+          a,
+        ),
+      }
     })
     const all = [...raw, ...partSeries.flatMap((s) => s.values)]
     const [lo, hi] = [Math.min(...all), Math.max(...all)]
     // Contrastive losses fall by orders of magnitude: a linear axis would flatten everything after the start.
     const logY = options.logLoss === 'auto' || options.logLoss === undefined ? lo > 0 && hi / lo >= 50 : options.logLoss && lo > 0
-    const yDomain: [number, number] = logY ? [Math.pow(10, Math.floor(Math.log10(lo))), Math.pow(10, Math.ceil(Math.log10(hi)))] : padDomain(lo, hi, false)
+    const yDomain: [number, number] = logY
+      ? [Math.pow(10, Math.floor(Math.log10(lo))), Math.pow(10, Math.ceil(Math.log10(hi)))]
+      : padDomain(lo, hi, false)
     const { sx, sy, els } = axes(lossBox, xDomain, yDomain, 'step', 'loss', logY)
     out.push(...els)
     const xs = pts.map((p) => p.step)
     const rawPts = decimate(xs, raw, sx, sy, plotW)
     out.push(line(rawPts, COLORS.raw, 1))
-    partSeries.forEach((s, i) => out.push(line(decimate(s.steps, s.values, sx, sy, plotW), PART_COLORS[i % PART_COLORS.length], 1.5, '6 4')))
+    partSeries.forEach((s, i) =>
+      out.push(line(decimate(s.steps, s.values, sx, sy, plotW), PART_COLORS[i % PART_COLORS.length], 1.5, '6 4')),
+    )
     out.push(line(decimate(xs, ema, sx, sy, plotW), COLORS.ema, 2.2))
     if (pts.length === 1) out.push(dot(sx(xs[0]), sy(raw[0]), COLORS.ema, 3.5))
     out.push(
-      legend(lossBox, [
-        { label: 'loss (raw)', color: COLORS.raw, width: 1 },
-        { label: `loss (EMA ${a.toFixed(a >= 0.99 ? 3 : 2)})`, color: COLORS.ema, width: 2.2 },
-        ...partSeries.map((s, i) => ({ label: `${s.name} (EMA)`, color: PART_COLORS[i % PART_COLORS.length], width: 1.5, dash: '6 4' })),
-      ], rawPts),
+      legend(
+        lossBox,
+        [
+          { label: 'loss (raw)', color: COLORS.raw, width: 1 },
+          { label: `loss (EMA ${a.toFixed(a >= 0.99 ? 3 : 2)})`, color: COLORS.ema, width: 2.2 },
+          ...partSeries.map((s, i) => ({ label: `${s.name} (EMA)`, color: PART_COLORS[i % PART_COLORS.length], width: 1.5, dash: '6 4' })),
+        ],
+        rawPts,
+      ),
     )
     const last = pts[pts.length - 1]
     out.push(note(lossBox, `last ${fmtNum(ema[ema.length - 1])} (EMA) at step ${last.step}`))
@@ -113,7 +134,8 @@ interface Box {
 
 /** TensorBoard-style EMA with bias correction, so the first values are not pulled towards 0. */
 function smooth(v: number[], a: number): number[] {
-  let m = 0, w = 0
+  let m = 0,
+    w = 0
   return v.map((x) => {
     m = a * m + (1 - a) * x
     w = a * w + (1 - a)
@@ -133,7 +155,10 @@ function padDomain(lo: number, hi: number, isStep: boolean): [number, number] {
     const d = isStep ? 1 : Math.abs(lo) * 0.1 || 1
     lo -= d
     hi += d
-    if (isStep && lo < 0) (hi -= lo), (lo = 0)
+    if (isStep && lo < 0) {
+      hi -= lo
+      lo = 0
+    }
   } else if (!isStep) {
     const d = (hi - lo) * 0.05
     lo = lo >= 0 ? Math.max(0, lo - d) : lo - d // a loss >= 0 gets no axis below 0
@@ -173,31 +198,41 @@ function axes(box: Box, xd: [number, number], yd: [number, number], xLabel: stri
     const x = f(sx(v))
     els.push(`<line x1="${x}" y1="${box.y}" x2="${x}" y2="${bottom}" stroke="${COLORS.grid}"/>`)
     els.push(`<line x1="${x}" y1="${bottom}" x2="${x}" y2="${bottom + 5}" stroke="${COLORS.axis}"/>`)
-    els.push(`<text x="${x}" y="${bottom + 18}" text-anchor="middle" font-size="11" fill="${COLORS.text}">${fmtTick(v, xt.decimals)}</text>`)
+    els.push(
+      `<text x="${x}" y="${bottom + 18}" text-anchor="middle" font-size="11" fill="${COLORS.text}">${fmtTick(v, xt.decimals)}</text>`,
+    )
   }
   for (const v of yt.values) {
     const y = f(sy(v))
     els.push(`<line x1="${box.x}" y1="${y}" x2="${box.x + box.w}" y2="${y}" stroke="${COLORS.grid}"/>`)
     els.push(`<line x1="${box.x - 5}" y1="${y}" x2="${box.x}" y2="${y}" stroke="${COLORS.axis}"/>`)
-    els.push(`<text x="${box.x - 8}" y="${y}" text-anchor="end" dominant-baseline="middle" font-size="11" fill="${COLORS.text}">${fmtTick(v, yt.decimals)}</text>`)
+    els.push(
+      `<text x="${box.x - 8}" y="${y}" text-anchor="end" dominant-baseline="middle" font-size="11" fill="${COLORS.text}">${fmtTick(v, yt.decimals)}</text>`,
+    )
   }
   els.push(`<rect x="${box.x}" y="${box.y}" width="${box.w}" height="${box.h}" fill="none" stroke="${COLORS.axis}"/>`)
-  els.push(`<text x="${box.x + box.w / 2}" y="${bottom + 38}" text-anchor="middle" font-size="12" fill="${COLORS.text}">${esc(xLabel)}</text>`)
+  els.push(
+    `<text x="${box.x + box.w / 2}" y="${bottom + 38}" text-anchor="middle" font-size="12" fill="${COLORS.text}">${esc(xLabel)}</text>`,
+  )
   const cy = box.y + box.h / 2
   const label = logY ? `${yLabel} (log scale)` : yLabel
-  els.push(`<text x="${box.x - 56}" y="${cy}" text-anchor="middle" font-size="12" fill="${COLORS.text}" transform="rotate(-90 ${box.x - 56} ${cy})">${esc(label)}</text>`)
+  els.push(
+    `<text x="${box.x - 56}" y="${cy}" text-anchor="middle" font-size="12" fill="${COLORS.text}" transform="rotate(-90 ${box.x - 56} ${cy})">${esc(label)}</text>`,
+  )
   return { sx, sy, els }
 }
 
 /** Powers of ten, plus 2× and 5× when the range spans few decades. */
 function logTicks(lo: number, hi: number): { values: number[]; decimals: number } {
-  const e0 = Math.floor(Math.log10(lo) + 1e-9), e1 = Math.ceil(Math.log10(hi) - 1e-9)
+  const e0 = Math.floor(Math.log10(lo) + 1e-9),
+    e1 = Math.ceil(Math.log10(hi) - 1e-9)
   const mults = e1 - e0 <= 2 ? [1, 2, 5] : [1]
   const values: number[] = []
-  for (let e = e0; e <= e1; e++) for (const m of mults) {
-    const v = Number((m * Math.pow(10, e)).toPrecision(6))
-    if (v >= lo * (1 - 1e-9) && v <= hi * (1 + 1e-9)) values.push(v)
-  }
+  for (let e = e0; e <= e1; e++)
+    for (const m of mults) {
+      const v = Number((m * Math.pow(10, e)).toPrecision(6))
+      if (v >= lo * (1 - 1e-9) && v <= hi * (1 + 1e-9)) values.push(v)
+    }
   return { values, decimals: -1 }
 }
 
@@ -209,9 +244,11 @@ function decimate(xs: number[], ys: number[], sx: (v: number) => number, sy: (v:
   const pts = xs.map((x, i) => [sx(x), sy(ys[i])] as [number, number])
   if (pts.length <= 2 * w) return pts
   const out: [number, number][] = []
-  for (let i = 0; i < pts.length; ) {
+  for (let i = 0; i < pts.length;) {
     const col = Math.floor(pts[i][0])
-    let j = i, lo = i, hi = i
+    let j = i,
+      lo = i,
+      hi = i
     while (j < pts.length && Math.floor(pts[j][0]) === col) {
       if (pts[j][1] < pts[lo][1]) lo = j
       if (pts[j][1] > pts[hi][1]) hi = j
@@ -233,7 +270,11 @@ function dot(x: number, y: number, color: string, r: number): string {
 }
 
 /** A legend box in whichever corner of the panel covers the fewest data points. */
-function legend(box: Box, items: { label: string; color: string; width: number; dash?: string; dot?: boolean }[], data: [number, number][]): string {
+function legend(
+  box: Box,
+  items: { label: string; color: string; width: number; dash?: string; dot?: boolean }[],
+  data: [number, number][],
+): string {
   const rowH = 18
   const w = 24 + 10 + Math.max(...items.map((i) => i.label.length)) * 7.2 + 12
   const h = items.length * rowH + 8
@@ -243,14 +284,20 @@ function legend(box: Box, items: { label: string; color: string; width: number; 
     [box.x + 8, box.y + box.h - h - 8],
     [box.x + 8, box.y + 8],
   ]
-  const covered = ([cx, cy]: number[]) => data.filter(([px, py]) => px >= cx - 4 && px <= cx + w + 4 && py >= cy - 4 && py <= cy + h + 4).length
+  const covered = ([cx, cy]: number[]) =>
+    data.filter(([px, py]) => px >= cx - 4 && px <= cx + w + 4 && py >= cy - 4 && py <= cy + h + 4).length
   let [x, y] = corners[0]
   let least = covered(corners[0])
   for (const c of corners.slice(1)) {
     const n = covered(c)
-    if (n < least) ([x, y] = c), (least = n)
+    if (n < least) {
+      ;[x, y] = c
+      least = n
+    }
   }
-  const els = [`<g class="legend"><rect x="${f(x)}" y="${f(y)}" width="${f(w)}" height="${h}" fill="#ffffff" fill-opacity="0.85" stroke="#bbb"/>`]
+  const els = [
+    `<g class="legend"><rect x="${f(x)}" y="${f(y)}" width="${f(w)}" height="${h}" fill="#ffffff" fill-opacity="0.85" stroke="#bbb"/>`,
+  ]
   items.forEach((it, i) => {
     const cy = f(y + 4 + rowH * i + rowH / 2)
     const d = it.dash ? ` stroke-dasharray="${it.dash}"` : ''

@@ -32,16 +32,22 @@ export async function resumeFrom(dir: string, runOptions: Record<string, unknown
   for (const [k, now] of Object.entries(runOptions)) {
     const was = ck.state.options[k]
     const norm = (v: unknown) => (k === 'data' && typeof v === 'string' ? basename(v) : v)
-    if (JSON.stringify(norm(was)) !== JSON.stringify(norm(now))) throw new Error(`--resume: option ${k} was ${JSON.stringify(was)} in the checkpointed run, now ${JSON.stringify(now)}`)
+    if (JSON.stringify(norm(was)) !== JSON.stringify(norm(now)))
+      throw new Error(`--resume: option ${k} was ${JSON.stringify(was)} in the checkpointed run, now ${JSON.stringify(now)}`)
   }
-  if (ck.params.length !== model.layout.total) throw new Error(`--resume: the checkpoint holds ${ck.params.length} parameters, this model ${model.layout.total}`)
+  if (ck.params.length !== model.layout.total)
+    throw new Error(`--resume: the checkpoint holds ${ck.params.length} parameters, this model ${model.layout.total}`)
   model.params.copyFrom(ck.params)
   opt.loadState({ step: ck.state.step, m: ck.adamM, v: ck.adamV })
   return { step: ck.state.step, dataPosition: ck.state.dataPosition, best: ck.state.best, elapsedSeconds: ck.state.elapsedSeconds }
 }
 
 export class RunDir {
-  private constructor(readonly out: string, private readonly logPath: string, readonly history: LogEntry[]) {}
+  private constructor(
+    readonly out: string,
+    private readonly logPath: string,
+    readonly history: LogEntry[],
+  ) {}
 
   /** Creates `out` and opens its log, keeping the entries up to `startStep` (0: a fresh log). */
   static async open(out: string, startStep: number): Promise<RunDir> {
@@ -67,7 +73,12 @@ export class RunDir {
   }
 
   async saveCheckpoint(model: BertModel, opt: AdamW, state: CheckpointState): Promise<void> {
-    await saveCheckpoint(this.out, { params: model.params.toFloat32Array(), adamM: opt.m.toFloat32Array(), adamV: opt.v.toFloat32Array(), state })
+    await saveCheckpoint(this.out, {
+      params: model.params.toFloat32Array(),
+      adamM: opt.m.toFloat32Array(),
+      adamV: opt.v.toFloat32Array(),
+      state,
+    })
   }
 
   /** metrics.json (best, evaluations, last step) and loss_curve.svg. */
@@ -101,7 +112,11 @@ async function readLog(path: string, keepUpToStep: number): Promise<LogEntry[]> 
 }
 
 function curvePoints(steps: StepInfo[], evals: EvalInfo[]) {
-  const rows: { step: number; loss: number; lossParts?: Record<string, number>; sts?: number }[] = steps.map((s) => ({ step: s.step, loss: s.loss, lossParts: s.parts }))
+  const rows: { step: number; loss: number; lossParts?: Record<string, number>; sts?: number }[] = steps.map((s) => ({
+    step: s.step,
+    loss: s.loss,
+    lossParts: s.parts,
+  }))
   for (const e of evals) rows.push({ step: e.step, loss: NaN, sts: e.spearman })
   return rows.sort((a, b) => a.step - b.step)
 }

@@ -6,7 +6,7 @@
 import type { EncodedBatch, Tokenizer } from '../tokenizer.js'
 import type { BertModel } from '../model/bert.js'
 import { Tensor, type Device } from '../tensor.js'
-import { AdamW, clipGradNorm, linearSchedule } from '../optim/adamw.js'
+import { type AdamW, clipGradNorm, linearSchedule } from '../optim/adamw.js'
 import type { BatchStream } from '../data/sentences.js'
 import { alignment, uniformity } from './batch-metrics.js'
 import { keepRowsFor, objectiveLoss, viewCount } from './objective.js'
@@ -37,7 +37,8 @@ export class TrainingStep {
    */
   async run(step: number, stream: BatchStream, elapsed: () => number, checkpointDir: string): Promise<StepInfo> {
     const { model, o } = this
-    const V = this.views, H = model.config.hiddenSize
+    const V = this.views,
+      H = model.config.hiddenSize
     const t0 = performance.now()
     const { sentences, epoch } = await stream.next()
     const n = sentences.length
@@ -54,7 +55,14 @@ export class TrainingStep {
     this.opt.stepWith(lr)
     const seconds = (performance.now() - t0) / 1000
     return {
-      type: 'step', step: step + 1, totalSteps: this.totalSteps, epoch, loss, parts, lr, gradNorm,
+      type: 'step',
+      step: step + 1,
+      totalSteps: this.totalSteps,
+      epoch,
+      loss,
+      parts,
+      lr,
+      gradNorm,
       sentencesPerSecond: n / seconds,
       alignment: alignment(zHost.subarray(0, n * H), zHost.subarray(n * H, 2 * n * H), n, H),
       uniformity: uniformity(zHost.subarray((V - 1) * n * H, V * n * H), n, H),
@@ -74,5 +82,10 @@ function stack(enc: EncodedBatch, V: number) {
     for (let v = 0; v < V; v++) out.set(a, v * a.length)
     return out
   }
-  return { inputIds: rep(enc.inputIds), attentionMask: rep(enc.attentionMask), tokenTypeIds: rep(enc.tokenTypeIds), shape: [enc.shape[0] * V, enc.shape[1]] }
+  return {
+    inputIds: rep(enc.inputIds),
+    attentionMask: rep(enc.attentionMask),
+    tokenTypeIds: rep(enc.tokenTypeIds),
+    shape: [enc.shape[0] * V, enc.shape[1]],
+  }
 }

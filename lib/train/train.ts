@@ -24,7 +24,8 @@ export async function train(options: TrainOptions, hooks: TrainHooks = {}): Prom
   const say = (s: string) => hooks.onMessage?.(s)
   const out = o.out
   const checkpoint = o.resume ? findCheckpoint(o.resume) : null
-  if (o.resume && !checkpoint) throw new Error(`--resume ${o.resume}: no checkpoint there (it is written every saveEvery steps into <out>/checkpoint)`)
+  if (o.resume && !checkpoint)
+    throw new Error(`--resume ${o.resume}: no checkpoint there (it is written every saveEvery steps into <out>/checkpoint)`)
   const device = trainingDevice(o.device, say)
   const file = await SentenceFile.open(o.data)
   if (file.count < 2) throw new Error(`${o.data}: at least 2 sentences are needed (found ${file.count})`)
@@ -38,7 +39,8 @@ export async function train(options: TrainOptions, hooks: TrainHooks = {}): Prom
   const runOptions = fixedOnResume(o)
   const resumed = checkpoint ? await resumeFrom(checkpoint, runOptions, model, opt) : null
   if (resumed) say(`resuming from ${checkpoint} at step ${resumed.step} of ${totalSteps}`)
-  const startStep = resumed?.step ?? 0, elapsedBefore = resumed?.elapsedSeconds ?? 0
+  const startStep = resumed?.step ?? 0,
+    elapsedBefore = resumed?.elapsedSeconds ?? 0
   const stream = new BatchStream(file, { batchSize: o.batchSize, seed: o.seed, start: resumed?.dataPosition as never })
   const run = await RunDir.open(out, startStep)
   await run.writeArgs({ ...o, totalSteps, device, vocabSize: tokenizer.vocabSize })
@@ -70,7 +72,14 @@ export async function train(options: TrainOptions, hooks: TrainHooks = {}): Prom
     if (evaluating && (done % o.evalEvery === 0 || done === totalSteps)) await evaluate(done)
     const stop = hooks.signal?.aborted === true && done < totalSteps
     if ((o.saveEvery > 0 && done % o.saveEvery === 0) || done === totalSteps || stop) {
-      const state = { step: done, dataPosition: stream.position, seed: o.seed, best: evaluator.best, options: runOptions, elapsedSeconds: info.elapsedSeconds }
+      const state = {
+        step: done,
+        dataPosition: stream.position,
+        seed: o.seed,
+        best: evaluator.best,
+        options: runOptions,
+        elapsedSeconds: info.elapsedSeconds,
+      }
       await run.saveCheckpoint(model, opt, state)
     }
     if (stop) {

@@ -7,7 +7,10 @@ import { writeFileAtomic } from '../util/atomic-write.js'
 export const SPECIAL_TOKENS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
 
 export function basicWords(text: string): string[] {
-  const clean = text.toLowerCase().normalize('NFD').replace(/\p{Mn}/gu, '')
+  const clean = text
+    .toLowerCase()
+    .normalize('NFD')
+    .replace(/\p{Mn}/gu, '')
   return clean.split(/\s+|(?=[\p{P}\p{S}])|(?<=[\p{P}\p{S}])/u).filter((w) => w.length > 0)
 }
 

@@ -11,7 +11,9 @@ export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
 /** Cosine similarity of two equal-length vectors; 0 (rather than NaN) when either is all zeros. */
 export function cosineSimilarity(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new RangeError(`vectors have different lengths (${a.length} and ${b.length})`)
-  let ab = 0, aa = 0, bb = 0
+  let ab = 0,
+    aa = 0,
+    bb = 0
   for (let i = 0; i < a.length; i++) {
     ab += a[i] * b[i]
     aa += a[i] * a[i]

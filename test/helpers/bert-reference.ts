@@ -6,7 +6,8 @@
 export function erf(x: number): number {
   if (x < 0) return -erf(-x)
   if (x > 6) return 1 // erfc(6) ≈ 2e-17
-  let term = x, sum = x
+  let term = x,
+    sum = x
   for (let n = 1; n < 500; n++) {
     term *= (2 * x * x) / (2 * n + 1)
     sum += term
@@ -18,7 +19,9 @@ export function erf(x: number): number {
 export const gelu = (x: number) => x * 0.5 * (1 + erf(x / Math.SQRT2))
 
 export function layerNormRef(x: Float64Array, w: Float64Array, b: Float64Array, R: number, C: number, eps: number) {
-  const out = new Float64Array(R * C), mean = new Float64Array(R), rstd = new Float64Array(R)
+  const out = new Float64Array(R * C),
+    mean = new Float64Array(R),
+    rstd = new Float64Array(R)
   for (let r = 0; r < R; r++) {
     let m = 0
     for (let c = 0; c < C; c++) m += x[r * C + c]
@@ -45,24 +48,44 @@ export function linearRef(x: Float64Array, W: Float64Array, b: Float64Array | nu
   return out
 }
 
-export function embeddingRef(ids: Int32Array, posIds: Int32Array, typeIds: Int32Array, word: Float64Array, pos: Float64Array,
-  type: Float64Array, H: number): Float64Array {
+export function embeddingRef(
+  ids: Int32Array,
+  posIds: Int32Array,
+  typeIds: Int32Array,
+  word: Float64Array,
+  pos: Float64Array,
+  type: Float64Array,
+  H: number,
+): Float64Array {
   const out = new Float64Array(ids.length * H)
   for (let r = 0; r < ids.length; r++)
     for (let c = 0; c < H; c++) out[r * H + c] = word[ids[r] * H + c] + pos[posIds[r] * H + c] + type[typeIds[r] * H + c]
   return out
 }
 
-export interface AttnDims { B: number; T: number; NH: number; HS: number }
+export interface AttnDims {
+  B: number
+  T: number
+  NH: number
+  HS: number
+}
 
 /**
  * Multi-head attention core: P = softmax over real keys of q_h k_hᵀ/√HS (all-zero row when there is
  * none), ctx_h = (P ⊙ factor) v_h, factor [B, NH, T, T] the dropout multipliers (null = 1).
  */
-export function attentionRef(q: Float64Array, k: Float64Array, v: Float64Array, mask: Int32Array, d: AttnDims,
-  factor: ArrayLike<number> | null) {
-  const { B, T, NH, HS } = d, H = NH * HS
-  const probs = new Float64Array(B * NH * T * T), ctx = new Float64Array(B * T * H)
+export function attentionRef(
+  q: Float64Array,
+  k: Float64Array,
+  v: Float64Array,
+  mask: Int32Array,
+  d: AttnDims,
+  factor: ArrayLike<number> | null,
+) {
+  const { B, T, NH, HS } = d,
+    H = NH * HS
+  const probs = new Float64Array(B * NH * T * T),
+    ctx = new Float64Array(B * T * H)
   for (let b = 0; b < B; b++)
     for (let h = 0; h < NH; h++)
       for (let i = 0; i < T; i++) {
@@ -99,16 +122,26 @@ export function poolMeanRef(hidden: Float64Array, mask: Int32Array, B: number, T
     let n = 0
     for (let t = 0; t < T; t++) n += mask[b * T + t] ? 1 : 0
     if (n === 0) continue
-    for (let t = 0; t < T; t++)
-      if (mask[b * T + t]) for (let c = 0; c < H; c++) out[b * H + c] += hidden[(b * T + t) * H + c] / n
+    for (let t = 0; t < T; t++) if (mask[b * T + t]) for (let c = 0; c < H; c++) out[b * H + c] += hidden[(b * T + t) * H + c] / n
   }
   return out
 }
 
 /** torch.optim.AdamW's update (decoupled weight decay), one step in float64, in place. */
-export function adamwRef(p: Float64Array, g: ArrayLike<number>, m: Float64Array, v: Float64Array, lr: number, b1: number,
-  b2: number, eps: number, wd: number, step: number): void {
-  const bc1 = 1 - b1 ** step, bc2 = 1 - b2 ** step
+export function adamwRef(
+  p: Float64Array,
+  g: ArrayLike<number>,
+  m: Float64Array,
+  v: Float64Array,
+  lr: number,
+  b1: number,
+  b2: number,
+  eps: number,
+  wd: number,
+  step: number,
+): void {
+  const bc1 = 1 - b1 ** step,
+    bc2 = 1 - b2 ** step
   for (let i = 0; i < p.length; i++) {
     p[i] *= 1 - lr * wd
     m[i] = b1 * m[i] + (1 - b1) * g[i]

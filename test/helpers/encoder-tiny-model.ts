@@ -6,21 +6,63 @@ import { join } from 'node:path'
 import type { BertConfig } from '../../lib/model/config.js'
 import { BertModel } from '../../lib/model/bert.js'
 
-export const WORDS = ['the', 'a', 'cat', 'dog', 'sat', 'on', 'mat', 'sentence', 'another', 'one', 'model', 'runs', 'fast',
-  'slow', 'and', 'of', 'in', 'is', 'was', 'it', 'big', 'small', 'red', 'blue', 'green', 'house', 'tree', 'river']
+export const WORDS = [
+  'the',
+  'a',
+  'cat',
+  'dog',
+  'sat',
+  'on',
+  'mat',
+  'sentence',
+  'another',
+  'one',
+  'model',
+  'runs',
+  'fast',
+  'slow',
+  'and',
+  'of',
+  'in',
+  'is',
+  'was',
+  'it',
+  'big',
+  'small',
+  'red',
+  'blue',
+  'green',
+  'house',
+  'tree',
+  'river',
+]
 const LETTERS = 'abcdefghijklmnopqrstuvwxyz'.split('')
 export const VOCAB = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', '.', ',', ...WORDS, ...LETTERS, ...LETTERS.map((l) => `##${l}`)]
 
 export function tinyConfig(overrides: Partial<BertConfig> = {}): BertConfig {
   return {
-    modelType: 'bert', vocabSize: VOCAB.length, hiddenSize: 32, numHiddenLayers: 2, numAttentionHeads: 2, intermediateSize: 64,
-    hiddenAct: 'gelu', hiddenDropoutProb: 0.1, attentionProbsDropoutProb: 0.1, maxPositionEmbeddings: 64, typeVocabSize: 2,
-    layerNormEps: 1e-12, padTokenId: 0, initializerRange: 0.2, ...overrides,
+    modelType: 'bert',
+    vocabSize: VOCAB.length,
+    hiddenSize: 32,
+    numHiddenLayers: 2,
+    numAttentionHeads: 2,
+    intermediateSize: 64,
+    hiddenAct: 'gelu',
+    hiddenDropoutProb: 0.1,
+    attentionProbsDropoutProb: 0.1,
+    maxPositionEmbeddings: 64,
+    typeVocabSize: 2,
+    layerNormEps: 1e-12,
+    padTokenId: 0,
+    initializerRange: 0.2,
+    ...overrides,
   }
 }
 
 /** Saves a random tiny BERT with a vocab.txt into a new temp dir (or `dir`) and returns it. */
-export async function saveTinyModel(options: { seed?: number; dir?: string; config?: Partial<BertConfig>; pooling?: 'cls' | 'mean' } = {}): Promise<string> {
+export async function saveTinyModel(
+  options: { seed?: number; dir?: string; config?: Partial<BertConfig>; pooling?: 'cls' | 'mean' } = {},
+): Promise<string> {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'simcsepp-encoder-'))
   const model = BertModel.create(tinyConfig(options.config), { seed: options.seed ?? 1 })
   await model.save(dir)
@@ -28,10 +70,16 @@ export async function saveTinyModel(options: { seed?: number; dir?: string; conf
   writeFileSync(join(dir, 'vocab.txt'), VOCAB.join('\n') + '\n')
   if (options.pooling) {
     mkdirSync(join(dir, '1_Pooling'), { recursive: true })
-    writeFileSync(join(dir, '1_Pooling', 'config.json'), JSON.stringify({
-      word_embedding_dimension: 32, pooling_mode_cls_token: options.pooling === 'cls', pooling_mode_mean_tokens: options.pooling === 'mean',
-      pooling_mode_max_tokens: false, pooling_mode_mean_sqrt_len_tokens: false,
-    }))
+    writeFileSync(
+      join(dir, '1_Pooling', 'config.json'),
+      JSON.stringify({
+        word_embedding_dimension: 32,
+        pooling_mode_cls_token: options.pooling === 'cls',
+        pooling_mode_mean_tokens: options.pooling === 'mean',
+        pooling_mode_max_tokens: false,
+        pooling_mode_mean_sqrt_len_tokens: false,
+      }),
+    )
   }
   return dir
 }
@@ -47,7 +95,8 @@ export function sentences(n: number, seed = 7, maxWords = 30): string[] {
   for (let i = 0; i < n; i++) {
     const len = 1 + rnd(maxWords)
     const words: string[] = []
-    for (let j = 0; j < len; j++) words.push(rnd(5) === 0 ? LETTERS[rnd(26)] + LETTERS[rnd(26)] + LETTERS[rnd(26)] : WORDS[rnd(WORDS.length)])
+    for (let j = 0; j < len; j++)
+      words.push(rnd(5) === 0 ? LETTERS[rnd(26)] + LETTERS[rnd(26)] + LETTERS[rnd(26)] : WORDS[rnd(WORDS.length)])
     out.push(words.join(' ') + (rnd(3) === 0 ? '.' : ''))
   }
   return out

@@ -1,5 +1,5 @@
 // Independent float64 implementations of the SimCSE++ losses and their analytic gradients
-// (METHOD.md §1-3, §5), written directly from the formulas with dense N×N / D×D matrices.
+// (docs/method.md §1-3, §5), written directly from the formulas with dense N×N / D×D matrices.
 // Tests hold the native fp32 kernels to these, and these to finite differences.
 export type Mat = Float64Array[] // rows
 
@@ -71,9 +71,12 @@ export function simcseRef(z1: Mat, z2: Mat, tau: number, z3?: Mat): RefOut {
 }
 
 export function offDropoutRef(z1: Mat, z2: Mat, z0: Mat, tau: number, m = 1): RefOut {
-  const n = z1.length, d = z1[0].length
+  const n = z1.length,
+    d = z1[0].length
   const [u1, u2, u0] = [unit(z1), unit(z2), unit(z0)]
-  const gu1 = zeros(n, d), gu2 = zeros(n, d), gu0 = zeros(n, d)
+  const gu1 = zeros(n, d),
+    gu2 = zeros(n, d),
+    gu0 = zeros(n, d)
   let loss = 0
   for (let i = 0; i < n; i++) {
     const p = (m * dot(u1[i], u2[i])) / tau
@@ -99,7 +102,8 @@ export function offDropoutRef(z1: Mat, z2: Mat, z0: Mat, tau: number, m = 1): Re
 }
 
 function bn(z: Mat): { x: Mat; s: Float64Array } {
-  const n = z.length, d = z[0].length
+  const n = z.length,
+    d = z[0].length
   const s = new Float64Array(d)
   const x = zeros(n, d)
   for (let k = 0; k < d; k++) {
@@ -115,10 +119,12 @@ function bn(z: Mat): { x: Mat; s: Float64Array } {
 }
 
 function bnBackward(x: Mat, s: Float64Array, g: Mat): Mat {
-  const n = x.length, d = x[0].length
+  const n = x.length,
+    d = x[0].length
   const out = zeros(n, d)
   for (let k = 0; k < d; k++) {
-    let mg = 0, mgx = 0
+    let mg = 0,
+      mgx = 0
     for (let i = 0; i < n; i++) {
       mg += g[i][k] / n
       mgx += (g[i][k] * x[i][k]) / n
@@ -129,8 +135,10 @@ function bnBackward(x: Mat, s: Float64Array, g: Mat): Mat {
 }
 
 export function dclRef(z1: Mat, z2: Mat, tauD: number): RefOut {
-  const n = z1.length, d = z1[0].length
-  const b1 = bn(z1), b2 = bn(z2)
+  const n = z1.length,
+    d = z1[0].length
+  const b1 = bn(z1),
+    b2 = bn(z2)
   const C = Array.from({ length: d }, (_, a) =>
     Array.from({ length: d }, (_, b) => {
       let s = 0
@@ -144,7 +152,8 @@ export function dclRef(z1: Mat, z2: Mat, tauD: number): RefOut {
     loss += l - row[a]
     return row.map((c, b) => (Math.exp(c - l) - (a === b ? 1 : 0)) / d)
   })
-  const gx1 = zeros(n, d), gx2 = zeros(n, d)
+  const gx1 = zeros(n, d),
+    gx2 = zeros(n, d)
   for (let i = 0; i < n; i++)
     for (let a = 0; a < d; a++)
       for (let b = 0; b < d; b++) {
