@@ -20,7 +20,7 @@ export const trainUsage = `simcsepp train [options]
               --grad-clip 1 --seed 42 --device auto|cpu|cuda
   Pooling     --pooling cls|mean (cls: CLS + MLP in training, CLS at evaluation, as SimCSE)
   Evaluation  --eval-file FILE (repeatable; STS-B, SICK or an STS12-16 folder)  --eval-every 125 (0: off)
-  Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR
+  Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR | --overwrite (start over in DIR)
 `
 
 export async function trainCommand(argv: string[]): Promise<void> {
@@ -52,6 +52,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       out: { type: 'string' },
       'save-every': { type: 'string' },
       resume: { type: 'string' },
+      overwrite: { type: 'boolean' },
       pooling: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -99,6 +100,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     out: values.out ?? 'simcsepp-out',
     saveEvery: num('save-every', values['save-every'], { int: true, min: 0 }),
     resume: values.resume,
+    overwrite: values.overwrite,
     pooling: oneOf('pooling', values.pooling, ['cls', 'mean'] as const),
   }
   if (!options.model && !options.config) options.config = 'mini'

@@ -12,12 +12,16 @@ export class TrainingDisplay {
 
   /** Runs `fn` with hooks that draw progress; Ctrl-C stops after the step in progress, a second Ctrl-C at once. */
   async run<T>(fn: (hooks: TrainHooks) => Promise<T>): Promise<T> {
-    const onSigint = () => {
-      if (this.stop.signal.aborted) process.exit(130)
-      this.say('stopping after this step (Ctrl-C again to quit without a checkpoint)')
+    // SIGTERM (timeout, Docker, Kubernetes) stops the same way as Ctrl-C: after the step, with a checkpoint.
+    const onSigint = (signal: NodeJS.Signals) => {
+      if (this.stop.signal.aborted) process.exit(signal === 'SIGTERM' ? 143 : 130)
+      this.say(
+        `${signal}: stopping after this step (${signal === 'SIGINT' ? 'Ctrl-C' : 'a second signal'} again to quit without a checkpoint)`,
+      )
       this.stop.abort()
     }
     process.on('SIGINT', onSigint)
+    process.on('SIGTERM', onSigint)
     try {
       return await fn({
         signal: this.stop.signal,
@@ -27,6 +31,7 @@ export class TrainingDisplay {
       })
     } finally {
       process.off('SIGINT', onSigint)
+      process.off('SIGTERM', onSigint)
       this.bar?.finish()
     }
   }

@@ -5,7 +5,7 @@
 //   - nearest neighbours of a few held-out sentences, before and after.
 // Everything is written to ./simcsepp-demo (the model loads with SentenceTransformer and AutoModel).
 // This module computes; `simcsepp train` without options (lib/cli/demo-command.ts) prints.
-import { mkdir } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { namedConfig, type NamedConfig } from '../model/config.js'
 import { BertModel } from '../model/bert.js'
@@ -13,6 +13,7 @@ import { Tokenizer } from '../tokenizer.js'
 import type { DeviceRequest } from '../device.js'
 import { train, type TrainHooks, type TrainResult } from '../train/train.js'
 import { modelEmbedder } from '../train/evaluation.js'
+import { RUN_FILES, ensureWritableDirectory } from '../train/out-dir.js'
 import { buildVocab, writeVocab } from '../train/vocab.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { dot, normalizeRows } from '../util/vectors.js'
@@ -141,7 +142,15 @@ export async function runDemo(o: DemoOptions = {}, hooks: DemoHooks = {}): Promi
   const out = resolve(o.out ?? 'simcsepp-demo')
   const seed = o.seed ?? 42
   const { train: sentences, queries, answers } = splitExamples(wordnetExamples(), o.heldOut ?? 500, seed)
-  await mkdir(out, { recursive: true })
+  // A demo directory is the demo's own to redo; any other run in `out` is never touched.
+  ensureWritableDirectory(out)
+  const previousDemo = ['demo-results.json', 'train-sentences.txt'].some((f) => existsSync(join(out, f)))
+  const otherRun = RUN_FILES.filter((f) => existsSync(join(out, f)))
+  if (otherRun.length && !previousDemo) {
+    throw new Error(
+      `${out} already holds a training run (${otherRun.join(', ')}) that is not the demo's: choose another --out for the demo`,
+    )
+  }
   const dataFile = join(out, 'train-sentences.txt')
   await writeFileAtomic(dataFile, sentences.join('\n') + '\n')
   const vocabFile = join(out, 'vocab.txt')
@@ -169,6 +178,7 @@ export async function runDemo(o: DemoOptions = {}, hooks: DemoHooks = {}): Promi
       saveEvery: 100,
       evalEvery: 0,
       pooling: 'mean',
+      overwrite: previousDemo && otherRun.length > 0,
     },
     hooks,
   )

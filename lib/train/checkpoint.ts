@@ -3,26 +3,17 @@
 //
 // Written into `<out>/checkpoint.tmp-<pid>/`, each file fsynced, then swapped in with renames:
 // checkpoint -> checkpoint.old, tmp -> checkpoint, rm old. A kill at any moment leaves either the
-// new or the old checkpoint complete; load() falls back to checkpoint.old when needed.
+// new or the old checkpoint complete; loadCheckpoint() falls back to checkpoint.old when the newer one
+// is missing or does not load (a corrupted file).
 import { existsSync } from 'node:fs'
 import { mkdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { readSafetensors, writeSafetensors } from '../safetensors.js'
 import { syncDir, writeFileSynced } from '../util/atomic-write.js'
 import { readJsonFile } from '../util/json.js'
+import { validateCheckpointState, type CheckpointState } from './checkpoint-state.js'
 
-export interface CheckpointState {
-  /** Optimizer steps taken. */
-  step: number
-  /** Where the next batch starts (the data stream's serialised position). */
-  dataPosition: unknown
-  seed: number
-  best: { step: number; spearman: number } | null
-  /** The options the run was started with (resume checks the ones that must not change). */
-  options: Record<string, unknown>
-  /** Elapsed training seconds before this checkpoint. */
-  elapsedSeconds: number
-}
+export type { CheckpointState } from './checkpoint-state.js'
 
 export interface Checkpoint {
   state: CheckpointState
@@ -63,15 +54,46 @@ export function findCheckpoint(dir: string): string | null {
   return null
 }
 
-export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
-  const found = findCheckpoint(dir)
-  if (!found) throw new Error(`--resume ${dir}: no checkpoint there (expected ${join(dir, 'checkpoint')}/state.json and state.safetensors)`)
-  const state = (await readJsonFile(join(found, 'state.json'))) as CheckpointState
+/** The checkpoint directories worth trying for `dir`, newest first. */
+function candidates(dir: string): string[] {
+  const found = [join(dir, 'checkpoint'), join(dir, 'checkpoint.old'), dir].filter(
+    (d) => existsSync(join(d, 'state.json')) && existsSync(join(d, 'state.safetensors')),
+  )
+  return [...new Set(found)]
+}
+
+async function loadFrom(found: string): Promise<Checkpoint> {
+  const stateFile = join(found, 'state.json')
+  const state = validateCheckpointState(await readJsonFile(stateFile), stateFile)
   const tensors = await readSafetensors(join(found, 'state.safetensors'))
   const get = (name: string) => {
     const t = tensors.get(name)
     if (!t) throw new Error(`${join(found, 'state.safetensors')}: missing tensor ${name}`)
     return t.data
   }
-  return { state, params: get('params'), adamM: get('adam.m'), adamV: get('adam.v') }
+  const ck = { state, params: get('params'), adamM: get('adam.m'), adamV: get('adam.v') }
+  if (ck.adamM.length !== ck.params.length || ck.adamV.length !== ck.params.length)
+    throw new Error(`${join(found, 'state.safetensors')}: params, adam.m and adam.v differ in length`)
+  return ck
+}
+
+/**
+ * Loads the newest checkpoint of `dir` that is intact; `onFallback` hears why a newer one was skipped.
+ * Throws with every candidate's problem when none loads.
+ */
+export async function loadCheckpoint(dir: string, onFallback?: (message: string) => void): Promise<Checkpoint & { dir: string }> {
+  const dirs = candidates(dir)
+  if (!dirs.length)
+    throw new Error(`--resume ${dir}: no checkpoint there (expected ${join(dir, 'checkpoint')}/state.json and state.safetensors)`)
+  const problems: string[] = []
+  for (const d of dirs) {
+    try {
+      const ck = await loadFrom(d)
+      if (problems.length) onFallback?.(`${problems.join('; ')}: resuming from the previous checkpoint ${d} instead`)
+      return { ...ck, dir: d }
+    } catch (e) {
+      problems.push((e as Error).message)
+    }
+  }
+  throw new Error(`--resume ${dir}: no usable checkpoint: ${problems.join('; ')}`)
 }

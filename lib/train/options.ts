@@ -38,6 +38,8 @@ export interface TrainOptions {
   saveEvery?: number
   /** Continue from this output (or checkpoint) directory. */
   resume?: string
+  /** Start over in an `out` that already holds a run, deleting its checkpoint and logs. Default false. */
+  overwrite?: boolean
   /** Vocabulary size when the tokenizer is built from the data. */
   vocabSize?: number
   /** Sentence vector under the MLP head and at evaluation: 'cls' (SimCSE) or 'mean' over tokens. */
@@ -45,9 +47,9 @@ export interface TrainOptions {
 }
 
 export type ResolvedTrainOptions = Required<
-  Omit<TrainOptions, 'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout' | 'evalFiles'>
+  Omit<TrainOptions, 'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout' | 'evalFiles' | 'overwrite'>
 > &
-  Pick<TrainOptions, 'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout'> & { evalFiles: string[] }
+  Pick<TrainOptions, 'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout'> & { evalFiles: string[]; overwrite: boolean }
 
 // The recipe of docs/method.md §6.
 const DEFAULTS = {
@@ -111,10 +113,14 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     'evalFiles',
     'out',
     'resume',
+    'overwrite',
   ])
   for (const k of Object.keys(o)) if (!known.has(k)) throw new TypeError(`train: unknown option '${k}'`)
   const r = { ...DEFAULTS, ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) } as ResolvedTrainOptions
   r.evalFiles = o.evalFiles ?? []
+  r.overwrite = o.overwrite ?? false
+  if (typeof r.overwrite !== 'boolean') throw new TypeError(`train: overwrite must be a boolean (got ${String(r.overwrite)})`)
+  if (r.overwrite && r.resume) throw new TypeError('train: give either resume (continue a run) or overwrite (start over), not both')
   if (!r.out) throw new TypeError('train: option out (the output directory) is required')
   if (!r.data) throw new TypeError('train: option data (a file of sentences) is required')
   if (r.model && r.config) throw new TypeError('train: give either model (a directory) or config (a named size), not both')

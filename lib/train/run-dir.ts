@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs'
 import { appendFile, mkdir, readFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
+import type { DataFingerprint } from '../data/sentences.js'
 import type { BertModel } from '../model/bert.js'
 import type { AdamW } from '../optim/adamw.js'
 import type { Tokenizer } from '../tokenizer.js'
@@ -15,6 +16,8 @@ import { writeSentenceTransformersFiles } from './sentence-transformers.js'
 
 /** Where a resumed run picks up. */
 export interface ResumePoint {
+  /** The checkpoint directory that was loaded. */
+  dir: string
   step: number
   dataPosition: unknown
   best: Best
@@ -27,8 +30,23 @@ const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n'
  * Loads the checkpoint in `dir` into the model and optimizer, after checking that the run's fixed
  * options (`runOptions`) and the parameter count match the checkpointed run.
  */
-export async function resumeFrom(dir: string, runOptions: Record<string, unknown>, model: BertModel, opt: AdamW): Promise<ResumePoint> {
-  const ck = await loadCheckpoint(dir)
+export async function resumeFrom(
+  dir: string,
+  runOptions: Record<string, unknown>,
+  model: BertModel,
+  opt: AdamW,
+  run: { data: DataFingerprint; totalSteps: number; say: (s: string) => void },
+): Promise<ResumePoint> {
+  const ck = await loadCheckpoint(dir, run.say)
+  const was = ck.state.data
+  if (was && (was.sha256 !== run.data.sha256 || was.bytes !== run.data.bytes)) {
+    throw new Error(
+      `--resume: the data file is not the one the checkpointed run read (then ${was.lines} sentences, ${was.bytes} bytes, ` +
+        `sha256 ${was.sha256.slice(0, 12)}…; now ${run.data.lines} sentences, ${run.data.bytes} bytes, sha256 ${run.data.sha256.slice(0, 12)}…)`,
+    )
+  }
+  if (ck.state.step > run.totalSteps)
+    throw new Error(`--resume: ${ck.dir} is at step ${ck.state.step}, past the ${run.totalSteps} steps of this run`)
   for (const [k, now] of Object.entries(runOptions)) {
     const was = ck.state.options[k]
     const norm = (v: unknown) => (k === 'data' && typeof v === 'string' ? basename(v) : v)
@@ -36,10 +54,19 @@ export async function resumeFrom(dir: string, runOptions: Record<string, unknown
       throw new Error(`--resume: option ${k} was ${JSON.stringify(was)} in the checkpointed run, now ${JSON.stringify(now)}`)
   }
   if (ck.params.length !== model.layout.total)
-    throw new Error(`--resume: the checkpoint holds ${ck.params.length} parameters, this model ${model.layout.total}`)
+    throw new Error(
+      `--resume: the checkpoint holds ${ck.params.length} parameters, this model ${model.layout.total}: ` +
+        `resume with the --model or --config, --tokenizer and --vocab-size of the checkpointed run`,
+    )
   model.params.copyFrom(ck.params)
   opt.loadState({ step: ck.state.step, m: ck.adamM, v: ck.adamV })
-  return { step: ck.state.step, dataPosition: ck.state.dataPosition, best: ck.state.best, elapsedSeconds: ck.state.elapsedSeconds }
+  return {
+    dir: ck.dir,
+    step: ck.state.step,
+    dataPosition: ck.state.dataPosition,
+    best: ck.state.best,
+    elapsedSeconds: ck.state.elapsedSeconds,
+  }
 }
 
 export class RunDir {

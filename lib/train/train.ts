@@ -11,7 +11,8 @@ import { BatchStream, SentenceFile } from '../data/sentences.js'
 import { findCheckpoint } from './checkpoint.js'
 import type { StepInfo, TrainHooks, TrainResult } from './events.js'
 import { Evaluator, modelEmbedder, readEvalSets } from './evaluation.js'
-import { fixedOnResume, resolveTrainOptions, type TrainOptions } from './options.js'
+import { fixedOnResume, resolveTrainOptions, type ResolvedTrainOptions, type TrainOptions } from './options.js'
+import { takeOutputDir } from './out-dir.js'
 import { RunDir, resumeFrom } from './run-dir.js'
 import { createModel, loadTokenizer, maxSequenceLength, trainingDevice } from './setup.js'
 import { TrainingStep } from './step.js'
@@ -22,10 +23,26 @@ export type { EvalInfo, StepInfo, TrainHooks, TrainResult } from './events.js'
 export async function train(options: TrainOptions, hooks: TrainHooks = {}): Promise<TrainResult> {
   const o = resolveTrainOptions(options)
   const say = (s: string) => hooks.onMessage?.(s)
-  const out = o.out
   const checkpoint = o.resume ? findCheckpoint(o.resume) : null
   if (o.resume && !checkpoint)
     throw new Error(`--resume ${o.resume}: no checkpoint there (it is written every saveEvery steps into <out>/checkpoint)`)
+  // Nothing is written into out before this: it checks the location, locks it, and refuses to
+  // overwrite an earlier run unless asked.
+  const lock = await takeOutputDir(o.out, { resume: o.resume, overwrite: o.overwrite, say })
+  try {
+    return await trainLocked(o, checkpoint, hooks, say)
+  } finally {
+    lock.release()
+  }
+}
+
+async function trainLocked(
+  o: ResolvedTrainOptions,
+  checkpoint: string | null,
+  hooks: TrainHooks,
+  say: (s: string) => void,
+): Promise<TrainResult> {
+  const out = o.out
   const device = trainingDevice(o.device, say)
   const file = await SentenceFile.open(o.data)
   if (file.count < 2) throw new Error(`${o.data}: at least 2 sentences are needed (found ${file.count})`)
@@ -37,8 +54,10 @@ export async function train(options: TrainOptions, hooks: TrainHooks = {}): Prom
   const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: o.lr, weightDecay: o.weightDecay })
 
   const runOptions = fixedOnResume(o)
-  const resumed = checkpoint ? await resumeFrom(checkpoint, runOptions, model, opt) : null
-  if (resumed) say(`resuming from ${checkpoint} at step ${resumed.step} of ${totalSteps}`)
+  // From the directory given, not the checkpoint found in it: a corrupted newest checkpoint falls back to checkpoint.old.
+  const resumed =
+    checkpoint && o.resume ? await resumeFrom(o.resume, runOptions, model, opt, { data: file.fingerprint, totalSteps, say }) : null
+  if (resumed) say(`resuming from ${resumed.dir} at step ${resumed.step} of ${totalSteps}`)
   const startStep = resumed?.step ?? 0,
     elapsedBefore = resumed?.elapsedSeconds ?? 0
   const stream = new BatchStream(file, { batchSize: o.batchSize, seed: o.seed, start: resumed?.dataPosition as never })
@@ -79,6 +98,7 @@ export async function train(options: TrainOptions, hooks: TrainHooks = {}): Prom
         best: evaluator.best,
         options: runOptions,
         elapsedSeconds: info.elapsedSeconds,
+        data: file.fingerprint,
       }
       await run.saveCheckpoint(model, opt, state)
     }
