@@ -55,6 +55,13 @@ interface Request {
   reject: (e: Error) => void
 }
 
+/** A misspelled option (`poolng`) is an error, as everywhere else in the API, not silently ignored. */
+function rejectUnknown(where: string, options: object, known: readonly string[]): void {
+  for (const k of Object.keys(options)) {
+    if (!known.includes(k)) fail(`${where}: unknown option '${k}' (known options: ${known.join(', ')})`)
+  }
+}
+
 function fail(message: string): never {
   throw new Error(`SentenceEncoder: ${message}`)
 }
@@ -125,6 +132,7 @@ export class SentenceEncoder {
     if (typeof dir !== 'string' || !dir)
       fail(`load: expected a model directory path, got ${typeof dir === 'string' ? 'an empty string' : typeof dir}`)
     if (options === null || typeof options !== 'object') fail('load: options must be an object')
+    rejectUnknown('load', options, ['device', 'pooling', 'normalize', 'maxLength', 'batchSize'])
     const device = options.device ?? 'auto'
     if (!DEVICE_REQUESTS.includes(device)) fail(`load: device must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(device)}`)
     if (options.pooling !== undefined && options.pooling !== 'cls' && options.pooling !== 'mean') {
@@ -207,6 +215,7 @@ export class SentenceEncoder {
       if (s.length === 0) fail(`${where} is an empty string`)
     }
     if (options === null || typeof options !== 'object') fail('encode: options must be an object')
+    rejectUnknown('encode', options, ['batchSize', 'sortByLength'])
     const batchSize = options.batchSize ?? this.batchSize
     checkBatchSize(batchSize, 'encode')
     const sortByLength = options.sortByLength ?? true
@@ -240,6 +249,12 @@ export class SentenceEncoder {
     if (!a || !b || typeof a.length !== 'number' || typeof b.length !== 'number')
       fail('similarity: expected two vectors (Float32Array or number[])')
     if (a.length !== b.length) fail(`similarity: vectors have different lengths (${a.length} and ${b.length})`)
+    for (const [name, v] of [
+      ['a', a],
+      ['b', b],
+    ] as const) {
+      for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) fail(`similarity: ${name}[${i}] is ${v[i]}, not a finite number`)
+    }
     return cosineSimilarity(a, b)
   }
 
