@@ -34,6 +34,8 @@ export interface CudaStatus {
 export interface Addon {
   NativeTensor: new (shape: number[], device: DeviceName) => NativeTensor
   cudaStatus(): CudaStatus
+  /** The ops (native/backend.h member names) this build implements on `device`; for CUDA, whether or not a GPU is usable now. */
+  backendOps(device: DeviceName): string[]
   numThreads(): number
   philox4x32(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number): number[]
   simcse(

@@ -12,6 +12,8 @@
 // driver or device, or not yet implemented). Adding a CUDA op = writing its kernel and filling its
 // entry in kernels/backend.cu. Formulas: docs/method.md.
 #pragma once
+#include <vector>
+
 #include "ops/encoder.h"
 #include "ops/gemm.h"
 #include "ops/losses.h"
@@ -19,46 +21,59 @@
 
 namespace simcsepp {
 
+// Every op of the op set, once: (signature type, table member). Backend's members and the list of
+// what a backend implements (implemented_ops, for the addon's backendOps) are both made from it.
+#define SIMCSEPP_BACKEND_OPS(X)                                                        \
+  /* Losses and dropout (ops/losses.h). The CUDA ones synchronise before returning. */ \
+  X(SimcseFn, simcse)                                                                  \
+  X(OffDropoutFn, offDropout)                                                          \
+  X(DclFn, dcl)                                                                        \
+  X(DropoutFn, dropout)                                                                \
+  X(OffDropoutUnfusedFn, offDropoutUnfused)                                            \
+  X(OffDropoutUnfusedFitFn, offDropoutUnfusedFit)                                      \
+  X(OffDropoutWorkspaceBytesFn, offDropoutWorkspaceBytes)                              \
+  /* Matrix product (ops/gemm.h). */                                                   \
+  X(SgemmFn, sgemm)                                                                    \
+  /* BERT encoder (ops/encoder.h). */                                                  \
+  X(EmbeddingForwardFn, embedding_forward)                                             \
+  X(EmbeddingBackwardFn, embedding_backward)                                           \
+  X(LayerNormForwardFn, layernorm_forward)                                             \
+  X(LayerNormBackwardFn, layernorm_backward)                                           \
+  X(LinearForwardFn, linear_forward)                                                   \
+  X(LinearBackwardFn, linear_backward)                                                 \
+  X(GeluForwardFn, gelu_forward)                                                       \
+  X(GeluBackwardFn, gelu_backward)                                                     \
+  X(TanhForwardFn, tanh_forward)                                                       \
+  X(TanhBackwardFn, tanh_backward)                                                     \
+  X(AddFn, add)                                                                        \
+  X(AddInplaceFn, add_inplace)                                                         \
+  X(AttentionForwardFn, attention_forward)                                             \
+  X(AttentionBackwardFn, attention_backward)                                           \
+  X(PoolClsForwardFn, pool_cls_forward)                                                \
+  X(PoolClsBackwardFn, pool_cls_backward)                                              \
+  X(PoolMeanForwardFn, pool_mean_forward)                                              \
+  X(PoolMeanBackwardFn, pool_mean_backward)                                            \
+  /* Optimiser and gradient norm (ops/optim.h). */                                     \
+  X(AdamwStepFn, adamw_step)                                                           \
+  X(GradSumSquaresFn, grad_sum_squares)                                                \
+  X(ScaleInplaceFn, scale_inplace)
+
 struct Backend {
   const char* name;  // "cpu" or "cuda"
-
-  // Losses and dropout (ops/losses.h). The CUDA ones synchronise before returning.
-  SimcseFn* simcse = nullptr;
-  OffDropoutFn* offDropout = nullptr;
-  DclFn* dcl = nullptr;
-  DropoutFn* dropout = nullptr;
-  OffDropoutUnfusedFn* offDropoutUnfused = nullptr;
-  OffDropoutUnfusedFitFn* offDropoutUnfusedFit = nullptr;
-  OffDropoutWorkspaceBytesFn* offDropoutWorkspaceBytes = nullptr;
-
-  // Matrix product (ops/gemm.h).
-  SgemmFn* sgemm = nullptr;
-
-  // BERT encoder (ops/encoder.h).
-  EmbeddingForwardFn* embedding_forward = nullptr;
-  EmbeddingBackwardFn* embedding_backward = nullptr;
-  LayerNormForwardFn* layernorm_forward = nullptr;
-  LayerNormBackwardFn* layernorm_backward = nullptr;
-  LinearForwardFn* linear_forward = nullptr;
-  LinearBackwardFn* linear_backward = nullptr;
-  GeluForwardFn* gelu_forward = nullptr;
-  GeluBackwardFn* gelu_backward = nullptr;
-  TanhForwardFn* tanh_forward = nullptr;
-  TanhBackwardFn* tanh_backward = nullptr;
-  AddFn* add = nullptr;
-  AddInplaceFn* add_inplace = nullptr;
-  AttentionForwardFn* attention_forward = nullptr;
-  AttentionBackwardFn* attention_backward = nullptr;
-  PoolClsForwardFn* pool_cls_forward = nullptr;
-  PoolClsBackwardFn* pool_cls_backward = nullptr;
-  PoolMeanForwardFn* pool_mean_forward = nullptr;
-  PoolMeanBackwardFn* pool_mean_backward = nullptr;
-
-  // Optimiser and gradient norm (ops/optim.h).
-  AdamwStepFn* adamw_step = nullptr;
-  GradSumSquaresFn* grad_sum_squares = nullptr;
-  ScaleInplaceFn* scale_inplace = nullptr;
+#define SIMCSEPP_BACKEND_MEMBER(Type, member) Type* member = nullptr;
+  SIMCSEPP_BACKEND_OPS(SIMCSEPP_BACKEND_MEMBER)
+#undef SIMCSEPP_BACKEND_MEMBER
 };
+
+// The members of `b` that are filled (the ops this backend implements), by member name.
+inline std::vector<const char*> implemented_ops(const Backend& b) {
+  std::vector<const char*> ops;
+#define SIMCSEPP_BACKEND_FILLED(Type, member) \
+  if (b.member != nullptr) ops.push_back(#member);
+  SIMCSEPP_BACKEND_OPS(SIMCSEPP_BACKEND_FILLED)
+#undef SIMCSEPP_BACKEND_FILLED
+  return ops;
+}
 
 const Backend& cpu_backend();
 const Backend& cuda_backend();

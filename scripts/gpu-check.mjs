@@ -259,6 +259,18 @@ if (runBench) {
     const devices = fake ? ['cpu'] : status.available ? ['cuda', 'cpu'] : ['cpu']
     const dim = 768
     // Rough seconds per case (warm-up + 3 runs of fused and unfused at ~0.5 s minimum each) for skipping.
+    // A table row without measurements, saying why.
+    const emptyRow = (device, n, note) => ({
+      device,
+      n,
+      d: dim,
+      fusedMs: null,
+      unfusedMs: null,
+      speedup: null,
+      fusedWorkspaceBytes: null,
+      unfusedWorkspaceBytes: null,
+      note,
+    })
     const estimate = (device, n) => (device === 'cuda' ? 3 + 4e-13 * n * n * dim * 12 : 3 + 2e-11 * n * n * dim * 8)
     for (const device of devices)
       for (const n of [64, 512, 4096, 65536]) {
@@ -266,17 +278,7 @@ if (runBench) {
         const est = estimate(device, n)
         if (est > left()) {
           skip(`bench ${device} N=${n} D=${dim}: estimated ${est.toFixed(0)} s, ${Math.max(0, left()).toFixed(0)} s left`)
-          rows.push({
-            device,
-            n,
-            d: dim,
-            fusedMs: null,
-            unfusedMs: null,
-            speedup: null,
-            fusedWorkspaceBytes: null,
-            unfusedWorkspaceBytes: null,
-            note: 'skipped: time budget',
-          })
+          rows.push(emptyRow(device, n, 'skipped: time budget'))
           continue
         }
         try {
@@ -292,17 +294,7 @@ if (runBench) {
           )
         } catch (e) {
           report(false, `bench ${device} N=${n} D=${dim}: threw ${e.message.split('\n')[0]}`)
-          rows.push({
-            device,
-            n,
-            d: dim,
-            fusedMs: null,
-            unfusedMs: null,
-            speedup: null,
-            fusedWorkspaceBytes: null,
-            unfusedWorkspaceBytes: null,
-            note: `error: ${e.message.split('\n')[0]}`,
-          })
+          rows.push(emptyRow(device, n, `error: ${e.message.split('\n')[0]}`))
         }
       }
     log(tables.lossBenchTable(rows))

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import ts from 'typescript'
 import { addon } from '../lib/native.js'
+import { ENCODER_TRAINING_OPS, encoderCudaBlocker } from '../lib/model/cuda-support.js'
 
 const nativeTs = join(dirname(fileURLToPath(import.meta.url)), '..', 'lib', 'native.ts')
 
@@ -46,4 +47,25 @@ t.test('the Addon interface and the C++ exports list the same functions', async 
     [],
     'every addon export is declared in the Addon interface',
   )
+})
+
+t.test('backendOps lists what each backend table holds', async (t) => {
+  const cpu = addon.backendOps('cpu')
+  t.same(
+    ENCODER_TRAINING_OPS.filter((op) => !cpu.includes(op)),
+    [],
+    'the CPU table has every op the encoder uses (so the list names real ops)',
+  )
+  const cuda = addon.backendOps('cuda')
+  t.ok(
+    cuda.every((op) => cpu.includes(op)),
+    'every CUDA op has its CPU reference',
+  )
+  const blocker = encoderCudaBlocker(true)
+  t.equal(
+    blocker === null,
+    ENCODER_TRAINING_OPS.every((op) => cuda.includes(op)),
+    'the encoder is blocked exactly when an op lacks a kernel',
+  )
+  t.throws(() => addon.backendOps('tpu' as never), /Expected device to be 'cpu' or 'cuda'/)
 })

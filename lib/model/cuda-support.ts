@@ -1,54 +1,45 @@
-// Whether the encoder's ops run on CUDA in this build: a one-layer model of hidden size 8 runs one
-// forward pass on the device (for training: also backward, grad clipping and an AdamW step), once per
-// process. The answer feeds the device policy (lib/device.ts): the encoder runs on CUDA only once
-// every op it uses has kernels there.
-import { AdamW, clipGradNorm } from '../optim/adamw.js'
-import { BertModel } from './bert.js'
-import type { BertConfig } from './config.js'
+// Whether the encoder can run on CUDA in this build: every op a forward pass (and, for training, the
+// backward pass and the optimizer step) uses must have an entry in the CUDA backend's table. The
+// addon answers from the table itself (backendOps), so nothing is allocated or run to find out. The
+// answer feeds the device policy (lib/device.ts): the encoder runs on CUDA once all its ops have kernels.
+import { addon } from '../native.js'
 
-const TINY: BertConfig = {
-  modelType: 'bert',
-  vocabSize: 8,
-  hiddenSize: 8,
-  numHiddenLayers: 1,
-  numAttentionHeads: 2,
-  intermediateSize: 16,
-  hiddenAct: 'gelu',
-  hiddenDropoutProb: 0.1,
-  attentionProbsDropoutProb: 0.1,
-  maxPositionEmbeddings: 8,
-  typeVocabSize: 2,
-  layerNormEps: 1e-12,
-  padTokenId: 0,
-  initializerRange: 0.02,
-}
+/** The native ops of an eval-mode forward pass (embedding, layers, pooling, MLP head). */
+export const ENCODER_FORWARD_OPS = [
+  'embedding_forward',
+  'layernorm_forward',
+  'linear_forward',
+  'attention_forward',
+  'gelu_forward',
+  'tanh_forward',
+  'add_inplace',
+  'pool_cls_forward',
+  'pool_mean_forward',
+  'dropout',
+] as const
 
-const answers = new Map<boolean, string | null>()
+/** What a training step adds: every backward, the losses, grad-norm clipping and AdamW. */
+export const ENCODER_TRAINING_OPS = [
+  ...ENCODER_FORWARD_OPS,
+  'embedding_backward',
+  'layernorm_backward',
+  'linear_backward',
+  'attention_backward',
+  'gelu_backward',
+  'tanh_backward',
+  'pool_cls_backward',
+  'pool_mean_backward',
+  'simcse',
+  'offDropout',
+  'dcl',
+  'grad_sum_squares',
+  'scale_inplace',
+  'adamw_step',
+] as const
 
-/** null when the encoder runs on CUDA (training it too, when `training`), else the error it gets. */
+/** null when the encoder's ops (its training ops, with `training`) all have CUDA kernels, else which lack them. */
 export function encoderCudaBlocker(training = false): string | null {
-  if (!answers.has(training)) answers.set(training, probe(training))
-  return answers.get(training)!
-}
-
-function probe(training: boolean): string | null {
-  let model: BertModel | null = null,
-    opt: AdamW | null = null
-  try {
-    model = BertModel.create(TINY, { device: 'cuda', mlp: training })
-    const batch = { inputIds: Int32Array.of(2, 5, 3, 0), attentionMask: Int32Array.of(1, 1, 1, 0), shape: [2, 2] }
-    if (!training) model.embed(batch, 'cls').dispose()
-    else {
-      model.trainBackward(model.trainForward(batch, { seed: 0, step: 0 }))
-      clipGradNorm(model.grads, 1)
-      opt = new AdamW(model.params, model.grads, model.layout.decayEnd)
-      opt.stepWith(1e-3)
-    }
-    return null
-  } catch (e) {
-    return (e as Error).message ?? String(e)
-  } finally {
-    opt?.dispose()
-    model?.dispose()
-  }
+  const have = new Set(addon.backendOps('cuda'))
+  const missing = (training ? ENCODER_TRAINING_OPS : ENCODER_FORWARD_OPS).filter((op) => !have.has(op))
+  return missing.length ? `no CUDA kernels yet for ${missing.join(', ')}` : null
 }

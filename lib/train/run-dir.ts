@@ -2,7 +2,7 @@
 // the checkpoint's step), training_args.json, the model files, checkpoints and the resume checks, and
 // at the end metrics.json and loss_curve.svg. Everything but the log's appends is written atomically.
 import { existsSync } from 'node:fs'
-import { appendFile, mkdir, readFile } from 'node:fs/promises'
+import { appendFile, readFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import type { DataFingerprint } from '../data/sentences.js'
 import type { BertModel } from '../model/bert.js'
@@ -76,9 +76,8 @@ export class RunDir {
     readonly history: LogEntry[],
   ) {}
 
-  /** Creates `out` and opens its log, keeping the entries up to `startStep` (0: a fresh log). */
+  /** Opens the log of `out` (made and locked by out-dir.ts), keeping the entries up to `startStep` (0: a fresh log). */
   static async open(out: string, startStep: number): Promise<RunDir> {
-    await mkdir(out, { recursive: true })
     const logPath = join(out, 'train.jsonl')
     return new RunDir(out, logPath, await readLog(logPath, startStep))
   }

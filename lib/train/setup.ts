@@ -2,7 +2,6 @@
 // resumed run's, or a WordPiece vocabulary built from the data) and the model (pretrained or freshly
 // initialised, with the SimCSE MLP head and any dropout override).
 import { existsSync } from 'node:fs'
-import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { resolveDevice, type DeviceRequest } from '../device.js'
 import { BertModel } from '../model/bert.js'
@@ -28,7 +27,6 @@ export async function loadTokenizer(o: ResolvedTrainOptions, file: SentenceFile,
   // No tokenizer given for a model from scratch: a WordPiece vocabulary from (a sample of) the data.
   const sample = await file.readLines(Array.from({ length: Math.min(file.count, 200_000) }, (_, i) => i))
   const vocab = buildVocab(sample, o.vocabSize)
-  await mkdir(o.out, { recursive: true })
   const path = join(o.out, 'vocab.txt')
   await writeVocab(path, vocab)
   say(`built a ${vocab.length}-token WordPiece vocabulary from the training data (${path})`)
