@@ -39,7 +39,7 @@ struct DeviceHeader {
 constexpr int kFlagBase = 16;
 
 // Device-side: record that input `code` holds NaN/Inf (smaller codes win).
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(SIMCSEPP_CUDA_EMULATOR)
 __device__ __forceinline__ void flag_non_finite(int* flag, int code) { atomicMax(flag, kFlagBase - code); }
 #endif
 inline int decode_flag(int flag) { return flag == 0 ? kNone : kFlagBase - flag; }

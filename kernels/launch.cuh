@@ -1,7 +1,8 @@
 // The one place that writes `<<< >>>`: every kernel launch in kernels/ goes through launch(), which
 // also checks the launch (a bad configuration or a missing kernel image only shows up in
-// cudaGetLastError). Keeping launches behind one function lets a host emulator or a tracer replace
-// it later without touching the kernel files.
+// cudaGetLastError). In the emulated build (SIMCSEPP_CUDA=emulate, emulator/) the host compiler
+// compiles this file and launch() hands the kernel to the emulator instead, so every kernel source is
+// the same for the GPU and for the emulator.
 #pragma once
 #include <cstddef>
 #include <string>
@@ -19,7 +20,11 @@ constexpr cudaStream_t kDefaultStream = 0;
 template <class... Params, class... Args>
 void launch(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
             Args&&... args) {
-  kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+#if defined(SIMCSEPP_CUDA_EMULATOR)
+  (void)::cuemu::launch_kernel(what, kernel, grid, block, smem, stream, std::forward<Args>(args)...);
+#else
+  kernel<<<grid, block, smem, stream> > >(std::forward<Args>(args)...);
+#endif
   detail::check(cudaGetLastError(), (std::string("launch of ") + what).c_str());
 }
 

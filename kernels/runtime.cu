@@ -61,6 +61,9 @@ Status probe() {
     return st;
   }
   st.available = true;
+#if defined(SIMCSEPP_CUDA_EMULATOR)
+  st.emulated = true;
+#endif
   return st;
 }
 

@@ -2,7 +2,7 @@
 // Everything here is internal: the public API wraps it with validation and friendlier types.
 import { createRequire } from 'node:module'
 import { existsSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export type DeviceName = 'cpu' | 'cuda'
@@ -25,6 +25,8 @@ export interface CudaStatus {
   compiled: boolean
   /** A CUDA device can be used now. */
   available: boolean
+  /** The 'cuda' device is the host emulator (a SIMCSEPP_CUDA=emulate build): the real kernel sources run on the CPU, for tests. */
+  emulated?: boolean
   /** Why CUDA is unavailable (no driver, no device, driver too old, not compiled). */
   reason?: string
   /** Device 0's name and compute capability, when available. */
@@ -202,11 +204,12 @@ export interface Addon {
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..')
 
 function load(): Addon {
-  const candidates = [
-    process.env.SIMCSEPP_ADDON,
-    join(packageRoot, 'build', 'Release', 'simcsepp.node'),
-    join(packageRoot, 'build', 'Debug', 'simcsepp.node'),
-  ].filter((p): p is string => !!p)
+  // An explicit SIMCSEPP_ADDON is the only candidate: falling back to another build would hide that the
+  // requested one (e.g. the emulated flavour of npm run test:emulated) failed to load.
+  const explicit = process.env.SIMCSEPP_ADDON
+  const candidates = explicit
+    ? [resolve(explicit)]
+    : [join(packageRoot, 'build', 'Release', 'simcsepp.node'), join(packageRoot, 'build', 'Debug', 'simcsepp.node')]
   const require = createRequire(import.meta.url)
   const errors: string[] = []
   for (const path of candidates) {

@@ -20,6 +20,7 @@ Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("compiled", s.compiled);
   o.Set("available", s.available);
+  if (s.emulated) o.Set("emulated", true);
   if (!s.available) o.Set("reason", s.reason);
   if (!s.device.empty()) o.Set("device", s.device);
   return o;

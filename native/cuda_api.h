@@ -17,6 +17,7 @@ struct CudaError : std::runtime_error {
 struct Status {
   bool compiled = false;   // CUDA kernels are in this build
   bool available = false;  // a device can be used now
+  bool emulated = false;   // the device is the host emulator (emulator/): real kernel sources, run on the CPU
   std::string reason;      // why not, when !available
   std::string device;      // device 0's name and compute capability, when available
 };

@@ -3,7 +3,9 @@
 //
 // With cmake on PATH: cmake-js and CMakeLists.txt, compiling the CUDA kernels when nvcc is found.
 // Without cmake: node-gyp and binding.gyp (CPU backend only).
-// Environment: SIMCSEPP_NO_CUDA=1 skips CUDA; SIMCSEPP_WERROR=1 makes warnings in our code errors.
+// Environment: SIMCSEPP_NO_CUDA=1 (or SIMCSEPP_CUDA=off) skips CUDA; SIMCSEPP_CUDA=emulate builds the CUDA
+// kernels for the host emulator (emulator/, for tests); SIMCSEPP_BUILD_DIR builds into another directory
+// than build/ (npm run test:emulated uses build-emulate/); SIMCSEPP_WERROR=1 makes warnings in our code errors.
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
@@ -30,7 +32,13 @@ let status
 if (has('cmake')) {
   const cmakeJs = join(dirname(require.resolve('cmake-js/package.json')), 'bin', 'cmake-js')
   const args = [cmakeJs, 'build', '--parallel', jobs, '--log-level', 'warn']
-  if (process.env.SIMCSEPP_NO_CUDA === '1') args.push('--CDSIMCSEPP_WITH_CUDA=OFF')
+  const mode = process.env.SIMCSEPP_NO_CUDA === '1' ? 'off' : (process.env.SIMCSEPP_CUDA ?? 'auto')
+  if (!['auto', 'off', 'emulate'].includes(mode)) {
+    console.error(`simcsepp: SIMCSEPP_CUDA must be auto, off or emulate, not '${mode}'`)
+    process.exit(2)
+  }
+  args.push(`--CDSIMCSEPP_CUDA_MODE=${mode}`)
+  if (process.env.SIMCSEPP_BUILD_DIR) args.push('--out', process.env.SIMCSEPP_BUILD_DIR)
   if (process.env.SIMCSEPP_WERROR === '1') args.push('--CDSIMCSEPP_WERROR=ON')
   status = run(process.execPath, args, { CMAKE_BUILD_PARALLEL_LEVEL: jobs })
 } else {

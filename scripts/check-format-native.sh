@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks that the C++/CUDA sources (native/**/*.{h,cpp}, kernels/*.{cu,cuh}) are formatted with the
+# Checks that the C++/CUDA sources (native/**/*.{h,cpp}, kernels/*.{cu,cuh}, emulator/**) are formatted with the
 # repository's .clang-format. Lists the files that are not and exits 1; with --fix, rewrites them.
 # Installs nothing: without clang-format on PATH it says so and exits 0 (CI installs clang-format).
 # Usage: bash scripts/check-format-native.sh [--fix]
@@ -19,7 +19,7 @@ if ! command -v clang-format >/dev/null 2>&1; then
   exit 0
 fi
 
-mapfile -t files < <(find native -type f \( -name '*.h' -o -name '*.cpp' \); find kernels -maxdepth 1 -type f \( -name '*.cu' -o -name '*.cuh' \))
+mapfile -t files < <(find native -type f \( -name '*.h' -o -name '*.cpp' \); find kernels -maxdepth 1 -type f \( -name '*.cu' -o -name '*.cuh' \); find emulator -type f \( -name '*.h' -o -name '*.cpp' -o -name '*.cu' \))
 if [ "$fix" = 1 ]; then
   clang-format -i --style=file "${files[@]}"
   echo "check-format-native: formatted ${#files[@]} files with $(clang-format --version)"

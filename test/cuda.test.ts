@@ -2,12 +2,15 @@
 // The cases, inputs and tolerances are in helpers/parity.mjs, which scripts/gpu-check.mjs runs too.
 // Skipped, with the reason printed, when CUDA is not compiled in or no device is usable.
 // SIMCSEPP_TEST_LARGE=1 adds N = 65,536 at D = 128 and 768 (minutes of CPU time for the reference).
+// Against the host emulator (npm run test:emulated) the same checks run at EMULATED_SHAPES, and
+// SIMCSEPP_EXPECT_EMULATED=1 makes a build that is not the emulated one a failure instead of a skip.
 import t from 'tap'
 import { Tensor, cudaStatus, dropout, losses } from 'simcsepp'
 import { addon } from '../lib/native.js'
 import { Tensor as LibTensor, nativeOf } from '../lib/tensor.js'
 import {
   DROPOUT_SHAPES,
+  EMULATED_SHAPES,
   GRAD_TOLERANCE,
   LOSS_CASES,
   UNFUSED_SHAPES,
@@ -26,9 +29,19 @@ import {
 const status = cudaStatus()
 const skip = status.available ? false : `CUDA unavailable: ${status.reason}`
 if (skip) console.log(`# skipping CUDA tests: ${skip}`)
+const emulated = status.emulated === true
+const lossShapeList = emulated ? EMULATED_SHAPES.loss : lossShapes(process.env.SIMCSEPP_TEST_LARGE === '1')
+const unfusedShapes = emulated ? EMULATED_SHAPES.unfused : UNFUSED_SHAPES
+const dropoutShapes = emulated ? EMULATED_SHAPES.dropout : DROPOUT_SHAPES
+
+if (process.env.SIMCSEPP_EXPECT_EMULATED === '1') {
+  t.test('the emulated build is the one loaded', async (t) => {
+    t.ok(status.available && emulated, `cudaStatus: ${JSON.stringify(status)}`)
+  })
+}
 
 t.test('losses: CUDA equals CPU', { skip }, async (t) => {
-  for (const [n, d] of lossShapes(process.env.SIMCSEPP_TEST_LARGE === '1')) {
+  for (const [n, d] of lossShapeList) {
     const views = lossViews(n, d)
     const cpu = views.map((v) => Tensor.from(v, [n, d]))
     const gpu = cpu.map((x) => x.to('cuda'))
@@ -48,7 +61,7 @@ t.test('losses: CUDA equals CPU', { skip }, async (t) => {
 // (native/cpu/infonce_unfused.cpp): loss, all three gradients, and the bytes it reports.
 t.test('offDropoutUnfused: CUDA equals CPU', { skip }, async (t) => {
   const lib = { Tensor: LibTensor, nativeOf, addon }
-  for (const [n, d] of UNFUSED_SHAPES) {
+  for (const [n, d] of unfusedShapes) {
     const views = lossViews(n, d)
     const a = runUnfused(lib, views, n, d, 'cuda')
     const b = runUnfused(lib, views, n, d, 'cpu')
@@ -66,7 +79,7 @@ t.test('offDropoutUnfused: CUDA equals CPU', { skip }, async (t) => {
 })
 
 t.test('dropout: CUDA draws the same mask as the CPU, bit for bit', { skip }, async (t) => {
-  for (const [rows, cols] of DROPOUT_SHAPES) {
+  for (const [rows, cols] of dropoutShapes) {
     const x = randn(rows * cols, rows)
     const opts = dropoutOptions(rows)
     const a = dropout(Tensor.from(x, [rows, cols], 'cuda'), opts).toFloat32Array()

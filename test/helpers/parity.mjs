@@ -93,6 +93,39 @@ export function lossShapes(large = false) {
   return shapes
 }
 
+/**
+ * Shapes for the host emulator (npm run test:emulated), which runs each thread as a fiber with every memory
+ * access checked: small enough to run in seconds, yet crossing the 64-wide tiles and the 16-wide reduction
+ * chunks (N = 1, 7, 65, 100, 130; D = 1, 17, 33, 100), so partial tiles, masks and multi-tile loops all execute.
+ * N = 100 puts a many-row diagonal block in the last column tile, the one place where infonce_lse_kernel's
+ * diag[] barrier orders anything (earlier tiles are ordered by the barriers of the tiles after them).
+ * @type {{ loss: [number, number][], unfused: [number, number][], dropout: [number, number][] }}
+ */
+export const EMULATED_SHAPES = {
+  // D = 1 only up to N = 7: there the exact gradient is 0 and what is compared is fp32 cancellation noise,
+  // which from N = 64 on exceeds GRAD_TOLERANCE in the kernels' normalisation backward (see the issue notes).
+  loss: [
+    [1, 1],
+    [7, 1],
+    [1, 17],
+    [7, 17],
+    [65, 33],
+    [100, 100],
+    [130, 17],
+    [130, 100],
+  ],
+  unfused: [
+    [1, 1],
+    [7, 17],
+    [130, 100],
+  ],
+  dropout: [
+    [1, 1],
+    [7, 33],
+    [130, 100],
+  ],
+}
+
 /** Shapes of the unfused benchmark baseline's parity check (it holds N × N logits). */
 export const UNFUSED_SHAPES = /** @type {[number, number][]} */ ([1, 7, 64, 1000].flatMap((n) => [1, 128, 768].map((d) => [n, d])))
 

@@ -1,0 +1,232 @@
+// The memory-access hooks. The kernel sources are compiled with -fsanitize=thread, which makes the
+// compiler call __tsan_read4(address), __tsan_write16(address), ... before every load and store that
+// may touch memory shared between threads. The emulator supplies those functions (no ThreadSanitizer
+// runtime is linked), so it sees every access of kernel code while a launch runs:
+//   - the running fiber's own stack (locals, the kernel's argument copies): allowed;
+//   - this OS thread's copy of the module's TLS segment, where __shared__ variables live: the access must
+//     lie inside one __shared__ variable (symbols.cpp) and must not race: a write and another thread's
+//     read or write of the same byte in the same phase (between two block barriers; lanes of one warp
+//     are also ordered by __syncwarp) is a race;
+//   - device memory: the access must lie inside one live allocation (memory.cpp);
+//   - reads of the launch's own bookkeeping (threadIdx and friends, the argument pack) and of the
+//     module's read-only data: allowed; anything else is an illegal address.
+// The first fault stops the launch; the report names the kernel, block, thread, address and source line.
+#include <sstream>
+
+#include "internal.h"
+
+namespace cuemu::detail {
+
+namespace {
+
+constexpr uint16_t kManyReaders = 0xFFFF;
+
+// Shadow of one byte of the TLS segment: the last write and the reads of the current phase.
+struct Cell {
+  uint32_t wEpoch = 0, rEpoch = 0;
+  uint16_t wTid = 0, rTid = 0;
+  uint32_t wSyncs = 0, rSyncs = 0;
+  const void* wPc = nullptr;
+  const void* rPc = nullptr;
+};
+
+std::vector<Cell>& shadow() {
+  static std::vector<Cell>* s = new std::vector<Cell>();
+  return *s;
+}
+
+std::string hex(uintptr_t a) {
+  std::ostringstream s;
+  s << "0x" << std::hex << a;
+  return s.str();
+}
+
+std::string at_source(const void* pc) {
+  const std::string s = source_of(pc);
+  return s.empty() ? "" : " at " + s;
+}
+
+std::string thread_of(const Launch& L, uint16_t tid) {
+  const dim3 b = L.block;
+  return "(" + std::to_string(tid % b.x) + "," + std::to_string(tid / b.x % b.y) + "," +
+         std::to_string(tid / (b.x * b.y)) + ")";
+}
+
+// Whether an earlier access by thread `other` (in this phase) is ordered before one by `f`: only by a
+// __syncwarp both passed since, when they are lanes of one warp.
+bool ordered(const Fiber& f, uint16_t other, uint32_t otherSyncs) {
+  return other / 32 == f.tid / 32 && otherSyncs != f.warpSyncs;
+}
+
+const SharedVar* find_var(const ModuleTls& tls, uintptr_t offset) {
+  const std::vector<SharedVar>& v = *tls.vars;
+  size_t lo = 0, hi = v.size();
+  while (lo < hi) {  // last variable starting at or before offset
+    const size_t mid = (lo + hi) / 2;
+    if (v[mid].offset <= offset)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo == 0 ? nullptr : &v[lo - 1];
+}
+
+void shared_access(Launch& L, Fiber& f, uintptr_t a, size_t n, bool write, bool atomic, const void* pc) {
+  const uintptr_t off = a - L.tls.lo;
+  const SharedVar* var = nullptr;
+  if (!L.tls.vars->empty()) {
+    const SharedVar* v = find_var(L.tls, off);
+    const bool inside = v != nullptr && off - v->offset + n <= v->size;
+    if (!inside) {
+      std::string rel = "outside every __shared__ variable";
+      if (v != nullptr && off >= v->offset)
+        rel = std::to_string(off + n - (v->offset + v->size)) + " bytes past the end of __shared__ " +
+              short_name(v->name) + " (" + std::to_string(v->size) + " bytes)";
+      const char* kind = atomic ? "atomic" : (write ? "write" : "read");
+      fail(cudaErrorIllegalAddress, "out-of-bounds shared-memory " + std::string(kind) + " of " + std::to_string(n) +
+                                        " bytes in " + where(f) + ": " + rel + at_source(pc));
+      return;
+    }
+    var = v;
+  }
+  if (atomic) return;  // atomics do not race with each other
+  std::vector<Cell>& S = shadow();
+  const uint32_t E = L.epoch;
+  const uint16_t t = static_cast<uint16_t>(f.tid);
+  for (size_t i = 0; i < n; ++i) {
+    Cell& c = S[off + i];
+    const char* conflict = nullptr;
+    uint16_t other = 0;
+    const void* otherPc = nullptr;
+    if (c.wEpoch == E && c.wTid != t && !ordered(f, c.wTid, c.wSyncs)) {
+      conflict = "wrote";
+      other = c.wTid;
+      otherPc = c.wPc;
+    } else if (write && c.rEpoch == E && c.rTid != t && (c.rTid == kManyReaders || !ordered(f, c.rTid, c.rSyncs))) {
+      conflict = "read";
+      other = c.rTid;
+      otherPc = c.rPc;
+    }
+    if (conflict != nullptr) {
+      const std::string who = other == kManyReaders ? "other threads" : "thread " + thread_of(L, other);
+      const std::string at =
+          var == nullptr ? "shared memory" : short_name(var->name) + "+" + std::to_string(off - var->offset);
+      fail(cudaErrorLaunchFailure, "shared-memory race in " + where(f) + ": " + (write ? "writes " : "reads ") +
+                                       std::to_string(n) + " bytes at " + at + " (" + hex(a) + ")" + at_source(pc) +
+                                       ", which " + who + " " + conflict + at_source(otherPc) +
+                                       " with no __syncthreads() in between");
+      return;
+    }
+    if (write) {
+      c.wEpoch = E;
+      c.wTid = t;
+      c.wSyncs = f.warpSyncs;
+      c.wPc = pc;
+    } else if (c.rEpoch != E) {
+      c.rEpoch = E;
+      c.rTid = t;
+      c.rSyncs = f.warpSyncs;
+      c.rPc = pc;
+    } else if (c.rTid != t) {
+      c.rTid = kManyReaders;
+    }
+  }
+}
+
+inline void on_access(const void* addr, size_t n, bool write, const void* pc) {
+  if (!g_running.load(std::memory_order_relaxed) || !pthread_equal(pthread_self(), g_runner)) return;
+  Launch& L = *g_launch;
+  Fiber* f = L.cur;
+  if (f == nullptr || L.failed) return;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
+  if (a - reinterpret_cast<uintptr_t>(f->stack) < f->stackSize) return;  // own stack
+  check_access(*f, a, n, write, false, pc);
+}
+
+}  // namespace
+
+void check_access(Fiber& f, uintptr_t a, size_t n, bool write, bool atomic, const void* pc) {
+  Launch& L = *g_launch;
+  if (a >= L.tls.lo && a < L.tls.hi) {
+    if (shadow().size() < L.tls.hi - L.tls.lo) shadow().resize(L.tls.hi - L.tls.lo);
+    shared_access(L, f, a, n, write, atomic, pc);
+    return;
+  }
+  if (L.lastAlloc.contains(a, n)) return;
+  Range r;
+  if (find_allocation(a, n, &r)) {
+    L.lastAlloc = r;
+    return;
+  }
+  if (!write && !atomic) {
+    const uintptr_t coordsLo = reinterpret_cast<uintptr_t>(&f.coords);
+    if (a - coordsLo < sizeof(ThreadCoords) || a == reinterpret_cast<uintptr_t>(&current)) return;
+    if (a >= reinterpret_cast<uintptr_t>(L.state) && a < reinterpret_cast<uintptr_t>(L.state) + L.stateSize) return;
+    if (in_readonly_data(a, n)) return;
+  }
+  const char* kind = atomic ? "atomic" : (write ? "write" : "read");
+  fail(cudaErrorIllegalAddress,
+       std::string("out-of-bounds ") + kind + " in " + where(f) + ": " + describe_bad_address(a, n) + at_source(pc));
+}
+
+}  // namespace cuemu::detail
+
+using cuemu::detail::on_access;
+
+// The hooks GCC and Clang emit under -fsanitize=thread (plain, unaligned, volatile and ranged forms).
+extern "C" {
+#define SIMCSEPP_EMU_HOOKS(n)                                                                              \
+  void __tsan_read##n(void* a) { on_access(a, n, false, __builtin_return_address(0)); }                    \
+  void __tsan_write##n(void* a) { on_access(a, n, true, __builtin_return_address(0)); }                    \
+  void __tsan_unaligned_read##n(void* a) { on_access(a, n, false, __builtin_return_address(0)); }          \
+  void __tsan_unaligned_write##n(void* a) { on_access(a, n, true, __builtin_return_address(0)); }          \
+  void __tsan_volatile_read##n(void* a) { on_access(a, n, false, __builtin_return_address(0)); }           \
+  void __tsan_volatile_write##n(void* a) { on_access(a, n, true, __builtin_return_address(0)); }           \
+  void __tsan_unaligned_volatile_read##n(void* a) { on_access(a, n, false, __builtin_return_address(0)); } \
+  void __tsan_unaligned_volatile_write##n(void* a) { on_access(a, n, true, __builtin_return_address(0)); }
+SIMCSEPP_EMU_HOOKS(1)
+SIMCSEPP_EMU_HOOKS(2)
+SIMCSEPP_EMU_HOOKS(4)
+SIMCSEPP_EMU_HOOKS(8)
+SIMCSEPP_EMU_HOOKS(16)
+#undef SIMCSEPP_EMU_HOOKS
+void __tsan_read_range(void* a, unsigned long n) { on_access(a, n, false, __builtin_return_address(0)); }
+void __tsan_write_range(void* a, unsigned long n) { on_access(a, n, true, __builtin_return_address(0)); }
+void __tsan_init() {}
+void __tsan_func_entry(void*) {}
+void __tsan_func_exit() {}
+void __tsan_vptr_update(void**, void*) {}
+void __tsan_vptr_read(void**) {}
+}
+
+// Atomics in instrumented code (e.g. the guard of a function-local static) arrive as __tsan_atomic*
+// calls; host code uses them, so they are performed for real, with the requested ordering.
+extern "C" {
+#define SIMCSEPP_EMU_ATOMICS(bits, T)                                                                      \
+  T __tsan_atomic##bits##_load(const volatile T* a, int mo) { return __atomic_load_n(a, mo); }             \
+  void __tsan_atomic##bits##_store(volatile T* a, T v, int mo) { __atomic_store_n(a, v, mo); }             \
+  T __tsan_atomic##bits##_exchange(volatile T* a, T v, int mo) { return __atomic_exchange_n(a, v, mo); }   \
+  T __tsan_atomic##bits##_fetch_add(volatile T* a, T v, int mo) { return __atomic_fetch_add(a, v, mo); }   \
+  T __tsan_atomic##bits##_fetch_sub(volatile T* a, T v, int mo) { return __atomic_fetch_sub(a, v, mo); }   \
+  T __tsan_atomic##bits##_fetch_and(volatile T* a, T v, int mo) { return __atomic_fetch_and(a, v, mo); }   \
+  T __tsan_atomic##bits##_fetch_or(volatile T* a, T v, int mo) { return __atomic_fetch_or(a, v, mo); }     \
+  T __tsan_atomic##bits##_fetch_xor(volatile T* a, T v, int mo) { return __atomic_fetch_xor(a, v, mo); }   \
+  T __tsan_atomic##bits##_fetch_nand(volatile T* a, T v, int mo) { return __atomic_fetch_nand(a, v, mo); } \
+  int __tsan_atomic##bits##_compare_exchange_strong(volatile T* a, T* c, T v, int mo, int fmo) {           \
+    return __atomic_compare_exchange_n(a, c, v, false, mo, fmo);                                           \
+  }                                                                                                        \
+  int __tsan_atomic##bits##_compare_exchange_weak(volatile T* a, T* c, T v, int mo, int fmo) {             \
+    return __atomic_compare_exchange_n(a, c, v, true, mo, fmo);                                            \
+  }                                                                                                        \
+  T __tsan_atomic##bits##_compare_exchange_val(volatile T* a, T c, T v, int mo, int fmo) {                 \
+    __atomic_compare_exchange_n(a, &c, v, false, mo, fmo);                                                 \
+    return c;                                                                                              \
+  }
+SIMCSEPP_EMU_ATOMICS(8, uint8_t)
+SIMCSEPP_EMU_ATOMICS(16, uint16_t)
+SIMCSEPP_EMU_ATOMICS(32, uint32_t)
+SIMCSEPP_EMU_ATOMICS(64, uint64_t)
+#undef SIMCSEPP_EMU_ATOMICS
+void __tsan_atomic_thread_fence(int mo) { __atomic_thread_fence(mo); }
+void __tsan_atomic_signal_fence(int mo) { __atomic_signal_fence(mo); }
+}

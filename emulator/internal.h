@@ -1,0 +1,117 @@
+// The emulator's internals, shared by its translation units (none of which is instrumented: only the
+// kernel sources are compiled with -fsanitize=thread, see checks.cpp).
+//
+//   runtime_api.cpp  errors, device properties, streams, events
+//   memory.cpp       device allocations (with redzones), copies, memset
+//   context.cpp      fiber context switches
+//   scheduler.cpp    kernel launches: blocks one after another, threads as fibers, barriers, warp collectives
+//   checks.cpp       the memory-access hooks: bounds of device and shared memory, shared-memory races
+//   symbols.cpp      where __shared__ variables lie (ELF symbols of the TLS segment), source lines of faults
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#define SIMCSEPP_EMU_RUNTIME 1
+#include "context.h"
+#include "cuda_runtime.h"
+
+namespace cuemu::detail {
+
+// ---- runtime_api.cpp
+// Records `e` as the calling thread's last error, with `report` (what the emulator found) appended to
+// cudaGetErrorString(e) until the next failure. Returns e.
+cudaError_t set_error(cudaError_t e, const std::string& report = {});
+bool valid_stream(cudaStream_t s);
+
+// ---- memory.cpp
+// Serialises the runtime API and launches: one emulated device, used by one OS thread at a time.
+std::recursive_mutex& device_mutex();
+struct Range {
+  uintptr_t base = 0;
+  size_t size = 0;
+  bool contains(uintptr_t a, size_t n) const { return a >= base && n <= size && a - base <= size - n; }
+};
+// The live allocation containing [a, a + n), if any.
+bool find_allocation(uintptr_t a, size_t n, Range* out);
+// Why [a, a + n) is not device memory: past the end or before the start of an allocation (and by how
+// much), inside a freed one, or unknown.
+std::string describe_bad_address(uintptr_t a, size_t n);
+
+// ---- symbols.cpp
+struct SharedVar {
+  uintptr_t offset;  // within the module's TLS segment
+  size_t size;
+  std::string name;  // demangled, e.g. "simcsepp::cuda::(anon)::infonce_lse_kernel(...)::As"
+};
+struct ModuleTls {
+  uintptr_t lo = 0, hi = 0;            // this OS thread's copy of the module's TLS segment
+  const std::vector<SharedVar>* vars;  // sorted by offset; empty when the symbol table is unavailable
+};
+// The emulator's module (the addon or a test program) as seen from the calling thread.
+ModuleTls module_tls();
+// Read-only data of the module (kernel code may read constant tables the compiler placed there).
+bool in_readonly_data(uintptr_t a, size_t n);
+// "kernels/infonce.cu:215 (dot_tile)" for a return address in kernel code, or "" when unknown.
+std::string source_of(const void* pc);
+// "kernels/infonce.cu" of "/path/to/kernels/infonce.cu": the file and its directory.
+std::string short_path(const std::string& path);
+// Short name of a shared variable: "As" of "...::infonce_lse_kernel(...)::As".
+std::string short_name(const std::string& demangled);
+
+// ---- scheduler.cpp
+enum class Wait { Running, Block, Warp, Done };
+
+struct Fiber {
+  ThreadCoords coords{};
+  int tid = 0;  // linear index in the block
+  Wait wait = Wait::Running;
+  const char* file = nullptr;  // where it waits
+  int line = 0;
+  int barOp = 0, barPred = 0, barResult = 0;  // block barrier reduction
+  WarpOp op{};                                // warp collective
+  unsigned mask = 0;
+  uint64_t value = 0, result = 0;
+  int arg = 0, width = 32;
+  uint32_t warpSyncs = 0;  // __syncwarp()s passed: they order this warp's shared-memory accesses
+  Context ctx;
+  char* stack = nullptr;
+  size_t stackSize = 0;
+};
+
+struct Launch {
+  const char* kernel = nullptr;
+  void (*body)(void*) = nullptr;
+  void* state = nullptr;  // the argument pack, read by every thread
+  size_t stateSize = 0;
+  dim3 grid, block;
+  uint3 blockIdx{};
+  std::vector<Fiber>* fibers = nullptr;
+  int threads = 0;
+  Fiber* cur = nullptr;
+  Context sched;
+  uint32_t epoch = 0;  // shared-memory phase: advances at every block barrier and block start
+  ModuleTls tls;
+  Range lastAlloc;  // the allocation the previous device access hit
+  bool failed = false;
+  cudaError_t error = cudaSuccess;
+  std::string report;
+};
+
+// The launch in progress (null when none); only `runner` executes emulated code while `running` is set.
+extern Launch* g_launch;
+extern std::atomic<bool> g_running;
+extern pthread_t g_runner;
+
+// Stops the launch with `e`; from a fiber it never returns (the fiber is abandoned).
+void fail(cudaError_t e, const std::string& report);
+// "infonce_lse_kernel, block (2,0,0), thread (17,0,0)"
+std::string where(const Fiber& f);
+
+// ---- checks.cpp
+// Bounds check of an access the emulator makes for a thread (atomics, shared data exchange).
+void check_access(Fiber& f, uintptr_t a, size_t n, bool write, bool atomic, const void* pc);
+
+}  // namespace cuemu::detail

@@ -1,0 +1,19 @@
+// The emulator's test kernels (kernels.cu), declared for the test driver (main.cpp).
+#pragma once
+#include "cuda_runtime.h"
+
+namespace cuemu_selftest {
+
+void block_sum(const float* in, float* out, int n);
+void block_sum_missing_barrier(const float* in, float* out, int n);
+void reuse_without_barrier(const float* in, float* out);
+void divergent_barrier(float* out);
+void barrier_after_early_return(float* out, int n);
+void read_past_end(const float* in, float* out, int n);
+void shared_overrun(float* out);
+void touch(float* p);
+void shuffle_with_exited_lane(float* out);
+void warp_ops(const int* in, int* out);
+void atomics(float* f, double* d, int* mx, int* counted);
+
+}  // namespace cuemu_selftest

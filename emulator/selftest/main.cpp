@@ -1,0 +1,165 @@
+// The emulator's own tests: correct kernels give exact results, broken ones are caught with a report
+// that names the fault, the kernel, the thread and the source line. Prints one line per check and ends
+// with "N passed, N failed"; exits non-zero if any failed. Run by `npm run test:emulated`.
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+
+namespace {
+
+using namespace cuemu_selftest;
+
+int passed = 0, failed = 0;
+
+void check(bool ok, const std::string& name, const std::string& detail = "") {
+  if (ok) {
+    ++passed;
+    std::printf("ok - %s\n", name.c_str());
+  } else {
+    ++failed;
+    std::printf("not ok - %s%s%s\n", name.c_str(), detail.empty() ? "" : ": ", detail.c_str());
+  }
+}
+
+// Launches and returns "" on success, else cudaGetErrorString of the launch's error.
+template <class... P, class... A>
+std::string run(const char* name, void (*k)(P...), dim3 grid, dim3 block, A... args) {
+  const cudaError_t e = cuemu::launch_kernel(name, k, grid, block, 0, nullptr, args...);
+  (void)cudaGetLastError();
+  return e == cudaSuccess ? "" : cudaGetErrorString(e);
+}
+
+// A broken kernel must fail with a report holding every one of `needles`.
+void expect_fault(const std::string& name, const std::string& report, std::vector<std::string> needles) {
+  std::string missing;
+  for (const std::string& n : needles)
+    if (report.find(n) == std::string::npos) missing += " '" + n + "'";
+  check(!report.empty() && missing.empty(), name,
+        report.empty() ? "no fault reported" : "report lacks" + missing + ": " + report);
+  if (!report.empty() && missing.empty()) std::printf("#   %s\n", report.c_str());
+}
+
+template <class T>
+T* device(const std::vector<T>& host) {
+  void* p = nullptr;
+  cudaMalloc(&p, host.size() * sizeof(T));
+  cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
+  return static_cast<T*>(p);
+}
+
+template <class T>
+std::vector<T> host(const T* p, size_t n) {
+  std::vector<T> h(n);
+  cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost);
+  return h;
+}
+
+}  // namespace
+
+int main() {
+  // Correct kernels: exact results.
+  {
+    const int n = 1000;
+    std::vector<float> in(n);
+    for (int i = 0; i < n; ++i) in[i] = static_cast<float>(i % 7);
+    float* din = device(in);
+    float* dout = device(std::vector<float>(256, 0.0f));
+    const std::string r = run("block_sum", block_sum, 4, 256, static_cast<const float*>(din), dout, n);
+    const std::vector<float> out = host(dout, 4);
+    bool ok = r.empty();
+    for (int b = 0; b < 4; ++b) {
+      float want = 0;
+      for (int i = b * 256; i < std::min(n, b * 256 + 256); ++i) want += in[i];
+      ok = ok && out[b] == want;
+    }
+    check(ok, "block_sum: a shared-memory reduction with barriers gives exact sums", r);
+    expect_fault(
+        "missing __syncthreads(): read-after-write race reported",
+        run("block_sum_missing_barrier", block_sum_missing_barrier, 1, 256, static_cast<const float*>(din), dout, n),
+        {"shared-memory race", "block_sum_missing_barrier", "block (0,0,0)", "kernels.cu:", "s+"});
+    expect_fault("write-after-read race reported",
+                 run("reuse_without_barrier", reuse_without_barrier, 1, 64, static_cast<const float*>(din), dout),
+                 {"shared-memory race", "thread (1,0,0): writes 4 bytes at s+4", "which thread (0,0,0) read"});
+    expect_fault("divergent __syncthreads() reported", run("divergent_barrier", divergent_barrier, 1, 32, dout),
+                 {"divergent __syncthreads()", "kernels.cu:", "thread (16,0,0)"});
+    expect_fault("__syncthreads() after some threads returned reported",
+                 run("barrier_after_early_return", barrier_after_early_return, 1, 64, dout, 40),
+                 {"divergent __syncthreads()", "has returned"});
+    check(run("barrier_after_early_return", barrier_after_early_return, 1, 64, dout, 64).empty(),
+          "a barrier every thread reaches is fine");
+    float* small = device(std::vector<float>(8, 1.0f));
+    expect_fault("read past the end: names the allocation and the distance",
+                 run("read_past_end", read_past_end, 1, 32, static_cast<const float*>(small), dout, 8),
+                 {"out-of-bounds read", "4 bytes at", "just past the end of a 32-byte device allocation",
+                  "thread (8,0,0)", "kernels.cu:"});
+    expect_fault("write past a __shared__ array reported", run("shared_overrun", shared_overrun, 1, 32, dout),
+                 {"out-of-bounds shared-memory write", "past the end of __shared__ s", "thread (31,0,0)"});
+    static float hostBuf[32];
+    expect_fault("host pointer dereferenced in a kernel reported", run("touch", touch, 1, 32, hostBuf),
+                 {"out-of-bounds write", "not device memory"});
+    float* freed = device(std::vector<float>(32, 0.0f));
+    cudaFree(freed);
+    expect_fault("use after cudaFree reported", run("touch", touch, 1, 32, freed), {"freed"});
+    check(cudaFree(freed) == cudaErrorInvalidValue, "cudaFree twice is an error");
+    (void)cudaGetLastError();
+    expect_fault("shuffle naming an exited lane reported",
+                 run("shuffle_with_exited_lane", shuffle_with_exited_lane, 1, 32, dout),
+                 {"__shfl_xor_sync", "lane 0", "returned"});
+    check(run("touch", touch, dim3(1), dim3(2048), dout).find("exceeds 1024 threads") != std::string::npos,
+          "a block of 2048 threads is an invalid configuration");
+    cudaFree(din);
+    cudaFree(dout);
+    cudaFree(small);
+  }
+  // Warp intrinsics, lane by lane.
+  {
+    std::vector<int> in(64);
+    for (int i = 0; i < 64; ++i) in[i] = (i * 5 + 3) % 11;
+    int* din = device(in);
+    int* dout = device(std::vector<int>(64 * 6, -1));
+    const std::string r = run("warp_ops", warp_ops, 1, 64, static_cast<const int*>(din), dout);
+    const std::vector<int> out = host(dout, 64 * 6);
+    bool ok = r.empty();
+    for (int w = 0; w < 2; ++w) {
+      int sum = 0, any7 = 0, all = 1;
+      unsigned ballot = 0;
+      for (int l = 0; l < 32; ++l) {
+        const int v = in[w * 32 + l];
+        sum += v;
+        any7 |= v == 7;
+        all &= v >= 0;
+        if (v % 2 == 1) ballot |= 1u << l;
+      }
+      for (int l = 0; l < 32; ++l) {
+        const int t = w * 32 + l, *o = &out[t * 6];
+        const int down = (l % 8) + 2 < 8 ? in[t + 2] : in[t];
+        ok = ok && o[0] == sum && o[1] == in[w * 32 + 5] && o[2] == (l == 0 ? in[t] : in[t - 1]) && o[3] == down &&
+             static_cast<unsigned>(o[4]) == ballot && o[5] == any7 + 2 * all;
+      }
+    }
+    check(ok, "warp intrinsics: shfl_xor sum, shfl, shfl_up, shfl_down with width 8, ballot, any, all", r);
+    cudaFree(din);
+    cudaFree(dout);
+  }
+  // Atomics and __syncthreads_count.
+  {
+    float* f = device(std::vector<float>(1, 0.0f));
+    double* d = device(std::vector<double>(1, 0.0));
+    int* mx = device(std::vector<int>(1, -1));
+    int* counted = device(std::vector<int>(1, 0));
+    const std::string r = run("atomics", atomics, 3, 100, f, d, mx, counted);
+    const bool ok = r.empty() && host(f, 1)[0] == 300.0f && host(d, 1)[0] == 150.0 && host(mx, 1)[0] == 299 &&
+                    host(counted, 1)[0] == 3 * 34;
+    check(ok, "atomicAdd (float, double), atomicMax, __syncthreads_count", r);
+    cudaFree(f);
+    cudaFree(d);
+    cudaFree(mx);
+    cudaFree(counted);
+  }
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+// npm run test:emulated: builds the emulated CUDA flavour into build-emulate/ (the real addon in build/ is
+// left alone), runs the emulator's own tests (emulator/selftest), then the test files that exercise the
+// 'cuda' device against the emulated addon: CPU vs emulated CUDA with the same tolerances as on a GPU.
+// Ends with "N passed, N failed"; exits non-zero on any failure.
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const buildDir = join(root, 'build-emulate')
+const files = ['test/cuda.test.ts', 'test/validation.test.ts', 'test/ops.test.ts', 'test/addon-exports.test.ts']
+
+let passed = 0
+let failed = 0
+function finish() {
+  console.log(`${passed} passed, ${failed} failed`)
+  process.exit(failed === 0 ? 0 : 1)
+}
+
+console.log('== build the emulated flavour (build-emulate/)')
+const build = spawnSync(process.execPath, [join(root, 'scripts', 'build-native.mjs')], {
+  cwd: root,
+  stdio: 'inherit',
+  env: { ...process.env, SIMCSEPP_CUDA: 'emulate', SIMCSEPP_BUILD_DIR: buildDir },
+})
+const addon = join(buildDir, 'Release', 'simcsepp.node')
+const selftest = join(buildDir, 'Release', 'emulator_selftest')
+if (build.status !== 0 || !existsSync(addon) || !existsSync(selftest)) {
+  console.log('building the emulated flavour failed')
+  failed += 1
+  finish()
+}
+
+console.log('== emulator self-test (deliberately broken kernels must be caught)')
+const self = spawnSync(selftest, [], { encoding: 'utf8' })
+process.stdout.write(self.stdout ?? '')
+process.stderr.write(self.stderr ?? '')
+const selfCounts = /(\d+) passed, (\d+) failed\s*$/.exec(self.stdout ?? '')
+if (selfCounts) {
+  passed += Number(selfCounts[1])
+  failed += Number(selfCounts[2])
+}
+if (!selfCounts || self.status !== 0) failed += selfCounts && Number(selfCounts[2]) > 0 ? 0 : 1
+
+console.log(`== ${files.join(' ')} against the emulated 'cuda' device`)
+const tap = spawnSync(process.execPath, [join(root, 'node_modules', '.bin', 'tap'), ...files], {
+  cwd: root,
+  encoding: 'utf8',
+  env: { ...process.env, SIMCSEPP_ADDON: addon, SIMCSEPP_EXPECT_EMULATED: '1' },
+  maxBuffer: 256 * 1024 * 1024,
+})
+process.stdout.write(tap.stdout ?? '')
+process.stderr.write(tap.stderr ?? '')
+const summary = /^# \{ total: (\d+)(?:, pass: (\d+))?(?:, fail: (\d+))?/m.exec(tap.stdout ?? '')
+if (summary) {
+  passed += Number(summary[2] ?? 0)
+  failed += Number(summary[3] ?? 0)
+}
+if (!summary || (tap.status !== 0 && Number(summary?.[3] ?? 0) === 0)) failed += 1
+finish()
