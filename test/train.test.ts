@@ -175,8 +175,11 @@ t.test('bad input gets a clear error', async (t) => {
   await t.rejects(train({ ...base, data: empty }), /empty/i)
   await t.rejects(train({ ...base, data: bad }), /UTF-8.*line 2|line 2.*UTF-8/i)
   await t.rejects(train({ ...base, data, objective: 'simclr' as never }), /objective must be one of/)
-  await t.rejects(train({ ...base, data, batchSize: 1 }), /batchSize must be at least 2/)
-  await t.rejects(train({ ...base, data, lr: -1 }), /lr must be a number > 0/)
+  await t.rejects(
+    train({ ...base, data, batchSize: 1 }),
+    /batchSize must be an integer >= 2 \(got 1\): a batch of 1 sentence has no in-batch negatives/,
+  )
+  await t.rejects(train({ ...base, data, lr: -1 }), /lr must be a number in \(0, 1\] \(got -1\)/)
   await t.rejects(train({ ...base, data, resume: join(dir, 'nowhere') }), /no checkpoint there/)
   await t.rejects(train({ ...base, data, learningRate: 1 } as never), /unknown option 'learningRate'/)
 })

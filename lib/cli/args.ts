@@ -1,25 +1,12 @@
 // Small helpers for the CLI's flags: numbers with names in the errors, and the usage on failure.
+import { inRange, rangeMessage, type NumberRange } from '../util/number-range.js'
+
 export class UsageError extends Error {}
 
-export function num(name: string, v: string | undefined, opts: { int?: boolean; min?: number; gt?: number } = {}): number | undefined {
+export function num(name: string, v: string | undefined, range: NumberRange = {}): number | undefined {
   if (v === undefined) return undefined
   const x = Number(v)
-  const ok =
-    v.trim() !== '' &&
-    Number.isFinite(x) &&
-    (!opts.int || Number.isInteger(x)) &&
-    (opts.min === undefined || x >= opts.min) &&
-    (opts.gt === undefined || x > opts.gt)
-  if (!ok) {
-    const what = [
-      opts.int ? 'an integer' : 'a number',
-      opts.min !== undefined ? `>= ${opts.min}` : '',
-      opts.gt !== undefined ? `> ${opts.gt}` : '',
-    ]
-      .filter(Boolean)
-      .join(' ')
-    throw new UsageError(`--${name} must be ${what} (got ${JSON.stringify(v)})`)
-  }
+  if (v.trim() === '' || !inRange(x, range)) throw new UsageError(rangeMessage(`--${name}`, range, JSON.stringify(v)))
   return x
 }
 

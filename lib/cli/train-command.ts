@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util'
 import { train, type TrainOptions } from '../train/train.js'
 import { OBJECTIVES } from '../train/objective.js'
+import { OPTION_RANGES as R } from '../train/options.js'
 import { DEVICE_REQUESTS } from '../device.js'
 import { num, oneOf, UsageError } from './args.js'
 import { demoCommand } from './demo-command.js'
@@ -67,8 +68,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
     if (extra.length) throw new UsageError(`--data FILE is required with --${extra[0]} (without --data, train runs the demo)`)
     await demoCommand({
       out: values.out,
-      steps: num('steps', values.steps, { int: true, min: 0 }),
-      seed: num('seed', values.seed, { int: true, min: 0 }),
+      steps: num('steps', values.steps, R.steps),
+      seed: num('seed', values.seed, R.seed),
       config: oneOf('config', values.config, ['tiny', 'mini', 'small', 'base'] as const),
       device: oneOf('device', values.device, DEVICE_REQUESTS),
     })
@@ -80,25 +81,25 @@ export async function trainCommand(argv: string[]): Promise<void> {
     tokenizer: values.tokenizer,
     data: values.data,
     objective: oneOf('objective', values.objective, OBJECTIVES),
-    temperature: num('temperature', values.temperature, { gt: 0 }),
-    posScale: num('pos-scale', values['pos-scale']),
-    dclWeight: num('dcl-weight', values['dcl-weight'], { min: 0 }),
-    dclTemperature: num('dcl-temperature', values['dcl-temperature'], { gt: 0 }),
-    dropout: num('dropout', values.dropout, { min: 0 }),
-    batchSize: num('batch-size', values['batch-size'], { int: true, min: 2 }),
-    maxLen: num('max-len', values['max-len'], { int: true, min: 3 }),
-    lr: num('lr', values.lr, { gt: 0 }),
-    epochs: num('epochs', values.epochs, { int: true, min: 1 }),
-    steps: num('steps', values.steps, { int: true, min: 0 }),
-    warmup: num('warmup', values.warmup, { int: true, min: 0 }),
-    weightDecay: num('weight-decay', values['weight-decay'], { min: 0 }),
-    gradClip: num('grad-clip', values['grad-clip'], { gt: 0 }),
-    seed: num('seed', values.seed, { int: true, min: 0 }),
+    temperature: num('temperature', values.temperature, R.temperature),
+    posScale: num('pos-scale', values['pos-scale'], R.posScale),
+    dclWeight: num('dcl-weight', values['dcl-weight'], R.dclWeight),
+    dclTemperature: num('dcl-temperature', values['dcl-temperature'], R.dclTemperature),
+    dropout: num('dropout', values.dropout, R.dropout),
+    batchSize: num('batch-size', values['batch-size'], R.batchSize),
+    maxLen: num('max-len', values['max-len'], R.maxLen),
+    lr: num('lr', values.lr, R.lr),
+    epochs: num('epochs', values.epochs, R.epochs),
+    steps: num('steps', values.steps, R.steps),
+    warmup: num('warmup', values.warmup, R.warmup),
+    weightDecay: num('weight-decay', values['weight-decay'], R.weightDecay),
+    gradClip: num('grad-clip', values['grad-clip'], R.gradClip),
+    seed: num('seed', values.seed, R.seed),
     device: oneOf('device', values.device, DEVICE_REQUESTS),
     evalFiles: values['eval-file'],
-    evalEvery: num('eval-every', values['eval-every'], { int: true, min: 0 }),
+    evalEvery: num('eval-every', values['eval-every'], R.evalEvery),
     out: values.out ?? 'simcsepp-out',
-    saveEvery: num('save-every', values['save-every'], { int: true, min: 0 }),
+    saveEvery: num('save-every', values['save-every'], R.saveEvery),
     resume: values.resume,
     overwrite: values.overwrite,
     pooling: oneOf('pooling', values.pooling, ['cls', 'mean'] as const),

@@ -46,8 +46,8 @@ export interface Activations {
   gPooled: Tensor // [B, H]
 }
 
-/** Number of floats one batch of B×T needs. */
-function floatsFor(c: BertConfig, B: number, T: number, training: boolean): number {
+/** Number of floats one batch of B×T needs (train() sizes a batch with it before allocating). */
+export function floatsFor(c: BertConfig, B: number, T: number, training: boolean): number {
   const H = c.hiddenSize,
     I = c.intermediateSize,
     NH = c.numAttentionHeads,

@@ -19,7 +19,8 @@ export function parameterCount(c: BertConfig, options: { mlp?: boolean; pooler?:
   return embeddings + c.numHiddenLayers * (attention + ffn) + pooler + mlp
 }
 
-function gib(bytes: number): string {
+/** Bytes in GiB (TiB past 1 TiB), three significant digits. */
+export function gib(bytes: number): string {
   return bytes >= 2 ** 40 ? `${(bytes / 2 ** 40).toPrecision(3)} TiB` : `${(bytes / 2 ** 30).toPrecision(3)} GiB`
 }
 

@@ -2,6 +2,7 @@
 // edit or a corrupted file must stop the resume with an error naming the file and the field, never
 // resume "at step ten" or fail later with a TypeError.
 import type { DataFingerprint } from '../data/sentences.js'
+import { TOKENIZER_FILES, type TokenizerRecord } from './tokenizer-copy.js'
 
 export interface CheckpointState {
   /** Optimizer steps taken. */
@@ -16,6 +17,8 @@ export interface CheckpointState {
   elapsedSeconds: number
   /** The training data the run read (absent in checkpoints written before fingerprints existed). */
   data?: DataFingerprint
+  /** The copy of the run's tokenizer beside state.json (absent in checkpoints written before copies existed). */
+  tokenizer?: TokenizerRecord
 }
 
 function fail(file: string, field: string, expected: string, value: unknown): never {
@@ -54,6 +57,22 @@ export function validateCheckpointState(value: unknown, file: string): Checkpoin
     }
     data = { bytes: d.bytes as number, lines: d.lines as number, sha256: d.sha256 as string }
   }
+  let tokenizer: TokenizerRecord | undefined
+  if (v.tokenizer !== undefined) {
+    const k = v.tokenizer
+    const files = isObject(k) && Array.isArray(k.files) ? k.files : []
+    if (
+      !isObject(k) ||
+      typeof k.source !== 'string' ||
+      !files.length ||
+      !files.every((f) => TOKENIZER_FILES.includes(f)) ||
+      typeof k.sha256 !== 'string' ||
+      !/^[0-9a-f]{64}$/.test(k.sha256)
+    ) {
+      fail(file, 'tokenizer', `an object { source, files (of ${TOKENIZER_FILES.join(', ')}), sha256 }`, k)
+    }
+    tokenizer = { source: k.source as string, files: files as string[], sha256: k.sha256 as string }
+  }
   return {
     step: v.step,
     dataPosition: { epoch: pos.epoch, index: pos.index },
@@ -62,5 +81,6 @@ export function validateCheckpointState(value: unknown, file: string): Checkpoin
     options: v.options,
     elapsedSeconds: v.elapsedSeconds,
     ...(data ? { data } : {}),
+    ...(tokenizer ? { tokenizer } : {}),
   }
 }

@@ -1,5 +1,6 @@
 // Crash-safe training checkpoints: everything needed to continue bit for bit (parameters with the
-// MLP head, AdamW moments and step, data position, the run's seed, best eval so far).
+// MLP head, AdamW moments and step, data position, the run's seed, best eval so far, and a copy of
+// the run's tokenizer: tokenizer-copy.ts).
 //
 // Written into `<out>/checkpoint.tmp-<pid>/`, each file fsynced, then swapped in with renames:
 // checkpoint -> checkpoint.old, tmp -> checkpoint, rm old. A kill at any moment leaves either the
@@ -12,6 +13,7 @@ import { readSafetensors, writeSafetensors } from '../safetensors.js'
 import { syncDir, writeFileSynced } from '../util/atomic-write.js'
 import { readJsonFile } from '../util/json.js'
 import { validateCheckpointState, type CheckpointState } from './checkpoint-state.js'
+import { readTokenizerCopy, tokenizerRecord, writeTokenizerCopy, type TokenizerCopy } from './tokenizer-copy.js'
 
 export type { CheckpointState } from './checkpoint-state.js'
 
@@ -20,7 +22,12 @@ export interface Checkpoint {
   params: Float32Array
   adamM: Float32Array
   adamV: Float32Array
+  /** The run's tokenizer files (null: an older checkpoint without them); recorded in state.tokenizer. */
+  tokenizer: TokenizerCopy | null
 }
+
+/** A checkpoint as loadCheckpoint() returns it: with the directory it was read from. */
+export type LoadedCheckpoint = Checkpoint & { dir: string }
 
 export async function saveCheckpoint(out: string, ckpt: Checkpoint): Promise<void> {
   const final = join(out, 'checkpoint'),
@@ -37,7 +44,9 @@ export async function saveCheckpoint(out: string, ckpt: Checkpoint): Promise<voi
       ['adam.v', { shape: [n], data: ckpt.adamV }],
     ]),
   )
-  await writeFileSynced(join(tmp, 'state.json'), JSON.stringify(ckpt.state, null, 2) + '\n')
+  if (ckpt.tokenizer) await writeTokenizerCopy(tmp, ckpt.tokenizer)
+  const state = { ...ckpt.state, tokenizer: ckpt.tokenizer ? tokenizerRecord(ckpt.tokenizer) : undefined }
+  await writeFileSynced(join(tmp, 'state.json'), JSON.stringify(state, null, 2) + '\n')
   await syncDir(tmp)
   await rm(old, { recursive: true, force: true })
   if (existsSync(final)) await rename(final, old)
@@ -71,7 +80,8 @@ async function loadFrom(found: string): Promise<Checkpoint> {
     if (!t) throw new Error(`${join(found, 'state.safetensors')}: missing tensor ${name}`)
     return t.data
   }
-  const ck = { state, params: get('params'), adamM: get('adam.m'), adamV: get('adam.v') }
+  const tokenizer = state.tokenizer ? await readTokenizerCopy(found, state.tokenizer) : null
+  const ck = { state, params: get('params'), adamM: get('adam.m'), adamV: get('adam.v'), tokenizer }
   if (ck.adamM.length !== ck.params.length || ck.adamV.length !== ck.params.length)
     throw new Error(`${join(found, 'state.safetensors')}: params, adam.m and adam.v differ in length`)
   return ck
@@ -81,7 +91,7 @@ async function loadFrom(found: string): Promise<Checkpoint> {
  * Loads the newest checkpoint of `dir` that is intact; `onFallback` hears why a newer one was skipped.
  * Throws with every candidate's problem when none loads.
  */
-export async function loadCheckpoint(dir: string, onFallback?: (message: string) => void): Promise<Checkpoint & { dir: string }> {
+export async function loadCheckpoint(dir: string, onFallback?: (message: string) => void): Promise<LoadedCheckpoint> {
   const dirs = candidates(dir)
   if (!dirs.length)
     throw new Error(`--resume ${dir}: no checkpoint there (expected ${join(dir, 'checkpoint')}/state.json and state.safetensors)`)

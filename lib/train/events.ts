@@ -6,6 +6,8 @@ export interface StepInfo {
   step: number
   totalSteps: number
   epoch: number
+  /** Sentences this step trained on (at most --batch-size, at most the data). */
+  batchSize: number
   loss: number
   parts: Record<string, number>
   lr: number

@@ -2,6 +2,7 @@
 // errors), and the ones a resumed run must share with the run it continues.
 import type { BertConfig, NamedConfig } from '../model/config.js'
 import { DEVICE_REQUESTS, type DeviceRequest } from '../device.js'
+import { inRange, rangeMessage, type NumberRange } from '../util/number-range.js'
 import { OBJECTIVES, type Objective } from './objective.js'
 
 export interface TrainOptions {
@@ -73,6 +74,31 @@ const DEFAULTS = {
   pooling: 'cls' as 'cls' | 'mean',
 }
 
+/**
+ * The numeric options' allowed values (the command line checks its flags against the same table).
+ * The bounds are far beyond any real recipe; past them a run diverges at once or means nothing
+ * (lr 1e308, a temperature whose logits overflow, a DCL weight that drowns the instance loss).
+ */
+export const OPTION_RANGES = {
+  temperature: { min: 1e-4, max: 1e3 },
+  posScale: { gt: 0, max: 1e3 },
+  dclWeight: { min: 0, max: 1e3 },
+  dclTemperature: { min: 1e-4, max: 1e3 },
+  dropout: { min: 0, lt: 1 },
+  batchSize: { int: true, min: 2, why: 'a batch of 1 sentence has no in-batch negatives to contrast with' },
+  maxLen: { int: true, min: 3, why: 'room for [CLS], one token and [SEP]' },
+  lr: { gt: 0, max: 1 },
+  epochs: { int: true, min: 1, max: 1e6 },
+  steps: { int: true, min: 0 },
+  warmup: { int: true, min: 0 },
+  weightDecay: { min: 0, max: 1 },
+  gradClip: { gt: 0, max: 1e6 },
+  seed: { int: true, min: 0 },
+  evalEvery: { int: true, min: 0 },
+  saveEvery: { int: true, min: 0 },
+  vocabSize: { int: true, min: 0 },
+} satisfies Record<string, NumberRange>
+
 // Options a resumed run must share with the original (anything else, like saveEvery, may change).
 const FIXED_ON_RESUME = [
   'data',
@@ -126,18 +152,11 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (r.model && r.config) throw new TypeError('train: give either model (a directory) or config (a named size), not both')
   if (!OBJECTIVES.includes(r.objective))
     throw new TypeError(`train: objective must be one of ${OBJECTIVES.join(', ')} (got ${r.objective})`)
-  const positive = ['temperature', 'dclTemperature', 'lr', 'gradClip'] as const
-  for (const k of positive)
-    if (!(typeof r[k] === 'number' && r[k] > 0)) throw new RangeError(`train: ${k} must be a number > 0 (got ${r[k]})`)
-  const ints = ['batchSize', 'maxLen', 'epochs', 'warmup', 'evalEvery', 'saveEvery', 'seed', 'vocabSize'] as const
-  for (const k of ints)
-    if (!Number.isSafeInteger(r[k]) || r[k] < 0) throw new RangeError(`train: ${k} must be a non-negative integer (got ${r[k]})`)
-  if (r.batchSize < 2) throw new RangeError('train: batchSize must be at least 2 (contrastive losses need in-batch negatives)')
-  if (r.maxLen < 3) throw new RangeError('train: maxLen must be at least 3')
-  if (r.steps !== undefined && (!Number.isSafeInteger(r.steps) || r.steps < 0))
-    throw new RangeError(`train: steps must be a non-negative integer (got ${r.steps})`)
-  if (r.dropout !== undefined && !(r.dropout >= 0 && r.dropout < 1))
-    throw new RangeError(`train: dropout must be in [0, 1) (got ${r.dropout})`)
+  for (const [k, range] of Object.entries(OPTION_RANGES) as [keyof typeof OPTION_RANGES, NumberRange][]) {
+    const v: unknown = r[k]
+    if (v === undefined && (k === 'steps' || k === 'dropout')) continue
+    if (!inRange(v, range)) throw new RangeError(`train: ${rangeMessage(k, range, typeof v === 'number' ? String(v) : JSON.stringify(v))}`)
+  }
   if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)
   if (!DEVICE_REQUESTS.includes(r.device)) throw new TypeError(`train: device must be auto, cpu or cuda (got ${r.device})`)
   return r

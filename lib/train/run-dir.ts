@@ -9,10 +9,11 @@ import type { BertModel } from '../model/bert.js'
 import type { AdamW } from '../optim/adamw.js'
 import type { Tokenizer } from '../tokenizer.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
-import { loadCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js'
+import { saveCheckpoint, type CheckpointState, type LoadedCheckpoint } from './checkpoint.js'
 import type { Best, EvalInfo, LogEntry, StepInfo } from './events.js'
 import { lossCurveSvg } from './plot.js'
 import { writeSentenceTransformersFiles } from './sentence-transformers.js'
+import type { TokenizerCopy } from './tokenizer-copy.js'
 
 /** Where a resumed run picks up. */
 export interface ResumePoint {
@@ -27,17 +28,14 @@ export interface ResumePoint {
 const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n'
 
 /**
- * Loads the checkpoint in `dir` into the model and optimizer, after checking that the run's fixed
- * options (`runOptions`) and the parameter count match the checkpointed run.
+ * Checks that a loaded checkpoint continues this run (before any model exists): the same data, the
+ * fixed options (`runOptions`) and no more steps than this run has.
  */
-export async function resumeFrom(
-  dir: string,
+export function checkResumable(
+  ck: LoadedCheckpoint,
   runOptions: Record<string, unknown>,
-  model: BertModel,
-  opt: AdamW,
-  run: { data: DataFingerprint; totalSteps: number; say: (s: string) => void },
-): Promise<ResumePoint> {
-  const ck = await loadCheckpoint(dir, run.say)
+  run: { data: DataFingerprint; totalSteps: number },
+): void {
   const was = ck.state.data
   if (was && (was.sha256 !== run.data.sha256 || was.bytes !== run.data.bytes)) {
     throw new Error(
@@ -53,10 +51,14 @@ export async function resumeFrom(
     if (JSON.stringify(norm(was)) !== JSON.stringify(norm(now)))
       throw new Error(`--resume: option ${k} was ${JSON.stringify(was)} in the checkpointed run, now ${JSON.stringify(now)}`)
   }
+}
+
+/** Loads the checkpoint's parameters and AdamW state into the model and optimizer; returns where the run picks up. */
+export function applyCheckpoint(ck: LoadedCheckpoint, model: BertModel, opt: AdamW): ResumePoint {
   if (ck.params.length !== model.layout.total)
     throw new Error(
       `--resume: the checkpoint holds ${ck.params.length} parameters, this model ${model.layout.total}: ` +
-        `resume with the --model or --config, --tokenizer and --vocab-size of the checkpointed run`,
+        `resume with the --model or --config of the checkpointed run`,
     )
   model.params.copyFrom(ck.params)
   opt.loadState({ step: ck.state.step, m: ck.adamM, v: ck.adamV })
@@ -98,12 +100,13 @@ export class RunDir {
     await writeSentenceTransformersFiles(this.out, model.config.hiddenSize, maxLen, pooling)
   }
 
-  async saveCheckpoint(model: BertModel, opt: AdamW, state: CheckpointState): Promise<void> {
+  async saveCheckpoint(model: BertModel, opt: AdamW, state: CheckpointState, tokenizer: TokenizerCopy): Promise<void> {
     await saveCheckpoint(this.out, {
       params: model.params.toFloat32Array(),
       adamM: opt.m.toFloat32Array(),
       adamV: opt.v.toFloat32Array(),
       state,
+      tokenizer,
     })
   }
 

@@ -1,7 +1,6 @@
-// What a run trains: the device (lib/device.ts's policy), the tokenizer (given, the model's, the
-// resumed run's, or a WordPiece vocabulary built from the data) and the model (pretrained or freshly
-// initialised, with the SimCSE MLP head and any dropout override).
-import { existsSync } from 'node:fs'
+// What a run trains: the device (lib/device.ts's policy), the tokenizer (the resumed checkpoint's
+// copy, or given, the model's, or a WordPiece vocabulary built from the data) and the model
+// (pretrained or freshly initialised, with the SimCSE MLP head and any dropout override).
 import { join } from 'node:path'
 import { resolveDevice, type DeviceRequest } from '../device.js'
 import { BertModel } from '../model/bert.js'
@@ -11,6 +10,8 @@ import { Tokenizer } from '../tokenizer.js'
 import type { Device } from '../tensor.js'
 import type { SentenceFile } from '../data/sentences.js'
 import type { ResolvedTrainOptions } from './options.js'
+import type { LoadedCheckpoint } from './checkpoint.js'
+import { copyTokenizer, type TokenizerCopy } from './tokenizer-copy.js'
 import { buildVocab, writeVocab } from './vocab.js'
 
 /** The device to train on; 'auto' falls back to the CPU, saying why when a CUDA device goes unused. */
@@ -20,17 +21,53 @@ export function trainingDevice(request: DeviceRequest, say: (s: string) => void)
   return choice.device
 }
 
-export async function loadTokenizer(o: ResolvedTrainOptions, file: SentenceFile, say: (s: string) => void): Promise<Tokenizer> {
-  if (o.tokenizer) return Tokenizer.load(o.tokenizer)
-  if (o.model) return Tokenizer.load(o.model)
-  if (o.resume && existsSync(join(o.resume, 'vocab.txt'))) return Tokenizer.load(join(o.resume, 'vocab.txt'))
+/** The run's tokenizer and the copy of its files that every checkpoint keeps. */
+export interface RunTokenizer {
+  tokenizer: Tokenizer
+  copy: TokenizerCopy
+}
+
+/**
+ * A resumed run's tokenizer is the checkpoint's copy (a --tokenizer that differs from it is an error);
+ * a new run's is --tokenizer, else the model's, else a WordPiece vocabulary built from the data.
+ */
+export async function loadTokenizer(
+  o: ResolvedTrainOptions,
+  file: SentenceFile,
+  checkpoint: LoadedCheckpoint | null,
+  say: (s: string) => void,
+): Promise<RunTokenizer> {
+  const kept = checkpoint?.tokenizer
+  if (checkpoint && kept) {
+    if (o.tokenizer) {
+      const given = await copyTokenizer((await Tokenizer.load(o.tokenizer)).sourceFile, o.tokenizer)
+      if (given.sha256 !== kept.sha256) {
+        throw new Error(
+          `--tokenizer ${o.tokenizer} is not the tokenizer the checkpointed run trained with (${kept.source}, ` +
+            `copied into ${checkpoint.dir}): resume without --tokenizer`,
+        )
+      }
+    }
+    return { tokenizer: await Tokenizer.load(checkpoint.dir), copy: kept }
+  }
+  const given = o.tokenizer ?? o.model
+  if (checkpoint && !given) {
+    throw new Error(
+      `--resume: ${checkpoint.dir} holds no copy of the run's tokenizer (an older checkpoint): ` +
+        `resume with --tokenizer and the run's vocab.txt or tokenizer.json`,
+    )
+  }
+  if (given) {
+    const tokenizer = await Tokenizer.load(given)
+    return { tokenizer, copy: await copyTokenizer(tokenizer.sourceFile, given) }
+  }
   // No tokenizer given for a model from scratch: a WordPiece vocabulary from (a sample of) the data.
   const sample = await file.readLines(Array.from({ length: Math.min(file.count, 200_000) }, (_, i) => i))
   const vocab = buildVocab(sample, o.vocabSize)
   const path = join(o.out, 'vocab.txt')
   await writeVocab(path, vocab)
   say(`built a ${vocab.length}-token WordPiece vocabulary from the training data (${path})`)
-  return Tokenizer.load(path)
+  return { tokenizer: await Tokenizer.load(path), copy: await copyTokenizer(path, `${path} (built from the data)`) }
 }
 
 /** The model with its MLP head: from a pretrained directory or a named config; dropout overridden if asked. */

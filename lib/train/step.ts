@@ -13,9 +13,22 @@ import { keepRowsFor, objectiveLoss, viewCount } from './objective.js'
 import type { ResolvedTrainOptions } from './options.js'
 import type { StepInfo } from './events.js'
 
+/** A step's sizes: sentences per step (at most), tokens per sentence, and the run's length. */
+export interface StepShape {
+  batch: number
+  maxLen: number
+  totalSteps: number
+}
+
+/** A checkpoint of the run, named when the loss diverges. */
+export interface CheckpointRef {
+  dir: string
+  step: number
+}
+
 export class TrainingStep {
   private readonly views: 2 | 3
-  /** dL/dz of the largest batch, [V·batchSize·H]; each step uses a view of it. */
+  /** dL/dz of the largest batch, [V·batch·H]; each step uses a view of it. */
   private readonly grad: Tensor
 
   constructor(
@@ -23,42 +36,47 @@ export class TrainingStep {
     private readonly opt: AdamW,
     private readonly tokenizer: Tokenizer,
     private readonly o: ResolvedTrainOptions,
-    private readonly maxLen: number,
-    private readonly totalSteps: number,
+    private readonly shape: StepShape,
     device: Device,
   ) {
     this.views = viewCount(o.objective)
-    this.grad = Tensor.zeros([this.views * o.batchSize * model.config.hiddenSize], device)
+    this.grad = Tensor.zeros([this.views * shape.batch * model.config.hiddenSize], device)
   }
 
   /**
    * Trains on the stream's next batch as step `step` (0-based); `elapsed` gives the run's training
-   * seconds so far. Throws when the loss is not finite, pointing at the last checkpoint.
+   * seconds so far. Throws when training diverged (non-finite vectors or loss), naming `lastCheckpoint`
+   * (null: none yet).
    */
-  async run(step: number, stream: BatchStream, elapsed: () => number, checkpointDir: string): Promise<StepInfo> {
+  async run(step: number, stream: BatchStream, elapsed: () => number, lastCheckpoint: CheckpointRef | null): Promise<StepInfo> {
     const { model, o } = this
+    const { maxLen, totalSteps } = this.shape
     const V = this.views,
       H = model.config.hiddenSize
     const t0 = performance.now()
     const { sentences, epoch } = await stream.next()
     const n = sentences.length
-    const enc = await this.tokenizer.encodeBatch(sentences, { maxLength: this.maxLen })
+    const enc = await this.tokenizer.encodeBatch(sentences, { maxLength: maxLen })
     const z = model.trainForward(stack(enc, V), { seed: o.seed, step, keepRows: keepRowsFor(o.objective, n), pooling: o.pooling })
     const g = this.grad.view(0, [V * n, H])
-    const { loss, parts } = objectiveLoss(o, z, g, n)
-    if (!Number.isFinite(loss)) throw new Error(`step ${step}: the loss is ${loss}; the last checkpoint is in ${checkpointDir}`)
+    // Diverged weights show as non-finite sentence vectors (which the losses refuse) or a non-finite loss.
     const zHost = z.toFloat32Array()
+    const bad = zHost.find((x) => !Number.isFinite(x))
+    if (bad !== undefined) throw diverged(step, `the sentence vectors hold ${bad}`, o.lr, lastCheckpoint)
+    const { loss, parts } = objectiveLoss(o, z, g, n)
+    if (!Number.isFinite(loss)) throw diverged(step, `the loss is ${loss}`, o.lr, lastCheckpoint)
     model.zeroGrad()
     model.trainBackward(g)
     const gradNorm = clipGradNorm(model.grads, o.gradClip)
-    const lr = linearSchedule(o.lr, step, this.totalSteps, o.warmup)
+    const lr = linearSchedule(o.lr, step, totalSteps, o.warmup)
     this.opt.stepWith(lr)
     const seconds = (performance.now() - t0) / 1000
     return {
       type: 'step',
       step: step + 1,
-      totalSteps: this.totalSteps,
+      totalSteps,
       epoch,
+      batchSize: n,
       loss,
       parts,
       lr,
@@ -73,6 +91,12 @@ export class TrainingStep {
   dispose(): void {
     this.grad.dispose()
   }
+}
+
+/** The error of a step (0-based) whose vectors or loss are not finite, naming the run's last checkpoint. */
+function diverged(step: number, what: string, lr: number, last: CheckpointRef | null): Error {
+  const saved = last ? `this run's last checkpoint is ${last.dir} (step ${last.step})` : 'no checkpoint of this run exists yet'
+  return new Error(`step ${step + 1}: ${what} (training diverged); ${saved}; lower --lr (now ${lr}) and start over with --overwrite`)
 }
 
 /** The tokenised batch stacked V times: rows [x; x; x] for the views z1, z2, z0. */

@@ -3,19 +3,22 @@
 // train() wires the parts together: options (options.ts), device, tokenizer and model (setup.ts),
 // the output directory with its log, checkpoints and resume checks (run-dir.ts), STS evaluation with
 // best-model selection (evaluation.ts) and the optimizer step (step.ts). The data order is a seeded
-// shuffle per epoch and checkpoints hold parameters, moments, step and data position, so a resumed run
-// ends with the same weights, bit for bit on CPU, as an uninterrupted one.
+// shuffle per epoch and checkpoints hold parameters, moments, step, data position and the tokenizer,
+// so a resumed run ends with the same weights, bit for bit on CPU, as an uninterrupted one. Buffers
+// are sized by the batch the data can fill (batch-size.ts), checked against memory first.
 import { join } from 'node:path'
 import { AdamW } from '../optim/adamw.js'
 import { BatchStream, SentenceFile } from '../data/sentences.js'
-import { findCheckpoint } from './checkpoint.js'
+import { effectiveBatchSize, checkBatchFits } from './batch-size.js'
+import { findCheckpoint, loadCheckpoint } from './checkpoint.js'
 import type { StepInfo, TrainHooks, TrainResult } from './events.js'
 import { Evaluator, modelEmbedder, readEvalSets } from './evaluation.js'
 import { fixedOnResume, resolveTrainOptions, type ResolvedTrainOptions, type TrainOptions } from './options.js'
 import { takeOutputDir } from './out-dir.js'
-import { RunDir, resumeFrom } from './run-dir.js'
+import { applyCheckpoint, checkResumable, RunDir } from './run-dir.js'
 import { createModel, loadTokenizer, maxSequenceLength, trainingDevice } from './setup.js'
 import { TrainingStep } from './step.js'
+import { viewCount } from './objective.js'
 
 export type { TrainOptions } from './options.js'
 export type { EvalInfo, StepInfo, TrainHooks, TrainResult } from './events.js'
@@ -23,46 +26,56 @@ export type { EvalInfo, StepInfo, TrainHooks, TrainResult } from './events.js'
 export async function train(options: TrainOptions, hooks: TrainHooks = {}): Promise<TrainResult> {
   const o = resolveTrainOptions(options)
   const say = (s: string) => hooks.onMessage?.(s)
-  const checkpoint = o.resume ? findCheckpoint(o.resume) : null
-  if (o.resume && !checkpoint)
+  if (o.resume && !findCheckpoint(o.resume))
     throw new Error(`--resume ${o.resume}: no checkpoint there (it is written every saveEvery steps into <out>/checkpoint)`)
   // Nothing is written into out before this: it checks the location, locks it, and refuses to
   // overwrite an earlier run unless asked.
   const lock = await takeOutputDir(o.out, { resume: o.resume, overwrite: o.overwrite, say })
   try {
-    return await trainLocked(o, checkpoint, hooks, say)
+    return await trainLocked(o, hooks, say)
   } finally {
     lock.release()
   }
 }
 
-async function trainLocked(
-  o: ResolvedTrainOptions,
-  checkpoint: string | null,
-  hooks: TrainHooks,
-  say: (s: string) => void,
-): Promise<TrainResult> {
+async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: string) => void): Promise<TrainResult> {
   const out = o.out
   const device = trainingDevice(o.device, say)
   const file = await SentenceFile.open(o.data)
-  if (file.count < 2) throw new Error(`${o.data}: at least 2 sentences are needed (found ${file.count})`)
-  const tokenizer = await loadTokenizer(o, file, say)
+  if (file.count < 2)
+    throw new Error(`${o.data}: only 1 sentence; contrastive training needs at least 2 (a batch of 1 has no in-batch negatives)`)
+  const batch = effectiveBatchSize(o.batchSize, file.count)
+  if (batch < o.batchSize)
+    say(`--batch-size ${o.batchSize} is more than the ${file.count} sentences of ${o.data}: each step trains on all ${batch}`)
+  const totalSteps = o.steps ?? BatchStream.batchesPerEpoch(file.count, batch) * o.epochs
+  const runOptions = fixedOnResume(o)
+  // From the directory given, not the checkpoint found in it: a corrupted newest checkpoint falls back to checkpoint.old.
+  const checkpoint = o.resume ? await loadCheckpoint(o.resume, say) : null
+  if (checkpoint) checkResumable(checkpoint, runOptions, { data: file.fingerprint, totalSteps })
+  const { tokenizer, copy } = await loadTokenizer(o, file, checkpoint, say)
   const evalSets = await readEvalSets(o.evalFiles)
   const model = await createModel(o, tokenizer, device)
   const maxLen = maxSequenceLength(model.config, o.maxLen)
-  const totalSteps = o.steps ?? BatchStream.batchesPerEpoch(file.count, o.batchSize) * o.epochs
+  const views = viewCount(o.objective)
+  checkBatchFits({ config: model.config, batch, requested: o.batchSize, maxLen: o.maxLen, tokens: maxLen, views })
   const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: o.lr, weightDecay: o.weightDecay })
 
-  const runOptions = fixedOnResume(o)
-  // From the directory given, not the checkpoint found in it: a corrupted newest checkpoint falls back to checkpoint.old.
-  const resumed =
-    checkpoint && o.resume ? await resumeFrom(o.resume, runOptions, model, opt, { data: file.fingerprint, totalSteps, say }) : null
+  const resumed = checkpoint ? applyCheckpoint(checkpoint, model, opt) : null
   if (resumed) say(`resuming from ${resumed.dir} at step ${resumed.step} of ${totalSteps}`)
   const startStep = resumed?.step ?? 0,
     elapsedBefore = resumed?.elapsedSeconds ?? 0
-  const stream = new BatchStream(file, { batchSize: o.batchSize, seed: o.seed, start: resumed?.dataPosition as never })
+  // Named when the loss diverges: this run's newest checkpoint (at first, the one it resumed from).
+  let lastCheckpoint = resumed ? { dir: resumed.dir, step: resumed.step } : null
+  const stream = new BatchStream(file, { batchSize: batch, seed: o.seed, start: resumed?.dataPosition as never })
   const run = await RunDir.open(out, startStep)
-  await run.writeArgs({ ...o, totalSteps, device, vocabSize: tokenizer.vocabSize })
+  await run.writeArgs({
+    ...o,
+    batchSize: batch,
+    ...(batch < o.batchSize ? { batchSizeRequested: o.batchSize } : {}),
+    totalSteps,
+    device,
+    vocabSize: tokenizer.vocabSize,
+  })
 
   const saveModel = () => run.saveModel(model, tokenizer, maxLen, o.pooling)
   const evaluating = evalSets.length > 0 && o.evalEvery > 0
@@ -72,7 +85,7 @@ async function trainLocked(
     await run.log(info)
     hooks.onEval?.(info)
   }
-  const step = new TrainingStep(model, opt, tokenizer, o, maxLen, totalSteps, device)
+  const step = new TrainingStep(model, opt, tokenizer, o, { batch, maxLen, totalSteps }, device)
   const close = async () => {
     step.dispose()
     await file.close()
@@ -84,7 +97,7 @@ async function trainLocked(
   const loopStart = performance.now()
   const elapsed = () => elapsedBefore + (performance.now() - loopStart) / 1000
   for (let s = startStep; s < totalSteps; s++) {
-    const info: StepInfo = await step.run(s, stream, elapsed, join(out, 'checkpoint'))
+    const info: StepInfo = await step.run(s, stream, elapsed, lastCheckpoint)
     await run.log(info)
     hooks.onStep?.(info)
     const done = s + 1
@@ -100,7 +113,8 @@ async function trainLocked(
         elapsedSeconds: info.elapsedSeconds,
         data: file.fingerprint,
       }
-      await run.saveCheckpoint(model, opt, state)
+      await run.saveCheckpoint(model, opt, state, copy)
+      lastCheckpoint = { dir: join(out, 'checkpoint'), step: done }
     }
     if (stop) {
       say(`stopped after step ${done} of ${totalSteps}; checkpoint written: continue with --resume ${out}`)

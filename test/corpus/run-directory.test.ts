@@ -2,24 +2,15 @@
 // data, corrupted a run or resumed it wrongly. Each builds a tiny run and attacks its output directory.
 import t from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { hostname, tmpdir } from 'node:os'
+import { appendFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { train } from '../../lib/train/train.js'
+import { cli, needsCli, tempDir, TINY_RUN, writeSentences } from '../helpers/train-corpus.js'
 
-const dir = mkdtempSync(join(tmpdir(), 'simcsepp-corpus-'))
-t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-const cli = join(process.cwd(), 'dist', 'cli.js')
-
-const words = ['the', 'a', 'cat', 'dog', 'bird', 'sees', 'likes', 'red', 'small', 'house', 'tree', 'river']
-let s = 11
-const rnd = (n: number) => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) % n
-const data = join(dir, 'sentences.txt')
-writeFileSync(
-  data,
-  Array.from({ length: 80 }, () => Array.from({ length: 4 + rnd(6) }, () => words[rnd(words.length)]).join(' ')).join('\n') + '\n',
-)
-const base = { config: 'tiny' as const, data, steps: 3, batchSize: 8, maxLen: 12, evalEvery: 0, saveEvery: 1, seed: 1 }
+const dir = tempDir('simcsepp-corpus-')
+const data = writeSentences(join(dir, 'sentences.txt'), 80)
+const base = { ...TINY_RUN, data }
 const deadPid = spawnSync(process.execPath, ['-e', '0']).pid!
 
 t.test('an existing run is never overwritten silently', async (t) => {
@@ -83,9 +74,7 @@ t.test('state.json is validated; a corrupt checkpoint falls back to checkpoint.o
   rmSync(join(out, 'checkpoint.old'), { recursive: true, force: true })
   const ck = join(out, 'checkpoint')
   const old = join(out, 'checkpoint.old')
-  mkdirSync(old)
-  writeFileSync(join(old, 'state.json'), good)
-  writeFileSync(join(old, 'state.safetensors'), readFileSync(join(ck, 'state.safetensors')))
+  cpSync(ck, old, { recursive: true })
   writeFileSync(join(ck, 'state.safetensors'), readFileSync(join(ck, 'state.safetensors')).subarray(0, 100))
   const notes: string[] = []
   const r = await train({ ...base, steps: 4, out, resume: out }, { onMessage: (m) => notes.push(m) })
@@ -103,30 +92,26 @@ t.test('--out that cannot be a directory gets a clear error at once', async (t) 
   t.ok(Date.now() - t0 < 10_000, 'no spinning under /proc')
 })
 
-t.test(
-  'SIGTERM stops like Ctrl-C: after the step, with a checkpoint',
-  { skip: existsSync(cli) ? false : 'dist/cli.js not built' },
-  async (t) => {
-    const out = join(dir, 'sigterm')
-    const args = ['train', '--config', 'tiny', '--data', data, '--steps', '400', '--batch-size', '8', '--max-len', '12']
-    const child = spawn(process.execPath, [cli, ...args, '--save-every', '0', '--eval-every', '0', '--out', out], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    })
-    let stderr = ''
-    child.stderr.on('data', (b) => (stderr += b))
-    const log = join(out, 'train.jsonl')
-    await new Promise<void>((resolve) => {
-      const timer = setInterval(() => {
-        if (existsSync(log) && readFileSync(log, 'utf8').split('\n').filter(Boolean).length >= 2) {
-          clearInterval(timer)
-          child.kill('SIGTERM')
-          resolve()
-        }
-      }, 20)
-    })
-    const code = await new Promise((r) => child.on('close', r))
-    t.equal(code, 130, `exit code 130 ${stderr.slice(-300)}`)
-    t.match(stderr, /SIGTERM: stopping after this step/)
-    t.ok(existsSync(join(out, 'checkpoint', 'state.json')), 'a checkpoint was written')
-  },
-)
+t.test('SIGTERM stops like Ctrl-C: after the step, with a checkpoint', needsCli, async (t) => {
+  const out = join(dir, 'sigterm')
+  const args = ['train', '--config', 'tiny', '--data', data, '--steps', '400', '--batch-size', '8', '--max-len', '12']
+  const child = spawn(process.execPath, [cli, ...args, '--save-every', '0', '--eval-every', '0', '--out', out], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  let stderr = ''
+  child.stderr.on('data', (b) => (stderr += b))
+  const log = join(out, 'train.jsonl')
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      if (existsSync(log) && readFileSync(log, 'utf8').split('\n').filter(Boolean).length >= 2) {
+        clearInterval(timer)
+        child.kill('SIGTERM')
+        resolve()
+      }
+    }, 20)
+  })
+  const code = await new Promise((r) => child.on('close', r))
+  t.equal(code, 130, `exit code 130 ${stderr.slice(-300)}`)
+  t.match(stderr, /SIGTERM: stopping after this step/)
+  t.ok(existsSync(join(out, 'checkpoint', 'state.json')), 'a checkpoint was written')
+})
