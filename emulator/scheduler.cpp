@@ -406,6 +406,27 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int 
 
 void threadfence() {}
 
+namespace {
+std::vector<float>& stage(int warp, int slot) {
+  static std::vector<std::vector<float>>* s = new std::vector<std::vector<float>>();
+  const size_t at = static_cast<size_t>(warp) * 3 + static_cast<size_t>(slot);
+  if (s->size() <= at) s->resize(at + 1);
+  return (*s)[at];
+}
+}  // namespace
+
+void warp_stage(int slot, const float* values, int count) {
+  const Fiber& f = *g_launch->cur;
+  std::vector<float>& s = stage(f.tid / 32, slot);
+  if (s.size() < static_cast<size_t>(32 * count)) s.resize(static_cast<size_t>(32 * count));
+  std::memcpy(s.data() + static_cast<size_t>(f.tid % 32) * count, values, sizeof(float) * count);
+}
+
+void warp_gather(int slot, float* out, int count) {
+  const Fiber& f = *g_launch->cur;
+  std::memcpy(out, stage(f.tid / 32, slot).data(), sizeof(float) * 32 * count);
+}
+
 void trap(const char* what, const char* file, int line) {
   Launch& L = *g_launch;
   fail(cudaErrorAssert, where(*L.cur) + ": " + what + " at " + short_path(file) + ":" + std::to_string(line));

@@ -185,6 +185,11 @@ void atomic_rmw(void* address, AtomicOp op, AtomicType type, const void* operand
                 const char* file, int line);
 
 void threadfence();
+
+// Per-warp staging of WMMA fragments for mma_sync (mma.h): each lane deposits its `count` elements into
+// `slot`; after a warp barrier any lane copies out the whole warp's 32 * count.
+void warp_stage(int slot, const float* values, int count);
+void warp_gather(int slot, float* out, int count);
 [[noreturn]] void trap(const char* what, const char* file, int line);
 
 template <class T>

@@ -106,3 +106,61 @@ __global__ void atomics(float* f, double* d, int* mx, int* counted) {
 }
 
 }  // namespace cuemu_selftest
+
+// WMMA (tensor-core API) kernels: the emulator runs them as warp collectives.
+#include <mma.h>
+
+namespace cuemu_selftest {
+
+using namespace nvcuda;
+
+// C (32 x 32, float) = A (32 x 32 half, row-major) B (32 x 32 half, column-major); one 16 x 16 tile per warp.
+__global__ void wmma_gemm_half(const __half* A, const __half* B, float* C) {
+  const int warp = threadIdx.x / 32, tm = warp / 2, tn = warp % 2;
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
+  wmma::fill_fragment(c, 0.0f);
+  for (int k = 0; k < 32; k += 16) {
+    wmma::load_matrix_sync(a, A + tm * 16 * 32 + k, 32);
+    wmma::load_matrix_sync(b, B + tn * 16 * 32 + k, 32);
+    wmma::mma_sync(c, a, b, c);
+  }
+  wmma::store_matrix_sync(C + tm * 16 * 32 + tn * 16, c, 32, wmma::mem_row_major);
+}
+
+// C (16 x 16) = A (16 x 16) B (16 x 16), all float row-major, through tf32 fragments (m16n16k8).
+__global__ void wmma_gemm_tf32(const float* A, const float* B, float* C) {
+  wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> a;
+  wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> b;
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> c;
+  wmma::fill_fragment(c, 0.0f);
+  for (int k = 0; k < 16; k += 8) {
+    wmma::load_matrix_sync(a, A + k, 16);
+    wmma::load_matrix_sync(b, B + k * 16, 16);
+    for (int i = 0; i < a.num_elements; ++i) a.x[i] = wmma::__float_to_tf32(a.x[i]);
+    for (int i = 0; i < b.num_elements; ++i) b.x[i] = wmma::__float_to_tf32(b.x[i]);
+    wmma::mma_sync(c, a, b, c);
+  }
+  wmma::store_matrix_sync(C, c, 16, wmma::mem_row_major);
+}
+
+// Only half of the warp loads the fragment: WMMA operations are warp-wide.
+__global__ void wmma_half_warp(const __half* A, float* C) {
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+  if (threadIdx.x < 16) wmma::load_matrix_sync(a, A, 16);
+  C[threadIdx.x] = static_cast<float>(a.x[0]);
+}
+
+}  // namespace cuemu_selftest
+
+namespace cuemu_selftest {
+
+// Loads one 16 x 16 half tile (row-major, ldm 16) with the whole warp.
+__global__ void wmma_load_tile(const __half* A, float* C) {
+  nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __half, nvcuda::wmma::row_major> a;
+  nvcuda::wmma::load_matrix_sync(a, A, 16);
+  C[threadIdx.x] = static_cast<float>(a.x[0]);
+}
+
+}  // namespace cuemu_selftest

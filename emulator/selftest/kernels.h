@@ -1,5 +1,6 @@
 // The emulator's test kernels (kernels.cu), declared for the test driver (main.cpp).
 #pragma once
+#include "cuda_fp16.h"
 #include "cuda_runtime.h"
 
 namespace cuemu_selftest {
@@ -15,5 +16,9 @@ void touch(float* p);
 void shuffle_with_exited_lane(float* out);
 void warp_ops(const int* in, int* out);
 void atomics(float* f, double* d, int* mx, int* counted);
+void wmma_gemm_half(const __half* A, const __half* B, float* C);
+void wmma_gemm_tf32(const float* A, const float* B, float* C);
+void wmma_half_warp(const __half* A, float* C);
+void wmma_load_tile(const __half* A, float* C);
 
 }  // namespace cuemu_selftest

@@ -1,6 +1,9 @@
 // The emulator's own tests: correct kernels give exact results, broken ones are caught with a report
 // that names the fault, the kernel, the thread and the source line. Prints one line per check and ends
 // with "N passed, N failed"; exits non-zero if any failed. Run by `npm run test:emulated`.
+#include <mma.h>
+
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -159,6 +162,64 @@ int main() {
     cudaFree(d);
     cudaFree(mx);
     cudaFree(counted);
+  }
+  // WMMA: exact against a host product of the same rounded inputs, accumulated in the same order.
+  {
+    std::vector<__half> A(32 * 32), B(32 * 32);
+    std::vector<float> af(32 * 32), bf(32 * 32);
+    for (int i = 0; i < 32 * 32; ++i) {
+      A[i] = __half(static_cast<float>((i * 37) % 101) / 50.0f - 1.0f);
+      B[i] = __half(static_cast<float>((i * 53) % 97) / 40.0f - 1.2f);
+      af[i] = static_cast<float>(A[i]);
+      bf[i] = static_cast<float>(B[i]);
+    }
+    __half* dA = device(A);
+    __half* dB = device(B);
+    float* dC = device(std::vector<float>(32 * 32, 0.0f));
+    const std::string r = run("wmma_gemm_half", wmma_gemm_half, 1, 128, static_cast<const __half*>(dA),
+                              static_cast<const __half*>(dB), dC);
+    const std::vector<float> C = host(dC, 32 * 32);
+    bool ok = r.empty();
+    for (int m = 0; m < 32; ++m)
+      for (int n = 0; n < 32; ++n) {
+        float acc = 0.0f;
+        for (int k = 0; k < 32; ++k) acc = fmaf(af[m * 32 + k], bf[n * 32 + k], acc);  // B is column-major
+        ok = ok && C[m * 32 + n] == acc;
+      }
+    check(ok, "wmma m16n16k16 half -> float: 4 warps, 2 k-steps, exact", r);
+    expect_fault("wmma by half a warp reported",
+                 run("wmma_half_warp", wmma_half_warp, 1, 32, static_cast<const __half*>(dA), dC),
+                 {"wmma_half_warp", "returned"});
+    __half* tiny = device(std::vector<__half>(16 * 8));
+    expect_fault("wmma load past the end of a buffer reported",
+                 run("wmma_load_tile", wmma_load_tile, 1, 32, static_cast<const __half*>(tiny), dC),
+                 {"out-of-bounds read", "past the end of a 256-byte device allocation"});
+    std::vector<float> F(16 * 16), G(16 * 16);
+    for (int i = 0; i < 256; ++i) {
+      F[i] = static_cast<float>((i * 29) % 83) / 7.0f - 5.0f + 1e-4f;
+      G[i] = static_cast<float>((i * 31) % 79) / 9.0f - 4.0f - 3e-5f;
+    }
+    float* dF = device(F);
+    float* dG = device(G);
+    float* dH = device(std::vector<float>(256, 0.0f));
+    const std::string r2 =
+        run("wmma_gemm_tf32", wmma_gemm_tf32, 1, 32, static_cast<const float*>(dF), static_cast<const float*>(dG), dH);
+    const std::vector<float> H = host(dH, 256);
+    bool ok2 = r2.empty(), rounded = false;
+    for (int m = 0; m < 16; ++m)
+      for (int n = 0; n < 16; ++n) {
+        float acc = 0.0f, exact = 0.0f;
+        for (int k = 0; k < 16; ++k) {
+          acc = fmaf(nvcuda::wmma::__float_to_tf32(F[m * 16 + k]), nvcuda::wmma::__float_to_tf32(G[k * 16 + n]), acc);
+          exact = fmaf(F[m * 16 + k], G[k * 16 + n], exact);
+        }
+        ok2 = ok2 && H[m * 16 + n] == acc;
+        rounded = rounded || acc != exact;
+      }
+    check(ok2 && rounded, "wmma m16n16k8 tf32: exact against tf32-rounded inputs (which differ from fp32)", r2);
+    for (void* p : {static_cast<void*>(dA), static_cast<void*>(dB), static_cast<void*>(dC), static_cast<void*>(tiny),
+                    static_cast<void*>(dF), static_cast<void*>(dG), static_cast<void*>(dH)})
+      cudaFree(p);
   }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
