@@ -14,6 +14,8 @@ Usage:
       STS Spearman (cosine of sentence vectors vs gold scores) for STS-B, SICK or STS12-16 files.
   simcsepp encode --model DIR [--file FILE] [sentences...] [--format json|f32] [--normalize]
       One JSON array per sentence and line, or raw little-endian float32 with --format f32.
+      eval and encode: files are UTF-8, lines ending in \\n or \\r\\n; --pooling, --normalize and --max-len
+      default to the model's sentence-transformers settings (max_seq_length, else 128).
   simcsepp bench losses [--sizes 64,512,4096,65536] [--dim 768] [--device auto|cpu|cuda|all]
                         [--seconds 3] [--json]
       Fused off-dropout InfoNCE (forward + backward) against an unfused path of separate ops.

@@ -4,7 +4,8 @@ import { createHash } from 'node:crypto'
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { SentenceFile, BatchStream, permutation, firstInvalidUtf8, type DataPosition } from '../lib/data/sentences.js'
+import { SentenceFile, BatchStream, permutation, type DataPosition } from '../lib/data/sentences.js'
+import { firstInvalidUtf8 } from '../lib/data/text-lines.js'
 
 const dir = await fsp.mkdtemp(join(tmpdir(), 'simcsepp-data-'))
 t.teardown(() => fsp.rm(dir, { recursive: true, force: true }))

@@ -1,7 +1,6 @@
 // `simcsepp encode` and `simcsepp eval`: thin layers over SentenceEncoder and the STS evaluation.
-import { createReadStream } from 'node:fs'
-import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
+import { SentenceFile } from '../data/sentences.js'
 import { SentenceEncoder } from '../embed/sentence-encoder.js'
 import { evaluateStsFiles } from '../eval/sts.js'
 import { DEVICE_REQUESTS } from '../device.js'
@@ -17,14 +16,19 @@ const encoderFlags = {
   'batch-size': { type: 'string' },
 } as const
 
-function encoderOptions(v: Record<string, string | boolean | string[] | undefined>) {
-  return {
+/** The encoder the flags ask for; a --max-len beyond the model's positions is noted on stderr (it is clamped). */
+async function loadEncoder(v: Record<string, string | boolean | string[] | undefined>): Promise<SentenceEncoder> {
+  const maxLength = num('max-len', v['max-len'] as string | undefined, { int: true, min: 3 })
+  const enc = await SentenceEncoder.load(v.model as string, {
     device: oneOf('device', v.device as string | undefined, DEVICE_REQUESTS),
     pooling: oneOf('pooling', v.pooling as string | undefined, ['cls', 'mean'] as const),
     normalize: v.normalize as boolean | undefined,
-    maxLength: num('max-len', v['max-len'] as string | undefined, { int: true, min: 3 }),
+    maxLength,
     batchSize: num('batch-size', v['batch-size'] as string | undefined, { int: true, min: 1 }),
-  }
+  })
+  if (maxLength !== undefined && enc.maxLength < maxLength)
+    process.stderr.write(`simcsepp: --max-len ${maxLength} is more than the model's ${enc.maxLength} positions: using ${enc.maxLength}\n`)
+  return enc
 }
 
 /** simcsepp encode --model DIR [--file FILE] [sentences...] [--format json|f32] */
@@ -39,7 +43,10 @@ export async function encodeCommand(argv: string[]): Promise<void> {
   const format = oneOf('format', values.format, ['json', 'f32'] as const)!
   if (!values.file && positionals.length === 0) throw new UsageError('encode: give sentences as arguments or --file FILE (one per line)')
   if (format === 'f32' && process.stdout.isTTY) throw new UsageError('encode --format f32 writes binary: redirect stdout to a file')
-  const enc = await SentenceEncoder.load(values.model, encoderOptions(values))
+  // Read as train reads its data (same UTF-8 and line-ending errors), and checked before any output.
+  // A blank line is an error: encode writes one vector per input line, so outputs line up with inputs.
+  const file = values.file ? await SentenceFile.open(values.file, { blankLines: 'error' }) : null
+  const enc = await loadEncoder(values)
   const write = (data: string | Uint8Array) =>
     new Promise<void>((resolve, reject) => process.stdout.write(data, (e) => (e ? reject(e) : resolve())))
   const emit = async (vectors: Float32Array[]) => {
@@ -48,23 +55,13 @@ export async function encodeCommand(argv: string[]): Promise<void> {
   }
   try {
     if (positionals.length) await emit(await enc.encode(positionals))
-    if (values.file) {
-      // Streamed in chunks, one vector per line; blank lines cannot be embedded and are an error.
-      const lines = createInterface({ input: createReadStream(values.file, { encoding: 'utf8' }), crlfDelay: Infinity })
-      let chunk: string[] = [],
-        lineNo = 0
-      for await (const line of lines) {
-        lineNo++
-        if (line.trim() === '') throw new Error(`${values.file}:${lineNo}: blank line (encode writes one vector per line)`)
-        chunk.push(line)
-        if (chunk.length === 4096) {
-          await emit(await enc.encode(chunk))
-          chunk = []
-        }
-      }
-      if (chunk.length) await emit(await enc.encode(chunk))
+    // In chunks of 4096 lines, so the file's text is never all in memory.
+    for (let s = 0; file && s < file.count; s += 4096) {
+      const indices = Array.from({ length: Math.min(4096, file.count - s) }, (_, i) => s + i)
+      await emit(await enc.encode(await file.readLines(indices)))
     }
   } finally {
+    await file?.close()
     await enc.close()
   }
 }
@@ -80,7 +77,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   if (!values.model) throw new UsageError('eval: --model DIR is required')
   const files = [...(values.sts ?? []), ...positionals]
   if (!files.length) throw new UsageError('eval: give at least one --sts FILE (STS-B, SICK, or an STS12-16 folder)')
-  const enc = await SentenceEncoder.load(values.model, encoderOptions(values))
+  const enc = await loadEncoder(values)
   try {
     const result = await evaluateStsFiles((s) => enc.encode(s), files)
     if (values.json) {

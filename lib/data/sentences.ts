@@ -5,6 +5,7 @@
 // machine and resumable from a small JSON cursor.
 import { createHash } from 'node:crypto'
 import { createReadStream, promises as fsp } from 'node:fs'
+import { decodeLine } from './text-lines.js'
 
 /** Where a BatchStream stands: the next sentence is `order(epoch)[index]`. Plain JSON. */
 export interface DataPosition {
@@ -32,7 +33,6 @@ export interface SentenceFileOptions {
   blankLines?: 'skip' | 'error'
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true })
 const utf8Lenient = new TextDecoder('utf-8')
 
 export class SentenceFile {
@@ -76,31 +76,9 @@ export class SentenceFile {
     let lineStart = 0 // file offset of the current line
     let pos = 0 // file offset of the current chunk
     let lineNo = 1
-    const endLine = (bytes: Buffer) => {
-      let len = bytes.length
-      if (len > 0 && bytes[len - 1] === 0x0d) len-- // \r\n line ending
-      let body = bytes.subarray(0, len)
-      // A UTF-8 byte-order mark on the first line is not part of the sentence.
-      let start = lineStart
-      if (lineStart === 0 && len >= 3 && body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) {
-        body = body.subarray(3)
-        start += 3
-      }
-      let text: string
-      try {
-        text = utf8.decode(body)
-      } catch {
-        const bad = start + firstInvalidUtf8(body)
-        throw new Error(`${path}: invalid UTF-8 on line ${lineNo} (byte offset ${bad})`)
-      }
-      const cr = body.indexOf(0x0d)
-      if (cr !== -1) {
-        throw new Error(
-          `${path}: line ${lineNo} holds a carriage return (byte offset ${start + cr}) that does not end the line: ` +
-            `lines must end in \\n or \\r\\n (convert old Mac line endings with: tr '\\r' '\\n')`,
-        )
-      }
-      if (text.trim() !== '') index.push(start, body.length)
+    const endLine = (raw: Buffer) => {
+      const { text, start, bytes } = decodeLine(path, raw, lineStart, lineNo)
+      if (text.trim() !== '') index.push(start, bytes)
       else if (blankLines === 'error') throw new Error(`${path}: line ${lineNo} is blank (one sentence per line is expected)`)
     }
 
@@ -223,37 +201,6 @@ class LineIndex {
   lengths() {
     return this.len.slice(0, this.length)
   }
-}
-
-/** Index of the first byte that starts an invalid UTF-8 sequence (only called once decoding failed). */
-export function firstInvalidUtf8(b: Uint8Array): number {
-  let i = 0
-  while (i < b.length) {
-    const c = b[i]
-    let n: number, min: number
-    if (c < 0x80) {
-      i++
-      continue
-    } else if (c >= 0xc2 && c <= 0xdf) {
-      n = 1
-      min = 0x80
-    } else if (c >= 0xe0 && c <= 0xef) {
-      n = 2
-      min = 0x800
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      n = 3
-      min = 0x10000
-    } else return i
-    if (i + n >= b.length) return i // truncated sequence
-    let cp = c & (0x3f >> n)
-    for (let k = 1; k <= n; k++) {
-      if ((b[i + k] & 0xc0) !== 0x80) return i
-      cp = (cp << 6) | (b[i + k] & 0x3f)
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i
-    i += n + 1
-  }
-  return b.length
 }
 
 // ---- seeded permutation ----

@@ -119,7 +119,8 @@ export class EmbeddingEngine {
     yieldFn: () => Promise<void> = () => Promise.resolve(),
   ): Promise<void> {
     const maxLength = Math.min(o.maxLength, this.maxPositions)
-    const tok = await this.tokenize(sentences, maxLength)
+    // As sentence-transformers' Transformer.tokenize: str.lower() before the tokenizer, whatever its normalizer does.
+    const tok = await this.tokenize(o.lowercase ? sentences.map((s) => s.toLowerCase()) : sentences, maxLength)
     for (const indices of EmbeddingEngine.batches(tok, o.batchSize, o.sortByLength)) {
       await yieldFn()
       onBatch(indices.slice(), this.embedBatch(tok, indices, o.pooling, o.normalize))

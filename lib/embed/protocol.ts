@@ -10,6 +10,8 @@ export interface InitData {
 export interface RunOptions {
   batchSize: number
   maxLength: number
+  /** Lowercase each sentence before tokenizing (sentence_bert_config.json's do_lower_case). */
+  lowercase: boolean
   pooling: Pooling
   normalize: boolean
   sortByLength: boolean
@@ -20,7 +22,7 @@ export type ToWorker = { type: 'encode'; id: number; sentences: string[]; last: 
 
 /** Worker -> main. */
 export type FromWorker =
-  | { type: 'ready'; dimension: number; device: 'cpu' | 'cuda'; maxPositions: number; note?: string }
+  | { type: 'ready'; dimension: number; device: 'cpu' | 'cuda'; note?: string }
   | { type: 'load-error'; message: string }
   | { type: 'batch'; id: number; indices: Int32Array; vectors: Float32Array }
   | { type: 'done'; id: number }

@@ -9,8 +9,9 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { positionOffset, readHfConfig } from '../model/config.js'
+import { checkModelFits } from '../model/size-check.js'
 import type { Pooling } from '../model/bert.js'
-import { readSentenceTransformersDefaults } from './pooling-config.js'
+import { readSentenceTransformersConfig } from './sentence-transformers-config.js'
 import type { FromWorker, RunOptions, ToWorker } from './protocol.js'
 import { DEVICE_REQUESTS, type DeviceRequest } from '../device.js'
 import { cosineSimilarity } from '../util/vectors.js'
@@ -28,7 +29,10 @@ export interface SentenceEncoderOptions {
   pooling?: Pooling
   /** Scale every vector to unit length. Default: whether modules.json lists a Normalize module, else false. */
   normalize?: boolean
-  /** Tokens per sentence, [CLS] and [SEP] included; longer ones are truncated. Default 128, at most the model's positions. */
+  /**
+   * Tokens per sentence, [CLS] and [SEP] included; longer ones are truncated. Default: the max_seq_length
+   * of sentence_bert_config.json, else 128. Either is clamped to the model's positions.
+   */
   maxLength?: number
   /** Default batch size of encode(). Default 32. */
   batchSize?: number
@@ -115,8 +119,10 @@ export class SentenceEncoder {
     readonly device: 'cpu' | 'cuda',
     readonly pooling: Pooling,
     readonly normalize: boolean,
-    /** Effective tokens per sentence (the requested maxLength clamped to the model's positions). */
+    /** Tokens per sentence: the maxLength option, else the directory's max_seq_length, else 128; at most the model's positions. */
     readonly maxLength: number,
+    /** Whether sentences are lowercased before tokenizing (sentence_bert_config.json's do_lower_case). */
+    readonly lowercase: boolean,
     readonly batchSize: number,
     /** Why the device differs from the request ('auto' without a usable CUDA device), if it does. */
     readonly deviceNote: string | undefined,
@@ -140,8 +146,7 @@ export class SentenceEncoder {
     }
     if (options.normalize !== undefined && typeof options.normalize !== 'boolean')
       fail(`load: normalize must be a boolean, got ${JSON.stringify(options.normalize)}`)
-    const maxLength = options.maxLength ?? 128
-    if (!Number.isSafeInteger(maxLength) || maxLength < 3)
+    if (options.maxLength !== undefined && (!Number.isSafeInteger(options.maxLength) || options.maxLength < 3))
       fail(`load: maxLength must be an integer >= 3, got ${JSON.stringify(options.maxLength)}`)
     const batchSize = options.batchSize ?? 32
     checkBatchSize(batchSize, 'load')
@@ -149,7 +154,14 @@ export class SentenceEncoder {
     const abs = resolve(dir)
     await checkModelDir(abs)
     const config = await readHfConfig(abs).catch((e: Error) => fail(e.message))
-    const st = await readSentenceTransformersDefaults(abs).catch((e: Error) => fail(e.message))
+    // Sized here as well as in the worker's BertModel.load: an absurd config.json is refused in
+    // microseconds, before a worker thread is started for it.
+    try {
+      checkModelFits(config, { source: join(abs, 'config.json') })
+    } catch (e) {
+      throw new RangeError(`SentenceEncoder: ${(e as Error).message}`)
+    }
+    const st = await readSentenceTransformersConfig(abs).catch((e: Error) => fail(e.message))
     let pooling = options.pooling ?? st.pooling
     if (!pooling && st.unsupportedPooling) {
       fail(
@@ -158,7 +170,13 @@ export class SentenceEncoder {
     }
     pooling ??= 'cls'
     const normalize = options.normalize ?? st.normalize ?? false
-    const maxPositions = config.maxPositionEmbeddings - positionOffset(config)
+    // Tokens per sentence: the option wins over the directory's max_seq_length (as setting
+    // SentenceTransformer.max_seq_length does), else 128. The model's positions clamp either, not an
+    // error: each is a truncation limit and the positions are one more that always applies, so one
+    // maxLength (the README's 128) fits every model, and a max_seq_length beyond the positions (on which
+    // sentence-transformers fails at the first longer sentence) still encodes. encoder.maxLength tells.
+    const positions = config.maxPositionEmbeddings - positionOffset(config)
+    const maxLength = Math.min(options.maxLength ?? st.maxSeqLength ?? 128, positions)
 
     const entry = workerEntry()
     const worker = new Worker(entry.file, {
@@ -193,7 +211,8 @@ export class SentenceEncoder {
       ready.device,
       pooling,
       normalize,
-      Math.min(maxLength, ready.maxPositions ?? maxPositions),
+      maxLength,
+      st.doLowerCase ?? false,
       batchSize,
       ready.note,
     )
@@ -221,7 +240,14 @@ export class SentenceEncoder {
     const sortByLength = options.sortByLength ?? true
     if (typeof sortByLength !== 'boolean') fail(`encode: sortByLength must be a boolean, got ${JSON.stringify(sortByLength)}`)
     if (!sentences.length) return []
-    const run: RunOptions = { batchSize, maxLength: this.maxLength, pooling: this.pooling, normalize: this.normalize, sortByLength }
+    const run: RunOptions = {
+      batchSize,
+      maxLength: this.maxLength,
+      lowercase: this.lowercase,
+      pooling: this.pooling,
+      normalize: this.normalize,
+      sortByLength,
+    }
 
     const id = this.nextId++
     const result = new Promise<Float32Array[]>((resolve, reject) => {

@@ -59,7 +59,7 @@ EmbeddingEngine.load(init.dir, init.device).then(
   (e) => {
     if (closing) return e.dispose()
     engine = e
-    send({ type: 'ready', dimension: e.dimension, device: e.device, maxPositions: e.maxPositions, note: e.note })
+    send({ type: 'ready', dimension: e.dimension, device: e.device, note: e.note })
   },
   (err) => send({ type: 'load-error', message: (err as Error).message ?? String(err) }),
 )

@@ -1,7 +1,8 @@
 // STS evaluation (docs/method.md §7): cosine similarity of the two sentences' embeddings against gold scores,
 // Spearman ×100. Reads the three formats the benchmarks ship in: STS-B, SICK and STS12–16.
-import { promises as fsp } from 'node:fs'
+import { existsSync, promises as fsp } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
+import { readTextLines } from '../data/text-lines.js'
 import { cosineSimilarity } from '../util/vectors.js'
 
 export interface StsPair {
@@ -26,7 +27,7 @@ export interface ReadStsOptions {
  * - a file whose first line is a header with sentence_A, sentence_B and relatedness_score: SICK;
  * - otherwise STS-B: tab-separated genre, file, year, id, score, sentence1, sentence2 (extra columns ignored).
  * Pairs whose gold score is missing (an empty gs line) are skipped; any other malformed line is an error
- * naming file:line.
+ * naming file:line. Lines are decoded as every text file is (readTextLines: strict UTF-8, \n or \r\n).
  */
 export async function readStsFile(path: string, options: ReadStsOptions = {}): Promise<StsPair[]> {
   let stat
@@ -38,7 +39,7 @@ export async function readStsFile(path: string, options: ReadStsOptions = {}): P
   if (stat.isDirectory()) return readStsDirectory(path)
   const m = INPUT_RE.exec(basename(path))
   if (m) return readStsSubset(join(dirname(path), `${m[1]}.input.${m[2]}.txt`), join(dirname(path), `${m[1]}.gs.${m[2]}.txt`))
-  const lines = splitLines(await fsp.readFile(path, 'utf8'))
+  const lines = await readTextLines(path)
   const header = lines[0]?.split('\t') ?? []
   if (header.includes('sentence_A') && header.includes('sentence_B') && header.includes('relatedness_score'))
     return parseSick(path, lines, header, options.sickSet)
@@ -60,11 +61,8 @@ async function readStsDirectory(dir: string): Promise<StsPair[]> {
 
 async function readStsSubset(inputPath: string, gsPath: string): Promise<StsPair[]> {
   const read = async (p: string) => {
-    try {
-      return splitLines(await fsp.readFile(p, 'utf8'), false)
-    } catch {
-      throw new Error(`${p}: cannot read (STS12–16 needs both the input and the gs file)`)
-    }
+    if (!existsSync(p)) throw new Error(`${p}: cannot read (STS12–16 needs both the input and the gs file)`)
+    return readTextLines(p)
   }
   const inputs = await read(inputPath)
   const gold = await read(gsPath)
@@ -111,14 +109,6 @@ function parseSick(path: string, lines: string[], header: string[], set?: string
   }
   if (pairs.length === 0) throw new Error(`${path}: no sentence pairs${set ? ` in set ${set}` : ''}`)
   return pairs
-}
-
-/** Lines without their \n / \r\n; a final newline does not make an extra empty line. */
-function splitLines(text: string, dropBom = true): string[] {
-  if (dropBom && text.charCodeAt(0) === 0xfeff) text = text.slice(1)
-  const lines = text.split('\n').map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l))
-  if (lines.length && lines[lines.length - 1] === '') lines.pop()
-  return lines
 }
 
 function parseScore(text: string, path: string, line: number): number {

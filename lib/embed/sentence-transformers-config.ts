@@ -1,0 +1,108 @@
+// The settings a sentence-transformers model directory carries, read as SentenceTransformer(dir) reads
+// them: modules.json (which modules, where), the Transformer module's sentence_bert_config.json
+// (max_seq_length, do_lower_case), the Pooling module's config.json (the pooling mode) and whether a
+// Normalize module follows. Every file is optional: a plain Hugging Face directory has none of them.
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Pooling } from '../model/bert.js'
+import { readJsonFile } from '../util/json.js'
+
+export interface SentenceTransformersConfig {
+  /** From the Pooling module's config, when it names a mode we implement. */
+  pooling?: Pooling
+  /** true when modules.json lists a Normalize module. */
+  normalize?: boolean
+  /** The pooling config file that was read, if any. */
+  poolingFile?: string
+  /** A pooling mode the config asks for that we do not implement (max, weightedmean, lasttoken, ...). */
+  unsupportedPooling?: string
+  /** sentence_bert_config.json's max_seq_length: tokens per sentence, [CLS] and [SEP] included. */
+  maxSeqLength?: number
+  /** sentence_bert_config.json's do_lower_case: lowercase every sentence before tokenizing. */
+  doLowerCase?: boolean
+}
+
+interface ModuleEntry {
+  path?: unknown
+  type?: unknown
+}
+
+const MODES: [key: string, name: string][] = [
+  ['pooling_mode_cls_token', 'cls'],
+  ['pooling_mode_mean_tokens', 'mean'],
+  ['pooling_mode_max_tokens', 'max'],
+  ['pooling_mode_mean_sqrt_len_tokens', 'mean_sqrt_len'],
+  ['pooling_mode_weightedmean_tokens', 'weightedmean'],
+  ['pooling_mode_lasttoken', 'lasttoken'],
+]
+
+// sentence-transformers' Transformer.load tries these in order (the older names come from its
+// architecture-specific module classes).
+const TRANSFORMER_CONFIG_NAMES = [
+  'sentence_bert_config.json',
+  'sentence_roberta_config.json',
+  'sentence_distilbert_config.json',
+  'sentence_camembert_config.json',
+  'sentence_albert_config.json',
+  'sentence_xlm-roberta_config.json',
+  'sentence_xlnet_config.json',
+]
+
+/** Reads the sentence-transformers settings of `dir` (none of the files needs to exist). */
+export async function readSentenceTransformersConfig(dir: string): Promise<SentenceTransformersConfig> {
+  const out: SentenceTransformersConfig = {}
+  const modules = await readJsonFile(join(dir, 'modules.json'), { optional: true })
+  let poolingDir = '1_Pooling'
+  let transformerDir = ''
+  if (Array.isArray(modules)) {
+    const entries = modules as ModuleEntry[]
+    const modulePath = (suffix: string) => {
+      const m = entries.find((e) => typeof e?.type === 'string' && e.type.endsWith(suffix))
+      return m && typeof m.path === 'string' ? m.path : undefined
+    }
+    poolingDir = modulePath('models.Pooling') || poolingDir
+    transformerDir = modulePath('models.Transformer') ?? transformerDir
+    out.normalize = entries.some((m) => typeof m?.type === 'string' && m.type.endsWith('models.Normalize'))
+  }
+  Object.assign(out, await readTransformerConfig(join(dir, transformerDir)))
+  Object.assign(out, await readPoolingConfig(join(dir, poolingDir, 'config.json')))
+  return out
+}
+
+async function readTransformerConfig(moduleDir: string): Promise<SentenceTransformersConfig> {
+  const name = TRANSFORMER_CONFIG_NAMES.find((n) => existsSync(join(moduleDir, n)))
+  if (!name) return {}
+  const file = join(moduleDir, name)
+  const c = objectIn(file, await readJsonFile(file))
+  const out: SentenceTransformersConfig = {}
+  // null is what sentence-transformers saves when it inferred the length from the model: same as absent.
+  const max = c.max_seq_length
+  if (max !== undefined && max !== null) {
+    if (typeof max !== 'number' || !Number.isSafeInteger(max) || max < 3)
+      throw new Error(`${file}: max_seq_length must be an integer >= 3, got ${JSON.stringify(max)}`)
+    out.maxSeqLength = max
+  }
+  const lower = c.do_lower_case
+  if (lower !== undefined && lower !== null) {
+    if (typeof lower !== 'boolean') throw new Error(`${file}: do_lower_case must be true or false, got ${JSON.stringify(lower)}`)
+    out.doLowerCase = lower
+  }
+  return out
+}
+
+async function readPoolingConfig(file: string): Promise<SentenceTransformersConfig> {
+  const cfg = await readJsonFile(file, { optional: true })
+  if (cfg === undefined) return {}
+  const c = objectIn(file, cfg)
+  const out: SentenceTransformersConfig = { poolingFile: file }
+  const on = MODES.filter(([key]) => c[key] === true).map(([, name]) => name)
+  if (typeof c.pooling_mode === 'string' && !on.length) on.push(c.pooling_mode)
+  if (on.length === 1 && (on[0] === 'cls' || on[0] === 'mean')) out.pooling = on[0]
+  else if (on.length) out.unsupportedPooling = on.join('+')
+  return out
+}
+
+function objectIn(file: string, v: unknown): Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${file}: expected a JSON object`)
+  return v as Record<string, unknown>
+}
