@@ -33,6 +33,15 @@ export function modelEmbedder(model: BertModel, tokenizer: Tokenizer, maxLen: nu
   }
 }
 
+/**
+ * Whether Spearman `a` beats `b`. NaN (constant vectors: no ranking) loses to any number, so a first
+ * NaN evaluation does not block every later, real improvement (`x > NaN` is false).
+ */
+export function betterScore(a: number, b: number): boolean {
+  if (Number.isNaN(a)) return false
+  return Number.isNaN(b) || a > b
+}
+
 export class Evaluator {
   constructor(
     private readonly sets: EvalSet[],
@@ -52,7 +61,7 @@ export class Evaluator {
     }
     const average = results.reduce((a, r) => a + r.spearman, 0) / results.length
     const spearman = results[0].spearman
-    const isBest = !this.best || spearman > this.best.spearman
+    const isBest = !this.best || betterScore(spearman, this.best.spearman)
     if (isBest) {
       this.best = { step, spearman }
       await this.saveBest()

@@ -220,3 +220,38 @@ t.test('item 13d: resume does not read the vocab.txt outside the checkpoint', as
   t.ok(weights(out).equals(weights(whole)), 'the weights of the uninterrupted run')
   t.equal(readFileSync(join(out, 'vocab.txt'), 'utf8'), readFileSync(join(whole, 'vocab.txt'), 'utf8'), 'vocab.txt whole again')
 })
+
+t.test('a NaN evaluation never blocks later best-model saves', async (t) => {
+  const { Evaluator, betterScore } = await import('../../lib/train/evaluation.js')
+  t.ok(betterScore(0.1, NaN), 'a number beats NaN')
+  t.notOk(betterScore(NaN, 0.1), 'NaN beats nothing')
+  t.notOk(betterScore(NaN, NaN))
+  t.ok(betterScore(0.5, 0.4))
+  t.notOk(betterScore(0.4, 0.4))
+  let saves = 0
+  const vectors = [
+    [1, 0],
+    [1, 0],
+  ]
+  const pairs = [
+    { s1: 'x', s2: 'y', score: 1 },
+    { s1: 'y', s2: 'x', score: 2 },
+    { s1: 'x', s2: 'x', score: 3 },
+  ]
+  let constant = true
+  const ev = new Evaluator(
+    [{ file: 'sts.tsv', pairs }],
+    async (sentences: string[]) => sentences.map((s, i) => Float32Array.from(constant ? vectors[0] : s === 'x' ? [1, i % 2] : [i % 3, 1])),
+    async () => {
+      saves++
+    },
+    null,
+  )
+  const first = await ev.evaluate(1)
+  t.ok(Number.isNaN(first.spearman), 'constant vectors: Spearman is NaN')
+  constant = false
+  const second = await ev.evaluate(2)
+  t.ok(Number.isFinite(second.spearman))
+  t.equal(second.best, true, 'the first real score replaces a NaN best')
+  t.equal(saves, 2)
+})
