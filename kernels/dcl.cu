@@ -75,7 +75,7 @@ __global__ void __launch_bounds__(256) dcl_stats_kernel(DclParams P, int64_t row
   bool bad = false;
   for (int64_t r = r0; r < r1; ++r) {
     const float x = z[r * P.d + col];
-    bad |= !isfinite(x);
+    bad |= !(fabsf(x) <= kMaxLossInput);  // NaN, Inf or too large (as the CPU op)
     s += x;
     ss += static_cast<double>(x) * x;
   }

@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(256) infonce_rows_kernel(RowsParams P) {
     for (int k = 0; k < 3; ++k) {
       if (k >= P.count) break;
       x[k] = P.z[k][row * P.d + c];
-      bad[k] |= !isfinite(x[k]);
+      bad[k] |= !(fabsf(x[k]) <= kMaxLossInput);  // NaN, Inf or too large (as the CPU op)
       ss[k] = fmaf(x[k], x[k], ss[k]);
     }
     dot = fmaf(x[0], x[1], dot);

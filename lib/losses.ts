@@ -1,6 +1,8 @@
 // The SimCSE++ losses (docs/method.md §1-4): each returns the loss and the gradients w.r.t. its inputs,
 // computed by the fused native kernels on the inputs' device. Gradients go into fresh tensors, or into
 // the caller's (`grads`), which is how the training loop uses them without allocating per step.
+// Temperatures and scales are bounded (lib/options.ts) and inputs beyond ±1e15 are refused with NaN
+// and Inf (native/ops/losses.h), so a loss that returns is finite, as are its gradients.
 import { addon, type NativeTensor } from './native.js'
 import { checkOptions } from './options.js'
 import { Tensor, describe, nativeOf } from './tensor.js'
@@ -25,28 +27,28 @@ export interface GradsOption {
 }
 
 export interface SimcseOptions extends GradsOption {
-  /** τ of cos(z1_i, z2_j)/τ. Default 0.05. */
+  /** τ of cos(z1_i, z2_j)/τ, in [1e-6, 1e6] (TEMPERATURE_RANGE). Default 0.05. */
   temperature?: number
   /** Hard negatives z3 [N, D] (supervised SimCSE): extra columns cos(z1_i, z3_j)/τ. */
   hardNegatives?: Tensor
 }
 
 export interface OffDropoutOptions extends GradsOption {
-  /** τ. Default 0.05. */
+  /** τ, in [1e-6, 1e6]. Default 0.05. */
   temperature?: number
-  /** m, the scale of the positive logit. Default 1. */
+  /** m, the scale of the positive logit, in [-1e6, 1e6] (MAX_SCALE). Default 1. */
   posScale?: number
 }
 
 export interface DclOptions extends GradsOption {
-  /** τd of X1ᵀX2/(N·τd). Default 5. */
+  /** τd of X1ᵀX2/(N·τd), in [1e-6, 1e6]. Default 5. */
   temperature?: number
 }
 
 export interface SimcsePlusPlusOptions extends OffDropoutOptions {
-  /** λ, the weight of DCL. Default 0.1. */
+  /** λ, the weight of DCL, in [-1e6, 1e6]. Default 0.1. */
   dclWeight?: number
-  /** τd. Default 5. */
+  /** τd, in [1e-6, 1e6]. Default 5. */
   dclTemperature?: number
 }
 
@@ -92,7 +94,7 @@ function withGrads<T>(
 
 /** Unsupervised SimCSE InfoNCE (in-batch negatives: the other rows of z2), plus optional hard negatives. */
 export function simcse(z1: Tensor, z2: Tensor, options?: SimcseOptions): LossOutput {
-  const o = checkOptions<SimcseOptions>('losses.simcse', options, { temperature: 'positive', hardNegatives: 'any', grads: 'any' })
+  const o = checkOptions<SimcseOptions>('losses.simcse', options, { temperature: 'temperature', hardNegatives: 'any', grads: 'any' })
   const n1 = nativeOf(z1, 'z1'),
     n2 = nativeOf(z2, 'z2')
   const z3 = o.hardNegatives
@@ -105,7 +107,7 @@ export function simcse(z1: Tensor, z2: Tensor, options?: SimcseOptions): LossOut
 
 /** Off-dropout InfoNCE: positive cos(z1_i, z2_i), negatives cos(z0_i, z0_j) of the dropout-free view. */
 export function offDropout(z1: Tensor, z2: Tensor, z0: Tensor, options?: OffDropoutOptions): LossOutput {
-  const o = checkOptions<OffDropoutOptions>('losses.offDropout', options, { temperature: 'positive', posScale: 'number', grads: 'any' })
+  const o = checkOptions<OffDropoutOptions>('losses.offDropout', options, { temperature: 'temperature', posScale: 'scale', grads: 'any' })
   const [n1, n2, n0] = [nativeOf(z1, 'z1'), nativeOf(z2, 'z2'), nativeOf(z0, 'z0')]
   return withGrads(z1, ['z1', 'z2', 'z0'], o.grads, (g, n) => {
     const loss = addon.offDropout(n1, n2, n0, o.temperature ?? 0.05, o.posScale ?? 1, n.z1, n.z2, n.z0, 1, false)
@@ -115,7 +117,7 @@ export function offDropout(z1: Tensor, z2: Tensor, z0: Tensor, options?: OffDrop
 
 /** Dimension-wise contrastive learning over the batch-normalised D×D similarity X1ᵀX2/(N·τd). */
 export function dcl(z1: Tensor, z2: Tensor, options?: DclOptions): LossOutput {
-  const o = checkOptions<DclOptions>('losses.dcl', options, { temperature: 'positive', grads: 'any' })
+  const o = checkOptions<DclOptions>('losses.dcl', options, { temperature: 'temperature', grads: 'any' })
   const [n1, n2] = [nativeOf(z1, 'z1'), nativeOf(z2, 'z2')]
   return withGrads(z1, ['z1', 'z2'], o.grads, (g, n) => {
     const loss = addon.dcl(n1, n2, o.temperature ?? 5, n.z1, n.z2, 1, false)
@@ -129,10 +131,10 @@ export function dcl(z1: Tensor, z2: Tensor, options?: DclOptions): LossOutput {
  */
 export function simcsePlusPlus(z1: Tensor, z2: Tensor, z0: Tensor, options?: SimcsePlusPlusOptions): LossOutput {
   const o = checkOptions<SimcsePlusPlusOptions>('losses.simcsePlusPlus', options, {
-    temperature: 'positive',
-    posScale: 'number',
-    dclWeight: 'number',
-    dclTemperature: 'positive',
+    temperature: 'temperature',
+    posScale: 'scale',
+    dclWeight: 'scale',
+    dclTemperature: 'temperature',
     grads: 'any',
   })
   const [n1, n2, n0] = [nativeOf(z1, 'z1'), nativeOf(z2, 'z2'), nativeOf(z0, 'z0')]

@@ -40,6 +40,10 @@ export interface Addon {
   backendOps(device: DeviceName): string[]
   numThreads(): number
   philox4x32(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number): number[]
+  /** Index of the first NaN or ±Infinity in `data`, or -1. */
+  firstNonFinite(data: Float32Array): number
+  /** Bytes of tensor storage (host and device) allocated now, and bytes reported to V8 as external memory. */
+  tensorMemory(): { heldBytes: number; reportedBytes: number }
   simcse(
     z1: NativeTensor,
     z2: NativeTensor,

@@ -1,7 +1,9 @@
 // Argument validation helpers (see args.h).
 #include "args.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "addon_data.h"
 #include "cuda_api.h"
@@ -10,14 +12,27 @@ namespace simcsepp {
 
 void throw_arg(const Napi::Env& env, const std::string& message) { throw Napi::TypeError::New(env, message); }
 
+std::string number_text(double v, int digits) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+  std::string s = buf;  // "1e-06" -> "1e-6", "1e+300" -> "1e300"
+  const size_t e = s.find('e');
+  if (e == std::string::npos) return s;
+  std::string exponent = s.substr(e + 1);
+  const bool negative = exponent[0] == '-';
+  if (exponent[0] == '-' || exponent[0] == '+') exponent.erase(0, 1);
+  exponent.erase(0, std::min(exponent.find_first_not_of('0'), exponent.size() - 1));
+  return s.substr(0, e + 1) + (negative ? "-" : "") + exponent;
+}
+
 std::string describe(const Napi::Value& v) {
   if (v.IsUndefined()) return "undefined";
   if (v.IsNull()) return "null";
   if (v.IsBoolean()) return std::string("boolean ") + (v.As<Napi::Boolean>().Value() ? "true" : "false");
   if (v.IsNumber()) {
-    const double d = v.As<Napi::Number>().DoubleValue();
-    std::string s = std::isnan(d) ? "NaN" : std::to_string(d);
-    return "number " + s;
+    return "number " + number_text(v.As<Napi::Number>().DoubleValue());
   }
   if (v.IsString()) return "string \"" + v.As<Napi::String>().Utf8Value().substr(0, 40) + "\"";
   if (v.IsTypedArray()) {
@@ -93,7 +108,7 @@ double arg_positive(const Napi::CallbackInfo& info, size_t index, const char* na
   const double v = arg_number(info, index, name);
   if (!(v > 0))
     throw Napi::RangeError::New(info.Env(),
-                                std::string("Expected ") + name + " to be > 0 but received " + std::to_string(v));
+                                std::string("Expected ") + name + " to be > 0 but received " + number_text(v));
   return v;
 }
 
@@ -101,7 +116,25 @@ double arg_non_negative(const Napi::CallbackInfo& info, size_t index, const char
   const double v = arg_number(info, index, name);
   if (!(v >= 0))
     throw Napi::RangeError::New(info.Env(),
-                                std::string("Expected ") + name + " to be >= 0 but received " + std::to_string(v));
+                                std::string("Expected ") + name + " to be >= 0 but received " + number_text(v));
+  return v;
+}
+
+float arg_temperature(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  const double v = arg_positive(info, index, name);
+  if (v < kMinTemperature || v > kMaxTemperature)
+    throw Napi::RangeError::New(info.Env(), std::string("Expected ") + name + " to be in [" +
+                                                number_text(kMinTemperature) + ", " + number_text(kMaxTemperature) +
+                                                "] (1/" + name + " must stay finite in float32) but received " +
+                                                number_text(v));
+  return static_cast<float>(v);
+}
+
+double arg_scale(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  const double v = arg_number(info, index, name);
+  if (std::fabs(v) > kMaxScale)
+    throw Napi::RangeError::New(info.Env(), std::string("Expected ") + name + " to be in [-" + number_text(kMaxScale) +
+                                                ", " + number_text(kMaxScale) + "] but received " + number_text(v));
   return v;
 }
 
@@ -109,7 +142,7 @@ float arg_probability(const Napi::CallbackInfo& info, size_t index, const char* 
   const double p = arg_number(info, index, name);
   if (p < 0 || p > 1)
     throw Napi::RangeError::New(info.Env(),
-                                std::string("Expected ") + name + " to be in [0, 1] but received " + std::to_string(p));
+                                std::string("Expected ") + name + " to be in [0, 1] but received " + number_text(p));
   return static_cast<float>(p);
 }
 
@@ -158,13 +191,19 @@ std::vector<int64_t> arg_shape(const Napi::CallbackInfo& info, size_t index, con
   for (uint32_t i = 0; i < a.Length(); ++i) {
     Napi::Value v = a.Get(i);
     const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-    if (!(d >= 0) || d != std::floor(d) || d > 2147483647.0)
-      throw_arg(env, std::string("Expected ") + name + "[" + std::to_string(i) +
-                         "] to be a non-negative integer but received " + describe(v));
+    const std::string at = std::string(name) + "[" + std::to_string(i) + "]";
+    if (!(d >= 0) || d != std::floor(d))
+      throw_arg(env, "Expected " + at + " to be a non-negative integer but received " + describe(v));
+    if (d > kMaxDim)
+      throw Napi::RangeError::New(env, at + " = " + number_text(d) + " is too large: a dimension may be at most " +
+                                           number_text(kMaxDim) + " (2^31 - 1)");
     shape.push_back(static_cast<int64_t>(d));
-    total *= d;
+    total *= d;  // exact up to 2^53 and never overflows a double: at most 8 factors below 2^31
   }
-  if (total > 4.0e12) throw_arg(env, std::string(name) + " describes more elements than any device can hold");
+  if (total > kMaxElements)
+    throw Napi::RangeError::New(env, std::string(name) + " " + shape_text(shape) + " describes " + number_text(total) +
+                                         " elements, more than the limit of " + number_text(kMaxElements) +
+                                         " (16 TB of float32): use a smaller shape");
   return shape;
 }
 

@@ -14,6 +14,9 @@ namespace simcsepp {
 
 [[noreturn]] void throw_arg(const Napi::Env& env, const std::string& message);
 std::string describe(const Napi::Value& v);
+// A number as a message shows it: "0.05", "1e-300", "2147483648", "NaN", "-Infinity" (with at most
+// `digits` significant digits: a float constant such as 1e15f reads "1e15" with 6).
+std::string number_text(double v, int digits = 10);
 
 // A live (not disposed) NativeTensor.
 NativeTensor* arg_tensor(const Napi::CallbackInfo& info, size_t index, const char* name);
@@ -29,6 +32,12 @@ double arg_non_negative(const Napi::CallbackInfo& info, size_t index, const char
 float arg_probability(const Napi::CallbackInfo& info, size_t index, const char* name);     // in [0, 1]
 int64_t arg_positive_int(const Napi::CallbackInfo& info, size_t index, const char* name);  // integer >= 1
 bool arg_bool(const Napi::CallbackInfo& info, size_t index, const char* name);
+// Loss parameters, bounded so that everything they scale stays finite in float32 (lib/options.ts
+// checks the same ranges to name the option): a temperature in [1e-6, 1e6], a scale (posScale, a loss
+// weight) in [-1e6, 1e6].
+constexpr double kMinTemperature = 1e-6, kMaxTemperature = 1e6, kMaxScale = 1e6;
+float arg_temperature(const Napi::CallbackInfo& info, size_t index, const char* name);
+double arg_scale(const Napi::CallbackInfo& info, size_t index, const char* name);
 // A non-negative integer (number or bigint) of 64 / 32 bits.
 uint64_t arg_u64(const Napi::CallbackInfo& info, size_t index, const char* name);
 uint32_t arg_u32(const Napi::CallbackInfo& info, size_t index, const char* name);
@@ -37,6 +46,9 @@ uint32_t arg_u32(const Napi::CallbackInfo& info, size_t index, const char* name)
 Device arg_device(const Napi::CallbackInfo& info, size_t index, const char* name);
 // 'cpu' or 'cuda', whether or not CUDA can be used (the op dispatch says why it cannot).
 Device arg_device_name(const Napi::CallbackInfo& info, size_t index, const char* name);
+// Tensor shapes: at most 8 dimensions of at most kMaxDim each, at most kMaxElements in all (RangeError).
+constexpr double kMaxDim = 2147483647.0;  // 2^31 - 1
+constexpr double kMaxElements = 4.0e12;
 std::vector<int64_t> arg_shape(const Napi::CallbackInfo& info, size_t index, const char* name);
 
 // Typed arrays of host data: an Int32Array of exactly `length` entries; a Uint8Array keepRows of one

@@ -23,8 +23,8 @@ Napi::Value OffDropoutUnfused(const Napi::CallbackInfo& info) {
   NativeTensor* z0 = ts.matrix(2, "z0");
   require_same(env, z1, "z1", z2, "z2");
   require_same(env, z1, "z1", z0, "z0");
-  const double tau = arg_number(info, 3, "temperature");
-  const double m = arg_number(info, 4, "posScale");
+  const float tau = arg_temperature(info, 3, "temperature");
+  const float m = static_cast<float>(arg_scale(info, 4, "posScale"));
   NativeTensor* g[3] = {ts.tensor(5, "gz1"), ts.tensor(6, "gz2"), ts.tensor(7, "gz0")};
   for (NativeTensor* t : g) require_same(env, z1, "z1", t, "gradient");
   OffDropoutUnfusedFitFn* fit = ts.entry(&Backend::offDropoutUnfusedFit);
@@ -37,7 +37,7 @@ Napi::Value OffDropoutUnfused(const Napi::CallbackInfo& info) {
   out.gz1 = g[0]->data();
   out.gz2 = g[1]->data();
   out.gz0 = g[2]->data();
-  const OffDropoutArgs a{z1->data(), z2->data(), z0->data(), n, d, static_cast<float>(tau), static_cast<float>(m)};
+  const OffDropoutArgs a{z1->data(), z2->data(), z0->data(), n, d, tau, m};
   return guarded(env, [&]() -> Napi::Value {
     size_t bytes = 0;
     const LossResult r = unfused(a, out, &bytes);

@@ -8,6 +8,7 @@
 // Gradient tensors are written (or, with accumulate, added to) in place.
 #include <napi.h>
 
+#include <cmath>
 #include <string>
 
 #include "args.h"
@@ -27,15 +28,23 @@ const char* nonfinite_name(int code, const char* z3Name) {
   }
 }
 
-Napi::Value finish(const Napi::Env& env, const LossResult& r, const char* z3Name = "z3") {
+// The loss, or a RangeError naming the input that held NaN, Inf or a value too large to normalise.
+// The bounds on the inputs and parameters keep the loss finite; should it not be, that is an Error
+// too rather than a NaN handed on to the optimiser.
+Napi::Value finish(const Napi::Env& env, const char* op, const LossResult& r, const char* z3Name = "z3") {
   if (r.nonFinite != kNone)
-    throw Napi::RangeError::New(env, std::string(nonfinite_name(r.nonFinite, z3Name)) + " contains NaN or Inf values");
+    throw Napi::RangeError::New(env, std::string(nonfinite_name(r.nonFinite, z3Name)) +
+                                         " contains NaN or Inf values, or values beyond ±" +
+                                         number_text(kMaxLossInput, 6) + " (the embeddings have diverged)");
+  if (!std::isfinite(r.loss))
+    throw Napi::RangeError::New(env, std::string(op) + ": the loss is " + number_text(r.loss) +
+                                         " although every input is finite; please report this with the inputs");
   return Napi::Number::New(env, r.loss);
 }
 
 LossGradOut grads(const Napi::CallbackInfo& info, size_t weightIndex) {
   LossGradOut g;
-  g.weight = arg_number(info, weightIndex, "weight");
+  g.weight = arg_scale(info, weightIndex, "weight");
   g.accumulate = arg_bool(info, weightIndex + 1, "accumulate");
   return g;
 }
@@ -57,7 +66,7 @@ Napi::Value Simcse(const Napi::CallbackInfo& info) {
   NativeTensor* z3 = ts.optional(2, "hardNegatives");
   require_same(env, z1, "z1", z2, "z2");
   if (z3) require_same(env, z1, "z1", z3, "hardNegatives");
-  const float tau = static_cast<float>(arg_positive(info, 3, "temperature"));
+  const float tau = arg_temperature(info, 3, "temperature");
   static const char* const names[2] = {"gz1", "gz2"};
   NativeTensor* gz[2];
   expect_grads(ts, z1, 4, names, gz, 2, env);
@@ -70,7 +79,7 @@ Napi::Value Simcse(const Napi::CallbackInfo& info) {
   g.gz3 = z3 ? gz3->data() : nullptr;
   const SimcseArgs a{z1->data(), z2->data(), z3 ? z3->data() : nullptr, z1->shape()[0], z1->shape()[1], tau};
   SimcseFn* simcse = ts.entry(&Backend::simcse);
-  return guarded(env, [&] { return finish(env, simcse(a, g), "hardNegatives"); });
+  return guarded(env, [&] { return finish(env, "simcse", simcse(a, g), "hardNegatives"); });
 }
 
 Napi::Value OffDropout(const Napi::CallbackInfo& info) {
@@ -81,8 +90,8 @@ Napi::Value OffDropout(const Napi::CallbackInfo& info) {
   NativeTensor* z0 = ts.matrix(2, "z0");
   require_same(env, z1, "z1", z2, "z2");
   require_same(env, z1, "z1", z0, "z0");
-  const float tau = static_cast<float>(arg_positive(info, 3, "temperature"));
-  const float m = static_cast<float>(arg_number(info, 4, "posScale"));
+  const float tau = arg_temperature(info, 3, "temperature");
+  const float m = static_cast<float>(arg_scale(info, 4, "posScale"));
   static const char* const names[3] = {"gz1", "gz2", "gz0"};
   NativeTensor* gz[3];
   expect_grads(ts, z1, 5, names, gz, 3, env);
@@ -92,7 +101,7 @@ Napi::Value OffDropout(const Napi::CallbackInfo& info) {
   g.gz0 = gz[2]->data();
   const OffDropoutArgs a{z1->data(), z2->data(), z0->data(), z1->shape()[0], z1->shape()[1], tau, m};
   OffDropoutFn* offDropout = ts.entry(&Backend::offDropout);
-  return guarded(env, [&] { return finish(env, offDropout(a, g)); });
+  return guarded(env, [&] { return finish(env, "offDropout", offDropout(a, g)); });
 }
 
 Napi::Value Dcl(const Napi::CallbackInfo& info) {
@@ -101,7 +110,7 @@ Napi::Value Dcl(const Napi::CallbackInfo& info) {
   NativeTensor* z1 = ts.matrix(0, "z1");
   NativeTensor* z2 = ts.matrix(1, "z2");
   require_same(env, z1, "z1", z2, "z2");
-  const float tau = static_cast<float>(arg_positive(info, 2, "temperature"));
+  const float tau = arg_temperature(info, 2, "temperature");
   static const char* const names[2] = {"gz1", "gz2"};
   NativeTensor* gz[2];
   expect_grads(ts, z1, 3, names, gz, 2, env);
@@ -110,7 +119,7 @@ Napi::Value Dcl(const Napi::CallbackInfo& info) {
   g.gz2 = gz[1]->data();
   const DclArgs a{z1->data(), z2->data(), z1->shape()[0], z1->shape()[1], tau};
   DclFn* dcl = ts.entry(&Backend::dcl);
-  return guarded(env, [&] { return finish(env, dcl(a, g)); });
+  return guarded(env, [&] { return finish(env, "dcl", dcl(a, g)); });
 }
 
 Napi::Value Dropout(const Napi::CallbackInfo& info) {

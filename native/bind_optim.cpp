@@ -23,10 +23,8 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
   const double lr = arg_non_negative(info, 4, "lr");
   const double beta1 = arg_non_negative(info, 5, "beta1");
   const double beta2 = arg_non_negative(info, 6, "beta2");
-  if (beta1 >= 1)
-    throw Napi::RangeError::New(env, "Expected beta1 to be in [0, 1) but received " + std::to_string(beta1));
-  if (beta2 >= 1)
-    throw Napi::RangeError::New(env, "Expected beta2 to be in [0, 1) but received " + std::to_string(beta2));
+  if (beta1 >= 1) throw Napi::RangeError::New(env, "Expected beta1 to be in [0, 1) but received " + number_text(beta1));
+  if (beta2 >= 1) throw Napi::RangeError::New(env, "Expected beta2 to be in [0, 1) but received " + number_text(beta2));
   const double eps = arg_positive(info, 7, "eps");
   const double wd = arg_non_negative(info, 8, "weightDecay");
   const int64_t step = arg_positive_int(info, 9, "step");

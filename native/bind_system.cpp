@@ -1,7 +1,12 @@
 // Node-API entry points about the build and the machine: cudaStatus, numThreads, backendOps (which
 // ops a backend's table has, so callers can tell whether work can run on a device without trying it),
-// and the raw Philox generator (exposed so tests can check it against the Random123 known-answer vectors).
+// the raw Philox generator (exposed so tests can check it against the Random123 known-answer vectors),
+// firstNonFinite (the scan of a checkpoint's weights at load, a memory-bound pass in C++), and
+// tensorMemory (bytes of tensor storage held, and reported to V8: equal when the accounting is right).
 #include <napi.h>
+
+#include <cstdint>
+#include <cstring>
 
 #include "args.h"
 #include "backend.h"
@@ -9,6 +14,7 @@
 #include "cpu/parallel.h"
 #include "cuda_api.h"
 #include "register.h"
+#include "tensor.h"
 
 namespace simcsepp {
 
@@ -50,6 +56,44 @@ Napi::Value Philox(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// firstNonFinite(data: Float32Array) -> index of the first NaN or ±Infinity, or -1. Blocks are
+// scanned branch-free on the exponent bits (vectorisable); only a flagged block is searched.
+Napi::Value FirstNonFinite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw_arg(env, "Expected data to be a Float32Array but received " + describe(info[0]));
+  auto a = info[0].As<Napi::Float32Array>();
+  const float* x = a.Data();
+  const size_t n = a.ElementLength();
+  constexpr uint32_t kExp = 0x7f800000u;  // all exponent bits set: Inf or NaN
+  constexpr size_t kBlock = 4096;
+  for (size_t b = 0; b < n; b += kBlock) {
+    const size_t e = b + kBlock < n ? b + kBlock : n;
+    uint32_t any = 0;
+    for (size_t i = b; i < e; ++i) {
+      uint32_t u;
+      std::memcpy(&u, x + i, sizeof u);
+      any |= static_cast<uint32_t>((u & kExp) == kExp);
+    }
+    if (!any) continue;
+    for (size_t i = b; i < e; ++i) {
+      uint32_t u;
+      std::memcpy(&u, x + i, sizeof u);
+      if ((u & kExp) == kExp) return Napi::Number::New(env, static_cast<double>(i));
+    }
+  }
+  return Napi::Number::New(env, -1);
+}
+
+// tensorMemory() -> { heldBytes, reportedBytes } over every tensor of the process (tensor.h).
+Napi::Value TensorMemory(const Napi::CallbackInfo& info) {
+  const MemoryStats s = memory_stats();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("heldBytes", static_cast<double>(s.heldBytes));
+  o.Set("reportedBytes", static_cast<double>(s.reportedBytes));
+  return o;
+}
+
 }  // namespace
 
 void register_system(Napi::Env env, Napi::Object exports) {
@@ -57,6 +101,8 @@ void register_system(Napi::Env env, Napi::Object exports) {
   exports.Set("numThreads", Napi::Function::New<NumThreads>(env, "numThreads"));
   exports.Set("backendOps", Napi::Function::New<BackendOps>(env, "backendOps"));
   exports.Set("philox4x32", Napi::Function::New<Philox>(env, "philox4x32"));
+  exports.Set("firstNonFinite", Napi::Function::New<FirstNonFinite>(env, "firstNonFinite"));
+  exports.Set("tensorMemory", Napi::Function::New<TensorMemory>(env, "tensorMemory"));
 }
 
 }  // namespace simcsepp

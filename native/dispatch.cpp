@@ -33,6 +33,11 @@ NativeTensor* OpTensors::keep(NativeTensor* t, const char* name) {
   return t;
 }
 
+void OpTensors::require_live() const {
+  for (const Arg& a : args_)
+    if (a.tensor->disposed()) throw_arg(info_.Env(), std::string(a.name) + " is a disposed Tensor");
+}
+
 NativeTensor* OpTensors::tensor(size_t index, const char* name) { return keep(arg_tensor(info_, index, name), name); }
 
 NativeTensor* OpTensors::optional(size_t index, const char* name) {

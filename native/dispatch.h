@@ -42,9 +42,12 @@ class OpTensors {
   // Tensors at 0, 1, ... named `names`, each holding as many elements as the first (element-wise ops).
   std::vector<NativeTensor*> same_size(const std::vector<const char*>& names);
 
-  // The entry `member` of the table of the tensors' device, after the device checks above.
+  // The entry `member` of the table of the tensors' device, after the device checks above and a last
+  // check that every collected tensor is still live (validating a later argument can run JavaScript,
+  // e.g. a Proxy's trap during instanceof, which might have disposed an earlier one).
   template <class Fn>
   Fn* entry(Fn* Backend::*member) const {
+    require_live();
     for (const Arg& a : args_) {
       const Device d = a.tensor->device();
       require_runnable(info_.Env(), op_, d, backend(d).*member != nullptr, cpu_backend().*member != nullptr, a.name);
@@ -61,6 +64,7 @@ class OpTensors {
     const char* name;
   };
   NativeTensor* keep(NativeTensor* t, const char* name);
+  void require_live() const;
 
   const Napi::CallbackInfo& info_;
   const char* op_;

@@ -1,11 +1,17 @@
 // NativeTensor storage and its JS methods (see tensor.h).
 #include "tensor.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <new>
+#include <sstream>
 
 #include "addon_data.h"
 #include "args.h"
@@ -14,6 +20,12 @@
 namespace simcsepp {
 
 const char* device_name(Device d) { return d == Device::kCpu ? "cpu" : "cuda"; }
+
+namespace {
+std::atomic<int64_t> heldBytes{0}, reportedBytes{0};  // see memory_stats()
+}  // namespace
+
+MemoryStats memory_stats() { return {heldBytes.load(), reportedBytes.load()}; }
 
 Storage::Storage(size_t n, Device dev) : bytes(n), device(dev) {
   if (bytes == 0) return;
@@ -32,15 +44,60 @@ Storage::Storage(size_t n, Device dev) : bytes(n), device(dev) {
       throw;
     }
   }
+  heldBytes += static_cast<int64_t>(bytes);
 }
 
-Storage::~Storage() {
+void Storage::release() noexcept {
+  freed = true;
   if (!data) return;
   if (device == Device::kCpu)
     std::free(data);
   else
     cuda::free_device(data);
+  data = nullptr;
+  heldBytes -= static_cast<int64_t>(bytes);
 }
+
+namespace {
+
+// Host allocations at least this large are checked against the memory the machine has free: the
+// zero-fill would otherwise touch more pages than exist and the kernel would kill the process.
+constexpr size_t kCheckedHostBytes = size_t{1} << 30;
+
+// Bytes the kernel can still hand out (Linux: MemAvailable + SwapFree; elsewhere physical memory).
+size_t available_host_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  size_t availableKb = 0, swapKb = 0;
+  bool found = false;
+  for (std::string line; std::getline(meminfo, line);) {
+    std::istringstream fields(line);
+    std::string key;
+    size_t kb = 0;
+    fields >> key >> kb;
+    if (key == "MemAvailable:") {
+      availableKb = kb;
+      found = true;
+    } else if (key == "SwapFree:") {
+      swapKb = kb;
+    }
+  }
+  if (found) return (availableKb + swapKb) * 1024;
+  const long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || pageSize <= 0) return std::numeric_limits<size_t>::max();
+  return static_cast<size_t>(pages) * static_cast<size_t>(pageSize);
+}
+
+std::string gib_text(size_t bytes) {  // "16 GiB", "4 TiB"
+  const double gib = static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0);
+  char buf[32];
+  if (gib >= 1024)
+    std::snprintf(buf, sizeof buf, "%.3g TiB", gib / 1024);
+  else
+    std::snprintf(buf, sizeof buf, "%.3g GiB", gib);
+  return buf;
+}
+
+}  // namespace
 
 Napi::Function NativeTensor::Define(Napi::Env env) {
   return DefineClass(env, "NativeTensor",
@@ -74,19 +131,33 @@ void NativeTensor::allocate(const std::vector<int64_t>& shape, Device device) {
   shape_ = shape;
   device_ = device;
   numel_ = 1;
-  for (int64_t s : shape) numel_ *= s;
+  for (int64_t s : shape) numel_ *= s;  // arg_shape bounds the product (no overflow)
   const size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
+  if (device == Device::kCpu && bytes >= kCheckedHostBytes) {
+    const size_t available = available_host_bytes();
+    if (bytes > available)
+      throw Napi::RangeError::New(Env(), "A tensor of shape " + shape_text(shape) + " needs " + gib_text(bytes) +
+                                             " but only " + gib_text(available) +
+                                             " of memory is available: use a smaller shape or free memory");
+  }
   storage_ = std::make_shared<Storage>(bytes, device);
+  owner_ = true;
   // Device memory is reported too: a leak of either is equally fatal for a long training run and
   // only GC pressure frees abandoned tensors.
   reported_bytes_ = static_cast<int64_t>(bytes);
   if (reported_bytes_) Napi::MemoryManagement::AdjustExternalMemory(Env(), reported_bytes_);
+  reportedBytes += reported_bytes_;
 }
 
 void NativeTensor::release() {
+  // The owner frees the memory now, whoever else still refers to the Storage (its views then see
+  // storage_->freed); a view only lets go of it.
+  if (owner_ && storage_) storage_->release();
   storage_.reset();
+  base_.Reset();
   if (reported_bytes_) {
     Napi::MemoryManagement::AdjustExternalMemory(Env(), -reported_bytes_);
+    reportedBytes -= reported_bytes_;
     reported_bytes_ = 0;
   }
   disposed_ = true;
@@ -118,12 +189,17 @@ Napi::Value NativeTensor::GetDevice(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeTensor::GetDisposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), disposed_);
+  return Napi::Boolean::New(info.Env(), disposed());
+}
+
+void NativeTensor::require_live(const Napi::Env& env) const {
+  if (disposed_ || !storage_) throw_arg(env, "tensor: this tensor was disposed");
+  if (disposed()) throw_arg(env, "tensor: this tensor was disposed (it views a tensor that was disposed)");
 }
 
 Napi::Value NativeTensor::ToFloat32Array(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (disposed_) throw_arg(env, "tensor: this tensor was disposed");
+  require_live(env);
   return guarded(env, [&]() -> Napi::Value {
     auto out = Napi::Float32Array::New(env, static_cast<size_t>(numel_));
     const size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
@@ -139,7 +215,7 @@ Napi::Value NativeTensor::ToFloat32Array(const Napi::CallbackInfo& info) {
 // copyFrom(data: Float32Array): fills this tensor from host memory (length must match).
 Napi::Value NativeTensor::CopyFrom(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (disposed_) throw_arg(env, "tensor: this tensor was disposed");
+  require_live(env);
   if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
     throw_arg(env, "Expected data to be a Float32Array but received " + describe(info[0]));
   auto src = info[0].As<Napi::Float32Array>();
@@ -160,7 +236,7 @@ Napi::Value NativeTensor::CopyFrom(const Napi::CallbackInfo& info) {
 // to(device): a copy on the given device (always a new tensor, so ownership stays simple).
 Napi::Value NativeTensor::To(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (disposed_) throw_arg(env, "tensor: this tensor was disposed");
+  require_live(env);
   const Device target = arg_device(info, 0, "device");
   return guarded(env, [&]() -> Napi::Value {
     Napi::Object out = Create(env, shape_, target);
@@ -185,10 +261,10 @@ Napi::Value NativeTensor::Dispose(const Napi::CallbackInfo& info) {
 }
 
 // view(offset, shape): a tensor sharing this one's storage, `offset` floats from this tensor's
-// start. Views keep the storage alive; disposing a view frees nothing its parent still uses.
+// start. Disposing a view frees nothing; disposing the storage's owner disposes its views too.
 Napi::Value NativeTensor::View(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (disposed_) throw_arg(env, "tensor: this tensor was disposed");
+  require_live(env);
   const double off = arg_number(info, 0, "offset");
   const auto shape = arg_shape(info, 1, "shape");
   int64_t n = 1;
@@ -197,9 +273,12 @@ Napi::Value NativeTensor::View(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "Expected view offset " + std::to_string(static_cast<int64_t>(off)) + " + " +
                                          std::to_string(n) + " elements to lie within the tensor's " +
                                          std::to_string(numel_));
+  require_live(env);  // reading shape may have run JavaScript (a getter) that disposed this tensor
   return guarded(env, [&]() -> Napi::Value {
     Napi::Object out = Create(env, {0}, device_);
     NativeTensor* t = Unwrap(out);
+    t->owner_ = false;
+    t->base_ = Napi::Persistent(info.This().As<Napi::Object>());
     t->storage_ = storage_;
     t->offset_ = offset_ + static_cast<int64_t>(off);
     t->shape_ = shape;
@@ -211,8 +290,9 @@ Napi::Value NativeTensor::View(const Napi::CallbackInfo& info) {
 // copyTensor(src): copies another tensor of the same element count (any devices) into this one.
 Napi::Value NativeTensor::CopyTensor(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (disposed_) throw_arg(env, "tensor: this tensor was disposed");
+  require_live(env);
   NativeTensor* src = arg_tensor(info, 0, "src");
+  require_live(env);  // checking src (instanceof) may have run JavaScript that disposed this tensor
   if (src->numel() != numel_)
     throw_arg(env, "Expected src to hold " + std::to_string(numel_) + " elements but it holds " +
                        std::to_string(src->numel()));
@@ -234,7 +314,7 @@ Napi::Value NativeTensor::CopyTensor(const Napi::CallbackInfo& info) {
 // fill(value): sets every element (zeroing gradients and moments between steps).
 Napi::Value NativeTensor::Fill(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (disposed_) throw_arg(env, "tensor: this tensor was disposed");
+  require_live(env);
   const float v = static_cast<float>(arg_number(info, 0, "value"));
   return guarded(env, [&]() -> Napi::Value {
     if (numel_ == 0) return env.Undefined();

@@ -1,9 +1,13 @@
 // NativeTensor: the addon's float32 tensor, backed by host memory or CUDA device memory.
 //
 // JavaScript sees it through lib/tensor.ts. A tensor owns a Storage or is a view (offset, shape)
-// into another tensor's Storage; the storage lives while any of them does. Memory is freed by
-// dispose() or, failing that, by the garbage collector (ObjectWrap finalizer); the external-memory
-// counter is adjusted both ways so V8 collects abandoned tensors under memory pressure.
+// into another tensor's Storage. The owner decides when the memory goes: its dispose() (or, failing
+// that, the garbage collector's finalizer) frees the storage at once, even while views of it exist;
+// those views then report disposed and refuse every use (disposed() and data() consult the shared
+// storage, and every access path goes through them). A view holds a reference to the tensor it was
+// made from, so the collector never finalizes an owner under a live view. Only the owner reports the
+// memory to V8 (AdjustExternalMemory), once when allocated and once when freed, so V8's count matches
+// what is really held and abandoned tensors are collected under memory pressure.
 #pragma once
 #include <napi.h>
 
@@ -18,16 +22,28 @@ enum class Device { kCpu, kCuda };
 
 const char* device_name(Device d);
 
-// A block of host or device memory, shared by a tensor and its views; freed with the last owner.
+// A block of host or device memory, shared by a tensor and its views; freed by its owner (release())
+// or, at the latest, with the last tensor that refers to it.
 struct Storage {
   Storage(size_t bytes, Device device);
-  ~Storage();
+  ~Storage() { release(); }
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
+  // Frees the memory now (idempotent); data becomes null and freed true.
+  void release() noexcept;
   float* data = nullptr;
   size_t bytes = 0;
   Device device = Device::kCpu;
+  bool freed = false;
 };
+
+// Bytes of tensor storage (host and device) allocated now, and bytes reported to V8 as external
+// memory now, over every tensor of the process: equal whenever the accounting is right.
+struct MemoryStats {
+  int64_t heldBytes = 0;
+  int64_t reportedBytes = 0;
+};
+MemoryStats memory_stats();
 
 class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
  public:
@@ -40,16 +56,20 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   static bool IsInstance(Napi::Env env, const Napi::Value& v);
   static NativeTensor* Unwrap(const Napi::Object& o) { return Napi::ObjectWrap<NativeTensor>::Unwrap(o); }
 
-  float* data() const { return storage_ ? storage_->data + offset_ : nullptr; }
+  // Null once this tensor, or the owner of the storage it views, was disposed.
+  float* data() const { return disposed() ? nullptr : storage_->data + offset_; }
   Device device() const { return device_; }
   const std::vector<int64_t>& shape() const { return shape_; }
   int64_t numel() const { return numel_; }
-  bool disposed() const { return disposed_; }
+  // True once this tensor was disposed or, for a view, once the storage's owner freed it.
+  bool disposed() const { return disposed_ || !storage_ || storage_->freed; }
   std::string shape_string() const;
 
  private:
   void allocate(const std::vector<int64_t>& shape, Device device);
   void release();
+  // Throws "this tensor was disposed" (saying when it is a view of a disposed owner) unless live.
+  void require_live(const Napi::Env& env) const;
 
   Napi::Value GetShape(const Napi::CallbackInfo& info);
   Napi::Value GetDevice(const Napi::CallbackInfo& info);
@@ -67,8 +87,10 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   Device device_ = Device::kCpu;
   std::shared_ptr<Storage> storage_;
   int64_t offset_ = 0;  // in floats, into storage_
+  bool owner_ = false;  // allocated storage_ (views share another tensor's)
   bool disposed_ = false;
   int64_t reported_bytes_ = 0;  // external memory reported to V8 by this object (owners only)
+  Napi::ObjectReference base_;  // views: the tensor viewed, kept from collection while the view lives
 };
 
 }  // namespace simcsepp

@@ -15,6 +15,7 @@ import { namedConfig, parseHfConfig, positionOffset, readHfConfig, toHfConfig, t
 import { matchCheckpoint, parameterSpecs } from './names.js'
 import { readSafetensors, writeSafetensors } from '../safetensors.js'
 import { Tensor, type Device } from '../tensor.js'
+import { addon } from '../native.js'
 import * as ops from '../ops.js'
 import { ActivationArena, type Activations } from './activations.js'
 import { initialiseParameters } from './init.js'
@@ -71,6 +72,7 @@ export class BertModel {
   private g: ModelParams | null = null
   private readonly arena: ActivationArena
   private saved: Saved | null = null
+  private isDisposed = false
 
   private constructor(
     readonly config: BertConfig,
@@ -117,21 +119,27 @@ export class BertModel {
     initialiseParameters(flat, layout, config, options.seed ?? 0) // for what the checkpoint lacks
     for (const [ours, theirs] of match.mapping) {
       const e = layout.byName.get(ours)!
-      flat.set(tensors.get(theirs)!.data, e.offset)
+      flat.set(requireFinite(file, theirs, tensors.get(theirs)!.data), e.offset)
     }
     if (options.mlp) {
       // A resumed training checkpoint may carry the head under our names.
       for (const name of [MLP_WEIGHT, MLP_BIAS]) {
         const t = tensors.get(name),
           e = layout.byName.get(name)!
-        if (t && t.data.length === e.size) flat.set(t.data, e.offset)
+        if (t && t.data.length === e.size) flat.set(requireFinite(file, name, t.data), e.offset)
       }
     }
     return new BertModel(config, layout, options.device ?? 'cpu', flat)
   }
 
+  /** Whether dispose() was called; every other method then throws. */
+  get disposed(): boolean {
+    return this.isDisposed
+  }
+
   /** Writes config.json and model.safetensors (transformers' names; no training head). */
   async save(dir: string): Promise<void> {
+    this.requireLive('save')
     await mkdir(dir, { recursive: true })
     const flat = this.params.toFloat32Array()
     const out = new Map<string, { shape: number[]; data: Float32Array }>()
@@ -142,6 +150,7 @@ export class BertModel {
 
   /** The tensor of one parameter (a view into `params`). */
   param(name: string): Tensor {
+    this.requireLive('param')
     const t = this.views.get(name)
     if (!t) throw new Error(`BertModel: no parameter named ${name}`)
     return t
@@ -149,6 +158,7 @@ export class BertModel {
 
   /** Gradients, same layout as `params` (allocated on first use). */
   get grads(): Tensor {
+    this.requireLive('grads')
     if (!this.gradBuffer) {
       this.gradBuffer = Tensor.zeros([this.layout.total], this.device)
       this.g = modelParams(viewsByName(this.gradBuffer, this.layout), this.config.numHiddenLayers)
@@ -157,11 +167,13 @@ export class BertModel {
   }
 
   zeroGrad(): void {
+    this.requireLive('zeroGrad')
     this.grads.fill(0)
   }
 
   /** Last hidden states [B, T, H] in eval mode (no dropout), as a new tensor. */
   forward(batch: BatchInput): Tensor {
+    this.requireLive('forward')
     const { acts } = this.run(batch, null)
     const out = acts.layers.length ? acts.layers[acts.layers.length - 1].h2 : acts.embOut
     const [B, T] = batch.shape
@@ -170,6 +182,7 @@ export class BertModel {
 
   /** Sentence vectors [B, H] in eval mode: CLS (before any MLP head) or the mean over real tokens. */
   embed(batch: BatchInput, pooling: Pooling = 'cls'): Tensor {
+    this.requireLive('embed')
     const { acts, input } = this.run(batch, null)
     this.pool(acts, input.attentionMask, pooling)
     return acts.pooled.to(this.device)
@@ -177,6 +190,7 @@ export class BertModel {
 
   /** Training-mode forward with dropout; returns z [B, H] (a view valid until the next call). */
   trainForward(batch: BatchInput, options: TrainForwardOptions): Tensor {
+    this.requireLive('trainForward')
     const mlp = options.mlp ?? this.layout.byName.has(MLP_WEIGHT)
     if (mlp && !this.layout.byName.has(MLP_WEIGHT))
       throw new Error('trainForward: this model has no MLP head (create or load it with mlp: true)')
@@ -198,6 +212,7 @@ export class BertModel {
 
   /** Back-propagates dL/dz [B, H] of the last trainForward into `grads` (accumulating). */
   trainBackward(dz: Tensor): void {
+    this.requireLive('trainBackward')
     const s = this.saved
     if (!s) throw new Error('trainBackward: call trainForward first')
     this.saved = null
@@ -300,11 +315,17 @@ export class BertModel {
     )
   }
 
-  /** Frees native memory (parameters, gradients, activations). */
+  /** Frees native memory (parameters, gradients, activations) now; the model cannot be used afterwards. */
   dispose(): void {
+    this.isDisposed = true
+    this.saved = null
     this.arena.dispose()
     this.gradBuffer?.dispose()
-    this.params.dispose()
+    this.params.dispose() // frees the storage of every parameter view too (native/tensor.h)
+  }
+
+  private requireLive(method: string): void {
+    if (this.isDisposed) throw new Error(`BertModel.${method}: this model was disposed (load or create a new one)`)
   }
 
   // Dropout site index: 0 for the embeddings, then (attention probs, attention output, FFN output) per layer.
@@ -441,4 +462,12 @@ export class BertModel {
     }
     return { acts, input }
   }
+}
+
+/** `data` after checking that every value is finite: a NaN or Infinity in a checkpoint is corruption. */
+function requireFinite(file: string, name: string, data: Float32Array): Float32Array {
+  const i = addon.firstNonFinite(data)
+  if (i >= 0)
+    throw new Error(`${file}: tensor '${name}' holds ${data[i]} at element ${i}; the model is corrupt (retrain or re-download it)`)
+  return data
 }

@@ -1,7 +1,7 @@
 // AdamW exactly as torch.optim.AdamW (decoupled weight decay), over a model's flat parameter buffer:
 // one native pass for the weight-decayed range and one for the biases and LayerNorm parameters,
 // which are never decayed. Moments share the parameters' layout, so checkpointing them is one copy.
-import { Tensor } from '../tensor.js'
+import { Tensor, describe } from '../tensor.js'
 import * as ops from '../ops.js'
 import { checkOptions } from '../options.js'
 
@@ -101,12 +101,24 @@ export class AdamW {
   }
 }
 
-/** Scales grads so that their global L2 norm is at most maxNorm; returns the norm before clipping. */
+/**
+ * Scales grads so that their global L2 norm is at most maxNorm; returns the norm before clipping.
+ * A NaN or infinite norm (the gradients hold NaN or Infinity) is an Error: scaling cannot repair it,
+ * and an optimizer step would write NaN into every parameter.
+ */
 export function clipGradNorm(grads: Tensor, maxNorm: number): number {
+  if (typeof maxNorm !== 'number' || !Number.isFinite(maxNorm) || maxNorm <= 0) {
+    throw new TypeError(`clipGradNorm: expected maxNorm to be a number > 0 but received ${describe(maxNorm)}`)
+  }
   const norm = Math.sqrt(ops.gradSumSquares(grads))
+  if (!Number.isFinite(norm)) {
+    throw new RangeError(
+      `clipGradNorm: the gradient norm is ${norm} (the gradients hold NaN or Infinity); lower the learning rate or resume from an earlier checkpoint`,
+    )
+  }
   // torch.nn.utils.clip_grad_norm_: coefficient maxNorm / (norm + 1e-6), applied only when < 1.
   const coef = maxNorm / (norm + 1e-6)
-  if (Number.isFinite(norm) && coef < 1) ops.scaleInplace(grads, coef)
+  if (coef < 1) ops.scaleInplace(grads, coef)
   return norm
 }
 

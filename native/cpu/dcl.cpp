@@ -20,7 +20,7 @@ namespace simcsepp::cpu {
 namespace {
 
 // Column statistics of z [n, d]; writes X = (z - mean) * rstd into x and rstd per column.
-// Returns false if z holds NaN or Inf.
+// Returns false if z holds NaN, Inf or a value beyond ±kMaxLossInput.
 bool batch_normalise(const float* z, int64_t n, int64_t d, float* x, float* rstd) {
   std::atomic<bool> finite{true};
   parallel_for(d, 16, [&](int64_t c0, int64_t c1) {
@@ -30,7 +30,7 @@ bool batch_normalise(const float* z, int64_t n, int64_t d, float* x, float* rstd
     for (int64_t i = 0; i < n; ++i) {
       const float* row = z + i * d + c0;
       for (int64_t c = 0; c < w; ++c) {
-        if (!std::isfinite(row[c])) ok = false;
+        if (!(std::fabs(row[c]) <= kMaxLossInput)) ok = false;  // NaN fails too
         sum[c] += row[c];
       }
     }

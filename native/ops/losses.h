@@ -7,8 +7,8 @@
 
 namespace simcsepp {
 
-// Which input held a NaN or Inf (the loss ops detect it while normalising and report it instead of
-// returning a poisoned loss). kNone means all inputs were finite.
+// Which input held a NaN, an Inf or a value beyond ±kMaxLossInput (the loss ops detect it while
+// normalising and report it instead of returning a poisoned loss). kNone means all inputs were fine.
 enum NonFinite : int { kNone = 0, kZ1 = 1, kZ2 = 2, kZ0 = 3, kZ3 = 4 };
 
 struct LossResult {
@@ -73,6 +73,9 @@ struct DropoutArgs {
 
 constexpr float kBnEps = 1e-5f;
 constexpr float kNormEps = 1e-12f;  // |z| is clamped below at this (as torch.nn.functional.normalize)
+// Inputs are rejected beyond ±kMaxLossInput (as NaN and Inf are): squared norms, dot products and
+// centred values then stay finite in float32 for any D up to 1e8. Trained embeddings are far smaller.
+constexpr float kMaxLossInput = 1e15f;
 
 // The op signatures. Losses return the loss (times weight) and write the gradients of LossGradOut;
 // every backend returns only when the loss is on the host.
