@@ -23,7 +23,10 @@ void launch(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block, 
 #if defined(SIMCSEPP_CUDA_EMULATOR)
   (void)::cuemu::launch_kernel(what, kernel, grid, block, smem, stream, std::forward<Args>(args)...);
 #else
-  kernel<<<grid, block, smem, stream> > >(std::forward<Args>(args)...);
+  // Inside a preprocessor branch clang-format would split the launch chevrons.
+  // clang-format off
+  kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+  // clang-format on
 #endif
   detail::check(cudaGetLastError(), (std::string("launch of ") + what).c_str());
 }
