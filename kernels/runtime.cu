@@ -3,6 +3,7 @@
 #include <string>
 
 #include "cuda_check.cuh"
+#include "host_args.cuh"
 
 namespace simcsepp::cuda {
 
@@ -160,3 +161,36 @@ Workspace& workspace() {
 
 }  // namespace detail
 }  // namespace simcsepp::cuda
+
+namespace simcsepp::cuda::detail {
+
+namespace {
+struct HostArgBuffers {
+  std::mutex mu;
+  void* ptr[kHostArgSlots] = {};
+  size_t cap[kHostArgSlots] = {};
+};
+HostArgBuffers& host_arg_buffers() {
+  static HostArgBuffers* b = new HostArgBuffers();  // never freed, like the workspace
+  return *b;
+}
+}  // namespace
+
+HostArgs::HostArgs(cudaStream_t stream) : lock_(host_arg_buffers().mu), stream_(stream) {}
+
+const void* HostArgs::copy(const void* host, size_t bytes, HostArgSlot slot) {
+  if (host == nullptr) return nullptr;
+  HostArgBuffers& b = host_arg_buffers();
+  if (bytes > b.cap[slot]) {
+    if (b.ptr[slot] != nullptr) SIMCSEPP_CUDA_CHECK(cudaFree(b.ptr[slot]));
+    b.ptr[slot] = nullptr;
+    b.cap[slot] = 0;
+    const size_t rounded = (bytes + 4095) / 4096 * 4096;
+    SIMCSEPP_CUDA_CHECK(cudaMalloc(&b.ptr[slot], rounded));
+    b.cap[slot] = rounded;
+  }
+  if (bytes > 0) SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(b.ptr[slot], host, bytes, cudaMemcpyHostToDevice, stream_));
+  return b.ptr[slot];
+}
+
+}  // namespace simcsepp::cuda::detail
