@@ -10,7 +10,14 @@ import { fileURLToPath } from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const buildDir = join(root, 'build-emulate')
-const files = ['test/cuda.test.ts', 'test/validation.test.ts', 'test/ops.test.ts', 'test/addon-exports.test.ts']
+const files = [
+  'test/cuda.test.ts',
+  'test/validation.test.ts',
+  'test/ops.test.ts',
+  'test/addon-exports.test.ts',
+  'test/cuda-ops-gemm.test.ts',
+  'test/cuda-ops-rowwise.test.ts',
+].filter((f) => existsSync(join(root, f)))
 
 let passed = 0
 let failed = 0
