@@ -1,5 +1,6 @@
 // The CUDA runtime glue declared in native/cuda_api.h: a one-time device probe (status), checked memory
 // management and copies, and the shared op workspace. No kernels live here.
+#include <cstdio>
 #include <string>
 
 #include "cuda_check.cuh"
@@ -8,6 +9,12 @@
 namespace simcsepp::cuda {
 
 namespace {
+
+std::string gib(size_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
+  return buf;
+}
 
 std::string version_string(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
 
@@ -85,6 +92,15 @@ void* malloc_device(size_t bytes) {
   if (bytes == 0) return nullptr;
   void* p = nullptr;
   const cudaError_t e = cudaMalloc(&p, bytes);
+  if (e == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();
+    size_t freeBytes = 0, totalBytes = 0;
+    const bool known = cudaMemGetInfo(&freeBytes, &totalBytes) == cudaSuccess;
+    (void)cudaGetLastError();
+    throw CudaError("out of GPU memory: " + gib(bytes) + " requested, " +
+                    (known ? gib(freeBytes) + " free of " + gib(totalBytes) : std::string("free memory unknown")) +
+                    "; use a smaller batch or shorter sequences (tensors allocated before are still valid)");
+  }
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
     throw CudaError("cudaMalloc of " + std::to_string(bytes) + " bytes failed: " + cudaGetErrorString(e));

@@ -17,6 +17,7 @@ const files = [
   'test/addon-exports.test.ts',
   'test/cuda-ops-gemm.test.ts',
   'test/cuda-ops-rowwise.test.ts',
+  'test/cuda-encoder.test.ts',
 ].filter((f) => existsSync(join(root, f)))
 
 let passed = 0

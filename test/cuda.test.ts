@@ -95,3 +95,13 @@ t.test('tensors move between devices exactly', { skip }, async (t) => {
   t.ok(bitEqual(back, x).equal)
   t.throws(() => losses.simcse(Tensor.from(x, [10, 100]), Tensor.from(x, [10, 100], 'cuda')), /z2.*device/)
 })
+
+t.test('out of GPU memory is an Error that says what was asked and what is free; the process lives', { skip }, async (t) => {
+  const kept = Tensor.from(Float32Array.from([1, 2, 3]), [3], 'cuda')
+  t.throws(
+    () => Tensor.zeros([1_000_000, 1_000_000], 'cuda'),
+    /^out of GPU memory: 3725\.29 GiB requested, [\d.]+ GiB free of [\d.]+ GiB; use a smaller batch or shorter sequences/,
+  )
+  t.same(Array.from(kept.toFloat32Array()), [1, 2, 3], 'earlier tensors stay valid')
+  kept.dispose()
+})

@@ -12,6 +12,9 @@ import { namedConfig } from '../../lib/model/config.js'
 import { permutation } from '../../lib/data/sentences.js'
 import { readSafetensors, writeSafetensors } from '../../lib/safetensors.js'
 import type { StepInfo } from '../../lib/train/events.js'
+import type * as BertModule from '../../lib/model/bert.js'
+import type * as SetupModule from '../../lib/train/setup.js'
+import type * as TrainModule from '../../lib/train/train.js'
 import { needsCli, runCli, tempDir, TINY_RUN, writeSentences } from '../helpers/train-corpus.js'
 
 const dir = tempDir('simcsepp-inputs-')
@@ -135,13 +138,13 @@ t.test("item 13b: a diverged run names this run's last checkpoint, or says there
   // BertModel.load refuses such a checkpoint (item 9), so these runs use a train() whose addon reports
   // every tensor finite: what is tested here is the divergence message, not the load check.
   const native = await import('../../lib/native.js')
-  const bert = await t.mockImport<typeof import('../../lib/model/bert.js')>('../../lib/model/bert.js', {
+  const bert = await t.mockImport<typeof BertModule>('../../lib/model/bert.js', {
     '../../lib/native.js': { ...native, addon: { ...native.addon, firstNonFinite: () => -1 } },
   })
-  const setup = await t.mockImport<typeof import('../../lib/train/setup.js')>('../../lib/train/setup.js', {
+  const setup = await t.mockImport<typeof SetupModule>('../../lib/train/setup.js', {
     '../../lib/model/bert.js': bert,
   })
-  const { train: trainPoisoned } = await t.mockImport<typeof import('../../lib/train/train.js')>('../../lib/train/train.js', {
+  const { train: trainPoisoned } = await t.mockImport<typeof TrainModule>('../../lib/train/train.js', {
     '../../lib/train/setup.js': setup,
   })
   const zdata = join(dir, 'z-sentences.txt')
