@@ -1,4 +1,4 @@
-// `simcsepp bench losses|gemm|encode`: flags -> the benchmarks of lib/bench/, their rows printed as a
+// `simcsepp bench losses|gemm|encode|step`: flags -> the benchmarks of lib/bench/, their rows printed as a
 // table (or JSON). Both device lists come from the one device policy (lib/device.ts).
 import { parseArgs } from 'node:util'
 import { cudaStatus, numThreads } from '../index.js'
@@ -8,8 +8,9 @@ import type { NamedConfig } from '../model/config.js'
 import { benchLosses } from '../bench/losses.js'
 import { benchGemm } from '../bench/gemm.js'
 import { benchEncode } from '../bench/encode.js'
+import { benchStep } from '../bench/step.js'
 import { UsageError } from './args.js'
-import { encodeBenchTable, gemmBenchTable, lossBenchTable } from './tables.js'
+import { encodeBenchTable, gemmBenchTable, lossBenchTable, stepBenchTable } from './tables.js'
 
 function usage(message: string): never {
   throw new UsageError(message)
@@ -37,6 +38,7 @@ function devicesFor(flag: string): Device[] {
 export function benchCommand(args: string[]) {
   const [what, ...rest] = args
   if (what === 'encode') return encodeBench(rest)
+  if (what === 'step') return stepBench(rest)
   const { values } = parseArgs({
     args: rest,
     options: {
@@ -49,7 +51,7 @@ export function benchCommand(args: string[]) {
     strict: true,
   })
   if (what === 'gemm') return gemmBench(values)
-  if (what !== 'losses') usage(`unknown benchmark '${what ?? ''}' (available: losses, gemm, encode)`)
+  if (what !== 'losses') usage(`unknown benchmark '${what ?? ''}' (available: losses, gemm, encode, step)`)
   const sizes = (values.sizes ?? '64,512,4096,65536').split(',').map((s) => Number(s.trim()))
   if (sizes.some((n) => !Number.isInteger(n) || n < 1)) usage(`--sizes must be positive integers (got ${values.sizes})`)
   const dim = Number(values.dim)
@@ -104,6 +106,40 @@ async function encodeBench(argv: string[]) {
   })
   if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'encode', date: new Date().toISOString(), rows }, null, 2) + '\n')
   else process.stdout.write('\n' + encodeBenchTable(rows) + '\n')
+}
+
+async function stepBench(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      model: { type: 'string', default: 'base' },
+      'batch-sizes': { type: 'string', default: '64,512' },
+      'seq-len': { type: 'string', default: '32' },
+      steps: { type: 'string', default: '5' },
+      device: { type: 'string', default: 'auto' },
+      json: { type: 'boolean', default: false },
+    },
+  })
+  const size = values.model as NamedConfig
+  if (!['tiny', 'mini', 'small', 'base'].includes(size)) usage(`--model must be tiny, mini, small or base (got ${values.model})`)
+  const batchSizes = values['batch-sizes']!.split(',').map((s) => Number(s.trim()))
+  if (batchSizes.some((b) => !Number.isInteger(b) || b < 2))
+    usage(`--batch-sizes must be integers of at least 2 (got ${values['batch-sizes']})`)
+  const seqLen = Number(values['seq-len']),
+    steps = Number(values.steps)
+  if (!Number.isInteger(seqLen) || seqLen < 3 || seqLen > 512) usage(`--seq-len must be an integer in [3, 512] (got ${values['seq-len']})`)
+  if (!Number.isInteger(steps) || steps < 1) usage(`--steps must be a positive integer (got ${values.steps})`)
+  const rows = await benchStep({
+    size,
+    batchSizes,
+    seqLen,
+    steps,
+    devices: devicesFor(values.device!),
+    log: (l) => process.stderr.write(`  ${l}\n`),
+  })
+  if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'step', date: new Date().toISOString(), rows }, null, 2) + '\n')
+  else process.stdout.write('\n' + stepBenchTable(rows) + '\n')
 }
 
 function gemmBench(values: { sizes?: string; seconds?: string; json?: boolean }) {

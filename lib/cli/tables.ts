@@ -6,6 +6,7 @@ import { formatBytes } from '../util/format.js'
 import type { StsFilesResult } from '../eval/sts.js'
 import type { LossBenchRow } from '../bench/losses.js'
 import type { GemmBenchRow } from '../bench/gemm.js'
+import type { StepBenchRow } from '../bench/step.js'
 import type { EncodeBenchRow } from '../bench/encode.js'
 
 export function formatTable(headers: string[], rows: (string | number)[][]): string {
@@ -88,6 +89,25 @@ export function encodeBenchTable(rows: EncodeBenchRow[]): string {
       r.speedup === null ? '-' : `${r.speedup.toFixed(2)}x`,
       pct(r.paddingSorted),
       pct(r.paddingInputOrder),
+      r.note ?? '',
+    ]),
+  )
+}
+
+/** `bench step`: one SimCSE++ training step per model, device and batch size. */
+export function stepBenchTable(rows: StepBenchRow[]): string {
+  return formatTable(
+    ['model', 'device', 'batch', 'T', 'steps/s', 'sent/s', 'TFLOP/s', 'MFU (fp32)', 'tensor memory', 'note'],
+    rows.map((r) => [
+      r.model,
+      r.device,
+      r.batchSize,
+      r.seqLen,
+      r.stepsPerSec.toFixed(r.stepsPerSec < 10 ? 3 : 1),
+      r.sentencesPerSec.toFixed(0),
+      r.tflops.toFixed(3),
+      r.mfu === null ? '-' : `${(100 * r.mfu).toFixed(1)}%`,
+      formatBytes(r.peakTensorBytes),
       r.note ?? '',
     ]),
   )

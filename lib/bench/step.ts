@@ -1,0 +1,154 @@
+// `simcsepp bench step`: one SimCSE++ training step (the real TrainingStep: 3N-row encoder pass with the
+// per-row dropout switch, CLS + MLP pooling, off-dropout + 0.1 DCL, backward, clipping, AdamW) of a
+// random-initialised model on sentences of exactly T tokens, per device and batch size: steps/s,
+// sentences/s, model FLOP/s and utilisation against the device's peak, and memory. The PyTorch
+// counterpart is scripts/bench/torch_step.py (the same step as the paper's released code computes it).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { addon } from '../native.js'
+import { BertModel } from '../model/bert.js'
+import { namedConfig, type BertConfig, type NamedConfig } from '../model/config.js'
+import { AdamW } from '../optim/adamw.js'
+import { Tokenizer } from '../tokenizer.js'
+import type { Device } from '../tensor.js'
+import type { BatchStream } from '../data/sentences.js'
+import { resolveTrainOptions } from '../train/options.js'
+import { TrainingStep } from '../train/step.js'
+import { cudaStatus } from '../index.js'
+import { median } from './median.js'
+
+export interface StepBenchOptions {
+  size: NamedConfig
+  batchSizes: number[]
+  /** Tokens per sentence, [CLS] and [SEP] included. */
+  seqLen: number
+  devices: Device[]
+  /** Timed steps per measurement (after 2 warm-up steps). Default 5. */
+  steps?: number
+  log: (line: string) => void
+}
+
+export interface StepBenchRow {
+  model: string
+  device: Device
+  batchSize: number
+  seqLen: number
+  stepsPerSec: number
+  sentencesPerSec: number
+  /** Model FLOPs of one step (dense matrix products of all three views, forward and backward). */
+  flopsPerStep: number
+  /** Achieved model TFLOP/s. */
+  tflops: number
+  /** tflops / the device's fp32 peak, when the peak is known (null on the CPU and the emulator). */
+  mfu: number | null
+  /** The most tensor memory held (parameters, gradients, moments, activations), bytes. */
+  peakTensorBytes: number
+  note?: string
+}
+
+/**
+ * Model FLOPs of one SimCSE++ step: every view (3N sentences of T tokens) goes forward (2 FLOPs per
+ * multiply-add) and backward (twice the forward): 3 x 2 x [L (4H^2 + 2HI + 2TH) per token + pooler/MLP].
+ */
+export function stepFlops(c: BertConfig, batch: number, seqLen: number, views = 3): number {
+  const tokens = views * batch * seqLen
+  const perToken = c.numHiddenLayers * (4 * c.hiddenSize ** 2 + 2 * c.hiddenSize * c.intermediateSize + 2 * seqLen * c.hiddenSize)
+  const heads = views * batch * 2 * c.hiddenSize ** 2 // pooler + MLP head, once per sentence
+  return 3 * 2 * (tokens * perToken + heads)
+}
+
+/** Dense fp32 (non-tensor-core) peak of known GPUs, TFLOP/s; null when unknown. */
+export function fp32PeakTflops(device: string | undefined): number | null {
+  if (!device) return null
+  if (/H100|H200|GH200/.test(device)) return 67
+  if (/A100/.test(device)) return 19.5
+  if (/L40S/.test(device)) return 91.6
+  if (/A10\b/.test(device)) return 31.2
+  return null
+}
+
+const WORDS = Array.from({ length: 200 }, (_, i) => `w${i}`)
+
+/** A tokenizer whose words are single tokens, and sentences of exactly seqLen - 2 words. */
+async function syntheticTokenizer(dir: string): Promise<Tokenizer> {
+  const vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', ...WORDS]
+  writeFileSync(join(dir, 'vocab.txt'), vocab.join('\n') + '\n')
+  return Tokenizer.load(join(dir, 'vocab.txt'))
+}
+
+function sentences(n: number, words: number, offset: number): string[] {
+  return Array.from({ length: n }, (_, i) =>
+    Array.from({ length: words }, (_, j) => WORDS[(i * 7 + j * 13 + offset) % WORDS.length]).join(' '),
+  )
+}
+
+export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'simcsepp-bench-step-'))
+  const rows: StepBenchRow[] = []
+  try {
+    const tokenizer = await syntheticTokenizer(dir)
+    const config = { ...namedConfig(o.size, tokenizer.vocabSize), maxPositionEmbeddings: Math.max(512, o.seqLen) }
+    const timed = o.steps ?? 5
+    for (const device of o.devices) {
+      for (const batch of o.batchSizes) {
+        const model = BertModel.create(config, { device, mlp: true, seed: 1 })
+        const opts = resolveTrainOptions({ data: 'bench', out: 'bench', batchSize: batch, maxLen: o.seqLen, device })
+        const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: opts.lr })
+        let k = 0
+        const stream = { next: async () => ({ sentences: sentences(batch, o.seqLen - 2, k++), epoch: 0 }) } as unknown as BatchStream
+        const step = new TrainingStep(model, opt, tokenizer, opts, { batch, maxLen: o.seqLen, totalSteps: timed + 2 }, device)
+        let peak = 0
+        try {
+          const seconds: number[] = []
+          for (let s = 0; s < timed + 2; s++) {
+            const t0 = performance.now()
+            await step.run(s, stream, () => 0, null)
+            if (s >= 2) seconds.push((performance.now() - t0) / 1000)
+            peak = Math.max(peak, addon.tensorMemory().heldBytes)
+          }
+          const sec = median(seconds)
+          const flops = stepFlops(config, batch, o.seqLen)
+          const tflops = flops / sec / 1e12
+          const peakT = device === 'cuda' ? fp32PeakTflops(cudaStatus().device) : null
+          rows.push({
+            model: o.size,
+            device,
+            batchSize: batch,
+            seqLen: o.seqLen,
+            stepsPerSec: 1 / sec,
+            sentencesPerSec: batch / sec,
+            flopsPerStep: flops,
+            tflops,
+            mfu: peakT ? tflops / peakT : null,
+            peakTensorBytes: peak,
+          })
+          o.log(`${o.size} ${device} B=${batch} T=${o.seqLen}: ${(1 / sec).toFixed(2)} steps/s, ${tflops.toFixed(3)} TFLOP/s`)
+        } catch (e) {
+          rows.push({
+            model: o.size,
+            device,
+            batchSize: batch,
+            seqLen: o.seqLen,
+            stepsPerSec: 0,
+            sentencesPerSec: 0,
+            flopsPerStep: stepFlops(config, batch, o.seqLen),
+            tflops: 0,
+            mfu: null,
+            peakTensorBytes: peak,
+            note: (e as Error).message.split('\n')[0],
+          })
+          o.log(`${o.size} ${device} B=${batch}: ${(e as Error).message.split('\n')[0]}`)
+        } finally {
+          step.dispose()
+          opt.m.dispose()
+          opt.v.dispose()
+          model.dispose()
+        }
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+  return rows
+}

@@ -1,0 +1,49 @@
+// `simcsepp bench step`: the FLOP count it divides by, and one real (tiny) measurement through the CLI.
+// Speed itself is never asserted (shared, noisy machines): only that the rows are well formed.
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { fp32PeakTflops, stepFlops } from '../lib/bench/step.js'
+import { namedConfig } from '../lib/model/config.js'
+
+t.test('stepFlops counts 3 views x (forward + backward) of the dense products', async (t) => {
+  const c = { ...namedConfig('base', 30522) }
+  // base, B = 64, T = 32: 6144 tokens; per token 12 (4·768² + 2·768·3072 + 2·32·768) = 85,524,480;
+  // heads 3·64·2·768² = 226,492,416; times 3 (fwd + bwd) times 2 (FLOPs per multiply-add).
+  t.equal(stepFlops(c, 64, 32), 6 * (6144 * 85_524_480 + 226_492_416))
+  t.equal(stepFlops(c, 64, 32, 2) < stepFlops(c, 64, 32), true, 'two views cost less than three')
+  t.equal(fp32PeakTflops('NVIDIA H200 (sm_90)'), 67)
+  t.equal(fp32PeakTflops('simcsepp CUDA emulator (host CPU) (sm_90)'), null)
+})
+
+const cli = join(process.cwd(), 'dist', 'cli.js')
+t.test(
+  'bench step --json: one row per batch size, finite positive rates',
+  { skip: existsSync(cli) ? false : 'dist/cli.js not built' },
+  async (t) => {
+    const r = spawnSync(
+      process.execPath,
+      [cli, 'bench', 'step', '--model', 'tiny', '--batch-sizes', '4,6', '--seq-len', '8', '--steps', '1', '--device', 'cpu', '--json'],
+      { encoding: 'utf8' },
+    )
+    t.equal(r.status, 0, r.stderr)
+    const out = JSON.parse(r.stdout) as {
+      benchmark: string
+      rows: { batchSize: number; stepsPerSec: number; tflops: number; mfu: null; peakTensorBytes: number }[]
+    }
+    t.equal(out.benchmark, 'step')
+    t.same(
+      out.rows.map((x) => x.batchSize),
+      [4, 6],
+    )
+    for (const row of out.rows) {
+      t.ok(row.stepsPerSec > 0 && Number.isFinite(row.stepsPerSec), `steps/s ${row.stepsPerSec}`)
+      t.ok(row.tflops > 0 && row.peakTensorBytes > 0)
+      t.equal(row.mfu, null, 'no MFU without a known peak')
+    }
+    const bad = spawnSync(process.execPath, [cli, 'bench', 'step', '--batch-sizes', '1'], { encoding: 'utf8' })
+    t.equal(bad.status, 2)
+    t.match(bad.stderr, /--batch-sizes must be integers of at least 2/)
+  },
+)
