@@ -12,7 +12,10 @@
 //    One line per check, then the failures again and `N passed, N failed`;
 // 3. the loss benchmark (dist/bench/losses.js, its table from dist/cli/tables.js) for N in {64, 512, 4096, 65536} at D = 768 on cuda (and
 //    cpu for N <= 4096); the JSON goes to $OUT/bench-losses.json when OUT is set (the full log to
-//    $OUT/gpu-check.log).
+//    $OUT/gpu-check.log);
+// 4. one SimCSE++ training step of BERT-base at B = 64 and 512, T = 32 on CUDA (bench step) once every
+//    encoder op has a CUDA kernel, and the PyTorch step of scripts/bench/torch_step.py when torch is
+//    importable, with the ratios; JSON to $OUT/bench-step.json.
 // Everything runs under --budget-seconds (default 420, so it ends inside a 10-minute device call): a
 // check whose estimated time exceeds what is left is reported as SKIP; the benchmark keeps a reserve.
 // Exit code: 0 when nothing failed (also when CUDA is unavailable: it says so and runs only the CPU
@@ -303,6 +306,77 @@ if (runBench) {
       writeFileSync(join(outDir, 'bench-losses.json'), JSON.stringify(json, null, 2) + '\n')
       log(`wrote ${join(outDir, 'bench-losses.json')}`)
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training-step benchmark: one SimCSE++ step of BERT-base (random init) at B = 64 and 512, T = 32, on
+// CUDA (dist/bench/step.js), and the same step in PyTorch (scripts/bench/torch_step.py, eager and
+// torch.compile) when python3 can import torch and transformers; side by side, with the issue's targets.
+
+if (runBench && !fake) {
+  const stepRows = []
+  const torchRows = []
+  let blocker = null
+  try {
+    blocker = status.available ? (await mod('model/cuda-support.js')).encoderCudaBlocker(true) : 'CUDA unavailable'
+  } catch (e) {
+    blocker = `dist/model/cuda-support.js: ${e.message.split('\n')[0]}`
+  }
+  if (blocker) {
+    skip(`bench step: ${blocker}`)
+  } else if (left() < 60) {
+    skip(`bench step: ${left().toFixed(0)} s left`)
+  } else {
+    try {
+      const { benchStep } = await mod('bench/step.js')
+      stepRows.push(
+        ...(await benchStep({
+          size: 'base',
+          batchSizes: [64, 512],
+          seqLen: 32,
+          devices: ['cuda'],
+          steps: 5,
+          log: (l) => log(`  step ${l}`),
+        })),
+      )
+      const tables = await mod('cli/tables.js')
+      log(tables.stepBenchTable(stepRows))
+    } catch (e) {
+      report(false, `bench step: threw ${e.message.split('\n')[0]}`)
+    }
+  }
+  const { spawnSync } = await import('node:child_process')
+  const hasTorch = spawnSync('python3', ['-c', 'import torch, transformers'], { stdio: 'ignore' }).status === 0
+  if (!hasTorch) skip('PyTorch baseline: python3 cannot import torch and transformers')
+  else if (left() < 90) skip(`PyTorch baseline: ${left().toFixed(0)} s left`)
+  else {
+    const r = spawnSync(
+      'python3',
+      [join(root, 'scripts', 'bench', 'torch_step.py'), '--batch-sizes', '64,512', '--seq-len', '32', '--steps', '5'],
+      { encoding: 'utf8', timeout: Math.max(30, left() - 20) * 1000 },
+    )
+    for (const line of (r.stdout ?? '').split('\n')) {
+      if (!line.trim()) continue
+      try {
+        torchRows.push(JSON.parse(line))
+        log(`  torch ${line}`)
+      } catch {
+        log(`  torch (not JSON) ${line}`)
+      }
+    }
+    if (r.status !== 0) log(`  torch_step.py exited ${r.status}${r.error ? ` (${r.error.message})` : ''}: ${(r.stderr ?? '').slice(-400)}`)
+  }
+  // Ratios against PyTorch at the same batch size (our fp32 path against torch fp32 and bf16).
+  for (const row of stepRows) {
+    for (const tr of torchRows.filter((x) => x.batchSize === row.batchSize && x.stepsPerSec > 0)) {
+      log(`  simcsepp/pytorch ${tr.mode} ${tr.precision} B=${row.batchSize}: ${(row.stepsPerSec / tr.stepsPerSec).toFixed(2)}x`)
+    }
+  }
+  if (outDir) {
+    const json = { benchmark: 'step', date: new Date().toISOString(), cudaStatus: status, simcsepp: stepRows, pytorch: torchRows }
+    writeFileSync(join(outDir, 'bench-step.json'), JSON.stringify(json, null, 2) + '\n')
+    log(`wrote ${join(outDir, 'bench-step.json')}`)
   }
 }
 
