@@ -317,7 +317,7 @@ if (runBench) {
 if (runBench && !fake) {
   const stepRows = []
   const torchRows = []
-  let blocker = null
+  let blocker
   try {
     blocker = status.available ? (await mod('model/cuda-support.js')).encoderCudaBlocker(true) : 'CUDA unavailable'
   } catch (e) {
