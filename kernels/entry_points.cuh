@@ -14,5 +14,22 @@ DclFn dcl;                                            // dcl.cu
 DropoutFn dropout;                                    // dropout.cu
 OffDropoutUnfusedFn offDropoutUnfused;                // infonce_unfused.cu
 OffDropoutUnfusedFitFn offDropoutUnfusedFit;          // infonce_unfused.cu
+EmbeddingForwardFn embedding_forward;                 // embedding.cu
+EmbeddingBackwardFn embedding_backward;               // embedding.cu
+LayerNormForwardFn layernorm_forward;                 // layernorm.cu
+LayerNormBackwardFn layernorm_backward;               // layernorm.cu
+GeluForwardFn gelu_forward;                           // elementwise.cu
+GeluBackwardFn gelu_backward;                         // elementwise.cu
+TanhForwardFn tanh_forward;                           // elementwise.cu
+TanhBackwardFn tanh_backward;                         // elementwise.cu
+AddFn add;                                            // elementwise.cu
+AddInplaceFn add_inplace;                             // elementwise.cu
+PoolClsForwardFn pool_cls_forward;                    // pooling.cu
+PoolClsBackwardFn pool_cls_backward;                  // pooling.cu
+PoolMeanForwardFn pool_mean_forward;                  // pooling.cu
+PoolMeanBackwardFn pool_mean_backward;                // pooling.cu
+AdamwStepFn adamw_step;                               // optim.cu
+GradSumSquaresFn grad_sum_squares;                    // optim.cu
+ScaleInplaceFn scale_inplace;                         // elementwise.cu
 
 }  // namespace simcsepp::cuda

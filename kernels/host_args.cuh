@@ -11,7 +11,8 @@
 
 namespace simcsepp::cuda::detail {
 
-enum HostArgSlot { kSlotIds, kSlotPosIds, kSlotTypeIds, kSlotMask, kSlotKeepRows, kHostArgSlots };
+// kSlotEmbeddingGroups: embedding_backward's row groups, built on the host from the ids (embedding.cu).
+enum HostArgSlot { kSlotIds, kSlotPosIds, kSlotTypeIds, kSlotMask, kSlotKeepRows, kSlotEmbeddingGroups, kHostArgSlots };
 
 // One op's host arguments. Holds a process-wide mutex from construction to destruction, so create it
 // before the copies and keep it until the op's launches are issued: another thread's op cannot

@@ -102,7 +102,7 @@ export interface Addon {
     useSystemBlas: boolean,
   ): void
   gemmInfo(): { kernel: string; threads: number; systemBlas?: string }
-  // BERT encoder ops (native/bind_ops.cpp; CPU only for now). Outputs first; see lib/ops.ts.
+  // BERT encoder ops (native/bind_encoder.cpp; on CUDA those in backendOps('cuda')). Outputs first; see lib/ops.ts.
   embeddingForward(
     out: NativeTensor,
     ids: Int32Array,
@@ -113,9 +113,9 @@ export interface Addon {
     type: NativeTensor,
   ): void
   embeddingBackward(
-    dword: NativeTensor,
-    dpos: NativeTensor,
-    dtype: NativeTensor,
+    dword: NativeTensor | null,
+    dpos: NativeTensor | null,
+    dtype: NativeTensor | null,
     dout: NativeTensor,
     ids: Int32Array,
     posIds: Int32Array,

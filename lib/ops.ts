@@ -4,7 +4,7 @@
 // is written in place. Parameter gradients (dweight, dbias, dword, ...) always accumulate (+=);
 // activation gradients (dinp, dq, ...) are overwritten unless an `accumulate` flag says otherwise.
 // Sizes come from the tensors' shapes; the addon checks every size and names a bad argument.
-// CPU only for now: a CUDA tensor throws "... has no CUDA implementation yet".
+// On 'cuda' tensors an op runs its kernel; one without a kernel yet (backendOps('cuda')) throws.
 import { addon } from './native.js'
 import { type Tensor, nativeOf } from './tensor.js'
 
@@ -38,20 +38,20 @@ export function embeddingForward(
   addon.embeddingForward(nativeOf(out, 'out'), ids, posIds, typeIds, nativeOf(word, 'word'), nativeOf(pos, 'pos'), nativeOf(type, 'type'))
 }
 
-/** Scatter-add: dword[ids[r]] += dout[r], dpos[posIds[r]] += dout[r], dtype[typeIds[r]] += dout[r]. */
+/** Scatter-add: dword[ids[r]] += dout[r], dpos[posIds[r]] += dout[r], dtype[typeIds[r]] += dout[r]; a null table is skipped. */
 export function embeddingBackward(
-  dword: Tensor,
-  dpos: Tensor,
-  dtype: Tensor,
+  dword: Tensor | null,
+  dpos: Tensor | null,
+  dtype: Tensor | null,
   dout: Tensor,
   ids: Int32Array,
   posIds: Int32Array,
   typeIds: Int32Array,
 ): void {
   addon.embeddingBackward(
-    nativeOf(dword, 'dword'),
-    nativeOf(dpos, 'dpos'),
-    nativeOf(dtype, 'dtype'),
+    dword === null ? null : nativeOf(dword, 'dword'),
+    dpos === null ? null : nativeOf(dpos, 'dpos'),
+    dtype === null ? null : nativeOf(dtype, 'dtype'),
     nativeOf(dout, 'dout'),
     ids,
     posIds,

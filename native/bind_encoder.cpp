@@ -1,8 +1,8 @@
 // Node-API entry points of the BERT encoder ops (ops/encoder.h): validate, then run on the tensors'
-// device through dispatch.h (the CPU backend has them all; CUDA has none yet).
+// device through dispatch.h (the CPU backend has them all; CUDA those kernels/backend.cu registers).
 //
 //   embeddingForward(out, ids, posIds, typeIds, word, pos, type)
-//   embeddingBackward(dword, dpos, dtype, dout, ids, posIds, typeIds)
+//   embeddingBackward(dword|null, dpos|null, dtype|null, dout, ids, posIds, typeIds)
 //   layerNormForward(out, mean, rstd, inp, weight, bias, eps)
 //   layerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd)
 //   linearForward(out, inp, weight, bias|null)
@@ -34,25 +34,30 @@ namespace {
 // Embeddings
 
 struct EmbeddingTables {
-  NativeTensor *word, *pos, *type;
+  NativeTensor* t[3];  // word, pos, type (or their gradients); null for a skipped gradient table
   int64_t H;
+  float* data(int k) const { return t[k] ? t[k]->data() : nullptr; }
 };
 
-// Three [rows, H] tables at info[i..i+2] with a common H.
-EmbeddingTables tables(const Napi::CallbackInfo& info, OpTensors& ts, size_t i, const char* const names[3]) {
+// Three [rows, H] tables at info[i..i+2] with a common H. Without `H` they are required and the first
+// sets H; with it (the gradient's columns, named `hFrom`) any of them may be null, to be skipped.
+EmbeddingTables tables(const Napi::CallbackInfo& info, OpTensors& ts, size_t i, const char* const names[3],
+                       int64_t H = 0, const char* hFrom = nullptr) {
   Napi::Env env = info.Env();
   EmbeddingTables t{};
-  NativeTensor* tab[3];
   for (int k = 0; k < 3; ++k) {
-    tab[k] = ts.tensor(i + k, names[k]);
-    expect_rank(env, tab[k], names[k], 2, "[rows, H]");
+    t.t[k] = H > 0 ? ts.optional(i + k, names[k]) : ts.tensor(i + k, names[k]);
+    if (t.t[k]) expect_rank(env, t.t[k], names[k], 2, "[rows, H]");
   }
-  t.word = tab[0], t.pos = tab[1], t.type = tab[2];
-  t.H = t.word->shape()[1];
-  for (int k = 1; k < 3; ++k)
-    if (tab[k]->shape()[1] != t.H)
-      throw_arg(env, std::string("Expected ") + names[k] + " to have H = " + std::to_string(t.H) + " columns (as " +
-                         names[0] + ") but received " + tab[k]->shape_string());
+  if (H <= 0) {
+    H = t.t[0]->shape()[1];
+    hFrom = names[0];
+  }
+  t.H = H;
+  for (int k = 0; k < 3; ++k)
+    if (t.t[k] && t.t[k]->shape()[1] != H)
+      throw_arg(env, std::string("Expected ") + names[k] + " to have H = " + std::to_string(H) + " columns (as " +
+                         hFrom + ") but received " + t.t[k]->shape_string());
   return t;
 }
 
@@ -61,6 +66,7 @@ struct TokenIds {
   int64_t BT;
 };
 
+// ids, posIds, typeIds at info[i..i+2], each checked against its table's rows (when the table is there).
 TokenIds token_ids(const Napi::CallbackInfo& info, size_t i, const EmbeddingTables& t,
                    const char* const tableNames[3]) {
   Napi::Env env = info.Env();
@@ -69,9 +75,10 @@ TokenIds token_ids(const Napi::CallbackInfo& info, size_t i, const EmbeddingTabl
   const int64_t BT = static_cast<int64_t>(info[i].As<Napi::Int32Array>().ElementLength());
   if (BT < 1) throw_arg(env, "Expected ids to hold at least one token");
   TokenIds r{arg_i32(info, i, "ids", BT), arg_i32(info, i + 1, "posIds", BT), arg_i32(info, i + 2, "typeIds", BT), BT};
-  check_indices(env, r.ids, BT, t.word->shape()[0], "ids", tableNames[0]);
-  check_indices(env, r.pos, BT, t.pos->shape()[0], "posIds", tableNames[1]);
-  check_indices(env, r.type, BT, t.type->shape()[0], "typeIds", tableNames[2]);
+  const int32_t* const arrays[3] = {r.ids, r.pos, r.type};
+  static const char* const idNames[3] = {"ids", "posIds", "typeIds"};
+  for (int k = 0; k < 3; ++k)
+    if (t.t[k]) check_indices(env, arrays[k], BT, t.t[k]->shape()[0], idNames[k], tableNames[k]);
   return r;
 }
 
@@ -85,8 +92,7 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   expect_rows(env, out, "out", ids.BT * t.H, t.H);
   EmbeddingForwardFn* embedding_forward = ts.entry(&Backend::embedding_forward);
   return guarded_void(env, [&] {
-    embedding_forward(out->data(), ids.ids, ids.pos, ids.type, t.word->data(), t.pos->data(), t.type->data(), ids.BT,
-                      t.H);
+    embedding_forward(out->data(), ids.ids, ids.pos, ids.type, t.data(0), t.data(1), t.data(2), ids.BT, t.H);
   });
 }
 
@@ -94,14 +100,13 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   OpTensors ts(info, "embeddingBackward");
   static const char* const names[3] = {"dword", "dpos", "dtype"};
   Napi::Env env = info.Env();
-  const EmbeddingTables t = tables(info, ts, 0, names);
   NativeTensor* dout = ts.tensor(3, "dout");
+  const EmbeddingTables t = tables(info, ts, 0, names, last_dim(env, dout, "dout"), "dout");
   const TokenIds ids = token_ids(info, 4, t, names);
   expect_rows(env, dout, "dout", ids.BT * t.H, t.H);
   EmbeddingBackwardFn* embedding_backward = ts.entry(&Backend::embedding_backward);
   return guarded_void(env, [&] {
-    embedding_backward(t.word->data(), t.pos->data(), t.type->data(), dout->data(), ids.ids, ids.pos, ids.type, ids.BT,
-                       t.H);
+    embedding_backward(t.data(0), t.data(1), t.data(2), dout->data(), ids.ids, ids.pos, ids.type, ids.BT, t.H);
   });
 }
 

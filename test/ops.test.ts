@@ -246,6 +246,14 @@ t.test('embeddings: forward and scatter-add backward with repeated ids', async (
   close(t, 'dword (+=) vs FD', sub(arr(dW), q(V * H)), finiteDiff(loss, w), 1e-5, 1e-3)
   close(t, 'dpos (+=) vs FD', sub(arr(dP), q(P * H)), finiteDiff(loss, p), 1e-5, 1e-3)
   close(t, 'dtype (+=) vs FD', sub(arr(dY), q(TV * H)), finiteDiff(loss, y), 1e-5, 1e-3)
+  // A null gradient table is skipped; the others get the same sums (its index range is not checked).
+  const dP2 = filled([P, H], 0.25)
+  ops.embeddingBackward(null, dP2, null, T32(dout32, [BT, H]), ids, posIds, typeIds)
+  t.same(arr(dP2), arr(dP), 'dpos alone equals dpos with the other tables')
+  t.throws(
+    () => ops.embeddingBackward(null, filled([P, H + 1], 0), null, T32(dout32, [BT, H]), ids, posIds, typeIds),
+    /Expected dpos to have H = 3 columns \(as dout\)/,
+  )
 
   // Many threads' worth of columns and rows: against a float64 scatter, and reproducible.
   const V2 = 50,
@@ -604,13 +612,21 @@ t.test('validation names the offending argument', async (t) => {
   t.throws(() => (addon.attentionForward as unknown as () => void)(), /ctx/)
 })
 
-t.test('CUDA tensors are refused until the CUDA kernels exist', async (t) => {
+t.test('CUDA tensors: ops with a kernel run, the others and mixed devices are refused', async (t) => {
   if (!addon.cudaStatus().available) {
     t.pass('no CUDA device here: skipped')
     return
   }
   const g = Tensor.zeros([4], 'cuda')
-  t.throws(() => ops.gradSumSquares(g), /gradSumSquares has no CUDA implementation yet \(g is on 'cuda'\)/)
-  t.throws(() => ops.geluForward(Tensor.zeros([4]), g), /geluForward has no CUDA implementation yet \(inp is on 'cuda'\)/)
+  t.equal(ops.gradSumSquares(g), 0, 'gradSumSquares runs on CUDA')
+  t.throws(() => ops.geluForward(Tensor.zeros([4]), g), /Expected inp to be on out's device 'cpu' but it is on 'cuda'/)
+  if (!addon.backendOps('cuda').includes('linear_forward')) {
+    const w = Tensor.zeros([4, 4], 'cuda')
+    t.throws(
+      () => ops.linearForward(Tensor.zeros([1, 4], 'cuda'), g.view(0, [1, 4]), w, null),
+      /linearForward has no CUDA implementation yet \(out is on 'cuda'\)/,
+    )
+    w.dispose()
+  }
   g.dispose()
 })

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "common/adamw.h"
 #include "common/philox.h"
 #include "gemm.h"
 #include "ops.h"
@@ -444,22 +445,9 @@ void pool_mean_backward(float* dhidden, const float* dout, const int32_t* mask, 
 
 void adamw_step(float* params, const float* grads, float* m, float* v, int64_t n, double lr, double beta1, double beta2,
                 double eps, double weightDecay, int64_t step) {
-  // The constants as torch forms them: step_size = lr / bc1, denom = sqrt(v) / sqrt(bc2) + eps.
-  const double s = static_cast<double>(step);
-  const double bc1 = 1.0 - std::pow(beta1, s), bc2 = 1.0 - std::pow(beta2, s);
-  const float b1 = static_cast<float>(beta1), omb1 = static_cast<float>(1.0 - beta1);
-  const float b2 = static_cast<float>(beta2), omb2 = static_cast<float>(1.0 - beta2);
-  const float stepSize = static_cast<float>(lr / bc1), bc2Sqrt = static_cast<float>(std::sqrt(bc2));
-  const float decay = static_cast<float>(1.0 - lr * weightDecay), epsf = static_cast<float>(eps);
-  for_each_elem(n, [&](int64_t i) {
-    const float g = grads[i];
-    const float mi = b1 * m[i] + omb1 * g;
-    const float vi = b2 * v[i] + omb2 * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    const float p = params[i] * decay;  // decoupled weight decay first
-    params[i] = p - stepSize * (mi / (std::sqrt(vi) / bc2Sqrt + epsf));
-  });
+  // The constants as torch forms them (common/adamw.h, shared with the CUDA kernel).
+  const AdamwConstants k = adamw_constants(lr, beta1, beta2, eps, weightDecay, step);
+  for_each_elem(n, [&](int64_t i) { adamw_update(k, params[i], m[i], v[i], grads[i]); });
 }
 
 double grad_sum_squares(const float* g, int64_t n) {

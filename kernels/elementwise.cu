@@ -1,0 +1,100 @@
+// Element-wise ops (native/ops/encoder.h and ops/optim.h), one float32 element at a time:
+//   gelu_forward:  out = x * 0.5 * (1 + erf(x / sqrt(2)))                    (exact GELU)
+//   gelu_backward: dinp = dout * (0.5 * (1 + erf(x / sqrt(2))) + x * exp(-x^2 / 2) / sqrt(2 pi))
+//   tanh_forward:  out = tanh(x);   tanh_backward: dinp = dout * (1 - out^2)
+//   add:           out = a + b (out may alias a or b);   add_inplace: dst += src
+//   scale_inplace: x *= s
+// The same float expressions as native/cpu/bert_ops.cpp (on a GPU nvcc may contract a multiply-add
+// into an FMA and erff/expf/tanhf differ from the host's libm by an ulp or two).
+// Tiling: one grid-stride loop over [0, n), 256 threads a block, at most 4096 blocks; thread i
+// handles elements i, i + stride, ...: consecutive threads touch consecutive floats (coalesced). An
+// element is read and written by the same thread, so in-place and aliased calls are safe.
+#include "grid.cuh"
+
+namespace simcsepp::cuda {
+
+namespace {
+
+constexpr float kInvSqrt2 = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+
+// Each op is a functor applied to every element index by detail::run_map (grid.cuh).
+struct GeluForwardOp {
+  float* out;
+  const float* inp;
+  __device__ void operator()(int64_t i) const {
+    const float x = inp[i];
+    out[i] = x * 0.5f * (1.0f + erff(x * kInvSqrt2));
+  }
+};
+
+struct GeluBackwardOp {
+  float* dinp;
+  const float* inp;
+  const float* dout;
+  __device__ void operator()(int64_t i) const {
+    const float x = inp[i];
+    const float cdf = 0.5f * (1.0f + erff(x * kInvSqrt2));
+    const float pdf = kInvSqrt2Pi * expf(-0.5f * x * x);
+    dinp[i] = dout[i] * (cdf + x * pdf);
+  }
+};
+
+struct TanhForwardOp {
+  float* out;
+  const float* inp;
+  __device__ void operator()(int64_t i) const { out[i] = tanhf(inp[i]); }
+};
+
+struct TanhBackwardOp {
+  float* dinp;
+  const float* out;
+  const float* dout;
+  __device__ void operator()(int64_t i) const {
+    const float y = out[i];
+    dinp[i] = dout[i] * (1.0f - y * y);
+  }
+};
+
+struct AddOp {
+  float* out;
+  const float* a;
+  const float* b;
+  __device__ void operator()(int64_t i) const { out[i] = a[i] + b[i]; }
+};
+
+struct AddInplaceOp {
+  float* dst;
+  const float* src;
+  __device__ void operator()(int64_t i) const { dst[i] += src[i]; }
+};
+
+struct ScaleOp {
+  float* x;
+  float s;
+  __device__ void operator()(int64_t i) const { x[i] *= s; }
+};
+
+}  // namespace
+
+using detail::run_map;
+
+void gelu_forward(float* out, const float* inp, int64_t n) { run_map("gelu_forward", GeluForwardOp{out, inp}, n); }
+
+void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
+  run_map("gelu_backward", GeluBackwardOp{dinp, inp, dout}, n);
+}
+
+void tanh_forward(float* out, const float* inp, int64_t n) { run_map("tanh_forward", TanhForwardOp{out, inp}, n); }
+
+void tanh_backward(float* dinp, const float* out, const float* dout, int64_t n) {
+  run_map("tanh_backward", TanhBackwardOp{dinp, out, dout}, n);
+}
+
+void add(float* out, const float* a, const float* b, int64_t n) { run_map("add", AddOp{out, a, b}, n); }
+
+void add_inplace(float* dst, const float* src, int64_t n) { run_map("add_inplace", AddInplaceOp{dst, src}, n); }
+
+void scale_inplace(float* x, float s, int64_t n) { run_map("scale_inplace", ScaleOp{x, s}, n); }
+
+}  // namespace simcsepp::cuda

@@ -1,0 +1,157 @@
+// Layer norm over the last dimension (native/ops/encoder.h), R rows of C floats:
+//   forward:  mean = E[x], rstd = 1 / sqrt(Var[x] + eps) (biased), out = (x - mean) * rstd * weight + bias.
+//             As cpu::layernorm_forward: both moments in double, the variance two-pass (sum of
+//             (x - mean)^2, no E[x^2] - mean^2 cancellation), then rounded to float.
+//   backward: n = (x - mean) * rstd, g = dout * weight,
+//             dinp = rstd * (g - mean(g) - n * mean(g * n))   (overwritten; dinp may alias dout),
+//             dweight += sum_r dout * n, dbias += sum_r dout   (reduced in double).
+// Tiling:
+//   layernorm_forward_kernel, layernorm_dinp_kernel: one warp per row, 8 rows per 256-thread block;
+//     lane l handles columns l, l + 32, ...; row sums by warp shuffles (warp_reduce.cuh). out may alias
+//     inp (and dinp dout): a lane writes only its own columns, after the row's sums are complete.
+//   layernorm_params_kernel: grid (ceil(C / 32), chunks), block (32, 8): blockIdx.y owns a chunk of
+//     128 rows (more when R > 128 * 65535), thread (x, y) column blockIdx.x * 32 + x and rows y, y + 8,
+//     ... of the chunk, summed in double; a column's 8 partials are added in y order through shared
+//     memory and the chunk's sum stored in the workspace. layernorm_params_finish_kernel (one thread
+//     per column) adds the chunk sums in chunk order and adds the float result into dweight/dbias.
+//     Fixed chunks and orders: the result does not depend on scheduling; it is the CPU's double sum
+//     (added in another order, so its last bits can differ) rounded to float.
+// The parameter kernels run before the dinp kernel (dinp may alias dout).
+#include <algorithm>
+#include <cmath>
+
+#include "grid.cuh"
+#include "warp_reduce.cuh"
+
+namespace simcsepp::cuda {
+
+namespace {
+
+constexpr int kRowThreads = 256;
+constexpr int kRowsPerBlock = kRowThreads / 32;
+constexpr int kColTile = 32;
+constexpr int kRowLanes = 8;
+constexpr int64_t kChunkRows = 128;  // rows per chunk, more when R would need over 65535 chunks
+
+__global__ void __launch_bounds__(kRowThreads)
+    layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                             const float* bias, int64_t R, int64_t C, float eps) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  if (row >= R) return;  // whole warps leave together
+  const float* x = inp + row * C;
+  double s = 0.0;
+  for (int64_t c = lane; c < C; c += 32) s += x[c];
+  const double mu = warp_sum(s) / static_cast<double>(C);
+  double ss = 0.0;
+  for (int64_t c = lane; c < C; c += 32) {
+    const double d = x[c] - mu;
+    ss += d * d;
+  }
+  ss = warp_sum(ss);
+  const float m = static_cast<float>(mu);
+  const float rs = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(C) + eps));
+  float* o = out + row * C;
+  for (int64_t c = lane; c < C; c += 32) o[c] = (x[c] - m) * rs * weight[c] + bias[c];
+  if (lane == 0) {
+    mean[row] = m;
+    rstd[row] = rs;
+  }
+}
+
+__global__ void __launch_bounds__(kRowThreads)
+    layernorm_dinp_kernel(float* dinp, const float* dout, const float* inp, const float* weight, const float* mean,
+                          const float* rstd, int64_t R, int64_t C) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  if (row >= R) return;
+  const float* x = inp + row * C;
+  const float* g = dout + row * C;
+  const float m = mean[row], rs = rstd[row];
+  float sg = 0.0f, sgn = 0.0f;
+  for (int64_t c = lane; c < C; c += 32) {
+    const float gw = g[c] * weight[c];
+    sg += gw;
+    sgn += gw * ((x[c] - m) * rs);
+  }
+  const float mg = warp_sum(sg) / static_cast<float>(C), mgn = warp_sum(sgn) / static_cast<float>(C);
+  float* d = dinp + row * C;
+  for (int64_t c = lane; c < C; c += 32) d[c] = rs * (g[c] * weight[c] - mg - (x[c] - m) * rs * mgn);
+}
+
+// partial[chunk * C + c] = (sum dout * n, sum dout) over the chunk's rows, column c.
+__global__ void __launch_bounds__(kColTile* kRowLanes)
+    layernorm_params_kernel(double2* partial, const float* dout, const float* inp, const float* mean, const float* rstd,
+                            int64_t R, int64_t C, int64_t chunkRows) {
+  __shared__ double2 sums[kRowLanes][kColTile];
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * kColTile + threadIdx.x;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunkRows;
+  const int64_t r1 = r0 + chunkRows < R ? r0 + chunkRows : R;
+  double sw = 0.0, sb = 0.0;
+  if (c < C) {
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += kRowLanes) {
+      const float g = dout[r * C + c];
+      sw += static_cast<double>(g) * ((inp[r * C + c] - mean[r]) * rstd[r]);
+      sb += g;
+    }
+  }
+  sums[threadIdx.y][threadIdx.x] = make_double2(sw, sb);
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    for (int y = 1; y < kRowLanes; ++y) {
+      sw += sums[y][threadIdx.x].x;
+      sb += sums[y][threadIdx.x].y;
+    }
+    partial[static_cast<int64_t>(blockIdx.y) * C + c] = make_double2(sw, sb);
+  }
+}
+
+__global__ void __launch_bounds__(kRowThreads)
+    layernorm_params_finish_kernel(float* dweight, float* dbias, const double2* partial, int64_t chunks, int64_t C) {
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  double sw = 0.0, sb = 0.0;
+  for (int64_t k = 0; k < chunks; ++k) {
+    const double2 p = partial[k * C + c];
+    sw += p.x;
+    sb += p.y;
+  }
+  if (dweight != nullptr) dweight[c] += static_cast<float>(sw);
+  if (dbias != nullptr) dbias[c] += static_cast<float>(sb);
+}
+
+}  // namespace
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
+                       int64_t R, int64_t C, float eps) {
+  require();
+  if (R <= 0 || C <= 0) return;
+  launch("layernorm_forward", layernorm_forward_kernel, detail::grid_blocks(R, kRowsPerBlock, INT32_MAX), kRowThreads,
+         0, kDefaultStream, out, mean, rstd, inp, weight, bias, R, C, eps);
+  detail::finish_op();
+}
+
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, int64_t R, int64_t C) {
+  require();
+  if (R <= 0 || C <= 0) return;
+  detail::Workspace& ws = detail::workspace();
+  std::lock_guard<std::mutex> lock(ws.mu);  // held until the kernels are done with the partials
+  if (dweight != nullptr || dbias != nullptr) {
+    const int64_t chunkRows = std::max(kChunkRows, (R + detail::kMaxGridY - 1) / detail::kMaxGridY);
+    const int64_t chunks = (R + chunkRows - 1) / chunkRows;
+    auto* partial = static_cast<double2*>(ws.reserve(static_cast<size_t>(chunks * C) * sizeof(double2)));
+    const dim3 grid(detail::grid_blocks(C, kColTile, INT32_MAX), detail::grid_y(chunks));
+    launch("layernorm_params", layernorm_params_kernel, grid, dim3(kColTile, kRowLanes), 0, kDefaultStream, partial,
+           dout, inp, mean, rstd, R, C, chunkRows);
+    launch("layernorm_params_finish", layernorm_params_finish_kernel, detail::grid_blocks(C, kRowThreads, INT32_MAX),
+           kRowThreads, 0, kDefaultStream, dweight, dbias, partial, chunks, C);
+  }
+  if (dinp != nullptr) {  // after the parameter kernels (stream order): dinp may alias dout
+    launch("layernorm_dinp", layernorm_dinp_kernel, detail::grid_blocks(R, kRowsPerBlock, INT32_MAX), kRowThreads, 0,
+           kDefaultStream, dinp, dout, inp, weight, mean, rstd, R, C);
+  }
+  detail::finish_op();
+}
+
+}  // namespace simcsepp::cuda

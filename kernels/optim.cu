@@ -1,0 +1,83 @@
+// Optimiser ops (native/ops/optim.h):
+//   adamw_step:       torch.optim.AdamW, one step, per element (common/adamw.h):
+//                     p *= 1 - lr*wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+//                     p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps).
+//                     The constants are formed in double on the host by the same code as the CPU's and
+//                     the update rounds every operation separately, so it matches cpu::adamw_step bit
+//                     for bit. Tiling: detail::run_map (grid.cuh), one thread per element, grid-stride.
+//   grad_sum_squares: sum g^2 in double. Fixed chunks of 16384 elements, one 256-thread block per chunk
+//                     (at most 4096 blocks, grid-stride over chunks): thread t sums elements t, t + 256, ... of its
+//                     chunk in double, the block adds the 256 partials by a fixed shared-memory tree, and the chunk
+//                     partials are copied to the host and added in chunk order. Chunking and orders are fixed, so the
+//                     result is bit-identical from run to run; it differs from the CPU's (sequential within a chunk)
+//                     only by double rounding.
+//   scale_inplace:    elementwise.cu.
+#include <vector>
+
+#include "common/adamw.h"
+#include "grid.cuh"
+
+namespace simcsepp::cuda {
+
+namespace {
+
+constexpr int kSumThreads = 256;
+constexpr int64_t kSumChunk = 16384;
+
+struct AdamwOp {
+  AdamwConstants k;
+  float* params;
+  const float* grads;
+  float* m;
+  float* v;
+  __device__ void operator()(int64_t i) const { adamw_update(k, params[i], m[i], v[i], grads[i]); }
+};
+
+__global__ void __launch_bounds__(kSumThreads)
+    sum_squares_kernel(double* partial, const float* g, int64_t n, int64_t chunks) {
+  __shared__ double sums[kSumThreads];
+  for (int64_t chunk = blockIdx.x; chunk < chunks; chunk += gridDim.x) {
+    const int64_t begin = chunk * kSumChunk;
+    const int64_t end = begin + kSumChunk < n ? begin + kSumChunk : n;
+    double s = 0.0;
+    for (int64_t i = begin + threadIdx.x; i < end; i += kSumThreads) s += static_cast<double>(g[i]) * g[i];
+    sums[threadIdx.x] = s;
+    __syncthreads();
+    for (int half = kSumThreads / 2; half > 0; half >>= 1) {
+      if (static_cast<int>(threadIdx.x) < half) sums[threadIdx.x] += sums[threadIdx.x + half];
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) partial[chunk] = sums[0];
+    __syncthreads();  // sums[0] is read before the next chunk overwrites it
+  }
+}
+
+}  // namespace
+
+void adamw_step(float* params, const float* grads, float* m, float* v, int64_t n, double lr, double beta1, double beta2,
+                double eps, double weightDecay, int64_t step) {
+  const AdamwConstants k = adamw_constants(lr, beta1, beta2, eps, weightDecay, step);
+  detail::run_map("adamw_step", AdamwOp{k, params, grads, m, v}, n);
+}
+
+double grad_sum_squares(const float* g, int64_t n) {
+  require();
+  if (n <= 0) return 0.0;
+  const int64_t chunks = (n + kSumChunk - 1) / kSumChunk;
+  std::vector<double> partial(static_cast<size_t>(chunks));
+  {
+    detail::Workspace& ws = detail::workspace();
+    std::lock_guard<std::mutex> lock(ws.mu);
+    auto* dPartial = static_cast<double*>(ws.reserve(static_cast<size_t>(chunks) * sizeof(double)));
+    launch("grad_sum_squares", sum_squares_kernel, detail::grid_blocks(chunks, 1), kSumThreads, 0, kDefaultStream,
+           dPartial, g, n, chunks);
+    SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(partial.data(), dPartial, partial.size() * sizeof(double),
+                                        cudaMemcpyDeviceToHost, kDefaultStream));
+    detail::finish_op();
+  }
+  double total = 0.0;
+  for (const double p : partial) total += p;
+  return total;
+}
+
+}  // namespace simcsepp::cuda
