@@ -18,6 +18,11 @@ const Backend& cuda_backend() {
     b.dropout = cuda::dropout;
     b.offDropoutUnfused = cuda::offDropoutUnfused;
     b.offDropoutUnfusedFit = cuda::offDropoutUnfusedFit;
+    b.sgemm = cuda::sgemm;
+    b.linear_forward = cuda::linear_forward;
+    b.linear_backward = cuda::linear_backward;
+    b.attention_forward = cuda::attention_forward;
+    b.attention_backward = cuda::attention_backward;
     return b;
   }();
   return table;

@@ -14,5 +14,10 @@ DclFn dcl;                                            // dcl.cu
 DropoutFn dropout;                                    // dropout.cu
 OffDropoutUnfusedFn offDropoutUnfused;                // infonce_unfused.cu
 OffDropoutUnfusedFitFn offDropoutUnfusedFit;          // infonce_unfused.cu
+SgemmFn sgemm;                                        // gemm.cu
+LinearForwardFn linear_forward;                       // gemm.cu
+LinearBackwardFn linear_backward;                     // gemm.cu
+AttentionForwardFn attention_forward;                 // attention.cu
+AttentionBackwardFn attention_backward;               // attention.cu
 
 }  // namespace simcsepp::cuda
