@@ -35,6 +35,11 @@ const Backend& cuda_backend() {
     b.adamw_step = cuda::adamw_step;
     b.grad_sum_squares = cuda::grad_sum_squares;
     b.scale_inplace = cuda::scale_inplace;
+    b.sgemm = cuda::sgemm;
+    b.linear_forward = cuda::linear_forward;
+    b.linear_backward = cuda::linear_backward;
+    b.attention_forward = cuda::attention_forward;
+    b.attention_backward = cuda::attention_backward;
     return b;
   }();
   return table;

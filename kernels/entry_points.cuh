@@ -31,5 +31,10 @@ PoolMeanBackwardFn pool_mean_backward;                // pooling.cu
 AdamwStepFn adamw_step;                               // optim.cu
 GradSumSquaresFn grad_sum_squares;                    // optim.cu
 ScaleInplaceFn scale_inplace;                         // elementwise.cu
+SgemmFn sgemm;                                        // gemm.cu
+LinearForwardFn linear_forward;                       // gemm.cu
+LinearBackwardFn linear_backward;                     // gemm.cu
+AttentionForwardFn attention_forward;                 // attention.cu
+AttentionBackwardFn attention_backward;               // attention.cu
 
 }  // namespace simcsepp::cuda

@@ -1,7 +1,7 @@
 // The fp32 SIMT tile-GEMM toolkit of the CUDA backend: the building blocks of every matrix product in
-// kernels/ (infonce.cu, dcl.cu) and a general row-major SGEMM kernel built from them (the unfused
-// baseline's GEMM, reusable by any op). No tensor cores, no TF32: the results must match the CPU backend
-// to ~1e-5 relative.
+// kernels/ (infonce.cu, dcl.cu) and a general row-major SGEMM kernel built from them (the op set's sgemm
+// and linear layer in gemm.cu, attention's batched products in attention.cu, the unfused baseline). No
+// tensor cores, no TF32: the results must match the CPU backend to ~1e-5 relative.
 //
 // Formula: a block computes one output tile  acc[m][n] = sum_k A[k][m] * B[k][n]  of C = op(A) op(B),
 // m, n < kTile, from operands staged in shared memory in reduction-major layout S[k][m].
@@ -16,9 +16,11 @@
 //                                in global memory), applying an element-wise transform on the way
 //   mma_tile                     acc += A^T B over the staged slices (4x4 register micro-kernel)
 //   dot_tile                     acc = row dots of two row-major [n, d] matrices (the logit tiles)
-//   sgemm_kernel                 C = alpha op(A) op(B) + beta C, one 64 x 64 tile of C per block
+//   sgemm_kernel                 C = alpha op(A) op(B) + bias + beta C, one 64 x 64 tile of C per block,
+//                                optionally batched (blockIdx.z) over two-level strided operands
 //   sgemm                        host launcher of sgemm_kernel on a stream
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -122,15 +124,37 @@ __device__ __forceinline__ float half_warp_sum(float v) {
   return v;
 }
 
-// C = alpha * op(A) op(B) + beta * C with op(A) [M, K], op(B) [K, N], C [M, N], all row-major.
-// transA: A is stored [K, M] (lda >= M); else [M, K] (lda >= K). transB: B is stored [N, K]; else [K, N].
-// Grid: (ceil(M / kTile), ceil(N / kTile)) blocks of kThreads. beta == 0 never reads C.
+// The operands of batch z of a batched product start at A + off(z, a), B + off(z, b), C + off(z, c) with
+// off(z, s) = (z / inner) * s.outer + (z % inner) * s.inner: two levels, so the head slices of [B, T, NH*HS]
+// activations (outer = T*H, inner = HS, z = b*NH + h) and the [B, NH, T, T] probabilities (outer = NH*T*T,
+// inner = T*T) index the same way. The default is one product (count = 1).
+struct BatchStride {
+  int64_t outer = 0, inner = 0;
+};
+struct Batch {
+  int64_t count = 1, inner = 1;
+  BatchStride a, b, c;
+};
+
+__device__ __forceinline__ int64_t batch_offset(int64_t z, int64_t inner, BatchStride s) {
+  return (z / inner) * s.outer + (z % inner) * s.inner;
+}
+
+// C = alpha * op(A) op(B) + bias + beta * C with op(A) [M, K], op(B) [K, N], C [M, N], all row-major;
+// bias (one float per column of C) may be null. transA: A is stored [K, M] (lda >= M); else [M, K]
+// (lda >= K). transB: B is stored [N, K]; else [K, N]. Grid: (ceil(M / kTile), ceil(N / kTile), batches)
+// blocks of kThreads; block z computes batch z0 + blockIdx.z. beta == 0 never reads C.
 template <bool kTransA, bool kTransB>
 __global__ void __launch_bounds__(kThreads, 2)
     sgemm_kernel(int64_t M, int64_t N, int64_t K, float alpha, const float* __restrict__ A, int64_t lda,
-                 const float* __restrict__ B, int64_t ldb, float beta, float* __restrict__ C, int64_t ldc) {
+                 const float* __restrict__ B, int64_t ldb, float beta, float* __restrict__ C, int64_t ldc,
+                 const float* __restrict__ bias, Batch batch, int64_t z0) {
   __shared__ __align__(16) float As[kK][kPad];
   __shared__ __align__(16) float Bs[kK][kPad];
+  const int64_t z = z0 + blockIdx.z;
+  A += batch_offset(z, batch.inner, batch.a);
+  B += batch_offset(z, batch.inner, batch.b);
+  C += batch_offset(z, batch.inner, batch.c);
   const int64_t m0 = static_cast<int64_t>(blockIdx.x) * kTile;
   const int64_t n0 = static_cast<int64_t>(blockIdx.y) * kTile;
   float acc[4][4];
@@ -158,22 +182,31 @@ __global__ void __launch_bounds__(kThreads, 2)
       const int64_t c = n0 + tx * 4 + j;
       if (c >= N) continue;
       float* dst = C + r * ldc + c;
-      const float v = alpha * acc[i][j];
+      float v = alpha * acc[i][j];
+      if (bias != nullptr) v += bias[c];
       *dst = beta == 0.0f ? v : fmaf(beta, *dst, v);
     }
   }
 }
 
-// Launches sgemm_kernel on `stream` (arguments as sgemm_kernel; `what` names the product in errors).
+// Launches sgemm_kernel on `stream` (arguments as sgemm_kernel; `what` names the product in errors), one
+// launch per 65,535 batches (the grid's z limit). M, N or the batch count 0 launches nothing.
 template <bool kTransA, bool kTransB>
 void sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-           float beta, float* C, int64_t ldc, const char* what, cudaStream_t stream) {
+           float beta, float* C, int64_t ldc, const char* what, cudaStream_t stream, const float* bias = nullptr,
+           const Batch& batch = Batch{}) {
+  if (M <= 0 || N <= 0 || batch.count <= 0) return;
   const int64_t gx = (M + kTile - 1) / kTile, gy = (N + kTile - 1) / kTile;
   if (gy > 65535)
     throw CudaError(std::string("launch of ") + what + ": " + std::to_string(N) +
                     " output columns exceed the grid limit");
-  launch(what, sgemm_kernel<kTransA, kTransB>, dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), kThreads, 0,
-         stream, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  constexpr int64_t kMaxZ = 65535;
+  for (int64_t z0 = 0; z0 < batch.count; z0 += kMaxZ) {
+    const int64_t gz = std::min(kMaxZ, batch.count - z0);
+    launch(what, sgemm_kernel<kTransA, kTransB>,
+           dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(gz)), kThreads, 0, stream,
+           M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, batch, z0);
+  }
 }
 
 }  // namespace simcsepp::cuda::tile

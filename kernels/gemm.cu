@@ -1,0 +1,99 @@
+// The op set's matrix products on CUDA: sgemm (ops/gemm.h) and the linear layer (ops/encoder.h), all on
+// the tile SGEMM of tile_gemm.cuh (a 256-thread block computes one 64 x 64 tile of C, 4 x 4 outputs per
+// thread, the reduction staged 16 at a time through shared memory; fp32 FMA, no tensor cores).
+//
+//   sgemm:            C = alpha op(A) op(B) + beta C, the four transpose combinations (sgemm_kernel<tA, tB>).
+//                     alpha == 0 or K == 0: C = beta C, run as the kernel with K = 0 (A and B are not read;
+//                     beta == 1 launches nothing); beta == 0 never reads C.
+//   linear_forward:   out[R, OC] = inp[R, C] W[OC, C]^T + bias   sgemm_kernel<false, true>, the bias added in
+//                                                                  its epilogue (acc + bias, as the CPU's beta = 1)
+//   linear_backward:  dinp (= or +=) dout W                       sgemm_kernel<false, false> (beta 0 or 1)
+//                     dweight += dout^T inp                        sgemm_kernel<true, false>, beta = 1
+//                     dbias += column sums of dout                 column_sum_add_kernel
+// column_sum_add_kernel: a block of 8 warps owns 32 columns, one per lane, so every row is read as one
+// coalesced 128-byte segment; warp w sums rows w, w + 8, w + 16, ... in double, then lane c of warp 0 adds
+// the 8 partials in warp order and adds the sum into dbias[c]. Every order is fixed: no atomics, the same
+// bits on every run.
+#include "cuda_check.cuh"
+#include "launch.cuh"
+#include "tile_gemm.cuh"
+
+namespace simcsepp::cuda {
+
+namespace {
+
+constexpr int kSumWarps = 8;
+
+__global__ void __launch_bounds__(kSumWarps * 32)
+    column_sum_add_kernel(float* __restrict__ dbias, const float* __restrict__ dout, int64_t R, int64_t OC) {
+  __shared__ double partial[kSumWarps][32];
+  const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * 32 + lane;
+  double s = 0.0;
+  if (c < OC)
+    for (int64_t r = warp; r < R; r += kSumWarps) s += static_cast<double>(dout[r * OC + c]);
+  partial[warp][lane] = s;
+  __syncthreads();
+  if (warp != 0 || c >= OC) return;
+  double total = 0.0;
+#pragma unroll
+  for (int w = 0; w < kSumWarps; ++w) total += partial[w][lane];
+  dbias[c] += static_cast<float>(total);
+}
+
+// sgemm_kernel<transA, transB> on `stream` (tile::sgemm's arguments, the transposes chosen at run time).
+void launch_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const char* what,
+                  cudaStream_t stream) {
+  if (transA && transB)
+    tile::sgemm<true, true>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, what, stream);
+  else if (transA)
+    tile::sgemm<true, false>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, what, stream);
+  else if (transB)
+    tile::sgemm<false, true>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, what, stream);
+  else
+    tile::sgemm<false, false>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, what, stream);
+}
+
+void finish(cudaStream_t stream) { SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(stream)); }
+
+}  // namespace
+
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  require();
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) {  // C = beta C: the kernel with K = 0 reads neither A nor B
+    if (beta == 1.0f) return;
+    K = 0;
+    alpha = 0.0f;
+  }
+  launch_sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, "sgemm_kernel (sgemm)", kDefaultStream);
+  finish(kDefaultStream);
+}
+
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
+                    int64_t OC) {
+  require();
+  tile::sgemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, "sgemm_kernel (linear out = inp W^T + b)",
+                           kDefaultStream, bias);
+  finish(kDefaultStream);
+}
+
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput) {
+  require();
+  const cudaStream_t stream = kDefaultStream;
+  if (dinp != nullptr)
+    tile::sgemm<false, false>(R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C,
+                              "sgemm_kernel (linear dinp = dout W)", stream);
+  if (dweight != nullptr && R > 0)
+    tile::sgemm<true, false>(OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C,
+                             "sgemm_kernel (linear dweight += dout^T inp)", stream);
+  if (dbias != nullptr && R > 0 && OC > 0)
+    launch("column_sum_add_kernel", column_sum_add_kernel, dim3(static_cast<unsigned>((OC + 31) / 32)), kSumWarps * 32,
+           0, stream, dbias, dout, R, OC);
+  finish(stream);
+}
+
+}  // namespace simcsepp::cuda
