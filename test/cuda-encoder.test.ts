@@ -3,6 +3,7 @@
 // Runs on a GPU and on the host emulator (npm run test:emulated); skipped, saying why, when CUDA is
 // unavailable or the CUDA backend still lacks an encoder op.
 import t from 'tap'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { cudaStatus, SentenceEncoder } from '../lib/index.js'
 import { BertModel } from '../lib/model/bert.js'
@@ -22,8 +23,9 @@ const dir = tempDir('simcsepp-cuda-encoder-')
 
 // Small enough for the emulator (every thread a fiber, every access checked), yet with two layers,
 // two heads, and sizes that are not multiples of the kernels' tiles.
-async function microModel(): Promise<string> {
-  const out = join(dir, 'micro')
+async function microModel(name: string): Promise<string> {
+  const out = join(dir, name)
+  mkdirSync(out, { recursive: true })
   const vocab = buildVocab([WORDS.join(' ')], 64)
   await writeVocab(join(out, 'vocab.txt'), vocab)
   const config: BertConfig = {
@@ -52,7 +54,7 @@ function relDiff(a: Float32Array, b: Float32Array): number {
 }
 
 t.test('SentenceEncoder on CUDA returns the CPU vectors within 1e-4', { skip }, async (t) => {
-  const model = await microModel()
+  const model = await microModel('micro-encode')
   const sentences = ['the cat sees a dog', 'a small red bird', 'the', 'tree river house likes the small dog bird']
   const cpu = await SentenceEncoder.load(model, { device: 'cpu' })
   const gpu = await SentenceEncoder.load(model, { device: 'cuda' })
@@ -71,7 +73,7 @@ t.test('SentenceEncoder on CUDA returns the CPU vectors within 1e-4', { skip }, 
 })
 
 t.test('3 training steps on CUDA end with the CPU weights within 1e-4 (fp32)', { skip }, async (t) => {
-  const model = await microModel()
+  const model = await microModel('micro-train')
   const data = writeSentences(join(dir, 'data.txt'), 40)
   const run = { model, data, steps: 3, batchSize: 6, maxLen: 10, evalEvery: 0, saveEvery: 0, seed: 5, lr: 1e-3 }
   await train({ ...run, device: 'cuda', out: join(dir, 'gpu') })
