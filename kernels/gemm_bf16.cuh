@@ -94,7 +94,8 @@ void gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t 
           float beta, float* C, int64_t ldc, const char* what, cudaStream_t stream) {
   const int64_t gx = (M + kTile - 1) / kTile, gy = (N + kTile - 1) / kTile;
   if (gy > 65535)
-    throw CudaError(std::string("launch of ") + what + ": " + std::to_string(N) + " output columns exceed the grid limit");
+    throw CudaError(std::string("launch of ") + what + ": " + std::to_string(N) +
+                    " output columns exceed the grid limit");
   launch(what, gemm_bf16_kernel<kTransA, kTransB>, dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), kThreads,
          0, stream, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
