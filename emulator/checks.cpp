@@ -77,6 +77,14 @@ void shared_access(Launch& L, Fiber& f, uintptr_t a, size_t n, bool write, bool 
   if (!L.tls.vars->empty()) {
     const SharedVar* v = find_var(L.tls, off);
     const bool inside = v != nullptr && off - v->offset + n <= v->size;
+    if (inside && v->guard) {
+      fail(cudaErrorLaunchFailure,
+           where(f) + ": __shared__ " + short_name(v->name) +
+               " has a constructor (a member initialiser, or a member type with one): CUDA does "
+               "not allow dynamic initialisation of __shared__ variables" +
+               at_source(pc));
+      return;
+    }
     if (!inside) {
       std::string rel = "outside every __shared__ variable";
       if (v != nullptr && off >= v->offset)

@@ -44,7 +44,8 @@ std::string describe_bad_address(uintptr_t a, size_t n);
 struct SharedVar {
   uintptr_t offset;  // within the module's TLS segment
   size_t size;
-  std::string name;  // demangled, e.g. "simcsepp::cuda::(anon)::infonce_lse_kernel(...)::As"
+  std::string name;    // demangled, e.g. "simcsepp::cuda::(anon)::infonce_lse_kernel(...)::As"
+  bool guard = false;  // the guard of a __shared__ variable with a constructor (not allowed in CUDA)
 };
 struct ModuleTls {
   uintptr_t lo = 0, hi = 0;            // this OS thread's copy of the module's TLS segment

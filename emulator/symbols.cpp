@@ -80,7 +80,10 @@ void read_tls_symbols(const std::string& path, std::vector<SharedVar>& out) {
       for (size_t k = 0; k < count; ++k) {
         if (ELF64_ST_TYPE(syms[k].st_info) != STT_TLS || syms[k].st_name >= strs.sh_size) continue;
         const std::string name = demangle(base + strs.sh_offset + syms[k].st_name);
-        if (is_shared_var(name)) out.push_back(SharedVar{syms[k].st_value, syms[k].st_size, name});
+        static const std::string kGuard = "guard variable for ";
+        if (is_shared_var(name)) out.push_back(SharedVar{syms[k].st_value, syms[k].st_size, name, false});
+        if (name.rfind(kGuard, 0) == 0 && is_shared_var(name.substr(kGuard.size())))
+          out.push_back(SharedVar{syms[k].st_value, syms[k].st_size, name.substr(kGuard.size()), true});
       }
     }
   }

@@ -7,6 +7,8 @@
 //                     beta == 1 launches nothing); beta == 0 never reads C.
 //   linear_forward:   out[R, OC] = inp[R, C] W[OC, C]^T + bias   sgemm_kernel<false, true>, the bias added in
 //                                                                  its epilogue (acc + bias, as the CPU's beta = 1)
+//   (at Precision::kBf16 the three products of the linear layer run on gemm_bf16_kernel instead:
+//    gemm_bf16.cuh, operands rounded to bf16, tensor cores, fp32 sums; the bias is still fp32)
 //   linear_backward:  dinp (= or +=) dout W                       sgemm_kernel<false, false> (beta 0 or 1)
 //                     dweight += dout^T inp                        sgemm_kernel<true, false>, beta = 1
 //                     dbias += column sums of dout                 column_sum_add_kernel
@@ -15,6 +17,7 @@
 // the 8 partials in warp order and adds the sum into dbias[c]. Every order is fixed: no atomics, the same
 // bits on every run.
 #include "cuda_check.cuh"
+#include "gemm_bf16.cuh"
 #include "launch.cuh"
 #include "tile_gemm.cuh"
 
@@ -73,23 +76,38 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
 }
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
-                    int64_t OC) {
+                    int64_t OC, Precision precision) {
   require();
-  tile::sgemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, "sgemm_kernel (linear out = inp W^T + b)",
-                           kDefaultStream, bias);
+  if (precision == Precision::kBf16)
+    bf16gemm::gemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC,
+                                "gemm_bf16_kernel (linear out = inp W^T + b)", kDefaultStream, bias);
+  else
+    tile::sgemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC,
+                             "sgemm_kernel (linear out = inp W^T + b)", kDefaultStream, bias);
   finish(kDefaultStream);
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput) {
+                     const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput, Precision precision) {
   require();
   const cudaStream_t stream = kDefaultStream;
-  if (dinp != nullptr)
-    tile::sgemm<false, false>(R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C,
-                              "sgemm_kernel (linear dinp = dout W)", stream);
-  if (dweight != nullptr && R > 0)
-    tile::sgemm<true, false>(OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C,
-                             "sgemm_kernel (linear dweight += dout^T inp)", stream);
+  const bool bf16 = precision == Precision::kBf16;
+  if (dinp != nullptr) {
+    if (bf16)
+      bf16gemm::gemm<false, false>(R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C,
+                                   "gemm_bf16_kernel (linear dinp = dout W)", stream);
+    else
+      tile::sgemm<false, false>(R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C,
+                                "sgemm_kernel (linear dinp = dout W)", stream);
+  }
+  if (dweight != nullptr && R > 0) {
+    if (bf16)
+      bf16gemm::gemm<true, false>(OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C,
+                                  "gemm_bf16_kernel (linear dweight += dout^T inp)", stream);
+    else
+      tile::sgemm<true, false>(OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C,
+                               "sgemm_kernel (linear dweight += dout^T inp)", stream);
+  }
   if (dbias != nullptr && R > 0 && OC > 0)
     launch("column_sum_add_kernel", column_sum_add_kernel, dim3(static_cast<unsigned>((OC + 31) / 32)), kSumWarps * 32,
            0, stream, dbias, dout, R, OC);

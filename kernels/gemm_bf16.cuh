@@ -2,9 +2,9 @@
 // bfloat16 (round to nearest even) as they are staged, multiplied on the tensor cores through the WMMA
 // API (so the host emulator runs it too), and accumulated in fp32.
 //
-// Formula: C = alpha op(A) op(B) + beta C, row-major, with the same operand conventions as tile::sgemm
-// (kernels/tile_gemm.cuh): op(A) [M, K], op(B) [K, N], transA: A stored [K, M], transB: B stored [N, K];
-// beta == 0 never reads C. Rounding each input to bf16 (8 significant bits) makes the result differ from
+// Formula: C = alpha op(A) op(B) + bias + beta C (bias per column, optional), row-major, with the same operand
+// conventions as tile::sgemm (kernels/tile_gemm.cuh): op(A) [M, K], op(B) [K, N], transA: A stored [K, M], transB: B
+// stored [N, K]; beta == 0 never reads C. Rounding each input to bf16 (8 significant bits) makes the result differ from
 // fp32 by ~2^-8 relative per product; the sum itself is fp32.
 // Tiling: a block of 128 threads (4 warps) computes a 64 x 64 tile of C; warp w owns the 32 x 32 quarter
 // (w / 2, w % 2) as 2 x 2 wmma m16n16k16 accumulators. K advances 32 at a time: the block stages op(A)
@@ -38,7 +38,8 @@ struct Smem {
 template <bool kTransA, bool kTransB>
 __global__ void __launch_bounds__(kThreads)
     gemm_bf16_kernel(int64_t M, int64_t N, int64_t K, float alpha, const float* __restrict__ A, int64_t lda,
-                     const float* __restrict__ B, int64_t ldb, float beta, float* __restrict__ C, int64_t ldc) {
+                     const float* __restrict__ B, int64_t ldb, float beta, float* __restrict__ C, int64_t ldc,
+                     const float* __restrict__ bias) {
   using namespace nvcuda;
   __shared__ __align__(32) Smem sm;
   const int tid = static_cast<int>(threadIdx.x), warp = tid / 32;
@@ -83,21 +84,22 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t r = m0 + i, c = n0 + j;
     if (r >= M || c >= N) continue;
     float* dst = C + r * ldc + c;
-    const float v = alpha * sm.Cs[i][j];
+    const float v = alpha * sm.Cs[i][j] + (bias != nullptr ? bias[c] : 0.0f);
     *dst = beta == 0.0f ? v : fmaf(beta, *dst, v);
   }
 }
 
-// Launches gemm_bf16_kernel on `stream` (arguments as tile::sgemm; `what` names the product in errors).
+// Launches gemm_bf16_kernel on `stream` (arguments as tile::sgemm; `what` names the product in errors;
+// `bias`, when given, is added per column of C in the epilogue).
 template <bool kTransA, bool kTransB>
 void gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-          float beta, float* C, int64_t ldc, const char* what, cudaStream_t stream) {
+          float beta, float* C, int64_t ldc, const char* what, cudaStream_t stream, const float* bias = nullptr) {
   const int64_t gx = (M + kTile - 1) / kTile, gy = (N + kTile - 1) / kTile;
   if (gy > 65535)
     throw CudaError(std::string("launch of ") + what + ": " + std::to_string(N) +
                     " output columns exceed the grid limit");
   launch(what, gemm_bf16_kernel<kTransA, kTransB>, dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), kThreads,
-         0, stream, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+         0, stream, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
 }
 
 }  // namespace simcsepp::cuda::bf16gemm

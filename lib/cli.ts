@@ -15,7 +15,8 @@ Usage:
   simcsepp encode --model DIR [--file FILE] [sentences...] [--format json|f32] [--normalize]
       One JSON array per sentence and line, or raw little-endian float32 with --format f32.
       eval and encode: files are UTF-8, lines ending in \\n or \\r\\n; --pooling, --normalize and --max-len
-      default to the model's sentence-transformers settings (max_seq_length, else 128).
+      default to the model's sentence-transformers settings (max_seq_length, else 128);
+      --device auto|cpu|cuda, --precision auto|fp32|bf16 (auto: bf16 products on CUDA, fp32 on the CPU).
   simcsepp bench losses [--sizes 64,512,4096,65536] [--dim 768] [--device auto|cpu|cuda|all]
                         [--seconds 3] [--json]
       Fused off-dropout InfoNCE (forward + backward) against an unfused path of separate ops.
@@ -23,6 +24,9 @@ Usage:
       CPU SGEMM GFLOP/s at BERT shapes, next to the system BLAS when one is installed.
   simcsepp bench encode [--models mini,base] [--sentences 256] [--batch-size 32] [--json]
       SentenceEncoder sentences/s, length-sorted batching against input-order batching.
+  simcsepp bench step [--model base] [--batch-sizes 64,512] [--seq-len 32] [--steps 5]
+                      [--device auto|cpu|cuda|all] [--json]
+      One SimCSE++ training step: steps/s, sentences/s, model TFLOP/s and utilisation, memory.
   simcsepp info         Build and device information.
   simcsepp --help
 `

@@ -7,6 +7,12 @@ import { fileURLToPath } from 'node:url'
 
 export type DeviceName = 'cpu' | 'cuda'
 
+/**
+ * Precision of the linear layers' matrix products: 'fp32', or 'bf16' (operands rounded to bfloat16,
+ * products and sums in fp32, as the tensor cores compute; the CPU rounds the same way). native/ops/precision.h.
+ */
+export type Precision = 'fp32' | 'bf16'
+
 export interface NativeTensor {
   readonly shape: number[]
   readonly device: DeviceName
@@ -140,7 +146,7 @@ export interface Addon {
     mean: NativeTensor,
     rstd: NativeTensor,
   ): void
-  linearForward(out: NativeTensor, inp: NativeTensor, weight: NativeTensor, bias: NativeTensor | null): void
+  linearForward(out: NativeTensor, inp: NativeTensor, weight: NativeTensor, bias: NativeTensor | null, precision: Precision): void
   linearBackward(
     dinp: NativeTensor | null,
     dweight: NativeTensor,
@@ -149,6 +155,7 @@ export interface Addon {
     inp: NativeTensor,
     weight: NativeTensor,
     accumulateInput: boolean,
+    precision: Precision,
   ): void
   geluForward(out: NativeTensor, inp: NativeTensor): void
   geluBackward(dinp: NativeTensor, inp: NativeTensor, dout: NativeTensor): void

@@ -5,7 +5,7 @@
 // activation gradients (dinp, dq, ...) are overwritten unless an `accumulate` flag says otherwise.
 // Sizes come from the tensors' shapes; the addon checks every size and names a bad argument.
 // On 'cuda' tensors an op runs its kernel; one without a kernel yet (backendOps('cuda')) throws.
-import { addon } from './native.js'
+import { addon, type Precision } from './native.js'
 import { type Tensor, nativeOf } from './tensor.js'
 
 /** A dropout site: Philox(seed, offset) masks, per element index of the tensor viewed as [rows, cols]. */
@@ -95,12 +95,21 @@ export function layerNormBackward(
   )
 }
 
-/** out[R, OC] = inp[R, C]·weightᵀ + bias, weight in torch layout [OC, C]; bias may be null. */
-export function linearForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null): void {
-  addon.linearForward(nativeOf(out, 'out'), nativeOf(inp, 'inp'), nativeOf(weight, 'weight'), bias === null ? null : nativeOf(bias, 'bias'))
+/**
+ * out[R, OC] = inp[R, C]·weightᵀ + bias, weight in torch layout [OC, C]; bias may be null. The product at
+ * `precision` ('bf16': operands rounded to bfloat16, fp32 sums; see Precision).
+ */
+export function linearForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, precision: Precision = 'fp32'): void {
+  addon.linearForward(
+    nativeOf(out, 'out'),
+    nativeOf(inp, 'inp'),
+    nativeOf(weight, 'weight'),
+    bias === null ? null : nativeOf(bias, 'bias'),
+    precision,
+  )
 }
 
-/** dinp (= or, with accumulateInput, +=) dout·weight; dweight += doutᵀ·inp; dbias += Σ_rows dout (dinp, dbias may be null). */
+/** dinp (= or, with accumulateInput, +=) dout·weight; dweight += doutᵀ·inp; dbias += Σ_rows dout (dinp, dbias may be null); products at `precision`. */
 export function linearBackward(
   dinp: Tensor | null,
   dweight: Tensor,
@@ -109,6 +118,7 @@ export function linearBackward(
   inp: Tensor,
   weight: Tensor,
   accumulateInput = false,
+  precision: Precision = 'fp32',
 ): void {
   addon.linearBackward(
     dinp === null ? null : nativeOf(dinp, 'dinp'),
@@ -118,6 +128,7 @@ export function linearBackward(
     nativeOf(inp, 'inp'),
     nativeOf(weight, 'weight'),
     accumulateInput,
+    precision,
   )
 }
 

@@ -168,6 +168,14 @@ Device arg_device_name(const Napi::CallbackInfo& info, size_t index, const char*
             std::string("Expected ") + name + " to be 'cpu' or 'cuda' but received " + describe(info[index]));
 }
 
+Precision arg_precision(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  const std::string s = info[index].IsString() ? info[index].As<Napi::String>().Utf8Value() : "";
+  if (s == "fp32") return Precision::kFp32;
+  if (s == "bf16") return Precision::kBf16;
+  throw_arg(info.Env(),
+            std::string("Expected ") + name + " to be 'fp32' or 'bf16' but received " + describe(info[index]));
+}
+
 Device arg_device(const Napi::CallbackInfo& info, size_t index, const char* name) {
   const Device d = arg_device_name(info, index, name);
   if (d == Device::kCuda) {

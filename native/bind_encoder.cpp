@@ -5,8 +5,8 @@
 //   embeddingBackward(dword|null, dpos|null, dtype|null, dout, ids, posIds, typeIds)
 //   layerNormForward(out, mean, rstd, inp, weight, bias, eps)
 //   layerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd)
-//   linearForward(out, inp, weight, bias|null)
-//   linearBackward(dinp|null, dweight, dbias|null, dout, inp, weight, accumulateInput)
+//   linearForward(out, inp, weight, bias|null, precision)        precision: 'fp32' | 'bf16'
+//   linearBackward(dinp|null, dweight, dbias|null, dout, inp, weight, accumulateInput, precision)
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
 //   add(out, a, b)                    addInplace(dst, src)
@@ -179,9 +179,11 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   const int64_t R = inp->numel() / C;
   expect_rows(env, out, "out", R * OC, OC);
   if (bias) expect_shape(env, bias, "bias", {OC});
+  const Precision precision = arg_precision(info, 4, "precision");
   LinearForwardFn* linear_forward = ts.entry(&Backend::linear_forward);
-  return guarded_void(
-      env, [&] { linear_forward(out->data(), inp->data(), weight->data(), bias ? bias->data() : nullptr, R, C, OC); });
+  return guarded_void(env, [&] {
+    linear_forward(out->data(), inp->data(), weight->data(), bias ? bias->data() : nullptr, R, C, OC, precision);
+  });
 }
 
 Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
@@ -204,10 +206,11 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   if (dbias) expect_shape(env, dbias, "dbias", {OC});
   expect_rows(env, dout, "dout", R * OC, OC);
   const bool accumulateInput = arg_bool(info, 6, "accumulateInput");
+  const Precision precision = arg_precision(info, 7, "precision");
   LinearBackwardFn* linear_backward = ts.entry(&Backend::linear_backward);
   return guarded_void(env, [&] {
     linear_backward(dinp ? dinp->data() : nullptr, dweight->data(), dbias ? dbias->data() : nullptr, dout->data(),
-                    inp->data(), weight->data(), R, C, OC, accumulateInput);
+                    inp->data(), weight->data(), R, C, OC, accumulateInput, precision);
   });
 }
 

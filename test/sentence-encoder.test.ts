@@ -171,8 +171,10 @@ t.test('devices', async (t) => {
 t.test('device choice when CUDA is available but the encoder ops cannot run there (mocked cudaStatus)', async (t) => {
   const dir = await modelDir()
   const native = await import('../lib/native.js')
+  // A usable device (mocked) whose backend lacks an encoder op (mocked: every op has a kernel now).
   const { EmbeddingEngine } = await t.mockImport<typeof EngineModule>('../lib/embed/engine.js', {
     '../lib/native.js': { addon: { ...native.addon, cudaStatus: () => ({ compiled: true, available: true, device: 'mock' }) } },
+    '../lib/model/cuda-support.js': { encoderCudaBlocker: () => 'no CUDA kernels yet for linear_forward' },
   })
   if (native.addon.cudaStatus().available) {
     t.pass('a real CUDA device is here: the devices test covers it')

@@ -24,7 +24,7 @@ inline float bf16_bits_to_float(uint16_t b) {
 }  // namespace cuemu
 
 struct __nv_bfloat16 {
-  uint16_t bits = 0;
+  uint16_t bits;  // no initialiser: trivially constructible, as the toolkit type (so it may be __shared__)
   __nv_bfloat16() = default;
   __nv_bfloat16(float f) : bits(::cuemu::float_to_bf16_bits(f)) {}
   operator float() const { return ::cuemu::bf16_bits_to_float(bits); }

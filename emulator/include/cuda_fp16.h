@@ -50,7 +50,7 @@ inline float half_bits_to_float(uint16_t h) {
 }  // namespace cuemu
 
 struct __half {
-  uint16_t bits = 0;
+  uint16_t bits;  // no initialiser: trivially constructible, as the toolkit type (so it may be __shared__)
   __half() = default;
   __half(float f) : bits(::cuemu::float_to_half_bits(f)) {}
   operator float() const { return ::cuemu::half_bits_to_float(bits); }

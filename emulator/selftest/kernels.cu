@@ -164,3 +164,17 @@ __global__ void wmma_load_tile(const __half* A, float* C) {
 }
 
 }  // namespace cuemu_selftest
+
+namespace cuemu_selftest {
+
+// A __shared__ variable whose type has a constructor: CUDA rejects or ignores the initialisation.
+struct WithInit {
+  float v;
+  WithInit() { v = 1.0f; }
+};
+__global__ void shared_with_constructor(float* out) {
+  __shared__ WithInit s[4];
+  out[threadIdx.x] = s[threadIdx.x % 4].v;
+}
+
+}  // namespace cuemu_selftest

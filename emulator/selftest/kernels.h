@@ -20,5 +20,6 @@ void wmma_gemm_half(const __half* A, const __half* B, float* C);
 void wmma_gemm_tf32(const float* A, const float* B, float* C);
 void wmma_half_warp(const __half* A, float* C);
 void wmma_load_tile(const __half* A, float* C);
+void shared_with_constructor(float* out);
 
 }  // namespace cuemu_selftest

@@ -221,6 +221,13 @@ int main() {
                     static_cast<void*>(dF), static_cast<void*>(dG), static_cast<void*>(dH)})
       cudaFree(p);
   }
+  {
+    float* out = device(std::vector<float>(32, 0.0f));
+    expect_fault("a __shared__ variable with a constructor reported",
+                 run("shared_with_constructor", shared_with_constructor, 1, 32, out),
+                 {"__shared__ s has a constructor", "dynamic initialisation"});
+    cudaFree(out);
+  }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

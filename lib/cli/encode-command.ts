@@ -4,12 +4,14 @@ import { SentenceFile } from '../data/sentences.js'
 import { SentenceEncoder } from '../embed/sentence-encoder.js'
 import { evaluateStsFiles } from '../eval/sts.js'
 import { DEVICE_REQUESTS } from '../device.js'
+import { PRECISION_REQUESTS } from '../model/precision.js'
 import { num, oneOf, UsageError } from './args.js'
 import { stsTable } from './tables.js'
 
 const encoderFlags = {
   model: { type: 'string' },
   device: { type: 'string' },
+  precision: { type: 'string' },
   pooling: { type: 'string' },
   normalize: { type: 'boolean' },
   'max-len': { type: 'string' },
@@ -21,6 +23,7 @@ async function loadEncoder(v: Record<string, string | boolean | string[] | undef
   const maxLength = num('max-len', v['max-len'] as string | undefined, { int: true, min: 3 })
   const enc = await SentenceEncoder.load(v.model as string, {
     device: oneOf('device', v.device as string | undefined, DEVICE_REQUESTS),
+    precision: oneOf('precision', v.precision as string | undefined, PRECISION_REQUESTS),
     pooling: oneOf('pooling', v.pooling as string | undefined, ['cls', 'mean'] as const),
     normalize: v.normalize as boolean | undefined,
     maxLength,

@@ -5,6 +5,7 @@ import { train, type TrainOptions } from '../train/train.js'
 import { OBJECTIVES } from '../train/objective.js'
 import { OPTION_RANGES as R } from '../train/options.js'
 import { DEVICE_REQUESTS } from '../device.js'
+import { PRECISION_REQUESTS } from '../model/precision.js'
 import { num, oneOf, UsageError } from './args.js'
 import { demoCommand } from './demo-command.js'
 import { TrainingDisplay } from './train-display.js'
@@ -19,6 +20,7 @@ export const trainUsage = `simcsepp train [options]
               --dcl-weight 0.1  --dcl-temperature 5  --dropout P
   Recipe      --batch-size 64 --max-len 32 --lr 3e-5 --epochs 1 [--steps N] --warmup 0 --weight-decay 0
               --grad-clip 1 --seed 42 --device auto|cpu|cuda
+              --precision auto|fp32|bf16 (auto: bf16 tensor-core products on CUDA, fp32 on the CPU)
   Pooling     --pooling cls|mean (cls: CLS + MLP in training, CLS at evaluation, as SimCSE)
   Evaluation  --eval-file FILE (repeatable; STS-B, SICK or an STS12-16 folder)  --eval-every 125 (0: off)
   Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR | --overwrite (start over in DIR)
@@ -48,6 +50,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       'grad-clip': { type: 'string' },
       seed: { type: 'string' },
       device: { type: 'string' },
+      precision: { type: 'string' },
       'eval-file': { type: 'string', multiple: true },
       'eval-every': { type: 'string' },
       out: { type: 'string' },
@@ -96,6 +99,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     gradClip: num('grad-clip', values['grad-clip'], R.gradClip),
     seed: num('seed', values.seed, R.seed),
     device: oneOf('device', values.device, DEVICE_REQUESTS),
+    precision: oneOf('precision', values.precision, PRECISION_REQUESTS),
     evalFiles: values['eval-file'],
     evalEvery: num('eval-every', values['eval-every'], R.evalEvery),
     out: values.out ?? 'simcsepp-out',

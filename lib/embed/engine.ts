@@ -3,7 +3,8 @@
 import { positionOffset } from '../model/config.js'
 import { BertModel, type Pooling } from '../model/bert.js'
 import { Tokenizer } from '../tokenizer.js'
-import { addon } from '../native.js'
+import { addon, type Precision } from '../native.js'
+import { effectivePrecision } from '../model/precision.js'
 import { encoderCudaBlocker } from '../model/cuda-support.js'
 import { resolveDevice, type DeviceRequest } from '../device.js'
 import { normalizeRows } from '../util/vectors.js'
@@ -38,11 +39,12 @@ export class EmbeddingEngine {
     return c.maxPositionEmbeddings - positionOffset(c)
   }
 
-  static async load(dir: string, request: DeviceRequest): Promise<EmbeddingEngine> {
+  static async load(dir: string, request: DeviceRequest, precision: Precision | 'auto' = 'auto'): Promise<EmbeddingEngine> {
     const tokenizer = await Tokenizer.load(dir)
     const policy = { who: 'SentenceEncoder', needs: { what: 'the encoder', cudaBlocker: () => encoderCudaBlocker() } }
     const { device, note } = resolveDevice(request, policy, addon.cudaStatus())
-    return new EmbeddingEngine(await BertModel.load(dir, { device }), tokenizer, device, note)
+    const model = await BertModel.load(dir, { device, precision: effectivePrecision(precision, device) })
+    return new EmbeddingEngine(model, tokenizer, device, note)
   }
 
   /** Token ids of each sentence, truncated to maxLength, packed without padding. */

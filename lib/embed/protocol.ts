@@ -1,10 +1,12 @@
 // Messages between a SentenceEncoder (main side) and its worker thread (worker.ts).
 import type { Pooling } from '../model/bert.js'
 import type { DeviceRequest } from '../device.js'
+import type { Precision } from '../native.js'
 
 export interface InitData {
   dir: string
   device: DeviceRequest
+  precision: Precision | 'auto'
 }
 
 export interface RunOptions {
@@ -22,7 +24,7 @@ export type ToWorker = { type: 'encode'; id: number; sentences: string[]; last: 
 
 /** Worker -> main. */
 export type FromWorker =
-  | { type: 'ready'; dimension: number; device: 'cpu' | 'cuda'; note?: string }
+  | { type: 'ready'; dimension: number; device: 'cpu' | 'cuda'; precision: Precision; note?: string }
   | { type: 'load-error'; message: string }
   | { type: 'batch'; id: number; indices: Int32Array; vectors: Float32Array }
   | { type: 'done'; id: number }

@@ -14,6 +14,8 @@ import type { Pooling } from '../model/bert.js'
 import { readSentenceTransformersConfig } from './sentence-transformers-config.js'
 import type { FromWorker, RunOptions, ToWorker } from './protocol.js'
 import { DEVICE_REQUESTS, type DeviceRequest } from '../device.js'
+import { PRECISION_REQUESTS, type PrecisionRequest } from '../model/precision.js'
+import type { Precision } from '../native.js'
 import { cosineSimilarity } from '../util/vectors.js'
 
 export type { Pooling } from '../model/bert.js'
@@ -22,7 +24,7 @@ export type EncoderDevice = DeviceRequest
 export interface SentenceEncoderOptions {
   /**
    * 'auto' (default): CUDA when a device is available and can run the encoder, else the CPU.
-   * 'cuda' throws when it cannot be used (the encoder ops are CPU-only for now).
+   * 'cuda' throws when it cannot be used.
    */
   device?: EncoderDevice
   /** Sentence vector: the [CLS] state or the mean over real tokens. Default: 1_Pooling/config.json's mode, else 'cls'. */
@@ -36,6 +38,11 @@ export interface SentenceEncoderOptions {
   maxLength?: number
   /** Default batch size of encode(). Default 32. */
   batchSize?: number
+  /**
+   * Precision of the linear layers' products: 'auto' (default: bf16 on CUDA, fp32 on the CPU), 'fp32'
+   * (vectors as the CPU computes them, within 1e-4), or 'bf16' (operands rounded to bfloat16).
+   */
+  precision?: PrecisionRequest
 }
 
 /** Options of one encode() call. */
@@ -117,6 +124,8 @@ export class SentenceEncoder {
     readonly dimension: number,
     /** Where the model runs. */
     readonly device: 'cpu' | 'cuda',
+    /** Precision of the linear layers' products ('auto' resolved). */
+    readonly precision: Precision,
     readonly pooling: Pooling,
     readonly normalize: boolean,
     /** Tokens per sentence: the maxLength option, else the directory's max_seq_length, else 128; at most the model's positions. */
@@ -138,9 +147,11 @@ export class SentenceEncoder {
     if (typeof dir !== 'string' || !dir)
       fail(`load: expected a model directory path, got ${typeof dir === 'string' ? 'an empty string' : typeof dir}`)
     if (options === null || typeof options !== 'object') fail('load: options must be an object')
-    rejectUnknown('load', options, ['device', 'pooling', 'normalize', 'maxLength', 'batchSize'])
+    rejectUnknown('load', options, ['device', 'pooling', 'normalize', 'maxLength', 'batchSize', 'precision'])
     const device = options.device ?? 'auto'
     if (!DEVICE_REQUESTS.includes(device)) fail(`load: device must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(device)}`)
+    const precision = options.precision ?? 'auto'
+    if (!PRECISION_REQUESTS.includes(precision)) fail(`load: precision must be 'auto', 'fp32' or 'bf16', got ${JSON.stringify(precision)}`)
     if (options.pooling !== undefined && options.pooling !== 'cls' && options.pooling !== 'mean') {
       fail(`load: pooling must be 'cls' or 'mean', got ${JSON.stringify(options.pooling)}`)
     }
@@ -180,7 +191,7 @@ export class SentenceEncoder {
 
     const entry = workerEntry()
     const worker = new Worker(entry.file, {
-      workerData: { dir: abs, device },
+      workerData: { dir: abs, device, precision },
       ...(entry.execArgv ? { execArgv: entry.execArgv } : {}),
     })
     const ready = await new Promise<Extract<FromWorker, { type: 'ready' }>>((res, rej) => {
@@ -209,6 +220,7 @@ export class SentenceEncoder {
       abs,
       ready.dimension,
       ready.device,
+      ready.precision,
       pooling,
       normalize,
       maxLength,

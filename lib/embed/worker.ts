@@ -55,11 +55,11 @@ port.on('message', (m: ToWorker) => {
 })
 
 const init = workerData as InitData
-EmbeddingEngine.load(init.dir, init.device).then(
+EmbeddingEngine.load(init.dir, init.device, init.precision).then(
   (e) => {
     if (closing) return e.dispose()
     engine = e
-    send({ type: 'ready', dimension: e.dimension, device: e.device, note: e.note })
+    send({ type: 'ready', dimension: e.dimension, device: e.device, precision: e.model.precision, note: e.note })
   },
   (err) => send({ type: 'load-error', message: (err as Error).message ?? String(err) }),
 )

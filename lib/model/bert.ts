@@ -15,7 +15,7 @@ import { namedConfig, parseHfConfig, positionOffset, readHfConfig, toHfConfig, t
 import { matchCheckpoint, parameterSpecs } from './names.js'
 import { readSafetensors, writeSafetensors } from '../safetensors.js'
 import { Tensor, type Device } from '../tensor.js'
-import { addon } from '../native.js'
+import { addon, type Precision } from '../native.js'
 import * as ops from '../ops.js'
 import { ActivationArena, type Activations } from './activations.js'
 import { initialiseParameters } from './init.js'
@@ -40,6 +40,11 @@ export interface ModelOptions {
   mlp?: boolean
   /** Seed for the initialisation of anything the checkpoint lacks (and of create()). Default 0. */
   seed?: number
+  /**
+   * Precision of the linear layers' matrix products: 'fp32' (default), or 'bf16' (operands rounded to
+   * bfloat16, fp32 sums: tensor cores on CUDA). Parameters, activations and all other math stay fp32.
+   */
+  precision?: Precision
 }
 
 export type Pooling = 'cls' | 'mean'
@@ -79,6 +84,8 @@ export class BertModel {
     readonly layout: ParamLayout,
     readonly device: Device,
     flat: Float32Array,
+    /** Precision of the linear layers' products (ModelOptions.precision). */
+    readonly precision: Precision,
   ) {
     this.params = Tensor.from(flat, [layout.total], device)
     this.views = viewsByName(this.params, layout)
@@ -93,7 +100,7 @@ export class BertModel {
     const layout = paramLayout(c, { mlp: options.mlp })
     const flat = new Float32Array(layout.total)
     initialiseParameters(flat, layout, c, options.seed ?? 0)
-    return new BertModel(c, layout, options.device ?? 'cpu', flat)
+    return new BertModel(c, layout, options.device ?? 'cpu', flat, checkPrecision(options.precision))
   }
 
   /** Loads a Hugging Face directory: config.json and model.safetensors (BertModel or RobertaModel names). */
@@ -129,7 +136,7 @@ export class BertModel {
         if (t && t.data.length === e.size) flat.set(requireFinite(file, name, t.data), e.offset)
       }
     }
-    return new BertModel(config, layout, options.device ?? 'cpu', flat)
+    return new BertModel(config, layout, options.device ?? 'cpu', flat, checkPrecision(options.precision))
   }
 
   /** Whether dispose() was called; every other method then throws. */
@@ -203,7 +210,7 @@ export class BertModel {
     const { acts, input } = this.run(batch, opts)
     this.pool(acts, input.attentionMask, opts.pooling)
     if (mlp) {
-      ops.linearForward(acts.z, acts.pooled, this.p.mlp!.weight, this.p.mlp!.bias)
+      ops.linearForward(acts.z, acts.pooled, this.p.mlp!.weight, this.p.mlp!.bias, this.precision)
       ops.tanhForward(acts.z, acts.z)
     }
     this.saved = { batch: input, acts, options: opts }
@@ -233,6 +240,7 @@ export class BertModel {
         acts.pooled,
         P.mlp!.weight,
         false,
+        this.precision,
       )
       dPooled = acts.gTmp.view(0, [acts.B, c.hiddenSize])
     }
@@ -248,9 +256,18 @@ export class BertModel {
       // Output LayerNorm, FFN-output dropout, output.dense, GELU, intermediate.dense.
       ops.layerNormBackward(acts.gRes, gp.outputNorm.weight, gp.outputNorm.bias, acts.gH, a.res2, p.outputNorm.weight, a.mean2, a.rstd2)
       this.dropoutBackward(acts.gTmp, acts.gRes, options, this.site(l, 2), c.hiddenDropoutProb, acts.B)
-      ops.linearBackward(acts.gI, gp.output.weight, gp.output.bias, acts.gTmp, a.interAct, p.output.weight, false)
+      ops.linearBackward(acts.gI, gp.output.weight, gp.output.bias, acts.gTmp, a.interAct, p.output.weight, false, this.precision)
       ops.geluBackward(acts.gI2, a.inter, acts.gI)
-      ops.linearBackward(acts.gH, gp.intermediate.weight, gp.intermediate.bias, acts.gI2, a.h1, p.intermediate.weight, false)
+      ops.linearBackward(
+        acts.gH,
+        gp.intermediate.weight,
+        gp.intermediate.bias,
+        acts.gI2,
+        a.h1,
+        p.intermediate.weight,
+        false,
+        this.precision,
+      )
       ops.addInplace(acts.gH, acts.gRes) // residual around the FFN
       // Attention-output LayerNorm, its dropout, output.dense, attention, the q/k/v projections.
       ops.layerNormBackward(
@@ -272,6 +289,7 @@ export class BertModel {
         a.ctx,
         p.attentionOutput.weight,
         false,
+        this.precision,
       )
       ops.attentionBackward(
         acts.gQ,
@@ -287,9 +305,9 @@ export class BertModel {
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),
       )
       const flat = (t: Tensor) => t.view(0, [acts.B * acts.T, c.hiddenSize])
-      ops.linearBackward(acts.gH, gp.query.weight, gp.query.bias, flat(acts.gQ), x, p.query.weight, false)
-      ops.linearBackward(acts.gH, gp.key.weight, gp.key.bias, flat(acts.gK), x, p.key.weight, true)
-      ops.linearBackward(acts.gH, gp.value.weight, gp.value.bias, flat(acts.gV), x, p.value.weight, true)
+      ops.linearBackward(acts.gH, gp.query.weight, gp.query.bias, flat(acts.gQ), x, p.query.weight, false, this.precision)
+      ops.linearBackward(acts.gH, gp.key.weight, gp.key.bias, flat(acts.gK), x, p.key.weight, true, this.precision)
+      ops.linearBackward(acts.gH, gp.value.weight, gp.value.bias, flat(acts.gV), x, p.value.weight, true, this.precision)
       ops.addInplace(acts.gH, acts.gRes) // residual around attention
     }
     // Embeddings: dropout, LayerNorm, the three tables.
@@ -436,9 +454,9 @@ export class BertModel {
       const w = P.layers[l]
       const x = l === 0 ? acts.embOut : acts.layers[l - 1].h2
       const flat = (t: Tensor) => t.view(0, [B * T, H])
-      ops.linearForward(flat(a.q), x, w.query.weight, w.query.bias)
-      ops.linearForward(flat(a.k), x, w.key.weight, w.key.bias)
-      ops.linearForward(flat(a.v), x, w.value.weight, w.value.bias)
+      ops.linearForward(flat(a.q), x, w.query.weight, w.query.bias, this.precision)
+      ops.linearForward(flat(a.k), x, w.key.weight, w.key.bias, this.precision)
+      ops.linearForward(flat(a.v), x, w.value.weight, w.value.bias, this.precision)
       ops.attentionForward(
         a.ctx.view(0, [B, T, H]),
         a.probs,
@@ -449,19 +467,26 @@ export class BertModel {
         c.numAttentionHeads,
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),
       )
-      ops.linearForward(a.res1, a.ctx, w.attentionOutput.weight, w.attentionOutput.bias)
+      ops.linearForward(a.res1, a.ctx, w.attentionOutput.weight, w.attentionOutput.bias, this.precision)
       this.dropoutForward(a.res1, options, this.site(l, 1), c.hiddenDropoutProb, B)
       ops.addInplace(a.res1, x)
       ops.layerNormForward(a.h1, a.mean1, a.rstd1, a.res1, w.attentionNorm.weight, w.attentionNorm.bias, c.layerNormEps)
-      ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias)
+      ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias, this.precision)
       ops.geluForward(a.interAct, a.inter)
-      ops.linearForward(a.res2, a.interAct, w.output.weight, w.output.bias)
+      ops.linearForward(a.res2, a.interAct, w.output.weight, w.output.bias, this.precision)
       this.dropoutForward(a.res2, options, this.site(l, 2), c.hiddenDropoutProb, B)
       ops.addInplace(a.res2, a.h1)
       ops.layerNormForward(a.h2, a.mean2, a.rstd2, a.res2, w.outputNorm.weight, w.outputNorm.bias, c.layerNormEps)
     }
     return { acts, input }
   }
+}
+
+/** The precision option, validated ('fp32' when absent). */
+function checkPrecision(p: Precision | undefined): Precision {
+  if (p === undefined) return 'fp32'
+  if (p !== 'fp32' && p !== 'bf16') throw new TypeError(`BertModel: precision must be 'fp32' or 'bf16' (got ${String(p)})`)
+  return p
 }
 
 /** `data` after checking that every value is finite: a NaN or Infinity in a checkpoint is corruption. */

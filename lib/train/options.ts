@@ -2,6 +2,8 @@
 // errors), and the ones a resumed run must share with the run it continues.
 import type { BertConfig, NamedConfig } from '../model/config.js'
 import { DEVICE_REQUESTS, type DeviceRequest } from '../device.js'
+import type { Precision } from '../native.js'
+import { PRECISION_REQUESTS } from '../model/precision.js'
 import { inRange, rangeMessage, type NumberRange } from '../util/number-range.js'
 import { OBJECTIVES, type Objective } from './objective.js'
 
@@ -32,6 +34,11 @@ export interface TrainOptions {
   gradClip?: number
   seed?: number
   device?: DeviceRequest
+  /**
+   * Precision of the encoder's linear-layer products: 'bf16' (tensor cores; fp32 master weights, AdamW
+   * moments, LayerNorm, softmax and losses), 'fp32', or 'auto' (default): bf16 on CUDA, fp32 on the CPU.
+   */
+  precision?: Precision | 'auto'
   /** STS files (STS-B, SICK, STS12–16) evaluated every evalEvery steps; the first selects the best model. */
   evalFiles?: string[]
   evalEvery?: number
@@ -68,6 +75,7 @@ const DEFAULTS = {
   gradClip: 1,
   seed: 42,
   device: 'auto' as const,
+  precision: 'auto' as Precision | 'auto',
   evalEvery: 125,
   saveEvery: 250,
   vocabSize: 8000,
@@ -159,5 +167,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   }
   if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)
   if (!DEVICE_REQUESTS.includes(r.device)) throw new TypeError(`train: device must be auto, cpu or cuda (got ${r.device})`)
+  if (!PRECISION_REQUESTS.includes(r.precision))
+    throw new TypeError(`train: precision must be auto, fp32 or bf16 (got ${String(r.precision)})`)
   return r
 }

@@ -8,6 +8,7 @@ import { namedConfig, positionOffset, type BertConfig } from '../model/config.js
 import { encoderCudaBlocker } from '../model/cuda-support.js'
 import { Tokenizer } from '../tokenizer.js'
 import type { Device } from '../tensor.js'
+import { effectivePrecision } from '../model/precision.js'
 import type { SentenceFile } from '../data/sentences.js'
 import type { ResolvedTrainOptions } from './options.js'
 import type { LoadedCheckpoint } from './checkpoint.js'
@@ -73,10 +74,11 @@ export async function loadTokenizer(
 /** The model with its MLP head: from a pretrained directory or a named config; dropout overridden if asked. */
 export async function createModel(o: ResolvedTrainOptions, tokenizer: Tokenizer, device: Device): Promise<BertModel> {
   let model: BertModel
-  if (o.model) model = await BertModel.load(o.model, { device, mlp: true, seed: o.seed })
+  const precision = effectivePrecision(o.precision, device)
+  if (o.model) model = await BertModel.load(o.model, { device, mlp: true, seed: o.seed, precision })
   else {
     const base = typeof o.config === 'object' ? o.config : namedConfig(o.config ?? 'mini', tokenizer.vocabSize)
-    model = BertModel.create(base, { device, mlp: true, seed: o.seed })
+    model = BertModel.create(base, { device, mlp: true, seed: o.seed, precision })
   }
   if (model.config.vocabSize < tokenizer.vocabSize) {
     model.dispose()

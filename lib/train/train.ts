@@ -70,6 +70,7 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
   const run = await RunDir.open(out, startStep)
   await run.writeArgs({
     ...o,
+    precision: model.precision,
     batchSize: batch,
     ...(batch < o.batchSize ? { batchSizeRequested: o.batchSize } : {}),
     totalSteps,

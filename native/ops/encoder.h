@@ -10,6 +10,8 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/precision.h"
+
 namespace simcsepp {
 
 // out[r] = word[ids[r]] + pos[posIds[r]] + type[typeIds[r]]   (r < BT; rows of H floats)
@@ -29,13 +31,15 @@ using LayerNormForwardFn = void(float* out, float* mean, float* rstd, const floa
 using LayerNormBackwardFn = void(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                                  const float* weight, const float* mean, const float* rstd, int64_t R, int64_t C);
 
-// out[R, OC] = inp[R, C] · weight[OC, C]^T + bias[OC]   (bias may be null)
+// out[R, OC] = inp[R, C] · weight[OC, C]^T + bias[OC]   (bias may be null; products at `precision`)
 using LinearForwardFn = void(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
-                             int64_t OC);
+                             int64_t OC, Precision precision);
 // dinp (= or, with accumulateInput, +=) dout · weight   (dinp may be null to skip it)
-// dweight += dout^T · inp;  dbias += column sums of dout (dbias may be null)
+// dweight += dout^T · inp;  dbias += column sums of dout (dbias may be null; always fp32)
+// The two products at `precision` (ops/precision.h).
 using LinearBackwardFn = void(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                              const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput);
+                              const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput,
+                              Precision precision);
 
 // out = x * 0.5 * (1 + erf(x / sqrt(2)))   (exact GELU)
 using GeluForwardFn = void(float* out, const float* inp, int64_t n);

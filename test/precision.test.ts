@@ -1,0 +1,190 @@
+// bf16 precision of the linear layers (native/ops/precision.h): the CPU rounds each operand to bfloat16
+// and multiplies in fp32, exactly the function the CUDA tensor-core GEMM computes, so
+//   - CPU bf16 equals a float64 product of the rounded operands (to fp32 summation error),
+//   - CUDA bf16 equals CPU bf16 as tightly as fp32 does (on a GPU or the emulator),
+//   - bf16 differs from fp32 by about the operands' rounding (2^-9 relative each), and a training run in
+//     bf16 follows the fp32 run's loss within the tolerance stated below.
+import t from 'tap'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { cudaStatus, Tensor, SentenceEncoder } from '../lib/index.js'
+import * as ops from '../lib/ops.js'
+import { BertModel } from '../lib/model/bert.js'
+import { namedConfig } from '../lib/model/config.js'
+import { train } from '../lib/train/train.js'
+import { buildVocab, writeVocab } from '../lib/train/vocab.js'
+import type { StepInfo } from '../lib/train/events.js'
+import { tempDir, WORDS, writeSentences } from './helpers/train-corpus.js'
+import { randn } from './helpers/parity.mjs'
+
+/** bfloat16 rounding (nearest, ties to even) in float64 arithmetic on the float32 bits. */
+function bf16(x: number): number {
+  const f = new Float32Array([x])
+  const u = new Uint32Array(f.buffer)
+  u[0] = (u[0] + 0x7fff + ((u[0] >>> 16) & 1)) & 0xffff0000
+  return f[0]
+}
+
+/** max |a - b| / max |b|. */
+function rel(a: Float32Array | Float64Array, b: Float32Array | Float64Array): number {
+  let num = 0,
+    den = 0
+  for (let i = 0; i < b.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]))
+    den = Math.max(den, Math.abs(b[i]))
+  }
+  return num / den
+}
+
+// A linear layer out[R, OC] = inp W^T + b in float64 from the given (possibly rounded) operands.
+function linearRef(inp: Float32Array, w: Float32Array, b: Float32Array, R: number, C: number, OC: number, round: (x: number) => number) {
+  const out = new Float64Array(R * OC)
+  for (let r = 0; r < R; r++)
+    for (let o = 0; o < OC; o++) {
+      let s = 0
+      for (let c = 0; c < C; c++) s += round(inp[r * C + c]) * round(w[o * C + c])
+      out[r * OC + o] = s + b[o]
+    }
+  return out
+}
+
+const [R, C, OC] = [37, 70, 45]
+
+t.test('CPU bf16 linear forward is the float64 product of bf16-rounded operands', async (t) => {
+  const x = randn(R * C, 1),
+    w = randn(OC * C, 2),
+    b = randn(OC, 3)
+  const out = Tensor.zeros([R, OC])
+  ops.linearForward(out, Tensor.from(x, [R, C]), Tensor.from(w, [OC, C]), Tensor.from(b, [OC]), 'bf16')
+  const got = out.toFloat32Array()
+  t.ok(rel(got, linearRef(x, w, b, R, C, OC, bf16)) < 1e-6, 'bf16 = product of rounded operands')
+  const fp32 = rel(
+    got,
+    linearRef(x, w, b, R, C, OC, (v) => v),
+  )
+  t.ok(fp32 > 1e-4 && fp32 < 2e-2, `and differs from the fp32 product by the rounding: ${fp32.toExponential(2)}`)
+  t.throws(
+    () => ops.linearForward(out, Tensor.from(x, [R, C]), Tensor.from(w, [OC, C]), null, 'fp16' as never),
+    /Expected precision to be 'fp32' or 'bf16' but received string "fp16"/,
+  )
+})
+
+t.test('CPU bf16 linear backward: products of rounded operands, the bias gradient in fp32', async (t) => {
+  const x = randn(R * C, 4),
+    w = randn(OC * C, 5),
+    g = randn(R * OC, 6)
+  const dinp = Tensor.zeros([R, C]),
+    dw = Tensor.zeros([OC, C]),
+    db = Tensor.zeros([OC])
+  ops.linearBackward(dinp, dw, db, Tensor.from(g, [R, OC]), Tensor.from(x, [R, C]), Tensor.from(w, [OC, C]), false, 'bf16')
+  const refDinp = new Float64Array(R * C),
+    refDw = new Float64Array(OC * C),
+    refDb = new Float64Array(OC)
+  for (let r = 0; r < R; r++)
+    for (let o = 0; o < OC; o++) {
+      const go = g[r * OC + o]
+      refDb[o] += go
+      for (let c = 0; c < C; c++) {
+        refDinp[r * C + c] += bf16(go) * bf16(w[o * C + c])
+        refDw[o * C + c] += bf16(go) * bf16(x[r * C + c])
+      }
+    }
+  t.ok(rel(dinp.toFloat32Array(), refDinp) < 1e-6, 'dinp')
+  t.ok(rel(dw.toFloat32Array(), refDw) < 1e-6, 'dweight')
+  t.ok(rel(db.toFloat32Array(), refDb) < 1e-6, 'dbias from the unrounded dout')
+})
+
+const status = cudaStatus()
+const noCuda = status.available ? false : `CUDA unavailable: ${status.reason}`
+t.test('CUDA bf16 linear (tensor-core GEMM) equals CPU bf16', { skip: noCuda }, async (t) => {
+  for (const [r, c, oc] of [
+    [1, 1, 1],
+    [R, C, OC],
+    [130, 64, 65],
+  ]) {
+    const x = randn(r * c, 7),
+      w = randn(oc * c, 8),
+      b = randn(oc, 9),
+      g = randn(r * oc, 10)
+    const run = (device: 'cpu' | 'cuda') => {
+      const T = (d: Float32Array, s: number[]) => Tensor.from(d, s, device)
+      const out = Tensor.zeros([r, oc], device),
+        dinp = T(randn(r * c, 11), [r, c]),
+        dw = T(randn(oc * c, 12), [oc, c]),
+        db = T(randn(oc, 13), [oc])
+      ops.linearForward(out, T(x, [r, c]), T(w, [oc, c]), T(b, [oc]), 'bf16')
+      ops.linearBackward(dinp, dw, db, T(g, [r, oc]), T(x, [r, c]), T(w, [oc, c]), true, 'bf16')
+      return [out, dinp, dw, db].map((v) => v.toFloat32Array())
+    }
+    const a = run('cuda'),
+      e = run('cpu')
+    ;['out', 'dinp (accumulated)', 'dweight', 'dbias'].forEach((name, i) => {
+      const d = rel(a[i], e[i])
+      t.ok(d < 1e-5, `[${r}, ${c}, ${oc}] ${name}: ${d.toExponential(2)}`)
+    })
+  }
+})
+
+const dir = tempDir('simcsepp-precision-')
+
+async function microModel(name: string): Promise<string> {
+  const out = join(dir, name)
+  mkdirSync(out, { recursive: true })
+  const vocab = buildVocab([WORDS.join(' ')], 64)
+  await writeVocab(join(out, 'vocab.txt'), vocab)
+  const model = BertModel.create(
+    { ...namedConfig('tiny', vocab.length), hiddenSize: 48, numAttentionHeads: 2, intermediateSize: 80, maxPositionEmbeddings: 40 },
+    { seed: 3 },
+  )
+  await model.save(out)
+  model.dispose()
+  return out
+}
+
+// Tolerance: bf16 rounds each operand to 8 significant bits (relative error at most 2^-9 ≈ 2e-3, about
+// 1e-3 on average, independent per term), so a D-term product moves by ~1e-3/√D relative and the loss,
+// a smooth function of the sentence vectors, by ~1e-3 or less per step. Both runs see the same batches and
+// dropout masks; 20 AdamW updates of lr 1e-3 carry that difference into the weights without amplifying it
+// beyond the same order. 1% is ten times that bound; this run measures 2e-5.
+t.test('20 bf16 training steps follow the fp32 loss within 1% (CPU: the CUDA bf16 function)', async (t) => {
+  const model = await microModel('micro')
+  const data = writeSentences(join(dir, 'data.txt'), 120)
+  const run = { model, data, steps: 20, batchSize: 6, maxLen: 10, evalEvery: 0, saveEvery: 0, seed: 5, lr: 1e-3, device: 'cpu' as const }
+  const losses = { fp32: [] as number[], bf16: [] as number[] }
+  for (const precision of ['fp32', 'bf16'] as const)
+    await train({ ...run, precision, out: join(dir, precision) }, { onStep: (s: StepInfo) => void losses[precision].push(s.loss) })
+  t.equal(losses.bf16.length, 20)
+  const last = losses.bf16.length - 1
+  const d = Math.abs(losses.bf16[last] - losses.fp32[last]) / losses.fp32[last]
+  t.ok(d < 0.01, `step 20 loss: bf16 ${losses.bf16[last].toFixed(5)} vs fp32 ${losses.fp32[last].toFixed(5)} (${(100 * d).toFixed(2)}%)`)
+  t.not(losses.bf16[last], losses.fp32[last], 'bf16 really computes something else')
+})
+
+t.test('SentenceEncoder precision: fp32 and bf16 on the CPU, auto = fp32 there; bad values refused', async (t) => {
+  const model = await microModel('encode')
+  const enc32 = await SentenceEncoder.load(model, { device: 'cpu', precision: 'fp32' })
+  const enc16 = await SentenceEncoder.load(model, { device: 'cpu', precision: 'bf16' })
+  const auto = await SentenceEncoder.load(model, { device: 'cpu' })
+  try {
+    t.equal(auto.precision, 'fp32')
+    t.equal(enc16.precision, 'bf16')
+    const [a, b, c] = await Promise.all([
+      enc32.encode('the cat sees a dog'),
+      enc16.encode('the cat sees a dog'),
+      auto.encode('the cat sees a dog'),
+    ])
+    t.same(Array.from(c), Array.from(a), 'auto on the CPU is fp32')
+    const d = rel(b, a)
+    t.ok(d > 1e-5 && d < 5e-2, `bf16 vectors differ from fp32 by the rounding: ${d.toExponential(2)}`)
+  } finally {
+    await Promise.all([enc32.close(), enc16.close(), auto.close()])
+  }
+  await t.rejects(
+    SentenceEncoder.load(model, { precision: 'fp16' as never }),
+    /load: precision must be 'auto', 'fp32' or 'bf16', got "fp16"/,
+  )
+  await t.rejects(
+    train({ model, data: 'x', out: join(dir, 'bad'), precision: 'half' as never }),
+    /train: precision must be auto, fp32 or bf16 \(got half\)/,
+  )
+})
