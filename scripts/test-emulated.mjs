@@ -18,6 +18,7 @@ const files = [
   'test/cuda-ops-gemm.test.ts',
   'test/cuda-ops-rowwise.test.ts',
   'test/cuda-encoder.test.ts',
+  'test/precision.test.ts',
 ].filter((f) => existsSync(join(root, f)))
 
 let passed = 0

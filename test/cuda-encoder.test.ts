@@ -3,16 +3,12 @@
 // Runs on a GPU and on the host emulator (npm run test:emulated); skipped, saying why, when CUDA is
 // unavailable or the CUDA backend still lacks an encoder op.
 import t from 'tap'
-import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { cudaStatus, SentenceEncoder } from '../lib/index.js'
-import { BertModel } from '../lib/model/bert.js'
-import { namedConfig, type BertConfig } from '../lib/model/config.js'
 import { encoderCudaBlocker } from '../lib/model/cuda-support.js'
 import { readSafetensors } from '../lib/safetensors.js'
 import { train } from '../lib/train/train.js'
-import { buildVocab, writeVocab } from '../lib/train/vocab.js'
-import { tempDir, WORDS, writeSentences } from './helpers/train-corpus.js'
+import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
 
 const status = cudaStatus()
 const blocker = status.available ? encoderCudaBlocker(true) : `CUDA unavailable: ${status.reason}`
@@ -20,27 +16,6 @@ const skip = blocker ?? false
 if (skip) console.log(`# skipping CUDA encoder tests: ${skip}`)
 
 const dir = tempDir('simcsepp-cuda-encoder-')
-
-// Small enough for the emulator (every thread a fiber, every access checked), yet with two layers,
-// two heads, and sizes that are not multiples of the kernels' tiles.
-async function microModel(name: string): Promise<string> {
-  const out = join(dir, name)
-  mkdirSync(out, { recursive: true })
-  const vocab = buildVocab([WORDS.join(' ')], 64)
-  await writeVocab(join(out, 'vocab.txt'), vocab)
-  const config: BertConfig = {
-    ...namedConfig('tiny', vocab.length),
-    hiddenSize: 48,
-    numAttentionHeads: 2,
-    intermediateSize: 80,
-    numHiddenLayers: 2,
-    maxPositionEmbeddings: 40,
-  }
-  const model = BertModel.create(config, { seed: 3 })
-  await model.save(out)
-  model.dispose()
-  return out
-}
 
 /** max |a - b| / max |b| over one tensor. */
 function relDiff(a: Float32Array, b: Float32Array): number {
@@ -54,7 +29,7 @@ function relDiff(a: Float32Array, b: Float32Array): number {
 }
 
 t.test('SentenceEncoder on CUDA returns the CPU vectors within 1e-4', { skip }, async (t) => {
-  const model = await microModel('micro-encode')
+  const model = await microModel(dir, 'micro-encode')
   const sentences = ['the cat sees a dog', 'a small red bird', 'the', 'tree river house likes the small dog bird']
   const cpu = await SentenceEncoder.load(model, { device: 'cpu', precision: 'fp32' })
   const gpu = await SentenceEncoder.load(model, { device: 'cuda', precision: 'fp32' })
@@ -74,7 +49,7 @@ t.test('SentenceEncoder on CUDA returns the CPU vectors within 1e-4', { skip }, 
 
 for (const precision of ['fp32', 'bf16'] as const)
   t.test(`3 training steps on CUDA end with the CPU weights (${precision}; fp32 within 1e-4, bf16 within 1e-3)`, { skip }, async (t) => {
-    const model = await microModel(`micro-train-${precision}`)
+    const model = await microModel(dir, `micro-train-${precision}`)
     const data = writeSentences(join(dir, `data-${precision}.txt`), 40)
     const run = { model, data, steps: 3, batchSize: 6, maxLen: 10, evalEvery: 0, saveEvery: 0, seed: 5, lr: 1e-3, precision }
     // bf16 on both devices: the CPU rounds the products' operands exactly as the tensor cores do. The

@@ -5,16 +5,12 @@
 //   - bf16 differs from fp32 by about the operands' rounding (2^-9 relative each), and a training run in
 //     bf16 follows the fp32 run's loss within the tolerance stated below.
 import t from 'tap'
-import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { cudaStatus, Tensor, SentenceEncoder } from '../lib/index.js'
 import * as ops from '../lib/ops.js'
-import { BertModel } from '../lib/model/bert.js'
-import { namedConfig } from '../lib/model/config.js'
 import { train } from '../lib/train/train.js'
-import { buildVocab, writeVocab } from '../lib/train/vocab.js'
 import type { StepInfo } from '../lib/train/events.js'
-import { tempDir, WORDS, writeSentences } from './helpers/train-corpus.js'
+import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
 import { randn } from './helpers/parity.mjs'
 
 /** bfloat16 rounding (nearest, ties to even) in float64 arithmetic on the float32 bits. */
@@ -127,27 +123,13 @@ t.test('CUDA bf16 linear (tensor-core GEMM) equals CPU bf16', { skip: noCuda }, 
 
 const dir = tempDir('simcsepp-precision-')
 
-async function microModel(name: string): Promise<string> {
-  const out = join(dir, name)
-  mkdirSync(out, { recursive: true })
-  const vocab = buildVocab([WORDS.join(' ')], 64)
-  await writeVocab(join(out, 'vocab.txt'), vocab)
-  const model = BertModel.create(
-    { ...namedConfig('tiny', vocab.length), hiddenSize: 48, numAttentionHeads: 2, intermediateSize: 80, maxPositionEmbeddings: 40 },
-    { seed: 3 },
-  )
-  await model.save(out)
-  model.dispose()
-  return out
-}
-
 // Tolerance: bf16 rounds each operand to 8 significant bits (relative error at most 2^-9 ≈ 2e-3, about
 // 1e-3 on average, independent per term), so a D-term product moves by ~1e-3/√D relative and the loss,
 // a smooth function of the sentence vectors, by ~1e-3 or less per step. Both runs see the same batches and
 // dropout masks; 20 AdamW updates of lr 1e-3 carry that difference into the weights without amplifying it
 // beyond the same order. 1% is ten times that bound; this run measures 2e-5.
 t.test('20 bf16 training steps follow the fp32 loss within 1% (CPU: the CUDA bf16 function)', async (t) => {
-  const model = await microModel('micro')
+  const model = await microModel(dir, 'micro')
   const data = writeSentences(join(dir, 'data.txt'), 120)
   const run = { model, data, steps: 20, batchSize: 6, maxLen: 10, evalEvery: 0, saveEvery: 0, seed: 5, lr: 1e-3, device: 'cpu' as const }
   const losses = { fp32: [] as number[], bf16: [] as number[] }
@@ -161,7 +143,7 @@ t.test('20 bf16 training steps follow the fp32 loss within 1% (CPU: the CUDA bf1
 })
 
 t.test('SentenceEncoder precision: fp32 and bf16 on the CPU, auto = fp32 there; bad values refused', async (t) => {
-  const model = await microModel('encode')
+  const model = await microModel(dir, 'encode')
   const enc32 = await SentenceEncoder.load(model, { device: 'cpu', precision: 'fp32' })
   const enc16 = await SentenceEncoder.load(model, { device: 'cpu', precision: 'bf16' })
   const auto = await SentenceEncoder.load(model, { device: 'cpu' })

@@ -37,3 +37,30 @@ export function runCli(args: string[]): { status: number | null; stderr: string 
   const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' })
   return { status: r.status, stderr: r.stderr }
 }
+
+/**
+ * A micro model saved into `dir/name` with a vocab.txt of WORDS: small enough for the CUDA emulator (every
+ * thread a fiber, every access checked), with two layers, two heads, and sizes that are not multiples of
+ * the kernels' tiles (hidden 48, intermediate 80). Returns the directory.
+ */
+export async function microModel(dir: string, name: string): Promise<string> {
+  const { mkdirSync } = await import('node:fs')
+  const { buildVocab, writeVocab } = await import('../../lib/train/vocab.js')
+  const { BertModel } = await import('../../lib/model/bert.js')
+  const { namedConfig } = await import('../../lib/model/config.js')
+  const out = join(dir, name)
+  mkdirSync(out, { recursive: true })
+  const vocab = buildVocab([WORDS.join(' ')], 64)
+  await writeVocab(join(out, 'vocab.txt'), vocab)
+  const config = {
+    ...namedConfig('tiny', vocab.length),
+    hiddenSize: 48,
+    numAttentionHeads: 2,
+    intermediateSize: 80,
+    maxPositionEmbeddings: 40,
+  }
+  const model = BertModel.create(config, { seed: 3 })
+  await model.save(out)
+  model.dispose()
+  return out
+}
