@@ -225,7 +225,7 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
          call.rows);
   tile::sgemm<false, false>(T, HS, T, 1.0f, pd != nullptr ? pd : probs, T, v, H, 0.0f, ctx, H,
                             "sgemm_kernel (attention ctx = Pd v)", kDefaultStream, nullptr, call.mix());
-  SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(kDefaultStream));
+  detail::end_op(kDefaultStream);
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
@@ -249,7 +249,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dctx, cons
                             nullptr, call.mix());
   tile::sgemm<true, false>(T, HS, T, scale, dS, T, q, H, 0.0f, dk, H, "sgemm_kernel (attention dk = dS^T q)", stream,
                            nullptr, call.mix());
-  SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(stream));
+  detail::end_op(stream);
 }
 
 }  // namespace simcsepp::cuda

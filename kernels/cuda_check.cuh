@@ -30,6 +30,17 @@ inline void check(cudaError_t e, const char* what) {
 
 namespace simcsepp::cuda::detail {
 
+// The end of an op entry point that returns nothing to the host. The ops run asynchronously on the
+// default stream: the host goes on issuing the next op while the GPU works, and anything that reads a
+// result (a copy to the host, a loss, the gradient norm) waits for it. SIMCSEPP_CUDA_SYNC=1 makes every
+// op wait for its kernels (like CUDA_LAUNCH_BLOCKING), so that a fault is reported by the op that
+// caused it rather than by a later one.
+void end_op(cudaStream_t stream);
+
+}  // namespace simcsepp::cuda::detail
+
+namespace simcsepp::cuda::detail {
+
 // Header at the start of every loss op's workspace, zeroed (one cudaMemsetAsync) before launch 1.
 struct DeviceHeader {
   double loss;  // sum of the per-row (or per-dimension) losses, accumulated with atomicAdd(double)

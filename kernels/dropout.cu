@@ -10,6 +10,7 @@
 
 #include "common/philox.h"
 #include "cuda_check.cuh"
+#include "host_args.cuh"
 #include "launch.cuh"
 
 namespace simcsepp::cuda {
@@ -81,26 +82,16 @@ void launch_dropout(const DropoutArgs& a, cudaStream_t stream) {
 
 }  // namespace
 
-// The op entry point: keepRows arrives as a host pointer (one byte per row, backend.h); it is tiny, so it
-// is copied to the device for the call. Returns once the result is written.
+// The op entry point: keepRows arrives as a host pointer (one byte per row, backend.h); it is copied
+// into the host-argument buffer (host_args.cuh), so the call allocates nothing once warm.
 void dropout(const DropoutArgs& a) {
   require();
   if (a.rows * a.cols <= 0) return;
   DropoutArgs dev = a;
-  void* keep = nullptr;
-  try {
-    if (a.keepRows != nullptr) {
-      keep = malloc_device(static_cast<size_t>(a.rows));
-      copy_to_device(keep, a.keepRows, static_cast<size_t>(a.rows));
-      dev.keepRows = static_cast<const uint8_t*>(keep);
-    }
-    launch_dropout(dev, kDefaultStream);
-    SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(kDefaultStream));
-  } catch (...) {
-    free_device(keep);
-    throw;
-  }
-  free_device(keep);
+  detail::HostArgs args(kDefaultStream);
+  dev.keepRows = args.to_device(a.keepRows, a.rows, detail::kSlotKeepRows);
+  launch_dropout(dev, kDefaultStream);
+  detail::end_op(kDefaultStream);
 }
 
 }  // namespace simcsepp::cuda

@@ -1,7 +1,9 @@
 // The CUDA backend's entry points, declared through the op set's signatures (native/ops/*.h), so the
 // compiler checks each definition against the op set; kernels/backend.cu puts them in the CUDA table.
-// Device pointers (except the host-side index arrays and keepRows); each returns once its outputs are
-// written and throws CudaError on a CUDA failure.
+// Device pointers (except the host-side index arrays and keepRows). The ops that return a value to the
+// host (the losses, the gradient norm) wait for it; the others only issue their kernels on the default
+// stream and return (cuda_check.cuh's end_op; SIMCSEPP_CUDA_SYNC=1 makes them wait). Each throws
+// CudaError on a CUDA failure.
 #pragma once
 #include "backend.h"
 

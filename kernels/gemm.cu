@@ -58,7 +58,7 @@ void launch_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, flo
     tile::sgemm<false, false>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, what, stream);
 }
 
-void finish(cudaStream_t stream) { SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(stream)); }
+void finish(cudaStream_t stream) { detail::end_op(stream); }
 
 }  // namespace
 

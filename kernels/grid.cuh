@@ -20,8 +20,8 @@ inline unsigned grid_blocks(int64_t work, int threads, int64_t cap = 4096) {
 constexpr int64_t kMaxGridY = 65535;
 inline unsigned grid_y(int64_t work) { return static_cast<unsigned>(std::clamp<int64_t>(work, 1, kMaxGridY)); }
 
-// The op entry points return once their outputs are written (entry_points.cuh).
-inline void finish_op() { SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(kDefaultStream)); }
+// The end of an op entry point (cuda_check.cuh's end_op: asynchronous unless SIMCSEPP_CUDA_SYNC=1).
+inline void finish_op() { end_op(kDefaultStream); }
 
 constexpr int kMapThreads = 256;
 
@@ -32,7 +32,7 @@ __global__ void __launch_bounds__(kMapThreads) map_kernel(Op op, int64_t n) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) op(i);
 }
 
-// Runs map_kernel with `op` over [0, n) (256 threads a block, at most 4096 blocks); returns once done.
+// Runs map_kernel with `op` over [0, n) (256 threads a block, at most 4096 blocks) on the default stream.
 template <class Op>
 void run_map(const char* what, const Op& op, int64_t n) {
   require();

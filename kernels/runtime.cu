@@ -1,6 +1,7 @@
 // The CUDA runtime glue declared in native/cuda_api.h: a one-time device probe (status), checked memory
 // management and copies, and the shared op workspace. No kernels live here.
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "cuda_check.cuh"
@@ -191,6 +192,14 @@ HostArgBuffers& host_arg_buffers() {
   return *b;
 }
 }  // namespace
+
+void end_op(cudaStream_t stream) {
+  static const bool sync = [] {
+    const char* v = std::getenv("SIMCSEPP_CUDA_SYNC");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  if (sync) SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
 
 HostArgs::HostArgs(cudaStream_t stream) : lock_(host_arg_buffers().mu), stream_(stream) {}
 
