@@ -3,26 +3,17 @@
 // steps, and the built command line.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-export const WORDS = ['the', 'a', 'cat', 'dog', 'bird', 'sees', 'likes', 'red', 'small', 'house', 'tree', 'river']
+export { WORDS, writeSentences } from './sentences.mjs'
 
 /** A fresh temporary directory, removed at the end of the test file. */
 export function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   return dir
-}
-
-/** Writes `count` sentences of 4 to 9 of WORDS (a seeded LCG) to `path`; returns the path. */
-export function writeSentences(path: string, count: number, seed = 11): string {
-  let s = seed
-  const rnd = (n: number) => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) % n
-  const lines = Array.from({ length: count }, () => Array.from({ length: 4 + rnd(6) }, () => WORDS[rnd(WORDS.length)]).join(' '))
-  writeFileSync(path, lines.join('\n') + '\n')
-  return path
 }
 
 /** train() options for a tiny model, a few steps, a checkpoint every step (add data and out). */
