@@ -5,26 +5,42 @@
 //   node scripts/gpu-check.mjs [--budget-seconds 420] [--large] [--no-bench] [--dist DIR]
 //
 // 1. prints cudaStatus();
-// 2. the CUDA-vs-CPU parity checks of test/cuda.test.ts with the same tolerances: the losses
-//    simcse, simcse+hard, offDropout, dcl, simcse++ for N in {1, 7, 64, 1000, 4096} x D in {1, 128, 768}
-//    plus N = 65,536 at D = 1 (and D = 128, 768 with --large); the unfused benchmark baseline for
-//    N in {1, 7, 64, 1000} x D in {1, 128, 768}; dropout bit-equality; tensor round trips.
-//    One line per check, then the failures again and `N passed, N failed`;
-// 3. the loss benchmark (dist/bench/losses.js, its table from dist/cli/tables.js) for N in {64, 512, 4096, 65536} at D = 768 on cuda (and
+// 2. the CUDA-vs-CPU parity checks of test/cuda.test.ts with the same tolerances (test/helpers/parity.mjs):
+//    the losses simcse, simcse+hard, offDropout, dcl, simcse++ for N in {1, 7, 64, 1000, 4096} x
+//    D in {1, 128, 768} plus N = 65,536 at D = 1 (and D = 128, 768 with --large); the unfused benchmark
+//    baseline for N in {1, 7, 64, 1000} x D in {1, 128, 768}; dropout bit-equality; tensor round trips.
+//    On the host emulator (an addon built with SIMCSEPP_CUDA=emulate) the EMULATED_SHAPES instead;
+// 3. every encoder op against the CPU, the tables of test/cuda-ops-gemm.test.ts and
+//    test/cuda-ops-rowwise.test.ts (test/helpers/encoder-parity.mjs, same shapes, inputs and tolerances):
+//    sgemm (every transpose, alpha, beta), linear forward/backward, attention forward/backward with masks
+//    and dropout (its mask element for element), embedding, layer norm, GELU, tanh, add, CLS/mean pooling
+//    forward/backward, AdamW, gradSumSquares, scale, and bit-identical reruns of the reductions; then the
+//    worst error per op;
+// 4. the encoder end to end, as test/cuda-encoder.test.ts (test/helpers/encoder-e2e.mjs): SentenceEncoder
+//    vectors of a small random model on CUDA within 1e-4 of the CPU's, and 3 fp32 training steps on CUDA
+//    ending with the CPU's weights within 1e-4 (the attention key biases, whose exact gradient is 0,
+//    within 2·steps·lr); skipped, saying why, when the CUDA backend lacks an encoder op or dist/ cannot
+//    load the tokenizer (the `tokenizers` package);
+//    Sections 2-4 print one PASS/FAIL/SKIP line per check (per case of a table), then the failures again
+//    and `N passed, N failed` at the end;
+// 5. the loss benchmark (dist/bench/losses.js, its table from dist/cli/tables.js) for N in {64, 512, 4096, 65536} at D = 768 on cuda (and
 //    cpu for N <= 4096); the JSON goes to $OUT/bench-losses.json when OUT is set (the full log to
 //    $OUT/gpu-check.log);
-// 4. one SimCSE++ training step of BERT-base at B = 64 and 512, T = 32 on CUDA (bench step) once every
+// 6. one SimCSE++ training step of BERT-base at B = 64 and 512, T = 32 on CUDA (bench step) once every
 //    encoder op has a CUDA kernel, and the PyTorch step of scripts/bench/torch_step.py when torch is
 //    importable, with the ratios; JSON to $OUT/bench-step.json.
 // Everything runs under --budget-seconds (default 420, so it ends inside a 10-minute device call): a
-// check whose estimated time exceeds what is left is reported as SKIP; the benchmark keeps a reserve.
+// check whose estimated time exceeds what is left is reported as SKIP; the benchmark keeps a reserve, and
+// the loss checks leave min(30 s, 10% of the budget) to the encoder checks.
 // Exit code: 0 when nothing failed (also when CUDA is unavailable: it says so and runs only the CPU
 // benchmark), 1 when a check failed, 2 when dist/ or the addon could not be loaded.
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import {
   DROPOUT_SHAPES,
+  EMULATED_SHAPES,
   GRAD_TOLERANCE,
   LOSS_CASES,
   UNFUSED_SHAPES,
@@ -39,6 +55,8 @@ import {
   relErr,
   runUnfused,
 } from '../test/helpers/parity.mjs'
+import { GEMM_CASES, ROWWISE_CASES, WorstErrors } from '../test/helpers/encoder-parity.mjs'
+import { encodeChecks, trainChecks } from '../test/helpers/encoder-e2e.mjs'
 
 const t0 = performance.now()
 const argv = process.argv.slice(2)
@@ -81,7 +99,9 @@ try {
   try {
     index = await mod('index.js')
   } catch (e) {
-    log(`note: dist/index.js could not be loaded (${e.message.split('\n')[0]}); using dist/tensor.js, losses.js, dropout.js, native.js`)
+    log(
+      `note: dist/index.js could not be loaded (${e.message.split('\n')[0]}); using dist/tensor.js, losses.js, dropout.js, ops.js, native.js`,
+    )
   }
   const native = await mod('native.js')
   api = {
@@ -91,13 +111,14 @@ try {
     cudaStatus: index?.cudaStatus ?? (() => native.addon.cudaStatus()),
     addon: native.addon,
     nativeOf: (await mod('tensor.js')).nativeOf,
+    ops: await mod('ops.js'),
   }
 } catch (e) {
   log(`FAIL loading simcsepp from ${distDir}: ${e.message}`)
   log('0 passed, 1 failed')
   process.exit(2)
 }
-const { Tensor, losses, dropout, cudaStatus, addon, nativeOf } = api
+const { Tensor, losses, dropout, cudaStatus, addon, nativeOf, ops } = api
 
 // SIMCSEPP_GPU_CHECK_FAKE=cpu: exercise this script's CUDA code paths on a CPU-only machine (every
 // 'cuda' tensor is a CPU tensor, so the checks compare CPU with CPU). For testing the script only.
@@ -124,15 +145,29 @@ function skip(line) {
   skipped++
   log(`SKIP ${line}`)
 }
-// Runs one check; an exception is a failure with its message.
+// Runs one check, fn returning [ok, detail] (or a promise of it, which check then returns); an exception
+// is a failure with its message.
 function check(name, fn) {
   const s = performance.now()
+  const done = ([ok, detail]) => report(ok, `${name}: ${detail} (${((performance.now() - s) / 1000).toFixed(2)} s)`)
+  const threw = (e) => report(false, `${name}: threw ${e.message.split('\n')[0]}`)
   try {
-    const [ok, detail] = fn()
-    report(ok, `${name}: ${detail} (${((performance.now() - s) / 1000).toFixed(2)} s)`)
+    const r = fn()
+    if (r instanceof Promise) return r.then(done, threw)
+    done(r)
   } catch (e) {
-    report(false, `${name}: threw ${e.message.split('\n')[0]}`)
+    threw(e)
   }
+}
+// [ok, detail] of a list of { ok, message } checks (test/helpers/encoder-*.mjs): the failing messages, or
+// how many passed and the largest error measured.
+function summarize(checks) {
+  const bad = checks.filter((c) => !c.ok)
+  if (bad.length) return [false, bad.map((c) => c.message).join('; ')]
+  const measured = checks.map((c) => c.measure).filter((m) => m && Number.isFinite(m.value))
+  const top = measured.reduce((a, m) => (a && a.value >= m.value ? a : m), null)
+  const count = `${checks.length} check${checks.length === 1 ? '' : 's'}`
+  return [checks.length > 0, `${count}${top ? `, largest ${fmt(top.value)} ${top.unit}` : ''}`]
 }
 const fmt = (x) => (Number.isFinite(x) ? x.toExponential(2) : String(x))
 
@@ -155,6 +190,9 @@ function estimator() {
 const rate = { parity: estimator(), unfused: estimator() }
 const benchReserve = runBench ? Math.min(120, budget * 0.3) : 0
 const parityLeft = () => left() - benchReserve
+// The loss checks leave time for the encoder checks after them (seconds on a GPU: their CPU references are small).
+const encoderReserve = Math.min(30, budget * 0.1)
+const lossLeft = () => parityLeft() - encoderReserve
 
 // ---------------------------------------------------------------------------------------------
 // Parity checks.
@@ -164,11 +202,14 @@ if (!status.available) {
     `CUDA is unavailable on this machine (${status.reason ?? 'no reason given'}): the CUDA-vs-CPU checks are skipped; running only the CPU benchmark.`,
   )
 } else {
-  for (const [n, d] of lossShapes(large)) {
+  // The host emulator runs every thread as a fiber: the tests' emulator shapes, not the GPU's.
+  const emulated = status.emulated === true
+  if (emulated) log('the CUDA device is the host emulator: the loss, unfused and dropout checks run at EMULATED_SHAPES')
+  for (const [n, d] of emulated ? EMULATED_SHAPES.loss : lossShapes(large)) {
     const est = rate.parity.estimate(n, d)
-    if (est > parityLeft()) {
+    if (est > lossLeft()) {
       for (const c of LOSS_CASES)
-        skip(`${c.name} N=${n} D=${d}: estimated ${est.toFixed(0)} s, ${Math.max(0, parityLeft()).toFixed(0)} s left`)
+        skip(`${c.name} N=${n} D=${d}: estimated ${est.toFixed(0)} s, ${Math.max(0, lossLeft()).toFixed(0)} s left`)
       continue
     }
     const s = performance.now()
@@ -191,10 +232,10 @@ if (!status.available) {
   }
 
   // The benchmark's unfused baseline: CUDA (kernels/infonce_unfused.cu) against CPU.
-  for (const [n, d] of UNFUSED_SHAPES) {
+  for (const [n, d] of emulated ? EMULATED_SHAPES.unfused : UNFUSED_SHAPES) {
     const est = rate.unfused.estimate(n, d)
-    if (est > parityLeft()) {
-      skip(`unfused N=${n} D=${d}: estimated ${est.toFixed(0)} s, ${Math.max(0, parityLeft()).toFixed(0)} s left`)
+    if (est > lossLeft()) {
+      skip(`unfused N=${n} D=${d}: estimated ${est.toFixed(0)} s, ${Math.max(0, lossLeft()).toFixed(0)} s left`)
       continue
     }
     const s = performance.now()
@@ -216,7 +257,7 @@ if (!status.available) {
     rate.unfused.learn(n, d, (performance.now() - s) / 1000)
   }
 
-  for (const [rows, cols] of DROPOUT_SHAPES) {
+  for (const [rows, cols] of emulated ? EMULATED_SHAPES.dropout : DROPOUT_SHAPES) {
     check(`dropout [${rows}, ${cols}] bit-equal`, () => {
       const x = randn(rows * cols, rows)
       const opts = dropoutOptions(rows)
@@ -243,6 +284,71 @@ if (!status.available) {
       }
       return [false, 'did not throw']
     })
+
+  // Encoder ops: every case of the tables, one line each. A case's CPU reference is small (at most a few
+  // 1e7 multiply-adds); its time is estimated as 0.05 s plus its work at the slowest rate seen so far
+  // (seconds per unit of work, learned from cases of at least 1e5 units; 1e-8 before the first).
+  const opLib = { Tensor, ops, addon, nativeOf }
+  const worst = new WorstErrors()
+  let opRate = 0
+  for (const c of [...GEMM_CASES, ...ROWWISE_CASES]) {
+    const est = 0.05 + (opRate || 1e-8) * c.work
+    if (est > parityLeft()) {
+      skip(`${c.name}: estimated ${est.toFixed(1)} s, ${Math.max(0, parityLeft()).toFixed(0)} s left`)
+      continue
+    }
+    const s = performance.now()
+    check(c.name, () => {
+      const checks = c.run(opLib, GPU)
+      for (const k of checks) worst.record(k)
+      return summarize(checks)
+    })
+    if (c.work >= 1e5) opRate = Math.max(opRate, (performance.now() - s) / 1000 / c.work)
+  }
+  for (const line of worst.lines()) log(`  worst ${line}`)
+
+  // The encoder end to end, on a small random model in a scratch directory (SentenceEncoder and train()
+  // need the tokenizer, so dist/index.js's modules must load here). For skipping: encoding takes at most
+  // ~10 s; training, which runs both devices' steps, ~10 times what encoding took (30 s if it did not run).
+  let encodeSeconds = null
+  const e2e = [
+    { name: 'encoder end to end: SentenceEncoder vectors', estimate: () => 10, training: false, run: encodeChecks },
+    ...['fp32', 'bf16'].map((precision) => ({
+      name: `encoder end to end: 3 ${precision} training steps`,
+      estimate: () => (encodeSeconds === null ? 30 : 5 + 10 * encodeSeconds),
+      training: true,
+      run: (lib, dir, device) => trainChecks(lib, dir, device, /** @type {'fp32' | 'bf16'} */ (precision)),
+    })),
+  ]
+  let e2eLib = null
+  let e2eBlocker = null
+  let cudaSupport = null
+  try {
+    const [vocab, index] = [await mod('train/vocab.js'), await mod('index.js')]
+    e2eLib = { ...index, buildVocab: vocab.buildVocab, writeVocab: vocab.writeVocab }
+    cudaSupport = await mod('model/cuda-support.js')
+  } catch (e) {
+    const why = e.message.split('\n')[0]
+    // Without the tokenizers package (not carried) the end-to-end checks cannot run; anything else is a fault.
+    if (/tokenizers/.test(why)) e2eBlocker = `dist/index.js cannot load the tokenizers package (${why})`
+    else {
+      report(false, `encoder end to end: loading dist/index.js, train/vocab.js, model/cuda-support.js: ${why}`)
+      e2eBlocker = 'dist/ did not load'
+    }
+  }
+  for (const { name, estimate, training, run } of e2e) {
+    const blocker = e2eBlocker ?? (fake ? null : cudaSupport.encoderCudaBlocker(training))
+    const est = estimate()
+    if (blocker) skip(`${name}: ${blocker}`)
+    else if (est > parityLeft()) skip(`${name}: estimated ${est.toFixed(0)} s, ${Math.max(0, parityLeft()).toFixed(0)} s left`)
+    else {
+      const dir = mkdtempSync(join(tmpdir(), 'simcsepp-gpu-check-'))
+      const s = performance.now()
+      await check(name, async () => summarize(await run(e2eLib, dir, GPU)))
+      if (!training) encodeSeconds = (performance.now() - s) / 1000
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,26 +3,17 @@
 // steps, and the built command line.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-export const WORDS = ['the', 'a', 'cat', 'dog', 'bird', 'sees', 'likes', 'red', 'small', 'house', 'tree', 'river']
+export { WORDS, writeSentences } from './sentences.mjs'
 
 /** A fresh temporary directory, removed at the end of the test file. */
 export function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   return dir
-}
-
-/** Writes `count` sentences of 4 to 9 of WORDS (a seeded LCG) to `path`; returns the path. */
-export function writeSentences(path: string, count: number, seed = 11): string {
-  let s = seed
-  const rnd = (n: number) => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) % n
-  const lines = Array.from({ length: count }, () => Array.from({ length: 4 + rnd(6) }, () => WORDS[rnd(WORDS.length)]).join(' '))
-  writeFileSync(path, lines.join('\n') + '\n')
-  return path
 }
 
 /** train() options for a tiny model, a few steps, a checkpoint every step (add data and out). */
@@ -38,29 +29,14 @@ export function runCli(args: string[]): { status: number | null; stderr: string 
   return { status: r.status, stderr: r.stderr }
 }
 
-/**
- * A micro model saved into `dir/name` with a vocab.txt of WORDS: small enough for the CUDA emulator (every
- * thread a fiber, every access checked), with two layers, two heads, and sizes that are not multiples of
- * the kernels' tiles (hidden 48, intermediate 80). Returns the directory.
- */
+/** A micro model saved into `dir/name` (helpers/encoder-e2e.mjs's, built with lib/). Returns the directory. */
 export async function microModel(dir: string, name: string): Promise<string> {
-  const { mkdirSync } = await import('node:fs')
-  const { buildVocab, writeVocab } = await import('../../lib/train/vocab.js')
-  const { BertModel } = await import('../../lib/model/bert.js')
-  const { namedConfig } = await import('../../lib/model/config.js')
-  const out = join(dir, name)
-  mkdirSync(out, { recursive: true })
-  const vocab = buildVocab([WORDS.join(' ')], 64)
-  await writeVocab(join(out, 'vocab.txt'), vocab)
-  const config = {
-    ...namedConfig('tiny', vocab.length),
-    hiddenSize: 48,
-    numAttentionHeads: 2,
-    intermediateSize: 80,
-    maxPositionEmbeddings: 40,
-  }
-  const model = BertModel.create(config, { seed: 3 })
-  await model.save(out)
-  model.dispose()
-  return out
+  const [{ microModel: build }, { BertModel }, { namedConfig }, { buildVocab, writeVocab }] = await Promise.all([
+    import('./encoder-e2e.mjs'),
+    import('../../lib/model/bert.js'),
+    import('../../lib/model/config.js'),
+    import('../../lib/train/vocab.js'),
+  ])
+  const lib = { BertModel, namedConfig, buildVocab, writeVocab } as Parameters<typeof build>[0]
+  return build(lib, dir, name)
 }

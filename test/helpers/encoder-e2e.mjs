@@ -1,0 +1,143 @@
+// The encoder on the device under test against the CPU backend, end to end: SentenceEncoder vectors, and a
+// micro model trained 3 steps from the same seed (same data order and dropout masks) ending with the same
+// weights. Shared by test/cuda-encoder.test.ts (tap, lib/) and scripts/gpu-check.mjs (plain node, dist/):
+// plain JavaScript with JSDoc types, written against an injected `lib`. Each check is { ok, message }.
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { maxErr } from './encoder-parity.mjs'
+import { WORDS, writeSentences } from './sentences.mjs'
+
+/**
+ * @typedef {'cpu' | 'cuda'} Device
+ * @typedef {import('./encoder-parity.mjs').Check} Check
+ * @typedef {{
+ *   BertModel: typeof import('../../lib/model/bert.js').BertModel,
+ *   namedConfig: typeof import('../../lib/model/config.js').namedConfig,
+ *   buildVocab: typeof import('../../lib/train/vocab.js').buildVocab,
+ *   writeVocab: typeof import('../../lib/train/vocab.js').writeVocab,
+ *   SentenceEncoder: typeof import('../../lib/embed/sentence-encoder.js').SentenceEncoder,
+ *   train: typeof import('../../lib/train/train.js').train,
+ *   readSafetensors: typeof import('../../lib/safetensors.js').readSafetensors,
+ * }} E2eLib what the checks run: lib/ in the tests, dist/ in gpu-check
+ */
+
+/** Both checks compare with max|a − b| / max|b| below this in fp32. */
+export const E2E_TOL = 1e-4
+
+/**
+ * The tolerance at `precision`. bf16 is looser although both backends round the products' operands the
+ * same way: an operand whose fp32 value differs by one ulp between them (summation order) can round to
+ * the neighbouring bf16 value, a 2^-8 step, so rare elements differ more (measured 1.6e-4 after 3 steps).
+ * @param {'fp32' | 'bf16'} precision
+ */
+export const e2eTolerance = (precision) => (precision === 'fp32' ? E2E_TOL : 1e-3)
+
+/** max|a − b| / max|b| over one tensor. */
+const relDiff = (/** @type {Float32Array} */ a, /** @type {Float32Array} */ b) => maxErr(a, b, 1e-30)
+
+/**
+ * Writes a random micro model to `dir/name` and returns its path. Small enough for the emulator (every
+ * thread a fiber, every access checked), yet with two layers, two heads, and sizes that are not multiples
+ * of the kernels' tiles.
+ * @param {E2eLib} lib
+ * @param {string} dir
+ * @param {string} name
+ */
+export async function microModel(lib, dir, name) {
+  const out = join(dir, name)
+  mkdirSync(out, { recursive: true })
+  const vocab = lib.buildVocab([WORDS.join(' ')], 64)
+  await lib.writeVocab(join(out, 'vocab.txt'), vocab)
+  const config = {
+    ...lib.namedConfig('tiny', vocab.length),
+    hiddenSize: 48,
+    numAttentionHeads: 2,
+    intermediateSize: 80,
+    numHiddenLayers: 2,
+    maxPositionEmbeddings: 40,
+  }
+  const model = lib.BertModel.create(config, { seed: 3 })
+  await model.save(out)
+  model.dispose()
+  return out
+}
+
+const SENTENCES = ['the cat sees a dog', 'a small red bird', 'the', 'tree river house likes the small dog bird']
+
+/**
+ * SentenceEncoder vectors of a micro model on `device` against 'cpu', within E2E_TOL per sentence (fp32
+ * on both: 'auto' would be bf16 on CUDA).
+ * @param {E2eLib} lib
+ * @param {string} dir a scratch directory
+ * @param {Device} device
+ * @returns {Promise<Check[]>}
+ */
+export async function encodeChecks(lib, dir, device) {
+  const model = await microModel(lib, dir, 'micro-encode')
+  const cpu = await lib.SentenceEncoder.load(model, { device: 'cpu', precision: 'fp32' })
+  try {
+    const gpu = await lib.SentenceEncoder.load(model, { device, precision: 'fp32' })
+    try {
+      /** @type {Check[]} */
+      const checks = [{ ok: gpu.device === device, message: `the encoder runs on ${gpu.device}, asked ${device}` }]
+      const a = await gpu.encode(SENTENCES)
+      const b = await cpu.encode(SENTENCES)
+      for (let i = 0; i < SENTENCES.length; i++) {
+        const d = relDiff(a[i], b[i])
+        checks.push({
+          ok: d < E2E_TOL,
+          message: `sentence ${i}: relative difference ${d.toExponential(2)} < ${E2E_TOL}`,
+          measure: { op: 'encode', value: d, unit: 'max-normalised' },
+        })
+      }
+      return checks
+    } finally {
+      await gpu.close()
+    }
+  } finally {
+    await cpu.close()
+  }
+}
+
+/**
+ * A micro model trained 3 steps at `precision` on `device` and on 'cpu' (which rounds bf16 operands as the
+ * tensor cores do) from the same seed: the same tensors, each within e2eTolerance(precision), except the
+ * attention key biases (see below).
+ * @param {E2eLib} lib
+ * @param {string} dir a scratch directory
+ * @param {Device} device
+ * @param {'fp32' | 'bf16'} [precision]
+ * @returns {Promise<Check[]>}
+ */
+export async function trainChecks(lib, dir, device, precision = 'fp32') {
+  const model = await microModel(lib, dir, `micro-train-${precision}`)
+  const data = writeSentences(join(dir, `data-${precision}.txt`), 40)
+  const run = { model, data, steps: 3, batchSize: 6, maxLen: 10, evalEvery: 0, saveEvery: 0, seed: 5, lr: 1e-3, precision }
+  const tol = e2eTolerance(precision)
+  await lib.train({ ...run, device, out: join(dir, `device-${precision}`) })
+  await lib.train({ ...run, device: 'cpu', out: join(dir, `cpu-${precision}`) })
+  const a = await lib.readSafetensors(join(dir, `device-${precision}`, 'model.safetensors'))
+  const b = await lib.readSafetensors(join(dir, `cpu-${precision}`, 'model.safetensors'))
+  const [namesA, namesB] = [[...a.keys()].sort().join(','), [...b.keys()].sort().join(',')]
+  /** @type {Check[]} */
+  const checks = [{ ok: namesA === namesB, message: `the same tensors (${a.size} vs ${b.size})` }]
+  for (const [name, tb] of b) {
+    const ta = a.get(name)
+    if (!ta) continue // reported by the check above
+    // The attention key bias has an exact gradient of 0 (softmax is shift-invariant): AdamW turns the
+    // rounding noise of either backend into updates of up to lr per step there, so it is compared to that.
+    if (/attention\.self\.key\.bias$/.test(name)) {
+      const worst = ta.data.reduce((w, v, i) => Math.max(w, Math.abs(v - tb.data[i])), 0)
+      const limit = 2 * run.steps * run.lr
+      checks.push({ ok: worst <= limit, message: `${name}: ${worst.toExponential(2)} (zero-gradient bias, within 2·steps·lr)` })
+    } else {
+      const d = relDiff(ta.data, tb.data)
+      checks.push({
+        ok: d < tol,
+        message: `${name}: relative difference ${d.toExponential(2)} < ${tol} (${precision})`,
+        measure: { op: `train ${precision}`, value: d, unit: 'max-normalised' },
+      })
+    }
+  }
+  return checks
+}

@@ -1,0 +1,935 @@
+// The encoder ops' CUDA-vs-CPU parity tables, shared by test/cuda-ops-gemm.test.ts and
+// test/cuda-ops-rowwise.test.ts (tap, through TypeScript, with lib/) and scripts/gpu-check.mjs (plain
+// node on a GPU machine, with dist/). Plain JavaScript with JSDoc types, written against an injected
+// `lib` ({ Tensor, ops, addon, nativeOf }), so a GPU run checks the very shapes, inputs, tolerances and
+// error measures the tests use.
+//
+// A case runs one op (or a forward and its backward) on the device under test and on 'cpu' with the same
+// inputs and returns its checks ({ ok, message }: one tap assertion each; one PASS/FAIL line in gpu-check).
+// Inputs are seeded draws made when a case runs, so the tables cost nothing to load. Cases of one `group`
+// form one tap subtest.
+//
+// GEMM_CASES (kernels/gemm.cu: sgemm, linear; kernels/attention.cu): compared with the normalised error
+// max|a − b| / max(max|b|, 1e-3) below 1e-5 (fp32 sums of at most ~100 terms in another order than the
+// CPU's). Shapes cross the 64-wide output tiles and the 16-deep reduction chunks and include the degenerate
+// ones (T = 1, one head, R = 1, OC = 1, padded keys, a sentence with no real key); dropout runs at p = 0 and
+// p = 0.1 with keepRows mixing 0 and 1, and its mask is compared exactly. Outputs that must not be read
+// start as NaN.
+//
+// ROWWISE_CASES (kernels/elementwise.cu, embedding.cu, layernorm.cu, pooling.cu, optim.cu): GPU
+// erff/expf/tanhf differ from libm by ulps and nvcc may fuse a*b + c, so: normalised error
+// ‖cuda − cpu‖ / ‖cpu‖ below 1e-6 for the element-wise ops and below 1e-5 for the row reductions (layer
+// norm, mean pooling); bit-identical for the embedding (the same float additions in the same order) and
+// CLS pooling (copies); AdamW within 4 ulps per element (the same roundings: common/adamw.h);
+// gradSumSquares within 1e-12 relative of the CPU's double sum. Shapes are odd on purpose: 1 row, H = 1,
+// H not a multiple of 32/64, T = 1, padded tokens and a sentence with a single (or no) real token,
+// repeated ids, null gradient tables, accumulate on/off, element counts past one grid of the grid-stride
+// loops.
+//
+// The reductions must also be deterministic: a second run on the device gives bit-identical outputs.
+import { bitEqual, randn, relErr } from './parity.mjs'
+
+/**
+ * @typedef {'cpu' | 'cuda'} Device
+ * @typedef {import('../../lib/tensor.js').Tensor} Tensor
+ * @typedef {{
+ *   Tensor: typeof import('../../lib/tensor.js').Tensor,
+ *   ops: typeof import('../../lib/ops.js'),
+ *   addon: import('../../lib/native.js').Addon,
+ *   nativeOf: typeof import('../../lib/tensor.js').nativeOf,
+ * }} EncoderLib what the cases run: lib/ in the tests, dist/ in gpu-check
+ * @typedef {{ op: string, value: number, unit: string }} Measure
+ * @typedef {{ ok: boolean, message: string, measure?: Measure }} Check one assertion, and what it measured (for the worst errors)
+ * @typedef {{ group: string, name: string, work: number, run(lib: EncoderLib, device: Device): Check[] }} ParityCase
+ *   work: a rough count of the CPU reference's arithmetic, for gpu-check's time estimates
+ * @typedef {{ maxErr: number } | { relErr: number } | { ulps: number } | 'exact'} Tolerance
+ * @typedef {Record<string, Float32Array | number>} Outputs
+ * @typedef {Record<string, [Float32Array, number[]]>} Inputs
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Error measures and checks
+
+/**
+ * max|a − b| / max(max|b|, floor); a NaN or infinity in only one of a, b gives NaN or Infinity, which
+ * fails every check.
+ * @param {ArrayLike<number>} a
+ * @param {ArrayLike<number>} b
+ */
+export function maxErr(a, b, floor = 1e-3) {
+  if (a.length !== b.length) return Infinity
+  let num = 0
+  let den = 0
+  for (let i = 0; i < b.length; i++) {
+    const same = a[i] === b[i] || (Number.isNaN(a[i]) && Number.isNaN(b[i]))
+    const d = same ? 0 : Math.abs(a[i] - b[i])
+    if (Number.isNaN(d)) return NaN
+    num = Math.max(num, d)
+    if (Number.isFinite(b[i])) den = Math.max(den, Math.abs(b[i]))
+  }
+  return num / Math.max(den, floor)
+}
+
+/** Largest distance in units in the last place between two float32 arrays. */
+export function maxUlps(/** @type {Float32Array} */ a, /** @type {Float32Array} */ b) {
+  const ia = new Int32Array(a.buffer, a.byteOffset, a.length)
+  const ib = new Int32Array(b.buffer, b.byteOffset, b.length)
+  const key = (/** @type {number} */ v) => (v < 0 ? -(v & 0x7fffffff) : v)
+  let worst = 0
+  for (let i = 0; i < ia.length; i++) worst = Math.max(worst, Math.abs(key(ia[i]) - key(ib[i])))
+  return worst
+}
+
+/**
+ * Compares an output on the device under test with the CPU's, by `tol`.
+ * @param {string} op what the measure is recorded under
+ * @param {string} what the message's subject
+ * @param {Float32Array | number | undefined} got
+ * @param {Float32Array | number} want
+ * @param {Tolerance} tol
+ * @returns {Check}
+ */
+export function compare(op, what, got, want, tol) {
+  if (got === undefined) return { ok: false, message: `${what}: no output` }
+  if (typeof got === 'number' || typeof want === 'number') {
+    // A scalar result (gradSumSquares): relative error.
+    const err = Math.abs(Number(got) - Number(want)) / Math.max(Math.abs(Number(want)), 1e-300)
+    const limit = typeof tol === 'object' && 'relErr' in tol ? tol.relErr : 0
+    return {
+      ok: err <= limit,
+      message: `${what}: ${got} vs ${want}, relative error ${err.toExponential(2)} <= ${limit}`,
+      measure: { op, value: err, unit: 'rel' },
+    }
+  }
+  if (got.length !== want.length) return { ok: false, message: `${what}: ${got.length} elements vs ${want.length}` }
+  if (tol === 'exact') {
+    const r = bitEqual(got, want)
+    return {
+      ok: r.equal,
+      message: `${what}: bit-identical (${r.diff} of ${r.total} elements differ)`,
+      measure: { op, value: r.diff, unit: 'elements differ' },
+    }
+  }
+  if ('ulps' in tol) {
+    const u = maxUlps(got, want)
+    return { ok: u <= tol.ulps, message: `${what}: ${u} ulps <= ${tol.ulps}`, measure: { op, value: u, unit: 'ulps' } }
+  }
+  if ('maxErr' in tol) {
+    const err = maxErr(got, want)
+    return {
+      ok: err < tol.maxErr,
+      message: `${what}: normalised error ${err.toExponential(2)} < ${tol.maxErr}`,
+      measure: { op, value: err, unit: 'max-normalised' },
+    }
+  }
+  const err = relErr(got, want)
+  return {
+    ok: err < tol.relErr && got.every(Number.isFinite),
+    message: `${what}: normalised error ${err.toExponential(2)} < ${tol.relErr}`,
+    measure: { op, value: err, unit: 'rel' },
+  }
+}
+
+/**
+ * `a` and `b` are equal bit for bit (two runs of a deterministic op; an output that must stay untouched).
+ * @param {string} what
+ * @param {Float32Array} a
+ * @param {Float32Array} b
+ * @returns {Check}
+ */
+export function identical(what, a, b) {
+  const r = bitEqual(a, b)
+  return { ok: r.equal, message: `${what}: bit-identical (${r.diff} of ${r.total} elements differ)` }
+}
+
+/** The worst measured error of each op and unit, over the checks recorded. */
+export class WorstErrors {
+  constructor() {
+    /** @type {Map<string, Measure>} */
+    this.worst = new Map()
+  }
+
+  /** @param {Check} check */
+  record(check) {
+    const m = check.measure
+    if (!m) return
+    const key = `${m.op} ${m.unit}`
+    const prev = this.worst.get(key)
+    if (!prev || !(prev.value >= m.value)) this.worst.set(key, m) // NaN is the worst
+  }
+
+  /** One line per op and unit: `op: value unit`. */
+  lines() {
+    const fmt = (/** @type {Measure} */ m) =>
+      m.unit === 'ulps' || m.unit === 'elements differ' ? String(m.value) : m.value.toExponential(2)
+    return [...this.worst.values()].map((m) => `${m.op}: ${fmt(m)} ${m.unit}`)
+  }
+}
+
+/**
+ * The cases by group, in table order.
+ * @param {ParityCase[]} cases
+ */
+export function groupCases(cases) {
+  /** @type {Map<string, ParityCase[]>} */
+  const groups = new Map()
+  for (const c of cases) groups.set(c.group, [...(groups.get(c.group) ?? []), c])
+  return groups
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running on one device
+
+/** Makes the tensors of one run on one device, and frees them afterwards. */
+export class Bench {
+  /**
+   * @param {EncoderLib} lib
+   * @param {Device} device
+   */
+  constructor(lib, device) {
+    this.lib = lib
+    this.device = device
+    /** @type {Tensor[]} */
+    this.made = []
+  }
+
+  /** @param {Float32Array} data @param {number[]} [shape] */
+  from(data, shape = [data.length]) {
+    const x = this.lib.Tensor.from(data, shape, this.device)
+    this.made.push(x)
+    return x
+  }
+
+  /** @param {number[]} shape */
+  zeros(shape) {
+    const x = this.lib.Tensor.zeros(shape, this.device)
+    this.made.push(x)
+    return x
+  }
+
+  /** A tensor per input. @param {Inputs} inputs */
+  tensors(inputs) {
+    /** @type {Record<string, Tensor>} */
+    const x = {}
+    for (const [name, [data, shape]] of Object.entries(inputs)) x[name] = this.from(data, shape)
+    return x
+  }
+
+  dispose() {
+    for (const x of this.made) x.dispose()
+  }
+}
+
+/**
+ * Runs `build` on `device` with a fresh Bench; every tensor it made is freed afterwards.
+ * @template T
+ * @param {EncoderLib} lib
+ * @param {Device} device
+ * @param {(d: Bench) => T} build
+ * @returns {T}
+ */
+export function runOn(lib, device, build) {
+  const d = new Bench(lib, device)
+  try {
+    return build(d)
+  } finally {
+    d.dispose()
+  }
+}
+
+/**
+ * Runs `fn` on tensors made from `inputs` on `device`; returns every tensor's contents afterwards.
+ * @param {EncoderLib} lib
+ * @param {Device} device
+ * @param {Inputs} inputs
+ * @param {(x: Record<string, Tensor>) => void} fn
+ * @returns {Record<string, Float32Array>}
+ */
+function afterRun(lib, device, inputs, fn) {
+  return runOn(lib, device, (d) => {
+    const x = d.tensors(inputs)
+    fn(x)
+    return Object.fromEntries(Object.entries(x).map(([name, t]) => [name, t.toFloat32Array()]))
+  })
+}
+
+/**
+ * The same op on `device` and on 'cpu'; returns [device results, cpu results].
+ * @param {EncoderLib} lib
+ * @param {Device} device
+ * @param {Inputs} inputs
+ * @param {(x: Record<string, Tensor>) => void} fn
+ */
+function both(lib, device, inputs, fn) {
+  return [afterRun(lib, device, inputs, fn), afterRun(lib, 'cpu', inputs, fn)]
+}
+
+/**
+ * A case whose outputs are all compared with the CPU's by one tolerance (and, when `deterministic`,
+ * between two runs on the device); `build` makes its inputs from the case alone, so both devices get the
+ * same. Messages read `<op> <shape> <output>: ...`.
+ * @param {{ group: string, op: string, shape: string, tol: Tolerance, work: number, deterministic?: boolean, build(d: Bench): Outputs }} c
+ * @returns {ParityCase}
+ */
+function outputsCase(c) {
+  const name = `${c.op} ${c.shape}`
+  return {
+    group: c.group,
+    name,
+    work: c.work,
+    run(lib, device) {
+      const want = runOn(lib, 'cpu', c.build)
+      const got = runOn(lib, device, c.build)
+      const checks = Object.entries(want).map(([out, w]) => compare(c.op, `${name} ${out}`, got[out], w, c.tol))
+      if (c.deterministic) {
+        const again = runOn(lib, device, c.build)
+        const differs = Object.keys(got).find((out) => {
+          const [x, y] = [got[out], again[out]]
+          return !(typeof x === 'number' || typeof y === 'number' ? Object.is(x, y) : bitEqual(x, y).equal)
+        })
+        checks.push({
+          ok: differs === undefined,
+          message: `${name}: a second run is bit-identical${differs ? ` (${differs} differs)` : ''}`,
+        })
+      }
+      return checks
+    },
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+
+const numel = (/** @type {number[]} */ shape) => shape.reduce((a, b) => a * b, 1)
+
+/** Seeded inputs for one case: each draw takes the next seed. */
+class Draws {
+  constructor(/** @type {number} */ seed) {
+    this.seed = seed
+  }
+
+  /** @param {number[]} shape @returns {[Float32Array, number[]]} */
+  rand(shape, scale = 1) {
+    return [randn(numel(shape), this.seed++, scale), shape]
+  }
+
+  /** @param {number[]} shape @param {number} v @returns {[Float32Array, number[]]} */
+  fill(shape, v) {
+    return [new Float32Array(numel(shape)).fill(v), shape]
+  }
+}
+
+/**
+ * Calls `make` once, on first use.
+ * @template T
+ * @param {() => T} make
+ * @returns {() => T}
+ */
+function once(make) {
+  /** @type {{ value: T } | null} */
+  let made = null
+  return () => (made ??= { value: make() }).value
+}
+
+/** Integers in [0, n), repeating (a seeded draw). */
+function indices(/** @type {number} */ count, /** @type {number} */ n, /** @type {number} */ seed) {
+  return Int32Array.from(randn(count, seed), (v) => Math.floor(Math.abs(v) * 7919) % n)
+}
+
+/** Sentences b of T tokens with lengths[b] real tokens first, then padding (mask 0). */
+function paddedMask(/** @type {number} */ T, /** @type {number[]} */ lengths) {
+  return Int32Array.from({ length: lengths.length * T }, (_, i) => (i % T < lengths[Math.floor(i / T)] ? 1 : 0))
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMM_CASES: sgemm, linear, attention
+
+const GEMM_TOL = { maxErr: 1e-5 } // sgemm, linear forward and backward
+const ATTN_TOL = { maxErr: 1e-5 } // attention probs, ctx, dq, dk, dv
+
+/** @type {ParityCase[]} */
+export const GEMM_CASES = []
+
+// Each GEMM case draws from its own block of seeds, fixed by its place in the table.
+let nextSeed = 1
+
+/**
+ * Adds a case to GEMM_CASES; each run of it draws its inputs from a fresh Draws on the case's seeds.
+ * @param {string} group
+ * @param {string} name
+ * @param {number} work
+ * @param {(lib: EncoderLib, device: Device, g: Draws) => Check[]} run
+ */
+function gemmCase(group, name, work, run) {
+  const seed = nextSeed
+  nextSeed += 16
+  GEMM_CASES.push({ group, name, work, run: (lib, device) => run(lib, device, new Draws(seed)) })
+}
+
+// sgemm: C = alpha op(A) op(B) + beta C, through the addon's gemm (lda, ldb, ldc = the row lengths).
+{
+  const group = 'sgemm: CUDA equals CPU for every transpose, alpha and beta'
+  for (const [M, N, K] of [
+    // [M, N, K]
+    [70, 65, 33],
+    [1, 1, 1],
+    [1, 130, 17],
+    [65, 1, 100],
+    [17, 64, 16],
+  ])
+    for (const transA of [false, true])
+      for (const transB of [false, true])
+        for (const [alpha, beta] of [
+          [1, 0],
+          [0.5, 1.5],
+          [-2, 1],
+        ]) {
+          const name = `sgemm M=${M} N=${N} K=${K} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'} alpha=${alpha} beta=${beta}`
+          gemmCase(group, name, M * N * K, (lib, device, g) => {
+            const inputs = {
+              a: g.rand(transA ? [K, M] : [M, K]),
+              b: g.rand(transB ? [N, K] : [K, N]),
+              // beta == 0 must not read C: NaN there must not reach the result.
+              c: beta === 0 ? g.fill([M, N], NaN) : g.rand([M, N]),
+            }
+            const [gpu, cpu] = both(lib, device, inputs, (x) =>
+              lib.addon.gemm(lib.nativeOf(x.c, 'c'), lib.nativeOf(x.a, 'a'), lib.nativeOf(x.b, 'b'), transA, transB, alpha, beta, false),
+            )
+            return [compare('sgemm', name, gpu.c, cpu.c, GEMM_TOL)]
+          })
+        }
+}
+
+// alpha = 0: C = beta C without reading A or B (NaN and Infinity there).
+for (const beta of [0, 2, 1]) {
+  const [M, N, K] = [70, 65, 33]
+  const name = `sgemm alpha = 0, beta = ${beta}`
+  gemmCase('sgemm: alpha = 0 gives beta C without reading A or B', name, M * N, (lib, device, g) => {
+    const inputs = { a: g.fill([M, K], NaN), b: g.fill([K, N], Infinity), c: g.rand([M, N]) }
+    const [gpu, cpu] = both(lib, device, inputs, (x) =>
+      lib.addon.gemm(lib.nativeOf(x.c, 'c'), lib.nativeOf(x.a, 'a'), lib.nativeOf(x.b, 'b'), false, false, 0, beta, false),
+    )
+    return [
+      identical(`${name}: C = beta C exactly, as on the CPU`, gpu.c, cpu.c),
+      { ok: gpu.c.every((v, i) => v === beta * inputs.c[0][i]), message: `${name}: the NaN/Inf in A and B are not read` },
+    ]
+  })
+}
+
+// linear: out = inp W^T + bias; dinp (= or +=) dout W, dweight += dout^T inp, dbias += column sums.
+const LINEAR_SHAPES = [
+  // [R, C, OC]
+  [70, 33, 65],
+  [1, 1, 1],
+  [1, 33, 70],
+  [5, 17, 1],
+  [130, 16, 20],
+  [200, 128, 192],
+]
+
+for (const [R, C, OC] of LINEAR_SHAPES)
+  for (const withBias of [true, false]) {
+    const name = `linear forward R=${R} C=${C} OC=${OC} bias=${withBias}`
+    gemmCase('linear forward: CUDA equals CPU', name, R * C * OC, (lib, device, g) => {
+      const inputs = {
+        out: g.fill([R, OC], NaN), // overwritten: never read
+        inp: g.rand([R, C]),
+        weight: g.rand([OC, C], 0.2),
+        ...(withBias ? { bias: g.rand([OC]) } : {}),
+      }
+      const [gpu, cpu] = both(lib, device, inputs, (x) => lib.ops.linearForward(x.out, x.inp, x.weight, withBias ? x.bias : null))
+      return [compare('linear_forward', name, gpu.out, cpu.out, GEMM_TOL)]
+    })
+  }
+
+for (const [R, C, OC] of LINEAR_SHAPES)
+  for (const v of [
+    { name: 'dinp overwritten', dinp: true, dbias: true, accumulate: false },
+    { name: 'dinp accumulated', dinp: true, dbias: true, accumulate: true },
+    { name: 'no dinp, no dbias', dinp: false, dbias: false, accumulate: false },
+  ]) {
+    const name = `linear backward R=${R} C=${C} OC=${OC} ${v.name}`
+    gemmCase(
+      'linear backward: CUDA equals CPU (dweight, dbias accumulate; dinp overwritten or accumulated; null skips)',
+      name,
+      2 * R * C * OC,
+      (lib, device, g) => {
+        const inputs = {
+          // Overwritten dinp starts as NaN (must not be read); accumulated gradients start non-zero.
+          dinp: v.accumulate ? g.rand([R, C]) : g.fill([R, C], NaN),
+          dweight: g.rand([OC, C]),
+          dbias: g.rand([OC]),
+          dout: g.rand([R, OC]),
+          inp: g.rand([R, C]),
+          weight: g.rand([OC, C], 0.2),
+        }
+        const [gpu, cpu] = both(lib, device, inputs, (x) =>
+          lib.ops.linearBackward(v.dinp ? x.dinp : null, x.dweight, v.dbias ? x.dbias : null, x.dout, x.inp, x.weight, v.accumulate),
+        )
+        const checks = [
+          compare('linear_backward', `${name}: dweight`, gpu.dweight, cpu.dweight, GEMM_TOL),
+          compare('linear_backward', `${name}: dbias`, gpu.dbias, cpu.dbias, GEMM_TOL),
+        ]
+        if (v.dinp) checks.push(compare('linear_backward', `${name}: dinp`, gpu.dinp, cpu.dinp, GEMM_TOL))
+        else checks.push({ ok: gpu.dinp.every(Number.isNaN), message: `${name}: dinp untouched` })
+        if (!v.dbias) checks.push(identical(`${name}: dbias untouched`, gpu.dbias, inputs.dbias[0]))
+        return checks
+      },
+    )
+  }
+
+{
+  const [R, C, OC] = [130, 33, 65]
+  const name = `linear backward R=${R} C=${C} OC=${OC} twice`
+  gemmCase('linear backward is deterministic (dbias and dweight bit for bit over runs)', name, 4 * R * C * OC, (lib, device, g) => {
+    const inputs = {
+      dinp: g.fill([R, C], 0),
+      dweight: g.fill([OC, C], 0),
+      dbias: g.fill([OC], 0),
+      dout: g.rand([R, OC]),
+      inp: g.rand([R, C]),
+      weight: g.rand([OC, C]),
+    }
+    const run = () => afterRun(lib, device, inputs, (x) => lib.ops.linearBackward(x.dinp, x.dweight, x.dbias, x.dout, x.inp, x.weight))
+    const [a, b] = [run(), run()]
+    return ['dbias', 'dweight', 'dinp'].map((out) => identical(`${name}: ${out}`, a[out], b[out]))
+  })
+}
+
+// attention: forward (probs, ctx) and backward (dq, dk, dv), with masks and dropout.
+
+/**
+ * @typedef {{ name: string, B: number, T: number, NH: number, HS: number, lengths: number[] }} AttnCase
+ *   lengths: real tokens per sentence (the rest are padding)
+ * @typedef {import('../../lib/ops.js').DropoutSite} DropoutSite
+ */
+
+/** @type {AttnCase[]} */
+const ATTN_CASES = [
+  { name: 'padded rows', B: 2, T: 17, NH: 2, HS: 8, lengths: [17, 9] },
+  { name: 'one real token', B: 2, T: 17, NH: 2, HS: 8, lengths: [1, 17] },
+  { name: 'T = 1', B: 3, T: 1, NH: 1, HS: 5, lengths: [1, 1, 1] },
+  { name: 'one head, H = 20, T crosses a tile', B: 1, T: 70, NH: 1, HS: 20, lengths: [66] },
+  { name: 'three heads, H = 21, no real key in one sentence', B: 3, T: 5, NH: 3, HS: 7, lengths: [5, 0, 3] },
+  { name: 'BERT head size', B: 2, T: 128, NH: 2, HS: 64, lengths: [128, 40] },
+]
+
+/** @param {AttnCase} c */
+const maskOf = (c) => paddedMask(c.T, c.lengths)
+
+/**
+ * The dropout sites: none, p = 0, and p = 0.1 with keepRows mixing 0 and 1 (and null: every sentence dropped).
+ * @param {number} B
+ * @returns {{ name: string, site: DropoutSite | null }[]}
+ */
+function dropoutSites(B) {
+  const keepRows = Uint8Array.from({ length: B }, (_, b) => (b % 2 === 1 ? 0 : 1))
+  return [
+    { name: 'no dropout', site: null },
+    { name: 'p = 0', site: { p: 0, seed: 7, offset: 3, keepRows } },
+    { name: 'p = 0.1, keepRows', site: { p: 0.1, seed: 12345678901n, offset: 77, keepRows } },
+    { name: 'p = 0.1, all rows', site: { p: 0.1, seed: 42, offset: 1000, keepRows: null } },
+  ]
+}
+
+/** @param {AttnCase} c @param {Draws} g */
+function attnInputs(c, g) {
+  const act = [c.B, c.T, c.NH * c.HS]
+  return {
+    ctx: g.fill(act, NaN),
+    probs: g.fill([c.B, c.NH, c.T, c.T], NaN),
+    q: g.rand(act),
+    k: g.rand(act),
+    v: g.rand(act),
+    dctx: g.rand(act),
+    dq: g.fill(act, NaN),
+    dk: g.fill(act, NaN),
+    dv: g.fill(act, NaN),
+  }
+}
+
+/**
+ * Attention forward then backward on tensors made from `inputs`; returns every tensor's contents.
+ * @param {EncoderLib} lib
+ * @param {Device} device
+ * @param {AttnCase} c
+ * @param {DropoutSite | null} site
+ * @param {Inputs} inputs
+ */
+function attention(lib, device, c, site, inputs) {
+  const mask = maskOf(c)
+  return afterRun(lib, device, inputs, (x) => {
+    lib.ops.attentionForward(x.ctx, x.probs, x.q, x.k, x.v, mask, c.NH, site)
+    lib.ops.attentionBackward(x.dq, x.dk, x.dv, x.dctx, x.q, x.k, x.v, x.probs, mask, c.NH, site)
+  })
+}
+
+/** @param {AttnCase} c */
+const attnWork = (c) => 6 * c.B * c.NH * c.T * c.T * c.HS
+
+for (const c of ATTN_CASES)
+  for (const { name: siteName, site } of dropoutSites(c.B)) {
+    const name = `attention ${c.name} (B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS}) ${siteName}`
+    gemmCase('attention forward and backward: CUDA equals CPU', name, attnWork(c), (lib, device, g) => {
+      const inputs = attnInputs(c, g)
+      const [gpu, cpu] = [attention(lib, device, c, site, inputs), attention(lib, 'cpu', c, site, inputs)]
+      return [
+        compare('attention_forward', `${name}: probs`, gpu.probs, cpu.probs, ATTN_TOL),
+        compare('attention_forward', `${name}: ctx`, gpu.ctx, cpu.ctx, ATTN_TOL),
+        ...['dq', 'dk', 'dv'].map((d) => compare('attention_backward', `${name}: ${d}`, gpu[d], cpu[d], ATTN_TOL)),
+      ]
+    })
+  }
+
+// With v_h the one-hot rows e_t (HS >= T), ctx_h = Pd exactly, and with dctx_h the same one-hot rows,
+// dv_h = Pd^T exactly: the forward's mask and the backward's regenerated one are read off element by element.
+{
+  /** @type {AttnCase} */
+  const c = { name: 'one-hot values', B: 3, T: 20, NH: 2, HS: 24, lengths: [20, 13, 20] }
+  const name = `attention dropout mask (B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS}, one-hot values)`
+  gemmCase('attention dropout: CUDA draws the CPU mask, element for element, forward and backward', name, attnWork(c), (lib, device, g) => {
+    const H = c.NH * c.HS
+    const oneHot = new Float32Array(c.B * c.T * H)
+    for (let b = 0; b < c.B; b++)
+      for (let tok = 0; tok < c.T; tok++) for (let h = 0; h < c.NH; h++) oneHot[(b * c.T + tok) * H + h * c.HS + tok] = 1
+    const site = { p: 0.1, seed: 987654321, offset: 4242, keepRows: Uint8Array.from([1, 1, 0]) }
+    /** @type {Inputs} */
+    const inputs = { ...attnInputs(c, g), v: [oneHot, [c.B, c.T, H]], dctx: [oneHot, [c.B, c.T, H]] }
+    const [gpu, cpu] = [attention(lib, device, c, site, inputs), attention(lib, 'cpu', c, site, inputs)]
+    /** @type {Check[]} */
+    const checks = []
+    for (const out of ['ctx', 'dv']) {
+      let differ = 0
+      let dropped = 0
+      for (let i = 0; i < cpu[out].length; i++) {
+        if ((gpu[out][i] === 0) !== (cpu[out][i] === 0)) differ++
+        const b = Math.floor(i / (c.T * H))
+        const j = i % c.HS
+        const tok = Math.floor(i / H) % c.T
+        // A dropped element: a real key (and, for dv, a real query row), in a sentence with dropout.
+        const key = out === 'ctx' ? j : tok
+        if (cpu[out][i] === 0 && j < c.T && key < c.lengths[b]) dropped++
+      }
+      checks.push(
+        { ok: differ === 0, message: `${out}: the zero pattern (the dropout mask) is the CPU's (${differ} elements differ)` },
+        { ok: dropped > 0, message: `${out}: dropout dropped ${dropped} elements` },
+        compare('attention_mask', `${out}: values`, gpu[out], cpu[out], ATTN_TOL),
+      )
+    }
+    // Sentence 2 has keepRows 0: its ctx is P itself, zero only at padded keys (there are none).
+    const s2 = gpu.ctx.subarray(2 * c.T * H)
+    let zeros = 0
+    for (let i = 0; i < s2.length; i++) if (i % c.HS < c.T && s2[i] === 0) zeros++
+    checks.push({ ok: zeros === 0, message: `keepRows = 0: sentence 2 is not dropped (${zeros} zeros)` })
+    return checks
+  })
+}
+
+{
+  const c = ATTN_CASES[0]
+  const name = `attention ${c.name} (B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS}) p = 0.1, keepRows, twice`
+  gemmCase('attention is deterministic (bit for bit over runs)', name, 2 * attnWork(c), (lib, device, g) => {
+    const site = dropoutSites(c.B)[2].site
+    const inputs = attnInputs(c, g)
+    const [a, b] = [attention(lib, device, c, site, inputs), attention(lib, device, c, site, inputs)]
+    return ['probs', 'ctx', 'dq', 'dk', 'dv'].map((out) => identical(`${name}: ${out}`, a[out], b[out]))
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// ROWWISE_CASES: element-wise ops, embeddings, layer norm, pooling, AdamW, gradSumSquares
+
+const ELEMENTWISE = { relErr: 1e-6 }
+const REDUCTION = { relErr: 1e-5 }
+
+/** @type {ParityCase[]} */
+export const ROWWISE_CASES = []
+
+/**
+ * A row-wise case; its group is `<op>: CUDA equals CPU`.
+ * @param {{ op: string, shape: string, tol: Tolerance, work: number, deterministic?: boolean, build(d: Bench): Outputs }} c
+ */
+const rowwise = (c) => ROWWISE_CASES.push(outputsCase({ ...c, group: `${c.op}: CUDA equals CPU` }))
+
+// Element-wise: sizes below, across and past one warp, and past one grid (4096 blocks x 256 threads).
+for (const n of [1, 31, 33, 1000, 4097]) {
+  const x = once(() => randn(n, n, 3))
+  const g = once(() => randn(n, n + 1))
+  const y = once(() => randn(n, n + 2))
+  /** @param {string} op @param {(d: Bench) => Outputs} build */
+  const add = (op, build) => rowwise({ op, shape: `n=${n}`, tol: ELEMENTWISE, work: n, build })
+  // The activations: forward from x; backward from what its forward saved (GELU: x, tanh: tanh(x)).
+  for (const [forward, backward, saved] of /** @type {const} */ ([
+    ['geluForward', 'geluBackward', (/** @type {number} */ v) => v],
+    ['tanhForward', 'tanhBackward', Math.tanh],
+  ])) {
+    add(forward, (d) => {
+      const out = d.zeros([n])
+      d.lib.ops[forward](out, d.from(x()))
+      return { out: out.toFloat32Array() }
+    })
+    add(backward, (d) => {
+      const dinp = d.zeros([n])
+      d.lib.ops[backward](dinp, d.from(x().map(saved)), d.from(g()))
+      return { dinp: dinp.toFloat32Array() }
+    })
+  }
+  add('add', (d) => {
+    const out = d.zeros([n])
+    const a = d.from(x())
+    const b = d.from(y())
+    d.lib.ops.add(out, a, b)
+    const outA = d.from(x())
+    d.lib.ops.add(outA, outA, b) // out aliases a
+    const outB = d.from(y())
+    d.lib.ops.add(outB, a, outB) // out aliases b
+    return { out: out.toFloat32Array(), aliasA: outA.toFloat32Array(), aliasB: outB.toFloat32Array() }
+  })
+  add('addInplace', (d) => {
+    const dst = d.from(x())
+    d.lib.ops.addInplace(dst, d.from(y()))
+    return { dst: dst.toFloat32Array() }
+  })
+  add('scaleInplace', (d) => {
+    const v = d.from(x())
+    d.lib.ops.scaleInplace(v, 0.37)
+    return { x: v.toFloat32Array() }
+  })
+}
+{
+  const n = 4096 * 256 + 1001
+  const x = once(() => randn(n, 5, 3))
+  rowwise({
+    op: 'geluForward',
+    shape: `n=${n} (grid-stride)`,
+    tol: ELEMENTWISE,
+    work: n,
+    build: (d) => {
+      const out = d.zeros([n])
+      d.lib.ops.geluForward(out, d.from(x()))
+      return { out: out.toFloat32Array() }
+    },
+  })
+}
+
+// Embeddings: [BT, H], table rows (word, pos, type); ids repeat so the scatter-add accumulates.
+for (const [B, T, H, vocab, types] of [
+  [1, 1, 1, 1, 1],
+  [1, 5, 33, 3, 2],
+  [2, 6, 64, 4, 2],
+  [4, 10, 70, 7, 2],
+  [7, 1, 129, 50, 1], // T = 1
+  [8, 64, 768, 1000, 2], // BERT-base width
+]) {
+  const BT = B * T
+  const inputs = once(() => ({
+    ids: indices(BT, vocab, BT + H),
+    posIds: Int32Array.from({ length: BT }, (_, r) => r % T),
+    typeIds: indices(BT, types, BT + 2 * H),
+    word: randn(vocab * H, H),
+    pos: randn(T * H, H + 1),
+    type: randn(types * H, H + 2),
+    dout: randn(BT * H, H + 3),
+  }))
+  const shape = `B=${B} T=${T} H=${H} vocab=${vocab}`
+  rowwise({
+    op: 'embeddingForward',
+    shape,
+    tol: 'exact',
+    work: BT * H,
+    build: (d) => {
+      const { ids, posIds, typeIds, word, pos, type } = inputs()
+      const out = d.zeros([BT, H])
+      d.lib.ops.embeddingForward(out, ids, posIds, typeIds, d.from(word, [vocab, H]), d.from(pos, [T, H]), d.from(type, [types, H]))
+      return { out: out.toFloat32Array() }
+    },
+  })
+  for (const present of [
+    [true, true, true],
+    [false, true, true],
+    [true, false, false],
+    [false, false, false],
+  ]) {
+    rowwise({
+      op: 'embeddingBackward',
+      shape: `${shape} tables=${present.map((p) => (p ? 'y' : 'null')).join(',')}`,
+      tol: 'exact',
+      work: BT * H,
+      deterministic: true,
+      build: (d) => {
+        const { ids, posIds, typeIds, word, pos, type, dout } = inputs()
+        // The gradient tables start non-zero: the op adds into them.
+        const tabs = [d.from(word, [vocab, H]), d.from(pos, [T, H]), d.from(type, [types, H])]
+        const [dw, dp, dt] = tabs.map((x, k) => (present[k] ? x : null))
+        d.lib.ops.embeddingBackward(dw, dp, dt, d.from(dout, [BT, H]), ids, posIds, typeIds)
+        return { dword: tabs[0].toFloat32Array(), dpos: tabs[1].toFloat32Array(), dtype: tabs[2].toFloat32Array() }
+      },
+    })
+  }
+}
+
+// Layer norm: [R, C]; `shift` moves the rows' mean far from 0 (a one-pass E[x²] − mean² would cancel).
+for (const [R, C, eps, shift] of [
+  [1, 1, 1e-12, 0],
+  [1, 33, 1e-5, 0],
+  [3, 64, 1e-12, 5],
+  [7, 100, 1e-12, 0],
+  [130, 37, 1e-5, 0], // more rows than one 128-row chunk of the parameter gradients
+  [300, 96, 1e-12, 300],
+  [512, 768, 1e-12, 0], // BERT-base width
+]) {
+  const inputs = once(() => ({
+    x: randn(R * C, R + C, 1, shift),
+    w: randn(C, C + 1, 0.5, 1),
+    b: randn(C, C + 2, 0.5),
+    dout: randn(R * C, R + C + 3),
+    dw0: randn(C, C + 4),
+    db0: randn(C, C + 5),
+  }))
+  /** The saved statistics both backwards use (the CPU forward's). @param {EncoderLib} lib */
+  const cpuStats = (lib) =>
+    runOn(lib, 'cpu', (d) => {
+      const { x, w, b } = inputs()
+      const [m, r] = [d.zeros([R]), d.zeros([R])]
+      lib.ops.layerNormForward(d.zeros([R, C]), m, r, d.from(x, [R, C]), d.from(w), d.from(b), eps)
+      return { mean: m.toFloat32Array(), rstd: r.toFloat32Array() }
+    })
+  const shape = `R=${R} C=${C} eps=${eps} shift=${shift}`
+  rowwise({
+    op: 'layerNormForward',
+    shape,
+    tol: REDUCTION,
+    work: 2 * R * C,
+    deterministic: true,
+    build: (d) => {
+      const { x, w, b } = inputs()
+      const [out, m, r] = [d.zeros([R, C]), d.zeros([R]), d.zeros([R])]
+      const [wt, bt] = [d.from(w), d.from(b)]
+      d.lib.ops.layerNormForward(out, m, r, d.from(x, [R, C]), wt, bt, eps)
+      const inPlace = d.from(x, [R, C]) // out aliases inp
+      d.lib.ops.layerNormForward(inPlace, d.zeros([R]), d.zeros([R]), inPlace, wt, bt, eps)
+      return { out: out.toFloat32Array(), mean: m.toFloat32Array(), rstd: r.toFloat32Array(), inPlace: inPlace.toFloat32Array() }
+    },
+  })
+  rowwise({
+    op: 'layerNormBackward',
+    shape,
+    tol: REDUCTION,
+    work: 3 * R * C,
+    deterministic: true,
+    build: (d) => {
+      const { x, w, dout, dw0, db0 } = inputs()
+      const { mean, rstd } = cpuStats(d.lib)
+      const [dinp, dw, db] = [d.zeros([R, C]), d.from(dw0), d.from(db0)]
+      const [xt, wt, m, r] = [d.from(x, [R, C]), d.from(w), d.from(mean), d.from(rstd)]
+      d.lib.ops.layerNormBackward(dinp, dw, db, d.from(dout, [R, C]), xt, wt, m, r)
+      const inPlace = d.from(dout, [R, C]) // dinp aliases dout
+      d.lib.ops.layerNormBackward(inPlace, d.from(dw0), d.from(db0), inPlace, xt, wt, m, r)
+      return { dinp: dinp.toFloat32Array(), dweight: dw.toFloat32Array(), dbias: db.toFloat32Array(), inPlace: inPlace.toFloat32Array() }
+    },
+  })
+}
+
+// Pooling: [B, T, H] with each sentence's mask (padding, one real token, none, gaps, T = 1).
+for (const [B, T, H, mask] of /** @type {[number, number, number, Int32Array][]} */ ([
+  [1, 1, 1, paddedMask(1, [1])],
+  [2, 5, 33, paddedMask(5, [5, 1])],
+  [3, 7, 70, paddedMask(7, [3, 7, 0])],
+  [4, 1, 40, paddedMask(1, [1, 1, 0, 1])],
+  [2, 4, 65, Int32Array.from([1, 0, 1, 0, 0, 1, 1, 0])],
+  [5, 33, 129, paddedMask(33, [33, 1, 17, 32, 2])],
+  [16, 64, 768, paddedMask(64, [64, 1, 9, 33, 60, 2, 17, 40, 64, 5, 12, 63, 30, 31, 8, 50])], // BERT-base width
+])) {
+  const inputs = once(() => ({
+    hidden: randn(B * T * H, B * T + H),
+    dout: randn(B * H, B + H),
+    dh0: randn(B * T * H, B * T + H + 1),
+  }))
+  const shape = `B=${B} T=${T} H=${H}`
+  rowwise({
+    op: 'poolClsForward',
+    shape,
+    tol: 'exact',
+    work: B * H,
+    build: (d) => {
+      const out = d.zeros([B, H])
+      d.lib.ops.poolClsForward(out, d.from(inputs().hidden, [B, T, H]))
+      return { out: out.toFloat32Array() }
+    },
+  })
+  rowwise({
+    op: 'poolMeanForward',
+    shape,
+    tol: REDUCTION,
+    work: B * T * H,
+    deterministic: true,
+    build: (d) => {
+      const out = d.from(inputs().dout, [B, H]) // overwritten
+      d.lib.ops.poolMeanForward(out, d.from(inputs().hidden, [B, T, H]), mask)
+      return { out: out.toFloat32Array() }
+    },
+  })
+  for (const accumulate of [false, true]) {
+    rowwise({
+      op: 'poolClsBackward',
+      shape: `${shape} accumulate=${accumulate}`,
+      tol: 'exact',
+      work: B * T * H,
+      build: (d) => {
+        const dh = d.from(inputs().dh0, [B, T, H])
+        d.lib.ops.poolClsBackward(dh, d.from(inputs().dout, [B, H]), accumulate)
+        return { dhidden: dh.toFloat32Array() }
+      },
+    })
+    rowwise({
+      op: 'poolMeanBackward',
+      shape: `${shape} accumulate=${accumulate}`,
+      tol: ELEMENTWISE,
+      work: B * T * H,
+      build: (d) => {
+        const dh = d.from(inputs().dh0, [B, T, H])
+        d.lib.ops.poolMeanBackward(dh, d.from(inputs().dout, [B, H]), mask, accumulate)
+        return { dhidden: dh.toFloat32Array() }
+      },
+    })
+  }
+}
+
+// AdamW: several consecutive steps (the state carries over), then one late step, per hyperparameter set.
+for (const n of [1, 33, 4099, 70001]) {
+  for (const [lr, beta1, beta2, eps, wd] of [
+    [1e-3, 0.9, 0.999, 1e-8, 0.01],
+    [5e-5, 0.8, 0.98, 1e-6, 0],
+  ]) {
+    const inputs = once(() => ({
+      p0: randn(n, n, 0.1),
+      grads: [1, 2, 3].map((k) => randn(n, n + k, 1e-2).map((v, i) => (i % 11 === 0 ? 0 : v))),
+    }))
+    rowwise({
+      op: 'adamwStep',
+      shape: `n=${n} lr=${lr} betas=${beta1},${beta2} eps=${eps} wd=${wd}`,
+      tol: { ulps: 4 },
+      work: 4 * n,
+      build: (d) => {
+        const { p0, grads } = inputs()
+        const [p, m, v] = [d.from(p0), d.zeros([n]), d.zeros([n])]
+        for (const [k, step] of [1, 2, 3, 1000].entries())
+          d.lib.ops.adamwStep(p, d.from(grads[k % 3]), m, v, lr, beta1, beta2, eps, wd, step)
+        return { params: p.toFloat32Array(), m: m.toFloat32Array(), v: v.toFloat32Array() }
+      },
+    })
+  }
+}
+
+// gradSumSquares: one element, one chunk of 16384, one element past it, many chunks.
+for (const n of [1, 100, 16384, 16385, 100003, 1100000]) {
+  const g = once(() => randn(n, n, 0.3, 0.01))
+  rowwise({
+    op: 'gradSumSquares',
+    shape: `n=${n}`,
+    tol: { relErr: 1e-12 },
+    work: n,
+    deterministic: true,
+    build: (d) => ({ sum: d.lib.ops.gradSumSquares(d.from(g())) }),
+  })
+}
