@@ -26,7 +26,8 @@ Usage:
       SentenceEncoder sentences/s, length-sorted batching against input-order batching.
   simcsepp bench step [--model base] [--batch-sizes 64,512] [--seq-len 32] [--steps 5]
                       [--device auto|cpu|cuda|all] [--json]
-      One SimCSE++ training step: steps/s, sentences/s, model TFLOP/s and utilisation, memory.
+      One SimCSE++ training step: steps/s, sentences/s, model TFLOP/s and utilisation, memory
+                      ([--precision auto|fp32|bf16]).
   simcsepp info         Build and device information.
   simcsepp --help
 `

@@ -4,7 +4,7 @@ import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { fp32PeakTflops, stepFlops } from '../lib/bench/step.js'
+import { peakTflops, stepFlops } from '../lib/bench/step.js'
 import { namedConfig } from '../lib/model/config.js'
 
 t.test('stepFlops counts 3 views x (forward + backward) of the dense products', async (t) => {
@@ -13,8 +13,9 @@ t.test('stepFlops counts 3 views x (forward + backward) of the dense products', 
   // heads 3·64·2·768² = 226,492,416; times 3 (fwd + bwd) times 2 (FLOPs per multiply-add).
   t.equal(stepFlops(c, 64, 32), 6 * (6144 * 85_524_480 + 226_492_416))
   t.equal(stepFlops(c, 64, 32, 2) < stepFlops(c, 64, 32), true, 'two views cost less than three')
-  t.equal(fp32PeakTflops('NVIDIA H200 (sm_90)'), 67)
-  t.equal(fp32PeakTflops('simcsepp CUDA emulator (host CPU) (sm_90)'), null)
+  t.equal(peakTflops('NVIDIA H200 (sm_90)'), 67)
+  t.equal(peakTflops('NVIDIA H200 (sm_90)', 'bf16'), 989)
+  t.equal(peakTflops('simcsepp CUDA emulator (host CPU) (sm_90)'), null)
 })
 
 const cli = join(process.cwd(), 'dist', 'cli.js')

@@ -1,15 +1,16 @@
 // `simcsepp bench step`: one SimCSE++ training step (the real TrainingStep: 3N-row encoder pass with the
 // per-row dropout switch, CLS + MLP pooling, off-dropout + 0.1 DCL, backward, clipping, AdamW) of a
 // random-initialised model on sentences of exactly T tokens, per device and batch size: steps/s,
-// sentences/s, model FLOP/s and utilisation against the device's peak, and memory. The PyTorch
+// sentences/s, model FLOP/s and utilisation against the device's peak at the precision used, and memory. The PyTorch
 // counterpart is scripts/bench/torch_step.py (the same step as the paper's released code computes it).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { addon } from '../native.js'
+import { addon, type Precision } from '../native.js'
 import { BertModel } from '../model/bert.js'
 import { namedConfig, type BertConfig, type NamedConfig } from '../model/config.js'
 import { AdamW } from '../optim/adamw.js'
+import { effectivePrecision, type PrecisionRequest } from '../model/precision.js'
 import { Tokenizer } from '../tokenizer.js'
 import type { Device } from '../tensor.js'
 import type { BatchStream } from '../data/sentences.js'
@@ -26,6 +27,8 @@ export interface StepBenchOptions {
   devices: Device[]
   /** Timed steps per measurement (after 2 warm-up steps). Default 5. */
   steps?: number
+  /** Default 'auto': bf16 on CUDA, fp32 on the CPU. */
+  precision?: PrecisionRequest
   log: (line: string) => void
 }
 
@@ -40,7 +43,9 @@ export interface StepBenchRow {
   flopsPerStep: number
   /** Achieved model TFLOP/s. */
   tflops: number
-  /** tflops / the device's fp32 peak, when the peak is known (null on the CPU and the emulator). */
+  /** Precision of the linear layers' products ('auto' resolved: bf16 on CUDA, fp32 on the CPU). */
+  precision: Precision
+  /** tflops / the device's dense peak at that precision, when known (null on the CPU and the emulator). */
   mfu: number | null
   /** The most tensor memory held (parameters, gradients, moments, activations), bytes. */
   peakTensorBytes: number
@@ -58,14 +63,17 @@ export function stepFlops(c: BertConfig, batch: number, seqLen: number, views = 
   return 3 * 2 * (tokens * perToken + heads)
 }
 
-/** Dense fp32 (non-tensor-core) peak of known GPUs, TFLOP/s; null when unknown. */
-export function fp32PeakTflops(device: string | undefined): number | null {
+/** Dense peak of known GPUs, TFLOP/s: fp32 without tensor cores, or bf16 tensor cores; null when unknown. */
+export function peakTflops(device: string | undefined, precision: Precision = 'fp32'): number | null {
   if (!device) return null
-  if (/H100|H200|GH200/.test(device)) return 67
-  if (/A100/.test(device)) return 19.5
-  if (/L40S/.test(device)) return 91.6
-  if (/A10\b/.test(device)) return 31.2
-  return null
+  const table: [RegExp, number, number][] = [
+    [/H100|H200|GH200/, 67, 989],
+    [/A100/, 19.5, 312],
+    [/L40S/, 91.6, 362],
+    [/A10\b/, 31.2, 125],
+  ]
+  const row = table.find(([re]) => re.test(device))
+  return row ? (precision === 'fp32' ? row[1] : row[2]) : null
 }
 
 const WORDS = Array.from({ length: 200 }, (_, i) => `w${i}`)
@@ -92,8 +100,9 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
     const timed = o.steps ?? 5
     for (const device of o.devices) {
       for (const batch of o.batchSizes) {
-        const model = BertModel.create(config, { device, mlp: true, seed: 1 })
-        const opts = resolveTrainOptions({ data: 'bench', out: 'bench', batchSize: batch, maxLen: o.seqLen, device })
+        const precision = effectivePrecision(o.precision ?? 'auto', device)
+        const model = BertModel.create(config, { device, mlp: true, seed: 1, precision })
+        const opts = resolveTrainOptions({ data: 'bench', out: 'bench', batchSize: batch, maxLen: o.seqLen, device, precision })
         const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: opts.lr })
         let k = 0
         const stream = { next: async () => ({ sentences: sentences(batch, o.seqLen - 2, k++), epoch: 0 }) } as unknown as BatchStream
@@ -110,7 +119,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
           const sec = median(seconds)
           const flops = stepFlops(config, batch, o.seqLen)
           const tflops = flops / sec / 1e12
-          const peakT = device === 'cuda' ? fp32PeakTflops(cudaStatus().device) : null
+          const peakT = device === 'cuda' ? peakTflops(cudaStatus().device, model.precision) : null
           rows.push({
             model: o.size,
             device,
@@ -120,6 +129,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
             sentencesPerSec: batch / sec,
             flopsPerStep: flops,
             tflops,
+            precision: model.precision,
             mfu: peakT ? tflops / peakT : null,
             peakTensorBytes: peak,
           })
@@ -134,6 +144,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
             sentencesPerSec: 0,
             flopsPerStep: stepFlops(config, batch, o.seqLen),
             tflops: 0,
+            precision: model.precision,
             mfu: null,
             peakTensorBytes: peak,
             note: (e as Error).message.split('\n')[0],

@@ -9,6 +9,7 @@ import { benchLosses } from '../bench/losses.js'
 import { benchGemm } from '../bench/gemm.js'
 import { benchEncode } from '../bench/encode.js'
 import { benchStep } from '../bench/step.js'
+import { PRECISION_REQUESTS, type PrecisionRequest } from '../model/precision.js'
 import { UsageError } from './args.js'
 import { encodeBenchTable, gemmBenchTable, lossBenchTable, stepBenchTable } from './tables.js'
 
@@ -118,10 +119,13 @@ async function stepBench(argv: string[]) {
       'seq-len': { type: 'string', default: '32' },
       steps: { type: 'string', default: '5' },
       device: { type: 'string', default: 'auto' },
+      precision: { type: 'string', default: 'auto' },
       json: { type: 'boolean', default: false },
     },
   })
   const size = values.model as NamedConfig
+  const precision = values.precision as PrecisionRequest
+  if (!PRECISION_REQUESTS.includes(precision)) usage(`--precision must be auto, fp32 or bf16 (got ${values.precision})`)
   if (!['tiny', 'mini', 'small', 'base'].includes(size)) usage(`--model must be tiny, mini, small or base (got ${values.model})`)
   const batchSizes = values['batch-sizes']!.split(',').map((s) => Number(s.trim()))
   if (batchSizes.some((b) => !Number.isInteger(b) || b < 2))
@@ -135,6 +139,7 @@ async function stepBench(argv: string[]) {
     batchSizes,
     seqLen,
     steps,
+    precision,
     devices: devicesFor(values.device!),
     log: (l) => process.stderr.write(`  ${l}\n`),
   })

@@ -97,10 +97,11 @@ export function encodeBenchTable(rows: EncodeBenchRow[]): string {
 /** `bench step`: one SimCSE++ training step per model, device and batch size. */
 export function stepBenchTable(rows: StepBenchRow[]): string {
   return formatTable(
-    ['model', 'device', 'batch', 'T', 'steps/s', 'sent/s', 'TFLOP/s', 'MFU (fp32)', 'tensor memory', 'note'],
+    ['model', 'device', 'precision', 'batch', 'T', 'steps/s', 'sent/s', 'TFLOP/s', 'MFU', 'tensor memory', 'note'],
     rows.map((r) => [
       r.model,
       r.device,
+      r.precision,
       r.batchSize,
       r.seqLen,
       r.stepsPerSec.toFixed(r.stepsPerSec < 10 ? 3 : 1),
