@@ -1,6 +1,7 @@
-// The op set's matrix products on CUDA: sgemm (ops/gemm.h) and the linear layer (ops/encoder.h), all on
-// the tile SGEMM of tile_gemm.cuh (a 256-thread block computes one 64 x 64 tile of C, 4 x 4 outputs per
-// thread, the reduction staged 16 at a time through shared memory; fp32 FMA, no tensor cores).
+// The op set's matrix products on CUDA: sgemm (ops/gemm.h) and the linear layer (ops/encoder.h), on
+// cuBLASLt when cublaslt.cuh found and checked it, else on the tile SGEMM of tile_gemm.cuh (a 256-thread block computes
+// one 64 x 64 tile of C, 4 x 4 outputs per thread, the reduction staged 16 at a time through shared memory; fp32 FMA,
+// no tensor cores).
 //
 //   sgemm:            C = alpha op(A) op(B) + beta C, the four transpose combinations (sgemm_kernel<tA, tB>).
 //                     alpha == 0 or K == 0: C = beta C, run as the kernel with K = 0 (A and B are not read;
@@ -16,6 +17,7 @@
 // coalesced 128-byte segment; warp w sums rows w, w + 8, w + 16, ... in double, then lane c of warp 0 adds
 // the 8 partials in warp order and adds the sum into dbias[c]. Every order is fixed: no atomics, the same
 // bits on every run.
+#include "cublaslt.cuh"
 #include "cuda_check.cuh"
 #include "gemm_bf16.cuh"
 #include "launch.cuh"
@@ -71,14 +73,19 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
     K = 0;
     alpha = 0.0f;
   }
-  launch_sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, "sgemm_kernel (sgemm)", kDefaultStream);
+  if (K == 0 || !lt::gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr, Precision::kFp32,
+                          kDefaultStream))
+    launch_sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, "sgemm_kernel (sgemm)", kDefaultStream);
   finish(kDefaultStream);
 }
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
                     int64_t OC, Precision precision) {
   require();
-  if (precision == Precision::kBf16)
+  if (C > 0 &&
+      lt::gemm(false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, bias, precision, kDefaultStream)) {
+    // cuBLASLt (cublaslt.cuh)
+  } else if (precision == Precision::kBf16)
     bf16gemm::gemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC,
                                 "gemm_bf16_kernel (linear out = inp W^T + b)", kDefaultStream, bias);
   else
@@ -92,7 +99,11 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   require();
   const cudaStream_t stream = kDefaultStream;
   const bool bf16 = precision == Precision::kBf16;
-  if (dinp != nullptr) {
+  if (dinp != nullptr && OC > 0 &&
+      lt::gemm(false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C, nullptr,
+               precision, stream)) {
+    // cuBLASLt
+  } else if (dinp != nullptr) {
     if (bf16)
       bf16gemm::gemm<false, false>(R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C,
                                    "gemm_bf16_kernel (linear dinp = dout W)", stream);
@@ -100,7 +111,10 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
       tile::sgemm<false, false>(R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C,
                                 "sgemm_kernel (linear dinp = dout W)", stream);
   }
-  if (dweight != nullptr && R > 0) {
+  if (dweight != nullptr && R > 0 &&
+      lt::gemm(true, false, OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C, nullptr, precision, stream)) {
+    // cuBLASLt
+  } else if (dweight != nullptr && R > 0) {
     if (bf16)
       bf16gemm::gemm<true, false>(OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C,
                                   "gemm_bf16_kernel (linear dweight += dout^T inp)", stream);

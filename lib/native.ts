@@ -37,6 +37,11 @@ export interface CudaStatus {
   reason?: string
   /** Device 0's name and compute capability, when available. */
   device?: string
+  /**
+   * The library the matrix products run on, when available: "cuBLASLt <version> (<path>)" (found at run
+   * time and checked against the kernels), or "simcsepp kernels (<why not cuBLASLt>)".
+   */
+  gemm?: string
 }
 
 export interface Addon {

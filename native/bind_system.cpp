@@ -29,6 +29,13 @@ Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
   if (s.emulated) o.Set("emulated", true);
   if (!s.available) o.Set("reason", s.reason);
   if (!s.device.empty()) o.Set("device", s.device);
+  if (s.available) {
+    try {
+      o.Set("gemm", cuda::gemm_library());
+    } catch (const std::exception& e) {
+      o.Set("gemm", std::string("unknown (") + e.what() + ")");
+    }
+  }
   return o;
 }
 

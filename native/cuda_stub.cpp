@@ -25,6 +25,10 @@ const Status& status() {
 }
 
 void require() { not_compiled(); }
+const std::string& gemm_library() {
+  static const std::string none = "none (this build has no CUDA kernels)";
+  return none;
+}
 void* malloc_device(size_t) { not_compiled(); }
 void free_device(void*) noexcept {}
 void copy_to_device(void*, const void*, size_t) { not_compiled(); }

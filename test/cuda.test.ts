@@ -105,3 +105,16 @@ t.test('out of GPU memory is an Error that says what was asked and what is free;
   t.same(Array.from(kept.toFloat32Array()), [1, 2, 3], 'earlier tensors stay valid')
   kept.dispose()
 })
+
+t.test('cudaStatus().gemm names the GEMM library and why', { skip }, async (t) => {
+  t.type(status.gemm, 'string')
+  if (emulated) t.match(status.gemm!, /^simcsepp kernels \(the emulated device cannot run cuBLASLt\)$/)
+  else t.match(status.gemm!, /^(cuBLASLt \d+ \(.+\)|simcsepp kernels \(.+\))$/)
+  const { spawnSync } = await import('node:child_process')
+  const r = spawnSync(
+    process.execPath,
+    ['--input-type=module', '-e', "import('./dist/index.js').then((m) => console.log(m.cudaStatus().gemm))"],
+    { encoding: 'utf8', env: { ...process.env, SIMCSEPP_GEMM: 'kernels' } },
+  )
+  t.equal(r.stdout.trim(), 'simcsepp kernels (SIMCSEPP_GEMM=kernels)', r.stderr)
+})

@@ -1,0 +1,353 @@
+// cuBLASLt, loaded at run time (cublaslt.cuh). The few declarations used are written here (no cuBLAS
+// headers at build time); their values are the documented ones of cublasLt.h (CUDA 12 and 13).
+//
+// Row-major products through a column-major library: a row-major X[m, n] is the column-major X^T, so
+// C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T with B as the first operand: m' = N, n' = M, k' = K.
+// The bias epilogue adds a vector over the rows of C^T, i.e. one value per column of C.
+// Nothing here has run on a GPU yet: the self-check in probe() compares cuBLASLt with the kernels on
+// products with every transpose and odd sizes, and turns cuBLASLt off when they disagree.
+#include <dlfcn.h>
+#include <glob.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "cublaslt.cuh"
+#include "gemm_bf16.cuh"
+#include "tile_gemm.cuh"
+
+namespace simcsepp::cuda::lt {
+
+namespace {
+
+// ---- the C API, as declared by cublasLt.h
+using Status = int;  // cublasStatus_t; 0 = CUBLAS_STATUS_SUCCESS
+using Handle = void*;
+using MatmulDesc = void*;
+using Layout = void*;
+using Preference = void*;
+struct Algo {
+  uint64_t data[8];
+};
+struct HeuristicResult {
+  Algo algo;
+  size_t workspaceSize;
+  Status state;
+  float wavesCount;
+  int reserved[4];
+};
+constexpr int kComputeF32 = 68;          // CUBLAS_COMPUTE_32F
+constexpr int kComputeF32Fast16BF = 75;  // CUBLAS_COMPUTE_32F_FAST_16BF
+constexpr int kR32F = 0;                 // CUDA_R_32F
+constexpr int kOpN = 0, kOpT = 1;        // CUBLAS_OP_N, CUBLAS_OP_T
+constexpr int kDescTransA = 3;           // CUBLASLT_MATMUL_DESC_TRANSA
+constexpr int kDescTransB = 4;           // CUBLASLT_MATMUL_DESC_TRANSB
+constexpr int kDescEpilogue = 7;         // CUBLASLT_MATMUL_DESC_EPILOGUE
+constexpr int kDescBiasPointer = 8;      // CUBLASLT_MATMUL_DESC_BIAS_POINTER
+constexpr int kEpilogueDefault = 1;      // CUBLASLT_EPILOGUE_DEFAULT
+constexpr int kEpilogueBias = 4;         // CUBLASLT_EPILOGUE_BIAS
+constexpr int kPrefMaxWorkspace = 1;     // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES
+constexpr size_t kWorkspaceBytes = 32u << 20;
+
+struct Api {
+  Status (*create)(Handle*);
+  size_t (*getVersion)();
+  Status (*descCreate)(MatmulDesc*, int, int);
+  Status (*descDestroy)(MatmulDesc);
+  Status (*descSet)(MatmulDesc, int, const void*, size_t);
+  Status (*layoutCreate)(Layout*, int, uint64_t, uint64_t, int64_t);
+  Status (*layoutDestroy)(Layout);
+  Status (*prefCreate)(Preference*);
+  Status (*prefDestroy)(Preference);
+  Status (*prefSet)(Preference, int, const void*, size_t);
+  Status (*heuristic)(Handle, MatmulDesc, Layout, Layout, Layout, Layout, Preference, int, HeuristicResult*, int*);
+  Status (*matmul)(Handle, MatmulDesc, const void*, const void*, Layout, const void*, Layout, const void*, const void*,
+                   Layout, void*, Layout, const Algo*, void*, size_t, cudaStream_t);
+};
+
+// One prepared product shape: descriptors and the heuristic's algorithm, reused for every call.
+struct Plan {
+  MatmulDesc desc = nullptr;
+  Layout a = nullptr, b = nullptr, c = nullptr;
+  Algo algo{};
+  bool ok = false;
+};
+using PlanKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int>;
+
+struct Library {
+  std::mutex mu;
+  bool active = false;
+  std::string description;
+  Api api{};
+  Handle handle = nullptr;
+  void* workspace = nullptr;
+  std::map<PlanKey, Plan> plans;
+};
+
+Library& library() {
+  static Library* l = new Library();  // never torn down (the driver may be gone at exit)
+  return *l;
+}
+
+// Candidate files, most specific first.
+std::vector<std::string> candidates() {
+  std::vector<std::string> c;
+  if (const char* p = std::getenv("SIMCSEPP_CUBLASLT")) c.emplace_back(p);
+  for (const char* so : {"libcublasLt.so.13", "libcublasLt.so.12"}) c.emplace_back(so);  // the loader's path
+  std::vector<std::string> roots;
+  if (const char* h = std::getenv("CUDA_HOME")) roots.emplace_back(h);
+  if (const char* h = std::getenv("CUDA_PATH")) roots.emplace_back(h);
+  roots.emplace_back("/usr/local/cuda");
+  for (const std::string& r : roots)
+    for (const char* so : {"libcublasLt.so.13", "libcublasLt.so.12"}) c.push_back(r + "/lib64/" + so);
+  // Python wheels (nvidia-cublas-cu12 / -cu13), in the usual site-packages locations.
+  const std::string home = std::getenv("HOME") ? std::getenv("HOME") : "";
+  for (const std::string& pattern :
+       {std::string("/usr/local/lib/python3*/dist-packages/nvidia/cu*/lib/libcublasLt.so.*"),
+        std::string("/usr/local/lib/python3*/dist-packages/nvidia/cublas/lib/libcublasLt.so.*"),
+        std::string("/usr/lib/python3/dist-packages/nvidia/cublas/lib/libcublasLt.so.*"),
+        home + "/.local/lib/python3*/site-packages/nvidia/cublas/lib/libcublasLt.so.*",
+        std::string("/opt/conda/lib/python3*/site-packages/nvidia/cublas/lib/libcublasLt.so.*")}) {
+    glob_t g{};
+    if (glob(pattern.c_str(), 0, nullptr, &g) == 0)
+      for (size_t i = 0; i < g.gl_pathc; ++i) c.emplace_back(g.gl_pathv[i]);
+    globfree(&g);
+  }
+  return c;
+}
+
+template <class F>
+bool bind(void* so, const char* name, F*& fn) {
+  fn = reinterpret_cast<F*>(dlsym(so, name));
+  return fn != nullptr;
+}
+
+bool load(Api& api, std::string& path, std::string& why) {
+  std::string tried;
+  for (const std::string& c : candidates()) {
+    void* so = dlopen(c.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (so == nullptr) {
+      tried += (tried.empty() ? "" : ", ") + c;
+      continue;
+    }
+    const bool all = bind(so, "cublasLtCreate", api.create) && bind(so, "cublasLtGetVersion", api.getVersion) &&
+                     bind(so, "cublasLtMatmulDescCreate", api.descCreate) &&
+                     bind(so, "cublasLtMatmulDescDestroy", api.descDestroy) &&
+                     bind(so, "cublasLtMatmulDescSetAttribute", api.descSet) &&
+                     bind(so, "cublasLtMatrixLayoutCreate", api.layoutCreate) &&
+                     bind(so, "cublasLtMatrixLayoutDestroy", api.layoutDestroy) &&
+                     bind(so, "cublasLtMatmulPreferenceCreate", api.prefCreate) &&
+                     bind(so, "cublasLtMatmulPreferenceDestroy", api.prefDestroy) &&
+                     bind(so, "cublasLtMatmulPreferenceSetAttribute", api.prefSet) &&
+                     bind(so, "cublasLtMatmulAlgoGetHeuristic", api.heuristic) &&
+                     bind(so, "cublasLtMatmul", api.matmul);
+    if (!all) {
+      why = c + " lacks a cuBLASLt function";
+      dlclose(so);
+      return false;
+    }
+    path = c;
+    return true;
+  }
+  why = "libcublasLt.so.13/.12 not found (tried " + tried + "; set SIMCSEPP_CUBLASLT to its path)";
+  return false;
+}
+
+// The plan of a product shape (caller holds the library mutex). A failed plan is remembered: that shape
+// then always runs on the kernels.
+Plan& plan_for(Library& L, const PlanKey& key) {
+  auto it = L.plans.find(key);
+  if (it != L.plans.end()) return it->second;
+  Plan& p = L.plans[key];
+  const auto [transA, transB, M, N, K, lda, ldb, ldc, bias, precision] = key;
+  const Api& api = L.api;
+  const int compute = precision == static_cast<int>(Precision::kBf16) ? kComputeF32Fast16BF : kComputeF32;
+  if (api.descCreate(&p.desc, compute, kR32F) != 0) return p;
+  // First operand: B (op(B)^T); second: A (op(A)^T); see the header comment.
+  const int opFirst = transB ? kOpT : kOpN, opSecond = transA ? kOpT : kOpN;
+  const int epilogue = bias ? kEpilogueBias : kEpilogueDefault;
+  if (api.descSet(p.desc, kDescTransA, &opFirst, sizeof(opFirst)) != 0 ||
+      api.descSet(p.desc, kDescTransB, &opSecond, sizeof(opSecond)) != 0 ||
+      api.descSet(p.desc, kDescEpilogue, &epilogue, sizeof(epilogue)) != 0)
+    return p;
+  // Column-major shapes: first operand [N, K] (or [K, N] stored), second [K, M] (or [M, K]), C^T [N, M].
+  if (api.layoutCreate(&p.a, kR32F, transB ? K : N, transB ? N : K, ldb) != 0 ||
+      api.layoutCreate(&p.b, kR32F, transA ? M : K, transA ? K : M, lda) != 0 ||
+      api.layoutCreate(&p.c, kR32F, N, M, ldc) != 0)
+    return p;
+  Preference pref = nullptr;
+  if (api.prefCreate(&pref) != 0) return p;
+  const size_t ws = kWorkspaceBytes;
+  HeuristicResult result{};
+  int found = 0;
+  const bool got = api.prefSet(pref, kPrefMaxWorkspace, &ws, sizeof(ws)) == 0 &&
+                   api.heuristic(L.handle, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found) == 0 && found > 0;
+  api.prefDestroy(pref);
+  if (!got) return p;
+  p.algo = result.algo;
+  p.ok = true;
+  return p;
+}
+
+bool run(Library& L, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+         int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias,
+         Precision precision, cudaStream_t stream) {
+  const PlanKey key{transA, transB, M, N, K, lda, ldb, ldc, bias != nullptr, static_cast<int>(precision)};
+  Plan& p = plan_for(L, key);
+  if (!p.ok) return false;
+  if (bias != nullptr && L.api.descSet(p.desc, kDescBiasPointer, &bias, sizeof(bias)) != 0) return false;
+  return L.api.matmul(L.handle, p.desc, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo, L.workspace,
+                      kWorkspaceBytes, stream) == 0;
+}
+
+// The kernels' result for the self-check.
+void kernel_gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+                 int64_t ldb, float* C, int64_t ldc, const float* bias, Precision precision) {
+  const char* what = "self-check of cuBLASLt";
+  const bool bf16 = precision == Precision::kBf16;
+#define SIMCSEPP_LT_CASE(TA, TB)                                                                       \
+  if (transA == TA && transB == TB) {                                                                  \
+    if (bf16)                                                                                          \
+      bf16gemm::gemm<TA, TB>(M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, what, kDefaultStream, bias); \
+    else                                                                                               \
+      tile::sgemm<TA, TB>(M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, what, kDefaultStream, bias);    \
+    return;                                                                                            \
+  }
+  SIMCSEPP_LT_CASE(false, false)
+  SIMCSEPP_LT_CASE(false, true)
+  SIMCSEPP_LT_CASE(true, false)
+  SIMCSEPP_LT_CASE(true, true)
+#undef SIMCSEPP_LT_CASE
+}
+
+// Compares cuBLASLt with the kernels on every transpose combination, with and without bias, in fp32 and
+// bf16, at odd sizes. Returns "" when they agree, else what differed.
+std::string self_check(Library& L) {
+  const int64_t M = 67, N = 45, K = 33;
+  std::vector<float> host(static_cast<size_t>(2 * 67 * 67 + 67));
+  uint32_t s = 12345;
+  for (float& v : host) {
+    s = s * 1664525u + 1013904223u;
+    v = static_cast<float>(s >> 8) / 16777216.0f - 0.5f;
+  }
+  const size_t bytes = host.size() * sizeof(float);
+  float* buf = static_cast<float*>(malloc_device(bytes + 2 * M * N * sizeof(float)));
+  std::string problem;
+  try {
+    copy_to_device(buf, host.data(), bytes);
+    const float* A = buf;
+    const float* B = buf + 67 * 67;
+    const float* bias = buf + 2 * 67 * 67;
+    float* C1 = buf + host.size();
+    float* C2 = C1 + M * N;
+    std::vector<float> r1(static_cast<size_t>(M * N)), r2(static_cast<size_t>(M * N));
+    for (int precision = 0; precision < 2 && problem.empty(); ++precision)
+      for (int t = 0; t < 8 && problem.empty(); ++t) {
+        const bool tA = (t & 1) != 0, tB = (t & 2) != 0, withBias = (t & 4) != 0;
+        const int64_t lda = tA ? M : K, ldb = tB ? K : N;
+        const Precision pr = precision == 0 ? Precision::kFp32 : Precision::kBf16;
+        kernel_gemm(tA, tB, M, N, K, A, lda, B, ldb, C1, N, withBias ? bias : nullptr, pr);
+        if (!run(L, tA, tB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C2, N, withBias ? bias : nullptr, pr,
+                 kDefaultStream)) {
+          problem = "a cuBLASLt call failed";
+          break;
+        }
+        copy_to_host(r1.data(), C1, r1.size() * sizeof(float));
+        copy_to_host(r2.data(), C2, r2.size() * sizeof(float));
+        double num = 0, den = 0;
+        for (size_t i = 0; i < r1.size(); ++i) {
+          num = std::fmax(num, std::fabs(static_cast<double>(r1[i]) - r2[i]));
+          den = std::fmax(den, std::fabs(static_cast<double>(r1[i])));
+        }
+        // fp32: summation order only; bf16: the library may round the operands differently.
+        const double tol = precision == 0 ? 1e-5 : 2e-2;
+        if (!(num <= tol * den))
+          problem = std::string("cuBLASLt and the kernels disagree (") + (precision ? "bf16" : "fp32") +
+                    (tA ? ", A^T" : "") + (tB ? ", B^T" : "") + (withBias ? ", bias" : "") + "): max difference " +
+                    std::to_string(num / den) + " relative";
+      }
+  } catch (const std::exception& e) {
+    problem = std::string("the self-check failed: ") + e.what();
+  }
+  free_device(buf);
+  return problem;
+}
+
+void probe(Library& L) {
+  const char* mode = std::getenv("SIMCSEPP_GEMM");
+  if (mode != nullptr && std::string(mode) == "kernels") {
+    L.description = "simcsepp kernels (SIMCSEPP_GEMM=kernels)";
+    return;
+  }
+#if defined(SIMCSEPP_CUDA_EMULATOR)
+  constexpr bool kEmulated = true;
+#else
+  constexpr bool kEmulated = false;
+#endif
+  if (kEmulated) {  // its "device" memory is host memory: a real cuBLASLt would fault on it
+    L.description = "simcsepp kernels (the emulated device cannot run cuBLASLt)";
+    return;
+  }
+  std::string path, why;
+  if (!load(L.api, path, why)) {
+    L.description = "simcsepp kernels (" + why + ")";
+    return;
+  }
+  if (L.api.create(&L.handle) != 0) {
+    L.description = "simcsepp kernels (cublasLtCreate failed for " + path + ")";
+    return;
+  }
+  try {
+    L.workspace = malloc_device(kWorkspaceBytes);
+  } catch (const std::exception& e) {
+    L.description = std::string("simcsepp kernels (no memory for cuBLASLt's workspace: ") + e.what() + ")";
+    return;
+  }
+  const std::string problem = self_check(L);
+  const std::string name = "cuBLASLt " + std::to_string(L.api.getVersion()) + " (" + path + ")";
+  if (!problem.empty()) {
+    L.description = "simcsepp kernels (" + name + " not used: " + problem + ")";
+    return;
+  }
+  L.active = true;
+  L.description = name;
+}
+
+Library& probed() {
+  Library& L = library();
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    std::lock_guard<std::mutex> lock(L.mu);
+    probe(L);
+  });
+  return L;
+}
+
+}  // namespace
+
+const std::string& gemm_library() { return probed().description; }
+
+}  // namespace simcsepp::cuda::lt
+
+namespace simcsepp::cuda {
+
+const std::string& gemm_library() { return lt::gemm_library(); }
+
+}  // namespace simcsepp::cuda
+
+namespace simcsepp::cuda::lt {
+
+bool gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+          const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias, Precision precision,
+          cudaStream_t stream) {
+  Library& L = probed();
+  if (!L.active || M <= 0 || N <= 0 || K <= 0) return false;
+  std::lock_guard<std::mutex> lock(L.mu);
+  return run(L, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, precision, stream);
+}
+
+}  // namespace simcsepp::cuda::lt

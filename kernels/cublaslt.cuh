@@ -1,0 +1,27 @@
+// The GEMM library of the CUDA backend: cuBLASLt when it can be loaded at run time (dlopen, so the build
+// needs only nvcc and the CUDA runtime), else simcsepp's own kernels (tile_gemm.cuh for fp32,
+// gemm_bf16.cuh for bf16). Probed once, at the first product or cudaStatus(): the library is searched
+// (SIMCSEPP_CUBLASLT, the loader path, the CUDA toolkit, Python's nvidia-cublas wheels), then checked
+// against the kernels on a few odd-sized products; a library that is missing, fails, or computes something
+// else is not used, and cudaStatus().gemm says why. SIMCSEPP_GEMM=kernels skips cuBLASLt.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "cuda_check.cuh"
+#include "ops/precision.h"
+
+namespace simcsepp::cuda::lt {
+
+// "cuBLASLt 130100 (/usr/local/cuda/lib64/libcublasLt.so.13)" or "simcsepp kernels (<why not cuBLASLt>)".
+const std::string& gemm_library();
+
+// C = alpha op(A) op(B) + beta C (+ bias[c] added to every row when bias != null), row-major with the
+// conventions of tile::sgemm (transA: A stored [K, M]; transB: B stored [N, K]). At kBf16 the operands
+// are rounded to bfloat16 and summed in fp32. Returns false, doing nothing, when cuBLASLt is not in use
+// (the caller runs its kernel).
+bool gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+          const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias, Precision precision,
+          cudaStream_t stream);
+
+}  // namespace simcsepp::cuda::lt
