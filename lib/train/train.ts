@@ -7,6 +7,7 @@
 // so a resumed run ends with the same weights, bit for bit on CPU, as an uninterrupted one. Buffers
 // are sized by the batch the data can fill (batch-size.ts), checked against memory first.
 import { join } from 'node:path'
+import { addon } from '../native.js'
 import { AdamW } from '../optim/adamw.js'
 import { BatchStream, SentenceFile } from '../data/sentences.js'
 import { effectiveBatchSize, checkBatchFits } from './batch-size.js'
@@ -55,6 +56,10 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
   const { tokenizer, copy } = await loadTokenizer(o, file, checkpoint, say)
   const evalSets = await readEvalSets(o.evalFiles)
   const model = await createModel(o, tokenizer, device)
+  if (device === 'cuda') {
+    const cuda = addon.cudaStatus()
+    say(`training on ${cuda.device ?? 'CUDA'}: linear layers in ${model.precision}, matrix products on ${cuda.gemm ?? 'the kernels'}`)
+  }
   const maxLen = maxSequenceLength(model.config, o.maxLen)
   const views = viewCount(o.objective)
   checkBatchFits({ config: model.config, batch, requested: o.batchSize, maxLen: o.maxLen, tokens: maxLen, views })
