@@ -128,19 +128,23 @@ const dir = tempDir('simcsepp-precision-')
 // a smooth function of the sentence vectors, by ~1e-3 or less per step. Both runs see the same batches and
 // dropout masks; 20 AdamW updates of lr 1e-3 carry that difference into the weights without amplifying it
 // beyond the same order. 1% is ten times that bound; this run measures 2e-5.
-t.test('20 bf16 training steps follow the fp32 loss within 1% (CPU: the CUDA bf16 function)', async (t) => {
-  const model = await microModel(dir, 'micro')
-  const data = writeSentences(join(dir, 'data.txt'), 120)
-  const run = { model, data, steps: 20, batchSize: 6, maxLen: 10, evalEvery: 0, saveEvery: 0, seed: 5, lr: 1e-3, device: 'cpu' as const }
-  const losses = { fp32: [] as number[], bf16: [] as number[] }
-  for (const precision of ['fp32', 'bf16'] as const)
-    await train({ ...run, precision, out: join(dir, precision) }, { onStep: (s: StepInfo) => void losses[precision].push(s.loss) })
-  t.equal(losses.bf16.length, 20)
-  const last = losses.bf16.length - 1
-  const d = Math.abs(losses.bf16[last] - losses.fp32[last]) / losses.fp32[last]
-  t.ok(d < 0.01, `step 20 loss: bf16 ${losses.bf16[last].toFixed(5)} vs fp32 ${losses.fp32[last].toFixed(5)} (${(100 * d).toFixed(2)}%)`)
-  t.not(losses.bf16[last], losses.fp32[last], 'bf16 really computes something else')
-})
+for (const device of ['cpu', 'cuda'] as const)
+  t.test(`20 bf16 training steps on ${device} follow the fp32 loss within 1%`, { skip: device === 'cuda' ? noCuda : false }, async (t) => {
+    const model = await microModel(dir, `micro-${device}`)
+    const data = writeSentences(join(dir, `data-${device}.txt`), 120)
+    const run = { model, data, steps: 20, batchSize: 6, maxLen: 10, evalEvery: 0, saveEvery: 0, seed: 5, lr: 1e-3, device }
+    const losses = { fp32: [] as number[], bf16: [] as number[] }
+    for (const precision of ['fp32', 'bf16'] as const)
+      await train(
+        { ...run, precision, out: join(dir, `${device}-${precision}`) },
+        { onStep: (s: StepInfo) => void losses[precision].push(s.loss) },
+      )
+    t.equal(losses.bf16.length, 20)
+    const last = losses.bf16.length - 1
+    const d = Math.abs(losses.bf16[last] - losses.fp32[last]) / losses.fp32[last]
+    t.ok(d < 0.01, `step 20 loss: bf16 ${losses.bf16[last].toFixed(5)} vs fp32 ${losses.fp32[last].toFixed(5)} (${(100 * d).toFixed(3)}%)`)
+    t.not(losses.bf16[last], losses.fp32[last], 'bf16 really computes something else')
+  })
 
 t.test('SentenceEncoder precision: fp32 and bf16 on the CPU, auto = fp32 there; bad values refused', async (t) => {
   const model = await microModel(dir, 'encode')
