@@ -71,7 +71,7 @@ if (!(budget > 0)) {
   process.exit(2)
 }
 const large = flag('--large')
-const runBench = !flag('--no-bench')
+let runBench = !flag('--no-bench')
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const distDir = resolve(option('--dist', process.env.SIMCSEPP_DIST ?? join(root, 'dist')))
 const outDir = process.env.OUT
@@ -127,6 +127,10 @@ const GPU = fake ? 'cpu' : 'cuda'
 const status = fake ? { ...cudaStatus(), available: true, fake: true } : cudaStatus()
 log(`cudaStatus: ${JSON.stringify(status)}`)
 log(`node ${process.version}, budget ${budget} s${large ? ', --large' : ''}, dist ${distDir}`)
+if (runBench && status.emulated) {
+  runBench = false
+  log('the CUDA device is the host emulator: the benchmarks are skipped (emulated timings mean nothing)')
+}
 
 let passed = 0,
   failed = 0,
