@@ -19,6 +19,7 @@ const files = [
   'test/cuda-ops-rowwise.test.ts',
   'test/cuda-encoder.test.ts',
   'test/precision.test.ts',
+  'test/bench-step.test.ts',
 ].filter((f) => existsSync(join(root, f)))
 
 let passed = 0

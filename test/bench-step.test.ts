@@ -4,7 +4,8 @@ import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { peakTflops, stepFlops } from '../lib/bench/step.js'
+import { benchStep, peakTflops, stepFlops } from '../lib/bench/step.js'
+import { cudaStatus } from '../lib/index.js'
 import { namedConfig } from '../lib/model/config.js'
 
 t.test('stepFlops counts 3 views x (forward + backward) of the dense products', async (t) => {
@@ -46,5 +47,18 @@ t.test(
     const bad = spawnSync(process.execPath, [cli, 'bench', 'step', '--batch-sizes', '1'], { encoding: 'utf8' })
     t.equal(bad.status, 2)
     t.match(bad.stderr, /--batch-sizes must be integers of at least 2/)
+  },
+)
+
+const cuda = cudaStatus()
+t.test(
+  'benchStep on CUDA: bf16 by default, a well-formed row',
+  { skip: cuda.available ? false : `CUDA unavailable: ${cuda.reason}` },
+  async (t) => {
+    const rows = await benchStep({ size: 'tiny', batchSizes: [2], seqLen: 4, steps: 1, devices: ['cuda'], log: () => {} })
+    t.equal(rows.length, 1)
+    t.equal(rows[0].note, undefined, rows[0].note ?? 'no note: the step ran')
+    t.equal(rows[0].precision, 'bf16', "'auto' is bf16 on CUDA")
+    t.ok(rows[0].stepsPerSec > 0 && rows[0].peakTensorBytes > 0)
   },
 )
