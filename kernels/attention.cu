@@ -47,6 +47,7 @@ struct AttnRows {
   float p, scale;           // scale = 1/(1-p) (0 when p >= 1)
   uint64_t seed, offset;    // Philox key and stream offset
   const uint8_t* keepRows;  // [B] (may be null): 0 = sentence not dropped
+  int64_t base;             // Philox index of element 0: firstRow * NH * T * T (a micro-batch's offset)
 };
 
 // Whether the sentence b gets dropout (exactly cpu::attention's rule).
@@ -89,11 +90,12 @@ __global__ void __launch_bounds__(kRowThreads)
   const int lane = static_cast<int>(threadIdx.x) % 32;
   if (row >= A.rows) return;  // whole warps leave together (row is uniform per warp)
   const int64_t T = A.T, b = row / T / A.NH, e0 = row * T;
+  const int64_t eg = A.base + e0;  // the row's first Philox index (e0 locates it in memory)
   const int32_t* keyMask = A.mask + b * T;
   float* s = probs + e0;
 
   float mx = -INFINITY;
-  for_own_groups(e0, T, lane, [&](int64_t, int64_t j0, int64_t j1) {
+  for_own_groups(eg, T, lane, [&](int64_t, int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j)
       if (keyMask[j] != 0) mx = fmaxf(mx, s[j]);
   });
@@ -101,7 +103,7 @@ __global__ void __launch_bounds__(kRowThreads)
   const bool none = mx == -INFINITY;  // no real key
   double sum = 0.0;
   if (!none) {
-    for_own_groups(e0, T, lane, [&](int64_t, int64_t j0, int64_t j1) {
+    for_own_groups(eg, T, lane, [&](int64_t, int64_t j0, int64_t j1) {
       for (int64_t j = j0; j < j1; ++j)
         if (keyMask[j] != 0) sum += static_cast<double>(expf(s[j] - mx));
     });
@@ -109,13 +111,13 @@ __global__ void __launch_bounds__(kRowThreads)
   sum = warp_sum(sum);
   const float inv = none ? 0.0f : static_cast<float>(1.0 / sum);
   const bool drop = pd != nullptr && sentence_drops(A, b);
-  for_own_groups(e0, T, lane, [&](int64_t g, int64_t j0, int64_t j1) {
+  for_own_groups(eg, T, lane, [&](int64_t g, int64_t j0, int64_t j1) {
     Philox4 r{};
     if (drop) r = philox_group(A, g);
     for (int64_t j = j0; j < j1; ++j) {
       const float v = none || keyMask[j] == 0 ? 0.0f : expf(s[j] - mx) * inv;
       s[j] = v;
-      if (pd != nullptr) pd[e0 + j] = drop ? v * drop_factor(A, r, e0 + j) : v;
+      if (pd != nullptr) pd[e0 + j] = drop ? v * drop_factor(A, r, eg + j) : v;
     }
   });
 }
@@ -129,20 +131,21 @@ __global__ void __launch_bounds__(kRowThreads)
   const int lane = static_cast<int>(threadIdx.x) % 32;
   if (row >= A.rows) return;
   const int64_t T = A.T, b = row / T / A.NH, e0 = row * T;
+  const int64_t eg = A.base + e0;  // the row's first Philox index (e0 locates it in memory)
   const int32_t* keyMask = A.mask + b * T;
   const float* P = probs + e0;
   float* g = dp + e0;
   const bool drop = sentence_drops(A, b);
 
   double dot = 0.0;
-  for_own_groups(e0, T, lane, [&](int64_t grp, int64_t j0, int64_t j1) {
+  for_own_groups(eg, T, lane, [&](int64_t grp, int64_t j0, int64_t j1) {
     Philox4 r{};
     if (drop) r = philox_group(A, grp);
     for (int64_t j = j0; j < j1; ++j) {
       const float p = P[j];
       float x = g[j];
       if (drop) {
-        const float f = drop_factor(A, r, e0 + j);
+        const float f = drop_factor(A, r, eg + j);
         x *= f;
         if (pd != nullptr) pd[e0 + j] = p * f;
       } else if (pd != nullptr) {
@@ -153,7 +156,7 @@ __global__ void __launch_bounds__(kRowThreads)
     }
   });
   const float dotf = static_cast<float>(warp_sum(dot));
-  for_own_groups(e0, T, lane, [&](int64_t, int64_t j0, int64_t j1) {
+  for_own_groups(eg, T, lane, [&](int64_t, int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) g[j] = keyMask[j] != 0 ? P[j] * (g[j] - dotf) : 0.0f;
   });
 }
@@ -176,7 +179,7 @@ struct AttnShape {
 class AttnCall {
  public:
   AttnCall(const AttnShape& shape, const int32_t* mask, float p, uint64_t seed, uint64_t offset,
-           const uint8_t* keepRows, int buffers)
+           const uint8_t* keepRows, int64_t firstRow, int buffers)
       : s(shape), args_(kDefaultStream), lock_(detail::workspace().mu) {
     rows.rows = s.rows();
     rows.T = s.T;
@@ -186,6 +189,7 @@ class AttnCall {
     rows.scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     rows.seed = seed;
     rows.offset = offset;
+    rows.base = firstRow * s.NH * s.T * s.T;
     rows.keepRows = p > 0.0f ? args_.to_device(keepRows, s.B, detail::kSlotKeepRows) : nullptr;
     stride_ = (s.probsFloats() + 63) / 64 * 64;  // keeps every buffer 256-byte aligned
     if (buffers > 0)
@@ -213,10 +217,10 @@ class AttnCall {
 
 void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v, const int32_t* mask,
                        int64_t B, int64_t T, int64_t NH, int64_t HS, float p, uint64_t seed, uint64_t offset,
-                       const uint8_t* keepRows) {
+                       const uint8_t* keepRows, int64_t firstRow) {
   require();
   if (B * NH * T <= 0) return;
-  const AttnCall call({B, T, NH, HS}, mask, p, seed, offset, keepRows, p > 0.0f ? 1 : 0);
+  const AttnCall call({B, T, NH, HS}, mask, p, seed, offset, keepRows, firstRow, p > 0.0f ? 1 : 0);
   float* pd = p > 0.0f ? call.buffer(0) : nullptr;  // Pd = D ⊙ P (else ctx reads P itself)
   const int64_t H = NH * HS;
   tile::sgemm<false, true>(T, T, HS, call.s.scale(), q, H, k, H, 0.0f, probs, T, "sgemm_kernel (attention S = q k^T)",
@@ -230,10 +234,11 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
                         const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T, int64_t NH,
-                        int64_t HS, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows) {
+                        int64_t HS, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
+                        int64_t firstRow) {
   require();
   if (B * NH * T <= 0) return;
-  const AttnCall call({B, T, NH, HS}, mask, p, seed, offset, keepRows, p > 0.0f ? 2 : 1);
+  const AttnCall call({B, T, NH, HS}, mask, p, seed, offset, keepRows, firstRow, p > 0.0f ? 2 : 1);
   float* dS = call.buffer(0);                       // dPd, then dS
   float* pd = p > 0.0f ? call.buffer(1) : nullptr;  // Pd = D ⊙ P (else dv reads P itself)
   const int64_t H = NH * HS;

@@ -1,10 +1,12 @@
 // Selective dropout (backend.h DropoutArgs), bit-identical to the CPU backend:
 //   y[e] = x[e]                                   if keepRows && keepRows[r] == 0   (row kept whole)
 //        = u_e >= p ? x[e] * (1.0f / (1.0f - p)) : 0   otherwise,
-//   e = r*cols + c (64-bit), u_e = dropout_uniform(seed, offset, e) (native/common/philox.h).
+//   e = (firstRow + r)*cols + c (64-bit), u_e = dropout_uniform(seed, offset, e) (native/common/philox.h);
+//   firstRow places x in a larger batch, so a micro-batch draws that batch's masks.
 // Tiling: one thread per group of 4 consecutive elements, because one Philox call yields the uniforms of
 // exactly the 4 elements 4q..4q+3 (dropout_uniform uses counter e/4 and word e%4); grid-stride loop.
-// Groups are read/written as float4 when both pointers are 16-byte aligned. x and y may alias: each
+// Groups are read/written as float4 when both pointers are 16-byte aligned and firstRow * cols % 4 == 0
+// (groups then line up with the memory). x and y may alias: each
 // element is read and then written by the same thread.
 #include <algorithm>
 
@@ -24,33 +26,39 @@ struct DropoutParams {
   float p, scale;
   uint64_t seed, offset;
   const uint8_t* keepRows;
+  int64_t base;  // Philox index of element 0: firstRow * cols (a micro-batch's offset)
 };
 
-__device__ __forceinline__ float drop_one(const DropoutParams& P, int64_t e, float x, const Philox4& r) {
+__device__ __forceinline__ float drop_one(const DropoutParams& P, int64_t e, float x, const Philox4& r, int word) {
   if (P.keepRows != nullptr && P.keepRows[e / P.cols] == 0) return x;
-  const float u = philox_to_unit(r.v[e & 3]);
+  const float u = philox_to_unit(r.v[word]);
   return u >= P.p ? x * P.scale : 0.0f;
 }
 
+// Thread t of the grid takes Philox groups G0 + t, G0 + t + stride, ... of the global element indices
+// [base, base + total); group g covers global elements 4g .. 4g + 3, i.e. local e = 4g + w - base.
 template <bool kVec>
 __global__ void dropout_kernel(DropoutParams P) {
-  const int64_t groups = (P.total + 3) / 4;
+  const int64_t g0 = P.base >> 2, g1 = (P.base + P.total + 3) >> 2;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t g = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; g < groups; g += stride) {
+  for (int64_t g = g0 + static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; g < g1; g += stride) {
     // Same counter layout as dropout_uniform: (block = e>>2 as 64 bits, offset as 64 bits), key = seed.
     const Philox4 r = philox4x32_10(static_cast<uint32_t>(g), static_cast<uint32_t>(g >> 32),
                                     static_cast<uint32_t>(P.offset), static_cast<uint32_t>(P.offset >> 32),
                                     static_cast<uint32_t>(P.seed), static_cast<uint32_t>(P.seed >> 32));
-    const int64_t e0 = g * 4;
-    if (kVec && e0 + 4 <= P.total) {
-      float4 v = reinterpret_cast<const float4*>(P.x)[g];
-      v.x = drop_one(P, e0 + 0, v.x, r);
-      v.y = drop_one(P, e0 + 1, v.y, r);
-      v.z = drop_one(P, e0 + 2, v.z, r);
-      v.w = drop_one(P, e0 + 3, v.w, r);
-      reinterpret_cast<float4*>(P.y)[g] = v;
+    const int64_t e0 = g * 4 - P.base;           // local index of the group's word 0 (may be < 0 for the first group)
+    if (kVec && e0 >= 0 && e0 + 4 <= P.total) {  // kVec: base % 4 == 0 and x, y 16-byte aligned
+      float4 v = reinterpret_cast<const float4*>(P.x)[e0 / 4];
+      v.x = drop_one(P, e0 + 0, v.x, r, 0);
+      v.y = drop_one(P, e0 + 1, v.y, r, 1);
+      v.z = drop_one(P, e0 + 2, v.z, r, 2);
+      v.w = drop_one(P, e0 + 3, v.w, r, 3);
+      reinterpret_cast<float4*>(P.y)[e0 / 4] = v;
     } else {
-      for (int64_t e = e0; e < e0 + 4 && e < P.total; ++e) P.y[e] = drop_one(P, e, P.x[e], r);
+      for (int w = 0; w < 4; ++w) {
+        const int64_t e = e0 + w;
+        if (e >= 0 && e < P.total) P.y[e] = drop_one(P, e, P.x[e], r, w);
+      }
     }
   }
 }
@@ -66,13 +74,15 @@ void launch_dropout(const DropoutArgs& a, cudaStream_t stream) {
     }
     return;
   }
+  const int64_t base = a.firstRow * a.cols;
   DropoutParams P{a.x, a.y, total, a.cols, a.p,
                   // p >= 1 drops every element (u < 1 <= p); scale is then never used, keep it finite.
-                  a.p < 1.0f ? 1.0f / (1.0f - a.p) : 0.0f, a.seed, a.offset, a.keepRows};
+                  a.p < 1.0f ? 1.0f / (1.0f - a.p) : 0.0f, a.seed, a.offset, a.keepRows, base};
   const int threads = 256;
-  const int64_t groups = (total + 3) / 4;
+  const int64_t groups = ((base + total + 3) >> 2) - (base >> 2);
   const int blocks = static_cast<int>(std::min<int64_t>((groups + threads - 1) / threads, 16384));
-  const bool aligned = (reinterpret_cast<uintptr_t>(a.x) % 16 == 0) && (reinterpret_cast<uintptr_t>(a.y) % 16 == 0);
+  const bool aligned =
+      base % 4 == 0 && (reinterpret_cast<uintptr_t>(a.x) % 16 == 0) && (reinterpret_cast<uintptr_t>(a.y) % 16 == 0);
   if (aligned) {
     launch("dropout_kernel", dropout_kernel<true>, blocks, threads, 0, stream, P);
   } else {

@@ -13,6 +13,11 @@ export interface DropoutOptions {
   offset?: number | bigint
   /** One entry per row (first dimension) of x: 0 passes the row unchanged (the dropout-free view). */
   keepRows?: Uint8Array | ArrayLike<number | boolean>
+  /**
+   * Index of x's first row in a larger batch (default 0): row r draws the mask of row firstRow + r of that
+   * batch, so a micro-batch gets exactly the whole batch's masks.
+   */
+  firstRow?: number
   /** Write into this tensor (it may be x itself) instead of allocating the result. */
   out?: Tensor
 }
@@ -33,6 +38,7 @@ export function dropout(x: Tensor, options: DropoutOptions): Tensor {
     seed: 'integer',
     offset: 'integer',
     keepRows: 'any',
+    firstRow: 'integer',
     out: 'any',
   })
   if (o.p === undefined) throw new TypeError('dropout: option p is required')
@@ -41,7 +47,7 @@ export function dropout(x: Tensor, options: DropoutOptions): Tensor {
   const keep = keepRowsArray(o.keepRows)
   const out = o.out ?? Tensor.zeros(x.shape, x.device)
   try {
-    addon.dropout(nx, nativeOf(out, 'out'), o.p, o.seed, o.offset ?? 0, keep)
+    addon.dropout(nx, nativeOf(out, 'out'), o.p, o.seed, o.offset ?? 0, keep, o.firstRow ?? 0)
   } catch (e) {
     if (!o.out) out.dispose()
     throw e

@@ -87,7 +87,15 @@ export interface Addon {
     weight: number,
     accumulate: boolean,
   ): number
-  dropout(x: NativeTensor, out: NativeTensor, p: number, seed: number | bigint, offset: number | bigint, keepRows: Uint8Array | null): void
+  dropout(
+    x: NativeTensor,
+    out: NativeTensor,
+    p: number,
+    seed: number | bigint,
+    offset: number | bigint,
+    keepRows: Uint8Array | null,
+    firstRow?: number,
+  ): void
   /** Benchmark baseline (CPU or CUDA tensors): separate ops with the N×N logits in memory. Throws a
    * RangeError mentioning "would not fit" when the logits exceed the CPU limit or free device memory. */
   offDropoutUnfused(
@@ -181,6 +189,7 @@ export interface Addon {
     seed: number | bigint,
     offset: number | bigint,
     keepRows: Uint8Array | null,
+    firstRow?: number,
   ): void
   attentionBackward(
     dq: NativeTensor,
@@ -197,6 +206,7 @@ export interface Addon {
     seed: number | bigint,
     offset: number | bigint,
     keepRows: Uint8Array | null,
+    firstRow?: number,
   ): void
   poolClsForward(out: NativeTensor, hidden: NativeTensor): void
   poolClsBackward(dhidden: NativeTensor, dout: NativeTensor, accumulate: boolean): void

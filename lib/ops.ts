@@ -18,11 +18,16 @@ export interface DropoutSite {
   offset: number | bigint
   /** One byte per row (sentence): 0 leaves that row undropped. Default: every row gets dropout. */
   keepRows?: Uint8Array | null
+  /**
+   * Index of the first row (sentence) in the whole batch (default 0): a micro-batch of a larger batch then
+   * draws exactly that batch's masks for its rows (keepRows still lists this call's own rows).
+   */
+  firstRow?: number
 }
 
 /** out = dropout(x) with x viewed as [x.shape[0], rest] (out may be x); applied to a gradient it is the backward. */
 export function dropout(x: Tensor, out: Tensor, site: DropoutSite): void {
-  addon.dropout(nativeOf(x, 'x'), nativeOf(out, 'out'), site.p, site.seed, site.offset, site.keepRows ?? null)
+  addon.dropout(nativeOf(x, 'x'), nativeOf(out, 'out'), site.p, site.seed, site.offset, site.keepRows ?? null, site.firstRow ?? 0)
 }
 
 /** out[r] = word[ids[r]] + pos[posIds[r]] + type[typeIds[r]]; out is [..., H] with ids.length rows. */
@@ -190,6 +195,7 @@ export function attentionForward(
     dropout?.seed ?? 0,
     dropout?.offset ?? 0,
     dropout?.keepRows ?? null,
+    dropout?.firstRow ?? 0,
   )
 }
 
@@ -222,6 +228,7 @@ export function attentionBackward(
     dropout?.seed ?? 0,
     dropout?.offset ?? 0,
     dropout?.keepRows ?? null,
+    dropout?.firstRow ?? 0,
   )
 }
 

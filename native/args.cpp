@@ -168,6 +168,16 @@ Device arg_device_name(const Napi::CallbackInfo& info, size_t index, const char*
             std::string("Expected ") + name + " to be 'cpu' or 'cuda' but received " + describe(info[index]));
 }
 
+int64_t arg_first_row(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  if (index >= info.Length() || info[index].IsUndefined()) return 0;
+  const Napi::Value v = info[index];
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
+  if (!(d >= 0.0 && d <= 9007199254740991.0 && std::floor(d) == d))
+    throw_arg(info.Env(),
+              std::string("Expected ") + name + " to be a non-negative integer but received " + describe(v));
+  return static_cast<int64_t>(d);
+}
+
 Precision arg_precision(const Napi::CallbackInfo& info, size_t index, const char* name) {
   const std::string s = info[index].IsString() ? info[index].As<Napi::String>().Utf8Value() : "";
   if (s == "fp32") return Precision::kFp32;

@@ -47,6 +47,8 @@ uint32_t arg_u32(const Napi::CallbackInfo& info, size_t index, const char* name)
 Device arg_device(const Napi::CallbackInfo& info, size_t index, const char* name);
 // 'cpu' or 'cuda', whether or not CUDA can be used (the op dispatch says why it cannot).
 Device arg_device_name(const Napi::CallbackInfo& info, size_t index, const char* name);
+// An optional row index (undefined: 0), a non-negative safe integer: a micro-batch's first row.
+int64_t arg_first_row(const Napi::CallbackInfo& info, size_t index, const char* name);
 // 'fp32' or 'bf16' (ops/precision.h).
 Precision arg_precision(const Napi::CallbackInfo& info, size_t index, const char* name);
 // Tensor shapes: at most 8 dimensions of at most kMaxDim each, at most kMaxElements in all (RangeError).

@@ -10,8 +10,8 @@
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
 //   add(out, a, b)                    addInplace(dst, src)
-//   attentionForward(ctx, probs, q, k, v, mask, numHeads, p, seed, offset, keepRows|null)
-//   attentionBackward(dq, dk, dv, dctx, q, k, v, probs, mask, numHeads, p, seed, offset, keepRows|null)
+//   attentionForward(ctx, probs, q, k, v, mask, numHeads, p, seed, offset, keepRows|null[, firstRow])
+//   attentionBackward(dq, dk, dv, dctx, q, k, v, probs, mask, numHeads, p, seed, offset, keepRows|null[, firstRow])
 //   poolClsForward(out, hidden)       poolClsBackward(dhidden, dout, accumulate)
 //   poolMeanForward(out, hidden, mask) poolMeanBackward(dhidden, dout, mask, accumulate)
 // Tensors are float32 NativeTensors; sizes are derived from their shapes and every tensor's size is
@@ -274,11 +274,12 @@ struct AttentionDropout {
   float p;
   uint64_t seed, offset;
   const uint8_t* keepRows;
+  int64_t firstRow;
 };
 
 AttentionDropout attention_dropout(const Napi::CallbackInfo& info, size_t i, int64_t B) {
   return {arg_probability(info, i, "p"), arg_u64(info, i + 1, "seed"), arg_u64(info, i + 2, "offset"),
-          arg_keep_rows(info, i + 3, B, "sentence")};
+          arg_keep_rows(info, i + 3, B, "sentence"), arg_first_row(info, i + 4, "firstRow")};
 }
 
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
@@ -299,7 +300,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   AttentionForwardFn* attention_forward = ts.entry(&Backend::attention_forward);
   return guarded_void(env, [&] {
     attention_forward(ctx->data(), probs->data(), q->data(), k->data(), v->data(), mask, d.B, d.T, d.NH, d.HS, dr.p,
-                      dr.seed, dr.offset, dr.keepRows);
+                      dr.seed, dr.offset, dr.keepRows, dr.firstRow);
   });
 }
 
@@ -327,7 +328,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   AttentionBackwardFn* attention_backward = ts.entry(&Backend::attention_backward);
   return guarded_void(env, [&] {
     attention_backward(dq->data(), dk->data(), dv->data(), dctx->data(), q->data(), k->data(), v->data(), probs->data(),
-                       mask, d.B, d.T, d.NH, d.HS, dr.p, dr.seed, dr.offset, dr.keepRows);
+                       mask, d.B, d.T, d.NH, d.HS, dr.p, dr.seed, dr.offset, dr.keepRows, dr.firstRow);
   });
 }
 

@@ -20,6 +20,7 @@ const files = [
   'test/cuda-encoder.test.ts',
   'test/precision.test.ts',
   'test/bench-step.test.ts',
+  'test/micro-batch-masks.test.ts',
 ].filter((f) => existsSync(join(root, f)))
 
 let passed = 0

@@ -60,6 +60,12 @@ export interface TrainForwardOptions {
   pooling?: Pooling
   /** Apply the MLP head (requires a model built with mlp: true). Default: whether it has one. */
   mlp?: boolean
+  /**
+   * Index of this batch's first row in the whole contrastive batch (default 0): a micro-batch then draws
+   * exactly the whole batch's dropout masks for its rows (keepRows lists this batch's own rows). The
+   * batch must be padded to the whole batch's length T, as the masks are indexed by (row, T).
+   */
+  firstRow?: number
 }
 
 interface Saved {
@@ -206,7 +212,17 @@ export class BertModel {
     const [B] = batch.shape
     if (options.keepRows && options.keepRows.length !== B)
       throw new RangeError(`trainForward: keepRows has ${options.keepRows.length} entries for ${B} rows`)
-    const opts = { seed: options.seed, step: options.step, keepRows: options.keepRows ?? null, pooling: options.pooling ?? 'cls', mlp }
+    const firstRow = options.firstRow ?? 0
+    if (!Number.isSafeInteger(firstRow) || firstRow < 0)
+      throw new TypeError(`trainForward: firstRow must be a non-negative integer, got ${options.firstRow}`)
+    const opts = {
+      seed: options.seed,
+      step: options.step,
+      keepRows: options.keepRows ?? null,
+      pooling: options.pooling ?? 'cls',
+      mlp,
+      firstRow,
+    }
     const { acts, input } = this.run(batch, opts)
     this.pool(acts, input.attentionMask, opts.pooling)
     if (mlp) {
@@ -354,7 +370,7 @@ export class BertModel {
   private dropoutOptions(o: Saved['options'] | null, site: number, p: number): ops.DropoutSite | null {
     if (!o || p === 0) return null
     const sites = 1 + 3 * this.config.numHiddenLayers
-    return { p, seed: o.seed, offset: BigInt(o.step) * BigInt(sites) + BigInt(site), keepRows: o.keepRows }
+    return { p, seed: o.seed, offset: BigInt(o.step) * BigInt(sites) + BigInt(site), keepRows: o.keepRows, firstRow: o.firstRow }
   }
 
   // In-place dropout on t viewed as [B, rows/B ...] so keepRows applies per sentence.

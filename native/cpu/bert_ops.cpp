@@ -278,6 +278,7 @@ struct AttnDropout {
   float p;
   uint64_t seed, offset;
   const uint8_t* keepRows;
+  int64_t firstRow;  // the batch's first sentence in the whole batch (ops/encoder.h)
   // Whether sentence b gets dropout at all.
   bool active(int64_t b) const { return p > 0.0f && !(keepRows && keepRows[b] == 0); }
   float scale() const { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
@@ -305,7 +306,7 @@ void masked_softmax_row(float* s, const int32_t* keyMask, int64_t T) {
 void dropout_factors(float* factor, const AttnShape& s, const AttnDropout& d, int64_t b, int64_t h) {
   const int64_t TT = s.T * s.T;
   const float scale = d.scale();
-  const uint64_t base = static_cast<uint64_t>(b * s.NH * TT + h * TT);
+  const uint64_t base = static_cast<uint64_t>((d.firstRow + b) * s.NH * TT + h * TT);
   dropout_uniforms(d.seed, d.offset, base, TT, factor);  // uniforms first, then thresholded in place
   for (int64_t e = 0; e < TT; ++e) factor[e] = factor[e] >= d.p ? scale : 0.0f;
 }
@@ -369,9 +370,9 @@ void attention_backward_head(float* dq, float* dk, float* dv, const float* dctx,
 
 void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v, const int32_t* mask,
                        int64_t B, int64_t T, int64_t NH, int64_t HS, float p, uint64_t seed, uint64_t offset,
-                       const uint8_t* keepRows) {
+                       const uint8_t* keepRows, int64_t firstRow) {
   const AttnShape s{B, T, NH, HS};
-  const AttnDropout d{p, seed, offset, keepRows};
+  const AttnDropout d{p, seed, offset, keepRows, firstRow};
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t b = i / NH, h = i % NH;
@@ -382,9 +383,10 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
                         const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T, int64_t NH,
-                        int64_t HS, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows) {
+                        int64_t HS, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
+                        int64_t firstRow) {
   const AttnShape s{B, T, NH, HS};
-  const AttnDropout d{p, seed, offset, keepRows};
+  const AttnDropout d{p, seed, offset, keepRows, firstRow};
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t b = i / NH, h = i % NH;

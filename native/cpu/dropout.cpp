@@ -24,7 +24,7 @@ void dropout(const DropoutArgs& a) {
           for (int64_t c = 0; c < a.cols; ++c) y[c] = x[c];
         continue;
       }
-      const uint64_t base = static_cast<uint64_t>(r) * static_cast<uint64_t>(a.cols);
+      const uint64_t base = static_cast<uint64_t>(a.firstRow + r) * static_cast<uint64_t>(a.cols);
       thread_local std::vector<float> u;
       for (int64_t c0 = 0; c0 < a.cols; c0 += kChunk) {
         const int64_t w = std::min(kChunk, a.cols - c0);

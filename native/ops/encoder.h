@@ -60,20 +60,21 @@ using AddInplaceFn = void(float* dst, const float* src, int64_t n);
 // is the column slice [h*HS, (h+1)*HS) (BERT's transpose_for_scores).
 //   S = q_h k_h^T / sqrt(HS); keys with mask[b*T + j] == 0 get probability 0;
 //   P = softmax over the real keys (a row with no real key is all zeros); probs saves P;
-//   Pd = dropout(P) with the probs viewed as [B, NH*T*T]: element e = b*NH*T*T + h*T*T + i*T + j is
-//        kept iff dropout_uniform(seed, offset, e) >= p and scaled by 1/(1-p); sentences with
-//        keepRows[b] == 0 (keepRows may be null) are not dropped (exactly cpu::dropout's rule);
+//   Pd = dropout(P) with the probs viewed as [B, NH*T*T]: element e = (firstRow + b)*NH*T*T + h*T*T +
+//        i*T + j is kept iff dropout_uniform(seed, offset, e) >= p and scaled by 1/(1-p); sentences with
+//        keepRows[b] == 0 (keepRows may be null) are not dropped (exactly cpu::dropout's rule); firstRow
+//        is this batch's first sentence in a larger one (a micro-batch draws that batch's masks);
 //   ctx_h = Pd v_h.
 using AttentionForwardFn = void(float* ctx, float* probs, const float* q, const float* k, const float* v,
                                 const int32_t* mask, int64_t B, int64_t T, int64_t NH, int64_t HS, float p,
-                                uint64_t seed, uint64_t offset, const uint8_t* keepRows);
+                                uint64_t seed, uint64_t offset, const uint8_t* keepRows, int64_t firstRow);
 // Regenerates the dropout mask D (Pd = D ⊙ P). With G = dctx_h:
 //   dv_h = Pd^T G;  dP = D ⊙ (G v_h^T);  dS = P ⊙ (dP - rowsum(dP ⊙ P));
 //   dq_h = dS k_h / sqrt(HS);  dk_h = dS^T q_h / sqrt(HS).   dq, dk, dv are overwritten.
 using AttentionBackwardFn = void(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
                                  const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T,
                                  int64_t NH, int64_t HS, float p, uint64_t seed, uint64_t offset,
-                                 const uint8_t* keepRows);
+                                 const uint8_t* keepRows, int64_t firstRow);
 
 // out[b] = hidden[b, 0]
 using PoolClsForwardFn = void(float* out, const float* hidden, int64_t B, int64_t T, int64_t H);

@@ -69,6 +69,9 @@ struct DropoutArgs {
   float p;
   uint64_t seed, offset;
   const uint8_t* keepRows;
+  // Index of x's first row in the whole batch: row r of x draws the mask of element (firstRow + r) * cols + c,
+  // so a micro-batch of a larger batch gets exactly that batch's masks (keepRows is x's own rows).
+  int64_t firstRow = 0;
 };
 
 constexpr float kBnEps = 1e-5f;
