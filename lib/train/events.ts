@@ -8,6 +8,8 @@ export interface StepInfo {
   epoch: number
   /** Sentences this step trained on (at most --batch-size, at most the data). */
   batchSize: number
+  /** Encoder passes the batch's rows were split into (1 without micro-batches). */
+  microBatches: number
   loss: number
   parts: Record<string, number>
   lr: number

@@ -24,6 +24,13 @@ export interface TrainOptions {
   /** Overrides the model's hidden and attention dropout probabilities. */
   dropout?: number
   batchSize?: number
+  /**
+   * Rows (of the V·N stacked views) per encoder pass: 0 (default) runs the whole batch at once; M > 0 runs
+   * it in micro-batches of M rows twice (forward for the vectors, then forward again and backward per
+   * micro-batch with its slice of the whole batch's loss gradient): activation memory of M rows, the
+   * gradients of the whole batch (dropout masks do not depend on M).
+   */
+  microBatch?: number
   maxLen?: number
   lr?: number
   epochs?: number
@@ -67,6 +74,7 @@ const DEFAULTS = {
   dclWeight: 0.1,
   dclTemperature: 5,
   batchSize: 64,
+  microBatch: 0,
   maxLen: 32,
   lr: 3e-5,
   epochs: 1,
@@ -95,6 +103,7 @@ export const OPTION_RANGES = {
   dropout: { min: 0, lt: 1 },
   batchSize: { int: true, min: 2, why: 'a batch of 1 sentence has no in-batch negatives to contrast with' },
   maxLen: { int: true, min: 3, why: 'room for [CLS], one token and [SEP]' },
+  microBatch: { int: true, min: 0, why: '0 runs the whole batch at once' },
   lr: { gt: 0, max: 1 },
   epochs: { int: true, min: 1, max: 1e6 },
   steps: { int: true, min: 0 },

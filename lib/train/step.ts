@@ -30,6 +30,8 @@ export class TrainingStep {
   private readonly views: 2 | 3
   /** dL/dz of the largest batch, [V·batch·H]; each step uses a view of it. */
   private readonly grad: Tensor
+  /** With micro-batches: the whole batch's vectors, gathered micro-batch by micro-batch. */
+  private readonly zAll: Tensor | null
 
   constructor(
     private readonly model: BertModel,
@@ -41,6 +43,8 @@ export class TrainingStep {
   ) {
     this.views = viewCount(o.objective)
     this.grad = Tensor.zeros([this.views * shape.batch * model.config.hiddenSize], device)
+    const rows = this.views * shape.batch
+    this.zAll = o.microBatch > 0 && o.microBatch < rows ? Tensor.zeros([rows * model.config.hiddenSize], device) : null
   }
 
   /**
@@ -57,7 +61,24 @@ export class TrainingStep {
     const { sentences, epoch } = await stream.next()
     const n = sentences.length
     const enc = await this.tokenizer.encodeBatch(sentences, { maxLength: maxLen })
-    const z = model.trainForward(stack(enc, V), { seed: o.seed, step, keepRows: keepRowsFor(o.objective, n), pooling: o.pooling })
+    const batch = stack(enc, V)
+    const keepRows = keepRowsFor(o.objective, n)
+    const forward = { seed: o.seed, step, pooling: o.pooling }
+    // Micro-batches of M rows (the whole batch when 0 or at least V·n): pass 1 gathers every row's
+    // vector, the loss runs over the whole batch, and pass 2 re-runs each micro-batch (the same dropout
+    // masks: firstRow) and back-propagates its slice of dL/dz; parameter gradients accumulate.
+    const rows = V * n
+    const M = this.zAll && o.microBatch < rows ? o.microBatch : rows
+    const chunks: [number, number][] = []
+    for (let r0 = 0; r0 < rows; r0 += M) chunks.push([r0, Math.min(M, rows - r0)])
+    const runChunk = ([r0, m]: [number, number]) =>
+      model.trainForward(slice(batch, r0, m), { ...forward, keepRows: keepRows.subarray(r0, r0 + m), firstRow: r0 })
+    let z: Tensor
+    if (chunks.length === 1) z = model.trainForward(batch, { ...forward, keepRows })
+    else {
+      z = this.zAll!.view(0, [rows, H])
+      for (const c of chunks) z.view(c[0] * H, [c[1], H]).copyFrom(runChunk(c))
+    }
     const g = this.grad.view(0, [V * n, H])
     // Diverged weights show as non-finite sentence vectors (which the losses refuse) or a non-finite loss.
     const zHost = z.toFloat32Array()
@@ -66,7 +87,12 @@ export class TrainingStep {
     const { loss, parts } = objectiveLoss(o, z, g, n)
     if (!Number.isFinite(loss)) throw diverged(step, `the loss is ${loss}`, o.lr, lastCheckpoint)
     model.zeroGrad()
-    model.trainBackward(g)
+    if (chunks.length === 1) model.trainBackward(g)
+    else
+      for (const c of chunks) {
+        runChunk(c)
+        model.trainBackward(g.view(c[0] * H, [c[1], H]))
+      }
     const gradNorm = clipGradNorm(model.grads, o.gradClip)
     const lr = linearSchedule(o.lr, step, totalSteps, o.warmup)
     this.opt.stepWith(lr)
@@ -77,6 +103,7 @@ export class TrainingStep {
       totalSteps,
       epoch,
       batchSize: n,
+      microBatches: chunks.length,
       loss,
       parts,
       lr,
@@ -90,6 +117,7 @@ export class TrainingStep {
 
   dispose(): void {
     this.grad.dispose()
+    this.zAll?.dispose()
   }
 }
 
@@ -97,6 +125,17 @@ export class TrainingStep {
 function diverged(step: number, what: string, lr: number, last: CheckpointRef | null): Error {
   const saved = last ? `this run's last checkpoint is ${last.dir} (step ${last.step})` : 'no checkpoint of this run exists yet'
   return new Error(`step ${step + 1}: ${what} (training diverged); ${saved}; lower --lr (now ${lr}) and start over with --overwrite`)
+}
+
+/** Rows [r0, r0 + m) of a stacked batch (same padded length T, so the dropout masks line up). */
+function slice(b: ReturnType<typeof stack>, r0: number, m: number) {
+  const T = b.shape[1]
+  return {
+    inputIds: b.inputIds.subarray(r0 * T, (r0 + m) * T),
+    attentionMask: b.attentionMask.subarray(r0 * T, (r0 + m) * T),
+    tokenTypeIds: b.tokenTypeIds.subarray(r0 * T, (r0 + m) * T),
+    shape: [m, T],
+  }
 }
 
 /** The tokenised batch stacked V times: rows [x; x; x] for the views z1, z2, z0. */

@@ -1,0 +1,86 @@
+// Training in micro-batches (--micro-batch M, issue 12): the whole batch's vectors are gathered M rows at
+// a time, the loss runs over the whole batch, and each micro-batch is re-run (same dropout masks) and
+// back-propagated with its slice of dL/dz, so the weights equal those of the unchunked run up to float
+// rounding, for every objective and any M.
+import t from 'tap'
+import { join } from 'node:path'
+import { train } from '../lib/train/train.js'
+import { readSafetensors } from '../lib/safetensors.js'
+import type { StepInfo } from '../lib/train/events.js'
+import { OBJECTIVES } from '../lib/train/objective.js'
+import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
+
+const dir = tempDir('simcsepp-micro-batch-')
+
+/**
+ * Largest relative difference over the tensors (max |a - b| over max |b|, floored at 0.02, BERT's
+ * initialisation scale: zero-initialised biases have moved only ~steps·lr, and relative to that their
+ * float noise would look large), and the worst attention key bias difference (absolute).
+ */
+async function compare(a: string, b: string) {
+  const ta = await readSafetensors(join(a, 'model.safetensors')),
+    tb = await readSafetensors(join(b, 'model.safetensors'))
+  let worst = 0,
+    keyBias = 0,
+    worstName = ''
+  for (const [name, y] of tb) {
+    const x = ta.get(name)!
+    let num = 0,
+      den = 0
+    for (let i = 0; i < y.data.length; i++) {
+      num = Math.max(num, Math.abs(x.data[i] - y.data[i]))
+      den = Math.max(den, Math.abs(y.data[i]))
+    }
+    // The key bias's exact gradient is 0 (softmax is shift-invariant): AdamW turns rounding noise into
+    // updates of up to lr there, so it is held to an absolute bound instead.
+    if (/attention\.self\.key\.bias$/.test(name)) keyBias = Math.max(keyBias, num)
+    else if (num / Math.max(den, 0.02) > worst) {
+      worst = num / Math.max(den, 0.02)
+      worstName = `${name} (max |w| ${den.toExponential(2)})`
+    }
+  }
+  return { worst, keyBias, worstName }
+}
+
+t.test('3 steps in micro-batches end with the unchunked weights (every objective, M = 1, 7, all)', async (t) => {
+  const model = await microModel(dir, 'micro')
+  const data = writeSentences(join(dir, 'data.txt'), 60)
+  // The recipe's learning rate: AdamW normalises every update, so an element whose gradient is ~0 moves by
+  // up to lr either way from float noise alone; at 3e-5 that stays far below the 1e-5 bound.
+  const lr = 3e-5
+  for (const objective of OBJECTIVES) {
+    const run = { model, data, objective, steps: 3, batchSize: 12, maxLen: 9, evalEvery: 0, saveEvery: 0, seed: 6, lr }
+    const whole = join(dir, `${objective}-whole`)
+    await train({ ...run, out: whole })
+    for (const microBatch of [1, 7, 36]) {
+      const out = join(dir, `${objective}-m${microBatch}`)
+      const passes: number[] = []
+      await train({ ...run, microBatch, out }, { onStep: (s: StepInfo) => void passes.push(s.microBatches) })
+      const rows = (objective === 'simcse' || objective === 'dcl' ? 2 : 3) * 12
+      t.same(
+        passes,
+        [1, 2, 3].map(() => Math.ceil(rows / microBatch)),
+        `${objective} M=${microBatch}: micro-batches per step`,
+      )
+      const { worst, keyBias, worstName } = await compare(out, whole)
+      t.ok(worst < 1e-5, `${objective} M=${microBatch}: weights within ${worst.toExponential(2)} relative (worst: ${worstName})`)
+      t.ok(keyBias <= 2 * 3 * lr, `${objective} M=${microBatch}: key bias within ${keyBias.toExponential(2)}`)
+    }
+  }
+})
+
+t.test('--batch-size 256 --micro-batch 32 (simcse++): the unchunked weights', async (t) => {
+  const model = await microModel(dir, 'micro-256')
+  const data = writeSentences(join(dir, 'data-256.txt'), 600)
+  const run = { model, data, steps: 3, batchSize: 256, maxLen: 8, evalEvery: 0, saveEvery: 0, seed: 2, lr: 3e-5 }
+  await train({ ...run, out: join(dir, 'b256-whole') })
+  await train({ ...run, microBatch: 32, out: join(dir, 'b256-m32') })
+  const { worst, keyBias } = await compare(join(dir, 'b256-m32'), join(dir, 'b256-whole'))
+  t.ok(worst < 1e-5, `weights within ${worst.toExponential(2)} relative`)
+  t.ok(keyBias <= 6 * 3e-5, `key bias within ${keyBias.toExponential(2)}`)
+})
+
+t.test('--micro-batch is validated', async (t) => {
+  await t.rejects(train({ data: 'x', out: join(dir, 'bad'), microBatch: -1 }), /microBatch/)
+  await t.rejects(train({ data: 'x', out: join(dir, 'bad'), microBatch: 2.5 }), /microBatch/)
+})
