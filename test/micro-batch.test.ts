@@ -80,6 +80,21 @@ t.test('--batch-size 256 --micro-batch 32 (simcse++): the unchunked weights', as
   t.ok(keyBias <= 6 * 3e-5, `key bias within ${keyBias.toExponential(2)}`)
 })
 
+t.test('micro-batches hold the activations of M rows, not of the batch', async (t) => {
+  const model = await microModel(dir, 'micro-mem')
+  const data = writeSentences(join(dir, 'data-mem.txt'), 200)
+  const run = { model, data, steps: 1, batchSize: 64, maxLen: 9, evalEvery: 0, saveEvery: 0, seed: 2 }
+  const bytes: Record<string, number> = {}
+  for (const microBatch of [0, 16]) {
+    await train(
+      { ...run, microBatch, out: join(dir, `mem-${microBatch}`) },
+      { onStep: (s: StepInfo) => void (bytes[microBatch] = s.activationBytes) },
+    )
+  }
+  // 192 rows against 16: the arena scales with the rows of one pass.
+  t.ok(bytes[16] * 8 < bytes[0], `activations: ${bytes[16]} bytes with M = 16, ${bytes[0]} without`)
+})
+
 t.test('--micro-batch is validated', async (t) => {
   await t.rejects(train({ data: 'x', out: join(dir, 'bad'), microBatch: -1 }), /microBatch/)
   await t.rejects(train({ data: 'x', out: join(dir, 'bad'), microBatch: 2.5 }), /microBatch/)

@@ -65,61 +65,65 @@ const args = (out: string, extra: string[] = []) => [
 ]
 const env = { ...process.env, SIMCSEPP_NUM_THREADS: '2' }
 
-t.test(
-  'a run killed with SIGKILL and resumed ends bit-identical to an uninterrupted run',
-  { skip: existsSync(cli) ? false : 'dist/cli.js not built (npm run build)' },
-  async (t) => {
-    const whole = join(dir, 'whole'),
-      killed = join(dir, 'killed')
-    const r = spawnSync(process.execPath, [cli, ...args(whole)], { env, encoding: 'utf8' })
-    t.equal(r.status, 0, `uninterrupted run exits 0 ${r.stderr.slice(-500)}`)
+for (const [label, micro] of [
+  ['', []],
+  [' (with --micro-batch 10)', ['--micro-batch', '10']],
+] as [string, string[]][])
+  t.test(
+    `a run killed with SIGKILL and resumed ends bit-identical to an uninterrupted run${label}`,
+    { skip: existsSync(cli) ? false : 'dist/cli.js not built (npm run build)' },
+    async (t) => {
+      const whole = join(dir, `whole${micro.length}`),
+        killed = join(dir, `killed${micro.length}`)
+      const r = spawnSync(process.execPath, [cli, ...args(whole, micro)], { env, encoding: 'utf8' })
+      t.equal(r.status, 0, `uninterrupted run exits 0 ${r.stderr.slice(-500)}`)
 
-    // Start the same run and kill it once it has logged a few steps (mid-step, at an arbitrary point).
-    const child = spawn(process.execPath, [cli, ...args(killed)], { env, stdio: 'ignore' })
-    const log = join(killed, 'train.jsonl')
-    await new Promise<void>((resolve, reject) => {
-      const timer = setInterval(() => {
-        const lines = existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).length : 0
-        if (lines >= 7) {
+      // Start the same run and kill it once it has logged a few steps (mid-step, at an arbitrary point).
+      const child = spawn(process.execPath, [cli, ...args(killed, micro)], { env, stdio: 'ignore' })
+      const log = join(killed, 'train.jsonl')
+      await new Promise<void>((resolve, reject) => {
+        const timer = setInterval(() => {
+          const lines = existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).length : 0
+          if (lines >= 7) {
+            clearInterval(timer)
+            child.kill('SIGKILL')
+            resolve()
+          }
+        }, 20)
+        child.on('exit', (code) => {
           clearInterval(timer)
-          child.kill('SIGKILL')
-          resolve()
-        }
-      }, 20)
-      child.on('exit', (code) => {
-        clearInterval(timer)
-        if (code === 0) reject(new Error('the run finished before it could be killed'))
+          if (code === 0) reject(new Error('the run finished before it could be killed'))
+        })
       })
-    })
-    await new Promise((r) => child.on('close', r))
-    t.ok(
-      existsSync(join(killed, 'checkpoint', 'state.json')) || existsSync(join(killed, 'checkpoint.old', 'state.json')),
-      'a checkpoint survived the kill',
-    )
-    t.notOk(existsSync(join(killed, 'model.safetensors')), 'the killed run never wrote its final model')
-    const resumed = spawnSync(process.execPath, [cli, ...args(killed, ['--resume', killed])], { env, encoding: 'utf8' })
-    t.equal(resumed.status, 0, `resumed run exits 0 ${resumed.stderr.slice(-500)}`)
-    t.match(resumed.stderr, /resuming from .* at step \d+ of 14/)
+      await new Promise((r) => child.on('close', r))
+      t.ok(
+        existsSync(join(killed, 'checkpoint', 'state.json')) || existsSync(join(killed, 'checkpoint.old', 'state.json')),
+        'a checkpoint survived the kill',
+      )
+      t.notOk(existsSync(join(killed, 'model.safetensors')), 'the killed run never wrote its final model')
+      const resumed = spawnSync(process.execPath, [cli, ...args(killed, [...micro, '--resume', killed])], { env, encoding: 'utf8' })
+      t.equal(resumed.status, 0, `resumed run exits 0 ${resumed.stderr.slice(-500)}`)
+      t.match(resumed.stderr, /resuming from .* at step \d+ of 14/)
 
-    const a = readFileSync(join(whole, 'model.safetensors')),
-      b = readFileSync(join(killed, 'model.safetensors'))
-    t.ok(a.equals(b), 'model.safetensors is byte-identical')
-    const ca = await readSafetensors(join(whole, 'checkpoint', 'state.safetensors')),
-      cb = await readSafetensors(join(killed, 'checkpoint', 'state.safetensors'))
-    for (const name of ['params', 'adam.m', 'adam.v']) {
-      t.ok(Buffer.from(ca.get(name)!.data.buffer).equals(Buffer.from(cb.get(name)!.data.buffer)), `${name} (with the MLP head) identical`)
-    }
-    const steps = readFileSync(join(killed, 'train.jsonl'), 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l).step)
-    t.same(
-      steps,
-      Array.from({ length: 14 }, (_, i) => i + 1),
-      'the log holds each step once, in order',
-    )
-  },
-)
+      const a = readFileSync(join(whole, 'model.safetensors')),
+        b = readFileSync(join(killed, 'model.safetensors'))
+      t.ok(a.equals(b), 'model.safetensors is byte-identical')
+      const ca = await readSafetensors(join(whole, 'checkpoint', 'state.safetensors')),
+        cb = await readSafetensors(join(killed, 'checkpoint', 'state.safetensors'))
+      for (const name of ['params', 'adam.m', 'adam.v']) {
+        t.ok(Buffer.from(ca.get(name)!.data.buffer).equals(Buffer.from(cb.get(name)!.data.buffer)), `${name} (with the MLP head) identical`)
+      }
+      const steps = readFileSync(join(killed, 'train.jsonl'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l).step)
+      t.same(
+        steps,
+        Array.from({ length: 14 }, (_, i) => i + 1),
+        'the log holds each step once, in order',
+      )
+    },
+  )
 
 t.test('outputs: Hugging Face and sentence-transformers files, metrics, curve', async (t) => {
   const out = join(dir, 'lib-run')

@@ -66,6 +66,11 @@ export class ActivationArena {
     private readonly device: Device,
   ) {}
 
+  /** Bytes the arena holds (its largest batch so far). */
+  get bytes(): number {
+    return this.capacity * 4
+  }
+
   /** Views for a batch of shape [B, T]; reuses the buffer when it is large enough. */
   acquire(B: number, T: number, training: boolean): Activations {
     const c = this.config

@@ -145,6 +145,11 @@ export class BertModel {
     return new BertModel(config, layout, options.device ?? 'cpu', flat, checkPrecision(options.precision))
   }
 
+  /** Bytes of activation memory held (sized by the largest pass so far: a micro-batch with --micro-batch). */
+  get activationBytes(): number {
+    return this.arena.bytes
+  }
+
   /** Whether dispose() was called; every other method then throws. */
   get disposed(): boolean {
     return this.isDisposed

@@ -10,6 +10,8 @@ export interface StepInfo {
   batchSize: number
   /** Encoder passes the batch's rows were split into (1 without micro-batches). */
   microBatches: number
+  /** Bytes of activation memory the encoder holds (the largest pass so far). */
+  activationBytes: number
   loss: number
   parts: Record<string, number>
   lr: number

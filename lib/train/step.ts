@@ -104,6 +104,7 @@ export class TrainingStep {
       epoch,
       batchSize: n,
       microBatches: chunks.length,
+      activationBytes: model.activationBytes,
       loss,
       parts,
       lr,
