@@ -62,3 +62,35 @@ t.test(
     t.ok(rows[0].stepsPerSec > 0 && rows[0].peakTensorBytes > 0)
   },
 )
+
+t.test(
+  'bench batch --json --plot: whole and micro-batched rows per batch size, an SVG plot',
+  { skip: existsSync(cli) ? false : 'dist/cli.js not built' },
+  async (t) => {
+    const { mkdtempSync, readFileSync, rmSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const dir = mkdtempSync(join(tmpdir(), 'simcsepp-bench-batch-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const plot = join(dir, 'memory.svg')
+    const r = spawnSync(
+      process.execPath,
+      [cli, 'bench', 'batch', '--batch-sizes', '4,8', '--micro-batch', '6', '--seq-len', '6', '--json', '--plot', plot],
+      { encoding: 'utf8' },
+    )
+    t.equal(r.status, 0, r.stderr)
+    const out = JSON.parse(r.stdout) as { rows: { batchSize: number; microBatch: number; activationBytes: number; peakRssBytes: number }[] }
+    t.same(
+      out.rows.map((x) => [x.batchSize, x.microBatch]),
+      [
+        [4, 0],
+        [4, 6],
+        [8, 0],
+        [8, 6],
+      ],
+    )
+    t.ok(out.rows.every((x) => x.peakRssBytes > 0 && x.activationBytes > 0))
+    const big = out.rows.filter((x) => x.batchSize === 8)
+    t.ok(big[1].activationBytes < big[0].activationBytes, 'micro-batches hold fewer activations')
+    t.match(readFileSync(plot, 'utf8'), /^<svg[^>]*>[\s\S]*micro-batches of 6 rows[\s\S]*<\/svg>\n$/)
+  },
+)

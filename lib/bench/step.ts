@@ -29,6 +29,8 @@ export interface StepBenchOptions {
   steps?: number
   /** Default 'auto': bf16 on CUDA, fp32 on the CPU. */
   precision?: PrecisionRequest
+  /** Rows per encoder pass (--micro-batch); 0 (default) runs the whole batch at once. */
+  microBatch?: number
   log: (line: string) => void
 }
 
@@ -49,6 +51,12 @@ export interface StepBenchRow {
   mfu: number | null
   /** The most tensor memory held (parameters, gradients, moments, activations), bytes. */
   peakTensorBytes: number
+  /** Rows per encoder pass (0: the whole batch). */
+  microBatch: number
+  /** Activation memory of the encoder, bytes (the largest pass). */
+  activationBytes: number
+  /** The process's peak resident memory so far, bytes (one configuration per process to measure it). */
+  peakRssBytes: number
   note?: string
 }
 
@@ -102,7 +110,8 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
       for (const batch of o.batchSizes) {
         const precision = effectivePrecision(o.precision ?? 'auto', device)
         const model = BertModel.create(config, { device, mlp: true, seed: 1, precision })
-        const opts = resolveTrainOptions({ data: 'bench', out: 'bench', batchSize: batch, maxLen: o.seqLen, device, precision })
+        const microBatch = o.microBatch ?? 0
+        const opts = resolveTrainOptions({ data: 'bench', out: 'bench', batchSize: batch, maxLen: o.seqLen, device, precision, microBatch })
         const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: opts.lr })
         let k = 0
         const stream = { next: async () => ({ sentences: sentences(batch, o.seqLen - 2, k++), epoch: 0 }) } as unknown as BatchStream
@@ -132,6 +141,9 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
             precision: model.precision,
             mfu: peakT ? tflops / peakT : null,
             peakTensorBytes: peak,
+            microBatch,
+            activationBytes: model.activationBytes,
+            peakRssBytes: process.resourceUsage().maxRSS * 1024,
           })
           o.log(`${o.size} ${device} B=${batch} T=${o.seqLen}: ${(1 / sec).toFixed(2)} steps/s, ${tflops.toFixed(3)} TFLOP/s`)
         } catch (e) {
@@ -147,6 +159,9 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
             precision: model.precision,
             mfu: null,
             peakTensorBytes: peak,
+            microBatch,
+            activationBytes: model.activationBytes,
+            peakRssBytes: process.resourceUsage().maxRSS * 1024,
             note: (e as Error).message.split('\n')[0],
           })
           o.log(`${o.size} ${device} B=${batch}: ${(e as Error).message.split('\n')[0]}`)

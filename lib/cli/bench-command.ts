@@ -1,4 +1,4 @@
-// `simcsepp bench losses|gemm|encode|step`: flags -> the benchmarks of lib/bench/, their rows printed as a
+// `simcsepp bench losses|gemm|encode|step|batch`: flags -> the benchmarks of lib/bench/, their rows printed as a
 // table (or JSON). Both device lists come from the one device policy (lib/device.ts).
 import { parseArgs } from 'node:util'
 import { cudaStatus, numThreads } from '../index.js'
@@ -8,10 +8,11 @@ import type { NamedConfig } from '../model/config.js'
 import { benchLosses } from '../bench/losses.js'
 import { benchGemm } from '../bench/gemm.js'
 import { benchEncode } from '../bench/encode.js'
-import { benchStep } from '../bench/step.js'
+import { benchStep, type StepBenchRow } from '../bench/step.js'
+import { memoryPlotSvg } from '../bench/memory-plot.js'
 import { PRECISION_REQUESTS, type PrecisionRequest } from '../model/precision.js'
 import { UsageError } from './args.js'
-import { encodeBenchTable, gemmBenchTable, lossBenchTable, stepBenchTable } from './tables.js'
+import { batchBenchTable, encodeBenchTable, gemmBenchTable, lossBenchTable, stepBenchTable } from './tables.js'
 
 function usage(message: string): never {
   throw new UsageError(message)
@@ -40,6 +41,7 @@ export function benchCommand(args: string[]) {
   const [what, ...rest] = args
   if (what === 'encode') return encodeBench(rest)
   if (what === 'step') return stepBench(rest)
+  if (what === 'batch') return batchBench(rest)
   const { values } = parseArgs({
     args: rest,
     options: {
@@ -52,7 +54,7 @@ export function benchCommand(args: string[]) {
     strict: true,
   })
   if (what === 'gemm') return gemmBench(values)
-  if (what !== 'losses') usage(`unknown benchmark '${what ?? ''}' (available: losses, gemm, encode, step)`)
+  if (what !== 'losses') usage(`unknown benchmark '${what ?? ''}' (available: losses, gemm, encode, step, batch)`)
   const sizes = (values.sizes ?? '64,512,4096,65536').split(',').map((s) => Number(s.trim()))
   if (sizes.some((n) => !Number.isInteger(n) || n < 1)) usage(`--sizes must be positive integers (got ${values.sizes})`)
   const dim = Number(values.dim)
@@ -120,10 +122,13 @@ async function stepBench(argv: string[]) {
       steps: { type: 'string', default: '5' },
       device: { type: 'string', default: 'auto' },
       precision: { type: 'string', default: 'auto' },
+      'micro-batch': { type: 'string', default: '0' },
       json: { type: 'boolean', default: false },
     },
   })
   const size = values.model as NamedConfig
+  const microBatch = Number(values['micro-batch'])
+  if (!Number.isInteger(microBatch) || microBatch < 0) usage(`--micro-batch must be a non-negative integer (got ${values['micro-batch']})`)
   const precision = values.precision as PrecisionRequest
   if (!PRECISION_REQUESTS.includes(precision)) usage(`--precision must be auto, fp32 or bf16 (got ${values.precision})`)
   if (!['tiny', 'mini', 'small', 'base'].includes(size)) usage(`--model must be tiny, mini, small or base (got ${values.model})`)
@@ -140,11 +145,61 @@ async function stepBench(argv: string[]) {
     seqLen,
     steps,
     precision,
+    microBatch,
     devices: devicesFor(values.device!),
     log: (l) => process.stderr.write(`  ${l}\n`),
   })
   if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'step', date: new Date().toISOString(), rows }, null, 2) + '\n')
   else process.stdout.write('\n' + stepBenchTable(rows) + '\n')
+}
+
+// `bench batch`: the training step at growing batch sizes, whole and in micro-batches, each configuration
+// in its own process (`bench step --json`) so that its peak resident memory is its own; a table, and an
+// SVG plot of peak memory against batch size.
+async function batchBench(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      model: { type: 'string', default: 'tiny' },
+      'batch-sizes': { type: 'string', default: '64,256,1024,4096' },
+      'micro-batch': { type: 'string', default: '128' },
+      'seq-len': { type: 'string', default: '32' },
+      steps: { type: 'string', default: '1' },
+      device: { type: 'string', default: 'cpu' },
+      plot: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  })
+  const batchSizes = values['batch-sizes']!.split(',').map((s) => Number(s.trim()))
+  if (batchSizes.some((b) => !Number.isInteger(b) || b < 2))
+    usage(`--batch-sizes must be integers of at least 2 (got ${values['batch-sizes']})`)
+  const micro = Number(values['micro-batch'])
+  if (!Number.isInteger(micro) || micro < 1) usage(`--micro-batch must be a positive integer (got ${values['micro-batch']})`)
+  const { spawnSync } = await import('node:child_process')
+  const { writeFileSync } = await import('node:fs')
+  const cli = process.argv[1]
+  const rows: (StepBenchRow & { setting: string })[] = []
+  for (const batch of batchSizes)
+    for (const m of [0, micro]) {
+      const setting = m === 0 ? 'whole batch' : `micro-batches of ${m} rows`
+      const args = [cli, 'bench', 'step', '--json', '--model', values.model!, '--batch-sizes', String(batch)]
+      args.push('--seq-len', values['seq-len']!, '--steps', values.steps!, '--device', values.device!, '--micro-batch', String(m))
+      process.stderr.write(`  batch ${batch}, ${setting}\n`)
+      const r = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 64 * 2 ** 20 })
+      if (r.status !== 0) usage(`bench step failed for batch ${batch} (${setting}): ${r.stderr.trim().split('\n').pop()}`)
+      for (const row of (JSON.parse(r.stdout) as { rows: StepBenchRow[] }).rows) rows.push({ ...row, setting })
+    }
+  const plot = memoryPlotSvg(
+    [
+      { label: 'whole batch', points: rows.filter((r) => r.microBatch === 0).map((r) => [r.batchSize, r.peakRssBytes]) },
+      { label: `micro-batches of ${micro} rows`, points: rows.filter((r) => r.microBatch !== 0).map((r) => [r.batchSize, r.peakRssBytes]) },
+    ],
+    `${values.model} on ${values.device}, T = ${values['seq-len']}: peak resident memory of a training step`,
+  )
+  if (values.plot) writeFileSync(values.plot, plot)
+  if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'batch', date: new Date().toISOString(), rows }, null, 2) + '\n')
+  else process.stdout.write('\n' + batchBenchTable(rows) + (values.plot ? `\nplot: ${values.plot}\n` : '\n'))
 }
 
 function gemmBench(values: { sizes?: string; seconds?: string; json?: boolean }) {

@@ -113,3 +113,21 @@ export function stepBenchTable(rows: StepBenchRow[]): string {
     ]),
   )
 }
+
+/** `bench batch`: sentences/s and memory per batch size, whole batch against micro-batches. */
+export function batchBenchTable(rows: (StepBenchRow & { setting: string })[]): string {
+  return formatTable(
+    ['model', 'device', 'batch', 'setting', 'sent/s', 'activations', 'tensor memory', 'peak RSS', 'note'],
+    rows.map((r) => [
+      r.model,
+      r.device,
+      r.batchSize,
+      r.setting,
+      r.sentencesPerSec.toFixed(1),
+      formatBytes(r.activationBytes),
+      formatBytes(r.peakTensorBytes),
+      formatBytes(r.peakRssBytes),
+      r.note ?? '',
+    ]),
+  )
+}
