@@ -99,3 +99,31 @@ t.test('--micro-batch is validated', async (t) => {
   await t.rejects(train({ data: 'x', out: join(dir, 'bad'), microBatch: -1 }), /microBatch/)
   await t.rejects(train({ data: 'x', out: join(dir, 'bad'), microBatch: 2.5 }), /microBatch/)
 })
+
+t.test('--micro-batch auto: whole when the activations fit the budget, else the largest pass that fits', async (t) => {
+  const { chooseMicroBatch, checkBatchFits } = await import('../lib/train/batch-size.js')
+  const { floatsFor } = await import('../lib/model/activations.js')
+  const { namedConfig } = await import('../lib/model/config.js')
+  const config = namedConfig('tiny', 1000)
+  const s = { config, rows: 3 * 4096, tokens: 32 }
+  t.same(chooseMicroBatch(7, s), { rows: 7 }, 'a number is taken as given')
+  t.same(chooseMicroBatch(99999, s), { rows: 0 }, 'at least the whole batch: no split')
+  t.same(chooseMicroBatch('auto', s, 1e15), { rows: 0 }, 'fits the budget: whole')
+  const budget = 256 * 2 ** 20
+  const r = chooseMicroBatch('auto', s, budget)
+  t.ok(
+    floatsFor(config, r.rows, 32, true) * 4 <= budget && floatsFor(config, r.rows + 1, 32, true) * 4 > budget,
+    `${r.rows} rows: the largest that fits`,
+  )
+  t.match(
+    r.note!,
+    /^--micro-batch auto: \d+ rows per pass \(the whole batch's 12288 rows would need [\d.]+ GiB of activations, more than the 0\.250 GiB budget; --micro-batch 0 runs it whole\)$/,
+  )
+  // The memory check counts one pass's activations.
+  const shape = { config, batch: 4096, requested: 4096, maxLen: 32, tokens: 32, views: 3 }
+  t.throws(
+    () => checkBatchFits(shape, 2 ** 30),
+    /needs ~[\d.]+ GiB of activations; this machine has 1\.00 GiB: lower --batch-size or --max-len, or set --micro-batch/,
+  )
+  t.doesNotThrow(() => checkBatchFits({ ...shape, rowsPerPass: 128 }, 2 ** 30))
+})

@@ -115,7 +115,8 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
         const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: opts.lr })
         let k = 0
         const stream = { next: async () => ({ sentences: sentences(batch, o.seqLen - 2, k++), epoch: 0 }) } as unknown as BatchStream
-        const step = new TrainingStep(model, opt, tokenizer, opts, { batch, maxLen: o.seqLen, totalSteps: timed + 2 }, device)
+        const shape = { batch, maxLen: o.seqLen, totalSteps: timed + 2, microBatch }
+        const step = new TrainingStep(model, opt, tokenizer, opts, shape, device)
         let peak = 0
         try {
           const seconds: number[] = []

@@ -25,6 +25,8 @@ export interface BatchShape {
   tokens: number
   /** Encoder rows per sentence (the objective's views). */
   views: number
+  /** Rows per encoder pass (micro-batches); default: every row at once. */
+  rowsPerPass?: number
 }
 
 /**
@@ -34,12 +36,48 @@ export interface BatchShape {
  */
 export function checkBatchFits(s: BatchShape, memoryBytes = totalmem()): void {
   const rows = s.views * s.batch
-  const activations = floatsFor(s.config, rows, s.tokens, true)
-  const bytes = (activations + rows * s.config.hiddenSize) * 4
+  const pass = Math.min(rows, s.rowsPerPass || rows)
+  const activations = floatsFor(s.config, pass, s.tokens, true)
+  // The vectors and their gradient of every row (twice with micro-batches: gathered, then dL/dz).
+  const bytes = (activations + (pass < rows ? 2 : 1) * rows * s.config.hiddenSize) * 4
   const given = s.batch < s.requested ? `--batch-size ${s.requested} (${s.batch} sentences: all of the data)` : `--batch-size ${s.batch}`
-  const needs = `${given} with --max-len ${s.maxLen} needs ~${gib(bytes)} of activations`
-  const fix = 'lower --batch-size or --max-len'
+  const per = pass < rows ? ` in micro-batches of ${pass} rows` : ''
+  const needs = `${given} with --max-len ${s.maxLen}${per} needs ~${gib(bytes)} of activations`
+  const fix = pass < rows ? 'lower --micro-batch, --batch-size or --max-len' : 'lower --batch-size or --max-len, or set --micro-batch'
   if (bytes > memoryBytes) throw new RangeError(`${needs}; this machine has ${gib(memoryBytes)}: ${fix}`)
   if (activations > MAX_TENSOR_ELEMENTS)
     throw new RangeError(`${needs}, more than the ${gib(MAX_TENSOR_ELEMENTS * 4)} simcsepp can allocate at once: ${fix}`)
+}
+
+/** Activation memory above which --micro-batch auto splits a step: min(4 GiB, a quarter of the machine). */
+export function autoMicroBatchBudget(memoryBytes = totalmem()): number {
+  return Math.min(4 * 2 ** 30, memoryBytes / 4)
+}
+
+/**
+ * Rows per encoder pass for --micro-batch: a number is taken as given (0: all at once); 'auto' runs the
+ * whole batch when its activations fit autoMicroBatchBudget (larger passes only cost memory: the products
+ * are already large), else the largest pass that fits it. Returns the rows and, when it chose to split,
+ * why (for the run's messages).
+ */
+export function chooseMicroBatch(
+  request: number | 'auto',
+  s: { config: BertConfig; rows: number; tokens: number },
+  budget = autoMicroBatchBudget(),
+): { rows: number; note?: string } {
+  if (request !== 'auto') return { rows: request >= s.rows ? 0 : request }
+  const bytes = (m: number) => floatsFor(s.config, m, s.tokens, true) * 4
+  const whole = bytes(s.rows)
+  if (whole <= budget) return { rows: 0 }
+  let lo = 1,
+    hi = s.rows
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2)
+    if (bytes(mid) <= budget) lo = mid
+    else hi = mid - 1
+  }
+  return {
+    rows: lo,
+    note: `--micro-batch auto: ${lo} rows per pass (the whole batch's ${s.rows} rows would need ${gib(whole)} of activations, more than the ${gib(budget)} budget; --micro-batch 0 runs it whole)`,
+  }
 }

@@ -28,9 +28,11 @@ export interface TrainOptions {
    * Rows (of the V·N stacked views) per encoder pass: 0 (default) runs the whole batch at once; M > 0 runs
    * it in micro-batches of M rows twice (forward for the vectors, then forward again and backward per
    * micro-batch with its slice of the whole batch's loss gradient): activation memory of M rows, the
-   * gradients of the whole batch (dropout masks do not depend on M).
+   * gradients of the whole batch (dropout masks do not depend on M). 'auto' splits only when the whole
+   * batch's activations would exceed min(4 GiB, a quarter of the machine's memory). Default 0 for now: a
+   * batch that does not fit is refused, naming --micro-batch, rather than slowed down unasked.
    */
-  microBatch?: number
+  microBatch?: number | 'auto'
   maxLen?: number
   lr?: number
   epochs?: number
@@ -74,7 +76,7 @@ const DEFAULTS = {
   dclWeight: 0.1,
   dclTemperature: 5,
   batchSize: 64,
-  microBatch: 0,
+  microBatch: 0 as number | 'auto',
   maxLen: 32,
   lr: 3e-5,
   epochs: 1,
@@ -172,6 +174,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   for (const [k, range] of Object.entries(OPTION_RANGES) as [keyof typeof OPTION_RANGES, NumberRange][]) {
     const v: unknown = r[k]
     if (v === undefined && (k === 'steps' || k === 'dropout')) continue
+    if (k === 'microBatch' && v === 'auto') continue
     if (!inRange(v, range)) throw new RangeError(`train: ${rangeMessage(k, range, typeof v === 'number' ? String(v) : JSON.stringify(v))}`)
   }
   if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)

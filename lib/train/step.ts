@@ -18,6 +18,8 @@ export interface StepShape {
   batch: number
   maxLen: number
   totalSteps: number
+  /** Rows per encoder pass (chooseMicroBatch); 0 or absent: the whole batch at once. */
+  microBatch?: number
 }
 
 /** A checkpoint of the run, named when the loss diverges. */
@@ -44,7 +46,8 @@ export class TrainingStep {
     this.views = viewCount(o.objective)
     this.grad = Tensor.zeros([this.views * shape.batch * model.config.hiddenSize], device)
     const rows = this.views * shape.batch
-    this.zAll = o.microBatch > 0 && o.microBatch < rows ? Tensor.zeros([rows * model.config.hiddenSize], device) : null
+    const micro = shape.microBatch ?? 0
+    this.zAll = micro > 0 && micro < rows ? Tensor.zeros([rows * model.config.hiddenSize], device) : null
   }
 
   /**
@@ -68,7 +71,8 @@ export class TrainingStep {
     // vector, the loss runs over the whole batch, and pass 2 re-runs each micro-batch (the same dropout
     // masks: firstRow) and back-propagates its slice of dL/dz; parameter gradients accumulate.
     const rows = V * n
-    const M = this.zAll && o.microBatch < rows ? o.microBatch : rows
+    const micro = this.shape.microBatch ?? 0
+    const M = this.zAll && micro < rows ? micro : rows
     const chunks: [number, number][] = []
     for (let r0 = 0; r0 < rows; r0 += M) chunks.push([r0, Math.min(M, rows - r0)])
     const runChunk = ([r0, m]: [number, number]) =>

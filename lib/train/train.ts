@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { addon } from '../native.js'
 import { AdamW } from '../optim/adamw.js'
 import { BatchStream, SentenceFile } from '../data/sentences.js'
-import { effectiveBatchSize, checkBatchFits } from './batch-size.js'
+import { effectiveBatchSize, checkBatchFits, chooseMicroBatch } from './batch-size.js'
 import { findCheckpoint, loadCheckpoint } from './checkpoint.js'
 import type { StepInfo, TrainHooks, TrainResult } from './events.js'
 import { Evaluator, modelEmbedder, readEvalSets } from './evaluation.js'
@@ -62,7 +62,9 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
   }
   const maxLen = maxSequenceLength(model.config, o.maxLen)
   const views = viewCount(o.objective)
-  checkBatchFits({ config: model.config, batch, requested: o.batchSize, maxLen: o.maxLen, tokens: maxLen, views })
+  const micro = chooseMicroBatch(o.microBatch, { config: model.config, rows: views * batch, tokens: maxLen })
+  if (micro.note) say(micro.note)
+  checkBatchFits({ config: model.config, batch, requested: o.batchSize, maxLen: o.maxLen, tokens: maxLen, views, rowsPerPass: micro.rows })
   const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: o.lr, weightDecay: o.weightDecay })
 
   const resumed = checkpoint ? applyCheckpoint(checkpoint, model, opt) : null
@@ -76,6 +78,7 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
   await run.writeArgs({
     ...o,
     precision: model.precision,
+    microBatch: micro.rows,
     batchSize: batch,
     ...(batch < o.batchSize ? { batchSizeRequested: o.batchSize } : {}),
     totalSteps,
@@ -91,7 +94,7 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
     await run.log(info)
     hooks.onEval?.(info)
   }
-  const step = new TrainingStep(model, opt, tokenizer, o, { batch, maxLen, totalSteps }, device)
+  const step = new TrainingStep(model, opt, tokenizer, o, { batch, maxLen, totalSteps, microBatch: micro.rows }, device)
   const close = async () => {
     step.dispose()
     await file.close()

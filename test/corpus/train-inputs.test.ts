@@ -57,11 +57,11 @@ t.test('item 11: a batch whose activations cannot fit is refused before allocati
   const shape = { config: tiny, requested: 1e8, maxLen: 32, tokens: 32, views: 3 }
   t.throws(
     () => checkBatchFits({ ...shape, batch: 1e8 }, 64 * GiB),
-    /^--batch-size 100000000 with --max-len 32 needs ~[\d.]+ TiB of activations; this machine has 64\.0 GiB: lower --batch-size or --max-len$/,
+    /^--batch-size 100000000 with --max-len 32 needs ~[\d.]+ TiB of activations; this machine has 64\.0 GiB: lower --batch-size or --max-len, or set --micro-batch$/,
   )
   t.throws(
     () => checkBatchFits({ ...shape, batch: 1e6 }, 2 ** 50),
-    /^--batch-size 100000000 \(1000000 sentences: all of the data\) with --max-len 32 needs ~[\d.]+ TiB of activations, more than the 8\.00 GiB simcsepp can allocate at once: lower --batch-size or --max-len$/,
+    /^--batch-size 100000000 \(1000000 sentences: all of the data\) with --max-len 32 needs ~[\d.]+ TiB of activations, more than the 8\.00 GiB simcsepp can allocate at once: lower --batch-size or --max-len, or set --micro-batch$/,
   )
   t.doesNotThrow(() => checkBatchFits({ ...shape, requested: 64, batch: 64 }, 1 * GiB), 'the default batch fits in 1 GiB')
 
@@ -73,7 +73,7 @@ t.test('item 11: a batch whose activations cannot fit is refused before allocati
   )
   t.match(
     err?.message,
-    /^--batch-size 100000000 \(100000 sentences: all of the data\) with --max-len 32 needs ~[\d.]+ GiB of activations(; this machine has|, more than the 8\.00 GiB).*: lower --batch-size or --max-len$/,
+    /^--batch-size 100000000 \(100000 sentences: all of the data\) with --max-len 32 needs ~[\d.]+ GiB of activations(; this machine has|, more than the 8\.00 GiB).*: lower --batch-size or --max-len, or set --micro-batch$/,
   )
   t.notMatch(err?.message, /38400000000|shape/)
 })
