@@ -7,9 +7,9 @@
 // kernels for the host emulator (emulator/, for tests); SIMCSEPP_BUILD_DIR builds into another directory
 // than build/ (npm run test:emulated uses build-emulate/); SIMCSEPP_WERROR=1 makes warnings in our code errors.
 import { spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 
@@ -39,7 +39,19 @@ if (has('cmake')) {
   }
   args.push(`--CDSIMCSEPP_CUDA_MODE=${mode}`)
   if (process.env.SIMCSEPP_BUILD_DIR) args.push('--out', process.env.SIMCSEPP_BUILD_DIR)
-  if (process.env.SIMCSEPP_WERROR === '1') args.push('--CDSIMCSEPP_WERROR=ON')
+  const werror = process.env.SIMCSEPP_WERROR === '1' ? 'ON' : 'OFF'
+  args.push(`--CDSIMCSEPP_WERROR=${werror}`)
+  // cmake-js build configures only a directory that is not configured yet, so these settings would not
+  // reach an existing build directory: start it over when its cache holds different ones.
+  const cache = join(process.env.SIMCSEPP_BUILD_DIR ? resolve(root, process.env.SIMCSEPP_BUILD_DIR) : join(root, 'build'), 'CMakeCache.txt')
+  if (existsSync(cache)) {
+    const text = readFileSync(cache, 'utf8')
+    const cached = (name) => new RegExp(`^${name}:[A-Z]+=(.*)$`, 'm').exec(text)?.[1]
+    if (cached('SIMCSEPP_CUDA_MODE') !== mode || (cached('SIMCSEPP_WERROR') ?? 'OFF') !== werror) {
+      console.log(`simcsepp: ${cache} was configured differently; configuring again (CUDA ${mode}, warnings as errors ${werror})`)
+      rmSync(cache)
+    }
+  }
   status = run(process.execPath, args, { CMAKE_BUILD_PARALLEL_LEVEL: jobs })
 } else {
   console.log('simcsepp: cmake not found; building the CPU backend with node-gyp (no CUDA)')

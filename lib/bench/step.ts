@@ -16,7 +16,6 @@ import type { Device } from '../tensor.js'
 import type { BatchStream } from '../data/sentences.js'
 import { resolveTrainOptions } from '../train/options.js'
 import { TrainingStep } from '../train/step.js'
-import { cudaStatus } from '../index.js'
 import { median } from './median.js'
 
 export interface StepBenchOptions {
@@ -129,7 +128,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
           const sec = median(seconds)
           const flops = stepFlops(config, batch, o.seqLen)
           const tflops = flops / sec / 1e12
-          const peakT = device === 'cuda' ? peakTflops(cudaStatus().device, model.precision) : null
+          const peakT = device === 'cuda' ? peakTflops(addon.cudaStatus().device, model.precision) : null
           rows.push({
             model: o.size,
             device,
