@@ -150,6 +150,13 @@ size_t free_device_memory() {
   return freeBytes;
 }
 
+size_t total_device_memory() {
+  require();
+  size_t freeBytes = 0, totalBytes = 0;
+  SIMCSEPP_CUDA_CHECK(cudaMemGetInfo(&freeBytes, &totalBytes));
+  return totalBytes;
+}
+
 namespace detail {
 
 void* Workspace::reserve(size_t bytes) {

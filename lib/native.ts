@@ -42,6 +42,8 @@ export interface CudaStatus {
    * time and checked against the kernels), or "simcsepp kernels (<why not cuBLASLt>)".
    */
   gemm?: string
+  /** Device 0's memory when available (cudaMemGetInfo at the time of the call). */
+  memory?: { freeBytes: number; totalBytes: number }
 }
 
 export interface Addon {

@@ -35,6 +35,14 @@ Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
     } catch (const std::exception& e) {
       o.Set("gemm", std::string("unknown (") + e.what() + ")");
     }
+    try {
+      Napi::Object memory = Napi::Object::New(env);
+      memory.Set("freeBytes", static_cast<double>(cuda::free_device_memory()));
+      memory.Set("totalBytes", static_cast<double>(cuda::total_device_memory()));
+      o.Set("memory", memory);
+    } catch (const std::exception&) {
+      // Unknown: callers size batches from host memory instead.
+    }
   }
   return o;
 }

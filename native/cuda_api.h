@@ -37,6 +37,8 @@ void memset_device(void* dst, int value, size_t bytes);
 void synchronize();
 // Bytes currently free on the device (cudaMemGetInfo).
 size_t free_device_memory();
+// Bytes the device has in all (cudaMemGetInfo).
+size_t total_device_memory();
 // The library the matrix products run on: "cuBLASLt <version> (<path>)", or "simcsepp kernels (<why>)"
 // (kernels/cublaslt.cuh). Probes once; call only when status().available.
 const std::string& gemm_library();

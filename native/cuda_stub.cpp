@@ -37,6 +37,7 @@ void copy_device_to_device(void*, const void*, size_t) { not_compiled(); }
 void memset_device(void*, int, size_t) { not_compiled(); }
 void synchronize() { not_compiled(); }
 size_t free_device_memory() { not_compiled(); }
+size_t total_device_memory() { not_compiled(); }
 
 }  // namespace simcsepp::cuda
 

@@ -21,6 +21,7 @@ const files = [
   'test/precision.test.ts',
   'test/bench-step.test.ts',
   'test/micro-batch-masks.test.ts',
+  'test/cuda-micro-batch.test.ts',
 ].filter((f) => existsSync(join(root, f)))
 
 let passed = 0

@@ -106,6 +106,15 @@ t.test('out of GPU memory is an Error that says what was asked and what is free;
   kept.dispose()
 })
 
+t.test('cudaStatus().memory: the device memory, free falling as tensors are allocated', { skip }, async (t) => {
+  const before = cudaStatus().memory!
+  t.ok(before.totalBytes > 0 && before.freeBytes > 0 && before.freeBytes <= before.totalBytes, JSON.stringify(before))
+  const big = Tensor.zeros([64 * 2 ** 20], 'cuda') // 256 MiB
+  const during = cudaStatus().memory!
+  t.ok(before.freeBytes - during.freeBytes >= 200 * 2 ** 20, `free: ${before.freeBytes} then ${during.freeBytes}`)
+  big.dispose()
+})
+
 t.test('cudaStatus().gemm names the GEMM library and why', { skip }, async (t) => {
   t.type(status.gemm, 'string')
   if (emulated) t.match(status.gemm!, /^simcsepp kernels \(the emulated device cannot run cuBLASLt\)$/)

@@ -5,42 +5,12 @@
 import t from 'tap'
 import { join } from 'node:path'
 import { train } from '../lib/train/train.js'
-import { readSafetensors } from '../lib/safetensors.js'
+import { compareWeights as compare } from './helpers/compare-weights.js'
 import type { StepInfo } from '../lib/train/events.js'
 import { OBJECTIVES } from '../lib/train/objective.js'
 import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
 
 const dir = tempDir('simcsepp-micro-batch-')
-
-/**
- * Largest relative difference over the tensors (max |a - b| over max |b|, floored at 0.02, BERT's
- * initialisation scale: zero-initialised biases have moved only ~steps·lr, and relative to that their
- * float noise would look large), and the worst attention key bias difference (absolute).
- */
-async function compare(a: string, b: string) {
-  const ta = await readSafetensors(join(a, 'model.safetensors')),
-    tb = await readSafetensors(join(b, 'model.safetensors'))
-  let worst = 0,
-    keyBias = 0,
-    worstName = ''
-  for (const [name, y] of tb) {
-    const x = ta.get(name)!
-    let num = 0,
-      den = 0
-    for (let i = 0; i < y.data.length; i++) {
-      num = Math.max(num, Math.abs(x.data[i] - y.data[i]))
-      den = Math.max(den, Math.abs(y.data[i]))
-    }
-    // The key bias's exact gradient is 0 (softmax is shift-invariant): AdamW turns rounding noise into
-    // updates of up to lr there, so it is held to an absolute bound instead.
-    if (/attention\.self\.key\.bias$/.test(name)) keyBias = Math.max(keyBias, num)
-    else if (num / Math.max(den, 0.02) > worst) {
-      worst = num / Math.max(den, 0.02)
-      worstName = `${name} (max |w| ${den.toExponential(2)})`
-    }
-  }
-  return { worst, keyBias, worstName }
-}
 
 t.test('3 steps in micro-batches end with the unchunked weights (every objective, M = 1, 7, all)', async (t) => {
   const model = await microModel(dir, 'micro')
@@ -126,4 +96,29 @@ t.test('--micro-batch auto: whole when the activations fit the budget, else the 
     /needs ~[\d.]+ GiB of activations; this machine has 1\.00 GiB: lower --batch-size or --max-len, or set --micro-batch/,
   )
   t.doesNotThrow(() => checkBatchFits({ ...shape, rowsPerPass: 128 }, 2 ** 30))
+})
+
+t.test('--micro-batch auto is the default; the budget is the device memory', async (t) => {
+  const { resolveTrainOptions } = await import('../lib/train/options.js')
+  t.equal(resolveTrainOptions({ data: 'x', out: 'y' }).microBatch, 'auto')
+  const { stepMemory, autoMicroBatchBudget } = await import('../lib/model/memory-budget.js')
+  const { totalmem } = await import('node:os')
+  const cpu = stepMemory('cpu')
+  t.same(cpu, { bytes: totalmem(), has: cpu.has, autoBudget: Math.min(4 * 2 ** 30, totalmem() / 4) })
+  t.match(cpu.has, /^this machine has [\d.]+ GiB$/)
+  t.equal(autoMicroBatchBudget(8 * 2 ** 30), 2 * 2 ** 30, 'a quarter of a small machine')
+  const gpu = stepMemory('cuda', { compiled: true, available: true, memory: { freeBytes: 100 * 2 ** 30, totalBytes: 141 * 2 ** 30 } })
+  t.same(gpu, { bytes: 100 * 2 ** 30, has: 'the GPU has 100 GiB free', autoBudget: 75 * 2 ** 30 }, 'CUDA: 3/4 of the free device memory')
+  // The emulator's device memory is the host's: sized as the CPU.
+  t.equal(
+    stepMemory('cuda', { compiled: true, available: true, emulated: true, memory: { freeBytes: 1, totalBytes: 2 } }).bytes,
+    totalmem(),
+  )
+  // A batch of 512 BERT-base sentences (1536 rows, ~32 GB of activations) at T = 32 runs whole on such a
+  // GPU, in passes on the CPU budget.
+  const { namedConfig } = await import('../lib/model/config.js')
+  const { chooseMicroBatch } = await import('../lib/train/batch-size.js')
+  const base = { config: namedConfig('base', 30522), rows: 3 * 512, tokens: 32 }
+  t.same(chooseMicroBatch('auto', base, gpu.autoBudget), { rows: 0 })
+  t.ok(chooseMicroBatch('auto', base, 4 * 2 ** 30).rows < 3 * 512)
 })

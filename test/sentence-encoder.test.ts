@@ -187,6 +187,43 @@ t.test('device choice when CUDA is available but the encoder ops cannot run ther
   await t.rejects(EmbeddingEngine.load(dir, 'cuda'), /^SentenceEncoder: device 'cuda' cannot run this model: ./)
 })
 
+t.test('a batch beyond the memory budget runs in passes with the same vectors (issue 12)', async (t) => {
+  const { EmbeddingEngine } = await import('../lib/embed/engine.js')
+  const { floatsFor } = await import('../lib/model/activations.js')
+  const dir = await modelDir()
+  const texts = sentences(40)
+  const whole = await EmbeddingEngine.load(dir, 'cpu')
+  const T = 12
+  // Room for 6 rows of the longest length: 40 sentences take at least 7 passes.
+  const small = await EmbeddingEngine.load(dir, 'cpu', 'auto', floatsFor(whole.model.config, 6, T, false) * 4)
+  const collect = async (e: typeof whole) => {
+    const out: Float32Array[] = []
+    let batches = 0
+    await e.run(
+      texts,
+      { maxLength: T, batchSize: 40, sortByLength: true, pooling: 'mean', normalize: false, lowercase: false },
+      (idx, v) => {
+        batches++
+        idx.forEach((i, k) => (out[i] = v.slice(k * e.dimension, (k + 1) * e.dimension)))
+      },
+    )
+    return { out, batches }
+  }
+  const a = await collect(whole),
+    b = await collect(small)
+  t.equal(b.batches, 1, 'still one batch for the caller')
+  t.ok(
+    small.model.activationBytes <= floatsFor(whole.model.config, 6, T, false) * 4,
+    `activations ${small.model.activationBytes} bytes, within the budget`,
+  )
+  t.ok(whole.model.activationBytes > 4 * small.model.activationBytes, `whole batch: ${whole.model.activationBytes} bytes`)
+  // Each pass pads to its own longest sentence and its products have fewer rows: float32 rounding only.
+  const d = maxAbsDiff(b.out, a.out)
+  t.ok(d < 5e-6, `vectors equal the whole batch's within ${d.toExponential(2)}`)
+  whole.dispose()
+  small.dispose()
+})
+
 t.test('concurrent encode() calls', async (t) => {
   const dir = await modelDir({ seed: 6 })
   const enc = await SentenceEncoder.load(dir, { device: 'cpu' })

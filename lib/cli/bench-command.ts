@@ -190,12 +190,16 @@ async function batchBench(argv: string[]) {
       if (r.status !== 0) usage(`bench step failed for batch ${batch} (${setting}): ${r.stderr.trim().split('\n').pop()}`)
       for (const row of (JSON.parse(r.stdout) as { rows: StepBenchRow[] }).rows) rows.push({ ...row, setting })
     }
+  // On the CPU the process's peak resident memory; on CUDA the peak of the tensors (device memory).
+  const cuda = values.device !== 'cpu'
+  const memory = (r: StepBenchRow) => (cuda ? r.peakTensorBytes : r.peakRssBytes)
+  const ok = rows.filter((r) => r.stepsPerSec > 0)
   const plot = memoryPlotSvg(
     [
-      { label: 'whole batch', points: rows.filter((r) => r.microBatch === 0).map((r) => [r.batchSize, r.peakRssBytes]) },
-      { label: `micro-batches of ${micro} rows`, points: rows.filter((r) => r.microBatch !== 0).map((r) => [r.batchSize, r.peakRssBytes]) },
+      { label: 'whole batch', points: ok.filter((r) => r.microBatch === 0).map((r) => [r.batchSize, memory(r)]) },
+      { label: `micro-batches of ${micro} rows`, points: ok.filter((r) => r.microBatch !== 0).map((r) => [r.batchSize, memory(r)]) },
     ],
-    `${values.model} on ${values.device}, T = ${values['seq-len']}: peak resident memory of a training step`,
+    `${values.model} on ${values.device}, T = ${values['seq-len']}: ${cuda ? 'peak tensor (GPU) memory' : 'peak resident memory'} of a training step`,
   )
   if (values.plot) writeFileSync(values.plot, plot)
   if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'batch', date: new Date().toISOString(), rows }, null, 2) + '\n')

@@ -18,8 +18,8 @@ export const trainUsage = `simcsepp train [options]
   Data        --data FILE (one sentence per line)
   Objective   --objective simcse|off-dropout|dcl|simcse++ (simcse++)  --temperature 0.05  --pos-scale 1
               --dcl-weight 0.1  --dcl-temperature 5  --dropout P
-  Memory      --micro-batch M|auto: encode the 3N rows M at a time (exact gradients; 0 (default): all at
-              once; auto: split only when the batch's activations exceed min(4 GiB, RAM / 4))
+  Memory      --micro-batch auto|M|0: encode the 3N rows M at a time (exact gradients); auto (default):
+              split only when the activations exceed min(4 GiB, RAM/4), on CUDA 3/4 of free GPU memory
   Recipe      --batch-size 64 --max-len 32 --lr 3e-5 --epochs 1 [--steps N] --warmup 0 --weight-decay 0
               --grad-clip 1 --seed 42 --device auto|cpu|cuda
               --precision auto|fp32|bf16 (auto: bf16 tensor-core products on CUDA, fp32 on the CPU)

@@ -8,6 +8,8 @@ import { effectivePrecision } from '../model/precision.js'
 import { encoderCudaBlocker } from '../model/cuda-support.js'
 import { resolveDevice, type DeviceRequest } from '../device.js'
 import { normalizeRows } from '../util/vectors.js'
+import { floatsFor } from '../model/activations.js'
+import { largestPassWithin, stepMemory } from '../model/memory-budget.js'
 import type { RunOptions } from './protocol.js'
 
 /** Sentences tokenized per call to the tokenizer (bounds the padded temporary it returns). */
@@ -27,6 +29,8 @@ export class EmbeddingEngine {
     readonly tokenizer: Tokenizer,
     readonly device: 'cpu' | 'cuda',
     readonly note: string | undefined,
+    /** Activation bytes one forward pass may use (memory-budget.ts); a larger batch runs in several passes. */
+    readonly passBudget: number,
   ) {}
 
   get dimension(): number {
@@ -39,12 +43,18 @@ export class EmbeddingEngine {
     return c.maxPositionEmbeddings - positionOffset(c)
   }
 
-  static async load(dir: string, request: DeviceRequest, precision: Precision | 'auto' = 'auto'): Promise<EmbeddingEngine> {
+  /** `passBudget`: activation bytes per forward pass (default: the device's, memory-budget.ts). */
+  static async load(
+    dir: string,
+    request: DeviceRequest,
+    precision: Precision | 'auto' = 'auto',
+    passBudget?: number,
+  ): Promise<EmbeddingEngine> {
     const tokenizer = await Tokenizer.load(dir)
     const policy = { who: 'SentenceEncoder', needs: { what: 'the encoder', cudaBlocker: () => encoderCudaBlocker() } }
     const { device, note } = resolveDevice(request, policy, addon.cudaStatus())
     const model = await BertModel.load(dir, { device, precision: effectivePrecision(precision, device) })
-    return new EmbeddingEngine(model, tokenizer, device, note)
+    return new EmbeddingEngine(model, tokenizer, device, note, passBudget ?? stepMemory(device).autoBudget)
   }
 
   /** Token ids of each sentence, truncated to maxLength, packed without padding. */
@@ -86,11 +96,28 @@ export class EmbeddingEngine {
     return out
   }
 
-  /** Vectors [indices.length, H] of the given sentences, padded to the longest of them. */
+  /**
+   * Vectors [indices.length, H] of the given sentences, padded to the longest of them. A batch whose
+   * activations exceed passBudget runs in passes of the most sentences that fit (each sentence's vector
+   * does not depend on the others in its batch, so the vectors are the same).
+   */
   embedBatch(tok: Tokenized, indices: Int32Array, pooling: Pooling, normalize: boolean): Float32Array {
-    const B = indices.length
     let T = 1
     for (const i of indices) T = Math.max(T, tok.offsets[i + 1] - tok.offsets[i])
+    const bytes = (m: number) => floatsFor(this.model.config, m, T, false) * 4
+    if (indices.length > 1 && bytes(indices.length) > this.passBudget) {
+      const pass = largestPassWithin(bytes, indices.length, this.passBudget)
+      const out = new Float32Array(indices.length * this.dimension)
+      for (let s = 0; s < indices.length; s += pass)
+        out.set(this.embedBatch(tok, indices.subarray(s, s + pass), pooling, normalize), s * this.dimension)
+      return out
+    }
+    return this.embedPass(tok, indices, T, pooling, normalize)
+  }
+
+  /** One forward pass over the given sentences, padded to T tokens. */
+  private embedPass(tok: Tokenized, indices: Int32Array, T: number, pooling: Pooling, normalize: boolean): Float32Array {
+    const B = indices.length
     const inputIds = new Int32Array(B * T).fill(this.tokenizer.padTokenId)
     const attentionMask = new Int32Array(B * T)
     const tokenTypeIds = new Int32Array(B * T)

@@ -2,6 +2,7 @@
 // whether that batch's buffers can exist at all, checked before anything is allocated, in the user's
 // terms rather than as a failed allocation or a tensor shape error.
 import { totalmem } from 'node:os'
+import { autoMicroBatchBudget, largestPassWithin } from '../model/memory-budget.js'
 import { floatsFor } from '../model/activations.js'
 import type { BertConfig } from '../model/config.js'
 import { gib, MAX_TENSOR_ELEMENTS } from '../model/size-check.js'
@@ -32,9 +33,9 @@ export interface BatchShape {
 /**
  * Throws a RangeError when a step of this shape cannot hold its buffers: the encoder's activations
  * (one allocation, at most MAX_TENSOR_ELEMENTS floats) and dL/dz, within `memoryBytes` (default: this
- * machine's memory). Rows are sized for the longest sentence --max-len allows.
+ * machine's memory; `has` says it in words for the message). Rows are sized for the longest sentence --max-len allows.
  */
-export function checkBatchFits(s: BatchShape, memoryBytes = totalmem()): void {
+export function checkBatchFits(s: BatchShape, memoryBytes = totalmem(), has = `this machine has ${gib(memoryBytes)}`): void {
   const rows = s.views * s.batch
   const pass = Math.min(rows, s.rowsPerPass || rows)
   const activations = floatsFor(s.config, pass, s.tokens, true)
@@ -44,19 +45,14 @@ export function checkBatchFits(s: BatchShape, memoryBytes = totalmem()): void {
   const per = pass < rows ? ` in micro-batches of ${pass} rows` : ''
   const needs = `${given} with --max-len ${s.maxLen}${per} needs ~${gib(bytes)} of activations`
   const fix = pass < rows ? 'lower --micro-batch, --batch-size or --max-len' : 'lower --batch-size or --max-len, or set --micro-batch'
-  if (bytes > memoryBytes) throw new RangeError(`${needs}; this machine has ${gib(memoryBytes)}: ${fix}`)
+  if (bytes > memoryBytes) throw new RangeError(`${needs}; ${has}: ${fix}`)
   if (activations > MAX_TENSOR_ELEMENTS)
     throw new RangeError(`${needs}, more than the ${gib(MAX_TENSOR_ELEMENTS * 4)} simcsepp can allocate at once: ${fix}`)
 }
 
-/** Activation memory above which --micro-batch auto splits a step: min(4 GiB, a quarter of the machine). */
-export function autoMicroBatchBudget(memoryBytes = totalmem()): number {
-  return Math.min(4 * 2 ** 30, memoryBytes / 4)
-}
-
 /**
  * Rows per encoder pass for --micro-batch: a number is taken as given (0: all at once); 'auto' runs the
- * whole batch when its activations fit autoMicroBatchBudget (larger passes only cost memory: the products
+ * whole batch when its activations fit the budget (memory-budget.ts) (larger passes only cost memory: the products
  * are already large), else the largest pass that fits it. Returns the rows and, when it chose to split,
  * why (for the run's messages).
  */
@@ -69,13 +65,7 @@ export function chooseMicroBatch(
   const bytes = (m: number) => floatsFor(s.config, m, s.tokens, true) * 4
   const whole = bytes(s.rows)
   if (whole <= budget) return { rows: 0 }
-  let lo = 1,
-    hi = s.rows
-  while (lo < hi) {
-    const mid = Math.ceil((lo + hi) / 2)
-    if (bytes(mid) <= budget) lo = mid
-    else hi = mid - 1
-  }
+  const lo = largestPassWithin(bytes, s.rows, budget)
   return {
     rows: lo,
     note: `--micro-batch auto: ${lo} rows per pass (the whole batch's ${s.rows} rows would need ${gib(whole)} of activations, more than the ${gib(budget)} budget; --micro-batch 0 runs it whole)`,

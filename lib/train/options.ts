@@ -25,12 +25,13 @@ export interface TrainOptions {
   dropout?: number
   batchSize?: number
   /**
-   * Rows (of the V·N stacked views) per encoder pass: 0 (default) runs the whole batch at once; M > 0 runs
-   * it in micro-batches of M rows twice (forward for the vectors, then forward again and backward per
+   * Rows (of the V·N stacked views) per encoder pass: 0 runs the whole batch at once; M > 0 runs it in
+   * micro-batches of M rows twice (forward for the vectors, then forward again and backward per
    * micro-batch with its slice of the whole batch's loss gradient): activation memory of M rows, the
-   * gradients of the whole batch (dropout masks do not depend on M). 'auto' splits only when the whole
-   * batch's activations would exceed min(4 GiB, a quarter of the machine's memory). Default 0 for now: a
-   * batch that does not fit is refused, naming --micro-batch, rather than slowed down unasked.
+   * gradients of the whole batch (dropout masks do not depend on M). 'auto' (default) runs the whole batch
+   * while its activations fit a budget (CPU: min(4 GiB, a quarter of the machine's memory); CUDA: 3/4 of
+   * the GPU's free memory) and otherwise the largest pass that fits: splitting costs a second forward
+   * (about a quarter more compute), which pays only when the batch could not run whole.
    */
   microBatch?: number | 'auto'
   maxLen?: number
@@ -76,7 +77,7 @@ const DEFAULTS = {
   dclWeight: 0.1,
   dclTemperature: 5,
   batchSize: 64,
-  microBatch: 0 as number | 'auto',
+  microBatch: 'auto' as number | 'auto',
   maxLen: 32,
   lr: 3e-5,
   epochs: 1,

@@ -11,6 +11,7 @@ import { addon } from '../native.js'
 import { AdamW } from '../optim/adamw.js'
 import { BatchStream, SentenceFile } from '../data/sentences.js'
 import { effectiveBatchSize, checkBatchFits, chooseMicroBatch } from './batch-size.js'
+import { stepMemory } from '../model/memory-budget.js'
 import { findCheckpoint, loadCheckpoint } from './checkpoint.js'
 import type { StepInfo, TrainHooks, TrainResult } from './events.js'
 import { Evaluator, modelEmbedder, readEvalSets } from './evaluation.js'
@@ -62,9 +63,11 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
   }
   const maxLen = maxSequenceLength(model.config, o.maxLen)
   const views = viewCount(o.objective)
-  const micro = chooseMicroBatch(o.microBatch, { config: model.config, rows: views * batch, tokens: maxLen })
+  const memory = stepMemory(device)
+  const micro = chooseMicroBatch(o.microBatch, { config: model.config, rows: views * batch, tokens: maxLen }, memory.autoBudget)
   if (micro.note) say(micro.note)
-  checkBatchFits({ config: model.config, batch, requested: o.batchSize, maxLen: o.maxLen, tokens: maxLen, views, rowsPerPass: micro.rows })
+  const shape = { config: model.config, batch, requested: o.batchSize, maxLen: o.maxLen, tokens: maxLen, views, rowsPerPass: micro.rows }
+  checkBatchFits(shape, memory.bytes, memory.has)
   const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: o.lr, weightDecay: o.weightDecay })
 
   const resumed = checkpoint ? applyCheckpoint(checkpoint, model, opt) : null

@@ -65,9 +65,10 @@ t.test('item 11: a batch whose activations cannot fit is refused before allocati
   )
   t.doesNotThrow(() => checkBatchFits({ ...shape, requested: 64, batch: 64 }, 1 * GiB), 'the default batch fits in 1 GiB')
 
-  // The same through train(): 1e8 asked, 100000 sentences (~250 GiB of activations) given.
+  // The same through train(): 1e8 asked, 100000 sentences (~250 GiB of activations) given, whole batch
+  // requested (--micro-batch auto, the default, would train it in passes).
   const many = writeSentences(join(dir, 'many.txt'), 100_000)
-  const err = await train({ ...base, data: many, batchSize: 1e8, maxLen: 32, out: join(dir, 'too-big') }).then(
+  const err = await train({ ...base, data: many, batchSize: 1e8, maxLen: 32, microBatch: 0, out: join(dir, 'too-big') }).then(
     () => null,
     (e: Error) => e,
   )
