@@ -39,6 +39,44 @@ t.test('3 steps in micro-batches end with the unchunked weights (every objective
   }
 })
 
+t.test('one step of 256 sentences: the gradients of M = 1, 7, 32, 256 equal the unchunked (every objective)', async (t) => {
+  const { BertModel } = await import('../lib/model/bert.js')
+  const { Tokenizer } = await import('../lib/tokenizer.js')
+  const { AdamW } = await import('../lib/optim/adamw.js')
+  const { TrainingStep } = await import('../lib/train/step.js')
+  const { resolveTrainOptions } = await import('../lib/train/options.js')
+  const { sentences } = await import('./helpers/encoder-tiny-model.js')
+  const modelDir = await microModel(dir, 'micro-grads')
+  const tokenizer = await Tokenizer.load(modelDir)
+  const batch = sentences(256, 3, 12)
+  const gradients = async (objective: (typeof OBJECTIVES)[number], microBatch: number) => {
+    const model = await BertModel.load(modelDir, { mlp: true })
+    const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: 3e-5 })
+    const o = resolveTrainOptions({ data: 'x', out: 'y', objective, batchSize: 256, maxLen: 10, seed: 5, microBatch, gradClip: 1e6 })
+    const step = new TrainingStep(model, opt, tokenizer, o, { batch: 256, maxLen: 10, totalSteps: 1, microBatch }, 'cpu')
+    const stream = { next: async () => ({ sentences: batch, epoch: 0 }) } as never
+    const info = await step.run(0, stream, () => 0, null)
+    const g = model.grads.toFloat32Array()
+    step.dispose()
+    opt.dispose()
+    model.dispose()
+    return { g, passes: info.microBatches }
+  }
+  for (const objective of OBJECTIVES) {
+    const whole = await gradients(objective, 0)
+    let scale = 0
+    for (const x of whole.g) scale = Math.max(scale, Math.abs(x))
+    const rows = (objective === 'simcse' || objective === 'dcl' ? 2 : 3) * 256
+    for (const M of [1, 7, 32, 256]) {
+      const { g, passes } = await gradients(objective, M)
+      let worst = 0
+      for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i] - whole.g[i]))
+      t.equal(passes, Math.ceil(rows / M), `${objective} M=${M}: ${passes} passes`)
+      t.ok(worst / scale < 1e-5, `${objective} M=${M}: gradients within ${(worst / scale).toExponential(2)} of the largest`)
+    }
+  }
+})
+
 t.test('--batch-size 256 --micro-batch 32 (simcse++): the unchunked weights', async (t) => {
   const model = await microModel(dir, 'micro-256')
   const data = writeSentences(join(dir, 'data-256.txt'), 600)
