@@ -17,6 +17,7 @@ export interface StepInfo {
   lr: number
   gradNorm: number
   sentencesPerSecond: number
+  /** Wang & Isola's alignment (views z1, z2) and uniformity (the last view), over the batch's first 256 sentences. */
   alignment: number
   uniformity: number
   elapsedSeconds: number

@@ -8,7 +8,8 @@ import type { BertModel } from '../model/bert.js'
 import { Tensor, type Device } from '../tensor.js'
 import { type AdamW, clipGradNorm, linearSchedule } from '../optim/adamw.js'
 import type { BatchStream } from '../data/sentences.js'
-import { alignment, uniformity } from './batch-metrics.js'
+import { alignment, METRIC_SENTENCES, uniformityFromGram } from './batch-metrics.js'
+import { linearForward } from '../ops.js'
 import { keepRowsFor, objectiveLoss, viewCount } from './objective.js'
 import type { ResolvedTrainOptions } from './options.js'
 import type { StepInfo } from './events.js'
@@ -34,6 +35,8 @@ export class TrainingStep {
   private readonly grad: Tensor
   /** With micro-batches: the whole batch's vectors, gathered micro-batch by micro-batch. */
   private readonly zAll: Tensor | null
+  /** The Gram matrix of the metric sample's dropout-free (last) view, [S, S] on the step's device. */
+  private readonly gram: Tensor
 
   constructor(
     private readonly model: BertModel,
@@ -48,6 +51,8 @@ export class TrainingStep {
     const rows = this.views * shape.batch
     const micro = shape.microBatch ?? 0
     this.zAll = micro > 0 && micro < rows ? Tensor.zeros([rows * model.config.hiddenSize], device) : null
+    const S = Math.min(shape.batch, METRIC_SENTENCES)
+    this.gram = Tensor.zeros([S * S], device)
   }
 
   /**
@@ -84,11 +89,19 @@ export class TrainingStep {
       for (const c of chunks) z.view(c[0] * H, [c[1], H]).copyFrom(runChunk(c))
     }
     const g = this.grad.view(0, [V * n, H])
-    // Diverged weights show as non-finite sentence vectors (which the losses refuse) or a non-finite loss.
-    const zHost = z.toFloat32Array()
-    const bad = zHost.find((x) => !Number.isFinite(x))
-    if (bad !== undefined) throw diverged(step, `the sentence vectors hold ${bad}`, o.lr, lastCheckpoint)
-    const { loss, parts } = objectiveLoss(o, z, g, n)
+    // Diverged weights show as non-finite sentence vectors (the sample read for the metrics, or the
+    // losses, which refuse them) or a non-finite loss.
+    const metrics = this.metricSample(z, n)
+    if (metrics.bad !== undefined) throw diverged(step, `the sentence vectors hold ${metrics.bad}`, o.lr, lastCheckpoint)
+    let result: ReturnType<typeof objectiveLoss>
+    try {
+      result = objectiveLoss(o, z, g, n)
+    } catch (e) {
+      if (e instanceof RangeError && /contains NaN or Inf values/.test(e.message))
+        throw diverged(step, 'the sentence vectors hold NaN or Infinity (or values too large to normalise)', o.lr, lastCheckpoint)
+      throw e
+    }
+    const { loss, parts } = result
     if (!Number.isFinite(loss)) throw diverged(step, `the loss is ${loss}`, o.lr, lastCheckpoint)
     model.zeroGrad()
     if (chunks.length === 1) model.trainBackward(g)
@@ -114,14 +127,34 @@ export class TrainingStep {
       lr,
       gradNorm,
       sentencesPerSecond: n / seconds,
-      alignment: alignment(zHost.subarray(0, n * H), zHost.subarray(n * H, 2 * n * H), n, H),
-      uniformity: uniformity(zHost.subarray((V - 1) * n * H, V * n * H), n, H),
+      alignment: metrics.alignment,
+      uniformity: metrics.uniformity,
       elapsedSeconds: elapsed(),
     }
   }
 
+  /**
+   * Alignment (views 1 and 2) and uniformity (the last view) over the first METRIC_SENTENCES sentences,
+   * and the first non-finite value among what was read. Reads 2sH + s² floats, whatever the batch size.
+   */
+  private metricSample(z: Tensor, n: number): { alignment: number; uniformity: number; bad?: number } {
+    const H = this.model.config.hiddenSize,
+      V = this.views
+    const s = Math.min(n, METRIC_SENTENCES)
+    const z1 = z.view(0, [s, H]).toFloat32Array(),
+      z2 = z.view(n * H, [s, H]).toFloat32Array()
+    const last = z.view((V - 1) * n * H, [s, H])
+    const gram = this.gram.view(0, [s, s])
+    linearForward(gram, last, last, null)
+    const G = gram.toFloat32Array()
+    const bad = [z1, z2, G].map((a) => a.find((x) => !Number.isFinite(x))).find((x) => x !== undefined)
+    if (bad !== undefined) return { alignment: NaN, uniformity: NaN, bad }
+    return { alignment: alignment(z1, z2, s, H), uniformity: uniformityFromGram(G, s) }
+  }
+
   dispose(): void {
     this.grad.dispose()
+    this.gram.dispose()
     this.zAll?.dispose()
   }
 }
