@@ -26,6 +26,9 @@ export const trainUsage = `simcsepp train [options]
   Pooling     --pooling cls|mean (cls: CLS + MLP in training, CLS at evaluation, as SimCSE)
   Evaluation  --eval-file FILE (repeatable; STS-B, SICK or an STS12-16 folder)  --eval-every 125 (0: off)
   Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR | --overwrite (start over in DIR)
+  Ranks       mpirun -np R simcsepp train ...: data-parallel over R processes (MPI; NCCL for CUDA), found
+              from the launcher's environment; --distributed requires MPI even without those variables.
+              --batch-size is the global batch; rank 0 writes the output
 `
 
 export async function trainCommand(argv: string[]): Promise<void> {
@@ -61,6 +64,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       resume: { type: 'string' },
       overwrite: { type: 'boolean' },
       pooling: { type: 'string' },
+      distributed: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -111,8 +115,10 @@ export async function trainCommand(argv: string[]): Promise<void> {
     resume: values.resume,
     overwrite: values.overwrite,
     pooling: oneOf('pooling', values.pooling, ['cls', 'mean'] as const),
+    distributed: values.distributed ? true : 'auto',
   }
   if (!options.model && !options.config) options.config = 'mini'
   const display = new TrainingDisplay()
-  display.summary(await display.run((hooks) => train(options, hooks)))
+  const result = await display.run((hooks) => train(options, hooks))
+  if (!result.rank) display.summary(result) // in a data-parallel run, rank 0 speaks for all
 }

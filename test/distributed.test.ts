@@ -1,0 +1,191 @@
+// Data-parallel training (issue 13): `mpirun -np R simcsepp train` computes the steps of one process at
+// the same global batch and seed (weights equal up to summation order), rank 0 alone writes the output,
+// each step hands the collectives V·N·H·4 + 4·P bytes, a job whose rank is killed ends, and its
+// checkpoint resumes on 2 ranks and on 1.
+import t from 'tap'
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, readFileSync, readdirSync, cpSync } from 'node:fs'
+import { join } from 'node:path'
+import { readSafetensors } from '../lib/safetensors.js'
+import { assignGpu, detectLaunch, localRank, rankSlice } from '../lib/distributed/launch.js'
+import { compareWeights } from './helpers/compare-weights.js'
+import { cli, needsCli, runCli, tempDir, writeSentences } from './helpers/train-corpus.js'
+import { mpiEnv, mpirun, mpirunArgs, needsMpirun, openMpi } from './helpers/mpirun.js'
+
+const dir = tempDir('simcsepp-dist-')
+const data = writeSentences(join(dir, 'data.txt'), 200)
+const lr = 3e-5
+const base = (out: string, objective: string, extra: string[] = []) => [
+  'train',
+  ...['--config', 'tiny', '--data', data, '--objective', objective, '--steps', '3', '--batch-size', '12'],
+  ...['--max-len', '12', '--eval-every', '0', '--save-every', '1', '--seed', '3', '--lr', String(lr), '--out', out, ...extra],
+]
+const steps = (out: string) =>
+  readFileSync(join(out, 'train.jsonl'), 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.type === 'step')
+const paramCount = async (out: string) => (await readSafetensors(join(out, 'checkpoint', 'state.safetensors'))).get('params')!.shape[0]
+
+t.test('slices, launch detection and GPU assignment', async (t) => {
+  t.same(
+    [0, 1, 2].map((r) => rankSlice(8, 3, r)),
+    [
+      [0, 2],
+      [2, 5],
+      [5, 8],
+    ],
+    '8 sentences over 3 ranks',
+  )
+  t.same(
+    [0, 1].map((r) => rankSlice(12, 2, r)),
+    [
+      [0, 6],
+      [6, 12],
+    ],
+  )
+  t.same(detectLaunch({ OMPI_COMM_WORLD_SIZE: '4' }), { variable: 'OMPI_COMM_WORLD_SIZE=4', size: 4 })
+  t.same(detectLaunch({ PMI_SIZE: '2' }), { variable: 'PMI_SIZE=2', size: 2 })
+  t.same(detectLaunch({ PMIX_RANK: '0' }), { variable: 'PMIX_RANK=0', size: null })
+  t.equal(detectLaunch({}), null)
+  t.equal(localRank({ OMPI_COMM_WORLD_LOCAL_RANK: '3' }), 3)
+  t.equal(localRank({ MPI_LOCALRANKID: '1' }), 1)
+  const env: NodeJS.ProcessEnv = {}
+  t.equal(assignGpu(2, env), '2')
+  t.equal(env.CUDA_VISIBLE_DEVICES, '2', 'no list given: the local rank is the device')
+  const given: NodeJS.ProcessEnv = { CUDA_VISIBLE_DEVICES: '4,5,6,7' }
+  t.equal(assignGpu(1, given), '5', "the local rank's entry of the user's list")
+})
+
+t.test('--distributed without a loadable MPI: an error saying what was searched', needsCli, async (t) => {
+  const out = join(dir, 'no-mpi')
+  const r = spawnSync(process.execPath, [cli, ...base(out, 'simcse', ['--distributed'])], {
+    encoding: 'utf8',
+    env: { ...process.env, SIMCSEPP_MPI_LIB: '/nonexistent/libmpi.so' },
+  })
+  t.equal(r.status, 1)
+  t.match(
+    r.stderr,
+    /--distributed was given but MPI could not be loaded: cannot load MPI \(tried \/nonexistent\/libmpi\.so: [^)]+\): install Open MPI or MPICH, or set SIMCSEPP_MPI_LIB/,
+  )
+  t.notOk(existsSync(join(out, 'train.jsonl')), 'nothing written')
+  t.equal(runCli(['train', '--data', data, '--distributed', '--help']).status, 0)
+})
+
+t.test('mpirun -np 2 and -np 3 end with the weights of one process (simcse, simcse++)', { ...needsCli, ...needsMpirun }, async (t) => {
+  for (const objective of ['simcse', 'simcse++']) {
+    const V = objective === 'simcse' ? 2 : 3
+    const one = join(dir, `${objective}-1`)
+    const r1 = runCli(base(one, objective))
+    t.equal(r1.status, 0, r1.stderr)
+    for (const ranks of objective === 'simcse++' ? [2, 3] : [2]) {
+      const out = join(dir, `${objective}-${ranks}`)
+      const r = mpirun(ranks, base(out, objective))
+      t.equal(r.status, 0, r.stderr)
+      const { worst, keyBias, worstName } = await compareWeights(out, one)
+      t.ok(worst < 1e-5, `${objective}, ${ranks} ranks: weights within ${worst.toExponential(2)} relative (worst: ${worstName})`)
+      t.ok(keyBias <= 2 * 3 * lr, `${objective}, ${ranks} ranks: key bias within ${keyBias.toExponential(2)}`)
+      // Rank 0 alone wrote: one log line per step, one summary on stderr.
+      const log = steps(out)
+      t.same(
+        log.map((s) => s.step),
+        [1, 2, 3],
+        'one log entry per step',
+      )
+      t.equal((r.stderr.match(/model, tokenizer, train\.jsonl/g) ?? []).length, 1, 'one summary')
+      t.equal(JSON.parse(readFileSync(join(out, 'training_args.json'), 'utf8')).ranks, ranks)
+      const P = await paramCount(out)
+      const H = 128,
+        N = 12
+      t.same(
+        log.map((s) => s.communicatedBytes),
+        [1, 2, 3].map(() => 4 * (V * N * H + P)),
+        `bytes per step: 4·(V·N·H + P) = ${4 * (V * N * H + P)}`,
+      )
+      t.ok(
+        log.every((s) => s.ranks === ranks && s.communicationSeconds >= 0),
+        'ranks and communication time logged',
+      )
+      const losses1 = steps(one).map((s) => s.loss)
+      t.ok(
+        log.every((s, i) => Math.abs(s.loss - losses1[i]) <= 1e-5 * Math.abs(losses1[i])),
+        `losses ${log.map((s) => s.loss.toFixed(6)).join(', ')} equal one process's`,
+      )
+    }
+  }
+})
+
+/** The pids of mpirun's rank processes (its children), by rank. */
+function rankPids(mpirunPid: number): Map<number, number> {
+  const ranks = new Map<number, number>()
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue
+    try {
+      const ppid = Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ')[1])
+      if (ppid !== mpirunPid) continue
+      const rank = /(?:^|\0)OMPI_COMM_WORLD_RANK=(\d+)/.exec(readFileSync(`/proc/${d}/environ`, 'utf8'))
+      if (rank) ranks.set(Number(rank[1]), Number(d))
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return ranks
+}
+
+const checkpointStep = (out: string) => {
+  try {
+    return JSON.parse(readFileSync(join(out, 'checkpoint', 'state.json'), 'utf8')).step as number
+  } catch {
+    return 0
+  }
+}
+
+const needsOpenMpi = { skip: needsMpirun.skip || (openMpi ? false : 'finds the ranks by their Open MPI variables') }
+t.test('SIGKILL of one rank ends the job; its checkpoint resumes on 2 ranks and on 1', { ...needsCli, ...needsOpenMpi }, async (t) => {
+  const out = join(dir, 'killed')
+  const total = 80
+  const args = base(out, 'simcse++').map((a) => (a === '3' ? String(total) : a))
+  args.splice(args.indexOf('--batch-size') + 1, 1, '48')
+  const job = spawn('mpirun', mpirunArgs(2, args), { env: mpiEnv(), stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  job.stderr.on('data', (d) => (stderr += d))
+  const ended = new Promise<number | null>((resolve) => job.on('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))))
+  // Wait (event-driven, no clock) for the second checkpoint, then kill rank 1.
+  while (checkpointStep(out) < 2) await new Promise((r) => setTimeout(r, 5))
+  const pids = rankPids(job.pid!)
+  t.equal(pids.size, 2, 'both ranks found')
+  process.kill(pids.get(1)!, 'SIGKILL')
+  // The bound for "the job stops": mpirun ends the other rank as soon as it sees one die (~1 s here).
+  const TIMEOUT_S = 60
+  const timer = setTimeout(() => job.kill('SIGKILL'), TIMEOUT_S * 1000)
+  const code = await ended
+  clearTimeout(timer)
+  t.not(code, 0, 'the job failed')
+  t.match(stderr, /exited on signal 9|killed|aborted/i, `mpirun reports the dead rank and ends the job within ${TIMEOUT_S} s`)
+  t.same(
+    [...pids.values()].filter((p) => existsSync(`/proc/${p}/stat`) && !/ Z /.test(readFileSync(`/proc/${p}/stat`, 'utf8'))),
+    [],
+    'no rank left',
+  )
+  const at = checkpointStep(out)
+  t.ok(at >= 2 && at < total, `checkpoint at step ${at}`)
+
+  // The same checkpoint, resumed with 2 ranks and with 1.
+  const again = join(dir, 'killed-1rank')
+  cpSync(out, again, { recursive: true })
+  const resume = (o: string) => args.map((a) => (a === out ? o : a)).concat(['--resume', o])
+  const r2 = mpirun(2, resume(out))
+  t.equal(r2.status, 0, r2.stderr)
+  t.match(r2.stderr, new RegExp(`resuming from .* at step ${at} of ${total}`))
+  const r1 = runCli(resume(again))
+  t.equal(r1.status, 0, r1.stderr)
+  for (const o of [out, again])
+    t.same(
+      steps(o).map((s) => s.step),
+      Array.from({ length: total }, (_, i) => i + 1),
+      `${o}: steps 1..${total}, once each`,
+    )
+  const { worst } = await compareWeights(out, again)
+  t.ok(worst < 1e-4, `2-rank and 1-rank resumes agree: ${worst.toExponential(2)} relative`)
+})
