@@ -31,6 +31,10 @@ Usage:
   simcsepp bench batch [--model tiny] [--batch-sizes 64,256,1024,4096] [--micro-batch 128]
                        [--seq-len 32] [--device cpu] [--plot FILE.svg] [--json]
       The step whole and in micro-batches per batch size (one process each): sentences/s, peak memory.
+  simcsepp bench dist [--ranks 2] [--model tiny] [--batch-size 64] [--seq-len 32] [--steps 5] [--device cpu]
+                      [--json]
+      Data-parallel step on R ranks (mpirun) against one process: step time split into compute and
+      communication, bytes handed to the collectives per step, sentences/s.
   simcsepp info         Build and device information.
   simcsepp --help
 `

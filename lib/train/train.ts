@@ -176,6 +176,7 @@ async function trainLocked(
   const elapsed = () => elapsedBefore + (performance.now() - loopStart) / 1000
   for (let s = startStep; s < totalSteps; s++) {
     const info: StepInfo = await step.run(s, stream, elapsed, lastCheckpoint)
+    if (comm && device === 'cuda' && s === startStep) say(`CUDA tensors travel through ${comm.cudaPath}`)
     await run?.log(info)
     hooks.onStep?.(info)
     const done = s + 1
