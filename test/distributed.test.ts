@@ -156,18 +156,20 @@ t.test('SIGKILL of one rank ends the job; its checkpoint resumes on 2 ranks and 
   const pids = rankPids(job.pid!)
   t.equal(pids.size, 2, 'both ranks found')
   process.kill(pids.get(1)!, 'SIGKILL')
-  // The bound for "the job stops": mpirun ends the other rank as soon as it sees one die (~1 s here).
+  // The bound for "the job stops" (mpirun and every rank gone): mpirun ends the other rank as soon as it
+  // sees one die, ~1 s here. Past the bound the test kills the job itself and fails.
   const TIMEOUT_S = 60
-  const timer = setTimeout(() => job.kill('SIGKILL'), TIMEOUT_S * 1000)
+  const deadline = Date.now() + TIMEOUT_S * 1000
+  let hung = false
+  const timer = setTimeout(() => ((hung = true), job.kill('SIGKILL')), TIMEOUT_S * 1000)
   const code = await ended
   clearTimeout(timer)
+  const alive = (p: number) => existsSync(`/proc/${p}/stat`) && !/ Z /.test(readFileSync(`/proc/${p}/stat`, 'utf8'))
+  while ([...pids.values()].some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+  t.notOk(hung, `mpirun ended within ${TIMEOUT_S} s`)
   t.not(code, 0, 'the job failed')
-  t.match(stderr, /exited on signal 9|killed|aborted/i, `mpirun reports the dead rank and ends the job within ${TIMEOUT_S} s`)
-  t.same(
-    [...pids.values()].filter((p) => existsSync(`/proc/${p}/stat`) && !/ Z /.test(readFileSync(`/proc/${p}/stat`, 'utf8'))),
-    [],
-    'no rank left',
-  )
+  t.match(stderr, /exited on signal 9|killed|aborted/i, 'mpirun reports the dead rank')
+  t.same([...pids.values()].filter(alive), [], `no rank left within ${TIMEOUT_S} s`)
   const at = checkpointStep(out)
   t.ok(at >= 2 && at < total, `checkpoint at step ${at}`)
 
@@ -188,4 +190,23 @@ t.test('SIGKILL of one rank ends the job; its checkpoint resumes on 2 ranks and 
     )
   const { worst } = await compareWeights(out, again)
   t.ok(worst < 1e-4, `2-rank and 1-rank resumes agree: ${worst.toExponential(2)} relative`)
+})
+
+t.test('bench dist: one process and 2 ranks, step time split, bytes per step', { ...needsCli, ...needsMpirun }, async (t) => {
+  const r = spawnSync(process.execPath, [cli, 'bench', 'dist', '--json', '--steps', '1', '--batch-size', '8', '--seq-len', '8'], {
+    encoding: 'utf8',
+    env: mpiEnv(),
+  })
+  t.equal(r.status, 0, r.stderr)
+  const { rows } = JSON.parse(r.stdout)
+  t.same(
+    rows.map((x: { ranks: number }) => x.ranks),
+    [1, 2],
+  )
+  const [one, two] = rows
+  t.equal(one.payloadBytes, 0, 'one process communicates nothing')
+  const gathered = 4 * 3 * 8 * 128 // SimCSE++'s 3 views of 8 tiny (H = 128) vectors
+  t.ok(two.payloadBytes > gathered && (two.payloadBytes - gathered) % 4 === 0, `payload ${two.payloadBytes} = z + 4·P`)
+  t.equal(two.ringBytesPerRank, gathered / 2 + (two.payloadBytes - gathered), 'ring: half of z received, 2·½·4P reduced')
+  t.ok(Math.abs(two.computeMs + two.communicationMs - two.stepMs) < 1e-9, 'compute + communication = step')
 })
