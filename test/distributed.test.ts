@@ -116,6 +116,22 @@ t.test('mpirun -np 2 and -np 3 end with the weights of one process (simcse, simc
   }
 })
 
+t.test('2 ranks in micro-batches of 4 rows: the weights of one whole-batch process', { ...needsCli, ...needsMpirun }, async (t) => {
+  const one = join(dir, 'simcse++-1')
+  if (!existsSync(join(one, 'model.safetensors'))) t.equal(runCli(base(one, 'simcse++')).status, 0)
+  const out = join(dir, 'simcse++-2-m4')
+  const r = mpirun(2, base(out, 'simcse++', ['--micro-batch', '4']))
+  t.equal(r.status, 0, r.stderr)
+  // Each rank's 6 sentences in 3 views: 3 blocks of 6 rows, each in passes of 4 and 2.
+  t.same(
+    steps(out).map((s) => s.microBatches),
+    [6, 6, 6],
+  )
+  const { worst, keyBias } = await compareWeights(out, one)
+  t.ok(worst < 1e-5, `weights within ${worst.toExponential(2)} relative`)
+  t.ok(keyBias <= 2 * 3 * lr, `key bias within ${keyBias.toExponential(2)}`)
+})
+
 /** The pids of mpirun's rank processes (its children), by rank. */
 function rankPids(mpirunPid: number): Map<number, number> {
   const ranks = new Map<number, number>()

@@ -45,10 +45,6 @@ export class Communicator {
     this.timed(() => addon.distAllGather(nativeOf(t, 't'), counts))
   }
 
-  broadcast(t: Tensor, root = 0): void {
-    this.timed(() => addon.distBroadcast(nativeOf(t, 't'), root))
-  }
-
   /** True on every rank when it is true on any (e.g. one rank was asked to stop). */
   any(flag: boolean): boolean {
     return this.timed(() => addon.distMax(flag ? 1 : 0) > 0)

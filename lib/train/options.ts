@@ -63,7 +63,7 @@ export interface TrainOptions {
   /** Sentence vector under the MLP head and at evaluation: 'cls' (SimCSE) or 'mean' over tokens. */
   pooling?: 'cls' | 'mean'
   /**
-   * Data-parallel training over MPI ranks (lib/dist/): true requires MPI, false never uses it, 'auto'
+   * Data-parallel training over MPI ranks (lib/distributed/): true requires MPI, false never uses it, 'auto'
    * (default) uses it when an MPI launcher started this process with more than one rank. batchSize is
    * then the global batch; rank 0 alone writes the output and reports through the hooks, and an error on
    * any rank ends the whole job (MPI_Abort) rather than leaving the others waiting.

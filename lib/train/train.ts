@@ -7,7 +7,7 @@
 // so a resumed run ends with the same weights, bit for bit on CPU, as an uninterrupted one. Buffers
 // are sized by the batch the data can fill (batch-size.ts), checked against memory first.
 //
-// Data-parallel (lib/dist/, started by an MPI launcher or `distributed: true`): every rank reads the
+// Data-parallel (lib/distributed/, started by an MPI launcher or `distributed: true`): every rank reads the
 // same global batches and holds the same weights; the step splits the work (step.ts). Rank 0 alone owns
 // the output directory: it locks it, writes the log, checkpoints, evaluations and model, and is the one
 // rank that reports through the hooks. Checkpoints hold nothing per rank, so a resume may use any number
