@@ -9,7 +9,8 @@ import { join } from 'node:path'
 import { readSafetensors } from '../lib/safetensors.js'
 import { assignGpu, detectLaunch, localRank, rankSlice } from '../lib/distributed/launch.js'
 import { compareWeights } from './helpers/compare-weights.js'
-import { cli, needsCli, runCli, tempDir, writeSentences } from './helpers/train-corpus.js'
+import { cli, microModel, needsCli, runCli, tempDir, writeSentences } from './helpers/train-corpus.js'
+import { OBJECTIVES } from '../lib/train/objective.js'
 import { mpiEnv, mpirun, mpirunArgs, needsMpirun, openMpi } from './helpers/mpirun.js'
 
 const dir = tempDir('simcsepp-dist-')
@@ -112,6 +113,31 @@ t.test('mpirun -np 2 and -np 3 end with the weights of one process (simcse, simc
         log.every((s, i) => Math.abs(s.loss - losses1[i]) <= 1e-5 * Math.abs(losses1[i])),
         `losses ${log.map((s) => s.loss.toFixed(6)).join(', ')} equal one process's`,
       )
+    }
+  }
+})
+
+t.test('one step on 2 and 3 ranks: the gradients of one process (every objective)', { ...needsCli, ...needsMpirun }, async (t) => {
+  const model = await microModel(dir, 'micro')
+  const helper = join(process.cwd(), 'test', 'helpers', 'dist-grads.mjs')
+  const grads = (file: string) => new Float32Array(readFileSync(file).buffer.slice(0))
+  for (const objective of OBJECTIVES) {
+    const args = (file: string) => [model, data, objective, '24', file]
+    const one = join(dir, `grads-${objective}-1.f32`)
+    const r1 = spawnSync(process.execPath, [helper, ...args(one)], { encoding: 'utf8' })
+    t.equal(r1.status, 0, r1.stderr)
+    const g1 = grads(one)
+    let scale = 0
+    for (const x of g1) scale = Math.max(scale, Math.abs(x))
+    for (const ranks of [2, 3]) {
+      const file = join(dir, `grads-${objective}-${ranks}.f32`)
+      const r = spawnSync('mpirun', mpirunArgs(ranks, args(file), helper), { encoding: 'utf8', env: mpiEnv() })
+      t.equal(r.status, 0, r.stderr)
+      const g = grads(file)
+      let worst = 0
+      for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i] - g1[i]))
+      t.equal(g.length, g1.length)
+      t.ok(worst / scale < 1e-5, `${objective}, ${ranks} ranks: gradients within ${(worst / scale).toExponential(2)} of the largest`)
     }
   }
 })

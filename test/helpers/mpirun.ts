@@ -20,10 +20,10 @@ export function mpiEnv(): NodeJS.ProcessEnv {
   }
 }
 
-/** mpirun's arguments for `simcsepp ...args` on `ranks` processes of this machine. */
-export function mpirunArgs(ranks: number, args: string[]): string[] {
+/** mpirun's arguments for `node script ...args` (default: `simcsepp ...args`) on `ranks` processes of this machine. */
+export function mpirunArgs(ranks: number, args: string[], script = cli): string[] {
   const extra = openMpi ? ['--oversubscribe', '--bind-to', 'none'] : []
-  return ['-np', String(ranks), ...extra, process.execPath, cli, ...args]
+  return ['-np', String(ranks), ...extra, process.execPath, script, ...args]
 }
 
 /** Runs `simcsepp ...args` on `ranks` processes to the end. */
