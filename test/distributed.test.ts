@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, readdirSync, cpSync } from 'node:fs'
 import { join } from 'node:path'
 import { readSafetensors } from '../lib/safetensors.js'
-import { assignGpu, detectLaunch, localRank, rankSlice } from '../lib/distributed/launch.js'
+import { assignGpu, detectLaunch, localRank, rankSlice, shareCpuThreads } from '../lib/distributed/launch.js'
 import { compareWeights } from './helpers/compare-weights.js'
 import { cli, microModel, needsCli, runCli, tempDir, writeSentences } from './helpers/train-corpus.js'
 import { OBJECTIVES } from '../lib/train/objective.js'
@@ -21,6 +21,8 @@ const base = (out: string, objective: string, extra: string[] = []) => [
   ...['--config', 'tiny', '--data', data, '--objective', objective, '--steps', '3', '--batch-size', '12'],
   ...['--max-len', '12', '--eval-every', '0', '--save-every', '1', '--seed', '3', '--lr', String(lr), '--out', out, ...extra],
 ]
+/** args with the value of `flag` replaced. */
+const setFlag = (args: string[], flag: string, value: string) => args.map((a, i) => (args[i - 1] === flag ? value : a))
 const steps = (out: string) =>
   readFileSync(join(out, 'train.jsonl'), 'utf8')
     .split('\n')
@@ -57,6 +59,11 @@ t.test('slices, launch detection and GPU assignment', async (t) => {
   t.equal(env.CUDA_VISIBLE_DEVICES, '2', 'no list given: the local rank is the device')
   const given: NodeJS.ProcessEnv = { CUDA_VISIBLE_DEVICES: '4,5,6,7' }
   t.equal(assignGpu(1, given), '5', "the local rank's entry of the user's list")
+  const four: NodeJS.ProcessEnv = { OMPI_COMM_WORLD_LOCAL_SIZE: '4' }
+  t.equal(shareCpuThreads(16, four), 4)
+  t.equal(four.SIMCSEPP_NUM_THREADS, '4', '16 cores over 4 local ranks')
+  t.equal(shareCpuThreads(2, { MPI_LOCALNRANKS: '3' }), 1, 'at least one thread')
+  t.equal(shareCpuThreads(16, { OMPI_COMM_WORLD_LOCAL_SIZE: '4', SIMCSEPP_NUM_THREADS: '16' }), 16, "the user's setting stands")
 })
 
 t.test('--distributed without a loadable MPI: an error saying what was searched', needsCli, async (t) => {
@@ -142,6 +149,26 @@ t.test('one step on 2 and 3 ranks: the gradients of one process (every objective
   }
 })
 
+t.test(
+  "an epoch's last batch of 2 sentences on 3 ranks (one rank idle): one process's weights",
+  { ...needsCli, ...needsMpirun },
+  async (t) => {
+    const short = writeSentences(join(dir, 'data-14.txt'), 14)
+    const args = (out: string) => setFlag(setFlag(base(out, 'simcse'), '--data', short), '--steps', '2')
+    const one = join(dir, 'short-1'),
+      three = join(dir, 'short-3')
+    t.equal(runCli(args(one)).status, 0)
+    const r = mpirun(3, args(three))
+    t.equal(r.status, 0, r.stderr)
+    t.same(
+      steps(three).map((s) => s.batchSize),
+      [12, 2],
+    )
+    const { worst } = await compareWeights(three, one)
+    t.ok(worst < 1e-5, `weights within ${worst.toExponential(2)} relative`)
+  },
+)
+
 t.test('2 ranks in micro-batches of 4 rows: the weights of one whole-batch process', { ...needsCli, ...needsMpirun }, async (t) => {
   const one = join(dir, 'simcse++-1')
   if (!existsSync(join(one, 'model.safetensors'))) t.equal(runCli(base(one, 'simcse++')).status, 0)
@@ -187,8 +214,7 @@ const needsOpenMpi = { skip: needsMpirun.skip || (openMpi ? false : 'finds the r
 t.test('SIGKILL of one rank ends the job; its checkpoint resumes on 2 ranks and on 1', { ...needsCli, ...needsOpenMpi }, async (t) => {
   const out = join(dir, 'killed')
   const total = 80
-  const args = base(out, 'simcse++').map((a) => (a === '3' ? String(total) : a))
-  args.splice(args.indexOf('--batch-size') + 1, 1, '48')
+  const args = setFlag(setFlag(base(out, 'simcse++'), '--steps', String(total)), '--batch-size', '48')
   const job = spawn('mpirun', mpirunArgs(2, args), { env: mpiEnv(), stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   job.stderr.on('data', (d) => (stderr += d))
@@ -218,7 +244,7 @@ t.test('SIGKILL of one rank ends the job; its checkpoint resumes on 2 ranks and 
   // The same checkpoint, resumed with 2 ranks and with 1.
   const again = join(dir, 'killed-1rank')
   cpSync(out, again, { recursive: true })
-  const resume = (o: string) => args.map((a) => (a === out ? o : a)).concat(['--resume', o])
+  const resume = (o: string) => setFlag(args, '--out', o).concat(['--resume', o])
   const r2 = mpirun(2, resume(out))
   t.equal(r2.status, 0, r2.stderr)
   t.match(r2.stderr, new RegExp(`resuming from .* at step ${at} of ${total}`))

@@ -3,7 +3,8 @@
 // accumulated here, so a step can report its communication apart from its compute.
 import { addon } from '../native.js'
 import { nativeOf, type Tensor } from '../tensor.js'
-import { assignGpu, detectLaunch, localRank } from './launch.js'
+import { availableParallelism } from 'node:os'
+import { assignGpu, detectLaunch, localRank, shareCpuThreads } from './launch.js'
 
 export class Communicator {
   /** Seconds spent in collectives since the last takeSeconds(). */
@@ -94,6 +95,9 @@ export function startDistributed(request: boolean | 'auto', env: NodeJS.ProcessE
   } catch (e) {
     throw new Error(`${why} but MPI could not be loaded: ${(e as Error).message}`)
   }
-  if (comm.size > 1) assignGpu(localRank(env), env)
+  if (comm.size > 1) {
+    assignGpu(localRank(env), env)
+    shareCpuThreads(availableParallelism(), env)
+  }
   return comm
 }

@@ -31,6 +31,29 @@ export function localRank(env: NodeJS.ProcessEnv = process.env): number {
   return 0
 }
 
+const LOCAL_SIZE_VARIABLES = ['OMPI_COMM_WORLD_LOCAL_SIZE', 'MPI_LOCALNRANKS', 'PMI_LOCAL_SIZE', 'SLURM_NTASKS_PER_NODE']
+
+/** How many ranks run on this machine (1 when no launcher says). */
+export function localSize(env: NodeJS.ProcessEnv = process.env): number {
+  for (const v of LOCAL_SIZE_VARIABLES) {
+    const n = Number(env[v])
+    if (env[v] !== undefined && Number.isSafeInteger(n) && n >= 1) return n
+  }
+  return 1
+}
+
+/**
+ * The machine's CPU threads shared between its ranks: SIMCSEPP_NUM_THREADS set to cores / local ranks
+ * unless the user set it (each process would otherwise start a thread per core). Must run before the
+ * addon's thread pool starts (its first parallel op). Returns the threads per rank.
+ */
+export function shareCpuThreads(cores: number, env: NodeJS.ProcessEnv = process.env): number {
+  if (env.SIMCSEPP_NUM_THREADS) return Number(env.SIMCSEPP_NUM_THREADS)
+  const threads = Math.max(1, Math.floor(cores / localSize(env)))
+  env.SIMCSEPP_NUM_THREADS = String(threads)
+  return threads
+}
+
 /**
  * One GPU per rank: CUDA_VISIBLE_DEVICES narrowed to the local rank's device (the local rank-th entry of
  * the list the user gave, else device <local rank>), so that device 0 of every process is its own GPU.

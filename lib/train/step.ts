@@ -99,6 +99,7 @@ export class TrainingStep {
     const micro = this.shape.microBatch ?? 0
     const chunks: [number, number][] = []
     for (const [b0, bm] of blocks) {
+      if (bm === 0) continue // an epoch's last, short batch may leave a rank no sentence
       const M = micro > 0 && micro < bm ? micro : bm
       for (let r0 = b0; r0 < b0 + bm; r0 += M) chunks.push([r0, Math.min(M, b0 + bm - r0)])
     }

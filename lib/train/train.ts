@@ -90,7 +90,10 @@ async function trainLocked(
     say(`--batch-size ${o.batchSize} is more than the ${file.count} sentences of ${o.data}: each step trains on all ${batch}`)
   if (batch < ranks) throw new Error(`--batch-size ${batch} is less than the ${ranks} ranks: each rank needs a sentence of the batch`)
   if (comm)
-    say(`data-parallel over ${ranks} ranks on ${comm.engine}: ${batch} sentences per step, ${Math.ceil(batch / ranks)} per rank at most`)
+    say(
+      `data-parallel over ${ranks} ranks on ${comm.engine}: ${batch} sentences per step, ${Math.ceil(batch / ranks)} per rank at most` +
+        (device === 'cpu' ? `, ${addon.numThreads()} CPU thread(s) each` : ''),
+    )
   const totalSteps = o.steps ?? BatchStream.batchesPerEpoch(file.count, batch) * o.epochs
   const runOptions = fixedOnResume(o)
   // From the directory given, not the checkpoint found in it: a corrupted newest checkpoint falls back to checkpoint.old.
