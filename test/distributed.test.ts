@@ -260,6 +260,30 @@ t.test('SIGKILL of one rank ends the job; its checkpoint resumes on 2 ranks and 
   t.ok(worst < 1e-4, `2-rank and 1-rank resumes agree: ${worst.toExponential(2)} relative`)
 })
 
+t.test('Ctrl-C to mpirun: every rank stops after the same step, with a checkpoint', { ...needsCli, ...needsOpenMpi }, async (t) => {
+  const out = join(dir, 'interrupted')
+  const args = setFlag(setFlag(setFlag(base(out, 'simcse'), '--steps', '500'), '--batch-size', '48'), '--save-every', '1000')
+  const job = spawn('mpirun', mpirunArgs(2, args), { env: mpiEnv(), stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  job.stderr.on('data', (d) => (stderr += d))
+  const ended = new Promise((resolve) => job.on('exit', resolve))
+  const logged = () => (existsSync(join(out, 'train.jsonl')) ? steps(out).length : 0)
+  while (logged() < 2) await new Promise((r) => setTimeout(r, 5))
+  job.kill('SIGINT') // mpirun passes it on to the ranks as SIGTERM
+  await ended
+  const at = checkpointStep(out)
+  t.match(stderr, new RegExp(`stopped after step ${at} of 500; checkpoint written`))
+  t.equal(logged(), at, 'the log ends at the checkpoint')
+  t.notMatch(stderr, /MPI_ABORT/, 'ended without MPI_Abort: the ranks agreed')
+})
+
+t.test("an error on rank 0 ends every rank (MPI_Abort), with rank 0's message", { ...needsCli, ...needsMpirun }, async (t) => {
+  const out = join(dir, 'simcse-2') // holds the run of an earlier test
+  const r = mpirun(2, base(out, 'simcse'))
+  t.not(r.status, 0)
+  t.match(r.stderr, /simcsepp \(rank 0 of 2\): .*simcse-2 already holds a training run/)
+})
+
 t.test('bench dist: one process and 2 ranks, step time split, bytes per step', { ...needsCli, ...needsMpirun }, async (t) => {
   const r = spawnSync(process.execPath, [cli, 'bench', 'dist', '--json', '--steps', '1', '--batch-size', '8', '--seq-len', '8'], {
     encoding: 'utf8',

@@ -9,6 +9,8 @@ import { assignGpu, detectLaunch, localRank, shareCpuThreads } from './launch.js
 export class Communicator {
   /** Seconds spent in collectives since the last takeSeconds(). */
   private seconds = 0
+  /** Every rank has passed the end of the run (finish()): exiting with any code may finalize MPI. */
+  private finished = false
 
   private constructor(
     readonly rank: number,
@@ -21,9 +23,10 @@ export class Communicator {
   static init(): Communicator {
     const i = addon.distInit()
     const c = new Communicator(i.rank, i.size, `${i.version.split(',')[0] || i.flavour} (${i.library})`)
-    // MPI_Finalize at a clean exit; after a failure MPI_Abort, which takes the other ranks down instead of
-    // leaving them blocked in a collective (Finalize would wait for them forever).
-    process.once('exit', (code) => (code === 0 ? addon.distFinalize() : addon.distAbort(code)))
+    // MPI_Finalize at a clean exit or after a run every rank ended together (an interrupted one exits with
+    // 130); otherwise MPI_Abort, which takes the other ranks down instead of leaving them blocked in a
+    // collective (Finalize would wait for them forever).
+    process.once('exit', (code) => (code === 0 || c.finished ? addon.distFinalize() : addon.distAbort(code)))
     return c
   }
 
@@ -53,6 +56,12 @@ export class Communicator {
 
   barrier(): void {
     this.timed(() => addon.distBarrier())
+  }
+
+  /** Waits for every rank at the end of a run (completed or stopped by a signal). */
+  finish(): void {
+    this.barrier()
+    this.finished = true
   }
 
   /** Reports `message` on stderr and ends the whole job (every rank) with MPI_Abort. */

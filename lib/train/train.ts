@@ -168,7 +168,7 @@ async function trainLocked(
   }
   // Every rank returns once rank 0's checkpoint or model is complete.
   const end = async (steps: number, interrupted: boolean): Promise<TrainResult> => {
-    comm?.barrier()
+    comm?.finish()
     await close()
     const history = run?.history ?? []
     return { out, steps, history, best: evaluator.best, interrupted, ...(comm ? { rank: comm.rank } : {}) }
