@@ -149,6 +149,32 @@ t.test('one step on 2 and 3 ranks: the gradients of one process (every objective
   }
 })
 
+const mpich = spawnSync('mpiexec.mpich', ['--version'], { encoding: 'utf8' }).status === 0
+t.test(
+  'MPICH (its ABI of integer handles): 2 ranks end with the weights of one process',
+  { ...needsCli, skip: mpich ? false : 'mpiexec.mpich not installed' },
+  async (t) => {
+    const one = join(dir, 'simcse-1')
+    if (!existsSync(join(one, 'model.safetensors'))) t.equal(runCli(base(one, 'simcse')).status, 0)
+    const out = join(dir, 'simcse-mpich')
+    const r = spawnSync('mpiexec.mpich', ['-n', '2', process.execPath, cli, ...base(out, 'simcse')], { encoding: 'utf8', env: mpiEnv() })
+    t.equal(r.status, 0, r.stderr)
+    t.match(r.stderr, /data-parallel over 2 ranks on MPICH/)
+    const { worst } = await compareWeights(out, one)
+    t.ok(worst < 1e-5, `weights within ${worst.toExponential(2)} relative`)
+    // Open MPI's library under MPICH's launcher would start each process as a world of one: refused.
+    const wrong = spawnSync('mpiexec.mpich', ['-n', '2', process.execPath, cli, ...base(join(dir, 'wrong-mpi'), 'simcse')], {
+      encoding: 'utf8',
+      env: { ...mpiEnv(), SIMCSEPP_MPI_LIB: 'libmpi.so.40' },
+    })
+    t.not(wrong.status, 0)
+    t.match(
+      wrong.stderr,
+      /started by an MPI launcher \(PMI_SIZE=2\) for 2 ranks but .* sees 1: it is not the launcher's MPI; set SIMCSEPP_MPI_LIB/,
+    )
+  },
+)
+
 t.test(
   "an epoch's last batch of 2 sentences on 3 ranks (one rank idle): one process's weights",
   { ...needsCli, ...needsMpirun },

@@ -22,7 +22,7 @@ export class Communicator {
   /** Loads and initialises MPI (once per process); throws with the libraries tried. */
   static init(): Communicator {
     const i = addon.distInit()
-    const c = new Communicator(i.rank, i.size, `${i.version.split(',')[0] || i.flavour} (${i.library})`)
+    const c = new Communicator(i.rank, i.size, `${i.version.split(',')[0].replace(/\s+/g, ' ') || i.flavour} (${i.library})`)
     // MPI_Finalize at a clean exit or after a run every rank ended together (an interrupted one exits with
     // 130); otherwise MPI_Abort, which takes the other ranks down instead of leaving them blocked in a
     // collective (Finalize would wait for them forever).
@@ -104,6 +104,11 @@ export function startDistributed(request: boolean | 'auto', env: NodeJS.ProcessE
   } catch (e) {
     throw new Error(`${why} but MPI could not be loaded: ${(e as Error).message}`)
   }
+  // Another MPI than the launcher's starts every process as a world of its own.
+  if (launch?.size && launch.size !== comm.size)
+    throw new Error(
+      `${why} for ${launch.size} ranks but ${comm.engine} sees ${comm.size}: it is not the launcher's MPI; set SIMCSEPP_MPI_LIB to the launcher's libmpi`,
+    )
   if (comm.size > 1) {
     assignGpu(localRank(env), env)
     shareCpuThreads(availableParallelism(), env)

@@ -174,7 +174,13 @@ std::vector<std::string> mpi_candidates() {
   std::vector<std::string> names;
   // A library named by the user is the one to use: no fallback to another MPI than the launcher's.
   if (const char* env = std::getenv("SIMCSEPP_MPI_LIB"); env && *env) return {env};
-  for (const char* n : {"libmpi.so.40", "libmpi.so.12", "libmpi.so"}) names.push_back(n);
+  // The launcher's library first: under MPICH's Hydra (PMI_SIZE) Open MPI would start as a singleton,
+  // a world of one rank, and the other way round.
+  const bool hydra = std::getenv("PMI_SIZE") != nullptr && std::getenv("OMPI_COMM_WORLD_SIZE") == nullptr;
+  const std::vector<const char*> open_mpi = {"libmpi.so.40"}, mpich = {"libmpich.so.12", "libmpi.so.12"};
+  for (const auto* group : hydra ? std::vector{&mpich, &open_mpi} : std::vector{&open_mpi, &mpich})
+    for (const char* n : *group) names.push_back(n);
+  names.push_back("libmpi.so");
   return names;
 }
 

@@ -41,7 +41,8 @@ Mpi& mpi();
 // The loaded and initialised MPI, or nullptr when mpi() was never called successfully.
 Mpi* mpi_if_loaded();
 
-// The libraries mpi() tries, in order: $SIMCSEPP_MPI_LIB alone when set, else Open MPI's and MPICH's sonames.
+// The libraries mpi() tries, in order: $SIMCSEPP_MPI_LIB alone when set, else Open MPI's and MPICH's sonames
+// (MPICH's first under its launcher, Hydra), then libmpi.so.
 std::vector<std::string> mpi_candidates();
 
 }  // namespace simcsepp::dist
