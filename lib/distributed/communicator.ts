@@ -91,13 +91,19 @@ export class Communicator {
 /**
  * The run's communicator: a Communicator when `request` is true, or when it is 'auto' and an MPI launcher
  * started this process with more than one rank; otherwise null (one process). Assigns this rank's GPU
- * before CUDA is touched. A clear error when distributed training was asked for but MPI does not load.
+ * and CPU threads first. A clear error when distributed training was asked for but MPI does not load.
  */
 export function startDistributed(request: boolean | 'auto', env: NodeJS.ProcessEnv = process.env): Communicator | null {
   const launch = detectLaunch(env)
   if (request === false) return null
   if (request === 'auto' && !(launch && (launch.size === null || launch.size > 1))) return null
-  const why = request === true ? '--distributed was given' : `this process was started by an MPI launcher (${launch!.variable})`
+  const why = launch ? `this process was started by an MPI launcher (${launch.variable})` : '--distributed was given'
+  // This rank's GPU and CPU threads are settled before MPI starts: a CUDA-aware MPI may initialise CUDA in
+  // MPI_Init, after which CUDA_VISIBLE_DEVICES is no longer read.
+  if (launch && launch.size !== 1) {
+    assignGpu(localRank(env), env)
+    shareCpuThreads(availableParallelism(), env)
+  }
   let comm: Communicator
   try {
     comm = Communicator.init()
@@ -109,9 +115,5 @@ export function startDistributed(request: boolean | 'auto', env: NodeJS.ProcessE
     throw new Error(
       `${why} for ${launch.size} ranks but ${comm.engine} sees ${comm.size}: it is not the launcher's MPI; set SIMCSEPP_MPI_LIB to the launcher's libmpi`,
     )
-  if (comm.size > 1) {
-    assignGpu(localRank(env), env)
-    shareCpuThreads(availableParallelism(), env)
-  }
   return comm
 }
