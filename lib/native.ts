@@ -161,6 +161,40 @@ export interface Addon {
     mean: NativeTensor,
     rstd: NativeTensor,
   ): void
+  residualLayerNormForward(
+    out: NativeTensor,
+    res: NativeTensor,
+    mean: NativeTensor,
+    rstd: NativeTensor,
+    y: NativeTensor,
+    x: NativeTensor,
+    weight: NativeTensor,
+    bias: NativeTensor,
+    eps: number,
+    sentences: number,
+    p: number,
+    seed: number | bigint,
+    offset: number | bigint,
+    keepRows: Uint8Array | null,
+    firstRow: number,
+  ): void
+  layerNormDropoutBackward(
+    dres: NativeTensor,
+    dy: NativeTensor | null,
+    dweight: NativeTensor,
+    dbias: NativeTensor,
+    dout: NativeTensor,
+    res: NativeTensor,
+    weight: NativeTensor,
+    mean: NativeTensor,
+    rstd: NativeTensor,
+    sentences: number,
+    p: number,
+    seed: number | bigint,
+    offset: number | bigint,
+    keepRows: Uint8Array | null,
+    firstRow: number,
+  ): void
   linearForward(out: NativeTensor, inp: NativeTensor, weight: NativeTensor, bias: NativeTensor | null, precision: Precision): void
   linearBackward(
     dinp: NativeTensor | null,

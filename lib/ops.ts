@@ -101,6 +101,80 @@ export function layerNormBackward(
 }
 
 /**
+ * BERT's sublayer output, fused: res = x + dropout(y), out = LayerNorm(res) (saves res, mean, rstd). The rows
+ * are the tokens of `sentences` sentences (R / sentences rows each); the dropout (null: none) is that of
+ * `dropout(y viewed as [sentences, rest])`, keepRows and firstRow counting sentences. out may be y.
+ */
+export function residualLayerNormForward(
+  out: Tensor,
+  res: Tensor,
+  mean: Tensor,
+  rstd: Tensor,
+  y: Tensor,
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor,
+  eps: number,
+  sentences: number,
+  site: DropoutSite | null,
+): void {
+  addon.residualLayerNormForward(
+    nativeOf(out, 'out'),
+    nativeOf(res, 'res'),
+    nativeOf(mean, 'mean'),
+    nativeOf(rstd, 'rstd'),
+    nativeOf(y, 'y'),
+    nativeOf(x, 'x'),
+    nativeOf(weight, 'weight'),
+    nativeOf(bias, 'bias'),
+    eps,
+    sentences,
+    site?.p ?? 0,
+    site?.seed ?? 0,
+    site?.offset ?? 0,
+    site?.keepRows ?? null,
+    site?.firstRow ?? 0,
+  )
+}
+
+/**
+ * The backward of residualLayerNormForward: dres = the LayerNorm backward of dout at res (the gradient of x;
+ * dweight, dbias accumulate), dy = dropout(dres) with the forward's mask (the gradient of y). dy may be null
+ * without dropout (it would equal dres).
+ */
+export function layerNormDropoutBackward(
+  dres: Tensor,
+  dy: Tensor | null,
+  dweight: Tensor,
+  dbias: Tensor,
+  dout: Tensor,
+  res: Tensor,
+  weight: Tensor,
+  mean: Tensor,
+  rstd: Tensor,
+  sentences: number,
+  site: DropoutSite | null,
+): void {
+  addon.layerNormDropoutBackward(
+    nativeOf(dres, 'dres'),
+    dy === null ? null : nativeOf(dy, 'dy'),
+    nativeOf(dweight, 'dweight'),
+    nativeOf(dbias, 'dbias'),
+    nativeOf(dout, 'dout'),
+    nativeOf(res, 'res'),
+    nativeOf(weight, 'weight'),
+    nativeOf(mean, 'mean'),
+    nativeOf(rstd, 'rstd'),
+    sentences,
+    site?.p ?? 0,
+    site?.seed ?? 0,
+    site?.offset ?? 0,
+    site?.keepRows ?? null,
+    site?.firstRow ?? 0,
+  )
+}
+
+/**
  * out[R, OC] = inp[R, C]·weightᵀ + bias, weight in torch layout [OC, C]; bias may be null. The product at
  * `precision` ('bf16': operands rounded to bfloat16, fp32 sums; see Precision).
  */

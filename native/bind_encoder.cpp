@@ -5,6 +5,10 @@
 //   embeddingBackward(dword|null, dpos|null, dtype|null, dout, ids, posIds, typeIds)
 //   layerNormForward(out, mean, rstd, inp, weight, bias, eps)
 //   layerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd)
+//   residualLayerNormForward(out, res, mean, rstd, y, x, weight, bias, eps, sentences, p, seed, offset, keepRows|null,
+//   firstRow) layerNormDropoutBackward(dres, dy|null, dweight, dbias, dout, res, weight, mean, rstd, sentences, p,
+//   seed, offset,
+//                            keepRows|null, firstRow)
 //   linearForward(out, inp, weight, bias|null, precision)        precision: 'fp32' | 'bf16'
 //   linearBackward(dinp|null, dweight, dbias|null, dout, inp, weight, accumulateInput, precision)
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
@@ -158,6 +162,95 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   return guarded_void(env, [&] {
     layernorm_backward(dinp->data(), dweight->data(), dbias->data(), dout->data(), inp->data(), weight->data(),
                        mean->data(), rstd->data(), R, C);
+  });
+}
+
+// The TokenDropout of a fused op at info[i..i+5]: sentences (the rows R split into sentences of R /
+// sentences rows), p, seed, offset, keepRows (one byte per sentence, or null), firstRow.
+TokenDropout token_dropout(const Napi::CallbackInfo& info, size_t i, int64_t R) {
+  Napi::Env env = info.Env();
+  const int64_t B = arg_positive_int(info, i, "sentences");
+  if (R % B != 0)
+    throw_arg(env, "Expected sentences to divide the " + std::to_string(R) + " rows but received " + std::to_string(B));
+  return TokenDropout{arg_probability(info, i + 1, "p"),
+                      arg_u64(info, i + 2, "seed"),
+                      arg_u64(info, i + 3, "offset"),
+                      arg_keep_rows(info, i + 4, B, "sentence"),
+                      R / B,
+                      arg_first_row(info, i + 5, "firstRow")};
+}
+
+// a and b must not share memory (an output written while the other is still being read).
+void require_disjoint(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
+                      const char* bName) {
+  const float *a0 = a->data(), *b0 = b->data();
+  if (a0 < b0 + b->numel() && b0 < a0 + a->numel())
+    throw_arg(env, std::string("Expected ") + aName + " and " + bName + " not to overlap");
+}
+
+Napi::Value ResidualLayerNormForward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "residualLayerNormForward");
+  Napi::Env env = info.Env();
+  NativeTensor* out = ts.tensor(0, "out");
+  NativeTensor* res = ts.tensor(1, "res");
+  NativeTensor* mean = ts.tensor(2, "mean");
+  NativeTensor* rstd = ts.tensor(3, "rstd");
+  NativeTensor* y = ts.tensor(4, "y");
+  NativeTensor* x = ts.tensor(5, "x");
+  NativeTensor* weight = ts.tensor(6, "weight");
+  NativeTensor* bias = ts.tensor(7, "bias");
+  const int64_t C = last_dim(env, x, "x"), R = x->numel() / C;
+  expect_rows(env, y, "y", R * C, C);
+  expect_rows(env, res, "res", R * C, C);
+  expect_rows(env, out, "out", R * C, C);
+  expect_shape(env, weight, "weight", {C});
+  expect_shape(env, bias, "bias", {C});
+  expect_numel(env, mean, "mean", R, "the rows of x");
+  expect_numel(env, rstd, "rstd", R, "the rows of x");
+  require_disjoint(env, res, "res", y, "y");
+  require_disjoint(env, res, "res", x, "x");
+  require_disjoint(env, res, "res", out, "out");
+  require_disjoint(env, out, "out", x, "x");
+  const float eps = static_cast<float>(arg_positive(info, 8, "eps"));
+  const TokenDropout drop = token_dropout(info, 9, R);
+  ResidualLayerNormForwardFn* fused = ts.entry(&Backend::residual_layernorm_forward);
+  return guarded_void(env, [&] {
+    fused(out->data(), res->data(), mean->data(), rstd->data(), y->data(), x->data(), weight->data(), bias->data(), R,
+          C, eps, drop);
+  });
+}
+
+Napi::Value LayerNormDropoutBackward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "layerNormDropoutBackward");
+  Napi::Env env = info.Env();
+  NativeTensor* dres = ts.tensor(0, "dres");
+  NativeTensor* dy = ts.optional(1, "dy");
+  NativeTensor* dweight = ts.tensor(2, "dweight");
+  NativeTensor* dbias = ts.tensor(3, "dbias");
+  NativeTensor* dout = ts.tensor(4, "dout");
+  NativeTensor* res = ts.tensor(5, "res");
+  NativeTensor* weight = ts.tensor(6, "weight");
+  NativeTensor* mean = ts.tensor(7, "mean");
+  NativeTensor* rstd = ts.tensor(8, "rstd");
+  const int64_t C = last_dim(env, res, "res"), R = res->numel() / C;
+  expect_rows(env, dres, "dres", R * C, C);
+  expect_rows(env, dout, "dout", R * C, C);
+  if (dy) {
+    expect_rows(env, dy, "dy", R * C, C);
+    require_disjoint(env, dy, "dy", dres, "dres");
+    require_disjoint(env, dy, "dy", dout, "dout");
+  }
+  expect_shape(env, weight, "weight", {C});
+  expect_shape(env, dweight, "dweight", {C});
+  expect_shape(env, dbias, "dbias", {C});
+  expect_numel(env, mean, "mean", R, "the rows of res");
+  expect_numel(env, rstd, "rstd", R, "the rows of res");
+  const TokenDropout drop = token_dropout(info, 9, R);
+  if (!dy && drop.p > 0.0f) throw_arg(env, "Expected dy (the gradient through the dropout) when p > 0");
+  LayerNormDropoutBackwardFn* fused = ts.entry(&Backend::layernorm_dropout_backward);
+  return guarded_void(env, [&] {
+    fused(dres->data(), dy ? dy->data() : nullptr, dweight->data(), dbias->data(), dout->data(), res->data(),
+          weight->data(), mean->data(), rstd->data(), R, C, drop);
   });
 }
 
@@ -398,6 +491,8 @@ void register_encoder(Napi::Env env, Napi::Object exports) {
                        {"embeddingBackward", EmbeddingBackward},
                        {"layerNormForward", LayerNormForward},
                        {"layerNormBackward", LayerNormBackward},
+                       {"residualLayerNormForward", ResidualLayerNormForward},
+                       {"layerNormDropoutBackward", LayerNormDropoutBackward},
                        {"linearForward", LinearForward},
                        {"linearBackward", LinearBackward},
                        {"geluForward", GeluForward},

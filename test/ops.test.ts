@@ -558,6 +558,66 @@ t.test('gradSumSquares: double accumulation, reproducible', async (t) => {
 // ---------------------------------------------------------------------------------------------
 // Validation
 
+t.test('fused residual + dropout + layer norm: bit for bit the unfused sequence, forward and backward', async (t) => {
+  const R = 12,
+    C = 20,
+    sentences = 3
+  const [y, x, w, b, dout] = [randn(R * C, 1), randn(R * C, 2), randn(C, 3), randn(C, 4), randn(R * C, 5)]
+  const bits = (a: Float32Array, c: Float32Array) => a.every((v, i) => Object.is(v, c[i]))
+  for (const site of [null, { p: 0.25, seed: 99, offset: 7, keepRows: Uint8Array.from([1, 0, 1]), firstRow: 4 }]) {
+    const what = site ? 'p = 0.25, keepRows, firstRow 4' : 'no dropout'
+    const [out, res, m, r] = [Tensor.zeros([R, C]), Tensor.zeros([R, C]), Tensor.zeros([R]), Tensor.zeros([R])]
+    ops.residualLayerNormForward(out, res, m, r, T32(y, [R, C]), T32(x, [R, C]), T32(w, [C]), T32(b, [C]), 1e-12, sentences, site)
+    // Unfused: dropout over [sentences, rest], add, layer norm.
+    const seq = T32(y, [R, C])
+    if (site) ops.dropout(seq.view(0, [sentences, (R / sentences) * C]), seq.view(0, [sentences, (R / sentences) * C]), site)
+    ops.addInplace(seq, T32(x, [R, C]))
+    const [seqOut, sm, sr] = [Tensor.zeros([R, C]), Tensor.zeros([R]), Tensor.zeros([R])]
+    ops.layerNormForward(seqOut, sm, sr, seq, T32(w, [C]), T32(b, [C]), 1e-12)
+    t.ok(bits(arr(res), arr(seq)) && bits(arr(out), arr(seqOut)) && bits(arr(m), arr(sm)) && bits(arr(r), arr(sr)), `${what}: forward`)
+    if (site)
+      t.ok(
+        arr(res).some((v, i) => v === x[i] && y[i] !== 0),
+        `${what}: some elements dropped`,
+      )
+
+    const [dres, dy, dw, db] = [Tensor.zeros([R, C]), site ? Tensor.zeros([R, C]) : null, Tensor.zeros([C]), Tensor.zeros([C])]
+    ops.layerNormDropoutBackward(dres, dy, dw, db, T32(dout, [R, C]), res, T32(w, [C]), m, r, sentences, site)
+    const [sres, sw, sb] = [Tensor.zeros([R, C]), Tensor.zeros([C]), Tensor.zeros([C])]
+    ops.layerNormBackward(sres, sw, sb, T32(dout, [R, C]), res, T32(w, [C]), m, r)
+    t.ok(bits(arr(dres), arr(sres)) && bits(arr(dw), arr(sw)) && bits(arr(db), arr(sb)), `${what}: dres, dweight, dbias`)
+    if (site && dy) {
+      const sdy = Tensor.zeros([R, C])
+      ops.dropout(sres.view(0, [sentences, (R / sentences) * C]), sdy.view(0, [sentences, (R / sentences) * C]), site)
+      t.ok(bits(arr(dy), arr(sdy)), `${what}: dy`)
+    }
+  }
+  const z = (...s: number[]) => Tensor.zeros(s)
+  const site = { p: 0.1, seed: 1, offset: 0 }
+  t.throws(
+    () => ops.residualLayerNormForward(z(4, 3), z(4, 3), z(4), z(4), z(4, 3), z(4, 3), z(3), z(3), 1e-5, 3, site),
+    /sentences to divide the 4 rows/,
+  )
+  const shared = z(4, 3)
+  t.throws(
+    () => ops.residualLayerNormForward(z(4, 3), shared, z(4), z(4), shared, z(4, 3), z(3), z(3), 1e-5, 2, null),
+    /res and y not to overlap/,
+  )
+  t.throws(() => ops.residualLayerNormForward(z(4, 3), z(4, 3), z(4), z(4), z(4, 2), z(4, 3), z(3), z(3), 1e-5, 2, null), /\by\b/)
+  t.throws(
+    () => ops.layerNormDropoutBackward(z(4, 3), null, z(3), z(3), z(4, 3), z(4, 3), z(3), z(4), z(4), 2, site),
+    /dy \(the gradient through the dropout\) when p > 0/,
+  )
+  t.throws(
+    () =>
+      ops.layerNormDropoutBackward(z(4, 3), z(4, 3), z(3), z(3), z(4, 3), z(4, 3), z(3), z(4), z(4), 2, {
+        ...site,
+        keepRows: new Uint8Array(3),
+      }),
+    /keepRows/,
+  )
+})
+
 t.test('validation names the offending argument', async (t) => {
   const z = (...s: number[]) => Tensor.zeros(s)
   t.throws(() => ops.layerNormForward(z(4, 3), z(4), z(4), z(4, 3), z(4), z(3), 1e-5), /weight.*\[3\].*\[4\]/)

@@ -154,6 +154,31 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
   if (dinp) layernorm_backward_input(dinp, dout, inp, weight, mean, rstd, R, C);
 }
 
+namespace {
+
+// TokenDropout as DropoutArgs over the [R/T, T*C] view (the sentences' rows).
+DropoutArgs sentence_rows(const float* x, float* y, int64_t R, int64_t C, const TokenDropout& d) {
+  return DropoutArgs{x, y, R / d.T, d.T * C, d.p, d.seed, d.offset, d.keepRows, d.firstRow};
+}
+
+}  // namespace
+
+// The composition itself: on the CPU the fused op is the reference its CUDA kernel is held to.
+void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd, const float* y, const float* x,
+                                const float* weight, const float* bias, int64_t R, int64_t C, float eps,
+                                const TokenDropout& drop) {
+  dropout(sentence_rows(y, res, R, C, drop));  // p == 0: a copy
+  add_inplace(res, x, R * C);
+  layernorm_forward(out, mean, rstd, res, weight, bias, R, C, eps);
+}
+
+void layernorm_dropout_backward(float* dres, float* dy, float* dweight, float* dbias, const float* dout,
+                                const float* res, const float* weight, const float* mean, const float* rstd, int64_t R,
+                                int64_t C, const TokenDropout& drop) {
+  layernorm_backward(dres, dweight, dbias, dout, res, weight, mean, rstd, R, C);
+  if (dy != nullptr) dropout(sentence_rows(dres, dy, R, C, drop));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Linear (torch layout: weight [OC, C])
 
