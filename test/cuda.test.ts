@@ -46,7 +46,7 @@ t.test('losses: CUDA equals CPU', { skip }, async (t) => {
     const cpu = views.map((v) => Tensor.from(v, [n, d]))
     const gpu = cpu.map((x) => x.to('cuda'))
     for (const c of LOSS_CASES) {
-      const floor = 0.01 * naturalScale(c.floor, n, d, c.temperature, views[0])
+      const floor = 0.01 * naturalScale(c.floor, n, d, c.temperature, c.floor === 'cos' ? views : views[0])
       const a = c.run(losses, gpu)
       const b = c.run(losses, cpu)
       const r = compareLossResults(a, b, 'cuda', floor)
@@ -66,7 +66,7 @@ t.test('offDropoutUnfused: CUDA equals CPU', { skip }, async (t) => {
     const a = runUnfused(lib, views, n, d, 'cuda')
     const b = runUnfused(lib, views, n, d, 'cpu')
     t.ok(lossClose(a.loss, b.loss), `unfused N=${n} D=${d}: loss ${a.loss} vs ${b.loss}`)
-    const floor = 0.01 * naturalScale('cos', n, d, 0.05, views[0])
+    const floor = 0.01 * naturalScale('cos', n, d, 0.05, views)
     for (let k = 0; k < 3; k++) {
       const err = relErr(a.grads[k], b.grads[k], floor)
       t.ok(
