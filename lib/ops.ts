@@ -246,13 +246,17 @@ export function scaleInplace(x: Tensor, s: number): void {
   addon.scaleInplace(nativeOf(x, 'x'), s)
 }
 
-/** ctx_h = dropout(softmax_realKeys(q_h·k_hᵀ/√HS))·v_h per head; q, k, v, ctx [B, T, H]; probs [B, NH, T, T] saves the pre-dropout softmax; mask[b*T+t] = 1 for real tokens; dropout null = none. */
+/**
+ * ctx_h = dropout(softmax_realKeys(q_h·k_hᵀ/√HS))·v_h per head; q, k, v, ctx [B, T, H]; probs [B, NH, T, T]
+ * saves the pre-dropout softmax; mask[b*T+t] = 1 for real tokens; dropout null = none. With k and v null, q
+ * is the packed [B, T, 3H] output of one fused q/k/v projection (column blocks q | k | v).
+ */
 export function attentionForward(
   ctx: Tensor,
   probs: Tensor,
   q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  k: Tensor | null,
+  v: Tensor | null,
   mask: Int32Array,
   numHeads: number,
   dropout: DropoutSite | null = null,
@@ -261,8 +265,8 @@ export function attentionForward(
     nativeOf(ctx, 'ctx'),
     nativeOf(probs, 'probs'),
     nativeOf(q, 'q'),
-    nativeOf(k, 'k'),
-    nativeOf(v, 'v'),
+    k === null ? null : nativeOf(k, 'k'),
+    v === null ? null : nativeOf(v, 'v'),
     mask,
     numHeads,
     dropout?.p ?? 0,
@@ -273,15 +277,18 @@ export function attentionForward(
   )
 }
 
-/** dq, dk, dv (overwritten) from dctx, regenerating the forward's dropout mask (pass the forward's dropout site). */
+/**
+ * dq, dk, dv (overwritten) from dctx, regenerating the forward's dropout mask (pass the forward's dropout
+ * site). Packed as in the forward: with dk, dv, k, v null, dq and q are [B, T, 3H] (q | k | v column blocks).
+ */
 export function attentionBackward(
   dq: Tensor,
-  dk: Tensor,
-  dv: Tensor,
+  dk: Tensor | null,
+  dv: Tensor | null,
   dctx: Tensor,
   q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  k: Tensor | null,
+  v: Tensor | null,
   probs: Tensor,
   mask: Int32Array,
   numHeads: number,
@@ -289,12 +296,12 @@ export function attentionBackward(
 ): void {
   addon.attentionBackward(
     nativeOf(dq, 'dq'),
-    nativeOf(dk, 'dk'),
-    nativeOf(dv, 'dv'),
+    dk === null ? null : nativeOf(dk, 'dk'),
+    dv === null ? null : nativeOf(dv, 'dv'),
     nativeOf(dctx, 'dctx'),
     nativeOf(q, 'q'),
-    nativeOf(k, 'k'),
-    nativeOf(v, 'v'),
+    k === null ? null : nativeOf(k, 'k'),
+    v === null ? null : nativeOf(v, 'v'),
     nativeOf(probs, 'probs'),
     mask,
     numHeads,

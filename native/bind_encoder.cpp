@@ -14,8 +14,9 @@
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
 //   add(out, a, b)                    addInplace(dst, src)
-//   attentionForward(ctx, probs, q, k, v, mask, numHeads, p, seed, offset, keepRows|null[, firstRow])
-//   attentionBackward(dq, dk, dv, dctx, q, k, v, probs, mask, numHeads, p, seed, offset, keepRows|null[, firstRow])
+//   attentionForward(ctx, probs, q, k|null, v|null, mask, numHeads, p, seed, offset, keepRows|null[, firstRow])
+//   attentionBackward(dq, dk|null, dv|null, dctx, q, k|null, v|null, probs, mask, numHeads, p, seed, offset,
+//                     keepRows|null[, firstRow])      (k, v null: q is the packed [B, T, 3H] projection)
 //   poolClsForward(out, hidden)       poolClsBackward(dhidden, dout, accumulate)
 //   poolMeanForward(out, hidden, mask) poolMeanBackward(dhidden, dout, mask, accumulate)
 // Tensors are float32 NativeTensors; sizes are derived from their shapes and every tensor's size is
@@ -349,18 +350,45 @@ Napi::Value AddInplace(const Napi::CallbackInfo& info) {
 
 struct AttentionDims {
   int64_t B, T, NH, HS;
+  int64_t ld;  // row stride of q, k, v (and dq, dk, dv): H, or 3H when packed
 };
 
-// q is [B, T, H]; numHeads divides H; probs is [B, NH, T, T]; mask has B*T entries.
-AttentionDims attention_dims(const Napi::CallbackInfo& info, const NativeTensor* q, size_t headsIndex) {
+// The dims from the output side `o` ([B, T, H]: ctx, or dctx) and numHeads (which divides H). q, k, v
+// (`names`) are each [B, T, H], or, when k and v are null, q is the packed [B, T, 3H] projection whose
+// column blocks are q, k and v.
+AttentionDims attention_dims(const Napi::CallbackInfo& info, const NativeTensor* o, const char* oName,
+                             NativeTensor* const qkv[3], const char* const names[3], size_t headsIndex) {
   Napi::Env env = info.Env();
-  expect_rank(env, q, "q", 3, "[B, T, H]");
-  const int64_t B = q->shape()[0], T = q->shape()[1], H = q->shape()[2];
+  expect_rank(env, o, oName, 3, "[B, T, H]");
+  const int64_t B = o->shape()[0], T = o->shape()[1], H = o->shape()[2];
   const int64_t NH = arg_positive_int(info, headsIndex, "numHeads");
   if (H % NH != 0)
     throw Napi::RangeError::New(
         env, "Expected numHeads (" + std::to_string(NH) + ") to divide the hidden size H = " + std::to_string(H));
-  return {B, T, NH, H / NH};
+  const bool packed = qkv[1] == nullptr && qkv[2] == nullptr;
+  if (packed) {
+    expect_shape(env, qkv[0], names[0], {B, T, 3 * H});
+  } else {
+    for (int i = 1; i < 3; ++i)
+      if (qkv[i] == nullptr)
+        throw_arg(env, std::string("Expected ") + names[i] + " to be a Tensor (or " + names[1] + " and " + names[2] +
+                           " both null, with " + names[0] + " the packed [B, T, 3H] projection)");
+    for (int i = 0; i < 3; ++i) expect_shape(env, qkv[i], names[i], {B, T, H});
+  }
+  return {B, T, NH, H / NH, packed ? 3 * H : H};
+}
+
+// Pointers to q, k, v (packed: column blocks of one tensor).
+struct Qkv {
+  float *q, *k, *v;
+};
+Qkv qkv_pointers(NativeTensor* const t[3], const AttentionDims& d) {
+  if (t[1] == nullptr) {
+    float* base = t[0]->data();
+    const int64_t H = d.NH * d.HS;
+    return {base, base + H, base + 2 * H};
+  }
+  return {t[0]->data(), t[1]->data(), t[2]->data()};
 }
 
 struct AttentionDropout {
@@ -380,48 +408,40 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   NativeTensor* ctx = ts.tensor(0, "ctx");
   NativeTensor* probs = ts.tensor(1, "probs");
-  NativeTensor* q = ts.tensor(2, "q");
-  NativeTensor* k = ts.tensor(3, "k");
-  NativeTensor* v = ts.tensor(4, "v");
-  const AttentionDims d = attention_dims(info, q, 6);
-  require_same(env, q, "q", k, "k");
-  require_same(env, q, "q", v, "v");
-  require_same(env, q, "q", ctx, "ctx");
+  static const char* const names[3] = {"q", "k", "v"};
+  NativeTensor* const in[3] = {ts.tensor(2, "q"), ts.optional(3, "k"), ts.optional(4, "v")};
+  const AttentionDims d = attention_dims(info, ctx, "ctx", in, names, 6);
   expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
   const int32_t* mask = arg_i32(info, 5, "mask", d.B * d.T);
   const AttentionDropout dr = attention_dropout(info, 7, d.B);
+  const Qkv x = qkv_pointers(in, d);
   AttentionForwardFn* attention_forward = ts.entry(&Backend::attention_forward);
   return guarded_void(env, [&] {
-    attention_forward(ctx->data(), probs->data(), q->data(), k->data(), v->data(), mask, d.B, d.T, d.NH, d.HS, dr.p,
-                      dr.seed, dr.offset, dr.keepRows, dr.firstRow);
+    attention_forward(ctx->data(), probs->data(), x.q, x.k, x.v, mask, d.B, d.T, d.NH, d.HS, d.ld, dr.p, dr.seed,
+                      dr.offset, dr.keepRows, dr.firstRow);
   });
 }
 
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   OpTensors ts(info, "attentionBackward");
   Napi::Env env = info.Env();
-  NativeTensor* dq = ts.tensor(0, "dq");
-  NativeTensor* dk = ts.tensor(1, "dk");
-  NativeTensor* dv = ts.tensor(2, "dv");
+  static const char* const gradNames[3] = {"dq", "dk", "dv"};
+  static const char* const names[3] = {"q", "k", "v"};
+  NativeTensor* const grads[3] = {ts.tensor(0, "dq"), ts.optional(1, "dk"), ts.optional(2, "dv")};
   NativeTensor* dctx = ts.tensor(3, "dctx");
-  NativeTensor* q = ts.tensor(4, "q");
-  NativeTensor* k = ts.tensor(5, "k");
-  NativeTensor* v = ts.tensor(6, "v");
+  NativeTensor* const in[3] = {ts.tensor(4, "q"), ts.optional(5, "k"), ts.optional(6, "v")};
   NativeTensor* probs = ts.tensor(7, "probs");
-  const AttentionDims d = attention_dims(info, q, 9);
-  require_same(env, q, "q", k, "k");
-  require_same(env, q, "q", v, "v");
-  require_same(env, q, "q", dq, "dq");
-  require_same(env, q, "q", dk, "dk");
-  require_same(env, q, "q", dv, "dv");
-  require_same(env, q, "q", dctx, "dctx");
+  const AttentionDims d = attention_dims(info, dctx, "dctx", in, names, 9);
+  if (attention_dims(info, dctx, "dctx", grads, gradNames, 9).ld != d.ld)
+    throw_arg(env, "Expected dq, dk, dv to be packed exactly when q, k, v are (dk and dv null with a [B, T, 3H] dq)");
   expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
   const int32_t* mask = arg_i32(info, 8, "mask", d.B * d.T);
   const AttentionDropout dr = attention_dropout(info, 10, d.B);
+  const Qkv x = qkv_pointers(in, d), g = qkv_pointers(grads, d);
   AttentionBackwardFn* attention_backward = ts.entry(&Backend::attention_backward);
   return guarded_void(env, [&] {
-    attention_backward(dq->data(), dk->data(), dv->data(), dctx->data(), q->data(), k->data(), v->data(), probs->data(),
-                       mask, d.B, d.T, d.NH, d.HS, dr.p, dr.seed, dr.offset, dr.keepRows, dr.firstRow);
+    attention_backward(g.q, g.k, g.v, dctx->data(), x.q, x.k, x.v, probs->data(), mask, d.B, d.T, d.NH, d.HS, d.ld,
+                       dr.p, dr.seed, dr.offset, dr.keepRows, dr.firstRow);
   });
 }
 

@@ -618,6 +618,43 @@ t.test('fused residual + dropout + layer norm: bit for bit the unfused sequence,
   )
 })
 
+t.test('attention with packed q|k|v equals separate tensors bit for bit, forward and backward', async (t) => {
+  const { packQkv, unpackQkv } = await import('./helpers/encoder-parity.mjs')
+  const [B, T, NH, HS] = [3, 6, 2, 4]
+  const H = NH * HS
+  const [q, k, v, dctx] = [randn(B * T * H, 11), randn(B * T * H, 12), randn(B * T * H, 13), randn(B * T * H, 14)]
+  const mask = Int32Array.from({ length: B * T }, (_, i) => (i % T < [6, 3, 1][Math.floor(i / T)] ? 1 : 0))
+  const site = { p: 0.2, seed: 5, offset: 9, keepRows: Uint8Array.from([1, 0, 1]), firstRow: 2 }
+  const shape = [B, T, H]
+  const [ctx, probs, dq, dk, dv] = [
+    Tensor.zeros(shape),
+    Tensor.zeros([B, NH, T, T]),
+    Tensor.zeros(shape),
+    Tensor.zeros(shape),
+    Tensor.zeros(shape),
+  ]
+  const [tq, tk, tv] = [T32(q, shape), T32(k, shape), T32(v, shape)]
+  ops.attentionForward(ctx, probs, tq, tk, tv, mask, NH, site)
+  ops.attentionBackward(dq, dk, dv, T32(dctx, shape), tq, tk, tv, probs, mask, NH, site)
+  const qkv = T32(packQkv([q, k, v], H), [B, T, 3 * H])
+  const [pctx, pprobs, dqkv] = [Tensor.zeros(shape), Tensor.zeros([B, NH, T, T]), Tensor.zeros([B, T, 3 * H])]
+  ops.attentionForward(pctx, pprobs, qkv, null, null, mask, NH, site)
+  ops.attentionBackward(dqkv, null, null, T32(dctx, shape), qkv, null, null, pprobs, mask, NH, site)
+  const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((x, i) => Object.is(x, b[i]))
+  t.ok(same(arr(pctx), arr(ctx)) && same(arr(pprobs), arr(probs)), 'ctx and probs')
+  for (const [i, g] of [dq, dk, dv].entries()) t.ok(same(unpackQkv(arr(dqkv), H, i), arr(g)), `${['dq', 'dk', 'dv'][i]}`)
+  const z = (...s: number[]) => Tensor.zeros(s)
+  t.throws(
+    () => ops.attentionForward(z(B, T, H), z(B, NH, T, T), qkv, z(B, T, H), null, mask, NH),
+    /Expected v to be a Tensor \(or k and v both null/,
+  )
+  t.throws(() => ops.attentionForward(z(B, T, H), z(B, NH, T, T), z(B, T, 2 * H), null, null, mask, NH), /\bq\b.*\[3, 6, 24\]/)
+  t.throws(
+    () => ops.attentionBackward(z(B, T, H), z(B, T, H), z(B, T, H), z(B, T, H), qkv, null, null, z(B, NH, T, T), mask, NH),
+    /dq, dk, dv to be packed exactly when q, k, v are/,
+  )
+})
+
 t.test('validation names the offending argument', async (t) => {
   const z = (...s: number[]) => Tensor.zeros(s)
   t.throws(() => ops.layerNormForward(z(4, 3), z(4), z(4), z(4, 3), z(4), z(3), 1e-5), /weight.*\[3\].*\[4\]/)

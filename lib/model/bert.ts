@@ -95,7 +95,7 @@ export class BertModel {
   ) {
     this.params = Tensor.from(flat, [layout.total], device)
     this.views = viewsByName(this.params, layout)
-    this.p = modelParams(this.views, config.numHiddenLayers)
+    this.p = modelParams(this.views, config.numHiddenLayers, this.params, layout)
     this.arena = new ActivationArena(config, device)
   }
 
@@ -179,7 +179,7 @@ export class BertModel {
     this.requireLive('grads')
     if (!this.gradBuffer) {
       this.gradBuffer = Tensor.zeros([this.layout.total], this.device)
-      this.g = modelParams(viewsByName(this.gradBuffer, this.layout), this.config.numHiddenLayers)
+      this.g = modelParams(viewsByName(this.gradBuffer, this.layout), this.config.numHiddenLayers, this.gradBuffer, this.layout)
     }
     return this.gradBuffer
   }
@@ -331,22 +331,20 @@ export class BertModel {
         this.precision,
       )
       ops.attentionBackward(
-        acts.gQ,
-        acts.gK,
-        acts.gV,
+        acts.gQkv,
+        null,
+        null,
         acts.gCtx,
-        a.q,
-        a.k,
-        a.v,
+        a.qkv,
+        null,
+        null,
         a.probs,
         batch.attentionMask,
         c.numAttentionHeads,
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),
       )
-      const flat = (t: Tensor) => t.view(0, [acts.B * acts.T, c.hiddenSize])
-      ops.linearBackward(acts.gH, gp.query.weight, gp.query.bias, flat(acts.gQ), x, p.query.weight, false, this.precision)
-      ops.linearBackward(acts.gH, gp.key.weight, gp.key.bias, flat(acts.gK), x, p.key.weight, true, this.precision)
-      ops.linearBackward(acts.gH, gp.value.weight, gp.value.bias, flat(acts.gV), x, p.value.weight, true, this.precision)
+      const gQkv = acts.gQkv.view(0, [acts.B * acts.T, 3 * c.hiddenSize])
+      ops.linearBackward(acts.gH, gp.qkv.weight, gp.qkv.bias, gQkv, x, p.qkv.weight, false, this.precision)
       ops.addInplace(acts.gH, acts.gRes) // residual around attention
     }
     // Embeddings: dropout, LayerNorm, the three tables.
@@ -492,16 +490,14 @@ export class BertModel {
       const a = acts.layers[l]
       const w = P.layers[l]
       const x = l === 0 ? acts.embOut : acts.layers[l - 1].h2
-      const flat = (t: Tensor) => t.view(0, [B * T, H])
-      ops.linearForward(flat(a.q), x, w.query.weight, w.query.bias, this.precision)
-      ops.linearForward(flat(a.k), x, w.key.weight, w.key.bias, this.precision)
-      ops.linearForward(flat(a.v), x, w.value.weight, w.value.bias, this.precision)
+      // q, k and v in one product: [BT, 3H] = x · [Wq; Wk; Wv]ᵀ + [bq; bk; bv].
+      ops.linearForward(a.qkv.view(0, [B * T, 3 * H]), x, w.qkv.weight, w.qkv.bias, this.precision)
       ops.attentionForward(
         a.ctx.view(0, [B, T, H]),
         a.probs,
-        a.q,
-        a.k,
-        a.v,
+        a.qkv,
+        null,
+        null,
         input.attentionMask,
         c.numAttentionHeads,
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),

@@ -296,6 +296,7 @@ namespace {
 
 struct AttnShape {
   int64_t B, T, NH, HS;
+  int64_t ld;  // row stride of q, k, v, dq, dk, dv (H, or 3H when packed)
   int64_t H() const { return NH * HS; }
 };
 
@@ -339,10 +340,11 @@ void dropout_factors(float* factor, const AttnShape& s, const AttnDropout& d, in
 // One (b, h) pair of the forward; P is probs[b, h] ([T, T]).
 void attention_forward_head(float* ctx, float* P, const float* q, const float* k, const float* v, const int32_t* mask,
                             const AttnShape& s, const AttnDropout& d, int64_t b, int64_t h) {
-  const int64_t T = s.T, H = s.H(), TT = T * T;
-  const int64_t off = b * T * H + h * s.HS;  // first element of head h of sentence b
+  const int64_t T = s.T, H = s.H(), TT = T * T, ld = s.ld;
+  const int64_t off = b * T * H + h * s.HS;  // head h of sentence b in ctx
+  const int64_t in = b * T * ld + h * s.HS;  // ... and in q, k, v
   const int32_t* keyMask = mask + b * T;
-  sgemm(false, true, T, T, s.HS, 1.0f / std::sqrt(static_cast<float>(s.HS)), q + off, H, k + off, H, 0.0f, P, T);
+  sgemm(false, true, T, T, s.HS, 1.0f / std::sqrt(static_cast<float>(s.HS)), q + in, ld, k + in, ld, 0.0f, P, T);
   for (int64_t i = 0; i < T; ++i) masked_softmax_row(P + i * T, keyMask, T);
   const float* Pd = P;
   if (d.active(b)) {
@@ -352,15 +354,16 @@ void attention_forward_head(float* ctx, float* P, const float* q, const float* k
     for (int64_t e = 0; e < TT; ++e) dropped[e] *= P[e];  // P * (0 or 1/(1-p)), as cpu::dropout
     Pd = dropped;
   }
-  sgemm(false, false, T, s.HS, T, 1.0f, Pd, T, v + off, H, 0.0f, ctx + off, H);
+  sgemm(false, false, T, s.HS, T, 1.0f, Pd, T, v + in, ld, 0.0f, ctx + off, H);
 }
 
 // One (b, h) pair of the backward.
 void attention_backward_head(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
                              const float* v, const float* P, const int32_t* mask, const AttnShape& s,
                              const AttnDropout& d, int64_t b, int64_t h) {
-  const int64_t T = s.T, H = s.H(), TT = T * T;
-  const int64_t off = b * T * H + h * s.HS;
+  const int64_t T = s.T, H = s.H(), TT = T * T, ld = s.ld;
+  const int64_t off = b * T * H + h * s.HS;  // in dctx
+  const int64_t in = b * T * ld + h * s.HS;  // in q, k, v, dq, dk, dv
   const int32_t* keyMask = mask + b * T;
   thread_local std::vector<float> buf;
   float* factor = scratch(buf, static_cast<size_t>(3 * TT));
@@ -373,8 +376,8 @@ void attention_backward_head(float* dq, float* dk, float* dv, const float* dctx,
   }
   const float* Pused = drop ? Pd : P;
   // dv_h = Pd^T dctx_h; dPd = dctx_h v_h^T
-  sgemm(true, false, T, s.HS, T, 1.0f, Pused, T, dctx + off, H, 0.0f, dv + off, H);
-  sgemm(false, true, T, T, s.HS, 1.0f, dctx + off, H, v + off, H, 0.0f, dP, T);
+  sgemm(true, false, T, s.HS, T, 1.0f, Pused, T, dctx + off, H, 0.0f, dv + in, ld);
+  sgemm(false, true, T, T, s.HS, 1.0f, dctx + off, H, v + in, ld, 0.0f, dP, T);
   // dS = P ⊙ (dP - rowsum(dP ⊙ P)), dP through the dropout mask; masked keys get 0.
   for (int64_t i = 0; i < T; ++i) {
     const float* p = P + i * T;
@@ -387,16 +390,16 @@ void attention_backward_head(float* dq, float* dk, float* dv, const float* dctx,
     for (int64_t j = 0; j < T; ++j) g[j] = keyMask[j] != 0 ? p[j] * (g[j] - dotf) : 0.0f;
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(s.HS));
-  sgemm(false, false, T, s.HS, T, scale, dP, T, k + off, H, 0.0f, dq + off, H);
-  sgemm(true, false, T, s.HS, T, scale, dP, T, q + off, H, 0.0f, dk + off, H);
+  sgemm(false, false, T, s.HS, T, scale, dP, T, k + in, ld, 0.0f, dq + in, ld);
+  sgemm(true, false, T, s.HS, T, scale, dP, T, q + in, ld, 0.0f, dk + in, ld);
 }
 
 }  // namespace
 
 void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v, const int32_t* mask,
-                       int64_t B, int64_t T, int64_t NH, int64_t HS, float p, uint64_t seed, uint64_t offset,
-                       const uint8_t* keepRows, int64_t firstRow) {
-  const AttnShape s{B, T, NH, HS};
+                       int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
+                       uint64_t offset, const uint8_t* keepRows, int64_t firstRow) {
+  const AttnShape s{B, T, NH, HS, ld};
   const AttnDropout d{p, seed, offset, keepRows, firstRow};
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
@@ -408,9 +411,9 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
                         const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T, int64_t NH,
-                        int64_t HS, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
+                        int64_t HS, int64_t ld, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
                         int64_t firstRow) {
-  const AttnShape s{B, T, NH, HS};
+  const AttnShape s{B, T, NH, HS, ld};
   const AttnDropout d{p, seed, offset, keepRows, firstRow};
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {

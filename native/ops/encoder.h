@@ -90,15 +90,18 @@ using AddInplaceFn = void(float* dst, const float* src, int64_t n);
 //        keepRows[b] == 0 (keepRows may be null) are not dropped (exactly cpu::dropout's rule); firstRow
 //        is this batch's first sentence in a larger one (a micro-batch draws that batch's masks);
 //   ctx_h = Pd v_h.
+// ld is the row stride of q, k, v (and of dq, dk, dv in the backward): H for three [B, T, H] tensors, 3H
+// when they are the column blocks [0, H), [H, 2H), [2H, 3H) of one [B, T, 3H] projection (q = qkv,
+// k = qkv + H, v = qkv + 2H). ctx and dctx are always [B, T, H].
 using AttentionForwardFn = void(float* ctx, float* probs, const float* q, const float* k, const float* v,
-                                const int32_t* mask, int64_t B, int64_t T, int64_t NH, int64_t HS, float p,
+                                const int32_t* mask, int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p,
                                 uint64_t seed, uint64_t offset, const uint8_t* keepRows, int64_t firstRow);
 // Regenerates the dropout mask D (Pd = D ⊙ P). With G = dctx_h:
 //   dv_h = Pd^T G;  dP = D ⊙ (G v_h^T);  dS = P ⊙ (dP - rowsum(dP ⊙ P));
 //   dq_h = dS k_h / sqrt(HS);  dk_h = dS^T q_h / sqrt(HS).   dq, dk, dv are overwritten.
 using AttentionBackwardFn = void(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
                                  const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T,
-                                 int64_t NH, int64_t HS, float p, uint64_t seed, uint64_t offset,
+                                 int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed, uint64_t offset,
                                  const uint8_t* keepRows, int64_t firstRow);
 
 // out[b] = hidden[b, 0]

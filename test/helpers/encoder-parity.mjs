@@ -581,6 +581,59 @@ for (const c of ATTN_CASES)
     })
   }
 
+// Packed q/k/v (the model's fused projection): q, k, v as the column blocks of one [B, T, 3H] tensor (k, v
+// null) and dq, dk, dv likewise, against the CPU's separate tensors: the same values (bit for bit on the CPU,
+// which computes the same products with another row stride).
+/**
+ * [B*T, 3H] rows q | k | v from three [B*T, H] arrays, or the block `which` of such rows.
+ * @param {Float32Array[]} parts
+ * @param {number} H
+ */
+export function packQkv(parts, H) {
+  const rows = parts[0].length / H
+  const out = new Float32Array(rows * 3 * H)
+  for (let r = 0; r < rows; r++) for (let k = 0; k < 3; k++) out.set(parts[k].subarray(r * H, (r + 1) * H), r * 3 * H + k * H)
+  return out
+}
+/** @param {Float32Array} packed @param {number} H @param {number} which */
+export function unpackQkv(packed, H, which) {
+  const rows = packed.length / (3 * H)
+  const out = new Float32Array(rows * H)
+  for (let r = 0; r < rows; r++) out.set(packed.subarray(r * 3 * H + which * H, r * 3 * H + (which + 1) * H), r * H)
+  return out
+}
+for (const c of [ATTN_CASES[0], ATTN_CASES[4], ATTN_CASES[5]]) {
+  const site = dropoutSites(c.B)[2]
+  const name = `attention ${c.name} (B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS}) packed q|k|v, ${site.name}`
+  gemmCase('attention with packed q|k|v: CUDA equals CPU with separate tensors', name, 2 * attnWork(c), (lib, device, g) => {
+    const inputs = attnInputs(c, g)
+    const H = c.NH * c.HS
+    const cpu = attention(lib, 'cpu', c, site.site, inputs)
+    const mask = maskOf(c)
+    const qkv = packQkv([inputs.q[0], inputs.k[0], inputs.v[0]], H)
+    const got = afterRun(
+      lib,
+      device,
+      {
+        ctx: inputs.ctx,
+        probs: inputs.probs,
+        qkv: [qkv, [c.B, c.T, 3 * H]],
+        dctx: inputs.dctx,
+        dqkv: [new Float32Array(qkv.length).fill(NaN), [c.B, c.T, 3 * H]],
+      },
+      (x) => {
+        lib.ops.attentionForward(x.ctx, x.probs, x.qkv, null, null, mask, c.NH, site.site)
+        lib.ops.attentionBackward(x.dqkv, null, null, x.dctx, x.qkv, null, null, x.probs, mask, c.NH, site.site)
+      },
+    )
+    return [
+      compare('attention_forward', `${name}: probs`, got.probs, cpu.probs, ATTN_TOL),
+      compare('attention_forward', `${name}: ctx`, got.ctx, cpu.ctx, ATTN_TOL),
+      ...['dq', 'dk', 'dv'].map((d, k) => compare('attention_backward', `${name}: ${d}`, unpackQkv(got.dqkv, H, k), cpu[d], ATTN_TOL)),
+    ]
+  })
+}
+
 // With v_h the one-hot rows e_t (HS >= T), ctx_h = Pd exactly, and with dctx_h the same one-hot rows,
 // dv_h = Pd^T exactly: the forward's mask and the backward's regenerated one are read off element by element.
 {
