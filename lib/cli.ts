@@ -27,7 +27,8 @@ Usage:
   simcsepp bench step [--model base] [--batch-sizes 64,512] [--seq-len 32] [--steps 5]
                       [--device auto|cpu|cuda|all] [--json]
       One SimCSE++ training step: steps/s, sentences/s, model TFLOP/s and utilisation, memory
-                      ([--precision auto|fp32|bf16] [--micro-batch M]).
+                      ([--precision auto|fp32|bf16] [--micro-batch M]); --profile [--plot FILE.svg]:
+                      milliseconds per op category (on CUDA with SIMCSEPP_CUDA_SYNC=1).
   simcsepp bench batch [--model tiny] [--batch-sizes 64,256,1024,4096] [--micro-batch 128]
                        [--seq-len 32] [--device cpu] [--plot FILE.svg] [--json]
       The step whole and in micro-batches per batch size (one process each): sentences/s, peak memory.

@@ -12,7 +12,8 @@ import { benchStep, type StepBenchRow } from '../bench/step.js'
 import { memoryPlotSvg } from '../bench/memory-plot.js'
 import { PRECISION_REQUESTS, type PrecisionRequest } from '../model/precision.js'
 import { UsageError } from './args.js'
-import { batchBenchTable, encodeBenchTable, gemmBenchTable, lossBenchTable, stepBenchTable } from './tables.js'
+import { batchBenchTable, encodeBenchTable, gemmBenchTable, lossBenchTable, profileTable, stepBenchTable } from './tables.js'
+import { profilePlotSvg } from '../bench/profile-plot.js'
 
 function usage(message: string): never {
   throw new UsageError(message)
@@ -123,6 +124,8 @@ async function stepBench(argv: string[]) {
       device: { type: 'string', default: 'auto' },
       precision: { type: 'string', default: 'auto' },
       'micro-batch': { type: 'string', default: '0' },
+      profile: { type: 'boolean', default: false },
+      plot: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   })
@@ -146,11 +149,23 @@ async function stepBench(argv: string[]) {
     steps,
     precision,
     microBatch,
+    profileSteps: values.profile ? steps : 0,
     devices: devicesFor(values.device!),
     log: (l) => process.stderr.write(`  ${l}\n`),
   })
+  if (values.plot) {
+    if (!values.profile) usage('--plot draws the op profile: add --profile')
+    const { writeFileSync } = await import('node:fs')
+    const series = rows
+      .filter((r) => r.profile)
+      .map((r) => ({ label: `${r.model} ${r.device} B=${r.batchSize} T=${r.seqLen}`, stepMs: r.profile!.stepMs, ops: r.profile!.ops }))
+    writeFileSync(values.plot, profilePlotSvg(series, 'Training step: milliseconds per op category'))
+  }
   if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'step', date: new Date().toISOString(), rows }, null, 2) + '\n')
-  else process.stdout.write('\n' + stepBenchTable(rows) + '\n')
+  else {
+    process.stdout.write('\n' + stepBenchTable(rows) + '\n')
+    if (values.profile) process.stdout.write('\n' + profileTable(rows) + '\n' + (values.plot ? `plot: ${values.plot}\n` : ''))
+  }
 }
 
 // `bench batch`: the training step at growing batch sizes, whole and in micro-batches, each configuration
