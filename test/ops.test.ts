@@ -191,6 +191,46 @@ t.test('gelu (exact erf) and tanh: forward and backward', async (t) => {
   )
 })
 
+t.test('gelu to float accuracy over [-12, 12], both tails included (vectorised normal CDF)', async (t) => {
+  // Φ in float64 without cancellation: 1 - erfc/2 or erfc/2, erfc from the series below 2 and from its
+  // continued fraction erfc(y) = e^(-y²)/√π / (y + (1/2)/(y + 1/(y + (3/2)/(y + ...)))) above.
+  const erfc = (y: number) => {
+    if (y < 2) return 1 - erf(y)
+    let k = y
+    for (let n = 80; n >= 1; n--) k = y + n / 2 / k
+    return Math.exp(-y * y) / Math.sqrt(Math.PI) / k
+  }
+  const phi = (x: number) => (x < 0 ? erfc(-x / Math.SQRT2) / 2 : 1 - erfc(x / Math.SQRT2) / 2)
+  const xs = Float32Array.from({ length: 24001 }, (_, i) => -12 + i / 1000)
+  const n = xs.length
+  const out = Tensor.zeros([n]),
+    d = Tensor.zeros([n])
+  ops.geluForward(out, T32(xs, [n]))
+  ops.geluBackward(d, T32(xs, [n]), Tensor.from(new Float32Array(n).fill(1), [n]))
+  const [o, g] = [arr(out), arr(d)]
+  let worstF = 0,
+    worstB = 0,
+    tailF = 0
+  for (let i = 0; i < n; i++) {
+    const x = xs[i]
+    const f = x * phi(x),
+      b = phi(x) + (x * Math.exp((-x * x) / 2)) / Math.sqrt(2 * Math.PI)
+    // The derivative Φ + xφ crosses 0 near x = -0.75: its error is measured against its terms' size.
+    const ef = Math.abs(o[i] - f) / Math.max(Math.abs(f), 1e-30),
+      eb = Math.abs(g[i] - b) / (phi(x) + Math.abs(x * Math.exp((-x * x) / 2)) / Math.sqrt(2 * Math.PI))
+    // The float rounding of the exponent -x²/2 (6e-8 · x²/2 absolute) grows into the left tail.
+    if (x >= -5) {
+      worstF = Math.max(worstF, f === 0 ? Math.abs(o[i]) : ef)
+      worstB = Math.max(worstB, eb)
+    } else tailF = Math.max(tailF, ef, eb)
+  }
+  // For comparison, x (1 + erf(x/√2)) / 2 with a correctly rounded float erf has a relative error of up
+  // to 5e-2 at x = -5: 1 + erf cancels (float spacing 6e-8 below 1, against 1 + erf = 5.7e-7).
+  t.ok(worstF < 2e-6, `forward on [-5, 12]: relative error ${worstF.toExponential(2)} < 2e-6`)
+  t.ok(worstB < 2e-6, `backward on [-5, 12]: relative error ${worstB.toExponential(2)} < 2e-6`)
+  t.ok(tailF < 3e-5, `both on [-12, -5): relative error ${tailF.toExponential(2)} < 3e-5 (GELU there is at most 1.4e-6)`)
+})
+
 t.test('add, addInplace, scaleInplace', async (t) => {
   const n = 40000
   const a32 = randn(n, 1),

@@ -1,6 +1,7 @@
 // CPU BERT encoder and optimiser ops (ops/encoder.h and ops/optim.h hold the formulas and conventions).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "common/adamw.h"
@@ -247,23 +248,81 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
 // ---------------------------------------------------------------------------------------------
 // Element-wise
 
-void gelu_forward(float* out, const float* inp, int64_t n) {
-  constexpr float kInvSqrt2 = 0.70710678118654752f;
-  for_each_elem(n, [&](int64_t i) {
-    const float x = inp[i];
-    out[i] = x * 0.5f * (1.0f + std::erf(x * kInvSqrt2));
-  });
+namespace {
+
+// e^a for a <= 0, branch-free so that the loops around it vectorise (std::exp does not): a = n ln2 + r with
+// |r| <= ln2/2 (n rounded by the 1.5 * 2^23 trick, ln2 split so n * ln2_hi is exact), e^r by its degree-7
+// Taylor polynomial (truncation below 2e-9 relative), times 2^n made from its bits. Below e^-87 (n < -126)
+// the result is 0: what it feeds is then negligible.
+inline float exp_nonpositive(float a) {
+  a = a < -104.0f ? -104.0f : a;
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23
+  const float n = (a * 1.44269504088896341f + kRound) - kRound;
+  const float r = (a - n * 0.693145751953125f) - n * 1.42860682030941723e-06f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t e = static_cast<int32_t>(n) + 127;
+  const int32_t bits = (e > 0 ? e : 0) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
 }
 
-void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
-  constexpr float kInvSqrt2 = 0.70710678118654752f;
+// The standard normal CDF Φ(x) = erfc(-x/√2)/2 without cancellation in either tail: with y = |x|/√2,
+// erfc(y) = exp(-y²) R(y), and R(y) = erfc(y) e^(y²) = t P(t), t = 1/(1 + 0.7 y), P of degree 10 fitted
+// to minimise the relative error on [0, 9.5] (weighted least squares against 30-digit values; largest
+// relative error of R evaluated in float: 2.5e-7). Φ = erfc/2 for x < 0, 1 - erfc/2 for x >= 0.
+inline float normal_cdf(float x) {
+  const float y = std::fabs(x) * 0.70710678118654752f;
+  const float t = 1.0f / (1.0f + 0.7f * y);
+  float p = -7.733622193e-02f;
+  p = p * t + 3.812674284e-01f;
+  p = p * t - 6.698693037e-01f;
+  p = p * t + 2.857763767e-01f;
+  p = p * t + 5.951248407e-01f;
+  p = p * t - 7.743285894e-01f;
+  p = p * t + 1.149000227e-01f;
+  p = p * t + 4.900741950e-02f;
+  p = p * t + 3.062080443e-01f;
+  p = p * t + 3.942959905e-01f;
+  p = p * t + 3.949539661e-01f;
+  const float halfErfc = 0.5f * t * p * exp_nonpositive(-y * y);
+  return x < 0.0f ? halfErfc : 1.0f - halfErfc;
+}
+
+// The element loops, cloned per instruction set (AVX-512, AVX2, baseline: ISA options only, so that the
+// helpers above inline into each clone) and picked at load time.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_forward_range(float* out, const float* inp,
+                                                                                     int64_t b, int64_t e) {
+  for (int64_t i = b; i < e; ++i) out[i] = inp[i] * normal_cdf(inp[i]);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_backward_range(float* dinp, const float* inp,
+                                                                                      const float* dout, int64_t b,
+                                                                                      int64_t e) {
   constexpr float kInvSqrt2Pi = 0.39894228040143268f;
-  for_each_elem(n, [&](int64_t i) {
+  for (int64_t i = b; i < e; ++i) {
     const float x = inp[i];
-    const float cdf = 0.5f * (1.0f + std::erf(x * kInvSqrt2));
-    const float pdf = kInvSqrt2Pi * std::exp(-0.5f * x * x);
-    dinp[i] = dout[i] * (cdf + x * pdf);
-  });
+    dinp[i] = dout[i] * (normal_cdf(x) + x * kInvSqrt2Pi * exp_nonpositive(-0.5f * x * x));
+  }
+}
+
+}  // namespace
+
+// GELU(x) = x Φ(x) (the exact, erf-based GELU), through normal_cdf: float accuracy, vectorised.
+void gelu_forward(float* out, const float* inp, int64_t n) {
+  parallel_for(n, kElemGrain, [&](int64_t b, int64_t e) { gelu_forward_range(out, inp, b, e); });
+}
+
+// dGELU/dx = Φ(x) + x φ(x).
+void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
+  parallel_for(n, kElemGrain, [&](int64_t b, int64_t e) { gelu_backward_range(dinp, inp, dout, b, e); });
 }
 
 void tanh_forward(float* out, const float* inp, int64_t n) {
