@@ -10,6 +10,7 @@
 #include "gemm.h"
 #include "ops.h"
 #include "parallel.h"
+#include "uniforms.h"
 
 namespace simcsepp::cpu {
 
@@ -392,7 +393,7 @@ void dropout_factors(float* factor, const AttnShape& s, const AttnDropout& d, in
   const int64_t TT = s.T * s.T;
   const float scale = d.scale();
   const uint64_t base = static_cast<uint64_t>((d.firstRow + b) * s.NH * TT + h * TT);
-  dropout_uniforms(d.seed, d.offset, base, TT, factor);  // uniforms first, then thresholded in place
+  bulk_dropout_uniforms(d.seed, d.offset, base, TT, factor);  // uniforms first, then thresholded in place
   for (int64_t e = 0; e < TT; ++e) factor[e] = factor[e] >= d.p ? scale : 0.0f;
 }
 
