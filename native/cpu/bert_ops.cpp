@@ -78,23 +78,43 @@ void embedding_backward(float* dword, float* dpos, float* dtype, const float* do
 // ---------------------------------------------------------------------------------------------
 // Layer norm
 
+namespace {
+
+// One row of layer norm: both moments in double, the variance two-pass (no E[x^2] - mean^2 cancellation).
+// o may alias x: each x[c] is read before o[c] is written.
+inline void layernorm_row(float* o, float* mean, float* rstd, const float* x, const float* weight, const float* bias,
+                          int64_t C, float eps) {
+  double s = 0.0;
+  for (int64_t c = 0; c < C; ++c) s += x[c];
+  const double mu = s / static_cast<double>(C);
+  double ss = 0.0;
+  for (int64_t c = 0; c < C; ++c) ss += (x[c] - mu) * (x[c] - mu);
+  const float m = static_cast<float>(mu);
+  const float rs = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(C) + eps));
+  for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - m) * rs * weight[c] + bias[c];
+  *mean = m;
+  *rstd = rs;
+}
+
+// One row of dinp (rows are independent): d = rstd * (g * w - mean(g * w) - n * mean(g * w * n)).
+inline void layernorm_dinp_row(float* d, const float* g, const float* x, const float* weight, float m, float rs,
+                               int64_t C) {
+  float sg = 0.0f, sgn = 0.0f;
+  for (int64_t c = 0; c < C; ++c) {
+    const float gw = g[c] * weight[c];
+    sg += gw;
+    sgn += gw * ((x[c] - m) * rs);
+  }
+  const float mg = sg / static_cast<float>(C), mgn = sgn / static_cast<float>(C);
+  for (int64_t c = 0; c < C; ++c) d[c] = rs * (g[c] * weight[c] - mg - (x[c] - m) * rs * mgn);
+}
+
+}  // namespace
+
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
                        int64_t R, int64_t C, float eps) {
   parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* x = inp + r * C;
-      double s = 0.0;
-      for (int64_t c = 0; c < C; ++c) s += x[c];
-      const double mu = s / static_cast<double>(C);
-      double ss = 0.0;
-      for (int64_t c = 0; c < C; ++c) ss += (x[c] - mu) * (x[c] - mu);
-      const float m = static_cast<float>(mu);
-      const float rs = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(C) + eps));
-      float* o = out + r * C;  // may alias x: each x[c] is read before o[c] is written
-      for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - m) * rs * weight[c] + bias[c];
-      mean[r] = m;
-      rstd[r] = rs;
-    }
+    for (int64_t r = r0; r < r1; ++r) layernorm_row(out + r * C, mean + r, rstd + r, inp + r * C, weight, bias, C, eps);
   });
 }
 
@@ -104,20 +124,8 @@ namespace {
 void layernorm_backward_input(float* dinp, const float* dout, const float* inp, const float* weight, const float* mean,
                               const float* rstd, int64_t R, int64_t C) {
   parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* x = inp + r * C;
-      const float* g = dout + r * C;
-      const float m = mean[r], rs = rstd[r];
-      float sg = 0.0f, sgn = 0.0f;
-      for (int64_t c = 0; c < C; ++c) {
-        const float gw = g[c] * weight[c];
-        sg += gw;
-        sgn += gw * ((x[c] - m) * rs);
-      }
-      const float mg = sg / static_cast<float>(C), mgn = sgn / static_cast<float>(C);
-      float* d = dinp + r * C;
-      for (int64_t c = 0; c < C; ++c) d[c] = rs * (g[c] * weight[c] - mg - (x[c] - m) * rs * mgn);
-    }
+    for (int64_t r = r0; r < r1; ++r)
+      layernorm_dinp_row(dinp + r * C, dout + r * C, inp + r * C, weight, mean[r], rstd[r], C);
   });
 }
 
@@ -158,27 +166,67 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 
 namespace {
 
-// TokenDropout as DropoutArgs over the [R/T, T*C] view (the sentences' rows).
-DropoutArgs sentence_rows(const float* x, float* y, int64_t R, int64_t C, const TokenDropout& d) {
-  return DropoutArgs{x, y, R / d.T, d.T * C, d.p, d.seed, d.offset, d.keepRows, d.firstRow};
-}
+// The hidden dropout of one row r of C elements (TokenDropout): y' = u >= p ? v * scale : 0 with u the
+// row's uniforms, cpu::dropout's arithmetic, or v itself when the row's sentence is kept whole.
+struct RowDropout {
+  const TokenDropout& d;
+  float scale;
+  explicit RowDropout(const TokenDropout& drop) : d(drop), scale(drop.p < 1.0f ? 1.0f / (1.0f - drop.p) : 0.0f) {}
+  // The row's uniforms into u (C floats), or false when the row is not dropped.
+  bool uniforms(int64_t r, int64_t C, float* u) const {
+    if (d.p <= 0.0f || (d.keepRows != nullptr && d.keepRows[r / d.T] == 0)) return false;
+    bulk_dropout_uniforms(d.seed, d.offset, static_cast<uint64_t>(d.firstRow * d.T + r) * static_cast<uint64_t>(C), C,
+                          u);
+    return true;
+  }
+};
 
 }  // namespace
 
-// The composition itself: on the CPU the fused op is the reference its CUDA kernel is held to.
+// Row by row, each row in cache once: res = dropout(y) + x, then layer norm, with exactly the float
+// operations of dropout, add_inplace and layernorm_forward in sequence (the CPU is the reference, and
+// equals that sequence bit for bit).
 void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd, const float* y, const float* x,
                                 const float* weight, const float* bias, int64_t R, int64_t C, float eps,
                                 const TokenDropout& drop) {
-  dropout(sentence_rows(y, res, R, C, drop));  // p == 0: a copy
-  add_inplace(res, x, R * C);
-  layernorm_forward(out, mean, rstd, res, weight, bias, R, C, eps);
+  const RowDropout rd(drop);
+  parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<float> buf;
+    float* u = scratch(buf, static_cast<size_t>(C));
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* yr = y + r * C;
+      const float* xr = x + r * C;
+      float* rr = res + r * C;
+      if (rd.uniforms(r, C, u))
+        for (int64_t c = 0; c < C; ++c) rr[c] = (u[c] >= drop.p ? yr[c] * rd.scale : 0.0f) + xr[c];
+      else
+        for (int64_t c = 0; c < C; ++c) rr[c] = yr[c] + xr[c];
+      layernorm_row(out + r * C, mean + r, rstd + r, rr, weight, bias, C, eps);
+    }
+  });
 }
 
+// The parameter gradients over all rows (column-parallel, fixed order), then row by row dres and, through
+// the regenerated mask, dy: layernorm_backward then dropout, bit for bit.
 void layernorm_dropout_backward(float* dres, float* dy, float* dweight, float* dbias, const float* dout,
                                 const float* res, const float* weight, const float* mean, const float* rstd, int64_t R,
                                 int64_t C, const TokenDropout& drop) {
-  layernorm_backward(dres, dweight, dbias, dout, res, weight, mean, rstd, R, C);
-  if (dy != nullptr) dropout(sentence_rows(dres, dy, R, C, drop));
+  layernorm_backward(nullptr, dweight, dbias, dout, res, weight, mean, rstd, R, C);
+  const RowDropout rd(drop);
+  parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<float> buf;
+    float* u = scratch(buf, static_cast<size_t>(C));
+    for (int64_t r = r0; r < r1; ++r) {
+      float* d = dres + r * C;
+      layernorm_dinp_row(d, dout + r * C, res + r * C, weight, mean[r], rstd[r], C);
+      if (dy == nullptr) continue;
+      float* o = dy + r * C;
+      if (rd.uniforms(r, C, u))
+        for (int64_t c = 0; c < C; ++c) o[c] = u[c] >= drop.p ? d[c] * rd.scale : 0.0f;
+      else
+        for (int64_t c = 0; c < C; ++c) o[c] = d[c];
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
