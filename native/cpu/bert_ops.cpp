@@ -418,8 +418,50 @@ struct AttnDropout {
   float scale() const { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
 };
 
-// Masked softmax of one row of scores in place: masked keys get 0; no real key -> all zeros.
-void masked_softmax_row(float* s, const int32_t* keyMask, int64_t T) {
+// The attention products of one (sentence, head) pair are small (T x T x HS, T <= a few hundred): the
+// general sgemm's packing and threading cost more than their arithmetic there, so they run as two direct
+// loop nests that vectorise, each single-threaded (the heads are the parallel dimension).
+//   small_gemm_nt  C[M, N] = alpha A[M, K] B[N, K]^T   (dot products of rows; 8 partial sums)
+//   small_gemm_nn  C[M, N] = alpha op(A)[M, K] B[K, N] (rows of B added into rows of C), op(A) = A or A^T
+__attribute__((target_clones("avx512f", "avx2", "default"))) void small_gemm_nt(int64_t M, int64_t N, int64_t K,
+                                                                                float alpha, const float* A,
+                                                                                int64_t lda, const float* B,
+                                                                                int64_t ldb, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    const float* a = A + i * lda;
+    for (int64_t j = 0; j < N; ++j) {
+      const float* b = B + j * ldb;
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t k = 0;
+      for (; k + 8 <= K; k += 8)
+        for (int l = 0; l < 8; ++l) acc[l] += a[k + l] * b[k + l];
+      float tail = 0.0f;
+      for (; k < K; ++k) tail += a[k] * b[k];
+      C[i * ldc + j] =
+          alpha * ((((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) + tail);
+    }
+  }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void small_gemm_nn(bool transA, int64_t M, int64_t N,
+                                                                                int64_t K, float alpha, const float* A,
+                                                                                int64_t lda, const float* B,
+                                                                                int64_t ldb, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    float* c = C + i * ldc;
+    for (int64_t n = 0; n < N; ++n) c[n] = 0.0f;
+    for (int64_t k = 0; k < K; ++k) {
+      const float a = alpha * (transA ? A[k * lda + i] : A[i * lda + k]);
+      const float* b = B + k * ldb;
+      for (int64_t n = 0; n < N; ++n) c[n] += a * b[n];
+    }
+  }
+}
+
+// Masked softmax of one row of scores in place: masked keys get 0; no real key -> all zeros. The exps
+// (exp_nonpositive: s - max <= 0) form a loop that vectorises; their sum is then taken in double, in order.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void masked_softmax_row(float* s, const int32_t* keyMask,
+                                                                                     int64_t T) {
   float mx = -INFINITY;
   for (int64_t j = 0; j < T; ++j)
     if (keyMask[j] != 0) mx = std::max(mx, s[j]);
@@ -427,11 +469,9 @@ void masked_softmax_row(float* s, const int32_t* keyMask, int64_t T) {
     std::fill(s, s + T, 0.0f);
     return;
   }
+  for (int64_t j = 0; j < T; ++j) s[j] = keyMask[j] != 0 ? exp_nonpositive(s[j] - mx) : 0.0f;
   double sum = 0.0;
-  for (int64_t j = 0; j < T; ++j) {
-    s[j] = keyMask[j] != 0 ? std::exp(s[j] - mx) : 0.0f;
-    sum += s[j];
-  }
+  for (int64_t j = 0; j < T; ++j) sum += s[j];
   const float inv = static_cast<float>(1.0 / sum);
   for (int64_t j = 0; j < T; ++j) s[j] *= inv;
 }
@@ -452,7 +492,7 @@ void attention_forward_head(float* ctx, float* P, const float* q, const float* k
   const int64_t off = b * T * H + h * s.HS;  // head h of sentence b in ctx
   const int64_t in = b * T * ld + h * s.HS;  // ... and in q, k, v
   const int32_t* keyMask = mask + b * T;
-  sgemm(false, true, T, T, s.HS, 1.0f / std::sqrt(static_cast<float>(s.HS)), q + in, ld, k + in, ld, 0.0f, P, T);
+  small_gemm_nt(T, T, s.HS, 1.0f / std::sqrt(static_cast<float>(s.HS)), q + in, ld, k + in, ld, P, T);
   for (int64_t i = 0; i < T; ++i) masked_softmax_row(P + i * T, keyMask, T);
   const float* Pd = P;
   if (d.active(b)) {
@@ -462,7 +502,7 @@ void attention_forward_head(float* ctx, float* P, const float* q, const float* k
     for (int64_t e = 0; e < TT; ++e) dropped[e] *= P[e];  // P * (0 or 1/(1-p)), as cpu::dropout
     Pd = dropped;
   }
-  sgemm(false, false, T, s.HS, T, 1.0f, Pd, T, v + in, ld, 0.0f, ctx + off, H);
+  small_gemm_nn(false, T, s.HS, T, 1.0f, Pd, T, v + in, ld, ctx + off, H);
 }
 
 // One (b, h) pair of the backward.
@@ -484,8 +524,8 @@ void attention_backward_head(float* dq, float* dk, float* dv, const float* dctx,
   }
   const float* Pused = drop ? Pd : P;
   // dv_h = Pd^T dctx_h; dPd = dctx_h v_h^T
-  sgemm(true, false, T, s.HS, T, 1.0f, Pused, T, dctx + off, H, 0.0f, dv + in, ld);
-  sgemm(false, true, T, T, s.HS, 1.0f, dctx + off, H, v + in, ld, 0.0f, dP, T);
+  small_gemm_nn(true, T, s.HS, T, 1.0f, Pused, T, dctx + off, H, dv + in, ld);
+  small_gemm_nt(T, T, s.HS, 1.0f, dctx + off, H, v + in, ld, dP, T);
   // dS = P ⊙ (dP - rowsum(dP ⊙ P)), dP through the dropout mask; masked keys get 0.
   for (int64_t i = 0; i < T; ++i) {
     const float* p = P + i * T;
@@ -498,8 +538,8 @@ void attention_backward_head(float* dq, float* dk, float* dv, const float* dctx,
     for (int64_t j = 0; j < T; ++j) g[j] = keyMask[j] != 0 ? p[j] * (g[j] - dotf) : 0.0f;
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(s.HS));
-  sgemm(false, false, T, s.HS, T, scale, dP, T, k + in, ld, 0.0f, dq + in, ld);
-  sgemm(true, false, T, s.HS, T, scale, dP, T, q + in, ld, 0.0f, dk + in, ld);
+  small_gemm_nn(false, T, s.HS, T, scale, dP, T, k + in, ld, dq + in, ld);
+  small_gemm_nn(true, T, s.HS, T, scale, dP, T, q + in, ld, dk + in, ld);
 }
 
 }  // namespace
