@@ -144,7 +144,7 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
   }
   // Without evaluation the final weights are the result; with it, the best ones already are in out/.
   if (!evaluating || !evaluator.best) await saveModel()
-  await run.finish(evaluator.best)
+  await run.finish(evaluator.best, { ...file.fingerprint, columns: columnsOf(file) })
   await close()
   return { out, steps: totalSteps, history: run.history, best: evaluator.best, interrupted: false }
 }
