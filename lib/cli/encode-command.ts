@@ -82,7 +82,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   try {
     const result = await evaluateStsFiles((s) => enc.encode(s), files)
     if (values.json) {
-      const out = { results: result.results.map((r) => ({ file: r.file, pairs: r.pairs, spearman: r.spearman })), average: result.average }
+      const out = { ...result, results: result.results.map(({ file, pairs, spearman, ...added }) => ({ file, pairs, spearman, ...added })) }
       process.stdout.write(JSON.stringify(out, null, 2) + '\n')
     } else process.stdout.write(stsTable(result) + '\n')
   } finally {

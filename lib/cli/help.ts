@@ -9,7 +9,8 @@ const encoderOptions = `  Encoder     --pooling cls|mean  --normalize  --max-len
 `
 
 export const evalUsage = `simcsepp eval --model DIR --sts FILE... [options]
-  STS Spearman (cosine of sentence vectors vs gold scores) for STS-B, SICK or STS12-16 files.
+  STS Spearman and Pearson (cosine of sentence vectors vs gold scores) for STS-B, SICK or STS12-16 files;
+  an STS12-16 folder: the "all" setting (subsets concatenated), each subset and their mean.
   Input       --model DIR  --sts FILE (repeatable, or as arguments; UTF-8, lines ending in \\n or \\r\\n)
   Output      --json (one JSON object: per file and the average)
 ${encoderOptions}`
