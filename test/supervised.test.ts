@@ -9,6 +9,11 @@ import { detectFormat, PairFile } from '../lib/data/pairs.js'
 import { BatchStream } from '../lib/data/sentences.js'
 import { train } from '../lib/train/train.js'
 import * as losses from '../lib/losses.js'
+import { BertModel } from '../lib/model/bert.js'
+import { Tokenizer } from '../lib/tokenizer.js'
+import { AdamW } from '../lib/optim/adamw.js'
+import { TrainingStep } from '../lib/train/step.js'
+import { resolveTrainOptions } from '../lib/train/options.js'
 import { microModel, tempDir, TINY_RUN, WORDS } from './helpers/train-corpus.js'
 
 const dir = tempDir('simcsepp-supervised-')
@@ -140,72 +145,70 @@ t.test('BatchStream over pairs: every example once per epoch, its columns togeth
   t.equal(new Set(seen).size, new Set(rows.map((r) => r[0])).size, 'one epoch covers every example')
 })
 
-t.test("the supervised step's loss is losses.simcse with hard negatives on the same vectors", async (t) => {
-  const { BertModel } = await import('../lib/model/bert.js')
-  const { Tokenizer } = await import('../lib/tokenizer.js')
-  const { AdamW } = await import('../lib/optim/adamw.js')
-  const { TrainingStep } = await import('../lib/train/step.js')
-  const { resolveTrainOptions } = await import('../lib/train/options.js')
+/**
+ * One supervised step (step 0, seed 5, 12 examples, maxLen 10) of the micro model on `columns`;
+ * `before` sees the freshly loaded model. Returns the step's report and the parameter gradients.
+ */
+async function supervisedStep(columns: string[][], microBatch: number, before?: (model: BertModel) => Promise<void>) {
   const modelDir = await microModel(dir, 'micro')
   const tokenizer = await Tokenizer.load(modelDir)
+  const model = await BertModel.load(modelDir, { mlp: true })
+  await before?.(model)
+  const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: 3e-5 })
+  const o = resolveTrainOptions({
+    data: 'x',
+    out: 'y',
+    objective: 'simcse',
+    batchSize: 12,
+    maxLen: 10,
+    seed: 5,
+    temperature: 0.07,
+    microBatch,
+    gradClip: 1e6,
+  })
+  const shape = { batch: 12, maxLen: 10, totalSteps: 1, microBatch, columns: columns.length as 2 | 3 }
+  const step = new TrainingStep(model, opt, tokenizer, o, shape, 'cpu')
+  const info = await step.run(0, { next: async () => ({ sentences: columns[0], columns, epoch: 0 }) } as never, () => 0, null)
+  const g = model.grads.toFloat32Array()
+  step.dispose()
+  opt.dispose()
+  model.dispose()
+  return { info, g }
+}
+
+t.test("the supervised step's loss is losses.simcse with hard negatives on the same vectors", async (t) => {
   const batch = rows.slice(0, 12)
   for (const width of [2, 3] as const) {
     const columns = [0, 1, 2].slice(0, width).map((c) => batch.map((r) => r[c]))
-    const model = await BertModel.load(modelDir, { mlp: true })
-    const o = resolveTrainOptions({ data: 'x', out: 'y', objective: 'simcse', batchSize: 12, maxLen: 10, seed: 5, temperature: 0.07 })
     // The expected loss: the same rows (anchors, positives, negatives tokenised together), all with dropout.
-    const enc = await tokenizer.encodeBatch(columns.flat(), { maxLength: 10 })
-    const z = model.trainForward(enc, { seed: 5, step: 0, pooling: 'cls', keepRows: new Uint8Array(width * 12).fill(1) })
-    const H = model.config.hiddenSize
-    const view = (k: number) => z.view(k * 12 * H, [12, H])
-    const expected = losses.simcse(view(0), view(1), { temperature: 0.07, ...(width === 3 ? { hardNegatives: view(2) } : {}) }).loss
-    const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: 3e-5 })
-    const step = new TrainingStep(model, opt, tokenizer, o, { batch: 12, maxLen: 10, totalSteps: 1, columns: width }, 'cpu')
-    const stream = { next: async () => ({ sentences: columns[0], columns, epoch: 0 }) } as never
-    const info = await step.run(0, stream, () => 0, null)
+    let expected = NaN,
+      withoutNegatives = NaN
+    const { info } = await supervisedStep(columns, 0, async (model) => {
+      const enc = await (await Tokenizer.load(join(dir, 'micro'))).encodeBatch(columns.flat(), { maxLength: 10 })
+      const z = model.trainForward(enc, { seed: 5, step: 0, pooling: 'cls', keepRows: new Uint8Array(width * 12).fill(1) })
+      const H = model.config.hiddenSize
+      const view = (k: number) => z.view(k * 12 * H, [12, H])
+      expected = losses.simcse(view(0), view(1), { temperature: 0.07, ...(width === 3 ? { hardNegatives: view(2) } : {}) }).loss
+      withoutNegatives = losses.simcse(view(0), view(1), { temperature: 0.07 }).loss
+    })
     t.equal(info.loss, expected, `${width === 3 ? 'triplets' : 'pairs'}: step loss ${info.loss} = losses.simcse ${expected}`)
     t.same(Object.keys(info.parts), ['simcse'])
-    const withoutNegatives = losses.simcse(view(0), view(1), { temperature: 0.07 }).loss
     if (width === 3) t.not(info.loss, withoutNegatives, 'the hard negatives change the loss')
-    step.dispose()
-    opt.dispose()
-    model.dispose()
   }
 })
 
-t.test('train(): a triplet CSV trains supervised SimCSE, states its format, and resumes exactly', async (t) => {
-  const messages: string[] = []
-  const base = { ...TINY_RUN, data: csv, steps: 6, saveEvery: 0 }
-  const whole = join(dir, 'sup-whole')
-  const r = await train({ ...base, out: whole }, { onMessage: (m) => messages.push(m) })
-  t.equal(r.steps, 6)
-  t.ok(
-    messages.some((m) =>
-      m.includes('40 triplets (anchor, positive, hard negative), read as csv: supervised SimCSE with in-batch and hard negatives'),
-    ),
-    messages.join('\n'),
-  )
-  const args = JSON.parse(readFileSync(join(whole, 'training_args.json'), 'utf8'))
-  t.equal(args.objective, 'simcse', 'the objective follows from the data')
-  t.equal(args.format, 'csv', 'the detected format is recorded')
-  const vocab = readFileSync(join(whole, 'vocab.txt'), 'utf8').split('\n')
-  t.notOk(vocab.includes('hard_neg') || vocab.includes('sent0'), 'the vocabulary is built from the sentences, not the header')
-  const steps = r.history.filter((h) => h.type === 'step') as { loss: number; parts: Record<string, number> }[]
-  t.ok(
-    steps.every((s) => Number.isFinite(s.loss) && s.parts.simcse === s.loss),
-    'every step logs the SimCSE loss',
-  )
-
-  const ctl = new AbortController()
-  const out = join(dir, 'sup-abort')
-  await train({ ...base, out }, { signal: ctl.signal, onStep: (s) => void (s.step === 2 && ctl.abort()) })
-  t.notOk(existsSync(join(out, 'model.safetensors')))
-  await train({ ...base, out, resume: out })
-  t.ok(
-    readFileSync(join(out, 'model.safetensors')).equals(readFileSync(join(whole, 'model.safetensors'))),
-    'resumed: identical final weights',
-  )
-  await t.rejects(train({ ...base, out, resume: out, format: 'text' }), /option format was "csv" in the checkpointed run, now "text"/)
+t.test('triplets in micro-batches: the gradients of the unchunked step (M = 1, 5, 36)', async (t) => {
+  const columns = [0, 1, 2].map((c) => rows.slice(0, 12).map((r) => r[c]))
+  const whole = await supervisedStep(columns, 0)
+  const scale = whole.g.reduce((m, x) => Math.max(m, Math.abs(x)), 0)
+  for (const M of [1, 5, 36]) {
+    const { g, info } = await supervisedStep(columns, M)
+    let worst = 0
+    for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i] - whole.g[i]))
+    t.equal(info.microBatches, Math.ceil(36 / M), `M=${M}: ${info.microBatches} passes over 3 views of 12 rows`)
+    t.ok(Math.abs(info.loss - whole.info.loss) < 1e-6 * whole.info.loss, `M=${M}: loss ${info.loss} (whole: ${whole.info.loss})`)
+    t.ok(worst / scale < 1e-5, `M=${M}: gradients within ${(worst / scale).toExponential(2)} of the largest`)
+  }
 })
 
 t.test('nonsensical combinations are refused, naming the option', async (t) => {

@@ -19,8 +19,8 @@ export const trainUsage = `simcsepp train [options]
   Data        --data FILE: one sentence per line, or supervised pairs/triplets: CSV/TSV with a header
               sent0,sent1[,hard_neg] (or anchor,positive[,negative]), JSONL with those keys
               --format auto|text|csv|tsv|jsonl (auto: by extension, else by the first line)
-  Objective   --objective simcse|off-dropout|dcl|simcse++ (text: simcse++; pairs/triplets: simcse)  --temperature 0.05  --pos-scale 1
-              --dcl-weight 0.1  --dcl-temperature 5  --dropout P
+  Objective   --objective simcse|off-dropout|dcl|simcse++ (text: simcse++; pairs/triplets: simcse)
+              --temperature 0.05  --pos-scale 1  --dcl-weight 0.1  --dcl-temperature 5  --dropout P
   Memory      --micro-batch auto|M|0: encode the 3N rows M at a time (exact gradients); auto (default):
               split only when the activations exceed min(4 GiB, RAM/4), on CUDA 3/4 of free GPU memory
   Recipe      --batch-size 64 --max-len 32 --lr 3e-5 --epochs 1 [--steps N] --warmup 0 --weight-decay 0
