@@ -4,7 +4,8 @@ import t from 'tap'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { train } from '../lib/train/train.js'
-import { needsCli, runCli, tempDir, TINY_RUN, writeSentences } from './helpers/train-corpus.js'
+import { spawnSync } from 'node:child_process'
+import { cli, needsCli, runCli, tempDir, TINY_RUN, writeSentences } from './helpers/train-corpus.js'
 
 const dir = tempDir('simcsepp-resume-alone-')
 const data = writeSentences(join(dir, 'data.txt'), 80)
@@ -46,6 +47,46 @@ for (const [name, file] of [
     t.ok(readFileSync(join(out, 'model.safetensors')).equals(readFileSync(join(whole, 'model.safetensors'))), 'identical final weights')
     t.equal(JSON.parse(readFileSync(join(out, 'training_args.json'), 'utf8')).saveEvery, 1, 'an option that may change did')
   })
+
+t.test('--resume DIR with --data again takes the rest from the run', needsCli, async (t) => {
+  const { out, whole } = await stoppedRun('with-data', data)
+  const r = runCli(['train', '--resume', out, '--data', data])
+  t.equal(r.status, 0, r.stderr)
+  t.ok(readFileSync(join(out, 'model.safetensors')).equals(readFileSync(join(whole, 'model.safetensors'))), 'identical final weights')
+})
+
+t.test('--resume DIR alone from another directory: a relative data path is named', needsCli, async (t) => {
+  const out = join(dir, 'relative')
+  const r = spawnSync(
+    process.execPath,
+    [
+      cli,
+      'train',
+      '--config',
+      'tiny',
+      '--data',
+      'data.txt',
+      '--steps',
+      '3',
+      '--batch-size',
+      '8',
+      '--max-len',
+      '12',
+      '--eval-every',
+      '0',
+      '--out',
+      out,
+    ],
+    { cwd: dir, encoding: 'utf8' },
+  )
+  t.equal(r.status, 0, r.stderr)
+  const away = runCli(['train', '--resume', out])
+  t.equal(away.status, 1)
+  t.match(
+    away.stderr,
+    /--resume .*relative: the run's data data\.txt \(a path relative to where the run started\) is not found from here: give --data/,
+  )
+})
 
 t.test('--resume DIR alone without a run there says what is missing', needsCli, async (t) => {
   const r = runCli(['train', '--resume', join(dir, 'nowhere')])

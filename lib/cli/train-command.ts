@@ -113,8 +113,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
     overwrite: values.overwrite,
     pooling: oneOf('pooling', values.pooling, ['cls', 'mean'] as const),
   }
-  // --resume DIR alone: the run's own options (training_args.json), those given again on top.
-  const run = values.resume !== undefined && values.data === undefined ? await resumeOptions(values.resume) : null
+  // --resume DIR: the run's own options (training_args.json), those given again on top.
+  const run = values.resume !== undefined ? await resumeOptions(values.resume, { dataGiven: values.data !== undefined }) : null
   const given = Object.entries({ ...options, out: values.out }).filter(([, v]) => v !== undefined)
   const merged: TrainOptions = run ? { ...run, ...Object.fromEntries(given) } : options
   if (!merged.model && !merged.config) merged.config = 'mini'
