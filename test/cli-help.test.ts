@@ -82,26 +82,10 @@ t.test('an unknown option names the closest known one; the usage is the commandâ
 })
 
 t.test("training's progress lines show SimCSE++'s two loss parts beside the total", needsCli, async (t) => {
-  const { tempDir, writeSentences } = await import('./helpers/train-corpus.js')
+  const { tempDir, tinyTrainArgs, writeSentences } = await import('./helpers/train-corpus.js')
   const dir = tempDir('simcsepp-progress-')
   const data = writeSentences(`${dir}/data.txt`, 40)
-  const r = run(
-    'train',
-    '--config',
-    'tiny',
-    '--data',
-    data,
-    '--steps',
-    '4',
-    '--batch-size',
-    '8',
-    '--max-len',
-    '12',
-    '--eval-every',
-    '0',
-    '--out',
-    `${dir}/out`,
-  )
+  const r = run(...tinyTrainArgs(data, `${dir}/out`, 4))
   t.equal(r.status, 0, r.stderr)
   const line = r.stderr.split('\n').find((l) => l.includes('4/4 steps'))!
   t.match(line, /loss \d[\d.]*\s+offDropout \d[\d.]*\s+dcl \d[\d.]*\s+lr /, line)

@@ -5,7 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { train } from '../lib/train/train.js'
 import { spawnSync } from 'node:child_process'
-import { cli, needsCli, runCli, tempDir, TINY_RUN, writeSentences } from './helpers/train-corpus.js'
+import { cli, needsCli, runCli, tempDir, TINY_RUN, tinyTrainArgs, writeSentences } from './helpers/train-corpus.js'
 
 const dir = tempDir('simcsepp-resume-alone-')
 const data = writeSentences(join(dir, 'data.txt'), 80)
@@ -57,28 +57,7 @@ t.test('--resume DIR with --data again takes the rest from the run', needsCli, a
 
 t.test('--resume DIR alone from another directory: a relative data path is named', needsCli, async (t) => {
   const out = join(dir, 'relative')
-  const r = spawnSync(
-    process.execPath,
-    [
-      cli,
-      'train',
-      '--config',
-      'tiny',
-      '--data',
-      'data.txt',
-      '--steps',
-      '3',
-      '--batch-size',
-      '8',
-      '--max-len',
-      '12',
-      '--eval-every',
-      '0',
-      '--out',
-      out,
-    ],
-    { cwd: dir, encoding: 'utf8' },
-  )
+  const r = spawnSync(process.execPath, [cli, ...tinyTrainArgs('data.txt', out)], { cwd: dir, encoding: 'utf8' })
   t.equal(r.status, 0, r.stderr)
   const away = runCli(['train', '--resume', out])
   t.equal(away.status, 1)
