@@ -42,10 +42,7 @@ export function keepRowsFor(objective: Objective, n: number, columns?: 2 | 3): U
 export function objectiveForData(given: Objective | undefined, format: string): Objective | undefined {
   if (format === 'text') return given
   if (given !== undefined && given !== 'simcse')
-    throw new TypeError(
-      `train: objective ${given} contrasts dropout views of single sentences; pairs/triplets (${format} data) train with ` +
-        `objective simcse (or give --format text for one sentence per line)`,
-    )
+    throw new TypeError(`train: objective ${given} needs one sentence per line; ${format} pairs/triplets train with objective simcse`)
   return 'simcse'
 }
 
