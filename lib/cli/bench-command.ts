@@ -1,6 +1,5 @@
 // `simcsepp bench losses|gemm|encode|step|batch`: flags -> the benchmarks of lib/bench/, their rows printed as a
 // table (or JSON). Both device lists come from the one device policy (lib/device.ts).
-import { parseArgs } from 'node:util'
 import { cudaStatus, numThreads } from '../index.js'
 import { resolveDevice } from '../device.js'
 import type { Device } from '../tensor.js'
@@ -11,7 +10,8 @@ import { benchEncode } from '../bench/encode.js'
 import { benchStep, type StepBenchRow } from '../bench/step.js'
 import { memoryPlotSvg } from '../bench/memory-plot.js'
 import { PRECISION_REQUESTS, type PrecisionRequest } from '../model/precision.js'
-import { UsageError } from './args.js'
+import { HelpRequest, parseFlags, UsageError } from './args.js'
+import { benchUsage } from './help.js'
 import { batchBenchTable, encodeBenchTable, gemmBenchTable, lossBenchTable, profileTable, stepBenchTable } from './tables.js'
 import { profilePlotSvg } from '../bench/profile-plot.js'
 
@@ -40,10 +40,11 @@ function devicesFor(flag: string): Device[] {
 
 export function benchCommand(args: string[]) {
   const [what, ...rest] = args
+  if (what === '--help' || what === '-h') throw new HelpRequest(benchUsage)
   if (what === 'encode') return encodeBench(rest)
   if (what === 'step') return stepBench(rest)
   if (what === 'batch') return batchBench(rest)
-  const { values } = parseArgs({
+  const { values } = parseFlags(benchUsage, {
     args: rest,
     options: {
       sizes: { type: 'string' },
@@ -52,7 +53,6 @@ export function benchCommand(args: string[]) {
       seconds: { type: 'string', default: '3' },
       json: { type: 'boolean', default: false },
     },
-    strict: true,
   })
   if (what === 'gemm') return gemmBench(values)
   if (what !== 'losses') usage(`unknown benchmark '${what ?? ''}' (available: losses, gemm, encode, step, batch)`)
@@ -83,9 +83,8 @@ export function benchCommand(args: string[]) {
 }
 
 async function encodeBench(argv: string[]) {
-  const { values } = parseArgs({
+  const { values } = parseFlags(benchUsage, {
     args: argv,
-    strict: true,
     options: {
       models: { type: 'string', default: 'mini,base' },
       sentences: { type: 'string', default: '256' },
@@ -113,9 +112,8 @@ async function encodeBench(argv: string[]) {
 }
 
 async function stepBench(argv: string[]) {
-  const { values } = parseArgs({
+  const { values } = parseFlags(benchUsage, {
     args: argv,
-    strict: true,
     options: {
       model: { type: 'string', default: 'base' },
       'batch-sizes': { type: 'string', default: '64,512' },
@@ -172,9 +170,8 @@ async function stepBench(argv: string[]) {
 // in its own process (`bench step --json`) so that its peak resident memory is its own; a table, and an
 // SVG plot of peak memory against batch size.
 async function batchBench(argv: string[]) {
-  const { values } = parseArgs({
+  const { values } = parseFlags(benchUsage, {
     args: argv,
-    strict: true,
     options: {
       model: { type: 'string', default: 'tiny' },
       'batch-sizes': { type: 'string', default: '64,256,1024,4096' },

@@ -21,11 +21,16 @@ export function formatTable(headers: string[], rows: (string | number)[][]): str
   return [fmt(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.map(fmt)].join('\n')
 }
 
-/** A terminal table: file, pairs, Spearman (2 decimals), and an average row. */
+/** Spearman and Pearson ×100 per file (an STS12–16 folder: "all", then each subset and their mean), and the average. */
 export function stsTable(result: StsFilesResult): string {
-  const rows: (string | number)[][] = result.results.map((r) => [basename(r.file), r.pairs, r.spearman.toFixed(2)])
-  rows.push(['average', '', result.average.toFixed(2)])
-  return formatTable(['file', 'pairs', 'Spearman'], rows)
+  const rows: (string | number)[][] = []
+  for (const r of result.results) {
+    rows.push([basename(r.file) + (r.setting ? ` (${r.setting})` : ''), r.pairs, r.spearman.toFixed(2), r.pearson.toFixed(2)])
+    for (const s of r.subsets ?? []) rows.push([`  ${s.subset}`, s.pairs, s.spearman.toFixed(2), s.pearson.toFixed(2)])
+    if (r.mean) rows.push(['  mean of subsets', '', r.mean.spearman.toFixed(2), r.mean.pearson.toFixed(2)])
+  }
+  rows.push(['average', '', result.average.toFixed(2), result.averagePearson.toFixed(2)])
+  return formatTable(['file', 'pairs', 'Spearman', 'Pearson'], rows)
 }
 
 export function lossBenchTable(rows: LossBenchRow[]): string {

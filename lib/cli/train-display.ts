@@ -55,7 +55,9 @@ export class TrainingDisplay {
   private step(s: StepInfo): void {
     this.losses.push(s.loss)
     this.bar ??= new ProgressBar({ total: s.totalSteps, stream: process.stderr })
-    this.bar.update(s.step, { loss: s.loss, lr: s.lr.toExponential(1), 'sent/s': s.sentencesPerSecond.toFixed(1) })
+    // SimCSE++'s parts: its total can stand still for many steps while its two terms trade off.
+    const parts = Object.keys(s.parts).length > 1 ? s.parts : {}
+    this.bar.update(s.step, { loss: s.loss, ...parts, lr: s.lr.toExponential(1), 'sent/s': s.sentencesPerSecond.toFixed(1) })
   }
 
   private eval(e: EvalInfo): void {

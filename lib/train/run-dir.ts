@@ -12,6 +12,7 @@ import { writeFileAtomic } from '../util/atomic-write.js'
 import { saveCheckpoint, type CheckpointState, type LoadedCheckpoint } from './checkpoint.js'
 import type { Best, EvalInfo, LogEntry, StepInfo } from './events.js'
 import { lossCurveSvg } from './plot.js'
+import { modelCard, type ModelCardInput } from './model-card.js'
 import { writeSentenceTransformersFiles } from './sentence-transformers.js'
 import type { TokenizerCopy } from './tokenizer-copy.js'
 
@@ -47,7 +48,8 @@ export function checkResumable(
     throw new Error(`--resume: ${ck.dir} is at step ${ck.state.step}, past the ${run.totalSteps} steps of this run`)
   for (const [k, now] of Object.entries(runOptions)) {
     const was = ck.state.options[k]
-    const norm = (v: unknown) => (k === 'data' && typeof v === 'string' ? basename(v) : v)
+    // Checkpoints from before supervised data record no format: theirs was text.
+    const norm = (v: unknown) => (k === 'data' && typeof v === 'string' ? basename(v) : k === 'format' && v === undefined ? 'text' : v)
     if (JSON.stringify(norm(was)) !== JSON.stringify(norm(now)))
       throw new Error(`--resume: option ${k} was ${JSON.stringify(was)} in the checkpointed run, now ${JSON.stringify(now)}`)
   }
@@ -72,6 +74,9 @@ export function applyCheckpoint(ck: LoadedCheckpoint, model: BertModel, opt: Ada
 }
 
 export class RunDir {
+  /** What training_args.json holds (the model card is written from it). */
+  private args: Record<string, unknown> = {}
+
   private constructor(
     readonly out: string,
     private readonly logPath: string,
@@ -90,6 +95,7 @@ export class RunDir {
   }
 
   async writeArgs(args: Record<string, unknown>): Promise<void> {
+    this.args = args
     await writeFileAtomic(join(this.out, 'training_args.json'), json(args))
   }
 
@@ -110,12 +116,13 @@ export class RunDir {
     })
   }
 
-  /** metrics.json (best, evaluations, last step) and loss_curve.svg. */
-  async finish(best: Best): Promise<void> {
+  /** metrics.json (best, evaluations, last step), loss_curve.svg and the model card (README.md). */
+  async finish(best: Best, data: ModelCardInput['data']): Promise<void> {
     const steps = this.history.filter((h) => h.type === 'step') as StepInfo[]
     const evals = this.history.filter((h) => h.type === 'eval') as EvalInfo[]
     await writeFileAtomic(join(this.out, 'metrics.json'), json({ best, evals, lastStep: steps.at(-1) ?? null }))
     await writeFileAtomic(join(this.out, 'loss_curve.svg'), lossCurveSvg(curvePoints(steps, evals)))
+    await writeFileAtomic(join(this.out, 'README.md'), modelCard({ args: this.args, steps, evals, best, data }))
   }
 }
 

@@ -34,7 +34,7 @@ export interface RunTokenizer {
  */
 export async function loadTokenizer(
   o: ResolvedTrainOptions,
-  file: SentenceFile,
+  file: Pick<SentenceFile, 'count' | 'readLines'>,
   checkpoint: LoadedCheckpoint | null,
   say: (s: string) => void,
 ): Promise<RunTokenizer> {

@@ -21,6 +21,8 @@ export interface StepShape {
   totalSteps: number
   /** Rows per encoder pass (chooseMicroBatch); 0 or absent: the whole batch at once. */
   microBatch?: number
+  /** Supervised data: 2 (pairs) or 3 (triplets) columns, one view each; absent for plain text. */
+  columns?: 2 | 3
 }
 
 /** A checkpoint of the run, named when the loss diverges. */
@@ -46,7 +48,7 @@ export class TrainingStep {
     private readonly shape: StepShape,
     device: Device,
   ) {
-    this.views = viewCount(o.objective)
+    this.views = viewCount(o.objective, shape.columns)
     this.grad = Tensor.zeros([this.views * shape.batch * model.config.hiddenSize], device)
     const rows = this.views * shape.batch
     const micro = shape.microBatch ?? 0
@@ -66,11 +68,10 @@ export class TrainingStep {
     const V = this.views,
       H = model.config.hiddenSize
     const t0 = performance.now()
-    const { sentences, epoch } = await stream.next()
+    const { sentences, epoch, columns } = await stream.next()
     const n = sentences.length
-    const enc = await this.tokenizer.encodeBatch(sentences, { maxLength: maxLen })
-    const batch = stack(enc, V)
-    const keepRows = keepRowsFor(o.objective, n)
+    const batch = await tokeniseViews(this.tokenizer, columns ?? [sentences], V, maxLen)
+    const keepRows = keepRowsFor(o.objective, n, this.shape.columns)
     const forward = { seed: o.seed, step, pooling: o.pooling }
     // Micro-batches of M rows (the whole batch when 0 or at least V·n): pass 1 gathers every row's
     // vector, the loss runs over the whole batch, and pass 2 re-runs each micro-batch (the same dropout
@@ -176,7 +177,18 @@ function slice(b: ReturnType<typeof stack>, r0: number, m: number) {
   }
 }
 
-/** The tokenised batch stacked V times: rows [x; x; x] for the views z1, z2, z0. */
+/**
+ * The encoder's V·N input rows. One column (plain text): the batch tokenised once and stacked V times,
+ * [x; x; x] for the views z1, z2, z0. V columns (supervised): anchors, positives[, negatives] tokenised
+ * together, so that every row has the same padded length.
+ */
+async function tokeniseViews(tokenizer: Tokenizer, columns: string[][], V: number, maxLength: number) {
+  if (columns.length === 1) return stack(await tokenizer.encodeBatch(columns[0], { maxLength }), V)
+  if (columns.length !== V) throw new Error(`a batch of ${columns.length} columns for a step of ${V} views`)
+  return stack(await tokenizer.encodeBatch(columns.flat(), { maxLength }), 1)
+}
+
+/** The tokenised batch stacked V times. */
 function stack(enc: EncodedBatch, V: number) {
   const rep = (a: Int32Array) => {
     const out = new Int32Array(a.length * V)

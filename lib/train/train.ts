@@ -9,7 +9,7 @@
 import { join } from 'node:path'
 import { addon } from '../native.js'
 import { AdamW } from '../optim/adamw.js'
-import { BatchStream, SentenceFile } from '../data/sentences.js'
+import { BatchStream } from '../data/sentences.js'
 import { effectiveBatchSize, checkBatchFits, chooseMicroBatch } from './batch-size.js'
 import { stepMemory } from '../model/memory-budget.js'
 import { findCheckpoint, loadCheckpoint } from './checkpoint.js'
@@ -21,12 +21,13 @@ import { applyCheckpoint, checkResumable, RunDir } from './run-dir.js'
 import { createModel, loadTokenizer, maxSequenceLength, trainingDevice } from './setup.js'
 import { TrainingStep } from './step.js'
 import { viewCount } from './objective.js'
+import { columnsOf, openTrainingData, withDataFormat } from './training-data.js'
 
 export type { TrainOptions } from './options.js'
 export type { EvalInfo, StepInfo, TrainHooks, TrainResult } from './events.js'
 
 export async function train(options: TrainOptions, hooks: TrainHooks = {}): Promise<TrainResult> {
-  const o = resolveTrainOptions(options)
+  const o = resolveTrainOptions(await withDataFormat(options))
   const say = (s: string) => hooks.onMessage?.(s)
   if (o.resume && !findCheckpoint(o.resume))
     throw new Error(`--resume ${o.resume}: no checkpoint there (it is written every saveEvery steps into <out>/checkpoint)`)
@@ -43,7 +44,7 @@ export async function train(options: TrainOptions, hooks: TrainHooks = {}): Prom
 async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: string) => void): Promise<TrainResult> {
   const out = o.out
   const device = trainingDevice(o.device, say)
-  const file = await SentenceFile.open(o.data)
+  const file = await openTrainingData(o, say)
   if (file.count < 2)
     throw new Error(`${o.data}: only 1 sentence; contrastive training needs at least 2 (a batch of 1 has no in-batch negatives)`)
   const batch = effectiveBatchSize(o.batchSize, file.count)
@@ -62,7 +63,7 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
     say(`training on ${cuda.device ?? 'CUDA'}: linear layers in ${model.precision}, matrix products on ${cuda.gemm ?? 'the kernels'}`)
   }
   const maxLen = maxSequenceLength(model.config, o.maxLen)
-  const views = viewCount(o.objective)
+  const views = viewCount(o.objective, columnsOf(file))
   const memory = stepMemory(device)
   const micro = chooseMicroBatch(o.microBatch, { config: model.config, rows: views * batch, tokens: maxLen }, memory.autoBudget)
   if (micro.note) say(micro.note)
@@ -97,7 +98,14 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
     await run.log(info)
     hooks.onEval?.(info)
   }
-  const step = new TrainingStep(model, opt, tokenizer, o, { batch, maxLen, totalSteps, microBatch: micro.rows }, device)
+  const step = new TrainingStep(
+    model,
+    opt,
+    tokenizer,
+    o,
+    { batch, maxLen, totalSteps, microBatch: micro.rows, columns: columnsOf(file) },
+    device,
+  )
   const close = async () => {
     step.dispose()
     await file.close()
@@ -136,7 +144,7 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
   }
   // Without evaluation the final weights are the result; with it, the best ones already are in out/.
   if (!evaluating || !evaluator.best) await saveModel()
-  await run.finish(evaluator.best)
+  await run.finish(evaluator.best, { ...file.fingerprint, columns: columnsOf(file) })
   await close()
   return { out, steps: totalSteps, history: run.history, best: evaluator.best, interrupted: false }
 }
