@@ -3,9 +3,11 @@
 //   - retrieval over held-out word senses: for each held-out sense, its first example is the query
 //     and its second the answer among all held-out answers (recall@1, MRR), before and after;
 //   - nearest neighbours of a few held-out sentences, before and after.
-// Everything is written to ./simcsepp-demo (the model loads with SentenceTransformer and AutoModel).
+// Everything is written to ./simcsepp-demo (the model loads with SentenceTransformer and AutoModel; the
+// training sentences, results and run state are in simcsepp-demo/run/).
 // This module computes; `simcsepp train` without options (lib/cli/demo-command.ts) prints.
 import { existsSync } from 'node:fs'
+import { mkdir, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { namedConfig, type NamedConfig } from '../model/config.js'
 import { BertModel } from '../model/bert.js'
@@ -14,6 +16,7 @@ import type { DeviceRequest } from '../device.js'
 import { train, type TrainHooks, type TrainResult } from '../train/train.js'
 import { modelEmbedder } from '../train/evaluation.js'
 import { RUN_FILES, ensureWritableDirectory } from '../train/out-dir.js'
+import { findRunFile, runPath, RUN_STATE_DIR } from '../train/run-layout.js'
 import { buildVocab, writeVocab } from '../train/vocab.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { dot, normalizeRows } from '../util/vectors.js'
@@ -144,14 +147,17 @@ export async function runDemo(o: DemoOptions = {}, hooks: DemoHooks = {}): Promi
   const { train: sentences, queries, answers } = splitExamples(wordnetExamples(), o.heldOut ?? 500, seed)
   // A demo directory is the demo's own to redo; any other run in `out` is never touched.
   ensureWritableDirectory(out)
-  const previousDemo = ['demo-results.json', 'train-sentences.txt'].some((f) => existsSync(join(out, f)))
+  // The demo's own files are run state (run/; at the top in demo directories from before run/ existed).
+  const previousDemo = ['demo-results.json', 'train-sentences.txt'].some((f) => existsSync(findRunFile(out, f)))
   const otherRun = RUN_FILES.filter((f) => existsSync(join(out, f)))
   if (otherRun.length && !previousDemo) {
     throw new Error(
       `${out} already holds a training run (${otherRun.join(', ')}) that is not the demo's: choose another --out for the demo`,
     )
   }
-  const dataFile = join(out, 'train-sentences.txt')
+  for (const f of ['demo-results.json', 'train-sentences.txt']) await rm(join(out, f), { force: true })
+  await mkdir(join(out, RUN_STATE_DIR), { recursive: true })
+  const dataFile = runPath(out, 'train-sentences.txt')
   await writeFileAtomic(dataFile, sentences.join('\n') + '\n')
   const vocabFile = join(out, 'vocab.txt')
   await writeVocab(vocabFile, buildVocab(sentences, 8000))
@@ -202,6 +208,6 @@ export async function runDemo(o: DemoOptions = {}, hooks: DemoHooks = {}): Promi
     after: neighbours(after.q[i], after.a, answers, 3),
   }))
   const summary = { out, before: result.before, after: result.after, trainSentences: result.trainSentences, queries: result.queries }
-  await writeFileAtomic(join(out, 'demo-results.json'), JSON.stringify(summary, null, 2) + '\n')
+  await writeFileAtomic(runPath(out, 'demo-results.json'), JSON.stringify(summary, null, 2) + '\n')
   return result
 }
