@@ -50,7 +50,8 @@ export class TrainingDisplay {
       )
   }
 
-  private say(s: string): void {
+  /** A line above the progress bar (or on its own without one). */
+  say(s: string): void {
     if (this.bar) this.bar.log(s)
     else process.stderr.write(`${s}\n`)
   }
