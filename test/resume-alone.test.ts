@@ -45,7 +45,7 @@ for (const [name, file] of [
     t.equal(r.status, 0, r.stderr)
     t.match(r.stderr, /resuming from .*checkpoint at step 2 of 5/)
     t.ok(readFileSync(join(out, 'model.safetensors')).equals(readFileSync(join(whole, 'model.safetensors'))), 'identical final weights')
-    t.equal(JSON.parse(readFileSync(join(out, 'training_args.json'), 'utf8')).saveEvery, 1, 'an option that may change did')
+    t.equal(JSON.parse(readFileSync(join(out, 'run', 'training_args.json'), 'utf8')).saveEvery, 1, 'an option that may change did')
   })
 
 t.test('--resume DIR with --data again takes the rest from the run', needsCli, async (t) => {
@@ -70,5 +70,5 @@ t.test('--resume DIR alone from another directory: a relative data path is named
 t.test('--resume DIR alone without a run there says what is missing', needsCli, async (t) => {
   const r = runCli(['train', '--resume', join(dir, 'nowhere')])
   t.equal(r.status, 1)
-  t.match(r.stderr, /nowhere\/training_args\.json: not found; --resume .*nowhere alone needs the run's training_args\.json/)
+  t.match(r.stderr, /nowhere\/run\/training_args\.json: not found; --resume .*nowhere alone needs the run's training_args\.json/)
 })

@@ -223,9 +223,9 @@ t.test('nonsensical combinations are refused, naming the option', async (t) => {
   await t.rejects(train({ ...base, format: 'xml' as never }), /format must be auto, text, csv, tsv, jsonl \(got xml\)/)
   const plain = write('plain-for-csv.txt', 'the cat sat\nthe dog ran\n')
   await t.rejects(train({ ...base, data: plain, format: 'csv' }), /plain-for-csv\.txt: the first line must name the columns/)
-  t.notOk(existsSync(join(dir, 'refused', 'train.jsonl')), 'nothing was trained')
+  t.notOk(existsSync(join(dir, 'refused', 'run', 'train.jsonl')), 'nothing was trained')
   // --format text reads a .csv as lines, as asked (the header among them).
   const lines = await train({ ...base, format: 'text', steps: 1, out: join(dir, 'as-text') })
   t.equal(lines.steps, 1)
-  t.equal(JSON.parse(readFileSync(join(dir, 'as-text', 'training_args.json'), 'utf8')).objective, 'simcse++')
+  t.equal(JSON.parse(readFileSync(join(dir, 'as-text', 'run', 'training_args.json'), 'utf8')).objective, 'simcse++')
 })

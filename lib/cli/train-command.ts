@@ -29,7 +29,7 @@ export const trainUsage = `simcsepp train [options]
   Pooling     --pooling cls|mean (cls: CLS + MLP in training, CLS at evaluation, as SimCSE)
   Evaluation  --eval-file FILE (repeatable; STS-B, SICK or an STS12-16 folder)  --eval-every 125 (0: off)
   Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR | --overwrite (start over in DIR)
-              --resume DIR alone continues the run with its options (DIR/training_args.json); options
+              --resume DIR alone continues the run with its options (DIR/run/training_args.json); options
               given again must match, except those that may change (--save-every, --eval-file, ...)
 `
 

@@ -123,10 +123,12 @@ export function modelCard({ args, steps, evals, best, data }: ModelCardInput): s
     '',
     '## Files',
     '',
-    '- The model: `config.json`, `model.safetensors`, the tokenizer (`tokenizer.json`, `vocab.txt`, `tokenizer_config.json`)',
-    '  and the sentence-transformers files (`modules.json`, `sentence_bert_config.json`, `config_sentence_transformers.json`, `1_Pooling/`).',
-    '- The run: `training_args.json`, `train.jsonl` (every step and evaluation), `metrics.json`, `loss_curve.svg`,',
-    '  and `checkpoint/` (weights with the MLP head, optimizer state, data position: for `simcsepp train --resume`, not for inference).',
+    '- The model, at the top of the folder: `config.json`, `model.safetensors`, the tokenizer (`tokenizer.json`, `vocab.txt`,',
+    '  `tokenizer_config.json`), the sentence-transformers files (`modules.json`, `sentence_bert_config.json`,',
+    '  `config_sentence_transformers.json`, `1_Pooling/`) and this card.',
+    '- The run, kept apart in `run/` (not needed to use the model; safe to delete once training is over):',
+    '  `training_args.json`, `train.jsonl` (every step and evaluation), `metrics.json`, `loss_curve.svg`, and `checkpoint/`',
+    '  (weights with the MLP head, optimizer state, data position, a copy of the tokenizer: for `simcsepp train --resume`, not for inference).',
     '',
   ]
   return lines.join('\n')

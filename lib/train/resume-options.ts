@@ -2,8 +2,9 @@
 // training_args.json. Options given again override them; train()'s resume checks then refuse the ones
 // that must not change (fixedOnResume) and accept the rest (saveEvery, evalFiles, ...).
 import { existsSync } from 'node:fs'
-import { dirname, isAbsolute, join } from 'node:path'
+import { isAbsolute, join } from 'node:path'
 import { readJsonFile } from '../util/json.js'
+import { findRunFile, outOfCheckpoint } from './run-layout.js'
 import type { TrainOptions } from './options.js'
 
 // What training_args.json records besides the options (or resolved in place of one) and a resumed run
@@ -16,9 +17,10 @@ const NOT_OPTIONS = ['totalSteps', 'batchSizeRequested', 'vocabSize', 'overwrite
  * a run without training_args.json (an older one) gives null: its options are all given again, as before.
  */
 export async function resumeOptions(dir: string, { dataGiven = false } = {}): Promise<TrainOptions | null> {
-  // A checkpoint directory (state.json) lies inside the run's output directory.
-  const out = existsSync(join(dir, 'state.json')) ? dirname(dir) : dir
-  const file = join(out, 'training_args.json')
+  // A checkpoint directory (state.json) lies inside the run's output directory (in run/, or at the top
+  // of a run from before run/), and so does training_args.json.
+  const out = existsSync(join(dir, 'state.json')) ? outOfCheckpoint(dir) : dir
+  const file = findRunFile(out, 'training_args.json')
   if (dataGiven && !existsSync(file)) return null
   const args = (await readJsonFile(file, {
     hint: `--resume ${dir} alone needs the run's training_args.json (or give the run's options again)`,

@@ -1,6 +1,7 @@
-// The output directory of a run: train.jsonl (appended per step and evaluation; on resume, cut back to
-// the checkpoint's step), training_args.json, the model files, checkpoints and the resume checks, and
-// at the end metrics.json and loss_curve.svg. Everything but the log's appends is written atomically.
+// The output directory of a run: the model files at the top, and the run's state under run/
+// (run-layout.ts): train.jsonl (appended per step and evaluation; on resume, cut back to the
+// checkpoint's step), training_args.json, checkpoints, and at the end metrics.json and loss_curve.svg;
+// plus the resume checks. Everything but the log's appends is written atomically.
 import { existsSync } from 'node:fs'
 import { appendFile, readFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
@@ -14,6 +15,7 @@ import type { Best, EvalInfo, LogEntry, StepInfo } from './events.js'
 import { lossCurveSvg } from './plot.js'
 import { modelCard, type ModelCardInput } from './model-card.js'
 import { writeSentenceTransformersFiles } from './sentence-transformers.js'
+import { prepareRunState, runPath } from './run-layout.js'
 import type { TokenizerCopy } from './tokenizer-copy.js'
 
 /** Where a resumed run picks up. */
@@ -83,9 +85,13 @@ export class RunDir {
     readonly history: LogEntry[],
   ) {}
 
-  /** Opens the log of `out` (made and locked by out-dir.ts), keeping the entries up to `startStep` (0: a fresh log). */
+  /**
+   * Opens the log of `out` (made and locked by out-dir.ts), keeping the entries up to `startStep` (0: a
+   * fresh log). A run from before run/ existed has its logs moved there first.
+   */
   static async open(out: string, startStep: number): Promise<RunDir> {
-    const logPath = join(out, 'train.jsonl')
+    await prepareRunState(out)
+    const logPath = runPath(out, 'train.jsonl')
     return new RunDir(out, logPath, await readLog(logPath, startStep))
   }
 
@@ -96,7 +102,7 @@ export class RunDir {
 
   async writeArgs(args: Record<string, unknown>): Promise<void> {
     this.args = args
-    await writeFileAtomic(join(this.out, 'training_args.json'), json(args))
+    await writeFileAtomic(runPath(this.out, 'training_args.json'), json(args))
   }
 
   /** The model as Hugging Face and sentence-transformers load it (the MLP head is left out). */
@@ -116,12 +122,12 @@ export class RunDir {
     })
   }
 
-  /** metrics.json (best, evaluations, last step), loss_curve.svg and the model card (README.md). */
+  /** run/metrics.json (best, evaluations, last step), run/loss_curve.svg and the model card (README.md, at the top). */
   async finish(best: Best, data: ModelCardInput['data']): Promise<void> {
     const steps = this.history.filter((h) => h.type === 'step') as StepInfo[]
     const evals = this.history.filter((h) => h.type === 'eval') as EvalInfo[]
-    await writeFileAtomic(join(this.out, 'metrics.json'), json({ best, evals, lastStep: steps.at(-1) ?? null }))
-    await writeFileAtomic(join(this.out, 'loss_curve.svg'), lossCurveSvg(curvePoints(steps, evals)))
+    await writeFileAtomic(runPath(this.out, 'metrics.json'), json({ best, evals, lastStep: steps.at(-1) ?? null }))
+    await writeFileAtomic(runPath(this.out, 'loss_curve.svg'), lossCurveSvg(curvePoints(steps, evals)))
     await writeFileAtomic(join(this.out, 'README.md'), modelCard({ args: this.args, steps, evals, best, data }))
   }
 }

@@ -6,13 +6,13 @@
 // shuffle per epoch and checkpoints hold parameters, moments, step, data position and the tokenizer,
 // so a resumed run ends with the same weights, bit for bit on CPU, as an uninterrupted one. Buffers
 // are sized by the batch the data can fill (batch-size.ts), checked against memory first.
-import { join } from 'node:path'
 import { addon } from '../native.js'
 import { AdamW } from '../optim/adamw.js'
 import { BatchStream } from '../data/sentences.js'
 import { effectiveBatchSize, checkBatchFits, chooseMicroBatch } from './batch-size.js'
 import { stepMemory } from '../model/memory-budget.js'
 import { findCheckpoint, loadCheckpoint } from './checkpoint.js'
+import { checkpointDir } from './run-layout.js'
 import type { StepInfo, TrainHooks, TrainResult } from './events.js'
 import { Evaluator, modelEmbedder, readEvalSets } from './evaluation.js'
 import { fixedOnResume, resolveTrainOptions, type ResolvedTrainOptions, type TrainOptions } from './options.js'
@@ -30,7 +30,7 @@ export async function train(options: TrainOptions, hooks: TrainHooks = {}): Prom
   const o = resolveTrainOptions(await withDataFormat(options))
   const say = (s: string) => hooks.onMessage?.(s)
   if (o.resume && !findCheckpoint(o.resume))
-    throw new Error(`--resume ${o.resume}: no checkpoint there (it is written every saveEvery steps into <out>/checkpoint)`)
+    throw new Error(`--resume ${o.resume}: no checkpoint there (it is written every saveEvery steps into <out>/run/checkpoint)`)
   // Nothing is written into out before this: it checks the location, locks it, and refuses to
   // overwrite an earlier run unless asked.
   const lock = await takeOutputDir(o.out, { resume: o.resume, overwrite: o.overwrite, say })
@@ -134,7 +134,7 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
         data: file.fingerprint,
       }
       await run.saveCheckpoint(model, opt, state, copy)
-      lastCheckpoint = { dir: join(out, 'checkpoint'), step: done }
+      lastCheckpoint = { dir: checkpointDir(out), step: done }
     }
     if (stop) {
       say(`stopped after step ${done} of ${totalSteps}; checkpoint written: continue with --resume ${out}`)
