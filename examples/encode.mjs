@@ -8,12 +8,13 @@ if (!dir) {
   process.exit(2)
 }
 
-const encoder = await SentenceEncoder.load(dir, { device: 'auto', pooling: 'cls', normalize: true, maxLength: 128 })
+// Pooling and max length come from the model's sentence-transformers files (as the model was trained).
+const encoder = await SentenceEncoder.load(dir, { device: 'auto', normalize: true })
 const sentences = ['A man is playing a guitar.', 'Someone plays an instrument.', 'The stock market fell sharply today.']
 const vectors = await encoder.encode(sentences, { batchSize: 32 }) // one Float32Array per sentence, in input order
 const query = await encoder.encode('A person is making music.') // a single Float32Array
 
-console.log(`${vectors.length} vectors of dimension ${encoder.dimension} (device: ${encoder.device})`)
+console.log(`${vectors.length} vectors of dimension ${encoder.dimension} (device: ${encoder.device}, pooling: ${encoder.pooling})`)
 for (const [i, sentence] of sentences.entries()) {
   console.log(`${encoder.similarity(query, vectors[i]).toFixed(4)}  ${sentence}`)
 }

@@ -1,7 +1,9 @@
 // Multi-head self-attention on CUDA (ops/encoder.h, AttentionForwardFn / AttentionBackwardFn): batched
 // tile SGEMMs (tile_gemm.cuh: a 256-thread block computes one 64 x 64 output tile, 4 x 4 per thread, the
 // reduction staged 16 at a time; blockIdx.z = z = b*NH + h selects the head slice [b, :, h*HS, +HS) of
-// q, k, v, ctx [B, T, H] and the [T, T] block z of probs [B, NH, T, T]) around one row kernel each way.
+// ctx [B, T, H] and of q, k, v [B, T, ld] (ld = H, or 3H when they are the column blocks of one packed
+// projection: then q, k, v point at columns 0, H, 2H of the same rows), and the [T, T] block z of
+// probs [B, NH, T, T]) around one row kernel each way.
 //
 //   forward   1. S = q_h k_h^T / sqrt(HS)            sgemm_kernel<false, true>, into probs
 //             2. attn_softmax_kernel                 probs = P = masked softmax(S), in place;
@@ -164,12 +166,14 @@ __global__ void __launch_bounds__(kRowThreads)
 // The shapes of one attention call and the batch layouts of its products.
 struct AttnShape {
   int64_t B, T, NH, HS;
+  int64_t ld;  // row stride of q, k, v, dq, dk, dv (H, or 3H when packed)
   int64_t H() const { return NH * HS; }
   int64_t heads() const { return B * NH; }
   int64_t rows() const { return B * NH * T; }
   int64_t probsFloats() const { return B * NH * T * T; }
-  // Head slice z = b*NH + h of a [B, T, H] tensor, and block z of the [B, NH, T, T] probs.
+  // Head slice z = b*NH + h of ctx/dctx [B, T, H], of q/k/v [B, T, ld], and block z of the [B, NH, T, T] probs.
   tile::BatchStride head() const { return {T * H(), HS}; }
+  tile::BatchStride input() const { return {T * ld, HS}; }
   tile::BatchStride block() const { return {NH * T * T, T * T}; }
   float scale() const { return 1.0f / std::sqrt(static_cast<float>(HS)); }  // as cpu::attention
 };
@@ -198,10 +202,13 @@ class AttnCall {
   }
   float* buffer(int i) const { return base_ + i * stride_; }
   dim3 row_grid() const { return dim3(static_cast<unsigned>((s.rows() + kRowsPerBlock - 1) / kRowsPerBlock)); }
-  // The batched products' layouts: scores = head slices x head slices -> probs blocks (q k^T, dctx v^T);
-  // mix = probs blocks x head slices -> head slices (P v, P^T dctx, dS k, dS^T q).
-  tile::Batch scores() const { return tile::Batch{s.heads(), s.NH, s.head(), s.head(), s.block()}; }
-  tile::Batch mix() const { return tile::Batch{s.heads(), s.NH, s.block(), s.head(), s.head()}; }
+  // The batched products' layouts (A, B, C strides): scores = head slices x head slices -> probs blocks
+  // (q k^T from the inputs, dctx v^T); mix = probs blocks x head slices -> head slices (P v -> ctx,
+  // P^T dctx -> dv, dS k -> dq, dS^T q -> dk).
+  tile::Batch scores(tile::BatchStride a) const { return tile::Batch{s.heads(), s.NH, a, s.input(), s.block()}; }
+  tile::Batch mix(tile::BatchStride b, tile::BatchStride c) const {
+    return tile::Batch{s.heads(), s.NH, s.block(), b, c};
+  }
 
   const AttnShape s;
   AttnRows rows{};
@@ -216,44 +223,47 @@ class AttnCall {
 }  // namespace
 
 void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v, const int32_t* mask,
-                       int64_t B, int64_t T, int64_t NH, int64_t HS, float p, uint64_t seed, uint64_t offset,
-                       const uint8_t* keepRows, int64_t firstRow) {
+                       int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
+                       uint64_t offset, const uint8_t* keepRows, int64_t firstRow) {
   require();
   if (B * NH * T <= 0) return;
-  const AttnCall call({B, T, NH, HS}, mask, p, seed, offset, keepRows, firstRow, p > 0.0f ? 1 : 0);
+  const AttnCall call({B, T, NH, HS, ld}, mask, p, seed, offset, keepRows, firstRow, p > 0.0f ? 1 : 0);
   float* pd = p > 0.0f ? call.buffer(0) : nullptr;  // Pd = D ⊙ P (else ctx reads P itself)
   const int64_t H = NH * HS;
-  tile::sgemm<false, true>(T, T, HS, call.s.scale(), q, H, k, H, 0.0f, probs, T, "sgemm_kernel (attention S = q k^T)",
-                           kDefaultStream, nullptr, call.scores());
+  const AttnShape& s = call.s;
+  tile::sgemm<false, true>(T, T, HS, s.scale(), q, ld, k, ld, 0.0f, probs, T, "sgemm_kernel (attention S = q k^T)",
+                           kDefaultStream, nullptr, call.scores(s.input()));
   launch("attn_softmax_kernel", attn_softmax_kernel, call.row_grid(), kRowThreads, 0, kDefaultStream, probs, pd,
          call.rows);
-  tile::sgemm<false, false>(T, HS, T, 1.0f, pd != nullptr ? pd : probs, T, v, H, 0.0f, ctx, H,
-                            "sgemm_kernel (attention ctx = Pd v)", kDefaultStream, nullptr, call.mix());
+  tile::sgemm<false, false>(T, HS, T, 1.0f, pd != nullptr ? pd : probs, T, v, ld, 0.0f, ctx, H,
+                            "sgemm_kernel (attention ctx = Pd v)", kDefaultStream, nullptr,
+                            call.mix(s.input(), s.head()));
   detail::end_op(kDefaultStream);
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
                         const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T, int64_t NH,
-                        int64_t HS, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
+                        int64_t HS, int64_t ld, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
                         int64_t firstRow) {
   require();
   if (B * NH * T <= 0) return;
-  const AttnCall call({B, T, NH, HS}, mask, p, seed, offset, keepRows, firstRow, p > 0.0f ? 2 : 1);
+  const AttnCall call({B, T, NH, HS, ld}, mask, p, seed, offset, keepRows, firstRow, p > 0.0f ? 2 : 1);
   float* dS = call.buffer(0);                       // dPd, then dS
   float* pd = p > 0.0f ? call.buffer(1) : nullptr;  // Pd = D ⊙ P (else dv reads P itself)
   const int64_t H = NH * HS;
-  const float scale = call.s.scale();
+  const AttnShape& s = call.s;
+  const float scale = s.scale();
   const cudaStream_t stream = kDefaultStream;
-  tile::sgemm<false, true>(T, T, HS, 1.0f, dctx, H, v, H, 0.0f, dS, T, "sgemm_kernel (attention dPd = dctx v^T)",
-                           stream, nullptr, call.scores());
+  tile::sgemm<false, true>(T, T, HS, 1.0f, dctx, H, v, ld, 0.0f, dS, T, "sgemm_kernel (attention dPd = dctx v^T)",
+                           stream, nullptr, call.scores(s.head()));
   launch("attn_softmax_backward_kernel", attn_softmax_backward_kernel, call.row_grid(), kRowThreads, 0, stream, dS, pd,
          probs, call.rows);
-  tile::sgemm<true, false>(T, HS, T, 1.0f, pd != nullptr ? pd : probs, T, dctx, H, 0.0f, dv, H,
-                           "sgemm_kernel (attention dv = Pd^T dctx)", stream, nullptr, call.mix());
-  tile::sgemm<false, false>(T, HS, T, scale, dS, T, k, H, 0.0f, dq, H, "sgemm_kernel (attention dq = dS k)", stream,
-                            nullptr, call.mix());
-  tile::sgemm<true, false>(T, HS, T, scale, dS, T, q, H, 0.0f, dk, H, "sgemm_kernel (attention dk = dS^T q)", stream,
-                           nullptr, call.mix());
+  tile::sgemm<true, false>(T, HS, T, 1.0f, pd != nullptr ? pd : probs, T, dctx, H, 0.0f, dv, ld,
+                           "sgemm_kernel (attention dv = Pd^T dctx)", stream, nullptr, call.mix(s.head(), s.input()));
+  tile::sgemm<false, false>(T, HS, T, scale, dS, T, k, ld, 0.0f, dq, ld, "sgemm_kernel (attention dq = dS k)", stream,
+                            nullptr, call.mix(s.input(), s.input()));
+  tile::sgemm<true, false>(T, HS, T, scale, dS, T, q, ld, 0.0f, dk, ld, "sgemm_kernel (attention dk = dS^T q)", stream,
+                           nullptr, call.mix(s.input(), s.input()));
   detail::end_op(stream);
 }
 

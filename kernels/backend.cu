@@ -22,6 +22,8 @@ const Backend& cuda_backend() {
     b.embedding_backward = cuda::embedding_backward;
     b.layernorm_forward = cuda::layernorm_forward;
     b.layernorm_backward = cuda::layernorm_backward;
+    b.residual_layernorm_forward = cuda::residual_layernorm_forward;
+    b.layernorm_dropout_backward = cuda::layernorm_dropout_backward;
     b.gelu_forward = cuda::gelu_forward;
     b.gelu_backward = cuda::gelu_backward;
     b.tanh_forward = cuda::tanh_forward;

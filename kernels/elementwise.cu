@@ -1,11 +1,12 @@
 // Element-wise ops (native/ops/encoder.h and ops/optim.h), one float32 element at a time:
-//   gelu_forward:  out = x * 0.5 * (1 + erf(x / sqrt(2)))                    (exact GELU)
-//   gelu_backward: dinp = dout * (0.5 * (1 + erf(x / sqrt(2))) + x * exp(-x^2 / 2) / sqrt(2 pi))
+//   gelu_forward:  out = x * Φ(x), Φ(x) = erfc(-x / sqrt(2)) / 2             (exact GELU)
+//   gelu_backward: dinp = dout * (Φ(x) + x * exp(-x^2 / 2) / sqrt(2 pi))
+//   (Φ through erfc, not 1 + erf, which cancels in the left tail: the CPU's normal_cdf avoids it too)
 //   tanh_forward:  out = tanh(x);   tanh_backward: dinp = dout * (1 - out^2)
 //   add:           out = a + b (out may alias a or b);   add_inplace: dst += src
 //   scale_inplace: x *= s
-// The same float expressions as native/cpu/bert_ops.cpp (on a GPU nvcc may contract a multiply-add
-// into an FMA and erff/expf/tanhf differ from the host's libm by an ulp or two).
+// The same formulas as native/cpu/bert_ops.cpp (the CPU evaluates Φ with its own vectorised erfc; on a
+// GPU nvcc may contract a multiply-add into an FMA and erfcf/expf/tanhf differ from libm by a few ulps).
 // Tiling: one grid-stride loop over [0, n), 256 threads a block, at most 4096 blocks; thread i
 // handles elements i, i + stride, ...: consecutive threads touch consecutive floats (coalesced). An
 // element is read and written by the same thread, so in-place and aliased calls are safe.
@@ -24,7 +25,7 @@ struct GeluForwardOp {
   const float* inp;
   __device__ void operator()(int64_t i) const {
     const float x = inp[i];
-    out[i] = x * 0.5f * (1.0f + erff(x * kInvSqrt2));
+    out[i] = x * (0.5f * erfcf(-x * kInvSqrt2));
   }
 };
 
@@ -34,7 +35,7 @@ struct GeluBackwardOp {
   const float* dout;
   __device__ void operator()(int64_t i) const {
     const float x = inp[i];
-    const float cdf = 0.5f * (1.0f + erff(x * kInvSqrt2));
+    const float cdf = 0.5f * erfcf(-x * kInvSqrt2);
     const float pdf = kInvSqrt2Pi * expf(-0.5f * x * x);
     dinp[i] = dout[i] * (cdf + x * pdf);
   }

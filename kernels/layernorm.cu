@@ -17,10 +17,16 @@
 //     Fixed chunks and orders: the result does not depend on scheduling; it is the CPU's double sum
 //     (added in another order, so its last bits can differ) rounded to float.
 // The parameter kernels run before the dinp kernel (dinp may alias dout).
+// Fused variants (the same kernels, templated): residual_layernorm_forward computes each row's input
+// res = x + dropout(y) in the first pass (dropout_kernel's and add_inplace's float arithmetic, the mask
+// element by element with dropout_uniform) and stores it; layernorm_dropout_backward's dinp kernel also
+// writes dy = dropout(dres). So each equals its unfused sequence on this device bit for bit.
 #include <algorithm>
 #include <cmath>
 
+#include "common/philox.h"
 #include "grid.cuh"
+#include "host_args.cuh"
 #include "warp_reduce.cuh"
 
 namespace simcsepp::cuda {
@@ -33,15 +39,55 @@ constexpr int kColTile = 32;
 constexpr int kRowLanes = 8;
 constexpr int64_t kChunkRows = 128;  // rows per chunk, more when R would need over 65535 chunks
 
+// The hidden dropout on device (TokenDropout with keepRows a device pointer, scale = 1/(1-p)).
+struct RowDrop {
+  float p, scale;
+  uint64_t seed, offset;
+  const uint8_t* keepRows;
+  int64_t T, firstRow;
+};
+
+// Whether row `row` (a token of sentence row / T) gets dropout, and its Philox index of column 0.
+__device__ __forceinline__ bool row_drops(const RowDrop& d, int64_t row) {
+  return d.p > 0.0f && !(d.keepRows != nullptr && d.keepRows[row / d.T] == 0);
+}
+__device__ __forceinline__ uint64_t row_base(const RowDrop& d, int64_t row, int64_t C) {
+  return static_cast<uint64_t>(d.firstRow * d.T + row) * static_cast<uint64_t>(C);
+}
+// dropout_kernel's arithmetic: v * scale when kept, else 0.
+__device__ __forceinline__ float drop_value(const RowDrop& d, uint64_t index, float v) {
+  return dropout_uniform(d.seed, d.offset, index) >= d.p ? v * d.scale : 0.0f;
+}
+
+// kResidual: the row's input is res = x + dropout(y) (written to res), else inp.
+template <bool kResidual>
 __global__ void __launch_bounds__(kRowThreads)
     layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                             const float* bias, int64_t R, int64_t C, float eps) {
+                             const float* bias, int64_t R, int64_t C, float eps, float* res, const float* y,
+                             RowDrop drop) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   const int lane = static_cast<int>(threadIdx.x % 32);
   if (row >= R) return;  // whole warps leave together
-  const float* x = inp + row * C;
   double s = 0.0;
-  for (int64_t c = lane; c < C; c += 32) s += x[c];
+  if constexpr (kResidual) {
+    // res = dropout(y) + x in dropout_kernel's then add_inplace's arithmetic; each lane reads back only
+    // the columns it wrote, and y (which out may alias) only here.
+    const bool drops = row_drops(drop, row);
+    const uint64_t base = row_base(drop, row, C);
+    const float* yr = y + row * C;
+    const float* xr = inp + row * C;
+    float* rr = res + row * C;
+    for (int64_t c = lane; c < C; c += 32) {
+      const float yc = drops ? drop_value(drop, base + static_cast<uint64_t>(c), yr[c]) : yr[c];
+      const float v = yc + xr[c];
+      rr[c] = v;
+      s += v;
+    }
+  } else {
+    const float* x = inp + row * C;
+    for (int64_t c = lane; c < C; c += 32) s += x[c];
+  }
+  const float* x = (kResidual ? res : inp) + row * C;
   const double mu = warp_sum(s) / static_cast<double>(C);
   double ss = 0.0;
   for (int64_t c = lane; c < C; c += 32) {
@@ -59,9 +105,11 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
+// kDropout: also dy = dropout(dinp) with the forward's mask (dropout_kernel's arithmetic).
+template <bool kDropout>
 __global__ void __launch_bounds__(kRowThreads)
     layernorm_dinp_kernel(float* dinp, const float* dout, const float* inp, const float* weight, const float* mean,
-                          const float* rstd, int64_t R, int64_t C) {
+                          const float* rstd, int64_t R, int64_t C, float* dy, RowDrop drop) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   const int lane = static_cast<int>(threadIdx.x % 32);
   if (row >= R) return;
@@ -76,7 +124,18 @@ __global__ void __launch_bounds__(kRowThreads)
   }
   const float mg = warp_sum(sg) / static_cast<float>(C), mgn = warp_sum(sgn) / static_cast<float>(C);
   float* d = dinp + row * C;
-  for (int64_t c = lane; c < C; c += 32) d[c] = rs * (g[c] * weight[c] - mg - (x[c] - m) * rs * mgn);
+  if constexpr (kDropout) {
+    const bool drops = row_drops(drop, row);
+    const uint64_t base = row_base(drop, row, C);
+    float* dyr = dy + row * C;
+    for (int64_t c = lane; c < C; c += 32) {
+      const float v = rs * (g[c] * weight[c] - mg - (x[c] - m) * rs * mgn);
+      d[c] = v;
+      dyr[c] = drops ? drop_value(drop, base + static_cast<uint64_t>(c), v) : v;
+    }
+  } else {
+    for (int64_t c = lane; c < C; c += 32) d[c] = rs * (g[c] * weight[c] - mg - (x[c] - m) * rs * mgn);
+  }
 }
 
 // partial[chunk * C + c] = (sum dout * n, sum dout) over the chunk's rows, column c.
@@ -120,21 +179,11 @@ __global__ void __launch_bounds__(kRowThreads)
   if (dbias != nullptr) dbias[c] += static_cast<float>(sb);
 }
 
-}  // namespace
-
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
-                       int64_t R, int64_t C, float eps) {
-  require();
-  if (R <= 0 || C <= 0) return;
-  launch("layernorm_forward", layernorm_forward_kernel, detail::grid_blocks(R, kRowsPerBlock, INT32_MAX), kRowThreads,
-         0, kDefaultStream, out, mean, rstd, inp, weight, bias, R, C, eps);
-  detail::finish_op();
-}
-
-void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, int64_t R, int64_t C) {
-  require();
-  if (R <= 0 || C <= 0) return;
+// The parameter gradients of dout at inp (dweight/dbias may be null), then dinp (and dy): in stream
+// order, so dinp may alias dout.
+void launch_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, const float* mean, const float* rstd, int64_t R, int64_t C, float* dy,
+                     const RowDrop& drop) {
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);  // held until the kernels are done with the partials
   if (dweight != nullptr || dbias != nullptr) {
@@ -147,10 +196,66 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
     launch("layernorm_params_finish", layernorm_params_finish_kernel, detail::grid_blocks(C, kRowThreads, INT32_MAX),
            kRowThreads, 0, kDefaultStream, dweight, dbias, partial, chunks, C);
   }
-  if (dinp != nullptr) {  // after the parameter kernels (stream order): dinp may alias dout
-    launch("layernorm_dinp", layernorm_dinp_kernel, detail::grid_blocks(R, kRowsPerBlock, INT32_MAX), kRowThreads, 0,
-           kDefaultStream, dinp, dout, inp, weight, mean, rstd, R, C);
-  }
+  const unsigned blocks = detail::grid_blocks(R, kRowsPerBlock, INT32_MAX);
+  if (dinp == nullptr) return;
+  if (dy != nullptr)
+    launch("layernorm_dinp_dropout", layernorm_dinp_kernel<true>, blocks, kRowThreads, 0, kDefaultStream, dinp, dout,
+           inp, weight, mean, rstd, R, C, dy, drop);
+  else
+    launch("layernorm_dinp", layernorm_dinp_kernel<false>, blocks, kRowThreads, 0, kDefaultStream, dinp, dout, inp,
+           weight, mean, rstd, R, C, dy, drop);
+}
+
+// TokenDropout on device: keepRows copied through the host-argument buffer of `args`.
+RowDrop device_drop(const TokenDropout& d, int64_t R, detail::HostArgs& args) {
+  return RowDrop{d.p,
+                 d.p < 1.0f ? 1.0f / (1.0f - d.p) : 0.0f,
+                 d.seed,
+                 d.offset,
+                 d.p > 0.0f ? args.to_device(d.keepRows, R / d.T, detail::kSlotKeepRows) : nullptr,
+                 d.T,
+                 d.firstRow};
+}
+
+}  // namespace
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
+                       int64_t R, int64_t C, float eps) {
+  require();
+  if (R <= 0 || C <= 0) return;
+  launch("layernorm_forward", layernorm_forward_kernel<false>, detail::grid_blocks(R, kRowsPerBlock, INT32_MAX),
+         kRowThreads, 0, kDefaultStream, out, mean, rstd, inp, weight, bias, R, C, eps, static_cast<float*>(nullptr),
+         static_cast<const float*>(nullptr), RowDrop{});
+  detail::finish_op();
+}
+
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, int64_t R, int64_t C) {
+  require();
+  if (R <= 0 || C <= 0) return;
+  launch_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, R, C, nullptr, RowDrop{});
+  detail::finish_op();
+}
+
+void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd, const float* y, const float* x,
+                                const float* weight, const float* bias, int64_t R, int64_t C, float eps,
+                                const TokenDropout& drop) {
+  require();
+  if (R <= 0 || C <= 0) return;
+  detail::HostArgs args(kDefaultStream);
+  launch("residual_layernorm_forward", layernorm_forward_kernel<true>, detail::grid_blocks(R, kRowsPerBlock, INT32_MAX),
+         kRowThreads, 0, kDefaultStream, out, mean, rstd, x, weight, bias, R, C, eps, res, y,
+         device_drop(drop, R, args));
+  detail::finish_op();
+}
+
+void layernorm_dropout_backward(float* dres, float* dy, float* dweight, float* dbias, const float* dout,
+                                const float* res, const float* weight, const float* mean, const float* rstd, int64_t R,
+                                int64_t C, const TokenDropout& drop) {
+  require();
+  if (R <= 0 || C <= 0) return;
+  detail::HostArgs args(kDefaultStream);
+  launch_backward(dres, dweight, dbias, dout, res, weight, mean, rstd, R, C, dy, device_drop(drop, R, args));
   detail::finish_op();
 }
 

@@ -4,43 +4,12 @@ import { cudaStatus, numThreads } from './index.js'
 import { trainCommand } from './cli/train-command.js'
 import { encodeCommand, evalCommand } from './cli/encode-command.js'
 import { benchCommand } from './cli/bench-command.js'
-import { UsageError } from './cli/args.js'
+import { didYouMean, HelpRequest, parseFlags, UsageError } from './cli/args.js'
+import { COMMAND_USAGE, infoUsage, usage, version } from './cli/help.js'
 
-const usage = `simcsepp: SimCSE++ sentence-embedding training on CUDA and CPU
-
-Usage:
-  simcsepp train [options]  Train a sentence encoder (no options: a few-minute demo). --help for options.
-  simcsepp eval --model DIR --sts FILE... [--json] [--pooling cls|mean] [--max-len N]
-      STS Spearman (cosine of sentence vectors vs gold scores) for STS-B, SICK or STS12-16 files.
-  simcsepp encode --model DIR [--file FILE] [sentences...] [--format json|f32] [--normalize]
-      One JSON array per sentence and line, or raw little-endian float32 with --format f32.
-      eval and encode: files are UTF-8, lines ending in \\n or \\r\\n; --pooling, --normalize and --max-len
-      default to the model's sentence-transformers settings (max_seq_length, else 128);
-      --device auto|cpu|cuda, --precision auto|fp32|bf16 (auto: bf16 products on CUDA, fp32 on the CPU).
-  simcsepp bench losses [--sizes 64,512,4096,65536] [--dim 768] [--device auto|cpu|cuda|all]
-                        [--seconds 3] [--json]
-      Fused off-dropout InfoNCE (forward + backward) against an unfused path of separate ops.
-  simcsepp bench gemm [--sizes 2048,6144] [--seconds 2] [--json]
-      CPU SGEMM GFLOP/s at BERT shapes, next to the system BLAS when one is installed.
-  simcsepp bench encode [--models mini,base] [--sentences 256] [--batch-size 32] [--json]
-      SentenceEncoder sentences/s, length-sorted batching against input-order batching.
-  simcsepp bench step [--model base] [--batch-sizes 64,512] [--seq-len 32] [--steps 5]
-                      [--device auto|cpu|cuda|all] [--json]
-      One SimCSE++ training step: steps/s, sentences/s, model TFLOP/s and utilisation, memory
-                      ([--precision auto|fp32|bf16] [--micro-batch M]).
-  simcsepp bench batch [--model tiny] [--batch-sizes 64,256,1024,4096] [--micro-batch 128]
-                       [--seq-len 32] [--device cpu] [--plot FILE.svg] [--json]
-      The step whole and in micro-batches per batch size (one process each): sentences/s, peak memory.
-  simcsepp bench dist [--ranks 2] [--model tiny] [--batch-size 64] [--seq-len 32] [--steps 5] [--device cpu]
-                      [--json]
-      Data-parallel step on R ranks (mpirun) against one process: step time split into compute and
-      communication, bytes handed to the collectives per step, sentences/s.
-  simcsepp info         Build and device information.
-  simcsepp --help
-`
-
-function fail(message: string): never {
-  process.stderr.write(`simcsepp: ${message}\n\n${usage}`)
+/** A usage error: the message, then the usage of the command it concerns (else the whole usage). */
+function fail(message: string, commandUsage = usage): never {
+  process.stderr.write(`simcsepp: ${message}\n\n${commandUsage}`)
   process.exit(2)
 }
 
@@ -56,6 +25,7 @@ async function main(argv: string[]) {
     case 'eval':
       return evalCommand(rest)
     case 'info':
+      parseFlags(infoUsage, { args: rest, options: {} })
       process.stdout.write(JSON.stringify({ cpuThreads: numThreads(), cuda: cudaStatus() }, null, 2) + '\n')
       return
     case undefined:
@@ -64,13 +34,20 @@ async function main(argv: string[]) {
     case 'help':
       process.stdout.write(usage)
       return
+    case '--version':
+    case '-v':
+    case 'version':
+      process.stdout.write(`simcsepp ${version()}\n`)
+      return
     default:
-      fail(`unknown command '${command}'`)
+      fail(`unknown command '${command}'${didYouMean(command, Object.keys(COMMAND_USAGE)).replace('--', '')}`)
   }
 }
 
 main(process.argv.slice(2)).catch((e: Error) => {
-  if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) fail(e.message)
+  if (e instanceof HelpRequest) return void process.stdout.write(e.usage)
+  if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))
+    fail(e.message, COMMAND_USAGE[process.argv[2]] ?? usage)
   process.stderr.write(`simcsepp: ${e.message}\n`)
   process.exit(1)
 })

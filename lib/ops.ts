@@ -101,6 +101,80 @@ export function layerNormBackward(
 }
 
 /**
+ * BERT's sublayer output, fused: res = x + dropout(y), out = LayerNorm(res) (saves res, mean, rstd). The rows
+ * are the tokens of `sentences` sentences (R / sentences rows each); the dropout (null: none) is that of
+ * `dropout(y viewed as [sentences, rest])`, keepRows and firstRow counting sentences. out may be y.
+ */
+export function residualLayerNormForward(
+  out: Tensor,
+  res: Tensor,
+  mean: Tensor,
+  rstd: Tensor,
+  y: Tensor,
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor,
+  eps: number,
+  sentences: number,
+  site: DropoutSite | null,
+): void {
+  addon.residualLayerNormForward(
+    nativeOf(out, 'out'),
+    nativeOf(res, 'res'),
+    nativeOf(mean, 'mean'),
+    nativeOf(rstd, 'rstd'),
+    nativeOf(y, 'y'),
+    nativeOf(x, 'x'),
+    nativeOf(weight, 'weight'),
+    nativeOf(bias, 'bias'),
+    eps,
+    sentences,
+    site?.p ?? 0,
+    site?.seed ?? 0,
+    site?.offset ?? 0,
+    site?.keepRows ?? null,
+    site?.firstRow ?? 0,
+  )
+}
+
+/**
+ * The backward of residualLayerNormForward: dres = the LayerNorm backward of dout at res (the gradient of x;
+ * dweight, dbias accumulate), dy = dropout(dres) with the forward's mask (the gradient of y). dy may be null
+ * without dropout (it would equal dres).
+ */
+export function layerNormDropoutBackward(
+  dres: Tensor,
+  dy: Tensor | null,
+  dweight: Tensor,
+  dbias: Tensor,
+  dout: Tensor,
+  res: Tensor,
+  weight: Tensor,
+  mean: Tensor,
+  rstd: Tensor,
+  sentences: number,
+  site: DropoutSite | null,
+): void {
+  addon.layerNormDropoutBackward(
+    nativeOf(dres, 'dres'),
+    dy === null ? null : nativeOf(dy, 'dy'),
+    nativeOf(dweight, 'dweight'),
+    nativeOf(dbias, 'dbias'),
+    nativeOf(dout, 'dout'),
+    nativeOf(res, 'res'),
+    nativeOf(weight, 'weight'),
+    nativeOf(mean, 'mean'),
+    nativeOf(rstd, 'rstd'),
+    sentences,
+    site?.p ?? 0,
+    site?.seed ?? 0,
+    site?.offset ?? 0,
+    site?.keepRows ?? null,
+    site?.firstRow ?? 0,
+  )
+}
+
+/**
  * out[R, OC] = inp[R, C]·weightᵀ + bias, weight in torch layout [OC, C]; bias may be null. The product at
  * `precision` ('bf16': operands rounded to bfloat16, fp32 sums; see Precision).
  */
@@ -172,13 +246,17 @@ export function scaleInplace(x: Tensor, s: number): void {
   addon.scaleInplace(nativeOf(x, 'x'), s)
 }
 
-/** ctx_h = dropout(softmax_realKeys(q_h·k_hᵀ/√HS))·v_h per head; q, k, v, ctx [B, T, H]; probs [B, NH, T, T] saves the pre-dropout softmax; mask[b*T+t] = 1 for real tokens; dropout null = none. */
+/**
+ * ctx_h = dropout(softmax_realKeys(q_h·k_hᵀ/√HS))·v_h per head; q, k, v, ctx [B, T, H]; probs [B, NH, T, T]
+ * saves the pre-dropout softmax; mask[b*T+t] = 1 for real tokens; dropout null = none. With k and v null, q
+ * is the packed [B, T, 3H] output of one fused q/k/v projection (column blocks q | k | v).
+ */
 export function attentionForward(
   ctx: Tensor,
   probs: Tensor,
   q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  k: Tensor | null,
+  v: Tensor | null,
   mask: Int32Array,
   numHeads: number,
   dropout: DropoutSite | null = null,
@@ -187,8 +265,8 @@ export function attentionForward(
     nativeOf(ctx, 'ctx'),
     nativeOf(probs, 'probs'),
     nativeOf(q, 'q'),
-    nativeOf(k, 'k'),
-    nativeOf(v, 'v'),
+    k === null ? null : nativeOf(k, 'k'),
+    v === null ? null : nativeOf(v, 'v'),
     mask,
     numHeads,
     dropout?.p ?? 0,
@@ -199,15 +277,18 @@ export function attentionForward(
   )
 }
 
-/** dq, dk, dv (overwritten) from dctx, regenerating the forward's dropout mask (pass the forward's dropout site). */
+/**
+ * dq, dk, dv (overwritten) from dctx, regenerating the forward's dropout mask (pass the forward's dropout
+ * site). Packed as in the forward: with dk, dv, k, v null, dq and q are [B, T, 3H] (q | k | v column blocks).
+ */
 export function attentionBackward(
   dq: Tensor,
-  dk: Tensor,
-  dv: Tensor,
+  dk: Tensor | null,
+  dv: Tensor | null,
   dctx: Tensor,
   q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  k: Tensor | null,
+  v: Tensor | null,
   probs: Tensor,
   mask: Int32Array,
   numHeads: number,
@@ -215,12 +296,12 @@ export function attentionBackward(
 ): void {
   addon.attentionBackward(
     nativeOf(dq, 'dq'),
-    nativeOf(dk, 'dk'),
-    nativeOf(dv, 'dv'),
+    dk === null ? null : nativeOf(dk, 'dk'),
+    dv === null ? null : nativeOf(dv, 'dv'),
     nativeOf(dctx, 'dctx'),
     nativeOf(q, 'q'),
-    nativeOf(k, 'k'),
-    nativeOf(v, 'v'),
+    k === null ? null : nativeOf(k, 'k'),
+    v === null ? null : nativeOf(v, 'v'),
     nativeOf(probs, 'probs'),
     mask,
     numHeads,

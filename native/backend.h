@@ -39,6 +39,8 @@ namespace simcsepp {
   X(EmbeddingBackwardFn, embedding_backward)                                           \
   X(LayerNormForwardFn, layernorm_forward)                                             \
   X(LayerNormBackwardFn, layernorm_backward)                                           \
+  X(ResidualLayerNormForwardFn, residual_layernorm_forward)                            \
+  X(LayerNormDropoutBackwardFn, layernorm_dropout_backward)                            \
   X(LinearForwardFn, linear_forward)                                                   \
   X(LinearBackwardFn, linear_backward)                                                 \
   X(GeluForwardFn, gelu_forward)                                                       \

@@ -5,13 +5,18 @@
 //   embeddingBackward(dword|null, dpos|null, dtype|null, dout, ids, posIds, typeIds)
 //   layerNormForward(out, mean, rstd, inp, weight, bias, eps)
 //   layerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd)
+//   residualLayerNormForward(out, res, mean, rstd, y, x, weight, bias, eps, sentences, p, seed, offset, keepRows|null,
+//   firstRow) layerNormDropoutBackward(dres, dy|null, dweight, dbias, dout, res, weight, mean, rstd, sentences, p,
+//   seed, offset,
+//                            keepRows|null, firstRow)
 //   linearForward(out, inp, weight, bias|null, precision)        precision: 'fp32' | 'bf16'
 //   linearBackward(dinp|null, dweight, dbias|null, dout, inp, weight, accumulateInput, precision)
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
 //   add(out, a, b)                    addInplace(dst, src)
-//   attentionForward(ctx, probs, q, k, v, mask, numHeads, p, seed, offset, keepRows|null[, firstRow])
-//   attentionBackward(dq, dk, dv, dctx, q, k, v, probs, mask, numHeads, p, seed, offset, keepRows|null[, firstRow])
+//   attentionForward(ctx, probs, q, k|null, v|null, mask, numHeads, p, seed, offset, keepRows|null[, firstRow])
+//   attentionBackward(dq, dk|null, dv|null, dctx, q, k|null, v|null, probs, mask, numHeads, p, seed, offset,
+//                     keepRows|null[, firstRow])      (k, v null: q is the packed [B, T, 3H] projection)
 //   poolClsForward(out, hidden)       poolClsBackward(dhidden, dout, accumulate)
 //   poolMeanForward(out, hidden, mask) poolMeanBackward(dhidden, dout, mask, accumulate)
 // Tensors are float32 NativeTensors; sizes are derived from their shapes and every tensor's size is
@@ -161,6 +166,95 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// The TokenDropout of a fused op at info[i..i+5]: sentences (the rows R split into sentences of R /
+// sentences rows), p, seed, offset, keepRows (one byte per sentence, or null), firstRow.
+TokenDropout token_dropout(const Napi::CallbackInfo& info, size_t i, int64_t R) {
+  Napi::Env env = info.Env();
+  const int64_t B = arg_positive_int(info, i, "sentences");
+  if (R % B != 0)
+    throw_arg(env, "Expected sentences to divide the " + std::to_string(R) + " rows but received " + std::to_string(B));
+  return TokenDropout{arg_probability(info, i + 1, "p"),
+                      arg_u64(info, i + 2, "seed"),
+                      arg_u64(info, i + 3, "offset"),
+                      arg_keep_rows(info, i + 4, B, "sentence"),
+                      R / B,
+                      arg_first_row(info, i + 5, "firstRow")};
+}
+
+// a and b must not share memory (an output written while the other is still being read).
+void require_disjoint(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
+                      const char* bName) {
+  const float *a0 = a->data(), *b0 = b->data();
+  if (a0 < b0 + b->numel() && b0 < a0 + a->numel())
+    throw_arg(env, std::string("Expected ") + aName + " and " + bName + " not to overlap");
+}
+
+Napi::Value ResidualLayerNormForward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "residualLayerNormForward");
+  Napi::Env env = info.Env();
+  NativeTensor* out = ts.tensor(0, "out");
+  NativeTensor* res = ts.tensor(1, "res");
+  NativeTensor* mean = ts.tensor(2, "mean");
+  NativeTensor* rstd = ts.tensor(3, "rstd");
+  NativeTensor* y = ts.tensor(4, "y");
+  NativeTensor* x = ts.tensor(5, "x");
+  NativeTensor* weight = ts.tensor(6, "weight");
+  NativeTensor* bias = ts.tensor(7, "bias");
+  const int64_t C = last_dim(env, x, "x"), R = x->numel() / C;
+  expect_rows(env, y, "y", R * C, C);
+  expect_rows(env, res, "res", R * C, C);
+  expect_rows(env, out, "out", R * C, C);
+  expect_shape(env, weight, "weight", {C});
+  expect_shape(env, bias, "bias", {C});
+  expect_numel(env, mean, "mean", R, "the rows of x");
+  expect_numel(env, rstd, "rstd", R, "the rows of x");
+  require_disjoint(env, res, "res", y, "y");
+  require_disjoint(env, res, "res", x, "x");
+  require_disjoint(env, res, "res", out, "out");
+  require_disjoint(env, out, "out", x, "x");
+  const float eps = static_cast<float>(arg_positive(info, 8, "eps"));
+  const TokenDropout drop = token_dropout(info, 9, R);
+  ResidualLayerNormForwardFn* fused = ts.entry(&Backend::residual_layernorm_forward);
+  return guarded_void(env, [&] {
+    fused(out->data(), res->data(), mean->data(), rstd->data(), y->data(), x->data(), weight->data(), bias->data(), R,
+          C, eps, drop);
+  });
+}
+
+Napi::Value LayerNormDropoutBackward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "layerNormDropoutBackward");
+  Napi::Env env = info.Env();
+  NativeTensor* dres = ts.tensor(0, "dres");
+  NativeTensor* dy = ts.optional(1, "dy");
+  NativeTensor* dweight = ts.tensor(2, "dweight");
+  NativeTensor* dbias = ts.tensor(3, "dbias");
+  NativeTensor* dout = ts.tensor(4, "dout");
+  NativeTensor* res = ts.tensor(5, "res");
+  NativeTensor* weight = ts.tensor(6, "weight");
+  NativeTensor* mean = ts.tensor(7, "mean");
+  NativeTensor* rstd = ts.tensor(8, "rstd");
+  const int64_t C = last_dim(env, res, "res"), R = res->numel() / C;
+  expect_rows(env, dres, "dres", R * C, C);
+  expect_rows(env, dout, "dout", R * C, C);
+  if (dy) {
+    expect_rows(env, dy, "dy", R * C, C);
+    require_disjoint(env, dy, "dy", dres, "dres");
+    require_disjoint(env, dy, "dy", dout, "dout");
+  }
+  expect_shape(env, weight, "weight", {C});
+  expect_shape(env, dweight, "dweight", {C});
+  expect_shape(env, dbias, "dbias", {C});
+  expect_numel(env, mean, "mean", R, "the rows of res");
+  expect_numel(env, rstd, "rstd", R, "the rows of res");
+  const TokenDropout drop = token_dropout(info, 9, R);
+  if (!dy && drop.p > 0.0f) throw_arg(env, "Expected dy (the gradient through the dropout) when p > 0");
+  LayerNormDropoutBackwardFn* fused = ts.entry(&Backend::layernorm_dropout_backward);
+  return guarded_void(env, [&] {
+    fused(dres->data(), dy ? dy->data() : nullptr, dweight->data(), dbias->data(), dout->data(), res->data(),
+          weight->data(), mean->data(), rstd->data(), R, C, drop);
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Linear
 
@@ -256,18 +350,45 @@ Napi::Value AddInplace(const Napi::CallbackInfo& info) {
 
 struct AttentionDims {
   int64_t B, T, NH, HS;
+  int64_t ld;  // row stride of q, k, v (and dq, dk, dv): H, or 3H when packed
 };
 
-// q is [B, T, H]; numHeads divides H; probs is [B, NH, T, T]; mask has B*T entries.
-AttentionDims attention_dims(const Napi::CallbackInfo& info, const NativeTensor* q, size_t headsIndex) {
+// The dims from the output side `o` ([B, T, H]: ctx, or dctx) and numHeads (which divides H). q, k, v
+// (`names`) are each [B, T, H], or, when k and v are null, q is the packed [B, T, 3H] projection whose
+// column blocks are q, k and v.
+AttentionDims attention_dims(const Napi::CallbackInfo& info, const NativeTensor* o, const char* oName,
+                             NativeTensor* const qkv[3], const char* const names[3], size_t headsIndex) {
   Napi::Env env = info.Env();
-  expect_rank(env, q, "q", 3, "[B, T, H]");
-  const int64_t B = q->shape()[0], T = q->shape()[1], H = q->shape()[2];
+  expect_rank(env, o, oName, 3, "[B, T, H]");
+  const int64_t B = o->shape()[0], T = o->shape()[1], H = o->shape()[2];
   const int64_t NH = arg_positive_int(info, headsIndex, "numHeads");
   if (H % NH != 0)
     throw Napi::RangeError::New(
         env, "Expected numHeads (" + std::to_string(NH) + ") to divide the hidden size H = " + std::to_string(H));
-  return {B, T, NH, H / NH};
+  const bool packed = qkv[1] == nullptr && qkv[2] == nullptr;
+  if (packed) {
+    expect_shape(env, qkv[0], names[0], {B, T, 3 * H});
+  } else {
+    for (int i = 1; i < 3; ++i)
+      if (qkv[i] == nullptr)
+        throw_arg(env, std::string("Expected ") + names[i] + " to be a Tensor (or " + names[1] + " and " + names[2] +
+                           " both null, with " + names[0] + " the packed [B, T, 3H] projection)");
+    for (int i = 0; i < 3; ++i) expect_shape(env, qkv[i], names[i], {B, T, H});
+  }
+  return {B, T, NH, H / NH, packed ? 3 * H : H};
+}
+
+// Pointers to q, k, v (packed: column blocks of one tensor).
+struct Qkv {
+  float *q, *k, *v;
+};
+Qkv qkv_pointers(NativeTensor* const t[3], const AttentionDims& d) {
+  if (t[1] == nullptr) {
+    float* base = t[0]->data();
+    const int64_t H = d.NH * d.HS;
+    return {base, base + H, base + 2 * H};
+  }
+  return {t[0]->data(), t[1]->data(), t[2]->data()};
 }
 
 struct AttentionDropout {
@@ -287,48 +408,40 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   NativeTensor* ctx = ts.tensor(0, "ctx");
   NativeTensor* probs = ts.tensor(1, "probs");
-  NativeTensor* q = ts.tensor(2, "q");
-  NativeTensor* k = ts.tensor(3, "k");
-  NativeTensor* v = ts.tensor(4, "v");
-  const AttentionDims d = attention_dims(info, q, 6);
-  require_same(env, q, "q", k, "k");
-  require_same(env, q, "q", v, "v");
-  require_same(env, q, "q", ctx, "ctx");
+  static const char* const names[3] = {"q", "k", "v"};
+  NativeTensor* const in[3] = {ts.tensor(2, "q"), ts.optional(3, "k"), ts.optional(4, "v")};
+  const AttentionDims d = attention_dims(info, ctx, "ctx", in, names, 6);
   expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
   const int32_t* mask = arg_i32(info, 5, "mask", d.B * d.T);
   const AttentionDropout dr = attention_dropout(info, 7, d.B);
+  const Qkv x = qkv_pointers(in, d);
   AttentionForwardFn* attention_forward = ts.entry(&Backend::attention_forward);
   return guarded_void(env, [&] {
-    attention_forward(ctx->data(), probs->data(), q->data(), k->data(), v->data(), mask, d.B, d.T, d.NH, d.HS, dr.p,
-                      dr.seed, dr.offset, dr.keepRows, dr.firstRow);
+    attention_forward(ctx->data(), probs->data(), x.q, x.k, x.v, mask, d.B, d.T, d.NH, d.HS, d.ld, dr.p, dr.seed,
+                      dr.offset, dr.keepRows, dr.firstRow);
   });
 }
 
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   OpTensors ts(info, "attentionBackward");
   Napi::Env env = info.Env();
-  NativeTensor* dq = ts.tensor(0, "dq");
-  NativeTensor* dk = ts.tensor(1, "dk");
-  NativeTensor* dv = ts.tensor(2, "dv");
+  static const char* const gradNames[3] = {"dq", "dk", "dv"};
+  static const char* const names[3] = {"q", "k", "v"};
+  NativeTensor* const grads[3] = {ts.tensor(0, "dq"), ts.optional(1, "dk"), ts.optional(2, "dv")};
   NativeTensor* dctx = ts.tensor(3, "dctx");
-  NativeTensor* q = ts.tensor(4, "q");
-  NativeTensor* k = ts.tensor(5, "k");
-  NativeTensor* v = ts.tensor(6, "v");
+  NativeTensor* const in[3] = {ts.tensor(4, "q"), ts.optional(5, "k"), ts.optional(6, "v")};
   NativeTensor* probs = ts.tensor(7, "probs");
-  const AttentionDims d = attention_dims(info, q, 9);
-  require_same(env, q, "q", k, "k");
-  require_same(env, q, "q", v, "v");
-  require_same(env, q, "q", dq, "dq");
-  require_same(env, q, "q", dk, "dk");
-  require_same(env, q, "q", dv, "dv");
-  require_same(env, q, "q", dctx, "dctx");
+  const AttentionDims d = attention_dims(info, dctx, "dctx", in, names, 9);
+  if (attention_dims(info, dctx, "dctx", grads, gradNames, 9).ld != d.ld)
+    throw_arg(env, "Expected dq, dk, dv to be packed exactly when q, k, v are (dk and dv null with a [B, T, 3H] dq)");
   expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
   const int32_t* mask = arg_i32(info, 8, "mask", d.B * d.T);
   const AttentionDropout dr = attention_dropout(info, 10, d.B);
+  const Qkv x = qkv_pointers(in, d), g = qkv_pointers(grads, d);
   AttentionBackwardFn* attention_backward = ts.entry(&Backend::attention_backward);
   return guarded_void(env, [&] {
-    attention_backward(dq->data(), dk->data(), dv->data(), dctx->data(), q->data(), k->data(), v->data(), probs->data(),
-                       mask, d.B, d.T, d.NH, d.HS, dr.p, dr.seed, dr.offset, dr.keepRows, dr.firstRow);
+    attention_backward(g.q, g.k, g.v, dctx->data(), x.q, x.k, x.v, probs->data(), mask, d.B, d.T, d.NH, d.HS, d.ld,
+                       dr.p, dr.seed, dr.offset, dr.keepRows, dr.firstRow);
   });
 }
 
@@ -398,6 +511,8 @@ void register_encoder(Napi::Env env, Napi::Object exports) {
                        {"embeddingBackward", EmbeddingBackward},
                        {"layerNormForward", LayerNormForward},
                        {"layerNormBackward", LayerNormBackward},
+                       {"residualLayerNormForward", ResidualLayerNormForward},
+                       {"layerNormDropoutBackward", LayerNormDropoutBackward},
                        {"linearForward", LinearForward},
                        {"linearBackward", LinearBackward},
                        {"geluForward", GeluForward},

@@ -221,7 +221,7 @@ if (!status.available) {
     const cpu = v.map((x) => Tensor.from(x, [n, d]))
     const gpu = cpu.map((x) => x.to(GPU))
     for (const c of LOSS_CASES) {
-      const floor = 0.01 * naturalScale(c.floor, n, d, c.temperature, v[0])
+      const floor = 0.01 * naturalScale(c.floor, n, d, c.temperature, c.floor === 'cos' ? v : v[0])
       check(`${c.name} N=${n} D=${d}`, () => {
         const a = c.run(losses, gpu),
           b = c.run(losses, cpu)
@@ -251,7 +251,7 @@ if (!status.available) {
       let ok = lossClose(a.loss, b.loss) && a.workspaceBytes >= n * n * 4
       const parts = [`loss ${a.loss} vs ${b.loss}`]
       for (let k = 0; k < 3; k++) {
-        const err = relErr(a.grads[k], b.grads[k], 0.01 * naturalScale('cos', n, d, 0.05, v[0]))
+        const err = relErr(a.grads[k], b.grads[k], 0.01 * naturalScale('cos', n, d, 0.05, v))
         ok &&= err < GRAD_TOLERANCE && a.grads[k].every(Number.isFinite)
         parts.push(`dz${[1, 2, 0][k]} ${fmt(err)}`)
       }

@@ -50,6 +50,37 @@ t.test(
   },
 )
 
+t.test('bench step --profile: every op category of a step, summing to the step; the addon restored', async (t) => {
+  const { addon } = await import('../lib/native.js')
+  const { OP_CATEGORIES } = await import('../lib/bench/op-profile.js')
+  const before = addon.linearForward
+  const rows = await benchStep({ size: 'tiny', batchSizes: [4], seqLen: 8, steps: 1, devices: ['cpu'], profileSteps: 2, log: () => {} })
+  t.equal(addon.linearForward, before, "the op functions are the addon's again")
+  const p = rows[0].profile!
+  const layers = namedConfig('tiny', 100).numHiddenLayers
+  const calls = Object.fromEntries(p.ops.map((o) => [o.category, o.calls]))
+  t.equal(calls['QKV projection'], layers, 'one q/k/v product per layer')
+  t.equal(
+    calls['other projections'],
+    3 * layers + 2,
+    "attention output, FFN up and down per layer, the MLP head, the metrics' Gram product",
+  )
+  t.equal(calls.attention, layers)
+  // Two fused sublayer outputs per layer, the embeddings' LayerNorm, and their dropout forward and backward
+  // (one op both ways).
+  t.equal(calls['LayerNorm, dropout, residual'], 2 * layers + 3)
+  t.equal(calls['LayerNorm, dropout, residual (backward)'], 4 * layers + 1, 'fused backward and residual add twice per layer, embeddings')
+  t.equal(calls.AdamW, 2, 'the weight-decayed range and the rest')
+  t.same(
+    p.ops.map((o) => o.category),
+    OP_CATEGORIES.filter((c) => p.ops.some((o) => o.category === c)),
+    'in the table order',
+  )
+  const total = p.ops.reduce((s, o) => s + o.milliseconds, 0)
+  t.ok(p.ops.every((o) => o.milliseconds >= 0))
+  t.ok(Math.abs(total - p.stepMs) < 1e-6 * p.stepMs + 1e-9, `categories sum to the step: ${total} vs ${p.stepMs} ms`)
+})
+
 const cuda = cudaStatus()
 t.test(
   'benchStep on CUDA: bf16 by default, a well-formed row',

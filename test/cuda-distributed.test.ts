@@ -46,7 +46,7 @@ t.test('simcse++ on 2 ranks with CUDA tensors: the weights of one CUDA process (
   const { worst, keyBias, worstName } = await compareWeights(join(dir, 'two'), join(dir, 'one'))
   t.ok(worst < 1e-5, `weights within ${worst.toExponential(2)} relative (worst: ${worstName})`)
   t.ok(keyBias <= 2 * 2 * lr, `key bias within ${keyBias.toExponential(2)}`)
-  const log = readFileSync(join(dir, 'two', 'train.jsonl'), 'utf8')
+  const log = readFileSync(join(dir, 'two', 'run', 'train.jsonl'), 'utf8')
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l))

@@ -24,12 +24,13 @@ const base = (out: string, objective: string, extra: string[] = []) => [
 /** args with the value of `flag` replaced. */
 const setFlag = (args: string[], flag: string, value: string) => args.map((a, i) => (args[i - 1] === flag ? value : a))
 const steps = (out: string) =>
-  readFileSync(join(out, 'train.jsonl'), 'utf8')
+  readFileSync(join(out, 'run', 'train.jsonl'), 'utf8')
     .split('\n')
     .filter((l) => l.trim())
     .map((l) => JSON.parse(l))
     .filter((e) => e.type === 'step')
-const paramCount = async (out: string) => (await readSafetensors(join(out, 'checkpoint', 'state.safetensors'))).get('params')!.shape[0]
+const paramCount = async (out: string) =>
+  (await readSafetensors(join(out, 'run', 'checkpoint', 'state.safetensors'))).get('params')!.shape[0]
 
 t.test('slices, launch detection and GPU assignment', async (t) => {
   t.same(
@@ -77,7 +78,7 @@ t.test('--distributed without a loadable MPI: an error saying what was searched'
     r.stderr,
     /--distributed was given but MPI could not be loaded: cannot load MPI \(tried \/nonexistent\/libmpi\.so: [^)]+\): install Open MPI or MPICH, or set SIMCSEPP_MPI_LIB/,
   )
-  t.notOk(existsSync(join(out, 'train.jsonl')), 'nothing written')
+  t.notOk(existsSync(join(out, 'run', 'train.jsonl')), 'nothing written')
   t.equal(runCli(['train', '--data', data, '--distributed', '--help']).status, 0)
 })
 
@@ -101,8 +102,8 @@ t.test('mpirun -np 2 and -np 3 end with the weights of one process (simcse, simc
         [1, 2, 3],
         'one log entry per step',
       )
-      t.equal((r.stderr.match(/model, tokenizer, train\.jsonl/g) ?? []).length, 1, 'one summary')
-      t.equal(JSON.parse(readFileSync(join(out, 'training_args.json'), 'utf8')).ranks, ranks)
+      t.equal((r.stderr.match(/model and tokenizer in /g) ?? []).length, 1, 'one summary')
+      t.equal(JSON.parse(readFileSync(join(out, 'run', 'training_args.json'), 'utf8')).ranks, ranks)
       const P = await paramCount(out)
       const H = 128,
         N = 12
@@ -230,7 +231,7 @@ function rankPids(mpirunPid: number): Map<number, number> {
 
 const checkpointStep = (out: string) => {
   try {
-    return JSON.parse(readFileSync(join(out, 'checkpoint', 'state.json'), 'utf8')).step as number
+    return JSON.parse(readFileSync(join(out, 'run', 'checkpoint', 'state.json'), 'utf8')).step as number
   } catch {
     return 0
   }
@@ -293,7 +294,7 @@ t.test('Ctrl-C to mpirun: every rank stops after the same step, with a checkpoin
   let stderr = ''
   job.stderr.on('data', (d) => (stderr += d))
   const ended = new Promise((resolve) => job.on('exit', resolve))
-  const logged = () => (existsSync(join(out, 'train.jsonl')) ? steps(out).length : 0)
+  const logged = () => (existsSync(join(out, 'run', 'train.jsonl')) ? steps(out).length : 0)
   while (logged() < 2) await new Promise((r) => setTimeout(r, 5))
   job.kill('SIGINT') // mpirun passes it on to the ranks as SIGTERM
   await ended

@@ -70,6 +70,30 @@ t.test('dropout draws its mask from Philox(seed, offset, element index) exactly'
   t.equal(mismatches, 0, 'every element equals the TypeScript Philox mask applied to x')
 })
 
+t.test('the bulk uniforms at unaligned starts and beyond 2^32 groups: the TypeScript Philox exactly', async (t) => {
+  const { dropout: dropoutOp } = await import('../lib/ops.js')
+  const { Tensor } = await import('../lib/tensor.js')
+  const rows = 3,
+    cols = 37,
+    p = 0.5
+  const seed = 0xfedc_ba98_7654n,
+    offset = 5n
+  // Row r draws elements (firstRow + r)*cols + c: firstRow = 2^32 + 1 puts them past 2^34 (the counter's
+  // high word in use) and starts every row at a different remainder mod 4 (cols = 37).
+  for (const firstRow of [0, 1, 3, 2 ** 32 + 1]) {
+    const x = Tensor.from(new Float32Array(rows * cols).fill(1), [rows, cols])
+    const y = Tensor.zeros([rows, cols])
+    dropoutOp(x, y, { p, seed, offset, firstRow })
+    const got = y.toFloat32Array()
+    let mismatches = 0
+    for (let e = 0; e < rows * cols; e++) {
+      const index = (firstRow + Math.floor(e / cols)) * cols + (e % cols)
+      if ((got[e] !== 0) !== uniformTs(seed, offset, index) >= p) mismatches++
+    }
+    t.equal(mismatches, 0, `firstRow ${firstRow}: the TypeScript mask`)
+  }
+})
+
 t.test('mask statistics, determinism and stream separation', async (t) => {
   const n = 200,
     d = 500,

@@ -191,6 +191,46 @@ t.test('gelu (exact erf) and tanh: forward and backward', async (t) => {
   )
 })
 
+t.test('gelu to float accuracy over [-12, 12], both tails included (vectorised normal CDF)', async (t) => {
+  // Φ in float64 without cancellation: 1 - erfc/2 or erfc/2, erfc from the series below 2 and from its
+  // continued fraction erfc(y) = e^(-y²)/√π / (y + (1/2)/(y + 1/(y + (3/2)/(y + ...)))) above.
+  const erfc = (y: number) => {
+    if (y < 2) return 1 - erf(y)
+    let k = y
+    for (let n = 80; n >= 1; n--) k = y + n / 2 / k
+    return Math.exp(-y * y) / Math.sqrt(Math.PI) / k
+  }
+  const phi = (x: number) => (x < 0 ? erfc(-x / Math.SQRT2) / 2 : 1 - erfc(x / Math.SQRT2) / 2)
+  const xs = Float32Array.from({ length: 24001 }, (_, i) => -12 + i / 1000)
+  const n = xs.length
+  const out = Tensor.zeros([n]),
+    d = Tensor.zeros([n])
+  ops.geluForward(out, T32(xs, [n]))
+  ops.geluBackward(d, T32(xs, [n]), Tensor.from(new Float32Array(n).fill(1), [n]))
+  const [o, g] = [arr(out), arr(d)]
+  let worstF = 0,
+    worstB = 0,
+    tailF = 0
+  for (let i = 0; i < n; i++) {
+    const x = xs[i]
+    const f = x * phi(x),
+      b = phi(x) + (x * Math.exp((-x * x) / 2)) / Math.sqrt(2 * Math.PI)
+    // The derivative Φ + xφ crosses 0 near x = -0.75: its error is measured against its terms' size.
+    const ef = Math.abs(o[i] - f) / Math.max(Math.abs(f), 1e-30),
+      eb = Math.abs(g[i] - b) / (phi(x) + Math.abs(x * Math.exp((-x * x) / 2)) / Math.sqrt(2 * Math.PI))
+    // The float rounding of the exponent -x²/2 (6e-8 · x²/2 absolute) grows into the left tail.
+    if (x >= -5) {
+      worstF = Math.max(worstF, f === 0 ? Math.abs(o[i]) : ef)
+      worstB = Math.max(worstB, eb)
+    } else tailF = Math.max(tailF, ef, eb)
+  }
+  // For comparison, x (1 + erf(x/√2)) / 2 with a correctly rounded float erf has a relative error of up
+  // to 5e-2 at x = -5: 1 + erf cancels (float spacing 6e-8 below 1, against 1 + erf = 5.7e-7).
+  t.ok(worstF < 2e-6, `forward on [-5, 12]: relative error ${worstF.toExponential(2)} < 2e-6`)
+  t.ok(worstB < 2e-6, `backward on [-5, 12]: relative error ${worstB.toExponential(2)} < 2e-6`)
+  t.ok(tailF < 3e-5, `both on [-12, -5): relative error ${tailF.toExponential(2)} < 3e-5 (GELU there is at most 1.4e-6)`)
+})
+
 t.test('add, addInplace, scaleInplace', async (t) => {
   const n = 40000
   const a32 = randn(n, 1),
@@ -557,6 +597,103 @@ t.test('gradSumSquares: double accumulation, reproducible', async (t) => {
 
 // ---------------------------------------------------------------------------------------------
 // Validation
+
+t.test('fused residual + dropout + layer norm: bit for bit the unfused sequence, forward and backward', async (t) => {
+  const R = 12,
+    C = 20,
+    sentences = 3
+  const [y, x, w, b, dout] = [randn(R * C, 1), randn(R * C, 2), randn(C, 3), randn(C, 4), randn(R * C, 5)]
+  const bits = (a: Float32Array, c: Float32Array) => a.every((v, i) => Object.is(v, c[i]))
+  for (const site of [null, { p: 0.25, seed: 99, offset: 7, keepRows: Uint8Array.from([1, 0, 1]), firstRow: 4 }]) {
+    const what = site ? 'p = 0.25, keepRows, firstRow 4' : 'no dropout'
+    const [out, res, m, r] = [Tensor.zeros([R, C]), Tensor.zeros([R, C]), Tensor.zeros([R]), Tensor.zeros([R])]
+    ops.residualLayerNormForward(out, res, m, r, T32(y, [R, C]), T32(x, [R, C]), T32(w, [C]), T32(b, [C]), 1e-12, sentences, site)
+    // Unfused: dropout over [sentences, rest], add, layer norm.
+    const seq = T32(y, [R, C])
+    if (site) ops.dropout(seq.view(0, [sentences, (R / sentences) * C]), seq.view(0, [sentences, (R / sentences) * C]), site)
+    ops.addInplace(seq, T32(x, [R, C]))
+    const [seqOut, sm, sr] = [Tensor.zeros([R, C]), Tensor.zeros([R]), Tensor.zeros([R])]
+    ops.layerNormForward(seqOut, sm, sr, seq, T32(w, [C]), T32(b, [C]), 1e-12)
+    t.ok(bits(arr(res), arr(seq)) && bits(arr(out), arr(seqOut)) && bits(arr(m), arr(sm)) && bits(arr(r), arr(sr)), `${what}: forward`)
+    if (site)
+      t.ok(
+        arr(res).some((v, i) => v === x[i] && y[i] !== 0),
+        `${what}: some elements dropped`,
+      )
+
+    const [dres, dy, dw, db] = [Tensor.zeros([R, C]), site ? Tensor.zeros([R, C]) : null, Tensor.zeros([C]), Tensor.zeros([C])]
+    ops.layerNormDropoutBackward(dres, dy, dw, db, T32(dout, [R, C]), res, T32(w, [C]), m, r, sentences, site)
+    const [sres, sw, sb] = [Tensor.zeros([R, C]), Tensor.zeros([C]), Tensor.zeros([C])]
+    ops.layerNormBackward(sres, sw, sb, T32(dout, [R, C]), res, T32(w, [C]), m, r)
+    t.ok(bits(arr(dres), arr(sres)) && bits(arr(dw), arr(sw)) && bits(arr(db), arr(sb)), `${what}: dres, dweight, dbias`)
+    if (site && dy) {
+      const sdy = Tensor.zeros([R, C])
+      ops.dropout(sres.view(0, [sentences, (R / sentences) * C]), sdy.view(0, [sentences, (R / sentences) * C]), site)
+      t.ok(bits(arr(dy), arr(sdy)), `${what}: dy`)
+    }
+  }
+  const z = (...s: number[]) => Tensor.zeros(s)
+  const site = { p: 0.1, seed: 1, offset: 0 }
+  t.throws(
+    () => ops.residualLayerNormForward(z(4, 3), z(4, 3), z(4), z(4), z(4, 3), z(4, 3), z(3), z(3), 1e-5, 3, site),
+    /sentences to divide the 4 rows/,
+  )
+  const shared = z(4, 3)
+  t.throws(
+    () => ops.residualLayerNormForward(z(4, 3), shared, z(4), z(4), shared, z(4, 3), z(3), z(3), 1e-5, 2, null),
+    /res and y not to overlap/,
+  )
+  t.throws(() => ops.residualLayerNormForward(z(4, 3), z(4, 3), z(4), z(4), z(4, 2), z(4, 3), z(3), z(3), 1e-5, 2, null), /\by\b/)
+  t.throws(
+    () => ops.layerNormDropoutBackward(z(4, 3), null, z(3), z(3), z(4, 3), z(4, 3), z(3), z(4), z(4), 2, site),
+    /dy \(the gradient through the dropout\) when p > 0/,
+  )
+  t.throws(
+    () =>
+      ops.layerNormDropoutBackward(z(4, 3), z(4, 3), z(3), z(3), z(4, 3), z(4, 3), z(3), z(4), z(4), 2, {
+        ...site,
+        keepRows: new Uint8Array(3),
+      }),
+    /keepRows/,
+  )
+})
+
+t.test('attention with packed q|k|v equals separate tensors bit for bit, forward and backward', async (t) => {
+  const { packQkv, unpackQkv } = await import('./helpers/encoder-parity.mjs')
+  const [B, T, NH, HS] = [3, 6, 2, 4]
+  const H = NH * HS
+  const [q, k, v, dctx] = [randn(B * T * H, 11), randn(B * T * H, 12), randn(B * T * H, 13), randn(B * T * H, 14)]
+  const mask = Int32Array.from({ length: B * T }, (_, i) => (i % T < [6, 3, 1][Math.floor(i / T)] ? 1 : 0))
+  const site = { p: 0.2, seed: 5, offset: 9, keepRows: Uint8Array.from([1, 0, 1]), firstRow: 2 }
+  const shape = [B, T, H]
+  const [ctx, probs, dq, dk, dv] = [
+    Tensor.zeros(shape),
+    Tensor.zeros([B, NH, T, T]),
+    Tensor.zeros(shape),
+    Tensor.zeros(shape),
+    Tensor.zeros(shape),
+  ]
+  const [tq, tk, tv] = [T32(q, shape), T32(k, shape), T32(v, shape)]
+  ops.attentionForward(ctx, probs, tq, tk, tv, mask, NH, site)
+  ops.attentionBackward(dq, dk, dv, T32(dctx, shape), tq, tk, tv, probs, mask, NH, site)
+  const qkv = T32(packQkv([q, k, v], H), [B, T, 3 * H])
+  const [pctx, pprobs, dqkv] = [Tensor.zeros(shape), Tensor.zeros([B, NH, T, T]), Tensor.zeros([B, T, 3 * H])]
+  ops.attentionForward(pctx, pprobs, qkv, null, null, mask, NH, site)
+  ops.attentionBackward(dqkv, null, null, T32(dctx, shape), qkv, null, null, pprobs, mask, NH, site)
+  const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((x, i) => Object.is(x, b[i]))
+  t.ok(same(arr(pctx), arr(ctx)) && same(arr(pprobs), arr(probs)), 'ctx and probs')
+  for (const [i, g] of [dq, dk, dv].entries()) t.ok(same(unpackQkv(arr(dqkv), H, i), arr(g)), `${['dq', 'dk', 'dv'][i]}`)
+  const z = (...s: number[]) => Tensor.zeros(s)
+  t.throws(
+    () => ops.attentionForward(z(B, T, H), z(B, NH, T, T), qkv, z(B, T, H), null, mask, NH),
+    /Expected v to be a Tensor \(or k and v both null/,
+  )
+  t.throws(() => ops.attentionForward(z(B, T, H), z(B, NH, T, T), z(B, T, 2 * H), null, null, mask, NH), /\bq\b.*\[3, 6, 24\]/)
+  t.throws(
+    () => ops.attentionBackward(z(B, T, H), z(B, T, H), z(B, T, H), z(B, T, H), qkv, null, null, z(B, NH, T, T), mask, NH),
+    /dq, dk, dv to be packed exactly when q, k, v are/,
+  )
+})
 
 t.test('validation names the offending argument', async (t) => {
   const z = (...s: number[]) => Tensor.zeros(s)

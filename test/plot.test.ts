@@ -123,6 +123,25 @@ t.test('progress bar on a TTY: redrawn in place, rate-limited, newline at the en
   t.equal(sink.out.length, len, 'nothing after finish')
 })
 
+t.test('progress bar on an 80-column terminal: the counts, the loss and the ETA stay visible', async (t) => {
+  let now = 0
+  for (const [columns, expected] of [
+    [80, /^\[#{9}\.{14}\] 37% 1234\/3333 steps {2}loss 0\.123 {2}lr 2\.5e-5 {2}ETA 2m50s$/],
+    [60, /^\[#{4,}\.+\] 37% 1234\/3333 steps {2}loss 0\.123 {2}ETA 2m50s$/],
+    [50, /^\[[#.]{16}\] 37% 1234\/3333 steps {2}ETA 2m50s$/],
+  ] as const) {
+    const sink = new Sink(true, columns)
+    const bar = new ProgressBar({ total: 3333, stream: sink, now: () => now })
+    now = 0
+    bar.update(0, { loss: 1, sentences: 0 })
+    now = 100_000
+    bar.update(1234, { loss: 0.123, sentences: 1234 * 64, lr: 2.5e-5 })
+    const last = sink.out.split('\r').at(-1)!.replace('\x1b[K', '')
+    t.ok(last.length < columns, `${columns} columns: ${last.length} characters: ${last}`)
+    t.match(last, expected)
+  }
+})
+
 t.test('progress on a non-TTY: a plain line every N% or N seconds', async (t) => {
   let now = 0
   const sink = new Sink(false)

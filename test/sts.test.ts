@@ -155,9 +155,46 @@ t.test('evaluateStsFiles and stsTable', async (t) => {
   t.equal(r.results[0].spearman, 100)
   t.equal(r.results[1].spearman, -50)
   t.equal(r.average, 25)
+  t.equal(r.results[0].pearson, 100)
+  t.ok(Math.abs(r.results[1].pearson - 100 * pearson([0.6, 1, 0], [4, 1, 2])) < 1e-4, `Pearson ${r.results[1].pearson}`)
+  t.equal(r.averagePearson, (r.results[0].pearson + r.results[1].pearson) / 2)
   const table = stsTable(r)
-  t.match(table, /^file\s+pairs\s+Spearman\n/)
-  t.match(table, /a\.tsv\s+2\s+100\.00\n/)
-  t.match(table, /b\.tsv\s+3\s+-50\.00\n/)
-  t.match(table, /average\s+25\.00$/)
+  t.match(table, /^file\s+pairs\s+Spearman\s+Pearson\n/)
+  t.match(table, /a\.tsv\s+2\s+100\.00\s+100\.00\n/)
+  t.match(table, /b\.tsv\s+3\s+-50\.00\s+-21\.68\n/)
+  t.match(table, /average\s+25\.00\s+39\.16$/)
+})
+
+t.test('an STS12-16 folder: the "all" setting, each subset, and their mean; each sentence embedded once', async (t) => {
+  const d = join(dir, 'STS12-all')
+  await fsp.mkdir(d)
+  // Subset A ranks perfectly; subset B inversely; concatenated, the scores of A dominate.
+  await fsp.writeFile(join(d, 'STS.input.A.txt'), 'x\tx\nx\ty\nx\tz\n')
+  await fsp.writeFile(join(d, 'STS.gs.A.txt'), '5\n3\n1\n')
+  await fsp.writeFile(join(d, 'STS.input.B.txt'), 'y\ty\ny\tz\n')
+  await fsp.writeFile(join(d, 'STS.gs.B.txt'), '0\n4\n')
+  const vec: Record<string, number[]> = { x: [1, 0], y: [0.6, 0.8], z: [0, 1] }
+  const embedded: string[] = []
+  const embed = async (s: string[]) => (embedded.push(...s), s.map((w) => Float32Array.from(vec[w])))
+  const r = await evaluateStsFiles(embed, [d])
+  const [f] = r.results
+  t.equal(f.setting, 'all')
+  t.equal(f.pairs, 5)
+  const sims = [1, 0.6, 0, 1, 0.8],
+    gold = [5, 3, 1, 0, 4]
+  t.ok(Math.abs(f.spearman - 100 * spearman(sims, gold)) < 1e-4, `all: one Spearman over the 5 pairs (${f.spearman})`)
+  t.ok(Math.abs(f.pearson - 100 * pearson(sims, gold)) < 1e-4)
+  t.same(
+    f.subsets!.map((s) => [s.subset, s.pairs, s.spearman]),
+    [
+      ['A', 3, 100],
+      ['B', 2, -100],
+    ],
+  )
+  t.equal(f.mean!.spearman, 0, 'the mean of the subsets differs from "all"')
+  t.equal(new Set(embedded).size, embedded.length, 'each sentence embedded once for "all" and the subsets')
+  const table = stsTable(r)
+  t.match(table, /STS12-all \(all\)\s+5\s/)
+  t.match(table, /\n {2}A\s+3\s+100\.00/)
+  t.match(table, /\n {2}mean of subsets\s+0\.00/)
 })

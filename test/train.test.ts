@@ -2,11 +2,12 @@
 // the same weights, bit for bit, as an uninterrupted one; outputs; bad input.
 import t from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { train } from '../lib/train/train.js'
 import { readSafetensors } from '../lib/safetensors.js'
+import { OUTPUT_TOP_LEVEL } from './helpers/train-corpus.js'
 
 const cli = join(process.cwd(), 'dist', 'cli.js')
 const dir = mkdtempSync(join(tmpdir(), 'simcsepp-train-'))
@@ -80,7 +81,7 @@ for (const [label, micro] of [
 
       // Start the same run and kill it once it has logged a few steps (mid-step, at an arbitrary point).
       const child = spawn(process.execPath, [cli, ...args(killed, micro)], { env, stdio: 'ignore' })
-      const log = join(killed, 'train.jsonl')
+      const log = join(killed, 'run', 'train.jsonl')
       await new Promise<void>((resolve, reject) => {
         const timer = setInterval(() => {
           const lines = existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).length : 0
@@ -97,7 +98,7 @@ for (const [label, micro] of [
       })
       await new Promise((r) => child.on('close', r))
       t.ok(
-        existsSync(join(killed, 'checkpoint', 'state.json')) || existsSync(join(killed, 'checkpoint.old', 'state.json')),
+        existsSync(join(killed, 'run', 'checkpoint', 'state.json')) || existsSync(join(killed, 'run', 'checkpoint.old', 'state.json')),
         'a checkpoint survived the kill',
       )
       t.notOk(existsSync(join(killed, 'model.safetensors')), 'the killed run never wrote its final model')
@@ -108,12 +109,12 @@ for (const [label, micro] of [
       const a = readFileSync(join(whole, 'model.safetensors')),
         b = readFileSync(join(killed, 'model.safetensors'))
       t.ok(a.equals(b), 'model.safetensors is byte-identical')
-      const ca = await readSafetensors(join(whole, 'checkpoint', 'state.safetensors')),
-        cb = await readSafetensors(join(killed, 'checkpoint', 'state.safetensors'))
+      const ca = await readSafetensors(join(whole, 'run', 'checkpoint', 'state.safetensors')),
+        cb = await readSafetensors(join(killed, 'run', 'checkpoint', 'state.safetensors'))
       for (const name of ['params', 'adam.m', 'adam.v']) {
         t.ok(Buffer.from(ca.get(name)!.data.buffer).equals(Buffer.from(cb.get(name)!.data.buffer)), `${name} (with the MLP head) identical`)
       }
-      const steps = readFileSync(join(killed, 'train.jsonl'), 'utf8')
+      const steps = readFileSync(join(killed, 'run', 'train.jsonl'), 'utf8')
         .split('\n')
         .filter(Boolean)
         .map((l) => JSON.parse(l).step)
@@ -141,13 +142,15 @@ t.test('outputs: Hugging Face and sentence-transformers files, metrics, curve', 
     'modules.json',
     '1_Pooling/config.json',
     'config_sentence_transformers.json',
-    'training_args.json',
-    'metrics.json',
-    'train.jsonl',
-    'loss_curve.svg',
+    'README.md',
+    'run/training_args.json',
+    'run/metrics.json',
+    'run/train.jsonl',
+    'run/loss_curve.svg',
   ]) {
     t.ok(existsSync(join(out, f)), `${f} written`)
   }
+  t.same(readdirSync(out).sort(), OUTPUT_TOP_LEVEL, 'the top holds the model files and run/, nothing else')
   const weights = await readSafetensors(join(out, 'model.safetensors'))
   t.notOk(
     [...weights.keys()].some((k) => k.startsWith('mlp.')),
@@ -156,7 +159,7 @@ t.test('outputs: Hugging Face and sentence-transformers files, metrics, curve', 
   t.ok(weights.has('encoder.layer.1.output.LayerNorm.weight'), 'BertModel names')
   const pooling = JSON.parse(readFileSync(join(out, '1_Pooling', 'config.json'), 'utf8'))
   t.equal(pooling.pooling_mode_cls_token, true)
-  const line = JSON.parse(readFileSync(join(out, 'train.jsonl'), 'utf8').split('\n')[0])
+  const line = JSON.parse(readFileSync(join(out, 'run', 'train.jsonl'), 'utf8').split('\n')[0])
   for (const k of ['step', 'loss', 'parts', 'lr', 'gradNorm', 'sentencesPerSecond', 'alignment', 'uniformity'])
     t.ok(k in line, `train.jsonl has ${k}`)
   t.ok(Number.isFinite(line.parts.offDropout) && Number.isFinite(line.parts.dcl), 'SimCSE++ logs its two parts')

@@ -17,6 +17,7 @@ import type { BatchStream } from '../data/sentences.js'
 import { resolveTrainOptions } from '../train/options.js'
 import { TrainingStep } from '../train/step.js'
 import { median } from './median.js'
+import { OpProfile, type OpTime } from './op-profile.js'
 
 export interface StepBenchOptions {
   size: NamedConfig
@@ -30,6 +31,8 @@ export interface StepBenchOptions {
   precision?: PrecisionRequest
   /** Rows per encoder pass (--micro-batch); 0 (default) runs the whole batch at once. */
   microBatch?: number
+  /** Also time the step per op category (OpProfile) over this many further steps. Default 0: no profile. */
+  profileSteps?: number
   log: (line: string) => void
 }
 
@@ -56,6 +59,8 @@ export interface StepBenchRow {
   activationBytes: number
   /** The process's peak resident memory so far, bytes (one configuration per process to measure it). */
   peakRssBytes: number
+  /** Time per op category in one step (with profileSteps), and the profiled steps' mean time. */
+  profile?: { stepMs: number; ops: OpTime[] }
   note?: string
 }
 
@@ -114,7 +119,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
         const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: opts.lr })
         let k = 0
         const stream = { next: async () => ({ sentences: sentences(batch, o.seqLen - 2, k++), epoch: 0 }) } as unknown as BatchStream
-        const shape = { batch, maxLen: o.seqLen, totalSteps: timed + 2, microBatch }
+        const shape = { batch, maxLen: o.seqLen, totalSteps: timed + 2 + (o.profileSteps ?? 0), microBatch }
         const step = new TrainingStep(model, opt, tokenizer, opts, shape, device)
         let peak = 0
         try {
@@ -124,6 +129,18 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
             await step.run(s, stream, () => 0, null)
             if (s >= 2) seconds.push((performance.now() - t0) / 1000)
             peak = Math.max(peak, addon.tensorMemory().heldBytes)
+          }
+          let profile: StepBenchRow['profile']
+          if (o.profileSteps) {
+            const p = new OpProfile()
+            const t0 = performance.now()
+            try {
+              for (let s = 0; s < o.profileSteps; s++) await step.run(timed + 2 + s, stream, () => 0, null)
+            } finally {
+              p.stop()
+            }
+            const ms = performance.now() - t0
+            profile = { stepMs: ms / o.profileSteps, ops: p.perStep(o.profileSteps, ms) }
           }
           const sec = median(seconds)
           const flops = stepFlops(config, batch, o.seqLen)
@@ -144,6 +161,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
             microBatch,
             activationBytes: model.activationBytes,
             peakRssBytes: process.resourceUsage().maxRSS * 1024,
+            ...(profile ? { profile } : {}),
           })
           o.log(`${o.size} ${device} B=${batch} T=${o.seqLen}: ${(1 / sec).toFixed(2)} steps/s, ${tflops.toFixed(3)} TFLOP/s`)
         } catch (e) {

@@ -1,6 +1,5 @@
 // `simcsepp bench losses|gemm|encode|step|batch|dist`: flags -> the benchmarks of lib/bench/, their rows printed as a
 // table (or JSON). Both device lists come from the one device policy (lib/device.ts).
-import { parseArgs } from 'node:util'
 import { cudaStatus, numThreads } from '../index.js'
 import { resolveDevice } from '../device.js'
 import type { Device } from '../tensor.js'
@@ -12,8 +11,18 @@ import { benchStep, type StepBenchRow } from '../bench/step.js'
 import { benchDist, distWorker } from '../bench/dist.js'
 import { memoryPlotSvg } from '../bench/memory-plot.js'
 import { PRECISION_REQUESTS, type PrecisionRequest } from '../model/precision.js'
-import { UsageError } from './args.js'
-import { batchBenchTable, distBenchTable, encodeBenchTable, gemmBenchTable, lossBenchTable, stepBenchTable } from './tables.js'
+import { HelpRequest, parseFlags, UsageError } from './args.js'
+import { benchUsage } from './help.js'
+import {
+  batchBenchTable,
+  distBenchTable,
+  encodeBenchTable,
+  gemmBenchTable,
+  lossBenchTable,
+  profileTable,
+  stepBenchTable,
+} from './tables.js'
+import { profilePlotSvg } from '../bench/profile-plot.js'
 
 function usage(message: string): never {
   throw new UsageError(message)
@@ -40,11 +49,12 @@ function devicesFor(flag: string): Device[] {
 
 export function benchCommand(args: string[]) {
   const [what, ...rest] = args
+  if (what === '--help' || what === '-h') throw new HelpRequest(benchUsage)
   if (what === 'encode') return encodeBench(rest)
   if (what === 'step') return stepBench(rest)
   if (what === 'batch') return batchBench(rest)
   if (what === 'dist') return distBench(rest)
-  const { values } = parseArgs({
+  const { values } = parseFlags(benchUsage, {
     args: rest,
     options: {
       sizes: { type: 'string' },
@@ -53,7 +63,6 @@ export function benchCommand(args: string[]) {
       seconds: { type: 'string', default: '3' },
       json: { type: 'boolean', default: false },
     },
-    strict: true,
   })
   if (what === 'gemm') return gemmBench(values)
   if (what !== 'losses') usage(`unknown benchmark '${what ?? ''}' (available: losses, gemm, encode, step, batch, dist)`)
@@ -84,9 +93,8 @@ export function benchCommand(args: string[]) {
 }
 
 async function encodeBench(argv: string[]) {
-  const { values } = parseArgs({
+  const { values } = parseFlags(benchUsage, {
     args: argv,
-    strict: true,
     options: {
       models: { type: 'string', default: 'mini,base' },
       sentences: { type: 'string', default: '256' },
@@ -114,9 +122,8 @@ async function encodeBench(argv: string[]) {
 }
 
 async function stepBench(argv: string[]) {
-  const { values } = parseArgs({
+  const { values } = parseFlags(benchUsage, {
     args: argv,
-    strict: true,
     options: {
       model: { type: 'string', default: 'base' },
       'batch-sizes': { type: 'string', default: '64,512' },
@@ -125,6 +132,8 @@ async function stepBench(argv: string[]) {
       device: { type: 'string', default: 'auto' },
       precision: { type: 'string', default: 'auto' },
       'micro-batch': { type: 'string', default: '0' },
+      profile: { type: 'boolean', default: false },
+      plot: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   })
@@ -148,20 +157,31 @@ async function stepBench(argv: string[]) {
     steps,
     precision,
     microBatch,
+    profileSteps: values.profile ? steps : 0,
     devices: devicesFor(values.device!),
     log: (l) => process.stderr.write(`  ${l}\n`),
   })
+  if (values.plot) {
+    if (!values.profile) usage('--plot draws the op profile: add --profile')
+    const { writeFileSync } = await import('node:fs')
+    const series = rows
+      .filter((r) => r.profile)
+      .map((r) => ({ label: `${r.model} ${r.device} B=${r.batchSize} T=${r.seqLen}`, stepMs: r.profile!.stepMs, ops: r.profile!.ops }))
+    writeFileSync(values.plot, profilePlotSvg(series, 'Training step: milliseconds per op category'))
+  }
   if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'step', date: new Date().toISOString(), rows }, null, 2) + '\n')
-  else process.stdout.write('\n' + stepBenchTable(rows) + '\n')
+  else {
+    process.stdout.write('\n' + stepBenchTable(rows) + '\n')
+    if (values.profile) process.stdout.write('\n' + profileTable(rows) + '\n' + (values.plot ? `plot: ${values.plot}\n` : ''))
+  }
 }
 
 // `bench batch`: the training step at growing batch sizes, whole and in micro-batches, each configuration
 // in its own process (`bench step --json`) so that its peak resident memory is its own; a table, and an
 // SVG plot of peak memory against batch size.
 async function batchBench(argv: string[]) {
-  const { values } = parseArgs({
+  const { values } = parseFlags(benchUsage, {
     args: argv,
-    strict: true,
     options: {
       model: { type: 'string', default: 'tiny' },
       'batch-sizes': { type: 'string', default: '64,256,1024,4096' },
@@ -210,9 +230,8 @@ async function batchBench(argv: string[]) {
 
 // `bench dist`: one process, then R ranks under mpirun (each a `bench dist --worker` of this CLI).
 async function distBench(argv: string[]) {
-  const { values } = parseArgs({
+  const { values } = parseFlags(benchUsage, {
     args: argv,
-    strict: true,
     options: {
       ranks: { type: 'string', default: '2' },
       model: { type: 'string', default: 'tiny' },

@@ -15,6 +15,9 @@ export async function demoCommand(options: DemoOptions): Promise<void> {
         print(`simcsepp demo: SimCSE++ on ${p.trainSentences} WordNet example sentences, a '${p.config}' BERT from random initialisation`)
         print(`held out: ${p.queries} word senses with two examples each (query -> its sense's other example)\n`)
       },
+      onRetrieval(r) {
+        display.say(`step ${r.step}: held-out retrieval recall@1 ${r.recallAt1.toFixed(1)}%  MRR ${r.mrr.toFixed(3)}`)
+      },
     }),
   )
   display.summary(r.training)
@@ -25,6 +28,7 @@ export async function demoCommand(options: DemoOptions): Promise<void> {
       ['model', 'recall@1 %', 'MRR'],
       [
         ['random init', r.before.recallAt1.toFixed(1), r.before.mrr.toFixed(3)],
+        ...r.progress.map((p) => [`after ${p.step} steps`, p.recallAt1.toFixed(1), p.mrr.toFixed(3)]),
         [`after ${r.steps} steps`, r.after.recallAt1.toFixed(1), r.after.mrr.toFixed(3)],
         ['chance', (100 / r.queries).toFixed(1), '-'],
       ],

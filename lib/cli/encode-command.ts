@@ -1,11 +1,11 @@
 // `simcsepp encode` and `simcsepp eval`: thin layers over SentenceEncoder and the STS evaluation.
-import { parseArgs } from 'node:util'
 import { SentenceFile } from '../data/sentences.js'
 import { SentenceEncoder } from '../embed/sentence-encoder.js'
 import { evaluateStsFiles } from '../eval/sts.js'
 import { DEVICE_REQUESTS } from '../device.js'
 import { PRECISION_REQUESTS } from '../model/precision.js'
-import { num, oneOf, UsageError } from './args.js'
+import { num, oneOf, parseFlags, UsageError } from './args.js'
+import { encodeUsage, evalUsage } from './help.js'
 import { stsTable } from './tables.js'
 
 const encoderFlags = {
@@ -36,10 +36,9 @@ async function loadEncoder(v: Record<string, string | boolean | string[] | undef
 
 /** simcsepp encode --model DIR [--file FILE] [sentences...] [--format json|f32] */
 export async function encodeCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseFlags(encodeUsage, {
     args: argv,
     allowPositionals: true,
-    strict: true,
     options: { ...encoderFlags, file: { type: 'string' }, format: { type: 'string', default: 'json' } },
   })
   if (!values.model) throw new UsageError('encode: --model DIR is required')
@@ -71,10 +70,9 @@ export async function encodeCommand(argv: string[]): Promise<void> {
 
 /** simcsepp eval --model DIR --sts FILE... [--json] */
 export async function evalCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseFlags(evalUsage, {
     args: argv,
     allowPositionals: true,
-    strict: true,
     options: { ...encoderFlags, sts: { type: 'string', multiple: true }, json: { type: 'boolean', default: false } },
   })
   if (!values.model) throw new UsageError('eval: --model DIR is required')
@@ -84,7 +82,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   try {
     const result = await evaluateStsFiles((s) => enc.encode(s), files)
     if (values.json) {
-      const out = { results: result.results.map((r) => ({ file: r.file, pairs: r.pairs, spearman: r.spearman })), average: result.average }
+      const out = { ...result, results: result.results.map(({ file, pairs, spearman, ...added }) => ({ file, pairs, spearman, ...added })) }
       process.stdout.write(JSON.stringify(out, null, 2) + '\n')
     } else process.stdout.write(stsTable(result) + '\n')
   } finally {

@@ -117,11 +117,33 @@ export class ProgressBar {
 
   /** The status line: `[####....] 37% 1234/3333 steps  loss 0.123  12.3 sent/s  ETA 2m13s`. */
   text(t = this.o.now()): string {
+    return this.fit(t, Infinity)
+  }
+
+  /**
+   * The status line in at most `columns` characters, so that the counts and the ETA stay visible on a
+   * narrow terminal: figures are dropped (the last first) until they fit beside a bar of 10, which
+   * then widens into the room left (up to its width).
+   */
+  fit(t: number, columns: number): string {
+    const { bar, counts, figures, end } = this.parts(t)
+    const line = (w: number, f: string[]) => [`[${bar(w)}] ${counts}`, ...f, ...end].join('  ')
+    const kept = [...figures]
+    const least = Math.min(10, this.o.width)
+    while (line(least, kept).length > columns && kept.length) kept.pop()
+    let width = least
+    while (width < this.o.width && line(width + 1, kept).length <= columns) width++
+    return line(width, kept).slice(0, columns)
+  }
+
+  private parts(t: number) {
     const frac = this.done / this.total
-    const filled = Math.round(frac * this.o.width)
-    const parts = [
-      `[${'#'.repeat(filled)}${'.'.repeat(this.o.width - filled)}] ${Math.floor(frac * 100)}% ${this.done}/${this.total} ${this.o.unit}`,
-    ]
+    const bar = (w: number) => {
+      const filled = Math.round(frac * w)
+      return '#'.repeat(filled) + '.'.repeat(w - filled)
+    }
+    const counts = `${Math.floor(frac * 100)}% ${this.done}/${this.total} ${this.o.unit}`
+    const parts: string[] = []
     const { loss, sentences, ...rest } = this.info
     if (loss !== undefined) parts.push(`loss ${typeof loss === 'number' ? fmt(loss) : loss}`)
     for (const [k, v] of Object.entries(rest)) {
@@ -133,15 +155,16 @@ export class ProgressBar {
     if (secs > 0 && typeof sentences === 'number' && typeof this.start?.sentences === 'number')
       parts.push(`${((sentences - this.start.sentences) / secs).toFixed(1)} sent/s`)
     const stepsDone = this.start ? this.done - this.start.done : 0
-    if (this.done >= this.total) parts.push(`in ${formatDuration(secs)}`)
-    else if (secs > 0 && stepsDone > 0) parts.push(`ETA ${formatDuration(((this.total - this.done) * secs) / stepsDone)}`)
-    return parts.join('  ')
+    const end: string[] = []
+    if (this.done >= this.total) end.push(`in ${formatDuration(secs)}`)
+    else if (secs > 0 && stepsDone > 0) end.push(`ETA ${formatDuration(((this.total - this.done) * secs) / stepsDone)}`)
+    return { bar, counts, figures: parts, end }
   }
 
   private draw(t: number) {
-    let s = this.text(t)
+    // Below the terminal's width: a wrapped line would break \r redraws.
     const cols = this.stream.columns
-    if (cols && s.length >= cols) s = s.slice(0, cols - 1) // a wrapped line would break \r redraws
+    const s = cols ? this.fit(t, cols - 1) : this.text(t)
     this.lastText = s
     this.stream.write(`\r${s}\x1b[K`)
   }

@@ -22,11 +22,16 @@ export function formatTable(headers: string[], rows: (string | number)[][]): str
   return [fmt(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.map(fmt)].join('\n')
 }
 
-/** A terminal table: file, pairs, Spearman (2 decimals), and an average row. */
+/** Spearman and Pearson ×100 per file (an STS12–16 folder: "all", then each subset and their mean), and the average. */
 export function stsTable(result: StsFilesResult): string {
-  const rows: (string | number)[][] = result.results.map((r) => [basename(r.file), r.pairs, r.spearman.toFixed(2)])
-  rows.push(['average', '', result.average.toFixed(2)])
-  return formatTable(['file', 'pairs', 'Spearman'], rows)
+  const rows: (string | number)[][] = []
+  for (const r of result.results) {
+    rows.push([basename(r.file) + (r.setting ? ` (${r.setting})` : ''), r.pairs, r.spearman.toFixed(2), r.pearson.toFixed(2)])
+    for (const s of r.subsets ?? []) rows.push([`  ${s.subset}`, s.pairs, s.spearman.toFixed(2), s.pearson.toFixed(2)])
+    if (r.mean) rows.push(['  mean of subsets', '', r.mean.spearman.toFixed(2), r.mean.pearson.toFixed(2)])
+  }
+  rows.push(['average', '', result.average.toFixed(2), result.averagePearson.toFixed(2)])
+  return formatTable(['file', 'pairs', 'Spearman', 'Pearson'], rows)
 }
 
 export function lossBenchTable(rows: LossBenchRow[]): string {
@@ -149,4 +154,21 @@ export function distBenchTable(rows: DistBenchRow[]): string {
       `${r.speedup.toFixed(2)}x`,
     ]),
   )
+}
+
+/** `bench step --profile`: each op category's milliseconds per step and share of the step, per configuration. */
+export function profileTable(rows: StepBenchRow[]): string {
+  const out: string[] = []
+  for (const r of rows) {
+    if (!r.profile) continue
+    const { stepMs, ops } = r.profile
+    out.push(`${r.model} ${r.device} B=${r.batchSize} T=${r.seqLen}: ${stepMs.toFixed(1)} ms per profiled step`)
+    out.push(
+      formatTable(
+        ['op category', 'ms/step', 'share', 'calls/step'],
+        ops.map((o) => [o.category, o.milliseconds.toFixed(2), `${((100 * o.milliseconds) / stepMs).toFixed(1)}%`, o.calls.toFixed(0)]),
+      ),
+    )
+  }
+  return out.join('\n')
 }

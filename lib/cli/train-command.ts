@@ -1,23 +1,26 @@
 // `simcsepp train`: flags -> train() options, with a progress bar on a TTY, eval results on screen,
 // and a summary (loss sparkline, best STS, where the files are) at the end.
-import { parseArgs } from 'node:util'
 import { train, type TrainOptions } from '../train/train.js'
 import { OBJECTIVES } from '../train/objective.js'
+import { DATA_FORMATS } from '../data/pairs.js'
 import { OPTION_RANGES as R } from '../train/options.js'
 import { DEVICE_REQUESTS } from '../device.js'
 import { PRECISION_REQUESTS } from '../model/precision.js'
-import { num, oneOf, UsageError } from './args.js'
+import { num, oneOf, parseFlags, UsageError } from './args.js'
 import { demoCommand } from './demo-command.js'
 import { TrainingDisplay } from './train-display.js'
+import { resumeOptions } from '../train/resume-options.js'
 
 export const trainUsage = `simcsepp train [options]
   With no options: the demo (a tiny model trained from scratch with SimCSE++ on WordNet's example
   sentences, a few minutes on a laptop CPU; writes ./simcsepp-demo).
 
   Model       --model DIR (Hugging Face BERT/RoBERTa) | --config tiny|mini|small|base  [--tokenizer DIR|FILE]
-  Data        --data FILE (one sentence per line)
-  Objective   --objective simcse|off-dropout|dcl|simcse++ (simcse++)  --temperature 0.05  --pos-scale 1
-              --dcl-weight 0.1  --dcl-temperature 5  --dropout P
+  Data        --data FILE: one sentence per line, or supervised pairs/triplets: CSV/TSV with a header
+              sent0,sent1[,hard_neg] (or anchor,positive[,negative]), JSONL with those keys
+              --format auto|text|csv|tsv|jsonl (auto: by extension, else by the first line)
+  Objective   --objective simcse|off-dropout|dcl|simcse++ (text: simcse++; pairs/triplets: simcse)
+              --temperature 0.05  --pos-scale 1  --dcl-weight 0.1  --dcl-temperature 5  --dropout P
   Memory      --micro-batch auto|M|0: encode the 3N rows M at a time (exact gradients); auto (default):
               split only when the activations exceed min(4 GiB, RAM/4), on CUDA 3/4 of free GPU memory
   Recipe      --batch-size 64 --max-len 32 --lr 3e-5 --epochs 1 [--steps N] --warmup 0 --weight-decay 0
@@ -26,19 +29,22 @@ export const trainUsage = `simcsepp train [options]
   Pooling     --pooling cls|mean (cls: CLS + MLP in training, CLS at evaluation, as SimCSE)
   Evaluation  --eval-file FILE (repeatable; STS-B, SICK or an STS12-16 folder)  --eval-every 125 (0: off)
   Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR | --overwrite (start over in DIR)
+              --resume DIR alone continues the run with its options (DIR/run/training_args.json); options
+              given again must match, except those that may change (--save-every, --eval-file, ...)
   Ranks       mpirun -np R simcsepp train ...: data-parallel over R processes (MPI; NCCL for CUDA), found
               from the launcher's environment; --distributed requires MPI even without those variables.
               --batch-size is the global batch; rank 0 writes the output
 `
 
 export async function trainCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseFlags(trainUsage, {
     args: argv,
     options: {
       model: { type: 'string' },
       config: { type: 'string' },
       tokenizer: { type: 'string' },
       data: { type: 'string' },
+      format: { type: 'string' },
       objective: { type: 'string' },
       temperature: { type: 'string' },
       'pos-scale': { type: 'string' },
@@ -65,15 +71,9 @@ export async function trainCommand(argv: string[]): Promise<void> {
       overwrite: { type: 'boolean' },
       pooling: { type: 'string' },
       distributed: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
     },
-    strict: true,
   })
-  if (values.help) {
-    process.stdout.write(trainUsage)
-    return
-  }
-  if (values.data === undefined) {
+  if (values.data === undefined && values.resume === undefined) {
     const extra = Object.keys(values).filter((k) => !['out', 'steps', 'seed', 'config', 'device'].includes(k))
     if (extra.length) throw new UsageError(`--data FILE is required with --${extra[0]} (without --data, train runs the demo)`)
     await demoCommand({
@@ -89,7 +89,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
     model: values.model,
     config: oneOf('config', values.config, ['tiny', 'mini', 'small', 'base'] as const),
     tokenizer: values.tokenizer,
-    data: values.data,
+    data: values.data!,
+    format: oneOf('format', values.format, ['auto', ...DATA_FORMATS] as const),
     objective: oneOf('objective', values.objective, OBJECTIVES),
     temperature: num('temperature', values.temperature, R.temperature),
     posScale: num('pos-scale', values['pos-scale'], R.posScale),
@@ -117,8 +118,12 @@ export async function trainCommand(argv: string[]): Promise<void> {
     pooling: oneOf('pooling', values.pooling, ['cls', 'mean'] as const),
     distributed: values.distributed ? true : 'auto',
   }
-  if (!options.model && !options.config) options.config = 'mini'
+  // --resume DIR: the run's own options (training_args.json), those given again on top.
+  const run = values.resume !== undefined ? await resumeOptions(values.resume, { dataGiven: values.data !== undefined }) : null
+  const given = Object.entries({ ...options, out: values.out }).filter(([, v]) => v !== undefined)
+  const merged: TrainOptions = run ? { ...run, ...Object.fromEntries(given) } : options
+  if (!merged.model && !merged.config) merged.config = 'mini'
   const display = new TrainingDisplay()
-  const result = await display.run((hooks) => train(options, hooks))
+  const result = await display.run((hooks) => train(merged, hooks))
   if (!result.rank) display.summary(result) // in a data-parallel run, rank 0 speaks for all
 }

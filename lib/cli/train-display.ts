@@ -44,10 +44,14 @@ export class TrainingDisplay {
     }
     if (result.best) process.stderr.write(`best STS Spearman ${result.best.spearman.toFixed(2)} at step ${result.best.step}\n`)
     if (result.interrupted) process.exitCode = 130
-    else process.stderr.write(`model, tokenizer, train.jsonl, metrics.json and loss_curve.svg in ${result.out}\n`)
+    else
+      process.stderr.write(
+        `model and tokenizer in ${result.out}; run state (train.jsonl, metrics.json, loss_curve.svg, checkpoint) in ${result.out}/run\n`,
+      )
   }
 
-  private say(s: string): void {
+  /** A line above the progress bar (or on its own without one). */
+  say(s: string): void {
     if (this.bar) this.bar.log(s)
     else process.stderr.write(`${s}\n`)
   }
@@ -55,7 +59,9 @@ export class TrainingDisplay {
   private step(s: StepInfo): void {
     this.losses.push(s.loss)
     this.bar ??= new ProgressBar({ total: s.totalSteps, stream: process.stderr })
-    this.bar.update(s.step, { loss: s.loss, lr: s.lr.toExponential(1), 'sent/s': s.sentencesPerSecond.toFixed(1) })
+    // SimCSE++'s parts: its total can stand still for many steps while its two terms trade off.
+    const parts = Object.keys(s.parts).length > 1 ? s.parts : {}
+    this.bar.update(s.step, { loss: s.loss, ...parts, lr: s.lr.toExponential(1), 'sent/s': s.sentencesPerSecond.toFixed(1) })
   }
 
   private eval(e: EvalInfo): void {

@@ -267,10 +267,15 @@ export interface SentenceSource {
   readonly count: number
   epochOrder(epoch: number, seed: number): Uint32Array
   readLines(indices: ArrayLike<number>): Promise<string[]>
+  /** Supervised data (pairs/triplets): the examples' columns, anchors first; batches then carry them. */
+  readColumns?(indices: ArrayLike<number>): Promise<string[][]>
 }
 
 export interface Batch {
+  /** The sentences (supervised data: the anchors). */
   sentences: string[]
+  /** Supervised data: anchors, positives[, hard negatives], each in the order of `sentences`. */
+  columns?: string[][]
   /** Line indices (among non-blank lines) of the sentences. */
   indices: Uint32Array
   /** Where this batch started. */
@@ -301,7 +306,7 @@ export class BatchStream implements AsyncIterable<Batch> {
   private pos: DataPosition
   private order: Uint32Array | null = null
   private orderEpoch = -1
-  private ahead: { plan: Plan; lines: Promise<string[]> } | null = null
+  private ahead: { plan: Plan; lines: Promise<string[][]> } | null = null
   private readonly prefetch: boolean
 
   constructor(
@@ -336,8 +341,9 @@ export class BatchStream implements AsyncIterable<Batch> {
     const cur = this.ahead ?? this.startRead(this.plan(this.pos))
     this.pos = cur.plan.after
     this.ahead = this.prefetch ? this.startRead(this.plan(this.pos)) : null
-    const sentences = await cur.lines
-    return { sentences, indices: cur.plan.indices, epoch: cur.plan.epoch, index: cur.plan.index }
+    const columns = await cur.lines
+    const batch = { sentences: columns[0], indices: cur.plan.indices, epoch: cur.plan.epoch, index: cur.plan.index }
+    return this.source.readColumns ? { ...batch, columns } : batch
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<Batch> {
@@ -345,7 +351,7 @@ export class BatchStream implements AsyncIterable<Batch> {
   }
 
   private startRead(plan: Plan) {
-    const lines = this.source.readLines(plan.indices)
+    const lines = this.source.readColumns?.(plan.indices) ?? this.source.readLines(plan.indices).then((s) => [s])
     lines.catch(() => {}) // a prefetch nobody awaits must not become an unhandled rejection
     return { plan, lines }
   }

@@ -2,10 +2,16 @@
 // example sentences (they come with the install), and show what changed:
 //   - retrieval over held-out word senses: for each held-out sense, its first example is the query
 //     and its second the answer among all held-out answers (recall@1, MRR), before and after;
-//   - nearest neighbours of a few held-out sentences, before and after.
-// Everything is written to ./simcsepp-demo (the model loads with SentenceTransformer and AutoModel).
+//   - nearest neighbours of a few held-out sentences, before and after;
+//   - the retrieval score at a few points during training (the SimCSE++ loss of a model this small
+//     settles within a few dozen steps while the vectors keep improving, so the loss alone shows no
+//     progress): the run stops at each point (a checkpoint), is scored from it and resumes, which ends
+//     with the same weights as a run that never stopped.
+// Everything is written to ./simcsepp-demo (the model loads with SentenceTransformer and AutoModel; the
+// training sentences, results and run state are in simcsepp-demo/run/).
 // This module computes; `simcsepp train` without options (lib/cli/demo-command.ts) prints.
 import { existsSync } from 'node:fs'
+import { mkdir, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { namedConfig, type NamedConfig } from '../model/config.js'
 import { BertModel } from '../model/bert.js'
@@ -13,7 +19,9 @@ import { Tokenizer } from '../tokenizer.js'
 import type { DeviceRequest } from '../device.js'
 import { train, type TrainHooks, type TrainResult } from '../train/train.js'
 import { modelEmbedder } from '../train/evaluation.js'
+import { loadCheckpoint } from '../train/checkpoint.js'
 import { RUN_FILES, ensureWritableDirectory } from '../train/out-dir.js'
+import { findRunFile, runPath, RUN_STATE_DIR } from '../train/run-layout.js'
 import { buildVocab, writeVocab } from '../train/vocab.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { dot, normalizeRows } from '../util/vectors.js'
@@ -27,6 +35,8 @@ export interface DemoOptions {
   device?: DeviceRequest
   /** Held-out senses for the retrieval score. Default 500. */
   heldOut?: number
+  /** Score the held-out retrieval every this many steps during training. Default: a quarter of the steps; 0: only before and after. */
+  retrievalEvery?: number
 }
 
 /** What the demo is about to train, for the caller to announce. */
@@ -40,12 +50,16 @@ export interface DemoPlan {
 export interface DemoHooks extends TrainHooks {
   /** Called once the data is split and the vocabulary built, before training. */
   onPlan?(plan: DemoPlan): void
+  /** The held-out retrieval score at a step during training (every retrievalEvery steps). */
+  onRetrieval?(score: StepRetrievalScore): void
 }
 
 export interface RetrievalScore {
   recallAt1: number
   mrr: number
 }
+
+export type StepRetrievalScore = RetrievalScore & { step: number }
 
 /** A held-out query's nearest answers (cosine, best first) before and after training. */
 export interface NeighbourExample {
@@ -63,6 +77,8 @@ export interface DemoResult {
   trainSentences: number
   queries: number
   steps: number
+  /** The retrieval score during training, every retrievalEvery steps (before the last). */
+  progress: StepRetrievalScore[]
   /** Nearest neighbours of the first three held-out queries. */
   examples: NeighbourExample[]
   training: TrainResult
@@ -144,14 +160,17 @@ export async function runDemo(o: DemoOptions = {}, hooks: DemoHooks = {}): Promi
   const { train: sentences, queries, answers } = splitExamples(wordnetExamples(), o.heldOut ?? 500, seed)
   // A demo directory is the demo's own to redo; any other run in `out` is never touched.
   ensureWritableDirectory(out)
-  const previousDemo = ['demo-results.json', 'train-sentences.txt'].some((f) => existsSync(join(out, f)))
+  // The demo's own files are run state (run/; at the top in demo directories from before run/ existed).
+  const previousDemo = ['demo-results.json', 'train-sentences.txt'].some((f) => existsSync(findRunFile(out, f)))
   const otherRun = RUN_FILES.filter((f) => existsSync(join(out, f)))
   if (otherRun.length && !previousDemo) {
     throw new Error(
       `${out} already holds a training run (${otherRun.join(', ')}) that is not the demo's: choose another --out for the demo`,
     )
   }
-  const dataFile = join(out, 'train-sentences.txt')
+  for (const f of ['demo-results.json', 'train-sentences.txt']) await rm(join(out, f), { force: true })
+  await mkdir(join(out, RUN_STATE_DIR), { recursive: true })
+  const dataFile = runPath(out, 'train-sentences.txt')
   await writeFileAtomic(dataFile, sentences.join('\n') + '\n')
   const vocabFile = join(out, 'vocab.txt')
   await writeVocab(vocabFile, buildVocab(sentences, 8000))
@@ -162,26 +181,55 @@ export async function runDemo(o: DemoOptions = {}, hooks: DemoHooks = {}): Promi
   hooks.onPlan?.({ config, steps, trainSentences: sentences.length, queries: queries.length })
 
   const before = await embedPairs(BertModel.create(namedConfig(config, tok.vocabSize), { seed }), tok, queries, answers, maxLen)
-  const training = await train(
-    {
-      config,
-      tokenizer: vocabFile,
-      data: dataFile,
-      out,
-      steps,
-      seed,
-      device: o.device,
-      // From scratch, a tiny model needs a larger step size than fine-tuning BERT (3e-5), and its CLS
-      // vector starts out nearly the same for every sentence: mean pooling sees the words at once.
-      lr: 1e-3,
-      warmup: Math.floor(steps / 10),
-      saveEvery: 100,
-      evalEvery: 0,
-      pooling: 'mean',
-      overwrite: previousDemo && otherRun.length > 0,
-    },
-    hooks,
-  )
+  const options = {
+    config,
+    tokenizer: vocabFile,
+    data: dataFile,
+    out,
+    steps,
+    seed,
+    device: o.device,
+    // From scratch, a tiny model needs a larger step size than fine-tuning BERT (3e-5), and its CLS
+    // vector starts out nearly the same for every sentence: mean pooling sees the words at once.
+    lr: 1e-3,
+    warmup: Math.floor(steps / 10),
+    saveEvery: 100,
+    evalEvery: 0,
+    pooling: 'mean' as const,
+  }
+  const every = o.retrievalEvery ?? Math.floor(steps / 4)
+  if (!Number.isSafeInteger(every) || every < 0) throw new Error(`demo: retrievalEvery must be an integer >= 0, got ${every}`)
+  const stops: number[] = []
+  for (let s = every; every > 0 && s < steps; s += every) stops.push(s)
+  const progress: StepRetrievalScore[] = []
+  let training: TrainResult | undefined
+  for (const stopAt of [...stops, steps]) {
+    // Runs to `stopAt` (a checkpoint), then resumes from it; the caller's signal (Ctrl-C) still stops the run.
+    const pause = new AbortController()
+    const resuming = training !== undefined
+    training = await train(resuming ? { ...options, resume: out } : { ...options, overwrite: previousDemo && otherRun.length > 0 }, {
+      ...hooks,
+      signal: hooks.signal ? AbortSignal.any([hooks.signal, pause.signal]) : pause.signal,
+      onStep(s) {
+        hooks.onStep?.(s)
+        if (s.step === stopAt && stopAt < steps) pause.abort()
+      },
+      // The notes of the demo's own pauses and resumes are not the user's business; a Ctrl-C's are.
+      onMessage(m) {
+        if (hooks.signal?.aborted || (!resuming && !pause.signal.aborted)) hooks.onMessage?.(m)
+      },
+    })
+    if (training.interrupted && hooks.signal?.aborted) break
+    if (stopAt === steps) break
+    const ck = await loadCheckpoint(out)
+    const model = BertModel.create(namedConfig(config, tok.vocabSize), { seed, mlp: true })
+    model.params.copyFrom(ck.params)
+    const now = await embedPairs(model, tok, queries, answers, maxLen)
+    const score = { step: stopAt, ...retrieval(now.q, now.a) }
+    progress.push(score)
+    hooks.onRetrieval?.(score)
+  }
+  if (!training) throw new Error('demo: no training ran')
   const result: DemoResult = {
     out,
     before: retrieval(before.q, before.a),
@@ -189,6 +237,7 @@ export async function runDemo(o: DemoOptions = {}, hooks: DemoHooks = {}): Promi
     trainSentences: sentences.length,
     queries: queries.length,
     steps,
+    progress,
     examples: [],
     training,
   }
@@ -201,7 +250,14 @@ export async function runDemo(o: DemoOptions = {}, hooks: DemoHooks = {}): Promi
     before: neighbours(before.q[i], before.a, answers, 3),
     after: neighbours(after.q[i], after.a, answers, 3),
   }))
-  const summary = { out, before: result.before, after: result.after, trainSentences: result.trainSentences, queries: result.queries }
-  await writeFileAtomic(join(out, 'demo-results.json'), JSON.stringify(summary, null, 2) + '\n')
+  const summary = {
+    out,
+    before: result.before,
+    progress: result.progress,
+    after: result.after,
+    trainSentences: result.trainSentences,
+    queries: result.queries,
+  }
+  await writeFileAtomic(runPath(out, 'demo-results.json'), JSON.stringify(summary, null, 2) + '\n')
   return result
 }

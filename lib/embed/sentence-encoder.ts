@@ -29,7 +29,7 @@ export interface SentenceEncoderOptions {
   device?: EncoderDevice
   /** Sentence vector: the [CLS] state or the mean over real tokens. Default: 1_Pooling/config.json's mode, else 'cls'. */
   pooling?: Pooling
-  /** Scale every vector to unit length. Default: whether modules.json lists a Normalize module, else false. */
+  /** Scale every vector to unit length. Default: whether modules.json lists a Normalize module (true then), else false. */
   normalize?: boolean
   /**
    * Tokens per sentence, [CLS] and [SEP] included; longer ones are truncated. Default: the max_seq_length
@@ -77,7 +77,7 @@ function fail(message: string): never {
   throw new Error(`SentenceEncoder: ${message}`)
 }
 
-async function checkModelDir(dir: string): Promise<void> {
+async function checkDirectory(dir: string): Promise<void> {
   let st
   try {
     st = await fsp.stat(dir)
@@ -85,6 +85,10 @@ async function checkModelDir(dir: string): Promise<void> {
     fail(`${dir}: no such directory`)
   }
   if (!st.isDirectory()) fail(`${dir}: not a directory (expected a model directory)`)
+}
+
+/** The transformer's files in `dir` (the model directory, or its Transformer module's folder: `module`). */
+function checkModelFiles(dir: string, module?: string): void {
   const missing: string[] = []
   if (!existsSync(join(dir, 'config.json'))) missing.push('config.json')
   if (!existsSync(join(dir, 'model.safetensors'))) {
@@ -96,7 +100,7 @@ async function checkModelDir(dir: string): Promise<void> {
   }
   if (!existsSync(join(dir, 'tokenizer.json')) && !existsSync(join(dir, 'vocab.txt')))
     missing.push('a tokenizer (tokenizer.json or vocab.txt)')
-  if (missing.length) fail(`${dir} is not a model directory: missing ${missing.join(', ')}`)
+  if (missing.length) fail(`${dir} is not a model directory${module ? ` (${module})` : ''}: missing ${missing.join(', ')}`)
 }
 
 function workerEntry(): { file: URL; execArgv?: string[] } {
@@ -142,7 +146,11 @@ export class SentenceEncoder {
     worker.unref()
   }
 
-  /** Loads a model directory (config.json, model.safetensors, tokenizer.json or vocab.txt) into a worker thread. */
+  /**
+   * Loads a model directory (config.json, model.safetensors, tokenizer.json or vocab.txt) into a worker
+   * thread. A sentence-transformers folder of either layout loads: the model files at the top, or in the
+   * Transformer module's folder that modules.json names (0_BERT/ and the like, sentence-transformers < 1.0).
+   */
   static async load(dir: string, options: SentenceEncoderOptions = {}): Promise<SentenceEncoder> {
     if (typeof dir !== 'string' || !dir)
       fail(`load: expected a model directory path, got ${typeof dir === 'string' ? 'an empty string' : typeof dir}`)
@@ -163,16 +171,20 @@ export class SentenceEncoder {
     checkBatchSize(batchSize, 'load')
 
     const abs = resolve(dir)
-    await checkModelDir(abs)
-    const config = await readHfConfig(abs).catch((e: Error) => fail(e.message))
+    await checkDirectory(abs)
+    // The transformer's files are at the top (current layout) or in the folder modules.json names for
+    // its Transformer module (older layout: 0_BERT/ and the like).
+    const st = await readSentenceTransformersConfig(abs).catch((e: Error) => fail(e.message))
+    const modelDir = st.transformerDir
+    checkModelFiles(modelDir, modelDir === abs ? undefined : `the Transformer module in ${join(abs, 'modules.json')}`)
+    const config = await readHfConfig(modelDir).catch((e: Error) => fail(e.message))
     // Sized here as well as in the worker's BertModel.load: an absurd config.json is refused in
     // microseconds, before a worker thread is started for it.
     try {
-      checkModelFits(config, { source: join(abs, 'config.json') })
+      checkModelFits(config, { source: join(modelDir, 'config.json') })
     } catch (e) {
       throw new RangeError(`SentenceEncoder: ${(e as Error).message}`)
     }
-    const st = await readSentenceTransformersConfig(abs).catch((e: Error) => fail(e.message))
     let pooling = options.pooling ?? st.pooling
     if (!pooling && st.unsupportedPooling) {
       fail(
@@ -191,7 +203,7 @@ export class SentenceEncoder {
 
     const entry = workerEntry()
     const worker = new Worker(entry.file, {
-      workerData: { dir: abs, device, precision },
+      workerData: { dir: modelDir, device, precision },
       ...(entry.execArgv ? { execArgv: entry.execArgv } : {}),
     })
     const ready = await new Promise<Extract<FromWorker, { type: 'ready' }>>((res, rej) => {
@@ -199,7 +211,7 @@ export class SentenceEncoder {
         if (m.type === 'ready') done(() => res(m))
         else if (m.type === 'load-error')
           done(() =>
-            rej(new Error(m.message.startsWith('SentenceEncoder') ? m.message : `SentenceEncoder: cannot load ${abs}: ${m.message}`)),
+            rej(new Error(m.message.startsWith('SentenceEncoder') ? m.message : `SentenceEncoder: cannot load ${modelDir}: ${m.message}`)),
           )
       }
       const onError = (e: Error) =>

@@ -2,8 +2,13 @@
 // them: modules.json (which modules, where), the Transformer module's sentence_bert_config.json
 // (max_seq_length, do_lower_case), the Pooling module's config.json (the pooling mode) and whether a
 // Normalize module follows. Every file is optional: a plain Hugging Face directory has none of them.
-import { existsSync } from 'node:fs'
-import { join } from 'node:path'
+//
+// Both layouts load: the current one (a `sentence_transformers.models.Transformer` module at path "",
+// the model files at the top) and the older one (sentence-transformers < 1.0: a `models.BERT`,
+// `models.RoBERTa`, ... module in its own folder, e.g. 0_BERT/ holding config.json, the weights, the
+// tokenizer and sentence_bert_config.json). `transformerDir` says where the model files are.
+import { existsSync, statSync } from 'node:fs'
+import { isAbsolute, join, relative, resolve } from 'node:path'
 import type { Pooling } from '../model/bert.js'
 import { readJsonFile } from '../util/json.js'
 
@@ -20,6 +25,11 @@ export interface SentenceTransformersConfig {
   maxSeqLength?: number
   /** sentence_bert_config.json's do_lower_case: lowercase every sentence before tokenizing. */
   doLowerCase?: boolean
+  /**
+   * The directory that holds the transformer (config.json, weights, tokenizer): the Transformer module's
+   * folder named by modules.json (0_BERT/ in the older layout), else `dir` itself. Absolute.
+   */
+  transformerDir: string
 }
 
 interface ModuleEntry {
@@ -36,6 +46,13 @@ const MODES: [key: string, name: string][] = [
   ['pooling_mode_lasttoken', 'lasttoken'],
 ]
 
+// The Transformer module's class names: the current one and the architecture-specific classes that
+// sentence-transformers < 1.0 saved (models.BERT, models.RoBERTa, ...; Transformer replaced them all).
+const TRANSFORMER_TYPES = ['Transformer', 'BERT', 'RoBERTa', 'DistilBERT', 'ALBERT', 'CamemBERT', 'XLMRoBERTa', 'XLNet', 'T5']
+
+/** The class name of a modules.json type ('sentence_transformers.models.BERT' -> 'BERT'). */
+const className = (type: unknown) => (typeof type === 'string' ? type.slice(type.lastIndexOf('.') + 1) : '')
+
 // sentence-transformers' Transformer.load tries these in order (the older names come from its
 // architecture-specific module classes).
 const TRANSFORMER_CONFIG_NAMES = [
@@ -50,31 +67,51 @@ const TRANSFORMER_CONFIG_NAMES = [
 
 /** Reads the sentence-transformers settings of `dir` (none of the files needs to exist). */
 export async function readSentenceTransformersConfig(dir: string): Promise<SentenceTransformersConfig> {
-  const out: SentenceTransformersConfig = {}
-  const modules = await readJsonFile(join(dir, 'modules.json'), { optional: true })
+  const root = resolve(dir)
+  const modulesFile = join(root, 'modules.json')
+  const modules = await readJsonFile(modulesFile, { optional: true })
+  const out: SentenceTransformersConfig = { transformerDir: root }
   let poolingDir = '1_Pooling'
-  let transformerDir = ''
-  if (Array.isArray(modules)) {
+  if (modules !== undefined) {
+    if (!Array.isArray(modules)) throw new Error(`${modulesFile}: expected a JSON array of modules`)
     const entries = modules as ModuleEntry[]
-    const modulePath = (suffix: string) => {
-      const m = entries.find((e) => typeof e?.type === 'string' && e.type.endsWith(suffix))
-      return m && typeof m.path === 'string' ? m.path : undefined
+    const modulePath = (names: string[]) => {
+      const m = entries.find((e) => names.includes(className(e?.type)))
+      if (!m) return undefined
+      if (typeof m.path !== 'string') throw new Error(`${modulesFile}: module ${JSON.stringify(m.type)} has no "path"`)
+      return m.path
     }
-    poolingDir = modulePath('models.Pooling') || poolingDir
-    transformerDir = modulePath('models.Transformer') ?? transformerDir
-    out.normalize = entries.some((m) => typeof m?.type === 'string' && m.type.endsWith('models.Normalize'))
+    poolingDir = modulePath(['Pooling']) ?? poolingDir
+    const transformer = modulePath(TRANSFORMER_TYPES)
+    if (transformer) out.transformerDir = moduleDir(root, transformer, modulesFile)
+    out.normalize = entries.some((m) => className(m?.type) === 'Normalize')
   }
-  Object.assign(out, await readTransformerConfig(join(dir, transformerDir)))
-  Object.assign(out, await readPoolingConfig(join(dir, poolingDir, 'config.json')))
+  Object.assign(out, await readTransformerConfig(out.transformerDir))
+  Object.assign(out, await readPoolingConfig(join(root, poolingDir, 'config.json')))
   return out
 }
 
-async function readTransformerConfig(moduleDir: string): Promise<SentenceTransformersConfig> {
+/** A module's folder inside the model directory; one that is missing or outside it is an error naming modules.json. */
+function moduleDir(root: string, path: string, modulesFile: string): string {
+  const dir = resolve(root, path)
+  const rel = relative(root, dir)
+  if (rel.startsWith('..') || isAbsolute(rel)) throw new Error(`${modulesFile}: module path ${JSON.stringify(path)} leaves ${root}`)
+  let isDir = false
+  try {
+    isDir = statSync(dir).isDirectory()
+  } catch {
+    // reported below
+  }
+  if (!isDir) throw new Error(`${modulesFile}: the Transformer module's folder ${JSON.stringify(path)} is not in ${root}`)
+  return dir
+}
+
+async function readTransformerConfig(moduleDir: string): Promise<Partial<SentenceTransformersConfig>> {
   const name = TRANSFORMER_CONFIG_NAMES.find((n) => existsSync(join(moduleDir, n)))
   if (!name) return {}
   const file = join(moduleDir, name)
   const c = objectIn(file, await readJsonFile(file))
-  const out: SentenceTransformersConfig = {}
+  const out: Partial<SentenceTransformersConfig> = {}
   // null is what sentence-transformers saves when it inferred the length from the model: same as absent.
   const max = c.max_seq_length
   if (max !== undefined && max !== null) {
@@ -90,11 +127,11 @@ async function readTransformerConfig(moduleDir: string): Promise<SentenceTransfo
   return out
 }
 
-async function readPoolingConfig(file: string): Promise<SentenceTransformersConfig> {
+async function readPoolingConfig(file: string): Promise<Partial<SentenceTransformersConfig>> {
   const cfg = await readJsonFile(file, { optional: true })
   if (cfg === undefined) return {}
   const c = objectIn(file, cfg)
-  const out: SentenceTransformersConfig = { poolingFile: file }
+  const out: Partial<SentenceTransformersConfig> = { poolingFile: file }
   const on = MODES.filter(([key]) => c[key] === true).map(([, name]) => name)
   if (typeof c.pooling_mode === 'string' && !on.length) on.push(c.pooling_mode)
   if (on.length === 1 && (on[0] === 'cls' || on[0] === 'mean')) out.pooling = on[0]

@@ -48,15 +48,22 @@ export async function readStsFile(path: string, options: ReadStsOptions = {}): P
 
 const INPUT_RE = /^(STS\d*)\.input\.(.+)\.txt$/
 
-async function readStsDirectory(dir: string): Promise<StsPair[]> {
-  const names = (await fsp.readdir(dir)).filter((n) => INPUT_RE.test(n)).sort()
-  if (names.length === 0) throw new Error(`${dir}: no STS.input.<subset>.txt files in this directory`)
-  const pairs: StsPair[] = []
+/** The subsets of an STS12–16 folder in sorted order; null for any other path (a single file). */
+export async function readStsSubsets(path: string): Promise<{ subset: string; pairs: StsPair[] }[] | null> {
+  if (!(await fsp.stat(path).catch(() => null))?.isDirectory()) return null
+  const names = (await fsp.readdir(path)).filter((n) => INPUT_RE.test(n)).sort()
+  if (names.length === 0) throw new Error(`${path}: no STS.input.<subset>.txt files in this directory`)
+  const subsets = []
   for (const name of names) {
     const [, prefix, subset] = INPUT_RE.exec(name)!
-    pairs.push(...(await readStsSubset(join(dir, name), join(dir, `${prefix}.gs.${subset}.txt`))))
+    subsets.push({ subset, pairs: await readStsSubset(join(path, name), join(path, `${prefix}.gs.${subset}.txt`)) })
   }
-  return pairs
+  return subsets
+}
+
+/** An STS12–16 folder as one list of pairs: the subsets concatenated (the "all" setting). */
+async function readStsDirectory(dir: string): Promise<StsPair[]> {
+  return (await readStsSubsets(dir))!.flatMap((s) => s.pairs)
 }
 
 async function readStsSubset(inputPath: string, gsPath: string): Promise<StsPair[]> {
@@ -212,10 +219,24 @@ export async function evaluateSts(embed: EmbedFn, pairs: StsPair[], options: Sts
   return { pairs: pairs.length, spearman: 100 * spearman(sims, gold), pearson: 100 * pearson(sims, gold) }
 }
 
+export interface StsFileResult extends StsResult {
+  file: string
+  /**
+   * An STS12–16 folder: its score is the "all" setting of SimCSE's paper (one correlation over the
+   * subsets' pairs concatenated); `subsets` holds each subset's own, and `mean` their unweighted mean
+   * (SentEval's default "mean" setting, which papers before SimCSE reported).
+   */
+  setting?: 'all'
+  subsets?: ({ subset: string } & StsResult)[]
+  mean?: { spearman: number; pearson: number }
+}
+
 export interface StsFilesResult {
-  results: ({ file: string } & StsResult)[]
+  results: StsFileResult[]
   /** Mean Spearman ×100 over the files (the "Avg." column of the paper). */
   average: number
+  /** Mean Pearson ×100 over the files. */
+  averagePearson: number
 }
 
 export async function evaluateStsFiles(
@@ -224,8 +245,28 @@ export async function evaluateStsFiles(
   options: StsEvalOptions & ReadStsOptions = {},
 ): Promise<StsFilesResult> {
   if (files.length === 0) throw new Error('evaluateStsFiles: no files given')
+  // A folder is scored whole and per subset: each sentence is embedded once for both.
+  const seen = new Map<string, Float32Array>()
+  const cached: EmbedFn = async (sentences) => {
+    const todo = sentences.filter((s) => !seen.has(s))
+    const out = todo.length ? await embed(todo) : []
+    if (out.length !== todo.length) throw new Error(`embed returned ${out.length} vectors for ${todo.length} sentences`)
+    todo.forEach((s, k) => seen.set(s, out[k]))
+    return sentences.map((s) => seen.get(s)!)
+  }
   const results: StsFilesResult['results'] = []
-  for (const file of files) results.push({ file, ...(await evaluateSts(embed, await readStsFile(file, options), options)) })
-  const average = results.reduce((s, r) => s + r.spearman, 0) / results.length
-  return { results, average }
+  for (const file of files) {
+    const result: StsFileResult = { file, ...(await evaluateSts(cached, await readStsFile(file, options), options)) }
+    const subsets = await readStsSubsets(file)
+    if (subsets) {
+      result.setting = 'all'
+      result.subsets = []
+      for (const s of subsets) result.subsets.push({ subset: s.subset, ...(await evaluateSts(cached, s.pairs, options)) })
+      const mean = (k: 'spearman' | 'pearson') => result.subsets!.reduce((a, r) => a + r[k], 0) / result.subsets!.length
+      result.mean = { spearman: mean('spearman'), pearson: mean('pearson') }
+    }
+    results.push(result)
+  }
+  const avg = (k: 'spearman' | 'pearson') => results.reduce((s, r) => s + r[k], 0) / results.length
+  return { results, average: avg('spearman'), averagePearson: avg('pearson') }
 }

@@ -6,9 +6,7 @@ import type { BertConfig } from './config.js'
 import { Tensor, type Device } from '../tensor.js'
 
 export interface LayerActivations {
-  q: Tensor
-  k: Tensor
-  v: Tensor // [B, T, H]
+  qkv: Tensor // [B, T, 3H]: the fused q/k/v projection (column blocks q | k | v)
   probs: Tensor // [B, NH, T, T] softmax before dropout
   ctx: Tensor // [BT, H]
   res1: Tensor
@@ -37,9 +35,7 @@ export interface Activations {
   gH: Tensor
   gRes: Tensor
   gTmp: Tensor
-  gQ: Tensor
-  gK: Tensor
-  gV: Tensor
+  gQkv: Tensor // [B, T, 3H]
   gCtx: Tensor // [BT, H]
   gI: Tensor
   gI2: Tensor // [BT, I]
@@ -99,9 +95,7 @@ export class ActivationArena {
       embRstd: take([BT]),
       embOut: take([BT, H]),
       layers: Array.from({ length: c.numHiddenLayers }, () => ({
-        q: take([B, T, H]),
-        k: take([B, T, H]),
-        v: take([B, T, H]),
+        qkv: take([B, T, 3 * H]),
         probs: take([B, NH, T, T]),
         ctx: take([BT, H]),
         res1: take([BT, H]),
@@ -123,9 +117,7 @@ export class ActivationArena {
         gH: take([BT, H]),
         gRes: take([BT, H]),
         gTmp: take([BT, H]),
-        gQ: take([B, T, H]),
-        gK: take([B, T, H]),
-        gV: take([B, T, H]),
+        gQkv: take([B, T, 3 * H]),
         gCtx: take([B, T, H]),
         gI: take([BT, I]),
         gI2: take([BT, I]),

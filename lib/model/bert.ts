@@ -95,7 +95,7 @@ export class BertModel {
   ) {
     this.params = Tensor.from(flat, [layout.total], device)
     this.views = viewsByName(this.params, layout)
-    this.p = modelParams(this.views, config.numHiddenLayers)
+    this.p = modelParams(this.views, config.numHiddenLayers, this.params, layout)
     this.arena = new ActivationArena(config, device)
   }
 
@@ -179,7 +179,7 @@ export class BertModel {
     this.requireLive('grads')
     if (!this.gradBuffer) {
       this.gradBuffer = Tensor.zeros([this.layout.total], this.device)
-      this.g = modelParams(viewsByName(this.gradBuffer, this.layout), this.config.numHiddenLayers)
+      this.g = modelParams(viewsByName(this.gradBuffer, this.layout), this.config.numHiddenLayers, this.gradBuffer, this.layout)
     }
     return this.gradBuffer
   }
@@ -274,10 +274,24 @@ export class BertModel {
       const p = P.layers[l],
         gp = G.layers[l]
       const x = l === 0 ? acts.embOut : acts.layers[l - 1].h2
-      // Output LayerNorm, FFN-output dropout, output.dense, GELU, intermediate.dense.
-      ops.layerNormBackward(acts.gRes, gp.outputNorm.weight, gp.outputNorm.bias, acts.gH, a.res2, p.outputNorm.weight, a.mean2, a.rstd2)
-      this.dropoutBackward(acts.gTmp, acts.gRes, options, this.site(l, 2), c.hiddenDropoutProb, acts.B)
-      ops.linearBackward(acts.gI, gp.output.weight, gp.output.bias, acts.gTmp, a.interAct, p.output.weight, false, this.precision)
+      // Output LayerNorm and the FFN-output dropout (fused: gRes for the residual, gTmp through the
+      // dropout, or gRes itself without one), output.dense, GELU, intermediate.dense.
+      const drop2 = this.dropoutOptions(options, this.site(l, 2), c.hiddenDropoutProb)
+      const dy2 = drop2 ? acts.gTmp : null
+      ops.layerNormDropoutBackward(
+        acts.gRes,
+        dy2,
+        gp.outputNorm.weight,
+        gp.outputNorm.bias,
+        acts.gH,
+        a.res2,
+        p.outputNorm.weight,
+        a.mean2,
+        a.rstd2,
+        acts.B,
+        drop2,
+      )
+      ops.linearBackward(acts.gI, gp.output.weight, gp.output.bias, dy2 ?? acts.gRes, a.interAct, p.output.weight, false, this.precision)
       ops.geluBackward(acts.gI2, a.inter, acts.gI)
       ops.linearBackward(
         acts.gH,
@@ -290,9 +304,12 @@ export class BertModel {
         this.precision,
       )
       ops.addInplace(acts.gH, acts.gRes) // residual around the FFN
-      // Attention-output LayerNorm, its dropout, output.dense, attention, the q/k/v projections.
-      ops.layerNormBackward(
+      // Attention-output LayerNorm and its dropout (fused), output.dense, attention, the q/k/v projections.
+      const drop1 = this.dropoutOptions(options, this.site(l, 1), c.hiddenDropoutProb)
+      const dy1 = drop1 ? acts.gTmp : null
+      ops.layerNormDropoutBackward(
         acts.gRes,
+        dy1,
         gp.attentionNorm.weight,
         gp.attentionNorm.bias,
         acts.gH,
@@ -300,35 +317,34 @@ export class BertModel {
         p.attentionNorm.weight,
         a.mean1,
         a.rstd1,
+        acts.B,
+        drop1,
       )
-      this.dropoutBackward(acts.gTmp, acts.gRes, options, this.site(l, 1), c.hiddenDropoutProb, acts.B)
       ops.linearBackward(
         acts.gCtx.view(0, [acts.B * acts.T, c.hiddenSize]),
         gp.attentionOutput.weight,
         gp.attentionOutput.bias,
-        acts.gTmp,
+        dy1 ?? acts.gRes,
         a.ctx,
         p.attentionOutput.weight,
         false,
         this.precision,
       )
       ops.attentionBackward(
-        acts.gQ,
-        acts.gK,
-        acts.gV,
+        acts.gQkv,
+        null,
+        null,
         acts.gCtx,
-        a.q,
-        a.k,
-        a.v,
+        a.qkv,
+        null,
+        null,
         a.probs,
         batch.attentionMask,
         c.numAttentionHeads,
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),
       )
-      const flat = (t: Tensor) => t.view(0, [acts.B * acts.T, c.hiddenSize])
-      ops.linearBackward(acts.gH, gp.query.weight, gp.query.bias, flat(acts.gQ), x, p.query.weight, false, this.precision)
-      ops.linearBackward(acts.gH, gp.key.weight, gp.key.bias, flat(acts.gK), x, p.key.weight, true, this.precision)
-      ops.linearBackward(acts.gH, gp.value.weight, gp.value.bias, flat(acts.gV), x, p.value.weight, true, this.precision)
+      const gQkv = acts.gQkv.view(0, [acts.B * acts.T, 3 * c.hiddenSize])
+      ops.linearBackward(acts.gH, gp.qkv.weight, gp.qkv.bias, gQkv, x, p.qkv.weight, false, this.precision)
       ops.addInplace(acts.gH, acts.gRes) // residual around attention
     }
     // Embeddings: dropout, LayerNorm, the three tables.
@@ -474,30 +490,52 @@ export class BertModel {
       const a = acts.layers[l]
       const w = P.layers[l]
       const x = l === 0 ? acts.embOut : acts.layers[l - 1].h2
-      const flat = (t: Tensor) => t.view(0, [B * T, H])
-      ops.linearForward(flat(a.q), x, w.query.weight, w.query.bias, this.precision)
-      ops.linearForward(flat(a.k), x, w.key.weight, w.key.bias, this.precision)
-      ops.linearForward(flat(a.v), x, w.value.weight, w.value.bias, this.precision)
+      // q, k and v in one product: [BT, 3H] = x · [Wq; Wk; Wv]ᵀ + [bq; bk; bv].
+      ops.linearForward(a.qkv.view(0, [B * T, 3 * H]), x, w.qkv.weight, w.qkv.bias, this.precision)
       ops.attentionForward(
         a.ctx.view(0, [B, T, H]),
         a.probs,
-        a.q,
-        a.k,
-        a.v,
+        a.qkv,
+        null,
+        null,
         input.attentionMask,
         c.numAttentionHeads,
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),
       )
-      ops.linearForward(a.res1, a.ctx, w.attentionOutput.weight, w.attentionOutput.bias, this.precision)
-      this.dropoutForward(a.res1, options, this.site(l, 1), c.hiddenDropoutProb, B)
-      ops.addInplace(a.res1, x)
-      ops.layerNormForward(a.h1, a.mean1, a.rstd1, a.res1, w.attentionNorm.weight, w.attentionNorm.bias, c.layerNormEps)
+      // Each sublayer's output y goes into the LayerNorm output's buffer; one fused op then forms
+      // res = x + dropout(y) and LayerNorm(res) over it.
+      ops.linearForward(a.h1, a.ctx, w.attentionOutput.weight, w.attentionOutput.bias, this.precision)
+      const drop1 = this.dropoutOptions(options, this.site(l, 1), c.hiddenDropoutProb)
+      ops.residualLayerNormForward(
+        a.h1,
+        a.res1,
+        a.mean1,
+        a.rstd1,
+        a.h1,
+        x,
+        w.attentionNorm.weight,
+        w.attentionNorm.bias,
+        c.layerNormEps,
+        B,
+        drop1,
+      )
       ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias, this.precision)
       ops.geluForward(a.interAct, a.inter)
-      ops.linearForward(a.res2, a.interAct, w.output.weight, w.output.bias, this.precision)
-      this.dropoutForward(a.res2, options, this.site(l, 2), c.hiddenDropoutProb, B)
-      ops.addInplace(a.res2, a.h1)
-      ops.layerNormForward(a.h2, a.mean2, a.rstd2, a.res2, w.outputNorm.weight, w.outputNorm.bias, c.layerNormEps)
+      ops.linearForward(a.h2, a.interAct, w.output.weight, w.output.bias, this.precision)
+      const drop2 = this.dropoutOptions(options, this.site(l, 2), c.hiddenDropoutProb)
+      ops.residualLayerNormForward(
+        a.h2,
+        a.res2,
+        a.mean2,
+        a.rstd2,
+        a.h2,
+        a.h1,
+        w.outputNorm.weight,
+        w.outputNorm.bias,
+        c.layerNormEps,
+        B,
+        drop2,
+      )
     }
     return { acts, input }
   }

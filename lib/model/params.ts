@@ -15,6 +15,11 @@ export interface LayerParams {
   query: Affine
   key: Affine
   value: Affine
+  /**
+   * query, key and value as one [3H, H] projection (and its [3H] bias): views over the three, which the
+   * layout keeps adjacent (layout.ts: weights in spec order, then biases in spec order).
+   */
+  qkv: Affine
   /** attention.output.dense */
   attentionOutput: Affine
   /** attention.output.LayerNorm */
@@ -42,8 +47,11 @@ export function viewsByName(flat: Tensor, layout: ParamLayout): Map<string, Tens
   return new Map(layout.entries.map((e) => [e.name, flat.view(e.offset, e.shape)]))
 }
 
-/** Groups the views of `viewsByName` per layer. */
-export function modelParams(views: ReadonlyMap<string, Tensor>, numLayers: number): ModelParams {
+/**
+ * Groups the views of `viewsByName` per layer; `flat` and `layout` (the buffer the views are of) give the
+ * fused q/k/v views.
+ */
+export function modelParams(views: ReadonlyMap<string, Tensor>, numLayers: number, flat: Tensor, layout: ParamLayout): ModelParams {
   const get = (name: string) => {
     const t = views.get(name)
     if (!t) throw new Error(`BertModel: no parameter named ${name}`)
@@ -53,10 +61,12 @@ export function modelParams(views: ReadonlyMap<string, Tensor>, numLayers: numbe
   const layers: LayerParams[] = []
   for (let l = 0; l < numLayers; l++) {
     const p = `encoder.layer.${l}`
+    const self = `${p}.attention.self`
     layers.push({
-      query: affine(`${p}.attention.self.query`),
-      key: affine(`${p}.attention.self.key`),
-      value: affine(`${p}.attention.self.value`),
+      query: affine(`${self}.query`),
+      key: affine(`${self}.key`),
+      value: affine(`${self}.value`),
+      qkv: { weight: adjacent(flat, layout, self, 'weight'), bias: adjacent(flat, layout, self, 'bias') },
       attentionOutput: affine(`${p}.attention.output.dense`),
       attentionNorm: affine(`${p}.attention.output.LayerNorm`),
       intermediate: affine(`${p}.intermediate.dense`),
@@ -72,4 +82,12 @@ export function modelParams(views: ReadonlyMap<string, Tensor>, numLayers: numbe
     layers,
     mlp: views.has(MLP_WEIGHT) ? { weight: get(MLP_WEIGHT), bias: get(MLP_BIAS) } : null,
   }
+}
+
+/** The view over `${self}.{query,key,value}.${kind}`, which must lie back to back in the layout. */
+function adjacent(flat: Tensor, layout: ParamLayout, self: string, kind: 'weight' | 'bias'): Tensor {
+  const [q, k, v] = ['query', 'key', 'value'].map((n) => layout.byName.get(`${self}.${n}.${kind}`))
+  if (!q || !k || !v || k.offset !== q.offset + q.size || v.offset !== k.offset + k.size)
+    throw new Error(`BertModel: ${self}.{query,key,value}.${kind} are not adjacent in the parameter layout`)
+  return flat.view(q.offset, [3 * q.shape[0], ...q.shape.slice(1)])
 }

@@ -2,8 +2,8 @@
 // MLP head, AdamW moments and step, data position, the run's seed, best eval so far, and a copy of
 // the run's tokenizer: tokenizer-copy.ts).
 //
-// Written into `<out>/checkpoint.tmp-<pid>/`, each file fsynced, then swapped in with renames:
-// checkpoint -> checkpoint.old, tmp -> checkpoint, rm old. A kill at any moment leaves either the
+// Written into `<out>/run/checkpoint.tmp-<pid>/`, each file fsynced, then swapped in with renames:
+// checkpoint -> checkpoint.old, tmp -> checkpoint, rm old (all under run/: run-layout.ts). A kill at any moment leaves either the
 // new or the old checkpoint complete; loadCheckpoint() falls back to checkpoint.old when the newer one
 // is missing or does not load (a corrupted file).
 import { existsSync } from 'node:fs'
@@ -13,6 +13,7 @@ import { readSafetensors, writeSafetensors } from '../safetensors.js'
 import { syncDir, writeFileSynced } from '../util/atomic-write.js'
 import { readJsonFile } from '../util/json.js'
 import { validateCheckpointState, type CheckpointState } from './checkpoint-state.js'
+import { checkpointDir, checkpointDirsOf, removeTopLevelCheckpoints, RUN_STATE_DIR } from './run-layout.js'
 import { readTokenizerCopy, tokenizerRecord, writeTokenizerCopy, type TokenizerCopy } from './tokenizer-copy.js'
 
 export type { CheckpointState } from './checkpoint-state.js'
@@ -30,9 +31,10 @@ export interface Checkpoint {
 export type LoadedCheckpoint = Checkpoint & { dir: string }
 
 export async function saveCheckpoint(out: string, ckpt: Checkpoint): Promise<void> {
-  const final = join(out, 'checkpoint'),
-    old = join(out, 'checkpoint.old')
-  const tmp = join(out, `checkpoint.tmp-${process.pid}`)
+  const final = checkpointDir(out),
+    old = `${final}.old`
+  const tmp = `${final}.tmp-${process.pid}`
+  const parent = join(out, RUN_STATE_DIR)
   await rm(tmp, { recursive: true, force: true })
   await mkdir(tmp, { recursive: true })
   const n = ckpt.params.length
@@ -51,23 +53,20 @@ export async function saveCheckpoint(out: string, ckpt: Checkpoint): Promise<voi
   await rm(old, { recursive: true, force: true })
   if (existsSync(final)) await rename(final, old)
   await rename(tmp, final)
-  await syncDir(out)
+  await syncDir(parent)
   await rm(old, { recursive: true, force: true })
+  // A resumed run from before run/ existed: its checkpoints at the top are superseded now.
+  await removeTopLevelCheckpoints(out)
 }
 
-/** The checkpoint directory to resume from, given an output directory or a checkpoint directory. */
+/** The checkpoint directory to resume from, given an output directory (either layout) or a checkpoint directory. */
 export function findCheckpoint(dir: string): string | null {
-  for (const d of [join(dir, 'checkpoint'), join(dir, 'checkpoint.old'), dir]) {
-    if (existsSync(join(d, 'state.json')) && existsSync(join(d, 'state.safetensors'))) return d
-  }
-  return null
+  return candidates(dir)[0] ?? null
 }
 
-/** The checkpoint directories worth trying for `dir`, newest first. */
+/** The checkpoint directories worth trying for `dir`, newest first (run/ before the older layout's top level). */
 function candidates(dir: string): string[] {
-  const found = [join(dir, 'checkpoint'), join(dir, 'checkpoint.old'), dir].filter(
-    (d) => existsSync(join(d, 'state.json')) && existsSync(join(d, 'state.safetensors')),
-  )
+  const found = [...checkpointDirsOf(dir), dir].filter((d) => existsSync(join(d, 'state.json')) && existsSync(join(d, 'state.safetensors')))
   return [...new Set(found)]
 }
 
@@ -94,7 +93,7 @@ async function loadFrom(found: string): Promise<Checkpoint> {
 export async function loadCheckpoint(dir: string, onFallback?: (message: string) => void): Promise<LoadedCheckpoint> {
   const dirs = candidates(dir)
   if (!dirs.length)
-    throw new Error(`--resume ${dir}: no checkpoint there (expected ${join(dir, 'checkpoint')}/state.json and state.safetensors)`)
+    throw new Error(`--resume ${dir}: no checkpoint there (expected ${checkpointDir(dir)}/state.json and state.safetensors)`)
   const problems: string[] = []
   for (const d of dirs) {
     try {

@@ -57,7 +57,7 @@ export class Evaluator {
     const results: EvalInfo['results'] = []
     for (const set of this.sets) {
       const r = await evaluateSts(this.embed, set.pairs)
-      results.push({ file: set.file, pairs: r.pairs, spearman: r.spearman })
+      results.push({ file: set.file, pairs: r.pairs, spearman: r.spearman, pearson: r.pearson })
     }
     const average = results.reduce((a, r) => a + r.spearman, 0) / results.length
     const spearman = results[0].spearman

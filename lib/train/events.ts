@@ -32,7 +32,8 @@ export interface StepInfo {
 export interface EvalInfo {
   type: 'eval'
   step: number
-  results: { file: string; pairs: number; spearman: number }[]
+  /** Per file: Spearman and Pearson ×100 (Pearson is absent in logs written before it was reported). */
+  results: { file: string; pairs: number; spearman: number; pearson?: number }[]
   average: number
   /** STS of the first eval file: the model-selection metric. */
   spearman: number

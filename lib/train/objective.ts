@@ -15,16 +15,35 @@ export interface LossSettings {
   dclTemperature: number
 }
 
-/** Views per sentence: two dropout views, plus the dropout-free z0 for the off-dropout objectives. */
-export function viewCount(objective: Objective): 2 | 3 {
+/**
+ * Views per sentence: two dropout views, plus the dropout-free z0 for the off-dropout objectives.
+ * Supervised data (`columns`: 2 for pairs, 3 for triplets) has one view per column instead.
+ */
+export function viewCount(objective: Objective, columns?: 2 | 3): 2 | 3 {
+  if (columns) return columns
   return objective === 'off-dropout' || objective === 'simcse++' ? 3 : 2
 }
 
-/** Per-row dropout switch for V views of N sentences: dropout on z1 and z2, off on z0. */
-export function keepRowsFor(objective: Objective, n: number): Uint8Array {
-  const keep = new Uint8Array(viewCount(objective) * n)
-  keep.fill(1, 0, 2 * n)
+/**
+ * Per-row dropout switch for V views of N sentences: dropout on z1 and z2, off on z0. Supervised
+ * columns are different sentences, all encoded with dropout as in SimCSE's supervised training.
+ */
+export function keepRowsFor(objective: Objective, n: number, columns?: 2 | 3): Uint8Array {
+  const keep = new Uint8Array(viewCount(objective, columns) * n)
+  keep.fill(1, 0, (columns ?? 2) * n)
   return keep
+}
+
+/**
+ * The objective of a run on data of this format: supervised pairs/triplets train with SimCSE's loss
+ * (in-batch and hard negatives); the other objectives contrast two dropout views of one sentence, which
+ * pair data does not have, so they are refused. Plain text keeps the given one (default SimCSE++).
+ */
+export function objectiveForData(given: Objective | undefined, format: string): Objective | undefined {
+  if (format === 'text') return given
+  if (given !== undefined && given !== 'simcse')
+    throw new TypeError(`train: objective ${given} needs one sentence per line; ${format} pairs/triplets train with objective simcse`)
+  return 'simcse'
 }
 
 /**
@@ -38,6 +57,15 @@ export function objectiveLoss(s: LossSettings, z: Tensor, grad: Tensor, n: numbe
   const grads = { z1: view(grad, 0), z2: view(grad, 1) }
   switch (s.objective) {
     case 'simcse': {
+      // Supervised triplets stack a third block of rows, the hard negatives (z3).
+      if (z.shape[0] === 3 * n) {
+        const { loss } = losses.simcse(z1, z2, {
+          temperature: s.temperature,
+          hardNegatives: view(z, 2),
+          grads: { ...grads, z3: view(grad, 2) },
+        })
+        return { loss, parts: { simcse: loss } }
+      }
       const { loss } = losses.simcse(z1, z2, { temperature: s.temperature, grads })
       return { loss, parts: { simcse: loss } }
     }

@@ -6,6 +6,7 @@ import type { Precision } from '../native.js'
 import { PRECISION_REQUESTS } from '../model/precision.js'
 import { inRange, rangeMessage, type NumberRange } from '../util/number-range.js'
 import { OBJECTIVES, type Objective } from './objective.js'
+import { DATA_FORMATS, type DataFormat } from '../data/pairs.js'
 
 export interface TrainOptions {
   /** A Hugging Face BERT/RoBERTa directory to start from... */
@@ -14,8 +15,10 @@ export interface TrainOptions {
   config?: NamedConfig | BertConfig
   /** Tokenizer directory or file (tokenizer.json / vocab.txt); default: the model's, or one built from the data. */
   tokenizer?: string
-  /** One sentence per line, UTF-8. */
+  /** One sentence per line, UTF-8; or supervised pairs/triplets (CSV/TSV with a header, JSONL). */
   data: string
+  /** How `data` is read: 'auto' (default) detects it from the extension or the first line. */
+  format?: DataFormat | 'auto'
   objective?: Objective
   temperature?: number
   posScale?: number
@@ -79,6 +82,7 @@ export type ResolvedTrainOptions = Required<
 // The recipe of docs/method.md §6.
 const DEFAULTS = {
   objective: 'simcse++' as Objective,
+  format: 'auto' as DataFormat | 'auto',
   temperature: 0.05,
   posScale: 1,
   dclWeight: 0.1,
@@ -130,6 +134,7 @@ export const OPTION_RANGES = {
 // Options a resumed run must share with the original (anything else, like saveEvery, may change).
 const FIXED_ON_RESUME = [
   'data',
+  'format',
   'objective',
   'temperature',
   'posScale',
@@ -186,6 +191,8 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     if (k === 'microBatch' && v === 'auto') continue
     if (!inRange(v, range)) throw new RangeError(`train: ${rangeMessage(k, range, typeof v === 'number' ? String(v) : JSON.stringify(v))}`)
   }
+  if (r.format !== 'auto' && !DATA_FORMATS.includes(r.format))
+    throw new TypeError(`train: format must be auto, ${DATA_FORMATS.join(', ')} (got ${String(r.format)})`)
   if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)
   if (r.distributed !== 'auto' && typeof r.distributed !== 'boolean')
     throw new TypeError(`train: distributed must be true, false or 'auto' (got ${JSON.stringify(r.distributed)})`)

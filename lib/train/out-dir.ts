@@ -11,9 +11,9 @@ import { rm } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { acquireRunLock, type RunLock } from './run-lock.js'
 import { removeStaleTemporaries } from './stale-temporaries.js'
+import { checkpointDirsOf, RUN_FILES, RUN_STATE_DIR } from './run-layout.js'
 
-/** Files and folders that mark a directory as holding a run, and that --overwrite removes. */
-export const RUN_FILES = ['checkpoint', 'checkpoint.old', 'train.jsonl', 'training_args.json', 'metrics.json', 'loss_curve.svg']
+export { RUN_FILES } from './run-layout.js'
 
 function explain(e: unknown, path: string): string {
   const code = (e as NodeJS.ErrnoException).code
@@ -68,10 +68,10 @@ export async function takeOutputDir(out: string, o: OutputDirOptions = {}): Prom
   const abs = ensureWritableDirectory(out)
   const lock = acquireRunLock(abs)
   try {
-    const removed = await removeStaleTemporaries(abs)
+    const removed = await removeStaleTemporaries(abs, ['1_Pooling', RUN_STATE_DIR])
     if (removed.length) o.say?.(`removed ${removed.length} temporary file(s) left by an interrupted run: ${removed.join(', ')}`)
     const present = RUN_FILES.filter((f) => existsSync(join(abs, f)))
-    const resumesHere = o.resume !== undefined && [abs, join(abs, 'checkpoint'), join(abs, 'checkpoint.old')].includes(resolve(o.resume))
+    const resumesHere = o.resume !== undefined && [abs, ...checkpointDirsOf(abs)].includes(resolve(o.resume))
     if (present.length && !resumesHere) {
       if (!o.overwrite) {
         throw new Error(

@@ -1,6 +1,7 @@
-// The output directory of a run: train.jsonl (appended per step and evaluation; on resume, cut back to
-// the checkpoint's step), training_args.json, the model files, checkpoints and the resume checks, and
-// at the end metrics.json and loss_curve.svg. Everything but the log's appends is written atomically.
+// The output directory of a run: the model files at the top, and the run's state under run/
+// (run-layout.ts): train.jsonl (appended per step and evaluation; on resume, cut back to the
+// checkpoint's step), training_args.json, checkpoints, and at the end metrics.json and loss_curve.svg;
+// plus the resume checks. Everything but the log's appends is written atomically.
 import { existsSync } from 'node:fs'
 import { appendFile, readFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
@@ -12,7 +13,9 @@ import { writeFileAtomic } from '../util/atomic-write.js'
 import { saveCheckpoint, type CheckpointState, type LoadedCheckpoint } from './checkpoint.js'
 import type { Best, EvalInfo, LogEntry, StepInfo } from './events.js'
 import { lossCurveSvg } from './plot.js'
+import { modelCard, type ModelCardInput } from './model-card.js'
 import { writeSentenceTransformersFiles } from './sentence-transformers.js'
+import { prepareRunState, runPath } from './run-layout.js'
 import type { TokenizerCopy } from './tokenizer-copy.js'
 
 /** Where a resumed run picks up. */
@@ -47,7 +50,8 @@ export function checkResumable(
     throw new Error(`--resume: ${ck.dir} is at step ${ck.state.step}, past the ${run.totalSteps} steps of this run`)
   for (const [k, now] of Object.entries(runOptions)) {
     const was = ck.state.options[k]
-    const norm = (v: unknown) => (k === 'data' && typeof v === 'string' ? basename(v) : v)
+    // Checkpoints from before supervised data record no format: theirs was text.
+    const norm = (v: unknown) => (k === 'data' && typeof v === 'string' ? basename(v) : k === 'format' && v === undefined ? 'text' : v)
     if (JSON.stringify(norm(was)) !== JSON.stringify(norm(now)))
       throw new Error(`--resume: option ${k} was ${JSON.stringify(was)} in the checkpointed run, now ${JSON.stringify(now)}`)
   }
@@ -72,15 +76,22 @@ export function applyCheckpoint(ck: LoadedCheckpoint, model: BertModel, opt: Ada
 }
 
 export class RunDir {
+  /** What training_args.json holds (the model card is written from it). */
+  private args: Record<string, unknown> = {}
+
   private constructor(
     readonly out: string,
     private readonly logPath: string,
     readonly history: LogEntry[],
   ) {}
 
-  /** Opens the log of `out` (made and locked by out-dir.ts), keeping the entries up to `startStep` (0: a fresh log). */
+  /**
+   * Opens the log of `out` (made and locked by out-dir.ts), keeping the entries up to `startStep` (0: a
+   * fresh log). A run from before run/ existed has its logs moved there first.
+   */
   static async open(out: string, startStep: number): Promise<RunDir> {
-    const logPath = join(out, 'train.jsonl')
+    await prepareRunState(out)
+    const logPath = runPath(out, 'train.jsonl')
     return new RunDir(out, logPath, await readLog(logPath, startStep))
   }
 
@@ -90,7 +101,8 @@ export class RunDir {
   }
 
   async writeArgs(args: Record<string, unknown>): Promise<void> {
-    await writeFileAtomic(join(this.out, 'training_args.json'), json(args))
+    this.args = args
+    await writeFileAtomic(runPath(this.out, 'training_args.json'), json(args))
   }
 
   /** The model as Hugging Face and sentence-transformers load it (the MLP head is left out). */
@@ -110,12 +122,13 @@ export class RunDir {
     })
   }
 
-  /** metrics.json (best, evaluations, last step) and loss_curve.svg. */
-  async finish(best: Best): Promise<void> {
+  /** run/metrics.json (best, evaluations, last step), run/loss_curve.svg and the model card (README.md, at the top). */
+  async finish(best: Best, data: ModelCardInput['data']): Promise<void> {
     const steps = this.history.filter((h) => h.type === 'step') as StepInfo[]
     const evals = this.history.filter((h) => h.type === 'eval') as EvalInfo[]
-    await writeFileAtomic(join(this.out, 'metrics.json'), json({ best, evals, lastStep: steps.at(-1) ?? null }))
-    await writeFileAtomic(join(this.out, 'loss_curve.svg'), lossCurveSvg(curvePoints(steps, evals)))
+    await writeFileAtomic(runPath(this.out, 'metrics.json'), json({ best, evals, lastStep: steps.at(-1) ?? null }))
+    await writeFileAtomic(runPath(this.out, 'loss_curve.svg'), lossCurveSvg(curvePoints(steps, evals)))
+    await writeFileAtomic(join(this.out, 'README.md'), modelCard({ args: this.args, steps, evals, best, data }))
   }
 }
 

@@ -21,8 +21,9 @@ export async function writeSentenceTransformersFiles(
   await writeFileAtomic(join(dir, 'sentence_bert_config.json'), json({ max_seq_length: maxSeqLength, do_lower_case: false }))
   await writeFileAtomic(
     join(dir, 'config_sentence_transformers.json'),
+    // No __version__: the library versions it records are those of the Python packages that saved the
+    // model, and none did here (sentence-transformers only compares it, when present, with its own).
     json({
-      __version__: { sentence_transformers: '3.0.1', transformers: '4.52.4', pytorch: '2.3.0' },
       prompts: {},
       default_prompt_name: null,
       similarity_fn_name: 'cosine',

@@ -14,6 +14,12 @@ import type { ResolvedTrainOptions } from './options.js'
 import type { LoadedCheckpoint } from './checkpoint.js'
 import { copyTokenizer, type TokenizerCopy } from './tokenizer-copy.js'
 import { buildVocab, writeVocab } from './vocab.js'
+import { readSentenceTransformersConfig } from '../embed/sentence-transformers-config.js'
+
+/** Where --model's files are: the directory, or its Transformer module's folder (older sentence-transformers layout: 0_BERT/). */
+async function modelFilesDir(dir: string): Promise<string> {
+  return (await readSentenceTransformersConfig(dir)).transformerDir
+}
 
 /** The device to train on; 'auto' falls back to the CPU, saying why when a CUDA device goes unused. */
 export function trainingDevice(request: DeviceRequest, say: (s: string) => void): Device {
@@ -34,7 +40,7 @@ export interface RunTokenizer {
  */
 export async function loadTokenizer(
   o: ResolvedTrainOptions,
-  file: SentenceFile,
+  file: Pick<SentenceFile, 'count' | 'readLines'>,
   checkpoint: LoadedCheckpoint | null,
   say: (s: string) => void,
 ): Promise<RunTokenizer> {
@@ -51,7 +57,7 @@ export async function loadTokenizer(
     }
     return { tokenizer: await Tokenizer.load(checkpoint.dir), copy: kept }
   }
-  const given = o.tokenizer ?? o.model
+  const given = o.tokenizer ?? (o.model && (await modelFilesDir(o.model)))
   if (checkpoint && !given) {
     throw new Error(
       `--resume: ${checkpoint.dir} holds no copy of the run's tokenizer (an older checkpoint): ` +
@@ -75,7 +81,7 @@ export async function loadTokenizer(
 export async function createModel(o: ResolvedTrainOptions, tokenizer: Tokenizer, device: Device): Promise<BertModel> {
   let model: BertModel
   const precision = effectivePrecision(o.precision, device)
-  if (o.model) model = await BertModel.load(o.model, { device, mlp: true, seed: o.seed, precision })
+  if (o.model) model = await BertModel.load(await modelFilesDir(o.model), { device, mlp: true, seed: o.seed, precision })
   else {
     const base = typeof o.config === 'object' ? o.config : namedConfig(o.config ?? 'mini', tokenizer.vocabSize)
     model = BertModel.create(base, { device, mlp: true, seed: o.seed, precision })

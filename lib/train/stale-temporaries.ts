@@ -10,9 +10,9 @@ const TEMP_NAME = /\.tmp-(\d+)$/
 
 /**
  * Removes `*.tmp-<pid>` files and directories of dead processes from `dir` and from the subdirectories
- * a run writes (`1_Pooling`). Returns the names removed.
+ * a run writes (`1_Pooling`, `run`). Returns the names removed.
  */
-export async function removeStaleTemporaries(dir: string, subdirs: readonly string[] = ['1_Pooling']): Promise<string[]> {
+export async function removeStaleTemporaries(dir: string, subdirs: readonly string[] = ['1_Pooling', 'run']): Promise<string[]> {
   const removed: string[] = []
   for (const d of [dir, ...subdirs.map((s) => join(dir, s))]) {
     let names: string[]

@@ -29,6 +29,8 @@ export interface StepShape {
   totalSteps: number
   /** Rows per encoder pass (chooseMicroBatch); 0 or absent: the whole batch at once. */
   microBatch?: number
+  /** Supervised data: 2 (pairs) or 3 (triplets) columns, one view each; absent for plain text. */
+  columns?: 2 | 3
 }
 
 /** A checkpoint of the run, named when the loss diverges. */
@@ -56,7 +58,7 @@ export class TrainingStep {
     /** The ranks of a data-parallel run (null: this process alone). */
     private readonly comm: Communicator | null = null,
   ) {
-    this.views = viewCount(o.objective)
+    this.views = viewCount(o.objective, shape.columns)
     this.grad = Tensor.zeros([this.views * shape.batch * model.config.hiddenSize], device)
     const rows = this.views * shape.batch
     const micro = shape.microBatch ?? 0
@@ -77,13 +79,12 @@ export class TrainingStep {
     const V = this.views,
       H = model.config.hiddenSize
     const t0 = performance.now()
-    const { sentences, epoch } = await stream.next()
+    const { sentences, epoch, columns } = await stream.next()
     const bytesBefore = this.comm && this.comm.size > 1 ? this.comm.bytes : 0
     this.comm?.takeSeconds()
     const n = sentences.length
-    const enc = await this.tokenizer.encodeBatch(sentences, { maxLength: maxLen })
-    const batch = stack(enc, V)
-    const keepRows = keepRowsFor(o.objective, n)
+    const batch = await tokeniseViews(this.tokenizer, columns ?? [sentences], V, maxLen)
+    const keepRows = keepRowsFor(o.objective, n, this.shape.columns)
     const forward = { seed: o.seed, step, pooling: o.pooling }
     // This process's rows of the V·n stacked ones: all of them, or with R ranks its slice of sentences in
     // each view. Micro-batches of M rows split them further (M = 0 or at least the rows: no split). With
@@ -207,7 +208,18 @@ function slice(b: ReturnType<typeof stack>, r0: number, m: number) {
   }
 }
 
-/** The tokenised batch stacked V times: rows [x; x; x] for the views z1, z2, z0. */
+/**
+ * The encoder's V·N input rows. One column (plain text): the batch tokenised once and stacked V times,
+ * [x; x; x] for the views z1, z2, z0. V columns (supervised): anchors, positives[, negatives] tokenised
+ * together, so that every row has the same padded length.
+ */
+async function tokeniseViews(tokenizer: Tokenizer, columns: string[][], V: number, maxLength: number) {
+  if (columns.length === 1) return stack(await tokenizer.encodeBatch(columns[0], { maxLength }), V)
+  if (columns.length !== V) throw new Error(`a batch of ${columns.length} columns for a step of ${V} views`)
+  return stack(await tokenizer.encodeBatch(columns.flat(), { maxLength }), 1)
+}
+
+/** The tokenised batch stacked V times. */
 function stack(enc: EncodedBatch, V: number) {
   const rep = (a: Int32Array) => {
     const out = new Int32Array(a.length * V)

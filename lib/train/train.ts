@@ -15,10 +15,11 @@
 import { join } from 'node:path'
 import { addon } from '../native.js'
 import { AdamW } from '../optim/adamw.js'
-import { BatchStream, SentenceFile } from '../data/sentences.js'
+import { BatchStream } from '../data/sentences.js'
 import { effectiveBatchSize, checkBatchFits, chooseMicroBatch } from './batch-size.js'
 import { stepMemory } from '../model/memory-budget.js'
 import { findCheckpoint, loadCheckpoint } from './checkpoint.js'
+import { checkpointDir } from './run-layout.js'
 import type { StepInfo, TrainHooks, TrainResult } from './events.js'
 import { Evaluator, modelEmbedder, readEvalSets } from './evaluation.js'
 import { fixedOnResume, resolveTrainOptions, type ResolvedTrainOptions, type TrainOptions } from './options.js'
@@ -27,13 +28,14 @@ import { applyCheckpoint, checkResumable, RunDir } from './run-dir.js'
 import { createModel, loadTokenizer, maxSequenceLength, trainingDevice } from './setup.js'
 import { TrainingStep } from './step.js'
 import { viewCount } from './objective.js'
+import { columnsOf, openTrainingData, withDataFormat } from './training-data.js'
 import { startDistributed, type Communicator } from '../distributed/communicator.js'
 
 export type { TrainOptions } from './options.js'
 export type { EvalInfo, StepInfo, TrainHooks, TrainResult } from './events.js'
 
 export async function train(options: TrainOptions, hooks: TrainHooks = {}): Promise<TrainResult> {
-  const o = resolveTrainOptions(options)
+  const o = resolveTrainOptions(await withDataFormat(options))
   const comm = startDistributed(o.distributed)
   if (comm && comm.size > 1) {
     try {
@@ -44,7 +46,7 @@ export async function train(options: TrainOptions, hooks: TrainHooks = {}): Prom
   }
   const say = (s: string) => hooks.onMessage?.(s)
   if (o.resume && !findCheckpoint(o.resume))
-    throw new Error(`--resume ${o.resume}: no checkpoint there (it is written every saveEvery steps into <out>/checkpoint)`)
+    throw new Error(`--resume ${o.resume}: no checkpoint there (it is written every saveEvery steps into <out>/run/checkpoint)`)
   // Nothing is written into out before this: it checks the location, locks it, and refuses to
   // overwrite an earlier run unless asked.
   const lock = await takeOutputDir(o.out, { resume: o.resume, overwrite: o.overwrite, say })
@@ -60,7 +62,7 @@ async function trainRank(o: ResolvedTrainOptions, hooks: TrainHooks, comm: Commu
   const lead = comm.rank === 0
   const say = (s: string) => (lead ? hooks.onMessage?.(s) : undefined)
   if (o.resume && !findCheckpoint(o.resume))
-    throw new Error(`--resume ${o.resume}: no checkpoint there (it is written every saveEvery steps into <out>/checkpoint)`)
+    throw new Error(`--resume ${o.resume}: no checkpoint there (it is written every saveEvery steps into <out>/run/checkpoint)`)
   const lock = lead ? await takeOutputDir(o.out, { resume: o.resume, overwrite: o.overwrite, say }) : null
   // The others read the directory (a checkpoint, a vocabulary) only once rank 0 has cleaned it up.
   comm.barrier()
@@ -82,7 +84,7 @@ async function trainLocked(
   const ranks = comm?.size ?? 1
   const lead = (comm?.rank ?? 0) === 0
   const device = trainingDevice(o.device, say)
-  const file = await SentenceFile.open(o.data)
+  const file = await openTrainingData(o, say)
   if (file.count < 2)
     throw new Error(`${o.data}: only 1 sentence; contrastive training needs at least 2 (a batch of 1 has no in-batch negatives)`)
   const batch = effectiveBatchSize(o.batchSize, file.count)
@@ -112,7 +114,7 @@ async function trainLocked(
     say(`training on ${cuda.device ?? 'CUDA'}: linear layers in ${model.precision}, matrix products on ${cuda.gemm ?? 'the kernels'}`)
   }
   const maxLen = maxSequenceLength(model.config, o.maxLen)
-  const views = viewCount(o.objective)
+  const views = viewCount(o.objective, columnsOf(file))
   const memory = stepMemory(device)
   // A rank encodes its slice of each view: at most ceil(batch / ranks) sentences.
   const rankBatch = Math.ceil(batch / ranks)
@@ -159,7 +161,15 @@ async function trainLocked(
     await run.log(info)
     hooks.onEval?.(info)
   }
-  const step = new TrainingStep(model, opt, tokenizer, o, { batch, maxLen, totalSteps, microBatch: micro.rows }, device, comm)
+  const step = new TrainingStep(
+    model,
+    opt,
+    tokenizer,
+    o,
+    { batch, maxLen, totalSteps, microBatch: micro.rows, columns: columnsOf(file) },
+    device,
+    comm,
+  )
   const close = async () => {
     step.dispose()
     await file.close()
@@ -198,7 +208,7 @@ async function trainLocked(
         data: file.fingerprint,
       }
       await run?.saveCheckpoint(model, opt, state, copy)
-      lastCheckpoint = { dir: join(out, 'checkpoint'), step: done }
+      lastCheckpoint = { dir: checkpointDir(out), step: done }
     }
     if (stop) {
       say(`stopped after step ${done} of ${totalSteps}; checkpoint written: continue with --resume ${out}`)
@@ -207,6 +217,6 @@ async function trainLocked(
   }
   // Without evaluation the final weights are the result; with it, the best ones already are in out/.
   if (!evaluating || !evaluator.best) await saveModel()
-  await run?.finish(evaluator.best)
+  await run?.finish(evaluator.best, { ...file.fingerprint, columns: columnsOf(file) })
   return end(totalSteps, false)
 }

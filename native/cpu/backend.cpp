@@ -21,6 +21,8 @@ const Backend& cpu_backend() {
     b.embedding_backward = cpu::embedding_backward;
     b.layernorm_forward = cpu::layernorm_forward;
     b.layernorm_backward = cpu::layernorm_backward;
+    b.residual_layernorm_forward = cpu::residual_layernorm_forward;
+    b.layernorm_dropout_backward = cpu::layernorm_dropout_backward;
     b.linear_forward = cpu::linear_forward;
     b.linear_backward = cpu::linear_backward;
     b.gelu_forward = cpu::gelu_forward;

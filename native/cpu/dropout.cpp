@@ -6,6 +6,7 @@
 #include "common/philox.h"
 #include "ops.h"
 #include "parallel.h"
+#include "uniforms.h"
 
 namespace simcsepp::cpu {
 
@@ -29,7 +30,7 @@ void dropout(const DropoutArgs& a) {
       for (int64_t c0 = 0; c0 < a.cols; c0 += kChunk) {
         const int64_t w = std::min(kChunk, a.cols - c0);
         u.resize(static_cast<size_t>(w));
-        dropout_uniforms(a.seed, a.offset, base + static_cast<uint64_t>(c0), w, u.data());
+        bulk_dropout_uniforms(a.seed, a.offset, base + static_cast<uint64_t>(c0), w, u.data());
         for (int64_t c = 0; c < w; ++c) y[c0 + c] = u[c] >= a.p ? x[c0 + c] * scale : 0.0f;
       }
     }

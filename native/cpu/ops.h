@@ -23,6 +23,8 @@ EmbeddingForwardFn embedding_forward;
 EmbeddingBackwardFn embedding_backward;
 LayerNormForwardFn layernorm_forward;
 LayerNormBackwardFn layernorm_backward;
+ResidualLayerNormForwardFn residual_layernorm_forward;
+LayerNormDropoutBackwardFn layernorm_dropout_backward;
 LinearForwardFn linear_forward;
 LinearBackwardFn linear_backward;
 GeluForwardFn gelu_forward;

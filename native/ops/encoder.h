@@ -22,6 +22,18 @@ using EmbeddingForwardFn = void(float* out, const int32_t* ids, const int32_t* p
 using EmbeddingBackwardFn = void(float* dword, float* dpos, float* dtype, const float* dout, const int32_t* ids,
                                  const int32_t* posIds, const int32_t* typeIds, int64_t BT, int64_t H);
 
+// The hidden dropout of an [R, C] activation whose rows are the tokens of sentences of T rows each:
+// element (r, c) is element (r % T)*C + c of sentence r / T in DropoutArgs' [R/T, T*C] view (ops/losses.h),
+// i.e. it is kept iff dropout_uniform(seed, offset, (firstRow*T + r)*C + c) >= p and scaled by 1/(1-p);
+// sentences with keepRows[r / T] == 0 (keepRows may be null) are not dropped; p == 0: no dropout.
+// firstRow counts sentences (a micro-batch's place in its batch).
+struct TokenDropout {
+  float p;
+  uint64_t seed, offset;
+  const uint8_t* keepRows;
+  int64_t T, firstRow;
+};
+
 // out = (x - mean) * rstd * weight + bias per row, mean = E[x], rstd = 1/sqrt(Var[x] + eps) (biased).
 using LayerNormForwardFn = void(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                                 const float* bias, int64_t R, int64_t C, float eps);
@@ -30,6 +42,19 @@ using LayerNormForwardFn = void(float* out, float* mean, float* rstd, const floa
 // dweight += sum_r dout * n, dbias += sum_r dout
 using LayerNormBackwardFn = void(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                                  const float* weight, const float* mean, const float* rstd, int64_t R, int64_t C);
+
+// The sublayer output of BERT, fused: res = x + dropout(y) (TokenDropout), out = LayerNorm(res) as
+// LayerNormForwardFn; res is saved for the backward. Equals dropout, add_inplace and layernorm_forward in
+// sequence (bit for bit on the CPU, which computes it that way). out may alias y; res aliases nothing.
+using ResidualLayerNormForwardFn = void(float* out, float* res, float* mean, float* rstd, const float* y,
+                                        const float* x, const float* weight, const float* bias, int64_t R, int64_t C,
+                                        float eps, const TokenDropout& drop);
+// Its backward: dres = LayerNormBackwardFn's dinp for dout at res (dweight, dbias accumulate as there), the
+// gradient of x; dy = dropout(dres) with the forward's mask, the gradient of y. dy may be null when
+// drop.p == 0 (it would equal dres).
+using LayerNormDropoutBackwardFn = void(float* dres, float* dy, float* dweight, float* dbias, const float* dout,
+                                        const float* res, const float* weight, const float* mean, const float* rstd,
+                                        int64_t R, int64_t C, const TokenDropout& drop);
 
 // out[R, OC] = inp[R, C] · weight[OC, C]^T + bias[OC]   (bias may be null; products at `precision`)
 using LinearForwardFn = void(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
@@ -65,15 +90,18 @@ using AddInplaceFn = void(float* dst, const float* src, int64_t n);
 //        keepRows[b] == 0 (keepRows may be null) are not dropped (exactly cpu::dropout's rule); firstRow
 //        is this batch's first sentence in a larger one (a micro-batch draws that batch's masks);
 //   ctx_h = Pd v_h.
+// ld is the row stride of q, k, v (and of dq, dk, dv in the backward): H for three [B, T, H] tensors, 3H
+// when they are the column blocks [0, H), [H, 2H), [2H, 3H) of one [B, T, 3H] projection (q = qkv,
+// k = qkv + H, v = qkv + 2H). ctx and dctx are always [B, T, H].
 using AttentionForwardFn = void(float* ctx, float* probs, const float* q, const float* k, const float* v,
-                                const int32_t* mask, int64_t B, int64_t T, int64_t NH, int64_t HS, float p,
+                                const int32_t* mask, int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p,
                                 uint64_t seed, uint64_t offset, const uint8_t* keepRows, int64_t firstRow);
 // Regenerates the dropout mask D (Pd = D ⊙ P). With G = dctx_h:
 //   dv_h = Pd^T G;  dP = D ⊙ (G v_h^T);  dS = P ⊙ (dP - rowsum(dP ⊙ P));
 //   dq_h = dS k_h / sqrt(HS);  dk_h = dS^T q_h / sqrt(HS).   dq, dk, dv are overwritten.
 using AttentionBackwardFn = void(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
                                  const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T,
-                                 int64_t NH, int64_t HS, float p, uint64_t seed, uint64_t offset,
+                                 int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed, uint64_t offset,
                                  const uint8_t* keepRows, int64_t firstRow);
 
 // out[b] = hidden[b, 0]

@@ -16,9 +16,9 @@ const deadPid = spawnSync(process.execPath, ['-e', '0']).pid!
 t.test('an existing run is never overwritten silently', async (t) => {
   const out = join(dir, 'existing')
   await train({ ...base, out })
-  const log = readFileSync(join(out, 'train.jsonl'), 'utf8')
-  await t.rejects(train({ ...base, out }), /already holds a training run \(checkpoint, train\.jsonl.*--resume .*--overwrite/)
-  t.equal(readFileSync(join(out, 'train.jsonl'), 'utf8'), log, 'the refused run changed nothing')
+  const log = readFileSync(join(out, 'run', 'train.jsonl'), 'utf8')
+  await t.rejects(train({ ...base, out }), /already holds a training run \(run\/checkpoint, run\/train\.jsonl.*--resume .*--overwrite/)
+  t.equal(readFileSync(join(out, 'run', 'train.jsonl'), 'utf8'), log, 'the refused run changed nothing')
   await t.rejects(train({ ...base, out, overwrite: true, resume: out }), /either resume .* or overwrite/)
   const again = await train({ ...base, out, overwrite: true })
   t.equal(again.steps, 3, '--overwrite starts over')
@@ -38,12 +38,15 @@ t.test('temporaries of killed runs are removed on start and on resume', async (t
   const out = join(dir, 'temps')
   mkdirSync(join(out, `checkpoint.tmp-${deadPid}`), { recursive: true })
   writeFileSync(join(out, `checkpoint.tmp-${deadPid}`, 'state.safetensors'), Buffer.alloc(4096))
-  writeFileSync(join(out, `metrics.json.tmp-${deadPid}`), '{')
+  // In run/ (where a run writes them now) and at the top (where runs from before run/ did).
+  mkdirSync(join(out, 'run', `checkpoint.tmp-${deadPid}`), { recursive: true })
+  writeFileSync(join(out, 'run', `metrics.json.tmp-${deadPid}`), '{')
   const notes: string[] = []
   await train({ ...base, out }, { onMessage: (m) => notes.push(m) })
   t.notOk(existsSync(join(out, `checkpoint.tmp-${deadPid}`)))
-  t.notOk(existsSync(join(out, `metrics.json.tmp-${deadPid}`)))
-  t.match(notes.join('\n'), /removed 2 temporary file/)
+  t.notOk(existsSync(join(out, 'run', `checkpoint.tmp-${deadPid}`)))
+  t.notOk(existsSync(join(out, 'run', `metrics.json.tmp-${deadPid}`)))
+  t.match(notes.join('\n'), /removed 3 temporary file/)
 })
 
 t.test("resume checks the data's contents, not its name", async (t) => {
@@ -63,7 +66,7 @@ t.test('state.json is validated; a corrupt checkpoint falls back to checkpoint.o
   const out = join(dir, 'state')
   const ctl = new AbortController()
   await train({ ...base, steps: 4, out }, { signal: ctl.signal, onStep: (x) => x.step === 2 && ctl.abort() })
-  const stateFile = join(out, 'checkpoint', 'state.json')
+  const stateFile = join(out, 'run', 'checkpoint', 'state.json')
   const good = readFileSync(stateFile, 'utf8')
   writeFileSync(stateFile, good.replace(/"step": 2/, '"step": "ten"'))
   await t.rejects(train({ ...base, steps: 4, out, resume: out }), /state\.json: field step must be a non-negative integer \(found "ten"\)/)
@@ -71,9 +74,9 @@ t.test('state.json is validated; a corrupt checkpoint falls back to checkpoint.o
   await t.rejects(train({ ...base, steps: 4, out, resume: out }), /at step 1000, past the 4 steps of this run/)
   // A corrupted newest checkpoint with an intact older one beside it: resume from the older one.
   writeFileSync(stateFile, good)
-  rmSync(join(out, 'checkpoint.old'), { recursive: true, force: true })
-  const ck = join(out, 'checkpoint')
-  const old = join(out, 'checkpoint.old')
+  rmSync(join(out, 'run', 'checkpoint.old'), { recursive: true, force: true })
+  const ck = join(out, 'run', 'checkpoint')
+  const old = join(out, 'run', 'checkpoint.old')
   cpSync(ck, old, { recursive: true })
   writeFileSync(join(ck, 'state.safetensors'), readFileSync(join(ck, 'state.safetensors')).subarray(0, 100))
   const notes: string[] = []
@@ -100,7 +103,7 @@ t.test('SIGTERM stops like Ctrl-C: after the step, with a checkpoint', needsCli,
   })
   let stderr = ''
   child.stderr.on('data', (b) => (stderr += b))
-  const log = join(out, 'train.jsonl')
+  const log = join(out, 'run', 'train.jsonl')
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
       if (existsSync(log) && readFileSync(log, 'utf8').split('\n').filter(Boolean).length >= 2) {
@@ -113,5 +116,5 @@ t.test('SIGTERM stops like Ctrl-C: after the step, with a checkpoint', needsCli,
   const code = await new Promise((r) => child.on('close', r))
   t.equal(code, 130, `exit code 130 ${stderr.slice(-300)}`)
   t.match(stderr, /SIGTERM: stopping after this step/)
-  t.ok(existsSync(join(out, 'checkpoint', 'state.json')), 'a checkpoint was written')
+  t.ok(existsSync(join(out, 'run', 'checkpoint', 'state.json')), 'a checkpoint was written')
 })

@@ -23,7 +23,7 @@ const base = { ...TINY_RUN, data }
 const GiB = 2 ** 30
 const weights = (out: string) => readFileSync(join(out, 'model.safetensors'))
 const stepsOf = (out: string) =>
-  readFileSync(join(out, 'train.jsonl'), 'utf8')
+  readFileSync(join(out, 'run', 'train.jsonl'), 'utf8')
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l) as StepInfo)
@@ -43,7 +43,7 @@ t.test('item 11: --batch-size beyond the data trains on all of it, with buffers 
     [5, 5],
     'train.jsonl: every step trained on the 5 sentences',
   )
-  const args = JSON.parse(readFileSync(join(out, 'training_args.json'), 'utf8'))
+  const args = JSON.parse(readFileSync(join(out, 'run', 'training_args.json'), 'utf8'))
   t.equal(args.batchSize, 5, 'training_args.json: the batch size used')
   t.equal(args.batchSizeRequested, 2_000_000, 'training_args.json: the batch size asked for')
   t.match(notes.join('\n'), /--batch-size 2000000 is more than the 5 sentences of .*five\.txt: each step trains on all 5/)
@@ -118,7 +118,7 @@ t.test('item 13a: numeric options out of any sane range are refused', async (t) 
   for (const [name, value, error] of cases) {
     const out = join(dir, `range-${name}-${String(value)}`)
     await t.rejects(train({ ...base, steps: 1, out, [name]: value }), error, `${name} ${String(value)}`)
-    t.notOk(existsSync(join(out, 'train.jsonl')), 'nothing was trained')
+    t.notOk(existsSync(join(out, 'run', 'train.jsonl')), 'nothing was trained')
   }
 })
 
@@ -172,15 +172,15 @@ t.test("item 13b: a diverged run names this run's last checkpoint, or says there
     trainPoisoned({ ...run, seed: first, out: none }),
     /^step 1: the sentence vectors hold NaN \(training diverged\); no checkpoint of this run exists yet; lower --lr \(now 0\.00003\) and start over with --overwrite$/,
   )
-  t.notOk(existsSync(join(none, 'checkpoint')))
+  t.notOk(existsSync(join(none, 'run', 'checkpoint')))
 
   const k = stepOf(later)
   const saved = join(dir, 'nan-later')
   await t.rejects(
     trainPoisoned({ ...run, seed: later, out: saved }),
-    new RegExp(`^step ${k}: .*this run's last checkpoint is ${saved}/checkpoint \\(step ${k - 1}\\); lower --lr`),
+    new RegExp(`^step ${k}: .*this run's last checkpoint is ${saved}/run/checkpoint \\(step ${k - 1}\\); lower --lr`),
   )
-  t.equal(JSON.parse(readFileSync(join(saved, 'checkpoint', 'state.json'), 'utf8')).step, k - 1, 'that checkpoint exists')
+  t.equal(JSON.parse(readFileSync(join(saved, 'run', 'checkpoint', 'state.json'), 'utf8')).step, k - 1, 'that checkpoint exists')
 
   // Resumed from another directory, diverging before this run saved anything: the checkpoint it resumed from.
   const earlier = join(dir, 'nan-earlier')
@@ -188,7 +188,7 @@ t.test("item 13b: a diverged run names this run's last checkpoint, or says there
   await trainPoisoned({ ...run, seed: later, saveEvery: 0, out: earlier }, { signal: ctl.signal, onStep: () => ctl.abort() })
   await t.rejects(
     trainPoisoned({ ...run, seed: later, saveEvery: 0, resume: earlier, out: join(dir, 'nan-resumed') }),
-    new RegExp(`^step ${k}: .*this run's last checkpoint is ${earlier}/checkpoint \\(step 1\\); lower --lr`),
+    new RegExp(`^step ${k}: .*this run's last checkpoint is ${earlier}/run/checkpoint \\(step 1\\); lower --lr`),
   )
 })
 
@@ -206,7 +206,7 @@ t.test('item 13c: a resumed run needs no --tokenizer, and refuses a different on
   const part = join(dir, 'tok-part')
   const ctl = new AbortController()
   await train({ ...run, out: part }, { signal: ctl.signal, onStep: (s) => s.step === 2 && ctl.abort() })
-  t.ok(existsSync(join(part, 'checkpoint', 'vocab.txt')), 'the checkpoint holds the tokenizer')
+  t.ok(existsSync(join(part, 'run', 'checkpoint', 'vocab.txt')), 'the checkpoint holds the tokenizer')
   const same = join(dir, 'tok-same')
   cpSync(part, same, { recursive: true })
 
@@ -215,7 +215,7 @@ t.test('item 13c: a resumed run needs no --tokenizer, and refuses a different on
   t.ok(weights(part).equals(weights(whole)), 'resumed without --tokenizer: the weights of the uninterrupted run')
   await t.rejects(
     train({ ...run, tokenizer: other, out: same, resume: same }),
-    /^--tokenizer .*other-vocab\.txt is not the tokenizer the checkpointed run trained with \(.*own-vocab\.txt, copied into .*tok-same\/checkpoint\): resume without --tokenizer$/,
+    /^--tokenizer .*other-vocab\.txt is not the tokenizer the checkpointed run trained with \(.*own-vocab\.txt, copied into .*tok-same\/run\/checkpoint\): resume without --tokenizer$/,
   )
   await train({ ...run, out: same, resume: same })
   t.ok(weights(same).equals(weights(whole)), 'resumed with the same --tokenizer: the same weights')

@@ -581,6 +581,59 @@ for (const c of ATTN_CASES)
     })
   }
 
+// Packed q/k/v (the model's fused projection): q, k, v as the column blocks of one [B, T, 3H] tensor (k, v
+// null) and dq, dk, dv likewise, against the CPU's separate tensors: the same values (bit for bit on the CPU,
+// which computes the same products with another row stride).
+/**
+ * [B*T, 3H] rows q | k | v from three [B*T, H] arrays, or the block `which` of such rows.
+ * @param {Float32Array[]} parts
+ * @param {number} H
+ */
+export function packQkv(parts, H) {
+  const rows = parts[0].length / H
+  const out = new Float32Array(rows * 3 * H)
+  for (let r = 0; r < rows; r++) for (let k = 0; k < 3; k++) out.set(parts[k].subarray(r * H, (r + 1) * H), r * 3 * H + k * H)
+  return out
+}
+/** @param {Float32Array} packed @param {number} H @param {number} which */
+export function unpackQkv(packed, H, which) {
+  const rows = packed.length / (3 * H)
+  const out = new Float32Array(rows * H)
+  for (let r = 0; r < rows; r++) out.set(packed.subarray(r * 3 * H + which * H, r * 3 * H + (which + 1) * H), r * H)
+  return out
+}
+for (const c of [ATTN_CASES[0], ATTN_CASES[4], ATTN_CASES[5]]) {
+  const site = dropoutSites(c.B)[2]
+  const name = `attention ${c.name} (B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS}) packed q|k|v, ${site.name}`
+  gemmCase('attention with packed q|k|v: CUDA equals CPU with separate tensors', name, 2 * attnWork(c), (lib, device, g) => {
+    const inputs = attnInputs(c, g)
+    const H = c.NH * c.HS
+    const cpu = attention(lib, 'cpu', c, site.site, inputs)
+    const mask = maskOf(c)
+    const qkv = packQkv([inputs.q[0], inputs.k[0], inputs.v[0]], H)
+    const got = afterRun(
+      lib,
+      device,
+      {
+        ctx: inputs.ctx,
+        probs: inputs.probs,
+        qkv: [qkv, [c.B, c.T, 3 * H]],
+        dctx: inputs.dctx,
+        dqkv: [new Float32Array(qkv.length).fill(NaN), [c.B, c.T, 3 * H]],
+      },
+      (x) => {
+        lib.ops.attentionForward(x.ctx, x.probs, x.qkv, null, null, mask, c.NH, site.site)
+        lib.ops.attentionBackward(x.dqkv, null, null, x.dctx, x.qkv, null, null, x.probs, mask, c.NH, site.site)
+      },
+    )
+    return [
+      compare('attention_forward', `${name}: probs`, got.probs, cpu.probs, ATTN_TOL),
+      compare('attention_forward', `${name}: ctx`, got.ctx, cpu.ctx, ATTN_TOL),
+      ...['dq', 'dk', 'dv'].map((d, k) => compare('attention_backward', `${name}: ${d}`, unpackQkv(got.dqkv, H, k), cpu[d], ATTN_TOL)),
+    ]
+  })
+}
+
 // With v_h the one-hot rows e_t (HS >= T), ctx_h = Pd exactly, and with dctx_h the same one-hot rows,
 // dv_h = Pd^T exactly: the forward's mask and the backward's regenerated one are read off element by element.
 {
@@ -826,6 +879,115 @@ for (const [R, C, eps, shift] of [
       const inPlace = d.from(dout, [R, C]) // dinp aliases dout
       d.lib.ops.layerNormBackward(inPlace, d.from(dw0), d.from(db0), inPlace, xt, wt, m, r)
       return { dinp: dinp.toFloat32Array(), dweight: dw.toFloat32Array(), dbias: db.toFloat32Array(), inPlace: inPlace.toFloat32Array() }
+    },
+  })
+}
+
+// The fused sublayer output (residualLayerNormForward, layerNormDropoutBackward): [R, C] rows of
+// `sentences` sentences, hidden dropout at p with keepRows and a micro-batch's firstRow. Each case also
+// runs the unfused sequence (dropout, addInplace, layerNorm; layerNorm backward, dropout) on the same device
+// and counts the elements where it differs from the fused op: 0 on every device.
+for (const [R, C, sentences, p, keepRows, firstRow] of /** @type {[number, number, number, number, number[] | null, number][]} */ ([
+  [1, 1, 1, 0, null, 0],
+  [6, 33, 2, 0.1, [1, 0], 0],
+  [12, 100, 3, 0.1, [0, 1, 1], 5],
+  [7, 64, 7, 0.5, null, 0],
+  [130, 37, 10, 0.1, null, 3], // more rows than one 128-row chunk of the parameter gradients
+  [256, 768, 8, 0.1, [1, 1, 0, 1, 1, 1, 1, 0], 0], // BERT-base width
+])) {
+  const inputs = once(() => ({
+    y: randn(R * C, R + C + 10, 1),
+    x: randn(R * C, R + C + 11, 1, 2),
+    w: randn(C, C + 12, 0.5, 1),
+    b: randn(C, C + 13, 0.5),
+    dout: randn(R * C, R + C + 14),
+    dw0: randn(C, C + 15),
+    db0: randn(C, C + 16),
+  }))
+  const site = p > 0 ? { p, seed: 1234567, offset: 77, keepRows: keepRows ? Uint8Array.from(keepRows) : null, firstRow } : null
+  const asDropout = site && { ...site, firstRow }
+  const shape = `R=${R} C=${C} sentences=${sentences} p=${p} keepRows=${keepRows ? keepRows.join('') : 'all'} firstRow=${firstRow}`
+  /** Elements where two arrays differ (bits). @param {Float32Array} a @param {Float32Array} b */
+  const differing = (a, b) => bitEqual(a, b).diff
+  rowwise({
+    op: 'residualLayerNormForward',
+    shape,
+    tol: REDUCTION,
+    work: 3 * R * C,
+    deterministic: true,
+    build: (d) => {
+      const { y, x, w, b } = inputs()
+      const [wt, bt, xt] = [d.from(w), d.from(b), d.from(x, [R, C])]
+      const [out, res, m, r] = [d.zeros([R, C]), d.zeros([R, C]), d.zeros([R]), d.zeros([R])]
+      d.lib.ops.residualLayerNormForward(out, res, m, r, d.from(y, [R, C]), xt, wt, bt, 1e-12, sentences, site)
+      const inPlace = d.from(y, [R, C]) // out aliases y, as the model calls it
+      const res2 = d.zeros([R, C])
+      d.lib.ops.residualLayerNormForward(inPlace, res2, d.zeros([R]), d.zeros([R]), inPlace, xt, wt, bt, 1e-12, sentences, site)
+      // The unfused sequence on this device.
+      const seq = d.from(y, [R, C])
+      const seqRows = seq.view(0, [sentences, (R / sentences) * C])
+      if (asDropout) d.lib.ops.dropout(seqRows, seqRows, asDropout)
+      d.lib.ops.addInplace(seq, xt)
+      const seqOut = d.zeros([R, C])
+      d.lib.ops.layerNormForward(seqOut, d.zeros([R]), d.zeros([R]), seq, wt, bt, 1e-12)
+      const [o, rs] = [out.toFloat32Array(), res.toFloat32Array()]
+      return {
+        out: o,
+        res: rs,
+        mean: m.toFloat32Array(),
+        rstd: r.toFloat32Array(),
+        inPlace: inPlace.toFloat32Array(),
+        unfusedDiffers: differing(o, seqOut.toFloat32Array()) + differing(rs, seq.toFloat32Array()),
+      }
+    },
+  })
+  rowwise({
+    op: 'layerNormDropoutBackward',
+    shape,
+    tol: REDUCTION,
+    work: 4 * R * C,
+    deterministic: true,
+    build: (d) => {
+      const { y, x, w, b, dout, dw0, db0 } = inputs()
+      // The forward's res and statistics, on the CPU (both devices start from the same saved tensors).
+      const saved = runOn(d.lib, 'cpu', (c) => {
+        const [out, res, m, r] = [c.zeros([R, C]), c.zeros([R, C]), c.zeros([R]), c.zeros([R])]
+        d.lib.ops.residualLayerNormForward(
+          out,
+          res,
+          m,
+          r,
+          c.from(y, [R, C]),
+          c.from(x, [R, C]),
+          c.from(w),
+          c.from(b),
+          1e-12,
+          sentences,
+          site,
+        )
+        return { res: res.toFloat32Array(), mean: m.toFloat32Array(), rstd: r.toFloat32Array() }
+      })
+      const [rt, wt, m, r, go] = [d.from(saved.res, [R, C]), d.from(w), d.from(saved.mean), d.from(saved.rstd), d.from(dout, [R, C])]
+      const [dres, dy, dw, db] = [d.zeros([R, C]), site ? d.zeros([R, C]) : null, d.from(dw0), d.from(db0)]
+      d.lib.ops.layerNormDropoutBackward(dres, dy, dw, db, go, rt, wt, m, r, sentences, site)
+      // The unfused sequence on this device.
+      const [seqRes, seqW, seqB] = [d.zeros([R, C]), d.from(dw0), d.from(db0)]
+      d.lib.ops.layerNormBackward(seqRes, seqW, seqB, go, rt, wt, m, r)
+      const seqDy = d.zeros([R, C])
+      if (asDropout)
+        d.lib.ops.dropout(seqRes.view(0, [sentences, (R / sentences) * C]), seqDy.view(0, [sentences, (R / sentences) * C]), asDropout)
+      const [gr, gy] = [dres.toFloat32Array(), dy ? dy.toFloat32Array() : new Float32Array(0)]
+      return {
+        dres: gr,
+        dy: gy,
+        dweight: dw.toFloat32Array(),
+        dbias: db.toFloat32Array(),
+        unfusedDiffers:
+          differing(gr, seqRes.toFloat32Array()) +
+          (dy ? differing(gy, seqDy.toFloat32Array()) : 0) +
+          differing(dw.toFloat32Array(), seqW.toFloat32Array()) +
+          differing(db.toFloat32Array(), seqB.toFloat32Array()),
+      }
     },
   })
 }

@@ -16,8 +16,29 @@ export function tempDir(prefix: string): string {
   return dir
 }
 
+/** What a finished run leaves at the top of its output directory: the model files, and run/ (the run's state). */
+export const OUTPUT_TOP_LEVEL = [
+  '1_Pooling',
+  'README.md',
+  'config.json',
+  'config_sentence_transformers.json',
+  'model.safetensors',
+  'modules.json',
+  'run',
+  'sentence_bert_config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'vocab.txt',
+]
+
 /** train() options for a tiny model, a few steps, a checkpoint every step (add data and out). */
 export const TINY_RUN = { config: 'tiny' as const, steps: 3, batchSize: 8, maxLen: 12, evalEvery: 0, saveEvery: 1, seed: 1 }
+
+/** `simcsepp train` flags of a tiny model trained `steps` steps from `data` into `out`, without evaluation. */
+export function tinyTrainArgs(data: string, out: string, steps = 3): string[] {
+  const fixed = '--config tiny --batch-size 8 --max-len 12 --eval-every 0'.split(' ')
+  return ['train', ...fixed, '--data', data, '--steps', String(steps), '--out', out]
+}
 
 /** dist/cli.js, and a skip reason for tests that need it when it is not built. */
 export const cli = join(process.cwd(), 'dist', 'cli.js')

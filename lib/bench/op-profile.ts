@@ -1,0 +1,143 @@
+// Where a training step's time goes: while a profile is open, every op of the addon (lib/ops.ts, the
+// losses) is timed and charged to a category; what the step spends outside them (tokenising, stacking
+// the views, JavaScript, copies between tensors) is the framework's share. On the CPU the ops run to
+// completion before they return, so the times are the ops'; on CUDA they only launch, so profile there
+// with SIMCSEPP_CUDA_SYNC=1 (each op then waits for its kernels).
+import { addon, type NativeTensor } from '../native.js'
+
+/** One category's share of a step. */
+export interface OpTime {
+  category: string
+  calls: number
+  /** Per step. */
+  milliseconds: number
+}
+
+/** The categories in the order tables and plots show them (forward ops, their backward, the rest). */
+export const OP_CATEGORIES = [
+  'embeddings',
+  'QKV projection',
+  'other projections',
+  'attention',
+  'GELU',
+  'LayerNorm, dropout, residual',
+  'pooling, MLP head',
+  'loss',
+  'embeddings (backward)',
+  'QKV projection (backward)',
+  'other projections (backward)',
+  'attention (backward)',
+  'GELU (backward)',
+  'LayerNorm, dropout, residual (backward)',
+  'pooling, MLP head (backward)',
+  'grad norm, clipping',
+  'AdamW',
+  'framework (tokenising, JS, copies)',
+] as const
+
+// The fused q/k/v product is the one linear whose weight is [3C, C].
+const projection = (w: unknown, backward: boolean) => {
+  const [oc, c] = (w as NativeTensor | undefined)?.shape ?? [0, 0]
+  return `${oc === 3 * c ? 'QKV projection' : 'other projections'}${backward ? ' (backward)' : ''}`
+}
+
+/** The category of an addon function call (null: not an op, e.g. a tensor's own methods). */
+function categoryOf(name: string, args: unknown[]): string | null {
+  switch (name) {
+    case 'embeddingForward':
+      return 'embeddings'
+    case 'embeddingBackward':
+      return 'embeddings (backward)'
+    case 'linearForward':
+      return projection(args[2], false)
+    case 'linearBackward':
+      return projection(args[5], true)
+    case 'attentionForward':
+      return 'attention'
+    case 'attentionBackward':
+      return 'attention (backward)'
+    case 'geluForward':
+      return 'GELU'
+    case 'geluBackward':
+      return 'GELU (backward)'
+    case 'layerNormForward':
+    case 'residualLayerNormForward':
+    case 'dropout':
+    case 'add':
+      return 'LayerNorm, dropout, residual'
+    case 'layerNormBackward':
+    case 'layerNormDropoutBackward':
+    case 'addInplace':
+      return 'LayerNorm, dropout, residual (backward)'
+    case 'poolClsForward':
+    case 'poolMeanForward':
+    case 'tanhForward':
+      return 'pooling, MLP head'
+    case 'poolClsBackward':
+    case 'poolMeanBackward':
+    case 'tanhBackward':
+      return 'pooling, MLP head (backward)'
+    case 'simcse':
+    case 'offDropout':
+    case 'dcl':
+      return 'loss'
+    case 'gradSumSquares':
+    case 'scaleInplace':
+      return 'grad norm, clipping'
+    case 'adamwStep':
+      return 'AdamW'
+    default:
+      return null
+  }
+}
+
+/** An open profile: the addon's op functions are wrapped until stop(). */
+export class OpProfile {
+  private readonly totals = new Map<string, { calls: number; ms: number }>()
+  private readonly saved: [string, unknown][] = []
+
+  constructor() {
+    const target = addon as unknown as Record<string, unknown>
+    for (const [name, fn] of Object.entries(target)) {
+      if (typeof fn !== 'function' || categoryOf(name, []) === null) continue
+      this.saved.push([name, fn])
+      target[name] = (...args: unknown[]) => {
+        const t0 = performance.now()
+        try {
+          return (fn as (...a: unknown[]) => unknown)(...args)
+        } finally {
+          this.charge(categoryOf(name, args) ?? name, performance.now() - t0)
+        }
+      }
+    }
+  }
+
+  private charge(category: string, ms: number): void {
+    const t = this.totals.get(category) ?? { calls: 0, ms: 0 }
+    t.calls += 1
+    t.ms += ms
+    this.totals.set(category, t)
+  }
+
+  /** Restores the addon's functions. */
+  stop(): void {
+    const target = addon as unknown as Record<string, unknown>
+    for (const [name, fn] of this.saved) target[name] = fn
+    this.saved.length = 0
+  }
+
+  /**
+   * The categories per step over `steps` steps that took `stepMs` milliseconds in all, in OP_CATEGORIES
+   * order; the framework's share is the rest of the steps' time.
+   */
+  perStep(steps: number, stepMs: number): OpTime[] {
+    let ops = 0
+    for (const t of this.totals.values()) ops += t.ms
+    const rows: OpTime[] = []
+    for (const category of OP_CATEGORIES) {
+      const t = category.startsWith('framework') ? { calls: 0, ms: Math.max(0, stepMs - ops) } : this.totals.get(category)
+      if (t) rows.push({ category, calls: t.calls / steps, milliseconds: t.ms / steps })
+    }
+    return rows
+  }
+}

@@ -1,0 +1,65 @@
+// The usage of each command (its own --help) and the top-level usage built from all of them, so that
+// `simcsepp --help` lists every option each command takes, and no list drifts from another.
+import { readFileSync } from 'node:fs'
+import { trainUsage } from './train-command.js'
+
+const encoderOptions = `  Encoder     --pooling cls|mean  --normalize  --max-len N  --batch-size N  (pooling, normalize and max-len
+              default to the model's sentence-transformers settings: max_seq_length, else 128)
+              --device auto|cpu|cuda  --precision auto|fp32|bf16 (auto: bf16 products on CUDA, fp32 on the CPU)
+`
+
+export const evalUsage = `simcsepp eval --model DIR --sts FILE... [options]
+  STS Spearman and Pearson (cosine of sentence vectors vs gold scores) for STS-B, SICK or STS12-16 files;
+  an STS12-16 folder: the "all" setting (subsets concatenated), each subset and their mean.
+  Input       --model DIR  --sts FILE (repeatable, or as arguments; UTF-8, lines ending in \\n or \\r\\n)
+  Output      --json (one JSON object: per file and the average)
+${encoderOptions}`
+
+export const encodeUsage = `simcsepp encode --model DIR [--file FILE] [sentences...] [options]
+  One JSON array per sentence and line, or raw little-endian float32 with --format f32.
+  Input       --model DIR  --file FILE (one sentence per line, UTF-8; no blank lines)  sentences as arguments
+  Output      --format json|f32 (json)
+${encoderOptions}`
+
+export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist [options]
+  bench losses [--sizes 64,512,4096,65536] [--dim 768] [--device auto|cpu|cuda|all] [--seconds 3] [--json]
+      Fused off-dropout InfoNCE (forward + backward) against an unfused path of separate ops.
+  bench gemm [--sizes 2048,6144] [--dim 768] [--device auto] [--seconds 2] [--json]
+      CPU SGEMM GFLOP/s at BERT shapes, next to the system BLAS when one is installed.
+  bench encode [--models mini,base] [--sentences 256] [--batch-size 32] [--device auto|cpu|cuda] [--json]
+      SentenceEncoder sentences/s, length-sorted batching against input-order batching.
+  bench step [--model base] [--batch-sizes 64,512] [--seq-len 32] [--steps 5] [--device auto|cpu|cuda|all]
+             [--precision auto|fp32|bf16] [--micro-batch M] [--profile [--plot FILE.svg]] [--json]
+      One SimCSE++ training step: steps/s, sentences/s, model TFLOP/s and utilisation, memory;
+      --profile: milliseconds per op category (on CUDA with SIMCSEPP_CUDA_SYNC=1).
+  bench batch [--model tiny] [--batch-sizes 64,256,1024,4096] [--micro-batch 128] [--seq-len 32] [--steps 1]
+              [--device cpu] [--plot FILE.svg] [--json]
+      The step whole and in micro-batches per batch size (one process each): sentences/s, peak memory.
+  bench dist [--ranks 2] [--model tiny] [--batch-size 64] [--seq-len 32] [--steps 5] [--device cpu] [--json]
+      Data-parallel step on R ranks (mpirun) against one process: step time split into compute and
+      communication, bytes handed to the collectives per step, sentences/s.
+`
+
+export const infoUsage = `simcsepp info
+  Build and device information (CPU threads, CUDA device and memory), as JSON.
+`
+
+/** Each command's usage, by name. */
+export const COMMAND_USAGE: Record<string, string> = {
+  train: trainUsage,
+  eval: evalUsage,
+  encode: encodeUsage,
+  bench: benchUsage,
+  info: infoUsage,
+}
+
+export const usage = `simcsepp: SimCSE++ sentence-embedding training on CUDA and CPU
+
+Usage: simcsepp COMMAND [options]   (simcsepp COMMAND --help: that command's usage; simcsepp --version)
+
+${Object.values(COMMAND_USAGE).join('\n')}`
+
+/** The package's version, from its package.json (one directory above dist/ and lib/). */
+export function version(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+}

@@ -1,0 +1,152 @@
+// The model card (README.md) of a run's output directory: what the model is (base, data, objective,
+// hyper-parameters), how it scored, and how to load it in Python and in Node. Everything in it comes
+// from the run's own record (training_args.json, the log), so it never claims what was not run.
+import { basename } from 'node:path'
+import type { DataFingerprint } from '../data/sentences.js'
+import type { Best, EvalInfo, StepInfo } from './events.js'
+
+/** What the card is written from. */
+export interface ModelCardInput {
+  /** The record of training_args.json. */
+  args: Record<string, unknown>
+  steps: StepInfo[]
+  evals: EvalInfo[]
+  best: Best
+  /** The data the run read, and its columns when supervised (2: pairs, 3: triplets). */
+  data: DataFingerprint & { columns?: 2 | 3 }
+}
+
+const OBJECTIVES: Record<string, string> = {
+  'simcse++': 'SimCSE++: off-dropout InfoNCE (negatives from a dropout-free view) + λ·DCL (dimension-wise contrast)',
+  'off-dropout': 'off-dropout InfoNCE (negatives from a dropout-free view)',
+  dcl: 'DCL (dimension-wise contrastive learning)',
+  simcse: 'SimCSE: InfoNCE between two dropout views of each sentence, in-batch negatives',
+}
+
+// The hyper-parameters listed, in order, with their training_args.json names.
+const HYPER = [
+  ['batch size', 'batchSize'],
+  ['max length (tokens)', 'maxLen'],
+  ['learning rate', 'lr'],
+  ['epochs', 'epochs'],
+  ['steps', 'totalSteps'],
+  ['warm-up steps', 'warmup'],
+  ['weight decay', 'weightDecay'],
+  ['gradient clipping', 'gradClip'],
+  ['temperature', 'temperature'],
+  ['positive scale', 'posScale'],
+  ['DCL weight', 'dclWeight'],
+  ['DCL temperature', 'dclTemperature'],
+  ['dropout', 'dropout'],
+  ['pooling', 'pooling'],
+  ['precision', 'precision'],
+  ['device', 'device'],
+  ['seed', 'seed'],
+] as const
+
+// The options that only some objectives use.
+const ONLY_FOR: Record<string, string[]> = {
+  posScale: ['simcse++', 'off-dropout'],
+  dclWeight: ['simcse++'],
+  dclTemperature: ['simcse++', 'dcl'],
+  temperature: ['simcse++', 'off-dropout', 'simcse'],
+}
+
+export function modelCard({ args, steps, evals, best, data }: ModelCardInput): string {
+  const objective = String(args.objective)
+  const supervised = data.columns !== undefined
+  const what = supervised
+    ? `${data.lines} ${data.columns === 3 ? 'triplets (anchor, positive, hard negative)' : 'pairs (anchor, positive)'}`
+    : `${data.lines} sentences`
+  const objectiveText = supervised
+    ? `supervised SimCSE: InfoNCE of each anchor against its positive, with the batch's other positives${data.columns === 3 ? ' and every hard negative of the batch' : ''} as negatives`
+    : (OBJECTIVES[objective] ?? objective)
+  const base = args.model
+    ? `\`${basename(String(args.model))}\` (${String(args.model)})`
+    : `random initialisation (\`${JSON.stringify(args.config ?? 'mini')}\` size)`
+  const rows = HYPER.filter(([, k]) => args[k] !== undefined && args[k] !== null && (!ONLY_FOR[k] || ONLY_FOR[k].includes(objective)))
+  const last = steps.at(-1)
+  const lines = [
+    '---',
+    'library_name: sentence-transformers',
+    'pipeline_tag: sentence-similarity',
+    'tags:',
+    '  - sentence-transformers',
+    '  - feature-extraction',
+    '  - sentence-similarity',
+    `  - ${supervised ? 'simcse' : objective}`,
+    '---',
+    '',
+    `# ${basename(String(args.out ?? 'model'))}`,
+    '',
+    `A BERT sentence encoder trained with simcsepp (SimCSE and SimCSE++ training for Node.js): ${objectiveText}.`,
+    '',
+    '## Training',
+    '',
+    `- Base model: ${base}`,
+    `- Data: \`${basename(String(args.data))}\`, ${what}, read as ${String(args.format ?? 'text')} (${data.bytes} bytes, SHA-256 ${data.sha256.slice(0, 16)}…)`,
+    `- Objective: \`${objective}\`${supervised ? ' (supervised)' : ''}`,
+    last ? `- Trained ${last.step} steps; final loss ${last.loss.toFixed(4)}` : '- Not trained (0 steps): the initialised model',
+    '',
+    '| hyper-parameter | value |',
+    '| --- | --- |',
+    ...rows.map(([name, k]) => `| ${name} | ${String(args[k])} |`),
+    '',
+    '## Evaluation',
+    '',
+    ...evaluationTable(evals, best),
+    '',
+    '## Usage',
+    '',
+    'Python, with [sentence-transformers](https://www.sbert.net):',
+    '',
+    '```python',
+    'from sentence_transformers import SentenceTransformer',
+    '',
+    `model = SentenceTransformer("path/to/${basename(String(args.out ?? 'model'))}")`,
+    'embeddings = model.encode(["A man is playing a guitar.", "Someone plays an instrument."])',
+    'print(model.similarity(embeddings, embeddings))',
+    '```',
+    '',
+    'Node, with simcsepp:',
+    '',
+    '```js',
+    "import { SentenceEncoder } from 'simcsepp'",
+    '',
+    `const encoder = await SentenceEncoder.load('path/to/${basename(String(args.out ?? 'model'))}')`,
+    "const [a, b] = await encoder.encode(['A man is playing a guitar.', 'Someone plays an instrument.'])",
+    'console.log(encoder.similarity(a, b))',
+    'await encoder.close()',
+    '```',
+    '',
+    `Pooling: ${args.pooling === 'mean' ? 'the mean over tokens' : 'the [CLS] vector'} (the MLP head used in training is not part of the model), cosine similarity.`,
+    '',
+    '## Files',
+    '',
+    '- The model, at the top of the folder: `config.json`, `model.safetensors`, the tokenizer (`tokenizer.json`, `vocab.txt`,',
+    '  `tokenizer_config.json`), the sentence-transformers files (`modules.json`, `sentence_bert_config.json`,',
+    '  `config_sentence_transformers.json`, `1_Pooling/`) and this card.',
+    '- The run, kept apart in `run/` (not needed to use the model; safe to delete once training is over):',
+    '  `training_args.json`, `train.jsonl` (every step and evaluation), `metrics.json`, `loss_curve.svg`, and `checkpoint/`',
+    '  (weights with the MLP head, optimizer state, data position, a copy of the tokenizer: for `simcsepp train --resume`, not for inference).',
+    '',
+  ]
+  return lines.join('\n')
+}
+
+/** The evaluations as a table of Spearman ×100 per file (the best step marked), or a line saying there were none. */
+function evaluationTable(evals: EvalInfo[], best: Best): string[] {
+  if (!evals.length) return ['No evaluation was run (`--eval-file` gives STS Spearman during training; `simcsepp eval` after).']
+  const files = evals[0].results.map((r) => basename(r.file))
+  const table = [
+    `STS Spearman × 100 (cosine of sentence vectors against the gold scores); the model saved is the best of \`${files[0]}\`.`,
+    '',
+    `| step | ${files.join(' | ')} | average |`,
+    `| --- |${files.map(() => ' --- |').join('')} --- |`,
+    ...evals.map(
+      (e) =>
+        `| ${e.step}${best && e.step === best.step ? ' (saved)' : ''} | ${e.results.map((r) => r.spearman.toFixed(2)).join(' | ')} | ${e.average.toFixed(2)} |`,
+    ),
+  ]
+  return table
+}

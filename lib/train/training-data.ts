@@ -1,0 +1,31 @@
+// Which data a run trains on: the file's format (given, or detected and stated in the log), the
+// objective that follows from it, and the reader: one sentence per line (SentenceFile) or supervised
+// pairs/triplets (PairFile).
+import { SentenceFile } from '../data/sentences.js'
+import { detectFormat, PairFile } from '../data/pairs.js'
+import { objectiveForData } from './objective.js'
+import type { ResolvedTrainOptions, TrainOptions } from './options.js'
+
+/** The options with `format` resolved from the data file and the objective chosen for it (see objectiveForData). */
+export async function withDataFormat(options: TrainOptions): Promise<TrainOptions> {
+  if (typeof options?.data !== 'string' || !options.data) return options
+  const format = await detectFormat(options.data, options.format)
+  return { ...options, format, objective: objectiveForData(options.objective, format) }
+}
+
+/** Opens the run's data as its (resolved) format says, and says what it holds. */
+export async function openTrainingData(o: ResolvedTrainOptions, say: (s: string) => void): Promise<SentenceFile | PairFile> {
+  if (o.format === 'text' || o.format === 'auto') {
+    const file = await SentenceFile.open(o.data)
+    say(`data: ${o.data}: ${file.count} sentences, one per line (text)`)
+    return file
+  }
+  const file = await PairFile.open(o.data, o.format)
+  say(`data: ${file.describe()}: supervised SimCSE with in-batch${file.width === 3 ? ' and hard' : ''} negatives`)
+  return file
+}
+
+/** Columns per example of supervised data (views per step), undefined for plain text. */
+export function columnsOf(file: SentenceFile | PairFile): 2 | 3 | undefined {
+  return file instanceof PairFile ? file.width : undefined
+}
