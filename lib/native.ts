@@ -57,6 +57,21 @@ export interface Addon {
   firstNonFinite(data: Float32Array): number
   /** Bytes of tensor storage (host and device) allocated now, and bytes reported to V8 as external memory. */
   tensorMemory(): { heldBytes: number; reportedBytes: number }
+  /** Loads MPI (dlopen) and initialises it once (native/bind_dist.cpp); throws naming the libraries tried. */
+  distInit(): { rank: number; size: number; library: string; flavour: string; version: string }
+  /** In place: the sum of t over every rank (CUDA tensors: NCCL, or MPI on host copies). */
+  distAllReduceSum(t: NativeTensor): void
+  /** In place: rank r's counts[r] elements, at offset sum(counts[0..r)) of t, sent to every rank. */
+  distAllGather(t: NativeTensor, counts: number[]): void
+  distBroadcast(t: NativeTensor, root: number): void
+  /** The largest x over the ranks. */
+  distMax(x: number): number
+  distBarrier(): void
+  /** MPI_Abort: ends every rank of the job with this exit code. Does not return. */
+  distAbort(code: number): never
+  distFinalize(): void
+  /** Tensor bytes handed to the collectives so far; how CUDA tensors travel, once decided. */
+  distStats(): { bytes: number; cudaPath?: string }
   simcse(
     z1: NativeTensor,
     z2: NativeTensor,

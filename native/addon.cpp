@@ -19,6 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_gemm(env, exports);
   register_encoder(env, exports);
   register_optim(env, exports);
+  register_dist(env, exports);
   return exports;
 }
 

@@ -22,6 +22,7 @@ const files = [
   'test/bench-step.test.ts',
   'test/micro-batch-masks.test.ts',
   'test/cuda-micro-batch.test.ts',
+  'test/cuda-distributed.test.ts',
 ].filter((f) => existsSync(join(root, f)))
 
 let passed = 0

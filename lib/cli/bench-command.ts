@@ -1,4 +1,4 @@
-// `simcsepp bench losses|gemm|encode|step|batch`: flags -> the benchmarks of lib/bench/, their rows printed as a
+// `simcsepp bench losses|gemm|encode|step|batch|dist`: flags -> the benchmarks of lib/bench/, their rows printed as a
 // table (or JSON). Both device lists come from the one device policy (lib/device.ts).
 import { cudaStatus, numThreads } from '../index.js'
 import { resolveDevice } from '../device.js'
@@ -8,11 +8,20 @@ import { benchLosses } from '../bench/losses.js'
 import { benchGemm } from '../bench/gemm.js'
 import { benchEncode } from '../bench/encode.js'
 import { benchStep, type StepBenchRow } from '../bench/step.js'
+import { benchDist, distWorker } from '../bench/dist.js'
 import { memoryPlotSvg } from '../bench/memory-plot.js'
 import { PRECISION_REQUESTS, type PrecisionRequest } from '../model/precision.js'
 import { HelpRequest, parseFlags, UsageError } from './args.js'
 import { benchUsage } from './help.js'
-import { batchBenchTable, encodeBenchTable, gemmBenchTable, lossBenchTable, profileTable, stepBenchTable } from './tables.js'
+import {
+  batchBenchTable,
+  distBenchTable,
+  encodeBenchTable,
+  gemmBenchTable,
+  lossBenchTable,
+  profileTable,
+  stepBenchTable,
+} from './tables.js'
 import { profilePlotSvg } from '../bench/profile-plot.js'
 
 function usage(message: string): never {
@@ -44,6 +53,7 @@ export function benchCommand(args: string[]) {
   if (what === 'encode') return encodeBench(rest)
   if (what === 'step') return stepBench(rest)
   if (what === 'batch') return batchBench(rest)
+  if (what === 'dist') return distBench(rest)
   const { values } = parseFlags(benchUsage, {
     args: rest,
     options: {
@@ -55,7 +65,7 @@ export function benchCommand(args: string[]) {
     },
   })
   if (what === 'gemm') return gemmBench(values)
-  if (what !== 'losses') usage(`unknown benchmark '${what ?? ''}' (available: losses, gemm, encode, step, batch)`)
+  if (what !== 'losses') usage(`unknown benchmark '${what ?? ''}' (available: losses, gemm, encode, step, batch, dist)`)
   const sizes = (values.sizes ?? '64,512,4096,65536').split(',').map((s) => Number(s.trim()))
   if (sizes.some((n) => !Number.isInteger(n) || n < 1)) usage(`--sizes must be positive integers (got ${values.sizes})`)
   const dim = Number(values.dim)
@@ -216,6 +226,52 @@ async function batchBench(argv: string[]) {
   if (values.plot) writeFileSync(values.plot, plot)
   if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'batch', date: new Date().toISOString(), rows }, null, 2) + '\n')
   else process.stdout.write('\n' + batchBenchTable(rows) + (values.plot ? `\nplot: ${values.plot}\n` : '\n'))
+}
+
+// `bench dist`: one process, then R ranks under mpirun (each a `bench dist --worker` of this CLI).
+async function distBench(argv: string[]) {
+  const { values } = parseFlags(benchUsage, {
+    args: argv,
+    options: {
+      ranks: { type: 'string', default: '2' },
+      model: { type: 'string', default: 'tiny' },
+      'batch-size': { type: 'string', default: '64' },
+      'seq-len': { type: 'string', default: '32' },
+      steps: { type: 'string', default: '5' },
+      device: { type: 'string', default: 'cpu' },
+      worker: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  })
+  const int = (flag: string, v: string | undefined, min: number) => {
+    const n = Number(v)
+    if (!Number.isInteger(n) || n < min) usage(`--${flag} must be an integer of at least ${min} (got ${v})`)
+    return n
+  }
+  const size = values.model as NamedConfig
+  if (!['tiny', 'mini', 'small', 'base'].includes(size)) usage(`--model must be tiny, mini, small or base (got ${values.model})`)
+  const device = values.device as 'cpu' | 'cuda'
+  if (device !== 'cpu' && device !== 'cuda') usage(`--device must be cpu or cuda (got ${values.device})`)
+  const ranks = int('ranks', values.ranks, values.worker ? 1 : 2)
+  const o = {
+    size,
+    ranks,
+    device,
+    batchSize: int('batch-size', values['batch-size'], ranks),
+    seqLen: int('seq-len', values['seq-len'], 3),
+    steps: int('steps', values.steps, 1),
+    log: (l: string) => process.stderr.write(`  ${l}\n`),
+  }
+  if (values.worker) return distWorker(values.worker, o)
+  const rows = benchDist({ ...o, cli: process.argv[1] })
+  if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'dist', date: new Date().toISOString(), ...o, rows }, null, 2) + '\n')
+  else {
+    process.stdout.write(
+      `\nSimCSE++ training step, ${size}, global batch ${o.batchSize}, T = ${o.seqLen}, ${device}: one process against ` +
+        `${ranks} ranks on this machine (median of ${o.steps} steps)\n\n`,
+    )
+    process.stdout.write(distBenchTable(rows) + '\n')
+  }
 }
 
 function gemmBench(values: { sizes?: string; seconds?: string; json?: boolean }) {

@@ -21,7 +21,7 @@ export const encodeUsage = `simcsepp encode --model DIR [--file FILE] [sentences
   Output      --format json|f32 (json)
 ${encoderOptions}`
 
-export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch [options]
+export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist [options]
   bench losses [--sizes 64,512,4096,65536] [--dim 768] [--device auto|cpu|cuda|all] [--seconds 3] [--json]
       Fused off-dropout InfoNCE (forward + backward) against an unfused path of separate ops.
   bench gemm [--sizes 2048,6144] [--dim 768] [--device auto] [--seconds 2] [--json]
@@ -35,6 +35,9 @@ export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch [options
   bench batch [--model tiny] [--batch-sizes 64,256,1024,4096] [--micro-batch 128] [--seq-len 32] [--steps 1]
               [--device cpu] [--plot FILE.svg] [--json]
       The step whole and in micro-batches per batch size (one process each): sentences/s, peak memory.
+  bench dist [--ranks 2] [--model tiny] [--batch-size 64] [--seq-len 32] [--steps 5] [--device cpu] [--json]
+      Data-parallel step on R ranks (mpirun) against one process: step time split into compute and
+      communication, bytes handed to the collectives per step, sentences/s.
 `
 
 export const infoUsage = `simcsepp info

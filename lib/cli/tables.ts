@@ -8,6 +8,7 @@ import type { LossBenchRow } from '../bench/losses.js'
 import type { GemmBenchRow } from '../bench/gemm.js'
 import type { StepBenchRow } from '../bench/step.js'
 import type { EncodeBenchRow } from '../bench/encode.js'
+import type { DistBenchRow } from '../bench/dist.js'
 
 export function formatTable(headers: string[], rows: (string | number)[][]): string {
   const cells = rows.map((r) => r.map((c) => String(c)))
@@ -152,4 +153,22 @@ export function profileTable(rows: StepBenchRow[]): string {
     )
   }
   return out.join('\n')
+}
+
+/** `bench dist`: per step, compute and communication (ms), bytes handed to the collectives, throughput. */
+export function distBenchTable(rows: DistBenchRow[]): string {
+  return formatTable(
+    ['ranks', 'threads/rank', 'step ms', 'compute ms', 'comm ms', 'payload/step', 'ring bytes/rank', 'sent/s', 'speedup'],
+    rows.map((r) => [
+      r.ranks,
+      r.threadsPerRank,
+      r.stepMs.toFixed(1),
+      r.computeMs.toFixed(1),
+      r.communicationMs.toFixed(1),
+      r.payloadBytes ? formatBytes(r.payloadBytes) : '-',
+      r.ringBytesPerRank ? formatBytes(r.ringBytesPerRank) : '-',
+      r.sentencesPerSec.toFixed(0),
+      `${r.speedup.toFixed(2)}x`,
+    ]),
+  )
 }

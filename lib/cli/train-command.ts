@@ -31,6 +31,9 @@ export const trainUsage = `simcsepp train [options]
   Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR | --overwrite (start over in DIR)
               --resume DIR alone continues the run with its options (DIR/run/training_args.json); options
               given again must match, except those that may change (--save-every, --eval-file, ...)
+  Ranks       mpirun -np R simcsepp train ...: data-parallel over R processes (MPI; NCCL for CUDA), found
+              from the launcher's environment; --distributed requires MPI even without those variables.
+              --batch-size is the global batch; rank 0 writes the output
 `
 
 export async function trainCommand(argv: string[]): Promise<void> {
@@ -67,6 +70,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       resume: { type: 'string' },
       overwrite: { type: 'boolean' },
       pooling: { type: 'string' },
+      distributed: { type: 'boolean' },
     },
   })
   if (values.data === undefined && values.resume === undefined) {
@@ -112,6 +116,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     resume: values.resume,
     overwrite: values.overwrite,
     pooling: oneOf('pooling', values.pooling, ['cls', 'mean'] as const),
+    distributed: values.distributed ? true : 'auto',
   }
   // --resume DIR: the run's own options (training_args.json), those given again on top.
   const run = values.resume !== undefined ? await resumeOptions(values.resume, { dataGiven: values.data !== undefined }) : null
@@ -119,5 +124,6 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const merged: TrainOptions = run ? { ...run, ...Object.fromEntries(given) } : options
   if (!merged.model && !merged.config) merged.config = 'mini'
   const display = new TrainingDisplay()
-  display.summary(await display.run((hooks) => train(merged, hooks)))
+  const result = await display.run((hooks) => train(merged, hooks))
+  if (!result.rank) display.summary(result) // in a data-parallel run, rank 0 speaks for all
 }

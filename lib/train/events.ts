@@ -10,6 +10,12 @@ export interface StepInfo {
   batchSize: number
   /** Encoder passes the batch's rows were split into (1 without micro-batches). */
   microBatches: number
+  /** Ranks of a data-parallel run (absent: one process). */
+  ranks?: number
+  /** Of the step's seconds, those spent in collectives (all-gather of z, all-reduce of the gradients). */
+  communicationSeconds?: number
+  /** Tensor bytes this rank handed to collectives in the step: V·N·H·4 gathered plus 4·P reduced. */
+  communicatedBytes?: number
   /** Bytes of activation memory the encoder holds (the largest pass so far). */
   activationBytes: number
   loss: number
@@ -55,4 +61,6 @@ export interface TrainResult {
   best: Best
   /** The run was stopped by the signal; continue it with resume: out. */
   interrupted: boolean
+  /** This process's rank in a data-parallel run (0, or absent, for the rank that wrote the output). */
+  rank?: number
 }

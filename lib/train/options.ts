@@ -65,6 +65,13 @@ export interface TrainOptions {
   vocabSize?: number
   /** Sentence vector under the MLP head and at evaluation: 'cls' (SimCSE) or 'mean' over tokens. */
   pooling?: 'cls' | 'mean'
+  /**
+   * Data-parallel training over MPI ranks (lib/distributed/): true requires MPI, false never uses it, 'auto'
+   * (default) uses it when an MPI launcher started this process with more than one rank. batchSize is
+   * then the global batch; rank 0 alone writes the output and reports through the hooks, and an error on
+   * any rank ends the whole job (MPI_Abort) rather than leaving the others waiting.
+   */
+  distributed?: boolean | 'auto'
 }
 
 export type ResolvedTrainOptions = Required<
@@ -95,6 +102,7 @@ const DEFAULTS = {
   saveEvery: 250,
   vocabSize: 8000,
   pooling: 'cls' as 'cls' | 'mean',
+  distributed: 'auto' as boolean | 'auto',
 }
 
 /**
@@ -186,6 +194,8 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (r.format !== 'auto' && !DATA_FORMATS.includes(r.format))
     throw new TypeError(`train: format must be auto, ${DATA_FORMATS.join(', ')} (got ${String(r.format)})`)
   if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)
+  if (r.distributed !== 'auto' && typeof r.distributed !== 'boolean')
+    throw new TypeError(`train: distributed must be true, false or 'auto' (got ${JSON.stringify(r.distributed)})`)
   if (!DEVICE_REQUESTS.includes(r.device)) throw new TypeError(`train: device must be auto, cpu or cuda (got ${r.device})`)
   if (!PRECISION_REQUESTS.includes(r.precision))
     throw new TypeError(`train: precision must be auto, fp32 or bf16 (got ${String(r.precision)})`)

@@ -3,6 +3,12 @@
 // CLS + MLP pooling; the objective's loss and gradient into a buffer allocated once; backward through
 // all views; grad-norm clipping; AdamW with linear decay. Dropout masks are Philox(seed, step, site,
 // element), so a step depends only on the weights, the step number and its sentences.
+//
+// Across R ranks (a Communicator): every rank tokenises the whole global batch (the same padded length,
+// so the dropout masks line up) and encodes only its slice of sentences in each view, at the rows' global
+// indices (firstRow); the vectors are all-gathered view by view, every rank computes the loss over the
+// whole batch, back-propagates its own rows, and the parameter gradients are summed over the ranks before
+// clipping and AdamW. So R ranks compute the step of one process, up to the order of the sums.
 import type { EncodedBatch, Tokenizer } from '../tokenizer.js'
 import type { BertModel } from '../model/bert.js'
 import { Tensor, type Device } from '../tensor.js'
@@ -13,6 +19,8 @@ import { linearForward } from '../ops.js'
 import { keepRowsFor, objectiveLoss, viewCount } from './objective.js'
 import type { ResolvedTrainOptions } from './options.js'
 import type { StepInfo } from './events.js'
+import type { Communicator } from '../distributed/communicator.js'
+import { rankSlice } from '../distributed/launch.js'
 
 /** A step's sizes: sentences per step (at most), tokens per sentence, and the run's length. */
 export interface StepShape {
@@ -35,7 +43,7 @@ export class TrainingStep {
   private readonly views: 2 | 3
   /** dL/dz of the largest batch, [V·batch·H]; each step uses a view of it. */
   private readonly grad: Tensor
-  /** With micro-batches: the whole batch's vectors, gathered micro-batch by micro-batch. */
+  /** With micro-batches or ranks: the whole batch's vectors, gathered pass by pass (and rank by rank). */
   private readonly zAll: Tensor | null
   /** The Gram matrix of the metric sample's dropout-free (last) view, [S, S] on the step's device. */
   private readonly gram: Tensor
@@ -47,12 +55,15 @@ export class TrainingStep {
     private readonly o: ResolvedTrainOptions,
     private readonly shape: StepShape,
     device: Device,
+    /** The ranks of a data-parallel run (null: this process alone). */
+    private readonly comm: Communicator | null = null,
   ) {
     this.views = viewCount(o.objective, shape.columns)
     this.grad = Tensor.zeros([this.views * shape.batch * model.config.hiddenSize], device)
     const rows = this.views * shape.batch
     const micro = shape.microBatch ?? 0
-    this.zAll = micro > 0 && micro < rows ? Tensor.zeros([rows * model.config.hiddenSize], device) : null
+    const ranks = comm?.size ?? 1
+    this.zAll = ranks > 1 || (micro > 0 && micro < rows) ? Tensor.zeros([rows * model.config.hiddenSize], device) : null
     const S = Math.min(shape.batch, METRIC_SENTENCES)
     this.gram = Tensor.zeros([S * S], device)
   }
@@ -69,25 +80,41 @@ export class TrainingStep {
       H = model.config.hiddenSize
     const t0 = performance.now()
     const { sentences, epoch, columns } = await stream.next()
+    const bytesBefore = this.comm && this.comm.size > 1 ? this.comm.bytes : 0
+    this.comm?.takeSeconds()
     const n = sentences.length
     const batch = await tokeniseViews(this.tokenizer, columns ?? [sentences], V, maxLen)
     const keepRows = keepRowsFor(o.objective, n, this.shape.columns)
     const forward = { seed: o.seed, step, pooling: o.pooling }
-    // Micro-batches of M rows (the whole batch when 0 or at least V·n): pass 1 gathers every row's
-    // vector, the loss runs over the whole batch, and pass 2 re-runs each micro-batch (the same dropout
-    // masks: firstRow) and back-propagates its slice of dL/dz; parameter gradients accumulate.
+    // This process's rows of the V·n stacked ones: all of them, or with R ranks its slice of sentences in
+    // each view. Micro-batches of M rows split them further (M = 0 or at least the rows: no split). With
+    // one pass, its activations stay for the backward; with several, pass 1 gathers every row's vector,
+    // the loss runs over the whole batch, and pass 2 re-runs each pass (the same dropout masks: firstRow,
+    // the rows' global index) and back-propagates its slice of dL/dz; parameter gradients accumulate.
     const rows = V * n
+    const comm = this.comm && this.comm.size > 1 ? this.comm : null
+    const slices = comm ? Array.from({ length: comm.size }, (_, r) => rankSlice(n, comm.size, r)) : [[0, n] as [number, number]]
+    const blocks: [number, number][] = comm
+      ? Array.from({ length: V }, (_, v) => [v * n + slices[comm.rank][0], slices[comm.rank][1] - slices[comm.rank][0]])
+      : [[0, rows]]
     const micro = this.shape.microBatch ?? 0
-    const M = this.zAll && micro < rows ? micro : rows
     const chunks: [number, number][] = []
-    for (let r0 = 0; r0 < rows; r0 += M) chunks.push([r0, Math.min(M, rows - r0)])
+    for (const [b0, bm] of blocks) {
+      if (bm === 0) continue // an epoch's last, short batch may leave a rank no sentence
+      const M = micro > 0 && micro < bm ? micro : bm
+      for (let r0 = b0; r0 < b0 + bm; r0 += M) chunks.push([r0, Math.min(M, b0 + bm - r0)])
+    }
     const runChunk = ([r0, m]: [number, number]) =>
       model.trainForward(slice(batch, r0, m), { ...forward, keepRows: keepRows.subarray(r0, r0 + m), firstRow: r0 })
     let z: Tensor
-    if (chunks.length === 1) z = model.trainForward(batch, { ...forward, keepRows })
+    if (chunks.length === 1 && !comm) z = model.trainForward(batch, { ...forward, keepRows })
     else {
       z = this.zAll!.view(0, [rows, H])
       for (const c of chunks) z.view(c[0] * H, [c[1], H]).copyFrom(runChunk(c))
+      if (comm) {
+        const counts = slices.map(([a, b]) => (b - a) * H)
+        for (let v = 0; v < V; v++) comm.allGather(z.view(v * n * H, [n * H]), counts)
+      }
     }
     const g = this.grad.view(0, [V * n, H])
     // Diverged weights show as non-finite sentence vectors (the sample read for the metrics, or the
@@ -105,12 +132,15 @@ export class TrainingStep {
     const { loss, parts } = result
     if (!Number.isFinite(loss)) throw diverged(step, `the loss is ${loss}`, o.lr, lastCheckpoint)
     model.zeroGrad()
-    if (chunks.length === 1) model.trainBackward(g)
+    if (chunks.length === 1 && !comm) model.trainBackward(g)
     else
-      for (const c of chunks) {
-        runChunk(c)
+      // Last pass first: its activations are still those of pass 1, so it needs no re-run.
+      for (let i = chunks.length - 1; i >= 0; i--) {
+        const c = chunks[i]
+        if (i < chunks.length - 1) runChunk(c)
         model.trainBackward(g.view(c[0] * H, [c[1], H]))
       }
+    if (comm) comm.allReduceSum(model.grads)
     const gradNorm = clipGradNorm(model.grads, o.gradClip)
     const lr = linearSchedule(o.lr, step, totalSteps, o.warmup)
     this.opt.stepWith(lr)
@@ -122,6 +152,7 @@ export class TrainingStep {
       epoch,
       batchSize: n,
       microBatches: chunks.length,
+      ...(comm ? { ranks: comm.size, communicationSeconds: comm.takeSeconds(), communicatedBytes: comm.bytes - bytesBefore } : {}),
       activationBytes: model.activationBytes,
       loss,
       parts,

@@ -6,6 +6,13 @@
 // shuffle per epoch and checkpoints hold parameters, moments, step, data position and the tokenizer,
 // so a resumed run ends with the same weights, bit for bit on CPU, as an uninterrupted one. Buffers
 // are sized by the batch the data can fill (batch-size.ts), checked against memory first.
+//
+// Data-parallel (lib/distributed/, started by an MPI launcher or `distributed: true`): every rank reads the
+// same global batches and holds the same weights; the step splits the work (step.ts). Rank 0 alone owns
+// the output directory: it locks it, writes the log, checkpoints, evaluations and model, and is the one
+// rank that reports through the hooks. Checkpoints hold nothing per rank, so a resume may use any number
+// of ranks. An error on any rank ends the whole job (MPI_Abort): the others would wait in a collective.
+import { join } from 'node:path'
 import { addon } from '../native.js'
 import { AdamW } from '../optim/adamw.js'
 import { BatchStream } from '../data/sentences.js'
@@ -22,12 +29,21 @@ import { createModel, loadTokenizer, maxSequenceLength, trainingDevice } from '.
 import { TrainingStep } from './step.js'
 import { viewCount } from './objective.js'
 import { columnsOf, openTrainingData, withDataFormat } from './training-data.js'
+import { startDistributed, type Communicator } from '../distributed/communicator.js'
 
 export type { TrainOptions } from './options.js'
 export type { EvalInfo, StepInfo, TrainHooks, TrainResult } from './events.js'
 
 export async function train(options: TrainOptions, hooks: TrainHooks = {}): Promise<TrainResult> {
   const o = resolveTrainOptions(await withDataFormat(options))
+  const comm = startDistributed(o.distributed)
+  if (comm && comm.size > 1) {
+    try {
+      return await trainRank(o, hooks, comm)
+    } catch (e) {
+      return comm.abort((e as Error).message)
+    }
+  }
   const say = (s: string) => hooks.onMessage?.(s)
   if (o.resume && !findCheckpoint(o.resume))
     throw new Error(`--resume ${o.resume}: no checkpoint there (it is written every saveEvery steps into <out>/run/checkpoint)`)
@@ -41,8 +57,32 @@ export async function train(options: TrainOptions, hooks: TrainHooks = {}): Prom
   }
 }
 
-async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: string) => void): Promise<TrainResult> {
+/** One rank of a data-parallel run: rank 0 takes the output directory and reports; the others stay silent. */
+async function trainRank(o: ResolvedTrainOptions, hooks: TrainHooks, comm: Communicator): Promise<TrainResult> {
+  const lead = comm.rank === 0
+  const say = (s: string) => (lead ? hooks.onMessage?.(s) : undefined)
+  if (o.resume && !findCheckpoint(o.resume))
+    throw new Error(`--resume ${o.resume}: no checkpoint there (it is written every saveEvery steps into <out>/run/checkpoint)`)
+  const lock = lead ? await takeOutputDir(o.out, { resume: o.resume, overwrite: o.overwrite, say }) : null
+  // The others read the directory (a checkpoint, a vocabulary) only once rank 0 has cleaned it up.
+  comm.barrier()
+  try {
+    const silent = { signal: hooks.signal }
+    return await trainLocked(o, lead ? hooks : silent, say, comm)
+  } finally {
+    lock?.release()
+  }
+}
+
+async function trainLocked(
+  o: ResolvedTrainOptions,
+  hooks: TrainHooks,
+  say: (s: string) => void,
+  comm: Communicator | null = null,
+): Promise<TrainResult> {
   const out = o.out
+  const ranks = comm?.size ?? 1
+  const lead = (comm?.rank ?? 0) === 0
   const device = trainingDevice(o.device, say)
   const file = await openTrainingData(o, say)
   if (file.count < 2)
@@ -50,12 +90,23 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
   const batch = effectiveBatchSize(o.batchSize, file.count)
   if (batch < o.batchSize)
     say(`--batch-size ${o.batchSize} is more than the ${file.count} sentences of ${o.data}: each step trains on all ${batch}`)
+  if (batch < ranks) throw new Error(`--batch-size ${batch} is less than the ${ranks} ranks: each rank needs a sentence of the batch`)
+  if (comm)
+    say(
+      `data-parallel over ${ranks} ranks on ${comm.engine}: ${batch} sentences per step, ${Math.ceil(batch / ranks)} per rank at most` +
+        (device === 'cpu' ? `, ${addon.numThreads()} CPU thread(s) each` : ''),
+    )
   const totalSteps = o.steps ?? BatchStream.batchesPerEpoch(file.count, batch) * o.epochs
   const runOptions = fixedOnResume(o)
   // From the directory given, not the checkpoint found in it: a corrupted newest checkpoint falls back to checkpoint.old.
   const checkpoint = o.resume ? await loadCheckpoint(o.resume, say) : null
   if (checkpoint) checkResumable(checkpoint, runOptions, { data: file.fingerprint, totalSteps })
-  const { tokenizer, copy } = await loadTokenizer(o, file, checkpoint, say)
+  // A vocabulary built from the data is written by rank 0; the other ranks read that file.
+  const builtHere = !checkpoint?.tokenizer && !(o.tokenizer ?? o.model)
+  const { tokenizer, copy } = lead
+    ? await loadTokenizer(o, file, checkpoint, say)
+    : await (comm!.barrier(), loadTokenizer(builtHere ? { ...o, tokenizer: join(out, 'vocab.txt') } : o, file, checkpoint, say))
+  if (lead) comm?.barrier()
   const evalSets = await readEvalSets(o.evalFiles)
   const model = await createModel(o, tokenizer, device)
   if (device === 'cuda') {
@@ -65,9 +116,19 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
   const maxLen = maxSequenceLength(model.config, o.maxLen)
   const views = viewCount(o.objective, columnsOf(file))
   const memory = stepMemory(device)
-  const micro = chooseMicroBatch(o.microBatch, { config: model.config, rows: views * batch, tokens: maxLen }, memory.autoBudget)
+  // A rank encodes its slice of each view: at most ceil(batch / ranks) sentences.
+  const rankBatch = Math.ceil(batch / ranks)
+  const micro = chooseMicroBatch(o.microBatch, { config: model.config, rows: views * rankBatch, tokens: maxLen }, memory.autoBudget)
   if (micro.note) say(micro.note)
-  const shape = { config: model.config, batch, requested: o.batchSize, maxLen: o.maxLen, tokens: maxLen, views, rowsPerPass: micro.rows }
+  const shape = {
+    config: model.config,
+    batch: rankBatch,
+    requested: o.batchSize,
+    maxLen: o.maxLen,
+    tokens: maxLen,
+    views,
+    rowsPerPass: micro.rows,
+  }
   checkBatchFits(shape, memory.bytes, memory.has)
   const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: o.lr, weightDecay: o.weightDecay })
 
@@ -78,8 +139,8 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
   // Named when the loss diverges: this run's newest checkpoint (at first, the one it resumed from).
   let lastCheckpoint = resumed ? { dir: resumed.dir, step: resumed.step } : null
   const stream = new BatchStream(file, { batchSize: batch, seed: o.seed, start: resumed?.dataPosition as never })
-  const run = await RunDir.open(out, startStep)
-  await run.writeArgs({
+  const run = lead ? await RunDir.open(out, startStep) : null
+  await run?.writeArgs({
     ...o,
     precision: model.precision,
     microBatch: micro.rows,
@@ -88,12 +149,14 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
     totalSteps,
     device,
     vocabSize: tokenizer.vocabSize,
+    ...(comm ? { ranks } : {}),
   })
 
-  const saveModel = () => run.saveModel(model, tokenizer, maxLen, o.pooling)
+  const saveModel = async () => run?.saveModel(model, tokenizer, maxLen, o.pooling)
   const evaluating = evalSets.length > 0 && o.evalEvery > 0
   const evaluator = new Evaluator(evalSets, modelEmbedder(model, tokenizer, maxLen, o.pooling), saveModel, resumed?.best ?? null)
   const evaluate = async (step: number) => {
+    if (!run) return
     const info = await evaluator.evaluate(step)
     await run.log(info)
     hooks.onEval?.(info)
@@ -105,6 +168,7 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
     o,
     { batch, maxLen, totalSteps, microBatch: micro.rows, columns: columnsOf(file) },
     device,
+    comm,
   )
   const close = async () => {
     step.dispose()
@@ -112,17 +176,27 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
     model.dispose()
     opt.dispose()
   }
+  // Every rank returns once rank 0's checkpoint or model is complete.
+  const end = async (steps: number, interrupted: boolean): Promise<TrainResult> => {
+    comm?.finish()
+    await close()
+    const history = run?.history ?? []
+    return { out, steps, history, best: evaluator.best, interrupted, ...(comm ? { rank: comm.rank } : {}) }
+  }
 
   if (evaluating && startStep === 0) await evaluate(0) // the untrained baseline
   const loopStart = performance.now()
   const elapsed = () => elapsedBefore + (performance.now() - loopStart) / 1000
   for (let s = startStep; s < totalSteps; s++) {
     const info: StepInfo = await step.run(s, stream, elapsed, lastCheckpoint)
-    await run.log(info)
+    if (comm && device === 'cuda' && s === startStep) say(`CUDA tensors travel through ${comm.cudaPath}`)
+    await run?.log(info)
     hooks.onStep?.(info)
     const done = s + 1
     if (evaluating && (done % o.evalEvery === 0 || done === totalSteps)) await evaluate(done)
-    const stop = hooks.signal?.aborted === true && done < totalSteps
+    // Every rank stops after the same step, whichever of them was signalled.
+    const signalled = hooks.signal?.aborted === true
+    const stop = (comm ? comm.any(signalled) : signalled) && done < totalSteps
     if ((o.saveEvery > 0 && done % o.saveEvery === 0) || done === totalSteps || stop) {
       const state = {
         step: done,
@@ -133,18 +207,16 @@ async function trainLocked(o: ResolvedTrainOptions, hooks: TrainHooks, say: (s: 
         elapsedSeconds: info.elapsedSeconds,
         data: file.fingerprint,
       }
-      await run.saveCheckpoint(model, opt, state, copy)
+      await run?.saveCheckpoint(model, opt, state, copy)
       lastCheckpoint = { dir: checkpointDir(out), step: done }
     }
     if (stop) {
       say(`stopped after step ${done} of ${totalSteps}; checkpoint written: continue with --resume ${out}`)
-      await close()
-      return { out, steps: done, history: run.history, best: evaluator.best, interrupted: true }
+      return end(done, true)
     }
   }
   // Without evaluation the final weights are the result; with it, the best ones already are in out/.
   if (!evaluating || !evaluator.best) await saveModel()
-  await run.finish(evaluator.best, { ...file.fingerprint, columns: columnsOf(file) })
-  await close()
-  return { out, steps: totalSteps, history: run.history, best: evaluator.best, interrupted: false }
+  await run?.finish(evaluator.best, { ...file.fingerprint, columns: columnsOf(file) })
+  return end(totalSteps, false)
 }
