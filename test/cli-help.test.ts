@@ -19,6 +19,7 @@ t.test('every command answers --help with its own usage on stdout, exit 0', need
     ['train', 'simcsepp train [options]'],
     ['eval', 'simcsepp eval --model DIR --sts FILE... [options]'],
     ['encode', 'simcsepp encode --model DIR'],
+    ['search', 'simcsepp search --model DIR --corpus FILE'],
     ['bench', 'simcsepp bench losses|gemm|encode|step|batch'],
     ['info', 'simcsepp info'],
   ]) {

@@ -8,7 +8,7 @@ import { num, oneOf, parseFlags, UsageError } from './args.js'
 import { encodeUsage, evalUsage } from './help.js'
 import { stsTable } from './tables.js'
 
-const encoderFlags = {
+export const encoderFlags = {
   model: { type: 'string' },
   device: { type: 'string' },
   precision: { type: 'string' },
@@ -19,7 +19,7 @@ const encoderFlags = {
 } as const
 
 /** The encoder the flags ask for; a --max-len beyond the model's positions is noted on stderr (it is clamped). */
-async function loadEncoder(v: Record<string, string | boolean | string[] | undefined>): Promise<SentenceEncoder> {
+export async function loadEncoder(v: Record<string, string | boolean | string[] | undefined>): Promise<SentenceEncoder> {
   const maxLength = num('max-len', v['max-len'] as string | undefined, { int: true, min: 3 })
   const enc = await SentenceEncoder.load(v.model as string, {
     device: oneOf('device', v.device as string | undefined, DEVICE_REQUESTS),

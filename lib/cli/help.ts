@@ -21,6 +21,13 @@ export const encodeUsage = `simcsepp encode --model DIR [--file FILE] [sentences
   Output      --format json|f32 (json)
 ${encoderOptions}`
 
+export const searchUsage = `simcsepp search --model DIR --corpus FILE [--top-k 5] [--json] "query"... [options]
+  The corpus sentences nearest each query by cosine similarity, best first: score, [index] and sentence.
+  Input       --model DIR  --corpus FILE (one sentence per line, UTF-8; blank lines skipped, [index] counts
+              the others from 0)  queries as arguments
+  Output      --top-k N (5)  --json (an array: per query its hits, { index, score, sentence })
+${encoderOptions}`
+
 export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch [options]
   bench losses [--sizes 64,512,4096,65536] [--dim 768] [--device auto|cpu|cuda|all] [--seconds 3] [--json]
       Fused off-dropout InfoNCE (forward + backward) against an unfused path of separate ops.
@@ -46,6 +53,7 @@ export const COMMAND_USAGE: Record<string, string> = {
   train: trainUsage,
   eval: evalUsage,
   encode: encodeUsage,
+  search: searchUsage,
   bench: benchUsage,
   info: infoUsage,
 }
