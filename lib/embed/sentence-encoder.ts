@@ -17,6 +17,7 @@ import { DEVICE_REQUESTS, type DeviceRequest } from '../device.js'
 import { PRECISION_REQUESTS, type PrecisionRequest } from '../model/precision.js'
 import type { Precision } from '../native.js'
 import { cosineSimilarity } from '../util/vectors.js'
+import { LangChainEmbeddings } from './langchain.js'
 import { cosineMatrix, VectorIndex, type SearchResult, type VectorsInput } from './search.js'
 
 export type { Pooling } from '../model/bert.js'
@@ -349,6 +350,18 @@ export class SentenceEncoder {
       for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) fail(`similarity: ${name}[${i}] is ${v[i]}, not a finite number`)
     }
     return cosineSimilarity(a, b)
+  }
+
+  /**
+   * This encoder with LangChain.js's Embeddings methods (embedDocuments, embedQuery: number arrays), for
+   * LangChain vector stores and retrievers. Closing the encoder is still the caller's business.
+   */
+  asLangChainEmbeddings(options: { batchSize?: number } = {}): LangChainEmbeddings {
+    this.checkOpen('asLangChainEmbeddings')
+    if (options === null || typeof options !== 'object') fail('asLangChainEmbeddings: options must be an object')
+    rejectUnknown('asLangChainEmbeddings', options, ['batchSize'])
+    if (options.batchSize !== undefined) checkBatchSize(options.batchSize, 'asLangChainEmbeddings')
+    return new LangChainEmbeddings(this, options)
   }
 
   /** Stops the worker and frees the model's native memory; pending encode() calls reject. Idempotent. */
