@@ -60,7 +60,7 @@ t.test("the top-level usage and each command's usage list every option it parses
         ((command === 'eval' && flag === 'file') || (command === 'encode' && ['sts', 'json'].includes(flag)))
       )
         continue
-      if (command === 'encode' && flag === 'format') t.match(own, '--format json|f32')
+      if (command === 'encode' && flag === 'format') t.match(own, '--format json|jsonl|f32')
       t.ok(own.includes(`--${flag}`), `${command} --help lists --${flag}`)
       t.ok(top.includes(`--${flag}`), `the top-level usage lists --${flag}`)
     }
