@@ -1,8 +1,8 @@
 // `simcsepp search` (dist/cli.js): the hits of SentenceEncoder.search over the corpus file's non-blank
 // lines, as text and as JSON; --help; the usage errors.
 import t from 'tap'
-import { spawnSync } from 'node:child_process'
-import { rmSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { SentenceEncoder } from '../lib/index.js'
 import { cli, needsCli } from './helpers/train-corpus.js'
@@ -61,4 +61,19 @@ t.test('search --help and usage errors', needsCli, async (t) => {
   const k = run('search', '--model', 'm', '--corpus', 'x', '--top-k', '0', 'q')
   t.equal(k.status, 2)
   t.match(k.stderr, /--top-k/)
+})
+
+t.test("the README's search example runs", needsCli, async (t) => {
+  const dir = await saveTinyModel()
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const readme = readFileSync('README.md', 'utf8')
+  const code = /```js\n([\s\S]*?)```/.exec(readme.slice(readme.indexOf('\n### Searching\n')))![1]
+  const script = join(dir, 'example.mjs')
+  const dist = join(process.cwd(), 'dist', 'index.js')
+  writeFileSync(script, code.replace("from 'simcsepp'", `from ${JSON.stringify(dist)}`).replace("'simcsepp-demo'", JSON.stringify(dir)))
+  const out = execFileSync(process.execPath, [script], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } }).trim()
+  const [hits, again, rows, cols] = out.split(' ')
+  t.match(hits, /^\d,\d$/, 'two hits')
+  t.equal(again, hits, 'the index gives the same hits')
+  t.same([rows, cols], ['2', '3'], 'a 2 × 3 similarity matrix')
 })
