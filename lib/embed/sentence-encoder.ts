@@ -244,7 +244,7 @@ export class SentenceEncoder {
     )
   }
 
-  /** One sentence -> its vector. */
+  /** One sentence -> its vector ('' embeds as [CLS] [SEP], as in sentence-transformers). */
   encode(sentence: string, options?: EmbedOptions): Promise<Float32Array>
   /** Sentences -> one vector each, in input order. */
   encode(sentences: readonly string[], options?: EmbedOptions): Promise<Float32Array[]>
