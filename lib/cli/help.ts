@@ -47,7 +47,8 @@ export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist [op
       The step whole and in micro-batches per batch size (one process each): sentences/s, peak memory.
   bench dist [--ranks 2] [--model tiny] [--batch-size 64] [--seq-len 32] [--steps 5] [--device cpu] [--json]
       Data-parallel step on R ranks (mpirun) against one process: step time split into compute and
-      communication, bytes handed to the collectives per step, sentences/s.
+      communication, bytes handed to the collectives per step, sentences/s (--worker FILE: internal, how the
+      benchmark runs each rank under mpirun).
 `
 
 export const infoUsage = `simcsepp info
