@@ -3,6 +3,7 @@
 import { cudaStatus, numThreads } from './index.js'
 import { trainCommand } from './cli/train-command.js'
 import { encodeCommand, evalCommand } from './cli/encode-command.js'
+import { searchCommand } from './cli/search-command.js'
 import { benchCommand } from './cli/bench-command.js'
 import { didYouMean, HelpRequest, parseFlags, UsageError } from './cli/args.js'
 import { COMMAND_USAGE, infoUsage, usage, version } from './cli/help.js'
@@ -22,6 +23,8 @@ async function main(argv: string[]) {
       return trainCommand(rest)
     case 'encode':
       return encodeCommand(rest)
+    case 'search':
+      return searchCommand(rest)
     case 'eval':
       return evalCommand(rest)
     case 'info':

@@ -24,7 +24,16 @@ export { Tokenizer, type EncodedBatch, type TokenizeOptions } from './tokenizer.
 export { AdamW, clipGradNorm, linearSchedule, type AdamWOptions } from './optim/adamw.js'
 export { namedConfig, parseHfConfig, toHfConfig, readHfConfig, type BertConfig, type NamedConfig } from './model/config.js'
 export { readSafetensors, writeSafetensors, parseSafetensors } from './safetensors.js'
-export { SentenceEncoder, type SentenceEncoderOptions, type EmbedOptions, type EncoderDevice } from './embed/sentence-encoder.js'
+export {
+  SentenceEncoder,
+  type SentenceEncoderOptions,
+  type EmbedOptions,
+  type EncoderDevice,
+  type EncoderSearchOptions,
+  type SearchCorpus,
+} from './embed/sentence-encoder.js'
+export { LangChainEmbeddings, type EmbeddingsLike } from './embed/langchain.js'
+export { VectorIndex, searchVectors, cosineMatrix, type SearchOptions, type SearchResult, type VectorsInput } from './embed/search.js'
 export { train, type TrainOptions, type TrainHooks, type TrainResult, type StepInfo, type EvalInfo } from './train/train.js'
 export { evaluateSts, evaluateStsFiles, readStsFile, spearman, type StsPair } from './eval/sts.js'
 

@@ -19,6 +19,7 @@ t.test('every command answers --help with its own usage on stdout, exit 0', need
     ['train', 'simcsepp train [options]'],
     ['eval', 'simcsepp eval --model DIR --sts FILE... [options]'],
     ['encode', 'simcsepp encode --model DIR'],
+    ['search', 'simcsepp search --model DIR --corpus FILE'],
     ['bench', 'simcsepp bench losses|gemm|encode|step|batch'],
     ['info', 'simcsepp info'],
   ]) {
@@ -59,7 +60,7 @@ t.test("the top-level usage and each command's usage list every option it parses
         ((command === 'eval' && flag === 'file') || (command === 'encode' && ['sts', 'json'].includes(flag)))
       )
         continue
-      if (command === 'encode' && flag === 'format') t.match(own, '--format json|f32')
+      if (command === 'encode' && flag === 'format') t.match(own, '--format json|jsonl|f32')
       t.ok(own.includes(`--${flag}`), `${command} --help lists --${flag}`)
       t.ok(top.includes(`--${flag}`), `the top-level usage lists --${flag}`)
     }

@@ -7,8 +7,9 @@ import { PRECISION_REQUESTS } from '../model/precision.js'
 import { num, oneOf, parseFlags, UsageError } from './args.js'
 import { encodeUsage, evalUsage } from './help.js'
 import { stsTable } from './tables.js'
+import { float32Json } from '../util/float32-json.js'
 
-const encoderFlags = {
+export const encoderFlags = {
   model: { type: 'string' },
   device: { type: 'string' },
   precision: { type: 'string' },
@@ -19,7 +20,7 @@ const encoderFlags = {
 } as const
 
 /** The encoder the flags ask for; a --max-len beyond the model's positions is noted on stderr (it is clamped). */
-async function loadEncoder(v: Record<string, string | boolean | string[] | undefined>): Promise<SentenceEncoder> {
+export async function loadEncoder(v: Record<string, string | boolean | string[] | undefined>): Promise<SentenceEncoder> {
   const maxLength = num('max-len', v['max-len'] as string | undefined, { int: true, min: 3 })
   const enc = await SentenceEncoder.load(v.model as string, {
     device: oneOf('device', v.device as string | undefined, DEVICE_REQUESTS),
@@ -34,7 +35,7 @@ async function loadEncoder(v: Record<string, string | boolean | string[] | undef
   return enc
 }
 
-/** simcsepp encode --model DIR [--file FILE] [sentences...] [--format json|f32] */
+/** simcsepp encode --model DIR [--file FILE] [sentences...] [--format json|jsonl|f32] */
 export async function encodeCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseFlags(encodeUsage, {
     args: argv,
@@ -42,7 +43,7 @@ export async function encodeCommand(argv: string[]): Promise<void> {
     options: { ...encoderFlags, file: { type: 'string' }, format: { type: 'string', default: 'json' } },
   })
   if (!values.model) throw new UsageError('encode: --model DIR is required')
-  const format = oneOf('format', values.format, ['json', 'f32'] as const)!
+  const format = oneOf('format', values.format, ['json', 'jsonl', 'f32'] as const)!
   if (!values.file && positionals.length === 0) throw new UsageError('encode: give sentences as arguments or --file FILE (one per line)')
   if (format === 'f32' && process.stdout.isTTY) throw new UsageError('encode --format f32 writes binary: redirect stdout to a file')
   // Read as train reads its data (same UTF-8 and line-ending errors), and checked before any output.
@@ -51,16 +52,20 @@ export async function encodeCommand(argv: string[]): Promise<void> {
   const enc = await loadEncoder(values)
   const write = (data: string | Uint8Array) =>
     new Promise<void>((resolve, reject) => process.stdout.write(data, (e) => (e ? reject(e) : resolve())))
-  const emit = async (vectors: Float32Array[]) => {
-    if (format === 'json') await write(vectors.map((v) => JSON.stringify(Array.from(v))).join('\n') + '\n')
-    else for (const v of vectors) await write(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))
+  // Values at float32 precision (shortest round-tripping decimals), not 17-digit doubles.
+  const line = (sentence: string, v: Float32Array) =>
+    format === 'json' ? float32Json(v) : `{"sentence":${JSON.stringify(sentence)},"embedding":${float32Json(v)}}`
+  const emit = async (sentences: string[]) => {
+    const vectors = await enc.encode(sentences)
+    if (format === 'f32') for (const v of vectors) await write(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))
+    else await write(vectors.map((v, i) => line(sentences[i], v)).join('\n') + '\n')
   }
   try {
-    if (positionals.length) await emit(await enc.encode(positionals))
+    if (positionals.length) await emit(positionals)
     // In chunks of 4096 lines, so the file's text is never all in memory.
     for (let s = 0; file && s < file.count; s += 4096) {
       const indices = Array.from({ length: Math.min(4096, file.count - s) }, (_, i) => s + i)
-      await emit(await enc.encode(await file.readLines(indices)))
+      await emit(await file.readLines(indices))
     }
   } finally {
     await file?.close()

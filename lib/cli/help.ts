@@ -16,9 +16,19 @@ export const evalUsage = `simcsepp eval --model DIR --sts FILE... [options]
 ${encoderOptions}`
 
 export const encodeUsage = `simcsepp encode --model DIR [--file FILE] [sentences...] [options]
-  One JSON array per sentence and line, or raw little-endian float32 with --format f32.
-  Input       --model DIR  --file FILE (one sentence per line, UTF-8; no blank lines)  sentences as arguments
-  Output      --format json|f32 (json)
+  One vector per sentence, in input order: arguments first, then the file's lines.
+  Input       --model DIR  --file FILE (one sentence per line, UTF-8; a blank line is an error naming it, so
+              that output line N is input line N)  sentences as arguments ('' embeds as [CLS] [SEP])
+  Output      --format json|jsonl|f32 (json): json: a JSON array per line; jsonl: {"sentence", "embedding"}
+              per line; values at float32 precision (shortest decimals that read back exactly);
+              f32: raw little-endian float32, dimension × sentences
+${encoderOptions}`
+
+export const searchUsage = `simcsepp search --model DIR --corpus FILE [--top-k 5] [--json] "query"... [options]
+  The corpus sentences nearest each query by cosine similarity, best first: score, [index] and sentence.
+  Input       --model DIR  --corpus FILE (one sentence per line, UTF-8; blank lines skipped, [index] counts
+              the others from 0)  queries as arguments
+  Output      --top-k N (5)  --json (an array: per query its hits, { index, score, sentence })
 ${encoderOptions}`
 
 export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist [options]
@@ -37,8 +47,8 @@ export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist [op
       The step whole and in micro-batches per batch size (one process each): sentences/s, peak memory.
   bench dist [--ranks 2] [--model tiny] [--batch-size 64] [--seq-len 32] [--steps 5] [--device cpu] [--json]
       Data-parallel step on R ranks (mpirun) against one process: step time split into compute and
-      communication, bytes handed to the collectives per step, sentences/s. (--worker DIR: internal, the
-      measured runs it starts.)
+      communication, bytes handed to the collectives per step, sentences/s (--worker FILE: internal, how the
+      benchmark runs each rank under mpirun).
 `
 
 export const infoUsage = `simcsepp info
@@ -50,6 +60,7 @@ export const COMMAND_USAGE: Record<string, string> = {
   train: trainUsage,
   eval: evalUsage,
   encode: encodeUsage,
+  search: searchUsage,
   bench: benchUsage,
   info: infoUsage,
 }

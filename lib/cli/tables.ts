@@ -138,6 +138,23 @@ export function batchBenchTable(rows: (StepBenchRow & { setting: string })[]): s
   )
 }
 
+/** `bench step --profile`: each op category's milliseconds per step and share of the step, per configuration. */
+export function profileTable(rows: StepBenchRow[]): string {
+  const out: string[] = []
+  for (const r of rows) {
+    if (!r.profile) continue
+    const { stepMs, ops } = r.profile
+    out.push(`${r.model} ${r.device} B=${r.batchSize} T=${r.seqLen}: ${stepMs.toFixed(1)} ms per profiled step`)
+    out.push(
+      formatTable(
+        ['op category', 'ms/step', 'share', 'calls/step'],
+        ops.map((o) => [o.category, o.milliseconds.toFixed(2), `${((100 * o.milliseconds) / stepMs).toFixed(1)}%`, o.calls.toFixed(0)]),
+      ),
+    )
+  }
+  return out.join('\n')
+}
+
 /** `bench dist`: per step, compute and communication (ms), bytes handed to the collectives, throughput. */
 export function distBenchTable(rows: DistBenchRow[]): string {
   return formatTable(
@@ -154,21 +171,4 @@ export function distBenchTable(rows: DistBenchRow[]): string {
       `${r.speedup.toFixed(2)}x`,
     ]),
   )
-}
-
-/** `bench step --profile`: each op category's milliseconds per step and share of the step, per configuration. */
-export function profileTable(rows: StepBenchRow[]): string {
-  const out: string[] = []
-  for (const r of rows) {
-    if (!r.profile) continue
-    const { stepMs, ops } = r.profile
-    out.push(`${r.model} ${r.device} B=${r.batchSize} T=${r.seqLen}: ${stepMs.toFixed(1)} ms per profiled step`)
-    out.push(
-      formatTable(
-        ['op category', 'ms/step', 'share', 'calls/step'],
-        ops.map((o) => [o.category, o.milliseconds.toFixed(2), `${((100 * o.milliseconds) / stepMs).toFixed(1)}%`, o.calls.toFixed(0)]),
-      ),
-    )
-  }
-  return out.join('\n')
 }

@@ -17,6 +17,8 @@ import { DEVICE_REQUESTS, type DeviceRequest } from '../device.js'
 import { PRECISION_REQUESTS, type PrecisionRequest } from '../model/precision.js'
 import type { Precision } from '../native.js'
 import { cosineSimilarity } from '../util/vectors.js'
+import { LangChainEmbeddings } from './langchain.js'
+import { cosineMatrix, VectorIndex, type SearchResult, type VectorsInput } from './search.js'
 
 export type { Pooling } from '../model/bert.js'
 export type EncoderDevice = DeviceRequest
@@ -242,7 +244,7 @@ export class SentenceEncoder {
     )
   }
 
-  /** One sentence -> its vector. */
+  /** One sentence -> its vector ('' embeds as [CLS] [SEP], as in sentence-transformers). */
   encode(sentence: string, options?: EmbedOptions): Promise<Float32Array>
   /** Sentences -> one vector each, in input order. */
   encode(sentences: readonly string[], options?: EmbedOptions): Promise<Float32Array[]>
@@ -255,7 +257,6 @@ export class SentenceEncoder {
       const s = sentences[i]
       const where = single ? 'encode: the sentence' : `encode: sentences[${i}]`
       if (typeof s !== 'string') fail(`${where} is ${describe(s)}, expected a string`)
-      if (s.length === 0) fail(`${where} is an empty string`)
     }
     if (options === null || typeof options !== 'object') fail('encode: options must be an object')
     rejectUnknown('encode', options, ['batchSize', 'sortByLength'])
@@ -294,8 +295,51 @@ export class SentenceEncoder {
     return single ? vectors[0] : vectors
   }
 
+  /**
+   * Each query's topK corpus entries by cosine similarity, best first: `{ indices, scores }`.
+   * queries: sentences (encoded here) or vectors; corpus: sentences, vectors (an array, or one flat
+   * Float32Array of `dimension`-long rows) or a VectorIndex built once for many searches. The scores
+   * come from the native CPU GEMM, a block of corpus rows at a time (on the calling thread).
+   */
+  search(query: string, corpus: SearchCorpus, options?: EncoderSearchOptions): Promise<SearchResult>
+  search(queries: readonly string[] | VectorsInput, corpus: SearchCorpus, options?: EncoderSearchOptions): Promise<SearchResult[]>
+  async search(
+    queries: string | readonly string[] | VectorsInput,
+    corpus: SearchCorpus,
+    options: EncoderSearchOptions = {},
+  ): Promise<SearchResult | SearchResult[]> {
+    this.checkOpen('search')
+    if (options === null || typeof options !== 'object') fail('search: options must be an object')
+    rejectUnknown('search', options, ['topK', 'batchSize'])
+    const { topK, batchSize } = options
+    const single = typeof queries === 'string'
+    const q = await this.vectorsOf('search: queries', single ? [queries] : queries, batchSize)
+    const index =
+      corpus instanceof VectorIndex ? corpus : VectorIndex.from(await this.vectorsOf('search: corpus', corpus, batchSize), this.dimension)
+    try {
+      const hits = prefixErrors(() => index.search(q, topK === undefined ? {} : { topK }))
+      return single ? hits[0] : hits
+    } finally {
+      if (index !== corpus) index.dispose()
+    }
+  }
+
   /** Cosine similarity of two vectors (the dot product when both are normalised). */
-  similarity(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  similarity(a: ArrayLike<number>, b: ArrayLike<number>): number
+  /**
+   * Cosine similarities of vectors, queries × corpus (computed by the native GEMM): one Float32Array of
+   * corpus.length scores per query. corpus may also be one flat Float32Array of `dimension`-long rows.
+   */
+  similarity(queries: readonly ArrayLike<number>[], corpus: VectorsInput): Float32Array[]
+  similarity(a: ArrayLike<number> | readonly ArrayLike<number>[], b: ArrayLike<number> | VectorsInput): number | Float32Array[] {
+    if (Array.isArray(a) && a.length > 0 && typeof a[0] !== 'number') {
+      const dim = (a[0] as ArrayLike<number>)?.length
+      return prefixErrors(() => cosineMatrix(a as readonly ArrayLike<number>[], b as VectorsInput, dim), 'similarity')
+    }
+    return this.pairSimilarity(a as ArrayLike<number>, b as ArrayLike<number>)
+  }
+
+  private pairSimilarity(a: ArrayLike<number>, b: ArrayLike<number>): number {
     if (!a || !b || typeof a.length !== 'number' || typeof b.length !== 'number')
       fail('similarity: expected two vectors (Float32Array or number[])')
     if (a.length !== b.length) fail(`similarity: vectors have different lengths (${a.length} and ${b.length})`)
@@ -306,6 +350,18 @@ export class SentenceEncoder {
       for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) fail(`similarity: ${name}[${i}] is ${v[i]}, not a finite number`)
     }
     return cosineSimilarity(a, b)
+  }
+
+  /**
+   * This encoder with LangChain.js's Embeddings methods (embedDocuments, embedQuery: number arrays), for
+   * LangChain vector stores and retrievers. Closing the encoder is still the caller's business.
+   */
+  asLangChainEmbeddings(options: { batchSize?: number } = {}): LangChainEmbeddings {
+    this.checkOpen('asLangChainEmbeddings')
+    if (options === null || typeof options !== 'object') fail('asLangChainEmbeddings: options must be an object')
+    rejectUnknown('asLangChainEmbeddings', options, ['batchSize'])
+    if (options.batchSize !== undefined) checkBatchSize(options.batchSize, 'asLangChainEmbeddings')
+    return new LangChainEmbeddings(this, options)
   }
 
   /** Stops the worker and frees the model's native memory; pending encode() calls reject. Idempotent. */
@@ -342,6 +398,15 @@ export class SentenceEncoder {
   /** Whether close() was called. */
   get isClosed(): boolean {
     return this.closed
+  }
+
+  /** Sentences -> their vectors; vectors pass through (checked later by the search). */
+  private async vectorsOf(where: string, input: unknown, batchSize: number | undefined): Promise<VectorsInput> {
+    if (input instanceof Float32Array) return input
+    if (!Array.isArray(input)) fail(`${where} must be sentences or vectors, got ${describe(input)}`)
+    if (input.length === 0) fail(`${where} is empty`)
+    if (typeof input[0] !== 'string') return input as VectorsInput
+    return this.encode(input as string[], batchSize === undefined ? {} : { batchSize })
   }
 
   private post(m: ToWorker): void {
@@ -389,6 +454,26 @@ export class SentenceEncoder {
     if (this.dead || this.closing) return
     this.dead = e
     for (const id of [...this.requests.keys()]) this.settle(id, new Error(`SentenceEncoder: the worker thread stopped: ${e.message}`))
+  }
+}
+
+/** What search() searches: sentences, vectors, or an index of vectors. */
+export type SearchCorpus = readonly string[] | VectorsInput | VectorIndex
+
+export interface EncoderSearchOptions {
+  /** Hits per query (default 10); more than the corpus holds returns the whole corpus. */
+  topK?: number
+  /** Sentences per forward pass when queries or corpus are sentences. */
+  batchSize?: number
+}
+
+/** Runs f, giving its errors this class's prefix ('search: corpus is empty' -> 'SentenceEncoder: search: ...'). */
+function prefixErrors<T>(f: () => T, rename?: string): T {
+  try {
+    return f()
+  } catch (e) {
+    const m = (e as Error).message
+    fail(rename ? m.replace(/^search:/, `${rename}:`) : m)
   }
 }
 

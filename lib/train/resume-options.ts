@@ -8,9 +8,9 @@ import { findRunFile, outOfCheckpoint } from './run-layout.js'
 import type { TrainOptions } from './options.js'
 
 // What training_args.json records besides the options (or resolved in place of one) and a resumed run
-// must not take as given: the step count of the run, the tokenizer's size, the run's own location, the
-// ranks it ran on (a resume may use any number).
-const NOT_OPTIONS = ['totalSteps', 'batchSizeRequested', 'vocabSize', 'overwrite', 'resume', 'out', 'ranks']
+// must not take as given: the step count of the run, the tokenizer's size, the number of ranks it ran on
+// (a resume may use another), the run's own location.
+const NOT_OPTIONS = ['totalSteps', 'batchSizeRequested', 'vocabSize', 'ranks', 'overwrite', 'resume', 'out']
 
 /**
  * The options of the run in `dir` (its output directory, or its checkpoint directory inside it), to

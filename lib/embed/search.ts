@@ -1,0 +1,240 @@
+// Cosine search over sentence vectors: queries × corpus scores by the native CPU GEMM on unit vectors,
+// a block of corpus rows at a time, with the top k of each query kept in a small heap per block. The
+// corpus is normalised into native memory once (a VectorIndex), so repeated searches only pay the GEMM.
+import { linearForward } from '../ops.js'
+import { Tensor } from '../tensor.js'
+
+/** Vectors: an array of equal-length vectors, or one flat row-major Float32Array (then a dimension is needed). */
+export type VectorsInput = readonly ArrayLike<number>[] | Float32Array
+
+export interface SearchOptions {
+  /** Hits per query, best first (default 10); more than the corpus holds returns the whole corpus. */
+  topK?: number
+}
+
+/** One query's hits, best first: corpus indices and their cosine similarities (ties: lower index first). */
+export interface SearchResult {
+  indices: number[]
+  scores: number[]
+}
+
+/**
+ * Corpus rows per GEMM block: 1024 rows (3 MB at 768 dimensions) stay in cache while the GEMM works on
+ * them, measured 1.5-2x faster than 16k-row blocks; fewer when many queries would make the block's
+ * scores exceed 4M floats (16 MB).
+ */
+const BLOCK_ROWS = 1024
+const BLOCK_ELEMENTS = 1 << 22
+
+function fail(message: string): never {
+  throw new Error(`search: ${message}`)
+}
+
+/**
+ * The rows of `input` scaled to unit length (zero rows stay zero, so they score 0 against everything,
+ * as cosineSimilarity does), row-major. `name` is the argument's name in errors.
+ */
+export function unitRows(name: string, input: VectorsInput, dimension?: number): { data: Float32Array; rows: number; dim: number } {
+  let flat: Float32Array, dim: number
+  if (input instanceof Float32Array) {
+    if (dimension === undefined) fail(`${name} is a flat Float32Array: its dimension is needed`)
+    dim = dimension
+    if (input.length === 0) fail(`${name} is empty`)
+    if (input.length % dim !== 0) fail(`${name} holds ${input.length} floats, not a multiple of the dimension ${dim}`)
+    flat = input.slice() // a copy: normalised in place below
+  } else if (Array.isArray(input)) {
+    if (input.length === 0) fail(`${name} is empty`)
+    dim = dimension ?? (input[0] as ArrayLike<number>)?.length
+    flat = new Float32Array(input.length * dim)
+    for (let r = 0; r < input.length; r++) {
+      const v = input[r] as ArrayLike<number>
+      if (!v || typeof v !== 'object' || typeof v.length !== 'number') fail(`${name}[${r}] is not a vector`)
+      if (v.length !== dim) fail(`${name}[${r}] has ${v.length} dimensions, expected ${dim}`)
+      for (let j = 0; j < dim; j++) flat[r * dim + j] = v[j]
+    }
+  } else fail(`${name} must be an array of vectors or a flat Float32Array`)
+  if (!Number.isSafeInteger(dim) || dim < 1) fail(`${name}: the dimension must be a positive integer, got ${dim}`)
+  const rows = flat.length / dim
+  for (let r = 0; r < rows; r++) {
+    let s = 0
+    for (let j = r * dim; j < (r + 1) * dim; j++) {
+      if (!Number.isFinite(flat[j])) fail(`${name}[${r}][${j - r * dim}] is ${flat[j]}, not a finite number`)
+      s += flat[j] * flat[j] // float64 sum: the norm is exact to float32 rounding
+    }
+    const inv = s > 0 ? 1 / Math.sqrt(s) : 0
+    for (let j = r * dim; j < (r + 1) * dim; j++) flat[j] *= inv
+  }
+  return { data: flat, rows, dim }
+}
+
+function checkTopK(topK: unknown): number {
+  if (!Number.isSafeInteger(topK) || (topK as number) < 1) fail(`topK must be a positive integer, got ${JSON.stringify(topK)}`)
+  return topK as number
+}
+
+/** A corpus of unit vectors in native memory, searched by cosine similarity. dispose() frees it. */
+export class VectorIndex {
+  private constructor(
+    private readonly corpus: Tensor,
+    /** Vectors in the index. */
+    readonly size: number,
+    /** Length of each vector. */
+    readonly dimension: number,
+  ) {}
+
+  /** Normalises and copies `corpus` (vectors, or a flat Float32Array of `dimension`-long rows). */
+  static from(corpus: VectorsInput, dimension?: number): VectorIndex {
+    const { data, rows, dim } = unitRows('corpus', corpus, dimension)
+    return new VectorIndex(Tensor.from(data, [rows, dim]), rows, dim)
+  }
+
+  /** Each query's topK corpus vectors by cosine similarity, best first. */
+  search(queries: VectorsInput, options: SearchOptions = {}): SearchResult[] {
+    const topK = checkTopK(options.topK ?? 10)
+    const k = Math.min(topK, this.size)
+    const heaps: TopK[] = []
+    this.blocks(queries, (scores, q, nq, start, rows) => {
+      const heap = (heaps[q] ??= new TopK(k))
+      heap.offer(scores, q, nq, rows, start)
+    })
+    return heaps.map((h) => h.sorted())
+  }
+
+  /** Cosine similarities, queries × corpus: one Float32Array of `size` scores per query. */
+  similarity(queries: VectorsInput): Float32Array[] {
+    const out: Float32Array[] = []
+    this.blocks(queries, (scores, q, nq, start, rows) => {
+      const row = (out[q] ??= new Float32Array(this.size))
+      for (let j = 0; j < rows; j++) row[start + j] = scores[j * nq + q]
+    })
+    return out
+  }
+
+  dispose(): void {
+    this.corpus.dispose()
+  }
+
+  /**
+   * Calls `each(scores, query, queries, firstRow, rows)` for every query and block of corpus rows; scores
+   * is [rows, queries] (block · queriesᵀ: the GEMM is 3x faster with the corpus rows as its M than as its N).
+   */
+  private blocks(queries: VectorsInput, each: (scores: Float32Array, q: number, nq: number, start: number, rows: number) => void): void {
+    if (this.corpus.disposed) fail('the index was disposed')
+    const qs = unitRows('queries', queries, this.dimension)
+    if (qs.dim !== this.dimension) fail(`queries have ${qs.dim} dimensions, the corpus ${this.dimension}`)
+    const blockRows = Math.max(1, Math.min(BLOCK_ROWS, Math.floor(BLOCK_ELEMENTS / qs.rows)))
+    const q = Tensor.from(qs.data, [qs.rows, qs.dim])
+    const out = Tensor.zeros([Math.min(blockRows, this.size), qs.rows])
+    try {
+      for (let start = 0; start < this.size; start += blockRows) {
+        const rows = Math.min(blockRows, this.size - start)
+        const block = this.corpus.view(start * this.dimension, [rows, this.dimension])
+        const o = rows === out.shape[0] ? out : out.view(0, [rows, qs.rows])
+        linearForward(o, block, q, null) // o = block · qᵀ
+        const scores = o.toFloat32Array()
+        if (o !== out) o.dispose()
+        block.dispose()
+        for (let i = 0; i < qs.rows; i++) each(scores, i, qs.rows, start, rows)
+      }
+    } finally {
+      q.dispose()
+      out.dispose()
+    }
+  }
+}
+
+/**
+ * The k best (score, index) pairs seen: a min-heap whose root is the worst kept (lowest score; among
+ * equal scores the highest index), so that a candidate is compared with one number in the common case.
+ */
+class TopK {
+  private readonly s: Float64Array
+  private readonly i: Int32Array
+  private n = 0
+
+  constructor(private readonly k: number) {
+    this.s = new Float64Array(k)
+    this.i = new Int32Array(k)
+  }
+
+  /** Offers scores[from + j·stride] for j < count, corpus index base + j (ascending across calls). */
+  offer(scores: Float32Array, from: number, stride: number, count: number, base: number): void {
+    for (let j = 0; j < count; j++) {
+      const v = scores[from + j * stride]
+      // Indices arrive in ascending order, so an equal score never beats a kept one (lower index wins ties).
+      if (this.n < this.k) this.push(v, base + j)
+      else if (v > this.s[0]) this.replaceRoot(v, base + j)
+    }
+  }
+
+  sorted(): SearchResult {
+    const order = Array.from({ length: this.n }, (_, j) => j).sort((a, b) => this.s[b] - this.s[a] || this.i[a] - this.i[b])
+    return { indices: order.map((j) => this.i[j]), scores: order.map((j) => this.s[j]) }
+  }
+
+  /** Whether slot a is worse than slot b (a lower score, or an equal score and a higher index). */
+  private worse(a: number, b: number): boolean {
+    return this.s[a] < this.s[b] || (this.s[a] === this.s[b] && this.i[a] > this.i[b])
+  }
+
+  private swap(a: number, b: number): void {
+    const s = this.s[a],
+      i = this.i[a]
+    this.s[a] = this.s[b]
+    this.i[a] = this.i[b]
+    this.s[b] = s
+    this.i[b] = i
+  }
+
+  private push(score: number, index: number): void {
+    let c = this.n++
+    this.s[c] = score
+    this.i[c] = index
+    while (c > 0) {
+      const p = (c - 1) >> 1
+      if (!this.worse(c, p)) break
+      this.swap(c, p)
+      c = p
+    }
+  }
+
+  private replaceRoot(score: number, index: number): void {
+    this.s[0] = score
+    this.i[0] = index
+    for (let c = 0; ;) {
+      const l = 2 * c + 1,
+        r = l + 1
+      let m = c
+      if (l < this.n && this.worse(l, m)) m = l
+      if (r < this.n && this.worse(r, m)) m = r
+      if (m === c) break
+      this.swap(c, m)
+      c = m
+    }
+  }
+}
+
+/** Each query's topK corpus vectors by cosine similarity, best first (corpus normalised for this call only). */
+export function searchVectors(
+  queries: VectorsInput,
+  corpus: VectorsInput | VectorIndex,
+  options: SearchOptions & { dimension?: number } = {},
+): SearchResult[] {
+  const { dimension, ...rest } = options
+  return withIndex(corpus, dimension, (index) => index.search(queries, rest))
+}
+
+/** Cosine similarities, queries × corpus, one Float32Array per query. */
+export function cosineMatrix(queries: VectorsInput, corpus: VectorsInput | VectorIndex, dimension?: number): Float32Array[] {
+  return withIndex(corpus, dimension, (index) => index.similarity(queries))
+}
+
+function withIndex<T>(corpus: VectorsInput | VectorIndex, dimension: number | undefined, f: (index: VectorIndex) => T): T {
+  if (corpus instanceof VectorIndex) return f(corpus)
+  const index = VectorIndex.from(corpus, dimension)
+  try {
+    return f(index)
+  } finally {
+    index.dispose()
+  }
+}

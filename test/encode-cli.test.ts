@@ -1,0 +1,56 @@
+// `simcsepp encode` output (dist/cli.js): JSON at float32 precision that reads back to the exact
+// vectors, JSONL with the sentence, the empty string, and the documented blank-line error of --file.
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { SentenceEncoder } from '../lib/index.js'
+import { cli, needsCli } from './helpers/train-corpus.js'
+import { saveTinyModel } from './helpers/encoder-tiny-model.js'
+
+const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' })
+
+t.test('json and jsonl: the exact float32 vectors, in fewer bytes', needsCli, async (t) => {
+  const dir = await saveTinyModel({ config: { hiddenSize: 128 } })
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const enc = await SentenceEncoder.load(dir, { device: 'cpu' })
+  const texts = ['the cat sat on the mat', 'a dog runs fast', '']
+  const want = await enc.encode(texts)
+  const two = await enc.encode(texts.slice(0, 2)) // batches of other shapes round differently: compare like with like
+  await enc.close()
+
+  const r = run('encode', '--model', dir, '--device', 'cpu', ...texts.slice(0, 2))
+  t.equal(r.status, 0, r.stderr)
+  const rows = r.stdout.trimEnd().split('\n')
+  t.same(
+    rows.map((l) => Float32Array.from(JSON.parse(l) as number[])),
+    two,
+    'parses back to the same float32 values',
+  )
+  const doubles = two.map((v) => JSON.stringify(Array.from(v))).join('\n')
+  t.ok(r.stdout.length < doubles.length * 0.7, `two 128-dim vectors: ${r.stdout.length} bytes (17-digit doubles: ${doubles.length})`)
+
+  const l = run('encode', '--model', dir, '--device', 'cpu', '--format', 'jsonl', ...texts)
+  t.equal(l.status, 0, l.stderr)
+  const objs = l.stdout
+    .trimEnd()
+    .split('\n')
+    .map((x) => JSON.parse(x) as { sentence: string; embedding: number[] })
+  t.same(
+    objs.map((o) => o.sentence),
+    texts,
+    'jsonl: the sentence, the empty one included',
+  )
+  t.same(
+    objs.map((o) => Float32Array.from(o.embedding)),
+    want,
+    'jsonl: the vectors',
+  )
+
+  const file = join(dir, 'blank.txt')
+  writeFileSync(file, 'a cat\n\nthe mat\n')
+  const b = run('encode', '--model', dir, '--device', 'cpu', '--file', file)
+  t.equal(b.status, 1)
+  t.match(b.stderr, /line 2/, 'a blank line in --file is an error naming it')
+  t.equal(b.stdout, '', 'before any output')
+})
