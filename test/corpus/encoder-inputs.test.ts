@@ -161,11 +161,12 @@ t.test('encode --file reads sentences as train does: same errors, nothing writte
   const enc = await SentenceEncoder.load(dir, { device: 'cpu' })
   const expected = await enc.encode(['the cat sat', 'a dog'])
   await enc.close()
+  // JSON prints each float32 as its shortest decimal: read back as float32, the vectors' own values.
   t.same(
     ok.stdout
       .trimEnd()
       .split('\n')
-      .map((l) => JSON.parse(l) as number[]),
+      .map((l) => (JSON.parse(l) as number[]).map(Math.fround)),
     expected.map((v) => Array.from(v)),
   )
 })
