@@ -25,6 +25,11 @@ export interface DropoutSite {
   firstRow?: number
 }
 
+/** A dropout site as the addon's trailing arguments (p, seed, offset, keepRows, firstRow); null: no dropout. */
+function siteArgs(site: DropoutSite | null): [number, number | bigint, number | bigint, Uint8Array | null, number] {
+  return [site?.p ?? 0, site?.seed ?? 0, site?.offset ?? 0, site?.keepRows ?? null, site?.firstRow ?? 0]
+}
+
 /** out = dropout(x) with x viewed as [x.shape[0], rest] (out may be x); applied to a gradient it is the backward. */
 export function dropout(x: Tensor, out: Tensor, site: DropoutSite): void {
   addon.dropout(nativeOf(x, 'x'), nativeOf(out, 'out'), site.p, site.seed, site.offset, site.keepRows ?? null, site.firstRow ?? 0)
@@ -129,11 +134,7 @@ export function residualLayerNormForward(
     nativeOf(bias, 'bias'),
     eps,
     sentences,
-    site?.p ?? 0,
-    site?.seed ?? 0,
-    site?.offset ?? 0,
-    site?.keepRows ?? null,
-    site?.firstRow ?? 0,
+    ...siteArgs(site),
   )
 }
 
@@ -166,11 +167,7 @@ export function layerNormDropoutBackward(
     nativeOf(mean, 'mean'),
     nativeOf(rstd, 'rstd'),
     sentences,
-    site?.p ?? 0,
-    site?.seed ?? 0,
-    site?.offset ?? 0,
-    site?.keepRows ?? null,
-    site?.firstRow ?? 0,
+    ...siteArgs(site),
   )
 }
 
@@ -269,11 +266,7 @@ export function attentionForward(
     v === null ? null : nativeOf(v, 'v'),
     mask,
     numHeads,
-    dropout?.p ?? 0,
-    dropout?.seed ?? 0,
-    dropout?.offset ?? 0,
-    dropout?.keepRows ?? null,
-    dropout?.firstRow ?? 0,
+    ...siteArgs(dropout),
   )
 }
 
@@ -305,11 +298,7 @@ export function attentionBackward(
     nativeOf(probs, 'probs'),
     mask,
     numHeads,
-    dropout?.p ?? 0,
-    dropout?.seed ?? 0,
-    dropout?.offset ?? 0,
-    dropout?.keepRows ?? null,
-    dropout?.firstRow ?? 0,
+    ...siteArgs(dropout),
   )
 }
 
