@@ -14,6 +14,7 @@
         "native/bind_gemm.cpp",
         "native/bind_encoder.cpp",
         "native/bind_optim.cpp",
+        "native/bind_graph.cpp",
         "native/cpu/backend.cpp",
         "native/cpu/parallel.cpp",
         "native/cpu/gemm.cpp",

@@ -6,6 +6,7 @@
 add_library(simcsepp_emulator STATIC
   ${CMAKE_CURRENT_LIST_DIR}/context.cpp
   ${CMAKE_CURRENT_LIST_DIR}/runtime_api.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/graphs.cpp
   ${CMAKE_CURRENT_LIST_DIR}/memory.cpp
   ${CMAKE_CURRENT_LIST_DIR}/scheduler.cpp
   ${CMAKE_CURRENT_LIST_DIR}/checks.cpp

@@ -10,6 +10,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -26,6 +27,19 @@ namespace cuemu::detail {
 cudaError_t set_error(cudaError_t e, const std::string& report = {});
 bool valid_stream(cudaStream_t s);
 
+// ---- graphs.cpp
+// A stream-ordered operation, replayable on any stream.
+using StreamOp = std::function<cudaError_t(cudaStream_t)>;
+// What a stream-ordered call on `stream` does now. Run: not capturing, the caller runs it. Recorded:
+// `op` was appended to the stream's capture. Failed: `*error` holds why (work on the legacy stream while
+// another stream captures, or host memory in a captured copy), and the capture is invalidated.
+enum class CaptureAction { Run, Recorded, Failed };
+CaptureAction capture_stream_op(cudaStream_t stream, const char* what, bool touchesHost, const StreamOp& op,
+                                cudaError_t* error);
+// cudaSuccess, or the error of calling `what` (a synchronising or allocating call) from a thread that
+// is capturing, after invalidating its capture.
+cudaError_t refuse_while_capturing(const char* what);
+
 // ---- memory.cpp
 // Serialises the runtime API and launches: one emulated device, used by one OS thread at a time.
 std::recursive_mutex& device_mutex();
@@ -34,6 +48,9 @@ struct Range {
   size_t size = 0;
   bool contains(uintptr_t a, size_t n) const { return a >= base && n <= size && a - base <= size - n; }
 };
+// cudaMemcpy's and cudaMemset's work, checked (what a captured copy or memset runs at each replay).
+cudaError_t copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t fill(void* dst, int value, size_t bytes);
 // The live allocation containing [a, a + n), if any.
 bool find_allocation(uintptr_t a, size_t n, Range* out);
 // Why [a, a + n) is not device memory: past the end or before the start of an allocation (and by how

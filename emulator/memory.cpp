@@ -107,6 +107,7 @@ using namespace cuemu::detail;
 
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   if (ptr == nullptr) return set_error(cudaErrorInvalidValue);
+  if (const cudaError_t e = refuse_while_capturing("cudaMalloc"); e != cudaSuccess) return e;
   *ptr = nullptr;
   if (bytes == 0) return cudaSuccess;
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
@@ -127,6 +128,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
 
 cudaError_t cudaFree(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
+  if (const cudaError_t e = refuse_while_capturing("cudaFree"); e != cudaSuccess) return e;
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   Heap& h = heap();
   auto it = h.live.find(reinterpret_cast<uintptr_t>(ptr));
@@ -155,6 +157,13 @@ cudaError_t cudaMemGetInfo(size_t* freeBytes, size_t* totalBytes) {
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   if (bytes == 0) return cudaSuccess;
+  if (const cudaError_t e = refuse_while_capturing("cudaMemcpy"); e != cudaSuccess) return e;
+  return copy(dst, src, bytes, kind);
+}
+
+namespace cuemu::detail {
+
+cudaError_t copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   if (kind == cudaMemcpyDefault) {
     const bool d = is_device(dst), s = is_device(src);
@@ -177,13 +186,32 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   return cudaSuccess;
 }
 
+}  // namespace cuemu::detail
+
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
   if (!valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaMemcpyAsync on an unknown stream");
-  return cudaMemcpy(dst, src, bytes, kind);
+  if (bytes == 0) return cudaSuccess;
+  // A captured copy touching host memory would read or write that host address at every replay.
+  const bool host = kind == cudaMemcpyDefault ? !(is_device(dst) && is_device(src)) : kind != cudaMemcpyDeviceToDevice;
+  cudaError_t e = cudaSuccess;
+  const StreamOp op = [=](cudaStream_t) { return copy(dst, src, bytes, kind); };
+  switch (capture_stream_op(stream, "cudaMemcpyAsync", host, op, &e)) {
+    case CaptureAction::Run: return op(stream);
+    case CaptureAction::Recorded: return cudaSuccess;
+    case CaptureAction::Failed: return e;
+  }
+  return e;
 }
 
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
   if (bytes == 0) return cudaSuccess;
+  if (const cudaError_t e = refuse_while_capturing("cudaMemset"); e != cudaSuccess) return e;
+  return fill(dst, value, bytes);
+}
+
+namespace cuemu::detail {
+
+cudaError_t fill(void* dst, int value, size_t bytes) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   const std::string p = device_range_problem(dst, bytes);
   if (!p.empty()) return set_error(cudaErrorInvalidValue, "cudaMemset: " + p);
@@ -191,7 +219,16 @@ cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
   return cudaSuccess;
 }
 
+}  // namespace cuemu::detail
+
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
   if (!valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaMemsetAsync on an unknown stream");
-  return cudaMemset(dst, value, bytes);
+  cudaError_t e = cudaSuccess;
+  const StreamOp op = [=](cudaStream_t) { return bytes == 0 ? cudaSuccess : fill(dst, value, bytes); };
+  switch (capture_stream_op(stream, "cudaMemsetAsync", false, op, &e)) {
+    case CaptureAction::Run: return op(stream);
+    case CaptureAction::Recorded: return cudaSuccess;
+    case CaptureAction::Failed: return e;
+  }
+  return e;
 }

@@ -53,6 +53,11 @@ const char* standard_text(cudaError_t e) {
     case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
     case cudaErrorAssert: return "device-side assert triggered";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureImplicit:
+      return "operation would make the legacy stream depend on a capturing blocking stream";
   }
   return "unrecognized error code";
 }
@@ -108,6 +113,10 @@ const char* cudaGetErrorName(cudaError_t e) {
     SIMCSEPP_EMU_NAME(cudaErrorLaunchOutOfResources)
     SIMCSEPP_EMU_NAME(cudaErrorAssert)
     SIMCSEPP_EMU_NAME(cudaErrorLaunchFailure)
+    SIMCSEPP_EMU_NAME(cudaErrorIllegalState)
+    SIMCSEPP_EMU_NAME(cudaErrorStreamCaptureUnsupported)
+    SIMCSEPP_EMU_NAME(cudaErrorStreamCaptureInvalidated)
+    SIMCSEPP_EMU_NAME(cudaErrorStreamCaptureImplicit)
 #undef SIMCSEPP_EMU_NAME
   }
   return "cudaErrorUnknown";
@@ -165,7 +174,7 @@ cudaError_t cudaDriverGetVersion(int* version) {
 
 cudaError_t cudaRuntimeGetVersion(int* version) { return cudaDriverGetVersion(version); }
 
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { return refuse_while_capturing("cudaDeviceSynchronize"); }
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, 0); }
 
@@ -186,8 +195,9 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-  return valid_stream(stream) ? cudaSuccess
-                              : set_error(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize of an unknown stream");
+  if (!valid_stream(stream))
+    return set_error(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize of an unknown stream");
+  return refuse_while_capturing("cudaStreamSynchronize");
 }
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned /*flags*/) {

@@ -11,8 +11,11 @@
 // Every block barrier starts a new shared-memory phase (epoch) for the race checks in checks.cpp.
 #include <sys/mman.h>
 
+#include <cstddef>
 #include <cstring>
+#include <memory>
 #include <sstream>
+#include <vector>
 
 #include "internal.h"
 
@@ -350,6 +353,21 @@ cudaError_t launch(const char* name, const void* /*kernel*/, void (*body)(void*)
   if (!valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, std::string(name) + ": unknown stream");
   const std::string bad = validate(grid, block, dynamicSmem);
   if (!bad.empty()) return set_error(cudaErrorInvalidConfiguration, std::string(name) + ": " + bad);
+  // Captured: a copy of the argument block (kernel arguments are trivially copyable, as in CUDA), launched
+  // at each replay.
+  auto copy = std::make_shared<std::vector<std::max_align_t>>((stateSize + sizeof(std::max_align_t) - 1) /
+                                                              sizeof(std::max_align_t));
+  std::memcpy(copy->data(), state, stateSize);
+  const void* kernel = nullptr;
+  const StreamOp replay = [=](cudaStream_t s) {
+    return launch(name, kernel, body, copy->data(), stateSize, grid, block, dynamicSmem, s);
+  };
+  cudaError_t captureError = cudaSuccess;
+  switch (capture_stream_op(stream, name, false, replay, &captureError)) {
+    case CaptureAction::Run: break;
+    case CaptureAction::Recorded: return cudaSuccess;
+    case CaptureAction::Failed: return captureError;
+  }
   Launch L;
   L.kernel = name;
   L.body = body;

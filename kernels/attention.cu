@@ -44,12 +44,13 @@ constexpr int kRowsPerBlock = kRowThreads / 32;
 
 // The score rows and their dropout (device pointers).
 struct AttnRows {
-  int64_t rows, T, NH;      // rows = B*NH*T
-  const int32_t* mask;      // [B*T], 0 = padded key
-  float p, scale;           // scale = 1/(1-p) (0 when p >= 1)
-  uint64_t seed, offset;    // Philox key and stream offset
-  const uint8_t* keepRows;  // [B] (may be null): 0 = sentence not dropped
-  int64_t base;             // Philox index of element 0: firstRow * NH * T * T (a micro-batch's offset)
+  int64_t rows, T, NH;          // rows = B*NH*T
+  const int32_t* mask;          // [B*T], 0 = padded key
+  float p, scale;               // scale = 1/(1-p) (0 when p >= 1)
+  uint64_t seed, offset;        // Philox key and stream offset
+  const uint8_t* keepRows;      // [B] (may be null): 0 = sentence not dropped
+  int64_t base;                 // Philox index of element 0: firstRow * NH * T * T (a micro-batch's offset)
+  const uint64_t* offsetDelta;  // added to offset inside a step graph (graph_capture.cuh), else null
 };
 
 // Whether the sentence b gets dropout (exactly cpu::attention's rule).
@@ -59,8 +60,9 @@ __device__ __forceinline__ bool sentence_drops(const AttnRows& A, int64_t b) {
 
 // The four uniforms' bits of Philox group g (elements 4g .. 4g + 3), as dropout_uniform draws them.
 __device__ __forceinline__ Philox4 philox_group(const AttnRows& A, int64_t g) {
+  const uint64_t offset = detail::dropout_offset(A.offset, A.offsetDelta);
   return philox4x32_10(static_cast<uint32_t>(g), static_cast<uint32_t>(static_cast<uint64_t>(g) >> 32),
-                       static_cast<uint32_t>(A.offset), static_cast<uint32_t>(A.offset >> 32),
+                       static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32),
                        static_cast<uint32_t>(A.seed), static_cast<uint32_t>(A.seed >> 32));
 }
 
@@ -184,7 +186,7 @@ class AttnCall {
  public:
   AttnCall(const AttnShape& shape, const int32_t* mask, float p, uint64_t seed, uint64_t offset,
            const uint8_t* keepRows, int64_t firstRow, int buffers)
-      : s(shape), args_(kDefaultStream), lock_(detail::workspace().mu) {
+      : s(shape), args_(detail::op_stream()), lock_(detail::workspace().mu) {
     rows.rows = s.rows();
     rows.T = s.T;
     rows.NH = s.NH;
@@ -193,6 +195,7 @@ class AttnCall {
     rows.scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     rows.seed = seed;
     rows.offset = offset;
+    rows.offsetDelta = detail::offset_delta();
     rows.base = firstRow * s.NH * s.T * s.T;
     rows.keepRows = p > 0.0f ? args_.to_device(keepRows, s.B, detail::kSlotKeepRows) : nullptr;
     stride_ = (s.probsFloats() + 63) / 64 * 64;  // keeps every buffer 256-byte aligned
@@ -232,13 +235,13 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
   const int64_t H = NH * HS;
   const AttnShape& s = call.s;
   tile::sgemm<false, true>(T, T, HS, s.scale(), q, ld, k, ld, 0.0f, probs, T, "sgemm_kernel (attention S = q k^T)",
-                           kDefaultStream, nullptr, call.scores(s.input()));
-  launch("attn_softmax_kernel", attn_softmax_kernel, call.row_grid(), kRowThreads, 0, kDefaultStream, probs, pd,
+                           detail::op_stream(), nullptr, call.scores(s.input()));
+  launch("attn_softmax_kernel", attn_softmax_kernel, call.row_grid(), kRowThreads, 0, detail::op_stream(), probs, pd,
          call.rows);
   tile::sgemm<false, false>(T, HS, T, 1.0f, pd != nullptr ? pd : probs, T, v, ld, 0.0f, ctx, H,
-                            "sgemm_kernel (attention ctx = Pd v)", kDefaultStream, nullptr,
+                            "sgemm_kernel (attention ctx = Pd v)", detail::op_stream(), nullptr,
                             call.mix(s.input(), s.head()));
-  detail::end_op(kDefaultStream);
+  detail::end_op(detail::op_stream());
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
@@ -253,7 +256,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dctx, cons
   const int64_t H = NH * HS;
   const AttnShape& s = call.s;
   const float scale = s.scale();
-  const cudaStream_t stream = kDefaultStream;
+  const cudaStream_t stream = detail::op_stream();
   tile::sgemm<false, true>(T, T, HS, 1.0f, dctx, H, v, ld, 0.0f, dS, T, "sgemm_kernel (attention dPd = dctx v^T)",
                            stream, nullptr, call.scores(s.head()));
   launch("attn_softmax_backward_kernel", attn_softmax_backward_kernel, call.row_grid(), kRowThreads, 0, stream, dS, pd,

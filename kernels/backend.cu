@@ -2,7 +2,7 @@
 // nullptr, and the binding layer answers "not yet implemented (the CPU backend has it)" for it.
 //
 // Adding a CUDA op: write its kernel and host launcher (taking a cudaStream_t) in a kernels/*.cu file,
-// with an entry point of the op set's signature in namespace simcsepp::cuda (passing kDefaultStream,
+// with an entry point of the op set's signature in namespace simcsepp::cuda (passing detail::op_stream(),
 // returning once its outputs are written), declare it in entry_points.cuh and fill its entry below.
 #include "entry_points.cuh"
 

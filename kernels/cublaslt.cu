@@ -209,13 +209,13 @@ void kernel_gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, cons
                  int64_t ldb, float* C, int64_t ldc, const float* bias, Precision precision) {
   const char* what = "self-check of cuBLASLt";
   const bool bf16 = precision == Precision::kBf16;
-#define SIMCSEPP_LT_CASE(TA, TB)                                                                       \
-  if (transA == TA && transB == TB) {                                                                  \
-    if (bf16)                                                                                          \
-      bf16gemm::gemm<TA, TB>(M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, what, kDefaultStream, bias); \
-    else                                                                                               \
-      tile::sgemm<TA, TB>(M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, what, kDefaultStream, bias);    \
-    return;                                                                                            \
+#define SIMCSEPP_LT_CASE(TA, TB)                                                                            \
+  if (transA == TA && transB == TB) {                                                                       \
+    if (bf16)                                                                                               \
+      bf16gemm::gemm<TA, TB>(M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, what, detail::op_stream(), bias); \
+    else                                                                                                    \
+      tile::sgemm<TA, TB>(M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, what, detail::op_stream(), bias);    \
+    return;                                                                                                 \
   }
   SIMCSEPP_LT_CASE(false, false)
   SIMCSEPP_LT_CASE(false, true)
@@ -252,7 +252,7 @@ std::string self_check(Library& L) {
         const Precision pr = precision == 0 ? Precision::kFp32 : Precision::kBf16;
         kernel_gemm(tA, tB, M, N, K, A, lda, B, ldb, C1, N, withBias ? bias : nullptr, pr);
         if (!run(L, tA, tB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C2, N, withBias ? bias : nullptr, pr,
-                 kDefaultStream)) {
+                 detail::op_stream())) {
           problem = "a cuBLASLt call failed";
           break;
         }

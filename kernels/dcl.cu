@@ -313,6 +313,6 @@ LossResult run_dcl(const DclArgs& a, const LossGradOut& g, cudaStream_t stream) 
 
 }  // namespace
 
-LossResult dcl(const DclArgs& a, const LossGradOut& g) { return run_dcl(a, g, kDefaultStream); }
+LossResult dcl(const DclArgs& a, const LossGradOut& g) { return run_dcl(a, g, detail::op_stream()); }
 
 }  // namespace simcsepp::cuda

@@ -26,7 +26,8 @@ struct DropoutParams {
   float p, scale;
   uint64_t seed, offset;
   const uint8_t* keepRows;
-  int64_t base;  // Philox index of element 0: firstRow * cols (a micro-batch's offset)
+  int64_t base;                 // Philox index of element 0: firstRow * cols (a micro-batch's offset)
+  const uint64_t* offsetDelta;  // added to offset inside a step graph (graph_capture.cuh), else null
 };
 
 __device__ __forceinline__ float drop_one(const DropoutParams& P, int64_t e, float x, const Philox4& r, int word) {
@@ -41,10 +42,11 @@ template <bool kVec>
 __global__ void dropout_kernel(DropoutParams P) {
   const int64_t g0 = P.base >> 2, g1 = (P.base + P.total + 3) >> 2;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const uint64_t offset = detail::dropout_offset(P.offset, P.offsetDelta);
   for (int64_t g = g0 + static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; g < g1; g += stride) {
     // Same counter layout as dropout_uniform: (block = e>>2 as 64 bits, offset as 64 bits), key = seed.
     const Philox4 r = philox4x32_10(static_cast<uint32_t>(g), static_cast<uint32_t>(g >> 32),
-                                    static_cast<uint32_t>(P.offset), static_cast<uint32_t>(P.offset >> 32),
+                                    static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32),
                                     static_cast<uint32_t>(P.seed), static_cast<uint32_t>(P.seed >> 32));
     const int64_t e0 = g * 4 - P.base;           // local index of the group's word 0 (may be < 0 for the first group)
     if (kVec && e0 >= 0 && e0 + 4 <= P.total) {  // kVec: base % 4 == 0 and x, y 16-byte aligned
@@ -77,7 +79,7 @@ void launch_dropout(const DropoutArgs& a, cudaStream_t stream) {
   const int64_t base = a.firstRow * a.cols;
   DropoutParams P{a.x, a.y, total, a.cols, a.p,
                   // p >= 1 drops every element (u < 1 <= p); scale is then never used, keep it finite.
-                  a.p < 1.0f ? 1.0f / (1.0f - a.p) : 0.0f, a.seed, a.offset, a.keepRows, base};
+                  a.p < 1.0f ? 1.0f / (1.0f - a.p) : 0.0f, a.seed, a.offset, a.keepRows, base, detail::offset_delta()};
   const int threads = 256;
   const int64_t groups = ((base + total + 3) >> 2) - (base >> 2);
   const int blocks = static_cast<int>(std::min<int64_t>((groups + threads - 1) / threads, 16384));
@@ -98,10 +100,10 @@ void dropout(const DropoutArgs& a) {
   require();
   if (a.rows * a.cols <= 0) return;
   DropoutArgs dev = a;
-  detail::HostArgs args(kDefaultStream);
+  detail::HostArgs args(detail::op_stream());
   dev.keepRows = args.to_device(a.keepRows, a.rows, detail::kSlotKeepRows);
-  launch_dropout(dev, kDefaultStream);
-  detail::end_op(kDefaultStream);
+  launch_dropout(dev, detail::op_stream());
+  detail::end_op(detail::op_stream());
 }
 
 }  // namespace simcsepp::cuda

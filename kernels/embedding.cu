@@ -6,15 +6,14 @@
 // blockIdx.y (grid-stride over rows), so a warp reads 32 consecutive floats of each table row.
 // Backward: a deterministic scatter-add without atomics. The host, which holds the ids, groups the rows
 // of each table by id (a stable sort, so each group lists its rows in increasing order) and copies the
-// groups to the device in one buffer: a group is (table, id, begin, end) into a list of row indices.
+// groups to the device in one buffer (its count first): a group is (table, id, begin, end) into a list of
+// row indices. Inside a step graph the session rebuilds that buffer before each replay (graph_capture.cuh).
 // One thread owns one (group, column): it loads table[id, c], adds dout[r, c] for the group's rows in
 // order and stores the sum once. No two threads write the same element and each element receives the
 // same sequence of float additions as in cpu::embedding_backward, so the result is bit-identical to the
 // CPU and from run to run. Grid (ceil(H / 128), min(groups, 65535)), 128 threads, grid-stride over
 // groups. A group's rows are summed serially: a table with one id for every token (type ids) costs one
 // thread BT dependent adds per column.
-#include <algorithm>
-#include <numeric>
 #include <vector>
 
 #include "grid.cuh"
@@ -50,11 +49,15 @@ struct Tables {
   float* t[3];  // dword, dpos, dtype (null ones have no groups)
 };
 
+// buf: the group count, the Group records, then the row lists (graph_capture.cuh's layout). The count
+// is read here, not passed, so that a captured launch serves any ids (its grid covers the most groups).
 __global__ void __launch_bounds__(kBackwardThreads)
-    embedding_backward_kernel(Tables tables, const float* dout, const Group* groups, const int32_t* rows,
-                              int64_t numGroups, int64_t H) {
+    embedding_backward_kernel(Tables tables, const float* dout, const int32_t* buf, int64_t H) {
   const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= H) return;
+  const int64_t numGroups = buf[0];
+  const Group* groups = reinterpret_cast<const Group*>(buf + 1);
+  const int32_t* rows = buf + 1 + numGroups * 4;
   for (int64_t g = blockIdx.y; g < numGroups; g += gridDim.y) {
     const Group grp = groups[g];
     float* dst = tables.t[grp.table] + static_cast<int64_t>(grp.id) * H + c;
@@ -64,46 +67,18 @@ __global__ void __launch_bounds__(kBackwardThreads)
   }
 }
 
-// The groups of every non-null table, then the row lists they index, as one int32 buffer (Group
-// records first). Returns the number of groups.
-int64_t group_rows(std::vector<int32_t>& buf, const float* const tables[3], const int32_t* const ids[3], int64_t BT) {
-  std::vector<Group> groups;
-  std::vector<int32_t> rows;
-  std::vector<int32_t> order(static_cast<size_t>(BT));
-  for (int32_t k = 0; k < 3; ++k) {
-    if (tables[k] == nullptr) continue;
-    const int32_t* id = ids[k];
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [id](int32_t a, int32_t b) { return id[a] < id[b]; });
-    for (int64_t i = 0; i < BT;) {
-      int64_t j = i;
-      while (j < BT && id[order[j]] == id[order[i]]) ++j;
-      const auto base = static_cast<int32_t>(rows.size());
-      groups.push_back(Group{k, id[order[i]], base + static_cast<int32_t>(i), base + static_cast<int32_t>(j)});
-      i = j;
-    }
-    rows.insert(rows.end(), order.begin(), order.end());
-  }
-  // begin/end index the row list, which the kernel addresses from just after the records.
-  buf.resize(groups.size() * 4 + rows.size());
-  std::copy(reinterpret_cast<const int32_t*>(groups.data()),
-            reinterpret_cast<const int32_t*>(groups.data() + groups.size()), buf.begin());
-  std::copy(rows.begin(), rows.end(), buf.begin() + static_cast<std::ptrdiff_t>(groups.size() * 4));
-  return static_cast<int64_t>(groups.size());
-}
-
 }  // namespace
 
 void embedding_forward(float* out, const int32_t* ids, const int32_t* posIds, const int32_t* typeIds, const float* word,
                        const float* pos, const float* type, int64_t BT, int64_t H) {
   require();
   if (BT <= 0 || H <= 0) return;
-  detail::HostArgs args(kDefaultStream);
+  detail::HostArgs args(detail::op_stream());
   const int32_t* dIds = args.to_device(ids, BT, detail::kSlotIds);
   const int32_t* dPos = args.to_device(posIds, BT, detail::kSlotPosIds);
   const int32_t* dType = args.to_device(typeIds, BT, detail::kSlotTypeIds);
   const dim3 grid(detail::grid_blocks(H, kForwardThreads, H), detail::grid_y(BT));
-  launch("embedding_forward", embedding_forward_kernel, grid, kForwardThreads, 0, kDefaultStream, out, dIds, dPos,
+  launch("embedding_forward", embedding_forward_kernel, grid, kForwardThreads, 0, detail::op_stream(), out, dIds, dPos,
          dType, word, pos, type, BT, H);
   detail::finish_op();
 }
@@ -112,18 +87,25 @@ void embedding_backward(float* dword, float* dpos, float* dtype, const float* do
                         const int32_t* posIds, const int32_t* typeIds, int64_t BT, int64_t H) {
   require();
   if (BT <= 0 || H <= 0) return;
-  const float* const tables[3] = {dword, dpos, dtype};
-  const int32_t* const idArrays[3] = {ids, posIds, typeIds};
-  std::vector<int32_t> buf;
-  const int64_t numGroups = group_rows(buf, tables, idArrays, BT);
-  if (numGroups == 0) return;  // every table is null
-  detail::HostArgs args(kDefaultStream);
-  const int32_t* dBuf = args.to_device(buf.data(), static_cast<int64_t>(buf.size()), detail::kSlotEmbeddingGroups);
-  const Group* groups = reinterpret_cast<const Group*>(dBuf);
-  const int32_t* rows = dBuf + numGroups * 4;
-  const dim3 grid(detail::grid_blocks(H, kBackwardThreads, H), detail::grid_y(numGroups));
-  launch("embedding_backward", embedding_backward_kernel, grid, kBackwardThreads, 0, kDefaultStream,
-         Tables{{dword, dpos, dtype}}, dout, groups, rows, numGroups, H);
+  if (dword == nullptr && dpos == nullptr && dtype == nullptr) return;
+  // A table without a gradient gets no groups.
+  const int32_t* const idArrays[3] = {dword != nullptr ? ids : nullptr, dpos != nullptr ? posIds : nullptr,
+                                      dtype != nullptr ? typeIds : nullptr};
+  const Tables tables{{dword, dpos, dtype}};
+  const unsigned gx = detail::grid_blocks(H, kBackwardThreads, H);
+  if (detail::capturing()) {
+    // The session rebuilds the groups from each replay's ids; the grid covers the most there can be.
+    const int32_t* buf = detail::capture_embedding_groups(idArrays[0], idArrays[1], idArrays[2], BT);
+    launch("embedding_backward", embedding_backward_kernel, dim3(gx, detail::grid_y(3 * BT)), kBackwardThreads, 0,
+           detail::op_stream(), tables, dout, buf, H);
+  } else {
+    std::vector<int32_t> host;
+    detail::build_embedding_groups(host, idArrays, BT);
+    detail::HostArgs args(detail::op_stream());
+    const int32_t* buf = args.to_device(host.data(), static_cast<int64_t>(host.size()), detail::kSlotEmbeddingGroups);
+    launch("embedding_backward", embedding_backward_kernel, dim3(gx, detail::grid_y(host[0])), kBackwardThreads, 0,
+           detail::op_stream(), tables, dout, buf, H);
+  }
   detail::finish_op();
 }
 

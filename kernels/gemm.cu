@@ -74,30 +74,31 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
     alpha = 0.0f;
   }
   if (K == 0 || !lt::gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr, Precision::kFp32,
-                          kDefaultStream))
-    launch_sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, "sgemm_kernel (sgemm)", kDefaultStream);
-  finish(kDefaultStream);
+                          detail::op_stream()))
+    launch_sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, "sgemm_kernel (sgemm)",
+                 detail::op_stream());
+  finish(detail::op_stream());
 }
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
                     int64_t OC, Precision precision) {
   require();
   if (C > 0 &&
-      lt::gemm(false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, bias, precision, kDefaultStream)) {
+      lt::gemm(false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, bias, precision, detail::op_stream())) {
     // cuBLASLt (cublaslt.cuh)
   } else if (precision == Precision::kBf16)
     bf16gemm::gemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC,
-                                "gemm_bf16_kernel (linear out = inp W^T + b)", kDefaultStream, bias);
+                                "gemm_bf16_kernel (linear out = inp W^T + b)", detail::op_stream(), bias);
   else
     tile::sgemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC,
-                             "sgemm_kernel (linear out = inp W^T + b)", kDefaultStream, bias);
-  finish(kDefaultStream);
+                             "sgemm_kernel (linear out = inp W^T + b)", detail::op_stream(), bias);
+  finish(detail::op_stream());
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput, Precision precision) {
   require();
-  const cudaStream_t stream = kDefaultStream;
+  const cudaStream_t stream = detail::op_stream();
   const bool bf16 = precision == Precision::kBf16;
   if (dinp != nullptr && OC > 0 &&
       lt::gemm(false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C, nullptr,

@@ -21,7 +21,7 @@ constexpr int64_t kMaxGridY = 65535;
 inline unsigned grid_y(int64_t work) { return static_cast<unsigned>(std::clamp<int64_t>(work, 1, kMaxGridY)); }
 
 // The end of an op entry point (cuda_check.cuh's end_op: asynchronous unless SIMCSEPP_CUDA_SYNC=1).
-inline void finish_op() { end_op(kDefaultStream); }
+inline void finish_op() { end_op(detail::op_stream()); }
 
 constexpr int kMapThreads = 256;
 
@@ -37,7 +37,7 @@ template <class Op>
 void run_map(const char* what, const Op& op, int64_t n) {
   require();
   if (n <= 0) return;
-  launch(what, map_kernel<Op>, grid_blocks(n, kMapThreads), kMapThreads, 0, kDefaultStream, op, n);
+  launch(what, map_kernel<Op>, grid_blocks(n, kMapThreads), kMapThreads, 0, detail::op_stream(), op, n);
   finish_op();
 }
 

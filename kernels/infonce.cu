@@ -513,12 +513,12 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
 
 LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
   return run_infonce(false, a.z1, a.z2, a.z3, a.n, a.d, a.temperature, 1.0f, kZ3, g.gz1, g.gz2, g.gz3, g.accumulate,
-                     g.weight, kDefaultStream);
+                     g.weight, detail::op_stream());
 }
 
 LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g) {
   return run_infonce(true, a.z1, a.z2, a.z0, a.n, a.d, a.temperature, a.posScale, kZ0, g.gz1, g.gz2, g.gz0,
-                     g.accumulate, g.weight, kDefaultStream);
+                     g.accumulate, g.weight, detail::op_stream());
 }
 
 size_t offDropoutWorkspaceBytes(int64_t n, int64_t d) {

@@ -254,7 +254,7 @@ LossResult run_unfused(const OffDropoutArgs& a, const LossGradOut& g, size_t* wo
 }  // namespace
 
 LossResult offDropoutUnfused(const OffDropoutArgs& a, const LossGradOut& g, size_t* workspaceBytes) {
-  return run_unfused(a, g, workspaceBytes, kDefaultStream);
+  return run_unfused(a, g, workspaceBytes, detail::op_stream());
 }
 
 }  // namespace simcsepp::cuda

@@ -9,14 +9,13 @@
 #include <utility>
 
 #include "cuda_check.cuh"
+#include "graph_capture.cuh"
 
 namespace simcsepp::cuda {
 
-// The stream the op entry points (backend.h) pass to their launchers today: the legacy default stream.
-constexpr cudaStream_t kDefaultStream = 0;
-
 // Launches kernel<<<grid, block, smem, stream>>>(args...) and throws CudaError("launch of <what>
-// failed: ...") if the launch is refused. `stream` is explicit everywhere: 0 is the default stream.
+// failed: ...") if the launch is refused. `stream` is explicit everywhere: the op entry points pass
+// detail::op_stream() (graph_capture.cuh): the legacy default stream, or a capturing session's stream.
 template <class... Params, class... Args>
 void launch(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
             Args&&... args) {

@@ -45,6 +45,7 @@ struct RowDrop {
   uint64_t seed, offset;
   const uint8_t* keepRows;
   int64_t T, firstRow;
+  const uint64_t* offsetDelta;  // added to offset inside a step graph (graph_capture.cuh), else null
 };
 
 // Whether row `row` (a token of sentence row / T) gets dropout, and its Philox index of column 0.
@@ -56,7 +57,7 @@ __device__ __forceinline__ uint64_t row_base(const RowDrop& d, int64_t row, int6
 }
 // dropout_kernel's arithmetic: v * scale when kept, else 0.
 __device__ __forceinline__ float drop_value(const RowDrop& d, uint64_t index, float v) {
-  return dropout_uniform(d.seed, d.offset, index) >= d.p ? v * d.scale : 0.0f;
+  return dropout_uniform(d.seed, detail::dropout_offset(d.offset, d.offsetDelta), index) >= d.p ? v * d.scale : 0.0f;
 }
 
 // kResidual: the row's input is res = x + dropout(y) (written to res), else inp.
@@ -191,18 +192,18 @@ void launch_backward(float* dinp, float* dweight, float* dbias, const float* dou
     const int64_t chunks = (R + chunkRows - 1) / chunkRows;
     auto* partial = static_cast<double2*>(ws.reserve(static_cast<size_t>(chunks * C) * sizeof(double2)));
     const dim3 grid(detail::grid_blocks(C, kColTile, INT32_MAX), detail::grid_y(chunks));
-    launch("layernorm_params", layernorm_params_kernel, grid, dim3(kColTile, kRowLanes), 0, kDefaultStream, partial,
-           dout, inp, mean, rstd, R, C, chunkRows);
+    launch("layernorm_params", layernorm_params_kernel, grid, dim3(kColTile, kRowLanes), 0, detail::op_stream(),
+           partial, dout, inp, mean, rstd, R, C, chunkRows);
     launch("layernorm_params_finish", layernorm_params_finish_kernel, detail::grid_blocks(C, kRowThreads, INT32_MAX),
-           kRowThreads, 0, kDefaultStream, dweight, dbias, partial, chunks, C);
+           kRowThreads, 0, detail::op_stream(), dweight, dbias, partial, chunks, C);
   }
   const unsigned blocks = detail::grid_blocks(R, kRowsPerBlock, INT32_MAX);
   if (dinp == nullptr) return;
   if (dy != nullptr)
-    launch("layernorm_dinp_dropout", layernorm_dinp_kernel<true>, blocks, kRowThreads, 0, kDefaultStream, dinp, dout,
-           inp, weight, mean, rstd, R, C, dy, drop);
+    launch("layernorm_dinp_dropout", layernorm_dinp_kernel<true>, blocks, kRowThreads, 0, detail::op_stream(), dinp,
+           dout, inp, weight, mean, rstd, R, C, dy, drop);
   else
-    launch("layernorm_dinp", layernorm_dinp_kernel<false>, blocks, kRowThreads, 0, kDefaultStream, dinp, dout, inp,
+    launch("layernorm_dinp", layernorm_dinp_kernel<false>, blocks, kRowThreads, 0, detail::op_stream(), dinp, dout, inp,
            weight, mean, rstd, R, C, dy, drop);
 }
 
@@ -214,7 +215,8 @@ RowDrop device_drop(const TokenDropout& d, int64_t R, detail::HostArgs& args) {
                  d.offset,
                  d.p > 0.0f ? args.to_device(d.keepRows, R / d.T, detail::kSlotKeepRows) : nullptr,
                  d.T,
-                 d.firstRow};
+                 d.firstRow,
+                 detail::offset_delta()};
 }
 
 }  // namespace
@@ -224,8 +226,8 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
   require();
   if (R <= 0 || C <= 0) return;
   launch("layernorm_forward", layernorm_forward_kernel<false>, detail::grid_blocks(R, kRowsPerBlock, INT32_MAX),
-         kRowThreads, 0, kDefaultStream, out, mean, rstd, inp, weight, bias, R, C, eps, static_cast<float*>(nullptr),
-         static_cast<const float*>(nullptr), RowDrop{});
+         kRowThreads, 0, detail::op_stream(), out, mean, rstd, inp, weight, bias, R, C, eps,
+         static_cast<float*>(nullptr), static_cast<const float*>(nullptr), RowDrop{});
   detail::finish_op();
 }
 
@@ -242,9 +244,9 @@ void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd
                                 const TokenDropout& drop) {
   require();
   if (R <= 0 || C <= 0) return;
-  detail::HostArgs args(kDefaultStream);
+  detail::HostArgs args(detail::op_stream());
   launch("residual_layernorm_forward", layernorm_forward_kernel<true>, detail::grid_blocks(R, kRowsPerBlock, INT32_MAX),
-         kRowThreads, 0, kDefaultStream, out, mean, rstd, x, weight, bias, R, C, eps, res, y,
+         kRowThreads, 0, detail::op_stream(), out, mean, rstd, x, weight, bias, R, C, eps, res, y,
          device_drop(drop, R, args));
   detail::finish_op();
 }
@@ -254,7 +256,7 @@ void layernorm_dropout_backward(float* dres, float* dy, float* dweight, float* d
                                 int64_t C, const TokenDropout& drop) {
   require();
   if (R <= 0 || C <= 0) return;
-  detail::HostArgs args(kDefaultStream);
+  detail::HostArgs args(detail::op_stream());
   launch_backward(dres, dweight, dbias, dout, res, weight, mean, rstd, R, C, dy, device_drop(drop, R, args));
   detail::finish_op();
 }

@@ -69,10 +69,10 @@ double grad_sum_squares(const float* g, int64_t n) {
     detail::Workspace& ws = detail::workspace();
     std::lock_guard<std::mutex> lock(ws.mu);
     auto* dPartial = static_cast<double*>(ws.reserve(static_cast<size_t>(chunks) * sizeof(double)));
-    launch("grad_sum_squares", sum_squares_kernel, detail::grid_blocks(chunks, 1), kSumThreads, 0, kDefaultStream,
+    launch("grad_sum_squares", sum_squares_kernel, detail::grid_blocks(chunks, 1), kSumThreads, 0, detail::op_stream(),
            dPartial, g, n, chunks);
     SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(partial.data(), dPartial, partial.size() * sizeof(double),
-                                        cudaMemcpyDeviceToHost, kDefaultStream));
+                                        cudaMemcpyDeviceToHost, detail::op_stream()));
     detail::finish_op();
   }
   double total = 0.0;

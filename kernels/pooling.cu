@@ -102,8 +102,8 @@ dim3 mean_grid(int64_t B, int64_t H) { return dim3(detail::grid_blocks(H, kColTh
 void pool_cls_forward(float* out, const float* hidden, int64_t B, int64_t T, int64_t H) {
   require();
   if (B * T * H <= 0) return;
-  launch("pool_cls_forward", pool_cls_forward_kernel, detail::grid_blocks(B * H, kThreads), kThreads, 0, kDefaultStream,
-         out, hidden, B, T, H);
+  launch("pool_cls_forward", pool_cls_forward_kernel, detail::grid_blocks(B * H, kThreads), kThreads, 0,
+         detail::op_stream(), out, hidden, B, T, H);
   detail::finish_op();
 }
 
@@ -112,10 +112,10 @@ void pool_cls_backward(float* dhidden, const float* dout, int64_t B, int64_t T, 
   if (B * T * H <= 0) return;
   if (accumulate) {
     launch("pool_cls_backward", pool_cls_accumulate_kernel, detail::grid_blocks(B * H, kThreads), kThreads, 0,
-           kDefaultStream, dhidden, dout, B, T, H);
+           detail::op_stream(), dhidden, dout, B, T, H);
   } else {
     launch("pool_cls_backward", pool_cls_assign_kernel, detail::grid_blocks(B * T * H, kThreads), kThreads, 0,
-           kDefaultStream, dhidden, dout, B, T, H);
+           detail::op_stream(), dhidden, dout, B, T, H);
   }
   detail::finish_op();
 }
@@ -123,10 +123,10 @@ void pool_cls_backward(float* dhidden, const float* dout, int64_t B, int64_t T, 
 void pool_mean_forward(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T, int64_t H) {
   require();
   if (B * T * H <= 0) return;
-  detail::HostArgs args(kDefaultStream);
+  detail::HostArgs args(detail::op_stream());
   const int32_t* dMask = args.to_device(mask, B * T, detail::kSlotMask);
-  launch("pool_mean_forward", pool_mean_forward_kernel, mean_grid(B, H), kColThreads, 0, kDefaultStream, out, hidden,
-         dMask, B, T, H);
+  launch("pool_mean_forward", pool_mean_forward_kernel, mean_grid(B, H), kColThreads, 0, detail::op_stream(), out,
+         hidden, dMask, B, T, H);
   detail::finish_op();
 }
 
@@ -134,9 +134,9 @@ void pool_mean_backward(float* dhidden, const float* dout, const int32_t* mask, 
                         bool accumulate) {
   require();
   if (B * T * H <= 0) return;
-  detail::HostArgs args(kDefaultStream);
+  detail::HostArgs args(detail::op_stream());
   const int32_t* dMask = args.to_device(mask, B * T, detail::kSlotMask);
-  launch("pool_mean_backward", pool_mean_backward_kernel, mean_grid(B, H), kColThreads, 0, kDefaultStream, dhidden,
+  launch("pool_mean_backward", pool_mean_backward_kernel, mean_grid(B, H), kColThreads, 0, detail::op_stream(), dhidden,
          dout, dMask, B, T, H, accumulate);
   detail::finish_op();
 }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cuda_check.cuh"
+#include "graph_capture.cuh"
 #include "host_args.cuh"
 
 namespace simcsepp::cuda {
@@ -129,13 +130,14 @@ void copy_to_host(void* dst, const void* src, size_t bytes) {
 void copy_device_to_device(void* dst, const void* src, size_t bytes) {
   require();
   if (bytes == 0) return;
-  SIMCSEPP_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+  // Stream-ordered like the ops (and so capturable into a step graph).
+  SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, detail::op_stream()));
 }
 
 void memset_device(void* dst, int value, size_t bytes) {
   require();
   if (bytes == 0) return;
-  SIMCSEPP_CUDA_CHECK(cudaMemset(dst, value, bytes));
+  SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, detail::op_stream()));
 }
 
 void synchronize() {
@@ -161,7 +163,11 @@ namespace detail {
 
 void* Workspace::reserve(size_t bytes) {
   if (bytes <= cap_) return ptr_;
-  if (ptr_ != nullptr) {
+  if (capturing()) throw CudaError("the workspace would grow while a step graph is captured (run the step once first)");
+  if (ptr_ != nullptr && graph_sessions_live()) {
+    ptr_ = nullptr;  // captured graphs may address it: kept, not freed
+    cap_ = 0;
+  } else if (ptr_ != nullptr) {
     SIMCSEPP_CUDA_CHECK(cudaFree(ptr_));  // synchronises: no kernel still uses the old buffer
     ptr_ = nullptr;
     cap_ = 0;
@@ -205,13 +211,14 @@ void end_op(cudaStream_t stream) {
     const char* v = std::getenv("SIMCSEPP_CUDA_SYNC");
     return v != nullptr && std::string(v) == "1";
   }();
-  if (sync) SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (sync && !capturing()) SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
 HostArgs::HostArgs(cudaStream_t stream) : lock_(host_arg_buffers().mu), stream_(stream) {}
 
 const void* HostArgs::copy(const void* host, size_t bytes, HostArgSlot slot) {
   if (host == nullptr) return nullptr;
+  if (capturing()) return bound_device_copy(host, bytes, "an op's index array");
   HostArgBuffers& b = host_arg_buffers();
   if (bytes > b.cap[slot]) {
     if (b.ptr[slot] != nullptr) SIMCSEPP_CUDA_CHECK(cudaFree(b.ptr[slot]));

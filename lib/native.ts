@@ -26,6 +26,9 @@ export interface NativeTensor {
   copyTensor(src: NativeTensor): void
 }
 
+/** A CUDA step graph session (opaque; native/bind_graph.cpp). */
+export type GraphSessionHandle = { readonly __graphSession: unique symbol }
+
 export interface CudaStatus {
   /** The CUDA kernels are compiled into this build. */
   compiled: boolean
@@ -55,6 +58,11 @@ export interface Addon {
   philox4x32(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number): number[]
   /** Index of the first NaN or ±Infinity in `data`, or -1. */
   firstNonFinite(data: Float32Array): number
+  /** CUDA step graphs (native/bind_graph.cpp; lib/model/step-graphs.ts is their caller). */
+  graphSession(bytes: number[], maxRows: number): GraphSessionHandle
+  graphCapture(session: GraphSessionHandle, arrays: (Int32Array | Uint8Array)[], record: () => void): number
+  graphLaunch(session: GraphSessionHandle, index: number, arrays: (Int32Array | Uint8Array)[], offsetDelta: bigint): void
+  graphSessionFree(session: GraphSessionHandle): void
   /** Bytes of tensor storage (host and device) allocated now, and bytes reported to V8 as external memory. */
   tensorMemory(): { heldBytes: number; reportedBytes: number }
   /** Loads MPI (dlopen) and initialises it once (native/bind_dist.cpp); throws naming the libraries tried. */

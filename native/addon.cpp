@@ -20,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_encoder(env, exports);
   register_optim(env, exports);
   register_dist(env, exports);
+  register_graph(env, exports);
   return exports;
 }
 

@@ -5,8 +5,11 @@
 // Every function except status() throws CudaError when CUDA is unavailable or a call fails.
 #pragma once
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace simcsepp::cuda {
 
@@ -42,5 +45,24 @@ size_t total_device_memory();
 // The library the matrix products run on: "cuBLASLt <version> (<path>)", or "simcsepp kernels (<why>)"
 // (kernels/cublaslt.cuh). Probes once; call only when status().available.
 const std::string& gemm_library();
+
+// Step graphs (kernels/graph_capture.cu): the ops a training step launches, captured once per padded
+// batch shape and replayed. A session binds the step's small host arrays (ids, mask, keepRows: what the
+// ops receive as host pointers) to device buffers of the given sizes, refilled before each replay; the
+// dropout offsets of a replay are those of the capture plus `offsetDelta`. maxRows: the most token rows
+// an embedding_backward of the session covers.
+struct GraphSession;
+struct HostArray {
+  const void* data;
+  size_t bytes;
+};
+GraphSession* graph_session_create(const std::vector<size_t>& boundBytes, int64_t maxRows);
+void graph_session_destroy(GraphSession* s) noexcept;
+// Captures what `record` launches (it runs the ops; nothing executes) as a new graph of the session; the
+// ops must receive host arrays inside `arrays` (the session's bound arrays, at their addresses now).
+// Returns the graph's index. A failed capture throws and leaves the session as it was.
+int graph_capture(GraphSession* s, const std::vector<HostArray>& arrays, const std::function<void()>& record);
+// Copies `arrays` into the bound buffers and replays graph `graph`, asynchronously.
+void graph_launch(GraphSession* s, int graph, const std::vector<HostArray>& arrays, uint64_t offsetDelta);
 
 }  // namespace simcsepp::cuda

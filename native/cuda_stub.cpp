@@ -38,6 +38,10 @@ void memset_device(void*, int, size_t) { not_compiled(); }
 void synchronize() { not_compiled(); }
 size_t free_device_memory() { not_compiled(); }
 size_t total_device_memory() { not_compiled(); }
+GraphSession* graph_session_create(const std::vector<size_t>&, int64_t) { not_compiled(); }
+void graph_session_destroy(GraphSession*) noexcept {}
+int graph_capture(GraphSession*, const std::vector<HostArray>&, const std::function<void()>&) { not_compiled(); }
+void graph_launch(GraphSession*, int, const std::vector<HostArray>&, uint64_t) { not_compiled(); }
 
 }  // namespace simcsepp::cuda
 

@@ -450,6 +450,21 @@ if (runBench && !fake) {
           log: (l) => log(`  step ${l}`),
         })),
       )
+      // The same B = 64 step without CUDA graphs (the rows above replay the encoder passes as graphs from
+      // the third step on): what the graphs save in launch and JavaScript overhead.
+      if (left() > 120) {
+        process.env.SIMCSEPP_CUDA_GRAPHS = '0'
+        try {
+          const [eager] = await benchStep({ size: 'base', batchSizes: [64], seqLen: 32, devices: ['cuda'], steps: 5, log: () => {} })
+          const graphs = stepRows.find((r) => r.batchSize === 64)
+          if (eager && graphs)
+            log(
+              `  step B=64 without CUDA graphs: ${eager.stepsPerSec.toFixed(2)} steps/s; with: ${graphs.stepsPerSec.toFixed(2)} (${(graphs.stepsPerSec / eager.stepsPerSec).toFixed(2)}x)`,
+            )
+        } finally {
+          delete process.env.SIMCSEPP_CUDA_GRAPHS
+        }
+      }
       // Issue 12 on the GPU: 4,096 sentences in micro-batches of 1,536 rows (run whole, BERT-base's
       // activations at T = 32 would need ~250 GB), when the B = 512 step says it fits in the time left.
       const b512 = stepRows.find((r) => r.batchSize === 512 && r.stepsPerSec > 0)

@@ -76,6 +76,9 @@ __global__ void shared_overrun(float* out) {
 // Dereferences whatever pointer it is given (a host pointer, or a freed device buffer).
 __global__ void touch(float* p) { p[threadIdx.x] = 1.0f; }
 
+// p[i] = 2 p[i] + 1: replays of a graph holding it are counted by the result (2^k - 1 from 0).
+__global__ void twice_plus_one(float* p) { p[threadIdx.x] = 2.0f * p[threadIdx.x] + 1.0f; }
+
 // Lane 0 returns, the rest shuffle with a full mask that still names lane 0.
 __global__ void shuffle_with_exited_lane(float* out) {
   if (threadIdx.x == 0) return;

@@ -13,6 +13,7 @@ void barrier_after_early_return(float* out, int n);
 void read_past_end(const float* in, float* out, int n);
 void shared_overrun(float* out);
 void touch(float* p);
+void twice_plus_one(float* p);
 void shuffle_with_exited_lane(float* out);
 void warp_ops(const int* in, int* out);
 void atomics(float* f, double* d, int* mx, int* counted);

@@ -228,6 +228,67 @@ int main() {
                  {"__shared__ s has a constructor", "dynamic initialisation"});
     cudaFree(out);
   }
+  {
+    // Stream capture: launches, device copies and memsets are recorded, not run; a graph replays them.
+    float* buf = device(std::vector<float>(32, 0.0f));
+    float* other = device(std::vector<float>(32, 5.0f));
+    cudaStream_t s = nullptr;
+    cudaStreamCreate(&s);
+    bool ok = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess;
+    ok = ok && cuemu::launch_kernel("twice_plus_one", twice_plus_one, 1, 32, 0, s, buf) == cudaSuccess;
+    ok = ok && cudaMemcpyAsync(other, buf, 32 * sizeof(float), cudaMemcpyDeviceToDevice, s) == cudaSuccess;
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    ok = ok && cudaStreamIsCapturing(s, &status) == cudaSuccess && status == cudaStreamCaptureStatusActive;
+    // Emulated device memory is host memory: read it directly (a cudaMemcpy would end the capture).
+    const bool notRun = buf[0] == 0.0f && other[0] == 5.0f;
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    ok = ok && cudaStreamEndCapture(s, &g) == cudaSuccess && cudaGraphInstantiate(&exec, g, 0) == cudaSuccess;
+    for (int k = 0; k < 3 && ok; ++k) ok = cudaGraphLaunch(exec, s) == cudaSuccess;
+    ok = ok && cudaStreamSynchronize(s) == cudaSuccess;
+    check(ok && notRun && host(buf, 32)[31] == 7.0f && host(other, 32)[0] == 7.0f,
+          "a captured launch and copy run only when the graph is launched, once per launch (3 replays: 7)");
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(g);
+
+    // What CUDA refuses while capturing invalidates the capture.
+    std::vector<float> h(32);
+    const auto refused = [&](const char* name, const std::function<cudaError_t()>& call, cudaError_t expected) {
+      cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+      const cudaError_t e = call();
+      (void)cudaGetLastError();
+      cudaGraph_t bad = nullptr;
+      const cudaError_t end = cudaStreamEndCapture(s, &bad);
+      (void)cudaGetLastError();
+      check(e == expected && end == cudaErrorStreamCaptureInvalidated && bad == nullptr,
+            std::string(name) + " while capturing is refused and invalidates the capture",
+            std::string(cudaGetErrorName(e)) + ", end: " + cudaGetErrorName(end));
+    };
+    refused(
+        "cudaStreamSynchronize", [&] { return cudaStreamSynchronize(s); }, cudaErrorStreamCaptureUnsupported);
+    refused(
+        "cudaMemcpy", [&] { return cudaMemcpy(h.data(), buf, 128, cudaMemcpyDeviceToHost); },
+        cudaErrorStreamCaptureUnsupported);
+    refused(
+        "cudaMemcpyAsync from host memory",
+        [&] { return cudaMemcpyAsync(buf, h.data(), 128, cudaMemcpyHostToDevice, s); },
+        cudaErrorStreamCaptureUnsupported);
+    refused(
+        "cudaMalloc",
+        [&] {
+          void* p = nullptr;
+          return cudaMalloc(&p, 64);
+        },
+        cudaErrorStreamCaptureUnsupported);
+    refused(
+        "a launch on the legacy stream",
+        [&] { return cuemu::launch_kernel("twice_plus_one", twice_plus_one, 1, 32, 0, nullptr, buf); },
+        cudaErrorStreamCaptureImplicit);
+    check(host(buf, 32)[0] == 7.0f, "refused work did not run");
+    cudaStreamDestroy(s);
+    cudaFree(buf);
+    cudaFree(other);
+  }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

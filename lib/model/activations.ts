@@ -56,6 +56,8 @@ export function floatsFor(c: BertConfig, B: number, T: number, training: boolean
 export class ActivationArena {
   private buffer: Tensor | null = null
   private capacity = 0
+  /** Incremented whenever the buffer is replaced: views (and step graphs) of an older one are stale. */
+  generation = 0
 
   constructor(
     private readonly config: BertConfig,
@@ -75,6 +77,7 @@ export class ActivationArena {
       this.buffer?.dispose()
       this.buffer = Tensor.zeros([need], this.device)
       this.capacity = need
+      this.generation++
     }
     const buf = this.buffer!
     let offset = 0

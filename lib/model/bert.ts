@@ -23,6 +23,7 @@ import { MLP_BIAS, MLP_WEIGHT, paramLayout, type ParamLayout } from './layout.js
 import { modelParams, viewsByName, type ModelParams } from './params.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { checkModelFits, parameterCount } from './size-check.js'
+import { StepGraphs, type BoundArrays } from './step-graphs.js'
 
 export interface BatchInput {
   /** Token ids, row-major [B, T]. */
@@ -66,12 +67,20 @@ export interface TrainForwardOptions {
    * batch must be padded to the whole batch's length T, as the masks are indexed by (row, T).
    */
   firstRow?: number
+  /**
+   * On CUDA, run this forward (and its trainBackward) as CUDA graphs: eagerly the first time a batch shape
+   * is seen, captured the second, replayed after (lib/model/step-graphs.ts). Same results as eager. Ignored
+   * on the CPU. Default false.
+   */
+  graph?: boolean
 }
 
 interface Saved {
   batch: Required<Omit<BatchInput, 'shape'>> & { positionIds: Int32Array }
   acts: Activations
-  options: Required<Omit<TrainForwardOptions, 'keepRows'>> & { keepRows: Uint8Array | null }
+  options: Required<Omit<TrainForwardOptions, 'keepRows' | 'graph'>> & { keepRows: Uint8Array | null }
+  /** Set when the pass ran as a step graph: its shape key and bound arrays, for the backward. */
+  graph?: { key: string; arrays: BoundArrays }
 }
 
 export class BertModel {
@@ -84,6 +93,10 @@ export class BertModel {
   private readonly arena: ActivationArena
   private saved: Saved | null = null
   private isDisposed = false
+  /** CUDA graphs of the training passes (created on the first trainForward with graph: true). */
+  private stepGraphs: StepGraphs | null = null
+  /** Per graph shape: the buffer dL/dz is copied into, so that the captured backward reads a fixed address. */
+  private readonly graphDz = new Map<string, Tensor>()
 
   private constructor(
     readonly config: BertConfig,
@@ -228,14 +241,42 @@ export class BertModel {
       mlp,
       firstRow,
     }
+    if (options.graph === true && this.device === 'cuda') return this.graphTrainForward(batch, opts)
     const { acts, input } = this.run(batch, opts)
+    this.head(acts, input, opts)
+    this.saved = { batch: input, acts, options: opts }
+    return mlp ? acts.z : acts.pooled
+  }
+
+  /** Passes captured and replayed as CUDA graphs so far (trainForward's graph option). */
+  get graphStats(): { captures: number; replays: number } {
+    return { captures: this.stepGraphs?.captures ?? 0, replays: this.stepGraphs?.replays ?? 0 }
+  }
+
+  private graphTrainForward(batch: BatchInput, opts: Saved['options']): Tensor {
+    const input = this.checkBatch(batch)
+    const [B, T] = batch.shape
+    const acts = this.arena.acquire(B, T, true)
+    this.stepGraphs ??= new StepGraphs(1 + 3 * this.config.numHiddenLayers)
+    const arrays: BoundArrays = [input.inputIds, input.positionIds, input.tokenTypeIds, input.attentionMask]
+    if (opts.keepRows) arrays.push(opts.keepRows)
+    // Everything a captured pass holds as a kernel argument, besides the arena's addresses.
+    const key = `${B}x${T} ${opts.pooling} mlp=${opts.mlp} keepRows=${opts.keepRows !== null} firstRow=${opts.firstRow}`
+    this.stepGraphs.run(key, this.arena.generation, 'forward', arrays, opts.step, () => {
+      this.encode(input, acts, opts)
+      this.head(acts, input, opts)
+    })
+    this.saved = { batch: input, acts, options: opts, graph: { key, arrays } }
+    return opts.mlp ? acts.z : acts.pooled
+  }
+
+  /** Pooling and the MLP head of a training forward. */
+  private head(acts: Activations, input: Saved['batch'], opts: Saved['options']): void {
     this.pool(acts, input.attentionMask, opts.pooling)
-    if (mlp) {
+    if (opts.mlp) {
       ops.linearForward(acts.z, acts.pooled, this.p.mlp!.weight, this.p.mlp!.bias, this.precision)
       ops.tanhForward(acts.z, acts.z)
     }
-    this.saved = { batch: input, acts, options: opts }
-    return mlp ? acts.z : acts.pooled
   }
 
   /** Back-propagates dL/dz [B, H] of the last trainForward into `grads` (accumulating). */
@@ -244,10 +285,22 @@ export class BertModel {
     const s = this.saved
     if (!s) throw new Error('trainBackward: call trainForward first')
     this.saved = null
+    void this.grads // allocates the gradient buffer and its views on first use
+    if (!s.graph) return this.backward(s, dz)
+    // The captured backward reads dL/dz from a buffer of its own.
+    const { key, arrays } = s.graph
+    const n = s.acts.B * this.config.hiddenSize
+    let buf = this.graphDz.get(key)
+    if (!buf) this.graphDz.set(key, (buf = Tensor.zeros([n], this.device)))
+    const dzFixed = buf.view(0, [s.acts.B, this.config.hiddenSize])
+    dzFixed.copyFrom(dz)
+    this.stepGraphs!.run(key, this.arena.generation, 'backward', arrays, s.options.step, () => this.backward(s, dzFixed))
+  }
+
+  private backward(s: Saved, dz: Tensor): void {
     const { acts, batch, options } = s
     const c = this.config,
       L = c.numHiddenLayers
-    void this.grads // allocates the gradient buffer and its views on first use
     const P = this.p,
       G = this.g!
     let dPooled = dz
@@ -374,6 +427,8 @@ export class BertModel {
   dispose(): void {
     this.isDisposed = true
     this.saved = null
+    this.stepGraphs?.clear()
+    for (const t of this.graphDz.values()) t.dispose()
     this.arena.dispose()
     this.gradBuffer?.dispose()
     this.params.dispose() // frees the storage of every parameter view too (native/tensor.h)
@@ -471,9 +526,16 @@ export class BertModel {
   private run(batch: BatchInput, options: Saved['options'] | null): { acts: Activations; input: Saved['batch'] } {
     const input = this.checkBatch(batch)
     const [B, T] = batch.shape
+    const acts = this.arena.acquire(B, T, options !== null)
+    this.encode(input, acts, options)
+    return { acts, input }
+  }
+
+  /** The encoder's ops over a checked batch, into `acts` (eval mode when options is null). */
+  private encode(input: Saved['batch'], acts: Activations, options: Saved['options'] | null): void {
+    const { B, T } = acts
     const c = this.config,
       H = c.hiddenSize
-    const acts = this.arena.acquire(B, T, options !== null)
     const P = this.p
     ops.embeddingForward(
       acts.embSum,
@@ -537,7 +599,6 @@ export class BertModel {
         drop2,
       )
     }
-    return { acts, input }
   }
 }
 

@@ -47,6 +47,11 @@ export class TrainingStep {
   private readonly zAll: Tensor | null
   /** The Gram matrix of the metric sample's dropout-free (last) view, [S, S] on the step's device. */
   private readonly gram: Tensor
+  /**
+   * On CUDA, a whole-batch pass runs its forward and backward as CUDA graphs (BertModel's graph option;
+   * bit-identical to eager). SIMCSEPP_CUDA_GRAPHS=0 turns them off, to compare or to debug.
+   */
+  private readonly graphs: boolean
 
   constructor(
     private readonly model: BertModel,
@@ -66,6 +71,7 @@ export class TrainingStep {
     this.zAll = ranks > 1 || (micro > 0 && micro < rows) ? Tensor.zeros([rows * model.config.hiddenSize], device) : null
     const S = Math.min(shape.batch, METRIC_SENTENCES)
     this.gram = Tensor.zeros([S * S], device)
+    this.graphs = device === 'cuda' && process.env.SIMCSEPP_CUDA_GRAPHS !== '0'
   }
 
   /**
@@ -79,6 +85,7 @@ export class TrainingStep {
     const V = this.views,
       H = model.config.hiddenSize
     const t0 = performance.now()
+    const graphsBefore = model.graphStats
     const { sentences, epoch, columns } = await stream.next()
     const bytesBefore = this.comm && this.comm.size > 1 ? this.comm.bytes : 0
     this.comm?.takeSeconds()
@@ -107,7 +114,7 @@ export class TrainingStep {
     const runChunk = ([r0, m]: [number, number]) =>
       model.trainForward(slice(batch, r0, m), { ...forward, keepRows: keepRows.subarray(r0, r0 + m), firstRow: r0 })
     let z: Tensor
-    if (chunks.length === 1 && !comm) z = model.trainForward(batch, { ...forward, keepRows })
+    if (chunks.length === 1 && !comm) z = model.trainForward(batch, { ...forward, keepRows, graph: this.graphs })
     else {
       z = this.zAll!.view(0, [rows, H])
       for (const c of chunks) z.view(c[0] * H, [c[1], H]).copyFrom(runChunk(c))
@@ -154,6 +161,7 @@ export class TrainingStep {
       microBatches: chunks.length,
       ...(comm ? { ranks: comm.size, communicationSeconds: comm.takeSeconds(), communicatedBytes: comm.bytes - bytesBefore } : {}),
       activationBytes: model.activationBytes,
+      ...(this.graphs ? { cudaGraph: graphMode(graphsBefore, model.graphStats) } : {}),
       loss,
       parts,
       lr,
@@ -195,6 +203,11 @@ export class TrainingStep {
 function diverged(step: number, what: string, lr: number, last: CheckpointRef | null): Error {
   const saved = last ? `this run's last checkpoint is ${last.dir} (step ${last.step})` : 'no checkpoint of this run exists yet'
   return new Error(`step ${step + 1}: ${what} (training diverged); ${saved}; lower --lr (now ${lr}) and start over with --overwrite`)
+}
+
+/** How a step's passes ran, from the model's graph counts before and after it. */
+function graphMode(before: { captures: number; replays: number }, after: { captures: number; replays: number }) {
+  return after.captures > before.captures ? 'captured' : after.replays > before.replays ? 'replayed' : 'eager'
 }
 
 /** Rows [r0, r0 + m) of a stacked batch (same padded length T, so the dropout masks line up). */

@@ -1,0 +1,227 @@
+// Step graphs: capture of the ops a step launches, and their replay (cuda_api.h, graph_capture.cuh).
+//
+// A session belongs to one padded batch shape: it owns the device buffers its bound arrays are copied
+// into before each replay, the device word holding the dropout offset delta, embedding_backward's group
+// buffer, a blocking stream (so that work on the legacy default stream stays ordered with its replays)
+// and the graphs captured on it. Captures and replays run on the thread that owns the session.
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+#include "cuda_api.h"
+#include "graph_capture.cuh"
+
+namespace simcsepp::cuda {
+
+struct GraphSession {
+  struct Bound {
+    size_t bytes = 0;
+    void* device = nullptr;
+    const char* host = nullptr;  // its host address during the capture under way
+  };
+  struct GroupsRecipe {
+    int index[3] = {-1, -1, -1};  // bound arrays holding ids, posIds, typeIds (-1: no gradient)
+    int64_t BT = 0;
+  };
+  cudaStream_t stream = nullptr;
+  std::vector<Bound> bound;
+  uint64_t* delta = nullptr;
+  int32_t* groups = nullptr;
+  size_t groupsInts = 0;
+  std::vector<GroupsRecipe> recipes;  // one per captured embedding_backward (normally one)
+  std::vector<cudaGraphExec_t> graphs;
+};
+
+namespace {
+
+thread_local GraphSession* t_capturing = nullptr;
+int g_sessions = 0;  // live sessions: the workspace then retires buffers instead of freeing them
+
+// The largest group buffer embedding_backward can need for BT rows: the count, 3·BT groups of 4 ints,
+// and 3·BT row indices.
+size_t groups_ints(int64_t BT) { return 1 + static_cast<size_t>(BT) * 15; }
+
+}  // namespace
+
+namespace detail {
+
+cudaStream_t op_stream() { return t_capturing != nullptr ? t_capturing->stream : nullptr; }
+
+bool capturing() { return t_capturing != nullptr; }
+
+bool graph_sessions_live() { return g_sessions > 0; }
+
+const void* bound_device_copy(const void* host, size_t bytes, const char* what) {
+  if (host == nullptr) return nullptr;
+  const auto* h = static_cast<const char*>(host);
+  for (const GraphSession::Bound& b : t_capturing->bound)
+    if (h >= b.host && h + bytes <= b.host + b.bytes) return static_cast<const char*>(b.device) + (h - b.host);
+  throw CudaError(std::string(what) +
+                  ": a host array that is not bound to the step graph being captured (its "
+                  "values would be frozen into the graph)");
+}
+
+const uint64_t* offset_delta() { return t_capturing != nullptr ? t_capturing->delta : nullptr; }
+
+int32_t* capture_embedding_groups(const int32_t* ids, const int32_t* posIds, const int32_t* typeIds, int64_t BT) {
+  GraphSession& s = *t_capturing;
+  if (!s.recipes.empty()) throw CudaError("embedding_backward: captured twice in one step graph session");
+  if (groups_ints(BT) > s.groupsInts) throw CudaError("embedding_backward: more rows than the session's bound ids");
+  GraphSession::GroupsRecipe r;
+  r.BT = BT;
+  const int32_t* const arrays[3] = {ids, posIds, typeIds};
+  for (int k = 0; k < 3; ++k) {
+    if (arrays[k] == nullptr) continue;
+    const auto* h = reinterpret_cast<const char*>(arrays[k]);
+    for (size_t i = 0; i < s.bound.size(); ++i)
+      if (h == s.bound[i].host && static_cast<size_t>(BT) * sizeof(int32_t) <= s.bound[i].bytes)
+        r.index[k] = static_cast<int>(i);
+    if (r.index[k] < 0) throw CudaError("embedding_backward: ids that are not a bound array of the step graph");
+  }
+  s.recipes.push_back(r);
+  return s.groups;
+}
+
+void build_embedding_groups(std::vector<int32_t>& buf, const int32_t* const ids[3], int64_t BT) {
+  struct Group {
+    int32_t table, id, begin, end;
+  };
+  std::vector<Group> groups;
+  std::vector<int32_t> rows;
+  std::vector<int32_t> order(static_cast<size_t>(BT));
+  for (int32_t k = 0; k < 3; ++k) {
+    const int32_t* id = ids[k];
+    if (id == nullptr) continue;
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [id](int32_t a, int32_t b) { return id[a] < id[b]; });
+    for (int64_t i = 0; i < BT;) {
+      int64_t j = i;
+      while (j < BT && id[order[j]] == id[order[i]]) ++j;
+      const auto base = static_cast<int32_t>(rows.size());
+      groups.push_back(Group{k, id[order[i]], base + static_cast<int32_t>(i), base + static_cast<int32_t>(j)});
+      i = j;
+    }
+    rows.insert(rows.end(), order.begin(), order.end());
+  }
+  // The count, the records, then the row lists (begin/end index the lists).
+  buf.assign(1 + groups.size() * 4 + rows.size(), 0);
+  buf[0] = static_cast<int32_t>(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    buf[1 + 4 * g] = groups[g].table;
+    buf[2 + 4 * g] = groups[g].id;
+    buf[3 + 4 * g] = groups[g].begin;
+    buf[4 + 4 * g] = groups[g].end;
+  }
+  std::copy(rows.begin(), rows.end(), buf.begin() + static_cast<std::ptrdiff_t>(1 + groups.size() * 4));
+}
+
+}  // namespace detail
+
+namespace {
+
+void check_arrays(const GraphSession& s, const std::vector<HostArray>& arrays) {
+  if (arrays.size() != s.bound.size())
+    throw CudaError("step graph: " + std::to_string(arrays.size()) + " arrays for a session of " +
+                    std::to_string(s.bound.size()));
+  for (size_t i = 0; i < arrays.size(); ++i)
+    if (arrays[i].bytes != s.bound[i].bytes)
+      throw CudaError("step graph: array " + std::to_string(i) + " holds " + std::to_string(arrays[i].bytes) +
+                      " bytes, the session was made for " + std::to_string(s.bound[i].bytes));
+}
+
+}  // namespace
+
+GraphSession* graph_session_create(const std::vector<size_t>& boundBytes, int64_t maxRows) {
+  require();
+  // (No <memory> here: the emulated build's __noinline__ macro clashes with it.)
+  auto* s = new GraphSession();
+  try {
+    SIMCSEPP_CUDA_CHECK(cudaStreamCreate(&s->stream));  // blocking: ordered with the legacy stream
+    for (const size_t bytes : boundBytes)
+      s->bound.push_back({bytes, malloc_device(std::max<size_t>(bytes, 4)), nullptr});
+    s->delta = static_cast<uint64_t*>(malloc_device(sizeof(uint64_t)));
+    s->groupsInts = groups_ints(maxRows);
+    s->groups = static_cast<int32_t*>(malloc_device(s->groupsInts * sizeof(int32_t)));
+  } catch (...) {
+    graph_session_destroy(s);
+    throw;
+  }
+  ++g_sessions;
+  return s;
+}
+
+void graph_session_destroy(GraphSession* s) noexcept {
+  if (s == nullptr) return;
+  if (s->stream != nullptr) (void)cudaStreamSynchronize(s->stream);
+  for (cudaGraphExec_t g : s->graphs) (void)cudaGraphExecDestroy(g);
+  for (const GraphSession::Bound& b : s->bound) free_device(b.device);
+  free_device(s->delta);
+  free_device(s->groups);
+  if (s->stream != nullptr) (void)cudaStreamDestroy(s->stream);
+  if (s->groups != nullptr) --g_sessions;  // counted once fully created
+  (void)cudaGetLastError();
+  delete s;
+}
+
+int graph_capture(GraphSession* s, const std::vector<HostArray>& arrays, const std::function<void()>& record) {
+  if (t_capturing != nullptr) throw CudaError("a step graph is already being captured on this thread");
+  check_arrays(*s, arrays);
+  for (size_t i = 0; i < arrays.size(); ++i) s->bound[i].host = static_cast<const char*>(arrays[i].data);
+  const size_t recipes = s->recipes.size();
+  SIMCSEPP_CUDA_CHECK(cudaStreamBeginCapture(s->stream, cudaStreamCaptureModeThreadLocal));
+  t_capturing = s;
+  cudaGraph_t graph = nullptr;
+  try {
+    record();
+  } catch (...) {
+    t_capturing = nullptr;
+    (void)cudaStreamEndCapture(s->stream, &graph);
+    if (graph != nullptr) (void)cudaGraphDestroy(graph);
+    (void)cudaGetLastError();
+    s->recipes.resize(recipes);
+    throw;
+  }
+  t_capturing = nullptr;
+  const cudaError_t e = cudaStreamEndCapture(s->stream, &graph);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    s->recipes.resize(recipes);
+    throw CudaError(std::string("capturing the step graph failed: ") + cudaGetErrorString(e));
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t ie = cudaGraphInstantiate(&exec, graph, 0);
+  (void)cudaGraphDestroy(graph);
+  if (ie != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw CudaError(std::string("instantiating the step graph failed: ") + cudaGetErrorString(ie));
+  }
+  s->graphs.push_back(exec);
+  return static_cast<int>(s->graphs.size()) - 1;
+}
+
+void graph_launch(GraphSession* s, int graph, const std::vector<HostArray>& arrays, uint64_t offsetDelta) {
+  require();
+  if (graph < 0 || static_cast<size_t>(graph) >= s->graphs.size())
+    throw CudaError("step graph " + std::to_string(graph) + " does not exist in this session");
+  check_arrays(*s, arrays);
+  // Copies from pageable memory are staged before cudaMemcpyAsync returns, and run in stream order: after
+  // the replays already queued have read the previous values.
+  for (size_t i = 0; i < arrays.size(); ++i)
+    if (arrays[i].bytes > 0)
+      SIMCSEPP_CUDA_CHECK(
+          cudaMemcpyAsync(s->bound[i].device, arrays[i].data, arrays[i].bytes, cudaMemcpyHostToDevice, s->stream));
+  SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(s->delta, &offsetDelta, sizeof(offsetDelta), cudaMemcpyHostToDevice, s->stream));
+  std::vector<int32_t> buf;
+  for (const GraphSession::GroupsRecipe& r : s->recipes) {
+    const int32_t* ids[3] = {};
+    for (int k = 0; k < 3; ++k)
+      if (r.index[k] >= 0) ids[k] = static_cast<const int32_t*>(arrays[static_cast<size_t>(r.index[k])].data);
+    detail::build_embedding_groups(buf, ids, r.BT);
+    SIMCSEPP_CUDA_CHECK(
+        cudaMemcpyAsync(s->groups, buf.data(), buf.size() * sizeof(int32_t), cudaMemcpyHostToDevice, s->stream));
+  }
+  SIMCSEPP_CUDA_CHECK(cudaGraphLaunch(s->graphs[static_cast<size_t>(graph)], s->stream));
+  detail::end_op(s->stream);
+}
+
+}  // namespace simcsepp::cuda

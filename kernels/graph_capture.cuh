@@ -1,0 +1,53 @@
+// What the ops need to know while a step graph is being captured (kernels/graph_capture.cu).
+//
+// A captured graph replays its kernels with the arguments they had at capture, so nothing that changes
+// from step to step may be an argument, and nothing may come from host memory. Three things do change:
+//   - the small index arrays the ops receive as host pointers (token, position and type ids, the
+//     attention mask, keepRows): a graph session binds them to device buffers it owns, refilled before
+//     each replay; while capturing, HostArgs hands out those buffers instead of copying (host_args.cuh);
+//   - the dropout masks' Philox offsets (step · sites + site): kernels add *offset_delta() (device memory,
+//     the replayed step's offset minus the captured one; null outside graphs) to the offset they were given;
+//   - embedding_backward's row groups, built on the host from the ids: the session rebuilds them from
+//     the new ids before each replay into a buffer of the largest possible size, and the kernel reads
+//     their count from device memory.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "cuda_check.cuh"
+
+namespace simcsepp::cuda::detail {
+
+// The stream ops launch on: the capturing session's stream on the thread that captures, else the
+// legacy default stream (which orders itself with the sessions' blocking streams).
+cudaStream_t op_stream();
+
+// Whether the calling thread is capturing a step graph.
+bool capturing();
+
+// Whether step graph sessions exist: their graphs hold workspace pointers, so the workspace must not
+// free a buffer it outgrows while they do (it keeps it until the process ends).
+bool graph_sessions_live();
+
+// While capturing: the device copy of host[0, bytes) (a range of one of the session's bound arrays), or
+// a CudaError naming `what` when host is not inside one. Null host -> null.
+const void* bound_device_copy(const void* host, size_t bytes, const char* what);
+
+// While capturing: the device word the dropout kernels add to their Philox offset; null otherwise.
+const uint64_t* offset_delta();
+
+// While capturing: embedding_backward's device group buffer (count first, then the groups and rows, as
+// embedding.cu lays them out, for up to 3·BT groups), after registering that each replay must rebuild it
+// from the bound arrays holding ids, posIds and typeIds (null: that table gets no gradient).
+int32_t* capture_embedding_groups(const int32_t* ids, const int32_t* posIds, const int32_t* typeIds, int64_t BT);
+
+// Builds embedding_backward's groups of the rows of each non-null table, by id, into `buf`: the group
+// count, then (table, id, begin, end) records, then the row lists they index (embedding.cu).
+void build_embedding_groups(std::vector<int32_t>& buf, const int32_t* const ids[3], int64_t BT);
+
+// A dropout site's Philox offset on the device: the op's offset, plus the step graph's delta if any.
+__device__ __forceinline__ uint64_t dropout_offset(uint64_t offset, const uint64_t* delta) {
+  return delta != nullptr ? offset + *delta : offset;
+}
+
+}  // namespace simcsepp::cuda::detail

@@ -1,0 +1,118 @@
+// Node-API entry points of the CUDA step graphs (cuda_api.h): a session per padded batch shape, the
+// capture of what a JS function launches, and replays. lib/model/step-graphs.ts is their one caller.
+//
+//   graphSession(bytes: number[], maxRows) -> session (an opaque object; freed by graphSessionFree or GC)
+//   graphCapture(session, arrays: (Int32Array | Uint8Array)[], record: () => void) -> graph index
+//   graphLaunch(session, index, arrays, offsetDelta: bigint)
+//   graphSessionFree(session)
+#include <napi.h>
+
+#include <string>
+#include <vector>
+
+#include "args.h"
+#include "cuda_api.h"
+#include "register.h"
+
+namespace simcsepp {
+
+namespace {
+
+struct SessionHolder {
+  cuda::GraphSession* session = nullptr;
+};
+
+// A tag that tells our sessions from any other object (napi_type_tag_object, Node-API 8).
+constexpr napi_type_tag kSessionTag = {0x5f1c0a3e2b7d4c91ULL, 0x8e6a1f0d3c2b5a47ULL};
+
+SessionHolder* arg_session(const Napi::CallbackInfo& info, size_t index) {
+  Napi::Env env = info.Env();
+  const Napi::Value v = info[index];
+  bool tagged = false;
+  if (v.IsExternal()) napi_check_object_type_tag(env, v, &kSessionTag, &tagged);
+  if (!tagged) throw_arg(env, "Expected session to be a step graph session but received " + describe(v));
+  auto* h = v.As<Napi::External<SessionHolder>>().Data();
+  if (h->session == nullptr) throw_arg(env, "session: this step graph session was freed");
+  return h;
+}
+
+std::vector<cuda::HostArray> arg_arrays(const Napi::CallbackInfo& info, size_t index) {
+  Napi::Env env = info.Env();
+  if (!info[index].IsArray()) throw_arg(env, "Expected arrays to be an array of Int32Array or Uint8Array");
+  const Napi::Array a = info[index].As<Napi::Array>();
+  std::vector<cuda::HostArray> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    const Napi::Value v = a.Get(i);
+    if (!v.IsTypedArray()) throw_arg(env, "arrays[" + std::to_string(i) + "] must be an Int32Array or Uint8Array");
+    const Napi::TypedArray t = v.As<Napi::TypedArray>();
+    if (t.TypedArrayType() != napi_int32_array && t.TypedArrayType() != napi_uint8_array)
+      throw_arg(env, "arrays[" + std::to_string(i) + "] must be an Int32Array or Uint8Array");
+    const auto* base = static_cast<const char*>(t.ArrayBuffer().Data()) + t.ByteOffset();
+    out.push_back({base, t.ByteLength()});
+  }
+  return out;
+}
+
+Napi::Value GraphSession(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw_arg(env, "Expected bytes to be an array of byte counts");
+  const Napi::Array a = info[0].As<Napi::Array>();
+  std::vector<size_t> bytes;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    const Napi::Value v = a.Get(i);
+    const double b = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(b >= 0 && b <= 9007199254740991.0 && b == static_cast<double>(static_cast<int64_t>(b))))
+      throw_arg(env, "bytes[" + std::to_string(i) + "] must be a non-negative integer but received " + describe(v));
+    bytes.push_back(static_cast<size_t>(b));
+  }
+  const int64_t maxRows = arg_positive_int(info, 1, "maxRows");
+  return guarded(env, [&]() -> Napi::Value {
+    auto* h = new SessionHolder{cuda::graph_session_create(bytes, maxRows)};
+    auto ext = Napi::External<SessionHolder>::New(env, h, [](Napi::Env, SessionHolder* p) {
+      cuda::graph_session_destroy(p->session);
+      delete p;
+    });
+    napi_type_tag_object(env, ext, &kSessionTag);
+    return ext;
+  });
+}
+
+Napi::Value GraphCapture(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  SessionHolder* h = arg_session(info, 0);
+  const std::vector<cuda::HostArray> arrays = arg_arrays(info, 1);
+  if (!info[2].IsFunction()) throw_arg(env, "Expected record to be a function but received " + describe(info[2]));
+  const Napi::Function record = info[2].As<Napi::Function>();
+  return guarded(env, [&]() -> Napi::Value {
+    const int index = cuda::graph_capture(h->session, arrays, [&] { record.Call({}); });
+    return Napi::Number::New(env, index);
+  });
+}
+
+Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  SessionHolder* h = arg_session(info, 0);
+  const int64_t index = static_cast<int64_t>(arg_non_negative(info, 1, "index"));
+  const std::vector<cuda::HostArray> arrays = arg_arrays(info, 2);
+  const uint64_t delta = arg_u64(info, 3, "offsetDelta");
+  return guarded_void(env, [&] { cuda::graph_launch(h->session, static_cast<int>(index), arrays, delta); });
+}
+
+Napi::Value GraphSessionFree(const Napi::CallbackInfo& info) {
+  SessionHolder* h = arg_session(info, 0);
+  cuda::graph_session_destroy(h->session);
+  h->session = nullptr;
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void register_graph(Napi::Env env, Napi::Object exports) {
+  export_functions(env, exports,
+                   {{"graphSession", GraphSession},
+                    {"graphCapture", GraphCapture},
+                    {"graphLaunch", GraphLaunch},
+                    {"graphSessionFree", GraphSessionFree}});
+}
+
+}  // namespace simcsepp
