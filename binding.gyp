@@ -23,7 +23,8 @@
         "native/cpu/infonce_unfused.cpp",
         "native/cpu/dcl.cpp",
         "native/cpu/dropout.cpp",
-        "native/cpu/bert_ops.cpp"
+        "native/cpu/bert_ops.cpp",
+        "native/cpu/clip.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

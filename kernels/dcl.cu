@@ -308,7 +308,7 @@ LossResult run_dcl(const DclArgs& a, const LossGradOut& g, cudaStream_t stream) 
     launch("dcl_grad_kernel", dcl_grad_kernel, grid, kThreads, 0, stream, P);
   }
 
-  return detail::read_loss(P.hdr, static_cast<double>(d), static_cast<double>(g.weight), stream);
+  return detail::loss_result(P.hdr, static_cast<double>(d), static_cast<double>(g.weight), stream);
 }
 
 }  // namespace

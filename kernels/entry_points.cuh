@@ -35,6 +35,7 @@ PoolMeanBackwardFn pool_mean_backward;                  // pooling.cu
 AdamwStepFn adamw_step;                                 // optim.cu
 GradSumSquaresFn grad_sum_squares;                      // optim.cu
 ScaleInplaceFn scale_inplace;                           // elementwise.cu
+ClipGradNormFn clip_grad_norm;                          // optim.cu
 SgemmFn sgemm;                                          // gemm.cu
 LinearForwardFn linear_forward;                         // gemm.cu
 LinearBackwardFn linear_backward;                       // gemm.cu

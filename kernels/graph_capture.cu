@@ -10,8 +10,11 @@
 
 #include "cuda_api.h"
 #include "graph_capture.cuh"
+#include "launch.cuh"
 
 namespace simcsepp::cuda {
+
+using detail::DeviceHeader;
 
 struct GraphSession {
   struct Bound {
@@ -23,16 +26,41 @@ struct GraphSession {
     int index[3] = {-1, -1, -1};  // bound arrays holding ids, posIds, typeIds (-1: no gradient)
     int64_t BT = 0;
   };
+  // What a captured graph leaves on the device for the host: loss headers and sums of squares.
+  struct Result {
+    ResultKind kind;
+    double count, weight;  // loss = sum / count * weight
+    int slot;
+  };
+  struct AdamwCall {
+    double beta1, beta2, eps, weightDecay;
+    int slot;
+  };
+  // One captured graph: its executable, its results and its AdamW calls (their constants slots).
+  struct Graph {
+    cudaGraphExec_t exec = nullptr;
+    std::vector<Result> results;
+    std::vector<AdamwCall> adamw;
+  };
   cudaStream_t stream = nullptr;
   std::vector<Bound> bound;
   uint64_t* delta = nullptr;
   int32_t* groups = nullptr;
   size_t groupsInts = 0;
   std::vector<GroupsRecipe> recipes;  // one per captured embedding_backward (normally one)
-  std::vector<cudaGraphExec_t> graphs;
+  DeviceHeader* slots = nullptr;      // kResultSlots result slots, shared by the session's graphs in turn
+  int slotsUsed = 0;
+  AdamwConstants* constants = nullptr;  // kAdamwSlots
+  int adamwUsed = 0;
+  int* skip = nullptr;
+  Graph pending;  // the graph being captured
+  std::vector<Graph> graphs;
 };
 
 namespace {
+
+constexpr int kResultSlots = 16;
+constexpr int kAdamwSlots = 8;
 
 thread_local GraphSession* t_capturing = nullptr;
 int g_sessions = 0;  // live sessions: the workspace then retires buffers instead of freeing them
@@ -80,6 +108,46 @@ int32_t* capture_embedding_groups(const int32_t* ids, const int32_t* posIds, con
   }
   s.recipes.push_back(r);
   return s.groups;
+}
+
+namespace {
+
+// The next free result slot of the capturing session, recorded for the graph being captured.
+DeviceHeader* take_result_slot(ResultKind kind, double count, double weight) {
+  GraphSession& s = *t_capturing;
+  if (s.slotsUsed >= kResultSlots) throw CudaError("a step graph reads back more than 16 results");
+  s.pending.results.push_back({kind, count, weight, s.slotsUsed});
+  return s.slots + s.slotsUsed++;
+}
+
+// skip = whether any loss header of the graph so far flags a non-finite input or holds a non-finite sum,
+// or a sum of squares is not finite.
+__global__ void step_ok_kernel(const DeviceHeader* slots, int first, int count, int* skip) {
+  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  int bad = 0;
+  for (int i = first; i < first + count; ++i) bad |= slots[i].flag != 0 || !isfinite(slots[i].loss);
+  *skip = bad;
+}
+
+}  // namespace
+
+LossResult loss_result(const DeviceHeader* hdr, double count, double weight, cudaStream_t stream) {
+  if (!capturing()) return read_loss(hdr, count, weight, stream);
+  DeviceHeader* slot = take_result_slot(ResultKind::kLoss, count, weight);
+  SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(slot, hdr, sizeof(DeviceHeader), cudaMemcpyDeviceToDevice, stream));
+  return LossResult{};
+}
+
+double* capture_sum_squares_slot() { return &take_result_slot(ResultKind::kSumSquares, 1.0, 1.0)->loss; }
+
+CapturedAdamw capture_adamw(double beta1, double beta2, double eps, double weightDecay) {
+  GraphSession& s = *t_capturing;
+  if (s.adamwUsed >= kAdamwSlots) throw CudaError("a step graph holds more than 8 AdamW calls");
+  const int first = s.pending.results.empty() ? 0 : s.pending.results.front().slot;
+  const int count = static_cast<int>(s.pending.results.size());
+  launch("step_ok_kernel", step_ok_kernel, 1, 32, 0, s.stream, s.slots, first, count, s.skip);
+  s.pending.adamw.push_back({beta1, beta2, eps, weightDecay, s.adamwUsed});
+  return CapturedAdamw{s.constants + s.adamwUsed++, s.skip};
 }
 
 void build_embedding_groups(std::vector<int32_t>& buf, const int32_t* const ids[3], int64_t BT) {
@@ -141,6 +209,10 @@ GraphSession* graph_session_create(const std::vector<size_t>& boundBytes, int64_
       s->bound.push_back({bytes, malloc_device(std::max<size_t>(bytes, 4)), nullptr});
     s->delta = static_cast<uint64_t*>(malloc_device(sizeof(uint64_t)));
     s->groupsInts = groups_ints(maxRows);
+    s->slots = static_cast<DeviceHeader*>(malloc_device(kResultSlots * sizeof(DeviceHeader)));
+    memset_device(s->slots, 0, kResultSlots * sizeof(DeviceHeader));  // a sum-of-squares slot's flag stays 0
+    s->constants = static_cast<AdamwConstants*>(malloc_device(kAdamwSlots * sizeof(AdamwConstants)));
+    s->skip = static_cast<int*>(malloc_device(sizeof(int)));
     s->groups = static_cast<int32_t*>(malloc_device(s->groupsInts * sizeof(int32_t)));
   } catch (...) {
     graph_session_destroy(s);
@@ -153,10 +225,13 @@ GraphSession* graph_session_create(const std::vector<size_t>& boundBytes, int64_
 void graph_session_destroy(GraphSession* s) noexcept {
   if (s == nullptr) return;
   if (s->stream != nullptr) (void)cudaStreamSynchronize(s->stream);
-  for (cudaGraphExec_t g : s->graphs) (void)cudaGraphExecDestroy(g);
+  for (const GraphSession::Graph& g : s->graphs) (void)cudaGraphExecDestroy(g.exec);
   for (const GraphSession::Bound& b : s->bound) free_device(b.device);
   free_device(s->delta);
   free_device(s->groups);
+  free_device(s->slots);
+  free_device(s->constants);
+  free_device(s->skip);
   if (s->stream != nullptr) (void)cudaStreamDestroy(s->stream);
   if (s->groups != nullptr) --g_sessions;  // counted once fully created
   (void)cudaGetLastError();
@@ -168,6 +243,15 @@ int graph_capture(GraphSession* s, const std::vector<HostArray>& arrays, const s
   check_arrays(*s, arrays);
   for (size_t i = 0; i < arrays.size(); ++i) s->bound[i].host = static_cast<const char*>(arrays[i].data);
   const size_t recipes = s->recipes.size();
+  const int slotsUsed = s->slotsUsed, adamwUsed = s->adamwUsed;
+  s->pending = GraphSession::Graph{};
+  // Whatever fails leaves the session as it was.
+  const auto undo = [&] {
+    s->recipes.resize(recipes);
+    s->slotsUsed = slotsUsed;
+    s->adamwUsed = adamwUsed;
+    s->pending = GraphSession::Graph{};
+  };
   SIMCSEPP_CUDA_CHECK(cudaStreamBeginCapture(s->stream, cudaStreamCaptureModeThreadLocal));
   t_capturing = s;
   cudaGraph_t graph = nullptr;
@@ -178,14 +262,14 @@ int graph_capture(GraphSession* s, const std::vector<HostArray>& arrays, const s
     (void)cudaStreamEndCapture(s->stream, &graph);
     if (graph != nullptr) (void)cudaGraphDestroy(graph);
     (void)cudaGetLastError();
-    s->recipes.resize(recipes);
+    undo();
     throw;
   }
   t_capturing = nullptr;
   const cudaError_t e = cudaStreamEndCapture(s->stream, &graph);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
-    s->recipes.resize(recipes);
+    undo();
     throw CudaError(std::string("capturing the step graph failed: ") + cudaGetErrorString(e));
   }
   cudaGraphExec_t exec = nullptr;
@@ -193,13 +277,17 @@ int graph_capture(GraphSession* s, const std::vector<HostArray>& arrays, const s
   (void)cudaGraphDestroy(graph);
   if (ie != cudaSuccess) {
     (void)cudaGetLastError();
+    undo();
     throw CudaError(std::string("instantiating the step graph failed: ") + cudaGetErrorString(ie));
   }
-  s->graphs.push_back(exec);
+  s->pending.exec = exec;
+  s->graphs.push_back(std::move(s->pending));
+  s->pending = GraphSession::Graph{};
   return static_cast<int>(s->graphs.size()) - 1;
 }
 
-void graph_launch(GraphSession* s, int graph, const std::vector<HostArray>& arrays, uint64_t offsetDelta) {
+void graph_launch(GraphSession* s, int graph, const std::vector<HostArray>& arrays, uint64_t offsetDelta, double lr,
+                  int64_t step) {
   require();
   if (graph < 0 || static_cast<size_t>(graph) >= s->graphs.size())
     throw CudaError("step graph " + std::to_string(graph) + " does not exist in this session");
@@ -220,8 +308,37 @@ void graph_launch(GraphSession* s, int graph, const std::vector<HostArray>& arra
     SIMCSEPP_CUDA_CHECK(
         cudaMemcpyAsync(s->groups, buf.data(), buf.size() * sizeof(int32_t), cudaMemcpyHostToDevice, s->stream));
   }
-  SIMCSEPP_CUDA_CHECK(cudaGraphLaunch(s->graphs[static_cast<size_t>(graph)], s->stream));
+  const GraphSession::Graph& g = s->graphs[static_cast<size_t>(graph)];
+  // AdamW's constants for this replay's learning rate and step (formed as the eager op forms them).
+  for (const GraphSession::AdamwCall& a : g.adamw) {
+    const AdamwConstants k = adamw_constants(lr, a.beta1, a.beta2, a.eps, a.weightDecay, step);
+    SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(s->constants + a.slot, &k, sizeof(k), cudaMemcpyHostToDevice, s->stream));
+  }
+  SIMCSEPP_CUDA_CHECK(cudaGraphLaunch(g.exec, s->stream));
   detail::end_op(s->stream);
+}
+
+std::vector<GraphResult> graph_results(GraphSession* s, int graph) {
+  require();
+  if (graph < 0 || static_cast<size_t>(graph) >= s->graphs.size())
+    throw CudaError("step graph " + std::to_string(graph) + " does not exist in this session");
+  const GraphSession::Graph& g = s->graphs[static_cast<size_t>(graph)];
+  std::vector<GraphResult> out;
+  if (g.results.empty()) return out;
+  std::vector<DeviceHeader> h(kResultSlots);
+  SIMCSEPP_CUDA_CHECK(
+      cudaMemcpyAsync(h.data(), s->slots, h.size() * sizeof(DeviceHeader), cudaMemcpyDeviceToHost, s->stream));
+  SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(s->stream));
+  for (const GraphSession::Result& r : g.results) {
+    const DeviceHeader& d = h[static_cast<size_t>(r.slot)];
+    if (r.kind == ResultKind::kSumSquares) {
+      out.push_back({r.kind, d.loss, 0});
+    } else {
+      const int nonFinite = detail::decode_flag(d.flag);
+      out.push_back({r.kind, nonFinite == kNone ? d.loss / r.count * r.weight : 0.0, nonFinite});
+    }
+  }
+  return out;
 }
 
 }  // namespace simcsepp::cuda

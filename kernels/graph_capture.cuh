@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/adamw.h"
 #include "cuda_check.cuh"
 
 namespace simcsepp::cuda::detail {
@@ -40,6 +41,23 @@ const uint64_t* offset_delta();
 // embedding.cu lays them out, for up to 3·BT groups), after registering that each replay must rebuild it
 // from the bound arrays holding ids, posIds and typeIds (null: that table gets no gradient).
 int32_t* capture_embedding_groups(const int32_t* ids, const int32_t* posIds, const int32_t* typeIds, int64_t BT);
+
+// A loss op's result: read from its device header (synchronising), or while capturing, copied into the
+// session's next result slot (read after the replay, graph_results) and returned as 0.
+LossResult loss_result(const DeviceHeader* hdr, double count, double weight, cudaStream_t stream);
+
+// While capturing: the device double the gradient norm's sum of squares goes to (a result slot, read
+// after the replay).
+double* capture_sum_squares_slot();
+
+// AdamW inside a captured step: its constants live on the device (formed on the host for each replay's
+// learning rate and step, with this call's betas, eps and weight decay), and `skip` is set on the device
+// when the step's losses or gradient norm are not finite (the eager step throws before its update).
+struct CapturedAdamw {
+  const AdamwConstants* constants;
+  const int* skip;
+};
+CapturedAdamw capture_adamw(double beta1, double beta2, double eps, double weightDecay);
 
 // Builds embedding_backward's groups of the rows of each non-null table, by id, into `buf`: the group
 // count, then (table, id, begin, end) records, then the row lists they index (embedding.cu).

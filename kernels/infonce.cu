@@ -506,7 +506,7 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
     }
   }
 
-  return detail::read_loss(s.hdr, static_cast<double>(n), static_cast<double>(weight), stream);
+  return detail::loss_result(s.hdr, static_cast<double>(n), static_cast<double>(weight), stream);
 }
 
 }  // namespace

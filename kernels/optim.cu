@@ -33,6 +33,40 @@ struct AdamwOp {
   __device__ void operator()(int64_t i) const { adamw_update(k, params[i], m[i], v[i], grads[i]); }
 };
 
+// AdamW inside a step graph: the constants are read from the device (they change with every step) and
+// the update is skipped when the step's losses or gradient norm were not finite (graph_capture.cuh).
+struct CapturedAdamwOp {
+  detail::CapturedAdamw c;
+  float* params;
+  const float* grads;
+  float* m;
+  float* v;
+  __device__ void operator()(int64_t i) const {
+    if (*c.skip != 0) return;
+    adamw_update(*c.constants, params[i], m[i], v[i], grads[i]);
+  }
+};
+
+// The chunk partials added in chunk order (as the host adds them) into *out: one thread.
+__global__ void sum_partials_kernel(const double* partial, int64_t chunks, double* out) {
+  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  double total = 0.0;
+  for (int64_t c = 0; c < chunks; ++c) total += partial[c];
+  *out = total;
+}
+
+// g *= (float)coef with coef = maxNorm / (sqrt(*ss) + 1e-6), when the norm is finite and coef < 1.
+struct ClipOp {
+  float* g;
+  const double* ss;
+  double maxNorm;
+  __device__ void operator()(int64_t i) const {
+    const double norm = sqrt(*ss);
+    const double coef = maxNorm / (norm + 1e-6);
+    if (isfinite(norm) && coef < 1.0) g[i] = g[i] * static_cast<float>(coef);
+  }
+};
+
 __global__ void __launch_bounds__(kSumThreads)
     sum_squares_kernel(double* partial, const float* g, int64_t n, int64_t chunks) {
   __shared__ double sums[kSumThreads];
@@ -56,8 +90,39 @@ __global__ void __launch_bounds__(kSumThreads)
 
 void adamw_step(float* params, const float* grads, float* m, float* v, int64_t n, double lr, double beta1, double beta2,
                 double eps, double weightDecay, int64_t step) {
+  if (detail::capturing()) {
+    const detail::CapturedAdamw c = detail::capture_adamw(beta1, beta2, eps, weightDecay);
+    detail::run_map("adamw_step (step graph)", CapturedAdamwOp{c, params, grads, m, v}, n);
+    return;
+  }
   const AdamwConstants k = adamw_constants(lr, beta1, beta2, eps, weightDecay, step);
   detail::run_map("adamw_step", AdamwOp{k, params, grads, m, v}, n);
+}
+
+double clip_grad_norm(float* g, int64_t n, double maxNorm) {
+  require();
+  if (n <= 0) return 0.0;
+  const int64_t chunks = (n + kSumChunk - 1) / kSumChunk;
+  const cudaStream_t stream = detail::op_stream();
+  detail::Workspace& ws = detail::workspace();
+  std::lock_guard<std::mutex> lock(ws.mu);
+  detail::Carver measure(nullptr);
+  measure.take<double>(static_cast<size_t>(chunks));
+  measure.take<double>(1);
+  detail::Carver cv(static_cast<char*>(ws.reserve(measure.used())));
+  double* partial = cv.take<double>(static_cast<size_t>(chunks));
+  // Inside a step graph the sum goes to a result slot, read after the replay.
+  double* ss = detail::capturing() ? detail::capture_sum_squares_slot() : cv.take<double>(1);
+  launch("clip_grad_norm (sums)", sum_squares_kernel, detail::grid_blocks(chunks, 1), kSumThreads, 0, stream, partial,
+         g, n, chunks);
+  launch("clip_grad_norm (total)", sum_partials_kernel, 1, 32, 0, stream, partial, chunks, ss);
+  launch("clip_grad_norm (scale)", detail::map_kernel<ClipOp>, detail::grid_blocks(n, detail::kMapThreads),
+         detail::kMapThreads, 0, stream, ClipOp{g, ss, maxNorm}, n);
+  if (detail::capturing()) return 0.0;
+  double total = 0.0;
+  SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(&total, ss, sizeof(total), cudaMemcpyDeviceToHost, stream));
+  SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return total;
 }
 
 double grad_sum_squares(const float* g, int64_t n) {

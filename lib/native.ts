@@ -26,6 +26,14 @@ export interface NativeTensor {
   copyTensor(src: NativeTensor): void
 }
 
+/** What a replayed step graph left for the host: a loss op's result (times its weight) or a sum of squares. */
+export interface GraphResult {
+  kind: 'loss' | 'sumSquares'
+  value: number
+  /** The loss op's first non-finite input (0: none), as the eager op would have reported it. */
+  nonFinite: number
+}
+
 /** A CUDA step graph session (opaque; native/bind_graph.cpp). */
 export type GraphSessionHandle = { readonly __graphSession: unique symbol }
 
@@ -61,7 +69,15 @@ export interface Addon {
   /** CUDA step graphs (native/bind_graph.cpp; lib/model/step-graphs.ts is their caller). */
   graphSession(bytes: number[], maxRows: number): GraphSessionHandle
   graphCapture(session: GraphSessionHandle, arrays: (Int32Array | Uint8Array)[], record: () => void): number
-  graphLaunch(session: GraphSessionHandle, index: number, arrays: (Int32Array | Uint8Array)[], offsetDelta: bigint): void
+  graphLaunch(
+    session: GraphSessionHandle,
+    index: number,
+    arrays: (Int32Array | Uint8Array)[],
+    offsetDelta: bigint,
+    lr: number,
+    step: number,
+  ): void
+  graphResults(session: GraphSessionHandle, index: number): GraphResult[]
   graphSessionFree(session: GraphSessionHandle): void
   /** Bytes of tensor storage (host and device) allocated now, and bytes reported to V8 as external memory. */
   tensorMemory(): { heldBytes: number; reportedBytes: number }
@@ -236,6 +252,8 @@ export interface Addon {
   add(out: NativeTensor, a: NativeTensor, b: NativeTensor): void
   addInplace(dst: NativeTensor, src: NativeTensor): void
   scaleInplace(x: NativeTensor, s: number): void
+  /** Clips g to global L2 norm maxNorm as torch does; returns the sum of squares before clipping. */
+  clipGradNorm(g: NativeTensor, maxNorm: number): number
   attentionForward(
     ctx: NativeTensor,
     probs: NativeTensor,

@@ -353,3 +353,11 @@ export function adamwStep(
 export function gradSumSquares(g: Tensor): number {
   return addon.gradSumSquares(nativeOf(g, 'g'))
 }
+
+/**
+ * torch.nn.utils.clip_grad_norm_ in one op: g *= maxNorm / (norm + 1e-6) when the norm is finite and that
+ * is < 1. Returns the sum of squares before clipping (0 while a CUDA step graph is being captured).
+ */
+export function clipGradNorm(g: Tensor, maxNorm: number): number {
+  return addon.clipGradNorm(nativeOf(g, 'g'), maxNorm)
+}

@@ -58,7 +58,8 @@ namespace simcsepp {
   /* Optimiser and gradient norm (ops/optim.h). */                                     \
   X(AdamwStepFn, adamw_step)                                                           \
   X(GradSumSquaresFn, grad_sum_squares)                                                \
-  X(ScaleInplaceFn, scale_inplace)
+  X(ScaleInplaceFn, scale_inplace)                                                     \
+  X(ClipGradNormFn, clip_grad_norm)
 
 struct Backend {
   const char* name;  // "cpu" or "cuda"

@@ -3,7 +3,8 @@
 //
 //   graphSession(bytes: number[], maxRows) -> session (an opaque object; freed by graphSessionFree or GC)
 //   graphCapture(session, arrays: (Int32Array | Uint8Array)[], record: () => void) -> graph index
-//   graphLaunch(session, index, arrays, offsetDelta: bigint)
+//   graphLaunch(session, index, arrays, offsetDelta: bigint, lr, step)
+//   graphResults(session, index) -> { kind: 'loss' | 'sumSquares', value, nonFinite }[] (waits for the replay)
 //   graphSessionFree(session)
 #include <napi.h>
 
@@ -95,7 +96,27 @@ Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
   const int64_t index = static_cast<int64_t>(arg_non_negative(info, 1, "index"));
   const std::vector<cuda::HostArray> arrays = arg_arrays(info, 2);
   const uint64_t delta = arg_u64(info, 3, "offsetDelta");
-  return guarded_void(env, [&] { cuda::graph_launch(h->session, static_cast<int>(index), arrays, delta); });
+  const double lr = arg_non_negative(info, 4, "lr");
+  const int64_t step = arg_positive_int(info, 5, "step");
+  return guarded_void(env, [&] { cuda::graph_launch(h->session, static_cast<int>(index), arrays, delta, lr, step); });
+}
+
+Napi::Value GraphResults(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  SessionHolder* h = arg_session(info, 0);
+  const int64_t index = static_cast<int64_t>(arg_non_negative(info, 1, "index"));
+  return guarded(env, [&]() -> Napi::Value {
+    const std::vector<cuda::GraphResult> r = cuda::graph_results(h->session, static_cast<int>(index));
+    Napi::Array a = Napi::Array::New(env, r.size());
+    for (uint32_t i = 0; i < r.size(); ++i) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("kind", r[i].kind == cuda::ResultKind::kLoss ? "loss" : "sumSquares");
+      o.Set("value", r[i].value);
+      o.Set("nonFinite", r[i].nonFinite);
+      a.Set(i, o);
+    }
+    return a;
+  });
 }
 
 Napi::Value GraphSessionFree(const Napi::CallbackInfo& info) {
@@ -112,6 +133,7 @@ void register_graph(Napi::Env env, Napi::Object exports) {
                    {{"graphSession", GraphSession},
                     {"graphCapture", GraphCapture},
                     {"graphLaunch", GraphLaunch},
+                    {"graphResults", GraphResults},
                     {"graphSessionFree", GraphSessionFree}});
 }
 

@@ -4,6 +4,7 @@
 //   adamwStep(params, grads, m, v, lr, beta1, beta2, eps, weightDecay, step)
 //   gradSumSquares(g) -> number
 //   scaleInplace(x, s)
+//   clipGradNorm(g, maxNorm) -> the sum of squares before clipping
 #include <napi.h>
 
 #include <string>
@@ -50,6 +51,16 @@ Napi::Value ScaleInplace(const Napi::CallbackInfo& info) {
   return guarded_void(info.Env(), [&] { scale_inplace(x->data(), s, x->numel()); });
 }
 
+Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OpTensors ts(info, "clipGradNorm");
+  NativeTensor* g = ts.tensor(0, "g");
+  const double maxNorm = arg_positive(info, 1, "maxNorm");
+  ClipGradNormFn* clip_grad_norm = ts.entry(&Backend::clip_grad_norm);
+  return guarded(
+      env, [&]() -> Napi::Value { return Napi::Number::New(env, clip_grad_norm(g->data(), g->numel(), maxNorm)); });
+}
+
 }  // namespace
 
 void register_optim(Napi::Env env, Napi::Object exports) {
@@ -58,6 +69,7 @@ void register_optim(Napi::Env env, Napi::Object exports) {
                        {"adamwStep", AdamwStep},
                        {"gradSumSquares", GradSumSquares},
                        {"scaleInplace", ScaleInplace},
+                       {"clipGradNorm", ClipGradNorm},
                    });
 }
 

@@ -62,7 +62,18 @@ void graph_session_destroy(GraphSession* s) noexcept;
 // ops must receive host arrays inside `arrays` (the session's bound arrays, at their addresses now).
 // Returns the graph's index. A failed capture throws and leaves the session as it was.
 int graph_capture(GraphSession* s, const std::vector<HostArray>& arrays, const std::function<void()>& record);
-// Copies `arrays` into the bound buffers and replays graph `graph`, asynchronously.
-void graph_launch(GraphSession* s, int graph, const std::vector<HostArray>& arrays, uint64_t offsetDelta);
+// Copies `arrays` into the bound buffers and replays graph `graph`, asynchronously; a captured AdamW
+// step runs at learning rate `lr` and (1-based) step `step`.
+void graph_launch(GraphSession* s, int graph, const std::vector<HostArray>& arrays, uint64_t offsetDelta, double lr,
+                  int64_t step);
+// What the last replay of `graph` left for the host, in capture order (waits for it): each loss op's
+// result (loss times its weight, or the first non-finite input's code), each sum of squares.
+enum class ResultKind { kLoss, kSumSquares };
+struct GraphResult {
+  ResultKind kind;
+  double value;
+  int nonFinite;
+};
+std::vector<GraphResult> graph_results(GraphSession* s, int graph);
 
 }  // namespace simcsepp::cuda

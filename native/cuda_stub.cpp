@@ -41,7 +41,8 @@ size_t total_device_memory() { not_compiled(); }
 GraphSession* graph_session_create(const std::vector<size_t>&, int64_t) { not_compiled(); }
 void graph_session_destroy(GraphSession*) noexcept {}
 int graph_capture(GraphSession*, const std::vector<HostArray>&, const std::function<void()>&) { not_compiled(); }
-void graph_launch(GraphSession*, int, const std::vector<HostArray>&, uint64_t) { not_compiled(); }
+void graph_launch(GraphSession*, int, const std::vector<HostArray>&, uint64_t, double, int64_t) { not_compiled(); }
+std::vector<GraphResult> graph_results(GraphSession*, int) { not_compiled(); }
 
 }  // namespace simcsepp::cuda
 

@@ -3,14 +3,20 @@
 // arguments, the dropout offsets and the batch's arrays reaching the replay through device memory), on a
 // GPU or on the host emulator in CI (which refuses what CUDA refuses while capturing).
 import t from 'tap'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { addon } from '../lib/native.js'
 import { cudaStatus } from '../lib/index.js'
 import { BertModel } from '../lib/model/bert.js'
 import { Tensor } from '../lib/tensor.js'
 import * as ops from '../lib/ops.js'
-import { tinyConfig } from './helpers/encoder-tiny-model.js'
+import { sentences, tinyConfig, VOCAB } from './helpers/encoder-tiny-model.js'
+import { Tokenizer } from '../lib/tokenizer.js'
+import { AdamW } from '../lib/optim/adamw.js'
+import { resolveTrainOptions } from '../lib/train/options.js'
+import { TrainingStep } from '../lib/train/step.js'
+import type { BatchStream } from '../lib/data/sentences.js'
+import { MLP_BIAS } from '../lib/model/layout.js'
 import { train } from '../lib/train/train.js'
 import type { StepInfo } from '../lib/train/events.js'
 import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
@@ -134,44 +140,92 @@ t.test('the addon refuses what would freeze host data into a graph, and stays us
   const g = addon.graphCapture(session, [ids], () => ops.embeddingForward(out, ids, ids, ids, table, table, table))
   t.equal(g, 0, 'a valid capture after the failed ones')
   table.copyFrom(new Float32Array(128).map((_, i) => i))
-  addon.graphLaunch(session, g, [new Int32Array([1, 1, 1, 1])], 0n)
+  addon.graphLaunch(session, g, [new Int32Array([1, 1, 1, 1])], 0n, 0, 1)
   const v = out.toFloat32Array()
   t.equal(v[0], 3 * 8, 'the replay reads the ids given at launch (row 1 three times: 3 x 8)')
-  t.throws(() => addon.graphLaunch(session, 5, [ids], 0n), /does not exist/, 'an unknown graph index')
-  t.throws(() => addon.graphLaunch(session, g, [new Int32Array(3)], 0n), /holds 12 bytes/, 'arrays of another size')
-  t.throws(() => addon.graphLaunch({} as never, g, [ids], 0n), /session/, 'not a session')
+  t.throws(() => addon.graphLaunch(session, 5, [ids], 0n, 0, 1), /does not exist/, 'an unknown graph index')
+  t.throws(() => addon.graphLaunch(session, g, [new Int32Array(3)], 0n, 0, 1), /holds 12 bytes/, 'arrays of another size')
+  t.throws(() => addon.graphLaunch({} as never, g, [ids], 0n, 0, 1), /session/, 'not a session')
   addon.graphSessionFree(session)
-  t.throws(() => addon.graphLaunch(session, g, [ids], 0n), /freed/, 'a freed session')
+  t.throws(() => addon.graphLaunch(session, g, [ids], 0n, 0, 1), /freed/, 'a freed session')
   table.dispose()
   out.dispose()
 })
 
-t.test("training with step graphs ends with the eager run's weights, byte for byte", { skip }, async (t) => {
-  const dir = tempDir('simcsepp-cuda-graphs-')
-  const model = await microModel(dir, 'micro')
-  const data = writeSentences(join(dir, 'data.txt'), 30)
-  // maxLen 7 pads every batch to the same length, so the step's passes are captured and replayed.
-  const run = { model, data, steps: 4, batchSize: 8, maxLen: 7, evalEvery: 0, saveEvery: 0, seed: 3, lr: 3e-5 }
-  const losses: Record<string, number[]> = { graphs: [], eager: [] }
-  const modes: (string | undefined)[] = []
+/** Trains `run` with and without step graphs; what each step logged, and the error each ended with. */
+async function bothModes(dir: string, name: string, run: Record<string, unknown>) {
+  const logged: Record<'graphs' | 'eager', StepInfo[]> = { graphs: [], eager: [] }
+  const errors: Record<'graphs' | 'eager', string> = { graphs: '', eager: '' }
   for (const mode of ['graphs', 'eager'] as const) {
     if (mode === 'eager') process.env.SIMCSEPP_CUDA_GRAPHS = '0'
     try {
-      await train(
-        { ...run, device: 'cuda', precision: 'fp32', out: join(dir, mode) },
-        {
-          onStep: (s: StepInfo) => {
-            losses[mode].push(s.loss)
-            if (mode === 'graphs') modes.push(s.cudaGraph)
-          },
-        },
-      )
+      await train({ ...run, device: 'cuda', precision: 'fp32', out: join(dir, `${name}-${mode}`) } as Parameters<typeof train>[0], {
+        onStep: (s: StepInfo) => void logged[mode].push(s),
+      })
+    } catch (e) {
+      errors[mode] = (e as Error).message.replace(`${name}-${mode}`, `${name}-MODE`)
     } finally {
       delete process.env.SIMCSEPP_CUDA_GRAPHS
     }
   }
-  t.same(modes, ['eager', 'captured', 'replayed', 'eager'], 'steps 2 and 3 ran as graphs (the short last batch is a new shape)')
-  t.same(losses.graphs, losses.eager, `the same losses (${losses.graphs.map((l) => l.toFixed(4)).join(', ')})`)
-  const weights = (mode: string) => readFileSync(join(dir, mode, 'model.safetensors'))
-  t.ok(weights('graphs').equals(weights('eager')), 'model.safetensors identical')
+  return { logged, errors }
+}
+
+t.test("training with step graphs ends with the eager run's weights, byte for byte", { skip }, async (t) => {
+  const dir = tempDir('simcsepp-cuda-graphs-')
+  const model = await microModel(dir, 'micro')
+  const data = writeSentences(join(dir, 'data.txt'), 40)
+  // maxLen 7 pads every batch to the same length, so the steps are captured and replayed; the warm-up
+  // changes the learning rate from step to step.
+  const run = { model, data, steps: 5, batchSize: 8, maxLen: 7, evalEvery: 0, saveEvery: 0, seed: 3, lr: 3e-5, warmup: 2 }
+  const pick = (s: StepInfo) => ({ loss: s.loss, parts: s.parts, gradNorm: s.gradNorm, lr: s.lr, a: s.alignment, u: s.uniformity })
+  for (const objective of ['simcse++', 'simcse', 'off-dropout', 'dcl'] as const) {
+    const { logged, errors } = await bothModes(dir, objective, { ...run, objective })
+    t.same(errors, { graphs: '', eager: '' }, `${objective}: both runs finish`)
+    t.same(
+      logged.graphs.map((s) => s.cudaGraph),
+      ['eager', 'captured', 'replayed', 'replayed', 'replayed'],
+      `${objective}: steps 2-5 ran as one graph each`,
+    )
+    t.same(logged.graphs.map(pick), logged.eager.map(pick), `${objective}: the same losses, parts, norms, rates and metrics`)
+    const weights = (mode: string) => readFileSync(join(dir, `${objective}-${mode}`, 'model.safetensors'))
+    t.ok(weights('graphs').equals(weights('eager')), `${objective}: model.safetensors identical`)
+  }
+})
+
+t.test('a replayed step that diverges throws as the eager step does, and leaves the weights alone', { skip }, async (t) => {
+  const dir = tempDir('simcsepp-cuda-graphs-diverge-')
+  writeFileSync(join(dir, 'vocab.txt'), VOCAB.join('\n') + '\n')
+  const tokenizer = await Tokenizer.load(join(dir, 'vocab.txt'))
+  const config = tinyConfig({ hiddenSize: 32, numHiddenLayers: 1, numAttentionHeads: 2, intermediateSize: 64 })
+  const text = sentences(64, 5, 6)
+  const outcome: Record<string, { error: string; params: Float32Array; steps: number }> = {}
+  for (const mode of ['graphs', 'eager'] as const) {
+    if (mode === 'eager') process.env.SIMCSEPP_CUDA_GRAPHS = '0'
+    const model = BertModel.create(config, { device: 'cuda', mlp: true, seed: 4 })
+    const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: 1e-4 })
+    const o = resolveTrainOptions({ data: 'x', out: 'x', batchSize: 8, maxLen: 8, device: 'cuda', precision: 'fp32' })
+    const step = new TrainingStep(model, opt, tokenizer, o, { batch: 8, maxLen: 8, totalSteps: 5 }, 'cuda')
+    delete process.env.SIMCSEPP_CUDA_GRAPHS
+    let k = 0
+    const stream = { next: async () => ({ sentences: text.slice(8 * k, 8 * ++k), epoch: 0 }) } as unknown as BatchStream
+    let error = '',
+      steps = 0
+    try {
+      for (; steps < 5; steps++) {
+        // Before the fourth step (a replay with graphs) the MLP head's bias turns to NaN.
+        if (steps === 3) model.param(MLP_BIAS).copyFrom(new Float32Array(config.hiddenSize).fill(NaN))
+        await step.run(steps, stream, () => 0, null)
+      }
+    } catch (e) {
+      error = (e as Error).message
+    }
+    outcome[mode] = { error, params: model.params.toFloat32Array(), steps }
+    step.dispose()
+    model.dispose()
+  }
+  t.match(outcome.eager.error, /^step 4: the sentence vectors hold NaN \(training diverged\)/, outcome.eager.error)
+  t.equal(outcome.graphs.error, outcome.eager.error, 'the same error from the replayed step')
+  t.equal(outcome.graphs.steps, 3, 'after 3 good steps')
+  t.equal(equalBits(outcome.graphs.params, outcome.eager.params), 0, 'the weights the eager step left (its AdamW update skipped)')
 })

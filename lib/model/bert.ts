@@ -32,6 +32,11 @@ export interface BatchInput {
   attentionMask?: Int32Array
   /** Segment ids; default all zeros. */
   tokenTypeIds?: Int32Array
+  /**
+   * Position ids (default: the model's own, positionIdsFor). Given, they must be the model's own: a CUDA
+   * step graph binds the very array its ops read (lib/train/step-graph.ts).
+   */
+  positionIds?: Int32Array
   shape: [number, number] | number[]
 }
 
@@ -163,6 +168,11 @@ export class BertModel {
     return this.arena.bytes
   }
 
+  /** Changes whenever the activation memory is reallocated (CUDA graphs address the old one). */
+  get activationGeneration(): number {
+    return this.arena.generation
+  }
+
   /** Whether dispose() was called; every other method then throws. */
   get disposed(): boolean {
     return this.isDisposed
@@ -246,6 +256,12 @@ export class BertModel {
     this.head(acts, input, opts)
     this.saved = { batch: input, acts, options: opts }
     return mlp ? acts.z : acts.pooled
+  }
+
+  /** The position ids of a batch (BERT: 0..T-1 per row; RoBERTa: from the padding). */
+  positionIdsFor(batch: BatchInput): Int32Array {
+    this.requireLive('positionIdsFor')
+    return this.checkBatch(batch).positionIds
   }
 
   /** Passes captured and replayed as CUDA graphs so far (trainForward's graph option). */
@@ -501,6 +517,12 @@ export class BertModel {
       if (attentionMask[i] !== 0 && attentionMask[i] !== 1) throw new RangeError(`batch.attentionMask[${i}] must be 0 or 1`)
     }
     const positionIds = this.positions(inputIds, B, T)
+    if (batch.positionIds !== undefined) {
+      const given = batch.positionIds
+      if (!(given instanceof Int32Array) || given.length !== n || given.some((p, i) => p !== positionIds[i]))
+        throw new RangeError("batch.positionIds must be the model's own position ids (positionIdsFor(batch))")
+      return { inputIds, attentionMask, tokenTypeIds, positionIds: given }
+    }
     return { inputIds, attentionMask, tokenTypeIds, positionIds }
   }
 

@@ -9,12 +9,12 @@
 // into its buffers before each replay), and the dropout masks' Philox offsets shift by
 // (step - captured step) · sites. The graphs address the activation arena: a new arena (a larger batch)
 // makes them stale, and they are dropped.
-import { addon, type GraphSessionHandle } from '../native.js'
+import { addon, type GraphResult, type GraphSessionHandle } from '../native.js'
 
 /** The host arrays a pass's ops read: ids, positions, types, mask, and keepRows when present. */
 export type BoundArrays = (Int32Array | Uint8Array)[]
 
-type Pass = 'forward' | 'backward'
+type Pass = 'forward' | 'backward' | 'step'
 
 interface Captured {
   index: number
@@ -42,36 +42,56 @@ export class StepGraphs {
    * is the activation arena's; `step` the training step whose dropout masks the pass draws.
    */
   run(key: string, generation: number, pass: Pass, arrays: BoundArrays, step: number, ops: () => void): void {
+    if (!this.warm(key, generation, pass)) {
+      ops()
+      this.markWarm(key, pass, arrays)
+    } else this.replay(key, pass, arrays, step, ops)
+  }
+
+  /** Whether `pass` of shape `key` ran eagerly once since the arena (`generation`) last changed. */
+  warm(key: string, generation: number, pass: Pass): boolean {
     if (generation !== this.generation) {
       this.clear()
       this.generation = generation
     }
+    return this.entries.get(key)?.warmed.has(pass) ?? false
+  }
+
+  /** Records that `pass` of shape `key` ran eagerly (with these arrays' sizes): the next run captures it. */
+  markWarm(key: string, pass: Pass, arrays: BoundArrays): void {
     let e = this.entries.get(key)
     if (!e) {
-      const rows = arrays[0].length
       e = {
         session: addon.graphSession(
           arrays.map((a) => a.byteLength),
-          rows,
+          arrays[0].length,
         ),
         warmed: new Set(),
         graphs: new Map(),
       }
       this.entries.set(key, e)
     }
-    if (!e.warmed.has(pass)) {
-      ops()
-      e.warmed.add(pass)
-      return
-    }
+    e.warmed.add(pass)
+  }
+
+  /**
+   * Replays a warm `pass` (capturing what `record` launches the first time). A captured AdamW update runs
+   * at `lr` and (1-based) optimizer step `adamStep`. Returns the graph's results (graphResults) reader.
+   */
+  replay(key: string, pass: Pass, arrays: BoundArrays, step: number, record: () => void, lr = 0, adamStep = 1): () => GraphResult[] {
+    const e = this.entries.get(key)
+    if (!e?.warmed.has(pass)) throw new Error(`StepGraphs.replay: ${pass} of ${key} has not run eagerly yet`)
     let g = e.graphs.get(pass)
     if (!g) {
-      g = { index: addon.graphCapture(e.session, arrays, ops), step }
+      g = { index: addon.graphCapture(e.session, arrays, record), step }
       e.graphs.set(pass, g)
       this.captures++
     }
-    addon.graphLaunch(e.session, g.index, arrays, BigInt.asUintN(64, BigInt(step - g.step) * BigInt(this.sites)))
+    const delta = BigInt.asUintN(64, BigInt(step - g.step) * BigInt(this.sites))
+    addon.graphLaunch(e.session, g.index, arrays, delta, lr, adamStep)
     this.replays++
+    const { index } = g
+    return () => addon.graphResults(e.session, index)
   }
 
   /** Frees every session (and so every graph). */

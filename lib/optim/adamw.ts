@@ -59,6 +59,14 @@ export class AdamW {
   /** One update with learning rate `lr` (default: the constructor's). */
   stepWith(lr = this.lr): void {
     this.step++
+    this.update(lr, this.step)
+  }
+
+  /**
+   * The update of (1-based) step `step` without counting it: a CUDA step graph captures it once and
+   * replays it with each step's lr and step (the caller keeps `step` current).
+   */
+  update(lr: number, step: number): void {
     const n = this.params.numel,
       k = this.decayEnd
     const range = (t: Tensor, a: number, b: number) => t.view(a, [b - a])
@@ -78,7 +86,7 @@ export class AdamW {
         this.beta2,
         this.eps,
         wd,
-        this.step,
+        step,
       )
     }
   }
@@ -110,15 +118,19 @@ export function clipGradNorm(grads: Tensor, maxNorm: number): number {
   if (typeof maxNorm !== 'number' || !Number.isFinite(maxNorm) || maxNorm <= 0) {
     throw new TypeError(`clipGradNorm: expected maxNorm to be a number > 0 but received ${describe(maxNorm)}`)
   }
-  const norm = Math.sqrt(ops.gradSumSquares(grads))
+  // torch.nn.utils.clip_grad_norm_: coefficient maxNorm / (norm + 1e-6), applied only when < 1 (and the
+  // norm is finite: the op leaves non-finite gradients as they are).
+  return checkedNorm(ops.clipGradNorm(grads, maxNorm))
+}
+
+/** The gradient norm of a sum of squares; a NaN or infinite one is an Error (see clipGradNorm). */
+export function checkedNorm(sumSquares: number): number {
+  const norm = Math.sqrt(sumSquares)
   if (!Number.isFinite(norm)) {
     throw new RangeError(
       `clipGradNorm: the gradient norm is ${norm} (the gradients hold NaN or Infinity); lower the learning rate or resume from an earlier checkpoint`,
     )
   }
-  // torch.nn.utils.clip_grad_norm_: coefficient maxNorm / (norm + 1e-6), applied only when < 1.
-  const coef = maxNorm / (norm + 1e-6)
-  if (coef < 1) ops.scaleInplace(grads, coef)
   return norm
 }
 

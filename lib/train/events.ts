@@ -18,7 +18,7 @@ export interface StepInfo {
   communicatedBytes?: number
   /** Bytes of activation memory the encoder holds (the largest pass so far). */
   activationBytes: number
-  /** On CUDA with step graphs: how this step's encoder passes ran ('eager' while a shape is new). */
+  /** On CUDA with step graphs: how this step ran ('eager' while its padded shape is new, then one graph). */
   cudaGraph?: 'eager' | 'captured' | 'replayed'
   loss: number
   parts: Record<string, number>

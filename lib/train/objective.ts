@@ -47,6 +47,26 @@ export function objectiveForData(given: Objective | undefined, format: string): 
 }
 
 /**
+ * objectiveLoss's { loss, parts } from the values its loss ops returned, in call order (each already
+ * times its weight): what a CUDA step graph reads back after a replay, where the ops ran on the device.
+ */
+export function lossFromResults(s: LossSettings, values: number[]): { loss: number; parts: Record<string, number> } {
+  const [first, weighted] = values
+  switch (s.objective) {
+    case 'simcse':
+      return { loss: first, parts: { simcse: first } }
+    case 'dcl':
+      return { loss: first, parts: { dcl: first } }
+    case 'off-dropout':
+      return { loss: first, parts: { offDropout: first } }
+    case 'simcse++':
+      // losses.simcsePlusPlus: offDropout, then dcl times dclWeight unless that is 0.
+      if (values.length === 1) return { loss: first, parts: { offDropout: first } }
+      return { loss: first + weighted, parts: { offDropout: first, dcl: weighted / s.dclWeight } }
+  }
+}
+
+/**
  * Computes the loss of `z` ([V·N, H]) through the public losses API and writes dL/dz into `grad`
  * (same shape). Returns the total and its parts (unweighted), for logging.
  */

@@ -10,13 +10,15 @@
 // whole batch, back-propagates its own rows, and the parameter gradients are summed over the ranks before
 // clipping and AdamW. So R ranks compute the step of one process, up to the order of the sums.
 import type { EncodedBatch, Tokenizer } from '../tokenizer.js'
-import type { BertModel } from '../model/bert.js'
+import type { BertModel, TrainForwardOptions } from '../model/bert.js'
 import { Tensor, type Device } from '../tensor.js'
-import { type AdamW, clipGradNorm, linearSchedule } from '../optim/adamw.js'
+import { type AdamW, checkedNorm, clipGradNorm, linearSchedule } from '../optim/adamw.js'
+import * as ops from '../ops.js'
+import { StepGraphs, type BoundArrays } from '../model/step-graphs.js'
 import type { BatchStream } from '../data/sentences.js'
 import { alignment, METRIC_SENTENCES, uniformityFromGram } from './batch-metrics.js'
 import { linearForward } from '../ops.js'
-import { keepRowsFor, objectiveLoss, viewCount } from './objective.js'
+import { keepRowsFor, lossFromResults, objectiveLoss, viewCount } from './objective.js'
 import type { ResolvedTrainOptions } from './options.js'
 import type { StepInfo } from './events.js'
 import type { Communicator } from '../distributed/communicator.js'
@@ -48,10 +50,12 @@ export class TrainingStep {
   /** The Gram matrix of the metric sample's dropout-free (last) view, [S, S] on the step's device. */
   private readonly gram: Tensor
   /**
-   * On CUDA, a whole-batch pass runs its forward and backward as CUDA graphs (BertModel's graph option;
-   * bit-identical to eager). SIMCSEPP_CUDA_GRAPHS=0 turns them off, to compare or to debug.
+   * On CUDA, a whole-batch step runs as one CUDA graph per padded batch shape (lib/model/step-graphs.ts;
+   * bit-identical to the eager step). SIMCSEPP_CUDA_GRAPHS=0 turns them off, to compare or to debug.
    */
-  private readonly graphs: boolean
+  private readonly stepGraphs: StepGraphs | null
+  /** Per graph shape: the vectors z of the captured step (an arena view), read after each replay. */
+  private readonly graphZ = new Map<string, Tensor>()
 
   constructor(
     private readonly model: BertModel,
@@ -71,7 +75,8 @@ export class TrainingStep {
     this.zAll = ranks > 1 || (micro > 0 && micro < rows) ? Tensor.zeros([rows * model.config.hiddenSize], device) : null
     const S = Math.min(shape.batch, METRIC_SENTENCES)
     this.gram = Tensor.zeros([S * S], device)
-    this.graphs = device === 'cuda' && process.env.SIMCSEPP_CUDA_GRAPHS !== '0'
+    const graphs = device === 'cuda' && process.env.SIMCSEPP_CUDA_GRAPHS !== '0'
+    this.stepGraphs = graphs ? new StepGraphs(1 + 3 * model.config.numHiddenLayers) : null
   }
 
   /**
@@ -85,7 +90,6 @@ export class TrainingStep {
     const V = this.views,
       H = model.config.hiddenSize
     const t0 = performance.now()
-    const graphsBefore = model.graphStats
     const { sentences, epoch, columns } = await stream.next()
     const bytesBefore = this.comm && this.comm.size > 1 ? this.comm.bytes : 0
     this.comm?.takeSeconds()
@@ -113,44 +117,61 @@ export class TrainingStep {
     }
     const runChunk = ([r0, m]: [number, number]) =>
       model.trainForward(slice(batch, r0, m), { ...forward, keepRows: keepRows.subarray(r0, r0 + m), firstRow: r0 })
-    let z: Tensor
-    if (chunks.length === 1 && !comm) z = model.trainForward(batch, { ...forward, keepRows, graph: this.graphs })
-    else {
-      z = this.zAll!.view(0, [rows, H])
-      for (const c of chunks) z.view(c[0] * H, [c[1], H]).copyFrom(runChunk(c))
-      if (comm) {
-        const counts = slices.map(([a, b]) => (b - a) * H)
-        for (let v = 0; v < V; v++) comm.allGather(z.view(v * n * H, [n * H]), counts)
-      }
-    }
-    const g = this.grad.view(0, [V * n, H])
-    // Diverged weights show as non-finite sentence vectors (the sample read for the metrics, or the
-    // losses, which refuse them) or a non-finite loss.
-    const metrics = this.metricSample(z, n)
-    if (metrics.bad !== undefined) throw diverged(step, `the sentence vectors hold ${metrics.bad}`, o.lr, lastCheckpoint)
-    let result: ReturnType<typeof objectiveLoss>
-    try {
-      result = objectiveLoss(o, z, g, n)
-    } catch (e) {
-      if (e instanceof RangeError && /contains NaN or Inf values/.test(e.message))
-        throw diverged(step, 'the sentence vectors hold NaN or Infinity (or values too large to normalise)', o.lr, lastCheckpoint)
-      throw e
-    }
-    const { loss, parts } = result
-    if (!Number.isFinite(loss)) throw diverged(step, `the loss is ${loss}`, o.lr, lastCheckpoint)
-    model.zeroGrad()
-    if (chunks.length === 1 && !comm) model.trainBackward(g)
-    else
-      // Last pass first: its activations are still those of pass 1, so it needs no re-run.
-      for (let i = chunks.length - 1; i >= 0; i--) {
-        const c = chunks[i]
-        if (i < chunks.length - 1) runChunk(c)
-        model.trainBackward(g.view(c[0] * H, [c[1], H]))
-      }
-    if (comm) comm.allReduceSum(model.grads)
-    const gradNorm = clipGradNorm(model.grads, o.gradClip)
     const lr = linearSchedule(o.lr, step, totalSteps, o.warmup)
-    this.opt.stepWith(lr)
+    const whole = chunks.length === 1 && !comm
+    const fail = (what: string) => diverged(step, what, o.lr, lastCheckpoint)
+    // On CUDA a whole-batch step is one graph from its shape's second step on (step-graph below).
+    const graphKey = `${batch.shape[0]}x${batch.shape[1]}`
+    const graphs = whole ? this.stepGraphs : null
+    let ran: StepNumbers & { graph: 'eager' | 'captured' | 'replayed' }
+    if (graphs && graphs.warm(graphKey, model.activationGeneration, 'step'))
+      ran = this.graphStep(graphs, graphKey, batch, keepRows, forward, n, step, lr, fail)
+    else {
+      let z: Tensor
+      if (whole) z = model.trainForward(batch, { ...forward, keepRows })
+      else {
+        z = this.zAll!.view(0, [rows, H])
+        for (const c of chunks) z.view(c[0] * H, [c[1], H]).copyFrom(runChunk(c))
+        if (comm) {
+          const counts = slices.map(([a, b]) => (b - a) * H)
+          for (let v = 0; v < V; v++) comm.allGather(z.view(v * n * H, [n * H]), counts)
+        }
+      }
+      const g = this.grad.view(0, [V * n, H])
+      // Diverged weights show as non-finite sentence vectors (the sample read for the metrics, or the
+      // losses, which refuse them) or a non-finite loss.
+      this.launchGram(z, n)
+      const metrics = this.readMetrics(z, n)
+      if (metrics.bad !== undefined) throw fail(`the sentence vectors hold ${metrics.bad}`)
+      let result: ReturnType<typeof objectiveLoss>
+      try {
+        result = objectiveLoss(o, z, g, n)
+      } catch (e) {
+        if (e instanceof RangeError && /contains NaN or Inf values/.test(e.message)) throw fail(NON_FINITE_VECTORS)
+        throw e
+      }
+      const { loss, parts } = result
+      if (!Number.isFinite(loss)) throw fail(`the loss is ${loss}`)
+      model.zeroGrad()
+      if (whole) model.trainBackward(g)
+      else
+        // Last pass first: its activations are still those of pass 1, so it needs no re-run.
+        for (let i = chunks.length - 1; i >= 0; i--) {
+          const c = chunks[i]
+          if (i < chunks.length - 1) runChunk(c)
+          model.trainBackward(g.view(c[0] * H, [c[1], H]))
+        }
+      if (comm) comm.allReduceSum(model.grads)
+      const gradNorm = clipGradNorm(model.grads, o.gradClip)
+      this.opt.stepWith(lr)
+      if (graphs) {
+        // This shape's next step is captured (the arena may have grown: warm() notes its generation).
+        graphs.warm(graphKey, model.activationGeneration, 'step')
+        graphs.markWarm(graphKey, 'step', graphArrays(batch, keepRows, model))
+      }
+      ran = { loss, parts, gradNorm, metrics, graph: 'eager' }
+    }
+    const { loss, parts, gradNorm, metrics } = ran
     const seconds = (performance.now() - t0) / 1000
     return {
       type: 'step',
@@ -161,7 +182,7 @@ export class TrainingStep {
       microBatches: chunks.length,
       ...(comm ? { ranks: comm.size, communicationSeconds: comm.takeSeconds(), communicatedBytes: comm.bytes - bytesBefore } : {}),
       activationBytes: model.activationBytes,
-      ...(this.graphs ? { cudaGraph: graphMode(graphsBefore, model.graphStats) } : {}),
+      ...(this.stepGraphs ? { cudaGraph: ran.graph } : {}),
       loss,
       parts,
       lr,
@@ -174,25 +195,83 @@ export class TrainingStep {
   }
 
   /**
-   * Alignment (views 1 and 2) and uniformity (the last view) over the first METRIC_SENTENCES sentences,
-   * and the first non-finite value among what was read. Reads 2sH + s² floats, whatever the batch size.
+   * One whole-batch step as a CUDA graph (the shape ran eagerly once): captured the first time, replayed
+   * after. Forward, the metric sample's Gram matrix, the loss, backward, clipping and AdamW are one launch;
+   * the host then reads the losses, the gradient norm and the metric sample, and checks them as the eager
+   * step does (a non-finite loss or norm has made the graph skip its AdamW update, as the eager step
+   * throws before it).
    */
-  private metricSample(z: Tensor, n: number): { alignment: number; uniformity: number; bad?: number } {
-    const H = this.model.config.hiddenSize,
-      V = this.views
+  private graphStep(
+    graphs: StepGraphs,
+    key: string,
+    batch: Stacked,
+    keepRows: Uint8Array,
+    forward: { seed: number | bigint; step: number; pooling: TrainForwardOptions['pooling'] },
+    n: number,
+    step: number,
+    lr: number,
+    fail: (what: string) => Error,
+  ): StepNumbers & { graph: 'captured' | 'replayed' } {
+    const { model, o } = this
+    const H = model.config.hiddenSize
+    const arrays = graphArrays(batch, keepRows, model)
+    const input = { ...batch, positionIds: arrays[1] as Int32Array }
+    const g = this.grad.view(0, [this.views * n, H])
+    const adamStep = this.opt.step + 1
+    const captured = graphs.captures
+    const record = () => {
+      const z = model.trainForward(input, { ...forward, keepRows })
+      this.graphZ.set(key, z)
+      this.launchGram(z, n)
+      objectiveLoss(o, z, g, n) // its results come from the graph (lossFromResults)
+      model.zeroGrad()
+      model.trainBackward(g)
+      ops.clipGradNorm(model.grads, o.gradClip)
+      this.opt.update(lr, adamStep)
+    }
+    const read = graphs.replay(key, 'step', arrays, step, record, lr, adamStep)
+    this.opt.step = adamStep
+    const results = read()
+    const z = this.graphZ.get(key)!
+    const metrics = this.readMetrics(z, n)
+    if (metrics.bad !== undefined) throw fail(`the sentence vectors hold ${metrics.bad}`)
+    const losses = results.filter((r) => r.kind === 'loss')
+    if (losses.some((r) => r.nonFinite !== 0)) throw fail(NON_FINITE_VECTORS)
+    const { loss, parts } = lossFromResults(
+      o,
+      losses.map((r) => r.value),
+    )
+    if (!Number.isFinite(loss)) throw fail(`the loss is ${loss}`)
+    const gradNorm = checkedNorm(results.find((r) => r.kind === 'sumSquares')!.value)
+    return { loss, parts, gradNorm, metrics, graph: graphs.captures > captured ? 'captured' : 'replayed' }
+  }
+
+  /** The Gram matrix of the metric sample's last view, on the step's device (launched, not read). */
+  private launchGram(z: Tensor, n: number): void {
+    const H = this.model.config.hiddenSize
+    const s = Math.min(n, METRIC_SENTENCES)
+    const last = z.view((this.views - 1) * n * H, [s, H])
+    linearForward(this.gram.view(0, [s, s]), last, last, null)
+  }
+
+  /**
+   * Alignment (views 1 and 2) and uniformity (the last view, from launchGram's Gram matrix) over the first
+   * METRIC_SENTENCES sentences, and the first non-finite value among what was read. Reads 2sH + s² floats,
+   * whatever the batch size.
+   */
+  private readMetrics(z: Tensor, n: number): Metrics {
+    const H = this.model.config.hiddenSize
     const s = Math.min(n, METRIC_SENTENCES)
     const z1 = z.view(0, [s, H]).toFloat32Array(),
       z2 = z.view(n * H, [s, H]).toFloat32Array()
-    const last = z.view((V - 1) * n * H, [s, H])
-    const gram = this.gram.view(0, [s, s])
-    linearForward(gram, last, last, null)
-    const G = gram.toFloat32Array()
+    const G = this.gram.view(0, [s, s]).toFloat32Array()
     const bad = [z1, z2, G].map((a) => a.find((x) => !Number.isFinite(x))).find((x) => x !== undefined)
     if (bad !== undefined) return { alignment: NaN, uniformity: NaN, bad }
     return { alignment: alignment(z1, z2, s, H), uniformity: uniformityFromGram(G, s) }
   }
 
   dispose(): void {
+    this.stepGraphs?.clear()
     this.grad.dispose()
     this.gram.dispose()
     this.zAll?.dispose()
@@ -205,9 +284,27 @@ function diverged(step: number, what: string, lr: number, last: CheckpointRef | 
   return new Error(`step ${step + 1}: ${what} (training diverged); ${saved}; lower --lr (now ${lr}) and start over with --overwrite`)
 }
 
-/** How a step's passes ran, from the model's graph counts before and after it. */
-function graphMode(before: { captures: number; replays: number }, after: { captures: number; replays: number }) {
-  return after.captures > before.captures ? 'captured' : after.replays > before.replays ? 'replayed' : 'eager'
+const NON_FINITE_VECTORS = 'the sentence vectors hold NaN or Infinity (or values too large to normalise)'
+
+interface Metrics {
+  alignment: number
+  uniformity: number
+  bad?: number
+}
+
+/** What a step reports besides its timing. */
+interface StepNumbers {
+  loss: number
+  parts: Record<string, number>
+  gradNorm: number
+  metrics: Metrics
+}
+
+type Stacked = ReturnType<typeof stack>
+
+/** The host arrays a step graph binds: ids, positions, types, mask, keepRows (BertModel's order). */
+function graphArrays(batch: Stacked, keepRows: Uint8Array, model: BertModel): BoundArrays {
+  return [batch.inputIds, model.positionIdsFor(batch), batch.tokenTypeIds, batch.attentionMask, keepRows]
 }
 
 /** Rows [r0, r0 + m) of a stacked batch (same padded length T, so the dropout masks line up). */

@@ -40,6 +40,7 @@ const Backend& cpu_backend() {
     b.adamw_step = cpu::adamw_step;
     b.grad_sum_squares = cpu::grad_sum_squares;
     b.scale_inplace = cpu::scale_inplace;
+    b.clip_grad_norm = cpu::clip_grad_norm;
     return b;
   }();
   return table;

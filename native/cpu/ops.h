@@ -42,5 +42,6 @@ PoolMeanBackwardFn pool_mean_backward;
 AdamwStepFn adamw_step;
 GradSumSquaresFn grad_sum_squares;
 ScaleInplaceFn scale_inplace;
+ClipGradNormFn clip_grad_norm;  // clip.cpp
 
 }  // namespace simcsepp::cpu

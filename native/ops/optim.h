@@ -16,5 +16,9 @@ using AdamwStepFn = void(float* params, const float* grads, float* m, float* v, 
 using GradSumSquaresFn = double(const float* g, int64_t n);
 // x *= s
 using ScaleInplaceFn = void(float* x, float s, int64_t n);
+// Gradient clipping as torch.nn.utils.clip_grad_norm_: ss = sum g^2 (as grad_sum_squares); with
+// norm = sqrt(ss) and coef = maxNorm / (norm + 1e-6), both in double, g *= (float)coef when norm is
+// finite and coef < 1. Returns ss (CUDA inside a step graph capture: 0; the graph's results hold ss).
+using ClipGradNormFn = double(float* g, int64_t n, double maxNorm);
 
 }  // namespace simcsepp
