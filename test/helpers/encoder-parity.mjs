@@ -690,7 +690,7 @@ for (const c of [ATTN_CASES[0], ATTN_CASES[4], ATTN_CASES[5]]) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ROWWISE_CASES: element-wise ops, embeddings, layer norm, pooling, AdamW, gradSumSquares
+// ROWWISE_CASES: element-wise ops, embeddings, layer norm, pooling, AdamW, gradSumSquares, clipGradNorm
 
 const ELEMENTWISE = { relErr: 1e-6 }
 const REDUCTION = { relErr: 1e-5 }
@@ -1093,5 +1093,29 @@ for (const n of [1, 100, 16384, 16385, 100003, 1100000]) {
     work: n,
     deterministic: true,
     build: (d) => ({ sum: d.lib.ops.gradSumSquares(d.from(g())) }),
+  })
+}
+
+// clipGradNorm: the sum of squares (the same kernels as gradSumSquares) and the clipped gradients, for a
+// norm above maxNorm (scaled) and below it (left alone). The coefficient is formed in double from sums
+// that may differ by double rounding, so a scaled element may differ by an ulp.
+for (const [n, maxNorm] of [
+  [1, 1e-3],
+  [16385, 0.5],
+  [16385, 1e6],
+  [100003, 1],
+]) {
+  const g = once(() => randn(n, n + 7, 0.3, 0.01))
+  rowwise({
+    op: 'clipGradNorm',
+    shape: `n=${n} maxNorm=${maxNorm}`,
+    tol: { relErr: 1e-7 },
+    work: n,
+    deterministic: true,
+    build: (d) => {
+      const t = d.from(g())
+      const sum = d.lib.ops.clipGradNorm(t, maxNorm)
+      return { sum, g: t.toFloat32Array() }
+    },
   })
 }
