@@ -1,0 +1,175 @@
+// exportOnnx: the exported graph, run by onnxruntime-node and by transformers.js's feature-extraction
+// pipeline (local files only), gives SentenceEncoder's vectors within 1e-4 (fp32 weights) for tiny random
+// BERT and RoBERTa models; transformers.js tokenizes the test sentences as we do; bad input is refused.
+import t from 'tap'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { basename, dirname, join } from 'node:path'
+import * as ort from 'onnxruntime-node'
+import { SentenceEncoder } from '../lib/index.js'
+import { BertModel, type Pooling } from '../lib/model/bert.js'
+import { Tokenizer } from '../lib/tokenizer.js'
+import { exportOnnx } from '../lib/export/export-onnx.js'
+import { saveTinyModel, sentences } from './helpers/encoder-tiny-model.js'
+import { saveTinyRoberta } from './helpers/tiny-roberta.js'
+
+const dirs: string[] = []
+t.teardown(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true })
+})
+const tmp = (prefix: string) => {
+  const d = mkdtempSync(join(tmpdir(), prefix))
+  dirs.push(d)
+  return d
+}
+
+/**
+ * The odd batches: one sentence; lengths from 1 token to exactly MAX_LENGTH; one sentence of exactly
+ * MAX_LENGTH tokens (22 one-token words, [CLS] and [SEP] / <s> and </s>, for both tokenizers).
+ */
+const MAX_LENGTH = 24
+const words = (n: number) => Array.from({ length: n }, (_, i) => ['the', 'cat', 'sat', 'on', 'a', 'mat'][i % 6]).join(' ')
+const EXACT = words(22)
+const LONG = words(40)
+const BATCHES: [string, string[]][] = [
+  ['batch of 1', ['the cat sat on the mat.']],
+  ['very different lengths (1 word to max length)', ['a', EXACT, 'the dog', ...sentences(5, 11, 4)]],
+  ['one sentence at max length', [EXACT]],
+]
+
+/** Largest |a - b| / max(1, |b|) over all entries, and the largest |a - b|. */
+function errors(a: ArrayLike<number>[], b: ArrayLike<number>[]): { rel: number; abs: number } {
+  let rel = 0,
+    abs = 0
+  for (let i = 0; i < a.length; i++)
+    for (let j = 0; j < a[i].length; j++) {
+      const d = Math.abs(a[i][j] - b[i][j])
+      abs = Math.max(abs, d)
+      rel = Math.max(rel, d / Math.max(1, Math.abs(b[i][j])))
+    }
+  return { rel, abs }
+}
+
+function rows(data: ArrayLike<number>, n: number, h: number): Float32Array[] {
+  return Array.from({ length: n }, (_, i) => Float32Array.from(Array.prototype.slice.call(data, i * h, (i + 1) * h) as number[]))
+}
+
+async function ortRun(file: string, dir: string, texts: string[], inputs: string[]) {
+  const session = await ort.InferenceSession.create(file)
+  const tok = await Tokenizer.load(dir)
+  const enc = await tok.encodeBatch(texts, { maxLength: MAX_LENGTH })
+  const [B, T] = enc.shape
+  const i64 = (a: Int32Array) =>
+    new ort.Tensor(
+      'int64',
+      BigInt64Array.from(a, (v) => BigInt(v)),
+      [B, T],
+    )
+  const all: Record<string, ort.Tensor> = {
+    input_ids: i64(enc.inputIds),
+    attention_mask: i64(enc.attentionMask),
+    token_type_ids: i64(enc.tokenTypeIds),
+  }
+  const feeds = Object.fromEntries(inputs.map((n) => [n, all[n]]))
+  const out = await session.run(feeds)
+  await session.release()
+  return { out, enc }
+}
+
+interface Case {
+  name: string
+  make: (dir: string) => Promise<string>
+  pooling: Pooling
+  normalize: boolean
+}
+
+const CASES: Case[] = [
+  { name: 'BERT, mean pooling', make: (dir) => saveTinyModel({ dir, pooling: 'mean', seed: 3 }), pooling: 'mean', normalize: false },
+  {
+    name: 'BERT, cls pooling, normalised',
+    make: (dir) => saveTinyModel({ dir, pooling: 'cls', seed: 4 }),
+    pooling: 'cls',
+    normalize: true,
+  },
+  { name: 'RoBERTa, mean pooling', make: (dir) => saveTinyRoberta({ dir, pooling: 'mean', seed: 5 }), pooling: 'mean', normalize: false },
+]
+
+for (const c of CASES) {
+  t.test(`${c.name}: onnxruntime-node and transformers.js give SentenceEncoder's vectors`, async (t) => {
+    const model = await c.make(tmp('simcsepp-onnx-model-'))
+    const out = join(tmp('simcsepp-onnx-out-'), 'exported')
+    const r = await exportOnnx(model, out, { normalize: c.normalize, maxLength: MAX_LENGTH })
+    t.equal(r.pooling, c.pooling, "the directory's pooling")
+    t.ok(existsSync(join(out, 'onnx', 'model.onnx')) && existsSync(join(out, 'tokenizer.json')) && existsSync(join(out, 'config.json')))
+    const enc = await SentenceEncoder.load(model, { device: 'cpu', normalize: c.normalize, maxLength: MAX_LENGTH })
+    t.teardown(() => enc.close())
+    const bert = await BertModel.load(model)
+    t.teardown(() => bert.dispose())
+    const H = enc.dimension
+
+    const { env, pipeline, AutoTokenizer } = await import('@huggingface/transformers')
+    env.allowRemoteModels = false
+    env.allowLocalModels = true
+    env.localModelPath = dirname(out)
+    const extractor = await pipeline('feature-extraction', basename(out), { dtype: 'fp32' })
+    t.teardown(() => extractor.dispose())
+    const jsTokenizer = await AutoTokenizer.from_pretrained(basename(out))
+
+    for (const [what, texts] of BATCHES) {
+      const want = await enc.encode(texts)
+      const { out: o, enc: batch } = await ortRun(r.onnxFile, model, texts, r.inputs)
+      const [B, T] = batch.shape
+      if (texts.includes(EXACT)) t.equal(T, MAX_LENGTH, `${what}: the longest sentence fills maxLength exactly`)
+      t.same(o.sentence_embedding.dims, [B, H])
+      t.same(o.last_hidden_state.dims, [B, T, H])
+      const ortErr = errors(rows(o.sentence_embedding.data as Float32Array, B, H), want)
+      t.ok(
+        ortErr.rel < 1e-4,
+        `${what}: onnxruntime sentence_embedding within 1e-4 (max abs ${ortErr.abs.toExponential(2)}, rel ${ortErr.rel.toExponential(2)})`,
+      )
+
+      // last_hidden_state on real tokens against BertModel.forward on the same padded batch.
+      const hidden = bert.forward(batch)
+      const ref = hidden.toFloat32Array()
+      hidden.dispose()
+      const got = o.last_hidden_state.data as Float32Array
+      let worst = 0
+      for (let i = 0; i < B * T; i++)
+        if (batch.attentionMask[i])
+          for (let k = 0; k < H; k++)
+            worst = Math.max(worst, Math.abs(got[i * H + k] - ref[i * H + k]) / Math.max(1, Math.abs(ref[i * H + k])))
+      t.ok(worst < 1e-4, `${what}: last_hidden_state on real tokens within 1e-4 (${worst.toExponential(2)})`)
+
+      // transformers.js: its tokenizer's ids equal ours, and its pipeline's pooled vectors equal ours.
+      const jsIds = jsTokenizer(texts, { padding: true, truncation: true }).input_ids.tolist() as bigint[][]
+      t.same(
+        jsIds.map((row) => row.map(Number)),
+        rows(batch.inputIds, B, T).map((row) => Array.from(row)),
+        `${what}: transformers.js tokenizes as we do`,
+      )
+      const js = await extractor(texts, { pooling: c.pooling, normalize: c.normalize })
+      const jsErr = errors(rows(js.data as Float32Array, B, H), want)
+      t.ok(
+        jsErr.rel < 1e-4,
+        `${what}: transformers.js pipeline within 1e-4 (max abs ${jsErr.abs.toExponential(2)}, rel ${jsErr.rel.toExponential(2)})`,
+      )
+    }
+
+    // Longer than maxLength: onnxruntime on our tokens still gives the encoder's vector, but transformers.js
+    // truncates after adding the special tokens, so its last token is a word where ours is [SEP] / </s>.
+    const [wantLong] = await enc.encode([LONG])
+    const { out: o, enc: batch } = await ortRun(r.onnxFile, model, [LONG], r.inputs)
+    t.ok(
+      errors([o.sentence_embedding.data as Float32Array], [wantLong]).rel < 1e-4,
+      'over maxLength: onnxruntime on our tokens within 1e-4',
+    )
+    const ours = Array.from(batch.inputIds)
+    const full = await (await Tokenizer.load(model)).encodeBatch([LONG], { maxLength: 60 })
+    const theirs = (jsTokenizer([LONG], { padding: true, truncation: true }).input_ids.tolist() as bigint[][])[0].map(Number)
+    t.same(
+      theirs,
+      [...ours.slice(0, -1), full.inputIds[MAX_LENGTH - 1]],
+      "over maxLength: transformers.js's last token is the next word, not the separator",
+    )
+  })
+}
