@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path'
 import { BertModel, type Pooling } from '../model/bert.js'
 import { positionOffset, toHfConfig, type BertConfig } from '../model/config.js'
 import { readSentenceTransformersConfig } from '../embed/sentence-transformers-config.js'
+import { missingModelFiles } from '../model/model-files.js'
 import { Tokenizer } from '../tokenizer.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { readJsonFile } from '../util/json.js'
@@ -58,6 +59,8 @@ export async function exportOnnx(model: string, out: string, options: ExportOnnx
   const dir = resolve(model)
   if (!existsSync(dir) || !statSync(dir).isDirectory()) fail(`${model}: no such model directory`)
   const st = await readSentenceTransformersConfig(dir)
+  const missing = missingModelFiles(st.transformerDir)
+  if (missing.length) fail(`${st.transformerDir} is not a model directory: missing ${missing.join(', ')}`)
   const pooling =
     options.pooling ??
     st.pooling ??
@@ -84,7 +87,7 @@ export async function exportOnnx(model: string, out: string, options: ExportOnnx
       opsetVersion: OPSET,
       producerName: 'simcsepp',
       producerVersion: await packageVersion(),
-      docString: `${config.modelType} encoder exported from ${dir}`,
+      docString: `${config.modelType} sentence encoder (${pooling} pooling${normalize ? ', normalised' : ''})`,
       metadata: { pooling, normalize: String(normalize), weights },
     })
   } finally {
