@@ -2,7 +2,7 @@
 // pipeline (local files only), gives SentenceEncoder's vectors within 1e-4 (fp32 weights) for tiny random
 // BERT and RoBERTa models; transformers.js tokenizes the test sentences as we do; bad input is refused.
 import t from 'tap'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import * as ort from 'onnxruntime-node'
@@ -173,3 +173,73 @@ for (const c of CASES) {
     )
   })
 }
+
+t.test('fp16 weights: onnx/model_fp16.onnx, about half the size, its measured error', async (t) => {
+  const model = await saveTinyModel({
+    dir: tmp('simcsepp-onnx-model-'),
+    pooling: 'mean',
+    seed: 6,
+    config: { hiddenSize: 64, intermediateSize: 256 },
+  })
+  const root = tmp('simcsepp-onnx-out-')
+  const fp32 = await exportOnnx(model, join(root, 'fp32'), { maxLength: MAX_LENGTH })
+  const fp16 = await exportOnnx(model, join(root, 'fp16'), { maxLength: MAX_LENGTH, weights: 'fp16' })
+  t.equal(basename(fp16.onnxFile), 'model_fp16.onnx')
+  const ratio = fp16.bytes / fp32.bytes
+  t.ok(ratio > 0.45 && ratio < 0.55, `fp16 file is ${(100 * ratio).toFixed(1)}% of the fp32 one`)
+  const enc = await SentenceEncoder.load(model, { device: 'cpu', maxLength: MAX_LENGTH })
+  t.teardown(() => enc.close())
+  const texts = BATCHES[1][1]
+  const want = await enc.encode(texts)
+  const { out } = await ortRun(fp16.onnxFile, model, texts, fp16.inputs)
+  const err = errors(rows(out.sentence_embedding.data as Float32Array, texts.length, enc.dimension), want)
+  // Weights rounded to 11 significant bits (relative error up to 2^-12 each): here the vectors move by
+  // about 2e-3, far more than fp32's 1e-6 (so the weights really are fp16), and stay within 1e-2.
+  t.ok(err.rel > 1e-5 && err.rel < 1e-2, `fp16 weights: max abs error ${err.abs.toExponential(2)}, rel ${err.rel.toExponential(2)}`)
+
+  const { env, pipeline } = await import('@huggingface/transformers')
+  env.allowRemoteModels = false
+  env.localModelPath = root
+  const extractor = await pipeline('feature-extraction', 'fp16', { dtype: 'fp16' })
+  t.teardown(() => extractor.dispose())
+  const js = await extractor(texts, { pooling: 'mean', normalize: false })
+  const jsErr = errors(
+    rows(js.data as Float32Array, texts.length, enc.dimension),
+    rows(out.sentence_embedding.data as Float32Array, texts.length, enc.dimension),
+  )
+  t.ok(jsErr.rel < 1e-5, `transformers.js (dtype fp16) runs model_fp16.onnx as onnxruntime does (${jsErr.rel.toExponential(2)})`)
+})
+
+t.test('bad input: a clear Error naming what is wrong, and an existing folder is never overwritten silently', async (t) => {
+  const model = await saveTinyModel({ dir: tmp('simcsepp-onnx-model-') })
+  const missing = join(tmpdir(), 'simcsepp-no-such-model-dir')
+  await t.rejects(
+    exportOnnx(missing, join(tmp('simcsepp-onnx-out-'), 'x')),
+    /exportOnnx: .*simcsepp-no-such-model-dir: no such model directory/,
+  )
+  const notModel = tmp('simcsepp-onnx-empty-')
+  await t.rejects(
+    exportOnnx(notModel, join(tmp('simcsepp-onnx-out-'), 'x')),
+    /is not a model directory: missing config\.json, model\.safetensors/,
+  )
+  await t.rejects(
+    exportOnnx(model, join(tmp('simcsepp-onnx-out-'), 'x'), { pooling: 'max' as 'cls' }),
+    /pooling must be 'cls' or 'mean', got "max"/,
+  )
+  await t.rejects(
+    exportOnnx(model, join(tmp('simcsepp-onnx-out-'), 'x'), { weights: 'int8' as 'fp16' }),
+    /weights must be 'fp32' or 'fp16'/,
+  )
+  await t.rejects(exportOnnx(model, join(tmp('simcsepp-onnx-out-'), 'x'), { maxLen: 3 } as object), /unknown option 'maxLen'/)
+  await t.rejects(exportOnnx(model, join(tmp('simcsepp-onnx-out-'), 'x'), { maxLength: 2 }), /maxLength must be an integer >= 3/)
+
+  const out = tmp('simcsepp-onnx-out-')
+  writeFileSync(join(out, 'notes.txt'), 'mine')
+  await t.rejects(exportOnnx(model, out), /already holds files \(notes\.txt\): choose another folder or pass --overwrite/)
+  t.same(readdirSync(out), ['notes.txt'], 'nothing written')
+  const r = await exportOnnx(model, out, { overwrite: true })
+  t.equal(readFileSync(join(out, 'notes.txt'), 'utf8'), 'mine', '--overwrite replaces our files only')
+  t.ok(existsSync(r.onnxFile))
+  const file = join(out, 'notes.txt')
+  await t.rejects(exportOnnx(model, file), /is a file, not a directory/)
+})
