@@ -10,7 +10,7 @@ import { SentenceEncoder } from '../lib/index.js'
 import { BertModel, type Pooling } from '../lib/model/bert.js'
 import { Tokenizer } from '../lib/tokenizer.js'
 import { exportOnnx } from '../lib/export/export-onnx.js'
-import { saveTinyModel, sentences } from './helpers/encoder-tiny-model.js'
+import { saveTinyModel, sentences, VOCAB, writePoolingConfig } from './helpers/encoder-tiny-model.js'
 import { saveTinyRoberta } from './helpers/tiny-roberta.js'
 
 const dirs: string[] = []
@@ -242,4 +242,46 @@ t.test('bad input: a clear Error naming what is wrong, and an existing folder is
   t.ok(existsSync(r.onnxFile))
   const file = join(out, 'notes.txt')
   await t.rejects(exportOnnx(model, file), /is a file, not a directory/)
+})
+
+t.test("sentence-transformers settings: an older layout's pooling, Normalize, max_seq_length and do_lower_case", async (t) => {
+  // A cased tokenizer (do_lower_case false) under sentence_bert_config's do_lower_case true: the encoder
+  // lowercases before tokenizing, and the export puts a Lowercase normalizer in front of tokenizer.json's.
+  const dir = tmp('simcsepp-onnx-st-')
+  await saveTinyModel({ dir: join(dir, '0_BERT'), seed: 8 })
+  writeFileSync(join(dir, '0_BERT', 'tokenizer_config.json'), JSON.stringify({ do_lower_case: false }))
+  writeFileSync(join(dir, '0_BERT', 'sentence_bert_config.json'), JSON.stringify({ max_seq_length: 20, do_lower_case: true }))
+  writeFileSync(
+    join(dir, 'modules.json'),
+    JSON.stringify([
+      { path: '0_BERT', type: 'sentence_transformers.models.BERT' },
+      { path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
+      { path: '2_Normalize', type: 'sentence_transformers.models.Normalize' },
+    ]),
+  )
+  writePoolingConfig(dir, 'mean')
+  const out = join(tmp('simcsepp-onnx-out-'), 'st')
+  const r = await exportOnnx(dir, out)
+  t.same({ pooling: r.pooling, normalize: r.normalize, maxLength: r.maxLength }, { pooling: 'mean', normalize: true, maxLength: 20 })
+
+  const texts = ['The Cat SAT on the Mat', 'A big RED house', 'the river']
+  const enc = await SentenceEncoder.load(dir, { device: 'cpu' })
+  t.teardown(() => enc.close())
+  const want = await enc.encode(texts)
+  const { env, pipeline } = await import('@huggingface/transformers')
+  env.allowRemoteModels = false
+  env.localModelPath = dirname(out)
+  const extractor = await pipeline('feature-extraction', basename(out), { dtype: 'fp32' })
+  t.teardown(() => extractor.dispose())
+  const ids = (extractor.tokenizer(texts[0]).input_ids.tolist() as bigint[][])[0].map(Number)
+  const lowered = await (await Tokenizer.load(join(dir, '0_BERT'))).encodeBatch([texts[0].toLowerCase()])
+  t.same(ids, Array.from(lowered.inputIds), 'transformers.js tokenizes the cased text as ours lowercased')
+  t.notOk(ids.includes(VOCAB.indexOf('[UNK]')), 'no [UNK]: the capitals were lowercased')
+  const js = await extractor(texts, { pooling: 'mean', normalize: true })
+  const err = errors(rows(js.data as Float32Array, texts.length, enc.dimension), want)
+  t.ok(err.rel < 1e-4, `transformers.js on cased text within 1e-4 of SentenceEncoder (${err.rel.toExponential(2)})`)
+  const session = await ort.InferenceSession.create(r.onnxFile)
+  t.teardown(() => session.release())
+  t.same(session.inputNames, ['input_ids', 'attention_mask', 'token_type_ids'])
+  t.same(session.outputNames, ['last_hidden_state', 'sentence_embedding'])
 })
