@@ -1,6 +1,7 @@
 // The ONNX messages an exported encoder needs, encoded with their field numbers from onnx.proto
 // (ModelProto, GraphProto, NodeProto, AttributeProto, TensorProto, ValueInfoProto and the type and
 // shape messages inside it). Plain objects in, protobuf bytes out; nothing here knows about BERT.
+import { endianness } from 'node:os'
 import { ProtoWriter } from './protobuf.js'
 
 /** TensorProto.DataType values used here. */
@@ -57,8 +58,12 @@ const ATTR_INT = 2
 const ATTR_STRING = 3
 const ATTR_INTS = 7
 
-/** A fp32 tensor from a Float32Array (stored little-endian whatever the host). */
+const LITTLE_ENDIAN_HOST = endianness() === 'LE'
+
+/** A fp32 tensor from a Float32Array (stored little-endian whatever the host; on LE hosts a view of `data`, not a copy). */
 export function floatTensor(name: string, dims: readonly number[], data: Float32Array): TensorValue {
+  if (LITTLE_ENDIAN_HOST)
+    return { name, dims, dataType: DataType.FLOAT, raw: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) }
   const raw = new Uint8Array(data.length * 4)
   const view = new DataView(raw.buffer)
   for (let i = 0; i < data.length; i++) view.setFloat32(4 * i, data[i], true)
