@@ -101,6 +101,10 @@ for (const c of CASES) {
     const r = await exportOnnx(model, out, { normalize: c.normalize, maxLength: MAX_LENGTH })
     t.equal(r.pooling, c.pooling, "the directory's pooling")
     t.ok(existsSync(join(out, 'onnx', 'model.onnx')) && existsSync(join(out, 'tokenizer.json')) && existsSync(join(out, 'config.json')))
+    const tokenizerConfig = JSON.parse(readFileSync(join(out, 'tokenizer_config.json'), 'utf8'))
+    t.equal(tokenizerConfig.model_max_length, MAX_LENGTH)
+    // vocab.txt alone means an uncased BERT tokenizer (as transformers reads it); RoBERTa has no such flag.
+    t.equal(tokenizerConfig.do_lower_case, c.name.startsWith('BERT') ? true : undefined, 'do_lower_case says what tokenizer.json does')
     const enc = await SentenceEncoder.load(model, { device: 'cpu', normalize: c.normalize, maxLength: MAX_LENGTH })
     t.teardown(() => enc.close())
     const bert = await BertModel.load(model)
@@ -217,6 +221,8 @@ t.test('bad input: a clear Error naming what is wrong, and an existing folder is
     exportOnnx(missing, join(tmp('simcsepp-onnx-out-'), 'x')),
     /exportOnnx: .*simcsepp-no-such-model-dir: no such model directory/,
   )
+  await t.rejects(exportOnnx(undefined as unknown as string, 'x'), /exportOnnx: expected a model directory path, got undefined/)
+  await t.rejects(exportOnnx(model, ''), /exportOnnx: expected an output folder path, got ""/)
   const notModel = tmp('simcsepp-onnx-empty-')
   await t.rejects(
     exportOnnx(notModel, join(tmp('simcsepp-onnx-out-'), 'x')),
@@ -263,6 +269,7 @@ t.test("sentence-transformers settings: an older layout's pooling, Normalize, ma
   const out = join(tmp('simcsepp-onnx-out-'), 'st')
   const r = await exportOnnx(dir, out)
   t.same({ pooling: r.pooling, normalize: r.normalize, maxLength: r.maxLength }, { pooling: 'mean', normalize: true, maxLength: 20 })
+  t.equal(JSON.parse(readFileSync(join(out, 'tokenizer_config.json'), 'utf8')).do_lower_case, false, 'the cased tokenizer stays cased')
 
   const texts = ['The Cat SAT on the Mat', 'A big RED house', 'the river']
   const enc = await SentenceEncoder.load(dir, { device: 'cpu' })

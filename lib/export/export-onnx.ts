@@ -9,6 +9,7 @@
 // sentence-transformers settings, so the ONNX sentence_embedding equals SentenceEncoder's vectors.
 import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { BertModel, type Pooling } from '../model/bert.js'
 import { positionOffset, toHfConfig, type BertConfig } from '../model/config.js'
 import { readSentenceTransformersConfig } from '../embed/sentence-transformers-config.js'
@@ -55,7 +56,11 @@ function fail(message: string): never {
 }
 
 export async function exportOnnx(model: string, out: string, options: ExportOnnxOptions = {}): Promise<ExportOnnxResult> {
+  if (typeof model !== 'string' || !model) fail(`expected a model directory path, got ${JSON.stringify(model)}`)
+  if (typeof out !== 'string' || !out) fail(`expected an output folder path, got ${JSON.stringify(out)}`)
   checkOptions(options)
+  const overwrite = options.overwrite ?? false
+  refuseFullOutDir(out, overwrite) // before the minutes a large model takes, not after
   const dir = resolve(model)
   if (!existsSync(dir) || !statSync(dir).isDirectory()) fail(`${model}: no such model directory`)
   const st = await readSentenceTransformersConfig(dir)
@@ -97,7 +102,8 @@ export async function exportOnnx(model: string, out: string, options: ExportOnnx
     fail(`the model is ${onnx.byteLength} bytes, more than the 2 GiB an ONNX file can hold without external data`)
   const maxLength = Math.min(options.maxLength ?? st.maxSeqLength ?? 128, config.maxPositionEmbeddings - positionOffset(config))
 
-  const abs = takeOutDir(out, options.overwrite ?? false)
+  const abs = ensureWritableDirectory(out)
+  refuseFullOutDir(out, overwrite) // again: something may have been written there meanwhile
   await fsp.mkdir(join(abs, 'onnx'), { recursive: true })
   const onnxFile = join(abs, 'onnx', weights === 'fp16' ? 'model_fp16.onnx' : 'model.onnx')
   await writeFileAtomic(onnxFile, onnx)
@@ -120,15 +126,16 @@ function checkOptions(o: ExportOnnxOptions): void {
     fail(`maxLength must be an integer >= 3, got ${JSON.stringify(o.maxLength)}`)
 }
 
-/** The output folder, created if missing; one that holds anything is refused unless `overwrite`. */
-function takeOutDir(out: string, overwrite: boolean): string {
-  const abs = ensureWritableDirectory(out)
-  const present = readdirSync(abs)
+/** An existing `out` that holds anything is refused unless `overwrite`; a file in its place too. */
+function refuseFullOutDir(out: string, overwrite: boolean): void {
+  if (!existsSync(out)) return
+  if (!statSync(out).isDirectory()) fail(`--out ${out} is a file, not a directory`)
+  const present = readdirSync(out)
   if (present.length && !overwrite)
     fail(
-      `--out ${out} already holds files (${present.slice(0, 5).join(', ')}${present.length > 5 ? ', ...' : ''}): choose another folder or pass --overwrite`,
+      `--out ${out} already holds files (${present.slice(0, 5).join(', ')}${present.length > 5 ? ', ...' : ''}): ` +
+        'choose another folder or pass --overwrite',
     )
-  return abs
 }
 
 interface TokenizerFileOptions {
@@ -145,6 +152,10 @@ async function writeTokenizerFiles(tokenizer: Tokenizer, out: string, o: Tokeniz
   await tokenizer.save(out) // tokenizer.json (+ vocab.txt and tokenizer_config.json for WordPiece)
   const jsonFile = join(out, 'tokenizer.json')
   const json = (await readJsonFile(jsonFile)) as Record<string, unknown>
+  // What the tokenizer itself does: transformers' BertTokenizerFast rebuilds the normalizer from
+  // do_lower_case when the two disagree, so the config must say what tokenizer.json does.
+  const normalizer = json.normalizer as { type?: unknown; lowercase?: unknown } | null
+  const tokenizerLowercases = normalizer?.type === 'BertNormalizer' && normalizer.lowercase !== false
   if (o.lowercase) {
     // sentence-transformers lowercases the text before the tokenizer (do_lower_case); transformers.js
     // only runs the tokenizer, so the lowercasing goes in front of its normalizer.
@@ -176,7 +187,7 @@ async function writeTokenizerFiles(tokenizer: Tokenizer, out: string, o: Tokeniz
     tokenizer_class: source?.tokenizer_class ?? (roberta ? 'RobertaTokenizer' : 'BertTokenizer'),
     ...specials,
     model_max_length: o.maxLength,
-    ...(roberta ? {} : { do_lower_case: (source?.do_lower_case as boolean | undefined) ?? false }),
+    ...(roberta ? {} : { do_lower_case: tokenizerLowercases }),
     clean_up_tokenization_spaces: source?.clean_up_tokenization_spaces ?? true,
   }
   await writeFileAtomic(join(out, 'tokenizer_config.json'), JSON.stringify(config, null, 2) + '\n')
@@ -184,7 +195,7 @@ async function writeTokenizerFiles(tokenizer: Tokenizer, out: string, o: Tokeniz
 }
 
 async function packageVersion(): Promise<string> {
-  const pkg = (await readJsonFile(new URL('../../package.json', import.meta.url).pathname, { optional: true })) as
+  const pkg = (await readJsonFile(fileURLToPath(new URL('../../package.json', import.meta.url)), { optional: true })) as
     { version?: string } | undefined
   return pkg?.version ?? 'unknown'
 }
