@@ -54,6 +54,13 @@ t.test('export --format onnx writes the folder beside the model, with the settin
   t.ok(existsSync(join(out, 'onnx', 'model_fp16.onnx')))
 })
 
+t.test('export --model . writes DIR-onnx beside the current folder', needsCli, async (t) => {
+  const model = await saveTinyModel({ dir: join(root, 'dot-model') })
+  const r = spawnSync(process.execPath, [cli, 'export', '--format', 'onnx', '--model', '.'], { cwd: model, encoding: 'utf8' })
+  t.equal(r.status, 0, r.stderr)
+  t.ok(existsSync(join(root, 'dot-model-onnx', 'onnx', 'model.onnx')), 'dot-model-onnx/onnx/model.onnx')
+})
+
 t.test('bad input: usage errors (exit 2) and clear errors (exit 1)', needsCli, async (t) => {
   const model = await saveTinyModel({ dir: join(root, 'bad-model') })
   const cases: [string[], number, RegExp][] = [

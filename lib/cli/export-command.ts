@@ -1,4 +1,5 @@
 // `simcsepp export --format onnx`: a thin layer over exportOnnx (lib/export/export-onnx.ts).
+import { resolve } from 'node:path'
 import { exportOnnx } from '../export/export-onnx.js'
 import { num, oneOf, parseFlags, UsageError } from './args.js'
 import { exportUsage } from './help.js'
@@ -22,7 +23,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
   oneOf('format', values.format, ['onnx'] as const)
   if (!values.model) throw new UsageError('export: --model DIR is required')
   // Beside the model by default (never inside it: the model's own files stay as they are).
-  const out = values.out ?? `${values.model.replace(/[\\/]+$/, '')}-onnx`
+  const out = values.out ?? `${resolve(values.model)}-onnx` // `--model .` too: the folder's own name
   const r = await exportOnnx(values.model, out, {
     pooling: oneOf('pooling', values.pooling, ['cls', 'mean'] as const),
     normalize: values.normalize,
