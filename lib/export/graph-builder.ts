@@ -24,16 +24,11 @@ export class GraphBuilder {
 
   constructor(private readonly storage: WeightStorage = 'fp32') {}
 
-  /** Adds one node; returns the name of its (first) output. */
-  op(opType: string, inputs: readonly string[], attributes?: Record<string, AttributeValue>, outputs = 1): string {
-    return this.opMulti(opType, inputs, attributes, outputs)[0]
-  }
-
-  opMulti(opType: string, inputs: readonly string[], attributes?: Record<string, AttributeValue>, outputs = 1): string[] {
-    const id = this.counter++
-    const outs = Array.from({ length: outputs }, (_, i) => this.unique(`${opType}_${id}${outputs > 1 ? `_${i}` : ''}`))
-    this.nodes.push({ opType, inputs, outputs: outs, name: `${opType}_${id}`, ...(attributes ? { attributes } : {}) })
-    return outs
+  /** Adds one node; returns the name of its output (every op used here has one). */
+  op(opType: string, inputs: readonly string[], attributes?: Record<string, AttributeValue>): string {
+    const name = `${opType}_${this.counter++}`
+    this.nodes.push({ opType, inputs, outputs: [this.unique(name)], name, ...(attributes ? { attributes } : {}) })
+    return name
   }
 
   /** Copies `input` to the graph output `name` (graph outputs need fixed names). */
