@@ -5,6 +5,7 @@ import { trainCommand } from './cli/train-command.js'
 import { encodeCommand, evalCommand } from './cli/encode-command.js'
 import { searchCommand } from './cli/search-command.js'
 import { benchCommand } from './cli/bench-command.js'
+import { exportCommand } from './cli/export-command.js'
 import { didYouMean, HelpRequest, parseFlags, UsageError } from './cli/args.js'
 import { COMMAND_USAGE, infoUsage, usage, version } from './cli/help.js'
 
@@ -27,6 +28,8 @@ async function main(argv: string[]) {
       return searchCommand(rest)
     case 'eval':
       return evalCommand(rest)
+    case 'export':
+      return exportCommand(rest)
     case 'info':
       parseFlags(infoUsage, { args: rest, options: {} })
       process.stdout.write(JSON.stringify({ cpuThreads: numThreads(), cuda: cudaStatus() }, null, 2) + '\n')

@@ -35,6 +35,7 @@ export {
 export { LangChainEmbeddings, type EmbeddingsLike } from './embed/langchain.js'
 export { VectorIndex, searchVectors, cosineMatrix, type SearchOptions, type SearchResult, type VectorsInput } from './embed/search.js'
 export { train, type TrainOptions, type TrainHooks, type TrainResult, type StepInfo, type EvalInfo } from './train/train.js'
+export { exportOnnx, type ExportOnnxOptions, type ExportOnnxResult } from './export/export-onnx.js'
 export { evaluateSts, evaluateStsFiles, readStsFile, spearman, type StsPair } from './eval/sts.js'
 
 // Old names, kept so that code written against them still compiles.

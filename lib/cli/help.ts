@@ -31,6 +31,16 @@ export const searchUsage = `simcsepp search --model DIR --corpus FILE [--top-k 5
   Output      --top-k N (5)  --json (an array: per query its hits, { index, score, sentence })
 ${encoderOptions}`
 
+export const exportUsage = `simcsepp export --format onnx --model DIR [--out DIR] [options]
+  The encoder as an ONNX graph (opset 17, dynamic batch and sequence length) in a folder that
+  transformers.js loads as a local model: config.json, tokenizer files, onnx/model.onnx.
+  Input       --format onnx  --model DIR
+  Output      --out DIR (default: DIR-onnx beside the model; a folder holding files is refused unless
+              --overwrite)  --weights fp32|fp16 (fp32; fp16: onnx/model_fp16.onnx, half the size, fp32 math)
+  Graph       outputs last_hidden_state and sentence_embedding: --pooling cls|mean  --normalize  --max-len N
+              (tokenizer_config's model_max_length), defaulting to the model's sentence-transformers settings
+`
+
 export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist [options]
   bench losses [--sizes 64,512,4096,65536] [--dim 768] [--device auto|cpu|cuda|all] [--seconds 3] [--json]
       Fused off-dropout InfoNCE (forward + backward) against an unfused path of separate ops.
@@ -61,6 +71,7 @@ export const COMMAND_USAGE: Record<string, string> = {
   eval: evalUsage,
   encode: encodeUsage,
   search: searchUsage,
+  export: exportUsage,
   bench: benchUsage,
   info: infoUsage,
 }

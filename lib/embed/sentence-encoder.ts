@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { positionOffset, readHfConfig } from '../model/config.js'
 import { checkModelFits } from '../model/size-check.js'
+import { missingModelFiles } from '../model/model-files.js'
 import type { Pooling } from '../model/bert.js'
 import { readSentenceTransformersConfig } from './sentence-transformers-config.js'
 import type { FromWorker, RunOptions, ToWorker } from './protocol.js'
@@ -91,17 +92,7 @@ async function checkDirectory(dir: string): Promise<void> {
 
 /** The transformer's files in `dir` (the model directory, or its Transformer module's folder: `module`). */
 function checkModelFiles(dir: string, module?: string): void {
-  const missing: string[] = []
-  if (!existsSync(join(dir, 'config.json'))) missing.push('config.json')
-  if (!existsSync(join(dir, 'model.safetensors'))) {
-    missing.push(
-      existsSync(join(dir, 'pytorch_model.bin'))
-        ? 'model.safetensors (only pytorch_model.bin is there: convert it to safetensors)'
-        : 'model.safetensors',
-    )
-  }
-  if (!existsSync(join(dir, 'tokenizer.json')) && !existsSync(join(dir, 'vocab.txt')))
-    missing.push('a tokenizer (tokenizer.json or vocab.txt)')
+  const missing = missingModelFiles(dir) // weights: model.safetensors, or model.safetensors.index.json and its shards
   if (missing.length) fail(`${dir} is not a model directory${module ? ` (${module})` : ''}: missing ${missing.join(', ')}`)
 }
 

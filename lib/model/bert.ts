@@ -8,12 +8,12 @@
 // Dropout sites (HF BertModel): after the embeddings' LayerNorm, on attention probabilities, and on
 // the attention-output and FFN-output projections before their residual LayerNorm. Each site of each
 // step gets its own Philox offset, so masks are a pure function of (seed, step, site, element).
-import { mkdir, stat } from 'node:fs/promises'
-import { existsSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { namedConfig, parseHfConfig, positionOffset, readHfConfig, toHfConfig, type BertConfig, type NamedConfig } from './config.js'
 import { matchCheckpoint, parameterSpecs } from './names.js'
-import { readSafetensors, writeSafetensors } from '../safetensors.js'
+import { writeSafetensors } from '../safetensors.js'
+import { findWeightFiles, readWeights } from './model-files.js'
 import { Tensor, type Device } from '../tensor.js'
 import { addon, type Precision } from '../native.js'
 import * as ops from '../ops.js'
@@ -127,23 +127,20 @@ export class BertModel {
     return new BertModel(c, layout, options.device ?? 'cpu', flat, checkPrecision(options.precision))
   }
 
-  /** Loads a Hugging Face directory: config.json and model.safetensors (BertModel or RobertaModel names). */
+  /** Loads a Hugging Face directory: config.json and model.safetensors or its shards (BertModel or RobertaModel names). */
   static async load(dir: string, options: ModelOptions = {}): Promise<BertModel> {
     const config = await readHfConfig(dir)
-    const file = join(dir, 'model.safetensors')
-    if (!existsSync(file)) {
-      const bin = existsSync(join(dir, 'pytorch_model.bin')) ? ' (only pytorch_model.bin is there: convert it to safetensors)' : ''
-      throw new Error(`${dir}: no model.safetensors${bin}`)
-    }
+    const weights = await findWeightFiles(dir) // model.safetensors or the shards of model.safetensors.index.json
+    const file = weights.source
     // Sizes first: a config.json asking for a million layers is an Error before anything is allocated.
     const configFile = join(dir, 'config.json')
     checkModelFits(config, { mlp: options.mlp, training: options.mlp, source: configFile })
     const encoderBytes = 2 * parameterCount(config, { pooler: false }) // every encoder tensor must be there, 16-bit at least
-    const fileBytes = (await stat(file)).size
+    const fileBytes = weights.bytes
     if (encoderBytes > fileBytes) {
       throw new Error(`${configFile} describes a model larger than ${file} (${fileBytes} bytes) can hold: they do not belong together`)
     }
-    const tensors = await readSafetensors(file)
+    const tensors = await readWeights(weights)
     const layout = paramLayout(config, { mlp: options.mlp })
     const match = matchCheckpoint(parameterSpecs(config), tensors, { modelType: config.modelType, allowMissingPooler: true, source: file })
     const flat = new Float32Array(layout.total)

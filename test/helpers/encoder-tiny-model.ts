@@ -68,20 +68,23 @@ export async function saveTinyModel(
   await model.save(dir)
   model.dispose()
   writeFileSync(join(dir, 'vocab.txt'), VOCAB.join('\n') + '\n')
-  if (options.pooling) {
-    mkdirSync(join(dir, '1_Pooling'), { recursive: true })
-    writeFileSync(
-      join(dir, '1_Pooling', 'config.json'),
-      JSON.stringify({
-        word_embedding_dimension: 32,
-        pooling_mode_cls_token: options.pooling === 'cls',
-        pooling_mode_mean_tokens: options.pooling === 'mean',
-        pooling_mode_max_tokens: false,
-        pooling_mode_mean_sqrt_len_tokens: false,
-      }),
-    )
-  }
+  if (options.pooling) writePoolingConfig(dir, options.pooling)
   return dir
+}
+
+/** A sentence-transformers 1_Pooling/config.json asking for `pooling`. */
+export function writePoolingConfig(dir: string, pooling: 'cls' | 'mean', dimension = 32): void {
+  mkdirSync(join(dir, '1_Pooling'), { recursive: true })
+  writeFileSync(
+    join(dir, '1_Pooling', 'config.json'),
+    JSON.stringify({
+      word_embedding_dimension: dimension,
+      pooling_mode_cls_token: pooling === 'cls',
+      pooling_mode_mean_tokens: pooling === 'mean',
+      pooling_mode_max_tokens: false,
+      pooling_mode_mean_sqrt_len_tokens: false,
+    }),
+  )
 }
 
 /** Deterministic sentences of 1..maxWords words (some words split into letters by WordPiece). */

@@ -1,0 +1,40 @@
+// `simcsepp export --format onnx`: a thin layer over exportOnnx (lib/export/export-onnx.ts).
+import { resolve } from 'node:path'
+import { exportOnnx } from '../export/export-onnx.js'
+import { num, oneOf, parseFlags, UsageError } from './args.js'
+import { exportUsage } from './help.js'
+
+/** simcsepp export --format onnx --model DIR [--out DIR] [options] */
+export async function exportCommand(argv: string[]): Promise<void> {
+  const { values } = parseFlags(exportUsage, {
+    args: argv,
+    options: {
+      format: { type: 'string' },
+      model: { type: 'string' },
+      out: { type: 'string' },
+      pooling: { type: 'string' },
+      normalize: { type: 'boolean' },
+      'max-len': { type: 'string' },
+      weights: { type: 'string' },
+      overwrite: { type: 'boolean', default: false },
+    },
+  })
+  if (!values.format) throw new UsageError('export: --format is required (onnx)')
+  oneOf('format', values.format, ['onnx'] as const)
+  if (!values.model) throw new UsageError('export: --model DIR is required')
+  // Beside the model by default (never inside it: the model's own files stay as they are).
+  const out = values.out ?? `${resolve(values.model)}-onnx` // `--model .` too: the folder's own name
+  const r = await exportOnnx(values.model, out, {
+    pooling: oneOf('pooling', values.pooling, ['cls', 'mean'] as const),
+    normalize: values.normalize,
+    maxLength: num('max-len', values['max-len'], { int: true, min: 3 }),
+    weights: oneOf('weights', values.weights, ['fp32', 'fp16'] as const),
+    overwrite: values.overwrite,
+  })
+  process.stdout.write(
+    `wrote ${r.out}: ${r.onnxFile.slice(r.out.length + 1)} (${(r.bytes / 2 ** 20).toFixed(1)} MiB), config.json, tokenizer.json, ` +
+      `tokenizer_config.json, special_tokens_map.json\n` +
+      `  inputs ${r.inputs.join(', ')} (int64 [batch_size, sequence_length]); outputs last_hidden_state, ` +
+      `sentence_embedding (${r.pooling} pooling${r.normalize ? ', normalised' : ''}); max length ${r.maxLength} tokens\n`,
+  )
+}

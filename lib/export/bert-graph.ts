@@ -1,0 +1,128 @@
+// The BERT/RoBERTa encoder as ONNX ops (opset 17), computing what BertModel.forward and embed compute:
+//   embeddings   Gather(word, ids) + Gather(position, pos) + Gather(type, types) -> LayerNormalization
+//   each layer   q, k, v = x·Wᵀ + b; softmax(q·kᵀ/√d + mask) · v; dense; LayerNorm(x + ·);
+//                GELU(x·W1ᵀ + b1) with the exact erf; dense; LayerNorm(h + ·)
+//   outputs      last_hidden_state [batch, seq, H]; sentence_embedding [batch, H]: the [CLS] row or the
+//                mean over real tokens, optionally scaled to unit length.
+// The mask is additive, (1 - mask) · float32 min, as transformers applies it. RoBERTa's position ids
+// are computed from the input ids in the graph as transformers' create_position_ids_from_input_ids
+// does: padding_idx + cumsum(ids != padding_idx) on real tokens, padding_idx on padding.
+import { headDim, type BertConfig } from '../model/config.js'
+import type { Pooling } from '../model/bert.js'
+import { DataType, type GraphSpec, type ValueInfo } from './onnx-model.js'
+import { GraphBuilder, type WeightStorage } from './graph-builder.js'
+
+/** A parameter by its checkpoint name (transformers' BertModel names; linear weights [out, in]). */
+export type WeightSource = (name: string) => { shape: readonly number[]; data: Float32Array }
+
+export interface BertGraphOptions {
+  pooling: Pooling
+  /** Scale sentence_embedding to unit length. */
+  normalize: boolean
+  weights?: WeightStorage
+}
+
+const FLOAT32_MIN = -3.4028234663852886e38
+const BATCH = 'batch_size'
+const SEQUENCE = 'sequence_length'
+
+/** Inputs the graph takes: RoBERTa has one token type, so (as transformers' own exports) no token_type_ids. */
+export function graphInputNames(c: BertConfig): string[] {
+  return c.modelType === 'roberta' ? ['input_ids', 'attention_mask'] : ['input_ids', 'attention_mask', 'token_type_ids']
+}
+
+export function bertGraph(c: BertConfig, weight: WeightSource, options: BertGraphOptions): GraphSpec {
+  const g = new GraphBuilder(options.weights ?? 'fp32')
+  const H = c.hiddenSize
+  const w = (name: string) => {
+    const t = weight(name)
+    return g.weight(name, t.shape, t.data)
+  }
+  // Linear layers are stored as checkpoints hold them, [out, in]; MatMul wants [in, out].
+  const linearWeight = (name: string) => {
+    const t = weight(name)
+    const [out, inp] = t.shape
+    const data = new Float32Array(t.data.length)
+    for (let o = 0; o < out; o++) for (let i = 0; i < inp; i++) data[i * out + o] = t.data[o * inp + i]
+    return g.weight(name, [inp, out], data)
+  }
+  const linear = (x: string, prefix: string) => g.op('Add', [g.op('MatMul', [x, linearWeight(`${prefix}.weight`)]), w(`${prefix}.bias`)])
+  const layerNorm = (x: string, prefix: string) =>
+    g.op('LayerNormalization', [x, w(`${prefix}.weight`), w(`${prefix}.bias`)], { axis: -1, epsilon: { float: c.layerNormEps } })
+
+  const maskF = g.op('Cast', ['attention_mask'], { to: DataType.FLOAT }) // [B, T]
+
+  // Embeddings.
+  let x = g.op('Gather', [w('embeddings.word_embeddings.weight'), 'input_ids'])
+  x = g.op('Add', [x, g.op('Gather', [w('embeddings.position_embeddings.weight'), positionIds(g, c)])])
+  const types = c.modelType === 'roberta' ? g.ints([0], []) : 'token_type_ids' // one type: row 0, broadcast
+  x = g.op('Add', [x, g.op('Gather', [w('embeddings.token_type_embeddings.weight'), types])])
+  x = layerNorm(x, 'embeddings.LayerNorm')
+
+  // The additive attention mask, [B, 1, 1, T]: 0 on real keys, float32 min on padding.
+  const maskAdd = g.op('Unsqueeze', [g.op('Mul', [g.op('Sub', [g.floats([1]), maskF]), g.floats([FLOAT32_MIN])]), g.ints([1, 2])])
+
+  for (let l = 0; l < c.numHiddenLayers; l++) {
+    const p = `encoder.layer.${l}`
+    const ctx = attention(g, c, x, maskAdd, (name) => linear(x, `${p}.attention.self.${name}`))
+    const h1 = layerNorm(g.op('Add', [x, linear(ctx, `${p}.attention.output.dense`)]), `${p}.attention.output.LayerNorm`)
+    const inter = gelu(g, linear(h1, `${p}.intermediate.dense`))
+    x = layerNorm(g.op('Add', [h1, linear(inter, `${p}.output.dense`)]), `${p}.output.LayerNorm`)
+  }
+
+  g.output('last_hidden_state', x)
+  let pooled = options.pooling === 'cls' ? g.op('Gather', [x, g.ints([0], [])], { axis: 1 }) : meanPool(g, x, maskF)
+  if (options.normalize) {
+    // As normalizeRows: x / ‖x‖ (a zero row stays zero: its norm is clamped, not divided by).
+    const norm = g.op('ReduceL2', [pooled], { axes: [-1], keepdims: 1 })
+    pooled = g.op('Div', [pooled, g.op('Max', [norm, g.floats([1e-30])])])
+  }
+  g.output('sentence_embedding', pooled)
+
+  const inputs: ValueInfo[] = graphInputNames(c).map((name) => ({ name, elemType: DataType.INT64, dims: [BATCH, SEQUENCE] }))
+  const outputs: ValueInfo[] = [
+    { name: 'last_hidden_state', elemType: DataType.FLOAT, dims: [BATCH, SEQUENCE, H] },
+    { name: 'sentence_embedding', elemType: DataType.FLOAT, dims: [BATCH, H] },
+  ]
+  return g.graph(`simcsepp_${c.modelType}`, inputs, outputs)
+}
+
+/** Position ids: BERT's 0..T-1 ([T], broadcast over the batch), RoBERTa's from the ids ([B, T]). */
+function positionIds(g: GraphBuilder, c: BertConfig): string {
+  if (c.modelType !== 'roberta') {
+    const seqLen = g.op('Gather', [g.op('Shape', ['input_ids']), g.ints([1], [])])
+    return g.op('Range', [g.ints([0], []), seqLen, g.ints([1], [])])
+  }
+  const real = g.op('Cast', [g.op('Not', [g.op('Equal', ['input_ids', g.ints([c.padTokenId], [])])])], { to: DataType.INT64 })
+  const counted = g.op('Mul', [g.op('CumSum', [real, g.ints([1], [])]), real])
+  // The first real token gets padTokenId + 1, model/config.ts's positionOffset.
+  return g.op('Add', [counted, g.ints([c.padTokenId], [])])
+}
+
+/** Multi-head self-attention: the context [B, T, H] before the output projection. */
+function attention(g: GraphBuilder, c: BertConfig, x: string, maskAdd: string, project: (name: string) => string): string {
+  const heads = c.numAttentionHeads,
+    d = headDim(c)
+  const split = g.ints([0, 0, heads, d]) // Reshape's 0 keeps B and T
+  const q = g.op('Transpose', [g.op('Reshape', [project('query'), split])], { perm: [0, 2, 1, 3] }) // [B, h, T, d]
+  const kT = g.op('Transpose', [g.op('Reshape', [project('key'), split])], { perm: [0, 2, 3, 1] }) // [B, h, d, T]
+  const v = g.op('Transpose', [g.op('Reshape', [project('value'), split])], { perm: [0, 2, 1, 3] })
+  const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [q, kT]), g.floats([1 / Math.sqrt(d)])]), maskAdd])
+  const probs = g.op('Softmax', [scores], { axis: -1 })
+  const ctx = g.op('Transpose', [g.op('MatMul', [probs, v])], { perm: [0, 2, 1, 3] }) // [B, T, h, d]
+  return g.op('Reshape', [ctx, g.ints([0, 0, c.hiddenSize])])
+}
+
+/** Exact GELU, x · ½ (1 + erf(x / √2)), as transformers' "gelu". */
+function gelu(g: GraphBuilder, x: string): string {
+  const erf = g.op('Erf', [g.op('Div', [x, g.floats([Math.SQRT2])])])
+  return g.op('Mul', [g.op('Mul', [x, g.op('Add', [erf, g.floats([1])])]), g.floats([0.5])])
+}
+
+/** The mean over real tokens: Σ mask·h / Σ mask, [B, H]. */
+function meanPool(g: GraphBuilder, h: string, maskF: string): string {
+  const m = g.op('Unsqueeze', [maskF, g.ints([2])]) // [B, T, 1]
+  const sum = g.op('ReduceSum', [g.op('Mul', [h, m]), g.ints([1])], { keepdims: 0 }) // [B, H]
+  const count = g.op('ReduceSum', [m, g.ints([1])], { keepdims: 0 }) // [B, 1]
+  return g.op('Div', [sum, g.op('Max', [count, g.floats([1])])])
+}

@@ -1,0 +1,115 @@
+// A protobuf wire-format encoder, just enough for ONNX files (https://protobuf.dev/programming-guides/encoding/):
+// every field is a tag (field number << 3 | wire type) followed by a varint (wire type 0), eight
+// little-endian bytes (1), a length-prefixed byte string (2: strings, bytes, packed repeated scalars
+// and nested messages) or four little-endian bytes (5). A message is its fields back to back, so
+// nesting one is writing its bytes as a length-delimited field.
+//
+// Fields are collected as chunks, a nested writer's chunks are taken over as they are, and finish()
+// joins them once: a 400 MB model is copied once, whatever the nesting.
+
+const VARINT = 0
+const LENGTH_DELIMITED = 2
+const FIXED32 = 5
+
+export class ProtoWriter {
+  private readonly chunks: Uint8Array[] = []
+  private scratch: number[] = []
+  private size = 0
+
+  /** Bytes written so far. */
+  get byteLength(): number {
+    return this.size + this.scratch.length
+  }
+
+  /** An int32/int64/enum/bool field (negative numbers as ten-byte two's-complement varints, as protobuf does). */
+  int(field: number, value: number | bigint): this {
+    this.tag(field, VARINT)
+    this.varint(value)
+    return this
+  }
+
+  /** A float field (wire type 5). */
+  float(field: number, value: number): this {
+    this.tag(field, FIXED32)
+    const b = new Uint8Array(4)
+    new DataView(b.buffer).setFloat32(0, value, true)
+    this.raw(b)
+    return this
+  }
+
+  string(field: number, value: string): this {
+    return this.bytes(field, new TextEncoder().encode(value))
+  }
+
+  bytes(field: number, value: Uint8Array): this {
+    this.tag(field, LENGTH_DELIMITED)
+    this.varint(value.byteLength)
+    this.raw(value)
+    return this
+  }
+
+  /** A nested message as a length-delimited field (a writer's chunks are moved here, not copied). */
+  message(field: number, value: ProtoWriter | Uint8Array): this {
+    if (value instanceof Uint8Array) return this.bytes(field, value)
+    value.flushScratch()
+    this.tag(field, LENGTH_DELIMITED)
+    this.varint(value.size)
+    for (const c of value.chunks) this.raw(c)
+    value.chunks.length = 0
+    value.size = 0
+    return this
+  }
+
+  /** A packed repeated int64 field: the varints back to back in one length-delimited field. */
+  packedInts(field: number, values: readonly (number | bigint)[]): this {
+    const inner = new ProtoWriter()
+    for (const v of values) inner.varint(v)
+    return this.bytes(field, inner.finish())
+  }
+
+  /** The encoded message. */
+  finish(): Uint8Array {
+    this.flushScratch()
+    if (this.chunks.length === 1) return this.chunks[0]
+    const out = new Uint8Array(this.size)
+    let at = 0
+    for (const c of this.chunks) {
+      out.set(c, at)
+      at += c.byteLength
+    }
+    this.chunks.length = 0
+    this.chunks.push(out)
+    return out
+  }
+
+  private tag(field: number, wireType: number): void {
+    if (!Number.isSafeInteger(field) || field < 1 || field > 0x1fffffff) throw new RangeError(`protobuf: invalid field number ${field}`)
+    this.varint(field * 8 + wireType)
+  }
+
+  /** Seven bits per byte, least significant first, the high bit set on every byte but the last. */
+  private varint(value: number | bigint): void {
+    let v = BigInt(value)
+    if (v < 0n) v = BigInt.asUintN(64, v)
+    if (v >= 1n << 64n) throw new RangeError(`protobuf: ${value} does not fit in 64 bits`)
+    while (v >= 0x80n) {
+      this.scratch.push(Number(v & 0x7fn) | 0x80)
+      v >>= 7n
+    }
+    this.scratch.push(Number(v))
+  }
+
+  private raw(b: Uint8Array): void {
+    this.flushScratch()
+    this.chunks.push(b)
+    this.size += b.byteLength
+  }
+
+  private flushScratch(): void {
+    if (!this.scratch.length) return
+    const b = Uint8Array.from(this.scratch)
+    this.scratch = []
+    this.chunks.push(b)
+    this.size += b.byteLength
+  }
+}

@@ -1,0 +1,102 @@
+// What a model directory must hold (config.json, weights, a tokenizer), and where it keeps its weights,
+// as transformers looks for them: model.safetensors, else
+// the shards that model.safetensors.index.json's weight_map names (what save_pretrained writes for a
+// large model). A directory with only PyTorch pickles (pytorch_model.bin, possibly sharded) cannot be
+// read without Python: the message says how to convert it.
+import { existsSync, statSync } from 'node:fs'
+import { basename, join } from 'node:path'
+import { readSafetensors, type SafeTensor } from '../safetensors.js'
+import { readJsonFile } from '../util/json.js'
+
+export const SINGLE_FILE = 'model.safetensors'
+export const SHARD_INDEX = 'model.safetensors.index.json'
+
+/** The weight files of `dir`: one safetensors file, or an index and its shards. */
+export interface WeightFiles {
+  /** model.safetensors, or the index. */
+  source: string
+  /** The shards in the index's order (the single file when not sharded). */
+  files: string[]
+  /** Tensor name -> shard file, for a sharded model. */
+  weightMap?: Map<string, string>
+  /** Bytes of all files together. */
+  bytes: number
+}
+
+/**
+ * What is missing when `dir` has no readable weights (`model.safetensors`, with a conversion hint when
+ * only PyTorch weights are there), or null when model.safetensors or a shard index is present.
+ */
+export function missingWeights(dir: string): string | null {
+  if (existsSync(join(dir, SINGLE_FILE)) || existsSync(join(dir, SHARD_INDEX))) return null
+  const pytorch = ['pytorch_model.bin', 'pytorch_model.bin.index.json'].find((f) => existsSync(join(dir, f)))
+  if (!pytorch) return SINGLE_FILE
+  return (
+    `${SINGLE_FILE} (only ${pytorch} is there, PyTorch's format, which needs Python to read: convert it to safetensors, ` +
+    `e.g. python -c "from transformers import AutoModel; AutoModel.from_pretrained('${dir}').save_pretrained('${dir}', safe_serialization=True)")`
+  )
+}
+
+/** The files `dir` lacks to be a model directory (config.json, weights, tokenizer.json or vocab.txt); [] when none. */
+export function missingModelFiles(dir: string): string[] {
+  const missing: string[] = []
+  if (!existsSync(join(dir, 'config.json'))) missing.push('config.json')
+  const weights = missingWeights(dir)
+  if (weights) missing.push(weights)
+  if (!existsSync(join(dir, 'tokenizer.json')) && !existsSync(join(dir, 'vocab.txt')))
+    missing.push('a tokenizer (tokenizer.json or vocab.txt)')
+  return missing
+}
+
+/** The weight files of `dir`, checked to exist; an Error naming what is missing otherwise. */
+export async function findWeightFiles(dir: string): Promise<WeightFiles> {
+  const missing = missingWeights(dir)
+  if (missing) throw new Error(`${dir}: no ${missing}`)
+  const single = join(dir, SINGLE_FILE)
+  if (existsSync(single)) return { source: single, files: [single], bytes: statSync(single).size }
+  const index = join(dir, SHARD_INDEX)
+  const weightMap = await readWeightMap(index)
+  const files = [...new Set(weightMap.values())]
+  let bytes = 0
+  for (const file of files) {
+    if (!existsSync(file)) {
+      const count = [...weightMap.values()].filter((f) => f === file).length
+      throw new Error(`${index}: shard ${basename(file)} (${count} tensors) is missing from ${dir}`)
+    }
+    bytes += statSync(file).size
+  }
+  return { source: index, files, weightMap, bytes }
+}
+
+/** Every tensor of the weight files, by name (a sharded model's tensors from the shard the index names). */
+export async function readWeights(w: WeightFiles): Promise<Map<string, SafeTensor>> {
+  if (!w.weightMap) return readSafetensors(w.files[0])
+  const out = new Map<string, SafeTensor>()
+  for (const file of w.files) {
+    const shard = await readSafetensors(file)
+    for (const [name, at] of w.weightMap) {
+      if (at !== file) continue
+      const t = shard.get(name)
+      if (!t) throw new Error(`${w.source} maps tensor '${name}' to ${basename(file)}, which does not hold it`)
+      out.set(name, t)
+    }
+  }
+  return out
+}
+
+/** The index's weight_map: tensor name -> shard path (a plain file name in the same directory). */
+async function readWeightMap(index: string): Promise<Map<string, string>> {
+  const json = await readJsonFile(index)
+  const map = (json as { weight_map?: unknown } | null)?.weight_map
+  if (map === null || typeof map !== 'object' || Array.isArray(map))
+    throw new Error(`${index}: expected an object with a "weight_map" object`)
+  const dir = index.slice(0, index.length - SHARD_INDEX.length)
+  const out = new Map<string, string>()
+  for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
+    if (typeof file !== 'string' || !/^[^/\\]+\.safetensors$/.test(file) || file.startsWith('.'))
+      throw new Error(`${index}: weight_map["${name}"] must name a .safetensors file in the same folder, got ${JSON.stringify(file)}`)
+    out.set(name, join(dir, file))
+  }
+  if (!out.size) throw new Error(`${index}: weight_map is empty`)
+  return out
+}
