@@ -33,7 +33,16 @@ export {
   type SearchCorpus,
 } from './embed/sentence-encoder.js'
 export { LangChainEmbeddings, type EmbeddingsLike } from './embed/langchain.js'
-export { VectorIndex, searchVectors, cosineMatrix, type SearchOptions, type SearchResult, type VectorsInput } from './embed/search.js'
+export {
+  VectorIndex,
+  searchVectors,
+  cosineMatrix,
+  type SearchOptions,
+  type AsyncSearchOptions,
+  type VectorIndexOptions,
+  type SearchResult,
+  type VectorsInput,
+} from './embed/search.js'
 export { train, type TrainOptions, type TrainHooks, type TrainResult, type StepInfo, type EvalInfo } from './train/train.js'
 export { evaluateSts, evaluateStsFiles, readStsFile, spearman, type StsPair } from './eval/sts.js'
 

@@ -23,6 +23,7 @@ const files = [
   'test/micro-batch-masks.test.ts',
   'test/cuda-micro-batch.test.ts',
   'test/cuda-distributed.test.ts',
+  'test/cuda-search.test.ts',
 ].filter((f) => existsSync(join(root, f)))
 
 let passed = 0

@@ -299,7 +299,9 @@ export class SentenceEncoder {
    * Each query's topK corpus entries by cosine similarity, best first: `{ indices, scores }`.
    * queries: sentences (encoded here) or vectors; corpus: sentences, vectors (an array, or one flat
    * Float32Array of `dimension`-long rows) or a VectorIndex built once for many searches. The scores
-   * come from the native CPU GEMM, a block of corpus rows at a time (on the calling thread).
+   * come from the native GEMM, a block of corpus rows at a time, on the model's device (CUDA when the
+   * model runs there; a VectorIndex searches where it lives), handing the event loop back every few
+   * milliseconds (VectorIndex.searchAsync).
    */
   search(query: string, corpus: SearchCorpus, options?: EncoderSearchOptions): Promise<SearchResult>
   search(queries: readonly string[] | VectorsInput, corpus: SearchCorpus, options?: EncoderSearchOptions): Promise<SearchResult[]>
@@ -314,10 +316,10 @@ export class SentenceEncoder {
     const { topK, batchSize } = options
     const single = typeof queries === 'string'
     const q = await this.vectorsOf('search: queries', single ? [queries] : queries, batchSize)
-    const index =
-      corpus instanceof VectorIndex ? corpus : VectorIndex.from(await this.vectorsOf('search: corpus', corpus, batchSize), this.dimension)
+    const vectors = corpus instanceof VectorIndex ? null : await this.vectorsOf('search: corpus', corpus, batchSize)
+    const index = vectors ? prefixErrors(() => VectorIndex.from(vectors, this.dimension, { device: this.device })) : (corpus as VectorIndex)
     try {
-      const hits = prefixErrors(() => index.search(q, topK === undefined ? {} : { topK }))
+      const hits = await index.searchAsync(q, topK === undefined ? {} : { topK }).catch((e: Error) => fail(e.message))
       return single ? hits[0] : hits
     } finally {
       if (index !== corpus) index.dispose()
