@@ -28,6 +28,7 @@ export {
   SentenceEncoder,
   type SentenceEncoderOptions,
   type EmbedOptions,
+  type EncodeProgress,
   type EncoderDevice,
   type EncoderSearchOptions,
   type SearchCorpus,
