@@ -86,8 +86,11 @@ if (has('cmake')) {
   }
   console.log('simcsepp: cmake not found; building the CPU backend with node-gyp (no CUDA)')
   const gyp = process.env.npm_config_node_gyp
-  status =
-    gyp && existsSync(gyp) ? run(process.execPath, [gyp, 'rebuild', '-j', jobs]) : run('npx', ['--yes', 'node-gyp', 'rebuild', '-j', jobs])
+  // node-gyp downloads Node's headers unless told where they are: the ones installed with this node
+  // (<prefix>/include/node) let it build offline.
+  const prefix = join(dirname(process.execPath), '..')
+  const args = ['rebuild', '-j', jobs, ...(existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [])]
+  status = gyp && existsSync(gyp) ? run(process.execPath, [gyp, ...args]) : run('npx', ['--yes', 'node-gyp', ...args])
 }
 if (status !== 0) {
   console.error('simcsepp: building the native addon failed (see the compiler output above).')
