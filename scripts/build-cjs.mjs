@@ -46,4 +46,4 @@ export { importEsm as import }
 await mkdir(dist, { recursive: true })
 await writeFile(join(dist, 'index.cjs'), cjs)
 await writeFile(join(dist, 'index.d.cts'), dcts)
-console.log('simcsepp: wrote dist/index.cjs and dist/index.d.cts')
+console.error('simcsepp: wrote dist/index.cjs and dist/index.d.cts') // stderr: keeps `npm pack --json` parseable

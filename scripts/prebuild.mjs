@@ -7,7 +7,7 @@
 // sources changed since) or CPU-only prebuilt.
 //
 //   node scripts/prebuild.mjs               build into build-prebuilt/ (minutes: nvcc) and copy it in
-//   node scripts/prebuild.mjs --from FILE   use an existing build instead (it must have the CUDA kernels)
+//   node scripts/prebuild.mjs --from FILE   use an existing nvcc build of these sources instead (trusted to be current)
 //   node scripts/prebuild.mjs --check       only check the prebuilt (prepack)
 import { spawnSync } from 'node:child_process'
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
@@ -59,7 +59,7 @@ function check() {
   if (manifest.sourceHash !== sourceHash())
     fail(`${target} was built from other native sources than these: run \`npm run build:prebuilt\` again`)
   if (!probe(target).compiled) fail(`${target} has no CUDA kernels compiled in: run \`npm run build:prebuilt\` on a machine with nvcc`)
-  console.log(`simcsepp prebuild: ${relative(root, target)} is current (CUDA kernels compiled in)`)
+  console.error(`simcsepp prebuild: ${relative(root, target)} is current (CUDA kernels compiled in)`) // stderr: keeps `npm pack --json` parseable
 }
 
 const args = process.argv.slice(2)
