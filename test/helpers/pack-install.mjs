@@ -114,9 +114,13 @@ export function install(tarball, work, { noCompiler = false, fromSource = false,
   writeFileSync(join(app, 'package-lock.json'), JSON.stringify(appLock(spec), null, 2))
   /** @type {NodeJS.ProcessEnv} */
   const env = { ...process.env, npm_config_update_notifier: 'false' }
-  delete env.SIMCSEPP_ADDON // the installed package must find its own addon
-  for (const k of Object.keys(env))
+  // A user's environment, not this checkout's: no SIMCSEPP_ADDON (the package must find its own addon),
+  // no SIMCSEPP_CUDA=on or SIMCSEPP_WERROR from CI (they ask for a source build), no npm_ variables of
+  // the `npm test` running this.
+  for (const k of Object.keys(env)) {
+    if (k.startsWith('SIMCSEPP_')) delete env[k]
     if (k.startsWith('npm_') && k !== 'npm_config_update_notifier' && k !== 'npm_config_cache') delete env[k]
+  }
   if (noCompiler) env.PATH = bareBin(work)
   if (fromSource) env.SIMCSEPP_BUILD_FROM_SOURCE = '1'
   const start = process.hrtime.bigint()
