@@ -28,12 +28,22 @@ export {
   SentenceEncoder,
   type SentenceEncoderOptions,
   type EmbedOptions,
+  type EncodeProgress,
   type EncoderDevice,
   type EncoderSearchOptions,
   type SearchCorpus,
 } from './embed/sentence-encoder.js'
 export { LangChainEmbeddings, type EmbeddingsLike } from './embed/langchain.js'
-export { VectorIndex, searchVectors, cosineMatrix, type SearchOptions, type SearchResult, type VectorsInput } from './embed/search.js'
+export {
+  VectorIndex,
+  searchVectors,
+  cosineMatrix,
+  type SearchOptions,
+  type AsyncSearchOptions,
+  type VectorIndexOptions,
+  type SearchResult,
+  type VectorsInput,
+} from './embed/search.js'
 export { train, type TrainOptions, type TrainHooks, type TrainResult, type StepInfo, type EvalInfo } from './train/train.js'
 export { exportOnnx, type ExportOnnxOptions, type ExportOnnxResult } from './export/export-onnx.js'
 export { evaluateSts, evaluateStsFiles, readStsFile, spearman, type StsPair } from './eval/sts.js'

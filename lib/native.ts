@@ -1,9 +1,9 @@
-// Loads the compiled addon (build/Release/simcsepp.node) and describes its raw interface.
+// Loads the compiled addon (a local build, else the package's prebuilt: addon-loader.ts) and describes its raw interface.
 // Everything here is internal: the public API wraps it with validation and friendlier types.
 import { createRequire } from 'node:module'
-import { existsSync } from 'node:fs'
-import { dirname, join, resolve } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { addonCandidates, loadAddon } from './addon-loader.js'
 
 export type DeviceName = 'cpu' | 'cuda'
 
@@ -306,34 +306,4 @@ export interface Addon {
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..')
 
-function load(): Addon {
-  // An explicit SIMCSEPP_ADDON is the only candidate: falling back to another build would hide that the
-  // requested one (e.g. the emulated flavour of npm run test:emulated) failed to load.
-  const explicit = process.env.SIMCSEPP_ADDON
-  const candidates = explicit
-    ? [resolve(explicit)]
-    : [join(packageRoot, 'build', 'Release', 'simcsepp.node'), join(packageRoot, 'build', 'Debug', 'simcsepp.node')]
-  const require = createRequire(import.meta.url)
-  const errors: string[] = []
-  for (const path of candidates) {
-    if (!existsSync(path)) {
-      errors.push(`${path}: not found`)
-      continue
-    }
-    try {
-      return require(path) as Addon
-    } catch (e) {
-      errors.push(`${path}: ${(e as Error).message}`)
-    }
-  }
-  throw new Error(
-    'simcsepp: the native addon could not be loaded.\n' +
-      errors.map((e) => `  tried ${e}`).join('\n') +
-      '\nPossible solutions:\n' +
-      '  - build it: `npm run build` in the simcsepp package (needs a C++17 compiler; cmake and nvcc are optional)\n' +
-      '  - reinstall after changing Node.js versions (the addon targets Node-API 8, Node >= 18)\n' +
-      '  - set SIMCSEPP_ADDON to the path of a simcsepp.node built for this machine',
-  )
-}
-
-export const addon: Addon = load()
+export const addon: Addon = loadAddon(addonCandidates(packageRoot), createRequire(import.meta.url) as (path: string) => Addon)

@@ -9,7 +9,8 @@ namespace simcsepp::cuda {
 namespace {
 [[noreturn]] void not_compiled() {
   throw CudaError(
-      "CUDA is unavailable: this build of simcsepp was compiled without CUDA (nvcc was not found at install time)");
+      "CUDA is unavailable: this build of simcsepp was compiled without CUDA (built without nvcc, or without an NVIDIA "
+      "driver; SIMCSEPP_CUDA=on npm rebuild simcsepp compiles them)");
 }
 }  // namespace
 
@@ -18,7 +19,9 @@ const Status& status() {
     Status st;
     st.compiled = false;
     st.available = false;
-    st.reason = "not compiled: this build of simcsepp has no CUDA kernels (nvcc was not found at install time)";
+    st.reason =
+        "not compiled: this build of simcsepp has no CUDA kernels (built without nvcc, or without an NVIDIA driver; "
+        "SIMCSEPP_CUDA=on npm rebuild simcsepp compiles them)";
     return st;
   }();
   return s;

@@ -14,7 +14,9 @@ void require_runnable(const Napi::Env& env, const char* op, Device device, bool 
                       const char* culprit) {
   std::string why;
   if (device == Device::kCuda && !cuda::status().compiled) {
-    why = "this build has no CUDA kernels (nvcc was not found at install time)";
+    why =
+        "this build has no CUDA kernels (built without nvcc, or without an NVIDIA driver; SIMCSEPP_CUDA=on npm rebuild "
+        "simcsepp compiles them)";
   } else if (device == Device::kCuda && !cuda::status().available) {
     why = cuda::status().reason;  // "no CUDA driver found: ...", "no CUDA device: ...", ...
   } else if (!implemented) {

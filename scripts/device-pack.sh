@@ -18,12 +18,12 @@ node_bin="${NODE_BIN:-$(command -v node)}"
 max_xz_mb="${MAX_NODE_XZ_MB:-25}"
 
 die() { echo "device-pack: $*" >&2; exit 1; }
-[ -f "$addon" ] || die "$addon not found: build it with 'node scripts/build-native.mjs' (nvcc on PATH)"
+[ -f "$addon" ] || die "$addon not found: build it with 'SIMCSEPP_CUDA=on node scripts/build-native.mjs' (nvcc on PATH; without =on a machine with no NVIDIA driver builds the CPU backend only)"
 [ -f dist/index.js ] || die "dist/index.js not found: run 'npm run build:ts'"
 [ -f dist/bench/losses.js ] || die "dist/bench/losses.js not found: run 'npm run build:ts'"
 # A CPU-only build links native/cuda_stub.cpp, whose status reason says "not compiled".
 if grep -aq "this build of simcsepp has no CUDA kernels" "$addon"; then
-  die "$addon was built without CUDA (cuda_stub.cpp): rebuild with nvcc on PATH"
+  die "$addon was built without CUDA (cuda_stub.cpp): rebuild with 'SIMCSEPP_CUDA=on node scripts/build-native.mjs' (nvcc on PATH)"
 fi
 grep -aq "infonce_unfused" "$addon" || echo "device-pack: warning: $addon has no unfused CUDA kernels (stale build?)" >&2
 [ "$(find lib -name '*.ts' -newer dist/index.js | head -1)" = "" ] || echo "device-pack: warning: lib/ has files newer than dist/index.js: run 'npm run build:ts'" >&2

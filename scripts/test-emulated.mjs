@@ -24,6 +24,7 @@ const files = [
   'test/cuda-micro-batch.test.ts',
   'test/cuda-distributed.test.ts',
   'test/cuda-graphs.test.ts',
+  'test/cuda-search.test.ts',
 ].filter((f) => existsSync(join(root, f)))
 
 let passed = 0

@@ -83,3 +83,40 @@ t.test('errors name the argument', async (t) => {
   t.throws(() => searchVectors([[1, NaN]], [[1, 2]]), /queries\[0\]\[1\] is NaN/)
   t.throws(() => searchVectors([[1, 2]], [[1, 2]], { topK: 0 }), /topK must be a positive integer/)
 })
+
+t.test('searchAsync: the same hits as search, with the event loop running between blocks', async (t) => {
+  const dim = 32
+  const corpus = randomVectors(5000, dim, 5) // 5 blocks of 1024 rows
+  const queries = randomVectors(6, dim, 6)
+  const index = VectorIndex.from(corpus)
+  t.teardown(() => index.dispose())
+  const want = bruteForce(queries, corpus, 5)
+  const sync = index.search(queries, { topK: 5 })
+  t.same(
+    sync.map((r) => r.indices),
+    want.map((w) => w.map((h) => h.i)),
+    'search equals the float64 brute force',
+  )
+
+  let turns = 0
+  const tick = () => {
+    turns++
+    timer = setImmediate(tick)
+  }
+  let timer = setImmediate(tick)
+  const got = await index.searchAsync(queries, { topK: 5, yieldAfterMs: 0 })
+  clearImmediate(timer)
+  t.same(got, sync, 'searchAsync: identical indices and scores')
+  t.ok(turns >= 4, `the event loop turned ${turns} times during a 5-block search (at least once between blocks)`)
+  t.same(await index.searchAsync(queries, { topK: 5 }), sync, 'the default yield interval: identical too')
+
+  const pending = index.searchAsync(queries, { yieldAfterMs: 0 })
+  setImmediate(() => index.dispose())
+  await t.rejects(pending, /search: the index was disposed during the search/, 'an index disposed while a search waits: a clear error')
+  await t.rejects(VectorIndex.from(corpus).searchAsync(queries, { yieldAfterMs: -1 }), /search: yieldAfterMs must be a number >= 0, got -1/)
+  t.throws(
+    () => VectorIndex.from(corpus, undefined, { device: 'gpu' as 'cuda' }),
+    /search: VectorIndex.from: device must be 'cpu' or 'cuda', got "gpu"/,
+  )
+  t.equal(VectorIndex.from([[1, 2]]).device, 'cpu', "default device: 'cpu'")
+})

@@ -7,7 +7,7 @@ import { PRECISION_REQUESTS } from '../model/precision.js'
 import { num, oneOf, parseFlags, UsageError } from './args.js'
 import { encodeUsage, evalUsage } from './help.js'
 import { stsTable } from './tables.js'
-import { float32Json } from '../util/float32-json.js'
+import { ENCODE_FORMATS, encodeLine, encodeProgressBar } from './encode-output.js'
 
 export const encoderFlags = {
   model: { type: 'string' },
@@ -35,7 +35,7 @@ export async function loadEncoder(v: Record<string, string | boolean | string[] 
   return enc
 }
 
-/** simcsepp encode --model DIR [--file FILE] [sentences...] [--format json|jsonl|f32] */
+/** simcsepp encode --model DIR [--file FILE] [sentences...] [--format json|jsonl|tsv|f32] */
 export async function encodeCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseFlags(encodeUsage, {
     args: argv,
@@ -43,7 +43,7 @@ export async function encodeCommand(argv: string[]): Promise<void> {
     options: { ...encoderFlags, file: { type: 'string' }, format: { type: 'string', default: 'json' } },
   })
   if (!values.model) throw new UsageError('encode: --model DIR is required')
-  const format = oneOf('format', values.format, ['json', 'jsonl', 'f32'] as const)!
+  const format = oneOf('format', values.format, ENCODE_FORMATS)!
   if (!values.file && positionals.length === 0) throw new UsageError('encode: give sentences as arguments or --file FILE (one per line)')
   if (format === 'f32' && process.stdout.isTTY) throw new UsageError('encode --format f32 writes binary: redirect stdout to a file')
   // Read as train reads its data (same UTF-8 and line-ending errors), and checked before any output.
@@ -52,21 +52,21 @@ export async function encodeCommand(argv: string[]): Promise<void> {
   const enc = await loadEncoder(values)
   const write = (data: string | Uint8Array) =>
     new Promise<void>((resolve, reject) => process.stdout.write(data, (e) => (e ? reject(e) : resolve())))
-  // Values at float32 precision (shortest round-tripping decimals), not 17-digit doubles.
-  const line = (sentence: string, v: Float32Array) =>
-    format === 'json' ? float32Json(v) : `{"sentence":${JSON.stringify(sentence)},"embedding":${float32Json(v)}}`
-  const emit = async (sentences: string[]) => {
-    const vectors = await enc.encode(sentences)
+  // On a terminal, a long file gets a progress bar on stderr (the vectors go to stdout).
+  const bar = file ? encodeProgressBar(file.count) : null
+  const emit = async (sentences: string[], before = 0) => {
+    const vectors = await enc.encode(sentences, bar ? { onProgress: ({ done }) => bar.update(before + done) } : {})
     if (format === 'f32') for (const v of vectors) await write(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))
-    else await write(vectors.map((v, i) => line(sentences[i], v)).join('\n') + '\n')
+    else await write(vectors.map((v, i) => encodeLine(format, sentences[i], v)).join('\n') + '\n')
   }
   try {
     if (positionals.length) await emit(positionals)
     // In chunks of 4096 lines, so the file's text is never all in memory.
     for (let s = 0; file && s < file.count; s += 4096) {
       const indices = Array.from({ length: Math.min(4096, file.count - s) }, (_, i) => s + i)
-      await emit(await file.readLines(indices))
+      await emit(await file.readLines(indices), s)
     }
+    bar?.finish()
   } finally {
     await file?.close()
     await enc.close()

@@ -19,9 +19,11 @@ export const encodeUsage = `simcsepp encode --model DIR [--file FILE] [sentences
   One vector per sentence, in input order: arguments first, then the file's lines.
   Input       --model DIR  --file FILE (one sentence per line, UTF-8; a blank line is an error naming it, so
               that output line N is input line N)  sentences as arguments ('' embeds as [CLS] [SEP])
-  Output      --format json|jsonl|f32 (json): json: a JSON array per line; jsonl: {"sentence", "embedding"}
-              per line; values at float32 precision (shortest decimals that read back exactly);
-              f32: raw little-endian float32, dimension × sentences
+  Output      --format json|jsonl|tsv|f32 (json): json: a JSON array per line; jsonl: {"sentence", "embedding"}
+              per line; tsv: the sentence (\\, tab, newline, CR escaped as \\\\ \\t \\n \\r), then one column per
+              dimension, no header; values at float32 precision (shortest decimals that read back
+              exactly); f32: raw little-endian float32, dimension × sentences. A --file of 1000 lines or
+              more shows a progress bar on stderr when stderr is a terminal
 ${encoderOptions}`
 
 export const searchUsage = `simcsepp search --model DIR --corpus FILE [--top-k 5] [--json] "query"... [options]

@@ -1,8 +1,9 @@
-// Cosine search over sentence vectors: queries × corpus scores by the native CPU GEMM on unit vectors,
-// a block of corpus rows at a time, with the top k of each query kept in a small heap per block. The
-// corpus is normalised into native memory once (a VectorIndex), so repeated searches only pay the GEMM.
+// Cosine search over sentence vectors: queries × corpus scores by the native GEMM on unit vectors (the
+// CPU's, or CUDA's when the index lives there), a block of corpus rows at a time, with the top k of each
+// query kept in a small heap per block. The corpus is normalised into native memory once (a VectorIndex),
+// so repeated searches only pay the GEMM. searchAsync() hands the event loop back between blocks.
 import { linearForward } from '../ops.js'
-import { Tensor } from '../tensor.js'
+import { Tensor, type Device } from '../tensor.js'
 
 /** Vectors: an array of equal-length vectors, or one flat row-major Float32Array (then a dimension is needed). */
 export type VectorsInput = readonly ArrayLike<number>[] | Float32Array
@@ -10,6 +11,11 @@ export type VectorsInput = readonly ArrayLike<number>[] | Float32Array
 export interface SearchOptions {
   /** Hits per query, best first (default 10); more than the corpus holds returns the whole corpus. */
   topK?: number
+}
+
+export interface AsyncSearchOptions extends SearchOptions {
+  /** Milliseconds of blocks that may run before the event loop gets a turn (default 8; 0: after every block). */
+  yieldAfterMs?: number
 }
 
 /** One query's hits, best first: corpus indices and their cosine similarities (ties: lower index first). */
@@ -25,6 +31,18 @@ export interface SearchResult {
  */
 const BLOCK_ROWS = 1024
 const BLOCK_ELEMENTS = 1 << 22
+
+/**
+ * searchAsync() yields to the event loop once this many milliseconds of blocks have run: long enough that
+ * the yields cost little (one block of 1024 × 768 is ~1 ms here), short enough that timers and I/O wait
+ * at most about this long.
+ */
+const YIELD_AFTER_MS = 8
+
+export interface VectorIndexOptions {
+  /** Where the vectors live and the GEMM runs (default 'cpu'); 'cuda' needs a usable CUDA device. */
+  device?: Device
+}
 
 function fail(message: string): never {
   throw new Error(`search: ${message}`)
@@ -72,6 +90,14 @@ function checkTopK(topK: unknown): number {
   return topK as number
 }
 
+/** One block of scores: [rows, queries] (block · queriesᵀ) for corpus rows [start, start + rows). */
+interface Block {
+  scores: Float32Array
+  queries: number
+  start: number
+  rows: number
+}
+
 /** A corpus of unit vectors in native memory, searched by cosine similarity. dispose() frees it. */
 export class VectorIndex {
   private constructor(
@@ -82,31 +108,56 @@ export class VectorIndex {
     readonly dimension: number,
   ) {}
 
-  /** Normalises and copies `corpus` (vectors, or a flat Float32Array of `dimension`-long rows). */
-  static from(corpus: VectorsInput, dimension?: number): VectorIndex {
+  /** Normalises and copies `corpus` (vectors, or a flat Float32Array of `dimension`-long rows) to `options.device`. */
+  static from(corpus: VectorsInput, dimension?: number, options: VectorIndexOptions = {}): VectorIndex {
+    if (options === null || typeof options !== 'object') fail('VectorIndex.from: options must be an object')
+    const device = options.device ?? 'cpu'
+    if (device !== 'cpu' && device !== 'cuda') fail(`VectorIndex.from: device must be 'cpu' or 'cuda', got ${JSON.stringify(device)}`)
     const { data, rows, dim } = unitRows('corpus', corpus, dimension)
-    return new VectorIndex(Tensor.from(data, [rows, dim]), rows, dim)
+    return new VectorIndex(Tensor.from(data, [rows, dim], device), rows, dim)
   }
 
-  /** Each query's topK corpus vectors by cosine similarity, best first. */
+  /** Where the vectors live and the GEMM runs. */
+  get device(): Device {
+    return this.corpus.device
+  }
+
+  /** Each query's topK corpus vectors by cosine similarity, best first (blocks the event loop until done). */
   search(queries: VectorsInput, options: SearchOptions = {}): SearchResult[] {
-    const topK = checkTopK(options.topK ?? 10)
-    const k = Math.min(topK, this.size)
-    const heaps: TopK[] = []
-    this.blocks(queries, (scores, q, nq, start, rows) => {
-      const heap = (heaps[q] ??= new TopK(k))
-      heap.offer(scores, q, nq, rows, start)
-    })
-    return heaps.map((h) => h.sorted())
+    const top = this.topK(options)
+    for (const block of this.blocks(queries)) top.add(block)
+    return top.results()
+  }
+
+  /**
+   * search(), handing the event loop back every few milliseconds between blocks of corpus rows, so that a
+   * large corpus (100,000 vectors) does not hold up timers and I/O for the whole search. Same results.
+   */
+  async searchAsync(queries: VectorsInput, options: AsyncSearchOptions = {}): Promise<SearchResult[]> {
+    const top = this.topK(options)
+    const { yieldAfterMs = YIELD_AFTER_MS } = options
+    if (typeof yieldAfterMs !== 'number' || !(yieldAfterMs >= 0))
+      fail(`yieldAfterMs must be a number >= 0, got ${JSON.stringify(yieldAfterMs)}`)
+    let since = performance.now()
+    for (const block of this.blocks(queries)) {
+      top.add(block)
+      if (performance.now() - since >= yieldAfterMs) {
+        await new Promise((resolve) => setImmediate(resolve))
+        since = performance.now()
+      }
+    }
+    return top.results()
   }
 
   /** Cosine similarities, queries × corpus: one Float32Array of `size` scores per query. */
   similarity(queries: VectorsInput): Float32Array[] {
     const out: Float32Array[] = []
-    this.blocks(queries, (scores, q, nq, start, rows) => {
-      const row = (out[q] ??= new Float32Array(this.size))
-      for (let j = 0; j < rows; j++) row[start + j] = scores[j * nq + q]
-    })
+    for (const { scores, queries: nq, start, rows } of this.blocks(queries)) {
+      for (let q = 0; q < nq; q++) {
+        const row = (out[q] ??= new Float32Array(this.size))
+        for (let j = 0; j < rows; j++) row[start + j] = scores[j * nq + q]
+      }
+    }
     return out
   }
 
@@ -114,19 +165,35 @@ export class VectorIndex {
     this.corpus.dispose()
   }
 
+  /** One heap per query, filled block by block. */
+  private topK(options: SearchOptions): { add(block: Block): void; results(): SearchResult[] } {
+    if (options === null || typeof options !== 'object') fail('options must be an object')
+    const k = Math.min(checkTopK(options.topK ?? 10), this.size)
+    const heaps: TopK[] = []
+    return {
+      add: ({ scores, queries, start, rows }) => {
+        for (let q = 0; q < queries; q++) (heaps[q] ??= new TopK(k)).offer(scores, q, queries, rows, start)
+      },
+      results: () => heaps.map((h) => h.sorted()),
+    }
+  }
+
   /**
-   * Calls `each(scores, query, queries, firstRow, rows)` for every query and block of corpus rows; scores
-   * is [rows, queries] (block · queriesᵀ: the GEMM is 3x faster with the corpus rows as its M than as its N).
+   * The scores block by block (the GEMM is 3x faster with the corpus rows as its M than as its N). A
+   * generator, so that searchAsync can pause between blocks; the index is checked before each block,
+   * since it may be disposed while a search waits.
    */
-  private blocks(queries: VectorsInput, each: (scores: Float32Array, q: number, nq: number, start: number, rows: number) => void): void {
+  private *blocks(queries: VectorsInput): Generator<Block> {
     if (this.corpus.disposed) fail('the index was disposed')
     const qs = unitRows('queries', queries, this.dimension)
     if (qs.dim !== this.dimension) fail(`queries have ${qs.dim} dimensions, the corpus ${this.dimension}`)
     const blockRows = Math.max(1, Math.min(BLOCK_ROWS, Math.floor(BLOCK_ELEMENTS / qs.rows)))
-    const q = Tensor.from(qs.data, [qs.rows, qs.dim])
-    const out = Tensor.zeros([Math.min(blockRows, this.size), qs.rows])
+    const device = this.corpus.device
+    const q = Tensor.from(qs.data, [qs.rows, qs.dim], device)
+    const out = Tensor.zeros([Math.min(blockRows, this.size), qs.rows], device)
     try {
       for (let start = 0; start < this.size; start += blockRows) {
+        if (this.corpus.disposed) fail('the index was disposed during the search')
         const rows = Math.min(blockRows, this.size - start)
         const block = this.corpus.view(start * this.dimension, [rows, this.dimension])
         const o = rows === out.shape[0] ? out : out.view(0, [rows, qs.rows])
@@ -134,7 +201,7 @@ export class VectorIndex {
         const scores = o.toFloat32Array()
         if (o !== out) o.dispose()
         block.dispose()
-        for (let i = 0; i < qs.rows; i++) each(scores, i, qs.rows, start, rows)
+        yield { scores, queries: qs.rows, start, rows }
       }
     } finally {
       q.dispose()

@@ -57,6 +57,18 @@ export interface EmbedOptions {
    * padding each batch to its longest sentence (for comparisons; results are the same up to float rounding).
    */
   sortByLength?: boolean
+  /**
+   * Called on the caller's thread each time the worker finishes a batch: `done` of `total` sentences
+   * encoded so far (batches finish longest first, so early ones take longer). If it throws, encode()
+   * rejects with that error.
+   */
+  onProgress?: (progress: EncodeProgress) => void
+}
+
+/** Sentences encoded so far by one encode() call. */
+export interface EncodeProgress {
+  done: number
+  total: number
 }
 
 /** Sentences posted to the worker per message; the main thread yields between messages. */
@@ -65,6 +77,8 @@ const POST_CHUNK = 2048
 interface Request {
   id: number
   results: Float32Array[]
+  done: number
+  onProgress: ((progress: EncodeProgress) => void) | undefined
   resolve: (v: Float32Array[]) => void
   reject: (e: Error) => void
 }
@@ -250,7 +264,10 @@ export class SentenceEncoder {
       if (typeof s !== 'string') fail(`${where} is ${describe(s)}, expected a string`)
     }
     if (options === null || typeof options !== 'object') fail('encode: options must be an object')
-    rejectUnknown('encode', options, ['batchSize', 'sortByLength'])
+    rejectUnknown('encode', options, ['batchSize', 'sortByLength', 'onProgress'])
+    const { onProgress } = options
+    if (onProgress !== undefined && typeof onProgress !== 'function')
+      fail(`encode: onProgress must be a function, got ${describe(onProgress)}`)
     const batchSize = options.batchSize ?? this.batchSize
     checkBatchSize(batchSize, 'encode')
     const sortByLength = options.sortByLength ?? true
@@ -267,7 +284,7 @@ export class SentenceEncoder {
 
     const id = this.nextId++
     const result = new Promise<Float32Array[]>((resolve, reject) => {
-      this.requests.set(id, { id, results: new Array<Float32Array>(sentences.length), resolve, reject })
+      this.requests.set(id, { id, results: new Array<Float32Array>(sentences.length), done: 0, onProgress, resolve, reject })
     })
     this.worker.ref()
     try {
@@ -290,7 +307,9 @@ export class SentenceEncoder {
    * Each query's topK corpus entries by cosine similarity, best first: `{ indices, scores }`.
    * queries: sentences (encoded here) or vectors; corpus: sentences, vectors (an array, or one flat
    * Float32Array of `dimension`-long rows) or a VectorIndex built once for many searches. The scores
-   * come from the native CPU GEMM, a block of corpus rows at a time (on the calling thread).
+   * come from the native GEMM, a block of corpus rows at a time, on the model's device (CUDA when the
+   * model runs there; a VectorIndex searches where it lives), handing the event loop back every few
+   * milliseconds (VectorIndex.searchAsync).
    */
   search(query: string, corpus: SearchCorpus, options?: EncoderSearchOptions): Promise<SearchResult>
   search(queries: readonly string[] | VectorsInput, corpus: SearchCorpus, options?: EncoderSearchOptions): Promise<SearchResult[]>
@@ -305,10 +324,10 @@ export class SentenceEncoder {
     const { topK, batchSize } = options
     const single = typeof queries === 'string'
     const q = await this.vectorsOf('search: queries', single ? [queries] : queries, batchSize)
-    const index =
-      corpus instanceof VectorIndex ? corpus : VectorIndex.from(await this.vectorsOf('search: corpus', corpus, batchSize), this.dimension)
+    const vectors = corpus instanceof VectorIndex ? null : await this.vectorsOf('search: corpus', corpus, batchSize)
+    const index = vectors ? prefixErrors(() => VectorIndex.from(vectors, this.dimension, { device: this.device })) : (corpus as VectorIndex)
     try {
-      const hits = prefixErrors(() => index.search(q, topK === undefined ? {} : { topK }))
+      const hits = await index.searchAsync(q, topK === undefined ? {} : { topK }).catch((e: Error) => fail(e.message))
       return single ? hits[0] : hits
     } finally {
       if (index !== corpus) index.dispose()
@@ -418,6 +437,14 @@ export class SentenceEncoder {
         buf = m.vectors.buffer,
         off = m.vectors.byteOffset
       for (let j = 0; j < m.indices.length; j++) r.results[m.indices[j]] = new Float32Array(buf, off + j * H * 4, H)
+      r.done += m.indices.length
+      if (r.onProgress) {
+        try {
+          r.onProgress({ done: r.done, total: r.results.length })
+        } catch (e) {
+          this.settle(m.id, e instanceof Error ? e : new Error(String(e)))
+        }
+      }
     } else if (m.type === 'done') {
       const r = this.requests.get(m.id)
       if (!r) return
