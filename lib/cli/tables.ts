@@ -54,12 +54,13 @@ export function lossBenchTable(rows: LossBenchRow[]): string {
 
 export function gemmBenchTable(rows: GemmBenchRow[]): string {
   return formatTable(
-    ['M', 'N', 'K', 'form', 'simcsepp GFLOP/s', 'system BLAS GFLOP/s', 'ratio'],
+    ['M', 'N', 'K', 'form', 'product', 'simcsepp GFLOP/s', 'system BLAS GFLOP/s', 'ratio'],
     rows.map((r) => [
       r.m,
       r.n,
       r.k,
       r.form,
+      r.role ?? '',
       r.oursGflops.toFixed(1),
       r.blasGflops === null ? '-' : r.blasGflops.toFixed(1),
       r.ratio === null ? '-' : `${(100 * r.ratio).toFixed(0)}%`,
