@@ -25,6 +25,8 @@ export interface GemmBenchRow extends GemmShape {
 
 export interface GemmBenchInfo {
   kernel: string
+  /** How the bf16 products run: 'emulated' (rounded copies, fp32 GEMM) or 'avx512bf16' (SIMCSEPP_GEMM_BF16). */
+  bf16Kernel: string
   threads: number
   systemBlas?: string
   /** OpenBLAS's kernel family ('SkylakeX', 'Cooperlake' and 'SapphireRapids' run AVX-512, 'Haswell' AVX2). */

@@ -34,7 +34,9 @@
 #include <cstring>
 #include <vector>
 
+#include "common/bf16.h"
 #include "dot.h"
+#include "gemm_kernel.h"
 #include "parallel.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -76,16 +78,13 @@ thread_local Scratch t_pack_b;  // KC x NC block of B (per calling thread, share
 // ---------------------------------------------------------------------------------------------
 // Operand views.
 
-struct MatA {  // op(A)(i, k)
-  const float* p;
-  int64_t ld;
-  bool trans;
-};
-struct MatB {  // op(B)(k, j)
-  const float* p;
-  int64_t ld;
-  bool trans;
-};
+using gemm_detail::Kernel;
+#if SIMCSEPP_GEMM_X86
+using gemm_detail::tile_begin_avx512;
+using gemm_detail::tile_end_avx512;
+#endif
+using gemm_detail::MatA;
+using gemm_detail::MatB;
 
 // Packs op(A)[i0:i0+mc, k0:k0+kc] as ceil(mc/MR) panels, each kc x MR (k-major), zero-padded.
 template <int MR>
@@ -157,11 +156,7 @@ void pack_b_panel(const MatB& B, int64_t k0, int64_t kc, int64_t j0, int64_t nr,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Micro-kernels: C[MR x NR] (row stride ldc) = alpha * sum_k a[k*MR + r] * b[k*NR + c] + beta * C,
-// with beta == 0 meaning "do not read C". a is the packed A micro-panel, b the packed B one
-// (64-byte aligned).
-
-using UkrFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta);
+// Micro-kernels (gemm_kernel.h has their contract).
 
 #if defined(__GNUC__)
 // 4 x 8 with GCC/Clang vector extensions (SSE2 on baseline x86-64, NEON on AArch64): 8 vector
@@ -302,14 +297,7 @@ __attribute__((target("avx512f"))) void ukr_avx512_14x32(int64_t kc, const float
                                                          float alpha, float beta) {
   constexpr int MR = 14;
   __m512 acc0[MR], acc1[MR];
-  for (int r = 0; r < MR; ++r) {
-    acc0[r] = _mm512_setzero_ps();
-    acc1[r] = _mm512_setzero_ps();
-  }
-  for (int r = 0; r < MR; ++r) {
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 31), _MM_HINT_T0);
-  }
+  tile_begin_avx512<MR>(acc0, acc1, c, ldc);
   for (int64_t k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_load_ps(b);
     const __m512 b1 = _mm512_load_ps(b + 16);
@@ -323,35 +311,13 @@ __attribute__((target("avx512f"))) void ukr_avx512_14x32(int64_t kc, const float
     a += MR;
     b += 32;
   }
-  const __m512 va = _mm512_set1_ps(alpha);
-  const __m512 vb = _mm512_set1_ps(beta);
-  if (beta == 0.0f) {
-    for (int r = 0; r < MR; ++r) {
-      _mm512_storeu_ps(c + r * ldc, _mm512_mul_ps(va, acc0[r]));
-      _mm512_storeu_ps(c + r * ldc + 16, _mm512_mul_ps(va, acc1[r]));
-    }
-  } else {
-    for (int r = 0; r < MR; ++r) {
-      float* cr = c + r * ldc;
-      _mm512_storeu_ps(cr, _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr), _mm512_mul_ps(va, acc0[r])));
-      _mm512_storeu_ps(cr + 16, _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16), _mm512_mul_ps(va, acc1[r])));
-    }
-  }
+  tile_end_avx512<MR>(acc0, acc1, c, ldc, alpha, beta);
 }
 
 #endif  // SIMCSEPP_GEMM_X86
 
 // ---------------------------------------------------------------------------------------------
 // Kernel descriptors.
-
-struct Kernel {
-  const char* name;
-  int mr, nr;
-  int64_t mc, kc, nc;  // cache blocking (mc multiple of mr, nc multiple of nr)
-  UkrFn ukr;
-  void (*pack_a)(const MatA&, int64_t, int64_t, int64_t, int64_t, float*);
-  void (*pack_b_panel)(const MatB&, int64_t, int64_t, int64_t, int64_t, float*);
-};
 
 const Kernel kGeneric = {"generic", 4, 8, 192, 256, 4096, &ukr_generic_4x8, &pack_a<4>, &pack_b_panel<8>};
 #if SIMCSEPP_GEMM_X86
@@ -547,6 +513,56 @@ void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int
 }  // namespace
 
 const char* sgemm_kernel_name() { return kernel().name; }
+
+namespace {
+
+// The bf16 kernel, when asked for (SIMCSEPP_GEMM_BF16=avx512bf16) and when it computes the emulated path's
+// bits: it needs the fp32 kernel to be an FMA one (the portable kernel multiplies and adds apart) with the
+// same K blocks. Not the default: on Sapphire Rapids VDPBF16PS retires a quarter as many instructions per
+// cycle as VFMADD231PS (1.6 against 6.4 G/s per core, measured), so with two k per instruction it reaches
+// half the fp32 rate; CPUs that run it at the FMA rate would gain.
+const Kernel* bf16_fast_kernel() {
+  static const Kernel* k = [] {
+    const char* env = std::getenv("SIMCSEPP_GEMM_BF16");
+    return env && std::strcmp(env, "avx512bf16") == 0 ? gemm_detail::bf16_kernel() : nullptr;
+  }();
+  const Kernel& fp32 = kernel();
+  return k && fp32.ukr != kGeneric.ukr && fp32.kc == k->kc ? k : nullptr;
+}
+
+// A compact copy of the rows x cols matrix x (leading dimension ld) with every element rounded to bfloat16.
+const float* rounded_bf16(Scratch& buf, const float* x, int64_t rows, int64_t cols, int64_t ld) {
+  float* r = buf.get(static_cast<size_t>(rows * cols));
+  parallel_for(rows, std::max<int64_t>(1, (1 << 14) / cols), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i)
+      for (int64_t j = 0; j < cols; ++j) r[i * cols + j] = round_bf16(x[i * ld + j]);
+  });
+  return r;
+}
+
+thread_local Scratch t_round_a, t_round_b;  // the emulated bf16 path's rounded operands
+
+}  // namespace
+
+const char* sgemm_bf16_kernel_name() { return bf16_fast_kernel() ? bf16_fast_kernel()->name : "emulated"; }
+
+void sgemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0 || K <= 0 || alpha == 0.0f) {
+    sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  // Small products take sgemm's unpacked path, which only the emulated operands reach.
+  if (const Kernel* k = bf16_fast_kernel(); k && M * N * K > int64_t{64} * 64 * 64) {
+    sgemm_packed(*k, MatA{A, lda, transA}, MatB{B, ldb, transB}, M, N, K, alpha, beta, C, ldc);
+    return;
+  }
+  const int64_t arows = transA ? K : M, acols = transA ? M : K;
+  const int64_t brows = transB ? N : K, bcols = transB ? K : N;
+  const float* ra = rounded_bf16(t_round_a, A, arows, acols, lda);
+  const float* rb = rounded_bf16(t_round_b, B, brows, bcols, ldb);
+  sgemm(transA, transB, M, N, K, alpha, ra, acols, rb, bcols, beta, C, ldc);
+}
 
 bool sgemm_force_kernel(const char* name) {
   const Kernel* k = kernel_by_name(name);

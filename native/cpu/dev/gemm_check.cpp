@@ -2,7 +2,7 @@
 //
 // Build from the repository root:
 //   g++ -O3 -std=c++17 -Wall -Wextra -Werror -Inative native/cpu/dev/gemm_check.cpp
-//       native/cpu/gemm.cpp native/cpu/blas_ref.cpp native/cpu/parallel.cpp -lpthread -ldl
+//       native/cpu/gemm.cpp native/cpu/gemm_bf16.cpp native/cpu/blas_ref.cpp native/cpu/parallel.cpp -lpthread -ldl
 //       -o gemm_check
 // Run:  ./gemm_check [--check-only | --bench-only] [--reps N] [--kernel NAME] [--quick]
 //             [--shape M N K]   (benchmark only that shape)
