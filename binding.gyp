@@ -17,6 +17,7 @@
         "native/cpu/backend.cpp",
         "native/cpu/parallel.cpp",
         "native/cpu/gemm.cpp",
+        "native/cpu/gemm_bf16.cpp",
         "native/cpu/blas_ref.cpp",
         "native/cpu/infonce.cpp",
         "native/cpu/infonce_unfused.cpp",

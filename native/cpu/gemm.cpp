@@ -11,7 +11,9 @@
 //             micro-kernel: MR x NR tile of C += A micro-panel * B micro-panel
 // Threads: C is cut into twice as many row (or column) rectangles as there are threads, and each
 // rectangle runs the loops above on its own packing buffers (sgemm_packed): one parallel_for per call.
-// Every rectangle uses the same K blocks, so the result does not depend on the thread count.
+// When the rectangles would be thin (under 512 rows or columns: the weight gradients' small M and N and
+// long K), B is instead packed once per K block by all threads and the M blocks shared out
+// (gemm_block shared by all threads). Both use the same K blocks, so the result does not depend on the thread count.
 // Problems below ~64^3 multiply-adds skip packing entirely.
 //
 // Micro-kernels, picked once at run time:
@@ -445,31 +447,36 @@ int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 MatA rows_of(const MatA& A, int64_t i0) { return {A.trans ? A.p + i0 : A.p + i0 * A.ld, A.ld, A.trans}; }
 MatB cols_of(const MatB& B, int64_t j0) { return {B.trans ? B.p + j0 * B.ld : B.p + j0, B.ld, B.trans}; }
 
-// The serial GotoBLAS loops (header comment) over C[M x N] with the calling thread's packing buffers.
-// KC comes from the caller, so that every block of a partitioned product sums K in the same order.
+// The GotoBLAS loops (header comment) over C[M x N]. `ways` threads share it: they pack each B block
+// together and then take its M blocks (as many as a multiple of `ways`); with ways = 1 the calling thread
+// does it all (the parallel_for calls then run inline, as they do inside a rectangle's chunk). KC comes from
+// the caller, so that every part of a partitioned product sums K in the same order.
 void gemm_block(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, int64_t KC,
-                float alpha, float beta, float* C, int64_t ldc) {
+                int64_t ways, float alpha, float beta, float* C, int64_t ldc) {
   const int64_t MR = kr.mr, NR = kr.nr;
   const int64_t NC = std::min<int64_t>(kr.nc, round_up(N, NR));
   // M blocks of (nearly) equal height, so that the last one is not a sliver.
-  const int64_t mblocks = (M + kr.mc - 1) / kr.mc;
-  const int64_t MC = round_up((M + mblocks - 1) / mblocks, MR);
+  int64_t mblocks = round_up((M + kr.mc - 1) / kr.mc, ways);
+  const int64_t MC = std::max<int64_t>(MR, round_up((M + mblocks - 1) / mblocks, MR));
+  mblocks = (M + MC - 1) / MC;
   float* pb = t_pack_b.get(static_cast<size_t>(KC) * NC);
-  float* pa = t_pack_a.get(static_cast<size_t>(MC) * KC);
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = std::min(NC, N - jc);
     const int64_t npanels = (nc + NR - 1) / NR;
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc);
-      for (int64_t p = 0; p < npanels; ++p) {
-        const int64_t j = p * NR;
-        kr.pack_b_panel(B, pc, kc, jc + j, std::min(NR, nc - j), pb + j * kc);
-      }
-      for (int64_t ic = 0; ic < M; ic += MC) {
-        const int64_t mc = std::min(MC, M - ic);
-        kr.pack_a(A, ic, mc, pc, kc, pa);
-        macro_kernel(kr, mc, nc, kc, pa, pb, 0, npanels, alpha, pc == 0 ? beta : 1.0f, C + ic * ldc + jc, ldc);
-      }
+      parallel_for(npanels, ways == 1 ? npanels : 8, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p)
+          kr.pack_b_panel(B, pc, kc, jc + p * NR, std::min(NR, nc - p * NR), pb + p * NR * kc);
+      });
+      parallel_for(mblocks, ways == 1 ? mblocks : 1, [&](int64_t b0, int64_t b1) {
+        float* pa = t_pack_a.get(static_cast<size_t>(MC) * kc);
+        for (int64_t ic = b0 * MC; ic < std::min(M, b1 * MC); ic += MC) {
+          const int64_t mc = std::min(MC, M - ic);
+          kr.pack_a(A, ic, mc, pc, kc, pa);
+          macro_kernel(kr, mc, nc, kc, pa, pb, 0, npanels, alpha, pc == 0 ? beta : 1.0f, C + ic * ldc + jc, ldc);
+        }
+      });
     }
   }
 }
@@ -496,15 +503,24 @@ void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int
   const bool by_rows = (N <= M && mtiles >= parts) || ntiles < parts;
   const int64_t tiles = by_rows ? mtiles : ntiles;
   const int64_t n_parts = std::min(parts, tiles);
+  // A rectangle re-packs the other operand: one packed float per 2 * extent multiply-adds. Below 512 rows
+  // (columns) per rectangle that costs more than synchronising on one shared packing (measured, mini's
+  // weight gradients: 256 x 256 x 6144 took twice the CPU time in rectangles).
+  // When they would be thin (the weight gradients: small M and N, long K), B is packed once per K block by
+  // all threads together instead, at the price of two fork-joins per K block.
+  if (n_parts > 1 && (by_rows ? M : N) / n_parts < 512) {
+    gemm_block(kr, A, B, M, N, K, KC, threads, alpha, beta, C, ldc);
+    return;
+  }
   parallel_for(n_parts, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t t0 = p * tiles / n_parts, t1 = (p + 1) * tiles / n_parts;
       if (by_rows) {
         const int64_t i0 = t0 * MR, i1 = std::min(M, t1 * MR);
-        gemm_block(kr, rows_of(A, i0), B, i1 - i0, N, K, KC, alpha, beta, C + i0 * ldc, ldc);
+        gemm_block(kr, rows_of(A, i0), B, i1 - i0, N, K, KC, 1, alpha, beta, C + i0 * ldc, ldc);
       } else {
         const int64_t j0 = t0 * NR, j1 = std::min(N, t1 * NR);
-        gemm_block(kr, A, cols_of(B, j0), M, j1 - j0, K, KC, alpha, beta, C + j0, ldc);
+        gemm_block(kr, A, cols_of(B, j0), M, j1 - j0, K, KC, 1, alpha, beta, C + j0, ldc);
       }
     }
   });
