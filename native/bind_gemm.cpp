@@ -2,7 +2,8 @@
 //   gemm(c, a, b, transA, transB, alpha, beta, useSystemBlas)   C = alpha op(A) op(B) + beta C
 //     (useSystemBlas: the system BLAS instead of ours, CPU only)
 //   gemmInfo() -> { kernel, bf16Kernel, threads, systemBlas?: string, systemBlasCore?: string }   (about the
-//     CPU GEMM; bf16Kernel: how the bf16 products run, 'avx512bf16' or 'emulated'; systemBlasCore: OpenBLAS's
+//     CPU GEMM; bf16Kernel: how the bf16 products run, 'rounded while packed', 'rounded copies' or
+//     'avx512bf16'; systemBlasCore: OpenBLAS's
 //     kernel family, e.g. SkylakeX (AVX-512) or Haswell (AVX2))
 #include <napi.h>
 

@@ -1,8 +1,9 @@
-// The AVX512_BF16 kernel of the bf16 products (native/cpu/gemm_bf16.cpp, opt-in by SIMCSEPP_GEMM_BF16=avx512bf16)
-// computes the bits of the emulated path (rounded copies, then the fp32 GEMM) in the three products of a linear
-// layer: forward inp·Wᵀ, input gradient dout·W, weight gradient doutᵀ·inp. Each path runs in its own process
-// (the choice is made once per process). Skipped where the CPU lacks AVX512_BF16.
-import t from 'tap'
+// The bf16 products (cpu::sgemm_bf16) give the bits of rounded copies passed to the fp32 GEMM however they run:
+// rounding the operands while packing them (the default), or with the AVX512_BF16 kernel (native/cpu/gemm_bf16.cpp,
+// opt-in by SIMCSEPP_GEMM_BF16=avx512bf16; skipped where the CPU lacks it), against SIMCSEPP_GEMM_BF16=copies, in
+// the three products of a linear layer: forward inp·Wᵀ, input gradient dout·W, weight gradient doutᵀ·inp. Each
+// mode runs in its own process (the choice is made once per process).
+import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { addon } from '../lib/native.js'
@@ -46,18 +47,24 @@ if (process.env.SIMCSEPP_GEMM_BF16_TEST_CHILD) {
     if (r.status !== 0) throw new Error(r.stderr)
     return JSON.parse(r.stdout) as { kernel: string; bits: string[] }
   }
+  const copies = run('copies')
+  const compare = (t: Test, got: { bits: string[] }) => {
+    t.equal(got.bits.length, 3 * shapes.length)
+    got.bits.forEach((b, i) => {
+      const [R, C, OC] = shapes[Math.floor(i / 3)]
+      t.equal(b, copies.bits[i], `${['forward', 'input gradient', 'weight gradient'][i % 3]} ${R}x${C}x${OC}`)
+    })
+  }
+  t.test('bf16 products: rounding while packing gives the rounded copies’ bits', async (t) => {
+    t.equal(copies.kernel, 'rounded copies')
+    const packed = run(undefined)
+    t.equal(packed.kernel, 'rounded while packed', 'the default')
+    compare(t, packed)
+  })
   const fast = run('avx512bf16')
   t.test(
-    'bf16 products: the AVX512_BF16 kernel gives the emulated path’s bits',
+    'bf16 products: the AVX512_BF16 kernel gives the rounded copies’ bits',
     { skip: fast.kernel === 'avx512bf16' ? false : `no AVX512_BF16 kernel here (${fast.kernel})` },
-    async (t) => {
-      const emulated = run(undefined)
-      t.equal(emulated.kernel, 'emulated', 'the default is the emulated path')
-      t.equal(fast.bits.length, 3 * shapes.length)
-      fast.bits.forEach((b, i) => {
-        const [R, C, OC] = shapes[Math.floor(i / 3)]
-        t.equal(b, emulated.bits[i], `${['forward', 'input gradient', 'weight gradient'][i % 3]} ${R}x${C}x${OC}`)
-      })
-    },
+    async (t) => compare(t, fast),
   )
 }

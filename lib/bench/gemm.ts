@@ -25,7 +25,7 @@ export interface GemmBenchRow extends GemmShape {
 
 export interface GemmBenchInfo {
   kernel: string
-  /** How the bf16 products run: 'emulated' (rounded copies, fp32 GEMM) or 'avx512bf16' (SIMCSEPP_GEMM_BF16). */
+  /** How the bf16 products run: 'rounded while packed' (the fp32 kernel), 'rounded copies' or 'avx512bf16' (SIMCSEPP_GEMM_BF16). */
   bf16Kernel: string
   threads: number
   systemBlas?: string

@@ -89,7 +89,14 @@ using gemm_detail::MatA;
 using gemm_detail::MatB;
 
 // Packs op(A)[i0:i0+mc, k0:k0+kc] as ceil(mc/MR) panels, each kc x MR (k-major), zero-padded.
-template <int MR>
+// An operand element as packed: as is, or (kRound) rounded to bfloat16 for sgemm_bf16, which so gets the
+// bits of rounded copies without writing and reading them.
+template <bool kRound>
+inline float in(float x) {
+  return kRound ? round_bf16(x) : x;
+}
+
+template <int MR, bool kRound = false>
 void pack_a(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
   for (int64_t ir = 0; ir < mc; ir += MR) {
     const int64_t mr = std::min<int64_t>(MR, mc - ir);
@@ -98,12 +105,12 @@ void pack_a(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float
       const float* s = A.p + k0 * A.ld + i0 + ir;
       if (mr == MR) {
         for (int64_t k = 0; k < kc; ++k) {
-          for (int r = 0; r < MR; ++r) d[k * MR + r] = s[k * A.ld + r];
+          for (int r = 0; r < MR; ++r) d[k * MR + r] = in<kRound>(s[k * A.ld + r]);
         }
       } else {
         for (int64_t k = 0; k < kc; ++k) {
           int r = 0;
-          for (; r < mr; ++r) d[k * MR + r] = s[k * A.ld + r];
+          for (; r < mr; ++r) d[k * MR + r] = in<kRound>(s[k * A.ld + r]);
           for (; r < MR; ++r) d[k * MR + r] = 0.0f;
         }
       }
@@ -113,12 +120,12 @@ void pack_a(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float
         const float* rows[MR];
         for (int r = 0; r < MR; ++r) rows[r] = s + r * A.ld;
         for (int64_t k = 0; k < kc; ++k) {
-          for (int r = 0; r < MR; ++r) d[k * MR + r] = rows[r][k];
+          for (int r = 0; r < MR; ++r) d[k * MR + r] = in<kRound>(rows[r][k]);
         }
       } else {
         for (int64_t k = 0; k < kc; ++k) {
           int r = 0;
-          for (; r < mr; ++r) d[k * MR + r] = s[r * A.ld + k];
+          for (; r < mr; ++r) d[k * MR + r] = in<kRound>(s[r * A.ld + k]);
           for (; r < MR; ++r) d[k * MR + r] = 0.0f;
         }
       }
@@ -127,16 +134,21 @@ void pack_a(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float
 }
 
 // Packs the NR-wide column panel j0:j0+nr of op(B)[k0:k0+kc, :] as kc x NR (k-major), zero-padded.
-template <int NR>
+template <int NR, bool kRound = false>
 void pack_b_panel(const MatB& B, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* d) {
   if (!B.trans) {  // stored [K, N]: NR consecutive floats per k
     const float* s = B.p + k0 * B.ld + j0;
     if (nr == NR) {
-      for (int64_t k = 0; k < kc; ++k) std::memcpy(d + k * NR, s + k * B.ld, NR * sizeof(float));
+      for (int64_t k = 0; k < kc; ++k) {
+        if (kRound)
+          for (int c = 0; c < NR; ++c) d[k * NR + c] = round_bf16(s[k * B.ld + c]);
+        else
+          std::memcpy(d + k * NR, s + k * B.ld, NR * sizeof(float));
+      }
     } else {
       for (int64_t k = 0; k < kc; ++k) {
         int64_t c = 0;
-        for (; c < nr; ++c) d[k * NR + c] = s[k * B.ld + c];
+        for (; c < nr; ++c) d[k * NR + c] = in<kRound>(s[k * B.ld + c]);
         for (; c < NR; ++c) d[k * NR + c] = 0.0f;
       }
     }
@@ -148,7 +160,7 @@ void pack_b_panel(const MatB& B, int64_t k0, int64_t kc, int64_t j0, int64_t nr,
       int64_t c = 0;
       for (; c < nr; ++c) {
         const float* sc = s + c * B.ld;
-        for (int64_t k = kb; k < ke; ++k) d[k * NR + c] = sc[k];
+        for (int64_t k = kb; k < ke; ++k) d[k * NR + c] = in<kRound>(sc[k]);
       }
       for (; c < NR; ++c) {
         for (int64_t k = kb; k < ke; ++k) d[k * NR + c] = 0.0f;
@@ -322,9 +334,15 @@ __attribute__((target("avx512f"))) void ukr_avx512_14x32(int64_t kc, const float
 // Kernel descriptors.
 
 const Kernel kGeneric = {"generic", 4, 8, 192, 256, 4096, &ukr_generic_4x8, &pack_a<4>, &pack_b_panel<8>};
+// The same with the operands rounded to bfloat16 while packed (sgemm_bf16).
+const Kernel kGenericRound = {
+    "generic", 4, 8, 192, 256, 4096, &ukr_generic_4x8, &pack_a<4, true>, &pack_b_panel<8, true>};
 #if SIMCSEPP_GEMM_X86
 const Kernel kAvx2 = {"avx2", 6, 16, 288, 384, 4096, &ukr_avx2_6x16, &pack_a<6>, &pack_b_panel<16>};
+const Kernel kAvx2Round = {"avx2", 6, 16, 288, 384, 4096, &ukr_avx2_6x16, &pack_a<6, true>, &pack_b_panel<16, true>};
 const Kernel kAvx512 = {"avx512", 14, 32, 280, 384, 4096, &ukr_avx512_14x32, &pack_a<14>, &pack_b_panel<32>};
+const Kernel kAvx512Round = {
+    "avx512", 14, 32, 280, 384, 4096, &ukr_avx512_14x32, &pack_a<14, true>, &pack_b_panel<32, true>};
 #endif
 
 bool cpu_has(const char* name) {
@@ -560,26 +578,6 @@ thread_local Scratch t_round_a, t_round_b;  // the emulated bf16 path's rounded 
 
 }  // namespace
 
-const char* sgemm_bf16_kernel_name() { return bf16_fast_kernel() ? bf16_fast_kernel()->name : "emulated"; }
-
-void sgemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (M <= 0 || N <= 0 || K <= 0 || alpha == 0.0f) {
-    sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
-  // Small products take sgemm's unpacked path, which only the emulated operands reach.
-  if (const Kernel* k = bf16_fast_kernel(); k && M * N * K > int64_t{64} * 64 * 64) {
-    sgemm_packed(*k, MatA{A, lda, transA}, MatB{B, ldb, transB}, M, N, K, alpha, beta, C, ldc);
-    return;
-  }
-  const int64_t arows = transA ? K : M, acols = transA ? M : K;
-  const int64_t brows = transB ? N : K, bcols = transB ? K : N;
-  const float* ra = rounded_bf16(t_round_a, A, arows, acols, lda);
-  const float* rb = rounded_bf16(t_round_b, B, brows, bcols, ldb);
-  sgemm(transA, transB, M, N, K, alpha, ra, acols, rb, bcols, beta, C, ldc);
-}
-
 bool sgemm_force_kernel(const char* name) {
   const Kernel* k = kernel_by_name(name);
   if (!k) return false;
@@ -601,6 +599,54 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
     return;
   }
   sgemm_packed(kernel(), a, b, M, N, K, alpha, beta, C, ldc);
+}
+
+namespace {
+
+// The fp32 kernel in use, packing rounded operands.
+const Kernel& rounding(const Kernel& k) {
+#if SIMCSEPP_GEMM_X86
+  if (&k == &kAvx512) return kAvx512Round;
+  if (&k == &kAvx2) return kAvx2Round;
+#endif
+  return kGenericRound;
+}
+
+// SIMCSEPP_GEMM_BF16=copies: the rounded copies at every size (what the default computes, kept to test it).
+bool bf16_copies_forced() {
+  static const bool forced = [] {
+    const char* env = std::getenv("SIMCSEPP_GEMM_BF16");
+    return env && std::strcmp(env, "copies") == 0;
+  }();
+  return forced;
+}
+
+}  // namespace
+
+const char* sgemm_bf16_kernel_name() {
+  if (bf16_fast_kernel()) return bf16_fast_kernel()->name;
+  return bf16_copies_forced() ? "rounded copies" : "rounded while packed";
+}
+
+void sgemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0 || K <= 0 || alpha == 0.0f) {
+    sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  // Packed products (sgemm's threshold): the operands rounded as they are packed, by the bf16 kernel or the
+  // fp32 one. Small products take sgemm's unpacked path, on rounded copies.
+  if (M * N * K > int64_t{64} * 64 * 64 && !bf16_copies_forced()) {
+    const Kernel* fast = bf16_fast_kernel();
+    sgemm_packed(fast ? *fast : rounding(kernel()), MatA{A, lda, transA}, MatB{B, ldb, transB}, M, N, K, alpha, beta, C,
+                 ldc);
+    return;
+  }
+  const int64_t arows = transA ? K : M, acols = transA ? M : K;
+  const int64_t brows = transB ? N : K, bcols = transB ? K : N;
+  const float* ra = rounded_bf16(t_round_a, A, arows, acols, lda);
+  const float* rb = rounded_bf16(t_round_b, B, brows, bcols, ldb);
+  sgemm(transA, transB, M, N, K, alpha, ra, acols, rb, bcols, beta, C, ldc);
 }
 
 }  // namespace simcsepp::cpu
