@@ -88,7 +88,6 @@ using gemm_detail::tile_end_avx512;
 using gemm_detail::MatA;
 using gemm_detail::MatB;
 
-// Packs op(A)[i0:i0+mc, k0:k0+kc] as ceil(mc/MR) panels, each kc x MR (k-major), zero-padded.
 // An operand element as packed: as is, or (kRound) rounded to bfloat16 for sgemm_bf16, which so gets the
 // bits of rounded copies without writing and reading them.
 template <bool kRound>
@@ -96,6 +95,14 @@ inline float in(float x) {
   return kRound ? round_bf16(x) : x;
 }
 
+// out[0, n) = x[0, n) rounded to bfloat16, in a loop that vectorises (the packing loops that gather from
+// several rows do not): the rounding pass of the rows that are gathered.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void round_bf16_row(float* __restrict out,
+                                                                                 const float* __restrict x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = round_bf16(x[i]);
+}
+
+// Packs op(A)[i0:i0+mc, k0:k0+kc] as ceil(mc/MR) panels, each kc x MR (k-major), zero-padded.
 template <int MR, bool kRound = false>
 void pack_a(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
   for (int64_t ir = 0; ir < mc; ir += MR) {
@@ -119,8 +126,16 @@ void pack_a(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float
       if (mr == MR) {
         const float* rows[MR];
         for (int r = 0; r < MR; ++r) rows[r] = s + r * A.ld;
+        if (kRound) {  // the rows rounded first, with vector instructions
+          thread_local std::vector<float> rounded;
+          if (rounded.size() < static_cast<size_t>(MR * kc)) rounded.resize(static_cast<size_t>(MR * kc));
+          for (int r = 0; r < MR; ++r) {
+            round_bf16_row(rounded.data() + r * kc, rows[r], kc);
+            rows[r] = rounded.data() + r * kc;
+          }
+        }
         for (int64_t k = 0; k < kc; ++k) {
-          for (int r = 0; r < MR; ++r) d[k * MR + r] = in<kRound>(rows[r][k]);
+          for (int r = 0; r < MR; ++r) d[k * MR + r] = rows[r][k];
         }
       } else {
         for (int64_t k = 0; k < kc; ++k) {
@@ -159,8 +174,13 @@ void pack_b_panel(const MatB& B, int64_t k0, int64_t kc, int64_t j0, int64_t nr,
       const int64_t ke = std::min(kc, kb + KB);
       int64_t c = 0;
       for (; c < nr; ++c) {
-        const float* sc = s + c * B.ld;
-        for (int64_t k = kb; k < ke; ++k) d[k * NR + c] = in<kRound>(sc[k]);
+        const float* sc = s + c * B.ld + kb;
+        alignas(64) float rounded[KB];
+        if (kRound) {  // the column's k block rounded first, with vector instructions
+          round_bf16_row(rounded, sc, ke - kb);
+          sc = rounded;
+        }
+        for (int64_t k = kb; k < ke; ++k) d[k * NR + c] = sc[k - kb];
       }
       for (; c < NR; ++c) {
         for (int64_t k = kb; k < ke; ++k) d[k * NR + c] = 0.0f;
