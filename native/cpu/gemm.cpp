@@ -112,7 +112,10 @@ void pack_a(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float
       const float* s = A.p + k0 * A.ld + i0 + ir;
       if (mr == MR) {
         for (int64_t k = 0; k < kc; ++k) {
-          for (int r = 0; r < MR; ++r) d[k * MR + r] = in<kRound>(s[k * A.ld + r]);
+          if (kRound)
+            round_bf16_row(d + k * MR, s + k * A.ld, MR);
+          else
+            for (int r = 0; r < MR; ++r) d[k * MR + r] = s[k * A.ld + r];
         }
       } else {
         for (int64_t k = 0; k < kc; ++k) {
@@ -156,7 +159,7 @@ void pack_b_panel(const MatB& B, int64_t k0, int64_t kc, int64_t j0, int64_t nr,
     if (nr == NR) {
       for (int64_t k = 0; k < kc; ++k) {
         if (kRound)
-          for (int c = 0; c < NR; ++c) d[k * NR + c] = round_bf16(s[k * B.ld + c]);
+          round_bf16_row(d + k * NR, s + k * B.ld, NR);
         else
           std::memcpy(d + k * NR, s + k * B.ld, NR * sizeof(float));
       }
