@@ -23,6 +23,7 @@
         "native/cpu/dcl.cpp",
         "native/cpu/dropout.cpp",
         "native/cpu/gemm.cpp",
+        "native/cpu/gemm_bf16.cpp",
         "native/cpu/infonce.cpp",
         "native/cpu/infonce_unfused.cpp",
         "native/cpu/parallel.cpp",

@@ -161,7 +161,7 @@ export interface Addon {
     beta: number,
     useSystemBlas: boolean,
   ): void
-  gemmInfo(): { kernel: string; threads: number; systemBlas?: string }
+  gemmInfo(): { kernel: string; bf16Kernel: string; threads: number; systemBlas?: string; systemBlasCore?: string }
   // BERT encoder ops (native/bind_encoder.cpp; on CUDA those in backendOps('cuda')). Outputs first; see lib/ops.ts.
   embeddingForward(
     out: NativeTensor,

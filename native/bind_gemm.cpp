@@ -1,7 +1,10 @@
 // Node-API entry points of the GEMM (the op set's sgemm), for `simcsepp bench gemm` and its tests:
 //   gemm(c, a, b, transA, transB, alpha, beta, useSystemBlas)   C = alpha op(A) op(B) + beta C
 //     (useSystemBlas: the system BLAS instead of ours, CPU only)
-//   gemmInfo() -> { kernel, threads, systemBlas?: string }   (about the CPU GEMM)
+//   gemmInfo() -> { kernel, bf16Kernel, threads, systemBlas?: string, systemBlasCore?: string }   (about the
+//     CPU GEMM; bf16Kernel: how the bf16 products run, 'rounded while packed', 'rounded copies' or
+//     'avx512bf16'; systemBlasCore: OpenBLAS's
+//     kernel family, e.g. SkylakeX (AVX-512) or Haswell (AVX2))
 #include <napi.h>
 
 #include <cstdlib>
@@ -51,12 +54,16 @@ Napi::Value GemmInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   o.Set("kernel", cpu::sgemm_kernel_name());
+  o.Set("bf16Kernel", cpu::sgemm_bf16_kernel_name());
   o.Set("threads", cpu::num_threads());
   // OpenBLAS reads its thread count when loaded: match ours so the comparison is like for like.
   if (!std::getenv("OPENBLAS_NUM_THREADS"))
     setenv("OPENBLAS_NUM_THREADS", std::to_string(cpu::num_threads()).c_str(), 0);
-  std::string name;
-  if (cpu::blas_ref_available(&name)) o.Set("systemBlas", name);
+  std::string name, core;
+  if (cpu::blas_ref_available(&name, &core)) {
+    o.Set("systemBlas", name);
+    if (!core.empty()) o.Set("systemBlasCore", core);
+  }
   return o;
 }
 

@@ -79,6 +79,10 @@ t.test('bench step --profile: every op category of a step, summing to the step; 
   const total = p.ops.reduce((s, o) => s + o.milliseconds, 0)
   t.ok(p.ops.every((o) => o.milliseconds >= 0))
   t.ok(Math.abs(total - p.stepMs) < 1e-6 * p.stepMs + 1e-9, `categories sum to the step: ${total} vs ${p.stepMs} ms`)
+  const cpu = p.ops.reduce((s, o) => s + o.cpuMilliseconds, 0)
+  t.ok(p.ops.every((o) => o.cpuMilliseconds >= 0))
+  t.ok(p.stepCpuMs > 0, 'the step takes CPU time')
+  t.ok(Math.abs(cpu - p.stepCpuMs) < 1e-6 * p.stepCpuMs + 1e-9, `CPU times sum to the step's: ${cpu} vs ${p.stepCpuMs} ms`)
 })
 
 const cuda = cudaStatus()

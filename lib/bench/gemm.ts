@@ -1,18 +1,71 @@
-// `simcsepp bench gemm`: GFLOP/s of the CPU SGEMM at BERT's shapes (M = 2048 and 6144 rows, N and K
-// in {768, 3072}), in the three forms training uses (forward A·Bᵀ, input-gradient A·B, weight-gradient
-// Aᵀ·B), next to the system BLAS (OpenBLAS, when installed) in the same process.
+// `simcsepp bench gemm`: GFLOP/s of the CPU SGEMM next to the system BLAS (OpenBLAS, when installed) in the
+// same process, either at square BERT-base shapes (M = 2048 and 6144 rows, N and K in {768, 3072}, in the
+// three forms training uses: forward A·Bᵀ, input-gradient A·B, weight-gradient Aᵀ·B) or at the products of
+// one training step of a named model (gemmStepShapes).
 import { addon } from '../native.js'
 import { Tensor, nativeOf } from '../tensor.js'
 import { median } from './median.js'
 
-export interface GemmBenchRow {
+export type GemmForm = 'A·Bᵀ' | 'A·B' | 'Aᵀ·B'
+
+export interface GemmShape {
   m: number
   n: number
   k: number
-  form: 'A·Bᵀ' | 'A·B' | 'Aᵀ·B'
+  form: GemmForm
+  /** What the product is in a training step ('qkv forward', ...), for the step's shapes. */
+  role?: string
+}
+
+export interface GemmBenchRow extends GemmShape {
   oursGflops: number
   blasGflops: number | null
   ratio: number | null
+}
+
+export interface GemmBenchInfo {
+  kernel: string
+  /** How the bf16 products run: 'rounded while packed' (the fp32 kernel), 'rounded copies' or 'avx512bf16' (SIMCSEPP_GEMM_BF16). */
+  bf16Kernel: string
+  threads: number
+  systemBlas?: string
+  /** OpenBLAS's kernel family ('SkylakeX', 'Cooperlake' and 'SapphireRapids' run AVX-512, 'Haswell' AVX2). */
+  systemBlasCore?: string
+  /** OPENBLAS_CORETYPE as this process found it; the benchmark unsets it so that OpenBLAS picks its best kernels. */
+  coreTypeUnset?: string
+}
+
+/** M in `ms`, N and K in `sizes`, each in the three forms. */
+export function gemmSquareShapes(ms: number[], sizes: number[]): GemmShape[] {
+  const shapes: GemmShape[] = []
+  for (const m of ms)
+    for (const n of sizes) for (const k of sizes) for (const form of ['A·Bᵀ', 'A·B', 'Aᵀ·B'] as const) shapes.push({ m, n, k, form })
+  return shapes
+}
+
+/**
+ * The products of one training step of an encoder with hidden size `hidden` and MLP size `intermediate` on
+ * `rows` = 3·B·T token rows: per linear layer [OC, C] (q/k/v as one [3H, H], the attention output [H, H],
+ * the MLP's [I, H] and [H, I]) the forward rows·Wᵀ (rows, OC, C), the input gradient dout·W (rows, C, OC)
+ * and the weight gradient doutᵀ·inp (OC, C, rows).
+ */
+export function gemmStepShapes(hidden: number, intermediate: number, rows: number): GemmShape[] {
+  const layers: [string, number, number][] = [
+    ['qkv', 3 * hidden, hidden],
+    ['attn out', hidden, hidden],
+    ['mlp up', intermediate, hidden],
+    ['mlp down', hidden, intermediate],
+  ]
+  return [
+    ...layers.map(([name, oc, c]) => ({ m: rows, n: oc, k: c, form: 'A·Bᵀ' as const, role: `${name} forward` })),
+    ...layers.map(([name, oc, c]) => ({ m: rows, n: c, k: oc, form: 'A·B' as const, role: `${name} input grad` })),
+    ...layers.map(([name, oc, c]) => ({ m: oc, n: c, k: rows, form: 'Aᵀ·B' as const, role: `${name} weight grad` })),
+  ]
+}
+
+// OpenBLAS's idle threads spin for a while after a call (~0.1 s) and would take a core from ours.
+function letBlasThreadsSleep() {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 150)
 }
 
 function random(shape: number[], seed: number): Tensor {
@@ -25,38 +78,52 @@ function random(shape: number[], seed: number): Tensor {
   return Tensor.from(a, shape)
 }
 
-export function benchGemm(options: { ms: number[]; sizes: number[]; seconds: number; log: (s: string) => void }): {
+/** The GEMMs' description, loading the system BLAS with OPENBLAS_CORETYPE unset (it is read when OpenBLAS loads). */
+export function gemmBenchInfo(): GemmBenchInfo {
+  const coreType = process.env.OPENBLAS_CORETYPE
+  delete process.env.OPENBLAS_CORETYPE
+  try {
+    const info: GemmBenchInfo = addon.gemmInfo()
+    if (coreType !== undefined) info.coreTypeUnset = coreType
+    return info
+  } finally {
+    if (coreType !== undefined) process.env.OPENBLAS_CORETYPE = coreType
+  }
+}
+
+export function benchGemm(options: { shapes: GemmShape[]; seconds: number; log: (s: string) => void }): {
   rows: GemmBenchRow[]
-  info: ReturnType<typeof addon.gemmInfo>
+  info: GemmBenchInfo
 } {
-  const info = addon.gemmInfo()
+  const info = gemmBenchInfo()
   const rows: GemmBenchRow[] = []
-  for (const m of options.ms)
-    for (const n of options.sizes)
-      for (const k of options.sizes)
-        for (const form of ['A·Bᵀ', 'A·B', 'Aᵀ·B'] as const) {
-          const ta = form === 'Aᵀ·B',
-            tb = form === 'A·Bᵀ'
-          const a = random(ta ? [k, m] : [m, k], 1),
-            b = random(tb ? [n, k] : [k, n], 2),
-            c = Tensor.zeros([m, n])
-          const run = (system: boolean) => {
-            const call = () => addon.gemm(nativeOf(c, 'c'), nativeOf(a, 'a'), nativeOf(b, 'b'), ta, tb, 1, 0, system)
-            call()
-            const times: number[] = []
-            const start = performance.now()
-            while (times.length < 3 || (performance.now() - start < options.seconds * 1000 && times.length < 15)) {
-              const t0 = performance.now()
-              call()
-              times.push(performance.now() - t0)
-            }
-            return (2 * m * n * k) / (median(times) / 1000) / 1e9
-          }
-          const ours = run(false)
-          const blas = info.systemBlas ? run(true) : null
-          rows.push({ m, n, k, form, oursGflops: ours, blasGflops: blas, ratio: blas ? ours / blas : null })
-          options.log(`M=${m} N=${n} K=${k} ${form}: ${ours.toFixed(1)} GFLOP/s` + (blas ? ` (system BLAS ${blas.toFixed(1)})` : ''))
-          for (const t of [a, b, c]) t.dispose()
-        }
+  for (const shape of options.shapes) {
+    const { m, n, k, form } = shape
+    const ta = form === 'Aᵀ·B',
+      tb = form === 'A·Bᵀ'
+    const a = random(ta ? [k, m] : [m, k], 1),
+      b = random(tb ? [n, k] : [k, n], 2),
+      c = Tensor.zeros([m, n])
+    const call = (system: boolean) => addon.gemm(nativeOf(c, 'c'), nativeOf(a, 'a'), nativeOf(b, 'b'), ta, tb, 1, 0, system)
+    // Ours and the BLAS alternate, so that load from other processes hits both alike.
+    const times: [number[], number[]] = [[], []]
+    const sides = info.systemBlas ? [false, true] : [false]
+    for (const system of sides) call(system)
+    letBlasThreadsSleep()
+    const start = performance.now()
+    while (times[0].length < 3 || (performance.now() - start < options.seconds * 1000 && times[0].length < 25))
+      for (const system of sides) {
+        const t0 = performance.now()
+        call(system)
+        times[system ? 1 : 0].push(performance.now() - t0)
+        if (system) letBlasThreadsSleep()
+      }
+    const gflops = (ts: number[]) => (2 * m * n * k) / (median(ts) / 1000) / 1e9
+    const ours = gflops(times[0])
+    const blas = info.systemBlas ? gflops(times[1]) : null
+    rows.push({ ...shape, oursGflops: ours, blasGflops: blas, ratio: blas ? ours / blas : null })
+    options.log(`M=${m} N=${n} K=${k} ${form}: ${ours.toFixed(1)} GFLOP/s` + (blas ? ` (system BLAS ${blas.toFixed(1)})` : ''))
+    for (const t of [a, b, c]) t.dispose()
+  }
   return { rows, info }
 }

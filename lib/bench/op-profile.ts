@@ -2,7 +2,9 @@
 // losses) is timed and charged to a category; what the step spends outside them (tokenising, stacking
 // the views, JavaScript, copies between tensors) is the framework's share. On the CPU the ops run to
 // completion before they return, so the times are the ops'; on CUDA they only launch, so profile there
-// with SIMCSEPP_CUDA_SYNC=1 (each op then waits for its kernels).
+// with SIMCSEPP_CUDA_SYNC=1 (each op then waits for its kernels). Next to the wall-clock time, each category
+// gets the CPU time the process spent in it (all threads): on a machine shared with other processes the wall
+// clock also counts the time they take, the CPU time only this process's work.
 import { addon, type NativeTensor } from '../native.js'
 
 /** One category's share of a step. */
@@ -11,6 +13,14 @@ export interface OpTime {
   calls: number
   /** Per step. */
   milliseconds: number
+  /** CPU time per step, summed over the process's threads (user + system). */
+  cpuMilliseconds: number
+}
+
+/** The process's CPU time so far (all threads, user + system), in milliseconds. */
+export function processCpuMs(): number {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1000
 }
 
 /** The categories in the order tables and plots show them (forward ops, their backward, the rest). */
@@ -93,7 +103,7 @@ function categoryOf(name: string, args: unknown[]): string | null {
 
 /** An open profile: the addon's op functions are wrapped until stop(). */
 export class OpProfile {
-  private readonly totals = new Map<string, { calls: number; ms: number }>()
+  private readonly totals = new Map<string, { calls: number; ms: number; cpuMs: number }>()
   private readonly saved: [string, unknown][] = []
 
   constructor() {
@@ -102,20 +112,22 @@ export class OpProfile {
       if (typeof fn !== 'function' || categoryOf(name, []) === null) continue
       this.saved.push([name, fn])
       target[name] = (...args: unknown[]) => {
-        const t0 = performance.now()
+        const t0 = performance.now(),
+          c0 = processCpuMs()
         try {
           return (fn as (...a: unknown[]) => unknown)(...args)
         } finally {
-          this.charge(categoryOf(name, args) ?? name, performance.now() - t0)
+          this.charge(categoryOf(name, args) ?? name, performance.now() - t0, processCpuMs() - c0)
         }
       }
     }
   }
 
-  private charge(category: string, ms: number): void {
-    const t = this.totals.get(category) ?? { calls: 0, ms: 0 }
+  private charge(category: string, ms: number, cpuMs: number): void {
+    const t = this.totals.get(category) ?? { calls: 0, ms: 0, cpuMs: 0 }
     t.calls += 1
     t.ms += ms
+    t.cpuMs += cpuMs
     this.totals.set(category, t)
   }
 
@@ -127,16 +139,22 @@ export class OpProfile {
   }
 
   /**
-   * The categories per step over `steps` steps that took `stepMs` milliseconds in all, in OP_CATEGORIES
-   * order; the framework's share is the rest of the steps' time.
+   * The categories per step over `steps` steps that took `stepMs` milliseconds and `stepCpuMs` of CPU time in
+   * all, in OP_CATEGORIES order; the framework's share is the rest of the steps' time.
    */
-  perStep(steps: number, stepMs: number): OpTime[] {
-    let ops = 0
-    for (const t of this.totals.values()) ops += t.ms
+  perStep(steps: number, stepMs: number, stepCpuMs: number): OpTime[] {
+    let ops = 0,
+      opsCpu = 0
+    for (const t of this.totals.values()) {
+      ops += t.ms
+      opsCpu += t.cpuMs
+    }
     const rows: OpTime[] = []
     for (const category of OP_CATEGORIES) {
-      const t = category.startsWith('framework') ? { calls: 0, ms: Math.max(0, stepMs - ops) } : this.totals.get(category)
-      if (t) rows.push({ category, calls: t.calls / steps, milliseconds: t.ms / steps })
+      const t = category.startsWith('framework')
+        ? { calls: 0, ms: Math.max(0, stepMs - ops), cpuMs: Math.max(0, stepCpuMs - opsCpu) }
+        : this.totals.get(category)
+      if (t) rows.push({ category, calls: t.calls / steps, milliseconds: t.ms / steps, cpuMilliseconds: t.cpuMs / steps })
     }
     return rows
   }

@@ -17,7 +17,7 @@ import type { BatchStream } from '../data/sentences.js'
 import { resolveTrainOptions } from '../train/options.js'
 import { TrainingStep } from '../train/step.js'
 import { median } from './median.js'
-import { OpProfile, type OpTime } from './op-profile.js'
+import { OpProfile, processCpuMs, type OpTime } from './op-profile.js'
 
 export interface StepBenchOptions {
   size: NamedConfig
@@ -60,7 +60,7 @@ export interface StepBenchRow {
   /** The process's peak resident memory so far, bytes (one configuration per process to measure it). */
   peakRssBytes: number
   /** Time per op category in one step (with profileSteps), and the profiled steps' mean time. */
-  profile?: { stepMs: number; ops: OpTime[] }
+  profile?: { stepMs: number; stepCpuMs: number; ops: OpTime[] }
   note?: string
 }
 
@@ -133,14 +133,16 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
           let profile: StepBenchRow['profile']
           if (o.profileSteps) {
             const p = new OpProfile()
-            const t0 = performance.now()
+            const t0 = performance.now(),
+              c0 = processCpuMs()
             try {
               for (let s = 0; s < o.profileSteps; s++) await step.run(timed + 2 + s, stream, () => 0, null)
             } finally {
               p.stop()
             }
-            const ms = performance.now() - t0
-            profile = { stepMs: ms / o.profileSteps, ops: p.perStep(o.profileSteps, ms) }
+            const ms = performance.now() - t0,
+              cpuMs = processCpuMs() - c0
+            profile = { stepMs: ms / o.profileSteps, stepCpuMs: cpuMs / o.profileSteps, ops: p.perStep(o.profileSteps, ms, cpuMs) }
           }
           const sec = median(seconds)
           const flops = stepFlops(config, batch, o.seqLen)

@@ -3,9 +3,9 @@
 import { cudaStatus, numThreads } from '../index.js'
 import { resolveDevice } from '../device.js'
 import type { Device } from '../tensor.js'
-import type { NamedConfig } from '../model/config.js'
+import { namedConfig, type NamedConfig } from '../model/config.js'
 import { benchLosses } from '../bench/losses.js'
-import { benchGemm } from '../bench/gemm.js'
+import { benchGemm, gemmSquareShapes, gemmStepShapes } from '../bench/gemm.js'
 import { benchEncode } from '../bench/encode.js'
 import { benchStep, type StepBenchRow } from '../bench/step.js'
 import { benchDist, distWorker } from '../bench/dist.js'
@@ -61,6 +61,7 @@ export function benchCommand(args: string[]) {
       dim: { type: 'string', default: '768' },
       device: { type: 'string', default: 'auto' },
       seconds: { type: 'string', default: '3' },
+      model: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   })
@@ -274,18 +275,36 @@ async function distBench(argv: string[]) {
   }
 }
 
-function gemmBench(values: { sizes?: string; seconds?: string; json?: boolean }) {
-  const ms = (values.sizes ?? '2048,6144').split(',').map(Number)
-  if (ms.some((m) => !Number.isInteger(m) || m < 1)) usage(`--sizes (the M values) must be positive integers (got ${values.sizes})`)
+function gemmBench(values: { sizes?: string; seconds?: string; model?: string; json?: boolean }) {
   const seconds = Number(values.seconds ?? '2')
+  if (!(seconds > 0)) usage(`--seconds must be > 0 (got ${values.seconds})`)
+  let shapes
+  let what: string
+  if (values.model !== undefined) {
+    const size = values.model as NamedConfig
+    if (!['tiny', 'mini', 'small', 'base'].includes(size)) usage(`--model must be tiny, mini, small or base (got ${values.model})`)
+    if (values.sizes !== undefined) usage('--sizes and --model exclude each other (--model benchmarks the step shapes of that model)')
+    const c = namedConfig(size)
+    const rows = 3 * 64 * 32
+    shapes = gemmStepShapes(c.hiddenSize, c.intermediateSize, rows)
+    what = `the products of one ${size} training step (B = 64, T = 32, three views: ${rows} rows)`
+  } else {
+    const ms = (values.sizes ?? '2048,6144').split(',').map(Number)
+    if (ms.some((m) => !Number.isInteger(m) || m < 1)) usage(`--sizes (the M values) must be positive integers (got ${values.sizes})`)
+    shapes = gemmSquareShapes(ms, [768, 3072])
+    what = 'BERT-base shapes'
+  }
   const log = (line: string) => process.stderr.write(`  ${line}\n`)
-  const { rows, info } = benchGemm({ ms, sizes: [768, 3072], seconds, log })
+  const { rows, info } = benchGemm({ shapes, seconds, log })
   if (values.json)
     process.stdout.write(JSON.stringify({ benchmark: 'gemm', ...info, date: new Date().toISOString(), rows }, null, 2) + '\n')
   else {
+    const blas = info.systemBlas
+      ? `${info.systemBlas}${info.systemBlasCore ? ` (${info.systemBlasCore} kernels)` : ''}` +
+        (info.coreTypeUnset !== undefined ? `, OPENBLAS_CORETYPE=${info.coreTypeUnset} unset for it` : '')
+      : 'none found (apt-get install libopenblas-dev to compare)'
     process.stdout.write(
-      `\nSGEMM (float32), median GFLOP/s, ${info.threads} threads, micro-kernel ${info.kernel}; ` +
-        `system BLAS: ${info.systemBlas ?? 'none found (apt-get install libopenblas-dev to compare)'}\n\n`,
+      `\nSGEMM (float32) at ${what}, median GFLOP/s, ${info.threads} threads, micro-kernel ${info.kernel}; ` + `system BLAS: ${blas}\n\n`,
     )
     process.stdout.write(gemmBenchTable(rows) + '\n')
   }

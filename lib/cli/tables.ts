@@ -54,12 +54,13 @@ export function lossBenchTable(rows: LossBenchRow[]): string {
 
 export function gemmBenchTable(rows: GemmBenchRow[]): string {
   return formatTable(
-    ['M', 'N', 'K', 'form', 'simcsepp GFLOP/s', 'system BLAS GFLOP/s', 'ratio'],
+    ['M', 'N', 'K', 'form', 'product', 'simcsepp GFLOP/s', 'system BLAS GFLOP/s', 'ratio'],
     rows.map((r) => [
       r.m,
       r.n,
       r.k,
       r.form,
+      r.role ?? '',
       r.oursGflops.toFixed(1),
       r.blasGflops === null ? '-' : r.blasGflops.toFixed(1),
       r.ratio === null ? '-' : `${(100 * r.ratio).toFixed(0)}%`,
@@ -143,12 +144,22 @@ export function profileTable(rows: StepBenchRow[]): string {
   const out: string[] = []
   for (const r of rows) {
     if (!r.profile) continue
-    const { stepMs, ops } = r.profile
-    out.push(`${r.model} ${r.device} B=${r.batchSize} T=${r.seqLen}: ${stepMs.toFixed(1)} ms per profiled step`)
+    const { stepMs, stepCpuMs, ops } = r.profile
+    out.push(
+      `${r.model} ${r.device} B=${r.batchSize} T=${r.seqLen}: ${stepMs.toFixed(1)} ms per profiled step, ` +
+        `${stepCpuMs.toFixed(1)} ms of CPU time (all threads; unlike the wall clock, not counting other processes)`,
+    )
     out.push(
       formatTable(
-        ['op category', 'ms/step', 'share', 'calls/step'],
-        ops.map((o) => [o.category, o.milliseconds.toFixed(2), `${((100 * o.milliseconds) / stepMs).toFixed(1)}%`, o.calls.toFixed(0)]),
+        ['op category', 'ms/step', 'share', 'CPU ms/step', 'CPU share', 'calls/step'],
+        ops.map((o) => [
+          o.category,
+          o.milliseconds.toFixed(2),
+          `${((100 * o.milliseconds) / stepMs).toFixed(1)}%`,
+          o.cpuMilliseconds.toFixed(2),
+          `${((100 * o.cpuMilliseconds) / stepCpuMs).toFixed(1)}%`,
+          o.calls.toFixed(0),
+        ]),
       ),
     )
   }

@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "common/adamw.h"
-#include "common/bf16.h"
 #include "common/philox.h"
 #include "gemm.h"
 #include "ops.h"
@@ -242,27 +241,10 @@ void layernorm_dropout_backward(float* dres, float* dy, float* dweight, float* d
 // ---------------------------------------------------------------------------------------------
 // Linear (torch layout: weight [OC, C])
 
-namespace {
-
-// A copy of x[0, n) with every element rounded to bfloat16 (the bf16 products' operands), in `buf`.
-const float* rounded_bf16(std::vector<float>& buf, const float* x, int64_t n) {
-  float* r = scratch(buf, static_cast<size_t>(n));
-  parallel_for(n, 1 << 14, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) r[i] = round_bf16(x[i]);
-  });
-  return r;
-}
-
-}  // namespace
-
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
                     int64_t OC, Precision precision) {
-  if (precision == Precision::kBf16) {
-    // Rounded copies, then the fp32 product: the same function as the CUDA backend's tensor-core GEMM.
-    static thread_local std::vector<float> inpBuf, weightBuf;
-    inp = rounded_bf16(inpBuf, inp, R * C);
-    weight = rounded_bf16(weightBuf, weight, OC * C);
-  }
+  // bf16: the operands rounded, the product in fp32 (the CUDA backend's tensor-core GEMM computes the same).
+  SgemmFn* gemm = precision == Precision::kBf16 ? sgemm_bf16 : sgemm;
   float beta = 0.0f;
   if (bias) {
     parallel_for(R, row_grain(OC), [&](int64_t r0, int64_t r1) {
@@ -270,7 +252,7 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
     });
     beta = 1.0f;
   }
-  sgemm(false, true, R, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
+  gemm(false, true, R, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
 }
 
 namespace {
@@ -294,14 +276,9 @@ void column_sums_add(float* dbias, const float* dout, int64_t R, int64_t OC) {
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput, Precision precision) {
   if (dbias) column_sums_add(dbias, dout, R, OC);  // fp32 at every precision: not a matrix product
-  if (precision == Precision::kBf16) {
-    static thread_local std::vector<float> doutBuf, inpBuf, weightBuf;
-    dout = rounded_bf16(doutBuf, dout, R * OC);
-    if (dweight) inp = rounded_bf16(inpBuf, inp, R * C);
-    if (dinp) weight = rounded_bf16(weightBuf, weight, OC * C);
-  }
-  if (dinp) sgemm(false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C);
-  if (dweight) sgemm(true, false, OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+  SgemmFn* gemm = precision == Precision::kBf16 ? sgemm_bf16 : sgemm;
+  if (dinp) gemm(false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C);
+  if (dweight) gemm(true, false, OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ using CblasSgemm = void (*)(int order, int transA, int transB, int M, int N, int
 struct Loaded {
   CblasSgemm fn = nullptr;
   std::string name;
+  std::string core;  // OpenBLAS's kernel family (openblas_get_corename), empty for other libraries
 };
 
 const Loaded& loaded() {
@@ -34,6 +35,8 @@ const Loaded& loaded() {
       if (void* sym = dlsym(h, "cblas_sgemm")) {
         r.fn = reinterpret_cast<CblasSgemm>(sym);
         r.name = name;
+        using Corename = char* (*)();
+        if (auto core = reinterpret_cast<Corename>(dlsym(h, "openblas_get_corename"))) r.core = core();
         break;  // keep the handle open for the life of the process
       }
       dlclose(h);
@@ -45,9 +48,10 @@ const Loaded& loaded() {
 
 }  // namespace
 
-bool blas_ref_available(std::string* name_out) {
+bool blas_ref_available(std::string* name_out, std::string* core_out) {
   const Loaded& l = loaded();
   if (name_out) *name_out = l.name;
+  if (core_out) *core_out = l.core;
   return l.fn != nullptr;
 }
 

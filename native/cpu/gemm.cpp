@@ -9,20 +9,25 @@
 //         for jr over the NR panels of the B block       B micro-panel KC x NR (L1)
 //           for ir over the MR panels of the A block
 //             micro-kernel: MR x NR tile of C += A micro-panel * B micro-panel
-// The ic loop is split across the pool when M is the larger side; otherwise A is packed once
-// and the jr loop is split. Problems below ~64^3 multiply-adds skip packing entirely.
+// Threads: C is cut into twice as many row (or column) rectangles as there are threads, and each
+// rectangle runs the loops above on its own packing buffers (sgemm_packed): one parallel_for per call.
+// When the rectangles would be thin (under 512 rows or columns: the weight gradients' small M and N and
+// long K), B is instead packed once per K block by all threads and the M blocks shared out
+// (gemm_block shared by all threads). Both use the same K blocks, so the result does not depend on the thread count.
+// Problems below ~64^3 multiply-adds skip packing entirely.
 //
 // Micro-kernels, picked once at run time:
-//   avx512: 12 x 32 (24 zmm accumulators)   x86 with AVX-512F
+//   avx512: 14 x 32 (28 zmm accumulators)   x86 with AVX-512F
 //   avx2:    6 x 16 (12 ymm accumulators)   x86 with AVX2 + FMA
 //   generic:  4 x 8  portable C++ (GCC vector extensions: SSE2 on x86-64, NEON on AArch64)
 // The x86 kernels are compiled with target attributes, so the file builds with plain -O3 and the
 // binary runs on any x86-64. SIMCSEPP_GEMM_KERNEL=avx512|avx2|generic overrides the choice.
 //
-// Blocking (Kernel table below): avx512 and avx2 use MC = 288, KC = 384, NC = 4096, generic
+// Blocking (Kernel table below): avx512 MC = 280, avx2 MC = 288, both KC = 384, NC = 4096, generic
 // MC = 192, KC = 256, NC = 4096; tuned on AMD Zen 4 (32 KiB L1d, 1 MiB L2 per core, 32 MiB L3),
-// where KC = 384 beat 128..256 and 512. Per call, MC and KC shrink to equal-size blocks (and the
-// M block count to a multiple of the thread count) so no block or thread is left with a sliver.
+// where KC = 384 beat 128..256 and 512, and checked on Sapphire Rapids (48 KiB L1d, 2 MiB L2), where
+// KC = 256 and a B-panel-inner loop order were no faster. Per call, MC and KC shrink to equal-size
+// blocks so that no block is left with a sliver.
 #include "gemm.h"
 
 #include <algorithm>
@@ -31,7 +36,9 @@
 #include <cstring>
 #include <vector>
 
+#include "common/bf16.h"
 #include "dot.h"
+#include "gemm_kernel.h"
 #include "parallel.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -73,19 +80,30 @@ thread_local Scratch t_pack_b;  // KC x NC block of B (per calling thread, share
 // ---------------------------------------------------------------------------------------------
 // Operand views.
 
-struct MatA {  // op(A)(i, k)
-  const float* p;
-  int64_t ld;
-  bool trans;
-};
-struct MatB {  // op(B)(k, j)
-  const float* p;
-  int64_t ld;
-  bool trans;
-};
+using gemm_detail::Kernel;
+#if SIMCSEPP_GEMM_X86
+using gemm_detail::tile_begin_avx512;
+using gemm_detail::tile_end_avx512;
+#endif
+using gemm_detail::MatA;
+using gemm_detail::MatB;
+
+// An operand element as packed: as is, or (kRound) rounded to bfloat16 for sgemm_bf16, which so gets the
+// bits of rounded copies without writing and reading them.
+template <bool kRound>
+inline float in(float x) {
+  return kRound ? round_bf16(x) : x;
+}
+
+// out[0, n) = x[0, n) rounded to bfloat16, in a loop that vectorises (the packing loops that gather from
+// several rows do not): the rounding pass of the rows that are gathered.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void round_bf16_row(float* __restrict out,
+                                                                                 const float* __restrict x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = round_bf16(x[i]);
+}
 
 // Packs op(A)[i0:i0+mc, k0:k0+kc] as ceil(mc/MR) panels, each kc x MR (k-major), zero-padded.
-template <int MR>
+template <int MR, bool kRound = false>
 void pack_a(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
   for (int64_t ir = 0; ir < mc; ir += MR) {
     const int64_t mr = std::min<int64_t>(MR, mc - ir);
@@ -94,12 +112,15 @@ void pack_a(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float
       const float* s = A.p + k0 * A.ld + i0 + ir;
       if (mr == MR) {
         for (int64_t k = 0; k < kc; ++k) {
-          for (int r = 0; r < MR; ++r) d[k * MR + r] = s[k * A.ld + r];
+          if (kRound)
+            round_bf16_row(d + k * MR, s + k * A.ld, MR);
+          else
+            for (int r = 0; r < MR; ++r) d[k * MR + r] = s[k * A.ld + r];
         }
       } else {
         for (int64_t k = 0; k < kc; ++k) {
           int r = 0;
-          for (; r < mr; ++r) d[k * MR + r] = s[k * A.ld + r];
+          for (; r < mr; ++r) d[k * MR + r] = in<kRound>(s[k * A.ld + r]);
           for (; r < MR; ++r) d[k * MR + r] = 0.0f;
         }
       }
@@ -108,13 +129,21 @@ void pack_a(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float
       if (mr == MR) {
         const float* rows[MR];
         for (int r = 0; r < MR; ++r) rows[r] = s + r * A.ld;
+        if (kRound) {  // the rows rounded first, with vector instructions
+          thread_local std::vector<float> rounded;
+          if (rounded.size() < static_cast<size_t>(MR * kc)) rounded.resize(static_cast<size_t>(MR * kc));
+          for (int r = 0; r < MR; ++r) {
+            round_bf16_row(rounded.data() + r * kc, rows[r], kc);
+            rows[r] = rounded.data() + r * kc;
+          }
+        }
         for (int64_t k = 0; k < kc; ++k) {
           for (int r = 0; r < MR; ++r) d[k * MR + r] = rows[r][k];
         }
       } else {
         for (int64_t k = 0; k < kc; ++k) {
           int r = 0;
-          for (; r < mr; ++r) d[k * MR + r] = s[r * A.ld + k];
+          for (; r < mr; ++r) d[k * MR + r] = in<kRound>(s[r * A.ld + k]);
           for (; r < MR; ++r) d[k * MR + r] = 0.0f;
         }
       }
@@ -123,16 +152,21 @@ void pack_a(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float
 }
 
 // Packs the NR-wide column panel j0:j0+nr of op(B)[k0:k0+kc, :] as kc x NR (k-major), zero-padded.
-template <int NR>
+template <int NR, bool kRound = false>
 void pack_b_panel(const MatB& B, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* d) {
   if (!B.trans) {  // stored [K, N]: NR consecutive floats per k
     const float* s = B.p + k0 * B.ld + j0;
     if (nr == NR) {
-      for (int64_t k = 0; k < kc; ++k) std::memcpy(d + k * NR, s + k * B.ld, NR * sizeof(float));
+      for (int64_t k = 0; k < kc; ++k) {
+        if (kRound)
+          round_bf16_row(d + k * NR, s + k * B.ld, NR);
+        else
+          std::memcpy(d + k * NR, s + k * B.ld, NR * sizeof(float));
+      }
     } else {
       for (int64_t k = 0; k < kc; ++k) {
         int64_t c = 0;
-        for (; c < nr; ++c) d[k * NR + c] = s[k * B.ld + c];
+        for (; c < nr; ++c) d[k * NR + c] = in<kRound>(s[k * B.ld + c]);
         for (; c < NR; ++c) d[k * NR + c] = 0.0f;
       }
     }
@@ -143,8 +177,13 @@ void pack_b_panel(const MatB& B, int64_t k0, int64_t kc, int64_t j0, int64_t nr,
       const int64_t ke = std::min(kc, kb + KB);
       int64_t c = 0;
       for (; c < nr; ++c) {
-        const float* sc = s + c * B.ld;
-        for (int64_t k = kb; k < ke; ++k) d[k * NR + c] = sc[k];
+        const float* sc = s + c * B.ld + kb;
+        alignas(64) float rounded[KB];
+        if (kRound) {  // the column's k block rounded first, with vector instructions
+          round_bf16_row(rounded, sc, ke - kb);
+          sc = rounded;
+        }
+        for (int64_t k = kb; k < ke; ++k) d[k * NR + c] = sc[k - kb];
       }
       for (; c < NR; ++c) {
         for (int64_t k = kb; k < ke; ++k) d[k * NR + c] = 0.0f;
@@ -154,11 +193,7 @@ void pack_b_panel(const MatB& B, int64_t k0, int64_t kc, int64_t j0, int64_t nr,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Micro-kernels: C[MR x NR] (row stride ldc) = alpha * sum_k a[k*MR + r] * b[k*NR + c] + beta * C,
-// with beta == 0 meaning "do not read C". a is the packed A micro-panel, b the packed B one
-// (64-byte aligned).
-
-using UkrFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta);
+// Micro-kernels (gemm_kernel.h has their contract).
 
 #if defined(__GNUC__)
 // 4 x 8 with GCC/Clang vector extensions (SSE2 on baseline x86-64, NEON on AArch64): 8 vector
@@ -292,25 +327,19 @@ __attribute__((target("avx2,fma"))) void ukr_avx2_6x16(int64_t kc, const float* 
   store(c + 5 * ldc, c50, c51);
 }
 
-// 12 x 32 with AVX-512F: 24 zmm accumulators, 2 B loads and 12 broadcasts per k.
-__attribute__((target("avx512f"))) void ukr_avx512_12x32(int64_t kc, const float* __restrict a,
+// 14 x 32 with AVX-512F: 28 zmm accumulators, 2 B loads and 14 broadcasts per k (31 of the 32 registers;
+// measured 3-4% faster than 12 x 32 on Sapphire Rapids at BERT's shapes).
+__attribute__((target("avx512f"))) void ukr_avx512_14x32(int64_t kc, const float* __restrict a,
                                                          const float* __restrict b, float* __restrict c, int64_t ldc,
                                                          float alpha, float beta) {
-  constexpr int MR = 12;
+  constexpr int MR = 14;
   __m512 acc0[MR], acc1[MR];
-  for (int r = 0; r < MR; ++r) {
-    acc0[r] = _mm512_setzero_ps();
-    acc1[r] = _mm512_setzero_ps();
-  }
-  for (int r = 0; r < MR; ++r) {
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 31), _MM_HINT_T0);
-  }
+  tile_begin_avx512<MR>(acc0, acc1, c, ldc);
   for (int64_t k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_load_ps(b);
     const __m512 b1 = _mm512_load_ps(b + 16);
     _mm_prefetch(reinterpret_cast<const char*>(a + 8 * MR), _MM_HINT_T0);
-#pragma GCC unroll 12
+#pragma GCC unroll 14
     for (int r = 0; r < MR; ++r) {
       const __m512 av = _mm512_set1_ps(a[r]);
       acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
@@ -319,20 +348,7 @@ __attribute__((target("avx512f"))) void ukr_avx512_12x32(int64_t kc, const float
     a += MR;
     b += 32;
   }
-  const __m512 va = _mm512_set1_ps(alpha);
-  const __m512 vb = _mm512_set1_ps(beta);
-  if (beta == 0.0f) {
-    for (int r = 0; r < MR; ++r) {
-      _mm512_storeu_ps(c + r * ldc, _mm512_mul_ps(va, acc0[r]));
-      _mm512_storeu_ps(c + r * ldc + 16, _mm512_mul_ps(va, acc1[r]));
-    }
-  } else {
-    for (int r = 0; r < MR; ++r) {
-      float* cr = c + r * ldc;
-      _mm512_storeu_ps(cr, _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr), _mm512_mul_ps(va, acc0[r])));
-      _mm512_storeu_ps(cr + 16, _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16), _mm512_mul_ps(va, acc1[r])));
-    }
-  }
+  tile_end_avx512<MR>(acc0, acc1, c, ldc, alpha, beta);
 }
 
 #endif  // SIMCSEPP_GEMM_X86
@@ -340,19 +356,16 @@ __attribute__((target("avx512f"))) void ukr_avx512_12x32(int64_t kc, const float
 // ---------------------------------------------------------------------------------------------
 // Kernel descriptors.
 
-struct Kernel {
-  const char* name;
-  int mr, nr;
-  int64_t mc, kc, nc;  // cache blocking (mc multiple of mr, nc multiple of nr)
-  UkrFn ukr;
-  void (*pack_a)(const MatA&, int64_t, int64_t, int64_t, int64_t, float*);
-  void (*pack_b_panel)(const MatB&, int64_t, int64_t, int64_t, int64_t, float*);
-};
-
 const Kernel kGeneric = {"generic", 4, 8, 192, 256, 4096, &ukr_generic_4x8, &pack_a<4>, &pack_b_panel<8>};
+// The same with the operands rounded to bfloat16 while packed (sgemm_bf16).
+const Kernel kGenericRound = {
+    "generic", 4, 8, 192, 256, 4096, &ukr_generic_4x8, &pack_a<4, true>, &pack_b_panel<8, true>};
 #if SIMCSEPP_GEMM_X86
 const Kernel kAvx2 = {"avx2", 6, 16, 288, 384, 4096, &ukr_avx2_6x16, &pack_a<6>, &pack_b_panel<16>};
-const Kernel kAvx512 = {"avx512", 12, 32, 288, 384, 4096, &ukr_avx512_12x32, &pack_a<12>, &pack_b_panel<32>};
+const Kernel kAvx2Round = {"avx2", 6, 16, 288, 384, 4096, &ukr_avx2_6x16, &pack_a<6, true>, &pack_b_panel<16, true>};
+const Kernel kAvx512 = {"avx512", 14, 32, 280, 384, 4096, &ukr_avx512_14x32, &pack_a<14>, &pack_b_panel<32>};
+const Kernel kAvx512Round = {
+    "avx512", 14, 32, 280, 384, 4096, &ukr_avx512_14x32, &pack_a<14, true>, &pack_b_panel<32, true>};
 #endif
 
 bool cpu_has(const char* name) {
@@ -471,68 +484,122 @@ void macro_kernel(const Kernel& kr, int64_t mc, int64_t nc, int64_t kc, const fl
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, float alpha,
-                  float beta, float* C, int64_t ldc) {
+// The rows [i0, i0 + m) of op(A) and the columns [j0, j0 + n) of op(B), as operands of their own.
+MatA rows_of(const MatA& A, int64_t i0) { return {A.trans ? A.p + i0 : A.p + i0 * A.ld, A.ld, A.trans}; }
+MatB cols_of(const MatB& B, int64_t j0) { return {B.trans ? B.p + j0 * B.ld : B.p + j0, B.ld, B.trans}; }
+
+// The GotoBLAS loops (header comment) over C[M x N]. `ways` threads share it: they pack each B block
+// together and then take its M blocks (as many as a multiple of `ways`); with ways = 1 the calling thread
+// does it all (the parallel_for calls then run inline, as they do inside a rectangle's chunk). KC comes from
+// the caller, so that every part of a partitioned product sums K in the same order.
+void gemm_block(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, int64_t KC,
+                int64_t ways, float alpha, float beta, float* C, int64_t ldc) {
   const int64_t MR = kr.mr, NR = kr.nr;
-  const int64_t threads = num_threads();
-  // Equal-depth K blocks (a multiple of 8 where possible) avoid a thin last block.
-  const int64_t kblocks = (K + kr.kc - 1) / kr.kc;
-  const int64_t KC = std::min<int64_t>(kr.kc, round_up((K + kblocks - 1) / kblocks, 8));
   const int64_t NC = std::min<int64_t>(kr.nc, round_up(N, NR));
-
-  // Split M into blocks of (nearly) equal height; with several threads, make the block count a
-  // multiple of the thread count so no thread gets an extra block at the end.
-  int64_t MC = std::min<int64_t>(kr.mc, round_up(M, MR));
-  int64_t mblocks = (M + MC - 1) / MC;
-  const bool split_m = threads > 1 && (M >= N || mblocks >= 2 * threads);
-  if (split_m) mblocks = round_up(mblocks, threads);
-  MC = std::max<int64_t>(MR, round_up((M + mblocks - 1) / mblocks, MR));
+  // M blocks of (nearly) equal height, so that the last one is not a sliver.
+  int64_t mblocks = round_up((M + kr.mc - 1) / kr.mc, ways);
+  const int64_t MC = std::max<int64_t>(MR, round_up((M + mblocks - 1) / mblocks, MR));
   mblocks = (M + MC - 1) / MC;
-
   float* pb = t_pack_b.get(static_cast<size_t>(KC) * NC);
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = std::min(NC, N - jc);
     const int64_t npanels = (nc + NR - 1) / NR;
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc);
-      const float beta_k = pc == 0 ? beta : 1.0f;
-
-      parallel_for(npanels, 8, [&](int64_t p0, int64_t p1) {
-        for (int64_t p = p0; p < p1; ++p) {
-          const int64_t j = p * NR;
-          kr.pack_b_panel(B, pc, kc, jc + j, std::min(NR, nc - j), pb + j * kc);
-        }
+      parallel_for(npanels, ways == 1 ? npanels : 8, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p)
+          kr.pack_b_panel(B, pc, kc, jc + p * NR, std::min(NR, nc - p * NR), pb + p * NR * kc);
       });
-
-      if (split_m) {
-        parallel_for(mblocks, 1, [&](int64_t b0, int64_t b1) {
-          float* pa = t_pack_a.get(static_cast<size_t>(MC) * kc);
-          for (int64_t blk = b0; blk < b1; ++blk) {
-            const int64_t ic = blk * MC;
-            const int64_t mc = std::min(MC, M - ic);
-            kr.pack_a(A, ic, mc, pc, kc, pa);
-            macro_kernel(kr, mc, nc, kc, pa, pb, 0, npanels, alpha, beta_k, C + ic * ldc + jc, ldc);
-          }
-        });
-      } else {
+      parallel_for(mblocks, ways == 1 ? mblocks : 1, [&](int64_t b0, int64_t b1) {
         float* pa = t_pack_a.get(static_cast<size_t>(MC) * kc);
-        for (int64_t ic = 0; ic < M; ic += MC) {
+        for (int64_t ic = b0 * MC; ic < std::min(M, b1 * MC); ic += MC) {
           const int64_t mc = std::min(MC, M - ic);
           kr.pack_a(A, ic, mc, pc, kc, pa);
-          // Panel chunks sized to ~MC columns of work keep claiming overhead low.
-          const int64_t grain = std::max<int64_t>(1, 64 / NR);
-          parallel_for(npanels, grain, [&](int64_t p0, int64_t p1) {
-            macro_kernel(kr, mc, nc, kc, pa, pb, p0, p1, alpha, beta_k, C + ic * ldc + jc, ldc);
-          });
+          macro_kernel(kr, mc, nc, kc, pa, pb, 0, npanels, alpha, pc == 0 ? beta : 1.0f, C + ic * ldc + jc, ldc);
         }
-      }
+      });
     }
   }
+}
+
+// Splits C into rectangles that the pool's threads take one at a time, each computed start to finish
+// by gemm_block: one parallel_for per product (a product of many K blocks no longer waits for every
+// thread at each block), and no thread waits on another's packing. A rectangle packs its own operands,
+// so splitting the rows of C re-packs B once per rectangle and splitting the columns re-packs A: the
+// split goes along the dimension whose other operand is the smaller. Twice as many rectangles as
+// threads lets a thread that was held up (other processes) leave the rest to the others.
+void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, float alpha,
+                  float beta, float* C, int64_t ldc) {
+  const int64_t MR = kr.mr, NR = kr.nr;
+  // Equal-depth K blocks (a multiple of 8 where possible) avoid a thin last block.
+  const int64_t kblocks = (K + kr.kc - 1) / kr.kc;
+  const int64_t KC = std::min<int64_t>(kr.kc, round_up((K + kblocks - 1) / kblocks, 8));
+
+  const int64_t mtiles = (M + MR - 1) / MR, ntiles = (N + NR - 1) / NR;
+  const int64_t threads = num_threads();
+  // At least ~2 MFLOP per rectangle: below that, waking a thread costs more than it saves.
+  const int64_t work_parts = std::max<int64_t>(1, M * N * K / (int64_t{1} << 20));
+  const int64_t parts = std::min<int64_t>(threads == 1 ? 1 : 2 * threads, work_parts);
+  // Rows of C when B (K x N) is the cheaper operand to re-pack, or when the columns are too few.
+  const bool by_rows = (N <= M && mtiles >= parts) || ntiles < parts;
+  const int64_t tiles = by_rows ? mtiles : ntiles;
+  const int64_t n_parts = std::min(parts, tiles);
+  // A rectangle re-packs the other operand: one packed float per 2 * extent multiply-adds. Below 512 rows
+  // (columns) per rectangle that costs more than synchronising on one shared packing (measured, mini's
+  // weight gradients: 256 x 256 x 6144 took twice the CPU time in rectangles).
+  // When they would be thin (the weight gradients: small M and N, long K), B is packed once per K block by
+  // all threads together instead, at the price of two fork-joins per K block.
+  if (n_parts > 1 && (by_rows ? M : N) / n_parts < 512) {
+    gemm_block(kr, A, B, M, N, K, KC, threads, alpha, beta, C, ldc);
+    return;
+  }
+  parallel_for(n_parts, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t t0 = p * tiles / n_parts, t1 = (p + 1) * tiles / n_parts;
+      if (by_rows) {
+        const int64_t i0 = t0 * MR, i1 = std::min(M, t1 * MR);
+        gemm_block(kr, rows_of(A, i0), B, i1 - i0, N, K, KC, 1, alpha, beta, C + i0 * ldc, ldc);
+      } else {
+        const int64_t j0 = t0 * NR, j1 = std::min(N, t1 * NR);
+        gemm_block(kr, A, cols_of(B, j0), M, j1 - j0, K, KC, 1, alpha, beta, C + j0, ldc);
+      }
+    }
+  });
 }
 
 }  // namespace
 
 const char* sgemm_kernel_name() { return kernel().name; }
+
+namespace {
+
+// The bf16 kernel, when asked for (SIMCSEPP_GEMM_BF16=avx512bf16) and when it computes the emulated path's
+// bits: it needs the fp32 kernel to be an FMA one (the portable kernel multiplies and adds apart) with the
+// same K blocks. Not the default: on Sapphire Rapids VDPBF16PS retires a quarter as many instructions per
+// cycle as VFMADD231PS (1.6 against 6.4 G/s per core, measured), so with two k per instruction it reaches
+// half the fp32 rate; CPUs that run it at the FMA rate would gain.
+const Kernel* bf16_fast_kernel() {
+  static const Kernel* k = [] {
+    const char* env = std::getenv("SIMCSEPP_GEMM_BF16");
+    return env && std::strcmp(env, "avx512bf16") == 0 ? gemm_detail::bf16_kernel() : nullptr;
+  }();
+  const Kernel& fp32 = kernel();
+  return k && fp32.ukr != kGeneric.ukr && fp32.kc == k->kc ? k : nullptr;
+}
+
+// A compact copy of the rows x cols matrix x (leading dimension ld) with every element rounded to bfloat16.
+const float* rounded_bf16(Scratch& buf, const float* x, int64_t rows, int64_t cols, int64_t ld) {
+  float* r = buf.get(static_cast<size_t>(rows * cols));
+  parallel_for(rows, std::max<int64_t>(1, (1 << 14) / cols), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i)
+      for (int64_t j = 0; j < cols; ++j) r[i * cols + j] = round_bf16(x[i * ld + j]);
+  });
+  return r;
+}
+
+thread_local Scratch t_round_a, t_round_b;  // the emulated bf16 path's rounded operands
+
+}  // namespace
 
 bool sgemm_force_kernel(const char* name) {
   const Kernel* k = kernel_by_name(name);
@@ -555,6 +622,54 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
     return;
   }
   sgemm_packed(kernel(), a, b, M, N, K, alpha, beta, C, ldc);
+}
+
+namespace {
+
+// The fp32 kernel in use, packing rounded operands.
+const Kernel& rounding(const Kernel& k) {
+#if SIMCSEPP_GEMM_X86
+  if (&k == &kAvx512) return kAvx512Round;
+  if (&k == &kAvx2) return kAvx2Round;
+#endif
+  return kGenericRound;
+}
+
+// SIMCSEPP_GEMM_BF16=copies: the rounded copies at every size (what the default computes, kept to test it).
+bool bf16_copies_forced() {
+  static const bool forced = [] {
+    const char* env = std::getenv("SIMCSEPP_GEMM_BF16");
+    return env && std::strcmp(env, "copies") == 0;
+  }();
+  return forced;
+}
+
+}  // namespace
+
+const char* sgemm_bf16_kernel_name() {
+  if (bf16_fast_kernel()) return bf16_fast_kernel()->name;
+  return bf16_copies_forced() ? "rounded copies" : "rounded while packed";
+}
+
+void sgemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0 || K <= 0 || alpha == 0.0f) {
+    sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  // Packed products (sgemm's threshold): the operands rounded as they are packed, by the bf16 kernel or the
+  // fp32 one. Small products take sgemm's unpacked path, on rounded copies.
+  if (M * N * K > int64_t{64} * 64 * 64 && !bf16_copies_forced()) {
+    const Kernel* fast = bf16_fast_kernel();
+    sgemm_packed(fast ? *fast : rounding(kernel()), MatA{A, lda, transA}, MatB{B, ldb, transB}, M, N, K, alpha, beta, C,
+                 ldc);
+    return;
+  }
+  const int64_t arows = transA ? K : M, acols = transA ? M : K;
+  const int64_t brows = transB ? N : K, bcols = transB ? K : N;
+  const float* ra = rounded_bf16(t_round_a, A, arows, acols, lda);
+  const float* rb = rounded_bf16(t_round_b, B, brows, bcols, ldb);
+  sgemm(transA, transB, M, N, K, alpha, ra, acols, rb, bcols, beta, C, ldc);
 }
 
 }  // namespace simcsepp::cpu

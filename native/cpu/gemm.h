@@ -15,6 +15,17 @@ namespace simcsepp::cpu {
 
 SgemmFn sgemm;
 
+// sgemm of the operands rounded to bfloat16 (common/bf16.h), summed in fp32: the linear layers' bf16
+// products (ops/precision.h). The bits are those of rounded copies of A and B passed to sgemm; packed
+// products round the operands as they are packed instead (no copies: the fp32 GEMM's speed), small ones
+// use the copies. SIMCSEPP_GEMM_BF16=copies uses the copies at every size; SIMCSEPP_GEMM_BF16=avx512bf16,
+// on a CPU with AVX512_BF16 (and an FMA kernel for fp32), sums two k per VDPBF16PS (gemm_bf16.cpp): the same
+// bits again, at a speed that depends on the CPU (half the fp32 GEMM's on Sapphire Rapids, see gemm.cpp).
+SgemmFn sgemm_bf16;
+
+// How sgemm_bf16's packed products run: "rounded while packed", "rounded copies" or "avx512bf16".
+const char* sgemm_bf16_kernel_name();
+
 // Name of the micro-kernel in use: "avx512", "avx2" or "generic".
 const char* sgemm_kernel_name();
 

@@ -2,15 +2,20 @@
 //
 // Build from the repository root:
 //   g++ -O3 -std=c++17 -Wall -Wextra -Werror -Inative native/cpu/dev/gemm_check.cpp
-//       native/cpu/gemm.cpp native/cpu/blas_ref.cpp native/cpu/parallel.cpp -lpthread -ldl
+//       native/cpu/gemm.cpp native/cpu/gemm_bf16.cpp native/cpu/blas_ref.cpp native/cpu/parallel.cpp -lpthread -ldl
 //       -o gemm_check
 // Run:  ./gemm_check [--check-only | --bench-only] [--reps N] [--kernel NAME] [--quick]
 //             [--shape M N K]   (benchmark only that shape)
+//             [--bert tiny|mini|small|base]   (the products of one training step of that model)
+//             [--cpu-time]   (time by the thread's CPU time: with SIMCSEPP_NUM_THREADS=1, a per-core
+//                             comparison that holds on a machine shared with other processes)
 //   (a) checks every available micro-kernel against a double-precision reference: all four
 //       transpose combinations, sizes {0,1,2,3,7,17,63,64,65,97,129,257}^3, several alpha/beta,
 //       padded leading dimensions, NaN in C with beta = 0, and shapes that cross the cache blocks;
 //   (b) times GFLOP/s at M in {2048, 6144}, N, K in {768, 3072} for C = A*B, A*B^T and A^T*B,
 //       ours vs the system BLAS (if one loads) with the same thread count; median of --reps runs.
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -230,7 +235,16 @@ int check_concurrent() {
   return failures;
 }
 
-double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+bool g_cpu_time = false;  // --cpu-time
+
+double now_s() {
+  if (g_cpu_time) {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -239,82 +253,117 @@ double median(std::vector<double> v) {
 
 int64_t g_only_m = 0, g_only_n = 0, g_only_k = 0;  // --shape filter (0: all)
 
-void bench(int reps, bool have_blas) {
-  struct Op {
-    const char* name;
-    bool ta, tb;
-  };
-  const Op ops[] = {{"NN  A*B", false, false}, {"NT  A*B^T", false, true}, {"TN  A^T*B", true, false}};
+struct Op {
+  const char* name;
+  bool ta, tb;
+};
+const Op kNN = {"NN  A*B", false, false}, kNT = {"NT  A*B^T", false, true}, kTN = {"TN  A^T*B", true, false};
+
+struct Shape {
+  Op op;
+  int64_t M, N, K;
+};
+
+// The products of one training step of a BERT with hidden size H and MLP size I on R = 3 * 64 * 32 rows
+// (three views of B = 64 sentences of T = 32 tokens), per linear layer [OC, C]: the forward
+// out = inp * W^T (R, OC, C), the input gradient dinp = dout * W (R, C, OC) and the weight gradient
+// dW = dout^T * inp (OC, C, R); layers q/k/v as one [3H, H], the attention output [H, H], the MLP's [I, H], [H, I].
+std::vector<Shape> bert_shapes(int64_t H, int64_t I) {
+  const int64_t R = 3 * 64 * 32;
+  const int64_t layers[][2] = {{3 * H, H}, {H, H}, {I, H}, {H, I}};
+  std::vector<Shape> v;
+  for (const auto& l : layers) v.push_back({kNT, R, l[0], l[1]});
+  for (const auto& l : layers) v.push_back({kNN, R, l[1], l[0]});
+  for (const auto& l : layers) v.push_back({kTN, l[0], l[1], R});
+  return v;
+}
+
+// M in {2048, 6144}, N and K in {768, 3072} in the three forms, or the one --shape.
+std::vector<Shape> square_shapes() {
   const std::vector<int64_t> Ms = g_only_m ? std::vector<int64_t>{g_only_m} : std::vector<int64_t>{2048, 6144};
   std::vector<int64_t> NKs = {768, 3072};
   if (g_only_m) NKs = g_only_n == g_only_k ? std::vector<int64_t>{g_only_n} : std::vector<int64_t>{g_only_n, g_only_k};
+  std::vector<Shape> v;
+  for (const Op& op : {kNN, kNT, kTN})
+    for (int64_t M : Ms)
+      for (int64_t N : NKs)
+        for (int64_t K : NKs) {
+          if (g_only_m && (M != g_only_m || N != g_only_n || K != g_only_k)) continue;
+          v.push_back({op, M, N, K});
+        }
+  return v;
+}
+
+void bench(int reps, bool have_blas, const std::vector<Shape>& shapes) {
   std::printf("\n%-10s %6s %6s %6s | %9s %9s | %7s || %9s %9s\n", "op", "M", "N", "K", "ours", "blas", "ratio", "ours",
               "blas");
   std::printf("%-10s %6s %6s %6s | %9s %9s | %7s || %9s %9s\n", "", "", "", "", "median", "median", "", "best", "best");
   double sum_ratio_log = 0.0;
   int n_ratio = 0;
   double min_ratio = 1e9;
-  for (const Op& op : ops) {
-    for (int64_t M : Ms) {
-      for (int64_t N : NKs) {
-        for (int64_t K : NKs) {
-          if (g_only_m && (M != g_only_m || N != g_only_n || K != g_only_k)) continue;
-          std::vector<float> A(static_cast<size_t>(M * K)), B(static_cast<size_t>(K * N)),
-              C(static_cast<size_t>(M * N));
-          fill_random(A);
-          fill_random(B);
-          const int64_t lda = op.ta ? M : K, ldb = op.tb ? K : N;
-          const double flops = 2.0 * M * N * K;
-          auto time_one = [&](bool blas) {
-            const double t0 = now_s();
-            if (blas)
-              blas_ref_sgemm(op.ta, op.tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(), N);
-            else
-              sgemm(op.ta, op.tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(), N);
-            return flops / (now_s() - t0) * 1e-9;
-          };
-          // Interleaved, so that load from other processes hits both alike, with a pause after
-          // each OpenBLAS call: its idle workers spin for a while (~0.1 s) and would otherwise
-          // steal a core from ours.
-          const auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(250)); };
-          std::vector<double> ours, ref;
-          pause();
-          time_one(false);  // warm-up
-          if (have_blas) {
-            time_one(true);
-            pause();
-          }
-          for (int r = 0; r < reps; ++r) {
-            ours.push_back(time_one(false));
-            if (have_blas) {
-              ref.push_back(time_one(true));
-              pause();
-            }
-          }
-          const double go = median(ours);
-          if (have_blas) {
-            const double gb = median(ref);
-            const double ratio = go / gb;
-            sum_ratio_log += std::log(ratio);
-            ++n_ratio;
-            min_ratio = std::min(min_ratio, ratio);
-            std::printf("%-10s %6lld %6lld %6lld | %9.1f %9.1f | %6.0f%% || %9.1f %9.1f\n", op.name,
-                        static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K), go, gb,
-                        100.0 * ratio, *std::max_element(ours.begin(), ours.end()),
-                        *std::max_element(ref.begin(), ref.end()));
-          } else {
-            std::printf("%-10s %6lld %6lld %6lld | %9.1f %9s | %7s || %9.1f %9s\n", op.name, static_cast<long long>(M),
-                        static_cast<long long>(N), static_cast<long long>(K), go, "-", "-",
-                        *std::max_element(ours.begin(), ours.end()), "-");
-          }
-          std::fflush(stdout);
-        }
+  double flops_total = 0.0, ours_s = 0.0, blas_s = 0.0;
+  for (const Shape& sh : shapes) {
+    const Op& op = sh.op;
+    const int64_t M = sh.M, N = sh.N, K = sh.K;
+    std::vector<float> A(static_cast<size_t>(M * K)), B(static_cast<size_t>(K * N)), C(static_cast<size_t>(M * N));
+    fill_random(A);
+    fill_random(B);
+    const int64_t lda = op.ta ? M : K, ldb = op.tb ? K : N;
+    const double flops = 2.0 * M * N * K;
+    auto time_one = [&](bool blas) {
+      const double t0 = now_s();
+      if (blas)
+        blas_ref_sgemm(op.ta, op.tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(), N);
+      else
+        sgemm(op.ta, op.tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(), N);
+      return flops / (now_s() - t0) * 1e-9;
+    };
+    // Interleaved, so that load from other processes hits both alike, with a pause after
+    // each OpenBLAS call: its idle workers spin for a while (~0.1 s) and would otherwise
+    // steal a core from ours.
+    const auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(250)); };
+    std::vector<double> ours, ref;
+    pause();
+    time_one(false);  // warm-up
+    if (have_blas) {
+      time_one(true);
+      pause();
+    }
+    for (int r = 0; r < reps; ++r) {
+      ours.push_back(time_one(false));
+      if (have_blas) {
+        ref.push_back(time_one(true));
+        pause();
       }
     }
+    const double go = median(ours);
+    flops_total += flops;
+    ours_s += flops / (go * 1e9);
+    if (have_blas) {
+      const double gb = median(ref);
+      blas_s += flops / (gb * 1e9);
+      const double ratio = go / gb;
+      sum_ratio_log += std::log(ratio);
+      ++n_ratio;
+      min_ratio = std::min(min_ratio, ratio);
+      std::printf("%-10s %6lld %6lld %6lld | %9.1f %9.1f | %6.0f%% || %9.1f %9.1f\n", op.name,
+                  static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K), go, gb,
+                  100.0 * ratio, *std::max_element(ours.begin(), ours.end()),
+                  *std::max_element(ref.begin(), ref.end()));
+    } else {
+      std::printf("%-10s %6lld %6lld %6lld | %9.1f %9s | %7s || %9.1f %9s\n", op.name, static_cast<long long>(M),
+                  static_cast<long long>(N), static_cast<long long>(K), go, "-", "-",
+                  *std::max_element(ours.begin(), ours.end()), "-");
+    }
+    std::fflush(stdout);
   }
   if (n_ratio > 0)
     std::printf("ours / blas: geometric mean %.0f%%, worst %.0f%%\n", 100.0 * std::exp(sum_ratio_log / n_ratio),
                 100.0 * min_ratio);
+  std::printf("all shapes once: %.1f GFLOP, ours %.3f s (%.1f GFLOP/s)", flops_total * 1e-9, ours_s,
+              flops_total * 1e-9 / ours_s);
+  if (have_blas) std::printf(", blas %.3f s (%.1f GFLOP/s)", blas_s, flops_total * 1e-9 / blas_s);
+  std::printf("\n");
 }
 
 }  // namespace
@@ -323,6 +372,7 @@ int main(int argc, char** argv) {
   bool do_check = true, do_bench = true, quick = false;
   int reps = 5;
   const char* kernel = nullptr;
+  std::string bert;  // --bert mini|base: the products of one training step instead of the square set
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--check-only")) {
       do_bench = false;
@@ -336,28 +386,37 @@ int main(int argc, char** argv) {
       g_only_m = std::atoll(argv[++i]);
       g_only_n = std::atoll(argv[++i]);
       g_only_k = std::atoll(argv[++i]);
+    } else if (!std::strcmp(argv[i], "--cpu-time")) {
+      g_cpu_time = true;
+    } else if (!std::strcmp(argv[i], "--bert") && i + 1 < argc) {
+      bert = argv[++i];
     } else if (!std::strcmp(argv[i], "--kernel") && i + 1 < argc) {
       kernel = argv[++i];
     } else {
       std::fprintf(stderr,
                    "usage: %s [--check-only|--bench-only] [--quick] [--reps N] "
-                   "[--shape M N K] [--kernel generic|avx2|avx512]\n",
+                   "[--shape M N K | --bert tiny|mini|small|base] [--cpu-time] [--kernel generic|avx2|avx512]\n",
                    argv[0]);
       return 2;
     }
   }
 
   const int threads = num_threads();
+  if (g_cpu_time && threads != 1) {
+    std::fprintf(stderr, "--cpu-time times one thread: run with SIMCSEPP_NUM_THREADS=1\n");
+    return 2;
+  }
   // OpenBLAS reads this when it is loaded, so set it before the first blas_ref call.
   setenv("OPENBLAS_NUM_THREADS", std::to_string(threads).c_str(), 1);
-  std::string blas_name;
-  const bool have_blas = blas_ref_available(&blas_name);
+  std::string blas_name, blas_core;
+  const bool have_blas = blas_ref_available(&blas_name, &blas_core);
   const char* ct = std::getenv("OPENBLAS_CORETYPE");
   const char* l2 = std::getenv("OPENBLAS_L2_SIZE");
   std::printf(
-      "threads %d | default kernel %s | system BLAS: %s | OPENBLAS_CORETYPE=%s "
+      "threads %d | default kernel %s | system BLAS: %s (%s) | OPENBLAS_CORETYPE=%s "
       "OPENBLAS_L2_SIZE=%s\n",
-      threads, sgemm_kernel_name(), have_blas ? blas_name.c_str() : "(none)", ct ? ct : "(unset)", l2 ? l2 : "(unset)");
+      threads, sgemm_kernel_name(), have_blas ? blas_name.c_str() : "(none)", blas_core.c_str(), ct ? ct : "(unset)",
+      l2 ? l2 : "(unset)");
 
   const std::string default_kernel = sgemm_kernel_name();
   int failures = 0;
@@ -375,7 +434,12 @@ int main(int argc, char** argv) {
       return 2;
     }
     std::printf("\nbenchmark: kernel %s, %d threads, median of %d runs\n", sgemm_kernel_name(), threads, reps);
-    bench(reps, have_blas);
+    std::vector<Shape> shapes = square_shapes();
+    if (bert == "tiny") shapes = bert_shapes(128, 512);
+    if (bert == "mini") shapes = bert_shapes(256, 1024);
+    if (bert == "small") shapes = bert_shapes(512, 2048);
+    if (bert == "base") shapes = bert_shapes(768, 3072);
+    bench(reps, have_blas, shapes);
   }
   return failures == 0 ? 0 : 1;
 }

@@ -1,0 +1,79 @@
+// What gemm.cpp's packed driver needs of a micro-kernel (internal to the CPU GEMM): the operand views, the
+// micro-kernel's signature and the descriptor that pairs it with its packing routines and cache blocking.
+// gemm.cpp holds the fp32 kernels; gemm_bf16.cpp the AVX512_BF16 one, which packs the same panels as
+// bfloat16 pairs.
+#pragma once
+#include <cstdint>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace simcsepp::cpu::gemm_detail {
+
+struct MatA {  // op(A)(i, k)
+  const float* p;
+  int64_t ld;
+  bool trans;
+};
+struct MatB {  // op(B)(k, j)
+  const float* p;
+  int64_t ld;
+  bool trans;
+};
+
+// C[MR x NR] (row stride ldc) = alpha * sum_k a[k*MR + r] * b[k*NR + c] + beta * C, with beta == 0 meaning
+// "do not read C". a is the packed A micro-panel, b the packed B one (64-byte aligned). A packed panel of
+// depth kc takes at most kc * MR (kc * NR) floats.
+using UkrFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta);
+
+struct Kernel {
+  const char* name;
+  int mr, nr;
+  int64_t mc, kc, nc;  // cache blocking (mc multiple of mr, nc multiple of nr)
+  UkrFn ukr;
+  // Packs op(A)[i0:i0+mc, k0:k0+kc] as ceil(mc/MR) panels, panel ir at dst + ir * kc.
+  void (*pack_a)(const MatA&, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst);
+  // Packs the nr-wide column panel j0 of op(B)[k0:k0+kc, :] (zero-padded to NR) at d.
+  void (*pack_b_panel)(const MatB&, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* d);
+};
+
+// The AVX512_BF16 kernel (gemm_bf16.cpp), or nullptr where the CPU or the compiler lacks it.
+const Kernel* bf16_kernel();
+
+#if defined(__x86_64__) || defined(__i386__)
+// The MR x 32 AVX-512 tiles of the fp32 and the bf16 kernel start and end alike, so that both round alike.
+// Zeroes the accumulators and prefetches the tile of C.
+template <int MR>
+__attribute__((target("avx512f"))) inline void tile_begin_avx512(__m512* acc0, __m512* acc1, const float* c,
+                                                                 int64_t ldc) {
+  for (int r = 0; r < MR; ++r) {
+    acc0[r] = _mm512_setzero_ps();
+    acc1[r] = _mm512_setzero_ps();
+  }
+  for (int r = 0; r < MR; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 31), _MM_HINT_T0);
+  }
+}
+
+// C = alpha * acc + beta * C, the latter as one FMA (beta == 0: C is not read).
+template <int MR>
+__attribute__((target("avx512f"))) inline void tile_end_avx512(const __m512* acc0, const __m512* acc1, float* c,
+                                                               int64_t ldc, float alpha, float beta) {
+  const __m512 va = _mm512_set1_ps(alpha);
+  const __m512 vb = _mm512_set1_ps(beta);
+  for (int r = 0; r < MR; ++r) {
+    float* cr = c + r * ldc;
+    if (beta == 0.0f) {
+      _mm512_storeu_ps(cr, _mm512_mul_ps(va, acc0[r]));
+      _mm512_storeu_ps(cr + 16, _mm512_mul_ps(va, acc1[r]));
+    } else {
+      _mm512_storeu_ps(cr, _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr), _mm512_mul_ps(va, acc0[r])));
+      _mm512_storeu_ps(cr + 16, _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16), _mm512_mul_ps(va, acc1[r])));
+    }
+  }
+}
+#endif
+
+}  // namespace simcsepp::cpu::gemm_detail
