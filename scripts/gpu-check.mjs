@@ -26,7 +26,8 @@
 // 5. the loss benchmark (dist/bench/losses.js, its table from dist/cli/tables.js) for N in {64, 512, 4096, 65536} at D = 768 on cuda (and
 //    cpu for N <= 4096); the JSON goes to $OUT/bench-losses.json when OUT is set (the full log to
 //    $OUT/gpu-check.log);
-// 6. one SimCSE++ training step of BERT-base at B = 64 and 512, T = 32 on CUDA (bench step) once every
+// 6. attention forward + backward at B*3 = 192, T = 32, NH = 12, HS = 64 with SIMCSEPP_ATTENTION=tiled and
+//    =fused (ms each, the ratio; JSON to $OUT/bench-attention.json); then one SimCSE++ training step of BERT-base at B = 64 and 512, T = 32 on CUDA (bench step) once every
 //    encoder op has a CUDA kernel, B = 4096 in micro-batches of 1536 rows when time allows, and the PyTorch step of scripts/bench/torch_step.py when torch is
 //    importable, with the ratios; JSON to $OUT/bench-step.json.
 // Everything runs under --budget-seconds (default 420, so it ends inside a 10-minute device call): a
@@ -417,6 +418,53 @@ if (runBench) {
       log(`wrote ${join(outDir, 'bench-losses.json')}`)
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention paths: forward + backward of the benchmark's attention (B*3 = 192 sentences, T = 32, BERT-base
+// heads NH = 12, HS = 64, dropout 0.1) with the fused kernels (SIMCSEPP_ATTENTION=fused,
+// kernels/attention_small.cu) and the tiled SGEMMs (=tiled, kernels/attention.cu); ms per pair and the ratio.
+// The ops only launch: a host read of a 1-float tensor after the repetitions waits for them.
+
+if (runBench && !fake && status.available) {
+  if (left() < 30) skip(`bench attention: ${left().toFixed(0)} s left`)
+  else
+    try {
+      const [B, T, NH, HS, reps] = [192, 32, 12, 64, 20]
+      const H = NH * HS
+      let s = 1
+      const rand = () => Float32Array.from({ length: B * T * H }, () => (s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5)
+      const [q, k, v, dctx] = [rand(), rand(), rand(), rand()].map((a) => Tensor.from(a, [B, T, H], GPU))
+      const [ctx, dq, dk, dv] = [0, 1, 2, 3].map(() => Tensor.zeros([B, T, H], GPU))
+      const probs = Tensor.zeros([B, NH, T, T], GPU)
+      const mask = Int32Array.from({ length: B * T }, (_, i) => (i % T < T - (Math.floor(i / T) % 9) ? 1 : 0))
+      const site = { p: 0.1, seed: 5, offset: 0, keepRows: null }
+      const sync = Tensor.zeros([1], GPU)
+      const pair = () => {
+        ops.attentionForward(ctx, probs, q, k, v, mask, NH, site)
+        ops.attentionBackward(dq, dk, dv, dctx, q, k, v, probs, mask, NH, site)
+      }
+      const before = process.env.SIMCSEPP_ATTENTION
+      const ms = {}
+      for (const path of ['tiled', 'fused', 'tiled', 'fused']) {
+        process.env.SIMCSEPP_ATTENTION = path
+        pair() // warm: the workspace and the device copies of mask and keepRows
+        sync.toFloat32Array()
+        const start = performance.now()
+        for (let r = 0; r < reps; r++) pair()
+        sync.toFloat32Array()
+        ms[path] = (performance.now() - start) / reps // the second round (warm clocks) is the one kept
+      }
+      if (before === undefined) delete process.env.SIMCSEPP_ATTENTION
+      else process.env.SIMCSEPP_ATTENTION = before
+      log(
+        `bench attention B=${B} T=${T} NH=${NH} HS=${HS}, forward + backward: tiled ${ms.tiled.toFixed(3)} ms, ` +
+          `fused ${ms.fused.toFixed(3)} ms, tiled / fused = ${(ms.tiled / ms.fused).toFixed(2)}`,
+      )
+      if (outDir) writeFileSync(join(outDir, 'bench-attention.json'), JSON.stringify({ B, T, NH, HS, reps, ms }, null, 2))
+    } catch (e) {
+      report(false, `bench attention: threw ${e.message.split('\n')[0]}`)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ const files = [
   'test/ops.test.ts',
   'test/addon-exports.test.ts',
   'test/cuda-ops-gemm.test.ts',
+  'test/cuda-attention-path.test.ts',
   'test/cuda-ops-rowwise.test.ts',
   'test/cuda-encoder.test.ts',
   'test/precision.test.ts',

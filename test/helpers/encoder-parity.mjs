@@ -9,7 +9,7 @@
 // Inputs are seeded draws made when a case runs, so the tables cost nothing to load. Cases of one `group`
 // form one tap subtest.
 //
-// GEMM_CASES (kernels/gemm.cu: sgemm, linear; kernels/attention.cu): compared with the normalised error
+// GEMM_CASES (kernels/gemm.cu: sgemm, linear; kernels/attention.cu and attention_small.cu): compared with the normalised error
 // max|a − b| / max(max|b|, 1e-3) below 1e-5 (fp32 sums of at most ~100 terms in another order than the
 // CPU's). Shapes cross the 64-wide output tiles and the 16-deep reduction chunks and include the degenerate
 // ones (T = 1, one head, R = 1, OC = 1, padded keys, a sentence with no real key); dropout runs at p = 0 and
@@ -496,11 +496,13 @@ for (const [R, C, OC] of LINEAR_SHAPES)
   })
 }
 
-// attention: forward (probs, ctx) and backward (dq, dk, dv), with masks and dropout.
+// attention: forward (probs, ctx) and backward (dq, dk, dv), with masks and dropout. On CUDA, shapes with
+// T <= 128 and HS <= 128 take the fused kernels (kernels/attention_small.cu) unless SIMCSEPP_ATTENTION=tiled
+// (a case's `path`), the others the tiled SGEMMs (kernels/attention.cu): both are compared with the CPU.
 
 /**
- * @typedef {{ name: string, B: number, T: number, NH: number, HS: number, lengths: number[] }} AttnCase
- *   lengths: real tokens per sentence (the rest are padding)
+ * @typedef {{ name: string, B: number, T: number, NH: number, HS: number, lengths: number[], path?: 'fused' | 'tiled' }} AttnCase
+ *   lengths: real tokens per sentence (the rest are padding); path: SIMCSEPP_ATTENTION for the CUDA run
  * @typedef {import('../../lib/ops.js').DropoutSite} DropoutSite
  */
 
@@ -512,6 +514,14 @@ const ATTN_CASES = [
   { name: 'one head, H = 20, T crosses a tile', B: 1, T: 70, NH: 1, HS: 20, lengths: [66] },
   { name: 'three heads, H = 21, no real key in one sentence', B: 3, T: 5, NH: 3, HS: 7, lengths: [5, 0, 3] },
   { name: 'BERT head size', B: 2, T: 128, NH: 2, HS: 64, lengths: [128, 40] },
+  // The tiled path: T or HS over the fused kernels' 128, and small shapes with SIMCSEPP_ATTENTION=tiled.
+  { name: 'T over 128 (tiled)', B: 2, T: 131, NH: 1, HS: 6, lengths: [131, 97] },
+  { name: 'HS over 128 (tiled)', B: 2, T: 9, NH: 2, HS: 130, lengths: [9, 4] },
+  { name: 'padded rows, SIMCSEPP_ATTENTION=tiled', B: 2, T: 17, NH: 2, HS: 8, lengths: [17, 9], path: 'tiled' },
+  { name: 'T = 1, SIMCSEPP_ATTENTION=tiled', B: 3, T: 1, NH: 1, HS: 5, lengths: [1, 1, 1], path: 'tiled' },
+  // The fused kernels' edges: every thread's 8 columns (HS = 128) over 8 query tiles (T = 128), one partial tile.
+  { name: 'largest fused shape', B: 1, T: 128, NH: 1, HS: 128, lengths: [101] },
+  { name: 'odd T and HS, SIMCSEPP_ATTENTION=fused', B: 2, T: 33, NH: 3, HS: 17, lengths: [33, 20], path: 'fused' },
 ]
 
 /** @param {AttnCase} c */
@@ -558,10 +568,31 @@ function attnInputs(c, g) {
  */
 function attention(lib, device, c, site, inputs) {
   const mask = maskOf(c)
-  return afterRun(lib, device, inputs, (x) => {
-    lib.ops.attentionForward(x.ctx, x.probs, x.q, x.k, x.v, mask, c.NH, site)
-    lib.ops.attentionBackward(x.dq, x.dk, x.dv, x.dctx, x.q, x.k, x.v, x.probs, mask, c.NH, site)
-  })
+  return withAttentionPath(c.path, () =>
+    afterRun(lib, device, inputs, (x) => {
+      lib.ops.attentionForward(x.ctx, x.probs, x.q, x.k, x.v, mask, c.NH, site)
+      lib.ops.attentionBackward(x.dq, x.dk, x.dv, x.dctx, x.q, x.k, x.v, x.probs, mask, c.NH, site)
+    }),
+  )
+}
+
+/**
+ * fn() with SIMCSEPP_ATTENTION = path (unchanged when undefined), then the variable as it was.
+ * @template R
+ * @param {string | undefined} path
+ * @param {() => R} fn
+ * @returns {R}
+ */
+export function withAttentionPath(path, fn) {
+  if (path === undefined) return fn()
+  const before = process.env.SIMCSEPP_ATTENTION
+  process.env.SIMCSEPP_ATTENTION = path
+  try {
+    return fn()
+  } finally {
+    if (before === undefined) delete process.env.SIMCSEPP_ATTENTION
+    else process.env.SIMCSEPP_ATTENTION = before
+  }
 }
 
 /** @param {AttnCase} c */
@@ -602,7 +633,7 @@ export function unpackQkv(packed, H, which) {
   for (let r = 0; r < rows; r++) out.set(packed.subarray(r * 3 * H + which * H, r * 3 * H + (which + 1) * H), r * H)
   return out
 }
-for (const c of [ATTN_CASES[0], ATTN_CASES[4], ATTN_CASES[5]]) {
+for (const c of [ATTN_CASES[0], ATTN_CASES[4], ATTN_CASES[5], ATTN_CASES[6], ATTN_CASES[8]]) {
   const site = dropoutSites(c.B)[2]
   const name = `attention ${c.name} (B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS}) packed q|k|v, ${site.name}`
   gemmCase('attention with packed q|k|v: CUDA equals CPU with separate tensors', name, 2 * attnWork(c), (lib, device, g) => {
@@ -611,20 +642,22 @@ for (const c of [ATTN_CASES[0], ATTN_CASES[4], ATTN_CASES[5]]) {
     const cpu = attention(lib, 'cpu', c, site.site, inputs)
     const mask = maskOf(c)
     const qkv = packQkv([inputs.q[0], inputs.k[0], inputs.v[0]], H)
-    const got = afterRun(
-      lib,
-      device,
-      {
-        ctx: inputs.ctx,
-        probs: inputs.probs,
-        qkv: [qkv, [c.B, c.T, 3 * H]],
-        dctx: inputs.dctx,
-        dqkv: [new Float32Array(qkv.length).fill(NaN), [c.B, c.T, 3 * H]],
-      },
-      (x) => {
-        lib.ops.attentionForward(x.ctx, x.probs, x.qkv, null, null, mask, c.NH, site.site)
-        lib.ops.attentionBackward(x.dqkv, null, null, x.dctx, x.qkv, null, null, x.probs, mask, c.NH, site.site)
-      },
+    const got = withAttentionPath(c.path, () =>
+      afterRun(
+        lib,
+        device,
+        {
+          ctx: inputs.ctx,
+          probs: inputs.probs,
+          qkv: [qkv, [c.B, c.T, 3 * H]],
+          dctx: inputs.dctx,
+          dqkv: [new Float32Array(qkv.length).fill(NaN), [c.B, c.T, 3 * H]],
+        },
+        (x) => {
+          lib.ops.attentionForward(x.ctx, x.probs, x.qkv, null, null, mask, c.NH, site.site)
+          lib.ops.attentionBackward(x.dqkv, null, null, x.dctx, x.qkv, null, null, x.probs, mask, c.NH, site.site)
+        },
+      ),
     )
     return [
       compare('attention_forward', `${name}: probs`, got.probs, cpu.probs, ATTN_TOL),

@@ -1,0 +1,142 @@
+// The score rows of attention (attention.cu, attention_small.cu): the masked softmax with cpu::attention's
+// Philox dropout, forward and backward, each computed by one warp per score row (z, i), z = b*NH + h.
+// D is the dropout mask of the probs viewed as [B, NH*T*T]: element e = z*T*T + i*T + j is kept (times
+// 1/(1-p)) iff dropout_uniform(seed, offset, e) >= p, and sentences with keepRows[b] == 0 are not dropped:
+// cpu::attention's rule, bit for bit. Lane l owns the Philox groups l, l + 32, ... of the row, a group being
+// the (up to 4) elements of the row with the same e / 4, which one philox4x32_10 call (counter e / 4, word
+// e % 4) decides. Each lane reads and writes only its own elements in every pass, so the in-place updates
+// (and the aliased pointers the row functions accept) need no barrier; the row max, the exp-sum and the
+// backward's row dot (both in double, as the CPU) are warp reductions. No limit on T (the lanes loop).
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "common/philox.h"
+#include "graph_capture.cuh"
+#include "warp_reduce.cuh"
+
+namespace simcsepp::cuda {
+
+// The sizes of one attention call: q, k, v (and dq, dk, dv) are [B, T, ld] with head h at columns
+// [h*HS, +HS) (ld = H, or 3H when they are the column blocks of one packed projection); ctx, dctx [B, T, H].
+struct AttnSizes {
+  int64_t B, T, NH, HS;
+  int64_t ld;
+  int64_t H() const { return NH * HS; }
+  float scale() const { return 1.0f / std::sqrt(static_cast<float>(HS)); }  // as cpu::attention
+};
+
+// The score rows and their dropout (device pointers).
+struct AttnRows {
+  int64_t rows, T, NH;          // rows = B*NH*T
+  const int32_t* mask;          // [B*T], 0 = padded key
+  float p, scale;               // scale = 1/(1-p) (0 when p >= 1)
+  uint64_t seed, offset;        // Philox key and stream offset
+  const uint8_t* keepRows;      // [B] (may be null): 0 = sentence not dropped
+  int64_t base;                 // Philox index of element 0: firstRow * NH * T * T (a micro-batch's offset)
+  const uint64_t* offsetDelta;  // added to offset inside a step graph (graph_capture.cuh), else null
+};
+
+// Whether the sentence b gets dropout (exactly cpu::attention's rule).
+__device__ __forceinline__ bool sentence_drops(const AttnRows& A, int64_t b) {
+  return A.p > 0.0f && !(A.keepRows != nullptr && A.keepRows[b] == 0);
+}
+
+// The four uniforms' bits of Philox group g (elements 4g .. 4g + 3), as dropout_uniform draws them.
+__device__ __forceinline__ Philox4 philox_group(const AttnRows& A, int64_t g) {
+  const uint64_t offset = detail::dropout_offset(A.offset, A.offsetDelta);
+  return philox4x32_10(static_cast<uint32_t>(g), static_cast<uint32_t>(static_cast<uint64_t>(g) >> 32),
+                       static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32),
+                       static_cast<uint32_t>(A.seed), static_cast<uint32_t>(A.seed >> 32));
+}
+
+// The dropout multiplier (0 or scale) of flat element e, from its group's Philox bits (word e % 4, picked
+// by selects so that r stays in registers).
+__device__ __forceinline__ float drop_factor(const AttnRows& A, const Philox4& r, int64_t e) {
+  const int w = static_cast<int>(e & 3);
+  const uint32_t bits = w == 0 ? r.v[0] : w == 1 ? r.v[1] : w == 2 ? r.v[2] : r.v[3];
+  return philox_to_unit(bits) >= A.p ? A.scale : 0.0f;
+}
+
+// Calls f(g, j0, j1) for each Philox group g this lane owns in the row of flat indices [e0, e0 + T): the
+// row's elements j0 <= j < j1 are the group's.
+template <class F>
+__device__ __forceinline__ void for_own_groups(int64_t e0, int64_t T, int lane, F f) {
+  const int64_t first = e0 >> 2, last = (e0 + T - 1) >> 2;
+  for (int64_t g = first + lane; g <= last; g += 32) {
+    const int64_t lo = g * 4 > e0 ? g * 4 : e0;
+    const int64_t hi = g * 4 + 4 < e0 + T ? g * 4 + 4 : e0 + T;
+    f(g, lo - e0, hi - e0);
+  }
+}
+
+// One warp, score row `row` (< A.rows): P = softmax of the scores s over the real keys (a row with no real
+// key: zeros) into out; pd (may be null) receives D ⊙ P. s, out and pd may be the same row.
+__device__ __forceinline__ void softmax_row(const AttnRows& A, int64_t row, int lane, const float* s, float* out,
+                                            float* pd) {
+  const int64_t T = A.T, b = row / T / A.NH;
+  const int64_t eg = A.base + row * T;  // the row's first Philox index
+  const int32_t* keyMask = A.mask + b * T;
+
+  float mx = -INFINITY;
+  for_own_groups(eg, T, lane, [&](int64_t, int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j)
+      if (keyMask[j] != 0) mx = fmaxf(mx, s[j]);
+  });
+  mx = warp_max(mx);
+  const bool none = mx == -INFINITY;  // no real key
+  double sum = 0.0;
+  if (!none) {
+    for_own_groups(eg, T, lane, [&](int64_t, int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j)
+        if (keyMask[j] != 0) sum += static_cast<double>(expf(s[j] - mx));
+    });
+  }
+  sum = warp_sum(sum);
+  const float inv = none ? 0.0f : static_cast<float>(1.0 / sum);
+  const bool drop = pd != nullptr && sentence_drops(A, b);
+  for_own_groups(eg, T, lane, [&](int64_t g, int64_t j0, int64_t j1) {
+    Philox4 r{};
+    if (drop) r = philox_group(A, g);
+    for (int64_t j = j0; j < j1; ++j) {
+      const float v = none || keyMask[j] == 0 ? 0.0f : expf(s[j] - mx) * inv;
+      out[j] = v;
+      if (pd != nullptr) pd[j] = drop ? v * drop_factor(A, r, eg + j) : v;
+    }
+  });
+}
+
+// One warp, score row `row`: g (holding dPd = dctx v^T) becomes dS = P ⊙ (D ⊙ dPd - rowsum(D ⊙ dPd ⊙ P))
+// (0 at masked keys), in place; pd (may be null) receives D ⊙ P.
+__device__ __forceinline__ void softmax_backward_row(const AttnRows& A, int64_t row, int lane, float* g, const float* P,
+                                                     float* pd) {
+  const int64_t T = A.T, b = row / T / A.NH;
+  const int64_t eg = A.base + row * T;  // the row's first Philox index
+  const int32_t* keyMask = A.mask + b * T;
+  const bool drop = sentence_drops(A, b);
+
+  double dot = 0.0;
+  for_own_groups(eg, T, lane, [&](int64_t grp, int64_t j0, int64_t j1) {
+    Philox4 r{};
+    if (drop) r = philox_group(A, grp);
+    for (int64_t j = j0; j < j1; ++j) {
+      const float p = P[j];
+      float x = g[j];
+      if (drop) {
+        const float f = drop_factor(A, r, eg + j);
+        x *= f;
+        if (pd != nullptr) pd[j] = p * f;
+      } else if (pd != nullptr) {
+        pd[j] = p;
+      }
+      g[j] = x;
+      dot += static_cast<double>(x) * p;
+    }
+  });
+  const float dotf = static_cast<float>(warp_sum(dot));
+  for_own_groups(eg, T, lane, [&](int64_t, int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) g[j] = keyMask[j] != 0 ? P[j] * (g[j] - dotf) : 0.0f;
+  });
+}
+
+}  // namespace simcsepp::cuda

@@ -1,0 +1,193 @@
+// Fused attention for short sequences (T <= 128, HS <= 128), the shapes of sentence encoders (the benchmark
+// is BERT-base at T = 32): each (b, h) head's scores, softmax, dropout and products stay in shared memory
+// instead of going through global memory between tile SGEMMs whose 64 x 64 tiles a 32 x 32 score block
+// would fill to a quarter (attention.cu's tiled path, which takes the other shapes). Head z = b*NH + h reads
+// q_h, k_h, v_h at columns [h*HS, +HS) of the [B, T, ld] rows and ctx_h/dctx_h of the [B, T, H] rows;
+// scale = 1/sqrt(HS); P, D and the row rules are attention_rows.cuh's (cpu::attention's, bit for bit).
+//
+//   forward   one block per (z, tile of 16 query rows):
+//             S = q_i k^T * scale        keys staged 16 rows at a time, S rows [16][T] in shared memory
+//             probs_i = P = softmax(S)   one warp per row (softmax_row); Pd = D ⊙ P over S, in place
+//             ctx_i = Pd v               values staged 16 rows at a time
+//   backward  one block per z, looping over tiles of 16 query rows i (q_i and dctx_i in shared memory):
+//             dPd = dctx_i v^T           values staged 16 rows at a time
+//             dS, Pd                     one warp per row (softmax_backward_row: regenerates D from Philox)
+//             dq_i = dS k * scale        keys staged 16 rows at a time
+//             dk += dS^T q_i * scale,  dv += Pd^T dctx_i
+//                                        each thread owns the same (key, column) elements in every tile, so
+//                                        it accumulates them in dk, dv themselves: no atomics, no workspace.
+// 256 threads (8 warps); a product's 16 x 16 (score) or 16 x HS (output) tile is spread over them, each
+// reduction a plain loop in float in a fixed order (so a run repeats bit for bit). Shared memory (static,
+// under the 48 KB of a block without opt-in): 3 (forward) or 5 (backward) arrays of 16 x 129 floats, the
+// extra column keeping the rows on different banks.
+#include "attention_small.cuh"
+#include "launch.cuh"
+
+namespace simcsepp::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kTile = 16;                 // query rows per tile = keys per staged chunk
+constexpr int kMaxT = 128, kMaxHS = 128;  // the shapes the shared arrays hold
+constexpr int kCols = kMaxHS / kTile;     // output columns per thread (d = thread % 16 + 16 m)
+constexpr int kPad = kMaxHS + 1;          // row length of a shared [rows][HS] array
+constexpr int kSPad = kMaxT + 1;          // row length of a shared [rows][T] array
+static_assert(kTile * kTile == kThreads, "a 16 x 16 score tile has one element per thread");
+
+// One head's geometry, formed on the host.
+struct Head {
+  int T, NH, HS;
+  int64_t ld, H;  // row strides of q, k, v (and dq, dk, dv) and of ctx, dctx
+  float scale;    // 1/sqrt(HS)
+};
+
+// dst[r][c] = src[r * ld + c] for r < rows, c < cols, by the whole block (consecutive threads, consecutive c).
+template <int W>
+__device__ __forceinline__ void stage_rows(float (*dst)[W], const float* src, int64_t ld, int rows, int cols) {
+  for (int idx = static_cast<int>(threadIdx.x); idx < rows * cols; idx += kThreads)
+    dst[idx / cols][idx % cols] = src[static_cast<int64_t>(idx / cols) * ld + idx % cols];
+}
+
+// out[i][j0 + j] = alpha * (a_i . kv_j) for the tile's rows i < rows and the chunk's keys j < keys (thread
+// t owns i = t / 16, j = t % 16), the keys' rows kv_j being src's rows j0 .. j0 + keys staged into kv.
+__device__ __forceinline__ void score_tile(float (*out)[kSPad], const float (*a)[kPad], float (*kv)[kPad],
+                                           const float* src, const Head& h, int rows, float alpha) {
+  const int i = static_cast<int>(threadIdx.x) / kTile, j = static_cast<int>(threadIdx.x) % kTile;
+  for (int j0 = 0; j0 < h.T; j0 += kTile) {
+    const int keys = h.T - j0 < kTile ? h.T - j0 : kTile;
+    __syncthreads();  // the previous chunk's (or phase's) readers of kv are done
+    stage_rows(kv, src + static_cast<int64_t>(j0) * h.ld, h.ld, keys, h.HS);
+    __syncthreads();
+    if (i < rows && j < keys) {
+      float acc = 0.0f;
+      for (int d = 0; d < h.HS; ++d) acc += a[i][d] * kv[j][d];
+      out[i][j0 + j] = acc * alpha;
+    }
+  }
+  __syncthreads();
+}
+
+// out_i = alpha * sum_j w[i][j] src_j for the tile's rows i < rows (thread t owns i = t / 16 and the
+// columns d = t % 16 + 16 m < HS), src's rows staged 16 at a time into kv; out's row i at out + i * ldOut.
+__device__ __forceinline__ void mix_tile(float* out, int64_t ldOut, const float (*w)[kSPad], float (*kv)[kPad],
+                                         const float* src, const Head& h, int rows, float alpha) {
+  const int i = static_cast<int>(threadIdx.x) / kTile, c = static_cast<int>(threadIdx.x) % kTile;
+  float acc[kCols] = {};
+  for (int j0 = 0; j0 < h.T; j0 += kTile) {
+    const int keys = h.T - j0 < kTile ? h.T - j0 : kTile;
+    __syncthreads();
+    stage_rows(kv, src + static_cast<int64_t>(j0) * h.ld, h.ld, keys, h.HS);
+    __syncthreads();
+    if (i < rows)
+      for (int j = 0; j < keys; ++j) {
+        const float x = w[i][j0 + j];
+#pragma unroll
+        for (int m = 0; m < kCols; ++m)
+          if (c + kTile * m < h.HS) acc[m] += x * kv[j][c + kTile * m];
+      }
+  }
+  if (i < rows)
+#pragma unroll
+    for (int m = 0; m < kCols; ++m)
+      if (c + kTile * m < h.HS) out[static_cast<int64_t>(i) * ldOut + c + kTile * m] = acc[m] * alpha;
+}
+
+__global__ void __launch_bounds__(kThreads)
+    attn_small_forward_kernel(float* __restrict__ ctx, float* __restrict__ probs, const float* __restrict__ q,
+                              const float* __restrict__ k, const float* __restrict__ v, Head h, AttnRows A) {
+  __shared__ float qs[kTile][kPad];   // the tile's query rows
+  __shared__ float kv[kTile][kPad];   // a chunk of key, then value rows
+  __shared__ float sp[kTile][kSPad];  // S, then Pd, of the tile's rows
+  const int tiles = (h.T + kTile - 1) / kTile;
+  const int64_t z = blockIdx.x / tiles;
+  const int i0 = static_cast<int>(blockIdx.x % tiles) * kTile;
+  const int rows = h.T - i0 < kTile ? h.T - i0 : kTile;
+  const int64_t b = z / h.NH, col = (z % h.NH) * h.HS;
+  const int64_t in0 = b * h.T * h.ld + col;  // element (b, 0, h*HS) of q, k, v
+
+  stage_rows(qs, q + in0 + i0 * h.ld, h.ld, rows, h.HS);
+  score_tile(sp, qs, kv, k + in0, h, rows, h.scale);
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  for (int r = warp; r < rows; r += kWarps) {
+    const int64_t row = z * h.T + i0 + r;
+    softmax_row(A, row, lane, sp[r], probs + row * h.T, sp[r]);
+  }
+  mix_tile(ctx + b * h.T * h.H + col + i0 * h.H, h.H, sp, kv, v + in0, h, rows, 1.0f);
+}
+
+__global__ void __launch_bounds__(kThreads)
+    attn_small_backward_kernel(float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv,
+                               const float* __restrict__ dctx, const float* __restrict__ q, const float* __restrict__ k,
+                               const float* __restrict__ v, const float* __restrict__ probs, Head h, AttnRows A) {
+  __shared__ float qs[kTile][kPad];   // the tile's query rows
+  __shared__ float gs[kTile][kPad];   // the tile's dctx rows
+  __shared__ float kv[kTile][kPad];   // a chunk of value, then key rows
+  __shared__ float ds[kTile][kSPad];  // dPd, then dS, of the tile's rows
+  __shared__ float pd[kTile][kSPad];  // Pd of the tile's rows
+  const int64_t z = blockIdx.x;
+  const int64_t b = z / h.NH, col = (z % h.NH) * h.HS;
+  const int64_t in0 = b * h.T * h.ld + col, out0 = b * h.T * h.H + col;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int kj = static_cast<int>(threadIdx.x) / kTile, c = static_cast<int>(threadIdx.x) % kTile;
+
+  for (int i0 = 0; i0 < h.T; i0 += kTile) {
+    const int rows = h.T - i0 < kTile ? h.T - i0 : kTile;
+    __syncthreads();  // the previous tile's readers of qs, gs, ds, pd are done
+    stage_rows(qs, q + in0 + i0 * h.ld, h.ld, rows, h.HS);
+    stage_rows(gs, dctx + out0 + i0 * h.H, h.H, rows, h.HS);
+    score_tile(ds, gs, kv, v + in0, h, rows, 1.0f);
+    for (int r = warp; r < rows; r += kWarps) {
+      const int64_t row = z * h.T + i0 + r;
+      softmax_backward_row(A, row, lane, ds[r], probs + row * h.T, pd[r]);
+    }
+    mix_tile(dq + in0 + i0 * h.ld, h.ld, ds, kv, k + in0, h, rows, h.scale);  // starts with a barrier
+    // dk_j += scale * sum_i dS[i][j] q_i, dv_j += sum_i Pd[i][j] dctx_i: thread t owns keys j = t / 16 + 16 n
+    // and columns c + 16 m in every tile (the first tile stores, the others add).
+    for (int j = kj; j < h.T; j += kTile) {
+      float ak[kCols] = {}, av[kCols] = {};
+      for (int i = 0; i < rows; ++i) {
+        const float s = ds[i][j], w = pd[i][j];
+#pragma unroll
+        for (int m = 0; m < kCols; ++m)
+          if (c + kTile * m < h.HS) {
+            ak[m] += s * qs[i][c + kTile * m];
+            av[m] += w * gs[i][c + kTile * m];
+          }
+      }
+      const int64_t at = in0 + j * h.ld;
+#pragma unroll
+      for (int m = 0; m < kCols; ++m)
+        if (c + kTile * m < h.HS) {
+          const int64_t e = at + c + kTile * m;
+          dk[e] = (i0 == 0 ? 0.0f : dk[e]) + ak[m] * h.scale;
+          dv[e] = (i0 == 0 ? 0.0f : dv[e]) + av[m];
+        }
+    }
+  }
+}
+
+Head head_of(const AttnSizes& s) {
+  return Head{static_cast<int>(s.T), static_cast<int>(s.NH), static_cast<int>(s.HS), s.ld, s.H(), s.scale()};
+}
+
+}  // namespace
+
+bool attention_small_fits(const AttnSizes& s) { return s.T <= kMaxT && s.HS <= kMaxHS; }
+
+void attention_small_forward(float* ctx, float* probs, const float* q, const float* k, const float* v,
+                             const AttnSizes& s, const AttnRows& rows, cudaStream_t stream) {
+  const int64_t blocks = s.B * s.NH * ((s.T + kTile - 1) / kTile);
+  launch("attn_small_forward_kernel", attn_small_forward_kernel, dim3(static_cast<unsigned>(blocks)), kThreads, 0,
+         stream, ctx, probs, q, k, v, head_of(s), rows);
+}
+
+void attention_small_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
+                              const float* v, const float* probs, const AttnSizes& s, const AttnRows& rows,
+                              cudaStream_t stream) {
+  launch("attn_small_backward_kernel", attn_small_backward_kernel, dim3(static_cast<unsigned>(s.B * s.NH)), kThreads, 0,
+         stream, dq, dk, dv, dctx, q, k, v, probs, head_of(s), rows);
+}
+
+}  // namespace simcsepp::cuda
