@@ -2,6 +2,7 @@
 // the event loop stays responsive, several encoders in worker_threads, the dist build from ESM and
 // CommonJS, the README example, and the encode benchmark.
 import t from 'tap'
+import { performance } from 'node:perf_hooks'
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
