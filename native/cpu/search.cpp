@@ -32,7 +32,7 @@ constexpr int64_t kBlockRows = 16;
 // are searched a group at a time.
 constexpr int64_t kMaxCandidates = int64_t{1} << 22;
 // A part (the rows one heap set covers) has at least this many rows.
-constexpr int64_t kMinPartRows = 1024;
+constexpr int64_t kMinPartRows = 256;
 
 inline __attribute__((always_inline)) v16 load(const float* p) {
   v16 v;
