@@ -49,7 +49,7 @@ inline __attribute__((always_inline)) v16 load_tail(const float* p, int64_t n) {
   return v;
 }
 
-inline __attribute__((always_inline)) float reduce(v16 s) {
+inline __attribute__((always_inline)) float reduce(const v16& s) {
   float t[8];
   for (int l = 0; l < 8; ++l) t[l] = s[l] + s[l + 8];
   for (int l = 0; l < 4; ++l) t[l] = t[l] + t[l + 4];
