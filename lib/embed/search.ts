@@ -50,7 +50,7 @@ const YIELD_AFTER_MS = 8
 const CPU_CHUNK_ROWS = 4096
 
 export interface VectorIndexOptions {
-  /** Where the vectors live and the GEMM runs (default 'cpu'); 'cuda' needs a usable CUDA device. */
+  /** Where the vectors live and are scored (default 'cpu': the fused native pass; 'cuda': the GEMM, needs a usable CUDA device). */
   device?: Device
 }
 
@@ -127,7 +127,7 @@ export class VectorIndex {
     return new VectorIndex(Tensor.from(data, [rows, dim], device), rows, dim)
   }
 
-  /** Where the vectors live and the GEMM runs. */
+  /** Where the vectors live and are scored. */
   get device(): Device {
     return this.corpus.device
   }
