@@ -12,6 +12,7 @@
         "native/bind_graph.cpp",
         "native/bind_losses.cpp",
         "native/bind_optim.cpp",
+        "native/bind_search.cpp",
         "native/bind_system.cpp",
         "native/cuda_stub.cpp",
         "native/dispatch.cpp",
@@ -27,6 +28,7 @@
         "native/cpu/infonce.cpp",
         "native/cpu/infonce_unfused.cpp",
         "native/cpu/parallel.cpp",
+        "native/cpu/search.cpp",
         "native/cpu/uniforms.cpp",
         "native/distributed/mpi.cpp",
         "native/distributed/nccl.cpp"

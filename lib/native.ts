@@ -81,6 +81,20 @@ export interface Addon {
   graphSessionFree(session: GraphSessionHandle): void
   /** Bytes of tensor storage (host and device) allocated now, and bytes reported to V8 as external memory. */
   tensorMemory(): { heldBytes: number; reportedBytes: number }
+  /**
+   * Fused CPU search (native/cpu/search.h): rows [rowBegin, rowEnd) of `corpus` ([N, D], CPU) dotted with each
+   * of the Q queries (Q·D floats), their k best merged into topScores / topIndices ([Q, k], best first; equal
+   * scores: lower index first; index -1: no hit yet).
+   */
+  searchTopK(
+    corpus: NativeTensor,
+    queries: Float32Array,
+    k: number,
+    rowBegin: number,
+    rowEnd: number,
+    topScores: Float32Array,
+    topIndices: Int32Array,
+  ): void
   /** Loads MPI (dlopen) and initialises it once (native/bind_dist.cpp); throws naming the libraries tried. */
   distInit(): { rank: number; size: number; library: string; flavour: string; version: string }
   /** In place: the sum of t over every rank (CUDA tensors: NCCL, or MPI on host copies). */

@@ -21,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_optim(env, exports);
   register_dist(env, exports);
   register_graph(env, exports);
+  register_search(env, exports);
   return exports;
 }
 

@@ -14,6 +14,7 @@ void register_encoder(Napi::Env env, Napi::Object exports);  // bind_encoder.cpp
 void register_optim(Napi::Env env, Napi::Object exports);    // bind_optim.cpp
 void register_dist(Napi::Env env, Napi::Object exports);     // bind_dist.cpp
 void register_graph(Napi::Env env, Napi::Object exports);    // bind_graph.cpp
+void register_search(Napi::Env env, Napi::Object exports);   // bind_search.cpp
 
 struct Export {
   const char* name;  // the JS name (lib/native.ts's Addon interface declares each one)

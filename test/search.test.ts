@@ -86,7 +86,7 @@ t.test('errors name the argument', async (t) => {
 
 t.test('searchAsync: the same hits as search, with the event loop running between blocks', async (t) => {
   const dim = 32
-  const corpus = randomVectors(5000, dim, 5) // 5 blocks of 1024 rows
+  const corpus = randomVectors(20000, dim, 5) // 5 chunks of 4096 rows on the CPU
   const queries = randomVectors(6, dim, 6)
   const index = VectorIndex.from(corpus)
   t.teardown(() => index.dispose())
@@ -107,7 +107,7 @@ t.test('searchAsync: the same hits as search, with the event loop running betwee
   const got = await index.searchAsync(queries, { topK: 5, yieldAfterMs: 0 })
   clearImmediate(timer)
   t.same(got, sync, 'searchAsync: identical indices and scores')
-  t.ok(turns >= 4, `the event loop turned ${turns} times during a 5-block search (at least once between blocks)`)
+  t.ok(turns >= 4, `the event loop turned ${turns} times during a 5-chunk search (at least once between chunks)`)
   t.same(await index.searchAsync(queries, { topK: 5 }), sync, 'the default yield interval: identical too')
 
   const pending = index.searchAsync(queries, { yieldAfterMs: 0 })

@@ -1,9 +1,11 @@
-// Cosine search over sentence vectors: queries × corpus scores by the native GEMM on unit vectors (the
-// CPU's, or CUDA's when the index lives there), a block of corpus rows at a time, with the top k of each
-// query kept in a small heap per block. The corpus is normalised into native memory once (a VectorIndex),
-// so repeated searches only pay the GEMM. searchAsync() hands the event loop back between blocks.
+// Cosine search over sentence vectors held as unit vectors in native memory (a VectorIndex: normalised
+// once, so repeated searches only pay the scoring). On the CPU one fused native pass (native/cpu/search.h)
+// streams the corpus once, dots each row with every query and keeps each query's top k; on CUDA the
+// GEMM scores a block of corpus rows at a time and a small heap per query keeps the top k. searchAsync()
+// hands the event loop back between chunks of rows.
+import { addon } from '../native.js'
 import { linearForward } from '../ops.js'
-import { Tensor, type Device } from '../tensor.js'
+import { Tensor, nativeOf, type Device } from '../tensor.js'
 
 /** Vectors: an array of equal-length vectors, or one flat row-major Float32Array (then a dimension is needed). */
 export type VectorsInput = readonly ArrayLike<number>[] | Float32Array
@@ -39,8 +41,16 @@ const BLOCK_ELEMENTS = 1 << 22
  */
 const YIELD_AFTER_MS = 8
 
+/**
+ * Corpus rows per native call of an asynchronous CPU search, between which it may yield: 4096 rows of 768
+ * dimensions (12 MB) take 1-3 ms to stream here, enough for every thread to take a share (the native op
+ * splits a call's rows into parts of at least 256), while a call's fixed cost (merging each query's hits)
+ * is a few microseconds. A synchronous search makes one call over the whole corpus.
+ */
+const CPU_CHUNK_ROWS = 4096
+
 export interface VectorIndexOptions {
-  /** Where the vectors live and the GEMM runs (default 'cpu'); 'cuda' needs a usable CUDA device. */
+  /** Where the vectors live and are scored (default 'cpu': the fused native pass; 'cuda': the GEMM, needs a usable CUDA device). */
   device?: Device
 }
 
@@ -117,13 +127,18 @@ export class VectorIndex {
     return new VectorIndex(Tensor.from(data, [rows, dim], device), rows, dim)
   }
 
-  /** Where the vectors live and the GEMM runs. */
+  /** Where the vectors live and are scored. */
   get device(): Device {
     return this.corpus.device
   }
 
   /** Each query's topK corpus vectors by cosine similarity, best first (blocks the event loop until done). */
   search(queries: VectorsInput, options: SearchOptions = {}): SearchResult[] {
+    if (this.device === 'cpu') {
+      const fused = this.fusedSearch(queries, options)
+      fused.step(this.size)
+      return fused.results()
+    }
     const top = this.topK(options)
     for (const block of this.blocks(queries)) top.add(block)
     return top.results()
@@ -139,6 +154,16 @@ export class VectorIndex {
     if (typeof yieldAfterMs !== 'number' || !(yieldAfterMs >= 0))
       fail(`yieldAfterMs must be a number >= 0, got ${JSON.stringify(yieldAfterMs)}`)
     let since = performance.now()
+    if (this.device === 'cpu') {
+      const fused = this.fusedSearch(queries, options)
+      while (fused.step(CPU_CHUNK_ROWS)) {
+        if (performance.now() - since >= yieldAfterMs) {
+          await new Promise((resolve) => setImmediate(resolve))
+          since = performance.now()
+        }
+      }
+      return fused.results()
+    }
     for (const block of this.blocks(queries)) {
       top.add(block)
       if (performance.now() - since >= yieldAfterMs) {
@@ -165,10 +190,49 @@ export class VectorIndex {
     this.corpus.dispose()
   }
 
+  /**
+   * A CPU search by the fused native scorer: step(rows) searches the next `rows` corpus rows and says
+   * whether any are left; each query's hits so far live in two typed arrays ([queries, k], best first)
+   * that every step merges into. The index is checked before each step: it may be disposed between them.
+   */
+  private fusedSearch(queries: VectorsInput, options: SearchOptions): { step(rows: number): boolean; results(): SearchResult[] } {
+    const k = this.checkedK(options)
+    const qs = this.unitQueries(queries)
+    const scores = new Float32Array(qs.rows * k)
+    const indices = new Int32Array(qs.rows * k).fill(-1)
+    let next = 0
+    return {
+      step: (rows) => {
+        if (this.corpus.disposed) fail(next === 0 ? 'the index was disposed' : 'the index was disposed during the search')
+        const end = Math.min(this.size, next + rows)
+        addon.searchTopK(nativeOf(this.corpus, 'corpus'), qs.data, k, next, end, scores, indices)
+        next = end
+        return next < this.size
+      },
+      // k <= size, so after the last step every slot holds a hit.
+      results: () =>
+        Array.from({ length: qs.rows }, (_, q) => ({
+          indices: Array.from(indices.subarray(q * k, (q + 1) * k)),
+          scores: Array.from(scores.subarray(q * k, (q + 1) * k)),
+        })),
+    }
+  }
+
+  private checkedK(options: SearchOptions): number {
+    if (options === null || typeof options !== 'object') fail('options must be an object')
+    return Math.min(checkTopK(options.topK ?? 10), this.size)
+  }
+
+  private unitQueries(queries: VectorsInput): { data: Float32Array; rows: number; dim: number } {
+    if (this.corpus.disposed) fail('the index was disposed')
+    const qs = unitRows('queries', queries, this.dimension)
+    if (qs.dim !== this.dimension) fail(`queries have ${qs.dim} dimensions, the corpus ${this.dimension}`)
+    return qs
+  }
+
   /** One heap per query, filled block by block. */
   private topK(options: SearchOptions): { add(block: Block): void; results(): SearchResult[] } {
-    if (options === null || typeof options !== 'object') fail('options must be an object')
-    const k = Math.min(checkTopK(options.topK ?? 10), this.size)
+    const k = this.checkedK(options)
     const heaps: TopK[] = []
     return {
       add: ({ scores, queries, start, rows }) => {
@@ -184,9 +248,7 @@ export class VectorIndex {
    * since it may be disposed while a search waits.
    */
   private *blocks(queries: VectorsInput): Generator<Block> {
-    if (this.corpus.disposed) fail('the index was disposed')
-    const qs = unitRows('queries', queries, this.dimension)
-    if (qs.dim !== this.dimension) fail(`queries have ${qs.dim} dimensions, the corpus ${this.dimension}`)
+    const qs = this.unitQueries(queries)
     const blockRows = Math.max(1, Math.min(BLOCK_ROWS, Math.floor(BLOCK_ELEMENTS / qs.rows)))
     const device = this.corpus.device
     const q = Tensor.from(qs.data, [qs.rows, qs.dim], device)

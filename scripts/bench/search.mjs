@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Search latency: N random corpus vectors (default 100,000 × 768) and batches of Q queries (default 16)
-// through VectorIndex.search (the native GEMM, a block of rows at a time, top k per block), which holds
-// the event loop for the whole search, and searchAsync (what SentenceEncoder.search uses), which yields
+// through VectorIndex.search (on the CPU one fused native pass over the corpus, native/cpu/search.h; on
+// CUDA the GEMM, a block of rows at a time, top k per block), which holds the event loop for the whole
+// search, and searchAsync (what SentenceEncoder.search uses), which yields
 // every few milliseconds: per batch, the median time of each and the longest the event loop waited.
 // Run after the build: node scripts/bench/search.mjs [--corpus 100000] [--dim 768] [--queries 16] [--top-k 10]
 // [--repeats 20] [--device cpu|cuda]
