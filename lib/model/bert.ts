@@ -34,7 +34,7 @@ export interface BatchInput {
   tokenTypeIds?: Int32Array
   /**
    * Position ids (default: the model's own, positionIdsFor). Given, they must be the model's own: a CUDA
-   * step graph binds the very array its ops read (lib/train/step-graph.ts).
+   * step graph binds the very array its ops read (lib/train/step.ts).
    */
   positionIds?: Int32Array
   shape: [number, number] | number[]

@@ -1,14 +1,16 @@
-// CUDA graphs of the training step's encoder passes (kernels/graph_capture.cu). Launching the forward of
-// BERT-base is ~200 kernel launches and as many calls from JavaScript into the addon; the backward about
-// as many. A graph replays each pass as one launch.
+// CUDA graph sessions (kernels/graph_capture.cu): a training step's work captured once and replayed as
+// one launch. Launching the forward of BERT-base is ~200 kernel launches, each a call from JavaScript
+// into the addon; the backward about as many. Two users: TrainingStep (lib/train/step.ts) captures a whole
+// step (pass 'step': forward, loss, backward, clipping, AdamW, whose results it reads back with the
+// replay's reader), and BertModel's graph option captures its forward and backward passes.
 //
-// Per padded batch shape (and pooling, head, per-row dropout switch), each pass runs eagerly the first
+// Per padded batch shape (and whatever else the caller puts in the key), each pass runs eagerly the first
 // time (so that every buffer it needs is allocated and cuBLASLt has planned its products), is captured
 // the second time and replayed from then on. What changes between steps reaches a replay through device
 // memory: the token ids, positions, types, attention mask and keepRows are bound to the session (copied
-// into its buffers before each replay), and the dropout masks' Philox offsets shift by
-// (step - captured step) · sites. The graphs address the activation arena: a new arena (a larger batch)
-// makes them stale, and they are dropped.
+// into its buffers before each replay), the dropout masks' Philox offsets shift by
+// (step - captured step) · sites, and a captured AdamW gets each replay's learning rate and step. The
+// graphs address the activation arena: a new arena (a larger batch) makes them stale, and they are dropped.
 import { addon, type GraphResult, type GraphSessionHandle } from '../native.js'
 
 /** The host arrays a pass's ops read: ids, positions, types, mask, and keepRows when present. */
