@@ -2,7 +2,7 @@
 // pipeline (local files only), gives SentenceEncoder's vectors within 1e-4 (fp32 weights) for tiny random
 // BERT and RoBERTa models; transformers.js tokenizes the test sentences as we do; bad input is refused.
 import t from 'tap'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import * as ort from 'onnxruntime-node'
@@ -12,16 +12,7 @@ import { Tokenizer } from '../lib/tokenizer.js'
 import { exportOnnx } from '../lib/export/export-onnx.js'
 import { saveTinyModel, sentences, VOCAB, writePoolingConfig } from './helpers/encoder-tiny-model.js'
 import { saveTinyRoberta } from './helpers/tiny-roberta.js'
-
-const dirs: string[] = []
-t.teardown(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true })
-})
-const tmp = (prefix: string) => {
-  const d = mkdtempSync(join(tmpdir(), prefix))
-  dirs.push(d)
-  return d
-}
+import { tempDir } from './helpers/train-corpus.js'
 
 /**
  * The odd batches: one sentence; lengths from 1 token to exactly MAX_LENGTH; one sentence of exactly
@@ -96,8 +87,8 @@ const CASES: Case[] = [
 
 for (const c of CASES) {
   t.test(`${c.name}: onnxruntime-node and transformers.js give SentenceEncoder's vectors`, async (t) => {
-    const model = await c.make(tmp('simcsepp-onnx-model-'))
-    const out = join(tmp('simcsepp-onnx-out-'), 'exported')
+    const model = await c.make(tempDir('simcsepp-onnx-model-'))
+    const out = join(tempDir('simcsepp-onnx-out-'), 'exported')
     const r = await exportOnnx(model, out, { normalize: c.normalize, maxLength: MAX_LENGTH })
     t.equal(r.pooling, c.pooling, "the directory's pooling")
     t.ok(existsSync(join(out, 'onnx', 'model.onnx')) && existsSync(join(out, 'tokenizer.json')) && existsSync(join(out, 'config.json')))
@@ -180,12 +171,12 @@ for (const c of CASES) {
 
 t.test('fp16 weights: onnx/model_fp16.onnx, about half the size, its measured error', async (t) => {
   const model = await saveTinyModel({
-    dir: tmp('simcsepp-onnx-model-'),
+    dir: tempDir('simcsepp-onnx-model-'),
     pooling: 'mean',
     seed: 6,
     config: { hiddenSize: 64, intermediateSize: 256 },
   })
-  const root = tmp('simcsepp-onnx-out-')
+  const root = tempDir('simcsepp-onnx-out-')
   const fp32 = await exportOnnx(model, join(root, 'fp32'), { maxLength: MAX_LENGTH })
   const fp16 = await exportOnnx(model, join(root, 'fp16'), { maxLength: MAX_LENGTH, weights: 'fp16' })
   t.equal(basename(fp16.onnxFile), 'model_fp16.onnx')
@@ -215,31 +206,31 @@ t.test('fp16 weights: onnx/model_fp16.onnx, about half the size, its measured er
 })
 
 t.test('bad input: a clear Error naming what is wrong, and an existing folder is never overwritten silently', async (t) => {
-  const model = await saveTinyModel({ dir: tmp('simcsepp-onnx-model-') })
+  const model = await saveTinyModel({ dir: tempDir('simcsepp-onnx-model-') })
   const missing = join(tmpdir(), 'simcsepp-no-such-model-dir')
   await t.rejects(
-    exportOnnx(missing, join(tmp('simcsepp-onnx-out-'), 'x')),
+    exportOnnx(missing, join(tempDir('simcsepp-onnx-out-'), 'x')),
     /exportOnnx: .*simcsepp-no-such-model-dir: no such model directory/,
   )
   await t.rejects(exportOnnx(undefined as unknown as string, 'x'), /exportOnnx: expected a model directory path, got undefined/)
   await t.rejects(exportOnnx(model, ''), /exportOnnx: expected an output folder path, got ""/)
-  const notModel = tmp('simcsepp-onnx-empty-')
+  const notModel = tempDir('simcsepp-onnx-empty-')
   await t.rejects(
-    exportOnnx(notModel, join(tmp('simcsepp-onnx-out-'), 'x')),
+    exportOnnx(notModel, join(tempDir('simcsepp-onnx-out-'), 'x')),
     /is not a model directory: missing config\.json, model\.safetensors/,
   )
   await t.rejects(
-    exportOnnx(model, join(tmp('simcsepp-onnx-out-'), 'x'), { pooling: 'max' as 'cls' }),
+    exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { pooling: 'max' as 'cls' }),
     /pooling must be 'cls' or 'mean', got "max"/,
   )
   await t.rejects(
-    exportOnnx(model, join(tmp('simcsepp-onnx-out-'), 'x'), { weights: 'int8' as 'fp16' }),
+    exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { weights: 'int8' as 'fp16' }),
     /weights must be 'fp32' or 'fp16'/,
   )
-  await t.rejects(exportOnnx(model, join(tmp('simcsepp-onnx-out-'), 'x'), { maxLen: 3 } as object), /unknown option 'maxLen'/)
-  await t.rejects(exportOnnx(model, join(tmp('simcsepp-onnx-out-'), 'x'), { maxLength: 2 }), /maxLength must be an integer >= 3/)
+  await t.rejects(exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { maxLen: 3 } as object), /unknown option 'maxLen'/)
+  await t.rejects(exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { maxLength: 2 }), /maxLength must be an integer >= 3/)
 
-  const out = tmp('simcsepp-onnx-out-')
+  const out = tempDir('simcsepp-onnx-out-')
   writeFileSync(join(out, 'notes.txt'), 'mine')
   await t.rejects(exportOnnx(model, out), /already holds files \(notes\.txt\): choose another folder or pass --overwrite/)
   t.same(readdirSync(out), ['notes.txt'], 'nothing written')
@@ -253,7 +244,7 @@ t.test('bad input: a clear Error naming what is wrong, and an existing folder is
 t.test("sentence-transformers settings: an older layout's pooling, Normalize, max_seq_length and do_lower_case", async (t) => {
   // A cased tokenizer (do_lower_case false) under sentence_bert_config's do_lower_case true: the encoder
   // lowercases before tokenizing, and the export puts a Lowercase normalizer in front of tokenizer.json's.
-  const dir = tmp('simcsepp-onnx-st-')
+  const dir = tempDir('simcsepp-onnx-st-')
   await saveTinyModel({ dir: join(dir, '0_BERT'), seed: 8 })
   writeFileSync(join(dir, '0_BERT', 'tokenizer_config.json'), JSON.stringify({ do_lower_case: false }))
   writeFileSync(join(dir, '0_BERT', 'sentence_bert_config.json'), JSON.stringify({ max_seq_length: 20, do_lower_case: true }))
@@ -266,7 +257,7 @@ t.test("sentence-transformers settings: an older layout's pooling, Normalize, ma
     ]),
   )
   writePoolingConfig(dir, 'mean')
-  const out = join(tmp('simcsepp-onnx-out-'), 'st')
+  const out = join(tempDir('simcsepp-onnx-out-'), 'st')
   const r = await exportOnnx(dir, out)
   t.same({ pooling: r.pooling, normalize: r.normalize, maxLength: r.maxLength }, { pooling: 'mean', normalize: true, maxLength: 20 })
   t.equal(JSON.parse(readFileSync(join(out, 'tokenizer_config.json'), 'utf8')).do_lower_case, false, 'the cased tokenizer stays cased')

@@ -3,22 +3,16 @@
 // read (BertModel.load, SentenceEncoder.load, exportOnnx); a missing shard or a tensor missing from its
 // shard is a clear Error; a folder with only PyTorch weights says how to convert them.
 import t from 'tap'
-import { mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { SentenceEncoder } from '../lib/index.js'
 import { BertModel } from '../lib/model/bert.js'
 import { readSafetensors, writeSafetensors } from '../lib/safetensors.js'
 import { exportOnnx } from '../lib/export/export-onnx.js'
 import { saveTinyModel, sentences } from './helpers/encoder-tiny-model.js'
+import { tempDir } from './helpers/train-corpus.js'
 
-const dirs: string[] = []
-t.teardown(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
-const tmp = () => {
-  const d = mkdtempSync(join(tmpdir(), 'simcsepp-shards-'))
-  dirs.push(d)
-  return d
-}
+const tmp = () => tempDir('simcsepp-shards-')
 
 const shardName = (i: number, n: number) => `model-0000${i + 1}-of-0000${n}.safetensors`
 
