@@ -10,7 +10,10 @@
 //                                                                  its epilogue (acc + bias, as the CPU's beta = 1)
 //   (at Precision::kBf16 the three products of the linear layer run on gemm_bf16_kernel instead:
 //    gemm_bf16.cuh, operands rounded to bf16, tensor cores, fp32 sums; the bias is still fp32)
+//                     geluOut = GELU(out): elementwise.cu's gelu_forward after the product (not yet an epilogue:
+//                     cuBLASLt's GELU epilogue is the tanh approximation, not the exact GELU of the op set)
 //   linear_backward:  dinp (= or +=) dout W                       sgemm_kernel<false, false> (beta 0 or 1)
+//                     geluInput: dinp *= GELU'(geluInput) by gelu_backward in place after the product
 //                     dweight += dout^T inp                        sgemm_kernel<true, false>, beta = 1
 //                     dbias += column sums of dout                 column_sum_add_kernel
 // column_sum_add_kernel: a block of 8 warps owns 32 columns, one per lane, so every row is read as one
@@ -81,7 +84,7 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
 }
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
-                    int64_t OC, Precision precision) {
+                    int64_t OC, Precision precision, float* geluOut) {
   require();
   if (C > 0 &&
       lt::gemm(false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, bias, precision, detail::op_stream())) {
@@ -93,10 +96,12 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
     tile::sgemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC,
                              "sgemm_kernel (linear out = inp W^T + b)", detail::op_stream(), bias);
   finish(detail::op_stream());
+  if (geluOut != nullptr) gelu_forward(geluOut, out, R * OC);
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput, Precision precision) {
+                     const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput, Precision precision,
+                     const float* geluInput) {
   require();
   const cudaStream_t stream = detail::op_stream();
   const bool bf16 = precision == Precision::kBf16;
@@ -127,6 +132,7 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
     launch("column_sum_add_kernel", column_sum_add_kernel, dim3(static_cast<unsigned>((OC + 31) / 32)), kSumWarps * 32,
            0, stream, dbias, dout, R, OC);
   finish(stream);
+  if (dinp != nullptr && geluInput != nullptr) gelu_backward(dinp, geluInput, dinp, R * C);
 }
 
 }  // namespace simcsepp::cuda

@@ -248,7 +248,14 @@ export interface Addon {
     keepRows: Uint8Array | null,
     firstRow: number,
   ): void
-  linearForward(out: NativeTensor, inp: NativeTensor, weight: NativeTensor, bias: NativeTensor | null, precision: Precision): void
+  linearForward(
+    out: NativeTensor,
+    inp: NativeTensor,
+    weight: NativeTensor,
+    bias: NativeTensor | null,
+    precision: Precision,
+    geluOut?: NativeTensor | null,
+  ): void
   linearBackward(
     dinp: NativeTensor | null,
     dweight: NativeTensor,
@@ -258,6 +265,7 @@ export interface Addon {
     weight: NativeTensor,
     accumulateInput: boolean,
     precision: Precision,
+    geluInput?: NativeTensor | null,
   ): void
   geluForward(out: NativeTensor, inp: NativeTensor): void
   geluBackward(dinp: NativeTensor, inp: NativeTensor, dout: NativeTensor): void

@@ -173,19 +173,34 @@ export function layerNormDropoutBackward(
 
 /**
  * out[R, OC] = inp[R, C]·weightᵀ + bias, weight in torch layout [OC, C]; bias may be null. The product at
- * `precision` ('bf16': operands rounded to bfloat16, fp32 sums; see Precision).
+ * `precision` ('bf16': operands rounded to bfloat16, fp32 sums; see Precision). With `geluOut`, also
+ * geluOut = GELU(out) (geluForward's), out keeping the pre-activation: the MLP's first layer, the GELU applied
+ * while each tile of out is in cache instead of in a second pass.
  */
-export function linearForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, precision: Precision = 'fp32'): void {
+export function linearForward(
+  out: Tensor,
+  inp: Tensor,
+  weight: Tensor,
+  bias: Tensor | null,
+  precision: Precision = 'fp32',
+  geluOut: Tensor | null = null,
+): void {
   addon.linearForward(
     nativeOf(out, 'out'),
     nativeOf(inp, 'inp'),
     nativeOf(weight, 'weight'),
     bias === null ? null : nativeOf(bias, 'bias'),
     precision,
+    geluOut === null ? null : nativeOf(geluOut, 'geluOut'),
   )
 }
 
-/** dinp (= or, with accumulateInput, +=) dout·weight; dweight += doutᵀ·inp; dbias += Σ_rows dout (dinp, dbias may be null); products at `precision`. */
+/**
+ * dinp (= or, with accumulateInput, +=) dout·weight; dweight += doutᵀ·inp; dbias += Σ_rows dout (dinp, dbias may
+ * be null); products at `precision`. With `geluInput` (inp having been GELU(geluInput); not with
+ * accumulateInput): dinp = (dout·weight) ⊙ GELU'(geluInput), the gradient carried through the GELU as well
+ * (geluBackward's), fused into the product.
+ */
 export function linearBackward(
   dinp: Tensor | null,
   dweight: Tensor,
@@ -195,6 +210,7 @@ export function linearBackward(
   weight: Tensor,
   accumulateInput = false,
   precision: Precision = 'fp32',
+  geluInput: Tensor | null = null,
 ): void {
   addon.linearBackward(
     dinp === null ? null : nativeOf(dinp, 'dinp'),
@@ -205,6 +221,7 @@ export function linearBackward(
     nativeOf(weight, 'weight'),
     accumulateInput,
     precision,
+    geluInput === null ? null : nativeOf(geluInput, 'geluInput'),
   )
 }
 

@@ -9,8 +9,8 @@
 //   firstRow) layerNormDropoutBackward(dres, dy|null, dweight, dbias, dout, res, weight, mean, rstd, sentences, p,
 //   seed, offset,
 //                            keepRows|null, firstRow)
-//   linearForward(out, inp, weight, bias|null, precision)        precision: 'fp32' | 'bf16'
-//   linearBackward(dinp|null, dweight, dbias|null, dout, inp, weight, accumulateInput, precision)
+//   linearForward(out, inp, weight, bias|null, precision, geluOut?)        precision: 'fp32' | 'bf16'
+//   linearBackward(dinp|null, dweight, dbias|null, dout, inp, weight, accumulateInput, precision, geluInput?)
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
 //   add(out, a, b)                    addInplace(dst, src)
@@ -274,9 +274,17 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   expect_rows(env, out, "out", R * OC, OC);
   if (bias) expect_shape(env, bias, "bias", {OC});
   const Precision precision = arg_precision(info, 4, "precision");
+  NativeTensor* geluOut = ts.optional(5, "geluOut");
+  if (geluOut) {  // written tile by tile while out and inp are still in use
+    expect_rows(env, geluOut, "geluOut", R * OC, OC);
+    require_same_device(env, out, "out", geluOut, "geluOut");
+    require_disjoint(env, geluOut, "geluOut", out, "out");
+    require_disjoint(env, geluOut, "geluOut", inp, "inp");
+  }
   LinearForwardFn* linear_forward = ts.entry(&Backend::linear_forward);
   return guarded_void(env, [&] {
-    linear_forward(out->data(), inp->data(), weight->data(), bias ? bias->data() : nullptr, R, C, OC, precision);
+    linear_forward(out->data(), inp->data(), weight->data(), bias ? bias->data() : nullptr, R, C, OC, precision,
+                   geluOut ? geluOut->data() : nullptr);
   });
 }
 
@@ -301,10 +309,19 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   expect_rows(env, dout, "dout", R * OC, OC);
   const bool accumulateInput = arg_bool(info, 6, "accumulateInput");
   const Precision precision = arg_precision(info, 7, "precision");
+  NativeTensor* geluInput = ts.optional(8, "geluInput");
+  if (geluInput) {
+    if (!dinp) throw_arg(env, "geluInput needs dinp (the GELU's derivative multiplies the input gradient)");
+    if (accumulateInput) throw_arg(env, "geluInput cannot be used with accumulateInput");
+    expect_rows(env, geluInput, "geluInput", R * C, C);
+    require_same_device(env, dinp, "dinp", geluInput, "geluInput");
+    require_disjoint(env, geluInput, "geluInput", dinp, "dinp");  // read after dinp's tiles are written
+  }
   LinearBackwardFn* linear_backward = ts.entry(&Backend::linear_backward);
   return guarded_void(env, [&] {
     linear_backward(dinp ? dinp->data() : nullptr, dweight->data(), dbias ? dbias->data() : nullptr, dout->data(),
-                    inp->data(), weight->data(), R, C, OC, accumulateInput, precision);
+                    inp->data(), weight->data(), R, C, OC, accumulateInput, precision,
+                    geluInput ? geluInput->data() : nullptr);
   });
 }
 

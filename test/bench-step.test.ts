@@ -60,11 +60,10 @@ t.test('bench step --profile: every op category of a step, summing to the step; 
   const layers = namedConfig('tiny', 100).numHiddenLayers
   const calls = Object.fromEntries(p.ops.map((o) => [o.category, o.calls]))
   t.equal(calls['QKV projection'], layers, 'one q/k/v product per layer')
-  t.equal(
-    calls['other projections'],
-    3 * layers + 2,
-    "attention output, FFN up and down per layer, the MLP head, the metrics' Gram product",
-  )
+  t.equal(calls['other projections'], 2 * layers + 2, "attention output and FFN down per layer, the MLP head, the metrics' Gram product")
+  t.equal(calls['MLP up projection + GELU'], layers, 'FFN up with its GELU fused, per layer')
+  t.equal(calls['MLP down projection + GELU (backward)'], layers, "FFN down's backward carried through the GELU, per layer")
+  t.notOk('GELU' in calls || 'GELU (backward)' in calls, 'no GELU pass of its own')
   t.equal(calls.attention, layers)
   // Two fused sublayer outputs per layer, the embeddings' LayerNorm, and their dropout forward and backward
   // (one op both ways).

@@ -158,6 +158,83 @@ t.test('linear: forward with/without bias, backward (all grads, accumulate flags
   }
 })
 
+t.test('linear with the fused GELU: the unfused ops bit for bit, the float64 reference, both precisions', async (t) => {
+  const nans = (shape: number[]) => T32(new Float32Array(shape[0] * shape[1]).fill(NaN), shape) // must not be read
+  const dgelu = (x: number) => 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI)
+  // The unpacked small path, tiles with edges, and K past one cache block (384) in the forward (C) and in the
+  // backward's input gradient (OC).
+  for (const [R, C, OC] of [
+    [3, 5, 7],
+    [70, 33, 65],
+    [150, 400, 50],
+    [64, 40, 500],
+  ])
+    for (const precision of ['fp32', 'bf16'] as const) {
+      const what = `${R}x${C}->${OC} ${precision}`
+      const x32 = randn(R * C, R + C, 1),
+        w32 = randn(OC * C, OC + 5, 1 / Math.sqrt(C)),
+        b32 = randn(OC, OC + 6),
+        dout32 = randn(R * C, R + 7)
+      const X = T32(x32, [R, C]),
+        W = T32(w32, [OC, C]),
+        Bi = T32(b32, [OC])
+      const pre = nans([R, OC]),
+        act = nans([R, OC])
+      ops.linearForward(pre, X, W, Bi, precision, act)
+      const plain = nans([R, OC])
+      ops.linearForward(plain, X, W, Bi, precision)
+      t.same(arr(pre), arr(plain), `${what}: out is linearForward's`)
+      const act2 = Tensor.zeros([R, OC])
+      ops.geluForward(act2, pre)
+      t.same(arr(act), arr(act2), `${what}: geluOut is geluForward(out) bit for bit`)
+      if (precision === 'fp32') {
+        const ref = linearRef(f64(x32), f64(w32), f64(b32), R, C, OC)
+        close(t, `${what}: geluOut vs float64 GELU(x Wᵀ + b)`, arr(act), ref.map(gelu), 1e-5)
+      }
+
+      // Backward of out = GELU(h) · W2ᵀ with W2 = [C, OC] here playing output.dense: dinp through the GELU.
+      const H = T32(randn(R * OC, R + 8, 3), [R, OC]),
+        A = Tensor.zeros([R, OC]),
+        W2 = T32(randn(C * OC, C + 9, 0.2), [C, OC]),
+        dout = T32(dout32, [R, C])
+      ops.geluForward(A, H)
+      const grads = () => ({ dinp: nans([R, OC]), dW: filled([C, OC], 0.5), dB: filled([C], 0.25) })
+      const fused = grads(),
+        unfused = grads()
+      ops.linearBackward(fused.dinp, fused.dW, fused.dB, dout, A, W2, false, precision, H)
+      ops.linearBackward(unfused.dinp, unfused.dW, unfused.dB, dout, A, W2, false, precision)
+      const dpre = Tensor.zeros([R, OC])
+      ops.geluBackward(dpre, H, unfused.dinp)
+      t.same(arr(fused.dinp), arr(dpre), `${what}: dinp is geluBackward(linearBackward's dinp) bit for bit`)
+      t.same(arr(fused.dW), arr(unfused.dW), `${what}: dweight unchanged by the fusion`)
+      t.same(arr(fused.dB), arr(unfused.dB), `${what}: dbias unchanged by the fusion`)
+      if (precision === 'fp32') {
+        const h = f64(arr(H)),
+          w2 = f64(arr(W2)),
+          g = f64(dout32)
+        const want = new Float64Array(R * OC)
+        for (let r = 0; r < R; r++)
+          for (let o = 0; o < OC; o++) {
+            let sum = 0
+            for (let c = 0; c < C; c++) sum += g[r * C + c] * w2[c * OC + o]
+            want[r * OC + o] = sum * dgelu(h[r * OC + o])
+          }
+        close(t, `${what}: dinp vs float64 (dout·W2) ⊙ GELU'(h)`, arr(fused.dinp), want, 1e-5)
+      }
+    }
+  const z = (...shape: number[]) => Tensor.zeros(shape)
+  const out = z(4, 6)
+  t.throws(() => ops.linearForward(out, z(4, 3), z(6, 3), null, 'fp32', out), /geluOut and out not to overlap/)
+  t.throws(() => ops.linearForward(out, z(4, 3), z(6, 3), null, 'fp32', z(4, 5)), /geluOut/)
+  const inp = z(4, 6)
+  t.throws(() => ops.linearForward(z(4, 6), inp, z(6, 6), null, 'fp32', inp), /geluOut and inp not to overlap/)
+  const dinp = z(4, 3)
+  t.throws(() => ops.linearBackward(dinp, z(2, 3), null, z(4, 2), z(4, 3), z(2, 3), true, 'fp32', z(4, 3)), /accumulateInput/)
+  t.throws(() => ops.linearBackward(null, z(2, 3), null, z(4, 2), z(4, 3), z(2, 3), false, 'fp32', z(4, 3)), /geluInput needs dinp/)
+  t.throws(() => ops.linearBackward(dinp, z(2, 3), null, z(4, 2), z(4, 3), z(2, 3), false, 'fp32', dinp), /not to overlap/)
+  t.throws(() => ops.linearBackward(dinp, z(2, 3), null, z(4, 2), z(4, 3), z(2, 3), false, 'fp32', z(3, 3)), /geluInput/)
+})
+
 t.test('gelu (exact erf) and tanh: forward and backward', async (t) => {
   const xs = Float32Array.from([...randn(300, 77, 2.5), 0, 1e-3, -1e-3, 5, -5, 8, -8, 0.5, -0.5])
   const n = xs.length

@@ -105,14 +105,19 @@ export function benchGemm(options: { shapes: GemmShape[]; seconds: number; log: 
       b = random(tb ? [n, k] : [k, n], 2),
       c = Tensor.zeros([m, n])
     const call = (system: boolean) => addon.gemm(nativeOf(c, 'c'), nativeOf(a, 'a'), nativeOf(b, 'b'), ta, tb, 1, 0, system)
-    // Ours and the BLAS alternate, so that load from other processes hits both alike.
+    // Ours and the BLAS alternate, so that load from other processes hits both alike. Each timed call follows
+    // an untimed one of the same side: after the pause that lets OpenBLAS's threads sleep, this (virtual)
+    // machine runs the first call up to several times slower (the cores wake from idle), and timing the side
+    // that comes first after the pause cold would hand the other one that difference (measured: our GEMM at
+    // 20-35 GFLOP/s per core cold against 120-140 warm at mini's shapes). Who goes first alternates too.
     const times: [number[], number[]] = [[], []]
     const sides = info.systemBlas ? [false, true] : [false]
     for (const system of sides) call(system)
     letBlasThreadsSleep()
     const start = performance.now()
-    while (times[0].length < 3 || (performance.now() - start < options.seconds * 1000 && times[0].length < 25))
-      for (const system of sides) {
+    for (let round = 0; times[0].length < 3 || (performance.now() - start < options.seconds * 1000 && times[0].length < 25); round++)
+      for (const system of round % 2 ? [...sides].reverse() : sides) {
+        call(system)
         const t0 = performance.now()
         call(system)
         times[system ? 1 : 0].push(performance.now() - t0)

@@ -28,6 +28,7 @@ export const OP_CATEGORIES = [
   'embeddings',
   'QKV projection',
   'other projections',
+  'MLP up projection + GELU',
   'attention',
   'GELU',
   'LayerNorm, dropout, residual',
@@ -36,6 +37,7 @@ export const OP_CATEGORIES = [
   'embeddings (backward)',
   'QKV projection (backward)',
   'other projections (backward)',
+  'MLP down projection + GELU (backward)',
   'attention (backward)',
   'GELU (backward)',
   'LayerNorm, dropout, residual (backward)',
@@ -59,9 +61,9 @@ function categoryOf(name: string, args: unknown[]): string | null {
     case 'embeddingBackward':
       return 'embeddings (backward)'
     case 'linearForward':
-      return projection(args[2], false)
+      return args[5] ? 'MLP up projection + GELU' : projection(args[2], false)
     case 'linearBackward':
-      return projection(args[5], true)
+      return args[8] ? 'MLP down projection + GELU (backward)' : projection(args[5], true)
     case 'attentionForward':
       return 'attention'
     case 'attentionBackward':

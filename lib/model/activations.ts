@@ -37,8 +37,7 @@ export interface Activations {
   gTmp: Tensor
   gQkv: Tensor // [B, T, 3H]
   gCtx: Tensor // [BT, H]
-  gI: Tensor
-  gI2: Tensor // [BT, I]
+  gI2: Tensor // [BT, I]: the gradient at the GELU's input (linearBackward carries it through the GELU)
   gPooled: Tensor // [B, H]
 }
 
@@ -49,7 +48,7 @@ export function floatsFor(c: BertConfig, B: number, T: number, training: boolean
     NH = c.numAttentionHeads,
     BT = B * T
   const perLayer = 8 * BT * H + 4 * BT + 2 * BT * I + B * NH * T * T
-  const grads = training ? 7 * BT * H + 2 * BT * I + B * H : 0
+  const grads = training ? 7 * BT * H + BT * I + B * H : 0
   return 2 * BT * H + 2 * BT + c.numHiddenLayers * perLayer + 2 * B * H + grads
 }
 
@@ -122,7 +121,6 @@ export class ActivationArena {
         gTmp: take([BT, H]),
         gQkv: take([B, T, 3 * H]),
         gCtx: take([B, T, H]),
-        gI: take([BT, I]),
         gI2: take([BT, I]),
         gPooled: take([B, H]),
       })

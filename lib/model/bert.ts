@@ -357,8 +357,18 @@ export class BertModel {
         acts.B,
         drop2,
       )
-      ops.linearBackward(acts.gI, gp.output.weight, gp.output.bias, dy2 ?? acts.gRes, a.interAct, p.output.weight, false, this.precision)
-      ops.geluBackward(acts.gI2, a.inter, acts.gI)
+      // gI2 = (dy2 · W_out) ⊙ GELU'(inter): output.dense's input gradient carried through the GELU in one op.
+      ops.linearBackward(
+        acts.gI2,
+        gp.output.weight,
+        gp.output.bias,
+        dy2 ?? acts.gRes,
+        a.interAct,
+        p.output.weight,
+        false,
+        this.precision,
+        a.inter,
+      )
       ops.linearBackward(
         acts.gH,
         gp.intermediate.weight,
@@ -600,8 +610,8 @@ export class BertModel {
         B,
         drop1,
       )
-      ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias, this.precision)
-      ops.geluForward(a.interAct, a.inter)
+      // intermediate.dense and its GELU in one op (interAct = GELU(inter); inter kept for the backward).
+      ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias, this.precision, a.interAct)
       ops.linearForward(a.h2, a.interAct, w.output.weight, w.output.bias, this.precision)
       const drop2 = this.dropoutOptions(options, this.site(l, 2), c.hiddenDropoutProb)
       ops.residualLayerNormForward(

@@ -6,6 +6,7 @@
 
 #include "common/adamw.h"
 #include "common/philox.h"
+#include "gelu.h"
 #include "gemm.h"
 #include "ops.h"
 #include "parallel.h"
@@ -242,17 +243,14 @@ void layernorm_dropout_backward(float* dres, float* dy, float* dweight, float* d
 // Linear (torch layout: weight [OC, C])
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
-                    int64_t OC, Precision precision) {
+                    int64_t OC, Precision precision, float* geluOut) {
   // bf16: the operands rounded, the product in fp32 (the CUDA backend's tensor-core GEMM computes the same).
-  SgemmFn* gemm = precision == Precision::kBf16 ? sgemm_bf16 : sgemm;
-  float beta = 0.0f;
-  if (bias) {
-    parallel_for(R, row_grain(OC), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) std::copy(bias, bias + OC, out + r * OC);
-    });
-    beta = 1.0f;
-  }
-  gemm(false, true, R, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
+  // The bias and the GELU are the GEMM's epilogue: applied to each tile of out while it is in L1.
+  GemmEpilogue ep;
+  ep.bias = bias;
+  ep.gelu_out = geluOut;
+  ep.ld_gelu_out = OC;
+  sgemm_fused(precision == Precision::kBf16, false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, ep);
 }
 
 namespace {
@@ -274,11 +272,16 @@ void column_sums_add(float* dbias, const float* dout, int64_t R, int64_t OC) {
 }  // namespace
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput, Precision precision) {
+                     const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput, Precision precision,
+                     const float* geluInput) {
   if (dbias) column_sums_add(dbias, dout, R, OC);  // fp32 at every precision: not a matrix product
-  SgemmFn* gemm = precision == Precision::kBf16 ? sgemm_bf16 : sgemm;
-  if (dinp) gemm(false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C);
-  if (dweight) gemm(true, false, OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+  const bool bf16 = precision == Precision::kBf16;
+  GemmEpilogue ep;  // the GELU's derivative, on each tile of dinp while it is in L1
+  ep.gelu_grad_x = geluInput;
+  ep.ld_gelu_grad_x = C;
+  if (dinp)
+    sgemm_fused(bf16, false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C, ep);
+  if (dweight) (bf16 ? sgemm_bf16 : sgemm)(true, false, OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -350,6 +353,12 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_backward_
 }
 
 }  // namespace
+
+void gelu_forward_span(float* out, const float* x, int64_t n) { gelu_forward_range(out, x, 0, n); }
+
+void gelu_backward_span(float* dinp, const float* x, const float* dout, int64_t n) {
+  gelu_backward_range(dinp, x, dout, 0, n);
+}
 
 // GELU(x) = x Φ(x) (the exact, erf-based GELU), through normal_cdf: float accuracy, vectorised.
 void gelu_forward(float* out, const float* inp, int64_t n) {

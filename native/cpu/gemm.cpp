@@ -38,6 +38,7 @@
 
 #include "common/bf16.h"
 #include "dot.h"
+#include "gelu.h"
 #include "gemm_kernel.h"
 #include "parallel.h"
 
@@ -450,6 +451,25 @@ void sgemm_small(const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, 
   }
 }
 
+// Where a block of C sits in the whole C, for the epilogue's bias and side matrices; ep is null when there is
+// no epilogue or when the block's K sum is not finished yet (only the last K block applies it).
+struct EpilogueAt {
+  const GemmEpilogue* ep;
+  int64_t i0, j0;
+  EpilogueAt at(int64_t di, int64_t dj) const { return {ep, i0 + di, j0 + dj}; }
+};
+
+// The epilogue on the finished mr x nr block at c (C[i, j] of the whole C).
+void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t i, int64_t j, int64_t mr, int64_t nr) {
+  for (int64_t r = 0; r < mr; ++r) {
+    float* cr = c + r * ldc;
+    if (ep.bias)
+      for (int64_t q = 0; q < nr; ++q) cr[q] += ep.bias[j + q];
+    if (ep.gelu_out) gelu_forward_span(ep.gelu_out + (i + r) * ep.ld_gelu_out + j, cr, nr);
+    if (ep.gelu_grad_x) gelu_backward_span(cr, ep.gelu_grad_x + (i + r) * ep.ld_gelu_grad_x + j, cr, nr);
+  }
+}
+
 // Runs the micro-kernel over the MR x NR tiles of a packed mc x kc A block and the B panels
 // [jp0, jp1) of a packed kc x nc B block; C points at the block's top-left element.
 void macro_kernel(const Kernel& kr, int64_t mc, int64_t nc, int64_t kc, const float* pa, const float* pb, int64_t jp0,
@@ -493,7 +513,7 @@ MatB cols_of(const MatB& B, int64_t j0) { return {B.trans ? B.p + j0 * B.ld : B.
 // does it all (the parallel_for calls then run inline, as they do inside a rectangle's chunk). KC comes from
 // the caller, so that every part of a partitioned product sums K in the same order.
 void gemm_block(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, int64_t KC,
-                int64_t ways, float alpha, float beta, float* C, int64_t ldc) {
+                int64_t ways, float alpha, float beta, float* C, int64_t ldc, const EpilogueAt& at) {
   const int64_t MR = kr.mr, NR = kr.nr;
   const int64_t NC = std::min<int64_t>(kr.nc, round_up(N, NR));
   // M blocks of (nearly) equal height, so that the last one is not a sliver.
@@ -516,6 +536,9 @@ void gemm_block(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64
           const int64_t mc = std::min(MC, M - ic);
           kr.pack_a(A, ic, mc, pc, kc, pa);
           macro_kernel(kr, mc, nc, kc, pa, pb, 0, npanels, alpha, pc == 0 ? beta : 1.0f, C + ic * ldc + jc, ldc);
+          // The epilogue on the finished block (mc x nc, in L2), row by row: long contiguous spans that the
+          // prefetchers follow (tile by tile, its side matrices' rows missed the cache 14 rows at a time).
+          if (at.ep && pc + kc == K) apply_epilogue(*at.ep, C + ic * ldc + jc, ldc, at.i0 + ic, at.j0 + jc, mc, nc);
         }
       });
     }
@@ -529,7 +552,8 @@ void gemm_block(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64
 // split goes along the dimension whose other operand is the smaller. Twice as many rectangles as
 // threads lets a thread that was held up (other processes) leave the rest to the others.
 void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, float alpha,
-                  float beta, float* C, int64_t ldc) {
+                  float beta, float* C, int64_t ldc, const GemmEpilogue* ep) {
+  const EpilogueAt at{ep, 0, 0};
   const int64_t MR = kr.mr, NR = kr.nr;
   // Equal-depth K blocks (a multiple of 8 where possible) avoid a thin last block.
   const int64_t kblocks = (K + kr.kc - 1) / kr.kc;
@@ -550,7 +574,7 @@ void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int
   // When they would be thin (the weight gradients: small M and N, long K), B is packed once per K block by
   // all threads together instead, at the price of two fork-joins per K block.
   if (n_parts > 1 && (by_rows ? M : N) / n_parts < 512) {
-    gemm_block(kr, A, B, M, N, K, KC, threads, alpha, beta, C, ldc);
+    gemm_block(kr, A, B, M, N, K, KC, threads, alpha, beta, C, ldc, at);
     return;
   }
   parallel_for(n_parts, 1, [&](int64_t p0, int64_t p1) {
@@ -558,10 +582,10 @@ void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int
       const int64_t t0 = p * tiles / n_parts, t1 = (p + 1) * tiles / n_parts;
       if (by_rows) {
         const int64_t i0 = t0 * MR, i1 = std::min(M, t1 * MR);
-        gemm_block(kr, rows_of(A, i0), B, i1 - i0, N, K, KC, 1, alpha, beta, C + i0 * ldc, ldc);
+        gemm_block(kr, rows_of(A, i0), B, i1 - i0, N, K, KC, 1, alpha, beta, C + i0 * ldc, ldc, at.at(i0, 0));
       } else {
         const int64_t j0 = t0 * NR, j1 = std::min(N, t1 * NR);
-        gemm_block(kr, A, cols_of(B, j0), M, j1 - j0, K, KC, 1, alpha, beta, C + j0, ldc);
+        gemm_block(kr, A, cols_of(B, j0), M, j1 - j0, K, KC, 1, alpha, beta, C + j0, ldc, at.at(0, j0));
       }
     }
   });
@@ -608,22 +632,6 @@ bool sgemm_force_kernel(const char* name) {
   return true;
 }
 
-void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.0f) {
-    scale_c(M, N, beta, C, ldc);
-    return;
-  }
-  const MatA a{A, lda, transA};
-  const MatB b{B, ldb, transB};
-  if (M * N * K <= int64_t{64} * 64 * 64) {
-    sgemm_small(a, b, M, N, K, alpha, beta, C, ldc);
-    return;
-  }
-  sgemm_packed(kernel(), a, b, M, N, K, alpha, beta, C, ldc);
-}
-
 namespace {
 
 // The fp32 kernel in use, packing rounded operands.
@@ -651,25 +659,65 @@ const char* sgemm_bf16_kernel_name() {
   return bf16_copies_forced() ? "rounded copies" : "rounded while packed";
 }
 
-void sgemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (M <= 0 || N <= 0 || K <= 0 || alpha == 0.0f) {
-    sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+namespace {
+
+bool has_epilogue(const GemmEpilogue& ep) { return ep.bias || ep.gelu_out || ep.gelu_grad_x; }
+
+// The epilogue over the whole of C, after a product that did not go through the packed path.
+void apply_epilogue_whole(const GemmEpilogue& ep, float* C, int64_t ldc, int64_t M, int64_t N) {
+  if (!has_epilogue(ep)) return;
+  parallel_for(M, std::max<int64_t>(1, (1 << 14) / N),
+               [&](int64_t r0, int64_t r1) { apply_epilogue(ep, C + r0 * ldc, ldc, r0, 0, r1 - r0, N); });
+}
+
+}  // namespace
+
+void sgemm_fused(bool bf16, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const GemmEpilogue& ep) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) {
+    scale_c(M, N, beta, C, ldc);
+    apply_epilogue_whole(ep, C, ldc, M, N);
     return;
   }
-  // Packed products (sgemm's threshold): the operands rounded as they are packed, by the bf16 kernel or the
-  // fp32 one. Small products take sgemm's unpacked path, on rounded copies.
-  if (M * N * K > int64_t{64} * 64 * 64 && !bf16_copies_forced()) {
+  const bool packed = M * N * K > int64_t{64} * 64 * 64;
+  const GemmEpilogue* epp = has_epilogue(ep) ? &ep : nullptr;
+  if (!bf16 && packed) {
+    sgemm_packed(kernel(), MatA{A, lda, transA}, MatB{B, ldb, transB}, M, N, K, alpha, beta, C, ldc, epp);
+    return;
+  }
+  // bf16, packed products: the operands rounded as they are packed, by the bf16 kernel or the fp32 one.
+  if (bf16 && packed && !bf16_copies_forced()) {
     const Kernel* fast = bf16_fast_kernel();
     sgemm_packed(fast ? *fast : rounding(kernel()), MatA{A, lda, transA}, MatB{B, ldb, transB}, M, N, K, alpha, beta, C,
-                 ldc);
+                 ldc, epp);
     return;
   }
-  const int64_t arows = transA ? K : M, acols = transA ? M : K;
-  const int64_t brows = transB ? N : K, bcols = transB ? K : N;
-  const float* ra = rounded_bf16(t_round_a, A, arows, acols, lda);
-  const float* rb = rounded_bf16(t_round_b, B, brows, bcols, ldb);
-  sgemm(transA, transB, M, N, K, alpha, ra, acols, rb, bcols, beta, C, ldc);
+  // Small products (and bf16's rounded copies): sgemm's unpacked path, or the packed one on the copies.
+  if (bf16) {
+    const int64_t arows = transA ? K : M, acols = transA ? M : K;
+    const int64_t brows = transB ? N : K, bcols = transB ? K : N;
+    A = rounded_bf16(t_round_a, A, arows, acols, lda);
+    B = rounded_bf16(t_round_b, B, brows, bcols, ldb);
+    lda = acols;
+    ldb = bcols;
+  }
+  if (packed) {
+    sgemm_packed(kernel(), MatA{A, lda, transA}, MatB{B, ldb, transB}, M, N, K, alpha, beta, C, ldc, epp);
+    return;
+  }
+  sgemm_small(MatA{A, lda, transA}, MatB{B, ldb, transB}, M, N, K, alpha, beta, C, ldc);
+  apply_epilogue_whole(ep, C, ldc, M, N);
+}
+
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  sgemm_fused(false, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, GemmEpilogue{});
+}
+
+void sgemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  sgemm_fused(true, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, GemmEpilogue{});
 }
 
 }  // namespace simcsepp::cpu

@@ -23,6 +23,23 @@ SgemmFn sgemm;
 // bits again, at a speed that depends on the CPU (half the fp32 GEMM's on Sapphire Rapids, see gemm.cpp).
 SgemmFn sgemm_bf16;
 
+// What sgemm_fused does to C once its sum is complete, tile by tile while the tile is still in L1 (instead of
+// extra passes over C in memory): C[i, j] += bias[j]; then gelu_out[i, j] = GELU(C[i, j]) (C keeps the
+// pre-activation, which the backward needs), or C[i, j] *= GELU'(gelu_grad_x[i, j]) (the backward through
+// GELU of the product's output gradient). Null members are skipped; GELU is gelu.h's.
+struct GemmEpilogue {
+  const float* bias = nullptr;  // [N]
+  float* gelu_out = nullptr;    // [M, ld_gelu_out]
+  int64_t ld_gelu_out = 0;
+  const float* gelu_grad_x = nullptr;  // [M, ld_gelu_grad_x]
+  int64_t ld_gelu_grad_x = 0;
+};
+
+// sgemm (bf16: sgemm_bf16) followed by the epilogue: C = ep(alpha op(A) op(B) + beta C). Same summation, so
+// C's bits before the epilogue are sgemm's.
+void sgemm_fused(bool bf16, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const GemmEpilogue& ep);
+
 // How sgemm_bf16's packed products run: "rounded while packed", "rounded copies" or "avx512bf16".
 const char* sgemm_bf16_kernel_name();
 

@@ -57,14 +57,18 @@ using LayerNormDropoutBackwardFn = void(float* dres, float* dy, float* dweight, 
                                         int64_t R, int64_t C, const TokenDropout& drop);
 
 // out[R, OC] = inp[R, C] · weight[OC, C]^T + bias[OC]   (bias may be null; products at `precision`)
+// geluOut[R, OC] = GELU(out) when geluOut is not null (GeluForwardFn's GELU; out keeps the pre-activation):
+// the MLP's first layer, which a backend may fuse into the product's epilogue.
 using LinearForwardFn = void(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
-                             int64_t OC, Precision precision);
+                             int64_t OC, Precision precision, float* geluOut);
 // dinp (= or, with accumulateInput, +=) dout · weight   (dinp may be null to skip it)
 // dweight += dout^T · inp;  dbias += column sums of dout (dbias may be null; always fp32)
 // The two products at `precision` (ops/precision.h).
+// geluInput[R, C] not null (then accumulateInput is false): dinp = (dout · weight) ⊙ GELU'(geluInput), the
+// gradient through a GELU whose output was inp (GeluBackwardFn's derivative), fused into the product.
 using LinearBackwardFn = void(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                               const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput,
-                              Precision precision);
+                              Precision precision, const float* geluInput);
 
 // out = x * 0.5 * (1 + erf(x / sqrt(2)))   (exact GELU)
 using GeluForwardFn = void(float* out, const float* inp, int64_t n);

@@ -14,7 +14,8 @@
 // CPU's). Shapes cross the 64-wide output tiles and the 16-deep reduction chunks and include the degenerate
 // ones (T = 1, one head, R = 1, OC = 1, padded keys, a sentence with no real key); dropout runs at p = 0 and
 // p = 0.1 with keepRows mixing 0 and 1, and its mask is compared exactly. Outputs that must not be read
-// start as NaN.
+// start as NaN. The linear layer's fused GELU (geluOut forward, geluInput backward) runs over the same
+// shapes, with pre-activations of standard deviation 3 so that both of GELU's tails count.
 //
 // ROWWISE_CASES (kernels/elementwise.cu, embedding.cu, layernorm.cu, pooling.cu, optim.cu): GPU
 // erff/expf/tanhf differ from libm by ulps and nvcc may fuse a*b + c, so: normalised error
@@ -477,6 +478,47 @@ for (const [R, C, OC] of LINEAR_SHAPES)
       },
     )
   }
+
+// The MLP's fused GELU: linearForward's geluOut = GELU(out), linearBackward's dinp ⊙ GELU'(geluInput).
+for (const [R, C, OC] of LINEAR_SHAPES) {
+  const name = `linear forward + GELU R=${R} C=${C} OC=${OC}`
+  gemmCase('linear forward with geluOut: CUDA equals CPU', name, R * C * OC, (lib, device, g) => {
+    const inputs = {
+      out: g.fill([R, OC], NaN),
+      act: g.fill([R, OC], NaN),
+      inp: g.rand([R, C]),
+      weight: g.rand([OC, C], 0.5),
+      bias: g.rand([OC]),
+    }
+    const [gpu, cpu] = both(lib, device, inputs, (x) => lib.ops.linearForward(x.out, x.inp, x.weight, x.bias, 'fp32', x.act))
+    return [
+      compare('linear_forward', `${name}: out`, gpu.out, cpu.out, GEMM_TOL),
+      compare('linear_forward', `${name}: geluOut`, gpu.act, cpu.act, GEMM_TOL),
+    ]
+  })
+}
+
+for (const [R, C, OC] of LINEAR_SHAPES) {
+  const name = `linear backward + GELU R=${R} C=${C} OC=${OC}`
+  gemmCase("linear backward with geluInput: CUDA equals CPU (dinp ⊙ GELU')", name, 2 * R * C * OC, (lib, device, g) => {
+    const inputs = {
+      dinp: g.fill([R, C], NaN),
+      dweight: g.rand([OC, C]),
+      dbias: g.rand([OC]),
+      dout: g.rand([R, OC]),
+      inp: g.rand([R, C]),
+      weight: g.rand([OC, C], 0.2),
+      pre: g.rand([R, C], 3),
+    }
+    const [gpu, cpu] = both(lib, device, inputs, (x) =>
+      lib.ops.linearBackward(x.dinp, x.dweight, x.dbias, x.dout, x.inp, x.weight, false, 'fp32', x.pre),
+    )
+    return [
+      compare('linear_backward', `${name}: dinp`, gpu.dinp, cpu.dinp, GEMM_TOL),
+      compare('linear_backward', `${name}: dweight`, gpu.dweight, cpu.dweight, GEMM_TOL),
+    ]
+  })
+}
 
 {
   const [R, C, OC] = [130, 33, 65]

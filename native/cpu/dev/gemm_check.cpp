@@ -2,8 +2,9 @@
 //
 // Build from the repository root:
 //   g++ -O3 -std=c++17 -Wall -Wextra -Werror -Inative native/cpu/dev/gemm_check.cpp
-//       native/cpu/gemm.cpp native/cpu/gemm_bf16.cpp native/cpu/blas_ref.cpp native/cpu/parallel.cpp -lpthread -ldl
-//       -o gemm_check
+//       native/cpu/gemm.cpp native/cpu/gemm_bf16.cpp native/cpu/blas_ref.cpp native/cpu/parallel.cpp
+//       native/cpu/bert_ops.cpp native/cpu/uniforms.cpp -lpthread -ldl -o gemm_check
+//   (bert_ops.cpp for the GELU of the GEMM's epilogue, uniforms.cpp for bert_ops.cpp)
 // Run:  ./gemm_check [--check-only | --bench-only] [--reps N] [--kernel NAME] [--quick]
 //             [--shape M N K]   (benchmark only that shape)
 //             [--bert tiny|mini|small|base]   (the products of one training step of that model)
@@ -320,21 +321,26 @@ void bench(int reps, bool have_blas, const std::vector<Shape>& shapes) {
     };
     // Interleaved, so that load from other processes hits both alike, with a pause after
     // each OpenBLAS call: its idle workers spin for a while (~0.1 s) and would otherwise
-    // steal a core from ours.
+    // steal a core from ours. Each timed call follows an untimed one of the same side, and the
+    // side that goes first alternates: after the pause, a virtual machine's cores run the first
+    // call cold, up to several times slower (measured here: our GEMM at 20-35 GFLOP/s per core
+    // right after the pause, 120-140 warm), which would otherwise count against whichever side
+    // goes first.
     const auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(250)); };
     std::vector<double> ours, ref;
-    pause();
-    time_one(false);  // warm-up
-    if (have_blas) {
-      time_one(true);
-      pause();
-    }
+    const auto timed = [&](bool blas) {
+      time_one(blas);  // warm-up
+      (blas ? ref : ours).push_back(time_one(blas));
+    };
     for (int r = 0; r < reps; ++r) {
-      ours.push_back(time_one(false));
-      if (have_blas) {
-        ref.push_back(time_one(true));
+      if (have_blas) pause();
+      const bool blas_first = have_blas && r % 2 == 1;
+      if (blas_first) {
+        timed(true);
         pause();
       }
+      timed(false);
+      if (have_blas && !blas_first) timed(true);
     }
     const double go = median(ours);
     flops_total += flops;
