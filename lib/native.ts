@@ -174,6 +174,7 @@ export interface Addon {
     alpha: number,
     beta: number,
     useSystemBlas: boolean,
+    precision?: Precision,
   ): void
   gemmInfo(): { kernel: string; bf16Kernel: string; threads: number; systemBlas?: string; systemBlasCore?: string }
   // BERT encoder ops (native/bind_encoder.cpp; on CUDA those in backendOps('cuda')). Outputs first; see lib/ops.ts.

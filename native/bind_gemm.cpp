@@ -1,8 +1,9 @@
 // Node-API entry points of the GEMM (the op set's sgemm), for `simcsepp bench gemm` and its tests:
-//   gemm(c, a, b, transA, transB, alpha, beta, useSystemBlas)   C = alpha op(A) op(B) + beta C
-//     (useSystemBlas: the system BLAS instead of ours, CPU only)
+//   gemm(c, a, b, transA, transB, alpha, beta, useSystemBlas, precision?)   C = alpha op(A) op(B) + beta C
+//     (useSystemBlas: the system BLAS instead of ours, CPU only; precision 'bf16': ours as the linear layers'
+//     bf16 products, CPU only)
 //   gemmInfo() -> { kernel, bf16Kernel, threads, systemBlas?: string, systemBlasCore?: string }   (about the
-//     CPU GEMM; bf16Kernel: how the bf16 products run, 'rounded while packed', 'rounded copies' or
+//     CPU GEMM; bf16Kernel: how the bf16 products run, 'amx', 'rounded while packed', 'rounded copies' or
 //     'avx512bf16'; systemBlasCore: OpenBLAS's
 //     kernel family, e.g. SkylakeX (AVX-512) or Haswell (AVX2))
 #include <napi.h>
@@ -39,12 +40,16 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   if (c->shape()[0] != M || c->shape()[1] != N)
     throw_arg(env, "Expected c to be [" + std::to_string(M) + ", " + std::to_string(N) + "] but received " +
                        c->shape_string());
+  const bool bf16 =
+      info.Length() > 8 && !info[8].IsUndefined() && arg_precision(info, 8, "precision") == Precision::kBf16;
   std::string name;
   if (system && ts.device() != Device::kCpu) throw_arg(env, "gemm: useSystemBlas takes CPU tensors");
+  if (bf16 && (system || ts.device() != Device::kCpu))
+    throw_arg(env, "gemm: precision 'bf16' is for our CPU GEMM (CPU tensors, not the system BLAS)");
   if (system && !cpu::blas_ref_available(&name))
     throw Napi::Error::New(env, "gemm: no system BLAS with cblas_sgemm was found");
   return guarded(env, [&]() -> Napi::Value {
-    SgemmFn* f = system ? cpu::blas_ref_sgemm : sgemm;
+    SgemmFn* f = system ? cpu::blas_ref_sgemm : bf16 ? cpu::sgemm_bf16 : sgemm;
     f(ta, tb, M, N, K, alpha, a->data(), a->shape()[1], b->data(), b->shape()[1], beta, c->data(), N);
     return env.Undefined();
   });

@@ -1,15 +1,17 @@
-// The bf16 products (cpu::sgemm_bf16) give the bits of rounded copies passed to the fp32 GEMM however they run:
-// rounding the operands while packing them (the default), or with the AVX512_BF16 kernel (native/cpu/gemm_bf16.cpp,
-// opt-in by SIMCSEPP_GEMM_BF16=avx512bf16; skipped where the CPU lacks it), against SIMCSEPP_GEMM_BF16=copies, in
-// the three products of a linear layer: forward inp·Wᵀ, input gradient dout·W, weight gradient doutᵀ·inp. Each
-// mode runs in its own process (the choice is made once per process).
+// The bf16 products (cpu::sgemm_bf16) in the three products of a linear layer (forward inp·Wᵀ, input gradient
+// dout·W, weight gradient doutᵀ·inp), each mode in its own process (the choice is made once per process), against
+// SIMCSEPP_GEMM_BF16=copies (rounded copies passed to the fp32 GEMM): rounding the operands while packing them
+// (SIMCSEPP_GEMM_BF16=packed) and the AVX512_BF16 kernel (native/cpu/gemm_bf16.cpp, opt-in by
+// SIMCSEPP_GEMM_BF16=avx512bf16; skipped where the CPU lacks it) give the copies' bits; the AMX kernel (the
+// default where the CPU and the OS allow it) sums differently, and is held to float64 products of the rounded
+// operands instead.
 import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { addon } from '../lib/native.js'
 import { Tensor } from '../lib/tensor.js'
 import * as ops from '../lib/ops.js'
-import { randn } from './helpers/parity.mjs'
+import { randn, relErr } from './helpers/parity.mjs'
 
 // Large enough for the packed path (above 64³ multiply-adds), with partial tiles, an odd depth and K blocks.
 const shapes: [number, number, number][] = [
@@ -17,6 +19,16 @@ const shapes: [number, number, number][] = [
   [97, 1025, 33],
   [640, 131, 400],
 ]
+
+// x rounded to the nearest bfloat16, ties to even (common/bf16.h; finite x only).
+const word = new Uint32Array(1),
+  single = new Float32Array(word.buffer)
+function roundBf16(x: number): number {
+  single[0] = x
+  const u = word[0]
+  word[0] = ((Math.floor((u + 0x7fff + ((u >>> 16) & 1)) / 65536) & 0xffff) << 16) >>> 0
+  return single[0]
+}
 
 function products(): string[] {
   const bits: string[] = []
@@ -57,8 +69,8 @@ if (process.env.SIMCSEPP_GEMM_BF16_TEST_CHILD) {
   }
   t.test('bf16 products: rounding while packing gives the rounded copies’ bits', async (t) => {
     t.equal(copies.kernel, 'rounded copies')
-    const packed = run(undefined)
-    t.equal(packed.kernel, 'rounded while packed', 'the default')
+    const packed = run('packed')
+    t.equal(packed.kernel, 'rounded while packed')
     compare(t, packed)
   })
   const fast = run('avx512bf16')
@@ -66,5 +78,47 @@ if (process.env.SIMCSEPP_GEMM_BF16_TEST_CHILD) {
     'bf16 products: the AVX512_BF16 kernel gives the rounded copies’ bits',
     { skip: fast.kernel === 'avx512bf16' ? false : `no AVX512_BF16 kernel here (${fast.kernel})` },
     async (t) => compare(t, fast),
+  )
+  // AMX's TDPBF16PS sums pairs of products its own way: not the copies' bits, but as close to the exact sums of
+  // the rounded operands as the copies are.
+  const byDefault = run(undefined)
+  t.test('bf16 products: the default kernel is AMX where the CPU and the OS allow it, else the fp32 one', async (t) => {
+    t.ok(['amx', 'rounded while packed'].includes(byDefault.kernel), byDefault.kernel)
+    if (byDefault.kernel !== 'amx') compare(t, byDefault)
+  })
+  t.test(
+    'bf16 products on AMX: within fp32 summation error of the exact products of the rounded operands',
+    { skip: byDefault.kernel === 'amx' ? false : `no AMX here (${byDefault.kernel})` },
+    async (t) => {
+      const floats = (b: string) => new Float32Array(new Uint8Array(Buffer.from(b, 'base64')).buffer)
+      shapes.forEach(([R, C, OC], i) => {
+        const rb = (a: Float32Array) => Float64Array.from(a, roundBf16)
+        const inp = rb(randn(R * C, 10 + i)),
+          w = rb(randn(OC * C, 20 + i)),
+          dout = rb(randn(R * OC, 30 + i)),
+          dw0 = randn(OC * C, 40 + i)
+        // float64 references: forward inp·Wᵀ, input gradient dout·W, weight gradient dw0 + doutᵀ·inp
+        const fwd = new Float64Array(R * OC),
+          dinp = new Float64Array(R * C),
+          dw = Float64Array.from(dw0)
+        for (let r = 0; r < R; r++)
+          for (let o = 0; o < OC; o++) {
+            let s = 0
+            for (let c = 0; c < C; c++) s += inp[r * C + c] * w[o * C + c]
+            fwd[r * OC + o] = s
+            const g = dout[r * OC + o]
+            for (let c = 0; c < C; c++) {
+              dinp[r * C + c] += g * w[o * C + c]
+              dw[o * C + c] += g * inp[r * C + c]
+            }
+          }
+        ;[fwd, dinp, dw].forEach((ref, j) => {
+          const what = `${['forward', 'input gradient', 'weight gradient'][j]} ${R}x${C}x${OC}`
+          const amx = relErr(floats(byDefault.bits[3 * i + j]), ref),
+            fp32 = relErr(floats(copies.bits[3 * i + j]), ref)
+          t.ok(amx < 1e-6 && amx < 4 * fp32, `${what}: AMX error ${amx.toExponential(2)}, the copies' ${fp32.toExponential(2)}`)
+        })
+      })
+    },
   )
 }

@@ -122,6 +122,41 @@ if (process.env.SIMCSEPP_GEMM_TEST_CHILD) {
     t.equal(gemmSquareShapes([2048], [768, 3072]).length, 12)
   })
 
+  t.test("gemm's precision 'bf16' is the linear layers' bf16 product; refused where it does not apply", async (t) => {
+    const [m, n, k] = [300, 70, 129]
+    const a = Tensor.from(random(m * k, 21), [m, k]),
+      w = Tensor.from(random(n * k, 22), [n, k])
+    const c = Tensor.zeros([m, n]),
+      out = Tensor.zeros([m, n])
+    addon.gemm(nativeOf(c, 'c'), nativeOf(a, 'a'), nativeOf(w, 'b'), false, true, 1, 0, false, 'bf16')
+    const { linearForward } = await import('../lib/ops.js')
+    linearForward(out, a, w, null, 'bf16')
+    t.same(c.toFloat32Array(), out.toFloat32Array(), 'bit for bit')
+    const fp32 = Tensor.zeros([m, n])
+    addon.gemm(nativeOf(fp32, 'c'), nativeOf(a, 'a'), nativeOf(w, 'b'), false, true, 1, 0, false)
+    t.notSame(c.toFloat32Array(), fp32.toFloat32Array(), 'not the fp32 product')
+    t.throws(() => addon.gemm(nativeOf(c, 'c'), nativeOf(a, 'a'), nativeOf(w, 'b'), false, true, 1, 0, true, 'bf16'), /precision 'bf16'/)
+    t.throws(
+      () => addon.gemm(nativeOf(c, 'c'), nativeOf(a, 'a'), nativeOf(w, 'b'), false, true, 1, 0, false, 'fp16' as 'bf16'),
+      /precision to be 'fp32' or 'bf16'/,
+    )
+  })
+
+  t.test('bench gemm --bf16: a bf16 column and its speed over fp32 for every product', async (t) => {
+    const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
+    const r = spawnSync(process.execPath, [cli, 'bench', 'gemm', '--model', 'tiny', '--bf16', '--seconds', '0.01', '--json'], {
+      encoding: 'utf8',
+    })
+    t.equal(r.status, 0, r.stderr)
+    const out = JSON.parse(r.stdout) as { bf16Kernel: string; rows: { oursGflops: number; bf16Gflops: number; bf16Speedup: number }[] }
+    t.equal(out.rows.length, 12)
+    t.ok(
+      out.rows.every((row) => row.bf16Gflops > 0 && Math.abs(row.bf16Speedup - row.bf16Gflops / row.oursGflops) < 1e-9),
+      'bf16 GFLOP/s and the speed-up in every row',
+    )
+    t.match(out.bf16Kernel, /^(amx|rounded while packed)$/)
+  })
+
   t.test('bench gemm unsets OPENBLAS_CORETYPE for the system BLAS and restores it', async (t) => {
     const before = process.env.OPENBLAS_CORETYPE
     process.env.OPENBLAS_CORETYPE = 'Haswell'

@@ -21,11 +21,14 @@ export interface GemmBenchRow extends GemmShape {
   oursGflops: number
   blasGflops: number | null
   ratio: number | null
+  /** With `bf16`: our bf16 product (the linear layers' --precision bf16), and its speed over our fp32 one. */
+  bf16Gflops?: number
+  bf16Speedup?: number
 }
 
 export interface GemmBenchInfo {
   kernel: string
-  /** How the bf16 products run: 'rounded while packed' (the fp32 kernel), 'rounded copies' or 'avx512bf16' (SIMCSEPP_GEMM_BF16). */
+  /** How the bf16 products run: 'amx' (AMX tiles, the default where available), 'rounded while packed' (the fp32 kernel), 'rounded copies' or 'avx512bf16' (SIMCSEPP_GEMM_BF16). */
   bf16Kernel: string
   threads: number
   systemBlas?: string
@@ -91,7 +94,7 @@ export function gemmBenchInfo(): GemmBenchInfo {
   }
 }
 
-export function benchGemm(options: { shapes: GemmShape[]; seconds: number; log: (s: string) => void }): {
+export function benchGemm(options: { shapes: GemmShape[]; seconds: number; bf16?: boolean; log: (s: string) => void }): {
   rows: GemmBenchRow[]
   info: GemmBenchInfo
 } {
@@ -104,30 +107,37 @@ export function benchGemm(options: { shapes: GemmShape[]; seconds: number; log: 
     const a = random(ta ? [k, m] : [m, k], 1),
       b = random(tb ? [n, k] : [k, n], 2),
       c = Tensor.zeros([m, n])
-    const call = (system: boolean) => addon.gemm(nativeOf(c, 'c'), nativeOf(a, 'a'), nativeOf(b, 'b'), ta, tb, 1, 0, system)
+    // Sides: 0 ours, 1 the system BLAS, 2 ours in bf16.
+    const call = (side: number) =>
+      addon.gemm(nativeOf(c, 'c'), nativeOf(a, 'a'), nativeOf(b, 'b'), ta, tb, 1, 0, side === 1, side === 2 ? 'bf16' : 'fp32')
     // Ours and the BLAS alternate, so that load from other processes hits both alike. Each timed call follows
     // an untimed one of the same side: after the pause that lets OpenBLAS's threads sleep, this (virtual)
     // machine runs the first call up to several times slower (the cores wake from idle), and timing the side
     // that comes first after the pause cold would hand the other one that difference (measured: our GEMM at
     // 20-35 GFLOP/s per core cold against 120-140 warm at mini's shapes). Who goes first alternates too.
-    const times: [number[], number[]] = [[], []]
-    const sides = info.systemBlas ? [false, true] : [false]
-    for (const system of sides) call(system)
+    const times: number[][] = [[], [], []]
+    const sides = [0, ...(info.systemBlas ? [1] : []), ...(options.bf16 ? [2] : [])]
+    for (const side of sides) call(side)
     letBlasThreadsSleep()
     const start = performance.now()
     for (let round = 0; times[0].length < 3 || (performance.now() - start < options.seconds * 1000 && times[0].length < 25); round++)
-      for (const system of round % 2 ? [...sides].reverse() : sides) {
-        call(system)
+      for (const side of round % 2 ? [...sides].reverse() : sides) {
+        call(side)
         const t0 = performance.now()
-        call(system)
-        times[system ? 1 : 0].push(performance.now() - t0)
-        if (system) letBlasThreadsSleep()
+        call(side)
+        times[side].push(performance.now() - t0)
+        if (side === 1) letBlasThreadsSleep()
       }
     const gflops = (ts: number[]) => (2 * m * n * k) / (median(ts) / 1000) / 1e9
     const ours = gflops(times[0])
     const blas = info.systemBlas ? gflops(times[1]) : null
-    rows.push({ ...shape, oursGflops: ours, blasGflops: blas, ratio: blas ? ours / blas : null })
-    options.log(`M=${m} N=${n} K=${k} ${form}: ${ours.toFixed(1)} GFLOP/s` + (blas ? ` (system BLAS ${blas.toFixed(1)})` : ''))
+    const bf16 = options.bf16 ? { bf16Gflops: gflops(times[2]), bf16Speedup: gflops(times[2]) / ours } : {}
+    rows.push({ ...shape, oursGflops: ours, blasGflops: blas, ratio: blas ? ours / blas : null, ...bf16 })
+    options.log(
+      `M=${m} N=${n} K=${k} ${form}: ${ours.toFixed(1)} GFLOP/s` +
+        (blas ? ` (system BLAS ${blas.toFixed(1)})` : '') +
+        (bf16.bf16Gflops ? `, bf16 ${bf16.bf16Gflops.toFixed(1)}` : ''),
+    )
     for (const t of [a, b, c]) t.dispose()
   }
   return { rows, info }

@@ -62,6 +62,7 @@ export function benchCommand(args: string[]) {
       device: { type: 'string', default: 'auto' },
       seconds: { type: 'string', default: '3' },
       model: { type: 'string' },
+      bf16: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
   })
@@ -275,7 +276,7 @@ async function distBench(argv: string[]) {
   }
 }
 
-function gemmBench(values: { sizes?: string; seconds?: string; model?: string; json?: boolean }) {
+function gemmBench(values: { sizes?: string; seconds?: string; model?: string; bf16?: boolean; json?: boolean }) {
   const seconds = Number(values.seconds ?? '2')
   if (!(seconds > 0)) usage(`--seconds must be > 0 (got ${values.seconds})`)
   let shapes
@@ -295,7 +296,7 @@ function gemmBench(values: { sizes?: string; seconds?: string; model?: string; j
     what = 'BERT-base shapes'
   }
   const log = (line: string) => process.stderr.write(`  ${line}\n`)
-  const { rows, info } = benchGemm({ shapes, seconds, log })
+  const { rows, info } = benchGemm({ shapes, seconds, bf16: values.bf16 === true, log })
   if (values.json)
     process.stdout.write(JSON.stringify({ benchmark: 'gemm', ...info, date: new Date().toISOString(), rows }, null, 2) + '\n')
   else {
@@ -304,7 +305,10 @@ function gemmBench(values: { sizes?: string; seconds?: string; model?: string; j
         (info.coreTypeUnset !== undefined ? `, OPENBLAS_CORETYPE=${info.coreTypeUnset} unset for it` : '')
       : 'none found (apt-get install libopenblas-dev to compare)'
     process.stdout.write(
-      `\nSGEMM (float32) at ${what}, median GFLOP/s, ${info.threads} threads, micro-kernel ${info.kernel}; ` + `system BLAS: ${blas}\n\n`,
+      `\nSGEMM (float32) at ${what}, median GFLOP/s, ${info.threads} threads, micro-kernel ${info.kernel}; ` +
+        `system BLAS: ${blas}` +
+        (values.bf16 ? `; bf16 products (--precision bf16): ${info.bf16Kernel}` : '') +
+        '\n\n',
     )
     process.stdout.write(gemmBenchTable(rows) + '\n')
   }

@@ -46,9 +46,10 @@ export const exportUsage = `simcsepp export --format onnx --model DIR [--out DIR
 export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist [options]
   bench losses [--sizes 64,512,4096,65536] [--dim 768] [--device auto|cpu|cuda|all] [--seconds 3] [--json]
       Fused off-dropout InfoNCE (forward + backward) against an unfused path of separate ops.
-  bench gemm [--sizes 2048,6144 | --model tiny|mini|small|base] [--seconds 2] [--json]
+  bench gemm [--sizes 2048,6144 | --model tiny|mini|small|base] [--bf16] [--seconds 2] [--json]
       CPU SGEMM GFLOP/s at BERT-base shapes (M from --sizes) or at the products of one training step of
-      --model, next to the system BLAS when one is installed (OPENBLAS_CORETYPE unset for it).
+      --model, next to the system BLAS when one is installed (OPENBLAS_CORETYPE unset for it); --bf16 adds
+      our bf16 products (--precision bf16: AMX tiles where the CPU has them) and their speed over fp32.
   bench encode [--models mini,base] [--sentences 256] [--batch-size 32] [--device auto|cpu|cuda] [--json]
       SentenceEncoder sentences/s, length-sorted batching against input-order batching.
   bench step [--model base] [--batch-sizes 64,512] [--seq-len 32] [--steps 5] [--device auto|cpu|cuda|all]

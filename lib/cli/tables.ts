@@ -53,8 +53,19 @@ export function lossBenchTable(rows: LossBenchRow[]): string {
 }
 
 export function gemmBenchTable(rows: GemmBenchRow[]): string {
+  const bf16 = rows.some((r) => r.bf16Gflops !== undefined)
   return formatTable(
-    ['M', 'N', 'K', 'form', 'product', 'simcsepp GFLOP/s', 'system BLAS GFLOP/s', 'ratio'],
+    [
+      'M',
+      'N',
+      'K',
+      'form',
+      'product',
+      'simcsepp GFLOP/s',
+      'system BLAS GFLOP/s',
+      'ratio',
+      ...(bf16 ? ['simcsepp bf16 GFLOP/s', 'bf16 / fp32'] : []),
+    ],
     rows.map((r) => [
       r.m,
       r.n,
@@ -64,6 +75,7 @@ export function gemmBenchTable(rows: GemmBenchRow[]): string {
       r.oursGflops.toFixed(1),
       r.blasGflops === null ? '-' : r.blasGflops.toFixed(1),
       r.ratio === null ? '-' : `${(100 * r.ratio).toFixed(0)}%`,
+      ...(bf16 ? [r.bf16Gflops?.toFixed(1) ?? '-', r.bf16Speedup === undefined ? '-' : `${r.bf16Speedup.toFixed(2)}x`] : []),
     ]),
   )
 }

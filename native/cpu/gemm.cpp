@@ -357,16 +357,17 @@ __attribute__((target("avx512f"))) void ukr_avx512_14x32(int64_t kc, const float
 // ---------------------------------------------------------------------------------------------
 // Kernel descriptors.
 
-const Kernel kGeneric = {"generic", 4, 8, 192, 256, 4096, &ukr_generic_4x8, &pack_a<4>, &pack_b_panel<8>};
+const Kernel kGeneric = {"generic", 4, 8, 192, 256, 4096, &ukr_generic_4x8, &pack_a<4>, &pack_b_panel<8>, nullptr};
 // The same with the operands rounded to bfloat16 while packed (sgemm_bf16).
 const Kernel kGenericRound = {
-    "generic", 4, 8, 192, 256, 4096, &ukr_generic_4x8, &pack_a<4, true>, &pack_b_panel<8, true>};
+    "generic", 4, 8, 192, 256, 4096, &ukr_generic_4x8, &pack_a<4, true>, &pack_b_panel<8, true>, nullptr};
 #if SIMCSEPP_GEMM_X86
-const Kernel kAvx2 = {"avx2", 6, 16, 288, 384, 4096, &ukr_avx2_6x16, &pack_a<6>, &pack_b_panel<16>};
-const Kernel kAvx2Round = {"avx2", 6, 16, 288, 384, 4096, &ukr_avx2_6x16, &pack_a<6, true>, &pack_b_panel<16, true>};
-const Kernel kAvx512 = {"avx512", 14, 32, 280, 384, 4096, &ukr_avx512_14x32, &pack_a<14>, &pack_b_panel<32>};
+const Kernel kAvx2 = {"avx2", 6, 16, 288, 384, 4096, &ukr_avx2_6x16, &pack_a<6>, &pack_b_panel<16>, nullptr};
+const Kernel kAvx2Round = {"avx2", 6, 16, 288, 384, 4096, &ukr_avx2_6x16, &pack_a<6, true>, &pack_b_panel<16, true>,
+                           nullptr};
+const Kernel kAvx512 = {"avx512", 14, 32, 280, 384, 4096, &ukr_avx512_14x32, &pack_a<14>, &pack_b_panel<32>, nullptr};
 const Kernel kAvx512Round = {
-    "avx512", 14, 32, 280, 384, 4096, &ukr_avx512_14x32, &pack_a<14, true>, &pack_b_panel<32, true>};
+    "avx512", 14, 32, 280, 384, 4096, &ukr_avx512_14x32, &pack_a<14, true>, &pack_b_panel<32, true>, nullptr};
 #endif
 
 bool cpu_has(const char* name) {
@@ -475,7 +476,7 @@ void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t i, in
 void macro_kernel(const Kernel& kr, int64_t mc, int64_t nc, int64_t kc, const float* pa, const float* pb, int64_t jp0,
                   int64_t jp1, float alpha, float beta, float* C, int64_t ldc) {
   const int MR = kr.mr, NR = kr.nr;
-  alignas(64) float tmp[16 * 32];  // largest MR x NR
+  alignas(64) float tmp[32 * 32];  // largest MR x NR (AMX)
   for (int64_t jp = jp0; jp < jp1; ++jp) {
     const int64_t j = jp * NR;
     const int64_t nr = std::min<int64_t>(NR, nc - j);
@@ -531,6 +532,7 @@ void gemm_block(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64
           kr.pack_b_panel(B, pc, kc, jc + p * NR, std::min(NR, nc - p * NR), pb + p * NR * kc);
       });
       parallel_for(mblocks, ways == 1 ? mblocks : 1, [&](int64_t b0, int64_t b1) {
+        if (kr.begin) kr.begin();
         float* pa = t_pack_a.get(static_cast<size_t>(MC) * kc);
         for (int64_t ic = b0 * MC; ic < std::min(M, b1 * MC); ic += MC) {
           const int64_t mc = std::min(MC, M - ic);
@@ -597,18 +599,24 @@ const char* sgemm_kernel_name() { return kernel().name; }
 
 namespace {
 
-// The bf16 kernel, when asked for (SIMCSEPP_GEMM_BF16=avx512bf16) and when it computes the emulated path's
-// bits: it needs the fp32 kernel to be an FMA one (the portable kernel multiplies and adds apart) with the
-// same K blocks. Not the default: on Sapphire Rapids VDPBF16PS retires a quarter as many instructions per
-// cycle as VFMADD231PS (1.6 against 6.4 G/s per core, measured), so with two k per instruction it reaches
-// half the fp32 rate; CPUs that run it at the FMA rate would gain.
-const Kernel* bf16_fast_kernel() {
+// The bf16 products' kernel, when not the fp32 one on rounded operands: AMX by default where the CPU and the OS
+// allow it (sums as TDPBF16PS rounds them, see gemm_bf16.cpp; products with K < 16 keep the fp32 kernel), or,
+// asked for by SIMCSEPP_GEMM_BF16=avx512bf16, the AVX512_BF16 kernel, which computes the emulated path's bits:
+// it needs the fp32 kernel to be an FMA one (the portable kernel multiplies and adds apart) with the same K
+// blocks. That one is not the default: on Sapphire Rapids VDPBF16PS retires a quarter as many instructions per
+// cycle as VFMADD231PS (1.6 against 6.4 G/s per core, measured), so with two k per instruction it reaches half
+// the fp32 rate. SIMCSEPP_GEMM_BF16=packed keeps the fp32 kernel (operands rounded while packed).
+const Kernel* bf16_fast_kernel(int64_t K) {
   static const Kernel* k = [] {
     const char* env = std::getenv("SIMCSEPP_GEMM_BF16");
-    return env && std::strcmp(env, "avx512bf16") == 0 ? gemm_detail::bf16_kernel() : nullptr;
+    if (env && std::strcmp(env, "avx512bf16") == 0) return gemm_detail::bf16_kernel();
+    if (env && *env) return static_cast<const Kernel*>(nullptr);  // packed, copies
+    return gemm_detail::amx_kernel();
   }();
+  if (!k) return nullptr;
+  if (k->mr == 32) return K >= 16 ? k : nullptr;  // AMX
   const Kernel& fp32 = kernel();
-  return k && fp32.ukr != kGeneric.ukr && fp32.kc == k->kc ? k : nullptr;
+  return fp32.ukr != kGeneric.ukr && fp32.kc == k->kc ? k : nullptr;
 }
 
 // A compact copy of the rows x cols matrix x (leading dimension ld) with every element rounded to bfloat16.
@@ -655,7 +663,7 @@ bool bf16_copies_forced() {
 }  // namespace
 
 const char* sgemm_bf16_kernel_name() {
-  if (bf16_fast_kernel()) return bf16_fast_kernel()->name;
+  if (const Kernel* k = bf16_fast_kernel(int64_t{1} << 20)) return k->name;
   return bf16_copies_forced() ? "rounded copies" : "rounded while packed";
 }
 
@@ -688,7 +696,7 @@ void sgemm_fused(bool bf16, bool transA, bool transB, int64_t M, int64_t N, int6
   }
   // bf16, packed products: the operands rounded as they are packed, by the bf16 kernel or the fp32 one.
   if (bf16 && packed && !bf16_copies_forced()) {
-    const Kernel* fast = bf16_fast_kernel();
+    const Kernel* fast = bf16_fast_kernel(K);
     sgemm_packed(fast ? *fast : rounding(kernel()), MatA{A, lda, transA}, MatB{B, ldb, transB}, M, N, K, alpha, beta, C,
                  ldc, epp);
     return;

@@ -16,11 +16,14 @@ namespace simcsepp::cpu {
 SgemmFn sgemm;
 
 // sgemm of the operands rounded to bfloat16 (common/bf16.h), summed in fp32: the linear layers' bf16
-// products (ops/precision.h). The bits are those of rounded copies of A and B passed to sgemm; packed
-// products round the operands as they are packed instead (no copies: the fp32 GEMM's speed), small ones
-// use the copies. SIMCSEPP_GEMM_BF16=copies uses the copies at every size; SIMCSEPP_GEMM_BF16=avx512bf16,
-// on a CPU with AVX512_BF16 (and an FMA kernel for fp32), sums two k per VDPBF16PS (gemm_bf16.cpp): the same
-// bits again, at a speed that depends on the CPU (half the fp32 GEMM's on Sapphire Rapids, see gemm.cpp).
+// products (ops/precision.h). Where the CPU has AMX and the OS grants its tiles (Linux 5.16+), packed products
+// with K >= 16 run on AMX's TDPBF16PS (gemm_bf16.cpp; 2.5-5x the fp32 GEMM per core at BERT's shapes), whose
+// sums are not the fp32 FMA sequence's bits but are as close to the exact products of the rounded operands
+// (test/gemm-bf16.test.ts). Otherwise the bits are those of rounded copies of A and B passed to sgemm: packed
+// products round the operands as they are packed (no copies: the fp32 GEMM's speed), small ones use the
+// copies. SIMCSEPP_GEMM_BF16 picks: packed (no AMX), copies (the copies at every size), avx512bf16 (on a CPU
+// with AVX512_BF16 and an FMA kernel for fp32, two k per VDPBF16PS: the copies' bits again, at half the fp32
+// GEMM's speed on Sapphire Rapids, see gemm.cpp).
 SgemmFn sgemm_bf16;
 
 // What sgemm_fused does to C once its sum is complete, tile by tile while the tile is still in L1 (instead of

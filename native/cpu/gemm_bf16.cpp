@@ -11,6 +11,10 @@
 // Opt-in (SIMCSEPP_GEMM_BF16=avx512bf16, gemm.h): on Sapphire Rapids it runs at half the fp32 kernel's rate.
 #include <algorithm>
 #include <cstring>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "gemm_kernel.h"
 
@@ -52,16 +56,20 @@ SIMCSEPP_BF16_TARGET void pairs_along(const float* x, int64_t kc, uint32_t* d, i
 
 // Pairs whose two k are rows apart (a row of A^T, a row of B): words j = (x0[j], x1[j]) for j < n, zero up to
 // `width` (<= 16), stored at d[0, width). x1 null: the k past kc, zero.
-SIMCSEPP_BF16_TARGET void pairs_across(const float* x0, const float* x1, int64_t n, int64_t width, uint32_t* d) {
-  const __mmask16 m = n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1);
+// The words of pairs_across, in a vector.
+SIMCSEPP_BF16_TARGET __m512i pair_words_across(const float* x0, const float* x1, int64_t n) {
+  const __mmask16 m = n >= 16 ? 0xffff : n > 0 ? static_cast<__mmask16>((1u << n) - 1) : 0;
   const __m512 v0 = _mm512_maskz_loadu_ps(m, x0);
   const __m512 v1 = x1 ? _mm512_maskz_loadu_ps(m, x1) : _mm512_setzero_ps();
   // cvtne2ps gives the 16-bit words [x1[0..15], x0[0..15]]; interleave them as (x1[j], x0[j]) pairs.
   const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21,
                                        5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-  const __m512i v = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(v0, v1));
+  return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(v0, v1));
+}
+
+SIMCSEPP_BF16_TARGET void pairs_across(const float* x0, const float* x1, int64_t n, int64_t width, uint32_t* d) {
   const __mmask16 mw = width >= 16 ? 0xffff : static_cast<__mmask16>((1u << width) - 1);
-  _mm512_mask_storeu_epi32(d, mw, v);
+  _mm512_mask_storeu_epi32(d, mw, pair_words_across(x0, x1, n));
 }
 
 // op(A)[i0:i0+mc, k0:k0+kc] as ceil(mc/MR) panels, panel ir at dst + ir * kc (as in the fp32 layout, of which it
@@ -138,8 +146,186 @@ __attribute__((target("avx512f,avx512bf16"))) void ukr_avx512bf16_14x32(int64_t 
 }
 
 // The fp32 AVX-512 kernel's blocking (gemm.cpp): the same K blocks are what makes the sums the same.
-const Kernel kAvx512Bf16 = {"avx512bf16",          14, 32, 280, 384, 4096, &ukr_avx512bf16_14x32, &pack_a_bf16<14>,
-                            &pack_b_panel_bf16<32>};
+const Kernel kAvx512Bf16 = {"avx512bf16",           14,     32, 280, 384, 4096, &ukr_avx512bf16_14x32, &pack_a_bf16<14>,
+                            &pack_b_panel_bf16<32>, nullptr};
+
+// ---------------------------------------------------------------------------------------------
+// AMX (Sapphire Rapids and later): 32 x 32 of C as 2 x 2 tiles of 16 x 16 fp32 (tmm0-3), each k block of 16
+// pairs (32 k) as two A tiles (rows 0-15, 16-31: tmm4, 5) and two B tiles (columns 0-15, 16-31: tmm6, 7),
+// four TDPBF16PS per block. The pairs are packed as for VDPBF16PS (k in the high half, k + 1 in the low one)
+// and the driver's K blocks are the fp32 ones, but TDPBF16PS does not round like a sequence of FMAs: its sums
+// differ from the rounded copies' in the last bits (measured: test/gemm-bf16.test.ts).
+//
+// Packed A panel (32 rows): per block of 16 pairs, the rows 0-15 then 16-31, each row its 16 pair words
+// (a tile: 16 rows of 64 bytes). Packed B panel: pack_b_panel_bf16<32>'s layout (per pair, 32 column words),
+// which is already two tiles per block (16 rows of 64 bytes, 128 bytes apart). Both are zero-padded to whole
+// blocks, which fits the driver's buffers (kc x 32 floats per panel) when kc >= 16: amx_kernel() asks K >= 16.
+
+#if defined(__GNUC__) && (__GNUC__ >= 11 || defined(__clang__))
+#define SIMCSEPP_HAVE_AMX_KERNEL 1
+#define SIMCSEPP_AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16")))
+
+constexpr int64_t kAmxPairs = 16;  // pairs per k block (a tile row: 16 words of 4 bytes)
+
+int64_t padded_pairs(int64_t kc) { return ((kc + 1) / 2 + kAmxPairs - 1) / kAmxPairs * kAmxPairs; }
+
+// v[i] element j <- v[j] element i (16 x 16 words). (maskz forms: GCC 12 warns of an uninitialised operand in
+// the unmasked ones.)
+SIMCSEPP_BF16_TARGET void transpose_16x16(__m512i* v) {
+  constexpr __mmask16 all = 0xffff;
+  constexpr __mmask8 all8 = 0xff;
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {  // per 128-bit lane, rows i, i + 1 interleaved: 2 x 2 blocks
+    t[i] = _mm512_maskz_unpacklo_epi32(all, v[i], v[i + 1]);
+    t[i + 1] = _mm512_maskz_unpackhi_epi32(all, v[i], v[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // per lane, the 4 x 4 block of rows i..i+3 transposed: v[i + c] is column c
+    v[i] = _mm512_maskz_unpacklo_epi64(all8, t[i], t[i + 2]);
+    v[i + 1] = _mm512_maskz_unpackhi_epi64(all8, t[i], t[i + 2]);
+    v[i + 2] = _mm512_maskz_unpacklo_epi64(all8, t[i + 1], t[i + 3]);
+    v[i + 3] = _mm512_maskz_unpackhi_epi64(all8, t[i + 1], t[i + 3]);
+  }
+  for (int i = 0; i < 16; i += 8)
+    for (int h = 0; h < 4; ++h) {  // lanes 0, 2 and 1, 3 of the two groups of 4 rows
+      t[i + h] = _mm512_maskz_shuffle_i32x4(all, v[i + h], v[i + 4 + h], 0x88);
+      t[i + 4 + h] = _mm512_maskz_shuffle_i32x4(all, v[i + h], v[i + 4 + h], 0xdd);
+    }
+  for (int h = 0; h < 8; ++h) {  // lane l of every group: columns 4 l .. 4 l + 3
+    v[h] = _mm512_maskz_shuffle_i32x4(all, t[h], t[8 + h], 0x88);
+    v[8 + h] = _mm512_maskz_shuffle_i32x4(all, t[h], t[8 + h], 0xdd);
+  }
+}
+
+// One tile row: the 16 pair words of x[0, n) (n <= 32; zero past n) stored at d (64 bytes), pairs as
+// pairs_along makes them.
+SIMCSEPP_BF16_TARGET void tile_row_along(const float* x, int64_t n, uint32_t* d) {
+  const __mmask16 m0 = n >= 16 ? 0xffff : n > 0 ? static_cast<__mmask16>((1u << n) - 1) : 0;
+  const __mmask16 m1 = n >= 32 ? 0xffff : n > 16 ? static_cast<__mmask16>((1u << (n - 16)) - 1) : 0;
+  const __m512i b = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, x + 16), _mm512_maskz_loadu_ps(m0, x));
+  _mm512_storeu_si512(d,
+                      _mm512_or_si512(_mm512_maskz_slli_epi32(0xffff, b, 16), _mm512_maskz_srli_epi32(0xffff, b, 16)));
+}
+
+// op(A)[i0:i0+mc, k0:k0+kc] as ceil(mc/32) panels, panel ir at dst + ir * kc.
+SIMCSEPP_AMX_TARGET void pack_a_amx(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
+  constexpr int64_t MR = 32;
+  const int64_t pairs = (kc + 1) / 2, padded = padded_pairs(kc);
+  for (int64_t ir = 0; ir < mc; ir += MR) {
+    uint32_t* d = reinterpret_cast<uint32_t*>(dst + ir * kc);
+    const int64_t mr = std::min<int64_t>(MR, mc - ir);
+    // Word (row r, pair q) of the panel.
+    const auto at = [&](int64_t r, int64_t q) {
+      return d + (q / kAmxPairs) * (kAmxPairs * MR) + (r / 16) * (16 * kAmxPairs) + (r % 16) * kAmxPairs +
+             q % kAmxPairs;
+    };
+    if (!A.trans) {  // stored [M, K]: each row's pairs are along it, one tile row (32 k) per vector store
+      for (int64_t r = 0; r < MR; ++r)
+        for (int64_t q = 0; q < padded; q += kAmxPairs) {
+          if (r < mr)
+            tile_row_along(A.p + (i0 + ir + r) * A.ld + k0 + 2 * q, std::min<int64_t>(2 * kAmxPairs, kc - 2 * q),
+                           at(r, q));
+          else
+            std::memset(at(r, q), 0, kAmxPairs * sizeof(uint32_t));
+        }
+      continue;
+    }
+    // stored [K, M]: pairs across two rows of A give a pair's words for 16 rows of op(A); 16 pairs of them,
+    // transposed, are the 16 rows of a tile.
+    const float* s = A.p + k0 * A.ld + i0 + ir;
+    for (int64_t r0 = 0; r0 < MR; r0 += 16)
+      for (int64_t q0 = 0; q0 < padded; q0 += kAmxPairs) {
+        __m512i v[16];
+        for (int64_t j = 0; j < 16; ++j) {
+          const int64_t q = q0 + j, n = std::max<int64_t>(0, std::min<int64_t>(16, mr - r0));
+          v[j] = q < pairs ? pair_words_across(s + 2 * q * A.ld + r0,
+                                               2 * q + 1 < kc ? s + (2 * q + 1) * A.ld + r0 : nullptr, n)
+                           : _mm512_setzero_si512();
+        }
+        transpose_16x16(v);
+        for (int64_t r = 0; r < 16; ++r) _mm512_storeu_si512(at(r0 + r, q0), v[r]);
+      }
+  }
+}
+
+SIMCSEPP_AMX_TARGET void pack_b_panel_amx(const MatB& B, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* dst) {
+  pack_b_panel_bf16<32>(B, k0, kc, j0, nr, dst);
+  const int64_t pairs = (kc + 1) / 2;
+  std::memset(reinterpret_cast<uint32_t*>(dst) + pairs * 32, 0,
+              static_cast<size_t>((padded_pairs(kc) - pairs) * 32) * sizeof(uint32_t));
+}
+
+// The tile shapes (palette 1): tmm0-7 all 16 rows of 64 bytes.
+struct TileConfig {
+  uint8_t palette_id = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+  uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+};
+
+// Called by the driver before each block of micro-kernel calls on a thread: loads the tile configuration
+// (per thread, and again per block so that other code on the thread may use the tiles in between).
+SIMCSEPP_AMX_TARGET void begin_amx() {
+  static const TileConfig config;
+  _tile_loadconfig(&config);
+}
+
+SIMCSEPP_AMX_TARGET void ukr_amx_32x32(int64_t kc, const float* __restrict a, const float* __restrict b,
+                                       float* __restrict c, int64_t ldc, float alpha, float beta) {
+  const uint32_t* ap = reinterpret_cast<const uint32_t*>(a);
+  const uint32_t* bp = reinterpret_cast<const uint32_t*>(b);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  const int64_t blocks = padded_pairs(kc) / kAmxPairs;
+  for (int64_t kb = 0; kb < blocks; ++kb) {
+    const uint32_t* at = ap + kb * kAmxPairs * 32;
+    const uint32_t* bt = bp + kb * kAmxPairs * 32;
+    _tile_loadd(4, at, 64);
+    _tile_loadd(5, at + 16 * kAmxPairs, 64);
+    _tile_loadd(6, bt, 128);
+    _tile_loadd(7, bt + 16, 128);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  alignas(64) float t[32 * 32];
+  _tile_stored(0, t, 128);
+  _tile_stored(1, t + 16, 128);
+  _tile_stored(2, t + 16 * 32, 128);
+  _tile_stored(3, t + 16 * 32 + 16, 128);
+  // C = alpha * t + beta * C, as tile_end_avx512 (beta == 0: C not read).
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int r = 0; r < 32; ++r) {
+    float* cr = c + r * ldc;
+    for (int h = 0; h < 32; h += 16) {
+      const __m512 x = _mm512_mul_ps(va, _mm512_load_ps(t + r * 32 + h));
+      _mm512_storeu_ps(cr + h, beta == 0.0f ? x : _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + h), x));
+    }
+  }
+}
+
+// Blocking as the fp32 AVX-512 kernel's, with MC a multiple of 32.
+const Kernel kAmx = {"amx", 32, 32, 288, 384, 4096, &ukr_amx_32x32, &pack_a_amx, &pack_b_panel_amx, &begin_amx};
+
+// Linux hands out AMX's tile state only to a process that asks for it (arch_prctl, kernel 5.16 and later).
+bool amx_usable() {
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512bf16")) return false;
+  unsigned eax, ebx, ecx, edx;
+  __asm__("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(7), "c"(0));
+  const bool amx_bf16 = (edx >> 22) & 1, amx_tile = (edx >> 24) & 1;
+  if (!amx_bf16 || !amx_tile) return false;
+#if defined(__linux__)
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+#else
+#define SIMCSEPP_HAVE_AMX_KERNEL 0
+#endif
 
 }  // namespace
 
@@ -148,9 +334,19 @@ const Kernel* bf16_kernel() {
   return __builtin_cpu_supports("avx512bf16") ? &kAvx512Bf16 : nullptr;
 }
 
+const Kernel* amx_kernel() {
+#if SIMCSEPP_HAVE_AMX_KERNEL
+  static const bool usable = amx_usable();
+  return usable ? &kAmx : nullptr;
+#else
+  return nullptr;
+#endif
+}
+
 #else
 
 const Kernel* bf16_kernel() { return nullptr; }
+const Kernel* amx_kernel() { return nullptr; }
 
 #endif
 

@@ -36,10 +36,15 @@ struct Kernel {
   void (*pack_a)(const MatA&, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst);
   // Packs the nr-wide column panel j0 of op(B)[k0:k0+kc, :] (zero-padded to NR) at d.
   void (*pack_b_panel)(const MatB&, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* d);
+  // Null, or called on a thread before it runs a block of micro-kernel calls (AMX: the tile configuration).
+  void (*begin)();
 };
 
 // The AVX512_BF16 kernel (gemm_bf16.cpp), or nullptr where the CPU or the compiler lacks it.
 const Kernel* bf16_kernel();
+// The AMX kernel (gemm_bf16.cpp), or nullptr where the CPU, the compiler or the OS lacks it. Its products need
+// K >= 16 (its panels are padded to 32 k).
+const Kernel* amx_kernel();
 
 #if defined(__x86_64__) || defined(__i386__)
 // The MR x 32 AVX-512 tiles of the fp32 and the bf16 kernel start and end alike, so that both round alike.
