@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "column_sums.h"
 #include "common/adamw.h"
 #include "common/philox.h"
 #include "gemm.h"
@@ -138,30 +139,33 @@ void layernorm_backward_input(float* dinp, const float* dout, const float* inp, 
   });
 }
 
-// dweight += sum_r dout * n, dbias += sum_r dout: each chunk owns a column range and sums every
-// row in order (in double), so the result does not depend on the thread count.
+// Rows [0, rows) of the parameter sums: sw[c] += g * n (n = (x - mean) * rstd, in float as the forward
+// formed it; the product of two floats is exact in double), sb[c] += g, in row order.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void layernorm_param_rows(
+    double* __restrict__ sw, double* __restrict__ sb, const float* __restrict__ dout, const float* __restrict__ inp,
+    const float* mean, const float* rstd, int64_t rows, int64_t C) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = inp + r * C;
+    const float* g = dout + r * C;
+    const float m = mean[r], rs = rstd[r];
+    for (int64_t c = 0; c < C; ++c) {
+      sw[c] += static_cast<double>(g[c]) * ((x[c] - m) * rs);
+      sb[c] += g[c];
+    }
+  }
+}
+
+// dweight += sum_r dout * n, dbias += sum_r dout: double sums over fixed row blocks (column_sums.h), so
+// the result does not depend on the thread count.
 void layernorm_backward_params(float* dweight, float* dbias, const float* dout, const float* inp, const float* mean,
                                const float* rstd, int64_t R, int64_t C) {
-  parallel_for(C, kColGrain, [&](int64_t c0, int64_t c1) {
-    thread_local std::vector<double> buf;
-    const int64_t w = c1 - c0;
-    double* sw = scratch(buf, static_cast<size_t>(2 * w));
-    double* sb = sw + w;
-    std::fill(sw, sw + 2 * w, 0.0);
-    for (int64_t r = 0; r < R; ++r) {
-      const float* x = inp + r * C;
-      const float* g = dout + r * C;
-      const float m = mean[r], rs = rstd[r];
-      for (int64_t c = c0; c < c1; ++c) {
-        sw[c - c0] += static_cast<double>(g[c]) * ((x[c] - m) * rs);
-        sb[c - c0] += g[c];
-      }
-    }
-    for (int64_t c = c0; c < c1; ++c) {
-      if (dweight) dweight[c] += static_cast<float>(sw[c - c0]);
-      if (dbias) dbias[c] += static_cast<float>(sb[c - c0]);
-    }
+  const double* s = blocked_column_sums(R, 2 * C, [&](int64_t r0, int64_t r1, double* acc) {
+    layernorm_param_rows(acc, acc + C, dout + r0 * C, inp + r0 * C, mean + r0, rstd + r0, r1 - r0, C);
   });
+  for (int64_t c = 0; c < C; ++c) {
+    if (dweight) dweight[c] += static_cast<float>(s[c]);
+    if (dbias) dbias[c] += static_cast<float>(s[C + c]);
+  }
 }
 
 }  // namespace
@@ -257,18 +261,11 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 
 namespace {
 
-// dbias[o] += sum_r dout[r, o], column-parallel, double sums in row order.
+// dbias[o] += sum_r dout[r, o]: double sums over fixed row blocks (column_sums.h).
 void column_sums_add(float* dbias, const float* dout, int64_t R, int64_t OC) {
-  parallel_for(OC, kColGrain, [&](int64_t c0, int64_t c1) {
-    thread_local std::vector<double> buf;
-    double* s = scratch(buf, static_cast<size_t>(c1 - c0));
-    std::fill(s, s + (c1 - c0), 0.0);
-    for (int64_t r = 0; r < R; ++r) {
-      const float* g = dout + r * OC;
-      for (int64_t c = c0; c < c1; ++c) s[c - c0] += g[c];
-    }
-    for (int64_t c = c0; c < c1; ++c) dbias[c] += static_cast<float>(s[c - c0]);
-  });
+  const double* s = blocked_column_sums(
+      R, OC, [&](int64_t r0, int64_t r1, double* acc) { add_rows(acc, dout + r0 * OC, r1 - r0, OC); });
+  for (int64_t c = 0; c < OC; ++c) dbias[c] += static_cast<float>(s[c]);
 }
 
 }  // namespace
