@@ -130,37 +130,31 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 
 namespace {
 
-// dinp rows of layer norm (rows are independent).
-void layernorm_backward_input(float* dinp, const float* dout, const float* inp, const float* weight, const float* mean,
-                              const float* rstd, int64_t R, int64_t C) {
-  parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r)
-      layernorm_dinp_row(dinp + r * C, dout + r * C, inp + r * C, weight, mean[r], rstd[r], C);
-  });
-}
-
-// Rows [0, rows) of the parameter sums: sw[c] += g * n (n = (x - mean) * rstd, in float as the forward
-// formed it; the product of two floats is exact in double), sb[c] += g, in row order.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void layernorm_param_rows(
-    double* __restrict__ sw, double* __restrict__ sb, const float* __restrict__ dout, const float* __restrict__ inp,
-    const float* mean, const float* rstd, int64_t rows, int64_t C) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* x = inp + r * C;
-    const float* g = dout + r * C;
-    const float m = mean[r], rs = rstd[r];
-    for (int64_t c = 0; c < C; ++c) {
-      sw[c] += static_cast<double>(g[c]) * ((x[c] - m) * rs);
-      sb[c] += g[c];
-    }
+// One row's terms of the parameter sums: sw[c] += g * n (n = (x - m) * rs in float, as the forward formed
+// it; the product of two floats is exact in double), sb[c] += g.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void layernorm_param_row(double* __restrict__ sw,
+                                                                                      double* __restrict__ sb,
+                                                                                      const float* __restrict__ g,
+                                                                                      const float* __restrict__ x,
+                                                                                      float m, float rs, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) {
+    sw[c] += static_cast<double>(g[c]) * ((x[c] - m) * rs);
+    sb[c] += g[c];
   }
 }
 
-// dweight += sum_r dout * n, dbias += sum_r dout: double sums over fixed row blocks (column_sums.h), so
-// the result does not depend on the thread count.
-void layernorm_backward_params(float* dweight, float* dbias, const float* dout, const float* inp, const float* mean,
-                               const float* rstd, int64_t R, int64_t C) {
+// The backward's pass over the rows: row r's terms of dweight = sum_r dout * n and dbias = sum_r dout are
+// added, then row_fn(r) writes the row's input gradient (which may overwrite dout's row) while the row is
+// still in cache, so dout and inp are read from memory once. The sums are doubles over fixed row blocks
+// (column_sums.h): the result does not depend on the thread count.
+template <class RowFn>
+void layernorm_backward_rows(float* dweight, float* dbias, const float* dout, const float* inp, const float* mean,
+                             const float* rstd, int64_t R, int64_t C, RowFn&& row_fn) {
   const double* s = blocked_column_sums(R, 2 * C, [&](int64_t r0, int64_t r1, double* acc) {
-    layernorm_param_rows(acc, acc + C, dout + r0 * C, inp + r0 * C, mean + r0, rstd + r0, r1 - r0, C);
+    for (int64_t r = r0; r < r1; ++r) {
+      layernorm_param_row(acc, acc + C, dout + r * C, inp + r * C, mean[r], rstd[r], C);
+      row_fn(r);
+    }
   });
   for (int64_t c = 0; c < C; ++c) {
     if (dweight) dweight[c] += static_cast<float>(s[c]);
@@ -172,9 +166,9 @@ void layernorm_backward_params(float* dweight, float* dbias, const float* dout, 
 
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int64_t R, int64_t C) {
-  // Parameters first: dinp may alias dout.
-  layernorm_backward_params(dweight, dbias, dout, inp, mean, rstd, R, C);
-  if (dinp) layernorm_backward_input(dinp, dout, inp, weight, mean, rstd, R, C);
+  layernorm_backward_rows(dweight, dbias, dout, inp, mean, rstd, R, C, [&](int64_t r) {
+    if (dinp) layernorm_dinp_row(dinp + r * C, dout + r * C, inp + r * C, weight, mean[r], rstd[r], C);
+  });
 }
 
 namespace {
@@ -193,6 +187,13 @@ struct RowDropout {
     return true;
   }
 };
+
+// o = u >= p ? v * scale : 0 over one row (cpu::dropout's arithmetic). A function of its own, with p and
+// scale by value, so that the loop vectorises: read through a reference, they might change with each store.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void dropout_row(float* o, const float* v, const float* u,
+                                                                              float p, float scale, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) o[c] = u[c] >= p ? v[c] * scale : 0.0f;
+}
 
 }  // namespace
 
@@ -219,26 +220,23 @@ void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd
   });
 }
 
-// The parameter gradients over all rows (column-parallel, fixed order), then row by row dres and, through
-// the regenerated mask, dy: layernorm_backward then dropout, bit for bit.
+// Row by row: the row's parameter terms, dres and, through the regenerated mask, dy (layernorm_backward then
+// dropout, bit for bit), each row read from memory once.
 void layernorm_dropout_backward(float* dres, float* dy, float* dweight, float* dbias, const float* dout,
                                 const float* res, const float* weight, const float* mean, const float* rstd, int64_t R,
                                 int64_t C, const TokenDropout& drop) {
-  layernorm_backward(nullptr, dweight, dbias, dout, res, weight, mean, rstd, R, C);
   const RowDropout rd(drop);
-  parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
+  layernorm_backward_rows(dweight, dbias, dout, res, mean, rstd, R, C, [&](int64_t r) {
+    float* d = dres + r * C;
+    layernorm_dinp_row(d, dout + r * C, res + r * C, weight, mean[r], rstd[r], C);
+    if (dy == nullptr) return;
     thread_local std::vector<float> buf;
     float* u = scratch(buf, static_cast<size_t>(C));
-    for (int64_t r = r0; r < r1; ++r) {
-      float* d = dres + r * C;
-      layernorm_dinp_row(d, dout + r * C, res + r * C, weight, mean[r], rstd[r], C);
-      if (dy == nullptr) continue;
-      float* o = dy + r * C;
-      if (rd.uniforms(r, C, u))
-        for (int64_t c = 0; c < C; ++c) o[c] = u[c] >= drop.p ? d[c] * rd.scale : 0.0f;
-      else
-        for (int64_t c = 0; c < C; ++c) o[c] = d[c];
-    }
+    float* o = dy + r * C;
+    if (rd.uniforms(r, C, u))
+      dropout_row(o, d, u, drop.p, rd.scale, C);
+    else
+      for (int64_t c = 0; c < C; ++c) o[c] = d[c];
   });
 }
 
