@@ -1,7 +1,8 @@
 // The step's column reductions over all rows (native/cpu/column_sums.h): the linear layers' bias gradient
 // and LayerNorm's parameter gradients, summed in double over fixed blocks of rows. Each sum against a
 // float64 sum of the same terms (a double sum rounded once to float: within half a float ulp), at sizes
-// around the 128-row block, and the same bits with 1, 2 and 3 threads.
+// around the 128-row block; the same bits with 1, 2 and 3 threads; and LayerNorm's one pass over the rows
+// (parameter terms, then the row's input gradient) with the gradient written over dout.
 import t from 'tap'
 import * as ops from '../lib/ops.js'
 import { Tensor } from '../lib/tensor.js'
@@ -118,4 +119,36 @@ t.test('1, 2 and 3 threads: the same bits', async (t) => {
   const rowOrder = new Float64Array(300)
   for (let r = 0; r < 1000; r++) for (let c = 0; c < 300; c++) rowOrder[c] += here.dout[r * 300 + c]
   t.not(Array.from(here.bias).join(), Array.from(Float32Array.from(rowOrder)).join(), 'not the running sum of all rows')
+})
+
+t.test('dinp written over dout: the same bits as into a separate tensor', async (t) => {
+  // The backward adds each row's parameter terms and then writes the row's input gradient, which may be
+  // dout's own row (lib/model/bert.ts passes one gradient buffer as both).
+  const R = 300,
+    C = 70,
+    sentences = 3
+  const dout = randomFloats(R * C, 11),
+    res = Tensor.from(randomFloats(R * C, 12), [R, C]),
+    w = Tensor.from(randomFloats(C, 13), [C]),
+    mean = Tensor.from(
+      randomFloats(R, 14).map((v) => 0.1 * v),
+      [R],
+    ),
+    rstd = Tensor.from(randomFloats(R, 15, 2), [R])
+  const site = { p: 0.2, seed: 5, offset: 3, keepRows: Uint8Array.from([1, 0, 1]), firstRow: 2 }
+  const bits = (x: Tensor) => Array.from(new Uint32Array(x.toFloat32Array().buffer))
+  for (const dropout of [false, true]) {
+    const what = dropout ? 'layerNormDropoutBackward' : 'layerNormBackward'
+    const run = (inPlace: boolean) => {
+      const g = Tensor.from(dout, [R, C])
+      const [dinp, dw, db] = [inPlace ? g : Tensor.zeros([R, C]), Tensor.zeros([C]), Tensor.zeros([C])]
+      const dy = Tensor.zeros([R, C])
+      if (dropout) ops.layerNormDropoutBackward(dinp, dy, dw, db, g, res, w, mean, rstd, sentences, site)
+      else ops.layerNormBackward(dinp, dw, db, g, res, w, mean, rstd)
+      return [dinp, dw, db, dy].map(bits)
+    }
+    const [apart, inPlace] = [run(false), run(true)]
+    t.not(apart[0].join(), bits(Tensor.from(dout, [R, C])).join(), `${what}: the gradient differs from dout`)
+    t.same(inPlace, apart, `${what}: dinp, dweight, dbias (and dy) as with a separate dinp`)
+  }
 })
