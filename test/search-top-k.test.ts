@@ -3,10 +3,9 @@
 // first, across the parts threads search), k beyond the rows, hits merged over several calls, the same
 // bits with 1 and 3 threads, and the argument errors.
 import t from 'tap'
-import { spawnSync } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import { addon } from '../lib/native.js'
 import { Tensor, nativeOf } from '../lib/tensor.js'
+import { runWithThreads } from './helpers/threads-child.js'
 
 /** Deterministic floats in [-1, 1) (a linear congruential generator). */
 function randomFloats(n: number, seed: number): Float32Array {
@@ -109,16 +108,7 @@ t.test('1 and 3 threads: the same bits', async (t) => {
     const s = new Float32Array(3 * 12), i = new Int32Array(3 * 12).fill(-1)
     addon.searchTopK(nativeOf(corpus, 'corpus'), q, 12, 0, 4000, s, i)
     console.log(JSON.stringify({ threads: addon.numThreads(), s: Array.from(new Uint32Array(s.buffer)), i: Array.from(i) }))`
-  const root = fileURLToPath(new URL('..', import.meta.url))
-  const run = (threads: string) => {
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-      cwd: root,
-      encoding: 'utf8',
-      env: { ...process.env, SIMCSEPP_NUM_THREADS: threads },
-    })
-    if (r.status !== 0) throw new Error(r.stderr)
-    return JSON.parse(r.stdout) as { threads: number; s: number[]; i: number[] }
-  }
+  const run = (threads: string) => runWithThreads<{ threads: number; s: number[]; i: number[] }>(script, threads)
   const one = run('1'),
     three = run('3')
   t.equal(one.threads, 1)

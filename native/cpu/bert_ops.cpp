@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "column_sums.h"
 #include "common/adamw.h"
 #include "common/philox.h"
 #include "gelu.h"
@@ -130,48 +131,45 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 
 namespace {
 
-// dinp rows of layer norm (rows are independent).
-void layernorm_backward_input(float* dinp, const float* dout, const float* inp, const float* weight, const float* mean,
-                              const float* rstd, int64_t R, int64_t C) {
-  parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r)
-      layernorm_dinp_row(dinp + r * C, dout + r * C, inp + r * C, weight, mean[r], rstd[r], C);
-  });
+// One row's terms of the parameter sums: sw[c] += g * n (n = (x - m) * rs in float, as the forward formed
+// it; the product of two floats is exact in double), sb[c] += g.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void layernorm_param_row(double* __restrict__ sw,
+                                                                                      double* __restrict__ sb,
+                                                                                      const float* __restrict__ g,
+                                                                                      const float* __restrict__ x,
+                                                                                      float m, float rs, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) {
+    sw[c] += static_cast<double>(g[c]) * ((x[c] - m) * rs);
+    sb[c] += g[c];
+  }
 }
 
-// dweight += sum_r dout * n, dbias += sum_r dout: each chunk owns a column range and sums every
-// row in order (in double), so the result does not depend on the thread count.
-void layernorm_backward_params(float* dweight, float* dbias, const float* dout, const float* inp, const float* mean,
-                               const float* rstd, int64_t R, int64_t C) {
-  parallel_for(C, kColGrain, [&](int64_t c0, int64_t c1) {
-    thread_local std::vector<double> buf;
-    const int64_t w = c1 - c0;
-    double* sw = scratch(buf, static_cast<size_t>(2 * w));
-    double* sb = sw + w;
-    std::fill(sw, sw + 2 * w, 0.0);
-    for (int64_t r = 0; r < R; ++r) {
-      const float* x = inp + r * C;
-      const float* g = dout + r * C;
-      const float m = mean[r], rs = rstd[r];
-      for (int64_t c = c0; c < c1; ++c) {
-        sw[c - c0] += static_cast<double>(g[c]) * ((x[c] - m) * rs);
-        sb[c - c0] += g[c];
-      }
-    }
-    for (int64_t c = c0; c < c1; ++c) {
-      if (dweight) dweight[c] += static_cast<float>(sw[c - c0]);
-      if (dbias) dbias[c] += static_cast<float>(sb[c - c0]);
+// The backward's pass over the rows: row r's terms of dweight = sum_r dout * n and dbias = sum_r dout are
+// added, then row_fn(r) writes the row's input gradient (which may overwrite dout's row) while the row is
+// still in cache, so dout and inp are read from memory once. The sums are doubles over fixed row blocks
+// (column_sums.h): the result does not depend on the thread count.
+template <class RowFn>
+void layernorm_backward_rows(float* dweight, float* dbias, const float* dout, const float* inp, const float* mean,
+                             const float* rstd, int64_t R, int64_t C, RowFn&& row_fn) {
+  const double* s = blocked_column_sums(R, 2 * C, [&](int64_t r0, int64_t r1, double* acc) {
+    for (int64_t r = r0; r < r1; ++r) {
+      layernorm_param_row(acc, acc + C, dout + r * C, inp + r * C, mean[r], rstd[r], C);
+      row_fn(r);
     }
   });
+  for (int64_t c = 0; c < C; ++c) {
+    if (dweight) dweight[c] += static_cast<float>(s[c]);
+    if (dbias) dbias[c] += static_cast<float>(s[C + c]);
+  }
 }
 
 }  // namespace
 
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int64_t R, int64_t C) {
-  // Parameters first: dinp may alias dout.
-  layernorm_backward_params(dweight, dbias, dout, inp, mean, rstd, R, C);
-  if (dinp) layernorm_backward_input(dinp, dout, inp, weight, mean, rstd, R, C);
+  layernorm_backward_rows(dweight, dbias, dout, inp, mean, rstd, R, C, [&](int64_t r) {
+    if (dinp) layernorm_dinp_row(dinp + r * C, dout + r * C, inp + r * C, weight, mean[r], rstd[r], C);
+  });
 }
 
 namespace {
@@ -190,6 +188,13 @@ struct RowDropout {
     return true;
   }
 };
+
+// o = u >= p ? v * scale : 0 over one row (cpu::dropout's arithmetic). A function of its own, with p and
+// scale by value, so that the loop vectorises: read through a reference, they might change with each store.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void dropout_row(float* o, const float* v, const float* u,
+                                                                              float p, float scale, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) o[c] = u[c] >= p ? v[c] * scale : 0.0f;
+}
 
 }  // namespace
 
@@ -216,26 +221,23 @@ void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd
   });
 }
 
-// The parameter gradients over all rows (column-parallel, fixed order), then row by row dres and, through
-// the regenerated mask, dy: layernorm_backward then dropout, bit for bit.
+// Row by row: the row's parameter terms, dres and, through the regenerated mask, dy (layernorm_backward then
+// dropout, bit for bit), each row read from memory once.
 void layernorm_dropout_backward(float* dres, float* dy, float* dweight, float* dbias, const float* dout,
                                 const float* res, const float* weight, const float* mean, const float* rstd, int64_t R,
                                 int64_t C, const TokenDropout& drop) {
-  layernorm_backward(nullptr, dweight, dbias, dout, res, weight, mean, rstd, R, C);
   const RowDropout rd(drop);
-  parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
+  layernorm_backward_rows(dweight, dbias, dout, res, mean, rstd, R, C, [&](int64_t r) {
+    float* d = dres + r * C;
+    layernorm_dinp_row(d, dout + r * C, res + r * C, weight, mean[r], rstd[r], C);
+    if (dy == nullptr) return;
     thread_local std::vector<float> buf;
     float* u = scratch(buf, static_cast<size_t>(C));
-    for (int64_t r = r0; r < r1; ++r) {
-      float* d = dres + r * C;
-      layernorm_dinp_row(d, dout + r * C, res + r * C, weight, mean[r], rstd[r], C);
-      if (dy == nullptr) continue;
-      float* o = dy + r * C;
-      if (rd.uniforms(r, C, u))
-        for (int64_t c = 0; c < C; ++c) o[c] = u[c] >= drop.p ? d[c] * rd.scale : 0.0f;
-      else
-        for (int64_t c = 0; c < C; ++c) o[c] = d[c];
-    }
+    float* o = dy + r * C;
+    if (rd.uniforms(r, C, u))
+      dropout_row(o, d, u, drop.p, rd.scale, C);
+    else
+      for (int64_t c = 0; c < C; ++c) o[c] = d[c];
   });
 }
 
@@ -255,18 +257,11 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 
 namespace {
 
-// dbias[o] += sum_r dout[r, o], column-parallel, double sums in row order.
+// dbias[o] += sum_r dout[r, o]: double sums over fixed row blocks (column_sums.h).
 void column_sums_add(float* dbias, const float* dout, int64_t R, int64_t OC) {
-  parallel_for(OC, kColGrain, [&](int64_t c0, int64_t c1) {
-    thread_local std::vector<double> buf;
-    double* s = scratch(buf, static_cast<size_t>(c1 - c0));
-    std::fill(s, s + (c1 - c0), 0.0);
-    for (int64_t r = 0; r < R; ++r) {
-      const float* g = dout + r * OC;
-      for (int64_t c = c0; c < c1; ++c) s[c - c0] += g[c];
-    }
-    for (int64_t c = c0; c < c1; ++c) dbias[c] += static_cast<float>(s[c - c0]);
-  });
+  const double* s = blocked_column_sums(
+      R, OC, [&](int64_t r0, int64_t r1, double* acc) { add_rows(acc, dout + r0 * OC, r1 - r0, OC); });
+  for (int64_t c = 0; c < OC; ++c) dbias[c] += static_cast<float>(s[c]);
 }
 
 }  // namespace
