@@ -196,14 +196,12 @@ SIMCSEPP_BF16_TARGET void transpose_16x16(__m512i* v) {
   }
 }
 
-// One tile row: the 16 pair words of x[0, n) (n <= 32; zero past n) stored at d (64 bytes), pairs as
-// pairs_along makes them.
-SIMCSEPP_BF16_TARGET void tile_row_along(const float* x, int64_t n, uint32_t* d) {
+// One tile row: the 16 pair words of x[0, n) (n <= 32 is used; zero past n), pairs as pairs_along makes them.
+SIMCSEPP_BF16_TARGET __m512i tile_row_words(const float* x, int64_t n) {
   const __mmask16 m0 = n >= 16 ? 0xffff : n > 0 ? static_cast<__mmask16>((1u << n) - 1) : 0;
   const __mmask16 m1 = n >= 32 ? 0xffff : n > 16 ? static_cast<__mmask16>((1u << (n - 16)) - 1) : 0;
   const __m512i b = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, x + 16), _mm512_maskz_loadu_ps(m0, x));
-  _mm512_storeu_si512(d,
-                      _mm512_or_si512(_mm512_maskz_slli_epi32(0xffff, b, 16), _mm512_maskz_srli_epi32(0xffff, b, 16)));
+  return _mm512_or_si512(_mm512_maskz_slli_epi32(0xffff, b, 16), _mm512_maskz_srli_epi32(0xffff, b, 16));
 }
 
 // op(A)[i0:i0+mc, k0:k0+kc] as ceil(mc/32) panels, panel ir at dst + ir * kc.
@@ -221,11 +219,8 @@ SIMCSEPP_AMX_TARGET void pack_a_amx(const MatA& A, int64_t i0, int64_t mc, int64
     if (!A.trans) {  // stored [M, K]: each row's pairs are along it, one tile row (32 k) per vector store
       for (int64_t r = 0; r < MR; ++r)
         for (int64_t q = 0; q < padded; q += kAmxPairs) {
-          if (r < mr)
-            tile_row_along(A.p + (i0 + ir + r) * A.ld + k0 + 2 * q, std::min<int64_t>(2 * kAmxPairs, kc - 2 * q),
-                           at(r, q));
-          else
-            std::memset(at(r, q), 0, kAmxPairs * sizeof(uint32_t));
+          _mm512_storeu_si512(at(r, q), r < mr ? tile_row_words(A.p + (i0 + ir + r) * A.ld + k0 + 2 * q, kc - 2 * q)
+                                               : _mm512_setzero_si512());
         }
       continue;
     }
@@ -247,11 +242,28 @@ SIMCSEPP_AMX_TARGET void pack_a_amx(const MatA& A, int64_t i0, int64_t mc, int64
   }
 }
 
+// The nr-wide column panel j0 of op(B)[k0:k0+kc, :] in pack_b_panel_bf16<32>'s layout (per pair, 32 column
+// words), zero-padded to whole blocks of pairs.
 SIMCSEPP_AMX_TARGET void pack_b_panel_amx(const MatB& B, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* dst) {
-  pack_b_panel_bf16<32>(B, k0, kc, j0, nr, dst);
-  const int64_t pairs = (kc + 1) / 2;
-  std::memset(reinterpret_cast<uint32_t*>(dst) + pairs * 32, 0,
-              static_cast<size_t>((padded_pairs(kc) - pairs) * 32) * sizeof(uint32_t));
+  constexpr int64_t NR = 32;
+  const int64_t pairs = (kc + 1) / 2, padded = padded_pairs(kc);
+  uint32_t* d = reinterpret_cast<uint32_t*>(dst);
+  if (!B.trans) {  // stored [K, N]: pairs across two rows of B, one vector per 16 columns already
+    pack_b_panel_bf16<NR>(B, k0, kc, j0, nr, dst);
+    std::memset(d + pairs * NR, 0, static_cast<size_t>((padded - pairs) * NR) * sizeof(uint32_t));
+    return;
+  }
+  // stored [N, K]: column c of op(B) is row c of B, its pairs along it; 16 columns x 16 pairs of them,
+  // transposed, are 16 pair rows of 16 column words.
+  for (int64_t c0 = 0; c0 < NR; c0 += 16)
+    for (int64_t q0 = 0; q0 < padded; q0 += kAmxPairs) {
+      __m512i v[16];
+      for (int64_t c = 0; c < 16; ++c)
+        v[c] = c0 + c < nr ? tile_row_words(B.p + (j0 + c0 + c) * B.ld + k0 + 2 * q0, kc - 2 * q0)
+                           : _mm512_setzero_si512();
+      transpose_16x16(v);
+      for (int64_t q = 0; q < 16; ++q) _mm512_storeu_si512(d + (q0 + q) * NR + c0, v[q]);
+    }
 }
 
 // The tile shapes (palette 1): tmm0-7 all 16 rows of 64 bytes.
