@@ -62,8 +62,7 @@ SIMCSEPP_LANES void store(float* p, const V& v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-// x in every lane, as 0 + x: GCC 12 makes that one broadcast, where x - 0 or lane by lane stores become sixteen
-// masked ones. (-0 becomes +0, which changes no sum that starts from +0.)
+// x in every lane.
 template <int W>
 SIMCSEPP_LANES typename Lanes<W>::F splat(float x) {
   const typename Lanes<W>::F zero = {};
@@ -125,8 +124,8 @@ SIMCSEPP_LANES void product_tile(const Product& p, int64_t i0, int64_t c0) {
     for (int v = 0; v < NV; ++v) bk[v] = load<F>(b + k * p.ldb + v * W);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const F ar = splat<W>(a[r * p.ars + k * p.acs]);
-      for (int v = 0; v < NV; ++v) acc[r][v] += ar * bk[v];
+      const float ar = a[r * p.ars + k * p.acs];  // vector * scalar: a broadcast from memory (AVX-512: embedded)
+      for (int v = 0; v < NV; ++v) acc[r][v] += bk[v] * ar;
     }
   }
   for (int r = 0; r < R; ++r)
@@ -295,13 +294,47 @@ Pair make_pair(const AttnShape& s, const AttnDropout& d, const int32_t* mask, in
   return Pair{T, Tp, s.HS, HSp, b * T * s.ld + h * s.HS, b * T * s.H() + h * s.HS, rows};
 }
 
-// x^T for x's first T rows (row stride ld) of HS columns: [HS, Tp], the padding keys 0.
-float* transposed(const float* x, int64_t ld, const Pair& pr, PairScratch& w) {
+// Transposes the W x W block held as W row vectors, in place: log2(W) stages, each swapping the off-diagonal
+// s x s blocks of every 2s x 2s block with two-source shuffles (AVX-512: 64 vpermt2ps for 256 floats).
+template <int W>
+SIMCSEPP_LANES void transpose_block(typename Lanes<W>::F* rows) {
+  using F = typename Lanes<W>::F;
+  using I = typename Lanes<W>::I;
+#pragma GCC unroll 4
+  for (int s = W / 2; s >= 1; s /= 2) {
+    I lo, hi;  // lane l of rows r, r + s (bit s of r clear) after the swap
+#pragma GCC unroll 16
+    for (int l = 0; l < W; ++l) {
+      lo[l] = (l & s) ? W + l - s : l;
+      hi[l] = (l & s) ? W + l : l + s;
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < W; ++r) {
+      if (r & s) continue;
+      const F a = rows[r], b = rows[r + s];
+      rows[r] = __builtin_shuffle(a, b, lo);
+      rows[r + s] = __builtin_shuffle(a, b, hi);
+    }
+  }
+}
+
+// x^T for x's first T rows (row stride ld) of HS columns: [HS, Tp], the padding keys 0. W x W blocks through
+// transpose_block, the columns past the last whole block one float at a time.
+template <int W>
+SIMCSEPP_LANES float* transposed(const float* x, int64_t ld, const Pair& pr, PairScratch& w) {
+  using F = typename Lanes<W>::F;
   float* t = w.take(pr.HS * pr.Tp);
-  for (int64_t d = 0; d < pr.HS; ++d) {
-    float* row = t + d * pr.Tp;
-    for (int64_t j = 0; j < pr.T; ++j) row[j] = x[j * ld + d];
-    std::fill(row + pr.T, row + pr.Tp, 0.0f);
+  const int64_t whole = pr.HS - pr.HS % W;
+  for (int64_t j0 = 0; j0 < pr.Tp; j0 += W)
+    for (int64_t d0 = 0; d0 < whole; d0 += W) {
+      F rows[W];
+      for (int r = 0; r < W; ++r) rows[r] = j0 + r < pr.T ? load<F>(x + (j0 + r) * ld + d0) : F{};
+      transpose_block<W>(rows);
+      for (int r = 0; r < W; ++r) store(t + (d0 + r) * pr.Tp + j0, rows[r]);
+    }
+  for (int64_t d = whole; d < pr.HS; ++d) {
+    for (int64_t j = 0; j < pr.T; ++j) t[d * pr.Tp + j] = x[j * ld + d];
+    std::fill(t + d * pr.Tp + pr.T, t + (d + 1) * pr.Tp, 0.0f);
   }
   return t;
 }
@@ -335,7 +368,7 @@ SIMCSEPP_LANES void forward_pair(const Attn& a, float* ctx, float* probs, int64_
   thread_local PairScratch w;
   const Pair pr = make_pair(a.s, a.d, a.mask, b, h, w);
   const int64_t T = pr.T, Tp = pr.Tp, ld = a.s.ld;
-  float* kt = transposed(a.k + pr.in, ld, pr, w);
+  float* kt = transposed<W>(a.k + pr.in, ld, pr, w);
   float* S = w.take(T * Tp);
   product<W>({T, Tp, pr.HS, a.q + pr.in, ld, 1, kt, Tp, pr.rows.scale, S, Tp});
   softmax_rows<W>(pr.rows, S, probs);  // S now holds Pd
@@ -356,7 +389,7 @@ SIMCSEPP_LANES void backward_pair(const Attn& a, float* dq, float* dk, float* dv
     std::fill(P + i * Tp + T, P + (i + 1) * Tp, 0.0f);
   }
   float* Pd = pr.rows.U ? w.take(T * Tp) : P;
-  float* vt = transposed(a.v + pr.in, ld, pr, w);
+  float* vt = transposed<W>(a.v + pr.in, ld, pr, w);
   float* dS = w.take(T * Tp);
   product<W>({T, Tp, pr.HS, dctx + pr.out, H, 1, vt, Tp, 1.0f, dS, Tp});  // dP
   softmax_backward_rows<W>(pr.rows, dS, P, Pd);
