@@ -274,13 +274,8 @@ Pair make_pair(const AttnShape& s, const AttnDropout& d, const int32_t* mask, in
   w.keyOk.assign(static_cast<size_t>(Tp), 0);
   for (int64_t j = 0; j < T; ++j) w.keyOk[j] = mask[b * T + j] != 0 ? -1 : 0;
   const bool drop = d.active(b);
-  PairRows rows{T,
-                Tp,
-                w.keyOk.data(),
-                nullptr,
-                d.p,
-                drop && d.p < 1.0f ? 1.0f / (1.0f - d.p) : 0.0f,
-                1.0f / std::sqrt(static_cast<float>(s.HS))};
+  const float dropScale = drop && d.p < 1.0f ? 1.0f / (1.0f - d.p) : 0.0f;
+  PairRows rows{T, Tp, w.keyOk.data(), nullptr, d.p, dropScale, 1.0f / std::sqrt(static_cast<float>(s.HS))};
   // Floats for the largest user (the backward): four T x Tp blocks, the uniforms, three padded head copies.
   const int64_t HSp = round_up(s.HS, kPad);
   w.reset(4 * T * Tp + (drop ? T * T + Tp : 0) + 3 * T * HSp + s.HS * Tp);
@@ -288,7 +283,7 @@ Pair make_pair(const AttnShape& s, const AttnDropout& d, const int32_t* mask, in
     float* U = w.take(T * T + Tp);
     const int64_t TT = T * T;
     bulk_dropout_uniforms(d.seed, d.offset, static_cast<uint64_t>((d.firstRow + b) * s.NH * TT + h * TT), TT, U);
-    std::fill(U + TT, U + TT + Tp, 0.0f);  // read (and multiplied by 0) past the last row
+    std::fill(U + TT, U + TT + Tp, 0.0f);  // read by the last row's padding lanes (whose P is 0)
     rows.U = U;
   }
   return Pair{T, Tp, s.HS, HSp, b * T * s.ld + h * s.HS, b * T * s.H() + h * s.HS, rows};
