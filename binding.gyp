@@ -17,6 +17,7 @@
         "native/cuda_stub.cpp",
         "native/dispatch.cpp",
         "native/tensor.cpp",
+        "native/cpu/attention.cpp",
         "native/cpu/backend.cpp",
         "native/cpu/bert_ops.cpp",
         "native/cpu/blas_ref.cpp",

@@ -176,7 +176,15 @@ export interface Addon {
     useSystemBlas: boolean,
     precision?: Precision,
   ): void
-  gemmInfo(): { kernel: string; bf16Kernel: string; threads: number; systemBlas?: string; systemBlasCore?: string }
+  gemmInfo(): {
+    kernel: string
+    bf16Kernel: string
+    /** The attention products' kernel (native/cpu/attention.cpp): 'avx512', 'avx2' or 'generic'. */
+    attentionKernel: string
+    threads: number
+    systemBlas?: string
+    systemBlasCore?: string
+  }
   // BERT encoder ops (native/bind_encoder.cpp; on CUDA those in backendOps('cuda')). Outputs first; see lib/ops.ts.
   embeddingForward(
     out: NativeTensor,

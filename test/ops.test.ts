@@ -573,6 +573,25 @@ t.test('attention: larger case (packed GEMMs, threads) with dropout', async (t) 
   checkAttention(t, 'B=3 T=17 NH=4 HS=8 p=0.1', attnCase(d, mask, 400), { p: 0.1, seed: 42, offset: 11 }, 40)
 })
 
+t.test('attention: odd sizes against float64 (T = 1, 17, 33, 40, 128; head sizes 1, 5, 20, 48, 64; one head)', async (t) => {
+  // Sizes that leave partial vectors, tiles and padding in native/cpu/attention.cpp (keys padded to 16, tiles of
+  // up to 8 rows x 2 vectors, head rows copied when their size is not a multiple of the vector width), with
+  // padding keys, a sentence without real keys (T = 1) and dropout.
+  const lengths = (d: AttnDims, real: number[]) =>
+    Array.from({ length: d.B * d.T }, (_, i) => (i % d.T < real[Math.floor(i / d.T)] ? 1 : 0))
+  const cases: [AttnDims, number[], number][] = [
+    [{ B: 2, T: 1, NH: 1, HS: 5 }, [1, 0], 40],
+    [{ B: 2, T: 33, NH: 2, HS: 20 }, [33, 17], 20],
+    [{ B: 1, T: 40, NH: 3, HS: 1 }, [37], 20],
+    [{ B: 1, T: 17, NH: 1, HS: 48 }, [17], 20],
+    [{ B: 1, T: 128, NH: 1, HS: 64 }, [100], 12],
+  ]
+  cases.forEach(([d, real, fd], i) => {
+    const name = `B=${d.B} T=${d.T} NH=${d.NH} HS=${d.HS} p=0.1`
+    checkAttention(t, name, attnCase(d, lengths(d, real), 500 + 10 * i), { p: 0.1, seed: 77 + i, offset: 5 }, fd)
+  })
+})
+
 // ---------------------------------------------------------------------------------------------
 // Pooling
 

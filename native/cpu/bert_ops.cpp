@@ -1,12 +1,12 @@
 // CPU BERT encoder and optimiser ops (ops/encoder.h and ops/optim.h hold the formulas and conventions).
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <vector>
 
 #include "column_sums.h"
 #include "common/adamw.h"
 #include "common/philox.h"
+#include "exp_nonpositive.h"
 #include "gelu.h"
 #include "gemm.h"
 #include "ops.h"
@@ -284,30 +284,6 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
 
 namespace {
 
-// e^a for a <= 0, branch-free so that the loops around it vectorise (std::exp does not): a = n ln2 + r with
-// |r| <= ln2/2 (n rounded by the 1.5 * 2^23 trick, ln2 split so n * ln2_hi is exact), e^r by its degree-7
-// Taylor polynomial (truncation below 2e-9 relative), times 2^n made from its bits. Below e^-87 (n < -126)
-// the result is 0: what it feeds is then negligible.
-inline float exp_nonpositive(float a) {
-  a = a < -104.0f ? -104.0f : a;
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23
-  const float n = (a * 1.44269504088896341f + kRound) - kRound;
-  const float r = (a - n * 0.693145751953125f) - n * 1.42860682030941723e-06f;
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const int32_t e = static_cast<int32_t>(n) + 127;
-  const int32_t bits = (e > 0 ? e : 0) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
 // The standard normal CDF Φ(x) = erfc(-x/√2)/2 without cancellation in either tail: with y = |x|/√2,
 // erfc(y) = exp(-y²) R(y), and R(y) = erfc(y) e^(y²) = t P(t), t = 1/(1 + 0.7 y), P of degree 10 fitted
 // to minimise the relative error on [0, 9.5] (weighted least squares against 30-digit values; largest
@@ -394,180 +370,6 @@ void add_inplace(float* dst, const float* src, int64_t n) {
 
 void scale_inplace(float* x, float s, int64_t n) {
   for_each_elem(n, [&](int64_t i) { x[i] *= s; });
-}
-
-// ---------------------------------------------------------------------------------------------
-// Attention
-
-namespace {
-
-struct AttnShape {
-  int64_t B, T, NH, HS;
-  int64_t ld;  // row stride of q, k, v, dq, dk, dv (H, or 3H when packed)
-  int64_t H() const { return NH * HS; }
-};
-
-struct AttnDropout {
-  float p;
-  uint64_t seed, offset;
-  const uint8_t* keepRows;
-  int64_t firstRow;  // the batch's first sentence in the whole batch (ops/encoder.h)
-  // Whether sentence b gets dropout at all.
-  bool active(int64_t b) const { return p > 0.0f && !(keepRows && keepRows[b] == 0); }
-  float scale() const { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
-};
-
-// The attention products of one (sentence, head) pair are small (T x T x HS, T <= a few hundred): the
-// general sgemm's packing and threading cost more than their arithmetic there, so they run as two direct
-// loop nests that vectorise, each single-threaded (the heads are the parallel dimension).
-//   small_gemm_nt  C[M, N] = alpha A[M, K] B[N, K]^T   (dot products of rows; 8 partial sums)
-//   small_gemm_nn  C[M, N] = alpha op(A)[M, K] B[K, N] (rows of B added into rows of C), op(A) = A or A^T
-__attribute__((target_clones("avx512f", "avx2", "default"))) void small_gemm_nt(int64_t M, int64_t N, int64_t K,
-                                                                                float alpha, const float* A,
-                                                                                int64_t lda, const float* B,
-                                                                                int64_t ldb, float* C, int64_t ldc) {
-  for (int64_t i = 0; i < M; ++i) {
-    const float* a = A + i * lda;
-    for (int64_t j = 0; j < N; ++j) {
-      const float* b = B + j * ldb;
-      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      int64_t k = 0;
-      for (; k + 8 <= K; k += 8)
-        for (int l = 0; l < 8; ++l) acc[l] += a[k + l] * b[k + l];
-      float tail = 0.0f;
-      for (; k < K; ++k) tail += a[k] * b[k];
-      C[i * ldc + j] =
-          alpha * ((((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) + tail);
-    }
-  }
-}
-
-__attribute__((target_clones("avx512f", "avx2", "default"))) void small_gemm_nn(bool transA, int64_t M, int64_t N,
-                                                                                int64_t K, float alpha, const float* A,
-                                                                                int64_t lda, const float* B,
-                                                                                int64_t ldb, float* C, int64_t ldc) {
-  for (int64_t i = 0; i < M; ++i) {
-    float* c = C + i * ldc;
-    for (int64_t n = 0; n < N; ++n) c[n] = 0.0f;
-    for (int64_t k = 0; k < K; ++k) {
-      const float a = alpha * (transA ? A[k * lda + i] : A[i * lda + k]);
-      const float* b = B + k * ldb;
-      for (int64_t n = 0; n < N; ++n) c[n] += a * b[n];
-    }
-  }
-}
-
-// Masked softmax of one row of scores in place: masked keys get 0; no real key -> all zeros. The exps
-// (exp_nonpositive: s - max <= 0) form a loop that vectorises; their sum is then taken in double, in order.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void masked_softmax_row(float* s, const int32_t* keyMask,
-                                                                                     int64_t T) {
-  float mx = -INFINITY;
-  for (int64_t j = 0; j < T; ++j)
-    if (keyMask[j] != 0) mx = std::max(mx, s[j]);
-  if (mx == -INFINITY) {
-    std::fill(s, s + T, 0.0f);
-    return;
-  }
-  for (int64_t j = 0; j < T; ++j) s[j] = keyMask[j] != 0 ? exp_nonpositive(s[j] - mx) : 0.0f;
-  double sum = 0.0;
-  for (int64_t j = 0; j < T; ++j) sum += s[j];
-  const float inv = static_cast<float>(1.0 / sum);
-  for (int64_t j = 0; j < T; ++j) s[j] *= inv;
-}
-
-// factor[i*T + j] = the dropout multiplier (0 or 1/(1-p)) of probs[b, h, i, j].
-void dropout_factors(float* factor, const AttnShape& s, const AttnDropout& d, int64_t b, int64_t h) {
-  const int64_t TT = s.T * s.T;
-  const float scale = d.scale();
-  const uint64_t base = static_cast<uint64_t>((d.firstRow + b) * s.NH * TT + h * TT);
-  bulk_dropout_uniforms(d.seed, d.offset, base, TT, factor);  // uniforms first, then thresholded in place
-  for (int64_t e = 0; e < TT; ++e) factor[e] = factor[e] >= d.p ? scale : 0.0f;
-}
-
-// One (b, h) pair of the forward; P is probs[b, h] ([T, T]).
-void attention_forward_head(float* ctx, float* P, const float* q, const float* k, const float* v, const int32_t* mask,
-                            const AttnShape& s, const AttnDropout& d, int64_t b, int64_t h) {
-  const int64_t T = s.T, H = s.H(), TT = T * T, ld = s.ld;
-  const int64_t off = b * T * H + h * s.HS;  // head h of sentence b in ctx
-  const int64_t in = b * T * ld + h * s.HS;  // ... and in q, k, v
-  const int32_t* keyMask = mask + b * T;
-  small_gemm_nt(T, T, s.HS, 1.0f / std::sqrt(static_cast<float>(s.HS)), q + in, ld, k + in, ld, P, T);
-  for (int64_t i = 0; i < T; ++i) masked_softmax_row(P + i * T, keyMask, T);
-  const float* Pd = P;
-  if (d.active(b)) {
-    thread_local std::vector<float> buf;
-    float* dropped = scratch(buf, static_cast<size_t>(TT));
-    dropout_factors(dropped, s, d, b, h);
-    for (int64_t e = 0; e < TT; ++e) dropped[e] *= P[e];  // P * (0 or 1/(1-p)), as cpu::dropout
-    Pd = dropped;
-  }
-  small_gemm_nn(false, T, s.HS, T, 1.0f, Pd, T, v + in, ld, ctx + off, H);
-}
-
-// One (b, h) pair of the backward.
-void attention_backward_head(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
-                             const float* v, const float* P, const int32_t* mask, const AttnShape& s,
-                             const AttnDropout& d, int64_t b, int64_t h) {
-  const int64_t T = s.T, H = s.H(), TT = T * T, ld = s.ld;
-  const int64_t off = b * T * H + h * s.HS;  // in dctx
-  const int64_t in = b * T * ld + h * s.HS;  // in q, k, v, dq, dk, dv
-  const int32_t* keyMask = mask + b * T;
-  thread_local std::vector<float> buf;
-  float* factor = scratch(buf, static_cast<size_t>(3 * TT));
-  float* Pd = factor + TT;
-  float* dP = Pd + TT;
-  const bool drop = d.active(b);
-  if (drop) {
-    dropout_factors(factor, s, d, b, h);
-    for (int64_t e = 0; e < TT; ++e) Pd[e] = P[e] * factor[e];
-  }
-  const float* Pused = drop ? Pd : P;
-  // dv_h = Pd^T dctx_h; dPd = dctx_h v_h^T
-  small_gemm_nn(true, T, s.HS, T, 1.0f, Pused, T, dctx + off, H, dv + in, ld);
-  small_gemm_nt(T, T, s.HS, 1.0f, dctx + off, H, v + in, ld, dP, T);
-  // dS = P ⊙ (dP - rowsum(dP ⊙ P)), dP through the dropout mask; masked keys get 0.
-  for (int64_t i = 0; i < T; ++i) {
-    const float* p = P + i * T;
-    float* g = dP + i * T;
-    if (drop)
-      for (int64_t j = 0; j < T; ++j) g[j] *= factor[i * T + j];
-    double dot = 0.0;
-    for (int64_t j = 0; j < T; ++j) dot += static_cast<double>(g[j]) * p[j];
-    const float dotf = static_cast<float>(dot);
-    for (int64_t j = 0; j < T; ++j) g[j] = keyMask[j] != 0 ? p[j] * (g[j] - dotf) : 0.0f;
-  }
-  const float scale = 1.0f / std::sqrt(static_cast<float>(s.HS));
-  small_gemm_nn(false, T, s.HS, T, scale, dP, T, k + in, ld, dq + in, ld);
-  small_gemm_nn(true, T, s.HS, T, scale, dP, T, q + in, ld, dk + in, ld);
-}
-
-}  // namespace
-
-void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v, const int32_t* mask,
-                       int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
-                       uint64_t offset, const uint8_t* keepRows, int64_t firstRow) {
-  const AttnShape s{B, T, NH, HS, ld};
-  const AttnDropout d{p, seed, offset, keepRows, firstRow};
-  parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t b = i / NH, h = i % NH;
-      attention_forward_head(ctx, probs + i * T * T, q, k, v, mask, s, d, b, h);
-    }
-  });
-}
-
-void attention_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
-                        const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T, int64_t NH,
-                        int64_t HS, int64_t ld, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
-                        int64_t firstRow) {
-  const AttnShape s{B, T, NH, HS, ld};
-  const AttnDropout d{p, seed, offset, keepRows, firstRow};
-  parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t b = i / NH, h = i % NH;
-      attention_backward_head(dq, dk, dv, dctx, q, k, v, probs + i * T * T, mask, s, d, b, h);
-    }
-  });
 }
 
 // ---------------------------------------------------------------------------------------------

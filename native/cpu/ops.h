@@ -18,7 +18,7 @@ OffDropoutUnfusedFn offDropoutUnfused;
 OffDropoutUnfusedFitFn offDropoutUnfusedFit;
 OffDropoutWorkspaceBytesFn offDropoutWorkspaceBytes;
 
-// BERT encoder and optimiser: bert_ops.cpp.
+// BERT encoder and optimiser: bert_ops.cpp (attention: attention.cpp).
 EmbeddingForwardFn embedding_forward;
 EmbeddingBackwardFn embedding_backward;
 LayerNormForwardFn layernorm_forward;
@@ -35,6 +35,8 @@ AddFn add;
 AddInplaceFn add_inplace;
 AttentionForwardFn attention_forward;
 AttentionBackwardFn attention_backward;
+// The attention kernels in use: "avx512", "avx2" or "generic" (SIMCSEPP_ATTENTION_KERNEL picks one).
+const char* attention_kernel_name();
 PoolClsForwardFn pool_cls_forward;
 PoolClsBackwardFn pool_cls_backward;
 PoolMeanForwardFn pool_mean_forward;

@@ -1,0 +1,482 @@
+// CPU multi-head self-attention (ops/encoder.h holds the formulas, the probs layout and the dropout indexing).
+//
+// The products of one (sentence, head) pair are small (T x T x HS): the general sgemm's packing and threading
+// cost more than their arithmetic there, so each pair runs on one thread (the pairs are the parallel
+// dimension) through one register-blocked kernel,
+//   product:  C[i, c] = alpha * sum_k A(i, k) B[k, c],
+// A read as scalars at any two strides (a matrix or its transpose), B as vectors of W floats from rows readable
+// to a multiple of W; a tile of R rows x 2W columns of C stays in registers over the whole k loop. Per pair:
+//   forward   S = q k^T / sqrt(HS)  (B = k^T, packed)        ctx = Pd v
+//   backward  dP = dctx v^T  (B = v^T, packed)   dv = Pd^T dctx   dq = dS k / sqrt(HS)   dk = dS^T q / sqrt(HS)
+// Between the products the pair's rows (T x T, in L1) get the key mask, the softmax (exp in vector form), the
+// dropout multipliers and dS = P ⊙ (dP - rowsum(dP ⊙ P)) in vector loops.
+//
+// Bits: each C element is summed over k in order with separate multiplies and adds (-ffp-contract=off), and
+// the row sums are taken in double in 8 lanes whatever W is, so the AVX-512 (W = 16), AVX2 (W = 8) and portable
+// (W = 4) kernels give the same bits. They are picked once at run time; SIMCSEPP_ATTENTION_KERNEL=avx512|avx2|
+// generic forces one (tests compare them).
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "exp_nonpositive.h"
+#include "ops.h"
+#include "parallel.h"
+#include "uniforms.h"
+
+namespace simcsepp::cpu {
+
+namespace {
+
+// The vector helpers are inlined into each instruction set's entry point, so their calling convention never
+// applies: GCC's notes that it differs between instruction sets (-Wpsabi) are beside the point.
+#define SIMCSEPP_LANES inline __attribute__((always_inline))
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+constexpr int64_t kPad = 16;  // rows of keys (and of head columns) are padded to a multiple of the widest W
+
+int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// ---------------------------------------------------------------------------------------------
+// Vectors of W floats (GCC vector extensions: one zmm, one ymm or one xmm).
+
+template <int W>
+struct Lanes {
+  typedef float F __attribute__((vector_size(4 * W)));
+  typedef int32_t I __attribute__((vector_size(4 * W)));
+};
+typedef float V8f __attribute__((vector_size(32)));
+typedef double V8d __attribute__((vector_size(64)));
+
+template <class V>
+SIMCSEPP_LANES V load(const void* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <class V>
+SIMCSEPP_LANES void store(float* p, const V& v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+// x in every lane.
+template <int W>
+SIMCSEPP_LANES typename Lanes<W>::F splat(float x) {
+  const typename Lanes<W>::F zero = {};
+  return zero + x;
+}
+
+// The first n floats of v (all of them when n >= W) to p.
+template <int W>
+SIMCSEPP_LANES void store_first(float* p, const typename Lanes<W>::F& v, int64_t n) {
+  if (n >= W) {
+    store(p, v);
+  } else if (n > 0) {
+    float t[W];
+    store(t, v);
+    std::memcpy(p, t, static_cast<size_t>(n) * sizeof(float));
+  }
+}
+
+// Sums in double of x[0, n) (n a multiple of 8), lane j % 8 holding element j, the lanes added in a fixed order.
+SIMCSEPP_LANES double sum8(const float* x, int64_t n) {
+  V8d acc = {};
+  for (int64_t j = 0; j < n; j += 8) acc += __builtin_convertvector(load<V8f>(x + j), V8d);
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+// sum_j x[j] * y[j] in double, as sum8.
+SIMCSEPP_LANES double dot8(const float* x, const float* y, int64_t n) {
+  V8d acc = {};
+  for (int64_t j = 0; j < n; j += 8)
+    acc += __builtin_convertvector(load<V8f>(x + j), V8d) * __builtin_convertvector(load<V8f>(y + j), V8d);
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The product kernel.
+
+struct Product {
+  int64_t M, N, K;
+  const float* A;  // A(i, k) = A[i * ars + k * acs]
+  int64_t ars, acs;
+  const float* B;  // B[k, c] = B[k * ldb + c], each row readable to N rounded up to W
+  int64_t ldb;
+  float alpha;
+  float* C;  // C[i, c] = C[i * ldc + c], c < N written
+  int64_t ldc;
+};
+
+// Rows [i0, i0 + R) x columns [c0, c0 + NV W) of C (those below N written).
+template <int W, int R, int NV>
+SIMCSEPP_LANES void product_tile(const Product& p, int64_t i0, int64_t c0) {
+  using F = typename Lanes<W>::F;
+  F acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = F{};
+  const float* a = p.A + i0 * p.ars;
+  const float* b = p.B + c0;
+  for (int64_t k = 0; k < p.K; ++k) {
+    F bk[NV];
+    for (int v = 0; v < NV; ++v) bk[v] = load<F>(b + k * p.ldb + v * W);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const float ar = a[r * p.ars + k * p.acs];  // vector * scalar: a broadcast from memory (AVX-512: embedded)
+      for (int v = 0; v < NV; ++v) acc[r][v] += bk[v] * ar;
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v)
+      store_first<W>(p.C + (i0 + r) * p.ldc + c0 + v * W, acc[r][v] * p.alpha, p.N - c0 - v * W);
+}
+
+template <int W, int R>
+SIMCSEPP_LANES void product_rows(const Product& p, int64_t i0) {
+  int64_t c = 0;
+  for (; c + W < p.N; c += 2 * W) product_tile<W, R, 2>(p, i0, c);
+  if (c < p.N) product_tile<W, R, 1>(p, i0, c);
+}
+
+// Tiles of 8 rows with zmm (16 accumulators of the 32 registers), 6 with ymm (12 of 16, as gemm.cpp's AVX2
+// kernel), 4 with xmm (8 of 16, as its portable one); leftover rows one at a time.
+template <int W>
+SIMCSEPP_LANES void product(const Product& p) {
+  constexpr int R = W == 16 ? 8 : W == 8 ? 6 : 4;
+  int64_t i = 0;
+  for (; i + R <= p.M; i += R) product_rows<W, R>(p, i);
+  for (; i < p.M; ++i) product_rows<W, 1>(p, i);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row passes over one pair's T x Tp block.
+
+struct PairRows {
+  int64_t T, Tp;         // rows; the block's row stride (T rounded up to kPad)
+  const int32_t* keyOk;  // Tp entries: -1 for a real key, 0 for a masked or padding one
+  const float* U;        // the pair's dropout uniforms (row i at U + i * T, readable to i * T + Tp), or null
+  float p, dropScale;    // dropout probability and 1/(1-p)
+  float scale;           // 1/sqrt(HS)
+};
+
+// The dropout multiplier of each lane: 1/(1-p) if u >= p, else 0 (cpu::dropout's rule).
+template <int W>
+SIMCSEPP_LANES typename Lanes<W>::F dropout_factor(const PairRows& r, const float* u) {
+  using F = typename Lanes<W>::F;
+  return load<F>(u) >= r.p ? splat<W>(r.dropScale) : F{};
+}
+
+// S (scaled scores, padding columns 0) -> P in place and in probs ([T, T]), then (with U) Pd = P ⊙ D in place.
+template <int W>
+SIMCSEPP_LANES void softmax_rows(const PairRows& r, float* S, float* probs) {
+  using F = typename Lanes<W>::F;
+  using I = typename Lanes<W>::I;
+  const F negInf = splat<W>(-INFINITY);
+  for (int64_t i = 0; i < r.T; ++i) {
+    float* s = S + i * r.Tp;
+    F m = negInf;
+    for (int64_t j = 0; j < r.Tp; j += W) {
+      const F x = load<I>(r.keyOk + j) != 0 ? load<F>(s + j) : negInf;
+      m = m > x ? m : x;
+    }
+    float mx = -INFINITY;
+    for (int l = 0; l < W; ++l) mx = std::max(mx, m[l]);
+    if (mx == -INFINITY) {  // no real key: P = 0
+      std::fill(s, s + r.Tp, 0.0f);
+      std::fill(probs + i * r.T, probs + (i + 1) * r.T, 0.0f);
+      continue;
+    }
+    for (int64_t j = 0; j < r.Tp; j += W) {
+      const F x = load<F>(s + j) - mx;
+      store(s + j, load<I>(r.keyOk + j) != 0 ? exp_nonpositive_lanes<F, I>(x) : F{});
+    }
+    const float inv = static_cast<float>(1.0 / sum8(s, r.Tp));
+    for (int64_t j = 0; j < r.Tp; j += W) store(s + j, load<F>(s + j) * inv);
+    std::memcpy(probs + i * r.T, s, static_cast<size_t>(r.T) * sizeof(float));
+    if (r.U)
+      for (int64_t j = 0; j < r.Tp; j += W) store(s + j, load<F>(s + j) * dropout_factor<W>(r, r.U + i * r.T + j));
+  }
+}
+
+// dP (= dctx v^T) -> dS / sqrt(HS) in place: dP ⊙ D (with U), dS = P ⊙ (dP - rowsum(dP ⊙ P)), masked keys 0.
+// With U also Pd = P ⊙ D.
+template <int W>
+SIMCSEPP_LANES void softmax_backward_rows(const PairRows& r, float* dP, const float* P, float* Pd) {
+  using F = typename Lanes<W>::F;
+  using I = typename Lanes<W>::I;
+  for (int64_t i = 0; i < r.T; ++i) {
+    float* g = dP + i * r.Tp;
+    const float* p = P + i * r.Tp;
+    if (r.U)
+      for (int64_t j = 0; j < r.Tp; j += W) {
+        const F f = dropout_factor<W>(r, r.U + i * r.T + j);
+        store(Pd + i * r.Tp + j, load<F>(p + j) * f);
+        store(g + j, load<F>(g + j) * f);
+      }
+    const float dot = static_cast<float>(dot8(g, p, r.Tp));
+    for (int64_t j = 0; j < r.Tp; j += W) {
+      const F x = (load<F>(p + j) * (load<F>(g + j) - dot)) * r.scale;
+      store(g + j, load<I>(r.keyOk + j) != 0 ? x : F{});
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One (sentence, head) pair.
+
+struct AttnShape {
+  int64_t B, T, NH, HS;
+  int64_t ld;  // row stride of q, k, v, dq, dk, dv (H, or 3H when packed)
+  int64_t H() const { return NH * HS; }
+};
+
+struct AttnDropout {
+  float p;
+  uint64_t seed, offset;
+  const uint8_t* keepRows;
+  int64_t firstRow;  // the batch's first sentence in the whole batch (ops/encoder.h)
+  // Whether sentence b gets dropout at all.
+  bool active(int64_t b) const { return p > 0.0f && !(keepRows && keepRows[b] == 0); }
+};
+
+// A thread's scratch for one pair, carved from one grow-only buffer.
+class PairScratch {
+ public:
+  float* take(int64_t n) {
+    float* p = buf_.data() + used_;
+    used_ += n;
+    return p;
+  }
+  // Starts a pair needing at most n floats.
+  void reset(int64_t n) {
+    if (buf_.size() < static_cast<size_t>(n)) buf_.resize(static_cast<size_t>(n));
+    used_ = 0;
+  }
+  std::vector<int32_t> keyOk;
+
+ private:
+  std::vector<float> buf_;
+  int64_t used_ = 0;
+};
+
+// The pair's geometry and the row passes' parameters.
+struct Pair {
+  int64_t T, Tp, HS, HSp;
+  int64_t in;   // head h of sentence b in q, k, v (and dq, dk, dv)
+  int64_t out;  // ... in ctx and dctx
+  PairRows rows;
+};
+
+Pair make_pair(const AttnShape& s, const AttnDropout& d, const int32_t* mask, int64_t b, int64_t h, PairScratch& w) {
+  const int64_t T = s.T, Tp = round_up(T, kPad);
+  w.keyOk.assign(static_cast<size_t>(Tp), 0);
+  for (int64_t j = 0; j < T; ++j) w.keyOk[j] = mask[b * T + j] != 0 ? -1 : 0;
+  const bool drop = d.active(b);
+  const float dropScale = drop && d.p < 1.0f ? 1.0f / (1.0f - d.p) : 0.0f;
+  PairRows rows{T, Tp, w.keyOk.data(), nullptr, d.p, dropScale, 1.0f / std::sqrt(static_cast<float>(s.HS))};
+  // Floats for the largest user (the backward): four T x Tp blocks, the uniforms, three padded head copies.
+  const int64_t HSp = round_up(s.HS, kPad);
+  w.reset(4 * T * Tp + (drop ? T * T + Tp : 0) + 3 * T * HSp + s.HS * Tp);
+  if (drop) {
+    float* U = w.take(T * T + Tp);
+    const int64_t TT = T * T;
+    bulk_dropout_uniforms(d.seed, d.offset, static_cast<uint64_t>((d.firstRow + b) * s.NH * TT + h * TT), TT, U);
+    std::fill(U + TT, U + TT + Tp, 0.0f);  // read by the last row's padding lanes (whose P is 0)
+    rows.U = U;
+  }
+  return Pair{T, Tp, s.HS, HSp, b * T * s.ld + h * s.HS, b * T * s.H() + h * s.HS, rows};
+}
+
+// Transposes the W x W block held as W row vectors, in place: log2(W) stages, each swapping the off-diagonal
+// s x s blocks of every 2s x 2s block with two-source shuffles (AVX-512: 64 vpermt2ps for 256 floats).
+template <int W>
+SIMCSEPP_LANES void transpose_block(typename Lanes<W>::F* rows) {
+  using F = typename Lanes<W>::F;
+  using I = typename Lanes<W>::I;
+#pragma GCC unroll 4
+  for (int s = W / 2; s >= 1; s /= 2) {
+    I lo, hi;  // lane l of rows r, r + s (bit s of r clear) after the swap
+#pragma GCC unroll 16
+    for (int l = 0; l < W; ++l) {
+      lo[l] = (l & s) ? W + l - s : l;
+      hi[l] = (l & s) ? W + l : l + s;
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < W; ++r) {
+      if (r & s) continue;
+      const F a = rows[r], b = rows[r + s];
+      rows[r] = __builtin_shuffle(a, b, lo);
+      rows[r + s] = __builtin_shuffle(a, b, hi);
+    }
+  }
+}
+
+// x^T for x's first T rows (row stride ld) of HS columns: [HS, Tp], the padding keys 0. W x W blocks through
+// transpose_block, the columns past the last whole block one float at a time.
+template <int W>
+SIMCSEPP_LANES float* transposed(const float* x, int64_t ld, const Pair& pr, PairScratch& w) {
+  using F = typename Lanes<W>::F;
+  float* t = w.take(pr.HS * pr.Tp);
+  const int64_t whole = pr.HS - pr.HS % W;
+  for (int64_t j0 = 0; j0 < pr.Tp; j0 += W)
+    for (int64_t d0 = 0; d0 < whole; d0 += W) {
+      F rows[W];
+      for (int r = 0; r < W; ++r) rows[r] = j0 + r < pr.T ? load<F>(x + (j0 + r) * ld + d0) : F{};
+      transpose_block<W>(rows);
+      for (int r = 0; r < W; ++r) store(t + (d0 + r) * pr.Tp + j0, rows[r]);
+    }
+  for (int64_t d = whole; d < pr.HS; ++d) {
+    for (int64_t j = 0; j < pr.T; ++j) t[d * pr.Tp + j] = x[j * ld + d];
+    std::fill(t + d * pr.Tp + pr.T, t + (d + 1) * pr.Tp, 0.0f);
+  }
+  return t;
+}
+
+// A head's T rows as the product's B: in place when its rows can be read in whole vectors of W, else a copy padded to
+// HSp columns. *ldOut gets the row stride.
+const float* vector_rows(const float* x, int64_t ld, int64_t W, const Pair& pr, PairScratch& w, int64_t* ldOut) {
+  if (pr.HS % W == 0) {
+    *ldOut = ld;
+    return x;
+  }
+  float* c = w.take(pr.T * pr.HSp);
+  for (int64_t j = 0; j < pr.T; ++j) {
+    std::copy(x + j * ld, x + j * ld + pr.HS, c + j * pr.HSp);
+    std::fill(c + j * pr.HSp + pr.HS, c + (j + 1) * pr.HSp, 0.0f);
+  }
+  *ldOut = pr.HSp;
+  return c;
+}
+
+// The inputs every pair reads.
+struct Attn {
+  const float *q, *k, *v;
+  const int32_t* mask;
+  AttnShape s;
+  AttnDropout d;
+};
+
+template <int W>
+SIMCSEPP_LANES void forward_pair(const Attn& a, float* ctx, float* probs, int64_t b, int64_t h) {
+  thread_local PairScratch w;
+  const Pair pr = make_pair(a.s, a.d, a.mask, b, h, w);
+  const int64_t T = pr.T, Tp = pr.Tp, ld = a.s.ld;
+  float* kt = transposed<W>(a.k + pr.in, ld, pr, w);
+  float* S = w.take(T * Tp);
+  product<W>({T, Tp, pr.HS, a.q + pr.in, ld, 1, kt, Tp, pr.rows.scale, S, Tp});
+  softmax_rows<W>(pr.rows, S, probs);  // S now holds Pd
+  int64_t ldv;
+  const float* vr = vector_rows(a.v + pr.in, ld, W, pr, w, &ldv);
+  product<W>({T, pr.HS, T, S, Tp, 1, vr, ldv, 1.0f, ctx + pr.out, a.s.H()});
+}
+
+template <int W>
+SIMCSEPP_LANES void backward_pair(const Attn& a, float* dq, float* dk, float* dv, const float* dctx, const float* probs,
+                                  int64_t b, int64_t h) {
+  thread_local PairScratch w;
+  const Pair pr = make_pair(a.s, a.d, a.mask, b, h, w);
+  const int64_t T = pr.T, Tp = pr.Tp, ld = a.s.ld, H = a.s.H();
+  float* P = w.take(T * Tp);
+  for (int64_t i = 0; i < T; ++i) {
+    std::copy(probs + i * T, probs + (i + 1) * T, P + i * Tp);
+    std::fill(P + i * Tp + T, P + (i + 1) * Tp, 0.0f);
+  }
+  float* Pd = pr.rows.U ? w.take(T * Tp) : P;
+  float* vt = transposed<W>(a.v + pr.in, ld, pr, w);
+  float* dS = w.take(T * Tp);
+  product<W>({T, Tp, pr.HS, dctx + pr.out, H, 1, vt, Tp, 1.0f, dS, Tp});  // dP
+  softmax_backward_rows<W>(pr.rows, dS, P, Pd);
+  int64_t ldg, ldk, ldq;
+  const float* g = vector_rows(dctx + pr.out, H, W, pr, w, &ldg);
+  const float* kr = vector_rows(a.k + pr.in, ld, W, pr, w, &ldk);
+  const float* qr = vector_rows(a.q + pr.in, ld, W, pr, w, &ldq);
+  product<W>({T, pr.HS, T, Pd, 1, Tp, g, ldg, 1.0f, dv + pr.in, ld});   // dv = Pd^T dctx
+  product<W>({T, pr.HS, T, dS, Tp, 1, kr, ldk, 1.0f, dq + pr.in, ld});  // dq = dS k (dS carries 1/sqrt(HS))
+  product<W>({T, pr.HS, T, dS, 1, Tp, qr, ldq, 1.0f, dk + pr.in, ld});  // dk = dS^T q
+}
+
+// ---------------------------------------------------------------------------------------------
+// Each instruction set's pair functions (everything above inlined into them), picked once.
+
+struct Kernels {
+  const char* name;
+  void (*forward)(const Attn&, float* ctx, float* probs, int64_t b, int64_t h);
+  void (*backward)(const Attn&, float* dq, float* dk, float* dv, const float* dctx, const float* probs, int64_t b,
+                   int64_t h);
+};
+
+// The arguments of the pair functions, as a macro so that each instruction set's pair is a line.
+#define SIMCSEPP_FORWARD_ARGS const Attn &a, float *ctx, float *probs, int64_t b, int64_t h
+#define SIMCSEPP_BACKWARD_ARGS \
+  const Attn &a, float *dq, float *dk, float *dv, const float *dctx, const float *probs, int64_t b, int64_t h
+
+void forward_generic(SIMCSEPP_FORWARD_ARGS) { forward_pair<4>(a, ctx, probs, b, h); }
+void backward_generic(SIMCSEPP_BACKWARD_ARGS) { backward_pair<4>(a, dq, dk, dv, dctx, probs, b, h); }
+const Kernels kGeneric = {"generic", forward_generic, backward_generic};
+
+#if defined(__x86_64__) || defined(__i386__)
+#define SIMCSEPP_ATTENTION_X86 1
+__attribute__((target("avx2"))) void forward_avx2(SIMCSEPP_FORWARD_ARGS) { forward_pair<8>(a, ctx, probs, b, h); }
+__attribute__((target("avx2"))) void backward_avx2(SIMCSEPP_BACKWARD_ARGS) {
+  backward_pair<8>(a, dq, dk, dv, dctx, probs, b, h);
+}
+const Kernels kAvx2 = {"avx2", forward_avx2, backward_avx2};
+
+__attribute__((target("avx512f"))) void forward_avx512(SIMCSEPP_FORWARD_ARGS) { forward_pair<16>(a, ctx, probs, b, h); }
+__attribute__((target("avx512f"))) void backward_avx512(SIMCSEPP_BACKWARD_ARGS) {
+  backward_pair<16>(a, dq, dk, dv, dctx, probs, b, h);
+}
+const Kernels kAvx512 = {"avx512", forward_avx512, backward_avx512};
+#else
+#define SIMCSEPP_ATTENTION_X86 0
+#endif
+
+const Kernels* kernels_by_name(const char* name) {
+  if (name == nullptr) return nullptr;
+  if (std::strcmp(name, "generic") == 0) return &kGeneric;
+#if SIMCSEPP_ATTENTION_X86
+  __builtin_cpu_init();
+  if (std::strcmp(name, "avx2") == 0 && __builtin_cpu_supports("avx2")) return &kAvx2;
+  if (std::strcmp(name, "avx512") == 0 && __builtin_cpu_supports("avx512f")) return &kAvx512;
+#endif
+  return nullptr;
+}
+
+const Kernels& kernels() {
+  static const Kernels* k = [] {
+    if (const Kernels* forced = kernels_by_name(std::getenv("SIMCSEPP_ATTENTION_KERNEL"))) return forced;
+    for (const char* name : {"avx512", "avx2"})
+      if (const Kernels* found = kernels_by_name(name)) return found;
+    return &kGeneric;
+  }();
+  return *k;
+}
+
+}  // namespace
+
+const char* attention_kernel_name() { return kernels().name; }
+
+void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v, const int32_t* mask,
+                       int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
+                       uint64_t offset, const uint8_t* keepRows, int64_t firstRow) {
+  const Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, firstRow}};
+  const Kernels& K = kernels();
+  parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) K.forward(a, ctx, probs + i * T * T, i / NH, i % NH);
+  });
+}
+
+void attention_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
+                        const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T, int64_t NH,
+                        int64_t HS, int64_t ld, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
+                        int64_t firstRow) {
+  const Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, firstRow}};
+  const Kernels& K = kernels();
+  parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) K.backward(a, dq, dk, dv, dctx, probs + i * T * T, i / NH, i % NH);
+  });
+}
+
+}  // namespace simcsepp::cpu
