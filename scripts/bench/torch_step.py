@@ -10,11 +10,15 @@ off-dropout InfoNCE (positive cos(z1_i, z2_i)/tau, negatives cos(z0_i, z0_j)/tau
 clipping at 1, AdamW. Formulas: docs/method.md.
 
 Usage: python3 scripts/bench/torch_step.py [--batch-sizes 64,512] [--seq-len 32] [--steps 10]
-       [--modes eager,compile] [--precisions fp32,bf16] [--model base] [--json FILE]
+       [--modes eager,compile] [--precisions fp32,bf16] [--model base] [--device cuda|cpu] [--json FILE]
+On the CPU (`--device cpu`, for `simcsepp bench step --device cpu`): bf16 is CPU autocast (oneDNN, AMX where the
+CPU has it), times are the median step's wall clock and its process CPU time, peak memory is the resident
+set's high-water mark.
 Prints one JSON object per line (mode, precision, batch, steps/s, sentences/s, peak memory).
 """
 import argparse
 import json
+import resource
 import sys
 import time
 
@@ -59,8 +63,8 @@ def dcl_loss(z1, z2, tau_d=5.0, eps=1e-5):
     return F.cross_entropy(c, torch.arange(d, device=z1.device))
 
 
-def make_step(model, opt, precision):
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16")
+def make_step(model, opt, precision, device):
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def step(ids, mask):
         with autocast:
@@ -85,31 +89,38 @@ def bench(args, mode, precision, batch):
     cfg = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                      intermediate_size=inter, max_position_embeddings=512, attn_implementation="eager")
     torch.manual_seed(0)
-    model = Encoder(cfg).cuda().train()
+    cuda = args.device == "cuda"
+    model = Encoder(cfg).to(args.device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-5, weight_decay=0.0)
-    step = make_step(model, opt, precision)
+    step = make_step(model, opt, precision, args.device)
     if mode == "compile":
         step = torch.compile(step)
-    ids = torch.randint(1000, 30000, (batch, args.seq_len), device="cuda")
+    ids = torch.randint(1000, 30000, (batch, args.seq_len), device=args.device)
     ids[:, 0] = 101
     ids[:, -1] = 102
     mask = torch.ones_like(ids)
-    torch.cuda.reset_peak_memory_stats()
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     for _ in range(3):  # warm-up (and compilation)
         step(ids, mask)
-    torch.cuda.synchronize()
-    times = []
+    sync()
+    times, cpu = [], []
     for _ in range(args.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step(ids, mask)
-        torch.cuda.synchronize()
+        sync()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     times.sort()
+    cpu.sort()
     sec = times[len(times) // 2]
+    extra = {} if cuda else {"cpuSecondsPerStep": cpu[len(cpu) // 2], "threads": torch.get_num_threads()}
     return {
         "framework": "pytorch",
         "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(0),
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        **extra,
         "model": args.model,
         "mode": mode,
         "precision": precision,
@@ -117,7 +128,7 @@ def bench(args, mode, precision, batch):
         "seqLen": args.seq_len,
         "stepsPerSec": 1.0 / sec,
         "sentencesPerSec": batch / sec,
-        "peakBytes": torch.cuda.max_memory_allocated(),
+        "peakBytes": torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
 
 
@@ -129,13 +140,15 @@ def main():
     p.add_argument("--modes", default="eager,compile")
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--model", default="base", choices=sorted(SIZES))
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     p.add_argument("--json", help="append the results to this file as JSON lines")
     args = p.parse_args()
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print(json.dumps({"framework": "pytorch", "error": "CUDA is not available to torch"}))
         return 0
-    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, as in simcsepp's fp32 path
-    torch.backends.cudnn.allow_tf32 = False
+    if args.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, as in simcsepp's fp32 path
+        torch.backends.cudnn.allow_tf32 = False
     for precision in args.precisions.split(","):
         for mode in args.modes.split(","):
             for batch in (int(b) for b in args.batch_sizes.split(",")):
@@ -144,7 +157,8 @@ def main():
                 except Exception as e:  # one failing configuration (e.g. out of memory) does not end the run
                     row = {"framework": "pytorch", "mode": mode, "precision": precision, "batchSize": batch,
                            "error": str(e).split("\n")[0]}
-                    torch.cuda.empty_cache()
+                    if args.device == "cuda":
+                        torch.cuda.empty_cache()
                 line = json.dumps(row)
                 print(line, flush=True)
                 if args.json:
