@@ -4,9 +4,8 @@
 // (SIMCSEPP_ATTENTION_KERNEL is read once); those this CPU lacks are skipped. Float64 references for the same
 // shapes are in test/ops.test.ts.
 import t from 'tap'
-import { spawnSync } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import { addon } from '../lib/native.js'
+import { runSelfAsChild } from './helpers/self-child.js'
 import { Tensor } from '../lib/tensor.js'
 import * as ops from '../lib/ops.js'
 import { randn } from './helpers/parity.mjs'
@@ -42,13 +41,10 @@ function results(): string[] {
 if (process.env.SIMCSEPP_ATTENTION_KERNEL_TEST_CHILD) {
   process.stdout.write(JSON.stringify({ kernel: addon.gemmInfo().attentionKernel, bits: results() }))
 } else {
-  const self = fileURLToPath(import.meta.url)
-  const run = (kernel: string) => {
-    const env = { ...process.env, SIMCSEPP_ATTENTION_KERNEL_TEST_CHILD: '1', SIMCSEPP_ATTENTION_KERNEL: kernel, TAP: '0' }
-    const r = spawnSync(process.execPath, [...process.execArgv, self], { encoding: 'utf8', env, maxBuffer: 64 << 20 })
-    if (r.status !== 0) throw new Error(r.stderr)
-    return JSON.parse(r.stdout) as { kernel: string; bits: string[] }
-  }
+  const run = (kernel: string) =>
+    runSelfAsChild<{ kernel: string; bits: string[] }>(import.meta.url, 'SIMCSEPP_ATTENTION_KERNEL_TEST_CHILD', {
+      SIMCSEPP_ATTENTION_KERNEL: kernel,
+    })
   const generic = run('generic')
   t.test('attention kernels: the portable one runs when asked for', async (t) => {
     t.equal(generic.kernel, 'generic')

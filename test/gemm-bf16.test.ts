@@ -6,9 +6,8 @@
 // default where the CPU and the OS allow it) sums differently, and is held to float64 products of the rounded
 // operands instead.
 import t, { type Test } from 'tap'
-import { spawnSync } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import { addon } from '../lib/native.js'
+import { runSelfAsChild } from './helpers/self-child.js'
 import { Tensor } from '../lib/tensor.js'
 import * as ops from '../lib/ops.js'
 import { randn, relErr } from './helpers/parity.mjs'
@@ -50,15 +49,10 @@ function products(): string[] {
 if (process.env.SIMCSEPP_GEMM_BF16_TEST_CHILD) {
   process.stdout.write(JSON.stringify({ kernel: addon.gemmInfo().bf16Kernel, bits: products() }))
 } else {
-  const self = fileURLToPath(import.meta.url)
-  const run = (bf16: string | undefined) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, SIMCSEPP_GEMM_BF16_TEST_CHILD: '1', TAP: '0' }
-    if (bf16 === undefined) delete env.SIMCSEPP_GEMM_BF16
-    else env.SIMCSEPP_GEMM_BF16 = bf16
-    const r = spawnSync(process.execPath, [...process.execArgv, self], { encoding: 'utf8', env, maxBuffer: 64 << 20 })
-    if (r.status !== 0) throw new Error(r.stderr)
-    return JSON.parse(r.stdout) as { kernel: string; bits: string[] }
-  }
+  const run = (bf16: string | undefined) =>
+    runSelfAsChild<{ kernel: string; bits: string[] }>(import.meta.url, 'SIMCSEPP_GEMM_BF16_TEST_CHILD', {
+      SIMCSEPP_GEMM_BF16: bf16,
+    })
   const copies = run('copies')
   const compare = (t: Test, got: { bits: string[] }) => {
     t.equal(got.bits.length, 3 * shapes.length)
