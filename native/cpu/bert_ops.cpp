@@ -5,7 +5,6 @@
 
 #include "column_sums.h"
 #include "common/adamw.h"
-#include "common/philox.h"
 #include "exp_nonpositive.h"
 #include "gelu.h"
 #include "gemm.h"
