@@ -5,7 +5,8 @@
 //   L = mean_d(lse_k C_dk - C_dd)
 //   H = (rowsoftmax(C) - I) / d;  dX1 = X2 H^T / (n tauD);  dX2 = X1 H / (n tauD)
 //   dz = (dX - mean_n(dX) - X * mean_n(dX * X)) * rstd          (BN backward, per column)
-// Everything O(n d) is materialised here (the CPU has the memory); statistics are in double.
+// Everything O(n d) is materialised here (the CPU has the memory), in grow-only per-thread buffers; statistics are
+// in double.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -19,13 +20,31 @@ namespace simcsepp::cpu {
 
 namespace {
 
+// Grow-only per-thread buffers, one per slot (the buffers of one call, and those of the chunks the calling
+// thread runs itself, take different slots): after the first call of a shape nothing is allocated, as the
+// training step requires.
+template <class T>
+T* scratch(int slot, int64_t n) {
+  thread_local std::vector<T> buffers[8];
+  std::vector<T>& b = buffers[slot];
+  if (b.size() < static_cast<size_t>(n)) b.resize(static_cast<size_t>(n));
+  return b.data();
+}
+
+// Slots: floats (dcl's own buffers); doubles (dcl's row losses, the chunks' column sums).
+enum FloatSlot { kX1, kX2, kRstd1, kRstd2, kC, kGx };
+enum DoubleSlot { kRowLoss, kSum, kSq, kMg, kMgx };
+
 // Column statistics of z [n, d]; writes X = (z - mean) * rstd into x and rstd per column.
 // Returns false if z holds NaN, Inf or a value beyond ±kMaxLossInput.
 bool batch_normalise(const float* z, int64_t n, int64_t d, float* x, float* rstd) {
   std::atomic<bool> finite{true};
   parallel_for(d, 16, [&](int64_t c0, int64_t c1) {
     const int64_t w = c1 - c0;
-    std::vector<double> sum(w, 0.0), sq(w, 0.0);
+    double* sum = scratch<double>(kSum, w);
+    double* sq = scratch<double>(kSq, w);
+    std::fill(sum, sum + w, 0.0);
+    std::fill(sq, sq + w, 0.0);
     bool ok = true;
     for (int64_t i = 0; i < n; ++i) {
       const float* row = z + i * d + c0;
@@ -57,7 +76,10 @@ void bn_backward(const float* gx, const float* x, const float* rstd, int64_t n, 
                  bool accumulate, float* gz) {
   parallel_for(d, 16, [&](int64_t c0, int64_t c1) {
     const int64_t w = c1 - c0;
-    std::vector<double> mg(w, 0.0), mgx(w, 0.0);
+    double* mg = scratch<double>(kMg, w);
+    double* mgx = scratch<double>(kMgx, w);
+    std::fill(mg, mg + w, 0.0);
+    std::fill(mgx, mgx + w, 0.0);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t c = 0; c < w; ++c) {
         const int64_t e = i * d + c0 + c;
@@ -82,22 +104,25 @@ void bn_backward(const float* gx, const float* x, const float* rstd, int64_t n, 
 LossResult dcl(const DclArgs& a, const LossGradOut& g) {
   const int64_t n = a.n, d = a.d;
   LossResult res;
-  std::vector<float> x1(n * d), x2(n * d), rstd1(d), rstd2(d);
-  if (!batch_normalise(a.z1, n, d, x1.data(), rstd1.data()))
+  float* x1 = scratch<float>(kX1, n * d);
+  float* x2 = scratch<float>(kX2, n * d);
+  float* rstd1 = scratch<float>(kRstd1, d);
+  float* rstd2 = scratch<float>(kRstd2, d);
+  if (!batch_normalise(a.z1, n, d, x1, rstd1))
     res.nonFinite = kZ1;
-  else if (!batch_normalise(a.z2, n, d, x2.data(), rstd2.data()))
+  else if (!batch_normalise(a.z2, n, d, x2, rstd2))
     res.nonFinite = kZ2;
   if (res.nonFinite) return res;
 
   const float scale = 1.0f / (static_cast<float>(n) * a.temperature);
-  std::vector<float> c(d * d);
-  sgemm(true, false, d, d, n, scale, x1.data(), d, x2.data(), d, 0.0f, c.data(), d);
+  float* c = scratch<float>(kC, d * d);
+  sgemm(true, false, d, d, n, scale, x1, d, x2, d, 0.0f, c, d);
 
   // Row softmax of C in place: c becomes H = (R - I) / d.
-  std::vector<double> rowLoss(d);
+  double* rowLoss = scratch<double>(kRowLoss, d);
   parallel_for(d, 8, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      float* row = c.data() + r * d;
+      float* row = c + r * d;
       float mx = -INFINITY;
       for (int64_t k = 0; k < d; ++k) mx = std::max(mx, row[k]);
       double s = 0.0;
@@ -109,14 +134,14 @@ LossResult dcl(const DclArgs& a, const LossGradOut& g) {
     }
   });
   double total = 0.0;
-  for (double v : rowLoss) total += v;
+  for (int64_t r = 0; r < d; ++r) total += rowLoss[r];
   res.loss = g.weight * total / static_cast<double>(d);
 
-  std::vector<float> gx(n * d);
-  sgemm(false, true, n, d, d, scale, x2.data(), d, c.data(), d, 0.0f, gx.data(), d);  // X2 H^T
-  bn_backward(gx.data(), x1.data(), rstd1.data(), n, d, g.weight, g.accumulate, g.gz1);
-  sgemm(false, false, n, d, d, scale, x1.data(), d, c.data(), d, 0.0f, gx.data(), d);  // X1 H
-  bn_backward(gx.data(), x2.data(), rstd2.data(), n, d, g.weight, g.accumulate, g.gz2);
+  float* gx = scratch<float>(kGx, n * d);
+  sgemm(false, true, n, d, d, scale, x2, d, c, d, 0.0f, gx, d);  // X2 H^T
+  bn_backward(gx, x1, rstd1, n, d, g.weight, g.accumulate, g.gz1);
+  sgemm(false, false, n, d, d, scale, x1, d, c, d, 0.0f, gx, d);  // X1 H
+  bn_backward(gx, x2, rstd2, n, d, g.weight, g.accumulate, g.gz2);
   return res;
 }
 
