@@ -146,7 +146,7 @@ __attribute__((target("avx512f,avx512bf16"))) void ukr_avx512bf16_14x32(int64_t 
 }
 
 // The fp32 AVX-512 kernel's blocking (gemm.cpp): the same K blocks are what makes the sums the same.
-const Kernel kAvx512Bf16 = {"avx512bf16",           14,     32, 280, 384, 4096, &ukr_avx512bf16_14x32, &pack_a_bf16<14>,
+const Kernel kAvx512Bf16 = {"avx512bf16",           14,     32, 280, 384, 2048, &ukr_avx512bf16_14x32, &pack_a_bf16<14>,
                             &pack_b_panel_bf16<32>, nullptr};
 
 // ---------------------------------------------------------------------------------------------
@@ -168,33 +168,6 @@ const Kernel kAvx512Bf16 = {"avx512bf16",           14,     32, 280, 384, 4096, 
 constexpr int64_t kAmxPairs = 16;  // pairs per k block (a tile row: 16 words of 4 bytes)
 
 int64_t padded_pairs(int64_t kc) { return ((kc + 1) / 2 + kAmxPairs - 1) / kAmxPairs * kAmxPairs; }
-
-// v[i] element j <- v[j] element i (16 x 16 words). (maskz forms: GCC 12 warns of an uninitialised operand in
-// the unmasked ones.)
-SIMCSEPP_BF16_TARGET void transpose_16x16(__m512i* v) {
-  constexpr __mmask16 all = 0xffff;
-  constexpr __mmask8 all8 = 0xff;
-  __m512i t[16];
-  for (int i = 0; i < 16; i += 2) {  // per 128-bit lane, rows i, i + 1 interleaved: 2 x 2 blocks
-    t[i] = _mm512_maskz_unpacklo_epi32(all, v[i], v[i + 1]);
-    t[i + 1] = _mm512_maskz_unpackhi_epi32(all, v[i], v[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {  // per lane, the 4 x 4 block of rows i..i+3 transposed: v[i + c] is column c
-    v[i] = _mm512_maskz_unpacklo_epi64(all8, t[i], t[i + 2]);
-    v[i + 1] = _mm512_maskz_unpackhi_epi64(all8, t[i], t[i + 2]);
-    v[i + 2] = _mm512_maskz_unpacklo_epi64(all8, t[i + 1], t[i + 3]);
-    v[i + 3] = _mm512_maskz_unpackhi_epi64(all8, t[i + 1], t[i + 3]);
-  }
-  for (int i = 0; i < 16; i += 8)
-    for (int h = 0; h < 4; ++h) {  // lanes 0, 2 and 1, 3 of the two groups of 4 rows
-      t[i + h] = _mm512_maskz_shuffle_i32x4(all, v[i + h], v[i + 4 + h], 0x88);
-      t[i + 4 + h] = _mm512_maskz_shuffle_i32x4(all, v[i + h], v[i + 4 + h], 0xdd);
-    }
-  for (int h = 0; h < 8; ++h) {  // lane l of every group: columns 4 l .. 4 l + 3
-    v[h] = _mm512_maskz_shuffle_i32x4(all, t[h], t[8 + h], 0x88);
-    v[8 + h] = _mm512_maskz_shuffle_i32x4(all, t[h], t[8 + h], 0xdd);
-  }
-}
 
 // One tile row: the 16 pair words of x[0, n) (n <= 32 is used; zero past n), pairs as pairs_along makes them.
 SIMCSEPP_BF16_TARGET __m512i tile_row_words(const float* x, int64_t n) {
@@ -318,7 +291,7 @@ SIMCSEPP_AMX_TARGET void ukr_amx_32x32(int64_t kc, const float* __restrict a, co
 }
 
 // Blocking as the fp32 AVX-512 kernel's, with MC a multiple of 32.
-const Kernel kAmx = {"amx", 32, 32, 288, 384, 4096, &ukr_amx_32x32, &pack_a_amx, &pack_b_panel_amx, &begin_amx};
+const Kernel kAmx = {"amx", 32, 32, 288, 384, 2048, &ukr_amx_32x32, &pack_a_amx, &pack_b_panel_amx, &begin_amx};
 
 // Linux hands out AMX's tile state only to a process that asks for it (arch_prctl, kernel 5.16 and later).
 bool amx_usable() {

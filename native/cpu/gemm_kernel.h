@@ -79,6 +79,33 @@ __attribute__((target("avx512f"))) inline void tile_end_avx512(const __m512* acc
     }
   }
 }
+
+// v[i] element j <- v[j] element i (16 x 16 32-bit words: floats, or bf16 pairs). (maskz forms: GCC 12 warns of
+// an uninitialised operand in the unmasked ones.)
+__attribute__((target("avx512f"))) inline void transpose_16x16(__m512i* v) {
+  constexpr __mmask16 all = 0xffff;
+  constexpr __mmask8 all8 = 0xff;
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {  // per 128-bit lane, rows i, i + 1 interleaved: 2 x 2 blocks
+    t[i] = _mm512_maskz_unpacklo_epi32(all, v[i], v[i + 1]);
+    t[i + 1] = _mm512_maskz_unpackhi_epi32(all, v[i], v[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // per lane, the 4 x 4 block of rows i..i+3 transposed: v[i + c] is column c
+    v[i] = _mm512_maskz_unpacklo_epi64(all8, t[i], t[i + 2]);
+    v[i + 1] = _mm512_maskz_unpackhi_epi64(all8, t[i], t[i + 2]);
+    v[i + 2] = _mm512_maskz_unpacklo_epi64(all8, t[i + 1], t[i + 3]);
+    v[i + 3] = _mm512_maskz_unpackhi_epi64(all8, t[i + 1], t[i + 3]);
+  }
+  for (int i = 0; i < 16; i += 8)
+    for (int h = 0; h < 4; ++h) {  // lanes 0, 2 and 1, 3 of the two groups of 4 rows
+      t[i + h] = _mm512_maskz_shuffle_i32x4(all, v[i + h], v[i + 4 + h], 0x88);
+      t[i + 4 + h] = _mm512_maskz_shuffle_i32x4(all, v[i + h], v[i + 4 + h], 0xdd);
+    }
+  for (int h = 0; h < 8; ++h) {  // lane l of every group: columns 4 l .. 4 l + 3
+    v[h] = _mm512_maskz_shuffle_i32x4(all, t[h], t[8 + h], 0x88);
+    v[8 + h] = _mm512_maskz_shuffle_i32x4(all, t[h], t[8 + h], 0xdd);
+  }
+}
 #endif
 
 }  // namespace simcsepp::cpu::gemm_detail
