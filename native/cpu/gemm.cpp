@@ -582,7 +582,10 @@ void gemm_block(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64
     const int64_t npanels = (nc + NR - 1) / NR;
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc);
-      parallel_for(npanels, ways == 1 ? npanels : 8, [&](int64_t p0, int64_t p1) {
+      // Shared by `ways` threads: two chunks of panels each (a fixed 8 panels per chunk left a 256-wide B block,
+      // mini's weight gradients, to one thread while the other waited).
+      const int64_t pack_grain = ways == 1 ? npanels : std::max<int64_t>(1, npanels / (2 * ways));
+      parallel_for(npanels, pack_grain, [&](int64_t p0, int64_t p1) {
         for (int64_t p = p0; p < p1; ++p)
           kr.pack_b_panel(B, pc, kc, jc + p * NR, std::min(NR, nc - p * NR), pb + p * NR * kc);
       });
