@@ -74,13 +74,22 @@ t.test('the bulk uniforms at unaligned starts and beyond 2^32 groups: the TypeSc
   const { dropout: dropoutOp } = await import('../lib/ops.js')
   const { Tensor } = await import('../lib/tensor.js')
   const rows = 3,
-    cols = 37,
     p = 0.5
   const seed = 0xfedc_ba98_7654n,
     offset = 5n
   // Row r draws elements (firstRow + r)*cols + c: firstRow = 2^32 + 1 puts them past 2^34 (the counter's
-  // high word in use) and starts every row at a different remainder mod 4 (cols = 37).
-  for (const firstRow of [0, 1, 3, 2 ** 32 + 1]) {
+  // high word in use) and starts every row at a different remainder mod 4 (cols = 37). Rows of 1000 run
+  // the 16-group vector path (AVX-512); with firstRow = 17179868, row 1's groups go from 2^32 - 46 to
+  // 2^32 + 204, so the counter's low word wraps inside a vector of 16 groups.
+  const cases: [number, number][] = [
+    [37, 0],
+    [37, 1],
+    [37, 3],
+    [37, 2 ** 32 + 1],
+    [1000, 5],
+    [1000, 17179868],
+  ]
+  for (const [cols, firstRow] of cases) {
     const x = Tensor.from(new Float32Array(rows * cols).fill(1), [rows, cols])
     const y = Tensor.zeros([rows, cols])
     dropoutOp(x, y, { p, seed, offset, firstRow })
@@ -90,7 +99,7 @@ t.test('the bulk uniforms at unaligned starts and beyond 2^32 groups: the TypeSc
       const index = (firstRow + Math.floor(e / cols)) * cols + (e % cols)
       if ((got[e] !== 0) !== uniformTs(seed, offset, index) >= p) mismatches++
     }
-    t.equal(mismatches, 0, `firstRow ${firstRow}: the TypeScript mask`)
+    t.equal(mismatches, 0, `${cols} columns, firstRow ${firstRow}: the TypeScript mask`)
   }
 })
 
