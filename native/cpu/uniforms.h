@@ -1,7 +1,7 @@
 // Dropout uniforms in bulk on the CPU: the values of dropout_uniform (native/common/philox.h) for a run of
-// consecutive element indices, bit for bit, computed a whole Philox group (4 indices) per loop iteration
-// 16 groups per iteration with AVX-512 where the CPU has it, else in a loop the compiler vectorises (cloned
-// for AVX-512, AVX2 and the baseline).
+// consecutive element indices, bit for bit, a whole Philox group (4 indices) at a time: 16 groups per
+// iteration with AVX-512 where the CPU has it, else in a loop the compiler vectorises (cloned for AVX-512,
+// AVX2 and the baseline).
 #pragma once
 #include <cstdint>
 
