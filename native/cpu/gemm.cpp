@@ -525,9 +525,12 @@ void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t i, in
 }
 
 // Runs the micro-kernel over the MR x NR tiles of a packed mc x kc A block and the B panels
-// [jp0, jp1) of a packed kc x nc B block; C points at the block's top-left element.
+// [jp0, jp1) of a packed kc x nc B block; C points at the block's top-left element, which is C[at.i0, at.j0]
+// of the whole C. at.ep (the last K block only): the epilogue on each row panel (MR rows x nc) as soon as it
+// is finished, while it is still in L2 (a whole mc x nc block of C does not fit there next to the packed B
+// block): MR long rows, the spans the prefetchers follow.
 void macro_kernel(const Kernel& kr, int64_t mc, int64_t nc, int64_t kc, const float* pa, const float* pb, int64_t jp0,
-                  int64_t jp1, float alpha, float beta, float* C, int64_t ldc) {
+                  int64_t jp1, float alpha, float beta, float* C, int64_t ldc, const EpilogueAt& at) {
   const int MR = kr.mr, NR = kr.nr;
   alignas(64) float tmp[32 * 32];  // largest MR x NR (AMX)
   for (int64_t i = 0; i < mc; i += MR) {
@@ -552,6 +555,10 @@ void macro_kernel(const Kernel& kr, int64_t mc, int64_t nc, int64_t kc, const fl
           }
         }
       }
+    }
+    if (at.ep) {
+      const int64_t j0 = jp0 * NR, j1 = std::min(nc, jp1 * NR);
+      apply_epilogue(*at.ep, C + i * ldc + j0, ldc, at.i0 + i, at.j0 + j0, mr, j1 - j0);
     }
   }
 }
@@ -595,10 +602,10 @@ void gemm_block(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64
         for (int64_t ic = b0 * MC; ic < std::min(M, b1 * MC); ic += MC) {
           const int64_t mc = std::min(MC, M - ic);
           kr.pack_a(A, ic, mc, pc, kc, pa);
-          macro_kernel(kr, mc, nc, kc, pa, pb, 0, npanels, alpha, pc == 0 ? beta : 1.0f, C + ic * ldc + jc, ldc);
-          // The epilogue on the finished block (mc x nc, in L2), row by row: long contiguous spans that the
-          // prefetchers follow (tile by tile, its side matrices' rows missed the cache 14 rows at a time).
-          if (at.ep && pc + kc == K) apply_epilogue(*at.ep, C + ic * ldc + jc, ldc, at.i0 + ic, at.j0 + jc, mc, nc);
+          // The epilogue only once the block's K sum is complete.
+          const EpilogueAt block_at{pc + kc == K ? at.ep : nullptr, at.i0 + ic, at.j0 + jc};
+          macro_kernel(kr, mc, nc, kc, pa, pb, 0, npanels, alpha, pc == 0 ? beta : 1.0f, C + ic * ldc + jc, ldc,
+                       block_at);
         }
       });
     }
