@@ -111,10 +111,19 @@ export function benchGemm(options: { shapes: GemmShape[]; seconds: number; bf16?
     const call = (side: number) =>
       addon.gemm(nativeOf(c, 'c'), nativeOf(a, 'a'), nativeOf(b, 'b'), ta, tb, 1, 0, side === 1, side === 2 ? 'bf16' : 'fp32')
     // Ours and the BLAS alternate, so that load from other processes hits both alike. Each timed call follows
-    // an untimed one of the same side: after the pause that lets OpenBLAS's threads sleep, this (virtual)
+    // untimed ones of the same side (warm): after the pause that lets OpenBLAS's threads sleep, this (virtual)
     // machine runs the first call up to several times slower (the cores wake from idle), and timing the side
     // that comes first after the pause cold would hand the other one that difference (measured: our GEMM at
     // 20-35 GFLOP/s per core cold against 120-140 warm at mini's shapes). Who goes first alternates too.
+    // Untimed calls for at least 50 ms: after the pause, this machine needs 10-30 ms of work to run at full
+    // speed again, more than one call of a short product (mini's 256-wide ones take 2-3 ms). Measured at
+    // 6144 x 256 x 256, ours after the pause, median GFLOP/s: 147 with 10 ms of untimed calls, 303-310 with
+    // 30-60 ms, 300-312 in a loop without pauses.
+    const warm = (side: number) => {
+      const t0 = performance.now()
+      do call(side)
+      while (performance.now() - t0 < 50)
+    }
     const times: number[][] = [[], [], []]
     const sides = [0, ...(info.systemBlas ? [1] : []), ...(options.bf16 ? [2] : [])]
     for (const side of sides) call(side)
@@ -122,7 +131,7 @@ export function benchGemm(options: { shapes: GemmShape[]; seconds: number; bf16?
     const start = performance.now()
     for (let round = 0; times[0].length < 3 || (performance.now() - start < options.seconds * 1000 && times[0].length < 25); round++)
       for (const side of round % 2 ? [...sides].reverse() : sides) {
-        call(side)
+        warm(side)
         const t0 = performance.now()
         call(side)
         times[side].push(performance.now() - t0)
