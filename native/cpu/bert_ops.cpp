@@ -195,6 +195,18 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void dropout_row(fl
   for (int64_t c = 0; c < C; ++c) o[c] = u[c] >= p ? v[c] * scale : 0.0f;
 }
 
+// r = dropout(y) + x (u null: y + x) over one row, cloned per instruction set like dropout_row (inside the
+// pool's lambda the loop got only the baseline's SSE2).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void dropout_residual_row(float* r, const float* y,
+                                                                                       const float* x, const float* u,
+                                                                                       float p, float scale,
+                                                                                       int64_t C) {
+  if (u)
+    for (int64_t c = 0; c < C; ++c) r[c] = (u[c] >= p ? y[c] * scale : 0.0f) + x[c];
+  else
+    for (int64_t c = 0; c < C; ++c) r[c] = y[c] + x[c];
+}
+
 }  // namespace
 
 // Row by row, each row in cache once: res = dropout(y) + x, then layer norm, with exactly the float
@@ -211,10 +223,7 @@ void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd
       const float* yr = y + r * C;
       const float* xr = x + r * C;
       float* rr = res + r * C;
-      if (rd.uniforms(r, C, u))
-        for (int64_t c = 0; c < C; ++c) rr[c] = (u[c] >= drop.p ? yr[c] * rd.scale : 0.0f) + xr[c];
-      else
-        for (int64_t c = 0; c < C; ++c) rr[c] = yr[c] + xr[c];
+      dropout_residual_row(rr, yr, xr, rd.uniforms(r, C, u) ? u : nullptr, drop.p, rd.scale, C);
       layernorm_row(out + r * C, mean + r, rstd + r, rr, weight, bias, C, eps);
     }
   });
