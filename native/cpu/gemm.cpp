@@ -9,12 +9,12 @@
 //         for ir over the MR panels of the A block       A micro-panel MR x KC (L1)
 //           for jr over the NR panels of the B block     B block KC x NC (L2)
 //             micro-kernel: MR x NR tile of C += A micro-panel * B micro-panel
-// Threads: C is cut into twice as many row (or column) rectangles as there are threads, and each
-// rectangle runs the loops above on its own packing buffers (sgemm_packed): one parallel_for per call.
-// When the rectangles would be thin (under 512 rows or columns: the weight gradients' small M and N and
-// long K), B is instead packed once per K block by all threads and the M blocks shared out
-// (gemm_block shared by all threads). Both use the same K blocks, so the result does not depend on the thread count.
-// Problems below ~64^3 multiply-adds skip packing entirely.
+// Threads: C is cut into twice as many row (or column) rectangles as there are threads (or, were those
+// under 512 rows or columns, as many as there are threads), and each rectangle runs the loops above on its
+// own packing buffers (sgemm_packed): one parallel_for per call. When even those would be thin (the weight
+// gradients' small M and N and long K), B is instead packed once per K block by all threads and the M
+// blocks shared out (gemm_block shared by all threads). Both use the same K blocks, so the result does not depend on
+// the thread count. Problems below ~64^3 multiply-adds skip packing entirely.
 //
 // Micro-kernels, picked once at run time:
 //   avx512: 14 x 32 (28 zmm accumulators)   x86 with AVX-512F
@@ -641,12 +641,15 @@ void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int
   // Rows of C when B (K x N) is the cheaper operand to re-pack, or when the columns are too few.
   const bool by_rows = (N <= M && mtiles >= parts) || ntiles < parts;
   const int64_t tiles = by_rows ? mtiles : ntiles;
-  const int64_t n_parts = std::min(parts, tiles);
   // A rectangle re-packs the other operand: one packed float per 2 * extent multiply-adds. Below 512 rows
   // (columns) per rectangle that costs more than synchronising on one shared packing (measured, mini's
-  // weight gradients: 256 x 256 x 6144 took twice the CPU time in rectangles).
-  // When they would be thin (the weight gradients: small M and N, long K), B is packed once per K block by
-  // all threads together instead, at the price of two fork-joins per K block.
+  // weight gradients: 256 x 256 x 6144 took twice the CPU time in rectangles). So: twice as many rectangles
+  // as threads where they are 512 wide or more; else one per thread where those are (mini's 1024 x 256 and
+  // 256 x 1024 weight gradients: 97-100 -> 110-123 and 92-93 -> 107-118 GFLOP per CPU-second against the
+  // shared packing, which costs two fork-joins per K block); else (small M and N, long K) B is packed once
+  // per K block by all threads together.
+  int64_t n_parts = std::min(parts, tiles);
+  if (n_parts > 1 && (by_rows ? M : N) / n_parts < 512) n_parts = std::min({threads, parts, tiles});
   if (n_parts > 1 && (by_rows ? M : N) / n_parts < 512) {
     gemm_block(kr, A, B, M, N, K, KC, threads, alpha, beta, C, ldc, at);
     return;
