@@ -59,6 +59,19 @@ t.test('disposing a model frees its parameters: create + dispose cycles stay bou
   )
 })
 
+t.test('a tensor of 32 MiB or more (2 MiB aligned, huge pages asked for) starts zeroed and keeps what is written', async (t) => {
+  const n = (40 * MB) / 4
+  const big = Tensor.zeros([n])
+  t.ok(
+    big.toFloat32Array().every((x) => x === 0),
+    'all 40 MiB read back as zeros',
+  )
+  big.fill(3)
+  const back = big.toFloat32Array()
+  t.same([back[0], back[n >> 1], back[n - 1]], [3, 3, 3], 'first, middle and last element as filled')
+  big.dispose()
+})
+
 t.test('disposing the owner frees the storage while a view is alive; the views refuse every use', async (t) => {
   const bytes = 64 * MB // zero-filled, so resident
   const m0 = addon.tensorMemory()
