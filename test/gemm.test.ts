@@ -58,8 +58,9 @@ function reference(p: Product): Float64Array {
 const products: Product[] = []
 for (const [m, n, k] of [
   [97, 65, 129], // partial tiles everywhere, one thread
-  [301, 33, 1025], // K over several blocks (beta applies to the first only); thin rows: B packed once, shared
-  [29, 517, 200], // thin columns: B packed once, shared
+  [301, 33, 1025], // K over several blocks (beta applies to the first only); one row rectangle per thread
+  [29, 517, 200], // one column rectangle per thread
+  [200, 200, 600], // rectangles would be under 128 wide: B packed once per K block by both threads, shared
   [2100, 40, 70], // rows of C in rectangles, one per thread at a time
   [20, 2100, 70], // columns of C in rectangles
   [1, 300, 300],

@@ -162,8 +162,9 @@ t.test('linear with the fused GELU: the unfused ops bit for bit, the float64 ref
   const nans = (shape: number[]) => T32(new Float32Array(shape[0] * shape[1]).fill(NaN), shape) // must not be read
   const dgelu = (x: number) => 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI)
   // The unpacked small path, tiles with edges, and K past one cache block (384) in the forward (C) and in the
-  // backward's input gradient (OC). 40 rows and 600 outputs (forward) or inputs (backward): on 2 threads the
-  // product is shared with its 19 B panels cut into one range per thread, the epilogue applied per range.
+  // backward's input gradient (OC). On 2 threads: 40 rows and 600 outputs (forward) or inputs (backward) are
+  // one column rectangle per thread, each with its epilogue; 200 x 200 outputs (forward: 200 x 600 -> 200)
+  // or inputs (backward: 200 x 200 -> 600) are shared, B packed by both threads per K block.
   for (const [R, C, OC] of [
     [3, 5, 7],
     [70, 33, 65],
@@ -171,6 +172,8 @@ t.test('linear with the fused GELU: the unfused ops bit for bit, the float64 ref
     [64, 40, 500],
     [40, 100, 600],
     [40, 600, 100],
+    [200, 600, 200],
+    [200, 200, 600],
   ])
     for (const precision of ['fp32', 'bf16'] as const) {
       const what = `${R}x${C}->${OC} ${precision}`

@@ -9,12 +9,12 @@
 //         for ir over the MR panels of the A block       A micro-panel MR x KC (L1)
 //           for jr over the NR panels of the B block     B block KC x NC (L2)
 //             micro-kernel: MR x NR tile of C += A micro-panel * B micro-panel
-// Threads: C is cut into twice as many row (or column) rectangles as there are threads (or, were those
-// under 512 rows or columns, as many as there are threads), and each rectangle runs the loops above on its
-// own packing buffers (sgemm_packed): one parallel_for per call. When even those would be thin (the weight
-// gradients' small M and N and long K), B is instead packed once per K block by all threads and the M
-// blocks shared out (gemm_block shared by all threads). Both use the same K blocks, so the result does not depend on
-// the thread count. Problems below ~64^3 multiply-adds skip packing entirely.
+// Threads: C is cut into twice as many row (or column) rectangles as there are threads (as many as there are
+// threads where those would be under 512 rows or columns, if they are 128 or more), and each rectangle runs the
+// loops above on its own packing buffers (sgemm_packed): one parallel_for per call. When even those would be
+// thin (the weight gradients' small M and N and long K), B is instead packed once per K block by all threads
+// and the M blocks shared out (gemm_block shared by all threads). Both use the same K blocks, so the result
+// does not depend on the thread count. Problems below ~64^3 multiply-adds skip packing entirely.
 //
 // Micro-kernels, picked once at run time:
 //   avx512: 14 x 32 (28 zmm accumulators)   x86 with AVX-512F
@@ -579,13 +579,8 @@ void gemm_block(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64
   // N blocks of (nearly) equal width, as the M blocks below.
   const int64_t nblocks = (N + kr.nc - 1) / kr.nc;
   const int64_t NC = round_up((N + nblocks - 1) / nblocks, NR);
-  // M blocks of (nearly) equal height, so that the last one is not a sliver. When threads share the product
-  // but its M makes fewer blocks than there are threads (mini's 256-row weight gradients: 19 row panels, which
-  // split 10 + 9) and B has 8 panels per thread or more, the M block is cut into `nsplit` ranges of B panels
-  // instead, each range a task that packs the A block itself (measured at 2 threads, 256 x 1024 x 6144:
-  // 206-209 -> 220-225 GFLOP/s; 256 x 256 x 6144, 8 panels, lost 3-5% to the extra packing and is left).
-  const int64_t nsplit = ways > 1 && (M + kr.mc - 1) / kr.mc < ways && N >= 8 * ways * NR ? ways : 1;
-  int64_t mblocks = nsplit > 1 ? 1 : round_up((M + kr.mc - 1) / kr.mc, ways);
+  // M blocks of (nearly) equal height, so that the last one is not a sliver.
+  int64_t mblocks = round_up((M + kr.mc - 1) / kr.mc, ways);
   const int64_t MC = std::max<int64_t>(MR, round_up((M + mblocks - 1) / mblocks, MR));
   mblocks = (M + MC - 1) / MC;
   float* pb = t_pack_b.get(static_cast<size_t>(KC) * NC);
@@ -601,17 +596,15 @@ void gemm_block(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64
         for (int64_t p = p0; p < p1; ++p)
           kr.pack_b_panel(B, pc, kc, jc + p * NR, std::min(NR, nc - p * NR), pb + p * NR * kc);
       });
-      // Task t: M block t / nsplit, B panels [jp0, jp1) of range t % nsplit.
-      parallel_for(mblocks * nsplit, ways == 1 ? mblocks : 1, [&](int64_t t0, int64_t t1) {
+      parallel_for(mblocks, ways == 1 ? mblocks : 1, [&](int64_t b0, int64_t b1) {
         if (kr.begin) kr.begin();
         float* pa = t_pack_a.get(static_cast<size_t>(MC) * kc);
-        for (int64_t t = t0; t < t1; ++t) {
-          const int64_t ic = t / nsplit * MC, mc = std::min(MC, M - ic), part = t % nsplit;
-          const int64_t jp0 = part * npanels / nsplit, jp1 = (part + 1) * npanels / nsplit;
+        for (int64_t ic = b0 * MC; ic < std::min(M, b1 * MC); ic += MC) {
+          const int64_t mc = std::min(MC, M - ic);
           kr.pack_a(A, ic, mc, pc, kc, pa);
           // The epilogue only once the block's K sum is complete.
           const EpilogueAt block_at{pc + kc == K ? at.ep : nullptr, at.i0 + ic, at.j0 + jc};
-          macro_kernel(kr, mc, nc, kc, pa, pb, jp0, jp1, alpha, pc == 0 ? beta : 1.0f, C + ic * ldc + jc, ldc,
+          macro_kernel(kr, mc, nc, kc, pa, pb, 0, npanels, alpha, pc == 0 ? beta : 1.0f, C + ic * ldc + jc, ldc,
                        block_at);
         }
       });
@@ -643,14 +636,15 @@ void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int
   const int64_t tiles = by_rows ? mtiles : ntiles;
   // A rectangle re-packs the other operand: one packed float per 2 * extent multiply-adds. Below 512 rows
   // (columns) per rectangle that costs more than synchronising on one shared packing (measured, mini's
-  // weight gradients: 256 x 256 x 6144 took twice the CPU time in rectangles). So: twice as many rectangles
-  // as threads where they are 512 wide or more; else one per thread where those are (mini's 1024 x 256 and
-  // 256 x 1024 weight gradients: 97-100 -> 110-123 and 92-93 -> 107-118 GFLOP per CPU-second against the
-  // shared packing, which costs two fork-joins per K block); else (small M and N, long K) B is packed once
-  // per K block by all threads together.
+  // weight gradients: 256 x 256 x 6144 took twice the CPU time in 4 rectangles of 64 columns). So: twice as
+  // many rectangles as threads where they are 512 wide or more; else one per thread where those are 128 wide
+  // or more (against the shared packing below, which costs two fork-joins per K block, mini's weight
+  // gradients at 2 threads, GFLOP per CPU-second: 1024 x 256 and 256 x 1024 97-100 -> 110-123 and
+  // 92-93 -> 107-118; 768 x 256 and 256 x 256 104-108 -> 115-119 and 100-102 -> 107-124); else (small M and
+  // N, long K) B is packed once per K block by all threads together.
   int64_t n_parts = std::min(parts, tiles);
   if (n_parts > 1 && (by_rows ? M : N) / n_parts < 512) n_parts = std::min({threads, parts, tiles});
-  if (n_parts > 1 && (by_rows ? M : N) / n_parts < 512) {
+  if (n_parts > 1 && (by_rows ? M : N) / n_parts < 128) {
     gemm_block(kr, A, B, M, N, K, KC, threads, alpha, beta, C, ldc, at);
     return;
   }
