@@ -4,6 +4,9 @@
 // Row-major products through a column-major library: a row-major X[m, n] is the column-major X^T, so
 // C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T with B as the first operand: m' = N, n' = M, k' = K.
 // The bias epilogue adds a vector over the rows of C^T, i.e. one value per column of C.
+// Three kinds of product (Kind): fp32; fp32 operands with bf16 tensor-core math (COMPUTE_32F_FAST_16BF); bf16
+// operands (the linear layers' bf16 copies, bf16_copy.cuh) with fp32 C, D, bias and sums. Each kind is
+// self-checked on its own, and a kind that fails is left to the kernels without turning off the others.
 // Nothing here has run on a GPU yet: the self-check in probe() compares cuBLASLt with the kernels on
 // products with every transpose and odd sizes, and turns cuBLASLt off when they disagree.
 #include <dlfcn.h>
@@ -16,6 +19,7 @@
 #include <tuple>
 #include <vector>
 
+#include "bf16_copy.cuh"
 #include "cublaslt.cuh"
 #include "gemm_bf16.cuh"
 #include "tile_gemm.cuh"
@@ -43,6 +47,7 @@ struct HeuristicResult {
 constexpr int kComputeF32 = 68;          // CUBLAS_COMPUTE_32F
 constexpr int kComputeF32Fast16BF = 75;  // CUBLAS_COMPUTE_32F_FAST_16BF
 constexpr int kR32F = 0;                 // CUDA_R_32F
+constexpr int kR16BF = 14;               // CUDA_R_16BF
 constexpr int kOpN = 0, kOpT = 1;        // CUBLAS_OP_N, CUBLAS_OP_T
 constexpr int kDescTransA = 3;           // CUBLASLT_MATMUL_DESC_TRANSA
 constexpr int kDescTransB = 4;           // CUBLASLT_MATMUL_DESC_TRANSB
@@ -78,9 +83,15 @@ struct Plan {
 };
 using PlanKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int>;
 
+// The product's operand types and math.
+enum class Kind : int { kFp32 = 0, kFp32FastBf16 = 1, kBf16 = 2 };
+constexpr int kKinds = 3;
+const char* const kKindNames[kKinds] = {"fp32", "fp32 operands with bf16 math", "bf16 operands"};
+Kind kind_of(Precision p) { return p == Precision::kBf16 ? Kind::kFp32FastBf16 : Kind::kFp32; }
+
 struct Library {
   std::mutex mu;
-  bool active = false;
+  bool active[kKinds] = {};  // per Kind: loaded, and its self-check passed
   std::string description;
   Api api{};
   Handle handle = nullptr;
@@ -163,9 +174,10 @@ Plan& plan_for(Library& L, const PlanKey& key) {
   auto it = L.plans.find(key);
   if (it != L.plans.end()) return it->second;
   Plan& p = L.plans[key];
-  const auto [transA, transB, M, N, K, lda, ldb, ldc, bias, precision] = key;
+  const auto [transA, transB, M, N, K, lda, ldb, ldc, bias, kind] = key;
   const Api& api = L.api;
-  const int compute = precision == static_cast<int>(Precision::kBf16) ? kComputeF32Fast16BF : kComputeF32;
+  const int compute = kind == static_cast<int>(Kind::kFp32FastBf16) ? kComputeF32Fast16BF : kComputeF32;
+  const int operandType = kind == static_cast<int>(Kind::kBf16) ? kR16BF : kR32F;
   if (api.descCreate(&p.desc, compute, kR32F) != 0) return p;
   // First operand: B (op(B)^T); second: A (op(A)^T); see the header comment.
   const int opFirst = transB ? kOpT : kOpN, opSecond = transA ? kOpT : kOpN;
@@ -175,8 +187,8 @@ Plan& plan_for(Library& L, const PlanKey& key) {
       api.descSet(p.desc, kDescEpilogue, &epilogue, sizeof(epilogue)) != 0)
     return p;
   // Column-major shapes: first operand [N, K] (or [K, N] stored), second [K, M] (or [M, K]), C^T [N, M].
-  if (api.layoutCreate(&p.a, kR32F, transB ? K : N, transB ? N : K, ldb) != 0 ||
-      api.layoutCreate(&p.b, kR32F, transA ? M : K, transA ? K : M, lda) != 0 ||
+  if (api.layoutCreate(&p.a, operandType, transB ? K : N, transB ? N : K, ldb) != 0 ||
+      api.layoutCreate(&p.b, operandType, transA ? M : K, transA ? K : M, lda) != 0 ||
       api.layoutCreate(&p.c, kR32F, N, M, ldc) != 0)
     return p;
   Preference pref = nullptr;
@@ -193,10 +205,11 @@ Plan& plan_for(Library& L, const PlanKey& key) {
   return p;
 }
 
-bool run(Library& L, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-         int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias,
-         Precision precision, cudaStream_t stream) {
-  const PlanKey key{transA, transB, M, N, K, lda, ldb, ldc, bias != nullptr, static_cast<int>(precision)};
+// A and B are float (kFp32, kFp32FastBf16) or __nv_bfloat16 (kBf16).
+bool run(Library& L, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
+         const void* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias, Kind kind,
+         cudaStream_t stream) {
+  const PlanKey key{transA, transB, M, N, K, lda, ldb, ldc, bias != nullptr, static_cast<int>(kind)};
   Plan& p = plan_for(L, key);
   if (!p.ok) return false;
   if (bias != nullptr && L.api.descSet(p.desc, kDescBiasPointer, &bias, sizeof(bias)) != 0) return false;
@@ -204,18 +217,21 @@ bool run(Library& L, bool transA, bool transB, int64_t M, int64_t N, int64_t K, 
                       kWorkspaceBytes, stream) == 0;
 }
 
-// The kernels' result for the self-check.
-void kernel_gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                 int64_t ldb, float* C, int64_t ldc, const float* bias, Precision precision) {
+// The kernels' result for the self-check (A16, B16: the bf16 copies of A and B, for Kind::kBf16).
+void kernel_gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, const __nv_bfloat16* A16,
+                 int64_t lda, const float* B, const __nv_bfloat16* B16, int64_t ldb, float* C, int64_t ldc,
+                 const float* bias, Kind kind) {
   const char* what = "self-check of cuBLASLt";
-  const bool bf16 = precision == Precision::kBf16;
-#define SIMCSEPP_LT_CASE(TA, TB)                                                                            \
-  if (transA == TA && transB == TB) {                                                                       \
-    if (bf16)                                                                                               \
-      bf16gemm::gemm<TA, TB>(M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, what, detail::op_stream(), bias); \
-    else                                                                                                    \
-      tile::sgemm<TA, TB>(M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, what, detail::op_stream(), bias);    \
-    return;                                                                                                 \
+  const cudaStream_t s = detail::op_stream();
+#define SIMCSEPP_LT_CASE(TA, TB)                                                              \
+  if (transA == TA && transB == TB) {                                                         \
+    if (kind == Kind::kBf16)                                                                  \
+      bf16gemm::gemm<TA, TB>(M, N, K, 1.0f, A16, lda, B16, ldb, 0.0f, C, ldc, what, s, bias); \
+    else if (kind == Kind::kFp32FastBf16)                                                     \
+      bf16gemm::gemm<TA, TB>(M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, what, s, bias);     \
+    else                                                                                      \
+      tile::sgemm<TA, TB>(M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, what, s, bias);        \
+    return;                                                                                   \
   }
   SIMCSEPP_LT_CASE(false, false)
   SIMCSEPP_LT_CASE(false, true)
@@ -224,9 +240,9 @@ void kernel_gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, cons
 #undef SIMCSEPP_LT_CASE
 }
 
-// Compares cuBLASLt with the kernels on every transpose combination, with and without bias, in fp32 and
-// bf16, at odd sizes. Returns "" when they agree, else what differed.
-std::string self_check(Library& L) {
+// Compares cuBLASLt with the kernels for one Kind on every transpose combination, with and without bias, at
+// odd sizes. Returns "" when they agree, else what differed.
+std::string self_check(Library& L, Kind kind) {
   const int64_t M = 67, N = 45, K = 33;
   std::vector<float> host(static_cast<size_t>(2 * 67 * 67 + 67));
   uint32_t s = 12345;
@@ -235,7 +251,8 @@ std::string self_check(Library& L) {
     v = static_cast<float>(s >> 8) / 16777216.0f - 0.5f;
   }
   const size_t bytes = host.size() * sizeof(float);
-  float* buf = static_cast<float*>(malloc_device(bytes + 2 * M * N * sizeof(float)));
+  const size_t operands = 2 * 67 * 67;
+  float* buf = static_cast<float*>(malloc_device(bytes + 2 * M * N * sizeof(float) + operands * 2));
   std::string problem;
   try {
     copy_to_device(buf, host.data(), bytes);
@@ -244,32 +261,37 @@ std::string self_check(Library& L) {
     const float* bias = buf + 2 * 67 * 67;
     float* C1 = buf + host.size();
     float* C2 = C1 + M * N;
+    auto* A16 = reinterpret_cast<__nv_bfloat16*>(C2 + M * N);
+    __nv_bfloat16* B16 = A16 + 67 * 67;
+    const bf16copy::Segment copies[2] = {{A, A16, 67 * 67}, {B, B16, 67 * 67}};
+    bf16copy::convert(copies, 2, detail::op_stream());
     std::vector<float> r1(static_cast<size_t>(M * N)), r2(static_cast<size_t>(M * N));
-    for (int precision = 0; precision < 2 && problem.empty(); ++precision)
-      for (int t = 0; t < 8 && problem.empty(); ++t) {
-        const bool tA = (t & 1) != 0, tB = (t & 2) != 0, withBias = (t & 4) != 0;
-        const int64_t lda = tA ? M : K, ldb = tB ? K : N;
-        const Precision pr = precision == 0 ? Precision::kFp32 : Precision::kBf16;
-        kernel_gemm(tA, tB, M, N, K, A, lda, B, ldb, C1, N, withBias ? bias : nullptr, pr);
-        if (!run(L, tA, tB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C2, N, withBias ? bias : nullptr, pr,
-                 detail::op_stream())) {
-          problem = "a cuBLASLt call failed";
-          break;
-        }
-        copy_to_host(r1.data(), C1, r1.size() * sizeof(float));
-        copy_to_host(r2.data(), C2, r2.size() * sizeof(float));
-        double num = 0, den = 0;
-        for (size_t i = 0; i < r1.size(); ++i) {
-          num = std::fmax(num, std::fabs(static_cast<double>(r1[i]) - r2[i]));
-          den = std::fmax(den, std::fabs(static_cast<double>(r1[i])));
-        }
-        // fp32: summation order only; bf16: the library may round the operands differently.
-        const double tol = precision == 0 ? 1e-5 : 2e-2;
-        if (!(num <= tol * den))
-          problem = std::string("cuBLASLt and the kernels disagree (") + (precision ? "bf16" : "fp32") +
-                    (tA ? ", A^T" : "") + (tB ? ", B^T" : "") + (withBias ? ", bias" : "") + "): max difference " +
-                    std::to_string(num / den) + " relative";
+    for (int t = 0; t < 8 && problem.empty(); ++t) {
+      const bool tA = (t & 1) != 0, tB = (t & 2) != 0, withBias = (t & 4) != 0;
+      const int64_t lda = tA ? M : K, ldb = tB ? K : N;
+      const bool b16 = kind == Kind::kBf16;
+      kernel_gemm(tA, tB, M, N, K, A, A16, lda, B, B16, ldb, C1, N, withBias ? bias : nullptr, kind);
+      if (!run(L, tA, tB, M, N, K, 1.0f, b16 ? static_cast<const void*>(A16) : A, lda,
+               b16 ? static_cast<const void*>(B16) : B, ldb, 0.0f, C2, N, withBias ? bias : nullptr, kind,
+               detail::op_stream())) {
+        problem = "a cuBLASLt call failed";
+        break;
       }
+      copy_to_host(r1.data(), C1, r1.size() * sizeof(float));
+      copy_to_host(r2.data(), C2, r2.size() * sizeof(float));
+      double num = 0, den = 0;
+      for (size_t i = 0; i < r1.size(); ++i) {
+        num = std::fmax(num, std::fabs(static_cast<double>(r1[i]) - r2[i]));
+        den = std::fmax(den, std::fabs(static_cast<double>(r1[i])));
+      }
+      // fp32 and bf16 operands: summation order only (a product of two bf16 values is exact in fp32);
+      // fp32 operands with bf16 math: the library may round the operands differently.
+      const double tol = kind == Kind::kFp32FastBf16 ? 2e-2 : 1e-5;
+      if (!(num <= tol * den))
+        problem = std::string("cuBLASLt and the kernels disagree (") + kKindNames[static_cast<int>(kind)] +
+                  (tA ? ", A^T" : "") + (tB ? ", B^T" : "") + (withBias ? ", bias" : "") + "): max difference " +
+                  std::to_string(num / den) + " relative";
+    }
   } catch (const std::exception& e) {
     problem = std::string("the self-check failed: ") + e.what();
   }
@@ -307,14 +329,19 @@ void probe(Library& L) {
     L.description = std::string("simcsepp kernels (no memory for cuBLASLt's workspace: ") + e.what() + ")";
     return;
   }
-  const std::string problem = self_check(L);
   const std::string name = "cuBLASLt " + std::to_string(L.api.getVersion()) + " (" + path + ")";
-  if (!problem.empty()) {
-    L.description = "simcsepp kernels (" + name + " not used: " + problem + ")";
-    return;
+  std::string problems;  // the kinds left to the kernels, and why
+  for (int k = 0; k < kKinds; ++k) {
+    const std::string problem = self_check(L, static_cast<Kind>(k));
+    L.active[k] = problem.empty();
+    if (!problem.empty()) problems += std::string(problems.empty() ? "" : "; ") + kKindNames[k] + ": " + problem;
   }
-  L.active = true;
-  L.description = name;
+  if (!L.active[0] && !L.active[1] && !L.active[2])
+    L.description = "simcsepp kernels (" + name + " not used: " + problems + ")";
+  else if (!problems.empty())
+    L.description = name + ", simcsepp kernels for what it got wrong (" + problems + ")";
+  else
+    L.description = name;
 }
 
 Library& probed() {
@@ -345,9 +372,19 @@ bool gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
           const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias, Precision precision,
           cudaStream_t stream) {
   Library& L = probed();
-  if (!L.active || M <= 0 || N <= 0 || K <= 0) return false;
+  const Kind kind = kind_of(precision);
+  if (!L.active[static_cast<int>(kind)] || M <= 0 || N <= 0 || K <= 0) return false;
   std::lock_guard<std::mutex> lock(L.mu);
-  return run(L, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, precision, stream);
+  return run(L, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, kind, stream);
+}
+
+bool gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const __nv_bfloat16* A,
+               int64_t lda, const __nv_bfloat16* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias,
+               cudaStream_t stream) {
+  Library& L = probed();
+  if (!L.active[static_cast<int>(Kind::kBf16)] || M <= 0 || N <= 0 || K <= 0) return false;
+  std::lock_guard<std::mutex> lock(L.mu);
+  return run(L, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, Kind::kBf16, stream);
 }
 
 }  // namespace simcsepp::cuda::lt

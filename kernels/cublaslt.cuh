@@ -2,9 +2,12 @@
 // needs only nvcc and the CUDA runtime), else simcsepp's own kernels (tile_gemm.cuh for fp32,
 // gemm_bf16.cuh for bf16). Probed once, at the first product or cudaStatus(): the library is searched
 // (SIMCSEPP_CUBLASLT, the loader path, the CUDA toolkit, Python's nvidia-cublas wheels), then checked
-// against the kernels on a few odd-sized products; a library that is missing, fails, or computes something
-// else is not used, and cudaStatus().gemm says why. SIMCSEPP_GEMM=kernels skips cuBLASLt.
+// against the kernels on a few odd-sized products, for each kind of product (fp32; fp32 operands with bf16
+// math; bf16 operands): a library that is missing or fails to start is not used, one that gets a kind wrong is
+// not used for that kind, and cudaStatus().gemm says why. SIMCSEPP_GEMM=kernels skips cuBLASLt.
 #pragma once
+#include <cuda_bf16.h>
+
 #include <cstdint>
 #include <string>
 
@@ -23,5 +26,10 @@ const std::string& gemm_library();
 bool gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
           const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias, Precision precision,
           cudaStream_t stream);
+
+// The same with bf16 operands (the linear layers' bf16 copies, bf16_copy.cuh): C, bias and the sums fp32.
+bool gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const __nv_bfloat16* A,
+               int64_t lda, const __nv_bfloat16* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias,
+               cudaStream_t stream);
 
 }  // namespace simcsepp::cuda::lt

@@ -8,8 +8,11 @@
 //                     beta == 1 launches nothing); beta == 0 never reads C.
 //   linear_forward:   out[R, OC] = inp[R, C] W[OC, C]^T + bias   sgemm_kernel<false, true>, the bias added in
 //                                                                  its epilogue (acc + bias, as the CPU's beta = 1)
-//   (at Precision::kBf16 the three products of the linear layer run on gemm_bf16_kernel instead:
-//    gemm_bf16.cuh, operands rounded to bf16, tensor cores, fp32 sums; the bias is still fp32)
+//   (at Precision::kBf16 the three products of the linear layer take bf16 operands: bf16_copy.cuh rounds inp,
+//    W and dout into bf16 copies in the op workspace, one launch per op, and the products run on cuBLASLt's
+//    bf16 x bf16 -> fp32 kernels or on gemm_bf16_kernel (gemm_bf16.cuh: tensor cores, fp32 sums); the bias
+//    stays fp32. SIMCSEPP_BF16_OPERANDS=fp32 instead hands the fp32 operands to the GEMM, which rounds them
+//    as it reads them: the same bits on the kernels)
 //                     geluOut = GELU(out): elementwise.cu's gelu_forward after the product (not yet an epilogue:
 //                     cuBLASLt's GELU epilogue is the tanh approximation, not the exact GELU of the op set)
 //   linear_backward:  dinp (= or +=) dout W                       sgemm_kernel<false, false> (beta 0 or 1)
@@ -20,6 +23,9 @@
 // coalesced 128-byte segment; warp w sums rows w, w + 8, w + 16, ... in double, then lane c of warp 0 adds
 // the 8 partials in warp order and adds the sum into dbias[c]. Every order is fixed: no atomics, the same
 // bits on every run.
+#include <mutex>
+
+#include "bf16_copy.cuh"
 #include "cublaslt.cuh"
 #include "cuda_check.cuh"
 #include "gemm_bf16.cuh"
@@ -83,11 +89,71 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
   finish(detail::op_stream());
 }
 
+namespace {
+
+// linear_forward at Precision::kBf16 on bf16 copies of inp and weight (caller checked R, C, OC > 0).
+void linear_forward_bf16_copies(float* out, const float* inp, const float* weight, const float* bias, int64_t R,
+                                int64_t C, int64_t OC, cudaStream_t stream) {
+  detail::Workspace& ws = detail::workspace();
+  std::lock_guard<std::mutex> lock(ws.mu);  // the copies live in the workspace until the product is queued
+  const auto carve = [&](char* base, __nv_bfloat16*& inp16, __nv_bfloat16*& w16) {
+    detail::Carver c(base);
+    inp16 = c.take<__nv_bfloat16>(static_cast<size_t>(R * C));
+    w16 = c.take<__nv_bfloat16>(static_cast<size_t>(OC * C));
+    return c.used();
+  };
+  __nv_bfloat16 *inp16 = nullptr, *w16 = nullptr;
+  carve(static_cast<char*>(ws.reserve(carve(nullptr, inp16, w16))), inp16, w16);
+  const bf16copy::Segment copies[2] = {{inp, inp16, R * C}, {weight, w16, OC * C}};
+  bf16copy::convert(copies, 2, stream);
+  if (!lt::gemm_bf16(false, true, R, OC, C, 1.0f, inp16, C, w16, C, 0.0f, out, OC, bias, stream))
+    bf16gemm::gemm<false, true>(R, OC, C, 1.0f, inp16, C, w16, C, 0.0f, out, OC,
+                                "gemm_bf16_kernel (linear out = inp W^T + b, bf16 copies)", stream, bias);
+}
+
+// linear_backward's two products at Precision::kBf16 on bf16 copies of dout (one, for both), weight and inp
+// (caller checked R, C, OC > 0).
+void linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                                 int64_t R, int64_t C, int64_t OC, bool accumulateInput, cudaStream_t stream) {
+  const bool wantDinp = dinp != nullptr, wantDweight = dweight != nullptr;
+  if (!wantDinp && !wantDweight) return;
+  detail::Workspace& ws = detail::workspace();
+  std::lock_guard<std::mutex> lock(ws.mu);
+  const auto carve = [&](char* base, __nv_bfloat16*& dout16, __nv_bfloat16*& w16, __nv_bfloat16*& inp16) {
+    detail::Carver c(base);
+    dout16 = c.take<__nv_bfloat16>(static_cast<size_t>(R * OC));
+    w16 = wantDinp ? c.take<__nv_bfloat16>(static_cast<size_t>(OC * C)) : nullptr;
+    inp16 = wantDweight ? c.take<__nv_bfloat16>(static_cast<size_t>(R * C)) : nullptr;
+    return c.used();
+  };
+  __nv_bfloat16 *dout16 = nullptr, *w16 = nullptr, *inp16 = nullptr;
+  carve(static_cast<char*>(ws.reserve(carve(nullptr, dout16, w16, inp16))), dout16, w16, inp16);
+  const bf16copy::Segment copies[3] = {
+      {dout, dout16, R * OC}, {weight, w16, wantDinp ? OC * C : 0}, {inp, inp16, wantDweight ? R * C : 0}};
+  bf16copy::convert(copies, 3, stream);
+  const float beta = accumulateInput ? 1.0f : 0.0f;
+  if (wantDinp && !lt::gemm_bf16(false, false, R, C, OC, 1.0f, dout16, OC, w16, C, beta, dinp, C, nullptr, stream))
+    bf16gemm::gemm<false, false>(R, C, OC, 1.0f, dout16, OC, w16, C, beta, dinp, C,
+                                 "gemm_bf16_kernel (linear dinp = dout W, bf16 copies)", stream);
+  if (wantDweight &&
+      !lt::gemm_bf16(true, false, OC, C, R, 1.0f, dout16, OC, inp16, C, 1.0f, dweight, C, nullptr, stream))
+    bf16gemm::gemm<true, false>(OC, C, R, 1.0f, dout16, OC, inp16, C, 1.0f, dweight, C,
+                                "gemm_bf16_kernel (linear dweight += dout^T inp, bf16 copies)", stream);
+}
+
+bool use_bf16_copies(Precision precision) {
+  return precision == Precision::kBf16 && bf16copy::operands() == bf16copy::Operands::kCopies;
+}
+
+}  // namespace
+
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
                     int64_t OC, Precision precision, float* geluOut) {
   require();
-  if (C > 0 &&
-      lt::gemm(false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, bias, precision, detail::op_stream())) {
+  if (R > 0 && C > 0 && OC > 0 && use_bf16_copies(precision)) {
+    linear_forward_bf16_copies(out, inp, weight, bias, R, C, OC, detail::op_stream());
+  } else if (C > 0 && lt::gemm(false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, bias, precision,
+                               detail::op_stream())) {
     // cuBLASLt (cublaslt.cuh)
   } else if (precision == Precision::kBf16)
     bf16gemm::gemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC,
@@ -105,28 +171,32 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   require();
   const cudaStream_t stream = detail::op_stream();
   const bool bf16 = precision == Precision::kBf16;
-  if (dinp != nullptr && OC > 0 &&
-      lt::gemm(false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C, nullptr,
-               precision, stream)) {
-    // cuBLASLt
-  } else if (dinp != nullptr) {
-    if (bf16)
-      bf16gemm::gemm<false, false>(R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C,
-                                   "gemm_bf16_kernel (linear dinp = dout W)", stream);
-    else
-      tile::sgemm<false, false>(R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C,
-                                "sgemm_kernel (linear dinp = dout W)", stream);
-  }
-  if (dweight != nullptr && R > 0 &&
-      lt::gemm(true, false, OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C, nullptr, precision, stream)) {
-    // cuBLASLt
-  } else if (dweight != nullptr && R > 0) {
-    if (bf16)
-      bf16gemm::gemm<true, false>(OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C,
-                                  "gemm_bf16_kernel (linear dweight += dout^T inp)", stream);
-    else
-      tile::sgemm<true, false>(OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C,
-                               "sgemm_kernel (linear dweight += dout^T inp)", stream);
+  if (R > 0 && C > 0 && OC > 0 && use_bf16_copies(precision)) {
+    linear_backward_bf16_copies(dinp, dweight, dout, inp, weight, R, C, OC, accumulateInput, stream);
+  } else {
+    if (dinp != nullptr && OC > 0 &&
+        lt::gemm(false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C, nullptr,
+                 precision, stream)) {
+      // cuBLASLt
+    } else if (dinp != nullptr) {
+      if (bf16)
+        bf16gemm::gemm<false, false>(R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C,
+                                     "gemm_bf16_kernel (linear dinp = dout W)", stream);
+      else
+        tile::sgemm<false, false>(R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C,
+                                  "sgemm_kernel (linear dinp = dout W)", stream);
+    }
+    if (dweight != nullptr && R > 0 &&
+        lt::gemm(true, false, OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C, nullptr, precision, stream)) {
+      // cuBLASLt
+    } else if (dweight != nullptr && R > 0) {
+      if (bf16)
+        bf16gemm::gemm<true, false>(OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C,
+                                    "gemm_bf16_kernel (linear dweight += dout^T inp)", stream);
+      else
+        tile::sgemm<true, false>(OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C,
+                                 "sgemm_kernel (linear dweight += dout^T inp)", stream);
+    }
   }
   if (dbias != nullptr && R > 0 && OC > 0)
     launch("column_sum_add_kernel", column_sum_add_kernel, dim3(static_cast<unsigned>((OC + 31) / 32)), kSumWarps * 32,

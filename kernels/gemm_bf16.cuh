@@ -1,11 +1,14 @@
-// The tensor-core GEMM of the CUDA backend's bf16 path: fp32 operands in global memory are rounded to
-// bfloat16 (round to nearest even) as they are staged, multiplied on the tensor cores through the WMMA
-// API (so the host emulator runs it too), and accumulated in fp32.
+// The tensor-core GEMM of the CUDA backend's bf16 path: operands in global memory, either bf16 already (the
+// linear layers' bf16 copies, bf16_copy.cuh) or fp32 rounded to bfloat16 (round to nearest even) as they are
+// staged, multiplied on the tensor cores through the WMMA API (so the host emulator runs it too), and
+// accumulated in fp32. Both operand types give the same bits: the rounding is the same, only where it happens
+// differs.
 //
 // Formula: C = alpha op(A) op(B) + bias + beta C (bias per column, optional), row-major, with the same operand
 // conventions as tile::sgemm (kernels/tile_gemm.cuh): op(A) [M, K], op(B) [K, N], transA: A stored [K, M], transB: B
 // stored [N, K]; beta == 0 never reads C. Rounding each input to bf16 (8 significant bits) makes the result differ from
 // fp32 by ~2^-8 relative per product; the sum itself is fp32.
+// Operand types TA, TB: float or __nv_bfloat16, each independently.
 // Tiling: a block of 128 threads (4 warps) computes a 64 x 64 tile of C; warp w owns the 32 x 32 quarter
 // (w / 2, w % 2) as 2 x 2 wmma m16n16k16 accumulators. K advances 32 at a time: the block stages op(A)
 // [64 x 32] and op(B) [32 x 64] as bf16 in shared memory (rows padded by 8 elements, 16 bytes, as WMMA
@@ -35,10 +38,14 @@ struct Smem {
   float Cs[kTile][kPadC];          // accumulators for the epilogue
 };
 
-template <bool kTransA, bool kTransB>
+// An operand element as bf16: fp32 rounded to nearest even, bf16 as it is.
+__device__ __forceinline__ __nv_bfloat16 as_bf16(float v) { return __float2bfloat16(v); }
+__device__ __forceinline__ __nv_bfloat16 as_bf16(__nv_bfloat16 v) { return v; }
+
+template <bool kTransA, bool kTransB, class TA, class TB>
 __global__ void __launch_bounds__(kThreads)
-    gemm_bf16_kernel(int64_t M, int64_t N, int64_t K, float alpha, const float* __restrict__ A, int64_t lda,
-                     const float* __restrict__ B, int64_t ldb, float beta, float* __restrict__ C, int64_t ldc,
+    gemm_bf16_kernel(int64_t M, int64_t N, int64_t K, float alpha, const TA* __restrict__ A, int64_t lda,
+                     const TB* __restrict__ B, int64_t ldb, float beta, float* __restrict__ C, int64_t ldc,
                      const float* __restrict__ bias) {
   using namespace nvcuda;
   __shared__ __align__(32) Smem sm;
@@ -53,16 +60,16 @@ __global__ void __launch_bounds__(kThreads)
     for (int e = tid; e < kTile * kK; e += kThreads) {
       const int i = e / kK, k = e % kK;
       const int64_t gm = m0 + i, gk = k0 + k;
-      float v = 0.0f;
-      if (gm < M && gk < K) v = kTransA ? A[gk * lda + gm] : A[gm * lda + gk];
-      sm.As[i][k] = __float2bfloat16(v);
+      __nv_bfloat16 v = __float2bfloat16(0.0f);
+      if (gm < M && gk < K) v = as_bf16(kTransA ? A[gk * lda + gm] : A[gm * lda + gk]);
+      sm.As[i][k] = v;
     }
     for (int e = tid; e < kK * kTile; e += kThreads) {
       const int k = e / kTile, j = e % kTile;
       const int64_t gk = k0 + k, gn = n0 + j;
-      float v = 0.0f;
-      if (gk < K && gn < N) v = kTransB ? B[gn * ldb + gk] : B[gk * ldb + gn];
-      sm.Bs[k][j] = __float2bfloat16(v);
+      __nv_bfloat16 v = __float2bfloat16(0.0f);
+      if (gk < K && gn < N) v = as_bf16(kTransB ? B[gn * ldb + gk] : B[gk * ldb + gn]);
+      sm.Bs[k][j] = v;
     }
     __syncthreads();
     for (int kk = 0; kk < kK; kk += 16) {
@@ -90,16 +97,16 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Launches gemm_bf16_kernel on `stream` (arguments as tile::sgemm; `what` names the product in errors;
-// `bias`, when given, is added per column of C in the epilogue).
-template <bool kTransA, bool kTransB>
-void gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-          float beta, float* C, int64_t ldc, const char* what, cudaStream_t stream, const float* bias = nullptr) {
+// `bias`, when given, is added per column of C in the epilogue). TA, TB: float or __nv_bfloat16.
+template <bool kTransA, bool kTransB, class TA, class TB>
+void gemm(int64_t M, int64_t N, int64_t K, float alpha, const TA* A, int64_t lda, const TB* B, int64_t ldb, float beta,
+          float* C, int64_t ldc, const char* what, cudaStream_t stream, const float* bias = nullptr) {
   const int64_t gx = (M + kTile - 1) / kTile, gy = (N + kTile - 1) / kTile;
   if (gy > 65535)
     throw CudaError(std::string("launch of ") + what + ": " + std::to_string(N) +
                     " output columns exceed the grid limit");
-  launch(what, gemm_bf16_kernel<kTransA, kTransB>, dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), kThreads,
-         0, stream, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
+  launch(what, gemm_bf16_kernel<kTransA, kTransB, TA, TB>, dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)),
+         kThreads, 0, stream, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
 }
 
 }  // namespace simcsepp::cuda::bf16gemm

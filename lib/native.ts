@@ -53,6 +53,11 @@ export interface CudaStatus {
    * time and checked against the kernels), or "simcsepp kernels (<why not cuBLASLt>)".
    */
   gemm?: string
+  /**
+   * What the bf16 products of the linear layers read, when available: "bf16 copies (...)" (the operands rounded
+   * once into bf16 copies, the default) or "fp32, rounded to bf16 inside the GEMM (SIMCSEPP_BF16_OPERANDS=fp32)".
+   */
+  bf16Operands?: string
   /** Device 0's memory when available (cudaMemGetInfo at the time of the call). */
   memory?: { freeBytes: number; totalBytes: number }
 }

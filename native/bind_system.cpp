@@ -35,6 +35,7 @@ Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
     } catch (const std::exception& e) {
       o.Set("gemm", std::string("unknown (") + e.what() + ")");
     }
+    o.Set("bf16Operands", cuda::bf16_operands());
     try {
       Napi::Object memory = Napi::Object::New(env);
       memory.Set("freeBytes", static_cast<double>(cuda::free_device_memory()));

@@ -45,6 +45,9 @@ size_t total_device_memory();
 // The library the matrix products run on: "cuBLASLt <version> (<path>)", or "simcsepp kernels (<why>)"
 // (kernels/cublaslt.cuh). Probes once; call only when status().available.
 const std::string& gemm_library();
+// What the bf16 products read: "bf16 copies (...)" or "fp32, rounded to bf16 inside the GEMM (...)"
+// (kernels/bf16_copy.cuh; SIMCSEPP_BF16_OPERANDS, read at each call).
+std::string bf16_operands();
 
 // Step graphs (kernels/graph_capture.cu): the ops a training step launches, captured once per padded
 // batch shape and replayed. A session binds the step's small host arrays (ids, mask, keepRows: what the

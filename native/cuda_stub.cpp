@@ -32,6 +32,7 @@ const std::string& gemm_library() {
   static const std::string none = "none (this build has no CUDA kernels)";
   return none;
 }
+std::string bf16_operands() { return "none (this build has no CUDA kernels)"; }
 void* malloc_device(size_t) { not_compiled(); }
 void free_device(void*) noexcept {}
 void copy_to_device(void*, const void*, size_t) { not_compiled(); }

@@ -29,7 +29,9 @@
 // 6. attention forward + backward at B*3 = 192, T = 32, NH = 12, HS = 64 with SIMCSEPP_ATTENTION=tiled and
 //    =fused (ms each, the ratio; JSON to $OUT/bench-attention.json); then one SimCSE++ training step of BERT-base at B = 64 and 512, T = 32 on CUDA (bench step) once every
 //    encoder op has a CUDA kernel, B = 4096 in micro-batches of 1536 rows when time allows, and the PyTorch step of scripts/bench/torch_step.py when torch is
-//    importable, with the ratios; JSON to $OUT/bench-step.json.
+//    importable, with the ratios; the B = 64 step without CUDA graphs and the B = 64 and 512 steps with
+//    SIMCSEPP_BF16_OPERANDS=fp32 (bf16 products on fp32 operands instead of bf16 copies) when time allows; JSON
+//    to $OUT/bench-step.json.
 // Everything runs under --budget-seconds (default 420, so it ends inside a 10-minute device call): a
 // check whose estimated time exceeds what is left is reported as SKIP; the benchmark keeps a reserve, and
 // the loss checks leave min(30 s, 10% of the budget) to the encoder checks.
@@ -475,6 +477,7 @@ if (runBench && !fake && status.available) {
 if (runBench && !fake) {
   const stepRows = []
   const torchRows = []
+  const comparisons = [] // steps run with a non-default setting, for the ratios in the log
   let blocker
   try {
     blocker = status.available ? (await mod('model/cuda-support.js')).encoderCudaBlocker(true) : 'CUDA unavailable'
@@ -511,6 +514,32 @@ if (runBench && !fake) {
             )
         } finally {
           delete process.env.SIMCSEPP_CUDA_GRAPHS
+        }
+      }
+      // The bf16 products on fp32 operands rounded inside the GEMM (SIMCSEPP_BF16_OPERANDS=fp32) against the
+      // default bf16 copies (kernels/bf16_copy.cuh): whether the copies pay for their conversion passes.
+      if (left() > 150) {
+        process.env.SIMCSEPP_BF16_OPERANDS = 'fp32'
+        try {
+          for (const B of [64, 512]) {
+            if (left() < 120) break
+            const [fp32Operands] = await benchStep({
+              size: 'base',
+              batchSizes: [B],
+              seqLen: 32,
+              devices: ['cuda'],
+              steps: 5,
+              log: () => {},
+            })
+            const copies = stepRows.find((r) => r.batchSize === B)
+            if (fp32Operands) comparisons.push({ ...fp32Operands, bf16Operands: 'fp32' })
+            if (fp32Operands && copies)
+              log(
+                `  step B=${B} bf16 products on fp32 operands: ${fp32Operands.stepsPerSec.toFixed(2)} steps/s; on bf16 copies: ${copies.stepsPerSec.toFixed(2)} (${(copies.stepsPerSec / fp32Operands.stepsPerSec).toFixed(2)}x)`,
+              )
+          }
+        } finally {
+          delete process.env.SIMCSEPP_BF16_OPERANDS
         }
       }
       // Issue 12 on the GPU: 4,096 sentences in micro-batches of 1,536 rows (run whole, BERT-base's
@@ -564,7 +593,14 @@ if (runBench && !fake) {
     }
   }
   if (outDir) {
-    const json = { benchmark: 'step', date: new Date().toISOString(), cudaStatus: status, simcsepp: stepRows, pytorch: torchRows }
+    const json = {
+      benchmark: 'step',
+      date: new Date().toISOString(),
+      cudaStatus: status,
+      simcsepp: stepRows,
+      comparisons,
+      pytorch: torchRows,
+    }
     writeFileSync(join(outDir, 'bench-step.json'), JSON.stringify(json, null, 2) + '\n')
     log(`wrote ${join(outDir, 'bench-step.json')}`)
   }

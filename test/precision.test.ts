@@ -121,6 +121,45 @@ t.test('CUDA bf16 linear (tensor-core GEMM) equals CPU bf16', { skip: noCuda }, 
   }
 })
 
+// SIMCSEPP_BF16_OPERANDS (kernels/bf16_copy.cuh): the bf16 products read bf16 copies of their operands (default)
+// or the fp32 operands, rounded as the GEMM reads them. The rounding is the same, so simcsepp's kernels give the
+// same bits both ways; cuBLASLt may sum in another order (fp32 summation error).
+t.test('CUDA bf16: bf16 operand copies and fp32 operands give the same products', { skip: noCuda }, async (t) => {
+  const [r, c, oc] = [70, 33, 65]
+  const x = randn(r * c, 21),
+    w = randn(oc * c, 22),
+    b = randn(oc, 23),
+    g = randn(r * oc, 24)
+  const run = (mode: 'copies' | 'fp32') => {
+    process.env.SIMCSEPP_BF16_OPERANDS = mode
+    try {
+      t.match(cudaStatus().bf16Operands, mode === 'copies' ? /^bf16 copies/ : /^fp32, rounded/, `cudaStatus says ${mode}`)
+      const T = (d: Float32Array, s: number[]) => Tensor.from(d, s, 'cuda')
+      const out = Tensor.zeros([r, oc], 'cuda'),
+        dinp = T(randn(r * c, 25), [r, c]),
+        dw = T(randn(oc * c, 26), [oc, c]),
+        db = T(randn(oc, 27), [oc])
+      ops.linearForward(out, T(x, [r, c]), T(w, [oc, c]), T(b, [oc]), 'bf16')
+      ops.linearBackward(dinp, dw, db, T(g, [r, oc]), T(x, [r, c]), T(w, [oc, c]), true, 'bf16')
+      // dinp without a weight gradient, and a weight gradient without dinp: each copy is made only when needed.
+      const dinpOnly = T(randn(r * c, 28), [r, c]),
+        dwOnly = T(randn(oc * c, 29), [oc, c])
+      ops.linearBackward(dinpOnly, Tensor.zeros([oc, c], 'cuda'), null, T(g, [r, oc]), T(x, [r, c]), T(w, [oc, c]), false, 'bf16')
+      ops.linearBackward(null, dwOnly, null, T(g, [r, oc]), T(x, [r, c]), T(w, [oc, c]), false, 'bf16')
+      return [out, dinp, dw, db, dinpOnly, dwOnly].map((v) => v.toFloat32Array())
+    } finally {
+      delete process.env.SIMCSEPP_BF16_OPERANDS
+    }
+  }
+  const copies = run('copies'),
+    fp32 = run('fp32')
+  const kernels = /^simcsepp kernels/.test(cudaStatus().gemm ?? '')
+  ;['out', 'dinp (accumulated)', 'dweight', 'dbias', 'dinp alone', 'dweight alone'].forEach((name, i) => {
+    if (kernels) t.same(Array.from(copies[i]), Array.from(fp32[i]), `${name}: the same bits on the kernels`)
+    else t.ok(rel(copies[i], fp32[i]) < 1e-5, `${name}: equal to summation order on cuBLASLt`)
+  })
+})
+
 const dir = tempDir('simcsepp-precision-')
 
 // Tolerance: bf16 rounds each operand to 8 significant bits (relative error at most 2^-9 ≈ 2e-3, about

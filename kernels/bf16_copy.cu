@@ -1,0 +1,61 @@
+// The bf16 operand copies of bf16_copy.cuh.
+// bf16_convert_kernel: blockIdx.y picks the segment; the x blocks walk it grid-stride, one element per thread
+// per step (consecutive threads read consecutive floats and write consecutive bf16: coalesced both ways).
+// Memory-bound: 6 bytes moved per element.
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "bf16_copy.cuh"
+#include "grid.cuh"
+
+namespace simcsepp::cuda::bf16copy {
+
+namespace {
+
+struct Segments {
+  Segment s[kMaxSegments];
+};
+
+constexpr int kThreads = 256;
+
+__global__ void __launch_bounds__(kThreads) bf16_convert_kernel(Segments segs) {
+  const Segment seg = segs.s[blockIdx.y];
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < seg.n; i += stride)
+    seg.dst[i] = __float2bfloat16(seg.src[i]);
+}
+
+}  // namespace
+
+Operands operands() {
+  const char* v = std::getenv("SIMCSEPP_BF16_OPERANDS");
+  return v != nullptr && std::strcmp(v, "fp32") == 0 ? Operands::kFp32 : Operands::kCopies;
+}
+
+const char* describe(Operands o) {
+  return o == Operands::kFp32 ? "fp32, rounded to bf16 inside the GEMM (SIMCSEPP_BF16_OPERANDS=fp32)"
+                              : "bf16 copies (SIMCSEPP_BF16_OPERANDS=copies, the default)";
+}
+
+void convert(const Segment* segments, int count, cudaStream_t stream) {
+  Segments segs{};
+  int used = 0;
+  int64_t longest = 0;
+  for (int i = 0; i < count && i < kMaxSegments; ++i) {
+    if (segments[i].n <= 0) continue;
+    segs.s[used++] = segments[i];
+    longest = segments[i].n > longest ? segments[i].n : longest;
+  }
+  if (used == 0) return;
+  launch("bf16_convert_kernel", bf16_convert_kernel,
+         dim3(detail::grid_blocks(longest, kThreads), static_cast<unsigned>(used)), kThreads, 0, stream, segs);
+}
+
+}  // namespace simcsepp::cuda::bf16copy
+
+namespace simcsepp::cuda {
+
+std::string bf16_operands() { return bf16copy::describe(bf16copy::operands()); }
+
+}  // namespace simcsepp::cuda

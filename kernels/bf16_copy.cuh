@@ -1,0 +1,38 @@
+// bf16 copies of the linear layers' operands (Precision::kBf16): each fp32 operand of a product is rounded
+// once to bfloat16 (nearest even, __float2bfloat16: the rounding the CPU backend and gemm_bf16.cuh apply) into
+// the op workspace, and the products read the copies: half the bytes, and the GEMM library's bf16 x bf16 ->
+// fp32 kernels (the fast ones on every tensor-core GPU) instead of fp32 operands converted inside the GEMM
+// (cuBLASLt's COMPUTE_32F_FAST_16BF). linear_backward makes one copy of dout for both of its products.
+// The results are the same bits either way on simcsepp's kernels, and equal to summation order on cuBLASLt.
+//
+// SIMCSEPP_BF16_OPERANDS (read at every op, so a benchmark can compare both in one process):
+//   copies  (default) the bf16 copies;
+//   fp32    the fp32 operands, rounded by the GEMM as it reads them (the path before the copies).
+#pragma once
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "cuda_check.cuh"
+
+namespace simcsepp::cuda::bf16copy {
+
+enum class Operands { kCopies, kFp32 };
+
+// SIMCSEPP_BF16_OPERANDS now: unset or "copies" -> kCopies, "fp32" -> kFp32 (anything else: kCopies).
+Operands operands();
+// "bf16 copies" or "fp32 (rounded in the GEMM)", with the variable's setting: cudaStatus().bf16Operands.
+const char* describe(Operands o);
+
+// One conversion: dst[i] = bf16(src[i]) for i < n.
+struct Segment {
+  const float* src;
+  __nv_bfloat16* dst;
+  int64_t n;
+};
+
+// Runs up to kMaxSegments conversions as one launch on `stream` (count may be 0: nothing is launched).
+constexpr int kMaxSegments = 3;
+void convert(const Segment* segments, int count, cudaStream_t stream);
+
+}  // namespace simcsepp::cuda::bf16copy
