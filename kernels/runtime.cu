@@ -2,7 +2,9 @@
 // management and copies, and the shared op workspace. No kernels live here.
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "cuda_check.cuh"
 #include "graph_capture.cuh"
@@ -157,6 +159,61 @@ size_t total_device_memory() {
   size_t freeBytes = 0, totalBytes = 0;
   SIMCSEPP_CUDA_CHECK(cudaMemGetInfo(&freeBytes, &totalBytes));
   return totalBytes;
+}
+
+namespace {
+
+// The profile markers' events, created on first use and reused after timer_reset() (never destroyed).
+struct Timers {
+  std::mutex mu;
+  std::vector<cudaEvent_t> events;
+  size_t next = 0;
+};
+Timers& timers() {
+  static Timers* t = new Timers();
+  return *t;
+}
+
+}  // namespace
+
+int64_t timer_mark() {
+  require();
+  if (detail::capturing()) throw CudaError("a profile marker cannot be recorded while a step graph is captured");
+  Timers& t = timers();
+  std::lock_guard<std::mutex> lock(t.mu);
+  if (t.next == t.events.size()) {
+    cudaEvent_t e = nullptr;
+    SIMCSEPP_CUDA_CHECK(cudaEventCreate(&e));
+    t.events.push_back(e);
+  }
+  SIMCSEPP_CUDA_CHECK(cudaEventRecord(t.events[t.next], detail::op_stream()));
+  return static_cast<int64_t>(t.next++);
+}
+
+double timer_elapsed(int64_t a, int64_t b) {
+  require();
+  Timers& t = timers();
+  std::lock_guard<std::mutex> lock(t.mu);
+  const auto n = static_cast<int64_t>(t.next);
+  if (a < 0 || a >= n || b < 0 || b >= n)
+    throw CudaError("profile marker " + std::to_string(a < 0 || a >= n ? a : b) + " was not recorded (" +
+                    std::to_string(n) + " since the last reset)");
+  SIMCSEPP_CUDA_CHECK(cudaEventSynchronize(t.events[static_cast<size_t>(b)]));
+  float ms = 0.0f;
+  SIMCSEPP_CUDA_CHECK(cudaEventElapsedTime(&ms, t.events[static_cast<size_t>(a)], t.events[static_cast<size_t>(b)]));
+  return ms;
+}
+
+int64_t timer_marks() {
+  Timers& t = timers();
+  std::lock_guard<std::mutex> lock(t.mu);
+  return static_cast<int64_t>(t.next);
+}
+
+void timer_reset() {
+  Timers& t = timers();
+  std::lock_guard<std::mutex> lock(t.mu);
+  t.next = 0;
 }
 
 namespace detail {

@@ -170,6 +170,14 @@ export interface Addon {
   ): { loss: number; workspaceBytes: number }
   /** Bytes the fused offDropout of `device` allocates for n×d inputs. */
   offDropoutWorkspaceBytes(n: number, d: number, device: DeviceName): number
+  /**
+   * GPU-time markers of the op profile (lib/bench/op-profile.ts): cudaTimerMark records an event on the op
+   * stream and returns its index; cudaTimerElapsed(a, b) waits for mark b and returns the device's milliseconds
+   * from a to b (RangeError for a mark not recorded since the last cudaTimerReset). Not during a graph capture.
+   */
+  cudaTimerMark(): number
+  cudaTimerElapsed(a: number, b: number): number
+  cudaTimerReset(): void
   gemm(
     c: NativeTensor,
     a: NativeTensor,

@@ -3,11 +3,14 @@
 //     (CPU or CUDA tensors; throws a RangeError whose message says "would not fit" when the N x N
 //     logits exceed what the backend can hold: the CPU limit or the free device memory)
 //   offDropoutWorkspaceBytes(n, d, device) -> bytes the fused kernel of that device allocates
+//   cudaTimerMark() -> index; cudaTimerElapsed(a, b) -> device milliseconds from mark a to mark b (waits for
+//     b); cudaTimerReset(): the GPU-time markers of the op profile (lib/bench/op-profile.ts, cuda_api.h)
 #include <napi.h>
 
 #include <string>
 
 #include "args.h"
+#include "cuda_api.h"
 #include "dispatch.h"
 #include "register.h"
 
@@ -58,12 +61,39 @@ Napi::Value OffDropoutWorkspaceBytes(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value { return Napi::Number::New(env, static_cast<double>(bytes(n, d))); });
 }
 
+Napi::Value CudaTimerMark(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value { return Napi::Number::New(env, static_cast<double>(cuda::timer_mark())); });
+}
+
+Napi::Value CudaTimerElapsed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t marks = cuda::timer_marks();
+  const char* names[2] = {"a", "b"};
+  int64_t at[2] = {};
+  for (size_t i = 0; i < 2; ++i) {
+    at[i] = static_cast<int64_t>(arg_u32(info, i, names[i]));
+    if (at[i] >= marks)
+      throw Napi::RangeError::New(env, std::string(names[i]) + ": marker " + std::to_string(at[i]) +
+                                           " was not recorded (" + std::to_string(marks) + " since the last reset)");
+  }
+  return guarded(env, [&]() -> Napi::Value { return Napi::Number::New(env, cuda::timer_elapsed(at[0], at[1])); });
+}
+
+Napi::Value CudaTimerReset(const Napi::CallbackInfo& info) {
+  cuda::timer_reset();
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void register_bench(Napi::Env env, Napi::Object exports) {
   exports.Set("offDropoutUnfused", Napi::Function::New<OffDropoutUnfused>(env, "offDropoutUnfused"));
   exports.Set("offDropoutWorkspaceBytes",
               Napi::Function::New<OffDropoutWorkspaceBytes>(env, "offDropoutWorkspaceBytes"));
+  exports.Set("cudaTimerMark", Napi::Function::New<CudaTimerMark>(env, "cudaTimerMark"));
+  exports.Set("cudaTimerElapsed", Napi::Function::New<CudaTimerElapsed>(env, "cudaTimerElapsed"));
+  exports.Set("cudaTimerReset", Napi::Function::New<CudaTimerReset>(env, "cudaTimerReset"));
 }
 
 }  // namespace simcsepp

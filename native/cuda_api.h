@@ -49,6 +49,15 @@ const std::string& gemm_library();
 // (kernels/bf16_copy.cuh; SIMCSEPP_BF16_OPERANDS, read at each call).
 std::string bf16_operands();
 
+// GPU-time markers for profiles (kernels/runtime.cu): timer_mark() records the next event of a reused pool
+// on the op stream and returns its index; timer_elapsed(a, b) waits for mark b and returns the device's
+// milliseconds from mark a to mark b; timer_marks() counts the marks since timer_reset(). Not while a
+// step graph is captured (a CudaError).
+int64_t timer_mark();
+double timer_elapsed(int64_t a, int64_t b);
+int64_t timer_marks();
+void timer_reset();
+
 // Step graphs (kernels/graph_capture.cu): the ops a training step launches, captured once per padded
 // batch shape and replayed. A session binds the step's small host arrays (ids, mask, keepRows: what the
 // ops receive as host pointers) to device buffers of the given sizes, refilled before each replay; the

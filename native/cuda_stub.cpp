@@ -42,6 +42,10 @@ void memset_device(void*, int, size_t) { not_compiled(); }
 void synchronize() { not_compiled(); }
 size_t free_device_memory() { not_compiled(); }
 size_t total_device_memory() { not_compiled(); }
+int64_t timer_mark() { not_compiled(); }
+double timer_elapsed(int64_t, int64_t) { not_compiled(); }
+int64_t timer_marks() { return 0; }
+void timer_reset() {}
 GraphSession* graph_session_create(const std::vector<size_t>&, int64_t) { not_compiled(); }
 void graph_session_destroy(GraphSession*) noexcept {}
 int graph_capture(GraphSession*, const std::vector<HostArray>&, const std::function<void()>&) { not_compiled(); }

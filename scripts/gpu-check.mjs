@@ -30,8 +30,9 @@
 //    =fused (ms each, the ratio; JSON to $OUT/bench-attention.json); then one SimCSE++ training step of BERT-base at B = 64 and 512, T = 32 on CUDA (bench step) once every
 //    encoder op has a CUDA kernel, B = 4096 in micro-batches of 1536 rows when time allows, and the PyTorch step of scripts/bench/torch_step.py when torch is
 //    importable, with the ratios; the B = 64 step without CUDA graphs and the B = 64 and 512 steps with
-//    SIMCSEPP_BF16_OPERANDS=fp32 (bf16 products on fp32 operands instead of bf16 copies) when time allows; JSON
-//    to $OUT/bench-step.json.
+//    SIMCSEPP_BF16_OPERANDS=fp32 (bf16 products on fp32 operands instead of bf16 copies) when time allows, and
+//    the device time per op category at B = 64 and 512 (bench step --profile: CUDA events around each op of a
+//    step run without graphs); JSON to $OUT/bench-step.json.
 // Everything runs under --budget-seconds (default 420, so it ends inside a 10-minute device call): a
 // check whose estimated time exceeds what is left is reported as SKIP; the benchmark keeps a reserve, and
 // the loss checks leave min(30 s, 10% of the budget) to the encoder checks.
@@ -478,6 +479,7 @@ if (runBench && !fake) {
   const stepRows = []
   const torchRows = []
   const comparisons = [] // steps run with a non-default setting, for the ratios in the log
+  const profiles = [] // bench step --profile rows: device time per op category
   let blocker
   try {
     blocker = status.available ? (await mod('model/cuda-support.js')).encoderCudaBlocker(true) : 'CUDA unavailable'
@@ -573,7 +575,7 @@ if (runBench && !fake) {
     const r = spawnSync(
       'python3',
       [join(root, 'scripts', 'bench', 'torch_step.py'), '--batch-sizes', '64,512', '--seq-len', '32', '--steps', '5'],
-      { encoding: 'utf8', timeout: Math.max(30, left() - 20) * 1000 },
+      { encoding: 'utf8', timeout: Math.max(30, left() - 70) * 1000 }, // 50 s more for the profile below
     )
     for (const line of (r.stdout ?? '').split('\n')) {
       if (!line.trim()) continue
@@ -586,6 +588,28 @@ if (runBench && !fake) {
     }
     if (r.status !== 0) log(`  torch_step.py exited ${r.status}${r.error ? ` (${r.error.message})` : ''}: ${(r.stderr ?? '').slice(-400)}`)
   }
+  // Where the device time of a step goes: CUDA events around every op of a step run without graphs
+  // (bench step --profile), at B = 64 and 512, after the PyTorch baseline (which the targets need more).
+  // Its own try: a failure here keeps the rows above.
+  if (!blocker && left() > 60) {
+    try {
+      const { benchStep } = await mod('bench/step.js')
+      const tables = await mod('cli/tables.js')
+      const rows = await benchStep({
+        size: 'base',
+        batchSizes: [64, 512],
+        seqLen: 32,
+        devices: ['cuda'],
+        steps: 1,
+        profileSteps: 2,
+        log: () => {},
+      })
+      profiles.push(...rows.filter((r) => r.profile))
+      log(tables.profileTable(rows))
+    } catch (e) {
+      report(false, `bench step --profile: threw ${e.message.split('\n')[0]}`)
+    }
+  } else skip(`bench step --profile: ${blocker ?? `${left().toFixed(0)} s left`}`)
   // Ratios against PyTorch at the same batch size (our fp32 path against torch fp32 and bf16).
   for (const row of stepRows) {
     for (const tr of torchRows.filter((x) => x.batchSize === row.batchSize && x.stepsPerSec > 0)) {

@@ -98,6 +98,31 @@ t.test(
 )
 
 t.test(
+  'bench step --profile on CUDA: device time per op category from events, the ops called one by one',
+  { skip: cuda.available ? false : `CUDA unavailable: ${cuda.reason}` },
+  async (t) => {
+    const { addon } = await import('../lib/native.js')
+    const rows = await benchStep({ size: 'tiny', batchSizes: [2], seqLen: 4, steps: 1, devices: ['cuda'], profileSteps: 2, log: () => {} })
+    const p = rows[0].profile!
+    const layers = namedConfig('tiny', 100).numHiddenLayers
+    const calls = Object.fromEntries(p.ops.map((o) => [o.category, o.calls]))
+    t.equal(calls['QKV projection'], layers, 'the profiled steps run without graphs: each op is seen')
+    t.equal(calls['MLP down projection + GELU (backward)'], layers)
+    t.equal(calls['grad norm, clipping'], 1, 'the clipping is an op of its own')
+    t.ok(p.stepGpuMs! > 0, `device time per step: ${p.stepGpuMs} ms`)
+    t.ok(
+      p.ops.every((o) => o.gpuMilliseconds !== undefined && o.gpuMilliseconds >= 0),
+      'every category has a device time',
+    )
+    const gpu = p.ops.reduce((s, o) => s + o.gpuMilliseconds!, 0)
+    t.ok(Math.abs(gpu - p.stepGpuMs!) < 1e-6 * p.stepGpuMs! + 1e-9, `device times sum to the span: ${gpu} vs ${p.stepGpuMs} ms`)
+    t.ok(p.ops.find((o) => o.category === 'QKV projection')!.gpuMilliseconds! > 0, 'a product takes device time')
+    t.throws(() => addon.cudaTimerElapsed(0, 1e6), { name: 'RangeError', message: /^b: marker 1000000 was not recorded/ })
+    t.throws(() => addon.cudaTimerElapsed(-1, 0), /Expected a to be/)
+  },
+)
+
+t.test(
   'bench batch --json --plot: whole and micro-batched rows per batch size, an SVG plot',
   { skip: existsSync(cli) ? false : 'dist/cli.js not built' },
   async (t) => {

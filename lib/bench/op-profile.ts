@@ -1,8 +1,10 @@
 // Where a training step's time goes: while a profile is open, every op of the addon (lib/ops.ts, the
 // losses) is timed and charged to a category; what the step spends outside them (tokenising, stacking
 // the views, JavaScript, copies between tensors) is the framework's share. On the CPU the ops run to
-// completion before they return, so the times are the ops'; on CUDA they only launch, so profile there
-// with SIMCSEPP_CUDA_SYNC=1 (each op then waits for its kernels). Next to the wall-clock time, each category
+// completion before they return, so the times are the ops'. On CUDA they only launch: a GPU profile (new
+// OpProfile(true)) records a CUDA event before and after each op on the op stream, and charges each category the
+// device's time between its pairs; the GPU time outside every op (the device idle while the host prepares the
+// next launch, and the batch's copies) is the framework's share. Next to the wall-clock time, each category
 // gets the CPU time the process spent in it (all threads): on a machine shared with other processes the wall
 // clock also counts the time they take, the CPU time only this process's work.
 import { addon, type NativeTensor } from '../native.js'
@@ -15,6 +17,8 @@ export interface OpTime {
   milliseconds: number
   /** CPU time per step, summed over the process's threads (user + system). */
   cpuMilliseconds: number
+  /** A GPU profile's device time per step: from the event before the category's ops to the one after. */
+  gpuMilliseconds?: number
 }
 
 /** The process's CPU time so far (all threads, user + system), in milliseconds. */
@@ -95,6 +99,7 @@ function categoryOf(name: string, args: unknown[]): string | null {
       return 'loss'
     case 'gradSumSquares':
     case 'scaleInplace':
+    case 'clipGradNorm':
       return 'grad norm, clipping'
     case 'adamwStep':
       return 'AdamW'
@@ -107,8 +112,16 @@ function categoryOf(name: string, args: unknown[]): string | null {
 export class OpProfile {
   private readonly totals = new Map<string, { calls: number; ms: number; cpuMs: number }>()
   private readonly saved: [string, unknown][] = []
+  /** GPU profile: each op's pair of markers, and the profile's first and last marker. */
+  private readonly marks: { category: string; before: number; after: number }[] = []
+  private readonly span: [number, number] = [-1, -1]
 
-  constructor() {
+  /** @param gpu time the ops on the device too (CUDA events; the ops must not be captured into a graph). */
+  constructor(private readonly gpu = false) {
+    if (gpu) {
+      addon.cudaTimerReset()
+      this.span[0] = addon.cudaTimerMark()
+    }
     const target = addon as unknown as Record<string, unknown>
     for (const [name, fn] of Object.entries(target)) {
       if (typeof fn !== 'function' || categoryOf(name, []) === null) continue
@@ -116,10 +129,13 @@ export class OpProfile {
       target[name] = (...args: unknown[]) => {
         const t0 = performance.now(),
           c0 = processCpuMs()
+        const before = gpu ? addon.cudaTimerMark() : -1
+        const category = categoryOf(name, args) ?? name
         try {
           return (fn as (...a: unknown[]) => unknown)(...args)
         } finally {
-          this.charge(categoryOf(name, args) ?? name, performance.now() - t0, processCpuMs() - c0)
+          if (gpu) this.marks.push({ category, before, after: addon.cudaTimerMark() })
+          this.charge(category, performance.now() - t0, processCpuMs() - c0)
         }
       }
     }
@@ -135,6 +151,7 @@ export class OpProfile {
 
   /** Restores the addon's functions. */
   stop(): void {
+    if (this.gpu && this.saved.length > 0) this.span[1] = addon.cudaTimerMark()
     const target = addon as unknown as Record<string, unknown>
     for (const [name, fn] of this.saved) target[name] = fn
     this.saved.length = 0
@@ -151,13 +168,38 @@ export class OpProfile {
       ops += t.ms
       opsCpu += t.cpuMs
     }
+    const gpu = this.gpuTimes()
     const rows: OpTime[] = []
     for (const category of OP_CATEGORIES) {
-      const t = category.startsWith('framework')
-        ? { calls: 0, ms: Math.max(0, stepMs - ops), cpuMs: Math.max(0, stepCpuMs - opsCpu) }
-        : this.totals.get(category)
-      if (t) rows.push({ category, calls: t.calls / steps, milliseconds: t.ms / steps, cpuMilliseconds: t.cpuMs / steps })
+      const framework = category.startsWith('framework')
+      const t = framework ? { calls: 0, ms: Math.max(0, stepMs - ops), cpuMs: Math.max(0, stepCpuMs - opsCpu) } : this.totals.get(category)
+      if (!t) continue
+      const row: OpTime = { category, calls: t.calls / steps, milliseconds: t.ms / steps, cpuMilliseconds: t.cpuMs / steps }
+      if (gpu) row.gpuMilliseconds = (framework ? Math.max(0, gpu.total - gpu.ops) : (gpu.per.get(category) ?? 0)) / steps
+      rows.push(row)
     }
     return rows
+  }
+
+  /** A stopped GPU profile's device time: per category, in all ops, and from its first marker to its last. */
+  gpuMs(): number | null {
+    const g = this.gpuTimes()
+    return g ? g.total : null
+  }
+
+  private gpuCache: { per: Map<string, number>; ops: number; total: number } | null = null
+
+  private gpuTimes(): { per: Map<string, number>; ops: number; total: number } | null {
+    if (!this.gpu || this.span[1] < 0) return null
+    if (this.gpuCache) return this.gpuCache
+    const per = new Map<string, number>()
+    let ops = 0
+    for (const m of this.marks) {
+      const ms = addon.cudaTimerElapsed(m.before, m.after)
+      per.set(m.category, (per.get(m.category) ?? 0) + ms)
+      ops += ms
+    }
+    this.gpuCache = { per, ops, total: addon.cudaTimerElapsed(this.span[0], this.span[1]) }
+    return this.gpuCache
   }
 }

@@ -60,7 +60,8 @@ export interface StepBenchRow {
   /** The process's peak resident memory so far, bytes (one configuration per process to measure it). */
   peakRssBytes: number
   /** Time per op category in one step (with profileSteps), and the profiled steps' mean time. */
-  profile?: { stepMs: number; stepCpuMs: number; ops: OpTime[] }
+  /** On CUDA, stepGpuMs: the device's time from the profile's first op to its last, per step. */
+  profile?: { stepMs: number; stepCpuMs: number; stepGpuMs?: number; ops: OpTime[] }
   note?: string
 }
 
@@ -103,6 +104,18 @@ function sentences(n: number, words: number, offset: number): string[] {
   )
 }
 
+/** f() with SIMCSEPP_CUDA_GRAPHS=0 (a TrainingStep reads it when constructed). */
+function withoutGraphs<T>(f: () => T): T {
+  const before = process.env.SIMCSEPP_CUDA_GRAPHS
+  process.env.SIMCSEPP_CUDA_GRAPHS = '0'
+  try {
+    return f()
+  } finally {
+    if (before === undefined) delete process.env.SIMCSEPP_CUDA_GRAPHS
+    else process.env.SIMCSEPP_CUDA_GRAPHS = before
+  }
+}
+
 export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'simcsepp-bench-step-'))
   const rows: StepBenchRow[] = []
@@ -119,7 +132,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
         const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: opts.lr })
         let k = 0
         const stream = { next: async () => ({ sentences: sentences(batch, o.seqLen - 2, k++), epoch: 0 }) } as unknown as BatchStream
-        const shape = { batch, maxLen: o.seqLen, totalSteps: timed + 2 + (o.profileSteps ?? 0), microBatch }
+        const shape = { batch, maxLen: o.seqLen, totalSteps: timed + 3 + (o.profileSteps ?? 0), microBatch }
         const step = new TrainingStep(model, opt, tokenizer, opts, shape, device)
         let peak = 0
         try {
@@ -132,17 +145,29 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
           }
           let profile: StepBenchRow['profile']
           if (o.profileSteps) {
-            const p = new OpProfile()
+            // On CUDA the ops must be called one by one to be timed: the profile runs a step without graphs
+            // (the same ops; one eager step first, so that nothing is allocated while timing).
+            const gpu = device === 'cuda'
+            const profiled = gpu ? withoutGraphs(() => new TrainingStep(model, opt, tokenizer, opts, shape, device)) : step
+            if (gpu) await profiled.run(timed + 2, stream, () => 0, null)
+            const first = timed + 2 + (gpu ? 1 : 0)
+            const p = new OpProfile(gpu)
             const t0 = performance.now(),
               c0 = processCpuMs()
             try {
-              for (let s = 0; s < o.profileSteps; s++) await step.run(timed + 2 + s, stream, () => 0, null)
+              for (let s = 0; s < o.profileSteps; s++) await profiled.run(first + s, stream, () => 0, null)
             } finally {
               p.stop()
             }
             const ms = performance.now() - t0,
               cpuMs = processCpuMs() - c0
-            profile = { stepMs: ms / o.profileSteps, stepCpuMs: cpuMs / o.profileSteps, ops: p.perStep(o.profileSteps, ms, cpuMs) }
+            const gpuMs = p.gpuMs()
+            profile = {
+              stepMs: ms / o.profileSteps,
+              stepCpuMs: cpuMs / o.profileSteps,
+              ...(gpuMs !== null ? { stepGpuMs: gpuMs / o.profileSteps } : {}),
+              ops: p.perStep(o.profileSteps, ms, cpuMs),
+            }
           }
           const sec = median(seconds)
           const flops = stepFlops(config, batch, o.seqLen)

@@ -55,7 +55,7 @@ export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist [op
   bench step [--model base] [--batch-sizes 64,512] [--seq-len 32] [--steps 5] [--device auto|cpu|cuda|all]
              [--precision auto|fp32|bf16] [--micro-batch M] [--profile [--plot FILE.svg]] [--json]
       One SimCSE++ training step: steps/s, sentences/s, model TFLOP/s and utilisation, memory;
-      --profile: milliseconds per op category (on CUDA with SIMCSEPP_CUDA_SYNC=1).
+      --profile: milliseconds per op category (on CUDA: device time from events, steps without graphs).
   bench batch [--model tiny] [--batch-sizes 64,256,1024,4096] [--micro-batch 128] [--seq-len 32] [--steps 1]
               [--device cpu] [--plot FILE.svg] [--json]
       The step whole and in micro-batches per batch size (one process each): sentences/s, peak memory.

@@ -156,7 +156,27 @@ export function profileTable(rows: StepBenchRow[]): string {
   const out: string[] = []
   for (const r of rows) {
     if (!r.profile) continue
-    const { stepMs, stepCpuMs, ops } = r.profile
+    const { stepMs, stepCpuMs, stepGpuMs, ops } = r.profile
+    if (stepGpuMs !== undefined) {
+      // CUDA: the device's time per op category (events around each op, no graphs), and the host's.
+      out.push(
+        `${r.model} ${r.device} B=${r.batchSize} T=${r.seqLen}: ${stepGpuMs.toFixed(2)} ms of device time per profiled step ` +
+          `(without CUDA graphs), ${stepMs.toFixed(2)} ms on the host's clock`,
+      )
+      out.push(
+        formatTable(
+          ['op category', 'GPU ms/step', 'GPU share', 'host ms/step', 'calls/step'],
+          ops.map((o) => [
+            o.category,
+            (o.gpuMilliseconds ?? 0).toFixed(3),
+            `${((100 * (o.gpuMilliseconds ?? 0)) / stepGpuMs).toFixed(1)}%`,
+            o.milliseconds.toFixed(3),
+            o.calls.toFixed(0),
+          ]),
+        ),
+      )
+      continue
+    }
     out.push(
       `${r.model} ${r.device} B=${r.batchSize} T=${r.seqLen}: ${stepMs.toFixed(1)} ms per profiled step, ` +
         `${stepCpuMs.toFixed(1)} ms of CPU time (all threads; unlike the wall clock, not counting other processes)`,
