@@ -1,7 +1,9 @@
 // The bf16 operand copies of bf16_copy.cuh.
-// bf16_convert_kernel: blockIdx.y picks the segment; the x blocks walk it grid-stride, one element per thread
-// per step (consecutive threads read consecutive floats and write consecutive bf16: coalesced both ways).
-// Memory-bound: 6 bytes moved per element.
+// bf16_convert_kernel: blockIdx.y picks the segment; the x blocks walk it grid-stride. A segment whose source is
+// 16-byte and destination 8-byte aligned goes 4 elements per thread per step (one float4 load, one 8-byte
+// store), its last n % 4 elements one at a time; any other segment one element at a time. Consecutive threads
+// touch consecutive addresses either way (coalesced). Memory-bound: 6 bytes moved per element.
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -19,11 +21,31 @@ struct Segments {
 
 constexpr int kThreads = 256;
 
+struct alignas(8) Bf16x4 {
+  __nv_bfloat16 v[4];
+};
+
 __global__ void __launch_bounds__(kThreads) bf16_convert_kernel(Segments segs) {
   const Segment seg = segs.s[blockIdx.y];
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < seg.n; i += stride)
-    seg.dst[i] = __float2bfloat16(seg.src[i]);
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  int64_t done = 0;
+  if (reinterpret_cast<uintptr_t>(seg.src) % 16 == 0 && reinterpret_cast<uintptr_t>(seg.dst) % 8 == 0) {
+    const int64_t quads = seg.n / 4;
+    const auto* src4 = reinterpret_cast<const float4*>(seg.src);
+    auto* dst4 = reinterpret_cast<Bf16x4*>(seg.dst);
+    for (int64_t q = first; q < quads; q += stride) {
+      const float4 f = src4[q];
+      Bf16x4 b;
+      b.v[0] = __float2bfloat16(f.x);
+      b.v[1] = __float2bfloat16(f.y);
+      b.v[2] = __float2bfloat16(f.z);
+      b.v[3] = __float2bfloat16(f.w);
+      dst4[q] = b;
+    }
+    done = quads * 4;
+  }
+  for (int64_t i = done + first; i < seg.n; i += stride) seg.dst[i] = __float2bfloat16(seg.src[i]);
 }
 
 }  // namespace

@@ -139,8 +139,11 @@ t.test('CUDA bf16: bf16 operand copies and fp32 operands give the same products'
         dinp = T(randn(r * c, 25), [r, c]),
         dw = T(randn(oc * c, 26), [oc, c]),
         db = T(randn(oc, 27), [oc])
-      ops.linearForward(out, T(x, [r, c]), T(w, [oc, c]), T(b, [oc]), 'bf16')
-      ops.linearBackward(dinp, dw, db, T(g, [r, oc]), T(x, [r, c]), T(w, [oc, c]), true, 'bf16')
+      // The weight one float into a larger buffer (as a view of the parameter buffer may be): not 16-byte
+      // aligned, so its copy takes the conversion's one-element path; the rest take the 4-element path.
+      const wOdd = T(Float32Array.from([7, ...w]), [1 + oc * c]).view(1, [oc, c])
+      ops.linearForward(out, T(x, [r, c]), wOdd, T(b, [oc]), 'bf16')
+      ops.linearBackward(dinp, dw, db, T(g, [r, oc]), T(x, [r, c]), wOdd, true, 'bf16')
       // dinp without a weight gradient, and a weight gradient without dinp: each copy is made only when needed.
       const dinpOnly = T(randn(r * c, 28), [r, c]),
         dwOnly = T(randn(oc * c, 29), [oc, c])
