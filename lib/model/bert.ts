@@ -369,26 +369,28 @@ export class BertModel {
         this.precision,
         a.inter,
       )
+      // intermediate.dense's input gradient added to the residual's (gRes) by the product itself
+      // (accumulateInput): gRes is then the whole gradient at h1.
       ops.linearBackward(
-        acts.gH,
+        acts.gRes,
         gp.intermediate.weight,
         gp.intermediate.bias,
         acts.gI2,
         a.h1,
         p.intermediate.weight,
-        false,
+        true,
         this.precision,
       )
-      ops.addInplace(acts.gH, acts.gRes) // residual around the FFN
       // Attention-output LayerNorm and its dropout (fused), output.dense, attention, the q/k/v projections.
+      // The residual's gradient goes to gH this time, so the q/k/v product can add into it below.
       const drop1 = this.dropoutOptions(options, this.site(l, 1), c.hiddenDropoutProb)
       const dy1 = drop1 ? acts.gTmp : null
       ops.layerNormDropoutBackward(
-        acts.gRes,
+        acts.gH,
         dy1,
         gp.attentionNorm.weight,
         gp.attentionNorm.bias,
-        acts.gH,
+        acts.gRes,
         a.res1,
         p.attentionNorm.weight,
         a.mean1,
@@ -400,7 +402,7 @@ export class BertModel {
         acts.gCtx.view(0, [acts.B * acts.T, c.hiddenSize]),
         gp.attentionOutput.weight,
         gp.attentionOutput.bias,
-        dy1 ?? acts.gRes,
+        dy1 ?? acts.gH,
         a.ctx,
         p.attentionOutput.weight,
         false,
@@ -420,8 +422,8 @@ export class BertModel {
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),
       )
       const gQkv = acts.gQkv.view(0, [acts.B * acts.T, 3 * c.hiddenSize])
-      ops.linearBackward(acts.gH, gp.qkv.weight, gp.qkv.bias, gQkv, x, p.qkv.weight, false, this.precision)
-      ops.addInplace(acts.gH, acts.gRes) // residual around attention
+      // The q/k/v input gradient added to the residual's (gH): the whole gradient at the layer's input.
+      ops.linearBackward(acts.gH, gp.qkv.weight, gp.qkv.bias, gQkv, x, p.qkv.weight, true, this.precision)
     }
     // Embeddings: dropout, LayerNorm, the three tables.
     this.dropoutBackward(acts.gTmp, acts.gH, options, 0, c.hiddenDropoutProb, acts.B)
