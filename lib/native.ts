@@ -194,6 +194,8 @@ export interface Addon {
     bf16Kernel: string
     /** The attention products' kernel (native/cpu/attention.cpp): 'avx512', 'avx2' or 'generic'. */
     attentionKernel: string
+    /** The GELU loops' instruction set (native/cpu/bert_ops.cpp): 'avx512', 'avx2' (with FMA) or 'baseline'; the same bits. */
+    geluKernel: string
     threads: number
     systemBlas?: string
     systemBlasCore?: string

@@ -68,6 +68,9 @@ export class ActivationArena {
     return this.capacity * 4
   }
 
+  /** The last acquire's views: the next one of the same shape returns them (base has ~170 views per batch). */
+  private last: { B: number; T: number; training: boolean; generation: number; acts: Activations } | null = null
+
   /** Views for a batch of shape [B, T]; reuses the buffer when it is large enough. */
   acquire(B: number, T: number, training: boolean): Activations {
     const c = this.config
@@ -78,6 +81,8 @@ export class ActivationArena {
       this.capacity = need
       this.generation++
     }
+    const l = this.last
+    if (l && l.B === B && l.T === T && l.training === training && l.generation === this.generation) return l.acts
     const buf = this.buffer!
     let offset = 0
     const take = (shape: number[]) => {
@@ -125,6 +130,7 @@ export class ActivationArena {
         gPooled: take([B, H]),
       })
     }
+    this.last = { B, T, training, generation: this.generation, acts }
     return acts
   }
 
@@ -132,5 +138,6 @@ export class ActivationArena {
     this.buffer?.dispose()
     this.buffer = null
     this.capacity = 0
+    this.last = null
   }
 }

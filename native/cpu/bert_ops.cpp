@@ -1,6 +1,8 @@
 // CPU BERT encoder and optimiser ops (ops/encoder.h and ops/optim.h hold the formulas and conventions).
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "column_sums.h"
@@ -297,39 +299,61 @@ namespace {
 // to minimise the relative error on [0, 9.5] (weighted least squares against 30-digit values; largest
 // relative error of R evaluated in float: 2.5e-7). Φ = erfc/2 for x < 0, 1 - erfc/2 for x >= 0.
 // *gauss receives exp(-y²) = exp(-x²/2), which is √(2π) φ(x): GELU's derivative reuses it.
+// e^a for a <= 0: exp_nonpositive.h's algorithm with its multiply-adds fused (__builtin_fmaf, exactly rounded:
+// the same bits in every instruction-set version of the GELU loops below, where it is a single instruction).
+inline float exp_fma(float a) {
+  a = a < -104.0f ? -104.0f : a;
+  constexpr float kRound = 12582912.0f;
+  const float n = __builtin_fmaf(a, 1.44269504088896341f, kRound) - kRound;
+  const float r = __builtin_fmaf(n, -1.42860682030941723e-06f, __builtin_fmaf(n, -0.693145751953125f, a));
+  float p = 1.0f / 5040.0f;
+  p = __builtin_fmaf(p, r, 1.0f / 720.0f);
+  p = __builtin_fmaf(p, r, 1.0f / 120.0f);
+  p = __builtin_fmaf(p, r, 1.0f / 24.0f);
+  p = __builtin_fmaf(p, r, 1.0f / 6.0f);
+  p = __builtin_fmaf(p, r, 0.5f);
+  p = __builtin_fmaf(p, r, 1.0f);
+  p = __builtin_fmaf(p, r, 1.0f);
+  int32_t e = static_cast<int32_t>(n) + 127;
+  const int32_t bits = (e > 0 ? e : 0) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
 inline float normal_cdf(float x, float* gauss) {
   const float y = std::fabs(x) * 0.70710678118654752f;
-  const float t = 1.0f / (1.0f + 0.7f * y);
+  const float t = 1.0f / __builtin_fmaf(0.7f, y, 1.0f);
   float p = -7.733622193e-02f;
-  p = p * t + 3.812674284e-01f;
-  p = p * t - 6.698693037e-01f;
-  p = p * t + 2.857763767e-01f;
-  p = p * t + 5.951248407e-01f;
-  p = p * t - 7.743285894e-01f;
-  p = p * t + 1.149000227e-01f;
-  p = p * t + 4.900741950e-02f;
-  p = p * t + 3.062080443e-01f;
-  p = p * t + 3.942959905e-01f;
-  p = p * t + 3.949539661e-01f;
-  const float e = exp_nonpositive(-0.5f * x * x);  // exp(-y²), its argument rounded once (not y's rounding squared)
+  p = __builtin_fmaf(p, t, 3.812674284e-01f);
+  p = __builtin_fmaf(p, t, -6.698693037e-01f);
+  p = __builtin_fmaf(p, t, 2.857763767e-01f);
+  p = __builtin_fmaf(p, t, 5.951248407e-01f);
+  p = __builtin_fmaf(p, t, -7.743285894e-01f);
+  p = __builtin_fmaf(p, t, 1.149000227e-01f);
+  p = __builtin_fmaf(p, t, 4.900741950e-02f);
+  p = __builtin_fmaf(p, t, 3.062080443e-01f);
+  p = __builtin_fmaf(p, t, 3.942959905e-01f);
+  p = __builtin_fmaf(p, t, 3.949539661e-01f);
+  const float e = exp_fma(-0.5f * x * x);  // exp(-y²), its argument rounded once (not y's rounding squared)
   *gauss = e;
   const float halfErfc = 0.5f * t * p * e;
   return x < 0.0f ? halfErfc : 1.0f - halfErfc;
 }
 
-// The element loops, cloned per instruction set (AVX-512, AVX2, baseline: ISA options only, so that the
-// helpers above inline into each clone) and picked at load time.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_forward_range(float* out, const float* inp,
-                                                                                     int64_t b, int64_t e) {
+// The element loops, written once (always inlined) and compiled per instruction set: AVX-512, AVX2 with FMA,
+// and the baseline, picked once at load time. Not target_clones: its AVX2 version would lack FMA and call libm's
+// fmaf for each __builtin_fmaf. Every version computes the same bits (the fused multiply-adds are exactly
+// rounded everywhere; the baseline's are libm calls, slow but equal).
+inline __attribute__((always_inline)) void gelu_forward_loop(float* out, const float* inp, int64_t b, int64_t e) {
   for (int64_t i = b; i < e; ++i) {
     float gauss;
     out[i] = inp[i] * normal_cdf(inp[i], &gauss);
   }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_backward_range(float* dinp, const float* inp,
-                                                                                      const float* dout, int64_t b,
-                                                                                      int64_t e) {
+inline __attribute__((always_inline)) void gelu_backward_loop(float* dinp, const float* inp, const float* dout,
+                                                              int64_t b, int64_t e) {
   constexpr float kInvSqrt2Pi = 0.39894228040143268f;
   for (int64_t i = b; i < e; ++i) {
     const float x = inp[i];
@@ -339,7 +363,61 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_backward_
   }
 }
 
+__attribute__((target("avx512f"))) void gelu_forward_avx512(float* out, const float* inp, int64_t b, int64_t e) {
+  gelu_forward_loop(out, inp, b, e);
+}
+__attribute__((target("avx2,fma"))) void gelu_forward_avx2(float* out, const float* inp, int64_t b, int64_t e) {
+  gelu_forward_loop(out, inp, b, e);
+}
+void gelu_forward_baseline(float* out, const float* inp, int64_t b, int64_t e) { gelu_forward_loop(out, inp, b, e); }
+
+__attribute__((target("avx512f"))) void gelu_backward_avx512(float* dinp, const float* inp, const float* dout,
+                                                             int64_t b, int64_t e) {
+  gelu_backward_loop(dinp, inp, dout, b, e);
+}
+__attribute__((target("avx2,fma"))) void gelu_backward_avx2(float* dinp, const float* inp, const float* dout, int64_t b,
+                                                            int64_t e) {
+  gelu_backward_loop(dinp, inp, dout, b, e);
+}
+void gelu_backward_baseline(float* dinp, const float* inp, const float* dout, int64_t b, int64_t e) {
+  gelu_backward_loop(dinp, inp, dout, b, e);
+}
+
+// The version that runs: SIMCSEPP_GELU_KERNEL ("avx512", "avx2" or "baseline", when this CPU has it), else the
+// widest this CPU has. 2 = AVX-512, 1 = AVX2 with FMA, 0 = baseline.
+int gelu_isa() {
+  static const int isa = [] {
+    const bool avx512 = __builtin_cpu_supports("avx512f"),
+               avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const char* forced = std::getenv("SIMCSEPP_GELU_KERNEL");
+    if (forced != nullptr && std::strcmp(forced, "baseline") == 0) return 0;
+    if (forced != nullptr && std::strcmp(forced, "avx2") == 0 && avx2) return 1;
+    if (forced != nullptr && std::strcmp(forced, "avx512") == 0 && avx512) return 2;
+    return avx512 ? 2 : avx2 ? 1 : 0;
+  }();
+  return isa;
+}
+
+void gelu_forward_range(float* out, const float* inp, int64_t b, int64_t e) {
+  static const auto fn = gelu_isa() == 2   ? gelu_forward_avx512
+                         : gelu_isa() == 1 ? gelu_forward_avx2
+                                           : gelu_forward_baseline;
+  fn(out, inp, b, e);
+}
+
+void gelu_backward_range(float* dinp, const float* inp, const float* dout, int64_t b, int64_t e) {
+  static const auto fn = gelu_isa() == 2   ? gelu_backward_avx512
+                         : gelu_isa() == 1 ? gelu_backward_avx2
+                                           : gelu_backward_baseline;
+  fn(dinp, inp, dout, b, e);
+}
+
 }  // namespace
+
+const char* gelu_kernel_name() {
+  static const char* const names[] = {"baseline", "avx2", "avx512"};
+  return names[gelu_isa()];
+}
 
 void gelu_forward_span(float* out, const float* x, int64_t n) { gelu_forward_range(out, x, 0, n); }
 

@@ -29,6 +29,9 @@ LinearForwardFn linear_forward;
 LinearBackwardFn linear_backward;
 GeluForwardFn gelu_forward;
 GeluBackwardFn gelu_backward;
+// The GELU loops in use (the ops and the GEMM epilogue's): "avx512", "avx2" (with FMA) or "baseline"
+// (SIMCSEPP_GELU_KERNEL picks one); all compute the same bits.
+const char* gelu_kernel_name();
 TanhForwardFn tanh_forward;
 TanhBackwardFn tanh_backward;
 AddFn add;
