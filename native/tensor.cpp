@@ -16,6 +16,7 @@
 
 #include "addon_data.h"
 #include "args.h"
+#include "cpu/parallel.h"
 #include "cuda_api.h"
 
 namespace simcsepp {
@@ -334,7 +335,10 @@ Napi::Value NativeTensor::Fill(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     if (numel_ == 0) return env.Undefined();
     if (device_ == Device::kCpu) {
-      std::fill(data(), data() + numel_, v);
+      // On the pool's threads in chunks of 1 Mi floats: zeroing the gradients of BERT-base (440 MB) each step
+      // on one thread would take ~40 ms.
+      float* p = data();
+      cpu::parallel_for(numel_, int64_t{1} << 20, [&](int64_t b, int64_t e) { std::fill(p + b, p + e, v); });
     } else if (v == 0.0f) {
       cuda::memset_device(data(), 0, static_cast<size_t>(numel_) * sizeof(float));
     } else {
