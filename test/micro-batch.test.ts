@@ -160,3 +160,23 @@ t.test('--micro-batch auto is the default; the budget is the device memory', asy
   t.same(chooseMicroBatch('auto', base, gpu.autoBudget), { rows: 0 })
   t.ok(chooseMicroBatch('auto', base, 4 * 2 ** 30).rows < 3 * 512)
 })
+
+t.test('ActivationArena: a batch of the last shape gets the same views; another shape or a larger buffer, new ones', async (t) => {
+  const { ActivationArena, floatsFor } = await import('../lib/model/activations.js')
+  const { namedConfig } = await import('../lib/model/config.js')
+  const config = namedConfig('tiny', 100)
+  const arena = new ActivationArena(config, 'cpu')
+  t.teardown(() => arena.dispose())
+  const a = arena.acquire(4, 8, true)
+  t.equal(arena.acquire(4, 8, true), a, 'the same shape: the same views, none created')
+  t.equal(arena.bytes, floatsFor(config, 4, 8, true) * 4)
+  const smaller = arena.acquire(2, 8, true)
+  t.not(smaller, a, 'another shape: its own views')
+  t.equal(arena.bytes, floatsFor(config, 4, 8, true) * 4, 'in the same buffer')
+  t.not(arena.acquire(4, 8, false), a, 'inference views differ from training ones (no gradient scratch)')
+  const generation = arena.generation
+  arena.acquire(8, 8, true)
+  t.equal(arena.generation, generation + 1, 'a larger batch: a new buffer')
+  t.not(arena.acquire(4, 8, true), a, 'views of the old buffer are not handed out again')
+  t.equal(arena.acquire(8, 8, true), arena.acquire(8, 8, true))
+})
