@@ -9,6 +9,7 @@
 #include <string>
 
 #include "bf16_copy.cuh"
+#include "cublaslt.cuh"
 #include "grid.cuh"
 
 namespace simcsepp::cuda::bf16copy {
@@ -78,6 +79,12 @@ void convert(const Segment* segments, int count, cudaStream_t stream) {
 
 namespace simcsepp::cuda {
 
-std::string bf16_operands() { return bf16copy::describe(bf16copy::operands()); }
+std::string bf16_operands() {
+  const bf16copy::Operands o = bf16copy::operands();
+  if (o == bf16copy::Operands::kCopies && !lt::serves_bf16_operands() && lt::serves_fp32_operands_bf16())
+    return "fp32, rounded to bf16 inside the GEMM (cuBLASLt failed its check with bf16 operands and passed it with "
+           "fp32 ones: see gemm)";
+  return bf16copy::describe(o);
+}
 
 }  // namespace simcsepp::cuda

@@ -8,6 +8,8 @@
 // SIMCSEPP_BF16_OPERANDS (read at every op, so a benchmark can compare both in one process):
 //   copies  (default) the bf16 copies;
 //   fp32    the fp32 operands, rounded by the GEMM as it reads them (the path before the copies).
+// The copies are also skipped when cuBLASLt failed its self-check with bf16 operands but passed it with fp32
+// operands and bf16 math (kernels/cublaslt.cuh): its kernels on fp32 operands beat gemm_bf16_kernel on copies.
 #pragma once
 #include <cuda_bf16.h>
 

@@ -378,6 +378,9 @@ bool gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
   return run(L, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, kind, stream);
 }
 
+bool serves_bf16_operands() { return probed().active[static_cast<int>(Kind::kBf16)]; }
+bool serves_fp32_operands_bf16() { return probed().active[static_cast<int>(Kind::kFp32FastBf16)]; }
+
 bool gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const __nv_bfloat16* A,
                int64_t lda, const __nv_bfloat16* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias,
                cudaStream_t stream) {

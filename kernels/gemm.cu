@@ -141,8 +141,11 @@ void linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
                                 "gemm_bf16_kernel (linear dweight += dout^T inp, bf16 copies)", stream);
 }
 
+// The copies unless SIMCSEPP_BF16_OPERANDS=fp32, or cuBLASLt failed its self-check for bf16 operands but passed
+// it for fp32 operands with bf16 math: its fp32-operand kernels then beat gemm_bf16_kernel on the copies.
 bool use_bf16_copies(Precision precision) {
-  return precision == Precision::kBf16 && bf16copy::operands() == bf16copy::Operands::kCopies;
+  if (precision != Precision::kBf16 || bf16copy::operands() != bf16copy::Operands::kCopies) return false;
+  return lt::serves_bf16_operands() || !lt::serves_fp32_operands_bf16();
 }
 
 }  // namespace
