@@ -279,14 +279,20 @@ void column_sums_add(float* dbias, const float* dout, int64_t R, int64_t OC) {
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput, Precision precision,
                      const float* geluInput) {
-  if (dbias) column_sums_add(dbias, dout, R, OC);  // fp32 at every precision: not a matrix product
+  // dbias (fp32 at every precision: not a matrix product) is the row sums of dout^T, the weight gradient's op(A):
+  // summed from its packed panels where there is one, else in a pass of its own.
+  if (dbias && !dweight) column_sums_add(dbias, dout, R, OC);
   const bool bf16 = precision == Precision::kBf16;
   GemmEpilogue ep;  // the GELU's derivative, on each tile of dinp while it is in L1
   ep.gelu_grad_x = geluInput;
   ep.ld_gelu_grad_x = C;
   if (dinp)
     sgemm_fused(bf16, false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C, ep);
-  if (dweight) (bf16 ? sgemm_bf16 : sgemm)(true, false, OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+  if (dweight) {
+    GemmEpilogue wep;
+    wep.a_row_sums = dbias;
+    sgemm_fused(bf16, true, false, OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C, wep);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@
 #include <cstring>
 #include <vector>
 
+#include "column_sums.h"
 #include "common/bf16.h"
 #include "dot.h"
 #include "gelu.h"
@@ -573,8 +574,32 @@ MatB cols_of(const MatB& B, int64_t j0) { return {B.trans ? B.p + j0 * B.ld : B.
 // together and then take its M blocks (as many as a multiple of `ways`); with ways = 1 the calling thread
 // does it all (the parallel_for calls then run inline, as they do inside a rectangle's chunk). KC comes from
 // the caller, so that every part of a partitioned product sums K in the same order.
+// a_sums[i] += sum_k of packed rows [0, mc) of pa (ceil(mc/MR) panels of kc x MR), in double, each row in k order.
+// MR known at compile time, so that the MR sums stay in vector registers.
+template <int MR>
+void add_packed_row_sums(const float* pa, int64_t mc, int64_t kc, double* a_sums) {
+  for (int64_t ir = 0; ir < mc; ir += MR) {
+    const float* d = pa + ir * kc;
+    double s[MR] = {};
+    for (int64_t k = 0; k < kc; ++k)
+      for (int r = 0; r < MR; ++r) s[r] += static_cast<double>(d[k * MR + r]);
+    const int64_t mr = std::min<int64_t>(MR, mc - ir);
+    for (int64_t r = 0; r < mr; ++r) a_sums[ir + r] += s[r];
+  }
+}
+
+void add_packed_row_sums(const float* pa, int64_t mc, int64_t kc, int64_t MR, double* a_sums) {
+  switch (MR) {
+    case 14: return add_packed_row_sums<14>(pa, mc, kc, a_sums);
+    case 6: return add_packed_row_sums<6>(pa, mc, kc, a_sums);
+    case 4: return add_packed_row_sums<4>(pa, mc, kc, a_sums);
+    default: std::abort();  // the fp32 kernels' MR (kernel table above)
+  }
+}
+
 void gemm_block(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, int64_t KC,
-                int64_t ways, float alpha, float beta, float* C, int64_t ldc, const EpilogueAt& at) {
+                int64_t ways, float alpha, float beta, float* C, int64_t ldc, const EpilogueAt& at,
+                double* a_sums = nullptr) {
   const int64_t MR = kr.mr, NR = kr.nr;
   // N blocks of (nearly) equal width, as the M blocks below.
   const int64_t nblocks = (N + kr.nc - 1) / kr.nc;
@@ -602,6 +627,8 @@ void gemm_block(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64
         for (int64_t ic = b0 * MC; ic < std::min(M, b1 * MC); ic += MC) {
           const int64_t mc = std::min(MC, M - ic);
           kr.pack_a(A, ic, mc, pc, kc, pa);
+          // op(A)'s row sums from its first N block's packing (the others pack the same rows again).
+          if (a_sums != nullptr && jc == 0) add_packed_row_sums(pa, mc, kc, MR, a_sums + ic);
           // The epilogue only once the block's K sum is complete.
           const EpilogueAt block_at{pc + kc == K ? at.ep : nullptr, at.i0 + ic, at.j0 + jc};
           macro_kernel(kr, mc, nc, kc, pa, pb, 0, npanels, alpha, pc == 0 ? beta : 1.0f, C + ic * ldc + jc, ldc,
@@ -618,8 +645,9 @@ void gemm_block(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64
 // so splitting the rows of C re-packs B once per rectangle and splitting the columns re-packs A: the
 // split goes along the dimension whose other operand is the smaller. Twice as many rectangles as
 // threads lets a thread that was held up (other processes) leave the rest to the others.
+// a_sums (M doubles, or null): op(A)'s row sums are added there (the packed rows, see add_packed_row_sums).
 void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64_t N, int64_t K, float alpha,
-                  float beta, float* C, int64_t ldc, const GemmEpilogue* ep) {
+                  float beta, float* C, int64_t ldc, const GemmEpilogue* ep, double* a_sums = nullptr) {
   const EpilogueAt at{ep, 0, 0};
   const int64_t MR = kr.mr, NR = kr.nr;
   // Equal-depth K blocks (a multiple of 8 where possible) avoid a thin last block.
@@ -645,7 +673,7 @@ void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int
   int64_t n_parts = std::min(parts, tiles);
   if (n_parts > 1 && (by_rows ? M : N) / n_parts < 512) n_parts = std::min({threads, parts, tiles});
   if (n_parts > 1 && (by_rows ? M : N) / n_parts < 128) {
-    gemm_block(kr, A, B, M, N, K, KC, threads, alpha, beta, C, ldc, at);
+    gemm_block(kr, A, B, M, N, K, KC, threads, alpha, beta, C, ldc, at, a_sums);
     return;
   }
   parallel_for(n_parts, 1, [&](int64_t p0, int64_t p1) {
@@ -653,10 +681,13 @@ void sgemm_packed(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int
       const int64_t t0 = p * tiles / n_parts, t1 = (p + 1) * tiles / n_parts;
       if (by_rows) {
         const int64_t i0 = t0 * MR, i1 = std::min(M, t1 * MR);
-        gemm_block(kr, rows_of(A, i0), B, i1 - i0, N, K, KC, 1, alpha, beta, C + i0 * ldc, ldc, at.at(i0, 0));
+        gemm_block(kr, rows_of(A, i0), B, i1 - i0, N, K, KC, 1, alpha, beta, C + i0 * ldc, ldc, at.at(i0, 0),
+                   a_sums != nullptr ? a_sums + i0 : nullptr);
       } else {
         const int64_t j0 = t0 * NR, j1 = std::min(N, t1 * NR);
-        gemm_block(kr, A, cols_of(B, j0), M, j1 - j0, K, KC, 1, alpha, beta, C + j0, ldc, at.at(0, j0));
+        // Every column rectangle packs all of op(A): the first one sums it.
+        gemm_block(kr, A, cols_of(B, j0), M, j1 - j0, K, KC, 1, alpha, beta, C + j0, ldc, at.at(0, j0),
+                   j0 == 0 ? a_sums : nullptr);
       }
     }
   });
@@ -740,6 +771,27 @@ namespace {
 
 bool has_epilogue(const GemmEpilogue& ep) { return ep.bias || ep.gelu_out || ep.gelu_grad_x; }
 
+// out[i] += sum_k op(A)[i, k] read from A (the paths that do not pack A in fp32): in double, over row blocks of K
+// (column_sums.h's blocks) when A is stored [K, M], else row by row.
+void add_row_sums_of_op_a(float* out, const float* A, int64_t lda, bool transA, int64_t M, int64_t K) {
+  if (K <= 0) return;
+  if (transA) {
+    const double* s = blocked_column_sums(K, M, [&](int64_t k0, int64_t k1, double* acc) {
+      for (int64_t k = k0; k < k1; ++k)
+        for (int64_t i = 0; i < M; ++i) acc[i] += static_cast<double>(A[k * lda + i]);
+    });
+    for (int64_t i = 0; i < M; ++i) out[i] += static_cast<float>(s[i]);
+  } else {
+    parallel_for(M, std::max<int64_t>(1, (1 << 14) / K), [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        double s = 0.0;
+        for (int64_t k = 0; k < K; ++k) s += static_cast<double>(A[i * lda + k]);
+        out[i] += static_cast<float>(s);
+      }
+    });
+  }
+}
+
 // The epilogue over the whole of C, after a product that did not go through the packed path.
 void apply_epilogue_whole(const GemmEpilogue& ep, float* C, int64_t ldc, int64_t M, int64_t N) {
   if (!has_epilogue(ep)) return;
@@ -752,12 +804,29 @@ void apply_epilogue_whole(const GemmEpilogue& ep, float* C, int64_t ldc, int64_t
 void sgemm_fused(bool bf16, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const GemmEpilogue& ep) {
   if (M <= 0 || N <= 0) return;
+  const bool packed = M * N * K > int64_t{64} * 64 * 64;
+  if (ep.a_row_sums != nullptr) {
+    if (!bf16 && packed && alpha != 0.0f) {  // summed from the packed panels
+      thread_local std::vector<double> sums;
+      sums.assign(static_cast<size_t>(M), 0.0);
+      GemmEpilogue rest = ep;
+      rest.a_row_sums = nullptr;
+      sgemm_packed(kernel(), MatA{A, lda, transA}, MatB{B, ldb, transB}, M, N, K, alpha, beta, C, ldc,
+                   has_epilogue(rest) ? &rest : nullptr, sums.data());
+      for (int64_t i = 0; i < M; ++i) ep.a_row_sums[i] += static_cast<float>(sums[static_cast<size_t>(i)]);
+      return;
+    }
+    add_row_sums_of_op_a(ep.a_row_sums, A, lda, transA, M, K);
+    GemmEpilogue rest = ep;
+    rest.a_row_sums = nullptr;
+    sgemm_fused(bf16, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, rest);
+    return;
+  }
   if (K <= 0 || alpha == 0.0f) {
     scale_c(M, N, beta, C, ldc);
     apply_epilogue_whole(ep, C, ldc, M, N);
     return;
   }
-  const bool packed = M * N * K > int64_t{64} * 64 * 64;
   const GemmEpilogue* epp = has_epilogue(ep) ? &ep : nullptr;
   if (!bf16 && packed) {
     sgemm_packed(kernel(), MatA{A, lda, transA}, MatB{B, ldb, transB}, M, N, K, alpha, beta, C, ldc, epp);

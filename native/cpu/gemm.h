@@ -36,6 +36,11 @@ struct GemmEpilogue {
   int64_t ld_gelu_out = 0;
   const float* gelu_grad_x = nullptr;  // [M, ld_gelu_grad_x]
   int64_t ld_gelu_grad_x = 0;
+  // Not on C: a_row_sums[i] += sum_k op(A)[i, k] (fp32, whatever the precision of the product), e.g. the bias
+  // gradient alongside a weight gradient dW += dY^T X, whose op(A) is dY^T. The fp32 packed path sums the
+  // packed panels while they are in cache (each row over each K block in k order, in double, the blocks added in
+  // K order: the same bits at any thread count); the other paths read op(A) once more.
+  float* a_row_sums = nullptr;  // [M]
 };
 
 // sgemm (bf16: sgemm_bf16) followed by the epilogue: C = ep(alpha op(A) op(B) + beta C). Same summation, so
