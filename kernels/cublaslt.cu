@@ -13,6 +13,7 @@
 #include <glob.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -56,6 +57,7 @@ constexpr int kDescBiasPointer = 8;      // CUBLASLT_MATMUL_DESC_BIAS_POINTER
 constexpr int kEpilogueDefault = 1;      // CUBLASLT_EPILOGUE_DEFAULT
 constexpr int kEpilogueBias = 4;         // CUBLASLT_EPILOGUE_BIAS
 constexpr int kPrefMaxWorkspace = 1;     // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES
+constexpr int kPrefMinAlignA = 5;        // CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES (then B, C, D: 6, 7, 8)
 constexpr size_t kWorkspaceBytes = 32u << 20;
 
 struct Api {
@@ -81,7 +83,19 @@ struct Plan {
   Algo algo{};
   bool ok = false;
 };
-using PlanKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int>;
+// (transA, transB, M, N, K, lda, ldb, ldc, bias, kind, the alignments of the first operand, the second and C)
+using PlanKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int, uint32_t,
+                           uint32_t, uint32_t>;
+
+// The largest power of two (at most 256) dividing p's address. The heuristic's algorithms assume 256-byte
+// aligned matrices unless told otherwise, and the layer's matrices are views into the parameter buffer and the
+// activation arena at any float offset: each plan is made for its pointers' alignments (as PyTorch does).
+uint32_t alignment_of(const void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  uint32_t al = 256;
+  while (al > 1 && a % al != 0) al /= 2;
+  return al;
+}
 
 // The product's operand types and math.
 enum class Kind : int { kFp32 = 0, kFp32FastBf16 = 1, kBf16 = 2 };
@@ -174,7 +188,7 @@ Plan& plan_for(Library& L, const PlanKey& key) {
   auto it = L.plans.find(key);
   if (it != L.plans.end()) return it->second;
   Plan& p = L.plans[key];
-  const auto [transA, transB, M, N, K, lda, ldb, ldc, bias, kind] = key;
+  const auto [transA, transB, M, N, K, lda, ldb, ldc, bias, kind, alignFirst, alignSecond, alignC] = key;
   const Api& api = L.api;
   const int compute = kind == static_cast<int>(Kind::kFp32FastBf16) ? kComputeF32Fast16BF : kComputeF32;
   const int operandType = kind == static_cast<int>(Kind::kBf16) ? kR16BF : kR32F;
@@ -196,8 +210,11 @@ Plan& plan_for(Library& L, const PlanKey& key) {
   const size_t ws = kWorkspaceBytes;
   HeuristicResult result{};
   int found = 0;
-  const bool got = api.prefSet(pref, kPrefMaxWorkspace, &ws, sizeof(ws)) == 0 &&
-                   api.heuristic(L.handle, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found) == 0 && found > 0;
+  const uint32_t aligns[4] = {alignFirst, alignSecond, alignC, alignC};  // D is C
+  bool set = api.prefSet(pref, kPrefMaxWorkspace, &ws, sizeof(ws)) == 0;
+  for (int i = 0; i < 4 && set; ++i) set = api.prefSet(pref, kPrefMinAlignA + i, &aligns[i], sizeof(aligns[i])) == 0;
+  const bool got =
+      set && api.heuristic(L.handle, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found) == 0 && found > 0;
   api.prefDestroy(pref);
   if (!got) return p;
   p.algo = result.algo;
@@ -209,7 +226,10 @@ Plan& plan_for(Library& L, const PlanKey& key) {
 bool run(Library& L, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
          const void* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias, Kind kind,
          cudaStream_t stream) {
-  const PlanKey key{transA, transB, M, N, K, lda, ldb, ldc, bias != nullptr, static_cast<int>(kind)};
+  // The library's first operand is B, its second A (header comment).
+  const uint32_t alignFirst = alignment_of(B), alignSecond = alignment_of(A), alignC = alignment_of(C);
+  const PlanKey key{transA,     transB,      M,     N, K, lda, ldb, ldc, bias != nullptr, static_cast<int>(kind),
+                    alignFirst, alignSecond, alignC};
   Plan& p = plan_for(L, key);
   if (!p.ok) return false;
   if (bias != nullptr && L.api.descSet(p.desc, kDescBiasPointer, &bias, sizeof(bias)) != 0) return false;
