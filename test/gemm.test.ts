@@ -174,40 +174,40 @@ if (process.env.SIMCSEPP_GEMM_TEST_CHILD) {
       if (info.kernel === 'avx512') t.not(info.systemBlasCore!.toLowerCase(), 'haswell')
     }
   })
-}
 
-// linearBackward's dbias (the column sums of dout) comes from the weight gradient's packed dout^T panels on the
-// fp32 packed path, and from a pass of its own otherwise (bf16, small products). Every way of splitting the product
-// (row rectangles, column rectangles, one block shared by the threads, several N blocks) must count each element of
-// dout exactly once.
-t.test('linearBackward: dbias is the column sums of dout however the weight gradient is split', async (t) => {
-  const { linearBackward } = await import('../lib/ops.js')
-  // [R, C, OC]: the weight gradient is [OC, C] with K = R.
-  const shapes: [number, number, number, string][] = [
-    [5, 7, 3, 'small (unpacked)'],
-    [200, 200, 600, 'row rectangles'],
-    [200, 600, 200, 'column rectangles'],
-    [2000, 200, 200, 'one block shared by the threads'],
-    [700, 1100, 30, 'two N blocks'],
-  ]
-  for (const [R, C, OC, what] of shapes)
-    for (const precision of ['fp32', 'bf16'] as const) {
-      const dout = random(R * OC, R + OC)
-      const want = new Float64Array(OC).fill(0.5)
-      for (let r = 0; r < R; r++) for (let o = 0; o < OC; o++) want[o] += dout[r * OC + o]
-      const db = Tensor.from(new Float32Array(OC).fill(0.5), [OC])
-      linearBackward(
-        null,
-        Tensor.zeros([OC, C]),
-        db,
-        Tensor.from(dout, [R, OC]),
-        Tensor.from(random(R * C, C), [R, C]),
-        Tensor.from(random(OC * C, 3), [OC, C]),
-        false,
-        precision,
-      )
-      const got = db.toFloat32Array()
-      const err = Math.max(...Array.from(got, (g, o) => Math.abs(g - want[o]) / Math.max(1, Math.abs(want[o]))))
-      t.ok(err < 1e-6, `${what}, ${precision}: within ${err.toExponential(1)} of the float64 sums`)
-    }
-})
+  // linearBackward's dbias (the column sums of dout) comes from the weight gradient's packed dout^T panels on the
+  // fp32 packed path, and from a pass of its own otherwise (bf16, small products). Every way of splitting the product
+  // (row rectangles, column rectangles, one block shared by the threads, several N blocks) must count each element of
+  // dout exactly once.
+  t.test('linearBackward: dbias is the column sums of dout however the weight gradient is split', async (t) => {
+    const { linearBackward } = await import('../lib/ops.js')
+    // [R, C, OC]: the weight gradient is [OC, C] with K = R.
+    const shapes: [number, number, number, string][] = [
+      [5, 7, 3, 'small (unpacked)'],
+      [200, 200, 600, 'row rectangles'],
+      [200, 600, 200, 'column rectangles'],
+      [2000, 200, 200, 'one block shared by the threads'],
+      [700, 1100, 30, 'two N blocks'],
+    ]
+    for (const [R, C, OC, what] of shapes)
+      for (const precision of ['fp32', 'bf16'] as const) {
+        const dout = random(R * OC, R + OC)
+        const want = new Float64Array(OC).fill(0.5)
+        for (let r = 0; r < R; r++) for (let o = 0; o < OC; o++) want[o] += dout[r * OC + o]
+        const db = Tensor.from(new Float32Array(OC).fill(0.5), [OC])
+        linearBackward(
+          null,
+          Tensor.zeros([OC, C]),
+          db,
+          Tensor.from(dout, [R, OC]),
+          Tensor.from(random(R * C, C), [R, C]),
+          Tensor.from(random(OC * C, 3), [OC, C]),
+          false,
+          precision,
+        )
+        const got = db.toFloat32Array()
+        const err = Math.max(...Array.from(got, (g, o) => Math.abs(g - want[o]) / Math.max(1, Math.abs(want[o]))))
+        t.ok(err < 1e-6, `${what}, ${precision}: within ${err.toExponential(1)} of the float64 sums`)
+      }
+  })
+}
