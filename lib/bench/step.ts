@@ -149,18 +149,23 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
             // (the same ops; one eager step first, so that nothing is allocated while timing).
             const gpu = device === 'cuda'
             const profiled = gpu ? withoutGraphs(() => new TrainingStep(model, opt, tokenizer, opts, shape, device)) : step
-            if (gpu) await profiled.run(timed + 2, stream, () => 0, null)
             const first = timed + 2 + (gpu ? 1 : 0)
-            const p = new OpProfile(gpu)
-            const t0 = performance.now(),
-              c0 = processCpuMs()
+            let p: OpProfile, ms: number, cpuMs: number
             try {
-              for (let s = 0; s < o.profileSteps; s++) await profiled.run(first + s, stream, () => 0, null)
-            } finally {
-              p.stop()
-            }
-            const ms = performance.now() - t0,
+              if (gpu) await profiled.run(timed + 2, stream, () => 0, null)
+              p = new OpProfile(gpu)
+              const t0 = performance.now(),
+                c0 = processCpuMs()
+              try {
+                for (let s = 0; s < o.profileSteps; s++) await profiled.run(first + s, stream, () => 0, null)
+              } finally {
+                p.stop()
+              }
+              ms = performance.now() - t0
               cpuMs = processCpuMs() - c0
+            } finally {
+              if (profiled !== step) profiled.dispose()
+            }
             const gpuMs = p.gpuMs()
             profile = {
               stepMs: ms / o.profileSteps,
