@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, readdirSync, cpSync } from 'node:fs'
 import { join } from 'node:path'
 import { readSafetensors } from '../lib/safetensors.js'
-import { assignGpu, detectLaunch, localRank, rankSlice, shareCpuThreads } from '../lib/distributed/launch.js'
+import { assignGpu, detectLaunch, disableUcxMemoryHooks, localRank, rankSlice, shareCpuThreads } from '../lib/distributed/launch.js'
 import { compareWeights } from './helpers/compare-weights.js'
 import { cli, microModel, needsCli, runCli, tempDir, writeSentences } from './helpers/train-corpus.js'
 import { OBJECTIVES } from '../lib/train/objective.js'
@@ -31,6 +31,14 @@ const steps = (out: string) =>
     .filter((e) => e.type === 'step')
 const paramCount = async (out: string) =>
   (await readSafetensors(join(out, 'run', 'checkpoint', 'state.safetensors'))).get('params')!.shape[0]
+
+t.test("UCX's memory hooks are off unless the user chose", async (t) => {
+  const env: NodeJS.ProcessEnv = {}
+  t.equal(disableUcxMemoryHooks(env), 'no')
+  t.equal(env.UCX_MEM_EVENTS, 'no')
+  const chosen: NodeJS.ProcessEnv = { UCX_MEM_EVENTS: 'yes' }
+  t.equal(disableUcxMemoryHooks(chosen), 'yes', "the user's setting is kept")
+})
 
 t.test('slices, launch detection and GPU assignment', async (t) => {
   t.same(

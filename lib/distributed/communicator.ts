@@ -4,7 +4,7 @@
 import { addon } from '../native.js'
 import { nativeOf, type Tensor } from '../tensor.js'
 import { availableParallelism } from 'node:os'
-import { assignGpu, detectLaunch, localRank, shareCpuThreads } from './launch.js'
+import { assignGpu, detectLaunch, disableUcxMemoryHooks, localRank, shareCpuThreads } from './launch.js'
 
 export class Communicator {
   /** Seconds spent in collectives since the last takeSeconds(). */
@@ -104,6 +104,7 @@ export function startDistributed(request: boolean | 'auto', env: NodeJS.ProcessE
     assignGpu(localRank(env), env)
     shareCpuThreads(availableParallelism(), env)
   }
+  disableUcxMemoryHooks(env)
   let comm: Communicator
   try {
     comm = Communicator.init()

@@ -66,6 +66,19 @@ export function assignGpu(rank: number, env: NodeJS.ProcessEnv = process.env): s
   return device
 }
 
+/**
+ * UCX's memory hooks off (UCX_MEM_EVENTS=no) unless the user set them. UCX (MPICH's ch4:ucx device, Open
+ * MPI's pml/ucx) patches mmap/munmap/brk in the running process to track registered memory; under Node,
+ * whose V8 threads map and unmap heap pages concurrently, that patching crashed a rank about once in 30
+ * MPICH runs (a segfault inside V8's page allocator or GC). Without the hooks UCX only skips its
+ * registration cache for host memory, which a CPU or NCCL data-parallel run does not rely on.
+ * Must run before MPI_Init. Returns the value in effect.
+ */
+export function disableUcxMemoryHooks(env: NodeJS.ProcessEnv = process.env): string {
+  env.UCX_MEM_EVENTS ??= 'no'
+  return env.UCX_MEM_EVENTS
+}
+
 /** Rank r's sentences of a global batch of n over R ranks: [start, end), as even as integers allow. */
 export function rankSlice(n: number, ranks: number, rank: number): [number, number] {
   return [Math.floor((rank * n) / ranks), Math.floor(((rank + 1) * n) / ranks)]
