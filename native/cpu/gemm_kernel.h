@@ -38,6 +38,10 @@ struct Kernel {
   void (*pack_b_panel)(const MatB&, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* d);
   // Null, or called on a thread before it runs a block of micro-kernel calls (AMX: the tile configuration).
   void (*begin)();
+  // Null, or packs `panels` full NR-wide panels from column j0 of a B stored [K, N] (not transposed), panel p at
+  // d + p * NR * kc, as pack_b_panel would: row by row across the panels, so that each row of B is read once
+  // front to back (pack_b_panel walks down kc rows ld floats apart for each panel).
+  void (*pack_b_rows)(const MatB&, int64_t k0, int64_t kc, int64_t j0, int64_t panels, float* d);
 };
 
 // The AVX512_BF16 kernel (gemm_bf16.cpp), or nullptr where the CPU or the compiler lacks it.
