@@ -453,15 +453,15 @@ __attribute__((target("avx512f"))) void ukr_avx512_14x32(int64_t kc, const float
 // Kernel descriptors.
 
 // clang-format off
-//                            name       MR  NR   MC   KC    NC  micro-kernel       pack A                    pack B panel             begin    pack B rows
-const Kernel kGeneric      = {"generic",  4,  8, 192, 256, 1024, &ukr_generic_4x8,  &pack_a<4>,               &pack_b_panel<8>,        nullptr, &pack_b_rows<8>};
+//                            name       MR  NR   MC   KC    NC  micro-kernel       pack A                    pack B panel             begin    pack B rows            pack A with sums
+const Kernel kGeneric      = {"generic",  4,  8, 192, 256, 1024, &ukr_generic_4x8,  &pack_a<4>,               &pack_b_panel<8>,        nullptr, &pack_b_rows<8>, nullptr};
 // The same with the operands rounded to bfloat16 while packed (sgemm_bf16).
-const Kernel kGenericRound = {"generic",  4,  8, 192, 256, 1024, &ukr_generic_4x8,  &pack_a<4, true>,         &pack_b_panel<8, true>,  nullptr, &pack_b_rows<8, true>};
+const Kernel kGenericRound = {"generic",  4,  8, 192, 256, 1024, &ukr_generic_4x8,  &pack_a<4, true>,         &pack_b_panel<8, true>,  nullptr, &pack_b_rows<8, true>, nullptr};
 #if SIMCSEPP_GEMM_X86
-const Kernel kAvx2         = {"avx2",     6, 16, 288, 384, 1024, &ukr_avx2_6x16,    &pack_a<6>,               &pack_b_panel<16>,       nullptr, &pack_b_rows<16>};
-const Kernel kAvx2Round    = {"avx2",     6, 16, 288, 384, 1024, &ukr_avx2_6x16,    &pack_a<6, true>,         &pack_b_panel<16, true>, nullptr, &pack_b_rows<16, true>};
-const Kernel kAvx512       = {"avx512",  14, 32, 280, 384, 1024, &ukr_avx512_14x32, &pack_a<14, false, true>, &pack_b_panel<32>,       nullptr, &pack_b_rows<32>};
-const Kernel kAvx512Round  = {"avx512",  14, 32, 280, 384, 1024, &ukr_avx512_14x32, &pack_a<14, true, true>,  &pack_b_panel<32, true>, nullptr, &pack_b_rows<32, true>};
+const Kernel kAvx2         = {"avx2",     6, 16, 288, 384, 1024, &ukr_avx2_6x16,    &pack_a<6>,               &pack_b_panel<16>,       nullptr, &pack_b_rows<16>, nullptr};
+const Kernel kAvx2Round    = {"avx2",     6, 16, 288, 384, 1024, &ukr_avx2_6x16,    &pack_a<6, true>,         &pack_b_panel<16, true>, nullptr, &pack_b_rows<16, true>, nullptr};
+const Kernel kAvx512       = {"avx512",  14, 32, 280, 384, 1024, &ukr_avx512_14x32, &pack_a<14, false, true>, &pack_b_panel<32>,       nullptr, &pack_b_rows<32>, nullptr};
+const Kernel kAvx512Round  = {"avx512",  14, 32, 280, 384, 1024, &ukr_avx512_14x32, &pack_a<14, true, true>,  &pack_b_panel<32, true>, nullptr, &pack_b_rows<32, true>, nullptr};
 #endif
 // clang-format on
 
@@ -695,9 +695,14 @@ void gemm_block(const Kernel& kr, const MatA& A, const MatB& B, int64_t M, int64
         float* pa = t_pack_a.get(static_cast<size_t>(MC) * kc);
         for (int64_t ic = b0 * MC; ic < std::min(M, b1 * MC); ic += MC) {
           const int64_t mc = std::min(MC, M - ic);
-          kr.pack_a(A, ic, mc, pc, kc, pa);
-          // op(A)'s row sums from its first N block's packing (the others pack the same rows again).
-          if (a_sums != nullptr && jc == 0) add_packed_row_sums(pa, mc, kc, MR, a_sums + ic);
+          // op(A)'s row sums from its first N block's packing (the others pack the same rows again): while packing
+          // (a kernel that rounds A), or from the fp32 panels.
+          if (a_sums != nullptr && jc == 0 && kr.pack_a_sums != nullptr) {
+            kr.pack_a_sums(A, ic, mc, pc, kc, pa, a_sums + ic);
+          } else {
+            kr.pack_a(A, ic, mc, pc, kc, pa);
+            if (a_sums != nullptr && jc == 0) add_packed_row_sums(pa, mc, kc, MR, a_sums + ic);
+          }
           // The epilogue only once the block's K sum is complete.
           const EpilogueAt block_at{pc + kc == K ? at.ep : nullptr, at.i0 + ic, at.j0 + jc};
           macro_kernel(kr, mc, nc, kc, pa, pb, 0, npanels, alpha, pc == 0 ? beta : 1.0f, C + ic * ldc + jc, ldc,
@@ -845,9 +850,9 @@ bool has_epilogue(const GemmEpilogue& ep) { return ep.bias || ep.gelu_out || ep.
 void add_row_sums_of_op_a(float* out, const float* A, int64_t lda, bool transA, int64_t M, int64_t K) {
   if (K <= 0) return;
   if (transA) {
+    // add_rows: vectorised for the CPU (each column still summed in row order: the same bits).
     const double* s = blocked_column_sums(K, M, [&](int64_t k0, int64_t k1, double* acc) {
-      for (int64_t k = k0; k < k1; ++k)
-        for (int64_t i = 0; i < M; ++i) acc[i] += static_cast<double>(A[k * lda + i]);
+      for (int64_t k = k0; k < k1; ++k) add_rows(acc, A + k * lda, 1, M);
     });
     for (int64_t i = 0; i < M; ++i) out[i] += static_cast<float>(s[i]);
   } else {
@@ -875,12 +880,23 @@ void sgemm_fused(bool bf16, bool transA, bool transB, int64_t M, int64_t N, int6
   if (M <= 0 || N <= 0) return;
   const bool packed = M * N * K > int64_t{64} * 64 * 64;
   if (ep.a_row_sums != nullptr) {
-    if (!bf16 && packed && alpha != 0.0f) {  // summed from the packed panels
+    // A packed path that sums op(A) as it packs it: fp32 (from its panels), or bf16 on a kernel that sums the fp32
+    // values while rounding them (AMX, for a transposed A: the weight gradients).
+    const Kernel* summing = nullptr;
+    if (packed && alpha != 0.0f) {
+      if (!bf16) {
+        summing = &kernel();
+      } else if (transA && !bf16_copies_forced()) {
+        const Kernel* fast = bf16_fast_kernel(K);
+        if (fast != nullptr && fast->pack_a_sums != nullptr) summing = fast;
+      }
+    }
+    if (summing != nullptr) {
       thread_local std::vector<double> sums;
       sums.assign(static_cast<size_t>(M), 0.0);
       GemmEpilogue rest = ep;
       rest.a_row_sums = nullptr;
-      sgemm_packed(kernel(), MatA{A, lda, transA}, MatB{B, ldb, transB}, M, N, K, alpha, beta, C, ldc,
+      sgemm_packed(*summing, MatA{A, lda, transA}, MatB{B, ldb, transB}, M, N, K, alpha, beta, C, ldc,
                    has_epilogue(rest) ? &rest : nullptr, sums.data());
       for (int64_t i = 0; i < M; ++i) ep.a_row_sums[i] += static_cast<float>(sums[static_cast<size_t>(i)]);
       return;

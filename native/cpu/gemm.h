@@ -39,7 +39,8 @@ struct GemmEpilogue {
   // Not on C: a_row_sums[i] += sum_k op(A)[i, k] (fp32, whatever the precision of the product), e.g. the bias
   // gradient alongside a weight gradient dW += dY^T X, whose op(A) is dY^T. The fp32 packed path sums the
   // packed panels while they are in cache (each row over each K block in k order, in double, the blocks added in
-  // K order: the same bits at any thread count); the other paths read op(A) once more.
+  // K order: the same bits at any thread count); bf16 on AMX sums the fp32 values as it rounds and packs a
+  // transposed A, in the same order; the other paths read op(A) once more.
   float* a_row_sums = nullptr;  // [M]
 };
 

@@ -11,6 +11,7 @@
 // Opt-in (SIMCSEPP_GEMM_BF16=avx512bf16, gemm.h): on Sapphire Rapids it runs at half the fp32 kernel's rate.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 #if defined(__linux__)
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -180,7 +181,8 @@ const Kernel kAvx512Bf16 = {"avx512bf16",
                             &pack_a_bf16<14>,
                             &pack_b_panel_bf16<32>,
                             nullptr,
-                            &pack_b_rows_bf16<32>};
+                            &pack_b_rows_bf16<32>,
+                            nullptr};
 
 // ---------------------------------------------------------------------------------------------
 // AMX (Sapphire Rapids and later): 32 x 32 of C as 2 x 2 tiles of 16 x 16 fp32 (tmm0-3), each k block of 16
@@ -210,8 +212,26 @@ SIMCSEPP_BF16_TARGET __m512i tile_row_words(const float* x, int64_t n) {
   return _mm512_or_si512(_mm512_maskz_slli_epi32(0xffff, b, 16), _mm512_maskz_srli_epi32(0xffff, b, 16));
 }
 
-// op(A)[i0:i0+mc, k0:k0+kc] as ceil(mc/32) panels, panel ir at dst + ir * kc.
-SIMCSEPP_AMX_TARGET void pack_a_amx(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
+// sums[c] += x0[c], then += x1[c] (x1 may be null) for c < n <= 16, in double: a pair's two k of op(A)'s rows.
+__attribute__((target("avx512f,avx512vl"))) void add_pair_sums(double* sums, const float* x0, const float* x1,
+                                                               int64_t n) {
+  const __mmask8 lo = static_cast<__mmask8>(n >= 8 ? 0xff : (1u << n) - 1);
+  const __mmask8 hi = static_cast<__mmask8>(n >= 16 ? 0xff : n > 8 ? (1u << (n - 8)) - 1 : 0);
+  __m512d s0 = _mm512_maskz_loadu_pd(lo, sums), s1 = _mm512_maskz_loadu_pd(hi, sums + 8);
+  s0 = _mm512_add_pd(s0, _mm512_maskz_cvtps_pd(0xff, _mm256_maskz_loadu_ps(lo, x0)));
+  s1 = _mm512_add_pd(s1, _mm512_maskz_cvtps_pd(0xff, _mm256_maskz_loadu_ps(hi, x0 + 8)));
+  if (x1 != nullptr) {
+    s0 = _mm512_add_pd(s0, _mm512_maskz_cvtps_pd(0xff, _mm256_maskz_loadu_ps(lo, x1)));
+    s1 = _mm512_add_pd(s1, _mm512_maskz_cvtps_pd(0xff, _mm256_maskz_loadu_ps(hi, x1 + 8)));
+  }
+  _mm512_mask_storeu_pd(sums, lo, s0);
+  _mm512_mask_storeu_pd(sums + 8, hi, s1);
+}
+
+// op(A)[i0:i0+mc, k0:k0+kc] as ceil(mc/32) panels, panel ir at dst + ir * kc. a_sums (transposed A only; or
+// null): the block's row sums of op(A) added there (Kernel::pack_a_sums).
+SIMCSEPP_AMX_TARGET void pack_a_amx_impl(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst,
+                                         double* a_sums) {
   constexpr int64_t MR = 32;
   const int64_t pairs = (kc + 1) / 2, padded = padded_pairs(kc);
   // Word (row r, pair q) of the panel at d.
@@ -235,6 +255,9 @@ SIMCSEPP_AMX_TARGET void pack_a_amx(const MatA& A, int64_t i0, int64_t mc, int64
   // panels before the next block, so that each row of A is read once, front to back (panel by panel, down all
   // kc rows ld floats apart, the packing took half the AMX kernel's time in mini's bf16 step).
   const float* s = A.p + k0 * A.ld + i0;
+  // The block's sums of op(A)'s rows (the columns of A), each in k order: a pair's first member, then its second.
+  thread_local std::vector<double> block_sums;
+  if (a_sums != nullptr) block_sums.assign(static_cast<size_t>(mc + 16), 0.0);
   for (int64_t q0 = 0; q0 < padded; q0 += kAmxPairs)
     for (int64_t ir = 0; ir < mc; ir += MR) {
       uint32_t* d = reinterpret_cast<uint32_t*>(dst + ir * kc);
@@ -244,14 +267,26 @@ SIMCSEPP_AMX_TARGET void pack_a_amx(const MatA& A, int64_t i0, int64_t mc, int64
         const int64_t n = std::max<int64_t>(0, std::min<int64_t>(16, mr - r0));
         for (int64_t j = 0; j < 16; ++j) {
           const int64_t q = q0 + j;
-          v[j] = q < pairs ? pair_words_across(s + 2 * q * A.ld + ir + r0,
-                                               2 * q + 1 < kc ? s + (2 * q + 1) * A.ld + ir + r0 : nullptr, n)
-                           : _mm512_setzero_si512();
+          const float* x0 = s + 2 * q * A.ld + ir + r0;
+          const float* x1 = 2 * q + 1 < kc ? x0 + A.ld : nullptr;
+          v[j] = q < pairs ? pair_words_across(x0, x1, n) : _mm512_setzero_si512();
+          if (a_sums != nullptr && q < pairs && n > 0) add_pair_sums(block_sums.data() + ir + r0, x0, x1, n);
         }
         transpose_16x16(v);
         for (int64_t r = 0; r < 16; ++r) _mm512_storeu_si512(at(d, r0 + r, q0), v[r]);
       }
     }
+  if (a_sums != nullptr)
+    for (int64_t i = 0; i < mc; ++i) a_sums[i] += block_sums[static_cast<size_t>(i)];
+}
+
+SIMCSEPP_AMX_TARGET void pack_a_amx(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
+  pack_a_amx_impl(A, i0, mc, k0, kc, dst, nullptr);
+}
+
+SIMCSEPP_AMX_TARGET void pack_a_sums_amx(const MatA& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst,
+                                         double* a_sums) {
+  pack_a_amx_impl(A, i0, mc, k0, kc, dst, a_sums);
 }
 
 // The nr-wide column panel j0 of op(B)[k0:k0+kc, :] in pack_b_panel_bf16<32>'s layout (per pair, 32 column
@@ -341,8 +376,18 @@ SIMCSEPP_AMX_TARGET void pack_b_rows_amx(const MatB& B, int64_t k0, int64_t kc, 
                 static_cast<size_t>((padded - pairs) * NR) * sizeof(uint32_t));
 }
 
-const Kernel kAmx = {
-    "amx", 32, 32, 288, 384, 2048, &ukr_amx_32x32, &pack_a_amx, &pack_b_panel_amx, &begin_amx, &pack_b_rows_amx};
+const Kernel kAmx = {"amx",
+                     32,
+                     32,
+                     288,
+                     384,
+                     2048,
+                     &ukr_amx_32x32,
+                     &pack_a_amx,
+                     &pack_b_panel_amx,
+                     &begin_amx,
+                     &pack_b_rows_amx,
+                     &pack_a_sums_amx};
 
 // Linux hands out AMX's tile state only to a process that asks for it (arch_prctl, kernel 5.16 and later).
 bool amx_usable() {

@@ -42,6 +42,11 @@ struct Kernel {
   // d + p * NR * kc, as pack_b_panel would: row by row across the panels, so that each row of B is read once
   // front to back (pack_b_panel walks down kc rows ld floats apart for each panel).
   void (*pack_b_rows)(const MatB&, int64_t k0, int64_t kc, int64_t j0, int64_t panels, float* d);
+  // Null, or pack_a for a transposed A (stored [K, M]) that also adds op(A)'s row sums of the block to
+  // a_sums[0, mc), from the fp32 values before any rounding: each row's sum over the block in double, in k order,
+  // then added to a_sums (as gemm.cpp's add_packed_row_sums does from fp32 panels). A kernel without it that is
+  // given row sums to compute must pack A in fp32 (add_packed_row_sums reads its panels).
+  void (*pack_a_sums)(const MatA&, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst, double* a_sums);
 };
 
 // The AVX512_BF16 kernel (gemm_bf16.cpp), or nullptr where the CPU or the compiler lacks it.
