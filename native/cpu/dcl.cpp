@@ -15,20 +15,16 @@
 #include "gemm.h"
 #include "ops.h"
 #include "parallel.h"
+#include "scratch.h"
 
 namespace simcsepp::cpu {
 
 namespace {
 
-// Grow-only per-thread buffers, one per slot (the buffers of one call, and those of the chunks the calling
-// thread runs itself, take different slots): after the first call of a shape nothing is allocated, as the
-// training step requires.
+struct DclScratch {};  // thread_scratch's tag
 template <class T>
 T* scratch(int slot, int64_t n) {
-  thread_local std::vector<T> buffers[8];
-  std::vector<T>& b = buffers[slot];
-  if (b.size() < static_cast<size_t>(n)) b.resize(static_cast<size_t>(n));
-  return b.data();
+  return thread_scratch<DclScratch, T>(slot, n);
 }
 
 // Slots: floats (dcl's own buffers); doubles (dcl's row losses, the chunks' column sums).

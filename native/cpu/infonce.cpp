@@ -10,12 +10,12 @@
 // accumulations are small GEMMs (gemm.h). Sums of exponentials and the loss are in double.
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "gemm.h"
 #include "ops.h"
 #include "parallel.h"
 #include "rowwise.h"
+#include "scratch.h"
 
 namespace simcsepp::cpu {
 
@@ -23,6 +23,17 @@ namespace {
 
 constexpr int64_t kRowTile = 128;
 constexpr int64_t kColTile = 512;
+
+// The losses' temporaries (scratch.h): a call's own buffers, and its chunks' (which the calling thread runs too).
+struct InfoNceScratch {};
+template <class T>
+T* scratch(int slot, int64_t n) {
+  return thread_scratch<InfoNceScratch, T>(slot, n);
+}
+enum CallFloat { kR1, kR2, kR0, kPos, kEscaleF };  // r3 and target reuse kR0 and kPos (simcse)
+enum CallDouble { kLse, kEscale, kRowLoss };
+enum ChunkFloat { kTile = kEscaleF + 1, kAcc, kMx };  // after the call's float slots
+enum ChunkDouble { kSum = kRowLoss + 1, kGs };
 
 // One block of columns of the logit matrix: b rows [m, d] with their inverse norms.
 struct ColBlock {
@@ -48,12 +59,11 @@ void logit_tile(const float* a, const float* rinvA, int64_t i0, int64_t bi, cons
 // Pass 2: lse_i over every column block (the diagonal of block 0 masked when maskDiag), plus the
 // extra positive logit pos[i] when pos is given.
 void row_lse(const float* a, const float* rinvA, int64_t n, int64_t d, const ColBlock* blocks, int nblocks,
-             bool maskDiag, const float* pos, float invTau, std::vector<double>& lse) {
-  lse.assign(n, 0.0);
+             bool maskDiag, const float* pos, float invTau, double* lse) {
   parallel_for((n + kRowTile - 1) / kRowTile, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> tile(kRowTile * kColTile);
-    std::vector<float> mx(kRowTile);
-    std::vector<double> sum(kRowTile);
+    float* tile = scratch<float>(kTile, kRowTile * kColTile);
+    float* mx = scratch<float>(kMx, kRowTile);
+    double* sum = scratch<double>(kSum, kRowTile);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t i0 = t * kRowTile, bi = std::min(kRowTile, n - i0);
       for (int64_t r = 0; r < bi; ++r) {
@@ -64,9 +74,9 @@ void row_lse(const float* a, const float* rinvA, int64_t n, int64_t d, const Col
         const ColBlock& cb = blocks[k];
         for (int64_t j0 = 0; j0 < cb.m; j0 += kColTile) {
           const int64_t bj = std::min(kColTile, cb.m - j0);
-          logit_tile(a, rinvA, i0, bi, cb, j0, bj, d, invTau, tile.data());
+          logit_tile(a, rinvA, i0, bi, cb, j0, bj, d, invTau, tile);
           for (int64_t r = 0; r < bi; ++r) {
-            const float* row = tile.data() + r * bj;
+            const float* row = tile + r * bj;
             const int64_t skip = (maskDiag && k == 0) ? i0 + r - j0 : -1;  // column index to mask
             float tmax = mx[r];
             for (int64_t c = 0; c < bj; ++c)
@@ -105,19 +115,20 @@ LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g) {
   const int64_t n = a.n, d = a.d;
   const float invTau = 1.0f / a.temperature;
   LossResult res;
-  std::vector<float> r1(n), r2(n), r0(n), pos(n);
-  res.nonFinite = inverse_norms(a.z1, n, d, r1.data()) ? kNone : kZ1;
-  if (!res.nonFinite && !inverse_norms(a.z2, n, d, r2.data())) res.nonFinite = kZ2;
-  if (!res.nonFinite && !inverse_norms(a.z0, n, d, r0.data())) res.nonFinite = kZ0;
+  float *r1 = scratch<float>(kR1, n), *r2 = scratch<float>(kR2, n), *r0 = scratch<float>(kR0, n),
+        *pos = scratch<float>(kPos, n);
+  res.nonFinite = inverse_norms(a.z1, n, d, r1) ? kNone : kZ1;
+  if (!res.nonFinite && !inverse_norms(a.z2, n, d, r2)) res.nonFinite = kZ2;
+  if (!res.nonFinite && !inverse_norms(a.z0, n, d, r0)) res.nonFinite = kZ0;
   if (res.nonFinite) return res;
   parallel_for(n, 256, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) pos[i] = a.posScale * dot(a.z1 + i * d, a.z2 + i * d, d) * r1[i] * r2[i] * invTau;
   });
 
   // Pass 2.
-  const ColBlock cols{a.z0, r0.data(), n};
-  std::vector<double> lse;
-  row_lse(a.z0, r0.data(), n, d, &cols, 1, /*maskDiag=*/true, pos.data(), invTau, lse);
+  const ColBlock cols{a.z0, r0, n};
+  double* lse = scratch<double>(kLse, n);
+  row_lse(a.z0, r0, n, d, &cols, 1, /*maskDiag=*/true, pos, invTau, lse);
 
   // Pass 3: z0 is both rows and columns and K is symmetric, so row i's gradient gathers both
   // entries (i, j) and (j, i): W_ij = exp(K_ij - lse_i) + exp(K_ij - lse_j), j != i.
@@ -130,26 +141,27 @@ LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g) {
   const double shift = invTau;
   const bool factor = shift < 300.0;
   const bool inFloat = shift * (1.0 + std::fabs(a.posScale)) < 80.0;
-  std::vector<double> escale(n);
-  std::vector<float> escaleF(n);
+  double* escale = scratch<double>(kEscale, n);
+  float* escaleF = scratch<float>(kEscaleF, n);
   for (int64_t i = 0; i < n; ++i) {
     escale[i] = factor ? std::exp(shift - lse[i]) : 0.0;
     escaleF[i] = static_cast<float>(escale[i]);
   }
   const float shiftF = static_cast<float>(shift), invNF = static_cast<float>(invN);
-  std::vector<double> rowLoss(n);
+  double* rowLoss = scratch<double>(kRowLoss, n);
   parallel_for((n + kRowTile - 1) / kRowTile, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> tile(kRowTile * kColTile), acc(kRowTile * d);
-    std::vector<double> gs(kRowTile);
+    float* tile = scratch<float>(kTile, kRowTile * kColTile);
+    float* acc = scratch<float>(kAcc, kRowTile * d);
+    double* gs = scratch<double>(kGs, kRowTile);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t i0 = t * kRowTile, bi = std::min(kRowTile, n - i0);
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      std::fill(gs.begin(), gs.end(), 0.0);
+      std::fill(acc, acc + kRowTile * d, 0.0f);
+      std::fill(gs, gs + kRowTile, 0.0);
       for (int64_t j0 = 0; j0 < n; j0 += kColTile) {
         const int64_t bj = std::min(kColTile, n - j0);
-        logit_tile(a.z0, r0.data(), i0, bi, cols, j0, bj, d, invTau, tile.data());
+        logit_tile(a.z0, r0, i0, bi, cols, j0, bj, d, invTau, tile);
         for (int64_t r = 0; r < bi; ++r) {
-          float* row = tile.data() + r * bj;
+          float* row = tile + r * bj;
           const int64_t diag = i0 + r - j0;  // the masked column of this row in the tile, if any
           if (inFloat) {
             const float ei = escaleF[i0 + r];
@@ -180,11 +192,11 @@ LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g) {
           }
           gs[r] += s;
         }
-        sgemm(false, false, bi, d, bj, 1.0f, tile.data(), bj, a.z0 + j0 * d, d, 1.0f, acc.data(), d);
+        sgemm(false, false, bi, d, bj, 1.0f, tile, bj, a.z0 + j0 * d, d, 1.0f, acc, d);
       }
       for (int64_t r = 0; r < bi; ++r) {
         const int64_t i = i0 + r;
-        finish_row(g.gz0 + i * d, a.z0 + i * d, acc.data() + r * d, gs[r], r0[i], d, g.weight, g.accumulate);
+        finish_row(g.gz0 + i * d, a.z0 + i * d, acc + r * d, gs[r], r0[i], d, g.weight, g.accumulate);
         // Positive pair: dL/dp_i = (a_i - 1)/N with a_i = exp(p_i - lse_i), p_i = m u1.u2 / tau.
         const double gp = (std::exp(static_cast<double>(pos[i]) - lse[i]) - 1.0) * invN;
         const float coef = static_cast<float>(gp) * a.posScale * invTau;
@@ -205,7 +217,7 @@ LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g) {
     }
   });
   double total = 0.0;
-  for (double v : rowLoss) total += v;
+  for (int64_t i = 0; i < n; ++i) total += rowLoss[i];
   res.loss = g.weight * total * invN;
   return res;
 }
@@ -214,42 +226,43 @@ LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
   const int64_t n = a.n, d = a.d;
   const float invTau = 1.0f / a.temperature;
   LossResult res;
-  std::vector<float> r1(n), r2(n), r3(a.z3 ? n : 0);
-  res.nonFinite = inverse_norms(a.z1, n, d, r1.data()) ? kNone : kZ1;
-  if (!res.nonFinite && !inverse_norms(a.z2, n, d, r2.data())) res.nonFinite = kZ2;
-  if (!res.nonFinite && a.z3 && !inverse_norms(a.z3, n, d, r3.data())) res.nonFinite = kZ3;
+  float *r1 = scratch<float>(kR1, n), *r2 = scratch<float>(kR2, n), *r3 = scratch<float>(kR0, n);
+  res.nonFinite = inverse_norms(a.z1, n, d, r1) ? kNone : kZ1;
+  if (!res.nonFinite && !inverse_norms(a.z2, n, d, r2)) res.nonFinite = kZ2;
+  if (!res.nonFinite && a.z3 && !inverse_norms(a.z3, n, d, r3)) res.nonFinite = kZ3;
   if (res.nonFinite) return res;
 
   // The target logit S_ii is kept out of the float tile sums (its column is masked) and enters lse
   // as an exact double term, as off-dropout's positive does: when it dominates, P_ii - 1 is a tiny
   // difference that float sums would round away. Rounded as logit_tile rounds.
-  std::vector<float> target(n);
+  float* target = scratch<float>(kPos, n);
   parallel_for(n, 256, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) target[i] = dot(a.z1 + i * d, a.z2 + i * d, d) * (r1[i] * r2[i]) * invTau;
   });
-  ColBlock blocks[2] = {{a.z2, r2.data(), n}, {a.z3, r3.data(), n}};
+  ColBlock blocks[2] = {{a.z2, r2, n}, {a.z3, r3, n}};
   const int nblocks = a.z3 ? 2 : 1;
-  std::vector<double> lse;
-  row_lse(a.z1, r1.data(), n, d, blocks, nblocks, /*maskDiag=*/true, target.data(), invTau, lse);
+  double* lse = scratch<double>(kLse, n);
+  row_lse(a.z1, r1, n, d, blocks, nblocks, /*maskDiag=*/true, target, invTau, lse);
   const double invN = 1.0 / static_cast<double>(n);
   // dL/dS_ii = (P_ii - 1) / N, in double from the exact lse.
   auto targetGrad = [&](int64_t i) { return (std::exp(static_cast<double>(target[i]) - lse[i]) - 1.0) * invN; };
 
   // Row gradients (z1): G_ij = (exp(S_ij - lse_i) - [j == i in block 0]) / N.
   parallel_for((n + kRowTile - 1) / kRowTile, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> tile(kRowTile * kColTile), acc(kRowTile * d);
-    std::vector<double> gs(kRowTile);
+    float* tile = scratch<float>(kTile, kRowTile * kColTile);
+    float* acc = scratch<float>(kAcc, kRowTile * d);
+    double* gs = scratch<double>(kGs, kRowTile);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t i0 = t * kRowTile, bi = std::min(kRowTile, n - i0);
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      std::fill(gs.begin(), gs.end(), 0.0);
+      std::fill(acc, acc + kRowTile * d, 0.0f);
+      std::fill(gs, gs + kRowTile, 0.0);
       for (int k = 0; k < nblocks; ++k) {
         const ColBlock& cb = blocks[k];
         for (int64_t j0 = 0; j0 < n; j0 += kColTile) {
           const int64_t bj = std::min(kColTile, n - j0);
-          logit_tile(a.z1, r1.data(), i0, bi, cb, j0, bj, d, invTau, tile.data());
+          logit_tile(a.z1, r1, i0, bi, cb, j0, bj, d, invTau, tile);
           for (int64_t r = 0; r < bi; ++r) {
-            float* row = tile.data() + r * bj;
+            float* row = tile + r * bj;
             const int64_t i = i0 + r;
             double s = 0.0;
             for (int64_t c = 0; c < bj; ++c) {
@@ -262,11 +275,11 @@ LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
             }
             gs[r] += s;
           }
-          sgemm(false, false, bi, d, bj, 1.0f, tile.data(), bj, cb.b + j0 * d, d, 1.0f, acc.data(), d);
+          sgemm(false, false, bi, d, bj, 1.0f, tile, bj, cb.b + j0 * d, d, 1.0f, acc, d);
         }
       }
       for (int64_t r = 0; r < bi; ++r)
-        finish_row(g.gz1 + (i0 + r) * d, a.z1 + (i0 + r) * d, acc.data() + r * d, gs[r], r1[i0 + r], d, g.weight,
+        finish_row(g.gz1 + (i0 + r) * d, a.z1 + (i0 + r) * d, acc + r * d, gs[r], r1[i0 + r], d, g.weight,
                    g.accumulate);
     }
   });
@@ -277,18 +290,19 @@ LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
     const ColBlock& cb = blocks[k];
     parallel_for((n + kRowTile - 1) / kRowTile, 1, [&](int64_t t0, int64_t t1) {
       // Logits transposed: tile[c][r] for columns j0+c (as "rows") against rows i (as "columns").
-      std::vector<float> tile(kRowTile * kColTile), acc(kRowTile * d);
-      std::vector<double> gs(kRowTile);
-      const ColBlock rowsAsCols{a.z1, r1.data(), n};
+      float* tile = scratch<float>(kTile, kRowTile * kColTile);
+      float* acc = scratch<float>(kAcc, kRowTile * d);
+      double* gs = scratch<double>(kGs, kRowTile);
+      const ColBlock rowsAsCols{a.z1, r1, n};
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t j0 = t * kRowTile, bj = std::min(kRowTile, n - j0);
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        std::fill(gs.begin(), gs.end(), 0.0);
+        std::fill(acc, acc + kRowTile * d, 0.0f);
+        std::fill(gs, gs + kRowTile, 0.0);
         for (int64_t i0 = 0; i0 < n; i0 += kColTile) {
           const int64_t bi = std::min(kColTile, n - i0);
-          logit_tile(cb.b, cb.rinv, j0, bj, rowsAsCols, i0, bi, d, invTau, tile.data());
+          logit_tile(cb.b, cb.rinv, j0, bj, rowsAsCols, i0, bi, d, invTau, tile);
           for (int64_t c = 0; c < bj; ++c) {
-            float* row = tile.data() + c * bi;
+            float* row = tile + c * bi;
             const int64_t j = j0 + c;
             double s = 0.0;
             for (int64_t r = 0; r < bi; ++r) {
@@ -301,11 +315,11 @@ LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
             }
             gs[c] += s;
           }
-          sgemm(false, false, bj, d, bi, 1.0f, tile.data(), bi, a.z1 + i0 * d, d, 1.0f, acc.data(), d);
+          sgemm(false, false, bj, d, bi, 1.0f, tile, bi, a.z1 + i0 * d, d, 1.0f, acc, d);
         }
         for (int64_t c = 0; c < bj; ++c)
-          finish_row(colGrads[k] + (j0 + c) * d, cb.b + (j0 + c) * d, acc.data() + c * d, gs[c], cb.rinv[j0 + c], d,
-                     g.weight, g.accumulate);
+          finish_row(colGrads[k] + (j0 + c) * d, cb.b + (j0 + c) * d, acc + c * d, gs[c], cb.rinv[j0 + c], d, g.weight,
+                     g.accumulate);
       }
     });
   }
