@@ -171,18 +171,10 @@ __attribute__((target("avx512f,avx512bf16"))) void ukr_avx512bf16_14x32(int64_t 
 }
 
 // The fp32 AVX-512 kernel's blocking (gemm.cpp): the same K blocks are what makes the sums the same.
-const Kernel kAvx512Bf16 = {"avx512bf16",
-                            14,
-                            32,
-                            280,
-                            384,
-                            2048,
-                            &ukr_avx512bf16_14x32,
-                            &pack_a_bf16<14>,
-                            &pack_b_panel_bf16<32>,
-                            nullptr,
-                            &pack_b_rows_bf16<32>,
-                            nullptr};
+// clang-format off
+const Kernel kAvx512Bf16 = {"avx512bf16", 14, 32, 280, 384, 2048, &ukr_avx512bf16_14x32, &pack_a_bf16<14>,
+                            &pack_b_panel_bf16<32>, nullptr, &pack_b_rows_bf16<32>, nullptr};
+// clang-format on
 
 // ---------------------------------------------------------------------------------------------
 // AMX (Sapphire Rapids and later): 32 x 32 of C as 2 x 2 tiles of 16 x 16 fp32 (tmm0-3), each k block of 16
@@ -364,7 +356,6 @@ SIMCSEPP_AMX_TARGET void ukr_amx_32x32(int64_t kc, const float* __restrict a, co
   }
 }
 
-// Blocking as the fp32 AVX-512 kernel's, with MC a multiple of 32.
 // pack_b_rows_bf16, each panel zero-padded to whole blocks of pairs (pack_b_panel_amx's layout).
 SIMCSEPP_AMX_TARGET void pack_b_rows_amx(const MatB& B, int64_t k0, int64_t kc, int64_t j0, int64_t panels,
                                          float* dst) {
@@ -376,18 +367,11 @@ SIMCSEPP_AMX_TARGET void pack_b_rows_amx(const MatB& B, int64_t k0, int64_t kc, 
                 static_cast<size_t>((padded - pairs) * NR) * sizeof(uint32_t));
 }
 
-const Kernel kAmx = {"amx",
-                     32,
-                     32,
-                     288,
-                     384,
-                     2048,
-                     &ukr_amx_32x32,
-                     &pack_a_amx,
-                     &pack_b_panel_amx,
-                     &begin_amx,
-                     &pack_b_rows_amx,
-                     &pack_a_sums_amx};
+// Blocking as the fp32 AVX-512 kernel's, with MC a multiple of 32.
+// clang-format off
+const Kernel kAmx = {"amx", 32, 32, 288, 384, 2048, &ukr_amx_32x32, &pack_a_amx, &pack_b_panel_amx, &begin_amx,
+                     &pack_b_rows_amx, &pack_a_sums_amx};
+// clang-format on
 
 // Linux hands out AMX's tile state only to a process that asks for it (arch_prctl, kernel 5.16 and later).
 bool amx_usable() {
