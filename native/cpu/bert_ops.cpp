@@ -547,6 +547,20 @@ void adamw_step(float* params, const float* grads, float* m, float* v, int64_t n
   for_each_elem(n, [&](int64_t i) { adamw_update(k, params[i], m[i], v[i], grads[i]); });
 }
 
+namespace {
+
+// sum_i g[i]^2 in double over one chunk, in sum8's 8 partial sums (vectorised, the same bits on every instruction
+// set). A left-to-right sum waited 4 cycles per element on the chain of double adds: 3.5 ms per step for mini's 11M
+// parameters on 2 threads.
+__attribute__((target_clones("avx512f", "avx2", "default"))) double sum_of_squares(const float* g, int64_t n) {
+  return sum8<double>(n, [&](int64_t i) {
+    const double x = g[i];
+    return x * x;
+  });
+}
+
+}  // namespace
+
 double grad_sum_squares(const float* g, int64_t n) {
   if (n <= 0) return 0.0;
   const int64_t chunks = (n + kElemGrain - 1) / kElemGrain;
@@ -554,10 +568,8 @@ double grad_sum_squares(const float* g, int64_t n) {
   double* partial = scratch(buf, static_cast<size_t>(chunks));
   parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
-      const int64_t b = c * kElemGrain, e = std::min(n, b + kElemGrain);
-      double s = 0.0;
-      for (int64_t i = b; i < e; ++i) s += static_cast<double>(g[i]) * g[i];
-      partial[c] = s;
+      const int64_t b = c * kElemGrain;
+      partial[c] = sum_of_squares(g + b, std::min(n, b + kElemGrain) - b);
     }
   });
   double total = 0.0;

@@ -555,12 +555,19 @@ struct EpilogueAt {
   EpilogueAt at(int64_t di, int64_t dj) const { return {ep, i0 + di, j0 + dj}; }
 };
 
+// c[q] += bias[q] for q < n, cloned per instruction set: inlined in apply_epilogue's loop it got the baseline's
+// SSE2 (0.7% of mini's step, every forward product adding its bias).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void add_bias_span(float* __restrict c,
+                                                                                const float* __restrict bias,
+                                                                                int64_t n) {
+  for (int64_t q = 0; q < n; ++q) c[q] += bias[q];
+}
+
 // The epilogue on the finished mr x nr block at c (C[i, j] of the whole C).
 void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t i, int64_t j, int64_t mr, int64_t nr) {
   for (int64_t r = 0; r < mr; ++r) {
     float* cr = c + r * ldc;
-    if (ep.bias)
-      for (int64_t q = 0; q < nr; ++q) cr[q] += ep.bias[j + q];
+    if (ep.bias) add_bias_span(cr, ep.bias + j, nr);
     if (ep.gelu_out) gelu_forward_span(ep.gelu_out + (i + r) * ep.ld_gelu_out + j, cr, nr);
     if (ep.gelu_grad_x) gelu_backward_span(cr, ep.gelu_grad_x + (i + r) * ep.ld_gelu_grad_x + j, cr, nr);
   }
