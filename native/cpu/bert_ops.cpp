@@ -7,6 +7,7 @@
 
 #include "column_sums.h"
 #include "common/adamw.h"
+#include "dropout_span.h"
 #include "exp_nonpositive.h"
 #include "gelu.h"
 #include "gemm.h"
@@ -82,16 +83,29 @@ void embedding_backward(float* dword, float* dpos, float* dtype, const float* do
 
 namespace {
 
-// Sums of a row in 8 independent partial sums (so the loops vectorise), added in a fixed order: the result
-// does not depend on the instruction set, only the association differs from a left-to-right sum.
-template <class Acc, class F>
-inline Acc sum8(int64_t C, F&& term) {
-  Acc acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+// The sum over c < C of term(c) in 8 partial sums, added in a fixed order: lane l sums the c = l mod 8 below the
+// last whole 8 in order, the rest are summed left to right, then the lanes and that tail are combined as below. The
+// result does not depend on the instruction set; only the association differs from a left-to-right sum.
+// term is written once for both forms: it gets `at`, which reads one of its float arrays as 8 lanes of Acc at c
+// (vector code) or as the one Acc at c (the tail), e.g. [&](auto at) { return at(g) * at(w); }. Written with
+// scalars per lane, GCC's vectoriser turned these loops into shuffles and scalar adds.
+// The lambdas pass vectors by value; they are inlined into the instruction set's clone, so the calling convention
+// GCC warns about (-Wpsabi: it differs between instruction sets) never applies.
+#pragma GCC diagnostic ignored "-Wpsabi"
+template <class Acc, class Term>
+inline Acc sum8(int64_t C, Term&& term) {
+  typedef float V8f __attribute__((vector_size(32)));
+  typedef Acc V __attribute__((vector_size(8 * sizeof(Acc))));
+  V acc = {};
   int64_t c = 0;
   for (; c + 8 <= C; c += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += term(c + l);
+    acc += term([&](const float* p) {
+      V8f v;
+      std::memcpy(&v, p + c, sizeof v);
+      return __builtin_convertvector(v, V);
+    });
   Acc tail = 0;
-  for (; c < C; ++c) tail += term(c);
+  for (; c < C; ++c) tail += term([&](const float* p) { return static_cast<Acc>(p[c]); });
   return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) + tail;
 }
 
@@ -101,8 +115,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void layernorm_row(
                                                                                 const float* x, const float* weight,
                                                                                 const float* bias, int64_t C,
                                                                                 float eps) {
-  const double mu = sum8<double>(C, [&](int64_t c) { return static_cast<double>(x[c]); }) / static_cast<double>(C);
-  const double ss = sum8<double>(C, [&](int64_t c) { return (x[c] - mu) * (x[c] - mu); });
+  const double mu = sum8<double>(C, [&](auto at) { return at(x); }) / static_cast<double>(C);
+  const double ss = sum8<double>(C, [&](auto at) { return (at(x) - mu) * (at(x) - mu); });
   const float m = static_cast<float>(mu);
   const float rs = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(C) + eps));
   for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - m) * rs * weight[c] + bias[c];
@@ -115,8 +129,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void layernorm_dinp
                                                                                      const float* x,
                                                                                      const float* weight, float m,
                                                                                      float rs, int64_t C) {
-  const float sg = sum8<float>(C, [&](int64_t c) { return g[c] * weight[c]; });
-  const float sgn = sum8<float>(C, [&](int64_t c) { return g[c] * weight[c] * ((x[c] - m) * rs); });
+  const float sg = sum8<float>(C, [&](auto at) { return at(g) * at(weight); });
+  const float sgn = sum8<float>(C, [&](auto at) { return at(g) * at(weight) * ((at(x) - m) * rs); });
   const float mg = sg / static_cast<float>(C), mgn = sgn / static_cast<float>(C);
   for (int64_t c = 0; c < C; ++c) d[c] = rs * (g[c] * weight[c] - mg - (x[c] - m) * rs * mgn);
 }
@@ -190,14 +204,7 @@ struct RowDropout {
   }
 };
 
-// o = u >= p ? v * scale : 0 over one row (cpu::dropout's arithmetic). A function of its own, with p and
-// scale by value, so that the loop vectorises: read through a reference, they might change with each store.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void dropout_row(float* o, const float* v, const float* u,
-                                                                              float p, float scale, int64_t C) {
-  for (int64_t c = 0; c < C; ++c) o[c] = u[c] >= p ? v[c] * scale : 0.0f;
-}
-
-// r = dropout(y) + x (u null: y + x) over one row, cloned per instruction set like dropout_row (inside the
+// r = dropout(y) + x (u null: y + x) over one row, cloned per instruction set like dropout_span (inside the
 // pool's lambda the loop got only the baseline's SSE2).
 __attribute__((target_clones("avx512f", "avx2", "default"))) void dropout_residual_row(float* r, const float* y,
                                                                                        const float* x, const float* u,
@@ -245,7 +252,7 @@ void layernorm_dropout_backward(float* dres, float* dy, float* dweight, float* d
     float* u = scratch(buf, static_cast<size_t>(C));
     float* o = dy + r * C;
     if (rd.uniforms(r, C, u))
-      dropout_row(o, d, u, drop.p, rd.scale, C);
+      dropout_span(o, d, u, drop.p, rd.scale, C);
     else
       for (int64_t c = 0; c < C; ++c) o[c] = d[c];
   });
@@ -553,10 +560,7 @@ namespace {
 // set). A left-to-right sum waited 4 cycles per element on the chain of double adds: 3.5 ms per step for mini's 11M
 // parameters on 2 threads.
 __attribute__((target_clones("avx512f", "avx2", "default"))) double sum_of_squares(const float* g, int64_t n) {
-  return sum8<double>(n, [&](int64_t i) {
-    const double x = g[i];
-    return x * x;
-  });
+  return sum8<double>(n, [&](auto at) { return at(g) * at(g); });
 }
 
 }  // namespace
