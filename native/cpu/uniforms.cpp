@@ -47,55 +47,76 @@ __attribute__((target("avx512f"))) inline __m512 units(__m512i x, __m512 unit) {
   return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(x, 8)), unit);
 }
 
-// philox_groups with 16 groups per iteration in AVX-512, one counter word per vector (the compiler's own
-// vectorisation of the loop above shuffles 64-bit lanes around every multiply and ran at a quarter of this
-// speed). Same integer arithmetic, so the same bits; the words are then put back in group order, a 4 x 16
-// transpose.
-__attribute__((target("avx512f"))) int64_t philox_groups_avx512(uint64_t seed, uint64_t offset, uint64_t block0,
-                                                                int64_t groups, float* out) {
+// philox_groups in AVX-512: 16 groups per vector, one counter word per vector, two vectors (32 groups) per
+// iteration so that the two chains of ten dependent rounds overlap (one chain left the multipliers waiting on its
+// latency: 0.53 -> 0.44 ns per uniform on Sapphire Rapids; three or four chains, 0.42). The compiler's own
+// vectorisation of the loop above shuffles 64-bit lanes around every multiply and ran at a quarter of the one-chain
+// speed. Same integer arithmetic, so the same bits; the words are then put back in group order, a 4 x 16 transpose.
+__attribute__((target("avx512f"))) inline void philox16_store(__m512i c0, __m512i c1, __m512i c2, __m512i c3,
+                                                              float* o) {
+  const __m512 unit = _mm512_set1_ps(1.0f / 16777216.0f);
+  const __m512 f0 = units(c0, unit), f1 = units(c1, unit), f2 = units(c2, unit), f3 = units(c3, unit);
+  // Word k of group j is fk[j]; out wants group after group. Per 128-bit lane L, v_i holds group 4 L + i.
+  const __m512 t0 = _mm512_unpacklo_ps(f0, f1), t1 = _mm512_unpackhi_ps(f0, f1);
+  const __m512 t2 = _mm512_unpacklo_ps(f2, f3), t3 = _mm512_unpackhi_ps(f2, f3);
+  const __m512 v0 = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t2)));
+  const __m512 v1 = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t2)));
+  const __m512 v2 = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t1), _mm512_castps_pd(t3)));
+  const __m512 v3 = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t1), _mm512_castps_pd(t3)));
+  // The 4 x 4 transpose of 128-bit lanes: groups 0-3, 4-7, 8-11, 12-15.
+  const __m512 a = _mm512_shuffle_f32x4(v0, v1, 0x44), bb = _mm512_shuffle_f32x4(v2, v3, 0x44);
+  const __m512 c = _mm512_shuffle_f32x4(v0, v1, 0xEE), d = _mm512_shuffle_f32x4(v2, v3, 0xEE);
+  _mm512_storeu_ps(o, _mm512_shuffle_f32x4(a, bb, 0x88));
+  _mm512_storeu_ps(o + 16, _mm512_shuffle_f32x4(a, bb, 0xDD));
+  _mm512_storeu_ps(o + 32, _mm512_shuffle_f32x4(c, d, 0x88));
+  _mm512_storeu_ps(o + 48, _mm512_shuffle_f32x4(c, d, 0xDD));
+}
+
+// Groups [g, g + 16 kChains k) for the largest such k; returns where it stopped.
+template <int kChains>
+__attribute__((target("avx512f"))) int64_t philox_chains_avx512(uint64_t seed, uint64_t offset, uint64_t block0,
+                                                                int64_t g, int64_t groups, float* out) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i kM0 = _mm512_set1_epi32(static_cast<int>(0xD2511F53u));
   const __m512i kM1 = _mm512_set1_epi32(static_cast<int>(0xCD9E8D57u));
-  const __m512 unit = _mm512_set1_ps(1.0f / 16777216.0f);
-  int64_t g = 0;
-  for (; g + 16 <= groups; g += 16) {
-    const uint64_t b = block0 + static_cast<uint64_t>(g);
-    const __m512i blo = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(b)));
-    const __m512i bhi = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(b >> 32)));
-    __m512i c0 = _mm512_add_epi32(blo, lane);
-    // The 64-bit block counter: a lane whose low word wrapped carries into the high word.
-    __m512i c1 = _mm512_mask_add_epi32(bhi, _mm512_cmplt_epu32_mask(c0, blo), bhi, _mm512_set1_epi32(1));
-    __m512i c2 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(offset)));
-    __m512i c3 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(offset >> 32)));
+  const __m512i off0 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(offset)));
+  const __m512i off1 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(offset >> 32)));
+  for (; g + 16 * kChains <= groups; g += 16 * kChains) {
+    __m512i c0[kChains], c1[kChains], c2[kChains], c3[kChains];
+    for (int q = 0; q < kChains; ++q) {
+      const uint64_t b = block0 + static_cast<uint64_t>(g + 16 * q);
+      const __m512i blo = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(b)));
+      const __m512i bhi = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(b >> 32)));
+      c0[q] = _mm512_add_epi32(blo, lane);
+      // The 64-bit block counter: a lane whose low word wrapped carries into the high word.
+      c1[q] = _mm512_mask_add_epi32(bhi, _mm512_cmplt_epu32_mask(c0[q], blo), bhi, _mm512_set1_epi32(1));
+      c2[q] = off0;
+      c3[q] = off1;
+    }
     uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
     for (int round = 0; round < 10; ++round) {
-      __m512i lo0, lo1;
-      const __m512i hi0 = mulhilo(kM0, c0, &lo0), hi1 = mulhilo(kM1, c2, &lo1);
-      c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32(static_cast<int>(k0)));
-      c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(static_cast<int>(k1)));
-      c1 = lo1;
-      c3 = lo0;
+      const __m512i key0 = _mm512_set1_epi32(static_cast<int>(k0)), key1 = _mm512_set1_epi32(static_cast<int>(k1));
+      for (int q = 0; q < kChains; ++q) {
+        __m512i lo0, lo1;
+        const __m512i hi0 = mulhilo(kM0, c0[q], &lo0), hi1 = mulhilo(kM1, c2[q], &lo1);
+        c0[q] = _mm512_xor_si512(_mm512_xor_si512(hi1, c1[q]), key0);
+        c2[q] = _mm512_xor_si512(_mm512_xor_si512(hi0, c3[q]), key1);
+        c1[q] = lo1;
+        c3[q] = lo0;
+      }
       k0 += 0x9E3779B9u;
       k1 += 0xBB67AE85u;
     }
-    const __m512 f0 = units(c0, unit), f1 = units(c1, unit), f2 = units(c2, unit), f3 = units(c3, unit);
-    // Word k of group j is fk[j]; out wants group after group. Per 128-bit lane L, v_i holds group 4 L + i.
-    const __m512 t0 = _mm512_unpacklo_ps(f0, f1), t1 = _mm512_unpackhi_ps(f0, f1);
-    const __m512 t2 = _mm512_unpacklo_ps(f2, f3), t3 = _mm512_unpackhi_ps(f2, f3);
-    const __m512 v0 = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t2)));
-    const __m512 v1 = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t2)));
-    const __m512 v2 = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t1), _mm512_castps_pd(t3)));
-    const __m512 v3 = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t1), _mm512_castps_pd(t3)));
-    // The 4 x 4 transpose of 128-bit lanes: groups 0-3, 4-7, 8-11, 12-15.
-    const __m512 a = _mm512_shuffle_f32x4(v0, v1, 0x44), bb = _mm512_shuffle_f32x4(v2, v3, 0x44);
-    const __m512 c = _mm512_shuffle_f32x4(v0, v1, 0xEE), d = _mm512_shuffle_f32x4(v2, v3, 0xEE);
-    float* o = out + 4 * g;
-    _mm512_storeu_ps(o, _mm512_shuffle_f32x4(a, bb, 0x88));
-    _mm512_storeu_ps(o + 16, _mm512_shuffle_f32x4(a, bb, 0xDD));
-    _mm512_storeu_ps(o + 32, _mm512_shuffle_f32x4(c, d, 0x88));
-    _mm512_storeu_ps(o + 48, _mm512_shuffle_f32x4(c, d, 0xDD));
+    for (int q = 0; q < kChains; ++q) philox16_store(c0[q], c1[q], c2[q], c3[q], out + 4 * (g + 16 * q));
   }
   return g;
+}
+
+// The groups in whole 16s: two chains at a time, then one.
+__attribute__((target("avx512f"))) int64_t philox_groups_avx512(uint64_t seed, uint64_t offset, uint64_t block0,
+                                                                int64_t groups, float* out) {
+  const int64_t g = philox_chains_avx512<2>(seed, offset, block0, 0, groups, out);
+  return philox_chains_avx512<1>(seed, offset, block0, g, groups, out);
 }
 
 bool has_avx512() {
