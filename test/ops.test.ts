@@ -579,6 +579,12 @@ t.test('attention: larger case (packed GEMMs, threads) with dropout', async (t) 
   checkAttention(t, 'B=3 T=17 NH=4 HS=8 p=0.1', attnCase(d, mask, 400), { p: 0.1, seed: 42, offset: 11 }, 40)
 })
 
+t.test('attention: T a multiple of 16 without dropout (the backward reads the saved probs in place)', async (t) => {
+  const d = { B: 2, T: 16, NH: 2, HS: 16 }
+  const mask = Array.from({ length: d.B * d.T }, (_, i) => (i % d.T < [16, 11][Math.floor(i / d.T)] ? 1 : 0))
+  checkAttention(t, 'B=2 T=16 NH=2 HS=16', attnCase(d, mask, 450), null, 20)
+})
+
 t.test('attention: odd sizes against float64 (T = 1, 17, 33, 40, 128; head sizes 1, 5, 20, 48, 64; one head)', async (t) => {
   // Sizes that leave partial vectors, tiles and padding in native/cpu/attention.cpp (keys padded to 16, tiles of
   // up to 8 rows x 2 vectors, head rows copied when their size is not a multiple of the vector width), with

@@ -462,16 +462,22 @@ SIMCSEPP_LANES void backward_pair(const Attn& a, float* dq, float* dk, float* dv
   thread_local PairScratch w;
   const Pair pr = make_pair(a.s, a.d, a.mask, b, h, w);
   const int64_t T = pr.T, Tp = pr.Tp, ld = a.s.ld, H = a.s.H();
-  float* P = w.take(T * Tp);
-  for (int64_t i = 0; i < T; ++i) {
-    std::copy(probs + i * T, probs + (i + 1) * T, P + i * Tp);
-    std::fill(P + i * Tp + T, P + (i + 1) * Tp, 0.0f);
+  // P with rows padded to Tp: the saved probs themselves when T is already a multiple of kPad.
+  const float* P = probs;
+  if (Tp != T) {
+    float* padded = w.take(T * Tp);
+    for (int64_t i = 0; i < T; ++i) {
+      std::copy(probs + i * T, probs + (i + 1) * T, padded + i * Tp);
+      std::fill(padded + i * Tp + T, padded + (i + 1) * Tp, 0.0f);
+    }
+    P = padded;
   }
-  float* Pd = pr.rows.U ? w.take(T * Tp) : P;
+  float* dropped = pr.rows.U ? w.take(T * Tp) : nullptr;  // Pd, written by softmax_backward_rows
+  const float* Pd = dropped ? dropped : P;
   float* vt = transposed<W>(a.v + pr.in, ld, pr, w);
   float* dS = w.take(T * Tp);
   product<W>({T, Tp, pr.HS, dctx + pr.out, H, 1, vt, Tp, 1.0f, dS, Tp});  // dP
-  softmax_backward_rows<W>(pr.rows, dS, P, Pd);
+  softmax_backward_rows<W>(pr.rows, dS, P, dropped);
   int64_t ldg, ldk, ldq;
   const float* g = vector_rows(dctx + pr.out, H, W, pr, w, &ldg);
   const float* kr = vector_rows(a.k + pr.in, ld, W, pr, w, &ldk);
