@@ -32,7 +32,15 @@ t.test(
     t.equal(r.status, 0, r.stderr)
     const out = JSON.parse(r.stdout) as {
       benchmark: string
-      rows: { batchSize: number; stepsPerSec: number; tflops: number; mfu: null; peakTensorBytes: number }[]
+      rows: {
+        batchSize: number
+        stepsPerSec: number
+        sentencesPerSec: number
+        tokensPerSec: number
+        tflops: number
+        mfu: null
+        peakTensorBytes: number
+      }[]
     }
     t.equal(out.benchmark, 'step')
     t.same(
@@ -41,6 +49,8 @@ t.test(
     )
     for (const row of out.rows) {
       t.ok(row.stepsPerSec > 0 && Number.isFinite(row.stepsPerSec), `steps/s ${row.stepsPerSec}`)
+      t.ok(Math.abs(row.sentencesPerSec - row.batchSize * row.stepsPerSec) <= 1e-9 * row.sentencesPerSec, 'sent/s = B steps/s')
+      t.ok(Math.abs(row.tokensPerSec - 8 * row.sentencesPerSec) <= 1e-9 * row.tokensPerSec, 'tokens/s = T sent/s')
       t.ok(row.tflops > 0 && row.peakTensorBytes > 0)
       t.equal(row.mfu, null, 'no MFU without a known peak')
     }

@@ -43,6 +43,8 @@ export interface StepBenchRow {
   seqLen: number
   stepsPerSec: number
   sentencesPerSec: number
+  /** Tokens per second: every sentence of the benchmark has exactly seqLen tokens. */
+  tokensPerSec: number
   /** Model FLOPs of one step (dense matrix products of all three views, forward and backward). */
   flopsPerStep: number
   /** Achieved model TFLOP/s. */
@@ -185,6 +187,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
             seqLen: o.seqLen,
             stepsPerSec: 1 / sec,
             sentencesPerSec: batch / sec,
+            tokensPerSec: (batch * o.seqLen) / sec,
             flopsPerStep: flops,
             tflops,
             precision: model.precision,
@@ -204,6 +207,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
             seqLen: o.seqLen,
             stepsPerSec: 0,
             sentencesPerSec: 0,
+            tokensPerSec: 0,
             flopsPerStep: stepFlops(config, batch, o.seqLen),
             tflops: 0,
             precision: model.precision,

@@ -116,7 +116,7 @@ export function encodeBenchTable(rows: EncodeBenchRow[]): string {
 /** `bench step`: one SimCSE++ training step per model, device and batch size. */
 export function stepBenchTable(rows: StepBenchRow[]): string {
   return formatTable(
-    ['model', 'device', 'precision', 'batch', 'T', 'steps/s', 'sent/s', 'TFLOP/s', 'MFU', 'tensor memory', 'note'],
+    ['model', 'device', 'precision', 'batch', 'T', 'steps/s', 'sent/s', 'tokens/s', 'TFLOP/s', 'MFU', 'tensor memory', 'note'],
     rows.map((r) => [
       r.model,
       r.device,
@@ -125,6 +125,7 @@ export function stepBenchTable(rows: StepBenchRow[]): string {
       r.seqLen,
       r.stepsPerSec.toFixed(r.stepsPerSec < 10 ? 3 : 1),
       r.sentencesPerSec.toFixed(0),
+      r.tokensPerSec.toFixed(0),
       r.tflops.toFixed(3),
       r.mfu === null ? '-' : `${(100 * r.mfu).toFixed(1)}%`,
       formatBytes(r.peakTensorBytes),
