@@ -16,6 +16,13 @@ import { mpiEnv, mpirun, mpirunArgs, needsMpirun, openMpi } from './helpers/mpir
 const dir = tempDir('simcsepp-dist-')
 const data = writeSentences(join(dir, 'data.txt'), 200)
 const lr = 3e-5
+// Weights after 3 AdamW steps on R ranks against one process, max |difference| over max |w| per tensor. The ranks
+// sum the gradients in another order, a rounding difference of ~1e-7 of the largest gradient (the one-step test
+// below). AdamW divides each element's first moment by its root mean square, so an element whose gradient is near
+// its rounding noise at some step moves by a visibly different fraction of lr: measured up to 1.01e-5 (an
+// element of layer 1's output weights updated by -2.18e-5 against -2.27e-5, of at most 6e-5 in 3 steps). A rank's
+// gradients missing from the sum change updates by up to lr per step: ~4e-4 of max |w| (8e-2).
+const weightTolerance = 2e-5
 const base = (out: string, objective: string, extra: string[] = []) => [
   'train',
   ...['--config', 'tiny', '--data', data, '--objective', objective, '--steps', '3', '--batch-size', '12'],
@@ -101,7 +108,7 @@ t.test('mpirun -np 2 and -np 3 end with the weights of one process (simcse, simc
       const r = mpirun(ranks, base(out, objective))
       t.equal(r.status, 0, r.stderr)
       const { worst, keyBias, worstName } = await compareWeights(out, one)
-      t.ok(worst < 1e-5, `${objective}, ${ranks} ranks: weights within ${worst.toExponential(2)} relative (worst: ${worstName})`)
+      t.ok(worst < weightTolerance, `${objective}, ${ranks} ranks: weights within ${worst.toExponential(2)} relative (worst: ${worstName})`)
       t.ok(keyBias <= 2 * 3 * lr, `${objective}, ${ranks} ranks: key bias within ${keyBias.toExponential(2)}`)
       // Rank 0 alone wrote: one log line per step, one summary on stderr.
       const log = steps(out)
@@ -170,7 +177,7 @@ t.test(
     t.equal(r.status, 0, r.stderr)
     t.match(r.stderr, /data-parallel over 2 ranks on MPICH/)
     const { worst } = await compareWeights(out, one)
-    t.ok(worst < 1e-5, `weights within ${worst.toExponential(2)} relative`)
+    t.ok(worst < weightTolerance, `weights within ${worst.toExponential(2)} relative`)
     // Open MPI's library under MPICH's launcher would start each process as a world of one: refused.
     const wrong = spawnSync('mpiexec.mpich', ['-n', '2', process.execPath, cli, ...base(join(dir, 'wrong-mpi'), 'simcse')], {
       encoding: 'utf8',
@@ -200,7 +207,7 @@ t.test(
       [12, 2],
     )
     const { worst } = await compareWeights(three, one)
-    t.ok(worst < 1e-5, `weights within ${worst.toExponential(2)} relative`)
+    t.ok(worst < weightTolerance, `weights within ${worst.toExponential(2)} relative`)
   },
 )
 
@@ -216,7 +223,7 @@ t.test('2 ranks in micro-batches of 4 rows: the weights of one whole-batch proce
     [6, 6, 6],
   )
   const { worst, keyBias } = await compareWeights(out, one)
-  t.ok(worst < 1e-5, `weights within ${worst.toExponential(2)} relative`)
+  t.ok(worst < weightTolerance, `weights within ${worst.toExponential(2)} relative`)
   t.ok(keyBias <= 2 * 3 * lr, `key bias within ${keyBias.toExponential(2)}`)
 })
 
