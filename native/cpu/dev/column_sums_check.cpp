@@ -6,7 +6,8 @@
 // Build from the repository root:
 //   g++ -O3 -std=c++17 -ffp-contract=off -Wall -Wextra -Werror -Inative native/cpu/dev/column_sums_check.cpp
 //       native/cpu/bert_ops.cpp native/cpu/column_sums.cpp native/cpu/gemm.cpp native/cpu/gemm_bf16.cpp
-//       native/cpu/blas_ref.cpp native/cpu/uniforms.cpp native/cpu/parallel.cpp -lpthread -ldl -o column_sums_check
+//       native/cpu/blas_ref.cpp native/cpu/uniforms.cpp native/cpu/dropout.cpp native/cpu/parallel.cpp -lpthread -ldl
+//       -o column_sums_check
 // Run:  SIMCSEPP_NUM_THREADS=2 ./column_sums_check [--reps N]
 // Prints, per shape of the mini step (6144 rows), the median wall and CPU (all threads) milliseconds of
 // each version and the rate at which it read its input (GB/s of wall clock).
@@ -114,7 +115,7 @@ int main(int argc, char** argv) {
       time_into(before, [&] { column_parallel_bias(a.data(), dout.data(), R, C); });
       time_into(after, [&] {
         simcsepp::cpu::linear_backward(nullptr, nullptr, b.data(), dout.data(), nullptr, nullptr, R, 0, C, false,
-                                       simcsepp::Precision::kFp32);
+                                       simcsepp::Precision::kFp32, nullptr);
       });
     }
     report("bias", R, C, 4.0 * R * C, before, after);

@@ -1,10 +1,11 @@
 // Standalone correctness check and benchmark for simcsepp::cpu::sgemm (not part of the addon).
 //
 // Build from the repository root:
-//   g++ -O3 -std=c++17 -Wall -Wextra -Werror -Inative native/cpu/dev/gemm_check.cpp
+//   g++ -O3 -std=c++17 -ffp-contract=off -Wall -Wextra -Werror -Inative native/cpu/dev/gemm_check.cpp
 //       native/cpu/gemm.cpp native/cpu/gemm_bf16.cpp native/cpu/blas_ref.cpp native/cpu/parallel.cpp
-//       native/cpu/bert_ops.cpp native/cpu/column_sums.cpp native/cpu/uniforms.cpp -lpthread -ldl -o gemm_check
-//   (bert_ops.cpp for the GELU of the GEMM's epilogue, column_sums.cpp and uniforms.cpp for bert_ops.cpp)
+//       native/cpu/bert_ops.cpp native/cpu/column_sums.cpp native/cpu/uniforms.cpp native/cpu/dropout.cpp
+//       -lpthread -ldl -o gemm_check
+//   (bert_ops.cpp for the GELU of the GEMM's epilogue; column_sums.cpp, uniforms.cpp and dropout.cpp for bert_ops.cpp)
 // Run:  ./gemm_check [--check-only | --bench-only] [--reps N] [--kernel NAME] [--quick]
 //             [--shape M N K]   (benchmark only that shape)
 //             [--bert tiny|mini|small|base]   (the products of one training step of that model)
