@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { benchStep, peakTflops, stepFlops } from '../lib/bench/step.js'
 import { cudaStatus } from '../lib/index.js'
+import { productsLines } from '../lib/cli/tables.js'
 import { namedConfig } from '../lib/model/config.js'
 
 t.test('stepFlops counts 3 views x (forward + backward) of the dense products', async (t) => {
@@ -96,6 +97,26 @@ t.test('bench step --profile: every op category of a step, summing to the step; 
   t.ok(p.ops.every((o) => o.cpuMilliseconds >= 0))
   t.ok(p.stepCpuMs > 0, 'the step takes CPU time')
   t.ok(Math.abs(cpu - p.stepCpuMs) < 1e-6 * p.stepCpuMs + 1e-9, `CPU times sum to the step's: ${cpu} vs ${p.stepCpuMs} ms`)
+})
+
+t.test("bench step --products: the step's matrix products timed alone, their share of the step", async (t) => {
+  const rows = await benchStep({ size: 'tiny', batchSizes: [4], seqLen: 8, steps: 1, devices: ['cpu'], products: true, log: () => {} })
+  const p = rows[0].products!
+  t.ok(p.seconds > 0 && Number.isFinite(p.seconds), `products ${p.seconds} s per step`)
+  t.ok(Math.abs(p.share - p.seconds * rows[0].stepsPerSec) <= 1e-9 * p.share, 'share = products / step')
+  t.match(productsLines(rows), /^tiny cpu fp32 B=4 T=8: products \d\.\d{3} s of the \d+\.\d{3} s step \(\d+\.\d%\) at bench gemm's rates$/)
+  const micro = await benchStep({
+    size: 'tiny',
+    batchSizes: [4],
+    seqLen: 8,
+    steps: 1,
+    devices: ['cpu'],
+    products: true,
+    microBatch: 4,
+    log: () => {},
+  })
+  t.equal(micro[0].products, undefined, 'not with micro-batches (other shapes)')
+  t.match(productsLines(micro), /not timed/)
 })
 
 const cuda = cudaStatus()

@@ -94,7 +94,14 @@ export function gemmBenchInfo(): GemmBenchInfo {
   }
 }
 
-export function benchGemm(options: { shapes: GemmShape[]; seconds: number; bf16?: boolean; log: (s: string) => void }): {
+export function benchGemm(options: {
+  shapes: GemmShape[]
+  seconds: number
+  bf16?: boolean
+  /** Also time the system BLAS where one loads (default true). */
+  blas?: boolean
+  log: (s: string) => void
+}): {
   rows: GemmBenchRow[]
   info: GemmBenchInfo
 } {
@@ -125,7 +132,8 @@ export function benchGemm(options: { shapes: GemmShape[]; seconds: number; bf16?
       while (performance.now() - t0 < 50)
     }
     const times: number[][] = [[], [], []]
-    const sides = [0, ...(info.systemBlas ? [1] : []), ...(options.bf16 ? [2] : [])]
+    const blasToo = Boolean(info.systemBlas) && options.blas !== false
+    const sides = [0, ...(blasToo ? [1] : []), ...(options.bf16 ? [2] : [])]
     for (const side of sides) call(side)
     letBlasThreadsSleep()
     const start = performance.now()
@@ -139,7 +147,7 @@ export function benchGemm(options: { shapes: GemmShape[]; seconds: number; bf16?
       }
     const gflops = (ts: number[]) => (2 * m * n * k) / (median(ts) / 1000) / 1e9
     const ours = gflops(times[0])
-    const blas = info.systemBlas ? gflops(times[1]) : null
+    const blas = blasToo ? gflops(times[1]) : null
     const bf16 = options.bf16 ? { bf16Gflops: gflops(times[2]), bf16Speedup: gflops(times[2]) / ours } : {}
     rows.push({ ...shape, oursGflops: ours, blasGflops: blas, ratio: blas ? ours / blas : null, ...bf16 })
     options.log(

@@ -16,6 +16,7 @@ import type { Device } from '../tensor.js'
 import type { BatchStream } from '../data/sentences.js'
 import { resolveTrainOptions } from '../train/options.js'
 import { TrainingStep } from '../train/step.js'
+import { benchGemm, gemmStepShapes } from './gemm.js'
 import { median } from './median.js'
 import { OpProfile, processCpuMs, type OpTime } from './op-profile.js'
 
@@ -33,6 +34,11 @@ export interface StepBenchOptions {
   microBatch?: number
   /** Also time the step per op category (OpProfile) over this many further steps. Default 0: no profile. */
   profileSteps?: number
+  /**
+   * CPU rows without micro-batches: also time the step's matrix products alone (bench gemm's measurement, ours
+   * only) and give the time they take per step and their share of the step.
+   */
+  products?: boolean
   log: (line: string) => void
 }
 
@@ -64,6 +70,12 @@ export interface StepBenchRow {
   /** Time per op category in one step (with profileSteps), and the profiled steps' mean time. */
   /** On CUDA, stepGpuMs: the device's time from the profile's first op to its last, per step. */
   profile?: { stepMs: number; stepCpuMs: number; stepGpuMs?: number; ops: OpTime[] }
+  /**
+   * With the products option: the seconds per step that the layers' 12 matrix products each (forward, input and
+   * weight gradients of q/k/v, attention output, MLP up and down; 3BT rows) take at the GEMM's own rates, timed
+   * alone right after the step, and that time over the step's.
+   */
+  products?: { seconds: number; share: number }
   note?: string
 }
 
@@ -104,6 +116,23 @@ function sentences(n: number, words: number, offset: number): string[] {
   return Array.from({ length: n }, (_, i) =>
     Array.from({ length: words }, (_, j) => WORDS[(i * 7 + j * 13 + offset) % WORDS.length]).join(' '),
   )
+}
+
+/**
+ * Seconds per step of the encoder layers' matrix products (gemmStepShapes at `rows` rows, times the layers) at the
+ * rates bench gemm measures for them alone on the CPU: the step's time if nothing but its GEMMs took any.
+ */
+function productSeconds(c: BertConfig, rows: number, precision: Precision): number {
+  const bf16 = precision === 'bf16'
+  const { rows: timed } = benchGemm({
+    shapes: gemmStepShapes(c.hiddenSize, c.intermediateSize, rows),
+    seconds: 0.3,
+    bf16,
+    blas: false,
+    log: () => {},
+  })
+  const perLayer = timed.reduce((t, r) => t + (2 * r.m * r.n * r.k) / (((bf16 ? r.bf16Gflops : r.oursGflops) ?? r.oursGflops) * 1e9), 0)
+  return c.numHiddenLayers * perLayer
 }
 
 /** f() with SIMCSEPP_CUDA_GRAPHS=0 (a TrainingStep reads it when constructed). */
@@ -177,6 +206,8 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
             }
           }
           const sec = median(seconds)
+          const products =
+            o.products && device === 'cpu' && microBatch === 0 ? productSeconds(config, 3 * batch * o.seqLen, model.precision) : null
           const flops = stepFlops(config, batch, o.seqLen)
           const tflops = flops / sec / 1e12
           const peakT = device === 'cuda' ? peakTflops(addon.cudaStatus().device, model.precision) : null
@@ -197,6 +228,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
             activationBytes: model.activationBytes,
             peakRssBytes: process.resourceUsage().maxRSS * 1024,
             ...(profile ? { profile } : {}),
+            ...(products !== null ? { products: { seconds: products, share: products / sec } } : {}),
           })
           o.log(`${o.size} ${device} B=${batch} T=${o.seqLen}: ${(1 / sec).toFixed(2)} steps/s, ${tflops.toFixed(3)} TFLOP/s`)
         } catch (e) {

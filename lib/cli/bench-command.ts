@@ -20,6 +20,7 @@ import {
   gemmBenchTable,
   lossBenchTable,
   profileTable,
+  productsLines,
   stepBenchTable,
 } from './tables.js'
 import { profilePlotSvg } from '../bench/profile-plot.js'
@@ -135,6 +136,7 @@ async function stepBench(argv: string[]) {
       precision: { type: 'string', default: 'auto' },
       'micro-batch': { type: 'string', default: '0' },
       profile: { type: 'boolean', default: false },
+      products: { type: 'boolean', default: false },
       plot: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
@@ -160,6 +162,7 @@ async function stepBench(argv: string[]) {
     precision,
     microBatch,
     profileSteps: values.profile ? steps : 0,
+    products: values.products,
     devices: devicesFor(values.device!),
     log: (l) => process.stderr.write(`  ${l}\n`),
   })
@@ -174,6 +177,7 @@ async function stepBench(argv: string[]) {
   if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'step', date: new Date().toISOString(), rows }, null, 2) + '\n')
   else {
     process.stdout.write('\n' + stepBenchTable(rows) + '\n')
+    if (values.products) process.stdout.write('\n' + productsLines(rows) + '\n')
     if (values.profile) process.stdout.write('\n' + profileTable(rows) + '\n' + (values.plot ? `plot: ${values.plot}\n` : ''))
   }
 }

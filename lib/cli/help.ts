@@ -53,9 +53,11 @@ export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist [op
   bench encode [--models mini,base] [--sentences 256] [--batch-size 32] [--device auto|cpu|cuda] [--json]
       SentenceEncoder sentences/s, length-sorted batching against input-order batching.
   bench step [--model base] [--batch-sizes 64,512] [--seq-len 32] [--steps 5] [--device auto|cpu|cuda|all]
-             [--precision auto|fp32|bf16] [--micro-batch M] [--profile [--plot FILE.svg]] [--json]
+             [--precision auto|fp32|bf16] [--micro-batch M] [--profile [--plot FILE.svg]] [--products]
+             [--json]
       One SimCSE++ training step: steps/s, sentences/s, model TFLOP/s and utilisation, memory;
-      --profile: milliseconds per op category (on CUDA: device time from events, steps without graphs).
+      --profile: milliseconds per op category (on CUDA: device time from events, steps without graphs);
+      --products (CPU): the step's matrix products timed alone, and their share of the step.
   bench batch [--model tiny] [--batch-sizes 64,256,1024,4096] [--micro-batch 128] [--seq-len 32] [--steps 1]
               [--device cpu] [--plot FILE.svg] [--json]
       The step whole and in micro-batches per batch size (one process each): sentences/s, peak memory.

@@ -113,6 +113,19 @@ export function encodeBenchTable(rows: EncodeBenchRow[]): string {
   )
 }
 
+/** `bench step --products`: per row, its matrix products' time at the GEMM's rates and their share of the step. */
+export function productsLines(rows: StepBenchRow[]): string {
+  return rows
+    .map((r) => {
+      const label = `${r.model} ${r.device} ${r.precision} B=${r.batchSize} T=${r.seqLen}`
+      if (!r.products) return `${label}: matrix products not timed (the CPU only, without --micro-batch)`
+      const step = 1 / r.stepsPerSec
+      const share = (100 * r.products.share).toFixed(1)
+      return `${label}: products ${r.products.seconds.toFixed(3)} s of the ${step.toFixed(3)} s step (${share}%) at bench gemm's rates`
+    })
+    .join('\n')
+}
+
 /** `bench step`: one SimCSE++ training step per model, device and batch size. */
 export function stepBenchTable(rows: StepBenchRow[]): string {
   return formatTable(
