@@ -64,17 +64,29 @@ void embedding_forward(float* out, const int32_t* ids, const int32_t* posIds, co
   });
 }
 
+namespace {
+
+// Columns [c0, c1) of embedding_backward, cloned per instruction set (inside the pool's lambda the row adds got
+// the baseline's SSE2).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void embedding_backward_columns(
+    float* dword, float* dpos, float* dtype, const float* dout, const int32_t* ids, const int32_t* posIds,
+    const int32_t* typeIds, int64_t BT, int64_t H, int64_t c0, int64_t c1) {
+  for (int64_t r = 0; r < BT; ++r) {
+    const float* g = dout + r * H;
+    if (dword) scatter_row(dword, ids[r], g, H, c0, c1);
+    if (dpos) scatter_row(dpos, posIds[r], g, H, c0, c1);
+    if (dtype) scatter_row(dtype, typeIds[r], g, H, c0, c1);
+  }
+}
+
+}  // namespace
+
 void embedding_backward(float* dword, float* dpos, float* dtype, const float* dout, const int32_t* ids,
                         const int32_t* posIds, const int32_t* typeIds, int64_t BT, int64_t H) {
   // Each chunk owns columns [c0, c1) of every table, so repeated ids never race; rows are added
   // in order, so the result is deterministic.
   parallel_for(H, kColGrain, [&](int64_t c0, int64_t c1) {
-    for (int64_t r = 0; r < BT; ++r) {
-      const float* g = dout + r * H;
-      if (dword) scatter_row(dword, ids[r], g, H, c0, c1);
-      if (dpos) scatter_row(dpos, posIds[r], g, H, c0, c1);
-      if (dtype) scatter_row(dtype, typeIds[r], g, H, c0, c1);
-    }
+    embedding_backward_columns(dword, dpos, dtype, dout, ids, posIds, typeIds, BT, H, c0, c1);
   });
 }
 
