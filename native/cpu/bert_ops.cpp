@@ -559,11 +559,25 @@ void pool_mean_backward(float* dhidden, const float* dout, const int32_t* mask, 
 // ---------------------------------------------------------------------------------------------
 // Optimiser
 
+namespace {
+
+// AdamW over [b, e), cloned per instruction set: inside the pool's lambda it got the baseline's SSE2, 4 divisions
+// and square roots at a time. The operations are IEEE-rounded in every clone (and never fused: -ffp-contract=off),
+// so every clone computes the same bits.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void adamw_range(float* __restrict params,
+                                                                              const float* __restrict grads,
+                                                                              float* __restrict m, float* __restrict v,
+                                                                              AdamwConstants k, int64_t b, int64_t e) {
+  for (int64_t i = b; i < e; ++i) adamw_update(k, params[i], m[i], v[i], grads[i]);
+}
+
+}  // namespace
+
 void adamw_step(float* params, const float* grads, float* m, float* v, int64_t n, double lr, double beta1, double beta2,
                 double eps, double weightDecay, int64_t step) {
   // The constants as torch forms them (common/adamw.h, shared with the CUDA kernel).
   const AdamwConstants k = adamw_constants(lr, beta1, beta2, eps, weightDecay, step);
-  for_each_elem(n, [&](int64_t i) { adamw_update(k, params[i], m[i], v[i], grads[i]); });
+  parallel_for(n, kElemGrain, [&](int64_t b, int64_t e) { adamw_range(params, grads, m, v, k, b, e); });
 }
 
 namespace {
