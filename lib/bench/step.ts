@@ -131,7 +131,7 @@ function productSeconds(c: BertConfig, rows: number, precision: Precision): numb
     blas: false,
     log: () => {},
   })
-  const perLayer = timed.reduce((t, r) => t + (2 * r.m * r.n * r.k) / (((bf16 ? r.bf16Gflops : r.oursGflops) ?? r.oursGflops) * 1e9), 0)
+  const perLayer = timed.reduce((t, r) => t + (2 * r.m * r.n * r.k) / ((bf16 ? r.bf16Gflops! : r.oursGflops) * 1e9), 0)
   return c.numHiddenLayers * perLayer
 }
 

@@ -47,11 +47,8 @@ __attribute__((target("avx512f"))) inline __m512 units(__m512i x, __m512 unit) {
   return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(x, 8)), unit);
 }
 
-// philox_groups in AVX-512: 16 groups per vector, one counter word per vector, two vectors (32 groups) per
-// iteration so that the two chains of ten dependent rounds overlap (one chain left the multipliers waiting on its
-// latency: 0.53 -> 0.44 ns per uniform on Sapphire Rapids; three or four chains, 0.42). The compiler's own
-// vectorisation of the loop above shuffles 64-bit lanes around every multiply and ran at a quarter of the one-chain
-// speed. Same integer arithmetic, so the same bits; the words are then put back in group order, a 4 x 16 transpose.
+// The Philox words of 16 groups (c0..c3: word k of group j in lane j of ck) as units, stored group after group:
+// a 4 x 16 transpose.
 __attribute__((target("avx512f"))) inline void philox16_store(__m512i c0, __m512i c1, __m512i c2, __m512i c3,
                                                               float* o) {
   const __m512 unit = _mm512_set1_ps(1.0f / 16777216.0f);
@@ -72,6 +69,12 @@ __attribute__((target("avx512f"))) inline void philox16_store(__m512i c0, __m512
   _mm512_storeu_ps(o + 48, _mm512_shuffle_f32x4(c, d, 0xDD));
 }
 
+// philox_groups in AVX-512: 16 groups per vector, one counter word per vector, two vectors (32 groups) per
+// iteration so that the two chains of ten dependent rounds overlap (one chain left the multipliers waiting on its
+// latency: 0.53 -> 0.44 ns per uniform on Sapphire Rapids; three or four chains, 0.42). The compiler's own
+// vectorisation of the loop above shuffles 64-bit lanes around every multiply and ran at a quarter of the one-chain
+// speed. Same integer arithmetic, so the same bits.
+//
 // Groups [g, g + 16 kChains k) for the largest such k; returns where it stopped.
 template <int kChains>
 __attribute__((target("avx512f"))) int64_t philox_chains_avx512(uint64_t seed, uint64_t offset, uint64_t block0,
