@@ -9,6 +9,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "internal.h"
@@ -142,6 +143,39 @@ cudaError_t cudaFree(void* ptr) {
   if (h.freed.size() > kFreedHistory) h.freed.pop_back();
   std::free(it->second.raw);
   h.live.erase(it);
+  return cudaSuccess;
+}
+
+namespace {
+
+std::set<void*>& pinned() {
+  static auto* s = new std::set<void*>();
+  return *s;
+}
+
+}  // namespace
+
+cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
+  if (ptr == nullptr) return set_error(cudaErrorInvalidValue);
+  if (const cudaError_t e = refuse_while_capturing("cudaMallocHost"); e != cudaSuccess) return e;
+  *ptr = nullptr;
+  if (bytes == 0) return cudaSuccess;
+  void* p = std::aligned_alloc(kAlign, (bytes + kAlign - 1) / kAlign * kAlign);
+  if (p == nullptr)
+    return set_error(cudaErrorMemoryAllocation, "cudaMallocHost of " + std::to_string(bytes) + " bytes failed");
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  pinned().insert(p);
+  *ptr = p;
+  return cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void* ptr) {
+  if (ptr == nullptr) return cudaSuccess;
+  if (const cudaError_t e = refuse_while_capturing("cudaFreeHost"); e != cudaSuccess) return e;
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (pinned().erase(ptr) == 0)
+    return set_error(cudaErrorInvalidValue, "cudaFreeHost of a pointer cudaMallocHost did not return (or freed twice)");
+  std::free(ptr);
   return cudaSuccess;
 }
 

@@ -2,9 +2,19 @@
 //
 // A session belongs to one padded batch shape: it owns the device buffers its bound arrays are copied
 // into before each replay, the device word holding the dropout offset delta, embedding_backward's group
-// buffer, a blocking stream (so that work on the legacy default stream stays ordered with its replays)
-// and the graphs captured on it. Captures and replays run on the thread that owns the session.
+// buffer and the graphs captured on it. Sessions made with a peer form a group (one per StepGraphs): they
+// share a blocking stream (so that their replays run in launch order, and stay ordered with work on the
+// legacy default stream), the sticky divergence flag and the pinned staging of the launches in flight.
+//
+// A launch does not wait for the GPU: its inputs go through pinned staging, and what the host reads back
+// (the result slots, and device ranges the caller names) is copied into that staging after the replay,
+// behind an event. So a training loop can launch step t+1 before it reads step t's numbers; kInFlight
+// launches of a group may be unread at once. The divergence flag is why this is safe: a step whose losses
+// or gradient norm are not finite sets it, and every captured AdamW of the group skips its update while it
+// is set, including the replays launched before the host saw the bad step. The host clears it at a launch
+// (clearSkip) once it has read every earlier launch.
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 #include <vector>
 
@@ -15,6 +25,35 @@
 namespace simcsepp::cuda {
 
 using detail::DeviceHeader;
+
+// A launch's pinned host staging: its inputs (the bound arrays, the offset delta, embedding_backward's
+// groups, AdamW's constants) are written here and copied to the device in stream order; after the replay,
+// the result slots and the caller's readback ranges are copied back here, and `done` is recorded.
+struct Staging {
+  char* host = nullptr;  // cudaMallocHost
+  size_t bytes = 0;
+  cudaEvent_t done = nullptr;
+  int64_t ticket = -1;  // the launch it holds (-1: none yet)
+  struct ResultDesc {
+    ResultKind kind;
+    double count, weight;
+    int slot;
+  };
+  std::vector<ResultDesc> results;                  // the replayed graph's results (a copy: the session may go first)
+  size_t resultsAt = 0;                             // where the result slots' copy starts
+  std::vector<std::pair<size_t, size_t>> readback;  // (offset, bytes) of each readback range
+};
+
+constexpr int kInFlight = 2;
+
+// What the sessions of a group share (see the top of this file).
+struct GraphGroup {
+  cudaStream_t stream = nullptr;
+  int* skip = nullptr;  // device int: a step of the group diverged (sticky until a launch clears it)
+  int sessions = 0;
+  int64_t launches = 0;  // tickets handed out; launch t uses staging[t % kInFlight]
+  Staging staging[kInFlight];
+};
 
 struct GraphSession {
   struct Bound {
@@ -27,11 +66,6 @@ struct GraphSession {
     int64_t BT = 0;
   };
   // What a captured graph leaves on the device for the host: loss headers and sums of squares.
-  struct Result {
-    ResultKind kind;
-    double count, weight;  // loss = sum / count * weight
-    int slot;
-  };
   struct AdamwCall {
     double beta1, beta2, eps, weightDecay;
     int slot;
@@ -39,10 +73,11 @@ struct GraphSession {
   // One captured graph: its executable, its results and its AdamW calls (their constants slots).
   struct Graph {
     cudaGraphExec_t exec = nullptr;
-    std::vector<Result> results;
+    std::vector<Staging::ResultDesc> results;
     std::vector<AdamwCall> adamw;
   };
-  cudaStream_t stream = nullptr;
+  GraphGroup* group = nullptr;
+  cudaStream_t stream = nullptr;  // the group's
   std::vector<Bound> bound;
   uint64_t* delta = nullptr;
   int32_t* groups = nullptr;
@@ -52,7 +87,6 @@ struct GraphSession {
   int slotsUsed = 0;
   AdamwConstants* constants = nullptr;  // kAdamwSlots
   int adamwUsed = 0;
-  int* skip = nullptr;
   Graph pending;  // the graph being captured
   std::vector<Graph> graphs;
 };
@@ -68,6 +102,32 @@ int g_sessions = 0;  // live sessions: the workspace then retires buffers instea
 // The largest group buffer embedding_backward can need for BT rows: the count, 3·BT groups of 4 ints,
 // and 3·BT row indices.
 size_t groups_ints(int64_t BT) { return 1 + static_cast<size_t>(BT) * 15; }
+
+void group_destroy(GraphGroup* g) noexcept {
+  if (g->stream != nullptr) (void)cudaStreamSynchronize(g->stream);
+  for (Staging& st : g->staging) {
+    if (st.host != nullptr) (void)cudaFreeHost(st.host);
+    if (st.done != nullptr) (void)cudaEventDestroy(st.done);
+  }
+  free_device(g->skip);
+  if (g->stream != nullptr) (void)cudaStreamDestroy(g->stream);
+  (void)cudaGetLastError();
+  delete g;
+}
+
+GraphGroup* group_create() {
+  auto* g = new GraphGroup();
+  try {
+    SIMCSEPP_CUDA_CHECK(cudaStreamCreate(&g->stream));  // blocking: ordered with the legacy stream
+    g->skip = static_cast<int*>(malloc_device(sizeof(int)));
+    memset_device(g->skip, 0, sizeof(int));
+    for (Staging& st : g->staging) SIMCSEPP_CUDA_CHECK(cudaEventCreateWithFlags(&st.done, cudaEventDisableTiming));
+  } catch (...) {
+    group_destroy(g);
+    throw;
+  }
+  return g;
+}
 
 }  // namespace
 
@@ -120,13 +180,14 @@ DeviceHeader* take_result_slot(ResultKind kind, double count, double weight) {
   return s.slots + s.slotsUsed++;
 }
 
-// skip = whether any loss header of the graph so far flags a non-finite input or holds a non-finite sum,
-// or a sum of squares is not finite.
+// Sets skip when a loss header of the graph so far flags a non-finite input or holds a non-finite sum,
+// or a sum of squares is not finite. Never clears it: a replay launched before the host read a diverged
+// step must not update the weights either.
 __global__ void step_ok_kernel(const DeviceHeader* slots, int first, int count, int* skip) {
   if (threadIdx.x != 0 || blockIdx.x != 0) return;
   int bad = 0;
   for (int i = first; i < first + count; ++i) bad |= slots[i].flag != 0 || !isfinite(slots[i].loss);
-  *skip = bad;
+  if (bad != 0) *skip = 1;
 }
 
 }  // namespace
@@ -145,9 +206,9 @@ CapturedAdamw capture_adamw(double beta1, double beta2, double eps, double weigh
   if (s.adamwUsed >= kAdamwSlots) throw CudaError("a step graph holds more than 8 AdamW calls");
   const int first = s.pending.results.empty() ? 0 : s.pending.results.front().slot;
   const int count = static_cast<int>(s.pending.results.size());
-  launch("step_ok_kernel", step_ok_kernel, 1, 32, 0, s.stream, s.slots, first, count, s.skip);
+  launch("step_ok_kernel", step_ok_kernel, 1, 32, 0, s.stream, s.slots, first, count, s.group->skip);
   s.pending.adamw.push_back({beta1, beta2, eps, weightDecay, s.adamwUsed});
-  return CapturedAdamw{s.constants + s.adamwUsed++, s.skip};
+  return CapturedAdamw{s.constants + s.adamwUsed++, s.group->skip};
 }
 
 void build_embedding_groups(std::vector<int32_t>& buf, const int32_t* const ids[3], int64_t BT) {
@@ -199,12 +260,14 @@ void check_arrays(const GraphSession& s, const std::vector<HostArray>& arrays) {
 
 }  // namespace
 
-GraphSession* graph_session_create(const std::vector<size_t>& boundBytes, int64_t maxRows) {
+GraphSession* graph_session_create(const std::vector<size_t>& boundBytes, int64_t maxRows, GraphSession* peer) {
   require();
   // (No <memory> here: the emulated build's __noinline__ macro clashes with it.)
   auto* s = new GraphSession();
   try {
-    SIMCSEPP_CUDA_CHECK(cudaStreamCreate(&s->stream));  // blocking: ordered with the legacy stream
+    s->group = peer != nullptr ? peer->group : group_create();
+    ++s->group->sessions;
+    s->stream = s->group->stream;
     for (const size_t bytes : boundBytes)
       s->bound.push_back({bytes, malloc_device(std::max<size_t>(bytes, 4)), nullptr});
     s->delta = static_cast<uint64_t*>(malloc_device(sizeof(uint64_t)));
@@ -212,7 +275,6 @@ GraphSession* graph_session_create(const std::vector<size_t>& boundBytes, int64_
     s->slots = static_cast<DeviceHeader*>(malloc_device(kResultSlots * sizeof(DeviceHeader)));
     memset_device(s->slots, 0, kResultSlots * sizeof(DeviceHeader));  // a sum-of-squares slot's flag stays 0
     s->constants = static_cast<AdamwConstants*>(malloc_device(kAdamwSlots * sizeof(AdamwConstants)));
-    s->skip = static_cast<int*>(malloc_device(sizeof(int)));
     s->groups = static_cast<int32_t*>(malloc_device(s->groupsInts * sizeof(int32_t)));
   } catch (...) {
     graph_session_destroy(s);
@@ -224,6 +286,7 @@ GraphSession* graph_session_create(const std::vector<size_t>& boundBytes, int64_
 
 void graph_session_destroy(GraphSession* s) noexcept {
   if (s == nullptr) return;
+  // A replay of this session may still run on the group's stream.
   if (s->stream != nullptr) (void)cudaStreamSynchronize(s->stream);
   for (const GraphSession::Graph& g : s->graphs) (void)cudaGraphExecDestroy(g.exec);
   for (const GraphSession::Bound& b : s->bound) free_device(b.device);
@@ -231,9 +294,8 @@ void graph_session_destroy(GraphSession* s) noexcept {
   free_device(s->groups);
   free_device(s->slots);
   free_device(s->constants);
-  free_device(s->skip);
-  if (s->stream != nullptr) (void)cudaStreamDestroy(s->stream);
   if (s->groups != nullptr) --g_sessions;  // counted once fully created
+  if (s->group != nullptr && --s->group->sessions == 0) group_destroy(s->group);
   (void)cudaGetLastError();
   delete s;
 }
@@ -286,57 +348,140 @@ int graph_capture(GraphSession* s, const std::vector<HostArray>& arrays, const s
   return static_cast<int>(s->graphs.size()) - 1;
 }
 
-void graph_launch(GraphSession* s, int graph, const std::vector<HostArray>& arrays, uint64_t offsetDelta, double lr,
-                  int64_t step) {
+namespace {
+
+// Grows a staging buffer to `bytes` (its previous launch has completed: the caller waited for it).
+void reserve_staging(Staging& st, size_t bytes) {
+  if (bytes <= st.bytes) return;
+  if (st.host != nullptr) SIMCSEPP_CUDA_CHECK(cudaFreeHost(st.host));
+  st.host = nullptr;
+  st.bytes = 0;
+  void* p = nullptr;
+  SIMCSEPP_CUDA_CHECK(cudaMallocHost(&p, bytes));
+  st.host = static_cast<char*>(p);
+  st.bytes = bytes;
+}
+
+size_t align16(size_t n) { return (n + 15) / 16 * 16; }
+
+}  // namespace
+
+int64_t graph_launch(GraphSession* s, int graph, const std::vector<HostArray>& arrays, uint64_t offsetDelta, double lr,
+                     int64_t step, const std::vector<HostArray>& readback, bool clearSkip) {
   require();
   if (graph < 0 || static_cast<size_t>(graph) >= s->graphs.size())
     throw CudaError("step graph " + std::to_string(graph) + " does not exist in this session");
   check_arrays(*s, arrays);
-  // Copies from pageable memory are staged before cudaMemcpyAsync returns, and run in stream order: after
-  // the replays already queued have read the previous values.
-  for (size_t i = 0; i < arrays.size(); ++i)
-    if (arrays[i].bytes > 0)
-      SIMCSEPP_CUDA_CHECK(
-          cudaMemcpyAsync(s->bound[i].device, arrays[i].data, arrays[i].bytes, cudaMemcpyHostToDevice, s->stream));
-  SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(s->delta, &offsetDelta, sizeof(offsetDelta), cudaMemcpyHostToDevice, s->stream));
-  std::vector<int32_t> buf;
-  for (const GraphSession::GroupsRecipe& r : s->recipes) {
+  const GraphSession::Graph& g = s->graphs[static_cast<size_t>(graph)];
+  GraphGroup& group = *s->group;
+  const int64_t ticket = group.launches;
+  Staging& st = group.staging[ticket % kInFlight];
+  // The launch kInFlight ago used this staging: its copies must be done before it is overwritten.
+  if (st.ticket >= 0) SIMCSEPP_CUDA_CHECK(cudaEventSynchronize(st.done));
+
+  // Layout: the bound arrays, the delta, AdamW's constants, the embedding groups; then the result slots
+  // and the readback ranges (16-byte aligned pieces).
+  size_t at = 0;
+  std::vector<size_t> arrayAt;
+  for (const HostArray& a : arrays) {
+    arrayAt.push_back(at);
+    at += align16(a.bytes);
+  }
+  const size_t deltaAt = at;
+  at += align16(sizeof(uint64_t));
+  const size_t constantsAt = at;
+  at += align16(g.adamw.size() * sizeof(AdamwConstants));
+  std::vector<std::vector<int32_t>> groupBufs(s->recipes.size());
+  std::vector<size_t> groupsAt;
+  for (size_t r = 0; r < s->recipes.size(); ++r) {
+    const GraphSession::GroupsRecipe& rec = s->recipes[r];
     const int32_t* ids[3] = {};
     for (int k = 0; k < 3; ++k)
-      if (r.index[k] >= 0) ids[k] = static_cast<const int32_t*>(arrays[static_cast<size_t>(r.index[k])].data);
-    detail::build_embedding_groups(buf, ids, r.BT);
-    SIMCSEPP_CUDA_CHECK(
-        cudaMemcpyAsync(s->groups, buf.data(), buf.size() * sizeof(int32_t), cudaMemcpyHostToDevice, s->stream));
+      if (rec.index[k] >= 0) ids[k] = static_cast<const int32_t*>(arrays[static_cast<size_t>(rec.index[k])].data);
+    detail::build_embedding_groups(groupBufs[r], ids, rec.BT);
+    groupsAt.push_back(at);
+    at += align16(groupBufs[r].size() * sizeof(int32_t));
   }
-  const GraphSession::Graph& g = s->graphs[static_cast<size_t>(graph)];
+  const size_t resultsAt = at;
+  if (!g.results.empty()) at += align16(kResultSlots * sizeof(DeviceHeader));
+  std::vector<std::pair<size_t, size_t>> readbackAt;
+  for (const HostArray& r : readback) {
+    readbackAt.emplace_back(at, r.bytes);
+    at += align16(r.bytes);
+  }
+  reserve_staging(st, std::max<size_t>(at, 16));
+  st.ticket = -1;  // until the launch below is queued
+
+  // Inputs, through the pinned staging: stream-ordered copies that never wait for the replays queued
+  // before them (a copy from pageable memory may).
+  char* h = st.host;
+  for (size_t i = 0; i < arrays.size(); ++i)
+    if (arrays[i].bytes > 0) {
+      std::memcpy(h + arrayAt[i], arrays[i].data, arrays[i].bytes);
+      SIMCSEPP_CUDA_CHECK(
+          cudaMemcpyAsync(s->bound[i].device, h + arrayAt[i], arrays[i].bytes, cudaMemcpyHostToDevice, s->stream));
+    }
+  std::memcpy(h + deltaAt, &offsetDelta, sizeof(offsetDelta));
+  SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(s->delta, h + deltaAt, sizeof(offsetDelta), cudaMemcpyHostToDevice, s->stream));
   // AdamW's constants for this replay's learning rate and step (formed as the eager op forms them).
-  for (const GraphSession::AdamwCall& a : g.adamw) {
+  for (size_t i = 0; i < g.adamw.size(); ++i) {
+    const GraphSession::AdamwCall& a = g.adamw[i];
     const AdamwConstants k = adamw_constants(lr, a.beta1, a.beta2, a.eps, a.weightDecay, step);
-    SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(s->constants + a.slot, &k, sizeof(k), cudaMemcpyHostToDevice, s->stream));
+    char* dst = h + constantsAt + i * sizeof(AdamwConstants);
+    std::memcpy(dst, &k, sizeof(k));
+    SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(s->constants + a.slot, dst, sizeof(k), cudaMemcpyHostToDevice, s->stream));
   }
+  for (size_t r = 0; r < groupBufs.size(); ++r) {
+    const size_t bytes = groupBufs[r].size() * sizeof(int32_t);
+    std::memcpy(h + groupsAt[r], groupBufs[r].data(), bytes);
+    SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(s->groups, h + groupsAt[r], bytes, cudaMemcpyHostToDevice, s->stream));
+  }
+  if (clearSkip) SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(group.skip, 0, sizeof(int), s->stream));
   SIMCSEPP_CUDA_CHECK(cudaGraphLaunch(g.exec, s->stream));
+  // Outputs: copied after the replay, before any later launch can overwrite them.
+  if (!g.results.empty())
+    SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(h + resultsAt, s->slots, kResultSlots * sizeof(DeviceHeader),
+                                        cudaMemcpyDeviceToHost, s->stream));
+  for (size_t i = 0; i < readback.size(); ++i)
+    if (readback[i].bytes > 0)
+      SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(h + readbackAt[i].first, readback[i].data, readback[i].bytes,
+                                          cudaMemcpyDeviceToHost, s->stream));
+  SIMCSEPP_CUDA_CHECK(cudaEventRecord(st.done, s->stream));
   detail::end_op(s->stream);
+  st.results = g.results;
+  st.resultsAt = resultsAt;
+  st.readback = std::move(readbackAt);
+  st.ticket = ticket;
+  ++group.launches;
+  return ticket;
 }
 
-std::vector<GraphResult> graph_results(GraphSession* s, int graph) {
+GraphReadback graph_results(GraphSession* s, int64_t ticket) {
   require();
-  if (graph < 0 || static_cast<size_t>(graph) >= s->graphs.size())
-    throw CudaError("step graph " + std::to_string(graph) + " does not exist in this session");
-  const GraphSession::Graph& g = s->graphs[static_cast<size_t>(graph)];
-  std::vector<GraphResult> out;
-  if (g.results.empty()) return out;
-  std::vector<DeviceHeader> h(kResultSlots);
-  SIMCSEPP_CUDA_CHECK(
-      cudaMemcpyAsync(h.data(), s->slots, h.size() * sizeof(DeviceHeader), cudaMemcpyDeviceToHost, s->stream));
-  SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(s->stream));
-  for (const GraphSession::Result& r : g.results) {
-    const DeviceHeader& d = h[static_cast<size_t>(r.slot)];
+  GraphGroup& group = *s->group;
+  if (ticket < 0 || ticket >= group.launches)
+    throw CudaError("step graph launch " + std::to_string(ticket) + " was not made in this session's group");
+  const Staging& st = group.staging[ticket % kInFlight];
+  if (st.ticket != ticket)
+    throw CudaError("step graph launch " + std::to_string(ticket) +
+                    ": its results were overwritten by a later launch (" + std::to_string(kInFlight) +
+                    " launches are kept)");
+  SIMCSEPP_CUDA_CHECK(cudaEventSynchronize(st.done));
+  GraphReadback out;
+  for (const Staging::ResultDesc& r : st.results) {
+    DeviceHeader d;
+    std::memcpy(&d, st.host + st.resultsAt + static_cast<size_t>(r.slot) * sizeof(DeviceHeader), sizeof(d));
     if (r.kind == ResultKind::kSumSquares) {
-      out.push_back({r.kind, d.loss, 0});
+      out.results.push_back({r.kind, d.loss, 0});
     } else {
       const int nonFinite = detail::decode_flag(d.flag);
-      out.push_back({r.kind, nonFinite == kNone ? d.loss / r.count * r.weight : 0.0, nonFinite});
+      out.results.push_back({r.kind, nonFinite == kNone ? d.loss / r.count * r.weight : 0.0, nonFinite});
     }
+  }
+  for (const auto& [offset, bytes] : st.readback) {
+    std::vector<float> v(bytes / sizeof(float));
+    std::memcpy(v.data(), st.host + offset, v.size() * sizeof(float));
+    out.readback.push_back(std::move(v));
   }
   return out;
 }

@@ -34,6 +34,12 @@ export interface GraphResult {
   nonFinite: number
 }
 
+/** What a step graph launch left for the host: its results, and the contents of its readback tensors. */
+export interface GraphReadback {
+  results: GraphResult[]
+  readback: Float32Array[]
+}
+
 /** A CUDA step graph session (opaque; native/bind_graph.cpp). */
 export type GraphSessionHandle = { readonly __graphSession: unique symbol }
 
@@ -72,7 +78,8 @@ export interface Addon {
   /** Index of the first NaN or ±Infinity in `data`, or -1. */
   firstNonFinite(data: Float32Array): number
   /** CUDA step graphs (native/bind_graph.cpp; lib/model/step-graphs.ts is their caller). */
-  graphSession(bytes: number[], maxRows: number): GraphSessionHandle
+  /** A session; with `peer`, it joins the peer's group (one stream, one divergence flag, shared launches). */
+  graphSession(bytes: number[], maxRows: number, peer?: GraphSessionHandle): GraphSessionHandle
   graphCapture(session: GraphSessionHandle, arrays: (Int32Array | Uint8Array)[], record: () => void): number
   graphLaunch(
     session: GraphSessionHandle,
@@ -81,8 +88,11 @@ export interface Addon {
     offsetDelta: bigint,
     lr: number,
     step: number,
-  ): void
-  graphResults(session: GraphSessionHandle, index: number): GraphResult[]
+    readback?: NativeTensor[],
+    clearSkip?: boolean,
+  ): number
+  /** What launch `ticket` left for the host (waits for it): its results and its readback tensors' contents. */
+  graphResults(session: GraphSessionHandle, ticket: number): GraphReadback
   graphSessionFree(session: GraphSessionHandle): void
   /** Bytes of tensor storage (host and device) allocated now, and bytes reported to V8 as external memory. */
   tensorMemory(): { heldBytes: number; reportedBytes: number }

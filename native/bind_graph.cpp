@@ -1,13 +1,17 @@
 // Node-API entry points of the CUDA step graphs (cuda_api.h): a session per padded batch shape, the
 // capture of what a JS function launches, and replays. lib/model/step-graphs.ts is their one caller.
 //
-//   graphSession(bytes: number[], maxRows) -> session (an opaque object; freed by graphSessionFree or GC)
+//   graphSession(bytes: number[], maxRows, peer?: session) -> session (an opaque object; freed by
+//       graphSessionFree or GC); with a peer, it joins the peer's group (stream, divergence flag, launches)
 //   graphCapture(session, arrays: (Int32Array | Uint8Array)[], record: () => void) -> graph index
-//   graphLaunch(session, index, arrays, offsetDelta: bigint, lr, step)
-//   graphResults(session, index) -> { kind: 'loss' | 'sumSquares', value, nonFinite }[] (waits for the replay)
+//   graphLaunch(session, index, arrays, offsetDelta: bigint, lr, step, readback?: Tensor[], clearSkip?: boolean)
+//       -> ticket (does not wait for the GPU; clearSkip defaults to true)
+//   graphResults(session, ticket) -> { results: { kind: 'loss' | 'sumSquares', value, nonFinite }[],
+//       readback: Float32Array[] } (waits for that launch)
 //   graphSessionFree(session)
 #include <napi.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -26,15 +30,38 @@ struct SessionHolder {
 // A tag that tells our sessions from any other object (napi_type_tag_object, Node-API 8).
 constexpr napi_type_tag kSessionTag = {0x5f1c0a3e2b7d4c91ULL, 0x8e6a1f0d3c2b5a47ULL};
 
-SessionHolder* arg_session(const Napi::CallbackInfo& info, size_t index) {
+SessionHolder* arg_session(const Napi::CallbackInfo& info, size_t index, const char* name = "session") {
   Napi::Env env = info.Env();
   const Napi::Value v = info[index];
   bool tagged = false;
   if (v.IsExternal()) napi_check_object_type_tag(env, v, &kSessionTag, &tagged);
-  if (!tagged) throw_arg(env, "Expected session to be a step graph session but received " + describe(v));
+  if (!tagged)
+    throw_arg(env, std::string("Expected ") + name + " to be a step graph session but received " + describe(v));
   auto* h = v.As<Napi::External<SessionHolder>>().Data();
-  if (h->session == nullptr) throw_arg(env, "session: this step graph session was freed");
+  if (h->session == nullptr) throw_arg(env, std::string(name) + ": this step graph session was freed");
   return h;
+}
+
+// Optional CUDA tensors whose contents a launch copies back to the host after its replay.
+std::vector<cuda::HostArray> arg_readback(const Napi::CallbackInfo& info, size_t index) {
+  Napi::Env env = info.Env();
+  std::vector<cuda::HostArray> out;
+  if (info[index].IsUndefined() || info[index].IsNull()) return out;
+  if (!info[index].IsArray())
+    throw_arg(env, "Expected readback to be an array of CUDA tensors but received " + describe(info[index]));
+  const Napi::Array a = info[index].As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    const Napi::Value v = a.Get(i);
+    const std::string name = "readback[" + std::to_string(i) + "]";
+    if (!NativeTensor::IsInstance(env, v))
+      throw_arg(env, "Expected " + name + " to be a Tensor but received " + describe(v));
+    const NativeTensor* t = NativeTensor::Unwrap(v.As<Napi::Object>());
+    if (t->disposed()) throw_arg(env, name + " is a disposed Tensor");
+    if (t->device() != Device::kCuda)
+      throw_arg(env, name + " must be a CUDA tensor, not a " + device_name(t->device()) + " one");
+    out.push_back({t->data(), static_cast<size_t>(t->numel()) * sizeof(float)});
+  }
+  return out;
 }
 
 std::vector<cuda::HostArray> arg_arrays(const Napi::CallbackInfo& info, size_t index) {
@@ -67,8 +94,10 @@ Napi::Value GraphSession(const Napi::CallbackInfo& info) {
     bytes.push_back(static_cast<size_t>(b));
   }
   const int64_t maxRows = arg_positive_int(info, 1, "maxRows");
+  cuda::GraphSession* peer = nullptr;
+  if (!info[2].IsUndefined() && !info[2].IsNull()) peer = arg_session(info, 2, "peer")->session;
   return guarded(env, [&]() -> Napi::Value {
-    auto* h = new SessionHolder{cuda::graph_session_create(bytes, maxRows)};
+    auto* h = new SessionHolder{cuda::graph_session_create(bytes, maxRows, peer)};
     auto ext = Napi::External<SessionHolder>::New(env, h, [](Napi::Env, SessionHolder* p) {
       cuda::graph_session_destroy(p->session);
       delete p;
@@ -98,15 +127,24 @@ Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
   const uint64_t delta = arg_u64(info, 3, "offsetDelta");
   const double lr = arg_non_negative(info, 4, "lr");
   const int64_t step = arg_positive_int(info, 5, "step");
-  return guarded_void(env, [&] { cuda::graph_launch(h->session, static_cast<int>(index), arrays, delta, lr, step); });
+  const std::vector<cuda::HostArray> readback = arg_readback(info, 6);
+  const bool clearSkip = info[7].IsUndefined() ? true : arg_bool(info, 7, "clearSkip");
+  return guarded(env, [&]() -> Napi::Value {
+    const int64_t ticket =
+        cuda::graph_launch(h->session, static_cast<int>(index), arrays, delta, lr, step, readback, clearSkip);
+    return Napi::Number::New(env, static_cast<double>(ticket));
+  });
 }
 
 Napi::Value GraphResults(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   SessionHolder* h = arg_session(info, 0);
-  const int64_t index = static_cast<int64_t>(arg_non_negative(info, 1, "index"));
+  const double t = arg_non_negative(info, 1, "ticket");
+  if (t != static_cast<double>(static_cast<int64_t>(t)))
+    throw_arg(env, "ticket must be an integer but received " + describe(info[1]));
   return guarded(env, [&]() -> Napi::Value {
-    const std::vector<cuda::GraphResult> r = cuda::graph_results(h->session, static_cast<int>(index));
+    const cuda::GraphReadback got = cuda::graph_results(h->session, static_cast<int64_t>(t));
+    const std::vector<cuda::GraphResult>& r = got.results;
     Napi::Array a = Napi::Array::New(env, r.size());
     for (uint32_t i = 0; i < r.size(); ++i) {
       Napi::Object o = Napi::Object::New(env);
@@ -115,7 +153,16 @@ Napi::Value GraphResults(const Napi::CallbackInfo& info) {
       o.Set("nonFinite", r[i].nonFinite);
       a.Set(i, o);
     }
-    return a;
+    Napi::Array rb = Napi::Array::New(env, got.readback.size());
+    for (uint32_t i = 0; i < got.readback.size(); ++i) {
+      Napi::Float32Array f = Napi::Float32Array::New(env, got.readback[i].size());
+      std::copy(got.readback[i].begin(), got.readback[i].end(), f.Data());
+      rb.Set(i, f);
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("results", a);
+    out.Set("readback", rb);
+    return out;
   });
 }
 

@@ -62,30 +62,39 @@ void timer_reset();
 // batch shape and replayed. A session binds the step's small host arrays (ids, mask, keepRows: what the
 // ops receive as host pointers) to device buffers of the given sizes, refilled before each replay; the
 // dropout offsets of a replay are those of the capture plus `offsetDelta`. maxRows: the most token rows
-// an embedding_backward of the session covers.
+// an embedding_backward of the session covers. A session made with a `peer` joins the peer's group:
+// one stream (replays run in launch order), one divergence flag, one set of launches in flight.
 struct GraphSession;
 struct HostArray {
   const void* data;
   size_t bytes;
 };
-GraphSession* graph_session_create(const std::vector<size_t>& boundBytes, int64_t maxRows);
+GraphSession* graph_session_create(const std::vector<size_t>& boundBytes, int64_t maxRows, GraphSession* peer);
 void graph_session_destroy(GraphSession* s) noexcept;
 // Captures what `record` launches (it runs the ops; nothing executes) as a new graph of the session; the
 // ops must receive host arrays inside `arrays` (the session's bound arrays, at their addresses now).
 // Returns the graph's index. A failed capture throws and leaves the session as it was.
 int graph_capture(GraphSession* s, const std::vector<HostArray>& arrays, const std::function<void()>& record);
-// Copies `arrays` into the bound buffers and replays graph `graph`, asynchronously; a captured AdamW
-// step runs at learning rate `lr` and (1-based) step `step`.
-void graph_launch(GraphSession* s, int graph, const std::vector<HostArray>& arrays, uint64_t offsetDelta, double lr,
-                  int64_t step);
-// What the last replay of `graph` left for the host, in capture order (waits for it): each loss op's
-// result (loss times its weight, or the first non-finite input's code), each sum of squares.
+// Copies `arrays` into the bound buffers and replays graph `graph` without waiting for the GPU; a captured
+// AdamW step runs at learning rate `lr` and (1-based) step `step`, unless a step of the group diverged
+// since the flag was last cleared (clearSkip clears it first). After the replay, the graph's results and
+// the device ranges `readback` are copied to pinned host memory. Returns the launch's ticket for
+// graph_results; the group keeps the last 2 launches' results.
+int64_t graph_launch(GraphSession* s, int graph, const std::vector<HostArray>& arrays, uint64_t offsetDelta, double lr,
+                     int64_t step, const std::vector<HostArray>& readback, bool clearSkip);
+// What launch `ticket` left for the host (waits for that launch only): each loss op's result in capture
+// order (loss times its weight, or the first non-finite input's code), each sum of squares, and the
+// readback ranges as floats.
 enum class ResultKind { kLoss, kSumSquares };
 struct GraphResult {
   ResultKind kind;
   double value;
   int nonFinite;
 };
-std::vector<GraphResult> graph_results(GraphSession* s, int graph);
+struct GraphReadback {
+  std::vector<GraphResult> results;
+  std::vector<std::vector<float>> readback;
+};
+GraphReadback graph_results(GraphSession* s, int64_t ticket);
 
 }  // namespace simcsepp::cuda

@@ -46,11 +46,14 @@ int64_t timer_mark() { not_compiled(); }
 double timer_elapsed(int64_t, int64_t) { not_compiled(); }
 int64_t timer_marks() { return 0; }
 void timer_reset() {}
-GraphSession* graph_session_create(const std::vector<size_t>&, int64_t) { not_compiled(); }
+GraphSession* graph_session_create(const std::vector<size_t>&, int64_t, GraphSession*) { not_compiled(); }
 void graph_session_destroy(GraphSession*) noexcept {}
 int graph_capture(GraphSession*, const std::vector<HostArray>&, const std::function<void()>&) { not_compiled(); }
-void graph_launch(GraphSession*, int, const std::vector<HostArray>&, uint64_t, double, int64_t) { not_compiled(); }
-std::vector<GraphResult> graph_results(GraphSession*, int) { not_compiled(); }
+int64_t graph_launch(GraphSession*, int, const std::vector<HostArray>&, uint64_t, double, int64_t,
+                     const std::vector<HostArray>&, bool) {
+  not_compiled();
+}
+GraphReadback graph_results(GraphSession*, int64_t) { not_compiled(); }
 
 }  // namespace simcsepp::cuda
 

@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import { addon } from '../lib/native.js'
 import { cudaStatus } from '../lib/index.js'
 import { BertModel } from '../lib/model/bert.js'
-import { Tensor } from '../lib/tensor.js'
+import { nativeOf, Tensor } from '../lib/tensor.js'
+import { StepGraphs } from '../lib/model/step-graphs.js'
 import * as ops from '../lib/ops.js'
 import { sentences, tinyConfig, VOCAB } from './helpers/encoder-tiny-model.js'
 import { Tokenizer } from '../lib/tokenizer.js'
@@ -140,12 +141,25 @@ t.test('the addon refuses what would freeze host data into a graph, and stays us
   const g = addon.graphCapture(session, [ids], () => ops.embeddingForward(out, ids, ids, ids, table, table, table))
   t.equal(g, 0, 'a valid capture after the failed ones')
   table.copyFrom(new Float32Array(128).map((_, i) => i))
-  addon.graphLaunch(session, g, [new Int32Array([1, 1, 1, 1])], 0n, 0, 1)
+  const ticket = addon.graphLaunch(session, g, [new Int32Array([1, 1, 1, 1])], 0n, 0, 1)
   const v = out.toFloat32Array()
   t.equal(v[0], 3 * 8, 'the replay reads the ids given at launch (row 1 three times: 3 x 8)')
   t.throws(() => addon.graphLaunch(session, 5, [ids], 0n, 0, 1), /does not exist/, 'an unknown graph index')
   t.throws(() => addon.graphLaunch(session, g, [new Int32Array(3)], 0n, 0, 1), /holds 12 bytes/, 'arrays of another size')
   t.throws(() => addon.graphLaunch({} as never, g, [ids], 0n, 0, 1), /session/, 'not a session')
+  const cpu = Tensor.zeros([2], 'cpu')
+  t.throws(
+    () => addon.graphLaunch(session, g, [ids], 0n, 0, 1, [nativeOf(cpu, 'cpu')]),
+    /readback\[0\] must be a CUDA tensor/,
+    'a CPU readback',
+  )
+  t.throws(() => addon.graphLaunch(session, g, [ids], 0n, 0, 1, [{} as never]), /readback\[0\] to be a Tensor/, 'not a tensor')
+  t.throws(() => addon.graphLaunch(session, g, [ids], 0n, 0, 1, [], 1 as never), /clearSkip/, 'clearSkip not a boolean')
+  t.throws(() => addon.graphSession([4], 4, {} as never), /Expected peer to be a step graph session/, 'a peer that is not a session')
+  t.throws(() => addon.graphResults(session, 99), /was not made/, 'a ticket never handed out')
+  t.throws(() => addon.graphResults(session, 0.5), /ticket must be an integer/, 'a fractional ticket')
+  t.same(addon.graphResults(session, ticket), { results: [], readback: [] }, 'a launch without results or readback')
+  cpu.dispose()
   addon.graphSessionFree(session)
   t.throws(() => addon.graphLaunch(session, g, [ids], 0n, 0, 1), /freed/, 'a freed session')
   table.dispose()
@@ -193,22 +207,34 @@ t.test("training with step graphs ends with the eager run's weights, byte for by
   }
 })
 
-t.test('a replayed step that diverges throws as the eager step does, and leaves the weights alone', { skip }, async (t) => {
-  const dir = tempDir('simcsepp-cuda-graphs-diverge-')
+/**
+ * A tiny model on CUDA, its optimizer and a TrainingStep with step graphs (or without: eager), fed 8 of the
+ * same 64 sentences a step.
+ */
+async function stepRig(prefix: string) {
+  const dir = tempDir(prefix)
   writeFileSync(join(dir, 'vocab.txt'), VOCAB.join('\n') + '\n')
   const tokenizer = await Tokenizer.load(join(dir, 'vocab.txt'))
   const config = tinyConfig({ hiddenSize: 32, numHiddenLayers: 1, numAttentionHeads: 2, intermediateSize: 64 })
   const text = sentences(64, 5, 6)
-  const outcome: Record<string, { error: string; params: Float32Array; steps: number }> = {}
-  for (const mode of ['graphs', 'eager'] as const) {
+  return (mode: 'graphs' | 'eager', totalSteps: number) => {
     if (mode === 'eager') process.env.SIMCSEPP_CUDA_GRAPHS = '0'
     const model = BertModel.create(config, { device: 'cuda', mlp: true, seed: 4 })
     const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: 1e-4 })
     const o = resolveTrainOptions({ data: 'x', out: 'x', batchSize: 8, maxLen: 8, device: 'cuda', precision: 'fp32' })
-    const step = new TrainingStep(model, opt, tokenizer, o, { batch: 8, maxLen: 8, totalSteps: 5 }, 'cuda')
+    const step = new TrainingStep(model, opt, tokenizer, o, { batch: 8, maxLen: 8, totalSteps }, 'cuda')
     delete process.env.SIMCSEPP_CUDA_GRAPHS
     let k = 0
     const stream = { next: async () => ({ sentences: text.slice(8 * k, 8 * ++k), epoch: 0 }) } as unknown as BatchStream
+    return { model, opt, step, stream, config }
+  }
+}
+
+t.test('a replayed step that diverges throws as the eager step does, and leaves the weights alone', { skip }, async (t) => {
+  const rig = await stepRig('simcsepp-cuda-graphs-diverge-')
+  const outcome: Record<string, { error: string; params: Float32Array; steps: number }> = {}
+  for (const mode of ['graphs', 'eager'] as const) {
+    const { model, step, stream, config } = rig(mode, 5)
     let error = '',
       steps = 0
     try {
@@ -228,4 +254,138 @@ t.test('a replayed step that diverges throws as the eager step does, and leaves 
   t.equal(outcome.graphs.error, outcome.eager.error, 'the same error from the replayed step')
   t.equal(outcome.graphs.steps, 3, 'after 3 good steps')
   t.equal(equalBits(outcome.graphs.params, outcome.eager.params), 0, 'the weights the eager step left (its AdamW update skipped)')
+})
+
+t.test('launches run ahead of their reads; a diverged step stops the updates of the launches after it', { skip }, async (t) => {
+  // A two-op graph: the gradient norm's sum of squares (a result the divergence check reads) and AdamW.
+  const P = 8
+  const params = Tensor.zeros([P], 'cuda'),
+    grads = Tensor.zeros([P], 'cuda')
+  params.copyFrom(new Float32Array(P).map((_, i) => 0.1 * i))
+  const opt = new AdamW(params, grads, 0, { lr: 1e-2 })
+  const graphs = new StepGraphs(1)
+  const arrays = [new Int32Array([0])]
+  let adamStep = 0
+  // One session per key, all in one group; each key's first run is eager, as TrainingStep does.
+  const launch = (key: string, g: number, clearSkip: boolean) => {
+    grads.copyFrom(new Float32Array(P).fill(g))
+    const stepNow = ++adamStep
+    if (!graphs.warm(key, 0, 'step')) {
+      ops.clipGradNorm(grads, 1e9)
+      opt.update(1e-2, stepNow)
+      graphs.markWarm(key, 'step', arrays)
+      return null
+    }
+    const record = () => {
+      ops.clipGradNorm(grads, 1e9)
+      opt.update(1e-2, stepNow)
+    }
+    return graphs.replay(key, 'step', arrays, stepNow, record, { lr: 1e-2, adamStep: stepNow, readback: () => [params], clearSkip })
+  }
+  launch('a', 1, true)
+  launch('b', 1, true)
+  const r0 = launch('a', 1, true)!() // captured and replayed
+  t.equal(r0.results[0].value, P, 'the sum of squares of a finite step')
+  t.equal(equalBits(r0.readback[0], params.toFloat32Array()), 0, 'readback holds the parameters after the replay')
+  const before = params.toFloat32Array()
+  // Launch 1 has non-finite gradients; launch 2 (the other session) finite ones, launched before 1 is read.
+  const read1 = launch('a', NaN, true)!
+  const read2 = launch('b', 1, false)!
+  t.ok(Number.isNaN(read1().results[0].value), 'the diverged launch reads NaN')
+  const r2 = read2()
+  t.equal(r2.results[0].value, P, 'the launch after it had finite gradients')
+  t.equal(equalBits(params.toFloat32Array(), before), 0, 'neither updated the weights (the flag is shared by the group)')
+  t.equal(equalBits(r2.readback[0], before), 0, 'its readback shows the weights unchanged')
+  // Once everything is read, a launch clears the flag.
+  const r3 = launch('a', 1, true)!()
+  t.not(equalBits(r3.readback[0], before), 0, 'a launch that clears the flag updates the weights')
+  // The results of the last two launches are kept; older ones are overwritten.
+  const old = launch('a', 1, true)!
+  launch('b', 1, false)
+  launch('a', 1, false)
+  t.throws(old, /overwritten by a later launch/, 'a launch 3 back cannot be read')
+  graphs.clear()
+  opt.dispose()
+  params.dispose()
+  grads.dispose()
+})
+
+t.test('a diverged step read after the next one was launched: the eager error and weights', { skip }, async (t) => {
+  const rig = await stepRig('simcsepp-cuda-graphs-ahead-')
+  const outcome: Record<string, { error: string; params: Float32Array; optSteps: number; read: number[] }> = {}
+  for (const mode of ['graphs', 'eager'] as const) {
+    const { model, opt, step, stream, config } = rig(mode, 6)
+    let error = ''
+    const read: number[] = []
+    try {
+      // As the training loop does: launch step s + 1, then read step s.
+      let launched = await step.launch(0, stream, () => 0, null)
+      for (let s = 0; s < 5; s++) {
+        // Before the fourth step the MLP head's bias turns to NaN (the copy waits for the steps in flight).
+        if (s === 2) {
+          read.push(launched.result().step)
+          model.param(MLP_BIAS).copyFrom(new Float32Array(config.hiddenSize).fill(NaN))
+          launched = await step.launch(3, stream, () => 0, null)
+          continue
+        }
+        const next = s < 4 ? await step.launch(s + 1, stream, () => 0, null) : null
+        read.push(launched.result().step)
+        launched = next!
+      }
+    } catch (e) {
+      error = (e as Error).message
+    }
+    outcome[mode] = { error, params: model.params.toFloat32Array(), optSteps: opt.step, read }
+    step.dispose()
+    model.dispose()
+  }
+  t.match(outcome.eager.error, /^step 4: the sentence vectors hold NaN \(training diverged\)/, outcome.eager.error)
+  t.equal(outcome.graphs.error, outcome.eager.error, 'the same error')
+  t.same(outcome.graphs.read, [1, 2, 3], 'steps 1-3 were read')
+  t.equal(outcome.graphs.optSteps, 3, "the optimizer's step count stays at 3 (steps 4 and 5 made no update)")
+  t.equal(outcome.eager.optSteps, 3, 'as in the eager run')
+  t.equal(equalBits(outcome.graphs.params, outcome.eager.params), 0, "the eager run's weights (the updates of steps 4 and 5 skipped)")
+})
+
+t.test('a run stopped while a step is queued ahead checkpoints after it and resumes to the same weights', { skip }, async (t) => {
+  const dir = tempDir('simcsepp-cuda-graphs-stop-')
+  const model = await microModel(dir, 'micro')
+  const data = writeSentences(join(dir, 'data.txt'), 80)
+  const base = {
+    model,
+    data,
+    steps: 7,
+    batchSize: 8,
+    maxLen: 7,
+    evalEvery: 0,
+    saveEvery: 0,
+    seed: 3,
+    lr: 3e-5,
+    device: 'cuda',
+    precision: 'fp32',
+  }
+  const run = (out: string, more: Record<string, unknown> = {}, hooks = {}) =>
+    train({ ...base, out: join(dir, out), ...more } as Parameters<typeof train>[0], hooks)
+  await run('whole')
+  const ctl = new AbortController()
+  const seen: (string | undefined)[] = []
+  // Step 3 is read after step 4 was launched (no checkpoint after 3): the run stops after step 4.
+  const first = await run(
+    'stopped',
+    {},
+    {
+      signal: ctl.signal,
+      onStep: (s: StepInfo) => {
+        seen.push(s.cudaGraph)
+        if (s.step === 3) ctl.abort()
+      },
+    },
+  )
+  t.equal(first.interrupted, true)
+  t.equal(first.steps, 4, 'stopped after the step already queued')
+  t.same(seen, ['eager', 'captured', 'replayed', 'replayed'], 'steps 2-4 as graphs')
+  const second = await run('stopped', { resume: join(dir, 'stopped') })
+  t.equal(second.interrupted, false)
+  const weights = (out: string) => readFileSync(join(dir, out, 'model.safetensors'))
+  t.ok(weights('stopped').equals(weights('whole')), 'identical final weights')
 })

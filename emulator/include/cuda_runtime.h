@@ -156,6 +156,10 @@ const char* cudaGetErrorName(cudaError_t e);
 
 cudaError_t cudaMalloc(void** ptr, size_t bytes);
 cudaError_t cudaFree(void* ptr);
+// Page-locked host memory: plain host memory here (what it buys on a GPU, copies that do not wait for
+// the stream, has no meaning when work runs as it is issued); cudaFreeHost checks the pointer.
+cudaError_t cudaMallocHost(void** ptr, size_t bytes);
+cudaError_t cudaFreeHost(void* ptr);
 cudaError_t cudaMemGetInfo(size_t* freeBytes, size_t* totalBytes);
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream = 0);

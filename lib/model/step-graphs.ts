@@ -11,7 +11,15 @@
 // into its buffers before each replay), the dropout masks' Philox offsets shift by
 // (step - captured step) · sites, and a captured AdamW gets each replay's learning rate and step. The
 // graphs address the activation arena: a new arena (a larger batch) makes them stale, and they are dropped.
-import { addon, type GraphResult, type GraphSessionHandle } from '../native.js'
+//
+// A replay does not wait for the GPU: it returns a reader of what the launch left for the host (its
+// results, and the readback tensors' contents as they were right after it). The sessions of one StepGraphs
+// share a stream, so replays run in launch order, and a divergence flag: a step whose losses or gradient
+// norm are not finite makes every captured AdamW skip its update until a launch clears the flag
+// (clearSkip), which the caller does once it has read every earlier launch. So a training loop may launch
+// step t+1 before it reads step t (lib/train/step.ts).
+import { addon, type GraphReadback, type GraphSessionHandle } from '../native.js'
+import { nativeOf, type Tensor } from '../tensor.js'
 
 /** The host arrays a pass's ops read: ids, positions, types, mask, and keepRows when present. */
 export type BoundArrays = (Int32Array | Uint8Array)[]
@@ -21,6 +29,17 @@ type Pass = 'forward' | 'backward' | 'step'
 interface Captured {
   index: number
   step: number
+}
+
+/** How a replay runs and what it reads back (all optional). */
+export interface ReplayOptions {
+  /** A captured AdamW update's learning rate and (1-based) optimizer step. */
+  lr?: number
+  adamStep?: number
+  /** Tensors (CUDA) whose contents the launch copies back after the replay; asked after any capture. */
+  readback?: () => Tensor[]
+  /** Clear the divergence flag before this replay (default true: no earlier launch is still unread). */
+  clearSkip?: boolean
 }
 
 interface Entry {
@@ -50,7 +69,15 @@ export class StepGraphs {
     } else this.replay(key, pass, arrays, step, ops)
   }
 
-  /** Whether `pass` of shape `key` ran eagerly once since the arena (`generation`) last changed. */
+  /** Whether `run`/`warm` would replay `pass` of shape `key` (no side effects: a stale arena frees nothing here). */
+  isWarm(key: string, generation: number, pass: Pass): boolean {
+    return generation === this.generation && (this.entries.get(key)?.warmed.has(pass) ?? false)
+  }
+
+  /**
+   * Whether `pass` of shape `key` ran eagerly once since the arena (`generation`) last changed. A new
+   * arena frees every session: read their launches first.
+   */
   warm(key: string, generation: number, pass: Pass): boolean {
     if (generation !== this.generation) {
       this.clear()
@@ -63,10 +90,13 @@ export class StepGraphs {
   markWarm(key: string, pass: Pass, arrays: BoundArrays): void {
     let e = this.entries.get(key)
     if (!e) {
+      // The first live session is the peer of the others: one group.
+      const peer = this.entries.values().next().value?.session
       e = {
         session: addon.graphSession(
           arrays.map((a) => a.byteLength),
           arrays[0].length,
+          peer,
         ),
         warmed: new Set(),
         graphs: new Map(),
@@ -77,10 +107,10 @@ export class StepGraphs {
   }
 
   /**
-   * Replays a warm `pass` (capturing what `record` launches the first time). A captured AdamW update runs
-   * at `lr` and (1-based) optimizer step `adamStep`. Returns the graph's results (graphResults) reader.
+   * Replays a warm `pass` (capturing what `record` launches the first time), without waiting for it.
+   * Returns the reader of what the launch left for the host (graphResults: waits for that launch only).
    */
-  replay(key: string, pass: Pass, arrays: BoundArrays, step: number, record: () => void, lr = 0, adamStep = 1): () => GraphResult[] {
+  replay(key: string, pass: Pass, arrays: BoundArrays, step: number, record: () => void, o: ReplayOptions = {}): () => GraphReadback {
     const e = this.entries.get(key)
     if (!e?.warmed.has(pass)) throw new Error(`StepGraphs.replay: ${pass} of ${key} has not run eagerly yet`)
     let g = e.graphs.get(pass)
@@ -90,10 +120,11 @@ export class StepGraphs {
       this.captures++
     }
     const delta = BigInt.asUintN(64, BigInt(step - g.step) * BigInt(this.sites))
-    addon.graphLaunch(e.session, g.index, arrays, delta, lr, adamStep)
+    const readback = (o.readback?.() ?? []).map((t, i) => nativeOf(t, `readback[${i}]`))
+    const ticket = addon.graphLaunch(e.session, g.index, arrays, delta, o.lr ?? 0, o.adamStep ?? 1, readback, o.clearSkip ?? true)
     this.replays++
-    const { index } = g
-    return () => addon.graphResults(e.session, index)
+    const { session } = e
+    return () => addon.graphResults(session, ticket)
   }
 
   /** Frees every session (and so every graph). */

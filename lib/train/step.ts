@@ -9,6 +9,12 @@
 // indices (firstRow); the vectors are all-gathered view by view, every rank computes the loss over the
 // whole batch, back-propagates its own rows, and the parameter gradients are summed over the ranks before
 // clipping and AdamW. So R ranks compute the step of one process, up to the order of the sums.
+//
+// On CUDA, a step replayed as a graph does not wait for the GPU: launch() returns once the step is queued,
+// and its numbers are read later (LaunchedStep.result()). A training loop launches step t+1 before it reads
+// step t, so the GPU runs step t while the host logs and tokenises the next batch. At most one step is
+// left unread when another is launched; an eager step, and anything that reads the weights, first reads
+// every step in flight.
 import type { EncodedBatch, Tokenizer } from '../tokenizer.js'
 import type { BertModel, TrainForwardOptions } from '../model/bert.js'
 import { Tensor, type Device } from '../tensor.js'
@@ -41,7 +47,20 @@ export interface CheckpointRef {
   step: number
 }
 
+/** A launched step: result() waits for its numbers (the first call; later calls return or throw the same). */
+export interface LaunchedStep {
+  readonly step: number
+  result(): StepInfo
+}
+
+/** A launched step's numbers, or what made it fail; absent until read. */
+type Outcome = { info: StepInfo } | { error: unknown }
+
 export class TrainingStep {
+  /** Launched graph steps whose numbers are not read yet, oldest first (at most 2). */
+  private readonly unread: PendingGraphStep[] = []
+  /** When the last step's numbers were read (performance.now()): a step's time starts no earlier. */
+  private lastDone = 0
   private readonly views: 2 | 3
   /** dL/dz of the largest batch, [V·batch·H]; each step uses a view of it. */
   private readonly grad: Tensor
@@ -79,17 +98,33 @@ export class TrainingStep {
     this.stepGraphs = graphs ? new StepGraphs(1 + 3 * model.config.numHiddenLayers) : null
   }
 
+  /** Whether launch() can return before the GPU has run the step (CUDA graphs in one process). */
+  get launchesAhead(): boolean {
+    return this.stepGraphs !== null && (this.comm?.size ?? 1) === 1
+  }
+
   /**
-   * Trains on the stream's next batch as step `step` (0-based); `elapsed` gives the run's training
-   * seconds so far. Throws when training diverged (non-finite vectors or loss), naming `lastCheckpoint`
-   * (null: none yet).
+   * Trains on the stream's next batch as step `step` (0-based) and returns its numbers; `elapsed` gives the
+   * run's training seconds so far. Throws when training diverged (non-finite vectors or loss), naming
+   * `lastCheckpoint` (null: none yet).
    */
   async run(step: number, stream: BatchStream, elapsed: () => number, lastCheckpoint: CheckpointRef | null): Promise<StepInfo> {
+    const launched = await this.launch(step, stream, elapsed, lastCheckpoint)
+    this.drain()
+    return launched.result()
+  }
+
+  /**
+   * Starts step `step` on the stream's next batch. A replayed CUDA graph returns once it is queued; any
+   * other step has run when this returns. Steps launched earlier and not read yet are read first when
+   * this one runs eagerly, or when one is still unread besides the newest (their errors are thrown here).
+   */
+  async launch(step: number, stream: BatchStream, elapsed: () => number, lastCheckpoint: CheckpointRef | null): Promise<LaunchedStep> {
     const { model, o } = this
     const { maxLen, totalSteps } = this.shape
     const V = this.views,
       H = model.config.hiddenSize
-    const t0 = performance.now()
+    const launched = performance.now()
     const { sentences, epoch, columns } = await stream.next()
     const bytesBefore = this.comm && this.comm.size > 1 ? this.comm.bytes : 0
     this.comm?.takeSeconds()
@@ -123,83 +158,102 @@ export class TrainingStep {
     // On CUDA a whole-batch step is one graph from its shape's second step on (step-graph below).
     const graphKey = `${batch.shape[0]}x${batch.shape[1]}`
     const graphs = whole ? this.stepGraphs : null
-    let ran: StepNumbers & { graph: 'eager' | 'captured' | 'replayed' }
-    if (graphs && graphs.warm(graphKey, model.activationGeneration, 'step'))
-      ran = this.graphStep(graphs, graphKey, batch, keepRows, forward, n, step, lr, fail)
-    else {
-      let z: Tensor
-      if (whole) z = model.trainForward(batch, { ...forward, keepRows })
-      else {
-        z = this.zAll!.view(0, [rows, H])
-        for (const c of chunks) z.view(c[0] * H, [c[1], H]).copyFrom(runChunk(c))
-        if (comm) {
-          const counts = slices.map(([a, b]) => (b - a) * H)
-          for (let v = 0; v < V; v++) comm.allGather(z.view(v * n * H, [n * H]), counts)
-        }
-      }
-      const g = this.grad.view(0, [V * n, H])
-      // Diverged weights show as non-finite sentence vectors (the sample read for the metrics, or the
-      // losses, which refuse them) or a non-finite loss.
-      this.launchGram(z, n)
-      const metrics = this.readMetrics(z, n)
-      if (metrics.bad !== undefined) throw fail(`the sentence vectors hold ${metrics.bad}`)
-      let result: ReturnType<typeof objectiveLoss>
-      try {
-        result = objectiveLoss(o, z, g, n)
-      } catch (e) {
-        if (e instanceof RangeError && /contains NaN or Inf values/.test(e.message)) throw fail(NON_FINITE_VECTORS)
-        throw e
-      }
-      const { loss, parts } = result
-      if (!Number.isFinite(loss)) throw fail(`the loss is ${loss}`)
-      model.zeroGrad()
-      if (whole) model.trainBackward(g)
-      else
-        // Last pass first: its activations are still those of pass 1, so it needs no re-run.
-        for (let i = chunks.length - 1; i >= 0; i--) {
-          const c = chunks[i]
-          if (i < chunks.length - 1) runChunk(c)
-          model.trainBackward(g.view(c[0] * H, [c[1], H]))
-        }
-      if (comm) comm.allReduceSum(model.grads)
-      const gradNorm = clipGradNorm(model.grads, o.gradClip)
-      this.opt.stepWith(lr)
-      if (graphs) {
-        // This shape's next step is captured (the arena may have grown: warm() notes its generation).
-        graphs.warm(graphKey, model.activationGeneration, 'step')
-        graphs.markWarm(graphKey, 'step', graphArrays(batch, keepRows, model))
-      }
-      ran = { loss, parts, gradNorm, metrics, graph: 'eager' }
-    }
-    const { loss, parts, gradNorm, metrics } = ran
-    const seconds = (performance.now() - t0) / 1000
-    return {
-      type: 'step',
-      step: step + 1,
-      totalSteps,
+    const fixed = {
       epoch,
       batchSize: n,
       microBatches: chunks.length,
-      ...(comm ? { ranks: comm.size, communicationSeconds: comm.takeSeconds(), communicatedBytes: comm.bytes - bytesBefore } : {}),
-      activationBytes: model.activationBytes,
-      ...(this.stepGraphs ? { cudaGraph: ran.graph } : {}),
-      loss,
-      parts,
-      lr,
-      gradNorm,
-      sentencesPerSecond: n / seconds,
-      alignment: metrics.alignment,
-      uniformity: metrics.uniformity,
-      elapsedSeconds: elapsed(),
+      activationBytes: 0,
     }
+    // The step's record, once its numbers are read (seconds: since it was launched, or since the previous
+    // step's numbers were read if that was later).
+    const info = (r: StepNumbers & { graph: 'eager' | 'captured' | 'replayed' }): StepInfo => {
+      const now = performance.now()
+      const seconds = (now - Math.max(launched, this.lastDone)) / 1000
+      this.lastDone = now
+      return {
+        type: 'step',
+        step: step + 1,
+        totalSteps,
+        ...fixed,
+        ...(comm ? { ranks: comm.size, communicationSeconds: comm.takeSeconds(), communicatedBytes: comm.bytes - bytesBefore } : {}),
+        ...(this.stepGraphs ? { cudaGraph: r.graph } : {}),
+        loss: r.loss,
+        parts: r.parts,
+        lr,
+        gradNorm: r.gradNorm,
+        sentencesPerSecond: n / seconds,
+        alignment: r.metrics.alignment,
+        uniformity: r.metrics.uniformity,
+        elapsedSeconds: elapsed(),
+      }
+    }
+    if (graphs && graphs.isWarm(graphKey, model.activationGeneration, 'step')) {
+      // Keep one launch unread at most besides this one (the native side keeps two launches' results).
+      while (this.unread.length > 1) this.unread[0].result()
+      fixed.activationBytes = model.activationBytes
+      return this.graphStep(graphs, graphKey, batch, keepRows, forward, n, step, lr, fail, info)
+    }
+    // An eager step reads its numbers as it goes, and its update must follow every earlier one.
+    this.drain()
+    let z: Tensor
+    if (whole) z = model.trainForward(batch, { ...forward, keepRows })
+    else {
+      z = this.zAll!.view(0, [rows, H])
+      for (const c of chunks) z.view(c[0] * H, [c[1], H]).copyFrom(runChunk(c))
+      if (comm) {
+        const counts = slices.map(([a, b]) => (b - a) * H)
+        for (let v = 0; v < V; v++) comm.allGather(z.view(v * n * H, [n * H]), counts)
+      }
+    }
+    const g = this.grad.view(0, [V * n, H])
+    // Diverged weights show as non-finite sentence vectors (the sample read for the metrics, or the
+    // losses, which refuse them) or a non-finite loss.
+    this.launchGram(z, n)
+    const metrics = this.readMetrics(z, n)
+    if (metrics.bad !== undefined) throw fail(`the sentence vectors hold ${metrics.bad}`)
+    let result: ReturnType<typeof objectiveLoss>
+    try {
+      result = objectiveLoss(o, z, g, n)
+    } catch (e) {
+      if (e instanceof RangeError && /contains NaN or Inf values/.test(e.message)) throw fail(NON_FINITE_VECTORS)
+      throw e
+    }
+    const { loss, parts } = result
+    if (!Number.isFinite(loss)) throw fail(`the loss is ${loss}`)
+    model.zeroGrad()
+    if (whole) model.trainBackward(g)
+    else
+      // Last pass first: its activations are still those of pass 1, so it needs no re-run.
+      for (let i = chunks.length - 1; i >= 0; i--) {
+        const c = chunks[i]
+        if (i < chunks.length - 1) runChunk(c)
+        model.trainBackward(g.view(c[0] * H, [c[1], H]))
+      }
+    if (comm) comm.allReduceSum(model.grads)
+    const gradNorm = clipGradNorm(model.grads, o.gradClip)
+    this.opt.stepWith(lr)
+    if (graphs) {
+      // This shape's next step is captured (the arena may have grown: warm() notes its generation).
+      graphs.warm(graphKey, model.activationGeneration, 'step')
+      graphs.markWarm(graphKey, 'step', graphArrays(batch, keepRows, model))
+    }
+    fixed.activationBytes = model.activationBytes
+    const done = info({ loss, parts, gradNorm, metrics, graph: 'eager' })
+    return { step: step + 1, result: () => done }
+  }
+
+  /** Reads every launched step not read yet (throwing the first one's error, if any). */
+  drain(): void {
+    while (this.unread.length > 0) this.unread[0].result()
   }
 
   /**
    * One whole-batch step as a CUDA graph (the shape ran eagerly once): captured the first time, replayed
-   * after. Forward, the metric sample's Gram matrix, the loss, backward, clipping and AdamW are one launch;
-   * the host then reads the losses, the gradient norm and the metric sample, and checks them as the eager
-   * step does (a non-finite loss or norm has made the graph skip its AdamW update, as the eager step
-   * throws before it).
+   * after, without waiting for the GPU. Forward, the metric sample's Gram matrix, the loss, backward,
+   * clipping and AdamW are one launch, which then copies the losses, the gradient norm and the metric
+   * sample back to the host. Its result() checks them as the eager step does: a non-finite loss or norm has
+   * made the graph skip its AdamW update, as the eager step throws before it, and the divergence flag makes
+   * the step launched after it skip its update too, so the weights stay those the eager run would leave.
    */
   private graphStep(
     graphs: StepGraphs,
@@ -211,13 +265,16 @@ export class TrainingStep {
     step: number,
     lr: number,
     fail: (what: string) => Error,
-  ): StepNumbers & { graph: 'captured' | 'replayed' } {
+    info: (r: StepNumbers & { graph: 'captured' | 'replayed' }) => StepInfo,
+  ): LaunchedStep {
     const { model, o } = this
     const H = model.config.hiddenSize
+    const s = Math.min(n, METRIC_SENTENCES)
     const arrays = graphArrays(batch, keepRows, model)
     const input = { ...batch, positionIds: arrays[1] as Int32Array }
     const g = this.grad.view(0, [this.views * n, H])
-    const adamStep = this.opt.step + 1
+    const stepBefore = this.opt.step
+    const adamStep = stepBefore + 1
     const captured = graphs.captures
     const record = () => {
       const z = model.trainForward(input, { ...forward, keepRows })
@@ -229,21 +286,44 @@ export class TrainingStep {
       ops.clipGradNorm(model.grads, o.gradClip)
       this.opt.update(lr, adamStep)
     }
-    const read = graphs.replay(key, 'step', arrays, step, record, lr, adamStep)
+    // What the host reads: the first s vectors of views 1 and 2, and the Gram matrix of the last view's.
+    const readback = () => {
+      const z = this.graphZ.get(key)!
+      return [z.view(0, [s, H]), z.view(n * H, [s, H]), this.gram.view(0, [s, s])]
+    }
+    const read = graphs.replay(key, 'step', arrays, step, record, { lr, adamStep, readback, clearSkip: this.unread.length === 0 })
     this.opt.step = adamStep
-    const results = read()
-    const z = this.graphZ.get(key)!
-    const metrics = this.readMetrics(z, n)
-    if (metrics.bad !== undefined) throw fail(`the sentence vectors hold ${metrics.bad}`)
-    const losses = results.filter((r) => r.kind === 'loss')
-    if (losses.some((r) => r.nonFinite !== 0)) throw fail(NON_FINITE_VECTORS)
-    const { loss, parts } = lossFromResults(
-      o,
-      losses.map((r) => r.value),
-    )
-    if (!Number.isFinite(loss)) throw fail(`the loss is ${loss}`)
-    const gradNorm = checkedNorm(results.find((r) => r.kind === 'sumSquares')!.value)
-    return { loss, parts, gradNorm, metrics, graph: graphs.captures > captured ? 'captured' : 'replayed' }
+    const graph = graphs.captures > captured ? 'captured' : 'replayed'
+    const pending = new PendingGraphStep(step + 1, () => {
+      const {
+        results,
+        readback: [z1, z2, G],
+      } = read()
+      const metrics = metricsFrom(z1, z2, G, s, H)
+      if (metrics.bad !== undefined) throw fail(`the sentence vectors hold ${metrics.bad}`)
+      const losses = results.filter((r) => r.kind === 'loss')
+      if (losses.some((r) => r.nonFinite !== 0)) throw fail(NON_FINITE_VECTORS)
+      const { loss, parts } = lossFromResults(
+        o,
+        losses.map((r) => r.value),
+      )
+      if (!Number.isFinite(loss)) throw fail(`the loss is ${loss}`)
+      const gradNorm = checkedNorm(results.find((r) => r.kind === 'sumSquares')!.value)
+      return info({ loss, parts, gradNorm, metrics, graph })
+    })
+    pending.onRead = (failed) => {
+      this.unread.splice(this.unread.indexOf(pending), 1)
+      if (!failed) return
+      // No update of this step or of those launched after it happened (the divergence flag): the
+      // optimizer's step count goes back to where the eager run stops, and the later launches are read
+      // and dropped (their numbers came from weights that are not the run's).
+      this.opt.step = stepBefore
+      for (const later of this.unread.splice(0)) later.discard(failed)
+    }
+    // Older unread launches are read before this one.
+    pending.before = [...this.unread]
+    this.unread.push(pending)
+    return pending
   }
 
   /** The Gram matrix of the metric sample's last view, on the step's device (launched, not read). */
@@ -265,16 +345,69 @@ export class TrainingStep {
     const z1 = z.view(0, [s, H]).toFloat32Array(),
       z2 = z.view(n * H, [s, H]).toFloat32Array()
     const G = this.gram.view(0, [s, s]).toFloat32Array()
-    const bad = [z1, z2, G].map((a) => a.find((x) => !Number.isFinite(x))).find((x) => x !== undefined)
-    if (bad !== undefined) return { alignment: NaN, uniformity: NaN, bad }
-    return { alignment: alignment(z1, z2, s, H), uniformity: uniformityFromGram(G, s) }
+    return metricsFrom(z1, z2, G, s, H)
   }
 
+  /** Waits for the steps in flight (their errors are dropped) and frees the step's buffers and graphs. */
   dispose(): void {
+    for (const p of this.unread.splice(0)) p.discard(null)
     this.stepGraphs?.clear()
     this.grad.dispose()
     this.gram.dispose()
     this.zAll?.dispose()
+  }
+}
+
+/** The batch metrics of the sample read back, or the first non-finite value among it. */
+function metricsFrom(z1: Float32Array, z2: Float32Array, G: Float32Array, s: number, H: number): Metrics {
+  const bad = [z1, z2, G].map((a) => a.find((x) => !Number.isFinite(x))).find((x) => x !== undefined)
+  if (bad !== undefined) return { alignment: NaN, uniformity: NaN, bad }
+  return { alignment: alignment(z1, z2, s, H), uniformity: uniformityFromGram(G, s) }
+}
+
+/** A launched graph step: read once, after every launch before it. */
+class PendingGraphStep implements LaunchedStep {
+  private outcome: Outcome | null = null
+  /** Launches of the same TrainingStep made before this one, read first. */
+  before: PendingGraphStep[] = []
+  /** Called once when the numbers are read (failed: the error, null when they were fine). */
+  onRead: (failed: unknown) => void = () => {}
+
+  constructor(
+    readonly step: number,
+    private readonly read: () => StepInfo,
+  ) {}
+
+  result(): StepInfo {
+    if (!this.outcome) {
+      for (const p of this.before) p.result()
+      if (!this.outcome) this.settle()
+    }
+    const o = this.outcome!
+    if ('error' in o) throw o.error
+    return o.info
+  }
+
+  /** Reads the launch (waiting for the GPU) and drops its numbers; result() then throws `why`, or says it was dropped. */
+  discard(why: unknown): void {
+    if (this.outcome) return
+    try {
+      this.read()
+    } catch {
+      // its own error does not matter: an earlier step's does
+    }
+    this.outcome = { error: why ?? new Error(`step ${this.step}: its numbers were dropped (the training step was disposed)`) }
+  }
+
+  private settle(): void {
+    try {
+      this.outcome = { info: this.read() }
+    } catch (e) {
+      this.outcome = { error: e }
+      this.onRead(e)
+      return
+    }
+    this.onRead(null)
   }
 }
 

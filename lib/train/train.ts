@@ -26,7 +26,7 @@ import { fixedOnResume, resolveTrainOptions, type ResolvedTrainOptions, type Tra
 import { takeOutputDir } from './out-dir.js'
 import { applyCheckpoint, checkResumable, RunDir } from './run-dir.js'
 import { createModel, loadTokenizer, maxSequenceLength, trainingDevice } from './setup.js'
-import { TrainingStep } from './step.js'
+import { TrainingStep, type LaunchedStep } from './step.js'
 import { viewCount } from './objective.js'
 import { columnsOf, openTrainingData, withDataFormat } from './training-data.js'
 import { startDistributed, type Communicator } from '../distributed/communicator.js'
@@ -187,17 +187,32 @@ async function trainLocked(
   if (evaluating && startStep === 0) await evaluate(0) // the untrained baseline
   const loopStart = performance.now()
   const elapsed = () => elapsedBefore + (performance.now() - loopStart) / 1000
+  const signalled = () => hooks.signal?.aborted === true
+  let launched = startStep < totalSteps ? await step.launch(startStep, stream, elapsed, lastCheckpoint) : null
   for (let s = startStep; s < totalSteps; s++) {
-    const info: StepInfo = await step.run(s, stream, elapsed, lastCheckpoint)
+    const done = s + 1
+    const evalDue = evaluating && (done % o.evalEvery === 0 || done === totalSteps)
+    const saveDue = (o.saveEvery > 0 && done % o.saveEvery === 0) || done === totalSteps
+    // On CUDA the next step is launched before this one's numbers are read, so that the GPU works while
+    // the host logs them, unless this step ends in an evaluation, a checkpoint or a stop: those need its
+    // weights before the next step changes them (a signal arriving now stops the run after the next step).
+    let next: LaunchedStep | null = null
+    let failedAhead: { error: unknown } | null = null // thrown once this step is logged
+    if (step.launchesAhead && !evalDue && !saveDue && !signalled())
+      try {
+        next = await step.launch(done, stream, elapsed, lastCheckpoint)
+      } catch (error) {
+        failedAhead = { error }
+      }
+    const info: StepInfo = launched!.result()
     if (comm && device === 'cuda' && s === startStep) say(`CUDA tensors travel through ${comm.cudaPath}`)
     await run?.log(info)
     hooks.onStep?.(info)
-    const done = s + 1
-    if (evaluating && (done % o.evalEvery === 0 || done === totalSteps)) await evaluate(done)
+    if (failedAhead) throw failedAhead.error
+    if (evalDue) await evaluate(done)
     // Every rank stops after the same step, whichever of them was signalled.
-    const signalled = hooks.signal?.aborted === true
-    const stop = (comm ? comm.any(signalled) : signalled) && done < totalSteps
-    if ((o.saveEvery > 0 && done % o.saveEvery === 0) || done === totalSteps || stop) {
+    const stop = (comm ? comm.any(signalled()) : signalled()) && done < totalSteps && next === null
+    if (saveDue || stop) {
       const state = {
         step: done,
         dataPosition: stream.position,
@@ -214,6 +229,7 @@ async function trainLocked(
       say(`stopped after step ${done} of ${totalSteps}; checkpoint written: continue with --resume ${out}`)
       return end(done, true)
     }
+    launched = next ?? (done < totalSteps ? await step.launch(done, stream, elapsed, lastCheckpoint) : null)
   }
   // Without evaluation the final weights are the result; with it, the best ones already are in out/.
   if (!evaluating || !evaluator.best) await saveModel()
