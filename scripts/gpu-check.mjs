@@ -2,7 +2,12 @@
 // Standalone CUDA checks for a GPU machine that has only `node`, the built addon
 // (build/Release/simcsepp.node, CUDA build) and dist/: no tap, no TypeScript, no network.
 //
-//   node scripts/gpu-check.mjs [--budget-seconds 420] [--large] [--no-bench] [--dist DIR]
+//   node scripts/gpu-check.mjs [--budget-seconds 420] [--large] [--no-bench] [--no-checks] [--dry-run] [--dist DIR]
+//
+// --dry-run: the benchmarks of 5-6 run on tiny shapes (the tiny model, B = 2 and 4, T = 6, one timed step),
+// also on the host emulator, where they are otherwise skipped: a rehearsal of this script's benchmark code
+// for CI (test/gpu-check.test.ts, with --no-checks, which skips 2-4), so that a GPU session is not lost to a
+// bug in it. Its numbers mean nothing.
 //
 // 1. prints cudaStatus();
 // 2. the CUDA-vs-CPU parity checks of test/cuda.test.ts with the same tolerances (test/helpers/parity.mjs):
@@ -76,6 +81,33 @@ if (!(budget > 0)) {
 }
 const large = flag('--large')
 let runBench = !flag('--no-bench')
+const runChecks = !flag('--no-checks')
+const dryRun = flag('--dry-run')
+// The benchmarks' shapes: the issue's, or tiny ones for --dry-run.
+const shapes = dryRun
+  ? {
+      lossSizes: [8, 64],
+      lossDim: 16,
+      lossSeconds: 0.02,
+      attention: [6, 8, 2, 8, 2],
+      model: 'tiny',
+      batches: [2, 4],
+      seqLen: 6,
+      steps: 1,
+      huge: [8, 9],
+    }
+  : {
+      lossSizes: [64, 512, 4096, 65536],
+      lossDim: 768,
+      lossSeconds: 0.5,
+      attention: [192, 32, 12, 64, 20], // B*3, T, NH, HS, repetitions
+      model: 'base',
+      batches: [64, 512],
+      seqLen: 32,
+      steps: 5,
+      huge: [4096, 1536], // sentences, rows per micro-batch
+    }
+const [small, big] = shapes.batches
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const distDir = resolve(option('--dist', process.env.SIMCSEPP_DIST ?? join(root, 'dist')))
 const outDir = process.env.OUT
@@ -131,7 +163,8 @@ const GPU = fake ? 'cpu' : 'cuda'
 const status = fake ? { ...cudaStatus(), available: true, fake: true } : cudaStatus()
 log(`cudaStatus: ${JSON.stringify(status)}`)
 log(`node ${process.version}, budget ${budget} s${large ? ', --large' : ''}, dist ${distDir}`)
-if (runBench && status.emulated) {
+if (dryRun) log('--dry-run: the benchmarks run once on tiny shapes; their numbers mean nothing')
+else if (runBench && status.emulated) {
   runBench = false
   log('the CUDA device is the host emulator: the benchmarks are skipped (emulated timings mean nothing)')
 }
@@ -209,6 +242,8 @@ if (!status.available) {
   log(
     `CUDA is unavailable on this machine (${status.reason ?? 'no reason given'}): the CUDA-vs-CPU checks are skipped; running only the CPU benchmark.`,
   )
+} else if (!runChecks) {
+  log('--no-checks: the CUDA-vs-CPU checks are skipped')
 } else {
   // The host emulator runs every thread as a fiber: the tests' emulator shapes, not the GPU's.
   const emulated = status.emulated === true
@@ -374,7 +409,7 @@ if (runBench) {
   if (bench) {
     const rows = []
     const devices = fake ? ['cpu'] : status.available ? ['cuda', 'cpu'] : ['cpu']
-    const dim = 768
+    const dim = shapes.lossDim
     // Rough seconds per case (warm-up + 3 runs of fused and unfused at ~0.5 s minimum each) for skipping.
     // A table row without measurements, saying why.
     const emptyRow = (device, n, note) => ({
@@ -390,7 +425,7 @@ if (runBench) {
     })
     const estimate = (device, n) => (device === 'cuda' ? 3 + 4e-13 * n * n * dim * 12 : 3 + 2e-11 * n * n * dim * 8)
     for (const device of devices)
-      for (const n of [64, 512, 4096, 65536]) {
+      for (const n of shapes.lossSizes) {
         if (device === 'cpu' && n > 4096) continue
         const est = estimate(device, n)
         if (est > left()) {
@@ -404,7 +439,7 @@ if (runBench) {
               sizes: [n],
               dim,
               devices: [device],
-              secondsPerCase: 0.5,
+              secondsPerCase: shapes.lossSeconds,
               explicitSizes: true,
               log: (l) => log(`  bench ${l}`),
             }),
@@ -433,7 +468,7 @@ if (runBench && !fake && status.available) {
   if (left() < 30) skip(`bench attention: ${left().toFixed(0)} s left`)
   else
     try {
-      const [B, T, NH, HS, reps] = [192, 32, 12, 64, 20]
+      const [B, T, NH, HS, reps] = shapes.attention
       const H = NH * HS
       let s = 1
       const rand = () => Float32Array.from({ length: B * T * H }, () => (s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5)
@@ -495,11 +530,11 @@ if (runBench && !fake) {
       const { benchStep } = await mod('bench/step.js')
       stepRows.push(
         ...(await benchStep({
-          size: 'base',
-          batchSizes: [64, 512],
-          seqLen: 32,
+          size: shapes.model,
+          batchSizes: shapes.batches,
+          seqLen: shapes.seqLen,
           devices: ['cuda'],
-          steps: 5,
+          steps: shapes.steps,
           log: (l) => log(`  step ${l}`),
         })),
       )
@@ -508,11 +543,18 @@ if (runBench && !fake) {
       if (left() > 120) {
         process.env.SIMCSEPP_CUDA_GRAPHS = '0'
         try {
-          const [eager] = await benchStep({ size: 'base', batchSizes: [64], seqLen: 32, devices: ['cuda'], steps: 5, log: () => {} })
-          const graphs = stepRows.find((r) => r.batchSize === 64)
+          const [eager] = await benchStep({
+            size: shapes.model,
+            batchSizes: [small],
+            seqLen: shapes.seqLen,
+            devices: ['cuda'],
+            steps: shapes.steps,
+            log: () => {},
+          })
+          const graphs = stepRows.find((r) => r.batchSize === small)
           if (eager && graphs)
             log(
-              `  step B=64 without CUDA graphs: ${eager.stepsPerSec.toFixed(2)} steps/s; with: ${graphs.stepsPerSec.toFixed(2)} (${(graphs.stepsPerSec / eager.stepsPerSec).toFixed(2)}x)`,
+              `  step B=${small} without CUDA graphs: ${eager.stepsPerSec.toFixed(2)} steps/s; with: ${graphs.stepsPerSec.toFixed(2)} (${(graphs.stepsPerSec / eager.stepsPerSec).toFixed(2)}x)`,
             )
         } finally {
           delete process.env.SIMCSEPP_CUDA_GRAPHS
@@ -523,14 +565,14 @@ if (runBench && !fake) {
       if (left() > 150) {
         process.env.SIMCSEPP_BF16_OPERANDS = 'fp32'
         try {
-          for (const B of [64, 512]) {
+          for (const B of shapes.batches) {
             if (left() < 120) break
             const [fp32Operands] = await benchStep({
-              size: 'base',
+              size: shapes.model,
               batchSizes: [B],
-              seqLen: 32,
+              seqLen: shapes.seqLen,
               devices: ['cuda'],
-              steps: 5,
+              steps: shapes.steps,
               log: () => {},
             })
             const copies = stepRows.find((r) => r.batchSize === B)
@@ -546,21 +588,22 @@ if (runBench && !fake) {
       }
       // Issue 12 on the GPU: 4,096 sentences in micro-batches of 1,536 rows (run whole, BERT-base's
       // activations at T = 32 would need ~250 GB), when the B = 512 step says it fits in the time left.
-      const b512 = stepRows.find((r) => r.batchSize === 512 && r.stepsPerSec > 0)
-      const estimate = b512 ? (3 * 8 * 1.4) / b512.stepsPerSec + 30 : Infinity
+      const [huge, rowsPerPass] = shapes.huge
+      const bigRow = stepRows.find((r) => r.batchSize === big && r.stepsPerSec > 0)
+      const estimate = bigRow ? (3 * (huge / big) * 1.4) / bigRow.stepsPerSec + 30 : Infinity
       if (estimate < left() - 150)
         stepRows.push(
           ...(await benchStep({
-            size: 'base',
-            batchSizes: [4096],
-            seqLen: 32,
+            size: shapes.model,
+            batchSizes: [huge],
+            seqLen: shapes.seqLen,
             devices: ['cuda'],
             steps: 1,
-            microBatch: 1536,
+            microBatch: rowsPerPass,
             log: (l) => log(`  step ${l}`),
           })),
         )
-      else skip(`bench step B=4096 in micro-batches: estimated ${estimate.toFixed(0)} s, ${left().toFixed(0)} s left`)
+      else skip(`bench step B=${huge} in micro-batches: estimated ${estimate.toFixed(0)} s, ${left().toFixed(0)} s left`)
       const tables = await mod('cli/tables.js')
       log(tables.stepBenchTable(stepRows))
     } catch (e) {
@@ -574,7 +617,11 @@ if (runBench && !fake) {
   else {
     const r = spawnSync(
       'python3',
-      [join(root, 'scripts', 'bench', 'torch_step.py'), '--batch-sizes', '64,512', '--seq-len', '32', '--steps', '5'],
+      [
+        join(root, 'scripts', 'bench', 'torch_step.py'),
+        ...['--batch-sizes', shapes.batches.join(','), '--seq-len', String(shapes.seqLen), '--steps', String(shapes.steps)],
+        ...['--model', shapes.model, ...(status.emulated ? ['--device', 'cpu'] : [])],
+      ],
       { encoding: 'utf8', timeout: Math.max(30, left() - 70) * 1000 }, // 50 s more for the profile below
     )
     for (const line of (r.stdout ?? '').split('\n')) {
@@ -596,9 +643,9 @@ if (runBench && !fake) {
       const { benchStep } = await mod('bench/step.js')
       const tables = await mod('cli/tables.js')
       const rows = await benchStep({
-        size: 'base',
-        batchSizes: [64, 512],
-        seqLen: 32,
+        size: shapes.model,
+        batchSizes: shapes.batches,
+        seqLen: shapes.seqLen,
         devices: ['cuda'],
         steps: 1,
         profileSteps: 2,

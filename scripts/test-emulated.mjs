@@ -26,6 +26,7 @@ const files = [
   'test/cuda-distributed.test.ts',
   'test/cuda-graphs.test.ts',
   'test/cuda-search.test.ts',
+  'test/gpu-check.test.ts',
 ].filter((f) => existsSync(join(root, f)))
 
 let passed = 0

@@ -15,7 +15,7 @@ import { Tokenizer } from '../tokenizer.js'
 import type { Device } from '../tensor.js'
 import type { BatchStream } from '../data/sentences.js'
 import { resolveTrainOptions } from '../train/options.js'
-import { TrainingStep } from '../train/step.js'
+import { TrainingStep, type LaunchedStep } from '../train/step.js'
 import { benchGemm, gemmStepShapes } from './gemm.js'
 import { median } from './median.js'
 import { OpProfile, processCpuMs, type OpTime } from './op-profile.js'
@@ -163,31 +163,35 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
         const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: opts.lr })
         let k = 0
         const stream = { next: async () => ({ sentences: sentences(batch, o.seqLen - 2, k++), epoch: 0 }) } as unknown as BatchStream
-        const shape = { batch, maxLen: o.seqLen, totalSteps: timed + 3 + (o.profileSteps ?? 0), microBatch }
+        const shape = { batch, maxLen: o.seqLen, totalSteps: timed + 4 + (o.profileSteps ?? 0), microBatch }
         const step = new TrainingStep(model, opt, tokenizer, opts, shape, device)
         let peak = 0
         try {
           // As the training loop runs them: on CUDA, step s + 1 is launched before step s is read, and a
-          // step's time is from the previous step's read to its own (StepInfo.sentencesPerSecond).
+          // step's time is from the previous step's read to its own (StepInfo.sentencesPerSecond). One more
+          // step is launched after the last timed one, so that each timed interval includes launching the
+          // next step, as in a run's steady state; it is read untimed.
           const seconds: number[] = []
-          let launched = await step.launch(0, stream, () => 0, null)
-          for (let s = 0; s < timed + 2; s++) {
-            const next = s + 1 < timed + 2 && step.launchesAhead ? await step.launch(s + 1, stream, () => 0, null) : null
-            const info = launched.result()
+          const run = timed + 2
+          let launched: LaunchedStep | null = await step.launch(0, stream, () => 0, null)
+          for (let s = 0; s < run; s++) {
+            const next = step.launchesAhead ? await step.launch(s + 1, stream, () => 0, null) : null
+            const info = launched!.result()
             if (s >= 2) seconds.push(batch / info.sentencesPerSecond)
             peak = Math.max(peak, addon.tensorMemory().heldBytes)
-            if (s + 1 < timed + 2) launched = next ?? (await step.launch(s + 1, stream, () => 0, null))
+            launched = next ?? (s + 1 < run ? await step.launch(s + 1, stream, () => 0, null) : null)
           }
+          launched?.result()
           let profile: StepBenchRow['profile']
           if (o.profileSteps) {
             // On CUDA the ops must be called one by one to be timed: the profile runs a step without graphs
             // (the same ops; one eager step first, so that nothing is allocated while timing).
             const gpu = device === 'cuda'
             const profiled = gpu ? withoutGraphs(() => new TrainingStep(model, opt, tokenizer, opts, shape, device)) : step
-            const first = timed + 2 + (gpu ? 1 : 0)
+            const first = timed + 3 + (gpu ? 1 : 0)
             let p: OpProfile, ms: number, cpuMs: number
             try {
-              if (gpu) await profiled.run(timed + 2, stream, () => 0, null)
+              if (gpu) await profiled.run(timed + 3, stream, () => 0, null)
               p = new OpProfile(gpu)
               const t0 = performance.now(),
                 c0 = processCpuMs()

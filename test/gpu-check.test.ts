@@ -1,0 +1,74 @@
+// scripts/gpu-check.mjs, the script a lent GPU machine runs (npm run gpu-check): its benchmark code runs
+// nowhere else, and a GPU session is short and rare, so CI rehearses it. With --dry-run the benchmarks run
+// on tiny shapes (on the host emulator too, where they are otherwise skipped), and --no-checks leaves out
+// the CUDA-vs-CPU checks, which the other emulated tests run. Only the script's flow and its output files
+// are asserted here; emulated timings mean nothing.
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { cudaStatus } from '../lib/index.js'
+import { tempDir } from './helpers/train-corpus.js'
+
+const status = cudaStatus()
+const script = join(process.cwd(), 'scripts', 'gpu-check.mjs')
+const skip = !status.available
+  ? `CUDA unavailable (${status.reason})`
+  : existsSync(join(process.cwd(), 'dist', 'index.js'))
+    ? false
+    : 'dist/ not built'
+
+const json = (dir: string, name: string) => JSON.parse(readFileSync(join(dir, name), 'utf8'))
+
+t.test('gpu-check --dry-run runs every benchmark section and writes its files', { skip }, async (t) => {
+  const out = tempDir('simcsepp-gpu-check-')
+  const r = spawnSync(process.execPath, [script, '--dry-run', '--no-checks', '--budget-seconds', '600'], {
+    encoding: 'utf8',
+    env: { ...process.env, OUT: out },
+    timeout: 900_000,
+  })
+  const log = r.stdout
+  t.equal(r.status, 0, `exit status (stderr: ${r.stderr.slice(-400)})`)
+  t.match(log, /\n0 passed, 0 failed\n$/, 'the last line')
+  t.notMatch(log, /^FAIL|threw/m, 'no section failed')
+  t.equal(readFileSync(join(out, 'gpu-check.log'), 'utf8'), log, 'the log file holds what was printed')
+
+  const losses = json(out, 'bench-losses.json').rows as { device: string; n: number; fusedMs: number; unfusedMs: number }[]
+  t.same(
+    losses.map((row) => `${row.device} ${row.n}`),
+    ['cuda 8', 'cuda 64', 'cpu 8', 'cpu 64'],
+    'loss benchmark rows',
+  )
+  t.ok(
+    losses.every((row) => row.fusedMs > 0 && row.unfusedMs > 0),
+    'each with both timings',
+  )
+  const attention = json(out, 'bench-attention.json')
+  t.ok(attention.ms.tiled > 0 && attention.ms.fused > 0, 'attention: both paths timed')
+
+  const step = json(out, 'bench-step.json')
+  const rows = step.simcsepp as { batchSize: number; stepsPerSec: number; microBatch: number; model: string }[]
+  t.same(
+    rows.map((row) => [row.model, row.batchSize, row.microBatch]),
+    [
+      ['tiny', 2, 0],
+      ['tiny', 4, 0],
+      ['tiny', 8, 9],
+    ],
+    'step rows: B = 2, 4 whole and B = 8 in micro-batches',
+  )
+  t.ok(
+    rows.every((row) => row.stepsPerSec > 0),
+    'each step timed',
+  )
+  t.same(
+    step.comparisons.map((c: { batchSize: number; bf16Operands: string }) => [c.batchSize, c.bf16Operands]),
+    [
+      [2, 'fp32'],
+      [4, 'fp32'],
+    ],
+    'the bf16-operand comparison rows',
+  )
+  t.match(log, /step B=2 without CUDA graphs: [\d.]+ steps\/s; with: [\d.]+/, 'the graphs/eager comparison')
+  t.equal((log.match(/^op category +GPU ms\/step/gm) ?? []).length, 2, 'a device-time profile per batch size')
+})
