@@ -129,19 +129,21 @@ std::vector<std::string> candidates() {
   roots.emplace_back("/usr/local/cuda");
   for (const std::string& r : roots)
     for (const char* so : {"libcublasLt.so.13", "libcublasLt.so.12"}) c.push_back(r + "/lib64/" + so);
-  // Python wheels (nvidia-cublas-cu12 / -cu13), in the usual site-packages locations.
+  // Python wheels (nvidia-cublas-cu12: nvidia/cublas/lib; CUDA 13's: nvidia/cu13/lib), in the usual
+  // site-packages locations: system and user Pythons, an active virtualenv or conda environment, conda's.
   const std::string home = std::getenv("HOME") ? std::getenv("HOME") : "";
-  for (const std::string& pattern :
-       {std::string("/usr/local/lib/python3*/dist-packages/nvidia/cu*/lib/libcublasLt.so.*"),
-        std::string("/usr/local/lib/python3*/dist-packages/nvidia/cublas/lib/libcublasLt.so.*"),
-        std::string("/usr/lib/python3/dist-packages/nvidia/cublas/lib/libcublasLt.so.*"),
-        home + "/.local/lib/python3*/site-packages/nvidia/cublas/lib/libcublasLt.so.*",
-        std::string("/opt/conda/lib/python3*/site-packages/nvidia/cublas/lib/libcublasLt.so.*")}) {
-    glob_t g{};
-    if (glob(pattern.c_str(), 0, nullptr, &g) == 0)
-      for (size_t i = 0; i < g.gl_pathc; ++i) c.emplace_back(g.gl_pathv[i]);
-    globfree(&g);
-  }
+  std::vector<std::string> prefixes = {"/usr/local/lib", "/usr/lib", "/opt/conda/lib"};
+  if (!home.empty()) prefixes.push_back(home + "/.local/lib");
+  for (const char* env : {"VIRTUAL_ENV", "CONDA_PREFIX"})
+    if (const char* p = std::getenv(env)) prefixes.push_back(std::string(p) + "/lib");
+  for (const std::string& prefix : prefixes)
+    for (const char* packages : {"python3*/site-packages", "python3*/dist-packages", "python3/dist-packages"}) {
+      const std::string pattern = prefix + "/" + packages + "/nvidia/cu*/lib/libcublasLt.so.*";
+      glob_t g{};
+      if (glob(pattern.c_str(), 0, nullptr, &g) == 0)
+        for (size_t i = 0; i < g.gl_pathc; ++i) c.emplace_back(g.gl_pathv[i]);
+      globfree(&g);
+    }
   return c;
 }
 

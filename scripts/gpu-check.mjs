@@ -44,6 +44,7 @@
 // Exit code: 0 when nothing failed (also when CUDA is unavailable: it says so and runs only the CPU
 // benchmark), 1 when a check failed, 2 when dist/ or the addon could not be loaded.
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -121,6 +122,23 @@ const left = () => budget - elapsed()
 function log(line) {
   console.log(line)
   if (logFile) appendFileSync(logFile, line + '\n')
+}
+
+// cuBLASLt: the addon finds Python's nvidia-cublas wheels in the usual site-packages (kernels/cublaslt.cu);
+// python3 itself knows where its packages are, wherever it was installed. Asked before the first
+// cudaStatus(), which loads the library.
+if (!process.env.SIMCSEPP_CUBLASLT) {
+  const find = [
+    'import glob, os, sys',
+    'found = [f for p in sys.path for f in sorted(glob.glob(os.path.join(p, "nvidia", "*", "lib", "libcublasLt.so.*")), reverse=True)]',
+    'print(found[0] if found else "")',
+  ].join('\n')
+  const r = spawnSync('python3', ['-c', find], { encoding: 'utf8', timeout: 30_000 })
+  const path = r.status === 0 ? r.stdout.trim() : ''
+  if (path) {
+    process.env.SIMCSEPP_CUBLASLT = path
+    log(`cuBLASLt in python3's packages: ${path} (SIMCSEPP_CUBLASLT)`)
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -610,7 +628,6 @@ if (runBench && !fake) {
       report(false, `bench step: threw ${e.message.split('\n')[0]}`)
     }
   }
-  const { spawnSync } = await import('node:child_process')
   const hasTorch = spawnSync('python3', ['-c', 'import torch, transformers'], { stdio: 'ignore' }).status === 0
   if (!hasTorch) skip('PyTorch baseline: python3 cannot import torch and transformers')
   else if (left() < 90) skip(`PyTorch baseline: ${left().toFixed(0)} s left`)
