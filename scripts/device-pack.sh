@@ -7,7 +7,11 @@
 #   .device-carry/pkg/node_modules/tokenizers/ index.js, package.json and the linux-x64-gnu binary only:
 #                                              dist/index.js imports dist/tokenizer.js, which imports
 #                                              `tokenizers` at load time (nothing else outside node:*)
-# then prints the `run` command line. Run from anywhere: scripts/device-pack.sh
+#   .device-carry/pkg/include/                 Node-API's headers (node_api.h, js_native_api*.h) and
+#                                              node-addon-api's (napi*.h): scripts/device-run.sh rebuilds
+#                                              the addon there with the machine's nvcc when its driver is
+#                                              older than the CUDA this addon was built with
+# then prints the `run` command line (scripts/device-run.sh). Run from anywhere: scripts/device-pack.sh
 # Environment: NODE_BIN (default: `command -v node`), MAX_NODE_XZ_MB (default 25).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,6 +55,14 @@ else
   echo "device-pack: warning: $tok/tokenizers.linux-x64-gnu.node not found: gpu-check falls back to the leaf modules" >&2
 fi
 
+# Headers for a rebuild on the device (scripts/device-run.sh): Node-API's, from this node's installation.
+node_include="$(cd "$(dirname "$(readlink -f "$node_bin")")/../include/node" 2>/dev/null && pwd || true)"
+[ -n "$node_include" ] && [ -f "$node_include/node_api.h" ] || die "Node-API headers not found next to $node_bin (expected ../include/node/node_api.h)"
+mkdir -p "$carry/pkg/include"
+cp "$node_include"/node_api.h "$node_include"/node_api_types.h "$node_include"/js_native_api.h "$node_include"/js_native_api_types.h "$carry/pkg/include/"
+addon_api="$(node -p "require('node-addon-api').include_dir")"
+cp "$addon_api"/napi.h "$addon_api"/napi-inl.h "$addon_api"/napi-inl.deprecated.h "$carry/pkg/include/"
+
 echo "device-pack: $carry contents:"
 du -ab "$carry" | sort -k2 | awk '$1 > 100000 { printf "  %10d  %s\n", $1, $2 }'
 carry_bytes=$(du -sb "$carry" | cut -f1)
@@ -62,5 +74,5 @@ echo "device-pack: carry ${carry_bytes} B + tracked ${tracked_bytes} B + untrack
 
 cat <<'EOF'
 device-pack: run it with (carry: [".device-carry"], timeout_s: 600):
-cd .device-carry && (xz -d -f node.xz || python3 -c "import lzma,shutil;shutil.copyfileobj(lzma.open('node.xz'),open('node','wb'))") && chmod +x node && ./node ../scripts/gpu-check.mjs --dist pkg/dist --budget-seconds 420
+bash scripts/device-run.sh
 EOF
