@@ -11,7 +11,10 @@
 // Every block barrier starts a new shared-memory phase (epoch) for the race checks in checks.cpp.
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <sstream>
@@ -96,6 +99,40 @@ void prepare_fibers(Launch& L, int threads) {
   }
   L.fibers = &pool;
   L.threads = threads;
+}
+
+// The order a launch runs its blocks in. A GPU runs them in no fixed order, many at once; here they run one
+// after another, by default in index order. CUEMU_BLOCK_ORDER=reverse, or shuffle:<seed> (a different
+// permutation per launch, the same for a seed), runs them otherwise: a kernel whose results depend on the
+// order of its blocks (float atomics, one block reading what another writes) then gives other bits, which
+// tests that run the same work under several orders see (test/block-order.test.ts).
+std::vector<uint3> block_order(dim3 grid) {
+  std::vector<uint3> order;
+  order.reserve(static_cast<size_t>(grid.x) * grid.y * grid.z);
+  for (unsigned z = 0; z < grid.z; ++z)
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x) order.push_back(uint3{x, y, z});
+  const char* how = std::getenv("CUEMU_BLOCK_ORDER");
+  if (how == nullptr || *how == '\0' || std::strcmp(how, "index") == 0) return order;
+  if (std::strcmp(how, "reverse") == 0) {
+    std::reverse(order.begin(), order.end());
+    return order;
+  }
+  if (std::strncmp(how, "shuffle:", 8) == 0) {
+    static uint64_t launches = 0;
+    uint64_t state = std::strtoull(how + 8, nullptr, 10) * 0x9E3779B97F4A7C15ULL + ++launches;
+    const auto next = [&state] {  // splitmix64
+      uint64_t r = (state += 0x9E3779B97F4A7C15ULL);
+      r = (r ^ (r >> 30)) * 0xBF58476D1CE4E5B9ULL;
+      r = (r ^ (r >> 27)) * 0x94D049BB133111EBULL;
+      return r ^ (r >> 31);
+    };
+    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[next() % i]);
+    return order;
+  }
+  std::fprintf(stderr,
+               "cuemu: CUEMU_BLOCK_ORDER=%s is not index, reverse or shuffle:<seed>; blocks run in index order\n", how);
+  return order;
 }
 
 void start_block(Launch& L) {
@@ -380,12 +417,11 @@ cudaError_t launch(const char* name, const void* /*kernel*/, void (*body)(void*)
   g_launch = &L;
   g_runner = pthread_self();
   g_running.store(true, std::memory_order_release);
-  for (unsigned z = 0; z < grid.z && !L.failed; ++z)
-    for (unsigned y = 0; y < grid.y && !L.failed; ++y)
-      for (unsigned x = 0; x < grid.x && !L.failed; ++x) {
-        L.blockIdx = uint3{x, y, z};
-        run_block(L);
-      }
+  for (const uint3 b : block_order(grid)) {
+    if (L.failed) break;
+    L.blockIdx = b;
+    run_block(L);
+  }
   g_running.store(false, std::memory_order_release);
   g_launch = nullptr;
   return L.failed ? set_error(L.error, L.report) : cudaSuccess;

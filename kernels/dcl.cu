@@ -10,14 +10,19 @@
 //   have zero mean (up to float rounding of z - mean, ~1e-7 relative for well-conditioned columns).
 // So the gradient GEMM can finish dz in its epilogue and no N x D scratch is needed.
 //
-// Launches (after one cudaMemsetAsync that zeroes the header, the statistics sums and C):
-//   1. dcl_stats_kernel: column sums and sums of squares in double (thread per column, blocks over
-//      row chunks, double atomics), NaN/Inf flag.
+// Every cross-block sum is added in a fixed order, never by atomics, so a run repeats bit for bit on a GPU
+// (test/block-order.test.ts runs the blocks in other orders on the emulator). Launches (after one
+// cudaMemsetAsync of the header):
+//   1. dcl_stats_kernel: column sums and sums of squares in double of one chunk of rows (thread per
+//      column, blocks over row chunks), each chunk's into its own slot; NaN/Inf flag.
+//      dcl_stats_sum_kernel: the chunks' sums added in chunk order (thread per column).
 //   2. dcl_corr_kernel: C tiles of 64 x 64 (16x16 threads x 4x4 registers, tile_gemm.cuh) reducing over
-//      N in chunks of 16 rows, split-K over N across blockIdx.z with float atomicAdd into C; X is
+//      N in chunks of 16 rows, split-K over N across blockIdx.z, each split into its own D x D slice; X is
 //      formed from z while staging the tiles.
-//   3. dcl_softmax_kernel: one block per row d of C: lse_d, loss, H_d (overwrites C_d), H.C sums;
+//   3. dcl_softmax_kernel: one block per row d: C_d = the splits' rows added in split order (into slice
+//      0), lse_d, the row's loss term, H_d (overwrites C_d), the row sum of H.C and the row of H.C;
 //      also stores the float mean/rstd of column d for launch 4.
+//      dcl_hc_cols_kernel: the column sums of H.C (thread per column, rows in order); ordered_sum: the loss.
 //   4. dcl_grad_kernel: [N x D] = X_other (N x D) times H^T (for gz1) or H (for gz2), 64 x 64 tiles,
 //      reduction over D in chunks of 16; epilogue applies the BN backward and weight/accumulate.
 #include <algorithm>
@@ -25,6 +30,7 @@
 
 #include "cuda_check.cuh"
 #include "launch.cuh"
+#include "ordered_sum.cuh"
 #include "tile_gemm.cuh"
 
 namespace simcsepp::cuda {
@@ -44,12 +50,17 @@ struct DclParams {
   float* gz1;
   float* gz2;
   DeviceHeader* hdr;
-  double* sums;   // [input][sum, sumsq][d]
-  double* hcRow;  // sum_k H_dk C_dk   (for gz1)
-  double* hcCol;  // sum_d H_dk C_dk   (for gz2)
-  float* mean;    // [input][d], written by launch 3
-  float* rstd;    // [input][d], written by launch 3
-  float* C;       // d x d: C after launch 2, H after launch 3
+  double* statParts;  // [row chunk][input][sum, sumsq][d]: launch 1's
+  int64_t chunks;     // row chunks of launch 1
+  double* sums;       // [input][sum, sumsq][d]
+  double* hcRow;      // sum_k H_dk C_dk   (for gz1)
+  double* hcCol;      // sum_d H_dk C_dk   (for gz2)
+  float* hc;          // d x d: H_dk C_dk, summed over d by dcl_hc_cols_kernel
+  double* rowLoss;    // [d]: lse_d - C_dd
+  float* mean;        // [input][d], written by launch 3
+  float* rstd;        // [input][d], written by launch 3
+  float* C;           // [splits][d x d]: each split's part after launch 2; slice 0 holds C, then H, after launch 3
+  int64_t splits;
 };
 
 // mean and 1/sqrt(var + eps) of column `col` of input `in` from the double sums.
@@ -79,11 +90,19 @@ __global__ void __launch_bounds__(256) dcl_stats_kernel(DclParams P, int64_t row
     s += x;
     ss += static_cast<double>(x) * x;
   }
-  if (r1 > r0) {
-    atomicAdd(&P.sums[(2 * in) * P.d + col], s);
-    atomicAdd(&P.sums[(2 * in + 1) * P.d + col], ss);
-  }
+  double* part = P.statParts + static_cast<int64_t>(blockIdx.y) * 4 * P.d;
+  part[(2 * in) * P.d + col] = s;
+  part[(2 * in + 1) * P.d + col] = ss;
   if (bad) detail::flag_non_finite(&P.hdr->flag, in == 0 ? kZ1 : kZ2);
+}
+
+// The row chunks' statistics added in chunk order: sums[e] for e in [0, 4d).
+__global__ void __launch_bounds__(256) dcl_stats_sum_kernel(DclParams P) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= 4 * P.d) return;
+  double s = 0.0;
+  for (int64_t c = 0; c < P.chunks; ++c) s += P.statParts[c * 4 * P.d + e];
+  P.sums[e] = s;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -129,7 +148,7 @@ __global__ void __launch_bounds__(kThreads, 2) dcl_corr_kernel(DclParams P, int6
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const int64_t c = k0 + tx * 4 + j;
-      if (r < P.d && c < P.d) atomicAdd(&P.C[r * P.d + c], acc[i][j] * P.invNTau);
+      if (r < P.d && c < P.d) P.C[static_cast<int64_t>(blockIdx.z) * P.d * P.d + r * P.d + c] = acc[i][j] * P.invNTau;
     }
   }
 }
@@ -167,6 +186,13 @@ __global__ void __launch_bounds__(256) dcl_softmax_kernel(DclParams P) {
     const int in = static_cast<int>(threadIdx.x);
     column_stats(P, in, row, P.mean[in * P.d + row], P.rstd[in * P.d + row]);
   }
+  // C_d: the splits' parts of row d added in split order (this block alone reads and writes row d).
+  for (int64_t k = threadIdx.x; k < P.d; k += blockDim.x) {
+    float v = c[k];
+    for (int64_t z = 1; z < P.splits; ++z) v += c[z * P.d * P.d + k];
+    c[k] = v;
+  }
+  __syncthreads();
   const float cdd = c[row];  // read before any thread overwrites the row with H
   float m = -INFINITY;
   for (int64_t k = threadIdx.x; k < P.d; k += blockDim.x) m = fmaxf(m, c[k]);
@@ -181,13 +207,23 @@ __global__ void __launch_bounds__(256) dcl_softmax_kernel(DclParams P) {
     const float h = (expf(ck - lse) - (k == row ? 1.0f : 0.0f)) * P.invD;
     c[k] = h;  // this thread is the only reader and writer of element k of this row
     hcSum = fmaf(h, ck, hcSum);
-    atomicAdd(&P.hcCol[k], static_cast<double>(h * ck));
+    P.hc[row * P.d + k] = h * ck;
   }
   hcSum = block_reduce(hcSum, red, SumOp{});
   if (threadIdx.x == 0) {
     P.hcRow[row] = hcSum;
-    atomicAdd(&P.hdr->loss, static_cast<double>(lse) - static_cast<double>(cdd));
+    P.rowLoss[row] = static_cast<double>(lse) - static_cast<double>(cdd);
   }
+}
+
+// hcCol[k] = sum_d H_dk C_dk, the rows added in order (one thread per column k).
+__global__ void __launch_bounds__(256) dcl_hc_cols_kernel(DclParams P) {
+  if (P.hdr->flag != 0) return;
+  const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= P.d) return;
+  double s = 0.0;
+  for (int64_t d = 0; d < P.d; ++d) s += static_cast<double>(P.hc[d * P.d + k]);
+  P.hcCol[k] = s;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -254,24 +290,37 @@ LossResult run_dcl(const DclArgs& a, const LossGradOut& g, cudaStream_t stream) 
 
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);
-  // Layout: everything up to and including C is zeroed by one memset.
+  // Launch 1: one thread per column, blocks over chunks of rows.
+  const int64_t rowsPerBlock = std::max<int64_t>(256, (n + 65534) / 65535);
+  const int64_t chunks = (n + rowsPerBlock - 1) / rowsPerBlock;
+  // Launch 2: split N so that about 8 blocks per SM-ish are in flight even when D is small.
+  const int64_t tiles = (d + kTile - 1) / kTile;
+  const int64_t wantSplits = std::max<int64_t>(1, (1056 + tiles * tiles - 1) / (tiles * tiles));
+  const int64_t maxSplits = std::min<int64_t>((n + 127) / 128, 65535);
+  const int64_t splitsAsked = std::max<int64_t>(1, std::min(wantSplits, maxSplits));
+  const int64_t rowsPerSplit = ((n + splitsAsked - 1) / splitsAsked + kK - 1) / kK * kK;
+  const int64_t splits = (n + rowsPerSplit - 1) / rowsPerSplit;
+  // Layout: the header alone is zeroed (every other buffer is written in full before it is read).
   auto layout = [&](detail::Carver& cv, DclParams& P) {
     P.hdr = cv.take<DeviceHeader>(1);
+    P.statParts = cv.take<double>(static_cast<size_t>(chunks * 4 * d));
     P.sums = cv.take<double>(static_cast<size_t>(4 * d));
     P.hcRow = cv.take<double>(static_cast<size_t>(d));
     P.hcCol = cv.take<double>(static_cast<size_t>(d));
-    P.C = cv.take<float>(static_cast<size_t>(d * d));
-    const size_t zeroed = cv.used();
+    P.rowLoss = cv.take<double>(static_cast<size_t>(d));
+    P.hc = cv.take<float>(static_cast<size_t>(d * d));
+    P.C = cv.take<float>(static_cast<size_t>(splits * d * d));
     P.mean = cv.take<float>(static_cast<size_t>(2 * d));
     P.rstd = cv.take<float>(static_cast<size_t>(2 * d));
-    return zeroed;
   };
   DclParams P{};
   detail::Carver measure(nullptr);
   layout(measure, P);
   char* base = static_cast<char*>(ws.reserve(measure.used()));
   detail::Carver cv(base);
-  const size_t zeroed = layout(cv, P);
+  layout(cv, P);
+  P.chunks = chunks;
+  P.splits = splits;
   P.z1 = a.z1;
   P.z2 = a.z2;
   P.n = n;
@@ -284,26 +333,22 @@ LossResult run_dcl(const DclArgs& a, const LossGradOut& g, cudaStream_t stream) 
   P.gz1 = g.gz1;
   P.gz2 = g.gz2;
 
-  SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(base, 0, zeroed, stream));
+  SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(P.hdr, 0, sizeof(DeviceHeader), stream));
 
-  {  // 1. statistics: one thread per column, blocks over chunks of rows
-    const int64_t rowsPerBlock = std::max<int64_t>(256, (n + 65534) / 65535);
-    const dim3 grid(static_cast<unsigned>((d + 255) / 256),
-                    static_cast<unsigned>((n + rowsPerBlock - 1) / rowsPerBlock), 2);
+  const unsigned columnBlocks = static_cast<unsigned>((d + 255) / 256);
+  {  // 1. statistics
+    const dim3 grid(columnBlocks, static_cast<unsigned>(chunks), 2);
     launch("dcl_stats_kernel", dcl_stats_kernel, grid, 256, 0, stream, P, rowsPerBlock);
+    launch("dcl_stats_sum_kernel", dcl_stats_sum_kernel, static_cast<unsigned>((4 * d + 255) / 256), 256, 0, stream, P);
   }
-  {  // 2. C: split N so that about 8 blocks per SM-ish are in flight even when D is small
-    const int64_t tiles = (d + kTile - 1) / kTile;
-    const int64_t wantSplits = std::max<int64_t>(1, (1056 + tiles * tiles - 1) / (tiles * tiles));
-    const int64_t maxSplits = std::min<int64_t>((n + 127) / 128, 65535);
-    const int64_t splits = std::max<int64_t>(1, std::min(wantSplits, maxSplits));
-    const int64_t rowsPerSplit = ((n + splits - 1) / splits + kK - 1) / kK * kK;
-    const int64_t usedSplits = (n + rowsPerSplit - 1) / rowsPerSplit;
-    const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(tiles), static_cast<unsigned>(usedSplits));
+  {  // 2. C
+    const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(tiles), static_cast<unsigned>(splits));
     launch("dcl_corr_kernel", dcl_corr_kernel, grid, kThreads, 0, stream, P, rowsPerSplit);
   }
   launch("dcl_softmax_kernel", dcl_softmax_kernel, static_cast<unsigned>(d), 256, 0, stream, P);  // 3.
-  if (g.gz1 != nullptr || g.gz2 != nullptr) {                                                     // 4.
+  launch("dcl_hc_cols_kernel", dcl_hc_cols_kernel, columnBlocks, 256, 0, stream, P);
+  detail::ordered_sum(P.rowLoss, d, &P.hdr->loss, stream);
+  if (g.gz1 != nullptr || g.gz2 != nullptr) {  // 4.
     const dim3 grid(static_cast<unsigned>((n + kTile - 1) / kTile), static_cast<unsigned>((d + kTile - 1) / kTile), 2);
     launch("dcl_grad_kernel", dcl_grad_kernel, grid, kThreads, 0, stream, P);
   }

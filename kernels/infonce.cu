@@ -11,14 +11,16 @@
 //               dL/dz_i = rinv_i / N * ( sum_j W_ij rinv_j z_j / tau - (sum_j W_ij S_ij) rinv_i z_i ),
 //   because g . u_i = sum_j W_ij S_ij / N for g = dL/du_i (docs/method.md section 5, normalisation rule).
 //
-// Three launches (plus one cudaMemsetAsync of the 16-byte result header):
+// Three launches, then ordered_sum of the loss parts (after one cudaMemsetAsync of the result header and
+// the loss parts):
 //   1. infonce_rows_kernel: one warp per row: rinv of each input, cos(z1_i, z2_i), NaN/Inf flag.
 //   2. infonce_lse_kernel: a block owns 64 rows, loops over 64-column tiles; each tile's logits come
 //      from dot_tile (64x64 outputs, 16x16 threads x 4x4 registers, D reduced in chunks of 16 through
 //      shared memory); each thread keeps an online (max, sum) per row, merged over the 16 lanes of a
 //      row at the end. The state sums the negatives only; the positive (offDropout p_i, simcse S_ii) is
 //      combined at the end as softplus / sigmoid of lse(negatives) - positive, so loss_i and a_i - 1 stay
-//      accurate when the positive dominates. Writes lse (N floats), the loss sum (double atomics), simcse's
+//      accurate when the positive dominates. Writes lse (N floats), each warp's loss sum (a double per
+//      warp, added in a fixed order by ordered_sum: the same bits on every run, unlike atomics), simcse's
 //      P_ii - 1 (into the cosv buffer); offDropout also writes the positive-pair gradients dz1, dz2 of its
 //      rows here (they need only a_i - 1).
 //   3. infonce_grad_kernel: a block owns 64 vectors of one input ("own" side) and loops over the 64-row
@@ -28,11 +30,13 @@
 //      block touches (no atomics). The accumulator is the output gradient itself when not
 //      accumulating, else an N x D workspace slice. simcse runs row blocks (own = z1) and column
 //      blocks (own = z2, z3; other = z1, lse indexed by the other side) in the same launch.
-// Scratch beyond the outputs: 5N floats, plus N x D per accumulated output when `accumulate` is set.
+// Scratch beyond the outputs: 5N floats and N/8 doubles, plus N x D per accumulated output when
+// `accumulate` is set.
 #include <cmath>
 
 #include "cuda_check.cuh"
 #include "launch.cuh"
+#include "ordered_sum.cuh"
 #include "tile_gemm.cuh"
 #include "warp_reduce.cuh"
 
@@ -131,6 +135,7 @@ struct NceParams {
   float* lse;
   float* tgt;  // simcse: P_ii - 1 per row (in the cosv buffer, which simcse does not use after launch 1)
   DeviceHeader* hdr;
+  double* lossParts;  // [tiles x warps]: each warp's loss sum (ordered_sum adds them)
   // Gradient destinations and accumulators (acc == out when not accumulating).
   float* out1;
   float* out2;
@@ -243,10 +248,10 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_lse_kernel(NceParams P) {
         P.tgt[r] = -negShare;
     }
   }
-  // Lanes 0 and 16 of each warp hold losses; reduce in the warp, one double atomic per warp.
+  // Lanes 0 and 16 of each warp hold losses; reduce in the warp, one part per warp.
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) loss += __shfl_xor_sync(0xffffffffu, loss, o);
-  if (threadIdx.x % 32 == 0) atomicAdd(&P.hdr->loss, loss);
+  if (threadIdx.x % 32 == 0) P.lossParts[blockIdx.x * (kThreads / 32) + threadIdx.x / 32] = loss;
   if (P.off && (P.out1 != nullptr || P.out2 != nullptr)) {
     __syncthreads();  // coef[] is complete
     positive_grads(P, r0, coef);
@@ -411,11 +416,14 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_grad_simcse_kernel(NcePar
 // Host side.
 
 // The workspace layout of one fused InfoNCE call, defined once: run_infonce carves it and
-// offDropoutWorkspaceBytes measures it. The 16-byte DeviceHeader, then rinv of each input, cos(z1_i, z2_i)
-// and lse (N floats each), then an N x D accumulator per output that is accumulated into (none for
-// offDropout's gz1, gz2, which are written directly); every sub-buffer is 256-byte aligned by Carver.
+// offDropoutWorkspaceBytes measures it. The 16-byte DeviceHeader and the warps' loss parts (zeroed together),
+// then rinv of each input, cos(z1_i, z2_i) and lse (N floats each), then an N x D accumulator per output that is
+// accumulated into (none for offDropout's gz1, gz2, which are written directly); every sub-buffer is 256-byte aligned
+// by Carver.
 struct Scratch {
   DeviceHeader* hdr;
+  double* lossParts;
+  int64_t parts;
   float* rinv[3];
   float* cosv;
   float* lse;
@@ -425,6 +433,8 @@ struct Scratch {
 Scratch carve(detail::Carver& cv, int64_t n, int64_t d, const bool needAcc[3]) {
   Scratch s{};
   s.hdr = cv.take<DeviceHeader>(1);
+  s.parts = (n + kTile - 1) / kTile * (kThreads / 32);
+  s.lossParts = cv.take<double>(static_cast<size_t>(s.parts));
   for (auto& r : s.rinv) r = cv.take<float>(static_cast<size_t>(n));
   s.cosv = cv.take<float>(static_cast<size_t>(n));
   s.lse = cv.take<float>(static_cast<size_t>(n));
@@ -449,7 +459,10 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
   detail::Carver cv(static_cast<char*>(ws.reserve(measure.used())));
   const Scratch s = carve(cv, n, d, needAcc);
 
-  SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(s.hdr, 0, sizeof(DeviceHeader), stream));
+  // The header and the loss parts (zero where launch 2 stops early on a non-finite input).
+  const size_t zeroed =
+      static_cast<size_t>(reinterpret_cast<char*>(s.lossParts + s.parts) - reinterpret_cast<char*>(s.hdr));
+  SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(s.hdr, 0, zeroed, stream));
 
   RowsParams R{};
   R.z[0] = z1;
@@ -485,6 +498,7 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
   P.lse = s.lse;
   P.tgt = off ? nullptr : s.cosv;
   P.hdr = s.hdr;
+  P.lossParts = s.lossParts;
   P.out1 = outs[0];
   P.out2 = outs[1];
   P.outc = outs[2];
@@ -494,6 +508,7 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
 
   const int64_t tiles = (n + kTile - 1) / kTile;
   launch("infonce_lse_kernel", infonce_lse_kernel, static_cast<unsigned>(tiles), kThreads, 0, stream, P);
+  detail::ordered_sum(s.lossParts, s.parts, &s.hdr->loss, stream);
 
   const int64_t roles = off ? 1 : (zc != nullptr ? 3 : 2);
   const bool anyGrad = off ? outs[2] != nullptr : (outs[0] || outs[1] || outs[2]);

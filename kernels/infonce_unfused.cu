@@ -7,15 +7,16 @@
 //   2. sgemm_kernel<false, true> (tile_gemm.cuh): K = U0 U0^T / tau                                 ([N, N] in global
 //   memory)
 //   3. positive_kernel: p_i = m u1_i . u2_i / tau                                  (one warp per row)
-//   4. row_softmax_kernel: K_ii masked; lse_i = log(exp(p_i) + sum_{j != i} exp(K_ij)); the loss sum
-//      (double atomics); K becomes B = Q[:, :N] / (N tau) in place (B_ii = 0)      (one block per row)
+//   4. row_softmax_kernel: K_ii masked; lse_i = log(exp(p_i) + sum_{j != i} exp(K_ij)); the row's loss
+//      term; K becomes B = Q[:, :N] / (N tau) in place (B_ii = 0)                  (one block per row)
+//      then ordered_sum: the loss sum over the rows in a fixed order
 //   5. sgemm_kernel<false, false>: G0 = B U0;  sgemm_kernel<true, false>: G0 += B^T U0
 //   6. normalise_backward_kernel: dz0 = (g - (g.u0) u0) rinv0
 //   7. positive_grad_kernel + normalise_backward_kernel, for z1 then z2:
 //      g = (a_i - 1) m / (N tau) u_other,  a_i = exp(p_i - lse_i)
 // Every buffer is cudaMalloc'd per call and freed before returning (the point is to show what the
 // unfused path costs); *workspaceBytes receives the bytes allocated, counted as the CPU baseline counts
-// them (N^2 + 4 N D + 5 N floats) plus the 8-byte loss accumulator.
+// them (N^2 + 4 N D + 5 N floats) plus N + 1 doubles (the rows' loss terms and their sum).
 // Gradients honour LossGradOut::weight and ::accumulate like the fused op. Non-finite inputs are not
 // detected (the CPU baseline does not either): they give a NaN loss.
 #include <algorithm>
@@ -25,6 +26,7 @@
 
 #include "cuda_check.cuh"
 #include "launch.cuh"
+#include "ordered_sum.cuh"
 #include "tile_gemm.cuh"
 #include "warp_reduce.cuh"
 
@@ -67,12 +69,13 @@ __global__ void __launch_bounds__(kRowThreads)
 }
 
 // One block per row i of K [n, n]: masked log-sum-exp over [K_i (j != i), p_i], the loss term
-// lse_i - p_i (double atomicAdd), then the row becomes B_ij = exp(K_ij - lse_i) * invTau / n (B_ii = 0).
+// lse_i - p_i (into rowLoss[i], added in a fixed order by ordered_sum), then the row becomes B_ij = exp(K_ij - lse_i) *
+// invTau / n (B_ii = 0).
 constexpr int kSoftmaxThreads = 256;
 
 __global__ void __launch_bounds__(kSoftmaxThreads)
     row_softmax_kernel(float* __restrict__ k, const float* __restrict__ pos, float* __restrict__ lse,
-                       double* __restrict__ loss, int64_t n, float invTau, float invN) {
+                       double* __restrict__ rowLoss, int64_t n, float invTau, float invN) {
   __shared__ float redF[kSoftmaxThreads / 32];
   __shared__ double redD[kSoftmaxThreads / 32];
   const int64_t i = blockIdx.x;
@@ -106,7 +109,7 @@ __global__ void __launch_bounds__(kSoftmaxThreads)
   for (int64_t j = threadIdx.x; j < n; j += kSoftmaxThreads) row[j] = j == i ? 0.0f : expf(row[j] - l) * scale;
   if (threadIdx.x == 0) {
     lse[i] = l;
-    atomicAdd(loss, static_cast<double>(l) - static_cast<double>(p));
+    rowLoss[i] = static_cast<double>(l) - static_cast<double>(p);
   }
 }
 
@@ -207,9 +210,9 @@ LossResult run_unfused(const OffDropoutArgs& a, const LossGradOut& g, size_t* wo
   float* r0 = mem.take<float>(static_cast<size_t>(n), "rinv0");
   float* pos = mem.take<float>(static_cast<size_t>(n), "the positive logits");
   float* lse = mem.take<float>(static_cast<size_t>(n), "the row log-sum-exps");
-  double* lossSum = mem.take<double>(1, "the loss accumulator");
+  double* rowLoss = mem.take<double>(static_cast<size_t>(n), "the rows' loss terms");
+  double* lossSum = mem.take<double>(1, "the loss sum");
   if (workspaceBytes) *workspaceBytes = mem.bytes();
-  SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(lossSum, 0, sizeof(double), stream));
 
   const unsigned rb = row_blocks(n);
   launch("normalise_kernel (z1)", normalise_kernel, rb, kRowThreads, 0, stream, a.z1, u1, r1, n, d);
@@ -221,7 +224,8 @@ LossResult run_unfused(const OffDropoutArgs& a, const LossGradOut& g, size_t* wo
   launch("positive_kernel", positive_kernel, rb, kRowThreads, 0, stream, u1, u2, pos, n, d, a.posScale, invTau);
   if (n > 0x7fffffff) throw CudaError("offDropoutUnfused: N exceeds the grid limit");
   launch("row_softmax_kernel", row_softmax_kernel, static_cast<unsigned>(n), kSoftmaxThreads, 0, stream, k, pos, lse,
-         lossSum, n, invTau, invN);
+         rowLoss, n, invTau, invN);
+  detail::ordered_sum(rowLoss, n, lossSum, stream);
 
   // dU0 = B U0 + B^T U0 (B already carries 1 / (N tau)).
   if (g.gz0 != nullptr) {

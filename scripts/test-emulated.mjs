@@ -27,6 +27,7 @@ const files = [
   'test/cuda-graphs.test.ts',
   'test/cuda-search.test.ts',
   'test/gpu-check.test.ts',
+  'test/block-order.test.ts',
 ].filter((f) => existsSync(join(root, f)))
 
 let passed = 0

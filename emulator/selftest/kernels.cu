@@ -108,6 +108,15 @@ __global__ void atomics(float* f, double* d, int* mx, int* counted) {
   if (threadIdx.x == 0) atomicAdd(counted, c);
 }
 
+// Block b appends its index to the order it ran in, and adds to a float sum: block 0 adds 1, the others
+// half an ulp of 1 each, which vanishes when added to 1 but not when added up first. A total whose bits
+// depend on the order of the blocks, as split-K float atomics do.
+__global__ void order_sum(int* order, int* next, float* sum) {
+  if (threadIdx.x != 0) return;
+  order[atomicAdd(next, 1)] = static_cast<int>(blockIdx.x);
+  atomicAdd(sum, blockIdx.x == 0 ? 1.0f : 0x1p-24f * 0.5f);
+}
+
 }  // namespace cuemu_selftest
 
 // WMMA (tensor-core API) kernels: the emulator runs them as warp collectives.

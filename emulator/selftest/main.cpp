@@ -3,6 +3,7 @@
 // with "N passed, N failed"; exits non-zero if any failed. Run by `npm run test:emulated`.
 #include <mma.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -162,6 +163,43 @@ int main() {
     cudaFree(d);
     cudaFree(mx);
     cudaFree(counted);
+  }
+  // CUEMU_BLOCK_ORDER: index (the default), reverse, shuffle:<seed>.
+  {
+    constexpr int kBlocks = 64;
+    const auto ran = [&](const char* how, std::vector<int>* order) {
+      if (how != nullptr)
+        setenv("CUEMU_BLOCK_ORDER", how, 1);
+      else
+        unsetenv("CUEMU_BLOCK_ORDER");
+      int* o = device(std::vector<int>(kBlocks, -1));
+      int* next = device(std::vector<int>(1, 0));
+      float* sum = device(std::vector<float>(1, 0.0f));
+      const std::string r = run("order_sum", order_sum, kBlocks, 32, o, next, sum);
+      *order = host(o, kBlocks);
+      const float total = r.empty() ? host(sum, 1)[0] : -1.0f;
+      cudaFree(o);
+      cudaFree(next);
+      cudaFree(sum);
+      return total;
+    };
+    std::vector<int> index, reverse, shuffled, again, other;
+    const float sIndex = ran(nullptr, &index), sReverse = ran("reverse", &reverse);
+    const float sShuffled = ran("shuffle:7", &shuffled);
+    ran("shuffle:7", &again);
+    ran("shuffle:8", &other);
+    unsetenv("CUEMU_BLOCK_ORDER");
+    bool inOrder = true, reversed = true;
+    for (int b = 0; b < kBlocks; ++b) {
+      inOrder &= index[static_cast<size_t>(b)] == b;
+      reversed &= reverse[static_cast<size_t>(b)] == kBlocks - 1 - b;
+    }
+    std::vector<int> sorted = shuffled;
+    std::sort(sorted.begin(), sorted.end());
+    check(inOrder && reversed && sorted == index && shuffled != index && other != shuffled,
+          "CUEMU_BLOCK_ORDER runs the blocks in index order, reversed, or shuffled (a permutation, another per seed)");
+    check(sIndex != sReverse && sIndex != sShuffled,
+          "an order-dependent float atomic sum changes with the block order (what the block-order tests catch)");
   }
   // WMMA: exact against a host product of the same rounded inputs, accumulated in the same order.
   {
