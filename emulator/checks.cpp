@@ -7,11 +7,14 @@
 //     lie inside one __shared__ variable (symbols.cpp) and must not race: a write and another thread's
 //     read or write of the same byte in the same phase (between two block barriers; lanes of one warp
 //     are also ordered by __syncwarp) is a race;
-//   - device memory: the access must lie inside one live allocation (memory.cpp);
+//   - device memory: the access must lie inside one live allocation (memory.cpp); with
+//     CUEMU_GLOBAL_RACES=1, also no byte that one block of the launch writes may be read or written by
+//     another block of it (blocks run concurrently on a GPU, with nothing ordering them; atomics excepted);
 //   - reads of the launch's own bookkeeping (threadIdx and friends, the argument pack) and of the
 //     module's read-only data: allowed; anything else is an illegal address.
 // The first fault stops the launch; the report names the kernel, block, thread, address and source line.
 #include <sstream>
+#include <unordered_map>
 
 #include "internal.h"
 
@@ -141,6 +144,71 @@ void shared_access(Launch& L, Fiber& f, uintptr_t a, size_t n, bool write, bool 
   }
 }
 
+// CUEMU_GLOBAL_RACES: per byte of device memory touched by the launch, the block that last wrote it and
+// the block that read it (kMany: several).
+constexpr int64_t kNone = -1, kMany = -2;
+struct GlobalCell {
+  int64_t writer = kNone, reader = kNone;
+  const void* wPc = nullptr;
+  const void* rPc = nullptr;
+};
+
+std::unordered_map<uintptr_t, GlobalCell>& global_shadow() {
+  static auto* m = new std::unordered_map<uintptr_t, GlobalCell>();
+  return *m;
+}
+
+std::string block_name(const Launch& L, int64_t id) {
+  const int64_t x = id % L.grid.x, y = id / L.grid.x % L.grid.y, z = id / (static_cast<int64_t>(L.grid.x) * L.grid.y);
+  return "block (" + std::to_string(x) + "," + std::to_string(y) + "," + std::to_string(z) + ")";
+}
+
+// "byte 1032 of the 4096-byte device allocation at 0x..."
+std::string in_allocation(uintptr_t a) {
+  Range r;
+  if (!find_allocation(a, 1, &r)) return hex(a);
+  return "byte " + std::to_string(a - r.base) + " of the " + std::to_string(r.size) + "-byte device allocation at " +
+         hex(r.base);
+}
+
+void global_access(Launch& L, Fiber& f, uintptr_t a, size_t n, bool write, const void* pc) {
+  const uint3 b = f.coords.blockIdx;
+  const int64_t id = b.x + static_cast<int64_t>(L.grid.x) * (b.y + static_cast<int64_t>(L.grid.y) * b.z);
+  auto& m = global_shadow();
+  for (size_t i = 0; i < n; ++i) {
+    GlobalCell& c = m[a + i];
+    const char* conflict = nullptr;
+    int64_t other = kNone;
+    const void* otherPc = nullptr;
+    if (c.writer != kNone && c.writer != id) {
+      conflict = "wrote";
+      other = c.writer;
+      otherPc = c.wPc;
+    } else if (write && c.reader != kNone && c.reader != id) {
+      conflict = "read";
+      other = c.reader;
+      otherPc = c.rPc;
+    }
+    if (conflict != nullptr) {
+      const std::string who = other == kMany ? "other blocks" : block_name(L, other);
+      fail(cudaErrorLaunchFailure,
+           "global-memory race between blocks in " + where(f) + ": " + (write ? "writes " : "reads ") +
+               std::to_string(n) + " bytes at " + in_allocation(a) + at_source(pc) + ", which " + who + " " + conflict +
+               at_source(otherPc) + " in the same launch (blocks are not ordered: use separate launches)");
+      return;
+    }
+    if (write) {
+      c.writer = id;
+      c.wPc = pc;
+    } else if (c.reader == kNone) {
+      c.reader = id;
+      c.rPc = pc;
+    } else if (c.reader != id) {
+      c.reader = kMany;
+    }
+  }
+}
+
 inline void on_access(const void* addr, size_t n, bool write, const void* pc) {
   if (!g_running.load(std::memory_order_relaxed) || !pthread_equal(pthread_self(), g_runner)) return;
   Launch& L = *g_launch;
@@ -160,10 +228,14 @@ void check_access(Fiber& f, uintptr_t a, size_t n, bool write, bool atomic, cons
     shared_access(L, f, a, n, write, atomic, pc);
     return;
   }
-  if (L.lastAlloc.contains(a, n)) return;
+  if (L.lastAlloc.contains(a, n)) {
+    if (L.globalRaces && !atomic) global_access(L, f, a, n, write, pc);
+    return;
+  }
   Range r;
   if (find_allocation(a, n, &r)) {
     L.lastAlloc = r;
+    if (L.globalRaces && !atomic) global_access(L, f, a, n, write, pc);
     return;
   }
   if (!write && !atomic) {
@@ -176,6 +248,8 @@ void check_access(Fiber& f, uintptr_t a, size_t n, bool write, bool atomic, cons
   fail(cudaErrorIllegalAddress,
        std::string("out-of-bounds ") + kind + " in " + where(f) + ": " + describe_bad_address(a, n) + at_source(pc));
 }
+
+void reset_global_races() { global_shadow().clear(); }
 
 }  // namespace cuemu::detail
 

@@ -112,7 +112,8 @@ struct Launch {
   Context sched;
   uint32_t epoch = 0;  // shared-memory phase: advances at every block barrier and block start
   ModuleTls tls;
-  Range lastAlloc;  // the allocation the previous device access hit
+  Range lastAlloc;           // the allocation the previous device access hit
+  bool globalRaces = false;  // CUEMU_GLOBAL_RACES=1: check device-memory accesses between blocks (checks.cpp)
   bool failed = false;
   cudaError_t error = cudaSuccess;
   std::string report;
@@ -131,5 +132,7 @@ std::string where(const Fiber& f);
 // ---- checks.cpp
 // Bounds check of an access the emulator makes for a thread (atomics, shared data exchange).
 void check_access(Fiber& f, uintptr_t a, size_t n, bool write, bool atomic, const void* pc);
+// Forgets the device-memory accesses of the previous launch (CUEMU_GLOBAL_RACES); called as a launch starts.
+void reset_global_races();
 
 }  // namespace cuemu::detail

@@ -413,6 +413,9 @@ cudaError_t launch(const char* name, const void* /*kernel*/, void (*body)(void*)
   L.grid = grid;
   L.block = block;
   L.tls = module_tls();
+  const char* races = std::getenv("CUEMU_GLOBAL_RACES");
+  L.globalRaces = races != nullptr && std::strcmp(races, "1") == 0;
+  if (L.globalRaces) reset_global_races();
   prepare_fibers(L, static_cast<int>(block.x * block.y * block.z));
   g_launch = &L;
   g_runner = pthread_self();

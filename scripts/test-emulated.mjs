@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // npm run test:emulated: builds the emulated CUDA flavour into build-emulate/ (the real addon in build/ is
 // left alone), runs the emulator's own tests (emulator/selftest), then the test files that exercise the
-// 'cuda' device against the emulated addon: CPU vs emulated CUDA with the same tolerances as on a GPU.
-// Ends with "N passed, N failed"; exits non-zero on any failure.
+// 'cuda' device against the emulated addon: CPU vs emulated CUDA with the same tolerances as on a GPU,
+// then the op tables again with CUEMU_GLOBAL_RACES=1 (no block touching what another block writes). Ends with "N passed, N failed"; exits non-zero on any failure.
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -62,19 +62,31 @@ if (selfCounts) {
 }
 if (!selfCounts || self.status !== 0) failed += selfCounts && Number(selfCounts[2]) > 0 ? 0 : 1
 
-console.log(`== ${files.join(' ')} against the emulated 'cuda' device`)
-const tap = spawnSync(process.execPath, [join(root, 'node_modules', '.bin', 'tap'), ...files], {
-  cwd: root,
-  encoding: 'utf8',
-  env: { ...process.env, SIMCSEPP_ADDON: addon, SIMCSEPP_EXPECT_EMULATED: '1' },
-  maxBuffer: 256 * 1024 * 1024,
-})
-process.stdout.write(tap.stdout ?? '')
-process.stderr.write(tap.stderr ?? '')
-const summary = /^# \{ total: (\d+)(?:, pass: (\d+))?(?:, fail: (\d+))?/m.exec(tap.stdout ?? '')
-if (summary) {
-  passed += Number(summary[2] ?? 0)
-  failed += Number(summary[3] ?? 0)
+// Runs tap over `testFiles` against the emulated addon (with `env` added) and counts its results.
+function runTap(testFiles, env, what) {
+  console.log(`== ${testFiles.join(' ')} ${what}`)
+  const r = spawnSync(process.execPath, [join(root, 'node_modules', '.bin', 'tap'), ...testFiles], {
+    cwd: root,
+    encoding: 'utf8',
+    env: { ...process.env, SIMCSEPP_ADDON: addon, SIMCSEPP_EXPECT_EMULATED: '1', ...env },
+    maxBuffer: 256 * 1024 * 1024,
+  })
+  process.stdout.write(r.stdout ?? '')
+  process.stderr.write(r.stderr ?? '')
+  const summary = /^# \{ total: (\d+)(?:, pass: (\d+))?(?:, fail: (\d+))?/m.exec(r.stdout ?? '')
+  if (summary) {
+    passed += Number(summary[2] ?? 0)
+    failed += Number(summary[3] ?? 0)
+  }
+  if (!summary || (r.status !== 0 && Number(summary?.[3] ?? 0) === 0)) failed += 1
 }
-if (!summary || (tap.status !== 0 && Number(summary?.[3] ?? 0) === 0)) failed += 1
+
+runTap(files, {}, "against the emulated 'cuda' device")
+// The op tables again with CUEMU_GLOBAL_RACES=1 (emulator/checks.cpp): no block may read or write device
+// memory that another block of the same launch writes (a GPU runs them concurrently, unordered).
+runTap(
+  ['test/cuda.test.ts', 'test/cuda-ops-gemm.test.ts', 'test/cuda-ops-rowwise.test.ts', 'test/cuda-encoder.test.ts'],
+  { CUEMU_GLOBAL_RACES: '1' },
+  'with CUEMU_GLOBAL_RACES=1 (races between blocks)',
+)
 finish()

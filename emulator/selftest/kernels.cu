@@ -108,6 +108,14 @@ __global__ void atomics(float* f, double* d, int* mx, int* counted) {
   if (threadIdx.x == 0) atomicAdd(counted, c);
 }
 
+// Block b writes out[b], then reads out[(b + 1) % blocks], which another block writes: a race on a GPU
+// (nothing orders two blocks of a launch), reported with CUEMU_GLOBAL_RACES=1. `peek` = 0 reads its own.
+__global__ void neighbour_read(float* out, int peek) {
+  if (threadIdx.x != 0) return;
+  out[blockIdx.x] = static_cast<float>(blockIdx.x);
+  out[gridDim.x + blockIdx.x] = out[(blockIdx.x + peek) % gridDim.x];
+}
+
 // Block b appends its index to the order it ran in, and adds to a float sum: block 0 adds 1, the others
 // half an ulp of 1 each, which vanishes when added to 1 but not when added up first. A total whose bits
 // depend on the order of the blocks, as split-K float atomics do.

@@ -18,6 +18,7 @@ void shuffle_with_exited_lane(float* out);
 void warp_ops(const int* in, int* out);
 void atomics(float* f, double* d, int* mx, int* counted);
 void order_sum(int* order, int* next, float* sum);
+void neighbour_read(float* out, int peek);
 void wmma_gemm_half(const __half* A, const __half* B, float* C);
 void wmma_gemm_tf32(const float* A, const float* B, float* C);
 void wmma_half_warp(const __half* A, float* C);

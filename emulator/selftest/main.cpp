@@ -164,6 +164,31 @@ int main() {
     cudaFree(mx);
     cudaFree(counted);
   }
+  // CUEMU_GLOBAL_RACES=1: device memory that one block writes and another reads in the same launch.
+  {
+    float* out = device(std::vector<float>(16, 0.0f));
+    int* mx = device(std::vector<int>(1, -1));
+    float* f = device(std::vector<float>(1, 0.0f));
+    double* d = device(std::vector<double>(1, 0.0));
+    int* counted = device(std::vector<int>(1, 0));
+    setenv("CUEMU_GLOBAL_RACES", "1", 1);
+    const std::string racy = run("neighbour_read", neighbour_read, 8, 32, out, 1);
+    const std::string own = run("neighbour_read", neighbour_read, 8, 32, out, 0);
+    const std::string atomicOnly = run("atomics", atomics, 3, 100, f, d, mx, counted);
+    unsetenv("CUEMU_GLOBAL_RACES");
+    const std::string unchecked = run("neighbour_read", neighbour_read, 8, 32, out, 1);
+    check(racy.find("global-memory race between blocks") != std::string::npos &&
+              racy.find("which block (") != std::string::npos,
+          "CUEMU_GLOBAL_RACES: a block reading what another block of the launch wrote is reported", racy);
+    check(own.empty() && atomicOnly.empty() && unchecked.empty(),
+          "CUEMU_GLOBAL_RACES: blocks on their own data, and atomics, are not reported (nor anything when unset)",
+          own + atomicOnly + unchecked);
+    cudaFree(out);
+    cudaFree(mx);
+    cudaFree(f);
+    cudaFree(d);
+    cudaFree(counted);
+  }
   // CUEMU_BLOCK_ORDER: index (the default), reverse, shuffle:<seed>.
   {
     constexpr int kBlocks = 64;
