@@ -12,7 +12,8 @@
 // 1. prints cudaStatus();
 // 2. the CUDA-vs-CPU parity checks of test/cuda.test.ts with the same tolerances (test/helpers/parity.mjs):
 //    the losses simcse, simcse+hard, offDropout, dcl, simcse++ for N in {1, 7, 64, 1000, 4096} x
-//    D in {1, 128, 768} plus N = 65,536 at D = 1 (and D = 128, 768 with --large); the unfused benchmark
+//    D in {1, 128, 768} plus N = 65,536 at D = 1 (and D = 128, 768 with --large), each run twice on the
+//    device (the second run must give the same bits: no sum depends on the blocks' order); the unfused benchmark
 //    baseline for N in {1, 7, 64, 1000} x D in {1, 128, 768}; dropout bit-equality; tensor round trips.
 //    On the host emulator (an addon built with SIMCSEPP_CUDA=emulate) the EMULATED_SHAPES instead;
 // 3. every encoder op against the CPU, the tables of test/cuda-ops-gemm.test.ts and
@@ -64,6 +65,7 @@ import {
   randn,
   relErr,
   runUnfused,
+  sameBits,
 } from '../test/helpers/parity.mjs'
 import { GEMM_CASES, ROWWISE_CASES, WorstErrors } from '../test/helpers/encoder-parity.mjs'
 import { encodeChecks, trainChecks } from '../test/helpers/encoder-e2e.mjs'
@@ -283,8 +285,11 @@ if (!status.available) {
         const a = c.run(losses, gpu),
           b = c.run(losses, cpu)
         const r = compareLossResults(a, b, GPU, floor)
-        for (const g of [...Object.values(a.grads), ...Object.values(b.grads)]) g?.dispose?.()
-        return [r.ok, r.detail]
+        // A second run on the device: the same bits (no cross-block sum depends on the blocks' order).
+        const again = c.run(losses, gpu)
+        const same = sameBits(a, again)
+        for (const g of [...Object.values(a.grads), ...Object.values(b.grads), ...Object.values(again.grads)]) g?.dispose?.()
+        return [r.ok && same.ok, same.ok ? r.detail : `${r.detail}; ${same.detail}`]
       })
     }
     for (const x of [...cpu, ...gpu]) x.dispose()

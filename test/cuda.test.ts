@@ -24,6 +24,7 @@ import {
   randn,
   relErr,
   runUnfused,
+  sameBits,
 } from './helpers/parity.mjs'
 
 const status = cudaStatus()
@@ -51,7 +52,10 @@ t.test('losses: CUDA equals CPU', { skip }, async (t) => {
       const b = c.run(losses, cpu)
       const r = compareLossResults(a, b, 'cuda', floor)
       t.ok(r.ok, `${c.name} N=${n} D=${d}: ${r.detail}`)
-      for (const g of [...Object.values(a.grads), ...Object.values(b.grads)]) g?.dispose()
+      const again = c.run(losses, gpu)
+      const same = sameBits(a, again)
+      t.ok(same.ok, `${c.name} N=${n} D=${d}: ${same.detail}`)
+      for (const g of [...Object.values(a.grads), ...Object.values(b.grads), ...Object.values(again.grads)]) g?.dispose()
     }
     for (const x of [...cpu, ...gpu]) x.dispose()
   }

@@ -213,6 +213,25 @@ export function compareLossResults(a, b, device, floor) {
   return { ok, detail: parts.join(', ') }
 }
 
+/**
+ * Whether a second run of a loss on the device gave the first run's loss and gradients bit for bit (the
+ * kernels sum across blocks in a fixed order: kernels/ordered_sum.cuh), with a one-line summary.
+ * @param {LossResultLike} a the first run
+ * @param {LossResultLike} b the second run
+ */
+export function sameBits(a, b) {
+  let ok = Object.is(a.loss, b.loss)
+  const parts = ok ? [] : [`loss ${a.loss} then ${b.loss}`]
+  for (const k of /** @type {('z1' | 'z2' | 'z0' | 'z3')[]} */ (Object.keys(a.grads))) {
+    const ga = a.grads[k],
+      gb = b.grads[k]
+    const r = ga && gb ? bitEqual(ga.toFloat32Array(), gb.toFloat32Array()) : { equal: false, diff: -1, total: 0 }
+    if (!r.equal) parts.push(`d${k}: ${r.diff} of ${r.total} differ`)
+    ok = ok && r.equal
+  }
+  return { ok, detail: ok ? 'a second run gives the same bits' : `a second run differs: ${parts.join(', ')}` }
+}
+
 /** Whether two float32 arrays are equal bit for bit; with the count of differing elements. */
 export function bitEqual(/** @type {Float32Array} */ a, /** @type {Float32Array} */ b) {
   const ua = new Uint32Array(a.buffer, a.byteOffset, a.length)
