@@ -35,3 +35,13 @@ function(simcsepp_emulator_selftest)
     set_target_properties(emulator_selftest PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_LIBRARY_OUTPUT_DIRECTORY})
   endif()
 endfunction()
+
+# A stand-in libcublasLt computing on the host (fake_cublaslt.cpp), so that kernels/cublaslt.cu runs in CI:
+# the emulated addon loads it when SIMCSEPP_CUBLASLT names it (test/cublaslt-emulated.test.ts).
+function(simcsepp_emulator_fake_cublaslt)
+  add_library(cublasLt-emulated SHARED ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/fake_cublaslt.cpp)
+  target_compile_options(cublasLt-emulated PRIVATE -O2 -Wall -Wextra)
+  if(CMAKE_LIBRARY_OUTPUT_DIRECTORY)
+    set_target_properties(cublasLt-emulated PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${CMAKE_LIBRARY_OUTPUT_DIRECTORY})
+  endif()
+endfunction()

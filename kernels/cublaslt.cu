@@ -122,6 +122,9 @@ Library& library() {
 std::vector<std::string> candidates() {
   std::vector<std::string> c;
   if (const char* p = std::getenv("SIMCSEPP_CUBLASLT")) c.emplace_back(p);
+#if defined(SIMCSEPP_CUDA_EMULATOR)
+  return c;  // only the stand-in named there (emulator/fake_cublaslt.cpp): a real one would fault on host memory
+#endif
   for (const char* so : {"libcublasLt.so.13", "libcublasLt.so.12"}) c.emplace_back(so);  // the loader's path
   std::vector<std::string> roots;
   if (const char* h = std::getenv("CUDA_HOME")) roots.emplace_back(h);
@@ -332,7 +335,9 @@ void probe(Library& L) {
 #else
   constexpr bool kEmulated = false;
 #endif
-  if (kEmulated) {  // its "device" memory is host memory: a real cuBLASLt would fault on it
+  if (kEmulated && std::getenv("SIMCSEPP_CUBLASLT") == nullptr) {
+    // Its "device" memory is host memory: a real cuBLASLt would fault on it. Tests name the stand-in that
+    // computes on the host (emulator/fake_cublaslt.cpp) in SIMCSEPP_CUBLASLT.
     L.description = "simcsepp kernels (the emulated device cannot run cuBLASLt)";
     return;
   }
@@ -390,9 +395,20 @@ const std::string& gemm_library() { return lt::gemm_library(); }
 
 namespace simcsepp::cuda::lt {
 
+// The emulator's stand-in computes when called: it cannot be captured into a step graph, so the kernels
+// serve the products of a capture there. (A real cuBLASLt is captured like any stream work.)
+bool capture_unsupported() {
+#if defined(SIMCSEPP_CUDA_EMULATOR)
+  return detail::capturing();
+#else
+  return false;
+#endif
+}
+
 bool gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
           const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias, Precision precision,
           cudaStream_t stream) {
+  if (capture_unsupported()) return false;
   Library& L = probed();
   const Kind kind = kind_of(precision);
   if (!L.active[static_cast<int>(kind)] || M <= 0 || N <= 0 || K <= 0) return false;
@@ -406,6 +422,7 @@ bool serves_fp32_operands_bf16() { return probed().active[static_cast<int>(Kind:
 bool gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const __nv_bfloat16* A,
                int64_t lda, const __nv_bfloat16* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias,
                cudaStream_t stream) {
+  if (capture_unsupported()) return false;
   Library& L = probed();
   if (!L.active[static_cast<int>(Kind::kBf16)] || M <= 0 || N <= 0 || K <= 0) return false;
   std::lock_guard<std::mutex> lock(L.mu);

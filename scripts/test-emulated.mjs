@@ -28,6 +28,7 @@ const files = [
   'test/cuda-search.test.ts',
   'test/gpu-check.test.ts',
   'test/block-order.test.ts',
+  'test/cublaslt-emulated.test.ts',
 ].filter((f) => existsSync(join(root, f)))
 
 let passed = 0
