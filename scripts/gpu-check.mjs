@@ -38,7 +38,10 @@
 //    importable, with the ratios; the B = 64 step without CUDA graphs and the B = 64 and 512 steps with
 //    SIMCSEPP_BF16_OPERANDS=fp32 (bf16 products on fp32 operands instead of bf16 copies) when time allows, and
 //    the device time per op category at B = 64 and 512 (bench step --profile: CUDA events around each op of a
-//    step run without graphs); JSON to $OUT/bench-step.json.
+//    step run without graphs); then the issue's targets (at B = 64, >= 2x PyTorch eager and >= 1.2x
+//    torch.compile in steps/s at our precision; at B = 512, >= 40% model FLOP utilisation), each met or not
+//    or why it was not measured; JSON to $OUT/bench-step.json. The Python with torch is SIMCSEPP_PYTHON
+//    (default python3).
 // Everything runs under --budget-seconds (default 420, so it ends inside a 10-minute device call): a
 // check whose estimated time exceeds what is left is reported as SKIP; the benchmark keeps a reserve, and
 // the loss checks leave min(30 s, 10% of the budget) to the encoder checks.
@@ -126,6 +129,9 @@ function log(line) {
   if (logFile) appendFileSync(logFile, line + '\n')
 }
 
+// The Python that has torch (the PyTorch baseline) and maybe nvidia-cublas: SIMCSEPP_PYTHON, else python3.
+const python = process.env.SIMCSEPP_PYTHON || 'python3'
+
 // cuBLASLt: the addon finds Python's nvidia-cublas wheels in the usual site-packages (kernels/cublaslt.cu);
 // python3 itself knows where its packages are, wherever it was installed. Asked before the first
 // cudaStatus(), which loads the library.
@@ -135,7 +141,7 @@ if (!process.env.SIMCSEPP_CUBLASLT) {
     'found = [f for p in sys.path for f in sorted(glob.glob(os.path.join(p, "nvidia", "*", "lib", "libcublasLt.so.*")), reverse=True)]',
     'print(found[0] if found else "")',
   ].join('\n')
-  const r = spawnSync('python3', ['-c', find], { encoding: 'utf8', timeout: 30_000 })
+  const r = spawnSync(python, ['-c', find], { encoding: 'utf8', timeout: 30_000 })
   const path = r.status === 0 ? r.stdout.trim() : ''
   if (path) {
     process.env.SIMCSEPP_CUBLASLT = path
@@ -633,29 +639,38 @@ if (runBench && !fake) {
       report(false, `bench step: threw ${e.message.split('\n')[0]}`)
     }
   }
-  const hasTorch = spawnSync('python3', ['-c', 'import torch, transformers'], { stdio: 'ignore' }).status === 0
-  if (!hasTorch) skip('PyTorch baseline: python3 cannot import torch and transformers')
+  const hasTorch = spawnSync(python, ['-c', 'import torch, transformers'], { stdio: 'ignore' }).status === 0
+  if (!hasTorch) skip(`PyTorch baseline: ${python} cannot import torch and transformers`)
   else if (left() < 90) skip(`PyTorch baseline: ${left().toFixed(0)} s left`)
   else {
-    const r = spawnSync(
-      'python3',
-      [
-        join(root, 'scripts', 'bench', 'torch_step.py'),
-        ...['--batch-sizes', shapes.batches.join(','), '--seq-len', String(shapes.seqLen), '--steps', String(shapes.steps)],
-        ...['--model', shapes.model, ...(status.emulated ? ['--device', 'cpu'] : [])],
-      ],
-      { encoding: 'utf8', timeout: Math.max(30, left() - 70) * 1000 }, // 50 s more for the profile below
-    )
-    for (const line of (r.stdout ?? '').split('\n')) {
-      if (!line.trim()) continue
-      try {
-        torchRows.push(JSON.parse(line))
-        log(`  torch ${line}`)
-      } catch {
-        log(`  torch (not JSON) ${line}`)
+    // Our precision first (the targets compare with it), then the other: a timeout cuts the last rows.
+    const ours = stepRows.find((r) => r.stepsPerSec > 0)?.precision ?? 'bf16'
+    const precisions = [ours, ours === 'bf16' ? 'fp32' : 'bf16'].join(',')
+    try {
+      const r = spawnSync(
+        python,
+        [
+          join(root, 'scripts', 'bench', 'torch_step.py'),
+          ...['--batch-sizes', shapes.batches.join(','), '--seq-len', String(shapes.seqLen), '--steps', String(shapes.steps)],
+          ...['--model', shapes.model, '--precisions', precisions, ...(status.emulated ? ['--device', 'cpu'] : [])],
+        ],
+        // (an integer: spawnSync throws on a fractional timeout) 50 s more for the profile below
+        { encoding: 'utf8', timeout: Math.round(Math.max(30, left() - 70) * 1000) },
+      )
+      for (const line of (r.stdout ?? '').split('\n')) {
+        if (!line.trim()) continue
+        try {
+          torchRows.push(JSON.parse(line))
+          log(`  torch ${line}`)
+        } catch {
+          log(`  torch (not JSON) ${line}`)
+        }
       }
+      if (r.status !== 0)
+        log(`  torch_step.py exited ${r.status}${r.error ? ` (${r.error.message})` : ''}: ${(r.stderr ?? '').slice(-400)}`)
+    } catch (e) {
+      report(false, `PyTorch baseline: threw ${e.message.split('\n')[0]}`)
     }
-    if (r.status !== 0) log(`  torch_step.py exited ${r.status}${r.error ? ` (${r.error.message})` : ''}: ${(r.stderr ?? '').slice(-400)}`)
   }
   // Where the device time of a step goes: CUDA events around every op of a step run without graphs
   // (bench step --profile), at B = 64 and 512, after the PyTorch baseline (which the targets need more).
@@ -685,6 +700,12 @@ if (runBench && !fake) {
       log(`  simcsepp/pytorch ${tr.mode} ${tr.precision} B=${row.batchSize}: ${(row.stepsPerSec / tr.stepsPerSec).toFixed(2)}x`)
     }
   }
+  // The issue's targets, each met or not (speed is reported, never counted as a failed check).
+  const targets = stepTargets(stepRows, torchRows)
+  for (const x of targets)
+    log(
+      `  target ${x.name}: ${x.value === null ? `not measured (${x.why})` : `${x.value.toFixed(2)} against ${x.goal}: ${x.met ? 'met' : 'NOT met'}`}${dryRun ? ' (dry run: meaningless)' : ''}`,
+    )
   if (outDir) {
     const json = {
       benchmark: 'step',
@@ -693,10 +714,44 @@ if (runBench && !fake) {
       simcsepp: stepRows,
       comparisons,
       pytorch: torchRows,
+      targets,
+      ...(dryRun ? { dryRun: true } : {}),
     }
     writeFileSync(join(outDir, 'bench-step.json'), JSON.stringify(json, null, 2) + '\n')
     log(`wrote ${join(outDir, 'bench-step.json')}`)
   }
+}
+
+/**
+ * The issue's speed targets from the step rows: at the small batch, steps/s at least 2x PyTorch eager and
+ * 1.2x torch.compile (against PyTorch at our precision); at the large batch, model FLOP utilisation of at
+ * least 40%. Each: { name, value (null: not measured, with why), goal, met }.
+ */
+function stepTargets(rows, torchRows) {
+  const whole = (B) => rows.find((r) => r.batchSize === B && !r.microBatch && r.stepsPerSec > 0)
+  const out = []
+  const ours = whole(small)
+  for (const [mode, goal] of [
+    ['eager', 2],
+    ['compile', 1.2],
+  ]) {
+    const name = `B=${small} steps/s over PyTorch ${mode}`
+    const theirs =
+      ours && torchRows.find((t) => t.batchSize === small && t.mode === mode && t.precision === ours.precision && t.stepsPerSec > 0)
+    if (!ours) out.push({ name, value: null, why: `no simcsepp step at B=${small}`, goal })
+    else if (!theirs) out.push({ name, value: null, why: `no PyTorch ${mode} ${ours.precision} step at B=${small}`, goal })
+    else {
+      const value = ours.stepsPerSec / theirs.stepsPerSec
+      out.push({ name, value, goal, met: value >= goal })
+    }
+  }
+  const large = whole(big)
+  const name = `B=${big} model FLOP utilisation`
+  if (!large) out.push({ name, value: null, why: `no simcsepp step at B=${big}`, goal: 0.4 })
+  else if (large.mfu === null || large.mfu === undefined)
+    out.push({ name, value: null, why: `no peak known for ${status.device ?? 'this device'}`, goal: 0.4 })
+  else out.push({ name, value: large.mfu, goal: 0.4, met: large.mfu >= 0.4 })
+  return out
 }
 
 if (failures.length) {

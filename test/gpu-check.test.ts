@@ -24,7 +24,8 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
   const out = tempDir('simcsepp-gpu-check-')
   const r = spawnSync(process.execPath, [script, '--dry-run', '--no-checks', '--budget-seconds', '600'], {
     encoding: 'utf8',
-    env: { ...process.env, OUT: out },
+    // No Python: the PyTorch baseline (minutes of torch.compile) is skipped, as on a machine without torch.
+    env: { ...process.env, OUT: out, SIMCSEPP_PYTHON: 'simcsepp-test-no-python' },
     timeout: 900_000,
   })
   const log = r.stdout
@@ -70,5 +71,16 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
     'the bf16-operand comparison rows',
   )
   t.match(log, /step B=2 without CUDA graphs: [\d.]+ steps\/s; with: [\d.]+/, 'the graphs/eager comparison')
+  t.same(
+    step.targets.map((x: { name: string; value: number | null; why?: string }) => [x.name, x.value === null ? typeof x.why : 'number']),
+    [
+      ['B=2 steps/s over PyTorch eager', 'string'],
+      ['B=2 steps/s over PyTorch compile', 'string'],
+      ['B=4 model FLOP utilisation', 'string'],
+    ],
+    "the issue's three targets, each saying why it was not measured (no PyTorch; the emulator has no peak FLOP rate)",
+  )
+  t.equal(step.dryRun, true, 'the JSON says it is a dry run')
+  t.match(log, /SKIP PyTorch baseline: simcsepp-test-no-python cannot import torch and transformers/, 'the baseline skipped, saying why')
   t.equal((log.match(/^op category +GPU ms\/step/gm) ?? []).length, 2, 'a device-time profile per batch size')
 })
