@@ -45,3 +45,14 @@ function(simcsepp_emulator_fake_cublaslt)
     set_target_properties(cublasLt-emulated PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${CMAKE_LIBRARY_OUTPUT_DIRECTORY})
   endif()
 endfunction()
+
+# A stand-in libnccl carried over the loaded Open MPI (fake_nccl.cpp), so that native/distributed/nccl.cpp runs
+# in CI: the emulated addon loads it when SIMCSEPP_NCCL_LIB names it (test/cuda-distributed.test.ts).
+function(simcsepp_emulator_fake_nccl)
+  add_library(nccl-emulated SHARED ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/fake_nccl.cpp)
+  target_compile_options(nccl-emulated PRIVATE -O2 -Wall -Wextra)
+  target_link_libraries(nccl-emulated PRIVATE ${CMAKE_DL_LIBS})
+  if(CMAKE_LIBRARY_OUTPUT_DIRECTORY)
+    set_target_properties(nccl-emulated PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${CMAKE_LIBRARY_OUTPUT_DIRECTORY})
+  endif()
+endfunction()

@@ -10,7 +10,6 @@
 // Nothing here has run on a GPU yet: the self-check in probe() compares cuBLASLt with the kernels on
 // products with every transpose and odd sizes, and turns cuBLASLt off when they disagree.
 #include <dlfcn.h>
-#include <glob.h>
 
 #include <cmath>
 #include <cstdint>
@@ -23,6 +22,7 @@
 #include "bf16_copy.cuh"
 #include "cublaslt.cuh"
 #include "gemm_bf16.cuh"
+#include "nvidia_wheels.h"
 #include "tile_gemm.cuh"
 
 namespace simcsepp::cuda::lt {
@@ -132,21 +132,8 @@ std::vector<std::string> candidates() {
   roots.emplace_back("/usr/local/cuda");
   for (const std::string& r : roots)
     for (const char* so : {"libcublasLt.so.13", "libcublasLt.so.12"}) c.push_back(r + "/lib64/" + so);
-  // Python wheels (nvidia-cublas-cu12: nvidia/cublas/lib; CUDA 13's: nvidia/cu13/lib), in the usual
-  // site-packages locations: system and user Pythons, an active virtualenv or conda environment, conda's.
-  const std::string home = std::getenv("HOME") ? std::getenv("HOME") : "";
-  std::vector<std::string> prefixes = {"/usr/local/lib", "/usr/lib", "/opt/conda/lib"};
-  if (!home.empty()) prefixes.push_back(home + "/.local/lib");
-  for (const char* env : {"VIRTUAL_ENV", "CONDA_PREFIX"})
-    if (const char* p = std::getenv(env)) prefixes.push_back(std::string(p) + "/lib");
-  for (const std::string& prefix : prefixes)
-    for (const char* packages : {"python3*/site-packages", "python3*/dist-packages", "python3/dist-packages"}) {
-      const std::string pattern = prefix + "/" + packages + "/nvidia/cu*/lib/libcublasLt.so.*";
-      glob_t g{};
-      if (glob(pattern.c_str(), 0, nullptr, &g) == 0)
-        for (size_t i = 0; i < g.gl_pathc; ++i) c.emplace_back(g.gl_pathv[i]);
-      globfree(&g);
-    }
+  // Python wheels: nvidia-cublas-cu12's nvidia/cublas/lib, CUDA 13's nvidia/cu13/lib.
+  for (const std::string& so : nvidia_wheel_libraries("cu*/lib/libcublasLt.so.*")) c.push_back(so);
   return c;
 }
 

@@ -1,7 +1,7 @@
 // Node-API entry points of data-parallel training (dist/mpi.h, dist/nccl.h): the collectives
 // lib/dist/communicator.ts runs over tensors. CPU tensors go through MPI in place; CUDA tensors
-// through NCCL on the device, or, where NCCL is unavailable (always under the emulated CUDA build),
-// through MPI on host copies.
+// through NCCL on the device, or, where NCCL is unavailable (under the emulated CUDA build unless
+// SIMCSEPP_NCCL_LIB names the stand-in, emulator/fake_nccl.cpp), through MPI on host copies.
 //
 //   distInit() -> { rank, size, library, flavour, version }
 //   distAllReduceSum(t)               t = sum of t over the ranks
@@ -13,6 +13,7 @@
 #include <napi.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -53,7 +54,10 @@ dist::Nccl* nccl_for_cuda(dist::Mpi& m) {
   if (!s.ncclTried) {
     s.ncclTried = true;
     std::string why;
-    if (cuda::status().emulated) {
+    const char* lib = std::getenv("SIMCSEPP_NCCL_LIB");
+    if (cuda::status().emulated && !(lib && *lib)) {
+      // A real NCCL would fault on the emulator's host memory; a stand-in named by SIMCSEPP_NCCL_LIB
+      // (emulator/fake_nccl.cpp) does not.
       why = "the emulated CUDA device is host memory";
       double failed = 1;
       m.allreduce_max(&failed, 1);  // the same collective sequence as Nccl::create
@@ -171,6 +175,7 @@ Napi::Value DistAbort(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value DistFinalize(const Napi::CallbackInfo& info) {
+  state().nccl.reset();  // the communicator goes before the MPI it was set up over
   if (dist::Mpi* m = dist::mpi_if_loaded()) m->finalize();
   return info.Env().Undefined();
 }

@@ -1,7 +1,8 @@
 // The run-time NCCL loader (nccl.h). The functions used are declared here (nccl.h of NCCL 2 is not
 // needed at build time): ncclUniqueId is 128 bytes, ncclComm_t and cudaStream_t are pointers,
-// ncclFloat32 = 7, ncclSum = 0. Not yet run on real GPUs: the emulated build routes CUDA tensors through
-// MPI on host copies instead (bind_dist.cpp).
+// ncclFloat32 = 7, ncclSum = 0. Not yet run on real GPUs. CI runs it on the emulated build against a
+// stand-in library carried over MPI (emulator/fake_nccl.cpp, named by SIMCSEPP_NCCL_LIB); without it, the
+// emulated build routes CUDA tensors through MPI on host copies (bind_dist.cpp).
 #include "distributed/nccl.h"
 
 #include <dlfcn.h>
@@ -12,6 +13,7 @@
 #include <stdexcept>
 
 #include "cuda_api.h"
+#include "nvidia_wheels.h"
 
 namespace simcsepp::dist {
 
@@ -31,6 +33,7 @@ struct Nccl::Api {
   int (*GroupEnd)();
   const char* (*GetErrorString)(int);
   int (*GetVersion)(int*);
+  int (*CommDestroy)(void*);
 };
 
 namespace {
@@ -43,18 +46,35 @@ bool bind(void* lib, const char* name, T& fn) {
 
 }  // namespace
 
+std::vector<std::string> nccl_candidates() {
+  // A library named by the user is the one to use.
+  if (const char* env = std::getenv("SIMCSEPP_NCCL_LIB"); env && *env) return {env};
+  std::vector<std::string> c = {"libnccl.so.2"};  // the loader's path (e.g. Debian's and NVIDIA's libnccl2)
+  for (const std::string& so : nvidia_wheel_libraries("*/lib/libnccl.so.2")) c.push_back(so);  // nvidia-nccl-cu12/13
+  return c;
+}
+
 Nccl* Nccl::create(Mpi& mpi, std::string& why) {
   auto api = std::make_unique<Api>();
-  const char* env = std::getenv("SIMCSEPP_NCCL_LIB");
-  const std::string name = env && *env ? env : "libnccl.so.2";
-  void* lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
+  std::string tried;
+  void* lib = nullptr;
+  std::string name;
+  for (const std::string& c : nccl_candidates()) {
+    lib = dlopen(c.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (lib) {
+      name = c;
+      break;
+    }
     const char* err = dlerror();
-    why = "cannot load " + name + ": " + (err ? err : "not found");
+    tried += (tried.empty() ? "" : "; ") + c + ": " + (err ? err : "not found");
+  }
+  if (!lib) {
+    why = "cannot load NCCL (tried " + tried + "; set SIMCSEPP_NCCL_LIB to the path of libnccl.so.2)";
   } else if (!(bind(lib, "ncclGetUniqueId", api->GetUniqueId) && bind(lib, "ncclCommInitRank", api->CommInitRank) &&
                bind(lib, "ncclAllReduce", api->AllReduce) && bind(lib, "ncclBroadcast", api->Broadcast) &&
                bind(lib, "ncclGroupStart", api->GroupStart) && bind(lib, "ncclGroupEnd", api->GroupEnd) &&
-               bind(lib, "ncclGetErrorString", api->GetErrorString) && bind(lib, "ncclGetVersion", api->GetVersion))) {
+               bind(lib, "ncclGetErrorString", api->GetErrorString) && bind(lib, "ncclGetVersion", api->GetVersion) &&
+               bind(lib, "ncclCommDestroy", api->CommDestroy))) {
     why = name + " lacks an NCCL 2 function";
   }
   // Every rank takes the same path: NCCL only when it loaded everywhere.
@@ -64,22 +84,40 @@ Nccl* Nccl::create(Mpi& mpi, std::string& why) {
     if (why.empty()) why = "NCCL could not be loaded on another rank";
     return nullptr;
   }
-  UniqueId id{};
-  if (mpi.rank == 0) {
-    const int rc = api->GetUniqueId(&id);
-    if (rc != 0) throw std::runtime_error(std::string("ncclGetUniqueId: ") + api->GetErrorString(rc));
+  // Rank 0's unique id, with its status, to every rank: a failure there must not leave the others waiting.
+  struct {
+    UniqueId id;
+    int rc;
+  } root{};
+  if (mpi.rank == 0) root.rc = api->GetUniqueId(&root.id);
+  mpi.broadcast(&root, sizeof root, 0);
+  if (root.rc != 0) {
+    why = std::string("ncclGetUniqueId on rank 0: ") + api->GetErrorString(root.rc);
+    return nullptr;
   }
-  mpi.broadcast(&id, sizeof id, 0);
-  auto* n = new Nccl();
+  auto n = std::make_unique<Nccl>();
   n->rank_ = mpi.rank;
-  const int rc = api->CommInitRank(&n->comm_, mpi.size, id, mpi.rank);
-  if (rc != 0) throw std::runtime_error(std::string("ncclCommInitRank: ") + api->GetErrorString(rc));
+  const int rc = api->CommInitRank(&n->comm_, mpi.size, root.id, mpi.rank);
+  failed = rc != 0 ? 1 : 0;
+  mpi.allreduce_max(&failed, 1);
+  if (failed != 0) {
+    if (rc == 0) api->CommDestroy(n->comm_);
+    n->comm_ = nullptr;
+    why = rc != 0 ? std::string("ncclCommInitRank: ") + api->GetErrorString(rc)
+                  : "ncclCommInitRank failed on another rank";
+    return nullptr;
+  }
   int v = 0;
   api->GetVersion(&v);
   n->version =
       "NCCL " + std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
   n->api_ = api.release();
-  return n;
+  return n.release();
+}
+
+Nccl::~Nccl() {
+  if (api_ && comm_) api_->CommDestroy(comm_);
+  delete api_;
 }
 
 void Nccl::allreduce_sum(float* data, int64_t n) {

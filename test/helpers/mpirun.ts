@@ -26,8 +26,12 @@ export function mpirunArgs(ranks: number, args: string[], script = cli): string[
   return ['-np', String(ranks), ...extra, process.execPath, script, ...args]
 }
 
-/** Runs `simcsepp ...args` on `ranks` processes to the end. */
-export function mpirun(ranks: number, args: string[]): { status: number | null; stderr: string; stdout: string } {
-  const r = spawnSync('mpirun', mpirunArgs(ranks, args), { encoding: 'utf8', env: mpiEnv() })
+/** Runs `simcsepp ...args` on `ranks` processes to the end, with `env` added to mpiEnv(). */
+export function mpirun(
+  ranks: number,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): { status: number | null; stderr: string; stdout: string } {
+  const r = spawnSync('mpirun', mpirunArgs(ranks, args), { encoding: 'utf8', env: { ...mpiEnv(), ...env } })
   return { status: r.status, stderr: r.stderr, stdout: r.stdout }
 }
