@@ -389,3 +389,28 @@ t.test('a run stopped while a step is queued ahead checkpoints after it and resu
   const weights = (out: string) => readFileSync(join(dir, out, 'model.safetensors'))
   t.ok(weights('stopped').equals(weights('whole')), 'identical final weights')
 })
+
+t.test('a run that fails with a step queued ahead frees its graphs and GPU buffers', { skip }, async (t) => {
+  const dir = tempDir('simcsepp-cuda-graphs-free-')
+  const model = await microModel(dir, 'micro')
+  const data = writeSentences(join(dir, 'data.txt'), 40)
+  const before = addon.tensorMemory().heldBytes
+  const run = { model, data, steps: 6, batchSize: 8, maxLen: 7, evalEvery: 0, saveEvery: 0, device: 'cuda', precision: 'fp32' }
+  const graphs: string[] = []
+  // Step 4 is replayed from a graph, and step 5 already launched behind it, when the hook throws.
+  await t.rejects(
+    train({ ...run, out: join(dir, 'fails') } as Parameters<typeof train>[0], {
+      onStep: (s: StepInfo) => {
+        graphs.push(s.cudaGraph ?? '')
+        if (s.step === 4) throw new Error('the hook failed')
+      },
+    }),
+    /the hook failed/,
+  )
+  t.equal(graphs[3], 'replayed', 'step 4 was a replay')
+  t.equal(addon.tensorMemory().heldBytes, before, 'no tensor storage left')
+  // The device still trains: the next run in this process finishes.
+  const ok = await train({ ...run, out: join(dir, 'then') } as Parameters<typeof train>[0])
+  t.equal(ok.steps, 6)
+  t.equal(addon.tensorMemory().heldBytes, before, 'nor after a finished one')
+})

@@ -191,6 +191,30 @@ t.test('bad input gets a clear error', async (t) => {
   await t.rejects(train({ ...base, data, learningRate: 1 } as never), /unknown option 'learningRate'/)
 })
 
+t.test('a run that fails frees what it held: tensors, graphs, the data file', async (t) => {
+  const { addon } = await import('../lib/native.js')
+  const before = addon.tensorMemory().heldBytes
+  const base = { config: 'tiny' as const, data, steps: 4, batchSize: 8, maxLen: 16, evalEvery: 0, saveEvery: 0 }
+  // A hook that throws at step 2 (as a caller's logging might); a 1-sentence file fails after it was opened.
+  const failing = train(
+    { ...base, out: join(dir, 'fails-hook') },
+    {
+      onStep: (s) => {
+        if (s.step === 2) throw new Error('the hook failed')
+      },
+    },
+  )
+  await t.rejects(failing, /the hook failed/)
+  t.equal(addon.tensorMemory().heldBytes, before, 'no tensor storage left after a failed run')
+  const one = join(dir, 'one-sentence.txt')
+  writeFileSync(one, 'just one sentence\n')
+  await t.rejects(train({ ...base, data: one, out: join(dir, 'fails-one') }), /only 1 sentence/)
+  t.equal(addon.tensorMemory().heldBytes, before)
+  // And the same run, succeeding, also ends holding nothing.
+  await train({ ...base, out: join(dir, 'fails-then-ok') })
+  t.equal(addon.tensorMemory().heldBytes, before, 'nor after a finished one')
+})
+
 t.test('an aborted run writes a checkpoint and resumes to the same weights', async (t) => {
   const base = { config: 'tiny' as const, data, steps: 6, batchSize: 8, maxLen: 16, evalEvery: 0, saveEvery: 0, seed: 5 }
   const whole = await train({ ...base, out: join(dir, 'abort-whole') })

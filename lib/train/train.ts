@@ -74,17 +74,51 @@ async function trainRank(o: ResolvedTrainOptions, hooks: TrainHooks, comm: Commu
   }
 }
 
+/**
+ * trainHolding() with what it holds (the data file, the model's and optimizer's buffers, the step's graphs:
+ * host and GPU memory) freed, newest first, on every way out. A caller that catches a failed run (a diverged
+ * loss, a throwing hook) and starts another gets that memory back. A failure while freeing is thrown only
+ * when the run itself succeeded.
+ */
 async function trainLocked(
   o: ResolvedTrainOptions,
   hooks: TrainHooks,
   say: (s: string) => void,
   comm: Communicator | null = null,
 ): Promise<TrainResult> {
+  const held: (() => unknown)[] = []
+  const freeAll = async (report: boolean) => {
+    for (const free of held.reverse())
+      try {
+        await free()
+      } catch (e) {
+        if (report) throw e
+      }
+  }
+  let result: TrainResult
+  try {
+    result = await trainHolding(o, hooks, say, comm, (free) => held.push(free))
+  } catch (e) {
+    await freeAll(false) // the run's error is the one to see
+    throw e
+  }
+  await freeAll(true)
+  return result
+}
+
+async function trainHolding(
+  o: ResolvedTrainOptions,
+  hooks: TrainHooks,
+  say: (s: string) => void,
+  comm: Communicator | null,
+  hold: (free: () => unknown) => void,
+): Promise<TrainResult> {
   const out = o.out
   const ranks = comm?.size ?? 1
   const lead = (comm?.rank ?? 0) === 0
   const device = trainingDevice(o.device, say)
   const file = await openTrainingData(o, say)
+  hold(() => file.close())
   if (file.count < 2)
     throw new Error(`${o.data}: only 1 sentence; contrastive training needs at least 2 (a batch of 1 has no in-batch negatives)`)
   const batch = effectiveBatchSize(o.batchSize, file.count)
@@ -109,6 +143,7 @@ async function trainLocked(
   if (lead) comm?.barrier()
   const evalSets = await readEvalSets(o.evalFiles)
   const model = await createModel(o, tokenizer, device)
+  hold(() => model.dispose())
   if (device === 'cuda') {
     const cuda = addon.cudaStatus()
     say(`training on ${cuda.device ?? 'CUDA'}: linear layers in ${model.precision}, matrix products on ${cuda.gemm ?? 'the kernels'}`)
@@ -131,6 +166,7 @@ async function trainLocked(
   }
   checkBatchFits(shape, memory.bytes, memory.has)
   const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: o.lr, weightDecay: o.weightDecay })
+  hold(() => opt.dispose())
 
   const resumed = checkpoint ? applyCheckpoint(checkpoint, model, opt) : null
   if (resumed) say(`resuming from ${resumed.dir} at step ${resumed.step} of ${totalSteps}`)
@@ -170,16 +206,10 @@ async function trainLocked(
     device,
     comm,
   )
-  const close = async () => {
-    step.dispose()
-    await file.close()
-    model.dispose()
-    opt.dispose()
-  }
+  hold(() => step.dispose()) // first freed: it waits for the steps in flight
   // Every rank returns once rank 0's checkpoint or model is complete.
-  const end = async (steps: number, interrupted: boolean): Promise<TrainResult> => {
+  const end = (steps: number, interrupted: boolean): TrainResult => {
     comm?.finish()
-    await close()
     const history = run?.history ?? []
     return { out, steps, history, best: evaluator.best, interrupted, ...(comm ? { rank: comm.rank } : {}) }
   }
