@@ -16,6 +16,7 @@
         "native/bind_system.cpp",
         "native/cuda_stub.cpp",
         "native/dispatch.cpp",
+        "native/nvidia_wheels.cpp",
         "native/tensor.cpp",
         "native/cpu/attention.cpp",
         "native/cpu/backend.cpp",
