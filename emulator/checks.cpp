@@ -11,8 +11,15 @@
 //     CUEMU_GLOBAL_RACES=1, also no byte that one block of the launch writes may be read or written by
 //     another block of it (blocks run concurrently on a GPU, with nothing ordering them; atomics excepted);
 //   - reads of the launch's own bookkeeping (threadIdx and friends, the argument pack) and of the
-//     module's read-only data: allowed; anything else is an illegal address.
+//     module's read-only data: allowed; anything else is an illegal address;
+//   - an access whose type makes it naturally aligned (a float4, a double) at an address that is not a
+//     multiple of its size: a misaligned address, as on a GPU.
+// Outside a launch, host code of the kernel sources that touches device memory ends the process with a
+// report (on a GPU it would crash): CUEMU_HOST_CHECKS=0 turns that off.
 // The first fault stops the launch; the report names the kernel, block, thread, address and source line.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <sstream>
 #include <unordered_map>
 
@@ -23,6 +30,15 @@ namespace cuemu::detail {
 namespace {
 
 constexpr uint16_t kManyReaders = 0xFFFF;
+
+// CUEMU_HOST_CHECKS=0 turns off the check that host code leaves device memory alone (on by default).
+bool host_checks() {
+  static const bool on = [] {
+    const char* v = std::getenv("CUEMU_HOST_CHECKS");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
 
 // Shadow of one byte of the TLS segment: the last write and the reads of the current phase.
 struct Cell {
@@ -209,13 +225,40 @@ void global_access(Launch& L, Fiber& f, uintptr_t a, size_t n, bool write, const
   }
 }
 
-inline void on_access(const void* addr, size_t n, bool write, const void* pc) {
-  if (!g_running.load(std::memory_order_relaxed) || !pthread_equal(pthread_self(), g_runner)) return;
+// `aligned`: the compiler took the access to be naturally aligned (the __tsan_readN/writeN hooks, as opposed to
+// the unaligned and ranged ones): its type says so, e.g. a float4 or double load. A GPU faults on such an access
+// at an address that is not a multiple of its size (a float4 read through a pointer that is only 4-byte
+// aligned), where the host would just read it.
+// Host code of the kernel sources (instrumented too) touching device memory: a GPU's device memory is not
+// mapped into the process, so this is a crash there; here it would quietly work. Ends the process.
+[[noreturn]] void host_touched_device(uintptr_t a, size_t n, bool write, const void* pc) {
+  std::fprintf(stderr,
+               "CUDA emulator: host code %s %zu bytes of device memory at %s%s (on a GPU this is a segmentation "
+               "fault: copy with cudaMemcpy instead)\n",
+               write ? "wrote" : "read", n, in_allocation(a).c_str(), at_source(pc).c_str());
+  std::abort();
+}
+
+inline void on_access(const void* addr, size_t n, bool write, const void* pc, bool aligned) {
+  if (!g_running.load(std::memory_order_relaxed) || !pthread_equal(pthread_self(), g_runner)) {
+    if (!host_checks()) return;
+    std::lock_guard<std::recursive_mutex> lock(device_mutex());
+    Range r;
+    if (find_allocation(reinterpret_cast<uintptr_t>(addr), 1, &r))
+      host_touched_device(reinterpret_cast<uintptr_t>(addr), n, write, pc);
+    return;
+  }
   Launch& L = *g_launch;
   Fiber* f = L.cur;
   if (f == nullptr || L.failed) return;
   const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
   if (a - reinterpret_cast<uintptr_t>(f->stack) < f->stackSize) return;  // own stack
+  if (aligned && n > 1 && a % n != 0) {
+    fail(cudaErrorMisalignedAddress, "misaligned address in " + where(*f) + ": a " + std::to_string(n) + "-byte " +
+                                         (write ? "write" : "read") + " at " + in_allocation(a) +
+                                         ", not a multiple of " + std::to_string(n) + at_source(pc));
+    return;
+  }
   check_access(*f, a, n, write, false, pc);
 }
 
@@ -257,23 +300,23 @@ using cuemu::detail::on_access;
 
 // The hooks GCC and Clang emit under -fsanitize=thread (plain, unaligned, volatile and ranged forms).
 extern "C" {
-#define SIMCSEPP_EMU_HOOKS(n)                                                                              \
-  void __tsan_read##n(void* a) { on_access(a, n, false, __builtin_return_address(0)); }                    \
-  void __tsan_write##n(void* a) { on_access(a, n, true, __builtin_return_address(0)); }                    \
-  void __tsan_unaligned_read##n(void* a) { on_access(a, n, false, __builtin_return_address(0)); }          \
-  void __tsan_unaligned_write##n(void* a) { on_access(a, n, true, __builtin_return_address(0)); }          \
-  void __tsan_volatile_read##n(void* a) { on_access(a, n, false, __builtin_return_address(0)); }           \
-  void __tsan_volatile_write##n(void* a) { on_access(a, n, true, __builtin_return_address(0)); }           \
-  void __tsan_unaligned_volatile_read##n(void* a) { on_access(a, n, false, __builtin_return_address(0)); } \
-  void __tsan_unaligned_volatile_write##n(void* a) { on_access(a, n, true, __builtin_return_address(0)); }
+#define SIMCSEPP_EMU_HOOKS(n)                                                                                     \
+  void __tsan_read##n(void* a) { on_access(a, n, false, __builtin_return_address(0), true); }                     \
+  void __tsan_write##n(void* a) { on_access(a, n, true, __builtin_return_address(0), true); }                     \
+  void __tsan_unaligned_read##n(void* a) { on_access(a, n, false, __builtin_return_address(0), false); }          \
+  void __tsan_unaligned_write##n(void* a) { on_access(a, n, true, __builtin_return_address(0), false); }          \
+  void __tsan_volatile_read##n(void* a) { on_access(a, n, false, __builtin_return_address(0), true); }            \
+  void __tsan_volatile_write##n(void* a) { on_access(a, n, true, __builtin_return_address(0), true); }            \
+  void __tsan_unaligned_volatile_read##n(void* a) { on_access(a, n, false, __builtin_return_address(0), false); } \
+  void __tsan_unaligned_volatile_write##n(void* a) { on_access(a, n, true, __builtin_return_address(0), false); }
 SIMCSEPP_EMU_HOOKS(1)
 SIMCSEPP_EMU_HOOKS(2)
 SIMCSEPP_EMU_HOOKS(4)
 SIMCSEPP_EMU_HOOKS(8)
 SIMCSEPP_EMU_HOOKS(16)
 #undef SIMCSEPP_EMU_HOOKS
-void __tsan_read_range(void* a, unsigned long n) { on_access(a, n, false, __builtin_return_address(0)); }
-void __tsan_write_range(void* a, unsigned long n) { on_access(a, n, true, __builtin_return_address(0)); }
+void __tsan_read_range(void* a, unsigned long n) { on_access(a, n, false, __builtin_return_address(0), false); }
+void __tsan_write_range(void* a, unsigned long n) { on_access(a, n, true, __builtin_return_address(0), false); }
 void __tsan_init() {}
 void __tsan_func_entry(void*) {}
 void __tsan_func_exit() {}

@@ -1,4 +1,5 @@
-// Stream capture and graphs, emulated. Work is executed when it is issued (runtime_api.cpp), so a
+// Stream capture, graphs and deferred execution, emulated. Work that is not captured runs when the host
+// waits for it (deferred execution, internal.h), or when it is issued under CUEMU_DEFER=0. A
 // capturing stream instead appends each launch, device copy and memset to its capture as a closure
 // (a launch keeps a copy of its argument block); cudaStreamEndCapture hands the list over as a graph,
 // and cudaGraphLaunch runs it in order on the launch stream. Kernel arguments are fixed at capture, as
@@ -9,6 +10,9 @@
 // or cudaFree from the capturing thread, a captured copy to or from host memory, and work on the legacy
 // default stream while a stream captures are errors and invalidate the capture (cudaStreamEndCapture
 // then fails with cudaErrorStreamCaptureInvalidated).
+#include <cstdlib>
+#include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
 #include <thread>
@@ -40,11 +44,72 @@ cudaError_t invalidate(Capture& c, cudaError_t e, const std::string& why) {
 
 }  // namespace
 
+namespace {
+
+struct Deferred {
+  uint64_t seq;
+  cudaStream_t stream;
+  StreamOp op;
+};
+
+std::deque<Deferred>& queue() {
+  static auto* q = new std::deque<Deferred>();
+  return *q;
+}
+uint64_t g_issued = 0;
+int g_replaying = 0;  // > 0 while queued work runs: the ops it issues run at once
+
+// Not capturing: queue the op (deferred execution) or tell the caller to run it.
+CaptureAction run_or_defer(cudaStream_t stream, const StreamOp& op) {
+  if (!deferring() || g_replaying > 0) return CaptureAction::Run;
+  defer(stream, op);
+  return CaptureAction::Recorded;
+}
+
+}  // namespace
+
+bool deferring() {
+  static const bool on = [] {
+    const char* v = std::getenv("CUEMU_DEFER");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
+uint64_t defer(cudaStream_t stream, StreamOp op) {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  queue().push_back(Deferred{++g_issued, stream, std::move(op)});
+  return g_issued;
+}
+
+cudaError_t run_deferred(uint64_t seq) {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  auto& q = queue();
+  ++g_replaying;
+  cudaError_t e = cudaSuccess;
+  while (!q.empty() && q.front().seq <= seq) {
+    Deferred d = std::move(q.front());
+    q.pop_front();
+    e = d.op(d.stream);
+    if (e != cudaSuccess) {
+      q.clear();
+      break;
+    }
+  }
+  --g_replaying;
+  return e;
+}
+
+bool capturing(cudaStream_t stream) {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  return captures().count(stream) != 0;
+}
+
 CaptureAction capture_stream_op(cudaStream_t stream, const char* what, bool touchesHost, const StreamOp& op,
                                 cudaError_t* error) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   auto& all = captures();
-  if (all.empty()) return CaptureAction::Run;
+  if (all.empty()) return run_or_defer(stream, op);
   if (legacy(stream)) {
     // The legacy stream waits for every blocking stream: it would join the capture implicitly.
     for (auto& [s, c] : all)
@@ -53,7 +118,7 @@ CaptureAction capture_stream_op(cudaStream_t stream, const char* what, bool touc
     return CaptureAction::Failed;
   }
   const auto it = all.find(stream);
-  if (it == all.end()) return CaptureAction::Run;
+  if (it == all.end()) return run_or_defer(stream, op);
   Capture& c = it->second;
   if (touchesHost) {
     *error = invalidate(c, cudaErrorStreamCaptureUnsupported,
@@ -92,6 +157,9 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode /*
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   if (captures().count(stream) != 0)
     return set_error(cudaErrorIllegalState, "cudaStreamBeginCapture: the stream is already capturing");
+  // Queued work first (one valid schedule): run later, work queued on the legacy stream would count as
+  // issued while this stream captures.
+  if (const cudaError_t e = run_deferred(); e != cudaSuccess) return e;
   captures()[stream] = Capture{std::this_thread::get_id(), {}, {}};
   return cudaSuccess;
 }
@@ -152,6 +220,7 @@ cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
 }
 
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  (void)run_deferred();  // a replay still queued holds it (a GPU frees it once the replay is done)
   delete exec;
   return cudaSuccess;
 }

@@ -39,6 +39,18 @@ CaptureAction capture_stream_op(cudaStream_t stream, const char* what, bool touc
 // cudaSuccess, or the error of calling `what` (a synchronising or allocating call) from a thread that
 // is capturing, after invalidating its capture.
 cudaError_t refuse_while_capturing(const char* what);
+// Deferred execution (CUEMU_DEFER, on unless set to 0): stream work that is not captured is queued, in issue
+// order, and runs only when the host waits for it, as a GPU runs it behind the host's back. So host code
+// that reads what the device has not written yet, or rewrites what a queued copy has not read yet (pinned
+// staging reused too early), sees the wrong data here as it would on a GPU.
+bool deferring();
+// Whether `stream` is being captured.
+bool capturing(cudaStream_t stream);
+// Runs the queued work issued before `seq` (all of it by default), as a synchronising call does. A failing
+// operation ends it and drops the rest (a faulted GPU context runs nothing more); its error is returned.
+cudaError_t run_deferred(uint64_t seq = UINT64_MAX);
+// Queues `op` on `stream`; returns its sequence number (what an event recorded after it waits for).
+uint64_t defer(cudaStream_t stream, StreamOp op);
 
 // ---- memory.cpp
 // Serialises the runtime API and launches: one emulated device, used by one OS thread at a time.
@@ -53,6 +65,8 @@ cudaError_t copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t fill(void* dst, int value, size_t bytes);
 // The live allocation containing [a, a + n), if any.
 bool find_allocation(uintptr_t a, size_t n, Range* out);
+// Whether [p, p + n) lies in memory from cudaMallocHost (page-locked: copies to and from it run in stream order).
+bool is_pinned(const void* p, size_t n);
 // Why [a, a + n) is not device memory: past the end or before the start of an allocation (and by how
 // much), inside a freed one, or unknown.
 std::string describe_bad_address(uintptr_t a, size_t n);

@@ -9,8 +9,10 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include "internal.h"
 
@@ -131,6 +133,7 @@ cudaError_t cudaFree(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
   if (const cudaError_t e = refuse_while_capturing("cudaFree"); e != cudaSuccess) return e;
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (const cudaError_t e = run_deferred(); e != cudaSuccess) return e;  // it synchronises, as on a GPU
   Heap& h = heap();
   auto it = h.live.find(reinterpret_cast<uintptr_t>(ptr));
   if (it == h.live.end()) {
@@ -148,12 +151,25 @@ cudaError_t cudaFree(void* ptr) {
 
 namespace {
 
-std::set<void*>& pinned() {
-  static auto* s = new std::set<void*>();
+std::map<uintptr_t, size_t>& pinned() {  // base -> bytes
+  static auto* s = new std::map<uintptr_t, size_t>();
   return *s;
 }
 
 }  // namespace
+
+namespace cuemu::detail {
+
+bool is_pinned(const void* p, size_t n) {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  auto it = pinned().upper_bound(a);
+  if (it == pinned().begin()) return false;
+  --it;
+  return Range{it->first, it->second}.contains(a, n);
+}
+
+}  // namespace cuemu::detail
 
 cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
   if (ptr == nullptr) return set_error(cudaErrorInvalidValue);
@@ -164,7 +180,7 @@ cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
   if (p == nullptr)
     return set_error(cudaErrorMemoryAllocation, "cudaMallocHost of " + std::to_string(bytes) + " bytes failed");
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
-  pinned().insert(p);
+  pinned()[reinterpret_cast<uintptr_t>(p)] = bytes;
   *ptr = p;
   return cudaSuccess;
 }
@@ -173,7 +189,8 @@ cudaError_t cudaFreeHost(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
   if (const cudaError_t e = refuse_while_capturing("cudaFreeHost"); e != cudaSuccess) return e;
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
-  if (pinned().erase(ptr) == 0)
+  if (const cudaError_t e = run_deferred(); e != cudaSuccess) return e;  // it synchronises, as on a GPU
+  if (pinned().erase(reinterpret_cast<uintptr_t>(ptr)) == 0)
     return set_error(cudaErrorInvalidValue, "cudaFreeHost of a pointer cudaMallocHost did not return (or freed twice)");
   std::free(ptr);
   return cudaSuccess;
@@ -192,6 +209,7 @@ cudaError_t cudaMemGetInfo(size_t* freeBytes, size_t* totalBytes) {
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   if (bytes == 0) return cudaSuccess;
   if (const cudaError_t e = refuse_while_capturing("cudaMemcpy"); e != cudaSuccess) return e;
+  if (const cudaError_t e = run_deferred(); e != cudaSuccess) return e;  // on the legacy stream: after all work
   return copy(dst, src, bytes, kind);
 }
 
@@ -228,7 +246,25 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   // A captured copy touching host memory would read or write that host address at every replay.
   const bool host = kind == cudaMemcpyDefault ? !(is_device(dst) && is_device(src)) : kind != cudaMemcpyDeviceToDevice;
   cudaError_t e = cudaSuccess;
-  const StreamOp op = [=](cudaStream_t) { return copy(dst, src, bytes, kind); };
+  StreamOp op = [=](cudaStream_t) { return copy(dst, src, bytes, kind); };
+  if (host && deferring() && !capturing(stream)) {
+    // Pageable host memory: a copy to it returns once done (so, after the work queued before it); a copy
+    // from it returns once the source was read (staged by the driver), and the device sees it in stream
+    // order. Pinned memory is read and written in stream order, when the queue gets there.
+    const bool srcHost =
+        kind == cudaMemcpyDefault ? !is_device(src) : kind == cudaMemcpyHostToDevice || kind == cudaMemcpyHostToHost;
+    const bool dstHost =
+        kind == cudaMemcpyDefault ? !is_device(dst) : kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyHostToHost;
+    if (dstHost && !is_pinned(dst, bytes)) {
+      if (const cudaError_t r = run_deferred(); r != cudaSuccess) return r;
+      return copy(dst, src, bytes, kind);
+    }
+    if (srcHost && src != nullptr && !is_pinned(src, bytes)) {
+      auto staged =
+          std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
+      op = [=](cudaStream_t) { return copy(dst, staged->data(), bytes, kind); };
+    }
+  }
   switch (capture_stream_op(stream, "cudaMemcpyAsync", host, op, &e)) {
     case CaptureAction::Run: return op(stream);
     case CaptureAction::Recorded: return cudaSuccess;
@@ -240,6 +276,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
   if (bytes == 0) return cudaSuccess;
   if (const cudaError_t e = refuse_while_capturing("cudaMemset"); e != cudaSuccess) return e;
+  if (const cudaError_t e = run_deferred(); e != cudaSuccess) return e;
   return fill(dst, value, bytes);
 }
 

@@ -1,7 +1,8 @@
-// The emulated CUDA runtime's errors, device, streams and events. Work is executed when it is issued
-// (a launch runs to completion inside the launch call, a copy inside the copy call), which is one valid
-// schedule of CUDA's stream semantics: every stream is trivially an ordered queue, and synchronising
-// only checks its argument.
+// The emulated CUDA runtime's errors, device, streams and events. Stream work is queued in issue order and
+// runs when the host waits for it (deferred execution, graphs.cpp), which is one valid schedule of CUDA's
+// stream semantics: every stream is trivially an ordered queue (and ordered with all the others), and the
+// synchronising calls here run the queue up to what they wait for. With CUEMU_DEFER=0 work runs when it
+// is issued instead.
 #include <unistd.h>
 
 #include <chrono>
@@ -28,6 +29,7 @@ std::set<cudaStream_t>& streams() {
 struct Event {
   bool recorded = false;
   std::chrono::steady_clock::time_point at;
+  uint64_t seq = 0;  // deferred: the queued record it waits for (0: none)
 };
 std::set<Event*>& events() {
   static std::set<Event*>* s = new std::set<Event*>();
@@ -52,6 +54,7 @@ const char* standard_text(cudaError_t e) {
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
     case cudaErrorAssert: return "device-side assert triggered";
+    case cudaErrorMisalignedAddress: return "misaligned address";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
     case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
@@ -112,6 +115,7 @@ const char* cudaGetErrorName(cudaError_t e) {
     SIMCSEPP_EMU_NAME(cudaErrorIllegalAddress)
     SIMCSEPP_EMU_NAME(cudaErrorLaunchOutOfResources)
     SIMCSEPP_EMU_NAME(cudaErrorAssert)
+    SIMCSEPP_EMU_NAME(cudaErrorMisalignedAddress)
     SIMCSEPP_EMU_NAME(cudaErrorLaunchFailure)
     SIMCSEPP_EMU_NAME(cudaErrorIllegalState)
     SIMCSEPP_EMU_NAME(cudaErrorStreamCaptureUnsupported)
@@ -174,7 +178,10 @@ cudaError_t cudaDriverGetVersion(int* version) {
 
 cudaError_t cudaRuntimeGetVersion(int* version) { return cudaDriverGetVersion(version); }
 
-cudaError_t cudaDeviceSynchronize() { return refuse_while_capturing("cudaDeviceSynchronize"); }
+cudaError_t cudaDeviceSynchronize() {
+  if (const cudaError_t e = refuse_while_capturing("cudaDeviceSynchronize"); e != cudaSuccess) return e;
+  return run_deferred();
+}
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, 0); }
 
@@ -188,6 +195,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned /*flags*/) 
 
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  (void)run_deferred();  // its queued work still runs (as on a GPU), and names the stream
   if (streams().erase(stream) == 0)
     return set_error(cudaErrorInvalidResourceHandle, "cudaStreamDestroy of a stream that does not exist");
   delete reinterpret_cast<char*>(stream);
@@ -197,7 +205,8 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   if (!valid_stream(stream))
     return set_error(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize of an unknown stream");
-  return refuse_while_capturing("cudaStreamSynchronize");
+  if (const cudaError_t e = refuse_while_capturing("cudaStreamSynchronize"); e != cudaSuccess) return e;
+  return run_deferred();
 }
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned /*flags*/) {
@@ -221,6 +230,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned /*flags*/) {
 
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  (void)run_deferred();  // a queued record of it may still be pending
   Event* e = reinterpret_cast<Event*>(event);
   if (events().erase(e) == 0) return set_error(cudaErrorInvalidResourceHandle, "cudaEventDestroy of an unknown event");
   delete e;
@@ -232,6 +242,15 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   Event* e = reinterpret_cast<Event*>(event);
   if (events().count(e) == 0) return set_error(cudaErrorInvalidResourceHandle, "cudaEventRecord: unknown event");
+  if (deferring() && !capturing(stream)) {
+    // Reached once the work queued before it has run.
+    e->seq = defer(stream, [e](cudaStream_t) {
+      e->recorded = true;
+      e->at = std::chrono::steady_clock::now();
+      return cudaSuccess;
+    });
+    return cudaSuccess;
+  }
   e->recorded = true;
   e->at = std::chrono::steady_clock::now();
   return cudaSuccess;
@@ -239,9 +258,9 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
-  return events().count(reinterpret_cast<Event*>(event)) != 0
-             ? cudaSuccess
-             : set_error(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: unknown event");
+  Event* e = reinterpret_cast<Event*>(event);
+  if (events().count(e) == 0) return set_error(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: unknown event");
+  return e->seq != 0 ? run_deferred(e->seq) : cudaSuccess;
 }
 
 cudaError_t cudaEventQuery(cudaEvent_t event) { return cudaEventSynchronize(event); }

@@ -490,6 +490,13 @@ void trap(const char* what, const char* file, int line) {
   __builtin_unreachable();
 }
 
+void misaligned(const char* what, const char* file, int line) {
+  Launch& L = *g_launch;
+  fail(cudaErrorMisalignedAddress,
+       "misaligned address in " + where(*L.cur) + ": " + what + " at " + short_path(file) + ":" + std::to_string(line));
+  __builtin_unreachable();
+}
+
 namespace {
 
 template <class T>

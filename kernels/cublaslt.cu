@@ -225,6 +225,11 @@ bool run(Library& L, bool transA, bool transB, int64_t M, int64_t N, int64_t K, 
   Plan& p = plan_for(L, key);
   if (!p.ok) return false;
   if (bias != nullptr && L.api.descSet(p.desc, kDescBiasPointer, &bias, sizeof(bias)) != 0) return false;
+#if defined(SIMCSEPP_CUDA_EMULATOR)
+  // The emulator's stand-in computes when called, while the emulator queues stream work until the host
+  // waits for it: run the work queued before it first (a real cuBLASLt is queued behind it).
+  SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(stream));
+#endif
   return L.api.matmul(L.handle, p.desc, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo, L.workspace,
                       kWorkspaceBytes, stream) == 0;
 }

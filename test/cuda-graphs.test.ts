@@ -21,6 +21,7 @@ import { MLP_BIAS } from '../lib/model/layout.js'
 import { train } from '../lib/train/train.js'
 import type { StepInfo } from '../lib/train/events.js'
 import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
+import { settledTensorBytes } from './helpers/settle-memory.js'
 
 const status = cudaStatus()
 const skip = status.available ? false : `CUDA unavailable (${status.reason})`
@@ -310,6 +311,53 @@ t.test('launches run ahead of their reads; a diverged step stops the updates of 
   grads.dispose()
 })
 
+t.test('launches queued back to back each get their own inputs: a staging is not rewritten before its copies ran', { skip }, async (t) => {
+  // AdamW steps 3-6 replayed from two graphs without reading any: launch 5 reuses the pinned staging of launch 3,
+  // whose copies of the learning rate and step may not have run yet (the emulator, like a GPU, runs queued work
+  // only when the host waits). Each step's own constants must reach it: the weights of 6 eager steps.
+  const P = 8
+  const run = (mode: 'graphs' | 'eager') => {
+    const params = Tensor.from(
+      Float32Array.from({ length: P }, (_, i) => 0.1 * i - 0.3),
+      [P],
+      'cuda',
+    )
+    const grads = Tensor.from(
+      Float32Array.from({ length: P }, (_, i) => 0.05 * (i + 1)),
+      [P],
+      'cuda',
+    )
+    const opt = new AdamW(params, grads, 0, { lr: 1e-2 })
+    const graphs = new StepGraphs(1)
+    const arrays = [new Int32Array([0])]
+    let last: (() => unknown) | null = null
+    for (let step = 1; step <= 6; step++) {
+      const lr = 1e-3 * step
+      const key = step % 2 === 1 ? 'a' : 'b'
+      if (mode === 'eager' || !graphs.warm(key, 0, 'step')) {
+        opt.update(lr, step)
+        if (mode === 'graphs') graphs.markWarm(key, 'step', arrays)
+        continue
+      }
+      last = graphs.replay(key, 'step', arrays, step, () => opt.update(lr, step), {
+        lr,
+        adamStep: step,
+        readback: () => [],
+        clearSkip: false,
+      })
+    }
+    last?.()
+    const out = params.toFloat32Array()
+    graphs.clear()
+    opt.dispose()
+    params.dispose()
+    grads.dispose()
+    return out
+  }
+  const eager = run('eager')
+  t.equal(equalBits(run('graphs'), eager), 0, "4 replays queued back to back end with the eager steps' weights")
+})
+
 t.test('a diverged step read after the next one was launched: the eager error and weights', { skip }, async (t) => {
   const rig = await stepRig('simcsepp-cuda-graphs-ahead-')
   const outcome: Record<string, { error: string; params: Float32Array; optSteps: number; read: number[] }> = {}
@@ -394,7 +442,7 @@ t.test('a run that fails with a step queued ahead frees its graphs and GPU buffe
   const dir = tempDir('simcsepp-cuda-graphs-free-')
   const model = await microModel(dir, 'micro')
   const data = writeSentences(join(dir, 'data.txt'), 40)
-  const before = addon.tensorMemory().heldBytes
+  const before = await settledTensorBytes()
   const run = { model, data, steps: 6, batchSize: 8, maxLen: 7, evalEvery: 0, saveEvery: 0, device: 'cuda', precision: 'fp32' }
   const graphs: string[] = []
   // Step 4 is replayed from a graph, and step 5 already launched behind it, when the hook throws.
@@ -408,9 +456,9 @@ t.test('a run that fails with a step queued ahead frees its graphs and GPU buffe
     /the hook failed/,
   )
   t.equal(graphs[3], 'replayed', 'step 4 was a replay')
-  t.equal(addon.tensorMemory().heldBytes, before, 'no tensor storage left')
+  t.equal(await settledTensorBytes(), before, 'no tensor storage left')
   // The device still trains: the next run in this process finishes.
   const ok = await train({ ...run, out: join(dir, 'then') } as Parameters<typeof train>[0])
   t.equal(ok.steps, 6)
-  t.equal(addon.tensorMemory().heldBytes, before, 'nor after a finished one')
+  t.equal(await settledTensorBytes(), before, 'nor after a finished one')
 })

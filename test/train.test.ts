@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { train } from '../lib/train/train.js'
 import { readSafetensors } from '../lib/safetensors.js'
 import { OUTPUT_TOP_LEVEL } from './helpers/train-corpus.js'
+import { settledTensorBytes } from './helpers/settle-memory.js'
 
 const cli = join(process.cwd(), 'dist', 'cli.js')
 const dir = mkdtempSync(join(tmpdir(), 'simcsepp-train-'))
@@ -192,8 +193,7 @@ t.test('bad input gets a clear error', async (t) => {
 })
 
 t.test('a run that fails frees what it held: tensors, graphs, the data file', async (t) => {
-  const { addon } = await import('../lib/native.js')
-  const before = addon.tensorMemory().heldBytes
+  const before = await settledTensorBytes()
   const base = { config: 'tiny' as const, data, steps: 4, batchSize: 8, maxLen: 16, evalEvery: 0, saveEvery: 0 }
   // A hook that throws at step 2 (as a caller's logging might); a 1-sentence file fails after it was opened.
   const failing = train(
@@ -205,14 +205,14 @@ t.test('a run that fails frees what it held: tensors, graphs, the data file', as
     },
   )
   await t.rejects(failing, /the hook failed/)
-  t.equal(addon.tensorMemory().heldBytes, before, 'no tensor storage left after a failed run')
+  t.equal(await settledTensorBytes(), before, 'no tensor storage left after a failed run')
   const one = join(dir, 'one-sentence.txt')
   writeFileSync(one, 'just one sentence\n')
   await t.rejects(train({ ...base, data: one, out: join(dir, 'fails-one') }), /only 1 sentence/)
-  t.equal(addon.tensorMemory().heldBytes, before)
+  t.equal(await settledTensorBytes(), before)
   // And the same run, succeeding, also ends holding nothing.
   await train({ ...base, out: join(dir, 'fails-then-ok') })
-  t.equal(addon.tensorMemory().heldBytes, before, 'nor after a finished one')
+  t.equal(await settledTensorBytes(), before, 'nor after a finished one')
 })
 
 t.test('an aborted run writes a checkpoint and resumes to the same weights', async (t) => {

@@ -92,6 +92,7 @@ enum cudaError_t {
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchOutOfResources = 701,
   cudaErrorAssert = 710,
+  cudaErrorMisalignedAddress = 716,
   cudaErrorLaunchFailure = 719,
   cudaErrorIllegalState = 401,
   cudaErrorStreamCaptureUnsupported = 900,
@@ -223,6 +224,9 @@ void threadfence();
 void warp_stage(int slot, const float* values, int count);
 void warp_gather(int slot, float* out, int count);
 [[noreturn]] void trap(const char* what, const char* file, int line);
+// A fault at an address the GPU cannot access that way (cudaErrorMisalignedAddress), e.g. a WMMA pointer
+// that is not 32-byte aligned (mma.h).
+[[noreturn]] void misaligned(const char* what, const char* file, int line);
 
 template <class T>
 inline uint64_t to_bits(T v) {

@@ -7,9 +7,13 @@
 // every access); mma_sync stages all lanes' fragments with the emulator, and each lane computes its
 // elements of D = A B + C with inputs at their precision (half, bfloat16, or tf32: the low 13 mantissa bits
 // dropped, as the tensor cores ignore them) and fp32 accumulation in k order. Every operation first checks
-// that the whole warp takes part (as __syncwarp does). Any M, N, K compile here; nvcc accepts only the
-// shapes the hardware has (m16n16k16, m32n8k16, m8n32k16 for half/bfloat16; m16n16k8 for tf32).
+// that the whole warp takes part (as __syncwarp does), and loads and stores check the GPU's rules for their
+// operand: a 32-byte aligned pointer, a leading dimension of a multiple of 16 bytes (cudaErrorMisalignedAddress). Any
+// M, N, K compile here; nvcc accepts only the shapes the hardware has (m16n16k16, m32n8k16, m8n32k16 for half/bfloat16;
+// m16n16k8 for tf32).
 #pragma once
+#include <cstdint>
+#include <cstdio>
 #include <type_traits>
 
 #include "cuda_bf16.h"
@@ -75,6 +79,21 @@ inline size_t offset(int r, int c, unsigned ldm, bool rowMajor) {
   return rowMajor ? static_cast<size_t>(r) * ldm + c : static_cast<size_t>(c) * ldm + r;
 }
 
+// What the GPU requires of a load_matrix_sync/store_matrix_sync operand: a 256-bit (32-byte) aligned pointer,
+// and a leading dimension that is a multiple of 16 bytes (8 half or bfloat16 elements, 4 floats).
+template <class P>
+inline void check_operand(const P* p, unsigned ldm, const char* fn, const char* file, int line) {
+  char what[160];
+  if (reinterpret_cast<uintptr_t>(p) % 32 != 0) {
+    std::snprintf(what, sizeof what, "wmma::%s at %p, not 32-byte aligned", fn, static_cast<const void*>(p));
+    ::cuemu::misaligned(what, file, line);
+  }
+  if (ldm * sizeof(P) % 16 != 0) {
+    std::snprintf(what, sizeof what, "wmma::%s with ldm %u, not a multiple of %zu elements", fn, ldm, 16 / sizeof(P));
+    ::cuemu::misaligned(what, file, line);
+  }
+}
+
 template <class Frag, class P>
 inline void load(Frag& f, const P* p, unsigned ldm, bool rowMajor) {
   const int base = lane() * Frag::num_elements;
@@ -97,6 +116,7 @@ inline void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const P* p, u
                              const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   static_assert(!std::is_same_v<Use, accumulator>, "an accumulator load takes a layout_t");
   detail::warp_converged(file, line);
+  detail::check_operand(p, ldm, "load_matrix_sync", file, line);
   detail::load(f, p, ldm, std::is_same_v<Layout, row_major>);
 }
 
@@ -104,6 +124,7 @@ template <int M, int N, int K, class T, class P>
 inline void load_matrix_sync(fragment<accumulator, M, N, K, T>& f, const P* p, unsigned ldm, layout_t layout,
                              const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   detail::warp_converged(file, line);
+  detail::check_operand(p, ldm, "load_matrix_sync", file, line);
   detail::load(f, p, ldm, layout == mem_row_major);
 }
 
@@ -112,6 +133,7 @@ inline void store_matrix_sync(P* p, const fragment<accumulator, M, N, K, T>& f, 
                               const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   using Frag = fragment<accumulator, M, N, K, T>;
   detail::warp_converged(file, line);
+  detail::check_operand(p, ldm, "store_matrix_sync", file, line);
   const int base = detail::lane() * Frag::num_elements;
   for (int e = 0; e < Frag::num_elements; ++e) {
     const int idx = base + e, r = idx / Frag::cols, c = idx % Frag::cols;

@@ -198,3 +198,19 @@ __global__ void shared_with_constructor(float* out) {
 }
 
 }  // namespace cuemu_selftest
+
+namespace cuemu_selftest {
+
+// A float4 copy through pointers offset by `offset` floats: on a GPU, a 16-byte access must be 16-byte aligned.
+__global__ void vector_copy(const float* in, float* out, int offset) {
+  reinterpret_cast<float4*>(out)[threadIdx.x] = reinterpret_cast<const float4*>(in + offset)[threadIdx.x];
+}
+
+// A WMMA load at A + offset with leading dimension ldm.
+__global__ void wmma_load_at(const __half* A, float* C, int offset, unsigned ldm) {
+  nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __half, nvcuda::wmma::row_major> a;
+  nvcuda::wmma::load_matrix_sync(a, A + offset, ldm);
+  C[threadIdx.x] = static_cast<float>(a.x[0]);
+}
+
+}  // namespace cuemu_selftest

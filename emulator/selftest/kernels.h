@@ -24,5 +24,7 @@ void wmma_gemm_tf32(const float* A, const float* B, float* C);
 void wmma_half_warp(const __half* A, float* C);
 void wmma_load_tile(const __half* A, float* C);
 void shared_with_constructor(float* out);
+void vector_copy(const float* in, float* out, int offset);
+void wmma_load_at(const __half* A, float* C, int offset, unsigned ldm);
 
 }  // namespace cuemu_selftest

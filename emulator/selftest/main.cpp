@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -32,7 +33,8 @@ void check(bool ok, const std::string& name, const std::string& detail = "") {
 // Launches and returns "" on success, else cudaGetErrorString of the launch's error.
 template <class... P, class... A>
 std::string run(const char* name, void (*k)(P...), dim3 grid, dim3 block, A... args) {
-  const cudaError_t e = cuemu::launch_kernel(name, k, grid, block, 0, nullptr, args...);
+  cudaError_t e = cuemu::launch_kernel(name, k, grid, block, 0, nullptr, args...);
+  if (e == cudaSuccess) e = cudaDeviceSynchronize();  // a deferred launch runs (and faults) here
   (void)cudaGetLastError();
   return e == cudaSuccess ? "" : cudaGetErrorString(e);
 }
@@ -102,6 +104,13 @@ int main() {
                   "thread (8,0,0)", "kernels.cu:"});
     expect_fault("write past a __shared__ array reported", run("shared_overrun", shared_overrun, 1, 32, dout),
                  {"out-of-bounds shared-memory write", "past the end of __shared__ s", "thread (31,0,0)"});
+    float* vin = device(std::vector<float>(8 * 4 + 4, 1.0f));
+    float* vout = device(std::vector<float>(8 * 4, 0.0f));
+    check(run("vector_copy", vector_copy, 1, 8, static_cast<const float*>(vin), vout, 0).empty(),
+          "float4 copy between 16-byte aligned pointers is fine");
+    expect_fault("float4 read at a 4-byte aligned address reported",
+                 run("vector_copy", vector_copy, 1, 8, static_cast<const float*>(vin), vout, 1),
+                 {"misaligned address", "a 16-byte read at byte 4 of the 144-byte device allocation", "kernels.cu:"});
     static float hostBuf[32];
     expect_fault("host pointer dereferenced in a kernel reported", run("touch", touch, 1, 32, hostBuf),
                  {"out-of-bounds write", "not device memory"});
@@ -257,6 +266,15 @@ int main() {
     expect_fault("wmma load past the end of a buffer reported",
                  run("wmma_load_tile", wmma_load_tile, 1, 32, static_cast<const __half*>(tiny), dC),
                  {"out-of-bounds read", "past the end of a 256-byte device allocation"});
+    __half* big = device(std::vector<__half>(32 * 32));
+    check(run("wmma_load_at", wmma_load_at, 1, 32, static_cast<const __half*>(big), dC, 16, 24u).empty(),
+          "wmma load at a 32-byte aligned pointer with ldm 24 halves is fine");
+    expect_fault("wmma load at a pointer that is not 32-byte aligned reported",
+                 run("wmma_load_at", wmma_load_at, 1, 32, static_cast<const __half*>(big), dC, 8, 16u),
+                 {"misaligned address", "wmma::load_matrix_sync", "not 32-byte aligned"});
+    expect_fault("wmma load with ldm not a multiple of 16 bytes reported",
+                 run("wmma_load_at", wmma_load_at, 1, 32, static_cast<const __half*>(big), dC, 0, 12u),
+                 {"misaligned address", "ldm 12, not a multiple of 8 elements"});
     std::vector<float> F(16 * 16), G(16 * 16);
     for (int i = 0; i < 256; ++i) {
       F[i] = static_cast<float>((i * 29) % 83) / 7.0f - 5.0f + 1e-4f;
@@ -290,6 +308,42 @@ int main() {
                  run("shared_with_constructor", shared_with_constructor, 1, 32, out),
                  {"__shared__ s has a constructor", "dynamic initialisation"});
     cudaFree(out);
+  }
+  if (const char* d = std::getenv("CUEMU_DEFER"); d == nullptr || std::strcmp(d, "0") != 0) {
+    // Deferred execution: queued work runs when the host waits for it, as a GPU runs behind the host.
+    float* buf = device(std::vector<float>(32, 0.0f));
+    float* pinnedOut = nullptr;
+    cudaMallocHost(reinterpret_cast<void**>(&pinnedOut), 32 * sizeof(float));
+    for (int i = 0; i < 32; ++i) pinnedOut[i] = -1.0f;
+    std::vector<float> pageable(32, 3.0f);
+    cudaEvent_t done = nullptr;
+    cudaEventCreate(&done);
+    bool ok = cudaMemcpyAsync(buf, pageable.data(), 32 * sizeof(float), cudaMemcpyHostToDevice, nullptr) == cudaSuccess;
+    pageable.assign(32, 100.0f);  // a pageable source is read by the call: the copy keeps 3
+    ok = ok && cuemu::launch_kernel("twice_plus_one", twice_plus_one, 1, 32, 0, nullptr, buf) == cudaSuccess;
+    ok = ok && cudaMemcpyAsync(pinnedOut, buf, 32 * sizeof(float), cudaMemcpyDeviceToHost, nullptr) == cudaSuccess;
+    ok = ok && cudaEventRecord(done, nullptr) == cudaSuccess;
+    const bool notYet = pinnedOut[0] == -1.0f;  // the copy into pinned memory has not run
+    ok = ok && cudaEventSynchronize(done) == cudaSuccess;
+    check(ok && notYet && pinnedOut[0] == 7.0f && pinnedOut[31] == 7.0f,
+          "deferred: a copy into pinned memory lands at the event's synchronisation (3 * 2 + 1 = 7), not before");
+    // A pinned source is read when the queue gets there: rewriting it before then changes what is copied.
+    for (int i = 0; i < 32; ++i) pinnedOut[i] = 1.0f;
+    ok = cudaMemcpyAsync(buf, pinnedOut, 32 * sizeof(float), cudaMemcpyHostToDevice, nullptr) == cudaSuccess;
+    for (int i = 0; i < 32; ++i) pinnedOut[i] = 2.0f;
+    check(ok && host(buf, 32)[0] == 2.0f,
+          "deferred: a pinned source rewritten before the copy ran is copied as rewritten");
+    // A fault in queued work is reported by the call that waits for it.
+    float* small = device(std::vector<float>(8, 1.0f));
+    ok = cuemu::launch_kernel("read_past_end", read_past_end, 1, 32, 0, nullptr, static_cast<const float*>(small), buf,
+                              8) == cudaSuccess;
+    const cudaError_t late = cudaStreamSynchronize(nullptr);
+    (void)cudaGetLastError();
+    check(ok && late == cudaErrorIllegalAddress, "deferred: a fault is returned by the synchronising call");
+    cudaEventDestroy(done);
+    cudaFreeHost(pinnedOut);
+    cudaFree(small);
+    cudaFree(buf);
   }
   {
     // Stream capture: launches, device copies and memsets are recorded, not run; a graph replays them.

@@ -120,13 +120,24 @@ Nccl::~Nccl() {
   delete api_;
 }
 
+// The emulator's stand-in NCCL (emulator/fake_nccl.cpp) moves the data when called, while the emulator
+// queues stream work until the host waits for it: the work queued before a collective runs first there. (A
+// real NCCL is queued behind it on the stream.)
+namespace {
+void before_collective() {
+  if (cuda::status().emulated) cuda::synchronize();
+}
+}  // namespace
+
 void Nccl::allreduce_sum(float* data, int64_t n) {
+  before_collective();
   const int rc = api_->AllReduce(data, data, static_cast<size_t>(n), kFloat32, kSum, comm_, nullptr);
   if (rc != 0) throw std::runtime_error(std::string("ncclAllReduce: ") + api_->GetErrorString(rc));
   cuda::synchronize();
 }
 
 void Nccl::allgatherv(float* data, const std::vector<int64_t>& counts) {
+  before_collective();
   api_->GroupStart();
   int64_t at = 0;
   for (size_t r = 0; r < counts.size(); r++) {
