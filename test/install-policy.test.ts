@@ -102,4 +102,11 @@ t.test('binding.gyp (the build without cmake) compiles what CMakeLists.txt compi
     gyp.targets[0].cflags_cc.includes('-ffp-contract=off'),
     'no FMA contraction: the CPU reference computes the same bits as the cmake build',
   )
+  // The cmake build's float flags, all of them: without -fno-trapping-math GELU stays scalar on AVX2.
+  const cmakeFlags = /-O3 -Wall -Wextra -fexceptions ([^>]*)>/.exec(readFileSync(join(root, 'CMakeLists.txt'), 'utf8'))![1].split(' ')
+  t.same(
+    cmakeFlags.filter((f) => f.startsWith('-f') && f !== '-fexceptions'),
+    ['-ffp-contract=off', '-fno-math-errno', '-fno-trapping-math'],
+  )
+  for (const f of cmakeFlags) t.ok(gyp.targets[0].cflags_cc.includes(f), `binding.gyp has ${f} too`)
 })
