@@ -487,8 +487,22 @@ t.test('bench encode: rows and table', async (t) => {
     `sorted ${r.sortedPerSec?.toFixed(1)}/s, input order ${r.inputOrderPerSec?.toFixed(1)}/s`,
   )
   t.ok(r.paddingSorted <= r.paddingInputOrder, `sorting pads less (${r.paddingSorted.toFixed(3)} <= ${r.paddingInputOrder.toFixed(3)})`)
+  // onnxruntime-node (a dev dependency) on the exported model, same batches: the same vectors, a positive rate.
+  t.ok(r.onnxruntimePerSec! > 0, `onnxruntime ${r.onnxruntimePerSec?.toFixed(1)}/s`)
+  t.ok(r.onnxruntimeMaxAbsDiff! < 1e-4, `its vectors within ${r.onnxruntimeMaxAbsDiff?.toExponential(2)} of ours`)
   const table = encodeBenchTable(rows)
   t.match(table, /sorted sent\/s/)
+  t.match(table, /onnxruntime sent\/s +vs onnxruntime/)
   t.match(table, /\nmini\s+cpu\s+48\s+16/)
   t.comment('\n' + table)
+  const without = await benchEncode({
+    sizes: ['tiny'],
+    sentences: 8,
+    batchSize: 4,
+    devices: ['cpu'],
+    log: () => {},
+    repeatBelowSeconds: 0,
+    onnxruntime: false,
+  })
+  t.equal(without[0].onnxruntimePerSec, null, 'onnxruntime: false leaves it out')
 })

@@ -1,5 +1,6 @@
 // `simcsepp bench encode`: SentenceEncoder throughput (sentences/s) with length-sorted batching
-// against input-order batching, per model size and device, on a realistic mix of sentence lengths.
+// against input-order batching, per model size and device, on a realistic mix of sentence lengths; on the CPU,
+// next to onnxruntime-node on the same model exported to ONNX (encode-onnxruntime.ts), where it is installed.
 // Models are random-initialised (speed does not depend on the weights) and saved to a temp dir with
 // a tokenizer: bert-base-uncased's from ../shared/data when present, else a vocab.txt of the words.
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -13,6 +14,7 @@ import type { Device } from '../tensor.js'
 import { EmbeddingEngine, type Tokenized } from '../embed/engine.js'
 import { SentenceEncoder } from '../embed/sentence-encoder.js'
 import { median } from './median.js'
+import { onnxruntimeRate } from './encode-onnxruntime.js'
 
 export interface EncodeBenchOptions {
   /** Model sizes ('mini', 'base'; any named size works). */
@@ -28,6 +30,8 @@ export interface EncodeBenchOptions {
   repeatBelowSeconds?: number
   /** Where sentences and the tokenizer come from (default: ../shared/data next to the package or the cwd). */
   dataDir?: string
+  /** CPU rows: also time onnxruntime-node on the model exported to ONNX, where it is installed (default true). */
+  onnxruntime?: boolean
 }
 
 export interface EncodeBenchRow {
@@ -48,6 +52,12 @@ export interface EncodeBenchRow {
   paddingInputOrder: number
   /** Where the text came from. */
   source: string
+  /**
+   * CPU rows: onnxruntime-node's sentences/s on the same model exported to ONNX, same sorted batches
+   * (encode-onnxruntime.ts), and the largest |difference| of its vectors from ours; null where it did not run.
+   */
+  onnxruntimePerSec: number | null
+  onnxruntimeMaxAbsDiff?: number
   note?: string
 }
 
@@ -127,21 +137,23 @@ function paddingShare(tok: Tokenized, batchSize: number, sorted: boolean): numbe
   return computed ? 1 - tok.ids.length / computed : 0
 }
 
+/** The sentences' token ids as SentenceEncoder makes them (lengths for the padding statistics, ids for onnxruntime). */
 async function tokenizeAll(tokenizer: Tokenizer, sentences: string[], maxLength: number): Promise<Tokenized> {
-  const lens: number[] = []
+  const ids: number[] = [],
+    types: number[] = [],
+    offsets = new Int32Array(sentences.length + 1)
   for (let s = 0; s < sentences.length; s += 1024) {
     const enc = await tokenizer.encodeBatch(sentences.slice(s, s + 1024), { maxLength })
     const [B, T] = enc.shape
     for (let b = 0; b < B; b++) {
-      let n = 0
-      for (let t = 0; t < T; t++) n += enc.attentionMask[b * T + t]
-      lens.push(n)
+      for (let t = 0; t < T && enc.attentionMask[b * T + t]; t++) {
+        ids.push(enc.inputIds[b * T + t])
+        types.push(enc.tokenTypeIds[b * T + t])
+      }
+      offsets[s + b + 1] = ids.length
     }
   }
-  const offsets = new Int32Array(lens.length + 1)
-  for (let i = 0; i < lens.length; i++) offsets[i + 1] = offsets[i] + lens[i]
-  // Only lengths matter for the padding statistics.
-  return { ids: new Int32Array(offsets[lens.length]), types: new Int32Array(0), offsets }
+  return { ids: Int32Array.from(ids), types: Int32Array.from(types), offsets }
 }
 
 async function timeEncode(
@@ -195,6 +207,7 @@ export async function benchEncode(o: EncodeBenchOptions): Promise<EncodeBenchRow
           inputOrderPerSec: null,
           speedup: null,
           source,
+          onnxruntimePerSec: null,
         }
         let enc: SentenceEncoder | null = null
         try {
@@ -204,6 +217,18 @@ export async function benchEncode(o: EncodeBenchOptions): Promise<EncodeBenchRow
           row.sortedPerSec = await timeEncode(enc, sentences, o.batchSize, true, repeatBelow)
           row.speedup = row.sortedPerSec / row.inputOrderPerSec
           o.log(`${size} ${device}: sorted ${row.sortedPerSec.toFixed(1)}/s, input order ${row.inputOrderPerSec.toFixed(1)}/s`)
+          if (device === 'cpu' && o.onnxruntime !== false) {
+            const ours = (await enc.encode(sentences, { batchSize: o.batchSize, sortByLength: true })) as Float32Array[]
+            const ort = await onnxruntimeRate(dir, tok, o.batchSize, ours, repeatBelow)
+            if (typeof ort === 'string') row.note = ort
+            else {
+              row.onnxruntimePerSec = ort.perSec
+              row.onnxruntimeMaxAbsDiff = ort.maxAbsDiff
+              o.log(
+                `${size} ${device}: onnxruntime-node ${ort.version} ${ort.perSec.toFixed(1)}/s (vectors within ${ort.maxAbsDiff.toExponential(1)})`,
+              )
+            }
+          }
         } catch (e) {
           row.note = (e as Error).message.replace(/^SentenceEncoder: /, '')
           o.log(`${size} ${device}: ${row.note}`)

@@ -103,6 +103,7 @@ async function encodeBench(argv: string[]) {
       sentences: { type: 'string', default: '256' },
       'batch-size': { type: 'string', default: '32' },
       device: { type: 'string', default: 'auto' },
+      'no-onnxruntime': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
   })
@@ -118,6 +119,7 @@ async function encodeBench(argv: string[]) {
     sentences,
     batchSize,
     devices: devicesFor(values.device!),
+    onnxruntime: !values['no-onnxruntime'],
     log: (l) => process.stderr.write(`  ${l}\n`),
   })
   if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'encode', date: new Date().toISOString(), rows }, null, 2) + '\n')

@@ -95,6 +95,8 @@ export function encodeBenchTable(rows: EncodeBenchRow[]): string {
       'speed-up',
       'padding sorted',
       'padding input-order',
+      'onnxruntime sent/s',
+      'vs onnxruntime',
       'note',
     ],
     rows.map((r) => [
@@ -108,6 +110,8 @@ export function encodeBenchTable(rows: EncodeBenchRow[]): string {
       r.speedup === null ? '-' : `${r.speedup.toFixed(2)}x`,
       pct(r.paddingSorted),
       pct(r.paddingInputOrder),
+      rate(r.onnxruntimePerSec),
+      r.onnxruntimePerSec === null || r.sortedPerSec === null ? '-' : `${(r.sortedPerSec / r.onnxruntimePerSec).toFixed(2)}x`,
       r.note ?? '',
     ]),
   )

@@ -1,0 +1,114 @@
+// `bench encode`'s comparison with onnxruntime-node, what a Node tool would otherwise run: the benchmark's
+// model exported to ONNX (exportOnnx), run by onnxruntime's CPU provider on the same length-sorted batches of
+// the same token ids, with as many intra-op threads as our thread pool, and timed the same way. Its vectors are
+// compared with SentenceEncoder's, so that the two are known to compute the same thing. onnxruntime-node is
+// not a dependency of simcsepp: where it cannot be imported, the comparison says so and is left out.
+import { join } from 'node:path'
+import { exportOnnx } from '../export/export-onnx.js'
+import { EmbeddingEngine, type Tokenized } from '../embed/engine.js'
+import { addon } from '../native.js'
+import { median } from './median.js'
+
+export interface OnnxruntimeRate {
+  /** Sentences per second with length-sorted batches. */
+  perSec: number
+  /** Largest |difference| between its vectors and SentenceEncoder's (`ours`). */
+  maxAbsDiff: number
+  version: string
+}
+
+interface OrtTensor {
+  data: Float32Array
+  dims: readonly number[]
+}
+interface OrtSession {
+  run(feeds: Record<string, unknown>): Promise<Record<string, OrtTensor>>
+  release(): Promise<void>
+}
+interface Ort {
+  InferenceSession: { create(path: string, options: Record<string, unknown>): Promise<OrtSession> }
+  Tensor: new (type: 'int64', data: BigInt64Array, dims: number[]) => unknown
+  env: { versions?: { common?: string } }
+}
+
+/** onnxruntime-node, or why it cannot be used. */
+async function loadOrt(): Promise<Ort | string> {
+  try {
+    const name = 'onnxruntime-node' // not a dependency: resolved at run time
+    const m = (await import(name)) as { default?: Ort } & Ort
+    return m.default ?? m
+  } catch (e) {
+    return `onnxruntime-node not installed (${(e as Error).message.split('\n')[0]})`
+  }
+}
+
+/**
+ * onnxruntime-node on the model in `dir` (a random model with its tokenizer), over the sentences `tok` holds
+ * (ids and types), in SentenceEncoder's length-sorted batches; `ours[i]` is SentenceEncoder's vector of
+ * sentence i. A string says why it could not run.
+ */
+export async function onnxruntimeRate(
+  dir: string,
+  tok: Tokenized,
+  batchSize: number,
+  ours: Float32Array[],
+  repeatBelowSeconds: number,
+): Promise<OnnxruntimeRate | string> {
+  const ort = await loadOrt()
+  if (typeof ort === 'string') return ort
+  const exported = await exportOnnx(dir, join(dir, 'onnx-export'))
+  const session = await ort.InferenceSession.create(exported.onnxFile, {
+    intraOpNumThreads: addon.numThreads(),
+    interOpNumThreads: 1,
+  })
+  try {
+    const batches = EmbeddingEngine.batches(tok, batchSize, true)
+    // The feeds are built before the clock starts: what is timed is the model.
+    const feeds = batches.map((indices) => {
+      let T = 1
+      for (const i of indices) T = Math.max(T, tok.offsets[i + 1] - tok.offsets[i])
+      const ids = new BigInt64Array(indices.length * T),
+        mask = new BigInt64Array(indices.length * T),
+        types = new BigInt64Array(indices.length * T)
+      indices.forEach((i, b) => {
+        for (let k = tok.offsets[i]; k < tok.offsets[i + 1]; k++) {
+          const at = b * T + k - tok.offsets[i]
+          ids[at] = BigInt(tok.ids[k])
+          types[at] = BigInt(tok.types[k])
+          mask[at] = 1n
+        }
+      })
+      const dims = [indices.length, T]
+      const all: Record<string, unknown> = {
+        input_ids: new ort.Tensor('int64', ids, dims),
+        attention_mask: new ort.Tensor('int64', mask, dims),
+        token_type_ids: new ort.Tensor('int64', types, dims),
+      }
+      return Object.fromEntries(exported.inputs.map((name) => [name, all[name]]))
+    })
+    const runAll = async (keep: boolean) => {
+      const out: Float32Array[] = []
+      for (let b = 0; b < batches.length; b++) {
+        const r = (await session.run(feeds[b])).sentence_embedding
+        if (!keep) continue
+        const H = r.dims[1]
+        batches[b].forEach((i, row) => (out[i] = r.data.slice(row * H, (row + 1) * H)))
+      }
+      return out
+    }
+    const theirs = await runAll(true) // also the warm-up
+    let maxAbsDiff = 0
+    for (let i = 0; i < ours.length; i++)
+      for (let k = 0; k < ours[i].length; k++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(ours[i][k] - theirs[i][k]))
+    const times: number[] = []
+    while (times.length < 3) {
+      const t0 = performance.now()
+      await runAll(false)
+      times.push((performance.now() - t0) / 1000)
+      if (times[times.length - 1] >= repeatBelowSeconds) break
+    }
+    return { perSec: ours.length / median(times), maxAbsDiff, version: ort.env.versions?.common ?? '' }
+  } finally {
+    await session.release()
+  }
+}
