@@ -4,7 +4,7 @@
 //
 //   node scripts/gpu-check.mjs [--budget-seconds 420] [--large] [--no-bench] [--no-checks] [--dry-run] [--dist DIR]
 //
-// --dry-run: the benchmarks of 5-6 run on tiny shapes (the tiny model, B = 2 and 4, T = 6, one timed step),
+// --dry-run: the benchmarks of 5-7 run on tiny shapes (the tiny model, B = 2 and 4, T = 6, one timed step),
 // also on the host emulator, where they are otherwise skipped: a rehearsal of this script's benchmark code
 // for CI (test/gpu-check.test.ts, with --no-checks, which skips 2-4), so that a GPU session is not lost to a
 // bug in it. Its numbers mean nothing.
@@ -41,7 +41,9 @@
 //    step run without graphs); then the issue's targets (at B = 64, >= 2x PyTorch eager and >= 1.2x
 //    torch.compile in steps/s at our precision; at B = 512, >= 40% model FLOP utilisation), each met or not
 //    or why it was not measured; JSON to $OUT/bench-step.json. The Python with torch is SIMCSEPP_PYTHON
-//    (default python3).
+//    (default python3);
+// 7. SentenceEncoder on CUDA (bench encode): BERT-base, 4,096 Wikipedia sentences (generated ones without
+//    ../shared/data) in batches of 128, length-sorted and in input order; JSON to $OUT/bench-encode.json.
 // Everything runs under --budget-seconds (default 420, so it ends inside a 10-minute device call): a
 // check whose estimated time exceeds what is left is reported as SKIP; the benchmark keeps a reserve, and
 // the loss checks leave min(30 s, 10% of the budget) to the encoder checks.
@@ -101,6 +103,7 @@ const shapes = dryRun
       seqLen: 6,
       steps: 1,
       huge: [8, 9],
+      encode: [12, 4], // sentences, batch
     }
   : {
       lossSizes: [64, 512, 4096, 65536],
@@ -112,6 +115,7 @@ const shapes = dryRun
       seqLen: 32,
       steps: 5,
       huge: [4096, 1536], // sentences, rows per micro-batch
+      encode: [4096, 128], // sentences, batch
     }
 const [small, big] = shapes.batches
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -752,6 +756,37 @@ function stepTargets(rows, torchRows) {
     out.push({ name, value: null, why: `no peak known for ${status.device ?? 'this device'}`, goal: 0.4 })
   else out.push({ name, value: large.mfu, goal: 0.4, met: large.mfu >= 0.4 })
   return out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding benchmark: SentenceEncoder on CUDA (dist/bench/encode.js), what a Node tool that embeds on a GPU
+// gets: BERT-base, length-sorted and input-order batches. Last: a short budget gives it up first.
+
+if (runBench && !fake) {
+  const blocker = status.available ? null : 'CUDA unavailable'
+  if (blocker) skip(`bench encode: ${blocker}`)
+  else if (left() < 40) skip(`bench encode: ${left().toFixed(0)} s left`)
+  else
+    try {
+      const { benchEncode } = await mod('bench/encode.js')
+      const tables = await mod('cli/tables.js')
+      const rows = await benchEncode({
+        sizes: [shapes.model],
+        sentences: shapes.encode[0],
+        batchSize: shapes.encode[1],
+        devices: ['cuda'],
+        onnxruntime: false,
+        repeatBelowSeconds: dryRun ? 0 : 1,
+        log: (l) => log(`  encode ${l}`),
+      })
+      log(tables.encodeBenchTable(rows))
+      if (outDir) {
+        const json = { benchmark: 'encode', date: new Date().toISOString(), rows, ...(dryRun ? { dryRun: true } : {}) }
+        writeFileSync(join(outDir, 'bench-encode.json'), JSON.stringify(json, null, 2) + '\n')
+      }
+    } catch (e) {
+      report(false, `bench encode: threw ${e.message.split('\n')[0]}`)
+    }
 }
 
 if (failures.length) {

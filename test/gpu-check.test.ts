@@ -83,4 +83,9 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
   t.equal(step.dryRun, true, 'the JSON says it is a dry run')
   t.match(log, /SKIP PyTorch baseline: simcsepp-test-no-python cannot import torch and transformers/, 'the baseline skipped, saying why')
   t.equal((log.match(/^op category +GPU ms\/step/gm) ?? []).length, 2, 'a device-time profile per batch size')
+
+  const encode = json(out, 'bench-encode.json')
+  t.match(encode.rows, [{ model: 'tiny', device: 'cuda', sentences: 12, batchSize: 4, onnxruntimePerSec: null }], 'encode row')
+  t.ok(encode.rows[0].sortedPerSec > 0 && encode.rows[0].inputOrderPerSec > 0, 'SentenceEncoder on CUDA timed')
+  t.equal(encode.dryRun, true)
 })
