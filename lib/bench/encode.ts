@@ -11,7 +11,7 @@ import { namedConfig, type NamedConfig } from '../model/config.js'
 import { BertModel } from '../model/bert.js'
 import { Tokenizer } from '../tokenizer.js'
 import type { Device } from '../tensor.js'
-import { EmbeddingEngine, type Tokenized } from '../embed/engine.js'
+import { EmbeddingEngine, tokenizePacked, type Tokenized } from '../embed/engine.js'
 import { SentenceEncoder } from '../embed/sentence-encoder.js'
 import { median } from './median.js'
 import { onnxruntimeRate } from './encode-onnxruntime.js'
@@ -137,25 +137,6 @@ function paddingShare(tok: Tokenized, batchSize: number, sorted: boolean): numbe
   return computed ? 1 - tok.ids.length / computed : 0
 }
 
-/** The sentences' token ids as SentenceEncoder makes them (lengths for the padding statistics, ids for onnxruntime). */
-async function tokenizeAll(tokenizer: Tokenizer, sentences: string[], maxLength: number): Promise<Tokenized> {
-  const ids: number[] = [],
-    types: number[] = [],
-    offsets = new Int32Array(sentences.length + 1)
-  for (let s = 0; s < sentences.length; s += 1024) {
-    const enc = await tokenizer.encodeBatch(sentences.slice(s, s + 1024), { maxLength })
-    const [B, T] = enc.shape
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t < T && enc.attentionMask[b * T + t]; t++) {
-        ids.push(enc.inputIds[b * T + t])
-        types.push(enc.tokenTypeIds[b * T + t])
-      }
-      offsets[s + b + 1] = ids.length
-    }
-  }
-  return { ids: Int32Array.from(ids), types: Int32Array.from(types), offsets }
-}
-
 async function timeEncode(
   enc: SentenceEncoder,
   sentences: string[],
@@ -190,7 +171,7 @@ export async function benchEncode(o: EncodeBenchOptions): Promise<EncodeBenchRow
       const model = BertModel.create(namedConfig(size, tokenizer.vocabSize), { seed: 1 })
       await model.save(dir)
       model.dispose()
-      const tok = await tokenizeAll(tokenizer, sentences, Math.min(maxLength, 512))
+      const tok = await tokenizePacked(tokenizer, sentences, Math.min(maxLength, 512))
       const stats = {
         meanTokens: tok.ids.length / sentences.length,
         paddingSorted: paddingShare(tok, o.batchSize, true),

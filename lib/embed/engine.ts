@@ -23,6 +23,32 @@ export interface Tokenized {
   offsets: Int32Array
 }
 
+/** Token ids of each sentence, truncated to maxLength, packed without padding (what SentenceEncoder encodes). */
+export async function tokenizePacked(tokenizer: Tokenizer, sentences: readonly string[], maxLength: number): Promise<Tokenized> {
+  const rows: { ids: Int32Array; types: Int32Array }[] = []
+  let total = 0
+  for (let s = 0; s < sentences.length; s += TOKENIZE_CHUNK) {
+    const enc = await tokenizer.encodeBatch(sentences.slice(s, s + TOKENIZE_CHUNK), { maxLength })
+    const [B, T] = enc.shape
+    for (let b = 0; b < B; b++) {
+      let n = 0
+      while (n < T && enc.attentionMask[b * T + n]) n++
+      rows.push({ ids: enc.inputIds.slice(b * T, b * T + n), types: enc.tokenTypeIds.slice(b * T, b * T + n) })
+      total += n
+    }
+  }
+  const ids = new Int32Array(total),
+    types = new Int32Array(total),
+    offsets = new Int32Array(rows.length + 1)
+  for (let i = 0, o = 0; i < rows.length; i++) {
+    ids.set(rows[i].ids, o)
+    types.set(rows[i].types, o)
+    o += rows[i].ids.length
+    offsets[i + 1] = o
+  }
+  return { ids, types, offsets }
+}
+
 export class EmbeddingEngine {
   private constructor(
     readonly model: BertModel,
@@ -55,32 +81,6 @@ export class EmbeddingEngine {
     const { device, note } = resolveDevice(request, policy, addon.cudaStatus())
     const model = await BertModel.load(dir, { device, precision: effectivePrecision(precision, device) })
     return new EmbeddingEngine(model, tokenizer, device, note, passBudget ?? stepMemory(device).autoBudget)
-  }
-
-  /** Token ids of each sentence, truncated to maxLength, packed without padding. */
-  async tokenize(sentences: readonly string[], maxLength: number): Promise<Tokenized> {
-    const rows: { ids: Int32Array; types: Int32Array }[] = []
-    let total = 0
-    for (let s = 0; s < sentences.length; s += TOKENIZE_CHUNK) {
-      const enc = await this.tokenizer.encodeBatch(sentences.slice(s, s + TOKENIZE_CHUNK), { maxLength })
-      const [B, T] = enc.shape
-      for (let b = 0; b < B; b++) {
-        let n = 0
-        while (n < T && enc.attentionMask[b * T + n]) n++
-        rows.push({ ids: enc.inputIds.slice(b * T, b * T + n), types: enc.tokenTypeIds.slice(b * T, b * T + n) })
-        total += n
-      }
-    }
-    const ids = new Int32Array(total),
-      types = new Int32Array(total),
-      offsets = new Int32Array(rows.length + 1)
-    for (let i = 0, o = 0; i < rows.length; i++) {
-      ids.set(rows[i].ids, o)
-      types.set(rows[i].types, o)
-      o += rows[i].ids.length
-      offsets[i + 1] = o
-    }
-    return { ids, types, offsets }
   }
 
   /** The sentence indices of each batch: longest first when sorting, else input order. */
@@ -149,7 +149,7 @@ export class EmbeddingEngine {
   ): Promise<void> {
     const maxLength = Math.min(o.maxLength, this.maxPositions)
     // As sentence-transformers' Transformer.tokenize: str.lower() before the tokenizer, whatever its normalizer does.
-    const tok = await this.tokenize(o.lowercase ? sentences.map((s) => s.toLowerCase()) : sentences, maxLength)
+    const tok = await tokenizePacked(this.tokenizer, o.lowercase ? sentences.map((s) => s.toLowerCase()) : sentences, maxLength)
     for (const indices of EmbeddingEngine.batches(tok, o.batchSize, o.sortByLength)) {
       await yieldFn()
       onBatch(indices.slice(), this.embedBatch(tok, indices, o.pooling, o.normalize))

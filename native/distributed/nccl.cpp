@@ -44,8 +44,7 @@ bool bind(void* lib, const char* name, T& fn) {
   return fn != nullptr;
 }
 
-}  // namespace
-
+// The libraries to try, in order.
 std::vector<std::string> nccl_candidates() {
   // A library named by the user is the one to use.
   if (const char* env = std::getenv("SIMCSEPP_NCCL_LIB"); env && *env) return {env};
@@ -53,6 +52,8 @@ std::vector<std::string> nccl_candidates() {
   for (const std::string& so : nvidia_wheel_libraries("*/lib/libnccl.so.2")) c.push_back(so);  // nvidia-nccl-cu12/13
   return c;
 }
+
+}  // namespace
 
 Nccl* Nccl::create(Mpi& mpi, std::string& why) {
   auto api = std::make_unique<Api>();
