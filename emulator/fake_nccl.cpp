@@ -10,8 +10,12 @@
 // - ranks calling different collectives (kind, count, type, reduction or root) at the same point;
 // - unbalanced ncclGroupStart/ncclGroupEnd. Collectives between them are deferred to the outermost
 //   ncclGroupEnd and then run in call order, as NCCL runs a group's operations together.
-// The stream argument is not used: the emulator runs every kernel when it is launched, so the data a
-// collective reads is already there.
+// Streams: a collective on the legacy default stream (null) runs when called; the addon has waited for the
+// emulator's queued work first (native/distributed/nccl.cpp). On any other stream (a step graph being
+// captured) it goes into the stream's order through the emulator's cudaLaunchHostFunc, which the addon hands
+// over (cuemuFakeNcclUseHostLauncher): captured as a host node, it runs at every replay of the graph, when
+// the emulator's queue gets there. A collective that fails there ends the process with the reason (a real
+// NCCL would hang, or report it asynchronously).
 //
 // Built as libnccl-emulated.so next to the emulated addon; SIMCSEPP_NCCL_LIB points the addon at it
 // (test/cuda-distributed.test.ts). Test switches: CUEMU_FAKE_NCCL_BUG=local makes all-reduce leave each
@@ -58,6 +62,7 @@ struct Op {
   size_t count;
   int type;
   int redOrRoot;  // the reduction of an all-reduce, the root of a broadcast
+  void* stream;
 };
 
 struct Comm {
@@ -164,17 +169,59 @@ int run(Comm* c, const Op& op) {
   return kSuccess;
 }
 
+// The emulator's cudaLaunchHostFunc (cudaStream_t, cudaHostFn_t, void*) -> cudaError_t, once handed over.
+int (*g_launchHostFunc)(void*, void (*)(void*), void*) = nullptr;
+
+// Collectives queued on a stream together (one call, or one group), kept for as long as the process runs:
+// a captured graph replays them.
+using Batch = std::vector<std::pair<Comm*, Op>>;
+std::vector<Batch*> g_queued;
+
+void run_queued(void* p) {
+  for (auto& [c, op] : *static_cast<Batch*>(p))
+    if (run(c, op) != kSuccess) {
+      std::fprintf(stderr, "stand-in NCCL: a collective queued on a stream failed (%s); a real NCCL would hang\n",
+                   g_lastError.c_str());
+      std::abort();
+    }
+}
+
+// Runs `ops` now (the legacy stream), or queues them on their stream.
+int dispatch(Batch ops) {
+  if (ops.empty()) return kSuccess;
+  void* stream = ops[0].second.stream;
+  for (const auto& [c, op] : ops)
+    if (op.stream != stream)
+      return fail(kInvalidUsage, "a group of collectives on different streams (not supported here)");
+  if (stream == nullptr) {
+    for (auto& [c, op] : ops)
+      if (const int rc = run(c, op)) return rc;
+    return kSuccess;
+  }
+  if (g_launchHostFunc == nullptr)
+    return fail(kInvalidUsage, "a collective on a stream, but the addon did not hand over cudaLaunchHostFunc");
+  g_queued.push_back(new Batch(std::move(ops)));
+  if (g_launchHostFunc(stream, run_queued, g_queued.back()) != 0)
+    return fail(kSystemError, "cudaLaunchHostFunc failed (see the emulator's error)");
+  return kSuccess;
+}
+
 int enqueue(Comm* c, const Op& op) {
   if (g_groupDepth > 0) {
     g_deferred.emplace_back(c, op);
     return kSuccess;
   }
-  return run(c, op);
+  return dispatch({{c, op}});
 }
 
 }  // namespace
 
 extern "C" {
+
+// Not NCCL's: how the addon hands over the emulator's cudaLaunchHostFunc.
+void cuemuFakeNcclUseHostLauncher(void* launchHostFunc) {
+  g_launchHostFunc = reinterpret_cast<int (*)(void*, void (*)(void*), void*)>(launchHostFunc);
+}
 
 int ncclGetVersion(int* version) {
   if (version == nullptr) return fail(kInvalidArgument, "ncclGetVersion: version is null");
@@ -242,16 +289,17 @@ int ncclCommDestroy(Comm* comm) {
   return kSuccess;
 }
 
-int ncclAllReduce(const void* send, void* recv, size_t count, int type, int op, Comm* comm, void* /*stream*/) {
+int ncclAllReduce(const void* send, void* recv, size_t count, int type, int op, Comm* comm, void* stream) {
   if (const int rc = check_comm(comm, "ncclAllReduce")) return rc;
   if (type != kFloat32) return fail(kInvalidArgument, "ncclAllReduce: only ncclFloat32 (7) is supported here");
   if (op != kSum && op != kMax && op != kMin)
     return fail(kInvalidArgument, "ncclAllReduce: only ncclSum, ncclMax and ncclMin are supported here");
   if (count > 0 && (send == nullptr || recv == nullptr)) return fail(kInvalidArgument, "ncclAllReduce: a null buffer");
-  return enqueue(comm, {Op::kAllReduce, static_cast<const float*>(send), static_cast<float*>(recv), count, type, op});
+  return enqueue(comm,
+                 {Op::kAllReduce, static_cast<const float*>(send), static_cast<float*>(recv), count, type, op, stream});
 }
 
-int ncclBroadcast(const void* send, void* recv, size_t count, int type, int root, Comm* comm, void* /*stream*/) {
+int ncclBroadcast(const void* send, void* recv, size_t count, int type, int root, Comm* comm, void* stream) {
   if (const int rc = check_comm(comm, "ncclBroadcast")) return rc;
   if (type != kFloat32) return fail(kInvalidArgument, "ncclBroadcast: only ncclFloat32 (7) is supported here");
   if (root < 0 || root >= comm->size)
@@ -259,7 +307,8 @@ int ncclBroadcast(const void* send, void* recv, size_t count, int type, int root
                 "ncclBroadcast: root " + std::to_string(root) + " of " + std::to_string(comm->size) + " ranks");
   if (count > 0 && (recv == nullptr || (comm->rank == root && send == nullptr)))
     return fail(kInvalidArgument, "ncclBroadcast: a null buffer");
-  return enqueue(comm, {Op::kBroadcast, static_cast<const float*>(send), static_cast<float*>(recv), count, type, root});
+  return enqueue(
+      comm, {Op::kBroadcast, static_cast<const float*>(send), static_cast<float*>(recv), count, type, root, stream});
 }
 
 int ncclGroupStart() {
@@ -270,11 +319,9 @@ int ncclGroupStart() {
 int ncclGroupEnd() {
   if (g_groupDepth == 0) return fail(kInvalidUsage, "ncclGroupEnd without ncclGroupStart");
   if (--g_groupDepth > 0) return kSuccess;
-  std::vector<std::pair<Comm*, Op>> ops;
+  Batch ops;
   ops.swap(g_deferred);
-  for (auto& [c, op] : ops)
-    if (const int rc = run(c, op)) return rc;
-  return kSuccess;
+  return dispatch(std::move(ops));
 }
 
 }  // extern "C"

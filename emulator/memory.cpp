@@ -292,6 +292,25 @@ cudaError_t fill(void* dst, int value, size_t bytes) {
 
 }  // namespace cuemu::detail
 
+// A host function in stream order: captured (a host node: it runs at every replay), queued with the
+// stream's work, or run now. As on a GPU, it must not call the CUDA API.
+cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void* userData) {
+  if (!valid_stream(stream))
+    return set_error(cudaErrorInvalidResourceHandle, "cudaLaunchHostFunc on an unknown stream");
+  if (fn == nullptr) return set_error(cudaErrorInvalidValue, "cudaLaunchHostFunc: a null function");
+  cudaError_t e = cudaSuccess;
+  const StreamOp op = [=](cudaStream_t) {
+    fn(userData);
+    return cudaSuccess;
+  };
+  switch (capture_stream_op(stream, "cudaLaunchHostFunc", false, op, &e)) {
+    case CaptureAction::Run: return op(stream);
+    case CaptureAction::Recorded: return cudaSuccess;
+    case CaptureAction::Failed: return e;
+  }
+  return e;
+}
+
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
   if (!valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaMemsetAsync on an unknown stream");
   cudaError_t e = cudaSuccess;

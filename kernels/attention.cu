@@ -74,7 +74,7 @@ struct AttnShape : AttnSizes {
 class AttnCall {
  public:
   AttnCall(const AttnShape& shape, const int32_t* mask, float p, uint64_t seed, uint64_t offset,
-           const uint8_t* keepRows, int64_t firstRow, int buffers)
+           const uint8_t* keepRows, const RowIndex& rowIndex, int buffers)
       : s(shape), args_(detail::op_stream()), lock_(detail::workspace().mu) {
     rows.rows = s.rows();
     rows.T = s.T;
@@ -85,7 +85,7 @@ class AttnCall {
     rows.seed = seed;
     rows.offset = offset;
     rows.offsetDelta = detail::offset_delta();
-    rows.base = firstRow * s.NH * s.T * s.T;
+    rows.rowIndex = rowIndex;
     rows.keepRows = p > 0.0f ? args_.to_device(keepRows, s.B, detail::kSlotKeepRows) : nullptr;
     stride_ = (s.probsFloats() + 63) / 64 * 64;  // keeps every buffer 256-byte aligned
     if (buffers > 0)
@@ -127,12 +127,12 @@ bool use_fused(const AttnSizes& s) {
 
 void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v, const int32_t* mask,
                        int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
-                       uint64_t offset, const uint8_t* keepRows, int64_t firstRow) {
+                       uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex) {
   require();
   if (B * NH * T <= 0) return;
   const AttnSizes sizes{B, T, NH, HS, ld};
   const bool fused = use_fused(sizes);
-  const AttnCall call({sizes}, mask, p, seed, offset, keepRows, firstRow, !fused && p > 0.0f ? 1 : 0);
+  const AttnCall call({sizes}, mask, p, seed, offset, keepRows, rowIndex, !fused && p > 0.0f ? 1 : 0);
   if (fused) {
     attention_small_forward(ctx, probs, q, k, v, sizes, call.rows, detail::op_stream());
     detail::end_op(detail::op_stream());
@@ -153,12 +153,12 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
 void attention_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
                         const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T, int64_t NH,
                         int64_t HS, int64_t ld, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
-                        int64_t firstRow) {
+                        const RowIndex& rowIndex) {
   require();
   if (B * NH * T <= 0) return;
   const AttnSizes sizes{B, T, NH, HS, ld};
   const bool fused = use_fused(sizes);
-  const AttnCall call({sizes}, mask, p, seed, offset, keepRows, firstRow, fused ? 0 : p > 0.0f ? 2 : 1);
+  const AttnCall call({sizes}, mask, p, seed, offset, keepRows, rowIndex, fused ? 0 : p > 0.0f ? 2 : 1);
   if (fused) {
     attention_small_backward(dq, dk, dv, dctx, q, k, v, probs, sizes, call.rows, detail::op_stream());
     detail::end_op(detail::op_stream());

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "common/philox.h"
+#include "common/row_index.h"
 #include "graph_capture.cuh"
 #include "warp_reduce.cuh"
 
@@ -33,13 +34,19 @@ struct AttnRows {
   float p, scale;               // scale = 1/(1-p) (0 when p >= 1)
   uint64_t seed, offset;        // Philox key and stream offset
   const uint8_t* keepRows;      // [B] (may be null): 0 = sentence not dropped
-  int64_t base;                 // Philox index of element 0: firstRow * NH * T * T (a micro-batch's offset)
+  RowIndex rowIndex;            // where the sentences sit in the whole batch (a micro-batch's or a rank's)
   const uint64_t* offsetDelta;  // added to offset inside a step graph (graph_capture.cuh), else null
 };
 
 // Whether the sentence b gets dropout (exactly cpu::attention's rule).
 __device__ __forceinline__ bool sentence_drops(const AttnRows& A, int64_t b) {
   return A.p > 0.0f && !(A.keepRows != nullptr && A.keepRows[b] == 0);
+}
+
+// The Philox index of score row `row`'s first element: sentence b's place in the whole batch, then the
+// row's place among that sentence's NH*T*T probs.
+__device__ __forceinline__ int64_t row_philox_index(const AttnRows& A, int64_t row, int64_t b) {
+  return A.rowIndex.at(b) * A.NH * A.T * A.T + (row - b * A.NH * A.T) * A.T;
 }
 
 // The four uniforms' bits of Philox group g (elements 4g .. 4g + 3), as dropout_uniform draws them.
@@ -75,7 +82,7 @@ __device__ __forceinline__ void for_own_groups(int64_t e0, int64_t T, int lane, 
 __device__ __forceinline__ void softmax_row(const AttnRows& A, int64_t row, int lane, const float* s, float* out,
                                             float* pd) {
   const int64_t T = A.T, b = row / T / A.NH;
-  const int64_t eg = A.base + row * T;  // the row's first Philox index
+  const int64_t eg = row_philox_index(A, row, b);
   const int32_t* keyMask = A.mask + b * T;
 
   float mx = -INFINITY;
@@ -111,7 +118,7 @@ __device__ __forceinline__ void softmax_row(const AttnRows& A, int64_t row, int 
 __device__ __forceinline__ void softmax_backward_row(const AttnRows& A, int64_t row, int lane, float* g, const float* P,
                                                      float* pd) {
   const int64_t T = A.T, b = row / T / A.NH;
-  const int64_t eg = A.base + row * T;  // the row's first Philox index
+  const int64_t eg = row_philox_index(A, row, b);
   const int32_t* keyMask = A.mask + b * T;
   const bool drop = sentence_drops(A, b);
 

@@ -1,13 +1,15 @@
 // Selective dropout (backend.h DropoutArgs), bit-identical to the CPU backend:
 //   y[e] = x[e]                                   if keepRows && keepRows[r] == 0   (row kept whole)
 //        = u_e >= p ? x[e] * (1.0f / (1.0f - p)) : 0   otherwise,
-//   e = (firstRow + r)*cols + c (64-bit), u_e = dropout_uniform(seed, offset, e) (native/common/philox.h);
-//   firstRow places x in a larger batch, so a micro-batch draws that batch's masks.
-// Tiling: one thread per group of 4 consecutive elements, because one Philox call yields the uniforms of
-// exactly the 4 elements 4q..4q+3 (dropout_uniform uses counter e/4 and word e%4); grid-stride loop.
-// Groups are read/written as float4 when both pointers are 16-byte aligned and firstRow * cols % 4 == 0
-// (groups then line up with the memory). x and y may alias: each
-// element is read and then written by the same thread.
+//   e = rowIndex.at(r)*cols + c (64-bit), u_e = dropout_uniform(seed, offset, e) (native/common/philox.h);
+//   rowIndex places x's rows in a larger batch (common/row_index.h), so a micro-batch or a data-parallel
+//   rank's rows draw that batch's masks.
+// Tiling: one launch per run of rows consecutive in the whole batch (one, or one per view of a rank's rows),
+// so that its elements have consecutive Philox indices; in it, one thread per group of 4 consecutive
+// elements, because one Philox call yields the uniforms of exactly the 4 elements 4q..4q+3
+// (dropout_uniform uses counter e/4 and word e%4); grid-stride loop. Groups are read/written as float4
+// when both pointers are 16-byte aligned and the run's first index is a multiple of 4 (groups then line up
+// with the memory). x and y may alias: each element is read and then written by the same thread.
 #include <algorithm>
 
 #include "common/philox.h"
@@ -26,7 +28,7 @@ struct DropoutParams {
   float p, scale;
   uint64_t seed, offset;
   const uint8_t* keepRows;
-  int64_t base;                 // Philox index of element 0: firstRow * cols (a micro-batch's offset)
+  int64_t base;                 // Philox index of element 0: rowIndex.at(run's first row) * cols
   const uint64_t* offsetDelta;  // added to offset inside a step graph (graph_capture.cuh), else null
 };
 
@@ -65,7 +67,31 @@ __global__ void dropout_kernel(DropoutParams P) {
   }
 }
 
-// Launches the kernel on `stream`; keepRows (if any) is a device pointer.
+// Launches the kernel over rows r0 <= r < r0 + n of a, consecutive in the whole batch.
+void launch_run(const DropoutArgs& a, int64_t r0, int64_t n, cudaStream_t stream) {
+  const int64_t total = n * a.cols;
+  const int64_t base = a.rowIndex.at(r0) * a.cols;
+  const float* x = a.x + r0 * a.cols;
+  float* y = a.y + r0 * a.cols;
+  // keepRows shifted so that the kernel's row e / cols (counted from the run's start) finds its byte.
+  const uint8_t* keep = a.keepRows != nullptr ? a.keepRows + r0 : nullptr;
+  DropoutParams P{x, y, total, a.cols, a.p,
+                  // p >= 1 drops every element (u < 1 <= p); scale is then never used, keep it finite.
+                  a.p < 1.0f ? 1.0f / (1.0f - a.p) : 0.0f, a.seed, a.offset, keep, base, detail::offset_delta()};
+  const int threads = 256;
+  const int64_t groups = ((base + total + 3) >> 2) - (base >> 2);
+  const int blocks = static_cast<int>(std::min<int64_t>((groups + threads - 1) / threads, 16384));
+  const bool aligned =
+      base % 4 == 0 && (reinterpret_cast<uintptr_t>(x) % 16 == 0) && (reinterpret_cast<uintptr_t>(y) % 16 == 0);
+  if (aligned) {
+    launch("dropout_kernel", dropout_kernel<true>, blocks, threads, 0, stream, P);
+  } else {
+    launch("dropout_kernel", dropout_kernel<false>, blocks, threads, 0, stream, P);
+  }
+}
+
+// Launches the kernel on `stream`, once per run of a's rows (common/row_index.h); keepRows (if any) is a
+// device pointer.
 void launch_dropout(const DropoutArgs& a, cudaStream_t stream) {
   const int64_t total = a.rows * a.cols;
   if (total <= 0) return;
@@ -76,19 +102,10 @@ void launch_dropout(const DropoutArgs& a, cudaStream_t stream) {
     }
     return;
   }
-  const int64_t base = a.firstRow * a.cols;
-  DropoutParams P{a.x, a.y, total, a.cols, a.p,
-                  // p >= 1 drops every element (u < 1 <= p); scale is then never used, keep it finite.
-                  a.p < 1.0f ? 1.0f / (1.0f - a.p) : 0.0f, a.seed, a.offset, a.keepRows, base, detail::offset_delta()};
-  const int threads = 256;
-  const int64_t groups = ((base + total + 3) >> 2) - (base >> 2);
-  const int blocks = static_cast<int>(std::min<int64_t>((groups + threads - 1) / threads, 16384));
-  const bool aligned =
-      base % 4 == 0 && (reinterpret_cast<uintptr_t>(a.x) % 16 == 0) && (reinterpret_cast<uintptr_t>(a.y) % 16 == 0);
-  if (aligned) {
-    launch("dropout_kernel", dropout_kernel<true>, blocks, threads, 0, stream, P);
-  } else {
-    launch("dropout_kernel", dropout_kernel<false>, blocks, threads, 0, stream, P);
+  for (int64_t r0 = 0; r0 < a.rows;) {
+    const int64_t n = std::min(a.rows - r0, a.rowIndex.run_left(r0));
+    launch_run(a, r0, n, stream);
+    r0 += n;
   }
 }
 

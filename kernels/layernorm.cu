@@ -44,7 +44,8 @@ struct RowDrop {
   float p, scale;
   uint64_t seed, offset;
   const uint8_t* keepRows;
-  int64_t T, firstRow;
+  int64_t T;
+  RowIndex rowIndex;            // where the sentences sit in the whole batch (ops/encoder.h)
   const uint64_t* offsetDelta;  // added to offset inside a step graph (graph_capture.cuh), else null
 };
 
@@ -53,7 +54,7 @@ __device__ __forceinline__ bool row_drops(const RowDrop& d, int64_t row) {
   return d.p > 0.0f && !(d.keepRows != nullptr && d.keepRows[row / d.T] == 0);
 }
 __device__ __forceinline__ uint64_t row_base(const RowDrop& d, int64_t row, int64_t C) {
-  return static_cast<uint64_t>(d.firstRow * d.T + row) * static_cast<uint64_t>(C);
+  return static_cast<uint64_t>(d.rowIndex.at(row / d.T) * d.T + row % d.T) * static_cast<uint64_t>(C);
 }
 // dropout_kernel's arithmetic: v * scale when kept, else 0.
 __device__ __forceinline__ float drop_value(const RowDrop& d, uint64_t index, float v) {
@@ -215,7 +216,7 @@ RowDrop device_drop(const TokenDropout& d, int64_t R, detail::HostArgs& args) {
                  d.offset,
                  d.p > 0.0f ? args.to_device(d.keepRows, R / d.T, detail::kSlotKeepRows) : nullptr,
                  d.T,
-                 d.firstRow,
+                 d.rowIndex,
                  detail::offset_delta()};
 }
 

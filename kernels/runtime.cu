@@ -147,6 +147,12 @@ void synchronize() {
   SIMCSEPP_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+void* op_stream() { return detail::op_stream(); }
+
+bool capturing() { return detail::capturing(); }
+
+void* launch_host_func() { return reinterpret_cast<void*>(&cudaLaunchHostFunc); }
+
 size_t free_device_memory() {
   require();
   size_t freeBytes = 0, totalBytes = 0;

@@ -1,6 +1,8 @@
 // Selective dropout with masks from Philox(seed, offset, element index): the same call on CPU and
 // CUDA draws the same mask, and calling it again on the upstream gradient is the backward pass.
-import { addon } from './native.js'
+import { addon, type RowPlacement } from './native.js'
+
+export type { RowPlacement }
 import { checkOptions } from './options.js'
 import { Tensor, describe, nativeOf } from './tensor.js'
 
@@ -14,12 +16,29 @@ export interface DropoutOptions {
   /** One entry per row (first dimension) of x: 0 passes the row unchanged (the dropout-free view). */
   keepRows?: Uint8Array | ArrayLike<number | boolean>
   /**
-   * Index of x's first row in a larger batch (default 0): row r draws the mask of row firstRow + r of that
-   * batch, so a micro-batch gets exactly the whole batch's masks.
+   * Where x's rows sit in a larger batch (default 0: x is the whole batch): a micro-batch's first row, or
+   * the runs of rows a data-parallel rank holds (RowPlacement); x's rows get exactly that batch's masks.
    */
-  firstRow?: number
+  firstRow?: RowPlacement
   /** Write into this tensor (it may be x itself) instead of allocating the result. */
   out?: Tensor
+}
+
+/** v as a RowPlacement, or a TypeError naming `where` and what is wrong (the addon checks the same). */
+export function checkRowPlacement(where: string, v: unknown): RowPlacement {
+  const int = (x: unknown, min: number) => typeof x === 'number' && Number.isSafeInteger(x) && x >= min
+  if (int(v, 0)) return v as number
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+    const o = v as Record<string, unknown>
+    const extra = Object.keys(o).filter((k) => !['first', 'block', 'stride', 'skip'].includes(k))
+    if (extra.length > 0) throw new TypeError(`${where}: unknown field '${extra[0]}' (known: first, block, stride, skip)`)
+    const block = o.block as number
+    if (int(o.first, 0) && int(block, 1) && int(o.stride, block) && (o.skip === undefined || int(o.skip, 0)))
+      return o as { first: number; block: number; stride: number; skip?: number }
+  }
+  throw new TypeError(
+    `${where}: expected a non-negative integer or { first, block >= 1, stride >= block, skip? } (non-negative integers) but received ${describe(v)}`,
+  )
 }
 
 function keepRowsArray(v: DropoutOptions['keepRows']): Uint8Array | null {
@@ -38,16 +57,17 @@ export function dropout(x: Tensor, options: DropoutOptions): Tensor {
     seed: 'integer',
     offset: 'integer',
     keepRows: 'any',
-    firstRow: 'integer',
+    firstRow: 'any', // checkRowPlacement
     out: 'any',
   })
   if (o.p === undefined) throw new TypeError('dropout: option p is required')
   if (o.seed === undefined) throw new TypeError('dropout: option seed is required')
   const nx = nativeOf(x, 'x')
   const keep = keepRowsArray(o.keepRows)
+  const firstRow = o.firstRow === undefined ? 0 : checkRowPlacement('dropout: option firstRow', o.firstRow)
   const out = o.out ?? Tensor.zeros(x.shape, x.device)
   try {
-    addon.dropout(nx, nativeOf(out, 'out'), o.p, o.seed, o.offset ?? 0, keep, o.firstRow ?? 0)
+    addon.dropout(nx, nativeOf(out, 'out'), o.p, o.seed, o.offset ?? 0, keep, firstRow)
   } catch (e) {
     if (!o.out) out.dispose()
     throw e

@@ -6,7 +6,7 @@ import type { EmbedOptions } from './embed/sentence-encoder.js'
 export { Tensor, type Device } from './tensor.js'
 export * as losses from './losses.js'
 export type { LossOutput, SimcseOptions, OffDropoutOptions, DclOptions, SimcsePlusPlusOptions } from './losses.js'
-export { dropout, dropoutBackward, type DropoutOptions } from './dropout.js'
+export { dropout, dropoutBackward, type DropoutOptions, type RowPlacement } from './dropout.js'
 export type { CudaStatus } from './native.js'
 
 /** Whether the CUDA kernels are compiled in and a device can be used, and if not, why. */

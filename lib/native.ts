@@ -5,6 +5,15 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { addonCandidates, loadAddon } from './addon-loader.js'
 
+/**
+ * Where a call's rows sit in the whole batch whose dropout masks they draw (native/common/row_index.h):
+ * - a number: the index of the first row (a micro-batch: row r draws the masks of row first + r);
+ * - runs of `block` consecutive rows of the whole batch, `stride` rows apart, from row `first`, the call's
+ *   row r being row skip + r of them (a data-parallel rank's sentences of every view): row r draws the
+ *   masks of row first + ⌊(skip + r) / block⌋·stride + (skip + r) mod block.
+ */
+export type RowPlacement = number | { first: number; block: number; stride: number; skip?: number }
+
 export type DeviceName = 'cpu' | 'cuda'
 
 /**
@@ -164,7 +173,7 @@ export interface Addon {
     seed: number | bigint,
     offset: number | bigint,
     keepRows: Uint8Array | null,
-    firstRow?: number,
+    firstRow?: RowPlacement,
   ): void
   /** Benchmark baseline (CPU or CUDA tensors): separate ops with the N×N logits in memory. Throws a
    * RangeError mentioning "would not fit" when the logits exceed the CPU limit or free device memory. */
@@ -263,7 +272,7 @@ export interface Addon {
     seed: number | bigint,
     offset: number | bigint,
     keepRows: Uint8Array | null,
-    firstRow: number,
+    firstRow: RowPlacement,
   ): void
   layerNormDropoutBackward(
     dres: NativeTensor,
@@ -280,7 +289,7 @@ export interface Addon {
     seed: number | bigint,
     offset: number | bigint,
     keepRows: Uint8Array | null,
-    firstRow: number,
+    firstRow: RowPlacement,
   ): void
   linearForward(
     out: NativeTensor,
@@ -322,7 +331,7 @@ export interface Addon {
     seed: number | bigint,
     offset: number | bigint,
     keepRows: Uint8Array | null,
-    firstRow?: number,
+    firstRow?: RowPlacement,
   ): void
   attentionBackward(
     dq: NativeTensor,
@@ -339,7 +348,7 @@ export interface Addon {
     seed: number | bigint,
     offset: number | bigint,
     keepRows: Uint8Array | null,
-    firstRow?: number,
+    firstRow?: RowPlacement,
   ): void
   poolClsForward(out: NativeTensor, hidden: NativeTensor): void
   poolClsBackward(dhidden: NativeTensor, dout: NativeTensor, accumulate: boolean): void

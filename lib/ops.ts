@@ -5,7 +5,7 @@
 // activation gradients (dinp, dq, ...) are overwritten unless an `accumulate` flag says otherwise.
 // Sizes come from the tensors' shapes; the addon checks every size and names a bad argument.
 // On 'cuda' tensors an op runs its kernel; one without a kernel yet (backendOps('cuda')) throws.
-import { addon, type Precision } from './native.js'
+import { addon, type Precision, type RowPlacement } from './native.js'
 import { type Tensor, nativeOf } from './tensor.js'
 
 /** A dropout site: Philox(seed, offset) masks, per element index of the tensor viewed as [rows, cols]. */
@@ -19,14 +19,15 @@ export interface DropoutSite {
   /** One byte per row (sentence): 0 leaves that row undropped. Default: every row gets dropout. */
   keepRows?: Uint8Array | null
   /**
-   * Index of the first row (sentence) in the whole batch (default 0): a micro-batch of a larger batch then
-   * draws exactly that batch's masks for its rows (keepRows still lists this call's own rows).
+   * Where the rows (sentences) sit in the whole batch (default 0: they are the whole batch): a micro-batch's
+   * first row, or a data-parallel rank's runs of rows (RowPlacement); they then draw exactly that batch's
+   * masks (keepRows still lists this call's own rows).
    */
-  firstRow?: number
+  firstRow?: RowPlacement
 }
 
 /** A dropout site as the addon's trailing arguments (p, seed, offset, keepRows, firstRow); null: no dropout. */
-function siteArgs(site: DropoutSite | null): [number, number | bigint, number | bigint, Uint8Array | null, number] {
+function siteArgs(site: DropoutSite | null): [number, number | bigint, number | bigint, Uint8Array | null, RowPlacement] {
   return [site?.p ?? 0, site?.seed ?? 0, site?.offset ?? 0, site?.keepRows ?? null, site?.firstRow ?? 0]
 }
 

@@ -178,6 +178,53 @@ int64_t arg_first_row(const Napi::CallbackInfo& info, size_t index, const char* 
   return static_cast<int64_t>(d);
 }
 
+namespace {
+
+// Field `key` of a row index object: a safe integer of at least `min` (absent: `absent`, when it may be).
+int64_t row_index_field(const Napi::Env& env, const Napi::Object& o, const char* key, const char* name, double min,
+                        bool optional) {
+  const Napi::Value v = o.Get(key);
+  if (optional && v.IsUndefined()) return 0;
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
+  if (!(d >= min && d <= 9007199254740991.0 && std::floor(d) == d))
+    throw_arg(env, std::string("Expected ") + name + "." + key + " to be an integer of at least " + number_text(min) +
+                       " but received " + describe(v));
+  return static_cast<int64_t>(d);
+}
+
+}  // namespace
+
+RowIndex arg_row_index(const Napi::CallbackInfo& info, size_t index, const char* name, int64_t rows, int64_t perRow) {
+  const Napi::Env env = info.Env();
+  RowIndex r;
+  if (index >= info.Length() || info[index].IsUndefined() || info[index].IsNumber()) {
+    r.first = arg_first_row(info, index, name);
+  } else {
+    const Napi::Value v = info[index];
+    if (!v.IsObject() || v.IsArray() || v.IsTypedArray() || v.IsFunction())
+      throw_arg(env, std::string("Expected ") + name +
+                         " to be a non-negative integer or { first, block, stride, skip? } but received " +
+                         describe(v));
+    const Napi::Object o = v.As<Napi::Object>();
+    r.first = row_index_field(env, o, "first", name, 0, false);
+    r.block = row_index_field(env, o, "block", name, 1, false);
+    r.stride = row_index_field(env, o, "stride", name, static_cast<double>(r.block), false);
+    r.skip = row_index_field(env, o, "skip", name, 0, true);
+  }
+  // The last row's place, in double (exact enough to bound it): at(rows - 1) without int64 overflow.
+  const double i = static_cast<double>(r.skip) + static_cast<double>(std::max<int64_t>(rows, 1) - 1);
+  const double last = r.block == 0 ? static_cast<double>(r.first) + i
+                                   : static_cast<double>(r.first) +
+                                         std::floor(i / static_cast<double>(r.block)) * static_cast<double>(r.stride) +
+                                         std::fmod(i, static_cast<double>(r.block));
+  if ((last + 1.0) * static_cast<double>(std::max<int64_t>(perRow, 1)) > 4611686018427387904.0)  // 2^62
+    throw Napi::RangeError::New(env, std::string("Expected ") + name + " to place the " + std::to_string(rows) +
+                                         " rows below row " +
+                                         number_text(4611686018427387904.0 / std::max<int64_t>(perRow, 1), 6) +
+                                         " of the whole batch but its last row is " + number_text(last, 17));
+  return r;
+}
+
 Precision arg_precision(const Napi::CallbackInfo& info, size_t index, const char* name) {
   const std::string s = info[index].IsString() ? info[index].As<Napi::String>().Utf8Value() : "";
   if (s == "fp32") return Precision::kFp32;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/row_index.h"
 #include "ops/precision.h"
 #include "tensor.h"
 
@@ -49,6 +50,10 @@ Device arg_device(const Napi::CallbackInfo& info, size_t index, const char* name
 Device arg_device_name(const Napi::CallbackInfo& info, size_t index, const char* name);
 // An optional row index (undefined: 0), a non-negative safe integer: a micro-batch's first row.
 int64_t arg_first_row(const Napi::CallbackInfo& info, size_t index, const char* name);
+// Where a call's rows sit in the whole batch (common/row_index.h): undefined (row 0 on), a non-negative
+// safe integer (the first row), or { first, block, stride, skip? } with block >= 1 and stride >= block.
+// The call has `rows` rows of `perRow` elements; the Philox index of its last element must stay below 2^62.
+RowIndex arg_row_index(const Napi::CallbackInfo& info, size_t index, const char* name, int64_t rows, int64_t perRow);
 // 'fp32' or 'bf16' (ops/precision.h).
 Precision arg_precision(const Napi::CallbackInfo& info, size_t index, const char* name);
 // Tensor shapes: at most 8 dimensions of at most kMaxDim each, at most kMaxElements in all (RangeError).

@@ -69,11 +69,15 @@ dist::Nccl* nccl_for_cuda(dist::Mpi& m) {
   return s.nccl.get();
 }
 
-// Runs `op` on host memory holding t's elements: t's own for a CPU tensor, a copy for a CUDA one.
+// Runs `op` on host memory holding t's elements: t's own for a CPU tensor, a copy for a CUDA one (which a
+// step graph cannot capture: only NCCL's collectives can be part of one).
 template <class F>
 void on_host(NativeTensor* t, F&& op) {
   const size_t bytes = static_cast<size_t>(t->numel()) * sizeof(float);
   if (t->device() == Device::kCpu) return op(t->data());
+  if (cuda::capturing())
+    throw cuda::CudaError("a collective on CUDA tensors inside a step graph needs NCCL (they travel through " +
+                          state().cudaPath + ")");
   std::vector<float> host(static_cast<size_t>(t->numel()));
   cuda::copy_to_host(host.data(), t->data(), bytes);
   op(host.data());

@@ -5,10 +5,10 @@
 //   embeddingBackward(dword|null, dpos|null, dtype|null, dout, ids, posIds, typeIds)
 //   layerNormForward(out, mean, rstd, inp, weight, bias, eps)
 //   layerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd)
-//   residualLayerNormForward(out, res, mean, rstd, y, x, weight, bias, eps, sentences, p, seed, offset, keepRows|null,
-//   firstRow) layerNormDropoutBackward(dres, dy|null, dweight, dbias, dout, res, weight, mean, rstd, sentences, p,
-//   seed, offset,
+//   residualLayerNormForward(out, res, mean, rstd, y, x, weight, bias, eps, sentences, p, seed, offset,
 //                            keepRows|null, firstRow)
+//   layerNormDropoutBackward(dres, dy|null, dweight, dbias, dout, res, weight, mean, rstd, sentences, p, seed,
+//                            offset, keepRows|null, firstRow)
 //   linearForward(out, inp, weight, bias|null, precision, geluOut?)        precision: 'fp32' | 'bf16'
 //   linearBackward(dinp|null, dweight, dbias|null, dout, inp, weight, accumulateInput, precision, geluInput?)
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
@@ -20,7 +20,9 @@
 //   poolClsForward(out, hidden)       poolClsBackward(dhidden, dout, accumulate)
 //   poolMeanForward(out, hidden, mask) poolMeanBackward(dhidden, dout, mask, accumulate)
 // Tensors are float32 NativeTensors; sizes are derived from their shapes and every tensor's size is
-// checked. ids/mask are Int32Arrays, keepRows a Uint8Array (one byte per sentence) or null.
+// checked. ids/mask are Int32Arrays, keepRows a Uint8Array (one byte per sentence) or null. firstRow places
+// the sentences in the whole batch whose dropout masks they draw: a row index or { first, block, stride,
+// skip? } (common/row_index.h, args.h arg_row_index).
 #include <napi.h>
 
 #include <cmath>
@@ -166,9 +168,10 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   });
 }
 
-// The TokenDropout of a fused op at info[i..i+5]: sentences (the rows R split into sentences of R /
-// sentences rows), p, seed, offset, keepRows (one byte per sentence, or null), firstRow.
-TokenDropout token_dropout(const Napi::CallbackInfo& info, size_t i, int64_t R) {
+// The TokenDropout of a fused op over R rows of C at info[i..i+5]: sentences (the rows R split into
+// sentences of R / sentences rows), p, seed, offset, keepRows (one byte per sentence, or null), firstRow
+// (the sentences' places in the whole batch: arg_row_index).
+TokenDropout token_dropout(const Napi::CallbackInfo& info, size_t i, int64_t R, int64_t C) {
   Napi::Env env = info.Env();
   const int64_t B = arg_positive_int(info, i, "sentences");
   if (R % B != 0)
@@ -178,7 +181,7 @@ TokenDropout token_dropout(const Napi::CallbackInfo& info, size_t i, int64_t R) 
                       arg_u64(info, i + 3, "offset"),
                       arg_keep_rows(info, i + 4, B, "sentence"),
                       R / B,
-                      arg_first_row(info, i + 5, "firstRow")};
+                      arg_row_index(info, i + 5, "firstRow", B, R / B * C)};
 }
 
 // a and b must not share memory (an output written while the other is still being read).
@@ -213,7 +216,7 @@ Napi::Value ResidualLayerNormForward(const Napi::CallbackInfo& info) {
   require_disjoint(env, res, "res", out, "out");
   require_disjoint(env, out, "out", x, "x");
   const float eps = static_cast<float>(arg_positive(info, 8, "eps"));
-  const TokenDropout drop = token_dropout(info, 9, R);
+  const TokenDropout drop = token_dropout(info, 9, R, C);
   ResidualLayerNormForwardFn* fused = ts.entry(&Backend::residual_layernorm_forward);
   return guarded_void(env, [&] {
     fused(out->data(), res->data(), mean->data(), rstd->data(), y->data(), x->data(), weight->data(), bias->data(), R,
@@ -246,7 +249,7 @@ Napi::Value LayerNormDropoutBackward(const Napi::CallbackInfo& info) {
   expect_shape(env, dbias, "dbias", {C});
   expect_numel(env, mean, "mean", R, "the rows of res");
   expect_numel(env, rstd, "rstd", R, "the rows of res");
-  const TokenDropout drop = token_dropout(info, 9, R);
+  const TokenDropout drop = token_dropout(info, 9, R, C);
   if (!dy && drop.p > 0.0f) throw_arg(env, "Expected dy (the gradient through the dropout) when p > 0");
   LayerNormDropoutBackwardFn* fused = ts.entry(&Backend::layernorm_dropout_backward);
   return guarded_void(env, [&] {
@@ -412,12 +415,12 @@ struct AttentionDropout {
   float p;
   uint64_t seed, offset;
   const uint8_t* keepRows;
-  int64_t firstRow;
+  RowIndex rowIndex;
 };
 
-AttentionDropout attention_dropout(const Napi::CallbackInfo& info, size_t i, int64_t B) {
+AttentionDropout attention_dropout(const Napi::CallbackInfo& info, size_t i, const AttentionDims& d) {
   return {arg_probability(info, i, "p"), arg_u64(info, i + 1, "seed"), arg_u64(info, i + 2, "offset"),
-          arg_keep_rows(info, i + 3, B, "sentence"), arg_first_row(info, i + 4, "firstRow")};
+          arg_keep_rows(info, i + 3, d.B, "sentence"), arg_row_index(info, i + 4, "firstRow", d.B, d.NH * d.T * d.T)};
 }
 
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
@@ -430,12 +433,12 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   const AttentionDims d = attention_dims(info, ctx, "ctx", in, names, 6);
   expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
   const int32_t* mask = arg_i32(info, 5, "mask", d.B * d.T);
-  const AttentionDropout dr = attention_dropout(info, 7, d.B);
+  const AttentionDropout dr = attention_dropout(info, 7, d);
   const Qkv x = qkv_pointers(in, d);
   AttentionForwardFn* attention_forward = ts.entry(&Backend::attention_forward);
   return guarded_void(env, [&] {
     attention_forward(ctx->data(), probs->data(), x.q, x.k, x.v, mask, d.B, d.T, d.NH, d.HS, d.ld, dr.p, dr.seed,
-                      dr.offset, dr.keepRows, dr.firstRow);
+                      dr.offset, dr.keepRows, dr.rowIndex);
   });
 }
 
@@ -453,12 +456,12 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     throw_arg(env, "Expected dq, dk, dv to be packed exactly when q, k, v are (dk and dv null with a [B, T, 3H] dq)");
   expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
   const int32_t* mask = arg_i32(info, 8, "mask", d.B * d.T);
-  const AttentionDropout dr = attention_dropout(info, 10, d.B);
+  const AttentionDropout dr = attention_dropout(info, 10, d);
   const Qkv x = qkv_pointers(in, d), g = qkv_pointers(grads, d);
   AttentionBackwardFn* attention_backward = ts.entry(&Backend::attention_backward);
   return guarded_void(env, [&] {
     attention_backward(g.q, g.k, g.v, dctx->data(), x.q, x.k, x.v, probs->data(), mask, d.B, d.T, d.NH, d.HS, d.ld,
-                       dr.p, dr.seed, dr.offset, dr.keepRows, dr.firstRow);
+                       dr.p, dr.seed, dr.offset, dr.keepRows, dr.rowIndex);
   });
 }
 

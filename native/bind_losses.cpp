@@ -135,10 +135,10 @@ Napi::Value Dropout(const Napi::CallbackInfo& info) {
   const int64_t rows = x->shape()[0];
   const int64_t cols = rows ? x->numel() / rows : 0;
   const uint8_t* keep = arg_keep_rows(info, 5, rows, "row of x");
-  const int64_t firstRow = arg_first_row(info, 6, "firstRow");
+  const RowIndex rowIndex = arg_row_index(info, 6, "firstRow", rows, cols);
   DropoutFn* dropout = ts.entry(&Backend::dropout);
   return guarded_void(env, [&] {
-    if (x->numel() > 0) dropout(DropoutArgs{x->data(), y->data(), rows, cols, p, seed, offset, keep, firstRow});
+    if (x->numel() > 0) dropout(DropoutArgs{x->data(), y->data(), rows, cols, p, seed, offset, keep, rowIndex});
   });
 }
 

@@ -38,6 +38,13 @@ void copy_to_host(void* dst, const void* src, size_t bytes);
 void copy_device_to_device(void* dst, const void* src, size_t bytes);
 void memset_device(void* dst, int value, size_t bytes);
 void synchronize();
+// For libraries the addon hands a stream (NCCL): the stream the ops launch on now (the capturing step
+// graph's on this thread, else the legacy default stream, nullptr), and whether this thread is capturing.
+void* op_stream();
+bool capturing();
+// The address of the runtime's cudaLaunchHostFunc (the emulated build's stand-in NCCL queues its
+// collectives in stream order with it: native/distributed/nccl.cpp).
+void* launch_host_func();
 // Bytes currently free on the device (cudaMemGetInfo).
 size_t free_device_memory();
 // Bytes the device has in all (cudaMemGetInfo).

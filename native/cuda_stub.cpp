@@ -40,6 +40,9 @@ void copy_to_host(void*, const void*, size_t) { not_compiled(); }
 void copy_device_to_device(void*, const void*, size_t) { not_compiled(); }
 void memset_device(void*, int, size_t) { not_compiled(); }
 void synchronize() { not_compiled(); }
+void* op_stream() { return nullptr; }
+bool capturing() { return false; }
+void* launch_host_func() { return nullptr; }
 size_t free_device_memory() { not_compiled(); }
 size_t total_device_memory() { not_compiled(); }
 int64_t timer_mark() { not_compiled(); }

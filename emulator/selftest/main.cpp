@@ -368,6 +368,33 @@ int main() {
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(g);
 
+    // A host function runs in stream order: after the launch before it, at every replay when captured.
+    struct Seen {
+      const float* buf;
+      std::vector<float> values;
+    } seen{buf, {}};
+    const cudaHostFn_t note = [](void* p) {
+      auto* s = static_cast<Seen*>(p);
+      s->values.push_back(s->buf[0]);
+    };
+    ok = cuemu::launch_kernel("twice_plus_one", twice_plus_one, 1, 32, 0, s, buf) == cudaSuccess;  // 15
+    ok = ok && cudaLaunchHostFunc(s, note, &seen) == cudaSuccess;
+    const bool deferred = seen.values.empty();  // queued behind the launch, not run yet
+    ok = ok && cudaStreamSynchronize(s) == cudaSuccess;
+    ok = ok && cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess;
+    ok = ok && cuemu::launch_kernel("twice_plus_one", twice_plus_one, 1, 32, 0, s, buf) == cudaSuccess;
+    ok = ok && cudaLaunchHostFunc(s, note, &seen) == cudaSuccess;
+    ok = ok && cudaStreamEndCapture(s, &g) == cudaSuccess && cudaGraphInstantiate(&exec, g, 0) == cudaSuccess;
+    for (int k = 0; k < 2 && ok; ++k) ok = cudaGraphLaunch(exec, s) == cudaSuccess;
+    ok = ok && cudaStreamSynchronize(s) == cudaSuccess;
+    check(ok && deferred && seen.values == std::vector<float>{15.0f, 31.0f, 63.0f},
+          "cudaLaunchHostFunc: in stream order, deferred, and once per replay when captured (15, 31, 63)");
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(g);
+    cudaMemset(buf, 0, 32 * sizeof(float));
+    for (int k = 0; k < 3; ++k) cuemu::launch_kernel("twice_plus_one", twice_plus_one, 1, 32, 0, s, buf);
+    cudaStreamSynchronize(s);  // back to 7, as the checks below expect
+
     // What CUDA refuses while capturing invalidates the capture.
     std::vector<float> h(32);
     const auto refused = [&](const char* name, const std::function<cudaError_t()>& call, cudaError_t expected) {

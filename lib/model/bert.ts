@@ -15,7 +15,8 @@ import { matchCheckpoint, parameterSpecs } from './names.js'
 import { writeSafetensors } from '../safetensors.js'
 import { findWeightFiles, readWeights } from './model-files.js'
 import { Tensor, type Device } from '../tensor.js'
-import { addon, type Precision } from '../native.js'
+import { addon, type Precision, type RowPlacement } from '../native.js'
+import { checkRowPlacement } from '../dropout.js'
 import * as ops from '../ops.js'
 import { ActivationArena, type Activations } from './activations.js'
 import { initialiseParameters } from './init.js'
@@ -67,11 +68,12 @@ export interface TrainForwardOptions {
   /** Apply the MLP head (requires a model built with mlp: true). Default: whether it has one. */
   mlp?: boolean
   /**
-   * Index of this batch's first row in the whole contrastive batch (default 0): a micro-batch then draws
-   * exactly the whole batch's dropout masks for its rows (keepRows lists this batch's own rows). The
-   * batch must be padded to the whole batch's length T, as the masks are indexed by (row, T).
+   * Where this batch's rows sit in the whole contrastive batch (default 0: it is the whole batch): a
+   * micro-batch's first row, or a data-parallel rank's runs of rows (RowPlacement). They then draw exactly
+   * the whole batch's dropout masks (keepRows lists this batch's own rows). The batch must be padded to the
+   * whole batch's length T, as the masks are indexed by (row, T).
    */
-  firstRow?: number
+  firstRow?: RowPlacement
   /**
    * On CUDA, run this forward (and its trainBackward) as CUDA graphs: eagerly the first time a batch shape
    * is seen, captured the second, replayed after (lib/model/step-graphs.ts). Same results as eager. Ignored
@@ -237,9 +239,7 @@ export class BertModel {
     const [B] = batch.shape
     if (options.keepRows && options.keepRows.length !== B)
       throw new RangeError(`trainForward: keepRows has ${options.keepRows.length} entries for ${B} rows`)
-    const firstRow = options.firstRow ?? 0
-    if (!Number.isSafeInteger(firstRow) || firstRow < 0)
-      throw new TypeError(`trainForward: firstRow must be a non-negative integer, got ${options.firstRow}`)
+    const firstRow = checkRowPlacement('trainForward: firstRow', options.firstRow ?? 0)
     const opts = {
       seed: options.seed,
       step: options.step,
@@ -274,7 +274,7 @@ export class BertModel {
     const arrays: BoundArrays = [input.inputIds, input.positionIds, input.tokenTypeIds, input.attentionMask]
     if (opts.keepRows) arrays.push(opts.keepRows)
     // Everything a captured pass holds as a kernel argument, besides the arena's addresses.
-    const key = `${B}x${T} ${opts.pooling} mlp=${opts.mlp} keepRows=${opts.keepRows !== null} firstRow=${opts.firstRow}`
+    const key = `${B}x${T} ${opts.pooling} mlp=${opts.mlp} keepRows=${opts.keepRows !== null} firstRow=${JSON.stringify(opts.firstRow)}`
     this.stepGraphs.run(key, this.arena.generation, 'forward', arrays, opts.step, () => {
       this.encode(input, acts, opts)
       this.head(acts, input, opts)

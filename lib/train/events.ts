@@ -8,11 +8,14 @@ export interface StepInfo {
   epoch: number
   /** Sentences this step trained on (at most --batch-size, at most the data). */
   batchSize: number
-  /** Encoder passes the batch's rows were split into (1 without micro-batches). */
+  /** Encoder passes this process's rows were split into (1 without micro-batches). */
   microBatches: number
   /** Ranks of a data-parallel run (absent: one process). */
   ranks?: number
-  /** Of the step's seconds, those spent in collectives (all-gather of z, all-reduce of the gradients). */
+  /**
+   * Of the step's seconds, those spent in collectives (all-gather of z, all-reduce of the gradients).
+   * Absent for a step run as a CUDA graph: its collectives run inside the replay.
+   */
   communicationSeconds?: number
   /** Tensor bytes this rank handed to collectives in the step: V·N·H·4 gathered plus 4·P reduced. */
   communicatedBytes?: number

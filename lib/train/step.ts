@@ -5,16 +5,18 @@
 // element), so a step depends only on the weights, the step number and its sentences.
 //
 // Across R ranks (a Communicator): every rank tokenises the whole global batch (the same padded length,
-// so the dropout masks line up) and encodes only its slice of sentences in each view, at the rows' global
-// indices (firstRow); the vectors are all-gathered view by view, every rank computes the loss over the
-// whole batch, back-propagates its own rows, and the parameter gradients are summed over the ranks before
-// clipping and AdamW. So R ranks compute the step of one process, up to the order of the sums.
+// so the dropout masks line up) and encodes only its slice of sentences in each view, in one pass whose
+// rows draw the masks of their places in the whole batch (a RowPlacement); the vectors are all-gathered
+// view by view, every rank computes the loss over the whole batch, back-propagates its own rows, and the
+// parameter gradients are summed over the ranks before clipping and AdamW. So R ranks compute the step of
+// one process, up to the order of the sums.
 //
 // On CUDA, a step replayed as a graph does not wait for the GPU: launch() returns once the step is queued,
 // and its numbers are read later (LaunchedStep.result()). A training loop launches step t+1 before it reads
 // step t, so the GPU runs step t while the host logs and tokenises the next batch. At most one step is
 // left unread when another is launched; an eager step, and anything that reads the weights, first reads
-// every step in flight.
+// every step in flight. Ranks replay graphs holding their NCCL collectives, but read each step before the
+// next (launchesAhead): their host-side collectives (the stop flag) must not overtake the GPU's.
 import type { EncodedBatch, Tokenizer } from '../tokenizer.js'
 import type { BertModel, TrainForwardOptions } from '../model/bert.js'
 import { Tensor, type Device } from '../tensor.js'
@@ -29,6 +31,7 @@ import type { ResolvedTrainOptions } from './options.js'
 import type { StepInfo } from './events.js'
 import type { Communicator } from '../distributed/communicator.js'
 import { rankSlice } from '../distributed/launch.js'
+import type { RowPlacement } from '../native.js'
 
 /** A step's sizes: sentences per step (at most), tokens per sentence, and the run's length. */
 export interface StepShape {
@@ -66,15 +69,20 @@ export class TrainingStep {
   private readonly grad: Tensor
   /** With micro-batches or ranks: the whole batch's vectors, gathered pass by pass (and rank by rank). */
   private readonly zAll: Tensor | null
+  /** With ranks: dL/dz of a pass's rows, gathered from their places in the whole batch's. */
+  private readonly passGrad: Tensor | null
   /** The Gram matrix of the metric sample's dropout-free (last) view, [S, S] on the step's device. */
   private readonly gram: Tensor
   /**
-   * On CUDA, a whole-batch step runs as one CUDA graph per padded batch shape (lib/model/step-graphs.ts;
-   * bit-identical to the eager step). SIMCSEPP_CUDA_GRAPHS=0 turns them off, to compare or to debug.
+   * On CUDA, a step of one encoder pass runs as one CUDA graph per padded batch shape (lib/model/step-graphs.ts;
+   * bit-identical to the eager step), on ranks too when their collectives go through NCCL.
+   * SIMCSEPP_CUDA_GRAPHS=0 turns them off, to compare or to debug.
    */
   private readonly stepGraphs: StepGraphs | null
   /** Per graph shape: the vectors z of the captured step (an arena view), read after each replay. */
   private readonly graphZ = new Map<string, Tensor>()
+  /** Per graph shape, on ranks: the bytes its collectives carry (counted at the eager step). */
+  private readonly graphBytes = new Map<string, number>()
 
   constructor(
     private readonly model: BertModel,
@@ -92,13 +100,18 @@ export class TrainingStep {
     const micro = shape.microBatch ?? 0
     const ranks = comm?.size ?? 1
     this.zAll = ranks > 1 || (micro > 0 && micro < rows) ? Tensor.zeros([rows * model.config.hiddenSize], device) : null
+    const perRank = this.views * Math.ceil(shape.batch / ranks)
+    this.passGrad = ranks > 1 ? Tensor.zeros([perRank * model.config.hiddenSize], device) : null
     const S = Math.min(shape.batch, METRIC_SENTENCES)
     this.gram = Tensor.zeros([S * S], device)
     const graphs = device === 'cuda' && process.env.SIMCSEPP_CUDA_GRAPHS !== '0'
     this.stepGraphs = graphs ? new StepGraphs(1 + 3 * model.config.numHiddenLayers) : null
   }
 
-  /** Whether launch() can return before the GPU has run the step (CUDA graphs in one process). */
+  /**
+   * Whether launch() can return before the GPU has run the step (CUDA graphs in one process; ranks meet in
+   * MPI collectives on the host between steps, which must come after their GPU's collectives).
+   */
   get launchesAhead(): boolean {
     return this.stepGraphs !== null && (this.comm?.size ?? 1) === 1
   }
@@ -132,32 +145,61 @@ export class TrainingStep {
     const batch = await tokeniseViews(this.tokenizer, columns ?? [sentences], V, maxLen)
     const keepRows = keepRowsFor(o.objective, n, this.shape.columns)
     const forward = { seed: o.seed, step, pooling: o.pooling }
-    // This process's rows of the V·n stacked ones: all of them, or with R ranks its slice of sentences in
-    // each view. Micro-batches of M rows split them further (M = 0 or at least the rows: no split). With
-    // one pass, its activations stay for the backward; with several, pass 1 gathers every row's vector,
-    // the loss runs over the whole batch, and pass 2 re-runs each pass (the same dropout masks: firstRow,
-    // the rows' global index) and back-propagates its slice of dL/dz; parameter gradients accumulate.
+    // This process's rows of the V·n stacked ones: all of them, or with R ranks its sentences [s0, s0 + m) of
+    // every view, V runs of m rows n apart, gathered into one batch of V·m rows whose rows draw the masks of
+    // their places in the whole batch (RowPlacement). Micro-batches of M rows split them further (M = 0 or at
+    // least the rows: no split). With one pass, its activations stay for the backward; with several, pass 1
+    // gathers every row's vector, the loss runs over the whole batch, and pass 2 re-runs each pass (the same
+    // dropout masks) and back-propagates its rows of dL/dz; parameter gradients accumulate.
     const rows = V * n
     const comm = this.comm && this.comm.size > 1 ? this.comm : null
     const slices = comm ? Array.from({ length: comm.size }, (_, r) => rankSlice(n, comm.size, r)) : [[0, n] as [number, number]]
-    const blocks: [number, number][] = comm
-      ? Array.from({ length: V }, (_, v) => [v * n + slices[comm.rank][0], slices[comm.rank][1] - slices[comm.rank][0]])
-      : [[0, rows]]
+    const [s0, s1] = slices[comm ? comm.rank : 0]
+    const m = s1 - s0 // an epoch's last, short batch may leave a rank no sentence (m = 0: no pass)
+    const own = comm ? rankRows(batch, keepRows, V, n, s0, m) : { batch, keepRows }
+    const ownRows = V * m
     const micro = this.shape.microBatch ?? 0
+    const M = micro > 0 && micro < ownRows ? micro : ownRows
     const chunks: [number, number][] = []
-    for (const [b0, bm] of blocks) {
-      if (bm === 0) continue // an epoch's last, short batch may leave a rank no sentence
-      const M = micro > 0 && micro < bm ? micro : bm
-      for (let r0 = b0; r0 < b0 + bm; r0 += M) chunks.push([r0, Math.min(M, b0 + bm - r0)])
+    for (let l0 = 0; l0 < ownRows; l0 += M) chunks.push([l0, Math.min(M, ownRows - l0)])
+    const place = (l0: number): RowPlacement => (comm ? { first: s0, block: m, stride: n, skip: l0 } : l0)
+    // Calls f(l, r, k) for each run of k of this process's rows from l that are consecutive rows of the
+    // stacked batch from r, over its rows [l0, l0 + count).
+    const runs = (l0: number, count: number, f: (l: number, r: number, k: number) => void) => {
+      for (let l = l0; l < l0 + count;) {
+        const k = comm ? Math.min(l0 + count - l, m - (l % m)) : l0 + count - l
+        f(l, comm ? Math.floor(l / m) * n + s0 + (l % m) : l, k)
+        l += k
+      }
     }
-    const runChunk = ([r0, m]: [number, number]) =>
-      model.trainForward(slice(batch, r0, m), { ...forward, keepRows: keepRows.subarray(r0, r0 + m), firstRow: r0 })
+    const runChunk = ([l0, count]: [number, number]) =>
+      model.trainForward(slice(own.batch, l0, count), { ...forward, keepRows: own.keepRows.subarray(l0, l0 + count), firstRow: place(l0) })
+    // The vectors of the whole batch: each pass's rows copied to their places (then, on ranks, the views
+    // all-gathered: gatherViews).
+    const zWhole = this.zAll?.view(0, [rows, H])
+    const placeZ = (out: Tensor, [l0, count]: [number, number]) =>
+      runs(l0, count, (l, r, k) => zWhole!.view(r * H, [k, H]).copyFrom(out.view((l - l0) * H, [k, H])))
+    const gatherViews = () => {
+      if (!comm) return
+      const counts = slices.map(([a, b]) => (b - a) * H)
+      for (let v = 0; v < V; v++) comm.allGather(zWhole!.view(v * n * H, [n * H]), counts)
+    }
+    // Back-propagates this process's rows [l0, l0 + count) of dL/dz g (on ranks, gathered from their places).
+    const backward = (g: Tensor, [l0, count]: [number, number]) => {
+      if (!comm) return model.trainBackward(g.view(l0 * H, [count, H]))
+      const dz = this.passGrad!.view(0, [count, H])
+      runs(l0, count, (l, r, k) => dz.view((l - l0) * H, [k, H]).copyFrom(g.view(r * H, [k, H])))
+      model.trainBackward(dz)
+    }
     const lr = linearSchedule(o.lr, step, totalSteps, o.warmup)
     const whole = chunks.length === 1 && !comm
     const fail = (what: string) => diverged(step, what, o.lr, lastCheckpoint)
-    // On CUDA a whole-batch step is one graph from its shape's second step on (step-graph below).
+    // On CUDA a step of one pass is one graph from its shape's second step on (graphStep): in one process,
+    // or on ranks whose collectives go through NCCL (a graph can hold NCCL's collectives, not MPI's host
+    // copies; the path is known once the first step's collectives ran).
     const graphKey = `${batch.shape[0]}x${batch.shape[1]}`
-    const graphs = whole ? this.stepGraphs : null
+    const graphable = () => (chunks.length === 1 && (!comm || /^NCCL/.test(comm.cudaPath ?? '')) ? this.stepGraphs : null)
+    const graphs = graphable()
     const fixed = {
       epoch,
       batchSize: n,
@@ -175,7 +217,12 @@ export class TrainingStep {
         step: step + 1,
         totalSteps,
         ...fixed,
-        ...(comm ? { ranks: comm.size, communicationSeconds: comm.takeSeconds(), communicatedBytes: comm.bytes - bytesBefore } : {}),
+        // In a graph the collectives run inside the replay: their time is not measured apart.
+        ...(comm
+          ? r.graph === 'eager'
+            ? { ranks: comm.size, communicationSeconds: comm.takeSeconds(), communicatedBytes: comm.bytes - bytesBefore }
+            : { ranks: comm.size, communicatedBytes: this.graphBytes.get(graphKey) ?? 0 }
+          : {}),
         ...(this.stepGraphs ? { cudaGraph: r.graph } : {}),
         loss: r.loss,
         parts: r.parts,
@@ -191,19 +238,29 @@ export class TrainingStep {
       // Keep one launch unread at most besides this one (the native side keeps two launches' results).
       while (this.unread.length > 1) this.unread[0].result()
       fixed.activationBytes = model.activationBytes
-      return this.graphStep(graphs, graphKey, batch, keepRows, forward, n, step, lr, fail, info)
+      const pass = { ...own, forward: { ...forward, firstRow: place(0) } }
+      // The whole batch's vectors, and the backward of this process's rows with the gradients' sum.
+      const wholeZ = (zOwn: Tensor) => {
+        if (!comm) return zOwn
+        placeZ(zOwn, [0, ownRows])
+        gatherViews()
+        return zWhole!
+      }
+      const backwardAll = (g: Tensor) => {
+        if (!comm) return model.trainBackward(g)
+        backward(g, [0, ownRows])
+        comm.allReduceSum(model.grads)
+      }
+      return this.graphStep(graphs, graphKey, pass, n, step, lr, fail, info, wholeZ, backwardAll)
     }
     // An eager step reads its numbers as it goes, and its update must follow every earlier one.
     this.drain()
     let z: Tensor
     if (whole) z = model.trainForward(batch, { ...forward, keepRows })
     else {
-      z = this.zAll!.view(0, [rows, H])
-      for (const c of chunks) z.view(c[0] * H, [c[1], H]).copyFrom(runChunk(c))
-      if (comm) {
-        const counts = slices.map(([a, b]) => (b - a) * H)
-        for (let v = 0; v < V; v++) comm.allGather(z.view(v * n * H, [n * H]), counts)
-      }
+      z = zWhole!
+      for (const c of chunks) placeZ(runChunk(c), c)
+      gatherViews()
     }
     const g = this.grad.view(0, [V * n, H])
     // Diverged weights show as non-finite sentence vectors (the sample read for the metrics, or the
@@ -225,17 +282,18 @@ export class TrainingStep {
     else
       // Last pass first: its activations are still those of pass 1, so it needs no re-run.
       for (let i = chunks.length - 1; i >= 0; i--) {
-        const c = chunks[i]
-        if (i < chunks.length - 1) runChunk(c)
-        model.trainBackward(g.view(c[0] * H, [c[1], H]))
+        if (i < chunks.length - 1) runChunk(chunks[i])
+        backward(g, chunks[i])
       }
     if (comm) comm.allReduceSum(model.grads)
     const gradNorm = clipGradNorm(model.grads, o.gradClip)
     this.opt.stepWith(lr)
-    if (graphs) {
+    const nextGraphs = graphable()
+    if (nextGraphs) {
       // This shape's next step is captured (the arena may have grown: warm() notes its generation).
-      graphs.warm(graphKey, model.activationGeneration, 'step')
-      graphs.markWarm(graphKey, 'step', graphArrays(batch, keepRows, model))
+      nextGraphs.warm(graphKey, model.activationGeneration, 'step')
+      nextGraphs.markWarm(graphKey, 'step', graphArrays(own.batch, own.keepRows, model))
+      if (comm) this.graphBytes.set(graphKey, comm.bytes - bytesBefore)
     }
     fixed.activationBytes = model.activationBytes
     const done = info({ loss, parts, gradNorm, metrics, graph: 'eager' })
@@ -258,16 +316,17 @@ export class TrainingStep {
   private graphStep(
     graphs: StepGraphs,
     key: string,
-    batch: Stacked,
-    keepRows: Uint8Array,
-    forward: { seed: number | bigint; step: number; pooling: TrainForwardOptions['pooling'] },
+    pass: { batch: Stacked; keepRows: Uint8Array; forward: TrainForwardOptions },
     n: number,
     step: number,
     lr: number,
     fail: (what: string) => Error,
     info: (r: StepNumbers & { graph: 'captured' | 'replayed' }) => StepInfo,
+    wholeZ: (zOwn: Tensor) => Tensor,
+    backwardAll: (g: Tensor) => void,
   ): LaunchedStep {
     const { model, o } = this
+    const { batch, keepRows, forward } = pass
     const H = model.config.hiddenSize
     const s = Math.min(n, METRIC_SENTENCES)
     const arrays = graphArrays(batch, keepRows, model)
@@ -277,12 +336,12 @@ export class TrainingStep {
     const adamStep = stepBefore + 1
     const captured = graphs.captures
     const record = () => {
-      const z = model.trainForward(input, { ...forward, keepRows })
+      const z = wholeZ(model.trainForward(input, { ...forward, keepRows }))
       this.graphZ.set(key, z)
       this.launchGram(z, n)
       objectiveLoss(o, z, g, n) // its results come from the graph (lossFromResults)
       model.zeroGrad()
-      model.trainBackward(g)
+      backwardAll(g)
       ops.clipGradNorm(model.grads, o.gradClip)
       this.opt.update(lr, adamStep)
     }
@@ -355,6 +414,7 @@ export class TrainingStep {
     this.grad.dispose()
     this.gram.dispose()
     this.zAll?.dispose()
+    this.passGrad?.dispose()
   }
 }
 
@@ -449,6 +509,26 @@ function slice(b: ReturnType<typeof stack>, r0: number, m: number) {
     tokenTypeIds: b.tokenTypeIds.subarray(r0 * T, (r0 + m) * T),
     shape: [m, T],
   }
+}
+
+/**
+ * A rank's rows of a stacked batch of V views of n sentences: sentences [s0, s0 + m) of every view, view by
+ * view (V·m rows), with their keepRows.
+ */
+function rankRows(b: Stacked, keepRows: Uint8Array, V: number, n: number, s0: number, m: number) {
+  const T = b.shape[1]
+  const pick = <A extends Int32Array | Uint8Array>(a: A, width: number): A => {
+    const out = new (a.constructor as new (length: number) => A)(V * m * width)
+    for (let v = 0; v < V; v++) out.set(a.subarray((v * n + s0) * width, (v * n + s0 + m) * width), v * m * width)
+    return out
+  }
+  const batch = {
+    inputIds: pick(b.inputIds, T),
+    attentionMask: pick(b.attentionMask, T),
+    tokenTypeIds: pick(b.tokenTypeIds, T),
+    shape: [V * m, T],
+  }
+  return { batch, keepRows: pick(keepRows, 1) }
 }
 
 /**

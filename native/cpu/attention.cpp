@@ -308,7 +308,7 @@ struct AttnDropout {
   float p;
   uint64_t seed, offset;
   const uint8_t* keepRows;
-  int64_t firstRow;  // the batch's first sentence in the whole batch (ops/encoder.h)
+  RowIndex rowIndex;  // where the sentences sit in the whole batch (ops/encoder.h)
   // Whether sentence b gets dropout at all.
   bool active(int64_t b) const { return p > 0.0f && !(keepRows && keepRows[b] == 0); }
 };
@@ -354,7 +354,7 @@ Pair make_pair(const AttnShape& s, const AttnDropout& d, const int32_t* mask, in
   if (drop) {
     float* U = w.take(T * T + Tp);
     const int64_t TT = T * T;
-    bulk_dropout_uniforms(d.seed, d.offset, static_cast<uint64_t>((d.firstRow + b) * s.NH * TT + h * TT), TT, U);
+    bulk_dropout_uniforms(d.seed, d.offset, static_cast<uint64_t>(d.rowIndex.at(b) * s.NH * TT + h * TT), TT, U);
     std::fill(U + TT, U + TT + Tp, 0.0f);  // read by the last row's padding lanes (whose P is 0)
     rows.U = U;
   }
@@ -550,8 +550,8 @@ const char* attention_kernel_name() { return kernels().name; }
 
 void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v, const int32_t* mask,
                        int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
-                       uint64_t offset, const uint8_t* keepRows, int64_t firstRow) {
-  const Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, firstRow}};
+                       uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex) {
+  const Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}};
   const Kernels& K = kernels();
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) K.forward(a, ctx, probs + i * T * T, i / NH, i % NH);
@@ -561,8 +561,8 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
 void attention_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
                         const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T, int64_t NH,
                         int64_t HS, int64_t ld, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
-                        int64_t firstRow) {
-  const Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, firstRow}};
+                        const RowIndex& rowIndex) {
+  const Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}};
   const Kernels& K = kernels();
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) K.backward(a, dq, dk, dv, dctx, probs + i * T * T, i / NH, i % NH);

@@ -210,8 +210,8 @@ struct RowDropout {
   // The row's uniforms into u (C floats), or false when the row is not dropped.
   bool uniforms(int64_t r, int64_t C, float* u) const {
     if (d.p <= 0.0f || (d.keepRows != nullptr && d.keepRows[r / d.T] == 0)) return false;
-    bulk_dropout_uniforms(d.seed, d.offset, static_cast<uint64_t>(d.firstRow * d.T + r) * static_cast<uint64_t>(C), C,
-                          u);
+    const uint64_t token = static_cast<uint64_t>(d.rowIndex.at(r / d.T) * d.T + r % d.T);
+    bulk_dropout_uniforms(d.seed, d.offset, token * static_cast<uint64_t>(C), C, u);
     return true;
   }
 };

@@ -32,7 +32,7 @@ void dropout(const DropoutArgs& a) {
         if (y != x) std::copy(x, x + a.cols, y);
         continue;
       }
-      const uint64_t base = static_cast<uint64_t>(a.firstRow + r) * static_cast<uint64_t>(a.cols);
+      const uint64_t base = static_cast<uint64_t>(a.rowIndex.at(r)) * static_cast<uint64_t>(a.cols);
       thread_local std::vector<float> u;
       for (int64_t c0 = 0; c0 < a.cols; c0 += kChunk) {
         const int64_t w = std::min(kChunk, a.cols - c0);

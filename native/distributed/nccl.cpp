@@ -77,6 +77,13 @@ Nccl* Nccl::create(Mpi& mpi, std::string& why) {
                bind(lib, "ncclGetErrorString", api->GetErrorString) && bind(lib, "ncclGetVersion", api->GetVersion) &&
                bind(lib, "ncclCommDestroy", api->CommDestroy))) {
     why = name + " lacks an NCCL 2 function";
+  } else if (cuda::status().emulated) {
+    // The stand-in queues the collectives it is given on a capturing stream with the emulator's
+    // cudaLaunchHostFunc (so that a step graph replays them); it cannot find that symbol itself (Node
+    // loads the addon RTLD_LOCAL).
+    using UseLauncher = void (*)(void*);
+    if (auto use = reinterpret_cast<UseLauncher>(dlsym(lib, "cuemuFakeNcclUseHostLauncher")))
+      use(cuda::launch_host_func());
   }
   // Every rank takes the same path: NCCL only when it loaded everywhere.
   double failed = why.empty() ? 0 : 1;
@@ -121,35 +128,45 @@ Nccl::~Nccl() {
   delete api_;
 }
 
-// The emulator's stand-in NCCL (emulator/fake_nccl.cpp) moves the data when called, while the emulator
-// queues stream work until the host waits for it: the work queued before a collective runs first there. (A
-// real NCCL is queued behind it on the stream.)
+// The collectives go on the ops' stream (cuda::op_stream()): outside a step graph, the legacy default stream,
+// after which the host waits for them (the caller times them, and may read the data); while a step graph is
+// captured, the capturing stream, and nothing waits (NCCL collectives can be captured; every rank replays
+// its graph, so they meet).
+//
+// The emulator's stand-in NCCL (emulator/fake_nccl.cpp) moves the data when called on the legacy stream, while
+// the emulator queues stream work until the host waits for it: the work queued before a collective runs first
+// there. (A real NCCL is queued behind it on the stream; on a capturing stream the stand-in queues itself too.)
 namespace {
-void before_collective() {
-  if (cuda::status().emulated) cuda::synchronize();
+void* before_collective() {
+  void* stream = cuda::op_stream();
+  if (!cuda::capturing() && cuda::status().emulated) cuda::synchronize();
+  return stream;
+}
+void after_collective() {
+  if (!cuda::capturing()) cuda::synchronize();
 }
 }  // namespace
 
 void Nccl::allreduce_sum(float* data, int64_t n) {
-  before_collective();
-  const int rc = api_->AllReduce(data, data, static_cast<size_t>(n), kFloat32, kSum, comm_, nullptr);
+  void* stream = before_collective();
+  const int rc = api_->AllReduce(data, data, static_cast<size_t>(n), kFloat32, kSum, comm_, stream);
   if (rc != 0) throw std::runtime_error(std::string("ncclAllReduce: ") + api_->GetErrorString(rc));
-  cuda::synchronize();
+  after_collective();
 }
 
 void Nccl::allgatherv(float* data, const std::vector<int64_t>& counts) {
-  before_collective();
+  void* stream = before_collective();
   api_->GroupStart();
   int64_t at = 0;
   for (size_t r = 0; r < counts.size(); r++) {
     const int rc = api_->Broadcast(data + at, data + at, static_cast<size_t>(counts[r]), kFloat32, static_cast<int>(r),
-                                   comm_, nullptr);
+                                   comm_, stream);
     if (rc != 0) throw std::runtime_error(std::string("ncclBroadcast: ") + api_->GetErrorString(rc));
     at += counts[r];
   }
   const int rc = api_->GroupEnd();
   if (rc != 0) throw std::runtime_error(std::string("ncclGroupEnd: ") + api_->GetErrorString(rc));
-  cuda::synchronize();
+  after_collective();
 }
 
 }  // namespace simcsepp::dist

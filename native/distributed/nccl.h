@@ -18,7 +18,8 @@ class Nccl {
   static Nccl* create(Mpi& mpi, std::string& why);
   // Destroys the communicator (before MPI is finalized: distFinalize).
   ~Nccl();
-  // In place on device memory, then waits for the device (the kernels run on the default stream).
+  // In place on device memory, on the ops' stream, then waits for the device, unless a step graph is being
+  // captured (then the collective is part of the graph: nccl.cpp).
   void allreduce_sum(float* data, int64_t n);
   // rank r's counts[r] floats at offset sum(counts[0..r)); a group of broadcasts, as the slices may differ.
   void allgatherv(float* data, const std::vector<int64_t>& counts);

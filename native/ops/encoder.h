@@ -10,6 +10,7 @@
 #pragma once
 #include <cstdint>
 
+#include "common/row_index.h"
 #include "ops/precision.h"
 
 namespace simcsepp {
@@ -24,14 +25,15 @@ using EmbeddingBackwardFn = void(float* dword, float* dpos, float* dtype, const 
 
 // The hidden dropout of an [R, C] activation whose rows are the tokens of sentences of T rows each:
 // element (r, c) is element (r % T)*C + c of sentence r / T in DropoutArgs' [R/T, T*C] view (ops/losses.h),
-// i.e. it is kept iff dropout_uniform(seed, offset, (firstRow*T + r)*C + c) >= p and scaled by 1/(1-p);
-// sentences with keepRows[r / T] == 0 (keepRows may be null) are not dropped; p == 0: no dropout.
-// firstRow counts sentences (a micro-batch's place in its batch).
+// i.e. it is kept iff dropout_uniform(seed, offset, (rowIndex.at(r / T)*T + r % T)*C + c) >= p and scaled by
+// 1/(1-p); sentences with keepRows[r / T] == 0 (keepRows may be null) are not dropped; p == 0: no dropout.
+// rowIndex places the sentences in the whole batch (common/row_index.h: a micro-batch's or a rank's rows).
 struct TokenDropout {
   float p;
   uint64_t seed, offset;
   const uint8_t* keepRows;
-  int64_t T, firstRow;
+  int64_t T;
+  RowIndex rowIndex;
 };
 
 // out = (x - mean) * rstd * weight + bias per row, mean = E[x], rstd = 1/sqrt(Var[x] + eps) (biased).
@@ -89,24 +91,24 @@ using AddInplaceFn = void(float* dst, const float* src, int64_t n);
 // is the column slice [h*HS, (h+1)*HS) (BERT's transpose_for_scores).
 //   S = q_h k_h^T / sqrt(HS); keys with mask[b*T + j] == 0 get probability 0;
 //   P = softmax over the real keys (a row with no real key is all zeros); probs saves P;
-//   Pd = dropout(P) with the probs viewed as [B, NH*T*T]: element e = (firstRow + b)*NH*T*T + h*T*T +
+//   Pd = dropout(P) with the probs viewed as [B, NH*T*T]: element e = rowIndex.at(b)*NH*T*T + h*T*T +
 //        i*T + j is kept iff dropout_uniform(seed, offset, e) >= p and scaled by 1/(1-p); sentences with
-//        keepRows[b] == 0 (keepRows may be null) are not dropped (exactly cpu::dropout's rule); firstRow
-//        is this batch's first sentence in a larger one (a micro-batch draws that batch's masks);
+//        keepRows[b] == 0 (keepRows may be null) are not dropped (exactly cpu::dropout's rule); rowIndex
+//        places the sentences in a larger batch (a micro-batch or a rank draws that batch's masks);
 //   ctx_h = Pd v_h.
 // ld is the row stride of q, k, v (and of dq, dk, dv in the backward): H for three [B, T, H] tensors, 3H
 // when they are the column blocks [0, H), [H, 2H), [2H, 3H) of one [B, T, 3H] projection (q = qkv,
 // k = qkv + H, v = qkv + 2H). ctx and dctx are always [B, T, H].
 using AttentionForwardFn = void(float* ctx, float* probs, const float* q, const float* k, const float* v,
                                 const int32_t* mask, int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p,
-                                uint64_t seed, uint64_t offset, const uint8_t* keepRows, int64_t firstRow);
+                                uint64_t seed, uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex);
 // Regenerates the dropout mask D (Pd = D ⊙ P). With G = dctx_h:
 //   dv_h = Pd^T G;  dP = D ⊙ (G v_h^T);  dS = P ⊙ (dP - rowsum(dP ⊙ P));
 //   dq_h = dS k_h / sqrt(HS);  dk_h = dS^T q_h / sqrt(HS).   dq, dk, dv are overwritten.
 using AttentionBackwardFn = void(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
                                  const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T,
                                  int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed, uint64_t offset,
-                                 const uint8_t* keepRows, int64_t firstRow);
+                                 const uint8_t* keepRows, const RowIndex& rowIndex);
 
 // out[b] = hidden[b, 0]
 using PoolClsForwardFn = void(float* out, const float* hidden, int64_t B, int64_t T, int64_t H);

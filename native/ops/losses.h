@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "common/row_index.h"
+
 namespace simcsepp {
 
 // Which input held a NaN, an Inf or a value beyond ±kMaxLossInput (the loss ops detect it while
@@ -69,9 +71,10 @@ struct DropoutArgs {
   float p;
   uint64_t seed, offset;
   const uint8_t* keepRows;
-  // Index of x's first row in the whole batch: row r of x draws the mask of element (firstRow + r) * cols + c,
-  // so a micro-batch of a larger batch gets exactly that batch's masks (keepRows is x's own rows).
-  int64_t firstRow = 0;
+  // Where x's rows sit in the whole batch (common/row_index.h): row r of x draws the mask of element
+  // rowIndex.at(r) * cols + c, so a micro-batch (or a rank's rows) of a larger batch gets exactly that
+  // batch's masks (keepRows is x's own rows).
+  RowIndex rowIndex{};
 };
 
 constexpr float kBnEps = 1e-5f;

@@ -711,16 +711,20 @@ for (const c of [ATTN_CASES[0], ATTN_CASES[4], ATTN_CASES[5], ATTN_CASES[6], ATT
 
 // With v_h the one-hot rows e_t (HS >= T), ctx_h = Pd exactly, and with dctx_h the same one-hot rows,
 // dv_h = Pd^T exactly: the forward's mask and the backward's regenerated one are read off element by element.
-{
+// Also with the sentences placed in a larger batch as a data-parallel rank's runs of rows (RowPlacement).
+for (const [placed, firstRow] of /** @type {[string, import('../../lib/native.js').RowPlacement][]} */ ([
+  ['', 0],
+  [", a rank's runs of rows", { first: 3, block: 2, stride: 9, skip: 1 }],
+])) {
   /** @type {AttnCase} */
   const c = { name: 'one-hot values', B: 3, T: 20, NH: 2, HS: 24, lengths: [20, 13, 20] }
-  const name = `attention dropout mask (B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS}, one-hot values)`
+  const name = `attention dropout mask (B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS}, one-hot values${placed})`
   gemmCase('attention dropout: CUDA draws the CPU mask, element for element, forward and backward', name, attnWork(c), (lib, device, g) => {
     const H = c.NH * c.HS
     const oneHot = new Float32Array(c.B * c.T * H)
     for (let b = 0; b < c.B; b++)
       for (let tok = 0; tok < c.T; tok++) for (let h = 0; h < c.NH; h++) oneHot[(b * c.T + tok) * H + h * c.HS + tok] = 1
-    const site = { p: 0.1, seed: 987654321, offset: 4242, keepRows: Uint8Array.from([1, 1, 0]) }
+    const site = { p: 0.1, seed: 987654321, offset: 4242, keepRows: Uint8Array.from([1, 1, 0]), firstRow }
     /** @type {Inputs} */
     const inputs = { ...attnInputs(c, g), v: [oneHot, [c.B, c.T, H]], dctx: [oneHot, [c.B, c.T, H]] }
     const [gpu, cpu] = [attention(lib, device, c, site, inputs), attention(lib, 'cpu', c, site, inputs)]
@@ -962,10 +966,19 @@ for (const [R, C, eps, shift] of [
 // `sentences` sentences, hidden dropout at p with keepRows and a micro-batch's firstRow. Each case also
 // runs the unfused sequence (dropout, addInplace, layerNorm; layerNorm backward, dropout) on the same device
 // and counts the elements where it differs from the fused op: 0 on every device.
-for (const [R, C, sentences, p, keepRows, firstRow] of /** @type {[number, number, number, number, number[] | null, number][]} */ ([
+for (const [
+  R,
+  C,
+  sentences,
+  p,
+  keepRows,
+  firstRow,
+] of /** @type {[number, number, number, number, number[] | null, import('../../lib/native.js').RowPlacement][]} */ ([
   [1, 1, 1, 0, null, 0],
   [6, 33, 2, 0.1, [1, 0], 0],
   [12, 100, 3, 0.1, [0, 1, 1], 5],
+  [20, 36, 5, 0.1, [1, 0, 1, 1, 1], { first: 1, block: 2, stride: 6, skip: 1 }], // a rank's runs of rows
+
   [7, 64, 7, 0.5, null, 0],
   [130, 37, 10, 0.1, null, 3], // more rows than one 128-row chunk of the parameter gradients
   [256, 768, 8, 0.1, [1, 1, 0, 1, 1, 1, 1, 0], 0], // BERT-base width
@@ -981,7 +994,7 @@ for (const [R, C, sentences, p, keepRows, firstRow] of /** @type {[number, numbe
   }))
   const site = p > 0 ? { p, seed: 1234567, offset: 77, keepRows: keepRows ? Uint8Array.from(keepRows) : null, firstRow } : null
   const asDropout = site && { ...site, firstRow }
-  const shape = `R=${R} C=${C} sentences=${sentences} p=${p} keepRows=${keepRows ? keepRows.join('') : 'all'} firstRow=${firstRow}`
+  const shape = `R=${R} C=${C} sentences=${sentences} p=${p} keepRows=${keepRows ? keepRows.join('') : 'all'} firstRow=${JSON.stringify(firstRow)}`
   /** Elements where two arrays differ (bits). @param {Float32Array} a @param {Float32Array} b */
   const differing = (a, b) => bitEqual(a, b).diff
   rowwise({
