@@ -62,8 +62,10 @@ struct GraphSession {
     const char* host = nullptr;  // its host address during the capture under way
   };
   struct GroupsRecipe {
-    int index[3] = {-1, -1, -1};  // bound arrays holding ids, posIds, typeIds (-1: no gradient)
+    int index[3] = {-1, -1, -1};   // bound arrays holding ids, posIds, typeIds (-1: no gradient)
+    size_t offset[3] = {0, 0, 0};  // the first id's byte offset in that array (a micro-batch's rows)
     int64_t BT = 0;
+    size_t at = 0;  // where its groups go in the session's group buffer (ints)
   };
   // What a captured graph leaves on the device for the host: loss headers and sums of squares.
   struct AdamwCall {
@@ -82,7 +84,8 @@ struct GraphSession {
   uint64_t* delta = nullptr;
   int32_t* groups = nullptr;
   size_t groupsInts = 0;
-  std::vector<GroupsRecipe> recipes;  // one per captured embedding_backward (normally one)
+  std::vector<GroupsRecipe> recipes;  // one per captured embedding_backward (one per micro-batch)
+  size_t groupsUsed = 0;              // ints of `groups` the recipes take
   DeviceHeader* slots = nullptr;      // kResultSlots result slots, shared by the session's graphs in turn
   int slotsUsed = 0;
   AdamwConstants* constants = nullptr;  // kAdamwSlots
@@ -102,6 +105,10 @@ int g_sessions = 0;  // live sessions: the workspace then retires buffers instea
 // The largest group buffer embedding_backward can need for BT rows: the count, 3·BT groups of 4 ints,
 // and 3·BT row indices.
 size_t groups_ints(int64_t BT) { return 1 + static_cast<size_t>(BT) * 15; }
+
+// A session's group buffer for embedding_backwards over at most maxRows rows in all (micro-batches of the
+// bound ids, each at least one row): their groups_ints add up to at most this.
+size_t session_groups_ints(int64_t maxRows) { return static_cast<size_t>(std::max<int64_t>(maxRows, 1)) * 16; }
 
 void group_destroy(GraphGroup* g) noexcept {
   if (g->stream != nullptr) (void)cudaStreamSynchronize(g->stream);
@@ -153,21 +160,27 @@ const uint64_t* offset_delta() { return t_capturing != nullptr ? t_capturing->de
 
 int32_t* capture_embedding_groups(const int32_t* ids, const int32_t* posIds, const int32_t* typeIds, int64_t BT) {
   GraphSession& s = *t_capturing;
-  if (!s.recipes.empty()) throw CudaError("embedding_backward: captured twice in one step graph session");
-  if (groups_ints(BT) > s.groupsInts) throw CudaError("embedding_backward: more rows than the session's bound ids");
+  if (s.groupsUsed + groups_ints(BT) > s.groupsInts)
+    throw CudaError("embedding_backward: more rows than the session's bound ids");
   GraphSession::GroupsRecipe r;
   r.BT = BT;
+  r.at = s.groupsUsed;
   const int32_t* const arrays[3] = {ids, posIds, typeIds};
+  const size_t bytes = static_cast<size_t>(BT) * sizeof(int32_t);
   for (int k = 0; k < 3; ++k) {
     if (arrays[k] == nullptr) continue;
     const auto* h = reinterpret_cast<const char*>(arrays[k]);
     for (size_t i = 0; i < s.bound.size(); ++i)
-      if (h == s.bound[i].host && static_cast<size_t>(BT) * sizeof(int32_t) <= s.bound[i].bytes)
+      if (h >= s.bound[i].host && h + bytes <= s.bound[i].host + s.bound[i].bytes &&
+          (h - s.bound[i].host) % sizeof(int32_t) == 0) {
         r.index[k] = static_cast<int>(i);
+        r.offset[k] = static_cast<size_t>(h - s.bound[i].host);
+      }
     if (r.index[k] < 0) throw CudaError("embedding_backward: ids that are not a bound array of the step graph");
   }
   s.recipes.push_back(r);
-  return s.groups;
+  s.groupsUsed += groups_ints(BT);
+  return s.groups + r.at;
 }
 
 namespace {
@@ -271,7 +284,7 @@ GraphSession* graph_session_create(const std::vector<size_t>& boundBytes, int64_
     for (const size_t bytes : boundBytes)
       s->bound.push_back({bytes, malloc_device(std::max<size_t>(bytes, 4)), nullptr});
     s->delta = static_cast<uint64_t*>(malloc_device(sizeof(uint64_t)));
-    s->groupsInts = groups_ints(maxRows);
+    s->groupsInts = session_groups_ints(maxRows);
     s->slots = static_cast<DeviceHeader*>(malloc_device(kResultSlots * sizeof(DeviceHeader)));
     memset_device(s->slots, 0, kResultSlots * sizeof(DeviceHeader));  // a sum-of-squares slot's flag stays 0
     s->constants = static_cast<AdamwConstants*>(malloc_device(kAdamwSlots * sizeof(AdamwConstants)));
@@ -304,12 +317,13 @@ int graph_capture(GraphSession* s, const std::vector<HostArray>& arrays, const s
   if (t_capturing != nullptr) throw CudaError("a step graph is already being captured on this thread");
   check_arrays(*s, arrays);
   for (size_t i = 0; i < arrays.size(); ++i) s->bound[i].host = static_cast<const char*>(arrays[i].data);
-  const size_t recipes = s->recipes.size();
+  const size_t recipes = s->recipes.size(), groupsUsed = s->groupsUsed;
   const int slotsUsed = s->slotsUsed, adamwUsed = s->adamwUsed;
   s->pending = GraphSession::Graph{};
   // Whatever fails leaves the session as it was.
   const auto undo = [&] {
     s->recipes.resize(recipes);
+    s->groupsUsed = groupsUsed;
     s->slotsUsed = slotsUsed;
     s->adamwUsed = adamwUsed;
     s->pending = GraphSession::Graph{};
@@ -397,7 +411,9 @@ int64_t graph_launch(GraphSession* s, int graph, const std::vector<HostArray>& a
     const GraphSession::GroupsRecipe& rec = s->recipes[r];
     const int32_t* ids[3] = {};
     for (int k = 0; k < 3; ++k)
-      if (rec.index[k] >= 0) ids[k] = static_cast<const int32_t*>(arrays[static_cast<size_t>(rec.index[k])].data);
+      if (rec.index[k] >= 0)
+        ids[k] = reinterpret_cast<const int32_t*>(
+            static_cast<const char*>(arrays[static_cast<size_t>(rec.index[k])].data) + rec.offset[k]);
     detail::build_embedding_groups(groupBufs[r], ids, rec.BT);
     groupsAt.push_back(at);
     at += align16(groupBufs[r].size() * sizeof(int32_t));
@@ -434,7 +450,8 @@ int64_t graph_launch(GraphSession* s, int graph, const std::vector<HostArray>& a
   for (size_t r = 0; r < groupBufs.size(); ++r) {
     const size_t bytes = groupBufs[r].size() * sizeof(int32_t);
     std::memcpy(h + groupsAt[r], groupBufs[r].data(), bytes);
-    SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(s->groups, h + groupsAt[r], bytes, cudaMemcpyHostToDevice, s->stream));
+    SIMCSEPP_CUDA_CHECK(
+        cudaMemcpyAsync(s->groups + s->recipes[r].at, h + groupsAt[r], bytes, cudaMemcpyHostToDevice, s->stream));
   }
   if (clearSkip) SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(group.skip, 0, sizeof(int), s->stream));
   SIMCSEPP_CUDA_CHECK(cudaGraphLaunch(g.exec, s->stream));

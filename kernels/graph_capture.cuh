@@ -37,9 +37,11 @@ const void* bound_device_copy(const void* host, size_t bytes, const char* what);
 // While capturing: the device word the dropout kernels add to their Philox offset; null otherwise.
 const uint64_t* offset_delta();
 
-// While capturing: embedding_backward's device group buffer (count first, then the groups and rows, as
-// embedding.cu lays them out, for up to 3·BT groups), after registering that each replay must rebuild it
-// from the bound arrays holding ids, posIds and typeIds (null: that table gets no gradient).
+// While capturing: a device group buffer for this embedding_backward (count first, then the groups and rows,
+// as embedding.cu lays them out, for up to 3·BT groups), after registering that each replay must rebuild it
+// from the bound arrays holding ids, posIds and typeIds (null: that table gets no gradient), at the ids'
+// offset in them. A step in micro-batches captures one per pass, each with its own part of the session's
+// buffer.
 int32_t* capture_embedding_groups(const int32_t* ids, const int32_t* posIds, const int32_t* typeIds, int64_t BT);
 
 // A loss op's result: read from its device header (synchronising), or while capturing, copied into the

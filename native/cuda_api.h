@@ -68,9 +68,9 @@ void timer_reset();
 // Step graphs (kernels/graph_capture.cu): the ops a training step launches, captured once per padded
 // batch shape and replayed. A session binds the step's small host arrays (ids, mask, keepRows: what the
 // ops receive as host pointers) to device buffers of the given sizes, refilled before each replay; the
-// dropout offsets of a replay are those of the capture plus `offsetDelta`. maxRows: the most token rows
-// an embedding_backward of the session covers. A session made with a `peer` joins the peer's group:
-// one stream (replays run in launch order), one divergence flag, one set of launches in flight.
+// dropout offsets of a replay are those of the capture plus `offsetDelta`. maxRows: the token rows the
+// session's embedding_backwards cover in all (one per micro-batch). A session made with a `peer` joins the peer's
+// group: one stream (replays run in launch order), one divergence flag, one set of launches in flight.
 struct GraphSession;
 struct HostArray {
   const void* data;

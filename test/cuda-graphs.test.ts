@@ -206,6 +206,24 @@ t.test("training with step graphs ends with the eager run's weights, byte for by
     const weights = (mode: string) => readFileSync(join(dir, `${objective}-${mode}`, 'model.safetensors'))
     t.ok(weights('graphs').equals(weights('eager')), `${objective}: model.safetensors identical`)
   }
+  // In micro-batches of 7 rows (24 rows: 4 passes, the last of 3), forward and re-run backward passes and
+  // their embedding backwards (one group buffer each) are one graph too.
+  const { logged, errors } = await bothModes(dir, 'm7', { ...run, objective: 'simcse++', microBatch: 7 })
+  t.same(errors, { graphs: '', eager: '' }, 'micro-batches: both runs finish')
+  t.same(
+    logged.graphs.map((s) => [s.cudaGraph, s.microBatches]),
+    [
+      ['eager', 4],
+      ['captured', 4],
+      ['replayed', 4],
+      ['replayed', 4],
+      ['replayed', 4],
+    ],
+    'micro-batches: steps 2-5 ran as one graph each',
+  )
+  t.same(logged.graphs.map(pick), logged.eager.map(pick), 'micro-batches: the same losses, parts, norms, rates and metrics')
+  const weights = (mode: string) => readFileSync(join(dir, `m7-${mode}`, 'model.safetensors'))
+  t.ok(weights('graphs').equals(weights('eager')), 'micro-batches: model.safetensors identical')
 })
 
 /**

@@ -18,7 +18,7 @@
 // every step in flight. Ranks replay graphs holding their NCCL collectives, but read each step before the
 // next (launchesAhead): their host-side collectives (the stop flag) must not overtake the GPU's.
 import type { EncodedBatch, Tokenizer } from '../tokenizer.js'
-import type { BertModel, TrainForwardOptions } from '../model/bert.js'
+import type { BertModel } from '../model/bert.js'
 import { Tensor, type Device } from '../tensor.js'
 import { type AdamW, checkedNorm, clipGradNorm, linearSchedule } from '../optim/adamw.js'
 import * as ops from '../ops.js'
@@ -172,33 +172,50 @@ export class TrainingStep {
         l += k
       }
     }
-    const runChunk = ([l0, count]: [number, number]) =>
-      model.trainForward(slice(own.batch, l0, count), { ...forward, keepRows: own.keepRows.subarray(l0, l0 + count), firstRow: place(l0) })
+    // One encoder pass over this process's rows [l0, l0 + count) of `input` (own.batch, or on a CUDA graph
+    // the same arrays with the bound position ids).
+    const pass = (input: StepInput, [l0, count]: [number, number]) =>
+      model.trainForward(slice(input, l0, count), { ...forward, keepRows: own.keepRows.subarray(l0, l0 + count), firstRow: place(l0) })
     // The vectors of the whole batch: each pass's rows copied to their places (then, on ranks, the views
-    // all-gathered: gatherViews).
+    // all-gathered), or the one pass's own output.
     const zWhole = this.zAll?.view(0, [rows, H])
-    const placeZ = (out: Tensor, [l0, count]: [number, number]) =>
-      runs(l0, count, (l, r, k) => zWhole!.view(r * H, [k, H]).copyFrom(out.view((l - l0) * H, [k, H])))
-    const gatherViews = () => {
-      if (!comm) return
-      const counts = slices.map(([a, b]) => (b - a) * H)
-      for (let v = 0; v < V; v++) comm.allGather(zWhole!.view(v * n * H, [n * H]), counts)
+    const whole = chunks.length === 1 && !comm
+    const forwardAll = (input: StepInput): Tensor => {
+      if (whole) return pass(input, chunks[0])
+      for (const c of chunks) {
+        const out = pass(input, c)
+        runs(c[0], c[1], (l, r, k) => zWhole!.view(r * H, [k, H]).copyFrom(out.view((l - c[0]) * H, [k, H])))
+      }
+      if (comm) {
+        const counts = slices.map(([a, b]) => (b - a) * H)
+        for (let v = 0; v < V; v++) comm.allGather(zWhole!.view(v * n * H, [n * H]), counts)
+      }
+      return zWhole!
     }
-    // Back-propagates this process's rows [l0, l0 + count) of dL/dz g (on ranks, gathered from their places).
-    const backward = (g: Tensor, [l0, count]: [number, number]) => {
-      if (!comm) return model.trainBackward(g.view(l0 * H, [count, H]))
-      const dz = this.passGrad!.view(0, [count, H])
-      runs(l0, count, (l, r, k) => dz.view((l - l0) * H, [k, H]).copyFrom(g.view(r * H, [k, H])))
-      model.trainBackward(dz)
+    // Back-propagates dL/dz g through this process's passes (re-running all but the last, whose activations
+    // are still those of forwardAll), each pass's rows of g gathered from their places on ranks; then sums
+    // the parameter gradients over the ranks.
+    const backwardAll = (input: StepInput, g: Tensor) => {
+      for (let i = chunks.length - 1; i >= 0; i--) {
+        const [l0, count] = chunks[i]
+        if (i < chunks.length - 1) pass(input, chunks[i])
+        if (!comm) model.trainBackward(g.view(l0 * H, [count, H]))
+        else {
+          const dz = this.passGrad!.view(0, [count, H])
+          runs(l0, count, (l, r, k) => dz.view((l - l0) * H, [k, H]).copyFrom(g.view(r * H, [k, H])))
+          model.trainBackward(dz)
+        }
+      }
+      if (comm) comm.allReduceSum(model.grads)
     }
     const lr = linearSchedule(o.lr, step, totalSteps, o.warmup)
-    const whole = chunks.length === 1 && !comm
     const fail = (what: string) => diverged(step, what, o.lr, lastCheckpoint)
-    // On CUDA a step of one pass is one graph from its shape's second step on (graphStep): in one process,
-    // or on ranks whose collectives go through NCCL (a graph can hold NCCL's collectives, not MPI's host
-    // copies; the path is known once the first step's collectives ran).
+    // On CUDA a step is one graph from its shape's second step on (graphStep), micro-batches and all: in one
+    // process, or on ranks whose collectives go through NCCL (a graph can hold NCCL's collectives, not MPI's
+    // host copies; the path is known once the first step's collectives ran). A rank left without sentences
+    // (m = 0) runs its collectives eagerly; they meet the others' captured ones in the same order.
     const graphKey = `${batch.shape[0]}x${batch.shape[1]}`
-    const graphable = () => (chunks.length === 1 && (!comm || /^NCCL/.test(comm.cudaPath ?? '')) ? this.stepGraphs : null)
+    const graphable = () => (chunks.length > 0 && (!comm || /^NCCL/.test(comm.cudaPath ?? '')) ? this.stepGraphs : null)
     const graphs = graphable()
     const fixed = {
       epoch,
@@ -238,30 +255,11 @@ export class TrainingStep {
       // Keep one launch unread at most besides this one (the native side keeps two launches' results).
       while (this.unread.length > 1) this.unread[0].result()
       fixed.activationBytes = model.activationBytes
-      const pass = { ...own, forward: { ...forward, firstRow: place(0) } }
-      // The whole batch's vectors, and the backward of this process's rows with the gradients' sum.
-      const wholeZ = (zOwn: Tensor) => {
-        if (!comm) return zOwn
-        placeZ(zOwn, [0, ownRows])
-        gatherViews()
-        return zWhole!
-      }
-      const backwardAll = (g: Tensor) => {
-        if (!comm) return model.trainBackward(g)
-        backward(g, [0, ownRows])
-        comm.allReduceSum(model.grads)
-      }
-      return this.graphStep(graphs, graphKey, pass, n, step, lr, fail, info, wholeZ, backwardAll)
+      return this.graphStep(graphs, graphKey, own, n, step, lr, fail, info, forwardAll, backwardAll)
     }
     // An eager step reads its numbers as it goes, and its update must follow every earlier one.
     this.drain()
-    let z: Tensor
-    if (whole) z = model.trainForward(batch, { ...forward, keepRows })
-    else {
-      z = zWhole!
-      for (const c of chunks) placeZ(runChunk(c), c)
-      gatherViews()
-    }
+    const z = forwardAll(own.batch)
     const g = this.grad.view(0, [V * n, H])
     // Diverged weights show as non-finite sentence vectors (the sample read for the metrics, or the
     // losses, which refuse them) or a non-finite loss.
@@ -278,14 +276,7 @@ export class TrainingStep {
     const { loss, parts } = result
     if (!Number.isFinite(loss)) throw fail(`the loss is ${loss}`)
     model.zeroGrad()
-    if (whole) model.trainBackward(g)
-    else
-      // Last pass first: its activations are still those of pass 1, so it needs no re-run.
-      for (let i = chunks.length - 1; i >= 0; i--) {
-        if (i < chunks.length - 1) runChunk(chunks[i])
-        backward(g, chunks[i])
-      }
-    if (comm) comm.allReduceSum(model.grads)
+    backwardAll(own.batch, g)
     const gradNorm = clipGradNorm(model.grads, o.gradClip)
     this.opt.stepWith(lr)
     const nextGraphs = graphable()
@@ -316,17 +307,17 @@ export class TrainingStep {
   private graphStep(
     graphs: StepGraphs,
     key: string,
-    pass: { batch: Stacked; keepRows: Uint8Array; forward: TrainForwardOptions },
+    own: { batch: Stacked; keepRows: Uint8Array },
     n: number,
     step: number,
     lr: number,
     fail: (what: string) => Error,
     info: (r: StepNumbers & { graph: 'captured' | 'replayed' }) => StepInfo,
-    wholeZ: (zOwn: Tensor) => Tensor,
-    backwardAll: (g: Tensor) => void,
+    forwardAll: (input: StepInput) => Tensor,
+    backwardAll: (input: StepInput, g: Tensor) => void,
   ): LaunchedStep {
     const { model, o } = this
-    const { batch, keepRows, forward } = pass
+    const { batch, keepRows } = own
     const H = model.config.hiddenSize
     const s = Math.min(n, METRIC_SENTENCES)
     const arrays = graphArrays(batch, keepRows, model)
@@ -336,12 +327,12 @@ export class TrainingStep {
     const adamStep = stepBefore + 1
     const captured = graphs.captures
     const record = () => {
-      const z = wholeZ(model.trainForward(input, { ...forward, keepRows }))
+      const z = forwardAll(input)
       this.graphZ.set(key, z)
       this.launchGram(z, n)
       objectiveLoss(o, z, g, n) // its results come from the graph (lossFromResults)
       model.zeroGrad()
-      backwardAll(g)
+      backwardAll(input, g)
       ops.clipGradNorm(model.grads, o.gradClip)
       this.opt.update(lr, adamStep)
     }
@@ -500,13 +491,18 @@ function graphArrays(batch: Stacked, keepRows: Uint8Array, model: BertModel): Bo
   return [batch.inputIds, model.positionIdsFor(batch), batch.tokenTypeIds, batch.attentionMask, keepRows]
 }
 
-/** Rows [r0, r0 + m) of a stacked batch (same padded length T, so the dropout masks line up). */
-function slice(b: ReturnType<typeof stack>, r0: number, m: number) {
+/** A step's encoder input: a stacked batch, with the position ids a CUDA graph binds (else computed). */
+type StepInput = Stacked & { positionIds?: Int32Array }
+
+/** Rows [r0, r0 + m) of a step's input (same padded length T, so the dropout masks line up); views, not copies. */
+function slice(b: StepInput, r0: number, m: number): StepInput {
   const T = b.shape[1]
+  const rows = <A extends Int32Array>(a: A) => a.subarray(r0 * T, (r0 + m) * T) as A
   return {
-    inputIds: b.inputIds.subarray(r0 * T, (r0 + m) * T),
-    attentionMask: b.attentionMask.subarray(r0 * T, (r0 + m) * T),
-    tokenTypeIds: b.tokenTypeIds.subarray(r0 * T, (r0 + m) * T),
+    inputIds: rows(b.inputIds),
+    attentionMask: rows(b.attentionMask),
+    tokenTypeIds: rows(b.tokenTypeIds),
+    ...(b.positionIds ? { positionIds: rows(b.positionIds) } : {}),
     shape: [m, T],
   }
 }
