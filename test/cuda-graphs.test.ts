@@ -22,6 +22,7 @@ import { train } from '../lib/train/train.js'
 import type { StepInfo } from '../lib/train/events.js'
 import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
 import { settledTensorBytes } from './helpers/settle-memory.js'
+import type { Communicator } from '../lib/distributed/communicator.js'
 
 const status = cudaStatus()
 const skip = status.available ? false : `CUDA unavailable (${status.reason})`
@@ -236,12 +237,12 @@ async function stepRig(prefix: string) {
   const tokenizer = await Tokenizer.load(join(dir, 'vocab.txt'))
   const config = tinyConfig({ hiddenSize: 32, numHiddenLayers: 1, numAttentionHeads: 2, intermediateSize: 64 })
   const text = sentences(64, 5, 6)
-  return (mode: 'graphs' | 'eager', totalSteps: number) => {
+  return (mode: 'graphs' | 'eager', totalSteps: number, comm?: Communicator) => {
     if (mode === 'eager') process.env.SIMCSEPP_CUDA_GRAPHS = '0'
     const model = BertModel.create(config, { device: 'cuda', mlp: true, seed: 4 })
     const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: 1e-4 })
     const o = resolveTrainOptions({ data: 'x', out: 'x', batchSize: 8, maxLen: 8, device: 'cuda', precision: 'fp32' })
-    const step = new TrainingStep(model, opt, tokenizer, o, { batch: 8, maxLen: 8, totalSteps }, 'cuda')
+    const step = new TrainingStep(model, opt, tokenizer, o, { batch: 8, maxLen: 8, totalSteps }, 'cuda', comm ?? null)
     delete process.env.SIMCSEPP_CUDA_GRAPHS
     let k = 0
     const stream = { next: async () => ({ sentences: text.slice(8 * k, 8 * ++k), epoch: 0 }) } as unknown as BatchStream
@@ -273,6 +274,52 @@ t.test('a replayed step that diverges throws as the eager step does, and leaves 
   t.equal(outcome.graphs.error, outcome.eager.error, 'the same error from the replayed step')
   t.equal(outcome.graphs.steps, 3, 'after 3 good steps')
   t.equal(equalBits(outcome.graphs.params, outcome.eager.params), 0, 'the weights the eager step left (its AdamW update skipped)')
+})
+
+t.test('ranks whose step graphs differ run the step eagerly, then capture it anew together', { skip }, async (t) => {
+  // Rank 0 of 2, its collectives no-ops (this checks the graph decisions; the data-parallel numbers are
+  // checked through NCCL in test/cuda-distributed.test.ts). The other rank reports, through max(), the same
+  // state (0 eager, 1 capture, 2 replay) as this one, except before step `odd` (0-based) where it says 0: its
+  // graphs were dropped (an arena that grew at another step than ours).
+  const rig = await stepRig('simcsepp-cuda-graphs-ranks-')
+  const run = async (odd: number | null) => {
+    let current = 0,
+      calls = 0
+    const states: number[] = []
+    const comm = {
+      rank: 0,
+      size: 2,
+      cudaPath: 'NCCL (a stand-in of this test)',
+      bytes: 0,
+      takeSeconds: () => 0,
+      allGather: () => {},
+      allReduceSum: () => {},
+      max: (x: number) => {
+        const first = calls++ % 2 === 0 // max(state), then max(-state)
+        if (first) states.push(x)
+        return current !== odd ? x : first ? Math.max(x, 0) : Math.max(x, -0)
+      },
+    } as unknown as Communicator
+    const { model, step, stream } = rig('graphs', 7, comm)
+    const graphs: string[] = []
+    for (; current < 7; current++) graphs.push((await step.run(current, stream, () => 0, null)).cudaGraph!)
+    const params = model.params.toFloat32Array()
+    step.dispose()
+    model.dispose()
+    return { graphs, states, params }
+  }
+  const agreed = await run(null)
+  t.same(agreed.graphs, ['eager', 'captured', 'replayed', 'replayed', 'replayed', 'replayed', 'replayed'])
+  // This stand-in names its NCCL path from the start, so the ranks compare from step 1 on.
+  t.same(agreed.states, [0, 1, 2, 2, 2, 2, 2])
+  const split = await run(3)
+  t.same(
+    split.graphs,
+    ['eager', 'captured', 'replayed', 'eager', 'captured', 'replayed', 'replayed'],
+    'step 4 eager on every rank, step 5 captured anew',
+  )
+  t.same(split.states, [0, 1, 2, 2, 1, 2, 2], 'after the eager step 4 this rank captures again (state 1), not replays')
+  t.equal(equalBits(split.params, agreed.params), 0, 'the same weights, bit for bit')
 })
 
 t.test('launches run ahead of their reads; a diverged step stops the updates of the launches after it', { skip }, async (t) => {

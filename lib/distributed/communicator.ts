@@ -54,6 +54,11 @@ export class Communicator {
     return this.timed(() => addon.distMax(flag ? 1 : 0) > 0)
   }
 
+  /** The largest of the ranks' x, on every rank. */
+  max(x: number): number {
+    return this.timed(() => addon.distMax(x))
+  }
+
   barrier(): void {
     this.timed(() => addon.distBarrier())
   }

@@ -86,6 +86,19 @@ export class StepGraphs {
     return this.entries.get(key)?.warmed.has(pass) ?? false
   }
 
+  /** Whether `pass` of shape `key` has been captured (its next run replays that graph). */
+  isCaptured(key: string, pass: Pass): boolean {
+    return this.entries.get(key)?.graphs.has(pass) ?? false
+  }
+
+  /** Frees shape `key`'s session and graphs (read its launches first): it runs eagerly, then is captured anew. */
+  forget(key: string): void {
+    const e = this.entries.get(key)
+    if (!e) return
+    addon.graphSessionFree(e.session)
+    this.entries.delete(key)
+  }
+
   /** Records that `pass` of shape `key` ran eagerly (with these arrays' sizes): the next run captures it. */
   markWarm(key: string, pass: Pass, arrays: BoundArrays): void {
     let e = this.entries.get(key)

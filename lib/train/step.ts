@@ -212,10 +212,10 @@ export class TrainingStep {
     const fail = (what: string) => diverged(step, what, o.lr, lastCheckpoint)
     // On CUDA a step is one graph from its shape's second step on (graphStep), micro-batches and all: in one
     // process, or on ranks whose collectives go through NCCL (a graph can hold NCCL's collectives, not MPI's
-    // host copies; the path is known once the first step's collectives ran). A rank left without sentences
-    // (m = 0) runs its collectives eagerly; they meet the others' captured ones in the same order.
+    // host copies; the path is known once the first step's collectives ran) when every rank has sentences
+    // (a rank without any has no pass, and all ranks must capture the same collectives or none).
     const graphKey = `${batch.shape[0]}x${batch.shape[1]}`
-    const graphable = () => (chunks.length > 0 && (!comm || /^NCCL/.test(comm.cudaPath ?? '')) ? this.stepGraphs : null)
+    const graphable = () => ((comm ? n >= comm.size && /^NCCL/.test(comm.cudaPath ?? '') : chunks.length > 0) ? this.stepGraphs : null)
     const graphs = graphable()
     const fixed = {
       epoch,
@@ -251,7 +251,19 @@ export class TrainingStep {
         elapsedSeconds: elapsed(),
       }
     }
-    if (graphs && graphs.isWarm(graphKey, model.activationGeneration, 'step')) {
+    let replay = graphs !== null && graphs.isWarm(graphKey, model.activationGeneration, 'step')
+    if (comm && graphs) {
+      // NCCL requires every rank to capture a collective or none, and a replay to come from a capture all
+      // ranks made together. A rank's graphs can differ from the others' (its arena grew at another step:
+      // its rows differ), so the ranks compare their states (0 eager, 1 capture, 2 replay); when they
+      // differ, all run this step eagerly and drop their graph of the shape, to capture it anew together.
+      const state = !replay ? 0 : graphs.isCaptured(graphKey, 'step') ? 2 : 1
+      if (comm.max(state) !== -comm.max(-state)) {
+        replay = false
+        graphs.forget(graphKey)
+      }
+    }
+    if (graphs && replay) {
       // Keep one launch unread at most besides this one (the native side keeps two launches' results).
       while (this.unread.length > 1) this.unread[0].result()
       fixed.activationBytes = model.activationBytes
