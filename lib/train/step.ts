@@ -30,8 +30,7 @@ import { keepRowsFor, lossFromResults, objectiveLoss, viewCount } from './object
 import type { ResolvedTrainOptions } from './options.js'
 import type { StepInfo } from './events.js'
 import type { Communicator } from '../distributed/communicator.js'
-import { rankSlice } from '../distributed/launch.js'
-import type { RowPlacement } from '../native.js'
+import { PassLayout } from './pass-layout.js'
 
 /** A step's sizes: sentences per step (at most), tokens per sentence, and the run's length. */
 export interface StepShape {
@@ -145,37 +144,33 @@ export class TrainingStep {
     const batch = await tokeniseViews(this.tokenizer, columns ?? [sentences], V, maxLen)
     const keepRows = keepRowsFor(o.objective, n, this.shape.columns)
     const forward = { seed: o.seed, step, pooling: o.pooling }
-    // This process's rows of the V·n stacked ones: all of them, or with R ranks its sentences [s0, s0 + m) of
-    // every view, V runs of m rows n apart, gathered into one batch of V·m rows whose rows draw the masks of
-    // their places in the whole batch (RowPlacement). Micro-batches of M rows split them further (M = 0 or at
-    // least the rows: no split). With one pass, its activations stay for the backward; with several, pass 1
-    // gathers every row's vector, the loss runs over the whole batch, and pass 2 re-runs each pass (the same
-    // dropout masks) and back-propagates its rows of dL/dz; parameter gradients accumulate.
+    // This process's rows of the V·n stacked ones, in passes (PassLayout: all rows, or a rank's sentences of
+    // every view; micro-batches split them). With one pass, its activations stay for the backward; with
+    // several, pass 1 gathers every row's vector, the loss runs over the whole batch, and pass 2 re-runs each
+    // pass (the same dropout masks) and back-propagates its rows of dL/dz; parameter gradients accumulate.
     const rows = V * n
     const comm = this.comm && this.comm.size > 1 ? this.comm : null
-    const slices = comm ? Array.from({ length: comm.size }, (_, r) => rankSlice(n, comm.size, r)) : [[0, n] as [number, number]]
-    const [s0, s1] = slices[comm ? comm.rank : 0]
-    const m = s1 - s0 // an epoch's last, short batch may leave a rank no sentence (m = 0: no pass)
-    const own = comm ? rankRows(batch, keepRows, V, n, s0, m) : { batch, keepRows }
-    const ownRows = V * m
-    const micro = this.shape.microBatch ?? 0
-    const M = micro > 0 && micro < ownRows ? micro : ownRows
-    const chunks: [number, number][] = []
-    for (let l0 = 0; l0 < ownRows; l0 += M) chunks.push([l0, Math.min(M, ownRows - l0)])
-    const place = (l0: number): RowPlacement => (comm ? { first: s0, block: m, stride: n, skip: l0 } : l0)
-    // Calls f(l, r, k) for each run of k of this process's rows from l that are consecutive rows of the
-    // stacked batch from r, over its rows [l0, l0 + count).
-    const runs = (l0: number, count: number, f: (l: number, r: number, k: number) => void) => {
-      for (let l = l0; l < l0 + count;) {
-        const k = comm ? Math.min(l0 + count - l, m - (l % m)) : l0 + count - l
-        f(l, comm ? Math.floor(l / m) * n + s0 + (l % m) : l, k)
-        l += k
-      }
+    const layout = new PassLayout(V, n, comm, this.shape.microBatch ?? 0)
+    const T = batch.shape[1]
+    const own = {
+      batch: {
+        inputIds: layout.gather(batch.inputIds, T),
+        attentionMask: layout.gather(batch.attentionMask, T),
+        tokenTypeIds: layout.gather(batch.tokenTypeIds, T),
+        shape: [layout.rows, T],
+      },
+      keepRows: layout.gather(keepRows, 1),
     }
+    const chunks = layout.passes
+    const runs = layout.runs.bind(layout)
     // One encoder pass over this process's rows [l0, l0 + count) of `input` (own.batch, or on a CUDA graph
     // the same arrays with the bound position ids).
     const pass = (input: StepInput, [l0, count]: [number, number]) =>
-      model.trainForward(slice(input, l0, count), { ...forward, keepRows: own.keepRows.subarray(l0, l0 + count), firstRow: place(l0) })
+      model.trainForward(slice(input, l0, count), {
+        ...forward,
+        keepRows: own.keepRows.subarray(l0, l0 + count),
+        firstRow: layout.place(l0),
+      })
     // The vectors of the whole batch: each pass's rows copied to their places (then, on ranks, the views
     // all-gathered), or the one pass's own output.
     const zWhole = this.zAll?.view(0, [rows, H])
@@ -187,7 +182,7 @@ export class TrainingStep {
         runs(c[0], c[1], (l, r, k) => zWhole!.view(r * H, [k, H]).copyFrom(out.view((l - c[0]) * H, [k, H])))
       }
       if (comm) {
-        const counts = slices.map(([a, b]) => (b - a) * H)
+        const counts = layout.slices.map(([a, b]) => (b - a) * H)
         for (let v = 0; v < V; v++) comm.allGather(zWhole!.view(v * n * H, [n * H]), counts)
       }
       return zWhole!
@@ -517,26 +512,6 @@ function slice(b: StepInput, r0: number, m: number): StepInput {
     ...(b.positionIds ? { positionIds: rows(b.positionIds) } : {}),
     shape: [m, T],
   }
-}
-
-/**
- * A rank's rows of a stacked batch of V views of n sentences: sentences [s0, s0 + m) of every view, view by
- * view (V·m rows), with their keepRows.
- */
-function rankRows(b: Stacked, keepRows: Uint8Array, V: number, n: number, s0: number, m: number) {
-  const T = b.shape[1]
-  const pick = <A extends Int32Array | Uint8Array>(a: A, width: number): A => {
-    const out = new (a.constructor as new (length: number) => A)(V * m * width)
-    for (let v = 0; v < V; v++) out.set(a.subarray((v * n + s0) * width, (v * n + s0 + m) * width), v * m * width)
-    return out
-  }
-  const batch = {
-    inputIds: pick(b.inputIds, T),
-    attentionMask: pick(b.attentionMask, T),
-    tokenTypeIds: pick(b.tokenTypeIds, T),
-    shape: [V * m, T],
-  }
-  return { batch, keepRows: pick(keepRows, 1) }
 }
 
 /**
