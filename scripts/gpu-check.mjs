@@ -43,7 +43,8 @@
 //    or why it was not measured; JSON to $OUT/bench-step.json. The Python with torch is SIMCSEPP_PYTHON
 //    (default python3);
 // 7. SentenceEncoder on CUDA (bench encode): BERT-base, 4,096 Wikipedia sentences (generated ones without
-//    ../shared/data) in batches of 128, length-sorted and in input order; JSON to $OUT/bench-encode.json.
+//    ../shared/data) in batches of 128, length-sorted and in input order, and sorted with CUDA graphs off;
+//    JSON to $OUT/bench-encode.json.
 // Everything runs under --budget-seconds (default 420, so it ends inside a 10-minute device call): a
 // check whose estimated time exceeds what is left is reported as SKIP; the benchmark keeps a reserve, and
 // the loss checks leave min(30 s, 10% of the budget) to the encoder checks.

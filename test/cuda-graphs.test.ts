@@ -103,6 +103,38 @@ t.test('graph passes equal eager passes bit for bit, step after step, as shapes 
   }
 })
 
+t.test('embed with graph: true gives the eager vectors bit for bit, as shapes change and weights move', { skip }, async (t) => {
+  const config = tinyConfig({ hiddenSize: 32, numHiddenLayers: 2, numAttentionHeads: 2, intermediateSize: 64 })
+  for (const pooling of ['cls', 'mean'] as const) {
+    const model = BertModel.create(config, { device: 'cuda', mlp: true, seed: 2 })
+    const shapes: [number, number][] = [
+      [5, 8],
+      [5, 8],
+      [5, 8],
+      [3, 4],
+      [3, 4],
+      [3, 4],
+      [5, 8],
+    ]
+    let differ = 0
+    for (let k = 0; k < shapes.length; k++) {
+      const [B, T] = shapes[k]
+      const b = batch(B, T, 200 + k, config.vocabSize)
+      const eager = model.embed(b, pooling)
+      const graph = model.embed(b, pooling, { graph: true })
+      differ += equalBits(eager.toFloat32Array(), graph.toFloat32Array())
+      eager.dispose()
+      graph.dispose()
+      // The weights change between batches: a replay reads them as they are (the graph holds addresses).
+      ops.scaleInplace(model.params, 0.99)
+    }
+    t.equal(differ, 0, `${pooling}: every vector identical over ${shapes.length} batches of 2 shapes`)
+    // [5, 8]: eager, captured and launched, replayed twice; [3, 4]: eager, captured, replayed.
+    t.same(model.graphStats, { captures: 2, replays: 5 }, `${pooling}: 2 shapes captured, 5 launches`)
+    model.dispose()
+  }
+})
+
 t.test('a graph is dropped when the activation arena grows, and captured again', { skip }, async (t) => {
   const config = tinyConfig({ hiddenSize: 32, numHiddenLayers: 1, numAttentionHeads: 2, intermediateSize: 64 })
   const m = BertModel.create(config, { device: 'cuda', mlp: true, seed: 2 })

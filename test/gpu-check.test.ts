@@ -87,5 +87,6 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
   const encode = json(out, 'bench-encode.json')
   t.match(encode.rows, [{ model: 'tiny', device: 'cuda', sentences: 12, batchSize: 4, onnxruntimePerSec: null }], 'encode row')
   t.ok(encode.rows[0].sortedPerSec > 0 && encode.rows[0].inputOrderPerSec > 0, 'SentenceEncoder on CUDA timed')
+  t.ok(encode.rows[0].noGraphsSortedPerSec > 0, 'and without CUDA graphs')
   t.equal(encode.dryRun, true)
 })

@@ -492,7 +492,8 @@ t.test('bench encode: rows and table', async (t) => {
   t.ok(r.onnxruntimeMaxAbsDiff! < 1e-4, `its vectors within ${r.onnxruntimeMaxAbsDiff?.toExponential(2)} of ours`)
   const table = encodeBenchTable(rows)
   t.match(table, /sorted sent\/s/)
-  t.match(table, /onnxruntime sent\/s +vs onnxruntime/)
+  t.match(table, /onnxruntime sent\/s +vs onnxruntime +no-graphs sent\/s +graphs speed-up/)
+  t.equal(r.noGraphsSortedPerSec, null, 'CUDA graphs: a column of CUDA rows only')
   t.match(table, /\nmini\s+cpu\s+48\s+16/)
   t.comment('\n' + table)
   const without = await benchEncode({

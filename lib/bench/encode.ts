@@ -58,6 +58,11 @@ export interface EncodeBenchRow {
    */
   onnxruntimePerSec: number | null
   onnxruntimeMaxAbsDiff?: number
+  /**
+   * CUDA rows: sentences per second with length-sorted batches and CUDA graphs off (SIMCSEPP_CUDA_GRAPHS=0:
+   * every batch a few hundred launches), against sortedPerSec's graphs; null elsewhere.
+   */
+  noGraphsSortedPerSec: number | null
   note?: string
 }
 
@@ -154,6 +159,25 @@ async function timeEncode(
   return sentences.length / median(times)
 }
 
+/** Sorted sentences/s of an encoder whose worker starts with SIMCSEPP_CUDA_GRAPHS=0 (its copy of the environment). */
+async function withoutGraphs(dir: string, maxLength: number, batchSize: number, sentences: string[], repeatBelow: number): Promise<number> {
+  const before = process.env.SIMCSEPP_CUDA_GRAPHS
+  process.env.SIMCSEPP_CUDA_GRAPHS = '0'
+  let enc: SentenceEncoder
+  try {
+    enc = await SentenceEncoder.load(dir, { device: 'cuda', maxLength, batchSize })
+  } finally {
+    if (before === undefined) delete process.env.SIMCSEPP_CUDA_GRAPHS
+    else process.env.SIMCSEPP_CUDA_GRAPHS = before
+  }
+  try {
+    await enc.encode(sentences.slice(0, Math.min(sentences.length, 2 * batchSize))) // warm-up
+    return await timeEncode(enc, sentences, batchSize, true, repeatBelow)
+  } finally {
+    await enc.close()
+  }
+}
+
 export async function benchEncode(o: EncodeBenchOptions): Promise<EncodeBenchRow[]> {
   if (!Number.isSafeInteger(o.sentences) || o.sentences < 1)
     throw new Error(`benchEncode: sentences must be a positive integer, got ${o.sentences}`)
@@ -189,6 +213,7 @@ export async function benchEncode(o: EncodeBenchOptions): Promise<EncodeBenchRow
           speedup: null,
           source,
           onnxruntimePerSec: null,
+          noGraphsSortedPerSec: null,
         }
         let enc: SentenceEncoder | null = null
         try {
@@ -198,6 +223,10 @@ export async function benchEncode(o: EncodeBenchOptions): Promise<EncodeBenchRow
           row.sortedPerSec = await timeEncode(enc, sentences, o.batchSize, true, repeatBelow)
           row.speedup = row.sortedPerSec / row.inputOrderPerSec
           o.log(`${size} ${device}: sorted ${row.sortedPerSec.toFixed(1)}/s, input order ${row.inputOrderPerSec.toFixed(1)}/s`)
+          if (device === 'cuda') {
+            row.noGraphsSortedPerSec = await withoutGraphs(dir, maxLength, o.batchSize, sentences, repeatBelow)
+            o.log(`${size} ${device}: sorted, CUDA graphs off ${row.noGraphsSortedPerSec.toFixed(1)}/s`)
+          }
           if (device === 'cpu' && o.onnxruntime !== false) {
             const ours = (await enc.encode(sentences, { batchSize: o.batchSize, sortByLength: true })) as Float32Array[]
             const ort = await onnxruntimeRate(dir, tok, o.batchSize, ours, repeatBelow)

@@ -97,6 +97,8 @@ export function encodeBenchTable(rows: EncodeBenchRow[]): string {
       'padding input-order',
       'onnxruntime sent/s',
       'vs onnxruntime',
+      'no-graphs sent/s',
+      'graphs speed-up',
       'note',
     ],
     rows.map((r) => [
@@ -112,6 +114,8 @@ export function encodeBenchTable(rows: EncodeBenchRow[]): string {
       pct(r.paddingInputOrder),
       rate(r.onnxruntimePerSec),
       r.onnxruntimePerSec === null || r.sortedPerSec === null ? '-' : `${(r.sortedPerSec / r.onnxruntimePerSec).toFixed(2)}x`,
+      rate(r.noGraphsSortedPerSec),
+      r.noGraphsSortedPerSec === null || r.sortedPerSec === null ? '-' : `${(r.sortedPerSec / r.noGraphsSortedPerSec).toFixed(2)}x`,
       r.note ?? '',
     ]),
   )

@@ -59,6 +59,15 @@ export class EmbeddingEngine {
     readonly passBudget: number,
   ) {}
 
+  /**
+   * On CUDA, each batch shape's forward runs as a CUDA graph from its second batch on (BertModel.embed's
+   * graph option; length-sorted batches repeat shapes). SIMCSEPP_CUDA_GRAPHS=0 (read at each batch) turns
+   * them off.
+   */
+  get graphs(): boolean {
+    return this.device === 'cuda' && process.env.SIMCSEPP_CUDA_GRAPHS !== '0'
+  }
+
   get dimension(): number {
     return this.model.config.hiddenSize
   }
@@ -129,7 +138,7 @@ export class EmbeddingEngine {
       tokenTypeIds.set(tok.types.subarray(from, to), b * T)
       attentionMask.fill(1, b * T, b * T + (to - from))
     }
-    const out = this.model.embed({ inputIds, attentionMask, tokenTypeIds, shape: [B, T] }, pooling)
+    const out = this.model.embed({ inputIds, attentionMask, tokenTypeIds, shape: [B, T] }, pooling, { graph: this.graphs })
     let vectors: Float32Array
     try {
       vectors = out.toFloat32Array()

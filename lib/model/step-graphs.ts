@@ -24,7 +24,8 @@ import { nativeOf, type Tensor } from '../tensor.js'
 /** The host arrays a pass's ops read: ids, positions, types, mask, and keepRows when present. */
 export type BoundArrays = (Int32Array | Uint8Array)[]
 
-type Pass = 'forward' | 'backward' | 'step'
+// 'embed': an inference forward (no backward: its session gets no embedding-gradient buffer).
+type Pass = 'forward' | 'backward' | 'step' | 'embed'
 
 interface Captured {
   index: number
@@ -108,7 +109,7 @@ export class StepGraphs {
       e = {
         session: addon.graphSession(
           arrays.map((a) => a.byteLength),
-          arrays[0].length,
+          pass === 'embed' ? 1 : arrays[0].length,
           peer,
         ),
         warmed: new Set(),
