@@ -110,6 +110,13 @@ size_t groups_ints(int64_t BT) { return 1 + static_cast<size_t>(BT) * 15; }
 // bound ids, each at least one row): their groups_ints add up to at most this.
 size_t session_groups_ints(int64_t maxRows) { return static_cast<size_t>(std::max<int64_t>(maxRows, 1)) * 16; }
 
+// The first of the session's bound arrays holding the host range [h, h + bytes) during a capture, or -1.
+int bound_index(const GraphSession& s, const char* h, size_t bytes) {
+  for (size_t i = 0; i < s.bound.size(); ++i)
+    if (h >= s.bound[i].host && h + bytes <= s.bound[i].host + s.bound[i].bytes) return static_cast<int>(i);
+  return -1;
+}
+
 void group_destroy(GraphGroup* g) noexcept {
   if (g->stream != nullptr) (void)cudaStreamSynchronize(g->stream);
   for (Staging& st : g->staging) {
@@ -149,8 +156,10 @@ bool graph_sessions_live() { return g_sessions > 0; }
 const void* bound_device_copy(const void* host, size_t bytes, const char* what) {
   if (host == nullptr) return nullptr;
   const auto* h = static_cast<const char*>(host);
-  for (const GraphSession::Bound& b : t_capturing->bound)
-    if (h >= b.host && h + bytes <= b.host + b.bytes) return static_cast<const char*>(b.device) + (h - b.host);
+  if (const int i = bound_index(*t_capturing, h, bytes); i >= 0) {
+    const GraphSession::Bound& b = t_capturing->bound[static_cast<size_t>(i)];
+    return static_cast<const char*>(b.device) + (h - b.host);
+  }
   throw CudaError(std::string(what) +
                   ": a host array that is not bound to the step graph being captured (its "
                   "values would be frozen into the graph)");
@@ -170,13 +179,9 @@ int32_t* capture_embedding_groups(const int32_t* ids, const int32_t* posIds, con
   for (int k = 0; k < 3; ++k) {
     if (arrays[k] == nullptr) continue;
     const auto* h = reinterpret_cast<const char*>(arrays[k]);
-    for (size_t i = 0; i < s.bound.size(); ++i)
-      if (h >= s.bound[i].host && h + bytes <= s.bound[i].host + s.bound[i].bytes &&
-          (h - s.bound[i].host) % sizeof(int32_t) == 0) {
-        r.index[k] = static_cast<int>(i);
-        r.offset[k] = static_cast<size_t>(h - s.bound[i].host);
-      }
+    r.index[k] = bound_index(s, h, bytes);
     if (r.index[k] < 0) throw CudaError("embedding_backward: ids that are not a bound array of the step graph");
+    r.offset[k] = static_cast<size_t>(h - s.bound[static_cast<size_t>(r.index[k])].host);
   }
   s.recipes.push_back(r);
   s.groupsUsed += groups_ints(BT);

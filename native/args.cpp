@@ -180,7 +180,7 @@ int64_t arg_first_row(const Napi::CallbackInfo& info, size_t index, const char* 
 
 namespace {
 
-// Field `key` of a row index object: a safe integer of at least `min` (absent: `absent`, when it may be).
+// Field `key` of a row index object: a safe integer of at least `min` (0 when optional and absent).
 int64_t row_index_field(const Napi::Env& env, const Napi::Object& o, const char* key, const char* name, double min,
                         bool optional) {
   const Napi::Value v = o.Get(key);

@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { namedConfig, type NamedConfig } from '../model/config.js'
 import { BertModel } from '../model/bert.js'
+import { withoutCudaGraphs } from '../model/step-graphs.js'
 import { Tokenizer } from '../tokenizer.js'
 import type { Device } from '../tensor.js'
 import { EmbeddingEngine, tokenizePacked, type Tokenized } from '../embed/engine.js'
@@ -161,15 +162,7 @@ async function timeEncode(
 
 /** Sorted sentences/s of an encoder whose worker starts with SIMCSEPP_CUDA_GRAPHS=0 (its copy of the environment). */
 async function withoutGraphs(dir: string, maxLength: number, batchSize: number, sentences: string[], repeatBelow: number): Promise<number> {
-  const before = process.env.SIMCSEPP_CUDA_GRAPHS
-  process.env.SIMCSEPP_CUDA_GRAPHS = '0'
-  let enc: SentenceEncoder
-  try {
-    enc = await SentenceEncoder.load(dir, { device: 'cuda', maxLength, batchSize })
-  } finally {
-    if (before === undefined) delete process.env.SIMCSEPP_CUDA_GRAPHS
-    else process.env.SIMCSEPP_CUDA_GRAPHS = before
-  }
+  const enc = await withoutCudaGraphs(() => SentenceEncoder.load(dir, { device: 'cuda', maxLength, batchSize }))
   try {
     await enc.encode(sentences.slice(0, Math.min(sentences.length, 2 * batchSize))) // warm-up
     return await timeEncode(enc, sentences, batchSize, true, repeatBelow)

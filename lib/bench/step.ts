@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { addon, type Precision } from '../native.js'
 import { BertModel } from '../model/bert.js'
+import { withoutCudaGraphs } from '../model/step-graphs.js'
 import { namedConfig, type BertConfig, type NamedConfig } from '../model/config.js'
 import { AdamW } from '../optim/adamw.js'
 import { effectivePrecision, type PrecisionRequest } from '../model/precision.js'
@@ -135,18 +136,6 @@ function productSeconds(c: BertConfig, rows: number, precision: Precision): numb
   return c.numHiddenLayers * perLayer
 }
 
-/** f() with SIMCSEPP_CUDA_GRAPHS=0 (a TrainingStep reads it when constructed). */
-function withoutGraphs<T>(f: () => T): T {
-  const before = process.env.SIMCSEPP_CUDA_GRAPHS
-  process.env.SIMCSEPP_CUDA_GRAPHS = '0'
-  try {
-    return f()
-  } finally {
-    if (before === undefined) delete process.env.SIMCSEPP_CUDA_GRAPHS
-    else process.env.SIMCSEPP_CUDA_GRAPHS = before
-  }
-}
-
 export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'simcsepp-bench-step-'))
   const rows: StepBenchRow[] = []
@@ -187,7 +176,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
             // On CUDA the ops must be called one by one to be timed: the profile runs a step without graphs
             // (the same ops; one eager step first, so that nothing is allocated while timing).
             const gpu = device === 'cuda'
-            const profiled = gpu ? withoutGraphs(() => new TrainingStep(model, opt, tokenizer, opts, shape, device)) : step
+            const profiled = gpu ? withoutCudaGraphs(() => new TrainingStep(model, opt, tokenizer, opts, shape, device)) : step
             const first = timed + 3 + (gpu ? 1 : 0)
             let p: OpProfile, ms: number, cpuMs: number
             try {

@@ -49,6 +49,30 @@ interface Entry {
   graphs: Map<Pass, Captured>
 }
 
+/**
+ * f() with SIMCSEPP_CUDA_GRAPHS=0, restored after it (after the promise settles when f returns one): for
+ * what reads the setting when made (a TrainingStep; a SentenceEncoder's worker takes a copy of the
+ * environment when it starts).
+ */
+export function withoutCudaGraphs<T>(f: () => T): T {
+  const before = process.env.SIMCSEPP_CUDA_GRAPHS
+  const restore = () => {
+    if (before === undefined) delete process.env.SIMCSEPP_CUDA_GRAPHS
+    else process.env.SIMCSEPP_CUDA_GRAPHS = before
+  }
+  process.env.SIMCSEPP_CUDA_GRAPHS = '0'
+  let r: T
+  try {
+    r = f()
+  } catch (e) {
+    restore()
+    throw e
+  }
+  if (r instanceof Promise) return r.finally(restore) as T
+  restore()
+  return r
+}
+
 export class StepGraphs {
   private readonly entries = new Map<string, Entry>()
   private generation = -1
