@@ -3,12 +3,14 @@
 // 16-byte and destination 8-byte aligned goes 4 elements per thread per step (one float4 load, one 8-byte
 // store), its last n % 4 elements one at a time; any other segment one element at a time. Consecutive threads
 // touch consecutive addresses either way (coalesced). Memory-bound: 6 bytes moved per element.
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "bf16_copy.cuh"
+#include "bf16_mirror.cuh"
 #include "cublaslt.cuh"
 #include "grid.cuh"
 
@@ -61,6 +63,12 @@ const char* describe(Operands o) {
                               : "bf16 copies (SIMCSEPP_BF16_OPERANDS=copies, the default)";
 }
 
+namespace {
+std::atomic<int64_t> g_converted{0};
+}  // namespace
+
+int64_t converted_elements() { return g_converted.load(); }
+
 void convert(const Segment* segments, int count, cudaStream_t stream) {
   Segments segs{};
   int used = 0;
@@ -71,6 +79,7 @@ void convert(const Segment* segments, int count, cudaStream_t stream) {
     longest = segments[i].n > longest ? segments[i].n : longest;
   }
   if (used == 0) return;
+  for (int i = 0; i < used; ++i) g_converted += segs.s[i].n;
   launch("bf16_convert_kernel", bf16_convert_kernel,
          dim3(detail::grid_blocks(longest, kThreads), static_cast<unsigned>(used)), kThreads, 0, stream, segs);
 }
@@ -84,7 +93,10 @@ std::string bf16_operands() {
   if (o == bf16copy::Operands::kCopies && !lt::serves_bf16_operands() && lt::serves_fp32_operands_bf16())
     return "fp32, rounded to bf16 inside the GEMM (cuBLASLt failed its check with bf16 operands and passed it with "
            "fp32 ones: see gemm)";
-  return bf16copy::describe(o);
+  if (o == bf16copy::Operands::kFp32) return bf16copy::describe(o);
+  return std::string(bf16copy::describe(o)) +
+         (bf16mirror::enabled() ? "; weights from the model's bf16 mirror (kernels/bf16_mirror.cuh)"
+                                : "; weights rounded at every product (SIMCSEPP_BF16_WEIGHT_MIRROR=0)");
 }
 
 }  // namespace simcsepp::cuda

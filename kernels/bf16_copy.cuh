@@ -37,4 +37,8 @@ struct Segment {
 constexpr int kMaxSegments = 3;
 void convert(const Segment* segments, int count, cudaStream_t stream);
 
+// Elements converted by convert() since the process started (launches queued, captured or not: a graph's
+// conversions count once, when captured). For tests and benchmarks (cuda_api.h: bf16_counters).
+int64_t converted_elements();
+
 }  // namespace simcsepp::cuda::bf16copy

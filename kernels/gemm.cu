@@ -9,7 +9,8 @@
 //   linear_forward:   out[R, OC] = inp[R, C] W[OC, C]^T + bias   sgemm_kernel<false, true>, the bias added in
 //                                                                  its epilogue (acc + bias, as the CPU's beta = 1)
 //   (at Precision::kBf16 the three products of the linear layer take bf16 operands: bf16_copy.cuh rounds inp,
-//    W and dout into bf16 copies in the op workspace, one launch per op, and the products run on cuBLASLt's
+//    W and dout into bf16 copies in the op workspace, one launch per op (W comes from its bf16 mirror instead
+//    when it has one: bf16_mirror.cuh), and the products run on cuBLASLt's
 //    bf16 x bf16 -> fp32 kernels or on gemm_bf16_kernel (gemm_bf16.cuh: tensor cores, fp32 sums); the bias
 //    stays fp32. SIMCSEPP_BF16_OPERANDS=fp32 instead hands the fp32 operands to the GEMM, which rounds them
 //    as it reads them: the same bits on the kernels)
@@ -26,6 +27,7 @@
 #include <mutex>
 
 #include "bf16_copy.cuh"
+#include "bf16_mirror.cuh"
 #include "cublaslt.cuh"
 #include "cuda_check.cuh"
 #include "gemm_bf16.cuh"
@@ -91,23 +93,26 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
 
 namespace {
 
-// linear_forward at Precision::kBf16 on bf16 copies of inp and weight (caller checked R, C, OC > 0).
+// linear_forward at Precision::kBf16 on bf16 copies of inp and weight (caller checked R, C, OC > 0). The weight's
+// copy comes from its bf16 mirror when it has one (bf16_mirror.cuh), else is made here.
 void linear_forward_bf16_copies(float* out, const float* inp, const float* weight, const float* bias, int64_t R,
                                 int64_t C, int64_t OC, cudaStream_t stream) {
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);  // the copies live in the workspace until the product is queued
+  const __nv_bfloat16* mirrored = bf16mirror::weights(weight, OC * C, stream);
   const auto carve = [&](char* base, __nv_bfloat16*& inp16, __nv_bfloat16*& w16) {
     detail::Carver c(base);
     inp16 = c.take<__nv_bfloat16>(static_cast<size_t>(R * C));
-    w16 = c.take<__nv_bfloat16>(static_cast<size_t>(OC * C));
+    w16 = mirrored == nullptr ? c.take<__nv_bfloat16>(static_cast<size_t>(OC * C)) : nullptr;
     return c.used();
   };
   __nv_bfloat16 *inp16 = nullptr, *w16 = nullptr;
   carve(static_cast<char*>(ws.reserve(carve(nullptr, inp16, w16))), inp16, w16);
-  const bf16copy::Segment copies[2] = {{inp, inp16, R * C}, {weight, w16, OC * C}};
+  const bf16copy::Segment copies[2] = {{inp, inp16, R * C}, {weight, w16, mirrored == nullptr ? OC * C : 0}};
   bf16copy::convert(copies, 2, stream);
-  if (!lt::gemm_bf16(false, true, R, OC, C, 1.0f, inp16, C, w16, C, 0.0f, out, OC, bias, stream))
-    bf16gemm::gemm<false, true>(R, OC, C, 1.0f, inp16, C, w16, C, 0.0f, out, OC,
+  const __nv_bfloat16* w = mirrored != nullptr ? mirrored : w16;
+  if (!lt::gemm_bf16(false, true, R, OC, C, 1.0f, inp16, C, w, C, 0.0f, out, OC, bias, stream))
+    bf16gemm::gemm<false, true>(R, OC, C, 1.0f, inp16, C, w, C, 0.0f, out, OC,
                                 "gemm_bf16_kernel (linear out = inp W^T + b, bf16 copies)", stream, bias);
 }
 
@@ -119,21 +124,24 @@ void linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
   if (!wantDinp && !wantDweight) return;
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);
+  const __nv_bfloat16* mirrored = wantDinp ? bf16mirror::weights(weight, OC * C, stream) : nullptr;
+  const bool copyWeight = wantDinp && mirrored == nullptr;
   const auto carve = [&](char* base, __nv_bfloat16*& dout16, __nv_bfloat16*& w16, __nv_bfloat16*& inp16) {
     detail::Carver c(base);
     dout16 = c.take<__nv_bfloat16>(static_cast<size_t>(R * OC));
-    w16 = wantDinp ? c.take<__nv_bfloat16>(static_cast<size_t>(OC * C)) : nullptr;
+    w16 = copyWeight ? c.take<__nv_bfloat16>(static_cast<size_t>(OC * C)) : nullptr;
     inp16 = wantDweight ? c.take<__nv_bfloat16>(static_cast<size_t>(R * C)) : nullptr;
     return c.used();
   };
   __nv_bfloat16 *dout16 = nullptr, *w16 = nullptr, *inp16 = nullptr;
   carve(static_cast<char*>(ws.reserve(carve(nullptr, dout16, w16, inp16))), dout16, w16, inp16);
   const bf16copy::Segment copies[3] = {
-      {dout, dout16, R * OC}, {weight, w16, wantDinp ? OC * C : 0}, {inp, inp16, wantDweight ? R * C : 0}};
+      {dout, dout16, R * OC}, {weight, w16, copyWeight ? OC * C : 0}, {inp, inp16, wantDweight ? R * C : 0}};
   bf16copy::convert(copies, 3, stream);
+  const __nv_bfloat16* w = mirrored != nullptr ? mirrored : w16;
   const float beta = accumulateInput ? 1.0f : 0.0f;
-  if (wantDinp && !lt::gemm_bf16(false, false, R, C, OC, 1.0f, dout16, OC, w16, C, beta, dinp, C, nullptr, stream))
-    bf16gemm::gemm<false, false>(R, C, OC, 1.0f, dout16, OC, w16, C, beta, dinp, C,
+  if (wantDinp && !lt::gemm_bf16(false, false, R, C, OC, 1.0f, dout16, OC, w, C, beta, dinp, C, nullptr, stream))
+    bf16gemm::gemm<false, false>(R, C, OC, 1.0f, dout16, OC, w, C, beta, dinp, C,
                                  "gemm_bf16_kernel (linear dinp = dout W, bf16 copies)", stream);
   if (wantDweight &&
       !lt::gemm_bf16(true, false, OC, C, R, 1.0f, dout16, OC, inp16, C, 1.0f, dweight, C, nullptr, stream))

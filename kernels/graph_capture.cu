@@ -18,6 +18,7 @@
 #include <numeric>
 #include <vector>
 
+#include "bf16_mirror.cuh"
 #include "cuda_api.h"
 #include "graph_capture.cuh"
 #include "launch.cuh"
@@ -77,6 +78,8 @@ struct GraphSession {
     cudaGraphExec_t exec = nullptr;
     std::vector<Staging::ResultDesc> results;
     std::vector<AdamwCall> adamw;
+    std::vector<uint64_t> mirrorSerials;  // the bf16 weight mirrors the capture touched (bf16_mirror.cuh)
+    bf16mirror::GraphRecord mirrors;
   };
   GraphGroup* group = nullptr;
   cudaStream_t stream = nullptr;  // the group's
@@ -215,6 +218,11 @@ LossResult loss_result(const DeviceHeader* hdr, double count, double weight, cud
   DeviceHeader* slot = take_result_slot(ResultKind::kLoss, count, weight);
   SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(slot, hdr, sizeof(DeviceHeader), cudaMemcpyDeviceToDevice, stream));
   return LossResult{};
+}
+
+void capture_note_mirror(uint64_t serial) {
+  std::vector<uint64_t>& seen = t_capturing->pending.mirrorSerials;
+  if (std::find(seen.begin(), seen.end(), serial) == seen.end()) seen.push_back(serial);
 }
 
 double* capture_sum_squares_slot() { return &take_result_slot(ResultKind::kSumSquares, 1.0, 1.0)->loss; }
@@ -362,6 +370,7 @@ int graph_capture(GraphSession* s, const std::vector<HostArray>& arrays, const s
     throw CudaError(std::string("instantiating the step graph failed: ") + cudaGetErrorString(ie));
   }
   s->pending.exec = exec;
+  s->pending.mirrors = bf16mirror::record_capture(s->pending.mirrorSerials);
   s->graphs.push_back(std::move(s->pending));
   s->pending = GraphSession::Graph{};
   return static_cast<int>(s->graphs.size()) - 1;
@@ -459,7 +468,9 @@ int64_t graph_launch(GraphSession* s, int graph, const std::vector<HostArray>& a
         cudaMemcpyAsync(s->groups + s->recipes[r].at, h + groupsAt[r], bytes, cudaMemcpyHostToDevice, s->stream));
   }
   if (clearSkip) SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(group.skip, 0, sizeof(int), s->stream));
+  bf16mirror::before_replay(g.mirrors, s->stream);
   SIMCSEPP_CUDA_CHECK(cudaGraphLaunch(g.exec, s->stream));
+  bf16mirror::after_replay(g.mirrors);
   // Outputs: copied after the replay, before any later launch can overwrite them.
   if (!g.results.empty())
     SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(h + resultsAt, s->slots, kResultSlots * sizeof(DeviceHeader),

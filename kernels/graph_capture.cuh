@@ -48,6 +48,10 @@ int32_t* capture_embedding_groups(const int32_t* ids, const int32_t* posIds, con
 // session's next result slot (read after the replay, graph_results) and returned as 0.
 LossResult loss_result(const DeviceHeader* hdr, double count, double weight, cudaStream_t stream);
 
+// While capturing: the capture touched bf16 weight mirror `serial` (bf16_mirror.cuh: read by a product,
+// written by AdamW, or marked stale); each replay then refreshes it first if stale and restores its flag after.
+void capture_note_mirror(uint64_t serial);
+
 // While capturing: the device double the gradient norm's sum of squares goes to (a result slot, read
 // after the replay).
 double* capture_sum_squares_slot();

@@ -4,7 +4,8 @@
 //                     p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps).
 //                     The constants are formed in double on the host by the same code as the CPU's and
 //                     the update rounds every operation separately, so it matches cpu::adamw_step bit
-//                     for bit. Tiling: detail::run_map (grid.cuh), one thread per element, grid-stride.
+//                     for bit. When the params have a bf16 mirror, bf16(p) is written into it too. Tiling:
+//                     detail::run_map (grid.cuh), one thread per element, grid-stride.
 //   grad_sum_squares: sum g^2 in double. Fixed chunks of 16384 elements, one 256-thread block per chunk
 //                     (at most 4096 blocks, grid-stride over chunks): thread t sums elements t, t + 256, ... of its
 //                     chunk in double, the block adds the 256 partials by a fixed shared-memory tree, and the chunk
@@ -14,6 +15,7 @@
 //   scale_inplace:    elementwise.cu.
 #include <vector>
 
+#include "bf16_mirror.cuh"
 #include "common/adamw.h"
 #include "grid.cuh"
 
@@ -30,7 +32,11 @@ struct AdamwOp {
   const float* grads;
   float* m;
   float* v;
-  __device__ void operator()(int64_t i) const { adamw_update(k, params[i], m[i], v[i], grads[i]); }
+  __nv_bfloat16* mirror;  // the params' bf16 mirror (bf16_mirror.cuh), or null
+  __device__ void operator()(int64_t i) const {
+    adamw_update(k, params[i], m[i], v[i], grads[i]);
+    if (mirror != nullptr) mirror[i] = __float2bfloat16(params[i]);
+  }
 };
 
 // AdamW inside a step graph: the constants are read from the device (they change with every step) and
@@ -41,9 +47,11 @@ struct CapturedAdamwOp {
   const float* grads;
   float* m;
   float* v;
+  __nv_bfloat16* mirror;
   __device__ void operator()(int64_t i) const {
     if (*c.skip != 0) return;
     adamw_update(*c.constants, params[i], m[i], v[i], grads[i]);
+    if (mirror != nullptr) mirror[i] = __float2bfloat16(params[i]);
   }
 };
 
@@ -90,13 +98,16 @@ __global__ void __launch_bounds__(kSumThreads)
 
 void adamw_step(float* params, const float* grads, float* m, float* v, int64_t n, double lr, double beta1, double beta2,
                 double eps, double weightDecay, int64_t step) {
+  // A bf16 mirror of the params is written as they are updated: a fresh mirror stays fresh (a stale one stays
+  // stale; its next reader refreshes it).
+  __nv_bfloat16* mirror = bf16mirror::updated_by_adamw(params, n);
   if (detail::capturing()) {
     const detail::CapturedAdamw c = detail::capture_adamw(beta1, beta2, eps, weightDecay);
-    detail::run_map("adamw_step (step graph)", CapturedAdamwOp{c, params, grads, m, v}, n);
+    detail::run_map("adamw_step (step graph)", CapturedAdamwOp{c, params, grads, m, v, mirror}, n);
     return;
   }
   const AdamwConstants k = adamw_constants(lr, beta1, beta2, eps, weightDecay, step);
-  detail::run_map("adamw_step", AdamwOp{k, params, grads, m, v}, n);
+  detail::run_map("adamw_step", AdamwOp{k, params, grads, m, v, mirror}, n);
 }
 
 double clip_grad_norm(float* g, int64_t n, double maxNorm) {

@@ -33,6 +33,7 @@ export interface NativeTensor {
   view(offset: number, shape: number[]): NativeTensor
   fill(value: number): void
   copyTensor(src: NativeTensor): void
+  attachBf16Mirror(): boolean
 }
 
 /** What a replayed step graph left for the host: a loss op's result (times its weight) or a sum of squares. */
@@ -70,7 +71,9 @@ export interface CudaStatus {
   gemm?: string
   /**
    * What the bf16 products of the linear layers read, when available: "bf16 copies (...)" (the operands rounded
-   * once into bf16 copies, the default) or "fp32, rounded to bf16 inside the GEMM (SIMCSEPP_BF16_OPERANDS=fp32)".
+   * once into bf16 copies, the default; then where the weights come from: the model's bf16 mirror, or rounded at
+   * every product with SIMCSEPP_BF16_WEIGHT_MIRROR=0) or "fp32, rounded to bf16 inside the GEMM
+   * (SIMCSEPP_BF16_OPERANDS=fp32)".
    */
   bf16Operands?: string
   /** Device 0's memory when available (cudaMemGetInfo at the time of the call). */
@@ -105,6 +108,11 @@ export interface Addon {
   graphSessionFree(session: GraphSessionHandle): void
   /** Bytes of tensor storage (host and device) allocated now, and bytes reported to V8 as external memory. */
   tensorMemory(): { heldBytes: number; reportedBytes: number }
+  /**
+   * Since the process started: elements the bf16 products rounded into operand copies, refreshes of stale bf16
+   * weight mirrors, and the device bytes live mirrors hold (kernels/bf16_mirror.cuh). Zeros without CUDA.
+   */
+  bf16Counters(): { convertedElements: number; mirrorRefreshes: number; mirrorBytes: number }
   /**
    * Fused CPU search (native/cpu/search.h): rows [rowBegin, rowEnd) of `corpus` ([N, D], CPU) dotted with each
    * of the Q queries (Q·D floats), their k best merged into topScores / topIndices ([Q, k], best first; equal

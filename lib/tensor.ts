@@ -79,6 +79,16 @@ export class Tensor {
     return this
   }
 
+  /**
+   * @internal Keeps a bf16 copy of this CUDA tensor (which must own its memory) for the bf16 matrix products,
+   * which then read their weights from it instead of rounding them at every op: a model's parameters
+   * (kernels/bf16_mirror.cuh). AdamW updates it; any other write makes the next product refresh it. Freed with
+   * the tensor. True once attached; false on the CPU, whose products round as they pack their operands.
+   */
+  attachBf16Mirror(): boolean {
+    return handles.get(this)!.attachBf16Mirror()
+  }
+
   /** Frees the memory now; the finalizer would otherwise free it when the tensor is collected. */
   dispose(): void {
     handles.get(this)!.dispose()

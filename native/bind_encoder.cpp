@@ -44,6 +44,7 @@ struct EmbeddingTables {
   NativeTensor* t[3];  // word, pos, type (or their gradients); null for a skipped gradient table
   int64_t H;
   float* data(int k) const { return t[k] ? t[k]->data() : nullptr; }
+  const float* read(int k) const { return t[k] ? t[k]->read_data() : nullptr; }  // the tables (parameters)
 };
 
 // Three [rows, H] tables at info[i..i+2] with a common H. Without `H` they are required and the first
@@ -99,7 +100,7 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   expect_rows(env, out, "out", ids.BT * t.H, t.H);
   EmbeddingForwardFn* embedding_forward = ts.entry(&Backend::embedding_forward);
   return guarded_void(env, [&] {
-    embedding_forward(out->data(), ids.ids, ids.pos, ids.type, t.data(0), t.data(1), t.data(2), ids.BT, t.H);
+    embedding_forward(out->data(), ids.ids, ids.pos, ids.type, t.read(0), t.read(1), t.read(2), ids.BT, t.H);
   });
 }
 
@@ -138,7 +139,8 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   const float eps = static_cast<float>(arg_positive(info, 6, "eps"));
   LayerNormForwardFn* layernorm_forward = ts.entry(&Backend::layernorm_forward);
   return guarded_void(env, [&] {
-    layernorm_forward(out->data(), mean->data(), rstd->data(), inp->data(), weight->data(), bias->data(), R, C, eps);
+    layernorm_forward(out->data(), mean->data(), rstd->data(), inp->data(), weight->read_data(), bias->read_data(), R,
+                      C, eps);
   });
 }
 
@@ -163,7 +165,7 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   expect_numel(env, rstd, "rstd", R, "the rows of inp");
   LayerNormBackwardFn* layernorm_backward = ts.entry(&Backend::layernorm_backward);
   return guarded_void(env, [&] {
-    layernorm_backward(dinp->data(), dweight->data(), dbias->data(), dout->data(), inp->data(), weight->data(),
+    layernorm_backward(dinp->data(), dweight->data(), dbias->data(), dout->data(), inp->data(), weight->read_data(),
                        mean->data(), rstd->data(), R, C);
   });
 }
@@ -219,8 +221,8 @@ Napi::Value ResidualLayerNormForward(const Napi::CallbackInfo& info) {
   const TokenDropout drop = token_dropout(info, 9, R, C);
   ResidualLayerNormForwardFn* fused = ts.entry(&Backend::residual_layernorm_forward);
   return guarded_void(env, [&] {
-    fused(out->data(), res->data(), mean->data(), rstd->data(), y->data(), x->data(), weight->data(), bias->data(), R,
-          C, eps, drop);
+    fused(out->data(), res->data(), mean->data(), rstd->data(), y->data(), x->data(), weight->read_data(),
+          bias->read_data(), R, C, eps, drop);
   });
 }
 
@@ -254,7 +256,7 @@ Napi::Value LayerNormDropoutBackward(const Napi::CallbackInfo& info) {
   LayerNormDropoutBackwardFn* fused = ts.entry(&Backend::layernorm_dropout_backward);
   return guarded_void(env, [&] {
     fused(dres->data(), dy ? dy->data() : nullptr, dweight->data(), dbias->data(), dout->data(), res->data(),
-          weight->data(), mean->data(), rstd->data(), R, C, drop);
+          weight->read_data(), mean->data(), rstd->data(), R, C, drop);
   });
 }
 
@@ -286,8 +288,8 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   }
   LinearForwardFn* linear_forward = ts.entry(&Backend::linear_forward);
   return guarded_void(env, [&] {
-    linear_forward(out->data(), inp->data(), weight->data(), bias ? bias->data() : nullptr, R, C, OC, precision,
-                   geluOut ? geluOut->data() : nullptr);
+    linear_forward(out->data(), inp->data(), weight->read_data(), bias ? bias->read_data() : nullptr, R, C, OC,
+                   precision, geluOut ? geluOut->data() : nullptr);
   });
 }
 
@@ -323,7 +325,7 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   LinearBackwardFn* linear_backward = ts.entry(&Backend::linear_backward);
   return guarded_void(env, [&] {
     linear_backward(dinp ? dinp->data() : nullptr, dweight->data(), dbias ? dbias->data() : nullptr, dout->data(),
-                    inp->data(), weight->data(), R, C, OC, accumulateInput, precision,
+                    inp->data(), weight->read_data(), R, C, OC, accumulateInput, precision,
                     geluInput ? geluInput->data() : nullptr);
   });
 }

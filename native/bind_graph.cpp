@@ -59,7 +59,7 @@ std::vector<cuda::HostArray> arg_readback(const Napi::CallbackInfo& info, size_t
     if (t->disposed()) throw_arg(env, name + " is a disposed Tensor");
     if (t->device() != Device::kCuda)
       throw_arg(env, name + " must be a CUDA tensor, not a " + device_name(t->device()) + " one");
-    out.push_back({t->data(), static_cast<size_t>(t->numel()) * sizeof(float)});
+    out.push_back({t->read_data(), static_cast<size_t>(t->numel()) * sizeof(float)});
   }
   return out;
 }

@@ -31,7 +31,9 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
   const int64_t step = arg_positive_int(info, 9, "step");
   AdamwStepFn* adamw_step = ts.entry(&Backend::adamw_step);
   return guarded_void(env, [&] {
-    adamw_step(t[0]->data(), t[1]->data(), t[2]->data(), t[3]->data(), t[0]->numel(), lr, beta1, beta2, eps, wd, step);
+    // params: AdamW updates their bf16 mirror, if any, with them (kernels/optim.cu).
+    adamw_step(t[0]->data_updating_mirror(), t[1]->data(), t[2]->data(), t[3]->data(), t[0]->numel(), lr, beta1, beta2,
+               eps, wd, step);
   });
 }
 

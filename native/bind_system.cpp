@@ -110,6 +110,18 @@ Napi::Value TensorMemory(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// bf16Counters() -> { convertedElements, mirrorRefreshes, mirrorBytes } since the process started (cuda_api.h):
+// what the bf16 products rounded into operand copies, how often a stale weight mirror was refreshed, and the
+// device bytes the live mirrors hold. Zeros without CUDA.
+Napi::Value Bf16Counters(const Napi::CallbackInfo& info) {
+  const cuda::Bf16Counters c = cuda::bf16_counters();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("convertedElements", static_cast<double>(c.convertedElements));
+  o.Set("mirrorRefreshes", static_cast<double>(c.mirrorRefreshes));
+  o.Set("mirrorBytes", static_cast<double>(c.mirrorBytes));
+  return o;
+}
+
 }  // namespace
 
 void register_system(Napi::Env env, Napi::Object exports) {
@@ -119,6 +131,7 @@ void register_system(Napi::Env env, Napi::Object exports) {
   exports.Set("philox4x32", Napi::Function::New<Philox>(env, "philox4x32"));
   exports.Set("firstNonFinite", Napi::Function::New<FirstNonFinite>(env, "firstNonFinite"));
   exports.Set("tensorMemory", Napi::Function::New<TensorMemory>(env, "tensorMemory"));
+  exports.Set("bf16Counters", Napi::Function::New<Bf16Counters>(env, "bf16Counters"));
 }
 
 }  // namespace simcsepp

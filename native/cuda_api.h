@@ -56,6 +56,23 @@ const std::string& gemm_library();
 // (kernels/bf16_copy.cuh; SIMCSEPP_BF16_OPERANDS, read at each call).
 std::string bf16_operands();
 
+// bf16 weight mirrors (kernels/bf16_mirror.cuh): a bf16 copy of a parameter storage base[0, n) that the bf16
+// products read their weights from. Made fresh; bf16_mirror_mark_stale says the fp32 values may have changed
+// (the next product refreshes it). Destroy frees its device memory.
+struct Bf16Mirror;
+Bf16Mirror* bf16_mirror_create(const float* base, int64_t n);
+void bf16_mirror_destroy(Bf16Mirror* m) noexcept;
+void bf16_mirror_mark_stale(Bf16Mirror* m) noexcept;
+size_t bf16_mirror_bytes(int64_t n);
+// Counters since the process started: elements rounded into bf16 operand copies (kernels/bf16_copy.cuh),
+// whole-mirror refreshes, and the device bytes the live mirrors hold.
+struct Bf16Counters {
+  int64_t convertedElements = 0;
+  int64_t mirrorRefreshes = 0;
+  int64_t mirrorBytes = 0;
+};
+Bf16Counters bf16_counters();
+
 // GPU-time markers for profiles (kernels/runtime.cu): timer_mark() records the next event of a reused pool
 // on the op stream and returns its index; timer_elapsed(a, b) waits for mark b and returns the device's
 // milliseconds from mark a to mark b; timer_marks() counts the marks since timer_reset(). Not while a

@@ -33,6 +33,11 @@ const std::string& gemm_library() {
   return none;
 }
 std::string bf16_operands() { return "none (this build has no CUDA kernels)"; }
+Bf16Mirror* bf16_mirror_create(const float*, int64_t) { not_compiled(); }
+void bf16_mirror_destroy(Bf16Mirror*) noexcept {}
+void bf16_mirror_mark_stale(Bf16Mirror*) noexcept {}
+size_t bf16_mirror_bytes(int64_t n) { return static_cast<size_t>(n) * 2; }
+Bf16Counters bf16_counters() { return {}; }
 void* malloc_device(size_t) { not_compiled(); }
 void free_device(void*) noexcept {}
 void copy_to_device(void*, const void*, size_t) { not_compiled(); }

@@ -65,6 +65,11 @@ Storage::Storage(size_t n, Device dev) : bytes(n), device(dev) {
 
 void Storage::release() noexcept {
   freed = true;
+  if (mirror != nullptr) {
+    heldBytes -= static_cast<int64_t>(cuda::bf16_mirror_bytes(static_cast<int64_t>(bytes / sizeof(float))));
+    cuda::bf16_mirror_destroy(mirror);
+    mirror = nullptr;
+  }
   if (!data) return;
   if (device == Device::kCpu)
     std::free(data);
@@ -128,6 +133,7 @@ Napi::Function NativeTensor::Define(Napi::Env env) {
                          InstanceMethod<&NativeTensor::View>("view"),
                          InstanceMethod<&NativeTensor::Fill>("fill"),
                          InstanceMethod<&NativeTensor::CopyTensor>("copyTensor"),
+                         InstanceMethod<&NativeTensor::AttachBf16Mirror>("attachBf16Mirror"),
                      });
 }
 
@@ -221,9 +227,9 @@ Napi::Value NativeTensor::ToFloat32Array(const Napi::CallbackInfo& info) {
     const size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
     if (bytes == 0) return out;
     if (device_ == Device::kCpu)
-      std::memcpy(out.Data(), data(), bytes);
+      std::memcpy(out.Data(), read_data(), bytes);
     else
-      cuda::copy_to_host(out.Data(), data(), bytes);
+      cuda::copy_to_host(out.Data(), read_data(), bytes);
     return out;
   });
 }
@@ -260,13 +266,13 @@ Napi::Value NativeTensor::To(const Napi::CallbackInfo& info) {
     const size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
     if (bytes == 0) return out;
     if (device_ == Device::kCpu && target == Device::kCpu)
-      std::memcpy(t->data(), data(), bytes);
+      std::memcpy(t->data(), read_data(), bytes);
     else if (device_ == Device::kCpu)
-      cuda::copy_to_device(t->data(), data(), bytes);
+      cuda::copy_to_device(t->data(), read_data(), bytes);
     else if (target == Device::kCpu)
-      cuda::copy_to_host(t->data(), data(), bytes);
+      cuda::copy_to_host(t->data(), read_data(), bytes);
     else
-      cuda::copy_device_to_device(t->data(), data(), bytes);
+      cuda::copy_device_to_device(t->data(), read_data(), bytes);
     return out;
   });
 }
@@ -314,16 +320,36 @@ Napi::Value NativeTensor::CopyTensor(const Napi::CallbackInfo& info) {
                        std::to_string(src->numel()));
   return guarded(env, [&]() -> Napi::Value {
     const size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
-    if (bytes == 0 || src->data() == data()) return env.Undefined();
+    if (bytes == 0 || src->read_data() == read_data()) return env.Undefined();
     if (device_ == Device::kCpu && src->device() == Device::kCpu)
-      std::memmove(data(), src->data(), bytes);
+      std::memmove(data(), src->read_data(), bytes);
     else if (device_ == Device::kCpu)
-      cuda::copy_to_host(data(), src->data(), bytes);
+      cuda::copy_to_host(data(), src->read_data(), bytes);
     else if (src->device() == Device::kCpu)
-      cuda::copy_to_device(data(), src->data(), bytes);
+      cuda::copy_to_device(data(), src->read_data(), bytes);
     else
-      cuda::copy_device_to_device(data(), src->data(), bytes);
+      cuda::copy_device_to_device(data(), src->read_data(), bytes);
     return env.Undefined();
+  });
+}
+
+// attachBf16Mirror(): on a CUDA tensor that owns its storage, keeps a bf16 copy of it for the bf16 products
+// (kernels/bf16_mirror.cuh): true once it has one. False on the CPU, where products round as they pack.
+Napi::Value NativeTensor::AttachBf16Mirror(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  require_live(env);
+  if (!owner_) throw_arg(env, "attachBf16Mirror: this tensor is a view; attach the mirror to the tensor it views");
+  if (device_ == Device::kCpu) return Napi::Boolean::New(env, false);
+  return guarded(env, [&]() -> Napi::Value {
+    if (storage_->mirror == nullptr && numel_ > 0) {
+      storage_->mirror = cuda::bf16_mirror_create(storage_->data, numel_);
+      const auto bytes = static_cast<int64_t>(cuda::bf16_mirror_bytes(numel_));
+      heldBytes += bytes;
+      reported_bytes_ += bytes;
+      reportedBytes += bytes;
+      Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
+    }
+    return Napi::Boolean::New(env, storage_->mirror != nullptr);
   });
 }
 

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "cuda_api.h"
+
 namespace simcsepp {
 
 enum class Device { kCpu, kCuda };
@@ -35,6 +37,9 @@ struct Storage {
   size_t bytes = 0;
   Device device = Device::kCpu;
   bool freed = false;
+  // CUDA storages only: the bf16 copy the bf16 products read instead of rounding these floats at every op
+  // (kernels/bf16_mirror.cuh; NativeTensor::attachBf16Mirror). Freed with the storage.
+  cuda::Bf16Mirror* mirror = nullptr;
 };
 
 // Bytes of tensor storage (host and device) allocated now, and bytes reported to V8 as external
@@ -56,8 +61,17 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   static bool IsInstance(Napi::Env env, const Napi::Value& v);
   static NativeTensor* Unwrap(const Napi::Object& o) { return Napi::ObjectWrap<NativeTensor>::Unwrap(o); }
 
-  // Null once this tensor, or the owner of the storage it views, was disposed.
-  float* data() const { return disposed() ? nullptr : storage_->data + offset_; }
+  // Null once this tensor, or the owner of the storage it views, was disposed. The caller may write through it,
+  // so the storage's bf16 mirror, if any, is marked stale (refreshed by the next product that reads it).
+  float* data() const {
+    if (disposed()) return nullptr;
+    if (storage_->mirror != nullptr) cuda::bf16_mirror_mark_stale(storage_->mirror);
+    return storage_->data + offset_;
+  }
+  // For arguments an op only reads (the weights of the encoder's forward and backward ops): keeps the mirror.
+  const float* read_data() const { return disposed() ? nullptr : storage_->data + offset_; }
+  // For AdamW's params, which it updates together with their mirror (kernels/optim.cu): keeps the mirror.
+  float* data_updating_mirror() const { return disposed() ? nullptr : storage_->data + offset_; }
   Device device() const { return device_; }
   const std::vector<int64_t>& shape() const { return shape_; }
   int64_t numel() const { return numel_; }
@@ -81,6 +95,7 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   Napi::Value View(const Napi::CallbackInfo& info);
   Napi::Value Fill(const Napi::CallbackInfo& info);
   Napi::Value CopyTensor(const Napi::CallbackInfo& info);
+  Napi::Value AttachBf16Mirror(const Napi::CallbackInfo& info);
 
   std::vector<int64_t> shape_;
   int64_t numel_ = 0;

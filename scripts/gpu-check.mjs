@@ -36,7 +36,8 @@
 //    =fused (ms each, the ratio; JSON to $OUT/bench-attention.json); then one SimCSE++ training step of BERT-base at B = 64 and 512, T = 32 on CUDA (bench step) once every
 //    encoder op has a CUDA kernel, B = 4096 in micro-batches of 1536 rows when time allows, and the PyTorch step of scripts/bench/torch_step.py when torch is
 //    importable, with the ratios; the B = 64 step without CUDA graphs and the B = 64 and 512 steps with
-//    SIMCSEPP_BF16_OPERANDS=fp32 (bf16 products on fp32 operands instead of bf16 copies) when time allows, and
+//    SIMCSEPP_BF16_OPERANDS=fp32 (bf16 products on fp32 operands instead of bf16 copies) and the B = 64 step with
+//    SIMCSEPP_BF16_WEIGHT_MIRROR=0 (weights rounded at every op instead of read from the mirror) when time allows, and
 //    the device time per op category at B = 64 and 512 (bench step --profile: CUDA events around each op of a
 //    step run without graphs); then the issue's targets (at B = 64, >= 2x PyTorch eager and >= 1.2x
 //    torch.compile in steps/s at our precision; at B = 512, >= 40% model FLOP utilisation), each met or not
@@ -572,53 +573,47 @@ if (runBench && !fake) {
           log: (l) => log(`  step ${l}`),
         })),
       )
-      // The same B = 64 step without CUDA graphs (the rows above replay the encoder passes as graphs from
-      // the third step on): what the graphs save in launch and JavaScript overhead.
-      if (left() > 120) {
-        process.env.SIMCSEPP_CUDA_GRAPHS = '0'
+      // One step at batch size B with environment variable `name` set to `value` (restored after): a row to
+      // compare with the default setting's of the same B.
+      const stepWith = async (name, value, B) => {
+        process.env[name] = value
         try {
-          const [eager] = await benchStep({
+          const [row] = await benchStep({
             size: shapes.model,
-            batchSizes: [small],
+            batchSizes: [B],
             seqLen: shapes.seqLen,
             devices: ['cuda'],
             steps: shapes.steps,
             log: () => {},
           })
-          const graphs = stepRows.find((r) => r.batchSize === small)
-          if (eager && graphs)
-            log(
-              `  step B=${small} without CUDA graphs: ${eager.stepsPerSec.toFixed(2)} steps/s; with: ${graphs.stepsPerSec.toFixed(2)} (${(graphs.stepsPerSec / eager.stepsPerSec).toFixed(2)}x)`,
-            )
+          return [row, stepRows.find((r) => r.batchSize === B)]
         } finally {
-          delete process.env.SIMCSEPP_CUDA_GRAPHS
+          delete process.env[name]
         }
+      }
+      // "<a> steps/s; <label>: <b> (<b/a>x)"
+      const ratio = (a, label, b) =>
+        `${a.stepsPerSec.toFixed(2)} steps/s; ${label}: ${b.stepsPerSec.toFixed(2)} (${(b.stepsPerSec / a.stepsPerSec).toFixed(2)}x)`
+      // The same B = 64 step without CUDA graphs (the rows above replay the encoder passes as graphs from
+      // the third step on): what the graphs save in launch and JavaScript overhead.
+      if (left() > 120) {
+        const [eager, graphs] = await stepWith('SIMCSEPP_CUDA_GRAPHS', '0', small)
+        if (eager && graphs) log(`  step B=${small} without CUDA graphs: ${ratio(eager, 'with', graphs)}`)
+      }
+      // The B = 64 step with the products rounding every weight again at every op (SIMCSEPP_BF16_WEIGHT_MIRROR=0)
+      // against the default bf16 weight mirror kept by AdamW (kernels/bf16_mirror.cuh).
+      if (left() > 150) {
+        const [perOp, mirrored] = await stepWith('SIMCSEPP_BF16_WEIGHT_MIRROR', '0', small)
+        if (perOp) comparisons.push({ ...perOp, bf16WeightMirror: false })
+        if (perOp && mirrored) log(`  step B=${small} weights rounded per op: ${ratio(perOp, 'from the bf16 mirror', mirrored)}`)
       }
       // The bf16 products on fp32 operands rounded inside the GEMM (SIMCSEPP_BF16_OPERANDS=fp32) against the
       // default bf16 copies (kernels/bf16_copy.cuh): whether the copies pay for their conversion passes.
-      if (left() > 150) {
-        process.env.SIMCSEPP_BF16_OPERANDS = 'fp32'
-        try {
-          for (const B of shapes.batches) {
-            if (left() < 120) break
-            const [fp32Operands] = await benchStep({
-              size: shapes.model,
-              batchSizes: [B],
-              seqLen: shapes.seqLen,
-              devices: ['cuda'],
-              steps: shapes.steps,
-              log: () => {},
-            })
-            const copies = stepRows.find((r) => r.batchSize === B)
-            if (fp32Operands) comparisons.push({ ...fp32Operands, bf16Operands: 'fp32' })
-            if (fp32Operands && copies)
-              log(
-                `  step B=${B} bf16 products on fp32 operands: ${fp32Operands.stepsPerSec.toFixed(2)} steps/s; on bf16 copies: ${copies.stepsPerSec.toFixed(2)} (${(copies.stepsPerSec / fp32Operands.stepsPerSec).toFixed(2)}x)`,
-              )
-          }
-        } finally {
-          delete process.env.SIMCSEPP_BF16_OPERANDS
-        }
+      for (const B of left() > 150 ? shapes.batches : []) {
+        if (left() < 120) break
+        const [fp32Operands, copies] = await stepWith('SIMCSEPP_BF16_OPERANDS', 'fp32', B)
+        if (fp32Operands) comparisons.push({ ...fp32Operands, bf16Operands: 'fp32' })
+        if (fp32Operands && copies) log(`  step B=${B} bf16 products on fp32 operands: ${ratio(fp32Operands, 'on bf16 copies', copies)}`)
       }
       // Issue 12 on the GPU: 4,096 sentences in micro-batches of 1,536 rows (run whole, BERT-base's
       // activations at T = 32 would need ~250 GB), when the B = 512 step says it fits in the time left.

@@ -24,34 +24,9 @@ import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
 import { settledTensorBytes } from './helpers/settle-memory.js'
 import type { Communicator } from '../lib/distributed/communicator.js'
 
+import { randomBatch, differingBits } from './helpers/random-batch.js'
 const status = cudaStatus()
 const skip = status.available ? false : `CUDA unavailable (${status.reason})`
-
-function rng(seed: number) {
-  let s = seed >>> 0
-  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32
-}
-
-/** A batch of B sentences padded to T, with random lengths and ids (first token 2, as [CLS]). */
-function batch(B: number, T: number, seed: number, vocab: number) {
-  const r = rng(seed)
-  const inputIds = new Int32Array(B * T),
-    attentionMask = new Int32Array(B * T)
-  for (let b = 0; b < B; b++) {
-    const len = b === 0 ? T : 1 + Math.floor(r() * T)
-    for (let i = 0; i < T; i++) {
-      inputIds[b * T + i] = i === 0 ? 2 : i < len ? 5 + Math.floor(r() * (vocab - 5)) : 0
-      attentionMask[b * T + i] = i < len ? 1 : 0
-    }
-  }
-  return { inputIds, attentionMask, tokenTypeIds: new Int32Array(B * T), shape: [B, T] }
-}
-
-function equalBits(a: Float32Array, b: Float32Array): number {
-  let differing = 0
-  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) differing++
-  return differing
-}
 
 t.test('graph passes equal eager passes bit for bit, step after step, as shapes change', { skip }, async (t) => {
   const config = tinyConfig({ hiddenSize: 32, numHiddenLayers: 2, numAttentionHeads: 2, intermediateSize: 64 })
@@ -72,7 +47,7 @@ t.test('graph passes equal eager passes bit for bit, step after step, as shapes 
     let worst = 0
     for (let step = 0; step < shapes.length; step++) {
       const [B, T] = shapes[step]
-      const b = batch(B, T, 100 + step, config.vocabSize)
+      const b = randomBatch(B, T, 100 + step, config.vocabSize)
       const keepRows = new Uint8Array(B).fill(1)
       keepRows[B - 1] = 0 // the dropout-free view's rows
       const dz = new Float32Array(B * H).map((_, i) => Math.sin(i * 0.37 + step))
@@ -90,8 +65,8 @@ t.test('graph passes equal eager passes bit for bit, step after step, as shapes 
         ops.scaleInplace(model.grads, -1e-2)
         ops.addInplace(model.params, model.grads)
       }
-      const dZ = equalBits(results[0][0], results[1][0]),
-        dG = equalBits(results[0][1], results[1][1])
+      const dZ = differingBits(results[0][0], results[1][0]),
+        dG = differingBits(results[0][1], results[1][1])
       worst = Math.max(worst, dZ, dG)
       if (dZ + dG > 0) t.fail(`${pooling} step ${step} [${B}, ${T}]: ${dZ} vector and ${dG} gradient elements differ`)
     }
@@ -119,10 +94,10 @@ t.test('embed with graph: true gives the eager vectors bit for bit, as shapes ch
     let differ = 0
     for (let k = 0; k < shapes.length; k++) {
       const [B, T] = shapes[k]
-      const b = batch(B, T, 200 + k, config.vocabSize)
+      const b = randomBatch(B, T, 200 + k, config.vocabSize)
       const eager = model.embed(b, pooling)
       const graph = model.embed(b, pooling, { graph: true })
-      differ += equalBits(eager.toFloat32Array(), graph.toFloat32Array())
+      differ += differingBits(eager.toFloat32Array(), graph.toFloat32Array())
       eager.dispose()
       graph.dispose()
       // The weights change between batches: a replay reads them as they are (the graph holds addresses).
@@ -139,13 +114,13 @@ t.test('a graph is dropped when the activation arena grows, and captured again',
   const config = tinyConfig({ hiddenSize: 32, numHiddenLayers: 1, numAttentionHeads: 2, intermediateSize: 64 })
   const m = BertModel.create(config, { device: 'cuda', mlp: true, seed: 2 })
   const e = BertModel.create(config, { device: 'cuda', mlp: true, seed: 2 })
-  const small = batch(3, 4, 1, config.vocabSize)
+  const small = randomBatch(3, 4, 1, config.vocabSize)
   for (let step = 0; step < 3; step++) m.trainForward(small, { seed: 1, step, graph: true })
-  m.embed(batch(40, 16, 2, config.vocabSize)) // a larger eval batch: a new arena
+  m.embed(randomBatch(40, 16, 2, config.vocabSize)) // a larger eval batch: a new arena
   for (let step = 3; step < 6; step++) {
     const z = m.trainForward(small, { seed: 1, step, graph: true }).toFloat32Array()
     const ze = e.trainForward(small, { seed: 1, step }).toFloat32Array()
-    t.equal(equalBits(z, ze), 0, `step ${step}: the eager vector`)
+    t.equal(differingBits(z, ze), 0, `step ${step}: the eager vector`)
   }
   t.same(m.graphStats, { captures: 2, replays: 4 }, 'captured before and after the new arena (eager, captured, replayed)')
   m.dispose()
@@ -305,7 +280,7 @@ t.test('a replayed step that diverges throws as the eager step does, and leaves 
   t.match(outcome.eager.error, /^step 4: the sentence vectors hold NaN \(training diverged\)/, outcome.eager.error)
   t.equal(outcome.graphs.error, outcome.eager.error, 'the same error from the replayed step')
   t.equal(outcome.graphs.steps, 3, 'after 3 good steps')
-  t.equal(equalBits(outcome.graphs.params, outcome.eager.params), 0, 'the weights the eager step left (its AdamW update skipped)')
+  t.equal(differingBits(outcome.graphs.params, outcome.eager.params), 0, 'the weights the eager step left (its AdamW update skipped)')
 })
 
 t.test('ranks whose step graphs differ run the step eagerly, then capture it anew together', { skip }, async (t) => {
@@ -351,7 +326,7 @@ t.test('ranks whose step graphs differ run the step eagerly, then capture it ane
     'step 4 eager on every rank, step 5 captured anew',
   )
   t.same(split.states, [0, 1, 2, 2, 1, 2, 2], 'after the eager step 4 this rank captures again (state 1), not replays')
-  t.equal(equalBits(split.params, agreed.params), 0, 'the same weights, bit for bit')
+  t.equal(differingBits(split.params, agreed.params), 0, 'the same weights, bit for bit')
 })
 
 t.test('launches run ahead of their reads; a diverged step stops the updates of the launches after it', { skip }, async (t) => {
@@ -384,7 +359,7 @@ t.test('launches run ahead of their reads; a diverged step stops the updates of 
   launch('b', 1, true)
   const r0 = launch('a', 1, true)!() // captured and replayed
   t.equal(r0.results[0].value, P, 'the sum of squares of a finite step')
-  t.equal(equalBits(r0.readback[0], params.toFloat32Array()), 0, 'readback holds the parameters after the replay')
+  t.equal(differingBits(r0.readback[0], params.toFloat32Array()), 0, 'readback holds the parameters after the replay')
   const before = params.toFloat32Array()
   // Launch 1 has non-finite gradients; launch 2 (the other session) finite ones, launched before 1 is read.
   const read1 = launch('a', NaN, true)!
@@ -392,11 +367,11 @@ t.test('launches run ahead of their reads; a diverged step stops the updates of 
   t.ok(Number.isNaN(read1().results[0].value), 'the diverged launch reads NaN')
   const r2 = read2()
   t.equal(r2.results[0].value, P, 'the launch after it had finite gradients')
-  t.equal(equalBits(params.toFloat32Array(), before), 0, 'neither updated the weights (the flag is shared by the group)')
-  t.equal(equalBits(r2.readback[0], before), 0, 'its readback shows the weights unchanged')
+  t.equal(differingBits(params.toFloat32Array(), before), 0, 'neither updated the weights (the flag is shared by the group)')
+  t.equal(differingBits(r2.readback[0], before), 0, 'its readback shows the weights unchanged')
   // Once everything is read, a launch clears the flag.
   const r3 = launch('a', 1, true)!()
-  t.not(equalBits(r3.readback[0], before), 0, 'a launch that clears the flag updates the weights')
+  t.not(differingBits(r3.readback[0], before), 0, 'a launch that clears the flag updates the weights')
   // The results of the last two launches are kept; older ones are overwritten.
   const old = launch('a', 1, true)!
   launch('b', 1, false)
@@ -452,7 +427,7 @@ t.test('launches queued back to back each get their own inputs: a staging is not
     return out
   }
   const eager = run('eager')
-  t.equal(equalBits(run('graphs'), eager), 0, "4 replays queued back to back end with the eager steps' weights")
+  t.equal(differingBits(run('graphs'), eager), 0, "4 replays queued back to back end with the eager steps' weights")
 })
 
 t.test('a diverged step read after the next one was launched: the eager error and weights', { skip }, async (t) => {
@@ -489,7 +464,7 @@ t.test('a diverged step read after the next one was launched: the eager error an
   t.same(outcome.graphs.read, [1, 2, 3], 'steps 1-3 were read')
   t.equal(outcome.graphs.optSteps, 3, "the optimizer's step count stays at 3 (steps 4 and 5 made no update)")
   t.equal(outcome.eager.optSteps, 3, 'as in the eager run')
-  t.equal(equalBits(outcome.graphs.params, outcome.eager.params), 0, "the eager run's weights (the updates of steps 4 and 5 skipped)")
+  t.equal(differingBits(outcome.graphs.params, outcome.eager.params), 0, "the eager run's weights (the updates of steps 4 and 5 skipped)")
 })
 
 t.test('a run stopped while a step is queued ahead checkpoints after it and resumes to the same weights', { skip }, async (t) => {

@@ -114,6 +114,16 @@ export class BertModel {
     readonly precision: Precision,
   ) {
     this.params = Tensor.from(flat, [layout.total], device)
+    // At bf16 on CUDA the products read their weights from a bf16 copy that AdamW keeps up to date, rather
+    // than rounding every weight again at every op and micro-batch (kernels/bf16_mirror.cuh): 2 bytes a parameter.
+    if (device === 'cuda' && precision === 'bf16') {
+      try {
+        this.params.attachBf16Mirror()
+      } catch (e) {
+        this.params.dispose()
+        throw e
+      }
+    }
     this.views = viewsByName(this.params, layout)
     this.p = modelParams(this.views, config.numHiddenLayers, this.params, layout)
     this.arena = new ActivationArena(config, device)
