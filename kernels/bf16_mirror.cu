@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "bf16_copy.cuh"
+#include "bf16_handoff.cuh"
 #include "bf16_mirror.cuh"
 #include "graph_capture.cuh"
 
@@ -103,7 +104,9 @@ void bf16_mirror_mark_stale(Bf16Mirror* m) noexcept {
 
 size_t bf16_mirror_bytes(int64_t n) { return static_cast<size_t>(n) * sizeof(__nv_bfloat16); }
 
-Bf16Counters bf16_counters() { return {bf16copy::converted_elements(), g_refreshes.load(), g_bytes.load()}; }
+Bf16Counters bf16_counters() {
+  return {bf16copy::converted_elements(), g_refreshes.load(), g_bytes.load(), bf16handoff::handed_off_elements()};
+}
 
 namespace bf16mirror {
 

@@ -7,9 +7,12 @@
 //   scale_inplace: x *= s
 // The same formulas as native/cpu/bert_ops.cpp (the CPU evaluates Φ with its own vectorised erfc; on a
 // GPU nvcc may contract a multiply-add into an FMA and erfcf/expf/tanhf differ from libm by a few ulps).
+// gelu_forward also writes bf16(out) into this thread's bf16 handoff when the binding asked for one
+// (bf16_handoff.cuh: the MLP's second product reads it).
 // Tiling: one grid-stride loop over [0, n), 256 threads a block, at most 4096 blocks; thread i
 // handles elements i, i + stride, ...: consecutive threads touch consecutive floats (coalesced). An
 // element is read and written by the same thread, so in-place and aliased calls are safe.
+#include "bf16_handoff.cuh"
 #include "grid.cuh"
 
 namespace simcsepp::cuda {
@@ -23,9 +26,12 @@ constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 struct GeluForwardOp {
   float* out;
   const float* inp;
+  __nv_bfloat16* out16;  // bf16(out) for the next product (bf16_handoff.cuh), or null
   __device__ void operator()(int64_t i) const {
     const float x = inp[i];
-    out[i] = x * (0.5f * erfcf(-x * kInvSqrt2));
+    const float y = x * (0.5f * erfcf(-x * kInvSqrt2));
+    out[i] = y;
+    if (out16 != nullptr) out16[i] = __float2bfloat16(y);
   }
 };
 
@@ -80,7 +86,9 @@ struct ScaleOp {
 
 using detail::run_map;
 
-void gelu_forward(float* out, const float* inp, int64_t n) { run_map("gelu_forward", GeluForwardOp{out, inp}, n); }
+void gelu_forward(float* out, const float* inp, int64_t n) {
+  run_map("gelu_forward", GeluForwardOp{out, inp, bf16handoff::claim(out, n)}, n);
+}
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
   run_map("gelu_backward", GeluBackwardOp{dinp, inp, dout}, n);

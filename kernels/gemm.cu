@@ -10,7 +10,8 @@
 //                                                                  its epilogue (acc + bias, as the CPU's beta = 1)
 //   (at Precision::kBf16 the three products of the linear layer take bf16 operands: bf16_copy.cuh rounds inp,
 //    W and dout into bf16 copies in the op workspace, one launch per op (W comes from its bf16 mirror instead
-//    when it has one: bf16_mirror.cuh), and the products run on cuBLASLt's
+//    when it has one: bf16_mirror.cuh; inp from the op that produced it, when it wrote a copy: bf16_handoff.cuh),
+//    and the products run on cuBLASLt's
 //    bf16 x bf16 -> fp32 kernels or on gemm_bf16_kernel (gemm_bf16.cuh: tensor cores, fp32 sums); the bias
 //    stays fp32. SIMCSEPP_BF16_OPERANDS=fp32 instead hands the fp32 operands to the GEMM, which rounds them
 //    as it reads them: the same bits on the kernels)
@@ -27,6 +28,7 @@
 #include <mutex>
 
 #include "bf16_copy.cuh"
+#include "bf16_handoff.cuh"
 #include "bf16_mirror.cuh"
 #include "cublaslt.cuh"
 #include "cuda_check.cuh"
@@ -100,19 +102,22 @@ void linear_forward_bf16_copies(float* out, const float* inp, const float* weigh
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);  // the copies live in the workspace until the product is queued
   const __nv_bfloat16* mirrored = bf16mirror::weights(weight, OC * C, stream);
+  const __nv_bfloat16* handed = bf16handoff::take(inp, R * C);  // the producer's copy of inp, if it made one
   const auto carve = [&](char* base, __nv_bfloat16*& inp16, __nv_bfloat16*& w16) {
     detail::Carver c(base);
-    inp16 = c.take<__nv_bfloat16>(static_cast<size_t>(R * C));
+    inp16 = handed == nullptr ? c.take<__nv_bfloat16>(static_cast<size_t>(R * C)) : nullptr;
     w16 = mirrored == nullptr ? c.take<__nv_bfloat16>(static_cast<size_t>(OC * C)) : nullptr;
     return c.used();
   };
   __nv_bfloat16 *inp16 = nullptr, *w16 = nullptr;
   carve(static_cast<char*>(ws.reserve(carve(nullptr, inp16, w16))), inp16, w16);
-  const bf16copy::Segment copies[2] = {{inp, inp16, R * C}, {weight, w16, mirrored == nullptr ? OC * C : 0}};
+  const bf16copy::Segment copies[2] = {{inp, inp16, handed == nullptr ? R * C : 0},
+                                       {weight, w16, mirrored == nullptr ? OC * C : 0}};
   bf16copy::convert(copies, 2, stream);
   const __nv_bfloat16* w = mirrored != nullptr ? mirrored : w16;
-  if (!lt::gemm_bf16(false, true, R, OC, C, 1.0f, inp16, C, w, C, 0.0f, out, OC, bias, stream))
-    bf16gemm::gemm<false, true>(R, OC, C, 1.0f, inp16, C, w, C, 0.0f, out, OC,
+  const __nv_bfloat16* x = handed != nullptr ? handed : inp16;
+  if (!lt::gemm_bf16(false, true, R, OC, C, 1.0f, x, C, w, C, 0.0f, out, OC, bias, stream))
+    bf16gemm::gemm<false, true>(R, OC, C, 1.0f, x, C, w, C, 0.0f, out, OC,
                                 "gemm_bf16_kernel (linear out = inp W^T + b, bf16 copies)", stream, bias);
 }
 

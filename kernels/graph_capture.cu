@@ -18,6 +18,7 @@
 #include <numeric>
 #include <vector>
 
+#include "bf16_handoff.cuh"
 #include "bf16_mirror.cuh"
 #include "cuda_api.h"
 #include "graph_capture.cuh"
@@ -469,6 +470,7 @@ int64_t graph_launch(GraphSession* s, int graph, const std::vector<HostArray>& a
   }
   if (clearSkip) SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(group.skip, 0, sizeof(int), s->stream));
   bf16mirror::before_replay(g.mirrors, s->stream);
+  bf16handoff::forget();  // the replay may rewrite this thread's handoff buffer
   SIMCSEPP_CUDA_CHECK(cudaGraphLaunch(g.exec, s->stream));
   bf16mirror::after_replay(g.mirrors);
   // Outputs: copied after the replay, before any later launch can overwrite them.

@@ -17,6 +17,8 @@
 //     Fixed chunks and orders: the result does not depend on scheduling; it is the CPU's double sum
 //     (added in another order, so its last bits can differ) rounded to float.
 // The parameter kernels run before the dinp kernel (dinp may alias dout).
+// Both forwards also write bf16(out) into this thread's bf16 handoff when the binding asked for one
+// (bf16_handoff.cuh): the input of the bf16 product that follows.
 // Fused variants (the same kernels, templated): residual_layernorm_forward computes each row's input
 // res = x + dropout(y) in the first pass (dropout_kernel's and add_inplace's float arithmetic, the mask
 // element by element with dropout_uniform) and stores it; layernorm_dropout_backward's dinp kernel also
@@ -24,6 +26,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "bf16_handoff.cuh"
 #include "common/philox.h"
 #include "grid.cuh"
 #include "host_args.cuh"
@@ -66,7 +69,7 @@ template <bool kResidual>
 __global__ void __launch_bounds__(kRowThreads)
     layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                              const float* bias, int64_t R, int64_t C, float eps, float* res, const float* y,
-                             RowDrop drop) {
+                             RowDrop drop, __nv_bfloat16* out16) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   const int lane = static_cast<int>(threadIdx.x % 32);
   if (row >= R) return;  // whole warps leave together
@@ -100,7 +103,12 @@ __global__ void __launch_bounds__(kRowThreads)
   const float m = static_cast<float>(mu);
   const float rs = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(C) + eps));
   float* o = out + row * C;
-  for (int64_t c = lane; c < C; c += 32) o[c] = (x[c] - m) * rs * weight[c] + bias[c];
+  __nv_bfloat16* o16 = out16 != nullptr ? out16 + row * C : nullptr;
+  for (int64_t c = lane; c < C; c += 32) {
+    const float v = (x[c] - m) * rs * weight[c] + bias[c];
+    o[c] = v;
+    if (o16 != nullptr) o16[c] = __float2bfloat16(v);
+  }
   if (lane == 0) {
     mean[row] = m;
     rstd[row] = rs;
@@ -228,7 +236,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
   if (R <= 0 || C <= 0) return;
   launch("layernorm_forward", layernorm_forward_kernel<false>, detail::grid_blocks(R, kRowsPerBlock, INT32_MAX),
          kRowThreads, 0, detail::op_stream(), out, mean, rstd, inp, weight, bias, R, C, eps,
-         static_cast<float*>(nullptr), static_cast<const float*>(nullptr), RowDrop{});
+         static_cast<float*>(nullptr), static_cast<const float*>(nullptr), RowDrop{}, bf16handoff::claim(out, R * C));
   detail::finish_op();
 }
 
@@ -248,7 +256,7 @@ void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd
   detail::HostArgs args(detail::op_stream());
   launch("residual_layernorm_forward", layernorm_forward_kernel<true>, detail::grid_blocks(R, kRowsPerBlock, INT32_MAX),
          kRowThreads, 0, detail::op_stream(), out, mean, rstd, x, weight, bias, R, C, eps, res, y,
-         device_drop(drop, R, args));
+         device_drop(drop, R, args), bf16handoff::claim(out, R * C));
   detail::finish_op();
 }
 

@@ -110,9 +110,10 @@ export interface Addon {
   tensorMemory(): { heldBytes: number; reportedBytes: number }
   /**
    * Since the process started: elements the bf16 products rounded into operand copies, refreshes of stale bf16
-   * weight mirrors, and the device bytes live mirrors hold (kernels/bf16_mirror.cuh). Zeros without CUDA.
+   * weight mirrors, the device bytes live mirrors hold (kernels/bf16_mirror.cuh), and elements producers wrote
+   * as bf16 copies for the next product (kernels/bf16_handoff.cuh). Zeros without CUDA.
    */
-  bf16Counters(): { convertedElements: number; mirrorRefreshes: number; mirrorBytes: number }
+  bf16Counters(): { convertedElements: number; mirrorRefreshes: number; mirrorBytes: number; handedOffElements: number }
   /**
    * Fused CPU search (native/cpu/search.h): rows [rowBegin, rowEnd) of `corpus` ([N, D], CPU) dotted with each
    * of the Q queries (Q·D floats), their k best merged into topScores / topIndices ([Q, k], best first; equal
@@ -254,6 +255,7 @@ export interface Addon {
     weight: NativeTensor,
     bias: NativeTensor,
     eps: number,
+    bf16Next?: boolean,
   ): void
   layerNormBackward(
     dinp: NativeTensor,
@@ -281,6 +283,7 @@ export interface Addon {
     offset: number | bigint,
     keepRows: Uint8Array | null,
     firstRow: RowPlacement,
+    bf16Next?: boolean,
   ): void
   layerNormDropoutBackward(
     dres: NativeTensor,
@@ -306,6 +309,7 @@ export interface Addon {
     bias: NativeTensor | null,
     precision: Precision,
     geluOut?: NativeTensor | null,
+    bf16Next?: boolean,
   ): void
   linearBackward(
     dinp: NativeTensor | null,

@@ -71,7 +71,20 @@ export function embeddingBackward(
 }
 
 /** out = (x − mean)·rstd·weight + bias over the last dimension; saves mean and rstd (one per row). */
-export function layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, eps: number): void {
+/**
+ * out = (inp − mean)·rstd·weight + bias per row. bf16Next: out is the input of a bf16 linearForward right after
+ * (on CUDA this op then also writes out's bf16 copy for it: kernels/bf16_handoff.cuh; the result is the same).
+ */
+export function layerNormForward(
+  out: Tensor,
+  mean: Tensor,
+  rstd: Tensor,
+  inp: Tensor,
+  weight: Tensor,
+  bias: Tensor,
+  eps: number,
+  bf16Next = false,
+): void {
   addon.layerNormForward(
     nativeOf(out, 'out'),
     nativeOf(mean, 'mean'),
@@ -80,6 +93,7 @@ export function layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: T
     nativeOf(weight, 'weight'),
     nativeOf(bias, 'bias'),
     eps,
+    bf16Next,
   )
 }
 
@@ -109,7 +123,8 @@ export function layerNormBackward(
 /**
  * BERT's sublayer output, fused: res = x + dropout(y), out = LayerNorm(res) (saves res, mean, rstd). The rows
  * are the tokens of `sentences` sentences (R / sentences rows each); the dropout (null: none) is that of
- * `dropout(y viewed as [sentences, rest])`, keepRows and firstRow counting sentences. out may be y.
+ * `dropout(y viewed as [sentences, rest])`, keepRows and firstRow counting sentences. out may be y. bf16Next:
+ * as layerNormForward's.
  */
 export function residualLayerNormForward(
   out: Tensor,
@@ -123,6 +138,7 @@ export function residualLayerNormForward(
   eps: number,
   sentences: number,
   site: DropoutSite | null,
+  bf16Next = false,
 ): void {
   addon.residualLayerNormForward(
     nativeOf(out, 'out'),
@@ -136,6 +152,7 @@ export function residualLayerNormForward(
     eps,
     sentences,
     ...siteArgs(site),
+    bf16Next,
   )
 }
 
@@ -176,7 +193,8 @@ export function layerNormDropoutBackward(
  * out[R, OC] = inp[R, C]·weightᵀ + bias, weight in torch layout [OC, C]; bias may be null. The product at
  * `precision` ('bf16': operands rounded to bfloat16, fp32 sums; see Precision). With `geluOut`, also
  * geluOut = GELU(out) (geluForward's), out keeping the pre-activation: the MLP's first layer, the GELU applied
- * while each tile of out is in cache instead of in a second pass.
+ * while each tile of out is in cache instead of in a second pass. bf16Next (with geluOut): geluOut is the input
+ * of a bf16 linearForward right after (as layerNormForward's).
  */
 export function linearForward(
   out: Tensor,
@@ -185,6 +203,7 @@ export function linearForward(
   bias: Tensor | null,
   precision: Precision = 'fp32',
   geluOut: Tensor | null = null,
+  bf16Next = false,
 ): void {
   addon.linearForward(
     nativeOf(out, 'out'),
@@ -193,6 +212,7 @@ export function linearForward(
     bias === null ? null : nativeOf(bias, 'bias'),
     precision,
     geluOut === null ? null : nativeOf(geluOut, 'geluOut'),
+    bf16Next,
   )
 }
 

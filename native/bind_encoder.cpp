@@ -3,13 +3,15 @@
 //
 //   embeddingForward(out, ids, posIds, typeIds, word, pos, type)
 //   embeddingBackward(dword|null, dpos|null, dtype|null, dout, ids, posIds, typeIds)
-//   layerNormForward(out, mean, rstd, inp, weight, bias, eps)
+//   layerNormForward(out, mean, rstd, inp, weight, bias, eps, bf16Next?)
 //   layerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd)
 //   residualLayerNormForward(out, res, mean, rstd, y, x, weight, bias, eps, sentences, p, seed, offset,
-//                            keepRows|null, firstRow)
+//                            keepRows|null, firstRow, bf16Next?)
 //   layerNormDropoutBackward(dres, dy|null, dweight, dbias, dout, res, weight, mean, rstd, sentences, p, seed,
 //                            offset, keepRows|null, firstRow)
-//   linearForward(out, inp, weight, bias|null, precision, geluOut?)        precision: 'fp32' | 'bf16'
+//   linearForward(out, inp, weight, bias|null, precision, geluOut?, bf16Next?)   precision: 'fp32' | 'bf16'
+//   (bf16Next: the output, geluOut for linearForward, is the input of a bf16 product next; see
+//    request_bf16_handoff)
 //   linearBackward(dinp|null, dweight, dbias|null, dout, inp, weight, accumulateInput, precision, geluInput?)
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
@@ -118,6 +120,19 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// The optional bf16Next argument at `index` of the LayerNorm forwards and of linearForward with geluOut: true
+// when the op's output (`out`, or geluOut) is the input of a bf16 product right after. On CUDA the op then also
+// writes the output's bf16 copy for that product (cuda_api.h: bf16_handoff_request); elsewhere it changes
+// nothing (the CPU's products round their operands as they pack them).
+bool arg_bf16_next(const Napi::CallbackInfo& info, size_t index) {
+  return info.Length() > index && !info[index].IsUndefined() && arg_bool(info, index, "bf16Next");
+}
+
+// Called as the op runs (the request is for the op's own output).
+void request_bf16_handoff(bool bf16Next, const NativeTensor* out) {
+  if (bf16Next && out->device() == Device::kCuda) cuda::bf16_handoff_request(out->read_data(), out->numel());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Layer norm
 
@@ -137,8 +152,10 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   expect_numel(env, mean, "mean", R, "the rows of inp");
   expect_numel(env, rstd, "rstd", R, "the rows of inp");
   const float eps = static_cast<float>(arg_positive(info, 6, "eps"));
+  const bool bf16Next = arg_bf16_next(info, 7);
   LayerNormForwardFn* layernorm_forward = ts.entry(&Backend::layernorm_forward);
   return guarded_void(env, [&] {
+    request_bf16_handoff(bf16Next, out);
     layernorm_forward(out->data(), mean->data(), rstd->data(), inp->data(), weight->read_data(), bias->read_data(), R,
                       C, eps);
   });
@@ -189,7 +206,7 @@ TokenDropout token_dropout(const Napi::CallbackInfo& info, size_t i, int64_t R, 
 // a and b must not share memory (an output written while the other is still being read).
 void require_disjoint(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
                       const char* bName) {
-  const float *a0 = a->data(), *b0 = b->data();
+  const float *a0 = a->read_data(), *b0 = b->read_data();  // addresses only: nothing is written here
   if (a0 < b0 + b->numel() && b0 < a0 + a->numel())
     throw_arg(env, std::string("Expected ") + aName + " and " + bName + " not to overlap");
 }
@@ -219,8 +236,10 @@ Napi::Value ResidualLayerNormForward(const Napi::CallbackInfo& info) {
   require_disjoint(env, out, "out", x, "x");
   const float eps = static_cast<float>(arg_positive(info, 8, "eps"));
   const TokenDropout drop = token_dropout(info, 9, R, C);
+  const bool bf16Next = arg_bf16_next(info, 15);
   ResidualLayerNormForwardFn* fused = ts.entry(&Backend::residual_layernorm_forward);
   return guarded_void(env, [&] {
+    request_bf16_handoff(bf16Next, out);
     fused(out->data(), res->data(), mean->data(), rstd->data(), y->data(), x->data(), weight->read_data(),
           bias->read_data(), R, C, eps, drop);
   });
@@ -286,9 +305,12 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
     require_disjoint(env, geluOut, "geluOut", out, "out");
     require_disjoint(env, geluOut, "geluOut", inp, "inp");
   }
+  const bool bf16Next = arg_bf16_next(info, 6);
   LinearForwardFn* linear_forward = ts.entry(&Backend::linear_forward);
   return guarded_void(env, [&] {
-    linear_forward(out->data(), inp->data(), weight->read_data(), bias ? bias->read_data() : nullptr, R, C, OC,
+    if (geluOut != nullptr) request_bf16_handoff(bf16Next, geluOut);
+    // inp is only read: read_data() keeps a bf16 handoff of it (bf16_handoff.cuh) for the product.
+    linear_forward(out->data(), inp->read_data(), weight->read_data(), bias ? bias->read_data() : nullptr, R, C, OC,
                    precision, geluOut ? geluOut->data() : nullptr);
   });
 }

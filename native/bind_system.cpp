@@ -110,15 +110,17 @@ Napi::Value TensorMemory(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// bf16Counters() -> { convertedElements, mirrorRefreshes, mirrorBytes } since the process started (cuda_api.h):
-// what the bf16 products rounded into operand copies, how often a stale weight mirror was refreshed, and the
-// device bytes the live mirrors hold. Zeros without CUDA.
+// bf16Counters() -> { convertedElements, mirrorRefreshes, mirrorBytes, handedOffElements } since the process
+// started (cuda_api.h): what the bf16 products rounded into operand copies, how often a stale weight mirror was
+// refreshed, the device bytes the live mirrors hold, and what producers wrote as bf16 handoffs. Zeros without
+// CUDA.
 Napi::Value Bf16Counters(const Napi::CallbackInfo& info) {
   const cuda::Bf16Counters c = cuda::bf16_counters();
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("convertedElements", static_cast<double>(c.convertedElements));
   o.Set("mirrorRefreshes", static_cast<double>(c.mirrorRefreshes));
   o.Set("mirrorBytes", static_cast<double>(c.mirrorBytes));
+  o.Set("handedOffElements", static_cast<double>(c.handedOffElements));
   return o;
 }
 

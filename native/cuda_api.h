@@ -70,8 +70,14 @@ struct Bf16Counters {
   int64_t convertedElements = 0;
   int64_t mirrorRefreshes = 0;
   int64_t mirrorBytes = 0;
+  int64_t handedOffElements = 0;  // written by producers for the next product (bf16 handoffs, below)
 };
 Bf16Counters bf16_counters();
+// bf16 handoffs (kernels/bf16_handoff.cuh): the next op on this thread that produces exactly out[0, n) also
+// writes its bf16 copy, which a bf16 product reading exactly that range next uses instead of making one.
+// bf16_handoff_written: a binding may write p[0, n) (NativeTensor::data()): drops an overlapping handoff.
+void bf16_handoff_request(const float* out, int64_t n);
+void bf16_handoff_written(const float* p, int64_t n) noexcept;
 
 // GPU-time markers for profiles (kernels/runtime.cu): timer_mark() records the next event of a reused pool
 // on the op stream and returns its index; timer_elapsed(a, b) waits for mark b and returns the device's

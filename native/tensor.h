@@ -62,13 +62,16 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   static NativeTensor* Unwrap(const Napi::Object& o) { return Napi::ObjectWrap<NativeTensor>::Unwrap(o); }
 
   // Null once this tensor, or the owner of the storage it views, was disposed. The caller may write through it,
-  // so the storage's bf16 mirror, if any, is marked stale (refreshed by the next product that reads it).
+  // so the storage's bf16 mirror, if any, is marked stale (refreshed by the next product that reads it), and a
+  // bf16 handoff of an overlapping range is dropped (kernels/bf16_handoff.cuh).
   float* data() const {
     if (disposed()) return nullptr;
     if (storage_->mirror != nullptr) cuda::bf16_mirror_mark_stale(storage_->mirror);
+    if (device_ == Device::kCuda) cuda::bf16_handoff_written(storage_->data + offset_, numel_);  // same for handoffs
     return storage_->data + offset_;
   }
-  // For arguments an op only reads (the weights of the encoder's forward and backward ops): keeps the mirror.
+  // For arguments an op only reads (the weights of the encoder's forward and backward ops, the linear layers'
+  // inputs): keeps the mirror and the handoff.
   const float* read_data() const { return disposed() ? nullptr : storage_->data + offset_; }
   // For AdamW's params, which it updates together with their mirror (kernels/optim.cu): keeps the mirror.
   float* data_updating_mirror() const { return disposed() ? nullptr : storage_->data + offset_; }

@@ -37,7 +37,8 @@
 //    encoder op has a CUDA kernel, B = 4096 in micro-batches of 1536 rows when time allows, and the PyTorch step of scripts/bench/torch_step.py when torch is
 //    importable, with the ratios; the B = 64 step without CUDA graphs and the B = 64 and 512 steps with
 //    SIMCSEPP_BF16_OPERANDS=fp32 (bf16 products on fp32 operands instead of bf16 copies) and the B = 64 step with
-//    SIMCSEPP_BF16_WEIGHT_MIRROR=0 (weights rounded at every op instead of read from the mirror) when time allows, and
+//    SIMCSEPP_BF16_WEIGHT_MIRROR=0 and SIMCSEPP_BF16_HANDOFF=0 (both operands rounded at every product instead of
+//    read from the weight mirror and the producers' handoffs) when time allows, and
 //    the device time per op category at B = 64 and 512 (bench step --profile: CUDA events around each op of a
 //    step run without graphs); then the issue's targets (at B = 64, >= 2x PyTorch eager and >= 1.2x
 //    torch.compile in steps/s at our precision; at B = 512, >= 40% model FLOP utilisation), each met or not
@@ -573,10 +574,10 @@ if (runBench && !fake) {
           log: (l) => log(`  step ${l}`),
         })),
       )
-      // One step at batch size B with environment variable `name` set to `value` (restored after): a row to
-      // compare with the default setting's of the same B.
-      const stepWith = async (name, value, B) => {
-        process.env[name] = value
+      // One step at batch size B with the environment variables of `env` set (restored after): a row to compare
+      // with the default settings' of the same B.
+      const stepWith = async (env, B) => {
+        Object.assign(process.env, env)
         try {
           const [row] = await benchStep({
             size: shapes.model,
@@ -588,7 +589,7 @@ if (runBench && !fake) {
           })
           return [row, stepRows.find((r) => r.batchSize === B)]
         } finally {
-          delete process.env[name]
+          for (const name of Object.keys(env)) delete process.env[name]
         }
       }
       // "<a> steps/s; <label>: <b> (<b/a>x)"
@@ -597,21 +598,22 @@ if (runBench && !fake) {
       // The same B = 64 step without CUDA graphs (the rows above replay the encoder passes as graphs from
       // the third step on): what the graphs save in launch and JavaScript overhead.
       if (left() > 120) {
-        const [eager, graphs] = await stepWith('SIMCSEPP_CUDA_GRAPHS', '0', small)
+        const [eager, graphs] = await stepWith({ SIMCSEPP_CUDA_GRAPHS: '0' }, small)
         if (eager && graphs) log(`  step B=${small} without CUDA graphs: ${ratio(eager, 'with', graphs)}`)
       }
-      // The B = 64 step with the products rounding every weight again at every op (SIMCSEPP_BF16_WEIGHT_MIRROR=0)
-      // against the default bf16 weight mirror kept by AdamW (kernels/bf16_mirror.cuh).
+      // The B = 64 step with the products rounding both operands at every op (SIMCSEPP_BF16_WEIGHT_MIRROR=0,
+      // SIMCSEPP_BF16_HANDOFF=0) against the defaults: weights from the bf16 mirror AdamW keeps
+      // (kernels/bf16_mirror.cuh), inputs handed off by the LayerNorms and the GELU (kernels/bf16_handoff.cuh).
       if (left() > 150) {
-        const [perOp, mirrored] = await stepWith('SIMCSEPP_BF16_WEIGHT_MIRROR', '0', small)
-        if (perOp) comparisons.push({ ...perOp, bf16WeightMirror: false })
-        if (perOp && mirrored) log(`  step B=${small} weights rounded per op: ${ratio(perOp, 'from the bf16 mirror', mirrored)}`)
+        const [perOp, fed] = await stepWith({ SIMCSEPP_BF16_WEIGHT_MIRROR: '0', SIMCSEPP_BF16_HANDOFF: '0' }, small)
+        if (perOp) comparisons.push({ ...perOp, bf16Copies: 'per op' })
+        if (perOp && fed) log(`  step B=${small} operands rounded per op: ${ratio(perOp, 'from the mirror and handoffs', fed)}`)
       }
       // The bf16 products on fp32 operands rounded inside the GEMM (SIMCSEPP_BF16_OPERANDS=fp32) against the
       // default bf16 copies (kernels/bf16_copy.cuh): whether the copies pay for their conversion passes.
       for (const B of left() > 150 ? shapes.batches : []) {
         if (left() < 120) break
-        const [fp32Operands, copies] = await stepWith('SIMCSEPP_BF16_OPERANDS', 'fp32', B)
+        const [fp32Operands, copies] = await stepWith({ SIMCSEPP_BF16_OPERANDS: 'fp32' }, B)
         if (fp32Operands) comparisons.push({ ...fp32Operands, bf16Operands: 'fp32' })
         if (fp32Operands && copies) log(`  step B=${B} bf16 products on fp32 operands: ${ratio(fp32Operands, 'on bf16 copies', copies)}`)
       }

@@ -25,7 +25,7 @@ const files = [
   'test/cuda-micro-batch.test.ts',
   'test/cuda-distributed.test.ts',
   'test/cuda-graphs.test.ts',
-  'test/bf16-mirror.test.ts',
+  'test/bf16-operands.test.ts',
   'test/cuda-search.test.ts',
   'test/gpu-check.test.ts',
   'test/block-order.test.ts',

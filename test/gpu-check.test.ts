@@ -63,18 +63,18 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
     'each step timed',
   )
   t.same(
-    step.comparisons.map((c: { batchSize: number; bf16Operands?: string; bf16WeightMirror?: boolean }) => [
+    step.comparisons.map((c: { batchSize: number; bf16Operands?: string; bf16Copies?: string }) => [
       c.batchSize,
-      c.bf16Operands ?? `bf16WeightMirror ${c.bf16WeightMirror}`,
+      c.bf16Operands ?? `bf16Copies ${c.bf16Copies}`,
     ]),
     [
-      [2, 'bf16WeightMirror false'],
+      [2, 'bf16Copies per op'],
       [2, 'fp32'],
       [4, 'fp32'],
     ],
-    'the comparison rows: weights rounded per op, bf16 products on fp32 operands',
+    'the comparison rows: operands rounded per op, bf16 products on fp32 operands',
   )
-  t.match(log, /step B=2 weights rounded per op: [\d.]+ steps\/s; from the bf16 mirror: [\d.]+/, 'the mirror comparison')
+  t.match(log, /step B=2 operands rounded per op: [\d.]+ steps\/s; from the mirror and handoffs: [\d.]+/, 'the copies comparison')
   t.match(log, /step B=2 without CUDA graphs: [\d.]+ steps\/s; with: [\d.]+/, 'the graphs/eager comparison')
   t.same(
     step.targets.map((x: { name: string; value: number | null; why?: string }) => [x.name, x.value === null ? typeof x.why : 'number']),

@@ -606,9 +606,23 @@ export class BertModel {
       P.positionEmbeddings,
       P.tokenTypeEmbeddings,
     )
-    ops.layerNormForward(acts.embOut, acts.embMean, acts.embRstd, acts.embSum, P.embeddingNorm.weight, P.embeddingNorm.bias, c.layerNormEps)
+    // At bf16 each LayerNorm and the MLP's GELU also write their output's bf16 copy when a linear layer reads
+    // it next (bf16Next; on CUDA: kernels/bf16_handoff.cuh): the embeddings' only when no dropout follows.
+    const bf16 = this.precision === 'bf16',
+      L = c.numHiddenLayers
+    const embDropped = this.dropoutOptions(options, 0, c.hiddenDropoutProb) !== null
+    ops.layerNormForward(
+      acts.embOut,
+      acts.embMean,
+      acts.embRstd,
+      acts.embSum,
+      P.embeddingNorm.weight,
+      P.embeddingNorm.bias,
+      c.layerNormEps,
+      bf16 && L > 0 && !embDropped,
+    )
     this.dropoutForward(acts.embOut, options, 0, c.hiddenDropoutProb, B)
-    for (let l = 0; l < c.numHiddenLayers; l++) {
+    for (let l = 0; l < L; l++) {
       const a = acts.layers[l]
       const w = P.layers[l]
       const x = l === 0 ? acts.embOut : acts.layers[l - 1].h2
@@ -640,9 +654,10 @@ export class BertModel {
         c.layerNormEps,
         B,
         drop1,
+        bf16,
       )
       // intermediate.dense and its GELU in one op (interAct = GELU(inter); inter kept for the backward).
-      ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias, this.precision, a.interAct)
+      ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias, this.precision, a.interAct, bf16)
       ops.linearForward(a.h2, a.interAct, w.output.weight, w.output.bias, this.precision)
       const drop2 = this.dropoutOptions(options, this.site(l, 2), c.hiddenDropoutProb)
       ops.residualLayerNormForward(
@@ -657,6 +672,7 @@ export class BertModel {
         c.layerNormEps,
         B,
         drop2,
+        bf16 && l < L - 1,
       )
     }
   }

@@ -1,0 +1,42 @@
+// bf16 handoffs: the op that produces a bf16 product's input writes the input's bf16 copy as it writes the
+// fp32 values, so that the product (the next op on the thread) reads it instead of making one
+// (bf16_copy.cuh): a 2-byte write in the producer instead of a 4-byte read and a 2-byte write in a
+// conversion pass of its own.
+//
+// The binding of a producer asks for it (cuda_api.h: bf16_handoff_request, for the output range the model
+// will hand to a bf16 linear layer next: the LayerNorms' outputs and the MLP's GELU output); the producer
+// claims it (claim: the request must name exactly its output), writes bf16(out[i]) into this thread's handoff
+// buffer and makes the handoff valid; the product takes it when its input is exactly that range (take).
+// A handoff is dropped, so a product never reads a stale copy, when:
+//   - a binding takes a writable pointer overlapping its range (NativeTensor::data() ->
+//     bf16_handoff_written; products read their input through read_data());
+//   - a step graph is launched (a replay may rewrite the buffer) or another handoff is claimed;
+//   - it was taken (one product per handoff).
+// The buffer is per thread (Node worker threads run ops of their own at the same time), grows only outside
+// a capture and is kept, not freed, when it grows while step graphs may address it (as the workspace).
+// Rounding is __float2bfloat16, as the copies': the product reads the same bits.
+// SIMCSEPP_BF16_HANDOFF=0 (read at each request) turns it off, to compare both in one process.
+#pragma once
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "cuda_check.cuh"
+
+namespace simcsepp::cuda::bf16handoff {
+
+// For a producer about to write out[0, n): where bf16(out[i]) goes when a handoff of exactly this range was
+// requested (the handoff is then valid), else nullptr.
+__nv_bfloat16* claim(const float* out, int64_t n);
+
+// For a bf16 product reading inp[0, n): the producer's copy when the valid handoff holds exactly this range,
+// else nullptr. The handoff is used up either way.
+const __nv_bfloat16* take(const float* inp, int64_t n);
+
+// Drops this thread's handoff (a step graph launch).
+void forget();
+
+// Elements written by producers into handoffs since the process started (cuda_api.h: bf16_counters).
+int64_t handed_off_elements();
+
+}  // namespace simcsepp::cuda::bf16handoff

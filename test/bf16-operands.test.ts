@@ -1,0 +1,339 @@
+// Where the bf16 products' operands come from on CUDA, besides rounded copies made at each product:
+//   - weight mirrors (kernels/bf16_mirror.cuh): a bf16 model keeps a bf16 copy of its parameters, which AdamW
+//     updates, instead of rounding every weight again at every op;
+//   - handoffs (kernels/bf16_handoff.cuh): the LayerNorms and the MLP's GELU write their output's bf16 copy
+//     for the product that reads it next.
+// The products must read exactly the bits of per-op rounding (SIMCSEPP_BF16_WEIGHT_MIRROR=0 and
+// SIMCSEPP_BF16_HANDOFF=0 turn them off in the same process), round only what neither provides, and never read
+// a stale copy: after AdamW (eager or replayed in a step graph), after writes they do not see, and around graph
+// replays. On a GPU, or on the host emulator in CI.
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { addon } from '../lib/native.js'
+import { cudaStatus } from '../lib/index.js'
+import { BertModel } from '../lib/model/bert.js'
+import type { BertConfig } from '../lib/model/config.js'
+import { Tensor } from '../lib/tensor.js'
+import * as ops from '../lib/ops.js'
+import { tinyConfig } from './helpers/encoder-tiny-model.js'
+import { train } from '../lib/train/train.js'
+import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
+import { settledTensorBytes } from './helpers/settle-memory.js'
+
+import { randomBatch, differingBits } from './helpers/random-batch.js'
+const status = cudaStatus()
+const skip = status.available ? false : `CUDA unavailable (${status.reason})`
+
+type Switches = Record<'SIMCSEPP_BF16_WEIGHT_MIRROR' | 'SIMCSEPP_BF16_HANDOFF' | 'SIMCSEPP_CUDA_GRAPHS', '0' | undefined>
+
+/** Sets the variables of `env` ('0' or undefined: unset); returns a function that restores them. */
+function setEnv(env: Partial<Switches>): () => void {
+  const before = Object.keys(env).map((k) => [k, process.env[k]] as const)
+  const put = (k: string, v: string | undefined) => (v === undefined ? delete process.env[k] : (process.env[k] = v))
+  for (const [k, v] of Object.entries(env)) put(k, v)
+  return () => before.forEach(([k, v]) => put(k, v))
+}
+
+/** Runs fn with the variables of `env` set, restoring them after. */
+function withEnv<T>(env: Partial<Switches>, fn: () => T): T {
+  const restore = setEnv(env)
+  try {
+    return fn()
+  } finally {
+    restore()
+  }
+}
+const mirrorOff = { SIMCSEPP_BF16_WEIGHT_MIRROR: '0' } as const
+const perOp = { SIMCSEPP_BF16_WEIGHT_MIRROR: '0', SIMCSEPP_BF16_HANDOFF: '0' } as const
+
+/** The counters' change over fn. */
+function counted<T>(fn: () => T): { value: T; converted: number; refreshes: number; handedOff: number } {
+  const a = addon.bf16Counters()
+  const value = fn()
+  const b = addon.bf16Counters()
+  return {
+    value,
+    converted: b.convertedElements - a.convertedElements,
+    refreshes: b.mirrorRefreshes - a.mirrorRefreshes,
+    handedOff: b.handedOffElements - a.handedOffElements,
+  }
+}
+
+const config: BertConfig = tinyConfig({ hiddenSize: 32, numHiddenLayers: 2, numAttentionHeads: 2, intermediateSize: 64 })
+const H = config.hiddenSize,
+  I = config.intermediateSize,
+  L = config.numHiddenLayers
+/** Elements of the encoder's linear weights, and of the linear layers' inputs for R token rows. */
+const linearWeights = L * (4 * H * H + 2 * H * I)
+const linearInputs = (R: number) => L * R * (3 * H + I)
+/** Of those inputs, what producers hand off in a forward without dropout: all but the attention's outputs. */
+const handedInputs = (R: number) => linearInputs(R) - L * R * H
+
+t.test('a bf16 model on CUDA holds a mirror of its parameters, freed with it; fp32 and CPU models hold none', { skip }, async (t) => {
+  const before = await settledTensorBytes()
+  const mirrorBytes = addon.bf16Counters().mirrorBytes
+  const fp32 = BertModel.create(config, { device: 'cuda', precision: 'fp32', seed: 1 })
+  const heldFp32 = (await settledTensorBytes()) - before
+  const cpu = BertModel.create(config, { device: 'cpu', precision: 'bf16', seed: 1 })
+  t.equal(addon.bf16Counters().mirrorBytes, mirrorBytes, 'none for fp32 products or on the CPU')
+  const heldCpu = (await settledTensorBytes()) - before - heldFp32
+  const model = BertModel.create(config, { device: 'cuda', precision: 'bf16', seed: 1 })
+  t.equal(addon.bf16Counters().mirrorBytes - mirrorBytes, 2 * model.layout.total, '2 bytes a parameter')
+  const mem = addon.tensorMemory()
+  t.equal(mem.heldBytes, mem.reportedBytes, 'the mirror is reported to V8 as the tensors are')
+  const held = (await settledTensorBytes()) - before
+  t.equal(held - heldCpu - 2 * heldFp32, 2 * model.layout.total, 'the bf16 model holds what the fp32 one does, and the mirror')
+  model.dispose()
+  t.equal(addon.bf16Counters().mirrorBytes, mirrorBytes, 'freed with the parameters')
+  t.equal(cpu.params.attachBf16Mirror(), false, 'a CPU tensor gets none (its products round as they pack)')
+  t.throws(() => fp32.params.view(0, [4]).attachBf16Mirror(), /this tensor is a view/, 'a view is refused')
+  fp32.dispose()
+  cpu.dispose()
+  t.equal((await settledTensorBytes()) - before, 0, 'everything freed')
+})
+
+t.test('products read the mirror and the handoffs: the bits of per-op rounding, and only the rest rounded', { skip }, async (t) => {
+  const model = BertModel.create(config, { device: 'cuda', precision: 'bf16', seed: 3 })
+  const [B, T] = [5, 8]
+  const R = B * T
+  const b = randomBatch(B, T, 7, config.vocabSize)
+  const settings: [string, Partial<Switches>, number, number][] = [
+    // name, switches, rounded at the products, handed off
+    ['mirror and handoffs', {}, linearInputs(R) - handedInputs(R), handedInputs(R)],
+    ['mirror', { SIMCSEPP_BF16_HANDOFF: '0' }, linearInputs(R), 0],
+    ['handoffs', mirrorOff, linearInputs(R) - handedInputs(R) + linearWeights, handedInputs(R)],
+    ['neither', perOp, linearInputs(R) + linearWeights, 0],
+  ]
+  for (const pooling of ['cls', 'mean'] as const) {
+    const reference = withEnv(perOp, () => model.embed(b, pooling).toFloat32Array())
+    for (const [name, env, rounded, handed] of settings) {
+      const run = withEnv(env, () => counted(() => model.embed(b, pooling).toFloat32Array()))
+      t.equal(differingBits(run.value, reference), 0, `${pooling}, ${name}: the vectors of per-op rounding bit for bit`)
+      t.equal(run.converted, rounded, `${pooling}, ${name}: ${rounded} elements rounded at the products`)
+      t.equal(run.handedOff, handed, `${pooling}, ${name}: ${handed} handed off by their producers`)
+      t.equal(run.refreshes, 0, `${pooling}, ${name}: the mirror made with the model is fresh`)
+    }
+  }
+  t.match(cudaStatus().bf16Operands, /^bf16 copies .*; weights from the model's bf16 mirror/, 'cudaStatus says so')
+  t.match(
+    withEnv(mirrorOff, () => cudaStatus().bf16Operands),
+    /weights rounded at every product/,
+    'and when it is off',
+  )
+  model.dispose()
+})
+
+t.test('a write the mirror does not see is refreshed before the next product reads it', { skip }, async (t) => {
+  const model = BertModel.create(config, { device: 'cuda', precision: 'bf16', seed: 4 })
+  const b = randomBatch(4, 6, 9, config.vocabSize)
+  const first = model.embed(b).toFloat32Array()
+  const writes: [string, () => void][] = [
+    ['copyFrom(Float32Array)', () => model.params.copyFrom(model.params.toFloat32Array().map((x) => x * 0.9))],
+    ['an op writing a view (scaleInplace)', () => ops.scaleInplace(model.params.view(0, [model.layout.total]), 1.1)],
+    [
+      'copyFrom(Tensor)',
+      () =>
+        model.params.copyFrom(
+          Tensor.from(
+            model.params.toFloat32Array().map((x, i) => x + 0.01 * Math.sin(i)),
+            [model.layout.total],
+            'cuda',
+          ),
+        ),
+    ],
+    ['fill', () => model.params.fill(0.01)],
+  ]
+  let previous = first
+  for (const [what, write] of writes) {
+    write()
+    const on = counted(() => model.embed(b).toFloat32Array())
+    const off = withEnv(perOp, () => model.embed(b).toFloat32Array())
+    t.equal(differingBits(on.value, off), 0, `after ${what}: the vectors of the new weights`)
+    t.ok(differingBits(on.value, previous) > 0, `after ${what}: not those of the old weights`)
+    t.equal(on.refreshes, 1, `after ${what}: one refresh`)
+    previous = on.value
+  }
+  const reads = counted(() => {
+    model.params.toFloat32Array()
+    model.params.to('cpu').dispose()
+    return model.embed(b).toFloat32Array()
+  })
+  t.equal(reads.refreshes, 0, 'reading the parameters (toFloat32Array, to) leaves the mirror fresh')
+  model.dispose()
+})
+
+t.test('replayed graphs read refreshed mirrors as weights move between them', { skip }, async (t) => {
+  for (const pooling of ['cls', 'mean'] as const) {
+    const model = BertModel.create(config, { device: 'cuda', precision: 'bf16', mlp: true, seed: 2 })
+    let differ = 0,
+      refreshes = 0
+    for (let k = 0; k < 6; k++) {
+      const b = randomBatch(5, 8, 200 + k, config.vocabSize)
+      const graph = counted(() => model.embed(b, pooling, { graph: true }).toFloat32Array())
+      const eager = withEnv(perOp, () => model.embed(b, pooling).toFloat32Array())
+      differ += differingBits(graph.value, eager)
+      refreshes += graph.refreshes
+      // The weights change behind the graph's back once it is captured with a fresh mirror (batch 1).
+      if (k >= 1) ops.scaleInplace(model.params, 0.99)
+    }
+    t.equal(differ, 0, `${pooling}: every vector that of the current weights over 6 batches`)
+    t.same(model.graphStats, { captures: 1, replays: 5 }, `${pooling}: eager, then captured and 5 launches`)
+    t.equal(refreshes, 4, `${pooling}: a refresh before each replay after a write`)
+    model.dispose()
+  }
+})
+
+t.test('training at bf16: AdamW keeps the mirror fresh; the model is that of per-op rounding', { skip }, async (t) => {
+  const dir = tempDir('simcsepp-bf16-mirror-')
+  const model = await microModel(dir, 'micro')
+  const data = writeSentences(join(dir, 'data.txt'), 30)
+  const run = { model, data, steps: 4, batchSize: 6, maxLen: 7, evalEvery: 0, saveEvery: 0, seed: 5, lr: 1e-3 }
+  const cuda = { device: 'cuda' as const, precision: 'bf16' as const }
+  const runs: [string, Partial<Switches>][] = [
+    ['per-op', perOp],
+    ['mirror and handoffs, graphs', {}],
+    ['mirror and handoffs, eager', { SIMCSEPP_CUDA_GRAPHS: '0' }],
+  ]
+  const files: Buffer[] = []
+  for (const [name, env] of runs) {
+    const restore = setEnv(env)
+    const before = addon.bf16Counters()
+    const out = join(dir, name.replace(/[^a-z]+/g, '-'))
+    try {
+      await train({ ...run, ...cuda, out, microBatch: 7 })
+    } finally {
+      restore()
+    }
+    const after = addon.bf16Counters()
+    if (name !== 'per-op') {
+      t.equal(after.mirrorRefreshes - before.mirrorRefreshes, 0, `${name}: no refresh in 4 steps`)
+      t.ok(after.handedOffElements > before.handedOffElements, `${name}: producers handed off their outputs`)
+    }
+    files.push(readFileSync(join(out, 'model.safetensors')))
+  }
+  t.ok(files[1].equals(files[0]), 'graphs with the mirror and handoffs: the per-op model byte for byte')
+  t.ok(files[2].equals(files[0]), 'eager steps with the mirror and handoffs: the per-op model byte for byte')
+})
+
+/**
+ * A LayerNorm and two linear layers on CUDA, with their inputs, for the op-level handoff tests: x and other
+ * [R, C]; the LayerNorm (gamma, beta) into h [R, C] (mean, rstd); W [OC, C] and bias into out [R, OC] (act: its
+ * GELU); W2 [C, OC] into back [R, C]; h2 [R, C] spare. dispose() frees them all.
+ */
+function layerFixture() {
+  const [R, C, OC] = [12, 24, 40]
+  const cuda = (shape: number[], seed: number) =>
+    Tensor.from(
+      Float32Array.from({ length: shape.reduce((p, d) => p * d, 1) }, (_, i) => Math.sin(seed * 7.1 + i * 0.37)),
+      shape,
+      'cuda',
+    )
+  const zeros = (shape: number[]) => Tensor.zeros(shape, 'cuda')
+  const f = {
+    R,
+    C,
+    OC,
+    x: cuda([R, C], 1),
+    other: cuda([R, C], 2),
+    gamma: cuda([C], 3),
+    beta: cuda([C], 4),
+    W: cuda([OC, C], 5),
+    bias: cuda([OC], 6),
+    W2: cuda([C, OC], 7),
+    h: zeros([R, C]),
+    h2: zeros([R, C]),
+    mean: zeros([R]),
+    rstd: zeros([R]),
+    out: zeros([R, OC]),
+    act: zeros([R, OC]),
+    back: zeros([R, C]),
+  }
+  return {
+    ...f,
+    /** The LayerNorm of `inp` (default x) into `into` (default h). */
+    layerNorm: (bf16Next: boolean, inp = f.x, into = f.h) =>
+      ops.layerNormForward(into, f.mean, f.rstd, inp, f.gamma, f.beta, 1e-5, bf16Next),
+    /** The bf16 product of inp with W (and bias), read back. */
+    product: (inp: Tensor) => {
+      ops.linearForward(f.out, inp, f.W, f.bias, 'bf16')
+      return f.out.toFloat32Array()
+    },
+    dispose: () => Object.values(f).forEach((v) => v instanceof Tensor && v.dispose()),
+  }
+}
+
+t.test('a handoff is taken only by the next product of exactly its range, and dropped by a write to it', { skip }, async (t) => {
+  const f = layerFixture()
+  const { R, C, OC, h, other, layerNorm, product } = f
+  /** What per-op rounding gives for the product of inp as it is now. */
+  const reference = (inp: Tensor) => withEnv({ SIMCSEPP_BF16_HANDOFF: '0' }, () => product(inp))
+
+  const adjacent = counted(() => {
+    layerNorm(true)
+    return product(h)
+  })
+  t.equal(adjacent.handedOff, R * C, 'the LayerNorm handed off its output')
+  t.equal(adjacent.converted, OC * C, 'the product rounded only its weight')
+  t.equal(differingBits(adjacent.value, reference(h)), 0, 'the bits of per-op rounding')
+
+  const cases: [string, () => void, Tensor][] = [
+    ['a host copy into it', () => h.copyFrom(Float32Array.from({ length: R * C }, (_, i) => Math.cos(i))), h],
+    ['an op writing part of it', () => ops.scaleInplace(h.view(C, [C]), 3), h],
+    ['a product of another input first', () => void product(other), h],
+  ]
+  for (const [what, between, inp] of cases) {
+    const run = counted(() => {
+      layerNorm(true)
+      between()
+      return product(inp)
+    })
+    t.equal(run.converted, (what.includes('another') ? 2 : 1) * (OC * C + R * C), `${what}: the product rounded its input itself`)
+    t.equal(differingBits(run.value, reference(inp)), 0, `${what}: the product of the input as it is`)
+  }
+  const unasked = counted(() => {
+    layerNorm(false)
+    return product(h)
+  })
+  t.equal(unasked.handedOff, 0, 'no handoff unless asked for')
+  t.equal(unasked.converted, OC * C + R * C, 'then the product rounds its input')
+
+  // The MLP's pair: the GELU of the first product handed to the second.
+  const mlp = (bf16Next: boolean) =>
+    counted(() => {
+      ops.linearForward(f.out, f.x, f.W, f.bias, 'bf16', f.act, bf16Next)
+      ops.linearForward(f.back, f.act, f.W2, null, 'bf16')
+      return f.back.toFloat32Array()
+    })
+  const fused = mlp(true),
+    plain = mlp(false)
+  t.equal(fused.handedOff, R * OC, 'the GELU handed off its output')
+  t.equal(plain.converted - fused.converted, R * OC, 'the second product did not round it again')
+  t.equal(differingBits(fused.value, plain.value), 0, 'the same bits')
+  f.dispose()
+})
+
+t.test('a step graph launch drops the handoff made before it (the replay may rewrite its buffer)', { skip }, async (t) => {
+  const f = layerFixture()
+  const { R, C, OC, h, h2, other, layerNorm, product } = f
+  const reference = withEnv({ SIMCSEPP_BF16_HANDOFF: '0' }, () => {
+    layerNorm(false)
+    return product(h)
+  })
+  // A graph whose LayerNorm of `other` hands off its output: each replay writes the handoff buffer (which the
+  // eager run before the capture makes large enough; it cannot grow while captured).
+  layerNorm(true, other, h2)
+  const before = addon.bf16Counters().handedOffElements
+  const unused = new Int32Array(1)
+  const session = addon.graphSession([unused.byteLength], 1)
+  const g = addon.graphCapture(session, [unused], () => layerNorm(true, other, h2))
+  t.equal(addon.bf16Counters().handedOffElements - before, R * C, 'the captured LayerNorm hands off')
+  layerNorm(true) // hands off h
+  const ticket = addon.graphLaunch(session, g, [unused], 0n, 0, 1)
+  const run = counted(() => product(h))
+  addon.graphResults(session, ticket)
+  t.equal(run.converted, R * C + OC * C, 'the product rounded h itself')
+  t.equal(differingBits(run.value, reference), 0, "h's product, not the replayed LayerNorm's copy")
+  addon.graphSessionFree(session)
+  f.dispose()
+})
