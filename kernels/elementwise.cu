@@ -7,8 +7,9 @@
 //   scale_inplace: x *= s
 // The same formulas as native/cpu/bert_ops.cpp (the CPU evaluates Φ with its own vectorised erfc; on a
 // GPU nvcc may contract a multiply-add into an FMA and erfcf/expf/tanhf differ from libm by a few ulps).
-// gelu_forward also writes bf16(out) into this thread's bf16 handoff when the binding asked for one
-// (bf16_handoff.cuh: the MLP's second product reads it).
+// gelu_forward and gelu_backward also write bf16(out) / bf16(dinp) into this thread's bf16 handoff when the
+// binding asked for one (bf16_handoff.cuh: the MLP's second product reads the former in the forward, its first
+// product's backward the latter as its output gradient).
 // Tiling: one grid-stride loop over [0, n), 256 threads a block, at most 4096 blocks; thread i
 // handles elements i, i + stride, ...: consecutive threads touch consecutive floats (coalesced). An
 // element is read and written by the same thread, so in-place and aliased calls are safe.
@@ -39,11 +40,14 @@ struct GeluBackwardOp {
   float* dinp;
   const float* inp;
   const float* dout;
+  __nv_bfloat16* dinp16;  // bf16(dinp) for the next product (bf16_handoff.cuh), or null
   __device__ void operator()(int64_t i) const {
     const float x = inp[i];
     const float cdf = 0.5f * erfcf(-x * kInvSqrt2);
     const float pdf = kInvSqrt2Pi * expf(-0.5f * x * x);
-    dinp[i] = dout[i] * (cdf + x * pdf);
+    const float d = dout[i] * (cdf + x * pdf);
+    dinp[i] = d;
+    if (dinp16 != nullptr) dinp16[i] = __float2bfloat16(d);
   }
 };
 
@@ -91,7 +95,7 @@ void gelu_forward(float* out, const float* inp, int64_t n) {
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
-  run_map("gelu_backward", GeluBackwardOp{dinp, inp, dout}, n);
+  run_map("gelu_backward", GeluBackwardOp{dinp, inp, dout, bf16handoff::claim(dinp, n)}, n);
 }
 
 void tanh_forward(float* out, const float* inp, int64_t n) { run_map("tanh_forward", TanhForwardOp{out, inp}, n); }

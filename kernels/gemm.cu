@@ -131,26 +131,28 @@ void linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
   std::lock_guard<std::mutex> lock(ws.mu);
   const __nv_bfloat16* mirrored = wantDinp ? bf16mirror::weights(weight, OC * C, stream) : nullptr;
   const bool copyWeight = wantDinp && mirrored == nullptr;
+  const __nv_bfloat16* handed = bf16handoff::take(dout, R * OC);  // the producer's copy of dout, if it made one
   const auto carve = [&](char* base, __nv_bfloat16*& dout16, __nv_bfloat16*& w16, __nv_bfloat16*& inp16) {
     detail::Carver c(base);
-    dout16 = c.take<__nv_bfloat16>(static_cast<size_t>(R * OC));
+    dout16 = handed == nullptr ? c.take<__nv_bfloat16>(static_cast<size_t>(R * OC)) : nullptr;
     w16 = copyWeight ? c.take<__nv_bfloat16>(static_cast<size_t>(OC * C)) : nullptr;
     inp16 = wantDweight ? c.take<__nv_bfloat16>(static_cast<size_t>(R * C)) : nullptr;
     return c.used();
   };
   __nv_bfloat16 *dout16 = nullptr, *w16 = nullptr, *inp16 = nullptr;
   carve(static_cast<char*>(ws.reserve(carve(nullptr, dout16, w16, inp16))), dout16, w16, inp16);
-  const bf16copy::Segment copies[3] = {
-      {dout, dout16, R * OC}, {weight, w16, copyWeight ? OC * C : 0}, {inp, inp16, wantDweight ? R * C : 0}};
+  const bf16copy::Segment copies[3] = {{dout, dout16, handed == nullptr ? R * OC : 0},
+                                       {weight, w16, copyWeight ? OC * C : 0},
+                                       {inp, inp16, wantDweight ? R * C : 0}};
   bf16copy::convert(copies, 3, stream);
   const __nv_bfloat16* w = mirrored != nullptr ? mirrored : w16;
+  const __nv_bfloat16* g = handed != nullptr ? handed : dout16;
   const float beta = accumulateInput ? 1.0f : 0.0f;
-  if (wantDinp && !lt::gemm_bf16(false, false, R, C, OC, 1.0f, dout16, OC, w, C, beta, dinp, C, nullptr, stream))
-    bf16gemm::gemm<false, false>(R, C, OC, 1.0f, dout16, OC, w, C, beta, dinp, C,
+  if (wantDinp && !lt::gemm_bf16(false, false, R, C, OC, 1.0f, g, OC, w, C, beta, dinp, C, nullptr, stream))
+    bf16gemm::gemm<false, false>(R, C, OC, 1.0f, g, OC, w, C, beta, dinp, C,
                                  "gemm_bf16_kernel (linear dinp = dout W, bf16 copies)", stream);
-  if (wantDweight &&
-      !lt::gemm_bf16(true, false, OC, C, R, 1.0f, dout16, OC, inp16, C, 1.0f, dweight, C, nullptr, stream))
-    bf16gemm::gemm<true, false>(OC, C, R, 1.0f, dout16, OC, inp16, C, 1.0f, dweight, C,
+  if (wantDweight && !lt::gemm_bf16(true, false, OC, C, R, 1.0f, g, OC, inp16, C, 1.0f, dweight, C, nullptr, stream))
+    bf16gemm::gemm<true, false>(OC, C, R, 1.0f, g, OC, inp16, C, 1.0f, dweight, C,
                                 "gemm_bf16_kernel (linear dweight += dout^T inp, bf16 copies)", stream);
 }
 

@@ -18,7 +18,8 @@
 //     (added in another order, so its last bits can differ) rounded to float.
 // The parameter kernels run before the dinp kernel (dinp may alias dout).
 // Both forwards also write bf16(out) into this thread's bf16 handoff when the binding asked for one
-// (bf16_handoff.cuh): the input of the bf16 product that follows.
+// (bf16_handoff.cuh): the input of the bf16 product that follows; layernorm_dropout_backward likewise bf16(dy),
+// or bf16(dres) without dropout: the output gradient of the linear layer whose backward follows.
 // Fused variants (the same kernels, templated): residual_layernorm_forward computes each row's input
 // res = x + dropout(y) in the first pass (dropout_kernel's and add_inplace's float arithmetic, the mask
 // element by element with dropout_uniform) and stores it; layernorm_dropout_backward's dinp kernel also
@@ -119,7 +120,7 @@ __global__ void __launch_bounds__(kRowThreads)
 template <bool kDropout>
 __global__ void __launch_bounds__(kRowThreads)
     layernorm_dinp_kernel(float* dinp, const float* dout, const float* inp, const float* weight, const float* mean,
-                          const float* rstd, int64_t R, int64_t C, float* dy, RowDrop drop) {
+                          const float* rstd, int64_t R, int64_t C, float* dy, RowDrop drop, __nv_bfloat16* grad16) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   const int lane = static_cast<int>(threadIdx.x % 32);
   if (row >= R) return;
@@ -134,6 +135,7 @@ __global__ void __launch_bounds__(kRowThreads)
   }
   const float mg = warp_sum(sg) / static_cast<float>(C), mgn = warp_sum(sgn) / static_cast<float>(C);
   float* d = dinp + row * C;
+  __nv_bfloat16* g16 = grad16 != nullptr ? grad16 + row * C : nullptr;  // bf16 of dy (kDropout) or dinp
   if constexpr (kDropout) {
     const bool drops = row_drops(drop, row);
     const uint64_t base = row_base(drop, row, C);
@@ -141,10 +143,16 @@ __global__ void __launch_bounds__(kRowThreads)
     for (int64_t c = lane; c < C; c += 32) {
       const float v = rs * (g[c] * weight[c] - mg - (x[c] - m) * rs * mgn);
       d[c] = v;
-      dyr[c] = drops ? drop_value(drop, base + static_cast<uint64_t>(c), v) : v;
+      const float w = drops ? drop_value(drop, base + static_cast<uint64_t>(c), v) : v;
+      dyr[c] = w;
+      if (g16 != nullptr) g16[c] = __float2bfloat16(w);
     }
   } else {
-    for (int64_t c = lane; c < C; c += 32) d[c] = rs * (g[c] * weight[c] - mg - (x[c] - m) * rs * mgn);
+    for (int64_t c = lane; c < C; c += 32) {
+      const float v = rs * (g[c] * weight[c] - mg - (x[c] - m) * rs * mgn);
+      d[c] = v;
+      if (g16 != nullptr) g16[c] = __float2bfloat16(v);
+    }
   }
 }
 
@@ -193,7 +201,7 @@ __global__ void __launch_bounds__(kRowThreads)
 // order, so dinp may alias dout.
 void launch_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, const float* mean, const float* rstd, int64_t R, int64_t C, float* dy,
-                     const RowDrop& drop) {
+                     const RowDrop& drop, __nv_bfloat16* grad16) {
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);  // held until the kernels are done with the partials
   if (dweight != nullptr || dbias != nullptr) {
@@ -210,10 +218,10 @@ void launch_backward(float* dinp, float* dweight, float* dbias, const float* dou
   if (dinp == nullptr) return;
   if (dy != nullptr)
     launch("layernorm_dinp_dropout", layernorm_dinp_kernel<true>, blocks, kRowThreads, 0, detail::op_stream(), dinp,
-           dout, inp, weight, mean, rstd, R, C, dy, drop);
+           dout, inp, weight, mean, rstd, R, C, dy, drop, grad16);
   else
     launch("layernorm_dinp", layernorm_dinp_kernel<false>, blocks, kRowThreads, 0, detail::op_stream(), dinp, dout, inp,
-           weight, mean, rstd, R, C, dy, drop);
+           weight, mean, rstd, R, C, dy, drop, grad16);
 }
 
 // TokenDropout on device: keepRows copied through the host-argument buffer of `args`.
@@ -244,7 +252,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
                         const float* weight, const float* mean, const float* rstd, int64_t R, int64_t C) {
   require();
   if (R <= 0 || C <= 0) return;
-  launch_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, R, C, nullptr, RowDrop{});
+  launch_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, R, C, nullptr, RowDrop{}, nullptr);
   detail::finish_op();
 }
 
@@ -266,7 +274,9 @@ void layernorm_dropout_backward(float* dres, float* dy, float* dweight, float* d
   require();
   if (R <= 0 || C <= 0) return;
   detail::HostArgs args(detail::op_stream());
-  launch_backward(dres, dweight, dbias, dout, res, weight, mean, rstd, R, C, dy, device_drop(drop, R, args));
+  // The gradient the linear layer before reads next (dy, or dres without dropout) may be handed off to it.
+  launch_backward(dres, dweight, dbias, dout, res, weight, mean, rstd, R, C, dy, device_drop(drop, R, args),
+                  bf16handoff::claim(dy != nullptr ? dy : dres, R * C));
   detail::finish_op();
 }
 

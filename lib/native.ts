@@ -301,6 +301,7 @@ export interface Addon {
     offset: number | bigint,
     keepRows: Uint8Array | null,
     firstRow: RowPlacement,
+    bf16Next?: boolean,
   ): void
   linearForward(
     out: NativeTensor,
@@ -321,6 +322,7 @@ export interface Addon {
     accumulateInput: boolean,
     precision: Precision,
     geluInput?: NativeTensor | null,
+    bf16Next?: boolean,
   ): void
   geluForward(out: NativeTensor, inp: NativeTensor): void
   geluBackward(dinp: NativeTensor, inp: NativeTensor, dout: NativeTensor): void

@@ -159,7 +159,8 @@ export function residualLayerNormForward(
 /**
  * The backward of residualLayerNormForward: dres = the LayerNorm backward of dout at res (the gradient of x;
  * dweight, dbias accumulate), dy = dropout(dres) with the forward's mask (the gradient of y). dy may be null
- * without dropout (it would equal dres).
+ * without dropout (it would equal dres). bf16Next: dy (else dres) is the output gradient of a bf16 linearBackward
+ * right after (on CUDA this op then also writes its bf16 copy: kernels/bf16_handoff.cuh).
  */
 export function layerNormDropoutBackward(
   dres: Tensor,
@@ -173,6 +174,7 @@ export function layerNormDropoutBackward(
   rstd: Tensor,
   sentences: number,
   site: DropoutSite | null,
+  bf16Next = false,
 ): void {
   addon.layerNormDropoutBackward(
     nativeOf(dres, 'dres'),
@@ -186,6 +188,7 @@ export function layerNormDropoutBackward(
     nativeOf(rstd, 'rstd'),
     sentences,
     ...siteArgs(site),
+    bf16Next,
   )
 }
 
@@ -220,7 +223,8 @@ export function linearForward(
  * dinp (= or, with accumulateInput, +=) dout·weight; dweight += doutᵀ·inp; dbias += Σ_rows dout (dinp, dbias may
  * be null); products at `precision`. With `geluInput` (inp having been GELU(geluInput); not with
  * accumulateInput): dinp = (dout·weight) ⊙ GELU'(geluInput), the gradient carried through the GELU as well
- * (geluBackward's), fused into the product.
+ * (geluBackward's), fused into the product. bf16Next (with geluInput): dinp is the output gradient of a bf16
+ * linearBackward right after (as layerNormDropoutBackward's).
  */
 export function linearBackward(
   dinp: Tensor | null,
@@ -232,6 +236,7 @@ export function linearBackward(
   accumulateInput = false,
   precision: Precision = 'fp32',
   geluInput: Tensor | null = null,
+  bf16Next = false,
 ): void {
   addon.linearBackward(
     dinp === null ? null : nativeOf(dinp, 'dinp'),
@@ -243,6 +248,7 @@ export function linearBackward(
     accumulateInput,
     precision,
     geluInput === null ? null : nativeOf(geluInput, 'geluInput'),
+    bf16Next,
   )
 }
 

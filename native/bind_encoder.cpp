@@ -8,11 +8,12 @@
 //   residualLayerNormForward(out, res, mean, rstd, y, x, weight, bias, eps, sentences, p, seed, offset,
 //                            keepRows|null, firstRow, bf16Next?)
 //   layerNormDropoutBackward(dres, dy|null, dweight, dbias, dout, res, weight, mean, rstd, sentences, p, seed,
-//                            offset, keepRows|null, firstRow)
+//                            offset, keepRows|null, firstRow, bf16Next?)
 //   linearForward(out, inp, weight, bias|null, precision, geluOut?, bf16Next?)   precision: 'fp32' | 'bf16'
-//   (bf16Next: the output, geluOut for linearForward, is the input of a bf16 product next; see
-//    request_bf16_handoff)
-//   linearBackward(dinp|null, dweight, dbias|null, dout, inp, weight, accumulateInput, precision, geluInput?)
+//   (bf16Next: the output, geluOut for linearForward, dy (or dres) for layerNormDropoutBackward, dinp for
+//    linearBackward with geluInput, is an operand of the bf16 product(s) of the next op; see request_bf16_handoff)
+//   linearBackward(dinp|null, dweight, dbias|null, dout, inp, weight, accumulateInput, precision, geluInput?,
+//                  bf16Next?)
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
 //   add(out, a, b)                    addInplace(dst, src)
@@ -120,8 +121,9 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   });
 }
 
-// The optional bf16Next argument at `index` of the LayerNorm forwards and of linearForward with geluOut: true
-// when the op's output (`out`, or geluOut) is the input of a bf16 product right after. On CUDA the op then also
+// The optional bf16Next argument at `index` of the LayerNorm forwards, linearForward with geluOut,
+// layerNormDropoutBackward and linearBackward with geluInput: true when the op's output (out, geluOut, dy or
+// dres, dinp) is an operand of the bf16 product(s) of the next op. On CUDA the op then also
 // writes the output's bf16 copy for that product (cuda_api.h: bf16_handoff_request); elsewhere it changes
 // nothing (the CPU's products round their operands as they pack them).
 bool arg_bf16_next(const Napi::CallbackInfo& info, size_t index) {
@@ -272,8 +274,10 @@ Napi::Value LayerNormDropoutBackward(const Napi::CallbackInfo& info) {
   expect_numel(env, rstd, "rstd", R, "the rows of res");
   const TokenDropout drop = token_dropout(info, 9, R, C);
   if (!dy && drop.p > 0.0f) throw_arg(env, "Expected dy (the gradient through the dropout) when p > 0");
+  const bool bf16Next = arg_bf16_next(info, 15);
   LayerNormDropoutBackwardFn* fused = ts.entry(&Backend::layernorm_dropout_backward);
   return guarded_void(env, [&] {
+    request_bf16_handoff(bf16Next, dy != nullptr ? dy : dres);  // the gradient the linear layer before reads
     fused(dres->data(), dy ? dy->data() : nullptr, dweight->data(), dbias->data(), dout->data(), res->data(),
           weight->read_data(), mean->data(), rstd->data(), R, C, drop);
   });
@@ -344,11 +348,14 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
     require_same_device(env, dinp, "dinp", geluInput, "geluInput");
     require_disjoint(env, geluInput, "geluInput", dinp, "dinp");  // read after dinp's tiles are written
   }
+  const bool bf16Next = arg_bf16_next(info, 9);
   LinearBackwardFn* linear_backward = ts.entry(&Backend::linear_backward);
   return guarded_void(env, [&] {
-    linear_backward(dinp ? dinp->data() : nullptr, dweight->data(), dbias ? dbias->data() : nullptr, dout->data(),
-                    inp->data(), weight->read_data(), R, C, OC, accumulateInput, precision,
-                    geluInput ? geluInput->data() : nullptr);
+    if (geluInput != nullptr) request_bf16_handoff(bf16Next, dinp);
+    // dout and inp are only read: read_data() keeps a bf16 handoff of dout (bf16_handoff.cuh) for the products.
+    linear_backward(dinp ? dinp->data() : nullptr, dweight->data(), dbias ? dbias->data() : nullptr, dout->read_data(),
+                    inp->read_data(), weight->read_data(), R, C, OC, accumulateInput, precision,
+                    geluInput ? geluInput->read_data() : nullptr);
   });
 }
 

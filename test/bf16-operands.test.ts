@@ -124,6 +124,37 @@ t.test('products read the mirror and the handoffs: the bits of per-op rounding, 
   model.dispose()
 })
 
+t.test('the backward reads the gradients its LayerNorms and GELU hand off: the same gradients', { skip }, async (t) => {
+  const model = BertModel.create(config, { device: 'cuda', precision: 'bf16', seed: 6 })
+  const [B, T] = [4, 7]
+  const R = B * T
+  const b = randomBatch(B, T, 11, config.vocabSize)
+  const dz = Tensor.from(
+    Float32Array.from({ length: B * H }, (_, i) => Math.sin(i * 0.41)),
+    [B, H],
+    'cuda',
+  )
+  const step = (env: Partial<Switches>) =>
+    withEnv(env, () => {
+      model.trainForward(b, { seed: 9, step: 3 })
+      model.zeroGrad()
+      return counted(() => {
+        model.trainBackward(dz)
+        return model.grads.toFloat32Array()
+      })
+    })
+  const handed = step({}),
+    rounded = step({ SIMCSEPP_BF16_HANDOFF: '0' })
+  t.equal(differingBits(handed.value, rounded.value), 0, 'every gradient bit for bit')
+  // Per layer: output.dense's and attention.output.dense's output gradients [R, H] and intermediate.dense's
+  // [R, I]; q/k/v's (from the attention) and every input the weight gradients read are still rounded.
+  const backwardHanded = L * R * (2 * H + I)
+  t.equal(handed.handedOff, backwardHanded, `${backwardHanded} gradient elements handed off`)
+  t.equal(rounded.converted - handed.converted, backwardHanded, 'and not rounded again by the products')
+  dz.dispose()
+  model.dispose()
+})
+
 t.test('a write the mirror does not see is refreshed before the next product reads it', { skip }, async (t) => {
   const model = BertModel.create(config, { device: 'cuda', precision: 'bf16', seed: 4 })
   const b = randomBatch(4, 6, 9, config.vocabSize)

@@ -343,6 +343,9 @@ export class BertModel {
     const { acts, batch, options } = s
     const c = this.config,
       L = c.numHiddenLayers
+    // At bf16 the two LayerNorm backwards and the GELU's write the bf16 copy of the gradient the next op's
+    // products read (bf16Next; on CUDA: kernels/bf16_handoff.cuh).
+    const bf16 = this.precision === 'bf16'
     const P = this.p,
       G = this.g!
     let dPooled = dz
@@ -385,6 +388,7 @@ export class BertModel {
         a.rstd2,
         acts.B,
         drop2,
+        bf16, // the output gradient of output.dense, next (as the forwards', bf16Next on CUDA)
       )
       // gI2 = (dy2 · W_out) ⊙ GELU'(inter): output.dense's input gradient carried through the GELU in one op.
       ops.linearBackward(
@@ -397,6 +401,7 @@ export class BertModel {
         false,
         this.precision,
         a.inter,
+        bf16, // gI2: the output gradient of intermediate.dense, next
       )
       // intermediate.dense's input gradient added to the residual's (gRes) by the product itself
       // (accumulateInput): gRes is then the whole gradient at h1.
@@ -426,6 +431,7 @@ export class BertModel {
         a.rstd1,
         acts.B,
         drop1,
+        bf16, // the output gradient of attention.output.dense, next
       )
       ops.linearBackward(
         acts.gCtx.view(0, [acts.B * acts.T, c.hiddenSize]),
