@@ -133,6 +133,13 @@ __nv_bfloat16* updated_by_adamw(const float* p, int64_t n) {
   return m->data + (p - m->base);
 }
 
+void before_capture(cudaStream_t stream) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  const std::thread::id self = std::this_thread::get_id();
+  for (Bf16Mirror* m : g_live)
+    if (m->thread == self && m->stale.load()) refresh(*m, stream);
+}
+
 GraphRecord record_capture(const std::vector<uint64_t>& touched) {
   std::lock_guard<std::mutex> lock(g_mu);
   GraphRecord r;

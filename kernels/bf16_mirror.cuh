@@ -13,7 +13,8 @@
 // from a per-op copy.
 //
 // Step graphs replay kernels without running host code, so a graph remembers, per mirror its capture
-// touched, whether that mirror was stale when the capture ended. Before a replay, before_replay refreshes the
+// touched, whether that mirror was stale when the capture ended (a capture starts with this thread's mirrors
+// fresh: before_capture). Before a replay, before_replay refreshes the
 // stale ones it reads; after it, after_replay restores their flags to the end of the capture, and marks stale
 // the mirrors of this thread made after the capture (the graph may write their storage without them).
 //
@@ -45,6 +46,9 @@ struct GraphRecord {
   std::vector<std::pair<uint64_t, bool>> touched;  // (mirror serial, stale at the end of the capture)
   uint64_t lastSerial = 0;                         // the newest mirror's serial when the capture ended
 };
+// Before a capture begins: refreshes this thread's stale mirrors on `stream`, eagerly, so that the graph does
+// not hold (and replay every time) a refresh that only the capture's moment needed.
+void before_capture(cudaStream_t stream);
 // At the end of a capture, from the serials it touched (detail::capture_note_mirror, graph_capture.cuh).
 GraphRecord record_capture(const std::vector<uint64_t>& touched);
 void before_replay(const GraphRecord& r, cudaStream_t stream);

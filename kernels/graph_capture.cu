@@ -342,6 +342,7 @@ int graph_capture(GraphSession* s, const std::vector<HostArray>& arrays, const s
     s->adamwUsed = adamwUsed;
     s->pending = GraphSession::Graph{};
   };
+  bf16mirror::before_capture(s->stream);
   SIMCSEPP_CUDA_CHECK(cudaStreamBeginCapture(s->stream, cudaStreamCaptureModeThreadLocal));
   t_capturing = s;
   cudaGraph_t graph = nullptr;
