@@ -10,7 +10,8 @@
 // A handoff is dropped, so a product never reads a stale copy, when:
 //   - a binding takes a writable pointer overlapping its range (NativeTensor::data() ->
 //     bf16_handoff_written; products read their input through read_data());
-//   - a step graph is launched (a replay may rewrite the buffer) or another handoff is claimed;
+//   - a step graph is launched (a replay may rewrite the buffer), a capture begins or ends (a copy claimed
+//     inside one is only written when the graph runs), or another handoff is claimed;
 //   - it was taken (one product per handoff).
 // The buffer is per thread (Node worker threads run ops of their own at the same time), grows only outside
 // a capture and is kept, not freed, when it grows while step graphs may address it (as the workspace).
@@ -33,7 +34,7 @@ __nv_bfloat16* claim(const float* out, int64_t n);
 // else nullptr. The handoff is used up either way.
 const __nv_bfloat16* take(const float* inp, int64_t n);
 
-// Drops this thread's handoff (a step graph launch).
+// Drops this thread's handoff (a step graph launch, a capture's beginning and end).
 void forget();
 
 // Elements written by producers into handoffs since the process started (cuda_api.h: bf16_counters).

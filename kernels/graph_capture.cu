@@ -343,6 +343,9 @@ int graph_capture(GraphSession* s, const std::vector<HostArray>& arrays, const s
     s->pending = GraphSession::Graph{};
   };
   bf16mirror::before_capture(s->stream);
+  // Handoffs (bf16_handoff.cuh) do not cross a capture's edges: one made before would be read by kernels that
+  // run at each replay, one made inside is only written when the graph runs.
+  bf16handoff::forget();
   SIMCSEPP_CUDA_CHECK(cudaStreamBeginCapture(s->stream, cudaStreamCaptureModeThreadLocal));
   t_capturing = s;
   cudaGraph_t graph = nullptr;
@@ -350,6 +353,7 @@ int graph_capture(GraphSession* s, const std::vector<HostArray>& arrays, const s
     record();
   } catch (...) {
     t_capturing = nullptr;
+    bf16handoff::forget();
     (void)cudaStreamEndCapture(s->stream, &graph);
     if (graph != nullptr) (void)cudaGraphDestroy(graph);
     (void)cudaGetLastError();
@@ -357,6 +361,7 @@ int graph_capture(GraphSession* s, const std::vector<HostArray>& arrays, const s
     throw;
   }
   t_capturing = nullptr;
+  bf16handoff::forget();
   const cudaError_t e = cudaStreamEndCapture(s->stream, &graph);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();

@@ -344,7 +344,7 @@ t.test('a handoff is taken only by the next product of exactly its range, and dr
   f.dispose()
 })
 
-t.test('a step graph launch drops the handoff made before it (the replay may rewrite its buffer)', { skip }, async (t) => {
+t.test('a graph launch drops the handoff made before it, and a capture the one made in it', { skip }, async (t) => {
   const f = layerFixture()
   const { R, C, OC, h, h2, other, layerNorm, product } = f
   const reference = withEnv({ SIMCSEPP_BF16_HANDOFF: '0' }, () => {
@@ -365,6 +365,14 @@ t.test('a step graph launch drops the handoff made before it (the replay may rew
   addon.graphResults(session, ticket)
   t.equal(run.converted, R * C + OC * C, 'the product rounded h itself')
   t.equal(differingBits(run.value, reference), 0, "h's product, not the replayed LayerNorm's copy")
+  // A handoff claimed inside a capture is not written until the graph runs: the eager product after the capture
+  // must not take it (the buffer still holds h's copy, not h2's).
+  const h2Now = withEnv({ SIMCSEPP_BF16_HANDOFF: '0' }, () => product(h2))
+  layerNorm(true) // hands off h (the buffer now holds bf16(h))
+  addon.graphCapture(session, [unused], () => layerNorm(true, other, h2))
+  const afterCapture = counted(() => product(h2))
+  t.equal(afterCapture.converted, R * C + OC * C, 'after a capture the product rounds its input itself')
+  t.equal(differingBits(afterCapture.value, h2Now), 0, 'the product of h2 as it is, not of the copy in the buffer')
   addon.graphSessionFree(session)
   f.dispose()
 })
