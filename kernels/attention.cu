@@ -19,13 +19,16 @@
 // D, the dropout mask, and the row kernels (one warp per score row, 8 rows per block) are attention_rows.cuh's.
 // No limit on T; each workspace holds B*NH*T*T floats (the size of probs).
 // Shapes with T <= 128 and HS <= 128 take the fused kernels of attention_small.cu instead (one kernel each
-// way, no workspace), unless SIMCSEPP_ATTENTION=tiled.
+// way, no workspace), unless SIMCSEPP_ATTENTION=tiled. Only those write a bf16 handoff of ctx (and of the packed
+// dq | dk | dv) when one was requested (bf16_handoff.cuh); the tiled path declines it (its products then round
+// ctx and dqkv themselves).
 #include <cstdlib>
 #include <mutex>
 #include <string>
 
 #include "attention_rows.cuh"
 #include "attention_small.cuh"
+#include "bf16_handoff.cuh"
 #include "cuda_check.cuh"
 #include "host_args.cuh"
 #include "launch.cuh"
@@ -134,10 +137,12 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
   const bool fused = use_fused(sizes);
   const AttnCall call({sizes}, mask, p, seed, offset, keepRows, rowIndex, !fused && p > 0.0f ? 1 : 0);
   if (fused) {
-    attention_small_forward(ctx, probs, q, k, v, sizes, call.rows, detail::op_stream());
+    attention_small_forward(ctx, bf16handoff::claim(ctx, B * T * NH * HS), probs, q, k, v, sizes, call.rows,
+                            detail::op_stream());
     detail::end_op(detail::op_stream());
     return;
   }
+  bf16handoff::decline();
   float* pd = p > 0.0f ? call.buffer(0) : nullptr;  // Pd = D ⊙ P (else ctx reads P itself)
   const AttnShape& s = call.s;
   tile::sgemm<false, true>(T, T, HS, s.scale(), q, ld, k, ld, 0.0f, probs, T, "sgemm_kernel (attention S = q k^T)",
@@ -160,10 +165,14 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dctx, cons
   const bool fused = use_fused(sizes);
   const AttnCall call({sizes}, mask, p, seed, offset, keepRows, rowIndex, fused ? 0 : p > 0.0f ? 2 : 1);
   if (fused) {
-    attention_small_backward(dq, dk, dv, dctx, q, k, v, probs, sizes, call.rows, detail::op_stream());
+    const int64_t H = NH * HS;
+    const bool packed = ld == 3 * H && dk == dq + H && dv == dq + 2 * H;  // one [B, T, 3H] gradient
+    __nv_bfloat16* dqkv16 = packed ? bf16handoff::claim(dq, B * T * ld) : (bf16handoff::decline(), nullptr);
+    attention_small_backward(dq, dk, dv, dqkv16, dctx, q, k, v, probs, sizes, call.rows, detail::op_stream());
     detail::end_op(detail::op_stream());
     return;
   }
+  bf16handoff::decline();
   float* dS = call.buffer(0);                       // dPd, then dS
   float* pd = p > 0.0f ? call.buffer(1) : nullptr;  // Pd = D ⊙ P (else dv reads P itself)
   const AttnShape& s = call.s;

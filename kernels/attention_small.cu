@@ -17,7 +17,9 @@
 //                                        each thread owns the same (key, column) elements in every tile, so
 //                                        it accumulates them in dk, dv themselves: no atomics, no workspace.
 // 256 threads (8 warps); a product's 16 x 16 (score) or 16 x HS (output) tile is spread over them, each
-// reduction a plain loop in float in a fixed order (so a run repeats bit for bit). Shared memory (static,
+// reduction a plain loop in float in a fixed order (so a run repeats bit for bit). With a bf16 handoff
+// (bf16_handoff.cuh) the forward also writes bf16(ctx), the backward bf16 of the packed dq | dk | dv (dk, dv at
+// their last tile), for the bf16 products that read them next. Shared memory (static,
 // under the 48 KB of a block without opt-in): 3 (forward) or 5 (backward) arrays of 16 x 129 floats, the
 // extra column keeping the rows on different banks.
 #include "attention_small.cuh"
@@ -70,9 +72,10 @@ __device__ __forceinline__ void score_tile(float (*out)[kSPad], const float (*a)
 }
 
 // out_i = alpha * sum_j w[i][j] src_j for the tile's rows i < rows (thread t owns i = t / 16 and the
-// columns d = t % 16 + 16 m < HS), src's rows staged 16 at a time into kv; out's row i at out + i * ldOut.
-__device__ __forceinline__ void mix_tile(float* out, int64_t ldOut, const float (*w)[kSPad], float (*kv)[kPad],
-                                         const float* src, const Head& h, int rows, float alpha) {
+// columns d = t % 16 + 16 m < HS), src's rows staged 16 at a time into kv; out's row i at out + i * ldOut,
+// and its bf16 copy at the same place of out16 when out16 is not null (a bf16 handoff, bf16_handoff.cuh).
+__device__ __forceinline__ void mix_tile(float* out, __nv_bfloat16* out16, int64_t ldOut, const float (*w)[kSPad],
+                                         float (*kv)[kPad], const float* src, const Head& h, int rows, float alpha) {
   const int i = static_cast<int>(threadIdx.x) / kTile, c = static_cast<int>(threadIdx.x) % kTile;
   float acc[kCols] = {};
   for (int j0 = 0; j0 < h.T; j0 += kTile) {
@@ -91,12 +94,18 @@ __device__ __forceinline__ void mix_tile(float* out, int64_t ldOut, const float 
   if (i < rows)
 #pragma unroll
     for (int m = 0; m < kCols; ++m)
-      if (c + kTile * m < h.HS) out[static_cast<int64_t>(i) * ldOut + c + kTile * m] = acc[m] * alpha;
+      if (c + kTile * m < h.HS) {
+        const int64_t e = static_cast<int64_t>(i) * ldOut + c + kTile * m;
+        const float value = acc[m] * alpha;
+        out[e] = value;
+        if (out16 != nullptr) out16[e] = __float2bfloat16(value);
+      }
 }
 
 __global__ void __launch_bounds__(kThreads)
-    attn_small_forward_kernel(float* __restrict__ ctx, float* __restrict__ probs, const float* __restrict__ q,
-                              const float* __restrict__ k, const float* __restrict__ v, Head h, AttnRows A) {
+    attn_small_forward_kernel(float* __restrict__ ctx, __nv_bfloat16* __restrict__ ctx16, float* __restrict__ probs,
+                              const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                              Head h, AttnRows A) {
   __shared__ float qs[kTile][kPad];   // the tile's query rows
   __shared__ float kv[kTile][kPad];   // a chunk of key, then value rows
   __shared__ float sp[kTile][kSPad];  // S, then Pd, of the tile's rows
@@ -114,13 +123,15 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t row = z * h.T + i0 + r;
     softmax_row(A, row, lane, sp[r], probs + row * h.T, sp[r]);
   }
-  mix_tile(ctx + b * h.T * h.H + col + i0 * h.H, h.H, sp, kv, v + in0, h, rows, 1.0f);
+  const int64_t out0 = b * h.T * h.H + col + i0 * h.H;
+  mix_tile(ctx + out0, ctx16 != nullptr ? ctx16 + out0 : nullptr, h.H, sp, kv, v + in0, h, rows, 1.0f);
 }
 
 __global__ void __launch_bounds__(kThreads)
     attn_small_backward_kernel(float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv,
-                               const float* __restrict__ dctx, const float* __restrict__ q, const float* __restrict__ k,
-                               const float* __restrict__ v, const float* __restrict__ probs, Head h, AttnRows A) {
+                               __nv_bfloat16* __restrict__ dqkv16, const float* __restrict__ dctx,
+                               const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                               const float* __restrict__ probs, Head h, AttnRows A) {
   __shared__ float qs[kTile][kPad];   // the tile's query rows
   __shared__ float gs[kTile][kPad];   // the tile's dctx rows
   __shared__ float kv[kTile][kPad];   // a chunk of value, then key rows
@@ -142,7 +153,10 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t row = z * h.T + i0 + r;
       softmax_backward_row(A, row, lane, ds[r], probs + row * h.T, pd[r]);
     }
-    mix_tile(dq + in0 + i0 * h.ld, h.ld, ds, kv, k + in0, h, rows, h.scale);  // starts with a barrier
+    // dqkv16 (packed q | k | v gradients only): the bf16 copy of dq's, dk's, dv's rows at the same offsets.
+    mix_tile(dq + in0 + i0 * h.ld, dqkv16 != nullptr ? dqkv16 + in0 + i0 * h.ld : nullptr, h.ld, ds, kv, k + in0, h,
+             rows, h.scale);              // starts with a barrier
+    const bool last = i0 + kTile >= h.T;  // dk, dv hold their final values after this tile
     // dk_j += scale * sum_i dS[i][j] q_i, dv_j += sum_i Pd[i][j] dctx_i: thread t owns keys j = t / 16 + 16 n
     // and columns c + 16 m in every tile (the first tile stores, the others add).
     for (int j = kj; j < h.T; j += kTile) {
@@ -161,8 +175,14 @@ __global__ void __launch_bounds__(kThreads)
       for (int m = 0; m < kCols; ++m)
         if (c + kTile * m < h.HS) {
           const int64_t e = at + c + kTile * m;
-          dk[e] = (i0 == 0 ? 0.0f : dk[e]) + ak[m] * h.scale;
-          dv[e] = (i0 == 0 ? 0.0f : dv[e]) + av[m];
+          const float gk = (i0 == 0 ? 0.0f : dk[e]) + ak[m] * h.scale;
+          const float gv = (i0 == 0 ? 0.0f : dv[e]) + av[m];
+          dk[e] = gk;
+          dv[e] = gv;
+          if (last && dqkv16 != nullptr) {
+            dqkv16[h.H + e] = __float2bfloat16(gk);
+            dqkv16[2 * h.H + e] = __float2bfloat16(gv);
+          }
         }
     }
   }
@@ -176,18 +196,18 @@ Head head_of(const AttnSizes& s) {
 
 bool attention_small_fits(const AttnSizes& s) { return s.T <= kMaxT && s.HS <= kMaxHS; }
 
-void attention_small_forward(float* ctx, float* probs, const float* q, const float* k, const float* v,
-                             const AttnSizes& s, const AttnRows& rows, cudaStream_t stream) {
+void attention_small_forward(float* ctx, __nv_bfloat16* ctx16, float* probs, const float* q, const float* k,
+                             const float* v, const AttnSizes& s, const AttnRows& rows, cudaStream_t stream) {
   const int64_t blocks = s.B * s.NH * ((s.T + kTile - 1) / kTile);
   launch("attn_small_forward_kernel", attn_small_forward_kernel, dim3(static_cast<unsigned>(blocks)), kThreads, 0,
-         stream, ctx, probs, q, k, v, head_of(s), rows);
+         stream, ctx, ctx16, probs, q, k, v, head_of(s), rows);
 }
 
-void attention_small_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
-                              const float* v, const float* probs, const AttnSizes& s, const AttnRows& rows,
-                              cudaStream_t stream) {
+void attention_small_backward(float* dq, float* dk, float* dv, __nv_bfloat16* dqkv16, const float* dctx, const float* q,
+                              const float* k, const float* v, const float* probs, const AttnSizes& s,
+                              const AttnRows& rows, cudaStream_t stream) {
   launch("attn_small_backward_kernel", attn_small_backward_kernel, dim3(static_cast<unsigned>(s.B * s.NH)), kThreads, 0,
-         stream, dq, dk, dv, dctx, q, k, v, probs, head_of(s), rows);
+         stream, dq, dk, dv, dqkv16, dctx, q, k, v, probs, head_of(s), rows);
 }
 
 }  // namespace simcsepp::cuda

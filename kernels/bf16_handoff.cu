@@ -92,6 +92,8 @@ const __nv_bfloat16* take(const float* inp, int64_t n) {
   return mine ? h.buffer : nullptr;
 }
 
+void decline() { claim(nullptr, 0); }
+
 void forget() { t_handoff.valid = false; }
 
 }  // namespace bf16handoff

@@ -4,7 +4,8 @@
 // conversion pass of its own.
 //
 // The binding of a producer asks for it (cuda_api.h: bf16_handoff_request, for the output range the model
-// will hand to a bf16 linear layer next: the LayerNorms' outputs and the MLP's GELU output); the producer
+// will hand to a bf16 linear layer next: in the forward the LayerNorms', the MLP's GELU's and the attention's
+// outputs; in the backward the gradients the LayerNorm, GELU and attention backwards write); the producer
 // claims it (claim: the request must name exactly its output), writes bf16(out[i]) into this thread's handoff
 // buffer and makes the handoff valid; the product takes it when its input is exactly that range (take).
 // A handoff is dropped, so a product never reads a stale copy, when:
@@ -29,6 +30,10 @@ namespace simcsepp::cuda::bf16handoff {
 // For a producer about to write out[0, n): where bf16(out[i]) goes when a handoff of exactly this range was
 // requested (the handoff is then valid), else nullptr.
 __nv_bfloat16* claim(const float* out, int64_t n);
+
+// For a producer that writes no bf16 copy (a path without one): clears the request and drops the handoff, as a
+// claim that was not asked would.
+void decline();
 
 // For a bf16 product reading inp[0, n): the producer's copy when the valid handoff holds exactly this range,
 // else nullptr. The handoff is used up either way.

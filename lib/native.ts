@@ -346,6 +346,7 @@ export interface Addon {
     offset: number | bigint,
     keepRows: Uint8Array | null,
     firstRow?: RowPlacement,
+    bf16Next?: boolean,
   ): void
   attentionBackward(
     dq: NativeTensor,
@@ -363,6 +364,7 @@ export interface Addon {
     offset: number | bigint,
     keepRows: Uint8Array | null,
     firstRow?: RowPlacement,
+    bf16Next?: boolean,
   ): void
   poolClsForward(out: NativeTensor, hidden: NativeTensor): void
   poolClsBackward(dhidden: NativeTensor, dout: NativeTensor, accumulate: boolean): void

@@ -290,7 +290,9 @@ export function scaleInplace(x: Tensor, s: number): void {
 /**
  * ctx_h = dropout(softmax_realKeys(q_h·k_hᵀ/√HS))·v_h per head; q, k, v, ctx [B, T, H]; probs [B, NH, T, T]
  * saves the pre-dropout softmax; mask[b*T+t] = 1 for real tokens; dropout null = none. With k and v null, q
- * is the packed [B, T, 3H] output of one fused q/k/v projection (column blocks q | k | v).
+ * is the packed [B, T, 3H] output of one fused q/k/v projection (column blocks q | k | v). bf16Next: ctx is the
+ * input of a bf16 linearForward right after (on CUDA this op then also writes its bf16 copy:
+ * kernels/bf16_handoff.cuh).
  */
 export function attentionForward(
   ctx: Tensor,
@@ -301,6 +303,7 @@ export function attentionForward(
   mask: Int32Array,
   numHeads: number,
   dropout: DropoutSite | null = null,
+  bf16Next = false,
 ): void {
   addon.attentionForward(
     nativeOf(ctx, 'ctx'),
@@ -311,12 +314,14 @@ export function attentionForward(
     mask,
     numHeads,
     ...siteArgs(dropout),
+    bf16Next,
   )
 }
 
 /**
  * dq, dk, dv (overwritten) from dctx, regenerating the forward's dropout mask (pass the forward's dropout
  * site). Packed as in the forward: with dk, dv, k, v null, dq and q are [B, T, 3H] (q | k | v column blocks).
+ * bf16Next (packed only): dq is the output gradient of a bf16 linearBackward right after (as in the forward).
  */
 export function attentionBackward(
   dq: Tensor,
@@ -330,6 +335,7 @@ export function attentionBackward(
   mask: Int32Array,
   numHeads: number,
   dropout: DropoutSite | null = null,
+  bf16Next = false,
 ): void {
   addon.attentionBackward(
     nativeOf(dq, 'dq'),
@@ -343,6 +349,7 @@ export function attentionBackward(
     mask,
     numHeads,
     ...siteArgs(dropout),
+    bf16Next,
   )
 }
 

@@ -17,9 +17,11 @@
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
 //   add(out, a, b)                    addInplace(dst, src)
-//   attentionForward(ctx, probs, q, k|null, v|null, mask, numHeads, p, seed, offset, keepRows|null[, firstRow])
+//   attentionForward(ctx, probs, q, k|null, v|null, mask, numHeads, p, seed, offset, keepRows|null[, firstRow,
+//                    bf16Next])
 //   attentionBackward(dq, dk|null, dv|null, dctx, q, k|null, v|null, probs, mask, numHeads, p, seed, offset,
-//                     keepRows|null[, firstRow])      (k, v null: q is the packed [B, T, 3H] projection)
+//                     keepRows|null[, firstRow, bf16Next])   (k, v null: q is the packed [B, T, 3H] projection;
+//                     bf16Next there: the packed dq, as ctx in the forward, is the next product's operand)
 //   poolClsForward(out, hidden)       poolClsBackward(dhidden, dout, accumulate)
 //   poolMeanForward(out, hidden, mask) poolMeanBackward(dhidden, dout, mask, accumulate)
 // Tensors are float32 NativeTensors; sizes are derived from their shapes and every tensor's size is
@@ -122,9 +124,9 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
 }
 
 // The optional bf16Next argument at `index` of the LayerNorm forwards, linearForward with geluOut,
-// layerNormDropoutBackward and linearBackward with geluInput: true when the op's output (out, geluOut, dy or
-// dres, dinp) is an operand of the bf16 product(s) of the next op. On CUDA the op then also
-// writes the output's bf16 copy for that product (cuda_api.h: bf16_handoff_request); elsewhere it changes
+// layerNormDropoutBackward, linearBackward with geluInput and the attention ops: true when the op's output
+// (out, geluOut, dy or dres, dinp, ctx, the packed dq) is an operand of the bf16 product(s) of the next op. On CUDA the
+// op then also writes the output's bf16 copy for that product (cuda_api.h: bf16_handoff_request); elsewhere it changes
 // nothing (the CPU's products round their operands as they pack them).
 bool arg_bf16_next(const Napi::CallbackInfo& info, size_t index) {
   return info.Length() > index && !info[index].IsUndefined() && arg_bool(info, index, "bf16Next");
@@ -465,9 +467,11 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
   const int32_t* mask = arg_i32(info, 5, "mask", d.B * d.T);
   const AttentionDropout dr = attention_dropout(info, 7, d);
+  const bool bf16Next = arg_bf16_next(info, 12);
   const Qkv x = qkv_pointers(in, d);
   AttentionForwardFn* attention_forward = ts.entry(&Backend::attention_forward);
   return guarded_void(env, [&] {
+    request_bf16_handoff(bf16Next, ctx);
     attention_forward(ctx->data(), probs->data(), x.q, x.k, x.v, mask, d.B, d.T, d.NH, d.HS, d.ld, dr.p, dr.seed,
                       dr.offset, dr.keepRows, dr.rowIndex);
   });
@@ -488,9 +492,11 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
   const int32_t* mask = arg_i32(info, 8, "mask", d.B * d.T);
   const AttentionDropout dr = attention_dropout(info, 10, d);
+  const bool bf16Next = arg_bf16_next(info, 15);
   const Qkv x = qkv_pointers(in, d), g = qkv_pointers(grads, d);
   AttentionBackwardFn* attention_backward = ts.entry(&Backend::attention_backward);
   return guarded_void(env, [&] {
+    if (grads[1] == nullptr) request_bf16_handoff(bf16Next, grads[0]);  // only the packed gradient is one operand
     attention_backward(g.q, g.k, g.v, dctx->data(), x.q, x.k, x.v, probs->data(), mask, d.B, d.T, d.NH, d.HS, d.ld,
                        dr.p, dr.seed, dr.offset, dr.keepRows, dr.rowIndex);
   });

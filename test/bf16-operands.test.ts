@@ -1,8 +1,8 @@
 // Where the bf16 products' operands come from on CUDA, besides rounded copies made at each product:
 //   - weight mirrors (kernels/bf16_mirror.cuh): a bf16 model keeps a bf16 copy of its parameters, which AdamW
 //     updates, instead of rounding every weight again at every op;
-//   - handoffs (kernels/bf16_handoff.cuh): the LayerNorms and the MLP's GELU write their output's bf16 copy
-//     for the product that reads it next.
+//   - handoffs (kernels/bf16_handoff.cuh): the LayerNorms, the attention and the MLP's GELU (and their
+//     backwards) write their output's bf16 copy for the product that reads it next.
 // The products must read exactly the bits of per-op rounding (SIMCSEPP_BF16_WEIGHT_MIRROR=0 and
 // SIMCSEPP_BF16_HANDOFF=0 turn them off in the same process), round only what neither provides, and never read
 // a stale copy: after AdamW (eager or replayed in a step graph), after writes they do not see, and around graph
@@ -14,7 +14,7 @@ import { addon } from '../lib/native.js'
 import { cudaStatus } from '../lib/index.js'
 import { BertModel } from '../lib/model/bert.js'
 import type { BertConfig } from '../lib/model/config.js'
-import { Tensor } from '../lib/tensor.js'
+import { Tensor, nativeOf } from '../lib/tensor.js'
 import * as ops from '../lib/ops.js'
 import { tinyConfig } from './helpers/encoder-tiny-model.js'
 import { train } from '../lib/train/train.js'
@@ -25,7 +25,9 @@ import { randomBatch, differingBits } from './helpers/random-batch.js'
 const status = cudaStatus()
 const skip = status.available ? false : `CUDA unavailable (${status.reason})`
 
-type Switches = Record<'SIMCSEPP_BF16_WEIGHT_MIRROR' | 'SIMCSEPP_BF16_HANDOFF' | 'SIMCSEPP_CUDA_GRAPHS', '0' | undefined>
+type Switches = Record<'SIMCSEPP_BF16_WEIGHT_MIRROR' | 'SIMCSEPP_BF16_HANDOFF' | 'SIMCSEPP_CUDA_GRAPHS', '0' | undefined> & {
+  SIMCSEPP_ATTENTION: 'tiled' | undefined
+}
 
 /** Sets the variables of `env` ('0' or undefined: unset); returns a function that restores them. */
 function setEnv(env: Partial<Switches>): () => void {
@@ -67,8 +69,9 @@ const H = config.hiddenSize,
 /** Elements of the encoder's linear weights, and of the linear layers' inputs for R token rows. */
 const linearWeights = L * (4 * H * H + 2 * H * I)
 const linearInputs = (R: number) => L * R * (3 * H + I)
-/** Of those inputs, what producers hand off in a forward without dropout: all but the attention's outputs. */
-const handedInputs = (R: number) => linearInputs(R) - L * R * H
+/** The attention's outputs (attention.output.dense's inputs), which only its fused kernels hand off. */
+const attentionOutputs = (R: number) => L * R * H
+const tiled = { SIMCSEPP_ATTENTION: 'tiled' } as const
 
 t.test('a bf16 model on CUDA holds a mirror of its parameters, freed with it; fp32 and CPU models hold none', { skip }, async (t) => {
   const before = await settledTensorBytes()
@@ -95,24 +98,34 @@ t.test('a bf16 model on CUDA holds a mirror of its parameters, freed with it; fp
 
 t.test('products read the mirror and the handoffs: the bits of per-op rounding, and only the rest rounded', { skip }, async (t) => {
   const model = BertModel.create(config, { device: 'cuda', precision: 'bf16', seed: 3 })
-  const [B, T] = [5, 8]
-  const R = B * T
-  const b = randomBatch(B, T, 7, config.vocabSize)
-  const settings: [string, Partial<Switches>, number, number][] = [
-    // name, switches, rounded at the products, handed off
-    ['mirror and handoffs', {}, linearInputs(R) - handedInputs(R), handedInputs(R)],
-    ['mirror', { SIMCSEPP_BF16_HANDOFF: '0' }, linearInputs(R), 0],
-    ['handoffs', mirrorOff, linearInputs(R) - handedInputs(R) + linearWeights, handedInputs(R)],
-    ['neither', perOp, linearInputs(R) + linearWeights, 0],
-  ]
-  for (const pooling of ['cls', 'mean'] as const) {
-    const reference = withEnv(perOp, () => model.embed(b, pooling).toFloat32Array())
-    for (const [name, env, rounded, handed] of settings) {
-      const run = withEnv(env, () => counted(() => model.embed(b, pooling).toFloat32Array()))
-      t.equal(differingBits(run.value, reference), 0, `${pooling}, ${name}: the vectors of per-op rounding bit for bit`)
-      t.equal(run.converted, rounded, `${pooling}, ${name}: ${rounded} elements rounded at the products`)
-      t.equal(run.handedOff, handed, `${pooling}, ${name}: ${handed} handed off by their producers`)
-      t.equal(run.refreshes, 0, `${pooling}, ${name}: the mirror made with the model is fresh`)
+  // T = 37: the fused attention's tiles of 16 query rows, the last one partial.
+  for (const [B, T] of [
+    [5, 8],
+    [2, 37],
+  ] as const) {
+    const R = B * T
+    const b = randomBatch(B, T, 7, config.vocabSize)
+    // In a forward without dropout every linear layer's input is handed off by the op before (a LayerNorm, the
+    // fused attention, the GELU); the tiled attention declines, and its output is rounded by the product.
+    const settings: [string, Partial<Switches>, number, number][] = [
+      // name, switches, rounded at the products, handed off
+      ['mirror and handoffs', {}, 0, linearInputs(R)],
+      ['mirror', { SIMCSEPP_BF16_HANDOFF: '0' }, linearInputs(R), 0],
+      ['handoffs', mirrorOff, linearWeights, linearInputs(R)],
+      ['neither', perOp, linearInputs(R) + linearWeights, 0],
+      ['mirror and handoffs, tiled attention', tiled, attentionOutputs(R), linearInputs(R) - attentionOutputs(R)],
+      ['neither, tiled attention', { ...perOp, ...tiled }, linearInputs(R) + linearWeights, 0],
+    ]
+    for (const pooling of ['cls', 'mean'] as const) {
+      for (const [name, env, rounded, handed] of settings) {
+        // per-op rounding with the same attention path (the tiled one sums in another order)
+        const reference = withEnv({ ...perOp, SIMCSEPP_ATTENTION: env.SIMCSEPP_ATTENTION }, () => model.embed(b, pooling).toFloat32Array())
+        const run = withEnv(env, () => counted(() => model.embed(b, pooling).toFloat32Array()))
+        t.equal(differingBits(run.value, reference), 0, `T = ${T}, ${pooling}, ${name}: the vectors of per-op rounding bit for bit`)
+        t.equal(run.converted, rounded, `T = ${T}, ${pooling}, ${name}: ${rounded} elements rounded at the products`)
+        t.equal(run.handedOff, handed, `T = ${T}, ${pooling}, ${name}: ${handed} handed off by their producers`)
+        t.equal(run.refreshes, 0, `T = ${T}, ${pooling}, ${name}: the mirror made with the model is fresh`)
+      }
     }
   }
   t.match(cudaStatus().bf16Operands, /^bf16 copies .*; weights from the model's bf16 mirror/, 'cudaStatus says so')
@@ -124,34 +137,44 @@ t.test('products read the mirror and the handoffs: the bits of per-op rounding, 
   model.dispose()
 })
 
-t.test('the backward reads the gradients its LayerNorms and GELU hand off: the same gradients', { skip }, async (t) => {
+t.test('the backward reads the gradients its LayerNorms, GELU and attention hand off: the same gradients', { skip }, async (t) => {
   const model = BertModel.create(config, { device: 'cuda', precision: 'bf16', seed: 6 })
-  const [B, T] = [4, 7]
-  const R = B * T
-  const b = randomBatch(B, T, 11, config.vocabSize)
-  const dz = Tensor.from(
-    Float32Array.from({ length: B * H }, (_, i) => Math.sin(i * 0.41)),
-    [B, H],
-    'cuda',
-  )
-  const step = (env: Partial<Switches>) =>
-    withEnv(env, () => {
-      model.trainForward(b, { seed: 9, step: 3 })
-      model.zeroGrad()
-      return counted(() => {
-        model.trainBackward(dz)
-        return model.grads.toFloat32Array()
+  // T = 37: dk and dv are summed over three tiles of query rows; their copies are of the sums.
+  for (const [B, T] of [
+    [4, 7],
+    [2, 37],
+  ] as const) {
+    const R = B * T
+    const b = randomBatch(B, T, 11, config.vocabSize)
+    const dz = Tensor.from(
+      Float32Array.from({ length: B * H }, (_, i) => Math.sin(i * 0.41)),
+      [B, H],
+      'cuda',
+    )
+    const step = (env: Partial<Switches>) =>
+      withEnv(env, () => {
+        model.trainForward(b, { seed: 9, step: 3 })
+        model.zeroGrad()
+        return counted(() => {
+          model.trainBackward(dz)
+          return model.grads.toFloat32Array()
+        })
       })
-    })
-  const handed = step({}),
-    rounded = step({ SIMCSEPP_BF16_HANDOFF: '0' })
-  t.equal(differingBits(handed.value, rounded.value), 0, 'every gradient bit for bit')
-  // Per layer: output.dense's and attention.output.dense's output gradients [R, H] and intermediate.dense's
-  // [R, I]; q/k/v's (from the attention) and every input the weight gradients read are still rounded.
-  const backwardHanded = L * R * (2 * H + I)
-  t.equal(handed.handedOff, backwardHanded, `${backwardHanded} gradient elements handed off`)
-  t.equal(rounded.converted - handed.converted, backwardHanded, 'and not rounded again by the products')
-  dz.dispose()
+    // Per layer: output.dense's and attention.output.dense's output gradients [R, H], intermediate.dense's [R, I]
+    // and the packed q/k/v's [R, 3H] (the fused attention's; the tiled one declines); every input the weight
+    // gradients read is still rounded.
+    for (const [name, env, backwardHanded] of [
+      ['fused attention', {}, L * R * (5 * H + I)],
+      ['tiled attention', tiled, L * R * (2 * H + I)],
+    ] as const) {
+      const handed = step(env),
+        rounded = step({ ...env, SIMCSEPP_BF16_HANDOFF: '0' })
+      t.equal(differingBits(handed.value, rounded.value), 0, `T = ${T}, ${name}: every gradient bit for bit`)
+      t.equal(handed.handedOff, backwardHanded, `T = ${T}, ${name}: ${backwardHanded} gradient elements handed off`)
+      t.equal(rounded.converted - handed.converted, backwardHanded, `T = ${T}, ${name}: and not rounded again by the products`)
+    }
+    dz.dispose()
+  }
   model.dispose()
 })
 
@@ -342,6 +365,79 @@ t.test('a handoff is taken only by the next product of exactly its range, and dr
   t.equal(plain.converted - fused.converted, R * OC, 'the second product did not round it again')
   t.equal(differingBits(fused.value, plain.value), 0, 'the same bits')
   f.dispose()
+})
+
+t.test('the attention hands off ctx, and the packed q/k/v gradient only; its bf16Next is checked', { skip }, async (t) => {
+  const [B, T, H3, NH] = [2, 19, 3 * 24, 3]
+  const H = H3 / 3
+  const cuda = (shape: number[], seed: number) =>
+    Tensor.from(
+      Float32Array.from({ length: shape.reduce((p, d) => p * d, 1) }, (_, i) => Math.sin(seed * 3.3 + i * 0.29)),
+      shape,
+      'cuda',
+    )
+  const mask = Int32Array.from({ length: B * T }, (_, i) => (i % T < T - 3 * (i < T ? 0 : 1) ? 1 : 0))
+  const qkv = cuda([B, T, H3], 1),
+    dctx = cuda([B, T, H], 2),
+    W = cuda([H, H], 3),
+    Wqkv = cuda([H3, H], 4),
+    x = cuda([B * T, H], 5)
+  const ctx = Tensor.zeros([B, T, H], 'cuda'),
+    probs = Tensor.zeros([B, NH, T, T], 'cuda'),
+    dqkv = Tensor.zeros([B, T, H3], 'cuda'),
+    out = Tensor.zeros([B * T, H], 'cuda'),
+    dx = Tensor.zeros([B * T, H], 'cuda'),
+    dW = Tensor.zeros([H3, H], 'cuda')
+  const site = { p: 0.2, seed: 5, offset: 1 }
+  const forward = (bf16Next: boolean) =>
+    counted(() => {
+      ops.attentionForward(ctx, probs, qkv, null, null, mask, NH, site, bf16Next)
+      ops.linearForward(out, ctx.view(0, [B * T, H]), W, null, 'bf16')
+      return out.toFloat32Array()
+    })
+  const backward = (bf16Next: boolean) =>
+    counted(() => {
+      dW.fill(0) // the weight gradient accumulates
+      ops.attentionBackward(dqkv, null, null, dctx, qkv, null, null, probs, mask, NH, site, bf16Next)
+      ops.linearBackward(dx, dW, null, dqkv.view(0, [B * T, H3]), x, Wqkv, false, 'bf16')
+      return Float32Array.from([...dx.toFloat32Array(), ...dW.toFloat32Array()])
+    })
+  for (const [name, run, n] of [
+    ['forward: ctx', forward, B * T * H],
+    ['backward: the packed dq | dk | dv', backward, B * T * H3],
+  ] as const) {
+    const handed = run(true),
+      plain = run(false)
+    t.equal(handed.handedOff, n, `${name}: ${n} elements handed off`)
+    t.equal(plain.converted - handed.converted, n, `${name}: not rounded again by the product`)
+    t.equal(differingBits(handed.value, plain.value), 0, `${name}: the bits of per-op rounding`)
+  }
+  // Separate q, k, v gradients are three operands, none of them a product's whole input: nothing is requested.
+  const [q, k, v] = [0, 1, 2].map((i) => cuda([B, T, H], 6 + i))
+  const [dq, dk, dv] = [0, 1, 2].map(() => Tensor.zeros([B, T, H], 'cuda'))
+  const separate = counted(() => ops.attentionBackward(dq, dk, dv, dctx, q, k, v, probs, mask, NH, site, true))
+  t.equal(separate.handedOff, 0, 'separate dq, dk, dv: no handoff')
+  t.throws(
+    () =>
+      addon.attentionForward(
+        nativeOf(ctx, 'ctx'),
+        nativeOf(probs, 'probs'),
+        nativeOf(qkv, 'qkv'),
+        null,
+        null,
+        mask,
+        NH,
+        0,
+        0,
+        0,
+        null,
+        0,
+        'yes' as never,
+      ),
+    /bf16Next/,
+    'a bf16Next that is not a boolean is refused, by name',
+  )
+  for (const tensor of [qkv, dctx, W, Wqkv, x, ctx, probs, dqkv, out, dx, dW, q, k, v, dq, dk, dv]) tensor.dispose()
 })
 
 t.test('a graph launch drops the handoff made before it, and a capture the one made in it', { skip }, async (t) => {

@@ -343,8 +343,8 @@ export class BertModel {
     const { acts, batch, options } = s
     const c = this.config,
       L = c.numHiddenLayers
-    // At bf16 the two LayerNorm backwards and the GELU's write the bf16 copy of the gradient the next op's
-    // products read (bf16Next; on CUDA: kernels/bf16_handoff.cuh).
+    // At bf16 the two LayerNorm backwards, the GELU's and the attention's write the bf16 copy of the gradient
+    // the next op's products read (bf16Next; on CUDA: kernels/bf16_handoff.cuh).
     const bf16 = this.precision === 'bf16'
     const P = this.p,
       G = this.g!
@@ -455,6 +455,7 @@ export class BertModel {
         batch.attentionMask,
         c.numAttentionHeads,
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),
+        bf16, // the packed q/k/v gradient: the output gradient of the q/k/v product, next
       )
       const gQkv = acts.gQkv.view(0, [acts.B * acts.T, 3 * c.hiddenSize])
       // The q/k/v input gradient added to the residual's (gH): the whole gradient at the layer's input.
@@ -612,8 +613,9 @@ export class BertModel {
       P.positionEmbeddings,
       P.tokenTypeEmbeddings,
     )
-    // At bf16 each LayerNorm and the MLP's GELU also write their output's bf16 copy when a linear layer reads
-    // it next (bf16Next; on CUDA: kernels/bf16_handoff.cuh): the embeddings' only when no dropout follows.
+    // At bf16 each LayerNorm, the attention and the MLP's GELU also write their output's bf16 copy when a linear
+    // layer reads it next (bf16Next; on CUDA: kernels/bf16_handoff.cuh): the embeddings' only when no dropout
+    // follows.
     const bf16 = this.precision === 'bf16',
       L = c.numHiddenLayers
     const embDropped = this.dropoutOptions(options, 0, c.hiddenDropoutProb) !== null
@@ -643,6 +645,7 @@ export class BertModel {
         input.attentionMask,
         c.numAttentionHeads,
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),
+        bf16, // ctx: the input of attention.output.dense, next
       )
       // Each sublayer's output y goes into the LayerNorm output's buffer; one fused op then forms
       // res = x + dropout(y) and LayerNorm(res) over it.
