@@ -161,6 +161,31 @@ t.test('--micro-batch auto is the default; the budget is the device memory', asy
   t.ok(chooseMicroBatch('auto', base, 4 * 2 ** 30).rows < 3 * 512)
 })
 
+t.test('ActivationArena: inference layers take turns in two sets of buffers; training keeps one per layer', async (t) => {
+  const { ActivationArena, floatsFor } = await import('../lib/model/activations.js')
+  const { namedConfig } = await import('../lib/model/config.js')
+  const config = { ...namedConfig('tiny', 100), numHiddenLayers: 5 }
+  const arena = new ActivationArena(config, 'cpu')
+  t.teardown(() => arena.dispose())
+  const [B, T] = [3, 7]
+  const inference = arena.acquire(B, T, false)
+  t.equal(inference.layers.length, 5)
+  t.ok(
+    inference.layers.every((a, l) => a === inference.layers[l % 2]),
+    'layer l uses set l % 2',
+  )
+  t.not(inference.layers[0], inference.layers[1], 'consecutive layers apart: layer l reads layer l - 1 while it writes')
+  const training = arena.acquire(B, T, true)
+  t.equal(new Set(training.layers).size, 5, 'training: one set per layer (the backward reads them all)')
+  // One layer's floats: the training floats minus the inference ones (with the gradient scratch) over 3 layers.
+  const [H, I] = [config.hiddenSize, config.intermediateSize]
+  const grads = 7 * B * T * H + B * T * I + B * H
+  const perLayer = (floatsFor(config, B, T, true) - grads - floatsFor(config, B, T, false)) / 3
+  t.equal(perLayer, 8 * B * T * H + 4 * B * T + 2 * B * T * I + B * config.numAttentionHeads * T * T, 'per layer')
+  const one = { ...config, numHiddenLayers: 1 }
+  t.equal(floatsFor(one, B, T, false), floatsFor(one, B, T, true) - grads, 'one layer: one set either way')
+})
+
 t.test('ActivationArena: a batch of the last shape gets the same views; another shape or a larger buffer, new ones', async (t) => {
   const { ActivationArena, floatsFor } = await import('../lib/model/activations.js')
   const { namedConfig } = await import('../lib/model/config.js')

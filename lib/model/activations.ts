@@ -1,7 +1,9 @@
 // The encoder's activation buffers for one batch shape, carved out of one flat allocation that grows
 // only when a larger batch arrives (no native allocation inside a training step once warm).
 // Forward saves what backward needs (llm.c's ActivationTensors): LayerNorm inputs, mean and rstd,
-// attention probabilities before dropout, GELU inputs.
+// attention probabilities before dropout, GELU inputs. Inference saves nothing for a backward: layer l reads
+// only layer l - 1's output, so its layers take turns in two sets of buffers (layers[l] is set l % 2) and its
+// memory does not grow with the depth (BERT-base: 2 layers' buffers instead of 12, ~6x less in all).
 import type { BertConfig } from './config.js'
 import { Tensor, type Device } from '../tensor.js'
 
@@ -41,6 +43,11 @@ export interface Activations {
   gPooled: Tensor // [B, H]
 }
 
+/** The sets of layer buffers a pass holds: one per layer in training, two taking turns in inference. */
+export function layerSets(c: BertConfig, training: boolean): number {
+  return training ? c.numHiddenLayers : Math.min(c.numHiddenLayers, 2)
+}
+
 /** Number of floats one batch of B×T needs (train() sizes a batch with it before allocating). */
 export function floatsFor(c: BertConfig, B: number, T: number, training: boolean): number {
   const H = c.hiddenSize,
@@ -49,7 +56,7 @@ export function floatsFor(c: BertConfig, B: number, T: number, training: boolean
     BT = B * T
   const perLayer = 8 * BT * H + 4 * BT + 2 * BT * I + B * NH * T * T
   const grads = training ? 7 * BT * H + BT * I + B * H : 0
-  return 2 * BT * H + 2 * BT + c.numHiddenLayers * perLayer + 2 * B * H + grads
+  return 2 * BT * H + 2 * BT + layerSets(c, training) * perLayer + 2 * B * H + grads
 }
 
 export class ActivationArena {
@@ -94,28 +101,27 @@ export class ActivationArena {
       I = c.intermediateSize,
       NH = c.numAttentionHeads,
       BT = B * T
+    const embeddings = { embSum: take([BT, H]), embMean: take([BT]), embRstd: take([BT]), embOut: take([BT, H]) }
+    const sets: LayerActivations[] = Array.from({ length: layerSets(c, training) }, () => ({
+      qkv: take([B, T, 3 * H]),
+      probs: take([B, NH, T, T]),
+      ctx: take([BT, H]),
+      res1: take([BT, H]),
+      mean1: take([BT]),
+      rstd1: take([BT]),
+      h1: take([BT, H]),
+      inter: take([BT, I]),
+      interAct: take([BT, I]),
+      res2: take([BT, H]),
+      mean2: take([BT]),
+      rstd2: take([BT]),
+      h2: take([BT, H]),
+    }))
     const acts = {
       B,
       T,
-      embSum: take([BT, H]),
-      embMean: take([BT]),
-      embRstd: take([BT]),
-      embOut: take([BT, H]),
-      layers: Array.from({ length: c.numHiddenLayers }, () => ({
-        qkv: take([B, T, 3 * H]),
-        probs: take([B, NH, T, T]),
-        ctx: take([BT, H]),
-        res1: take([BT, H]),
-        mean1: take([BT]),
-        rstd1: take([BT]),
-        h1: take([BT, H]),
-        inter: take([BT, I]),
-        interAct: take([BT, I]),
-        res2: take([BT, H]),
-        mean2: take([BT]),
-        rstd2: take([BT]),
-        h2: take([BT, H]),
-      })),
+      ...embeddings,
+      layers: Array.from({ length: c.numHiddenLayers }, (_, l) => sets[l % sets.length]),
       pooled: take([B, H]),
       z: take([B, H]),
     } as Activations
