@@ -851,6 +851,7 @@ for (const [B, T, H, vocab, types] of [
   [2, 6, 64, 4, 2],
   [4, 10, 70, 7, 2],
   [7, 1, 129, 50, 1], // T = 1
+  [50, 2, 16, 3, 1], // groups of ~33 and 100 rows: the CUDA backward's ring of 32 rows, its last batch and tail
   [8, 64, 768, 1000, 2], // BERT-base width
 ]) {
   const BT = B * T
