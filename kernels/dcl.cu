@@ -29,6 +29,7 @@
 #include <cmath>
 
 #include "cuda_check.cuh"
+#include "in_order_sum.cuh"
 #include "launch.cuh"
 #include "ordered_sum.cuh"
 #include "tile_gemm.cuh"
@@ -216,13 +217,16 @@ __global__ void __launch_bounds__(256) dcl_softmax_kernel(DclParams P) {
   }
 }
 
-// hcCol[k] = sum_d H_dk C_dk, the rows added in order (one thread per column k).
+// hcCol[k] = sum_d H_dk C_dk, the rows added in order (one thread per column k; the next 32 rows in flight:
+// in_order_sum.cuh).
 __global__ void __launch_bounds__(256) dcl_hc_cols_kernel(DclParams P) {
   if (P.hdr->flag != 0) return;
   const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= P.d) return;
   double s = 0.0;
-  for (int64_t d = 0; d < P.d; ++d) s += static_cast<double>(P.hc[d * P.d + k]);
+  detail::add_in_order<32>(
+      s, P.d, [&](int64_t d) { return P.hc[d * P.d + k]; },
+      [](double a, double x) { return a + x; });  // each float term widened exactly
   P.hcCol[k] = s;
 }
 

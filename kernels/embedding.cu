@@ -13,15 +13,14 @@
 // same sequence of float additions as in cpu::embedding_backward, so the result is bit-identical to the
 // CPU and from run to run. Grid (ceil(H / 128), min(groups, 65535)), 128 threads, grid-stride over
 // groups. A group's rows are summed serially: a table with one id for every token (type ids), or the padding
-// token's row, costs one thread that many dependent adds per column. So that the adds wait on arithmetic, not
-// on memory, a thread keeps the values of the next 32 rows in registers, loading each a whole batch of 32
-// adds before it is added (in row order still): one memory round trip per 32 rows at worst instead of two
-// per row (an index, then its value). The type group of BERT-base at B = 512, T = 32 (three views) has
-// 49,152 rows.
+// token's row, costs one thread that many dependent adds per column; in_order_sum.cuh keeps the next 32
+// rows' values in flight, so they wait on memory once per 32 rows instead of twice a row (an index, then its
+// value). The type group of BERT-base at B = 512, T = 32 (three views) has 49,152 rows.
 #include <vector>
 
 #include "grid.cuh"
 #include "host_args.cuh"
+#include "in_order_sum.cuh"
 
 namespace simcsepp::cuda {
 
@@ -29,7 +28,7 @@ namespace {
 
 constexpr int kForwardThreads = 256;
 constexpr int kBackwardThreads = 128;
-constexpr int kRowBatch = 32;  // rows whose values a backward thread loads before adding them
+constexpr int kRowBatch = 32;  // rows whose values a backward thread keeps in flight
 
 __global__ void __launch_bounds__(kForwardThreads)
     embedding_forward_kernel(float* out, const int32_t* ids, const int32_t* posIds, const int32_t* typeIds,
@@ -67,27 +66,10 @@ __global__ void __launch_bounds__(kBackwardThreads)
     const Group grp = groups[g];
     float* dst = tables.t[grp.table] + static_cast<int64_t>(grp.id) * H + c;
     const int32_t* rk = rows + grp.begin;  // the group's row indices, in row order
-    const int32_t n = grp.end - grp.begin;
     float acc = *dst;
-    int32_t k = 0;  // rows [0, k) loaded
-    if (n >= kRowBatch) {
-      // A ring of the next 32 rows' values: while a batch is added, the next one is loaded, so a load is
-      // issued a whole batch before its add (a loop-carried value: no compiler can sink it to its use).
-      float v[kRowBatch];
-#pragma unroll
-      for (int u = 0; u < kRowBatch; ++u) v[u] = dout[static_cast<int64_t>(rk[u]) * H + c];
-      for (k = kRowBatch; k + kRowBatch <= n; k += kRowBatch) {
-#pragma unroll
-        for (int u = 0; u < kRowBatch; ++u) {
-          const float x = v[u];  // row k - 32 + u
-          v[u] = dout[static_cast<int64_t>(rk[k + u]) * H + c];
-          acc += x;  // in row order, as the CPU
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < kRowBatch; ++u) acc += v[u];  // rows [k - 32, k)
-    }
-    for (; k < n; ++k) acc += dout[static_cast<int64_t>(rk[k]) * H + c];
+    detail::add_in_order<kRowBatch>(
+        acc, grp.end - grp.begin, [&](int64_t k) { return dout[static_cast<int64_t>(rk[k]) * H + c]; },
+        [](float s, float x) { return s + x; });  // in row order, as the CPU
     *dst = acc;
   }
 }

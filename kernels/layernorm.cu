@@ -13,7 +13,8 @@
 //     128 rows (more when R > 128 * 65535), thread (x, y) column blockIdx.x * 32 + x and rows y, y + 8,
 //     ... of the chunk, summed in double; a column's 8 partials are added in y order through shared
 //     memory and the chunk's sum stored in the workspace. layernorm_params_finish_kernel (one thread
-//     per column) adds the chunk sums in chunk order and adds the float result into dweight/dbias.
+//     per column) adds the chunk sums in chunk order (the next 16 in flight: in_order_sum.cuh) and adds the
+//     float result into dweight/dbias.
 //     Fixed chunks and orders: the result does not depend on scheduling; it is the CPU's double sum
 //     (added in another order, so its last bits can differ) rounded to float.
 // The parameter kernels run before the dinp kernel (dinp may alias dout).
@@ -31,6 +32,7 @@
 #include "common/philox.h"
 #include "grid.cuh"
 #include "host_args.cuh"
+#include "in_order_sum.cuh"
 #include "warp_reduce.cuh"
 
 namespace simcsepp::cuda {
@@ -42,6 +44,7 @@ constexpr int kRowsPerBlock = kRowThreads / 32;
 constexpr int kColTile = 32;
 constexpr int kRowLanes = 8;
 constexpr int64_t kChunkRows = 128;  // rows per chunk, more when R would need over 65535 chunks
+constexpr int kChunksAhead = 16;     // chunk sums the finish kernel keeps in flight (in_order_sum.cuh)
 
 // The hidden dropout on device (TokenDropout with keepRows a device pointer, scale = 1/(1-p)).
 struct RowDrop {
@@ -187,14 +190,12 @@ __global__ void __launch_bounds__(kRowThreads)
     layernorm_params_finish_kernel(float* dweight, float* dbias, const double2* partial, int64_t chunks, int64_t C) {
   const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= C) return;
-  double sw = 0.0, sb = 0.0;
-  for (int64_t k = 0; k < chunks; ++k) {
-    const double2 p = partial[k * C + c];
-    sw += p.x;
-    sb += p.y;
-  }
-  if (dweight != nullptr) dweight[c] += static_cast<float>(sw);
-  if (dbias != nullptr) dbias[c] += static_cast<float>(sb);
+  double2 sum = make_double2(0.0, 0.0);  // chunk by chunk, in order
+  detail::add_in_order<kChunksAhead>(
+      sum, chunks, [&](int64_t k) { return partial[k * C + c]; },
+      [](double2 a, double2 p) { return make_double2(a.x + p.x, a.y + p.y); });
+  if (dweight != nullptr) dweight[c] += static_cast<float>(sum.x);
+  if (dbias != nullptr) dbias[c] += static_cast<float>(sum.y);
 }
 
 // The parameter gradients of dout at inp (dweight/dbias may be null), then dinp (and dy): in stream

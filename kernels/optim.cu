@@ -12,12 +12,15 @@
 //                     partials are copied to the host and added in chunk order. Chunking and orders are fixed, so the
 //                     result is bit-identical from run to run; it differs from the CPU's (sequential within a chunk)
 //                     only by double rounding.
+//   clip_grad_norm:   the same partials, added on the device (sum_partials_kernel: one thread, in chunk order, the
+//                     next 32 partials in flight), then g *= maxNorm / (norm + 1e-6) when that is below 1.
 //   scale_inplace:    elementwise.cu.
 #include <vector>
 
 #include "bf16_mirror.cuh"
 #include "common/adamw.h"
 #include "grid.cuh"
+#include "in_order_sum.cuh"
 
 namespace simcsepp::cuda {
 
@@ -25,6 +28,7 @@ namespace {
 
 constexpr int kSumThreads = 256;
 constexpr int64_t kSumChunk = 16384;
+constexpr int kAhead = 32;  // partials sum_partials_kernel keeps in flight
 
 struct AdamwOp {
   AdamwConstants k;
@@ -58,8 +62,9 @@ struct CapturedAdamwOp {
 // The chunk partials added in chunk order (as the host adds them) into *out: one thread.
 __global__ void sum_partials_kernel(const double* partial, int64_t chunks, double* out) {
   if (threadIdx.x != 0 || blockIdx.x != 0) return;
-  double total = 0.0;
-  for (int64_t c = 0; c < chunks; ++c) total += partial[c];
+  double total = 0.0;  // in chunk order, as grad_sum_squares adds them on the host
+  detail::add_in_order<kAhead>(
+      total, chunks, [&](int64_t k) { return partial[k]; }, [](double s, double x) { return s + x; });
   *out = total;
 }
 

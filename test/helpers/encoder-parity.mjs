@@ -426,6 +426,7 @@ const LINEAR_SHAPES = [
   [5, 17, 1],
   [130, 16, 20],
   [200, 128, 192],
+  [9000, 4, 40], // 71 chunks of 128 rows for dbias: the finishing sum's ring of 32 (fill, loop, last batch, tail)
 ]
 
 for (const [R, C, OC] of LINEAR_SHAPES)
@@ -1193,6 +1194,7 @@ for (const [n, maxNorm] of [
   [16385, 0.5],
   [16385, 1e6],
   [100003, 1],
+  [1100000, 0.5], // 68 chunk partials: the device sum's ring of 32 (fill, loop, last batch, tail)
 ]) {
   const g = once(() => randn(n, n + 7, 0.3, 0.01))
   rowwise({
@@ -1203,8 +1205,11 @@ for (const [n, maxNorm] of [
     deterministic: true,
     build: (d) => {
       const t = d.from(g())
+      const before = d.lib.ops.gradSumSquares(t)
       const sum = d.lib.ops.clipGradNorm(t, maxNorm)
-      return { sum, g: t.toFloat32Array() }
+      // 1 when the sum equals gradSumSquares' bit for bit (on CUDA: the same partials added in the same order,
+      // on the device and on the host), as on the CPU.
+      return { sum, sameSumAsGradSumSquares: Number(sum === before), g: t.toFloat32Array() }
     },
   })
 }
