@@ -26,9 +26,8 @@
 // y, y + 8, ... of its chunk in double (every row read as coalesced 128-byte segments), the 8 partials added
 // in y order and stored per chunk; then one thread per column adds the chunks' sums in chunk order (the next
 // 32 in flight: in_order_sum.cuh) and adds the float result into dbias. Every order is fixed: no atomics,
-// the same bits on every run. (One block per 32 columns over all rows, as before, kept 24 blocks busy for a
-// 768-wide bias and each thread waiting on its R / 8 loads a few at a time: milliseconds per step by Little's
-// law.)
+// the same bits on every run. The row chunks are what spread the work: a 768-wide bias alone is only 24
+// column blocks.
 #include <algorithm>
 #include <mutex>
 
