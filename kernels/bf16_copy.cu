@@ -1,5 +1,6 @@
 // The bf16 operand copies of bf16_copy.cuh.
-// bf16_convert_kernel: blockIdx.y picks the segment; the x blocks walk it grid-stride. A segment whose source is
+// bf16_convert_kernel: blockIdx.y picks the segment (a GELU segment rounds GELU(src), gelu.cuh); the x blocks walk
+// it grid-stride. A segment whose source is
 // 16-byte and destination 8-byte aligned goes 4 elements per thread per step (one float4 load, one 8-byte
 // store), its last n % 4 elements one at a time; any other segment one element at a time. Consecutive threads
 // touch consecutive addresses either way (coalesced). Memory-bound: 6 bytes moved per element.
@@ -12,6 +13,7 @@
 #include "bf16_copy.cuh"
 #include "bf16_mirror.cuh"
 #include "cublaslt.cuh"
+#include "gelu.cuh"
 #include "grid.cuh"
 
 namespace simcsepp::cuda::bf16copy {
@@ -28,8 +30,17 @@ struct alignas(8) Bf16x4 {
   __nv_bfloat16 v[4];
 };
 
-__global__ void __launch_bounds__(kThreads) bf16_convert_kernel(Segments segs) {
-  const Segment seg = segs.s[blockIdx.y];
+// src[i], or GELU(src[i]) in a GELU segment.
+template <bool kGelu>
+__device__ __forceinline__ float source(float x) {
+  if constexpr (kGelu)
+    return detail::gelu(x);
+  else
+    return x;
+}
+
+template <bool kGelu>
+__device__ void convert_segment(const Segment& seg) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t done = 0;
@@ -40,15 +51,23 @@ __global__ void __launch_bounds__(kThreads) bf16_convert_kernel(Segments segs) {
     for (int64_t q = first; q < quads; q += stride) {
       const float4 f = src4[q];
       Bf16x4 b;
-      b.v[0] = __float2bfloat16(f.x);
-      b.v[1] = __float2bfloat16(f.y);
-      b.v[2] = __float2bfloat16(f.z);
-      b.v[3] = __float2bfloat16(f.w);
+      b.v[0] = __float2bfloat16(source<kGelu>(f.x));
+      b.v[1] = __float2bfloat16(source<kGelu>(f.y));
+      b.v[2] = __float2bfloat16(source<kGelu>(f.z));
+      b.v[3] = __float2bfloat16(source<kGelu>(f.w));
       dst4[q] = b;
     }
     done = quads * 4;
   }
-  for (int64_t i = done + first; i < seg.n; i += stride) seg.dst[i] = __float2bfloat16(seg.src[i]);
+  for (int64_t i = done + first; i < seg.n; i += stride) seg.dst[i] = __float2bfloat16(source<kGelu>(seg.src[i]));
+}
+
+__global__ void __launch_bounds__(kThreads) bf16_convert_kernel(Segments segs) {
+  const Segment seg = segs.s[blockIdx.y];
+  if (seg.gelu)
+    convert_segment<true>(seg);
+  else
+    convert_segment<false>(seg);
 }
 
 }  // namespace

@@ -26,11 +26,13 @@ Operands operands();
 // "bf16 copies" or "fp32 (rounded in the GEMM)", with the variable's setting: cudaStatus().bf16Operands.
 const char* describe(Operands o);
 
-// One conversion: dst[i] = bf16(src[i]) for i < n.
+// One conversion: dst[i] = bf16(src[i]) for i < n; with gelu, dst[i] = bf16(GELU(src[i])) (gelu.cuh: the bits
+// gelu_forward writes), for a weight gradient whose input is a GELU's output kept only as the GELU's input.
 struct Segment {
   const float* src;
   __nv_bfloat16* dst;
   int64_t n;
+  bool gelu = false;
 };
 
 // Runs up to kMaxSegments conversions as one launch on `stream` (count may be 0: nothing is launched).

@@ -14,28 +14,17 @@
 // handles elements i, i + stride, ...: consecutive threads touch consecutive floats (coalesced). An
 // element is read and written by the same thread, so in-place and aliased calls are safe.
 #include "bf16_handoff.cuh"
+#include "gelu.cuh"
 #include "grid.cuh"
 
 namespace simcsepp::cuda {
 
 namespace {
 
-constexpr float kInvSqrt2 = 0.70710678118654752f;
+using detail::kInvSqrt2;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
-// Each op is a functor applied to every element index by detail::run_map (grid.cuh).
-struct GeluForwardOp {
-  float* out;
-  const float* inp;
-  __nv_bfloat16* out16;  // bf16(out) for the next product (bf16_handoff.cuh), or null
-  __device__ void operator()(int64_t i) const {
-    const float x = inp[i];
-    const float y = x * (0.5f * erfcf(-x * kInvSqrt2));
-    out[i] = y;
-    if (out16 != nullptr) out16[i] = __float2bfloat16(y);
-  }
-};
-
+// Each op is a functor applied to every element index by detail::run_map (grid.cuh); GELU's is gelu.cuh's.
 struct GeluBackwardOp {
   float* dinp;
   const float* inp;
@@ -91,7 +80,7 @@ struct ScaleOp {
 using detail::run_map;
 
 void gelu_forward(float* out, const float* inp, int64_t n) {
-  run_map("gelu_forward", GeluForwardOp{out, inp, bf16handoff::claim(out, n)}, n);
+  run_map("gelu_forward", detail::GeluForwardOp{out, inp, bf16handoff::claim(out, n)}, n);
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {

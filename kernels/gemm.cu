@@ -20,6 +20,9 @@
 //   linear_backward:  dinp (= or +=) dout W                       sgemm_kernel<false, false> (beta 0 or 1)
 //                     geluInput: dinp *= GELU'(geluInput) by gelu_backward in place after the product
 //                     dweight += dout^T inp                        sgemm_kernel<true, false>, beta = 1
+//                     inp null (then geluInput is given): the layer's input is GELU(geluInput), recomputed
+//                     (gelu.cuh, the forward's bits): at bf16 by the copy of the operand itself (one GELU
+//                     segment: no pass of its own), else into the op workspace first
 //                     dbias += column sums of dout                 column_sum_add_kernel
 // column_sum_chunks_kernel, column_sum_add_kernel (dbias): as layernorm.cu's parameter gradients, grid
 // (ceil(OC / 32), chunks of 128 rows), block (32, 8): thread (x, y) sums column blockIdx.x * 32 + x over rows
@@ -36,6 +39,7 @@
 #include "bf16_mirror.cuh"
 #include "cublaslt.cuh"
 #include "cuda_check.cuh"
+#include "gelu.cuh"
 #include "gemm_bf16.cuh"
 #include "grid.cuh"
 #include "in_order_sum.cuh"
@@ -156,9 +160,10 @@ void linear_forward_bf16_copies(float* out, const float* inp, const float* weigh
 }
 
 // linear_backward's two products at Precision::kBf16 on bf16 copies of dout (one, for both), weight and inp
-// (caller checked R, C, OC > 0).
-void linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
-                                 int64_t R, int64_t C, int64_t OC, bool accumulateInput, cudaStream_t stream) {
+// (caller checked R, C, OC > 0); inpIsGeluInput: the weight gradient's input is GELU(inp), rounded as it is made.
+void linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout, const float* inp, bool inpIsGeluInput,
+                                 const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput,
+                                 cudaStream_t stream) {
   const bool wantDinp = dinp != nullptr, wantDweight = dweight != nullptr;
   if (!wantDinp && !wantDweight) return;
   detail::Workspace& ws = detail::workspace();
@@ -177,7 +182,7 @@ void linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
   carve(static_cast<char*>(ws.reserve(carve(nullptr, dout16, w16, inp16))), dout16, w16, inp16);
   const bf16copy::Segment copies[3] = {{dout, dout16, handed == nullptr ? R * OC : 0},
                                        {weight, w16, copyWeight ? OC * C : 0},
-                                       {inp, inp16, wantDweight ? R * C : 0}};
+                                       {inp, inp16, wantDweight ? R * C : 0, inpIsGeluInput}};
   bf16copy::convert(copies, 3, stream);
   const __nv_bfloat16* w = mirrored != nullptr ? mirrored : w16;
   const __nv_bfloat16* g = handed != nullptr ? handed : dout16;
@@ -224,8 +229,20 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   const cudaStream_t stream = detail::op_stream();
   const bool bf16 = precision == Precision::kBf16;
   if (R > 0 && C > 0 && OC > 0 && use_bf16_copies(precision)) {
-    linear_backward_bf16_copies(dinp, dweight, dout, inp, weight, R, C, OC, accumulateInput, stream);
+    linear_backward_bf16_copies(dinp, dweight, dout, inp != nullptr ? inp : geluInput, inp == nullptr, weight, R, C, OC,
+                                accumulateInput, stream);
   } else {
+    // Without inp, the weight gradient reads GELU(geluInput) from the workspace, held until its product is queued.
+    std::unique_lock<std::mutex> recomputed;
+    if (inp == nullptr && dweight != nullptr && R > 0 && C > 0) {
+      detail::Workspace& ws = detail::workspace();
+      recomputed = std::unique_lock<std::mutex>(ws.mu);
+      float* act = static_cast<float*>(ws.reserve(static_cast<size_t>(R * C) * sizeof(float)));
+      launch("gelu_forward (the weight gradient's input, recomputed)", detail::map_kernel<detail::GeluForwardOp>,
+             detail::grid_blocks(R * C, detail::kMapThreads), detail::kMapThreads, 0, stream,
+             detail::GeluForwardOp{act, geluInput, nullptr}, R * C);
+      inp = act;
+    }
     if (dinp != nullptr && OC > 0 &&
         lt::gemm(false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C, nullptr,
                  precision, stream)) {
@@ -249,7 +266,7 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
         tile::sgemm<true, false>(OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C,
                                  "sgemm_kernel (linear dweight += dout^T inp)", stream);
     }
-  }
+  }  // the workspace's recomputed GELU (if any) is released only now, its product queued
   if (dbias != nullptr && R > 0 && OC > 0) add_column_sums(dbias, dout, R, OC, stream);
   finish(stream);
   if (dinp != nullptr && geluInput != nullptr) gelu_backward(dinp, geluInput, dinp, R * C);

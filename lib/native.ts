@@ -317,7 +317,7 @@ export interface Addon {
     dweight: NativeTensor,
     dbias: NativeTensor | null,
     dout: NativeTensor,
-    inp: NativeTensor,
+    inp: NativeTensor | null,
     weight: NativeTensor,
     accumulateInput: boolean,
     precision: Precision,

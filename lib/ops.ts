@@ -223,15 +223,16 @@ export function linearForward(
  * dinp (= or, with accumulateInput, +=) dout·weight; dweight += doutᵀ·inp; dbias += Σ_rows dout (dinp, dbias may
  * be null); products at `precision`. With `geluInput` (inp having been GELU(geluInput); not with
  * accumulateInput): dinp = (dout·weight) ⊙ GELU'(geluInput), the gradient carried through the GELU as well
- * (geluBackward's), fused into the product. bf16Next (with geluInput): dinp is the output gradient of a bf16
- * linearBackward right after (as layerNormDropoutBackward's).
+ * (geluBackward's), fused into the product; inp may then be null, and the weight gradient reads GELU(geluInput)
+ * recomputed with geluForward's bits (a model need not keep the GELU's output for its backward). bf16Next (with
+ * geluInput): dinp is the output gradient of a bf16 linearBackward right after (as layerNormDropoutBackward's).
  */
 export function linearBackward(
   dinp: Tensor | null,
   dweight: Tensor,
   dbias: Tensor | null,
   dout: Tensor,
-  inp: Tensor,
+  inp: Tensor | null,
   weight: Tensor,
   accumulateInput = false,
   precision: Precision = 'fp32',
@@ -243,7 +244,7 @@ export function linearBackward(
     nativeOf(dweight, 'dweight'),
     dbias === null ? null : nativeOf(dbias, 'dbias'),
     nativeOf(dout, 'dout'),
-    nativeOf(inp, 'inp'),
+    inp === null ? null : nativeOf(inp, 'inp'),
     nativeOf(weight, 'weight'),
     accumulateInput,
     precision,

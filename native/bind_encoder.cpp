@@ -12,8 +12,8 @@
 //   linearForward(out, inp, weight, bias|null, precision, geluOut?, bf16Next?)   precision: 'fp32' | 'bf16'
 //   (bf16Next: the output, geluOut for linearForward, dy (or dres) for layerNormDropoutBackward, dinp for
 //    linearBackward with geluInput, is an operand of the bf16 product(s) of the next op; see request_bf16_handoff)
-//   linearBackward(dinp|null, dweight, dbias|null, dout, inp, weight, accumulateInput, precision, geluInput?,
-//                  bf16Next?)
+//   linearBackward(dinp|null, dweight, dbias|null, dout, inp|null, weight, accumulateInput, precision, geluInput?,
+//                  bf16Next?)   (inp null only with geluInput: the input is GELU(geluInput), recomputed)
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
 //   add(out, a, b)                    addInplace(dst, src)
@@ -328,21 +328,26 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   NativeTensor* dweight = ts.tensor(1, "dweight");
   NativeTensor* dbias = ts.optional(2, "dbias");
   NativeTensor* dout = ts.tensor(3, "dout");
-  NativeTensor* inp = ts.tensor(4, "inp");
+  NativeTensor* inp = ts.optional(4, "inp");
   NativeTensor* weight = ts.tensor(5, "weight");
+  NativeTensor* geluInput = ts.optional(8, "geluInput");
+  if (!inp && !geluInput)
+    throw_arg(env, "inp may be null only with geluInput (the layer's input is then GELU(geluInput), recomputed)");
+  // Without inp, geluInput has its shape.
+  NativeTensor* x = inp ? inp : geluInput;
+  const char* xName = inp ? "inp" : "geluInput";
   expect_rank(env, weight, "weight", 2, "[OC, C]");
   const int64_t OC = weight->shape()[0], C = weight->shape()[1];
-  if (last_dim(env, inp, "inp") != C)
-    throw_arg(env, "Expected inp's last dimension to be C = " + std::to_string(C) +
-                       " (weight is [OC, C] = " + weight->shape_string() + ") but received " + inp->shape_string());
-  const int64_t R = inp->numel() / C;
+  if (last_dim(env, x, xName) != C)
+    throw_arg(env, std::string("Expected ") + xName + "'s last dimension to be C = " + std::to_string(C) +
+                       " (weight is [OC, C] = " + weight->shape_string() + ") but received " + x->shape_string());
+  const int64_t R = x->numel() / C;
   if (dinp) expect_rows(env, dinp, "dinp", R * C, C);
   require_same(env, weight, "weight", dweight, "dweight");
   if (dbias) expect_shape(env, dbias, "dbias", {OC});
   expect_rows(env, dout, "dout", R * OC, OC);
   const bool accumulateInput = arg_bool(info, 6, "accumulateInput");
   const Precision precision = arg_precision(info, 7, "precision");
-  NativeTensor* geluInput = ts.optional(8, "geluInput");
   if (geluInput) {
     if (!dinp) throw_arg(env, "geluInput needs dinp (the GELU's derivative multiplies the input gradient)");
     if (accumulateInput) throw_arg(env, "geluInput cannot be used with accumulateInput");
@@ -356,7 +361,7 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
     if (geluInput != nullptr) request_bf16_handoff(bf16Next, dinp);
     // dout and inp are only read: read_data() keeps a bf16 handoff of dout (bf16_handoff.cuh) for the products.
     linear_backward(dinp ? dinp->data() : nullptr, dweight->data(), dbias ? dbias->data() : nullptr, dout->read_data(),
-                    inp->read_data(), weight->read_data(), R, C, OC, accumulateInput, precision,
+                    inp ? inp->read_data() : nullptr, weight->read_data(), R, C, OC, accumulateInput, precision,
                     geluInput ? geluInput->read_data() : nullptr);
   });
 }

@@ -177,13 +177,23 @@ t.test('ActivationArena: inference layers take turns in two sets of buffers; tra
   t.not(inference.layers[0], inference.layers[1], 'consecutive layers apart: layer l reads layer l - 1 while it writes')
   const training = arena.acquire(B, T, true)
   t.equal(new Set(training.layers).size, 5, 'training: one set per layer (the backward reads them all)')
-  // One layer's floats: the training floats minus the inference ones (with the gradient scratch) over 3 layers.
+  t.ok(
+    training.layers.every((a) => a.interAct === training.gI2),
+    "training: every layer's GELU output is gI2's buffer (the backward recomputes it from inter)",
+  )
+  t.equal(new Set(inference.layers.map((a) => a.interAct)).size, 2, "inference: each set's own GELU output")
+  // A training layer holds the GELU's input only; an inference set both the input and the output.
   const [H, I] = [config.hiddenSize, config.intermediateSize]
   const grads = 7 * B * T * H + B * T * I + B * H
-  const perLayer = (floatsFor(config, B, T, true) - grads - floatsFor(config, B, T, false)) / 3
-  t.equal(perLayer, 8 * B * T * H + 4 * B * T + 2 * B * T * I + B * config.numAttentionHeads * T * T, 'per layer')
+  const trainingLayer = 8 * B * T * H + 4 * B * T + B * T * I + B * config.numAttentionHeads * T * T
+  const inferenceSet = trainingLayer + B * T * I
+  t.equal(
+    floatsFor(config, B, T, true) - floatsFor(config, B, T, false),
+    5 * trainingLayer + grads - 2 * inferenceSet,
+    'training minus inference: 5 training layers and the gradient scratch, less 2 inference sets',
+  )
   const one = { ...config, numHiddenLayers: 1 }
-  t.equal(floatsFor(one, B, T, false), floatsFor(one, B, T, true) - grads, 'one layer: one set either way')
+  t.equal(floatsFor(one, B, T, false), floatsFor(one, B, T, true) - grads + B * T * I, 'one layer')
 })
 
 t.test('ActivationArena: a batch of the last shape gets the same views; another shape or a larger buffer, new ones', async (t) => {

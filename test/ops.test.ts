@@ -214,6 +214,12 @@ t.test('linear with the fused GELU: the unfused ops bit for bit, the float64 ref
       t.same(arr(fused.dinp), arr(dpre), `${what}: dinp is geluBackward(linearBackward's dinp) bit for bit`)
       t.same(arr(fused.dW), arr(unfused.dW), `${what}: dweight unchanged by the fusion`)
       t.same(arr(fused.dB), arr(unfused.dB), `${what}: dbias unchanged by the fusion`)
+      // Without inp the op recomputes GELU(H) for the weight gradient: the same bits as with A = geluForward(H).
+      const recomputed = grads()
+      ops.linearBackward(recomputed.dinp, recomputed.dW, recomputed.dB, dout, null, W2, false, precision, H)
+      t.same(arr(recomputed.dinp), arr(fused.dinp), `${what}, inp recomputed: dinp bit for bit`)
+      t.same(arr(recomputed.dW), arr(fused.dW), `${what}, inp recomputed: dweight bit for bit`)
+      t.same(arr(recomputed.dB), arr(fused.dB), `${what}, inp recomputed: dbias bit for bit`)
       if (precision === 'fp32') {
         const h = f64(arr(H)),
           w2 = f64(arr(W2)),
@@ -239,6 +245,11 @@ t.test('linear with the fused GELU: the unfused ops bit for bit, the float64 ref
   t.throws(() => ops.linearBackward(null, z(2, 3), null, z(4, 2), z(4, 3), z(2, 3), false, 'fp32', z(4, 3)), /geluInput needs dinp/)
   t.throws(() => ops.linearBackward(dinp, z(2, 3), null, z(4, 2), z(4, 3), z(2, 3), false, 'fp32', dinp), /not to overlap/)
   t.throws(() => ops.linearBackward(dinp, z(2, 3), null, z(4, 2), z(4, 3), z(2, 3), false, 'fp32', z(3, 3)), /geluInput/)
+  t.throws(() => ops.linearBackward(dinp, z(2, 3), null, z(4, 2), null, z(2, 3)), /inp may be null only with geluInput/)
+  t.throws(
+    () => ops.linearBackward(dinp, z(2, 3), null, z(4, 2), null, z(2, 3), false, 'fp32', z(4, 5)),
+    /geluInput's last dimension to be C = 3/,
+  )
 })
 
 t.test('gelu (exact erf) and tanh: forward and backward', async (t) => {

@@ -1,7 +1,10 @@
 // The encoder's activation buffers for one batch shape, carved out of one flat allocation that grows
 // only when a larger batch arrives (no native allocation inside a training step once warm).
 // Forward saves what backward needs (llm.c's ActivationTensors): LayerNorm inputs, mean and rstd,
-// attention probabilities before dropout, GELU inputs. Inference saves nothing for a backward: layer l reads
+// attention probabilities before dropout, GELU inputs (not their outputs: the backward recomputes GELU(inter)
+// for output.dense's weight gradient, so in training every layer's interAct is one buffer, which output.dense
+// reads right after the GELU writes it, and it is also gI2's memory: a forward never needs gI2 and a backward
+// never reads interAct). Inference saves nothing for a backward: layer l reads
 // only layer l - 1's output, so its layers take turns in two sets of buffers (layers[l] is set l % 2) and its
 // memory does not grow with the depth (BERT-base: 2 layers' buffers instead of 12, ~6x less in all).
 import type { BertConfig } from './config.js'
@@ -16,7 +19,7 @@ export interface LayerActivations {
   rstd1: Tensor // attention output + residual (LayerNorm input), [BT, H], [BT]
   h1: Tensor // [BT, H]
   inter: Tensor
-  interAct: Tensor // [BT, I] before / after GELU
+  interAct: Tensor // [BT, I] before / after GELU (in training, one buffer for all layers: see above)
   res2: Tensor
   mean2: Tensor
   rstd2: Tensor
@@ -54,8 +57,8 @@ export function floatsFor(c: BertConfig, B: number, T: number, training: boolean
     I = c.intermediateSize,
     NH = c.numAttentionHeads,
     BT = B * T
-  const perLayer = 8 * BT * H + 4 * BT + 2 * BT * I + B * NH * T * T
-  const grads = training ? 7 * BT * H + BT * I + B * H : 0
+  const perLayer = 8 * BT * H + 4 * BT + (training ? 1 : 2) * BT * I + B * NH * T * T
+  const grads = training ? 7 * BT * H + BT * I + B * H : 0 // gI2 included: also every layer's interAct
   return 2 * BT * H + 2 * BT + layerSets(c, training) * perLayer + 2 * B * H + grads
 }
 
@@ -102,6 +105,7 @@ export class ActivationArena {
       NH = c.numAttentionHeads,
       BT = B * T
     const embeddings = { embSum: take([BT, H]), embMean: take([BT]), embRstd: take([BT]), embOut: take([BT, H]) }
+    const gI2 = training ? take([BT, I]) : null // training's interAct too
     const sets: LayerActivations[] = Array.from({ length: layerSets(c, training) }, () => ({
       qkv: take([B, T, 3 * H]),
       probs: take([B, NH, T, T]),
@@ -111,7 +115,7 @@ export class ActivationArena {
       rstd1: take([BT]),
       h1: take([BT, H]),
       inter: take([BT, I]),
-      interAct: take([BT, I]),
+      interAct: gI2 ?? take([BT, I]),
       res2: take([BT, H]),
       mean2: take([BT]),
       rstd2: take([BT]),
@@ -132,7 +136,7 @@ export class ActivationArena {
         gTmp: take([BT, H]),
         gQkv: take([B, T, 3 * H]),
         gCtx: take([B, T, H]),
-        gI2: take([BT, I]),
+        gI2,
         gPooled: take([B, H]),
       })
     }

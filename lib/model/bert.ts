@@ -391,12 +391,13 @@ export class BertModel {
         bf16, // the output gradient of output.dense, next (as the forwards', bf16Next on CUDA)
       )
       // gI2 = (dy2 · W_out) ⊙ GELU'(inter): output.dense's input gradient carried through the GELU in one op.
+      // Its input GELU(inter) was not kept (interAct is one buffer for all layers): the op recomputes it.
       ops.linearBackward(
         acts.gI2,
         gp.output.weight,
         gp.output.bias,
         dy2 ?? acts.gRes,
-        a.interAct,
+        null,
         p.output.weight,
         false,
         this.precision,

@@ -13,6 +13,7 @@
 #include "gemm.h"
 #include "ops.h"
 #include "parallel.h"
+#include "scratch.h"
 #include "uniforms.h"
 
 namespace simcsepp::cpu {
@@ -286,6 +287,9 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 
 namespace {
 
+// linear_backward's GELU(geluInput) when it is given no inp (scratch.h: grown once, reused by every call).
+struct GeluRecomputeTag {};
+
 // dbias[o] += sum_r dout[r, o]: double sums over fixed row blocks (column_sums.h).
 void column_sums_add(float* dbias, const float* dout, int64_t R, int64_t OC) {
   const double* s = blocked_column_sums(
@@ -308,6 +312,11 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   if (dinp)
     sgemm_fused(bf16, false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C, ep);
   if (dweight) {
+    if (inp == nullptr) {  // the layer's input is GELU(geluInput): recomputed, with gelu_forward's bits
+      float* act = thread_scratch<GeluRecomputeTag, float>(0, R * C);
+      gelu_forward(act, geluInput, R * C);
+      inp = act;
+    }
     GemmEpilogue wep;
     wep.a_row_sums = dbias;
     sgemm_fused(bf16, true, false, OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C, wep);

@@ -67,7 +67,9 @@ using LinearForwardFn = void(float* out, const float* inp, const float* weight, 
 // dweight += dout^T · inp;  dbias += column sums of dout (dbias may be null; always fp32)
 // The two products at `precision` (ops/precision.h).
 // geluInput[R, C] not null (then accumulateInput is false): dinp = (dout · weight) ⊙ GELU'(geluInput), the
-// gradient through a GELU whose output was inp (GeluBackwardFn's derivative), fused into the product.
+// gradient through a GELU whose output was inp (GeluBackwardFn's derivative), fused into the product. inp may then
+// be null: the weight gradient reads GELU(geluInput), recomputed with GeluForwardFn's bits (so a model need not keep
+// the GELU's output for its backward: it holds as many floats as the GELU's input).
 using LinearBackwardFn = void(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                               const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput,
                               Precision precision, const float* geluInput);

@@ -521,6 +521,57 @@ for (const [R, C, OC] of LINEAR_SHAPES) {
   })
 }
 
+// Without inp, linearBackward recomputes GELU(geluInput) for the weight gradient (the model keeps only the GELU's
+// input): the CPU's results, and on the device the bits of a run given inp = geluForward(geluInput), at fp32 and
+// at bf16 with both operand paths (the copy rounds GELU(x) as it converts; fp32 operands: GELU into the workspace).
+for (const [R, C, OC] of LINEAR_SHAPES)
+  for (const [precision, operands] of /** @type {const} */ ([
+    ['fp32', undefined],
+    ['bf16', 'copies'],
+    ['bf16', 'fp32'],
+  ])) {
+    const name = `linear backward + GELU, inp recomputed R=${R} C=${C} OC=${OC} ${precision}${operands ? ` (${operands} operands)` : ''}`
+    gemmCase(
+      'linear backward without inp: GELU(geluInput) recomputed, the bits of inp = GELU(geluInput); CUDA equals CPU at fp32',
+      name,
+      3 * R * C * OC,
+      (lib, device, g) => {
+        const inputs = {
+          dinp: g.fill([R, C], NaN),
+          dweight: g.rand([OC, C]),
+          dbias: g.rand([OC]),
+          dout: g.rand([R, OC]),
+          weight: g.rand([OC, C], 0.2),
+          pre: g.rand([R, C], 3),
+          act: g.fill([R, C], NaN),
+        }
+        const before = process.env.SIMCSEPP_BF16_OPERANDS
+        if (operands) process.env.SIMCSEPP_BF16_OPERANDS = operands
+        try {
+          const run = (/** @type {Device} */ d, /** @type {boolean} */ kept) =>
+            afterRun(lib, d, inputs, (x) => {
+              if (kept) lib.ops.geluForward(x.act, x.pre)
+              lib.ops.linearBackward(x.dinp, x.dweight, x.dbias, x.dout, kept ? x.act : null, x.weight, false, precision, x.pre)
+            })
+          const [recomputed, kept] = [run(device, false), run(device, true)]
+          const checks = ['dinp', 'dweight', 'dbias'].map((out) =>
+            identical(`${name}: ${out} as with inp = GELU(geluInput)`, recomputed[out], kept[out]),
+          )
+          checks.push({ ok: recomputed.act.every(Number.isNaN), message: `${name}: nothing written where inp would be` })
+          if (precision === 'fp32') {
+            const cpu = run('cpu', false)
+            for (const out of ['dinp', 'dweight', 'dbias'])
+              checks.push(compare('linear_backward', `${name}: ${out}`, recomputed[out], cpu[out], GEMM_TOL))
+          }
+          return checks
+        } finally {
+          if (before === undefined) delete process.env.SIMCSEPP_BF16_OPERANDS
+          else process.env.SIMCSEPP_BF16_OPERANDS = before
+        }
+      },
+    )
+  }
+
 {
   const [R, C, OC] = [130, 33, 65]
   const name = `linear backward R=${R} C=${C} OC=${OC} twice`
