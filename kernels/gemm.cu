@@ -23,26 +23,21 @@
 //                     inp null (then geluInput is given): the layer's input is GELU(geluInput), recomputed
 //                     (gelu.cuh, the forward's bits): at bf16 by the copy of the operand itself (one GELU
 //                     segment: no pass of its own), else into the op workspace first
-//                     dbias += column sums of dout                 column_sum_add_kernel
-// column_sum_chunks_kernel, column_sum_add_kernel (dbias): as layernorm.cu's parameter gradients, grid
-// (ceil(OC / 32), chunks of 128 rows), block (32, 8): thread (x, y) sums column blockIdx.x * 32 + x over rows
-// y, y + 8, ... of its chunk in double (every row read as coalesced 128-byte segments), the 8 partials added
-// in y order and stored per chunk; then one thread per column adds the chunks' sums in chunk order (the next
-// 32 in flight: in_order_sum.cuh) and adds the float result into dbias. Every order is fixed: no atomics,
-// the same bits on every run. The row chunks are what spread the work: a 768-wide bias alone is only 24
-// column blocks.
+//                     dbias += column sums of dout                 column_sums.cuh (below)
+// dbias: column_sums.cuh's chunked sums (grid (ceil(OC / 32), chunks of 128 rows) of double partials, then one
+// thread per column adding them in chunk order): fixed orders, no atomics, the same bits on every run.
 #include <algorithm>
 #include <mutex>
 
 #include "bf16_copy.cuh"
 #include "bf16_handoff.cuh"
 #include "bf16_mirror.cuh"
+#include "column_sums.cuh"
 #include "cublaslt.cuh"
 #include "cuda_check.cuh"
 #include "gelu.cuh"
 #include "gemm_bf16.cuh"
 #include "grid.cuh"
-#include "in_order_sum.cuh"
 #include "launch.cuh"
 #include "tile_gemm.cuh"
 
@@ -50,51 +45,26 @@ namespace simcsepp::cuda {
 
 namespace {
 
-constexpr int kSumLanes = 8;            // row lanes of a chunk block (32 columns x 8 lanes)
-constexpr int64_t kSumChunkRows = 128;  // rows per chunk, more when R would need over 65535 chunks
-constexpr int kChunksAhead = 32;        // chunk sums the finishing thread keeps in flight
+constexpr int kChunksAhead = 32;  // chunk sums the finishing thread keeps in flight (column_sums.cuh)
 
-// partial[chunk * OC + c] = the sum over the chunk's rows of dout[r, c], in double.
-__global__ void __launch_bounds__(32 * kSumLanes)
-    column_sum_chunks_kernel(double* __restrict__ partial, const float* __restrict__ dout, int64_t R, int64_t OC,
-                             int64_t chunkRows) {
-  __shared__ double sums[kSumLanes][32];
-  const int64_t c = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
-  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunkRows;
-  const int64_t r1 = r0 + chunkRows < R ? r0 + chunkRows : R;
-  double s = 0.0;
-  if (c < OC)
-    for (int64_t r = r0 + threadIdx.y; r < r1; r += kSumLanes) s += static_cast<double>(dout[r * OC + c]);
-  sums[threadIdx.y][threadIdx.x] = s;
-  __syncthreads();
-  if (threadIdx.y != 0 || c >= OC) return;
-  for (int y = 1; y < kSumLanes; ++y) s += sums[y][threadIdx.x];
-  partial[static_cast<int64_t>(blockIdx.y) * OC + c] = s;
-}
-
-// dbias[c] += the chunks' sums of column c, added in chunk order.
-__global__ void __launch_bounds__(256)
-    column_sum_add_kernel(float* __restrict__ dbias, const double* __restrict__ partial, int64_t chunks, int64_t OC) {
-  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (c >= OC) return;
-  double total = 0.0;
-  detail::add_in_order<kChunksAhead>(
-      total, chunks, [&](int64_t k) { return partial[k * OC + c]; }, [](double a, double x) { return a + x; });
-  dbias[c] += static_cast<float>(total);
-}
+// The bias gradient's terms and finish (column_sums.cuh): dbias[c] += the sum over rows of dout[r, c], in double.
+struct DoutTerm {
+  const float* dout;
+  int64_t OC;
+  __device__ void operator()(double& s, int64_t r, int64_t c) const { s += static_cast<double>(dout[r * OC + c]); }
+};
+struct AddToBias {
+  float* dbias;
+  __device__ void operator()(int64_t c, double total) const { dbias[c] += static_cast<float>(total); }
+};
 
 // dbias += the column sums of dout [R, OC] on `stream` (R, OC > 0), through the op workspace.
 void add_column_sums(float* dbias, const float* dout, int64_t R, int64_t OC, cudaStream_t stream) {
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);  // held until both kernels are queued: the partials live there
-  const int64_t chunkRows = std::max(kSumChunkRows, (R + detail::kMaxGridY - 1) / detail::kMaxGridY);
-  const int64_t chunks = (R + chunkRows - 1) / chunkRows;
-  auto* partial = static_cast<double*>(ws.reserve(static_cast<size_t>(chunks * OC) * sizeof(double)));
-  launch("column_sum_chunks_kernel", column_sum_chunks_kernel,
-         dim3(static_cast<unsigned>((OC + 31) / 32), detail::grid_y(chunks)), dim3(32, kSumLanes), 0, stream, partial,
-         dout, R, OC, chunkRows);
-  launch("column_sum_add_kernel", column_sum_add_kernel, dim3(static_cast<unsigned>((OC + 255) / 256)), 256, 0, stream,
-         dbias, partial, chunks, OC);
+  auto* partial = static_cast<double*>(ws.reserve(static_cast<size_t>(colsum::chunks(R) * OC) * sizeof(double)));
+  colsum::launch_sums<kChunksAhead>("column_sum_chunks (dbias)", "column_sum_finish (dbias)", partial,
+                                    DoutTerm{dout, OC}, AddToBias{dbias}, R, OC, stream);
 }
 
 // sgemm_kernel<transA, transB> on `stream` (tile::sgemm's arguments, the transposes chosen at run time).

@@ -9,14 +9,10 @@
 //   layernorm_forward_kernel, layernorm_dinp_kernel: one warp per row, 8 rows per 256-thread block;
 //     lane l handles columns l, l + 32, ...; row sums by warp shuffles (warp_reduce.cuh). out may alias
 //     inp (and dinp dout): a lane writes only its own columns, after the row's sums are complete.
-//   layernorm_params_kernel: grid (ceil(C / 32), chunks), block (32, 8): blockIdx.y owns a chunk of
-//     128 rows (more when R > 128 * 65535), thread (x, y) column blockIdx.x * 32 + x and rows y, y + 8,
-//     ... of the chunk, summed in double; a column's 8 partials are added in y order through shared
-//     memory and the chunk's sum stored in the workspace. layernorm_params_finish_kernel (one thread
-//     per column) adds the chunk sums in chunk order (the next 16 in flight: in_order_sum.cuh) and adds the
-//     float result into dweight/dbias.
-//     Fixed chunks and orders: the result does not depend on scheduling; it is the CPU's double sum
-//     (added in another order, so its last bits can differ) rounded to float.
+//   dweight and dbias: column_sums.cuh's chunked sums of (dout * n, dout) in double2 (grid (ceil(C / 32), chunks
+//     of 128 rows) of partials, then one thread per column adding them in chunk order, 16 in flight). Fixed
+//     chunks and orders: the result does not depend on scheduling; it is the CPU's double sum (added in another
+//     order, so its last bits can differ) rounded to float.
 // The parameter kernels run before the dinp kernel (dinp may alias dout).
 // Both forwards also write bf16(out) into this thread's bf16 handoff when the binding asked for one
 // (bf16_handoff.cuh): the input of the bf16 product that follows; layernorm_dropout_backward likewise bf16(dy),
@@ -29,10 +25,10 @@
 #include <cmath>
 
 #include "bf16_handoff.cuh"
+#include "column_sums.cuh"
 #include "common/philox.h"
 #include "grid.cuh"
 #include "host_args.cuh"
-#include "in_order_sum.cuh"
 #include "warp_reduce.cuh"
 
 namespace simcsepp::cuda {
@@ -41,10 +37,7 @@ namespace {
 
 constexpr int kRowThreads = 256;
 constexpr int kRowsPerBlock = kRowThreads / 32;
-constexpr int kColTile = 32;
-constexpr int kRowLanes = 8;
-constexpr int64_t kChunkRows = 128;  // rows per chunk, more when R would need over 65535 chunks
-constexpr int kChunksAhead = 16;     // chunk sums the finish kernel keeps in flight (in_order_sum.cuh)
+constexpr int kChunksAhead = 16;  // chunk sums the finish kernel keeps in flight (column_sums.cuh; double2 terms)
 
 // The hidden dropout on device (TokenDropout with keepRows a device pointer, scale = 1/(1-p)).
 struct RowDrop {
@@ -159,44 +152,28 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
-// partial[chunk * C + c] = (sum dout * n, sum dout) over the chunk's rows, column c.
-__global__ void __launch_bounds__(kColTile* kRowLanes)
-    layernorm_params_kernel(double2* partial, const float* dout, const float* inp, const float* mean, const float* rstd,
-                            int64_t R, int64_t C, int64_t chunkRows) {
-  __shared__ double2 sums[kRowLanes][kColTile];
-  const int64_t c = static_cast<int64_t>(blockIdx.x) * kColTile + threadIdx.x;
-  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunkRows;
-  const int64_t r1 = r0 + chunkRows < R ? r0 + chunkRows : R;
-  double sw = 0.0, sb = 0.0;
-  if (c < C) {
-    for (int64_t r = r0 + threadIdx.y; r < r1; r += kRowLanes) {
-      const float g = dout[r * C + c];
-      sw += static_cast<double>(g) * ((inp[r * C + c] - mean[r]) * rstd[r]);
-      sb += g;
-    }
+// LayerNorm's parameter gradients as column sums (column_sums.cuh): the terms (dout * n, dout) of row r, column c,
+// in double; the totals added into dweight and dbias (either may be null).
+struct ParamTerms {
+  const float* dout;
+  const float* inp;
+  const float* mean;
+  const float* rstd;
+  int64_t C;
+  __device__ void operator()(double2& s, int64_t r, int64_t c) const {
+    const float g = dout[r * C + c];
+    s.x += static_cast<double>(g) * ((inp[r * C + c] - mean[r]) * rstd[r]);
+    s.y += g;
   }
-  sums[threadIdx.y][threadIdx.x] = make_double2(sw, sb);
-  __syncthreads();
-  if (threadIdx.y == 0 && c < C) {
-    for (int y = 1; y < kRowLanes; ++y) {
-      sw += sums[y][threadIdx.x].x;
-      sb += sums[y][threadIdx.x].y;
-    }
-    partial[static_cast<int64_t>(blockIdx.y) * C + c] = make_double2(sw, sb);
+};
+struct AddToParams {
+  float* dweight;
+  float* dbias;
+  __device__ void operator()(int64_t c, double2 total) const {
+    if (dweight != nullptr) dweight[c] += static_cast<float>(total.x);
+    if (dbias != nullptr) dbias[c] += static_cast<float>(total.y);
   }
-}
-
-__global__ void __launch_bounds__(kRowThreads)
-    layernorm_params_finish_kernel(float* dweight, float* dbias, const double2* partial, int64_t chunks, int64_t C) {
-  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  double2 sum = make_double2(0.0, 0.0);  // chunk by chunk, in order
-  detail::add_in_order<kChunksAhead>(
-      sum, chunks, [&](int64_t k) { return partial[k * C + c]; },
-      [](double2 a, double2 p) { return make_double2(a.x + p.x, a.y + p.y); });
-  if (dweight != nullptr) dweight[c] += static_cast<float>(sum.x);
-  if (dbias != nullptr) dbias[c] += static_cast<float>(sum.y);
-}
+};
 
 // The parameter gradients of dout at inp (dweight/dbias may be null), then dinp (and dy): in stream
 // order, so dinp may alias dout.
@@ -206,14 +183,10 @@ void launch_backward(float* dinp, float* dweight, float* dbias, const float* dou
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);  // held until the kernels are done with the partials
   if (dweight != nullptr || dbias != nullptr) {
-    const int64_t chunkRows = std::max(kChunkRows, (R + detail::kMaxGridY - 1) / detail::kMaxGridY);
-    const int64_t chunks = (R + chunkRows - 1) / chunkRows;
-    auto* partial = static_cast<double2*>(ws.reserve(static_cast<size_t>(chunks * C) * sizeof(double2)));
-    const dim3 grid(detail::grid_blocks(C, kColTile, INT32_MAX), detail::grid_y(chunks));
-    launch("layernorm_params", layernorm_params_kernel, grid, dim3(kColTile, kRowLanes), 0, detail::op_stream(),
-           partial, dout, inp, mean, rstd, R, C, chunkRows);
-    launch("layernorm_params_finish", layernorm_params_finish_kernel, detail::grid_blocks(C, kRowThreads, INT32_MAX),
-           kRowThreads, 0, detail::op_stream(), dweight, dbias, partial, chunks, C);
+    auto* partial = static_cast<double2*>(ws.reserve(static_cast<size_t>(colsum::chunks(R) * C) * sizeof(double2)));
+    colsum::launch_sums<kChunksAhead>("layernorm_params", "layernorm_params_finish", partial,
+                                      ParamTerms{dout, inp, mean, rstd, C}, AddToParams{dweight, dbias}, R, C,
+                                      detail::op_stream());
   }
   const unsigned blocks = detail::grid_blocks(R, kRowsPerBlock, INT32_MAX);
   if (dinp == nullptr) return;

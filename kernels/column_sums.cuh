@@ -1,0 +1,75 @@
+// Column sums over many rows in a fixed order, spread over the whole GPU: the linear layers' bias gradient
+// (gemm.cu: the column sums of dout) and LayerNorm's parameter gradients (layernorm.cu: the column sums of
+// (dout * n, dout)).
+//
+// chunks_kernel: grid (ceil(C / 32), chunks of chunk_rows(R) rows), block (32, 8): thread (x, y) adds term(r, c)
+// for column c = blockIdx.x * 32 + x over rows y, y + 8, ... of its chunk (each row read as coalesced 128-byte
+// segments) into a T (double, or double2 for two sums at once); the 8 partials are added in y order through
+// shared memory and the chunk's sum stored in `partial` (the op workspace). finish_kernel: one thread per column
+// adds the chunks' sums in chunk order (kAhead of them in flight: in_order_sum.cuh) and hands the total to
+// finish(c, total). Every order is fixed (no atomics): the same bits on every run. The row chunks are what
+// spread the work: a 768-wide bias alone is only 24 column blocks.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "grid.cuh"
+#include "in_order_sum.cuh"
+#include "launch.cuh"
+
+namespace simcsepp::cuda::colsum {
+
+constexpr int kLanes = 8;            // row lanes of a chunk block (32 columns x 8 lanes)
+constexpr int64_t kChunkRows = 128;  // rows per chunk, more when R would need over 65535 chunks
+constexpr int kFinishThreads = 256;
+
+__device__ __forceinline__ double plus(double a, double b) { return a + b; }
+__device__ __forceinline__ double2 plus(double2 a, double2 b) { return make_double2(a.x + b.x, a.y + b.y); }
+
+// Rows per chunk for R rows, and the chunks (each a row of C sums in the workspace).
+inline int64_t chunk_rows(int64_t R) { return std::max(kChunkRows, (R + detail::kMaxGridY - 1) / detail::kMaxGridY); }
+inline int64_t chunks(int64_t R) { return (R + chunk_rows(R) - 1) / chunk_rows(R); }
+
+// partial[chunk * C + c] = the sum over the chunk's rows r of term(s, r, c), which adds row r's term into s.
+template <class T, class Term>
+__global__ void __launch_bounds__(32 * kLanes)
+    chunks_kernel(T* __restrict__ partial, Term term, int64_t R, int64_t C, int64_t chunkRows) {
+  __shared__ T sums[kLanes][32];
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunkRows;
+  const int64_t r1 = r0 + chunkRows < R ? r0 + chunkRows : R;
+  T s{};
+  if (c < C)
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += kLanes) term(s, r, c);
+  sums[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y != 0 || c >= C) return;
+  for (int y = 1; y < kLanes; ++y) s = plus(s, sums[y][threadIdx.x]);
+  partial[static_cast<int64_t>(blockIdx.y) * C + c] = s;
+}
+
+// finish(c, the chunks' sums of column c added in chunk order).
+template <int kAhead, class T, class Finish>
+__global__ void __launch_bounds__(kFinishThreads)
+    finish_kernel(const T* __restrict__ partial, Finish finish, int64_t chunks, int64_t C) {
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  T total{};
+  detail::add_in_order<kAhead>(
+      total, chunks, [&](int64_t k) { return partial[k * C + c]; }, [](T a, T x) { return plus(a, x); });
+  finish(c, total);
+}
+
+// Queues both kernels on `stream` (R, C > 0); partial holds chunks(R) * C sums (the caller reserved it in the op
+// workspace and holds its lock until this returns). The names are the two launches', for profiles.
+template <int kAhead, class T, class Term, class Finish>
+void launch_sums(const char* chunksName, const char* finishName, T* partial, Term term, Finish finish, int64_t R,
+                 int64_t C, cudaStream_t stream) {
+  const int64_t n = chunks(R);
+  launch(chunksName, chunks_kernel<T, Term>, dim3(detail::grid_blocks(C, 32, INT32_MAX), detail::grid_y(n)),
+         dim3(32, kLanes), 0, stream, partial, term, R, C, chunk_rows(R));
+  launch(finishName, finish_kernel<kAhead, T, Finish>, detail::grid_blocks(C, kFinishThreads, INT32_MAX),
+         kFinishThreads, 0, stream, partial, finish, n, C);
+}
+
+}  // namespace simcsepp::cuda::colsum
