@@ -1,9 +1,9 @@
 // The bf16 operand copies of bf16_copy.cuh.
 // bf16_convert_kernel: blockIdx.y picks the segment (a GELU segment rounds GELU(src), gelu.cuh); the x blocks walk
-// it grid-stride. A segment whose source is
-// 16-byte and destination 8-byte aligned goes 4 elements per thread per step (one float4 load, one 8-byte
-// store), its last n % 4 elements one at a time; any other segment one element at a time. Consecutive threads
-// touch consecutive addresses either way (coalesced). Memory-bound: 6 bytes moved per element.
+// it grid-stride. A segment whose source is 16-byte and destination 8-byte aligned goes 4 elements per thread per
+// step (one float4 load, one 8-byte store), its last n % 4 elements one at a time; any other segment one element
+// at a time. Consecutive threads touch consecutive addresses either way (coalesced). Memory-bound: 6 bytes moved
+// per element.
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>

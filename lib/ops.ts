@@ -196,8 +196,9 @@ export function layerNormDropoutBackward(
  * out[R, OC] = inp[R, C]·weightᵀ + bias, weight in torch layout [OC, C]; bias may be null. The product at
  * `precision` ('bf16': operands rounded to bfloat16, fp32 sums; see Precision). With `geluOut`, also
  * geluOut = GELU(out) (geluForward's), out keeping the pre-activation: the MLP's first layer, the GELU applied
- * while each tile of out is in cache instead of in a second pass. bf16Next (with geluOut): geluOut is the input
- * of a bf16 linearForward right after (as layerNormForward's).
+ * while each tile of out is in cache instead of in a second pass. geluOut may be out itself: the GELU in place
+ * (no pre-activation kept, as inference needs none). bf16Next (with geluOut): geluOut is the input of a bf16
+ * linearForward right after (as layerNormForward's).
  */
 export function linearForward(
   out: Tensor,

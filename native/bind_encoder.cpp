@@ -10,6 +10,7 @@
 //   layerNormDropoutBackward(dres, dy|null, dweight, dbias, dout, res, weight, mean, rstd, sentences, p, seed,
 //                            offset, keepRows|null, firstRow, bf16Next?)
 //   linearForward(out, inp, weight, bias|null, precision, geluOut?, bf16Next?)   precision: 'fp32' | 'bf16'
+//                (geluOut: apart from out, or out itself for the GELU in place)
 //   (bf16Next: the output, geluOut for linearForward, dy (or dres) for layerNormDropoutBackward, dinp for
 //    linearBackward with geluInput, is an operand of the bf16 product(s) of the next op; see request_bf16_handoff)
 //   linearBackward(dinp|null, dweight, dbias|null, dout, inp|null, weight, accumulateInput, precision, geluInput?,
@@ -308,7 +309,8 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   if (geluOut) {  // written tile by tile while out and inp are still in use
     expect_rows(env, geluOut, "geluOut", R * OC, OC);
     require_same_device(env, out, "out", geluOut, "geluOut");
-    require_disjoint(env, geluOut, "geluOut", out, "out");
+    // geluOut may be out itself: the GELU in place (inference, which keeps no pre-activation); else apart from it.
+    if (geluOut->read_data() != out->read_data()) require_disjoint(env, geluOut, "geluOut", out, "out");
     require_disjoint(env, geluOut, "geluOut", inp, "inp");
   }
   const bool bf16Next = arg_bf16_next(info, 6);

@@ -193,6 +193,9 @@ t.test('linear with the fused GELU: the unfused ops bit for bit, the float64 ref
       const act2 = Tensor.zeros([R, OC])
       ops.geluForward(act2, pre)
       t.same(arr(act), arr(act2), `${what}: geluOut is geluForward(out) bit for bit`)
+      const inPlace = nans([R, OC])
+      ops.linearForward(inPlace, X, W, Bi, precision, inPlace)
+      t.same(arr(inPlace), arr(act), `${what}: geluOut = out (in place) is the same GELU bit for bit`)
       if (precision === 'fp32') {
         const ref = linearRef(f64(x32), f64(w32), f64(b32), R, C, OC)
         close(t, `${what}: geluOut vs float64 GELU(x Wᵀ + b)`, arr(act), ref.map(gelu), 1e-5)
@@ -236,7 +239,11 @@ t.test('linear with the fused GELU: the unfused ops bit for bit, the float64 ref
     }
   const z = (...shape: number[]) => Tensor.zeros(shape)
   const out = z(4, 6)
-  t.throws(() => ops.linearForward(out, z(4, 3), z(6, 3), null, 'fp32', out), /geluOut and out not to overlap/)
+  const wide = z(4, 7)
+  t.throws(
+    () => ops.linearForward(wide.view(0, [4, 6]), z(4, 3), z(6, 3), null, 'fp32', wide.view(1, [4, 6])),
+    /geluOut and out not to overlap/,
+  )
   t.throws(() => ops.linearForward(out, z(4, 3), z(6, 3), null, 'fp32', z(4, 5)), /geluOut/)
   const inp = z(4, 6)
   t.throws(() => ops.linearForward(z(4, 6), inp, z(6, 6), null, 'fp32', inp), /geluOut and inp not to overlap/)

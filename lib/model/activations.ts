@@ -6,7 +6,8 @@
 // reads right after the GELU writes it, and it is also gI2's memory: a forward never needs gI2 and a backward
 // never reads interAct). Inference saves nothing for a backward: layer l reads
 // only layer l - 1's output, so its layers take turns in two sets of buffers (layers[l] is set l % 2) and its
-// memory does not grow with the depth (BERT-base: 2 layers' buffers instead of 12, ~6x less in all).
+// memory does not grow with the depth (BERT-base: 2 layers' buffers instead of 12, ~6x less in all); its GELU
+// runs in place (interAct is inter). Either way a layer holds one [BT, I] buffer of its own.
 import type { BertConfig } from './config.js'
 import { Tensor, type Device } from '../tensor.js'
 
@@ -19,7 +20,7 @@ export interface LayerActivations {
   rstd1: Tensor // attention output + residual (LayerNorm input), [BT, H], [BT]
   h1: Tensor // [BT, H]
   inter: Tensor
-  interAct: Tensor // [BT, I] before / after GELU (in training, one buffer for all layers: see above)
+  interAct: Tensor // [BT, I] before / after GELU (training: one buffer for all layers; inference: inter itself)
   res2: Tensor
   mean2: Tensor
   rstd2: Tensor
@@ -57,7 +58,7 @@ export function floatsFor(c: BertConfig, B: number, T: number, training: boolean
     I = c.intermediateSize,
     NH = c.numAttentionHeads,
     BT = B * T
-  const perLayer = 8 * BT * H + 4 * BT + (training ? 1 : 2) * BT * I + B * NH * T * T
+  const perLayer = 8 * BT * H + 4 * BT + BT * I + B * NH * T * T
   const grads = training ? 7 * BT * H + BT * I + B * H : 0 // gI2 included: also every layer's interAct
   return 2 * BT * H + 2 * BT + layerSets(c, training) * perLayer + 2 * B * H + grads
 }
@@ -106,21 +107,23 @@ export class ActivationArena {
       BT = B * T
     const embeddings = { embSum: take([BT, H]), embMean: take([BT]), embRstd: take([BT]), embOut: take([BT, H]) }
     const gI2 = training ? take([BT, I]) : null // training's interAct too
-    const sets: LayerActivations[] = Array.from({ length: layerSets(c, training) }, () => ({
-      qkv: take([B, T, 3 * H]),
-      probs: take([B, NH, T, T]),
-      ctx: take([BT, H]),
-      res1: take([BT, H]),
-      mean1: take([BT]),
-      rstd1: take([BT]),
-      h1: take([BT, H]),
-      inter: take([BT, I]),
-      interAct: gI2 ?? take([BT, I]),
-      res2: take([BT, H]),
-      mean2: take([BT]),
-      rstd2: take([BT]),
-      h2: take([BT, H]),
-    }))
+    const sets: LayerActivations[] = Array.from({ length: layerSets(c, training) }, () => {
+      const set = {
+        qkv: take([B, T, 3 * H]),
+        probs: take([B, NH, T, T]),
+        ctx: take([BT, H]),
+        res1: take([BT, H]),
+        mean1: take([BT]),
+        rstd1: take([BT]),
+        h1: take([BT, H]),
+        inter: take([BT, I]),
+        res2: take([BT, H]),
+        mean2: take([BT]),
+        rstd2: take([BT]),
+        h2: take([BT, H]),
+      }
+      return { ...set, interAct: gI2 ?? set.inter }
+    })
     const acts = {
       B,
       T,

@@ -666,7 +666,8 @@ export class BertModel {
         drop1,
         bf16,
       )
-      // intermediate.dense and its GELU in one op (interAct = GELU(inter); inter kept for the backward).
+      // intermediate.dense and its GELU in one op (interAct = GELU(inter); inter kept for the backward; in
+      // inference interAct is inter: the GELU in place).
       ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias, this.precision, a.interAct, bf16)
       ops.linearForward(a.h2, a.interAct, w.output.weight, w.output.bias, this.precision)
       const drop2 = this.dropoutOptions(options, this.site(l, 2), c.hiddenDropoutProb)

@@ -60,7 +60,8 @@ using LayerNormDropoutBackwardFn = void(float* dres, float* dy, float* dweight, 
 
 // out[R, OC] = inp[R, C] · weight[OC, C]^T + bias[OC]   (bias may be null; products at `precision`)
 // geluOut[R, OC] = GELU(out) when geluOut is not null (GeluForwardFn's GELU; out keeps the pre-activation):
-// the MLP's first layer, which a backend may fuse into the product's epilogue.
+// the MLP's first layer, which a backend may fuse into the product's epilogue. geluOut may be out itself (the
+// GELU in place, out then ending as GELU of the product).
 using LinearForwardFn = void(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
                              int64_t OC, Precision precision, float* geluOut);
 // dinp (= or, with accumulateInput, +=) dout · weight   (dinp may be null to skip it)

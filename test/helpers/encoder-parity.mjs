@@ -492,9 +492,12 @@ for (const [R, C, OC] of LINEAR_SHAPES) {
       bias: g.rand([OC]),
     }
     const [gpu, cpu] = both(lib, device, inputs, (x) => lib.ops.linearForward(x.out, x.inp, x.weight, x.bias, 'fp32', x.act))
+    // The GELU in place (geluOut = out, as inference runs it): the device's separate geluOut bit for bit.
+    const inPlace = afterRun(lib, device, inputs, (x) => lib.ops.linearForward(x.out, x.inp, x.weight, x.bias, 'fp32', x.out))
     return [
       compare('linear_forward', `${name}: out`, gpu.out, cpu.out, GEMM_TOL),
       compare('linear_forward', `${name}: geluOut`, gpu.act, cpu.act, GEMM_TOL),
+      identical(`${name}: in place, the separate geluOut`, inPlace.out, gpu.act),
     ]
   })
 }
