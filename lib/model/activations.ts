@@ -4,10 +4,10 @@
 // attention probabilities before dropout, GELU inputs (not their outputs: the backward recomputes GELU(inter)
 // for output.dense's weight gradient, so in training every layer's interAct is one buffer, which output.dense
 // reads right after the GELU writes it, and it is also gI2's memory: a forward never needs gI2 and a backward
-// never reads interAct). Inference saves nothing for a backward: layer l reads
-// only layer l - 1's output, so its layers take turns in two sets of buffers (layers[l] is set l % 2) and its
-// memory does not grow with the depth (BERT-base: 2 layers' buffers instead of 12, ~6x less in all); its GELU
-// runs in place (interAct is inter). Either way a layer holds one [BT, I] buffer of its own.
+// never reads interAct). Inference saves nothing for a backward: layer l reads only layer l - 1's output, so
+// its layers take turns in two sets of buffers (layers[l] is set l % 2) and its memory does not grow with the
+// depth (BERT-base: 2 layers' buffers instead of 12, ~6x less in all); its GELU runs in place (interAct is
+// inter). Either way a layer holds one [BT, I] buffer of its own.
 import type { BertConfig } from './config.js'
 import { Tensor, type Device } from '../tensor.js'
 
