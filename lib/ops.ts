@@ -123,8 +123,9 @@ export function layerNormBackward(
 /**
  * BERT's sublayer output, fused: res = x + dropout(y), out = LayerNorm(res) (saves res, mean, rstd). The rows
  * are the tokens of `sentences` sentences (R / sentences rows each); the dropout (null: none) is that of
- * `dropout(y viewed as [sentences, rest])`, keepRows and firstRow counting sentences. out may be y. bf16Next:
- * as layerNormForward's.
+ * `dropout(y viewed as [sentences, rest])`, keepRows and firstRow counting sentences. out, res and y may be one
+ * tensor (inference, which keeps no LayerNorm input: res = out = y) but not partly overlap. bf16Next: as
+ * layerNormForward's.
  */
 export function residualLayerNormForward(
   out: Tensor,

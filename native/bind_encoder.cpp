@@ -216,6 +216,12 @@ void require_disjoint(const Napi::Env& env, const NativeTensor* a, const char* a
     throw_arg(env, std::string("Expected ") + aName + " and " + bName + " not to overlap");
 }
 
+// a and b are the same R x C rows (checked by the caller's shapes) or apart.
+void require_same_or_disjoint(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
+                              const char* bName) {
+  if (a->read_data() != b->read_data()) require_disjoint(env, a, aName, b, bName);
+}
+
 Napi::Value ResidualLayerNormForward(const Napi::CallbackInfo& info) {
   OpTensors ts(info, "residualLayerNormForward");
   Napi::Env env = info.Env();
@@ -235,9 +241,12 @@ Napi::Value ResidualLayerNormForward(const Napi::CallbackInfo& info) {
   expect_shape(env, bias, "bias", {C});
   expect_numel(env, mean, "mean", R, "the rows of x");
   expect_numel(env, rstd, "rstd", R, "the rows of x");
-  require_disjoint(env, res, "res", y, "y");
+  // res, out and y may be one tensor (each row is read before its own columns are written: inference keeps
+  // no LayerNorm input) but not partly overlap; x is read after res and out are written, so it is apart.
+  require_same_or_disjoint(env, res, "res", y, "y");
+  require_same_or_disjoint(env, res, "res", out, "out");
+  require_same_or_disjoint(env, out, "out", y, "y");
   require_disjoint(env, res, "res", x, "x");
-  require_disjoint(env, res, "res", out, "out");
   require_disjoint(env, out, "out", x, "x");
   const float eps = static_cast<float>(arg_positive(info, 8, "eps"));
   const TokenDropout drop = token_dropout(info, 9, R, C);

@@ -8,6 +8,7 @@ import { train } from '../lib/train/train.js'
 import { compareWeights as compare } from './helpers/compare-weights.js'
 import type { StepInfo } from '../lib/train/events.js'
 import { OBJECTIVES } from '../lib/train/objective.js'
+import type { Tensor } from '../lib/tensor.js'
 import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
 
 const dir = tempDir('simcsepp-micro-batch-')
@@ -161,39 +162,79 @@ t.test('--micro-batch auto is the default; the budget is the device memory', asy
   t.ok(chooseMicroBatch('auto', base, 4 * 2 ** 30).rows < 3 * 512)
 })
 
-t.test('ActivationArena: inference layers take turns in two sets of buffers; training keeps one per layer', async (t) => {
-  const { ActivationArena, floatsFor } = await import('../lib/model/activations.js')
-  const { namedConfig } = await import('../lib/model/config.js')
-  const config = { ...namedConfig('tiny', 100), numHiddenLayers: 5 }
-  const arena = new ActivationArena(config, 'cpu')
-  t.teardown(() => arena.dispose())
-  const [B, T] = [3, 7]
-  const inference = arena.acquire(B, T, false)
-  t.equal(inference.layers.length, 5)
-  t.ok(
-    inference.layers.every((a, l) => a === inference.layers[l % 2]),
-    'layer l uses set l % 2',
-  )
-  t.not(inference.layers[0], inference.layers[1], 'consecutive layers apart: layer l reads layer l - 1 while it writes')
-  const training = arena.acquire(B, T, true)
-  t.equal(new Set(training.layers).size, 5, 'training: one set per layer (the backward reads them all)')
-  t.ok(
-    training.layers.every((a) => a.interAct === training.gI2),
-    "training: every layer's GELU output is gI2's buffer (the backward recomputes it from inter)",
-  )
-  t.ok(
-    inference.layers.every((a) => a.interAct === a.inter),
-    'inference: the GELU in place (no pre-activation kept)',
-  )
-  // One layer's floats: the training floats minus the inference ones (with the gradient scratch) over 3 layers;
-  // either way a layer holds one [BT, I] buffer.
-  const [H, I] = [config.hiddenSize, config.intermediateSize]
-  const grads = 7 * B * T * H + B * T * I + B * H
-  const perLayer = (floatsFor(config, B, T, true) - grads - floatsFor(config, B, T, false)) / 3
-  t.equal(perLayer, 8 * B * T * H + 4 * B * T + B * T * I + B * config.numAttentionHeads * T * T, 'per layer')
-  const one = { ...config, numHiddenLayers: 1 }
-  t.equal(floatsFor(one, B, T, false), floatsFor(one, B, T, true) - grads, 'one layer: one set either way')
-})
+t.test(
+  'ActivationArena: inference shares one set of buffers, its outputs taking turns in two; training keeps one set per layer',
+  async (t) => {
+    const { ActivationArena, floatsFor } = await import('../lib/model/activations.js')
+    const { namedConfig } = await import('../lib/model/config.js')
+    const config = { ...namedConfig('tiny', 100), numHiddenLayers: 5 }
+    const arena = new ActivationArena(config, 'cpu')
+    t.teardown(() => arena.dispose())
+    const [B, T] = [3, 7]
+    const [H, I, NH] = [config.hiddenSize, config.intermediateSize, config.numAttentionHeads]
+    const [BT, probs] = [B * T, B * NH * T * T]
+    const inference = arena.acquire(B, T, false)
+    // Whether two views share memory: b's writes show in a.
+    const overlap = (a: Tensor, b: Tensor) => {
+      a.fill(0)
+      b.fill(1)
+      return a.toFloat32Array().includes(1)
+    }
+    t.equal(inference.layers.length, 5)
+    t.ok(
+      inference.layers.every((a, l) => a.h2 === inference.layers[l % 2].h2),
+      'layer l writes output l % 2',
+    )
+    t.equal(inference.embOut, inference.layers[1].h2, "the embedding output is the second output: layer 0's input")
+    t.notOk(overlap(inference.layers[0].h2, inference.layers[1].h2), 'the two outputs apart')
+    const a = inference.layers[0]
+    const within = [a.qkv, a.probs, a.ctx, a.mean1, a.rstd1, a.h1, a.inter, a.mean2, a.rstd2]
+    t.ok(
+      inference.layers.every((l) =>
+        within.every((x, i) => x === [l.qkv, l.probs, l.ctx, l.mean1, l.rstd1, l.h1, l.inter, l.mean2, l.rstd2][i]),
+      ),
+      'one set of buffers within a layer for all layers',
+    )
+    t.ok(
+      inference.layers.every((l) => l.res1 === l.h1 && l.res2 === l.h2 && l.interAct === l.inter),
+      'the LayerNorms and the GELU in place',
+    )
+    for (const [x, what] of [
+      [a.h1, "h1 in qkv's memory (qkv is dead once ctx is written)"],
+      [inference.embSum, "embSum too (dead once layer 0's input is written)"],
+    ] as const) {
+      a.qkv.fill(0)
+      x.fill(1)
+      const q = a.qkv.toFloat32Array()
+      t.ok(x.numel === BT * H && q.every((v, i) => v === (i < BT * H ? 1 : 0)), `${what}: its first [BT, H]`)
+    }
+    // Every other pair of buffers apart: a layer reads its input (the other output) until its own output is written.
+    const apart = [inference.embMean, inference.embRstd, ...inference.layers.slice(0, 2).map((l) => l.h2), a.qkv, a.probs, a.ctx]
+    apart.push(a.mean1, a.rstd1, a.inter, a.mean2, a.rstd2, inference.pooled, inference.z)
+    t.ok(
+      apart.every((x, i) => apart.every((y, j) => i === j || !overlap(x, y))),
+      'the other buffers apart',
+    )
+    t.equal(floatsFor(config, B, T, false), 6 * BT * H + 6 * BT + BT * I + probs + 2 * B * H, 'inference floats')
+    t.equal(floatsFor({ ...config, numHiddenLayers: 24 }, B, T, false), floatsFor(config, B, T, false), 'independent of the depth')
+
+    const training = arena.acquire(B, T, true)
+    t.equal(new Set(training.layers).size, 5, 'training: one set per layer (the backward reads them all)')
+    t.ok(
+      training.layers.every((a) => a.interAct === training.gI2),
+      "training: every layer's GELU output is gI2's buffer (the backward recomputes it from inter)",
+    )
+    t.ok(
+      training.layers.every((a) => a.res1 !== a.h1 && a.res2 !== a.h2 && a.inter !== a.interAct),
+      'training: the LayerNorm and GELU inputs kept',
+    )
+    // One layer's floats: the difference a layer more makes.
+    const perLayer = floatsFor({ ...config, numHiddenLayers: 6 }, B, T, true) - floatsFor(config, B, T, true)
+    t.equal(perLayer, 8 * BT * H + 4 * BT + BT * I + probs, 'training floats per layer')
+    const grads = 7 * BT * H + BT * I + B * H
+    t.equal(floatsFor(config, B, T, true), 2 * BT * H + 2 * BT + 5 * perLayer + 2 * B * H + grads, 'training floats')
+  },
+)
 
 t.test('ActivationArena: a batch of the last shape gets the same views; another shape or a larger buffer, new ones', async (t) => {
   const { ActivationArena, floatsFor } = await import('../lib/model/activations.js')

@@ -741,6 +741,21 @@ t.test('fused residual + dropout + layer norm: bit for bit the unfused sequence,
     const [seqOut, sm, sr] = [Tensor.zeros([R, C]), Tensor.zeros([R]), Tensor.zeros([R])]
     ops.layerNormForward(seqOut, sm, sr, seq, T32(w, [C]), T32(b, [C]), 1e-12)
     t.ok(bits(arr(res), arr(seq)) && bits(arr(out), arr(seqOut)) && bits(arr(m), arr(sm)) && bits(arr(r), arr(sr)), `${what}: forward`)
+    // Inference's call: out, res and y one tensor (no LayerNorm input kept); res = y alone, and out = y alone.
+    for (const [alias, o, rs] of [
+      ['out = res = y', 'y', 'y'],
+      ['res = y', 'out', 'y'],
+      ['out = y', 'y', 'res'],
+    ] as const) {
+      const [Y, O, Rs, m2, r2] = [T32(y, [R, C]), Tensor.zeros([R, C]), Tensor.zeros([R, C]), Tensor.zeros([R]), Tensor.zeros([R])]
+      const pick = (which: 'y' | 'out' | 'res') => (which === 'y' ? Y : which === 'out' ? O : Rs)
+      ops.residualLayerNormForward(pick(o), pick(rs), m2, r2, Y, T32(x, [R, C]), T32(w, [C]), T32(b, [C]), 1e-12, sentences, site)
+      const resBits = rs === o ? true : bits(arr(pick(rs)), arr(seq))
+      t.ok(
+        bits(arr(pick(o)), arr(seqOut)) && resBits && bits(arr(m2), arr(sm)) && bits(arr(r2), arr(sr)),
+        `${what}: ${alias}, the same bits`,
+      )
+    }
     if (site)
       t.ok(
         arr(res).some((v, i) => v === x[i] && y[i] !== 0),
@@ -764,10 +779,33 @@ t.test('fused residual + dropout + layer norm: bit for bit the unfused sequence,
     () => ops.residualLayerNormForward(z(4, 3), z(4, 3), z(4), z(4), z(4, 3), z(4, 3), z(3), z(3), 1e-5, 3, site),
     /sentences to divide the 4 rows/,
   )
-  const shared = z(4, 3)
+  const shared = z(5, 3)
   t.throws(
-    () => ops.residualLayerNormForward(z(4, 3), shared, z(4), z(4), shared, z(4, 3), z(3), z(3), 1e-5, 2, null),
+    () =>
+      ops.residualLayerNormForward(z(4, 3), shared.view(0, [4, 3]), z(4), z(4), shared.view(3, [4, 3]), z(4, 3), z(3), z(3), 1e-5, 2, null),
     /res and y not to overlap/,
+  )
+  t.throws(
+    () =>
+      ops.residualLayerNormForward(shared.view(3, [4, 3]), z(4, 3), z(4), z(4), shared.view(0, [4, 3]), z(4, 3), z(3), z(3), 1e-5, 2, null),
+    /out and y not to overlap/,
+  )
+  t.throws(
+    () =>
+      ops.residualLayerNormForward(
+        shared.view(0, [4, 3]),
+        shared.view(0, [4, 3]),
+        z(4),
+        z(4),
+        z(4, 3),
+        shared.view(3, [4, 3]),
+        z(3),
+        z(3),
+        1e-5,
+        2,
+        null,
+      ),
+    /res and x not to overlap/,
   )
   t.throws(() => ops.residualLayerNormForward(z(4, 3), z(4, 3), z(4), z(4), z(4, 2), z(4, 3), z(3), z(3), 1e-5, 2, null), /\by\b/)
   t.throws(

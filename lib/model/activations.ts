@@ -4,10 +4,15 @@
 // attention probabilities before dropout, GELU inputs (not their outputs: the backward recomputes GELU(inter)
 // for output.dense's weight gradient, so in training every layer's interAct is one buffer, which output.dense
 // reads right after the GELU writes it, and it is also gI2's memory: a forward never needs gI2 and a backward
-// never reads interAct). Inference saves nothing for a backward: layer l reads only layer l - 1's output, so
-// its layers take turns in two sets of buffers (layers[l] is set l % 2) and its memory does not grow with the
-// depth (BERT-base: 2 layers' buffers instead of 12, ~6x less in all); its GELU runs in place (interAct is
-// inter). Either way a layer holds one [BT, I] buffer of its own.
+// never reads interAct).
+// Inference saves nothing for a backward: a layer's buffers are dead once it has written its output, and layer l
+// reads only layer l - 1's output. So one set of buffers serves every layer and only the outputs take turns in
+// two buffers (layer l writes h2 number l % 2 and reads the other; the embedding output is number 1, layer 0's
+// input), and its memory does not grow with the depth. Within the set: the GELU runs in place (interAct =
+// inter), each LayerNorm over its input (res1 = h1, res2 = h2), and embSum and h1 live in qkv's memory (embSum is
+// dead once the embedding LayerNorm has written layer 0's input, qkv once the attention has written ctx, and h1
+// once the layer's output is written, before the next layer's qkv). BERT-base at 64 x 128: 289 MiB (two sets
+// of whole layers taking turns held 721).
 import type { BertConfig } from './config.js'
 import { Tensor, type Device } from '../tensor.js'
 
@@ -47,20 +52,18 @@ export interface Activations {
   gPooled: Tensor // [B, H]
 }
 
-/** The sets of layer buffers a pass holds: one per layer in training, two taking turns in inference. */
-export function layerSets(c: BertConfig, training: boolean): number {
-  return training ? c.numHiddenLayers : Math.min(c.numHiddenLayers, 2)
-}
-
 /** Number of floats one batch of B×T needs (train() sizes a batch with it before allocating). */
 export function floatsFor(c: BertConfig, B: number, T: number, training: boolean): number {
   const H = c.hiddenSize,
     I = c.intermediateSize,
     NH = c.numAttentionHeads,
     BT = B * T
-  const perLayer = 8 * BT * H + 4 * BT + BT * I + B * NH * T * T
-  const grads = training ? 7 * BT * H + BT * I + B * H : 0 // gI2 included: also every layer's interAct
-  return 2 * BT * H + 2 * BT + layerSets(c, training) * perLayer + 2 * B * H + grads
+  const probs = B * NH * T * T
+  const outputs = 2 * B * H // pooled, z
+  if (!training) return 2 * BT + 2 * BT * H + (4 * BT * H + 4 * BT + BT * I + probs) + outputs // see acquire
+  const perLayer = 8 * BT * H + 4 * BT + BT * I + probs
+  const grads = 7 * BT * H + BT * I + B * H // gI2 included: also every layer's interAct
+  return 2 * BT * H + 2 * BT + c.numHiddenLayers * perLayer + outputs + grads
 }
 
 export class ActivationArena {
@@ -105,10 +108,15 @@ export class ActivationArena {
       I = c.intermediateSize,
       NH = c.numAttentionHeads,
       BT = B * T
-    const embeddings = { embSum: take([BT, H]), embMean: take([BT]), embRstd: take([BT]), embOut: take([BT, H]) }
-    const gI2 = training ? take([BT, I]) : null // training's interAct too
-    const sets: LayerActivations[] = Array.from({ length: layerSets(c, training) }, () => {
-      const set = {
+    const L = c.numHiddenLayers
+    let embeddings: Pick<Activations, 'embSum' | 'embMean' | 'embRstd' | 'embOut'>
+    let layers: LayerActivations[]
+    let gI2: Tensor | null = null
+    if (training) {
+      embeddings = { embSum: take([BT, H]), embMean: take([BT]), embRstd: take([BT]), embOut: take([BT, H]) }
+      const interAct = take([BT, I]) // gI2 too
+      gI2 = interAct
+      layers = Array.from({ length: L }, () => ({
         qkv: take([B, T, 3 * H]),
         probs: take([B, NH, T, T]),
         ctx: take([BT, H]),
@@ -117,18 +125,41 @@ export class ActivationArena {
         rstd1: take([BT]),
         h1: take([BT, H]),
         inter: take([BT, I]),
+        interAct,
         res2: take([BT, H]),
         mean2: take([BT]),
         rstd2: take([BT]),
         h2: take([BT, H]),
+      }))
+    } else {
+      // One set for every layer, the outputs in two buffers taking turns (the header comment).
+      const [embMean, embRstd] = [take([BT]), take([BT])]
+      const outputs = [take([BT, H]), take([BT, H])]
+      const qkv = take([B, T, 3 * H])
+      const inter = take([BT, I])
+      const h1 = qkv.view(0, [BT, H])
+      const shared = {
+        qkv,
+        probs: take([B, NH, T, T]),
+        ctx: take([BT, H]),
+        res1: h1,
+        mean1: take([BT]),
+        rstd1: take([BT]),
+        h1,
+        inter,
+        interAct: inter,
+        mean2: take([BT]),
+        rstd2: take([BT]),
       }
-      return { ...set, interAct: gI2 ?? set.inter }
-    })
+      embeddings = { embSum: qkv.view(0, [BT, H]), embMean, embRstd, embOut: outputs[1] }
+      const sets = outputs.map((h2) => ({ ...shared, res2: h2, h2 }))
+      layers = Array.from({ length: L }, (_, l) => sets[l % 2])
+    }
     const acts = {
       B,
       T,
       ...embeddings,
-      layers: Array.from({ length: c.numHiddenLayers }, (_, l) => sets[l % sets.length]),
+      layers,
       pooled: take([B, H]),
       z: take([B, H]),
     } as Activations
@@ -143,6 +174,7 @@ export class ActivationArena {
         gPooled: take([B, H]),
       })
     }
+    if (offset !== need) throw new Error(`ActivationArena: views take ${offset} floats, floatsFor counted ${need}`)
     this.last = { B, T, training, generation: this.generation, acts }
     return acts
   }

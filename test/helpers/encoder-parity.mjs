@@ -1067,6 +1067,8 @@ for (const [
       const inPlace = d.from(y, [R, C]) // out aliases y, as the model calls it
       const res2 = d.zeros([R, C])
       d.lib.ops.residualLayerNormForward(inPlace, res2, d.zeros([R]), d.zeros([R]), inPlace, xt, wt, bt, 1e-12, sentences, site)
+      const all = d.from(y, [R, C]) // out = res = y: inference's call (no LayerNorm input kept)
+      d.lib.ops.residualLayerNormForward(all, all, d.zeros([R]), d.zeros([R]), all, xt, wt, bt, 1e-12, sentences, site)
       // The unfused sequence on this device.
       const seq = d.from(y, [R, C])
       const seqRows = seq.view(0, [sentences, (R / sentences) * C])
@@ -1082,6 +1084,8 @@ for (const [
         rstd: r.toFloat32Array(),
         inPlace: inPlace.toFloat32Array(),
         unfusedDiffers: differing(o, seqOut.toFloat32Array()) + differing(rs, seq.toFloat32Array()),
+        // Elements where out = res = y differs from the separate out: 0 on every device.
+        aliasedDiffers: differing(o, all.toFloat32Array()),
       }
     },
   })
