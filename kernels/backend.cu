@@ -21,6 +21,7 @@ const Backend& cuda_backend() {
     b.embedding_forward = cuda::embedding_forward;
     b.embedding_backward = cuda::embedding_backward;
     b.layernorm_forward = cuda::layernorm_forward;
+    b.layernorm_apply = cuda::layernorm_apply;
     b.layernorm_backward = cuda::layernorm_backward;
     b.residual_layernorm_forward = cuda::residual_layernorm_forward;
     b.layernorm_dropout_backward = cuda::layernorm_dropout_backward;

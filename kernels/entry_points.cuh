@@ -19,6 +19,7 @@ OffDropoutUnfusedFitFn offDropoutUnfusedFit;            // infonce_unfused.cu
 EmbeddingForwardFn embedding_forward;                   // embedding.cu
 EmbeddingBackwardFn embedding_backward;                 // embedding.cu
 LayerNormForwardFn layernorm_forward;                   // layernorm.cu
+LayerNormApplyFn layernorm_apply;                       // layernorm.cu
 LayerNormBackwardFn layernorm_backward;                 // layernorm.cu
 ResidualLayerNormForwardFn residual_layernorm_forward;  // layernorm.cu
 LayerNormDropoutBackwardFn layernorm_dropout_backward;  // layernorm.cu

@@ -2,11 +2,14 @@
 //   forward:  mean = E[x], rstd = 1 / sqrt(Var[x] + eps) (biased), out = (x - mean) * rstd * weight + bias.
 //             As cpu::layernorm_forward: both moments in double, the variance two-pass (sum of
 //             (x - mean)^2, no E[x^2] - mean^2 cancellation), then rounded to float.
+//   apply:    out = (x - mean) * rstd * weight + bias from saved statistics (the forward's expression,
+//             ln_output, so its bits): a backward that reads the output recomputes it instead of keeping it.
 //   backward: n = (x - mean) * rstd, g = dout * weight,
 //             dinp = rstd * (g - mean(g) - n * mean(g * n))   (overwritten; dinp may alias dout),
 //             dweight += sum_r dout * n, dbias += sum_r dout   (reduced in double).
 // Tiling:
-//   layernorm_forward_kernel, layernorm_dinp_kernel: one warp per row, 8 rows per 256-thread block;
+//   layernorm_forward_kernel, layernorm_apply_kernel, layernorm_dinp_kernel: one warp per row, 8 rows per 256-thread
+//   block;
 //     lane l handles columns l, l + 32, ...; row sums by warp shuffles (warp_reduce.cuh). out may alias
 //     inp (and dinp dout): a lane writes only its own columns, after the row's sums are complete.
 //   dweight and dbias: column_sums.cuh's chunked sums of (dout * n, dout) in double2 (grid (ceil(C / 32), chunks
@@ -61,6 +64,11 @@ __device__ __forceinline__ float drop_value(const RowDrop& d, uint64_t index, fl
   return dropout_uniform(d.seed, detail::dropout_offset(d.offset, d.offsetDelta), index) >= d.p ? v * d.scale : 0.0f;
 }
 
+// One output element of a layer norm: the forward's and the apply kernel's one expression (the same bits).
+__device__ __forceinline__ float ln_output(float x, float m, float rs, float w, float b) {
+  return (x - m) * rs * w + b;
+}
+
 // kResidual: the row's input is res = x + dropout(y) (written to res), else inp.
 template <bool kResidual>
 __global__ void __launch_bounds__(kRowThreads)
@@ -102,7 +110,7 @@ __global__ void __launch_bounds__(kRowThreads)
   float* o = out + row * C;
   __nv_bfloat16* o16 = out16 != nullptr ? out16 + row * C : nullptr;
   for (int64_t c = lane; c < C; c += 32) {
-    const float v = (x[c] - m) * rs * weight[c] + bias[c];
+    const float v = ln_output(x[c], m, rs, weight[c], bias[c]);
     o[c] = v;
     if (o16 != nullptr) o16[c] = __float2bfloat16(v);
   }
@@ -110,6 +118,18 @@ __global__ void __launch_bounds__(kRowThreads)
     mean[row] = m;
     rstd[row] = rs;
   }
+}
+
+__global__ void __launch_bounds__(kRowThreads)
+    layernorm_apply_kernel(float* out, const float* inp, const float* mean, const float* rstd, const float* weight,
+                           const float* bias, int64_t R, int64_t C) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  if (row >= R) return;
+  const float m = mean[row], rs = rstd[row];
+  const float* x = inp + row * C;
+  float* o = out + row * C;
+  for (int64_t c = lane; c < C; c += 32) o[c] = ln_output(x[c], m, rs, weight[c], bias[c]);
 }
 
 // kDropout: also dy = dropout(dinp) with the forward's mask (dropout_kernel's arithmetic).
@@ -219,6 +239,15 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
   launch("layernorm_forward", layernorm_forward_kernel<false>, detail::grid_blocks(R, kRowsPerBlock, INT32_MAX),
          kRowThreads, 0, detail::op_stream(), out, mean, rstd, inp, weight, bias, R, C, eps,
          static_cast<float*>(nullptr), static_cast<const float*>(nullptr), RowDrop{}, bf16handoff::claim(out, R * C));
+  detail::finish_op();
+}
+
+void layernorm_apply(float* out, const float* inp, const float* mean, const float* rstd, const float* weight,
+                     const float* bias, int64_t R, int64_t C) {
+  require();
+  if (R <= 0 || C <= 0) return;
+  launch("layernorm_apply", layernorm_apply_kernel, detail::grid_blocks(R, kRowsPerBlock, INT32_MAX), kRowThreads, 0,
+         detail::op_stream(), out, inp, mean, rstd, weight, bias, R, C);
   detail::finish_op();
 }
 

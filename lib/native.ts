@@ -257,6 +257,14 @@ export interface Addon {
     eps: number,
     bf16Next?: boolean,
   ): void
+  layerNormApply(
+    out: NativeTensor,
+    inp: NativeTensor,
+    mean: NativeTensor,
+    rstd: NativeTensor,
+    weight: NativeTensor,
+    bias: NativeTensor,
+  ): void
   layerNormBackward(
     dinp: NativeTensor,
     dweight: NativeTensor,

@@ -70,9 +70,8 @@ export function embeddingBackward(
   )
 }
 
-/** out = (x − mean)·rstd·weight + bias over the last dimension; saves mean and rstd (one per row). */
 /**
- * out = (inp − mean)·rstd·weight + bias per row. bf16Next: out is the input of a bf16 linearForward right after
+ * out = (inp − mean)·rstd·weight + bias over the last dimension; saves mean and rstd (one per row). bf16Next: out is the input of a bf16 linearForward right after
  * (on CUDA this op then also writes out's bf16 copy for it: kernels/bf16_handoff.cuh; the result is the same).
  */
 export function layerNormForward(
@@ -94,6 +93,21 @@ export function layerNormForward(
     nativeOf(bias, 'bias'),
     eps,
     bf16Next,
+  )
+}
+
+/**
+ * layerNormForward's out recomputed from its inp and the mean and rstd it saved, with the same bits: a backward
+ * that reads a LayerNorm's output (the next linear layer's weight gradient) need not keep it. out may be inp.
+ */
+export function layerNormApply(out: Tensor, inp: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor, bias: Tensor): void {
+  addon.layerNormApply(
+    nativeOf(out, 'out'),
+    nativeOf(inp, 'inp'),
+    nativeOf(mean, 'mean'),
+    nativeOf(rstd, 'rstd'),
+    nativeOf(weight, 'weight'),
+    nativeOf(bias, 'bias'),
   )
 }
 

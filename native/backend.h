@@ -38,6 +38,7 @@ namespace simcsepp {
   X(EmbeddingForwardFn, embedding_forward)                                             \
   X(EmbeddingBackwardFn, embedding_backward)                                           \
   X(LayerNormForwardFn, layernorm_forward)                                             \
+  X(LayerNormApplyFn, layernorm_apply)                                                 \
   X(LayerNormBackwardFn, layernorm_backward)                                           \
   X(ResidualLayerNormForwardFn, residual_layernorm_forward)                            \
   X(LayerNormDropoutBackwardFn, layernorm_dropout_backward)                            \

@@ -4,6 +4,7 @@
 //   embeddingForward(out, ids, posIds, typeIds, word, pos, type)
 //   embeddingBackward(dword|null, dpos|null, dtype|null, dout, ids, posIds, typeIds)
 //   layerNormForward(out, mean, rstd, inp, weight, bias, eps, bf16Next?)
+//   layerNormApply(out, inp, mean, rstd, weight, bias)   (out may be inp)
 //   layerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd)
 //   residualLayerNormForward(out, res, mean, rstd, y, x, weight, bias, eps, sentences, p, seed, offset,
 //                            keepRows|null, firstRow, bf16Next?)
@@ -138,31 +139,72 @@ void request_bf16_handoff(bool bf16Next, const NativeTensor* out) {
   if (bf16Next && out->device() == Device::kCuda) cuda::bf16_handoff_request(out->read_data(), out->numel());
 }
 
+// a and b must not share memory (an output written while the other is still being read).
+void require_disjoint(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
+                      const char* bName) {
+  const float *a0 = a->read_data(), *b0 = b->read_data();  // addresses only: nothing is written here
+  if (a0 < b0 + b->numel() && b0 < a0 + a->numel())
+    throw_arg(env, std::string("Expected ") + aName + " and " + bName + " not to overlap");
+}
+
+// a and b are the same R x C rows (checked by the caller's shapes) or apart.
+void require_same_or_disjoint(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
+                              const char* bName) {
+  if (a->read_data() != b->read_data()) require_disjoint(env, a, aName, b, bName);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Layer norm
+
+// A layer norm's rows: out and inp [R, C], mean and rstd one per row, weight and bias [C] (at info[4], info[5]),
+// the others at the positions given; checked.
+struct LayerNormTensors {
+  NativeTensor *out, *inp, *mean, *rstd, *weight, *bias;
+  int64_t R, C;
+};
+LayerNormTensors layernorm_tensors(OpTensors& ts, const Napi::Env& env, size_t out, size_t inp, size_t mean,
+                                   size_t rstd) {
+  LayerNormTensors t{ts.tensor(out, "out"),
+                     ts.tensor(inp, "inp"),
+                     ts.tensor(mean, "mean"),
+                     ts.tensor(rstd, "rstd"),
+                     ts.tensor(4, "weight"),
+                     ts.tensor(5, "bias"),
+                     0,
+                     0};
+  t.C = last_dim(env, t.inp, "inp");
+  t.R = t.inp->numel() / t.C;
+  expect_rows(env, t.out, "out", t.R * t.C, t.C);
+  expect_shape(env, t.weight, "weight", {t.C});
+  expect_shape(env, t.bias, "bias", {t.C});
+  expect_numel(env, t.mean, "mean", t.R, "the rows of inp");
+  expect_numel(env, t.rstd, "rstd", t.R, "the rows of inp");
+  return t;
+}
 
 Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   OpTensors ts(info, "layerNormForward");
   Napi::Env env = info.Env();
-  NativeTensor* out = ts.tensor(0, "out");
-  NativeTensor* mean = ts.tensor(1, "mean");
-  NativeTensor* rstd = ts.tensor(2, "rstd");
-  NativeTensor* inp = ts.tensor(3, "inp");
-  NativeTensor* weight = ts.tensor(4, "weight");
-  NativeTensor* bias = ts.tensor(5, "bias");
-  const int64_t C = last_dim(env, inp, "inp"), R = inp->numel() / C;
-  expect_rows(env, out, "out", R * C, C);
-  expect_shape(env, weight, "weight", {C});
-  expect_shape(env, bias, "bias", {C});
-  expect_numel(env, mean, "mean", R, "the rows of inp");
-  expect_numel(env, rstd, "rstd", R, "the rows of inp");
+  const LayerNormTensors t = layernorm_tensors(ts, env, 0, 3, 1, 2);
   const float eps = static_cast<float>(arg_positive(info, 6, "eps"));
   const bool bf16Next = arg_bf16_next(info, 7);
   LayerNormForwardFn* layernorm_forward = ts.entry(&Backend::layernorm_forward);
   return guarded_void(env, [&] {
-    request_bf16_handoff(bf16Next, out);
-    layernorm_forward(out->data(), mean->data(), rstd->data(), inp->data(), weight->read_data(), bias->read_data(), R,
-                      C, eps);
+    request_bf16_handoff(bf16Next, t.out);
+    layernorm_forward(t.out->data(), t.mean->data(), t.rstd->data(), t.inp->data(), t.weight->read_data(),
+                      t.bias->read_data(), t.R, t.C, eps);
+  });
+}
+
+Napi::Value LayerNormApply(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "layerNormApply");
+  Napi::Env env = info.Env();
+  const LayerNormTensors t = layernorm_tensors(ts, env, 0, 1, 2, 3);
+  require_same_or_disjoint(env, t.out, "out", t.inp, "inp");
+  LayerNormApplyFn* layernorm_apply = ts.entry(&Backend::layernorm_apply);
+  return guarded_void(env, [&] {
+    layernorm_apply(t.out->data(), t.inp->read_data(), t.mean->read_data(), t.rstd->read_data(), t.weight->read_data(),
+                    t.bias->read_data(), t.R, t.C);
   });
 }
 
@@ -206,20 +248,6 @@ TokenDropout token_dropout(const Napi::CallbackInfo& info, size_t i, int64_t R, 
                       arg_keep_rows(info, i + 4, B, "sentence"),
                       R / B,
                       arg_row_index(info, i + 5, "firstRow", B, R / B * C)};
-}
-
-// a and b must not share memory (an output written while the other is still being read).
-void require_disjoint(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
-                      const char* bName) {
-  const float *a0 = a->read_data(), *b0 = b->read_data();  // addresses only: nothing is written here
-  if (a0 < b0 + b->numel() && b0 < a0 + a->numel())
-    throw_arg(env, std::string("Expected ") + aName + " and " + bName + " not to overlap");
-}
-
-// a and b are the same R x C rows (checked by the caller's shapes) or apart.
-void require_same_or_disjoint(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
-                              const char* bName) {
-  if (a->read_data() != b->read_data()) require_disjoint(env, a, aName, b, bName);
 }
 
 Napi::Value ResidualLayerNormForward(const Napi::CallbackInfo& info) {
@@ -583,6 +611,7 @@ void register_encoder(Napi::Env env, Napi::Object exports) {
                        {"embeddingForward", EmbeddingForward},
                        {"embeddingBackward", EmbeddingBackward},
                        {"layerNormForward", LayerNormForward},
+                       {"layerNormApply", LayerNormApply},
                        {"layerNormBackward", LayerNormBackward},
                        {"residualLayerNormForward", ResidualLayerNormForward},
                        {"layerNormDropoutBackward", LayerNormDropoutBackward},

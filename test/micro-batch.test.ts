@@ -162,79 +162,100 @@ t.test('--micro-batch auto is the default; the budget is the device memory', asy
   t.ok(chooseMicroBatch('auto', base, 4 * 2 ** 30).rows < 3 * 512)
 })
 
-t.test(
-  'ActivationArena: inference shares one set of buffers, its outputs taking turns in two; training keeps one set per layer',
-  async (t) => {
-    const { ActivationArena, floatsFor } = await import('../lib/model/activations.js')
-    const { namedConfig } = await import('../lib/model/config.js')
-    const config = { ...namedConfig('tiny', 100), numHiddenLayers: 5 }
-    const arena = new ActivationArena(config, 'cpu')
-    t.teardown(() => arena.dispose())
-    const [B, T] = [3, 7]
-    const [H, I, NH] = [config.hiddenSize, config.intermediateSize, config.numAttentionHeads]
-    const [BT, probs] = [B * T, B * NH * T * T]
-    const inference = arena.acquire(B, T, false)
-    // Whether two views share memory: b's writes show in a.
-    const overlap = (a: Tensor, b: Tensor) => {
-      a.fill(0)
-      b.fill(1)
-      return a.toFloat32Array().includes(1)
-    }
-    t.equal(inference.layers.length, 5)
+t.test('ActivationArena: inference shares one set of buffers; training keeps one per layer but for h1 and h2', async (t) => {
+  const { ActivationArena, floatsFor } = await import('../lib/model/activations.js')
+  const { namedConfig } = await import('../lib/model/config.js')
+  const config = { ...namedConfig('tiny', 100), numHiddenLayers: 5 }
+  const arena = new ActivationArena(config, 'cpu')
+  t.teardown(() => arena.dispose())
+  const [B, T] = [3, 7]
+  const [H, I, NH] = [config.hiddenSize, config.intermediateSize, config.numAttentionHeads]
+  const [BT, probs] = [B * T, B * NH * T * T]
+  // Whether two views share memory: b's writes show in a.
+  const overlap = (a: Tensor, b: Tensor) => {
+    a.fill(0)
+    b.fill(1)
+    return a.toFloat32Array().includes(1)
+  }
+  const apart = (what: string, views: Tensor[]) =>
     t.ok(
-      inference.layers.every((a, l) => a.h2 === inference.layers[l % 2].h2),
-      'layer l writes output l % 2',
+      views.every((x, i) => views.every((y, j) => i === j || !overlap(x, y))),
+      what,
     )
-    t.equal(inference.embOut, inference.layers[1].h2, "the embedding output is the second output: layer 0's input")
-    t.notOk(overlap(inference.layers[0].h2, inference.layers[1].h2), 'the two outputs apart')
-    const a = inference.layers[0]
-    const within = [a.qkv, a.probs, a.ctx, a.mean1, a.rstd1, a.h1, a.inter, a.mean2, a.rstd2]
-    t.ok(
-      inference.layers.every((l) =>
-        within.every((x, i) => x === [l.qkv, l.probs, l.ctx, l.mean1, l.rstd1, l.h1, l.inter, l.mean2, l.rstd2][i]),
-      ),
-      'one set of buffers within a layer for all layers',
-    )
-    t.ok(
-      inference.layers.every((l) => l.res1 === l.h1 && l.res2 === l.h2 && l.interAct === l.inter),
-      'the LayerNorms and the GELU in place',
-    )
-    for (const [x, what] of [
-      [a.h1, "h1 in qkv's memory (qkv is dead once ctx is written)"],
-      [inference.embSum, "embSum too (dead once layer 0's input is written)"],
-    ] as const) {
-      a.qkv.fill(0)
-      x.fill(1)
-      const q = a.qkv.toFloat32Array()
-      t.ok(x.numel === BT * H && q.every((v, i) => v === (i < BT * H ? 1 : 0)), `${what}: its first [BT, H]`)
-    }
-    // Every other pair of buffers apart: a layer reads its input (the other output) until its own output is written.
-    const apart = [inference.embMean, inference.embRstd, ...inference.layers.slice(0, 2).map((l) => l.h2), a.qkv, a.probs, a.ctx]
-    apart.push(a.mean1, a.rstd1, a.inter, a.mean2, a.rstd2, inference.pooled, inference.z)
-    t.ok(
-      apart.every((x, i) => apart.every((y, j) => i === j || !overlap(x, y))),
-      'the other buffers apart',
-    )
-    t.equal(floatsFor(config, B, T, false), 6 * BT * H + 6 * BT + BT * I + probs + 2 * B * H, 'inference floats')
-    t.equal(floatsFor({ ...config, numHiddenLayers: 24 }, B, T, false), floatsFor(config, B, T, false), 'independent of the depth')
 
-    const training = arena.acquire(B, T, true)
-    t.equal(new Set(training.layers).size, 5, 'training: one set per layer (the backward reads them all)')
-    t.ok(
-      training.layers.every((a) => a.interAct === training.gI2),
-      "training: every layer's GELU output is gI2's buffer (the backward recomputes it from inter)",
-    )
-    t.ok(
-      training.layers.every((a) => a.res1 !== a.h1 && a.res2 !== a.h2 && a.inter !== a.interAct),
-      'training: the LayerNorm and GELU inputs kept',
-    )
-    // One layer's floats: the difference a layer more makes.
-    const perLayer = floatsFor({ ...config, numHiddenLayers: 6 }, B, T, true) - floatsFor(config, B, T, true)
-    t.equal(perLayer, 8 * BT * H + 4 * BT + BT * I + probs, 'training floats per layer')
-    const grads = 7 * BT * H + BT * I + B * H
-    t.equal(floatsFor(config, B, T, true), 2 * BT * H + 2 * BT + 5 * perLayer + 2 * B * H + grads, 'training floats')
-  },
-)
+  const inference = arena.acquire(B, T, false)
+  t.equal(inference.layers.length, 5)
+  const a = inference.layers[0]
+  t.ok(
+    inference.layers.every((l) => l === a),
+    'one set of buffers for all layers',
+  )
+  t.equal(inference.embOut, a.h2, "the embedding output is the layers' output buffer (layer 0's input)")
+  t.ok(a.res1 === a.h1 && a.res2 === a.h2 && a.interAct === a.inter, 'the LayerNorms and the GELU in place')
+  for (const [x, what] of [
+    [a.h1, "h1 in qkv's memory (qkv is dead once ctx is written)"],
+    [inference.embSum, "embSum too (dead once layer 0's input is written)"],
+  ] as const) {
+    a.qkv.fill(0)
+    x.fill(1)
+    const q = a.qkv.toFloat32Array()
+    t.ok(x.numel === BT * H && q.every((v, i) => v === (i < BT * H ? 1 : 0)), `${what}: its first [BT, H]`)
+  }
+  // Every other pair apart: a layer reads its input (h2) until its own output is written, qkv (h1) until h2 is.
+  apart('inference: the other buffers apart', [
+    inference.embMean,
+    inference.embRstd,
+    a.h2,
+    a.qkv,
+    a.probs,
+    a.ctx,
+    a.mean1,
+    a.rstd1,
+    a.inter,
+    a.mean2,
+    a.rstd2,
+    inference.pooled,
+    inference.z,
+  ])
+  t.equal(floatsFor(config, B, T, false), 5 * BT * H + 6 * BT + BT * I + probs + 2 * B * H, 'inference floats')
+  t.equal(floatsFor({ ...config, numHiddenLayers: 24 }, B, T, false), floatsFor(config, B, T, false), 'independent of the depth')
+
+  const training = arena.acquire(B, T, true)
+  const L = training.layers
+  t.equal(new Set(L).size, 5, 'training: one set per layer (the backward reads them all)')
+  t.ok(
+    L.every((l) => l.interAct === training.gI2 && l.h1 === L[0].h1 && l.h2 === L[0].h2),
+    "training: every layer's GELU output is gI2's buffer, its LayerNorm outputs one buffer each (the backward recomputes them)",
+  )
+  t.ok(
+    L.every((l) => l.res1 !== l.h1 && l.res2 !== l.h2 && l.inter !== l.interAct),
+    'training: the LayerNorm and GELU inputs kept',
+  )
+  const own = (l: (typeof L)[number]) => [l.qkv, l.probs, l.ctx, l.res1, l.mean1, l.rstd1, l.inter, l.res2, l.mean2, l.rstd2]
+  apart("training: every layer's saved tensors, the shared ones and the gradients apart", [
+    ...L.flatMap(own),
+    L[0].h1,
+    L[0].h2,
+    training.embSum,
+    training.embOut,
+    training.embMean,
+    training.embRstd,
+    training.gI2,
+    training.gH,
+    training.gRes,
+    training.gTmp,
+    training.gQkv,
+    training.gCtx,
+    training.gPooled,
+    training.pooled,
+    training.z,
+  ])
+  // One layer's floats: the difference a layer more makes.
+  const perLayer = floatsFor({ ...config, numHiddenLayers: 6 }, B, T, true) - floatsFor(config, B, T, true)
+  t.equal(perLayer, 6 * BT * H + 4 * BT + BT * I + probs, 'training floats per layer')
+  const grads = 7 * BT * H + BT * I + B * H
+  t.equal(floatsFor(config, B, T, true), 4 * BT * H + 2 * BT + 5 * perLayer + 2 * B * H + grads, 'training floats')
+})
 
 t.test('ActivationArena: a batch of the last shape gets the same views; another shape or a larger buffer, new ones', async (t) => {
   const { ActivationArena, floatsFor } = await import('../lib/model/activations.js')

@@ -78,6 +78,14 @@ t.test('layer norm: forward, saved statistics, backward vs finite differences', 
     close(t, `R=${R} C=${C} out`, arr(out), ref.out, 1e-5)
     close(t, `R=${R} C=${C} mean`, arr(mean), ref.mean, 1e-6, 1)
     if (C > 1) close(t, `R=${R} C=${C} rstd`, arr(rstd), ref.rstd, 1e-5)
+    // The output recomputed from the saved statistics: the forward's bits, apart and in place.
+    const sameBits = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]))
+    const applied = filled([R, C], 7)
+    ops.layerNormApply(applied, X, mean, rstd, W, Bi)
+    t.ok(sameBits(arr(applied), arr(out)), `R=${R} C=${C} layerNormApply: the forward's out bit for bit`)
+    const inPlace = T32(x32, [R, C])
+    ops.layerNormApply(inPlace, inPlace, mean, rstd, W, Bi)
+    t.ok(sameBits(arr(inPlace), arr(out)), `R=${R} C=${C} layerNormApply in place`)
 
     const dinp = filled([R, C], 7),
       dW = filled([C], 0.5),
@@ -864,6 +872,12 @@ t.test('validation names the offending argument', async (t) => {
   t.throws(() => ops.layerNormForward(z(4, 3), z(4), z(4), z(4, 3), z(4), z(3), 1e-5), /weight.*\[3\].*\[4\]/)
   t.throws(() => ops.layerNormForward(z(4, 3), z(3), z(4), z(4, 3), z(3), z(3), 1e-5), /mean/)
   t.throws(() => ops.layerNormForward(z(4, 3), z(4), z(4), z(4, 3), z(3), z(3), 0), /eps.*> 0/)
+  t.throws(() => ops.layerNormApply(z(4, 2), z(4, 3), z(4), z(4), z(3), z(3)), /\bout\b/)
+  t.throws(() => ops.layerNormApply(z(4, 3), z(4, 3), z(3), z(4), z(3), z(3)), /mean/)
+  t.throws(() => ops.layerNormApply(z(4, 3), z(4, 3), z(4), z(5), z(3), z(3)), /rstd/)
+  t.throws(() => ops.layerNormApply(z(4, 3), z(4, 3), z(4), z(4), z(3), z(2)), /bias/)
+  const rows = z(5, 3)
+  t.throws(() => ops.layerNormApply(rows.view(3, [4, 3]), rows.view(0, [4, 3]), z(4), z(4), z(3), z(3)), /out and inp not to overlap/)
   t.throws(() => ops.layerNormBackward(z(4, 3), z(3), z(2), z(4, 3), z(4, 3), z(3), z(4), z(4)), /dbias/)
   t.throws(() => ops.linearForward(z(4, 2), z(4, 5), z(2, 3), null), /inp.*C = 3/)
   t.throws(() => ops.linearForward(z(4, 3), z(4, 3), z(2, 3), null), /out/)

@@ -81,6 +81,7 @@ function categoryOf(name: string, args: unknown[]): string | null {
     case 'dropout':
     case 'add':
       return 'LayerNorm, dropout, residual'
+    case 'layerNormApply': // the backward recomputing a LayerNorm's output
     case 'layerNormBackward':
     case 'layerNormDropoutBackward':
     case 'addInplace':

@@ -1,18 +1,19 @@
 // The encoder's activation buffers for one batch shape, carved out of one flat allocation that grows
 // only when a larger batch arrives (no native allocation inside a training step once warm).
-// Forward saves what backward needs (llm.c's ActivationTensors): LayerNorm inputs, mean and rstd,
-// attention probabilities before dropout, GELU inputs (not their outputs: the backward recomputes GELU(inter)
-// for output.dense's weight gradient, so in training every layer's interAct is one buffer, which output.dense
-// reads right after the GELU writes it, and it is also gI2's memory: a forward never needs gI2 and a backward
-// never reads interAct).
-// Inference saves nothing for a backward: a layer's buffers are dead once it has written its output, and layer l
-// reads only layer l - 1's output. So one set of buffers serves every layer and only the outputs take turns in
-// two buffers (layer l writes h2 number l % 2 and reads the other; the embedding output is number 1, layer 0's
-// input), and its memory does not grow with the depth. Within the set: the GELU runs in place (interAct =
-// inter), each LayerNorm over its input (res1 = h1, res2 = h2), and embSum and h1 live in qkv's memory (embSum is
-// dead once the embedding LayerNorm has written layer 0's input, qkv once the attention has written ctx, and h1
-// once the layer's output is written, before the next layer's qkv). BERT-base at 64 x 128: 289 MiB (two sets
-// of whole layers taking turns held 721).
+// Forward saves what backward needs (llm.c's ActivationTensors): LayerNorm inputs, mean and rstd, attention
+// probabilities before dropout, GELU inputs. Not the outputs that the backward can recompute with the forward's
+// bits: GELU(inter) (output.dense's weight gradient reads it: linearBackward recomputes it), so every layer's
+// interAct is one buffer, which output.dense reads right after the GELU writes it, and which is also gI2's
+// memory (a forward never needs gI2 and a backward never reads interAct); and the LayerNorm outputs h1 and h2
+// (the next products' weight gradients read them: the backward recomputes them from res, mean and rstd with
+// layerNormApply), so all layers write h1 into one buffer and h2 into another. One of each is enough: a
+// layer's input (the h2 before) is last read by its first LayerNorm, before its output is written.
+// Inference saves nothing for a backward: one set of buffers serves every layer, so its memory does not grow
+// with the depth. Within it the GELU runs in place (interAct = inter), each LayerNorm over its input (res1 = h1,
+// res2 = h2), the embedding output is h2 (layer 0's input), and embSum and h1 live in qkv's memory (embSum is
+// dead once the embedding LayerNorm has written layer 0's input, qkv once the attention has written ctx, h1 once
+// the layer's output is written). BERT-base at 64 x 128: 265 MiB (whole layers' buffers taking turns in two
+// sets held 721).
 import type { BertConfig } from './config.js'
 import { Tensor, type Device } from '../tensor.js'
 
@@ -23,13 +24,13 @@ export interface LayerActivations {
   res1: Tensor
   mean1: Tensor
   rstd1: Tensor // attention output + residual (LayerNorm input), [BT, H], [BT]
-  h1: Tensor // [BT, H]
+  h1: Tensor // [BT, H] (training: one buffer for all layers, recomputed in the backward)
   inter: Tensor
   interAct: Tensor // [BT, I] before / after GELU (training: one buffer for all layers; inference: inter itself)
   res2: Tensor
   mean2: Tensor
   rstd2: Tensor
-  h2: Tensor // [BT, H] the layer's output
+  h2: Tensor // [BT, H] the layer's output (one buffer for all layers, as h1)
 }
 
 export interface Activations {
@@ -60,10 +61,11 @@ export function floatsFor(c: BertConfig, B: number, T: number, training: boolean
     BT = B * T
   const probs = B * NH * T * T
   const outputs = 2 * B * H // pooled, z
-  if (!training) return 2 * BT + 2 * BT * H + (4 * BT * H + 4 * BT + BT * I + probs) + outputs // see acquire
-  const perLayer = 8 * BT * H + 4 * BT + BT * I + probs
+  // The buffers of acquire, in its order.
+  if (!training) return 2 * BT + BT * H + 3 * BT * H + BT * I + probs + BT * H + 4 * BT + outputs
+  const perLayer = 6 * BT * H + 4 * BT + BT * I + probs
   const grads = 7 * BT * H + BT * I + B * H // gI2 included: also every layer's interAct
-  return 2 * BT * H + 2 * BT + c.numHiddenLayers * perLayer + outputs + grads
+  return 2 * BT * H + 2 * BT + 2 * BT * H + c.numHiddenLayers * perLayer + outputs + grads
 }
 
 export class ActivationArena {
@@ -116,6 +118,7 @@ export class ActivationArena {
       embeddings = { embSum: take([BT, H]), embMean: take([BT]), embRstd: take([BT]), embOut: take([BT, H]) }
       const interAct = take([BT, I]) // gI2 too
       gI2 = interAct
+      const [h1, h2] = [take([BT, H]), take([BT, H])] // every layer's (the header comment)
       layers = Array.from({ length: L }, () => ({
         qkv: take([B, T, 3 * H]),
         probs: take([B, NH, T, T]),
@@ -123,22 +126,21 @@ export class ActivationArena {
         res1: take([BT, H]),
         mean1: take([BT]),
         rstd1: take([BT]),
-        h1: take([BT, H]),
+        h1,
         inter: take([BT, I]),
         interAct,
         res2: take([BT, H]),
         mean2: take([BT]),
         rstd2: take([BT]),
-        h2: take([BT, H]),
+        h2,
       }))
     } else {
-      // One set for every layer, the outputs in two buffers taking turns (the header comment).
-      const [embMean, embRstd] = [take([BT]), take([BT])]
-      const outputs = [take([BT, H]), take([BT, H])]
+      // One set for every layer (the header comment).
+      const [embMean, embRstd, h2] = [take([BT]), take([BT]), take([BT, H])]
       const qkv = take([B, T, 3 * H])
       const inter = take([BT, I])
       const h1 = qkv.view(0, [BT, H])
-      const shared = {
+      const set = {
         qkv,
         probs: take([B, NH, T, T]),
         ctx: take([BT, H]),
@@ -148,12 +150,13 @@ export class ActivationArena {
         h1,
         inter,
         interAct: inter,
+        res2: h2,
         mean2: take([BT]),
         rstd2: take([BT]),
+        h2,
       }
-      embeddings = { embSum: qkv.view(0, [BT, H]), embMean, embRstd, embOut: outputs[1] }
-      const sets = outputs.map((h2) => ({ ...shared, res2: h2, h2 }))
-      layers = Array.from({ length: L }, (_, l) => sets[l % 2])
+      embeddings = { embSum: qkv.view(0, [BT, H]), embMean, embRstd, embOut: h2 }
+      layers = Array.from({ length: L }, () => set)
     }
     const acts = {
       B,

@@ -371,6 +371,15 @@ export class BertModel {
       const a = acts.layers[l]
       const p = P.layers[l],
         gp = G.layers[l]
+      // h1 and the layer's input x (the output of the layer before) are one buffer each for all layers
+      // (activations.ts): recomputed here from the LayerNorms' saved inputs and statistics, the forward's bits.
+      // Before any op below, so that none of them comes between a bf16 handoff's producer and its product.
+      ops.layerNormApply(a.h1, a.res1, a.mean1, a.rstd1, p.attentionNorm.weight, p.attentionNorm.bias)
+      if (l > 0) {
+        const b = acts.layers[l - 1],
+          pb = P.layers[l - 1]
+        ops.layerNormApply(b.h2, b.res2, b.mean2, b.rstd2, pb.outputNorm.weight, pb.outputNorm.bias)
+      }
       const x = l === 0 ? acts.embOut : acts.layers[l - 1].h2
       // Output LayerNorm and the FFN-output dropout (fused: gRes for the residual, gTmp through the
       // dropout, or gRes itself without one), output.dense, GELU, intermediate.dense.

@@ -20,6 +20,7 @@ const Backend& cpu_backend() {
     b.embedding_forward = cpu::embedding_forward;
     b.embedding_backward = cpu::embedding_backward;
     b.layernorm_forward = cpu::layernorm_forward;
+    b.layernorm_apply = cpu::layernorm_apply;
     b.layernorm_backward = cpu::layernorm_backward;
     b.residual_layernorm_forward = cpu::residual_layernorm_forward;
     b.layernorm_dropout_backward = cpu::layernorm_dropout_backward;

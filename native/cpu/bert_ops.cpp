@@ -122,6 +122,14 @@ inline Acc sum8(int64_t C, Term&& term) {
   return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) + tail;
 }
 
+// One row of a layer norm's output from its statistics (the forward's and layernorm_apply's one loop, so the
+// same bits). o may alias x.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void layernorm_apply_row(float* o, const float* x, float m,
+                                                                                      float rs, const float* weight,
+                                                                                      const float* bias, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - m) * rs * weight[c] + bias[c];
+}
+
 // One row of layer norm: both moments in double, the variance two-pass (no E[x^2] - mean^2 cancellation).
 // o may alias x: each x[c] is read before o[c] is written.
 __attribute__((target_clones("avx512f", "avx2", "default"))) void layernorm_row(float* o, float* mean, float* rstd,
@@ -132,7 +140,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void layernorm_row(
   const double ss = sum8<double>(C, [&](auto at) { return (at(x) - mu) * (at(x) - mu); });
   const float m = static_cast<float>(mu);
   const float rs = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(C) + eps));
-  for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - m) * rs * weight[c] + bias[c];
+  layernorm_apply_row(o, x, m, rs, weight, bias, C);
   *mean = m;
   *rstd = rs;
 }
@@ -154,6 +162,13 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
                        int64_t R, int64_t C, float eps) {
   parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) layernorm_row(out + r * C, mean + r, rstd + r, inp + r * C, weight, bias, C, eps);
+  });
+}
+
+void layernorm_apply(float* out, const float* inp, const float* mean, const float* rstd, const float* weight,
+                     const float* bias, int64_t R, int64_t C) {
+  parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) layernorm_apply_row(out + r * C, inp + r * C, mean[r], rstd[r], weight, bias, C);
   });
 }
 

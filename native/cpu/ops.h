@@ -22,6 +22,7 @@ OffDropoutWorkspaceBytesFn offDropoutWorkspaceBytes;
 EmbeddingForwardFn embedding_forward;
 EmbeddingBackwardFn embedding_backward;
 LayerNormForwardFn layernorm_forward;
+LayerNormApplyFn layernorm_apply;
 LayerNormBackwardFn layernorm_backward;
 ResidualLayerNormForwardFn residual_layernorm_forward;
 LayerNormDropoutBackwardFn layernorm_dropout_backward;

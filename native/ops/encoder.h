@@ -39,6 +39,12 @@ struct TokenDropout {
 // out = (x - mean) * rstd * weight + bias per row, mean = E[x], rstd = 1/sqrt(Var[x] + eps) (biased).
 using LayerNormForwardFn = void(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                                 const float* bias, int64_t R, int64_t C, float eps);
+// The output of a LayerNormForwardFn recomputed from its input and the statistics it saved: out = (inp -
+// mean) * rstd * weight + bias, the forward's float operations, so its bits. A backward that reads a LayerNorm's
+// output (the weight gradient of the linear layer after it) recomputes it instead of keeping it. out may alias
+// inp.
+using LayerNormApplyFn = void(float* out, const float* inp, const float* mean, const float* rstd, const float* weight,
+                              const float* bias, int64_t R, int64_t C);
 // n = (x - mean) * rstd, g = dout * weight:
 // dinp = rstd * (g - mean(g) - n * mean(g * n))   (overwritten)
 // dweight += sum_r dout * n, dbias += sum_r dout
@@ -47,7 +53,8 @@ using LayerNormBackwardFn = void(float* dinp, float* dweight, float* dbias, cons
 
 // The sublayer output of BERT, fused: res = x + dropout(y) (TokenDropout), out = LayerNorm(res) as
 // LayerNormForwardFn; res is saved for the backward. Equals dropout, add_inplace and layernorm_forward in
-// sequence (bit for bit on the CPU, which computes it that way). out may alias y; res aliases nothing.
+// sequence (bit for bit on the CPU, which computes it that way). out, res and y may be one buffer (inference
+// keeps no LayerNorm input), or apart; x is apart from out and res.
 using ResidualLayerNormForwardFn = void(float* out, float* res, float* mean, float* rstd, const float* y,
                                         const float* x, const float* weight, const float* bias, int64_t R, int64_t C,
                                         float eps, const TokenDropout& drop);

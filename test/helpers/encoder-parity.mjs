@@ -999,6 +999,32 @@ for (const [R, C, eps, shift] of [
       return { out: out.toFloat32Array(), mean: m.toFloat32Array(), rstd: r.toFloat32Array(), inPlace: inPlace.toFloat32Array() }
     },
   })
+  // The output recomputed from the saved statistics (the CPU forward's, so both devices start alike), apart and
+  // in place; applyDiffers: elements where this device's forward output differs from its recomputation from
+  // the statistics that forward saved (0 on every device: the forward's bits).
+  rowwise({
+    op: 'layerNormApply',
+    shape,
+    tol: ELEMENTWISE,
+    work: R * C,
+    deterministic: true,
+    build: (d) => {
+      const { x, w, b } = inputs()
+      const { mean, rstd } = cpuStats(d.lib)
+      const [xt, wt, bt, m, r] = [d.from(x, [R, C]), d.from(w), d.from(b), d.from(mean), d.from(rstd)]
+      const out = d.zeros([R, C])
+      d.lib.ops.layerNormApply(out, xt, m, r, wt, bt)
+      const inPlace = d.from(x, [R, C])
+      d.lib.ops.layerNormApply(inPlace, inPlace, m, r, wt, bt)
+      const forward = d.zeros([R, C])
+      const [fm, fr] = [d.zeros([R]), d.zeros([R])]
+      d.lib.ops.layerNormForward(forward, fm, fr, xt, wt, bt, eps)
+      const again = d.zeros([R, C])
+      d.lib.ops.layerNormApply(again, xt, fm, fr, wt, bt)
+      const applyDiffers = bitEqual(again.toFloat32Array(), forward.toFloat32Array()).diff
+      return { out: out.toFloat32Array(), inPlace: inPlace.toFloat32Array(), applyDiffers }
+    },
+  })
   rowwise({
     op: 'layerNormBackward',
     shape,
