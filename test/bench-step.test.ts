@@ -84,6 +84,11 @@ t.test('bench step --profile: every op category of a step, summing to the step; 
     2 * layers + 1,
     'the fused backward twice per layer (the products add the residual gradients), embeddings',
   )
+  t.equal(
+    calls['LayerNorm outputs recomputed (backward)'],
+    2 * layers - 1,
+    "h1 per layer and each layer's input but the embeddings' output (not kept: activations.ts)",
+  )
   t.equal(calls.AdamW, 2, 'the weight-decayed range and the rest')
   t.same(
     p.ops.map((o) => o.category),

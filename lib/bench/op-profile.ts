@@ -45,6 +45,7 @@ export const OP_CATEGORIES = [
   'attention (backward)',
   'GELU (backward)',
   'LayerNorm, dropout, residual (backward)',
+  'LayerNorm outputs recomputed (backward)',
   'pooling, MLP head (backward)',
   'grad norm, clipping',
   'AdamW',
@@ -81,7 +82,8 @@ function categoryOf(name: string, args: unknown[]): string | null {
     case 'dropout':
     case 'add':
       return 'LayerNorm, dropout, residual'
-    case 'layerNormApply': // the backward recomputing a LayerNorm's output
+    case 'layerNormApply': // the weight gradients' inputs the forward did not keep (activations.ts)
+      return 'LayerNorm outputs recomputed (backward)'
     case 'layerNormBackward':
     case 'layerNormDropoutBackward':
     case 'addInplace':
