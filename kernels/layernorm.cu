@@ -8,10 +8,9 @@
 //             dinp = rstd * (g - mean(g) - n * mean(g * n))   (overwritten; dinp may alias dout),
 //             dweight += sum_r dout * n, dbias += sum_r dout   (reduced in double).
 // Tiling:
-//   layernorm_forward_kernel, layernorm_apply_kernel, layernorm_dinp_kernel: one warp per row, 8 rows per 256-thread
-//   block;
-//     lane l handles columns l, l + 32, ...; row sums by warp shuffles (warp_reduce.cuh). out may alias
-//     inp (and dinp dout): a lane writes only its own columns, after the row's sums are complete.
+//   layernorm_forward_kernel, layernorm_apply_kernel, layernorm_dinp_kernel: one warp per row, 8 rows per
+//     256-thread block; lane l handles columns l, l + 32, ...; row sums by warp shuffles (warp_reduce.cuh).
+//     out may alias inp (and dinp dout): a lane writes only its own columns, after the row's sums are complete.
 //   dweight and dbias: column_sums.cuh's chunked sums of (dout * n, dout) in double2 (grid (ceil(C / 32), chunks
 //     of 128 rows) of partials, then one thread per column adding them in chunk order, 16 in flight). Fixed
 //     chunks and orders: the result does not depend on scheduling; it is the CPU's double sum (added in another

@@ -269,8 +269,8 @@ Napi::Value ResidualLayerNormForward(const Napi::CallbackInfo& info) {
   expect_shape(env, bias, "bias", {C});
   expect_numel(env, mean, "mean", R, "the rows of x");
   expect_numel(env, rstd, "rstd", R, "the rows of x");
-  // res, out and y may be one tensor (each row is read before its own columns are written: inference keeps
-  // no LayerNorm input) but not partly overlap; x is read after res and out are written, so it is apart.
+  // res, out and y may be one tensor (a lane reads each of its columns before writing it: inference keeps no
+  // LayerNorm input) but not partly overlap; x must be apart from both (other rows write them while it is read).
   require_same_or_disjoint(env, res, "res", y, "y");
   require_same_or_disjoint(env, res, "res", out, "out");
   require_same_or_disjoint(env, out, "out", y, "y");
