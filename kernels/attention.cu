@@ -5,7 +5,8 @@
 // projection: then q, k, v point at columns 0, H, 2H of the same rows), and the [T, T] block z of
 // probs [B, NH, T, T]) around one row kernel each way.
 //
-//   forward   1. S = q_h k_h^T / sqrt(HS)            sgemm_kernel<false, true>, into probs
+//   forward   1. S = q_h k_h^T / sqrt(HS)            sgemm_kernel<false, true>, into probs (probs null, as
+//                                                    in inference: into a workspace)
 //             2. attn_softmax_kernel                 probs = P = masked softmax(S), in place;
 //                                                    Pd = D ⊙ P into a workspace (only when p > 0)
 //             3. ctx_h = Pd v_h                      sgemm_kernel<false, false>
@@ -17,11 +18,13 @@
 //             4. dq_h = dS k_h / sqrt(HS)            sgemm_kernel<false, false>
 //             5. dk_h = dS^T q_h / sqrt(HS)          sgemm_kernel<true, false>
 // D, the dropout mask, and the row kernels (one warp per score row, 8 rows per block) are attention_rows.cuh's.
-// No limit on T; each workspace holds B*NH*T*T floats (the size of probs).
+// No limit on T. The kernels run over the batch a chunk of sentences at a time (chunk_sentences: each
+// workspace buffer holds one chunk's NH*T*T floats per sentence, at most 64 MiB unless one sentence needs more).
 // Shapes with T <= 128 and HS <= 128 take the fused kernels of attention_small.cu instead (one kernel each
 // way, no workspace), unless SIMCSEPP_ATTENTION=tiled. Only those write a bf16 handoff of ctx (and of the packed
 // dq | dk | dv) when one was requested (bf16_handoff.cuh); the tiled path declines it (its products then round
 // ctx and dqkv themselves).
+#include <algorithm>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -63,23 +66,48 @@ __global__ void __launch_bounds__(kRowThreads)
 
 // The shapes of one attention call and the batch layouts of its products.
 struct AttnShape : AttnSizes {
-  int64_t heads() const { return B * NH; }
-  int64_t rows() const { return B * NH * T; }
-  int64_t probsFloats() const { return B * NH * T * T; }
+  int64_t blockFloats() const { return NH * T * T; }  // one sentence's probs
   // Head slice z = b*NH + h of ctx/dctx [B, T, H], of q/k/v [B, T, ld], and block z of the [B, NH, T, T] probs.
   tile::BatchStride head() const { return {T * H(), HS}; }
   tile::BatchStride input() const { return {T * ld, HS}; }
   tile::BatchStride block() const { return {NH * T * T, T * T}; }
 };
 
+// The tiled path's sentences per pass (a chunk): as many as keep each workspace buffer within kChunkBytes, at
+// least one. The passes cost a few more launches (a chunk of BERT-base at T = 512 is 5 sentences: 60 heads,
+// 3,840 blocks per product); the workspace then stays small whatever the batch, so that no memory outside
+// the activation arena grows with it. SIMCSEPP_ATTENTION_CHUNK=n (sentences) sets it, read at every call
+// (tests cross chunk boundaries with small shapes).
+constexpr int64_t kChunkBytes = int64_t{64} << 20;
+
+int64_t chunk_sentences(const AttnShape& s) {
+  const char* env = std::getenv("SIMCSEPP_ATTENTION_CHUNK");
+  int64_t n = std::max<int64_t>(1, kChunkBytes / 4 / std::max<int64_t>(1, s.blockFloats()));
+  if (env != nullptr && *env != '\0') {
+    char* end = nullptr;
+    const long long v = std::strtoll(env, &end, 10);
+    if (*end != '\0' || v < 1)
+      throw CudaError(std::string("SIMCSEPP_ATTENTION_CHUNK must be a positive whole number of sentences, not '") +
+                      env + "'");
+    n = v;
+  }
+  return std::min(n, s.B);
+}
+
+// Sentences [b0, b0 + n) of a call.
+struct Chunk {
+  int64_t b0, n;
+};
+
 // What both directions set up, held for the whole op: the device copies of mask and keepRows (HostArgs),
-// then the workspace with `buffers` buffers of B*NH*T*T floats. Every op takes the two locks in this order.
+// then the workspace with `buffers` buffers of one chunk's probs (chunk sentences x NH*T*T floats). Every op
+// takes the two locks in this order.
 class AttnCall {
  public:
   AttnCall(const AttnShape& shape, const int32_t* mask, float p, uint64_t seed, uint64_t offset,
-           const uint8_t* keepRows, const RowIndex& rowIndex, int buffers)
+           const uint8_t* keepRows, const RowIndex& rowIndex, int buffers, int64_t chunk)
       : s(shape), args_(detail::op_stream()), lock_(detail::workspace().mu) {
-    rows.rows = s.rows();
+    rows.rows = s.B * s.NH * s.T;
     rows.T = s.T;
     rows.NH = s.NH;
     rows.mask = args_.to_device(mask, s.B * s.T, detail::kSlotMask);
@@ -90,20 +118,37 @@ class AttnCall {
     rows.offsetDelta = detail::offset_delta();
     rows.rowIndex = rowIndex;
     rows.keepRows = p > 0.0f ? args_.to_device(keepRows, s.B, detail::kSlotKeepRows) : nullptr;
-    stride_ = (s.probsFloats() + 63) / 64 * 64;  // keeps every buffer 256-byte aligned
+    stride_ = (chunk * s.blockFloats() + 63) / 64 * 64;  // keeps every buffer 256-byte aligned
     if (buffers > 0)
       base_ = static_cast<float*>(
           detail::workspace().reserve(static_cast<size_t>(buffers) * static_cast<size_t>(stride_) * sizeof(float)));
   }
   float* buffer(int i) const { return base_ + i * stride_; }
-  dim3 row_grid() const { return dim3(static_cast<unsigned>((s.rows() + kRowsPerBlock - 1) / kRowsPerBlock)); }
-  // The batched products' layouts (A, B, C strides): scores = head slices x head slices -> probs blocks
-  // (q k^T from the inputs, dctx v^T); mix = probs blocks x head slices -> head slices (P v -> ctx,
-  // P^T dctx -> dv, dS k -> dq, dS^T q -> dk).
-  tile::Batch scores(tile::BatchStride a) const { return tile::Batch{s.heads(), s.NH, a, s.input(), s.block()}; }
-  tile::Batch mix(tile::BatchStride b, tile::BatchStride c) const {
-    return tile::Batch{s.heads(), s.NH, s.block(), b, c};
+  // The score rows of chunk c: its sentences' mask and keepRows, and their places in the whole batch.
+  AttnRows rows_of(Chunk c) const {
+    AttnRows r = rows;
+    r.rows = c.n * s.NH * s.T;
+    r.mask += c.b0 * s.T;
+    if (r.keepRows != nullptr) r.keepRows += c.b0;
+    r.rowIndex.skip += c.b0;
+    return r;
   }
+  dim3 row_grid(Chunk c) const {
+    return dim3(static_cast<unsigned>((c.n * s.NH * s.T + kRowsPerBlock - 1) / kRowsPerBlock));
+  }
+  // The batched products' layouts (A, B, C strides) over chunk c's heads: scores = head slices x head
+  // slices -> probs blocks (q k^T from the inputs, dctx v^T); mix = probs blocks x head slices -> head
+  // slices (P v -> ctx, P^T dctx -> dv, dS k -> dq, dS^T q -> dk).
+  tile::Batch scores(Chunk c, tile::BatchStride a) const {
+    return tile::Batch{c.n * s.NH, s.NH, a, s.input(), s.block()};
+  }
+  tile::Batch mix(Chunk c, tile::BatchStride b, tile::BatchStride out) const {
+    return tile::Batch{c.n * s.NH, s.NH, s.block(), b, out};
+  }
+  // Offsets of chunk c's first sentence in q/k/v (and dq/dk/dv), in ctx/dctx, in probs.
+  int64_t input_at(Chunk c) const { return c.b0 * s.T * s.ld; }
+  int64_t head_at(Chunk c) const { return c.b0 * s.T * s.H(); }
+  int64_t block_at(Chunk c) const { return c.b0 * s.blockFloats(); }
 
   const AttnShape s;
   AttnRows rows{};
@@ -114,6 +159,12 @@ class AttnCall {
   int64_t stride_ = 0;
   float* base_ = nullptr;
 };
+
+// Calls f(chunk) for the call's sentences, `chunk` at a time.
+template <class F>
+void for_chunks(const AttnShape& s, int64_t chunk, F f) {
+  for (int64_t b0 = 0; b0 < s.B; b0 += chunk) f(Chunk{b0, std::min(chunk, s.B - b0)});
+}
 
 // Whether a call takes the fused kernels of attention_small.cu: SIMCSEPP_ATTENTION=fused (the default) or
 // tiled, read at every call (a captured step graph keeps the choice made while it was captured); shapes the
@@ -133,26 +184,33 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
                        uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex) {
   require();
   if (B * NH * T <= 0) return;
-  const AttnSizes sizes{B, T, NH, HS, ld};
-  const bool fused = use_fused(sizes);
-  const AttnCall call({sizes}, mask, p, seed, offset, keepRows, rowIndex, !fused && p > 0.0f ? 1 : 0);
+  const AttnShape s{{B, T, NH, HS, ld}};
+  const bool fused = use_fused(s);
+  // Tiled: S and P in probs, or without probs in a workspace buffer; Pd = D ⊙ P in another when p > 0.
+  const int buffers = fused ? 0 : (probs == nullptr ? 1 : 0) + (p > 0.0f ? 1 : 0);
+  const int64_t chunk = fused ? 0 : chunk_sentences(s);
+  const AttnCall call(s, mask, p, seed, offset, keepRows, rowIndex, buffers, chunk);
+  const cudaStream_t stream = detail::op_stream();
   if (fused) {
-    attention_small_forward(ctx, bf16handoff::claim(ctx, B * T * NH * HS), probs, q, k, v, sizes, call.rows,
-                            detail::op_stream());
-    detail::end_op(detail::op_stream());
+    attention_small_forward(ctx, bf16handoff::claim(ctx, B * T * NH * HS), probs, q, k, v, s, call.rows, stream);
+    detail::end_op(stream);
     return;
   }
   bf16handoff::decline();
-  float* pd = p > 0.0f ? call.buffer(0) : nullptr;  // Pd = D ⊙ P (else ctx reads P itself)
-  const AttnShape& s = call.s;
-  tile::sgemm<false, true>(T, T, HS, s.scale(), q, ld, k, ld, 0.0f, probs, T, "sgemm_kernel (attention S = q k^T)",
-                           detail::op_stream(), nullptr, call.scores(s.input()));
-  launch("attn_softmax_kernel", attn_softmax_kernel, call.row_grid(), kRowThreads, 0, detail::op_stream(), probs, pd,
-         call.rows);
-  tile::sgemm<false, false>(T, HS, T, 1.0f, pd != nullptr ? pd : probs, T, v, ld, 0.0f, ctx, s.H(),
-                            "sgemm_kernel (attention ctx = Pd v)", detail::op_stream(), nullptr,
-                            call.mix(s.input(), s.head()));
-  detail::end_op(detail::op_stream());
+  float* const own = probs == nullptr ? call.buffer(0) : nullptr;                // S, then P (no probs)
+  float* const pd = p > 0.0f ? call.buffer(probs == nullptr ? 1 : 0) : nullptr;  // Pd (else ctx reads P itself)
+  for_chunks(s, chunk, [&](Chunk c) {
+    // The chunk's block of probs, or the workspace (whose blocks start at the chunk's first sentence).
+    float* P = own != nullptr ? own : probs + call.block_at(c);
+    const int64_t in = call.input_at(c);
+    tile::sgemm<false, true>(T, T, HS, s.scale(), q + in, ld, k + in, ld, 0.0f, P, T,
+                             "sgemm_kernel (attention S = q k^T)", stream, nullptr, call.scores(c, s.input()));
+    launch("attn_softmax_kernel", attn_softmax_kernel, call.row_grid(c), kRowThreads, 0, stream, P, pd,
+           call.rows_of(c));
+    tile::sgemm<false, false>(T, HS, T, 1.0f, pd != nullptr ? pd : P, T, v + in, ld, 0.0f, ctx + call.head_at(c), s.H(),
+                              "sgemm_kernel (attention ctx = Pd v)", stream, nullptr, call.mix(c, s.input(), s.head()));
+  });
+  detail::end_op(stream);
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
@@ -161,34 +219,41 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dctx, cons
                         const RowIndex& rowIndex) {
   require();
   if (B * NH * T <= 0) return;
-  const AttnSizes sizes{B, T, NH, HS, ld};
-  const bool fused = use_fused(sizes);
-  const AttnCall call({sizes}, mask, p, seed, offset, keepRows, rowIndex, fused ? 0 : p > 0.0f ? 2 : 1);
+  const AttnShape s{{B, T, NH, HS, ld}};
+  const bool fused = use_fused(s);
+  const int64_t chunk = fused ? 0 : chunk_sentences(s);
+  const AttnCall call(s, mask, p, seed, offset, keepRows, rowIndex, fused ? 0 : p > 0.0f ? 2 : 1, chunk);
+  const cudaStream_t stream = detail::op_stream();
   if (fused) {
     const int64_t H = NH * HS;
     const bool packed = ld == 3 * H && dk == dq + H && dv == dq + 2 * H;  // one [B, T, 3H] gradient
     __nv_bfloat16* dqkv16 = packed ? bf16handoff::claim(dq, B * T * ld) : (bf16handoff::decline(), nullptr);
-    attention_small_backward(dq, dk, dv, dqkv16, dctx, q, k, v, probs, sizes, call.rows, detail::op_stream());
-    detail::end_op(detail::op_stream());
+    attention_small_backward(dq, dk, dv, dqkv16, dctx, q, k, v, probs, s, call.rows, stream);
+    detail::end_op(stream);
     return;
   }
   bf16handoff::decline();
-  float* dS = call.buffer(0);                       // dPd, then dS
-  float* pd = p > 0.0f ? call.buffer(1) : nullptr;  // Pd = D ⊙ P (else dv reads P itself)
-  const AttnShape& s = call.s;
+  float* const dS = call.buffer(0);                       // dPd, then dS
+  float* const pd = p > 0.0f ? call.buffer(1) : nullptr;  // Pd = D ⊙ P (else dv reads P itself)
   const int64_t H = s.H();
   const float scale = s.scale();
-  const cudaStream_t stream = detail::op_stream();
-  tile::sgemm<false, true>(T, T, HS, 1.0f, dctx, H, v, ld, 0.0f, dS, T, "sgemm_kernel (attention dPd = dctx v^T)",
-                           stream, nullptr, call.scores(s.head()));
-  launch("attn_softmax_backward_kernel", attn_softmax_backward_kernel, call.row_grid(), kRowThreads, 0, stream, dS, pd,
-         probs, call.rows);
-  tile::sgemm<true, false>(T, HS, T, 1.0f, pd != nullptr ? pd : probs, T, dctx, H, 0.0f, dv, ld,
-                           "sgemm_kernel (attention dv = Pd^T dctx)", stream, nullptr, call.mix(s.head(), s.input()));
-  tile::sgemm<false, false>(T, HS, T, scale, dS, T, k, ld, 0.0f, dq, ld, "sgemm_kernel (attention dq = dS k)", stream,
-                            nullptr, call.mix(s.input(), s.input()));
-  tile::sgemm<true, false>(T, HS, T, scale, dS, T, q, ld, 0.0f, dk, ld, "sgemm_kernel (attention dk = dS^T q)", stream,
-                           nullptr, call.mix(s.input(), s.input()));
+  for_chunks(s, chunk, [&](Chunk c) {
+    const float* P = probs + call.block_at(c);
+    const float* g = dctx + call.head_at(c);
+    const int64_t in = call.input_at(c);
+    tile::sgemm<false, true>(T, T, HS, 1.0f, g, H, v + in, ld, 0.0f, dS, T, "sgemm_kernel (attention dPd = dctx v^T)",
+                             stream, nullptr, call.scores(c, s.head()));
+    launch("attn_softmax_backward_kernel", attn_softmax_backward_kernel, call.row_grid(c), kRowThreads, 0, stream, dS,
+           pd, P, call.rows_of(c));
+    tile::sgemm<true, false>(T, HS, T, 1.0f, pd != nullptr ? pd : P, T, g, H, 0.0f, dv + in, ld,
+                             "sgemm_kernel (attention dv = Pd^T dctx)", stream, nullptr,
+                             call.mix(c, s.head(), s.input()));
+    tile::sgemm<false, false>(T, HS, T, scale, dS, T, k + in, ld, 0.0f, dq + in, ld,
+                              "sgemm_kernel (attention dq = dS k)", stream, nullptr, call.mix(c, s.input(), s.input()));
+    tile::sgemm<true, false>(T, HS, T, scale, dS, T, q + in, ld, 0.0f, dk + in, ld,
+                             "sgemm_kernel (attention dk = dS^T q)", stream, nullptr,
+                             call.mix(c, s.input(), s.input()));
+  });
   detail::end_op(stream);
 }
 

@@ -8,6 +8,7 @@
 //   forward   one block per (z, tile of 16 query rows):
 //             S = q_i k^T * scale        keys staged 16 rows at a time, S rows [16][T] in shared memory
 //             probs_i = P = softmax(S)   one warp per row (softmax_row); Pd = D ⊙ P over S, in place
+//                                        (probs may be null: then P is only formed in S, in place)
 //             ctx_i = Pd v               values staged 16 rows at a time
 //   backward  one block per z, looping over tiles of 16 query rows i (q_i and dctx_i in shared memory):
 //             dPd = dctx_i v^T           values staged 16 rows at a time
@@ -165,7 +166,7 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   for (int r = warp; r < rows; r += kWarps) {
     const int64_t row = z * h.T + i0 + r;
-    softmax_row(A, row, lane, sp[r], probs + row * h.T, sp[r]);
+    softmax_row(A, row, lane, sp[r], probs != nullptr ? probs + row * h.T : sp[r], sp[r]);
   }
   const int64_t out0 = b * h.T * h.H + col + i0 * h.H;
   mix_tile<kAligned>(ctx + out0, ctx16 != nullptr ? ctx16 + out0 : nullptr, h.H, sp, kv, v + in0, h, rows, 1.0f);

@@ -11,7 +11,8 @@ namespace simcsepp::cuda {
 bool attention_small_fits(const AttnSizes& s);
 
 // probs = P = masked softmax(q k^T / sqrt(HS)), ctx = (D ⊙ P) v: one kernel (rows: the device copies).
-// ctx16 (may be null): receives bf16(ctx), [B, T, H] as ctx (a bf16 handoff, bf16_handoff.cuh).
+// ctx16 (may be null): receives bf16(ctx), [B, T, H] as ctx (a bf16 handoff, bf16_handoff.cuh). probs may
+// be null (nothing kept for a backward).
 void attention_small_forward(float* ctx, __nv_bfloat16* ctx16, float* probs, const float* q, const float* k,
                              const float* v, const AttnSizes& s, const AttnRows& rows, cudaStream_t stream);
 

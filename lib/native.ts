@@ -343,7 +343,7 @@ export interface Addon {
   clipGradNorm(g: NativeTensor, maxNorm: number): number
   attentionForward(
     ctx: NativeTensor,
-    probs: NativeTensor,
+    probs: NativeTensor | null,
     q: NativeTensor,
     k: NativeTensor | null,
     v: NativeTensor | null,

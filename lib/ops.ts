@@ -306,14 +306,15 @@ export function scaleInplace(x: Tensor, s: number): void {
 
 /**
  * ctx_h = dropout(softmax_realKeys(q_h·k_hᵀ/√HS))·v_h per head; q, k, v, ctx [B, T, H]; probs [B, NH, T, T]
- * saves the pre-dropout softmax; mask[b*T+t] = 1 for real tokens; dropout null = none. With k and v null, q
+ * saves the pre-dropout softmax for attentionBackward (null: not kept, as in inference, which then needs no
+ * B·NH·T² floats); mask[b*T+t] = 1 for real tokens; dropout null = none. With k and v null, q
  * is the packed [B, T, 3H] output of one fused q/k/v projection (column blocks q | k | v). bf16Next: ctx is the
  * input of a bf16 linearForward right after (on CUDA this op then also writes its bf16 copy:
  * kernels/bf16_handoff.cuh).
  */
 export function attentionForward(
   ctx: Tensor,
-  probs: Tensor,
+  probs: Tensor | null,
   q: Tensor,
   k: Tensor | null,
   v: Tensor | null,
@@ -324,7 +325,7 @@ export function attentionForward(
 ): void {
   addon.attentionForward(
     nativeOf(ctx, 'ctx'),
-    nativeOf(probs, 'probs'),
+    probs === null ? null : nativeOf(probs, 'probs'),
     nativeOf(q, 'q'),
     k === null ? null : nativeOf(k, 'k'),
     v === null ? null : nativeOf(v, 'v'),

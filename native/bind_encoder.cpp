@@ -19,8 +19,8 @@
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
 //   add(out, a, b)                    addInplace(dst, src)
-//   attentionForward(ctx, probs, q, k|null, v|null, mask, numHeads, p, seed, offset, keepRows|null[, firstRow,
-//                    bf16Next])
+//   attentionForward(ctx, probs|null, q, k|null, v|null, mask, numHeads, p, seed, offset, keepRows|null[, firstRow,
+//                    bf16Next])   (probs null: the softmax is not kept, for inference)
 //   attentionBackward(dq, dk|null, dv|null, dctx, q, k|null, v|null, probs, mask, numHeads, p, seed, offset,
 //                     keepRows|null[, firstRow, bf16Next])   (k, v null: q is the packed [B, T, 3H] projection;
 //                     bf16Next there: the packed dq, as ctx in the forward, is the next product's operand)
@@ -504,11 +504,11 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   OpTensors ts(info, "attentionForward");
   Napi::Env env = info.Env();
   NativeTensor* ctx = ts.tensor(0, "ctx");
-  NativeTensor* probs = ts.tensor(1, "probs");
+  NativeTensor* probs = ts.optional(1, "probs");  // null: nothing kept for a backward (inference)
   static const char* const names[3] = {"q", "k", "v"};
   NativeTensor* const in[3] = {ts.tensor(2, "q"), ts.optional(3, "k"), ts.optional(4, "v")};
   const AttentionDims d = attention_dims(info, ctx, "ctx", in, names, 6);
-  expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
+  if (probs != nullptr) expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
   const int32_t* mask = arg_i32(info, 5, "mask", d.B * d.T);
   const AttentionDropout dr = attention_dropout(info, 7, d);
   const bool bf16Next = arg_bf16_next(info, 12);
@@ -516,8 +516,8 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   AttentionForwardFn* attention_forward = ts.entry(&Backend::attention_forward);
   return guarded_void(env, [&] {
     request_bf16_handoff(bf16Next, ctx);
-    attention_forward(ctx->data(), probs->data(), x.q, x.k, x.v, mask, d.B, d.T, d.NH, d.HS, d.ld, dr.p, dr.seed,
-                      dr.offset, dr.keepRows, dr.rowIndex);
+    attention_forward(ctx->data(), probs != nullptr ? probs->data() : nullptr, x.q, x.k, x.v, mask, d.B, d.T, d.NH,
+                      d.HS, d.ld, dr.p, dr.seed, dr.offset, dr.keepRows, dr.rowIndex);
   });
 }
 

@@ -1,11 +1,12 @@
 // SIMCSEPP_ATTENTION (kernels/attention.cu): a value other than fused or tiled is a clear Error that names
-// the variable, thrown before anything runs, and the next call with a valid value works. The paths' numbers
+// the variable, thrown before anything runs, and the next call with a valid value works; likewise
+// SIMCSEPP_ATTENTION_CHUNK (the tiled path's sentences per pass) other than a positive whole number. The paths' numbers
 // are compared with the CPU in helpers/encoder-parity.mjs (test/cuda-ops-gemm.test.ts). Skipped, with the
 // reason printed, when no CUDA device (real or emulated) is usable.
 import t from 'tap'
 import { cudaStatus, Tensor } from '../lib/index.js'
 import * as ops from '../lib/ops.js'
-import { withAttentionPath } from './helpers/encoder-parity.mjs'
+import { withAttentionPath, withEnvVars } from './helpers/encoder-parity.mjs'
 
 const status = cudaStatus()
 if (!status.available) {
@@ -41,5 +42,14 @@ if (!status.available) {
       const err = Math.max(Math.abs(p[0] - (1 - p1)), Math.abs(p[1] - p1), Math.abs(p[2]))
       t.ok(err < 1e-6, `${path}: probs row 0 = ${Array.from(p.subarray(0, 3))}, error ${err.toExponential(2)}`)
     }
+    for (const chunk of ['0', '-1', '2x', 'one'])
+      t.throws(
+        () => withEnvVars({ SIMCSEPP_ATTENTION: 'tiled', SIMCSEPP_ATTENTION_CHUNK: chunk }, run),
+        new RegExp(`SIMCSEPP_ATTENTION_CHUNK must be a positive whole number of sentences, not '${chunk}'`),
+        `SIMCSEPP_ATTENTION_CHUNK=${chunk}`,
+      )
+    probs.fill(0)
+    withEnvVars({ SIMCSEPP_ATTENTION: 'tiled', SIMCSEPP_ATTENTION_CHUNK: '1' }, run)
+    t.ok(probs.toFloat32Array()[1] > 0.5, 'then SIMCSEPP_ATTENTION_CHUNK=1 works')
   })
 }

@@ -867,6 +867,41 @@ t.test('attention with packed q|k|v equals separate tensors bit for bit, forward
   )
 })
 
+t.test('attention without probs (inference): ctx bit for bit as with them; the backward still needs them', async (t) => {
+  const { packQkv } = await import('./helpers/encoder-parity.mjs')
+  const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((x, i) => Object.is(x, b[i]))
+  // T = 1, T not a multiple of the 16 the CPU pads keys to, T a multiple of it; a sentence without real keys.
+  const cases: [AttnDims, number[]][] = [
+    [{ B: 2, T: 1, NH: 1, HS: 5 }, [1, 0]],
+    [{ B: 3, T: 17, NH: 2, HS: 8 }, [17, 9, 0]],
+    [{ B: 2, T: 16, NH: 3, HS: 4 }, [16, 5]],
+  ]
+  for (const [i, [d, real]] of cases.entries()) {
+    const mask = Int32Array.from({ length: d.B * d.T }, (_, j) => (j % d.T < real[Math.floor(j / d.T)] ? 1 : 0))
+    const c = attnCase(d, [...mask], 700 + 10 * i)
+    const H = d.NH * d.HS,
+      shape = [d.B, d.T, H]
+    const qkv = T32(packQkv([c.q, c.k, c.v], H), [d.B, d.T, 3 * H])
+    for (const drop of [null, { p: 0.25, seed: 9, offset: 4, keepRows: Uint8Array.from({ length: d.B }, (_, b) => b % 2) }]) {
+      const name = `B=${d.B} T=${d.T} NH=${d.NH} HS=${d.HS}${drop ? ' p=0.25, keepRows' : ''}`
+      const kept = runAttention(c, drop)
+      const [ctx, pctx] = [filled(shape, 5), filled(shape, 5)]
+      ops.attentionForward(ctx, null, T32(c.q, shape), T32(c.k, shape), T32(c.v, shape), c.mask, d.NH, drop)
+      ops.attentionForward(pctx, null, qkv, null, null, c.mask, d.NH, drop)
+      t.ok(same(arr(ctx), arr(kept.ctx)), `${name}: ctx`)
+      t.ok(same(arr(pctx), arr(kept.ctx)), `${name}: ctx, packed q|k|v`)
+    }
+  }
+  const [B, T, NH, H] = [2, 3, 2, 4]
+  const z = (...s: number[]) => Tensor.zeros(s)
+  const mask = new Int32Array(B * T).fill(1)
+  t.throws(
+    () => ops.attentionBackward(z(B, T, 3 * H), null, null, z(B, T, H), z(B, T, 3 * H), null, null, null as never, mask, NH),
+    /\bprobs\b/,
+  )
+  t.throws(() => ops.attentionForward(z(B, T, H), z(B, NH, T, T + 1), z(B, T, 3 * H), null, null, mask, NH), /\bprobs\b/)
+})
+
 t.test('validation names the offending argument', async (t) => {
   const z = (...s: number[]) => Tensor.zeros(s)
   t.throws(() => ops.layerNormForward(z(4, 3), z(4), z(4), z(4, 3), z(4), z(3), 1e-5), /weight.*\[3\].*\[4\]/)

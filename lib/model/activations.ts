@@ -12,14 +12,14 @@
 // with the depth. Within it the GELU runs in place (interAct = inter), each LayerNorm over its input (res1 = h1,
 // res2 = h2), the embedding output is h2 (layer 0's input), and embSum and h1 live in qkv's memory (embSum is
 // dead once the embedding LayerNorm has written layer 0's input, qkv once the attention has written ctx, h1 once
-// the layer's output is written). BERT-base at 64 x 128: 265 MiB (whole layers' buffers taking turns in two
-// sets held 721).
+// the layer's output is written); the attention keeps no probabilities (B·NH·T² floats, the one term that grows
+// with T²). BERT-base at 64 x 128: 217 MiB (whole layers' buffers taking turns in two sets, with probs, held 721).
 import type { BertConfig } from './config.js'
 import { Tensor, type Device } from '../tensor.js'
 
 export interface LayerActivations {
   qkv: Tensor // [B, T, 3H]: the fused q/k/v projection (column blocks q | k | v)
-  probs: Tensor // [B, NH, T, T] softmax before dropout
+  probs: Tensor | null // [B, NH, T, T] softmax before dropout (training; inference keeps none)
   ctx: Tensor // [BT, H]
   res1: Tensor
   mean1: Tensor
@@ -62,7 +62,7 @@ export function floatsFor(c: BertConfig, B: number, T: number, training: boolean
   const probs = B * NH * T * T
   const outputs = 2 * B * H // pooled, z
   // The buffers of acquire, in its order.
-  if (!training) return 2 * BT + BT * H + 3 * BT * H + BT * I + probs + BT * H + 4 * BT + outputs
+  if (!training) return 2 * BT + BT * H + 3 * BT * H + BT * I + BT * H + 4 * BT + outputs
   const perLayer = 6 * BT * H + 4 * BT + BT * I + probs
   const grads = 7 * BT * H + BT * I + B * H // gI2 included: also every layer's interAct
   return 2 * BT * H + 2 * BT + 2 * BT * H + c.numHiddenLayers * perLayer + outputs + grads
@@ -142,7 +142,7 @@ export class ActivationArena {
       const h1 = qkv.view(0, [BT, H])
       const set = {
         qkv,
-        probs: take([B, NH, T, T]),
+        probs: null,
         ctx: take([BT, H]),
         res1: h1,
         mean1: take([BT]),

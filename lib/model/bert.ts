@@ -461,7 +461,7 @@ export class BertModel {
         a.qkv,
         null,
         null,
-        a.probs,
+        a.probs!, // a training forward's activations: always kept
         batch.attentionMask,
         c.numAttentionHeads,
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),

@@ -240,7 +240,8 @@ SIMCSEPP_LANES typename Lanes<W>::F dropout_factor(const PairRows& r, const floa
   return load<F>(u) >= r.p ? splat<W>(r.dropScale) : F{};
 }
 
-// S (scaled scores, padding columns 0) -> P in place and in probs ([T, T]), then (with U) Pd = P ⊙ D in place.
+// S (scaled scores, padding columns 0) -> P in place and in probs ([T, T]; may be null), then (with U) Pd = P ⊙ D
+// in place.
 template <int W>
 SIMCSEPP_LANES void softmax_rows(const PairRows& r, float* S, float* probs) {
   using F = typename Lanes<W>::F;
@@ -257,7 +258,7 @@ SIMCSEPP_LANES void softmax_rows(const PairRows& r, float* S, float* probs) {
     for (int l = 0; l < W; ++l) mx = std::max(mx, m[l]);
     if (mx == -INFINITY) {  // no real key: P = 0
       std::fill(s, s + r.Tp, 0.0f);
-      std::fill(probs + i * r.T, probs + (i + 1) * r.T, 0.0f);
+      if (probs) std::fill(probs + i * r.T, probs + (i + 1) * r.T, 0.0f);
       continue;
     }
     for (int64_t j = 0; j < r.Tp; j += W) {
@@ -266,7 +267,7 @@ SIMCSEPP_LANES void softmax_rows(const PairRows& r, float* S, float* probs) {
     }
     const float inv = static_cast<float>(1.0 / sum8(s, r.Tp));
     for (int64_t j = 0; j < r.Tp; j += W) store(s + j, load<F>(s + j) * inv);
-    std::memcpy(probs + i * r.T, s, static_cast<size_t>(r.T) * sizeof(float));
+    if (probs) std::memcpy(probs + i * r.T, s, static_cast<size_t>(r.T) * sizeof(float));
     if (r.U)
       for (int64_t j = 0; j < r.Tp; j += W) store(s + j, load<F>(s + j) * dropout_factor<W>(r, r.U + i * r.T + j));
   }
@@ -554,7 +555,7 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
   const Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}};
   const Kernels& K = kernels();
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) K.forward(a, ctx, probs + i * T * T, i / NH, i % NH);
+    for (int64_t i = i0; i < i1; ++i) K.forward(a, ctx, probs ? probs + i * T * T : nullptr, i / NH, i % NH);
   });
 }
 

@@ -100,7 +100,8 @@ using AddInplaceFn = void(float* dst, const float* src, int64_t n);
 // Multi-head self-attention core (after the q/k/v projections). q, k, v, ctx are [B, T, H]; head h
 // is the column slice [h*HS, (h+1)*HS) (BERT's transpose_for_scores).
 //   S = q_h k_h^T / sqrt(HS); keys with mask[b*T + j] == 0 get probability 0;
-//   P = softmax over the real keys (a row with no real key is all zeros); probs saves P;
+//   P = softmax over the real keys (a row with no real key is all zeros); probs saves P for the backward
+//       (probs may be null: inference keeps nothing, and a forward without probs has no backward);
 //   Pd = dropout(P) with the probs viewed as [B, NH*T*T]: element e = rowIndex.at(b)*NH*T*T + h*T*T +
 //        i*T + j is kept iff dropout_uniform(seed, offset, e) >= p and scaled by 1/(1-p); sentences with
 //        keepRows[b] == 0 (keepRows may be null) are not dropped (exactly cpu::dropout's rule); rowIndex

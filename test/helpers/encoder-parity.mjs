@@ -681,14 +681,26 @@ function attention(lib, device, c, site, inputs) {
  * @returns {R}
  */
 export function withAttentionPath(path, fn) {
-  if (path === undefined) return fn()
-  const before = process.env.SIMCSEPP_ATTENTION
-  process.env.SIMCSEPP_ATTENTION = path
+  return withEnvVars({ SIMCSEPP_ATTENTION: path }, fn)
+}
+
+/**
+ * fn() with the environment variables set (those undefined unchanged), then each as it was.
+ * @template R
+ * @param {Record<string, string | undefined>} vars
+ * @param {() => R} fn
+ * @returns {R}
+ */
+export function withEnvVars(vars, fn) {
+  const set = /** @type {[string, string][]} */ (Object.entries(vars).filter(([, v]) => v !== undefined))
+  const before = set.map(([name]) => /** @type {const} */ ([name, process.env[name]]))
+  for (const [name, v] of set) process.env[name] = v
   try {
     return fn()
   } finally {
-    if (before === undefined) delete process.env.SIMCSEPP_ATTENTION
-    else process.env.SIMCSEPP_ATTENTION = before
+    for (const [name, v] of before)
+      if (v === undefined) delete process.env[name]
+      else process.env[name] = v
   }
 }
 
@@ -708,6 +720,69 @@ for (const c of ATTN_CASES)
       ]
     })
   }
+
+// The tiled path runs over the batch a chunk of sentences at a time (SIMCSEPP_ATTENTION_CHUNK sets the chunk; by
+// default as many as fit 64 MiB): every chunking gives the bits of one pass, forward and backward, with dropout
+// drawn for sentences placed as a data-parallel rank's runs of rows (the chunks' places in the batch). And the
+// forward without probs (inference), on both paths and in chunks: ctx bit for bit the forward's with probs.
+{
+  /** @type {AttnCase} */
+  const c = { name: 'five sentences', B: 5, T: 19, NH: 2, HS: 8, lengths: [19, 7, 0, 19, 12], path: 'tiled' }
+  const shape = `(B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS})`
+  const keepRows = Uint8Array.from([1, 0, 1, 1, 0])
+  /** @type {{ name: string, site: DropoutSite | null }[]} */
+  const sites = [
+    { name: 'no dropout', site: null },
+    {
+      name: "p = 0.1, keepRows, a rank's runs of rows",
+      site: { p: 0.1, seed: 99, offset: 5, keepRows, firstRow: { first: 3, block: 2, stride: 9, skip: 1 } },
+    },
+  ]
+  for (const chunk of [1, 2, 3])
+    for (const { name: siteName, site } of sites) {
+      const name = `attention ${shape} in chunks of ${chunk} sentences, ${siteName}`
+      gemmCase('attention, tiled path: chunks of sentences give the bits of one pass', name, attnWork(c), (lib, device, g) => {
+        const inputs = attnInputs(c, g)
+        const whole = attention(lib, device, c, site, inputs)
+        const chunked = withEnvVars({ SIMCSEPP_ATTENTION_CHUNK: String(chunk) }, () => attention(lib, device, c, site, inputs))
+        const cpu = attention(lib, 'cpu', c, site, inputs)
+        return ['probs', 'ctx', 'dq', 'dk', 'dv'].flatMap((out) => [
+          identical(`${name}: ${out}`, chunked[out], whole[out]),
+          compare(
+            out === 'probs' || out === 'ctx' ? 'attention_forward' : 'attention_backward',
+            `${name}: ${out} vs CPU`,
+            chunked[out],
+            cpu[out],
+            ATTN_TOL,
+          ),
+        ])
+      })
+    }
+  for (const [path, chunk] of /** @type {['fused' | 'tiled', string | undefined][]} */ ([
+    ['fused', undefined],
+    ['tiled', undefined],
+    ['tiled', '2'],
+  ]))
+    for (const { name: siteName, site } of sites) {
+      const name = `attention ${shape} without probs, ${path}${chunk ? ` in chunks of ${chunk}` : ''}, ${siteName}`
+      gemmCase('attention forward without probs (inference): ctx as with them', name, attnWork(c) / 3, (lib, device, g) => {
+        const inputs = attnInputs(c, g)
+        const mask = maskOf(c)
+        const forward = (/** @type {Device} */ dev, /** @type {boolean} */ keep) =>
+          withEnvVars({ SIMCSEPP_ATTENTION: path, SIMCSEPP_ATTENTION_CHUNK: chunk }, () =>
+            afterRun(lib, dev, { ctx: inputs.ctx, probs: inputs.probs, q: inputs.q, k: inputs.k, v: inputs.v }, (x) =>
+              lib.ops.attentionForward(x.ctx, keep ? x.probs : null, x.q, x.k, x.v, mask, c.NH, site),
+            ),
+          )
+        const [without, kept, cpu] = [forward(device, false), forward(device, true), forward('cpu', false)]
+        return [
+          identical(`${name}: ctx`, without.ctx, kept.ctx),
+          identical(`${name}: probs untouched`, without.probs, inputs.probs[0]),
+          compare('attention_forward', `${name}: ctx vs CPU`, without.ctx, cpu.ctx, ATTN_TOL),
+        ]
+      })
+    }
+}
 
 // Packed q/k/v (the model's fused projection): q, k, v as the column blocks of one [B, T, 3H] tensor (k, v
 // null) and dq, dk, dv likewise, against the CPU's separate tensors: the same values (bit for bit on the CPU,
