@@ -10,7 +10,8 @@
 //             2. attn_softmax_kernel                 probs = P = masked softmax(S), in place;
 //                                                    Pd = D ⊙ P into a workspace (only when p > 0)
 //             3. ctx_h = Pd v_h                      sgemm_kernel<false, false>
-//   backward  1. dPd = dctx_h v_h^T                  sgemm_kernel<false, true>, into workspace W
+//   backward  0. without probs: S and P formed again as in the forward (steps 1 and 2, into a workspace)
+//             1. dPd = dctx_h v_h^T                  sgemm_kernel<false, true>, into workspace W
 //             2. attn_softmax_backward_kernel        regenerates D: dP = D ⊙ dPd,
 //                                                    dS = P ⊙ (dP - rowsum(dP ⊙ P)) (masked keys 0), in place in W;
 //                                                    Pd = D ⊙ P into a second workspace (only when p > 0)
@@ -21,7 +22,8 @@
 // No limit on T. The kernels run over the batch a chunk of sentences at a time (chunk_sentences: each
 // workspace buffer holds one chunk's NH*T*T floats per sentence, at most 64 MiB unless one sentence needs more).
 // Shapes with T <= 128 and HS <= 128 take the fused kernels of attention_small.cu instead (one kernel each
-// way, no workspace), unless SIMCSEPP_ATTENTION=tiled. Only those write a bf16 handoff of ctx (and of the packed
+// way, no workspace), unless SIMCSEPP_ATTENTION=tiled or a backward gets no probs (its P is then the tiled
+// forward's, which differs from the fused one's by rounding). Only those write a bf16 handoff of ctx (and of the packed
 // dq | dk | dv) when one was requested (bf16_handoff.cuh); the tiled path declines it (its products then round
 // ctx and dqkv themselves).
 #include <algorithm>
@@ -220,9 +222,11 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dctx, cons
   require();
   if (B * NH * T <= 0) return;
   const AttnShape s{{B, T, NH, HS, ld}};
-  const bool fused = use_fused(s);
+  const bool fused = use_fused(s) && probs != nullptr;  // the fused kernel has no room to form P again
   const int64_t chunk = fused ? 0 : chunk_sentences(s);
-  const AttnCall call(s, mask, p, seed, offset, keepRows, rowIndex, fused ? 0 : p > 0.0f ? 2 : 1, chunk);
+  // Tiled: dPd then dS; Pd = D ⊙ P when p > 0; P formed again when probs is null.
+  const int buffers = fused ? 0 : 1 + (p > 0.0f ? 1 : 0) + (probs == nullptr ? 1 : 0);
+  const AttnCall call(s, mask, p, seed, offset, keepRows, rowIndex, buffers, chunk);
   const cudaStream_t stream = detail::op_stream();
   if (fused) {
     const int64_t H = NH * HS;
@@ -233,14 +237,22 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dctx, cons
     return;
   }
   bf16handoff::decline();
-  float* const dS = call.buffer(0);                       // dPd, then dS
-  float* const pd = p > 0.0f ? call.buffer(1) : nullptr;  // Pd = D ⊙ P (else dv reads P itself)
+  float* const dS = call.buffer(0);                                          // dPd, then dS
+  float* const pd = p > 0.0f ? call.buffer(1) : nullptr;                     // Pd = D ⊙ P (else dv reads P itself)
+  float* const own = probs == nullptr ? call.buffer(buffers - 1) : nullptr;  // P formed again
   const int64_t H = s.H();
   const float scale = s.scale();
   for_chunks(s, chunk, [&](Chunk c) {
-    const float* P = probs + call.block_at(c);
-    const float* g = dctx + call.head_at(c);
     const int64_t in = call.input_at(c);
+    if (own != nullptr) {  // the forward's S and softmax, with its bits (the same kernels and layouts)
+      tile::sgemm<false, true>(T, T, HS, scale, q + in, ld, k + in, ld, 0.0f, own, T,
+                               "sgemm_kernel (attention S = q k^T, formed again)", stream, nullptr,
+                               call.scores(c, s.input()));
+      launch("attn_softmax_kernel", attn_softmax_kernel, call.row_grid(c), kRowThreads, 0, stream, own, nullptr,
+             call.rows_of(c));
+    }
+    const float* P = own != nullptr ? own : probs + call.block_at(c);
+    const float* g = dctx + call.head_at(c);
     tile::sgemm<false, true>(T, T, HS, 1.0f, g, H, v + in, ld, 0.0f, dS, T, "sgemm_kernel (attention dPd = dctx v^T)",
                              stream, nullptr, call.scores(c, s.head()));
     launch("attn_softmax_backward_kernel", attn_softmax_backward_kernel, call.row_grid(c), kRowThreads, 0, stream, dS,

@@ -364,7 +364,7 @@ export interface Addon {
     q: NativeTensor,
     k: NativeTensor | null,
     v: NativeTensor | null,
-    probs: NativeTensor,
+    probs: NativeTensor | null,
     mask: Int32Array,
     numHeads: number,
     p: number,

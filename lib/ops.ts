@@ -306,8 +306,8 @@ export function scaleInplace(x: Tensor, s: number): void {
 
 /**
  * ctx_h = dropout(softmax_realKeys(q_h·k_hᵀ/√HS))·v_h per head; q, k, v, ctx [B, T, H]; probs [B, NH, T, T]
- * saves the pre-dropout softmax for attentionBackward (null: not kept, as in inference, which then needs no
- * B·NH·T² floats); mask[b*T+t] = 1 for real tokens; dropout null = none. With k and v null, q
+ * saves the pre-dropout softmax for attentionBackward (null: not kept, as in inference or when the backward
+ * forms it again); mask[b*T+t] = 1 for real tokens; dropout null = none. With k and v null, q
  * is the packed [B, T, 3H] output of one fused q/k/v projection (column blocks q | k | v). bf16Next: ctx is the
  * input of a bf16 linearForward right after (on CUDA this op then also writes its bf16 copy:
  * kernels/bf16_handoff.cuh).
@@ -338,7 +338,8 @@ export function attentionForward(
 
 /**
  * dq, dk, dv (overwritten) from dctx, regenerating the forward's dropout mask (pass the forward's dropout
- * site). Packed as in the forward: with dk, dv, k, v null, dq and q are [B, T, 3H] (q | k | v column blocks).
+ * site). probs null: the softmax is formed again from q and k (with the forward's bits; on CUDA the tiled
+ * path's, which T <= 128 forwards do not take by default). Packed as in the forward: with dk, dv, k, v null, dq and q are [B, T, 3H] (q | k | v column blocks).
  * bf16Next (packed only): dq is the output gradient of a bf16 linearBackward right after (as in the forward).
  */
 export function attentionBackward(
@@ -349,7 +350,7 @@ export function attentionBackward(
   q: Tensor,
   k: Tensor | null,
   v: Tensor | null,
-  probs: Tensor,
+  probs: Tensor | null,
   mask: Int32Array,
   numHeads: number,
   dropout: DropoutSite | null = null,
@@ -363,7 +364,7 @@ export function attentionBackward(
     nativeOf(q, 'q'),
     k === null ? null : nativeOf(k, 'k'),
     v === null ? null : nativeOf(v, 'v'),
-    nativeOf(probs, 'probs'),
+    probs === null ? null : nativeOf(probs, 'probs'),
     mask,
     numHeads,
     ...siteArgs(dropout),

@@ -21,9 +21,10 @@
 //   add(out, a, b)                    addInplace(dst, src)
 //   attentionForward(ctx, probs|null, q, k|null, v|null, mask, numHeads, p, seed, offset, keepRows|null[, firstRow,
 //                    bf16Next])   (probs null: the softmax is not kept, for inference)
-//   attentionBackward(dq, dk|null, dv|null, dctx, q, k|null, v|null, probs, mask, numHeads, p, seed, offset,
+//   attentionBackward(dq, dk|null, dv|null, dctx, q, k|null, v|null, probs|null, mask, numHeads, p, seed, offset,
 //                     keepRows|null[, firstRow, bf16Next])   (k, v null: q is the packed [B, T, 3H] projection;
-//                     bf16Next there: the packed dq, as ctx in the forward, is the next product's operand)
+//                     bf16Next there: the packed dq, as ctx in the forward, is the next product's operand;
+//                     probs null: the softmax is formed again from q and k, with the forward's bits)
 //   poolClsForward(out, hidden)       poolClsBackward(dhidden, dout, accumulate)
 //   poolMeanForward(out, hidden, mask) poolMeanBackward(dhidden, dout, mask, accumulate)
 // Tensors are float32 NativeTensors; sizes are derived from their shapes and every tensor's size is
@@ -529,11 +530,11 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   NativeTensor* const grads[3] = {ts.tensor(0, "dq"), ts.optional(1, "dk"), ts.optional(2, "dv")};
   NativeTensor* dctx = ts.tensor(3, "dctx");
   NativeTensor* const in[3] = {ts.tensor(4, "q"), ts.optional(5, "k"), ts.optional(6, "v")};
-  NativeTensor* probs = ts.tensor(7, "probs");
+  NativeTensor* probs = ts.optional(7, "probs");  // null: the backward forms P again
   const AttentionDims d = attention_dims(info, dctx, "dctx", in, names, 9);
   if (attention_dims(info, dctx, "dctx", grads, gradNames, 9).ld != d.ld)
     throw_arg(env, "Expected dq, dk, dv to be packed exactly when q, k, v are (dk and dv null with a [B, T, 3H] dq)");
-  expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
+  if (probs != nullptr) expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
   const int32_t* mask = arg_i32(info, 8, "mask", d.B * d.T);
   const AttentionDropout dr = attention_dropout(info, 10, d);
   const bool bf16Next = arg_bf16_next(info, 15);
@@ -541,8 +542,8 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   AttentionBackwardFn* attention_backward = ts.entry(&Backend::attention_backward);
   return guarded_void(env, [&] {
     if (grads[1] == nullptr) request_bf16_handoff(bf16Next, grads[0]);  // only the packed gradient is one operand
-    attention_backward(g.q, g.k, g.v, dctx->data(), x.q, x.k, x.v, probs->data(), mask, d.B, d.T, d.NH, d.HS, d.ld,
-                       dr.p, dr.seed, dr.offset, dr.keepRows, dr.rowIndex);
+    attention_backward(g.q, g.k, g.v, dctx->data(), x.q, x.k, x.v, probs != nullptr ? probs->data() : nullptr, mask,
+                       d.B, d.T, d.NH, d.HS, d.ld, dr.p, dr.seed, dr.offset, dr.keepRows, dr.rowIndex);
   });
 }
 

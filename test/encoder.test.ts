@@ -9,7 +9,7 @@ import { Tensor } from '../lib/index.js'
 import type { BertConfig } from '../lib/model/config.js'
 import { BertModel } from '../lib/model/bert.js'
 import * as ops from '../lib/ops.js'
-import { encoderRef, type RefBatch } from './helpers/encoder-reference.js'
+import { encoderRef, gradientError, type RefBatch } from './helpers/encoder-reference.js'
 import { randn, relErr } from './helpers/reference.js'
 
 const config: BertConfig = {
@@ -90,18 +90,12 @@ for (const [label, keepRows, pooling] of [
       const idx = pick(e.size, 10)
       if (e.name === 'embeddings.word_embeddings.weight')
         idx.push(...Array.from({ length: 6 }, (_, i) => ids[i * 3] * config.hiddenSize + i))
-      const fd = idx.map((i) => {
-        const keep = values[i]
-        values[i] = keep + 1e-6
-        const up = loss()
-        values[i] = keep - 1e-6
-        const down = loss()
-        values[i] = keep
-        return (up - down) / 2e-6
-      })
-      const got = idx.map((i) => grads[e.offset + i])
-      const scale = Math.max(1e-3, ...fd.map(Math.abs))
-      const err = Math.max(...got.map((g, k) => Math.abs(g - fd[k]))) / scale
+      const err = gradientError(
+        values,
+        idx,
+        idx.map((i) => grads[e.offset + i]),
+        loss,
+      )
       t.ok(err < 2e-3, `${e.name}: max |native − FD| / max |FD| = ${err.toExponential(2)} over ${idx.length} coordinates`)
     }
     model.dispose()

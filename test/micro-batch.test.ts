@@ -255,6 +255,21 @@ t.test('ActivationArena: inference shares one set of buffers; training keeps one
   t.equal(perLayer, 6 * BT * H + 4 * BT + BT * I + probs, 'training floats per layer')
   const grads = 7 * BT * H + BT * I + B * H
   t.equal(floatsFor(config, B, T, true), 4 * BT * H + 2 * BT + 5 * perLayer + 2 * B * H + grads, 'training floats')
+
+  // Beyond KEEP_PROBS_MAX_T the backward forms the probabilities again: training keeps none.
+  const { KEEP_PROBS_MAX_T } = await import('../lib/model/activations.js')
+  const long = KEEP_PROBS_MAX_T + 1
+  const longLayers = arena.acquire(1, long, true).layers
+  t.ok(
+    longLayers.every((l) => l.probs === null),
+    `T = ${long}: no layer keeps attention probabilities`,
+  )
+  t.ok(
+    arena.acquire(1, KEEP_PROBS_MAX_T, true).layers.every((l) => l.probs !== null),
+    `T = ${KEEP_PROBS_MAX_T}: every layer keeps them`,
+  )
+  const longPerLayer = floatsFor({ ...config, numHiddenLayers: 6 }, 1, long, true) - floatsFor(config, 1, long, true)
+  t.equal(longPerLayer, 6 * long * H + 4 * long + long * I, `T = ${long}: training floats per layer, without probabilities`)
 })
 
 t.test('ActivationArena: a batch of the last shape gets the same views; another shape or a larger buffer, new ones', async (t) => {

@@ -895,11 +895,42 @@ t.test('attention without probs (inference): ctx bit for bit as with them; the b
   const [B, T, NH, H] = [2, 3, 2, 4]
   const z = (...s: number[]) => Tensor.zeros(s)
   const mask = new Int32Array(B * T).fill(1)
+  t.throws(() => ops.attentionForward(z(B, T, H), z(B, NH, T, T + 1), z(B, T, 3 * H), null, null, mask, NH), /\bprobs\b/)
   t.throws(
-    () => ops.attentionBackward(z(B, T, 3 * H), null, null, z(B, T, H), z(B, T, 3 * H), null, null, null as never, mask, NH),
+    () => ops.attentionBackward(z(B, T, 3 * H), null, null, z(B, T, H), z(B, T, 3 * H), null, null, z(B, NH, T + 1, T), mask, NH),
     /\bprobs\b/,
   )
-  t.throws(() => ops.attentionForward(z(B, T, H), z(B, NH, T, T + 1), z(B, T, 3 * H), null, null, mask, NH), /\bprobs\b/)
+})
+
+t.test('attention backward without probs forms them again: dq, dk, dv bit for bit as with them', async (t) => {
+  const { packQkv, unpackQkv } = await import('./helpers/encoder-parity.mjs')
+  const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((x, i) => Object.is(x, b[i]))
+  // T = 1, T not a multiple of the 16 the CPU pads keys to (the saved probs are copied padded), T a multiple of
+  // it (read in place); a sentence without real keys; a head size the vectors do not divide.
+  const cases: [AttnDims, number[]][] = [
+    [{ B: 2, T: 1, NH: 1, HS: 5 }, [1, 0]],
+    [{ B: 3, T: 17, NH: 2, HS: 8 }, [17, 9, 0]],
+    [{ B: 2, T: 32, NH: 3, HS: 20 }, [32, 5]],
+  ]
+  for (const [i, [d, real]] of cases.entries()) {
+    const mask = Int32Array.from({ length: d.B * d.T }, (_, j) => (j % d.T < real[Math.floor(j / d.T)] ? 1 : 0))
+    const c = attnCase(d, [...mask], 800 + 10 * i)
+    const H = d.NH * d.HS,
+      shape = [d.B, d.T, H]
+    for (const drop of [null, { p: 0.25, seed: 9, offset: 4, keepRows: Uint8Array.from({ length: d.B }, (_, b) => b % 2), firstRow: 3 }]) {
+      const name = `B=${d.B} T=${d.T} NH=${d.NH} HS=${d.HS}${drop ? ' p=0.25, keepRows, firstRow' : ''}`
+      const kept = runAttention(c, drop)
+      const [q, k, v] = [T32(c.q, shape), T32(c.k, shape), T32(c.v, shape)]
+      const [dq, dk, dv] = [filled(shape, 1), filled(shape, 2), filled(shape, 3)]
+      ops.attentionBackward(dq, dk, dv, T32(c.dctx, shape), q, k, v, null, c.mask, d.NH, drop)
+      t.ok(same(arr(dq), kept.dq) && same(arr(dk), kept.dk) && same(arr(dv), kept.dv), `${name}: dq, dk, dv`)
+      const qkv = T32(packQkv([c.q, c.k, c.v], H), [d.B, d.T, 3 * H])
+      const dqkv = filled([d.B, d.T, 3 * H], 4)
+      ops.attentionBackward(dqkv, null, null, T32(c.dctx, shape), qkv, null, null, null, c.mask, d.NH, drop)
+      const packed = [0, 1, 2].map((w) => unpackQkv(arr(dqkv), H, w))
+      t.ok(same(packed[0], kept.dq) && same(packed[1], kept.dk) && same(packed[2], kept.dv), `${name}: packed q|k|v`)
+    }
+  }
 })
 
 t.test('validation names the offending argument', async (t) => {

@@ -1,7 +1,7 @@
 // The encoder's activation buffers for one batch shape, carved out of one flat allocation that grows
 // only when a larger batch arrives (no native allocation inside a training step once warm).
 // Forward saves what backward needs (llm.c's ActivationTensors): LayerNorm inputs, mean and rstd, attention
-// probabilities before dropout, GELU inputs. Not the outputs that the backward can recompute with the forward's
+// probabilities before dropout (up to KEEP_PROBS_MAX_T), GELU inputs. Not the outputs that the backward can recompute with the forward's
 // bits: GELU(inter) (output.dense's weight gradient reads it: linearBackward recomputes it), so every layer's
 // interAct is one buffer, which output.dense reads right after the GELU writes it, and which is also gI2's
 // memory (a forward never needs gI2 and a backward never reads interAct); and the LayerNorm outputs h1 and h2
@@ -15,11 +15,19 @@
 // the layer's output is written); the attention keeps no probabilities (B·NH·T² floats, the one term that grows
 // with T²). BERT-base at 64 x 128: 217 MiB (whole layers' buffers taking turns in two sets, with probs, held 721).
 import type { BertConfig } from './config.js'
+
+/**
+ * Training keeps each layer's attention probabilities (B·NH·T² floats) for sequences up to this length, where
+ * CUDA's fused backward reads them and they are at most a sixth of a layer's activations (BERT-base: 5% at
+ * T = 32, 17% at 128). Longer batches do not keep them: the backward forms them again from q and k with the
+ * forward's bits (one more T x T x HS product per head), where they would be 44% of a layer at T = 512.
+ */
+export const KEEP_PROBS_MAX_T = 128
 import { Tensor, type Device } from '../tensor.js'
 
 export interface LayerActivations {
   qkv: Tensor // [B, T, 3H]: the fused q/k/v projection (column blocks q | k | v)
-  probs: Tensor | null // [B, NH, T, T] softmax before dropout (training; inference keeps none)
+  probs: Tensor | null // [B, NH, T, T] softmax before dropout (training up to KEEP_PROBS_MAX_T; else null)
   ctx: Tensor // [BT, H]
   res1: Tensor
   mean1: Tensor
@@ -59,7 +67,7 @@ export function floatsFor(c: BertConfig, B: number, T: number, training: boolean
     I = c.intermediateSize,
     NH = c.numAttentionHeads,
     BT = B * T
-  const probs = B * NH * T * T
+  const probs = T <= KEEP_PROBS_MAX_T ? B * NH * T * T : 0 // training's
   const outputs = 2 * B * H // pooled, z
   // The buffers of acquire, in its order.
   if (!training) return 2 * BT + BT * H + 3 * BT * H + BT * I + BT * H + 4 * BT + outputs
@@ -121,7 +129,7 @@ export class ActivationArena {
       const [h1, h2] = [take([BT, H]), take([BT, H])] // every layer's (the header comment)
       layers = Array.from({ length: L }, () => ({
         qkv: take([B, T, 3 * H]),
-        probs: take([B, NH, T, T]),
+        probs: T <= KEEP_PROBS_MAX_T ? take([B, NH, T, T]) : null,
         ctx: take([BT, H]),
         res1: take([BT, H]),
         mean1: take([BT]),

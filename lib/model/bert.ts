@@ -461,7 +461,7 @@ export class BertModel {
         a.qkv,
         null,
         null,
-        a.probs!, // a training forward's activations: always kept
+        a.probs, // null beyond KEEP_PROBS_MAX_T: the backward forms them again
         batch.attentionMask,
         c.numAttentionHeads,
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),

@@ -349,9 +349,10 @@ Pair make_pair(const AttnShape& s, const AttnDropout& d, const int32_t* mask, in
   const bool drop = d.active(b);
   const float dropScale = drop && d.p < 1.0f ? 1.0f / (1.0f - d.p) : 0.0f;
   PairRows rows{T, Tp, w.keyOk.data(), nullptr, d.p, dropScale, 1.0f / std::sqrt(static_cast<float>(s.HS))};
-  // Floats for the largest user (the backward): four T x Tp blocks, the uniforms, three padded head copies.
+  // Floats for the largest user (the backward): four T x Tp blocks, the uniforms, three padded head copies, two
+  // transposed heads (k^T when P is formed again, then v^T).
   const int64_t HSp = round_up(s.HS, kPad);
-  w.reset(4 * T * Tp + (drop ? T * T + Tp : 0) + 3 * T * HSp + s.HS * Tp);
+  w.reset(4 * T * Tp + (drop ? T * T + Tp : 0) + 3 * T * HSp + 2 * s.HS * Tp);
   if (drop) {
     float* U = w.take(T * T + Tp);
     const int64_t TT = T * T;
@@ -463,9 +464,18 @@ SIMCSEPP_LANES void backward_pair(const Attn& a, float* dq, float* dk, float* dv
   thread_local PairScratch w;
   const Pair pr = make_pair(a.s, a.d, a.mask, b, h, w);
   const int64_t T = pr.T, Tp = pr.Tp, ld = a.s.ld, H = a.s.H();
-  // P with rows padded to Tp: the saved probs themselves when T is already a multiple of kPad.
+  // P with rows padded to Tp: the saved probs themselves when T is already a multiple of kPad; without them
+  // (probs null) formed again as the forward forms it (the same product and softmax: the same bits).
   const float* P = probs;
-  if (Tp != T) {
+  if (probs == nullptr) {
+    float* kt = transposed<W>(a.k + pr.in, ld, pr, w);
+    float* S = w.take(T * Tp);
+    product<W>({T, Tp, pr.HS, a.q + pr.in, ld, 1, kt, Tp, pr.rows.scale, S, Tp});
+    PairRows plain = pr.rows;
+    plain.U = nullptr;  // P before dropout
+    softmax_rows<W>(plain, S, nullptr);
+    P = S;
+  } else if (Tp != T) {
     float* padded = w.take(T * Tp);
     for (int64_t i = 0; i < T; ++i) {
       std::copy(probs + i * T, probs + (i + 1) * T, padded + i * Tp);
@@ -566,7 +576,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dctx, cons
   const Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}};
   const Kernels& K = kernels();
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) K.backward(a, dq, dk, dv, dctx, probs + i * T * T, i / NH, i % NH);
+    for (int64_t i = i0; i < i1; ++i)
+      K.backward(a, dq, dk, dv, dctx, probs ? probs + i * T * T : nullptr, i / NH, i % NH);
   });
 }
 

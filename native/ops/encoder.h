@@ -113,7 +113,8 @@ using AddInplaceFn = void(float* dst, const float* src, int64_t n);
 using AttentionForwardFn = void(float* ctx, float* probs, const float* q, const float* k, const float* v,
                                 const int32_t* mask, int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p,
                                 uint64_t seed, uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex);
-// Regenerates the dropout mask D (Pd = D ⊙ P). With G = dctx_h:
+// Regenerates the dropout mask D (Pd = D ⊙ P), and P itself when probs is null (with the forward's bits: the
+// same products and softmax). With G = dctx_h:
 //   dv_h = Pd^T G;  dP = D ⊙ (G v_h^T);  dS = P ⊙ (dP - rowsum(dP ⊙ P));
 //   dq_h = dS k_h / sqrt(HS);  dk_h = dS^T q_h / sqrt(HS).   dq, dk, dv are overwritten.
 using AttentionBackwardFn = void(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,

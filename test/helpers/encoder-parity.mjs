@@ -724,7 +724,8 @@ for (const c of ATTN_CASES)
 // The tiled path runs over the batch a chunk of sentences at a time (SIMCSEPP_ATTENTION_CHUNK sets the chunk; by
 // default as many as fit 64 MiB): every chunking gives the bits of one pass, forward and backward, with dropout
 // drawn for sentences placed as a data-parallel rank's runs of rows (the chunks' places in the batch). And the
-// forward without probs (inference), on both paths and in chunks: ctx bit for bit the forward's with probs.
+// forward without probs (inference), on both paths and in chunks: ctx bit for bit the forward's with probs; and
+// the backward without them (training beyond KEEP_PROBS_MAX_T).
 {
   /** @type {AttnCase} */
   const c = { name: 'five sentences', B: 5, T: 19, NH: 2, HS: 8, lengths: [19, 7, 0, 19, 12], path: 'tiled' }
@@ -780,6 +781,31 @@ for (const c of ATTN_CASES)
           identical(`${name}: probs untouched`, without.probs, inputs.probs[0]),
           compare('attention_forward', `${name}: ctx vs CPU`, without.ctx, cpu.ctx, ATTN_TOL),
         ]
+      })
+    }
+  // The backward without probs forms P again on the tiled path (the fused kernel has no room for it): the bits
+  // of the tiled backward given the tiled forward's probs.
+  for (const [path, chunk] of /** @type {['fused' | 'tiled', string | undefined][]} */ ([
+    ['fused', undefined],
+    ['tiled', undefined],
+    ['tiled', '2'],
+  ]))
+    for (const { name: siteName, site } of sites) {
+      const name = `attention ${shape} backward without probs, ${path}${chunk ? ` in chunks of ${chunk}` : ''}, ${siteName}`
+      gemmCase('attention backward without probs: the tiled backward with them', name, attnWork(c), (lib, device, g) => {
+        const inputs = attnInputs(c, g)
+        const mask = maskOf(c)
+        const withProbs = attention(lib, device, c, site, inputs) // the tiled path (c.path)
+        const without = withEnvVars({ SIMCSEPP_ATTENTION: path, SIMCSEPP_ATTENTION_CHUNK: chunk }, () =>
+          afterRun(lib, device, inputs, (x) => lib.ops.attentionBackward(x.dq, x.dk, x.dv, x.dctx, x.q, x.k, x.v, null, mask, c.NH, site)),
+        )
+        const cpu = afterRun(lib, 'cpu', inputs, (x) =>
+          lib.ops.attentionBackward(x.dq, x.dk, x.dv, x.dctx, x.q, x.k, x.v, null, mask, c.NH, site),
+        )
+        return ['dq', 'dk', 'dv'].flatMap((d) => [
+          identical(`${name}: ${d}`, without[d], withProbs[d]),
+          compare('attention_backward', `${name}: ${d} vs CPU`, without[d], cpu[d], ATTN_TOL),
+        ])
       })
     }
 }

@@ -62,3 +62,21 @@ export function encoderRef(
   if (!mlp) return pooled
   return linearRef(pooled, p('mlp.dense.weight'), p('mlp.dense.bias'), B, H, H).map(Math.tanh)
 }
+
+/**
+ * The largest |got[k] − FD_k| over max(1e-3, max |FD|), FD_k the central difference (step 1e-6) of loss() in
+ * values[idx[k]] (restored afterwards): how far native gradients are from the float64 reference's.
+ */
+export function gradientError(values: Float64Array, idx: number[], got: number[], loss: () => number): number {
+  const fd = idx.map((i) => {
+    const keep = values[i]
+    values[i] = keep + 1e-6
+    const up = loss()
+    values[i] = keep - 1e-6
+    const down = loss()
+    values[i] = keep
+    return (up - down) / 2e-6
+  })
+  const scale = Math.max(1e-3, ...fd.map(Math.abs))
+  return Math.max(...got.map((g, k) => Math.abs(g - fd[k]))) / scale
+}
