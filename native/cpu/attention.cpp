@@ -8,6 +8,7 @@
 // to a multiple of W; a tile of R rows x 2W columns of C stays in registers over the whole k loop. Per pair:
 //   forward   S = q k^T / sqrt(HS)  (B = k^T, packed)        ctx = Pd v
 //   backward  dP = dctx v^T  (B = v^T, packed)   dv = Pd^T dctx   dq = dS k / sqrt(HS)   dk = dS^T q / sqrt(HS)
+//             (without saved probs, S and P first, as the forward forms them: the same bits)
 // Between the products the pair's rows (T x T, in L1) get the key mask, the softmax (exp in vector form), the
 // dropout multipliers and dS = P ⊙ (dP - rowsum(dP ⊙ P)) in vector loops.
 //
