@@ -33,7 +33,8 @@
 //    cpu for N <= 4096); the JSON goes to $OUT/bench-losses.json when OUT is set (the full log to
 //    $OUT/gpu-check.log);
 // 6. attention forward + backward at B*3 = 192, T = 32, NH = 12, HS = 64 with SIMCSEPP_ATTENTION=tiled and
-//    =fused (ms each, the ratio; JSON to $OUT/bench-attention.json); then one SimCSE++ training step of BERT-base at B = 64 and 512, T = 32 on CUDA (bench step) once every
+//    =fused (ms each, the ratio), and at B*3 = 48, T = 512 (tiled) with probs kept or formed again in the
+//    backward (JSON to $OUT/bench-attention.json); then one SimCSE++ training step of BERT-base at B = 64 and 512, T = 32 on CUDA (bench step) once every
 //    encoder op has a CUDA kernel, B = 4096 in micro-batches of 1536 rows when time allows, and the PyTorch step of scripts/bench/torch_step.py when torch is
 //    importable, with the ratios; the B = 64 step without CUDA graphs and the B = 64 and 512 steps with
 //    SIMCSEPP_BF16_OPERANDS=fp32 (bf16 products on fp32 operands instead of bf16 copies) and the B = 64 step with
@@ -101,6 +102,7 @@ const shapes = dryRun
       lossDim: 16,
       lossSeconds: 0.02,
       attention: [6, 8, 2, 8, 2],
+      attentionLong: [3, 9, 2, 8, 2],
       model: 'tiny',
       batches: [2, 4],
       seqLen: 6,
@@ -113,6 +115,7 @@ const shapes = dryRun
       lossDim: 768,
       lossSeconds: 0.5,
       attention: [192, 32, 12, 64, 20], // B*3, T, NH, HS, repetitions
+      attentionLong: [48, 512, 12, 64, 5], // the same at T = 512 (the tiled path): probs kept or formed again
       model: 'base',
       batches: [64, 512],
       seqLen: 32,
@@ -498,44 +501,67 @@ if (runBench) {
 // Attention paths: forward + backward of the benchmark's attention (B*3 = 192 sentences, T = 32, BERT-base
 // heads NH = 12, HS = 64, dropout 0.1) with the fused kernels (SIMCSEPP_ATTENTION=fused,
 // kernels/attention_small.cu) and the tiled SGEMMs (=tiled, kernels/attention.cu); ms per pair and the ratio.
+// Then at T = 512 (16 sentences x 3 views), the tiled path as training runs it there: the forward keeping
+// probs and the backward reading them, against neither keeping them and the backward forming them again
+// (KEEP_PROBS_MAX_T in lib/model/activations.ts: what the memory it saves costs in time on a GPU).
 // The ops only launch: a host read of a 1-float tensor after the repetitions waits for them.
 
 if (runBench && !fake && status.available) {
   if (left() < 30) skip(`bench attention: ${left().toFixed(0)} s left`)
   else
     try {
-      const [B, T, NH, HS, reps] = shapes.attention
-      const H = NH * HS
-      let s = 1
-      const rand = () => Float32Array.from({ length: B * T * H }, () => (s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5)
-      const [q, k, v, dctx] = [rand(), rand(), rand(), rand()].map((a) => Tensor.from(a, [B, T, H], GPU))
-      const [ctx, dq, dk, dv] = [0, 1, 2, 3].map(() => Tensor.zeros([B, T, H], GPU))
-      const probs = Tensor.zeros([B, NH, T, T], GPU)
-      const mask = Int32Array.from({ length: B * T }, (_, i) => (i % T < T - (Math.floor(i / T) % 9) ? 1 : 0))
-      const site = { p: 0.1, seed: 5, offset: 0, keepRows: null }
       const sync = Tensor.zeros([1], GPU)
-      const pair = () => {
-        ops.attentionForward(ctx, probs, q, k, v, mask, NH, site)
-        ops.attentionBackward(dq, dk, dv, dctx, q, k, v, probs, mask, NH, site)
+      // Forward + backward pairs on one shape: run(keep) times it with probs kept (or not, null), in ms.
+      const attentionPair = ([B, T, NH, HS, reps]) => {
+        const H = NH * HS
+        let s = 1
+        const rand = () => Float32Array.from({ length: B * T * H }, () => (s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5)
+        const [q, k, v, dctx] = [rand(), rand(), rand(), rand()].map((a) => Tensor.from(a, [B, T, H], GPU))
+        const [ctx, dq, dk, dv] = [0, 1, 2, 3].map(() => Tensor.zeros([B, T, H], GPU))
+        const probs = Tensor.zeros([B, NH, T, T], GPU)
+        const mask = Int32Array.from({ length: B * T }, (_, i) => (i % T < T - (Math.floor(i / T) % 9) ? 1 : 0))
+        const site = { p: 0.1, seed: 5, offset: 0, keepRows: null }
+        const pair = (kept) => {
+          ops.attentionForward(ctx, kept ? probs : null, q, k, v, mask, NH, site)
+          ops.attentionBackward(dq, dk, dv, dctx, q, k, v, kept ? probs : null, mask, NH, site)
+        }
+        const run = (kept) => {
+          pair(kept) // warm: the workspace and the device copies of mask and keepRows
+          sync.toFloat32Array()
+          const start = performance.now()
+          for (let r = 0; r < reps; r++) pair(kept)
+          sync.toFloat32Array()
+          return (performance.now() - start) / reps
+        }
+        return { shape: { B, T, NH, HS, reps }, run, dispose: () => [q, k, v, dctx, ctx, dq, dk, dv, probs].forEach((x) => x.dispose()) }
       }
       const before = process.env.SIMCSEPP_ATTENTION
+      const short = attentionPair(shapes.attention)
       const ms = {}
       for (const path of ['tiled', 'fused', 'tiled', 'fused']) {
         process.env.SIMCSEPP_ATTENTION = path
-        pair() // warm: the workspace and the device copies of mask and keepRows
-        sync.toFloat32Array()
-        const start = performance.now()
-        for (let r = 0; r < reps; r++) pair()
-        sync.toFloat32Array()
-        ms[path] = (performance.now() - start) / reps // the second round (warm clocks) is the one kept
+        ms[path] = short.run(true) // the second round (warm clocks) is the one kept
       }
-      if (before === undefined) delete process.env.SIMCSEPP_ATTENTION
-      else process.env.SIMCSEPP_ATTENTION = before
+      short.dispose()
+      const { B, T, NH, HS, reps } = short.shape
       log(
         `bench attention B=${B} T=${T} NH=${NH} HS=${HS}, forward + backward: tiled ${ms.tiled.toFixed(3)} ms, ` +
           `fused ${ms.fused.toFixed(3)} ms, tiled / fused = ${(ms.tiled / ms.fused).toFixed(2)}`,
       )
-      if (outDir) writeFileSync(join(outDir, 'bench-attention.json'), JSON.stringify({ B, T, NH, HS, reps, ms }, null, 2))
+      process.env.SIMCSEPP_ATTENTION = 'tiled'
+      const long = attentionPair(shapes.attentionLong)
+      const longMs = {}
+      for (const kept of [true, false, true, false]) longMs[kept ? 'kept' : 'formedAgain'] = long.run(kept)
+      long.dispose()
+      if (before === undefined) delete process.env.SIMCSEPP_ATTENTION
+      else process.env.SIMCSEPP_ATTENTION = before
+      const L = long.shape
+      log(
+        `bench attention B=${L.B} T=${L.T} NH=${L.NH} HS=${L.HS} (tiled), forward + backward: probs kept ` +
+          `${longMs.kept.toFixed(3)} ms, formed again ${longMs.formedAgain.toFixed(3)} ms, ratio ${(longMs.formedAgain / longMs.kept).toFixed(2)}`,
+      )
+      if (outDir)
+        writeFileSync(join(outDir, 'bench-attention.json'), JSON.stringify({ B, T, NH, HS, reps, ms, long: { ...L, ms: longMs } }, null, 2))
     } catch (e) {
       report(false, `bench attention: threw ${e.message.split('\n')[0]}`)
     }
