@@ -339,7 +339,8 @@ export function attentionForward(
 /**
  * dq, dk, dv (overwritten) from dctx, regenerating the forward's dropout mask (pass the forward's dropout
  * site). probs null: the softmax is formed again from q and k (with the forward's bits; on CUDA the tiled
- * path's, which T <= 128 forwards do not take by default). Packed as in the forward: with dk, dv, k, v null, dq and q are [B, T, 3H] (q | k | v column blocks).
+ * path's, which T <= 128 forwards do not take by default). Packed as in the forward: with dk, dv, k, v null,
+ * dq and q are [B, T, 3H] (q | k | v column blocks).
  * bf16Next (packed only): dq is the output gradient of a bf16 linearBackward right after (as in the forward).
  */
 export function attentionBackward(

@@ -1,7 +1,7 @@
-// Training batches longer than KEEP_PROBS_MAX_T keep no attention probabilities: each layer's backward forms
-// them again from q and k (lib/model/activations.ts; micro-batch.test.ts checks the arena's layout). The encoder's gradients at T = 130 against float64
-// finite differences on the CPU, with dropout (fixed Philox masks) and padded rows; on CUDA (a GPU or the host
-// emulator) against the CPU's gradients.
+// Training batches longer than KEEP_PROBS_MAX_T keep no attention probabilities: each layer's backward forms them
+// again from q and k (lib/model/activations.ts; micro-batch.test.ts checks the arena's layout). The encoder's
+// gradients at T = 130 against float64 finite differences on the CPU, with dropout (fixed Philox masks) and padded
+// rows; on CUDA (a GPU or the host emulator) against the CPU's gradients.
 import t from 'tap'
 import { cudaStatus, Tensor } from '../lib/index.js'
 import type { BertConfig } from '../lib/model/config.js'

@@ -1,20 +1,21 @@
-// The encoder's activation buffers for one batch shape, carved out of one flat allocation that grows
-// only when a larger batch arrives (no native allocation inside a training step once warm).
+// The encoder's activation buffers for one batch shape, carved out of one flat allocation that grows only when a
+// larger batch arrives (no native allocation inside a training step once warm).
 // Forward saves what backward needs (llm.c's ActivationTensors): LayerNorm inputs, mean and rstd, attention
-// probabilities before dropout (up to KEEP_PROBS_MAX_T), GELU inputs. Not the outputs that the backward can recompute with the forward's
-// bits: GELU(inter) (output.dense's weight gradient reads it: linearBackward recomputes it), so every layer's
-// interAct is one buffer, which output.dense reads right after the GELU writes it, and which is also gI2's
-// memory (a forward never needs gI2 and a backward never reads interAct); and the LayerNorm outputs h1 and h2
-// (the next products' weight gradients read them: the backward recomputes them from res, mean and rstd with
-// layerNormApply), so all layers write h1 into one buffer and h2 into another. One of each is enough: a
-// layer's input (the h2 before) is last read by its first LayerNorm, before its output is written.
-// Inference saves nothing for a backward: one set of buffers serves every layer, so its memory does not grow
-// with the depth. Within it the GELU runs in place (interAct = inter), each LayerNorm over its input (res1 = h1,
-// res2 = h2), the embedding output is h2 (layer 0's input), and embSum and h1 live in qkv's memory (embSum is
-// dead once the embedding LayerNorm has written layer 0's input, qkv once the attention has written ctx, h1 once
-// the layer's output is written); the attention keeps no probabilities (B·NH·T² floats, the one term that grows
-// with T²). BERT-base at 64 x 128: 217 MiB (whole layers' buffers taking turns in two sets, with probs, held 721).
+// probabilities before dropout (up to KEEP_PROBS_MAX_T), GELU inputs. Not the outputs that the backward can
+// recompute with the forward's bits: GELU(inter) (output.dense's weight gradient reads it: linearBackward recomputes
+// it), so every layer's interAct is one buffer, which output.dense reads right after the GELU writes it, and which
+// is also gI2's memory (a forward never needs gI2 and a backward never reads interAct); and the LayerNorm outputs h1
+// and h2 (the next products' weight gradients read them: the backward recomputes them from res, mean and rstd with
+// layerNormApply), so all layers write h1 into one buffer and h2 into another. One of each is enough: a layer's
+// input (the h2 before) is last read by its first LayerNorm, before its output is written.
+// Inference saves nothing for a backward: one set of buffers serves every layer, so its memory does not grow with
+// the depth. Within it the GELU runs in place (interAct = inter), each LayerNorm over its input (res1 = h1, res2 =
+// h2), the embedding output is h2 (layer 0's input), and embSum and h1 live in qkv's memory (embSum is dead once the
+// embedding LayerNorm has written layer 0's input, qkv once the attention has written ctx, h1 once the layer's
+// output is written); the attention keeps no probabilities (B·NH·T² floats, the one term that grows with T²).
+// BERT-base at 64 x 128: 217 MiB (whole layers' buffers taking turns in two sets, with probs, held 721).
 import type { BertConfig } from './config.js'
+import { Tensor, type Device } from '../tensor.js'
 
 /**
  * Training keeps each layer's attention probabilities (B·NH·T² floats) for sequences up to this length, where
@@ -23,7 +24,6 @@ import type { BertConfig } from './config.js'
  * forward's bits (one more T x T x HS product per head), where they would be 44% of a layer at T = 512.
  */
 export const KEEP_PROBS_MAX_T = 128
-import { Tensor, type Device } from '../tensor.js'
 
 export interface LayerActivations {
   qkv: Tensor // [B, T, 3H]: the fused q/k/v projection (column blocks q | k | v)
