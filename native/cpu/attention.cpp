@@ -53,8 +53,8 @@ struct Lanes {
   typedef float F __attribute__((vector_size(4 * W)));
   typedef int32_t I __attribute__((vector_size(4 * W)));
 };
-typedef float V8f __attribute__((vector_size(32)));
-typedef double V8d __attribute__((vector_size(64)));
+typedef float V4f __attribute__((vector_size(16)));
+typedef double V4d __attribute__((vector_size(32)));
 
 template <class V>
 SIMCSEPP_LANES V load(const void* p) {
@@ -88,18 +88,25 @@ SIMCSEPP_LANES void store_first(float* p, const typename Lanes<W>::F& v, int64_t
 }
 
 // Sums in double of x[0, n) (n a multiple of 8), lane j % 8 holding element j, the lanes added in a fixed order.
+// The 8 lanes are two vectors of 4 doubles: one 64-byte vector would be an AVX-512 register, but GCC's AVX2 code
+// kept it in memory, storing and reloading the sums at every step.
 SIMCSEPP_LANES double sum8(const float* x, int64_t n) {
-  V8d acc = {};
-  for (int64_t j = 0; j < n; j += 8) acc += __builtin_convertvector(load<V8f>(x + j), V8d);
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  V4d lo = {}, hi = {};
+  for (int64_t j = 0; j < n; j += 8) {
+    lo += __builtin_convertvector(load<V4f>(x + j), V4d);
+    hi += __builtin_convertvector(load<V4f>(x + j + 4), V4d);
+  }
+  return ((lo[0] + hi[0]) + (lo[1] + hi[1])) + ((lo[2] + hi[2]) + (lo[3] + hi[3]));
 }
 
 // sum_j x[j] * y[j] in double, as sum8.
 SIMCSEPP_LANES double dot8(const float* x, const float* y, int64_t n) {
-  V8d acc = {};
-  for (int64_t j = 0; j < n; j += 8)
-    acc += __builtin_convertvector(load<V8f>(x + j), V8d) * __builtin_convertvector(load<V8f>(y + j), V8d);
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  V4d lo = {}, hi = {};
+  for (int64_t j = 0; j < n; j += 8) {
+    lo += __builtin_convertvector(load<V4f>(x + j), V4d) * __builtin_convertvector(load<V4f>(y + j), V4d);
+    hi += __builtin_convertvector(load<V4f>(x + j + 4), V4d) * __builtin_convertvector(load<V4f>(y + j + 4), V4d);
+  }
+  return ((lo[0] + hi[0]) + (lo[1] + hi[1])) + ((lo[2] + hi[2]) + (lo[3] + hi[3]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -151,30 +158,44 @@ __attribute__((target("avx512f"), noinline)) void fused_tile_avx512(const Produc
     }
 }
 
+// The AVX2 tile keeps its 12 accumulators in registers: the loops over them are unrolled whole and Product's
+// fields copied into locals, and the last columns go out through a masked store rather than a copy from an array
+// (with the loops rolled, GCC kept the accumulators in memory, storing every one at every k: 18 us per (sentence,
+// head) pair of 32 tokens, 64 per head, on the AMD EPYC VM).
 template <int R, int NV>
 __attribute__((target("avx2,fma"), noinline)) void fused_tile_avx2(const Product& p, int64_t i0, int64_t c0) {
+  const int64_t K = p.K, ars = p.ars, acs = p.acs, ldb = p.ldb, ldc = p.ldc;
   __m256 acc[R][NV];
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();
-  const float* a = p.A + i0 * p.ars;
+  const float* a = p.A + i0 * ars;
   const float* b = p.B + c0;
-  for (int64_t k = 0; k < p.K; ++k) {
+  for (int64_t k = 0; k < K; ++k) {
     __m256 bk[NV];
-    for (int v = 0; v < NV; ++v) bk[v] = _mm256_loadu_ps(b + k * p.ldb + v * 8);
-#pragma GCC unroll 8
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bk[v] = _mm256_loadu_ps(b + k * ldb + v * 8);
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      const __m256 ar = _mm256_broadcast_ss(a + r * p.ars + k * p.acs);
+      const __m256 ar = _mm256_broadcast_ss(a + r * ars + k * acs);
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(bk[v], ar, acc[r][v]);
     }
   }
   const __m256 alpha = _mm256_set1_ps(p.alpha);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       const int64_t n = p.N - c0 - v * 8;
-      float* c = p.C + (i0 + r) * p.ldc + c0 + v * 8;
-      alignas(32) float t[8];
-      _mm256_store_ps(t, _mm256_mul_ps(acc[r][v], alpha));
-      if (n > 0) std::memcpy(c, t, static_cast<size_t>(std::min<int64_t>(n, 8)) * sizeof(float));
+      float* c = p.C + (i0 + r) * ldc + c0 + v * 8;
+      const __m256 x = _mm256_mul_ps(acc[r][v], alpha);
+      if (n >= 8)
+        _mm256_storeu_ps(c, x);
+      else if (n > 0)
+        _mm256_maskstore_ps(c, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), lane), x);
     }
 }
 #endif
@@ -213,14 +234,25 @@ SIMCSEPP_LANES void product_rows(const Product& p, int64_t i0) {
   if (c < p.N) product_tile<W, R, 1>(p, i0, c);
 }
 
+// The last rem < R rows as one tile of rem rows (each B vector loaded once for all of them, where rows one at a time
+// loaded it rem times: T = 29 leaves 5 rows after four tiles of 6).
+template <int W, int R>
+SIMCSEPP_LANES void product_last_rows(const Product& p, int64_t i0, int64_t rem) {
+  if constexpr (R > 1) {
+    if (rem == R - 1) return product_rows<W, R - 1>(p, i0);
+    return product_last_rows<W, R - 1>(p, i0, rem);
+  }
+}
+
 // Tiles of 8 rows with zmm (16 accumulators of the 32 registers), 6 with ymm (12 of 16, as gemm.cpp's AVX2
-// kernel), 4 with xmm (8 of 16, as its portable one); leftover rows one at a time.
+// kernel), 4 with xmm (8 of 16, as its portable one); the rows left over as one shorter tile. Each element of C is
+// the same sum whichever tile computes it.
 template <int W>
 SIMCSEPP_LANES void product(const Product& p) {
   constexpr int R = W == 16 ? 8 : W == 8 ? 6 : 4;
   int64_t i = 0;
   for (; i + R <= p.M; i += R) product_rows<W, R>(p, i);
-  for (; i < p.M; ++i) product_rows<W, 1>(p, i);
+  if (i < p.M) product_last_rows<W, R>(p, i, p.M - i);
 }
 
 // ---------------------------------------------------------------------------------------------
