@@ -224,6 +224,8 @@ export interface Addon {
     attentionKernel: string
     /** The GELU loops' instruction set (native/cpu/bert_ops.cpp): 'avx512', 'avx2' (with FMA) or 'baseline'; the same bits. */
     geluKernel: string
+    /** The vector search's dot products (native/cpu/search.cpp): 'avx512', 'avx2' or 'generic'; the same bits. */
+    searchKernel: string
     threads: number
     systemBlas?: string
     systemBlasCore?: string

@@ -2,11 +2,12 @@
 //   gemm(c, a, b, transA, transB, alpha, beta, useSystemBlas, precision?)   C = alpha op(A) op(B) + beta C
 //     (useSystemBlas: the system BLAS instead of ours, CPU only; precision 'bf16': ours as the linear layers'
 //     bf16 products, CPU only)
-//   gemmInfo() -> { kernel, bf16Kernel, attentionKernel, geluKernel, threads, systemBlas?: string, systemBlasCore?:
-//   string }
+//   gemmInfo() -> { kernel, bf16Kernel, attentionKernel, geluKernel, searchKernel, threads, systemBlas?: string,
+//   systemBlasCore?: string }
 //     (about the CPU GEMM; bf16Kernel: how the bf16 products run, 'amx', 'rounded while packed', 'rounded copies'
 //     or 'avx512bf16'; attentionKernel: the instruction set of attention's per-head products,
-//     native/cpu/attention.cpp; geluKernel: the GELU loops' instruction set, native/cpu/bert_ops.cpp;
+//     native/cpu/attention.cpp; geluKernel: the GELU loops' instruction set, native/cpu/bert_ops.cpp; searchKernel:
+//     the vector search's dot products', native/cpu/search.cpp;
 //     systemBlasCore: OpenBLAS's kernel family, e.g. SkylakeX (AVX-512) or Haswell (AVX2))
 #include <napi.h>
 
@@ -18,6 +19,7 @@
 #include "cpu/gemm.h"
 #include "cpu/ops.h"
 #include "cpu/parallel.h"
+#include "cpu/search.h"
 #include "dispatch.h"
 #include "register.h"
 
@@ -65,6 +67,7 @@ Napi::Value GemmInfo(const Napi::CallbackInfo& info) {
   o.Set("bf16Kernel", cpu::sgemm_bf16_kernel_name());
   o.Set("attentionKernel", cpu::attention_kernel_name());
   o.Set("geluKernel", cpu::gelu_kernel_name());
+  o.Set("searchKernel", cpu::search_kernel_name());
   o.Set("threads", cpu::num_threads());
   // OpenBLAS reads its thread count when loaded: match ours so the comparison is like for like.
   if (!std::getenv("OPENBLAS_NUM_THREADS"))

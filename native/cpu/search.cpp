@@ -10,24 +10,23 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "parallel.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace simcsepp::cpu {
 
 namespace {
 
-// The helpers taking and returning v16 are always inlined, so the ABI GCC warns about never applies.
+// The helpers taking and returning vectors are always inlined, so the ABI GCC warns about never applies.
 #pragma GCC diagnostic ignored "-Wpsabi"
-typedef float v16 __attribute__((vector_size(64)));
 constexpr int64_t kLanes = 16;
-// Rows dotted together (each query vector loaded once serves 4 rows) and queries dotted together (each
-// row vector loaded once serves 4 queries): 16 accumulators, half the AVX-512 registers. Measured on the
-// AVX-512 machine (100,000 x 768, 2 threads): 4x4 took 32.6 ms for 16 queries and 84 ms for 64; 4x2
-// 36.8 and 104; 8x2 32.9 and 90. (AVX2 has 16 registers, so there they spill: not measured.)
-constexpr int kTileRows = 4, kTileQueries = 4;
 // Rows scored before their scores are offered to the heaps.
 constexpr int64_t kBlockRows = 16;
 // Candidates held at once over all parts (heaps of k per query per part): 32 MB; more queries than fit
@@ -36,20 +35,34 @@ constexpr int64_t kMaxCandidates = int64_t{1} << 22;
 // A part (the rows one heap set covers) has at least this many rows.
 constexpr int64_t kMinPartRows = 256;
 
-inline __attribute__((always_inline)) v16 load(const float* p) {
-  v16 v;
-  std::memcpy(&v, p, sizeof v);
+// The 16 lanes as 16 / W vectors of the instruction set's width W (16: one zmm, 8: two ymm, 4: four xmm). One
+// 64-byte vector type for all of them would be the same arithmetic, but GCC's AVX2 and SSE2 code kept such
+// vectors in memory, storing and reloading every sum at every step.
+template <int W>
+struct Lanes16 {
+  typedef float V __attribute__((vector_size(4 * W)));
+  V part[kLanes / W];
+};
+
+template <int W>
+inline __attribute__((always_inline)) Lanes16<W> load(const float* p) {
+  Lanes16<W> v;
+  std::memcpy(&v.part, p, sizeof v.part);
   return v;
 }
 
 // The last n < 16 elements, zero-padded: the padding adds +0 to lanes n..15.
-inline __attribute__((always_inline)) v16 load_tail(const float* p, int64_t n) {
-  v16 v = {};
-  std::memcpy(&v, p, static_cast<size_t>(n) * sizeof(float));
-  return v;
+template <int W>
+inline __attribute__((always_inline)) Lanes16<W> load_tail(const float* p, int64_t n) {
+  float t[kLanes] = {};
+  std::memcpy(t, p, static_cast<size_t>(n) * sizeof(float));
+  return load<W>(t);
 }
 
-inline __attribute__((always_inline)) float reduce(const v16& s) {
+template <int W>
+inline __attribute__((always_inline)) float reduce(const Lanes16<W>& v) {
+  float s[kLanes];
+  std::memcpy(s, &v.part, sizeof s);
   float t[8];
   for (int l = 0; l < 8; ++l) t[l] = s[l] + s[l + 8];
   for (int l = 0; l < 4; ++l) t[l] = t[l] + t[l + 4];
@@ -57,48 +70,170 @@ inline __attribute__((always_inline)) float reduce(const v16& s) {
   return t[0] + t[1];
 }
 
-// out[r * stride + c] = rows[r] · queries[c] for r < R, c < C (rows and queries `dim` floats apart).
-template <int R, int C>
-inline __attribute__((always_inline)) void dot_tile(float* out, int64_t stride, const float* rows, const float* queries,
-                                                    int64_t dim) {
-  v16 acc[R][C] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= dim; j += kLanes) {
-    v16 a[R];
-    for (int r = 0; r < R; ++r) a[r] = load(rows + r * dim + j);
-    for (int c = 0; c < C; ++c) {
-      const v16 b = load(queries + c * dim + j);
-      for (int r = 0; r < R; ++r) acc[r][c] += a[r] * b;
-    }
-  }
-  if (j < dim) {
-    v16 a[R];
-    for (int r = 0; r < R; ++r) a[r] = load_tail(rows + r * dim + j, dim - j);
-    for (int c = 0; c < C; ++c) {
-      const v16 b = load_tail(queries + c * dim + j, dim - j);
-      for (int r = 0; r < R; ++r) acc[r][c] += a[r] * b;
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) out[r * stride + c] = reduce(acc[r][c]);
+// acc[r][c] += a[r] * b[c], lane by lane (16 / W vectors each).
+template <int W, int R, int C>
+inline __attribute__((always_inline)) void add_products(Lanes16<W> (&acc)[R][C], const Lanes16<W> (&a)[R],
+                                                        const Lanes16<W> (&b)[C]) {
+  for (int c = 0; c < C; ++c)
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < kLanes / W; ++q) acc[r][c].part[q] += a[r].part[q] * b[c].part[q];
 }
 
-template <int R>
+// out[r * stride + c] = rows[r] · queries[c] for r < R, c < C (rows and queries `dim` floats apart).
+template <int W, int R, int C>
+inline __attribute__((always_inline)) void dot_tile(float* out, int64_t stride, const float* rows, const float* queries,
+                                                    int64_t dim) {
+  Lanes16<W> acc[R][C] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= dim; j += kLanes) {
+    Lanes16<W> a[R], b[C];
+    for (int r = 0; r < R; ++r) a[r] = load<W>(rows + r * dim + j);
+    for (int c = 0; c < C; ++c) b[c] = load<W>(queries + c * dim + j);
+    add_products<W>(acc, a, b);
+  }
+  if (j < dim) {
+    Lanes16<W> a[R], b[C];
+    for (int r = 0; r < R; ++r) a[r] = load_tail<W>(rows + r * dim + j, dim - j);
+    for (int c = 0; c < C; ++c) b[c] = load_tail<W>(queries + c * dim + j, dim - j);
+    add_products<W>(acc, a, b);
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) out[r * stride + c] = reduce<W>(acc[r][c]);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+// acc[r][c] += a[r] * b[c] over 16 lanes as two ymm (a[r], b[c]: 16 floats each), multiplies and adds apart.
+template <int R, int C>
+__attribute__((target("avx2"), always_inline)) inline void add_products_avx2(__m256 (&acc)[R][C][2],
+                                                                             const float* const (&a)[R],
+                                                                             const float* const (&b)[C]) {
+#pragma GCC unroll 8
+  for (int c = 0; c < C; ++c) {
+    const __m256 b0 = _mm256_loadu_ps(b[c]), b1 = _mm256_loadu_ps(b[c] + 8);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      acc[r][c][0] = _mm256_add_ps(acc[r][c][0], _mm256_mul_ps(_mm256_loadu_ps(a[r]), b0));
+      acc[r][c][1] = _mm256_add_ps(acc[r][c][1], _mm256_mul_ps(_mm256_loadu_ps(a[r] + 8), b1));
+    }
+  }
+}
+
+// dot_tile for AVX2 with intrinsics, lanes 0-7 and 8-15 in two ymm, multiplies and adds apart as above (the same
+// bits): its R·C·2 accumulators stay in registers, where GCC's code for the vector types above kept them in memory.
+template <int R, int C>
+__attribute__((target("avx2"), noinline)) void dot_tile_avx2(float* out, int64_t stride, const float* rows,
+                                                             const float* queries, int64_t dim) {
+  __m256 acc[R][C][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + kLanes <= dim; j += kLanes) {
+    const float *a[R], *b[C];
+    for (int r = 0; r < R; ++r) a[r] = rows + r * dim + j;
+    for (int c = 0; c < C; ++c) b[c] = queries + c * dim + j;
+    add_products_avx2<R, C>(acc, a, b);
+  }
+  if (j < dim) {  // the last dim - j < 16 elements, zero-padded
+    float ta[R][kLanes] = {}, tb[C][kLanes] = {};
+    const float *a[R], *b[C];
+    for (int r = 0; r < R; ++r) {
+      std::memcpy(ta[r], rows + r * dim + j, static_cast<size_t>(dim - j) * sizeof(float));
+      a[r] = ta[r];
+    }
+    for (int c = 0; c < C; ++c) {
+      std::memcpy(tb[c], queries + c * dim + j, static_cast<size_t>(dim - j) * sizeof(float));
+      b[c] = tb[c];
+    }
+    add_products_avx2<R, C>(acc, a, b);
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      alignas(32) float l[kLanes];
+      _mm256_store_ps(l, acc[r][c][0]);
+      _mm256_store_ps(l + 8, acc[r][c][1]);
+      out[r * stride + c] = reduce<4>(load<4>(l));
+    }
+}
+#endif
+
+template <int W, int R, int Q>
 inline __attribute__((always_inline)) void dot_rows(float* out, const float* rows, const float* queries, int64_t nq,
                                                     int64_t dim) {
   int64_t c = 0;
-  for (; c + kTileQueries <= nq; c += kTileQueries)
-    dot_tile<R, kTileQueries>(out + c, nq, rows, queries + c * dim, dim);
-  for (; c < nq; ++c) dot_tile<R, 1>(out + c, nq, rows, queries + c * dim, dim);
+  for (; c + Q <= nq; c += Q) dot_tile<W, R, Q>(out + c, nq, rows, queries + c * dim, dim);
+  for (; c < nq; ++c) dot_tile<W, R, 1>(out + c, nq, rows, queries + c * dim, dim);
 }
 
-// scores[r * nq + c] = rows[r] · queries[c] for r < n, c < nq.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void score_rows(float* scores, const float* rows,
-                                                                             int64_t n, const float* queries,
-                                                                             int64_t nq, int64_t dim) {
+// scores[r * nq + c] = rows[r] · queries[c] for r < n, c < nq, in tiles of R rows x Q queries: each query vector
+// loaded once serves R rows, each row vector Q queries, R·Q accumulators of 16 lanes.
+template <int W, int R, int Q>
+inline __attribute__((always_inline)) void score_rows(float* scores, const float* rows, int64_t n, const float* queries,
+                                                      int64_t nq, int64_t dim) {
   int64_t r = 0;
-  for (; r + kTileRows <= n; r += kTileRows) dot_rows<kTileRows>(scores + r * nq, rows + r * dim, queries, nq, dim);
-  for (; r < n; ++r) dot_rows<1>(scores + r * nq, rows + r * dim, queries, nq, dim);
+  for (; r + R <= n; r += R) dot_rows<W, R, Q>(scores + r * nq, rows + r * dim, queries, nq, dim);
+  for (; r < n; ++r) dot_rows<W, 1, Q>(scores + r * nq, rows + r * dim, queries, nq, dim);
+}
+
+// Each instruction set's kernel and tile (rows x queries):
+//   avx512  4 x 4: 16 accumulators of one zmm, half of the 32. Measured on the AVX-512 machine (100,000 x 768,
+//           2 threads): 4x4 took 32.6 ms for 16 queries and 84 ms for 64; 4x2 36.8 and 104; 8x2 32.9 and 90.
+//   avx2    3 x 2 (dot_tile_avx2): 12 accumulators of the 16 ymm. On the 2-vCPU AMD EPYC VM (50,000 x 768, 16
+//           queries): 24-25 ms, against 125 ms for the 64-byte vector types of one code for all (4 x 4);
+//           2x2, 2x3, 1x4, 4x1 and 4x2 took 21-36 ms.
+//   generic 4 x 4, vectors of four floats (SSE2 has 16 xmm: they spill; 2x2 and 2x1 were slower still).
+// The tile only groups the dot products: each is the same 16-lane sum, so every kernel gives the same bits.
+using ScoreRows = void (*)(float*, const float*, int64_t, const float*, int64_t, int64_t);
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx512f"))) void score_rows_avx512(float* s, const float* rows, int64_t n, const float* queries,
+                                                          int64_t nq, int64_t dim) {
+  score_rows<16, 4, 4>(s, rows, n, queries, nq, dim);
+}
+template <int R, int Q>
+void dot_rows_avx2(float* out, const float* rows, const float* queries, int64_t nq, int64_t dim) {
+  int64_t c = 0;
+  for (; c + Q <= nq; c += Q) dot_tile_avx2<R, Q>(out + c, nq, rows, queries + c * dim, dim);
+  for (; c < nq; ++c) dot_tile_avx2<R, 1>(out + c, nq, rows, queries + c * dim, dim);
+}
+void score_rows_avx2(float* s, const float* rows, int64_t n, const float* queries, int64_t nq, int64_t dim) {
+  constexpr int R = 3, Q = 2;
+  int64_t r = 0;
+  for (; r + R <= n; r += R) dot_rows_avx2<R, Q>(s + r * nq, rows + r * dim, queries, nq, dim);
+  for (; r < n; ++r) dot_rows_avx2<1, Q>(s + r * nq, rows + r * dim, queries, nq, dim);
+}
+#endif
+void score_rows_generic(float* s, const float* rows, int64_t n, const float* queries, int64_t nq, int64_t dim) {
+  score_rows<4, 4, 4>(s, rows, n, queries, nq, dim);
+}
+
+struct SearchKernel {
+  const char* name;
+  ScoreRows score;
+};
+
+const SearchKernel* search_kernel_by_name(const char* name) {
+  static const SearchKernel generic{"generic", score_rows_generic};
+  if (name == nullptr) return nullptr;
+  if (std::strcmp(name, "generic") == 0) return &generic;
+#if defined(__x86_64__) || defined(__i386__)
+  static const SearchKernel avx2{"avx2", score_rows_avx2}, avx512{"avx512", score_rows_avx512};
+  __builtin_cpu_init();
+  if (std::strcmp(name, "avx2") == 0 && __builtin_cpu_supports("avx2")) return &avx2;
+  if (std::strcmp(name, "avx512") == 0 && __builtin_cpu_supports("avx512f")) return &avx512;
+#endif
+  return nullptr;
+}
+
+// The widest this CPU has, or SIMCSEPP_SEARCH_KERNEL=avx512|avx2|generic where the CPU has it (read once).
+const SearchKernel& search_kernel() {
+  static const SearchKernel* k = [] {
+    if (const SearchKernel* forced = search_kernel_by_name(std::getenv("SIMCSEPP_SEARCH_KERNEL"))) return forced;
+    for (const char* name : {"avx512", "avx2"})
+      if (const SearchKernel* found = search_kernel_by_name(name)) return found;
+    return search_kernel_by_name("generic");
+  }();
+  return *k;
 }
 
 struct Hit {
@@ -157,6 +292,7 @@ void search_group(float* top_scores, int32_t* top_indices, const float* corpus, 
   std::vector<Hit> heaps(static_cast<size_t>(parts * nq * cap));
   std::vector<int64_t> counts(static_cast<size_t>(parts * nq), 0);
   std::vector<float> scores(static_cast<size_t>(parts * kBlockRows * nq));
+  const ScoreRows score = search_kernel().score;
   parallel_for(parts, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t b = row_begin + p * part_rows, e = std::min(row_end, b + part_rows);
@@ -165,7 +301,7 @@ void search_group(float* top_scores, int32_t* top_indices, const float* corpus, 
       float* s = scores.data() + p * kBlockRows * nq;
       for (int64_t r0 = b; r0 < e; r0 += kBlockRows) {
         const int64_t m = std::min(kBlockRows, e - r0);
-        score_rows(s, corpus + r0 * dim, m, queries, nq, dim);
+        score(s, corpus + r0 * dim, m, queries, nq, dim);
         for (int64_t q = 0; q < nq; ++q) {
           TopK top{hits + q * cap, cap, n[q]};
           for (int64_t r = 0; r < m; ++r) top.offer(s[r * nq + q], static_cast<int32_t>(r0 + r));
@@ -196,6 +332,8 @@ void search_group(float* top_scores, int32_t* top_indices, const float* corpus, 
 }
 
 }  // namespace
+
+const char* search_kernel_name() { return search_kernel().name; }
 
 void search_top_k(float* top_scores, int32_t* top_indices, const float* corpus, int64_t row_begin, int64_t row_end,
                   const float* queries, int64_t nq, int64_t dim, int64_t k) {

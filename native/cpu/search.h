@@ -17,4 +17,8 @@ void search_top_k(float* top_scores, int32_t* top_indices,  // (nq, k), merged i
                   const float* queries,  // (nq, dim)
                   int64_t nq, int64_t dim, int64_t k);
 
+// The instruction set of the dot products: "avx512", "avx2" or "generic" (SIMCSEPP_SEARCH_KERNEL forces one the CPU
+// has).
+const char* search_kernel_name();
+
 }  // namespace simcsepp::cpu
