@@ -1,7 +1,7 @@
 // See uniforms.h. The groups wholly inside [first, first + count) go 16 at a time through philox_groups_avx512
-// where the CPU has AVX-512F, the rest through philox_groups, a plain loop over group counters whose
-// 32 x 32 -> 64-bit products the compiler vectorises; the partial groups at the two ends are drawn one index
-// at a time.
+// where the CPU has AVX-512F (8 at a time through philox_groups_avx2 where it has AVX2), the rest through
+// philox_groups, a plain loop over group counters whose 32 x 32 -> 64-bit products the compiler vectorises; the partial
+// groups at the two ends are drawn one index at a time.
 #include "uniforms.h"
 
 #include "common/philox.h"
@@ -122,6 +122,90 @@ __attribute__((target("avx512f"))) int64_t philox_groups_avx512(uint64_t seed, u
   return philox_chains_avx512<1>(seed, offset, block0, g, groups, out);
 }
 
+// The same in AVX2: 8 groups per vector, two chains (16 groups) per iteration. The compiler's vectorisation of
+// philox_groups was all the AVX2 machines had: 2.7% of a `mini` training step on the 2-vCPU AMD EPYC VM.
+__attribute__((target("avx2"))) inline __m256i mulhilo_avx2(__m256i M, __m256i c, __m256i* lo) {
+  const __m256i even = _mm256_mul_epu32(c, M), odd = _mm256_mul_epu32(_mm256_srli_epi64(c, 32), M);
+  *lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+  return _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+}
+
+// philox16_store for 8 groups: units, then a 4 x 8 transpose.
+__attribute__((target("avx2"))) inline void philox8_store(__m256i c0, __m256i c1, __m256i c2, __m256i c3, float* o) {
+  const __m256 unit = _mm256_set1_ps(1.0f / 16777216.0f);
+  const auto units8 = [&](__m256i x) __attribute__((target("avx2"))) {
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x, 8)), unit);
+  };
+  const __m256 f0 = units8(c0), f1 = units8(c1), f2 = units8(c2), f3 = units8(c3);
+  // Per 128-bit lane L, v_i holds group 4 L + i.
+  const __m256 t0 = _mm256_unpacklo_ps(f0, f1), t1 = _mm256_unpackhi_ps(f0, f1);
+  const __m256 t2 = _mm256_unpacklo_ps(f2, f3), t3 = _mm256_unpackhi_ps(f2, f3);
+  const __m256 v0 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2)));
+  const __m256 v1 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2)));
+  const __m256 v2 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3)));
+  const __m256 v3 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3)));
+  _mm256_storeu_ps(o, _mm256_permute2f128_ps(v0, v1, 0x20));
+  _mm256_storeu_ps(o + 8, _mm256_permute2f128_ps(v2, v3, 0x20));
+  _mm256_storeu_ps(o + 16, _mm256_permute2f128_ps(v0, v1, 0x31));
+  _mm256_storeu_ps(o + 24, _mm256_permute2f128_ps(v2, v3, 0x31));
+}
+
+template <int kChains>
+__attribute__((target("avx2"))) int64_t philox_chains_avx2(uint64_t seed, uint64_t offset, uint64_t block0, int64_t g,
+                                                           int64_t groups, float* out) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i sign = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+  const __m256i kM0 = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
+  const __m256i kM1 = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  const __m256i off0 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(offset)));
+  const __m256i off1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(offset >> 32)));
+  for (; g + 8 * kChains <= groups; g += 8 * kChains) {
+    __m256i c0[kChains], c1[kChains], c2[kChains], c3[kChains];
+    for (int q = 0; q < kChains; ++q) {
+      const uint64_t b = block0 + static_cast<uint64_t>(g + 8 * q);
+      const __m256i blo = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(b)));
+      const __m256i bhi = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(b >> 32)));
+      c0[q] = _mm256_add_epi32(blo, lane);
+      // The 64-bit block counter: a lane whose low word wrapped (c0 < blo, unsigned: compared with the sign bits
+      // flipped) carries into the high word (the mask is -1 there).
+      const __m256i wrapped = _mm256_cmpgt_epi32(_mm256_xor_si256(blo, sign), _mm256_xor_si256(c0[q], sign));
+      c1[q] = _mm256_sub_epi32(bhi, wrapped);
+      c2[q] = off0;
+      c3[q] = off1;
+    }
+    uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+    for (int round = 0; round < 10; ++round) {
+      const __m256i key0 = _mm256_set1_epi32(static_cast<int>(k0)), key1 = _mm256_set1_epi32(static_cast<int>(k1));
+      for (int q = 0; q < kChains; ++q) {
+        __m256i lo0, lo1;
+        const __m256i hi0 = mulhilo_avx2(kM0, c0[q], &lo0), hi1 = mulhilo_avx2(kM1, c2[q], &lo1);
+        c0[q] = _mm256_xor_si256(_mm256_xor_si256(hi1, c1[q]), key0);
+        c2[q] = _mm256_xor_si256(_mm256_xor_si256(hi0, c3[q]), key1);
+        c1[q] = lo1;
+        c3[q] = lo0;
+      }
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    for (int q = 0; q < kChains; ++q) philox8_store(c0[q], c1[q], c2[q], c3[q], out + 4 * (g + 8 * q));
+  }
+  return g;
+}
+
+__attribute__((target("avx2"))) int64_t philox_groups_avx2(uint64_t seed, uint64_t offset, uint64_t block0,
+                                                           int64_t groups, float* out) {
+  const int64_t g = philox_chains_avx2<2>(seed, offset, block0, 0, groups, out);
+  return philox_chains_avx2<1>(seed, offset, block0, g, groups, out);
+}
+
+bool has_avx2() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return yes;
+}
+
 bool has_avx512() {
   static const bool yes = [] {
     __builtin_cpu_init();
@@ -144,7 +228,10 @@ void bulk_dropout_uniforms(uint64_t seed, uint64_t offset, uint64_t first, int64
   const uint64_t block0 = (first + static_cast<uint64_t>(i)) >> 2;
   int64_t done = 0;
 #if SIMCSEPP_PHILOX_AVX512
-  if (has_avx512()) done = philox_groups_avx512(seed, offset, block0, groups, out + i);
+  if (has_avx512())
+    done = philox_groups_avx512(seed, offset, block0, groups, out + i);
+  else if (has_avx2())
+    done = philox_groups_avx2(seed, offset, block0, groups, out + i);
 #endif
   philox_groups(seed, offset, block0 + static_cast<uint64_t>(done), groups - done, out + i + 4 * done);
   for (i += 4 * groups; i < count; ++i) out[i] = dropout_uniform(seed, offset, first + static_cast<uint64_t>(i));
