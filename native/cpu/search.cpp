@@ -35,34 +35,22 @@ constexpr int64_t kMaxCandidates = int64_t{1} << 22;
 // A part (the rows one heap set covers) has at least this many rows.
 constexpr int64_t kMinPartRows = 256;
 
-// The 16 lanes as 16 / W vectors of the instruction set's width W (16: one zmm, 8: two ymm, 4: four xmm). One
-// 64-byte vector type for all of them would be the same arithmetic, but GCC's AVX2 and SSE2 code kept such
-// vectors in memory, storing and reloading every sum at every step.
-template <int W>
-struct Lanes16 {
-  typedef float V __attribute__((vector_size(4 * W)));
-  V part[kLanes / W];
-};
+typedef float v16 __attribute__((vector_size(64)));
 
-template <int W>
-inline __attribute__((always_inline)) Lanes16<W> load(const float* p) {
-  Lanes16<W> v;
-  std::memcpy(&v.part, p, sizeof v.part);
+inline __attribute__((always_inline)) v16 load(const float* p) {
+  v16 v;
+  std::memcpy(&v, p, sizeof v);
   return v;
 }
 
 // The last n < 16 elements, zero-padded: the padding adds +0 to lanes n..15.
-template <int W>
-inline __attribute__((always_inline)) Lanes16<W> load_tail(const float* p, int64_t n) {
-  float t[kLanes] = {};
-  std::memcpy(t, p, static_cast<size_t>(n) * sizeof(float));
-  return load<W>(t);
+inline __attribute__((always_inline)) v16 load_tail(const float* p, int64_t n) {
+  v16 v = {};
+  std::memcpy(&v, p, static_cast<size_t>(n) * sizeof(float));
+  return v;
 }
 
-template <int W>
-inline __attribute__((always_inline)) float reduce(const Lanes16<W>& v) {
-  float s[kLanes];
-  std::memcpy(s, &v.part, sizeof s);
+inline __attribute__((always_inline)) float reduce(const v16& s) {
   float t[8];
   for (int l = 0; l < 8; ++l) t[l] = s[l] + s[l + 8];
   for (int l = 0; l < 4; ++l) t[l] = t[l] + t[l + 4];
@@ -70,35 +58,30 @@ inline __attribute__((always_inline)) float reduce(const Lanes16<W>& v) {
   return t[0] + t[1];
 }
 
-// acc[r][c] += a[r] * b[c], lane by lane (16 / W vectors each).
-template <int W, int R, int C>
-inline __attribute__((always_inline)) void add_products(Lanes16<W> (&acc)[R][C], const Lanes16<W> (&a)[R],
-                                                        const Lanes16<W> (&b)[C]) {
-  for (int c = 0; c < C; ++c)
-    for (int r = 0; r < R; ++r)
-      for (int q = 0; q < kLanes / W; ++q) acc[r][c].part[q] += a[r].part[q] * b[c].part[q];
-}
-
 // out[r * stride + c] = rows[r] · queries[c] for r < R, c < C (rows and queries `dim` floats apart).
-template <int W, int R, int C>
+template <int R, int C>
 inline __attribute__((always_inline)) void dot_tile(float* out, int64_t stride, const float* rows, const float* queries,
                                                     int64_t dim) {
-  Lanes16<W> acc[R][C] = {};
+  v16 acc[R][C] = {};
   int64_t j = 0;
   for (; j + kLanes <= dim; j += kLanes) {
-    Lanes16<W> a[R], b[C];
-    for (int r = 0; r < R; ++r) a[r] = load<W>(rows + r * dim + j);
-    for (int c = 0; c < C; ++c) b[c] = load<W>(queries + c * dim + j);
-    add_products<W>(acc, a, b);
+    v16 a[R];
+    for (int r = 0; r < R; ++r) a[r] = load(rows + r * dim + j);
+    for (int c = 0; c < C; ++c) {
+      const v16 b = load(queries + c * dim + j);
+      for (int r = 0; r < R; ++r) acc[r][c] += a[r] * b;
+    }
   }
   if (j < dim) {
-    Lanes16<W> a[R], b[C];
-    for (int r = 0; r < R; ++r) a[r] = load_tail<W>(rows + r * dim + j, dim - j);
-    for (int c = 0; c < C; ++c) b[c] = load_tail<W>(queries + c * dim + j, dim - j);
-    add_products<W>(acc, a, b);
+    v16 a[R];
+    for (int r = 0; r < R; ++r) a[r] = load_tail(rows + r * dim + j, dim - j);
+    for (int c = 0; c < C; ++c) {
+      const v16 b = load_tail(queries + c * dim + j, dim - j);
+      for (int r = 0; r < R; ++r) acc[r][c] += a[r] * b;
+    }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) out[r * stride + c] = reduce<W>(acc[r][c]);
+    for (int c = 0; c < C; ++c) out[r * stride + c] = reduce(acc[r][c]);
 }
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -119,7 +102,7 @@ __attribute__((target("avx2"), always_inline)) inline void add_products_avx2(__m
 }
 
 // dot_tile for AVX2 with intrinsics, lanes 0-7 and 8-15 in two ymm, multiplies and adds apart as above (the same
-// bits): its R·C·2 accumulators stay in registers, where GCC's code for the vector types above kept them in memory.
+// bits): its R·C·2 accumulators stay in registers, where GCC's AVX2 code for v16 kept them in memory.
 template <int R, int C>
 __attribute__((target("avx2"), noinline)) void dot_tile_avx2(float* out, int64_t stride, const float* rows,
                                                              const float* queries, int64_t dim) {
@@ -153,58 +136,68 @@ __attribute__((target("avx2"), noinline)) void dot_tile_avx2(float* out, int64_t
       alignas(32) float l[kLanes];
       _mm256_store_ps(l, acc[r][c][0]);
       _mm256_store_ps(l + 8, acc[r][c][1]);
-      out[r * stride + c] = reduce<4>(load<4>(l));
+      out[r * stride + c] = reduce(load(l));
     }
 }
 #endif
 
-template <int W, int R, int Q>
-inline __attribute__((always_inline)) void dot_rows(float* out, const float* rows, const float* queries, int64_t nq,
-                                                    int64_t dim) {
+// The tiles as types, for score_rows: dot_tile in GCC vectors (inlined into each instruction set's entry point), or
+// dot_tile_avx2.
+struct VectorTile {
+  template <int R, int C>
+  static inline __attribute__((always_inline)) void run(float* out, int64_t stride, const float* rows,
+                                                        const float* queries, int64_t dim) {
+    dot_tile<R, C>(out, stride, rows, queries, dim);
+  }
+};
+#if defined(__x86_64__) || defined(__i386__)
+struct Avx2Tile {
+  template <int R, int C>
+  static void run(float* out, int64_t stride, const float* rows, const float* queries, int64_t dim) {
+    dot_tile_avx2<R, C>(out, stride, rows, queries, dim);
+  }
+};
+#endif
+
+// One band of R rows against every query: tiles of R x Q, then R x 1 for the queries left over.
+template <class Tile, int R, int Q>
+inline __attribute__((always_inline)) void score_band(float* out, const float* rows, const float* queries, int64_t nq,
+                                                      int64_t dim) {
   int64_t c = 0;
-  for (; c + Q <= nq; c += Q) dot_tile<W, R, Q>(out + c, nq, rows, queries + c * dim, dim);
-  for (; c < nq; ++c) dot_tile<W, R, 1>(out + c, nq, rows, queries + c * dim, dim);
+  for (; c + Q <= nq; c += Q) Tile::template run<R, Q>(out + c, nq, rows, queries + c * dim, dim);
+  for (; c < nq; ++c) Tile::template run<R, 1>(out + c, nq, rows, queries + c * dim, dim);
 }
 
 // scores[r * nq + c] = rows[r] · queries[c] for r < n, c < nq, in tiles of R rows x Q queries: each query vector
-// loaded once serves R rows, each row vector Q queries, R·Q accumulators of 16 lanes.
-template <int W, int R, int Q>
+// loaded once serves R rows, each row vector Q queries; the rows left over one band at a time.
+template <class Tile, int R, int Q>
 inline __attribute__((always_inline)) void score_rows(float* scores, const float* rows, int64_t n, const float* queries,
                                                       int64_t nq, int64_t dim) {
   int64_t r = 0;
-  for (; r + R <= n; r += R) dot_rows<W, R, Q>(scores + r * nq, rows + r * dim, queries, nq, dim);
-  for (; r < n; ++r) dot_rows<W, 1, Q>(scores + r * nq, rows + r * dim, queries, nq, dim);
+  for (; r + R <= n; r += R) score_band<Tile, R, Q>(scores + r * nq, rows + r * dim, queries, nq, dim);
+  for (; r < n; ++r) score_band<Tile, 1, Q>(scores + r * nq, rows + r * dim, queries, nq, dim);
 }
 
 // Each instruction set's kernel and tile (rows x queries):
 //   avx512  4 x 4: 16 accumulators of one zmm, half of the 32. Measured on the AVX-512 machine (100,000 x 768,
 //           2 threads): 4x4 took 32.6 ms for 16 queries and 84 ms for 64; 4x2 36.8 and 104; 8x2 32.9 and 90.
 //   avx2    3 x 2 (dot_tile_avx2): 12 accumulators of the 16 ymm. On the 2-vCPU AMD EPYC VM (50,000 x 768, 16
-//           queries): 24-25 ms, against 125 ms for the 64-byte vector types of one code for all (4 x 4);
-//           2x2, 2x3, 1x4, 4x1 and 4x2 took 21-36 ms.
-//   generic 4 x 4, vectors of four floats (SSE2 has 16 xmm: they spill; 2x2 and 2x1 were slower still).
+//           queries): 24-25 ms, against ~125 ms for dot_tile's v16 (4 x 4) there; 2x2, 2x3, 1x4, 4x1 and 4x2 took
+//           21-36 ms.
+//   generic 4 x 4 in v16, as before the kernels were split (as fast there as the thinner tiles tried).
 // The tile only groups the dot products: each is the same 16-lane sum, so every kernel gives the same bits.
 using ScoreRows = void (*)(float*, const float*, int64_t, const float*, int64_t, int64_t);
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx512f"))) void score_rows_avx512(float* s, const float* rows, int64_t n, const float* queries,
                                                           int64_t nq, int64_t dim) {
-  score_rows<16, 4, 4>(s, rows, n, queries, nq, dim);
-}
-template <int R, int Q>
-void dot_rows_avx2(float* out, const float* rows, const float* queries, int64_t nq, int64_t dim) {
-  int64_t c = 0;
-  for (; c + Q <= nq; c += Q) dot_tile_avx2<R, Q>(out + c, nq, rows, queries + c * dim, dim);
-  for (; c < nq; ++c) dot_tile_avx2<R, 1>(out + c, nq, rows, queries + c * dim, dim);
+  score_rows<VectorTile, 4, 4>(s, rows, n, queries, nq, dim);
 }
 void score_rows_avx2(float* s, const float* rows, int64_t n, const float* queries, int64_t nq, int64_t dim) {
-  constexpr int R = 3, Q = 2;
-  int64_t r = 0;
-  for (; r + R <= n; r += R) dot_rows_avx2<R, Q>(s + r * nq, rows + r * dim, queries, nq, dim);
-  for (; r < n; ++r) dot_rows_avx2<1, Q>(s + r * nq, rows + r * dim, queries, nq, dim);
+  score_rows<Avx2Tile, 3, 2>(s, rows, n, queries, nq, dim);
 }
 #endif
 void score_rows_generic(float* s, const float* rows, int64_t n, const float* queries, int64_t nq, int64_t dim) {
-  score_rows<4, 4, 4>(s, rows, n, queries, nq, dim);
+  score_rows<VectorTile, 4, 4>(s, rows, n, queries, nq, dim);
 }
 
 struct SearchKernel {
