@@ -219,6 +219,7 @@ export interface Addon {
   ): void
   gemmInfo(): {
     kernel: string
+    /** How the bf16 products run: 'amx', 'avx512bf16', 'rounded while packed' or 'rounded copies' (native/cpu/gemm.h). */
     bf16Kernel: string
     /** The attention products' kernel (native/cpu/attention.cpp): 'avx512', 'avx2' or 'generic'. */
     attentionKernel: string

@@ -4,8 +4,8 @@
 //     bf16 products, CPU only)
 //   gemmInfo() -> { kernel, bf16Kernel, attentionKernel, geluKernel, searchKernel, threads, systemBlas?: string,
 //   systemBlasCore?: string }
-//     (about the CPU GEMM; bf16Kernel: how the bf16 products run, 'amx', 'rounded while packed', 'rounded copies'
-//     or 'avx512bf16'; attentionKernel: the instruction set of attention's per-head products,
+//     (about the CPU GEMM; bf16Kernel: how the bf16 products run, 'amx', 'avx512bf16', 'rounded while packed' or
+//     'rounded copies'; attentionKernel: the instruction set of attention's per-head products,
 //     native/cpu/attention.cpp; geluKernel: the GELU loops' instruction set, native/cpu/bert_ops.cpp; searchKernel:
 //     the vector search's dot products', native/cpu/search.cpp;
 //     systemBlasCore: OpenBLAS's kernel family, e.g. SkylakeX (AVX-512) or Haswell (AVX2))

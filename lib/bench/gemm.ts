@@ -28,7 +28,11 @@ export interface GemmBenchRow extends GemmShape {
 
 export interface GemmBenchInfo {
   kernel: string
-  /** How the bf16 products run: 'amx' (AMX tiles, the default where available), 'rounded while packed' (the fp32 kernel), 'rounded copies' or 'avx512bf16' (SIMCSEPP_GEMM_BF16). */
+  /**
+   * How the bf16 products run: 'amx' (AMX tiles, the default where available), 'avx512bf16' (VDPBF16PS, the default
+   * without AMX where it issues at the FMA's rate, as on AMD's Zen 5), 'rounded while packed' (the fp32 kernel) or
+   * 'rounded copies' (SIMCSEPP_GEMM_BF16 picks).
+   */
   bf16Kernel: string
   threads: number
   systemBlas?: string

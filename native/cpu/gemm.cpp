@@ -845,19 +845,21 @@ const char* sgemm_kernel_name() { return kernel().name; }
 
 namespace {
 
-// The bf16 products' kernel, when not the fp32 one on rounded operands: AMX by default where the CPU and the OS
-// allow it (sums as TDPBF16PS rounds them, see gemm_bf16.cpp; products with K < 16 keep the fp32 kernel), or,
-// asked for by SIMCSEPP_GEMM_BF16=avx512bf16, the AVX512_BF16 kernel, which computes the emulated path's bits:
-// it needs the fp32 kernel to be an FMA one (the portable kernel multiplies and adds apart) with the same K
-// blocks. That one is not the default: on Sapphire Rapids VDPBF16PS retires a quarter as many instructions per
-// cycle as VFMADD231PS (1.6 against 6.4 G/s per core, measured), so with two k per instruction it reaches half
-// the fp32 rate. SIMCSEPP_GEMM_BF16=packed keeps the fp32 kernel (operands rounded while packed).
+// The bf16 products' kernel, when not the fp32 one on rounded operands. By default AMX where the CPU and the OS
+// allow it (sums as TDPBF16PS rounds them, see gemm_bf16.cpp; products with K < 16 keep the fp32 kernel), else
+// the AVX512_BF16 kernel where VDPBF16PS issues at about the FMA's rate (AMD's Zen 5: 1.4-2.2x the fp32 products
+// of mini's step per core; on Sapphire Rapids it retires a quarter as many instructions per cycle as VFMADD231PS,
+// half the fp32 rate with two k per instruction). The AVX512_BF16 kernel computes the emulated path's bits (the
+// rounded copies'): it needs the fp32 kernel to be an FMA one (the portable kernel multiplies and adds apart) with
+// the same K blocks. SIMCSEPP_GEMM_BF16=avx512bf16 asks for it anyway, =packed keeps the fp32 kernel (operands
+// rounded while packed).
 const Kernel* bf16_fast_kernel(int64_t K) {
   static const Kernel* k = [] {
     const char* env = std::getenv("SIMCSEPP_GEMM_BF16");
     if (env && std::strcmp(env, "avx512bf16") == 0) return gemm_detail::bf16_kernel();
     if (env && *env) return static_cast<const Kernel*>(nullptr);  // packed, copies
-    return gemm_detail::amx_kernel();
+    if (const Kernel* amx = gemm_detail::amx_kernel()) return amx;
+    return gemm_detail::bf16_kernel_fast() ? gemm_detail::bf16_kernel() : nullptr;
   }();
   if (!k) return nullptr;
   if (k->mr == 32) return K >= 16 ? k : nullptr;  // AMX

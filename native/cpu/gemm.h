@@ -20,10 +20,12 @@ SgemmFn sgemm;
 // with K >= 16 run on AMX's TDPBF16PS (gemm_bf16.cpp; 2.5-5x the fp32 GEMM per core at BERT's shapes), whose
 // sums are not the fp32 FMA sequence's bits but are as close to the exact products of the rounded operands
 // (test/gemm-bf16.test.ts). Otherwise the bits are those of rounded copies of A and B passed to sgemm: packed
-// products round the operands as they are packed (no copies: the fp32 GEMM's speed), small ones use the
-// copies. SIMCSEPP_GEMM_BF16 picks: packed (no AMX), copies (the copies at every size), avx512bf16 (on a CPU
-// with AVX512_BF16 and an FMA kernel for fp32, two k per VDPBF16PS: the copies' bits again, at half the fp32
-// GEMM's speed on Sapphire Rapids, see gemm.cpp).
+// products run on the AVX512_BF16 kernel where VDPBF16PS issues at about the FMA's rate (two k per instruction:
+// 1.4-2.2x the fp32 GEMM per core on AMD's Zen 5; measured at the first bf16 product, see gemm.cpp), else round
+// the operands as the fp32 kernel packs them (no copies: the fp32 GEMM's speed); small ones use the copies.
+// SIMCSEPP_GEMM_BF16 picks: packed (the fp32 kernel), copies (the copies at every size), avx512bf16 (on a CPU
+// with AVX512_BF16 and an FMA kernel for fp32, even where it is slow: half the fp32 GEMM's speed on Sapphire
+// Rapids).
 SgemmFn sgemm_bf16;
 
 // What sgemm_fused does to C once its sum is complete, tile by tile while the tile is still in L1 (instead of
@@ -49,7 +51,7 @@ struct GemmEpilogue {
 void sgemm_fused(bool bf16, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const GemmEpilogue& ep);
 
-// How sgemm_bf16's packed products run: "rounded while packed", "rounded copies" or "avx512bf16".
+// How sgemm_bf16's packed products run: "amx", "avx512bf16", "rounded while packed" or "rounded copies".
 const char* sgemm_bf16_kernel_name();
 
 // Name of the micro-kernel in use: "avx512", "avx2" or "generic".

@@ -51,6 +51,9 @@ struct Kernel {
 
 // The AVX512_BF16 kernel (gemm_bf16.cpp), or nullptr where the CPU or the compiler lacks it.
 const Kernel* bf16_kernel();
+// Whether this CPU issues VDPBF16PS at nearly the rate of VFMADD231PS, so that the AVX512_BF16 kernel outruns
+// the fp32 one (measured once, on the first call; false without the kernel).
+bool bf16_kernel_fast();
 // The AMX kernel (gemm_bf16.cpp), or nullptr where the CPU, the compiler or the OS lacks it. Its products need
 // K >= 16 (its panels are padded to 32 k).
 const Kernel* amx_kernel();
