@@ -506,4 +506,24 @@ t.test('bench encode: rows and table', async (t) => {
     onnxruntime: false,
   })
   t.equal(without[0].onnxruntimePerSec, null, 'onnxruntime: false leaves it out')
+  t.equal(without[0].bf16SortedPerSec, undefined, 'no bf16 column unless asked for')
+  t.notMatch(encodeBenchTable(without), /bf16/)
+  // bf16: its own rate, the kernel, and vectors near fp32's (not equal: the products' operands are rounded).
+  const [b] = await benchEncode({
+    sizes: ['tiny'],
+    sentences: 24,
+    batchSize: 8,
+    devices: ['cpu'],
+    log: () => {},
+    repeatBelowSeconds: 0,
+    onnxruntime: false,
+    bf16: true,
+  })
+  t.ok(b.bf16SortedPerSec! > 0, `bf16 ${b.bf16SortedPerSec?.toFixed(1)}/s`)
+  t.match(b.bf16Kernel, /^(amx|avx512bf16|rounded while packed)$/)
+  t.ok(
+    b.bf16MaxCosineDistance! > 0 && b.bf16MaxCosineDistance! < 1e-3,
+    `1 - cos(bf16, fp32) up to ${b.bf16MaxCosineDistance?.toExponential(2)}`,
+  )
+  t.match(encodeBenchTable([b]), /bf16 sent\/s +bf16 speed-up +bf16 max 1-cos/)
 })

@@ -16,6 +16,8 @@ import { EmbeddingEngine, tokenizePacked, type Tokenized } from '../embed/engine
 import { SentenceEncoder } from '../embed/sentence-encoder.js'
 import { median } from './median.js'
 import { onnxruntimeRate } from './encode-onnxruntime.js'
+import { addon } from '../native.js'
+import { cosineSimilarity } from '../util/vectors.js'
 
 export interface EncodeBenchOptions {
   /** Model sizes ('mini', 'base'; any named size works). */
@@ -33,6 +35,11 @@ export interface EncodeBenchOptions {
   dataDir?: string
   /** CPU rows: also time onnxruntime-node on the model exported to ONNX, where it is installed (default true). */
   onnxruntime?: boolean
+  /**
+   * CPU rows: also time the encoder with `precision: 'bf16'` (AMX or VDPBF16PS where the CPU runs them fast, see
+   * native/cpu/gemm.h) and compare its vectors with fp32's (default false).
+   */
+  bf16?: boolean
 }
 
 export interface EncodeBenchRow {
@@ -64,6 +71,13 @@ export interface EncodeBenchRow {
    * every batch a few hundred launches), against sortedPerSec's graphs; null elsewhere.
    */
   noGraphsSortedPerSec: number | null
+  /**
+   * CPU rows with the bf16 option: sorted sentences/s with `precision: 'bf16'`, the bf16 products' kernel
+   * (gemmInfo().bf16Kernel), and the largest 1 - cos between a sentence's bf16 and fp32 vectors.
+   */
+  bf16SortedPerSec?: number
+  bf16Kernel?: string
+  bf16MaxCosineDistance?: number
   note?: string
 }
 
@@ -160,6 +174,22 @@ async function timeEncode(
   return sentences.length / median(times)
 }
 
+/** The largest 1 - cos(a[i], b[i]) over the sentences. */
+function maxCosineDistance(a: Float32Array[], b: Float32Array[]): number {
+  return a.reduce((worst, x, i) => Math.max(worst, 1 - cosineSimilarity(x, b[i])), 0)
+}
+
+/** Sorted sentences/s with `precision: 'bf16'` on the CPU, and its vectors against fp32's (`ours`). */
+async function bf16Rate(dir: string, maxLength: number, batchSize: number, sentences: string[], ours: Float32Array[], repeatBelow: number) {
+  const enc = await SentenceEncoder.load(dir, { device: 'cpu', precision: 'bf16', maxLength, batchSize })
+  try {
+    const vectors = (await enc.encode(sentences, { batchSize, sortByLength: true })) as Float32Array[] // also the warm-up
+    return { perSec: await timeEncode(enc, sentences, batchSize, true, repeatBelow), maxCosineDistance: maxCosineDistance(ours, vectors) }
+  } finally {
+    await enc.close()
+  }
+}
+
 /** Sorted sentences/s of an encoder whose worker starts with SIMCSEPP_CUDA_GRAPHS=0 (its copy of the environment). */
 async function withoutGraphs(dir: string, maxLength: number, batchSize: number, sentences: string[], repeatBelow: number): Promise<number> {
   const enc = await withoutCudaGraphs(() => SentenceEncoder.load(dir, { device: 'cuda', maxLength, batchSize }))
@@ -220,8 +250,20 @@ export async function benchEncode(o: EncodeBenchOptions): Promise<EncodeBenchRow
             row.noGraphsSortedPerSec = await withoutGraphs(dir, maxLength, o.batchSize, sentences, repeatBelow)
             o.log(`${size} ${device}: sorted, CUDA graphs off ${row.noGraphsSortedPerSec.toFixed(1)}/s`)
           }
+          const ours =
+            device === 'cpu' && (o.onnxruntime !== false || o.bf16)
+              ? ((await enc.encode(sentences, { batchSize: o.batchSize, sortByLength: true })) as Float32Array[])
+              : []
+          if (device === 'cpu' && o.bf16) {
+            const bf16 = await bf16Rate(dir, maxLength, o.batchSize, sentences, ours, repeatBelow)
+            row.bf16SortedPerSec = bf16.perSec
+            row.bf16Kernel = addon.gemmInfo().bf16Kernel
+            row.bf16MaxCosineDistance = bf16.maxCosineDistance
+            o.log(
+              `${size} ${device}: bf16 products (${row.bf16Kernel}) sorted ${bf16.perSec.toFixed(1)}/s, 1 - cos up to ${bf16.maxCosineDistance.toExponential(1)}`,
+            )
+          }
           if (device === 'cpu' && o.onnxruntime !== false) {
-            const ours = (await enc.encode(sentences, { batchSize: o.batchSize, sortByLength: true })) as Float32Array[]
             const ort = await onnxruntimeRate(dir, tok, o.batchSize, ours, repeatBelow)
             if (typeof ort === 'string') row.note = ort
             else {

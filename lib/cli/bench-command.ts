@@ -104,6 +104,7 @@ async function encodeBench(argv: string[]) {
       'batch-size': { type: 'string', default: '32' },
       device: { type: 'string', default: 'auto' },
       'no-onnxruntime': { type: 'boolean', default: false },
+      bf16: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
   })
@@ -120,6 +121,7 @@ async function encodeBench(argv: string[]) {
     batchSize,
     devices: devicesFor(values.device!),
     onnxruntime: !values['no-onnxruntime'],
+    bf16: values.bf16,
     log: (l) => process.stderr.write(`  ${l}\n`),
   })
   if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'encode', date: new Date().toISOString(), rows }, null, 2) + '\n')

@@ -49,11 +49,13 @@ export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist [op
   bench gemm [--sizes 2048,6144 | --model tiny|mini|small|base] [--bf16] [--seconds 2] [--json]
       CPU SGEMM GFLOP/s at BERT-base shapes (M from --sizes) or at the products of one training step of
       --model, next to the system BLAS when one is installed (OPENBLAS_CORETYPE unset for it); --bf16 adds
-      our bf16 products (--precision bf16: AMX tiles where the CPU has them) and their speed over fp32.
+      our bf16 products (--precision bf16: AMX tiles or VDPBF16PS where the CPU runs them fast) and their
+      speed over fp32.
   bench encode [--models mini,base] [--sentences 256] [--batch-size 32] [--device auto|cpu|cuda]
-               [--no-onnxruntime] [--json]
+               [--no-onnxruntime] [--bf16] [--json]
       SentenceEncoder sentences/s, length-sorted batching against input-order batching; on the CPU, next to
-      onnxruntime-node (where installed) on the same model exported to ONNX, same batches and threads.
+      onnxruntime-node (where installed) on the same model exported to ONNX, same batches and threads;
+      --bf16 (CPU) adds precision 'bf16': its sentences/s and its vectors' largest 1 - cos from fp32's.
   bench step [--model base] [--batch-sizes 64,512] [--seq-len 32] [--steps 5] [--device auto|cpu|cuda|all]
              [--precision auto|fp32|bf16] [--micro-batch M] [--profile [--plot FILE.svg]] [--products]
              [--json]

@@ -83,6 +83,7 @@ export function gemmBenchTable(rows: GemmBenchRow[]): string {
 export function encodeBenchTable(rows: EncodeBenchRow[]): string {
   const rate = (v: number | null) => (v === null ? '-' : v < 100 ? v.toFixed(1) : v.toFixed(0))
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`
+  const bf16 = rows.some((r) => r.bf16SortedPerSec !== undefined) // bench encode --bf16
   return formatTable(
     [
       'model',
@@ -99,6 +100,7 @@ export function encodeBenchTable(rows: EncodeBenchRow[]): string {
       'vs onnxruntime',
       'no-graphs sent/s',
       'graphs speed-up',
+      ...(bf16 ? ['bf16 sent/s', 'bf16 speed-up', 'bf16 max 1-cos'] : []),
       'note',
     ],
     rows.map((r) => [
@@ -116,6 +118,13 @@ export function encodeBenchTable(rows: EncodeBenchRow[]): string {
       r.onnxruntimePerSec === null || r.sortedPerSec === null ? '-' : `${(r.sortedPerSec / r.onnxruntimePerSec).toFixed(2)}x`,
       rate(r.noGraphsSortedPerSec),
       r.noGraphsSortedPerSec === null || r.sortedPerSec === null ? '-' : `${(r.sortedPerSec / r.noGraphsSortedPerSec).toFixed(2)}x`,
+      ...(bf16
+        ? [
+            rate(r.bf16SortedPerSec ?? null),
+            r.bf16SortedPerSec === undefined || r.sortedPerSec === null ? '-' : `${(r.bf16SortedPerSec / r.sortedPerSec).toFixed(2)}x`,
+            r.bf16MaxCosineDistance === undefined ? '-' : r.bf16MaxCosineDistance.toExponential(1),
+          ]
+        : []),
       r.note ?? '',
     ]),
   )
