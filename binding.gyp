@@ -33,6 +33,7 @@
         "native/cpu/parallel.cpp",
         "native/cpu/search.cpp",
         "native/cpu/uniforms.cpp",
+        "native/cpu/unit_rows.cpp",
         "native/distributed/mpi.cpp",
         "native/distributed/nccl.cpp"
       ],

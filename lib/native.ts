@@ -128,6 +128,11 @@ export interface Addon {
     topScores: Float32Array,
     topIndices: Int32Array,
   ): void
+  /**
+   * Each row of `t` ([N, D], CPU) scaled to unit length in place, with lib/embed/search.ts's unitRows arithmetic
+   * (native/cpu/unit_rows.h); returns -1, or the flat index of the first element that is not finite.
+   */
+  unitRows(t: NativeTensor): number
   /** Loads MPI (dlopen) and initialises it once (native/bind_dist.cpp); throws naming the libraries tried. */
   distInit(): { rank: number; size: number; library: string; flavour: string; version: string }
   /** In place: the sum of t over every rank (CUDA tensors: NCCL, or MPI on host copies). */

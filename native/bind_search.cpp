@@ -4,12 +4,16 @@
 //     corpus: a [N, D] CPU tensor; queries: a Float32Array of Q·D floats; rows [rowBegin, rowEnd) of the
 //     corpus are searched and their hits merged into topScores (Float32Array) / topIndices (Int32Array),
 //     [Q, k] each, best first, -1 marking a slot without a hit (fill topIndices with -1 to start).
+//   unitRows(t) -> number
+//     t: a [N, D] CPU tensor, each row scaled to unit length in place (cpu/unit_rows.h); -1, or the flat index of
+//     the first element that is not finite.
 #include <napi.h>
 
 #include <string>
 
 #include "args.h"
 #include "cpu/search.h"
+#include "cpu/unit_rows.h"
 #include "register.h"
 
 namespace simcsepp {
@@ -61,10 +65,23 @@ Napi::Value SearchTopK(const Napi::CallbackInfo& info) {
                       [&] { cpu::search_top_k(scores.Data(), indices, data, begin, end, queries.Data(), nq, dim, k); });
 }
 
+Napi::Value UnitRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  NativeTensor* t = arg_matrix(info, 0, "t");
+  if (t->device() != Device::kCpu)
+    throw_arg(env, "unitRows: expected t to be a CPU tensor but received a " + std::string(device_name(t->device())) +
+                       " tensor");
+  float* data = t->data();
+  if (data == nullptr) throw_arg(env, "Expected t to be a live tensor but it was disposed");
+  return guarded(env, [&]() -> Napi::Value {
+    return Napi::Number::New(env, static_cast<double>(cpu::unit_rows(data, t->shape()[0], t->shape()[1])));
+  });
+}
+
 }  // namespace
 
 void register_search(Napi::Env env, Napi::Object exports) {
-  export_functions(env, exports, {{"searchTopK", SearchTopK}});
+  export_functions(env, exports, {{"searchTopK", SearchTopK}, {"unitRows", UnitRows}});
 }
 
 }  // namespace simcsepp

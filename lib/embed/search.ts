@@ -58,18 +58,15 @@ function fail(message: string): never {
   throw new Error(`search: ${message}`)
 }
 
-/**
- * The rows of `input` scaled to unit length (zero rows stay zero, so they score 0 against everything,
- * as cosineSimilarity does), row-major. `name` is the argument's name in errors.
- */
-export function unitRows(name: string, input: VectorsInput, dimension?: number): { data: Float32Array; rows: number; dim: number } {
+/** The vectors of `input` as one row-major Float32Array (`input` itself when it is one), checked for shape. */
+function flatRows(name: string, input: VectorsInput, dimension?: number): { flat: Float32Array; rows: number; dim: number } {
   let flat: Float32Array, dim: number
   if (input instanceof Float32Array) {
     if (dimension === undefined) fail(`${name} is a flat Float32Array: its dimension is needed`)
     dim = dimension
     if (input.length === 0) fail(`${name} is empty`)
     if (input.length % dim !== 0) fail(`${name} holds ${input.length} floats, not a multiple of the dimension ${dim}`)
-    flat = input.slice() // a copy: normalised in place below
+    flat = input
   } else if (Array.isArray(input)) {
     if (input.length === 0) fail(`${name} is empty`)
     dim = dimension ?? (input[0] as ArrayLike<number>)?.length
@@ -82,11 +79,25 @@ export function unitRows(name: string, input: VectorsInput, dimension?: number):
     }
   } else fail(`${name} must be an array of vectors or a flat Float32Array`)
   if (!Number.isSafeInteger(dim) || dim < 1) fail(`${name}: the dimension must be a positive integer, got ${dim}`)
-  const rows = flat.length / dim
+  return { flat, rows: flat.length / dim, dim }
+}
+
+function notFinite(name: string, flat: Float32Array, dim: number, at: number): never {
+  fail(`${name}[${Math.floor(at / dim)}][${at % dim}] is ${flat[at]}, not a finite number`)
+}
+
+/**
+ * The rows of `input` scaled to unit length (zero rows stay zero, so they score 0 against everything,
+ * as cosineSimilarity does), row-major. `name` is the argument's name in errors. (native/cpu/unit_rows.h does the
+ * same arithmetic for a corpus.)
+ */
+export function unitRows(name: string, input: VectorsInput, dimension?: number): { data: Float32Array; rows: number; dim: number } {
+  const { flat: given, rows, dim } = flatRows(name, input, dimension)
+  const flat = given === input ? given.slice() : given // a copy: normalised in place below
   for (let r = 0; r < rows; r++) {
     let s = 0
     for (let j = r * dim; j < (r + 1) * dim; j++) {
-      if (!Number.isFinite(flat[j])) fail(`${name}[${r}][${j - r * dim}] is ${flat[j]}, not a finite number`)
+      if (!Number.isFinite(flat[j])) notFinite(name, flat, dim, j)
       s += flat[j] * flat[j] // float64 sum: the norm is exact to float32 rounding
     }
     const inv = s > 0 ? 1 / Math.sqrt(s) : 0
@@ -123,8 +134,19 @@ export class VectorIndex {
     if (options === null || typeof options !== 'object') fail('VectorIndex.from: options must be an object')
     const device = options.device ?? 'cpu'
     if (device !== 'cpu' && device !== 'cuda') fail(`VectorIndex.from: device must be 'cpu' or 'cuda', got ${JSON.stringify(device)}`)
-    const { data, rows, dim } = unitRows('corpus', corpus, dimension)
-    return new VectorIndex(Tensor.from(data, [rows, dim], device), rows, dim)
+    // Copied to native memory as given and normalised there (in JavaScript: 1.2 s for 100,000 x 768).
+    const { flat, rows, dim } = flatRows('corpus', corpus, dimension)
+    const host = Tensor.from(flat, [rows, dim])
+    let kept = false // the index holds host itself
+    try {
+      const bad = addon.unitRows(nativeOf(host, 'corpus'))
+      if (bad >= 0) notFinite('corpus', flat, dim, bad)
+      const index = new VectorIndex(device === 'cpu' ? host : host.to(device), rows, dim)
+      kept = device === 'cpu'
+      return index
+    } finally {
+      if (!kept) host.dispose()
+    }
   }
 
   /** Where the vectors live and are scored. */
