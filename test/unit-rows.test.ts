@@ -88,6 +88,27 @@ t.test('the first element that is not finite, whichever thread meets it first', 
   t.same(one.bits, bits(unitRows('y', randomFloats(rows * dim, 4, 7), dim).data), '... and the JavaScript')
 })
 
+t.test('VectorIndex.from: an array of vectors, copied through its buffer, gives the flat array’s index', async (t) => {
+  // 4096 dimensions: 256 rows per 4 MB buffer, so 600 rows take three fills, the last one partial.
+  const dim = 4096,
+    rows = 600
+  const flat = randomFloats(rows * dim, 21)
+  const queries = randomFloats(3 * dim, 22)
+  const fromFlat = VectorIndex.from(flat, dim)
+  const fromRows = VectorIndex.from(Array.from({ length: rows }, (_, r) => flat.subarray(r * dim, (r + 1) * dim)))
+  const fromNumbers = VectorIndex.from(Array.from({ length: rows }, (_, r) => Array.from(flat.subarray(r * dim, (r + 1) * dim))))
+  t.teardown(() => [fromFlat, fromRows, fromNumbers].forEach((i) => i.dispose()))
+  const scores = (i: VectorIndex) => i.similarity(queries).map(bits)
+  t.same(scores(fromRows), scores(fromFlat), 'Float32Array rows: the same scores, bit for bit')
+  t.same(scores(fromNumbers), scores(fromFlat), 'number[] rows: the same')
+  // The first element that is not finite, as float32 sees it (1e39 overflows to Infinity).
+  const bad = Array.from({ length: rows }, (_, r) => Array.from(flat.subarray(r * dim, (r + 1) * dim)))
+  bad[590][7] = 1e39
+  bad[300][4000] = NaN
+  t.throws(() => VectorIndex.from(bad.slice(301)), /corpus\[289\]\[7\] is Infinity, not a finite number/)
+  t.throws(() => VectorIndex.from(bad), /corpus\[300\]\[4000\] is NaN, not a finite number/)
+})
+
 t.test('bad arguments: an Error naming the argument', async (t) => {
   const call = (v: unknown) => () => (addon.unitRows as (v: unknown) => number)(v)
   t.throws(call({}), /t/)

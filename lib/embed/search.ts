@@ -58,32 +58,66 @@ function fail(message: string): never {
   throw new Error(`search: ${message}`)
 }
 
-/** The vectors of `input` as one row-major Float32Array (`input` itself when it is one), checked for shape. */
-function flatRows(name: string, input: VectorsInput, dimension?: number): { flat: Float32Array; rows: number; dim: number } {
-  let flat: Float32Array, dim: number
+/** The shape of `input` ([rows, dim]: a flat Float32Array of `dimension`-long rows, or an array of vectors), checked. */
+function rowsShape(name: string, input: VectorsInput, dimension?: number): { rows: number; dim: number } {
+  let rows: number, dim: number
   if (input instanceof Float32Array) {
     if (dimension === undefined) fail(`${name} is a flat Float32Array: its dimension is needed`)
     dim = dimension
     if (input.length === 0) fail(`${name} is empty`)
     if (input.length % dim !== 0) fail(`${name} holds ${input.length} floats, not a multiple of the dimension ${dim}`)
-    flat = input
+    rows = input.length / dim
   } else if (Array.isArray(input)) {
     if (input.length === 0) fail(`${name} is empty`)
     dim = dimension ?? (input[0] as ArrayLike<number>)?.length
-    flat = new Float32Array(input.length * dim)
     for (let r = 0; r < input.length; r++) {
       const v = input[r] as ArrayLike<number>
       if (!v || typeof v !== 'object' || typeof v.length !== 'number') fail(`${name}[${r}] is not a vector`)
       if (v.length !== dim) fail(`${name}[${r}] has ${v.length} dimensions, expected ${dim}`)
-      for (let j = 0; j < dim; j++) flat[r * dim + j] = v[j]
     }
+    rows = input.length
   } else fail(`${name} must be an array of vectors or a flat Float32Array`)
   if (!Number.isSafeInteger(dim) || dim < 1) fail(`${name}: the dimension must be a positive integer, got ${dim}`)
-  return { flat, rows: flat.length / dim, dim }
+  return { rows, dim }
 }
 
-function notFinite(name: string, flat: Float32Array, dim: number, at: number): never {
-  fail(`${name}[${Math.floor(at / dim)}][${at % dim}] is ${flat[at]}, not a finite number`)
+/** The vectors of `input` as one row-major Float32Array (`input` itself when it is one), checked for shape. */
+function flatRows(name: string, input: VectorsInput, dimension?: number): { flat: Float32Array; rows: number; dim: number } {
+  const { rows, dim } = rowsShape(name, input, dimension)
+  if (input instanceof Float32Array) return { flat: input, rows, dim }
+  const flat = new Float32Array(rows * dim)
+  input.forEach((v, r) => flat.set(v, r * dim))
+  return { flat, rows, dim }
+}
+
+/**
+ * The vectors of `input` copied into a new [rows, dim] CPU tensor, and the float at a flat index (for errors). An
+ * array of vectors goes through a reused buffer of 4 MB: a Float32Array of the whole corpus would pay the first
+ * touch of each of its pages, about 1 s for 307 MB on the 2-vCPU VM (the copies themselves: ~30 ms).
+ */
+function nativeRows(name: string, input: VectorsInput, dimension?: number) {
+  const { rows, dim } = rowsShape(name, input, dimension)
+  if (input instanceof Float32Array) return { host: Tensor.from(input, [rows, dim]), rows, dim, at: (i: number) => input[i] }
+  const host = Tensor.zeros([rows, dim])
+  try {
+    const chunkRows = Math.max(1, Math.min(rows, Math.floor((1 << 20) / dim)))
+    const chunk = new Float32Array(chunkRows * dim)
+    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+      const n = Math.min(chunkRows, rows - r0)
+      for (let k = 0; k < n; k++) chunk.set(input[r0 + k], k * dim)
+      const view = host.view(r0 * dim, [n, dim])
+      view.copyFrom(n === chunkRows ? chunk : chunk.subarray(0, n * dim))
+      view.dispose()
+    }
+  } catch (e) {
+    host.dispose()
+    throw e
+  }
+  return { host, rows, dim, at: (i: number) => Math.fround(input[Math.floor(i / dim)][i % dim]) }
+}
+
+function notFinite(name: string, value: number, dim: number, at: number): never {
+  fail(`${name}[${Math.floor(at / dim)}][${at % dim}] is ${value}, not a finite number`)
 }
 
 /**
@@ -97,7 +131,7 @@ export function unitRows(name: string, input: VectorsInput, dimension?: number):
   for (let r = 0; r < rows; r++) {
     let s = 0
     for (let j = r * dim; j < (r + 1) * dim; j++) {
-      if (!Number.isFinite(flat[j])) notFinite(name, flat, dim, j)
+      if (!Number.isFinite(flat[j])) notFinite(name, flat[j], dim, j)
       s += flat[j] * flat[j] // float64 sum: the norm is exact to float32 rounding
     }
     const inv = s > 0 ? 1 / Math.sqrt(s) : 0
@@ -135,12 +169,11 @@ export class VectorIndex {
     const device = options.device ?? 'cpu'
     if (device !== 'cpu' && device !== 'cuda') fail(`VectorIndex.from: device must be 'cpu' or 'cuda', got ${JSON.stringify(device)}`)
     // Copied to native memory as given and normalised there (in JavaScript: 1.2 s for 100,000 x 768).
-    const { flat, rows, dim } = flatRows('corpus', corpus, dimension)
-    const host = Tensor.from(flat, [rows, dim])
+    const { host, rows, dim, at } = nativeRows('corpus', corpus, dimension)
     let kept = false // the index holds host itself
     try {
       const bad = addon.unitRows(nativeOf(host, 'corpus'))
-      if (bad >= 0) notFinite('corpus', flat, dim, bad)
+      if (bad >= 0) notFinite('corpus', at(bad), dim, bad)
       const index = new VectorIndex(device === 'cpu' ? host : host.to(device), rows, dim)
       kept = device === 'cpu'
       return index
