@@ -127,23 +127,54 @@ export function bf16ToFloat(h: number): number {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-/** Parses a safetensors file already in memory. `source` names the file in error messages. */
-export function parseSafetensors(buf: Uint8Array, source = '<buffer>'): ParsedSafetensors {
-  if (buf.byteLength < 8) {
-    fail(source, `file is ${buf.byteLength} bytes, too short to be safetensors (needs an 8-byte header length)`)
+/** One tensor's place in a safetensors file, checked against the header's other entries and the data's length. */
+export interface SafetensorsEntry {
+  name: string
+  dtype: Dtype
+  shape: number[]
+  /** Byte offsets relative to the start of the data section. */
+  begin: number
+  end: number
+}
+
+/** A safetensors header, parsed and checked. `dataStart`: where the data section begins in the file. */
+export interface SafetensorsHeader {
+  entries: SafetensorsEntry[]
+  metadata: Record<string, string>
+  dataStart: number
+}
+
+/** Bytes per element of `dtype`. */
+export function dtypeBytes(dtype: Dtype): number {
+  return DTYPE_BYTES[dtype]
+}
+
+/**
+ * The header length stored in a file's first 8 bytes, checked against the file's size. `fileBytes`: the whole
+ * file's length.
+ */
+export function headerLength(first8: Uint8Array, fileBytes: number, source: string): number {
+  if (fileBytes < 8) {
+    fail(source, `file is ${fileBytes} bytes, too short to be safetensors (needs an 8-byte header length)`)
   }
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
-  const headerLenBig = view.getBigUint64(0, true)
-  if (headerLenBig > BigInt(buf.byteLength - 8)) {
+  const headerLenBig = new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true)
+  if (headerLenBig > BigInt(fileBytes - 8)) {
     fail(
       source,
-      `header length ${headerLenBig} is larger than the rest of the file (${buf.byteLength - 8} bytes): truncated or not a safetensors file`,
+      `header length ${headerLenBig} is larger than the rest of the file (${fileBytes - 8} bytes): truncated or not a safetensors file`,
     )
   }
-  const headerLen = Number(headerLenBig)
+  return Number(headerLenBig)
+}
+
+/**
+ * Parses and checks the JSON header (the `headerLength` bytes after the first 8) of a file of `fileBytes` bytes:
+ * dtypes, shapes, offsets inside the data section and not overlapping. Reading the data is left to the caller.
+ */
+export function parseSafetensorsHeader(headerBytes: Uint8Array, fileBytes: number, source: string): SafetensorsHeader {
   let headerText: string
   try {
-    headerText = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(8, 8 + headerLen))
+    headerText = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes)
   } catch {
     fail(source, 'header is not valid UTF-8')
   }
@@ -156,11 +187,11 @@ export function parseSafetensors(buf: Uint8Array, source = '<buffer>'): ParsedSa
   if (header === null || typeof header !== 'object' || Array.isArray(header)) {
     fail(source, 'header JSON is not an object')
   }
-  const dataStart = 8 + headerLen
-  const dataLen = buf.byteLength - dataStart
+  const dataStart = 8 + headerBytes.byteLength
+  const dataLen = fileBytes - dataStart
 
   const metadata: Record<string, string> = {}
-  const entries: { name: string; dtype: Dtype; shape: number[]; begin: number; end: number }[] = []
+  const entries: SafetensorsEntry[] = []
   for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
       if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(source, '"__metadata__" is not an object')
@@ -211,7 +242,13 @@ export function parseSafetensors(buf: Uint8Array, source = '<buffer>'): ParsedSa
       )
     }
   }
+  return { entries, metadata, dataStart }
+}
 
+/** Parses a safetensors file already in memory. `source` names the file in error messages. */
+export function parseSafetensors(buf: Uint8Array, source = '<buffer>'): ParsedSafetensors {
+  const headerLen = headerLength(buf.subarray(0, 8), buf.byteLength, source)
+  const { entries, metadata, dataStart } = parseSafetensorsHeader(buf.subarray(8, 8 + headerLen), buf.byteLength, source)
   const tensors = new Map<string, SafeTensor>()
   for (const e of entries) {
     const bytes = buf.subarray(dataStart + e.begin, dataStart + e.end)
@@ -220,51 +257,62 @@ export function parseSafetensors(buf: Uint8Array, source = '<buffer>'): ParsedSa
   return { tensors, metadata }
 }
 
-function decodeTensor(dtype: Dtype, shape: number[], bytes: Uint8Array): SafeTensor {
+/**
+ * Converts `bytes` (whole elements of `dtype`, little-endian) into `out` as fp32, from out[0] on; integers exactly
+ * up to 2^24. `out` must hold bytes.byteLength / dtypeBytes(dtype) elements.
+ */
+export function decodeInto(dtype: Dtype, bytes: Uint8Array, out: Float32Array): void {
   const n = bytes.byteLength / DTYPE_BYTES[dtype]
-  // Copy so the result owns aligned memory independent of the file buffer.
-  const copy = new Uint8Array(bytes.byteLength)
-  copy.set(bytes)
-  const dv = new DataView(copy.buffer)
-  const out = new Float32Array(n)
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   switch (dtype) {
     case 'F32':
-      if (LITTLE_ENDIAN_HOST) return { dtype, shape, data: new Float32Array(copy.buffer) }
-      for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, true)
-      return { dtype, shape, data: out }
+      if (LITTLE_ENDIAN_HOST) new Uint8Array(out.buffer, out.byteOffset, 4 * n).set(bytes)
+      else for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, true)
+      return
     case 'F64':
       for (let i = 0; i < n; i++) out[i] = dv.getFloat64(8 * i, true)
-      return { dtype, shape, data: out }
+      return
     case 'F16':
       for (let i = 0; i < n; i++) out[i] = halfToFloat(dv.getUint16(2 * i, true))
-      return { dtype, shape, data: out }
+      return
     case 'BF16':
-      if (LITTLE_ENDIAN_HOST) {
-        const src = new Uint16Array(copy.buffer)
-        const dst = new Uint32Array(out.buffer)
+      if (LITTLE_ENDIAN_HOST && bytes.byteOffset % 2 === 0) {
+        const src = new Uint16Array(bytes.buffer, bytes.byteOffset, n)
+        const dst = new Uint32Array(out.buffer, out.byteOffset, n)
         for (let i = 0; i < n; i++) dst[i] = src[i]! << 16
       } else {
         for (let i = 0; i < n; i++) out[i] = bf16ToFloat(dv.getUint16(2 * i, true))
       }
-      return { dtype, shape, data: out }
+      return
     case 'I64':
       for (let i = 0; i < n; i++) out[i] = Number(dv.getBigInt64(8 * i, true))
-      break
+      return
     case 'I32':
       for (let i = 0; i < n; i++) out[i] = dv.getInt32(4 * i, true)
-      break
+      return
     case 'I16':
       for (let i = 0; i < n; i++) out[i] = dv.getInt16(2 * i, true)
-      break
+      return
     case 'I8':
       for (let i = 0; i < n; i++) out[i] = dv.getInt8(i)
-      break
+      return
     case 'U8':
     case 'BOOL':
-      for (let i = 0; i < n; i++) out[i] = copy[i]!
-      break
+      for (let i = 0; i < n; i++) out[i] = bytes[i]!
+      return
   }
-  return { dtype, shape, data: out, raw: copy }
+}
+
+function decodeTensor(dtype: Dtype, shape: number[], bytes: Uint8Array): SafeTensor {
+  // Copy so the result owns aligned memory independent of the file buffer.
+  const copy = new Uint8Array(bytes.byteLength)
+  copy.set(bytes)
+  if (dtype === 'F32' && LITTLE_ENDIAN_HOST) return { dtype, shape, data: new Float32Array(copy.buffer) }
+  const out = new Float32Array(bytes.byteLength / DTYPE_BYTES[dtype])
+  decodeInto(dtype, copy, out)
+  return dtype === 'F64' || dtype === 'F32' || dtype === 'F16' || dtype === 'BF16'
+    ? { dtype, shape, data: out }
+    : { dtype, shape, data: out, raw: copy }
 }
 
 /** Reads a whole safetensors file. Errors name the file. */

@@ -13,6 +13,7 @@ import {
   floatToBf16,
   bf16ToFloat,
 } from '../lib/safetensors.js'
+import { SafetensorsReader } from '../lib/safetensors-reader.js'
 
 const dir = await fsp.mkdtemp(join(tmpdir(), 'simcsepp-st-'))
 t.teardown(() => fsp.rm(dir, { recursive: true, force: true }))
@@ -266,6 +267,15 @@ t.test('corrupt files reject with an Error that names the file and the problem',
     const msg = (err as Error | null)?.message ?? ''
     t.match(msg, re, `${what}: ${msg}`)
     t.ok(msg.includes(file), `${what}: message names the file`)
+    // The chunked reader checks the header the same way when it opens the file.
+    const opened = await SafetensorsReader.open(file).then(
+      async (r) => {
+        await r.close()
+        return null
+      },
+      (e: unknown) => e,
+    )
+    t.equal((opened as Error | null)?.message, msg, `reader, ${what}: the same message`)
   }
   // Sanity: the uncorrupted buffer parses.
   t.same([...parseSafetensors(good).tensors.get('b')!.data], [5, 6, 7])

@@ -13,14 +13,15 @@ import { join } from 'node:path'
 import { namedConfig, parseHfConfig, positionOffset, readHfConfig, toHfConfig, type BertConfig, type NamedConfig } from './config.js'
 import { matchCheckpoint, parameterSpecs } from './names.js'
 import { writeSafetensors } from '../safetensors.js'
-import { findWeightFiles, readWeights } from './model-files.js'
+import { findWeightFiles, openWeights } from './model-files.js'
+import { loadParameters } from './load-weights.js'
 import { Tensor, type Device } from '../tensor.js'
-import { addon, type Precision, type RowPlacement } from '../native.js'
+import type { Precision, RowPlacement } from '../native.js'
 import { checkRowPlacement } from '../dropout.js'
 import * as ops from '../ops.js'
 import { ActivationArena, type Activations } from './activations.js'
 import { initialiseParameters } from './init.js'
-import { MLP_BIAS, MLP_WEIGHT, paramLayout, type ParamLayout } from './layout.js'
+import { MLP_WEIGHT, paramLayout, type ParamLayout } from './layout.js'
 import { modelParams, viewsByName, type ModelParams } from './params.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { checkModelFits, parameterCount } from './size-check.js'
@@ -109,11 +110,12 @@ export class BertModel {
     readonly config: BertConfig,
     readonly layout: ParamLayout,
     readonly device: Device,
-    flat: Float32Array,
+    /** The parameters, layout.total elements on `device`; the model owns them from here on. */
+    params: Tensor,
     /** Precision of the linear layers' products (ModelOptions.precision). */
     readonly precision: Precision,
   ) {
-    this.params = Tensor.from(flat, [layout.total], device)
+    this.params = params
     // At bf16 on CUDA the products read their weights from a bf16 copy that AdamW keeps up to date, rather
     // than rounding every weight again at every op and micro-batch (kernels/bf16_mirror.cuh): 2 bytes a parameter.
     if (device === 'cuda' && precision === 'bf16') {
@@ -136,7 +138,9 @@ export class BertModel {
     const layout = paramLayout(c, { mlp: options.mlp })
     const flat = new Float32Array(layout.total)
     initialiseParameters(flat, layout, c, options.seed ?? 0)
-    return new BertModel(c, layout, options.device ?? 'cpu', flat, checkPrecision(options.precision))
+    const precision = checkPrecision(options.precision)
+    const device = options.device ?? 'cpu'
+    return new BertModel(c, layout, device, Tensor.from(flat, [layout.total], device), precision)
   }
 
   /** Loads a Hugging Face directory: config.json and model.safetensors or its shards (BertModel or RobertaModel names). */
@@ -152,24 +156,27 @@ export class BertModel {
     if (encoderBytes > fileBytes) {
       throw new Error(`${configFile} describes a model larger than ${file} (${fileBytes} bytes) can hold: they do not belong together`)
     }
-    const tensors = await readWeights(weights)
+    const precision = checkPrecision(options.precision)
     const layout = paramLayout(config, { mlp: options.mlp })
-    const match = matchCheckpoint(parameterSpecs(config), tensors, { modelType: config.modelType, allowMissingPooler: true, source: file })
-    const flat = new Float32Array(layout.total)
-    initialiseParameters(flat, layout, config, options.seed ?? 0) // for what the checkpoint lacks
-    for (const [ours, theirs] of match.mapping) {
-      const e = layout.byName.get(ours)!
-      flat.set(requireFinite(file, theirs, tensors.get(theirs)!.data), e.offset)
-    }
-    if (options.mlp) {
-      // A resumed training checkpoint may carry the head under our names.
-      for (const name of [MLP_WEIGHT, MLP_BIAS]) {
-        const t = tensors.get(name),
-          e = layout.byName.get(name)!
-        if (t && t.data.length === e.size) flat.set(requireFinite(file, name, t.data), e.offset)
+    const device = options.device ?? 'cpu'
+    const reader = await openWeights(weights)
+    try {
+      const match = matchCheckpoint(parameterSpecs(config), reader.entries, {
+        modelType: config.modelType,
+        allowMissingPooler: true,
+        source: file,
+      })
+      const params = Tensor.zeros([layout.total], device)
+      try {
+        await loadParameters(params, layout, config, options.seed ?? 0, reader, match.mapping)
+      } catch (e) {
+        params.dispose()
+        throw e
       }
+      return new BertModel(config, layout, device, params, precision)
+    } finally {
+      await reader.close()
     }
-    return new BertModel(config, layout, options.device ?? 'cpu', flat, checkPrecision(options.precision))
   }
 
   /** Bytes of activation memory held (sized by the largest pass so far: a micro-batch with --micro-batch). */
@@ -703,12 +710,4 @@ function checkPrecision(p: Precision | undefined): Precision {
   if (p === undefined) return 'fp32'
   if (p !== 'fp32' && p !== 'bf16') throw new TypeError(`BertModel: precision must be 'fp32' or 'bf16' (got ${String(p)})`)
   return p
-}
-
-/** `data` after checking that every value is finite: a NaN or Infinity in a checkpoint is corruption. */
-function requireFinite(file: string, name: string, data: Float32Array): Float32Array {
-  const i = addon.firstNonFinite(data)
-  if (i >= 0)
-    throw new Error(`${file}: tensor '${name}' holds ${data[i]} at element ${i}; the model is corrupt (retrain or re-download it)`)
-  return data
 }

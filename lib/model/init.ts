@@ -2,10 +2,14 @@
 // weights ~ N(0, initializer_range), biases 0, LayerNorm weight 1 and bias 0, and the padding row of
 // the word embeddings zeroed. Seeded, so the same seed gives the same model on every machine.
 import type { BertConfig } from './config.js'
-import type { ParamLayout } from './layout.js'
+import type { ParamLayout, ParamEntry } from './layout.js'
+import { advanceXoshiro, xoshiroOutput, xoshiroStep } from './xoshiro128.js'
 
-/** Deterministic N(0,1) draws: splitmix64-seeded xoshiro128** and Box-Muller in float64. */
-export function gaussianStream(seed: number): () => number {
+/**
+ * Deterministic N(0,1) draws: splitmix64-seeded xoshiro128** and Box-Muller in float64, starting at draw
+ * `skip` of the stream (each pair of draws takes two 32-bit outputs, so the generator jumps by 2 floor(skip / 2)).
+ */
+export function gaussianStream(seed: number, skip = 0): () => number {
   let s = BigInt.asUintN(64, BigInt(seed))
   const next64 = () => {
     s = BigInt.asUintN(64, s + 0x9e3779b97f4a7c15n)
@@ -20,20 +24,14 @@ export function gaussianStream(seed: number): () => number {
     st[i] = Number(v & 0xffffffffn)
     st[i + 1] = Number(v >> 32n)
   }
-  const rotl = (x: number, k: number) => ((x << k) | (x >>> (32 - k))) >>> 0
+  advanceXoshiro(st, 2 * Math.floor(skip / 2))
   const u32 = () => {
-    const result = Math.imul(rotl(Math.imul(st[1], 5) >>> 0, 7), 9) >>> 0
-    const t = (st[1] << 9) >>> 0
-    st[2] ^= st[0]
-    st[3] ^= st[1]
-    st[1] ^= st[2]
-    st[0] ^= st[3]
-    st[2] ^= t
-    st[3] = rotl(st[3], 11)
+    const result = xoshiroOutput(st)
+    xoshiroStep(st)
     return result
   }
   let spare: number | null = null
-  return () => {
+  const draw = () => {
     if (spare !== null) {
       const v = spare
       spare = null
@@ -45,6 +43,8 @@ export function gaussianStream(seed: number): () => number {
     spare = r * Math.sin(2 * Math.PI * v)
     return r * Math.cos(2 * Math.PI * v)
   }
+  if (skip % 2 === 1) draw() // an odd start is the second half of a pair
+  return draw
 }
 
 /** Fills `flat` (laid out by `layout`) with a freshly initialised model. */
@@ -52,7 +52,7 @@ export function initialiseParameters(flat: Float32Array, layout: ParamLayout, co
   const randn = gaussianStream(seed)
   for (const e of layout.entries) {
     const dst = flat.subarray(e.offset, e.offset + e.size)
-    if (e.kind === 'weight' || e.kind === 'embedding') {
+    if (isRandom(e)) {
       for (let i = 0; i < dst.length; i++) dst[i] = randn() * config.initializerRange
     } else if (e.kind === 'layernorm' && e.name.endsWith('.weight')) {
       dst.fill(1)
@@ -64,4 +64,35 @@ export function initialiseParameters(flat: Float32Array, layout: ParamLayout, co
       dst.fill(0, config.padTokenId * H, (config.padTokenId + 1) * H)
     }
   }
+}
+
+/**
+ * The values initialiseParameters gives entry `name` with this seed, computed alone: its Gaussian draws start
+ * where the stream reaches it (the sizes of the random entries before it). BertModel.load fills what a
+ * checkpoint lacks with them, so a loaded model gets the same head and pooler as before it skipped the rest.
+ */
+export function initialEntryValues(layout: ParamLayout, config: BertConfig, seed: number, name: string): Float32Array {
+  const e = layout.byName.get(name)
+  if (!e) throw new Error(`initialEntryValues: no parameter named ${name}`)
+  const out = new Float32Array(e.size)
+  if (isRandom(e)) {
+    let drawsBefore = 0
+    for (const other of layout.entries) {
+      if (other === e) break
+      if (isRandom(other)) drawsBefore += other.size
+    }
+    const randn = gaussianStream(seed, drawsBefore)
+    for (let i = 0; i < out.length; i++) out[i] = randn() * config.initializerRange
+  } else if (e.kind === 'layernorm' && e.name.endsWith('.weight')) {
+    out.fill(1)
+  }
+  if (e.name === 'embeddings.word_embeddings.weight' && config.padTokenId < config.vocabSize) {
+    const H = config.hiddenSize
+    out.fill(0, config.padTokenId * H, (config.padTokenId + 1) * H)
+  }
+  return out
+}
+
+function isRandom(e: ParamEntry): boolean {
+  return e.kind === 'weight' || e.kind === 'embedding'
 }

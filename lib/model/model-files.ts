@@ -5,7 +5,8 @@
 // read without Python: the message says how to convert it.
 import { existsSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
-import { readSafetensors, type SafeTensor } from '../safetensors.js'
+import type { SafetensorsEntry } from '../safetensors.js'
+import { SafetensorsReader } from '../safetensors-reader.js'
 import { readJsonFile } from '../util/json.js'
 
 export const SINGLE_FILE = 'model.safetensors'
@@ -68,20 +69,59 @@ export async function findWeightFiles(dir: string): Promise<WeightFiles> {
   return { source: index, files, weightMap, bytes }
 }
 
-/** Every tensor of the weight files, by name (a sharded model's tensors from the shard the index names). */
-export async function readWeights(w: WeightFiles): Promise<Map<string, SafeTensor>> {
-  if (!w.weightMap) return readSafetensors(w.files[0])
-  const out = new Map<string, SafeTensor>()
-  for (const file of w.files) {
-    const shard = await readSafetensors(file)
-    for (const [name, at] of w.weightMap) {
-      if (at !== file) continue
-      const t = shard.get(name)
-      if (!t) throw new Error(`${w.source} maps tensor '${name}' to ${basename(file)}, which does not hold it`)
-      out.set(name, t)
-    }
+/** The tensors of a model's weight files, opened for reading (SafetensorsReader: header now, data on request). */
+export interface WeightReader {
+  /** Every tensor by name (a sharded model's from the shard the index names). */
+  readonly entries: ReadonlyMap<string, SafetensorsEntry>
+  /** The file that holds tensor `name`. */
+  fileOf(name: string): string
+  /** Reads tensor `name` in chunks as fp32 (SafetensorsReader.read). */
+  read(name: string, visit: (values: Float32Array, at: number) => void): Promise<void>
+  close(): Promise<void>
+}
+
+/** Opens the weight files and reads their headers; close the reader when done. */
+export async function openWeights(w: WeightFiles): Promise<WeightReader> {
+  const readers: SafetensorsReader[] = []
+  const close = async () => {
+    await Promise.all(readers.map((r) => r.close()))
   }
-  return out
+  const holder = new Map<string, SafetensorsReader>()
+  const entries = new Map<string, SafetensorsEntry>()
+  try {
+    for (const file of w.files) {
+      const reader = await SafetensorsReader.open(file)
+      readers.push(reader)
+      if (!w.weightMap) {
+        for (const [name, e] of reader.entries) {
+          holder.set(name, reader)
+          entries.set(name, e)
+        }
+        continue
+      }
+      for (const [name, at] of w.weightMap) {
+        if (at !== file) continue
+        const e = reader.entries.get(name)
+        if (!e) throw new Error(`${w.source} maps tensor '${name}' to ${basename(file)}, which does not hold it`)
+        holder.set(name, reader)
+        entries.set(name, e)
+      }
+    }
+  } catch (e) {
+    await close()
+    throw e
+  }
+  const readerOf = (name: string) => {
+    const r = holder.get(name)
+    if (!r) throw new Error(`${w.source}: no tensor named ${JSON.stringify(name)}`)
+    return r
+  }
+  return {
+    entries,
+    fileOf: (name) => readerOf(name).path,
+    read: (name, visit) => readerOf(name).read(name, visit),
+    close,
+  }
 }
 
 /** The index's weight_map: tensor name -> shard path (a plain file name in the same directory). */
