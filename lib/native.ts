@@ -26,7 +26,7 @@ export interface NativeTensor {
   readonly shape: number[]
   readonly device: DeviceName
   readonly disposed: boolean
-  toFloat32Array(): Float32Array
+  toFloat32Array(out?: Float32Array): Float32Array
   copyFrom(data: Float32Array): void
   to(device: DeviceName): NativeTensor
   dispose(): void

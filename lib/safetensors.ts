@@ -335,11 +335,37 @@ export async function readSafetensorsWithMetadata(path: string): Promise<ParsedS
 
 type TensorInput = Map<string, TensorToWrite> | Record<string, TensorToWrite>
 
-/** Serializes tensors (sorted by name, contiguous offsets) into one safetensors buffer. */
-export function serializeSafetensors(tensors: TensorInput, options: WriteOptions = {}, source = '<buffer>'): Uint8Array {
+/** One tensor's place in a file being written. */
+export interface PlannedTensor {
+  name: string
+  shape: readonly number[]
+  dtype: WritableDtype
+  /** Elements. */
+  count: number
+  /** Byte offset from the start of the file. */
+  at: number
+}
+
+/** What a writer puts into a file: the first 8 bytes and the header, then each tensor's bytes at its place. */
+export interface SafetensorsPlan {
+  /** The length prefix and the JSON header, padded to a multiple of 8 bytes. */
+  head: Uint8Array
+  tensors: PlannedTensor[]
+  /** Bytes of the whole file. */
+  bytes: number
+}
+
+/**
+ * Lays out a file of these tensors (sorted by name, contiguous offsets) after checking names, shapes and
+ * dtypes. `count` of each tensor: its number of elements as the caller holds them, checked against its shape.
+ */
+export function planSafetensors(
+  tensors: [string, { shape: readonly number[]; dtype?: WritableDtype; count: number }][],
+  options: WriteOptions = {},
+  source = '<buffer>',
+): SafetensorsPlan {
   const defaultDtype = options.dtype ?? 'F32'
-  const list = [...(tensors instanceof Map ? tensors.entries() : Object.entries(tensors))]
-  list.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  const list = [...tensors].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
 
   const header: Record<string, unknown> = {}
   const metadata: Record<string, string> = {}
@@ -351,23 +377,22 @@ export function serializeSafetensors(tensors: TensorInput, options: WriteOptions
   header.__metadata__ = metadata
 
   let offset = 0
-  const plan: { t: TensorToWrite; dtype: WritableDtype; begin: number }[] = []
+  const planned: PlannedTensor[] = []
   for (const [name, t] of list) {
     if (name === '' || name === '__metadata__') fail(source, `invalid tensor name ${JSON.stringify(name)}`)
-    if (!t || !(t.data instanceof Float32Array)) fail(source, `tensor "${name}": data must be a Float32Array`)
     if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       fail(source, `tensor "${name}": shape ${JSON.stringify(t.shape)} is not a list of non-negative integers`)
     }
     const count = t.shape.reduce((a, b) => a * b, 1)
-    if (count !== t.data.length) {
-      fail(source, `tensor "${name}": shape ${JSON.stringify(t.shape)} holds ${count} values but data has ${t.data.length}`)
+    if (count !== t.count) {
+      fail(source, `tensor "${name}": shape ${JSON.stringify(t.shape)} holds ${count} values but data has ${t.count}`)
     }
     const dtype = t.dtype ?? defaultDtype
     if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16')
       fail(source, `tensor "${name}": cannot write dtype ${JSON.stringify(dtype)}`)
     const size = count * DTYPE_BYTES[dtype]
     header[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + size] }
-    plan.push({ t, dtype, begin: offset })
+    planned.push({ name, shape: t.shape, dtype, count, at: offset })
     offset += size
   }
 
@@ -376,23 +401,41 @@ export function serializeSafetensors(tensors: TensorInput, options: WriteOptions
   json += ' '.repeat((8 - (jsonBytes % 8)) % 8)
   const headerBytes = new TextEncoder().encode(json)
   const dataStart = 8 + headerBytes.byteLength
-  const out = new Uint8Array(dataStart + offset)
-  const dv = new DataView(out.buffer)
-  dv.setBigUint64(0, BigInt(headerBytes.byteLength), true)
-  out.set(headerBytes, 8)
+  const head = new Uint8Array(dataStart)
+  new DataView(head.buffer).setBigUint64(0, BigInt(headerBytes.byteLength), true)
+  head.set(headerBytes, 8)
+  for (const p of planned) p.at += dataStart
+  return { head, tensors: planned, bytes: dataStart + offset }
+}
 
-  for (const { t, dtype, begin } of plan) {
-    const at = dataStart + begin
-    const n = t.data.length
-    if (dtype === 'F32') {
-      if (LITTLE_ENDIAN_HOST) out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at)
-      else for (let i = 0; i < n; i++) dv.setFloat32(at + 4 * i, t.data[i]!, true)
-    } else if (dtype === 'BF16') {
-      for (let i = 0; i < n; i++) dv.setUint16(at + 2 * i, floatToBf16(t.data[i]!), true)
-    } else {
-      for (let i = 0; i < n; i++) dv.setUint16(at + 2 * i, floatToHalf(t.data[i]!), true)
-    }
+/** Writes `values` as `dtype` into `out` from byte `at` on (little-endian). */
+export function encodeInto(dtype: WritableDtype, values: Float32Array, out: Uint8Array, at: number): void {
+  const n = values.length
+  if (dtype === 'F32' && LITTLE_ENDIAN_HOST) {
+    out.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), at)
+    return
   }
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength)
+  if (dtype === 'F32') for (let i = 0; i < n; i++) dv.setFloat32(at + 4 * i, values[i]!, true)
+  else if (dtype === 'BF16') for (let i = 0; i < n; i++) dv.setUint16(at + 2 * i, floatToBf16(values[i]!), true)
+  else for (let i = 0; i < n; i++) dv.setUint16(at + 2 * i, floatToHalf(values[i]!), true)
+}
+
+/** Serializes tensors (sorted by name, contiguous offsets) into one safetensors buffer. */
+export function serializeSafetensors(tensors: TensorInput, options: WriteOptions = {}, source = '<buffer>'): Uint8Array {
+  const list = [...(tensors instanceof Map ? tensors.entries() : Object.entries(tensors))]
+  for (const [name, t] of list) {
+    if (!t || !(t.data instanceof Float32Array)) fail(source, `tensor "${name}": data must be a Float32Array`)
+  }
+  const data = new Map(list.map(([name, t]) => [name, t.data]))
+  const plan = planSafetensors(
+    list.map(([name, t]) => [name, { shape: t.shape, dtype: t.dtype, count: t.data.length }]),
+    options,
+    source,
+  )
+  const out = new Uint8Array(plan.bytes)
+  out.set(plan.head)
+  for (const p of plan.tensors) encodeInto(p.dtype, data.get(p.name)!, out, p.at)
   return out
 }
 

@@ -51,8 +51,9 @@ export class Tensor {
     return this.shape.reduce((a, b) => a * b, 1)
   }
 
-  toFloat32Array(): Float32Array {
-    return handles.get(this)!.toFloat32Array()
+  /** The values as a new Float32Array, or copied into `out` (exactly numel elements) and returned. */
+  toFloat32Array(out?: Float32Array): Float32Array {
+    return handles.get(this)!.toFloat32Array(out)
   }
 
   /** A copy on `device` (a new tensor even when the device is the same). */

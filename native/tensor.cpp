@@ -222,8 +222,18 @@ void NativeTensor::require_live(const Napi::Env& env) const {
 Napi::Value NativeTensor::ToFloat32Array(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   require_live(env);
+  // toFloat32Array(out?): into `out` when given (exactly numel elements), so that a writer streaming a large
+  // tensor to disk reuses one buffer instead of paying a fresh array's page faults per chunk.
+  const bool into = info.Length() > 0 && !info[0].IsUndefined();
+  if (into) {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw_arg(env, "Expected out to be a Float32Array but received " + describe(info[0]));
+    if (static_cast<int64_t>(info[0].As<Napi::Float32Array>().ElementLength()) != numel_)
+      throw_arg(env, "Expected out to hold " + std::to_string(numel_) + " elements (shape " + shape_string() +
+                         ") but it holds " + std::to_string(info[0].As<Napi::Float32Array>().ElementLength()));
+  }
   return guarded(env, [&]() -> Napi::Value {
-    auto out = Napi::Float32Array::New(env, static_cast<size_t>(numel_));
+    auto out = into ? info[0].As<Napi::Float32Array>() : Napi::Float32Array::New(env, static_cast<size_t>(numel_));
     const size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
     if (bytes == 0) return out;
     if (device_ == Device::kCpu)

@@ -7,21 +7,12 @@ import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { readSafetensors, writeSafetensors, type WritableDtype } from '../lib/safetensors.js'
 import { SafetensorsReader } from '../lib/safetensors-reader.js'
+import { spreadValues as values } from './helpers/spread-values.js'
 
 const dir = await fsp.mkdtemp(join(tmpdir(), 'simcsepp-st-reader-'))
 t.teardown(() => fsp.rm(dir, { recursive: true, force: true }))
 
 const CHUNK = 1 << 20 // the reader's chunk, in elements
-
-function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n)
-  let s = seed >>> 0
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
-    out[i] = (s / 2 ** 32 - 0.5) * 2 ** ((s >>> 27) - 8) // spans several binades, so rounding shows
-  }
-  return out
-}
 
 async function readAll(reader: SafetensorsReader, name: string): Promise<{ data: Float32Array; chunks: number[] }> {
   const e = reader.entries.get(name)!

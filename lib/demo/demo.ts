@@ -19,7 +19,7 @@ import { Tokenizer } from '../tokenizer.js'
 import type { DeviceRequest } from '../device.js'
 import { train, type TrainHooks, type TrainResult } from '../train/train.js'
 import { modelEmbedder } from '../train/evaluation.js'
-import { loadCheckpoint } from '../train/checkpoint.js'
+import { loadCheckpoint, readCheckpointTensors } from '../train/checkpoint.js'
 import { RUN_FILES, ensureWritableDirectory } from '../train/out-dir.js'
 import { findRunFile, runPath, RUN_STATE_DIR } from '../train/run-layout.js'
 import { buildVocab, writeVocab } from '../train/vocab.js'
@@ -223,7 +223,7 @@ export async function runDemo(o: DemoOptions = {}, hooks: DemoHooks = {}): Promi
     if (stopAt === steps) break
     const ck = await loadCheckpoint(out)
     const model = BertModel.create(namedConfig(config, tok.vocabSize), { seed, mlp: true })
-    model.params.copyFrom(ck.params)
+    await readCheckpointTensors(ck, { params: model.params })
     const now = await embedPairs(model, tok, queries, answers, maxLen)
     const score = { step: stopAt, ...retrieval(now.q, now.a) }
     progress.push(score)

@@ -12,7 +12,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { namedConfig, parseHfConfig, positionOffset, readHfConfig, toHfConfig, type BertConfig, type NamedConfig } from './config.js'
 import { matchCheckpoint, parameterSpecs } from './names.js'
-import { writeSafetensors } from '../safetensors.js'
+import { chunksOf, writeSafetensorsChunked, type ChunkedTensor } from '../safetensors-writer.js'
 import { findWeightFiles, openWeights } from './model-files.js'
 import { loadParameters } from './load-weights.js'
 import { Tensor, type Device } from '../tensor.js'
@@ -131,15 +131,20 @@ export class BertModel {
     this.arena = new ActivationArena(config, device)
   }
 
-  /** A randomly initialised model (transformers' initialisation) from a config or a named size. */
-  static create(config: BertConfig | NamedConfig, options: ModelOptions = {}): BertModel {
+  /**
+   * A randomly initialised model (transformers' initialisation) from a config or a named size. (`internal.zeros`:
+   * all parameters zero instead, for a caller about to overwrite them all, as resuming a checkpoint does: drawing
+   * bert-base's 110 M values takes about 6 s.)
+   */
+  static create(config: BertConfig | NamedConfig, options: ModelOptions = {}, internal?: { zeros: boolean }): BertModel {
     const c = typeof config === 'string' ? namedConfig(config) : parseHfConfig(toHfConfig(config))
     checkModelFits(c, { mlp: options.mlp, training: options.mlp, source: 'BertModel.create' })
     const layout = paramLayout(c, { mlp: options.mlp })
-    const flat = new Float32Array(layout.total)
-    initialiseParameters(flat, layout, c, options.seed ?? 0)
     const precision = checkPrecision(options.precision)
     const device = options.device ?? 'cpu'
+    if (internal?.zeros) return new BertModel(c, layout, device, Tensor.zeros([layout.total], device), precision)
+    const flat = new Float32Array(layout.total)
+    initialiseParameters(flat, layout, c, options.seed ?? 0)
     return new BertModel(c, layout, device, Tensor.from(flat, [layout.total], device), precision)
   }
 
@@ -198,10 +203,9 @@ export class BertModel {
   async save(dir: string): Promise<void> {
     this.requireLive('save')
     await mkdir(dir, { recursive: true })
-    const flat = this.params.toFloat32Array()
-    const out = new Map<string, { shape: number[]; data: Float32Array }>()
-    for (const e of this.layout.entries) if (e.saved) out.set(e.name, { shape: e.shape, data: flat.subarray(e.offset, e.offset + e.size) })
-    await writeSafetensors(join(dir, 'model.safetensors'), out)
+    const out = new Map<string, ChunkedTensor>()
+    for (const e of this.layout.entries) if (e.saved) out.set(e.name, { shape: e.shape, fill: chunksOf(this.params, e.offset) })
+    await writeSafetensorsChunked(join(dir, 'model.safetensors'), out)
     await writeFileAtomic(join(dir, 'config.json'), JSON.stringify(toHfConfig(this.config), null, 2) + '\n')
   }
 

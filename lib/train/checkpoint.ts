@@ -9,7 +9,9 @@
 import { existsSync } from 'node:fs'
 import { mkdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { readSafetensors, writeSafetensors } from '../safetensors.js'
+import { SafetensorsReader } from '../safetensors-reader.js'
+import { chunksOf, writeSafetensorsChunked } from '../safetensors-writer.js'
+import type { Tensor } from '../tensor.js'
 import { syncDir, writeFileSynced } from '../util/atomic-write.js'
 import { readJsonFile } from '../util/json.js'
 import { validateCheckpointState, type CheckpointState } from './checkpoint-state.js'
@@ -18,17 +20,38 @@ import { readTokenizerCopy, tokenizerRecord, writeTokenizerCopy, type TokenizerC
 
 export type { CheckpointState } from './checkpoint-state.js'
 
+/** What saveCheckpoint writes: the parameters and AdamW moments as tensors (any device) or host copies. */
 export interface Checkpoint {
   state: CheckpointState
-  params: Float32Array
-  adamM: Float32Array
-  adamV: Float32Array
+  params: Tensor | Float32Array
+  adamM: Tensor | Float32Array
+  adamV: Tensor | Float32Array
   /** The run's tokenizer files (null: an older checkpoint without them); recorded in state.tokenizer. */
   tokenizer: TokenizerCopy | null
 }
 
-/** A checkpoint as loadCheckpoint() returns it: with the directory it was read from. */
-export type LoadedCheckpoint = Checkpoint & { dir: string }
+/**
+ * A checkpoint as loadCheckpoint() returns it: its state, tokenizer and directory, with the header of its
+ * tensors checked; readCheckpointTensors reads the tensors themselves into the model and optimiser.
+ */
+export interface LoadedCheckpoint {
+  state: CheckpointState
+  tokenizer: TokenizerCopy | null
+  dir: string
+  /** Elements of each of params, adam.m and adam.v. */
+  size: number
+}
+
+/** The checkpoint's tensors and where readCheckpointTensors puts them. */
+export interface CheckpointTensors {
+  params?: Tensor
+  adamM?: Tensor
+  adamV?: Tensor
+}
+
+const STORED_AS: Record<keyof CheckpointTensors, string> = { params: 'params', adamM: 'adam.m', adamV: 'adam.v' }
+
+const lengthOf = (x: Tensor | Float32Array) => (x instanceof Float32Array ? x.length : x.numel)
 
 export async function saveCheckpoint(out: string, ckpt: Checkpoint): Promise<void> {
   const final = checkpointDir(out),
@@ -37,13 +60,16 @@ export async function saveCheckpoint(out: string, ckpt: Checkpoint): Promise<voi
   const parent = join(out, RUN_STATE_DIR)
   await rm(tmp, { recursive: true, force: true })
   await mkdir(tmp, { recursive: true })
-  const n = ckpt.params.length
-  await writeSafetensors(
+  const n = lengthOf(ckpt.params)
+  if (lengthOf(ckpt.adamM) !== n || lengthOf(ckpt.adamV) !== n)
+    throw new Error('saveCheckpoint: params, adam.m and adam.v differ in length')
+  // Straight from the tensors (4 MB at a time) when given tensors: no model-sized copies in JavaScript.
+  await writeSafetensorsChunked(
     join(tmp, 'state.safetensors'),
     new Map([
-      ['params', { shape: [n], data: ckpt.params }],
-      ['adam.m', { shape: [n], data: ckpt.adamM }],
-      ['adam.v', { shape: [n], data: ckpt.adamV }],
+      ['params', { shape: [n], fill: chunksOf(ckpt.params) }],
+      ['adam.m', { shape: [n], fill: chunksOf(ckpt.adamM) }],
+      ['adam.v', { shape: [n], fill: chunksOf(ckpt.adamV) }],
     ]),
   )
   if (ckpt.tokenizer) await writeTokenizerCopy(tmp, ckpt.tokenizer)
@@ -70,20 +96,46 @@ function candidates(dir: string): string[] {
   return [...new Set(found)]
 }
 
-async function loadFrom(found: string): Promise<Checkpoint> {
+async function loadFrom(found: string): Promise<LoadedCheckpoint> {
   const stateFile = join(found, 'state.json')
   const state = validateCheckpointState(await readJsonFile(stateFile), stateFile)
-  const tensors = await readSafetensors(join(found, 'state.safetensors'))
-  const get = (name: string) => {
-    const t = tensors.get(name)
-    if (!t) throw new Error(`${join(found, 'state.safetensors')}: missing tensor ${name}`)
-    return t.data
+  const file = join(found, 'state.safetensors')
+  const reader = await SafetensorsReader.open(file) // the header now (a truncated file fails here), the data when applied
+  let size: number
+  try {
+    const sizes = Object.values(STORED_AS).map((name) => {
+      const e = reader.entries.get(name)
+      if (!e) throw new Error(`${file}: missing tensor ${name}`)
+      return e.shape.reduce((a, b) => a * b, 1)
+    })
+    if (sizes.some((n) => n !== sizes[0])) throw new Error(`${file}: params, adam.m and adam.v differ in length`)
+    size = sizes[0]!
+  } finally {
+    await reader.close()
   }
   const tokenizer = state.tokenizer ? await readTokenizerCopy(found, state.tokenizer) : null
-  const ck = { state, params: get('params'), adamM: get('adam.m'), adamV: get('adam.v'), tokenizer }
-  if (ck.adamM.length !== ck.params.length || ck.adamV.length !== ck.params.length)
-    throw new Error(`${join(found, 'state.safetensors')}: params, adam.m and adam.v differ in length`)
-  return ck
+  return { state, tokenizer, dir: found, size }
+}
+
+/**
+ * Reads the checkpoint's tensors straight into `into` (each of ck.size elements, on any device), 4 MB at a
+ * time: resuming bert-base no longer holds three model-sized copies in JavaScript memory on the way.
+ */
+export async function readCheckpointTensors(ck: LoadedCheckpoint, into: CheckpointTensors): Promise<void> {
+  const file = join(ck.dir, 'state.safetensors')
+  const reader = await SafetensorsReader.open(file)
+  try {
+    for (const [key, target] of Object.entries(into) as [keyof CheckpointTensors, Tensor | undefined][]) {
+      if (!target) continue
+      if (target.numel !== ck.size)
+        throw new Error(`readCheckpointTensors: ${key} holds ${target.numel} elements, the checkpoint ${ck.size}`)
+      await reader.read(STORED_AS[key], (values, at) => {
+        target.view(at, [values.length]).copyFrom(values)
+      })
+    }
+  } finally {
+    await reader.close()
+  }
 }
 
 /**
@@ -99,7 +151,7 @@ export async function loadCheckpoint(dir: string, onFallback?: (message: string)
     try {
       const ck = await loadFrom(d)
       if (problems.length) onFallback?.(`${problems.join('; ')}: resuming from the previous checkpoint ${d} instead`)
-      return { ...ck, dir: d }
+      return ck
     } catch (e) {
       problems.push((e as Error).message)
     }

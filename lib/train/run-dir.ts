@@ -10,7 +10,7 @@ import type { BertModel } from '../model/bert.js'
 import type { AdamW } from '../optim/adamw.js'
 import type { Tokenizer } from '../tokenizer.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
-import { saveCheckpoint, type CheckpointState, type LoadedCheckpoint } from './checkpoint.js'
+import { readCheckpointTensors, saveCheckpoint, type CheckpointState, type LoadedCheckpoint } from './checkpoint.js'
 import type { Best, EvalInfo, LogEntry, StepInfo } from './events.js'
 import { lossCurveSvg } from './plot.js'
 import { modelCard, type ModelCardInput } from './model-card.js'
@@ -58,14 +58,14 @@ export function checkResumable(
 }
 
 /** Loads the checkpoint's parameters and AdamW state into the model and optimizer; returns where the run picks up. */
-export function applyCheckpoint(ck: LoadedCheckpoint, model: BertModel, opt: AdamW): ResumePoint {
-  if (ck.params.length !== model.layout.total)
+export async function applyCheckpoint(ck: LoadedCheckpoint, model: BertModel, opt: AdamW): Promise<ResumePoint> {
+  if (ck.size !== model.layout.total)
     throw new Error(
-      `--resume: the checkpoint holds ${ck.params.length} parameters, this model ${model.layout.total}: ` +
+      `--resume: the checkpoint holds ${ck.size} parameters, this model ${model.layout.total}: ` +
         `resume with the --model or --config of the checkpointed run`,
     )
-  model.params.copyFrom(ck.params)
-  opt.loadState({ step: ck.state.step, m: ck.adamM, v: ck.adamV })
+  await readCheckpointTensors(ck, { params: model.params, adamM: opt.m, adamV: opt.v })
+  opt.step = ck.state.step
   return {
     dir: ck.dir,
     step: ck.state.step,
@@ -114,9 +114,9 @@ export class RunDir {
 
   async saveCheckpoint(model: BertModel, opt: AdamW, state: CheckpointState, tokenizer: TokenizerCopy): Promise<void> {
     await saveCheckpoint(this.out, {
-      params: model.params.toFloat32Array(),
-      adamM: opt.m.toFloat32Array(),
-      adamV: opt.v.toFloat32Array(),
+      params: model.params,
+      adamM: opt.m,
+      adamV: opt.v,
       state,
       tokenizer,
     })

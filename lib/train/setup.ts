@@ -77,14 +77,17 @@ export async function loadTokenizer(
   return { tokenizer: await Tokenizer.load(path), copy: await copyTokenizer(path, `${path} (built from the data)`) }
 }
 
-/** The model with its MLP head: from a pretrained directory or a named config; dropout overridden if asked. */
-export async function createModel(o: ResolvedTrainOptions, tokenizer: Tokenizer, device: Device): Promise<BertModel> {
+/**
+ * The model with its MLP head: from a pretrained directory or a named config; dropout overridden if asked.
+ * `resuming`: every parameter will come from a checkpoint, so a created model's are not drawn.
+ */
+export async function createModel(o: ResolvedTrainOptions, tokenizer: Tokenizer, device: Device, resuming = false): Promise<BertModel> {
   let model: BertModel
   const precision = effectivePrecision(o.precision, device)
   if (o.model) model = await BertModel.load(await modelFilesDir(o.model), { device, mlp: true, seed: o.seed, precision })
   else {
     const base = typeof o.config === 'object' ? o.config : namedConfig(o.config ?? 'mini', tokenizer.vocabSize)
-    model = BertModel.create(base, { device, mlp: true, seed: o.seed, precision })
+    model = BertModel.create(base, { device, mlp: true, seed: o.seed, precision }, { zeros: resuming })
   }
   if (model.config.vocabSize < tokenizer.vocabSize) {
     model.dispose()

@@ -142,7 +142,7 @@ async function trainHolding(
     : await (comm!.barrier(), loadTokenizer(builtHere ? { ...o, tokenizer: join(out, 'vocab.txt') } : o, file, checkpoint, say))
   if (lead) comm?.barrier()
   const evalSets = await readEvalSets(o.evalFiles)
-  const model = await createModel(o, tokenizer, device)
+  const model = await createModel(o, tokenizer, device, checkpoint !== null)
   hold(() => model.dispose())
   if (device === 'cuda') {
     const cuda = addon.cudaStatus()
@@ -168,7 +168,7 @@ async function trainHolding(
   const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: o.lr, weightDecay: o.weightDecay })
   hold(() => opt.dispose())
 
-  const resumed = checkpoint ? applyCheckpoint(checkpoint, model, opt) : null
+  const resumed = checkpoint ? await applyCheckpoint(checkpoint, model, opt) : null
   if (resumed) say(`resuming from ${resumed.dir} at step ${resumed.step} of ${totalSteps}`)
   const startStep = resumed?.step ?? 0,
     elapsedBefore = resumed?.elapsedSeconds ?? 0
