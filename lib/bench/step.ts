@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { addon, type Precision } from '../native.js'
-import { BertModel } from '../model/bert.js'
+import { benchModel } from './model-cache.js'
 import { withoutCudaGraphs } from '../model/step-graphs.js'
 import { namedConfig, type BertConfig, type NamedConfig } from '../model/config.js'
 import { AdamW } from '../optim/adamw.js'
@@ -146,7 +146,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
     for (const device of o.devices) {
       for (const batch of o.batchSizes) {
         const precision = effectivePrecision(o.precision ?? 'auto', device)
-        const model = BertModel.create(config, { device, mlp: true, seed: 1, precision })
+        const model = benchModel(config, { device, mlp: true, seed: 1, precision })
         const microBatch = o.microBatch ?? 0
         const opts = resolveTrainOptions({ data: 'bench', out: 'bench', batchSize: batch, maxLen: o.seqLen, device, precision, microBatch })
         const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: opts.lr })
