@@ -30,7 +30,7 @@ export async function loadParameters(
     }
     if (theirs === undefined) {
       const values = initialEntryValues(layout, config, seed, e.name)
-      if (values.some((v) => v !== 0)) params.view(e.offset, [e.size]).copyFrom(values)
+      if (values.some((v) => !Object.is(v, 0))) params.view(e.offset, [e.size]).copyFrom(values) // the tensor starts as +0
       continue
     }
     const name = theirs

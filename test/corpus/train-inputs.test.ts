@@ -13,6 +13,7 @@ import { permutation } from '../../lib/data/sentences.js'
 import { readSafetensors, writeSafetensors } from '../../lib/safetensors.js'
 import type { StepInfo } from '../../lib/train/events.js'
 import type * as BertModule from '../../lib/model/bert.js'
+import type * as LoadWeightsModule from '../../lib/model/load-weights.js'
 import type * as SetupModule from '../../lib/train/setup.js'
 import type * as TrainModule from '../../lib/train/train.js'
 import { needsCli, runCli, tempDir, TINY_RUN, writeSentences } from '../helpers/train-corpus.js'
@@ -136,11 +137,15 @@ t.test('item 13a: the command line checks the same bounds, naming the flag', nee
 
 t.test("item 13b: a diverged run names this run's last checkpoint, or says there is none", async (t) => {
   // A model whose embedding of "z" (and "##z") is NaN: the step whose batch holds "zzz the cat" diverges.
-  // BertModel.load refuses such a checkpoint (item 9), so these runs use a train() whose addon reports
-  // every tensor finite: what is tested here is the divergence message, not the load check.
+  // BertModel.load refuses such a checkpoint (item 9), so these runs use a train() whose weight loading
+  // (load-weights.ts) hears from the addon that every tensor is finite: what is tested here is the divergence
+  // message, not the load check.
   const native = await import('../../lib/native.js')
-  const bert = await t.mockImport<typeof BertModule>('../../lib/model/bert.js', {
+  const loadWeights = await t.mockImport<typeof LoadWeightsModule>('../../lib/model/load-weights.js', {
     '../../lib/native.js': { ...native, addon: { ...native.addon, firstNonFinite: () => -1 } },
+  })
+  const bert = await t.mockImport<typeof BertModule>('../../lib/model/bert.js', {
+    '../../lib/model/load-weights.js': loadWeights,
   })
   const setup = await t.mockImport<typeof SetupModule>('../../lib/train/setup.js', {
     '../../lib/model/bert.js': bert,
