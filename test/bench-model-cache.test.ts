@@ -23,7 +23,7 @@ t.test('drawn once, copied after: every model equals create()', async (t) => {
     ['the first again', { mlp: true, seed: 1 }],
   ]
   for (const [what, options] of cases) {
-    const got = benchModel(config, options)
+    const got = await benchModel(config, options)
     const want = BertModel.create(config, options)
     t.equal(got.precision, want.precision, `${what}: precision`)
     t.ok(sameBits(got.params.toFloat32Array(), want.params.toFloat32Array()), `${what}: the parameters of create()`)

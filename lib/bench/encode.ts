@@ -215,7 +215,7 @@ export async function benchEncode(o: EncodeBenchOptions): Promise<EncodeBenchRow
     const dir = mkdtempSync(join(tmpdir(), `simcsepp-bench-encode-${size}-`))
     try {
       const tokenizer = await benchTokenizer(dir, dataDir, sentences)
-      const model = BertModel.create(namedConfig(size, tokenizer.vocabSize), { seed: 1 })
+      const model = await BertModel.createAsync(namedConfig(size, tokenizer.vocabSize), { seed: 1 })
       await model.save(dir)
       model.dispose()
       const tok = await tokenizePacked(tokenizer, sentences, Math.min(maxLength, 512))

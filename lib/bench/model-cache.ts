@@ -8,15 +8,15 @@ import type { BertConfig } from '../model/config.js'
 
 let last: { key: string; params: Float32Array } | null = null
 
-/** BertModel.create(config, options), from the kept initial weights when the last call had the same config, head and seed. */
-export function benchModel(config: BertConfig, options: ModelOptions = {}): BertModel {
+/** BertModel.create(config, options) (drawn by createAsync's threads), or from the kept initial weights when the last call had the same config, head and seed. */
+export async function benchModel(config: BertConfig, options: ModelOptions = {}): Promise<BertModel> {
   const key = JSON.stringify([config, options.mlp === true, options.seed ?? 0])
   if (last?.key === key) {
     const model = BertModel.create(config, options, { zeros: true })
     model.params.copyFrom(last.params)
     return model
   }
-  const model = BertModel.create(config, options)
+  const model = await BertModel.createAsync(config, options)
   last = { key, params: model.params.toFloat32Array() }
   return model
 }

@@ -146,7 +146,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
     for (const device of o.devices) {
       for (const batch of o.batchSizes) {
         const precision = effectivePrecision(o.precision ?? 'auto', device)
-        const model = benchModel(config, { device, mlp: true, seed: 1, precision })
+        const model = await benchModel(config, { device, mlp: true, seed: 1, precision })
         const microBatch = o.microBatch ?? 0
         const opts = resolveTrainOptions({ data: 'bench', out: 'bench', batchSize: batch, maxLen: o.seqLen, device, precision, microBatch })
         const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: opts.lr })

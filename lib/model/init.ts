@@ -47,23 +47,53 @@ export function gaussianStream(seed: number, skip = 0): () => number {
   return draw
 }
 
-/** Fills `flat` (laid out by `layout`) with a freshly initialised model. */
-export function initialiseParameters(flat: Float32Array, layout: ParamLayout, config: BertConfig, seed: number): void {
-  const randn = gaussianStream(seed)
+/** Where the random entries' values go: [offset, size] in the flat buffer, in the stream's order. */
+export type DrawSegments = [number, number][]
+
+/** The random (Gaussian) entries of `layout`, in order. */
+export function drawSegments(layout: ParamLayout): DrawSegments {
+  return layout.entries.filter(isRandom).map((e) => [e.offset, e.size])
+}
+
+/**
+ * Writes draws `from` .. `to` - 1 of the stream, times `scale`, into their places in `flat` (draw d is the d-th
+ * value of the random entries laid end to end). Any split of the draws into ranges fills the same values, so
+ * ranges can be drawn by different threads (init-parallel.ts).
+ */
+export function fillDraws(flat: Float32Array, segments: DrawSegments, scale: number, seed: number, from: number, to: number): void {
+  const randn = gaussianStream(seed, from)
+  let start = 0 // the first draw of the current segment
+  for (const [offset, size] of segments) {
+    const lo = Math.max(from, start),
+      hi = Math.min(to, start + size)
+    for (let d = lo; d < hi; d++) flat[offset + d - start] = randn() * scale
+    start += size
+    if (start >= to) return
+  }
+}
+
+/** The entries that are not drawn: LayerNorm weights 1, the rest 0, and the padding row of the word embeddings 0. */
+export function fillConstants(flat: Float32Array, layout: ParamLayout, config: BertConfig): void {
   for (const e of layout.entries) {
     const dst = flat.subarray(e.offset, e.offset + e.size)
-    if (isRandom(e)) {
-      for (let i = 0; i < dst.length; i++) dst[i] = randn() * config.initializerRange
-    } else if (e.kind === 'layernorm' && e.name.endsWith('.weight')) {
-      dst.fill(1)
-    } else {
-      dst.fill(0)
-    }
+    if (!isRandom(e)) dst.fill(e.kind === 'layernorm' && e.name.endsWith('.weight') ? 1 : 0)
     if (e.name === 'embeddings.word_embeddings.weight' && config.padTokenId < config.vocabSize) {
       const H = config.hiddenSize
       dst.fill(0, config.padTokenId * H, (config.padTokenId + 1) * H)
     }
   }
+}
+
+/** Fills `flat` (laid out by `layout`) with a freshly initialised model. */
+export function initialiseParameters(flat: Float32Array, layout: ParamLayout, config: BertConfig, seed: number): void {
+  const segments = drawSegments(layout)
+  fillDraws(flat, segments, config.initializerRange, seed, 0, totalDraws(segments))
+  fillConstants(flat, layout, config) // after the draws: the padding row is zeroed over them
+}
+
+/** Draws of all the segments together. */
+export function totalDraws(segments: DrawSegments): number {
+  return segments.reduce((n, [, size]) => n + size, 0)
 }
 
 /**

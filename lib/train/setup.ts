@@ -87,7 +87,8 @@ export async function createModel(o: ResolvedTrainOptions, tokenizer: Tokenizer,
   if (o.model) model = await BertModel.load(await modelFilesDir(o.model), { device, mlp: true, seed: o.seed, precision })
   else {
     const base = typeof o.config === 'object' ? o.config : namedConfig(o.config ?? 'mini', tokenizer.vocabSize)
-    model = BertModel.create(base, { device, mlp: true, seed: o.seed, precision }, { zeros: resuming })
+    const options = { device, mlp: true, seed: o.seed, precision }
+    model = resuming ? BertModel.create(base, options, { zeros: true }) : await BertModel.createAsync(base, options)
   }
   if (model.config.vocabSize < tokenizer.vocabSize) {
     model.dispose()
