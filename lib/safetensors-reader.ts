@@ -4,12 +4,10 @@
 // bert-base file whole, copying it per tensor and then into a model-sized Float32Array cost seconds: every fresh
 // large JavaScript buffer pays its page faults (about 1.2 s per 440 MB on the VMs this is developed on).
 import { open, type FileHandle } from 'node:fs/promises'
-import { endianness } from 'node:os'
-import { decodeInto, dtypeBytes, headerLength, parseSafetensorsHeader, type SafetensorsEntry } from './safetensors.js'
+import { decodeInto, dtypeBytes, headerLength, LITTLE_ENDIAN_HOST, parseSafetensorsHeader, type SafetensorsEntry } from './safetensors.js'
 
 /** Elements per chunk handed to a reader's callback (4 MB of fp32). */
 const CHUNK_ELEMENTS = 1 << 20
-const LITTLE_ENDIAN_HOST = endianness() === 'LE'
 
 export class SafetensorsReader {
   /** The header's tensors by name. */

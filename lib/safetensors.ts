@@ -57,7 +57,8 @@ const DTYPE_BYTES: Record<Dtype, number> = {
   BOOL: 1,
 }
 
-const LITTLE_ENDIAN_HOST = endianness() === 'LE'
+/** Whether this machine's floats are little-endian, as safetensors stores them (their bytes can be copied as they are). */
+export const LITTLE_ENDIAN_HOST = endianness() === 'LE'
 
 function isDtype(s: unknown): s is Dtype {
   return typeof s === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_BYTES, s)

@@ -74,13 +74,15 @@ export function fillDraws(flat: Float32Array, segments: DrawSegments, scale: num
 
 /** The entries that are not drawn: LayerNorm weights 1, the rest 0, and the padding row of the word embeddings 0. */
 export function fillConstants(flat: Float32Array, layout: ParamLayout, config: BertConfig): void {
-  for (const e of layout.entries) {
-    const dst = flat.subarray(e.offset, e.offset + e.size)
-    if (!isRandom(e)) dst.fill(e.kind === 'layernorm' && e.name.endsWith('.weight') ? 1 : 0)
-    if (e.name === 'embeddings.word_embeddings.weight' && config.padTokenId < config.vocabSize) {
-      const H = config.hiddenSize
-      dst.fill(0, config.padTokenId * H, (config.padTokenId + 1) * H)
-    }
+  for (const e of layout.entries) fillEntryConstants(flat.subarray(e.offset, e.offset + e.size), e, config)
+}
+
+/** fillConstants for one entry, whose elements `dst` holds. */
+function fillEntryConstants(dst: Float32Array, e: ParamEntry, config: BertConfig): void {
+  if (!isRandom(e)) dst.fill(e.kind === 'layernorm' && e.name.endsWith('.weight') ? 1 : 0)
+  if (e.name === 'embeddings.word_embeddings.weight' && config.padTokenId < config.vocabSize) {
+    const H = config.hiddenSize
+    dst.fill(0, config.padTokenId * H, (config.padTokenId + 1) * H)
   }
 }
 
@@ -113,13 +115,8 @@ export function initialEntryValues(layout: ParamLayout, config: BertConfig, seed
     }
     const randn = gaussianStream(seed, drawsBefore)
     for (let i = 0; i < out.length; i++) out[i] = randn() * config.initializerRange
-  } else if (e.kind === 'layernorm' && e.name.endsWith('.weight')) {
-    out.fill(1)
   }
-  if (e.name === 'embeddings.word_embeddings.weight' && config.padTokenId < config.vocabSize) {
-    const H = config.hiddenSize
-    out.fill(0, config.padTokenId * H, (config.padTokenId + 1) * H)
-  }
+  fillEntryConstants(out, e, config)
   return out
 }
 

@@ -29,8 +29,7 @@ export async function loadParameters(
       if (stored && stored.shape.reduce((a, b) => a * b, 1) === e.size) theirs = e.name
     }
     if (theirs === undefined) {
-      const values = initialEntryValues(layout, config, seed, e.name)
-      if (values.some((v) => !Object.is(v, 0))) params.view(e.offset, [e.size]).copyFrom(values) // the tensor starts as +0
+      params.view(e.offset, [e.size]).copyFrom(initialEntryValues(layout, config, seed, e.name))
       continue
     }
     const name = theirs
