@@ -19,7 +19,8 @@ import { writeFileAtomic } from '../util/atomic-write.js'
 import { readJsonFile } from '../util/json.js'
 import { ensureWritableDirectory } from '../train/out-dir.js'
 import { bertGraph, graphInputNames } from './bert-graph.js'
-import { encodeModel } from './onnx-model.js'
+import { modelWriter } from './onnx-model.js'
+import { writeProtoFile } from './write-proto-file.js'
 import type { WeightStorage } from './graph-builder.js'
 
 export interface ExportOnnxOptions {
@@ -78,15 +79,17 @@ export async function exportOnnx(model: string, out: string, options: ExportOnnx
   // Load first: a directory that is not a model fails before anything is written.
   const tokenizer = await Tokenizer.load(st.transformerDir)
   const encoder = await BertModel.load(st.transformerDir)
-  let onnx: Uint8Array
   const config = encoder.config
+  const maxLength = Math.min(options.maxLength ?? st.maxSeqLength ?? 128, config.maxPositionEmbeddings - positionOffset(config))
+  let abs: string, onnxFile: string, bytes: number
   try {
-    const graph = bertGraph(config, (name) => ({ shape: encoder.param(name).shape, data: encoder.param(name).toFloat32Array() }), {
-      pooling,
-      normalize,
-      weights,
-    })
-    onnx = encodeModel({
+    // The weights are read from the model's tensors while the file is written, one at a time.
+    const param = (name: string) => {
+      const p = encoder.param(name)
+      return { shape: p.shape, values: (into: Float32Array) => void p.toFloat32Array(into) }
+    }
+    const graph = bertGraph(config, param, { pooling, normalize, weights })
+    const onnx = modelWriter({
       graph,
       irVersion: IR_VERSION,
       opsetVersion: OPSET,
@@ -95,21 +98,20 @@ export async function exportOnnx(model: string, out: string, options: ExportOnnx
       docString: `${config.modelType} sentence encoder (${pooling} pooling${normalize ? ', normalised' : ''})`,
       metadata: { pooling, normalize: String(normalize), weights },
     })
+    if (onnx.byteLength > PROTOBUF_LIMIT)
+      fail(`the model is ${onnx.byteLength} bytes, more than the 2 GiB an ONNX file can hold without external data`)
+
+    abs = ensureWritableDirectory(out)
+    refuseFullOutDir(out, overwrite) // again: something may have been written there meanwhile
+    await fsp.mkdir(join(abs, 'onnx'), { recursive: true })
+    onnxFile = join(abs, 'onnx', weights === 'fp16' ? 'model_fp16.onnx' : 'model.onnx')
+    bytes = await writeProtoFile(onnxFile, onnx.parts())
   } finally {
     encoder.dispose()
   }
-  if (onnx.byteLength > PROTOBUF_LIMIT)
-    fail(`the model is ${onnx.byteLength} bytes, more than the 2 GiB an ONNX file can hold without external data`)
-  const maxLength = Math.min(options.maxLength ?? st.maxSeqLength ?? 128, config.maxPositionEmbeddings - positionOffset(config))
-
-  const abs = ensureWritableDirectory(out)
-  refuseFullOutDir(out, overwrite) // again: something may have been written there meanwhile
-  await fsp.mkdir(join(abs, 'onnx'), { recursive: true })
-  const onnxFile = join(abs, 'onnx', weights === 'fp16' ? 'model_fp16.onnx' : 'model.onnx')
-  await writeFileAtomic(onnxFile, onnx)
   await writeFileAtomic(join(abs, 'config.json'), JSON.stringify(toHfConfig(config), null, 2) + '\n')
   await writeTokenizerFiles(tokenizer, abs, { config, maxLength, lowercase: st.doLowerCase ?? false, sourceDir: st.transformerDir })
-  return { out: abs, onnxFile, bytes: onnx.byteLength, pooling, normalize, maxLength, inputs: graphInputNames(config) }
+  return { out: abs, onnxFile, bytes, pooling, normalize, maxLength, inputs: graphInputNames(config) }
 }
 
 function checkOptions(o: ExportOnnxOptions): void {

@@ -2,6 +2,7 @@
 // a sequence of op calls (`const y = g.op('MatMul', [x, w])`) rather than a list of name strings.
 import {
   DataType,
+  float32Bytes,
   floatTensor,
   int64Tensor,
   type AttributeValue,
@@ -10,7 +11,7 @@ import {
   type TensorValue,
   type ValueInfo,
 } from './onnx-model.js'
-import { floatToHalf } from '../safetensors.js'
+import { encodeInto } from '../safetensors.js'
 
 /** How float weights are stored: fp32, or fp16 with a Cast back to fp32 before use (half the file). */
 export type WeightStorage = 'fp32' | 'fp16'
@@ -21,6 +22,8 @@ export class GraphBuilder {
   private readonly names = new Set<string>()
   private readonly constants = new Map<string, string>()
   private counter = 0
+  private readonly valueBuffer = new ReusedBuffer(Float32Array)
+  private readonly halfBuffer = new ReusedBuffer(Uint16Array)
 
   constructor(private readonly storage: WeightStorage = 'fp32') {}
 
@@ -38,15 +41,28 @@ export class GraphBuilder {
     return name
   }
 
-  /** A float weight under its checkpoint name; with fp16 storage, the name of its Cast to fp32. */
-  weight(name: string, dims: readonly number[], data: Float32Array): string {
+  /**
+   * A float weight under its checkpoint name; with fp16 storage, the name of its Cast to fp32. `fill(into)`
+   * puts the values into `into` when the file is written, not now, and into one reused buffer: only one
+   * weight's values are in memory at a time (the bytes a deferred part makes are written before the next).
+   */
+  weight(name: string, dims: readonly number[], fill: (into: Float32Array) => void): string {
+    const count = dims.reduce((a, b) => a * b, 1)
+    const values = () => {
+      const into = this.valueBuffer.take(count)
+      fill(into)
+      return into
+    }
     if (this.storage === 'fp32') {
-      this.initializers.push(floatTensor(this.unique(name), dims, data))
+      this.initializers.push({
+        name: this.unique(name),
+        dims,
+        dataType: DataType.FLOAT,
+        raw: { byteLength: 4 * count, bytes: () => float32Bytes(values()) },
+      })
       return name
     }
-    const raw = new Uint8Array(data.length * 2)
-    const view = new DataView(raw.buffer)
-    for (let i = 0; i < data.length; i++) view.setUint16(2 * i, floatToHalf(data[i]), true)
+    const raw = { byteLength: 2 * count, bytes: () => halfBytes(values(), this.halfBuffer.take(count)) }
     this.initializers.push({ name: this.unique(name), dims, dataType: DataType.FLOAT16, raw })
     return this.op('Cast', [name], { to: DataType.FLOAT })
   }
@@ -80,5 +96,26 @@ export class GraphBuilder {
     if (this.names.has(name)) throw new Error(`ONNX graph: the value name ${name} is used twice`)
     this.names.add(name)
     return name
+  }
+}
+
+/** Little-endian fp16 bytes of `data` (round to nearest even, as safetensors writes F16), in `into`. */
+function halfBytes(data: Float32Array, into: Uint16Array): Uint8Array {
+  const bytes = new Uint8Array(into.buffer, into.byteOffset, into.byteLength)
+  encodeInto('F16', data, bytes, 0)
+  return bytes
+}
+
+/** One typed array, grown when asked for more elements than it holds, handed out as a subarray of exactly that many. */
+export class ReusedBuffer<A extends Float32Array | Uint16Array> {
+  private array: A
+
+  constructor(private readonly make: new (n: number) => A) {
+    this.array = new make(0)
+  }
+
+  take(n: number): A {
+    if (this.array.length < n) this.array = new this.make(n)
+    return this.array.subarray(0, n) as A
   }
 }

@@ -2,7 +2,7 @@
 // (ModelProto, GraphProto, NodeProto, AttributeProto, TensorProto, ValueInfoProto and the type and
 // shape messages inside it). Plain objects in, protobuf bytes out; nothing here knows about BERT.
 import { endianness } from 'node:os'
-import { ProtoWriter } from './protobuf.js'
+import { ProtoWriter, type DeferredBytes } from './protobuf.js'
 
 /** TensorProto.DataType values used here. */
 export const DataType = { FLOAT: 1, INT64: 7, FLOAT16: 10 } as const
@@ -12,8 +12,8 @@ export interface TensorValue {
   name: string
   dims: readonly number[]
   dataType: DataTypeCode
-  /** Little-endian element bytes (TensorProto.raw_data). */
-  raw: Uint8Array
+  /** Little-endian element bytes (TensorProto.raw_data), or bytes made when the file is written. */
+  raw: Uint8Array | DeferredBytes
 }
 
 export type AttributeValue = number | string | readonly number[] | { float: number }
@@ -62,12 +62,16 @@ const LITTLE_ENDIAN_HOST = endianness() === 'LE'
 
 /** A fp32 tensor from a Float32Array (stored little-endian whatever the host; on LE hosts a view of `data`, not a copy). */
 export function floatTensor(name: string, dims: readonly number[], data: Float32Array): TensorValue {
-  if (LITTLE_ENDIAN_HOST)
-    return { name, dims, dataType: DataType.FLOAT, raw: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) }
+  return { name, dims, dataType: DataType.FLOAT, raw: float32Bytes(data) }
+}
+
+/** Little-endian fp32 bytes of `data` (on LE hosts a view, not a copy). */
+export function float32Bytes(data: Float32Array): Uint8Array {
+  if (LITTLE_ENDIAN_HOST) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
   const raw = new Uint8Array(data.length * 4)
   const view = new DataView(raw.buffer)
   for (let i = 0; i < data.length; i++) view.setFloat32(4 * i, data[i], true)
-  return { name, dims, dataType: DataType.FLOAT, raw }
+  return raw
 }
 
 export function int64Tensor(name: string, dims: readonly number[], data: readonly number[]): TensorValue {
@@ -135,6 +139,11 @@ function encodeGraph(g: GraphSpec): ProtoWriter {
 
 /** The ModelProto bytes of an .onnx file. */
 export function encodeModel(m: ModelSpec): Uint8Array {
+  return modelWriter(m).finish()
+}
+
+/** The ModelProto as a writer whose parts() stream to a file (writeProtoFile) with deferred weights made one at a time. */
+export function modelWriter(m: ModelSpec): ProtoWriter {
   const w = new ProtoWriter()
   w.int(1, m.irVersion) // ir_version
   w.string(2, m.producerName)
@@ -143,5 +152,5 @@ export function encodeModel(m: ModelSpec): Uint8Array {
   w.message(7, encodeGraph(m.graph))
   w.message(8, new ProtoWriter().string(1, '').int(2, m.opsetVersion)) // opset_import: the default domain
   for (const [key, value] of Object.entries(m.metadata ?? {})) w.message(14, new ProtoWriter().string(1, key).string(2, value))
-  return w.finish()
+  return w
 }

@@ -4,15 +4,38 @@
 // and nested messages) or four little-endian bytes (5). A message is its fields back to back, so
 // nesting one is writing its bytes as a length-delimited field.
 //
-// Fields are collected as chunks, a nested writer's chunks are taken over as they are, and finish()
-// joins them once: a 400 MB model is copied once, whatever the nesting.
+// Fields are collected as parts, a nested writer's parts are taken over as they are, and either finish()
+// joins them once or parts() hands them to a writer that streams them to a file. A part may be deferred:
+// its length is known up front (a length-delimited field needs it before its bytes) and its bytes are made
+// only when written, so a 400 MB model's weights are fetched one tensor at a time, never all at once.
+
+/**
+ * Bytes of a known length made only when needed: bytes() must return exactly byteLength bytes, which may
+ * live in a buffer the next deferred part reuses (finish() and writeProtoFile use them before the next).
+ */
+export interface DeferredBytes {
+  readonly byteLength: number
+  bytes(): Uint8Array
+}
+
+/** A piece of an encoded message: bytes, or bytes made when written. */
+export type Part = Uint8Array | DeferredBytes
+
+/** The bytes of a part (a deferred part made now, its length checked). */
+export function partBytes(part: Part): Uint8Array {
+  if (part instanceof Uint8Array) return part
+  const b = part.bytes()
+  if (b.byteLength !== part.byteLength)
+    throw new Error(`protobuf: a deferred field made ${b.byteLength} bytes where ${part.byteLength} were announced`)
+  return b
+}
 
 const VARINT = 0
 const LENGTH_DELIMITED = 2
 const FIXED32 = 5
 
 export class ProtoWriter {
-  private readonly chunks: Uint8Array[] = []
+  private readonly chunks: Part[] = []
   private scratch: number[] = []
   private size = 0
 
@@ -41,7 +64,8 @@ export class ProtoWriter {
     return this.bytes(field, new TextEncoder().encode(value))
   }
 
-  bytes(field: number, value: Uint8Array): this {
+  /** A bytes field; a DeferredBytes value is made only when the message is joined or written. */
+  bytes(field: number, value: Uint8Array | DeferredBytes): this {
     this.tag(field, LENGTH_DELIMITED)
     this.varint(value.byteLength)
     this.raw(value)
@@ -67,14 +91,20 @@ export class ProtoWriter {
     return this.bytes(field, inner.finish())
   }
 
-  /** The encoded message. */
+  /** The encoded message as parts in order (deferred parts not made yet), for a writer that streams them. */
+  parts(): readonly Part[] {
+    this.flushScratch()
+    return this.chunks
+  }
+
+  /** The encoded message in one array (deferred parts made now). */
   finish(): Uint8Array {
     this.flushScratch()
-    if (this.chunks.length === 1) return this.chunks[0]
+    if (this.chunks.length === 1) return partBytes(this.chunks[0])
     const out = new Uint8Array(this.size)
     let at = 0
     for (const c of this.chunks) {
-      out.set(c, at)
+      out.set(partBytes(c), at)
       at += c.byteLength
     }
     this.chunks.length = 0
@@ -99,7 +129,7 @@ export class ProtoWriter {
     this.scratch.push(Number(v))
   }
 
-  private raw(b: Uint8Array): void {
+  private raw(b: Part): void {
     this.flushScratch()
     this.chunks.push(b)
     this.size += b.byteLength
