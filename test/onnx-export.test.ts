@@ -13,6 +13,7 @@ import { exportOnnx } from '../lib/export/export-onnx.js'
 import { saveTinyModel, sentences, VOCAB, writePoolingConfig } from './helpers/encoder-tiny-model.js'
 import { saveTinyRoberta } from './helpers/tiny-roberta.js'
 import { tempDir } from './helpers/train-corpus.js'
+import { ortRun } from './helpers/onnx-run.js'
 
 /**
  * The odd batches: one sentence; lengths from 1 token to exactly MAX_LENGTH; one sentence of exactly
@@ -43,28 +44,6 @@ function errors(a: ArrayLike<number>[], b: ArrayLike<number>[]): { rel: number; 
 
 function rows(data: ArrayLike<number>, n: number, h: number): Float32Array[] {
   return Array.from({ length: n }, (_, i) => Float32Array.from(Array.prototype.slice.call(data, i * h, (i + 1) * h) as number[]))
-}
-
-async function ortRun(file: string, dir: string, texts: string[], inputs: string[]) {
-  const session = await ort.InferenceSession.create(file)
-  const tok = await Tokenizer.load(dir)
-  const enc = await tok.encodeBatch(texts, { maxLength: MAX_LENGTH })
-  const [B, T] = enc.shape
-  const i64 = (a: Int32Array) =>
-    new ort.Tensor(
-      'int64',
-      BigInt64Array.from(a, (v) => BigInt(v)),
-      [B, T],
-    )
-  const all: Record<string, ort.Tensor> = {
-    input_ids: i64(enc.inputIds),
-    attention_mask: i64(enc.attentionMask),
-    token_type_ids: i64(enc.tokenTypeIds),
-  }
-  const feeds = Object.fromEntries(inputs.map((n) => [n, all[n]]))
-  const out = await session.run(feeds)
-  await session.release()
-  return { out, enc }
 }
 
 interface Case {
@@ -112,7 +91,7 @@ for (const c of CASES) {
 
     for (const [what, texts] of BATCHES) {
       const want = await enc.encode(texts)
-      const { out: o, enc: batch } = await ortRun(r.onnxFile, model, texts, r.inputs)
+      const { out: o, enc: batch } = await ortRun(r.onnxFile, model, texts, r.inputs, MAX_LENGTH)
       const [B, T] = batch.shape
       if (texts.includes(EXACT)) t.equal(T, MAX_LENGTH, `${what}: the longest sentence fills maxLength exactly`)
       t.same(o.sentence_embedding.dims, [B, H])
@@ -153,7 +132,7 @@ for (const c of CASES) {
     // Longer than maxLength: onnxruntime on our tokens still gives the encoder's vector, but transformers.js
     // truncates after adding the special tokens, so its last token is a word where ours is [SEP] / </s>.
     const [wantLong] = await enc.encode([LONG])
-    const { out: o, enc: batch } = await ortRun(r.onnxFile, model, [LONG], r.inputs)
+    const { out: o, enc: batch } = await ortRun(r.onnxFile, model, [LONG], r.inputs, MAX_LENGTH)
     t.ok(
       errors([o.sentence_embedding.data as Float32Array], [wantLong]).rel < 1e-4,
       'over maxLength: onnxruntime on our tokens within 1e-4',
@@ -186,7 +165,7 @@ t.test('fp16 weights: onnx/model_fp16.onnx, about half the size, its measured er
   t.teardown(() => enc.close())
   const texts = BATCHES[1][1]
   const want = await enc.encode(texts)
-  const { out } = await ortRun(fp16.onnxFile, model, texts, fp16.inputs)
+  const { out } = await ortRun(fp16.onnxFile, model, texts, fp16.inputs, MAX_LENGTH)
   const err = errors(rows(out.sentence_embedding.data as Float32Array, texts.length, enc.dimension), want)
   // Weights rounded to 11 significant bits (relative error up to 2^-12 each): here the vectors move by
   // about 2e-3, far more than fp32's 1e-6 (so the weights really are fp16), and stay within 1e-2.
@@ -225,7 +204,11 @@ t.test('bad input: a clear Error naming what is wrong, and an existing folder is
   )
   await t.rejects(
     exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { weights: 'int8' as 'fp16' }),
-    /weights must be 'fp32' or 'fp16'/,
+    /weights must be 'fp32', 'fp16' or 'q8', got "int8"/,
+  )
+  await t.rejects(
+    exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { weights: 'toString' as 'fp16' }),
+    /weights must be 'fp32', 'fp16' or 'q8', got "toString"/,
   )
   await t.rejects(exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { maxLen: 3 } as object), /unknown option 'maxLen'/)
   await t.rejects(exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { maxLength: 2 }), /maxLength must be an integer >= 3/)

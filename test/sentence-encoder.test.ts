@@ -13,7 +13,7 @@ import { SentenceEncoder, cudaStatus } from '../lib/index.js'
 import { BertModel, type Pooling } from '../lib/model/bert.js'
 import type * as EngineModule from '../lib/embed/engine.js'
 import { Tokenizer } from '../lib/tokenizer.js'
-import { benchEncode } from '../lib/bench/encode.js'
+import { benchEncode, type EncodeBenchOptions } from '../lib/bench/encode.js'
 import { encodeBenchTable } from '../lib/cli/tables.js'
 import { saveTinyModel, sentences } from './helpers/encoder-tiny-model.js'
 
@@ -508,17 +508,12 @@ t.test('bench encode: rows and table', async (t) => {
   t.equal(without[0].onnxruntimePerSec, null, 'onnxruntime: false leaves it out')
   t.equal(without[0].bf16SortedPerSec, undefined, 'no bf16 column unless asked for')
   t.notMatch(encodeBenchTable(without), /bf16/)
+  const tinyRow = async (extra: Partial<EncodeBenchOptions>) =>
+    (
+      await benchEncode({ sizes: ['tiny'], sentences: 24, batchSize: 8, devices: ['cpu'], log: () => {}, repeatBelowSeconds: 0, ...extra })
+    )[0]
   // bf16: its own rate, the kernel, and vectors near fp32's (not equal: the products' operands are rounded).
-  const [b] = await benchEncode({
-    sizes: ['tiny'],
-    sentences: 24,
-    batchSize: 8,
-    devices: ['cpu'],
-    log: () => {},
-    repeatBelowSeconds: 0,
-    onnxruntime: false,
-    bf16: true,
-  })
+  const b = await tinyRow({ onnxruntime: false, bf16: true })
   t.ok(b.bf16SortedPerSec! > 0, `bf16 ${b.bf16SortedPerSec?.toFixed(1)}/s`)
   t.match(b.bf16Kernel, /^(amx|avx512bf16|rounded while packed)$/)
   t.ok(
@@ -526,4 +521,10 @@ t.test('bench encode: rows and table', async (t) => {
     `1 - cos(bf16, fp32) up to ${b.bf16MaxCosineDistance?.toExponential(2)}`,
   )
   t.match(encodeBenchTable([b]), /bf16 sent\/s +bf16 speed-up +bf16 max 1-cos/)
+  t.notMatch(encodeBenchTable([b]), /q8/, 'no q8 column unless asked for')
+  // q8: onnxruntime on the export with int8 weights, its vectors near ours (not equal: the weights are rounded).
+  const q = await tinyRow({ q8: true })
+  t.ok(q.q8PerSec! > 0 && q.onnxruntimePerSec! > 0, `q8 ${q.q8PerSec?.toFixed(1)}/s, fp32 ${q.onnxruntimePerSec?.toFixed(1)}/s`)
+  t.ok(q.q8MaxCosineDistance! > 1e-8 && q.q8MaxCosineDistance! < 2e-3, `1 - cos(q8, ours) up to ${q.q8MaxCosineDistance?.toExponential(2)}`)
+  t.match(encodeBenchTable([q]), /q8 onnxruntime sent\/s +q8 vs fp32 onnxruntime +q8 max 1-cos/)
 })

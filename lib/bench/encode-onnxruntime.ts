@@ -1,10 +1,13 @@
 // `bench encode`'s comparison with onnxruntime-node, what a Node tool would otherwise run: the benchmark's
 // model exported to ONNX (exportOnnx), run by onnxruntime's CPU provider on the same length-sorted batches of
 // the same token ids, with as many intra-op threads as our thread pool, and timed the same way. Its vectors are
-// compared with SentenceEncoder's, so that the two are known to compute the same thing. onnxruntime-node is
-// not a dependency of simcsepp: where it cannot be imported, the comparison says so and is left out.
+// compared with SentenceEncoder's, so that the two are known to compute the same thing (the q8 export's, to
+// say how far its int8 weights move them). onnxruntime-node is not a dependency of simcsepp: where it cannot
+// be imported, the comparison says so and is left out.
 import { join } from 'node:path'
 import { exportOnnx } from '../export/export-onnx.js'
+import type { WeightStorage } from '../export/graph-builder.js'
+import { cosineSimilarity } from '../util/vectors.js'
 import { EmbeddingEngine, type Tokenized } from '../embed/engine.js'
 import { addon } from '../native.js'
 import { median } from './median.js'
@@ -14,6 +17,8 @@ export interface OnnxruntimeRate {
   perSec: number
   /** Largest |difference| between its vectors and SentenceEncoder's (`ours`). */
   maxAbsDiff: number
+  /** Largest 1 - cos between its vector of a sentence and SentenceEncoder's. */
+  maxCosineDistance: number
   version: string
 }
 
@@ -43,9 +48,9 @@ async function loadOrt(): Promise<Ort | string> {
 }
 
 /**
- * onnxruntime-node on the model in `dir` (a random model with its tokenizer), over the sentences `tok` holds
- * (ids and types), in SentenceEncoder's length-sorted batches; `ours[i]` is SentenceEncoder's vector of
- * sentence i. A string says why it could not run.
+ * onnxruntime-node on the model in `dir` (a random model with its tokenizer) exported with `weights`, over
+ * the sentences `tok` holds (ids and types), in SentenceEncoder's length-sorted batches; `ours[i]` is
+ * SentenceEncoder's vector of sentence i. A string says why it could not run.
  */
 export async function onnxruntimeRate(
   dir: string,
@@ -53,10 +58,11 @@ export async function onnxruntimeRate(
   batchSize: number,
   ours: Float32Array[],
   repeatBelowSeconds: number,
+  weights: WeightStorage = 'fp32',
 ): Promise<OnnxruntimeRate | string> {
   const ort = await loadOrt()
   if (typeof ort === 'string') return ort
-  const exported = await exportOnnx(dir, join(dir, 'onnx-export'))
+  const exported = await exportOnnx(dir, join(dir, `onnx-export-${weights}`), { weights })
   const session = await ort.InferenceSession.create(exported.onnxFile, {
     intraOpNumThreads: addon.numThreads(),
     interOpNumThreads: 1,
@@ -97,9 +103,12 @@ export async function onnxruntimeRate(
       return out
     }
     const theirs = await runAll(true) // also the warm-up
-    let maxAbsDiff = 0
-    for (let i = 0; i < ours.length; i++)
+    let maxAbsDiff = 0,
+      maxCosineDistance = 0
+    for (let i = 0; i < ours.length; i++) {
       for (let k = 0; k < ours[i].length; k++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(ours[i][k] - theirs[i][k]))
+      maxCosineDistance = Math.max(maxCosineDistance, 1 - cosineSimilarity(ours[i], theirs[i]))
+    }
     const times: number[] = []
     while (times.length < 3) {
       const t0 = performance.now()
@@ -107,7 +116,7 @@ export async function onnxruntimeRate(
       times.push((performance.now() - t0) / 1000)
       if (times[times.length - 1] >= repeatBelowSeconds) break
     }
-    return { perSec: ours.length / median(times), maxAbsDiff, version: ort.env.versions?.common ?? '' }
+    return { perSec: ours.length / median(times), maxAbsDiff, maxCosineDistance, version: ort.env.versions?.common ?? '' }
   } finally {
     await session.release()
   }

@@ -40,6 +40,11 @@ export interface EncodeBenchOptions {
    * native/cpu/gemm.h) and compare its vectors with fp32's (default false).
    */
   bf16?: boolean
+  /**
+   * CPU rows: also time onnxruntime-node on the model exported with int8 weights (`simcsepp export --weights
+   * q8`) and compare its vectors with ours (default false).
+   */
+  q8?: boolean
 }
 
 export interface EncodeBenchRow {
@@ -78,6 +83,9 @@ export interface EncodeBenchRow {
   bf16SortedPerSec?: number
   bf16Kernel?: string
   bf16MaxCosineDistance?: number
+  /** CPU rows with the q8 option: onnxruntime's sorted sentences/s on the q8 export, its largest 1 - cos from ours. */
+  q8PerSec?: number
+  q8MaxCosineDistance?: number
   note?: string
 }
 
@@ -251,7 +259,7 @@ export async function benchEncode(o: EncodeBenchOptions): Promise<EncodeBenchRow
             o.log(`${size} ${device}: sorted, CUDA graphs off ${row.noGraphsSortedPerSec.toFixed(1)}/s`)
           }
           const ours =
-            device === 'cpu' && (o.onnxruntime !== false || o.bf16)
+            device === 'cpu' && (o.onnxruntime !== false || o.bf16 || o.q8)
               ? ((await enc.encode(sentences, { batchSize: o.batchSize, sortByLength: true })) as Float32Array[])
               : []
           if (device === 'cpu' && o.bf16) {
@@ -262,6 +270,17 @@ export async function benchEncode(o: EncodeBenchOptions): Promise<EncodeBenchRow
             o.log(
               `${size} ${device}: bf16 products (${row.bf16Kernel}) sorted ${bf16.perSec.toFixed(1)}/s, 1 - cos up to ${bf16.maxCosineDistance.toExponential(1)}`,
             )
+          }
+          if (device === 'cpu' && o.q8) {
+            const q8 = await onnxruntimeRate(dir, tok, o.batchSize, ours, repeatBelow, 'q8')
+            if (typeof q8 === 'string') row.note = q8
+            else {
+              row.q8PerSec = q8.perSec
+              row.q8MaxCosineDistance = q8.maxCosineDistance
+              o.log(
+                `${size} ${device}: onnxruntime-node, q8 export ${q8.perSec.toFixed(1)}/s, 1 - cos up to ${q8.maxCosineDistance.toExponential(1)}`,
+              )
+            }
           }
           if (device === 'cpu' && o.onnxruntime !== false) {
             const ort = await onnxruntimeRate(dir, tok, o.batchSize, ours, repeatBelow)

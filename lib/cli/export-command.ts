@@ -28,7 +28,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
     pooling: oneOf('pooling', values.pooling, ['cls', 'mean'] as const),
     normalize: values.normalize,
     maxLength: num('max-len', values['max-len'], { int: true, min: 3 }),
-    weights: oneOf('weights', values.weights, ['fp32', 'fp16'] as const),
+    weights: oneOf('weights', values.weights, ['fp32', 'fp16', 'q8'] as const),
     overwrite: values.overwrite,
   })
   process.stdout.write(

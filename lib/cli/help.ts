@@ -38,7 +38,8 @@ export const exportUsage = `simcsepp export --format onnx --model DIR [--out DIR
   transformers.js loads as a local model: config.json, tokenizer files, onnx/model.onnx.
   Input       --format onnx  --model DIR
   Output      --out DIR (default: DIR-onnx beside the model; a folder holding files is refused unless
-              --overwrite)  --weights fp32|fp16 (fp32; fp16: onnx/model_fp16.onnx, half the size, fp32 math)
+              --overwrite)  --weights fp32|fp16|q8 (fp32; fp16: onnx/model_fp16.onnx, half the size, fp32
+              math; q8: onnx/model_quantized.onnx, int8 weights and integer products, a quarter the size)
   Graph       outputs last_hidden_state and sentence_embedding: --pooling cls|mean  --normalize  --max-len N
               (tokenizer_config's model_max_length), defaulting to the model's sentence-transformers settings
 `
@@ -52,10 +53,11 @@ export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist [op
       our bf16 products (--precision bf16: AMX tiles or VDPBF16PS where the CPU runs them fast) and their
       speed over fp32.
   bench encode [--models mini,base] [--sentences 256] [--batch-size 32] [--device auto|cpu|cuda]
-               [--no-onnxruntime] [--bf16] [--json]
+               [--no-onnxruntime] [--bf16] [--q8] [--json]
       SentenceEncoder sentences/s, length-sorted batching against input-order batching; on the CPU, next to
       onnxruntime-node (where installed) on the same model exported to ONNX, same batches and threads;
-      --bf16 (CPU) adds precision 'bf16': its sentences/s and its vectors' largest 1 - cos from fp32's.
+      --bf16 (CPU) adds precision 'bf16': its sentences/s and its vectors' largest 1 - cos from fp32's;
+      --q8 (CPU) adds onnxruntime on the export with int8 weights (export --weights q8), the same two.
   bench step [--model base] [--batch-sizes 64,512] [--seq-len 32] [--steps 5] [--device auto|cpu|cuda|all]
              [--precision auto|fp32|bf16] [--micro-batch M] [--profile [--plot FILE.svg]] [--products]
              [--json]

@@ -2,6 +2,7 @@
 //   embeddings   Gather(word, ids) + Gather(position, pos) + Gather(type, types) -> LayerNormalization
 //   each layer   q, k, v = x·Wᵀ + b; softmax(q·kᵀ/√d + mask) · v; dense; LayerNorm(x + ·);
 //                GELU(x·W1ᵀ + b1) with the exact erf; dense; LayerNorm(h + ·)
+//   q8 weights   the linear layers and the word embeddings in int8 (quantized-ops.ts)
 //   outputs      last_hidden_state [batch, seq, H]; sentence_embedding [batch, H]: the [CLS] row or the
 //                mean over real tokens, optionally scaled to unit length.
 // The mask is additive, (1 - mask) · float32 min, as transformers applies it. RoBERTa's position ids
@@ -11,6 +12,7 @@ import { headDim, type BertConfig } from '../model/config.js'
 import type { Pooling } from '../model/bert.js'
 import { DataType, type GraphSpec, type ValueInfo } from './onnx-model.js'
 import { GraphBuilder, ReusedBuffer, type WeightStorage } from './graph-builder.js'
+import { quantizedGather, quantizedLinear } from './quantized-ops.js'
 
 /**
  * A parameter by its checkpoint name (transformers' BertModel names; linear weights [out, in]): its shape
@@ -52,14 +54,18 @@ export function bertGraph(c: BertConfig, weight: WeightSource, options: BertGrap
       transposeInto(a, into, out, inp)
     })
   }
-  const linear = (x: string, prefix: string) => g.op('Add', [g.op('MatMul', [x, linearWeight(`${prefix}.weight`)]), w(`${prefix}.bias`)])
+  const linear = (x: string, prefix: string) =>
+    g.storage === 'q8'
+      ? quantizedLinear(g, x, `${prefix}.weight`, weight(`${prefix}.weight`), w(`${prefix}.bias`))
+      : g.op('Add', [g.op('MatMul', [x, linearWeight(`${prefix}.weight`)]), w(`${prefix}.bias`)])
   const layerNorm = (x: string, prefix: string) =>
     g.op('LayerNormalization', [x, w(`${prefix}.weight`), w(`${prefix}.bias`)], { axis: -1, epsilon: { float: c.layerNormEps } })
 
   const maskF = g.op('Cast', ['attention_mask'], { to: DataType.FLOAT }) // [B, T]
 
   // Embeddings.
-  let x = g.op('Gather', [w('embeddings.word_embeddings.weight'), 'input_ids'])
+  const wordTable = 'embeddings.word_embeddings.weight'
+  let x = g.storage === 'q8' ? quantizedGather(g, wordTable, weight(wordTable), 'input_ids') : g.op('Gather', [w(wordTable), 'input_ids'])
   x = g.op('Add', [x, g.op('Gather', [w('embeddings.position_embeddings.weight'), positionIds(g, c)])])
   const types = c.modelType === 'roberta' ? g.ints([0], []) : 'token_type_ids' // one type: row 0, broadcast
   x = g.op('Add', [x, g.op('Gather', [w('embeddings.token_type_embeddings.weight'), types])])

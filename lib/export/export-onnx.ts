@@ -4,7 +4,8 @@
 //   out/tokenizer.json           the model's tokenizer (lowercasing added when sentence_bert_config asks)
 //   out/tokenizer_config.json    tokenizer_class, model_max_length (the encoder's maxLength), special tokens
 //   out/special_tokens_map.json
-//   out/onnx/model.onnx          the encoder (bert-graph.ts); model_fp16.onnx with fp16 weights
+//   out/onnx/model.onnx          the encoder (bert-graph.ts); model_fp16.onnx with fp16 weights,
+//                                model_quantized.onnx with int8 ones (the names transformers.js's dtype picks)
 // Pooling, normalisation and max length default as in SentenceEncoder.load, from the directory's
 // sentence-transformers settings, so the ONNX sentence_embedding equals SentenceEncoder's vectors.
 import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs'
@@ -30,7 +31,10 @@ export interface ExportOnnxOptions {
   normalize?: boolean
   /** Tokens per sentence (tokenizer_config's model_max_length). Default: max_seq_length, else 128. */
   maxLength?: number
-  /** 'fp32' (default): onnx/model.onnx; 'fp16': onnx/model_fp16.onnx, weights stored in fp16, math in fp32. */
+  /**
+   * 'fp32' (default): onnx/model.onnx; 'fp16': onnx/model_fp16.onnx, weights stored in fp16, math in fp32;
+   * 'q8': onnx/model_quantized.onnx, linear layers and word embeddings in int8, their products in integers.
+   */
   weights?: WeightStorage
   /** Write into an `out` that already holds files (ours are replaced, others left). Default false. */
   overwrite?: boolean
@@ -49,6 +53,8 @@ export interface ExportOnnxResult {
 
 /** protobuf messages are limited to 2 GiB; larger models would need ONNX external data. */
 const PROTOBUF_LIMIT = 2 ** 31 - 1
+/** The file each weight storage goes to: the names transformers.js loads for dtype fp32, fp16 and q8. */
+const ONNX_FILE: Record<WeightStorage, string> = { fp32: 'model.onnx', fp16: 'model_fp16.onnx', q8: 'model_quantized.onnx' }
 const OPSET = 17
 const IR_VERSION = 8 // the IR of opset 17 (ONNX 1.12)
 
@@ -104,7 +110,7 @@ export async function exportOnnx(model: string, out: string, options: ExportOnnx
     abs = ensureWritableDirectory(out)
     refuseFullOutDir(out, overwrite) // again: something may have been written there meanwhile
     await fsp.mkdir(join(abs, 'onnx'), { recursive: true })
-    onnxFile = join(abs, 'onnx', weights === 'fp16' ? 'model_fp16.onnx' : 'model.onnx')
+    onnxFile = join(abs, 'onnx', ONNX_FILE[weights])
     bytes = await writeProtoFile(onnxFile, onnx.parts())
   } finally {
     encoder.dispose()
@@ -122,8 +128,8 @@ function checkOptions(o: ExportOnnxOptions): void {
     fail(`pooling must be 'cls' or 'mean', got ${JSON.stringify(o.pooling)}`)
   if (o.normalize !== undefined && typeof o.normalize !== 'boolean') fail(`normalize must be a boolean, got ${JSON.stringify(o.normalize)}`)
   if (o.overwrite !== undefined && typeof o.overwrite !== 'boolean') fail(`overwrite must be a boolean, got ${JSON.stringify(o.overwrite)}`)
-  if (o.weights !== undefined && o.weights !== 'fp32' && o.weights !== 'fp16')
-    fail(`weights must be 'fp32' or 'fp16', got ${JSON.stringify(o.weights)}`)
+  if (o.weights !== undefined && !Object.hasOwn(ONNX_FILE, o.weights))
+    fail(`weights must be 'fp32', 'fp16' or 'q8', got ${JSON.stringify(o.weights)}`)
   if (o.maxLength !== undefined && (!Number.isSafeInteger(o.maxLength) || o.maxLength < 3))
     fail(`maxLength must be an integer >= 3, got ${JSON.stringify(o.maxLength)}`)
 }

@@ -6,15 +6,21 @@ import {
   floatTensor,
   int64Tensor,
   type AttributeValue,
+  type DataTypeCode,
   type GraphSpec,
   type NodeSpec,
   type TensorValue,
   type ValueInfo,
 } from './onnx-model.js'
 import { encodeInto } from '../safetensors.js'
+import type { DeferredBytes } from './protobuf.js'
 
-/** How float weights are stored: fp32, or fp16 with a Cast back to fp32 before use (half the file). */
-export type WeightStorage = 'fp32' | 'fp16'
+/**
+ * How float weights are stored: fp32; fp16 with a Cast back to fp32 before use (half the file); q8: the
+ * linear layers' weights and the word embeddings as int8 with fp32 scales, the products in integers with
+ * activations quantized at run time (quantized-ops.ts; a quarter of the file), the other weights fp32.
+ */
+export type WeightStorage = 'fp32' | 'fp16' | 'q8'
 
 export class GraphBuilder {
   private readonly nodes: NodeSpec[] = []
@@ -25,12 +31,26 @@ export class GraphBuilder {
   private readonly valueBuffer = new ReusedBuffer(Float32Array)
   private readonly halfBuffer = new ReusedBuffer(Uint16Array)
 
-  constructor(private readonly storage: WeightStorage = 'fp32') {}
+  constructor(readonly storage: WeightStorage = 'fp32') {}
 
   /** Adds one node; returns the name of its output (every op used here has one). */
   op(opType: string, inputs: readonly string[], attributes?: Record<string, AttributeValue>): string {
     const name = `${opType}_${this.counter++}`
     this.nodes.push({ opType, inputs, outputs: [this.unique(name)], name, ...(attributes ? { attributes } : {}) })
+    return name
+  }
+
+  /** Adds one node with `count` outputs; returns their names. */
+  opOutputs(opType: string, inputs: readonly string[], count: number, attributes?: Record<string, AttributeValue>): string[] {
+    const name = `${opType}_${this.counter++}`
+    const outputs = Array.from({ length: count }, (_, k) => this.unique(`${name}_${k}`))
+    this.nodes.push({ opType, inputs, outputs, name, ...(attributes ? { attributes } : {}) })
+    return outputs
+  }
+
+  /** An initializer stored as given (its bytes made when the file is written); returns its name. */
+  initializer(name: string, dims: readonly number[], dataType: DataTypeCode, raw: DeferredBytes): string {
+    this.initializers.push({ name: this.unique(name), dims, dataType, raw })
     return name
   }
 
@@ -42,7 +62,8 @@ export class GraphBuilder {
   }
 
   /**
-   * A float weight under its checkpoint name; with fp16 storage, the name of its Cast to fp32. `fill(into)`
+   * A float weight under its checkpoint name; with fp16 storage, the name of its Cast to fp32 (q8 stores the
+   * weights given here in fp32: quantized-ops.ts quantizes the others). `fill(into)`
    * puts the values into `into` when the file is written, not now, and into one reused buffer: only one
    * weight's values are in memory at a time (the bytes a deferred part makes are written before the next).
    */
@@ -53,7 +74,7 @@ export class GraphBuilder {
       fill(into)
       return into
     }
-    if (this.storage === 'fp32') {
+    if (this.storage !== 'fp16') {
       this.initializers.push({
         name: this.unique(name),
         dims,
@@ -107,7 +128,7 @@ function halfBytes(data: Float32Array, into: Uint16Array): Uint8Array {
 }
 
 /** One typed array, grown when asked for more elements than it holds, handed out as a subarray of exactly that many. */
-export class ReusedBuffer<A extends Float32Array | Uint16Array> {
+export class ReusedBuffer<A extends Float32Array | Uint16Array | Int8Array> {
   private array: A
 
   constructor(private readonly make: new (n: number) => A) {
