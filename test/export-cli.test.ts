@@ -52,10 +52,15 @@ t.test('export --format onnx writes the folder beside the model, with the settin
   t.match(fp16.stdout, 'onnx/model_fp16.onnx')
   t.match(fp16.stdout, 'sentence_embedding (cls pooling, normalised)')
   t.ok(existsSync(join(out, 'onnx', 'model_fp16.onnx')))
-  const q8 = run('export', '--format', 'onnx', '--model', model, '--out', out, '--overwrite', '--weights', 'q8')
+  const q8 = run('export', '--format', 'onnx', '--model', model, '--out', out, '--overwrite', '--weights', 'q8,fp32')
   t.equal(q8.status, 0, q8.stderr)
-  t.match(q8.stdout, 'onnx/model_quantized.onnx')
+  t.match(q8.stdout, /wrote .*: onnx\/model_quantized\.onnx \([\d.]+ MiB\), onnx\/model\.onnx \([\d.]+ MiB\), config\.json/)
   t.ok(existsSync(join(out, 'onnx', 'model_quantized.onnx')))
+  t.same(
+    readdirSync(join(out, 'onnx')).sort(),
+    ['model.onnx', 'model_fp16.onnx', 'model_quantized.onnx'],
+    "an earlier export's file is left",
+  )
 })
 
 t.test('export --model . writes DIR-onnx beside the current folder', needsCli, async (t) => {
@@ -73,6 +78,7 @@ t.test('bad input: usage errors (exit 2) and clear errors (exit 1)', needsCli, a
     [['export', '--format', 'onnx'], 2, /export: --model DIR is required/],
     [['export', '--format', 'onnx', '--model', model, '--pooling', 'max'], 2, /--pooling must be one of cls, mean/],
     [['export', '--format', 'onnx', '--model', model, '--weights', 'int4'], 2, /--weights must be one of fp32, fp16, q8/],
+    [['export', '--format', 'onnx', '--model', model, '--weights', 'fp32,,q8'], 2, /--weights must be one of fp32, fp16, q8 \(got ""\)/],
     [['export', '--format', 'onnx', '--model', model, '--max-len', 'x'], 2, /--max-len/],
     [['export', '--format', 'onnx', '--model', join(root, 'nope')], 1, /no such model directory/],
     [['export', '--format', 'onnx', '--modle', model], 2, /unknown option --modle \(did you mean --model\?\)/],

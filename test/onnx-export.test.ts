@@ -204,12 +204,21 @@ t.test('bad input: a clear Error naming what is wrong, and an existing folder is
   )
   await t.rejects(
     exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { weights: 'int8' as 'fp16' }),
-    /weights must be 'fp32', 'fp16' or 'q8', got "int8"/,
+    /weights must be 'fp32', 'fp16' or 'q8' \(or a list of them\), got "int8"/,
   )
   await t.rejects(
     exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { weights: 'toString' as 'fp16' }),
-    /weights must be 'fp32', 'fp16' or 'q8', got "toString"/,
+    /weights must be 'fp32', 'fp16' or 'q8' \(or a list of them\), got "toString"/,
   )
+  await t.rejects(
+    exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { weights: ['fp16', 'q4'] as 'fp16'[] }),
+    /weights must be 'fp32', 'fp16' or 'q8' \(or a list of them\), got \["fp16","q4"\]/,
+  )
+  for (const weights of [[], ['q8', 'q8']] as const)
+    await t.rejects(
+      exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { weights }),
+      /weights must list each storage at most once and at least one/,
+    )
   await t.rejects(exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { maxLen: 3 } as object), /unknown option 'maxLen'/)
   await t.rejects(exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { maxLength: 2 }), /maxLength must be an integer >= 3/)
 

@@ -97,6 +97,21 @@ for (const c of CASES) {
       const fp32 = await exportOnnx(model, join(root, 'fp32'), { maxLength: MAX_LENGTH })
       const q8 = await exportOnnx(model, join(root, 'q8'), { maxLength: MAX_LENGTH, weights: 'q8' })
       t.equal(basename(q8.onnxFile), 'model_quantized.onnx', 'the file transformers.js loads for dtype q8')
+      // A list: each file from one load, the same bytes as written alone.
+      const both = await exportOnnx(model, join(root, 'both'), { maxLength: MAX_LENGTH, weights: ['q8', 'fp32'] })
+      t.same(
+        both.files.map((f) => [f.weights, basename(f.file), f.bytes]),
+        [
+          ['q8', 'model_quantized.onnx', q8.bytes],
+          ['fp32', 'model.onnx', fp32.bytes],
+        ],
+      )
+      t.equal(both.onnxFile, both.files[0].file)
+      for (const [f, alone] of [
+        [both.files[0].file, q8.onnxFile],
+        [both.files[1].file, fp32.onnxFile],
+      ])
+        t.ok(readFileSync(f).equals(readFileSync(alone)), `${basename(f)}: the bytes of a single export`)
 
       const bert = await BertModel.load(model)
       t.teardown(() => bert.dispose())

@@ -28,11 +28,12 @@ export async function exportCommand(argv: string[]): Promise<void> {
     pooling: oneOf('pooling', values.pooling, ['cls', 'mean'] as const),
     normalize: values.normalize,
     maxLength: num('max-len', values['max-len'], { int: true, min: 3 }),
-    weights: oneOf('weights', values.weights, ['fp32', 'fp16', 'q8'] as const),
+    weights: values.weights?.split(',').map((w) => oneOf('weights', w, ['fp32', 'fp16', 'q8'] as const)!),
     overwrite: values.overwrite,
   })
   process.stdout.write(
-    `wrote ${r.out}: ${r.onnxFile.slice(r.out.length + 1)} (${(r.bytes / 2 ** 20).toFixed(1)} MiB), config.json, tokenizer.json, ` +
+    `wrote ${r.out}: ${r.files.map((f) => `${f.file.slice(r.out.length + 1)} (${(f.bytes / 2 ** 20).toFixed(1)} MiB)`).join(', ')}, ` +
+      'config.json, tokenizer.json, ' +
       `tokenizer_config.json, special_tokens_map.json\n` +
       `  inputs ${r.inputs.join(', ')} (int64 [batch_size, sequence_length]); outputs last_hidden_state, ` +
       `sentence_embedding (${r.pooling} pooling${r.normalize ? ', normalised' : ''}); max length ${r.maxLength} tokens\n`,

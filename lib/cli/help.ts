@@ -38,8 +38,8 @@ export const exportUsage = `simcsepp export --format onnx --model DIR [--out DIR
   transformers.js loads as a local model: config.json, tokenizer files, onnx/model.onnx.
   Input       --format onnx  --model DIR
   Output      --out DIR (default: DIR-onnx beside the model; a folder holding files is refused unless
-              --overwrite)  --weights fp32|fp16|q8 (fp32; fp16: onnx/model_fp16.onnx, half the size, fp32
-              math; q8: onnx/model_quantized.onnx, int8 weights and integer products, a quarter the size)
+              --overwrite)  --weights fp32|fp16|q8 or a list (fp32; fp16: onnx/model_fp16.onnx, half the size,
+              fp32 math; q8: onnx/model_quantized.onnx, int8 weights and integer products, a quarter the size)
   Graph       outputs last_hidden_state and sentence_embedding: --pooling cls|mean  --normalize  --max-len N
               (tokenizer_config's model_max_length), defaulting to the model's sentence-transformers settings
 `

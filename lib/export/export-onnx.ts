@@ -34,17 +34,20 @@ export interface ExportOnnxOptions {
   /**
    * 'fp32' (default): onnx/model.onnx; 'fp16': onnx/model_fp16.onnx, weights stored in fp16, math in fp32;
    * 'q8': onnx/model_quantized.onnx, linear layers and word embeddings in int8, their products in integers.
+   * A list writes each of them (one load of the model).
    */
-  weights?: WeightStorage
+  weights?: WeightStorage | readonly WeightStorage[]
   /** Write into an `out` that already holds files (ours are replaced, others left). Default false. */
   overwrite?: boolean
 }
 
 export interface ExportOnnxResult {
   out: string
-  /** The .onnx file written. */
+  /** The .onnx file written (the first, when several were). */
   onnxFile: string
   bytes: number
+  /** Every .onnx file written, in the order of `weights`. */
+  files: { weights: WeightStorage; file: string; bytes: number }[]
   pooling: Pooling
   normalize: boolean
   maxLength: number
@@ -80,44 +83,48 @@ export async function exportOnnx(model: string, out: string, options: ExportOnnx
       ? fail(`${st.poolingFile} asks for ${st.unsupportedPooling} pooling, which is not implemented (pass pooling 'cls' or 'mean')`)
       : 'cls')
   const normalize = options.normalize ?? st.normalize ?? false
-  const weights = options.weights ?? 'fp32'
+  const weights: readonly WeightStorage[] = typeof options.weights === 'string' ? [options.weights] : (options.weights ?? ['fp32'])
 
   // Load first: a directory that is not a model fails before anything is written.
   const tokenizer = await Tokenizer.load(st.transformerDir)
   const encoder = await BertModel.load(st.transformerDir)
   const config = encoder.config
   const maxLength = Math.min(options.maxLength ?? st.maxSeqLength ?? 128, config.maxPositionEmbeddings - positionOffset(config))
-  let abs: string, onnxFile: string, bytes: number
+  const files: ExportOnnxResult['files'] = []
+  let abs = ''
   try {
-    // The weights are read from the model's tensors while the file is written, one at a time.
+    // The weights are read from the model's tensors while each file is written, one at a time.
     const param = (name: string) => {
       const p = encoder.param(name)
       return { shape: p.shape, values: (into: Float32Array) => void p.toFloat32Array(into) }
     }
-    const graph = bertGraph(config, param, { pooling, normalize, weights })
-    const onnx = modelWriter({
-      graph,
-      irVersion: IR_VERSION,
-      opsetVersion: OPSET,
-      producerName: 'simcsepp',
-      producerVersion: await packageVersion(),
-      docString: `${config.modelType} sentence encoder (${pooling} pooling${normalize ? ', normalised' : ''})`,
-      metadata: { pooling, normalize: String(normalize), weights },
-    })
-    if (onnx.byteLength > PROTOBUF_LIMIT)
-      fail(`the model is ${onnx.byteLength} bytes, more than the 2 GiB an ONNX file can hold without external data`)
-
-    abs = ensureWritableDirectory(out)
-    refuseFullOutDir(out, overwrite) // again: something may have been written there meanwhile
-    await fsp.mkdir(join(abs, 'onnx'), { recursive: true })
-    onnxFile = join(abs, 'onnx', ONNX_FILE[weights])
-    bytes = await writeProtoFile(onnxFile, onnx.parts())
+    const version = await packageVersion()
+    for (const storage of weights) {
+      const onnx = modelWriter({
+        graph: bertGraph(config, param, { pooling, normalize, weights: storage }),
+        irVersion: IR_VERSION,
+        opsetVersion: OPSET,
+        producerName: 'simcsepp',
+        producerVersion: version,
+        docString: `${config.modelType} sentence encoder (${pooling} pooling${normalize ? ', normalised' : ''})`,
+        metadata: { pooling, normalize: String(normalize), weights: storage },
+      })
+      if (onnx.byteLength > PROTOBUF_LIMIT)
+        fail(`the model is ${onnx.byteLength} bytes, more than the 2 GiB an ONNX file can hold without external data`)
+      if (!abs) {
+        abs = ensureWritableDirectory(out)
+        refuseFullOutDir(out, overwrite) // again: something may have been written there meanwhile
+        await fsp.mkdir(join(abs, 'onnx'), { recursive: true })
+      }
+      const file = join(abs, 'onnx', ONNX_FILE[storage])
+      files.push({ weights: storage, file, bytes: await writeProtoFile(file, onnx.parts()) })
+    }
   } finally {
     encoder.dispose()
   }
   await writeFileAtomic(join(abs, 'config.json'), JSON.stringify(toHfConfig(config), null, 2) + '\n')
   await writeTokenizerFiles(tokenizer, abs, { config, maxLength, lowercase: st.doLowerCase ?? false, sourceDir: st.transformerDir })
-  return { out: abs, onnxFile, bytes, pooling, normalize, maxLength, inputs: graphInputNames(config) }
+  return { out: abs, onnxFile: files[0].file, bytes: files[0].bytes, files, pooling, normalize, maxLength, inputs: graphInputNames(config) }
 }
 
 function checkOptions(o: ExportOnnxOptions): void {
@@ -128,8 +135,14 @@ function checkOptions(o: ExportOnnxOptions): void {
     fail(`pooling must be 'cls' or 'mean', got ${JSON.stringify(o.pooling)}`)
   if (o.normalize !== undefined && typeof o.normalize !== 'boolean') fail(`normalize must be a boolean, got ${JSON.stringify(o.normalize)}`)
   if (o.overwrite !== undefined && typeof o.overwrite !== 'boolean') fail(`overwrite must be a boolean, got ${JSON.stringify(o.overwrite)}`)
-  if (o.weights !== undefined && !Object.hasOwn(ONNX_FILE, o.weights))
-    fail(`weights must be 'fp32', 'fp16' or 'q8', got ${JSON.stringify(o.weights)}`)
+  if (o.weights !== undefined) {
+    const list: unknown[] = Array.isArray(o.weights) ? o.weights : [o.weights]
+    for (const w of list)
+      if (typeof w !== 'string' || !Object.hasOwn(ONNX_FILE, w))
+        fail(`weights must be 'fp32', 'fp16' or 'q8' (or a list of them), got ${JSON.stringify(o.weights)}`)
+    if (!list.length || new Set(list).size !== list.length)
+      fail(`weights must list each storage at most once and at least one, got ${JSON.stringify(o.weights)}`)
+  }
   if (o.maxLength !== undefined && (!Number.isSafeInteger(o.maxLength) || o.maxLength < 3))
     fail(`maxLength must be an integer >= 3, got ${JSON.stringify(o.maxLength)}`)
 }
