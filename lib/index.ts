@@ -46,6 +46,7 @@ export {
 } from './embed/search.js'
 export { train, type TrainOptions, type TrainHooks, type TrainResult, type StepInfo, type EvalInfo } from './train/train.js'
 export { exportOnnx, type ExportOnnxOptions, type ExportOnnxResult } from './export/export-onnx.js'
+export { OnnxEncoder, type OnnxEncoderOptions } from './embed/onnx-encoder.js'
 export { evaluateSts, evaluateStsFiles, readStsFile, spearman, type StsPair } from './eval/sts.js'
 
 // Old names, kept so that code written against them still compiles.

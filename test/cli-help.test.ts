@@ -57,7 +57,7 @@ t.test("the top-level usage and each command's usage list every option it parses
       // encode-command.ts holds both eval's and encode's flags: each usage lists the shared ones and its own.
       if (
         file === 'encode-command.ts' &&
-        ((command === 'eval' && flag === 'file') || (command === 'encode' && ['sts', 'json'].includes(flag)))
+        ((command === 'eval' && flag === 'file') || (command === 'encode' && ['sts', 'json', 'onnx'].includes(flag)))
       )
         continue
       if (command === 'encode' && flag === 'format') t.match(own, '--format json|jsonl|f32')

@@ -9,6 +9,7 @@ import { exportOnnx } from '../export/export-onnx.js'
 import type { WeightStorage } from '../export/graph-builder.js'
 import { cosineSimilarity } from '../util/vectors.js'
 import { EmbeddingEngine, type Tokenized } from '../embed/engine.js'
+import { loadOnnxruntime, onnxFeeds } from '../embed/onnxruntime.js'
 import { addon } from '../native.js'
 import { median } from './median.js'
 
@@ -20,31 +21,6 @@ export interface OnnxruntimeRate {
   /** Largest 1 - cos between its vector of a sentence and SentenceEncoder's. */
   maxCosineDistance: number
   version: string
-}
-
-interface OrtTensor {
-  data: Float32Array
-  dims: readonly number[]
-}
-interface OrtSession {
-  run(feeds: Record<string, unknown>): Promise<Record<string, OrtTensor>>
-  release(): Promise<void>
-}
-interface Ort {
-  InferenceSession: { create(path: string, options: Record<string, unknown>): Promise<OrtSession> }
-  Tensor: new (type: 'int64', data: BigInt64Array, dims: number[]) => unknown
-  env: { versions?: { common?: string } }
-}
-
-/** onnxruntime-node, or why it cannot be used. */
-async function loadOrt(): Promise<Ort | string> {
-  try {
-    const name = 'onnxruntime-node' // not a dependency: resolved at run time
-    const m = (await import(name)) as { default?: Ort } & Ort
-    return m.default ?? m
-  } catch (e) {
-    return `onnxruntime-node not installed (${(e as Error).message.split('\n')[0]})`
-  }
 }
 
 /**
@@ -60,7 +36,7 @@ export async function onnxruntimeRate(
   repeatBelowSeconds: number,
   weights: WeightStorage = 'fp32',
 ): Promise<OnnxruntimeRate | string> {
-  const ort = await loadOrt()
+  const ort = await loadOnnxruntime()
   if (typeof ort === 'string') return ort
   const exported = await exportOnnx(dir, join(dir, `onnx-export-${weights}`), { weights })
   const session = await ort.InferenceSession.create(exported.onnxFile, {
@@ -70,28 +46,7 @@ export async function onnxruntimeRate(
   try {
     const batches = EmbeddingEngine.batches(tok, batchSize, true)
     // The feeds are built before the clock starts: what is timed is the model.
-    const feeds = batches.map((indices) => {
-      let T = 1
-      for (const i of indices) T = Math.max(T, tok.offsets[i + 1] - tok.offsets[i])
-      const ids = new BigInt64Array(indices.length * T),
-        mask = new BigInt64Array(indices.length * T),
-        types = new BigInt64Array(indices.length * T)
-      indices.forEach((i, b) => {
-        for (let k = tok.offsets[i]; k < tok.offsets[i + 1]; k++) {
-          const at = b * T + k - tok.offsets[i]
-          ids[at] = BigInt(tok.ids[k])
-          types[at] = BigInt(tok.types[k])
-          mask[at] = 1n
-        }
-      })
-      const dims = [indices.length, T]
-      const all: Record<string, unknown> = {
-        input_ids: new ort.Tensor('int64', ids, dims),
-        attention_mask: new ort.Tensor('int64', mask, dims),
-        token_type_ids: new ort.Tensor('int64', types, dims),
-      }
-      return Object.fromEntries(exported.inputs.map((name) => [name, all[name]]))
-    })
+    const feeds = batches.map((indices) => onnxFeeds(ort, tok, indices, exported.inputs))
     const runAll = async (keep: boolean) => {
       const out: Float32Array[] = []
       for (let b = 0; b < batches.length; b++) {

@@ -1,6 +1,7 @@
 // `simcsepp encode` and `simcsepp eval`: thin layers over SentenceEncoder and the STS evaluation.
 import { SentenceFile } from '../data/sentences.js'
 import { SentenceEncoder } from '../embed/sentence-encoder.js'
+import { OnnxEncoder } from '../embed/onnx-encoder.js'
 import { evaluateStsFiles } from '../eval/sts.js'
 import { DEVICE_REQUESTS } from '../device.js'
 import { PRECISION_REQUESTS } from '../model/precision.js'
@@ -78,12 +79,18 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseFlags(evalUsage, {
     args: argv,
     allowPositionals: true,
-    options: { ...encoderFlags, sts: { type: 'string', multiple: true }, json: { type: 'boolean', default: false } },
+    options: {
+      ...encoderFlags,
+      onnx: { type: 'string' },
+      sts: { type: 'string', multiple: true },
+      json: { type: 'boolean', default: false },
+    },
   })
-  if (!values.model) throw new UsageError('eval: --model DIR is required')
+  if (values.model && values.onnx) throw new UsageError('eval: give --model DIR or --onnx FILE, not both')
+  if (!values.model && !values.onnx) throw new UsageError('eval: --model DIR (or --onnx FILE) is required')
   const files = [...(values.sts ?? []), ...positionals]
   if (!files.length) throw new UsageError('eval: give at least one --sts FILE (STS-B, SICK, or an STS12-16 folder)')
-  const enc = await loadEncoder(values)
+  const enc = values.onnx ? await loadOnnxEncoder(values.onnx, values) : await loadEncoder(values)
   try {
     const result = await evaluateStsFiles((s) => enc.encode(s), files)
     if (values.json) {
@@ -93,4 +100,13 @@ export async function evalCommand(argv: string[]): Promise<void> {
   } finally {
     await enc.close()
   }
+}
+
+/** `eval --onnx FILE`: the export's graph fixes the device, precision and pooling, so those flags are refused. */
+async function loadOnnxEncoder(file: string, v: Record<string, string | boolean | string[] | undefined>): Promise<OnnxEncoder> {
+  for (const flag of ['device', 'precision', 'pooling', 'normalize'])
+    if (v[flag] !== undefined)
+      throw new UsageError(`eval: --${flag} does not apply to --onnx (onnxruntime's CPU provider runs the graph as exported)`)
+  const maxLength = num('max-len', v['max-len'] as string | undefined, { int: true, min: 3 })
+  return OnnxEncoder.load(file, { maxLength, batchSize: num('batch-size', v['batch-size'] as string | undefined, { int: true, min: 1 }) })
 }

@@ -12,6 +12,8 @@ export const evalUsage = `simcsepp eval --model DIR --sts FILE... [options]
   STS Spearman and Pearson (cosine of sentence vectors vs gold scores) for STS-B, SICK or STS12-16 files;
   an STS12-16 folder: the "all" setting (subsets concatenated), each subset and their mean.
   Input       --model DIR  --sts FILE (repeatable, or as arguments; UTF-8, lines ending in \\n or \\r\\n)
+              --onnx FILE instead of --model: a file simcsepp export wrote (DIR-onnx/onnx/model_quantized.onnx),
+              run by onnxruntime-node where installed; its graph pools as exported; --max-len, --batch-size apply
   Output      --json (one JSON object: per file and the average)
 ${encoderOptions}`
 
