@@ -1,6 +1,6 @@
 // `exportOnnx(model, out)`: a model directory -> a folder that transformers.js loads as a local model
 // and onnxruntime runs directly:
-//   out/config.json              the Hugging Face config (model_type selects BertModel / RobertaModel)
+//   out/config.json              the Hugging Face config (model_type selects BertModel / RobertaModel / XLMRobertaModel)
 //   out/tokenizer.json           the model's tokenizer (lowercasing added when sentence_bert_config asks)
 //   out/tokenizer_config.json    tokenizer_class, model_max_length (the encoder's maxLength), special tokens
 //   out/special_tokens_map.json
@@ -205,7 +205,9 @@ async function writeTokenizerFiles(tokenizer: Tokenizer, out: string, o: Tokeniz
   }
   const config = {
     ...(source ?? {}),
-    tokenizer_class: source?.tokenizer_class ?? (roberta ? 'RobertaTokenizer' : 'BertTokenizer'),
+    tokenizer_class:
+      source?.tokenizer_class ??
+      (o.config.hfModelType === 'xlm-roberta' ? 'XLMRobertaTokenizer' : roberta ? 'RobertaTokenizer' : 'BertTokenizer'),
     ...specials,
     model_max_length: o.maxLength,
     ...(roberta ? {} : { do_lower_case: tokenizerLowercases }),

@@ -8,6 +8,12 @@ export type ModelType = 'bert' | 'roberta'
 
 export interface BertConfig {
   modelType: ModelType
+  /**
+   * config.json's model_type where it names more than the architecture: 'xlm-roberta' (XLM-R and the multilingual
+   * sentence encoders built on it) is RoBERTa's architecture with a SentencePiece vocabulary; it is written back
+   * as it came, so that transformers and transformers.js load XLMRobertaModel.
+   */
+  hfModelType?: 'xlm-roberta'
   vocabSize: number
   hiddenSize: number
   numHiddenLayers: number
@@ -134,10 +140,11 @@ export function parseHfConfig(json: unknown, source = 'config.json'): BertConfig
   }
   const r: FieldReader = new FieldReader(json as Record<string, unknown>, source)
 
-  const modelType = r.str('model_type')
-  if (modelType !== 'bert' && modelType !== 'roberta') {
-    r.fail('model_type', `must be "bert" or "roberta", got ${JSON.stringify(modelType)}`)
+  const declared = r.str('model_type')
+  if (declared !== 'bert' && declared !== 'roberta' && declared !== 'xlm-roberta') {
+    r.fail('model_type', `must be "bert", "roberta" or "xlm-roberta", got ${JSON.stringify(declared)}`)
   }
+  const modelType: ModelType = declared === 'bert' ? 'bert' : 'roberta'
   const hiddenAct = r.str('hidden_act', 'gelu')
   if (hiddenAct !== 'gelu') {
     r.fail('hidden_act', `must be "gelu" (exact erf GELU, the only activation implemented), got ${JSON.stringify(hiddenAct)}`)
@@ -173,6 +180,7 @@ export function parseHfConfig(json: unknown, source = 'config.json'): BertConfig
 
   return {
     modelType,
+    ...(declared === 'xlm-roberta' ? { hfModelType: declared } : {}),
     vocabSize,
     hiddenSize,
     numHiddenLayers,
@@ -193,7 +201,7 @@ export function parseHfConfig(json: unknown, source = 'config.json'): BertConfig
 export function toHfConfig(c: BertConfig): Record<string, unknown> {
   const roberta = c.modelType === 'roberta'
   const out: Record<string, unknown> = {
-    architectures: [roberta ? 'RobertaModel' : 'BertModel'],
+    architectures: [c.hfModelType === 'xlm-roberta' ? 'XLMRobertaModel' : roberta ? 'RobertaModel' : 'BertModel'],
     attention_probs_dropout_prob: c.attentionProbsDropoutProb,
     ...(roberta ? { bos_token_id: 0 } : {}),
     classifier_dropout: null,
@@ -205,7 +213,7 @@ export function toHfConfig(c: BertConfig): Record<string, unknown> {
     intermediate_size: c.intermediateSize,
     layer_norm_eps: c.layerNormEps,
     max_position_embeddings: c.maxPositionEmbeddings,
-    model_type: c.modelType,
+    model_type: c.hfModelType ?? c.modelType,
     num_attention_heads: c.numAttentionHeads,
     num_hidden_layers: c.numHiddenLayers,
     pad_token_id: c.padTokenId,
