@@ -3,7 +3,7 @@
 // the whole process, a Rust panic nobody catches, on a charsmap it cannot parse and, later, on one whose trie
 // sends a lookup outside the array or a replacement outside its strings; every other malformed part of a
 // tokenizer.json is an error it returns. So this reads the blob as the crate does and walks every trie state
-// an input can reach, checking each access the crate's lookups will make.
+// an input can reach, checking each access the crate's lookups will make (tokenizer-preflight.ts calls it).
 //
 // Layout: a little-endian u32 trie size in bytes, that many bytes of darts-clone double-array units (whole
 // u32s), then the replacement strings (UTF-8, each ending in a NUL). A lookup of text bytes c1 c2 ... starts

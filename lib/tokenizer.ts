@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs'
 import { basename, join } from 'node:path'
 import { Tokenizer as HfTokenizer, WordPiece, bertNormalizer, bertPreTokenizer, templateProcessing, wordPieceDecoder } from 'tokenizers'
 import { replaceFileAtomic, writeFileAtomic } from './util/atomic-write.js'
-import { precompiledCharsmapProblem } from './precompiled-charsmap.js'
+import { preflightTokenizerJson } from './tokenizer-preflight.js'
 import { parseJson, readJsonFile } from './util/json.js'
 
 export interface TokenizeOptions {
@@ -106,7 +106,7 @@ export class Tokenizer {
     }
     const json = parseJson(text, file)
     if (!isObject(json) || !isObject(json.model)) throw new Error(`${file}: not a tokenizers file (no "model" object)`)
-    checkPrecompiledCharsmaps(json.normalizer, file)
+    preflightTokenizerJson(json, file)
     let hf: HfTokenizer
     try {
       hf = HfTokenizer.fromString(text)
@@ -303,16 +303,4 @@ export class Tokenizer {
     for (let i = 0; i < tokens.length; i++) if (tokens[i] === undefined) return undefined
     return tokens.map((t) => t + '\n').join('')
   }
-}
-
-/** The Precompiled normalizers of a tokenizer.json (alone or in a Sequence) checked before tokenizers reads them. */
-function checkPrecompiledCharsmaps(normalizer: unknown, file: string): void {
-  if (!isObject(normalizer)) return
-  if (normalizer.type === 'Sequence' && Array.isArray(normalizer.normalizers)) {
-    for (const n of normalizer.normalizers) checkPrecompiledCharsmaps(n, file)
-    return
-  }
-  if (normalizer.type !== 'Precompiled') return
-  const problem = precompiledCharsmapProblem(normalizer.precompiled_charsmap)
-  if (problem) throw new Error(`${file}: tokenizers could not load it (its Precompiled normalizer's precompiled_charsmap ${problem})`)
 }

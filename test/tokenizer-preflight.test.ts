@@ -1,6 +1,8 @@
+// The parts of a tokenizer.json on which the tokenizers library aborts the process (lib/tokenizer-preflight.ts).
 // SentencePiece Precompiled normalizers: a charsmap built here by hand (fullwidth Ａ -> A) loads and normalizes
-// as the tokenizers library reads it; charsmaps that library would abort the process on (at load or while
-// tokenizing) are refused by Tokenizer.load with an Error naming the file, and the process lives on.
+// as the library reads it; charsmaps it would abort on (at load or while tokenizing) are refused by
+// Tokenizer.load with an Error naming the file, and the process lives on. TemplateProcessing templates that
+// name an undefined special token, alone or in a Sequence of processors, likewise.
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -103,4 +105,33 @@ t.test('charsmaps the tokenizers library would abort on: refused with the reason
     )
   }
   t.pass('still running')
+})
+
+t.test('TemplateProcessing naming a special token special_tokens lacks: refused, alone or in a Sequence', async (t) => {
+  const template = (specialTokens: Record<string, unknown>) => ({
+    type: 'TemplateProcessing',
+    single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+    pair: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }, { Sequence: { id: 'B', type_id: 0 } }],
+    special_tokens: specialTokens,
+  })
+  const s = { '<s>': { id: '<s>', ids: [1], tokens: ['<pad>'] } }
+  const e = { '</s>': { id: '</s>', ids: [1], tokens: ['<pad>'] } }
+  const write = (postProcessor: unknown) => {
+    const file = join(tempDir('simcsepp-template-'), 'tokenizer.json')
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(tokenizerJson(charsmap(FULLWIDTH_A, 'A\0'))), post_processor: postProcessor }))
+    return file
+  }
+  const refused =
+    /tokenizer\.json: tokenizers could not load it \(its TemplateProcessing post-processor's (single|pair) template uses the special token "(<s>|<\/s>)", which special_tokens does not define\)/
+  await t.rejects(Tokenizer.load(write(template({}))), refused, 'none defined')
+  await t.rejects(Tokenizer.load(write(template(e))), /single template uses the special token "<s>"/, 'single')
+  await t.rejects(Tokenizer.load(write(template(s))), /pair template uses the special token "<\/s>"/, 'pair')
+  await t.rejects(
+    Tokenizer.load(write({ type: 'Sequence', processors: [template(s)] })),
+    /pair template uses the special token "<\/s>"/,
+    'in a Sequence',
+  )
+  const ok = await Tokenizer.load(write(template({ ...s, ...e })))
+  const enc = await ok.encodeBatch(['Ａ'], { maxLength: 8 })
+  t.same(Array.from(enc.inputIds), [1, 2], 'both defined: loads, <s> (id 1) then ▁A')
 })
