@@ -47,7 +47,7 @@ export function precompiledCharsmapProblem(base64: unknown): string | null {
   }
   if (units === 0) return 'has an empty trie'
   const unit = (p: number) => bytes.readUInt32LE(4 + 4 * p)
-  // Breadth over (position, UTF-8 bytes owed): the accesses from a state depend on nothing else.
+  // A walk over the states (position, UTF-8 bytes owed) a text can reach: a state's accesses depend on nothing else.
   const seen = new Set<number>()
   const queue: [number, number][] = [[offset(unit(0)), 0]]
   while (queue.length) {
