@@ -3,11 +3,11 @@
 // of bert-base with its AdamW moments (1.3 GB) needs 4 MB of JavaScript memory instead of three model-sized
 // copies and a file-sized buffer (seconds of page faults each on the VMs this is developed on). The bytes are
 // the same as writeSafetensors' for the same tensors, and the file is replaced as atomically.
-import type { FileHandle } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
 import { encodeInto, planSafetensors, type WritableDtype, type WriteOptions } from './safetensors.js'
 import type { Tensor } from './tensor.js'
 import { replaceFileAtomic } from './util/atomic-write.js'
+import { writeFully } from './util/write-fully.js'
 
 /** Elements asked for per chunk (4 MB of fp32). */
 const CHUNK_ELEMENTS = 1 << 20
@@ -68,12 +68,5 @@ export async function writeSafetensorsChunked(
     })
   } catch (e) {
     throw new Error(`${path}: cannot write safetensors file (${(e as Error).message})`)
-  }
-}
-
-async function writeFully(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
-  for (let done = 0; done < data.byteLength;) {
-    const { bytesWritten } = await fh.write(data, done, data.byteLength - done, position + done)
-    done += bytesWritten
   }
 }

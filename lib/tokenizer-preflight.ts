@@ -5,7 +5,8 @@
 // trying malformed files against tokenizers 0.23.2). Each failure is an Error naming the file and the part.
 import { precompiledCharsmapProblem } from './precompiled-charsmap.js'
 
-function isObject(x: unknown): x is Record<string, unknown> {
+/** A JSON object (not null, not an array). */
+export function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x)
 }
 

@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs'
 import { basename, join } from 'node:path'
 import { Tokenizer as HfTokenizer, WordPiece, bertNormalizer, bertPreTokenizer, templateProcessing, wordPieceDecoder } from 'tokenizers'
 import { replaceFileAtomic, writeFileAtomic } from './util/atomic-write.js'
-import { preflightTokenizerJson } from './tokenizer-preflight.js'
+import { isObject, preflightTokenizerJson } from './tokenizer-preflight.js'
 import { parseJson, readJsonFile } from './util/json.js'
 
 export interface TokenizeOptions {
@@ -43,10 +43,6 @@ async function exists(p: string): Promise<boolean> {
     () => true,
     () => false,
   )
-}
-
-function isObject(x: unknown): x is Record<string, unknown> {
-  return x !== null && typeof x === 'object' && !Array.isArray(x)
 }
 
 /** tokenizer_config.json stores special tokens either as strings or as AddedToken objects. */

@@ -1,7 +1,7 @@
 // The ONNX messages an exported encoder needs, encoded with their field numbers from onnx.proto
 // (ModelProto, GraphProto, NodeProto, AttributeProto, TensorProto, ValueInfoProto and the type and
 // shape messages inside it). Plain objects in, protobuf bytes out; nothing here knows about BERT.
-import { endianness } from 'node:os'
+import { LITTLE_ENDIAN_HOST } from '../safetensors.js'
 import { ProtoWriter, type DeferredBytes } from './protobuf.js'
 
 /** TensorProto.DataType values used here. */
@@ -57,8 +57,6 @@ const ATTR_FLOAT = 1
 const ATTR_INT = 2
 const ATTR_STRING = 3
 const ATTR_INTS = 7
-
-const LITTLE_ENDIAN_HOST = endianness() === 'LE'
 
 /** A fp32 tensor from a Float32Array (stored little-endian whatever the host; on LE hosts a view of `data`, not a copy). */
 export function floatTensor(name: string, dims: readonly number[], data: Float32Array): TensorValue {

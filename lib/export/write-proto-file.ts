@@ -2,9 +2,9 @@
 // parts (tags, lengths, node and value names) are gathered into a 1 MB buffer, a deferred part (a weight)
 // is made just before it is written and dropped after, so exporting bert-base holds one weight's bytes at a
 // time instead of the 415 MB file and every weight's copy. The file is replaced atomically.
-import type { FileHandle } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
 import { replaceFileAtomic } from '../util/atomic-write.js'
+import { writeFully } from '../util/write-fully.js'
 import { partBytes, type Part } from './protobuf.js'
 
 const GATHER_BYTES = 1 << 20
@@ -38,11 +38,4 @@ export async function writeProtoFile(path: string, parts: readonly Part[]): Prom
     }
   })
   return total
-}
-
-async function writeFully(fh: FileHandle, data: Uint8Array): Promise<void> {
-  for (let done = 0; done < data.byteLength;) {
-    const { bytesWritten } = await fh.write(data, done, data.byteLength - done)
-    done += bytesWritten
-  }
 }
