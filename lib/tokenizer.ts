@@ -256,9 +256,10 @@ export class Tokenizer {
   /**
    * Writes tokenizer.json, plus vocab.txt for WordPiece tokenizers (the source file verbatim, or
    * derived from the vocabulary when its ids are 0..n-1) and tokenizer_config.json, so that
-   * transformers' AutoTokenizer loads the directory.
+   * transformers' AutoTokenizer loads the directory. `tokenizerClass` names the class in a tokenizer_config.json
+   * made here (a source without one; default BertTokenizer); a source's own is written as it came.
    */
-  save(dir: string): Promise<void> {
+  save(dir: string, options: { tokenizerClass?: string } = {}): Promise<void> {
     return this.serial(async () => {
       await fsp.mkdir(dir, { recursive: true })
       // Saved files should not carry our per-call truncation.
@@ -277,7 +278,7 @@ export class Tokenizer {
       if (cfg === undefined && this.source.wordPiece) {
         cfg = {
           do_lower_case: this.source.lowercase,
-          tokenizer_class: 'BertTokenizer',
+          tokenizer_class: options.tokenizerClass ?? 'BertTokenizer',
           unk_token: BERT_SPECIALS.unk,
           sep_token: BERT_SPECIALS.sep,
           pad_token: this.hf.idToToken(this.padTokenId) ?? BERT_SPECIALS.pad,

@@ -30,3 +30,10 @@ for (const precision of ['fp32', 'bf16'] as const)
   t.test(`3 training steps on CUDA end with the CPU weights (${precision}; fp32 within 1e-4, bf16 1e-3)`, { skip }, async (t) => {
     for (const check of await trainChecks(lib, dir, 'cuda', precision)) t.ok(check.ok, check.message)
   })
+
+// DistilBERT runs the same kernels in another order: no token types (a row of zeros added, no gradient formed
+// for it), no dropout on the attention's output.
+t.test('DistilBERT on CUDA: the CPU vectors within 1e-4, and the CPU weights after 3 training steps (fp32)', { skip }, async (t) => {
+  for (const check of await encodeChecks(lib, dir, 'cuda', 'distilbert')) t.ok(check.ok, check.message)
+  for (const check of await trainChecks(lib, dir, 'cuda', 'fp32', 'distilbert')) t.ok(check.ok, check.message)
+})

@@ -1,4 +1,4 @@
-// SentenceEncoder: sentences -> vectors with a trained (or any BERT/RoBERTa) model directory.
+// SentenceEncoder: sentences -> vectors with a trained (or any BERT/RoBERTa/DistilBERT) model directory.
 //
 // The model lives in a worker thread that the encoder owns, so encode() never blocks the caller's
 // event loop: sentences go to the worker in chunks, vectors come back batch by batch as transferred

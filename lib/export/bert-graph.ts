@@ -1,5 +1,6 @@
-// The BERT/RoBERTa encoder as ONNX ops (opset 17), computing what BertModel.forward and embed compute:
+// The BERT/RoBERTa/DistilBERT encoder as ONNX ops (opset 17), computing what BertModel.forward and embed compute:
 //   embeddings   Gather(word, ids) + Gather(position, pos) + Gather(type, types) -> LayerNormalization
+//                (DistilBERT: no token types, no token_type_ids input)
 //   each layer   q, k, v = x·Wᵀ + b; softmax(q·kᵀ/√d + mask) · v; dense; LayerNorm(x + ·);
 //                GELU(x·W1ᵀ + b1) with the exact erf; dense; LayerNorm(h + ·)
 //   q8 weights   the linear layers and the word embeddings in int8 (quantized-ops.ts)
@@ -31,9 +32,12 @@ const FLOAT32_MIN = -3.4028234663852886e38
 const BATCH = 'batch_size'
 const SEQUENCE = 'sequence_length'
 
-/** Inputs the graph takes: RoBERTa has one token type, so (as transformers' own exports) no token_type_ids. */
+/**
+ * Inputs the graph takes: RoBERTa has one token type and DistilBERT none, so (as transformers' own exports) they
+ * take no token_type_ids.
+ */
 export function graphInputNames(c: BertConfig): string[] {
-  return c.modelType === 'roberta' ? ['input_ids', 'attention_mask'] : ['input_ids', 'attention_mask', 'token_type_ids']
+  return c.modelType === 'bert' ? ['input_ids', 'attention_mask', 'token_type_ids'] : ['input_ids', 'attention_mask']
 }
 
 export function bertGraph(c: BertConfig, weight: WeightSource, options: BertGraphOptions): GraphSpec {
@@ -67,8 +71,10 @@ export function bertGraph(c: BertConfig, weight: WeightSource, options: BertGrap
   const wordTable = 'embeddings.word_embeddings.weight'
   let x = g.storage === 'q8' ? quantizedGather(g, wordTable, weight(wordTable), 'input_ids') : g.op('Gather', [w(wordTable), 'input_ids'])
   x = g.op('Add', [x, g.op('Gather', [w('embeddings.position_embeddings.weight'), positionIds(g, c)])])
-  const types = c.modelType === 'roberta' ? g.ints([0], []) : 'token_type_ids' // one type: row 0, broadcast
-  x = g.op('Add', [x, g.op('Gather', [w('embeddings.token_type_embeddings.weight'), types])])
+  if (c.typeVocabSize > 0) {
+    const types = graphInputNames(c).includes('token_type_ids') ? 'token_type_ids' : g.ints([0], []) // one type: row 0, broadcast
+    x = g.op('Add', [x, g.op('Gather', [w('embeddings.token_type_embeddings.weight'), types])])
+  }
   x = layerNorm(x, 'embeddings.LayerNorm')
 
   // The additive attention mask, [B, 1, 1, T]: 0 on real keys, float32 min on padding.

@@ -12,7 +12,7 @@ import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { BertModel, type Pooling } from '../model/bert.js'
-import { positionOffset, toHfConfig, type BertConfig } from '../model/config.js'
+import { hfTokenizerClass, positionOffset, toHfConfig, type BertConfig } from '../model/config.js'
 import { readSentenceTransformersConfig } from '../embed/sentence-transformers-config.js'
 import { missingModelFiles } from '../model/model-files.js'
 import { Tokenizer } from '../tokenizer.js'
@@ -205,9 +205,7 @@ async function writeTokenizerFiles(tokenizer: Tokenizer, out: string, o: Tokeniz
   }
   const config = {
     ...(source ?? {}),
-    tokenizer_class:
-      source?.tokenizer_class ??
-      (o.config.hfModelType === 'xlm-roberta' ? 'XLMRobertaTokenizer' : roberta ? 'RobertaTokenizer' : 'BertTokenizer'),
+    tokenizer_class: source?.tokenizer_class ?? hfTokenizerClass(o.config),
     ...specials,
     model_max_length: o.maxLength,
     ...(roberta ? {} : { do_lower_case: tokenizerLowercases }),

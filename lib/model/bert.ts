@@ -1,4 +1,4 @@
-// BertModel: a BERT/RoBERTa encoder whose math runs in the native ops (lib/ops.ts) and whose
+// BertModel: a BERT/RoBERTa/DistilBERT encoder whose math runs in the native ops (lib/ops.ts) and whose
 // parameters live in one flat buffer (layout.ts), read through typed per-layer views (params.ts).
 // TypeScript only orchestrates the op sequence.
 //
@@ -6,12 +6,22 @@
 // Training:  model.trainForward(batch, { seed, step, keepRows }) -> z [B, H] (a view, valid until
 //            the next call), model.trainBackward(dz) accumulates into model.grads.
 // Dropout sites (HF BertModel): after the embeddings' LayerNorm, on attention probabilities, and on
-// the attention-output and FFN-output projections before their residual LayerNorm. Each site of each
+// the attention-output and FFN-output projections before their residual LayerNorm (DistilBERT has no
+// dropout on the attention output: that site is skipped, keeping the others' numbers). Each site of each
 // step gets its own Philox offset, so masks are a pure function of (seed, step, site, element).
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { namedConfig, parseHfConfig, positionOffset, readHfConfig, toHfConfig, type BertConfig, type NamedConfig } from './config.js'
-import { matchCheckpoint, parameterSpecs } from './names.js'
+import {
+  attentionOutputDropoutProb,
+  namedConfig,
+  parseHfConfig,
+  positionOffset,
+  readHfConfig,
+  toHfConfig,
+  type BertConfig,
+  type NamedConfig,
+} from './config.js'
+import { checkpointName, matchCheckpoint, parameterSpecs } from './names.js'
 import { chunksOf, writeSafetensorsChunked, type ChunkedTensor } from '../safetensors-writer.js'
 import { findWeightFiles, openWeights } from './model-files.js'
 import { loadParameters } from './load-weights.js'
@@ -106,6 +116,12 @@ export class BertModel {
   private stepGraphs: StepGraphs | null = null
   /** Per graph shape: the buffer dL/dz is copied into, so that the captured backward reads a fixed address. */
   private readonly graphDz = new Map<string, Tensor>()
+  /**
+   * For a model without token types (DistilBERT): the one-row table of zeros the embedding op adds for every
+   * token (x + 0 is x exactly), not a parameter; its gradient is not formed. Made with the model, so that no
+   * step graph captures its allocation.
+   */
+  private readonly zeroTypeRow: Tensor | null
 
   private constructor(
     readonly config: BertConfig,
@@ -130,6 +146,7 @@ export class BertModel {
     this.views = viewsByName(this.params, layout)
     this.p = modelParams(this.views, config.numHiddenLayers, this.params, layout)
     this.arena = new ActivationArena(config, device)
+    this.zeroTypeRow = this.p.tokenTypeEmbeddings === null ? Tensor.zeros([1, config.hiddenSize], device) : null
   }
 
   /**
@@ -219,12 +236,14 @@ export class BertModel {
     return this.isDisposed
   }
 
-  /** Writes config.json and model.safetensors (transformers' names; no training head). */
+  /** Writes config.json and model.safetensors (transformers' names for the model type; no training head). */
   async save(dir: string): Promise<void> {
     this.requireLive('save')
     await mkdir(dir, { recursive: true })
     const out = new Map<string, ChunkedTensor>()
-    for (const e of this.layout.entries) if (e.saved) out.set(e.name, { shape: e.shape, fill: chunksOf(this.params, e.offset) })
+    const type = this.config.modelType
+    for (const e of this.layout.entries)
+      if (e.saved) out.set(checkpointName(e.name, type), { shape: e.shape, fill: chunksOf(this.params, e.offset) })
     await writeSafetensorsChunked(join(dir, 'model.safetensors'), out)
     await writeFileAtomic(join(dir, 'config.json'), JSON.stringify(toHfConfig(this.config), null, 2) + '\n')
   }
@@ -458,7 +477,7 @@ export class BertModel {
       )
       // Attention-output LayerNorm and its dropout (fused), output.dense, attention, the q/k/v projections.
       // The residual's gradient goes to gH this time, so the q/k/v product can add into it below.
-      const drop1 = this.dropoutOptions(options, this.site(l, 1), c.hiddenDropoutProb)
+      const drop1 = this.dropoutOptions(options, this.site(l, 1), attentionOutputDropoutProb(c))
       const dy1 = drop1 ? acts.gTmp : null
       ops.layerNormDropoutBackward(
         acts.gH,
@@ -532,6 +551,7 @@ export class BertModel {
     this.stepGraphs?.clear()
     for (const t of this.graphDz.values()) t.dispose()
     this.arena.dispose()
+    this.zeroTypeRow?.dispose()
     this.gradBuffer?.dispose()
     this.params.dispose() // frees the storage of every parameter view too (native/tensor.h)
   }
@@ -595,11 +615,18 @@ export class BertModel {
     if (batch.inputIds === undefined) throw new TypeError('batch.inputIds is required')
     const attentionMask = ints('attentionMask', batch.attentionMask, 1)
     const tokenTypeIds = ints('tokenTypeIds', batch.tokenTypeIds, 0)
+    // A model without token types (DistilBERT) adds a row of zeros (zeroTypeRow) for type 0: what a tokenizer
+    // gives single sentences. Another type would be a pair's second sentence, which it cannot tell apart.
+    const types = Math.max(1, c.typeVocabSize)
     for (let i = 0; i < n; i++) {
       if (inputIds[i] < 0 || inputIds[i] >= c.vocabSize)
         throw new RangeError(`batch.inputIds[${i}] = ${inputIds[i]} is outside the vocabulary [0, ${c.vocabSize})`)
-      if (tokenTypeIds[i] < 0 || tokenTypeIds[i] >= c.typeVocabSize)
-        throw new RangeError(`batch.tokenTypeIds[${i}] = ${tokenTypeIds[i]} is outside [0, ${c.typeVocabSize})`)
+      if (tokenTypeIds[i] < 0 || tokenTypeIds[i] >= types)
+        throw new RangeError(
+          c.typeVocabSize === 0
+            ? `batch.tokenTypeIds[${i}] = ${tokenTypeIds[i]}: this ${c.modelType} model has no token types (pass zeros or none)`
+            : `batch.tokenTypeIds[${i}] = ${tokenTypeIds[i]} is outside [0, ${c.typeVocabSize})`,
+        )
       if (attentionMask[i] !== 0 && attentionMask[i] !== 1) throw new RangeError(`batch.attentionMask[${i}] must be 0 or 1`)
     }
     const positionIds = this.positions(inputIds, B, T)
@@ -652,7 +679,7 @@ export class BertModel {
       input.tokenTypeIds,
       P.wordEmbeddings,
       P.positionEmbeddings,
-      P.tokenTypeEmbeddings,
+      P.tokenTypeEmbeddings ?? this.zeroTypeRow!,
     )
     // At bf16 each LayerNorm, the attention and the MLP's GELU also write their output's bf16 copy when a linear
     // layer reads it next (bf16Next; on CUDA: kernels/bf16_handoff.cuh): the embeddings' only when no dropout
@@ -691,7 +718,7 @@ export class BertModel {
       // Each sublayer's output y goes into the LayerNorm output's buffer; one fused op then forms
       // res = x + dropout(y) and LayerNorm(res) over it.
       ops.linearForward(a.h1, a.ctx, w.attentionOutput.weight, w.attentionOutput.bias, this.precision)
-      const drop1 = this.dropoutOptions(options, this.site(l, 1), c.hiddenDropoutProb)
+      const drop1 = this.dropoutOptions(options, this.site(l, 1), attentionOutputDropoutProb(c))
       ops.residualLayerNormForward(
         a.h1,
         a.res1,

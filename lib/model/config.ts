@@ -1,10 +1,12 @@
-// The architecture hyper-parameters of a BERT or RoBERTa encoder, and their Hugging Face config.json form.
-// Only what our kernels implement is accepted: absolute position embeddings and exact (erf) GELU.
+// The architecture hyper-parameters of a BERT, RoBERTa or DistilBERT encoder, and their Hugging Face config.json
+// form. Only what our kernels implement is accepted: learned absolute position embeddings and exact (erf) GELU.
+// DistilBERT is BERT's post-LayerNorm encoder without token types, pooler or dropout on the attention's output
+// projection (transformers' DistilBertModel); its config.json has names of its own (dim, n_layers, ...).
 
 import { join } from 'node:path'
 import { readJsonFile } from '../util/json.js'
 
-export type ModelType = 'bert' | 'roberta'
+export type ModelType = 'bert' | 'roberta' | 'distilbert'
 
 export interface BertConfig {
   modelType: ModelType
@@ -24,6 +26,7 @@ export interface BertConfig {
   hiddenDropoutProb: number
   attentionProbsDropoutProb: number
   maxPositionEmbeddings: number
+  /** Rows of the token-type table: 0 for DistilBERT, which has none (token type ids are then ignored). */
   typeVocabSize: number
   layerNormEps: number
   padTokenId: number
@@ -80,6 +83,28 @@ export function headDim(c: BertConfig): number {
   return c.hiddenSize / c.numAttentionHeads
 }
 
+/**
+ * Dropout on the attention's output projection before its residual LayerNorm: BERT's and RoBERTa's
+ * hidden_dropout_prob; DistilBERT has none there (only on the attention probabilities and the FFN's output).
+ */
+export function attentionOutputDropoutProb(c: BertConfig): number {
+  return c.modelType === 'distilbert' ? 0 : c.hiddenDropoutProb
+}
+
+/**
+ * The tokenizer class transformers and transformers.js build for the model (DistilBertTokenizer: BERT's WordPiece
+ * without token_type_ids, which DistilBertModel does not take).
+ */
+export function hfTokenizerClass(c: BertConfig): string {
+  if (c.hfModelType === 'xlm-roberta') return 'XLMRobertaTokenizer'
+  return { bert: 'BertTokenizer', roberta: 'RobertaTokenizer', distilbert: 'DistilBertTokenizer' }[c.modelType]
+}
+
+/** Whether the model has pooler.dense (BertModel's and RobertaModel's; DistilBertModel has none). */
+export function hasPooler(c: BertConfig): boolean {
+  return c.modelType !== 'distilbert'
+}
+
 // ---------------------------------------------------------------------------------------------
 // config.json parsing
 
@@ -95,6 +120,11 @@ class FieldReader {
 
   has(field: string): boolean {
     return this.obj[field] !== undefined
+  }
+
+  /** The raw value of a field (undefined when absent). */
+  raw(field: string): unknown {
+    return this.obj[field]
   }
 
   int(field: string, min: number, fallback?: number): number {
@@ -130,9 +160,32 @@ class FieldReader {
   }
 }
 
+// config.json's names for the fields that DistilBertConfig names its own way.
+const FIELD_NAMES = {
+  bert: {
+    act: 'hidden_act',
+    hidden: 'hidden_size',
+    layers: 'num_hidden_layers',
+    heads: 'num_attention_heads',
+    intermediate: 'intermediate_size',
+    dropout: 'hidden_dropout_prob',
+    attentionDropout: 'attention_probs_dropout_prob',
+  },
+  distilbert: {
+    act: 'activation',
+    hidden: 'dim',
+    layers: 'n_layers',
+    heads: 'n_heads',
+    intermediate: 'hidden_dim',
+    dropout: 'dropout',
+    attentionDropout: 'attention_dropout',
+  },
+}
+
 /**
  * Reads a Hugging Face config.json object. Size fields are required; the rest default as in
- * transformers' BertConfig / RobertaConfig. `source` (a file name) prefixes error messages.
+ * transformers' BertConfig / RobertaConfig / DistilBertConfig (whose own field names are read for it:
+ * dim, n_layers, ...). `source` (a file name) prefixes error messages.
  */
 export function parseHfConfig(json: unknown, source = 'config.json'): BertConfig {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
@@ -141,29 +194,36 @@ export function parseHfConfig(json: unknown, source = 'config.json'): BertConfig
   const r: FieldReader = new FieldReader(json as Record<string, unknown>, source)
 
   const declared = r.str('model_type')
-  if (declared !== 'bert' && declared !== 'roberta' && declared !== 'xlm-roberta') {
-    r.fail('model_type', `must be "bert", "roberta" or "xlm-roberta", got ${JSON.stringify(declared)}`)
+  if (declared !== 'bert' && declared !== 'roberta' && declared !== 'xlm-roberta' && declared !== 'distilbert') {
+    r.fail('model_type', `must be "bert", "roberta", "xlm-roberta" or "distilbert", got ${JSON.stringify(declared)}`)
   }
-  const modelType: ModelType = declared === 'bert' ? 'bert' : 'roberta'
-  const hiddenAct = r.str('hidden_act', 'gelu')
+  const modelType: ModelType = declared === 'xlm-roberta' ? 'roberta' : declared
+  const f = FIELD_NAMES[modelType === 'distilbert' ? 'distilbert' : 'bert']
+  const hiddenAct = r.str(f.act, 'gelu')
   if (hiddenAct !== 'gelu') {
-    r.fail('hidden_act', `must be "gelu" (exact erf GELU, the only activation implemented), got ${JSON.stringify(hiddenAct)}`)
+    r.fail(f.act, `must be "gelu" (exact erf GELU, the only activation implemented), got ${JSON.stringify(hiddenAct)}`)
   }
-  const positionType = r.str('position_embedding_type', 'absolute')
-  if (positionType !== 'absolute') {
-    r.fail('position_embedding_type', `must be "absolute" (the only kind implemented), got ${JSON.stringify(positionType)}`)
+  if (modelType === 'distilbert') {
+    // A fixed table that training must not change: our position tables are always trained.
+    const sinusoidal = r.raw('sinusoidal_pos_embds')
+    if (sinusoidal !== undefined && sinusoidal !== false)
+      r.fail('sinusoidal_pos_embds', 'must be false: fixed sinusoidal position embeddings are not implemented (learned ones are)')
+  } else {
+    const positionType = r.str('position_embedding_type', 'absolute')
+    if (positionType !== 'absolute') {
+      r.fail('position_embedding_type', `must be "absolute" (the only kind implemented), got ${JSON.stringify(positionType)}`)
+    }
   }
 
   const vocabSize = r.int('vocab_size', 1)
-  const hiddenSize = r.int('hidden_size', 1)
-  const numHiddenLayers = r.int('num_hidden_layers', 1)
-  const numAttentionHeads = r.int('num_attention_heads', 1)
-  if (hiddenSize % numAttentionHeads !== 0) {
-    r.fail('num_attention_heads', `(${numAttentionHeads}) must divide hidden_size (${hiddenSize})`)
-  }
-  const intermediateSize = r.int('intermediate_size', 1)
+  const hiddenSize = r.int(f.hidden, 1)
+  const numHiddenLayers = r.int(f.layers, 1)
+  const numAttentionHeads = r.int(f.heads, 1)
+  if (hiddenSize % numAttentionHeads !== 0) r.fail(f.heads, `(${numAttentionHeads}) must divide ${f.hidden} (${hiddenSize})`)
+  const intermediateSize = r.int(f.intermediate, 1)
   const maxPositionEmbeddings = r.int('max_position_embeddings', 1)
-  const typeVocabSize = r.int('type_vocab_size', 1, modelType === 'roberta' ? 1 : 2)
+  // DistilBERT has no token types and LayerNorm epsilon 1e-12 fixed in its code.
+  const typeVocabSize = modelType === 'distilbert' ? 0 : r.int('type_vocab_size', 1, modelType === 'roberta' ? 1 : 2)
   const padTokenId = r.int('pad_token_id', 0, modelType === 'roberta' ? 1 : 0)
   if (padTokenId >= vocabSize) r.fail('pad_token_id', `(${padTokenId}) must be below vocab_size (${vocabSize})`)
   if (modelType === 'roberta' && maxPositionEmbeddings <= padTokenId + 1) {
@@ -173,9 +233,9 @@ export function parseHfConfig(json: unknown, source = 'config.json'): BertConfig
     )
   }
   const prob = (x: number) => x >= 0 && x < 1
-  const hiddenDropoutProb = r.num('hidden_dropout_prob', prob, 'in [0, 1)', 0.1)
-  const attentionProbsDropoutProb = r.num('attention_probs_dropout_prob', prob, 'in [0, 1)', 0.1)
-  const layerNormEps = r.num('layer_norm_eps', (x) => x > 0, 'positive', 1e-12)
+  const hiddenDropoutProb = r.num(f.dropout, prob, 'in [0, 1)', 0.1)
+  const attentionProbsDropoutProb = r.num(f.attentionDropout, prob, 'in [0, 1)', 0.1)
+  const layerNormEps = modelType === 'distilbert' ? 1e-12 : r.num('layer_norm_eps', (x) => x > 0, 'positive', 1e-12)
   const initializerRange = r.num('initializer_range', (x) => x > 0, 'positive', 0.02)
 
   return {
@@ -197,8 +257,39 @@ export function parseHfConfig(json: unknown, source = 'config.json'): BertConfig
   }
 }
 
-/** The config.json that transformers' AutoModel.from_pretrained loads as BertModel / RobertaModel. Keys sorted, as transformers writes them. */
+/** DistilBertConfig's config.json (transformers' DistilBertModel), keys sorted. */
+function toDistilBertConfig(c: BertConfig): Record<string, unknown> {
+  if (c.typeVocabSize !== 0) throw new Error(`toHfConfig: a distilbert config has no token types (typeVocabSize ${c.typeVocabSize})`)
+  if (c.layerNormEps !== 1e-12) throw new Error(`toHfConfig: distilbert's LayerNorm epsilon is 1e-12 (got ${c.layerNormEps})`)
+  return {
+    activation: c.hiddenAct,
+    architectures: ['DistilBertModel'],
+    attention_dropout: c.attentionProbsDropoutProb,
+    dim: c.hiddenSize,
+    dropout: c.hiddenDropoutProb,
+    hidden_dim: c.intermediateSize,
+    initializer_range: c.initializerRange,
+    max_position_embeddings: c.maxPositionEmbeddings,
+    model_type: 'distilbert',
+    n_heads: c.numAttentionHeads,
+    n_layers: c.numHiddenLayers,
+    pad_token_id: c.padTokenId,
+    qa_dropout: 0.1,
+    seq_classif_dropout: 0.2,
+    sinusoidal_pos_embds: false,
+    tie_weights_: true,
+    torch_dtype: 'float32',
+    transformers_version: HF_TRANSFORMERS_VERSION,
+    vocab_size: c.vocabSize,
+  }
+}
+
+/**
+ * The config.json that transformers' AutoModel.from_pretrained loads as BertModel / RobertaModel /
+ * DistilBertModel. Keys sorted, as transformers writes them.
+ */
 export function toHfConfig(c: BertConfig): Record<string, unknown> {
+  if (c.modelType === 'distilbert') return toDistilBertConfig(c)
   const roberta = c.modelType === 'roberta'
   const out: Record<string, unknown> = {
     architectures: [c.hfModelType === 'xlm-roberta' ? 'XLMRobertaModel' : roberta ? 'RobertaModel' : 'BertModel'],

@@ -1,7 +1,9 @@
 // Hugging Face parameter names and shapes of BertModel / RobertaModel, and the mapping from the names
 // found in real checkpoints (with task heads, "bert." prefixes, old TF gamma/beta names) to ours.
+// DistilBertModel's tensors have names of their own (transformer.layer.N.attention.q_lin, ffn.lin1, ...):
+// they are read into, and written back from, the same parameters under BertModel's names (distilBertName).
 
-import type { BertConfig, ModelType } from './config.js'
+import { hasPooler, type BertConfig, type ModelType } from './config.js'
 
 export type ParamKind = 'weight' | 'bias' | 'layernorm' | 'embedding'
 
@@ -12,11 +14,15 @@ export interface ParamSpec {
 }
 
 export interface ParameterSpecOptions {
-  /** Include pooler.dense (BertModel's add_pooling_layer). Default true. */
+  /** Include pooler.dense (BertModel's add_pooling_layer) when the architecture has one. Default true. */
   pooler?: boolean
 }
 
-/** Parameters in the order of transformers' BertModel.state_dict(). Linear weights are [out, in]. */
+/**
+ * Parameters in the order of transformers' BertModel.state_dict(), under BertModel's names whatever the model
+ * type (checkpointName gives a tensor's name in the model type's own checkpoints). Linear weights are [out, in].
+ * No token-type table when typeVocabSize is 0 (DistilBERT).
+ */
 export function parameterSpecs(c: BertConfig, options: ParameterSpecOptions = {}): ParamSpec[] {
   const H = c.hiddenSize
   const I = c.intermediateSize
@@ -32,7 +38,7 @@ export function parameterSpecs(c: BertConfig, options: ParameterSpecOptions = {}
 
   specs.push({ name: 'embeddings.word_embeddings.weight', shape: [c.vocabSize, H], kind: 'embedding' })
   specs.push({ name: 'embeddings.position_embeddings.weight', shape: [c.maxPositionEmbeddings, H], kind: 'embedding' })
-  specs.push({ name: 'embeddings.token_type_embeddings.weight', shape: [c.typeVocabSize, H], kind: 'embedding' })
+  if (c.typeVocabSize > 0) specs.push({ name: 'embeddings.token_type_embeddings.weight', shape: [c.typeVocabSize, H], kind: 'embedding' })
   layerNorm('embeddings.LayerNorm')
   for (let i = 0; i < c.numHiddenLayers; i++) {
     const p = `encoder.layer.${i}`
@@ -45,12 +51,52 @@ export function parameterSpecs(c: BertConfig, options: ParameterSpecOptions = {}
     linear(`${p}.output.dense`, H, I)
     layerNorm(`${p}.output.LayerNorm`)
   }
-  if (options.pooler ?? true) linear('pooler.dense', H, H)
+  if ((options.pooler ?? true) && hasPooler(c)) linear('pooler.dense', H, H)
   return specs
+}
+
+// DistilBertModel's names for BertModel's per-layer tensors (the embeddings share theirs).
+const DISTILBERT_LAYER: [bert: string, distilbert: string][] = [
+  ['attention.self.query', 'attention.q_lin'],
+  ['attention.self.key', 'attention.k_lin'],
+  ['attention.self.value', 'attention.v_lin'],
+  ['attention.output.dense', 'attention.out_lin'],
+  ['attention.output.LayerNorm', 'sa_layer_norm'],
+  ['intermediate.dense', 'ffn.lin1'],
+  ['output.dense', 'ffn.lin2'],
+  ['output.LayerNorm', 'output_layer_norm'],
+]
+
+/** A BertModel name as DistilBertModel names it: encoder.layer.3.attention.self.query.weight -> transformer.layer.3.attention.q_lin.weight. */
+function distilBertName(name: string): string {
+  const m = /^encoder\.layer\.(\d+)\.(.+)\.(weight|bias)$/.exec(name)
+  if (!m) return name
+  const pair = DISTILBERT_LAYER.find(([bert]) => bert === m[2])
+  return pair ? `transformer.layer.${m[1]}.${pair[1]}.${m[3]}` : name
+}
+
+/** The inverse of distilBertName (a name it does not produce comes back as it is). */
+function fromDistilBertName(name: string): string {
+  const m = /^transformer\.layer\.(\d+)\.(.+)\.(weight|bias)$/.exec(name)
+  if (!m) return name
+  const pair = DISTILBERT_LAYER.find(([, distil]) => distil === m[2])
+  return pair ? `encoder.layer.${m[1]}.${pair[0]}.${m[3]}` : name
+}
+
+/** The name of our parameter `name` in checkpoints of the model type (what save() writes, what transformers loads). */
+export function checkpointName(name: string, modelType: ModelType): string {
+  return modelType === 'distilbert' ? distilBertName(name) : name
 }
 
 // Task heads and buffers that a bare encoder does not use.
 const IGNORED = [/^cls\./, /^lm_head\./, /^classifier\./, /(^|\.)position_ids$/]
+// DistilBERT's: the masked-LM head (DistilBertForMaskedLM), the classification and QA heads.
+const DISTILBERT_IGNORED = [/^vocab_(transform|layer_norm|projector)\./, /^pre_classifier\./, /^qa_outputs\./]
+const PREFIXES: Record<ModelType, string[]> = {
+  bert: ['bert.', 'roberta.'],
+  roberta: ['roberta.', 'bert.'],
+  distilbert: ['distilbert.'],
+}
 
 /**
  * Maps a checkpoint tensor name to our parameter name, or null when the tensor is to be ignored
@@ -59,13 +105,14 @@ const IGNORED = [/^cls\./, /^lm_head\./, /^classifier\./, /(^|\.)position_ids$/]
 export function canonicalName(name: string, modelType: ModelType): string | null {
   let n = name
   // The model's own prefix first, then the other family's, since some conversions mix them up.
-  for (const prefix of modelType === 'roberta' ? ['roberta.', 'bert.'] : ['bert.', 'roberta.']) {
+  for (const prefix of PREFIXES[modelType]) {
     if (n.startsWith(prefix)) {
       n = n.slice(prefix.length)
       break
     }
   }
   if (IGNORED.some((re) => re.test(n))) return null
+  if (modelType === 'distilbert') return DISTILBERT_IGNORED.some((re) => re.test(n)) ? null : fromDistilBertName(n)
   if (n.endsWith('LayerNorm.gamma')) n = n.slice(0, -'gamma'.length) + 'weight'
   else if (n.endsWith('LayerNorm.beta')) n = n.slice(0, -'beta'.length) + 'bias'
   return n
@@ -127,7 +174,7 @@ export function matchCheckpoint(
     }
     const prev = mapping.get(ours)
     if (prev !== undefined) {
-      duplicated.push(`${ours} (from both ${prev} and ${ckptName})`)
+      duplicated.push(`${checkpointName(ours, modelType)} (from both ${prev} and ${ckptName})`)
       continue
     }
     mapping.set(ours, ckptName)
@@ -142,7 +189,7 @@ export function matchCheckpoint(
     if (mapping.has(s.name)) continue
     if (allowMissingPooler && s.name.startsWith('pooler.'))
       warnings.push(`${s.name} is missing from the checkpoint; it will be freshly initialized`)
-    else missing.push(s.name)
+    else missing.push(checkpointName(s.name, modelType))
   }
 
   if (missing.length || unexpected.length || duplicated.length || misShaped.length) {

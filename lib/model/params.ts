@@ -35,7 +35,8 @@ export interface LayerParams {
 export interface ModelParams {
   wordEmbeddings: Tensor
   positionEmbeddings: Tensor
-  tokenTypeEmbeddings: Tensor
+  /** null when the model has no token types (DistilBERT). */
+  tokenTypeEmbeddings: Tensor | null
   embeddingNorm: Affine
   layers: LayerParams[]
   /** The SimCSE training head, when the model has one. */
@@ -77,7 +78,7 @@ export function modelParams(views: ReadonlyMap<string, Tensor>, numLayers: numbe
   return {
     wordEmbeddings: get('embeddings.word_embeddings.weight'),
     positionEmbeddings: get('embeddings.position_embeddings.weight'),
-    tokenTypeEmbeddings: get('embeddings.token_type_embeddings.weight'),
+    tokenTypeEmbeddings: views.get('embeddings.token_type_embeddings.weight') ?? null,
     embeddingNorm: affine('embeddings.LayerNorm'),
     layers,
     mlp: views.has(MLP_WEIGHT) ? { weight: get(MLP_WEIGHT), bias: get(MLP_BIAS) } : null,

@@ -2,7 +2,7 @@
 // layers must be an Error in microseconds, not a JS heap exhausted after a minute (which, inside the
 // SentenceEncoder's worker, would take the caller's process down with it).
 import { totalmem } from 'node:os'
-import type { BertConfig } from './config.js'
+import { hasPooler, type BertConfig } from './config.js'
 
 /** Elements a single tensor (the flat parameter buffer) may hold: the addon's per-dimension limit. */
 export const MAX_TENSOR_ELEMENTS = 2 ** 31 - 1
@@ -14,7 +14,7 @@ export function parameterCount(c: BertConfig, options: { mlp?: boolean; pooler?:
   const embeddings = (c.vocabSize + c.maxPositionEmbeddings + c.typeVocabSize) * H + 2 * H
   const attention = 4 * (H * H + H) + 2 * H
   const ffn = H * I + I + I * H + H + 2 * H
-  const pooler = options.pooler === false ? 0 : H * H + H
+  const pooler = options.pooler === false || !hasPooler(c) ? 0 : H * H + H
   const mlp = options.mlp ? H * H + H : 0
   return embeddings + c.numHiddenLayers * (attention + ffn) + pooler + mlp
 }

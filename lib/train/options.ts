@@ -9,7 +9,7 @@ import { OBJECTIVES, type Objective } from './objective.js'
 import { DATA_FORMATS, type DataFormat } from '../data/pairs.js'
 
 export interface TrainOptions {
-  /** A Hugging Face BERT/RoBERTa directory to start from... */
+  /** A Hugging Face BERT/RoBERTa/DistilBERT directory to start from... */
   model?: string
   /** ...or a named size (or full config) to initialise randomly. */
   config?: NamedConfig | BertConfig

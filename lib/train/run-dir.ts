@@ -9,6 +9,7 @@ import type { DataFingerprint } from '../data/sentences.js'
 import type { BertModel } from '../model/bert.js'
 import type { AdamW } from '../optim/adamw.js'
 import type { Tokenizer } from '../tokenizer.js'
+import { hfTokenizerClass } from '../model/config.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { readCheckpointTensors, saveCheckpoint, type CheckpointState, type LoadedCheckpoint } from './checkpoint.js'
 import type { Best, EvalInfo, LogEntry, StepInfo } from './events.js'
@@ -108,7 +109,7 @@ export class RunDir {
   /** The model as Hugging Face and sentence-transformers load it (the MLP head is left out). */
   async saveModel(model: BertModel, tokenizer: Tokenizer, maxLen: number, pooling: 'cls' | 'mean'): Promise<void> {
     await model.save(this.out)
-    await tokenizer.save(this.out)
+    await tokenizer.save(this.out, { tokenizerClass: hfTokenizerClass(model.config) })
     await writeSentenceTransformersFiles(this.out, model.config.hiddenSize, maxLen, pooling)
   }
 
