@@ -19,6 +19,7 @@ const files = [
   'test/cuda-attention-path.test.ts',
   'test/cuda-ops-rowwise.test.ts',
   'test/cuda-encoder.test.ts',
+  'test/dense-module.test.ts',
   'test/long-sequences.test.ts',
   'test/precision.test.ts',
   'test/bench-step.test.ts',

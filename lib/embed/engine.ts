@@ -11,6 +11,7 @@ import { normalizeRows } from '../util/vectors.js'
 import { floatsFor } from '../model/activations.js'
 import { largestPassWithin, stepMemory } from '../model/memory-budget.js'
 import type { RunOptions } from './protocol.js'
+import { DenseLayer, type DenseConfig } from './dense.js'
 
 /** Sentences tokenized per call to the tokenizer (bounds the padded temporary it returns). */
 const TOKENIZE_CHUNK = 1024
@@ -57,6 +58,8 @@ export class EmbeddingEngine {
     readonly note: string | undefined,
     /** Activation bytes one forward pass may use (memory-budget.ts); a larger batch runs in several passes. */
     readonly passBudget: number,
+    /** sentence-transformers Dense modules after the pooling (dense.ts), in order. */
+    readonly dense: readonly DenseLayer[] = [],
   ) {}
 
   /**
@@ -68,8 +71,9 @@ export class EmbeddingEngine {
     return this.device === 'cuda' && process.env.SIMCSEPP_CUDA_GRAPHS !== '0'
   }
 
+  /** Width of the vectors: the last Dense module's output, else the encoder's. */
   get dimension(): number {
-    return this.model.config.hiddenSize
+    return this.dense.at(-1)?.config.outFeatures ?? this.model.config.hiddenSize
   }
 
   /** Positions a sentence may use ([CLS] and [SEP] included). */
@@ -78,18 +82,30 @@ export class EmbeddingEngine {
     return c.maxPositionEmbeddings - positionOffset(c)
   }
 
-  /** `passBudget`: activation bytes per forward pass (default: the device's, memory-budget.ts). */
+  /**
+   * `passBudget`: activation bytes per forward pass (default: the device's, memory-budget.ts); `dense`: the
+   * sentence-transformers Dense modules to apply after the pooling (their weights are loaded here).
+   */
   static async load(
     dir: string,
     request: DeviceRequest,
     precision: Precision | 'auto' = 'auto',
     passBudget?: number,
+    dense: readonly DenseConfig[] = [],
   ): Promise<EmbeddingEngine> {
     const tokenizer = await Tokenizer.load(dir)
     const policy = { who: 'SentenceEncoder', needs: { what: 'the encoder', cudaBlocker: () => encoderCudaBlocker() } }
     const { device, note } = resolveDevice(request, policy, addon.cudaStatus())
     const model = await BertModel.load(dir, { device, precision: effectivePrecision(precision, device) })
-    return new EmbeddingEngine(model, tokenizer, device, note, passBudget ?? stepMemory(device).autoBudget)
+    const layers: DenseLayer[] = []
+    try {
+      for (const d of dense) layers.push(await DenseLayer.load(d, device))
+    } catch (e) {
+      for (const l of layers) l.dispose()
+      model.dispose()
+      throw e
+    }
+    return new EmbeddingEngine(model, tokenizer, device, note, passBudget ?? stepMemory(device).autoBudget, layers)
   }
 
   /** The sentence indices of each batch: longest first when sorting, else input order. */
@@ -138,7 +154,15 @@ export class EmbeddingEngine {
       tokenTypeIds.set(tok.types.subarray(from, to), b * T)
       attentionMask.fill(1, b * T, b * T + (to - from))
     }
-    const out = this.model.embed({ inputIds, attentionMask, tokenTypeIds, shape: [B, T] }, pooling, { graph: this.graphs })
+    let out = this.model.embed({ inputIds, attentionMask, tokenTypeIds, shape: [B, T] }, pooling, { graph: this.graphs })
+    for (const layer of this.dense) {
+      const x = out
+      try {
+        out = layer.forward(x, this.model.precision)
+      } finally {
+        x.dispose()
+      }
+    }
     let vectors: Float32Array
     try {
       vectors = out.toFloat32Array()
@@ -166,6 +190,7 @@ export class EmbeddingEngine {
   }
 
   dispose(): void {
+    for (const l of this.dense) l.dispose()
     this.model.dispose()
   }
 }

@@ -2,11 +2,14 @@
 import type { Pooling } from '../model/bert.js'
 import type { DeviceRequest } from '../device.js'
 import type { Precision } from '../native.js'
+import type { DenseConfig } from './dense.js'
 
 export interface InitData {
   dir: string
   device: DeviceRequest
   precision: Precision | 'auto'
+  /** sentence-transformers Dense modules applied after the pooling, in order. */
+  dense: DenseConfig[]
 }
 
 export interface RunOptions {

@@ -12,8 +12,8 @@ import { positionOffset, readHfConfig } from '../model/config.js'
 import { checkModelFits } from '../model/size-check.js'
 import { missingModelFiles } from '../model/model-files.js'
 import type { Pooling } from '../model/bert.js'
-import { readSentenceTransformersConfig } from './sentence-transformers-config.js'
-import type { FromWorker, RunOptions, ToWorker } from './protocol.js'
+import { denseModules, readSentenceTransformersConfig } from './sentence-transformers-config.js'
+import type { FromWorker, InitData, RunOptions, ToWorker } from './protocol.js'
 import { DEVICE_REQUESTS, type DeviceRequest } from '../device.js'
 import { PRECISION_REQUESTS, type PrecisionRequest } from '../model/precision.js'
 import type { Precision } from '../native.js'
@@ -199,6 +199,7 @@ export class SentenceEncoder {
       )
     }
     pooling ??= 'cls'
+    const dense = await denseModules(st, config.hiddenSize).catch((e: Error) => fail(e.message))
     const normalize = options.normalize ?? st.normalize ?? false
     // Tokens per sentence: the option wins over the directory's max_seq_length (as setting
     // SentenceTransformer.max_seq_length does), else 128. The model's positions clamp either, not an
@@ -210,7 +211,7 @@ export class SentenceEncoder {
 
     const entry = workerEntry()
     const worker = new Worker(entry.file, {
-      workerData: { dir: modelDir, device, precision },
+      workerData: { dir: modelDir, device, precision, dense } satisfies InitData,
       ...(entry.execArgv ? { execArgv: entry.execArgv } : {}),
     })
     const ready = await new Promise<Extract<FromWorker, { type: 'ready' }>>((res, rej) => {

@@ -1,7 +1,9 @@
 // The settings a sentence-transformers model directory carries, read as SentenceTransformer(dir) reads
 // them: modules.json (which modules, where), the Transformer module's sentence_bert_config.json
-// (max_seq_length, do_lower_case), the Pooling module's config.json (the pooling mode) and whether a
-// Normalize module follows. Every file is optional: a plain Hugging Face directory has none of them.
+// (max_seq_length, do_lower_case), the Pooling module's config.json (the pooling mode), the Dense modules after
+// it (dense.ts) and whether a Normalize module ends the chain. Every file is optional: a plain Hugging Face
+// directory has none of them. A module we do not implement (LSTM, WeightedLayerPooling, Router, ...) is named in
+// `unsupportedModules`, for the encoders to refuse rather than return vectors that are not the model's.
 //
 // Both layouts load: the current one (a `sentence_transformers.models.Transformer` module at path "",
 // the model files at the top) and the older one (sentence-transformers < 1.0: a `models.BERT`,
@@ -10,6 +12,7 @@
 import { existsSync, statSync } from 'node:fs'
 import { isAbsolute, join, relative, resolve } from 'node:path'
 import type { Pooling } from '../model/bert.js'
+import { checkDenseChain, readDenseConfig, type DenseConfig } from './dense.js'
 import { readJsonFile } from '../util/json.js'
 
 export interface SentenceTransformersConfig {
@@ -30,6 +33,12 @@ export interface SentenceTransformersConfig {
    * folder named by modules.json (0_BERT/ in the older layout), else `dir` itself. Absolute.
    */
   transformerDir: string
+  /** The folders of the Dense modules after the pooling, in modules.json's order (absolute; none: []). */
+  denseDirs: string[]
+  /** modules.json entries of types not implemented here, or in an order not implemented ("type (path)"). */
+  unsupportedModules: string[]
+  /** modules.json, when the folder has one (absolute). */
+  modulesFile?: string
 }
 
 interface ModuleEntry {
@@ -53,6 +62,9 @@ const TRANSFORMER_TYPES = ['Transformer', 'BERT', 'RoBERTa', 'DistilBERT', 'ALBE
 /** The class name of a modules.json type ('sentence_transformers.models.BERT' -> 'BERT'). */
 const className = (type: unknown) => (typeof type === 'string' ? type.slice(type.lastIndexOf('.') + 1) : '')
 
+/** The place of a module class in the chain implemented (Transformer, Pooling, Dense..., Normalize), or -1. */
+const chainStage = (type: string) => (TRANSFORMER_TYPES.includes(type) ? 0 : ['', 'Pooling', 'Dense', 'Normalize'].indexOf(type))
+
 // sentence-transformers' Transformer.load tries these in order (the older names come from its
 // architecture-specific module classes).
 const TRANSFORMER_CONFIG_NAMES = [
@@ -70,10 +82,11 @@ export async function readSentenceTransformersConfig(dir: string): Promise<Sente
   const root = resolve(dir)
   const modulesFile = join(root, 'modules.json')
   const modules = await readJsonFile(modulesFile, { optional: true })
-  const out: SentenceTransformersConfig = { transformerDir: root }
+  const out: SentenceTransformersConfig = { transformerDir: root, denseDirs: [], unsupportedModules: [] }
   let poolingDir = '1_Pooling'
   if (modules !== undefined) {
     if (!Array.isArray(modules)) throw new Error(`${modulesFile}: expected a JSON array of modules`)
+    out.modulesFile = modulesFile
     const entries = modules as ModuleEntry[]
     const modulePath = (names: string[]) => {
       const m = entries.find((e) => names.includes(className(e?.type)))
@@ -83,16 +96,43 @@ export async function readSentenceTransformersConfig(dir: string): Promise<Sente
     }
     poolingDir = modulePath(['Pooling']) ?? poolingDir
     const transformer = modulePath(TRANSFORMER_TYPES)
-    if (transformer) out.transformerDir = moduleDir(root, transformer, modulesFile)
+    if (transformer) out.transformerDir = moduleDir(root, transformer, modulesFile, 'the Transformer module')
     out.normalize = entries.some((m) => className(m?.type) === 'Normalize')
+    let stage = -1
+    for (const m of entries) {
+      const type = className(m?.type),
+        at = chainStage(type)
+      if (at < 0 || at < stage || (at === stage && type !== 'Dense')) out.unsupportedModules.push(`${String(m?.type)} (${String(m?.path)})`)
+      stage = Math.max(stage, at)
+      if (type !== 'Dense') continue
+      if (typeof m.path !== 'string') throw new Error(`${modulesFile}: module ${JSON.stringify(m.type)} has no "path"`)
+      out.denseDirs.push(moduleDir(root, m.path, modulesFile, 'a Dense module'))
+    }
   }
   Object.assign(out, await readTransformerConfig(out.transformerDir))
   Object.assign(out, await readPoolingConfig(join(root, poolingDir, 'config.json')))
   return out
 }
 
+/**
+ * The Dense modules an encoder of `st`'s folder applies after its pooling (of vectors `width` wide), their configs
+ * read and checked to chain. Modules outside the chain implemented are an Error naming them: their vectors
+ * would not be the model's.
+ */
+export async function denseModules(st: SentenceTransformersConfig, width: number): Promise<DenseConfig[]> {
+  if (st.unsupportedModules.length) {
+    throw new Error(
+      `${st.modulesFile} lists ${st.unsupportedModules.join(', ')}: not implemented (a Transformer, a Pooling, Dense modules and a Normalize, in this order, are)`,
+    )
+  }
+  const dense: DenseConfig[] = []
+  for (const dir of st.denseDirs) dense.push(await readDenseConfig(dir))
+  checkDenseChain(dense, width, 'the pooling')
+  return dense
+}
+
 /** A module's folder inside the model directory; one that is missing or outside it is an error naming modules.json. */
-function moduleDir(root: string, path: string, modulesFile: string): string {
+function moduleDir(root: string, path: string, modulesFile: string, what: string): string {
   const dir = resolve(root, path)
   const rel = relative(root, dir)
   if (rel.startsWith('..') || isAbsolute(rel)) throw new Error(`${modulesFile}: module path ${JSON.stringify(path)} leaves ${root}`)
@@ -102,7 +142,7 @@ function moduleDir(root: string, path: string, modulesFile: string): string {
   } catch {
     // reported below
   }
-  if (!isDir) throw new Error(`${modulesFile}: the Transformer module's folder ${JSON.stringify(path)} is not in ${root}`)
+  if (!isDir) throw new Error(`${modulesFile}: ${what}'s folder ${JSON.stringify(path)} is not in ${root}`)
   return dir
 }
 

@@ -55,7 +55,7 @@ port.on('message', (m: ToWorker) => {
 })
 
 const init = workerData as InitData
-EmbeddingEngine.load(init.dir, init.device, init.precision).then(
+EmbeddingEngine.load(init.dir, init.device, init.precision, undefined, init.dense).then(
   (e) => {
     if (closing) return e.dispose()
     engine = e

@@ -4,8 +4,9 @@
 //   each layer   q, k, v = x·Wᵀ + b; softmax(q·kᵀ/√d + mask) · v; dense; LayerNorm(x + ·);
 //                GELU(x·W1ᵀ + b1) with the exact erf; dense; LayerNorm(h + ·)
 //   q8 weights   the linear layers and the word embeddings in int8 (quantized-ops.ts)
-//   outputs      last_hidden_state [batch, seq, H]; sentence_embedding [batch, H]: the [CLS] row or the
-//                mean over real tokens, optionally scaled to unit length.
+//   outputs      last_hidden_state [batch, seq, H]; sentence_embedding [batch, D]: the [CLS] row or the
+//                mean over real tokens, through the sentence-transformers Dense modules (tanh(x·Wᵀ + b) or
+//                x·Wᵀ + b; D their last width, else H), optionally scaled to unit length.
 // The mask is additive, (1 - mask) · float32 min, as transformers applies it. RoBERTa's position ids
 // are computed from the input ids in the graph as transformers' create_position_ids_from_input_ids
 // does: padding_idx + cumsum(ids != padding_idx) on real tokens, padding_idx on padding.
@@ -21,11 +22,20 @@ import { quantizedGather, quantizedLinear } from './quantized-ops.js'
  */
 export type WeightSource = (name: string) => { shape: readonly number[]; values(into: Float32Array): void }
 
+/** A sentence-transformers Dense module (lib/embed/dense.ts) for the graph: its weight [out, in] and bias [out]. */
+export interface GraphDense {
+  weight: ReturnType<WeightSource>
+  bias: ReturnType<WeightSource> | null
+  activation: 'tanh' | 'identity'
+}
+
 export interface BertGraphOptions {
   pooling: Pooling
   /** Scale sentence_embedding to unit length. */
   normalize: boolean
   weights?: WeightStorage
+  /** Dense modules applied to the pooled vector, in order (before the normalisation). */
+  dense?: readonly GraphDense[]
 }
 
 const FLOAT32_MIN = -3.4028234663852886e38
@@ -49,8 +59,7 @@ export function bertGraph(c: BertConfig, weight: WeightSource, options: BertGrap
   }
   // Linear layers are stored as checkpoints hold them, [out, in]; MatMul wants [in, out].
   const stored = new ReusedBuffer(Float32Array)
-  const linearWeight = (name: string) => {
-    const t = weight(name)
+  const linearWeight = (name: string, t = weight(name)) => {
     const [out, inp] = t.shape
     return g.weight(name, [inp, out], (into) => {
       const a = stored.take(into.length)
@@ -90,6 +99,15 @@ export function bertGraph(c: BertConfig, weight: WeightSource, options: BertGrap
 
   g.output('last_hidden_state', x)
   let pooled = options.pooling === 'cls' ? g.op('Gather', [x, g.ints([0], [])], { axis: 1 }) : meanPool(g, x, maskF)
+  for (const [k, d] of (options.dense ?? []).entries()) {
+    // Small next to the encoder: float products (not q8's integer ones), its weights stored as the encoder's.
+    pooled = g.op('MatMul', [pooled, linearWeight(`dense.${k}.linear.weight`, d.weight)])
+    if (d.bias) {
+      const b = d.bias
+      pooled = g.op('Add', [pooled, g.weight(`dense.${k}.linear.bias`, b.shape, (into) => b.values(into))])
+    }
+    if (d.activation === 'tanh') pooled = g.op('Tanh', [pooled])
+  }
   if (options.normalize) {
     // As normalizeRows: x / ‖x‖ (a zero row stays zero: its norm is clamped, not divided by).
     const norm = g.op('ReduceL2', [pooled], { axes: [-1], keepdims: 1 })
@@ -100,7 +118,7 @@ export function bertGraph(c: BertConfig, weight: WeightSource, options: BertGrap
   const inputs: ValueInfo[] = graphInputNames(c).map((name) => ({ name, elemType: DataType.INT64, dims: [BATCH, SEQUENCE] }))
   const outputs: ValueInfo[] = [
     { name: 'last_hidden_state', elemType: DataType.FLOAT, dims: [BATCH, SEQUENCE, H] },
-    { name: 'sentence_embedding', elemType: DataType.FLOAT, dims: [BATCH, H] },
+    { name: 'sentence_embedding', elemType: DataType.FLOAT, dims: [BATCH, options.dense?.at(-1)?.weight.shape[0] ?? H] },
   ]
   return g.graph(`simcsepp_${c.modelType}`, inputs, outputs)
 }

@@ -1,19 +1,22 @@
 // `exportOnnx(model, out)`: a model directory -> a folder that transformers.js loads as a local model
 // and onnxruntime runs directly:
-//   out/config.json              the Hugging Face config (model_type selects BertModel / RobertaModel / XLMRobertaModel)
+//   out/config.json              the Hugging Face config (model_type selects BertModel / RobertaModel / XLMRobertaModel /
+//                                DistilBertModel)
 //   out/tokenizer.json           the model's tokenizer (lowercasing added when sentence_bert_config asks)
 //   out/tokenizer_config.json    tokenizer_class, model_max_length (the encoder's maxLength), special tokens
 //   out/special_tokens_map.json
 //   out/onnx/model.onnx          the encoder (bert-graph.ts); model_fp16.onnx with fp16 weights,
 //                                model_quantized.onnx with int8 ones (the names transformers.js's dtype picks)
-// Pooling, normalisation and max length default as in SentenceEncoder.load, from the directory's
+// Pooling, Dense modules, normalisation and max length default as in SentenceEncoder.load, from the directory's
 // sentence-transformers settings, so the ONNX sentence_embedding equals SentenceEncoder's vectors.
 import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { BertModel, type Pooling } from '../model/bert.js'
 import { hfTokenizerClass, positionOffset, toHfConfig, type BertConfig } from '../model/config.js'
-import { readSentenceTransformersConfig } from '../embed/sentence-transformers-config.js'
+import { denseModules, readSentenceTransformersConfig } from '../embed/sentence-transformers-config.js'
+import { DenseLayer } from '../embed/dense.js'
+import type { Tensor } from '../tensor.js'
 import { missingModelFiles } from '../model/model-files.js'
 import { Tokenizer } from '../tokenizer.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
@@ -89,24 +92,35 @@ export async function exportOnnx(model: string, out: string, options: ExportOnnx
   const tokenizer = await Tokenizer.load(st.transformerDir)
   const encoder = await BertModel.load(st.transformerDir)
   const config = encoder.config
+  const denseLayers: DenseLayer[] = []
+  try {
+    for (const d of await denseModules(st, config.hiddenSize)) denseLayers.push(await DenseLayer.load(d, 'cpu'))
+  } catch (e) {
+    for (const l of denseLayers) l.dispose()
+    encoder.dispose()
+    fail((e as Error).message)
+  }
   const maxLength = Math.min(options.maxLength ?? st.maxSeqLength ?? 128, config.maxPositionEmbeddings - positionOffset(config))
   const files: ExportOnnxResult['files'] = []
   let abs = ''
   try {
     // The weights are read from the model's tensors while each file is written, one at a time.
-    const param = (name: string) => {
-      const p = encoder.param(name)
-      return { shape: p.shape, values: (into: Float32Array) => void p.toFloat32Array(into) }
-    }
+    const source = (p: Tensor) => ({ shape: p.shape, values: (into: Float32Array) => void p.toFloat32Array(into) })
+    const param = (name: string) => source(encoder.param(name))
+    const dense = denseLayers.map((l) => ({
+      weight: source(l.weight),
+      bias: l.bias ? source(l.bias) : null,
+      activation: l.config.activation,
+    }))
     const version = await packageVersion()
     for (const storage of weights) {
       const onnx = modelWriter({
-        graph: bertGraph(config, param, { pooling, normalize, weights: storage }),
+        graph: bertGraph(config, param, { pooling, normalize, weights: storage, dense }),
         irVersion: IR_VERSION,
         opsetVersion: OPSET,
         producerName: 'simcsepp',
         producerVersion: version,
-        docString: `${config.modelType} sentence encoder (${pooling} pooling${normalize ? ', normalised' : ''})`,
+        docString: `${config.modelType} sentence encoder (${pooling} pooling${dense.length ? `, ${dense.length} Dense` : ''}${normalize ? ', normalised' : ''})`,
         metadata: { pooling, normalize: String(normalize), weights: storage },
       })
       if (onnx.byteLength > PROTOBUF_LIMIT)
@@ -120,6 +134,7 @@ export async function exportOnnx(model: string, out: string, options: ExportOnnx
       files.push({ weights: storage, file, bytes: await writeProtoFile(file, onnx.parts()) })
     }
   } finally {
+    for (const l of denseLayers) l.dispose()
     encoder.dispose()
   }
   await writeFileAtomic(join(abs, 'config.json'), JSON.stringify(toHfConfig(config), null, 2) + '\n')

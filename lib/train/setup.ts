@@ -81,11 +81,22 @@ export async function loadTokenizer(
  * The model with its MLP head: from a pretrained directory or a named config; dropout overridden if asked.
  * `resuming`: every parameter will come from a checkpoint, so a created model's are not drawn.
  */
-export async function createModel(o: ResolvedTrainOptions, tokenizer: Tokenizer, device: Device, resuming = false): Promise<BertModel> {
+export async function createModel(
+  o: ResolvedTrainOptions,
+  tokenizer: Tokenizer,
+  device: Device,
+  resuming = false,
+  say: (s: string) => void = () => {},
+): Promise<BertModel> {
   let model: BertModel
   const precision = effectivePrecision(o.precision, device)
-  if (o.model) model = await BertModel.load(await modelFilesDir(o.model), { device, mlp: true, seed: o.seed, precision })
-  else {
+  if (o.model) {
+    const st = await readSentenceTransformersConfig(o.model)
+    // SimCSE trains the pooled vector itself; a Dense module after the pooling is not part of what it trains.
+    if (st.denseDirs.length)
+      say(`${o.model}: its ${st.denseDirs.length} Dense module(s) after the pooling are not trained and not in the output`)
+    model = await BertModel.load(st.transformerDir, { device, mlp: true, seed: o.seed, precision })
+  } else {
     const base = typeof o.config === 'object' ? o.config : namedConfig(o.config ?? 'mini', tokenizer.vocabSize)
     const options = { device, mlp: true, seed: o.seed, precision }
     model = resuming ? BertModel.create(base, options, { zeros: true }) : await BertModel.createAsync(base, options)

@@ -142,7 +142,7 @@ async function trainHolding(
     : await (comm!.barrier(), loadTokenizer(builtHere ? { ...o, tokenizer: join(out, 'vocab.txt') } : o, file, checkpoint, say))
   if (lead) comm?.barrier()
   const evalSets = await readEvalSets(o.evalFiles)
-  const model = await createModel(o, tokenizer, device, checkpoint !== null)
+  const model = await createModel(o, tokenizer, device, checkpoint !== null, say)
   hold(() => model.dispose())
   if (device === 'cuda') {
     const cuda = addon.cudaStatus()

@@ -1,0 +1,202 @@
+// sentence-transformers Dense modules (LaBSE, the distiluse family): SentenceEncoder applies them after the
+// pooling and before the Normalize, as sentence-transformers does (vectors held to float64 products of the
+// pooled vectors), the ONNX export puts them in sentence_embedding, and what we do not implement is an Error
+// rather than vectors that are not the model's. On CUDA (a GPU or the emulator) the vectors are the CPU's.
+import t from 'tap'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { cudaStatus, SentenceEncoder } from '../lib/index.js'
+import { BertModel } from '../lib/model/bert.js'
+import { encoderCudaBlocker } from '../lib/model/cuda-support.js'
+import { writeSafetensors } from '../lib/safetensors.js'
+import { Tokenizer } from '../lib/tokenizer.js'
+import { exportOnnx } from '../lib/export/export-onnx.js'
+import { train } from '../lib/train/train.js'
+import { saveTinyModel, sentences, writePoolingConfig } from './helpers/encoder-tiny-model.js'
+import { randn } from './helpers/reference.js'
+import { tempDir } from './helpers/train-corpus.js'
+
+const TANH = 'torch.nn.modules.activation.Tanh'
+const IDENTITY = 'torch.nn.modules.linear.Identity'
+
+interface DenseSpec {
+  path: string
+  inF: number
+  outF: number
+  bias: boolean
+  activation: string
+  seed: number
+}
+
+/** Writes a Dense module's folder: config.json and model.safetensors with random weights; returns them. */
+async function writeDense(dir: string, d: DenseSpec): Promise<{ w: Float32Array; b: Float32Array | null }> {
+  const at = join(dir, d.path)
+  mkdirSync(at, { recursive: true })
+  writeFileSync(
+    join(at, 'config.json'),
+    JSON.stringify({ in_features: d.inF, out_features: d.outF, bias: d.bias, activation_function: d.activation }),
+  )
+  const w = Float32Array.from(randn(d.outF * d.inF, d.seed), (x) => x * 0.3)
+  const b = d.bias ? Float32Array.from(randn(d.outF, d.seed + 1), (x) => x * 0.1) : null
+  await writeSafetensors(join(at, 'model.safetensors'), {
+    'linear.weight': { shape: [d.outF, d.inF], data: w },
+    ...(b ? { 'linear.bias': { shape: [d.outF], data: b } } : {}),
+  })
+  return { w, b }
+}
+
+const modules = (extra: { path: string; type: string }[]) =>
+  JSON.stringify([
+    { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
+    { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
+    ...extra.map((m, i) => ({ idx: i + 2, name: String(i + 2), ...m })),
+  ])
+
+/** A tiny BERT with mean pooling, Dense 32 -> 24 (tanh), Dense 24 -> 16 (identity, no bias), Normalize. */
+async function denseModel() {
+  const dir = await saveTinyModel({ seed: 4, dir: tempDir('simcsepp-dense-'), pooling: 'mean' })
+  const first = await writeDense(dir, { path: '2_Dense', inF: 32, outF: 24, bias: true, activation: TANH, seed: 8 })
+  const second = await writeDense(dir, { path: '3_Dense', inF: 24, outF: 16, bias: false, activation: IDENTITY, seed: 9 })
+  writeFileSync(
+    join(dir, 'modules.json'),
+    modules([
+      { path: '2_Dense', type: 'sentence_transformers.models.Dense' },
+      { path: '3_Dense', type: 'sentence_transformers.models.Dense' },
+      { path: '4_Normalize', type: 'sentence_transformers.models.Normalize' },
+    ]),
+  )
+  return { dir, first, second }
+}
+
+/** sentence-transformers' chain in float64 from the encoder's pooled vectors: unit(W2·tanh(W1·x + b1)). */
+async function expected(dir: string, texts: string[], first: { w: Float32Array; b: Float32Array | null }, second: { w: Float32Array }) {
+  const model = await BertModel.load(dir)
+  const enc = await (await Tokenizer.load(dir)).encodeBatch(texts, { maxLength: 128 })
+  const pooled = model.embed(enc, 'mean').toFloat32Array()
+  model.dispose()
+  const lin = (x: ArrayLike<number>, w: Float32Array, b: Float32Array | null, inF: number, outF: number) =>
+    Float64Array.from({ length: outF }, (_, o) => {
+      let s = b ? b[o] : 0
+      for (let i = 0; i < inF; i++) s += w[o * inF + i] * x[i]
+      return s
+    })
+  return texts.map((_, k) => {
+    const h = lin(pooled.subarray(k * 32, (k + 1) * 32), first.w, first.b, 32, 24).map(Math.tanh)
+    const y = lin(h, second.w, null, 24, 16)
+    const n = Math.hypot(...y)
+    return y.map((v) => v / n)
+  })
+}
+
+const worst = (a: ArrayLike<number>[], b: ArrayLike<number>[]) => {
+  let m = 0
+  for (let i = 0; i < a.length; i++) for (let j = 0; j < b[i].length; j++) m = Math.max(m, Math.abs(a[i][j] - b[i][j]))
+  return m
+}
+
+t.test('SentenceEncoder applies the Dense modules between the pooling and the Normalize', async (t) => {
+  const { dir, first, second } = await denseModel()
+  const texts = sentences(9, 3, 20)
+  const enc = await SentenceEncoder.load(dir, { device: 'cpu' })
+  t.teardown(() => enc.close())
+  t.same([enc.dimension, enc.pooling, enc.normalize], [16, 'mean', true])
+  const got = await enc.encode(texts, { batchSize: 4 })
+  t.ok(
+    got.every((v) => v.length === 16),
+    'vectors of the last Dense width',
+  )
+  const d = worst(got, await expected(dir, texts, first, second))
+  t.ok(d < 1e-6, `unit(W2·tanh(W1·mean + b1)) within ${d.toExponential(2)}`)
+})
+
+t.test('the ONNX export puts the Dense modules in sentence_embedding', async (t) => {
+  const { dir } = await denseModel()
+  const texts = sentences(5, 11, 12)
+  const enc = await SentenceEncoder.load(dir, { device: 'cpu' })
+  t.teardown(() => enc.close())
+  const want = await enc.encode(texts)
+  const out = join(tempDir('simcsepp-dense-onnx-'), 'x')
+  const r = await exportOnnx(dir, out, { maxLength: 32 })
+  const { ortRun } = await import('./helpers/onnx-run.js')
+  const { out: o } = await ortRun(r.onnxFile, out, texts, r.inputs, 32)
+  const emb = o.sentence_embedding
+  t.same(emb.dims, [texts.length, 16])
+  const rows = texts.map((_, i) => (emb.data as Float32Array).subarray(i * 16, (i + 1) * 16))
+  const d = worst(rows, want)
+  t.ok(d < 1e-5, `onnxruntime's sentence_embedding within ${d.toExponential(2)} of SentenceEncoder's`)
+})
+
+t.test('what is not implemented is an Error naming it, not other vectors', async (t) => {
+  const { dir } = await denseModel()
+  const dense2 = join(dir, '2_Dense')
+  const reject = (what: string, re: RegExp) => t.rejects(SentenceEncoder.load(dir, { device: 'cpu' }), re, what)
+
+  writeFileSync(
+    join(dense2, 'config.json'),
+    JSON.stringify({ in_features: 32, out_features: 24, activation_function: 'torch.nn.modules.activation.ReLU' }),
+  )
+  await reject('ReLU', /2_Dense\/config\.json: activation_function "torch\.nn\.modules\.activation\.ReLU" is not implemented/)
+  writeFileSync(join(dense2, 'config.json'), JSON.stringify({ in_features: 30, out_features: 24, activation_function: TANH }))
+  await reject('in_features', /2_Dense\/config\.json: in_features is 30, but the pooling gives it vectors of 32/)
+  writeFileSync(join(dense2, 'config.json'), JSON.stringify({ in_features: 32, out_features: 20, activation_function: TANH }))
+  await reject('chain', /3_Dense\/config\.json: in_features is 24, but the pooling gives it vectors of 20/)
+  writeFileSync(join(dense2, 'config.json'), JSON.stringify({ in_features: 32, out_features: 24, bias: true, activation_function: TANH }))
+  await writeSafetensors(join(dense2, 'model.safetensors'), { 'linear.weight': { shape: [24, 31], data: new Float32Array(24 * 31) } })
+  await reject('weight shape', /2_Dense\/model\.safetensors: linear\.weight is \[24, 31\], config\.json makes it \[24, 32\]/)
+  rmSync(join(dense2, 'model.safetensors'))
+  writeFileSync(join(dense2, 'pytorch_model.bin'), 'not read')
+  await reject('pickle', /2_Dense holds pytorch_model\.bin, a PyTorch pickle, which is not read/)
+
+  await writeDense(dir, { path: '2_Dense', inF: 32, outF: 24, bias: true, activation: TANH, seed: 8 })
+  writeFileSync(join(dir, 'modules.json'), modules([{ path: '2_LSTM', type: 'sentence_transformers.models.LSTM' }]))
+  await reject('LSTM', /modules\.json lists sentence_transformers\.models\.LSTM \(2_LSTM\): not implemented/)
+  writeFileSync(
+    join(dir, 'modules.json'),
+    modules([
+      { path: '2_Normalize', type: 'sentence_transformers.models.Normalize' },
+      { path: '2_Dense', type: 'sentence_transformers.models.Dense' },
+    ]),
+  )
+  await reject(
+    'order',
+    /lists sentence_transformers\.models\.Dense \(2_Dense\): not implemented \(a Transformer, a Pooling, Dense modules and a Normalize, in this order, are\)/,
+  )
+  await t.rejects(
+    exportOnnx(dir, join(tempDir('simcsepp-dense-onnx-'), 'y')),
+    /exportOnnx: .*modules\.json lists/,
+    'the export refuses it too',
+  )
+})
+
+t.test('train --model of such a folder says the Dense modules are not trained', async (t) => {
+  const { dir } = await denseModel()
+  const data = join(tempDir('simcsepp-dense-data-'), 'data.txt')
+  writeFileSync(data, sentences(8, 2, 6).join('\n') + '\n')
+  const said: string[] = []
+  await train(
+    { model: dir, data, out: join(tempDir('simcsepp-dense-run-'), 'run'), steps: 0, evalEvery: 0 },
+    { onMessage: (s) => said.push(s) },
+  )
+  t.ok(
+    said.some((s) => /its 2 Dense module\(s\) after the pooling are not trained and not in the output/.test(s)),
+    said.join(' | '),
+  )
+})
+
+const status = cudaStatus()
+const cudaSkip = status.available ? (encoderCudaBlocker() ?? false) : `CUDA unavailable: ${status.reason}`
+t.test('on CUDA: the CPU vectors (fp32, within 1e-5)', { skip: cudaSkip }, async (t) => {
+  const { dir } = await denseModel()
+  writePoolingConfig(dir, 'cls')
+  const texts = sentences(6, 5, 14)
+  const [cpu, gpu] = await Promise.all(
+    ['cpu', 'cuda'].map((device) => SentenceEncoder.load(dir, { device: device as 'cpu', precision: 'fp32' })),
+  )
+  t.teardown(async () => {
+    await cpu.close()
+    await gpu.close()
+  })
+  t.equal(gpu.device, 'cuda')
+  const d = worst(await gpu.encode(texts), await cpu.encode(texts))
+  t.ok(d < 1e-5, `largest difference ${d.toExponential(2)}`)
+})
