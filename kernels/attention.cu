@@ -18,6 +18,9 @@
 //             3. dv_h = Pd^T dctx_h                  sgemm_kernel<true, false>
 //             4. dq_h = dS k_h / sqrt(HS)            sgemm_kernel<false, false>
 //             5. dk_h = dS^T q_h / sqrt(HS)          sgemm_kernel<true, false>
+//             6. with dRelBias: attn_relative_grad_kernel, one thread per (sentence, head, diagonal d): the sum of
+//                dS over the rows i (ascending) at j = i + d - (T - 1), as cpu::attention adds them
+// The relative-position bias (MPNet's, when given) is added to the scores by the softmax rows.
 // D, the dropout mask, and the row kernels (one warp per score row, 8 rows per block) are attention_rows.cuh's.
 // No limit on T. The kernels run over the batch a chunk of sentences at a time (chunk_sentences: each
 // workspace buffer holds one chunk's NH*T*T floats per sentence, at most 64 MiB unless one sentence needs more).
@@ -66,6 +69,22 @@ __global__ void __launch_bounds__(kRowThreads)
                        pd != nullptr ? pd + e0 : nullptr);
 }
 
+constexpr int kRelThreads = 256;
+
+// dRel[(b (2T - 1) + d) NH + h] = sum over i ascending of dS[(b NH + h) T + i][i + d - (T - 1)] for the chunk's
+// sentences b (dS and dRel at the chunk's first): one thread per (b, h, d).
+__global__ void __launch_bounds__(kRelThreads)
+    attn_relative_grad_kernel(float* __restrict__ dRel, const float* __restrict__ dS, int64_t n, int64_t T,
+                              int64_t NH) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= n) return;
+  const int64_t D = 2 * T - 1, h = t % NH, d = t / NH % D, b = t / NH / D;
+  const float* rows = dS + (b * NH + h) * T * T;
+  float acc = 0.0f;
+  for (int64_t i = d < T - 1 ? T - 1 - d : 0; i < T && i + d - (T - 1) < T; ++i) acc += rows[i * T + i + d - (T - 1)];
+  dRel[t] = acc;
+}
+
 // The shapes of one attention call and the batch layouts of its products.
 struct AttnShape : AttnSizes {
   int64_t blockFloats() const { return NH * T * T; }  // one sentence's probs
@@ -106,9 +125,11 @@ struct Chunk {
 // takes the two locks in this order.
 class AttnCall {
  public:
-  AttnCall(const AttnShape& shape, const int32_t* mask, float p, uint64_t seed, uint64_t offset,
-           const uint8_t* keepRows, const RowIndex& rowIndex, int buffers, int64_t chunk)
+  AttnCall(const AttnShape& shape, const int32_t* mask, const float* relBias, float* dRelBias, float p, uint64_t seed,
+           uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex, int buffers, int64_t chunk)
       : s(shape), args_(detail::op_stream()), lock_(detail::workspace().mu) {
+    rows.rel = relBias;
+    rows.dRel = dRelBias;
     rows.rows = s.B * s.NH * s.T;
     rows.T = s.T;
     rows.NH = s.NH;
@@ -133,6 +154,7 @@ class AttnCall {
     r.mask += c.b0 * s.T;
     if (r.keepRows != nullptr) r.keepRows += c.b0;
     r.rowIndex.skip += c.b0;
+    if (r.dRel != nullptr) r.dRel += c.b0 * (2 * s.T - 1) * s.NH;
     return r;
   }
   dim3 row_grid(Chunk c) const {
@@ -182,8 +204,8 @@ bool use_fused(const AttnSizes& s) {
 }  // namespace
 
 void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v, const int32_t* mask,
-                       int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
-                       uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex) {
+                       const float* relBias, int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p,
+                       uint64_t seed, uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex) {
   require();
   if (B * NH * T <= 0) return;
   const AttnShape s{{B, T, NH, HS, ld}};
@@ -191,7 +213,7 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
   // Tiled: S and P in probs, or without probs in a workspace buffer; Pd = D ⊙ P in another when p > 0.
   const int buffers = fused ? 0 : (probs == nullptr ? 1 : 0) + (p > 0.0f ? 1 : 0);
   const int64_t chunk = fused ? 0 : chunk_sentences(s);
-  const AttnCall call(s, mask, p, seed, offset, keepRows, rowIndex, buffers, chunk);
+  const AttnCall call(s, mask, relBias, nullptr, p, seed, offset, keepRows, rowIndex, buffers, chunk);
   const cudaStream_t stream = detail::op_stream();
   if (fused) {
     attention_small_forward(ctx, bf16handoff::claim(ctx, B * T * NH * HS), probs, q, k, v, s, call.rows, stream);
@@ -215,10 +237,10 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
   detail::end_op(stream);
 }
 
-void attention_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
-                        const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T, int64_t NH,
-                        int64_t HS, int64_t ld, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
-                        const RowIndex& rowIndex) {
+void attention_backward(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
+                        const float* k, const float* v, const float* probs, const int32_t* mask, const float* relBias,
+                        int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
+                        uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex) {
   require();
   if (B * NH * T <= 0) return;
   const AttnShape s{{B, T, NH, HS, ld}};
@@ -226,7 +248,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dctx, cons
   const int64_t chunk = fused ? 0 : chunk_sentences(s);
   // Tiled: dPd then dS; Pd = D ⊙ P when p > 0; P formed again when probs is null.
   const int buffers = fused ? 0 : 1 + (p > 0.0f ? 1 : 0) + (probs == nullptr ? 1 : 0);
-  const AttnCall call(s, mask, p, seed, offset, keepRows, rowIndex, buffers, chunk);
+  const AttnCall call(s, mask, relBias, dRelBias, p, seed, offset, keepRows, rowIndex, buffers, chunk);
   const cudaStream_t stream = detail::op_stream();
   if (fused) {
     const int64_t H = NH * HS;
@@ -257,6 +279,12 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dctx, cons
                              stream, nullptr, call.scores(c, s.head()));
     launch("attn_softmax_backward_kernel", attn_softmax_backward_kernel, call.row_grid(c), kRowThreads, 0, stream, dS,
            pd, P, call.rows_of(c));
+    if (dRelBias != nullptr) {
+      const int64_t n = c.n * NH * (2 * T - 1);
+      launch("attn_relative_grad_kernel", attn_relative_grad_kernel,
+             dim3(static_cast<unsigned>((n + kRelThreads - 1) / kRelThreads)), kRelThreads, 0, stream,
+             call.rows_of(c).dRel, dS, n, T, NH);
+    }
     tile::sgemm<true, false>(T, HS, T, 1.0f, pd != nullptr ? pd : P, T, g, H, 0.0f, dv + in, ld,
                              "sgemm_kernel (attention dv = Pd^T dctx)", stream, nullptr,
                              call.mix(c, s.head(), s.input()));

@@ -36,7 +36,15 @@ struct AttnRows {
   const uint8_t* keepRows;      // [B] (may be null): 0 = sentence not dropped
   RowIndex rowIndex;            // where the sentences sit in the whole batch (a micro-batch's or a rank's)
   const uint64_t* offsetDelta;  // added to offset inside a step graph (graph_capture.cuh), else null
+  const float* rel;             // [2T - 1, NH] relative-position bias added to the scores (MPNet's), or null
+  float* dRel;                  // [B, 2T - 1, NH] its per-sentence gradient (backward), or null
 };
+
+// The relative-position bias of score row `row` (= (b NH + h) T + i) at key j: rel[(j - i + T - 1) NH + h].
+__device__ __forceinline__ float relative_bias(const AttnRows& A, int64_t row, int64_t j) {
+  const int64_t i = row % A.T, h = (row / A.T) % A.NH;
+  return A.rel[(j - i + A.T - 1) * A.NH + h];
+}
 
 // Whether the sentence b gets dropout (exactly cpu::attention's rule).
 __device__ __forceinline__ bool sentence_drops(const AttnRows& A, int64_t b) {
@@ -77,18 +85,21 @@ __device__ __forceinline__ void for_own_groups(int64_t e0, int64_t T, int lane, 
   }
 }
 
-// One warp, score row `row` (< A.rows): P = softmax of the scores s over the real keys (a row with no real
-// key: zeros) into out; pd (may be null) receives D ⊙ P. s, out and pd may be the same row.
+// One warp, score row `row` (< A.rows): P = softmax of the scores s (plus the relative-position bias, when
+// A.rel) over the real keys (a row with no real key: zeros) into out; pd (may be null) receives D ⊙ P. s, out
+// and pd may be the same row.
 __device__ __forceinline__ void softmax_row(const AttnRows& A, int64_t row, int lane, const float* s, float* out,
                                             float* pd) {
   const int64_t T = A.T, b = row / T / A.NH;
   const int64_t eg = row_philox_index(A, row, b);
   const int32_t* keyMask = A.mask + b * T;
+  // Each lane reads its own elements: the biased score once per pass, the same float sum each time.
+  const auto score = [&](int64_t j) { return A.rel != nullptr ? s[j] + relative_bias(A, row, j) : s[j]; };
 
   float mx = -INFINITY;
   for_own_groups(eg, T, lane, [&](int64_t, int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j)
-      if (keyMask[j] != 0) mx = fmaxf(mx, s[j]);
+      if (keyMask[j] != 0) mx = fmaxf(mx, score(j));
   });
   mx = warp_max(mx);
   const bool none = mx == -INFINITY;  // no real key
@@ -96,7 +107,7 @@ __device__ __forceinline__ void softmax_row(const AttnRows& A, int64_t row, int 
   if (!none) {
     for_own_groups(eg, T, lane, [&](int64_t, int64_t j0, int64_t j1) {
       for (int64_t j = j0; j < j1; ++j)
-        if (keyMask[j] != 0) sum += static_cast<double>(expf(s[j] - mx));
+        if (keyMask[j] != 0) sum += static_cast<double>(expf(score(j) - mx));
     });
   }
   sum = warp_sum(sum);
@@ -106,7 +117,7 @@ __device__ __forceinline__ void softmax_row(const AttnRows& A, int64_t row, int 
     Philox4 r{};
     if (drop) r = philox_group(A, g);
     for (int64_t j = j0; j < j1; ++j) {
-      const float v = none || keyMask[j] == 0 ? 0.0f : expf(s[j] - mx) * inv;
+      const float v = none || keyMask[j] == 0 ? 0.0f : expf(score(j) - mx) * inv;
       out[j] = v;
       if (pd != nullptr) pd[j] = drop ? v * drop_factor(A, r, eg + j) : v;
     }

@@ -17,6 +17,9 @@
 //             dk += dS^T q_i * scale,  dv += Pd^T dctx_i
 //                                        each thread owns the same (key, column) elements in every tile, so
 //                                        it accumulates them in dk, dv themselves: no atomics, no workspace.
+//             dRel (with a relative-position bias): thread t sums dS along the diagonal j - i + T - 1 = t, the
+//                                        tiles' rows in order, in a register; written once at the end.
+// The relative-position bias itself is added to the scores by softmax_row (attention_rows.cuh).
 // 256 threads (8 warps); a product's 16 x 16 (score) or 16 x HS (output) tile is spread over them, each
 // reduction a plain loop in float in a fixed order (so a run repeats bit for bit). A thread owns the output
 // columns 4 (t % 16) + 64 m + e (e < 4) and, when HS is a multiple of 4, reads its 4 columns, and the dot
@@ -188,6 +191,9 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t in0 = b * h.T * h.ld + col, out0 = b * h.T * h.H + col;
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const int kj = static_cast<int>(threadIdx.x) / kTile, c = kVec * (static_cast<int>(threadIdx.x) % kTile);
+  // With A.dRel: thread t sums dS along diagonal d = t (j - i + T - 1 = d; 2T - 1 <= 255 of them), rows in order.
+  const int diag = static_cast<int>(threadIdx.x);
+  float relSum = 0.0f;
 
   for (int i0 = 0; i0 < h.T; i0 += kTile) {
     const int rows = h.T - i0 < kTile ? h.T - i0 : kTile;
@@ -233,7 +239,13 @@ __global__ void __launch_bounds__(kThreads)
             }
           }
     }
+    if (A.dRel != nullptr && diag < 2 * h.T - 1)  // ds is read-only since mix_tile's first barrier
+      for (int i = 0; i < rows; ++i) {
+        const int j = i0 + i + diag - (h.T - 1);
+        if (j >= 0 && j < h.T) relSum += ds[i][j];
+      }
   }
+  if (A.dRel != nullptr && diag < 2 * h.T - 1) A.dRel[(b * (2 * h.T - 1) + diag) * h.NH + z % h.NH] = relSum;
 }
 
 Head head_of(const AttnSizes& s) {

@@ -44,6 +44,8 @@ const Backend& cuda_backend() {
     b.linear_backward = cuda::linear_backward;
     b.attention_forward = cuda::attention_forward;
     b.attention_backward = cuda::attention_backward;
+    b.relative_bias_forward = cuda::relative_bias_forward;
+    b.relative_bias_backward = cuda::relative_bias_backward;
     return b;
   }();
   return table;

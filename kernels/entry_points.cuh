@@ -42,5 +42,7 @@ LinearForwardFn linear_forward;                         // gemm.cu
 LinearBackwardFn linear_backward;                       // gemm.cu
 AttentionForwardFn attention_forward;                   // attention.cu
 AttentionBackwardFn attention_backward;                 // attention.cu
+RelativeBiasForwardFn relative_bias_forward;            // relative_bias.cu
+RelativeBiasBackwardFn relative_bias_backward;          // relative_bias.cu
 
 }  // namespace simcsepp::cuda

@@ -363,6 +363,8 @@ export interface Addon {
     keepRows: Uint8Array | null,
     firstRow?: RowPlacement,
     bf16Next?: boolean,
+    /** [2T-1, NH]: MPNet's relative-position bias, added to the scores. */
+    relBias?: NativeTensor | null,
   ): void
   attentionBackward(
     dq: NativeTensor,
@@ -381,7 +383,12 @@ export interface Addon {
     keepRows: Uint8Array | null,
     firstRow?: RowPlacement,
     bf16Next?: boolean,
+    relBias?: NativeTensor | null,
+    /** [B, 2T-1, NH]: each sentence's gradient of relBias (overwritten). */
+    dRelBias?: NativeTensor | null,
   ): void
+  relativeBiasForward(out: NativeTensor, table: NativeTensor): void
+  relativeBiasBackward(dtable: NativeTensor, dRel: NativeTensor): void
   poolClsForward(out: NativeTensor, hidden: NativeTensor): void
   poolClsBackward(dhidden: NativeTensor, dout: NativeTensor, accumulate: boolean): void
   poolMeanForward(out: NativeTensor, hidden: NativeTensor, mask: Int32Array): void

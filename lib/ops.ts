@@ -310,7 +310,8 @@ export function scaleInplace(x: Tensor, s: number): void {
  * forms it again); mask[b*T+t] = 1 for real tokens; dropout null = none. With k and v null, q
  * is the packed [B, T, 3H] output of one fused q/k/v projection (column blocks q | k | v). bf16Next: ctx is the
  * input of a bf16 linearForward right after (on CUDA this op then also writes its bf16 copy:
- * kernels/bf16_handoff.cuh).
+ * kernels/bf16_handoff.cuh). relBias [2T-1, NH] (MPNet's relative-position bias) is added to the scores:
+ * S[b, h, i, j] += relBias[j - i + T - 1, h].
  */
 export function attentionForward(
   ctx: Tensor,
@@ -322,6 +323,7 @@ export function attentionForward(
   numHeads: number,
   dropout: DropoutSite | null = null,
   bf16Next = false,
+  relBias: Tensor | null = null,
 ): void {
   addon.attentionForward(
     nativeOf(ctx, 'ctx'),
@@ -333,6 +335,7 @@ export function attentionForward(
     numHeads,
     ...siteArgs(dropout),
     bf16Next,
+    relBias === null ? null : nativeOf(relBias, 'relBias'),
   )
 }
 
@@ -342,6 +345,8 @@ export function attentionForward(
  * path's, which T <= 128 forwards do not take by default). Packed as in the forward: with dk, dv, k, v null,
  * dq and q are [B, T, 3H] (q | k | v column blocks).
  * bf16Next (packed only): dq is the output gradient of a bf16 linearBackward right after (as in the forward).
+ * relBias: the forward's; dRelBias [B, 2T-1, NH] (overwritten): each sentence's gradient of it, the score gradient
+ * summed along each diagonal j - i + T - 1 (rows in order).
  */
 export function attentionBackward(
   dq: Tensor,
@@ -356,6 +361,8 @@ export function attentionBackward(
   numHeads: number,
   dropout: DropoutSite | null = null,
   bf16Next = false,
+  relBias: Tensor | null = null,
+  dRelBias: Tensor | null = null,
 ): void {
   addon.attentionBackward(
     nativeOf(dq, 'dq'),
@@ -370,7 +377,22 @@ export function attentionBackward(
     numHeads,
     ...siteArgs(dropout),
     bf16Next,
+    relBias === null ? null : nativeOf(relBias, 'relBias'),
+    dRelBias === null ? null : nativeOf(dRelBias, 'dRelBias'),
   )
+}
+
+/**
+ * MPNet's relative-position bias for length T: out [2T-1, NH] (attentionForward's relBias) from the bucket table
+ * [32, NH]: out[d, h] = table[bucket(d - (T - 1)), h] (native/common/relative_bucket.h).
+ */
+export function relativeBiasForward(out: Tensor, table: Tensor): void {
+  addon.relativeBiasForward(nativeOf(out, 'out'), nativeOf(table, 'table'))
+}
+
+/** dtable += the table's gradient from the attention's dRelBias [B, 2T-1, NH] (summed over sentences, then diagonals). */
+export function relativeBiasBackward(dtable: Tensor, dRel: Tensor): void {
+  addon.relativeBiasBackward(nativeOf(dtable, 'dtable'), nativeOf(dRel, 'dRel'))
 }
 
 /** out[b] = hidden[b, 0] (the [CLS] token); out [B, H], hidden [B, T, H]. */

@@ -52,6 +52,8 @@ namespace simcsepp {
   X(AddInplaceFn, add_inplace)                                                         \
   X(AttentionForwardFn, attention_forward)                                             \
   X(AttentionBackwardFn, attention_backward)                                           \
+  X(RelativeBiasForwardFn, relative_bias_forward)                                      \
+  X(RelativeBiasBackwardFn, relative_bias_backward)                                    \
   X(PoolClsForwardFn, pool_cls_forward)                                                \
   X(PoolClsBackwardFn, pool_cls_backward)                                              \
   X(PoolMeanForwardFn, pool_mean_forward)                                              \

@@ -20,11 +20,15 @@
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
 //   add(out, a, b)                    addInplace(dst, src)
 //   attentionForward(ctx, probs|null, q, k|null, v|null, mask, numHeads, p, seed, offset, keepRows|null[, firstRow,
-//                    bf16Next])   (probs null: the softmax is not kept, for inference)
+//                    bf16Next, relBias|null])   (probs null: the softmax is not kept, for inference; relBias
+//                    [2T - 1, NH]: MPNet's relative-position bias, ops/encoder.h)
 //   attentionBackward(dq, dk|null, dv|null, dctx, q, k|null, v|null, probs|null, mask, numHeads, p, seed, offset,
-//                     keepRows|null[, firstRow, bf16Next])   (k, v null: q is the packed [B, T, 3H] projection;
+//                     keepRows|null[, firstRow, bf16Next, relBias|null, dRelBias|null])   (dRelBias
+//                     [B, 2T - 1, NH]: each sentence's bias gradient; k, v null: q is the packed [B, T, 3H] projection;
 //                     bf16Next there: the packed dq, as ctx in the forward, is the next product's operand;
 //                     probs null: the softmax is formed again from q and k, with the forward's bits)
+//   relativeBiasForward(out, table)   relativeBiasBackward(dtable, dRel)   (MPNet's relative-position bias: out
+//                     [2T - 1, NH] from the bucket table [32, NH]; dtable += its gradient from dRel [B, 2T - 1, NH])
 //   poolClsForward(out, hidden)       poolClsBackward(dhidden, dout, accumulate)
 //   poolMeanForward(out, hidden, mask) poolMeanBackward(dhidden, dout, mask, accumulate)
 // Tensors are float32 NativeTensors; sizes are derived from their shapes and every tensor's size is
@@ -38,6 +42,7 @@
 #include <vector>
 
 #include "args.h"
+#include "common/relative_bucket.h"
 #include "dispatch.h"
 #include "register.h"
 
@@ -501,6 +506,14 @@ AttentionDropout attention_dropout(const Napi::CallbackInfo& info, size_t i, con
           arg_keep_rows(info, i + 3, d.B, "sentence"), arg_row_index(info, i + 4, "firstRow", d.B, d.NH * d.T * d.T)};
 }
 
+// The optional relative-position bias [2T - 1, NH] at argument i (MPNet's; ops/encoder.h), or nullptr.
+const float* relative_bias(const Napi::CallbackInfo& info, OpTensors& ts, size_t i, const AttentionDims& d) {
+  NativeTensor* t = ts.optional(i, "relBias");
+  if (t == nullptr) return nullptr;
+  expect_shape(info.Env(), t, "relBias", {2 * d.T - 1, d.NH});
+  return t->data();
+}
+
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   OpTensors ts(info, "attentionForward");
   Napi::Env env = info.Env();
@@ -513,12 +526,13 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   const int32_t* mask = arg_i32(info, 5, "mask", d.B * d.T);
   const AttentionDropout dr = attention_dropout(info, 7, d);
   const bool bf16Next = arg_bf16_next(info, 12);
+  const float* relBias = relative_bias(info, ts, 13, d);
   const Qkv x = qkv_pointers(in, d);
   AttentionForwardFn* attention_forward = ts.entry(&Backend::attention_forward);
   return guarded_void(env, [&] {
     request_bf16_handoff(bf16Next, ctx);
-    attention_forward(ctx->data(), probs != nullptr ? probs->data() : nullptr, x.q, x.k, x.v, mask, d.B, d.T, d.NH,
-                      d.HS, d.ld, dr.p, dr.seed, dr.offset, dr.keepRows, dr.rowIndex);
+    attention_forward(ctx->data(), probs != nullptr ? probs->data() : nullptr, x.q, x.k, x.v, mask, relBias, d.B, d.T,
+                      d.NH, d.HS, d.ld, dr.p, dr.seed, dr.offset, dr.keepRows, dr.rowIndex);
   });
 }
 
@@ -538,12 +552,19 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   const int32_t* mask = arg_i32(info, 8, "mask", d.B * d.T);
   const AttentionDropout dr = attention_dropout(info, 10, d);
   const bool bf16Next = arg_bf16_next(info, 15);
+  const float* relBias = relative_bias(info, ts, 16, d);
+  NativeTensor* dRelBias = ts.optional(17, "dRelBias");
+  if (dRelBias != nullptr) {
+    if (relBias == nullptr) throw_arg(env, "Expected relBias with dRelBias (the gradient of the forward's bias)");
+    expect_shape(env, dRelBias, "dRelBias", {d.B, 2 * d.T - 1, d.NH});
+  }
   const Qkv x = qkv_pointers(in, d), g = qkv_pointers(grads, d);
   AttentionBackwardFn* attention_backward = ts.entry(&Backend::attention_backward);
   return guarded_void(env, [&] {
     if (grads[1] == nullptr) request_bf16_handoff(bf16Next, grads[0]);  // only the packed gradient is one operand
-    attention_backward(g.q, g.k, g.v, dctx->data(), x.q, x.k, x.v, probs != nullptr ? probs->data() : nullptr, mask,
-                       d.B, d.T, d.NH, d.HS, d.ld, dr.p, dr.seed, dr.offset, dr.keepRows, dr.rowIndex);
+    attention_backward(g.q, g.k, g.v, dRelBias != nullptr ? dRelBias->data() : nullptr, dctx->data(), x.q, x.k, x.v,
+                       probs != nullptr ? probs->data() : nullptr, mask, relBias, d.B, d.T, d.NH, d.HS, d.ld, dr.p,
+                       dr.seed, dr.offset, dr.keepRows, dr.rowIndex);
   });
 }
 
@@ -561,6 +582,41 @@ PoolDims pool_dims(const Napi::Env& env, const NativeTensor* hidden, const char*
   const PoolDims d{hidden->shape()[0], hidden->shape()[1], hidden->shape()[2]};
   expect_shape(env, pooled, pooledName, {d.B, d.H});
   return d;
+}
+
+// The relative-position bias table [rows >= 32, NH] (rows past the 32 buckets unused, as in transformers).
+void expect_bucket_table(const Napi::Env& env, const NativeTensor* t, const char* name, int64_t NH) {
+  expect_rank(env, t, name, 2, "[buckets, NH]");
+  if (t->shape()[0] < kRelativeBuckets || t->shape()[1] != NH)
+    throw_arg(env, std::string("Expected ") + name + " to be [buckets >= " + std::to_string(kRelativeBuckets) + ", " +
+                       std::to_string(NH) + "]");
+}
+
+Napi::Value RelativeBiasForward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "relativeBiasForward");
+  Napi::Env env = info.Env();
+  NativeTensor* out = ts.tensor(0, "out");
+  NativeTensor* table = ts.tensor(1, "table");
+  expect_rank(env, out, "out", 2, "[2T - 1, NH]");
+  const int64_t D = out->shape()[0], NH = out->shape()[1];
+  if (D % 2 == 0) throw_arg(env, "Expected out to have 2T - 1 rows (an odd number), got " + std::to_string(D));
+  expect_bucket_table(env, table, "table", NH);
+  RelativeBiasForwardFn* relative_bias_forward = ts.entry(&Backend::relative_bias_forward);
+  return guarded_void(env, [&] { relative_bias_forward(out->data(), table->data(), (D + 1) / 2, NH); });
+}
+
+Napi::Value RelativeBiasBackward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "relativeBiasBackward");
+  Napi::Env env = info.Env();
+  NativeTensor* dtable = ts.tensor(0, "dtable");
+  NativeTensor* dRel = ts.tensor(1, "dRel");
+  expect_rank(env, dRel, "dRel", 3, "[B, 2T - 1, NH]");
+  const int64_t B = dRel->shape()[0], D = dRel->shape()[1], NH = dRel->shape()[2];
+  if (D % 2 == 0)
+    throw_arg(env, "Expected dRel to have 2T - 1 rows per sentence (an odd number), got " + std::to_string(D));
+  expect_bucket_table(env, dtable, "dtable", NH);
+  RelativeBiasBackwardFn* relative_bias_backward = ts.entry(&Backend::relative_bias_backward);
+  return guarded_void(env, [&] { relative_bias_backward(dtable->data(), dRel->data(), B, (D + 1) / 2, NH); });
 }
 
 Napi::Value PoolClsForward(const Napi::CallbackInfo& info) {
@@ -626,6 +682,8 @@ void register_encoder(Napi::Env env, Napi::Object exports) {
                        {"addInplace", AddInplace},
                        {"attentionForward", AttentionForward},
                        {"attentionBackward", AttentionBackward},
+                       {"relativeBiasForward", RelativeBiasForward},
+                       {"relativeBiasBackward", RelativeBiasBackward},
                        {"poolClsForward", PoolClsForward},
                        {"poolClsBackward", PoolClsBackward},
                        {"poolMeanForward", PoolMeanForward},

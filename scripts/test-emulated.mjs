@@ -20,6 +20,8 @@ const files = [
   'test/cuda-ops-rowwise.test.ts',
   'test/cuda-encoder.test.ts',
   'test/dense-module.test.ts',
+  'test/relative-attention.test.ts',
+  'test/mpnet.test.ts',
   'test/long-sequences.test.ts',
   'test/precision.test.ts',
   'test/bench-step.test.ts',
@@ -89,7 +91,13 @@ runTap(files, {}, "against the emulated 'cuda' device")
 // The op tables again with CUEMU_GLOBAL_RACES=1 (emulator/checks.cpp): no block may read or write device
 // memory that another block of the same launch writes (a GPU runs them concurrently, unordered).
 runTap(
-  ['test/cuda.test.ts', 'test/cuda-ops-gemm.test.ts', 'test/cuda-ops-rowwise.test.ts', 'test/cuda-encoder.test.ts'],
+  [
+    'test/cuda.test.ts',
+    'test/cuda-ops-gemm.test.ts',
+    'test/cuda-ops-rowwise.test.ts',
+    'test/cuda-encoder.test.ts',
+    'test/relative-attention.test.ts',
+  ],
   { CUEMU_GLOBAL_RACES: '1' },
   'with CUEMU_GLOBAL_RACES=1 (races between blocks)',
 )

@@ -9,11 +9,19 @@ import { SentenceEncoder, Tensor } from '../lib/index.js'
 import { BertModel } from '../lib/model/bert.js'
 import { parseHfConfig, toHfConfig, type BertConfig } from '../lib/model/config.js'
 import { checkpointName } from '../lib/model/names.js'
-import * as ops from '../lib/ops.js'
 import { readSafetensors, writeSafetensors } from '../lib/safetensors.js'
 import { exportOnnx } from '../lib/export/export-onnx.js'
 import { train } from '../lib/train/train.js'
-import { attentionRef, gelu, layerNormRef, linearRef, poolClsRef, poolMeanRef } from './helpers/bert-reference.js'
+import { attentionRef, gelu, linearRef } from './helpers/bert-reference.js'
+import {
+  nativeSiteFactors,
+  refOutput,
+  refTools,
+  tensorsByCheckpointName,
+  type RefHead,
+  type RefInput,
+  type SiteFactors,
+} from './helpers/model-reference.js'
 import { gradientError } from './helpers/encoder-reference.js'
 import { tinyConfig, VOCAB, WORDS } from './helpers/encoder-tiny-model.js'
 import { randn, relErr } from './helpers/reference.js'
@@ -68,13 +76,6 @@ function distilBertStateDictNames(layers: number): string[] {
   return names
 }
 
-interface Batch {
-  ids: Int32Array
-  mask: Int32Array
-  B: number
-  T: number
-}
-
 /**
  * transformers' DistilBertModel in float64, from its tensors by their DistilBERT names: embeddings = LayerNorm(word +
  * position) then dropout; per TransformerBlock, sa = LayerNorm(out_lin(attention(x)) + x) with dropout on the attention
@@ -84,30 +85,20 @@ interface Batch {
 function distilBertRef(
   S: ReadonlyMap<string, Float64Array>,
   c: BertConfig,
-  x: Batch,
-  factor: (site: number, length: number) => Float64Array | null,
+  x: RefInput,
+  factor: SiteFactors,
   pooling: 'cls' | 'mean' | 'none',
-  mlp?: { weight: Float64Array; bias: Float64Array },
+  mlp?: RefHead,
 ): Float64Array {
   const { B, T } = x
   const H = c.hiddenSize,
     I = c.intermediateSize,
     R = B * T
-  const s = (n: string) => {
-    const v = S.get(n)
-    if (!v) throw new Error(`no tensor ${n}`)
-    return v
-  }
-  const drop = (a: Float64Array, site: number) => {
-    const f = factor(site, a.length)
-    return f ? a.map((v, i) => v * f[i]) : a
-  }
-  const add = (a: Float64Array, b: Float64Array) => a.map((v, i) => v + b[i])
+  const { s, drop, add, ln } = refTools(S, factor, R, H, 1e-12)
   const word = s('embeddings.word_embeddings.weight'),
     pos = s('embeddings.position_embeddings.weight')
   let h: Float64Array = new Float64Array(R * H)
   for (let r = 0; r < R; r++) for (let k = 0; k < H; k++) h[r * H + k] = word[x.ids[r] * H + k] + pos[(r % T) * H + k]
-  const ln = (a: Float64Array, name: string) => layerNormRef(a, s(`${name}.weight`), s(`${name}.bias`), R, H, 1e-12).out
   h = drop(ln(h, 'embeddings.LayerNorm'), 0)
   for (let l = 0; l < c.numHiddenLayers; l++) {
     const p = `transformer.layer.${l}`
@@ -120,9 +111,7 @@ function distilBertRef(
     const ffn = drop(lin(lin(sa, 'ffn.lin1', H, I).map(gelu), 'ffn.lin2', I, H), 3 + 3 * l)
     h = ln(add(ffn, sa), `${p}.output_layer_norm`)
   }
-  if (pooling === 'none') return h
-  const pooled = pooling === 'cls' ? poolClsRef(h, B, T, H) : poolMeanRef(h, x.mask, B, T, H)
-  return mlp ? linearRef(pooled, mlp.weight, mlp.bias, B, H, H).map(Math.tanh) : pooled
+  return refOutput(h, x, H, pooling, mlp)
 }
 
 const B = 3,
@@ -131,15 +120,7 @@ const lengths = [7, 4, 1]
 const mask = Int32Array.from({ length: B * T }, (_, i) => (i % T < lengths[Math.floor(i / T)] ? 1 : 0))
 const ids = Int32Array.from({ length: B * T }, (_, i) => (mask[i] ? 1 + ((i * 7) % (config.vocabSize - 1)) : 0))
 const batch = { inputIds: ids, attentionMask: mask, shape: [B, T] as [number, number] }
-const refBatch: Batch = { ids, mask, B, T }
-
-/** The model's parameters in float64 under DistilBERT's names (what save() writes), plus the MLP head's. */
-function tensorsOf(model: BertModel): Map<string, Float64Array> {
-  const flat = model.params.toFloat32Array()
-  return new Map(
-    model.layout.entries.map((e) => [checkpointName(e.name, 'distilbert'), Float64Array.from(flat.subarray(e.offset, e.offset + e.size))]),
-  )
-}
+const refBatch: RefInput = { ids, mask, B, T }
 
 t.test("config.json: DistilBertConfig's fields in, the same out", async (t) => {
   const c = parseHfConfig(HUB_CONFIG)
@@ -229,15 +210,12 @@ t.test("saved as DistilBertModel: its tensor names, no token types or pooler; hu
   model.dispose()
 })
 
-// The native masks of each site, read back by dropping out a tensor of ones (rows = sentences).
+// The native masks, checked to be asked only for the sites DistilBERT has.
 function nativeFactors(seed: number, step: number) {
-  const sites = 1 + 3 * config.numHiddenLayers
+  const native = nativeSiteFactors(config, B, seed, step)
   return (site: number, length: number) => {
     if (site > 0 && (site - 1) % 3 === 1) throw new Error(`site ${site}: DistilBERT has no dropout on the attention output`)
-    const p = site > 0 && (site - 1) % 3 === 0 ? config.attentionProbsDropoutProb : config.hiddenDropoutProb
-    const ones = Tensor.from(new Float32Array(length).fill(1), [B, length / B])
-    ops.dropout(ones, ones, { p, seed, offset: BigInt(step) * BigInt(sites) + BigInt(site) })
-    return Float64Array.from(ones.toFloat32Array())
+    return native(site, length)
   }
 }
 
@@ -251,7 +229,7 @@ for (const pooling of ['cls', 'mean'] as const) {
     model.zeroGrad()
     model.trainBackward(Tensor.from(R, [B, config.hiddenSize]))
     const grads = model.grads.toFloat32Array()
-    const S = tensorsOf(model)
+    const S = tensorsByCheckpointName(model, 'distilbert')
     const head = { weight: S.get('mlp.dense.weight')!, bias: S.get('mlp.dense.bias')! }
     const factors = nativeFactors(seed, step)
     const refZ = distilBertRef(S, config, refBatch, factors, pooling, head)

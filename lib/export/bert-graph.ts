@@ -1,7 +1,7 @@
-// The BERT/RoBERTa/DistilBERT encoder as ONNX ops (opset 17), computing what BertModel.forward and embed compute:
+// The BERT/RoBERTa/DistilBERT/MPNet encoder as ONNX ops (opset 17), computing what BertModel.forward and embed compute:
 //   embeddings   Gather(word, ids) + Gather(position, pos) + Gather(type, types) -> LayerNormalization
 //                (DistilBERT: no token types, no token_type_ids input)
-//   each layer   q, k, v = x·Wᵀ + b; softmax(q·kᵀ/√d + mask) · v; dense; LayerNorm(x + ·);
+//   each layer   q, k, v = x·Wᵀ + b; softmax(q·kᵀ/√d (+ MPNet's relative bias) + mask) · v; dense; LayerNorm(x + ·);
 //                GELU(x·W1ᵀ + b1) with the exact erf; dense; LayerNorm(h + ·)
 //   q8 weights   the linear layers and the word embeddings in int8 (quantized-ops.ts)
 //   outputs      last_hidden_state [batch, seq, H]; sentence_embedding [batch, D]: the [CLS] row or the
@@ -10,7 +10,9 @@
 // The mask is additive, (1 - mask) · float32 min, as transformers applies it. RoBERTa's position ids
 // are computed from the input ids in the graph as transformers' create_position_ids_from_input_ids
 // does: padding_idx + cumsum(ids != padding_idx) on real tokens, padding_idx on padding.
-import { headDim, type BertConfig } from '../model/config.js'
+import { headDim, paddingAwarePositions, positionOffset, type BertConfig } from '../model/config.js'
+import { RELATIVE_ATTENTION_BIAS } from '../model/names.js'
+import { relativeBucket } from '../model/relative-bucket.js'
 import type { Pooling } from '../model/bert.js'
 import { DataType, type GraphSpec, type ValueInfo } from './onnx-model.js'
 import { GraphBuilder, ReusedBuffer, type WeightStorage } from './graph-builder.js'
@@ -88,10 +90,11 @@ export function bertGraph(c: BertConfig, weight: WeightSource, options: BertGrap
 
   // The additive attention mask, [B, 1, 1, T]: 0 on real keys, float32 min on padding.
   const maskAdd = g.op('Unsqueeze', [g.op('Mul', [g.op('Sub', [g.floats([1]), maskF]), g.floats([FLOAT32_MIN])]), g.ints([1, 2])])
+  const relBias = c.modelType === 'mpnet' ? relativeBias(g, c, w(RELATIVE_ATTENTION_BIAS)) : null
 
   for (let l = 0; l < c.numHiddenLayers; l++) {
     const p = `encoder.layer.${l}`
-    const ctx = attention(g, c, x, maskAdd, (name) => linear(x, `${p}.attention.self.${name}`))
+    const ctx = attention(g, c, x, maskAdd, relBias, (name) => linear(x, `${p}.attention.self.${name}`))
     const h1 = layerNorm(g.op('Add', [x, linear(ctx, `${p}.attention.output.dense`)]), `${p}.attention.output.LayerNorm`)
     const inter = gelu(g, linear(h1, `${p}.intermediate.dense`))
     x = layerNorm(g.op('Add', [h1, linear(inter, `${p}.output.dense`)]), `${p}.output.LayerNorm`)
@@ -141,9 +144,25 @@ export function transposeInto(a: Float32Array, out: Float32Array, rows: number, 
     }
 }
 
-/** Position ids: BERT's 0..T-1 ([T], broadcast over the batch), RoBERTa's from the ids ([B, T]). */
+/**
+ * MPNet's relative-position bias [1, NH, T, T] for the input's length: bias[h, i, j] = table[bucket(j - i), h], the
+ * buckets looked up in a constant over every relative position the positions allow (relative-bucket.ts).
+ */
+function relativeBias(g: GraphBuilder, c: BertConfig, table: string): string {
+  const maxT = c.maxPositionEmbeddings - positionOffset(c)
+  const buckets = g.ints(Array.from({ length: 2 * maxT - 1 }, (_, r) => relativeBucket(r - (maxT - 1))))
+  const seqLen = g.op('Gather', [g.op('Shape', ['input_ids']), g.ints([1], [])])
+  const t = g.op('Range', [g.ints([0], []), seqLen, g.ints([1], [])])
+  // rel[i, j] = j - i, shifted to index the constant.
+  const rel = g.op('Sub', [g.op('Unsqueeze', [t, g.ints([0])]), g.op('Unsqueeze', [t, g.ints([1])])])
+  const bucket = g.op('Gather', [buckets, g.op('Add', [rel, g.ints([maxT - 1], [])])])
+  const bias = g.op('Transpose', [g.op('Gather', [table, bucket])], { perm: [2, 0, 1] }) // [NH, T, T]
+  return g.op('Unsqueeze', [bias, g.ints([0])])
+}
+
+/** Position ids: BERT's 0..T-1 ([T], broadcast over the batch), RoBERTa's and MPNet's from the ids ([B, T]). */
 function positionIds(g: GraphBuilder, c: BertConfig): string {
-  if (c.modelType !== 'roberta') {
+  if (!paddingAwarePositions(c)) {
     const seqLen = g.op('Gather', [g.op('Shape', ['input_ids']), g.ints([1], [])])
     return g.op('Range', [g.ints([0], []), seqLen, g.ints([1], [])])
   }
@@ -154,14 +173,23 @@ function positionIds(g: GraphBuilder, c: BertConfig): string {
 }
 
 /** Multi-head self-attention: the context [B, T, H] before the output projection. */
-function attention(g: GraphBuilder, c: BertConfig, x: string, maskAdd: string, project: (name: string) => string): string {
+function attention(
+  g: GraphBuilder,
+  c: BertConfig,
+  x: string,
+  maskAdd: string,
+  relBias: string | null,
+  project: (name: string) => string,
+): string {
   const heads = c.numAttentionHeads,
     d = headDim(c)
   const split = g.ints([0, 0, heads, d]) // Reshape's 0 keeps B and T
   const q = g.op('Transpose', [g.op('Reshape', [project('query'), split])], { perm: [0, 2, 1, 3] }) // [B, h, T, d]
   const kT = g.op('Transpose', [g.op('Reshape', [project('key'), split])], { perm: [0, 2, 3, 1] }) // [B, h, d, T]
   const v = g.op('Transpose', [g.op('Reshape', [project('value'), split])], { perm: [0, 2, 1, 3] })
-  const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [q, kT]), g.floats([1 / Math.sqrt(d)])]), maskAdd])
+  let scores = g.op('Mul', [g.op('MatMul', [q, kT]), g.floats([1 / Math.sqrt(d)])])
+  if (relBias) scores = g.op('Add', [scores, relBias])
+  scores = g.op('Add', [scores, maskAdd])
   const probs = g.op('Softmax', [scores], { axis: -1 })
   const ctx = g.op('Transpose', [g.op('MatMul', [probs, v])], { perm: [0, 2, 1, 3] }) // [B, T, h, d]
   return g.op('Reshape', [ctx, g.ints([0, 0, c.hiddenSize])])

@@ -200,17 +200,20 @@ async function writeTokenizerFiles(tokenizer: Tokenizer, out: string, o: Tokeniz
   }
   const source = (await readJsonFile(join(o.sourceDir, 'tokenizer_config.json'), { optional: true })) as Record<string, unknown> | undefined
   const roberta = o.config.modelType === 'roberta'
+  // RoBERTa's specials, and MPNet's (RoBERTa's around BERT's WordPiece vocabulary, whose [UNK] it keeps).
+  const sentencePieceLike = {
+    cls_token: '<s>',
+    sep_token: '</s>',
+    pad_token: '<pad>',
+    mask_token: '<mask>',
+    bos_token: '<s>',
+    eos_token: '</s>',
+  }
   const defaults: Record<string, string> = roberta
-    ? {
-        cls_token: '<s>',
-        sep_token: '</s>',
-        pad_token: '<pad>',
-        unk_token: '<unk>',
-        mask_token: '<mask>',
-        bos_token: '<s>',
-        eos_token: '</s>',
-      }
-    : { cls_token: '[CLS]', sep_token: '[SEP]', pad_token: '[PAD]', unk_token: '[UNK]', mask_token: '[MASK]' }
+    ? { ...sentencePieceLike, unk_token: '<unk>' }
+    : o.config.modelType === 'mpnet'
+      ? { ...sentencePieceLike, unk_token: '[UNK]' }
+      : { cls_token: '[CLS]', sep_token: '[SEP]', pad_token: '[PAD]', unk_token: '[UNK]', mask_token: '[MASK]' }
   const specials: Record<string, string> = {}
   for (const role of SPECIAL_ROLES) {
     const given = source?.[role]

@@ -51,6 +51,8 @@ export interface Activations {
   layers: LayerActivations[]
   pooled: Tensor // [B, H] CLS or mean
   z: Tensor // [B, H] tanh(MLP(pooled)) when training with the MLP
+  relBias: Tensor | null // [2T - 1, NH] MPNet's relative-position bias for this T (every layer's), else null
+  dRelBias: Tensor | null // [B, 2T - 1, NH] a layer's gradient of it (training; each layer in turn), else null
   // Gradient scratch.
   gH: Tensor
   gRes: Tensor
@@ -68,7 +70,8 @@ export function floatsFor(c: BertConfig, B: number, T: number, training: boolean
     NH = c.numAttentionHeads,
     BT = B * T
   const probs = T <= KEEP_PROBS_MAX_T ? B * NH * T * T : 0 // training's
-  const outputs = 2 * B * H // pooled, z
+  const relative = c.modelType === 'mpnet' ? (2 * T - 1) * NH * (training ? 1 + B : 1) : 0 // relBias (, dRelBias)
+  const outputs = 2 * B * H + relative // pooled, z, relBias, dRelBias
   // The buffers of acquire, in its order.
   if (!training) return 2 * BT + BT * H + 3 * BT * H + BT * I + BT * H + 4 * BT + outputs
   const perLayer = 6 * BT * H + 4 * BT + BT * I + probs
@@ -173,6 +176,8 @@ export class ActivationArena {
       layers,
       pooled: take([B, H]),
       z: take([B, H]),
+      relBias: c.modelType === 'mpnet' ? take([2 * T - 1, NH]) : null,
+      dRelBias: c.modelType === 'mpnet' && training ? take([B, 2 * T - 1, NH]) : null,
     } as Activations
     if (training) {
       Object.assign(acts, {

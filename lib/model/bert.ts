@@ -14,6 +14,7 @@ import { join } from 'node:path'
 import {
   attentionOutputDropoutProb,
   namedConfig,
+  paddingAwarePositions,
   parseHfConfig,
   positionOffset,
   readHfConfig,
@@ -516,7 +517,11 @@ export class BertModel {
         c.numAttentionHeads,
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),
         bf16, // the packed q/k/v gradient: the output gradient of the q/k/v product, next
+        acts.relBias,
+        acts.dRelBias,
       )
+      // MPNet: this layer's share of the shared bias table's gradient.
+      if (G.relativeAttentionBias) ops.relativeBiasBackward(G.relativeAttentionBias, acts.dRelBias!)
       const gQkv = acts.gQkv.view(0, [acts.B * acts.T, 3 * c.hiddenSize])
       // The q/k/v input gradient added to the residual's (gH): the whole gradient at the layer's input.
       ops.linearBackward(acts.gH, gp.qkv.weight, gp.qkv.bias, gQkv, x, p.qkv.weight, true, this.precision)
@@ -639,7 +644,7 @@ export class BertModel {
     return { inputIds, attentionMask, tokenTypeIds, positionIds }
   }
 
-  // BERT: 0..T-1. RoBERTa (transformers' create_position_ids_from_input_ids): padding tokens get
+  // BERT: 0..T-1. RoBERTa and MPNet (transformers' create_position_ids_from_input_ids): padding tokens get
   // padding_idx, real tokens padding_idx + 1 + their index among the real tokens.
   private positions(ids: Int32Array, B: number, T: number): Int32Array {
     const c = this.config
@@ -649,7 +654,7 @@ export class BertModel {
       let count = 0
       for (let t = 0; t < T; t++) {
         const i = b * T + t
-        if (c.modelType === 'roberta') out[i] = ids[i] === c.padTokenId ? c.padTokenId : off + count++
+        if (paddingAwarePositions(c)) out[i] = ids[i] === c.padTokenId ? c.padTokenId : off + count++
         else out[i] = t
         if (out[i] >= c.maxPositionEmbeddings)
           throw new RangeError(`sequence length ${T} exceeds the model's ${c.maxPositionEmbeddings} positions`)
@@ -698,6 +703,8 @@ export class BertModel {
       bf16 && L > 0 && !embDropped,
     )
     this.dropoutForward(acts.embOut, options, 0, c.hiddenDropoutProb, B)
+    // MPNet: the relative-position bias of this length, from the table every layer shares.
+    if (P.relativeAttentionBias) ops.relativeBiasForward(acts.relBias!, P.relativeAttentionBias)
     for (let l = 0; l < L; l++) {
       const a = acts.layers[l]
       const w = P.layers[l]
@@ -714,6 +721,7 @@ export class BertModel {
         c.numAttentionHeads,
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),
         bf16, // ctx: the input of attention.output.dense, next
+        acts.relBias,
       )
       // Each sublayer's output y goes into the LayerNorm output's buffer; one fused op then forms
       // res = x + dropout(y) and LayerNorm(res) over it.

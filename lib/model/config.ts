@@ -1,12 +1,14 @@
-// The architecture hyper-parameters of a BERT, RoBERTa or DistilBERT encoder, and their Hugging Face config.json
-// form. Only what our kernels implement is accepted: learned absolute position embeddings and exact (erf) GELU.
-// DistilBERT is BERT's post-LayerNorm encoder without token types, pooler or dropout on the attention's output
-// projection (transformers' DistilBertModel); its config.json has names of its own (dim, n_layers, ...).
+// The architecture hyper-parameters of a BERT, RoBERTa, DistilBERT or MPNet encoder, and their Hugging Face
+// config.json form. Only what our kernels implement is accepted: learned absolute position embeddings and exact
+// (erf) GELU. DistilBERT is BERT's post-LayerNorm encoder without token types, pooler or dropout on the attention's
+// output projection (transformers' DistilBertModel); its config.json has names of its own (dim, n_layers, ...).
+// MPNet is RoBERTa's encoder without token types, plus a relative-position bias on the attention scores, one table
+// of 32 buckets x heads shared by all layers (transformers' MPNetModel).
 
 import { join } from 'node:path'
 import { readJsonFile } from '../util/json.js'
 
-export type ModelType = 'bert' | 'roberta' | 'distilbert'
+export type ModelType = 'bert' | 'roberta' | 'distilbert' | 'mpnet'
 
 export interface BertConfig {
   modelType: ModelType
@@ -26,8 +28,10 @@ export interface BertConfig {
   hiddenDropoutProb: number
   attentionProbsDropoutProb: number
   maxPositionEmbeddings: number
-  /** Rows of the token-type table: 0 for DistilBERT, which has none (token type ids are then ignored). */
+  /** Rows of the token-type table: 0 for DistilBERT and MPNet, which have none. */
   typeVocabSize: number
+  /** MPNet's relative_attention_num_buckets: rows of its relative-position bias table (32 used). */
+  relativeAttentionNumBuckets?: number
   layerNormEps: number
   padTokenId: number
   initializerRange: number
@@ -75,7 +79,15 @@ export function namedConfig(name: NamedConfig, vocabSize = 30522): BertConfig {
  * for padding), so its position table has padTokenId + 1 extra rows at the front.
  */
 export function positionOffset(c: BertConfig): number {
-  return c.modelType === 'roberta' ? c.padTokenId + 1 : 0
+  return paddingAwarePositions(c) ? c.padTokenId + 1 : 0
+}
+
+/**
+ * Whether position ids come from the padding (RoBERTa's create_position_ids_from_input_ids, which MPNet uses too):
+ * real tokens count from padTokenId + 1, padding takes padTokenId. Else positions are 0..T-1.
+ */
+export function paddingAwarePositions(c: Pick<BertConfig, 'modelType'>): boolean {
+  return c.modelType === 'roberta' || c.modelType === 'mpnet'
 }
 
 /** Head size, hiddenSize / numAttentionHeads. */
@@ -97,7 +109,7 @@ export function attentionOutputDropoutProb(c: BertConfig): number {
  */
 export function hfTokenizerClass(c: BertConfig): string {
   if (c.hfModelType === 'xlm-roberta') return 'XLMRobertaTokenizer'
-  return { bert: 'BertTokenizer', roberta: 'RobertaTokenizer', distilbert: 'DistilBertTokenizer' }[c.modelType]
+  return { bert: 'BertTokenizer', roberta: 'RobertaTokenizer', distilbert: 'DistilBertTokenizer', mpnet: 'MPNetTokenizer' }[c.modelType]
 }
 
 /** Whether the model has pooler.dense (BertModel's and RobertaModel's; DistilBertModel has none). */
@@ -194,8 +206,8 @@ export function parseHfConfig(json: unknown, source = 'config.json'): BertConfig
   const r: FieldReader = new FieldReader(json as Record<string, unknown>, source)
 
   const declared = r.str('model_type')
-  if (declared !== 'bert' && declared !== 'roberta' && declared !== 'xlm-roberta' && declared !== 'distilbert') {
-    r.fail('model_type', `must be "bert", "roberta", "xlm-roberta" or "distilbert", got ${JSON.stringify(declared)}`)
+  if (declared !== 'bert' && declared !== 'roberta' && declared !== 'xlm-roberta' && declared !== 'distilbert' && declared !== 'mpnet') {
+    r.fail('model_type', `must be "bert", "roberta", "xlm-roberta", "distilbert" or "mpnet", got ${JSON.stringify(declared)}`)
   }
   const modelType: ModelType = declared === 'xlm-roberta' ? 'roberta' : declared
   const f = FIELD_NAMES[modelType === 'distilbert' ? 'distilbert' : 'bert']
@@ -222,16 +234,22 @@ export function parseHfConfig(json: unknown, source = 'config.json'): BertConfig
   if (hiddenSize % numAttentionHeads !== 0) r.fail(f.heads, `(${numAttentionHeads}) must divide ${f.hidden} (${hiddenSize})`)
   const intermediateSize = r.int(f.intermediate, 1)
   const maxPositionEmbeddings = r.int('max_position_embeddings', 1)
-  // DistilBERT has no token types and LayerNorm epsilon 1e-12 fixed in its code.
-  const typeVocabSize = modelType === 'distilbert' ? 0 : r.int('type_vocab_size', 1, modelType === 'roberta' ? 1 : 2)
-  const padTokenId = r.int('pad_token_id', 0, modelType === 'roberta' ? 1 : 0)
+  // DistilBERT and MPNet have no token types; DistilBERT's LayerNorm epsilon is 1e-12 in its code.
+  const typeless = modelType === 'distilbert' || modelType === 'mpnet'
+  const typeVocabSize = typeless ? 0 : r.int('type_vocab_size', 1, modelType === 'roberta' ? 1 : 2)
+  const padTokenId = r.int('pad_token_id', 0, modelType === 'roberta' || modelType === 'mpnet' ? 1 : 0)
   if (padTokenId >= vocabSize) r.fail('pad_token_id', `(${padTokenId}) must be below vocab_size (${vocabSize})`)
-  if (modelType === 'roberta' && maxPositionEmbeddings <= padTokenId + 1) {
+  // transformers' MPNetEmbeddings numbers positions from a padding index of 1 whatever pad_token_id says.
+  if (modelType === 'mpnet' && padTokenId !== 1)
+    r.fail('pad_token_id', `must be 1 for mpnet (its position ids assume it), got ${padTokenId}`)
+  if (paddingAwarePositions({ modelType }) && maxPositionEmbeddings <= padTokenId + 1) {
     r.fail(
       'max_position_embeddings',
-      `(${maxPositionEmbeddings}) must exceed pad_token_id + 1 (${padTokenId + 1}) for roberta, whose positions start after the padding index`,
+      `(${maxPositionEmbeddings}) must exceed pad_token_id + 1 (${padTokenId + 1}) for ${modelType}, whose positions start after the padding index`,
     )
   }
+  // compute_position_bias always buckets into 32 (relative_position_bucket's default), whatever the table holds.
+  const buckets = modelType === 'mpnet' ? r.int('relative_attention_num_buckets', 32, 32) : undefined
   const prob = (x: number) => x >= 0 && x < 1
   const hiddenDropoutProb = r.num(f.dropout, prob, 'in [0, 1)', 0.1)
   const attentionProbsDropoutProb = r.num(f.attentionDropout, prob, 'in [0, 1)', 0.1)
@@ -254,6 +272,7 @@ export function parseHfConfig(json: unknown, source = 'config.json'): BertConfig
     layerNormEps,
     padTokenId,
     initializerRange,
+    ...(buckets !== undefined ? { relativeAttentionNumBuckets: buckets } : {}),
   }
 }
 
@@ -290,13 +309,20 @@ function toDistilBertConfig(c: BertConfig): Record<string, unknown> {
  */
 export function toHfConfig(c: BertConfig): Record<string, unknown> {
   if (c.modelType === 'distilbert') return toDistilBertConfig(c)
-  const roberta = c.modelType === 'roberta'
+  const roberta = c.modelType === 'roberta',
+    mpnet = c.modelType === 'mpnet'
+  if (mpnet && c.typeVocabSize !== 0) throw new Error(`toHfConfig: an mpnet config has no token types (typeVocabSize ${c.typeVocabSize})`)
+  const architecture =
+    c.hfModelType === 'xlm-roberta' ? 'XLMRobertaModel' : { bert: 'BertModel', roberta: 'RobertaModel', mpnet: 'MPNetModel' }[c.modelType]
+  // BertConfig's and RobertaConfig's fields; MPNetConfig has no token types, position_embedding_type,
+  // classifier_dropout or use_cache, and has the relative-position buckets.
+  const bertOnly = (fields: Record<string, unknown>) => (mpnet ? {} : fields)
   const out: Record<string, unknown> = {
-    architectures: [c.hfModelType === 'xlm-roberta' ? 'XLMRobertaModel' : roberta ? 'RobertaModel' : 'BertModel'],
+    architectures: [architecture],
     attention_probs_dropout_prob: c.attentionProbsDropoutProb,
-    ...(roberta ? { bos_token_id: 0 } : {}),
-    classifier_dropout: null,
-    ...(roberta ? { eos_token_id: 2 } : {}),
+    ...(roberta || mpnet ? { bos_token_id: 0 } : {}),
+    ...bertOnly({ classifier_dropout: null }),
+    ...(roberta || mpnet ? { eos_token_id: 2 } : {}),
     hidden_act: c.hiddenAct,
     hidden_dropout_prob: c.hiddenDropoutProb,
     hidden_size: c.hiddenSize,
@@ -308,11 +334,11 @@ export function toHfConfig(c: BertConfig): Record<string, unknown> {
     num_attention_heads: c.numAttentionHeads,
     num_hidden_layers: c.numHiddenLayers,
     pad_token_id: c.padTokenId,
-    position_embedding_type: 'absolute',
+    ...bertOnly({ position_embedding_type: 'absolute' }),
+    ...(mpnet ? { relative_attention_num_buckets: c.relativeAttentionNumBuckets ?? 32 } : {}),
     torch_dtype: 'float32',
     transformers_version: HF_TRANSFORMERS_VERSION,
-    type_vocab_size: c.typeVocabSize,
-    use_cache: true,
+    ...bertOnly({ type_vocab_size: c.typeVocabSize, use_cache: true }),
     vocab_size: c.vocabSize,
   }
   return out

@@ -1,7 +1,8 @@
 // Hugging Face parameter names and shapes of BertModel / RobertaModel, and the mapping from the names
 // found in real checkpoints (with task heads, "bert." prefixes, old TF gamma/beta names) to ours.
-// DistilBertModel's tensors have names of their own (transformer.layer.N.attention.q_lin, ffn.lin1, ...):
-// they are read into, and written back from, the same parameters under BertModel's names (distilBertName).
+// DistilBertModel's and MPNetModel's tensors have names of their own (transformer.layer.N.attention.q_lin,
+// encoder.layer.N.attention.attn.q, ...): they are read into, and written back from, the same parameters under
+// BertModel's names (checkpointName, LAYER_NAMES).
 
 import { hasPooler, type BertConfig, type ModelType } from './config.js'
 
@@ -51,41 +52,71 @@ export function parameterSpecs(c: BertConfig, options: ParameterSpecOptions = {}
     linear(`${p}.output.dense`, H, I)
     layerNorm(`${p}.output.LayerNorm`)
   }
+  if (c.modelType === 'mpnet')
+    specs.push({ name: RELATIVE_ATTENTION_BIAS, shape: [c.relativeAttentionNumBuckets ?? 32, c.numAttentionHeads], kind: 'embedding' })
   if ((options.pooler ?? true) && hasPooler(c)) linear('pooler.dense', H, H)
   return specs
 }
 
-// DistilBertModel's names for BertModel's per-layer tensors (the embeddings share theirs).
-const DISTILBERT_LAYER: [bert: string, distilbert: string][] = [
-  ['attention.self.query', 'attention.q_lin'],
-  ['attention.self.key', 'attention.k_lin'],
-  ['attention.self.value', 'attention.v_lin'],
-  ['attention.output.dense', 'attention.out_lin'],
-  ['attention.output.LayerNorm', 'sa_layer_norm'],
-  ['intermediate.dense', 'ffn.lin1'],
-  ['output.dense', 'ffn.lin2'],
-  ['output.LayerNorm', 'output_layer_norm'],
-]
-
-/** A BertModel name as DistilBertModel names it: encoder.layer.3.attention.self.query.weight -> transformer.layer.3.attention.q_lin.weight. */
-function distilBertName(name: string): string {
-  const m = /^encoder\.layer\.(\d+)\.(.+)\.(weight|bias)$/.exec(name)
-  if (!m) return name
-  const pair = DISTILBERT_LAYER.find(([bert]) => bert === m[2])
-  return pair ? `transformer.layer.${m[1]}.${pair[1]}.${m[3]}` : name
+// The per-layer tensor names of the model types that name them their own way, against BertModel's (the embeddings,
+// intermediate.dense, output.dense and output.LayerNorm of MPNet are BertModel's).
+const LAYER_NAMES: Partial<Record<ModelType, { layers: string; names: [bert: string, theirs: string][] }>> = {
+  distilbert: {
+    layers: 'transformer.layer',
+    names: [
+      ['attention.self.query', 'attention.q_lin'],
+      ['attention.self.key', 'attention.k_lin'],
+      ['attention.self.value', 'attention.v_lin'],
+      ['attention.output.dense', 'attention.out_lin'],
+      ['attention.output.LayerNorm', 'sa_layer_norm'],
+      ['intermediate.dense', 'ffn.lin1'],
+      ['output.dense', 'ffn.lin2'],
+      ['output.LayerNorm', 'output_layer_norm'],
+    ],
+  },
+  mpnet: {
+    layers: 'encoder.layer',
+    names: [
+      ['attention.self.query', 'attention.attn.q'],
+      ['attention.self.key', 'attention.attn.k'],
+      ['attention.self.value', 'attention.attn.v'],
+      ['attention.output.dense', 'attention.attn.o'],
+      ['attention.output.LayerNorm', 'attention.LayerNorm'],
+    ],
+  },
 }
 
-/** The inverse of distilBertName (a name it does not produce comes back as it is). */
-function fromDistilBertName(name: string): string {
-  const m = /^transformer\.layer\.(\d+)\.(.+)\.(weight|bias)$/.exec(name)
+/** MPNet's relative-position bias table [buckets, heads], shared by all layers (under the same name in both). */
+export const RELATIVE_ATTENTION_BIAS = 'encoder.relative_attention_bias.weight'
+
+/**
+ * A per-layer name mapped between BertModel's layer prefix and module names (`from`) and another's (`to`); a name
+ * the table does not hold comes back as it is.
+ */
+function mapLayerName(name: string, from: string, to: string, pairs: readonly [string, string][]): string {
+  const m = new RegExp(`^${from.replace(/\./g, '\\.')}\\.(\\d+)\\.(.+)\\.(weight|bias)$`).exec(name)
   if (!m) return name
-  const pair = DISTILBERT_LAYER.find(([, distil]) => distil === m[2])
-  return pair ? `encoder.layer.${m[1]}.${pair[0]}.${m[3]}` : name
+  const pair = pairs.find(([a]) => a === m[2])
+  return pair ? `${to}.${m[1]}.${pair[1]}.${m[3]}` : name
 }
 
 /** The name of our parameter `name` in checkpoints of the model type (what save() writes, what transformers loads). */
 export function checkpointName(name: string, modelType: ModelType): string {
-  return modelType === 'distilbert' ? distilBertName(name) : name
+  const t = LAYER_NAMES[modelType]
+  return t ? mapLayerName(name, 'encoder.layer', t.layers, t.names) : name
+}
+
+/** Our name of a checkpoint tensor of the model type (after its prefix): checkpointName's inverse. */
+function ourName(name: string, modelType: ModelType): string {
+  const t = LAYER_NAMES[modelType]
+  return t
+    ? mapLayerName(
+        name,
+        t.layers,
+        'encoder.layer',
+        t.names.map(([a, b]): [string, string] => [b, a]),
+      )
+    : name
 }
 
 // Task heads and buffers that a bare encoder does not use.
@@ -96,6 +127,7 @@ const PREFIXES: Record<ModelType, string[]> = {
   bert: ['bert.', 'roberta.'],
   roberta: ['roberta.', 'bert.'],
   distilbert: ['distilbert.'],
+  mpnet: ['mpnet.'],
 }
 
 /**
@@ -112,7 +144,8 @@ export function canonicalName(name: string, modelType: ModelType): string | null
     }
   }
   if (IGNORED.some((re) => re.test(n))) return null
-  if (modelType === 'distilbert') return DISTILBERT_IGNORED.some((re) => re.test(n)) ? null : fromDistilBertName(n)
+  if (modelType === 'distilbert' && DISTILBERT_IGNORED.some((re) => re.test(n))) return null
+  if (LAYER_NAMES[modelType]) return ourName(n, modelType)
   if (n.endsWith('LayerNorm.gamma')) n = n.slice(0, -'gamma'.length) + 'weight'
   else if (n.endsWith('LayerNorm.beta')) n = n.slice(0, -'beta'.length) + 'bias'
   return n

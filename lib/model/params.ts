@@ -3,6 +3,7 @@
 // and backward passes read fields (`layer.query.weight`) instead of looking names up on every call.
 import type { Tensor } from '../tensor.js'
 import { MLP_BIAS, MLP_WEIGHT, type ParamLayout } from './layout.js'
+import { RELATIVE_ATTENTION_BIAS } from './names.js'
 
 /** A dense layer (y = x·Wᵀ + b) or a LayerNorm (γ as weight, β as bias). */
 export interface Affine {
@@ -39,6 +40,8 @@ export interface ModelParams {
   tokenTypeEmbeddings: Tensor | null
   embeddingNorm: Affine
   layers: LayerParams[]
+  /** MPNet's relative-position bias table [buckets, NH], shared by the layers; null for the others. */
+  relativeAttentionBias: Tensor | null
   /** The SimCSE training head, when the model has one. */
   mlp: Affine | null
 }
@@ -81,6 +84,7 @@ export function modelParams(views: ReadonlyMap<string, Tensor>, numLayers: numbe
     tokenTypeEmbeddings: views.get('embeddings.token_type_embeddings.weight') ?? null,
     embeddingNorm: affine('embeddings.LayerNorm'),
     layers,
+    relativeAttentionBias: views.get(RELATIVE_ATTENTION_BIAS) ?? null,
     mlp: views.has(MLP_WEIGHT) ? { weight: get(MLP_WEIGHT), bias: get(MLP_BIAS) } : null,
   }
 }

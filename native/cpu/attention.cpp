@@ -9,8 +9,10 @@
 //   forward   S = q k^T / sqrt(HS)  (B = k^T, packed)        ctx = Pd v
 //   backward  dP = dctx v^T  (B = v^T, packed)   dv = Pd^T dctx   dq = dS k / sqrt(HS)   dk = dS^T q / sqrt(HS)
 //             (without saved probs, S and P first, as the forward forms them: the same bits)
-// Between the products the pair's rows (T x T, in L1) get the key mask, the softmax (exp in vector form), the
-// dropout multipliers and dS = P ⊙ (dP - rowsum(dP ⊙ P)) in vector loops.
+// Between the products the pair's rows (T x T, in L1) get the relative-position bias (MPNet's, when given: the
+// head's 2T - 1 values gathered into a vector, row i reading it from T - 1 - i on), the key mask, the softmax
+// (exp in vector form), the dropout multipliers and dS = P ⊙ (dP - rowsum(dP ⊙ P)) in vector loops; the bias
+// gradient adds each row's dS into the same vector at the same place (its diagonals, rows in order).
 //
 // Bits: each C element is summed over k in order, with fused multiply-adds in the AVX-512 (W = 16) and AVX2 (W = 8)
 // kernels and separate multiplies and adds in the portable one (W = 4: the x86-64 baseline has no FMA), and the
@@ -264,7 +266,20 @@ struct PairRows {
   const float* U;        // the pair's dropout uniforms (row i at U + i * T, readable to i * T + Tp), or null
   float p, dropScale;    // dropout probability and 1/(1-p)
   float scale;           // 1/sqrt(HS)
+  // The head's relative-position bias by diagonal d = j - i + T - 1 (readable to T - 1 + Tp), or null; and where
+  // the backward adds dS by diagonal (same layout), or null.
+  const float* rel = nullptr;
+  float* dRel = nullptr;
 };
+
+// S[i, j] += rel[j - i + T - 1] (padding columns too: the mask drops them).
+template <int W>
+SIMCSEPP_LANES void add_relative_bias(const PairRows& r, float* S) {
+  using F = typename Lanes<W>::F;
+  for (int64_t i = 0; i < r.T; ++i)
+    for (int64_t j = 0; j < r.Tp; j += W)
+      store(S + i * r.Tp + j, load<F>(S + i * r.Tp + j) + load<F>(r.rel + j - i + r.T - 1));
+}
 
 // The dropout multiplier of each lane: 1/(1-p) if u >= p, else 0 (cpu::dropout's rule).
 template <int W>
@@ -307,7 +322,7 @@ SIMCSEPP_LANES void softmax_rows(const PairRows& r, float* S, float* probs) {
 }
 
 // dP (= dctx v^T) -> dS / sqrt(HS) in place: dP ⊙ D (with U), dS = P ⊙ (dP - rowsum(dP ⊙ P)), masked keys 0.
-// With U also Pd = P ⊙ D.
+// With U also Pd = P ⊙ D; with dRel, dS (unscaled) added by diagonal.
 template <int W>
 SIMCSEPP_LANES void softmax_backward_rows(const PairRows& r, float* dP, const float* P, float* Pd) {
   using F = typename Lanes<W>::F;
@@ -323,8 +338,9 @@ SIMCSEPP_LANES void softmax_backward_rows(const PairRows& r, float* dP, const fl
       }
     const float dot = static_cast<float>(dot8(g, p, r.Tp));
     for (int64_t j = 0; j < r.Tp; j += W) {
-      const F x = (load<F>(p + j) * (load<F>(g + j) - dot)) * r.scale;
-      store(g + j, load<I>(r.keyOk + j) != 0 ? x : F{});
+      const F x = load<I>(r.keyOk + j) != 0 ? load<F>(p + j) * (load<F>(g + j) - dot) : F{};
+      if (r.dRel) store(r.dRel + j - i + r.T - 1, load<F>(r.dRel + j - i + r.T - 1) + x);
+      store(g + j, x * r.scale);
     }
   }
 }
@@ -375,7 +391,9 @@ struct Pair {
   PairRows rows;
 };
 
-Pair make_pair(const AttnShape& s, const AttnDropout& d, const int32_t* mask, int64_t b, int64_t h, PairScratch& w) {
+// relBias, dRelBias: the op's (null when absent); the pair's vectors of them are carved from the scratch too.
+Pair make_pair(const AttnShape& s, const AttnDropout& d, const int32_t* mask, const float* relBias, bool dRelBias,
+               int64_t b, int64_t h, PairScratch& w) {
   const int64_t T = s.T, Tp = round_up(T, kPad);
   w.keyOk.assign(static_cast<size_t>(Tp), 0);
   for (int64_t j = 0; j < T; ++j) w.keyOk[j] = mask[b * T + j] != 0 ? -1 : 0;
@@ -385,7 +403,19 @@ Pair make_pair(const AttnShape& s, const AttnDropout& d, const int32_t* mask, in
   // Floats for the largest user (the backward): four T x Tp blocks, the uniforms, three padded head copies, two
   // transposed heads (k^T when P is formed again, then v^T).
   const int64_t HSp = round_up(s.HS, kPad);
-  w.reset(4 * T * Tp + (drop ? T * T + Tp : 0) + 3 * T * HSp + 2 * s.HS * Tp);
+  const int64_t diagonals = T - 1 + Tp;  // what rows 0 .. T-1 read of a diagonal vector, padding columns included
+  w.reset(4 * T * Tp + (drop ? T * T + Tp : 0) + 3 * T * HSp + 2 * s.HS * Tp + (relBias ? diagonals : 0) +
+          (dRelBias ? diagonals : 0));
+  if (relBias) {
+    float* rel = w.take(diagonals);
+    for (int64_t dg = 0; dg < 2 * T - 1; ++dg) rel[dg] = relBias[dg * s.NH + h];
+    std::fill(rel + 2 * T - 1, rel + diagonals, 0.0f);  // read by padding columns only
+    rows.rel = rel;
+  }
+  if (dRelBias) {
+    rows.dRel = w.take(diagonals);
+    std::fill(rows.dRel, rows.dRel + diagonals, 0.0f);
+  }
   if (drop) {
     float* U = w.take(T * T + Tp);
     const int64_t TT = T * T;
@@ -475,16 +505,19 @@ struct Attn {
   const int32_t* mask;
   AttnShape s;
   AttnDropout d;
+  const float* relBias;  // [2T - 1, NH] or null
+  float* dRelBias;       // [B, 2T - 1, NH] or null (backward)
 };
 
 template <int W>
 SIMCSEPP_LANES void forward_pair(const Attn& a, float* ctx, float* probs, int64_t b, int64_t h) {
   thread_local PairScratch w;
-  const Pair pr = make_pair(a.s, a.d, a.mask, b, h, w);
+  const Pair pr = make_pair(a.s, a.d, a.mask, a.relBias, false, b, h, w);
   const int64_t T = pr.T, Tp = pr.Tp, ld = a.s.ld;
   float* kt = transposed<W>(a.k + pr.in, ld, pr, w);
   float* S = w.take(T * Tp);
   product<W>({T, Tp, pr.HS, a.q + pr.in, ld, 1, kt, Tp, pr.rows.scale, S, Tp});
+  if (pr.rows.rel) add_relative_bias<W>(pr.rows, S);
   softmax_rows<W>(pr.rows, S, probs);  // S now holds Pd
   int64_t ldv;
   const float* vr = vector_rows(a.v + pr.in, ld, W, pr, w, &ldv);
@@ -495,7 +528,7 @@ template <int W>
 SIMCSEPP_LANES void backward_pair(const Attn& a, float* dq, float* dk, float* dv, const float* dctx, const float* probs,
                                   int64_t b, int64_t h) {
   thread_local PairScratch w;
-  const Pair pr = make_pair(a.s, a.d, a.mask, b, h, w);
+  const Pair pr = make_pair(a.s, a.d, a.mask, a.relBias, a.dRelBias != nullptr, b, h, w);
   const int64_t T = pr.T, Tp = pr.Tp, ld = a.s.ld, H = a.s.H();
   // P with rows padded to Tp: the saved probs themselves when T is already a multiple of kPad; without them
   // (probs null) formed again as the forward forms it (the same product and softmax: the same bits).
@@ -504,6 +537,7 @@ SIMCSEPP_LANES void backward_pair(const Attn& a, float* dq, float* dk, float* dv
     float* kt = transposed<W>(a.k + pr.in, ld, pr, w);
     float* S = w.take(T * Tp);
     product<W>({T, Tp, pr.HS, a.q + pr.in, ld, 1, kt, Tp, pr.rows.scale, S, Tp});
+    if (pr.rows.rel) add_relative_bias<W>(pr.rows, S);
     PairRows plain = pr.rows;
     plain.U = nullptr;  // P before dropout
     softmax_rows<W>(plain, S, nullptr);
@@ -522,6 +556,10 @@ SIMCSEPP_LANES void backward_pair(const Attn& a, float* dq, float* dk, float* dv
   float* dS = w.take(T * Tp);
   product<W>({T, Tp, pr.HS, dctx + pr.out, H, 1, vt, Tp, 1.0f, dS, Tp});  // dP
   softmax_backward_rows<W>(pr.rows, dS, P, dropped);
+  if (pr.rows.dRel) {
+    float* out = a.dRelBias + b * (2 * T - 1) * a.s.NH + h;
+    for (int64_t dg = 0; dg < 2 * T - 1; ++dg) out[dg * a.s.NH] = pr.rows.dRel[dg];
+  }
   int64_t ldg, ldk, ldq;
   const float* g = vector_rows(dctx + pr.out, H, W, pr, w, &ldg);
   const float* kr = vector_rows(a.k + pr.in, ld, W, pr, w, &ldk);
@@ -593,20 +631,20 @@ const Kernels& kernels() {
 const char* attention_kernel_name() { return kernels().name; }
 
 void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v, const int32_t* mask,
-                       int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
-                       uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex) {
-  const Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}};
+                       const float* relBias, int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p,
+                       uint64_t seed, uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex) {
+  const Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}, relBias, nullptr};
   const Kernels& K = kernels();
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) K.forward(a, ctx, probs ? probs + i * T * T : nullptr, i / NH, i % NH);
   });
 }
 
-void attention_backward(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
-                        const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T, int64_t NH,
-                        int64_t HS, int64_t ld, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
-                        const RowIndex& rowIndex) {
-  const Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}};
+void attention_backward(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
+                        const float* k, const float* v, const float* probs, const int32_t* mask, const float* relBias,
+                        int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
+                        uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex) {
+  const Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}, relBias, dRelBias};
   const Kernels& K = kernels();
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)

@@ -34,6 +34,8 @@ const Backend& cpu_backend() {
     b.add_inplace = cpu::add_inplace;
     b.attention_forward = cpu::attention_forward;
     b.attention_backward = cpu::attention_backward;
+    b.relative_bias_forward = cpu::relative_bias_forward;
+    b.relative_bias_backward = cpu::relative_bias_backward;
     b.pool_cls_forward = cpu::pool_cls_forward;
     b.pool_cls_backward = cpu::pool_cls_backward;
     b.pool_mean_forward = cpu::pool_mean_forward;

@@ -41,6 +41,8 @@ AttentionForwardFn attention_forward;
 AttentionBackwardFn attention_backward;
 // The attention kernels in use: "avx512", "avx2" or "generic" (SIMCSEPP_ATTENTION_KERNEL picks one).
 const char* attention_kernel_name();
+RelativeBiasForwardFn relative_bias_forward;
+RelativeBiasBackwardFn relative_bias_backward;
 PoolClsForwardFn pool_cls_forward;
 PoolClsBackwardFn pool_cls_backward;
 PoolMeanForwardFn pool_mean_forward;

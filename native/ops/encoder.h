@@ -23,6 +23,13 @@ using EmbeddingForwardFn = void(float* out, const int32_t* ids, const int32_t* p
 using EmbeddingBackwardFn = void(float* dword, float* dpos, float* dtype, const float* dout, const int32_t* ids,
                                  const int32_t* posIds, const int32_t* typeIds, int64_t BT, int64_t H);
 
+// MPNet's relative-position bias of a length T (common/relative_bucket.h): out[d, h] = table[bucket(d - (T - 1)), h]
+// for d < 2T - 1 (d = j - i + T - 1, the layout AttentionForwardFn's relBias reads); table [32, NH].
+using RelativeBiasForwardFn = void(float* out, const float* table, int64_t T, int64_t NH);
+// dtable[k, h] += sum over d ascending with bucket(d - (T - 1)) = k of (sum over b ascending of dRel[b, d, h]),
+// dRel [B, 2T - 1, NH] (AttentionBackwardFn's dRelBias).
+using RelativeBiasBackwardFn = void(float* dtable, const float* dRel, int64_t B, int64_t T, int64_t NH);
+
 // The hidden dropout of an [R, C] activation whose rows are the tokens of sentences of T rows each:
 // element (r, c) is element (r % T)*C + c of sentence r / T in DropoutArgs' [R/T, T*C] view (ops/losses.h),
 // i.e. it is kept iff dropout_uniform(seed, offset, (rowIndex.at(r / T)*T + r % T)*C + c) >= p and scaled by
@@ -110,17 +117,24 @@ using AddInplaceFn = void(float* dst, const float* src, int64_t n);
 // ld is the row stride of q, k, v (and of dq, dk, dv in the backward): H for three [B, T, H] tensors, 3H
 // when they are the column blocks [0, H), [H, 2H), [2H, 3H) of one [B, T, 3H] projection (q = qkv,
 // k = qkv + H, v = qkv + 2H). ctx and dctx are always [B, T, H].
+// relBias (may be null) adds a relative-position bias to the scores, after the scaling and before the mask
+// (MPNet's): S[b, h, i, j] += relBias[(j - i + T - 1) * NH + h], relBias [2T - 1, NH].
 using AttentionForwardFn = void(float* ctx, float* probs, const float* q, const float* k, const float* v,
-                                const int32_t* mask, int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p,
-                                uint64_t seed, uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex);
+                                const int32_t* mask, const float* relBias, int64_t B, int64_t T, int64_t NH, int64_t HS,
+                                int64_t ld, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
+                                const RowIndex& rowIndex);
 // Regenerates the dropout mask D (Pd = D ⊙ P), and P itself when probs is null (with the forward's bits: the
 // same products and softmax). With G = dctx_h:
 //   dv_h = Pd^T G;  dP = D ⊙ (G v_h^T);  dS = P ⊙ (dP - rowsum(dP ⊙ P));
 //   dq_h = dS k_h / sqrt(HS);  dk_h = dS^T q_h / sqrt(HS).   dq, dk, dv are overwritten.
-using AttentionBackwardFn = void(float* dq, float* dk, float* dv, const float* dctx, const float* q, const float* k,
-                                 const float* v, const float* probs, const int32_t* mask, int64_t B, int64_t T,
-                                 int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed, uint64_t offset,
-                                 const uint8_t* keepRows, const RowIndex& rowIndex);
+// relBias: the forward's (P formed again includes it). dRelBias (may be null; [B, 2T - 1, NH], overwritten): the
+// gradient of each sentence's bias, dRelBias[(b (2T - 1) + d) NH + h] = sum over i (ascending) of dS[b, h, i, j]
+// with j - i + T - 1 = d, dS the gradient at the scores S (before the 1/sqrt(HS) that dq and dk carry).
+using AttentionBackwardFn = void(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
+                                 const float* k, const float* v, const float* probs, const int32_t* mask,
+                                 const float* relBias, int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld,
+                                 float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
+                                 const RowIndex& rowIndex);
 
 // out[b] = hidden[b, 0]
 using PoolClsForwardFn = void(float* out, const float* hidden, int64_t B, int64_t T, int64_t H);

@@ -72,7 +72,8 @@ export interface AttnDims {
 
 /**
  * Multi-head attention core: P = softmax over real keys of q_h k_hᵀ/√HS (all-zero row when there is
- * none), ctx_h = (P ⊙ factor) v_h, factor [B, NH, T, T] the dropout multipliers (null = 1).
+ * none), ctx_h = (P ⊙ factor) v_h, factor [B, NH, T, T] the dropout multipliers (null = 1). relBias
+ * [2T-1, NH] (MPNet's relative-position bias, optional) is added to the scores: + relBias[j - i + T - 1, h].
  */
 export function attentionRef(
   q: Float64Array,
@@ -81,6 +82,7 @@ export function attentionRef(
   mask: Int32Array,
   d: AttnDims,
   factor: ArrayLike<number> | null,
+  relBias: ArrayLike<number> | null = null,
 ) {
   const { B, T, NH, HS } = d,
     H = NH * HS
@@ -94,7 +96,7 @@ export function attentionRef(
         for (let j = 0; j < T; j++) {
           let dot = 0
           for (let e = 0; e < HS; e++) dot += q[(b * T + i) * H + h * HS + e] * k[(b * T + j) * H + h * HS + e]
-          s[j] = dot / Math.sqrt(HS)
+          s[j] = dot / Math.sqrt(HS) + (relBias ? relBias[(j - i + T - 1) * NH + h] : 0)
           if (mask[b * T + j]) mx = Math.max(mx, s[j])
         }
         let z = 0

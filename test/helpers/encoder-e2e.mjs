@@ -9,7 +9,7 @@ import { WORDS, writeSentences } from './sentences.mjs'
 
 /**
  * @typedef {'cpu' | 'cuda'} Device
- * @typedef {'bert' | 'distilbert'} ModelType
+ * @typedef {'bert' | 'distilbert' | 'mpnet'} ModelType
  * @typedef {import('./encoder-parity.mjs').Check} Check
  * @typedef {{
  *   BertModel: typeof import('../../lib/model/bert.js').BertModel,
@@ -40,7 +40,7 @@ const relDiff = (/** @type {Float32Array} */ a, /** @type {Float32Array} */ b) =
  * Writes a random micro model to `dir/name` and returns its path. Small enough for the emulator (every
  * thread a fiber, every access checked), yet with two layers, two heads, and sizes that are not multiples
  * of the kernels' tiles. A DistilBERT has no token types (its embeddings add a row of zeros) and no dropout on
- * the attention's output.
+ * the attention's output; an MPNet adds its relative-position bias to the attention scores.
  * @param {E2eLib} lib
  * @param {string} dir
  * @param {string} name
@@ -59,6 +59,10 @@ export async function microModel(lib, dir, name, modelType = 'bert') {
     numHiddenLayers: 2,
     maxPositionEmbeddings: 40,
     ...(modelType === 'distilbert' ? { modelType, typeVocabSize: 0 } : {}),
+    // MPNet: RoBERTa's positions after padding id 1 (two more rows), the relative-position bias table.
+    ...(modelType === 'mpnet'
+      ? { modelType, typeVocabSize: 0, padTokenId: 1, maxPositionEmbeddings: 42, relativeAttentionNumBuckets: 32 }
+      : {}),
   }
   const model = lib.BertModel.create(config, { seed: 3 })
   await model.save(out)
@@ -172,7 +176,7 @@ export async function trainChecks(lib, dir, device, precision = 'fp32', modelTyp
     if (!ta) continue // reported by the check above
     // The attention key bias has an exact gradient of 0 (softmax is shift-invariant): AdamW turns the
     // rounding noise of either backend into updates of up to lr per step there, so it is compared to that.
-    if (/attention\.(self\.key|k_lin)\.bias$/.test(name)) {
+    if (/attention\.(self\.key|k_lin|attn\.k)\.bias$/.test(name)) {
       const worst = ta.data.reduce((w, v, i) => Math.max(w, Math.abs(v - tb.data[i])), 0)
       const limit = 2 * run.steps * run.lr
       checks.push({ ok: worst <= limit, message: `${name}: ${worst.toExponential(2)} (zero-gradient bias, within 2·steps·lr)` })
