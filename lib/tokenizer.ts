@@ -276,14 +276,17 @@ export class Tokenizer {
       if (vocabText !== undefined) await writeFileAtomic(join(dir, 'vocab.txt'), vocabText)
       let cfg = this.source.tokenizerConfig
       if (cfg === undefined && this.source.wordPiece) {
+        // BERT's special tokens, or the <s> </s> <pad> <unk> <mask> a WordPiece vocabulary such as MPNet's has instead.
+        const has = (token: string) => (this.hf.tokenToId(token) ?? null) !== null
+        const special = (bert: string, other: string) => (!has(bert) && has(other) ? other : bert)
         cfg = {
           do_lower_case: this.source.lowercase,
           tokenizer_class: options.tokenizerClass ?? 'BertTokenizer',
-          unk_token: BERT_SPECIALS.unk,
-          sep_token: BERT_SPECIALS.sep,
+          unk_token: special(BERT_SPECIALS.unk, '<unk>'),
+          sep_token: special(BERT_SPECIALS.sep, '</s>'),
           pad_token: this.hf.idToToken(this.padTokenId) ?? BERT_SPECIALS.pad,
-          cls_token: BERT_SPECIALS.cls,
-          mask_token: BERT_SPECIALS.mask,
+          cls_token: special(BERT_SPECIALS.cls, '<s>'),
+          mask_token: special(BERT_SPECIALS.mask, '<mask>'),
         }
       }
       if (cfg !== undefined) await writeFileAtomic(join(dir, 'tokenizer_config.json'), JSON.stringify(cfg, null, 2) + '\n')

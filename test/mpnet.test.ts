@@ -331,6 +331,12 @@ t.test('a training run from an MPNet directory: saved as MPNet, encoded, exporte
   await train({ model: dir, data, out, steps: 2, batchSize: 4, maxLen: 8, evalEvery: 0, pooling: 'mean' })
   const trained = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'))
   t.same([trained.model_type, trained.architectures], ['mpnet', ['MPNetModel']], 'still MPNet')
+  const tc = JSON.parse(readFileSync(join(out, 'tokenizer_config.json'), 'utf8'))
+  t.same(
+    [tc.tokenizer_class, tc.cls_token, tc.sep_token, tc.pad_token, tc.unk_token, tc.mask_token],
+    ['MPNetTokenizer', '<s>', '</s>', '<pad>', '[UNK]', '<mask>'],
+    "the tokenizer_config.json made for it names MPNet's special tokens",
+  )
   const before = await readSafetensors(join(dir, 'model.safetensors'))
   const after = await readSafetensors(join(out, 'model.safetensors'))
   t.same([...after.keys()].sort(), [...before.keys()].sort(), 'the same tensors')

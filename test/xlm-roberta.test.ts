@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { SentenceEncoder } from '../lib/index.js'
 import { BertModel } from '../lib/model/bert.js'
-import { parseHfConfig, toHfConfig } from '../lib/model/config.js'
+import { hfTokenizerClass, parseHfConfig, toHfConfig } from '../lib/model/config.js'
 import { Tokenizer } from '../lib/tokenizer.js'
 import { exportOnnx } from '../lib/export/export-onnx.js'
 import { train } from '../lib/train/train.js'
@@ -94,8 +94,18 @@ t.test('config.json: "xlm-roberta" reads as RoBERTa and writes back as XLM-R', a
   t.equal(parseHfConfig({ ...hf, model_type: 'roberta' }).hfModelType, undefined, 'plain RoBERTa has none')
   t.throws(
     () => parseHfConfig({ ...hf, model_type: 'deberta-v2' }),
-    /field "model_type" must be "bert", "roberta", "xlm-roberta", "distilbert" or "mpnet", got "deberta-v2"/,
+    /field "model_type" must be "bert", "roberta", "distilbert", "mpnet", "xlm-roberta", "camembert", got "deberta-v2"/,
   )
+})
+
+t.test('config.json: "camembert" reads as RoBERTa and writes back as CamemBERT', async (t) => {
+  const c = tinyConfig({ modelType: 'roberta', hfModelType: 'camembert', padTokenId: 1, typeVocabSize: 1 })
+  const hf = toHfConfig(c)
+  t.same([hf.model_type, hf.architectures], ['camembert', ['CamembertModel']])
+  const back = parseHfConfig(hf)
+  t.same([back.modelType, back.hfModelType], ['roberta', 'camembert'])
+  t.same(toHfConfig(back), hf, 'round trip')
+  t.equal(hfTokenizerClass(back), 'CamembertTokenizer')
 })
 
 t.test('a tiny XLM-R: its Unigram tokenizer, a training step, an export transformers.js runs as XLMRobertaModel', async (t) => {

@@ -10,14 +10,21 @@ import { readJsonFile } from '../util/json.js'
 
 export type ModelType = 'bert' | 'roberta' | 'distilbert' | 'mpnet'
 
+/** The model types that are RoBERTa's architecture under another name (BertConfig.hfModelType). */
+export type RobertaVariant = 'xlm-roberta' | 'camembert'
+const ROBERTA_VARIANTS: Record<RobertaVariant, { model: string; tokenizer: string }> = {
+  'xlm-roberta': { model: 'XLMRobertaModel', tokenizer: 'XLMRobertaTokenizer' },
+  camembert: { model: 'CamembertModel', tokenizer: 'CamembertTokenizer' },
+}
+
 export interface BertConfig {
   modelType: ModelType
   /**
    * config.json's model_type where it names more than the architecture: 'xlm-roberta' (XLM-R and the multilingual
-   * sentence encoders built on it) is RoBERTa's architecture with a SentencePiece vocabulary; it is written back
-   * as it came, so that transformers and transformers.js load XLMRobertaModel.
+   * sentence encoders built on it) and 'camembert' are RoBERTa's architecture with a SentencePiece vocabulary; it is
+   * written back as it came, so that transformers and transformers.js load XLMRobertaModel / CamembertModel.
    */
-  hfModelType?: 'xlm-roberta'
+  hfModelType?: RobertaVariant
   vocabSize: number
   hiddenSize: number
   numHiddenLayers: number
@@ -108,7 +115,7 @@ export function attentionOutputDropoutProb(c: BertConfig): number {
  * without token_type_ids, which DistilBertModel does not take).
  */
 export function hfTokenizerClass(c: BertConfig): string {
-  if (c.hfModelType === 'xlm-roberta') return 'XLMRobertaTokenizer'
+  if (c.hfModelType) return ROBERTA_VARIANTS[c.hfModelType].tokenizer
   return { bert: 'BertTokenizer', roberta: 'RobertaTokenizer', distilbert: 'DistilBertTokenizer', mpnet: 'MPNetTokenizer' }[c.modelType]
 }
 
@@ -206,10 +213,12 @@ export function parseHfConfig(json: unknown, source = 'config.json'): BertConfig
   const r: FieldReader = new FieldReader(json as Record<string, unknown>, source)
 
   const declared = r.str('model_type')
-  if (declared !== 'bert' && declared !== 'roberta' && declared !== 'xlm-roberta' && declared !== 'distilbert' && declared !== 'mpnet') {
-    r.fail('model_type', `must be "bert", "roberta", "xlm-roberta", "distilbert" or "mpnet", got ${JSON.stringify(declared)}`)
+  const known = ['bert', 'roberta', 'distilbert', 'mpnet', ...Object.keys(ROBERTA_VARIANTS)]
+  if (!known.includes(declared)) {
+    r.fail('model_type', `must be ${known.map((k) => JSON.stringify(k)).join(', ')}, got ${JSON.stringify(declared)}`)
   }
-  const modelType: ModelType = declared === 'xlm-roberta' ? 'roberta' : declared
+  const variant = declared in ROBERTA_VARIANTS ? (declared as RobertaVariant) : undefined
+  const modelType: ModelType = variant ? 'roberta' : (declared as ModelType)
   const f = FIELD_NAMES[modelType === 'distilbert' ? 'distilbert' : 'bert']
   const hiddenAct = r.str(f.act, 'gelu')
   if (hiddenAct !== 'gelu') {
@@ -258,7 +267,7 @@ export function parseHfConfig(json: unknown, source = 'config.json'): BertConfig
 
   return {
     modelType,
-    ...(declared === 'xlm-roberta' ? { hfModelType: declared } : {}),
+    ...(variant ? { hfModelType: variant } : {}),
     vocabSize,
     hiddenSize,
     numHiddenLayers,
@@ -312,8 +321,9 @@ export function toHfConfig(c: BertConfig): Record<string, unknown> {
   const roberta = c.modelType === 'roberta',
     mpnet = c.modelType === 'mpnet'
   if (mpnet && c.typeVocabSize !== 0) throw new Error(`toHfConfig: an mpnet config has no token types (typeVocabSize ${c.typeVocabSize})`)
-  const architecture =
-    c.hfModelType === 'xlm-roberta' ? 'XLMRobertaModel' : { bert: 'BertModel', roberta: 'RobertaModel', mpnet: 'MPNetModel' }[c.modelType]
+  const architecture = c.hfModelType
+    ? ROBERTA_VARIANTS[c.hfModelType].model
+    : { bert: 'BertModel', roberta: 'RobertaModel', mpnet: 'MPNetModel' }[c.modelType]
   // BertConfig's and RobertaConfig's fields; MPNetConfig has no token types, position_embedding_type,
   // classifier_dropout or use_cache, and has the relative-position buckets.
   const bertOnly = (fields: Record<string, unknown>) => (mpnet ? {} : fields)
