@@ -228,3 +228,22 @@ t.test('training from an older-layout --model folder loads the transformer in 0_
   model.dispose()
   ref.dispose()
 })
+
+t.test('sentence-transformers >= 5: no max_seq_length in sentence_bert_config.json, the tokenizer model_max_length', async (t) => {
+  const dir = tmp()
+  await saveTinyModel({ seed: 2, dir })
+  writeJson(join(dir, 'sentence_bert_config.json'), { transformer_task: 'feature-extraction', module_output_name: 'token_embeddings' })
+  writeJson(join(dir, 'tokenizer_config.json'), { tokenizer_class: 'BertTokenizer', model_max_length: 16, do_lower_case: true })
+  t.equal((await readSentenceTransformersConfig(dir)).maxSeqLength, 16, "the tokenizer's model_max_length")
+  writeJson(join(dir, 'tokenizer_config.json'), { tokenizer_class: 'BertTokenizer', model_max_length: 1e30 })
+  t.equal((await readSentenceTransformersConfig(dir)).maxSeqLength, undefined, "transformers' 1e30 (no limit) is no length")
+  writeJson(join(dir, 'sentence_bert_config.json'), { max_seq_length: 12 })
+  writeJson(join(dir, 'tokenizer_config.json'), { tokenizer_class: 'BertTokenizer', model_max_length: 16 })
+  t.equal((await readSentenceTransformersConfig(dir)).maxSeqLength, 12, 'max_seq_length, where given, wins')
+  rmSync(join(dir, 'sentence_bert_config.json'))
+  t.equal(
+    (await readSentenceTransformersConfig(dir)).maxSeqLength,
+    undefined,
+    'a plain Hugging Face folder: not read (SentenceEncoder takes 128)',
+  )
+})

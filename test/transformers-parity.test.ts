@@ -5,9 +5,9 @@
 // transformers (SIMCSEPP_PYTHON, else python3; .ci/run installs them when it can): skipped, saying so, without.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Tensor } from '../lib/index.js'
+import { SentenceEncoder, Tensor } from '../lib/index.js'
 import { BertModel } from '../lib/model/bert.js'
 import { checkpointName } from '../lib/model/names.js'
 import { relErr } from './helpers/reference.js'
@@ -67,3 +67,36 @@ t.test('tiny random models made and run by transformers: our outputs and gradien
     model.dispose()
   }
 })
+
+const hasSentenceTransformers = hasTorch && spawnSync(python, ['-c', 'import sentence_transformers'], { stdio: 'ignore' }).status === 0
+const stSkip = hasSentenceTransformers ? false : `${python} cannot import sentence_transformers`
+
+t.test(
+  'tiny random sentence-transformers models saved and run by sentence-transformers: SentenceEncoder gives their vectors',
+  { skip: stSkip },
+  async (t) => {
+    const out = tempDir('simcsepp-st-models-')
+    const words = join(out, 'words.txt')
+    writeFileSync(words, 'the\ncat\nsat\non\nmat\na\ndog\nbird\nriver\nhouse\n')
+    const made = spawnSync(python, [join(import.meta.dirname, 'helpers', 'st_models.py'), out, words], {
+      encoding: 'utf8',
+      timeout: 300_000,
+    })
+    if (made.status !== 0) return t.fail(`st_models.py exited ${made.status}: ${(made.stderr ?? '').slice(-2000)}`)
+    const names = made.stdout.trim().split('\n')
+    t.same(names, ['labse-like', 'distiluse-like', 'all-mpnet-like'])
+    for (const name of names) {
+      const ref = JSON.parse(readFileSync(join(out, `${name}.json`), 'utf8')) as { sentences: string[]; vectors: number[][] }
+      const encoder = await SentenceEncoder.load(join(out, name), { device: 'cpu' })
+      try {
+        const got = await encoder.encode(ref.sentences)
+        t.equal(encoder.dimension, ref.vectors[0].length, `${name}: width ${encoder.dimension}`)
+        let worst = 0
+        for (let i = 0; i < got.length; i++) worst = Math.max(worst, relErr(got[i], ref.vectors[i], 1e-3))
+        t.ok(worst < 1e-5, `${name}: vectors within ${worst.toExponential(2)} of sentence-transformers'`)
+      } finally {
+        await encoder.close()
+      }
+    }
+  },
+)

@@ -158,6 +158,13 @@ async function readTransformerConfig(moduleDir: string): Promise<Partial<Sentenc
     if (typeof max !== 'number' || !Number.isSafeInteger(max) || max < 3)
       throw new Error(`${file}: max_seq_length must be an integer >= 3, got ${JSON.stringify(max)}`)
     out.maxSeqLength = max
+  } else {
+    // sentence-transformers >= 5 keeps the length in the tokenizer (tokenizer_config.json's model_max_length), which
+    // its Transformer then truncates at; transformers writes 1e30 there for "no limit".
+    const tokenizerFile = join(moduleDir, 'tokenizer_config.json')
+    const tc = await readJsonFile(tokenizerFile, { optional: true })
+    const limit = tc !== undefined ? objectIn(tokenizerFile, tc).model_max_length : undefined
+    if (typeof limit === 'number' && Number.isSafeInteger(limit) && limit >= 3 && limit <= 1 << 20) out.maxSeqLength = limit
   }
   const lower = c.do_lower_case
   if (lower !== undefined && lower !== null) {
