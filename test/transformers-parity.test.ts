@@ -9,6 +9,8 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { SentenceEncoder, Tensor } from '../lib/index.js'
 import { BertModel } from '../lib/model/bert.js'
+import { exportOnnx } from '../lib/export/export-onnx.js'
+import { train } from '../lib/train/train.js'
 import { checkpointName } from '../lib/model/names.js'
 import { relErr } from './helpers/reference.js'
 import { tempDir } from './helpers/train-corpus.js'
@@ -71,31 +73,64 @@ t.test('tiny random models made and run by transformers: our outputs and gradien
 const hasSentenceTransformers = hasTorch && spawnSync(python, ['-c', 'import sentence_transformers'], { stdio: 'ignore' }).status === 0
 const stSkip = hasSentenceTransformers ? false : `${python} cannot import sentence_transformers`
 
+/** Runs one of the helper scripts; its stdout, or a failure naming it. */
+function runPython(script: string, args: string[]): string {
+  const r = spawnSync(python, [join(import.meta.dirname, 'helpers', script), ...args], { encoding: 'utf8', timeout: 300_000 })
+  if (r.status !== 0) throw new Error(`${script} exited ${r.status}: ${(r.stderr ?? '').slice(-2000)}`)
+  return r.stdout
+}
+
+/** The largest relative error of our vectors against theirs, sentence by sentence. */
+async function worstAgainst(dir: string, sentences: string[], theirs: number[][]): Promise<{ worst: number; dimension: number }> {
+  const encoder = await SentenceEncoder.load(dir, { device: 'cpu' })
+  try {
+    const got = await encoder.encode(sentences)
+    return { worst: Math.max(...got.map((v, i) => relErr(v, theirs[i], 1e-3))), dimension: encoder.dimension }
+  } finally {
+    await encoder.close()
+  }
+}
+
 t.test(
-  'tiny random sentence-transformers models saved and run by sentence-transformers: SentenceEncoder gives their vectors',
+  'sentence-transformers models, both ways: theirs through SentenceEncoder, ours through sentence-transformers',
   { skip: stSkip },
   async (t) => {
     const out = tempDir('simcsepp-st-models-')
     const words = join(out, 'words.txt')
     writeFileSync(words, 'the\ncat\nsat\non\nmat\na\ndog\nbird\nriver\nhouse\n')
-    const made = spawnSync(python, [join(import.meta.dirname, 'helpers', 'st_models.py'), out, words], {
-      encoding: 'utf8',
-      timeout: 300_000,
-    })
-    if (made.status !== 0) return t.fail(`st_models.py exited ${made.status}: ${(made.stderr ?? '').slice(-2000)}`)
-    const names = made.stdout.trim().split('\n')
+    const names = runPython('st_models.py', [out, words]).trim().split('\n')
     t.same(names, ['labse-like', 'distiluse-like', 'all-mpnet-like'])
+    const data = join(out, 'data.txt')
+    writeFileSync(
+      data,
+      Array.from({ length: 8 }, (_, i) => `${['the cat sat', 'a dog on the mat', 'bird river', 'house'][i % 4]} ${i}`).join('\n') + '\n',
+    )
+    const hasOnnx = spawnSync(python, ['-c', 'import onnx'], { stdio: 'ignore' }).status === 0
     for (const name of names) {
       const ref = JSON.parse(readFileSync(join(out, `${name}.json`), 'utf8')) as { sentences: string[]; vectors: number[][] }
-      const encoder = await SentenceEncoder.load(join(out, name), { device: 'cpu' })
-      try {
-        const got = await encoder.encode(ref.sentences)
-        t.equal(encoder.dimension, ref.vectors[0].length, `${name}: width ${encoder.dimension}`)
-        let worst = 0
-        for (let i = 0; i < got.length; i++) worst = Math.max(worst, relErr(got[i], ref.vectors[i], 1e-3))
-        t.ok(worst < 1e-5, `${name}: vectors within ${worst.toExponential(2)} of sentence-transformers'`)
-      } finally {
-        await encoder.close()
+      // Theirs: saved by sentence-transformers 6 (module types of its own, Dense and Normalize folders, the length in
+      // the tokenizer), its vectors from SentenceEncoder.
+      const read = await worstAgainst(join(out, name), ref.sentences, ref.vectors)
+      t.equal(read.dimension, ref.vectors[0].length, `${name}: width ${read.dimension}`)
+      t.ok(read.worst < 1e-5, `${name}: vectors within ${read.worst.toExponential(2)} of sentence-transformers'`)
+
+      // Ours: trained a step from it (the Dense modules left out), our folder read by sentence-transformers.
+      const trained = join(out, `${name}-trained`)
+      await train({ model: join(out, name), data, out: trained, steps: 1, batchSize: 4, maxLen: 12, evalEvery: 0 })
+      const sentencesFile = join(out, 'sentences.json')
+      writeFileSync(sentencesFile, JSON.stringify(ref.sentences))
+      const theirs = JSON.parse(runPython('st_encode.py', [trained, sentencesFile])) as number[][]
+      const back = await worstAgainst(trained, ref.sentences, theirs)
+      t.ok(
+        back.worst < 1e-5,
+        `${name}: our trained folder, loaded by sentence-transformers, gives our vectors (${back.worst.toExponential(2)})`,
+      )
+
+      // Our ONNX exports of it pass onnx's own checker, shape and type inference included.
+      if (hasOnnx) {
+        const exported = await exportOnnx(trained, join(out, `${name}-onnx`), { weights: ['fp32', 'fp16', 'q8'] })
+        const check = runPython('st_encode.py', ['--onnx-check', ...exported.files.map((f) => f.file)])
+        t.equal(check.trim(), 'ok', `${name}: onnx.checker (full_check) passes the fp32, fp16 and q8 exports`)
       }
     }
   },
