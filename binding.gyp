@@ -31,6 +31,7 @@
         "native/cpu/infonce.cpp",
         "native/cpu/infonce_unfused.cpp",
         "native/cpu/parallel.cpp",
+        "native/cpu/relative_bias.cpp",
         "native/cpu/search.cpp",
         "native/cpu/uniforms.cpp",
         "native/cpu/unit_rows.cpp",
