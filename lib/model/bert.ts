@@ -1,4 +1,4 @@
-// BertModel: a BERT/RoBERTa/DistilBERT encoder whose math runs in the native ops (lib/ops.ts) and whose
+// BertModel: a BERT/RoBERTa/DistilBERT/MPNet encoder whose math runs in the native ops (lib/ops.ts) and whose
 // parameters live in one flat buffer (layout.ts), read through typed per-layer views (params.ts).
 // TypeScript only orchestrates the op sequence.
 //
@@ -118,7 +118,7 @@ export class BertModel {
   /** Per graph shape: the buffer dL/dz is copied into, so that the captured backward reads a fixed address. */
   private readonly graphDz = new Map<string, Tensor>()
   /**
-   * For a model without token types (DistilBERT): the one-row table of zeros the embedding op adds for every
+   * For a model without token types (DistilBERT, MPNet): the one-row table of zeros the embedding op adds for every
    * token (x + 0 is x exactly), not a parameter; its gradient is not formed. Made with the model, so that no
    * step graph captures its allocation.
    */
@@ -620,7 +620,7 @@ export class BertModel {
     if (batch.inputIds === undefined) throw new TypeError('batch.inputIds is required')
     const attentionMask = ints('attentionMask', batch.attentionMask, 1)
     const tokenTypeIds = ints('tokenTypeIds', batch.tokenTypeIds, 0)
-    // A model without token types (DistilBERT) adds a row of zeros (zeroTypeRow) for type 0: what a tokenizer
+    // A model without token types (DistilBERT, MPNet) adds a row of zeros (zeroTypeRow) for type 0: what a tokenizer
     // gives single sentences. Another type would be a pair's second sentence, which it cannot tell apart.
     const types = Math.max(1, c.typeVocabSize)
     for (let i = 0; i < n; i++) {
