@@ -17,6 +17,7 @@ import { train } from '../lib/train/train.js'
 import { buildVocab, writeVocab } from '../lib/train/vocab.js'
 import { attentionRef, gelu, linearRef } from './helpers/bert-reference.js'
 import {
+  hfRelativeBucket,
   nativeSiteFactors,
   refOutput,
   refTools,
@@ -95,16 +96,6 @@ function mpnetStateDictNames(layers: number): string[] {
   return [...names, 'encoder.relative_attention_bias.weight', 'pooler.dense.weight', 'pooler.dense.bias']
 }
 
-/** transformers' MPNetEncoder.relative_position_bucket(rel, 32, 128), its float32 logarithm as torch computes it. */
-function hfBucket(rel: number): number {
-  const n = -rel
-  const a = Math.abs(n),
-    f = Math.fround
-  const base = n < 0 ? 16 : 0
-  if (a < 8) return base + a
-  return base + Math.min(15, 8 + Math.trunc(f(f(f(Math.log(f(a / 8))) / f(Math.log(16))) * 8)))
-}
-
 /**
  * transformers' MPNetModel in float64 from its tensors by their MPNet names: position ids as
  * create_position_ids_from_input_ids(ids, padding_idx = 1), embeddings = dropout(LayerNorm(word + position));
@@ -139,7 +130,10 @@ function mpnetRef(
   }
   h = drop(ln(h, 'embeddings.LayerNorm'), 0)
   const table = s('encoder.relative_attention_bias.weight')
-  const rel = Float64Array.from({ length: (2 * T - 1) * NH }, (_, i) => table[hfBucket(Math.floor(i / NH) - (T - 1)) * NH + (i % NH)])
+  const rel = Float64Array.from(
+    { length: (2 * T - 1) * NH },
+    (_, i) => table[hfRelativeBucket(Math.floor(i / NH) - (T - 1)) * NH + (i % NH)],
+  )
   for (let l = 0; l < c.numHiddenLayers; l++) {
     const p = `encoder.layer.${l}`
     const lin = (a: Float64Array, name: string, C: number, OC: number) =>
@@ -257,7 +251,7 @@ t.test('training with dropout: z and every gradient (the bias table too) against
       idx.add(rng % e.size)
     }
     // Every bucket a 9-token sentence reaches (relative positions -8 .. 8), both heads.
-    if (name === 'encoder.relative_attention_bias.weight') for (let r = -8; r <= 8; r++) idx.add(hfBucket(r) * 2 + (r & 1))
+    if (name === 'encoder.relative_attention_bias.weight') for (let r = -8; r <= 8; r++) idx.add(hfRelativeBucket(r) * 2 + (r & 1))
     const at = [...idx]
     const err = gradientError(
       values,

@@ -8,6 +8,7 @@ import * as ops from '../lib/ops.js'
 import { Tensor, type Device } from '../lib/tensor.js'
 import { dropout } from '../lib/dropout.js'
 import { attentionRef, dot, f64, finiteDiff, type AttnDims } from './helpers/bert-reference.js'
+import { hfRelativeBucket } from './helpers/model-reference.js'
 import { randn, relErr } from './helpers/reference.js'
 
 interface Case {
@@ -223,21 +224,6 @@ for (const [label, d, lengths, drop] of [
     }
   })
 
-/**
- * transformers' MPNetEncoder.relative_position_bucket (32 buckets, max distance 128), its logarithm in float32 as
- * torch computes it (Math.fround of each step).
- */
-function hfBucket(rel: number): number {
-  const n = -rel
-  let ret = n < 0 ? 16 : 0
-  const a = Math.abs(n)
-  if (a < 8) return ret + a
-  const f = Math.fround
-  const large = 8 + Math.trunc(f(f(f(Math.log(f(a / 8))) / f(Math.log(128 / 8))) * 8))
-  ret += Math.min(large, 15)
-  return ret
-}
-
 t.test('relativeBiasForward: the buckets of transformers, table rows gathered', async (t) => {
   const NH = 3,
     T = 300
@@ -247,11 +233,11 @@ t.test('relativeBiasForward: the buckets of transformers, table rows gathered', 
   const got = out.toFloat32Array()
   const bad: string[] = []
   for (let d = 0; d < 2 * T - 1; d++)
-    for (let h = 0; h < NH; h++) if (got[d * NH + h] !== hfBucket(d - (T - 1)) * 10 + h) bad.push(`rel ${d - (T - 1)}`)
+    for (let h = 0; h < NH; h++) if (got[d * NH + h] !== hfRelativeBucket(d - (T - 1)) * 10 + h) bad.push(`rel ${d - (T - 1)}`)
   t.same(bad, [], 'relative positions -299 .. 299')
   // Values worth naming: the exact ones, the logarithmic ones either side of 16 and 32, the cap.
   t.same(
-    [0, -1, 1, -7, -8, -15, -16, -22, -23, -31, -32, -90, -91, 500, 8].map(hfBucket),
+    [0, -1, 1, -7, -8, -15, -16, -22, -23, -31, -32, -90, -91, 500, 8].map(hfRelativeBucket),
     [0, 1, 17, 7, 8, 9, 10, 10, 11, 11, 12, 14, 15, 31, 24],
   )
   t.throws(() => ops.relativeBiasForward(Tensor.zeros([4, NH]), Tensor.from(table, [32, NH])), /2T - 1 rows/)
@@ -269,7 +255,7 @@ t.test('relativeBiasBackward: the table gradient, summed over sentences then dia
   ops.relativeBiasBackward(dtable, Tensor.from(dRel, [B, D, NH]))
   const want = Float64Array.from(start)
   for (let d = 0; d < D; d++)
-    for (let h = 0; h < NH; h++) for (let b = 0; b < B; b++) want[hfBucket(d - (T - 1)) * NH + h] += dRel[(b * D + d) * NH + h]
+    for (let h = 0; h < NH; h++) for (let b = 0; b < B; b++) want[hfRelativeBucket(d - (T - 1)) * NH + h] += dRel[(b * D + d) * NH + h]
   close(t, 'dtable', dtable.toFloat32Array(), want, 1e-6)
   t.throws(() => ops.relativeBiasBackward(Tensor.zeros([32, NH]), Tensor.zeros([B, 4, NH])), /2T - 1 rows per sentence/)
 })

@@ -70,3 +70,16 @@ export function refOutput(h: Float64Array, x: RefInput, H: number, pooling: 'cls
   const pooled = pooling === 'cls' ? poolClsRef(h, x.B, x.T, H) : poolMeanRef(h, x.mask, x.B, x.T, H)
   return mlp ? linearRef(pooled, mlp.weight, mlp.bias, x.B, H, H).map(Math.tanh) : pooled
 }
+
+/**
+ * transformers' MPNetEncoder.relative_position_bucket(rel, 32, 128) for relative position rel = key - query, its
+ * logarithm in float32 as torch computes it (Math.fround of each step): the reference our integer buckets are held to.
+ */
+export function hfRelativeBucket(rel: number): number {
+  const n = -rel
+  const a = Math.abs(n),
+    f = Math.fround
+  const base = n < 0 ? 16 : 0
+  if (a < 8) return base + a
+  return base + Math.min(15, 8 + Math.trunc(f(f(f(Math.log(f(a / 8))) / f(Math.log(128 / 8))) * 8)))
+}
