@@ -20,6 +20,8 @@ export type DeviceName = 'cpu' | 'cuda'
  * Precision of the linear layers' matrix products: 'fp32', or 'bf16' (operands rounded to bfloat16,
  * products and sums in fp32, as the tensor cores compute; the CPU rounds the same way). native/ops/precision.h.
  */
+/** The int8 linear layer's tile kernel (native/cpu/linear_int8.h): every one gives the same bits. */
+export type Int8Kernel = 'avx512vnni' | 'avxvnni' | 'generic'
 export type Precision = 'fp32' | 'bf16'
 
 export interface NativeTensor {
@@ -133,6 +135,22 @@ export interface Addon {
    * (native/cpu/unit_rows.h); returns -1, or the flat index of the first element that is not finite.
    */
   unitRows(t: NativeTensor): number
+  /**
+   * The CPU's int8 linear layer (native/bind_int8.cpp, native/cpu/linear_int8.h): int8PackedFloats sizes the tensor
+   * that int8PackWeight quantizes an [OC, C] weight into (bytes, not floats); linearInt8Forward(out [R, OC],
+   * inp [R, C], packed, bias [OC] | null, geluOut | null); int8Kernel names the tile kernel (force: a name to
+   * use from now on, an Error where this CPU cannot run it).
+   */
+  int8PackedFloats(OC: number, C: number): number
+  int8PackWeight(packed: NativeTensor, weight: NativeTensor): void
+  linearInt8Forward(
+    out: NativeTensor,
+    inp: NativeTensor,
+    packed: NativeTensor,
+    bias: NativeTensor | null,
+    geluOut: NativeTensor | null,
+  ): void
+  int8Kernel(force?: Int8Kernel): Int8Kernel
   /** Loads MPI (dlopen) and initialises it once (native/bind_dist.cpp); throws naming the libraries tried. */
   distInit(): { rank: number; size: number; library: string; flavour: string; version: string }
   /** In place: the sum of t over every rank (CUDA tensors: NCCL, or MPI on host copies). */

@@ -5,8 +5,8 @@
 // activation gradients (dinp, dq, ...) are overwritten unless an `accumulate` flag says otherwise.
 // Sizes come from the tensors' shapes; the addon checks every size and names a bad argument.
 // On 'cuda' tensors an op runs its kernel; one without a kernel yet (backendOps('cuda')) throws.
-import { addon, type Precision, type RowPlacement } from './native.js'
-import { type Tensor, nativeOf } from './tensor.js'
+import { addon, type Int8Kernel, type Precision, type RowPlacement } from './native.js'
+import { Tensor, nativeOf } from './tensor.js'
 
 /** A dropout site: Philox(seed, offset) masks, per element index of the tensor viewed as [rows, cols]. */
 export interface DropoutSite {
@@ -380,6 +380,44 @@ export function attentionBackward(
     relBias === null ? null : nativeOf(relBias, 'relBias'),
     dRelBias === null ? null : nativeOf(dRelBias, 'dRelBias'),
   )
+}
+
+/**
+ * weight [OC, C] (CPU) quantized for linearInt8Forward: int8 with one scale per output channel (native/cpu/linear_int8.h),
+ * in a new CPU tensor that holds the packed bytes (a quarter of the weight's size), not floats.
+ */
+export function int8PackWeight(weight: Tensor): Tensor {
+  const shape = weight.shape
+  if (shape.length !== 2) throw new TypeError(`Expected weight to be [OC, C] but received [${shape.join(', ')}]`)
+  const [OC, C] = shape
+  const packed = Tensor.zeros([addon.int8PackedFloats(OC, C)])
+  try {
+    addon.int8PackWeight(nativeOf(packed, 'packed'), nativeOf(weight, 'weight'))
+  } catch (e) {
+    packed.dispose()
+    throw e
+  }
+  return packed
+}
+
+/**
+ * out [R, OC] = inp [R, C] · Wᵀ + bias in int8 on the CPU: inp quantized per row, the products summed exactly in
+ * int32, then scaled back (native/cpu/linear_int8.h). packed: int8PackWeight's; geluOut (out itself for the GELU in
+ * place) gets GELU(out).
+ */
+export function linearInt8Forward(out: Tensor, inp: Tensor, packed: Tensor, bias: Tensor | null, geluOut: Tensor | null = null): void {
+  addon.linearInt8Forward(
+    nativeOf(out, 'out'),
+    nativeOf(inp, 'inp'),
+    nativeOf(packed, 'packed'),
+    bias === null ? null : nativeOf(bias, 'bias'),
+    geluOut === null ? null : nativeOf(geluOut, 'geluOut'),
+  )
+}
+
+/** The int8 layer's tile kernel (force: use that one from now on; tests and benchmarks). */
+export function int8Kernel(force?: Int8Kernel): Int8Kernel {
+  return addon.int8Kernel(force)
 }
 
 /**

@@ -22,6 +22,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_dist(env, exports);
   register_graph(env, exports);
   register_search(env, exports);
+  register_int8(env, exports);
   return exports;
 }
 

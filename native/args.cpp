@@ -358,4 +358,11 @@ void require_same(const Napi::Env& env, const NativeTensor* a, const char* aName
   require_same_device(env, a, aName, b, bName);
 }
 
+void require_disjoint(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
+                      const char* bName) {
+  const float *a0 = a->read_data(), *b0 = b->read_data();  // addresses only: nothing is written here
+  if (a0 < b0 + b->numel() && b0 < a0 + a->numel())
+    throw_arg(env, std::string("Expected ") + aName + " and " + bName + " not to overlap");
+}
+
 }  // namespace simcsepp

@@ -88,6 +88,10 @@ void require_same_device(const Napi::Env& env, const NativeTensor* a, const char
 void require_same(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
                   const char* bName);
 
+// a and b must not share memory (an output written while the other is still being read).
+void require_disjoint(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
+                      const char* bName);
+
 // Runs fn, turning C++ exceptions (CUDA failures, bad_alloc) into JS Errors.
 template <class F>
 Napi::Value guarded(const Napi::Env& env, F&& fn) {

@@ -145,14 +145,6 @@ void request_bf16_handoff(bool bf16Next, const NativeTensor* out) {
   if (bf16Next && out->device() == Device::kCuda) cuda::bf16_handoff_request(out->read_data(), out->numel());
 }
 
-// a and b must not share memory (an output written while the other is still being read).
-void require_disjoint(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
-                      const char* bName) {
-  const float *a0 = a->read_data(), *b0 = b->read_data();  // addresses only: nothing is written here
-  if (a0 < b0 + b->numel() && b0 < a0 + a->numel())
-    throw_arg(env, std::string("Expected ") + aName + " and " + bName + " not to overlap");
-}
-
 // a and b are the same R x C rows (checked by the caller's shapes) or apart.
 void require_same_or_disjoint(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
                               const char* bName) {

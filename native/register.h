@@ -15,6 +15,7 @@ void register_optim(Napi::Env env, Napi::Object exports);    // bind_optim.cpp
 void register_dist(Napi::Env env, Napi::Object exports);     // bind_dist.cpp
 void register_graph(Napi::Env env, Napi::Object exports);    // bind_graph.cpp
 void register_search(Napi::Env env, Napi::Object exports);   // bind_search.cpp
+void register_int8(Napi::Env env, Napi::Object exports);     // bind_int8.cpp
 
 struct Export {
   const char* name;  // the JS name (lib/native.ts's Addon interface declares each one)

@@ -104,3 +104,26 @@ t.test('tsv: the sentence escaped, then the exact float32 values; no progress ba
   )
   t.ok(worst <= 1e-6, `the file's vectors (other batch shapes than the API call: within 1e-6, max ${worst.toExponential(1)})`)
 })
+
+t.test("--precision int8: the int8 encoder's vectors; on CUDA an error", needsCli, async (t) => {
+  const dir = await saveTinyModel({ config: { hiddenSize: 64 } })
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const texts = ['the cat sat on the mat', 'a dog runs fast']
+  const enc = await SentenceEncoder.load(dir, { precision: 'int8' })
+  const want = await enc.encode(texts)
+  await enc.close()
+  const r = run('encode', '--model', dir, '--precision', 'int8', ...texts)
+  t.equal(r.status, 0, r.stderr)
+  t.same(
+    r.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => Float32Array.from(JSON.parse(l) as number[])),
+    want,
+  )
+  const c = run('encode', '--model', dir, '--precision', 'int8', '--device', 'cuda', 'a cat')
+  t.equal(c.status, 1)
+  t.match(c.stderr, /precision 'int8' runs on the CPU/)
+  const bad = run('encode', '--model', dir, '--precision', 'int4', 'a cat')
+  t.match(bad.stderr, /--precision must be one of auto, fp32, bf16, int8 \(got "int4"\)/)
+})

@@ -209,7 +209,7 @@ t.test('SentenceEncoder precision: fp32 and bf16 on the CPU, auto = fp32 there; 
   }
   await t.rejects(
     SentenceEncoder.load(model, { precision: 'fp16' as never }),
-    /load: precision must be 'auto', 'fp32' or 'bf16', got "fp16"/,
+    /load: precision must be 'auto', 'fp32', 'bf16' or 'int8', got "fp16"/,
   )
   await t.rejects(
     train({ model, data: 'x', out: join(dir, 'bad'), precision: 'half' as never }),

@@ -521,7 +521,16 @@ t.test('bench encode: rows and table', async (t) => {
     `1 - cos(bf16, fp32) up to ${b.bf16MaxCosineDistance?.toExponential(2)}`,
   )
   t.match(encodeBenchTable([b]), /bf16 sent\/s +bf16 speed-up +bf16 max 1-cos/)
-  t.notMatch(encodeBenchTable([b]), /q8/, 'no q8 column unless asked for')
+  t.notMatch(encodeBenchTable([b]), /q8|int8/, 'no q8 or int8 column unless asked for')
+  // int8: its own rate, the kernel, and vectors near fp32's (int8 steps: further than bf16's).
+  const i8 = await tinyRow({ onnxruntime: false, int8: true })
+  t.ok(i8.int8SortedPerSec! > 0, `int8 ${i8.int8SortedPerSec?.toFixed(1)}/s`)
+  t.match(i8.int8Kernel, /^(avx512vnni|avxvnni|generic)$/)
+  t.ok(
+    i8.int8MaxCosineDistance! > 1e-8 && i8.int8MaxCosineDistance! < 5e-3,
+    `1 - cos(int8, fp32) up to ${i8.int8MaxCosineDistance?.toExponential(2)}`,
+  )
+  t.match(encodeBenchTable([i8]), /int8 sent\/s +int8 speed-up +int8 max 1-cos/)
   // q8: onnxruntime on the export with int8 weights, its vectors near ours (not equal: the weights are rounded).
   const q = await tinyRow({ q8: true })
   t.ok(q.q8PerSec! > 0 && q.onnxruntimePerSec! > 0, `q8 ${q.q8PerSec?.toFixed(1)}/s, fp32 ${q.onnxruntimePerSec?.toFixed(1)}/s`)

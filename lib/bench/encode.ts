@@ -41,6 +41,11 @@ export interface EncodeBenchOptions {
    */
   bf16?: boolean
   /**
+   * CPU rows: also time the encoder with `precision: 'int8'` (the int8 products, native/cpu/linear_int8.h) and
+   * compare its vectors with fp32's (default false).
+   */
+  int8?: boolean
+  /**
    * CPU rows: also time onnxruntime-node on the model exported with int8 weights (`simcsepp export --weights
    * q8`) and compare its vectors with ours (default false).
    */
@@ -83,6 +88,10 @@ export interface EncodeBenchRow {
   bf16SortedPerSec?: number
   bf16Kernel?: string
   bf16MaxCosineDistance?: number
+  /** CPU rows with the int8 option: as the bf16 fields, for `precision: 'int8'` (int8Kernel: ops.int8Kernel()). */
+  int8SortedPerSec?: number
+  int8Kernel?: string
+  int8MaxCosineDistance?: number
   /** CPU rows with the q8 option: onnxruntime's sorted sentences/s on the q8 export, its largest 1 - cos from ours. */
   q8PerSec?: number
   q8MaxCosineDistance?: number
@@ -187,9 +196,17 @@ function maxCosineDistance(a: Float32Array[], b: Float32Array[]): number {
   return a.reduce((worst, x, i) => Math.max(worst, 1 - cosineSimilarity(x, b[i])), 0)
 }
 
-/** Sorted sentences/s with `precision: 'bf16'` on the CPU, and its vectors against fp32's (`ours`). */
-async function bf16Rate(dir: string, maxLength: number, batchSize: number, sentences: string[], ours: Float32Array[], repeatBelow: number) {
-  const enc = await SentenceEncoder.load(dir, { device: 'cpu', precision: 'bf16', maxLength, batchSize })
+/** Sorted sentences/s with `precision` on the CPU, and its vectors against fp32's (`ours`). */
+async function precisionRate(
+  precision: 'bf16' | 'int8',
+  dir: string,
+  maxLength: number,
+  batchSize: number,
+  sentences: string[],
+  ours: Float32Array[],
+  repeatBelow: number,
+) {
+  const enc = await SentenceEncoder.load(dir, { device: 'cpu', precision, maxLength, batchSize })
   try {
     const vectors = (await enc.encode(sentences, { batchSize, sortByLength: true })) as Float32Array[] // also the warm-up
     return { perSec: await timeEncode(enc, sentences, batchSize, true, repeatBelow), maxCosineDistance: maxCosineDistance(ours, vectors) }
@@ -259,16 +276,25 @@ export async function benchEncode(o: EncodeBenchOptions): Promise<EncodeBenchRow
             o.log(`${size} ${device}: sorted, CUDA graphs off ${row.noGraphsSortedPerSec.toFixed(1)}/s`)
           }
           const ours =
-            device === 'cpu' && (o.onnxruntime !== false || o.bf16 || o.q8)
+            device === 'cpu' && (o.onnxruntime !== false || o.bf16 || o.int8 || o.q8)
               ? ((await enc.encode(sentences, { batchSize: o.batchSize, sortByLength: true })) as Float32Array[])
               : []
           if (device === 'cpu' && o.bf16) {
-            const bf16 = await bf16Rate(dir, maxLength, o.batchSize, sentences, ours, repeatBelow)
+            const bf16 = await precisionRate('bf16', dir, maxLength, o.batchSize, sentences, ours, repeatBelow)
             row.bf16SortedPerSec = bf16.perSec
             row.bf16Kernel = addon.gemmInfo().bf16Kernel
             row.bf16MaxCosineDistance = bf16.maxCosineDistance
             o.log(
               `${size} ${device}: bf16 products (${row.bf16Kernel}) sorted ${bf16.perSec.toFixed(1)}/s, 1 - cos up to ${bf16.maxCosineDistance.toExponential(1)}`,
+            )
+          }
+          if (device === 'cpu' && o.int8) {
+            const int8 = await precisionRate('int8', dir, maxLength, o.batchSize, sentences, ours, repeatBelow)
+            row.int8SortedPerSec = int8.perSec
+            row.int8Kernel = addon.int8Kernel()
+            row.int8MaxCosineDistance = int8.maxCosineDistance
+            o.log(
+              `${size} ${device}: int8 products (${row.int8Kernel}) sorted ${int8.perSec.toFixed(1)}/s, 1 - cos up to ${int8.maxCosineDistance.toExponential(1)}`,
             )
           }
           if (device === 'cpu' && o.q8) {

@@ -105,6 +105,7 @@ async function encodeBench(argv: string[]) {
       device: { type: 'string', default: 'auto' },
       'no-onnxruntime': { type: 'boolean', default: false },
       bf16: { type: 'boolean', default: false },
+      int8: { type: 'boolean', default: false },
       q8: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
@@ -123,6 +124,7 @@ async function encodeBench(argv: string[]) {
     devices: devicesFor(values.device!),
     onnxruntime: !values['no-onnxruntime'],
     bf16: values.bf16,
+    int8: values.int8,
     q8: values.q8,
     log: (l) => process.stderr.write(`  ${l}\n`),
   })

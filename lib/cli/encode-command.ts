@@ -4,7 +4,7 @@ import { SentenceEncoder } from '../embed/sentence-encoder.js'
 import { OnnxEncoder } from '../embed/onnx-encoder.js'
 import { evaluateStsFiles } from '../eval/sts.js'
 import { DEVICE_REQUESTS } from '../device.js'
-import { PRECISION_REQUESTS } from '../model/precision.js'
+import { ENCODER_PRECISION_REQUESTS } from '../model/precision.js'
 import { num, oneOf, parseFlags, UsageError } from './args.js'
 import { encodeUsage, evalUsage } from './help.js'
 import { stsTable } from './tables.js'
@@ -25,12 +25,13 @@ export async function loadEncoder(v: Record<string, string | boolean | string[] 
   const maxLength = num('max-len', v['max-len'] as string | undefined, { int: true, min: 3 })
   const enc = await SentenceEncoder.load(v.model as string, {
     device: oneOf('device', v.device as string | undefined, DEVICE_REQUESTS),
-    precision: oneOf('precision', v.precision as string | undefined, PRECISION_REQUESTS),
+    precision: oneOf('precision', v.precision as string | undefined, ENCODER_PRECISION_REQUESTS),
     pooling: oneOf('pooling', v.pooling as string | undefined, ['cls', 'mean'] as const),
     normalize: v.normalize as boolean | undefined,
     maxLength,
     batchSize: num('batch-size', v['batch-size'] as string | undefined, { int: true, min: 1 }),
   })
+  if (enc.precisionNote) process.stderr.write(`simcsepp: ${enc.precisionNote}\n`)
   if (maxLength !== undefined && enc.maxLength < maxLength)
     process.stderr.write(`simcsepp: --max-len ${maxLength} is more than the model's ${enc.maxLength} positions: using ${enc.maxLength}\n`)
   return enc

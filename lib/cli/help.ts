@@ -5,7 +5,8 @@ import { trainUsage } from './train-command.js'
 
 const encoderOptions = `  Encoder     --pooling cls|mean  --normalize  --max-len N  --batch-size N  (pooling, normalize and max-len
               default to the model's sentence-transformers settings: max_seq_length, else 128)
-              --device auto|cpu|cuda  --precision auto|fp32|bf16 (auto: bf16 products on CUDA, fp32 on the CPU)
+              --device auto|cpu|cuda  --precision auto|fp32|bf16|int8 (auto: bf16 products on CUDA, fp32 on the
+              CPU; int8: the CPU's int8 products, fastest with AVX-512 VNNI, vectors near fp32's)
 `
 
 export const evalUsage = `simcsepp eval --model DIR --sts FILE... [options]
@@ -55,10 +56,11 @@ export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist [op
       our bf16 products (--precision bf16: AMX tiles or VDPBF16PS where the CPU runs them fast) and their
       speed over fp32.
   bench encode [--models mini,base] [--sentences 256] [--batch-size 32] [--device auto|cpu|cuda]
-               [--no-onnxruntime] [--bf16] [--q8] [--json]
+               [--no-onnxruntime] [--bf16] [--int8] [--q8] [--json]
       SentenceEncoder sentences/s, length-sorted batching against input-order batching; on the CPU, next to
       onnxruntime-node (where installed) on the same model exported to ONNX, same batches and threads;
       --bf16 (CPU) adds precision 'bf16': its sentences/s and its vectors' largest 1 - cos from fp32's;
+      --int8 (CPU) adds precision 'int8' (SentenceEncoder's int8 products), the same two;
       --q8 (CPU) adds onnxruntime on the export with int8 weights (export --weights q8), the same two.
   bench step [--model base] [--batch-sizes 64,512] [--seq-len 32] [--steps 5] [--device auto|cpu|cuda|all]
              [--precision auto|fp32|bf16] [--micro-batch M] [--profile [--plot FILE.svg]] [--products]

@@ -84,6 +84,7 @@ export function encodeBenchTable(rows: EncodeBenchRow[]): string {
   const rate = (v: number | null) => (v === null ? '-' : v < 100 ? v.toFixed(1) : v.toFixed(0))
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`
   const bf16 = rows.some((r) => r.bf16SortedPerSec !== undefined) // bench encode --bf16
+  const int8 = rows.some((r) => r.int8SortedPerSec !== undefined) // bench encode --int8
   const q8 = rows.some((r) => r.q8PerSec !== undefined) // bench encode --q8
   return formatTable(
     [
@@ -102,6 +103,7 @@ export function encodeBenchTable(rows: EncodeBenchRow[]): string {
       'no-graphs sent/s',
       'graphs speed-up',
       ...(bf16 ? ['bf16 sent/s', 'bf16 speed-up', 'bf16 max 1-cos'] : []),
+      ...(int8 ? ['int8 sent/s', 'int8 speed-up', 'int8 max 1-cos'] : []),
       ...(q8 ? ['q8 onnxruntime sent/s', 'q8 vs fp32 onnxruntime', 'q8 max 1-cos'] : []),
       'note',
     ],
@@ -125,6 +127,13 @@ export function encodeBenchTable(rows: EncodeBenchRow[]): string {
             rate(r.bf16SortedPerSec ?? null),
             r.bf16SortedPerSec === undefined || r.sortedPerSec === null ? '-' : `${(r.bf16SortedPerSec / r.sortedPerSec).toFixed(2)}x`,
             r.bf16MaxCosineDistance === undefined ? '-' : r.bf16MaxCosineDistance.toExponential(1),
+          ]
+        : []),
+      ...(int8
+        ? [
+            rate(r.int8SortedPerSec ?? null),
+            r.int8SortedPerSec === undefined || r.sortedPerSec === null ? '-' : `${(r.int8SortedPerSec / r.sortedPerSec).toFixed(2)}x`,
+            r.int8MaxCosineDistance === undefined ? '-' : r.int8MaxCosineDistance.toExponential(1),
           ]
         : []),
       ...(q8

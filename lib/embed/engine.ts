@@ -3,8 +3,8 @@
 import { positionOffset } from '../model/config.js'
 import { BertModel, type Pooling } from '../model/bert.js'
 import { Tokenizer } from '../tokenizer.js'
-import { addon, type Precision } from '../native.js'
-import { effectivePrecision } from '../model/precision.js'
+import { addon } from '../native.js'
+import { effectivePrecision, type EncoderPrecision, type EncoderPrecisionRequest } from '../model/precision.js'
 import { encoderCudaBlocker } from '../model/cuda-support.js'
 import { resolveDevice, type DeviceRequest } from '../device.js'
 import { normalizeRows } from '../util/vectors.js'
@@ -71,6 +71,17 @@ export class EmbeddingEngine {
     return this.device === 'cuda' && process.env.SIMCSEPP_CUDA_GRAPHS !== '0'
   }
 
+  /** What the precision costs here that the caller may not expect (int8 without VNNI), if anything. */
+  get precisionNote(): string | undefined {
+    if (!this.model.int8 || addon.int8Kernel() !== 'generic') return undefined
+    return "precision 'int8': this CPU has no VNNI instructions (AVX512-VNNI or AVX-VNNI), so the int8 products run on the portable kernel, several times slower than fp32's"
+  }
+
+  /** The products' precision: the model's, or 'int8' (BertModel.quantizeInt8). */
+  get precision(): EncoderPrecision {
+    return this.model.int8 ? 'int8' : this.model.precision
+  }
+
   /** Width of the vectors: the last Dense module's output, else the encoder's. */
   get dimension(): number {
     return this.dense.at(-1)?.config.outFeatures ?? this.model.config.hiddenSize
@@ -89,16 +100,21 @@ export class EmbeddingEngine {
   static async load(
     dir: string,
     request: DeviceRequest,
-    precision: Precision | 'auto' = 'auto',
+    precision: EncoderPrecisionRequest = 'auto',
     passBudget?: number,
     dense: readonly DenseConfig[] = [],
   ): Promise<EmbeddingEngine> {
     const tokenizer = await Tokenizer.load(dir)
     const policy = { who: 'SentenceEncoder', needs: { what: 'the encoder', cudaBlocker: () => encoderCudaBlocker() } }
-    const { device, note } = resolveDevice(request, policy, addon.cudaStatus())
-    const model = await BertModel.load(dir, { device, precision: effectivePrecision(precision, device) })
+    // int8 runs on the CPU only: 'auto' then means the CPU.
+    if (precision === 'int8' && request === 'cuda')
+      throw new Error("SentenceEncoder: precision 'int8' runs on the CPU (device 'cpu' or 'auto'); on CUDA, 'bf16' is the fast one")
+    const int8 = precision === 'int8'
+    const { device, note } = resolveDevice(int8 ? 'cpu' : request, policy, addon.cudaStatus())
+    const model = await BertModel.load(dir, { device, precision: int8 ? 'fp32' : effectivePrecision(precision, device) })
     const layers: DenseLayer[] = []
     try {
+      if (int8) model.quantizeInt8()
       for (const d of dense) layers.push(await DenseLayer.load(d, device))
     } catch (e) {
       for (const l of layers) l.dispose()

@@ -1,13 +1,13 @@
 // Messages between a SentenceEncoder (main side) and its worker thread (worker.ts).
 import type { Pooling } from '../model/bert.js'
 import type { DeviceRequest } from '../device.js'
-import type { Precision } from '../native.js'
+import type { EncoderPrecision, EncoderPrecisionRequest } from '../model/precision.js'
 import type { DenseConfig } from './dense.js'
 
 export interface InitData {
   dir: string
   device: DeviceRequest
-  precision: Precision | 'auto'
+  precision: EncoderPrecisionRequest
   /** sentence-transformers Dense modules applied after the pooling, in order. */
   dense: DenseConfig[]
 }
@@ -27,7 +27,7 @@ export type ToWorker = { type: 'encode'; id: number; sentences: string[]; last: 
 
 /** Worker -> main. */
 export type FromWorker =
-  | { type: 'ready'; dimension: number; device: 'cpu' | 'cuda'; precision: Precision; note?: string }
+  | { type: 'ready'; dimension: number; device: 'cpu' | 'cuda'; precision: EncoderPrecision; note?: string; precisionNote?: string }
   | { type: 'load-error'; message: string }
   | { type: 'batch'; id: number; indices: Int32Array; vectors: Float32Array }
   | { type: 'done'; id: number }

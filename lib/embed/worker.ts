@@ -59,7 +59,7 @@ EmbeddingEngine.load(init.dir, init.device, init.precision, undefined, init.dens
   (e) => {
     if (closing) return e.dispose()
     engine = e
-    send({ type: 'ready', dimension: e.dimension, device: e.device, precision: e.model.precision, note: e.note })
+    send({ type: 'ready', dimension: e.dimension, device: e.device, precision: e.precision, note: e.note, precisionNote: e.precisionNote })
   },
   (err) => send({ type: 'load-error', message: (err as Error).message ?? String(err) }),
 )

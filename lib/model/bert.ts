@@ -38,6 +38,7 @@ import { modelParams, viewsByName, type ModelParams } from './params.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { checkModelFits, parameterCount } from './size-check.js'
 import { StepGraphs, type BoundArrays } from './step-graphs.js'
+import { disposeInt8Layers, packInt8Layers, type Int8Layer } from './int8-weights.js'
 
 export interface BatchInput {
   /** Token ids, row-major [B, T]. */
@@ -123,6 +124,8 @@ export class BertModel {
    * step graph captures its allocation.
    */
   private readonly zeroTypeRow: Tensor | null
+  /** The layers' int8 weights once quantizeInt8 has run: the eval passes' products then run in int8. */
+  private int8Layers: Int8Layer[] | null = null
 
   private constructor(
     readonly config: BertConfig,
@@ -308,9 +311,31 @@ export class BertModel {
     return acts.pooled.to(this.device)
   }
 
+  /**
+   * From now on the eval passes (forward, embed) run the encoder layers' linear products in int8 on the CPU: each
+   * weight quantized now, per output channel, each input row at every product (native/cpu/linear_int8.h; about 4x
+   * the fp32 products' speed with AVX-512 VNNI). Training passes are then refused. Weights changed afterwards are
+   * not seen until it is called again. SentenceEncoder's precision 'int8'.
+   */
+  quantizeInt8(): void {
+    this.requireLive('quantizeInt8')
+    if (this.device !== 'cpu')
+      throw new Error(`BertModel.quantizeInt8: int8 runs on the CPU, and this model is on '${this.device}' (bf16 is CUDA's fast precision)`)
+    const packed = packInt8Layers(this.p.layers)
+    if (this.int8Layers) disposeInt8Layers(this.int8Layers)
+    this.int8Layers = packed
+  }
+
+  /** Whether quantizeInt8 has run (the eval passes' products are int8). */
+  get int8(): boolean {
+    return this.int8Layers !== null
+  }
+
   /** Training-mode forward with dropout; returns z [B, H] (a view valid until the next call). */
   trainForward(batch: BatchInput, options: TrainForwardOptions): Tensor {
     this.requireLive('trainForward')
+    if (this.int8Layers)
+      throw new Error('trainForward: this model runs its products in int8 (quantizeInt8), for inference only; load it again to train it')
     const mlp = options.mlp ?? this.layout.byName.has(MLP_WEIGHT)
     if (mlp && !this.layout.byName.has(MLP_WEIGHT))
       throw new Error('trainForward: this model has no MLP head (create or load it with mlp: true)')
@@ -557,6 +582,8 @@ export class BertModel {
     for (const t of this.graphDz.values()) t.dispose()
     this.arena.dispose()
     this.zeroTypeRow?.dispose()
+    if (this.int8Layers) disposeInt8Layers(this.int8Layers)
+    this.int8Layers = null
     this.gradBuffer?.dispose()
     this.params.dispose() // frees the storage of every parameter view too (native/tensor.h)
   }
@@ -709,8 +736,12 @@ export class BertModel {
       const a = acts.layers[l]
       const w = P.layers[l]
       const x = l === 0 ? acts.embOut : acts.layers[l - 1].h2
+      // int8 (quantizeInt8): the eval passes' four products; the rest as at fp32.
+      const q = options === null ? this.int8Layers?.[l] : undefined
       // q, k and v in one product: [BT, 3H] = x · [Wq; Wk; Wv]ᵀ + [bq; bk; bv].
-      ops.linearForward(a.qkv.view(0, [B * T, 3 * H]), x, w.qkv.weight, w.qkv.bias, this.precision)
+      const qkv = a.qkv.view(0, [B * T, 3 * H])
+      if (q) ops.linearInt8Forward(qkv, x, q.qkv, w.qkv.bias)
+      else ops.linearForward(qkv, x, w.qkv.weight, w.qkv.bias, this.precision)
       ops.attentionForward(
         a.ctx.view(0, [B, T, H]),
         a.probs,
@@ -725,7 +756,8 @@ export class BertModel {
       )
       // Each sublayer's output y goes into the LayerNorm output's buffer; one fused op then forms
       // res = x + dropout(y) and LayerNorm(res) over it.
-      ops.linearForward(a.h1, a.ctx, w.attentionOutput.weight, w.attentionOutput.bias, this.precision)
+      if (q) ops.linearInt8Forward(a.h1, a.ctx, q.attentionOutput, w.attentionOutput.bias)
+      else ops.linearForward(a.h1, a.ctx, w.attentionOutput.weight, w.attentionOutput.bias, this.precision)
       const drop1 = this.dropoutOptions(options, this.site(l, 1), attentionOutputDropoutProb(c))
       ops.residualLayerNormForward(
         a.h1,
@@ -743,8 +775,13 @@ export class BertModel {
       )
       // intermediate.dense and its GELU in one op (interAct = GELU(inter); inter kept for the backward; in
       // inference interAct is inter: the GELU in place).
-      ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias, this.precision, a.interAct, bf16)
-      ops.linearForward(a.h2, a.interAct, w.output.weight, w.output.bias, this.precision)
+      if (q) {
+        ops.linearInt8Forward(a.inter, a.h1, q.intermediate, w.intermediate.bias, a.interAct)
+        ops.linearInt8Forward(a.h2, a.interAct, q.output, w.output.bias)
+      } else {
+        ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias, this.precision, a.interAct, bf16)
+        ops.linearForward(a.h2, a.interAct, w.output.weight, w.output.bias, this.precision)
+      }
       const drop2 = this.dropoutOptions(options, this.site(l, 2), c.hiddenDropoutProb)
       ops.residualLayerNormForward(
         a.h2,
