@@ -92,12 +92,12 @@ t.test('the op gives the formula bit for bit with every kernel this CPU runs', a
     const x = Float32Array.from(randn(R * C, R + C), (v) => 3 * v)
     const W = Float32Array.from(randn(OC * C, OC + 1), (v) => 0.05 * v)
     const b = Float32Array.from(randn(OC, 9), (v) => 0.1 * v)
-    const packed = ops.int8PackWeight(Tensor.from(W, [OC, C]))
     const inp = Tensor.from(x, [R, C])
     for (const withBias of [true, false]) {
       const want = int8Reference(x, W, withBias ? b : null, R, C, OC)
       for (const k of ks) {
-        ops.int8Kernel(k)
+        ops.int8Kernel(k) // the weight's quantization too
+        const packed = ops.int8PackWeight(Tensor.from(W, [OC, C]))
         const out = Tensor.zeros([R, OC])
         ops.linearInt8Forward(out, inp, packed, withBias ? Tensor.from(b, [OC]) : null)
         const got = out.toFloat32Array()

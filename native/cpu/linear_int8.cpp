@@ -345,35 +345,41 @@ struct QuantTag {};
 int64_t int8_packed_bytes(int64_t OC, int64_t C) { return layout(OC, C).bytes(); }
 
 int64_t int8_pack_weight(void* dst, const float* weight, int64_t OC, int64_t C) {
-  for (int64_t i = 0; i < OC * C; ++i)
-    if (!std::isfinite(weight[i])) {
-      std::memset(dst, 0, kHeaderBytes);
-      return i;
-    }
   const Layout l = layout(OC, C);
   auto* b = static_cast<uint8_t*>(dst);
   std::memset(b, 0, static_cast<size_t>(l.bytes()));
   auto* scale = reinterpret_cast<float*>(b + kHeaderBytes);
   auto* comp = reinterpret_cast<int32_t*>(b + kHeaderBytes + 4 * l.ocp);
   auto* w = reinterpret_cast<int8_t*>(b + kHeaderBytes + 8 * l.ocp);
+  const QuantizeRowFn quantize_row = kernel().quantize_row;  // the inputs' quantization: the same formula
+  std::atomic<int64_t> bad{OC};                              // the first row holding a NaN or an infinity
   parallel_for(OC, 16, [&](int64_t o0, int64_t o1) {
+    uint8_t* u = thread_scratch<QuantTag, uint8_t>(2, 4 * l.kq);
     for (int64_t o = o0; o < o1; ++o) {
-      const float* row = weight + o * C;
-      const float amax = abs_max_generic(row, C);
-      if (amax == 0.0f) continue;  // scale 0, Wq 0 (memset)
-      const float inv = 127.0f / amax;
-      scale[o] = amax / 127.0f;
-      int32_t sum = 0;
-      int8_t* panel = w + (o / kPanel) * l.kq * kPanel * 4;
-      const int64_t j = o % kPanel;
-      for (int64_t k = 0; k < C; ++k) {
-        const int32_t q = quantize(row[k], inv);
-        panel[(k / 4) * kPanel * 4 + j * 4 + k % 4] = static_cast<int8_t>(q);
-        sum += q;
+      const float s = quantize_row(u, weight + o * C, C);
+      if (s != s) {
+        for (int64_t cur = bad.load(); o < cur && !bad.compare_exchange_weak(cur, o);) {
+        }
+        continue;
       }
+      scale[o] = s;
+      // xq + 128 back to xq (zero past C), summed, then moved 4 bytes at a time to its place in each k group.
+      auto* q = reinterpret_cast<int8_t*>(u);
+      int32_t sum = 0;
+      for (int64_t k = 0; k < 4 * l.kq; ++k) {
+        q[k] = static_cast<int8_t>(k < C ? static_cast<int32_t>(u[k]) - 128 : 0);
+        sum += q[k];
+      }
+      int8_t* d = w + (o / kPanel) * l.kq * kPanel * 4 + (o % kPanel) * 4;
+      for (int64_t g = 0; g < l.kq; ++g) std::memcpy(d + g * kPanel * 4, q + 4 * g, 4);
       comp[o] = 128 * sum;
     }
   });
+  if (const int64_t o = bad.load(); o < OC) {
+    std::memset(dst, 0, kHeaderBytes);  // no header: not a packed weight
+    for (int64_t k = 0;; ++k)
+      if (!std::isfinite(weight[o * C + k])) return o * C + k;
+  }
   Header h{kMagic, 1, OC, C};
   std::memcpy(b, &h, sizeof h);
   return -1;
