@@ -108,14 +108,17 @@ float quantize_row_generic(uint8_t* d, const float* x, int64_t n) {
 // with output j's bytes of the panel w.
 using TileFn = void (*)(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq, int32_t* acc);
 
-void tile_generic(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq, int32_t* acc) {
+// Written so that GCC vectorises the loop over the 64 outputs (4 products each, the bytes de-interleaved).
+__attribute__((target_clones("avx2", "default"))) void tile_generic(const uint8_t* a, int64_t lda, int rows,
+                                                                    const int8_t* w, int64_t kq, int32_t* acc) {
   for (int i = 0; i < rows; ++i) {
     int32_t s[kPanel] = {};
     const uint8_t* ai = a + i * lda;
     for (int64_t q = 0; q < kq; ++q) {
       const int8_t* wq = w + q * kPanel * 4;
+      const int32_t a0 = ai[4 * q], a1 = ai[4 * q + 1], a2 = ai[4 * q + 2], a3 = ai[4 * q + 3];
       for (int j = 0; j < kPanel; ++j)
-        for (int t = 0; t < 4; ++t) s[j] += static_cast<int32_t>(ai[4 * q + t]) * static_cast<int32_t>(wq[4 * j + t]);
+        s[j] += a0 * wq[4 * j] + a1 * wq[4 * j + 1] + a2 * wq[4 * j + 2] + a3 * wq[4 * j + 3];
     }
     std::memcpy(acc + i * kPanel, s, sizeof s);
   }
@@ -246,51 +249,46 @@ void tile_avx512vnni(const uint8_t* a, int64_t lda, int rows, const int8_t* w, i
   }
 }
 
-// 16 ymm registers: 2 rows × 32 outputs (8 accumulators, 4 weight vectors, the broadcast) per pass, two passes
-// per panel.
+// 16 ymm registers: a pass takes 16 of the panel's outputs (a quarter) for all the tile's rows, 12 accumulators, 2
+// weight vectors and the broadcast: 12 VPDPBUSD per 2 weight loads and 6 broadcasts. (2 rows x 32 outputs, 8 per
+// 4 + 2, ran at 0.76x its speed on Zen 5.)
 template <int MR>
 SIMCSEPP_VNNI256 void tile256_rows(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kq, int32_t* acc) {
-  for (int h = 0; h < 2; ++h) {
-    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+  for (int h = 0; h < 4; ++h) {
+#define SIMCSEPP_DECLARE(i) __m256i c##i##0 = _mm256_setzero_si256(), c##i##1 = c##i##0;
+    SIMCSEPP_INT8_ROWS(SIMCSEPP_DECLARE)
+#undef SIMCSEPP_DECLARE
     for (int64_t q = 0; q < kq; ++q) {
-      const int8_t* wq = w + q * kPanel * 4 + h * 128;
+      const int8_t* wq = w + q * kPanel * 4 + h * 64;
       const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq)),
-                    b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + 32)),
-                    b2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + 64)),
-                    b3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + 96));
-      const __m256i x0 = _mm256_set1_epi32(load_u32(a + 4 * q));
-      c00 = _mm256_dpbusd_avx_epi32(c00, x0, b0);
-      c01 = _mm256_dpbusd_avx_epi32(c01, x0, b1);
-      c02 = _mm256_dpbusd_avx_epi32(c02, x0, b2);
-      c03 = _mm256_dpbusd_avx_epi32(c03, x0, b3);
-      if constexpr (MR > 1) {
-        const __m256i x1 = _mm256_set1_epi32(load_u32(a + lda + 4 * q));
-        c10 = _mm256_dpbusd_avx_epi32(c10, x1, b0);
-        c11 = _mm256_dpbusd_avx_epi32(c11, x1, b1);
-        c12 = _mm256_dpbusd_avx_epi32(c12, x1, b2);
-        c13 = _mm256_dpbusd_avx_epi32(c13, x1, b3);
-      }
+                    b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + 32));
+#define SIMCSEPP_STEP(i)                                                \
+  if constexpr (MR > i) {                                               \
+    const __m256i x = _mm256_set1_epi32(load_u32(a + i * lda + 4 * q)); \
+    c##i##0 = _mm256_dpbusd_avx_epi32(c##i##0, x, b0);                  \
+    c##i##1 = _mm256_dpbusd_avx_epi32(c##i##1, x, b1);                  \
+  }
+      SIMCSEPP_INT8_ROWS(SIMCSEPP_STEP)
+#undef SIMCSEPP_STEP
     }
-    int32_t* d = acc + 32 * h;
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(d), c00);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 8), c01);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 16), c02);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 24), c03);
-    if constexpr (MR > 1) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + kPanel), c10);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + kPanel + 8), c11);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + kPanel + 16), c12);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + kPanel + 24), c13);
-    }
+#define SIMCSEPP_STORE(i)                                                                    \
+  if constexpr (MR > i) {                                                                    \
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + i * kPanel + 16 * h), c##i##0);     \
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + i * kPanel + 16 * h + 8), c##i##1); \
+  }
+    SIMCSEPP_INT8_ROWS(SIMCSEPP_STORE)
+#undef SIMCSEPP_STORE
   }
 }
 
 void tile_avxvnni(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq, int32_t* acc) {
-  for (int i = 0; i < rows; i += 2) {
-    if (rows - i >= 2)
-      tile256_rows<2>(a + i * lda, lda, w, kq, acc + i * kPanel);
-    else
-      tile256_rows<1>(a + i * lda, lda, w, kq, acc + i * kPanel);
+  switch (rows) {
+    case 6: return tile256_rows<6>(a, lda, w, kq, acc);
+    case 5: return tile256_rows<5>(a, lda, w, kq, acc);
+    case 4: return tile256_rows<4>(a, lda, w, kq, acc);
+    case 3: return tile256_rows<3>(a, lda, w, kq, acc);
+    case 2: return tile256_rows<2>(a, lda, w, kq, acc);
+    default: return tile256_rows<1>(a, lda, w, kq, acc);
   }
 }
 
