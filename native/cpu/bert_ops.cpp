@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "clones.h"
 #include "column_sums.h"
 #include "common/adamw.h"
 #include "dropout_span.h"
@@ -69,9 +70,9 @@ namespace {
 
 // Columns [c0, c1) of embedding_backward, cloned per instruction set (inside the pool's lambda the row adds got
 // the baseline's SSE2).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void embedding_backward_columns(
-    float* dword, float* dpos, float* dtype, const float* dout, const int32_t* ids, const int32_t* posIds,
-    const int32_t* typeIds, int64_t BT, int64_t H, int64_t c0, int64_t c1) {
+SIMCSEPP_CLONES void embedding_backward_columns(float* dword, float* dpos, float* dtype, const float* dout,
+                                                const int32_t* ids, const int32_t* posIds, const int32_t* typeIds,
+                                                int64_t BT, int64_t H, int64_t c0, int64_t c1) {
   for (int64_t r = 0; r < BT; ++r) {
     const float* g = dout + r * H;
     if (dword) scatter_row(dword, ids[r], g, H, c0, c1);
@@ -148,18 +149,15 @@ inline Acc sum8(int64_t C, Term&& term) {
 
 // One row of a layer norm's output from its statistics (the forward's and layernorm_apply's one loop, so the
 // same bits). o may alias x.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void layernorm_apply_row(float* o, const float* x, float m,
-                                                                                      float rs, const float* weight,
-                                                                                      const float* bias, int64_t C) {
+SIMCSEPP_CLONES void layernorm_apply_row(float* o, const float* x, float m, float rs, const float* weight,
+                                         const float* bias, int64_t C) {
   for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - m) * rs * weight[c] + bias[c];
 }
 
 // One row of layer norm: both moments in double, the variance two-pass (no E[x^2] - mean^2 cancellation).
 // o may alias x: each x[c] is read before o[c] is written.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void layernorm_row(float* o, float* mean, float* rstd,
-                                                                                const float* x, const float* weight,
-                                                                                const float* bias, int64_t C,
-                                                                                float eps) {
+SIMCSEPP_CLONES void layernorm_row(float* o, float* mean, float* rstd, const float* x, const float* weight,
+                                   const float* bias, int64_t C, float eps) {
   const double mu = sum8<double>(C, [&](auto at) { return at(x); }) / static_cast<double>(C);
   const double ss = sum8<double>(C, [&](auto at) { return (at(x) - mu) * (at(x) - mu); });
   const float m = static_cast<float>(mu);
@@ -170,10 +168,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void layernorm_row(
 }
 
 // One row of dinp (rows are independent): d = rstd * (g * w - mean(g * w) - n * mean(g * w * n)).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void layernorm_dinp_row(float* d, const float* g,
-                                                                                     const float* x,
-                                                                                     const float* weight, float m,
-                                                                                     float rs, int64_t C) {
+SIMCSEPP_CLONES void layernorm_dinp_row(float* d, const float* g, const float* x, const float* weight, float m,
+                                        float rs, int64_t C) {
   const float sg = sum8<float>(C, [&](auto at) { return at(g) * at(weight); });
   const float sgn = sum8<float>(C, [&](auto at) { return at(g) * at(weight) * ((at(x) - m) * rs); });
   const float mg = sg / static_cast<float>(C), mgn = sgn / static_cast<float>(C);
@@ -200,11 +196,8 @@ namespace {
 
 // One row's terms of the parameter sums: sw[c] += g * n (n = (x - m) * rs in float, as the forward formed
 // it; the product of two floats is exact in double), sb[c] += g.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void layernorm_param_row(double* __restrict__ sw,
-                                                                                      double* __restrict__ sb,
-                                                                                      const float* __restrict__ g,
-                                                                                      const float* __restrict__ x,
-                                                                                      float m, float rs, int64_t C) {
+SIMCSEPP_CLONES void layernorm_param_row(double* __restrict__ sw, double* __restrict__ sb, const float* __restrict__ g,
+                                         const float* __restrict__ x, float m, float rs, int64_t C) {
   for (int64_t c = 0; c < C; ++c) {
     sw[c] += static_cast<double>(g[c]) * ((x[c] - m) * rs);
     sb[c] += g[c];
@@ -258,10 +251,8 @@ struct RowDropout {
 
 // r = dropout(y) + x (u null: y + x) over one row, cloned per instruction set like dropout_span (inside the
 // pool's lambda the loop got only the baseline's SSE2).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void dropout_residual_row(float* r, const float* y,
-                                                                                       const float* x, const float* u,
-                                                                                       float p, float scale,
-                                                                                       int64_t C) {
+SIMCSEPP_CLONES void dropout_residual_row(float* r, const float* y, const float* x, const float* u, float p,
+                                          float scale, int64_t C) {
   if (u)
     for (int64_t c = 0; c < C; ++c) r[c] = (u[c] >= p ? y[c] * scale : 0.0f) + x[c];
   else
@@ -436,14 +427,18 @@ inline __attribute__((always_inline)) void gelu_backward_loop(float* dinp, const
   }
 }
 
+void gelu_forward_baseline(float* out, const float* inp, int64_t b, int64_t e) { gelu_forward_loop(out, inp, b, e); }
+void gelu_backward_baseline(float* dinp, const float* inp, const float* dout, int64_t b, int64_t e) {
+  gelu_backward_loop(dinp, inp, dout, b, e);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx512f"))) void gelu_forward_avx512(float* out, const float* inp, int64_t b, int64_t e) {
   gelu_forward_loop(out, inp, b, e);
 }
 __attribute__((target("avx2,fma"))) void gelu_forward_avx2(float* out, const float* inp, int64_t b, int64_t e) {
   gelu_forward_loop(out, inp, b, e);
 }
-void gelu_forward_baseline(float* out, const float* inp, int64_t b, int64_t e) { gelu_forward_loop(out, inp, b, e); }
-
 __attribute__((target("avx512f"))) void gelu_backward_avx512(float* dinp, const float* inp, const float* dout,
                                                              int64_t b, int64_t e) {
   gelu_backward_loop(dinp, inp, dout, b, e);
@@ -452,16 +447,21 @@ __attribute__((target("avx2,fma"))) void gelu_backward_avx2(float* dinp, const f
                                                             int64_t e) {
   gelu_backward_loop(dinp, inp, dout, b, e);
 }
-void gelu_backward_baseline(float* dinp, const float* inp, const float* dout, int64_t b, int64_t e) {
-  gelu_backward_loop(dinp, inp, dout, b, e);
-}
+#else  // one build (aarch64's baseline has FMA and vectors): gelu_isa() is 0
+constexpr auto gelu_forward_avx512 = gelu_forward_baseline, gelu_forward_avx2 = gelu_forward_baseline;
+constexpr auto gelu_backward_avx512 = gelu_backward_baseline, gelu_backward_avx2 = gelu_backward_baseline;
+#endif
 
 // The version that runs: SIMCSEPP_GELU_KERNEL ("avx512", "avx2" or "baseline", when this CPU has it), else the
 // widest this CPU has. 2 = AVX-512, 1 = AVX2 with FMA, 0 = baseline.
 int gelu_isa() {
   static const int isa = [] {
+#if defined(__x86_64__) || defined(__i386__)
     const bool avx512 = __builtin_cpu_supports("avx512f"),
                avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    const bool avx512 = false, avx2 = false;
+#endif
     const char* forced = std::getenv("SIMCSEPP_GELU_KERNEL");
     if (forced != nullptr && std::strcmp(forced, "baseline") == 0) return 0;
     if (forced != nullptr && std::strcmp(forced, "avx2") == 0 && avx2) return 1;
@@ -612,10 +612,8 @@ namespace {
 // AdamW over [b, e), cloned per instruction set: inside the pool's lambda it got the baseline's SSE2, 4 divisions
 // and square roots at a time. The operations are IEEE-rounded in every clone (and never fused: -ffp-contract=off),
 // so every clone computes the same bits.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void adamw_range(float* __restrict params,
-                                                                              const float* __restrict grads,
-                                                                              float* __restrict m, float* __restrict v,
-                                                                              AdamwConstants k, int64_t b, int64_t e) {
+SIMCSEPP_CLONES void adamw_range(float* __restrict params, const float* __restrict grads, float* __restrict m,
+                                 float* __restrict v, AdamwConstants k, int64_t b, int64_t e) {
   for (int64_t i = b; i < e; ++i) adamw_update(k, params[i], m[i], v[i], grads[i]);
 }
 
@@ -633,7 +631,7 @@ namespace {
 // sum_i g[i]^2 in double over one chunk, in sum8's 8 partial sums (vectorised, the same bits on every instruction
 // set). A left-to-right sum waited 4 cycles per element on the chain of double adds: 3.5 ms per step for mini's 11M
 // parameters on 2 threads.
-__attribute__((target_clones("avx512f", "avx2", "default"))) double sum_of_squares(const float* g, int64_t n) {
+SIMCSEPP_CLONES double sum_of_squares(const float* g, int64_t n) {
   return sum8<double>(n, [&](auto at) { return at(g) * at(g); });
 }
 

@@ -4,6 +4,8 @@
 
 #include <vector>
 
+#include "clones.h"
+
 namespace simcsepp::cpu {
 
 namespace {
@@ -14,9 +16,7 @@ constexpr int64_t kCombineGrain = 256;
 
 // The loops below are cloned per instruction set (AVX-512, AVX2, baseline) and picked at load time. The
 // arithmetic is the same in every clone: float to double is exact and each double addition is in order.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void add_slices(double* __restrict__ sums,
-                                                                             const double* __restrict__ slice,
-                                                                             int64_t c0, int64_t c1) {
+SIMCSEPP_CLONES void add_slices(double* __restrict__ sums, const double* __restrict__ slice, int64_t c0, int64_t c1) {
   for (int64_t c = c0; c < c1; ++c) sums[c] += slice[c];
 }
 
@@ -37,9 +37,7 @@ void add_block_sums(double* sums, int64_t blocks, int64_t width) {
   });
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void add_rows(double* __restrict__ acc,
-                                                                           const float* __restrict__ x, int64_t rows,
-                                                                           int64_t C) {
+SIMCSEPP_CLONES void add_rows(double* __restrict__ acc, const float* __restrict__ x, int64_t rows, int64_t C) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = x + r * C;
     for (int64_t c = 0; c < C; ++c) acc[c] += static_cast<double>(row[c]);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "clones.h"
 #include "common/philox.h"
 #include "dropout_span.h"
 #include "ops.h"
@@ -17,8 +18,7 @@ constexpr int64_t kChunk = 4096;  // uniforms drawn per batch (stays in L1)
 
 // A function of its own, with p and scale by value, so that the loop vectorises: read through a reference, they
 // might change with each store.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void dropout_span(float* o, const float* v, const float* u,
-                                                                               float p, float scale, int64_t n) {
+SIMCSEPP_CLONES void dropout_span(float* o, const float* v, const float* u, float p, float scale, int64_t n) {
   for (int64_t i = 0; i < n; ++i) o[i] = u[i] >= p ? v[i] * scale : 0.0f;
 }
 

@@ -38,6 +38,7 @@
 #include <cstring>
 #include <vector>
 
+#include "clones.h"
 #include "column_sums.h"
 #include "common/bf16.h"
 #include "dot.h"
@@ -102,8 +103,7 @@ inline float in(float x) {
 
 // out[0, n) = x[0, n) rounded to bfloat16, in a loop that vectorises (the packing loops that gather from
 // several rows do not): the rounding pass of the rows that are gathered.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void round_bf16_row(float* __restrict out,
-                                                                                 const float* __restrict x, int64_t n) {
+SIMCSEPP_CLONES void round_bf16_row(float* __restrict out, const float* __restrict x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = round_bf16(x[i]);
 }
 
@@ -656,9 +656,7 @@ struct EpilogueAt {
 
 // c[q] += bias[q] for q < n, cloned per instruction set: inlined in apply_epilogue's loop it got the baseline's
 // SSE2 (0.7% of mini's step, every forward product adding its bias).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void add_bias_span(float* __restrict c,
-                                                                                const float* __restrict bias,
-                                                                                int64_t n) {
+SIMCSEPP_CLONES void add_bias_span(float* __restrict c, const float* __restrict bias, int64_t n) {
   for (int64_t q = 0; q < n; ++q) c[q] += bias[q];
 }
 
@@ -920,6 +918,8 @@ const Kernel& rounding(const Kernel& k) {
 #if SIMCSEPP_GEMM_X86
   if (&k == &kAvx512) return kAvx512Round;
   if (&k == &kAvx2) return kAvx2Round;
+#else
+  (void)k;  // the generic kernel is the only one
 #endif
   return kGenericRound;
 }

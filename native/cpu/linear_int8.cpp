@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "clones.h"
 #include "gelu.h"
 #include "parallel.h"
 #include "scratch.h"
@@ -109,8 +110,8 @@ float quantize_row_generic(uint8_t* d, const float* x, int64_t n) {
 using TileFn = void (*)(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq, int32_t* acc);
 
 // Written so that GCC vectorises the loop over the 64 outputs (4 products each, the bytes de-interleaved).
-__attribute__((target_clones("avx2", "default"))) void tile_generic(const uint8_t* a, int64_t lda, int rows,
-                                                                    const int8_t* w, int64_t kq, int32_t* acc) {
+SIMCSEPP_CLONES_AVX2 void tile_generic(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq,
+                                       int32_t* acc) {
   for (int i = 0; i < rows; ++i) {
     int32_t s[kPanel] = {};
     const uint8_t* ai = a + i * lda;

@@ -4,6 +4,7 @@
 // groups at the two ends are drawn one index at a time.
 #include "uniforms.h"
 
+#include "clones.h"
 #include "common/philox.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -15,9 +16,7 @@ namespace simcsepp::cpu {
 namespace {
 
 // out[4g + k] = word k of Philox(counter = (block0 + g, offset), key = seed), as units, for g < groups.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void philox_groups(uint64_t seed, uint64_t offset,
-                                                                                uint64_t block0, int64_t groups,
-                                                                                float* out) {
+SIMCSEPP_CLONES void philox_groups(uint64_t seed, uint64_t offset, uint64_t block0, int64_t groups, float* out) {
   const uint32_t o0 = static_cast<uint32_t>(offset), o1 = static_cast<uint32_t>(offset >> 32);
   const uint32_t s0 = static_cast<uint32_t>(seed), s1 = static_cast<uint32_t>(seed >> 32);
   for (int64_t g = 0; g < groups; ++g) {
