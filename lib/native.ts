@@ -21,7 +21,7 @@ export type DeviceName = 'cpu' | 'cuda'
  * products and sums in fp32, as the tensor cores compute; the CPU rounds the same way). native/ops/precision.h.
  */
 /** The int8 linear layer's tile kernel (native/cpu/linear_int8.h): every one gives the same bits. */
-export type Int8Kernel = 'avx512vnni' | 'avxvnni' | 'generic'
+export type Int8Kernel = 'avx512vnni' | 'avxvnni' | 'dotprod' | 'generic'
 export type Precision = 'fp32' | 'bf16'
 
 export interface NativeTensor {

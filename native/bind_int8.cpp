@@ -4,7 +4,8 @@
 //                                        int8PackedFloats(OC, C) elements: bytes, not floats)
 //   linearInt8Forward(out, inp, packed, bias|null, geluOut|null)   out [R, OC] from inp [R, C] (geluOut: out itself
 //                                        for the GELU in place, else apart from it)
-//   int8Kernel(force?) -> 'avx512vnni' | 'avxvnni' | 'generic'   the tile kernel in use (force: a name, for tests
+//   int8Kernel(force?) -> 'avx512vnni' | 'avxvnni' | 'dotprod' | 'generic'   the tile kernel in use (force: a name, for
+//   tests
 //                                        and benchmarks; an Error when this CPU cannot run it)
 // CPU tensors only: the CUDA backend's inference runs in bf16 on the tensor cores instead.
 #include <napi.h>
@@ -100,8 +101,10 @@ Napi::Value Int8Kernel(const Napi::CallbackInfo& info) {
     if (!info[0].IsString()) throw_arg(env, "Expected force to be a kernel name but received " + describe(info[0]));
     const std::string name = info[0].As<Napi::String>().Utf8Value();
     if (!cpu::int8_force_kernel(name.c_str()))
-      throw_arg(env, "Expected force to be 'avx512vnni', 'avxvnni' or 'generic', one this CPU runs, but received '" +
-                         name + "'");
+      throw_arg(
+          env,
+          "Expected force to be 'avx512vnni', 'avxvnni', 'dotprod' or 'generic', one this CPU runs, but received '" +
+              name + "'");
   }
   return Napi::String::New(env, cpu::int8_kernel_name());
 }

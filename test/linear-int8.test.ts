@@ -54,7 +54,7 @@ function int8Reference(x: Float32Array, W: Float32Array, bias: Float32Array | nu
 
 function kernels(): Int8Kernel[] {
   const runnable: Int8Kernel[] = []
-  for (const k of ['generic', 'avxvnni', 'avx512vnni'] as const) {
+  for (const k of ['generic', 'avxvnni', 'avx512vnni', 'dotprod'] as const) {
     try {
       ops.int8Kernel(k)
       runnable.push(k)
@@ -193,7 +193,7 @@ t.test('argument checks name the argument', async (t) => {
     /Expected weight to hold finite values but element 4 \(row 1\) is Infinity/,
   )
   t.throws(() => ops.int8PackWeight(Tensor.zeros([6])), /Expected weight to be \[OC, C\] but received \[6\]/)
-  t.throws(() => ops.int8Kernel('sse' as Int8Kernel), /Expected force to be 'avx512vnni', 'avxvnni' or 'generic'/)
+  t.throws(() => ops.int8Kernel('sse' as Int8Kernel), /Expected force to be 'avx512vnni', 'avxvnni', 'dotprod' or 'generic'/)
   const gone = Tensor.zeros([2, 3])
   gone.dispose()
   t.throws(() => ops.linearInt8Forward(out, gone, packed, null), /inp/)
@@ -287,7 +287,7 @@ t.test("SentenceEncoder precision 'int8'", async (t) => {
   ops.int8Kernel('generic')
   const portable = await SentenceEncoder.load(dir, { precision: 'int8', pooling: 'mean' })
   try {
-    t.match(portable.precisionNote, /this CPU has no VNNI instructions .* several times slower than fp32's/)
+    t.match(portable.precisionNote, /this CPU has no int8 dot-product instructions .* several times slower than fp32's/)
     const v = await portable.encode(texts)
     t.ok(
       v.every((x, i) => firstDifference(x, b[i]) === -1),

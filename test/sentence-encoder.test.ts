@@ -525,7 +525,7 @@ t.test('bench encode: rows and table', async (t) => {
   // int8: its own rate, the kernel, and vectors near fp32's (int8 steps: further than bf16's).
   const i8 = await tinyRow({ onnxruntime: false, int8: true })
   t.ok(i8.int8SortedPerSec! > 0, `int8 ${i8.int8SortedPerSec?.toFixed(1)}/s`)
-  t.match(i8.int8Kernel, /^(avx512vnni|avxvnni|generic)$/)
+  t.match(i8.int8Kernel, /^(avx512vnni|avxvnni|dotprod|generic)$/)
   t.ok(
     i8.int8MaxCosineDistance! > 1e-8 && i8.int8MaxCosineDistance! < 5e-3,
     `1 - cos(int8, fp32) up to ${i8.int8MaxCosineDistance?.toExponential(2)}`,

@@ -74,7 +74,7 @@ export class EmbeddingEngine {
   /** What the precision costs here that the caller may not expect (int8 without VNNI), if anything. */
   get precisionNote(): string | undefined {
     if (!this.model.int8 || addon.int8Kernel() !== 'generic') return undefined
-    return "precision 'int8': this CPU has no VNNI instructions (AVX512-VNNI or AVX-VNNI), so the int8 products run on the portable kernel, several times slower than fp32's"
+    return "precision 'int8': this CPU has no int8 dot-product instructions (x86's AVX512-VNNI or AVX-VNNI, aarch64's SDOT), so the int8 products run on the portable kernel, several times slower than fp32's"
   }
 
   /** The products' precision: the model's, or 'int8' (BertModel.quantizeInt8). */

@@ -26,6 +26,13 @@
 #else
 #define SIMCSEPP_HAVE_VNNI_KERNELS 0
 #endif
+#if defined(__aarch64__) && defined(__linux__) && defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))
+#define SIMCSEPP_HAVE_DOTPROD_KERNEL 1
+#include <arm_neon.h>
+#include <sys/auxv.h>
+#else
+#define SIMCSEPP_HAVE_DOTPROD_KERNEL 0
+#endif
 
 namespace simcsepp::cpu {
 
@@ -106,12 +113,18 @@ float quantize_row_generic(uint8_t* d, const float* x, int64_t n) {
 }
 
 // acc[i * 64 + j], i < rows <= kRows, j < 64: Σ over the kq groups of the 4 products of row i's bytes (a + i · lda)
-// with output j's bytes of the panel w.
-using TileFn = void (*)(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq, int32_t* acc);
+// with output j's bytes of the panel w. comp: the panel's correction terms, for a kernel that multiplies xq itself
+// (signed by signed) and adds them to give the same sums.
+using TileFn = void (*)(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq, const int32_t* comp,
+                        int32_t* acc);
+
+// The accumulators are named variables, not an array: GCC 12 kept an array of them in memory as well as in
+// registers, storing each one back at every k group (a third of the rate).
+#define SIMCSEPP_INT8_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
 
 // Written so that GCC vectorises the loop over the 64 outputs (4 products each, the bytes de-interleaved).
 SIMCSEPP_CLONES_AVX2 void tile_generic(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq,
-                                       int32_t* acc) {
+                                       const int32_t* /*comp*/, int32_t* acc) {
   for (int i = 0; i < rows; ++i) {
     int32_t s[kPanel] = {};
     const uint8_t* ai = a + i * lda;
@@ -203,10 +216,6 @@ SIMCSEPP_AVX2 float quantize_row_avx2(uint8_t* d, const float* x, int64_t n) {
 #define SIMCSEPP_VNNI512 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #define SIMCSEPP_VNNI256 __attribute__((target("avx2,avxvnni")))
 
-// The accumulators are named variables, not an array: GCC 12 kept an array of them in memory as well as in
-// registers, storing each one back at every k group (a third of the rate).
-#define SIMCSEPP_INT8_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
-
 template <int MR>
 SIMCSEPP_VNNI512 void tile512_rows(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kq, int32_t* acc) {
 #define SIMCSEPP_DECLARE(i) \
@@ -239,7 +248,8 @@ SIMCSEPP_VNNI512 void tile512_rows(const uint8_t* a, int64_t lda, const int8_t* 
 #undef SIMCSEPP_STORE
 }
 
-void tile_avx512vnni(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq, int32_t* acc) {
+void tile_avx512vnni(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq, const int32_t* /*comp*/,
+                     int32_t* acc) {
   switch (rows) {
     case 6: return tile512_rows<6>(a, lda, w, kq, acc);
     case 5: return tile512_rows<5>(a, lda, w, kq, acc);
@@ -282,7 +292,8 @@ SIMCSEPP_VNNI256 void tile256_rows(const uint8_t* a, int64_t lda, const int8_t* 
   }
 }
 
-void tile_avxvnni(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq, int32_t* acc) {
+void tile_avxvnni(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq, const int32_t* /*comp*/,
+                  int32_t* acc) {
   switch (rows) {
     case 6: return tile256_rows<6>(a, lda, w, kq, acc);
     case 5: return tile256_rows<5>(a, lda, w, kq, acc);
@@ -295,6 +306,64 @@ void tile_avxvnni(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int6
 
 #endif  // SIMCSEPP_HAVE_VNNI_KERNELS
 
+#if SIMCSEPP_HAVE_DOTPROD_KERNEL
+
+// aarch64's SDOT (Armv8.2 dot product: Neoverse N1, V1, V2 of Graviton and Grace, Apple M1 and later): four products
+// of signed bytes per 32-bit lane, so the input's bytes go back to xq (xor 0x80) and the panel's correction terms are
+// added to give the sums the other kernels give. A pass: 16 outputs (4 vectors) for all six rows, 24 of the 32
+// vector registers as accumulators.
+template <int MR>
+__attribute__((target("arch=armv8.2-a+dotprod"))) void tile_dot_rows(const uint8_t* a, int64_t lda, const int8_t* w,
+                                                                     int64_t kq, const int32_t* comp, int32_t* acc) {
+  for (int h = 0; h < 4; ++h) {
+#define SIMCSEPP_DECLARE(i) int32x4_t c##i##0 = vdupq_n_s32(0), c##i##1 = c##i##0, c##i##2 = c##i##0, c##i##3 = c##i##0;
+    SIMCSEPP_INT8_ROWS(SIMCSEPP_DECLARE)
+#undef SIMCSEPP_DECLARE
+    for (int64_t q = 0; q < kq; ++q) {
+      const int8_t* wq = w + q * kPanel * 4 + h * 64;
+      const int8x16_t b0 = vld1q_s8(wq), b1 = vld1q_s8(wq + 16), b2 = vld1q_s8(wq + 32), b3 = vld1q_s8(wq + 48);
+#define SIMCSEPP_STEP(i)                                                    \
+  if constexpr (MR > i) {                                                   \
+    uint32_t u;                                                             \
+    std::memcpy(&u, a + i * lda + 4 * q, 4);                                \
+    const int8x16_t x = vreinterpretq_s8_u32(vdupq_n_u32(u ^ 0x80808080u)); \
+    c##i##0 = vdotq_s32(c##i##0, x, b0);                                    \
+    c##i##1 = vdotq_s32(c##i##1, x, b1);                                    \
+    c##i##2 = vdotq_s32(c##i##2, x, b2);                                    \
+    c##i##3 = vdotq_s32(c##i##3, x, b3);                                    \
+  }
+      SIMCSEPP_INT8_ROWS(SIMCSEPP_STEP)
+#undef SIMCSEPP_STEP
+    }
+    const int32_t* ch = comp + 16 * h;
+    const int32x4_t k0 = vld1q_s32(ch), k1 = vld1q_s32(ch + 4), k2 = vld1q_s32(ch + 8), k3 = vld1q_s32(ch + 12);
+#define SIMCSEPP_STORE(i)                      \
+  if constexpr (MR > i) {                      \
+    int32_t* d = acc + i * kPanel + 16 * h;    \
+    vst1q_s32(d, vaddq_s32(c##i##0, k0));      \
+    vst1q_s32(d + 4, vaddq_s32(c##i##1, k1));  \
+    vst1q_s32(d + 8, vaddq_s32(c##i##2, k2));  \
+    vst1q_s32(d + 12, vaddq_s32(c##i##3, k3)); \
+  }
+    SIMCSEPP_INT8_ROWS(SIMCSEPP_STORE)
+#undef SIMCSEPP_STORE
+  }
+}
+
+void tile_dotprod(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq, const int32_t* comp,
+                  int32_t* acc) {
+  switch (rows) {
+    case 6: return tile_dot_rows<6>(a, lda, w, kq, comp, acc);
+    case 5: return tile_dot_rows<5>(a, lda, w, kq, comp, acc);
+    case 4: return tile_dot_rows<4>(a, lda, w, kq, comp, acc);
+    case 3: return tile_dot_rows<3>(a, lda, w, kq, comp, acc);
+    case 2: return tile_dot_rows<2>(a, lda, w, kq, comp, acc);
+    default: return tile_dot_rows<1>(a, lda, w, kq, comp, acc);
+  }
+}
+
+#endif  // SIMCSEPP_HAVE_DOTPROD_KERNEL
+
 struct Kernel {
   const char* name;
   QuantizeRowFn quantize_row;
@@ -306,6 +375,9 @@ const Kernel kGeneric{"generic", quantize_row_generic, tile_generic};
 const Kernel kAvx512Vnni{"avx512vnni", quantize_row_avx512, tile_avx512vnni};
 const Kernel kAvxVnni{"avxvnni", quantize_row_avx2, tile_avxvnni};
 #endif
+#if SIMCSEPP_HAVE_DOTPROD_KERNEL
+const Kernel kDotprod{"dotprod", quantize_row_generic, tile_dotprod};
+#endif
 
 const Kernel* runnable(const char* name) {
   if (std::strcmp(name, "generic") == 0) return &kGeneric;
@@ -316,11 +388,17 @@ const Kernel* runnable(const char* name) {
   if (std::strcmp(name, "avxvnni") == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni"))
     return &kAvxVnni;
 #endif
+#if SIMCSEPP_HAVE_DOTPROD_KERNEL
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)  // linux/arch/arm64/include/uapi/asm/hwcap.h
+#endif
+  if (std::strcmp(name, "dotprod") == 0 && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0) return &kDotprod;
+#endif
   return nullptr;
 }
 
 const Kernel* best() {
-  for (const char* name : {"avx512vnni", "avxvnni"})
+  for (const char* name : {"avx512vnni", "avxvnni", "dotprod"})
     if (const Kernel* k = runnable(name)) return k;
   return &kGeneric;
 }
@@ -419,7 +497,7 @@ void linear_int8_forward(float* out, const float* inp, const void* packed, const
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t p = t / rowBlocks, r0 = (t % rowBlocks) * kRows;
       const int rows = static_cast<int>(std::min<int64_t>(kRows, R - r0));
-      tile(xq + r0 * lda, lda, rows, pk.w + p * pk.l.kq * kPanel * 4, pk.l.kq, acc);
+      tile(xq + r0 * lda, lda, rows, pk.w + p * pk.l.kq * kPanel * 4, pk.l.kq, pk.comp + p * kPanel, acc);
       const int64_t o0 = p * kPanel, n = std::min<int64_t>(kPanel, OC - o0);
       for (int i = 0; i < rows; ++i) {
         const int64_t r = r0 + i;

@@ -8,7 +8,8 @@
 //
 // (float32 throughout, rint to nearest even, each operation rounded once: -ffp-contract=off.) One scale per row of
 // x, where onnxruntime's dynamic quantization takes one per tensor, so a row's outlier does not coarsen the others.
-// The sums are exact integers, so every kernel (VNNI on 512- or 256-bit vectors, portable C++) gives the same bits.
+// The sums are exact integers, so every kernel (VNNI on 512- or 256-bit vectors, aarch64's SDOT, portable C++) gives
+// the same bits.
 //
 // Packed weight (int8_pack_weight): a 64-byte header (magic, OC, C), s_w and 128 · Σ_k Wq[o, k] for OCp =
 // ceil(OC / 64) · 64 outputs, then Wq in panels of 64 outputs: per group of 4 k (zero past C), 64 × 4 bytes, output
@@ -34,7 +35,7 @@ bool int8_packed_shape(const void* p, int64_t bytes, int64_t* OC, int64_t* C);
 void linear_int8_forward(float* out, const float* inp, const void* packed, const float* bias, int64_t R,
                          float* geluOut);
 
-// The kernel in use: "avx512vnni", "avxvnni" or "generic".
+// The kernel in use: "avx512vnni", "avxvnni" (x86), "dotprod" (aarch64's SDOT) or "generic".
 const char* int8_kernel_name();
 
 // Testing/benchmark hook, as sgemm_force_kernel: false (nothing changed) when unknown or not runnable here.

@@ -54,6 +54,26 @@ for (const precision of ['fp32', 'bf16']) {
   dz.dispose()
   m.dispose()
 }
+// The int8 op at the tile and vector edges (6 rows, 4 k per group, 16 and 64 outputs), from a seeded generator.
+const { Tensor } = await import(pathToFileURL(join(dist, 'tensor.js')).href)
+const ops = await import(pathToFileURL(join(dist, 'ops.js')).href)
+let seed = 12345
+const rand = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1
+for (const [R, C, OC] of [
+  [1, 1, 1],
+  [7, 77, 65],
+  [13, 130, 130],
+  [6, 256, 192],
+]) {
+  const w = Tensor.from(Float32Array.from({ length: OC * C }, rand), [OC, C])
+  const x = Tensor.from(
+    Float32Array.from({ length: R * C }, () => 3 * rand()),
+    [R, C],
+  )
+  const y = Tensor.zeros([R, OC])
+  ops.linearInt8Forward(y, x, ops.int8PackWeight(w), Tensor.from(Float32Array.from({ length: OC }, rand), [OC]))
+  out[`int8 op [${R}, ${C}] x [${OC}, ${C}]`] = hash(y.toFloat32Array())
+}
 const m = BertModel.create(config, { seed: 5 })
 m.quantizeInt8()
 out['int8 eval vectors'] = hash(m.embed(batch, 'mean').toFloat32Array())
