@@ -44,8 +44,8 @@ export interface SentenceEncoderOptions {
    * Precision of the linear layers' products: 'auto' (default: bf16 on CUDA, fp32 on the CPU), 'fp32'
    * (vectors as the CPU computes them, within 1e-4), 'bf16' (operands rounded to bfloat16), or 'int8' (CPU only:
    * the encoder layers' products in int8, each weight quantized per output channel and each input row at every
-   * product, summed exactly; about 2.5x fp32's sentences/s with AVX-512 VNNI, the vectors within about 1e-3 of
-   * fp32's in 1 - cos: check it on your own evaluation).
+   * product, summed exactly; 1.9-3x fp32's sentences/s with AVX-512 VNNI, mini to base, the vectors within about
+   * 1e-3 of fp32's in 1 - cos: check it on your own evaluation).
    */
   precision?: EncoderPrecisionRequest
 }
