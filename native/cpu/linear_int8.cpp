@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "clones.h"
 #include "gelu.h"
@@ -121,6 +122,19 @@ using TileFn = void (*)(const uint8_t* a, int64_t lda, int rows, const int8_t* w
 // The accumulators are named variables, not an array: GCC 12 kept an array of them in memory as well as in
 // registers, storing each one back at every k group (a third of the rate).
 #define SIMCSEPP_INT8_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+
+// f(std::integral_constant<int, rows>) for rows in [1, kRows]: a tile's row count as the kernels' template argument.
+template <class F>
+void with_rows(int rows, F&& f) {
+  switch (rows) {
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 5: return f(std::integral_constant<int, 5>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    default: return f(std::integral_constant<int, 1>{});
+  }
+}
 
 // Written so that GCC vectorises the loop over the 64 outputs (4 products each, the bytes de-interleaved).
 SIMCSEPP_CLONES_AVX2 void tile_generic(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq,
@@ -250,14 +264,7 @@ SIMCSEPP_VNNI512 void tile512_rows(const uint8_t* a, int64_t lda, const int8_t* 
 
 void tile_avx512vnni(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq, const int32_t* /*comp*/,
                      int32_t* acc) {
-  switch (rows) {
-    case 6: return tile512_rows<6>(a, lda, w, kq, acc);
-    case 5: return tile512_rows<5>(a, lda, w, kq, acc);
-    case 4: return tile512_rows<4>(a, lda, w, kq, acc);
-    case 3: return tile512_rows<3>(a, lda, w, kq, acc);
-    case 2: return tile512_rows<2>(a, lda, w, kq, acc);
-    default: return tile512_rows<1>(a, lda, w, kq, acc);
-  }
+  with_rows(rows, [&](auto mr) { tile512_rows<decltype(mr)::value>(a, lda, w, kq, acc); });
 }
 
 // 16 ymm registers: a pass takes 16 of the panel's outputs (a quarter) for all the tile's rows, 12 accumulators, 2
@@ -294,14 +301,7 @@ SIMCSEPP_VNNI256 void tile256_rows(const uint8_t* a, int64_t lda, const int8_t* 
 
 void tile_avxvnni(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq, const int32_t* /*comp*/,
                   int32_t* acc) {
-  switch (rows) {
-    case 6: return tile256_rows<6>(a, lda, w, kq, acc);
-    case 5: return tile256_rows<5>(a, lda, w, kq, acc);
-    case 4: return tile256_rows<4>(a, lda, w, kq, acc);
-    case 3: return tile256_rows<3>(a, lda, w, kq, acc);
-    case 2: return tile256_rows<2>(a, lda, w, kq, acc);
-    default: return tile256_rows<1>(a, lda, w, kq, acc);
-  }
+  with_rows(rows, [&](auto mr) { tile256_rows<decltype(mr)::value>(a, lda, w, kq, acc); });
 }
 
 #endif  // SIMCSEPP_HAVE_VNNI_KERNELS
@@ -352,14 +352,7 @@ __attribute__((target("arch=armv8.2-a+dotprod"))) void tile_dot_rows(const uint8
 
 void tile_dotprod(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t kq, const int32_t* comp,
                   int32_t* acc) {
-  switch (rows) {
-    case 6: return tile_dot_rows<6>(a, lda, w, kq, comp, acc);
-    case 5: return tile_dot_rows<5>(a, lda, w, kq, comp, acc);
-    case 4: return tile_dot_rows<4>(a, lda, w, kq, comp, acc);
-    case 3: return tile_dot_rows<3>(a, lda, w, kq, comp, acc);
-    case 2: return tile_dot_rows<2>(a, lda, w, kq, comp, acc);
-    default: return tile_dot_rows<1>(a, lda, w, kq, comp, acc);
-  }
+  with_rows(rows, [&](auto mr) { tile_dot_rows<decltype(mr)::value>(a, lda, w, kq, comp, acc); });
 }
 
 #endif  // SIMCSEPP_HAVE_DOTPROD_KERNEL
