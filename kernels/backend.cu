@@ -39,6 +39,7 @@ const Backend& cuda_backend() {
     b.grad_sum_squares = cuda::grad_sum_squares;
     b.scale_inplace = cuda::scale_inplace;
     b.clip_grad_norm = cuda::clip_grad_norm;
+    b.clip_grad_scale = cuda::clip_grad_scale;
     b.sgemm = cuda::sgemm;
     b.linear_forward = cuda::linear_forward;
     b.linear_backward = cuda::linear_backward;

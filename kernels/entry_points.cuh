@@ -37,6 +37,7 @@ AdamwStepFn adamw_step;                                 // optim.cu
 GradSumSquaresFn grad_sum_squares;                      // optim.cu
 ScaleInplaceFn scale_inplace;                           // elementwise.cu
 ClipGradNormFn clip_grad_norm;                          // optim.cu
+ClipGradScaleFn clip_grad_scale;                        // optim.cu
 SgemmFn sgemm;                                          // gemm.cu
 LinearForwardFn linear_forward;                         // gemm.cu
 LinearBackwardFn linear_backward;                       // gemm.cu

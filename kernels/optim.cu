@@ -4,8 +4,10 @@
 //                     p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps).
 //                     The constants are formed in double on the host by the same code as the CPU's and
 //                     the update rounds every operation separately, so it matches cpu::adamw_step bit
-//                     for bit. When the params have a bf16 mirror, bf16(p) is written into it too. Tiling:
-//                     detail::run_map (grid.cuh), one thread per element, grid-stride.
+//                     for bit. With a gradScale (a device float, clip_grad_scale's), g is g * scale first,
+//                     rounded once, as clip_grad_norm's in-place scale rounds it. When the params have a bf16
+//                     mirror, bf16(p) is written into it too. Tiling: detail::run_map (grid.cuh), one thread per
+//                     element, grid-stride.
 //   grad_sum_squares: sum g^2 in double. Fixed chunks of 16384 elements, one 256-thread block per chunk
 //                     (at most 4096 blocks, grid-stride over chunks): thread t sums elements t, t + 256, ... of its
 //                     chunk in double, the block adds the 256 partials by a fixed shared-memory tree, and the chunk
@@ -13,12 +15,16 @@
 //                     result is bit-identical from run to run; it differs from the CPU's (sequential within a chunk)
 //                     only by double rounding.
 //   clip_grad_norm:   the same partials, added on the device (sum_partials_kernel: one thread, in chunk order, the
-//                     next 32 partials in flight), then g *= maxNorm / (norm + 1e-6) when that is below 1.
+//                     next 32 partials in flight), which also forms the coefficient (common/clip.h) into a device
+//                     float; then g *= coefficient when it is not 1.
+//   clip_grad_scale:  the same two kernels, the coefficient into the caller's float (for adamw_step's gradScale);
+//                     g is not touched, which saves clip_grad_norm's pass over it (read and write).
 //   scale_inplace:    elementwise.cu.
 #include <vector>
 
 #include "bf16_mirror.cuh"
 #include "common/adamw.h"
+#include "common/clip.h"
 #include "grid.cuh"
 #include "in_order_sum.cuh"
 
@@ -36,9 +42,10 @@ struct AdamwOp {
   const float* grads;
   float* m;
   float* v;
-  __nv_bfloat16* mirror;  // the params' bf16 mirror (bf16_mirror.cuh), or null
+  __nv_bfloat16* mirror;   // the params' bf16 mirror (bf16_mirror.cuh), or null
+  const float* gradScale;  // clip_grad_scale's coefficient, or null
   __device__ void operator()(int64_t i) const {
-    adamw_update(k, params[i], m[i], v[i], grads[i]);
+    adamw_update(k, params[i], m[i], v[i], gradScale != nullptr ? adamw_mul(grads[i], *gradScale) : grads[i]);
     if (mirror != nullptr) mirror[i] = __float2bfloat16(params[i]);
   }
 };
@@ -52,31 +59,32 @@ struct CapturedAdamwOp {
   float* m;
   float* v;
   __nv_bfloat16* mirror;
+  const float* gradScale;
   __device__ void operator()(int64_t i) const {
     if (*c.skip != 0) return;
-    adamw_update(*c.constants, params[i], m[i], v[i], grads[i]);
+    adamw_update(*c.constants, params[i], m[i], v[i],
+                 gradScale != nullptr ? adamw_mul(grads[i], *gradScale) : grads[i]);
     if (mirror != nullptr) mirror[i] = __float2bfloat16(params[i]);
   }
 };
 
-// The chunk partials added in chunk order (as the host adds them) into *out: one thread.
-__global__ void sum_partials_kernel(const double* partial, int64_t chunks, double* out) {
+// The chunk partials added in chunk order (as the host adds them) into *out, and the clipping coefficient
+// of that sum into *scale: one thread.
+__global__ void sum_partials_kernel(const double* partial, int64_t chunks, double* out, double maxNorm, float* scale) {
   if (threadIdx.x != 0 || blockIdx.x != 0) return;
   double total = 0.0;  // in chunk order, as grad_sum_squares adds them on the host
   detail::add_in_order<kAhead>(
       total, chunks, [&](int64_t k) { return partial[k]; }, [](double s, double x) { return s + x; });
   *out = total;
+  *scale = clip_coefficient(total, maxNorm);
 }
 
-// g *= (float)coef with coef = maxNorm / (sqrt(*ss) + 1e-6), when the norm is finite and coef < 1.
+// g *= *scale (clip_coefficient's), unless it is 1.
 struct ClipOp {
   float* g;
-  const double* ss;
-  double maxNorm;
+  const float* scale;
   __device__ void operator()(int64_t i) const {
-    const double norm = sqrt(*ss);
-    const double coef = maxNorm / (norm + 1e-6);
-    if (isfinite(norm) && coef < 1.0) g[i] = g[i] * static_cast<float>(coef);
+    if (*scale != 1.0f) g[i] = g[i] * *scale;
   }
 };
 
@@ -102,43 +110,75 @@ __global__ void __launch_bounds__(kSumThreads)
 }  // namespace
 
 void adamw_step(float* params, const float* grads, float* m, float* v, int64_t n, double lr, double beta1, double beta2,
-                double eps, double weightDecay, int64_t step) {
+                double eps, double weightDecay, int64_t step, const float* gradScale) {
   // A bf16 mirror of the params is written as they are updated: a fresh mirror stays fresh (a stale one stays
   // stale; its next reader refreshes it).
   __nv_bfloat16* mirror = bf16mirror::updated_by_adamw(params, n);
   if (detail::capturing()) {
     const detail::CapturedAdamw c = detail::capture_adamw(beta1, beta2, eps, weightDecay);
-    detail::run_map("adamw_step (step graph)", CapturedAdamwOp{c, params, grads, m, v, mirror}, n);
+    detail::run_map("adamw_step (step graph)", CapturedAdamwOp{c, params, grads, m, v, mirror, gradScale}, n);
     return;
   }
   const AdamwConstants k = adamw_constants(lr, beta1, beta2, eps, weightDecay, step);
-  detail::run_map("adamw_step", AdamwOp{k, params, grads, m, v, mirror}, n);
+  detail::run_map("adamw_step", AdamwOp{k, params, grads, m, v, mirror, gradScale}, n);
 }
 
-double clip_grad_norm(float* g, int64_t n, double maxNorm) {
-  require();
-  if (n <= 0) return 0.0;
+namespace {
+
+// The sum of squares of g[0, n) into *ss (inside a step graph: a result slot) and its clipping coefficient into
+// *scale (the workspace's, when null), on the op stream; returns where ss went and where scale went.
+struct ClipSums {
+  double* ss;
+  float* scale;
+};
+ClipSums launch_clip_sums(const char* what, const float* g, int64_t n, double maxNorm, float* scale,
+                          detail::Workspace& ws) {
   const int64_t chunks = (n + kSumChunk - 1) / kSumChunk;
-  const cudaStream_t stream = detail::op_stream();
-  detail::Workspace& ws = detail::workspace();
-  std::lock_guard<std::mutex> lock(ws.mu);
   detail::Carver measure(nullptr);
   measure.take<double>(static_cast<size_t>(chunks));
   measure.take<double>(1);
+  measure.take<float>(1);
   detail::Carver cv(static_cast<char*>(ws.reserve(measure.used())));
   double* partial = cv.take<double>(static_cast<size_t>(chunks));
   // Inside a step graph the sum goes to a result slot, read after the replay.
   double* ss = detail::capturing() ? detail::capture_sum_squares_slot() : cv.take<double>(1);
-  launch("clip_grad_norm (sums)", sum_squares_kernel, detail::grid_blocks(chunks, 1), kSumThreads, 0, stream, partial,
-         g, n, chunks);
-  launch("clip_grad_norm (total)", sum_partials_kernel, 1, 32, 0, stream, partial, chunks, ss);
-  launch("clip_grad_norm (scale)", detail::map_kernel<ClipOp>, detail::grid_blocks(n, detail::kMapThreads),
-         detail::kMapThreads, 0, stream, ClipOp{g, ss, maxNorm}, n);
+  float* ownScale = cv.take<float>(1);
+  if (scale == nullptr) scale = ownScale;
+  const cudaStream_t stream = detail::op_stream();
+  if (chunks > 0)  // (none: the sum is 0, as the CPU's)
+    launch(what, sum_squares_kernel, detail::grid_blocks(chunks, 1), kSumThreads, 0, stream, partial, g, n, chunks);
+  launch(what, sum_partials_kernel, 1, 32, 0, stream, partial, chunks, ss, maxNorm, scale);
+  return ClipSums{ss, scale};
+}
+
+// The sum of squares at ss, once the stream has formed it (0 while capturing: the graph's results hold it).
+double read_sum_squares(const double* ss) {
   if (detail::capturing()) return 0.0;
+  const cudaStream_t stream = detail::op_stream();
   double total = 0.0;
   SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(&total, ss, sizeof(total), cudaMemcpyDeviceToHost, stream));
   SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(stream));
   return total;
+}
+
+}  // namespace
+
+double clip_grad_norm(float* g, int64_t n, double maxNorm) {
+  require();
+  if (n <= 0) return 0.0;
+  detail::Workspace& ws = detail::workspace();
+  std::lock_guard<std::mutex> lock(ws.mu);
+  const ClipSums sums = launch_clip_sums("clip_grad_norm (sums)", g, n, maxNorm, nullptr, ws);
+  launch("clip_grad_norm (scale)", detail::map_kernel<ClipOp>, detail::grid_blocks(n, detail::kMapThreads),
+         detail::kMapThreads, 0, detail::op_stream(), ClipOp{g, sums.scale}, n);
+  return read_sum_squares(sums.ss);
+}
+
+double clip_grad_scale(const float* g, int64_t n, double maxNorm, float* scale) {
+  require();
+  detail::Workspace& ws = detail::workspace();
+  std::lock_guard<std::mutex> lock(ws.mu);
+  return read_sum_squares(launch_clip_sums("clip_grad_scale (sums)", g, n, maxNorm, scale, ws).ss);
 }
 
 double grad_sum_squares(const float* g, int64_t n) {

@@ -21,7 +21,7 @@ export function numThreads(): number {
 
 export { BertModel, type BatchInput, type ModelOptions, type TrainForwardOptions, type Pooling } from './model/bert.js'
 export { Tokenizer, type EncodedBatch, type TokenizeOptions } from './tokenizer.js'
-export { AdamW, clipGradNorm, linearSchedule, type AdamWOptions } from './optim/adamw.js'
+export { AdamW, clipGradNorm, clipGradScale, linearSchedule, type AdamWOptions } from './optim/adamw.js'
 export { namedConfig, parseHfConfig, toHfConfig, readHfConfig, type BertConfig, type NamedConfig } from './model/config.js'
 export { readSafetensors, writeSafetensors, parseSafetensors } from './safetensors.js'
 export {

@@ -367,6 +367,8 @@ export interface Addon {
   scaleInplace(x: NativeTensor, s: number): void
   /** Clips g to global L2 norm maxNorm as torch does; returns the sum of squares before clipping. */
   clipGradNorm(g: NativeTensor, maxNorm: number): number
+  /** clipGradNorm's sum of squares, and into scale[0] the factor it would apply (1: none); g is untouched. */
+  clipGradScale(g: NativeTensor, maxNorm: number, scale: NativeTensor): number
   attentionForward(
     ctx: NativeTensor,
     probs: NativeTensor | null,
@@ -422,6 +424,8 @@ export interface Addon {
     eps: number,
     weightDecay: number,
     step: number,
+    /** One element: multiplies every gradient before the update (clipGradScale's factor). */
+    gradScale?: NativeTensor | null,
   ): void
   gradSumSquares(g: NativeTensor): number
 }

@@ -453,7 +453,11 @@ export function poolMeanBackward(dhidden: Tensor, dout: Tensor, mask: Int32Array
   addon.poolMeanBackward(nativeOf(dhidden, 'dhidden'), nativeOf(dout, 'dout'), mask, accumulate)
 }
 
-/** One torch.optim.AdamW step in place on params, m, v (step is 1-based; decoupled weight decay). */
+/**
+ * One torch.optim.AdamW step in place on params, m, v (step is 1-based; decoupled weight decay). With
+ * gradScale (one element on the params' device), every gradient is multiplied by gradScale[0] first: with
+ * clipGradScale's factor, the bits of clipGradNorm then adamwStep, without writing the gradients.
+ */
 export function adamwStep(
   params: Tensor,
   grads: Tensor,
@@ -465,6 +469,7 @@ export function adamwStep(
   eps: number,
   weightDecay: number,
   step: number,
+  gradScale: Tensor | null = null,
 ): void {
   addon.adamwStep(
     nativeOf(params, 'params'),
@@ -477,6 +482,7 @@ export function adamwStep(
     eps,
     weightDecay,
     step,
+    gradScale === null || gradScale === undefined ? null : nativeOf(gradScale, 'gradScale'),
   )
 }
 
@@ -491,4 +497,13 @@ export function gradSumSquares(g: Tensor): number {
  */
 export function clipGradNorm(g: Tensor, maxNorm: number): number {
   return addon.clipGradNorm(nativeOf(g, 'g'), maxNorm)
+}
+
+/**
+ * clipGradNorm folded into the optimizer: the same sum of squares (returned), and into scale[0] (one element
+ * on g's device) the factor clipGradNorm would multiply g by, 1 when it would not; g is left as it is, for
+ * adamwStep's gradScale to apply. One pass over the gradients instead of two.
+ */
+export function clipGradScale(g: Tensor, maxNorm: number, scale: Tensor): number {
+  return addon.clipGradScale(nativeOf(g, 'g'), maxNorm, nativeOf(scale, 'scale'))
 }

@@ -62,7 +62,8 @@ namespace simcsepp {
   X(AdamwStepFn, adamw_step)                                                           \
   X(GradSumSquaresFn, grad_sum_squares)                                                \
   X(ScaleInplaceFn, scale_inplace)                                                     \
-  X(ClipGradNormFn, clip_grad_norm)
+  X(ClipGradNormFn, clip_grad_norm)                                                    \
+  X(ClipGradScaleFn, clip_grad_scale)
 
 struct Backend {
   const char* name;  // "cpu" or "cuda"

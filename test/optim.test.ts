@@ -1,6 +1,7 @@
 // AdamW over the flat layout (decay only on the weight range), grad-norm clipping, LR schedule.
 import t from 'tap'
-import { AdamW, BertModel, Tensor, clipGradNorm, linearSchedule } from '../lib/index.js'
+import { AdamW, BertModel, Tensor, clipGradNorm, clipGradScale, linearSchedule } from '../lib/index.js'
+import * as ops from '../lib/ops.js'
 import { adamwRef } from './helpers/bert-reference.js'
 import { randn } from './helpers/reference.js'
 
@@ -65,4 +66,98 @@ t.test('clipGradNorm scales to maxNorm as torch does; linearSchedule', async (t)
   t.equal(linearSchedule(1, 100, 100), 0)
   t.equal(linearSchedule(2, 5, 100, 10), 1, 'warm-up')
   t.equal(linearSchedule(2, 55, 100, 10), 1, 'decay after warm-up')
+})
+
+const sameBits = (a: Float32Array, b: Float32Array) =>
+  Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))
+
+t.test('clipGradScale + AdamW with gradScale: the bits of clipGradNorm then AdamW, gradients untouched', async (t) => {
+  const n = 70_001, // past 4 chunks of 16384 and not a multiple of a vector
+    decayEnd = 50_000
+  // Norms of about 0.03 (not clipped at 1), 30 (clipped) and 3e4 (clipped hard); zero gradients; a norm a
+  // hair under maxNorm, whose coefficient rounds to 1 in float.
+  const cases: [string, (i: number) => number, number][] = [
+    ['under maxNorm', (i) => 1e-4 * Math.sin(i), 1],
+    ['clipped', (i) => 0.1 * Math.sin(i * 1.3), 1],
+    ['clipped hard', (i) => 100 * Math.cos(i), 0.5],
+    ['zero gradients', () => 0, 1],
+  ]
+  for (const [name, gen, maxNorm] of cases) {
+    const p0 = randn(n, 3)
+    const g0 = Float32Array.from({ length: n }, (_, i) => gen(i))
+    const run = (fused: boolean) => {
+      const params = Tensor.from(p0, [n]),
+        grads = Tensor.from(g0, [n]),
+        scale = Tensor.zeros([1])
+      const opt = new AdamW(params, grads, decayEnd, { lr: 0.01, weightDecay: 0.1 })
+      let norm = 0
+      for (let step = 1; step <= 3; step++) {
+        grads.copyFrom(g0.map((x) => x * step))
+        if (fused) {
+          norm = clipGradScale(grads, maxNorm, scale)
+          opt.stepWith(0.01 / step, scale)
+        } else {
+          norm = clipGradNorm(grads, maxNorm)
+          opt.stepWith(0.01 / step)
+        }
+      }
+      const out = {
+        params: params.toFloat32Array(),
+        m: opt.m.toFloat32Array(),
+        v: opt.v.toFloat32Array(),
+        grads: grads.toFloat32Array(),
+        scale: scale.toFloat32Array()[0],
+        norm,
+      }
+      for (const x of [params, grads, scale]) x.dispose()
+      opt.dispose()
+      return out
+    }
+    const apart = run(false),
+      fused = run(true)
+    t.ok(sameBits(fused.params, apart.params), `${name}: parameters bit for bit`)
+    t.ok(sameBits(fused.m, apart.m), `${name}: first moments bit for bit`)
+    t.ok(sameBits(fused.v, apart.v), `${name}: second moments bit for bit`)
+    t.equal(fused.norm, apart.norm, `${name}: the same norm (${fused.norm.toPrecision(4)})`)
+    const g3 = g0.map((x) => x * 3)
+    t.ok(sameBits(fused.grads, g3), `${name}: the gradients are not written`)
+    const coef = maxNorm / (fused.norm + 1e-6)
+    t.equal(fused.scale, coef < 1 ? Math.fround(coef) : 1, `${name}: the scale is torch's coefficient (${fused.scale})`)
+  }
+  // A coefficient just under 1 that rounds to 1 in float: the scale is 1 and nothing changes.
+  const g = Tensor.from(Float32Array.from([1]), [1]),
+    scale = Tensor.zeros([1])
+  clipGradScale(g, 1 + 1e-6 - 1e-9, scale)
+  t.equal(scale.toFloat32Array()[0], 1, 'a coefficient within float rounding of 1 is 1')
+  // Non-finite gradients: an Error, as clipGradNorm's; the op alone reports the sum and leaves a scale of 1.
+  const bad = Tensor.from(Float32Array.from([1, NaN]), [2])
+  t.throws(() => clipGradScale(bad, 1, scale), /the gradient norm is NaN/)
+  t.equal(scale.toFloat32Array()[0], 1, 'NaN gradients: scale 1 (clipGradNorm leaves them as they are)')
+  t.throws(() => clipGradScale(g, 0, scale), /clipGradScale: expected maxNorm to be a number > 0 but received number 0/)
+  t.equal(clipGradScale(Tensor.zeros([0]), 2, scale), 0, 'no gradients: norm 0')
+  for (const x of [g, scale, bad]) x.dispose()
+})
+
+t.test('clipGradScale and adamwStep gradScale: argument errors name the argument', async (t) => {
+  const n = 8
+  const params = Tensor.zeros([n]),
+    grads = Tensor.zeros([n]),
+    m = Tensor.zeros([n]),
+    v = Tensor.zeros([n]),
+    two = Tensor.zeros([2]),
+    one = Tensor.zeros([1])
+  const step = (s: unknown) => ops.adamwStep(params, grads, m, v, 0.1, 0.9, 0.999, 1e-8, 0, 1, s as Tensor)
+  t.throws(() => step(two), /Expected gradScale to hold one element but it holds 2/)
+  t.throws(() => step(params.view(3, [1])), /gradScale.*params|params.*gradScale/, 'gradScale inside params')
+  t.throws(() => step(m.view(0, [1])), /gradScale.*\bm\b|\bm\b.*gradScale/, 'gradScale inside m')
+  t.throws(() => step(v.view(7, [1])), /gradScale.*\bv\b|\bv\b.*gradScale/, 'gradScale inside v')
+  t.throws(() => step(0), /Expected gradScale to be a Tensor but received number 0/)
+  step(grads.view(0, [1])) // read-only gradients may hold it: they are only read
+  t.throws(() => ops.clipGradScale(grads, 1, two), /Expected scale to hold one element but it holds 2/)
+  t.throws(() => ops.clipGradScale(grads, 1, grads.view(2, [1])), /scale.*\bg\b|\bg\b.*scale/, 'scale inside g')
+  t.throws(() => ops.clipGradScale(grads, -1, one), /maxNorm/)
+  t.throws(() => ops.clipGradScale(grads, 1, null as never), /Expected scale to be a Tensor but received null/)
+  one.dispose()
+  t.throws(() => ops.clipGradScale(grads, 1, one), /scale is a disposed Tensor/)
+  for (const x of [params, grads, m, v, two]) x.dispose()
 })

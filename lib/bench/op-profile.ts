@@ -103,6 +103,7 @@ function categoryOf(name: string, args: unknown[]): string | null {
     case 'gradSumSquares':
     case 'scaleInplace':
     case 'clipGradNorm':
+    case 'clipGradScale':
       return 'grad norm, clipping'
     case 'adamwStep':
       return 'AdamW'

@@ -56,17 +56,20 @@ export class AdamW {
     this.v = Tensor.zeros([params.numel], params.device)
   }
 
-  /** One update with learning rate `lr` (default: the constructor's). */
-  stepWith(lr = this.lr): void {
+  /**
+   * One update with learning rate `lr` (default: the constructor's). `gradScale` (one element on the
+   * params' device, as clipGradScale fills it) multiplies the gradients first: clipping folded into the step.
+   */
+  stepWith(lr = this.lr, gradScale: Tensor | null = null): void {
     this.step++
-    this.update(lr, this.step)
+    this.update(lr, this.step, gradScale)
   }
 
   /**
    * The update of (1-based) step `step` without counting it: a CUDA step graph captures it once and
    * replays it with each step's lr and step (the caller keeps `step` current).
    */
-  update(lr: number, step: number): void {
+  update(lr: number, step: number, gradScale: Tensor | null = null): void {
     const n = this.params.numel,
       k = this.decayEnd
     const range = (t: Tensor, a: number, b: number) => t.view(a, [b - a])
@@ -87,6 +90,7 @@ export class AdamW {
         this.eps,
         wd,
         step,
+        gradScale,
       )
     }
   }
@@ -121,6 +125,18 @@ export function clipGradNorm(grads: Tensor, maxNorm: number): number {
   // torch.nn.utils.clip_grad_norm_: coefficient maxNorm / (norm + 1e-6), applied only when < 1 (and the
   // norm is finite: the op leaves non-finite gradients as they are).
   return checkedNorm(ops.clipGradNorm(grads, maxNorm))
+}
+
+/**
+ * clipGradNorm folded into the optimizer step: the gradient norm (an Error when NaN or infinite, as
+ * clipGradNorm), and into `scale` the factor clipping would apply, for AdamW.stepWith(lr, scale). The
+ * gradients are not written: one pass over them instead of two, the same updates bit for bit.
+ */
+export function clipGradScale(grads: Tensor, maxNorm: number, scale: Tensor): number {
+  if (typeof maxNorm !== 'number' || !Number.isFinite(maxNorm) || maxNorm <= 0) {
+    throw new TypeError(`clipGradScale: expected maxNorm to be a number > 0 but received ${describe(maxNorm)}`)
+  }
+  return checkedNorm(ops.clipGradScale(grads, maxNorm, scale))
 }
 
 /** The gradient norm of a sum of squares; a NaN or infinite one is an Error (see clipGradNorm). */

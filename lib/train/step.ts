@@ -20,7 +20,7 @@
 import type { EncodedBatch, Tokenizer } from '../tokenizer.js'
 import type { BertModel } from '../model/bert.js'
 import { Tensor, type Device } from '../tensor.js'
-import { type AdamW, checkedNorm, clipGradNorm, linearSchedule } from '../optim/adamw.js'
+import { type AdamW, checkedNorm, clipGradScale, linearSchedule } from '../optim/adamw.js'
 import * as ops from '../ops.js'
 import { StepGraphs, type BoundArrays } from '../model/step-graphs.js'
 import type { BatchStream } from '../data/sentences.js'
@@ -73,6 +73,11 @@ export class TrainingStep {
   /** The Gram matrix of the metric sample's dropout-free (last) view, [S, S] on the step's device. */
   private readonly gram: Tensor
   /**
+   * The gradient clipping factor (clipGradScale), [1] on the step's device: AdamW multiplies the gradients
+   * by it as it updates, which saves a pass that would scale them in place first (same bits).
+   */
+  private readonly clipScale: Tensor
+  /**
    * On CUDA, a step of one encoder pass runs as one CUDA graph per padded batch shape (lib/model/step-graphs.ts;
    * bit-identical to the eager step), on ranks too when their collectives go through NCCL.
    * SIMCSEPP_CUDA_GRAPHS=0 turns them off, to compare or to debug.
@@ -103,6 +108,7 @@ export class TrainingStep {
     this.passGrad = ranks > 1 ? Tensor.zeros([perRank * model.config.hiddenSize], device) : null
     const S = Math.min(shape.batch, METRIC_SENTENCES)
     this.gram = Tensor.zeros([S * S], device)
+    this.clipScale = Tensor.zeros([1], device)
     const graphs = device === 'cuda' && process.env.SIMCSEPP_CUDA_GRAPHS !== '0'
     this.stepGraphs = graphs ? new StepGraphs(1 + 3 * model.config.numHiddenLayers) : null
   }
@@ -284,8 +290,8 @@ export class TrainingStep {
     if (!Number.isFinite(loss)) throw fail(`the loss is ${loss}`)
     model.zeroGrad()
     backwardAll(own.batch, g)
-    const gradNorm = clipGradNorm(model.grads, o.gradClip)
-    this.opt.stepWith(lr)
+    const gradNorm = clipGradScale(model.grads, o.gradClip, this.clipScale)
+    this.opt.stepWith(lr, this.clipScale)
     const nextGraphs = graphable()
     if (nextGraphs) {
       // This shape's next step is captured (the arena may have grown: warm() notes its generation).
@@ -340,8 +346,8 @@ export class TrainingStep {
       objectiveLoss(o, z, g, n) // its results come from the graph (lossFromResults)
       model.zeroGrad()
       backwardAll(input, g)
-      ops.clipGradNorm(model.grads, o.gradClip)
-      this.opt.update(lr, adamStep)
+      ops.clipGradScale(model.grads, o.gradClip, this.clipScale)
+      this.opt.update(lr, adamStep, this.clipScale)
     }
     // What the host reads: the first s vectors of views 1 and 2, and the Gram matrix of the last view's.
     const readback = () => {
@@ -411,6 +417,7 @@ export class TrainingStep {
     this.stepGraphs?.clear()
     this.grad.dispose()
     this.gram.dispose()
+    this.clipScale.dispose()
     this.zAll?.dispose()
     this.passGrad?.dispose()
   }

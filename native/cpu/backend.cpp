@@ -44,6 +44,7 @@ const Backend& cpu_backend() {
     b.grad_sum_squares = cpu::grad_sum_squares;
     b.scale_inplace = cpu::scale_inplace;
     b.clip_grad_norm = cpu::clip_grad_norm;
+    b.clip_grad_scale = cpu::clip_grad_scale;
     return b;
   }();
   return table;

@@ -611,19 +611,21 @@ namespace {
 
 // AdamW over [b, e), cloned per instruction set: inside the pool's lambda it got the baseline's SSE2, 4 divisions
 // and square roots at a time. The operations are IEEE-rounded in every clone (and never fused: -ffp-contract=off),
-// so every clone computes the same bits.
+// so every clone computes the same bits. Each gradient is multiplied by gradScale first (1 when there is none: g * 1
+// is g), as clipping in place would have.
 SIMCSEPP_CLONES void adamw_range(float* __restrict params, const float* __restrict grads, float* __restrict m,
-                                 float* __restrict v, AdamwConstants k, int64_t b, int64_t e) {
-  for (int64_t i = b; i < e; ++i) adamw_update(k, params[i], m[i], v[i], grads[i]);
+                                 float* __restrict v, AdamwConstants k, float gradScale, int64_t b, int64_t e) {
+  for (int64_t i = b; i < e; ++i) adamw_update(k, params[i], m[i], v[i], adamw_mul(grads[i], gradScale));
 }
 
 }  // namespace
 
 void adamw_step(float* params, const float* grads, float* m, float* v, int64_t n, double lr, double beta1, double beta2,
-                double eps, double weightDecay, int64_t step) {
+                double eps, double weightDecay, int64_t step, const float* gradScale) {
   // The constants as torch forms them (common/adamw.h, shared with the CUDA kernel).
   const AdamwConstants k = adamw_constants(lr, beta1, beta2, eps, weightDecay, step);
-  parallel_for(n, kElemGrain, [&](int64_t b, int64_t e) { adamw_range(params, grads, m, v, k, b, e); });
+  const float s = gradScale != nullptr ? *gradScale : 1.0f;
+  parallel_for(n, kElemGrain, [&](int64_t b, int64_t e) { adamw_range(params, grads, m, v, k, s, b, e); });
 }
 
 namespace {

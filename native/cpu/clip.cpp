@@ -1,6 +1,7 @@
-// Gradient clipping on the CPU (ops/optim.h: clip_grad_norm): the sum of squares of grad_sum_squares,
-// then torch.nn.utils.clip_grad_norm_'s coefficient, formed in double, applied as one float scale.
-#include <cmath>
+// Gradient clipping on the CPU (ops/optim.h: clip_grad_norm, clip_grad_scale): the sum of squares of
+// grad_sum_squares, then torch.nn.utils.clip_grad_norm_'s coefficient (common/clip.h), applied as one float
+// scale, or handed to adamw_step to apply.
+#include "common/clip.h"
 
 #include "ops.h"
 
@@ -8,9 +9,14 @@ namespace simcsepp::cpu {
 
 double clip_grad_norm(float* g, int64_t n, double maxNorm) {
   const double ss = grad_sum_squares(g, n);
-  const double norm = std::sqrt(ss);
-  const double coef = maxNorm / (norm + 1e-6);
-  if (std::isfinite(norm) && coef < 1.0) scale_inplace(g, static_cast<float>(coef), n);
+  const float coef = clip_coefficient(ss, maxNorm);
+  if (coef != 1.0f) scale_inplace(g, coef, n);
+  return ss;
+}
+
+double clip_grad_scale(const float* g, int64_t n, double maxNorm, float* scale) {
+  const double ss = grad_sum_squares(g, n);
+  *scale = clip_coefficient(ss, maxNorm);
   return ss;
 }
 

@@ -50,6 +50,7 @@ PoolMeanBackwardFn pool_mean_backward;
 AdamwStepFn adamw_step;
 GradSumSquaresFn grad_sum_squares;
 ScaleInplaceFn scale_inplace;
-ClipGradNormFn clip_grad_norm;  // clip.cpp
+ClipGradNormFn clip_grad_norm;    // clip.cpp
+ClipGradScaleFn clip_grad_scale;  // clip.cpp
 
 }  // namespace simcsepp::cpu

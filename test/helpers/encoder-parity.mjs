@@ -925,7 +925,7 @@ for (const [placed, firstRow] of /** @type {[string, import('../../lib/native.js
 }
 
 // ---------------------------------------------------------------------------------------------
-// ROWWISE_CASES: element-wise ops, embeddings, layer norm, pooling, AdamW, gradSumSquares, clipGradNorm
+// ROWWISE_CASES: element-wise ops, embeddings, layer norm, pooling, AdamW, gradSumSquares, clipGradNorm, clipGradScale
 
 const ELEMENTWISE = { relErr: 1e-6 }
 const REDUCTION = { relErr: 1e-5 }
@@ -1356,6 +1356,53 @@ for (const n of [1, 33, 4099, 70001]) {
       },
     })
   }
+}
+
+// Clipping folded into AdamW (clipGradScale, then adamwStep with its gradScale) for a clipped and an unclipped
+// norm: the updated state and the factor; on each device it must equal clipGradNorm then adamwStep bit for bit
+// and leave the gradients as they were (else the case throws).
+for (const [n, maxNorm] of [
+  [1, 1e-3],
+  [70001, 0.5],
+  [70001, 1e6],
+]) {
+  const inputs = once(() => ({ p0: randn(n, n + 3, 0.1), g: randn(n, n + 5, 0.3, 0.01) }))
+  rowwise({
+    op: 'clipGradScale',
+    shape: `n=${n} maxNorm=${maxNorm} (then adamwStep with gradScale)`,
+    // The factor is formed from sums that may differ by double rounding (see clipGradNorm below).
+    tol: ELEMENTWISE,
+    work: 5 * n,
+    build: (d) => {
+      const { p0, g } = inputs()
+      const run = (/** @type {boolean} */ fused) => {
+        const [p, m, v, scale] = [d.from(p0), d.zeros([n]), d.zeros([n]), d.zeros([1])]
+        let sum = 0,
+          grads = d.from(g)
+        for (const step of [1, 2]) {
+          if (step > 1) grads = d.from(g) // each step's gradients afresh (clipGradNorm scales them in place)
+          if (fused) sum = d.lib.ops.clipGradScale(grads, maxNorm, scale)
+          else sum = d.lib.ops.clipGradNorm(grads, maxNorm)
+          d.lib.ops.adamwStep(p, grads, m, v, 1e-3, 0.9, 0.999, 1e-8, 0.01, step, fused ? scale : null)
+        }
+        return {
+          params: p.toFloat32Array(),
+          m: m.toFloat32Array(),
+          v: v.toFloat32Array(),
+          grads: grads.toFloat32Array(),
+          scale: scale.toFloat32Array(),
+          sum,
+        }
+      }
+      const fused = run(true),
+        apart = run(false)
+      // On each device: the bits of clipGradNorm then adamwStep, and the gradients as they were (a failed case).
+      const differs = /** @type {const} */ (['params', 'm', 'v']).find((k) => !bitEqual(fused[k], apart[k]).equal)
+      if (differs || fused.sum !== apart.sum) throw new Error(`${differs ?? 'sum'} differs from clipGradNorm then adamwStep`)
+      if (!bitEqual(fused.grads, Float32Array.from(g)).equal) throw new Error('clipGradScale or adamwStep wrote the gradients')
+      return { params: fused.params, m: fused.m, v: fused.v, scale: fused.scale, sum: fused.sum }
+    },
+  })
 }
 
 // gradSumSquares: one element, one chunk of 16384, one element past it, many chunks.
