@@ -40,10 +40,20 @@ struct AttnRows {
   float* dRel;                  // [B, 2T - 1, NH] its per-sentence gradient (backward), or null
 };
 
-// The relative-position bias of score row `row` (= (b NH + h) T + i) at key j: rel[(j - i + T - 1) NH + h].
-__device__ __forceinline__ float relative_bias(const AttnRows& A, int64_t row, int64_t j) {
-  const int64_t i = row % A.T, h = (row / A.T) % A.NH;
-  return A.rel[(j - i + A.T - 1) * A.NH + h];
+// Where score row `row` = (b NH + h) T + i sits: sentence b, head h, query i. Formed once per row, with two
+// 64-bit divisions (each a branch to 32-bit division when the numbers fit, else a called subroutine).
+struct ScoreRow {
+  int64_t b, h, i;
+};
+__device__ __forceinline__ ScoreRow score_row(const AttnRows& A, int64_t row) {
+  const int64_t z = row / A.T, b = z / A.NH;
+  return ScoreRow{b, z - b * A.NH, row - z * A.T};
+}
+
+// The relative-position biases of score row r: key j's, rel[(j - i + T - 1) NH + h], is element j NH of the
+// pointer returned.
+__device__ __forceinline__ const float* relative_bias_row(const AttnRows& A, const ScoreRow& r) {
+  return A.rel + (A.T - 1 - r.i) * A.NH + r.h;
 }
 
 // Whether the sentence b gets dropout (exactly cpu::attention's rule).
@@ -90,11 +100,13 @@ __device__ __forceinline__ void for_own_groups(int64_t e0, int64_t T, int lane, 
 // and pd may be the same row.
 __device__ __forceinline__ void softmax_row(const AttnRows& A, int64_t row, int lane, const float* s, float* out,
                                             float* pd) {
-  const int64_t T = A.T, b = row / T / A.NH;
+  const ScoreRow place = score_row(A, row);
+  const int64_t T = A.T, b = place.b;
   const int64_t eg = row_philox_index(A, row, b);
   const int32_t* keyMask = A.mask + b * T;
   // Each lane reads its own elements: the biased score once per pass, the same float sum each time.
-  const auto score = [&](int64_t j) { return A.rel != nullptr ? s[j] + relative_bias(A, row, j) : s[j]; };
+  const float* rel = A.rel != nullptr ? relative_bias_row(A, place) : nullptr;
+  const auto score = [&](int64_t j) { return rel != nullptr ? s[j] + rel[j * A.NH] : s[j]; };
 
   float mx = -INFINITY;
   for_own_groups(eg, T, lane, [&](int64_t, int64_t j0, int64_t j1) {
@@ -128,7 +140,7 @@ __device__ __forceinline__ void softmax_row(const AttnRows& A, int64_t row, int 
 // (0 at masked keys), in place; pd (may be null) receives D ⊙ P.
 __device__ __forceinline__ void softmax_backward_row(const AttnRows& A, int64_t row, int lane, float* g, const float* P,
                                                      float* pd) {
-  const int64_t T = A.T, b = row / T / A.NH;
+  const int64_t T = A.T, b = score_row(A, row).b;
   const int64_t eg = row_philox_index(A, row, b);
   const int32_t* keyMask = A.mask + b * T;
   const bool drop = sentence_drops(A, b);
