@@ -48,6 +48,15 @@ export { train, type TrainOptions, type TrainHooks, type TrainResult, type StepI
 export { exportOnnx, type ExportOnnxOptions, type ExportOnnxResult } from './export/export-onnx.js'
 export { OnnxEncoder, type OnnxEncoderOptions } from './embed/onnx-encoder.js'
 export { evaluateSts, evaluateStsFiles, readStsFile, spearman, type StsPair } from './eval/sts.js'
+export { readBeirDataset, type RetrievalDataset, type RetrievalDocument } from './eval/beir.js'
+export {
+  evaluateRetrieval,
+  queryScores,
+  RETRIEVAL_CUTOFFS,
+  type RetrievalEvalOptions,
+  type RetrievalResult,
+  type RetrievalScores,
+} from './eval/retrieval.js'
 
 // Old names, kept so that code written against them still compiles.
 /** @deprecated Renamed TokenizeOptions (the options of Tokenizer.encodeBatch). */

@@ -17,7 +17,7 @@ function parsedFlags(file: string): string[] {
 t.test('every command answers --help with its own usage on stdout, exit 0', needsCli, async (t) => {
   for (const [command, first] of [
     ['train', 'simcsepp train [options]'],
-    ['eval', 'simcsepp eval --model DIR --sts FILE... [options]'],
+    ['eval', 'simcsepp eval --model DIR (--sts FILE... | --retrieval DIR...) [options]'],
     ['encode', 'simcsepp encode --model DIR'],
     ['search', 'simcsepp search --model DIR --corpus FILE'],
     ['bench', 'simcsepp bench losses|gemm|encode|step|batch'],
@@ -57,7 +57,8 @@ t.test("the top-level usage and each command's usage list every option it parses
       // encode-command.ts holds both eval's and encode's flags: each usage lists the shared ones and its own.
       if (
         file === 'encode-command.ts' &&
-        ((command === 'eval' && flag === 'file') || (command === 'encode' && ['sts', 'json', 'onnx'].includes(flag)))
+        ((command === 'eval' && flag === 'file') ||
+          (command === 'encode' && ['sts', 'json', 'onnx', 'retrieval', 'split', 'query-prefix', 'doc-prefix'].includes(flag)))
       )
         continue
       if (command === 'encode' && flag === 'format') t.match(own, '--format json|jsonl|f32')

@@ -2,12 +2,14 @@
 import { SentenceFile } from '../data/sentences.js'
 import { SentenceEncoder } from '../embed/sentence-encoder.js'
 import { OnnxEncoder } from '../embed/onnx-encoder.js'
-import { evaluateStsFiles } from '../eval/sts.js'
+import { evaluateStsFiles, type StsFilesResult } from '../eval/sts.js'
+import { readBeirDataset } from '../eval/beir.js'
+import { evaluateRetrieval, type RetrievalResult } from '../eval/retrieval.js'
 import { DEVICE_REQUESTS } from '../device.js'
 import { ENCODER_PRECISION_REQUESTS } from '../model/precision.js'
 import { num, oneOf, parseFlags, UsageError } from './args.js'
 import { encodeUsage, evalUsage } from './help.js'
-import { stsTable } from './tables.js'
+import { retrievalTable, stsTable } from './tables.js'
 import { ENCODE_FORMATS, encodeLine, encodeProgressBar } from './encode-output.js'
 
 export const encoderFlags = {
@@ -75,7 +77,7 @@ export async function encodeCommand(argv: string[]): Promise<void> {
   }
 }
 
-/** simcsepp eval --model DIR --sts FILE... [--json] */
+/** simcsepp eval --model DIR [--sts FILE...] [--retrieval DIR...] [--json] */
 export async function evalCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseFlags(evalUsage, {
     args: argv,
@@ -84,20 +86,53 @@ export async function evalCommand(argv: string[]): Promise<void> {
       ...encoderFlags,
       onnx: { type: 'string' },
       sts: { type: 'string', multiple: true },
+      retrieval: { type: 'string', multiple: true },
+      split: { type: 'string', default: 'test' },
+      'query-prefix': { type: 'string' },
+      'doc-prefix': { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   })
   if (values.model && values.onnx) throw new UsageError('eval: give --model DIR or --onnx FILE, not both')
   if (!values.model && !values.onnx) throw new UsageError('eval: --model DIR (or --onnx FILE) is required')
   const files = [...(values.sts ?? []), ...positionals]
-  if (!files.length) throw new UsageError('eval: give at least one --sts FILE (STS-B, SICK, or an STS12-16 folder)')
+  const folders = values.retrieval ?? []
+  if (!files.length && !folders.length)
+    throw new UsageError('eval: give at least one --sts FILE (STS-B, SICK, or an STS12-16 folder) or --retrieval DIR (a BEIR folder)')
+  // Every dataset is read (and its format checked) before the model loads.
+  const datasets = []
+  for (const dir of folders) datasets.push(await readBeirDataset(dir, values.split))
   const enc = values.onnx ? await loadOnnxEncoder(values.onnx, values) : await loadEncoder(values)
   try {
-    const result = await evaluateStsFiles((s) => enc.encode(s), files)
+    const sts: StsFilesResult | null = files.length ? await evaluateStsFiles((s) => enc.encode(s), files) : null
+    const retrieval: RetrievalResult[] = []
+    for (const data of datasets) {
+      const bar = encodeProgressBar(data.corpus.length + data.queries.length, process.stderr, 'texts')
+      retrieval.push(
+        await evaluateRetrieval((s) => enc.encode(s), data, {
+          queryPrefix: values['query-prefix'],
+          documentPrefix: values['doc-prefix'],
+          onProgress: bar ? ({ done }) => bar.update(done) : undefined,
+        }),
+      )
+      bar?.finish()
+    }
     if (values.json) {
-      const out = { ...result, results: result.results.map(({ file, pairs, spearman, ...added }) => ({ file, pairs, spearman, ...added })) }
+      const stsOut = sts && {
+        ...sts,
+        results: sts.results.map(({ file, pairs, spearman, ...added }) => ({ file, pairs, spearman, ...added })),
+      }
+      const out = folders.length ? { ...stsOut, retrieval } : stsOut
       process.stdout.write(JSON.stringify(out, null, 2) + '\n')
-    } else process.stdout.write(stsTable(result) + '\n')
+    } else {
+      const tables = [...(sts ? [stsTable(sts)] : []), ...(retrieval.length ? [retrievalTable(retrieval)] : [])]
+      process.stdout.write(tables.join('\n\n') + '\n')
+      for (const r of retrieval)
+        if (r.unknownDocuments > 0)
+          process.stderr.write(
+            `simcsepp: ${r.dataset}: ${r.unknownDocuments} judged documents are not in corpus.jsonl (counted relevant, never retrieved)\n`,
+          )
+    }
   } finally {
     await enc.close()
   }

@@ -26,8 +26,8 @@ export function encodeLine(format: Exclude<EncodeFormat, 'f32'>, sentence: strin
   return parts.join('\t')
 }
 
-/** A progress bar for encoding `total` lines when `stream` is a terminal and the file is long, else null. */
-export function encodeProgressBar(total: number, stream: ProgressStream = process.stderr): ProgressBar | null {
+/** A progress bar for encoding `total` lines (or other texts: `unit`) when `stream` is a terminal and they are many, else null. */
+export function encodeProgressBar(total: number, stream: ProgressStream = process.stderr, unit = 'sentences'): ProgressBar | null {
   if (!stream.isTTY || total < PROGRESS_MIN_LINES) return null
-  return new ProgressBar({ total, stream, unit: 'sentences' })
+  return new ProgressBar({ total, stream, unit })
 }

@@ -9,13 +9,18 @@ const encoderOptions = `  Encoder     --pooling cls|mean  --normalize  --max-len
               CPU; int8: the CPU's int8 products, fastest with AVX-512 VNNI, vectors near fp32's)
 `
 
-export const evalUsage = `simcsepp eval --model DIR --sts FILE... [options]
+export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval DIR...) [options]
   STS Spearman and Pearson (cosine of sentence vectors vs gold scores) for STS-B, SICK or STS12-16 files;
-  an STS12-16 folder: the "all" setting (subsets concatenated), each subset and their mean.
+  an STS12-16 folder: the "all" setting (subsets concatenated), each subset and their mean. Retrieval
+  (exact cosine search, scored as BEIR and MTEB score it): nDCG@10, MAP@10, MRR@10, Recall@10 and @100.
   Input       --model DIR  --sts FILE (repeatable, or as arguments; UTF-8, lines ending in \\n or \\r\\n)
+              --retrieval DIR (repeatable): a BEIR folder, corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv
+              --split test  --query-prefix STR --doc-prefix STR (prepended: e5's "query: ", "passage: ")
               --onnx FILE instead of --model: a file simcsepp export wrote (DIR-onnx/onnx/model_quantized.onnx),
               run by onnxruntime-node where installed; its graph pools as exported; --max-len, --batch-size apply
-  Output      --json (one JSON object: per file and the average)
+  Output      --json (one JSON object: per STS file and the average; with --retrieval, a "retrieval" array
+              of { dataset, split, queries, documents, ndcgAt10, scores: { ndcg, map, recall, precision,
+              mrr } at 1, 3, 5, 10, 100 })
 ${encoderOptions}`
 
 export const encodeUsage = `simcsepp encode --model DIR [--file FILE] [sentences...] [options]

@@ -4,6 +4,7 @@
 import { basename } from 'node:path'
 import { formatBytes } from '../util/format.js'
 import type { StsFilesResult } from '../eval/sts.js'
+import type { RetrievalResult } from '../eval/retrieval.js'
 import type { LossBenchRow } from '../bench/losses.js'
 import type { GemmBenchRow } from '../bench/gemm.js'
 import type { StepBenchRow } from '../bench/step.js'
@@ -20,6 +21,29 @@ export function formatTable(headers: string[], rows: (string | number)[][]): str
       .join('  ')
       .trimEnd()
   return [fmt(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.map(fmt)].join('\n')
+}
+
+/** The retrieval measures ×100 per dataset (nDCG@10 first: BEIR's and MTEB's headline number), in 80 columns. */
+export function retrievalTable(results: RetrievalResult[]): string {
+  const pct = (x: number) => (100 * x).toFixed(2)
+  // A long folder name keeps its end (the split in parentheses, after it) so that rows fit 80 columns.
+  const label = (r: RetrievalResult) => {
+    const name = `${basename(r.dataset)} (${r.split})`
+    return name.length <= 20 ? name : `…${name.slice(name.length - 19)}`
+  }
+  return formatTable(
+    ['dataset', 'queries', 'docs', 'nDCG@10', 'MAP@10', 'MRR@10', 'R@10', 'R@100'],
+    results.map((r) => [
+      label(r),
+      r.queries,
+      r.documents,
+      pct(r.ndcgAt10),
+      pct(r.scores.map[10]),
+      pct(r.scores.mrr[10]),
+      pct(r.scores.recall[10]),
+      pct(r.scores.recall[100]),
+    ]),
+  )
 }
 
 /** Spearman and Pearson ×100 per file (an STS12–16 folder: "all", then each subset and their mean), and the average. */
