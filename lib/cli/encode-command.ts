@@ -44,7 +44,13 @@ export async function encodeCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseFlags(encodeUsage, {
     args: argv,
     allowPositionals: true,
-    options: { ...encoderFlags, file: { type: 'string' }, format: { type: 'string', default: 'json' } },
+    options: {
+      ...encoderFlags,
+      file: { type: 'string' },
+      format: { type: 'string', default: 'json' },
+      prompt: { type: 'string' },
+      'prompt-name': { type: 'string' },
+    },
   })
   if (!values.model) throw new UsageError('encode: --model DIR is required')
   const format = oneOf('format', values.format, ENCODE_FORMATS)!
@@ -53,13 +59,22 @@ export async function encodeCommand(argv: string[]): Promise<void> {
   // Read as train reads its data (same UTF-8 and line-ending errors), and checked before any output.
   // A blank line is an error: encode writes one vector per input line, so outputs line up with inputs.
   const file = values.file ? await SentenceFile.open(values.file, { blankLines: 'error' }) : null
+  if (values.prompt !== undefined && values['prompt-name'] !== undefined)
+    throw new UsageError('encode: give --prompt or --prompt-name, not both')
   const enc = await loadEncoder(values)
+  const prompt = { prompt: values.prompt, promptName: values['prompt-name'] }
+  try {
+    enc.promptFor(prompt) // an unknown --prompt-name fails before any output
+  } catch (e) {
+    await enc.close()
+    throw e
+  }
   const write = (data: string | Uint8Array) =>
     new Promise<void>((resolve, reject) => process.stdout.write(data, (e) => (e ? reject(e) : resolve())))
   // On a terminal, a long file gets a progress bar on stderr (the vectors go to stdout).
   const bar = file ? encodeProgressBar(file.count) : null
   const emit = async (sentences: string[], before = 0) => {
-    const vectors = await enc.encode(sentences, bar ? { onProgress: ({ done }) => bar.update(before + done) } : {})
+    const vectors = await enc.encode(sentences, { ...prompt, ...(bar ? { onProgress: ({ done }) => bar.update(before + done) } : {}) })
     if (format === 'f32') for (const v of vectors) await write(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))
     else await write(vectors.map((v, i) => encodeLine(format, sentences[i], v)).join('\n') + '\n')
   }
@@ -106,12 +121,22 @@ export async function evalCommand(argv: string[]): Promise<void> {
   try {
     const sts: StsFilesResult | null = files.length ? await evaluateStsFiles((s) => enc.encode(s), files) : null
     const retrieval: RetrievalResult[] = []
+    // Prefixes: the flags, else the model's 'query' and 'document' (or 'passage') prompts; the texts are embedded
+    // with no further prompt (the model's default prompt would come on top).
+    const prompts = enc instanceof SentenceEncoder ? enc.prompts : {}
+    const queryPrefix = values['query-prefix'] ?? prompts.query ?? ''
+    const docPrefix = values['doc-prefix'] ?? prompts.document ?? prompts.passage ?? ''
+    if (folders.length && (values['query-prefix'] === undefined || values['doc-prefix'] === undefined) && (queryPrefix || docPrefix))
+      process.stderr.write(
+        `simcsepp: the model's prompts: queries prefixed ${JSON.stringify(queryPrefix)}, documents ${JSON.stringify(docPrefix)}\n`,
+      )
+    const plain = (s: string[]) => (enc instanceof SentenceEncoder ? enc.encode(s, { prompt: '' }) : enc.encode(s))
     for (const data of datasets) {
       const bar = encodeProgressBar(data.corpus.length + data.queries.length, process.stderr, 'texts')
       retrieval.push(
-        await evaluateRetrieval((s) => enc.encode(s), data, {
-          queryPrefix: values['query-prefix'],
-          documentPrefix: values['doc-prefix'],
+        await evaluateRetrieval(plain, data, {
+          queryPrefix,
+          documentPrefix: docPrefix,
           onProgress: bar ? ({ done }) => bar.update(done) : undefined,
         }),
       )

@@ -15,7 +15,8 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
   (exact cosine search, scored as BEIR and MTEB score it): nDCG@10, MAP@10, MRR@10, Recall@10 and @100.
   Input       --model DIR  --sts FILE (repeatable, or as arguments; UTF-8, lines ending in \\n or \\r\\n)
               --retrieval DIR (repeatable): a BEIR folder, corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv
-              --split test  --query-prefix STR --doc-prefix STR (prepended: e5's "query: ", "passage: ")
+              --split test  --query-prefix STR --doc-prefix STR (prepended; default: the model's "query" and
+              "document" or "passage" prompts in config_sentence_transformers.json, e5's "query: ", ...)
               --onnx FILE instead of --model: a file simcsepp export wrote (DIR-onnx/onnx/model_quantized.onnx),
               run by onnxruntime-node where installed; its graph pools as exported; --max-len, --batch-size apply
   Output      --json (one JSON object: per STS file and the average; with --retrieval, a "retrieval" array
@@ -27,6 +28,8 @@ export const encodeUsage = `simcsepp encode --model DIR [--file FILE] [sentences
   One vector per sentence, in input order: arguments first, then the file's lines.
   Input       --model DIR  --file FILE (one sentence per line, UTF-8; a blank line is an error naming it, so
               that output line N is input line N)  sentences as arguments ('' embeds as [CLS] [SEP])
+  Prompt      --prompt-name NAME (one of the model's prompts, config_sentence_transformers.json: e5's and bge's
+              "query", ...; default: its default_prompt_name)  --prompt STR (prepended to every sentence)
   Output      --format json|jsonl|tsv|f32 (json): json: a JSON array per line; jsonl: {"sentence", "embedding"}
               per line; tsv: the sentence (\\, tab, newline, CR escaped as \\\\ \\t \\n \\r), then one column per
               dimension, no header; values at float32 precision (shortest decimals that read back

@@ -65,6 +65,16 @@ export interface EmbedOptions {
    * rejects with that error.
    */
   onProgress?: (progress: EncodeProgress) => void
+  /**
+   * A text prepended to every sentence (sentence-transformers' prompt: e5's 'query: ', ...). '' means none, and
+   * keeps the model's default prompt away.
+   */
+  prompt?: string
+  /**
+   * The name of one of the model's prompts (config_sentence_transformers.json: `encoder.prompts`), e.g. 'query'
+   * or 'document'. Default: its default_prompt_name, if any. Not with `prompt`.
+   */
+  promptName?: string
 }
 
 /** Sentences encoded so far by one encode() call. */
@@ -150,6 +160,12 @@ export class SentenceEncoder {
     readonly deviceNote: string | undefined,
     /** What the precision costs on this machine that one may not expect ('int8' on a CPU without VNNI), if anything. */
     readonly precisionNote: string | undefined,
+    /** The model's named prompts (config_sentence_transformers.json; {} when none): name -> the prefix. */
+    readonly prompts: Readonly<Record<string, string>>,
+    /** The prompt encode() applies when given none (config_sentence_transformers.json's default_prompt_name). */
+    readonly defaultPromptName: string | undefined,
+    /** The Pooling config's include_prompt (false is not implemented: a prompt is then an Error). */
+    private readonly includePrompt: boolean,
   ) {
     worker.on('message', (m: FromWorker) => this.onMessage(m))
     worker.on('error', (e) => this.die(e instanceof Error ? e : new Error(String(e))))
@@ -255,7 +271,31 @@ export class SentenceEncoder {
       batchSize,
       ready.note,
       ready.precisionNote,
+      Object.freeze({ ...st.prompts }),
+      st.defaultPromptName,
+      st.includePrompt,
     )
+  }
+
+  /**
+   * The prefix of one encode() call: `prompt`, else the named prompt, else the default prompt, else ''
+   * (sentence-transformers' rule). An unknown name is an Error listing the model's prompts.
+   */
+  promptFor(options: Pick<EmbedOptions, 'prompt' | 'promptName'>, where = 'encode'): string {
+    const { prompt, promptName } = options
+    if (prompt !== undefined && promptName !== undefined) fail(`${where}: give prompt or promptName, not both`)
+    if (prompt !== undefined && typeof prompt !== 'string') fail(`${where}: prompt must be a string, got ${describe(prompt)}`)
+    if (promptName !== undefined && (typeof promptName !== 'string' || !Object.hasOwn(this.prompts, promptName))) {
+      const known = Object.keys(this.prompts)
+      fail(
+        `${where}: promptName ${JSON.stringify(promptName)} is not one of the model's prompts (${known.length ? known.map((k) => JSON.stringify(k)).join(', ') : `none: ${this.dir} has no config_sentence_transformers.json prompts`})`,
+      )
+    }
+    const name = promptName ?? (prompt === undefined ? this.defaultPromptName : undefined)
+    const text = prompt ?? (name !== undefined ? this.prompts[name] : '')
+    if (text !== '' && !this.includePrompt)
+      fail(`${where}: the model's pooling leaves the prompt's tokens out (include_prompt: false), which is not implemented`)
+    return text
   }
 
   /** One sentence -> its vector ('' embeds as [CLS] [SEP], as in sentence-transformers). */
@@ -273,7 +313,8 @@ export class SentenceEncoder {
       if (typeof s !== 'string') fail(`${where} is ${describe(s)}, expected a string`)
     }
     if (options === null || typeof options !== 'object') fail('encode: options must be an object')
-    rejectUnknown('encode', options, ['batchSize', 'sortByLength', 'onProgress'])
+    rejectUnknown('encode', options, ['batchSize', 'sortByLength', 'onProgress', 'prompt', 'promptName'])
+    const prefix = this.promptFor(options)
     const { onProgress } = options
     if (onProgress !== undefined && typeof onProgress !== 'function')
       fail(`encode: onProgress must be a function, got ${describe(onProgress)}`)
@@ -303,7 +344,8 @@ export class SentenceEncoder {
           if (!this.requests.has(id)) break // closed or failed meanwhile
         }
         const last = s + POST_CHUNK >= sentences.length
-        this.post({ type: 'encode', id, sentences: sentences.slice(s, s + POST_CHUNK), last, options: run })
+        const chunk = sentences.slice(s, s + POST_CHUNK)
+        this.post({ type: 'encode', id, sentences: prefix ? chunk.map((x) => prefix + x) : chunk, last, options: run })
       }
     } catch (e) {
       this.settle(id, e as Error)

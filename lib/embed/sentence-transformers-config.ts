@@ -1,7 +1,8 @@
 // The settings a sentence-transformers model directory carries, read as SentenceTransformer(dir) reads
 // them: modules.json (which modules, where), the Transformer module's sentence_bert_config.json
 // (max_seq_length, do_lower_case), the Pooling module's config.json (the pooling mode), the Dense modules after
-// it (dense.ts) and whether a Normalize module ends the chain. Every file is optional: a plain Hugging Face
+// it (dense.ts), whether a Normalize module ends the chain, and config_sentence_transformers.json's prompts (the
+// prefixes of e5, bge, nomic-embed: encode(texts, { promptName: 'query' })). Every file is optional: a plain Hugging Face
 // directory has none of them. A module we do not implement (LSTM, WeightedLayerPooling, Router, ...) is named in
 // `unsupportedModules`, for the encoders to refuse rather than return vectors that are not the model's.
 //
@@ -39,6 +40,15 @@ export interface SentenceTransformersConfig {
   unsupportedModules: string[]
   /** modules.json, when the folder has one (absolute). */
   modulesFile?: string
+  /** config_sentence_transformers.json's prompts: name -> the text prepended to each sentence ({} when none). */
+  prompts: Record<string, string>
+  /** config_sentence_transformers.json's default_prompt_name: the prompt encode() applies when given none. */
+  defaultPromptName?: string
+  /**
+   * The Pooling config's include_prompt (default true). false: sentence-transformers leaves the prompt's tokens out
+   * of the pooling, which is not implemented (encoding with a prompt is then an Error).
+   */
+  includePrompt: boolean
 }
 
 interface ModuleEntry {
@@ -82,7 +92,7 @@ export async function readSentenceTransformersConfig(dir: string): Promise<Sente
   const root = resolve(dir)
   const modulesFile = join(root, 'modules.json')
   const modules = await readJsonFile(modulesFile, { optional: true })
-  const out: SentenceTransformersConfig = { transformerDir: root, denseDirs: [], unsupportedModules: [] }
+  const out: SentenceTransformersConfig = { transformerDir: root, denseDirs: [], unsupportedModules: [], prompts: {}, includePrompt: true }
   let poolingDir = '1_Pooling'
   if (modules !== undefined) {
     if (!Array.isArray(modules)) throw new Error(`${modulesFile}: expected a JSON array of modules`)
@@ -111,6 +121,30 @@ export async function readSentenceTransformersConfig(dir: string): Promise<Sente
   }
   Object.assign(out, await readTransformerConfig(out.transformerDir))
   Object.assign(out, await readPoolingConfig(join(root, poolingDir, 'config.json')))
+  Object.assign(out, await readPrompts(join(root, 'config_sentence_transformers.json')))
+  return out
+}
+
+/** config_sentence_transformers.json's prompts and default_prompt_name, checked (a missing file: none). */
+async function readPrompts(file: string): Promise<Partial<SentenceTransformersConfig>> {
+  const cfg = await readJsonFile(file, { optional: true })
+  if (cfg === undefined) return {}
+  const c = objectIn(file, cfg)
+  const out: Partial<SentenceTransformersConfig> = {}
+  if (c.prompts !== undefined && c.prompts !== null) {
+    const prompts = objectIn(`${file}: prompts`, c.prompts)
+    for (const [name, text] of Object.entries(prompts))
+      if (typeof text !== 'string') throw new Error(`${file}: prompt ${JSON.stringify(name)} must be a string, got ${JSON.stringify(text)}`)
+    out.prompts = { ...(prompts as Record<string, string>) }
+  }
+  const name = c.default_prompt_name
+  if (name !== undefined && name !== null) {
+    if (typeof name !== 'string' || !Object.hasOwn(out.prompts ?? {}, name))
+      throw new Error(
+        `${file}: default_prompt_name ${JSON.stringify(name)} is not one of its prompts (${Object.keys(out.prompts ?? {}).join(', ') || 'none'})`,
+      )
+    out.defaultPromptName = name
+  }
   return out
 }
 
@@ -183,6 +217,11 @@ async function readPoolingConfig(file: string): Promise<Partial<SentenceTransfor
   if (typeof c.pooling_mode === 'string' && !on.length) on.push(c.pooling_mode)
   if (on.length === 1 && (on[0] === 'cls' || on[0] === 'mean')) out.pooling = on[0]
   else if (on.length) out.unsupportedPooling = on.join('+')
+  if (c.include_prompt !== undefined) {
+    if (typeof c.include_prompt !== 'boolean')
+      throw new Error(`${file}: include_prompt must be true or false, got ${JSON.stringify(c.include_prompt)}`)
+    out.includePrompt = c.include_prompt
+  }
   return out
 }
 
