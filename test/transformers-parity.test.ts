@@ -81,10 +81,15 @@ function runPython(script: string, args: string[]): string {
 }
 
 /** The largest relative error of our vectors against theirs, sentence by sentence. */
-async function worstAgainst(dir: string, sentences: string[], theirs: number[][]): Promise<{ worst: number; dimension: number }> {
+async function worstAgainst(
+  dir: string,
+  sentences: string[],
+  theirs: number[][],
+  promptName?: string,
+): Promise<{ worst: number; dimension: number }> {
   const encoder = await SentenceEncoder.load(dir, { device: 'cpu' })
   try {
-    const got = await encoder.encode(sentences)
+    const got = await encoder.encode(sentences, promptName === undefined ? {} : { promptName })
     return { worst: Math.max(...got.map((v, i) => relErr(v, theirs[i], 1e-3))), dimension: encoder.dimension }
   } finally {
     await encoder.close()
@@ -97,9 +102,9 @@ t.test(
   async (t) => {
     const out = tempDir('simcsepp-st-models-')
     const words = join(out, 'words.txt')
-    writeFileSync(words, 'the\ncat\nsat\non\nmat\na\ndog\nbird\nriver\nhouse\n')
+    writeFileSync(words, 'the\ncat\nsat\non\nmat\na\ndog\nbird\nriver\nhouse\nquery\npassage\n:\n')
     const names = runPython('st_models.py', [out, words]).trim().split('\n')
-    t.same(names, ['labse-like', 'distiluse-like', 'all-mpnet-like'])
+    t.same(names, ['labse-like', 'distiluse-like', 'all-mpnet-like', 'e5-like'])
     const data = join(out, 'data.txt')
     writeFileSync(
       data,
@@ -107,12 +112,21 @@ t.test(
     )
     const hasOnnx = spawnSync(python, ['-c', 'import onnx'], { stdio: 'ignore' }).status === 0
     for (const name of names) {
-      const ref = JSON.parse(readFileSync(join(out, `${name}.json`), 'utf8')) as { sentences: string[]; vectors: number[][] }
+      const ref = JSON.parse(readFileSync(join(out, `${name}.json`), 'utf8')) as {
+        sentences: string[]
+        vectors: number[][]
+        prompted: Record<string, number[][]>
+      }
       // Theirs: saved by sentence-transformers 6 (module types of its own, Dense and Normalize folders, the length in
       // the tokenizer), its vectors from SentenceEncoder.
       const read = await worstAgainst(join(out, name), ref.sentences, ref.vectors)
       t.equal(read.dimension, ref.vectors[0].length, `${name}: width ${read.dimension}`)
       t.ok(read.worst < 1e-5, `${name}: vectors within ${read.worst.toExponential(2)} of sentence-transformers'`)
+      // Its prompts (config_sentence_transformers.json, as sentence-transformers saved them): encode(prompt_name=...).
+      for (const [prompt, vectors] of Object.entries(ref.prompted)) {
+        const p = await worstAgainst(join(out, name), ref.sentences, vectors, prompt)
+        t.ok(p.worst < 1e-5, `${name}: with prompt_name ${JSON.stringify(prompt)}, within ${p.worst.toExponential(2)} of theirs`)
+      }
 
       // Ours: trained a step from it (the Dense modules left out), our folder read by sentence-transformers.
       const trained = join(out, `${name}-trained`)

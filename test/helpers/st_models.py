@@ -2,8 +2,9 @@
 test/transformers-parity.test.ts loads each folder with SentenceEncoder and compares the vectors. Each model is a
 Transformer (a random tiny BERT, DistilBERT or MPNet with a WordPiece tokenizer of the given words), a Pooling
 module and, for some, Dense modules and a Normalize, as real models are built (LaBSE: CLS, Dense tanh, Normalize;
-distiluse: mean, Dense tanh; all-mpnet-base-v2: mean, Normalize). <out>/<name>/ is the saved model,
-<out>/<name>.json the sentences and sentence-transformers' vectors.
+distiluse: mean, Dense tanh; all-mpnet-base-v2: mean, Normalize; e5: mean, Normalize, "query: " and "passage: "
+prompts). <out>/<name>/ is the saved model, <out>/<name>.json the sentences and sentence-transformers' vectors (and,
+for a model with prompts, its vectors with each prompt, by prompt name).
 
 Usage: python3 st_models.py OUT_DIR WORDS_FILE   (WORDS_FILE: one word per line; prints the names written)
 """
@@ -54,10 +55,11 @@ def main(out, words_file):
     VOCAB_SIZE = len(bert_vocab)
 
     torch.manual_seed(0)
-    for name, kind, pooling, dense, normalize in [
-        ("labse-like", "bert", "cls", [("tanh", 24)], True),
-        ("distiluse-like", "distilbert", "mean", [("tanh", 20), ("identity", 16)], False),
-        ("all-mpnet-like", "mpnet", "mean", [], True),
+    for name, kind, pooling, dense, normalize, prompts in [
+        ("labse-like", "bert", "cls", [("tanh", 24)], True, None),
+        ("distiluse-like", "distilbert", "mean", [("tanh", 20), ("identity", 16)], False, None),
+        ("all-mpnet-like", "mpnet", "mean", [], True, None),
+        ("e5-like", "bert", "mean", [], True, {"query": "query: ", "passage": "passage: "}),
     ]:
         model, tokenizer = tiny(kind, vocab_dir)
         hf_dir = os.path.join(out, name + "-hf")
@@ -72,7 +74,7 @@ def main(out, words_file):
             width = size
         if normalize:
             modules.append(models.Normalize())
-        st = SentenceTransformer(modules=modules, device="cpu")
+        st = SentenceTransformer(modules=modules, device="cpu", prompts=prompts)
         with torch.no_grad():
             # Far from the initialisation's small weights and unit LayerNorms, so that a misread tensor shows.
             for p in st.parameters():
@@ -80,8 +82,9 @@ def main(out, words_file):
         folder = os.path.join(out, name)
         st.save(folder)
         vectors = st.encode(SENTENCES, convert_to_numpy=True, batch_size=2)
+        prompted = {p: st.encode(SENTENCES, prompt_name=p, convert_to_numpy=True, batch_size=2).tolist() for p in prompts or {}}
         with open(os.path.join(out, name + ".json"), "w") as f:
-            json.dump(dict(sentences=SENTENCES, vectors=vectors.tolist()), f)
+            json.dump(dict(sentences=SENTENCES, vectors=vectors.tolist(), prompted=prompted), f)
         print(name)
 
 
