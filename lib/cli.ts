@@ -4,6 +4,7 @@ import { cudaStatus, numThreads } from './index.js'
 import { trainCommand } from './cli/train-command.js'
 import { encodeCommand, evalCommand } from './cli/encode-command.js'
 import { searchCommand } from './cli/search-command.js'
+import { mineCommand } from './cli/mine-command.js'
 import { benchCommand } from './cli/bench-command.js'
 import { exportCommand } from './cli/export-command.js'
 import { didYouMean, HelpRequest, parseFlags, UsageError } from './cli/args.js'
@@ -26,6 +27,8 @@ async function main(argv: string[]) {
       return encodeCommand(rest)
     case 'search':
       return searchCommand(rest)
+    case 'mine':
+      return mineCommand(rest)
     case 'eval':
       return evalCommand(rest)
     case 'export':

@@ -20,6 +20,7 @@ t.test('every command answers --help with its own usage on stdout, exit 0', need
     ['eval', 'simcsepp eval --model DIR (--sts FILE... | --retrieval DIR...) [options]'],
     ['encode', 'simcsepp encode --model DIR'],
     ['search', 'simcsepp search --model DIR --corpus FILE'],
+    ['mine', 'simcsepp mine --model DIR --data PAIRS --out FILE'],
     ['bench', 'simcsepp bench losses|gemm|encode|step|batch'],
     ['info', 'simcsepp info'],
   ]) {
@@ -49,6 +50,7 @@ t.test("the top-level usage and each command's usage list every option it parses
     ['eval', 'encode-command.ts'],
     ['encode', 'encode-command.ts'],
     ['bench', 'bench-command.ts'],
+    ['mine', 'mine-command.ts'],
   ]) {
     const own = run(command, '--help').stdout
     const flags = parsedFlags(file)

@@ -44,6 +44,18 @@ export const searchUsage = `simcsepp search --model DIR --corpus FILE [--top-k 5
   Output      --top-k N (5)  --json (an array: per query its hits, { index, score, sentence })
 ${encoderOptions}`
 
+export const mineUsage = `simcsepp mine --model DIR --data PAIRS --out FILE [options]
+  Hard negatives for supervised training: for each (anchor, positive) pair, corpus sentences the model finds
+  close to the anchor (its own text and its positives left out), written as triplets (sent0,sent1,hard_neg)
+  that \`simcsepp train --data\` reads. As sentence-transformers' mine_hard_negatives.
+  Input       --model DIR  --data FILE (pairs: CSV/TSV with sent0,sent1 or anchor,positive, or JSONL)
+              --corpus FILE (one sentence per line; default: the pairs' distinct positives)
+  Output      --out FILE (.csv, .tsv or .jsonl; an existing file only with --overwrite)
+  Mining      --num-negatives 3  --range-min 0 (closest ranks skipped)  --range-max 100 (ranks considered)
+              --margin X (negative <= positive - X)  --relative-margin X (negative <= positive * (1 - X))
+              --max-score X  --sampling top|random  --seed 42
+${encoderOptions}`
+
 export const exportUsage = `simcsepp export --format onnx --model DIR [--out DIR] [options]
   The encoder as an ONNX graph (opset 17, dynamic batch and sequence length) in a folder that
   transformers.js loads as a local model: config.json, tokenizer files, onnx/model.onnx.
@@ -95,6 +107,7 @@ export const COMMAND_USAGE: Record<string, string> = {
   eval: evalUsage,
   encode: encodeUsage,
   search: searchUsage,
+  mine: mineUsage,
   export: exportUsage,
   bench: benchUsage,
   info: infoUsage,

@@ -1,0 +1,150 @@
+// Hard-negative mining (lib/data/mine.ts): which corpus sentences become negatives, with vectors chosen by the
+// test; triplet files that read back as training data; `simcsepp mine` on a tiny model, its triplets those of
+// the library, then trained on.
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { SentenceEncoder, formatTriplets, mineHardNegatives, type MinedTriplet } from '../lib/index.js'
+import { PairFile } from '../lib/data/pairs.js'
+import { cli, needsCli, tinyTrainArgs } from './helpers/train-corpus.js'
+import { saveTinyModel } from './helpers/encoder-tiny-model.js'
+
+// Sentences as unit vectors at these angles (degrees): cos(A, x) = cos(angle of x).
+const ANGLES: Record<string, number> = { A: 0, P: 10, n1: 5, n2: 20, n3: 30, n4: 60, n5: 90, B: 180, Q: 170 }
+const embed = async (texts: string[]) =>
+  texts.map((s) => {
+    if (!(s in ANGLES)) throw new Error(`no vector for ${s}`)
+    const r = (ANGLES[s] * Math.PI) / 180
+    return Float32Array.from([Math.cos(r), Math.sin(r)])
+  })
+const CORPUS = ['A', 'P', 'n1', 'n2', 'n3', 'n4', 'n5']
+const negatives = (r: { triplets: MinedTriplet[] }) => r.triplets.map((x) => x.negative)
+
+t.test('negatives: ranked by similarity, without the anchor and its positives, within the range and margins', async (t) => {
+  const pair = [{ anchor: 'A', positive: 'P' }]
+  const mine = (o: Parameters<typeof mineHardNegatives>[2] = {}) => mineHardNegatives(embed, pair, { corpus: CORPUS, ...o })
+  // After taking out A (the anchor) and P (its positive): n1 (cos 5°, closer than the positive), n2, n3, n4, n5.
+  t.same(negatives(await mine()), ['n1', 'n2', 'n3'], 'top 3 by default')
+  t.same(negatives(await mine({ numNegatives: 1 })), ['n1'])
+  t.same(negatives(await mine({ rangeMin: 1 })), ['n2', 'n3', 'n4'], 'rangeMin 1 skips the closest')
+  t.same(negatives(await mine({ rangeMin: 1, rangeMax: 3 })), ['n2', 'n3'], 'ranks [1, 3)')
+  t.same(negatives(await mine({ absoluteMargin: 0.1 })), ['n3', 'n4', 'n5'], 'cos <= cos 10° - 0.1 = 0.885')
+  t.same(negatives(await mine({ relativeMargin: 0.5 })), ['n5'], 'cos <= 0.5 cos 10° = 0.492')
+  t.same(negatives(await mine({ maxScore: 0.9 })), ['n3', 'n4', 'n5'], 'cos <= 0.9')
+  const none = await mine({ maxScore: -0.5 })
+  t.same(none.triplets, [])
+  t.equal(none.pairsWithout, 1, 'a pair with no eligible negative is counted')
+  const r = await mine()
+  t.ok(Math.abs(r.meanPositiveScore - Math.cos(Math.PI / 18)) < 1e-6, `mean positive similarity ${r.meanPositiveScore}`)
+  const want = (Math.cos((5 * Math.PI) / 180) + Math.cos((20 * Math.PI) / 180) + Math.cos(Math.PI / 6)) / 3
+  t.ok(Math.abs(r.meanNegativeScore - want) < 1e-6, `mean negative similarity ${r.meanNegativeScore}`)
+  t.same(r.triplets[0], { anchor: 'A', positive: 'P', negative: 'n1' })
+
+  // 'random': a seeded draw among the eligible candidates (ranks [0, 5)), distinct, the same for the same seed.
+  const a = negatives(await mine({ sampling: 'random', seed: 7 }))
+  t.equal(new Set(a).size, 3, `three distinct negatives: ${a}`)
+  t.ok(
+    a.every((n) => ['n1', 'n2', 'n3', 'n4', 'n5'].includes(n)),
+    'all eligible',
+  )
+  t.same(negatives(await mine({ sampling: 'random', seed: 7 })), a, 'the same seed, the same draw')
+  const draws = new Set<string>()
+  for (let seed = 0; seed < 20; seed++) draws.add(negatives(await mine({ sampling: 'random', seed })).join())
+  t.ok(draws.size > 1, `other seeds draw otherwise (${draws.size} draws in 20 seeds)`)
+})
+
+t.test('an anchor paired with several positives never gets one of them as a negative', async (t) => {
+  const pairs = [
+    { anchor: 'A', positive: 'P' },
+    { anchor: 'A', positive: 'n1' },
+    { anchor: 'B', positive: 'Q' },
+  ]
+  const r = await mineHardNegatives(embed, pairs, { corpus: CORPUS, numNegatives: 2 })
+  t.same(
+    r.triplets.filter((x) => x.anchor === 'A').map((x) => [x.positive, x.negative]),
+    [
+      ['P', 'n2'],
+      ['P', 'n3'],
+      ['n1', 'n2'],
+      ['n1', 'n3'],
+    ],
+    "neither P nor n1 is a negative of A's pairs",
+  )
+  // B (180°) is least like n5 (90°: cos 0), then n4: the closest first. The default corpus: the positives.
+  t.same(
+    r.triplets.filter((x) => x.anchor === 'B').map((x) => x.negative),
+    ['n5', 'n4'],
+  )
+  const own = await mineHardNegatives(embed, pairs, { numNegatives: 5 })
+  t.same(
+    own.triplets.map((x) => `${x.anchor}>${x.negative}`),
+    ['A>Q', 'A>Q', 'B>P', 'B>n1'],
+    "the default corpus is the pairs' positives (P, n1, Q); B (180°) is closer to P (10°) than to n1 (5°)",
+  )
+  await t.rejects(mineHardNegatives(embed, [], {}), /mineHardNegatives: no pairs/)
+  await t.rejects(mineHardNegatives(embed, pairs, { rangeMin: 5, rangeMax: 5 }), /rangeMax must be an integer >= 6, got 5/)
+  await t.rejects(mineHardNegatives(embed, pairs, { sampling: 'best' as never }), /sampling must be 'top' or 'random'/)
+})
+
+t.test('triplet files read back as training data, awkward sentences included', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'simcsepp-mine-'))
+  const triplets = [
+    { anchor: 'a, with a comma', positive: 'a "quoted" word', negative: 'two\nlines' },
+    { anchor: ' edge spaces ', positive: 'a\ttab', negative: 'plain' },
+  ]
+  for (const format of ['csv', 'tsv', 'jsonl'] as const) {
+    const file = join(dir, `t.${format}`)
+    writeFileSync(file, formatTriplets(triplets, format))
+    const read = await PairFile.open(file, format)
+    t.equal(read.width, 3, `${format}: triplets`)
+    const cols = await read.readColumns([0, 1])
+    t.same(
+      [0, 1].map((i) => ({ anchor: cols[0][i], positive: cols[1][i], negative: cols[2][i] })),
+      triplets,
+      `${format}: the same sentences back`,
+    )
+  }
+})
+
+t.test('simcsepp mine: the library triplets, refusing to overwrite, then trained on', needsCli, async (t) => {
+  const model = await saveTinyModel({ seed: 9 })
+  const dir = mkdtempSync(join(tmpdir(), 'simcsepp-mine-cli-'))
+  const pairs = join(dir, 'pairs.csv')
+  const rows = [
+    ['the cat sat', 'a cat sat on the mat'],
+    ['a dog runs', 'the dog runs fast'],
+    ['the river is big', 'a big river'],
+    ['a red house', 'the house is red'],
+    ['green tree', 'a small green tree'],
+    ['blue river', 'the river is blue'],
+  ]
+  writeFileSync(pairs, 'sent0,sent1\n' + rows.map((r) => r.join(',')).join('\n') + '\n')
+  const out = join(dir, 'triplets.csv')
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [cli, 'mine', '--model', model, '--device', 'cpu', ...args], { encoding: 'utf8' })
+  const r = run('--data', pairs, '--out', out, '--num-negatives', '2', '--range-min', '1')
+  t.equal(r.status, 0, r.stderr)
+  t.match(r.stderr, /6 pairs -> 12 triplets in .*triplets\.csv; mean similarity to the anchor: positives 0\.\d+, negatives 0\.\d+/)
+  const enc = await SentenceEncoder.load(model, { device: 'cpu' })
+  const want = await mineHardNegatives(
+    (s) => enc.encode(s),
+    rows.map(([anchor, positive]) => ({ anchor, positive })),
+    { numNegatives: 2, rangeMin: 1 },
+  )
+  await enc.close()
+  t.equal(readFileSync(out, 'utf8'), formatTriplets(want.triplets, 'csv'), "the library's triplets")
+  const again = run('--data', pairs, '--out', out)
+  t.equal(again.status, 2)
+  t.match(again.stderr, /triplets\.csv exists \(pass --overwrite to replace it\)/)
+  t.equal(run('--data', pairs, '--out', out, '--overwrite', '--num-negatives', '1').status, 0, '--overwrite')
+  t.equal(readFileSync(out, 'utf8').trim().split('\n').length, 7, 'a header and 6 triplets')
+  const bad = run('--data', pairs, '--out', join(dir, 'x.txt'))
+  t.match(bad.stderr, /--out must end in \.csv, \.tsv or \.jsonl/)
+  t.notOk(existsSync(join(dir, 'x.txt')))
+  // The triplets train (supervised SimCSE with hard negatives).
+  const trained = spawnSync(process.execPath, [cli, ...tinyTrainArgs(out, join(dir, 'run'), 2)], { encoding: 'utf8' })
+  t.equal(trained.status, 0, trained.stderr)
+  t.match(trained.stderr + trained.stdout, /triplets \(anchor, positive, hard negative\)/)
+})
