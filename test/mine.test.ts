@@ -29,9 +29,9 @@ t.test('negatives: ranked by similarity, without the anchor and its positives, w
   t.same(negatives(await mine()), ['n1', 'n2', 'n3'], 'top 3 by default')
   t.same(negatives(await mine({ numNegatives: 1 })), ['n1'])
   t.same(negatives(await mine({ rangeMin: 1 })), ['n2', 'n3', 'n4'], 'rangeMin 1 skips the closest')
-  t.same(negatives(await mine({ rangeMin: 1, rangeMax: 3 })), ['n2', 'n3'], 'ranks [1, 3)')
+  t.same(negatives(await mine({ rangeMin: 1, rangeMax: 3, numNegatives: 2 })), ['n2', 'n3'], 'ranks [1, 3)')
   t.same(negatives(await mine({ absoluteMargin: 0.1 })), ['n3', 'n4', 'n5'], 'cos <= cos 10° - 0.1 = 0.885')
-  t.same(negatives(await mine({ relativeMargin: 0.5 })), ['n5'], 'cos <= 0.5 cos 10° = 0.492')
+  t.same(negatives(await mine({ relativeMargin: 0.5 })), ['n5'], 'cos <= cos 10° - 0.5 |cos 10°| = 0.492')
   t.same(negatives(await mine({ maxScore: 0.9 })), ['n3', 'n4', 'n5'], 'cos <= 0.9')
   const none = await mine({ maxScore: -0.5 })
   t.same(none.triplets, [])
@@ -42,16 +42,23 @@ t.test('negatives: ranked by similarity, without the anchor and its positives, w
   t.ok(Math.abs(r.meanNegativeScore - want) < 1e-6, `mean negative similarity ${r.meanNegativeScore}`)
   t.same(r.triplets[0], { anchor: 'A', positive: 'P', negative: 'n1' })
 
-  // 'random': a seeded draw among the eligible candidates (ranks [0, 5)), distinct, the same for the same seed.
-  const a = negatives(await mine({ sampling: 'random', seed: 7 }))
+  // 'random': a seeded draw among the eligible candidates (ranks [0, 5)), distinct, by similarity, the same for the
+  // same seed.
+  const random = (seed: number) => mine({ sampling: 'random', seed, rangeMax: 10 })
+  const a = negatives(await random(7))
   t.equal(new Set(a).size, 3, `three distinct negatives: ${a}`)
   t.ok(
     a.every((n) => ['n1', 'n2', 'n3', 'n4', 'n5'].includes(n)),
     'all eligible',
   )
-  t.same(negatives(await mine({ sampling: 'random', seed: 7 })), a, 'the same seed, the same draw')
+  t.same(
+    a,
+    [...a].sort((x, y) => ANGLES[x] - ANGLES[y]),
+    'ordered by similarity',
+  )
+  t.same(negatives(await random(7)), a, 'the same seed, the same draw')
   const draws = new Set<string>()
-  for (let seed = 0; seed < 20; seed++) draws.add(negatives(await mine({ sampling: 'random', seed })).join())
+  for (let seed = 0; seed < 20; seed++) draws.add(negatives(await random(seed)).join())
   t.ok(draws.size > 1, `other seeds draw otherwise (${draws.size} draws in 20 seeds)`)
 })
 
@@ -84,7 +91,7 @@ t.test('an anchor paired with several positives never gets one of them as a nega
     "the default corpus is the pairs' positives (P, n1, Q); B (180°) is closer to P (10°) than to n1 (5°)",
   )
   await t.rejects(mineHardNegatives(embed, [], {}), /mineHardNegatives: no pairs/)
-  await t.rejects(mineHardNegatives(embed, pairs, { rangeMin: 5, rangeMax: 5 }), /rangeMax must be an integer >= 6, got 5/)
+  await t.rejects(mineHardNegatives(embed, pairs, { rangeMin: 5, rangeMax: 7 }), /rangeMax must be an integer >= 8, got 7/)
   await t.rejects(mineHardNegatives(embed, pairs, { sampling: 'best' as never }), /sampling must be 'top' or 'random'/)
 })
 

@@ -7,7 +7,7 @@ import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { SentenceEncoder, Tensor } from '../lib/index.js'
+import { SentenceEncoder, Tensor, mineHardNegatives } from '../lib/index.js'
 import { BertModel } from '../lib/model/bert.js'
 import { exportOnnx } from '../lib/export/export-onnx.js'
 import { train } from '../lib/train/train.js'
@@ -72,6 +72,14 @@ t.test('tiny random models made and run by transformers: our outputs and gradien
 
 const hasSentenceTransformers = hasTorch && spawnSync(python, ['-c', 'import sentence_transformers'], { stdio: 'ignore' }).status === 0
 const stSkip = hasSentenceTransformers ? false : `${python} cannot import sentence_transformers`
+const hasDatasets = hasSentenceTransformers && spawnSync(python, ['-c', 'import datasets'], { stdio: 'ignore' }).status === 0
+
+/** The first n distinct values of sentence(0), sentence(1), ... */
+function distinctSentences(sentence: (i: number) => string, n: number): string[] {
+  const out = new Set<string>()
+  for (let i = 0; out.size < n && i < 100 * n; i++) out.add(sentence(i))
+  return [...out]
+}
 
 /** Runs one of the helper scripts; its stdout, or a failure naming it. */
 function runPython(script: string, args: string[]): string {
@@ -147,5 +155,54 @@ t.test(
         t.equal(check.trim(), 'ok', `${name}: onnx.checker (full_check) passes the fp32, fp16 and q8 exports`)
       }
     }
+
+    // Hard negatives: mineHardNegatives with SentenceEncoder's vectors picks what mine_hard_negatives picks.
+    await t.test(
+      'hard negatives as mine_hard_negatives mines them',
+      { skip: hasDatasets ? false : `${python} cannot import datasets` },
+      async (t) => {
+        // distiluse-like: its vectors spread the most of the four (random weights make every model's similarities close).
+        const model = join(out, 'distiluse-like')
+        const w = ['the', 'cat', 'sat', 'on', 'mat', 'a', 'dog', 'bird', 'river', 'house']
+        const sentence = (i: number) => [w[i % 10], w[Math.floor(i / 10) % 10], w[(i * 7 + 3) % 10], w[Math.floor(i / 7) % 10]].join(' ')
+        const sentences = distinctSentences(sentence, 40)
+        t.equal(sentences.length, 40)
+        // Anchors apart from the corpus and the positives (sentence-transformers would offer an anchor as its own negative).
+        const pairs = [0, 1, 2, 3, 4, 5].map((i) => ({ anchor: sentences[i], positive: sentences[6 + i] }))
+        pairs.push({ anchor: sentences[0], positive: sentences[13] }) // an anchor with two positives
+        const corpus = sentences.slice(14)
+        const encoder = await SentenceEncoder.load(model, { device: 'cpu' })
+        try {
+          for (const [what, options] of [
+            ['top 3', { numNegatives: 3 }],
+            ['ranks from 2, 2 each', { numNegatives: 2, rangeMin: 2 }],
+            ['absolute margin 0.001', { numNegatives: 3, absoluteMargin: 0.001 }],
+            ['relative margin 0.001, range 20', { numNegatives: 4, relativeMargin: 0.001, rangeMax: 20 }],
+            ['max score 0.998, range 30', { numNegatives: 3, maxScore: 0.998, rangeMax: 30 }],
+          ] as const) {
+            const ours = await mineHardNegatives((s) => encoder.encode(s), pairs, { corpus, ...options })
+            const input = join(out, 'mine.json')
+            const py = {
+              num_negatives: options.numNegatives,
+              ...('rangeMin' in options ? { range_min: options.rangeMin } : {}),
+              ...('rangeMax' in options ? { range_max: options.rangeMax } : {}),
+              ...('absoluteMargin' in options ? { absolute_margin: options.absoluteMargin } : {}),
+              ...('relativeMargin' in options ? { relative_margin: options.relativeMargin } : {}),
+              ...('maxScore' in options ? { max_score: options.maxScore } : {}),
+            }
+            writeFileSync(input, JSON.stringify({ pairs: pairs.map((p) => [p.anchor, p.positive]), corpus, options: py }))
+            const theirs = JSON.parse(runPython('st_mine.py', [model, input])) as string[][]
+            t.ok(theirs.length > 0, `${what}: ${theirs.length} triplets (not a vacuous check)`)
+            t.same(
+              ours.triplets.map((x) => [x.anchor, x.positive, x.negative]),
+              theirs,
+              `${what}: the same ${theirs.length} triplets, in the same order`,
+            )
+          }
+        } finally {
+          await encoder.close()
+        }
+      },
+    )
   },
 )

@@ -51,9 +51,10 @@ export const mineUsage = `simcsepp mine --model DIR --data PAIRS --out FILE [opt
   Input       --model DIR  --data FILE (pairs: CSV/TSV with sent0,sent1 or anchor,positive, or JSONL)
               --corpus FILE (one sentence per line; default: the pairs' distinct positives)
   Output      --out FILE (.csv, .tsv or .jsonl; an existing file only with --overwrite)
-  Mining      --num-negatives 3  --range-min 0 (closest ranks skipped)  --range-max 100 (ranks considered)
+  Mining      --num-negatives 3  --range-min 0 (closest ranks skipped)  --range-max N (candidates per anchor)
               --margin X (negative <= positive - X)  --relative-margin X (negative <= positive * (1 - X))
-              --max-score X  --sampling top|random  --seed 42
+              --max-score X  --sampling top|random  --seed 42  --query-prefix STR --doc-prefix STR (default:
+              the model's "query" and "document" prompts, as sentence-transformers' encode_query/encode_document)
 ${encoderOptions}`
 
 export const exportUsage = `simcsepp export --format onnx --model DIR [--out DIR] [options]

@@ -32,6 +32,8 @@ export async function mineCommand(argv: string[]): Promise<void> {
       'relative-margin': { type: 'string' },
       sampling: { type: 'string' },
       seed: { type: 'string' },
+      'query-prefix': { type: 'string' },
+      'doc-prefix': { type: 'string' },
     },
   })
   if (!values.model) throw new UsageError('mine: --model DIR is required')
@@ -69,10 +71,15 @@ export async function mineCommand(argv: string[]): Promise<void> {
   }
   const enc = await loadEncoder(values)
   try {
-    const texts = (corpus?.length ?? new Set(positives).size) + new Set(anchors).size + new Set(positives).size
+    const texts = new Set([...(corpus ?? []), ...positives]).size + new Set(anchors).size
     const bar = encodeProgressBar(texts, process.stderr, 'texts')
-    const r = await mineHardNegatives((s) => enc.encode(s), pairs, {
+    // Anchors with the model's query prompt, the corpus with its document prompt (as sentence-transformers'
+    // encode_query and encode_document), unless the flags say otherwise; no further prompt on top.
+    const p = enc.prompts
+    const r = await mineHardNegatives((s) => enc.encode(s, { prompt: '' }), pairs, {
       ...options,
+      queryPrefix: values['query-prefix'] ?? p.query ?? '',
+      documentPrefix: values['doc-prefix'] ?? p.document ?? p.passage ?? p.corpus ?? '',
       corpus,
       device: enc.device,
       onProgress: bar ? ({ done }) => bar.update(done) : undefined,

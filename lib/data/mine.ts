@@ -1,13 +1,18 @@
 // Hard-negative mining: from (anchor, positive) pairs, (anchor, positive, hard negative) triplets for supervised
-// SimCSE, the negatives being corpus sentences a model finds close to the anchor, as sentence-transformers'
-// mine_hard_negatives picks them. For each distinct anchor, the corpus (default: the distinct positives) is
-// ranked by cosine similarity to it; the anchor's own text and every positive it is paired with are taken out;
-// of the rest, ranks [rangeMin, rangeMax) are candidates, and for each pair a candidate is eligible when
-//   score <= maxScore,  score <= s_pos - absoluteMargin,  score <= s_pos * (1 - relativeMargin)
-// (each test only when its option is set; s_pos = cos(anchor, that pair's positive)). Up to numNegatives
-// eligible candidates become triplets: the most similar ('top') or a seeded uniform draw ('random'). A pair
-// with none is left out and counted. Skipping the closest ranks and a margin keep out "negatives" that are
-// really paraphrases (false negatives), which hurt contrastive training.
+// SimCSE, the negatives being corpus sentences a model finds close to the anchor, picked as sentence-transformers'
+// mine_hard_negatives picks them (its "triplet" output). The corpus (default: the positives) with the positives
+// added, and the distinct anchors, are embedded (anchors as queries, with queryPrefix; the corpus with
+// documentPrefix); for each distinct anchor its top rangeMax + P corpus sentences by cosine similarity (P: the
+// most positives any anchor has) are the candidates, of which its own positives, and its own text (which
+// sentence-transformers keeps), are taken out. With s = the lowest similarity of the anchor to one of its
+// positives, a candidate stays when
+//   score <= s - absoluteMargin,  score <= s - |s| relativeMargin,  score <= maxScore
+// (each test only when its option is set). Of those, in order of similarity, ranks [rangeMin, rangeMax) are
+// eligible, and the first numNegatives ('top') or a seeded uniform draw of them ('random', then ordered by
+// similarity) become one triplet per negative and per positive of the anchor. A pair with none is counted.
+// Skipping the closest ranks and a margin keep out "negatives" that are really paraphrases (false negatives),
+// which hurt contrastive training.
+import { embedQueriesAndDocuments, type PrefixedEmbedOptions } from '../embed/embed-texts.js'
 import { VectorIndex } from '../embed/search.js'
 import type { Device } from '../tensor.js'
 import { cosineSimilarity } from '../util/vectors.js'
@@ -22,38 +27,39 @@ export interface MinedTriplet extends MinePair {
   negative: string
 }
 
-export interface MineOptions {
-  /** Sentences to draw negatives from (default: the pairs' distinct positives). */
+/** queryPrefix goes before the anchors, documentPrefix before the corpus and the positives. */
+export interface MineOptions extends PrefixedEmbedOptions {
+  /** Sentences to draw negatives from (default: the pairs' positives; the positives are added either way). */
   corpus?: readonly string[]
-  /** Negatives per pair (default 3): one triplet each. */
+  /** Negatives per anchor (default 3): one triplet each, per positive. */
   numNegatives?: number
-  /** Ranks skipped first, after the anchor and its positives are taken out (default 0). */
+  /** Eligible ranks skipped first (default 0). */
   rangeMin?: number
-  /** Ranks considered: [rangeMin, rangeMax) (default 100). */
+  /**
+   * Candidates per anchor before the positives are taken out, and the end of the eligible ranks. Default:
+   * rangeMin + numNegatives + P, or rangeMin + 10 numNegatives + P with a margin or maxScore (sentence-transformers').
+   */
   rangeMax?: number
   /** Largest similarity a negative may have. */
   maxScore?: number
-  /** A negative's similarity must be at most the positive's minus this. */
+  /** A negative's similarity must be at most the anchor's lowest positive similarity minus this. */
   absoluteMargin?: number
-  /** A negative's similarity must be at most the positive's times (1 - this). */
+  /** ... at most that similarity minus its magnitude times this. */
   relativeMargin?: number
   /** 'top' (default): the most similar eligible candidates; 'random': a seeded uniform draw among them. */
   sampling?: 'top' | 'random'
   /** The draw of 'random' (default 42). */
   seed?: number
-  /** Texts per embed call (default 256). */
-  batchSize?: number
   /** Where the corpus vectors are searched (default 'cpu'). */
   device?: Device
-  /** Called as texts are embedded: done of total. */
-  onProgress?: (p: { done: number; total: number }) => void
 }
 
 export interface MineResult {
+  /** By anchor (first appearance), then its positives, then the negatives by similarity. */
   triplets: MinedTriplet[]
-  /** Pairs that got no negative (none eligible). */
+  /** Distinct (anchor, positive) pairs that got no negative. */
   pairsWithout: number
-  /** Mean cosine similarity of the pairs' anchors to their positives, and to the negatives mined. */
+  /** Mean cosine similarity of the distinct pairs' anchors to their positives, and to the negatives mined. */
   meanPositiveScore: number
   meanNegativeScore: number
 }
@@ -62,24 +68,13 @@ function fail(message: string): never {
   throw new RangeError(`mineHardNegatives: ${message}`)
 }
 
-function checkOptions(
-  o: MineOptions,
-): Required<Pick<MineOptions, 'numNegatives' | 'rangeMin' | 'rangeMax' | 'sampling' | 'seed' | 'batchSize'>> {
-  const count = (name: string, v: unknown, min: number) => {
-    if (!Number.isSafeInteger(v) || (v as number) < min) fail(`${name} must be an integer >= ${min}, got ${String(v)}`)
-    return v as number
-  }
-  const numNegatives = count('numNegatives', o.numNegatives ?? 3, 1)
-  const rangeMin = count('rangeMin', o.rangeMin ?? 0, 0)
-  const rangeMax = count('rangeMax', o.rangeMax ?? 100, rangeMin + 1)
-  for (const k of ['maxScore', 'absoluteMargin', 'relativeMargin'] as const)
-    if (o[k] !== undefined && !Number.isFinite(o[k])) fail(`${k} must be a finite number, got ${String(o[k])}`)
-  const sampling = o.sampling ?? 'top'
-  if (sampling !== 'top' && sampling !== 'random') fail(`sampling must be 'top' or 'random', got ${JSON.stringify(sampling)}`)
-  const seed = count('seed', o.seed ?? 42, 0)
-  const batchSize = count('batchSize', o.batchSize ?? 256, 1)
-  return { numNegatives, rangeMin, rangeMax, sampling, seed, batchSize }
+const count = (name: string, v: unknown, min: number) => {
+  if (!Number.isSafeInteger(v) || (v as number) < min) fail(`${name} must be an integer >= ${min}, got ${String(v)}`)
+  return v as number
 }
+
+/** Distinct values in first-appearance order. */
+const distinct = <T>(xs: Iterable<T>) => [...new Set(xs)]
 
 /** Mines hard negatives for `pairs` with the sentence vectors of `embed` (see the header). */
 export async function mineHardNegatives(
@@ -87,38 +82,41 @@ export async function mineHardNegatives(
   pairs: readonly MinePair[],
   options: MineOptions = {},
 ): Promise<MineResult> {
-  const o = checkOptions(options)
+  const numNegatives = count('numNegatives', options.numNegatives ?? 3, 1)
+  const rangeMin = count('rangeMin', options.rangeMin ?? 0, 0)
+  for (const k of ['maxScore', 'absoluteMargin', 'relativeMargin'] as const)
+    if (options[k] !== undefined && !Number.isFinite(options[k])) fail(`${k} must be a finite number, got ${String(options[k])}`)
+  const sampling = options.sampling ?? 'top'
+  if (sampling !== 'top' && sampling !== 'random') fail(`sampling must be 'top' or 'random', got ${JSON.stringify(sampling)}`)
+  const seed = count('seed', options.seed ?? 42, 0)
+  count('batchSize', options.batchSize ?? 256, 1)
   if (pairs.length === 0) fail('no pairs')
-  const corpus = [...new Set(options.corpus ?? pairs.map((p) => p.positive))]
-  if (corpus.length === 0) fail('an empty corpus')
-  // Each distinct anchor once, with the positives it is paired with.
-  const anchors = new Map<string, Set<string>>()
-  for (const p of pairs) (anchors.get(p.anchor) ?? anchors.set(p.anchor, new Set()).get(p.anchor)!).add(p.positive)
-  const anchorList = [...anchors.keys()]
-  const positives = [...new Set(pairs.map((p) => p.positive))]
 
-  const texts = [...corpus, ...anchorList, ...positives]
-  let done = 0
-  const vectors: Float32Array[] = []
-  for (let s = 0; s < texts.length; s += o.batchSize) {
-    const chunk = texts.slice(s, s + o.batchSize)
-    const out = await embed(chunk)
-    if (out.length !== chunk.length) fail(`embed returned ${out.length} vectors for ${chunk.length} texts`)
-    vectors.push(...out)
-    done += chunk.length
-    options.onProgress?.({ done, total: texts.length })
+  // Each distinct anchor once, with its distinct positives in order.
+  const positivesOf = new Map<string, string[]>()
+  for (const p of pairs) {
+    const own = positivesOf.get(p.anchor) ?? positivesOf.set(p.anchor, []).get(p.anchor)!
+    if (!own.includes(p.positive)) own.push(p.positive)
   }
-  const corpusVectors = vectors.slice(0, corpus.length)
-  const anchorVectors = vectors.slice(corpus.length, corpus.length + anchorList.length)
-  const positiveVectors = new Map(positives.map((p, i) => [p, vectors[corpus.length + anchorList.length + i]]))
+  const anchors = [...positivesOf.keys()]
+  const maxPositives = Math.max(...[...positivesOf.values()].map((ps) => ps.length))
+  const filtered = options.maxScore !== undefined || options.absoluteMargin !== undefined || options.relativeMargin !== undefined
+  const rangeMax = count(
+    'rangeMax',
+    options.rangeMax ?? rangeMin + numNegatives * (filtered ? 10 : 1) + maxPositives,
+    rangeMin + numNegatives,
+  )
 
-  // Deep enough that rangeMax candidates remain after taking out the anchor and its positives.
-  const maxExcluded = 1 + Math.max(...[...anchors.values()].map((s) => s.size))
-  const topK = Math.min(corpus.length, o.rangeMax + maxExcluded)
+  const corpus = distinct([...(options.corpus ?? []), ...pairs.map((p) => p.positive)])
+  const at = new Map(corpus.map((s, i) => [s, i]))
+  const { queries: anchorVectors, documents: corpusVectors } = await embedQueriesAndDocuments(embed, anchors, corpus, options)
+
+  // One more for an anchor whose own text is in the corpus (taken out too).
+  const depth = rangeMax + maxPositives
   const index = VectorIndex.from(corpusVectors, undefined, { device: options.device ?? 'cpu' })
   let hits
   try {
-    hits = await index.searchAsync(anchorVectors, { topK })
+    hits = await index.searchAsync(anchorVectors, { topK: Math.min(corpus.length, depth + 1) })
   } finally {
     index.dispose()
   }
@@ -127,40 +125,35 @@ export async function mineHardNegatives(
   let pairsWithout = 0,
     positiveSum = 0,
     negativeSum = 0
-  const anchorAt = new Map(anchorList.map((a, i) => [a, i]))
-  pairs.forEach((p, pairIndex) => {
-    const a = anchorAt.get(p.anchor)!
-    const own = anchors.get(p.anchor)!
-    const sPos = cosineSimilarity(anchorVectors[a], positiveVectors.get(p.positive)!)
-    positiveSum += sPos
-    const ranked = hits[a].indices
-      .map((j, r) => ({ text: corpus[j], score: hits[a].scores[r] }))
-      .filter((c) => c.text !== p.anchor && !own.has(c.text))
-    const eligible = ranked
-      .slice(o.rangeMin, o.rangeMax)
-      .filter(
-        (c) =>
-          (options.maxScore === undefined || c.score <= options.maxScore) &&
-          (options.absoluteMargin === undefined || c.score <= sPos - options.absoluteMargin) &&
-          (options.relativeMargin === undefined || c.score <= sPos * (1 - options.relativeMargin)),
-      )
-    if (eligible.length === 0) {
-      pairsWithout++
-      return
-    }
+  anchors.forEach((anchor, q) => {
+    const own = positivesOf.get(anchor)!
+    const sPos = own.map((p) => cosineSimilarity(anchorVectors[q], corpusVectors[at.get(p)!]))
+    positiveSum += sPos.reduce((a, b) => a + b, 0)
+    const s = Math.min(...sPos)
+    const keep = (score: number) =>
+      (options.absoluteMargin === undefined || score + options.absoluteMargin <= s) &&
+      (options.relativeMargin === undefined || score <= s - Math.abs(s) * options.relativeMargin) &&
+      (options.maxScore === undefined || score <= options.maxScore)
+    const candidates = hits[q].indices
+      .slice(0, depth + (at.has(anchor) ? 1 : 0))
+      .map((j, r) => ({ text: corpus[j], score: hits[q].scores[r] }))
+    const eligible = candidates.filter((c) => c.text !== anchor && !own.includes(c.text) && keep(c.score)).slice(rangeMin, rangeMax)
     const picked =
-      o.sampling === 'top'
-        ? eligible.slice(0, o.numNegatives)
-        : Array.from(permutation(eligible.length, o.seed, pairIndex).subarray(0, o.numNegatives), (i) => eligible[i])
-    for (const c of picked) {
-      triplets.push({ anchor: p.anchor, positive: p.positive, negative: c.text })
-      negativeSum += c.score
-    }
+      sampling === 'top'
+        ? eligible.slice(0, numNegatives)
+        : Array.from(permutation(eligible.length, seed, q).subarray(0, numNegatives), (i) => eligible[i]).sort((a, b) => b.score - a.score)
+    if (picked.length === 0) pairsWithout += own.length
+    for (const positive of own)
+      for (const c of picked) {
+        triplets.push({ anchor, positive, negative: c.text })
+        negativeSum += c.score
+      }
   })
+  const distinctPairs = [...positivesOf.values()].reduce((n, ps) => n + ps.length, 0)
   return {
     triplets,
     pairsWithout,
-    meanPositiveScore: positiveSum / pairs.length,
+    meanPositiveScore: positiveSum / distinctPairs,
     meanNegativeScore: triplets.length ? negativeSum / triplets.length : NaN,
   }
 }

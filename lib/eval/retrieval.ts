@@ -12,6 +12,7 @@
 // A document whose id equals the query's is dropped from its ranking first (BEIR's and MTEB's default,
 // for the datasets that hold their queries in the corpus: ArguAna, Quora, ...). Equal scores rank as
 // trec_eval ranks them: the greater document id first. The headline number is nDCG@10.
+import { embedQueriesAndDocuments, type PrefixedEmbedOptions } from '../embed/embed-texts.js'
 import { VectorIndex } from '../embed/search.js'
 import type { Device } from '../tensor.js'
 import type { RetrievalDataset } from './beir.js'
@@ -38,19 +39,11 @@ export interface RetrievalResult {
   scores: RetrievalScores
 }
 
-export interface RetrievalEvalOptions {
-  /** Texts per embed call (default 128). */
-  batchSize?: number
-  /** Prepended to every query (e5's 'query: ', ...). */
-  queryPrefix?: string
-  /** Prepended to every document (e5's 'passage: ', ...). */
-  documentPrefix?: string
+export interface RetrievalEvalOptions extends PrefixedEmbedOptions {
   /** Drop a document whose id is the query's from its ranking (default true, as BEIR and MTEB). */
   ignoreIdenticalIds?: boolean
   /** Where the corpus vectors are searched (default 'cpu'). */
   device?: Device
-  /** Called as texts are embedded: documents and queries done so far of `total`. */
-  onProgress?: (p: { done: number; total: number }) => void
 }
 
 /** One query's ranked document ids, best first. */
@@ -102,47 +95,18 @@ export function meanScores(perQuery: RetrievalScores[], cutoffs: readonly number
   return out
 }
 
-/** Embeds texts in batches of similar length (little padding), returning the vectors in input order. */
-async function embedAll(embed: EmbedFn, texts: string[], batchSize: number, progress: (n: number) => void): Promise<Float32Array[]> {
-  const order = texts.map((_, i) => i).sort((a, b) => texts[a].length - texts[b].length)
-  const out: Float32Array[] = new Array(texts.length)
-  for (let s = 0; s < order.length; s += batchSize) {
-    const idx = order.slice(s, s + batchSize)
-    const vectors = await embed(idx.map((i) => texts[i]))
-    if (vectors.length !== idx.length) throw new Error(`embed returned ${vectors.length} vectors for ${idx.length} texts`)
-    idx.forEach((i, k) => (out[i] = vectors[k]))
-    progress(idx.length)
-  }
-  return out
-}
-
 /** Scores `embed` on a retrieval dataset (readBeirDataset): the measures of the header, averaged over its queries. */
 export async function evaluateRetrieval(
   embed: EmbedFn,
   data: RetrievalDataset,
   options: RetrievalEvalOptions = {},
 ): Promise<RetrievalResult> {
-  const batchSize = options.batchSize ?? 128
   const ignoreIdentical = options.ignoreIdenticalIds ?? true
-  const total = data.corpus.length + data.queries.length
-  let done = 0
-  const progress = (n: number) => {
-    done += n
-    options.onProgress?.({ done, total })
-  }
-  const docPrefix = options.documentPrefix ?? '',
-    queryPrefix = options.queryPrefix ?? ''
-  const docVectors = await embedAll(
+  const { queries: queryVectors, documents: docVectors } = await embedQueriesAndDocuments(
     embed,
-    data.corpus.map((d) => docPrefix + d.text),
-    batchSize,
-    progress,
-  )
-  const queryVectors = await embedAll(
-    embed,
-    data.queries.map((q) => queryPrefix + q.text),
-    batchSize,
-    progress,
+    data.queries.map((q) => q.text),
+    data.corpus.map((d) => d.text),
+    options,
   )
   const depth = Math.max(...RETRIEVAL_CUTOFFS)
   // One more hit than the deepest cut-off, for the query's own document when the corpus holds it.

@@ -1,0 +1,43 @@
+// Embedding the two sides of a search, as retrieval evaluation and hard-negative mining do: documents with one
+// prefix (a model's document prompt), queries with another (its query prompt), in batches of similar length
+// (little padding), with progress over both.
+export interface PrefixedEmbedOptions {
+  /** Prepended to every query (e5's 'query: ', ...). */
+  queryPrefix?: string
+  /** Prepended to every document (e5's 'passage: ', ...). */
+  documentPrefix?: string
+  /** Texts per embed call (default 256). */
+  batchSize?: number
+  /** Called as texts are embedded: documents and queries done so far of `total`. */
+  onProgress?: (p: { done: number; total: number }) => void
+}
+
+/** The vectors of `documents` then `queries` (each in input order) by `embed`, prefixed as the options say. */
+export async function embedQueriesAndDocuments(
+  embed: (texts: string[]) => Promise<Float32Array[]>,
+  queries: readonly string[],
+  documents: readonly string[],
+  options: PrefixedEmbedOptions = {},
+): Promise<{ queries: Float32Array[]; documents: Float32Array[] }> {
+  const batchSize = options.batchSize ?? 256
+  const total = queries.length + documents.length
+  let done = 0
+  const embedAll = async (texts: string[]) => {
+    const order = texts.map((_, i) => i).sort((a, b) => texts[a].length - texts[b].length)
+    const out: Float32Array[] = new Array(texts.length)
+    for (let s = 0; s < order.length; s += batchSize) {
+      const idx = order.slice(s, s + batchSize)
+      const vectors = await embed(idx.map((i) => texts[i]))
+      if (vectors.length !== idx.length) throw new Error(`embed returned ${vectors.length} vectors for ${idx.length} texts`)
+      idx.forEach((i, k) => (out[i] = vectors[k]))
+      done += idx.length
+      options.onProgress?.({ done, total })
+    }
+    return out
+  }
+  const docPrefix = options.documentPrefix ?? '',
+    queryPrefix = options.queryPrefix ?? ''
+  const documentVectors = await embedAll(documents.map((d) => docPrefix + d))
+  const queryVectors = await embedAll(queries.map((q) => queryPrefix + q))
+  return { queries: queryVectors, documents: documentVectors }
+}
