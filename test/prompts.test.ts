@@ -123,3 +123,43 @@ t.test('simcsepp encode --prompt-name; eval --retrieval takes the model prompts'
   t.equal(off.stderr, '', 'explicit prefixes: no note')
   t.same(JSON.parse(off.stdout).retrieval[0].scores, JSON.parse(JSON.stringify(without.scores)), "--query-prefix '' --doc-prefix '': none")
 })
+
+t.test("encodeQuery and encodeDocument: sentence-transformers' encode_query and encode_document", async (t) => {
+  const s = ['the river is big', 'a red house']
+  const bitsOf = (vs: Float32Array[]) => Buffer.concat(vs.map(bits))
+  // 'query' and 'document' prompts.
+  const enc = await SentenceEncoder.load(await modelWithPrompts(), { device: 'cpu' })
+  t.teardown(() => enc.close())
+  t.ok(bitsOf(await enc.encodeQuery(s)).equals(bitsOf(await enc.encode(s, { promptName: 'query' }))), "encodeQuery: the 'query' prompt")
+  t.ok(bitsOf(await enc.encodeDocument(s)).equals(bitsOf(await enc.encode(s, { promptName: 'document' }))), "encodeDocument: 'document'")
+  t.ok(same(await enc.encodeQuery('a cat'), await enc.encode('query: a cat')), 'one query')
+  t.ok(bitsOf(await enc.encodeQuery(s, { prompt: '' })).equals(bitsOf(await enc.encode(s))), "a call's own prompt wins")
+  t.ok(bitsOf(await enc.encodeQuery(s, { promptName: 'document' })).equals(bitsOf(await enc.encodeDocument(s))), 'and its promptName')
+  t.ok(
+    bitsOf(await enc.encodeQuery(s, { promptName: undefined })).equals(bitsOf(await enc.encodeQuery(s))),
+    'promptName undefined: none given',
+  )
+  await t.rejects(enc.encodeQuery(s, null as never), /encode: options must be an object/)
+  t.equal(enc.rolePrefix('query'), 'query: ')
+  t.equal(enc.rolePrefix('document'), 'passage: ')
+  // LangChain's retrievers embed queries and documents apart: each with its prompt.
+  const lc = enc.asLangChainEmbeddings()
+  t.same(await lc.embedQuery('a cat'), Array.from(await enc.encode('query: a cat')), 'embedQuery: the query prompt')
+  t.same((await lc.embedDocuments(['a cat']))[0], Array.from(await enc.encode('passage: a cat')), 'embedDocuments: the document prompt')
+
+  // e5's prompts: 'query' and 'passage' (encode_document's second choice); without prompts, plain encode.
+  const e5 = await SentenceEncoder.load(await modelWithPrompts({ prompts: { query: 'query: ', passage: 'passage: ' } }), { device: 'cpu' })
+  t.teardown(() => e5.close())
+  t.ok(bitsOf(await e5.encodeDocument(s)).equals(bitsOf(await e5.encode(s.map((x) => 'passage: ' + x)))), "encodeDocument: 'passage'")
+  const bare = await SentenceEncoder.load(await saveTinyModel({ seed: 5 }), { device: 'cpu' })
+  t.teardown(() => bare.close())
+  t.ok(bitsOf(await bare.encodeQuery(s)).equals(bitsOf(await bare.encode(s))), 'no prompts: encodeQuery is encode')
+  t.ok(bitsOf(await bare.encodeDocument(s)).equals(bitsOf(await bare.encode(s))), 'no prompts: encodeDocument is encode')
+  t.equal(bare.rolePrefix('document'), '')
+  // A default prompt applies when the model has no prompt of the role (as sentence-transformers).
+  const dflt = await SentenceEncoder.load(await modelWithPrompts({ prompts: { query: 'query: ' }, default_prompt_name: 'query' }), {
+    device: 'cpu',
+  })
+  t.teardown(() => dflt.close())
+  t.equal(dflt.rolePrefix('document'), 'query: ', 'no document prompt: the default one')
+})

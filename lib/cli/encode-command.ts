@@ -121,11 +121,11 @@ export async function evalCommand(argv: string[]): Promise<void> {
   try {
     const sts: StsFilesResult | null = files.length ? await evaluateStsFiles((s) => enc.encode(s), files) : null
     const retrieval: RetrievalResult[] = []
-    // Prefixes: the flags, else the model's 'query' and 'document' (or 'passage') prompts; the texts are embedded
-    // with no further prompt (the model's default prompt would come on top).
-    const prompts = enc instanceof SentenceEncoder ? enc.prompts : {}
-    const queryPrefix = values['query-prefix'] ?? prompts.query ?? ''
-    const docPrefix = values['doc-prefix'] ?? prompts.document ?? prompts.passage ?? ''
+    // Prefixes: the flags, else those of the model's encodeQuery and encodeDocument (its 'query' and 'document',
+    // 'passage' or 'corpus' prompts); the texts are then embedded with no further prompt.
+    const role = (r: 'query' | 'document') => (enc instanceof SentenceEncoder ? enc.rolePrefix(r) : '')
+    const queryPrefix = values['query-prefix'] ?? role('query')
+    const docPrefix = values['doc-prefix'] ?? role('document')
     if (folders.length && (values['query-prefix'] === undefined || values['doc-prefix'] === undefined) && (queryPrefix || docPrefix))
       process.stderr.write(
         `simcsepp: the model's prompts: queries prefixed ${JSON.stringify(queryPrefix)}, documents ${JSON.stringify(docPrefix)}\n`,

@@ -75,11 +75,10 @@ export async function mineCommand(argv: string[]): Promise<void> {
     const bar = encodeProgressBar(texts, process.stderr, 'texts')
     // Anchors with the model's query prompt, the corpus with its document prompt (as sentence-transformers'
     // encode_query and encode_document), unless the flags say otherwise; no further prompt on top.
-    const p = enc.prompts
     const r = await mineHardNegatives((s) => enc.encode(s, { prompt: '' }), pairs, {
       ...options,
-      queryPrefix: values['query-prefix'] ?? p.query ?? '',
-      documentPrefix: values['doc-prefix'] ?? p.document ?? p.passage ?? p.corpus ?? '',
+      queryPrefix: values['query-prefix'] ?? enc.rolePrefix('query'),
+      documentPrefix: values['doc-prefix'] ?? enc.rolePrefix('document'),
       corpus,
       device: enc.device,
       onProgress: bar ? ({ done }) => bar.update(done) : undefined,

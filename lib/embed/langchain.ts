@@ -16,12 +16,16 @@ export class LangChainEmbeddings implements EmbeddingsLike {
     private readonly options: { batchSize?: number } = {},
   ) {}
 
-  /** One vector per text, in order, as plain number arrays (what LangChain's stores expect). */
+  /**
+   * One vector per text, in order, as plain number arrays (what LangChain's stores expect); with the model's
+   * document prompt, if any (encodeDocument).
+   */
   async embedDocuments(documents: string[]): Promise<number[][]> {
-    return (await this.encoder.encode(documents, this.options)).map((v) => Array.from(v))
+    return (await this.encoder.encodeDocument(documents, this.options)).map((v) => Array.from(v))
   }
 
+  /** With the model's query prompt, if any (encodeQuery). */
   async embedQuery(document: string): Promise<number[]> {
-    return Array.from(await this.encoder.encode(document, this.options))
+    return Array.from(await this.encoder.encodeQuery(document, this.options))
   }
 }

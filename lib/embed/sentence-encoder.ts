@@ -277,6 +277,40 @@ export class SentenceEncoder {
     )
   }
 
+  /** Queries -> vectors, as sentence-transformers' encode_query: with the model's 'query' prompt when it has one. */
+  encodeQuery(query: string, options?: EmbedOptions): Promise<Float32Array>
+  encodeQuery(queries: readonly string[], options?: EmbedOptions): Promise<Float32Array[]>
+  encodeQuery(input: string | readonly string[], options: EmbedOptions = {}): Promise<Float32Array | Float32Array[]> {
+    return this.encode(input as string[], this.withRole(['query'], options))
+  }
+
+  /**
+   * Documents -> vectors, as sentence-transformers' encode_document: with the model's 'document' prompt, else its
+   * 'passage' or 'corpus' prompt, when it has one.
+   */
+  encodeDocument(document: string, options?: EmbedOptions): Promise<Float32Array>
+  encodeDocument(documents: readonly string[], options?: EmbedOptions): Promise<Float32Array[]>
+  encodeDocument(input: string | readonly string[], options: EmbedOptions = {}): Promise<Float32Array | Float32Array[]> {
+    return this.encode(input as string[], this.withRole(['document', 'passage', 'corpus'], options))
+  }
+
+  /** The prefix encodeQuery ('query') or encodeDocument ('document') puts before each text (the default prompt, or ''). */
+  rolePrefix(role: 'query' | 'document'): string {
+    return this.promptFor(this.rolePrompt(role === 'query' ? ['query'] : ['document', 'passage', 'corpus'], {}))
+  }
+
+  /** The options with the role's prompt added (options that are not an object go on to encode, which names them). */
+  private withRole(names: string[], options: EmbedOptions): EmbedOptions {
+    return options !== null && typeof options === 'object' ? { ...options, ...this.rolePrompt(names, options) } : options
+  }
+
+  /** The first of `names` the model has as a prompt, unless the call names a prompt itself. */
+  private rolePrompt(names: string[], options: EmbedOptions): { promptName?: string } {
+    if (options.prompt !== undefined || options.promptName !== undefined) return {}
+    const name = names.find((n) => Object.hasOwn(this.prompts, n))
+    return name === undefined ? {} : { promptName: name }
+  }
+
   /**
    * The prefix of one encode() call: `prompt`, else the named prompt, else the default prompt, else ''
    * (sentence-transformers' rule). An unknown name is an Error listing the model's prompts.
