@@ -99,7 +99,8 @@ export async function mineHardNegatives(
     if (!own.includes(p.positive)) own.push(p.positive)
   }
   const anchors = [...positivesOf.keys()]
-  const maxPositives = Math.max(...[...positivesOf.values()].map((ps) => ps.length))
+  let maxPositives = 0 // (a loop: spreading hundreds of thousands of anchors into Math.max overflows the stack)
+  for (const ps of positivesOf.values()) maxPositives = Math.max(maxPositives, ps.length)
   const filtered = options.maxScore !== undefined || options.absoluteMargin !== undefined || options.relativeMargin !== undefined
   const rangeMax = count(
     'rangeMax',
