@@ -122,6 +122,25 @@ t.test('simcsepp encode --prompt-name; eval --retrieval takes the model prompts'
   const off = run('eval', '--model', model, '--device', 'cpu', '--retrieval', beir, '--json', '--query-prefix', '', '--doc-prefix', '')
   t.equal(off.stderr, '', 'explicit prefixes: no note')
   t.same(JSON.parse(off.stdout).retrieval[0].scores, JSON.parse(JSON.stringify(without.scores)), "--query-prefix '' --doc-prefix '': none")
+
+  // A pooling that refuses prompts (include_prompt false): STS still evaluates (no prompt applies); retrieval, which
+  // would take the model's prompts, says why it cannot.
+  writePoolingConfig(model, 'mean')
+  writeFileSync(
+    join(model, '1_Pooling', 'config.json'),
+    JSON.stringify({ word_embedding_dimension: 32, pooling_mode_mean_tokens: true, include_prompt: false }),
+  )
+  const sts = join(beir, 'sts.tsv')
+  const rows = ['the cat sat\ta big river\t1', 'a red house\tthe house\t4', 'the river\ta big river\t5', 'a dog\tthe mat\t0']
+  writeFileSync(
+    sts,
+    rows.map((r, i) => `g\tf\t2024\t${i}\t${r.split('\t')[2]}\t${r.split('\t')[0]}\t${r.split('\t')[1]}`).join('\n') + '\n',
+  )
+  const stsRun = run('eval', '--model', model, '--device', 'cpu', '--sts', sts, '--json')
+  t.equal(stsRun.status, 0, `STS with include_prompt false: ${stsRun.stderr}`)
+  const refused = run('eval', '--model', model, '--device', 'cpu', '--retrieval', beir)
+  t.equal(refused.status, 1)
+  t.match(refused.stderr, /include_prompt: false\), which is not implemented/)
 })
 
 t.test("encodeQuery and encodeDocument: sentence-transformers' encode_query and encode_document", async (t) => {

@@ -123,7 +123,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
     const retrieval: RetrievalResult[] = []
     // Prefixes: the flags, else those of the model's encodeQuery and encodeDocument (its 'query' and 'document',
     // 'passage' or 'corpus' prompts); the texts are then embedded with no further prompt.
-    const role = (r: 'query' | 'document') => (enc instanceof SentenceEncoder ? enc.rolePrefix(r) : '')
+    // (Only with datasets: a model whose pooling refuses prompts still evaluates STS.)
+    const role = (r: 'query' | 'document') => (folders.length && enc instanceof SentenceEncoder ? enc.rolePrefix(r) : '')
     const queryPrefix = values['query-prefix'] ?? role('query')
     const docPrefix = values['doc-prefix'] ?? role('document')
     if (folders.length && (values['query-prefix'] === undefined || values['doc-prefix'] === undefined) && (queryPrefix || docPrefix))
