@@ -71,8 +71,8 @@ export async function mineCommand(argv: string[]): Promise<void> {
   }
   const enc = await loadEncoder(values)
   try {
-    const texts = new Set([...(corpus ?? []), ...positives]).size + new Set(anchors).size
-    const bar = encodeProgressBar(texts, process.stderr, 'texts')
+    // The bar is made at the first report, which carries the total.
+    let bar: ReturnType<typeof encodeProgressBar> | undefined
     // Anchors with the model's query prompt, the corpus with its document prompt (as sentence-transformers'
     // encode_query and encode_document), unless the flags say otherwise; no further prompt on top.
     const r = await mineHardNegatives((s) => enc.encode(s, { prompt: '' }), pairs, {
@@ -81,7 +81,10 @@ export async function mineCommand(argv: string[]): Promise<void> {
       documentPrefix: values['doc-prefix'] ?? enc.rolePrefix('document'),
       corpus,
       device: enc.device,
-      onProgress: bar ? ({ done }) => bar.update(done) : undefined,
+      onProgress: ({ done, total }) => {
+        bar ??= encodeProgressBar(total, process.stderr, 'texts')
+        bar?.update(done)
+      },
     })
     bar?.finish()
     await writeFileAtomic(values.out, formatTriplets(r.triplets, format))

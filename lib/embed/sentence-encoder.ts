@@ -83,6 +83,9 @@ export interface EncodeProgress {
   total: number
 }
 
+/** The prompts encodeQuery and encodeDocument look for, in order (sentence-transformers' encode_query, encode_document). */
+const ROLE_PROMPTS = { query: ['query'], document: ['document', 'passage', 'corpus'] } as const
+
 /** Sentences posted to the worker per message; the main thread yields between messages. */
 const POST_CHUNK = 2048
 
@@ -281,7 +284,7 @@ export class SentenceEncoder {
   encodeQuery(query: string, options?: EmbedOptions): Promise<Float32Array>
   encodeQuery(queries: readonly string[], options?: EmbedOptions): Promise<Float32Array[]>
   encodeQuery(input: string | readonly string[], options: EmbedOptions = {}): Promise<Float32Array | Float32Array[]> {
-    return this.encode(input as string[], this.withRole(['query'], options))
+    return this.encode(input as string[], this.withRole(ROLE_PROMPTS.query, options))
   }
 
   /**
@@ -291,21 +294,21 @@ export class SentenceEncoder {
   encodeDocument(document: string, options?: EmbedOptions): Promise<Float32Array>
   encodeDocument(documents: readonly string[], options?: EmbedOptions): Promise<Float32Array[]>
   encodeDocument(input: string | readonly string[], options: EmbedOptions = {}): Promise<Float32Array | Float32Array[]> {
-    return this.encode(input as string[], this.withRole(['document', 'passage', 'corpus'], options))
+    return this.encode(input as string[], this.withRole(ROLE_PROMPTS.document, options))
   }
 
   /** The prefix encodeQuery ('query') or encodeDocument ('document') puts before each text (the default prompt, or ''). */
   rolePrefix(role: 'query' | 'document'): string {
-    return this.promptFor(this.rolePrompt(role === 'query' ? ['query'] : ['document', 'passage', 'corpus'], {}))
+    return this.promptFor(this.rolePrompt(ROLE_PROMPTS[role], {}))
   }
 
   /** The options with the role's prompt added (options that are not an object go on to encode, which names them). */
-  private withRole(names: string[], options: EmbedOptions): EmbedOptions {
+  private withRole(names: readonly string[], options: EmbedOptions): EmbedOptions {
     return options !== null && typeof options === 'object' ? { ...options, ...this.rolePrompt(names, options) } : options
   }
 
   /** The first of `names` the model has as a prompt, unless the call names a prompt itself. */
-  private rolePrompt(names: string[], options: EmbedOptions): { promptName?: string } {
+  private rolePrompt(names: readonly string[], options: EmbedOptions): { promptName?: string } {
     if (options.prompt !== undefined || options.promptName !== undefined) return {}
     const name = names.find((n) => Object.hasOwn(this.prompts, n))
     return name === undefined ? {} : { promptName: name }
