@@ -32,6 +32,7 @@
         "native/cpu/infonce.cpp",
         "native/cpu/infonce_unfused.cpp",
         "native/cpu/linear_int8.cpp",
+        "native/cpu/modern_ops.cpp",
         "native/cpu/parallel.cpp",
         "native/cpu/relative_bias.cpp",
         "native/cpu/search.cpp",

@@ -27,6 +27,9 @@ const Backend& cuda_backend() {
     b.layernorm_dropout_backward = cuda::layernorm_dropout_backward;
     b.gelu_forward = cuda::gelu_forward;
     b.gelu_backward = cuda::gelu_backward;
+    b.geglu_forward = cuda::geglu_forward;
+    b.geglu_backward = cuda::geglu_backward;
+    b.rope = cuda::rope;
     b.tanh_forward = cuda::tanh_forward;
     b.tanh_backward = cuda::tanh_backward;
     b.add = cuda::add;

@@ -25,6 +25,9 @@ ResidualLayerNormForwardFn residual_layernorm_forward;  // layernorm.cu
 LayerNormDropoutBackwardFn layernorm_dropout_backward;  // layernorm.cu
 GeluForwardFn gelu_forward;                             // elementwise.cu
 GeluBackwardFn gelu_backward;                           // elementwise.cu
+GegluForwardFn geglu_forward;                           // modern.cu
+GegluBackwardFn geglu_backward;                         // modern.cu
+RopeFn rope;                                            // modern.cu
 TanhForwardFn tanh_forward;                             // elementwise.cu
 TanhBackwardFn tanh_backward;                           // elementwise.cu
 AddFn add;                                              // elementwise.cu

@@ -358,6 +358,9 @@ export interface Addon {
     geluInput?: NativeTensor | null,
     bf16Next?: boolean,
   ): void
+  gegluForward(out: NativeTensor, u: NativeTensor): void
+  gegluBackward(du: NativeTensor, u: NativeTensor, dout: NativeTensor): void
+  rope(qkv: NativeTensor, numHeads: number, theta: number, inverse: boolean): void
   geluForward(out: NativeTensor, inp: NativeTensor): void
   geluBackward(dinp: NativeTensor, inp: NativeTensor, dout: NativeTensor): void
   tanhForward(out: NativeTensor, inp: NativeTensor): void

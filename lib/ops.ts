@@ -279,6 +279,25 @@ export function geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor): void {
   addon.geluBackward(nativeOf(dinp, 'dinp'), nativeOf(inp, 'inp'), nativeOf(dout, 'dout'))
 }
 
+/** ModernBERT's GeGLU: u [R, 2I] holds [a | g]; out [R, I] = GELU(a) ⊙ g (geluForward's GELU). */
+export function gegluForward(out: Tensor, u: Tensor): void {
+  addon.gegluForward(nativeOf(out, 'out'), nativeOf(u, 'u'))
+}
+
+/** du [R, 2I] (overwritten) = [dout ⊙ g ⊙ GELU'(a) | dout ⊙ GELU(a)] for u = [a | g]. */
+export function gegluBackward(du: Tensor, u: Tensor, dout: Tensor): void {
+  addon.gegluBackward(nativeOf(du, 'du'), nativeOf(u, 'u'), nativeOf(dout, 'dout'))
+}
+
+/**
+ * ModernBERT's rotary position embedding, in place on the q and k blocks of a packed [B, T, 3H] projection
+ * (token t at position t; pairs i, i + HS/2 of each head turned by t·theta^(−2i/HS): native/common/rope.h).
+ * inverse: turned back, the transpose, which is the backward when applied to the packed gradient.
+ */
+export function rope(qkv: Tensor, numHeads: number, theta: number, inverse = false): void {
+  addon.rope(nativeOf(qkv, 'qkv'), numHeads, theta, inverse)
+}
+
 /** out = tanh(x). */
 export function tanhForward(out: Tensor, inp: Tensor): void {
   addon.tanhForward(nativeOf(out, 'out'), nativeOf(inp, 'inp'))

@@ -275,6 +275,24 @@ export class Tokenizer {
       if (vocabText === undefined && this.source.wordPiece) vocabText = this.deriveVocabText()
       if (vocabText !== undefined) await writeFileAtomic(join(dir, 'vocab.txt'), vocabText)
       let cfg = this.source.tokenizerConfig
+      if (cfg === undefined && !this.source.wordPiece) {
+        // Another model (ModernBERT's byte-level BPE): the class given, and the special tokens the vocabulary has, so
+        // that transformers' PreTrainedTokenizerFast knows its padding and separators.
+        const has = (token: string) => (this.hf.tokenToId(token) ?? null) !== null
+        const pick = (...names: string[]) => names.find(has)
+        const pad = this.hf.idToToken(this.padTokenId) ?? undefined
+        const specials = {
+          unk_token: pick(BERT_SPECIALS.unk, '<unk>'),
+          sep_token: pick(BERT_SPECIALS.sep, '</s>'),
+          pad_token: pad !== undefined && has(pad) ? pad : pick(BERT_SPECIALS.pad, '<pad>'),
+          cls_token: pick(BERT_SPECIALS.cls, '<s>'),
+          mask_token: pick(BERT_SPECIALS.mask, '<mask>'),
+        }
+        cfg = {
+          tokenizer_class: options.tokenizerClass ?? 'PreTrainedTokenizerFast',
+          ...Object.fromEntries(Object.entries(specials).filter(([, v]) => v !== undefined)),
+        }
+      }
       if (cfg === undefined && this.source.wordPiece) {
         // BERT's special tokens, or the <s> </s> <pad> <unk> <mask> a WordPiece vocabulary such as MPNet's has instead.
         const has = (token: string) => (this.hf.tokenToId(token) ?? null) !== null

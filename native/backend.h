@@ -46,6 +46,9 @@ namespace simcsepp {
   X(LinearBackwardFn, linear_backward)                                                 \
   X(GeluForwardFn, gelu_forward)                                                       \
   X(GeluBackwardFn, gelu_backward)                                                     \
+  X(GegluForwardFn, geglu_forward)                                                     \
+  X(GegluBackwardFn, geglu_backward)                                                   \
+  X(RopeFn, rope)                                                                      \
   X(TanhForwardFn, tanh_forward)                                                       \
   X(TanhBackwardFn, tanh_backward)                                                     \
   X(AddFn, add)                                                                        \

@@ -18,6 +18,8 @@
 //                  bf16Next?)   (inp null only with geluInput: the input is GELU(geluInput), recomputed)
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
+//   gegluForward(out, u)              gegluBackward(du, u, dout)   (ModernBERT's MLP: u [R, 2I] = [a | g])
+//   rope(qkv, numHeads, theta, inverse)   (ModernBERT's rotary embedding, in place on the q, k blocks of [B, T, 3H])
 //   add(out, a, b)                    addInplace(dst, src)
 //   attentionForward(ctx, probs|null, q, k|null, v|null, mask, numHeads, p, seed, offset, keepRows|null[, firstRow,
 //                    bf16Next, relBias|null])   (probs null: the softmax is not kept, for inference; relBias
@@ -441,6 +443,56 @@ Napi::Value AddInplace(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// ModernBERT: the GeGLU of its MLP and its rotary position embedding
+
+Napi::Value GegluForward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "gegluForward");
+  Napi::Env env = info.Env();
+  NativeTensor* out = ts.tensor(0, "out");
+  NativeTensor* u = ts.tensor(1, "u");
+  const int64_t I = last_dim(env, out, "out"), R = out->numel() / I;
+  expect_rows(env, u, "u", 2 * R * I, 2 * I);
+  require_disjoint(env, out, "out", u, "u");
+  GegluForwardFn* geglu_forward = ts.entry(&Backend::geglu_forward);
+  return guarded_void(env, [&] { geglu_forward(out->data(), u->data(), R, I); });
+}
+
+Napi::Value GegluBackward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "gegluBackward");
+  Napi::Env env = info.Env();
+  NativeTensor* du = ts.tensor(0, "du");
+  NativeTensor* u = ts.tensor(1, "u");
+  NativeTensor* dout = ts.tensor(2, "dout");
+  const int64_t I = last_dim(env, dout, "dout"), R = dout->numel() / I;
+  expect_rows(env, u, "u", 2 * R * I, 2 * I);
+  expect_rows(env, du, "du", 2 * R * I, 2 * I);
+  require_disjoint(env, du, "du", u, "u");
+  require_disjoint(env, du, "du", dout, "dout");
+  GegluBackwardFn* geglu_backward = ts.entry(&Backend::geglu_backward);
+  return guarded_void(env, [&] { geglu_backward(du->data(), u->data(), dout->data(), R, I); });
+}
+
+Napi::Value Rope(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "rope");
+  Napi::Env env = info.Env();
+  NativeTensor* qkv = ts.tensor(0, "qkv");
+  expect_rank(env, qkv, "qkv", 3, "[B, T, 3H]");
+  const int64_t B = qkv->shape()[0], T = qkv->shape()[1], H3 = qkv->shape()[2];
+  const int64_t NH = arg_positive_int(info, 1, "numHeads");
+  if (H3 % (3 * NH) != 0)
+    throw_arg(env, "Expected qkv's last dimension (" + std::to_string(H3) + ") to be 3H with numHeads (" +
+                       std::to_string(NH) + ") dividing H");
+  const int64_t HS = H3 / (3 * NH);
+  if (HS % 2 != 0) throw_arg(env, "Expected an even head size for the rotary embedding, got " + std::to_string(HS));
+  const double theta = arg_positive(info, 2, "theta");
+  if (!std::isfinite(theta) || theta > 3.0e38)
+    throw_arg(env, "Expected theta to be a finite float32, got " + number_text(theta));
+  const bool inverse = arg_bool(info, 3, "inverse");
+  RopeFn* rope = ts.entry(&Backend::rope);
+  return guarded_void(env, [&] { rope(qkv->data(), B, T, NH, HS, static_cast<float>(theta), inverse); });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Attention
 
 struct AttentionDims {
@@ -668,6 +720,9 @@ void register_encoder(Napi::Env env, Napi::Object exports) {
                        {"linearBackward", LinearBackward},
                        {"geluForward", GeluForward},
                        {"geluBackward", GeluBackward},
+                       {"gegluForward", GegluForward},
+                       {"gegluBackward", GegluBackward},
+                       {"rope", Rope},
                        {"tanhForward", TanhForward},
                        {"tanhBackward", TanhBackward},
                        {"add", Add},

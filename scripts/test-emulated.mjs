@@ -22,6 +22,7 @@ const files = [
   'test/dense-module.test.ts',
   'test/relative-attention.test.ts',
   'test/mpnet.test.ts',
+  'test/modernbert.test.ts',
   'test/long-sequences.test.ts',
   'test/precision.test.ts',
   'test/bench-step.test.ts',

@@ -34,7 +34,7 @@ t.test('tiny random models made and run by transformers: our outputs and gradien
   const made = spawnSync(python, [join(import.meta.dirname, 'helpers', 'hf_models.py'), out], { encoding: 'utf8', timeout: 300_000 })
   if (made.status !== 0) return t.fail(`hf_models.py exited ${made.status}: ${(made.stderr ?? '').slice(-2000)}`)
   const types = made.stdout.trim().split('\n')
-  t.same(types, ['bert', 'roberta', 'xlm-roberta', 'camembert', 'distilbert', 'mpnet'], 'every model type written')
+  t.same(types, ['bert', 'roberta', 'xlm-roberta', 'camembert', 'distilbert', 'mpnet', 'modernbert'], 'every model type written')
   for (const type of types) {
     const ref = JSON.parse(readFileSync(join(out, `${type}.json`), 'utf8')) as Reference
     const model = await BertModel.load(join(out, type))
@@ -42,6 +42,8 @@ t.test('tiny random models made and run by transformers: our outputs and gradien
     const hidden = model.forward(batch)
     const h = hidden.toFloat32Array()
     hidden.dispose()
+    // ModernBERT's padded rows are not transformers' (hf_models.py): its reference holds zeros there, and so do we here.
+    if (type === 'modernbert') ref.mask.forEach((m, r) => m || h.fill(0, r * model.config.hiddenSize, (r + 1) * model.config.hiddenSize))
     t.ok(relErr(h, ref.hidden) < 1e-5, `${type}: last_hidden_state within ${relErr(h, ref.hidden).toExponential(2)} of transformers'`)
 
     const H = model.config.hiddenSize
@@ -112,7 +114,7 @@ t.test(
     const words = join(out, 'words.txt')
     writeFileSync(words, 'the\ncat\nsat\non\nmat\na\ndog\nbird\nriver\nhouse\nquery\npassage\n:\n')
     const names = runPython('st_models.py', [out, words]).trim().split('\n')
-    t.same(names, ['labse-like', 'distiluse-like', 'all-mpnet-like', 'e5-like'])
+    t.same(names, ['labse-like', 'distiluse-like', 'all-mpnet-like', 'e5-like', 'gte-modernbert-like'])
     const data = join(out, 'data.txt')
     writeFileSync(
       data,
@@ -148,8 +150,8 @@ t.test(
         `${name}: our trained folder, loaded by sentence-transformers, gives our vectors (${back.worst.toExponential(2)})`,
       )
 
-      // Our ONNX exports of it pass onnx's own checker, shape and type inference included.
-      if (hasOnnx) {
+      // Our ONNX exports of it pass onnx's own checker, shape and type inference included (ModernBERT: no export yet).
+      if (hasOnnx && !name.includes('modernbert')) {
         const exported = await exportOnnx(trained, join(out, `${name}-onnx`), { weights: ['fp32', 'fp16', 'q8'] })
         const check = runPython('st_encode.py', ['--onnx-check', ...exported.files.map((f) => f.file)])
         t.equal(check.trim(), 'ok', `${name}: onnx.checker (full_check) passes the fp32, fp16 and q8 exports`)

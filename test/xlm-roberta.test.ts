@@ -94,7 +94,7 @@ t.test('config.json: "xlm-roberta" reads as RoBERTa and writes back as XLM-R', a
   t.equal(parseHfConfig({ ...hf, model_type: 'roberta' }).hfModelType, undefined, 'plain RoBERTa has none')
   t.throws(
     () => parseHfConfig({ ...hf, model_type: 'deberta-v2' }),
-    /field "model_type" must be "bert", "roberta", "distilbert", "mpnet", "xlm-roberta", "camembert", got "deberta-v2"/,
+    /field "model_type" must be "bert", "roberta", "distilbert", "mpnet", "modernbert", "xlm-roberta", "camembert", got "deberta-v2"/,
   )
 })
 

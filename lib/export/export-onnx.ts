@@ -13,7 +13,7 @@ import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { BertModel, type Pooling } from '../model/bert.js'
-import { hfTokenizerClass, positionOffset, toHfConfig, type BertConfig } from '../model/config.js'
+import { hfConfigJson, hfTokenizerClass, positionOffset, type BertConfig } from '../model/config.js'
 import { denseModules, readSentenceTransformersConfig } from '../embed/sentence-transformers-config.js'
 import { DenseLayer } from '../embed/dense.js'
 import type { Tensor } from '../tensor.js'
@@ -92,6 +92,12 @@ export async function exportOnnx(model: string, out: string, options: ExportOnnx
   const tokenizer = await Tokenizer.load(st.transformerDir)
   const encoder = await BertModel.load(st.transformerDir)
   const config = encoder.config
+  if (config.modelType === 'modernbert') {
+    encoder.dispose()
+    fail(
+      `${st.transformerDir}: ONNX export of ModernBERT is not implemented yet (SentenceEncoder runs it; BERT, RoBERTa, XLM-R, CamemBERT, DistilBERT and MPNet export)`,
+    )
+  }
   const denseLayers: DenseLayer[] = []
   try {
     for (const d of await denseModules(st, config.hiddenSize)) denseLayers.push(await DenseLayer.load(d, 'cpu'))
@@ -137,7 +143,7 @@ export async function exportOnnx(model: string, out: string, options: ExportOnnx
     for (const l of denseLayers) l.dispose()
     encoder.dispose()
   }
-  await writeFileAtomic(join(abs, 'config.json'), JSON.stringify(toHfConfig(config), null, 2) + '\n')
+  await writeFileAtomic(join(abs, 'config.json'), hfConfigJson(config))
   await writeTokenizerFiles(tokenizer, abs, { config, maxLength, lowercase: st.doLowerCase ?? false, sourceDir: st.transformerDir })
   return { out: abs, onnxFile: files[0].file, bytes: files[0].bytes, files, pooling, normalize, maxLength, inputs: graphInputNames(config) }
 }

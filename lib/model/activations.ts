@@ -15,7 +15,8 @@
 // output is written); the attention keeps no probabilities (B·NH·T² floats, the one term that grows with T²).
 // BERT-base at 64 x 128: 217 MiB (whole layers' buffers taking turns in two sets, with probs, held 721).
 import type { BertConfig } from './config.js'
-import { Tensor, type Device } from '../tensor.js'
+import type { Tensor, Device } from '../tensor.js'
+import { ViewArena } from './view-arena.js'
 
 /**
  * Training keeps each layer's attention probabilities (B·NH·T² floats) for sequences up to this length, where
@@ -79,126 +80,92 @@ export function floatsFor(c: BertConfig, B: number, T: number, training: boolean
   return 2 * BT * H + 2 * BT + 2 * BT * H + c.numHiddenLayers * perLayer + outputs + grads
 }
 
-export class ActivationArena {
-  private buffer: Tensor | null = null
-  private capacity = 0
-  /** Incremented whenever the buffer is replaced: views (and step graphs) of an older one are stale. */
-  generation = 0
-
-  constructor(
-    private readonly config: BertConfig,
-    private readonly device: Device,
-  ) {}
-
-  /** Bytes the arena holds (its largest batch so far). */
-  get bytes(): number {
-    return this.capacity * 4
+/** BERT's activation buffers (the views of carveActivations), in one growing allocation. */
+export class ActivationArena extends ViewArena<Activations> {
+  constructor(config: BertConfig, device: Device) {
+    super(
+      device,
+      (B, T, training) => floatsFor(config, B, T, training),
+      (take, B, T, training) => carveActivations(config, take, B, T, training),
+      'ActivationArena',
+    )
   }
+}
 
-  /** The last acquire's views: the next one of the same shape returns them (base has ~170 views per batch). */
-  private last: { B: number; T: number; training: boolean; generation: number; acts: Activations } | null = null
-
-  /** Views for a batch of shape [B, T]; reuses the buffer when it is large enough. */
-  acquire(B: number, T: number, training: boolean): Activations {
-    const c = this.config
-    const need = floatsFor(c, B, T, training)
-    if (need > this.capacity) {
-      this.buffer?.dispose()
-      this.buffer = Tensor.zeros([need], this.device)
-      this.capacity = need
-      this.generation++
+/** The views of a [B, T] pass, in floatsFor's order. */
+function carveActivations(c: BertConfig, take: (shape: number[]) => Tensor, B: number, T: number, training: boolean): Activations {
+  const H = c.hiddenSize,
+    I = c.intermediateSize,
+    NH = c.numAttentionHeads,
+    BT = B * T
+  const L = c.numHiddenLayers
+  let embeddings: Pick<Activations, 'embSum' | 'embMean' | 'embRstd' | 'embOut'>
+  let layers: LayerActivations[]
+  let gI2: Tensor | null = null
+  if (training) {
+    embeddings = { embSum: take([BT, H]), embMean: take([BT]), embRstd: take([BT]), embOut: take([BT, H]) }
+    const interAct = take([BT, I]) // gI2 too
+    gI2 = interAct
+    const [h1, h2] = [take([BT, H]), take([BT, H])] // every layer's (the header comment)
+    layers = Array.from({ length: L }, () => ({
+      qkv: take([B, T, 3 * H]),
+      probs: T <= KEEP_PROBS_MAX_T ? take([B, NH, T, T]) : null,
+      ctx: take([BT, H]),
+      res1: take([BT, H]),
+      mean1: take([BT]),
+      rstd1: take([BT]),
+      h1,
+      inter: take([BT, I]),
+      interAct,
+      res2: take([BT, H]),
+      mean2: take([BT]),
+      rstd2: take([BT]),
+      h2,
+    }))
+  } else {
+    // One set for every layer (the header comment).
+    const [embMean, embRstd, h2] = [take([BT]), take([BT]), take([BT, H])]
+    const qkv = take([B, T, 3 * H])
+    const inter = take([BT, I])
+    const h1 = qkv.view(0, [BT, H])
+    const set = {
+      qkv,
+      probs: null,
+      ctx: take([BT, H]),
+      res1: h1,
+      mean1: take([BT]),
+      rstd1: take([BT]),
+      h1,
+      inter,
+      interAct: inter,
+      res2: h2,
+      mean2: take([BT]),
+      rstd2: take([BT]),
+      h2,
     }
-    const l = this.last
-    if (l && l.B === B && l.T === T && l.training === training && l.generation === this.generation) return l.acts
-    const buf = this.buffer!
-    let offset = 0
-    const take = (shape: number[]) => {
-      const t = buf.view(offset, shape)
-      offset += shape.reduce((a, b) => a * b, 1)
-      return t
-    }
-    const H = c.hiddenSize,
-      I = c.intermediateSize,
-      NH = c.numAttentionHeads,
-      BT = B * T
-    const L = c.numHiddenLayers
-    let embeddings: Pick<Activations, 'embSum' | 'embMean' | 'embRstd' | 'embOut'>
-    let layers: LayerActivations[]
-    let gI2: Tensor | null = null
-    if (training) {
-      embeddings = { embSum: take([BT, H]), embMean: take([BT]), embRstd: take([BT]), embOut: take([BT, H]) }
-      const interAct = take([BT, I]) // gI2 too
-      gI2 = interAct
-      const [h1, h2] = [take([BT, H]), take([BT, H])] // every layer's (the header comment)
-      layers = Array.from({ length: L }, () => ({
-        qkv: take([B, T, 3 * H]),
-        probs: T <= KEEP_PROBS_MAX_T ? take([B, NH, T, T]) : null,
-        ctx: take([BT, H]),
-        res1: take([BT, H]),
-        mean1: take([BT]),
-        rstd1: take([BT]),
-        h1,
-        inter: take([BT, I]),
-        interAct,
-        res2: take([BT, H]),
-        mean2: take([BT]),
-        rstd2: take([BT]),
-        h2,
-      }))
-    } else {
-      // One set for every layer (the header comment).
-      const [embMean, embRstd, h2] = [take([BT]), take([BT]), take([BT, H])]
-      const qkv = take([B, T, 3 * H])
-      const inter = take([BT, I])
-      const h1 = qkv.view(0, [BT, H])
-      const set = {
-        qkv,
-        probs: null,
-        ctx: take([BT, H]),
-        res1: h1,
-        mean1: take([BT]),
-        rstd1: take([BT]),
-        h1,
-        inter,
-        interAct: inter,
-        res2: h2,
-        mean2: take([BT]),
-        rstd2: take([BT]),
-        h2,
-      }
-      embeddings = { embSum: qkv.view(0, [BT, H]), embMean, embRstd, embOut: h2 }
-      layers = Array.from({ length: L }, () => set)
-    }
-    const acts = {
-      B,
-      T,
-      ...embeddings,
-      layers,
-      pooled: take([B, H]),
-      z: take([B, H]),
-      relBias: c.modelType === 'mpnet' ? take([2 * T - 1, NH]) : null,
-      dRelBias: c.modelType === 'mpnet' && training ? take([B, 2 * T - 1, NH]) : null,
-    } as Activations
-    if (training) {
-      Object.assign(acts, {
-        gH: take([BT, H]),
-        gRes: take([BT, H]),
-        gTmp: take([BT, H]),
-        gQkv: take([B, T, 3 * H]),
-        gCtx: take([B, T, H]),
-        gI2,
-        gPooled: take([B, H]),
-      })
-    }
-    if (offset !== need) throw new Error(`ActivationArena: views take ${offset} floats, floatsFor counted ${need}`)
-    this.last = { B, T, training, generation: this.generation, acts }
-    return acts
+    embeddings = { embSum: qkv.view(0, [BT, H]), embMean, embRstd, embOut: h2 }
+    layers = Array.from({ length: L }, () => set)
   }
-
-  dispose(): void {
-    this.buffer?.dispose()
-    this.buffer = null
-    this.capacity = 0
-    this.last = null
+  const acts = {
+    B,
+    T,
+    ...embeddings,
+    layers,
+    pooled: take([B, H]),
+    z: take([B, H]),
+    relBias: c.modelType === 'mpnet' ? take([2 * T - 1, NH]) : null,
+    dRelBias: c.modelType === 'mpnet' && training ? take([B, 2 * T - 1, NH]) : null,
+  } as Activations
+  if (training) {
+    Object.assign(acts, {
+      gH: take([BT, H]),
+      gRes: take([BT, H]),
+      gTmp: take([BT, H]),
+      gQkv: take([B, T, 3 * H]),
+      gCtx: take([B, T, H]),
+      gI2,
+      gPooled: take([B, H]),
+    })
   }
+  return acts
 }

@@ -13,6 +13,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
   attentionOutputDropoutProb,
+  hfConfigJson,
   namedConfig,
   paddingAwarePositions,
   parseHfConfig,
@@ -33,12 +34,16 @@ import * as ops from '../ops.js'
 import { ActivationArena, type Activations } from './activations.js'
 import { initialiseParameters } from './init.js'
 import { initialParameters } from './init-parallel.js'
-import { MLP_WEIGHT, paramLayout, type ParamLayout } from './layout.js'
-import { modelParams, viewsByName, type ModelParams } from './params.js'
+import { MLP_BIAS, MLP_WEIGHT, paramLayout, type ParamLayout } from './layout.js'
+import { modelParams, viewsByName, type Affine, type ModelParams } from './params.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { checkModelFits, parameterCount } from './size-check.js'
 import { StepGraphs, type BoundArrays } from './step-graphs.js'
 import { disposeInt8Layers, packInt8Layers, type Int8Layer } from './int8-weights.js'
+import { ModernArena, ModernBertPasses, modernParams, type ModernActivations, type ModernParams } from './modernbert.js'
+
+/** A pass's activations: BERT's layers or ModernBERT's (modernbert.ts). */
+type AnyActivations = Activations | ModernActivations
 
 export interface BatchInput {
   /** Token ids, row-major [B, T]. */
@@ -98,7 +103,7 @@ export interface TrainForwardOptions {
 
 interface Saved {
   batch: Required<Omit<BatchInput, 'shape'>> & { positionIds: Int32Array }
-  acts: Activations
+  acts: AnyActivations
   options: Required<Omit<TrainForwardOptions, 'keepRows' | 'graph'>> & { keepRows: Uint8Array | null }
   /** Set when the pass ran as a step graph: its shape key and bound arrays, for the backward. */
   graph?: { key: string; arrays: BoundArrays }
@@ -109,9 +114,17 @@ export class BertModel {
   private gradBuffer: Tensor | null = null
   private readonly views: Map<string, Tensor>
   /** Typed views of params and (once allocated) grads, used by forward and backward. */
-  private readonly p: ModelParams
+  private readonly p: ModelParams | null
   private g: ModelParams | null = null
   private readonly arena: ActivationArena
+  /** ModernBERT's passes, parameter and gradient views and activations (null for the BERT family). */
+  private readonly modern: ModernBertPasses | null = null
+  private readonly mp: ModernParams | null = null
+  private gm: ModernParams | null = null
+  private readonly modernArena: ModernArena | null = null
+  /** The SimCSE head's parameters and gradients (views), when the model has one. */
+  private readonly mlpHead: Affine | null
+  private gMlpHead: Affine | null = null
   private saved: Saved | null = null
   private isDisposed = false
   /** CUDA graphs of the training passes (created on the first trainForward with graph: true). */
@@ -148,9 +161,18 @@ export class BertModel {
       }
     }
     this.views = viewsByName(this.params, layout)
-    this.p = modelParams(this.views, config.numHiddenLayers, this.params, layout)
+    this.mlpHead = mlpHeadOf(this.views)
     this.arena = new ActivationArena(config, device)
-    this.zeroTypeRow = this.p.tokenTypeEmbeddings === null ? Tensor.zeros([1, config.hiddenSize], device) : null
+    if (config.modelType === 'modernbert') {
+      this.p = null
+      this.mp = modernParams(this.views, config.numHiddenLayers)
+      this.modern = new ModernBertPasses(config, device, precision)
+      this.modernArena = new ModernArena(config, device)
+      this.zeroTypeRow = null
+    } else {
+      this.p = modelParams(this.views, config.numHiddenLayers, this.params, layout)
+      this.zeroTypeRow = this.p.tokenTypeEmbeddings === null ? Tensor.zeros([1, config.hiddenSize], device) : null
+    }
   }
 
   /**
@@ -227,12 +249,12 @@ export class BertModel {
 
   /** Bytes of activation memory held (sized by the largest pass so far: a micro-batch with --micro-batch). */
   get activationBytes(): number {
-    return this.arena.bytes
+    return (this.modernArena ?? this.arena).bytes
   }
 
   /** Changes whenever the activation memory is reallocated (CUDA graphs address the old one). */
   get activationGeneration(): number {
-    return this.arena.generation
+    return (this.modernArena ?? this.arena).generation
   }
 
   /** Whether dispose() was called; every other method then throws. */
@@ -249,7 +271,7 @@ export class BertModel {
     for (const e of this.layout.entries)
       if (e.saved) out.set(checkpointName(e.name, type), { shape: e.shape, fill: chunksOf(this.params, e.offset) })
     await writeSafetensorsChunked(join(dir, 'model.safetensors'), out)
-    await writeFileAtomic(join(dir, 'config.json'), JSON.stringify(toHfConfig(this.config), null, 2) + '\n')
+    await writeFileAtomic(join(dir, 'config.json'), hfConfigJson(this.config))
   }
 
   /** The tensor of one parameter (a view into `params`). */
@@ -265,7 +287,10 @@ export class BertModel {
     this.requireLive('grads')
     if (!this.gradBuffer) {
       this.gradBuffer = Tensor.zeros([this.layout.total], this.device)
-      this.g = modelParams(viewsByName(this.gradBuffer, this.layout), this.config.numHiddenLayers, this.gradBuffer, this.layout)
+      const views = viewsByName(this.gradBuffer, this.layout)
+      if (this.modern) this.gm = modernParams(views, this.config.numHiddenLayers)
+      else this.g = modelParams(views, this.config.numHiddenLayers, this.gradBuffer, this.layout)
+      this.gMlpHead = mlpHeadOf(views)
     }
     return this.gradBuffer
   }
@@ -279,7 +304,7 @@ export class BertModel {
   forward(batch: BatchInput): Tensor {
     this.requireLive('forward')
     const { acts } = this.run(batch, null)
-    const out = acts.layers.length ? acts.layers[acts.layers.length - 1].h2 : acts.embOut
+    const out = this.lastHidden(acts)
     const [B, T] = batch.shape
     return out.view(0, [B, T, this.config.hiddenSize]).to(this.device)
   }
@@ -300,10 +325,10 @@ export class BertModel {
   private graphEmbed(batch: BatchInput, pooling: Pooling): Tensor {
     const input = this.checkBatch(batch)
     const [B, T] = batch.shape
-    const acts = this.arena.acquire(B, T, false)
+    const acts = this.acquire(B, T, false)
     this.stepGraphs ??= new StepGraphs(1 + 3 * this.config.numHiddenLayers)
     const arrays: BoundArrays = [input.inputIds, input.positionIds, input.tokenTypeIds, input.attentionMask]
-    this.stepGraphs.run(`${B}x${T} embed ${pooling}`, this.arena.generation, 'embed', arrays, 0, () => {
+    this.stepGraphs.run(`${B}x${T} embed ${pooling}`, this.activationGeneration, 'embed', arrays, 0, () => {
       this.encode(input, acts, null)
       this.pool(acts, input.attentionMask, pooling)
     })
@@ -321,6 +346,7 @@ export class BertModel {
     this.requireLive('quantizeInt8')
     if (this.device !== 'cpu')
       throw new Error(`BertModel.quantizeInt8: int8 runs on the CPU, and this model is on '${this.device}' (bf16 is CUDA's fast precision)`)
+    if (!this.p) throw new Error(`BertModel.quantizeInt8: int8 is not implemented for ${this.config.modelType} models`)
     const packed = packInt8Layers(this.p.layers)
     if (this.int8Layers) disposeInt8Layers(this.int8Layers)
     this.int8Layers = packed
@@ -374,13 +400,13 @@ export class BertModel {
   private graphTrainForward(batch: BatchInput, opts: Saved['options']): Tensor {
     const input = this.checkBatch(batch)
     const [B, T] = batch.shape
-    const acts = this.arena.acquire(B, T, true)
+    const acts = this.acquire(B, T, true)
     this.stepGraphs ??= new StepGraphs(1 + 3 * this.config.numHiddenLayers)
     const arrays: BoundArrays = [input.inputIds, input.positionIds, input.tokenTypeIds, input.attentionMask]
     if (opts.keepRows) arrays.push(opts.keepRows)
     // Everything a captured pass holds as a kernel argument, besides the arena's addresses.
     const key = `${B}x${T} ${opts.pooling} mlp=${opts.mlp} keepRows=${opts.keepRows !== null} firstRow=${JSON.stringify(opts.firstRow)}`
-    this.stepGraphs.run(key, this.arena.generation, 'forward', arrays, opts.step, () => {
+    this.stepGraphs.run(key, this.activationGeneration, 'forward', arrays, opts.step, () => {
       this.encode(input, acts, opts)
       this.head(acts, input, opts)
     })
@@ -389,10 +415,10 @@ export class BertModel {
   }
 
   /** Pooling and the MLP head of a training forward. */
-  private head(acts: Activations, input: Saved['batch'], opts: Saved['options']): void {
+  private head(acts: AnyActivations, input: Saved['batch'], opts: Saved['options']): void {
     this.pool(acts, input.attentionMask, opts.pooling)
     if (opts.mlp) {
-      ops.linearForward(acts.z, acts.pooled, this.p.mlp!.weight, this.p.mlp!.bias, this.precision)
+      ops.linearForward(acts.z, acts.pooled, this.mlpHead!.weight, this.mlpHead!.bias, this.precision)
       ops.tanhForward(acts.z, acts.z)
     }
   }
@@ -412,28 +438,22 @@ export class BertModel {
     if (!buf) this.graphDz.set(key, (buf = Tensor.zeros([n], this.device)))
     const dzFixed = buf.view(0, [s.acts.B, this.config.hiddenSize])
     dzFixed.copyFrom(dz)
-    this.stepGraphs!.run(key, this.arena.generation, 'backward', arrays, s.options.step, () => this.backward(s, dzFixed))
+    this.stepGraphs!.run(key, this.activationGeneration, 'backward', arrays, s.options.step, () => this.backward(s, dzFixed))
   }
 
   private backward(s: Saved, dz: Tensor): void {
     const { acts, batch, options } = s
-    const c = this.config,
-      L = c.numHiddenLayers
-    // At bf16 the two LayerNorm backwards, the GELU's and the attention's write the bf16 copy of the gradient
-    // the next op's products read (bf16Next; on CUDA: kernels/bf16_handoff.cuh).
-    const bf16 = this.precision === 'bf16'
-    const P = this.p,
-      G = this.g!
+    const c = this.config
     let dPooled = dz
     if (options.mlp) {
       ops.tanhBackward(acts.gPooled, acts.z, dz)
       ops.linearBackward(
         acts.gTmp.view(0, [acts.B, c.hiddenSize]),
-        G.mlp!.weight,
-        G.mlp!.bias,
+        this.gMlpHead!.weight,
+        this.gMlpHead!.bias,
         acts.gPooled,
         acts.pooled,
-        P.mlp!.weight,
+        this.mlpHead!.weight,
         false,
         this.precision,
       )
@@ -442,6 +462,22 @@ export class BertModel {
     const hidden3 = (t: Tensor) => t.view(0, [acts.B, acts.T, c.hiddenSize])
     if (options.pooling === 'cls') ops.poolClsBackward(hidden3(acts.gH), dPooled, false)
     else ops.poolMeanBackward(hidden3(acts.gH), dPooled, batch.attentionMask, false)
+    if (this.modern) {
+      this.modern.backward(this.mp!, this.gm!, batch, acts as ModernActivations, (site, p) => this.dropoutOptions(options, site, p))
+      return
+    }
+    this.backwardBert(acts as Activations, batch, options)
+  }
+
+  /** BERT's layers and embeddings backward, from acts.gH (the gradient at the last hidden state). */
+  private backwardBert(acts: Activations, batch: Saved['batch'], options: Saved['options']): void {
+    const c = this.config,
+      L = c.numHiddenLayers
+    // At bf16 the two LayerNorm backwards, the GELU's and the attention's write the bf16 copy of the gradient
+    // the next op's products read (bf16Next; on CUDA: kernels/bf16_handoff.cuh).
+    const bf16 = this.precision === 'bf16'
+    const P = this.p!,
+      G = this.g!
 
     for (let l = L - 1; l >= 0; l--) {
       const a = acts.layers[l]
@@ -581,6 +617,8 @@ export class BertModel {
     this.stepGraphs?.clear()
     for (const t of this.graphDz.values()) t.dispose()
     this.arena.dispose()
+    this.modernArena?.dispose()
+    this.modern?.dispose()
     this.zeroTypeRow?.dispose()
     if (this.int8Layers) disposeInt8Layers(this.int8Layers)
     this.int8Layers = null
@@ -619,9 +657,19 @@ export class BertModel {
     else ops.dropout(src, dst, d)
   }
 
-  private pool(acts: Activations, mask: Int32Array, pooling: Pooling) {
-    const last = acts.layers.length ? acts.layers[acts.layers.length - 1].h2 : acts.embOut
-    const hidden = last.view(0, [acts.B, acts.T, this.config.hiddenSize])
+  /** The last hidden states [BT, H] a pass wrote. */
+  private lastHidden(acts: AnyActivations): Tensor {
+    if ('final' in acts) return acts.final
+    return acts.layers.length ? acts.layers[acts.layers.length - 1].h2 : acts.embOut
+  }
+
+  /** The activation views of a [B, T] pass (the model family's). */
+  private acquire(B: number, T: number, training: boolean): AnyActivations {
+    return this.modernArena ? this.modernArena.acquire(B, T, training) : this.arena.acquire(B, T, training)
+  }
+
+  private pool(acts: AnyActivations, mask: Int32Array, pooling: Pooling) {
+    const hidden = this.lastHidden(acts).view(0, [acts.B, acts.T, this.config.hiddenSize])
     if (pooling === 'cls') ops.poolClsForward(acts.pooled, hidden)
     else if (pooling === 'mean') ops.poolMeanForward(acts.pooled, hidden, mask)
     else throw new TypeError(`pooling must be 'cls' or 'mean', got ${String(pooling)}`)
@@ -690,20 +738,26 @@ export class BertModel {
     return out
   }
 
-  private run(batch: BatchInput, options: Saved['options'] | null): { acts: Activations; input: Saved['batch'] } {
+  private run(batch: BatchInput, options: Saved['options'] | null): { acts: AnyActivations; input: Saved['batch'] } {
     const input = this.checkBatch(batch)
     const [B, T] = batch.shape
-    const acts = this.arena.acquire(B, T, options !== null)
+    const acts = this.acquire(B, T, options !== null)
     this.encode(input, acts, options)
     return { acts, input }
   }
 
   /** The encoder's ops over a checked batch, into `acts` (eval mode when options is null). */
-  private encode(input: Saved['batch'], acts: Activations, options: Saved['options'] | null): void {
+  private encode(input: Saved['batch'], acts: AnyActivations, options: Saved['options'] | null): void {
+    if (this.modern)
+      return this.modern.encode(this.mp!, input, acts as ModernActivations, (site, p) => this.dropoutOptions(options, site, p))
+    this.encodeBert(input, acts as Activations, options)
+  }
+
+  private encodeBert(input: Saved['batch'], acts: Activations, options: Saved['options'] | null): void {
     const { B, T } = acts
     const c = this.config,
       H = c.hiddenSize
-    const P = this.p
+    const P = this.p!
     ops.embeddingForward(
       acts.embSum,
       input.inputIds,
@@ -802,6 +856,13 @@ export class BertModel {
 }
 
 /** The precision option, validated ('fp32' when absent). */
+/** The SimCSE training head's views among `views`, when the layout has one. */
+function mlpHeadOf(views: ReadonlyMap<string, Tensor>): Affine | null {
+  const weight = views.get(MLP_WEIGHT),
+    bias = views.get(MLP_BIAS)
+  return weight && bias ? { weight, bias } : null
+}
+
 function checkPrecision(p: Precision | undefined): Precision {
   if (p === undefined) return 'fp32'
   if (p !== 'fp32' && p !== 'bf16') throw new TypeError(`BertModel: precision must be 'fp32' or 'bf16' (got ${String(p)})`)

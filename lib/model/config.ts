@@ -4,11 +4,14 @@
 // output projection (transformers' DistilBertModel); its config.json has names of its own (dim, n_layers, ...).
 // MPNet is RoBERTa's encoder without token types, plus a relative-position bias on the attention scores, one table
 // of 32 buckets x heads shared by all layers (transformers' MPNetModel).
+// ModernBERT (transformers' ModernBertModel) is a pre-LayerNorm encoder without biases: rotary position embeddings,
+// a GeGLU MLP, and attention that alternates one global layer with sliding-window (local) ones; its own fields
+// are in BertConfig.modern (lib/model/modernbert.ts runs it).
 
 import { join } from 'node:path'
 import { readJsonFile } from '../util/json.js'
 
-export type ModelType = 'bert' | 'roberta' | 'distilbert' | 'mpnet'
+export type ModelType = 'bert' | 'roberta' | 'distilbert' | 'mpnet' | 'modernbert'
 
 /** The model types that are RoBERTa's architecture under another name (BertConfig.hfModelType). */
 export type RobertaVariant = 'xlm-roberta' | 'camembert'
@@ -42,6 +45,38 @@ export interface BertConfig {
   layerNormEps: number
   padTokenId: number
   initializerRange: number
+  /** ModernBERT's own fields (modelType 'modernbert' only). */
+  modern?: ModernBertFields
+}
+
+/**
+ * What a ModernBERT config adds. Its dropout probabilities map onto BertConfig's: attention_dropout is
+ * attentionProbsDropoutProb (on the attention probabilities and on its output projection), mlp_dropout is
+ * hiddenDropoutProb (on the GeGLU's output); embedding_dropout is here. Every layer whose index is a multiple of
+ * globalAttnEveryNLayers attends globally with globalRopeTheta; the others see keys at most localAttention / 2
+ * tokens away and use localRopeTheta.
+ */
+export interface ModernBertFields {
+  globalAttnEveryNLayers: number
+  localAttention: number
+  globalRopeTheta: number
+  localRopeTheta: number
+  embeddingDropoutProb: number
+  initializerCutoffFactor: number
+  bosTokenId: number
+  eosTokenId: number
+  clsTokenId: number
+  sepTokenId: number
+}
+
+/** Whether any dropout site of the model drops anything (ModernBERT's checkpoints have none). */
+export function hasDropout(c: BertConfig): boolean {
+  return c.hiddenDropoutProb > 0 || c.attentionProbsDropoutProb > 0 || (c.modern?.embeddingDropoutProb ?? 0) > 0
+}
+
+/** Whether ModernBERT's layer `l` attends over the whole sequence (else within its sliding window). */
+export function isGlobalLayer(c: BertConfig, l: number): boolean {
+  return l % (c.modern?.globalAttnEveryNLayers ?? 1) === 0
 }
 
 export type NamedConfig = 'tiny' | 'mini' | 'small' | 'base'
@@ -116,12 +151,18 @@ export function attentionOutputDropoutProb(c: BertConfig): number {
  */
 export function hfTokenizerClass(c: BertConfig): string {
   if (c.hfModelType) return ROBERTA_VARIANTS[c.hfModelType].tokenizer
-  return { bert: 'BertTokenizer', roberta: 'RobertaTokenizer', distilbert: 'DistilBertTokenizer', mpnet: 'MPNetTokenizer' }[c.modelType]
+  return {
+    bert: 'BertTokenizer',
+    roberta: 'RobertaTokenizer',
+    distilbert: 'DistilBertTokenizer',
+    mpnet: 'MPNetTokenizer',
+    modernbert: 'PreTrainedTokenizerFast', // ModernBERT's own tokenizer_config.json names this one
+  }[c.modelType]
 }
 
-/** Whether the model has pooler.dense (BertModel's and RobertaModel's; DistilBertModel has none). */
+/** Whether the model has pooler.dense (BertModel's and RobertaModel's; DistilBertModel and ModernBertModel have none). */
 export function hasPooler(c: BertConfig): boolean {
-  return c.modelType !== 'distilbert'
+  return c.modelType !== 'distilbert' && c.modelType !== 'modernbert'
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -213,7 +254,8 @@ export function parseHfConfig(json: unknown, source = 'config.json'): BertConfig
   const r: FieldReader = new FieldReader(json as Record<string, unknown>, source)
 
   const declared = r.str('model_type')
-  const known = ['bert', 'roberta', 'distilbert', 'mpnet', ...Object.keys(ROBERTA_VARIANTS)]
+  if (declared === 'modernbert') return parseModernBertConfig(r)
+  const known = ['bert', 'roberta', 'distilbert', 'mpnet', 'modernbert', ...Object.keys(ROBERTA_VARIANTS)]
   if (!known.includes(declared)) {
     r.fail('model_type', `must be ${known.map((k) => JSON.stringify(k)).join(', ')}, got ${JSON.stringify(declared)}`)
   }
@@ -285,6 +327,138 @@ export function parseHfConfig(json: unknown, source = 'config.json'): BertConfig
   }
 }
 
+/**
+ * ModernBertConfig's config.json: the fields of transformers 4.x (global_attn_every_n_layers, global_rope_theta,
+ * local_rope_theta) and of 5.x (layer_types, rope_parameters) are both read. What the kernels do not implement is
+ * refused: biases (attention_bias, mlp_bias, norm_bias), an activation other than the exact GELU, a RoPE other than
+ * the default one, layer types that do not alternate as global_attn_every_n_layers says.
+ */
+function parseModernBertConfig(r: FieldReader): BertConfig {
+  for (const field of ['attention_bias', 'mlp_bias', 'norm_bias']) {
+    const v = r.raw(field)
+    if (v !== undefined && v !== false)
+      r.fail(field, `must be false (ModernBERT without biases is what is implemented), got ${JSON.stringify(v)}`)
+  }
+  const act = r.str('hidden_activation', 'gelu')
+  if (act !== 'gelu')
+    r.fail('hidden_activation', `must be "gelu" (exact erf GELU, the only activation implemented), got ${JSON.stringify(act)}`)
+  const vocabSize = r.int('vocab_size', 1)
+  const hiddenSize = r.int('hidden_size', 1)
+  const numHiddenLayers = r.int('num_hidden_layers', 1)
+  const numAttentionHeads = r.int('num_attention_heads', 1)
+  if (hiddenSize % numAttentionHeads !== 0) r.fail('num_attention_heads', `(${numAttentionHeads}) must divide hidden_size (${hiddenSize})`)
+  if ((hiddenSize / numAttentionHeads) % 2 !== 0)
+    r.fail(
+      'num_attention_heads',
+      `must leave an even head size for the rotary embedding (hidden_size ${hiddenSize} / ${numAttentionHeads})`,
+    )
+  const every = r.int('global_attn_every_n_layers', 1, 3)
+  const layerTypes = r.raw('layer_types')
+  if (layerTypes !== undefined && layerTypes !== null) {
+    const expected = Array.from({ length: numHiddenLayers }, (_, l) => (l % every === 0 ? 'full_attention' : 'sliding_attention'))
+    if (!Array.isArray(layerTypes) || layerTypes.length !== numHiddenLayers || layerTypes.some((t, l) => t !== expected[l]))
+      r.fail('layer_types', `must alternate as global_attn_every_n_layers (${every}) says: ${JSON.stringify(expected)}`)
+  }
+  const rope = r.raw('rope_parameters') as Record<string, { rope_type?: unknown; rope_theta?: unknown } | null> | undefined
+  const scaling = r.raw('rope_scaling')
+  if (scaling !== undefined && scaling !== null) r.fail('rope_scaling', 'must be null (scaled RoPE is not implemented)')
+  const theta = (kind: 'full_attention' | 'sliding_attention', legacy: string, fallback: number): number => {
+    const p = rope && typeof rope === 'object' ? rope[kind] : undefined
+    if (p && typeof p === 'object') {
+      if (p.rope_type !== undefined && p.rope_type !== 'default')
+        r.fail(
+          'rope_parameters',
+          `${kind}.rope_type must be "default" (scaled RoPE is not implemented), got ${JSON.stringify(p.rope_type)}`,
+        )
+      if (p.rope_theta !== undefined) {
+        if (typeof p.rope_theta !== 'number' || !(p.rope_theta > 0) || !Number.isFinite(p.rope_theta))
+          r.fail('rope_parameters', `${kind}.rope_theta must be a positive number, got ${JSON.stringify(p.rope_theta)}`)
+        return p.rope_theta
+      }
+    }
+    return r.num(legacy, (x) => x > 0 && x < 3e38, 'positive', fallback)
+  }
+  const prob = (x: number) => x >= 0 && x < 1
+  const padTokenId = r.int('pad_token_id', 0, 50283)
+  if (padTokenId >= vocabSize) r.fail('pad_token_id', `(${padTokenId}) must be below vocab_size (${vocabSize})`)
+  const localAttention = r.int('local_attention', 2, 128)
+  if (localAttention % 2 !== 0)
+    r.fail('local_attention', `must be even (the window reaches local_attention / 2 each way), got ${localAttention}`)
+  return {
+    modelType: 'modernbert',
+    vocabSize,
+    hiddenSize,
+    numHiddenLayers,
+    numAttentionHeads,
+    intermediateSize: r.int('intermediate_size', 1),
+    hiddenAct: 'gelu',
+    hiddenDropoutProb: r.num('mlp_dropout', prob, 'in [0, 1)', 0),
+    attentionProbsDropoutProb: r.num('attention_dropout', prob, 'in [0, 1)', 0),
+    maxPositionEmbeddings: r.int('max_position_embeddings', 1, 8192),
+    typeVocabSize: 0,
+    layerNormEps: r.num('norm_eps', (x) => x > 0, 'positive', 1e-5),
+    padTokenId,
+    initializerRange: r.num('initializer_range', (x) => x > 0, 'positive', 0.02),
+    modern: {
+      globalAttnEveryNLayers: every,
+      localAttention,
+      globalRopeTheta: theta('full_attention', 'global_rope_theta', 160000),
+      localRopeTheta: theta('sliding_attention', 'local_rope_theta', 10000),
+      embeddingDropoutProb: r.num('embedding_dropout', prob, 'in [0, 1)', 0),
+      initializerCutoffFactor: r.num('initializer_cutoff_factor', (x) => x > 0, 'positive', 2),
+      bosTokenId: r.int('bos_token_id', 0, 50281),
+      eosTokenId: r.int('eos_token_id', 0, 50282),
+      clsTokenId: r.int('cls_token_id', 0, 50281),
+      sepTokenId: r.int('sep_token_id', 0, 50282),
+    },
+  }
+}
+
+/** ModernBertConfig's config.json (transformers' ModernBertModel; 4.x field names, which 5.x reads), keys sorted. */
+function toModernBertConfig(c: BertConfig): Record<string, unknown> {
+  const m = c.modern
+  if (!m) throw new Error('toHfConfig: a modernbert config needs its modern fields')
+  return {
+    architectures: ['ModernBertModel'],
+    attention_bias: false,
+    attention_dropout: c.attentionProbsDropoutProb,
+    bos_token_id: m.bosTokenId,
+    classifier_activation: 'gelu',
+    classifier_bias: false,
+    classifier_dropout: 0,
+    classifier_pooling: 'mean',
+    cls_token_id: m.clsTokenId,
+    decoder_bias: true,
+    deterministic_flash_attn: false,
+    embedding_dropout: m.embeddingDropoutProb,
+    eos_token_id: m.eosTokenId,
+    global_attn_every_n_layers: m.globalAttnEveryNLayers,
+    global_rope_theta: m.globalRopeTheta,
+    hidden_activation: c.hiddenAct,
+    hidden_size: c.hiddenSize,
+    initializer_cutoff_factor: m.initializerCutoffFactor,
+    initializer_range: c.initializerRange,
+    intermediate_size: c.intermediateSize,
+    local_attention: m.localAttention,
+    local_rope_theta: m.localRopeTheta,
+    max_position_embeddings: c.maxPositionEmbeddings,
+    mlp_bias: false,
+    mlp_dropout: c.hiddenDropoutProb,
+    model_type: 'modernbert',
+    norm_bias: false,
+    norm_eps: c.layerNormEps,
+    num_attention_heads: c.numAttentionHeads,
+    num_hidden_layers: c.numHiddenLayers,
+    pad_token_id: c.padTokenId,
+    sep_token_id: m.sepTokenId,
+    sparse_pred_ignore_index: -100,
+    sparse_prediction: false,
+    torch_dtype: 'float32',
+    transformers_version: HF_TRANSFORMERS_VERSION,
+    vocab_size: c.vocabSize,
+  }
+}
+
 /** DistilBertConfig's config.json (transformers' DistilBertModel), keys sorted. */
 function toDistilBertConfig(c: BertConfig): Record<string, unknown> {
   if (c.typeVocabSize !== 0) throw new Error(`toHfConfig: a distilbert config has no token types (typeVocabSize ${c.typeVocabSize})`)
@@ -318,6 +492,7 @@ function toDistilBertConfig(c: BertConfig): Record<string, unknown> {
  */
 export function toHfConfig(c: BertConfig): Record<string, unknown> {
   if (c.modelType === 'distilbert') return toDistilBertConfig(c)
+  if (c.modelType === 'modernbert') return toModernBertConfig(c)
   const roberta = c.modelType === 'roberta',
     mpnet = c.modelType === 'mpnet'
   if (mpnet && c.typeVocabSize !== 0) throw new Error(`toHfConfig: an mpnet config has no token types (typeVocabSize ${c.typeVocabSize})`)
@@ -352,6 +527,32 @@ export function toHfConfig(c: BertConfig): Record<string, unknown> {
     vocab_size: c.vocabSize,
   }
   return out
+}
+
+// The config.json fields that transformers types as float: transformers 5 validates its configs strictly and refuses
+// an int there ("initializer_cutoff_factor expected float, got int"), which JSON.stringify writes for 2 or 160000.
+const FLOAT_FIELDS = [
+  'attention_dropout',
+  'attention_probs_dropout_prob',
+  'classifier_dropout',
+  'dropout',
+  'embedding_dropout',
+  'global_rope_theta',
+  'hidden_dropout_prob',
+  'initializer_cutoff_factor',
+  'initializer_range',
+  'layer_norm_eps',
+  'local_rope_theta',
+  'mlp_dropout',
+  'norm_eps',
+  'qa_dropout',
+  'seq_classif_dropout',
+]
+const INTEGRAL_FLOAT_FIELD = new RegExp(`^(\\s*"(?:${FLOAT_FIELDS.join('|')})": )(-?\\d+)(,?)$`, 'gm')
+
+/** toHfConfig as the text of config.json (two-space indents, a final newline), float fields written as floats (2.0). */
+export function hfConfigJson(c: BertConfig): string {
+  return JSON.stringify(toHfConfig(c), null, 2).replace(INTEGRAL_FLOAT_FIELD, '$1$2.0$3') + '\n'
 }
 
 /** Reads and validates `dir/config.json`. */

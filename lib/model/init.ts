@@ -72,6 +72,9 @@ export function fillDraws(flat: Float32Array, segments: DrawSegments, scale: num
   }
 }
 
+// The word-embedding table of BERT's names and of ModernBERT's.
+const WORD_EMBEDDINGS = ['embeddings.word_embeddings.weight', 'embeddings.tok_embeddings.weight']
+
 /** The entries that are not drawn: LayerNorm weights 1, the rest 0, and the padding row of the word embeddings 0. */
 export function fillConstants(flat: Float32Array, layout: ParamLayout, config: BertConfig): void {
   for (const e of layout.entries) fillEntryConstants(flat.subarray(e.offset, e.offset + e.size), e, config)
@@ -80,7 +83,7 @@ export function fillConstants(flat: Float32Array, layout: ParamLayout, config: B
 /** fillConstants for one entry, whose elements `dst` holds. */
 function fillEntryConstants(dst: Float32Array, e: ParamEntry, config: BertConfig): void {
   if (!isRandom(e)) dst.fill(e.kind === 'layernorm' && e.name.endsWith('.weight') ? 1 : 0)
-  if (e.name === 'embeddings.word_embeddings.weight' && config.padTokenId < config.vocabSize) {
+  if (e.name === WORD_EMBEDDINGS[config.modelType === 'modernbert' ? 1 : 0] && config.padTokenId < config.vocabSize) {
     const H = config.hiddenSize
     dst.fill(0, config.padTokenId * H, (config.padTokenId + 1) * H)
   }

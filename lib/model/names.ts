@@ -25,6 +25,7 @@ export interface ParameterSpecOptions {
  * No token-type table when typeVocabSize is 0 (DistilBERT).
  */
 export function parameterSpecs(c: BertConfig, options: ParameterSpecOptions = {}): ParamSpec[] {
+  if (c.modelType === 'modernbert') return modernBertSpecs(c)
   const H = c.hiddenSize
   const I = c.intermediateSize
   const specs: ParamSpec[] = []
@@ -55,6 +56,31 @@ export function parameterSpecs(c: BertConfig, options: ParameterSpecOptions = {}
   if (c.modelType === 'mpnet')
     specs.push({ name: RELATIVE_ATTENTION_BIAS, shape: [c.relativeAttentionNumBuckets ?? 32, c.numAttentionHeads], kind: 'embedding' })
   if ((options.pooler ?? true) && hasPooler(c)) linear('pooler.dense', H, H)
+  return specs
+}
+
+/**
+ * ModernBertModel's parameters under its own names, in its state_dict order: no biases, no positions; layer 0 has
+ * no attention norm (transformers' nn.Identity there). Wqkv is q | k | v stacked, [3H, H]; Wi is the GeGLU's
+ * [a | g] projection, [2I, H].
+ */
+function modernBertSpecs(c: BertConfig): ParamSpec[] {
+  const H = c.hiddenSize,
+    I = c.intermediateSize
+  const specs: ParamSpec[] = [
+    { name: 'embeddings.tok_embeddings.weight', shape: [c.vocabSize, H], kind: 'embedding' },
+    { name: 'embeddings.norm.weight', shape: [H], kind: 'layernorm' },
+  ]
+  for (let l = 0; l < c.numHiddenLayers; l++) {
+    const p = `layers.${l}`
+    if (l > 0) specs.push({ name: `${p}.attn_norm.weight`, shape: [H], kind: 'layernorm' })
+    specs.push({ name: `${p}.attn.Wqkv.weight`, shape: [3 * H, H], kind: 'weight' })
+    specs.push({ name: `${p}.attn.Wo.weight`, shape: [H, H], kind: 'weight' })
+    specs.push({ name: `${p}.mlp_norm.weight`, shape: [H], kind: 'layernorm' })
+    specs.push({ name: `${p}.mlp.Wi.weight`, shape: [2 * I, H], kind: 'weight' })
+    specs.push({ name: `${p}.mlp.Wo.weight`, shape: [H, I], kind: 'weight' })
+  }
+  specs.push({ name: 'final_norm.weight', shape: [H], kind: 'layernorm' })
   return specs
 }
 
@@ -123,11 +149,14 @@ function ourName(name: string, modelType: ModelType): string {
 const IGNORED = [/^cls\./, /^lm_head\./, /^classifier\./, /(^|\.)position_ids$/]
 // DistilBERT's: the masked-LM head (DistilBertForMaskedLM), the classification and QA heads.
 const DISTILBERT_IGNORED = [/^vocab_(transform|layer_norm|projector)\./, /^pre_classifier\./, /^qa_outputs\./]
+// ModernBERT's: ModernBertForMaskedLM's prediction head and decoder.
+const MODERNBERT_IGNORED = [/^head\./, /^decoder\./]
 const PREFIXES: Record<ModelType, string[]> = {
   bert: ['bert.', 'roberta.'],
   roberta: ['roberta.', 'bert.'],
   distilbert: ['distilbert.'],
   mpnet: ['mpnet.'],
+  modernbert: ['model.'],
 }
 
 /**
@@ -145,6 +174,7 @@ export function canonicalName(name: string, modelType: ModelType): string | null
   }
   if (IGNORED.some((re) => re.test(n))) return null
   if (modelType === 'distilbert' && DISTILBERT_IGNORED.some((re) => re.test(n))) return null
+  if (modelType === 'modernbert') return MODERNBERT_IGNORED.some((re) => re.test(n)) ? null : n
   if (LAYER_NAMES[modelType]) return ourName(n, modelType)
   if (n.endsWith('LayerNorm.gamma')) n = n.slice(0, -'gamma'.length) + 'weight'
   else if (n.endsWith('LayerNorm.beta')) n = n.slice(0, -'beta'.length) + 'bias'

@@ -11,11 +11,14 @@ export const MAX_TENSOR_ELEMENTS = 2 ** 31 - 1
 export function parameterCount(c: BertConfig, options: { mlp?: boolean; pooler?: boolean } = {}): number {
   const H = c.hiddenSize,
     I = c.intermediateSize
+  const mlp = options.mlp ? H * H + H : 0
+  // ModernBERT: no biases, positions or pooler; q/k/v, output, GeGLU's [2I, H] and [H, I], two norms a layer (the
+  // first layer's attention norm is the identity), the embeddings' norm and the final one.
+  if (c.modelType === 'modernbert') return c.vocabSize * H + c.numHiddenLayers * (4 * H * H + 3 * I * H + 2 * H) + H + mlp
   const embeddings = (c.vocabSize + c.maxPositionEmbeddings + c.typeVocabSize) * H + 2 * H
   const attention = 4 * (H * H + H) + 2 * H
   const ffn = H * I + I + I * H + H + 2 * H
   const pooler = options.pooler === false || !hasPooler(c) ? 0 : H * H + H
-  const mlp = options.mlp ? H * H + H : 0
   return embeddings + c.numHiddenLayers * (attention + ffn) + pooler + mlp
 }
 

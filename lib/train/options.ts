@@ -24,7 +24,7 @@ export interface TrainOptions {
   posScale?: number
   dclWeight?: number
   dclTemperature?: number
-  /** Overrides the model's hidden and attention dropout probabilities. */
+  /** Overrides every dropout probability of the model (hidden and attention; ModernBERT's embedding one too). */
   dropout?: number
   batchSize?: number
   /**

@@ -105,7 +105,10 @@ export async function createModel(
     model.dispose()
     throw new Error(`the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary only ${model.config.vocabSize}`)
   }
-  if (o.dropout !== undefined) Object.assign(model.config, { hiddenDropoutProb: o.dropout, attentionProbsDropoutProb: o.dropout })
+  if (o.dropout !== undefined) {
+    Object.assign(model.config, { hiddenDropoutProb: o.dropout, attentionProbsDropoutProb: o.dropout })
+    if (model.config.modern) model.config.modern.embeddingDropoutProb = o.dropout
+  }
   return model
 }
 

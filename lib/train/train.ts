@@ -29,6 +29,7 @@ import { createModel, loadTokenizer, maxSequenceLength, trainingDevice } from '.
 import { TrainingStep, type LaunchedStep } from './step.js'
 import { viewCount } from './objective.js'
 import { columnsOf, openTrainingData, withDataFormat } from './training-data.js'
+import { hasDropout } from '../model/config.js'
 import { startDistributed, type Communicator } from '../distributed/communicator.js'
 
 export type { TrainOptions } from './options.js'
@@ -148,6 +149,12 @@ async function trainHolding(
     const cuda = addon.cudaStatus()
     say(`training on ${cuda.device ?? 'CUDA'}: linear layers in ${model.precision}, matrix products on ${cuda.gemm ?? 'the kernels'}`)
   }
+  // Unsupervised contrast compares two dropout views of a sentence: without dropout they are one vector.
+  if (columnsOf(file) === undefined && !hasDropout(model.config))
+    throw new Error(
+      `${o.model ?? 'the model'}: every dropout probability of its config is 0 (ModernBERT's released checkpoints ship so), and ` +
+        'unsupervised SimCSE contrasts two dropout views of each sentence, which would be the same vector: pass --dropout 0.1',
+    )
   const maxLen = maxSequenceLength(model.config, o.maxLen)
   const views = viewCount(o.objective, columnsOf(file))
   const memory = stepMemory(device)

@@ -28,6 +28,9 @@ const Backend& cpu_backend() {
     b.linear_backward = cpu::linear_backward;
     b.gelu_forward = cpu::gelu_forward;
     b.gelu_backward = cpu::gelu_backward;
+    b.geglu_forward = cpu::geglu_forward;
+    b.geglu_backward = cpu::geglu_backward;
+    b.rope = cpu::rope;
     b.tanh_forward = cpu::tanh_forward;
     b.tanh_backward = cpu::tanh_backward;
     b.add = cpu::add;

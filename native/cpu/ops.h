@@ -33,6 +33,10 @@ GeluBackwardFn gelu_backward;
 // The GELU loops in use (the ops and the GEMM epilogue's): "avx512", "avx2" (with FMA) or "baseline"
 // (SIMCSEPP_GELU_KERNEL picks one); all compute the same bits.
 const char* gelu_kernel_name();
+// ModernBERT's GeGLU and rotary embedding: modern_ops.cpp.
+GegluForwardFn geglu_forward;
+GegluBackwardFn geglu_backward;
+RopeFn rope;
 TanhForwardFn tanh_forward;
 TanhBackwardFn tanh_backward;
 AddFn add;

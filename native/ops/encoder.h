@@ -94,6 +94,18 @@ using GeluForwardFn = void(float* out, const float* inp, int64_t n);
 // dinp = dout * (0.5 * (1 + erf(x / sqrt(2))) + x * exp(-x^2 / 2) / sqrt(2 pi))
 using GeluBackwardFn = void(float* dinp, const float* inp, const float* dout, int64_t n);
 
+// GeGLU, ModernBERT's gated MLP activation: u [R, 2I] holds the column blocks [a | g] of one product, and
+// out[r, i] = GELU(a[r, i]) * g[r, i] (GeluForwardFn's GELU), out [R, I].
+using GegluForwardFn = void(float* out, const float* u, int64_t R, int64_t I);
+// du[r, i] = dout[r, i] * g[r, i] * GELU'(a[r, i]);  du[r, I + i] = dout[r, i] * GELU(a[r, i])   (overwritten)
+using GegluBackwardFn = void(float* du, const float* u, const float* dout, int64_t R, int64_t I);
+
+// ModernBERT's rotary position embedding (common/rope.h), in place on the q and k column blocks of a packed
+// [B, T, 3H] q/k/v projection (v untouched): token t of every sentence is at position t, each head's pairs
+// (i, i + HS/2) turned by rope_angle(t, i, HS, theta). inverse: turned back (the transpose), which is the
+// backward of the forward when applied to the packed gradient dq | dk | dv. HS is even.
+using RopeFn = void(float* qkv, int64_t B, int64_t T, int64_t NH, int64_t HS, float theta, bool inverse);
+
 // out = tanh(x)
 using TanhForwardFn = void(float* out, const float* inp, int64_t n);
 // dinp = dout * (1 - out^2)

@@ -9,7 +9,7 @@ import { WORDS, writeSentences } from './sentences.mjs'
 
 /**
  * @typedef {'cpu' | 'cuda'} Device
- * @typedef {'bert' | 'distilbert' | 'mpnet'} ModelType
+ * @typedef {'bert' | 'distilbert' | 'mpnet' | 'modernbert'} ModelType
  * @typedef {import('./encoder-parity.mjs').Check} Check
  * @typedef {{
  *   BertModel: typeof import('../../lib/model/bert.js').BertModel,
@@ -40,7 +40,8 @@ const relDiff = (/** @type {Float32Array} */ a, /** @type {Float32Array} */ b) =
  * Writes a random micro model to `dir/name` and returns its path. Small enough for the emulator (every
  * thread a fiber, every access checked), yet with two layers, two heads, and sizes that are not multiples
  * of the kernels' tiles. A DistilBERT has no token types (its embeddings add a row of zeros) and no dropout on
- * the attention's output; an MPNet adds its relative-position bias to the attention scores.
+ * the attention's output; an MPNet adds its relative-position bias to the attention scores; a ModernBERT runs its own
+ * layers (rotary positions, GeGLU, a sliding window).
  * @param {E2eLib} lib
  * @param {string} dir
  * @param {string} name
@@ -62,6 +63,27 @@ export async function microModel(lib, dir, name, modelType = 'bert') {
     // MPNet: RoBERTa's positions after padding id 1 (two more rows), the relative-position bias table.
     ...(modelType === 'mpnet'
       ? { modelType, typeVocabSize: 0, padTokenId: 1, maxPositionEmbeddings: 42, relativeAttentionNumBuckets: 32 }
+      : {}),
+    // ModernBERT: a global layer then a local one whose window (two tokens each way) is shorter than the sentences;
+    // dropout at its three kinds of site.
+    ...(modelType === 'modernbert'
+      ? {
+          modelType,
+          typeVocabSize: 0,
+          layerNormEps: 1e-5,
+          modern: {
+            globalAttnEveryNLayers: 3,
+            localAttention: 4,
+            globalRopeTheta: 160000,
+            localRopeTheta: 10000,
+            embeddingDropoutProb: 0.1,
+            initializerCutoffFactor: 2,
+            bosTokenId: 2,
+            eosTokenId: 3,
+            clsTokenId: 2,
+            sepTokenId: 3,
+          },
+        }
       : {}),
   }
   const model = lib.BertModel.create(config, { seed: 3 })

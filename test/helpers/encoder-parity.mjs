@@ -17,7 +17,7 @@
 // start as NaN. The linear layer's fused GELU (geluOut forward, geluInput backward) runs over the same
 // shapes, with pre-activations of standard deviation 3 so that both of GELU's tails count.
 //
-// ROWWISE_CASES (kernels/elementwise.cu, embedding.cu, layernorm.cu, pooling.cu, optim.cu): GPU
+// ROWWISE_CASES (kernels/elementwise.cu, modern.cu, embedding.cu, layernorm.cu, pooling.cu, optim.cu): GPU
 // erff/expf/tanhf differ from libm by ulps and nvcc may fuse a*b + c, so: normalised error
 // ‖cuda − cpu‖ / ‖cpu‖ below 1e-6 for the element-wise ops and below 1e-5 for the row reductions (layer
 // norm, mean pooling); bit-identical for the embedding (the same float additions in the same order) and
@@ -998,6 +998,62 @@ for (const n of [1, 31, 33, 1000, 4097]) {
       return { out: out.toFloat32Array() }
     },
   })
+}
+
+// ModernBERT's GeGLU ([R, 2I] -> [R, I]) and rotary embedding (in place on q, k of [B, T, 3H]; forward and inverse):
+// element-wise, so ELEMENTWISE's tolerance. The rotation's angles are the same floats on both (common/rope.h), its
+// cos and sin both taken in double: positions past 500 turn by hundreds of radians without parting the two.
+for (const [R, I] of [
+  [1, 1],
+  [3, 33],
+  [17, 100],
+  [64, 1152], // ModernBERT-base's intermediate size
+]) {
+  const u = once(() => randn(R * 2 * I, R + I, 3))
+  const dout = once(() => randn(R * I, R + I + 1))
+  rowwise({
+    op: 'gegluForward',
+    shape: `R=${R} I=${I}`,
+    tol: ELEMENTWISE,
+    work: 3 * R * I,
+    build: (d) => {
+      const out = d.zeros([R, I])
+      d.lib.ops.gegluForward(out, d.from(u(), [R, 2 * I]))
+      return { out: out.toFloat32Array() }
+    },
+  })
+  rowwise({
+    op: 'gegluBackward',
+    shape: `R=${R} I=${I}`,
+    tol: ELEMENTWISE,
+    work: 4 * R * I,
+    build: (d) => {
+      const du = d.zeros([R, 2 * I])
+      d.lib.ops.gegluBackward(du, d.from(u(), [R, 2 * I]), d.from(dout(), [R, I]))
+      return { du: du.toFloat32Array() }
+    },
+  })
+}
+for (const [B, T, NH, HS, theta] of [
+  [1, 1, 1, 2, 10000],
+  [2, 9, 3, 8, 10000],
+  [3, 33, 2, 64, 160000],
+  [1, 520, 4, 64, 10000],
+]) {
+  const H = NH * HS
+  const x = once(() => randn(B * T * 3 * H, B + T + HS))
+  for (const inverse of [false, true])
+    rowwise({
+      op: 'rope',
+      shape: `B=${B} T=${T} NH=${NH} HS=${HS} theta=${theta}${inverse ? ' inverse' : ''}`,
+      tol: ELEMENTWISE,
+      work: B * T * 2 * H,
+      build: (d) => {
+        const qkv = d.from(x(), [B, T, 3 * H])
+        d.lib.ops.rope(qkv, NH, theta, inverse)
+        return { qkv: qkv.toFloat32Array() }
+      },
+    })
 }
 
 // Embeddings: [BT, H], table rows (word, pos, type); ids repeat so the scatter-add accumulates.

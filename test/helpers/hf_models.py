@@ -2,7 +2,8 @@
 float64 for the reference numbers): test/transformers-parity.test.ts loads the saved folders with BertModel and
 compares. For each model type: <out>/<type>/ holds config.json and model.safetensors (transformers'
 save_pretrained), and <out>/<type>.json the inputs and transformers' numbers:
-  hidden   last_hidden_state of the batch, eval mode
+  hidden   last_hidden_state of the batch, eval mode (ModernBERT's padded rows are not compared: where no real
+           key is in a padded query's window, transformers spreads it over the padding, we over the real keys)
   grads    d(sum(mean_pool(last_hidden_state) * R)) / d(parameter) for every parameter, by transformers' name
            (dropout off: the config's probabilities are 0), R the given weights
 
@@ -45,7 +46,31 @@ def configs():
             ),
             transformers.MPNetModel,
         ),
+        # Four layers: global, local, local, global (global_attn_every_n_layers 3); a window of 2 tokens each way
+        # (local_attention 4) shorter than the batch's 9, so that it shows; two RoPE bases.
+        "modernbert": (
+            transformers.ModernBertConfig(
+                vocab_size=60, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=48,
+                max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1,
+                sep_token_id=2, local_attention=4, global_attn_every_n_layers=3, global_rope_theta=160000.0,
+                local_rope_theta=10000.0, attn_implementation="eager",
+            ),
+            transformers.ModernBertModel,
+        ),
     }
+
+
+def modernbert_unpadded(model, ids, weights):
+    """ModernBERT one sentence at a time, without padding: a padded query whose window holds no real key gets a
+    NaN row in transformers (every score masked), and autograd carries NaN from there into every gradient. The
+    real rows are those of the padded batch. Returns last_hidden_state with zeros at the padding; the gradients of
+    the batch's loss are accumulated in .grad."""
+    hidden = torch.zeros(B, T, model.config.hidden_size, dtype=torch.float64)
+    for b, n in enumerate(LENGTHS):
+        h = model(input_ids=ids[b : b + 1, :n]).last_hidden_state[0]
+        (h.mean(0) * weights[b].double()).sum().backward()
+        hidden[b, :n] = h.detach()
+    return hidden
 
 
 def main(out):
@@ -68,10 +93,13 @@ def main(out):
         weights = torch.randn(B, config.hidden_size if hasattr(config, "hidden_size") else config.dim, generator=g)
 
         model = model.double()
-        inputs = dict(input_ids=ids, attention_mask=mask)
-        hidden = model(**inputs).last_hidden_state
-        pooled = (hidden * mask[:, :, None]).sum(1) / mask.sum(1, keepdim=True)
-        (pooled * weights.double()).sum().backward()
+        if name == "modernbert":
+            hidden = modernbert_unpadded(model, ids, weights)
+        else:
+            inputs = dict(input_ids=ids, attention_mask=mask)
+            hidden = model(**inputs).last_hidden_state
+            pooled = (hidden * mask[:, :, None]).sum(1) / mask.sum(1, keepdim=True)
+            (pooled * weights.double()).sum().backward()
         grads = {n: p.grad.flatten().tolist() for n, p in model.named_parameters() if p.grad is not None}
         with open(os.path.join(out, name + ".json"), "w") as f:
             json.dump(

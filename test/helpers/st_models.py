@@ -1,9 +1,9 @@
 """Tiny random sentence-transformers models, saved and run by sentence-transformers itself (PyTorch, CPU):
 test/transformers-parity.test.ts loads each folder with SentenceEncoder and compares the vectors. Each model is a
-Transformer (a random tiny BERT, DistilBERT or MPNet with a WordPiece tokenizer of the given words), a Pooling
+Transformer (a random tiny BERT, DistilBERT, MPNet or ModernBERT with a WordPiece tokenizer of the given words), a Pooling
 module and, for some, Dense modules and a Normalize, as real models are built (LaBSE: CLS, Dense tanh, Normalize;
 distiluse: mean, Dense tanh; all-mpnet-base-v2: mean, Normalize; e5: mean, Normalize, "query: " and "passage: "
-prompts). <out>/<name>/ is the saved model, <out>/<name>.json the sentences and sentence-transformers' vectors (and,
+prompts; gte-modernbert: CLS, Normalize). <out>/<name>/ is the saved model, <out>/<name>.json the sentences and sentence-transformers' vectors (and,
 for a model with prompts, its vectors with each prompt, by prompt name).
 
 Usage: python3 st_models.py OUT_DIR WORDS_FILE   (WORDS_FILE: one word per line; prints the names written)
@@ -36,6 +36,17 @@ def tiny(kind, vocab_dir):
             vocab_size=VOCAB_SIZE, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=40
         )
         return transformers.DistilBertModel(config), transformers.DistilBertTokenizerFast(os.path.join(vocab_dir, "vocab.txt"))
+    if kind == "modernbert":
+        # A window of 9 each way (local_attention 18): active on the 16-token sentence, yet wide enough that no padded
+        # query of a batch of 2 sorted by length is left without a real key, which transformers' eager attention
+        # turns into NaN that reaches the real tokens of the next layer.
+        config = transformers.ModernBertConfig(
+            hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=48, vocab_size=VOCAB_SIZE,
+            max_position_embeddings=64, pad_token_id=0, cls_token_id=2, sep_token_id=3, bos_token_id=2, eos_token_id=3,
+            local_attention=18, attention_dropout=0.1, mlp_dropout=0.1, embedding_dropout=0.1,
+            attn_implementation="eager",
+        )
+        return transformers.ModernBertModel(config), transformers.BertTokenizerFast(os.path.join(vocab_dir, "vocab.txt"))
     config = transformers.MPNetConfig(**sizes, vocab_size=VOCAB_SIZE, max_position_embeddings=42, layer_norm_eps=1e-5)
     return transformers.MPNetModel(config), transformers.MPNetTokenizerFast(os.path.join(vocab_dir, "mpnet_vocab.txt"))
 
@@ -60,6 +71,7 @@ def main(out, words_file):
         ("distiluse-like", "distilbert", "mean", [("tanh", 20), ("identity", 16)], False, None),
         ("all-mpnet-like", "mpnet", "mean", [], True, None),
         ("e5-like", "bert", "mean", [], True, {"query": "query: ", "passage": "passage: "}),
+        ("gte-modernbert-like", "modernbert", "cls", [], True, None),
     ]:
         model, tokenizer = tiny(kind, vocab_dir)
         hf_dir = os.path.join(out, name + "-hf")

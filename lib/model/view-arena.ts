@@ -1,0 +1,61 @@
+// One flat allocation carved into the views of a pass of a batch shape, grown only when a larger batch arrives (no
+// native allocation inside a training step once warm): the activation memory of BERT's passes (activations.ts) and
+// of ModernBERT's (modernbert.ts), each carving its own views.
+import { Tensor, type Device } from '../tensor.js'
+
+/** Carves the views of a [B, T] pass out of the buffer, in order, with take(shape). */
+export type Carve<A> = (take: (shape: number[]) => Tensor, B: number, T: number, training: boolean) => A
+
+export class ViewArena<A> {
+  private buffer: Tensor | null = null
+  private capacity = 0
+  /** Incremented whenever the buffer is replaced: views (and step graphs) of an older one are stale. */
+  generation = 0
+  /** The last acquire's views: the next one of the same shape returns them (BERT-base has ~170 views per batch). */
+  private last: { B: number; T: number; training: boolean; generation: number; acts: A } | null = null
+
+  constructor(
+    private readonly device: Device,
+    /** Floats the views of a [B, T] pass take (what carve takes, counted without carving). */
+    private readonly floats: (B: number, T: number, training: boolean) => number,
+    private readonly carve: Carve<A>,
+    /** Names the arena in the error of a count that disagrees with the carving. */
+    private readonly name: string,
+  ) {}
+
+  /** Bytes the arena holds (its largest batch so far). */
+  get bytes(): number {
+    return this.capacity * 4
+  }
+
+  /** Views for a batch of shape [B, T]; reuses the buffer when it is large enough. */
+  acquire(B: number, T: number, training: boolean): A {
+    const need = this.floats(B, T, training)
+    if (need > this.capacity) {
+      this.buffer?.dispose()
+      this.buffer = Tensor.zeros([need], this.device)
+      this.capacity = need
+      this.generation++
+    }
+    const l = this.last
+    if (l && l.B === B && l.T === T && l.training === training && l.generation === this.generation) return l.acts
+    const buf = this.buffer!
+    let offset = 0
+    const take = (shape: number[]) => {
+      const t = buf.view(offset, shape)
+      offset += shape.reduce((a, b) => a * b, 1)
+      return t
+    }
+    const acts = this.carve(take, B, T, training)
+    if (offset !== need) throw new Error(`${this.name}: views take ${offset} floats, its count was ${need}`)
+    this.last = { B, T, training, generation: this.generation, acts }
+    return acts
+  }
+
+  dispose(): void {
+    this.buffer?.dispose()
+    this.buffer = null
+    this.capacity = 0
+    this.last = null
+  }
+}

@@ -1,0 +1,416 @@
+// ModernBERT (config.json model_type "modernbert": ModernBERT-base/large and the sentence encoders built on them):
+// its config fields in both transformers layouts, its checkpoint names in and out, and its encoder held to the float64
+// ModernBertModel of test/helpers/modernbert-reference.ts (pre-LayerNorm without biases, rotary positions with two
+// bases, GeGLU, sliding-window attention on two layers of three), forward and, through finite differences,
+// backward with all three dropout sites on; then a training run from a ModernBERT folder with a byte-level BPE
+// tokenizer, SentenceEncoder, the refusals (ONNX, int8, unsupervised SimCSE without dropout), and on CUDA (a GPU or
+// the emulator) the CPU's vectors and weights. transformers itself: test/transformers-parity.test.ts.
+import t from 'tap'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { cudaStatus, SentenceEncoder, Tensor } from '../lib/index.js'
+import { BertModel } from '../lib/model/bert.js'
+import { namedConfig, parseHfConfig, toHfConfig, type BertConfig } from '../lib/model/config.js'
+import { encoderCudaBlocker } from '../lib/model/cuda-support.js'
+import { Tokenizer } from '../lib/tokenizer.js'
+import { readSafetensors, writeSafetensors } from '../lib/safetensors.js'
+import { exportOnnx } from '../lib/export/export-onnx.js'
+import { train } from '../lib/train/train.js'
+import { buildVocab, writeVocab } from '../lib/train/vocab.js'
+import { tensorsByCheckpointName, type RefInput } from './helpers/model-reference.js'
+import { modernBertRef, modernSiteFactors } from './helpers/modernbert-reference.js'
+import { gradientError } from './helpers/encoder-reference.js'
+import { encodeChecks, trainChecks } from './helpers/encoder-e2e.mjs'
+import { WORDS } from './helpers/encoder-tiny-model.js'
+import { randn, relErr } from './helpers/reference.js'
+import { tempDir } from './helpers/train-corpus.js'
+
+// answerdotai/ModernBERT-base's config.json as the Hub serves it (transformers 4.x field names).
+const HUB_CONFIG = {
+  architectures: ['ModernBertForMaskedLM'],
+  attention_bias: false,
+  attention_dropout: 0.0,
+  bos_token_id: 50281,
+  classifier_activation: 'gelu',
+  classifier_bias: false,
+  classifier_dropout: 0.0,
+  classifier_pooling: 'mean',
+  cls_token_id: 50281,
+  decoder_bias: true,
+  deterministic_flash_attn: false,
+  embedding_dropout: 0.0,
+  eos_token_id: 50282,
+  global_attn_every_n_layers: 3,
+  global_rope_theta: 160000.0,
+  gradient_checkpointing: false,
+  hidden_activation: 'gelu',
+  hidden_size: 768,
+  initializer_cutoff_factor: 2.0,
+  initializer_range: 0.02,
+  intermediate_size: 1152,
+  layer_norm_eps: 1e-5,
+  local_attention: 128,
+  local_rope_theta: 10000.0,
+  max_position_embeddings: 8192,
+  mlp_bias: false,
+  mlp_dropout: 0.0,
+  model_type: 'modernbert',
+  norm_bias: false,
+  norm_eps: 1e-5,
+  num_attention_heads: 12,
+  num_hidden_layers: 22,
+  pad_token_id: 50283,
+  position_embedding_type: 'absolute',
+  sep_token_id: 50282,
+  tie_word_embeddings: true,
+  torch_dtype: 'float32',
+  transformers_version: '4.48.0.dev0',
+  vocab_size: 50368,
+}
+
+// Four layers (global, local, local, global), a window of two tokens each way in nine, distinct dropout
+// probabilities at the three kinds of site, an intermediate size that is no multiple of anything.
+const config: BertConfig = {
+  modelType: 'modernbert',
+  vocabSize: 40,
+  hiddenSize: 32,
+  numHiddenLayers: 4,
+  numAttentionHeads: 2,
+  intermediateSize: 24,
+  hiddenAct: 'gelu',
+  hiddenDropoutProb: 0.15,
+  attentionProbsDropoutProb: 0.1,
+  maxPositionEmbeddings: 64,
+  typeVocabSize: 0,
+  layerNormEps: 1e-5,
+  padTokenId: 2,
+  initializerRange: 0.3,
+  modern: {
+    globalAttnEveryNLayers: 3,
+    localAttention: 4,
+    globalRopeTheta: 160000,
+    localRopeTheta: 10000,
+    embeddingDropoutProb: 0.05,
+    initializerCutoffFactor: 2,
+    bosTokenId: 0,
+    eosTokenId: 1,
+    clsTokenId: 0,
+    sepTokenId: 1,
+  },
+}
+
+/** ModernBertModel.state_dict()'s names for `layers` layers. */
+function stateDictNames(layers: number): string[] {
+  const names = ['embeddings.tok_embeddings.weight', 'embeddings.norm.weight', 'final_norm.weight']
+  for (let l = 0; l < layers; l++) {
+    if (l > 0) names.push(`layers.${l}.attn_norm.weight`)
+    for (const m of ['attn.Wqkv', 'attn.Wo', 'mlp_norm', 'mlp.Wi', 'mlp.Wo']) names.push(`layers.${l}.${m}.weight`)
+  }
+  return names
+}
+
+const B = 3,
+  T = 9
+const lengths = [9, 5, 1]
+const mask = Int32Array.from({ length: B * T }, (_, i) => (i % T < lengths[Math.floor(i / T)] ? 1 : 0))
+const ids = Int32Array.from({ length: B * T }, (_, i) => (mask[i] ? 3 + ((i * 7) % (config.vocabSize - 3)) : config.padTokenId))
+const batch = { inputIds: ids, attentionMask: mask, shape: [B, T] as [number, number] }
+const refBatch: RefInput = { ids, mask, B, T }
+
+/** A model of `config` whose LayerNorm weights are not 1 either (so that a swapped or skipped norm shows). */
+function randomModel(options: { mlp?: boolean; seed: number }): BertModel {
+  const model = BertModel.create(config, options)
+  for (const e of model.layout.entries)
+    if (e.kind === 'layernorm')
+      model.param(e.name).copyFrom(
+        Tensor.from(
+          randn(e.size, e.offset, 0.3).map((v) => 1 + v),
+          e.shape,
+        ),
+      )
+  return model
+}
+
+t.test("config.json: ModernBertConfig's fields in (transformers 4.x and 5.x layouts), the same out", async (t) => {
+  const c = parseHfConfig(HUB_CONFIG)
+  t.same(
+    [
+      c.modelType,
+      c.hiddenSize,
+      c.numHiddenLayers,
+      c.intermediateSize,
+      c.typeVocabSize,
+      c.padTokenId,
+      c.layerNormEps,
+      c.maxPositionEmbeddings,
+    ],
+    ['modernbert', 768, 22, 1152, 0, 50283, 1e-5, 8192],
+  )
+  t.same(c.modern, {
+    globalAttnEveryNLayers: 3,
+    localAttention: 128,
+    globalRopeTheta: 160000,
+    localRopeTheta: 10000,
+    embeddingDropoutProb: 0,
+    initializerCutoffFactor: 2,
+    bosTokenId: 50281,
+    eosTokenId: 50282,
+    clsTokenId: 50281,
+    sepTokenId: 50282,
+  })
+  const out = toHfConfig(c)
+  t.same(out.architectures, ['ModernBertModel'])
+  for (const [k, v] of Object.entries(HUB_CONFIG))
+    if (
+      ![
+        'architectures',
+        'transformers_version',
+        'gradient_checkpointing',
+        'layer_norm_eps',
+        'position_embedding_type',
+        'tie_word_embeddings',
+        'classifier_pooling',
+      ].includes(k)
+    )
+      t.same(out[k], v, `${k} as it came`)
+  t.same(parseHfConfig(out), c, 'round trip')
+  // transformers 5's layout: layer_types and rope_parameters instead of the every-n and theta fields.
+  const { global_attn_every_n_layers: _e, global_rope_theta: _g, local_rope_theta: _l, ...v5 } = HUB_CONFIG
+  const types = Array.from({ length: 22 }, (_, l) => (l % 3 ? 'sliding_attention' : 'full_attention'))
+  const rope = {
+    full_attention: { rope_theta: 160000, rope_type: 'default' },
+    sliding_attention: { rope_theta: 10000, rope_type: 'default' },
+  }
+  t.same(parseHfConfig({ ...v5, layer_types: types, rope_parameters: rope }), c, "transformers 5's fields read the same")
+
+  t.throws(() => parseHfConfig({ ...HUB_CONFIG, norm_bias: true }), /field "norm_bias" must be false/)
+  t.throws(() => parseHfConfig({ ...HUB_CONFIG, mlp_bias: true }), /field "mlp_bias" must be false/)
+  t.throws(() => parseHfConfig({ ...HUB_CONFIG, hidden_activation: 'gelu_pytorch_tanh' }), /hidden_activation" must be "gelu"/)
+  t.throws(() => parseHfConfig({ ...HUB_CONFIG, local_attention: 127 }), /local_attention" must be even/)
+  t.throws(() => parseHfConfig({ ...HUB_CONFIG, rope_scaling: { rope_type: 'linear', factor: 2 } }), /rope_scaling" must be null/)
+  t.throws(
+    () => parseHfConfig({ ...v5, layer_types: types.map((x, l) => (l === 1 ? 'full_attention' : x)), rope_parameters: rope }),
+    /field "layer_types" must alternate/,
+  )
+  t.throws(
+    () => parseHfConfig({ ...v5, rope_parameters: { ...rope, full_attention: { rope_theta: 1e4, rope_type: 'yarn' } } }),
+    /rope_type must be "default"/,
+  )
+  t.throws(() => parseHfConfig({ ...HUB_CONFIG, num_attention_heads: 256 }), /even head size/)
+})
+
+t.test("saved as ModernBertModel; the float64 ModernBertModel on the saved tensors; hub checkpoints' prefix and head", async (t) => {
+  const model = randomModel({ seed: 3 })
+  const dir = tempDir('simcsepp-modernbert-')
+  await model.save(dir)
+  const saved = await readSafetensors(join(dir, 'model.safetensors'))
+  t.same([...saved.keys()].sort(), stateDictNames(4).sort(), "exactly ModernBertModel's state dict")
+  const text = readFileSync(join(dir, 'config.json'), 'utf8')
+  const written = JSON.parse(text)
+  // transformers 5 refuses an int in a float field: 2 and 160000 are written 2.0 and 160000.0.
+  for (const field of ['"initializer_cutoff_factor": 2.0,', '"global_rope_theta": 160000.0,', '"local_rope_theta": 10000.0,'])
+    t.ok(text.includes(field), `config.json has ${field}`)
+  t.same(
+    [written.model_type, written.architectures, written.norm_bias, written.local_attention],
+    ['modernbert', ['ModernBertModel'], false, 4],
+  )
+  const S = new Map([...saved].map(([n, v]) => [n, Float64Array.from(v.data)]))
+  const hidden = model.forward(batch)
+  const got = hidden.toFloat32Array()
+  hidden.dispose()
+  const want = modernBertRef(S, config, refBatch, () => null, 'none')
+  t.ok(relErr(got, want) < 1e-5, `forward = float64 ModernBertModel (${relErr(got, want).toExponential(2)})`)
+  for (const pooling of ['cls', 'mean'] as const) {
+    const v = model.embed(batch, pooling).toFloat32Array()
+    const r = modernBertRef(S, config, refBatch, () => null, pooling)
+    t.ok(relErr(v, r) < 1e-5, `embed ${pooling} (${relErr(v, r).toExponential(2)})`)
+  }
+  // The window and the two bases matter: the reference without either differs.
+  const wide = { ...config, modern: { ...config.modern!, localAttention: 64 } }
+  t.ok(
+    relErr(
+      got,
+      modernBertRef(S, wide, refBatch, () => null, 'none'),
+    ) > 1e-2,
+    'a window spanning the sentence gives other outputs',
+  )
+  const oneBase = { ...config, modern: { ...config.modern!, localRopeTheta: 160000 } }
+  t.ok(
+    relErr(
+      got,
+      modernBertRef(S, oneBase, refBatch, () => null, 'none'),
+    ) > 1e-3,
+    'one RoPE base for all layers gives other outputs',
+  )
+
+  // ModernBertForMaskedLM's checkpoint: model. prefix, the prediction head and the decoder's bias beside it.
+  const hub = tempDir('simcsepp-modernbert-hub-')
+  const tensors: Record<string, { shape: number[]; data: Float32Array }> = {}
+  for (const [n, v] of saved) tensors[`model.${n}`] = { shape: v.shape, data: v.data }
+  tensors['head.dense.weight'] = { shape: [32, 32], data: new Float32Array(32 * 32) }
+  tensors['head.norm.weight'] = { shape: [32], data: new Float32Array(32) }
+  tensors['decoder.bias'] = { shape: [config.vocabSize], data: new Float32Array(config.vocabSize) }
+  await writeSafetensors(join(hub, 'model.safetensors'), tensors)
+  writeFileSync(join(hub, 'config.json'), JSON.stringify({ ...written, architectures: ['ModernBertForMaskedLM'] }))
+  const loaded = await BertModel.load(hub)
+  t.same(loaded.params.toFloat32Array(), model.params.toFloat32Array(), 'the same parameters')
+  t.throws(() => loaded.quantizeInt8(), /int8 is not implemented for modernbert/)
+  loaded.dispose()
+  model.dispose()
+})
+
+t.test('training with dropout at all three sites: z and every gradient against the float64 ModernBertModel', async (t) => {
+  const model = randomModel({ mlp: true, seed: 11 })
+  const R = randn(B * config.hiddenSize, 19)
+  const z = model.trainForward(batch, { seed: 5, step: 2, pooling: 'mean' }).toFloat32Array()
+  model.zeroGrad()
+  model.trainBackward(Tensor.from(R, [B, config.hiddenSize]))
+  const grads = model.grads.toFloat32Array()
+  const S = tensorsByCheckpointName(model, 'modernbert')
+  const head = { weight: S.get('mlp.dense.weight')!, bias: S.get('mlp.dense.bias')! }
+  const factors = modernSiteFactors(config, B, 5, 2)
+  const refZ = modernBertRef(S, config, refBatch, factors, 'mean', head)
+  t.ok(relErr(z, refZ) < 1e-5, `z (${relErr(z, refZ).toExponential(2)})`)
+  const noDrop = modernBertRef(S, config, refBatch, () => null, 'mean', head)
+  t.ok(relErr(z, noDrop) > 1e-3, 'the dropout changed z')
+  const loss = () => modernBertRef(S, config, refBatch, factors, 'mean', head).reduce((s, v, i) => s + v * R[i], 0)
+  let rng = 7
+  for (const e of model.layout.entries) {
+    const values = S.get(e.name)!
+    const idx = new Set<number>()
+    while (idx.size < Math.min(8, e.size)) {
+      rng = (Math.imul(rng, 1103515245) + 12345) >>> 0
+      idx.add(rng % e.size)
+    }
+    const at = [...idx]
+    const err = gradientError(
+      values,
+      at,
+      at.map((i) => grads[e.offset + i]),
+      loss,
+    )
+    t.ok(err < 2e-3, `${e.name}: ${err.toExponential(2)}`)
+  }
+  model.dispose()
+})
+
+/** A byte-level BPE tokenizer.json as ModernBERT's (GPT-NeoX's pre-tokenizer): [CLS] $A [SEP], single characters. */
+function modernTokenizerJson(): string {
+  const specials = ['[CLS]', '[SEP]', '[PAD]', '[UNK]', '[MASK]']
+  const chars = [...'abcdefghijklmnopqrstuvwxyz', 'Ġ']
+  const added = specials.map((content, id) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  }))
+  const special = (id: string) => ({ SpecialToken: { id, type_id: 0 } })
+  return JSON.stringify({
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: added,
+    normalizer: null,
+    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    post_processor: {
+      type: 'TemplateProcessing',
+      single: [special('[CLS]'), { Sequence: { id: 'A', type_id: 0 } }, special('[SEP]')],
+      pair: [
+        special('[CLS]'),
+        { Sequence: { id: 'A', type_id: 0 } },
+        special('[SEP]'),
+        { Sequence: { id: 'B', type_id: 0 } },
+        special('[SEP]'),
+      ],
+      special_tokens: { '[CLS]': { id: '[CLS]', ids: [0], tokens: ['[CLS]'] }, '[SEP]': { id: '[SEP]', ids: [1], tokens: ['[SEP]'] } },
+    },
+    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab: Object.fromEntries([...specials, ...chars].map((w, i) => [w, i])),
+      merges: [],
+    },
+  })
+}
+
+t.test('a training run from a ModernBERT folder: saved as ModernBERT, encoded; the refusals', async (t) => {
+  const dir = tempDir('simcsepp-modernbert-model-')
+  const created = BertModel.create(
+    {
+      ...config,
+      vocabSize: 32,
+      hiddenDropoutProb: 0,
+      attentionProbsDropoutProb: 0,
+      modern: { ...config.modern!, embeddingDropoutProb: 0 },
+    },
+    { seed: 2 },
+  )
+  await created.save(dir)
+  created.dispose()
+  writeFileSync(join(dir, 'tokenizer.json'), modernTokenizerJson())
+  const words = [...new Set(WORDS)]
+  const data = join(tempDir('simcsepp-modernbert-data-'), 'data.txt')
+  writeFileSync(
+    data,
+    Array.from({ length: 8 }, (_, i) => `${words[i]} ${words[(i * 5) % words.length]} ${words[(i * 3) % words.length]}`).join('\n') + '\n',
+  )
+  const run = { model: dir, data, steps: 2, batchSize: 4, maxLen: 12, evalEvery: 0, pooling: 'mean' as const }
+  await t.rejects(
+    train({ ...run, out: join(tempDir('simcsepp-modernbert-nodrop-'), 'run') }),
+    /every dropout probability of its config is 0.*--dropout 0\.1/,
+  )
+  const out = join(tempDir('simcsepp-modernbert-run-'), 'run')
+  await train({ ...run, out, dropout: 0.1 })
+  const trained = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'))
+  t.same(
+    [trained.model_type, trained.architectures, trained.mlp_dropout, trained.attention_dropout, trained.embedding_dropout],
+    ['modernbert', ['ModernBertModel'], 0.1, 0.1, 0.1],
+    'still ModernBERT, with the dropout it trained with',
+  )
+  t.equal(JSON.parse(readFileSync(join(out, 'tokenizer_config.json'), 'utf8')).tokenizer_class, 'PreTrainedTokenizerFast')
+  const before = await readSafetensors(join(dir, 'model.safetensors'))
+  const after = await readSafetensors(join(out, 'model.safetensors'))
+  t.same([...after.keys()].sort(), [...before.keys()].sort(), 'the same tensors')
+  for (const name of ['layers.1.attn_norm.weight', 'layers.2.mlp.Wi.weight', 'final_norm.weight'])
+    t.notSame(after.get(name)?.data, before.get(name)?.data, `${name} trained`)
+
+  // SentenceEncoder's vectors are the model's own mean-pooled ones, from the BPE tokenizer's ids.
+  const texts = ['the cat sat', 'a', 'the mat on the cat sat']
+  const encoder = await SentenceEncoder.load(out, { device: 'cpu', maxLength: 16, normalize: false })
+  t.teardown(() => encoder.close())
+  const got = await encoder.encode(texts)
+  const tokenizer = await Tokenizer.load(out)
+  const enc = await tokenizer.encodeBatch(texts, { maxLength: 16 })
+  t.same(Array.from(enc.inputIds.subarray(0, 5)), [0, 24, 12, 9, 31], '[CLS] t h e Ġ: byte-level BPE ids')
+  const model = await BertModel.load(out)
+  const pooled = model.embed(enc, 'mean').toFloat32Array()
+  model.dispose()
+  const H = config.hiddenSize
+  for (let i = 0; i < texts.length; i++) {
+    const err = relErr(got[i], pooled.subarray(i * H, (i + 1) * H))
+    t.ok(err < 1e-6, `sentence ${i}: the model's mean-pooled vector (${err.toExponential(2)})`)
+  }
+  await t.rejects(exportOnnx(out, join(tempDir('simcsepp-modernbert-onnx-'), 'x')), /ONNX export of ModernBERT is not implemented yet/)
+})
+
+const status = cudaStatus()
+const cudaSkip = status.available ? (encoderCudaBlocker(true) ?? false) : `CUDA unavailable: ${status.reason}`
+t.test(
+  'ModernBERT on CUDA: the CPU vectors within 1e-4, and the CPU weights after 3 training steps (fp32)',
+  { skip: cudaSkip },
+  async (t) => {
+    const dir = tempDir('simcsepp-modernbert-cuda-')
+    const lib = { BertModel, namedConfig, buildVocab, writeVocab, SentenceEncoder, train, readSafetensors }
+    for (const check of await encodeChecks(lib, dir, 'cuda', 'modernbert')) t.ok(check.ok, check.message)
+    for (const check of await trainChecks(lib, dir, 'cuda', 'fp32', 'modernbert')) t.ok(check.ok, check.message)
+  },
+)
