@@ -3,11 +3,11 @@
 // ModernBertModel of test/helpers/modernbert-reference.ts (pre-LayerNorm without biases, rotary positions with two
 // bases, GeGLU, sliding-window attention on two layers of three), forward and, through finite differences,
 // backward with all three dropout sites on; then a training run from a ModernBERT folder with a byte-level BPE
-// tokenizer, SentenceEncoder, the refusals (ONNX, int8, unsupervised SimCSE without dropout), and on CUDA (a GPU or
-// the emulator) the CPU's vectors and weights. transformers itself: test/transformers-parity.test.ts.
+// tokenizer, SentenceEncoder (fp32 and int8), the ONNX export onnxruntime and transformers.js run, unsupervised
+// SimCSE refused without dropout, and on CUDA (a GPU or the emulator) the CPU's vectors and weights. transformers itself: test/transformers-parity.test.ts.
 import t from 'tap'
 import { readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import { cudaStatus, SentenceEncoder, Tensor } from '../lib/index.js'
 import { BertModel } from '../lib/model/bert.js'
 import { namedConfig, parseHfConfig, toHfConfig, type BertConfig } from '../lib/model/config.js'
@@ -254,7 +254,17 @@ t.test("saved as ModernBertModel; the float64 ModernBertModel on the saved tenso
   writeFileSync(join(hub, 'config.json'), JSON.stringify({ ...written, architectures: ['ModernBertForMaskedLM'] }))
   const loaded = await BertModel.load(hub)
   t.same(loaded.params.toFloat32Array(), model.params.toFloat32Array(), 'the same parameters')
-  t.throws(() => loaded.quantizeInt8(), /int8 is not implemented for modernbert/)
+  // int8 (SentenceEncoder's precision 'int8'): the four products of each layer in int8, near fp32.
+  const { cosineSimilarity } = await import('../lib/util/vectors.js')
+  const fp32 = loaded.embed(batch, 'mean').toFloat32Array()
+  loaded.quantizeInt8()
+  const int8 = loaded.embed(batch, 'mean').toFloat32Array()
+  const H = config.hiddenSize
+  for (let b = 0; b < B; b++) {
+    const d = 1 - cosineSimilarity(fp32.subarray(b * H, (b + 1) * H), int8.subarray(b * H, (b + 1) * H))
+    t.ok(d > 0 && d < 5e-3, `int8 sentence ${b}: 1 - cos(int8, fp32) = ${d.toExponential(2)}`)
+  }
+  t.throws(() => loaded.trainForward(batch, { seed: 1, step: 0 }), /int8/)
   loaded.dispose()
   model.dispose()
 })
@@ -342,7 +352,7 @@ function modernTokenizerJson(): string {
   })
 }
 
-t.test('a training run from a ModernBERT folder: saved as ModernBERT, encoded; the refusals', async (t) => {
+t.test('a training run from a ModernBERT folder: saved as ModernBERT, encoded, exported for onnxruntime', async (t) => {
   const dir = tempDir('simcsepp-modernbert-model-')
   const created = BertModel.create(
     {
@@ -399,7 +409,50 @@ t.test('a training run from a ModernBERT folder: saved as ModernBERT, encoded; t
     const err = relErr(got[i], pooled.subarray(i * H, (i + 1) * H))
     t.ok(err < 1e-6, `sentence ${i}: the model's mean-pooled vector (${err.toExponential(2)})`)
   }
-  await t.rejects(exportOnnx(out, join(tempDir('simcsepp-modernbert-onnx-'), 'x')), /ONNX export of ModernBERT is not implemented yet/)
+  // The ONNX export, run by onnxruntime: SentenceEncoder's vectors (fp32), near them with fp16 and int8 weights.
+  const exported = await exportOnnx(out, join(tempDir('simcsepp-modernbert-onnx-'), 'x'), {
+    maxLength: 16,
+    weights: ['fp32', 'fp16', 'q8'],
+  })
+  t.same(exported.inputs, ['input_ids', 'attention_mask'], 'no token_type_ids')
+  t.equal(JSON.parse(readFileSync(join(exported.out, 'config.json'), 'utf8')).model_type, 'modernbert')
+  const { ortRun } = await import('./helpers/onnx-run.js')
+  const { cosineSimilarity } = await import('../lib/util/vectors.js')
+  // transformers.js loads the folder as a ModernBERT and its pipeline pools what we pool (on sentences within
+  // maxLength: past it, transformers.js truncates the separator away where we keep it, onnx-export.test.ts).
+  const { env, pipeline, AutoTokenizer } = await import('@huggingface/transformers')
+  env.allowRemoteModels = false
+  env.allowLocalModels = true
+  env.localModelPath = dirname(exported.out)
+  const jsTexts = ['the cat sat', 'a', 'the mat sat on'] // the last one 16 tokens, [CLS] and [SEP] included
+  const jsWant = await encoder.encode(jsTexts)
+  const jsEnc = await tokenizer.encodeBatch(jsTexts, { maxLength: 16 })
+  t.equal(jsEnc.shape[1], 16, 'the longest fills maxLength')
+  const jsTokenizer = await AutoTokenizer.from_pretrained(basename(exported.out))
+  const jsIds = jsTokenizer(jsTexts, { padding: true, truncation: true }).input_ids.tolist() as bigint[][]
+  t.same(
+    jsIds.map((row) => row.map(Number)),
+    jsTexts.map((_, i) => Array.from(jsEnc.inputIds.subarray(i * 16, (i + 1) * 16))),
+    'transformers.js tokenizes as we do',
+  )
+  const extractor = await pipeline('feature-extraction', basename(exported.out), { dtype: 'fp32' })
+  t.teardown(() => extractor.dispose())
+  const js = (await extractor(jsTexts, { pooling: 'mean', normalize: false })).data as Float32Array
+  const jsWorst = Math.max(...jsTexts.map((_, i) => relErr(js.subarray(i * H, (i + 1) * H), jsWant[i])))
+  t.ok(jsWorst < 1e-5, `transformers.js's pipeline within ${jsWorst.toExponential(2)} of SentenceEncoder's`)
+  for (const [k, f] of exported.files.entries()) {
+    const { out: o } = await ortRun(f.file, exported.out, texts, exported.inputs, 16)
+    const emb = o.sentence_embedding.data as Float32Array
+    const rows = texts.map((_, i) => emb.subarray(i * H, (i + 1) * H))
+    if (k === 0) {
+      const worst = Math.max(...rows.map((r, i) => relErr(r, got[i])))
+      t.ok(worst < 1e-5, `${f.weights}: onnxruntime's sentence_embedding within ${worst.toExponential(2)} of SentenceEncoder's`)
+    } else {
+      const least = Math.min(...rows.map((r, i) => cosineSimilarity(r, got[i])))
+      const floor = f.weights === 'fp16' ? 0.9999 : 0.98
+      t.ok(least > floor, `${f.weights}: cosine similarity to SentenceEncoder's at least ${least.toFixed(5)} (> ${floor})`)
+    }
+  }
 })
 
 const status = cudaStatus()

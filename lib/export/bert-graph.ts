@@ -52,9 +52,8 @@ export function graphInputNames(c: BertConfig): string[] {
   return c.modelType === 'bert' ? ['input_ids', 'attention_mask', 'token_type_ids'] : ['input_ids', 'attention_mask']
 }
 
-export function bertGraph(c: BertConfig, weight: WeightSource, options: BertGraphOptions): GraphSpec {
-  const g = new GraphBuilder(options.weights ?? 'fp32')
-  const H = c.hiddenSize
+/** The weights of a graph over a WeightSource: as stored (w), and the linear layers' (MatMul's [in, out] layout). */
+export function graphWeights(g: GraphBuilder, weight: WeightSource) {
   const w = (name: string) => {
     const t = weight(name)
     return g.weight(name, t.shape, (into) => t.values(into))
@@ -69,14 +68,34 @@ export function bertGraph(c: BertConfig, weight: WeightSource, options: BertGrap
       transposeInto(a, into, out, inp)
     })
   }
-  const linear = (x: string, prefix: string) =>
-    g.storage === 'q8'
-      ? quantizedLinear(g, x, `${prefix}.weight`, weight(`${prefix}.weight`), w(`${prefix}.bias`))
-      : g.op('Add', [g.op('MatMul', [x, linearWeight(`${prefix}.weight`)]), w(`${prefix}.bias`)])
+  /** x·Wᵀ + b for `${prefix}.weight` (and `${prefix}.bias` unless bias is false); q8 in integers. */
+  const linear = (x: string, prefix: string, bias = true) => {
+    const b = bias ? w(`${prefix}.bias`) : null
+    if (g.storage === 'q8') return quantizedLinear(g, x, `${prefix}.weight`, weight(`${prefix}.weight`), b)
+    const y = g.op('MatMul', [x, linearWeight(`${prefix}.weight`)])
+    return b ? g.op('Add', [y, b]) : y
+  }
+  return { w, linearWeight, linear }
+}
+
+/** The attention mask as floats [B, T] and as the additive mask [B, 1, 1, T]: 0 on real keys, float32 min on padding. */
+export function attentionMasks(g: GraphBuilder): { maskF: string; maskAdd: string } {
+  const maskF = g.op('Cast', ['attention_mask'], { to: DataType.FLOAT })
+  const maskAdd = g.op('Unsqueeze', [g.op('Mul', [g.op('Sub', [g.floats([1]), maskF]), g.floats([FLOAT32_MIN])]), g.ints([1, 2])])
+  return { maskF, maskAdd }
+}
+
+/** The sequence length T of the input, as a scalar int64. */
+export function sequenceLength(g: GraphBuilder): string {
+  return g.op('Gather', [g.op('Shape', ['input_ids']), g.ints([1], [])])
+}
+
+export function bertGraph(c: BertConfig, weight: WeightSource, options: BertGraphOptions): GraphSpec {
+  const g = new GraphBuilder(options.weights ?? 'fp32')
+  const { w, linearWeight, linear } = graphWeights(g, weight)
   const layerNorm = (x: string, prefix: string) =>
     g.op('LayerNormalization', [x, w(`${prefix}.weight`), w(`${prefix}.bias`)], { axis: -1, epsilon: { float: c.layerNormEps } })
-
-  const maskF = g.op('Cast', ['attention_mask'], { to: DataType.FLOAT }) // [B, T]
+  const { maskF, maskAdd } = attentionMasks(g)
 
   // Embeddings.
   const wordTable = 'embeddings.word_embeddings.weight'
@@ -87,9 +106,6 @@ export function bertGraph(c: BertConfig, weight: WeightSource, options: BertGrap
     x = g.op('Add', [x, g.op('Gather', [w('embeddings.token_type_embeddings.weight'), types])])
   }
   x = layerNorm(x, 'embeddings.LayerNorm')
-
-  // The additive attention mask, [B, 1, 1, T]: 0 on real keys, float32 min on padding.
-  const maskAdd = g.op('Unsqueeze', [g.op('Mul', [g.op('Sub', [g.floats([1]), maskF]), g.floats([FLOAT32_MIN])]), g.ints([1, 2])])
   const relBias = c.modelType === 'mpnet' ? relativeBias(g, c, w(RELATIVE_ATTENTION_BIAS)) : null
 
   for (let l = 0; l < c.numHiddenLayers; l++) {
@@ -99,7 +115,22 @@ export function bertGraph(c: BertConfig, weight: WeightSource, options: BertGrap
     const inter = gelu(g, linear(h1, `${p}.intermediate.dense`))
     x = layerNorm(g.op('Add', [h1, linear(inter, `${p}.output.dense`)]), `${p}.output.LayerNorm`)
   }
+  return finishGraph(g, c, x, maskF, options, linearWeight)
+}
 
+/**
+ * The graph's outputs from the last hidden states x: last_hidden_state, and sentence_embedding pooled, through the
+ * Dense modules and normalised as options say; its inputs (graphInputNames) and the GraphSpec.
+ */
+export function finishGraph(
+  g: GraphBuilder,
+  c: BertConfig,
+  x: string,
+  maskF: string,
+  options: BertGraphOptions,
+  linearWeight: ReturnType<typeof graphWeights>['linearWeight'],
+): GraphSpec {
+  const H = c.hiddenSize
   g.output('last_hidden_state', x)
   let pooled = options.pooling === 'cls' ? g.op('Gather', [x, g.ints([0], [])], { axis: 1 }) : meanPool(g, x, maskF)
   for (const [k, d] of (options.dense ?? []).entries()) {
@@ -151,8 +182,7 @@ export function transposeInto(a: Float32Array, out: Float32Array, rows: number, 
 function relativeBias(g: GraphBuilder, c: BertConfig, table: string): string {
   const maxT = c.maxPositionEmbeddings - positionOffset(c)
   const buckets = g.ints(Array.from({ length: 2 * maxT - 1 }, (_, r) => relativeBucket(r - (maxT - 1))))
-  const seqLen = g.op('Gather', [g.op('Shape', ['input_ids']), g.ints([1], [])])
-  const t = g.op('Range', [g.ints([0], []), seqLen, g.ints([1], [])])
+  const t = g.op('Range', [g.ints([0], []), sequenceLength(g), g.ints([1], [])])
   // rel[i, j] = j - i, shifted to index the constant.
   const rel = g.op('Sub', [g.op('Unsqueeze', [t, g.ints([0])]), g.op('Unsqueeze', [t, g.ints([1])])])
   const bucket = g.op('Gather', [buckets, g.op('Add', [rel, g.ints([maxT - 1], [])])])
@@ -162,10 +192,7 @@ function relativeBias(g: GraphBuilder, c: BertConfig, table: string): string {
 
 /** Position ids: BERT's 0..T-1 ([T], broadcast over the batch), RoBERTa's and MPNet's from the ids ([B, T]). */
 function positionIds(g: GraphBuilder, c: BertConfig): string {
-  if (!paddingAwarePositions(c)) {
-    const seqLen = g.op('Gather', [g.op('Shape', ['input_ids']), g.ints([1], [])])
-    return g.op('Range', [g.ints([0], []), seqLen, g.ints([1], [])])
-  }
+  if (!paddingAwarePositions(c)) return g.op('Range', [g.ints([0], []), sequenceLength(g), g.ints([1], [])])
   const real = g.op('Cast', [g.op('Not', [g.op('Equal', ['input_ids', g.ints([c.padTokenId], [])])])], { to: DataType.INT64 })
   const counted = g.op('Mul', [g.op('CumSum', [real, g.ints([1], [])]), real])
   // The first real token gets padTokenId + 1, model/config.ts's positionOffset.
@@ -187,16 +214,23 @@ function attention(
   const q = g.op('Transpose', [g.op('Reshape', [project('query'), split])], { perm: [0, 2, 1, 3] }) // [B, h, T, d]
   const kT = g.op('Transpose', [g.op('Reshape', [project('key'), split])], { perm: [0, 2, 3, 1] }) // [B, h, d, T]
   const v = g.op('Transpose', [g.op('Reshape', [project('value'), split])], { perm: [0, 2, 1, 3] })
-  let scores = g.op('Mul', [g.op('MatMul', [q, kT]), g.floats([1 / Math.sqrt(d)])])
-  if (relBias) scores = g.op('Add', [scores, relBias])
-  scores = g.op('Add', [scores, maskAdd])
+  return attend(g, c, q, kT, v, relBias ? [relBias, maskAdd] : [maskAdd])
+}
+
+/**
+ * softmax(q·kᵀ/√d + the additive biases, in order) · v for q, v [B, h, T, d] and kT [B, h, d, T]: the context
+ * [B, T, H] before the output projection.
+ */
+export function attend(g: GraphBuilder, c: BertConfig, q: string, kT: string, v: string, biases: readonly string[]): string {
+  let scores = g.op('Mul', [g.op('MatMul', [q, kT]), g.floats([1 / Math.sqrt(headDim(c))])])
+  for (const b of biases) scores = g.op('Add', [scores, b])
   const probs = g.op('Softmax', [scores], { axis: -1 })
   const ctx = g.op('Transpose', [g.op('MatMul', [probs, v])], { perm: [0, 2, 1, 3] }) // [B, T, h, d]
   return g.op('Reshape', [ctx, g.ints([0, 0, c.hiddenSize])])
 }
 
 /** Exact GELU, x · ½ (1 + erf(x / √2)), as transformers' "gelu". */
-function gelu(g: GraphBuilder, x: string): string {
+export function gelu(g: GraphBuilder, x: string): string {
   const erf = g.op('Erf', [g.op('Div', [x, g.floats([Math.SQRT2])])])
   return g.op('Mul', [g.op('Mul', [x, g.op('Add', [erf, g.floats([1])])]), g.floats([0.5])])
 }

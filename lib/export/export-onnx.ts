@@ -1,11 +1,11 @@
 // `exportOnnx(model, out)`: a model directory -> a folder that transformers.js loads as a local model
 // and onnxruntime runs directly:
 //   out/config.json              the Hugging Face config (model_type selects BertModel / RobertaModel / XLMRobertaModel /
-//                                DistilBertModel)
+//                                DistilBertModel / MPNetModel / ModernBertModel)
 //   out/tokenizer.json           the model's tokenizer (lowercasing added when sentence_bert_config asks)
 //   out/tokenizer_config.json    tokenizer_class, model_max_length (the encoder's maxLength), special tokens
 //   out/special_tokens_map.json
-//   out/onnx/model.onnx          the encoder (bert-graph.ts); model_fp16.onnx with fp16 weights,
+//   out/onnx/model.onnx          the encoder (bert-graph.ts; ModernBERT's modernbert-graph.ts); model_fp16.onnx with fp16 weights,
 //                                model_quantized.onnx with int8 ones (the names transformers.js's dtype picks)
 // Pooling, Dense modules, normalisation and max length default as in SentenceEncoder.load, from the directory's
 // sentence-transformers settings, so the ONNX sentence_embedding equals SentenceEncoder's vectors.
@@ -23,6 +23,7 @@ import { writeFileAtomic } from '../util/atomic-write.js'
 import { readJsonFile } from '../util/json.js'
 import { ensureWritableDirectory } from '../train/out-dir.js'
 import { bertGraph, graphInputNames } from './bert-graph.js'
+import { modernBertGraph } from './modernbert-graph.js'
 import { modelWriter } from './onnx-model.js'
 import { writeProtoFile } from './write-proto-file.js'
 import type { WeightStorage } from './graph-builder.js'
@@ -92,12 +93,6 @@ export async function exportOnnx(model: string, out: string, options: ExportOnnx
   const tokenizer = await Tokenizer.load(st.transformerDir)
   const encoder = await BertModel.load(st.transformerDir)
   const config = encoder.config
-  if (config.modelType === 'modernbert') {
-    encoder.dispose()
-    fail(
-      `${st.transformerDir}: ONNX export of ModernBERT is not implemented yet (SentenceEncoder runs it; BERT, RoBERTa, XLM-R, CamemBERT, DistilBERT and MPNet export)`,
-    )
-  }
   const denseLayers: DenseLayer[] = []
   try {
     for (const d of await denseModules(st, config.hiddenSize)) denseLayers.push(await DenseLayer.load(d, 'cpu'))
@@ -121,7 +116,12 @@ export async function exportOnnx(model: string, out: string, options: ExportOnnx
     const version = await packageVersion()
     for (const storage of weights) {
       const onnx = modelWriter({
-        graph: bertGraph(config, param, { pooling, normalize, weights: storage, dense }),
+        graph: (config.modelType === 'modernbert' ? modernBertGraph : bertGraph)(config, param, {
+          pooling,
+          normalize,
+          weights: storage,
+          dense,
+        }),
         irVersion: IR_VERSION,
         opsetVersion: OPSET,
         producerName: 'simcsepp',

@@ -51,8 +51,8 @@ function quantizer(g: GraphBuilder): RowQuantizer {
   return q
 }
 
-/** x · Wᵀ + b for a checkpoint's W [out, in] named `name`, in integers (see the header); returns y's name. */
-export function quantizedLinear(g: GraphBuilder, x: string, name: string, w: MatrixSource, bias: string): string {
+/** x · Wᵀ + b for a checkpoint's W [out, in] named `name`, in integers (see the header; bias null: none); returns y's name. */
+export function quantizedLinear(g: GraphBuilder, x: string, name: string, w: MatrixSource, bias: string | null): string {
   const [out, inp] = w.shape
   const q = quantizer(g)
   const wq = g.initializer(`${name}_quantized`, [inp, out], DataType.INT8, {
@@ -65,7 +65,8 @@ export function quantizedLinear(g: GraphBuilder, x: string, name: string, w: Mat
   })
   const [xq, xs, xz] = g.opOutputs('DynamicQuantizeLinear', [x], 3)
   const product = g.op('Cast', [g.op('MatMulInteger', [xq, wq, xz])], { to: DataType.FLOAT })
-  return g.op('Add', [g.op('Mul', [product, g.op('Mul', [xs, ws])]), bias])
+  const y = g.op('Mul', [product, g.op('Mul', [xs, ws])])
+  return bias === null ? y : g.op('Add', [y, bias])
 }
 
 /** Rows of the table [V, H] named `name` at `ids`, stored int8 with a scale per row; returns the rows' name. */

@@ -346,8 +346,15 @@ export class BertModel {
     this.requireLive('quantizeInt8')
     if (this.device !== 'cpu')
       throw new Error(`BertModel.quantizeInt8: int8 runs on the CPU, and this model is on '${this.device}' (bf16 is CUDA's fast precision)`)
-    if (!this.p) throw new Error(`BertModel.quantizeInt8: int8 is not implemented for ${this.config.modelType} models`)
-    const packed = packInt8Layers(this.p.layers)
+    const weights = this.mp
+      ? this.mp.layers.map((l) => ({ qkv: l.wqkv, attentionOutput: l.wo, intermediate: l.wi, output: l.mlpWo }))
+      : this.p!.layers.map((l) => ({
+          qkv: l.qkv.weight,
+          attentionOutput: l.attentionOutput.weight,
+          intermediate: l.intermediate.weight,
+          output: l.output.weight,
+        }))
+    const packed = packInt8Layers(weights)
     if (this.int8Layers) disposeInt8Layers(this.int8Layers)
     this.int8Layers = packed
   }
@@ -748,8 +755,11 @@ export class BertModel {
 
   /** The encoder's ops over a checked batch, into `acts` (eval mode when options is null). */
   private encode(input: Saved['batch'], acts: AnyActivations, options: Saved['options'] | null): void {
-    if (this.modern)
-      return this.modern.encode(this.mp!, input, acts as ModernActivations, (site, p) => this.dropoutOptions(options, site, p))
+    if (this.modern) {
+      // int8 (quantizeInt8): the eval passes' four products a layer.
+      const int8 = options === null ? this.int8Layers : null
+      return this.modern.encode(this.mp!, input, acts as ModernActivations, (site, p) => this.dropoutOptions(options, site, p), int8)
+    }
     this.encodeBert(input, acts as Activations, options)
   }
 

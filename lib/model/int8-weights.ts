@@ -1,10 +1,10 @@
-// Int8 copies of the encoder layers' four linear weights (q/k/v, attention output, intermediate, output), for
+// Int8 copies of the encoder layers' four linear weights (q/k/v, attention output, intermediate, output; ModernBERT's
+// Wqkv, Wo, Wi and the MLP's Wo), for
 // the CPU's int8 inference (BertModel.quantizeInt8, SentenceEncoder's precision 'int8'): each weight quantized
 // once, per output channel, and packed for the int8 kernels (native/cpu/linear_int8.h). The biases, LayerNorms,
 // attention and embeddings stay fp32, as do the MLP head and the sentence-transformers Dense modules.
 import * as ops from '../ops.js'
 import type { Tensor } from '../tensor.js'
-import type { LayerParams } from './params.js'
 
 /** One layer's packed weights (ops.int8PackWeight's tensors). */
 export interface Int8Layer {
@@ -14,8 +14,11 @@ export interface Int8Layer {
   output: Tensor
 }
 
+/** The four weights of a layer, in Int8Layer's roles. */
+export type LayerWeights = Record<keyof Int8Layer, Tensor>
+
 /** Every layer's weights packed (CPU tensors); nothing is left allocated when one fails. */
-export function packInt8Layers(layers: readonly LayerParams[]): Int8Layer[] {
+export function packInt8Layers(layers: readonly LayerWeights[]): Int8Layer[] {
   const made: Tensor[] = []
   const pack = (w: Tensor) => {
     const t = ops.int8PackWeight(w)
@@ -24,10 +27,10 @@ export function packInt8Layers(layers: readonly LayerParams[]): Int8Layer[] {
   }
   try {
     return layers.map((l) => ({
-      qkv: pack(l.qkv.weight),
-      attentionOutput: pack(l.attentionOutput.weight),
-      intermediate: pack(l.intermediate.weight),
-      output: pack(l.output.weight),
+      qkv: pack(l.qkv),
+      attentionOutput: pack(l.attentionOutput),
+      intermediate: pack(l.intermediate),
+      output: pack(l.output),
     }))
   } catch (e) {
     for (const t of made) t.dispose()

@@ -24,6 +24,7 @@ import { ViewArena } from './view-arena.js'
 import { Tensor, type Device } from '../tensor.js'
 import type { Precision } from '../native.js'
 import * as ops from '../ops.js'
+import type { Int8Layer } from './int8-weights.js'
 
 /** One ModernBERT layer's weights (views of the flat buffer, or of the gradients). */
 export interface ModernLayerParams {
@@ -275,8 +276,11 @@ export class ModernBertPasses {
     return isGlobalLayer(this.config, l) ? m.globalRopeTheta : m.localRopeTheta
   }
 
-  /** The forward over a checked batch into `acts`; drop(site, p) gives each site's dropout (null in eval). */
-  encode(P: ModernParams, input: ModernBatch, acts: ModernActivations, drop: SiteDropout): void {
+  /**
+   * The forward over a checked batch into `acts`; drop(site, p) gives each site's dropout (null in eval). int8: the
+   * layers' packed weights (BertModel.quantizeInt8), whose products then run in int8.
+   */
+  encode(P: ModernParams, input: ModernBatch, acts: ModernActivations, drop: SiteDropout, int8: readonly Int8Layer[] | null = null): void {
     const c = this.config,
       m = c.modern!,
       eps = c.layerNormEps,
@@ -291,10 +295,13 @@ export class ModernBertPasses {
     dropoutInPlace(acts.embOut, drop(0, m.embeddingDropoutProb), B)
     for (let l = 0; l < c.numHiddenLayers; l++) {
       const a = acts.layers[l],
-        w = P.layers[l]
+        w = P.layers[l],
+        q = int8?.[l]
+      const linear = (out: Tensor, inp: Tensor, weight: Tensor, packed: Tensor | undefined) =>
+        packed ? ops.linearInt8Forward(out, inp, packed, null) : ops.linearForward(out, inp, weight, null, this.precision)
       if (w.attnNorm) ops.layerNormForward(a.n1, a.mean1, a.rstd1, a.x, w.attnNorm, zero, eps)
       const qkv = a.qkv.view(0, [B * acts.T, 3 * c.hiddenSize])
-      ops.linearForward(qkv, w.attnNorm ? a.n1 : a.x, w.wqkv, null, this.precision)
+      linear(qkv, w.attnNorm ? a.n1 : a.x, w.wqkv, q?.qkv)
       ops.rope(a.qkv, NH, this.theta(l))
       const window = isGlobalLayer(c, l) ? null : this.window(acts.T)
       ops.attentionForward(
@@ -309,14 +316,14 @@ export class ModernBertPasses {
         false,
         window,
       )
-      ops.linearForward(a.attnOut, a.ctx, w.wo, null, this.precision)
+      linear(a.attnOut, a.ctx, w.wo, q?.attentionOutput)
       dropoutInPlace(a.attnOut, drop(2 + 3 * l, c.attentionProbsDropoutProb), B)
       ops.add(a.h, a.x, a.attnOut)
       ops.layerNormForward(a.n2, a.mean2, a.rstd2, a.h, w.mlpNorm, zero, eps)
-      ops.linearForward(a.u, a.n2, w.wi, null, this.precision)
+      linear(a.u, a.n2, w.wi, q?.intermediate)
       ops.gegluForward(a.g, a.u)
       dropoutInPlace(a.g, drop(3 + 3 * l, c.hiddenDropoutProb), B)
-      ops.linearForward(a.mlpOut, a.g, w.mlpWo, null, this.precision)
+      linear(a.mlpOut, a.g, w.mlpWo, q?.output)
       ops.add(a.out, a.h, a.mlpOut)
     }
     const last = c.numHiddenLayers ? acts.layers[c.numHiddenLayers - 1].out : acts.embOut
