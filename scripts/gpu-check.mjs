@@ -401,6 +401,17 @@ if (!status.available) {
       training: true,
       run: (lib, dir, device) => trainChecks(lib, dir, device, /** @type {'fp32' | 'bf16'} */ (precision)),
     })),
+    // The other layer structures' kernels in their own order: MPNet's relative bias, ModernBERT's rotary
+    // embedding, GeGLU and window (fp32: the CPU's weights within 1e-4).
+    ...['mpnet', 'modernbert'].map((modelType) => ({
+      name: `encoder end to end: ${modelType} vectors and 3 fp32 training steps`,
+      estimate: () => (encodeSeconds === null ? 40 : 5 + 11 * encodeSeconds),
+      training: true,
+      run: async (lib, dir, device) => [
+        ...(await encodeChecks(lib, dir, device, /** @type {'mpnet' | 'modernbert'} */ (modelType))),
+        ...(await trainChecks(lib, dir, device, 'fp32', /** @type {'mpnet' | 'modernbert'} */ (modelType))),
+      ],
+    })),
   ]
   let e2eLib = null
   let e2eBlocker = null

@@ -12,6 +12,8 @@ import { cudaStatus, SentenceEncoder, Tensor } from '../lib/index.js'
 import { BertModel } from '../lib/model/bert.js'
 import { namedConfig, parseHfConfig, toHfConfig, type BertConfig } from '../lib/model/config.js'
 import { encoderCudaBlocker } from '../lib/model/cuda-support.js'
+import { floatsFor } from '../lib/model/activations.js'
+import { passFloats } from '../lib/model/pass-floats.js'
 import { Tokenizer } from '../lib/tokenizer.js'
 import { readSafetensors, writeSafetensors } from '../lib/safetensors.js'
 import { exportOnnx } from '../lib/export/export-onnx.js'
@@ -273,6 +275,9 @@ t.test('training with dropout at all three sites: z and every gradient against t
   const model = randomModel({ mlp: true, seed: 11 })
   const R = randn(B * config.hiddenSize, 19)
   const z = model.trainForward(batch, { seed: 5, step: 2, pooling: 'mean' }).toFloat32Array()
+  // Batch sizing counts ModernBERT's own buffers (not BERT's): exactly what the pass holds.
+  t.equal(model.activationBytes, 4 * passFloats(config, B, T, true), 'passFloats: the activation memory a training pass holds')
+  t.not(passFloats(config, B, T, true), floatsFor(config, B, T, true), "(BERT's count would differ)")
   model.zeroGrad()
   model.trainBackward(Tensor.from(R, [B, config.hiddenSize]))
   const grads = model.grads.toFloat32Array()
@@ -387,6 +392,7 @@ t.test('a training run from a ModernBERT folder: saved as ModernBERT, encoded, e
     'still ModernBERT, with the dropout it trained with',
   )
   t.equal(JSON.parse(readFileSync(join(out, 'tokenizer_config.json'), 'utf8')).tokenizer_class, 'PreTrainedTokenizerFast')
+  t.match(readFileSync(join(out, 'README.md'), 'utf8'), /A ModernBERT sentence encoder trained with simcsepp/, 'the model card names it')
   const before = await readSafetensors(join(dir, 'model.safetensors'))
   const after = await readSafetensors(join(out, 'model.safetensors'))
   t.same([...after.keys()].sort(), [...before.keys()].sort(), 'the same tensors')

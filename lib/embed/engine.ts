@@ -8,7 +8,7 @@ import { effectivePrecision, type EncoderPrecision, type EncoderPrecisionRequest
 import { encoderCudaBlocker } from '../model/cuda-support.js'
 import { resolveDevice, type DeviceRequest } from '../device.js'
 import { normalizeRows } from '../util/vectors.js'
-import { floatsFor } from '../model/activations.js'
+import { passFloats } from '../model/pass-floats.js'
 import { largestPassWithin, stepMemory } from '../model/memory-budget.js'
 import type { RunOptions } from './protocol.js'
 import { DenseLayer, type DenseConfig } from './dense.js'
@@ -145,7 +145,7 @@ export class EmbeddingEngine {
   embedBatch(tok: Tokenized, indices: Int32Array, pooling: Pooling, normalize: boolean): Float32Array {
     let T = 1
     for (const i of indices) T = Math.max(T, tok.offsets[i + 1] - tok.offsets[i])
-    const bytes = (m: number) => floatsFor(this.model.config, m, T, false) * 4
+    const bytes = (m: number) => passFloats(this.model.config, m, T, false) * 4
     if (indices.length > 1 && bytes(indices.length) > this.passBudget) {
       const pass = largestPassWithin(bytes, indices.length, this.passBudget)
       const out = new Float32Array(indices.length * this.dimension)

@@ -160,6 +160,20 @@ export function hfTokenizerClass(c: BertConfig): string {
   }[c.modelType]
 }
 
+/** The architecture's name as people write it (the model card's "A ModernBERT sentence encoder ..."). */
+export function architectureName(c: Pick<BertConfig, 'modelType' | 'hfModelType'>): string {
+  const names = {
+    bert: 'BERT',
+    roberta: 'RoBERTa',
+    'xlm-roberta': 'XLM-RoBERTa',
+    camembert: 'CamemBERT',
+    distilbert: 'DistilBERT',
+    mpnet: 'MPNet',
+    modernbert: 'ModernBERT',
+  }
+  return names[c.hfModelType ?? c.modelType]
+}
+
 /** Whether the model has pooler.dense (BertModel's and RobertaModel's; DistilBertModel and ModernBertModel have none). */
 export function hasPooler(c: BertConfig): boolean {
   return c.modelType !== 'distilbert' && c.modelType !== 'modernbert'

@@ -3,7 +3,7 @@
 // terms rather than as a failed allocation or a tensor shape error.
 import { totalmem } from 'node:os'
 import { autoMicroBatchBudget, largestPassWithin } from '../model/memory-budget.js'
-import { floatsFor } from '../model/activations.js'
+import { passFloats } from '../model/pass-floats.js'
 import type { BertConfig } from '../model/config.js'
 import { gib, MAX_TENSOR_ELEMENTS } from '../model/size-check.js'
 
@@ -38,7 +38,7 @@ export interface BatchShape {
 export function checkBatchFits(s: BatchShape, memoryBytes = totalmem(), has = `this machine has ${gib(memoryBytes)}`): void {
   const rows = s.views * s.batch
   const pass = Math.min(rows, s.rowsPerPass || rows)
-  const activations = floatsFor(s.config, pass, s.tokens, true)
+  const activations = passFloats(s.config, pass, s.tokens, true)
   // The vectors and their gradient of every row (twice with micro-batches: gathered, then dL/dz).
   const bytes = (activations + (pass < rows ? 2 : 1) * rows * s.config.hiddenSize) * 4
   const given = s.batch < s.requested ? `--batch-size ${s.requested} (${s.batch} sentences: all of the data)` : `--batch-size ${s.batch}`
@@ -62,7 +62,7 @@ export function chooseMicroBatch(
   budget = autoMicroBatchBudget(),
 ): { rows: number; note?: string } {
   if (request !== 'auto') return { rows: request >= s.rows ? 0 : request }
-  const bytes = (m: number) => floatsFor(s.config, m, s.tokens, true) * 4
+  const bytes = (m: number) => passFloats(s.config, m, s.tokens, true) * 4
   const whole = bytes(s.rows)
   if (whole <= budget) return { rows: 0 }
   const lo = largestPassWithin(bytes, s.rows, budget)

@@ -14,6 +14,8 @@ export interface ModelCardInput {
   best: Best
   /** The data the run read, and its columns when supervised (2: pairs, 3: triplets). */
   data: DataFingerprint & { columns?: 2 | 3 }
+  /** The encoder's architecture by name ('ModernBERT'); 'BERT' when not given. */
+  architecture?: string
 }
 
 const OBJECTIVES: Record<string, string> = {
@@ -52,7 +54,7 @@ const ONLY_FOR: Record<string, string[]> = {
   temperature: ['simcse++', 'off-dropout', 'simcse'],
 }
 
-export function modelCard({ args, steps, evals, best, data }: ModelCardInput): string {
+export function modelCard({ args, steps, evals, best, data, architecture = 'BERT' }: ModelCardInput): string {
   const objective = String(args.objective)
   const supervised = data.columns !== undefined
   const what = supervised
@@ -79,7 +81,7 @@ export function modelCard({ args, steps, evals, best, data }: ModelCardInput): s
     '',
     `# ${basename(String(args.out ?? 'model'))}`,
     '',
-    `A BERT sentence encoder trained with simcsepp (SimCSE and SimCSE++ training for Node.js): ${objectiveText}.`,
+    `A ${architecture} sentence encoder trained with simcsepp (SimCSE and SimCSE++ training for Node.js): ${objectiveText}.`,
     '',
     '## Training',
     '',

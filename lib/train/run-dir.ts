@@ -9,7 +9,7 @@ import type { DataFingerprint } from '../data/sentences.js'
 import type { BertModel } from '../model/bert.js'
 import type { AdamW } from '../optim/adamw.js'
 import type { Tokenizer } from '../tokenizer.js'
-import { hfTokenizerClass } from '../model/config.js'
+import { architectureName, hfTokenizerClass } from '../model/config.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { readCheckpointTensors, saveCheckpoint, type CheckpointState, type LoadedCheckpoint } from './checkpoint.js'
 import type { Best, EvalInfo, LogEntry, StepInfo } from './events.js'
@@ -79,6 +79,8 @@ export async function applyCheckpoint(ck: LoadedCheckpoint, model: BertModel, op
 export class RunDir {
   /** What training_args.json holds (the model card is written from it). */
   private args: Record<string, unknown> = {}
+  /** The encoder's architecture by name, once the model has been saved (for the model card). */
+  private architecture: string | undefined
 
   private constructor(
     readonly out: string,
@@ -109,6 +111,7 @@ export class RunDir {
   /** The model as Hugging Face and sentence-transformers load it (the MLP head is left out). */
   async saveModel(model: BertModel, tokenizer: Tokenizer, maxLen: number, pooling: 'cls' | 'mean'): Promise<void> {
     await model.save(this.out)
+    this.architecture = architectureName(model.config)
     await tokenizer.save(this.out, { tokenizerClass: hfTokenizerClass(model.config) })
     await writeSentenceTransformersFiles(this.out, model.config.hiddenSize, maxLen, pooling)
   }
@@ -129,7 +132,10 @@ export class RunDir {
     const evals = this.history.filter((h) => h.type === 'eval') as EvalInfo[]
     await writeFileAtomic(runPath(this.out, 'metrics.json'), json({ best, evals, lastStep: steps.at(-1) ?? null }))
     await writeFileAtomic(runPath(this.out, 'loss_curve.svg'), lossCurveSvg(curvePoints(steps, evals)))
-    await writeFileAtomic(join(this.out, 'README.md'), modelCard({ args: this.args, steps, evals, best, data }))
+    await writeFileAtomic(
+      join(this.out, 'README.md'),
+      modelCard({ args: this.args, steps, evals, best, data, architecture: this.architecture }),
+    )
   }
 }
 

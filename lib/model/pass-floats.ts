@@ -1,0 +1,10 @@
+// Floats of the activation buffers of a [B, T] pass of any model type: what batch sizing (lib/train/batch-size.ts,
+// SentenceEncoder's engine) counts before allocating. BERT's layers (activations.ts) and ModernBERT's
+// (modernbert.ts) keep different buffers.
+import type { BertConfig } from './config.js'
+import { floatsFor } from './activations.js'
+import { modernFloatsFor } from './modernbert.js'
+
+export function passFloats(c: BertConfig, B: number, T: number, training: boolean): number {
+  return c.modelType === 'modernbert' ? modernFloatsFor(c, B, T, training) : floatsFor(c, B, T, training)
+}
