@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process'
 import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { SentenceEncoder } from '../lib/index.js'
-import { cli, needsCli } from './helpers/train-corpus.js'
+import { cli, jsonVectors, needsCli } from './helpers/train-corpus.js'
 import { saveTinyModel, sentences } from './helpers/encoder-tiny-model.js'
 
 const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' })
@@ -114,13 +114,7 @@ t.test("--precision int8: the int8 encoder's vectors; on CUDA an error", needsCl
   await enc.close()
   const r = run('encode', '--model', dir, '--precision', 'int8', ...texts)
   t.equal(r.status, 0, r.stderr)
-  t.same(
-    r.stdout
-      .trimEnd()
-      .split('\n')
-      .map((l) => Float32Array.from(JSON.parse(l) as number[])),
-    want,
-  )
+  t.same(jsonVectors(r.stdout), want)
   const c = run('encode', '--model', dir, '--precision', 'int8', '--device', 'cuda', 'a cat')
   t.equal(c.status, 1)
   t.match(c.stderr, /precision 'int8' runs on the CPU/)

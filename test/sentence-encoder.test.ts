@@ -202,7 +202,7 @@ t.test('a batch beyond the memory budget runs in passes with the same vectors (i
     let batches = 0
     await e.run(
       texts,
-      { maxLength: T, batchSize: 40, sortByLength: true, pooling: 'mean', normalize: false, lowercase: false },
+      { maxLength: T, batchSize: 40, sortByLength: true, pooling: 'mean', normalize: false, lowercase: false, truncateDim: null },
       (idx, v) => {
         batches++
         idx.forEach((i, k) => (out[i] = v.slice(k * e.dimension, (k + 1) * e.dimension)))

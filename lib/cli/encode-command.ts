@@ -20,6 +20,7 @@ export const encoderFlags = {
   normalize: { type: 'boolean' },
   'max-len': { type: 'string' },
   'batch-size': { type: 'string' },
+  'truncate-dim': { type: 'string' },
 } as const
 
 /** The encoder the flags ask for; a --max-len beyond the model's positions is noted on stderr (it is clamped). */
@@ -32,6 +33,7 @@ export async function loadEncoder(v: Record<string, string | boolean | string[] 
     normalize: v.normalize as boolean | undefined,
     maxLength,
     batchSize: num('batch-size', v['batch-size'] as string | undefined, { int: true, min: 1 }),
+    truncateDim: num('truncate-dim', v['truncate-dim'] as string | undefined, { int: true, min: 1 }),
   })
   if (enc.precisionNote) process.stderr.write(`simcsepp: ${enc.precisionNote}\n`)
   if (maxLength !== undefined && enc.maxLength < maxLength)
@@ -166,7 +168,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
 
 /** `eval --onnx FILE`: the export's graph fixes the device, precision and pooling, so those flags are refused. */
 async function loadOnnxEncoder(file: string, v: Record<string, string | boolean | string[] | undefined>): Promise<OnnxEncoder> {
-  for (const flag of ['device', 'precision', 'pooling', 'normalize'])
+  for (const flag of ['device', 'precision', 'pooling', 'normalize', 'truncate-dim'])
     if (v[flag] !== undefined)
       throw new UsageError(`eval: --${flag} does not apply to --onnx (onnxruntime's CPU provider runs the graph as exported)`)
   const maxLength = num('max-len', v['max-len'] as string | undefined, { int: true, min: 3 })

@@ -7,6 +7,8 @@ const encoderOptions = `  Encoder     --pooling cls|mean  --normalize  --max-len
               default to the model's sentence-transformers settings: max_seq_length, else 128)
               --device auto|cpu|cuda  --precision auto|fp32|bf16|int8 (auto: bf16 products on CUDA, fp32 on the
               CPU; int8: the CPU's int8 products, fastest with AVX-512 VNNI, vectors near fp32's)
+              --truncate-dim N (a Matryoshka model's first N dimensions, normalised after the cut with
+              --normalize; default: config_sentence_transformers.json's truncate_dim)
 `
 
 export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval DIR...) [options]

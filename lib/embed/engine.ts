@@ -7,7 +7,7 @@ import { addon } from '../native.js'
 import { effectivePrecision, type EncoderPrecision, type EncoderPrecisionRequest } from '../model/precision.js'
 import { encoderCudaBlocker } from '../model/cuda-support.js'
 import { resolveDevice, type DeviceRequest } from '../device.js'
-import { normalizeRows } from '../util/vectors.js'
+import { normalizeRows, truncateRows } from '../util/vectors.js'
 import { passFloats } from '../model/pass-floats.js'
 import { largestPassWithin, stepMemory } from '../model/memory-budget.js'
 import type { RunOptions } from './protocol.js'
@@ -201,7 +201,14 @@ export class EmbeddingEngine {
     const tok = await tokenizePacked(this.tokenizer, o.lowercase ? sentences.map((s) => s.toLowerCase()) : sentences, maxLength)
     for (const indices of EmbeddingEngine.batches(tok, o.batchSize, o.sortByLength)) {
       await yieldFn()
-      onBatch(indices.slice(), this.embedBatch(tok, indices, o.pooling, o.normalize))
+      const k = o.truncateDim
+      if (k === null || k >= this.dimension) onBatch(indices.slice(), this.embedBatch(tok, indices, o.pooling, o.normalize))
+      else {
+        // Matryoshka: the first k values of each vector, normalised after the cut (so that they are unit vectors).
+        const vectors = truncateRows(this.embedBatch(tok, indices, o.pooling, false), this.dimension, k)
+        if (o.normalize) normalizeRows(vectors, k)
+        onBatch(indices.slice(), vectors)
+      }
     }
   }
 

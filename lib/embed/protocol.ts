@@ -20,6 +20,8 @@ export interface RunOptions {
   pooling: Pooling
   normalize: boolean
   sortByLength: boolean
+  /** Keep each vector's first truncateDim values (then normalize); null: all of them. */
+  truncateDim: number | null
 }
 
 /** Main -> worker. Sentences of one request may come in several chunks; `last` starts the work. */

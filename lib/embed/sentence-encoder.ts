@@ -48,6 +48,13 @@ export interface SentenceEncoderOptions {
    * 1e-3 of fp32's in 1 - cos: check it on your own evaluation).
    */
   precision?: EncoderPrecisionRequest
+  /**
+   * Keep the first truncateDim values of every vector (a Matryoshka model's smaller vectors), then normalise them
+   * when `normalize` is on. Default: config_sentence_transformers.json's truncate_dim, else none; null: none.
+   * sentence-transformers cuts after its Normalize module without normalising again: its cosine similarities are
+   * ours, its vectors ours times their norm.
+   */
+  truncateDim?: number | null
 }
 
 /** Options of one encode() call. */
@@ -169,6 +176,8 @@ export class SentenceEncoder {
     readonly defaultPromptName: string | undefined,
     /** The Pooling config's include_prompt (false is not implemented: a prompt is then an Error). */
     private readonly includePrompt: boolean,
+    /** Values kept of each vector (truncateDim; `dimension` then), or null for all. */
+    private readonly truncateDim: number | null,
   ) {
     worker.on('message', (m: FromWorker) => this.onMessage(m))
     worker.on('error', (e) => this.die(e instanceof Error ? e : new Error(String(e))))
@@ -185,7 +194,7 @@ export class SentenceEncoder {
     if (typeof dir !== 'string' || !dir)
       fail(`load: expected a model directory path, got ${typeof dir === 'string' ? 'an empty string' : typeof dir}`)
     if (options === null || typeof options !== 'object') fail('load: options must be an object')
-    rejectUnknown('load', options, ['device', 'pooling', 'normalize', 'maxLength', 'batchSize', 'precision'])
+    rejectUnknown('load', options, ['device', 'pooling', 'normalize', 'maxLength', 'batchSize', 'precision', 'truncateDim'])
     const device = options.device ?? 'auto'
     if (!DEVICE_REQUESTS.includes(device)) fail(`load: device must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(device)}`)
     const precision = options.precision ?? 'auto'
@@ -202,6 +211,9 @@ export class SentenceEncoder {
       fail(`load: maxLength must be an integer >= 3, got ${JSON.stringify(options.maxLength)}`)
     const batchSize = options.batchSize ?? 32
     checkBatchSize(batchSize, 'load')
+    const truncateOption = options.truncateDim
+    if (truncateOption !== undefined && truncateOption !== null && (!Number.isSafeInteger(truncateOption) || truncateOption < 1))
+      fail(`load: truncateDim must be a positive integer or null, got ${JSON.stringify(truncateOption)}`)
 
     const abs = resolve(dir)
     await checkDirectory(abs)
@@ -261,10 +273,18 @@ export class SentenceEncoder {
       await worker.terminate()
       throw e
     })
+    const truncate = truncateOption === undefined ? (st.truncateDim ?? null) : truncateOption
+    if (truncate !== null && truncate > ready.dimension) {
+      await worker.terminate()
+      fail(
+        `load: truncateDim ${truncate}${truncateOption === undefined ? ' (config_sentence_transformers.json)' : ''} is more than the model's ${ready.dimension} dimensions`,
+      )
+    }
+    const truncateDim = truncate !== null && truncate < ready.dimension ? truncate : null
     return new SentenceEncoder(
       worker,
       abs,
-      ready.dimension,
+      truncateDim ?? ready.dimension,
       ready.device,
       ready.precision,
       pooling,
@@ -277,6 +297,7 @@ export class SentenceEncoder {
       Object.freeze({ ...st.prompts }),
       st.defaultPromptName,
       st.includePrompt,
+      truncateDim,
     )
   }
 
@@ -367,6 +388,7 @@ export class SentenceEncoder {
       pooling: this.pooling,
       normalize: this.normalize,
       sortByLength,
+      truncateDim: this.truncateDim,
     }
 
     const id = this.nextId++

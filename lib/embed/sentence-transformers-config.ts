@@ -49,6 +49,11 @@ export interface SentenceTransformersConfig {
    * of the pooling, which is not implemented (encoding with a prompt is then an Error).
    */
   includePrompt: boolean
+  /**
+   * config_sentence_transformers.json's truncate_dim (sentence-transformers >= 3 saves it): the vectors' first
+   * truncateDim values are the model's vectors (Matryoshka models).
+   */
+  truncateDim?: number
 }
 
 interface ModuleEntry {
@@ -125,7 +130,7 @@ export async function readSentenceTransformersConfig(dir: string): Promise<Sente
   return out
 }
 
-/** config_sentence_transformers.json's prompts and default_prompt_name, checked (a missing file: none). */
+/** config_sentence_transformers.json's prompts, default_prompt_name and truncate_dim, checked (a missing file: none). */
 async function readPrompts(file: string): Promise<Partial<SentenceTransformersConfig>> {
   const cfg = await readJsonFile(file, { optional: true })
   if (cfg === undefined) return {}
@@ -144,6 +149,12 @@ async function readPrompts(file: string): Promise<Partial<SentenceTransformersCo
         `${file}: default_prompt_name ${JSON.stringify(name)} is not one of its prompts (${Object.keys(out.prompts ?? {}).join(', ') || 'none'})`,
       )
     out.defaultPromptName = name
+  }
+  const truncate = c.truncate_dim
+  if (truncate !== undefined && truncate !== null) {
+    if (typeof truncate !== 'number' || !Number.isSafeInteger(truncate) || truncate < 1)
+      throw new Error(`${file}: truncate_dim must be a positive integer or null, got ${JSON.stringify(truncate)}`)
+    out.truncateDim = truncate
   }
   return out
 }

@@ -43,3 +43,11 @@ export function normalizedRows64(z: Float32Array, n: number, d: number): Float64
   }
   return u
 }
+
+/** The first k values of each `width`-long row of `rows` (k <= width), as a new array of k-long rows. */
+export function truncateRows(rows: Float32Array, width: number, k: number): Float32Array {
+  const n = rows.length / width
+  const out = new Float32Array(n * k)
+  for (let r = 0; r < n; r++) out.set(rows.subarray(r * width, r * width + k), r * k)
+  return out
+}

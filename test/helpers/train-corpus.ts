@@ -44,6 +44,14 @@ export function tinyTrainArgs(data: string, out: string, steps = 3): string[] {
 export const cli = join(process.cwd(), 'dist', 'cli.js')
 export const needsCli = { skip: existsSync(cli) ? false : 'dist/cli.js not built' }
 
+/** `simcsepp encode`'s default output (a JSON array of numbers per line) as float32 vectors. */
+export function jsonVectors(stdout: string): Float32Array[] {
+  return stdout
+    .trimEnd()
+    .split('\n')
+    .map((l) => Float32Array.from(JSON.parse(l) as number[]))
+}
+
 /** Runs `simcsepp ...args` to the end. */
 export function runCli(args: string[]): { status: number | null; stderr: string } {
   const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' })
