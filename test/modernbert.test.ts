@@ -82,7 +82,7 @@ const config: BertConfig = {
   hiddenAct: 'gelu',
   hiddenDropoutProb: 0.15,
   attentionProbsDropoutProb: 0.1,
-  maxPositionEmbeddings: 64,
+  maxPositionEmbeddings: 128,
   typeVocabSize: 0,
   layerNormEps: 1e-5,
   padTokenId: 2,
@@ -227,6 +227,15 @@ t.test("saved as ModernBertModel; the float64 ModernBertModel on the saved tenso
     const r = modernBertRef(S, config, refBatch, () => null, pooling)
     t.ok(relErr(v, r) < 1e-5, `embed ${pooling} (${relErr(v, r).toExponential(2)})`)
   }
+  // Past 64 tokens the window comes from the next table (lengths are served by powers of two): T = 70.
+  const T70 = 70
+  const mask70 = Int32Array.from({ length: 2 * T70 }, (_, i) => (i < T70 + 3 ? 1 : 0))
+  const ids70 = Int32Array.from(mask70, (m, i) => (m ? 3 + ((i * 11) % (config.vocabSize - 3)) : config.padTokenId))
+  const long = model.forward({ inputIds: ids70, attentionMask: mask70, shape: [2, T70] })
+  const got70 = long.toFloat32Array()
+  long.dispose()
+  const want70 = modernBertRef(S, config, { ids: ids70, mask: mask70, B: 2, T: T70 }, () => null, 'none')
+  t.ok(relErr(got70, want70) < 1e-5, `T = 70: forward = float64 ModernBertModel (${relErr(got70, want70).toExponential(2)})`)
   // The window and the two bases matter: the reference without either differs.
   const wide = { ...config, modern: { ...config.modern!, localAttention: 64 } }
   t.ok(

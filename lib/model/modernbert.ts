@@ -241,8 +241,8 @@ export class ModernBertPasses {
   private readonly biasGradSink: Tensor
   /** The [1, H] zeros the embedding op adds as position and type rows. */
   private readonly zeroRow: Tensor
-  /** The window bias per sequence length (local layers; none where the window spans the whole sequence). */
-  private readonly windows = new Map<number, Tensor | null>()
+  /** The local layers' window bias tables, by the power of two of lengths each serves (window()). */
+  private readonly windows = new Map<number, Tensor>()
 
   constructor(
     private readonly config: BertConfig,
@@ -254,21 +254,26 @@ export class ModernBertPasses {
     this.zeroRow = Tensor.zeros([1, config.hiddenSize], device)
   }
 
-  /** The [2T - 1, NH] window bias of length T, or null when every key is within reach of every query. */
+  /**
+   * The [2T - 1, NH] window bias of length T, or null when every key is within reach of every query: a view of the
+   * table of the smallest power of two P >= T made so far (rows P - T .. P + T - 2 of its 2P - 1, centred on the
+   * same diagonal). Tables are made once per power of two and kept (a CUDA graph captured at one length reads the
+   * table it saw), so lengths up to 8192 hold less than 2 tables of the longest.
+   */
   private window(T: number): Tensor | null {
     const c = this.config
-    if (!this.windows.has(T)) {
-      const reach = c.modern!.localAttention / 2
-      let t: Tensor | null = null
-      if (T - 1 > reach) {
-        const NH = c.numAttentionHeads
-        const bias = new Float32Array((2 * T - 1) * NH)
-        for (let d = 0; d < 2 * T - 1; d++) if (Math.abs(d - (T - 1)) > reach) bias.fill(OUTSIDE_WINDOW, d * NH, (d + 1) * NH)
-        t = Tensor.from(bias, [2 * T - 1, NH], this.device)
-      }
-      this.windows.set(T, t)
+    const reach = c.modern!.localAttention / 2
+    if (T - 1 <= reach) return null
+    let P = 64
+    while (P < T) P *= 2
+    let table = this.windows.get(P)
+    if (!table) {
+      const NH = c.numAttentionHeads
+      const bias = new Float32Array((2 * P - 1) * NH)
+      for (let d = 0; d < 2 * P - 1; d++) if (Math.abs(d - (P - 1)) > reach) bias.fill(OUTSIDE_WINDOW, d * NH, (d + 1) * NH)
+      this.windows.set(P, (table = Tensor.from(bias, [2 * P - 1, NH], this.device)))
     }
-    return this.windows.get(T)!
+    return table.view((P - T) * c.numAttentionHeads, [2 * T - 1, c.numAttentionHeads])
   }
 
   private theta(l: number): number {
@@ -401,7 +406,7 @@ export class ModernBertPasses {
     this.zeroBias.dispose()
     this.biasGradSink.dispose()
     this.zeroRow.dispose()
-    for (const t of this.windows.values()) t?.dispose()
+    for (const t of this.windows.values()) t.dispose()
     this.windows.clear()
   }
 }
