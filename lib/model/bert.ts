@@ -34,8 +34,8 @@ import * as ops from '../ops.js'
 import { ActivationArena, type Activations } from './activations.js'
 import { initialiseParameters } from './init.js'
 import { initialParameters } from './init-parallel.js'
-import { MLP_BIAS, MLP_WEIGHT, paramLayout, type ParamLayout } from './layout.js'
-import { modelParams, viewsByName, type Affine, type ModelParams } from './params.js'
+import { MLP_WEIGHT, paramLayout, type ParamLayout } from './layout.js'
+import { mlpHeadOf, modelParams, viewsByName, type Affine, type ModelParams } from './params.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { checkModelFits, parameterCount } from './size-check.js'
 import { StepGraphs, type BoundArrays } from './step-graphs.js'
@@ -866,13 +866,6 @@ export class BertModel {
 }
 
 /** The precision option, validated ('fp32' when absent). */
-/** The SimCSE training head's views among `views`, when the layout has one. */
-function mlpHeadOf(views: ReadonlyMap<string, Tensor>): Affine | null {
-  const weight = views.get(MLP_WEIGHT),
-    bias = views.get(MLP_BIAS)
-  return weight && bias ? { weight, bias } : null
-}
-
 function checkPrecision(p: Precision | undefined): Precision {
   if (p === undefined) return 'fp32'
   if (p !== 'fp32' && p !== 'bf16') throw new TypeError(`BertModel: precision must be 'fp32' or 'bf16' (got ${String(p)})`)

@@ -42,8 +42,13 @@ export interface ModelParams {
   layers: LayerParams[]
   /** MPNet's relative-position bias table [buckets, NH], shared by the layers; null for the others. */
   relativeAttentionBias: Tensor | null
-  /** The SimCSE training head, when the model has one. */
-  mlp: Affine | null
+}
+
+/** The SimCSE training head's views among `views` (parameters or gradients), when the layout has one; any model type. */
+export function mlpHeadOf(views: ReadonlyMap<string, Tensor>): Affine | null {
+  const weight = views.get(MLP_WEIGHT),
+    bias = views.get(MLP_BIAS)
+  return weight && bias ? { weight, bias } : null
 }
 
 /** A view of every parameter of `layout` in `flat` (parameters or gradients), by name. */
@@ -85,7 +90,6 @@ export function modelParams(views: ReadonlyMap<string, Tensor>, numLayers: numbe
     embeddingNorm: affine('embeddings.LayerNorm'),
     layers,
     relativeAttentionBias: views.get(RELATIVE_ATTENTION_BIAS) ?? null,
-    mlp: views.has(MLP_WEIGHT) ? { weight: get(MLP_WEIGHT), bias: get(MLP_BIAS) } : null,
   }
 }
 
