@@ -24,6 +24,7 @@
         "native/cpu/bert_ops.cpp",
         "native/cpu/blas_ref.cpp",
         "native/cpu/clip.cpp",
+        "native/cpu/columns.cpp",
         "native/cpu/column_sums.cpp",
         "native/cpu/dcl.cpp",
         "native/cpu/dropout.cpp",

@@ -34,6 +34,8 @@ const Backend& cuda_backend() {
     b.tanh_backward = cuda::tanh_backward;
     b.add = cuda::add;
     b.add_inplace = cuda::add_inplace;
+    b.leading_columns = cuda::leading_columns;
+    b.add_leading_columns = cuda::add_leading_columns;
     b.pool_cls_forward = cuda::pool_cls_forward;
     b.pool_cls_backward = cuda::pool_cls_backward;
     b.pool_mean_forward = cuda::pool_mean_forward;

@@ -32,6 +32,8 @@ TanhForwardFn tanh_forward;                             // elementwise.cu
 TanhBackwardFn tanh_backward;                           // elementwise.cu
 AddFn add;                                              // elementwise.cu
 AddInplaceFn add_inplace;                               // elementwise.cu
+LeadingColumnsFn leading_columns;                       // columns.cu
+AddLeadingColumnsFn add_leading_columns;                // columns.cu
 PoolClsForwardFn pool_cls_forward;                      // pooling.cu
 PoolClsBackwardFn pool_cls_backward;                    // pooling.cu
 PoolMeanForwardFn pool_mean_forward;                    // pooling.cu

@@ -367,6 +367,8 @@ export interface Addon {
   tanhBackward(dinp: NativeTensor, out: NativeTensor, dout: NativeTensor): void
   add(out: NativeTensor, a: NativeTensor, b: NativeTensor): void
   addInplace(dst: NativeTensor, src: NativeTensor): void
+  leadingColumns(out: NativeTensor, inp: NativeTensor): void
+  addLeadingColumns(dinp: NativeTensor, dout: NativeTensor, scale: number): void
   scaleInplace(x: NativeTensor, s: number): void
   /** Clips g to global L2 norm maxNorm as torch does; returns the sum of squares before clipping. */
   clipGradNorm(g: NativeTensor, maxNorm: number): number

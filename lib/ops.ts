@@ -318,6 +318,19 @@ export function addInplace(dst: Tensor, src: Tensor): void {
   addon.addInplace(nativeOf(dst, 'dst'), nativeOf(src, 'src'))
 }
 
+/**
+ * out [R, d] = the first d columns of inp [R, H] (d <= H): a Matryoshka dimension's vectors as rows of their own,
+ * for the losses, which read contiguous rows.
+ */
+export function leadingColumns(out: Tensor, inp: Tensor): void {
+  addon.leadingColumns(nativeOf(out, 'out'), nativeOf(inp, 'inp'))
+}
+
+/** dinp[:, :d] += scale · dout (dout [R, d], dinp [R, H]; its other columns untouched): leadingColumns' backward. */
+export function addLeadingColumns(dinp: Tensor, dout: Tensor, scale = 1): void {
+  addon.addLeadingColumns(nativeOf(dinp, 'dinp'), nativeOf(dout, 'dout'), scale)
+}
+
 /** x *= s. */
 export function scaleInplace(x: Tensor, s: number): void {
   addon.scaleInplace(nativeOf(x, 'x'), s)

@@ -53,6 +53,8 @@ namespace simcsepp {
   X(TanhBackwardFn, tanh_backward)                                                     \
   X(AddFn, add)                                                                        \
   X(AddInplaceFn, add_inplace)                                                         \
+  X(LeadingColumnsFn, leading_columns)                                                 \
+  X(AddLeadingColumnsFn, add_leading_columns)                                          \
   X(AttentionForwardFn, attention_forward)                                             \
   X(AttentionBackwardFn, attention_backward)                                           \
   X(RelativeBiasForwardFn, relative_bias_forward)                                      \

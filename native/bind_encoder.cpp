@@ -21,6 +21,8 @@
 //   gegluForward(out, u)              gegluBackward(du, u, dout)   (ModernBERT's MLP: u [R, 2I] = [a | g])
 //   rope(qkv, numHeads, theta, inverse)   (ModernBERT's rotary embedding, in place on the q, k blocks of [B, T, 3H])
 //   add(out, a, b)                    addInplace(dst, src)
+//   leadingColumns(out, inp)          addLeadingColumns(dinp, dout, scale)   (out, dout [R, d]; inp, dinp [R, H];
+//                                     d <= H: Matryoshka training's truncated vectors and their gradient)
 //   attentionForward(ctx, probs|null, q, k|null, v|null, mask, numHeads, p, seed, offset, keepRows|null[, firstRow,
 //                    bf16Next, relBias|null])   (probs null: the softmax is not kept, for inference; relBias
 //                    [2T - 1, NH]: MPNet's relative-position bias, ops/encoder.h)
@@ -442,6 +444,42 @@ Napi::Value AddInplace(const Napi::CallbackInfo& info) {
   return elementwise(info, "addInplace", {"dst", "src"}, &Backend::add_inplace);
 }
 
+// The first d columns of [R, H] rows: `narrow` [R, d] (its last dimension is d) and `wide` (R rows of H >= d).
+struct ColumnsDims {
+  int64_t R, d, H;
+};
+
+ColumnsDims columns_dims(const Napi::Env& env, const NativeTensor* narrow, const char* narrowName,
+                         const NativeTensor* wide, const char* wideName) {
+  const int64_t d = last_dim(env, narrow, narrowName), R = narrow->numel() / d;
+  const int64_t H = last_dim(env, wide, wideName);
+  expect_rows(env, wide, wideName, R * H, H);
+  if (d > H)
+    throw_arg(env, std::string("Expected ") + narrowName + "'s last dimension (" + std::to_string(d) +
+                       ") to be at most " + wideName + "'s (" + std::to_string(H) + ")");
+  require_disjoint(env, narrow, narrowName, wide, wideName);
+  return {R, d, H};
+}
+
+Napi::Value LeadingColumns(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "leadingColumns");
+  NativeTensor* out = ts.tensor(0, "out");
+  NativeTensor* inp = ts.tensor(1, "inp");
+  const ColumnsDims c = columns_dims(info.Env(), out, "out", inp, "inp");
+  LeadingColumnsFn* leading_columns = ts.entry(&Backend::leading_columns);
+  return guarded_void(info.Env(), [&] { leading_columns(out->data(), inp->data(), c.R, c.d, c.H); });
+}
+
+Napi::Value AddLeadingColumns(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "addLeadingColumns");
+  NativeTensor* dinp = ts.tensor(0, "dinp");
+  NativeTensor* dout = ts.tensor(1, "dout");
+  const ColumnsDims c = columns_dims(info.Env(), dout, "dout", dinp, "dinp");
+  const float scale = static_cast<float>(arg_scale(info, 2, "scale"));
+  AddLeadingColumnsFn* add_leading_columns = ts.entry(&Backend::add_leading_columns);
+  return guarded_void(info.Env(), [&] { add_leading_columns(dinp->data(), dout->data(), scale, c.R, c.d, c.H); });
+}
+
 // ---------------------------------------------------------------------------------------------
 // ModernBERT: the GeGLU of its MLP and its rotary position embedding
 
@@ -727,6 +765,8 @@ void register_encoder(Napi::Env env, Napi::Object exports) {
                        {"tanhBackward", TanhBackward},
                        {"add", Add},
                        {"addInplace", AddInplace},
+                       {"leadingColumns", LeadingColumns},
+                       {"addLeadingColumns", AddLeadingColumns},
                        {"attentionForward", AttentionForward},
                        {"attentionBackward", AttentionBackward},
                        {"relativeBiasForward", RelativeBiasForward},

@@ -23,6 +23,7 @@ const files = [
   'test/relative-attention.test.ts',
   'test/mpnet.test.ts',
   'test/modernbert.test.ts',
+  'test/matryoshka.test.ts',
   'test/long-sequences.test.ts',
   'test/precision.test.ts',
   'test/bench-step.test.ts',

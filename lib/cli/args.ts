@@ -11,6 +11,18 @@ export function num(name: string, v: string | undefined, range: NumberRange = {}
   return x
 }
 
+/** A comma-separated list of numbers ("768,512,256"), each within `range`; undefined when the flag is absent. */
+export function numList(name: string, v: string | undefined, range: NumberRange = {}): number[] | undefined {
+  if (v === undefined) return undefined
+  const items = v.split(',').map((x) => x.trim())
+  return items.map((x) => {
+    const n = Number(x)
+    if (x === '' || !inRange(n, range))
+      throw new UsageError(rangeMessage(`--${name}`, range, `${JSON.stringify(x)} in ${JSON.stringify(v)}`))
+    return n
+  })
+}
+
 export function oneOf<T extends string>(name: string, v: string | undefined, allowed: readonly T[]): T | undefined {
   if (v === undefined) return undefined
   if (!allowed.includes(v as T)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')} (got ${JSON.stringify(v)})`)

@@ -6,7 +6,8 @@ import { DATA_FORMATS } from '../data/pairs.js'
 import { OPTION_RANGES as R } from '../train/options.js'
 import { DEVICE_REQUESTS } from '../device.js'
 import { PRECISION_REQUESTS } from '../model/precision.js'
-import { num, oneOf, parseFlags, UsageError } from './args.js'
+import { num, numList, oneOf, parseFlags, UsageError } from './args.js'
+import { MATRYOSHKA_WEIGHT_MAX } from '../train/matryoshka-options.js'
 import { demoCommand } from './demo-command.js'
 import { TrainingDisplay } from './train-display.js'
 import { resumeOptions } from '../train/resume-options.js'
@@ -21,6 +22,8 @@ export const trainUsage = `simcsepp train [options]
               --format auto|text|csv|tsv|jsonl (auto: by extension, else by the first line)
   Objective   --objective simcse|off-dropout|dcl|simcse++ (text: simcse++; pairs/triplets: simcse)
               --temperature 0.05  --pos-scale 1  --dcl-weight 0.1  --dcl-temperature 5  --dropout P
+              --matryoshka-dims 768,512,256,128,64 [--matryoshka-weights 1,1,1,1,1]: the loss over
+              each size's leading dimensions, summed (vectors cut with --truncate-dim stay good)
   Memory      --micro-batch auto|M|0: encode the 3N rows M at a time (exact gradients); auto (default):
               split only when the activations exceed min(4 GiB, RAM/4), on CUDA 3/4 of free GPU memory
   Recipe      --batch-size 64 --max-len 32 --lr 3e-5 --epochs 1 [--steps N] --warmup 0 --weight-decay 0
@@ -51,6 +54,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
       'dcl-weight': { type: 'string' },
       'dcl-temperature': { type: 'string' },
       dropout: { type: 'string' },
+      'matryoshka-dims': { type: 'string' },
+      'matryoshka-weights': { type: 'string' },
       'batch-size': { type: 'string' },
       'micro-batch': { type: 'string' },
       'max-len': { type: 'string' },
@@ -97,6 +102,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
     dclWeight: num('dcl-weight', values['dcl-weight'], R.dclWeight),
     dclTemperature: num('dcl-temperature', values['dcl-temperature'], R.dclTemperature),
     dropout: num('dropout', values.dropout, R.dropout),
+    matryoshkaDims: numList('matryoshka-dims', values['matryoshka-dims'], { int: true, min: 1 }),
+    matryoshkaWeights: numList('matryoshka-weights', values['matryoshka-weights'], { min: 0, max: MATRYOSHKA_WEIGHT_MAX }),
     batchSize: num('batch-size', values['batch-size'], R.batchSize),
     microBatch: values['micro-batch'] === 'auto' ? 'auto' : num('micro-batch', values['micro-batch'], R.microBatch),
     maxLen: num('max-len', values['max-len'], R.maxLen),

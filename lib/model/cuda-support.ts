@@ -40,6 +40,9 @@ export const ENCODER_TRAINING_OPS = [
   'grad_sum_squares',
   'scale_inplace',
   'adamw_step',
+  // Matryoshka training's truncated vectors (lib/train/matryoshka.ts).
+  'leading_columns',
+  'add_leading_columns',
 ] as const
 
 /** null when the encoder's ops (its training ops, with `training`) all have CUDA kernels, else which lack them. */

@@ -28,11 +28,13 @@ export interface BatchShape {
   views: number
   /** Rows per encoder pass (micro-batches); default: every row at once. */
   rowsPerPass?: number
+  /** Matryoshka training: the width of the truncated vectors' scratch (they and their gradient, every row); 0: none. */
+  narrowDim?: number
 }
 
 /**
  * Throws a RangeError when a step of this shape cannot hold its buffers: the encoder's activations
- * (one allocation, at most MAX_TENSOR_ELEMENTS floats) and dL/dz, within `memoryBytes` (default: this
+ * (one allocation, at most MAX_TENSOR_ELEMENTS floats), dL/dz and Matryoshka's scratch, within `memoryBytes` (default: this
  * machine's memory; `has` says it in words for the message). Rows are sized for the longest sentence --max-len allows.
  */
 export function checkBatchFits(s: BatchShape, memoryBytes = totalmem(), has = `this machine has ${gib(memoryBytes)}`): void {
@@ -40,7 +42,7 @@ export function checkBatchFits(s: BatchShape, memoryBytes = totalmem(), has = `t
   const pass = Math.min(rows, s.rowsPerPass || rows)
   const activations = passFloats(s.config, pass, s.tokens, true)
   // The vectors and their gradient of every row (twice with micro-batches: gathered, then dL/dz).
-  const bytes = (activations + (pass < rows ? 2 : 1) * rows * s.config.hiddenSize) * 4
+  const bytes = (activations + (pass < rows ? 2 : 1) * rows * s.config.hiddenSize + 2 * rows * (s.narrowDim ?? 0)) * 4
   const given = s.batch < s.requested ? `--batch-size ${s.requested} (${s.batch} sentences: all of the data)` : `--batch-size ${s.batch}`
   const per = pass < rows ? ` in micro-batches of ${pass} rows` : ''
   const needs = `${given} with --max-len ${s.maxLen}${per} needs ~${gib(bytes)} of activations`

@@ -24,7 +24,10 @@ export interface StepInfo {
   /** On CUDA with step graphs: how this step ran ('eager' while its padded shape is new, then one graph). */
   cudaGraph?: 'eager' | 'captured' | 'replayed'
   loss: number
+  /** The loss's terms, unweighted (SimCSE++: offDropout and dcl); with Matryoshka dimensions, each summed over them with their weights. */
   parts: Record<string, number>
+  /** With Matryoshka dimensions (matryoshkaDims): each one's loss, unweighted, keyed by the dimension. */
+  dimLosses?: Record<string, number>
   lr: number
   gradNorm: number
   sentencesPerSecond: number

@@ -66,6 +66,7 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
   const base = args.model
     ? `\`${basename(String(args.model))}\` (${String(args.model)})`
     : `random initialisation (\`${JSON.stringify(args.config ?? 'mini')}\` size)`
+  const dims = Array.isArray(args.matryoshkaDims) ? (args.matryoshkaDims as number[]) : null
   const rows = HYPER.filter(([, k]) => args[k] !== undefined && args[k] !== null && (!ONLY_FOR[k] || ONLY_FOR[k].includes(objective)))
   const last = steps.at(-1)
   const lines = [
@@ -77,6 +78,7 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
     '  - feature-extraction',
     '  - sentence-similarity',
     `  - ${supervised ? 'simcse' : objective}`,
+    ...(dims ? ['  - matryoshka'] : []),
     '---',
     '',
     `# ${basename(String(args.out ?? 'model'))}`,
@@ -89,6 +91,7 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
     `- Data: \`${basename(String(args.data))}\`, ${what}, read as ${String(args.format ?? 'text')} (${data.bytes} bytes, SHA-256 ${data.sha256.slice(0, 16)}…)`,
     `- Objective: \`${objective}\`${supervised ? ' (supervised)' : ''}`,
     last ? `- Trained ${last.step} steps; final loss ${last.loss.toFixed(4)}` : '- Not trained (0 steps): the initialised model',
+    ...(dims ? matryoshkaLines(dims, args.matryoshkaWeights, last) : []),
     '',
     '| hyper-parameter | value |',
     '| --- | --- |',
@@ -121,6 +124,7 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
     'await encoder.close()',
     '```',
     '',
+    ...(dims ? matryoshkaUsage(dims) : []),
     `Pooling: ${args.pooling === 'mean' ? 'the mean over tokens' : 'the [CLS] vector'} (the MLP head used in training is not part of the model), cosine similarity.`,
     '',
     '## Files',
@@ -134,6 +138,33 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
     '',
   ]
   return lines.join('\n')
+}
+
+/** The Matryoshka dimensions the run trained, their weights and final losses. */
+function matryoshkaLines(dims: number[], weights: unknown, last: StepInfo | undefined): string[] {
+  const w = Array.isArray(weights) ? (weights as number[]) : dims.map(() => 1)
+  const lines = [
+    `- Matryoshka: the loss summed over the vectors' first ${dims.join(', ')} dimensions (weights ${w.join(', ')}), so the vectors`,
+    '  may be cut to any of those sizes (and normalised again) for smaller indexes and faster search',
+  ]
+  if (last?.dimLosses)
+    lines.push(
+      `- Final loss per dimension: ${Object.entries(last.dimLosses)
+        .sort(([a], [b]) => Number(b) - Number(a))
+        .map(([d, l]) => `${d}: ${l.toFixed(4)}`)
+        .join(', ')}`,
+    )
+  return lines
+}
+
+/** How to load the vectors cut to a trained size, in Python and in Node. */
+function matryoshkaUsage(dims: number[]): string[] {
+  const d = Math.min(...dims)
+  return [
+    `Cut to a trained size (Matryoshka), e.g. ${d}: \`SentenceTransformer(path, truncate_dim=${d})\` in Python,`,
+    `\`SentenceEncoder.load(path, { truncateDim: ${d} })\` or \`--truncate-dim ${d}\` in Node.`,
+    '',
+  ]
 }
 
 /** The evaluations as a table of Spearman ×100 per file (the best step marked), or a line saying there were none. */

@@ -7,6 +7,7 @@ import { PRECISION_REQUESTS } from '../model/precision.js'
 import { inRange, rangeMessage, type NumberRange } from '../util/number-range.js'
 import { OBJECTIVES, type Objective } from './objective.js'
 import { DATA_FORMATS, type DataFormat } from '../data/pairs.js'
+import { checkMatryoshkaOptions } from './matryoshka-options.js'
 
 export interface TrainOptions {
   /** A Hugging Face BERT/RoBERTa/DistilBERT directory to start from... */
@@ -24,6 +25,14 @@ export interface TrainOptions {
   posScale?: number
   dclWeight?: number
   dclTemperature?: number
+  /**
+   * Matryoshka training: the objective over the first d dimensions of the vectors for each d listed (each at
+   * most the hidden size; the hidden size itself to train the whole vectors too), weighted and summed, so that
+   * vectors cut to any of them (SentenceEncoder's truncateDim) stay good; e.g. [768, 512, 256, 128, 64].
+   */
+  matryoshkaDims?: number[]
+  /** The weight of each of matryoshkaDims' losses (default: 1 each). */
+  matryoshkaWeights?: number[]
   /** Overrides every dropout probability of the model (hidden and attention; ModernBERT's embedding one too). */
   dropout?: number
   batchSize?: number
@@ -75,9 +84,15 @@ export interface TrainOptions {
 }
 
 export type ResolvedTrainOptions = Required<
-  Omit<TrainOptions, 'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout' | 'evalFiles' | 'overwrite'>
+  Omit<
+    TrainOptions,
+    'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout' | 'evalFiles' | 'overwrite' | 'matryoshkaDims' | 'matryoshkaWeights'
+  >
 > &
-  Pick<TrainOptions, 'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout'> & { evalFiles: string[]; overwrite: boolean }
+  Pick<TrainOptions, 'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout' | 'matryoshkaDims' | 'matryoshkaWeights'> & {
+    evalFiles: string[]
+    overwrite: boolean
+  }
 
 // The recipe of docs/method.md §6.
 const DEFAULTS = {
@@ -140,6 +155,8 @@ const FIXED_ON_RESUME = [
   'posScale',
   'dclWeight',
   'dclTemperature',
+  'matryoshkaDims',
+  'matryoshkaWeights',
   'dropout',
   'batchSize',
   'maxLen',
@@ -168,6 +185,8 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     'tokenizer',
     'data',
     'dropout',
+    'matryoshkaDims',
+    'matryoshkaWeights',
     'steps',
     'evalFiles',
     'out',
@@ -191,6 +210,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     if (k === 'microBatch' && v === 'auto') continue
     if (!inRange(v, range)) throw new RangeError(`train: ${rangeMessage(k, range, typeof v === 'number' ? String(v) : JSON.stringify(v))}`)
   }
+  checkMatryoshkaOptions(r.matryoshkaDims, r.matryoshkaWeights)
   if (r.format !== 'auto' && !DATA_FORMATS.includes(r.format))
     throw new TypeError(`train: format must be auto, ${DATA_FORMATS.join(', ')} (got ${String(r.format)})`)
   if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)

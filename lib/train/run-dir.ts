@@ -51,8 +51,10 @@ export function checkResumable(
     throw new Error(`--resume: ${ck.dir} is at step ${ck.state.step}, past the ${run.totalSteps} steps of this run`)
   for (const [k, now] of Object.entries(runOptions)) {
     const was = ck.state.options[k]
-    // Checkpoints from before supervised data record no format: theirs was text.
-    const norm = (v: unknown) => (k === 'data' && typeof v === 'string' ? basename(v) : k === 'format' && v === undefined ? 'text' : v)
+    // Checkpoints from before supervised data record no format: theirs was text. Options added since a
+    // checkpoint was written are absent from it: unset, as null.
+    const norm = (v: unknown) =>
+      k === 'data' && typeof v === 'string' ? basename(v) : k === 'format' && v === undefined ? 'text' : v === undefined ? null : v
     if (JSON.stringify(norm(was)) !== JSON.stringify(norm(now)))
       throw new Error(`--resume: option ${k} was ${JSON.stringify(was)} in the checkpointed run, now ${JSON.stringify(now)}`)
   }

@@ -26,7 +26,9 @@ import { StepGraphs, type BoundArrays } from '../model/step-graphs.js'
 import type { BatchStream } from '../data/sentences.js'
 import { alignment, METRIC_SENTENCES, uniformityFromGram } from './batch-metrics.js'
 import { linearForward } from '../ops.js'
-import { keepRowsFor, lossFromResults, objectiveLoss, viewCount } from './objective.js'
+import { keepRowsFor, viewCount } from './objective.js'
+import { StepObjective, type StepLoss } from './matryoshka.js'
+import { matryoshkaPlan } from './matryoshka-options.js'
 import type { ResolvedTrainOptions } from './options.js'
 import type { StepInfo } from './events.js'
 import type { Communicator } from '../distributed/communicator.js'
@@ -72,6 +74,8 @@ export class TrainingStep {
   private readonly passGrad: Tensor | null
   /** The Gram matrix of the metric sample's dropout-free (last) view, [S, S] on the step's device. */
   private readonly gram: Tensor
+  /** The run's objective over the vectors (with Matryoshka dimensions, its scratch). */
+  private readonly objective: StepObjective
   /**
    * The gradient clipping factor (clipGradScale), [1] on the step's device: AdamW multiplies the gradients
    * by it as it updates, which saves a pass that would scale them in place first (same bits).
@@ -109,6 +113,8 @@ export class TrainingStep {
     const S = Math.min(shape.batch, METRIC_SENTENCES)
     this.gram = Tensor.zeros([S * S], device)
     this.clipScale = Tensor.zeros([1], device)
+    const H = model.config.hiddenSize
+    this.objective = new StepObjective(o, matryoshkaPlan(o.matryoshkaDims, o.matryoshkaWeights, H), rows, H, device)
     const graphs = device === 'cuda' && process.env.SIMCSEPP_CUDA_GRAPHS !== '0'
     this.stepGraphs = graphs ? new StepGraphs(1 + 3 * model.config.numHiddenLayers) : null
   }
@@ -244,6 +250,7 @@ export class TrainingStep {
         ...(this.stepGraphs ? { cudaGraph: r.graph } : {}),
         loss: r.loss,
         parts: r.parts,
+        ...(r.dimLosses ? { dimLosses: r.dimLosses } : {}),
         lr,
         gradNorm: r.gradNorm,
         sentencesPerSecond: n / seconds,
@@ -279,14 +286,14 @@ export class TrainingStep {
     this.launchGram(z, n)
     const metrics = this.readMetrics(z, n)
     if (metrics.bad !== undefined) throw fail(`the sentence vectors hold ${metrics.bad}`)
-    let result: ReturnType<typeof objectiveLoss>
+    let result: StepLoss
     try {
-      result = objectiveLoss(o, z, g, n)
+      result = this.objective.loss(z, g, n)
     } catch (e) {
       if (e instanceof RangeError && /contains NaN or Inf values/.test(e.message)) throw fail(NON_FINITE_VECTORS)
       throw e
     }
-    const { loss, parts } = result
+    const { loss, parts, dimLosses } = result
     if (!Number.isFinite(loss)) throw fail(`the loss is ${loss}`)
     model.zeroGrad()
     backwardAll(own.batch, g)
@@ -300,7 +307,7 @@ export class TrainingStep {
       if (comm) this.graphBytes.set(graphKey, comm.bytes - bytesBefore)
     }
     fixed.activationBytes = model.activationBytes
-    const done = info({ loss, parts, gradNorm, metrics, graph: 'eager' })
+    const done = info({ loss, parts, dimLosses, gradNorm, metrics, graph: 'eager' })
     return { step: step + 1, result: () => done }
   }
 
@@ -343,7 +350,7 @@ export class TrainingStep {
       const z = forwardAll(input)
       this.graphZ.set(key, z)
       this.launchGram(z, n)
-      objectiveLoss(o, z, g, n) // its results come from the graph (lossFromResults)
+      this.objective.loss(z, g, n) // its results come from the graph (fromResults)
       model.zeroGrad()
       backwardAll(input, g)
       ops.clipGradScale(model.grads, o.gradClip, this.clipScale)
@@ -366,13 +373,10 @@ export class TrainingStep {
       if (metrics.bad !== undefined) throw fail(`the sentence vectors hold ${metrics.bad}`)
       const losses = results.filter((r) => r.kind === 'loss')
       if (losses.some((r) => r.nonFinite !== 0)) throw fail(NON_FINITE_VECTORS)
-      const { loss, parts } = lossFromResults(
-        o,
-        losses.map((r) => r.value),
-      )
+      const { loss, parts, dimLosses } = this.objective.fromResults(losses.map((r) => r.value))
       if (!Number.isFinite(loss)) throw fail(`the loss is ${loss}`)
       const gradNorm = checkedNorm(results.find((r) => r.kind === 'sumSquares')!.value)
-      return info({ loss, parts, gradNorm, metrics, graph })
+      return info({ loss, parts, dimLosses, gradNorm, metrics, graph })
     })
     pending.onRead = (failed) => {
       this.unread.splice(this.unread.indexOf(pending), 1)
@@ -418,6 +422,7 @@ export class TrainingStep {
     this.grad.dispose()
     this.gram.dispose()
     this.clipScale.dispose()
+    this.objective.dispose()
     this.zAll?.dispose()
     this.passGrad?.dispose()
   }
@@ -491,9 +496,7 @@ interface Metrics {
 }
 
 /** What a step reports besides its timing. */
-interface StepNumbers {
-  loss: number
-  parts: Record<string, number>
+interface StepNumbers extends StepLoss {
   gradNorm: number
   metrics: Metrics
 }

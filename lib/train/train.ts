@@ -22,6 +22,7 @@ import { findCheckpoint, loadCheckpoint } from './checkpoint.js'
 import { checkpointDir } from './run-layout.js'
 import type { StepInfo, TrainHooks, TrainResult } from './events.js'
 import { Evaluator, modelEmbedder, readEvalSets } from './evaluation.js'
+import { matryoshkaPlan, scratchDim } from './matryoshka-options.js'
 import { fixedOnResume, resolveTrainOptions, type ResolvedTrainOptions, type TrainOptions } from './options.js'
 import { takeOutputDir } from './out-dir.js'
 import { applyCheckpoint, checkResumable, RunDir } from './run-dir.js'
@@ -157,6 +158,8 @@ async function trainHolding(
     )
   const maxLen = maxSequenceLength(model.config, o.maxLen)
   const views = viewCount(o.objective, columnsOf(file))
+  const matryoshka = matryoshkaPlan(o.matryoshkaDims, o.matryoshkaWeights, model.config.hiddenSize)
+  if (matryoshka) say(`Matryoshka: the ${o.objective} loss over the first ${matryoshka.map((p) => p.dim).join(', ')} dimensions, summed`)
   const memory = stepMemory(device)
   // A rank encodes its slice of each view: at most ceil(batch / ranks) sentences.
   const rankBatch = Math.ceil(batch / ranks)
@@ -170,6 +173,7 @@ async function trainHolding(
     tokens: maxLen,
     views,
     rowsPerPass: micro.rows,
+    narrowDim: scratchDim(matryoshka, model.config.hiddenSize),
   }
   checkBatchFits(shape, memory.bytes, memory.has)
   const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: o.lr, weightDecay: o.weightDecay })

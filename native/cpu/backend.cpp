@@ -35,6 +35,8 @@ const Backend& cpu_backend() {
     b.tanh_backward = cpu::tanh_backward;
     b.add = cpu::add;
     b.add_inplace = cpu::add_inplace;
+    b.leading_columns = cpu::leading_columns;
+    b.add_leading_columns = cpu::add_leading_columns;
     b.attention_forward = cpu::attention_forward;
     b.attention_backward = cpu::attention_backward;
     b.relative_bias_forward = cpu::relative_bias_forward;

@@ -41,6 +41,8 @@ TanhForwardFn tanh_forward;
 TanhBackwardFn tanh_backward;
 AddFn add;
 AddInplaceFn add_inplace;
+LeadingColumnsFn leading_columns;         // columns.cpp
+AddLeadingColumnsFn add_leading_columns;  // columns.cpp
 AttentionForwardFn attention_forward;
 AttentionBackwardFn attention_backward;
 // The attention kernels in use: "avx512", "avx2" or "generic" (SIMCSEPP_ATTENTION_KERNEL picks one).

@@ -116,6 +116,13 @@ using AddFn = void(float* out, const float* a, const float* b, int64_t n);
 // dst += src
 using AddInplaceFn = void(float* dst, const float* src, int64_t n);
 
+// The first d of the H columns of [R, H] rows, as [R, d] rows (Matryoshka training's truncated vectors, whose
+// losses read contiguous rows): out[r, c] = inp[r * H + c] for c < d, d <= H.
+using LeadingColumnsFn = void(float* out, const float* inp, int64_t R, int64_t d, int64_t H);
+// Its backward, accumulated (the wider vectors' losses have written dinp already): dinp[r * H + c] +=
+// scale * dout[r, c] for c < d; the columns from d on are untouched.
+using AddLeadingColumnsFn = void(float* dinp, const float* dout, float scale, int64_t R, int64_t d, int64_t H);
+
 // Multi-head self-attention core (after the q/k/v projections). q, k, v, ctx are [B, T, H]; head h
 // is the column slice [h*HS, (h+1)*HS) (BERT's transpose_for_scores).
 //   S = q_h k_h^T / sqrt(HS); keys with mask[b*T + j] == 0 get probability 0;

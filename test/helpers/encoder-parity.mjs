@@ -1056,6 +1056,41 @@ for (const [B, T, NH, HS, theta] of [
     })
 }
 
+// Matryoshka training's leading columns ([R, H] -> [R, d], and the gradient added back with a weight): a copy is
+// exact; the weighted add is one product and one sum per element (an FMA on the GPU may round once less).
+for (const [R, d, H] of [
+  [1, 1, 1],
+  [5, 3, 7],
+  [33, 64, 768],
+  [300, 257, 384],
+]) {
+  const x = once(() => randn(R * H, R + d + H, 3))
+  const g = once(() => randn(R * d, R + d + H + 1))
+  rowwise({
+    op: 'leadingColumns',
+    shape: `R=${R} d=${d} H=${H}`,
+    tol: 'exact',
+    work: R * d,
+    build: (b) => {
+      const out = b.zeros([R, d])
+      b.lib.ops.leadingColumns(out, b.from(x(), [R, H]))
+      return { out: out.toFloat32Array() }
+    },
+  })
+  for (const scale of [1, 0.3])
+    rowwise({
+      op: 'addLeadingColumns',
+      shape: `R=${R} d=${d} H=${H} scale=${scale}`,
+      tol: scale === 1 ? 'exact' : ELEMENTWISE,
+      work: R * d,
+      build: (b) => {
+        const dinp = b.from(x(), [R, H])
+        b.lib.ops.addLeadingColumns(dinp, b.from(g(), [R, d]), scale)
+        return { dinp: dinp.toFloat32Array() }
+      },
+    })
+}
+
 // Embeddings: [BT, H], table rows (word, pos, type); ids repeat so the scatter-add accumulates.
 for (const [B, T, H, vocab, types] of [
   [1, 1, 1, 1, 1],
