@@ -8,15 +8,15 @@ import t from 'tap'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
-import { cudaStatus, Tensor } from '../lib/index.js'
+import { cudaStatus, evaluateSts, readStsFile, SentenceEncoder, Tensor } from '../lib/index.js'
 import * as ops from '../lib/ops.js'
 import { train } from '../lib/train/train.js'
-import type { StepInfo } from '../lib/train/events.js'
+import type { EvalInfo, StepInfo } from '../lib/train/events.js'
 import { objectiveLoss, type LossSettings } from '../lib/train/objective.js'
 import { StepObjective } from '../lib/train/matryoshka.js'
 import { checkMatryoshkaOptions, matryoshkaPlan } from '../lib/train/matryoshka-options.js'
 import { compareWeights } from './helpers/compare-weights.js'
-import { cli, needsCli, tempDir, TINY_RUN, writeSentences } from './helpers/train-corpus.js'
+import { cli, needsCli, tempDir, TINY_RUN, writeSentences, writeStsFile } from './helpers/train-corpus.js'
 import { randn } from './helpers/parity.mjs'
 
 const SETTINGS: LossSettings = { objective: 'simcse++', temperature: 0.05, posScale: 1, dclWeight: 0.1, dclTemperature: 5 }
@@ -252,6 +252,36 @@ t.test('a Matryoshka run: its log, training_args.json, model card and resume', a
   writeFileSync(state, JSON.stringify(s))
   const resumed = await train({ ...TINY_RUN, data, device: 'cpu', out: plainOut, steps: 2, resume: plainOut })
   t.equal(resumed.steps, 2, 'an older checkpoint (no Matryoshka keys) resumes')
+})
+
+t.test('evaluation scores the first STS file on the vectors cut to each size, as SentenceEncoder truncateDim does', async (t) => {
+  const dir = tempDir('simcsepp-matryoshka-eval-')
+  const data = writeSentences(join(dir, 'data.txt'), 40)
+  const sts = writeStsFile(join(dir, 'sts-dev.tsv'))
+  const out = join(dir, 'out')
+  const evals: EvalInfo[] = []
+  const run = { ...TINY_RUN, data, device: 'cpu' as const, out, steps: 2, evalFiles: [sts], evalEvery: 2, lr: 2e-4 }
+  await train({ ...run, matryoshkaDims: [128, 32, 8] }, { onEval: (e) => void evals.push(e) })
+  t.equal(evals.length, 2, 'steps 0 and 2')
+  for (const e of evals) t.same(Object.keys(e.dimSpearman!).sort(), ['32', '8'], `step ${e.step}: the sizes below the hidden size`)
+  // The model in out/ is the best evaluation's: its vectors cut by SentenceEncoder give the logged numbers.
+  const best = evals.filter((e) => e.best).at(-1)!
+  const pairs = await readStsFile(sts)
+  for (const [d, logged] of [...Object.entries(best.dimSpearman!), ['128', best.spearman] as const]) {
+    const enc = await SentenceEncoder.load(out, { device: 'cpu', truncateDim: Number(d) })
+    const { spearman } = await evaluateSts((s) => enc.encode(s), pairs)
+    await enc.close()
+    t.ok(
+      Math.abs(spearman - Number(logged)) < 1e-6,
+      `size ${d}: ${Number(logged).toFixed(4)} logged, ${spearman.toFixed(4)} from SentenceEncoder`,
+    )
+  }
+  const card = readFileSync(join(out, 'README.md'), 'utf8')
+  t.match(card, /\| step \| sts-dev\.tsv \| average \| @32 \| @8 \|/, 'the card adds a column per size')
+  t.match(card, `| ${best.dimSpearman![32].toFixed(2)} | ${best.dimSpearman![8].toFixed(2)} |`)
+  const plain: EvalInfo[] = []
+  await train({ ...run, out: join(dir, 'plain') }, { onEval: (e) => void plain.push(e) })
+  t.notOk('dimSpearman' in plain[0], 'none without Matryoshka')
 })
 
 t.test('simcsepp train --matryoshka-dims / --matryoshka-weights', needsCli, async (t) => {

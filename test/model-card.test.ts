@@ -5,20 +5,11 @@ import t from 'tap'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { train } from '../lib/train/train.js'
-import { tempDir, TINY_RUN, WORDS, writeSentences } from './helpers/train-corpus.js'
+import { tempDir, TINY_RUN, writeSentences, writeStsFile } from './helpers/train-corpus.js'
 
 const dir = tempDir('simcsepp-model-card-')
 const data = writeSentences(join(dir, 'wiki.txt'), 80)
-// A small STS-B file: genre, file, year, id, score, sentence1, sentence2.
-const sts = join(dir, 'sts-dev.tsv')
-writeFileSync(
-  sts,
-  Array.from({ length: 30 }, (_, i) => {
-    const a = [0, 1, 2, 3].map((k) => WORDS[(i * 7 + k * 3) % WORDS.length]).join(' ')
-    const b = i % 3 === 0 ? a : [0, 1, 2, 3].map((k) => WORDS[(i * 5 + k) % WORDS.length]).join(' ')
-    return ['main-captions', 'x', '2012', String(i), String(i % 6), a, b].join('\t')
-  }).join('\n') + '\n',
-)
+const sts = writeStsFile(join(dir, 'sts-dev.tsv'))
 
 t.test('a text run: objective, hyper-parameters and the evaluation table as the run recorded them', async (t) => {
   const out = join(dir, 'text-run')

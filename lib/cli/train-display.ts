@@ -67,5 +67,12 @@ export class TrainingDisplay {
   private eval(e: EvalInfo): void {
     const files = e.results.map((r) => `${r.file.split('/').pop()} ${r.spearman.toFixed(2)}`).join(', ')
     this.say(`step ${e.step}: STS Spearman ${files}${e.best ? '  (best so far: model saved)' : ''}`)
+    if (e.dimSpearman)
+      this.say(
+        `  cut to ${Object.entries(e.dimSpearman)
+          .sort(([a], [b]) => Number(b) - Number(a))
+          .map(([d, v]) => `${d}: ${v.toFixed(2)}`)
+          .join(', ')}`,
+      )
   }
 }

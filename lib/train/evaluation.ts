@@ -42,6 +42,20 @@ export function betterScore(a: number, b: number): boolean {
   return Number.isNaN(b) || a > b
 }
 
+/**
+ * `embed` remembering each sentence's vector (one evaluation's: the model changes between them), and the same
+ * vectors cut to their first `dim` values, so that scoring a file at several Matryoshka sizes encodes it once.
+ */
+function memoised(embed: EmbedFn): { full: EmbedFn; cut: (dim: number) => EmbedFn } {
+  const seen = new Map<string, Float32Array>()
+  const full: EmbedFn = async (sentences) => {
+    const missing = [...new Set(sentences.filter((x) => !seen.has(x)))]
+    if (missing.length) (await embed(missing)).forEach((v, i) => seen.set(missing[i], v))
+    return sentences.map((x) => seen.get(x)!)
+  }
+  return { full, cut: (dim) => async (sentences) => (await full(sentences)).map((v) => v.subarray(0, dim)) }
+}
+
 export class Evaluator {
   constructor(
     private readonly sets: EvalSet[],
@@ -50,15 +64,20 @@ export class Evaluator {
     private readonly saveBest: () => Promise<void>,
     /** The best evaluation so far (a resumed run's, or none). */
     public best: Best,
+    /** Matryoshka training's sizes below the hidden size: the first file is also scored on the vectors cut to each. */
+    private readonly cutDims: number[] = [],
   ) {}
 
-  /** Scores every set at `step`, saving the model when it is the best so far. */
+  /** Scores every set at `step`, saving the model when it is the best so far (by the first file, whole vectors). */
   async evaluate(step: number): Promise<EvalInfo> {
     const results: EvalInfo['results'] = []
+    const embed = memoised(this.embed)
     for (const set of this.sets) {
-      const r = await evaluateSts(this.embed, set.pairs)
+      const r = await evaluateSts(set === this.sets[0] ? embed.full : this.embed, set.pairs)
       results.push({ file: set.file, pairs: r.pairs, spearman: r.spearman, pearson: r.pearson })
     }
+    const dimSpearman: Record<string, number> = {}
+    for (const d of this.cutDims) dimSpearman[d] = (await evaluateSts(embed.cut(d), this.sets[0].pairs)).spearman
     const average = results.reduce((a, r) => a + r.spearman, 0) / results.length
     const spearman = results[0].spearman
     const isBest = !this.best || betterScore(spearman, this.best.spearman)
@@ -66,6 +85,6 @@ export class Evaluator {
       this.best = { step, spearman }
       await this.saveBest()
     }
-    return { type: 'eval', step, results, average, spearman, best: isBest }
+    return { type: 'eval', step, results, average, spearman, ...(this.cutDims.length ? { dimSpearman } : {}), best: isBest }
   }
 }

@@ -45,6 +45,8 @@ export interface EvalInfo {
   average: number
   /** STS of the first eval file: the model-selection metric. */
   spearman: number
+  /** Matryoshka training: the first file's Spearman ×100 on the vectors cut to each trained size below the hidden size. */
+  dimSpearman?: Record<string, number>
   best: boolean
 }
 

@@ -171,14 +171,18 @@ function matryoshkaUsage(dims: number[]): string[] {
 function evaluationTable(evals: EvalInfo[], best: Best): string[] {
   if (!evals.length) return ['No evaluation was run (`--eval-file` gives STS Spearman during training; `simcsepp eval` after).']
   const files = evals[0].results.map((r) => basename(r.file))
+  // Matryoshka runs: the first file again on the vectors cut to each trained size.
+  const dims = Object.keys(evals[0].dimSpearman ?? {}).sort((a, b) => Number(b) - Number(a))
+  const cut = (e: EvalInfo) => dims.map((d) => ` ${e.dimSpearman?.[d]?.toFixed(2) ?? ''} |`).join('')
   const table = [
-    `STS Spearman × 100 (cosine of sentence vectors against the gold scores); the model saved is the best of \`${files[0]}\`.`,
+    `STS Spearman × 100 (cosine of sentence vectors against the gold scores); the model saved is the best of \`${files[0]}\`` +
+      (dims.length ? ` (whole vectors); \`@d\`: \`${files[0]}\` on the vectors cut to their first d values.` : '.'),
     '',
-    `| step | ${files.join(' | ')} | average |`,
-    `| --- |${files.map(() => ' --- |').join('')} --- |`,
+    `| step | ${files.join(' | ')} | average |${dims.map((d) => ` @${d} |`).join('')}`,
+    `| --- |${files.map(() => ' --- |').join('')} --- |${dims.map(() => ' --- |').join('')}`,
     ...evals.map(
       (e) =>
-        `| ${e.step}${best && e.step === best.step ? ' (saved)' : ''} | ${e.results.map((r) => r.spearman.toFixed(2)).join(' | ')} | ${e.average.toFixed(2)} |`,
+        `| ${e.step}${best && e.step === best.step ? ' (saved)' : ''} | ${e.results.map((r) => r.spearman.toFixed(2)).join(' | ')} | ${e.average.toFixed(2)} |${cut(e)}`,
     ),
   ]
   return table

@@ -201,7 +201,8 @@ async function trainHolding(
 
   const saveModel = async () => run?.saveModel(model, tokenizer, maxLen, o.pooling)
   const evaluating = evalSets.length > 0 && o.evalEvery > 0
-  const evaluator = new Evaluator(evalSets, modelEmbedder(model, tokenizer, maxLen, o.pooling), saveModel, resumed?.best ?? null)
+  const cutDims = (matryoshka ?? []).map((p) => p.dim).filter((d) => d < model.config.hiddenSize)
+  const evaluator = new Evaluator(evalSets, modelEmbedder(model, tokenizer, maxLen, o.pooling), saveModel, resumed?.best ?? null, cutDims)
   const evaluate = async (step: number) => {
     if (!run) return
     const info = await evaluator.evaluate(step)

@@ -7,6 +7,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
+import { writeFileSync } from 'node:fs'
+import { WORDS } from './sentences.mjs'
+
 export { WORDS, writeSentences } from './sentences.mjs'
 
 /** A fresh temporary directory, removed at the end of the test file. */
@@ -68,4 +71,20 @@ export async function microModel(dir: string, name: string): Promise<string> {
   ])
   const lib = { BertModel, namedConfig, buildVocab, writeVocab } as Parameters<typeof build>[0]
   return build(lib, dir, name)
+}
+
+/**
+ * A small STS-B file of `count` pairs (genre, file, year, id, score, sentence1, sentence2) from the grammar's
+ * words, every third pair two equal sentences. Returns its path.
+ */
+export function writeStsFile(path: string, count = 30): string {
+  writeFileSync(
+    path,
+    Array.from({ length: count }, (_, i) => {
+      const a = [0, 1, 2, 3].map((k) => WORDS[(i * 7 + k * 3) % WORDS.length]).join(' ')
+      const b = i % 3 === 0 ? a : [0, 1, 2, 3].map((k) => WORDS[(i * 5 + k) % WORDS.length]).join(' ')
+      return ['main-captions', 'x', '2012', String(i), String(i % 6), a, b].join('\t')
+    }).join('\n') + '\n',
+  )
+  return path
 }
