@@ -3,7 +3,7 @@
 import { train, type TrainOptions } from '../train/train.js'
 import { OBJECTIVES } from '../train/objective.js'
 import { DATA_FORMATS } from '../data/pairs.js'
-import { OPTION_RANGES as R } from '../train/options.js'
+import { BATCH_SAMPLERS, OPTION_RANGES as R } from '../train/options.js'
 import { DEVICE_REQUESTS } from '../device.js'
 import { PRECISION_REQUESTS } from '../model/precision.js'
 import { num, numList, oneOf, parseFlags, UsageError } from './args.js'
@@ -20,6 +20,8 @@ export const trainUsage = `simcsepp train [options]
   Data        --data FILE: one sentence per line, or supervised pairs/triplets: CSV/TSV with a header
               sent0,sent1[,hard_neg] (or anchor,positive[,negative]), JSONL with those keys
               --format auto|text|csv|tsv|jsonl (auto: by extension, else by the first line)
+              --batch-sampler no-duplicates|random (pairs/triplets; default no-duplicates: no batch
+              holds a sentence twice, which would be its own in-batch negative)
   Objective   --objective simcse|off-dropout|dcl|simcse++ (text: simcse++; pairs/triplets: simcse)
               --temperature 0.05  --pos-scale 1  --dcl-weight 0.1  --dcl-temperature 5  --dropout P
               --matryoshka-dims 768,512,256,128,64 [--matryoshka-weights 1,1,1,1,1]: the loss over
@@ -48,6 +50,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       tokenizer: { type: 'string' },
       data: { type: 'string' },
       format: { type: 'string' },
+      'batch-sampler': { type: 'string' },
       objective: { type: 'string' },
       temperature: { type: 'string' },
       'pos-scale': { type: 'string' },
@@ -96,6 +99,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     tokenizer: values.tokenizer,
     data: values.data!,
     format: oneOf('format', values.format, ['auto', ...DATA_FORMATS] as const),
+    batchSampler: oneOf('batch-sampler', values['batch-sampler'], BATCH_SAMPLERS),
     objective: oneOf('objective', values.objective, OBJECTIVES),
     temperature: num('temperature', values.temperature, R.temperature),
     posScale: num('pos-scale', values['pos-scale'], R.posScale),

@@ -130,6 +130,11 @@ export class PairFile {
     return this.columns.map((col) => Array.from(indices, (i) => col[i]))
   }
 
+  /** Example i's sentences, every column. */
+  textsOf(i: number): string[] {
+    return this.columns.map((col) => col[i])
+  }
+
   /** Each example's sentences as one text (what a vocabulary built from the data counts). */
   async readLines(indices: ArrayLike<number>): Promise<string[]> {
     return Array.from(indices, (i) => this.columns.map((col) => col[i]).join('\n'))

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto'
 import { createReadStream, promises as fsp } from 'node:fs'
 import { decodeLine } from './text-lines.js'
+import { noDuplicateBatches } from './no-duplicates.js'
 
 /** Where a BatchStream stands: the next sentence is `order(epoch)[index]`. Plain JSON. */
 export interface DataPosition {
@@ -269,6 +270,8 @@ export interface SentenceSource {
   readLines(indices: ArrayLike<number>): Promise<string[]>
   /** Supervised data (pairs/triplets): the examples' columns, anchors first; batches then carry them. */
   readColumns?(indices: ArrayLike<number>): Promise<string[][]>
+  /** Example i's sentences, every column (what batches without repeats compare); sources held in memory. */
+  textsOf?(i: number): readonly string[]
 }
 
 export interface Batch {
@@ -290,6 +293,13 @@ export interface BatchStreamOptions {
   start?: DataPosition
   /** Read the next batch while the caller trains on this one (default true). */
   prefetch?: boolean
+  /**
+   * Arrange each epoch so that no batch holds a sentence twice (no-duplicates.ts; the source must have
+   * textsOf). Default false: batches are plain slices of the shuffled order.
+   */
+  noDuplicates?: boolean
+  /** Called when an epoch's order is made without repeats, with the batches that still hold one. */
+  onRepeats?: (epoch: number, batchesWithRepeats: number) => void
 }
 
 /**
@@ -308,6 +318,8 @@ export class BatchStream implements AsyncIterable<Batch> {
   private orderEpoch = -1
   private ahead: { plan: Plan; lines: Promise<string[][]> } | null = null
   private readonly prefetch: boolean
+  private readonly noDuplicates: boolean
+  private readonly onRepeats?: (epoch: number, batchesWithRepeats: number) => void
 
   constructor(
     private readonly source: SentenceSource,
@@ -320,9 +332,13 @@ export class BatchStream implements AsyncIterable<Batch> {
     if (source.count < 2) throw new Error(`need at least 2 sentences to make a batch, the data has ${source.count}`)
     if (!isPosition(start) || start.index > source.count)
       throw new RangeError(`invalid start position ${JSON.stringify(start)} for ${source.count} sentences`)
+    if (options.noDuplicates && !source.textsOf)
+      throw new TypeError("noDuplicates needs a source that can give each example's sentences (textsOf)")
     this.batchSize = batchSize
     this.seed = seed
     this.prefetch = prefetch
+    this.noDuplicates = options.noDuplicates ?? false
+    this.onRepeats = options.onRepeats
     this.pos = this.normalise({ epoch: start.epoch, index: start.index })
   }
 
@@ -372,6 +388,12 @@ export class BatchStream implements AsyncIterable<Batch> {
   private epochOrder(epoch: number): Uint32Array {
     if (this.orderEpoch !== epoch) {
       this.order = this.source.epochOrder(epoch, this.seed)
+      if (this.noDuplicates) {
+        const source = this.source
+        const arranged = noDuplicateBatches(this.order, this.batchSize, (i) => source.textsOf!(i))
+        this.order = arranged.order
+        this.onRepeats?.(epoch, arranged.batchesWithRepeats)
+      }
       this.orderEpoch = epoch
     }
     return this.order!

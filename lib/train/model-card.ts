@@ -28,6 +28,7 @@ const OBJECTIVES: Record<string, string> = {
 // The hyper-parameters listed, in order, with their training_args.json names.
 const HYPER = [
   ['batch size', 'batchSize'],
+  ['batch sampler', 'batchSampler'],
   ['max length (tokens)', 'maxLen'],
   ['learning rate', 'lr'],
   ['epochs', 'epochs'],
@@ -67,7 +68,13 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
     ? `\`${basename(String(args.model))}\` (${String(args.model)})`
     : `random initialisation (\`${JSON.stringify(args.config ?? 'mini')}\` size)`
   const dims = Array.isArray(args.matryoshkaDims) ? (args.matryoshkaDims as number[]) : null
-  const rows = HYPER.filter(([, k]) => args[k] !== undefined && args[k] !== null && (!ONLY_FOR[k] || ONLY_FOR[k].includes(objective)))
+  const rows = HYPER.filter(
+    ([, k]) =>
+      args[k] !== undefined &&
+      args[k] !== null &&
+      (!ONLY_FOR[k] || ONLY_FOR[k].includes(objective)) &&
+      (k !== 'batchSampler' || supervised), // plain text is always batched in shuffled order
+  )
   const last = steps.at(-1)
   const lines = [
     '---',

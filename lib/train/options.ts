@@ -9,6 +9,9 @@ import { OBJECTIVES, type Objective } from './objective.js'
 import { DATA_FORMATS, type DataFormat } from '../data/pairs.js'
 import { checkMatryoshkaOptions } from './matryoshka-options.js'
 
+export const BATCH_SAMPLERS = ['no-duplicates', 'random'] as const
+export type BatchSampler = (typeof BATCH_SAMPLERS)[number]
+
 export interface TrainOptions {
   /** A Hugging Face BERT/RoBERTa/DistilBERT directory to start from... */
   model?: string
@@ -20,6 +23,12 @@ export interface TrainOptions {
   data: string
   /** How `data` is read: 'auto' (default) detects it from the extension or the first line. */
   format?: DataFormat | 'auto'
+  /**
+   * How supervised pairs/triplets are batched: 'no-duplicates' (their default) arranges each epoch so that no
+   * batch holds a sentence twice (a repeated sentence would be its own in-batch negative: sentence-transformers'
+   * NoDuplicatesBatchSampler); 'random' takes plain slices of the shuffled order (plain text always does).
+   */
+  batchSampler?: BatchSampler
   objective?: Objective
   temperature?: number
   posScale?: number
@@ -86,10 +95,23 @@ export interface TrainOptions {
 export type ResolvedTrainOptions = Required<
   Omit<
     TrainOptions,
-    'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout' | 'evalFiles' | 'overwrite' | 'matryoshkaDims' | 'matryoshkaWeights'
+    | 'model'
+    | 'config'
+    | 'tokenizer'
+    | 'steps'
+    | 'resume'
+    | 'dropout'
+    | 'evalFiles'
+    | 'overwrite'
+    | 'matryoshkaDims'
+    | 'matryoshkaWeights'
+    | 'batchSampler'
   >
 > &
-  Pick<TrainOptions, 'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout' | 'matryoshkaDims' | 'matryoshkaWeights'> & {
+  Pick<
+    TrainOptions,
+    'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout' | 'matryoshkaDims' | 'matryoshkaWeights' | 'batchSampler'
+  > & {
     evalFiles: string[]
     overwrite: boolean
   }
@@ -150,6 +172,7 @@ export const OPTION_RANGES = {
 const FIXED_ON_RESUME = [
   'data',
   'format',
+  'batchSampler',
   'objective',
   'temperature',
   'posScale',
@@ -187,6 +210,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     'dropout',
     'matryoshkaDims',
     'matryoshkaWeights',
+    'batchSampler',
     'steps',
     'evalFiles',
     'out',
@@ -213,6 +237,8 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   checkMatryoshkaOptions(r.matryoshkaDims, r.matryoshkaWeights)
   if (r.format !== 'auto' && !DATA_FORMATS.includes(r.format))
     throw new TypeError(`train: format must be auto, ${DATA_FORMATS.join(', ')} (got ${String(r.format)})`)
+  if (r.batchSampler !== undefined && !BATCH_SAMPLERS.includes(r.batchSampler))
+    throw new TypeError(`train: batchSampler must be ${BATCH_SAMPLERS.join(' or ')} (got ${JSON.stringify(r.batchSampler)})`)
   if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)
   if (r.distributed !== 'auto' && typeof r.distributed !== 'boolean')
     throw new TypeError(`train: distributed must be true, false or 'auto' (got ${JSON.stringify(r.distributed)})`)

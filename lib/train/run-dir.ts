@@ -51,13 +51,17 @@ export function checkResumable(
     throw new Error(`--resume: ${ck.dir} is at step ${ck.state.step}, past the ${run.totalSteps} steps of this run`)
   for (const [k, now] of Object.entries(runOptions)) {
     const was = ck.state.options[k]
-    // Checkpoints from before supervised data record no format: theirs was text. Options added since a
-    // checkpoint was written are absent from it: unset, as null.
-    const norm = (v: unknown) =>
-      k === 'data' && typeof v === 'string' ? basename(v) : k === 'format' && v === undefined ? 'text' : v === undefined ? null : v
-    if (JSON.stringify(norm(was)) !== JSON.stringify(norm(now)))
+    if (JSON.stringify(recorded(k, was)) !== JSON.stringify(recorded(k, now)))
       throw new Error(`--resume: option ${k} was ${JSON.stringify(was)} in the checkpointed run, now ${JSON.stringify(now)}`)
   }
+}
+
+// An option's value as a resume compares it: the data file by its name; an option a checkpoint does not record
+// (written before the option existed) as what those runs did: format text, batchSampler random, others unset (null).
+const BEFORE_RECORDED: Record<string, unknown> = { format: 'text', batchSampler: 'random' }
+function recorded(k: string, v: unknown): unknown {
+  if (k === 'data' && typeof v === 'string') return basename(v)
+  return v !== undefined ? v : (BEFORE_RECORDED[k] ?? null)
 }
 
 /** Loads the checkpoint's parameters and AdamW state into the model and optimizer; returns where the run picks up. */

@@ -29,7 +29,7 @@ import { applyCheckpoint, checkResumable, RunDir } from './run-dir.js'
 import { createModel, loadTokenizer, maxSequenceLength, trainingDevice } from './setup.js'
 import { TrainingStep, type LaunchedStep } from './step.js'
 import { viewCount } from './objective.js'
-import { columnsOf, openTrainingData, withDataFormat } from './training-data.js'
+import { batchSamplerFor, columnsOf, openTrainingData, withDataFormat } from './training-data.js'
 import { hasDropout } from '../model/config.js'
 import { startDistributed, type Communicator } from '../distributed/communicator.js'
 
@@ -133,9 +133,10 @@ async function trainHolding(
         (device === 'cpu' ? `, ${addon.numThreads()} CPU thread(s) each` : ''),
     )
   const totalSteps = o.steps ?? BatchStream.batchesPerEpoch(file.count, batch) * o.epochs
-  const runOptions = fixedOnResume(o)
   // From the directory given, not the checkpoint found in it: a corrupted newest checkpoint falls back to checkpoint.old.
   const checkpoint = o.resume ? await loadCheckpoint(o.resume, say) : null
+  o.batchSampler = batchSamplerFor(o.batchSampler, file, checkpoint !== null && checkpoint.state.options.batchSampler === undefined)
+  const runOptions = fixedOnResume(o)
   if (checkpoint) checkResumable(checkpoint, runOptions, { data: file.fingerprint, totalSteps })
   // A vocabulary built from the data is written by rank 0; the other ranks read that file.
   const builtHere = !checkpoint?.tokenizer && !(o.tokenizer ?? o.model)
@@ -185,7 +186,18 @@ async function trainHolding(
     elapsedBefore = resumed?.elapsedSeconds ?? 0
   // Named when the loss diverges: this run's newest checkpoint (at first, the one it resumed from).
   let lastCheckpoint = resumed ? { dir: resumed.dir, step: resumed.step } : null
-  const stream = new BatchStream(file, { batchSize: batch, seed: o.seed, start: resumed?.dataPosition as never })
+  const stream = new BatchStream(file, {
+    batchSize: batch,
+    seed: o.seed,
+    start: resumed?.dataPosition as never,
+    noDuplicates: o.batchSampler === 'no-duplicates',
+    onRepeats: (epoch, repeats) => {
+      if (repeats > 0)
+        say(
+          `epoch ${epoch + 1}: ${repeats} of ${BatchStream.batchesPerEpoch(file.count, batch)} batches hold a sentence twice (the data left no other way)`,
+        )
+    },
+  })
   const run = lead ? await RunDir.open(out, startStep) : null
   await run?.writeArgs({
     ...o,

@@ -4,7 +4,7 @@
 import { SentenceFile } from '../data/sentences.js'
 import { detectFormat, PairFile } from '../data/pairs.js'
 import { objectiveForData } from './objective.js'
-import type { ResolvedTrainOptions, TrainOptions } from './options.js'
+import type { BatchSampler, ResolvedTrainOptions, TrainOptions } from './options.js'
 
 /** The options with `format` resolved from the data file and the objective chosen for it (see objectiveForData). */
 export async function withDataFormat(options: TrainOptions): Promise<TrainOptions> {
@@ -28,4 +28,20 @@ export async function openTrainingData(o: ResolvedTrainOptions, say: (s: string)
 /** Columns per example of supervised data (views per step), undefined for plain text. */
 export function columnsOf(file: SentenceFile | PairFile): 2 | 3 | undefined {
   return file instanceof PairFile ? file.width : undefined
+}
+
+/**
+ * The run's batch sampler: the one given, else 'no-duplicates' for supervised data and 'random' for plain text, where
+ * no-duplicates is refused (its lines are read as needed, not held to compare). A run resumed from a checkpoint
+ * written before the option existed keeps that run's plain shuffled order ('random').
+ */
+export function batchSamplerFor(given: BatchSampler | undefined, file: SentenceFile | PairFile, resumedWithout: boolean): BatchSampler {
+  if (file instanceof SentenceFile) {
+    if (given === 'no-duplicates')
+      throw new TypeError(
+        'train: batchSampler no-duplicates applies to supervised pairs/triplets; plain text is batched in shuffled order (random)',
+      )
+    return 'random'
+  }
+  return given ?? (resumedWithout ? 'random' : 'no-duplicates')
 }
