@@ -3,12 +3,10 @@
 // vectors chosen by the test, and `simcsepp eval --retrieval` on a tiny model against the library's numbers.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { SentenceEncoder, evaluateRetrieval, queryScores, readBeirDataset, type RetrievalDataset } from '../lib/index.js'
 import { cli, needsCli } from './helpers/train-corpus.js'
 import { saveTinyModel } from './helpers/encoder-tiny-model.js'
+import { writeBeir } from './helpers/beir-folder.js'
 
 const close = (t: { ok: (pass: boolean, message: string) => unknown }, got: number, want: number, what: string) =>
   t.ok(Math.abs(got - want) <= 1e-12, `${what}: ${got} vs ${want}`)
@@ -46,17 +44,6 @@ t.test('the measures of one ranking, worked by hand', async (t) => {
   const none = queryScores(['d1'], new Map([['d1', 0]]), [1])
   for (const m of ['ndcg', 'map', 'recall', 'precision', 'mrr'] as const) close(t, none[m][1], 0, `${m} with no relevant document`)
 })
-
-/** Writes a BEIR folder: corpus and queries as JSONL lines, qrels lines as given. */
-function writeBeir(files: { corpus: unknown[] | string; queries: unknown[] | string; qrels: string; split?: string }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'simcsepp-beir-'))
-  const jsonl = (v: unknown[] | string) => (typeof v === 'string' ? v : v.map((x) => JSON.stringify(x)).join('\n') + '\n')
-  writeFileSync(join(dir, 'corpus.jsonl'), jsonl(files.corpus))
-  writeFileSync(join(dir, 'queries.jsonl'), jsonl(files.queries))
-  mkdirSync(join(dir, 'qrels'))
-  writeFileSync(join(dir, 'qrels', `${files.split ?? 'test'}.tsv`), files.qrels)
-  return dir
-}
 
 t.test('a BEIR folder is read as BEIR reads it', async (t) => {
   const dir = writeBeir({

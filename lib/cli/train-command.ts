@@ -33,6 +33,8 @@ export const trainUsage = `simcsepp train [options]
               --precision auto|fp32|bf16 (auto: bf16 tensor-core products on CUDA, fp32 on the CPU)
   Pooling     --pooling cls|mean (cls: CLS + MLP in training, CLS at evaluation, as SimCSE)
   Evaluation  --eval-file FILE (repeatable; STS-B, SICK or an STS12-16 folder)  --eval-every 125 (0: off)
+              --eval-retrieval DIR (repeatable; a BEIR folder, its dev qrels if any): nDCG@10,
+              MRR@10, R@100; selects the best model when no --eval-file is given
   Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR | --overwrite (start over in DIR)
               --resume DIR alone continues the run with its options (DIR/run/training_args.json); options
               given again must match, except those that may change (--save-every, --eval-file, ...)
@@ -72,6 +74,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       device: { type: 'string' },
       precision: { type: 'string' },
       'eval-file': { type: 'string', multiple: true },
+      'eval-retrieval': { type: 'string', multiple: true },
       'eval-every': { type: 'string' },
       out: { type: 'string' },
       'save-every': { type: 'string' },
@@ -121,6 +124,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     device: oneOf('device', values.device, DEVICE_REQUESTS),
     precision: oneOf('precision', values.precision, PRECISION_REQUESTS),
     evalFiles: values['eval-file'],
+    evalRetrieval: values['eval-retrieval'],
     evalEvery: num('eval-every', values['eval-every'], R.evalEvery),
     out: values.out ?? 'simcsepp-out',
     saveEvery: num('save-every', values['save-every'], R.saveEvery),

@@ -1,6 +1,8 @@
 // What `simcsepp train` (and the demo) show while training: messages, a progress bar on a TTY (plain
 // lines otherwise), evaluation results, Ctrl-C handling, and a summary at the end (loss sparkline,
 // best STS, where the files are). The library only reports through TrainHooks.
+import { basename } from 'node:path'
+import { bestScore } from '../train/evaluation.js'
 import type { EvalInfo, StepInfo, TrainHooks, TrainResult } from '../train/train.js'
 import { ProgressBar } from './progress.js'
 import { sparkline } from './sparkline.js'
@@ -42,7 +44,11 @@ export class TrainingDisplay {
     if (steps.length) {
       process.stderr.write(`loss ${sparkline(this.losses, 50)}  ${steps[0].loss.toFixed(4)} -> ${steps.at(-1)!.loss.toFixed(4)}\n`)
     }
-    if (result.best) process.stderr.write(`best STS Spearman ${result.best.spearman.toFixed(2)} at step ${result.best.step}\n`)
+    if (result.best) {
+      const { metric, score } = bestScore(result.best)
+      const shown = metric === 'spearman' ? `STS Spearman ${score.toFixed(2)}` : `nDCG@10 ${(100 * score).toFixed(2)}`
+      process.stderr.write(`best ${shown} at step ${result.best.step}\n`)
+    }
     if (result.interrupted) process.exitCode = 130
     else
       process.stderr.write(
@@ -66,7 +72,9 @@ export class TrainingDisplay {
 
   private eval(e: EvalInfo): void {
     const files = e.results.map((r) => `${r.file.split('/').pop()} ${r.spearman.toFixed(2)}`).join(', ')
-    this.say(`step ${e.step}: STS Spearman ${files}${e.best ? '  (best so far: model saved)' : ''}`)
+    const sets = (e.retrieval ?? []).map((r) => `${basename(r.dataset)} ${(100 * r.ndcgAt10).toFixed(2)}`).join(', ')
+    const parts = [...(files ? [`STS Spearman ${files}`] : []), ...(sets ? [`nDCG@10 ${sets}`] : [])]
+    this.say(`step ${e.step}: ${parts.join('; ')}${e.best ? '  (best so far: model saved)' : ''}`)
     if (e.dimSpearman)
       this.say(
         `  cut to ${Object.entries(e.dimSpearman)

@@ -3,6 +3,7 @@
 // resume "at step ten" or fail later with a TypeError.
 import type { DataFingerprint } from '../data/sentences.js'
 import { TOKENIZER_FILES, type TokenizerRecord } from './tokenizer-copy.js'
+import type { Best } from './events.js'
 
 export interface CheckpointState {
   /** Optimizer steps taken. */
@@ -10,7 +11,7 @@ export interface CheckpointState {
   /** Where the next batch starts (the data stream's position). */
   dataPosition: { epoch: number; index: number }
   seed: number
-  best: { step: number; spearman: number } | null
+  best: Best
   /** The options the run was started with (resume checks the ones that must not change). */
   options: Record<string, unknown>
   /** Elapsed training seconds before this checkpoint. */
@@ -29,6 +30,12 @@ function fail(file: string, field: string, expected: string, value: unknown): ne
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
+/** The validated best evaluation, its fields only. */
+function bestOf(b: Record<string, number> | null): Best {
+  if (b === null) return null
+  return 'ndcgAt10' in b ? { step: b.step, ndcgAt10: b.ndcgAt10 } : { step: b.step, spearman: b.spearman }
+}
+
 /** Checks a parsed state.json; `file` names it in the errors. */
 export function validateCheckpointState(value: unknown, file: string): CheckpointState {
   if (!isObject(value)) fail(file, '(the whole file)', 'a JSON object', value)
@@ -40,10 +47,10 @@ export function validateCheckpointState(value: unknown, file: string): Checkpoin
   if (!isCount(pos.index)) fail(file, 'dataPosition.index', 'a non-negative integer', pos.index)
   if (!isCount(v.seed)) fail(file, 'seed', 'a non-negative integer', v.seed)
   if (v.best !== null) {
-    if (!isObject(v.best)) fail(file, 'best', 'null or an object { step, spearman }', v.best)
+    if (!isObject(v.best)) fail(file, 'best', 'null or an object { step, spearman } or { step, ndcgAt10 }', v.best)
     if (!isCount(v.best.step)) fail(file, 'best.step', 'a non-negative integer', v.best.step)
-    if (typeof v.best.spearman !== 'number' || !Number.isFinite(v.best.spearman))
-      fail(file, 'best.spearman', 'a finite number', v.best.spearman)
+    const key = 'ndcgAt10' in v.best ? 'ndcgAt10' : 'spearman'
+    if (typeof v.best[key] !== 'number' || !Number.isFinite(v.best[key])) fail(file, `best.${key}`, 'a finite number', v.best[key])
   }
   if (!isObject(v.options)) fail(file, 'options', 'an object (the options the run started with)', v.options)
   if (typeof v.elapsedSeconds !== 'number' || !(v.elapsedSeconds >= 0) || !Number.isFinite(v.elapsedSeconds)) {
@@ -77,7 +84,7 @@ export function validateCheckpointState(value: unknown, file: string): Checkpoin
     step: v.step,
     dataPosition: { epoch: pos.epoch, index: pos.index },
     seed: v.seed,
-    best: v.best === null ? null : { step: (v.best as { step: number }).step, spearman: (v.best as { spearman: number }).spearman },
+    best: bestOf(v.best as Record<string, number> | null),
     options: v.options,
     elapsedSeconds: v.elapsedSeconds,
     ...(data ? { data } : {}),

@@ -1,10 +1,15 @@
-// STS evaluation during training, with model selection: every evaluation scores each STS file, and
-// when the first file's Spearman beats the best so far the model is saved into the output directory
-// (so with evaluation on, the output holds the best model rather than the last one).
+// Evaluation during training, with model selection: every evaluation scores each STS file and each retrieval set
+// (a BEIR folder: nDCG@10, MRR@10, Recall@100 of exact cosine search), and when the selection score (the first STS
+// file's Spearman, or without STS files the first retrieval set's nDCG@10) beats the best so far, the model is
+// saved into the output directory (so with evaluation on, the output holds the best model rather than the last one).
 import type { BertModel } from '../model/bert.js'
 import type { Tokenizer } from '../tokenizer.js'
 import { evaluateSts, readStsFile, type EmbedFn, type StsPair } from '../eval/sts.js'
-import type { Best, EvalInfo } from './events.js'
+import { readBeirDataset, type RetrievalDataset } from '../eval/beir.js'
+import { evaluateRetrieval } from '../eval/retrieval.js'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Best, EvalInfo, RetrievalEval } from './events.js'
 
 export interface EvalSet {
   file: string
@@ -15,6 +20,21 @@ export async function readEvalSets(files: string[]): Promise<EvalSet[]> {
   const sets: EvalSet[] = []
   for (const file of files) sets.push({ file, pairs: await readStsFile(file) })
   return sets
+}
+
+/**
+ * The retrieval sets of evalRetrieval: each BEIR folder with the qrels of its dev split when it has one (model
+ * selection on a test split would tune to the test), else of its test split.
+ */
+export async function readRetrievalSets(dirs: string[]): Promise<RetrievalDataset[]> {
+  const sets: RetrievalDataset[] = []
+  for (const dir of dirs) sets.push(await readBeirDataset(dir, existsSync(join(dir, 'qrels', 'dev.tsv')) ? 'dev' : 'test'))
+  return sets
+}
+
+/** A best evaluation's selection score, and what it measures. */
+export function bestScore(best: NonNullable<Best>): { metric: 'spearman' | 'ndcgAt10'; score: number } {
+  return 'ndcgAt10' in best ? { metric: 'ndcgAt10', score: best.ndcgAt10 } : { metric: 'spearman', score: best.spearman }
 }
 
 /** Sentence vectors of the model as it is now (eval mode, no dropout), 128 sentences per pass. */
@@ -62,13 +82,22 @@ export class Evaluator {
     private readonly embed: EmbedFn,
     /** Saves the current model as the best one. */
     private readonly saveBest: () => Promise<void>,
-    /** The best evaluation so far (a resumed run's, or none). */
+    /** The best evaluation so far (a resumed run's, or none; one of another selection metric is set aside). */
     public best: Best,
     /** Matryoshka training's sizes below the hidden size: the first file is also scored on the vectors cut to each. */
     private readonly cutDims: number[] = [],
-  ) {}
+    /** Retrieval sets (readRetrievalSets). */
+    private readonly retrievalSets: RetrievalDataset[] = [],
+  ) {
+    if (best && bestScore(best).metric !== this.metric) this.best = null
+  }
 
-  /** Scores every set at `step`, saving the model when it is the best so far (by the first file, whole vectors). */
+  /** What selects the model: the first STS file's Spearman, else the first retrieval set's nDCG@10. */
+  get metric(): 'spearman' | 'ndcgAt10' {
+    return this.sets.length ? 'spearman' : 'ndcgAt10'
+  }
+
+  /** Scores every set at `step`, saving the model when it is the best so far (by the selection score, whole vectors). */
   async evaluate(step: number): Promise<EvalInfo> {
     const results: EvalInfo['results'] = []
     const embed = memoised(this.embed)
@@ -77,14 +106,34 @@ export class Evaluator {
       results.push({ file: set.file, pairs: r.pairs, spearman: r.spearman, pearson: r.pearson })
     }
     const dimSpearman: Record<string, number> = {}
-    for (const d of this.cutDims) dimSpearman[d] = (await evaluateSts(embed.cut(d), this.sets[0].pairs)).spearman
-    const average = results.reduce((a, r) => a + r.spearman, 0) / results.length
-    const spearman = results[0].spearman
-    const isBest = !this.best || betterScore(spearman, this.best.spearman)
+    if (this.sets.length) for (const d of this.cutDims) dimSpearman[d] = (await evaluateSts(embed.cut(d), this.sets[0].pairs)).spearman
+    const retrieval: RetrievalEval[] = []
+    for (const data of this.retrievalSets) {
+      const r = await evaluateRetrieval(this.embed, data)
+      retrieval.push({
+        dataset: r.dataset,
+        split: r.split,
+        queries: r.queries,
+        documents: r.documents,
+        ndcgAt10: r.ndcgAt10,
+        mrrAt10: r.scores.mrr[10],
+        recallAt100: r.scores.recall[100],
+      })
+    }
+    const score = this.sets.length ? results[0].spearman : retrieval[0].ndcgAt10
+    const isBest = !this.best || betterScore(score, bestScore(this.best).score)
     if (isBest) {
-      this.best = { step, spearman }
+      this.best = this.metric === 'spearman' ? { step, spearman: score } : { step, ndcgAt10: score }
       await this.saveBest()
     }
-    return { type: 'eval', step, results, average, spearman, ...(this.cutDims.length ? { dimSpearman } : {}), best: isBest }
+    return {
+      type: 'eval',
+      step,
+      results,
+      ...(results.length ? { average: results.reduce((a, r) => a + r.spearman, 0) / results.length, spearman: results[0].spearman } : {}),
+      ...(results.length && this.cutDims.length ? { dimSpearman } : {}),
+      ...(retrieval.length ? { retrieval } : {}),
+      best: isBest,
+    }
   }
 }

@@ -37,23 +37,41 @@ export interface StepInfo {
   elapsedSeconds: number
 }
 
+/** A retrieval set's numbers at an evaluation (fractions in [0, 1], as evaluateRetrieval gives them). */
+export interface RetrievalEval {
+  /** The BEIR folder, and the split of its qrels that was scored. */
+  dataset: string
+  split: string
+  queries: number
+  documents: number
+  ndcgAt10: number
+  mrrAt10: number
+  recallAt100: number
+}
+
 export interface EvalInfo {
   type: 'eval'
   step: number
-  /** Per file: Spearman and Pearson ×100 (Pearson is absent in logs written before it was reported). */
+  /** Per STS file: Spearman and Pearson ×100 (Pearson is absent in logs written before it was reported); [] without STS files. */
   results: { file: string; pairs: number; spearman: number; pearson?: number }[]
-  average: number
-  /** STS of the first eval file: the model-selection metric. */
-  spearman: number
+  /** The mean Spearman of the STS files (absent without STS files). */
+  average?: number
+  /** STS of the first eval file: the model-selection metric (absent without STS files). */
+  spearman?: number
   /** Matryoshka training: the first file's Spearman ×100 on the vectors cut to each trained size below the hidden size. */
   dimSpearman?: Record<string, number>
+  /** Retrieval sets (BEIR folders, evalRetrieval); without STS files the first one's nDCG@10 selects the model. */
+  retrieval?: RetrievalEval[]
   best: boolean
 }
 
 export type LogEntry = StepInfo | EvalInfo
 
-/** The best evaluation so far: the step whose model is in the output directory. */
-export type Best = { step: number; spearman: number } | null
+/**
+ * The best evaluation so far: the step whose model is in the output directory, and its selection score: the first
+ * STS file's Spearman ×100, or (a run evaluating retrieval sets only) the first retrieval set's nDCG@10.
+ */
+export type Best = { step: number; spearman: number } | { step: number; ndcgAt10: number } | null
 
 export interface TrainHooks {
   onStep?(info: StepInfo): void

@@ -176,21 +176,30 @@ function matryoshkaUsage(dims: number[]): string[] {
 
 /** The evaluations as a table of Spearman ×100 per file (the best step marked), or a line saying there were none. */
 function evaluationTable(evals: EvalInfo[], best: Best): string[] {
-  if (!evals.length) return ['No evaluation was run (`--eval-file` gives STS Spearman during training; `simcsepp eval` after).']
+  if (!evals.length)
+    return ['No evaluation was run (`--eval-file` gives STS Spearman, `--eval-retrieval` nDCG@10 during training; `simcsepp eval` after).']
   const files = evals[0].results.map((r) => basename(r.file))
+  const sets = (evals[0].retrieval ?? []).map((r) => `${basename(r.dataset)} (${r.split})`)
   // Matryoshka runs: the first file again on the vectors cut to each trained size.
   const dims = Object.keys(evals[0].dimSpearman ?? {}).sort((a, b) => Number(b) - Number(a))
-  const cut = (e: EvalInfo) => dims.map((d) => ` ${e.dimSpearman?.[d]?.toFixed(2) ?? ''} |`).join('')
-  const table = [
-    `STS Spearman × 100 (cosine of sentence vectors against the gold scores); the model saved is the best of \`${files[0]}\`` +
-      (dims.length ? ` (whole vectors); \`@d\`: \`${files[0]}\` on the vectors cut to their first d values.` : '.'),
-    '',
-    `| step | ${files.join(' | ')} | average |${dims.map((d) => ` @${d} |`).join('')}`,
-    `| --- |${files.map(() => ' --- |').join('')} --- |${dims.map(() => ' --- |').join('')}`,
-    ...evals.map(
-      (e) =>
-        `| ${e.step}${best && e.step === best.step ? ' (saved)' : ''} | ${e.results.map((r) => r.spearman.toFixed(2)).join(' | ')} | ${e.average.toFixed(2)} |${cut(e)}`,
-    ),
+  const headers = [...files, ...(files.length ? ['average'] : []), ...dims.map((d) => `@${d}`), ...sets.map((s) => `${s} nDCG@10`)]
+  const cells = (e: EvalInfo) => [
+    ...e.results.map((r) => r.spearman.toFixed(2)),
+    ...(files.length ? [e.average?.toFixed(2) ?? ''] : []),
+    ...dims.map((d) => e.dimSpearman?.[d]?.toFixed(2) ?? ''),
+    ...(e.retrieval ?? []).map((r) => (100 * r.ndcgAt10).toFixed(2)),
   ]
-  return table
+  const about = [
+    ...(files.length ? ['STS Spearman × 100 (cosine of sentence vectors against the gold scores)'] : []),
+    ...(dims.length ? [`\`@d\`: \`${files[0]}\` on the vectors cut to their first d values`] : []),
+    ...(sets.length ? ["nDCG@10 × 100 of exact cosine search over each retrieval set's corpus"] : []),
+  ]
+  const selectedBy = files.length ? `\`${files[0]}\`` : `\`${sets[0]}\`'s nDCG@10`
+  return [
+    `${about.join('; ')}. The model saved is the best of ${selectedBy}${dims.length ? ' (whole vectors)' : ''}.`,
+    '',
+    `| step | ${headers.join(' | ')} |`,
+    `| --- |${headers.map(() => ' --- |').join('')}`,
+    ...evals.map((e) => `| ${e.step}${best && e.step === best.step ? ' (saved)' : ''} | ${cells(e).join(' | ')} |`),
+  ]
 }

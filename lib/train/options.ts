@@ -72,6 +72,11 @@ export interface TrainOptions {
   precision?: Precision | 'auto'
   /** STS files (STS-B, SICK, STS12–16) evaluated every evalEvery steps; the first selects the best model. */
   evalFiles?: string[]
+  /**
+   * Retrieval sets (BEIR folders: corpus.jsonl, queries.jsonl, qrels/dev.tsv or test.tsv) scored at each evaluation:
+   * nDCG@10, MRR@10, Recall@100 of exact cosine search; without evalFiles the first one's nDCG@10 selects the best model.
+   */
+  evalRetrieval?: string[]
   evalEvery?: number
   out: string
   saveEvery?: number
@@ -102,6 +107,7 @@ export type ResolvedTrainOptions = Required<
     | 'resume'
     | 'dropout'
     | 'evalFiles'
+    | 'evalRetrieval'
     | 'overwrite'
     | 'matryoshkaDims'
     | 'matryoshkaWeights'
@@ -113,6 +119,7 @@ export type ResolvedTrainOptions = Required<
     'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout' | 'matryoshkaDims' | 'matryoshkaWeights' | 'batchSampler'
   > & {
     evalFiles: string[]
+    evalRetrieval: string[]
     overwrite: boolean
   }
 
@@ -213,6 +220,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     'batchSampler',
     'steps',
     'evalFiles',
+    'evalRetrieval',
     'out',
     'resume',
     'overwrite',
@@ -220,6 +228,12 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   for (const k of Object.keys(o)) if (!known.has(k)) throw new TypeError(`train: unknown option '${k}'`)
   const r = { ...DEFAULTS, ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) } as ResolvedTrainOptions
   r.evalFiles = o.evalFiles ?? []
+  r.evalRetrieval = o.evalRetrieval ?? []
+  for (const [k, v] of [
+    ['evalFiles', r.evalFiles],
+    ['evalRetrieval', r.evalRetrieval],
+  ] as const)
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new TypeError(`train: ${k} must be an array of paths`)
   r.overwrite = o.overwrite ?? false
   if (typeof r.overwrite !== 'boolean') throw new TypeError(`train: overwrite must be a boolean (got ${String(r.overwrite)})`)
   if (r.overwrite && r.resume) throw new TypeError('train: give either resume (continue a run) or overwrite (start over), not both')

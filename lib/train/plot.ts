@@ -18,6 +18,8 @@ export interface PlotOptions {
   smoothing?: number
   /** Label of the STS panel (default "STS-B dev Spearman"). */
   stsLabel?: string
+  /** Its axis title (default "Spearman ×100"): the panel may hold another score, e.g. nDCG@10. */
+  stsAxis?: string
   /** Log-scale loss axis: 'auto' (default) when all values are positive and span 50× or more. */
   logLoss?: boolean | 'auto'
 }
@@ -108,7 +110,13 @@ export function lossCurveSvg(history: HistoryPoint[], options: PlotOptions = {})
   if (stsPts.length) {
     const box = { x: margin.left, y: margin.top + lossH + margin.gap, w: plotW, h: stsH }
     const vals = stsPts.map((p) => p.sts!)
-    const { sx, sy, els } = axes(box, xDomain, padDomain(Math.min(...vals), Math.max(...vals), false), 'step', 'Spearman ×100')
+    const { sx, sy, els } = axes(
+      box,
+      xDomain,
+      padDomain(Math.min(...vals), Math.max(...vals), false),
+      'step',
+      options.stsAxis ?? 'Spearman ×100',
+    )
     out.push(...els)
     const xy = stsPts.map((p) => [sx(p.step), sy(p.sts!)] as [number, number])
     out.push(line(xy, COLORS.sts, 1.8))

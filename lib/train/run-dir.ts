@@ -137,7 +137,7 @@ export class RunDir {
     const steps = this.history.filter((h) => h.type === 'step') as StepInfo[]
     const evals = this.history.filter((h) => h.type === 'eval') as EvalInfo[]
     await writeFileAtomic(runPath(this.out, 'metrics.json'), json({ best, evals, lastStep: steps.at(-1) ?? null }))
-    await writeFileAtomic(runPath(this.out, 'loss_curve.svg'), lossCurveSvg(curvePoints(steps, evals)))
+    await writeFileAtomic(runPath(this.out, 'loss_curve.svg'), lossCurveSvg(curvePoints(steps, evals), scorePanel(evals)))
     await writeFileAtomic(
       join(this.out, 'README.md'),
       modelCard({ args: this.args, steps, evals, best, data, architecture: this.architecture }),
@@ -166,12 +166,19 @@ async function readLog(path: string, keepUpToStep: number): Promise<LogEntry[]> 
   return kept
 }
 
+/** The score panel's labels: STS (the default), or the first retrieval set's nDCG@10. */
+function scorePanel(evals: EvalInfo[]): { stsLabel?: string; stsAxis?: string } {
+  const first = evals.find((e) => e.spearman === undefined && e.retrieval?.length)?.retrieval?.[0]
+  return first ? { stsLabel: `${basename(first.dataset)} (${first.split}) nDCG@10`, stsAxis: 'nDCG@10 ×100' } : {}
+}
+
 function curvePoints(steps: StepInfo[], evals: EvalInfo[]) {
   const rows: { step: number; loss: number; lossParts?: Record<string, number>; sts?: number }[] = steps.map((s) => ({
     step: s.step,
     loss: s.loss,
     lossParts: s.parts,
   }))
-  for (const e of evals) rows.push({ step: e.step, loss: NaN, sts: e.spearman })
+  // The selection score: the first STS file's Spearman, or without STS files the first retrieval set's nDCG@10 ×100.
+  for (const e of evals) rows.push({ step: e.step, loss: NaN, sts: e.spearman ?? 100 * (e.retrieval?.[0]?.ndcgAt10 ?? NaN) })
   return rows.sort((a, b) => a.step - b.step)
 }

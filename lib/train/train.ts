@@ -21,7 +21,7 @@ import { stepMemory } from '../model/memory-budget.js'
 import { findCheckpoint, loadCheckpoint } from './checkpoint.js'
 import { checkpointDir } from './run-layout.js'
 import type { StepInfo, TrainHooks, TrainResult } from './events.js'
-import { Evaluator, modelEmbedder, readEvalSets } from './evaluation.js'
+import { Evaluator, modelEmbedder, readEvalSets, readRetrievalSets } from './evaluation.js'
 import { matryoshkaPlan, scratchDim } from './matryoshka-options.js'
 import { fixedOnResume, resolveTrainOptions, type ResolvedTrainOptions, type TrainOptions } from './options.js'
 import { takeOutputDir } from './out-dir.js'
@@ -145,6 +145,9 @@ async function trainHolding(
     : await (comm!.barrier(), loadTokenizer(builtHere ? { ...o, tokenizer: join(out, 'vocab.txt') } : o, file, checkpoint, say))
   if (lead) comm?.barrier()
   const evalSets = await readEvalSets(o.evalFiles)
+  const retrievalSets = await readRetrievalSets(o.evalRetrieval)
+  for (const r of retrievalSets)
+    say(`eval: ${r.dir} (${r.split} split): ${r.queries.length} queries, ${r.corpus.length} documents, nDCG@10 every --eval-every steps`)
   const model = await createModel(o, tokenizer, device, checkpoint !== null, say)
   hold(() => model.dispose())
   if (device === 'cuda') {
@@ -212,9 +215,14 @@ async function trainHolding(
   })
 
   const saveModel = async () => run?.saveModel(model, tokenizer, maxLen, o.pooling)
-  const evaluating = evalSets.length > 0 && o.evalEvery > 0
+  const evaluating = evalSets.length + retrievalSets.length > 0 && o.evalEvery > 0
   const cutDims = (matryoshka ?? []).map((p) => p.dim).filter((d) => d < model.config.hiddenSize)
-  const evaluator = new Evaluator(evalSets, modelEmbedder(model, tokenizer, maxLen, o.pooling), saveModel, resumed?.best ?? null, cutDims)
+  const embedder = modelEmbedder(model, tokenizer, maxLen, o.pooling)
+  const evaluator = new Evaluator(evalSets, embedder, saveModel, resumed?.best ?? null, cutDims, retrievalSets)
+  if (resumed?.best && !evaluator.best)
+    say(
+      `the checkpoint's best model was chosen by another measure than this run's (${evaluator.metric}): the next evaluation is the best so far`,
+    )
   const evaluate = async (step: number) => {
     if (!run) return
     const info = await evaluator.evaluate(step)

@@ -121,7 +121,8 @@ t.test('the STS score of training equals `simcsepp eval` on the saved directory'
   const evaluated = cli(['eval', '--model', out, '--sts', sts, '--json', '--device', 'cpu'])
   t.equal(evaluated.status, 0, evaluated.stderr)
   const score = (JSON.parse(evaluated.stdout) as { average: number }).average
-  t.ok(Math.abs(score - run.best!.spearman) < 1e-3, `eval ${score} equals training's ${run.best!.spearman}`)
+  const best = run.best as { spearman: number }
+  t.ok(Math.abs(score - best.spearman) < 1e-3, `eval ${score} equals training's ${best.spearman}`)
   const at128 = cli(['eval', '--model', out, '--sts', sts, '--json', '--device', 'cpu', '--max-len', '128'])
   t.equal(at128.status, 0, at128.stderr)
   t.comment(`Spearman at --max-len 128: ${(JSON.parse(at128.stdout) as { average: number }).average}`)
