@@ -188,6 +188,20 @@ t.test('one size, the hidden size, trains bit for bit as without Matryoshka; its
   t.equal(doubled[0].loss, 2 * plain[0].loss, 'weight 2: twice the loss')
 })
 
+t.test('in micro-batches, a Matryoshka run ends with the weights of the whole-batch run', async (t) => {
+  const dir = tempDir('simcsepp-matryoshka-micro-')
+  const data = writeSentences(join(dir, 'data.txt'), 40)
+  const lr = 3e-5
+  const run = { ...TINY_RUN, data, device: 'cpu' as const, saveEvery: 0, lr, matryoshkaDims: [128, 32], matryoshkaWeights: [1, 0.5] }
+  const passes: number[] = []
+  await train({ ...run, out: join(dir, 'whole'), microBatch: 0 })
+  await train({ ...run, out: join(dir, 'm7'), microBatch: 7 }, { onStep: (s) => void passes.push(s.microBatches) })
+  t.same(passes, [4, 4, 4], '24 rows in 4 passes per step')
+  const { worst, keyBias, worstName } = await compareWeights(join(dir, 'm7'), join(dir, 'whole'))
+  t.ok(worst < 1e-5, `weights within ${worst.toExponential(2)} relative (worst: ${worstName})`)
+  t.ok(keyBias <= 2 * 3 * lr, `key bias within ${keyBias.toExponential(2)}`)
+})
+
 t.test('a Matryoshka run: its log, training_args.json, model card and resume', async (t) => {
   const dir = tempDir('simcsepp-matryoshka-run-')
   const data = writeSentences(join(dir, 'data.txt'), 40)
