@@ -5,7 +5,8 @@ import { spawnSync } from 'node:child_process'
 import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { SentenceEncoder } from '../lib/index.js'
-import { cli, jsonVectors, needsCli } from './helpers/train-corpus.js'
+import { cli, jsonVectors, needsCli, WORDS, writeStsFile } from './helpers/train-corpus.js'
+import { writeBeir } from './helpers/beir-folder.js'
 import { saveTinyModel } from './helpers/encoder-tiny-model.js'
 
 const texts = ['the cat sat on the mat', 'a dog runs fast', '']
@@ -77,4 +78,55 @@ t.test('simcsepp encode --truncate-dim', needsCli, async (t) => {
   const bad = spawnSync(process.execPath, [cli, 'encode', '--model', dir, '--truncate-dim', '0', 'x'], { encoding: 'utf8' })
   t.not(bad.status, 0)
   t.match(bad.stderr, /truncate-dim/)
+})
+
+t.test('simcsepp eval --matryoshka-dims: each size as --truncate-dim scores it, the model run once', needsCli, async (t) => {
+  const dir = await saveTinyModel({ config: { hiddenSize: 64, numAttentionHeads: 2 } })
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const sts = writeStsFile(join(dir, 'sts.tsv'))
+  const beir = writeBeir({
+    corpus: WORDS.map((w, i) => ({ _id: `d${i}`, text: `${w} ${WORDS[(i + 3) % WORDS.length]} ${WORDS[(i + 5) % WORDS.length]}` })),
+    queries: WORDS.slice(0, 6).map((w, i) => ({ _id: `q${i}`, text: w })),
+    qrels: WORDS.slice(0, 6)
+      .map((_, i) => `q${i}\td${i}\t1\n`)
+      .join(''),
+  })
+  const evalJson = (...flags: string[]) => {
+    const r = spawnSync(
+      process.execPath,
+      [cli, 'eval', '--model', dir, '--device', 'cpu', '--sts', sts, '--retrieval', beir, '--json', ...flags],
+      {
+        encoding: 'utf8',
+      },
+    )
+    t.equal(r.status, 0, r.stderr)
+    return JSON.parse(r.stdout)
+  }
+  const { matryoshka } = evalJson('--matryoshka-dims', '64,16,8')
+  t.same(
+    matryoshka.map((m: { dim: number }) => m.dim),
+    [64, 16, 8],
+  )
+  for (const m of matryoshka) {
+    const one = evalJson('--truncate-dim', String(m.dim))
+    t.ok(Math.abs(m.average - one.average) < 1e-9, `${m.dim}: STS ${m.average.toFixed(4)}, --truncate-dim ${one.average.toFixed(4)}`)
+    t.ok(
+      Math.abs(m.retrieval[0].ndcgAt10 - one.retrieval[0].ndcgAt10) < 1e-9,
+      `${m.dim}: nDCG@10 ${m.retrieval[0].ndcgAt10.toFixed(4)}, --truncate-dim ${one.retrieval[0].ndcgAt10.toFixed(4)}`,
+    )
+  }
+  const table = spawnSync(process.execPath, [cli, 'eval', '--model', dir, '--device', 'cpu', '--sts', sts, '--matryoshka-dims', '32,8'], {
+    encoding: 'utf8',
+  })
+  t.equal(table.status, 0, table.stderr)
+  t.match(table.stdout, /^dims +sts\.tsv +average\n[- ]+\n +32 +-?\d+\.\d\d +-?\d+\.\d\d\n +8 /, 'a row per size')
+  const both = spawnSync(process.execPath, [cli, 'eval', '--model', dir, '--sts', sts, '--matryoshka-dims', '8', '--truncate-dim', '8'], {
+    encoding: 'utf8',
+  })
+  t.match(both.stderr, /give --truncate-dim or --matryoshka-dims, not both/)
+  const over = spawnSync(process.execPath, [cli, 'eval', '--model', dir, '--device', 'cpu', '--sts', sts, '--matryoshka-dims', '65'], {
+    encoding: 'utf8',
+  })
+  t.not(over.status, 0)
+  t.match(over.stderr, /dimension 65 is more than the model's 64/)
 })

@@ -24,6 +24,8 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
   Output      --json (one JSON object: per STS file and the average; with --retrieval, a "retrieval" array
               of { dataset, split, queries, documents, ndcgAt10, scores: { ndcg, map, recall, precision,
               mrr } at 1, 3, 5, 10, 100 })
+  Matryoshka  --matryoshka-dims 768,256,64: every measure with the vectors cut to each size (encoded once);
+              a table of a row per size (--json: { matryoshka: [{ dim, ... }] })
 ${encoderOptions}`
 
 export const encodeUsage = `simcsepp encode --model DIR [--file FILE] [sentences...] [options]

@@ -46,6 +46,27 @@ export function retrievalTable(results: RetrievalResult[]): string {
   )
 }
 
+/**
+ * A Matryoshka model at each size (eval --matryoshka-dims): a row per size, Spearman ×100 of each STS file and
+ * their average, nDCG@10 ×100 of each retrieval set.
+ */
+export function matryoshkaTable(sizes: { dim: number; sts: StsFilesResult | null; retrieval: RetrievalResult[] }[]): string {
+  const first = sizes[0]
+  const headers = [
+    'dims',
+    ...(first.sts ? [...first.sts.results.map((r) => basename(r.file)), 'average'] : []),
+    ...first.retrieval.map((r) => `${basename(r.dataset)} nDCG@10`),
+  ]
+  return formatTable(
+    headers,
+    sizes.map((s) => [
+      s.dim,
+      ...(s.sts ? [...s.sts.results.map((r) => r.spearman.toFixed(2)), s.sts.average.toFixed(2)] : []),
+      ...s.retrieval.map((r) => (100 * r.ndcgAt10).toFixed(2)),
+    ]),
+  )
+}
+
 /** Spearman and Pearson ×100 per file (an STS12–16 folder: "all", then each subset and their mean), and the average. */
 export function stsTable(result: StsFilesResult): string {
   const rows: (string | number)[][] = []

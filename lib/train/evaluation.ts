@@ -7,6 +7,7 @@ import type { Tokenizer } from '../tokenizer.js'
 import { evaluateSts, readStsFile, type EmbedFn, type StsPair } from '../eval/sts.js'
 import { readBeirDataset, type RetrievalDataset } from '../eval/beir.js'
 import { evaluateRetrieval } from '../eval/retrieval.js'
+import { memoEmbed } from '../embed/memo-embed.js'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Best, EvalInfo, RetrievalEval } from './events.js'
@@ -62,20 +63,6 @@ export function betterScore(a: number, b: number): boolean {
   return Number.isNaN(b) || a > b
 }
 
-/**
- * `embed` remembering each sentence's vector (one evaluation's: the model changes between them), and the same
- * vectors cut to their first `dim` values, so that scoring a file at several Matryoshka sizes encodes it once.
- */
-function memoised(embed: EmbedFn): { full: EmbedFn; cut: (dim: number) => EmbedFn } {
-  const seen = new Map<string, Float32Array>()
-  const full: EmbedFn = async (sentences) => {
-    const missing = [...new Set(sentences.filter((x) => !seen.has(x)))]
-    if (missing.length) (await embed(missing)).forEach((v, i) => seen.set(missing[i], v))
-    return sentences.map((x) => seen.get(x)!)
-  }
-  return { full, cut: (dim) => async (sentences) => (await full(sentences)).map((v) => v.subarray(0, dim)) }
-}
-
 export class Evaluator {
   constructor(
     private readonly sets: EvalSet[],
@@ -100,7 +87,7 @@ export class Evaluator {
   /** Scores every set at `step`, saving the model when it is the best so far (by the selection score, whole vectors). */
   async evaluate(step: number): Promise<EvalInfo> {
     const results: EvalInfo['results'] = []
-    const embed = memoised(this.embed)
+    const embed = memoEmbed(this.embed)
     for (const set of this.sets) {
       const r = await evaluateSts(set === this.sets[0] ? embed.full : this.embed, set.pairs)
       results.push({ file: set.file, pairs: r.pairs, spearman: r.spearman, pearson: r.pearson })
