@@ -2,7 +2,8 @@
 // The simcsepp command line: a thin layer over the library.
 import { cudaStatus, numThreads } from './index.js'
 import { trainCommand } from './cli/train-command.js'
-import { encodeCommand, evalCommand } from './cli/encode-command.js'
+import { encodeCommand } from './cli/encode-command.js'
+import { evalCommand } from './cli/eval-command.js'
 import { searchCommand } from './cli/search-command.js'
 import { mineCommand } from './cli/mine-command.js'
 import { benchCommand } from './cli/bench-command.js'

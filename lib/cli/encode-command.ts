@@ -1,16 +1,10 @@
-// `simcsepp encode` and `simcsepp eval`: thin layers over SentenceEncoder and the STS evaluation.
+// `simcsepp encode`: a thin layer over SentenceEncoder; its encoder flags and loader, which `simcsepp eval` shares.
 import { SentenceFile } from '../data/sentences.js'
 import { SentenceEncoder } from '../embed/sentence-encoder.js'
-import { OnnxEncoder } from '../embed/onnx-encoder.js'
-import { evaluateStsFiles, type StsFilesResult } from '../eval/sts.js'
-import { readBeirDataset, type RetrievalDataset } from '../eval/beir.js'
-import { evaluateRetrieval, type RetrievalResult } from '../eval/retrieval.js'
 import { DEVICE_REQUESTS } from '../device.js'
 import { ENCODER_PRECISION_REQUESTS } from '../model/precision.js'
-import { num, numList, oneOf, parseFlags, UsageError } from './args.js'
-import { encodeUsage, evalUsage } from './help.js'
-import { matryoshkaTable, retrievalTable, stsTable } from './tables.js'
-import { memoEmbed, type Embed } from '../embed/memo-embed.js'
+import { num, oneOf, parseFlags, UsageError } from './args.js'
+import { encodeUsage } from './help.js'
 import { ENCODE_FORMATS, encodeLine, encodeProgressBar } from './encode-output.js'
 
 export const encoderFlags = {
@@ -93,111 +87,4 @@ export async function encodeCommand(argv: string[]): Promise<void> {
     await file?.close()
     await enc.close()
   }
-}
-
-/** simcsepp eval --model DIR [--sts FILE...] [--retrieval DIR...] [--json] */
-export async function evalCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parseFlags(evalUsage, {
-    args: argv,
-    allowPositionals: true,
-    options: {
-      ...encoderFlags,
-      onnx: { type: 'string' },
-      sts: { type: 'string', multiple: true },
-      retrieval: { type: 'string', multiple: true },
-      split: { type: 'string', default: 'test' },
-      'query-prefix': { type: 'string' },
-      'doc-prefix': { type: 'string' },
-      json: { type: 'boolean', default: false },
-      'matryoshka-dims': { type: 'string' },
-    },
-  })
-  if (values.model && values.onnx) throw new UsageError('eval: give --model DIR or --onnx FILE, not both')
-  if (!values.model && !values.onnx) throw new UsageError('eval: --model DIR (or --onnx FILE) is required')
-  const files = [...(values.sts ?? []), ...positionals]
-  const folders = values.retrieval ?? []
-  if (!files.length && !folders.length)
-    throw new UsageError('eval: give at least one --sts FILE (STS-B, SICK, or an STS12-16 folder) or --retrieval DIR (a BEIR folder)')
-  // Every dataset is read (and its format checked) before the model loads.
-  const datasets: RetrievalDataset[] = []
-  for (const dir of folders) datasets.push(await readBeirDataset(dir, values.split))
-  const dims = numList('matryoshka-dims', values['matryoshka-dims'], { int: true, min: 1 })
-  if (dims && values['truncate-dim'] !== undefined) throw new UsageError('eval: give --truncate-dim or --matryoshka-dims, not both')
-  const enc = values.onnx ? await loadOnnxEncoder(values.onnx, values) : await loadEncoder(values)
-  try {
-    // Prefixes: the flags, else those of the model's encodeQuery and encodeDocument (its 'query' and 'document',
-    // 'passage' or 'corpus' prompts); the texts are then embedded with no further prompt.
-    // (Only with datasets: a model whose pooling refuses prompts still evaluates STS.)
-    const role = (r: 'query' | 'document') => (folders.length && enc instanceof SentenceEncoder ? enc.rolePrefix(r) : '')
-    const queryPrefix = values['query-prefix'] ?? role('query')
-    const docPrefix = values['doc-prefix'] ?? role('document')
-    if (folders.length && (values['query-prefix'] === undefined || values['doc-prefix'] === undefined) && (queryPrefix || docPrefix))
-      process.stderr.write(
-        `simcsepp: the model's prompts: queries prefixed ${JSON.stringify(queryPrefix)}, documents ${JSON.stringify(docPrefix)}\n`,
-      )
-    const sentences: Embed = (s) => enc.encode(s)
-    const plain: Embed = (s) => (enc instanceof SentenceEncoder ? enc.encode(s, { prompt: '' }) : enc.encode(s))
-    // Every measure once, with these encoders (progress bars while the retrieval sets are encoded).
-    const evaluate = async (embed: Embed, embedPlain: Embed, bars: boolean) => {
-      const sts: StsFilesResult | null = files.length ? await evaluateStsFiles(embed, files) : null
-      const retrieval: RetrievalResult[] = []
-      for (const data of datasets) {
-        const bar = bars ? encodeProgressBar(data.corpus.length + data.queries.length, process.stderr, 'texts') : null
-        retrieval.push(
-          await evaluateRetrieval(embedPlain, data, {
-            queryPrefix,
-            documentPrefix: docPrefix,
-            onProgress: bar ? ({ done }) => bar.update(done) : undefined,
-          }),
-        )
-        bar?.finish()
-      }
-      return { sts, retrieval }
-    }
-    const jsonOf = ({ sts, retrieval }: Awaited<ReturnType<typeof evaluate>>) => {
-      const stsOut = sts && {
-        ...sts,
-        results: sts.results.map(({ file, pairs, spearman, ...added }) => ({ file, pairs, spearman, ...added })),
-      }
-      return folders.length ? { ...stsOut, retrieval } : stsOut
-    }
-    if (dims) {
-      // A Matryoshka model at each size: the texts encoded once, their vectors cut to each.
-      const [memo, memoPlain] = [memoEmbed(sentences), memoEmbed(plain)]
-      const sizes = []
-      for (const [k, dim] of dims.entries()) sizes.push({ dim, ...(await evaluate(memo.cut(dim), memoPlain.cut(dim), k === 0)) })
-      if (values.json)
-        process.stdout.write(JSON.stringify({ matryoshka: sizes.map((r) => ({ dim: r.dim, ...jsonOf(r) })) }, null, 2) + '\n')
-      else process.stdout.write(matryoshkaTable(sizes) + '\n')
-      warnUnknown(sizes[0].retrieval)
-      return
-    }
-    const result = await evaluate(sentences, plain, true)
-    if (values.json) process.stdout.write(JSON.stringify(jsonOf(result), null, 2) + '\n')
-    else {
-      const tables = [...(result.sts ? [stsTable(result.sts)] : []), ...(result.retrieval.length ? [retrievalTable(result.retrieval)] : [])]
-      process.stdout.write(tables.join('\n\n') + '\n')
-      warnUnknown(result.retrieval)
-    }
-  } finally {
-    await enc.close()
-  }
-}
-
-/** Judged documents a retrieval set's corpus lacks, said on stderr. */
-function warnUnknown(retrieval: RetrievalResult[]): void {
-  for (const r of retrieval)
-    if (r.unknownDocuments > 0)
-      process.stderr.write(
-        `simcsepp: ${r.dataset}: ${r.unknownDocuments} judged documents are not in corpus.jsonl (counted relevant, never retrieved)\n`,
-      )
-}
-
-/** `eval --onnx FILE`: the export's graph fixes the device, precision and pooling, so those flags are refused. */
-async function loadOnnxEncoder(file: string, v: Record<string, string | boolean | string[] | undefined>): Promise<OnnxEncoder> {
-  for (const flag of ['device', 'precision', 'pooling', 'normalize', 'truncate-dim'])
-    if (v[flag] !== undefined)
-      throw new UsageError(`eval: --${flag} does not apply to --onnx (onnxruntime's CPU provider runs the graph as exported)`)
-  const maxLength = num('max-len', v['max-len'] as string | undefined, { int: true, min: 3 })
-  return OnnxEncoder.load(file, { maxLength, batchSize: num('batch-size', v['batch-size'] as string | undefined, { int: true, min: 1 }) })
 }
