@@ -251,6 +251,8 @@ t.test('a Matryoshka run: its log, training_args.json, model card and resume', a
   t.match(card, /Final loss per dimension: 128: \d\.\d{4}, 64: \d\.\d{4}, 16: \d\.\d{4}/)
   t.match(card, /truncate_dim=16\)/)
   t.match(card, /\{ truncateDim: 16 \}/)
+  const svg = readFileSync(join(out, 'run', 'loss_curve.svg'), 'utf8')
+  for (const d of [128, 64, 16]) t.match(svg, `${d} dims (EMA)`, `the loss curve of ${d} dims`)
 
   // The sizes are fixed on resume; a checkpoint written before the option existed resumes as without it.
   await t.rejects(

@@ -176,7 +176,8 @@ function curvePoints(steps: StepInfo[], evals: EvalInfo[]) {
   const rows: { step: number; loss: number; lossParts?: Record<string, number>; sts?: number }[] = steps.map((s) => ({
     step: s.step,
     loss: s.loss,
-    lossParts: s.parts,
+    // A Matryoshka run's curves: each size's loss (its parts are sums over the sizes).
+    lossParts: s.dimLosses ? Object.fromEntries(Object.entries(s.dimLosses).map(([d, l]) => [`${d} dims`, l])) : s.parts,
   }))
   // The selection score: the first STS file's Spearman, or without STS files the first retrieval set's nDCG@10 ×100.
   for (const e of evals) rows.push({ step: e.step, loss: NaN, sts: e.spearman ?? 100 * (e.retrieval?.[0]?.ndcgAt10 ?? NaN) })
