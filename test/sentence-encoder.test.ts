@@ -15,7 +15,7 @@ import type * as EngineModule from '../lib/embed/engine.js'
 import { Tokenizer } from '../lib/tokenizer.js'
 import { benchEncode, type EncodeBenchOptions } from '../lib/bench/encode.js'
 import { encodeBenchTable } from '../lib/cli/tables.js'
-import { saveTinyModel, sentences } from './helpers/encoder-tiny-model.js'
+import { saveTinyModel, sentences, writeNormalizedModules } from './helpers/encoder-tiny-model.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const dirs: string[] = []
@@ -119,14 +119,7 @@ t.test('pooling from 1_Pooling/config.json, mean pooling, normalize', async (t) 
   await cls.close()
 
   // modules.json with a Normalize module turns normalize on by default.
-  writeFileSync(
-    join(dir, 'modules.json'),
-    JSON.stringify([
-      { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
-      { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
-      { idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' },
-    ]),
-  )
+  writeNormalizedModules(dir)
   const st = await SentenceEncoder.load(dir, { device: 'cpu' })
   t.equal(st.normalize, true, 'normalize defaults to true with a Normalize module')
   await st.close()

@@ -4,6 +4,7 @@
 // event loop: sentences go to the worker in chunks, vectors come back batch by batch as transferred
 // buffers. Sentences are tokenized, ordered by length (longest first) and batched so that little
 // padding is computed, and the results are put back in input order.
+import { ROLE_PROMPTS } from './role-prompts.js'
 import { existsSync, promises as fsp } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -91,8 +92,6 @@ export interface EncodeProgress {
 }
 
 /** The prompts encodeQuery and encodeDocument look for, in order (sentence-transformers' encode_query, encode_document). */
-const ROLE_PROMPTS = { query: ['query'], document: ['document', 'passage', 'corpus'] } as const
-
 /** Sentences posted to the worker per message; the main thread yields between messages. */
 const POST_CHUNK = 2048
 

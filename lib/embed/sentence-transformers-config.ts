@@ -54,6 +54,8 @@ export interface SentenceTransformersConfig {
    * truncateDim values are the model's vectors (Matryoshka models).
    */
   truncateDim?: number
+  /** config_sentence_transformers.json's similarity_fn_name ('cosine', 'dot', ...), as written. */
+  similarityFnName?: string
 }
 
 interface ModuleEntry {
@@ -130,7 +132,7 @@ export async function readSentenceTransformersConfig(dir: string): Promise<Sente
   return out
 }
 
-/** config_sentence_transformers.json's prompts, default_prompt_name and truncate_dim, checked (a missing file: none). */
+/** config_sentence_transformers.json's prompts, default_prompt_name, truncate_dim and similarity_fn_name, checked (a missing file: none). */
 async function readPrompts(file: string): Promise<Partial<SentenceTransformersConfig>> {
   const cfg = await readJsonFile(file, { optional: true })
   if (cfg === undefined) return {}
@@ -150,6 +152,7 @@ async function readPrompts(file: string): Promise<Partial<SentenceTransformersCo
       )
     out.defaultPromptName = name
   }
+  if (typeof c.similarity_fn_name === 'string') out.similarityFnName = c.similarity_fn_name
   const truncate = c.truncate_dim
   if (truncate !== undefined && truncate !== null) {
     if (typeof truncate !== 'number' || !Number.isSafeInteger(truncate) || truncate < 1)

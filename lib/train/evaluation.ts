@@ -75,6 +75,11 @@ export class Evaluator {
     private readonly cutDims: number[] = [],
     /** Retrieval sets (readRetrievalSets). */
     private readonly retrievalSets: RetrievalDataset[] = [],
+    /**
+     * What queries and documents of the retrieval sets are prefixed with (the model's query and document prompts),
+     * and STS sentences (its default prompt), as the saved model's encodeQuery, encodeDocument and encode do.
+     */
+    private readonly prefixes: { queryPrefix?: string; documentPrefix?: string; sentencePrefix?: string } = {},
   ) {
     if (best && bestScore(best).metric !== this.metric) this.best = null
   }
@@ -87,16 +92,21 @@ export class Evaluator {
   /** Scores every set at `step`, saving the model when it is the best so far (by the selection score, whole vectors). */
   async evaluate(step: number): Promise<EvalInfo> {
     const results: EvalInfo['results'] = []
-    const embed = memoEmbed(this.embed)
+    const prefix = this.prefixes.sentencePrefix ?? ''
+    const sentences: EmbedFn = prefix ? (s) => this.embed(s.map((x) => prefix + x)) : this.embed
+    const embed = memoEmbed(sentences)
     for (const set of this.sets) {
-      const r = await evaluateSts(set === this.sets[0] ? embed.full : this.embed, set.pairs)
+      const r = await evaluateSts(set === this.sets[0] ? embed.full : sentences, set.pairs)
       results.push({ file: set.file, pairs: r.pairs, spearman: r.spearman, pearson: r.pearson })
     }
     const dimSpearman: Record<string, number> = {}
     if (this.sets.length) for (const d of this.cutDims) dimSpearman[d] = (await evaluateSts(embed.cut(d), this.sets[0].pairs)).spearman
     const retrieval: RetrievalEval[] = []
     for (const data of this.retrievalSets) {
-      const r = await evaluateRetrieval(this.embed, data)
+      const r = await evaluateRetrieval(this.embed, data, {
+        queryPrefix: this.prefixes.queryPrefix,
+        documentPrefix: this.prefixes.documentPrefix,
+      })
       retrieval.push({
         dataset: r.dataset,
         split: r.split,

@@ -15,7 +15,7 @@ import { readCheckpointTensors, saveCheckpoint, type CheckpointState, type Loade
 import type { Best, EvalInfo, LogEntry, StepInfo } from './events.js'
 import { lossCurveSvg } from './plot.js'
 import { modelCard, type ModelCardInput } from './model-card.js'
-import { writeSentenceTransformersFiles } from './sentence-transformers.js'
+import { writeSentenceTransformersFiles, type InheritedSettings } from './sentence-transformers.js'
 import { prepareRunState, runPath } from './run-layout.js'
 import type { TokenizerCopy } from './tokenizer-copy.js'
 
@@ -115,11 +115,17 @@ export class RunDir {
   }
 
   /** The model as Hugging Face and sentence-transformers load it (the MLP head is left out). */
-  async saveModel(model: BertModel, tokenizer: Tokenizer, maxLen: number, pooling: 'cls' | 'mean'): Promise<void> {
+  async saveModel(
+    model: BertModel,
+    tokenizer: Tokenizer,
+    maxLen: number,
+    pooling: 'cls' | 'mean',
+    inherited: InheritedSettings = {},
+  ): Promise<void> {
     await model.save(this.out)
     this.architecture = architectureName(model.config)
     await tokenizer.save(this.out, { tokenizerClass: hfTokenizerClass(model.config) })
-    await writeSentenceTransformersFiles(this.out, model.config.hiddenSize, maxLen, pooling)
+    await writeSentenceTransformersFiles(this.out, model.config.hiddenSize, maxLen, pooling, inherited)
   }
 
   async saveCheckpoint(model: BertModel, opt: AdamW, state: CheckpointState, tokenizer: TokenizerCopy): Promise<void> {

@@ -1,14 +1,27 @@
-// The files that make an output directory a sentence-transformers model (Transformer + CLS Pooling),
-// next to the Hugging Face files, so SentenceTransformer(dir) and AutoModel.from_pretrained(dir) load it.
+// The files that make an output directory a sentence-transformers model (Transformer + CLS or mean Pooling
+// [+ Normalize]), next to the Hugging Face files, so SentenceTransformer(dir) and AutoModel.from_pretrained(dir) load
+// it. A model fine-tuned from a sentence-transformers model keeps what its folder said beyond the pooling: its
+// Normalize module, prompts, default prompt, similarity function, truncate_dim and include_prompt.
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../util/atomic-write.js'
+
+/** What a base model's sentence-transformers files said that the output keeps (all optional). */
+export interface InheritedSettings {
+  normalize?: boolean
+  prompts?: Record<string, string>
+  defaultPromptName?: string
+  similarityFnName?: string
+  truncateDim?: number
+  includePrompt?: boolean
+}
 
 export async function writeSentenceTransformersFiles(
   dir: string,
   hiddenSize: number,
   maxSeqLength: number,
   pooling: 'cls' | 'mean' = 'cls',
+  inherited: InheritedSettings = {},
 ): Promise<void> {
   const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n'
   await writeFileAtomic(
@@ -16,17 +29,21 @@ export async function writeSentenceTransformersFiles(
     json([
       { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
       { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
+      ...(inherited.normalize ? [{ idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' }] : []),
     ]),
   )
+  // sentence-transformers saves the Normalize module as an empty folder.
+  if (inherited.normalize) await mkdir(join(dir, '2_Normalize'), { recursive: true })
   await writeFileAtomic(join(dir, 'sentence_bert_config.json'), json({ max_seq_length: maxSeqLength, do_lower_case: false }))
   await writeFileAtomic(
     join(dir, 'config_sentence_transformers.json'),
     // No __version__: the library versions it records are those of the Python packages that saved the
     // model, and none did here (sentence-transformers only compares it, when present, with its own).
     json({
-      prompts: {},
-      default_prompt_name: null,
-      similarity_fn_name: 'cosine',
+      prompts: inherited.prompts ?? {},
+      default_prompt_name: inherited.defaultPromptName ?? null,
+      similarity_fn_name: inherited.similarityFnName ?? 'cosine',
+      ...(inherited.truncateDim !== undefined ? { truncate_dim: inherited.truncateDim } : {}),
     }),
   )
   await mkdir(join(dir, '1_Pooling'), { recursive: true })
@@ -40,7 +57,7 @@ export async function writeSentenceTransformersFiles(
       pooling_mode_mean_sqrt_len_tokens: false,
       pooling_mode_weightedmean_tokens: false,
       pooling_mode_lasttoken: false,
-      include_prompt: true,
+      include_prompt: inherited.includePrompt ?? true,
     }),
   )
 }

@@ -10,7 +10,7 @@ import { Tokenizer } from '../tokenizer.js'
 import type { Device } from '../tensor.js'
 import { effectivePrecision } from '../model/precision.js'
 import type { SentenceFile } from '../data/sentences.js'
-import type { ResolvedTrainOptions } from './options.js'
+import type { ResolvedTrainOptions, TrainOptions } from './options.js'
 import type { LoadedCheckpoint } from './checkpoint.js'
 import { copyTokenizer, type TokenizerCopy } from './tokenizer-copy.js'
 import { buildVocab, writeVocab } from './vocab.js'
@@ -75,6 +75,22 @@ export async function loadTokenizer(
   await writeVocab(path, vocab)
   say(`built a ${vocab.length}-token WordPiece vocabulary from the training data (${path})`)
   return { tokenizer: await Tokenizer.load(path), copy: await copyTokenizer(path, `${path} (built from the data)`) }
+}
+
+/**
+ * The options with `pooling` taken from a base model's sentence-transformers Pooling config when not given: a
+ * sentence-transformers model fine-tuned keeps the pooling it was trained and is used with (all-MiniLM's and
+ * all-mpnet's mean, bge's CLS); a plain Hugging Face model (no Pooling config) gets SimCSE's CLS. A pooling mode
+ * not implemented here (max, last token, ...) is an Error asking for --pooling.
+ */
+export async function withBasePooling(options: TrainOptions): Promise<TrainOptions> {
+  if (!options?.model || typeof options.model !== 'string' || options.pooling !== undefined) return options
+  const st = await readSentenceTransformersConfig(options.model)
+  if (st.unsupportedPooling)
+    throw new Error(
+      `${options.model}: its sentence-transformers pooling is ${st.unsupportedPooling} (${st.poolingFile}), which simcsepp does not train: pass --pooling cls or mean`,
+    )
+  return st.pooling ? { ...options, pooling: st.pooling } : options
 }
 
 /**

@@ -26,18 +26,20 @@ import { matryoshkaPlan, scratchDim } from './matryoshka-options.js'
 import { fixedOnResume, resolveTrainOptions, type ResolvedTrainOptions, type TrainOptions } from './options.js'
 import { takeOutputDir } from './out-dir.js'
 import { applyCheckpoint, checkResumable, RunDir } from './run-dir.js'
-import { createModel, loadTokenizer, maxSequenceLength, trainingDevice } from './setup.js'
+import { createModel, loadTokenizer, maxSequenceLength, trainingDevice, withBasePooling } from './setup.js'
 import { TrainingStep, type LaunchedStep } from './step.js'
 import { viewCount } from './objective.js'
 import { batchSamplerFor, columnsOf, openTrainingData, withDataFormat } from './training-data.js'
 import { hasDropout } from '../model/config.js'
+import { readSentenceTransformersConfig } from '../embed/sentence-transformers-config.js'
+import { rolePrefixText } from '../embed/role-prompts.js'
 import { startDistributed, type Communicator } from '../distributed/communicator.js'
 
 export type { TrainOptions } from './options.js'
 export type { EvalInfo, StepInfo, TrainHooks, TrainResult } from './events.js'
 
 export async function train(options: TrainOptions, hooks: TrainHooks = {}): Promise<TrainResult> {
-  const o = resolveTrainOptions(await withDataFormat(options))
+  const o = resolveTrainOptions(await withBasePooling(await withDataFormat(options)))
   const comm = startDistributed(o.distributed)
   if (comm && comm.size > 1) {
     try {
@@ -149,6 +151,22 @@ async function trainHolding(
   for (const r of retrievalSets)
     say(`eval: ${r.dir} (${r.split} split): ${r.queries.length} queries, ${r.corpus.length} documents, nDCG@10 every --eval-every steps`)
   const model = await createModel(o, tokenizer, device, checkpoint !== null, say)
+  // A sentence-transformers base model's settings the output keeps (its pooling came in through withBasePooling).
+  const base = o.model ? await readSentenceTransformersConfig(o.model) : null
+  const inherited = base
+    ? {
+        normalize: base.normalize,
+        prompts: base.prompts,
+        defaultPromptName: base.defaultPromptName,
+        similarityFnName: base.similarityFnName,
+        truncateDim: base.truncateDim,
+        includePrompt: base.includePrompt,
+      }
+    : {}
+  if (base?.pooling && base.pooling === o.pooling && o.pooling !== 'cls')
+    say(`pooling: ${o.pooling}, as ${o.model}'s sentence-transformers config says (--pooling cls for SimCSE's)`)
+  const kept = [base?.normalize ? 'Normalize module' : '', Object.keys(base?.prompts ?? {}).length ? 'prompts' : ''].filter(Boolean)
+  if (kept.length) say(`the output keeps ${o.model}'s ${kept.join(' and ')}`)
   hold(() => model.dispose())
   if (device === 'cuda') {
     const cuda = addon.cudaStatus()
@@ -214,11 +232,17 @@ async function trainHolding(
     ...(comm ? { ranks } : {}),
   })
 
-  const saveModel = async () => run?.saveModel(model, tokenizer, maxLen, o.pooling)
+  const saveModel = async () => run?.saveModel(model, tokenizer, maxLen, o.pooling, inherited)
   const evaluating = evalSets.length + retrievalSets.length > 0 && o.evalEvery > 0
   const cutDims = (matryoshka ?? []).map((p) => p.dim).filter((d) => d < model.config.hiddenSize)
   const embedder = modelEmbedder(model, tokenizer, maxLen, o.pooling)
-  const evaluator = new Evaluator(evalSets, embedder, saveModel, resumed?.best ?? null, cutDims, retrievalSets)
+  // Evaluation embeds as the saved model's encode, encodeQuery and encodeDocument will: with its prompts.
+  const prefixes = {
+    queryPrefix: rolePrefixText(base?.prompts ?? {}, base?.defaultPromptName, 'query'),
+    documentPrefix: rolePrefixText(base?.prompts ?? {}, base?.defaultPromptName, 'document'),
+    sentencePrefix: base?.defaultPromptName !== undefined ? base.prompts[base.defaultPromptName] : '',
+  }
+  const evaluator = new Evaluator(evalSets, embedder, saveModel, resumed?.best ?? null, cutDims, retrievalSets, prefixes)
   if (resumed?.best && !evaluator.best)
     say(
       `the checkpoint's best model was chosen by another measure than this run's (${evaluator.metric}): the next evaluation is the best so far`,

@@ -72,6 +72,18 @@ export async function saveTinyModel(
   return dir
 }
 
+/** A sentence-transformers modules.json of Transformer, Pooling and Normalize (the chain of all-MiniLM, bge, e5). */
+export function writeNormalizedModules(dir: string): void {
+  writeFileSync(
+    join(dir, 'modules.json'),
+    JSON.stringify([
+      { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
+      { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
+      { idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' },
+    ]),
+  )
+}
+
 /** A sentence-transformers 1_Pooling/config.json asking for `pooling`. */
 export function writePoolingConfig(dir: string, pooling: 'cls' | 'mean', dimension = 32): void {
   mkdirSync(join(dir, '1_Pooling'), { recursive: true })

@@ -1,0 +1,138 @@
+// Fine-tuning a sentence-transformers model keeps what its folder says: its pooling (unless --pooling is given; a
+// mode not implemented is an Error), its Normalize module, prompts, default prompt and similarity function; the
+// evaluation during training embeds with those prompts, so its numbers are the saved model's through SentenceEncoder.
+import t from 'tap'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { evaluateRetrieval, evaluateSts, readBeirDataset, readStsFile, SentenceEncoder } from '../lib/index.js'
+import { train } from '../lib/train/train.js'
+import type { EvalInfo } from '../lib/train/events.js'
+import { saveTinyModel, writeNormalizedModules, writePoolingConfig } from './helpers/encoder-tiny-model.js'
+import { writeBeir } from './helpers/beir-folder.js'
+import { tempDir, TINY_RUN, WORDS, writeSentences, writeStsFile } from './helpers/train-corpus.js'
+
+const PROMPTS = { query: 'query: ', passage: 'passage: ', classification: 'classify: ' }
+
+/** A tiny sentence-transformers model: mean pooling, Normalize, prompts with a default, dot-product similarity. */
+async function stModel(): Promise<string> {
+  const dir = await saveTinyModel({ pooling: 'mean' })
+  writeNormalizedModules(dir)
+  writeFileSync(
+    join(dir, 'config_sentence_transformers.json'),
+    JSON.stringify({ prompts: PROMPTS, default_prompt_name: 'classification', similarity_fn_name: 'dot' }),
+  )
+  return dir
+}
+
+const json = (file: string) => JSON.parse(readFileSync(file, 'utf8'))
+
+t.test('a sentence-transformers model fine-tuned: its pooling, Normalize and prompts kept; evaluation with its prompts', async (t) => {
+  const dir = tempDir('simcsepp-fine-tune-st-')
+  const base = await stModel()
+  const data = writeSentences(join(dir, 'data.txt'), 40)
+  const sts = writeStsFile(join(dir, 'sts.tsv'))
+  const beir = writeBeir({
+    corpus: WORDS.map((w, i) => ({ _id: `d${i}`, text: `${w} ${WORDS[(i + 2) % WORDS.length]} ${WORDS[(i + 7) % WORDS.length]}` })),
+    queries: WORDS.slice(0, 6).map((w, i) => ({ _id: `q${i}`, text: w })),
+    qrels: WORDS.slice(0, 6)
+      .map((_, i) => `q${i}\td${i}\t1\n`)
+      .join(''),
+  })
+  const out = join(dir, 'out')
+  const messages: string[] = []
+  const evals: EvalInfo[] = []
+  await train(
+    {
+      ...TINY_RUN,
+      config: undefined,
+      model: base,
+      data,
+      out,
+      device: 'cpu',
+      steps: 2,
+      evalEvery: 2,
+      evalFiles: [sts],
+      evalRetrieval: [beir],
+    },
+    { onMessage: (m) => void messages.push(m), onEval: (e) => void evals.push(e) },
+  )
+  t.ok(
+    messages.some((m) => m.includes("sentence-transformers config says (--pooling cls for SimCSE's)")),
+    'says it pools as the base model',
+  )
+  t.ok(
+    messages.some((m) => m.includes("'s Normalize module and prompts")),
+    'says what the output keeps',
+  )
+  t.equal(json(join(out, 'run', 'training_args.json')).pooling, 'mean', 'trained with mean pooling')
+  t.same(
+    json(join(out, 'modules.json')).map((m: { type: string }) => m.type.split('.').pop()),
+    ['Transformer', 'Pooling', 'Normalize'],
+  )
+  t.ok(existsSync(join(out, '2_Normalize')), "Normalize's folder")
+  t.match(json(join(out, '1_Pooling', 'config.json')), { pooling_mode_mean_tokens: true, pooling_mode_cls_token: false })
+  t.same(json(join(out, 'config_sentence_transformers.json')), {
+    prompts: PROMPTS,
+    default_prompt_name: 'classification',
+    similarity_fn_name: 'dot',
+  })
+
+  // The evaluation's numbers are those of the saved model as SentenceEncoder encodes it (its prompts applied).
+  const best = evals.filter((e) => e.best).at(-1)!
+  const enc = await SentenceEncoder.load(out, { device: 'cpu' })
+  const [v] = await enc.encode(['the cat'])
+  t.ok(Math.abs(Math.hypot(...v) - 1) < 1e-6, 'SentenceEncoder normalises (the Normalize module)')
+  const { spearman } = await evaluateSts((s) => enc.encode(s), await readStsFile(sts))
+  t.ok(
+    Math.abs(spearman - best.spearman!) < 1e-6,
+    `STS with the default prompt: ${spearman.toFixed(4)}, logged ${best.spearman!.toFixed(4)}`,
+  )
+  const retrieval = await evaluateRetrieval((s) => enc.encode(s, { prompt: '' }), await readBeirDataset(beir), {
+    queryPrefix: enc.rolePrefix('query'),
+    documentPrefix: enc.rolePrefix('document'),
+  })
+  t.equal(enc.rolePrefix('query'), 'query: ')
+  t.ok(
+    Math.abs(retrieval.ndcgAt10 - best.retrieval![0].ndcgAt10) < 1e-6,
+    `nDCG@10 with the query and passage prompts: ${retrieval.ndcgAt10.toFixed(4)}, logged ${best.retrieval![0].ndcgAt10.toFixed(4)}`,
+  )
+  await enc.close()
+
+  // --pooling given: it wins; the other settings are still kept.
+  const cls = join(dir, 'cls')
+  await train({ ...TINY_RUN, config: undefined, model: base, data, out: cls, device: 'cpu', steps: 1, pooling: 'cls' })
+  t.equal(json(join(cls, 'run', 'training_args.json')).pooling, 'cls')
+  t.match(json(join(cls, '1_Pooling', 'config.json')), { pooling_mode_cls_token: true })
+  t.equal(json(join(cls, 'modules.json')).length, 3, 'Normalize kept')
+})
+
+t.test('a pooling mode not implemented asks for --pooling; a plain Hugging Face model trains with CLS', async (t) => {
+  const dir = tempDir('simcsepp-fine-tune-st-pooling-')
+  const data = writeSentences(join(dir, 'data.txt'), 20)
+  const maxPool = await saveTinyModel()
+  writePoolingConfig(maxPool, 'cls')
+  const cfg = join(maxPool, '1_Pooling', 'config.json')
+  writeFileSync(cfg, JSON.stringify({ ...json(cfg), pooling_mode_cls_token: false, pooling_mode_max_tokens: true }))
+  await t.rejects(
+    train({ ...TINY_RUN, config: undefined, model: maxPool, data, out: join(dir, 'max'), device: 'cpu', steps: 1 }),
+    /its sentence-transformers pooling is max .* which simcsepp does not train: pass --pooling cls or mean/,
+  )
+  await train({
+    ...TINY_RUN,
+    config: undefined,
+    model: maxPool,
+    data,
+    out: join(dir, 'max-mean'),
+    device: 'cpu',
+    steps: 1,
+    pooling: 'mean',
+  })
+  t.equal(json(join(dir, 'max-mean', 'run', 'training_args.json')).pooling, 'mean', 'with --pooling it trains')
+
+  const plain = await saveTinyModel()
+  const out = join(dir, 'plain')
+  await train({ ...TINY_RUN, config: undefined, model: plain, data, out, device: 'cpu', steps: 1 })
+  t.equal(json(join(out, 'run', 'training_args.json')).pooling, 'cls', "SimCSE's CLS")
+  t.equal(json(join(out, 'modules.json')).length, 2, 'no Normalize')
+  t.same(json(join(out, 'config_sentence_transformers.json')), { prompts: {}, default_prompt_name: null, similarity_fn_name: 'cosine' })
+})
