@@ -136,3 +136,42 @@ t.test('a pooling mode not implemented asks for --pooling; a plain Hugging Face 
   t.equal(json(join(out, 'modules.json')).length, 2, 'no Normalize')
   t.same(json(join(out, 'config_sentence_transformers.json')), { prompts: {}, default_prompt_name: null, similarity_fn_name: 'cosine' })
 })
+
+t.test('queryPrompt and documentPrompt: the columns prefixed in training, saved as the query and document prompts', async (t) => {
+  const dir = tempDir('simcsepp-fine-tune-st-prompts-')
+  const base = await stModel()
+  const words = (i: number, k: number) => [0, 1, 2].map((j) => WORDS[(i * k + j * 5) % WORDS.length]).join(' ')
+  const rows = Array.from({ length: 24 }, (_, i) => [words(i, 3), words(i, 7), words(i, 11)])
+  const csv = (file: string, prefix: string[]) =>
+    writeFileSync(file, 'anchor,positive,negative\n' + rows.map((r) => r.map((s, c) => prefix[c] + s).join(',')).join('\n') + '\n')
+  csv(join(dir, 'raw.csv'), ['', '', ''])
+  csv(join(dir, 'prefixed.csv'), ['query: ', 'passage: ', 'passage: '])
+  const run = { ...TINY_RUN, config: undefined, model: base, device: 'cpu' as const, steps: 2, batchSampler: 'random' as const }
+  const prompted = join(dir, 'prompted')
+  await train({ ...run, data: join(dir, 'raw.csv'), out: prompted, queryPrompt: 'query: ', documentPrompt: 'passage: ' })
+  const byHand = join(dir, 'by-hand')
+  await train({ ...run, data: join(dir, 'prefixed.csv'), out: byHand })
+  t.same(
+    readFileSync(join(prompted, 'model.safetensors')),
+    readFileSync(join(byHand, 'model.safetensors')),
+    'the weights of the data prefixed by hand, bit for bit',
+  )
+  t.same(
+    json(join(prompted, 'config_sentence_transformers.json')).prompts,
+    { ...PROMPTS, document: 'passage: ' },
+    "saved beside the base model's",
+  )
+  const enc = await SentenceEncoder.load(prompted, { device: 'cpu' })
+  t.same([enc.rolePrefix('query'), enc.rolePrefix('document')], ['query: ', 'passage: '], 'encodeQuery and encodeDocument apply them')
+  await enc.close()
+  t.match(readFileSync(join(prompted, 'README.md'), 'utf8'), '| query prompt | "query: " |', 'the model card quotes them')
+  const text = writeSentences(join(dir, 'text.txt'), 20)
+  await t.rejects(
+    train({ ...run, data: text, out: join(dir, 'text'), queryPrompt: 'q: ' }),
+    /queryPrompt and documentPrompt apply to supervised pairs\/triplets/,
+  )
+  await t.rejects(
+    train({ ...run, data: join(dir, 'raw.csv'), out: join(dir, 'bad'), documentPrompt: 3 as never }),
+    /documentPrompt must be a string/,
+  )
+})

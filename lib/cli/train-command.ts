@@ -22,6 +22,8 @@ export const trainUsage = `simcsepp train [options]
               --format auto|text|csv|tsv|jsonl (auto: by extension, else by the first line)
               --batch-sampler no-duplicates|random (pairs/triplets; default no-duplicates: no batch
               holds a sentence twice, which would be its own in-batch negative)
+              --query-prompt STR --document-prompt STR (pairs/triplets: before each anchor; before each
+              positive and negative; saved as the model's query and document prompts)
   Objective   --objective simcse|off-dropout|dcl|simcse++ (text: simcse++; pairs/triplets: simcse)
               --temperature 0.05  --pos-scale 1  --dcl-weight 0.1  --dcl-temperature 5  --dropout P
               --matryoshka-dims 768,512,256,128,64 [--matryoshka-weights 1,1,1,1,1]: the loss over
@@ -53,6 +55,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
       data: { type: 'string' },
       format: { type: 'string' },
       'batch-sampler': { type: 'string' },
+      'query-prompt': { type: 'string' },
+      'document-prompt': { type: 'string' },
       objective: { type: 'string' },
       temperature: { type: 'string' },
       'pos-scale': { type: 'string' },
@@ -103,6 +107,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
     data: values.data!,
     format: oneOf('format', values.format, ['auto', ...DATA_FORMATS] as const),
     batchSampler: oneOf('batch-sampler', values['batch-sampler'], BATCH_SAMPLERS),
+    queryPrompt: values['query-prompt'],
+    documentPrompt: values['document-prompt'],
     objective: oneOf('objective', values.objective, OBJECTIVES),
     temperature: num('temperature', values.temperature, R.temperature),
     posScale: num('pos-scale', values['pos-scale'], R.posScale),

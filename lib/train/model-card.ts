@@ -29,6 +29,8 @@ const OBJECTIVES: Record<string, string> = {
 const HYPER = [
   ['batch size', 'batchSize'],
   ['batch sampler', 'batchSampler'],
+  ['query prompt', 'queryPrompt'],
+  ['document prompt', 'documentPrompt'],
   ['max length (tokens)', 'maxLen'],
   ['learning rate', 'lr'],
   ['epochs', 'epochs'],
@@ -102,7 +104,8 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
     '',
     '| hyper-parameter | value |',
     '| --- | --- |',
-    ...rows.map(([name, k]) => `| ${name} | ${String(args[k])} |`),
+    // Prompts quoted: their spaces matter.
+    ...rows.map(([name, k]) => `| ${name} | ${/Prompt$/.test(k) ? JSON.stringify(args[k]) : String(args[k])} |`),
     '',
     '## Evaluation',
     '',

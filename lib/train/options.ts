@@ -35,6 +35,13 @@ export interface TrainOptions {
   dclWeight?: number
   dclTemperature?: number
   /**
+   * Supervised pairs/triplets: a prompt prepended to every anchor (e5's 'query: ') and one to every positive and hard
+   * negative (e5's 'passage: '), as sentence-transformers' training prompts; the output saves them as its 'query' and
+   * 'document' prompts, so encodeQuery and encodeDocument (and the retrieval evaluation) apply them.
+   */
+  queryPrompt?: string
+  documentPrompt?: string
+  /**
    * Matryoshka training: the objective over the first d dimensions of the vectors for each d listed (each at
    * most the hidden size; the hidden size itself to train the whole vectors too), weighted and summed, so that
    * vectors cut to any of them (SentenceEncoder's truncateDim) stay good; e.g. [768, 512, 256, 128, 64].
@@ -97,27 +104,22 @@ export interface TrainOptions {
   distributed?: boolean | 'auto'
 }
 
-export type ResolvedTrainOptions = Required<
-  Omit<
-    TrainOptions,
-    | 'model'
-    | 'config'
-    | 'tokenizer'
-    | 'steps'
-    | 'resume'
-    | 'dropout'
-    | 'evalFiles'
-    | 'evalRetrieval'
-    | 'overwrite'
-    | 'matryoshkaDims'
-    | 'matryoshkaWeights'
-    | 'batchSampler'
-  >
-> &
-  Pick<
-    TrainOptions,
-    'model' | 'config' | 'tokenizer' | 'steps' | 'resume' | 'dropout' | 'matryoshkaDims' | 'matryoshkaWeights' | 'batchSampler'
-  > & {
+/** The options that stay optional once resolved (no default: absent means unset, or decided by the data or the model). */
+type UnsetByDefault =
+  | 'model'
+  | 'config'
+  | 'tokenizer'
+  | 'steps'
+  | 'resume'
+  | 'dropout'
+  | 'matryoshkaDims'
+  | 'matryoshkaWeights'
+  | 'batchSampler'
+  | 'queryPrompt'
+  | 'documentPrompt'
+
+export type ResolvedTrainOptions = Required<Omit<TrainOptions, UnsetByDefault | 'evalFiles' | 'evalRetrieval' | 'overwrite'>> &
+  Pick<TrainOptions, UnsetByDefault> & {
     evalFiles: string[]
     evalRetrieval: string[]
     overwrite: boolean
@@ -180,6 +182,8 @@ const FIXED_ON_RESUME = [
   'data',
   'format',
   'batchSampler',
+  'queryPrompt',
+  'documentPrompt',
   'objective',
   'temperature',
   'posScale',
@@ -218,6 +222,8 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     'matryoshkaDims',
     'matryoshkaWeights',
     'batchSampler',
+    'queryPrompt',
+    'documentPrompt',
     'steps',
     'evalFiles',
     'evalRetrieval',
@@ -249,6 +255,8 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     if (!inRange(v, range)) throw new RangeError(`train: ${rangeMessage(k, range, typeof v === 'number' ? String(v) : JSON.stringify(v))}`)
   }
   checkMatryoshkaOptions(r.matryoshkaDims, r.matryoshkaWeights)
+  for (const k of ['queryPrompt', 'documentPrompt'] as const)
+    if (r[k] !== undefined && typeof r[k] !== 'string') throw new TypeError(`train: ${k} must be a string (got ${JSON.stringify(r[k])})`)
   if (r.format !== 'auto' && !DATA_FORMATS.includes(r.format))
     throw new TypeError(`train: format must be auto, ${DATA_FORMATS.join(', ')} (got ${String(r.format)})`)
   if (r.batchSampler !== undefined && !BATCH_SAMPLERS.includes(r.batchSampler))

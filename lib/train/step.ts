@@ -153,7 +153,7 @@ export class TrainingStep {
     const bytesBefore = this.comm && this.comm.size > 1 ? this.comm.bytes : 0
     this.comm?.takeSeconds()
     const n = sentences.length
-    const batch = await tokeniseViews(this.tokenizer, columns ?? [sentences], V, maxLen)
+    const batch = await tokeniseViews(this.tokenizer, columns ? withPrompts(columns, o) : [sentences], V, maxLen)
     const keepRows = keepRowsFor(o.objective, n, this.shape.columns)
     const forward = { seed: o.seed, step, pooling: o.pooling }
     // This process's rows of the V·n stacked ones, in passes (PassLayout: all rows, or a rank's sentences of
@@ -522,6 +522,14 @@ function slice(b: StepInput, r0: number, m: number): StepInput {
     ...(b.positionIds ? { positionIds: rows(b.positionIds) } : {}),
     shape: [m, T],
   }
+}
+
+/** Supervised columns with the run's prompts: queryPrompt before each anchor, documentPrompt before the others. */
+function withPrompts(columns: string[][], o: ResolvedTrainOptions): string[][] {
+  return columns.map((col, c) => {
+    const prompt = c === 0 ? o.queryPrompt : o.documentPrompt
+    return prompt ? col.map((s) => prompt + s) : col
+  })
 }
 
 /**

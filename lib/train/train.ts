@@ -153,16 +153,22 @@ async function trainHolding(
   const model = await createModel(o, tokenizer, device, checkpoint !== null, say)
   // A sentence-transformers base model's settings the output keeps (its pooling came in through withBasePooling).
   const base = o.model ? await readSentenceTransformersConfig(o.model) : null
+  // The run's training prompts join the base model's as its 'query' and 'document' prompts.
+  const prompts = {
+    ...base?.prompts,
+    ...(o.queryPrompt !== undefined ? { query: o.queryPrompt } : {}),
+    ...(o.documentPrompt !== undefined ? { document: o.documentPrompt } : {}),
+  }
   const inherited = base
     ? {
         normalize: base.normalize,
-        prompts: base.prompts,
+        prompts,
         defaultPromptName: base.defaultPromptName,
         similarityFnName: base.similarityFnName,
         truncateDim: base.truncateDim,
         includePrompt: base.includePrompt,
       }
-    : {}
+    : { prompts }
   if (base?.pooling && base.pooling === o.pooling && o.pooling !== 'cls')
     say(`pooling: ${o.pooling}, as ${o.model}'s sentence-transformers config says (--pooling cls for SimCSE's)`)
   const kept = [base?.normalize ? 'Normalize module' : '', Object.keys(base?.prompts ?? {}).length ? 'prompts' : ''].filter(Boolean)
@@ -172,6 +178,8 @@ async function trainHolding(
     const cuda = addon.cudaStatus()
     say(`training on ${cuda.device ?? 'CUDA'}: linear layers in ${model.precision}, matrix products on ${cuda.gemm ?? 'the kernels'}`)
   }
+  if (columnsOf(file) === undefined && (o.queryPrompt !== undefined || o.documentPrompt !== undefined))
+    throw new TypeError('train: queryPrompt and documentPrompt apply to supervised pairs/triplets (anchors; positives and negatives)')
   // Unsupervised contrast compares two dropout views of a sentence: without dropout they are one vector.
   if (columnsOf(file) === undefined && !hasDropout(model.config))
     throw new Error(
@@ -238,8 +246,8 @@ async function trainHolding(
   const embedder = modelEmbedder(model, tokenizer, maxLen, o.pooling)
   // Evaluation embeds as the saved model's encode, encodeQuery and encodeDocument will: with its prompts.
   const prefixes = {
-    queryPrefix: rolePrefixText(base?.prompts ?? {}, base?.defaultPromptName, 'query'),
-    documentPrefix: rolePrefixText(base?.prompts ?? {}, base?.defaultPromptName, 'document'),
+    queryPrefix: rolePrefixText(prompts, base?.defaultPromptName, 'query'),
+    documentPrefix: rolePrefixText(prompts, base?.defaultPromptName, 'document'),
     sentencePrefix: base?.defaultPromptName !== undefined ? base.prompts[base.defaultPromptName] : '',
   }
   const evaluator = new Evaluator(evalSets, embedder, saveModel, resumed?.best ?? null, cutDims, retrievalSets, prefixes)
