@@ -33,7 +33,8 @@ export const trainUsage = `simcsepp train [options]
   Recipe      --batch-size 64 --max-len 32 --lr 3e-5 --epochs 1 [--steps N] --warmup 0 --weight-decay 0
               --grad-clip 1 --seed 42 --device auto|cpu|cuda
               --precision auto|fp32|bf16 (auto: bf16 tensor-core products on CUDA, fp32 on the CPU)
-  Pooling     --pooling cls|mean (cls: CLS + MLP in training, CLS at evaluation, as SimCSE)
+  Pooling     --pooling cls|mean (cls: CLS + MLP in training, CLS at evaluation, as SimCSE); default:
+              the --model's sentence-transformers pooling (its Normalize and prompts are kept), else cls
   Evaluation  --eval-file FILE (repeatable; STS-B, SICK or an STS12-16 folder)  --eval-every 125 (0: off)
               --eval-retrieval DIR (repeatable; a BEIR folder, its dev qrels if any): nDCG@10,
               MRR@10, R@100; selects the best model when no --eval-file is given

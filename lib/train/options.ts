@@ -93,7 +93,10 @@ export interface TrainOptions {
   overwrite?: boolean
   /** Vocabulary size when the tokenizer is built from the data. */
   vocabSize?: number
-  /** Sentence vector under the MLP head and at evaluation: 'cls' (SimCSE) or 'mean' over tokens. */
+  /**
+   * Sentence vector under the MLP head and at evaluation: 'cls' (SimCSE) or 'mean' over tokens. Default: the model's
+   * sentence-transformers pooling (1_Pooling) when it has one, else 'cls'.
+   */
   pooling?: 'cls' | 'mean'
   /**
    * Data-parallel training over MPI ranks (lib/distributed/): true requires MPI, false never uses it, 'auto'
