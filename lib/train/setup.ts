@@ -14,7 +14,7 @@ import type { ResolvedTrainOptions, TrainOptions } from './options.js'
 import type { LoadedCheckpoint } from './checkpoint.js'
 import { copyTokenizer, type TokenizerCopy } from './tokenizer-copy.js'
 import { buildVocab, writeVocab } from './vocab.js'
-import { readSentenceTransformersConfig } from '../embed/sentence-transformers-config.js'
+import { readSentenceTransformersConfig, type SentenceTransformersConfig } from '../embed/sentence-transformers-config.js'
 
 /** Where --model's files are: the directory, or its Transformer module's folder (older sentence-transformers layout: 0_BERT/). */
 async function modelFilesDir(dir: string): Promise<string> {
@@ -103,11 +103,13 @@ export async function createModel(
   device: Device,
   resuming = false,
   say: (s: string) => void = () => {},
+  /** The model directory's sentence-transformers settings, when the caller has read them already. */
+  settings: SentenceTransformersConfig | null = null,
 ): Promise<BertModel> {
   let model: BertModel
   const precision = effectivePrecision(o.precision, device)
   if (o.model) {
-    const st = await readSentenceTransformersConfig(o.model)
+    const st = settings ?? (await readSentenceTransformersConfig(o.model))
     // SimCSE trains the pooled vector itself; a Dense module after the pooling is not part of what it trains.
     if (st.denseDirs.length)
       say(`${o.model}: its ${st.denseDirs.length} Dense module(s) after the pooling are not trained and not in the output`)

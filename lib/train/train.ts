@@ -32,6 +32,7 @@ import { viewCount } from './objective.js'
 import { batchSamplerFor, columnsOf, openTrainingData, withDataFormat } from './training-data.js'
 import { hasDropout } from '../model/config.js'
 import { readSentenceTransformersConfig } from '../embed/sentence-transformers-config.js'
+import type { InheritedSettings } from './sentence-transformers.js'
 import { rolePrefixText } from '../embed/role-prompts.js'
 import { startDistributed, type Communicator } from '../distributed/communicator.js'
 
@@ -150,7 +151,8 @@ async function trainHolding(
   const retrievalSets = await readRetrievalSets(o.evalRetrieval)
   for (const r of retrievalSets)
     say(`eval: ${r.dir} (${r.split} split): ${r.queries.length} queries, ${r.corpus.length} documents, nDCG@10 every --eval-every steps`)
-  const model = await createModel(o, tokenizer, device, checkpoint !== null, say)
+  if (columnsOf(file) === undefined && (o.queryPrompt !== undefined || o.documentPrompt !== undefined))
+    throw new TypeError('train: queryPrompt and documentPrompt apply to supervised pairs/triplets (anchors; positives and negatives)')
   // A sentence-transformers base model's settings the output keeps (its pooling came in through withBasePooling).
   const base = o.model ? await readSentenceTransformersConfig(o.model) : null
   // The run's training prompts join the base model's as its 'query' and 'document' prompts.
@@ -159,27 +161,17 @@ async function trainHolding(
     ...(o.queryPrompt !== undefined ? { query: o.queryPrompt } : {}),
     ...(o.documentPrompt !== undefined ? { document: o.documentPrompt } : {}),
   }
-  const inherited = base
-    ? {
-        normalize: base.normalize,
-        prompts,
-        defaultPromptName: base.defaultPromptName,
-        similarityFnName: base.similarityFnName,
-        truncateDim: base.truncateDim,
-        includePrompt: base.includePrompt,
-      }
-    : { prompts }
+  const inherited: InheritedSettings = { ...base, prompts }
   if (base?.pooling && base.pooling === o.pooling && o.pooling !== 'cls')
     say(`pooling: ${o.pooling}, as ${o.model}'s sentence-transformers config says (--pooling cls for SimCSE's)`)
   const kept = [base?.normalize ? 'Normalize module' : '', Object.keys(base?.prompts ?? {}).length ? 'prompts' : ''].filter(Boolean)
   if (kept.length) say(`the output keeps ${o.model}'s ${kept.join(' and ')}`)
+  const model = await createModel(o, tokenizer, device, checkpoint !== null, say, base)
   hold(() => model.dispose())
   if (device === 'cuda') {
     const cuda = addon.cudaStatus()
     say(`training on ${cuda.device ?? 'CUDA'}: linear layers in ${model.precision}, matrix products on ${cuda.gemm ?? 'the kernels'}`)
   }
-  if (columnsOf(file) === undefined && (o.queryPrompt !== undefined || o.documentPrompt !== undefined))
-    throw new TypeError('train: queryPrompt and documentPrompt apply to supervised pairs/triplets (anchors; positives and negatives)')
   // Unsupervised contrast compares two dropout views of a sentence: without dropout they are one vector.
   if (columnsOf(file) === undefined && !hasDropout(model.config))
     throw new Error(
