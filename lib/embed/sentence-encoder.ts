@@ -4,7 +4,6 @@
 // event loop: sentences go to the worker in chunks, vectors come back batch by batch as transferred
 // buffers. Sentences are tokenized, ordered by length (longest first) and batched so that little
 // padding is computed, and the results are put back in input order.
-import { ROLE_PROMPTS } from './role-prompts.js'
 import { existsSync, promises as fsp } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -20,6 +19,7 @@ import { ENCODER_PRECISION_REQUESTS, type EncoderPrecision, type EncoderPrecisio
 import { cosineSimilarity } from '../util/vectors.js'
 import { LangChainEmbeddings } from './langchain.js'
 import { cosineMatrix, VectorIndex, type SearchResult, type VectorsInput } from './search.js'
+import { ROLE_PROMPTS } from './role-prompts.js'
 
 export type { Pooling } from '../model/bert.js'
 export type EncoderDevice = DeviceRequest
@@ -91,7 +91,6 @@ export interface EncodeProgress {
   total: number
 }
 
-/** The prompts encodeQuery and encodeDocument look for, in order (sentence-transformers' encode_query, encode_document). */
 /** Sentences posted to the worker per message; the main thread yields between messages. */
 const POST_CHUNK = 2048
 
