@@ -1,6 +1,7 @@
 // Fused InfoNCE losses (docs/method.md sections 1, 2, 5) without materialising the N x N logits.
 //
-//   simcse:     S_ij = u1_i . c_j / tau over the columns c = [u2 ; u3] (u = z / max(|z|, 1e-12)),
+//   simcse:     S_ij = u1_i . c_j / tau over the columns c = [u2 ; u3] (u = z / max(|z|, 1e-12); u3 has m rows,
+//               every hard negative of the batch, any count),
 //               L = mean_i(lse_j S_ij - S_ii),  G = (softmax_row(S) - I) / N,
 //               dL/du1 = G [u2; u3] / tau,  dL/d[u2; u3] = G^T u1 / tau.
 //   offDropout: p_i = m u1_i . u2_i / tau,  K_ij = u0_i . u0_j / tau (j != i; K_ii is excluded),
@@ -30,8 +31,9 @@
 //      block touches (no atomics). The accumulator is the output gradient itself when not
 //      accumulating, else an N x D workspace slice. simcse runs row blocks (own = z1) and column
 //      blocks (own = z2, z3; other = z1, lse indexed by the other side) in the same launch.
-// Scratch beyond the outputs: 5N floats and N/8 doubles, plus N x D per accumulated output when
-// `accumulate` is set.
+// Scratch beyond the outputs: 4N + M floats and N/8 doubles (M = N for offDropout), plus N x D (M x D for
+// gz3) per accumulated output when `accumulate` is set.
+#include <algorithm>
 #include <cmath>
 
 #include "cuda_check.cuh"
@@ -57,13 +59,16 @@ struct RowsParams {
   int count;    // 2 or 3 inputs
   float* cosv;  // cos(z1_i, z2_i)
   int64_t n, d;
+  int64_t m;  // rows of the third input (simcse's z3 may have more or fewer than n); the launch covers max(n, m)
   int* flag;
 };
 
 __global__ void __launch_bounds__(256) infonce_rows_kernel(RowsParams P) {
   const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
-  if (row >= P.n) return;  // whole warps leave together (row is uniform per warp)
+  if (row >= max(P.n, P.m)) return;  // whole warps leave together (row is uniform per warp)
+  // Which inputs have this row (uniform per warp): z1 and z2 below n, the third below m.
+  bool has[3] = {row < P.n, row < P.n, row < P.m};
   float ss[3] = {0.0f, 0.0f, 0.0f}, dot = 0.0f;
   bool bad[3] = {false, false, false};
   for (int64_t c = lane; c < P.d; c += 32) {
@@ -71,6 +76,7 @@ __global__ void __launch_bounds__(256) infonce_rows_kernel(RowsParams P) {
 #pragma unroll
     for (int k = 0; k < 3; ++k) {
       if (k >= P.count) break;
+      if (!has[k]) continue;
       x[k] = P.z[k][row * P.d + c];
       bad[k] |= !(fabsf(x[k]) <= kMaxLossInput);  // NaN, Inf or too large (as the CPU op)
       ss[k] = fmaf(x[k], x[k], ss[k]);
@@ -82,6 +88,7 @@ __global__ void __launch_bounds__(256) infonce_rows_kernel(RowsParams P) {
 #pragma unroll
   for (int k = 0; k < 3; ++k) {
     if (k >= P.count) break;
+    if (!has[k]) continue;
     ss[k] = warp_sum(ss[k]);
     rinv[k] = 1.0f / fmaxf(sqrtf(ss[k]), kNormEps);
     const bool anyBad = __any_sync(0xffffffffu, bad[k]);
@@ -90,7 +97,7 @@ __global__ void __launch_bounds__(256) infonce_rows_kernel(RowsParams P) {
       if (anyBad) detail::flag_non_finite(P.flag, P.code[k]);
     }
   }
-  if (lane == 0) P.cosv[row] = dot * rinv[0] * rinv[1];
+  if (lane == 0 && has[0]) P.cosv[row] = dot * rinv[0] * rinv[1];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -123,6 +130,7 @@ __device__ __forceinline__ void lse_add4(Lse& a, const float v[4]) {
 
 struct NceParams {
   int64_t n, d;
+  int64_t m;  // rows of zc (simcse's z3: any count; offDropout's z0: n)
   float invTau, posScale, invN, weight;
   bool off;         // offDropout (else simcse)
   const float* z1;  // positive pair
@@ -156,6 +164,7 @@ __device__ __forceinline__ const float* col_z(const NceParams& P, int part) {
 __device__ __forceinline__ const float* col_rinv(const NceParams& P, int part) {
   return P.off ? P.rinvc : (part == 0 ? P.rinv2 : P.rinvc);
 }
+__device__ __forceinline__ int64_t col_count(const NceParams& P, int part) { return part == 0 ? P.n : P.m; }
 
 // offDropout: dz1, dz2 of rows r0..r0+63 from coef_r = (a_r - 1) m / (N tau) * weight:
 //   dz1 = coef rinv1 (rinv2 z2 - cos rinv1 z1),  dz2 = coef rinv2 (rinv1 z1 - cos rinv2 z2).
@@ -192,12 +201,13 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_lse_kernel(NceParams P) {
   for (int part = 0; part < col_parts(P); ++part) {
     const float* B = col_z(P, part);
     const float* rinvB = col_rinv(P, part);
-    for (int64_t c0 = 0; c0 < P.n; c0 += kTile) {
+    const int64_t cols = col_count(P, part);
+    for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
       float acc[4][4];
-      dot_tile(A, r0, P.n, B, c0, P.n, P.d, As, Bs, acc);
+      dot_tile(A, r0, P.n, B, c0, cols, P.d, As, Bs, acc);
       float rb[4];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) rb[j] = c0 + tx * 4 + j < P.n ? rinvB[c0 + tx * 4 + j] : 0.0f;
+      for (int j = 0; j < 4; ++j) rb[j] = c0 + tx * 4 + j < cols ? rinvB[c0 + tx * 4 + j] : 0.0f;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int64_t r = r0 + ty * 4 + i;
@@ -208,7 +218,7 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_lse_kernel(NceParams P) {
           const float s = acc[i][j] * (ra[i] * rb[j]) * P.invTau;  // same bits from either side
           // The state holds the negatives only: offDropout excludes K_ii entirely, simcse adds its target
           // S_ii (kept in diag[]) at the end, so that P_ii - 1 and the loss do not cancel (see below).
-          const bool valid = c < P.n && !(part == 0 && c == r);
+          const bool valid = c < cols && !(part == 0 && c == r);
           v[j] = valid ? s : -INFINITY;
           if (!P.off && part == 0 && c == r) diag[ty * 4 + i] = s;
         }
@@ -264,14 +274,16 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_lse_kernel(NceParams P) {
 struct GradJob {
   const float* own;  // own vectors (rows of the accumulator)
   const float* ownRinv;
-  float* acc;           // [n, d] accumulator (may equal out)
-  float* out;           // [n, d] gradient destination
+  float* acc;           // [ownN, d] accumulator (may equal out)
+  float* out;           // [ownN, d] gradient destination
   const float* other0;  // other side, part 0 (holds the targets when target0)
   const float* otherRinv0;
   const float* other1;  // other side, part 1 (simcse z3 columns; null when absent)
   const float* otherRinv1;
-  bool target0;  // the diagonal of part 0 is the target (positive) logit
-  int64_t a0;    // first own vector of this block
+  bool target0;       // the diagonal of part 0 is the target (positive) logit
+  int64_t a0;         // first own vector of this block
+  int64_t ownN;       // own vectors (simcse's z3: m; else n)
+  int64_t otherN[2];  // vectors of each other part (n, and m for simcse's z3 columns)
 };
 
 // W = N * dL/dS for logit S of own vector r and other vector c (both indices inside their part).
@@ -297,7 +309,7 @@ __device__ __forceinline__ void grad_block(const NceParams& P, const GradJob& J,
   Smem As = sm.As, Bs = sm.Bs, Ws = sm.Ws, Zs = sm.Zs;
   float* cRow = sm.cRow;
   const int tx = tid_x(), ty = tid_y();
-  const int64_t n = P.n, d = P.d;
+  const int64_t n = J.ownN, d = P.d;
   float ra[4], lseOwn[4], cPart[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -312,15 +324,16 @@ __device__ __forceinline__ void grad_block(const NceParams& P, const GradJob& J,
     const float* rinvB = part == 0 ? J.otherRinv0 : J.otherRinv1;
     const bool target = part == 0 && J.target0;
     if (B == nullptr) break;
-    for (int64_t c0 = 0; c0 < n; c0 += kTile) {
+    const int64_t m = J.otherN[part];
+    for (int64_t c0 = 0; c0 < m; c0 += kTile) {
       float acc[4][4];
-      dot_tile(J.own, J.a0, n, B, c0, n, d, As, Bs, acc);  // ends with __syncthreads: Ws/Zs are free
+      dot_tile(J.own, J.a0, n, B, c0, m, d, As, Bs, acc);  // ends with __syncthreads: Ws/Zs are free
       float rb[4], lseOther[4];
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int64_t c = c0 + tx * 4 + j;
-        rb[j] = c < n ? rinvB[c] : 0.0f;
-        lseOther[j] = ((kOff || kColSide) && c < n) ? P.lse[c] : 0.0f;
+        rb[j] = c < m ? rinvB[c] : 0.0f;
+        lseOther[j] = ((kOff || kColSide) && c < m) ? P.lse[c] : 0.0f;
       }
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
@@ -329,7 +342,7 @@ __device__ __forceinline__ void grad_block(const NceParams& P, const GradJob& J,
         for (int j = 0; j < 4; ++j) {
           const int64_t c = c0 + tx * 4 + j;
           const float s = acc[i][j] * (ra[i] * rb[j]) * P.invTau;  // same bits from either side
-          const bool valid = r < n && c < n && !(kOff && r == c);
+          const bool valid = r < n && c < m && !(kOff && r == c);
           const float w = !valid               ? 0.0f
                           : (target && r == c) ? P.tgt[r]
                                                : grad_weight<kOff, kColSide>(s, lseOwn[i], lseOther[j]);
@@ -339,7 +352,7 @@ __device__ __forceinline__ void grad_block(const NceParams& P, const GradJob& J,
       }
       // acc[r, :] (+)= sum_c Ws[c][r] * z_other[c, :], one 64-wide chunk of D at a time.
       for (int64_t d0 = 0; d0 < d; d0 += kTile) {
-        load_mcontig<kTile>(Zs, B, c0, n, d, d0, d, Identity{});
+        load_mcontig<kTile>(Zs, B, c0, m, d, d0, d, Identity{});
         __syncthreads();  // Ws and Zs complete
         float g[4][4];
         zero(g);
@@ -383,18 +396,19 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_grad_off_kernel(NceParams
   if (P.hdr->flag != 0) return;
   __shared__ GradSmem sm;
   const int64_t a0 = static_cast<int64_t>(blockIdx.x) * kTile;
-  const GradJob J{P.zc, P.rinvc, P.accc, P.outc, P.zc, P.rinvc, nullptr, nullptr, false, a0};
+  const GradJob J{P.zc, P.rinvc, P.accc, P.outc, P.zc, P.rinvc, nullptr, nullptr, false, a0, P.n, {P.n, 0}};
   grad_block<true, false>(P, J, sm);
 }
 
-// Blocks [0, T) own z1 rows, [T, 2T) z2 columns, [2T, 3T) z3 columns (T = row tiles).
+// Blocks [0, T) own z1 rows, [T, 2T) z2 columns, [2T, 2T + Tm) z3 columns (T = row tiles of n, Tm of m).
 __global__ void __launch_bounds__(kThreads, 2) infonce_grad_simcse_kernel(NceParams P) {
   if (P.hdr->flag != 0) return;
   __shared__ GradSmem sm;
   const int64_t tiles = (P.n + kTile - 1) / kTile;
-  const int64_t blk = blockIdx.x, role = blk / tiles, a0 = (blk % tiles) * kTile;
+  const int64_t blk = blockIdx.x, role = min(blk / tiles, static_cast<int64_t>(2));
+  const int64_t a0 = (blk - role * tiles) * kTile;
   if (role == 0) {
-    const GradJob J{P.z1, P.rinv1, P.acc1, P.out1, P.z2, P.rinv2, P.zc, P.rinvc, true, a0};
+    const GradJob J{P.z1, P.rinv1, P.acc1, P.out1, P.z2, P.rinv2, P.zc, P.rinvc, true, a0, P.n, {P.n, P.m}};
     if (J.out != nullptr) grad_block<false, false>(P, J, sm);
   } else {
     const bool z2side = role == 1;
@@ -407,7 +421,9 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_grad_simcse_kernel(NcePar
                     nullptr,
                     nullptr,
                     z2side,
-                    a0};
+                    a0,
+                    z2side ? P.n : P.m,
+                    {P.n, 0}};
     if (J.out != nullptr) grad_block<false, true>(P, J, sm);
   }
 }
@@ -430,24 +446,27 @@ struct Scratch {
   float* acc[3];  // accumulators for out1/out2/outc when accumulating (else null)
 };
 
-Scratch carve(detail::Carver& cv, int64_t n, int64_t d, const bool needAcc[3]) {
+// m: rows of the third input.
+Scratch carve(detail::Carver& cv, int64_t n, int64_t m, int64_t d, const bool needAcc[3]) {
   Scratch s{};
   s.hdr = cv.take<DeviceHeader>(1);
   s.parts = (n + kTile - 1) / kTile * (kThreads / 32);
   s.lossParts = cv.take<double>(static_cast<size_t>(s.parts));
-  for (auto& r : s.rinv) r = cv.take<float>(static_cast<size_t>(n));
+  const int64_t rows[3] = {n, n, m};
+  for (int k = 0; k < 3; ++k) s.rinv[k] = cv.take<float>(static_cast<size_t>(rows[k]));
   s.cosv = cv.take<float>(static_cast<size_t>(n));
   s.lse = cv.take<float>(static_cast<size_t>(n));
-  for (int k = 0; k < 3; ++k) s.acc[k] = needAcc[k] ? cv.take<float>(static_cast<size_t>(n * d)) : nullptr;
+  for (int k = 0; k < 3; ++k) s.acc[k] = needAcc[k] ? cv.take<float>(static_cast<size_t>(rows[k] * d)) : nullptr;
   return s;
 }
 
-// Runs the three launches. zc is z3 (simcse, may be null) or z0 (offDropout); outc likewise.
-LossResult run_infonce(bool off, const float* z1, const float* z2, const float* zc, int64_t n, int64_t d,
+// Runs the three launches. zc is z3 (simcse, may be null; m rows) or z0 (offDropout; m = n); outc likewise.
+LossResult run_infonce(bool off, const float* z1, const float* z2, const float* zc, int64_t n, int64_t m, int64_t d,
                        float temperature, float posScale, int codeC, float* out1, float* out2, float* outc,
                        bool accumulate, float weight, cudaStream_t stream) {
   require();
   if (n <= 0) return LossResult{};
+  if (zc == nullptr) m = 0;
   float* outs[3] = {out1, out2, zc != nullptr ? outc : nullptr};
   bool needAcc[3];
   for (int k = 0; k < 3; ++k) needAcc[k] = accumulate && outs[k] != nullptr && !(off && k < 2);
@@ -455,9 +474,9 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);
   detail::Carver measure(nullptr);
-  carve(measure, n, d, needAcc);
+  carve(measure, n, m, d, needAcc);
   detail::Carver cv(static_cast<char*>(ws.reserve(measure.used())));
-  const Scratch s = carve(cv, n, d, needAcc);
+  const Scratch s = carve(cv, n, m, d, needAcc);
 
   // The header and the loss parts (zero where launch 2 stops early on a non-finite input).
   const size_t zeroed =
@@ -476,13 +495,15 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
   R.cosv = s.cosv;
   R.n = n;
   R.d = d;
+  R.m = m;
   R.flag = &s.hdr->flag;
-  const int64_t rowBlocks = (n + 7) / 8;  // 8 warps = 8 rows per block
+  const int64_t rowBlocks = (std::max(n, m) + 7) / 8;  // 8 warps = 8 rows per block
   launch("infonce_rows_kernel", infonce_rows_kernel, static_cast<unsigned>(rowBlocks), 256, 0, stream, R);
 
   NceParams P{};
   P.n = n;
   P.d = d;
+  P.m = m;
   P.invTau = 1.0f / temperature;
   P.posScale = posScale;
   P.invN = 1.0f / static_cast<float>(n);
@@ -510,14 +531,14 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
   launch("infonce_lse_kernel", infonce_lse_kernel, static_cast<unsigned>(tiles), kThreads, 0, stream, P);
   detail::ordered_sum(s.lossParts, s.parts, &s.hdr->loss, stream);
 
-  const int64_t roles = off ? 1 : (zc != nullptr ? 3 : 2);
   const bool anyGrad = off ? outs[2] != nullptr : (outs[0] || outs[1] || outs[2]);
   if (anyGrad) {
     if (off) {
       launch("infonce_grad_off_kernel", infonce_grad_off_kernel, static_cast<unsigned>(tiles), kThreads, 0, stream, P);
     } else {
-      launch("infonce_grad_simcse_kernel", infonce_grad_simcse_kernel, static_cast<unsigned>(tiles * roles), kThreads,
-             0, stream, P);
+      const int64_t blocks = 2 * tiles + (m + kTile - 1) / kTile;  // z1 rows, z2 columns, z3 columns
+      launch("infonce_grad_simcse_kernel", infonce_grad_simcse_kernel, static_cast<unsigned>(blocks), kThreads, 0,
+             stream, P);
     }
   }
 
@@ -527,12 +548,12 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
 }  // namespace
 
 LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
-  return run_infonce(false, a.z1, a.z2, a.z3, a.n, a.d, a.temperature, 1.0f, kZ3, g.gz1, g.gz2, g.gz3, g.accumulate,
-                     g.weight, detail::op_stream());
+  return run_infonce(false, a.z1, a.z2, a.z3, a.n, a.m, a.d, a.temperature, 1.0f, kZ3, g.gz1, g.gz2, g.gz3,
+                     g.accumulate, g.weight, detail::op_stream());
 }
 
 LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g) {
-  return run_infonce(true, a.z1, a.z2, a.z0, a.n, a.d, a.temperature, a.posScale, kZ0, g.gz1, g.gz2, g.gz0,
+  return run_infonce(true, a.z1, a.z2, a.z0, a.n, a.n, a.d, a.temperature, a.posScale, kZ0, g.gz1, g.gz2, g.gz0,
                      g.accumulate, g.weight, detail::op_stream());
 }
 
@@ -540,7 +561,7 @@ size_t offDropoutWorkspaceBytes(int64_t n, int64_t d) {
   if (n <= 0) return 0;                                  // run_infonce returns before touching the workspace
   const bool noAccumulators[3] = {false, false, false};  // the accumulate == false layout
   detail::Carver measure(nullptr);
-  carve(measure, n, d, noAccumulators);
+  carve(measure, n, n, d, noAccumulators);
   return measure.used();
 }
 

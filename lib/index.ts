@@ -49,7 +49,7 @@ export { exportOnnx, type ExportOnnxOptions, type ExportOnnxResult } from './exp
 export { OnnxEncoder, type OnnxEncoderOptions } from './embed/onnx-encoder.js'
 export { evaluateSts, evaluateStsFiles, readStsFile, spearman, type StsPair } from './eval/sts.js'
 export { mineHardNegatives, type MineOptions, type MinePair, type MinedTriplet, type MineResult } from './data/mine.js'
-export { formatTriplets, type TripletFormat } from './data/write-triplets.js'
+export { formatTriplets, formatTuples, tuplesOf, type MinedTuple, type TripletFormat } from './data/write-triplets.js'
 export { readBeirDataset, type RetrievalDataset, type RetrievalDocument } from './eval/beir.js'
 export {
   evaluateRetrieval,

@@ -21,7 +21,7 @@ export interface LossOutput {
   parts?: Record<string, number>
 }
 
-/** Preallocated gradient outputs: tensors shaped like z1 on its device, overwritten (and returned). */
+/** Preallocated gradient outputs: tensors shaped like their inputs on z1's device, overwritten (and returned). */
 export interface GradsOption {
   grads?: LossGrads
 }
@@ -29,7 +29,11 @@ export interface GradsOption {
 export interface SimcseOptions extends GradsOption {
   /** τ of cos(z1_i, z2_j)/τ, in [1e-6, 1e6] (TEMPERATURE_RANGE). Default 0.05. */
   temperature?: number
-  /** Hard negatives z3 [N, D] (supervised SimCSE): extra columns cos(z1_i, z3_j)/τ. */
+  /**
+   * Hard negatives z3 [M, D] (supervised SimCSE): extra columns cos(z1_i, z3_j)/τ of every row, so each anchor
+   * is contrasted with every hard negative of the batch. M is any count: N for one per example (triplets),
+   * k·N for k per example (the n-tuple format, stacked negative column by negative column).
+   */
   hardNegatives?: Tensor
 }
 
@@ -63,22 +67,25 @@ function withGrads<T>(
   names: GradName[],
   given: LossGrads | undefined,
   run: (g: LossGrads, n: Record<GradName, NativeTensor>) => T,
+  /** The input whose shape a gradient has when it is not z1's (hard negatives: [M, D]). */
+  inputs: Partial<Record<GradName, { input: string; shape: number[] }>> = {},
 ): T {
   nativeOf(z1, 'z1')
   const g: Partial<LossGrads> = {}
   const n: Partial<Record<GradName, NativeTensor>> = {}
   const fresh: Tensor[] = []
   for (const name of names) {
+    const { input, shape } = inputs[name] ?? { input: 'z1', shape: z1.shape }
     let t = given?.[name]
-    if (t === undefined) fresh.push((t = Tensor.zeros(z1.shape, z1.device)))
+    if (t === undefined) fresh.push((t = Tensor.zeros(shape, z1.device)))
     else if (
       !(t instanceof Tensor) ||
       t.device !== z1.device ||
-      t.shape.length !== z1.shape.length ||
-      t.shape.some((d, i) => d !== z1.shape[i])
+      t.shape.length !== shape.length ||
+      t.shape.some((d, i) => d !== shape[i])
     ) {
       throw new TypeError(
-        `Expected grads.${name} to be a tensor of z1's shape [${z1.shape.join(', ')}] on ${z1.device} but received ${describe(t)}`,
+        `Expected grads.${name} to be a tensor of ${input}'s shape [${shape.join(', ')}] on ${z1.device} but received ${describe(t)}`,
       )
     }
     g[name] = t
@@ -99,10 +106,16 @@ export function simcse(z1: Tensor, z2: Tensor, options?: SimcseOptions): LossOut
     n2 = nativeOf(z2, 'z2')
   const z3 = o.hardNegatives
   const n3 = z3 === undefined ? null : nativeOf(z3, 'hardNegatives')
-  return withGrads(z1, z3 ? ['z1', 'z2', 'z3'] : ['z1', 'z2'], o.grads, (g, n) => {
-    const loss = addon.simcse(n1, n2, n3, o.temperature ?? 0.05, n.z1, n.z2, z3 ? n.z3 : null, 1, false)
-    return { loss, grads: z3 ? { z1: g.z1, z2: g.z2, z3: g.z3 } : { z1: g.z1, z2: g.z2 } }
-  })
+  return withGrads(
+    z1,
+    z3 ? ['z1', 'z2', 'z3'] : ['z1', 'z2'],
+    o.grads,
+    (g, n) => {
+      const loss = addon.simcse(n1, n2, n3, o.temperature ?? 0.05, n.z1, n.z2, z3 ? n.z3 : null, 1, false)
+      return { loss, grads: z3 ? { z1: g.z1, z2: g.z2, z3: g.z3 } : { z1: g.z1, z2: g.z2 } }
+    },
+    z3 ? { z3: { input: 'hardNegatives', shape: z3.shape } } : {},
+  )
 }
 
 /** Off-dropout InfoNCE: positive cos(z1_i, z2_i), negatives cos(z0_i, z0_j) of the dropout-free view. */

@@ -358,6 +358,15 @@ void require_same(const Napi::Env& env, const NativeTensor* a, const char* aName
   require_same_device(env, a, aName, b, bName);
 }
 
+void require_same_width(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
+                        const char* bName) {
+  const auto& s = b->shape();
+  if (s.size() != 2 || s[0] < 1 || s[1] != a->shape().back())
+    throw_arg(env, std::string("Expected ") + bName + " to be a [M, " + std::to_string(a->shape().back()) +
+                       "] tensor (M >= 1, the width of " + aName + ") but received " + b->shape_string());
+  require_same_device(env, a, aName, b, bName);
+}
+
 void require_disjoint(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
                       const char* bName) {
   const float *a0 = a->read_data(), *b0 = b->read_data();  // addresses only: nothing is written here

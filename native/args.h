@@ -88,6 +88,10 @@ void require_same_device(const Napi::Env& env, const NativeTensor* a, const char
 void require_same(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
                   const char* bName);
 
+// Requires b to be a [M, D] matrix (M >= 1) with a's D ([N, D]), on a's device: rows of the same vectors.
+void require_same_width(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
+                        const char* bName);
+
 // a and b must not share memory (an output written while the other is still being read).
 void require_disjoint(const Napi::Env& env, const NativeTensor* a, const char* aName, const NativeTensor* b,
                       const char* bName);

@@ -65,19 +65,20 @@ Napi::Value Simcse(const Napi::CallbackInfo& info) {
   NativeTensor* z2 = ts.matrix(1, "z2");
   NativeTensor* z3 = ts.optional(2, "hardNegatives");
   require_same(env, z1, "z1", z2, "z2");
-  if (z3) require_same(env, z1, "z1", z3, "hardNegatives");
+  if (z3) require_same_width(env, z1, "z1", z3, "hardNegatives");
   const float tau = arg_temperature(info, 3, "temperature");
   static const char* const names[2] = {"gz1", "gz2"};
   NativeTensor* gz[2];
   expect_grads(ts, z1, 4, names, gz, 2, env);
   NativeTensor* gz3 = ts.optional(6, "gz3");
   if (z3 && !gz3) throw_arg(env, "Expected gz3 to be a Tensor when hardNegatives is given");
-  if (gz3) require_same(env, z1, "z1", gz3, "gz3");
+  if (gz3) require_same(env, z3 ? z3 : z1, z3 ? "hardNegatives" : "z1", gz3, "gz3");
   LossGradOut g = grads(info, 7);
   g.gz1 = gz[0]->data();
   g.gz2 = gz[1]->data();
   g.gz3 = z3 ? gz3->data() : nullptr;
-  const SimcseArgs a{z1->data(), z2->data(), z3 ? z3->data() : nullptr, z1->shape()[0], z1->shape()[1], tau};
+  SimcseArgs a{z1->data(), z2->data(), z3 ? z3->data() : nullptr, z1->shape()[0], z1->shape()[1], tau};
+  a.m = z3 ? z3->shape()[0] : 0;
   SimcseFn* simcse = ts.entry(&Backend::simcse);
   return guarded(env, [&] { return finish(env, "simcse", simcse(a, g), "hardNegatives"); });
 }

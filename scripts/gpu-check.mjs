@@ -62,11 +62,13 @@ import {
   DROPOUT_SHAPES,
   EMULATED_SHAPES,
   GRAD_TOLERANCE,
+  HARD_NEGATIVE_SHAPES,
   LOSS_CASES,
   UNFUSED_SHAPES,
   bitEqual,
   compareLossResults,
   dropoutOptions,
+  hardNegativeViews,
   lossClose,
   lossShapes,
   lossViews,
@@ -311,6 +313,27 @@ if (!status.available) {
     for (const x of [...cpu, ...gpu]) x.dispose()
     const took = (performance.now() - s) / 1000
     rate.parity.learn(n, d, took)
+  }
+
+  // Hard negatives of another count than the batch (the n-tuple format: k per example).
+  for (const [n, m, d] of emulated ? HARD_NEGATIVE_SHAPES.emulated : HARD_NEGATIVE_SHAPES.gpu) {
+    if (lossLeft() < 30) {
+      skip(`simcse N=${n} M=${m} D=${d}: ${Math.max(0, lossLeft()).toFixed(0)} s left`)
+      continue
+    }
+    check(`simcse N=${n} M=${m} D=${d}`, () => {
+      const v = hardNegativeViews(n, m, d)
+      const cpu = v.map((x, k) => Tensor.from(x, [k === 2 ? m : n, d]))
+      const gpu = cpu.map((x) => x.to(GPU))
+      const run = (/** @type {any[]} */ z) => losses.simcse(z[0], z[1], { hardNegatives: z[2] })
+      const a = run(gpu),
+        b = run(cpu)
+      const r = compareLossResults(a, b, GPU, 0.01 * naturalScale('cos', n, d, 0.05, v.slice(0, 2)))
+      const again = run(gpu)
+      const same = sameBits(a, again)
+      for (const g of [...Object.values(a.grads), ...Object.values(b.grads), ...Object.values(again.grads), ...cpu, ...gpu]) g?.dispose?.()
+      return [r.ok && same.ok, same.ok ? r.detail : `${r.detail}; ${same.detail}`]
+    })
   }
 
   // The benchmark's unfused baseline: CUDA (kernels/infonce_unfused.cu) against CPU.

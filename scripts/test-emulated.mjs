@@ -24,6 +24,7 @@ const files = [
   'test/mpnet.test.ts',
   'test/modernbert.test.ts',
   'test/matryoshka.test.ts',
+  'test/n-tuples.test.ts',
   'test/long-sequences.test.ts',
   'test/precision.test.ts',
   'test/bench-step.test.ts',

@@ -12,11 +12,13 @@ import {
   DROPOUT_SHAPES,
   EMULATED_SHAPES,
   GRAD_TOLERANCE,
+  HARD_NEGATIVE_SHAPES,
   LOSS_CASES,
   UNFUSED_SHAPES,
   bitEqual,
   compareLossResults,
   dropoutOptions,
+  hardNegativeViews,
   lossClose,
   lossShapes,
   lossViews,
@@ -58,6 +60,25 @@ t.test('losses: CUDA equals CPU', { skip }, async (t) => {
       for (const g of [...Object.values(a.grads), ...Object.values(b.grads), ...Object.values(again.grads)]) g?.dispose()
     }
     for (const x of [...cpu, ...gpu]) x.dispose()
+  }
+})
+
+// Hard negatives of another count than the batch (the n-tuple format's k per example, or fewer).
+t.test('simcse with M != N hard negatives: CUDA equals CPU', { skip }, async (t) => {
+  for (const [n, m, d] of emulated ? HARD_NEGATIVE_SHAPES.emulated : HARD_NEGATIVE_SHAPES.gpu) {
+    const views = hardNegativeViews(n, m, d)
+    const cpu = views.map((v, k) => Tensor.from(v, [k === 2 ? m : n, d]))
+    const gpu = cpu.map((x) => x.to('cuda'))
+    const run = (z: Tensor[]) => losses.simcse(z[0], z[1], { hardNegatives: z[2] })
+    const floor = 0.01 * naturalScale('cos', n, d, 0.05, views.slice(0, 2))
+    const a = run(gpu),
+      b = run(cpu)
+    const r = compareLossResults(a, b, 'cuda', floor)
+    t.ok(r.ok, `simcse N=${n} M=${m} D=${d}: ${r.detail}`)
+    const again = run(gpu)
+    const same = sameBits(a, again)
+    t.ok(same.ok, `simcse N=${n} M=${m} D=${d}: ${same.detail}`)
+    for (const x of [...Object.values(a.grads), ...Object.values(b.grads), ...Object.values(again.grads), ...cpu, ...gpu]) x?.dispose()
   }
 })
 

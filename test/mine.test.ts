@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { SentenceEncoder, formatTriplets, mineHardNegatives, type MinedTriplet } from '../lib/index.js'
+import { SentenceEncoder, formatTriplets, formatTuples, mineHardNegatives, tuplesOf, type MinedTriplet } from '../lib/index.js'
 import { PairFile } from '../lib/data/pairs.js'
 import { cli, needsCli, tinyTrainArgs } from './helpers/train-corpus.js'
 import { saveTinyModel } from './helpers/encoder-tiny-model.js'
@@ -115,6 +115,41 @@ t.test('triplet files read back as training data, awkward sentences included', a
   }
 })
 
+t.test('n-tuples: each pair with its first k negatives, pairs with fewer dropped, files that read back', async (t) => {
+  const triplets = [
+    { anchor: 'a, with a comma', positive: 'p1', negative: 'n1' },
+    { anchor: 'a, with a comma', positive: 'p1', negative: 'two\nlines' },
+    { anchor: 'a, with a comma', positive: 'p1', negative: 'n3' },
+    { anchor: 'a, with a comma', positive: 'p2', negative: 'n1' },
+    { anchor: 'a, with a comma', positive: 'p2', negative: 'two\nlines' },
+    { anchor: 'b', positive: 'q', negative: 'only one' },
+    { anchor: 'c', positive: 'r "quoted"', negative: 'm1' },
+    { anchor: 'c', positive: 'r "quoted"', negative: 'm2' },
+  ]
+  const { tuples, dropped } = tuplesOf(triplets, 2)
+  t.same(tuples, [
+    { anchor: 'a, with a comma', positive: 'p1', negatives: ['n1', 'two\nlines'] },
+    { anchor: 'a, with a comma', positive: 'p2', negatives: ['n1', 'two\nlines'] },
+    { anchor: 'c', positive: 'r "quoted"', negatives: ['m1', 'm2'] },
+  ])
+  t.equal(dropped, 1, "b's one negative is fewer than 2")
+  t.equal(tuplesOf(triplets, 3).tuples.length, 1, 'k = 3: only (a, p1) has 3')
+  const dir = mkdtempSync(join(tmpdir(), 'simcsepp-tuples-'))
+  for (const format of ['csv', 'tsv', 'jsonl'] as const) {
+    const file = join(dir, `t.${format}`)
+    writeFileSync(file, formatTuples(tuples, 2, format))
+    const read = await PairFile.open(file, format)
+    t.equal(read.width, 4, `${format}: anchor, positive and 2 negatives`)
+    const cols = await read.readColumns([0, 1, 2])
+    t.same(
+      [0, 1, 2].map((i) => ({ anchor: cols[0][i], positive: cols[1][i], negatives: [cols[2][i], cols[3][i]] })),
+      tuples,
+      `${format}: the same sentences back`,
+    )
+  }
+  t.equal(formatTuples(tuples, 2, 'csv').split('\n')[0], 'anchor,positive,negative_1,negative_2', "sentence-transformers' column names")
+})
+
 t.test('simcsepp mine: the library triplets, refusing to overwrite, then trained on', needsCli, async (t) => {
   const model = await saveTinyModel({ seed: 9 })
   const dir = mkdtempSync(join(tmpdir(), 'simcsepp-mine-cli-'))
@@ -154,4 +189,18 @@ t.test('simcsepp mine: the library triplets, refusing to overwrite, then trained
   const trained = spawnSync(process.execPath, [cli, ...tinyTrainArgs(out, join(dir, 'run'), 2)], { encoding: 'utf8' })
   t.equal(trained.status, 0, trained.stderr)
   t.match(trained.stderr + trained.stdout, /triplets \(anchor, positive, hard negative\)/)
+  // --output-format n-tuple: a row per pair with its 2 negatives, trained on too.
+  const tupleFile = join(dir, 'tuples.jsonl')
+  const n = run('--data', pairs, '--out', tupleFile, '--num-negatives', '2', '--range-min', '1', '--output-format', 'n-tuple')
+  t.equal(n.status, 0, n.stderr)
+  t.match(n.stderr, /6 pairs -> 6 4-tuples in .*tuples\.jsonl; mean similarity/)
+  const k = 2
+  t.equal(readFileSync(tupleFile, 'utf8'), formatTuples(tuplesOf(want.triplets, k).tuples, k, 'jsonl'), "the library's n-tuples")
+  const tupleRun = spawnSync(process.execPath, [cli, ...tinyTrainArgs(tupleFile, join(dir, 'tuple-run'), 2)], { encoding: 'utf8' })
+  t.equal(tupleRun.status, 0, tupleRun.stderr)
+  t.match(tupleRun.stderr + tupleRun.stdout, /6 4-tuples \(anchor, positive, 2 hard negatives\)/)
+  t.match(
+    run('--data', pairs, '--out', join(dir, 'x.csv'), '--output-format', 'tuples').stderr,
+    /--output-format must be one of triplet, n-tuple/,
+  )
 })

@@ -9,12 +9,9 @@ import { detectFormat, PairFile } from '../lib/data/pairs.js'
 import { BatchStream } from '../lib/data/sentences.js'
 import { train } from '../lib/train/train.js'
 import * as losses from '../lib/losses.js'
-import { BertModel } from '../lib/model/bert.js'
 import { Tokenizer } from '../lib/tokenizer.js'
-import { AdamW } from '../lib/optim/adamw.js'
-import { TrainingStep } from '../lib/train/step.js'
-import { resolveTrainOptions } from '../lib/train/options.js'
-import { microModel, tempDir, TINY_RUN, WORDS } from './helpers/train-corpus.js'
+import { tempDir, TINY_RUN, WORDS } from './helpers/train-corpus.js'
+import { supervisedStep } from './helpers/supervised-step.js'
 
 const dir = tempDir('simcsepp-supervised-')
 const write = (name: string, text: string) => {
@@ -145,37 +142,6 @@ t.test('BatchStream over pairs: every example once per epoch, its columns togeth
   t.equal(new Set(seen).size, new Set(rows.map((r) => r[0])).size, 'one epoch covers every example')
 })
 
-/**
- * One supervised step (step 0, seed 5, 12 examples, maxLen 10) of the micro model on `columns`;
- * `before` sees the freshly loaded model. Returns the step's report and the parameter gradients.
- */
-async function supervisedStep(columns: string[][], microBatch: number, before?: (model: BertModel) => Promise<void>) {
-  const modelDir = await microModel(dir, 'micro')
-  const tokenizer = await Tokenizer.load(modelDir)
-  const model = await BertModel.load(modelDir, { mlp: true })
-  await before?.(model)
-  const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: 3e-5 })
-  const o = resolveTrainOptions({
-    data: 'x',
-    out: 'y',
-    objective: 'simcse',
-    batchSize: 12,
-    maxLen: 10,
-    seed: 5,
-    temperature: 0.07,
-    microBatch,
-    gradClip: 1e6,
-  })
-  const shape = { batch: 12, maxLen: 10, totalSteps: 1, microBatch, columns: columns.length as 2 | 3 }
-  const step = new TrainingStep(model, opt, tokenizer, o, shape, 'cpu')
-  const info = await step.run(0, { next: async () => ({ sentences: columns[0], columns, epoch: 0 }) } as never, () => 0, null)
-  const g = model.grads.toFloat32Array()
-  step.dispose()
-  opt.dispose()
-  model.dispose()
-  return { info, g }
-}
-
 t.test("the supervised step's loss is losses.simcse with hard negatives on the same vectors", async (t) => {
   const batch = rows.slice(0, 12)
   for (const width of [2, 3] as const) {
@@ -183,7 +149,7 @@ t.test("the supervised step's loss is losses.simcse with hard negatives on the s
     // The expected loss: the same rows (anchors, positives, negatives tokenised together), all with dropout.
     let expected = NaN,
       withoutNegatives = NaN
-    const { info } = await supervisedStep(columns, 0, async (model) => {
+    const { info } = await supervisedStep(dir, columns, 0, async (model) => {
       const enc = await (await Tokenizer.load(join(dir, 'micro'))).encodeBatch(columns.flat(), { maxLength: 10 })
       const z = model.trainForward(enc, { seed: 5, step: 0, pooling: 'cls', keepRows: new Uint8Array(width * 12).fill(1) })
       const H = model.config.hiddenSize
@@ -199,10 +165,10 @@ t.test("the supervised step's loss is losses.simcse with hard negatives on the s
 
 t.test('triplets in micro-batches: the gradients of the unchunked step (M = 1, 5, 36)', async (t) => {
   const columns = [0, 1, 2].map((c) => rows.slice(0, 12).map((r) => r[c]))
-  const whole = await supervisedStep(columns, 0)
+  const whole = await supervisedStep(dir, columns, 0)
   const scale = whole.g.reduce((m, x) => Math.max(m, Math.abs(x)), 0)
   for (const M of [1, 5, 36]) {
-    const { g, info } = await supervisedStep(columns, M)
+    const { g, info } = await supervisedStep(dir, columns, M)
     let worst = 0
     for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i] - whole.g[i]))
     t.equal(info.microBatches, Math.ceil(36 / M), `M=${M}: ${info.microBatches} passes over 3 views of 12 rows`)

@@ -55,6 +55,8 @@ export const mineUsage = `simcsepp mine --model DIR --data PAIRS --out FILE [opt
   Input       --model DIR  --data FILE (pairs: CSV/TSV with sent0,sent1 or anchor,positive, or JSONL)
               --corpus FILE (one sentence per line; default: the pairs' distinct positives)
   Output      --out FILE (.csv, .tsv or .jsonl; an existing file only with --overwrite)
+              --output-format triplet|n-tuple (triplet: a row per negative; n-tuple: a row per pair with its
+              --num-negatives negatives as negative_1..negative_k, pairs with fewer left out)
   Mining      --num-negatives 3  --range-min 0 (closest ranks skipped)  --range-max N (candidates per anchor)
               --margin X (negative <= positive - X)  --relative-margin X (negative <= positive * (1 - X))
               --max-score X  --sampling top|random  --seed 42  --query-prefix STR --doc-prefix STR (default:

@@ -1,11 +1,11 @@
 // `simcsepp mine`: hard negatives for supervised training (lib/data/mine.ts), from a pairs file to a triplets
-// file that `simcsepp train --data` reads.
+// (or n-tuples) file that `simcsepp train --data` reads.
 import { existsSync } from 'node:fs'
 import { extname } from 'node:path'
 import { detectFormat, PairFile } from '../data/pairs.js'
 import { SentenceFile } from '../data/sentences.js'
 import { mineHardNegatives } from '../data/mine.js'
-import { formatTriplets, type TripletFormat } from '../data/write-triplets.js'
+import { formatTriplets, formatTuples, tuplesOf, type TripletFormat } from '../data/write-triplets.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { num, oneOf, parseFlags, UsageError } from './args.js'
 import { encoderFlags, loadEncoder } from './encode-command.js'
@@ -32,6 +32,7 @@ export async function mineCommand(argv: string[]): Promise<void> {
       'relative-margin': { type: 'string' },
       sampling: { type: 'string' },
       seed: { type: 'string' },
+      'output-format': { type: 'string' },
       'query-prefix': { type: 'string' },
       'doc-prefix': { type: 'string' },
     },
@@ -52,6 +53,7 @@ export async function mineCommand(argv: string[]): Promise<void> {
     sampling: oneOf('sampling', values.sampling, ['top', 'random'] as const),
     seed: num('seed', values.seed, { int: true, min: 0 }),
   }
+  const tuples = oneOf('output-format', values['output-format'], ['triplet', 'n-tuple'] as const) === 'n-tuple'
   // The inputs are read and checked before the model loads.
   const dataFormat = await detectFormat(values.data)
   if (dataFormat === 'text')
@@ -87,13 +89,25 @@ export async function mineCommand(argv: string[]): Promise<void> {
       },
     })
     bar?.finish()
-    await writeFileAtomic(values.out, formatTriplets(r.triplets, format))
     const mean = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(3))
-    process.stderr.write(
-      `simcsepp: ${pairs.length} pairs -> ${r.triplets.length} triplets in ${values.out}` +
-        (r.pairsWithout ? ` (${r.pairsWithout} pairs had no eligible negative)` : '') +
-        `; mean similarity to the anchor: positives ${mean(r.meanPositiveScore)}, negatives ${mean(r.meanNegativeScore)}\n`,
-    )
+    const scores = `; mean similarity to the anchor: positives ${mean(r.meanPositiveScore)}, negatives ${mean(r.meanNegativeScore)}\n`
+    if (tuples) {
+      const k = options.numNegatives ?? 3
+      const t = tuplesOf(r.triplets, k)
+      await writeFileAtomic(values.out, formatTuples(t.tuples, k, format))
+      process.stderr.write(
+        `simcsepp: ${pairs.length} pairs -> ${t.tuples.length} ${k + 2}-tuples in ${values.out}` +
+          (t.dropped + r.pairsWithout ? ` (${t.dropped + r.pairsWithout} pairs had fewer than ${k} eligible negatives)` : '') +
+          scores,
+      )
+    } else {
+      await writeFileAtomic(values.out, formatTriplets(r.triplets, format))
+      process.stderr.write(
+        `simcsepp: ${pairs.length} pairs -> ${r.triplets.length} triplets in ${values.out}` +
+          (r.pairsWithout ? ` (${r.pairsWithout} pairs had no eligible negative)` : '') +
+          scores,
+      )
+    }
   } finally {
     await enc.close()
   }

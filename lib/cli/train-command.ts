@@ -18,7 +18,8 @@ export const trainUsage = `simcsepp train [options]
 
   Model       --model DIR (Hugging Face BERT/RoBERTa/XLM-R/DistilBERT) | --config tiny|mini|small|base  [--tokenizer DIR|FILE]
   Data        --data FILE: one sentence per line, or supervised pairs/triplets: CSV/TSV with a header
-              sent0,sent1[,hard_neg] (or anchor,positive[,negative]), JSONL with those keys
+              sent0,sent1[,hard_neg] (or anchor,positive[,negative]; several hard negatives:
+              negative_1,...,negative_k), JSONL with those keys
               --format auto|text|csv|tsv|jsonl (auto: by extension, else by the first line)
               --batch-sampler no-duplicates|random (pairs/triplets; default no-duplicates: no batch
               holds a sentence twice, which would be its own in-batch negative)

@@ -1,8 +1,10 @@
-// Supervised training data: pairs (anchor, positive) or triplets (anchor, positive, hard negative), as
+// Supervised training data: pairs (anchor, positive), triplets (anchor, positive, hard negative) or n-tuples
+// (anchor, positive, k hard negatives: sentence-transformers' mine_hard_negatives "n-tuple" output), as
 // SimCSE's CSV files (header sent0,sent1[,hard_neg]), the same as TSV, or JSONL objects with
-// anchor/positive/negative (sentence-transformers) or sent0/sent1/hard_neg keys. Supervised sets are
-// small next to unsupervised corpora (SimCSE's NLI triplets: 275k rows, 40 MB), so the file is read and
-// checked whole, and its examples are kept in memory.
+// anchor/positive/negative (sentence-transformers; query for the anchor, negative_1 .. negative_k for
+// several negatives) or sent0/sent1/hard_neg keys. Supervised sets are small next to unsupervised corpora
+// (SimCSE's NLI triplets: 275k rows, 40 MB), so the file is read and checked whole, and its examples are
+// kept in memory.
 import { createHash } from 'node:crypto'
 import { open, readFile, stat } from 'node:fs/promises'
 import { extname } from 'node:path'
@@ -14,12 +16,12 @@ export type DataFormat = 'text' | 'csv' | 'tsv' | 'jsonl'
 export const DATA_FORMATS: DataFormat[] = ['text', 'csv', 'tsv', 'jsonl']
 
 /** The accepted names of each column: SimCSE's, then sentence-transformers'. */
-const COLUMNS = [
-  ['sent0', 'anchor'],
-  ['sent1', 'positive'],
-  ['hard_neg', 'negative'],
-] as const
-const NAMES = 'sent0,sent1[,hard_neg] or anchor,positive[,negative]'
+const ANCHOR = ['sent0', 'anchor', 'query']
+const POSITIVE = ['sent1', 'positive']
+const NEGATIVE = ['hard_neg', 'negative']
+/** Several hard negatives per example: negative_1 .. negative_k (or hard_neg_1 ..), numbered from 1. */
+const NUMBERED = /^(?:hard_neg|negative)_([1-9][0-9]*)$/
+const NAMES = 'sent0,sent1[,hard_neg] or anchor,positive[,negative] or anchor,positive,negative_1,...,negative_k'
 
 /**
  * The format of a training file: `requested` unless 'auto'; else by extension (.csv, .tsv, .jsonl,
@@ -59,11 +61,30 @@ export async function detectFormat(path: string, requested: DataFormat | 'auto' 
   return 'text'
 }
 
-/** Which field holds each column (anchor, positive, negative?), or null when the names are not a header. */
+/**
+ * Which field holds each column (anchor, positive, then the negatives: one, or negative_1 .. negative_k in
+ * order), or null when the names are not a header.
+ */
 function columnsOf(names: string[]): number[] | null {
-  const at = COLUMNS.map((aliases) => names.findIndex((n) => (aliases as readonly string[]).includes(n)))
-  if (at[0] < 0 || at[1] < 0) return null
-  return at[2] < 0 ? at.slice(0, 2) : at
+  const anchor = names.findIndex((n) => ANCHOR.includes(n))
+  const positive = names.findIndex((n) => POSITIVE.includes(n))
+  if (anchor < 0 || positive < 0) return null
+  const single = names.findIndex((n) => NEGATIVE.includes(n))
+  const numbered = names.flatMap((n, i) => (NUMBERED.test(n) ? [{ k: Number(NUMBERED.exec(n)![1]), i }] : []))
+  numbered.sort((a, b) => a.k - b.k)
+  return [anchor, positive, ...(single >= 0 ? [single] : []), ...numbered.map((x) => x.i)]
+}
+
+/** What is wrong with a header's negative columns (one kind, numbered 1 .. k without a gap or twice), or null. */
+function negativesProblem(names: string[]): string | null {
+  const single = names.filter((n) => NEGATIVE.includes(n))
+  const numbered = names.filter((n) => NUMBERED.test(n)).map((n) => Number(NUMBERED.exec(n)![1]))
+  if (single.length + (numbered.length > 0 ? 1 : 0) > 1)
+    return `the negatives are named two ways (${[...single, ...(numbered.length ? ['negative_1 ...'] : [])].join(', ')}): keep one`
+  const sorted = [...numbered].sort((a, b) => a - b)
+  const gap = sorted.findIndex((k, i) => k !== i + 1)
+  if (gap >= 0) return `the numbered negatives must run 1, 2, ..., k without a gap or a repeat (found ${sorted.join(', ')})`
+  return null
 }
 
 /** A supervised training file: `columns[c][i]` is column c (anchor, positive, negative) of example i. */
@@ -80,15 +101,14 @@ export class PairFile {
     return this.columns[0].length
   }
 
-  /** 2 (pairs) or 3 (triplets: with hard negatives). */
-  get width(): 2 | 3 {
-    return this.columns.length as 2 | 3
+  /** Columns per example: 2 (pairs), 3 (triplets: a hard negative), 2 + k (n-tuples: k hard negatives). */
+  get width(): number {
+    return this.columns.length
   }
 
   /** What the log says about the data. */
   describe(): string {
-    const kind = this.width === 3 ? 'triplets (anchor, positive, hard negative)' : 'pairs (anchor, positive)'
-    return `${this.path}: ${this.count} ${kind}, read as ${this.format}`
+    return `${this.path}: ${this.count} ${exampleKind(this.width)}, read as ${this.format}`
   }
 
   /**
@@ -143,6 +163,13 @@ export class PairFile {
   async close(): Promise<void> {}
 }
 
+/** What examples of this many columns are, for the log and the model card. */
+export function exampleKind(columns: number): string {
+  if (columns === 2) return 'pairs (anchor, positive)'
+  if (columns === 3) return 'triplets (anchor, positive, hard negative)'
+  return `${columns}-tuples (anchor, positive, ${columns - 2} hard negatives)`
+}
+
 interface Rows {
   examples: { fields: string[]; line: number }[]
   /** The columns, for messages. */
@@ -154,6 +181,8 @@ function delimitedRows(text: string, delimiter: ',' | '\t', path: string): Rows 
   const names = header?.fields.map((s) => s.trim()) ?? []
   const at = columnsOf(names)
   if (!at) throw new Error(`${path}: the first line must name the columns ${NAMES} (found ${JSON.stringify(names.join(delimiter))})`)
+  const problem = negativesProblem(names)
+  if (problem) throw new Error(`${path}: line 1: ${problem}`)
   const what = at.map((i) => names[i]).join(', ')
   const examples = records.map((r) => {
     if (r.fields.length !== names.length)
@@ -181,6 +210,8 @@ function jsonlRows(text: string, path: string): Rows {
     const o = v as Record<string, unknown>
     const at = columnsOf(Object.keys(o))
     if (!at) throw new Error(`${path}: line ${k + 1}: expected the keys ${NAMES} (found ${Object.keys(o).join(', ') || 'none'})`)
+    const problem = negativesProblem(Object.keys(o))
+    if (problem) throw new Error(`${path}: line ${k + 1}: ${problem}`)
     const names = at.map((i) => Object.keys(o)[i])
     keys ??= names
     if (names.join() !== keys.join())

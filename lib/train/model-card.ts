@@ -3,6 +3,7 @@
 // from the run's own record (training_args.json, the log), so it never claims what was not run.
 import { basename } from 'node:path'
 import type { DataFingerprint } from '../data/sentences.js'
+import { exampleKind } from '../data/pairs.js'
 import type { Best, EvalInfo, StepInfo } from './events.js'
 
 /** What the card is written from. */
@@ -12,8 +13,8 @@ export interface ModelCardInput {
   steps: StepInfo[]
   evals: EvalInfo[]
   best: Best
-  /** The data the run read, and its columns when supervised (2: pairs, 3: triplets). */
-  data: DataFingerprint & { columns?: 2 | 3 }
+  /** The data the run read, and its columns when supervised (2: pairs, 3: triplets, 2 + k: k hard negatives). */
+  data: DataFingerprint & { columns?: number }
   /** The encoder's architecture by name ('ModernBERT'); 'BERT' when not given. */
   architecture?: string
 }
@@ -60,11 +61,9 @@ const ONLY_FOR: Record<string, string[]> = {
 export function modelCard({ args, steps, evals, best, data, architecture = 'BERT' }: ModelCardInput): string {
   const objective = String(args.objective)
   const supervised = data.columns !== undefined
-  const what = supervised
-    ? `${data.lines} ${data.columns === 3 ? 'triplets (anchor, positive, hard negative)' : 'pairs (anchor, positive)'}`
-    : `${data.lines} sentences`
+  const what = supervised ? `${data.lines} ${exampleKind(data.columns!)}` : `${data.lines} sentences`
   const objectiveText = supervised
-    ? `supervised SimCSE: InfoNCE of each anchor against its positive, with the batch's other positives${data.columns === 3 ? ' and every hard negative of the batch' : ''} as negatives`
+    ? `supervised SimCSE: InfoNCE of each anchor against its positive, with the batch's other positives${data.columns! > 2 ? ' and every hard negative of the batch' : ''} as negatives`
     : (OBJECTIVES[objective] ?? objective)
   const base = args.model
     ? `\`${basename(String(args.model))}\` (${String(args.model)})`

@@ -17,9 +17,10 @@ export interface LossSettings {
 
 /**
  * Views per sentence: two dropout views, plus the dropout-free z0 for the off-dropout objectives.
- * Supervised data (`columns`: 2 for pairs, 3 for triplets) has one view per column instead.
+ * Supervised data (`columns`: 2 for pairs, 3 for triplets, 2 + k for k hard negatives) has one view per
+ * column instead.
  */
-export function viewCount(objective: Objective, columns?: 2 | 3): 2 | 3 {
+export function viewCount(objective: Objective, columns?: number): number {
   if (columns) return columns
   return objective === 'off-dropout' || objective === 'simcse++' ? 3 : 2
 }
@@ -28,7 +29,7 @@ export function viewCount(objective: Objective, columns?: 2 | 3): 2 | 3 {
  * Per-row dropout switch for V views of N sentences: dropout on z1 and z2, off on z0. Supervised
  * columns are different sentences, all encoded with dropout as in SimCSE's supervised training.
  */
-export function keepRowsFor(objective: Objective, n: number, columns?: 2 | 3): Uint8Array {
+export function keepRowsFor(objective: Objective, n: number, columns?: number): Uint8Array {
   const keep = new Uint8Array(viewCount(objective, columns) * n)
   keep.fill(1, 0, (columns ?? 2) * n)
   return keep
@@ -77,12 +78,14 @@ export function objectiveLoss(s: LossSettings, z: Tensor, grad: Tensor, n: numbe
   const grads = { z1: view(grad, 0), z2: view(grad, 1) }
   switch (s.objective) {
     case 'simcse': {
-      // Supervised triplets stack a third block of rows, the hard negatives (z3).
-      if (z.shape[0] === 3 * n) {
+      // Supervised triplets (n-tuples) stack the hard negatives after them: one block of n rows per
+      // negative column, all of them z3's rows, columns of every anchor.
+      const m = z.shape[0] - 2 * n
+      if (m > 0) {
         const { loss } = losses.simcse(z1, z2, {
           temperature: s.temperature,
-          hardNegatives: view(z, 2),
-          grads: { ...grads, z3: view(grad, 2) },
+          hardNegatives: z.view(2 * n * h, [m, h]),
+          grads: { ...grads, z3: grad.view(2 * n * h, [m, h]) },
         })
         return { loss, parts: { simcse: loss } }
       }

@@ -41,8 +41,8 @@ export interface StepShape {
   totalSteps: number
   /** Rows per encoder pass (chooseMicroBatch); 0 or absent: the whole batch at once. */
   microBatch?: number
-  /** Supervised data: 2 (pairs) or 3 (triplets) columns, one view each; absent for plain text. */
-  columns?: 2 | 3
+  /** Supervised data: 2 (pairs), 3 (triplets) or 2 + k (k hard negatives) columns, one view each; absent for plain text. */
+  columns?: number
 }
 
 /** A checkpoint of the run, named when the loss diverges. */
@@ -65,7 +65,7 @@ export class TrainingStep {
   private readonly unread: PendingGraphStep[] = []
   /** When the last step's numbers were read (performance.now()): a step's time starts no earlier. */
   private lastDone = 0
-  private readonly views: 2 | 3
+  private readonly views: number
   /** dL/dz of the largest batch, [V·batch·H]; each step uses a view of it. */
   private readonly grad: Tensor
   /** With micro-batches or ranks: the whole batch's vectors, gathered pass by pass (and rank by rank). */
@@ -534,8 +534,8 @@ function withPrompts(columns: string[][], o: ResolvedTrainOptions): string[][] {
 
 /**
  * The encoder's V·N input rows. One column (plain text): the batch tokenised once and stacked V times,
- * [x; x; x] for the views z1, z2, z0. V columns (supervised): anchors, positives[, negatives] tokenised
- * together, so that every row has the same padded length.
+ * [x; x; x] for the views z1, z2, z0. V columns (supervised): anchors, positives[, each negative column]
+ * tokenised together, so that every row has the same padded length.
  */
 async function tokeniseViews(tokenizer: Tokenizer, columns: string[][], V: number, maxLength: number) {
   if (columns.length === 1) return stack(await tokenizer.encodeBatch(columns[0], { maxLength }), V)

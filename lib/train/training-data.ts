@@ -1,6 +1,6 @@
 // Which data a run trains on: the file's format (given, or detected and stated in the log), the
 // objective that follows from it, and the reader: one sentence per line (SentenceFile) or supervised
-// pairs/triplets (PairFile).
+// pairs/triplets/n-tuples (PairFile).
 import { SentenceFile } from '../data/sentences.js'
 import { detectFormat, PairFile } from '../data/pairs.js'
 import { objectiveForData } from './objective.js'
@@ -21,12 +21,12 @@ export async function openTrainingData(o: ResolvedTrainOptions, say: (s: string)
     return file
   }
   const file = await PairFile.open(o.data, o.format)
-  say(`data: ${file.describe()}: supervised SimCSE with in-batch${file.width === 3 ? ' and hard' : ''} negatives`)
+  say(`data: ${file.describe()}: supervised SimCSE with in-batch${file.width > 2 ? ' and hard' : ''} negatives`)
   return file
 }
 
 /** Columns per example of supervised data (views per step), undefined for plain text. */
-export function columnsOf(file: SentenceFile | PairFile): 2 | 3 | undefined {
+export function columnsOf(file: SentenceFile | PairFile): number | undefined {
   return file instanceof PairFile ? file.width : undefined
 }
 

@@ -226,10 +226,11 @@ LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
   const int64_t n = a.n, d = a.d;
   const float invTau = 1.0f / a.temperature;
   LossResult res;
-  float *r1 = scratch<float>(kR1, n), *r2 = scratch<float>(kR2, n), *r3 = scratch<float>(kR0, n);
+  const int64_t m = a.z3 ? a.m : 0;  // hard negatives
+  float *r1 = scratch<float>(kR1, n), *r2 = scratch<float>(kR2, n), *r3 = scratch<float>(kR0, std::max<int64_t>(m, 1));
   res.nonFinite = inverse_norms(a.z1, n, d, r1) ? kNone : kZ1;
   if (!res.nonFinite && !inverse_norms(a.z2, n, d, r2)) res.nonFinite = kZ2;
-  if (!res.nonFinite && a.z3 && !inverse_norms(a.z3, n, d, r3)) res.nonFinite = kZ3;
+  if (!res.nonFinite && a.z3 && !inverse_norms(a.z3, m, d, r3)) res.nonFinite = kZ3;
   if (res.nonFinite) return res;
 
   // The target logit S_ii is kept out of the float tile sums (its column is masked) and enters lse
@@ -239,7 +240,7 @@ LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
   parallel_for(n, 256, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) target[i] = dot(a.z1 + i * d, a.z2 + i * d, d) * (r1[i] * r2[i]) * invTau;
   });
-  ColBlock blocks[2] = {{a.z2, r2, n}, {a.z3, r3, n}};
+  ColBlock blocks[2] = {{a.z2, r2, n}, {a.z3, r3, m}};
   const int nblocks = a.z3 ? 2 : 1;
   double* lse = scratch<double>(kLse, n);
   row_lse(a.z1, r1, n, d, blocks, nblocks, /*maskDiag=*/true, target, invTau, lse);
@@ -258,8 +259,8 @@ LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
       std::fill(gs, gs + kRowTile, 0.0);
       for (int k = 0; k < nblocks; ++k) {
         const ColBlock& cb = blocks[k];
-        for (int64_t j0 = 0; j0 < n; j0 += kColTile) {
-          const int64_t bj = std::min(kColTile, n - j0);
+        for (int64_t j0 = 0; j0 < cb.m; j0 += kColTile) {
+          const int64_t bj = std::min(kColTile, cb.m - j0);
           logit_tile(a.z1, r1, i0, bi, cb, j0, bj, d, invTau, tile);
           for (int64_t r = 0; r < bi; ++r) {
             float* row = tile + r * bj;
@@ -288,14 +289,14 @@ LossResult simcse(const SimcseArgs& a, const LossGradOut& g) {
   float* colGrads[2] = {g.gz2, g.gz3};
   for (int k = 0; k < nblocks; ++k) {
     const ColBlock& cb = blocks[k];
-    parallel_for((n + kRowTile - 1) / kRowTile, 1, [&](int64_t t0, int64_t t1) {
+    parallel_for((cb.m + kRowTile - 1) / kRowTile, 1, [&](int64_t t0, int64_t t1) {
       // Logits transposed: tile[c][r] for columns j0+c (as "rows") against rows i (as "columns").
       float* tile = scratch<float>(kTile, kRowTile * kColTile);
       float* acc = scratch<float>(kAcc, kRowTile * d);
       double* gs = scratch<double>(kGs, kRowTile);
       const ColBlock rowsAsCols{a.z1, r1, n};
       for (int64_t t = t0; t < t1; ++t) {
-        const int64_t j0 = t * kRowTile, bj = std::min(kRowTile, n - j0);
+        const int64_t j0 = t * kRowTile, bj = std::min(kRowTile, cb.m - j0);
         std::fill(acc, acc + kRowTile * d, 0.0f);
         std::fill(gs, gs + kRowTile, 0.0);
         for (int64_t i0 = 0; i0 < n; i0 += kColTile) {

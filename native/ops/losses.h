@@ -31,13 +31,15 @@ struct LossGradOut {
 
 // SimCSE InfoNCE: S_ij = cos(z1_i, z2_j)/tau, with optional hard negatives z3 as extra columns
 // [cos(z1_i, z2_j) | cos(z1_i, z3_j)]/tau; L = mean_i(-S_ii + lse_j S_ij).
-// z3 may be null. Writes gz1, gz2 (and gz3 when z3 is given).
+// z3 may be null; its m rows are every hard negative of the batch (k per example: m = k n, or any
+// count), each a column of every row. Writes gz1, gz2 (and gz3, [m, d], when z3 is given).
 struct SimcseArgs {
   const float* z1;
-  const float* z2;
-  const float* z3;  // [n, d] each
+  const float* z2;  // [n, d] each
+  const float* z3;  // [m, d]
   int64_t n, d;
   float temperature;
+  int64_t m = 0;  // rows of z3 (0 when it is null)
 };
 
 // Off-dropout InfoNCE: p_i = m*cos(z1_i, z2_i)/tau, K_ij = cos(z0_i, z0_j)/tau (j != i),

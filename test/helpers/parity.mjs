@@ -142,6 +142,39 @@ export const EMULATED_SHAPES = {
   ],
 }
 
+/**
+ * Hard negatives of another count than the batch, [N, M, D] (M = k·N: the n-tuple format's k negatives per
+ * example; and M < N): the simcse kernels' z3 column tiles and z3 gradient blocks end apart from z1's.
+ * The GPU's shapes, then the host emulator's (tiles crossed by N, M or both).
+ */
+export const HARD_NEGATIVE_SHAPES = {
+  gpu: /** @type {[number, number, number][]} */ ([
+    [1, 7, 768],
+    [64, 448, 768],
+    [1000, 3000, 768],
+    [4096, 28672, 128],
+    [4096, 100, 768],
+  ]),
+  emulated: /** @type {[number, number, number][]} */ ([
+    [1, 3, 17],
+    [7, 2, 17],
+    [65, 130, 33],
+    [100, 17, 100],
+    [7, 200, 1],
+  ]),
+}
+
+/**
+ * Inputs of a hard-negative parity check: z1, z2 [n, d] and z3 [m, d] around a shared component.
+ * @returns {[Float32Array, Float32Array, Float32Array]}
+ */
+export function hardNegativeViews(/** @type {number} */ n, /** @type {number} */ m, /** @type {number} */ d) {
+  const [z1, z2] = lossViews(n, d)
+  const base = randn(n * d, n + d)
+  const noise = randn(m * d, m * 5 + d, 0.5)
+  return [z1, z2, noise.map((v, i) => v + base[i % (n * d)])]
+}
+
 /** Shapes of the unfused benchmark baseline's parity check (it holds N × N logits). */
 export const UNFUSED_SHAPES = /** @type {[number, number][]} */ ([1, 7, 64, 1000].flatMap((n) => [1, 128, 768].map((d) => [n, d])))
 

@@ -1,0 +1,40 @@
+// One supervised training step of the micro model, for the tests that hold the step to the losses API.
+import { BertModel } from '../../lib/model/bert.js'
+import { Tokenizer } from '../../lib/tokenizer.js'
+import { AdamW } from '../../lib/optim/adamw.js'
+import { TrainingStep } from '../../lib/train/step.js'
+import { resolveTrainOptions } from '../../lib/train/options.js'
+import { microModel } from './train-corpus.js'
+
+/**
+ * Step 0 (seed 5, maxLen 10, τ 0.07, no clipping) of the micro model (made in `dir`) on one batch of
+ * `columns` (anchors, positives, then each negative column), in passes of `microBatch` rows (0: one);
+ * `before` sees the freshly loaded model. Returns the step's report and the parameter gradients.
+ */
+export async function supervisedStep(dir: string, columns: string[][], microBatch: number, before?: (model: BertModel) => Promise<void>) {
+  const modelDir = await microModel(dir, 'micro')
+  const tokenizer = await Tokenizer.load(modelDir)
+  const model = await BertModel.load(modelDir, { mlp: true })
+  await before?.(model)
+  const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: 3e-5 })
+  const n = columns[0].length
+  const o = resolveTrainOptions({
+    data: 'x',
+    out: 'y',
+    objective: 'simcse',
+    batchSize: n,
+    maxLen: 10,
+    seed: 5,
+    temperature: 0.07,
+    microBatch,
+    gradClip: 1e6,
+  })
+  const shape = { batch: n, maxLen: 10, totalSteps: 1, microBatch, columns: columns.length }
+  const step = new TrainingStep(model, opt, tokenizer, o, shape, 'cpu')
+  const info = await step.run(0, { next: async () => ({ sentences: columns[0], columns, epoch: 0 }) } as never, () => 0, null)
+  const g = model.grads.toFloat32Array()
+  step.dispose()
+  opt.dispose()
+  model.dispose()
+  return { info, g }
+}
