@@ -12,7 +12,7 @@ import { Tokenizer } from '../lib/tokenizer.js'
 import { cudaStatus } from '../lib/index.js'
 import type { StepInfo } from '../lib/train/events.js'
 import { compareWeights } from './helpers/compare-weights.js'
-import { supervisedStep } from './helpers/supervised-step.js'
+import { checkMicroBatches, supervisedStep } from './helpers/supervised-step.js'
 import { tempDir, TINY_RUN, WORDS } from './helpers/train-corpus.js'
 
 const dir = tempDir('simcsepp-ntuples-')
@@ -118,16 +118,7 @@ t.test("the step's loss is losses.simcse with every negative column as hard nega
 
 t.test('n-tuples in micro-batches: the gradients of the unchunked step (M = 3, 13, 40)', async (t) => {
   const columns = [0, 1, 2, 3, 4].map((c) => tuples(8, 3, 5).map((r) => r[c]))
-  const whole = await supervisedStep(dir, columns, 0)
-  const scale = whole.g.reduce((m, x) => Math.max(m, Math.abs(x)), 0)
-  for (const M of [3, 13, 40]) {
-    const { g, info } = await supervisedStep(dir, columns, M)
-    let worst = 0
-    for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i] - whole.g[i]))
-    t.equal(info.microBatches, Math.ceil(40 / M), `M=${M}: ${info.microBatches} passes over 5 views of 8 rows`)
-    t.ok(Math.abs(info.loss - whole.info.loss) < 1e-6 * whole.info.loss, `M=${M}: loss ${info.loss} (whole: ${whole.info.loss})`)
-    t.ok(worst / scale < 1e-5, `M=${M}: gradients within ${(worst / scale).toExponential(2)} of the largest`)
-  }
+  await checkMicroBatches(t, dir, columns, [3, 13, 40])
 })
 
 t.test('a run on n-tuples: its log and model card say what it trained on', async (t) => {

@@ -11,7 +11,7 @@ import { train } from '../lib/train/train.js'
 import * as losses from '../lib/losses.js'
 import { Tokenizer } from '../lib/tokenizer.js'
 import { tempDir, TINY_RUN, WORDS } from './helpers/train-corpus.js'
-import { supervisedStep } from './helpers/supervised-step.js'
+import { checkMicroBatches, supervisedStep } from './helpers/supervised-step.js'
 
 const dir = tempDir('simcsepp-supervised-')
 const write = (name: string, text: string) => {
@@ -165,16 +165,7 @@ t.test("the supervised step's loss is losses.simcse with hard negatives on the s
 
 t.test('triplets in micro-batches: the gradients of the unchunked step (M = 1, 5, 36)', async (t) => {
   const columns = [0, 1, 2].map((c) => rows.slice(0, 12).map((r) => r[c]))
-  const whole = await supervisedStep(dir, columns, 0)
-  const scale = whole.g.reduce((m, x) => Math.max(m, Math.abs(x)), 0)
-  for (const M of [1, 5, 36]) {
-    const { g, info } = await supervisedStep(dir, columns, M)
-    let worst = 0
-    for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i] - whole.g[i]))
-    t.equal(info.microBatches, Math.ceil(36 / M), `M=${M}: ${info.microBatches} passes over 3 views of 12 rows`)
-    t.ok(Math.abs(info.loss - whole.info.loss) < 1e-6 * whole.info.loss, `M=${M}: loss ${info.loss} (whole: ${whole.info.loss})`)
-    t.ok(worst / scale < 1e-5, `M=${M}: gradients within ${(worst / scale).toExponential(2)} of the largest`)
-  }
+  await checkMicroBatches(t, dir, columns, [1, 5, 36])
 })
 
 t.test('nonsensical combinations are refused, naming the option', async (t) => {

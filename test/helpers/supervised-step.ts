@@ -1,4 +1,5 @@
 // One supervised training step of the micro model, for the tests that hold the step to the losses API.
+import type { Test } from 'tap'
 import { BertModel } from '../../lib/model/bert.js'
 import { Tokenizer } from '../../lib/tokenizer.js'
 import { AdamW } from '../../lib/optim/adamw.js'
@@ -37,4 +38,26 @@ export async function supervisedStep(dir: string, columns: string[][], microBatc
   opt.dispose()
   model.dispose()
   return { info, g }
+}
+
+/**
+ * Asserts that the step in passes of each of `sizes` rows computes the whole-batch step: the pass count, the
+ * loss within 1e-6 relative, the parameter gradients within 1e-5 of the largest.
+ */
+export async function checkMicroBatches(t: Test, dir: string, columns: string[][], sizes: number[]) {
+  const rows = columns.length * columns[0].length
+  const whole = await supervisedStep(dir, columns, 0)
+  const scale = whole.g.reduce((m, x) => Math.max(m, Math.abs(x)), 0)
+  for (const M of sizes) {
+    const { g, info } = await supervisedStep(dir, columns, M)
+    let worst = 0
+    for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i] - whole.g[i]))
+    t.equal(
+      info.microBatches,
+      Math.ceil(rows / M),
+      `M=${M}: ${info.microBatches} passes over ${columns.length} views of ${columns[0].length} rows`,
+    )
+    t.ok(Math.abs(info.loss - whole.info.loss) < 1e-6 * whole.info.loss, `M=${M}: loss ${info.loss} (whole: ${whole.info.loss})`)
+    t.ok(worst / scale < 1e-5, `M=${M}: gradients within ${(worst / scale).toExponential(2)} of the largest`)
+  }
 }
