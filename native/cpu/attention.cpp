@@ -9,6 +9,10 @@
 //   forward   S = q k^T / sqrt(HS)  (B = k^T, packed)        ctx = Pd v
 //   backward  dP = dctx v^T  (B = v^T, packed)   dv = Pd^T dctx   dq = dS k / sqrt(HS)   dk = dS^T q / sqrt(HS)
 //             (without saved probs, S and P first, as the forward forms them: the same bits)
+// The forward runs a pair's query rows in blocks (forward_rows): all T rows at once up to 1024 tokens, else blocks
+// of the scores that fit kForwardBlockFloats, so that a long sequence (ModernBERT's 8192 tokens) holds megabytes of
+// scores per thread instead of T x T. Every element is the same sum whatever the block, so the bits do not depend
+// on it. The backward runs whole pairs (it holds T x T blocks: P, dP, Pd).
 // Between the products the pair's rows (T x T, in L1) get the relative-position bias (MPNet's, when given: the
 // head's 2T - 1 values gathered into a vector, row i reading it from T - 1 - i on), the key mask, the softmax
 // (exp in vector form), the dropout multipliers and dS = P ⊙ (dP - rowsum(dP ⊙ P)) in vector loops; the bias
@@ -261,24 +265,26 @@ SIMCSEPP_LANES void product(const Product& p) {
 // Row passes over one pair's T x Tp block.
 
 struct PairRows {
-  int64_t T, Tp;         // rows; the block's row stride (T rounded up to kPad)
+  int64_t T, Tp;         // keys (and the pair's rows); the block's row stride (T rounded up to kPad)
   const int32_t* keyOk;  // Tp entries: -1 for a real key, 0 for a masked or padding one
-  const float* U;        // the pair's dropout uniforms (row i at U + i * T, readable to i * T + Tp), or null
+  const float* U;        // the block's dropout uniforms (its row i at U + i * T, readable to i * T + Tp), or null
   float p, dropScale;    // dropout probability and 1/(1-p)
   float scale;           // 1/sqrt(HS)
   // The head's relative-position bias by diagonal d = j - i + T - 1 (readable to T - 1 + Tp), or null; and where
   // the backward adds dS by diagonal (same layout), or null.
   const float* rel = nullptr;
   float* dRel = nullptr;
+  // The block of query rows the row passes see: rows [row0, row0 + n) of the pair (the backward: all of them).
+  int64_t row0 = 0, n = 0;
 };
 
-// S[i, j] += rel[j - i + T - 1] (padding columns too: the mask drops them).
+// S[i, j] += rel[j - (row0 + i) + T - 1] for the block's rows i (padding columns too: the mask drops them).
 template <int W>
 SIMCSEPP_LANES void add_relative_bias(const PairRows& r, float* S) {
   using F = typename Lanes<W>::F;
-  for (int64_t i = 0; i < r.T; ++i)
+  for (int64_t i = 0; i < r.n; ++i)
     for (int64_t j = 0; j < r.Tp; j += W)
-      store(S + i * r.Tp + j, load<F>(S + i * r.Tp + j) + load<F>(r.rel + j - i + r.T - 1));
+      store(S + i * r.Tp + j, load<F>(S + i * r.Tp + j) + load<F>(r.rel + j - (r.row0 + i) + r.T - 1));
 }
 
 // The dropout multiplier of each lane: 1/(1-p) if u >= p, else 0 (cpu::dropout's rule).
@@ -288,14 +294,15 @@ SIMCSEPP_LANES typename Lanes<W>::F dropout_factor(const PairRows& r, const floa
   return load<F>(u) >= r.p ? splat<W>(r.dropScale) : F{};
 }
 
-// S (scaled scores, padding columns 0) -> P in place and in probs ([T, T]; may be null), then (with U) Pd = P ⊙ D
-// in place.
+// The block's scores S (scaled, padding columns 0) -> P in place and in the pair's probs ([T, T], its rows row0
+// on; may be null), then (with U) Pd = P ⊙ D in place.
 template <int W>
-SIMCSEPP_LANES void softmax_rows(const PairRows& r, float* S, float* probs) {
+SIMCSEPP_LANES void softmax_rows(const PairRows& r, float* S, float* pairProbs) {
   using F = typename Lanes<W>::F;
   using I = typename Lanes<W>::I;
   const F negInf = splat<W>(-INFINITY);
-  for (int64_t i = 0; i < r.T; ++i) {
+  float* probs = pairProbs ? pairProbs + r.row0 * r.T : nullptr;
+  for (int64_t i = 0; i < r.n; ++i) {
     float* s = S + i * r.Tp;
     F m = negInf;
     for (int64_t j = 0; j < r.Tp; j += W) {
@@ -389,23 +396,44 @@ struct Pair {
   int64_t in;   // head h of sentence b in q, k, v (and dq, dk, dv)
   int64_t out;  // ... in ctx and dctx
   PairRows rows;
+  int64_t blockRows;  // query rows per forward block (forward_rows; the backward: T)
+  uint64_t uniforms;  // the index of the pair's first dropout uniform (with dropout)
 };
 
+// Query rows per forward block: all T while T x Tp scores fit kForwardBlockFloats (a sentence of 1024 tokens),
+// else the most rows that fit, at least kPad. SIMCSEPP_ATTENTION_ROW_BLOCK=n (read once) sets n rows instead: the
+// tests compare blockings, whose bits must not differ.
+constexpr int64_t kForwardBlockFloats = 1024 * 1024 + 1024 * kPad;
+int64_t forward_rows(int64_t T, int64_t Tp) {
+  static const int64_t forced = [] {
+    const char* v = std::getenv("SIMCSEPP_ATTENTION_ROW_BLOCK");
+    return v ? std::max<int64_t>(1, std::atoll(v)) : 0;
+  }();
+  if (forced > 0) return std::min(forced, T);
+  if (T * Tp <= kForwardBlockFloats) return T;
+  return std::max(kPad, kForwardBlockFloats / Tp / kPad * kPad);
+}
+
 // relBias, dRelBias: the op's (null when absent); the pair's vectors of them are carved from the scratch too.
+// forward: the scratch of the forward's row blocks (the block's uniforms are then drawn by the forward, block
+// by block: pr.rows.U is null here); else the backward's, with the whole pair's uniforms.
 Pair make_pair(const AttnShape& s, const AttnDropout& d, const int32_t* mask, const float* relBias, bool dRelBias,
-               int64_t b, int64_t h, PairScratch& w) {
+               int64_t b, int64_t h, PairScratch& w, bool forward) {
   const int64_t T = s.T, Tp = round_up(T, kPad);
   w.keyOk.assign(static_cast<size_t>(Tp), 0);
   for (int64_t j = 0; j < T; ++j) w.keyOk[j] = mask[b * T + j] != 0 ? -1 : 0;
   const bool drop = d.active(b);
   const float dropScale = drop && d.p < 1.0f ? 1.0f / (1.0f - d.p) : 0.0f;
   PairRows rows{T, Tp, w.keyOk.data(), nullptr, d.p, dropScale, 1.0f / std::sqrt(static_cast<float>(s.HS))};
-  // Floats for the largest user (the backward): four T x Tp blocks, the uniforms, three padded head copies, two
-  // transposed heads (k^T when P is formed again, then v^T).
+  rows.n = T;
   const int64_t HSp = round_up(s.HS, kPad);
   const int64_t diagonals = T - 1 + Tp;  // what rows 0 .. T-1 read of a diagonal vector, padding columns included
-  w.reset(4 * T * Tp + (drop ? T * T + Tp : 0) + 3 * T * HSp + 2 * s.HS * Tp + (relBias ? diagonals : 0) +
-          (dRelBias ? diagonals : 0));
+  const int64_t rb = forward_rows(T, Tp);
+  // The forward: a block of scores and its uniforms, k^T, a padded copy of v. The backward: four T x Tp blocks,
+  // the uniforms, three padded head copies, two transposed heads (k^T when P is formed again, then v^T).
+  const int64_t floats = forward ? rb * Tp + (drop ? rb * T + Tp : 0) + T * HSp + s.HS * Tp
+                                 : 4 * T * Tp + (drop ? T * T + Tp : 0) + 3 * T * HSp + 2 * s.HS * Tp;
+  w.reset(floats + (relBias ? diagonals : 0) + (dRelBias ? diagonals : 0));
   if (relBias) {
     float* rel = w.take(diagonals);
     for (int64_t dg = 0; dg < 2 * T - 1; ++dg) rel[dg] = relBias[dg * s.NH + h];
@@ -416,14 +444,15 @@ Pair make_pair(const AttnShape& s, const AttnDropout& d, const int32_t* mask, co
     rows.dRel = w.take(diagonals);
     std::fill(rows.dRel, rows.dRel + diagonals, 0.0f);
   }
-  if (drop) {
+  if (drop && !forward) {
     float* U = w.take(T * T + Tp);
     const int64_t TT = T * T;
     bulk_dropout_uniforms(d.seed, d.offset, static_cast<uint64_t>(d.rowIndex.at(b) * s.NH * TT + h * TT), TT, U);
     std::fill(U + TT, U + TT + Tp, 0.0f);  // read by the last row's padding lanes (whose P is 0)
     rows.U = U;
   }
-  return Pair{T, Tp, s.HS, HSp, b * T * s.ld + h * s.HS, b * T * s.H() + h * s.HS, rows};
+  const uint64_t uniforms = drop ? static_cast<uint64_t>(d.rowIndex.at(b) * s.NH * T * T + h * T * T) : 0;
+  return Pair{T, Tp, s.HS, HSp, b * T * s.ld + h * s.HS, b * T * s.H() + h * s.HS, rows, forward ? rb : T, uniforms};
 }
 
 // The lane indices of transpose_block's stages, stage t swapping s = W >> (t + 1): lo[t][l] and hi[t][l] are lane l
@@ -512,23 +541,34 @@ struct Attn {
 template <int W>
 SIMCSEPP_LANES void forward_pair(const Attn& a, float* ctx, float* probs, int64_t b, int64_t h) {
   thread_local PairScratch w;
-  const Pair pr = make_pair(a.s, a.d, a.mask, a.relBias, false, b, h, w);
-  const int64_t T = pr.T, Tp = pr.Tp, ld = a.s.ld;
+  const Pair pr = make_pair(a.s, a.d, a.mask, a.relBias, false, b, h, w, true);
+  const int64_t T = pr.T, Tp = pr.Tp, ld = a.s.ld, H = a.s.H(), rb = pr.blockRows;
   float* kt = transposed<W>(a.k + pr.in, ld, pr, w);
-  float* S = w.take(T * Tp);
-  product<W>({T, Tp, pr.HS, a.q + pr.in, ld, 1, kt, Tp, pr.rows.scale, S, Tp});
-  if (pr.rows.rel) add_relative_bias<W>(pr.rows, S);
-  softmax_rows<W>(pr.rows, S, probs);  // S now holds Pd
   int64_t ldv;
   const float* vr = vector_rows(a.v + pr.in, ld, W, pr, w, &ldv);
-  product<W>({T, pr.HS, T, S, Tp, 1, vr, ldv, 1.0f, ctx + pr.out, a.s.H()});
+  float* S = w.take(rb * Tp);
+  float* U = a.d.active(b) ? w.take(rb * T + Tp) : nullptr;
+  for (int64_t i0 = 0; i0 < T; i0 += rb) {
+    PairRows rows = pr.rows;
+    rows.row0 = i0;
+    rows.n = std::min(rb, T - i0);
+    if (U) {
+      bulk_dropout_uniforms(a.d.seed, a.d.offset, pr.uniforms + static_cast<uint64_t>(i0 * T), rows.n * T, U);
+      std::fill(U + rows.n * T, U + rows.n * T + Tp, 0.0f);  // read by the last row's padding lanes (whose P is 0)
+      rows.U = U;
+    }
+    product<W>({rows.n, Tp, pr.HS, a.q + pr.in + i0 * ld, ld, 1, kt, Tp, rows.scale, S, Tp});
+    if (rows.rel) add_relative_bias<W>(rows, S);
+    softmax_rows<W>(rows, S, probs);  // S now holds Pd
+    product<W>({rows.n, pr.HS, T, S, Tp, 1, vr, ldv, 1.0f, ctx + pr.out + i0 * H, H});
+  }
 }
 
 template <int W>
 SIMCSEPP_LANES void backward_pair(const Attn& a, float* dq, float* dk, float* dv, const float* dctx, const float* probs,
                                   int64_t b, int64_t h) {
   thread_local PairScratch w;
-  const Pair pr = make_pair(a.s, a.d, a.mask, a.relBias, a.dRelBias != nullptr, b, h, w);
+  const Pair pr = make_pair(a.s, a.d, a.mask, a.relBias, a.dRelBias != nullptr, b, h, w, false);
   const int64_t T = pr.T, Tp = pr.Tp, ld = a.s.ld, H = a.s.H();
   // P with rows padded to Tp: the saved probs themselves when T is already a multiple of kPad; without them
   // (probs null) formed again as the forward forms it (the same product and softmax: the same bits).
