@@ -1,28 +1,38 @@
 // The CPU attention forward in blocks of query rows (native/cpu/attention.cpp, forward_rows): the same bits
 // whatever the blocking (ctx and the saved probabilities, with padding keys, dropout and a relative-position
 // bias), and memory that does not grow as T x T per thread: a 8192-token head (ModernBERT's length) used to
-// reserve four T x T blocks (1 GiB) in each thread. SIMCSEPP_ATTENTION_ROW_BLOCK (read once) forces a
-// blocking, so each runs in its own process.
+// reserve four T x T blocks (1 GiB) in each thread. With a sliding-window bias (ModernBERT's local layers) a
+// block computes only the keys its rows reach; one whole block (SIMCSEPP_ATTENTION_ROW_BLOCK=1000000) computes
+// them all, so the comparison holds the skipping to the whole rows, padding rows that reach no real key
+// included. SIMCSEPP_ATTENTION_ROW_BLOCK (read once) forces a blocking, so each runs in its own process.
 import t from 'tap'
 import { runSelfAsChild } from './helpers/self-child.js'
 import { Tensor } from '../lib/tensor.js'
 import * as ops from '../lib/ops.js'
 import { randn } from './helpers/parity.mjs'
 
-// [B, T, NH, HS]: a short batch (one block unless forced) and T = 1100, which the default blocking splits.
+// [B, T, NH, HS]: a short batch (one block unless forced), T = 1100 (which the default blocking splits), and a
+// sliding window of reach 20 (-1e30 beyond, as lib/model/modernbert.ts) over T = 300, the second sentence 50
+// real tokens (its query rows from 71 on reach only padding keys).
 const shapes: [number, number, number, number][] = [
   [2, 37, 2, 20],
   [1, 1100, 1, 8],
+  [2, 300, 2, 16],
 ]
+const WINDOWED = 2
+const REACH = 20
 
 function results(): string[] {
   const bits: string[] = []
   const keep = (x: Tensor) => bits.push(Buffer.from(x.toFloat32Array().buffer).toString('base64'))
   shapes.forEach(([B, T, NH, HS], i) => {
     const H = NH * HS
-    const mask = Int32Array.from({ length: B * T }, (_, j) => (j % T < T - 5 * Math.floor(j / T) ? 1 : 0))
+    const real = (b: number) => (i === WINDOWED && b === 1 ? 50 : T - 5 * b)
+    const mask = Int32Array.from({ length: B * T }, (_, j) => (j % T < real(Math.floor(j / T)) ? 1 : 0))
     const qkv = Tensor.from(randn(B * T * 3 * H, 90 + i), [B, T, 3 * H])
-    const relBias = Tensor.from(randn((2 * T - 1) * NH, 95 + i), [2 * T - 1, NH])
+    const bias = randn((2 * T - 1) * NH, 95 + i)
+    if (i === WINDOWED) bias.forEach((_, k) => (bias[k] = Math.abs(Math.floor(k / NH) - (T - 1)) > REACH ? -1e30 : 0))
+    const relBias = Tensor.from(bias, [2 * T - 1, NH])
     for (const drop of [null, { p: 0.2, seed: 7 + i, offset: 2, keepRows: Uint8Array.from({ length: B }, (_, b) => (b === 1 ? 0 : 1)) }]) {
       const ctx = Tensor.zeros([B, T, H]),
         probs = Tensor.zeros([B, NH, T, T]),

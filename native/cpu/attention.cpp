@@ -12,7 +12,10 @@
 // The forward runs a pair's query rows in blocks (forward_rows): all T rows at once up to 1024 tokens, else blocks
 // of the scores that fit kForwardBlockFloats, so that a long sequence (ModernBERT's 8192 tokens) holds megabytes of
 // scores per thread instead of T x T. Every element is the same sum whatever the block, so the bits do not depend
-// on it. The backward runs whole pairs (it holds T x T blocks: P, dP, Pd).
+// on it. A block computes only the keys its rows can reach (block_keys): with a relative bias at or below
+// kUnreachable beyond some distance (ModernBERT's sliding window: -1e30), the others' probabilities are exactly 0,
+// so their products only add zeros (the sums keep their bits: the range starts at a multiple of kPad, so the row
+// sums keep their lanes). The backward runs whole pairs (it holds T x T blocks: P, dP, Pd).
 // Between the products the pair's rows (T x T, in L1) get the relative-position bias (MPNet's, when given: the
 // head's 2T - 1 values gathered into a vector, row i reading it from T - 1 - i on), the key mask, the softmax
 // (exp in vector form), the dropout multipliers and dS = P ⊙ (dP - rowsum(dP ⊙ P)) in vector loops; the bias
@@ -274,8 +277,9 @@ struct PairRows {
   // the backward adds dS by diagonal (same layout), or null.
   const float* rel = nullptr;
   float* dRel = nullptr;
-  // The block of query rows the row passes see: rows [row0, row0 + n) of the pair (the backward: all of them).
-  int64_t row0 = 0, n = 0;
+  // The block of query rows the row passes see: rows [row0, row0 + n) of the pair (the backward: all of them), and
+  // the keys they compute, [k0, k1) (multiples of kPad; the backward: all, [0, Tp)). The other keys' P is 0.
+  int64_t row0 = 0, n = 0, k0 = 0, k1 = 0;
 };
 
 // S[i, j] += rel[j - (row0 + i) + T - 1] for the block's rows i (padding columns too: the mask drops them).
@@ -283,7 +287,7 @@ template <int W>
 SIMCSEPP_LANES void add_relative_bias(const PairRows& r, float* S) {
   using F = typename Lanes<W>::F;
   for (int64_t i = 0; i < r.n; ++i)
-    for (int64_t j = 0; j < r.Tp; j += W)
+    for (int64_t j = r.k0; j < r.k1; j += W)
       store(S + i * r.Tp + j, load<F>(S + i * r.Tp + j) + load<F>(r.rel + j - (r.row0 + i) + r.T - 1));
 }
 
@@ -294,37 +298,43 @@ SIMCSEPP_LANES typename Lanes<W>::F dropout_factor(const PairRows& r, const floa
   return load<F>(u) >= r.p ? splat<W>(r.dropScale) : F{};
 }
 
-// The block's scores S (scaled, padding columns 0) -> P in place and in the pair's probs ([T, T], its rows row0
-// on; may be null), then (with U) Pd = P ⊙ D in place.
+// The block's scores S (scaled, padding columns 0; keys [k0, k1)) -> P in place and in the pair's probs ([T, T],
+// its rows row0 on, 0 beyond the keys; may be null), then (with U) Pd = P ⊙ D in place.
 template <int W>
 SIMCSEPP_LANES void softmax_rows(const PairRows& r, float* S, float* pairProbs) {
   using F = typename Lanes<W>::F;
   using I = typename Lanes<W>::I;
   const F negInf = splat<W>(-INFINITY);
   float* probs = pairProbs ? pairProbs + r.row0 * r.T : nullptr;
+  const int64_t k0 = r.k0, k1 = r.k1, kEnd = std::min(k1, r.T);
   for (int64_t i = 0; i < r.n; ++i) {
     float* s = S + i * r.Tp;
+    float* pi = probs ? probs + i * r.T : nullptr;
+    if (pi) {
+      std::fill(pi, pi + k0, 0.0f);
+      std::fill(pi + kEnd, pi + r.T, 0.0f);
+    }
     F m = negInf;
-    for (int64_t j = 0; j < r.Tp; j += W) {
+    for (int64_t j = k0; j < k1; j += W) {
       const F x = load<I>(r.keyOk + j) != 0 ? load<F>(s + j) : negInf;
       m = m > x ? m : x;
     }
     float mx = -INFINITY;
     for (int l = 0; l < W; ++l) mx = std::max(mx, m[l]);
     if (mx == -INFINITY) {  // no real key: P = 0
-      std::fill(s, s + r.Tp, 0.0f);
-      if (probs) std::fill(probs + i * r.T, probs + (i + 1) * r.T, 0.0f);
+      std::fill(s + k0, s + k1, 0.0f);
+      if (pi) std::fill(pi + k0, pi + kEnd, 0.0f);
       continue;
     }
-    for (int64_t j = 0; j < r.Tp; j += W) {
+    for (int64_t j = k0; j < k1; j += W) {
       const F x = load<F>(s + j) - mx;
       store(s + j, load<I>(r.keyOk + j) != 0 ? exp_nonpositive_lanes<F, I>(x) : F{});
     }
-    const float inv = static_cast<float>(1.0 / sum8(s, r.Tp));
-    for (int64_t j = 0; j < r.Tp; j += W) store(s + j, load<F>(s + j) * inv);
-    if (probs) std::memcpy(probs + i * r.T, s, static_cast<size_t>(r.T) * sizeof(float));
+    const float inv = static_cast<float>(1.0 / sum8(s + k0, k1 - k0));
+    for (int64_t j = k0; j < k1; j += W) store(s + j, load<F>(s + j) * inv);
+    if (pi) std::memcpy(pi + k0, s + k0, static_cast<size_t>(kEnd - k0) * sizeof(float));
     if (r.U)
-      for (int64_t j = 0; j < r.Tp; j += W) store(s + j, load<F>(s + j) * dropout_factor<W>(r, r.U + i * r.T + j));
+      for (int64_t j = k0; j < k1; j += W) store(s + j, load<F>(s + j) * dropout_factor<W>(r, r.U + i * r.T + j));
   }
 }
 
@@ -384,6 +394,7 @@ class PairScratch {
     used_ = 0;
   }
   std::vector<int32_t> keyOk;
+  std::vector<int64_t> realBefore;  // T + 1 entries: how many real keys precede each index (the forward, narrow)
 
  private:
   std::vector<float> buf_;
@@ -398,20 +409,47 @@ struct Pair {
   PairRows rows;
   int64_t blockRows;  // query rows per forward block (forward_rows; the backward: T)
   uint64_t uniforms;  // the index of the pair's first dropout uniform (with dropout)
+  // The forward's reachable diagonals [dlo, dhi] of the relative bias (narrow: fewer than all 2T - 1), and
+  // realBefore (in the scratch): the real keys before each key index.
+  bool narrow = false;
+  int64_t dlo = 0, dhi = 0;
 };
 
 // Query rows per forward block: all T while T x Tp scores fit kForwardBlockFloats (a sentence of 1024 tokens),
 // else the most rows that fit, at least kPad. SIMCSEPP_ATTENTION_ROW_BLOCK=n (read once) sets n rows instead: the
 // tests compare blockings, whose bits must not differ.
+// With a narrow reach of `reach` diagonals, blocks of about that many rows (at least 4 kPad), whose keys are then
+// about twice the reach.
 constexpr int64_t kForwardBlockFloats = 1024 * 1024 + 1024 * kPad;
-int64_t forward_rows(int64_t T, int64_t Tp) {
+int64_t forward_rows(int64_t T, int64_t Tp, int64_t reach) {
   static const int64_t forced = [] {
     const char* v = std::getenv("SIMCSEPP_ATTENTION_ROW_BLOCK");
     return v ? std::max<int64_t>(1, std::atoll(v)) : 0;
   }();
   if (forced > 0) return std::min(forced, T);
-  if (T * Tp <= kForwardBlockFloats) return T;
-  return std::max(kPad, kForwardBlockFloats / Tp / kPad * kPad);
+  int64_t rows = T * Tp <= kForwardBlockFloats ? T : std::max(kPad, kForwardBlockFloats / Tp / kPad * kPad);
+  if (reach < 2 * T - 1) rows = std::min(rows, std::max(4 * kPad, round_up(reach, kPad)));
+  return std::min(rows, T);
+}
+
+// Scores at or below this (a relative bias's "never": ModernBERT's -1e30 beyond its window) give P = 0 exactly
+// beside any real score.
+constexpr float kUnreachable = -1e29f;
+
+// The keys the block's rows [row0, row0 + n) can reach, [k0, k1) in multiples of kPad: within the reachable
+// diagonals of one of its rows. Every key when one of its rows reaches no real key (its softmax then spreads over
+// unreachable ones, as the whole row's does).
+void block_keys(const Pair& pr, const PairScratch& w, PairRows& rows) {
+  rows.k0 = 0;
+  rows.k1 = pr.Tp;
+  if (!pr.narrow) return;
+  const int64_t T = pr.T, off = T - 1;
+  const auto lo = [&](int64_t i) { return std::max<int64_t>(0, i + pr.dlo - off); };
+  const auto hi = [&](int64_t i) { return std::min<int64_t>(T, i + pr.dhi - off + 1); };  // exclusive
+  for (int64_t i = rows.row0; i < rows.row0 + rows.n; ++i)
+    if (lo(i) >= hi(i) || w.realBefore[hi(i)] == w.realBefore[lo(i)]) return;
+  rows.k0 = lo(rows.row0) / kPad * kPad;
+  rows.k1 = std::min(pr.Tp, round_up(hi(rows.row0 + rows.n - 1), kPad));
 }
 
 // relBias, dRelBias: the op's (null when absent); the pair's vectors of them are carved from the scratch too.
@@ -426,9 +464,21 @@ Pair make_pair(const AttnShape& s, const AttnDropout& d, const int32_t* mask, co
   const float dropScale = drop && d.p < 1.0f ? 1.0f / (1.0f - d.p) : 0.0f;
   PairRows rows{T, Tp, w.keyOk.data(), nullptr, d.p, dropScale, 1.0f / std::sqrt(static_cast<float>(s.HS))};
   rows.n = T;
+  rows.k1 = Tp;
   const int64_t HSp = round_up(s.HS, kPad);
   const int64_t diagonals = T - 1 + Tp;  // what rows 0 .. T-1 read of a diagonal vector, padding columns included
-  const int64_t rb = forward_rows(T, Tp);
+  // The forward's reachable diagonals of the bias (all of them without one).
+  int64_t dlo = 0, dhi = 2 * T - 2;
+  if (forward && relBias) {
+    while (dlo < dhi && relBias[dlo * s.NH + h] <= kUnreachable) ++dlo;
+    while (dhi > dlo && relBias[dhi * s.NH + h] <= kUnreachable) --dhi;
+  }
+  const bool narrow = dhi - dlo + 1 < 2 * T - 1;
+  if (narrow) {
+    w.realBefore.assign(static_cast<size_t>(T + 1), 0);
+    for (int64_t j = 0; j < T; ++j) w.realBefore[j + 1] = w.realBefore[j] + (w.keyOk[j] != 0 ? 1 : 0);
+  }
+  const int64_t rb = forward ? forward_rows(T, Tp, dhi - dlo + 1) : T;
   // The forward: a block of scores and its uniforms, k^T, a padded copy of v. The backward: four T x Tp blocks,
   // the uniforms, three padded head copies, two transposed heads (k^T when P is formed again, then v^T).
   const int64_t floats = forward ? rb * Tp + (drop ? rb * T + Tp : 0) + T * HSp + s.HS * Tp
@@ -452,7 +502,8 @@ Pair make_pair(const AttnShape& s, const AttnDropout& d, const int32_t* mask, co
     rows.U = U;
   }
   const uint64_t uniforms = drop ? static_cast<uint64_t>(d.rowIndex.at(b) * s.NH * T * T + h * T * T) : 0;
-  return Pair{T, Tp, s.HS, HSp, b * T * s.ld + h * s.HS, b * T * s.H() + h * s.HS, rows, forward ? rb : T, uniforms};
+  return Pair{T,        Tp,     s.HS, HSp, b * T * s.ld + h * s.HS, b * T * s.H() + h * s.HS, rows, rb,
+              uniforms, narrow, dlo,  dhi};
 }
 
 // The lane indices of transpose_block's stages, stage t swapping s = W >> (t + 1): lo[t][l] and hi[t][l] are lane l
@@ -557,10 +608,13 @@ SIMCSEPP_LANES void forward_pair(const Attn& a, float* ctx, float* probs, int64_
       std::fill(U + rows.n * T, U + rows.n * T + Tp, 0.0f);  // read by the last row's padding lanes (whose P is 0)
       rows.U = U;
     }
-    product<W>({rows.n, Tp, pr.HS, a.q + pr.in + i0 * ld, ld, 1, kt, Tp, rows.scale, S, Tp});
+    block_keys(pr, w, rows);
+    const int64_t k0 = rows.k0, keys = rows.k1 - k0;
+    product<W>({rows.n, keys, pr.HS, a.q + pr.in + i0 * ld, ld, 1, kt + k0, Tp, rows.scale, S + k0, Tp});
     if (rows.rel) add_relative_bias<W>(rows, S);
     softmax_rows<W>(rows, S, probs);  // S now holds Pd
-    product<W>({rows.n, pr.HS, T, S, Tp, 1, vr, ldv, 1.0f, ctx + pr.out + i0 * H, H});
+    product<W>(
+        {rows.n, pr.HS, std::min(rows.k1, T) - k0, S + k0, Tp, 1, vr + k0 * ldv, ldv, 1.0f, ctx + pr.out + i0 * H, H});
   }
 }
 
