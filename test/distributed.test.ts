@@ -4,7 +4,7 @@
 // checkpoint resumes on 2 ranks and on 1.
 import t from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, readdirSync, cpSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync, cpSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { readSafetensors } from '../lib/safetensors.js'
 import { assignGpu, detectLaunch, disableUcxMemoryHooks, localRank, rankSlice, shareCpuThreads } from '../lib/distributed/launch.js'
@@ -140,30 +140,49 @@ t.test('mpirun -np 2 and -np 3 end with the weights of one process (simcse, simc
   }
 })
 
-t.test('one step on 2 and 3 ranks: the gradients of one process (every objective)', { ...needsCli, ...needsMpirun }, async (t) => {
-  const model = await microModel(dir, 'micro')
-  const helper = join(process.cwd(), 'test', 'helpers', 'dist-grads.mjs')
-  const grads = (file: string) => new Float32Array(readFileSync(file).buffer.slice(0))
-  for (const objective of OBJECTIVES) {
-    const args = (file: string) => [model, data, objective, '24', file]
-    const one = join(dir, `grads-${objective}-1.f32`)
-    const r1 = spawnSync(process.execPath, [helper, ...args(one)], { encoding: 'utf8' })
-    t.equal(r1.status, 0, r1.stderr)
-    const g1 = grads(one)
-    let scale = 0
-    for (const x of g1) scale = Math.max(scale, Math.abs(x))
-    for (const ranks of [2, 3]) {
-      const file = join(dir, `grads-${objective}-${ranks}.f32`)
-      const r = spawnSync('mpirun', mpirunArgs(ranks, args(file), helper), { encoding: 'utf8', env: mpiEnv() })
-      t.equal(r.status, 0, r.stderr)
-      const g = grads(file)
-      let worst = 0
-      for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i] - g1[i]))
-      t.equal(g.length, g1.length)
-      t.ok(worst / scale < 1e-5, `${objective}, ${ranks} ranks: gradients within ${(worst / scale).toExponential(2)} of the largest`)
+t.test(
+  'one step on 2 and 3 ranks: the gradients of one process (every objective, n-tuples)',
+  { ...needsCli, ...needsMpirun },
+  async (t) => {
+    const model = await microModel(dir, 'micro')
+    const helper = join(process.cwd(), 'test', 'helpers', 'dist-grads.mjs')
+    const grads = (file: string) => new Float32Array(readFileSync(file).buffer.slice(0))
+    // Supervised examples with 3 hard negatives each (5 views): the ranks gather every view's vectors.
+    const lines = readFileSync(data, 'utf8').split('\n').filter(Boolean)
+    const tuples = join(dir, 'tuples.jsonl')
+    const keys = ['anchor', 'positive', 'negative_1', 'negative_2', 'negative_3']
+    writeFileSync(
+      tuples,
+      lines
+        .slice(0, 30)
+        .map((_, i) => JSON.stringify(Object.fromEntries(keys.map((k, c) => [k, lines[i + 30 * c]]))))
+        .join('\n'),
+    )
+    const cases = [
+      ...OBJECTIVES.map((objective) => ({ objective, file: data, name: objective })),
+      { objective: 'simcse', file: tuples, name: 'n-tuples' },
+    ]
+    for (const { objective, file: dataFile, name } of cases) {
+      const args = (file: string) => [model, dataFile, objective, '24', file]
+      const one = join(dir, `grads-${name}-1.f32`)
+      const r1 = spawnSync(process.execPath, [helper, ...args(one)], { encoding: 'utf8' })
+      t.equal(r1.status, 0, r1.stderr)
+      const g1 = grads(one)
+      let scale = 0
+      for (const x of g1) scale = Math.max(scale, Math.abs(x))
+      for (const ranks of [2, 3]) {
+        const file = join(dir, `grads-${name}-${ranks}.f32`)
+        const r = spawnSync('mpirun', mpirunArgs(ranks, args(file), helper), { encoding: 'utf8', env: mpiEnv() })
+        t.equal(r.status, 0, r.stderr)
+        const g = grads(file)
+        let worst = 0
+        for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i] - g1[i]))
+        t.equal(g.length, g1.length)
+        t.ok(worst / scale < 1e-5, `${name}, ${ranks} ranks: gradients within ${(worst / scale).toExponential(2)} of the largest`)
+      }
     }
-  }
-})
+  },
+)
 
 const mpich = spawnSync('mpiexec.mpich', ['--version'], { encoding: 'utf8' }).status === 0
 t.test(

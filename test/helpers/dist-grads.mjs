@@ -3,6 +3,8 @@
 // compares R ranks with one process gradient by gradient, where rounding differences are not yet
 // amplified by AdamW. Plain node over the built dist/ (mpirun starts it without the TypeScript loader).
 // Usage: node dist-grads.mjs MODEL_DIR DATA_FILE OBJECTIVE N OUT_FILE
+// DATA_FILE: sentences, one per line; or a .jsonl of supervised examples (each object's values in key order:
+// anchor, positive, then negatives), one view per column.
 import { readFileSync, writeFileSync } from 'node:fs'
 
 const [modelDir, dataFile, objective, n, outFile] = process.argv.slice(2)
@@ -24,8 +26,11 @@ const tokenizer = await Tokenizer.load(modelDir)
 const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: 3e-5 })
 // gradClip 1e6: the gradients as computed, never scaled.
 const o = resolveTrainOptions({ data: dataFile, out: 'unused', objective, batchSize: batch, maxLen: 10, seed: 5, gradClip: 1e6 })
-const shape = { batch, maxLen: 10, totalSteps: 1, microBatch: 0 }
+const lines = readFileSync(dataFile, 'utf8').split('\n').filter(Boolean).slice(0, batch)
+const examples = dataFile.endsWith('.jsonl') ? lines.map((l) => Object.values(JSON.parse(l))) : null
+const columns = examples ? examples[0].map((_, c) => examples.map((e) => e[c])) : undefined
+const shape = { batch, maxLen: 10, totalSteps: 1, microBatch: 0, columns: columns?.length }
 const step = new TrainingStep(model, opt, tokenizer, o, shape, 'cpu', comm)
-const sentences = readFileSync(dataFile, 'utf8').split('\n').filter(Boolean).slice(0, batch)
-await step.run(0, { next: async () => ({ sentences, epoch: 0 }) }, () => 0, null)
+const sentences = columns ? columns[0] : lines
+await step.run(0, { next: async () => ({ sentences, columns, epoch: 0 }) }, () => 0, null)
 if (!comm || comm.rank === 0) writeFileSync(outFile, model.grads.toFloat32Array())
