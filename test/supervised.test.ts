@@ -177,7 +177,7 @@ t.test('nonsensical combinations are refused, naming the option', async (t) => {
         `^train: objective ${objective.replace(/\+/g, '\\+')} needs one sentence per line; csv pairs/triplets train with objective simcse$`,
       ),
     )
-  await t.rejects(train({ ...base, format: 'xml' as never }), /format must be auto, text, csv, tsv, jsonl \(got xml\)/)
+  await t.rejects(train({ ...base, format: 'xml' as never }), /format must be auto, text, csv, tsv, jsonl, parquet \(got xml\)/)
   const plain = write('plain-for-csv.txt', 'the cat sat\nthe dog ran\n')
   await t.rejects(train({ ...base, data: plain, format: 'csv' }), /plain-for-csv\.txt: the first line must name the columns/)
   t.notOk(existsSync(join(dir, 'refused', 'run', 'train.jsonl')), 'nothing was trained')

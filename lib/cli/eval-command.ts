@@ -34,7 +34,9 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const files = [...(values.sts ?? []), ...positionals]
   const folders = values.retrieval ?? []
   if (!files.length && !folders.length)
-    throw new UsageError('eval: give at least one --sts FILE (STS-B, SICK, or an STS12-16 folder) or --retrieval DIR (a BEIR folder)')
+    throw new UsageError(
+      'eval: give at least one --sts FILE (STS-B, SICK, a Parquet split, or an STS12-16 folder) or --retrieval DIR (a BEIR folder)',
+    )
   // Every dataset is read (and its format checked) before the model loads.
   const datasets: RetrievalDataset[] = []
   for (const dir of folders) datasets.push(await readBeirDataset(dir, values.split))

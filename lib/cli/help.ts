@@ -12,7 +12,8 @@ const encoderOptions = `  Encoder     --pooling cls|mean  --normalize  --max-len
 `
 
 export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval DIR...) [options]
-  STS Spearman and Pearson (cosine of sentence vectors vs gold scores) for STS-B, SICK or STS12-16 files;
+  STS Spearman and Pearson (cosine of sentence vectors vs gold scores) for STS-B, SICK or STS12-16 files
+  (or a Hugging Face STS split in Parquet: sentence1, sentence2, score);
   an STS12-16 folder: the "all" setting (subsets concatenated), each subset and their mean. Retrieval
   (exact cosine search, scored as BEIR and MTEB score it): nDCG@10, MAP@10, MRR@10, Recall@10 and @100.
   Input       --model DIR  --sts FILE (repeatable, or as arguments; UTF-8, lines ending in \\n or \\r\\n)
@@ -52,7 +53,7 @@ export const mineUsage = `simcsepp mine --model DIR --data PAIRS --out FILE [opt
   Hard negatives for supervised training: for each (anchor, positive) pair, corpus sentences the model finds
   close to the anchor (its own text and its positives left out), written as triplets (sent0,sent1,hard_neg)
   that \`simcsepp train --data\` reads. As sentence-transformers' mine_hard_negatives.
-  Input       --model DIR  --data FILE (pairs: CSV/TSV with sent0,sent1 or anchor,positive, or JSONL)
+  Input       --model DIR  --data FILE (pairs: CSV/TSV with sent0,sent1 or anchor,positive, JSONL or Parquet)
               --corpus FILE (one sentence per line; default: the pairs' distinct positives)
   Output      --out FILE (.csv, .tsv or .jsonl; an existing file only with --overwrite)
               --output-format triplet|n-tuple (triplet: a row per negative; n-tuple: a row per pair with its

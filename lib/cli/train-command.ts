@@ -19,8 +19,9 @@ export const trainUsage = `simcsepp train [options]
   Model       --model DIR (Hugging Face BERT/RoBERTa/XLM-R/DistilBERT) | --config tiny|mini|small|base  [--tokenizer DIR|FILE]
   Data        --data FILE: one sentence per line, or supervised pairs/triplets: CSV/TSV with a header
               sent0,sent1[,hard_neg] (or anchor,positive[,negative]; several hard negatives:
-              negative_1,...,negative_k), JSONL with those keys
-              --format auto|text|csv|tsv|jsonl (auto: by extension, else by the first line)
+              negative_1,...,negative_k), JSONL with those keys, Parquet with those columns (a Hugging
+              Face dataset's files)  --format auto|text|csv|tsv|jsonl|parquet (auto: by extension, else
+              by the first bytes)
               --batch-sampler no-duplicates|random (pairs/triplets; default no-duplicates: no batch
               holds a sentence twice, which would be its own in-batch negative)
               --query-prompt STR --document-prompt STR (pairs/triplets: before each anchor; before each

@@ -2,18 +2,19 @@
 // (anchor, positive, k hard negatives: sentence-transformers' mine_hard_negatives "n-tuple" output), as
 // SimCSE's CSV files (header sent0,sent1[,hard_neg]), the same as TSV, or JSONL objects with
 // anchor/positive/negative (sentence-transformers; query for the anchor, negative_1 .. negative_k for
-// several negatives) or sent0/sent1/hard_neg keys. Supervised sets are small next to unsupervised corpora
-// (SimCSE's NLI triplets: 275k rows, 40 MB), so the file is read and checked whole, and its examples are
-// kept in memory.
+// several negatives) or sent0/sent1/hard_neg keys, or Parquet (Hugging Face datasets' files) with columns of
+// those names. Supervised sets are small next to unsupervised corpora (SimCSE's NLI triplets: 275k rows,
+// 40 MB), so the file is read and checked whole, and its examples are kept in memory.
 import { createHash } from 'node:crypto'
 import { open, readFile, stat } from 'node:fs/promises'
 import { extname } from 'node:path'
 import { firstInvalidUtf8 } from './text-lines.js'
 import { parseDelimited } from './csv.js'
 import { permutation, type DataFingerprint } from './sentences.js'
+import { PARQUET_MAGIC, parquetColumns } from './parquet.js'
 
-export type DataFormat = 'text' | 'csv' | 'tsv' | 'jsonl'
-export const DATA_FORMATS: DataFormat[] = ['text', 'csv', 'tsv', 'jsonl']
+export type DataFormat = 'text' | 'csv' | 'tsv' | 'jsonl' | 'parquet'
+export const DATA_FORMATS: DataFormat[] = ['text', 'csv', 'tsv', 'jsonl', 'parquet']
 
 /** The accepted names of each column: SimCSE's, then sentence-transformers'. */
 const ANCHOR = ['sent0', 'anchor', 'query']
@@ -25,13 +26,13 @@ const NAMES = 'sent0,sent1[,hard_neg] or anchor,positive[,negative] or anchor,po
 
 /**
  * The format of a training file: `requested` unless 'auto'; else by extension (.csv, .tsv, .jsonl,
- * .json), else by content (a first line of column names, or a JSON object), else plain text. So a
- * supervised file is never read as sentences, header and punctuation included.
+ * .json, .parquet), else by content (Parquet's magic bytes, a first line of column names, or a JSON
+ * object), else plain text. So a supervised file is never read as sentences, header and punctuation included.
  */
 export async function detectFormat(path: string, requested: DataFormat | 'auto' = 'auto'): Promise<DataFormat> {
   if (requested !== 'auto') return requested
   const ext = extname(path).toLowerCase()
-  if (ext === '.csv' || ext === '.tsv' || ext === '.jsonl') return ext.slice(1) as DataFormat
+  if (ext === '.csv' || ext === '.tsv' || ext === '.jsonl' || ext === '.parquet') return ext.slice(1) as DataFormat
   if (ext === '.json') return 'jsonl'
   let head: string
   try {
@@ -39,6 +40,7 @@ export async function detectFormat(path: string, requested: DataFormat | 'auto' 
     const fd = await open(path, 'r')
     try {
       const { buffer, bytesRead } = await fd.read(Buffer.alloc(4096), 0, 4096, 0)
+      if (buffer.subarray(0, 4).toString('latin1') === PARQUET_MAGIC) return 'parquet'
       head = buffer.subarray(0, bytesRead).toString('utf8')
     } finally {
       await fd.close()
@@ -124,19 +126,24 @@ export class PairFile {
       const code = (e as NodeJS.ErrnoException).code
       throw code === 'ENOENT' ? new Error(`${path}: no such file`) : e
     }
-    let text: string
-    try {
-      text = new TextDecoder('utf-8', { fatal: true }).decode(buf)
-    } catch {
-      throw new Error(`${path}: invalid UTF-8 (byte offset ${firstInvalidUtf8(buf)})`)
+    let rows: Rows
+    if (format === 'parquet') rows = await parquetRows(buf, path)
+    else {
+      let text: string
+      try {
+        text = new TextDecoder('utf-8', { fatal: true }).decode(buf)
+      } catch {
+        throw new Error(`${path}: invalid UTF-8 (byte offset ${firstInvalidUtf8(buf)})`)
+      }
+      text = text.replace(/^\ufeff/, '')
+      rows = format === 'jsonl' ? jsonlRows(text, path) : delimitedRows(text, format === 'csv' ? ',' : '\t', path)
     }
-    text = text.replace(/^\ufeff/, '')
-    const rows = format === 'jsonl' ? jsonlRows(text, path) : delimitedRows(text, format === 'csv' ? ',' : '\t', path)
-    if (rows.examples.length === 0) throw new Error(`${path}: no examples after the header`)
+    if (rows.examples.length === 0) throw new Error(`${path}: no examples${format === 'parquet' ? '' : ' after the header'}`)
     const width = rows.examples[0].fields.length
     const columns = Array.from({ length: width }, (_, c) => rows.examples.map((r) => r.fields[c]))
     const bad = rows.examples.find((r) => r.fields.some((s) => s.trim() === ''))
-    if (bad) throw new Error(`${path}: line ${bad.line}: an empty sentence (every example needs ${rows.what})`)
+    if (bad)
+      throw new Error(`${path}: ${format === 'parquet' ? 'row' : 'line'} ${bad.line}: an empty sentence (every example needs ${rows.what})`)
     const fingerprint = { bytes: buf.length, lines: rows.examples.length, sha256: createHash('sha256').update(buf).digest('hex') }
     return new PairFile(path, format, columns, fingerprint)
   }
@@ -171,9 +178,33 @@ export function exampleKind(columns: number): string {
 }
 
 interface Rows {
+  /** Each example's fields, and the line it starts on (Parquet: its row, from 1). */
   examples: { fields: string[]; line: number }[]
   /** The columns, for messages. */
   what: string
+}
+
+/** A Parquet file's examples: the columns named as a header would be (strings in every row). */
+async function parquetRows(buf: Buffer, path: string): Promise<Rows> {
+  const table = await parquetColumns(path, buf)
+  const at = columnsOf(table.names)
+  if (!at) throw new Error(`${path}: the Parquet columns must be named ${NAMES} (found ${table.names.join(', ') || 'none'})`)
+  const problem = negativesProblem(table.names)
+  if (problem) throw new Error(`${path}: ${problem}`)
+  const wanted = at.map((i) => table.names[i])
+  const values = await table.read(wanted)
+  const examples = Array.from({ length: table.rows }, (_, r) => {
+    const fields = values.map((col, c) => {
+      const v = col[r]
+      if (typeof v !== 'string')
+        throw new Error(
+          `${path}: row ${r + 1}: column ${wanted[c]} holds ${v === null || v === undefined ? 'no value' : `a ${typeof v}`}, not text`,
+        )
+      return v
+    })
+    return { fields, line: r + 1 }
+  })
+  return { examples, what: wanted.join(', ') }
 }
 
 function delimitedRows(text: string, delimiter: ',' | '\t', path: string): Rows {

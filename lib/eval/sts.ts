@@ -1,8 +1,10 @@
 // STS evaluation (docs/method.md §7): cosine similarity of the two sentences' embeddings against gold scores,
-// Spearman ×100. Reads the three formats the benchmarks ship in: STS-B, SICK and STS12–16.
+// Spearman ×100. Reads the three formats the benchmarks ship in: STS-B, SICK and STS12–16, and the Parquet files
+// of their Hugging Face datasets (sentence-transformers/stsb, mteb/stsbenchmark-sts, mteb/sickr-sts).
 import { existsSync, promises as fsp } from 'node:fs'
-import { basename, dirname, join } from 'node:path'
+import { basename, dirname, extname, join } from 'node:path'
 import { readTextLines } from '../data/text-lines.js'
+import { PARQUET_MAGIC, parquetColumns } from '../data/parquet.js'
 import { cosineSimilarity } from '../util/vectors.js'
 
 export interface StsPair {
@@ -25,6 +27,8 @@ export interface ReadStsOptions {
  *   (prefix `STS`, or `STS2016` as SentEval ships STS16), subsets concatenated in sorted order;
  * - a `*.input.<subset>.txt` file: that one STS12–16 subset, its gs file beside it;
  * - a file whose first line is a header with sentence_A, sentence_B and relatedness_score: SICK;
+ * - a Parquet file (by extension or magic bytes) with columns sentence1, sentence2, score (or SICK's sentence_A,
+ *   sentence_B, relatedness_score): a Hugging Face dataset's split (any score scale: Spearman is rank-based);
  * - otherwise STS-B: tab-separated genre, file, year, id, score, sentence1, sentence2 (extra columns ignored).
  * Pairs whose gold score is missing (an empty gs line) are skipped; any other malformed line is an error
  * naming file:line. Lines are decoded as every text file is (readTextLines: strict UTF-8, \n or \r\n).
@@ -39,6 +43,7 @@ export async function readStsFile(path: string, options: ReadStsOptions = {}): P
   if (stat.isDirectory()) return readStsDirectory(path)
   const m = INPUT_RE.exec(basename(path))
   if (m) return readStsSubset(join(dirname(path), `${m[1]}.input.${m[2]}.txt`), join(dirname(path), `${m[1]}.gs.${m[2]}.txt`))
+  if (extname(path).toLowerCase() === '.parquet' || (await startsWith(path, PARQUET_MAGIC))) return readStsParquet(path)
   const lines = await readTextLines(path)
   const header = lines[0]?.split('\t') ?? []
   if (header.includes('sentence_A') && header.includes('sentence_B') && header.includes('relatedness_score'))
@@ -47,6 +52,49 @@ export async function readStsFile(path: string, options: ReadStsOptions = {}): P
 }
 
 const INPUT_RE = /^(STS\d*)\.input\.(.+)\.txt$/
+
+async function startsWith(path: string, magic: string): Promise<boolean> {
+  const fd = await fsp.open(path, 'r')
+  try {
+    const { buffer, bytesRead } = await fd.read(Buffer.alloc(magic.length), 0, magic.length, 0)
+    return buffer.subarray(0, bytesRead).toString('latin1') === magic
+  } finally {
+    await fd.close()
+  }
+}
+
+/** The column names of an STS split in Parquet: the datasets' (sentence1, sentence2, score), then SICK's. */
+const STS_COLUMNS = [
+  ['sentence1', 'sentence2', 'score'],
+  ['sentence_A', 'sentence_B', 'relatedness_score'],
+]
+
+/** An STS split stored as Parquet; rows without a score are skipped, as an empty gs line is. */
+async function readStsParquet(path: string): Promise<StsPair[]> {
+  const table = await parquetColumns(path)
+  const names = STS_COLUMNS.find((set) => set.every((n) => table.names.includes(n)))
+  if (!names)
+    throw new Error(
+      `${path}: an STS Parquet file needs the columns ${STS_COLUMNS.map((set) => set.join(', ')).join(' or ')} (found ${table.names.join(', ') || 'none'})`,
+    )
+  const [s1, s2, score] = await table.read(names)
+  const pairs: StsPair[] = []
+  for (let r = 0; r < table.rows; r++) {
+    const gold = score[r]
+    if (gold === null || gold === undefined) continue
+    for (const [c, v] of [
+      [0, s1[r]],
+      [1, s2[r]],
+    ] as const)
+      if (typeof v !== 'string')
+        throw new Error(`${path}: row ${r + 1}: column ${names[c]} holds ${v === null ? 'no value' : `a ${typeof v}`}, not text`)
+    const value = Number(gold)
+    if (!Number.isFinite(value)) throw new Error(`${path}: row ${r + 1}: the score ${String(gold)} is not a finite number`)
+    pairs.push({ s1: s1[r] as string, s2: s2[r] as string, score: value })
+  }
+  if (pairs.length === 0) throw new Error(`${path}: no sentence pairs`)
+  return pairs
+}
 
 /** The subsets of an STS12–16 folder in sorted order; null for any other path (a single file). */
 export async function readStsSubsets(path: string): Promise<{ subset: string; pairs: StsPair[] }[] | null> {
