@@ -20,8 +20,9 @@ export const trainUsage = `simcsepp train [options]
   Data        --data FILE: one sentence per line, or supervised pairs/triplets: CSV/TSV with a header
               sent0,sent1[,hard_neg] (or anchor,positive[,negative]; several hard negatives:
               negative_1,...,negative_k), JSONL with those keys, Parquet with those columns (a Hugging
-              Face dataset's files)  --format auto|text|csv|tsv|jsonl|parquet (auto: by extension, else
-              by the first bytes)
+              Face dataset's files), or FlagEmbedding's JSONL (query, pos [...], neg [...]): each example
+              drawn every epoch with a random positive and --negatives-per-example 7 negatives
+              --format auto|text|csv|tsv|jsonl|parquet (auto: by extension, else by the first bytes)
               --batch-sampler no-duplicates|random (pairs/triplets; default no-duplicates: no batch
               holds a sentence twice, which would be its own in-batch negative)
               --query-prompt STR --document-prompt STR (pairs/triplets: before each anchor; before each
@@ -58,6 +59,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       data: { type: 'string' },
       format: { type: 'string' },
       'batch-sampler': { type: 'string' },
+      'negatives-per-example': { type: 'string' },
       'query-prompt': { type: 'string' },
       'document-prompt': { type: 'string' },
       objective: { type: 'string' },
@@ -110,6 +112,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     data: values.data!,
     format: oneOf('format', values.format, ['auto', ...DATA_FORMATS] as const),
     batchSampler: oneOf('batch-sampler', values['batch-sampler'], BATCH_SAMPLERS),
+    negativesPerExample: num('negatives-per-example', values['negatives-per-example'], R.negativesPerExample),
     queryPrompt: values['query-prompt'],
     documentPrompt: values['document-prompt'],
     objective: oneOf('objective', values.objective, OBJECTIVES),

@@ -268,8 +268,11 @@ export interface SentenceSource {
   readonly count: number
   epochOrder(epoch: number, seed: number): Uint32Array
   readLines(indices: ArrayLike<number>): Promise<string[]>
-  /** Supervised data (pairs/triplets): the examples' columns, anchors first; batches then carry them. */
-  readColumns?(indices: ArrayLike<number>): Promise<string[][]>
+  /**
+   * Supervised data (pairs/triplets): the examples' columns, anchors first; batches then carry them. `epoch`: the
+   * epoch they are read for (grouped data draws each example's tuple anew every epoch).
+   */
+  readColumns?(indices: ArrayLike<number>, epoch: number): Promise<string[][]>
   /** Example i's sentences, every column (what batches without repeats compare); sources held in memory. */
   textsOf?(i: number): readonly string[]
 }
@@ -367,7 +370,7 @@ export class BatchStream implements AsyncIterable<Batch> {
   }
 
   private startRead(plan: Plan) {
-    const lines = this.source.readColumns?.(plan.indices) ?? this.source.readLines(plan.indices).then((s) => [s])
+    const lines = this.source.readColumns?.(plan.indices, plan.epoch) ?? this.source.readLines(plan.indices).then((s) => [s])
     lines.catch(() => {}) // a prefetch nobody awaits must not become an unhandled rejection
     return { plan, lines }
   }

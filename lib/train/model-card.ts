@@ -30,6 +30,7 @@ const OBJECTIVES: Record<string, string> = {
 const HYPER = [
   ['batch size', 'batchSize'],
   ['batch sampler', 'batchSampler'],
+  ['hard negatives per example', 'negativesPerExample'],
   ['query prompt', 'queryPrompt'],
   ['document prompt', 'documentPrompt'],
   ['max length (tokens)', 'maxLen'],

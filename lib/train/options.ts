@@ -29,6 +29,11 @@ export interface TrainOptions {
    * NoDuplicatesBatchSampler); 'random' takes plain slices of the shuffled order (plain text always does).
    */
   batchSampler?: BatchSampler
+  /**
+   * Grouped data (FlagEmbedding's JSONL: query, pos [...], neg [...]): the hard negatives each example is drawn
+   * with every epoch (its train_group_size - 1; default 7). Refused for other data, whose columns fix it.
+   */
+  negativesPerExample?: number
   objective?: Objective
   temperature?: number
   posScale?: number
@@ -118,6 +123,7 @@ type UnsetByDefault =
   | 'matryoshkaDims'
   | 'matryoshkaWeights'
   | 'batchSampler'
+  | 'negativesPerExample'
   | 'queryPrompt'
   | 'documentPrompt'
 
@@ -178,6 +184,7 @@ export const OPTION_RANGES = {
   evalEvery: { int: true, min: 0 },
   saveEvery: { int: true, min: 0 },
   vocabSize: { int: true, min: 0 },
+  negativesPerExample: { int: true, min: 1, max: 1024 },
 } satisfies Record<string, NumberRange>
 
 // Options a resumed run must share with the original (anything else, like saveEvery, may change).
@@ -185,6 +192,7 @@ const FIXED_ON_RESUME = [
   'data',
   'format',
   'batchSampler',
+  'negativesPerExample',
   'queryPrompt',
   'documentPrompt',
   'objective',
@@ -225,6 +233,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     'matryoshkaDims',
     'matryoshkaWeights',
     'batchSampler',
+    'negativesPerExample',
     'queryPrompt',
     'documentPrompt',
     'steps',
@@ -253,7 +262,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     throw new TypeError(`train: objective must be one of ${OBJECTIVES.join(', ')} (got ${r.objective})`)
   for (const [k, range] of Object.entries(OPTION_RANGES) as [keyof typeof OPTION_RANGES, NumberRange][]) {
     const v: unknown = r[k]
-    if (v === undefined && (k === 'steps' || k === 'dropout')) continue
+    if (v === undefined && (k === 'steps' || k === 'dropout' || k === 'negativesPerExample')) continue
     if (k === 'microBatch' && v === 'auto') continue
     if (!inRange(v, range)) throw new RangeError(`train: ${rangeMessage(k, range, typeof v === 'number' ? String(v) : JSON.stringify(v))}`)
   }

@@ -1,8 +1,9 @@
 // Which data a run trains on: the file's format (given, or detected and stated in the log), the
-// objective that follows from it, and the reader: one sentence per line (SentenceFile) or supervised
-// pairs/triplets/n-tuples (PairFile).
+// objective that follows from it, and the reader: one sentence per line (SentenceFile), supervised
+// pairs/triplets/n-tuples (PairFile), or groups drawn as n-tuples each epoch (GroupFile: FlagEmbedding's JSONL).
 import { SentenceFile } from '../data/sentences.js'
 import { detectFormat, PairFile } from '../data/pairs.js'
+import { DEFAULT_GROUP_NEGATIVES, GroupFile, isGroupedFile } from '../data/groups.js'
 import { objectiveForData } from './objective.js'
 import type { BatchSampler, ResolvedTrainOptions, TrainOptions } from './options.js'
 
@@ -13,21 +14,32 @@ export async function withDataFormat(options: TrainOptions): Promise<TrainOption
   return { ...options, format, objective: objectiveForData(options.objective, format) }
 }
 
+/** A run's training data. */
+export type TrainingData = SentenceFile | PairFile | GroupFile
+
 /** Opens the run's data as its (resolved) format says, and says what it holds. */
-export async function openTrainingData(o: ResolvedTrainOptions, say: (s: string) => void): Promise<SentenceFile | PairFile> {
+export async function openTrainingData(o: ResolvedTrainOptions, say: (s: string) => void): Promise<TrainingData> {
+  const grouped = o.format === 'jsonl' && (await isGroupedFile(o.data))
+  if (o.negativesPerExample !== undefined && !grouped)
+    throw new TypeError(
+      `train: negativesPerExample applies to grouped data (JSONL objects with query, pos and neg lists); ${o.data} holds ` +
+        `${o.format === 'text' || o.format === 'auto' ? 'sentences' : 'a fixed set of columns per example'}`,
+    )
   if (o.format === 'text' || o.format === 'auto') {
     const file = await SentenceFile.open(o.data)
     say(`data: ${o.data}: ${file.count} sentences, one per line (text)`)
     return file
   }
-  const file = await PairFile.open(o.data, o.format)
+  const file = grouped
+    ? await GroupFile.open(o.data, o.negativesPerExample ?? DEFAULT_GROUP_NEGATIVES, o.seed)
+    : await PairFile.open(o.data, o.format)
   say(`data: ${file.describe()}: supervised SimCSE with in-batch${file.width > 2 ? ' and hard' : ''} negatives`)
   return file
 }
 
 /** Columns per example of supervised data (views per step), undefined for plain text. */
-export function columnsOf(file: SentenceFile | PairFile): number | undefined {
-  return file instanceof PairFile ? file.width : undefined
+export function columnsOf(file: TrainingData): number | undefined {
+  return file instanceof SentenceFile ? undefined : file.width
 }
 
 /**
@@ -35,7 +47,7 @@ export function columnsOf(file: SentenceFile | PairFile): number | undefined {
  * no-duplicates is refused (its lines are read as needed, not held to compare). A run resumed from a checkpoint
  * written before the option existed keeps that run's plain shuffled order ('random').
  */
-export function batchSamplerFor(given: BatchSampler | undefined, file: SentenceFile | PairFile, resumedWithout: boolean): BatchSampler {
+export function batchSamplerFor(given: BatchSampler | undefined, file: TrainingData, resumedWithout: boolean): BatchSampler {
   if (file instanceof SentenceFile) {
     if (given === 'no-duplicates')
       throw new TypeError(
