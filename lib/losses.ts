@@ -35,6 +35,12 @@ export interface SimcseOptions extends GradsOption {
    * k·N for k per example (the n-tuple format, stacked negative column by negative column).
    */
   hardNegatives?: Tensor
+  /**
+   * Symmetric InfoNCE (sentence-transformers' MultipleNegativesSymmetricRankingLoss): the mean of the loss above and
+   * of each positive's InfoNCE against the anchors, cos(z2_i, z1_j)/τ (the hard negatives take no part in it).
+   * parts then holds both, unweighted: anchors and positives.
+   */
+  symmetric?: boolean
 }
 
 export interface OffDropoutOptions extends GradsOption {
@@ -101,18 +107,30 @@ function withGrads<T>(
 
 /** Unsupervised SimCSE InfoNCE (in-batch negatives: the other rows of z2), plus optional hard negatives. */
 export function simcse(z1: Tensor, z2: Tensor, options?: SimcseOptions): LossOutput {
-  const o = checkOptions<SimcseOptions>('losses.simcse', options, { temperature: 'temperature', hardNegatives: 'any', grads: 'any' })
+  const o = checkOptions<SimcseOptions>('losses.simcse', options, {
+    temperature: 'temperature',
+    hardNegatives: 'any',
+    symmetric: 'any',
+    grads: 'any',
+  })
+  if (o.symmetric !== undefined && typeof o.symmetric !== 'boolean')
+    throw new TypeError(`losses.simcse: symmetric must be a boolean (got ${JSON.stringify(o.symmetric)})`)
   const n1 = nativeOf(z1, 'z1'),
     n2 = nativeOf(z2, 'z2')
   const z3 = o.hardNegatives
   const n3 = z3 === undefined ? null : nativeOf(z3, 'hardNegatives')
+  const tau = o.temperature ?? 0.05
   return withGrads(
     z1,
     z3 ? ['z1', 'z2', 'z3'] : ['z1', 'z2'],
     o.grads,
     (g, n) => {
-      const loss = addon.simcse(n1, n2, n3, o.temperature ?? 0.05, n.z1, n.z2, z3 ? n.z3 : null, 1, false)
-      return { loss, grads: z3 ? { z1: g.z1, z2: g.z2, z3: g.z3 } : { z1: g.z1, z2: g.z2 } }
+      const grads = z3 ? { z1: g.z1, z2: g.z2, z3: g.z3 } : { z1: g.z1, z2: g.z2 }
+      if (!o.symmetric) return { loss: addon.simcse(n1, n2, n3, tau, n.z1, n.z2, z3 ? n.z3 : null, 1, false), grads }
+      // Half of each: the anchors' loss writes the gradients, the positives' (rows z2, columns z1) adds to them.
+      const anchors = addon.simcse(n1, n2, n3, tau, n.z1, n.z2, z3 ? n.z3 : null, 0.5, false)
+      const positives = addon.simcse(n2, n1, null, tau, n.z2, n.z1, null, 0.5, true)
+      return { loss: anchors + positives, grads, parts: { anchors: 2 * anchors, positives: 2 * positives } }
     },
     z3 ? { z3: { input: 'hardNegatives', shape: z3.shape } } : {},
   )

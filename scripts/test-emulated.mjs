@@ -25,6 +25,7 @@ const files = [
   'test/modernbert.test.ts',
   'test/matryoshka.test.ts',
   'test/n-tuples.test.ts',
+  'test/symmetric.test.ts',
   'test/long-sequences.test.ts',
   'test/precision.test.ts',
   'test/bench-step.test.ts',

@@ -28,6 +28,7 @@ export const trainUsage = `simcsepp train [options]
               --query-prompt STR --document-prompt STR (pairs/triplets: before each anchor; before each
               positive and negative; saved as the model's query and document prompts)
   Objective   --objective simcse|off-dropout|dcl|simcse++ (text: simcse++; pairs/triplets: simcse)
+              --symmetric (pairs/triplets: also each positive against the anchors, the mean of both)
               --temperature 0.05  --pos-scale 1  --dcl-weight 0.1  --dcl-temperature 5  --dropout P
               --matryoshka-dims 768,512,256,128,64 [--matryoshka-weights 1,1,1,1,1]: the loss over
               each size's leading dimensions, summed (vectors cut with --truncate-dim stay good)
@@ -60,6 +61,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       format: { type: 'string' },
       'batch-sampler': { type: 'string' },
       'negatives-per-example': { type: 'string' },
+      symmetric: { type: 'boolean' },
       'query-prompt': { type: 'string' },
       'document-prompt': { type: 'string' },
       objective: { type: 'string' },
@@ -113,6 +115,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     format: oneOf('format', values.format, ['auto', ...DATA_FORMATS] as const),
     batchSampler: oneOf('batch-sampler', values['batch-sampler'], BATCH_SAMPLERS),
     negativesPerExample: num('negatives-per-example', values['negatives-per-example'], R.negativesPerExample),
+    symmetric: values.symmetric,
     queryPrompt: values['query-prompt'],
     documentPrompt: values['document-prompt'],
     objective: oneOf('objective', values.objective, OBJECTIVES),

@@ -31,6 +31,7 @@ const HYPER = [
   ['batch size', 'batchSize'],
   ['batch sampler', 'batchSampler'],
   ['hard negatives per example', 'negativesPerExample'],
+  ['symmetric loss', 'symmetric'],
   ['query prompt', 'queryPrompt'],
   ['document prompt', 'documentPrompt'],
   ['max length (tokens)', 'maxLen'],
@@ -75,7 +76,8 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
       args[k] !== undefined &&
       args[k] !== null &&
       (!ONLY_FOR[k] || ONLY_FOR[k].includes(objective)) &&
-      (k !== 'batchSampler' || supervised), // plain text is always batched in shuffled order
+      (k !== 'batchSampler' || supervised) && // plain text is always batched in shuffled order
+      (k !== 'symmetric' || args[k] === true),
   )
   const last = steps.at(-1)
   const lines = [

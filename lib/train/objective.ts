@@ -9,6 +9,8 @@ export const OBJECTIVES: Objective[] = ['simcse', 'off-dropout', 'dcl', 'simcse+
 
 export interface LossSettings {
   objective: Objective
+  /** Supervised SimCSE: also each positive's InfoNCE against the anchors (losses.simcse's symmetric). */
+  symmetric?: boolean
   temperature: number
   posScale: number
   dclWeight: number
@@ -55,6 +57,8 @@ export function lossFromResults(s: LossSettings, values: number[]): { loss: numb
   const [first, weighted] = values
   switch (s.objective) {
     case 'simcse':
+      // symmetric: losses.simcse's two calls, each times 1/2.
+      if (s.symmetric) return { loss: first + weighted, parts: { anchors: 2 * first, positives: 2 * weighted } }
       return { loss: first, parts: { simcse: first } }
     case 'dcl':
       return { loss: first, parts: { dcl: first } }
@@ -81,16 +85,17 @@ export function objectiveLoss(s: LossSettings, z: Tensor, grad: Tensor, n: numbe
       // Supervised triplets (n-tuples) stack the hard negatives after them: one block of n rows per
       // negative column, all of them z3's rows, columns of every anchor.
       const m = z.shape[0] - 2 * n
-      if (m > 0) {
-        const { loss } = losses.simcse(z1, z2, {
-          temperature: s.temperature,
-          hardNegatives: z.view(2 * n * h, [m, h]),
-          grads: { ...grads, z3: grad.view(2 * n * h, [m, h]) },
-        })
-        return { loss, parts: { simcse: loss } }
-      }
-      const { loss } = losses.simcse(z1, z2, { temperature: s.temperature, grads })
-      return { loss, parts: { simcse: loss } }
+      const symmetric = s.symmetric === true
+      const r =
+        m > 0
+          ? losses.simcse(z1, z2, {
+              temperature: s.temperature,
+              symmetric,
+              hardNegatives: z.view(2 * n * h, [m, h]),
+              grads: { ...grads, z3: grad.view(2 * n * h, [m, h]) },
+            })
+          : losses.simcse(z1, z2, { temperature: s.temperature, symmetric, grads })
+      return { loss: r.loss, parts: r.parts ?? { simcse: r.loss } }
     }
     case 'dcl': {
       const { loss } = losses.dcl(z1, z2, { temperature: s.dclTemperature, grads })

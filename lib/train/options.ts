@@ -34,6 +34,11 @@ export interface TrainOptions {
    * with every epoch (its train_group_size - 1; default 7). Refused for other data, whose columns fix it.
    */
   negativesPerExample?: number
+  /**
+   * Supervised data: symmetric InfoNCE (sentence-transformers' MultipleNegativesSymmetricRankingLoss), the mean of
+   * the anchors' loss and each positive's InfoNCE against the batch's anchors. Default false.
+   */
+  symmetric?: boolean
   objective?: Objective
   temperature?: number
   posScale?: number
@@ -158,6 +163,7 @@ const DEFAULTS = {
   vocabSize: 8000,
   pooling: 'cls' as 'cls' | 'mean',
   distributed: 'auto' as boolean | 'auto',
+  symmetric: false,
 }
 
 /**
@@ -193,6 +199,7 @@ const FIXED_ON_RESUME = [
   'format',
   'batchSampler',
   'negativesPerExample',
+  'symmetric',
   'queryPrompt',
   'documentPrompt',
   'objective',
@@ -274,6 +281,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (r.batchSampler !== undefined && !BATCH_SAMPLERS.includes(r.batchSampler))
     throw new TypeError(`train: batchSampler must be ${BATCH_SAMPLERS.join(' or ')} (got ${JSON.stringify(r.batchSampler)})`)
   if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)
+  if (typeof r.symmetric !== 'boolean') throw new TypeError(`train: symmetric must be a boolean (got ${JSON.stringify(r.symmetric)})`)
   if (r.distributed !== 'auto' && typeof r.distributed !== 'boolean')
     throw new TypeError(`train: distributed must be true, false or 'auto' (got ${JSON.stringify(r.distributed)})`)
   if (!DEVICE_REQUESTS.includes(r.device)) throw new TypeError(`train: device must be auto, cpu or cuda (got ${r.device})`)

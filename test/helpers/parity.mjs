@@ -210,6 +210,12 @@ export function dropoutOptions(/** @type {number} */ rows) {
 export const LOSS_CASES = [
   { name: 'simcse', floor: 'cos', temperature: 0.05, run: (l, z) => l.simcse(z[0], z[1]) },
   { name: 'simcse+hard', floor: 'cos', temperature: 0.05, run: (l, z) => l.simcse(z[0], z[1], { hardNegatives: z[2] }) },
+  {
+    name: 'simcse+hard symmetric',
+    floor: 'cos',
+    temperature: 0.05,
+    run: (l, z) => l.simcse(z[0], z[1], { hardNegatives: z[2], symmetric: true }),
+  },
   { name: 'offDropout', floor: 'cos', temperature: 0.05, run: (l, z) => l.offDropout(z[0], z[1], z[2], { posScale: 0.9 }) },
   { name: 'dcl', floor: 'dcl', temperature: 5, run: (l, z) => l.dcl(z[0], z[1]) },
   { name: 'simcse++', floor: 'cos', temperature: 0.05, run: (l, z) => l.simcsePlusPlus(z[0], z[1], z[2]) },
