@@ -21,7 +21,16 @@ export function numThreads(): number {
 
 export { BertModel, type BatchInput, type ModelOptions, type TrainForwardOptions, type Pooling } from './model/bert.js'
 export { Tokenizer, type EncodedBatch, type TokenizeOptions } from './tokenizer.js'
-export { AdamW, clipGradNorm, clipGradScale, linearSchedule, type AdamWOptions } from './optim/adamw.js'
+export {
+  AdamW,
+  clipGradNorm,
+  clipGradScale,
+  linearSchedule,
+  scheduledLr,
+  LR_SCHEDULES,
+  type AdamWOptions,
+  type LrSchedule,
+} from './optim/adamw.js'
 export { namedConfig, parseHfConfig, toHfConfig, readHfConfig, type BertConfig, type NamedConfig } from './model/config.js'
 export { readSafetensors, writeSafetensors, parseSafetensors } from './safetensors.js'
 export {

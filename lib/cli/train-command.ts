@@ -7,6 +7,7 @@ import { BATCH_SAMPLERS, OPTION_RANGES as R } from '../train/options.js'
 import { DEVICE_REQUESTS } from '../device.js'
 import { PRECISION_REQUESTS } from '../model/precision.js'
 import { num, numList, oneOf, parseFlags, UsageError } from './args.js'
+import { LR_SCHEDULES } from '../optim/adamw.js'
 import { MATRYOSHKA_WEIGHT_MAX } from '../train/matryoshka-options.js'
 import { demoCommand } from './demo-command.js'
 import { TrainingDisplay } from './train-display.js'
@@ -35,7 +36,8 @@ export const trainUsage = `simcsepp train [options]
   Memory      --micro-batch auto|M|0: encode the 3N rows M at a time (exact gradients); auto (default):
               split only when the activations exceed min(4 GiB, RAM/4), on CUDA 3/4 of free GPU memory
   Recipe      --batch-size 64 --max-len 32 --lr 3e-5 --epochs 1 [--steps N] --warmup 0 --weight-decay 0
-              --grad-clip 1 --seed 42 --device auto|cpu|cuda
+              --lr-schedule linear|cosine|constant (after the warm-up)  --grad-clip 1 --seed 42
+              --device auto|cpu|cuda
               --precision auto|fp32|bf16 (auto: bf16 tensor-core products on CUDA, fp32 on the CPU)
   Pooling     --pooling cls|mean (cls: CLS + MLP in training, CLS at evaluation, as SimCSE); default:
               the --model's sentence-transformers pooling (its Normalize and prompts are kept), else cls
@@ -79,6 +81,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       epochs: { type: 'string' },
       steps: { type: 'string' },
       warmup: { type: 'string' },
+      'lr-schedule': { type: 'string' },
       'weight-decay': { type: 'string' },
       'grad-clip': { type: 'string' },
       seed: { type: 'string' },
@@ -133,6 +136,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     epochs: num('epochs', values.epochs, R.epochs),
     steps: num('steps', values.steps, R.steps),
     warmup: num('warmup', values.warmup, R.warmup),
+    lrSchedule: oneOf('lr-schedule', values['lr-schedule'], LR_SCHEDULES),
     weightDecay: num('weight-decay', values['weight-decay'], R.weightDecay),
     gradClip: num('grad-clip', values['grad-clip'], R.gradClip),
     seed: num('seed', values.seed, R.seed),

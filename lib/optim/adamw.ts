@@ -152,7 +152,21 @@ export function checkedNorm(sumSquares: number): number {
 
 /** Linear warm-up from 0 over `warmup` steps, then linear decay to 0 at `total` (transformers' schedule). */
 export function linearSchedule(baseLr: number, step: number, total: number, warmup = 0): number {
+  return scheduledLr('linear', baseLr, step, total, warmup)
+}
+
+/** The learning-rate schedules after the warm-up, as transformers names them. */
+export type LrSchedule = 'linear' | 'cosine' | 'constant'
+export const LR_SCHEDULES: LrSchedule[] = ['linear', 'cosine', 'constant']
+
+/**
+ * The learning rate of step `step` (0-based) of `total`: a linear warm-up from 0 over `warmup` steps, then
+ * transformers' get_linear_schedule_with_warmup (linear decay to 0 at `total`), get_cosine_schedule_with_warmup
+ * (half a cosine period, to 0 at `total`) or get_constant_schedule_with_warmup.
+ */
+export function scheduledLr(schedule: LrSchedule, baseLr: number, step: number, total: number, warmup = 0): number {
   if (warmup > 0 && step < warmup) return (baseLr * step) / warmup
-  if (total <= warmup) return baseLr
+  if (schedule === 'constant' || total <= warmup) return baseLr
+  if (schedule === 'cosine') return baseLr * Math.max(0, 0.5 * (1 + Math.cos((Math.PI * (step - warmup)) / (total - warmup))))
   return baseLr * Math.max(0, (total - step) / (total - warmup))
 }

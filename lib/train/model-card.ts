@@ -39,6 +39,7 @@ const HYPER = [
   ['epochs', 'epochs'],
   ['steps', 'totalSteps'],
   ['warm-up steps', 'warmup'],
+  ['learning-rate schedule', 'lrSchedule'],
   ['weight decay', 'weightDecay'],
   ['gradient clipping', 'gradClip'],
   ['temperature', 'temperature'],

@@ -8,6 +8,7 @@ import { inRange, rangeMessage, type NumberRange } from '../util/number-range.js
 import { OBJECTIVES, type Objective } from './objective.js'
 import { DATA_FORMATS, type DataFormat } from '../data/pairs.js'
 import { checkMatryoshkaOptions } from './matryoshka-options.js'
+import { LR_SCHEDULES, type LrSchedule } from '../optim/adamw.js'
 
 export const BATCH_SAMPLERS = ['no-duplicates', 'random'] as const
 export type BatchSampler = (typeof BATCH_SAMPLERS)[number]
@@ -78,6 +79,8 @@ export interface TrainOptions {
   /** Stop after this many steps (0 writes the initialised model). Default: epochs over the data. */
   steps?: number
   warmup?: number
+  /** The learning rate after the warm-up: 'linear' decay to 0 (default), 'cosine' (half a period, to 0), 'constant'. */
+  lrSchedule?: LrSchedule
   weightDecay?: number
   gradClip?: number
   seed?: number
@@ -153,6 +156,7 @@ const DEFAULTS = {
   lr: 3e-5,
   epochs: 1,
   warmup: 0,
+  lrSchedule: 'linear' as LrSchedule,
   weightDecay: 0,
   gradClip: 1,
   seed: 42,
@@ -216,6 +220,7 @@ const FIXED_ON_RESUME = [
   'epochs',
   'steps',
   'warmup',
+  'lrSchedule',
   'weightDecay',
   'gradClip',
   'seed',
@@ -281,6 +286,8 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (r.batchSampler !== undefined && !BATCH_SAMPLERS.includes(r.batchSampler))
     throw new TypeError(`train: batchSampler must be ${BATCH_SAMPLERS.join(' or ')} (got ${JSON.stringify(r.batchSampler)})`)
   if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)
+  if (!LR_SCHEDULES.includes(r.lrSchedule))
+    throw new TypeError(`train: lrSchedule must be ${LR_SCHEDULES.join(', ')} (got ${JSON.stringify(r.lrSchedule)})`)
   if (typeof r.symmetric !== 'boolean') throw new TypeError(`train: symmetric must be a boolean (got ${JSON.stringify(r.symmetric)})`)
   if (r.distributed !== 'auto' && typeof r.distributed !== 'boolean')
     throw new TypeError(`train: distributed must be true, false or 'auto' (got ${JSON.stringify(r.distributed)})`)

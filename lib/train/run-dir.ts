@@ -58,8 +58,8 @@ export function checkResumable(
 
 // An option's value as a resume compares it: the data file by its name; an option a checkpoint does not record
 // (written before the option existed) as what those runs did: format text, batchSampler random, symmetric false,
-// others unset (null).
-const BEFORE_RECORDED: Record<string, unknown> = { format: 'text', batchSampler: 'random', symmetric: false }
+// lrSchedule linear, others unset (null).
+const BEFORE_RECORDED: Record<string, unknown> = { format: 'text', batchSampler: 'random', symmetric: false, lrSchedule: 'linear' }
 function recorded(k: string, v: unknown): unknown {
   if (k === 'data' && typeof v === 'string') return basename(v)
   return v !== undefined ? v : (BEFORE_RECORDED[k] ?? null)

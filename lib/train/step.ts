@@ -20,7 +20,7 @@
 import type { EncodedBatch, Tokenizer } from '../tokenizer.js'
 import type { BertModel } from '../model/bert.js'
 import { Tensor, type Device } from '../tensor.js'
-import { type AdamW, checkedNorm, clipGradScale, linearSchedule } from '../optim/adamw.js'
+import { type AdamW, checkedNorm, clipGradScale, scheduledLr } from '../optim/adamw.js'
 import * as ops from '../ops.js'
 import { StepGraphs, type BoundArrays } from '../model/step-graphs.js'
 import type { BatchStream } from '../data/sentences.js'
@@ -215,7 +215,7 @@ export class TrainingStep {
       }
       if (comm) comm.allReduceSum(model.grads)
     }
-    const lr = linearSchedule(o.lr, step, totalSteps, o.warmup)
+    const lr = scheduledLr(o.lrSchedule, o.lr, step, totalSteps, o.warmup)
     const fail = (what: string) => diverged(step, what, o.lr, lastCheckpoint)
     // On CUDA a step is one graph from its shape's second step on (graphStep), micro-batches and all: in one
     // process, or on ranks whose collectives go through NCCL (a graph can hold NCCL's collectives, not MPI's
