@@ -5,6 +5,7 @@ import t from 'tap'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { GroupFile, isGroupedFile } from '../lib/data/groups.js'
+import { PairFile } from '../lib/data/pairs.js'
 import { BatchStream } from '../lib/data/sentences.js'
 import { train } from '../lib/train/train.js'
 import { tempDir, TINY_RUN, WORDS } from './helpers/train-corpus.js'
@@ -139,10 +140,51 @@ t.test('a run on grouped data: drawn tuples, the option recorded, refused for ot
   const pairs = write('plain-pairs.jsonl', data.map((g) => JSON.stringify({ anchor: g.query, positive: g.pos[0] })).join('\n'))
   await t.rejects(
     train({ ...TINY_RUN, data: pairs, out: join(dir, 'refused'), negativesPerExample: 2 }),
-    /train: negativesPerExample applies to grouped data \(JSONL objects with query, pos and neg lists\); .*plain-pairs\.jsonl holds a fixed set of columns per example/,
+    /train: negativesPerExample needs hard negatives; .*plain-pairs\.jsonl holds pairs \(anchor, positive\)/,
+  )
+  const text = write('sentences.txt', data.map((g) => g.query).join('\n'))
+  await t.rejects(
+    train({ ...TINY_RUN, data: text, out: join(dir, 'refused-text'), negativesPerExample: 2 }),
+    /train: negativesPerExample applies to supervised data with hard negatives .*sentences\.txt holds sentences/,
   )
   await t.rejects(
     train({ ...TINY_RUN, data: file, out: join(dir, 'zero'), negativesPerExample: 0 }),
     /negativesPerExample must be an integer in \[1, 1024\] \(got 0\)/,
+  )
+})
+
+t.test('an n-tuple file with negativesPerExample: k of its negatives drawn every epoch', async (t) => {
+  const header = ['anchor', 'positive', 'negative_1', 'negative_2', 'negative_3', 'negative_4']
+  const rows = data.map((g) => [
+    g.query,
+    g.pos[0],
+    ...g.neg
+      .concat(g.neg)
+      .slice(0, 4)
+      .map((n, k) => `${n} #${k}`),
+  ])
+  const csv = write('tuples.csv', [header.join(','), ...rows.map((r) => r.join(','))].join('\n') + '\n')
+  const messages: string[] = []
+  const r = await train(
+    { ...TINY_RUN, data: csv, out: join(dir, 'tuples'), steps: 2, negativesPerExample: 2 },
+    { onMessage: (m) => void messages.push(m) },
+  )
+  t.equal(r.steps, 2)
+  t.match(
+    messages.join('\n'),
+    /30 6-tuples \(anchor, positive, 4 hard negatives\), 2 of each example's hard negatives drawn every epoch \(4-tuple \(anchor, positive, 2 hard negatives\)\), read as csv/,
+  )
+  const g = GroupFile.fromTuples(await PairFile.open(csv, 'csv'), 2, 42)
+  const wrong: string[] = []
+  for (let i = 0; i < g.count; i++)
+    for (let epoch = 0; epoch < 10; epoch++) {
+      const [anchor, positive, a, b] = g.draw(i, epoch)
+      if (anchor !== rows[i][0] || positive !== rows[i][1] || a === b || ![a, b].every((x) => rows[i].slice(2).includes(x)))
+        wrong.push(`example ${i}, epoch ${epoch}: ${[anchor, positive, a, b].join(' | ')}`)
+    }
+  t.same(wrong, [], 'the anchor, the positive and 2 distinct negatives of the example')
+  await t.rejects(
+    train({ ...TINY_RUN, data: csv, out: join(dir, 'too-many'), negativesPerExample: 5 }),
+    /train: negativesPerExample 5 is not in \[1, 4\]: each example of .*tuples\.csv has 4 hard negatives/,
   )
 })

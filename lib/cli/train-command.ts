@@ -22,7 +22,8 @@ export const trainUsage = `simcsepp train [options]
               sent0,sent1[,hard_neg] (or anchor,positive[,negative]; several hard negatives:
               negative_1,...,negative_k), JSONL with those keys, Parquet with those columns (a Hugging
               Face dataset's files), or FlagEmbedding's JSONL (query, pos [...], neg [...]): each example
-              drawn every epoch with a random positive and --negatives-per-example 7 negatives
+              drawn every epoch with a random positive and --negatives-per-example 7 negatives (n-tuples:
+              that many of each example's negatives drawn every epoch)
               --format auto|text|csv|tsv|jsonl|parquet (auto: by extension, else by the first bytes)
               --batch-sampler no-duplicates|random (pairs/triplets; default no-duplicates: no batch
               holds a sentence twice, which would be its own in-batch negative)

@@ -3,11 +3,12 @@
 // are ignored. Each time an example is drawn (once an epoch) it becomes an n-tuple, as FlagEmbedding's dataset
 // makes its train group: the query, one positive picked at random, and k negatives drawn without replacement
 // from neg (from neg repeated until it holds k, when it holds fewer). The draws come from a generator seeded by
-// (seed, epoch, example), so every run, every rank and every resume sees the same tuples.
+// (seed, epoch, example), so every run, every rank and every resume sees the same tuples. An n-tuple file (PairFile)
+// is drawn the same way when fewer negatives than it holds are asked for (fromTuples): k of its negatives each epoch.
 import { createHash } from 'node:crypto'
 import { open, readFile, stat } from 'node:fs/promises'
 import { firstInvalidUtf8 } from './text-lines.js'
-import { exampleKind } from './pairs.js'
+import { exampleKind, type DataFormat, type PairFile } from './pairs.js'
 import { permutation, xoshiro128, type DataFingerprint } from './sentences.js'
 
 interface Group {
@@ -54,9 +55,28 @@ export class GroupFile {
     readonly negatives: number,
     private readonly seed: number,
     readonly fingerprint: DataFingerprint,
+    readonly format: DataFormat = 'jsonl',
+    /** What an n-tuple file held (fromTuples), for describe(). */
+    private readonly tuples?: string,
   ) {}
 
-  readonly format = 'jsonl' as const
+  /**
+   * An n-tuple file's examples drawn with `negatives` of their hard negatives each epoch (at most as many as the
+   * file has: none is repeated).
+   */
+  static fromTuples(file: PairFile, negatives: number, seed: number): GroupFile {
+    const held = file.width - 2
+    if (held < 1) throw new TypeError(`train: negativesPerExample needs hard negatives; ${file.path} holds pairs (anchor, positive)`)
+    if (!Number.isSafeInteger(negatives) || negatives < 1 || negatives > held)
+      throw new RangeError(
+        `train: negativesPerExample ${negatives} is not in [1, ${held}]: each example of ${file.path} has ${held} hard negatives`,
+      )
+    const groups = Array.from({ length: file.count }, (_, i) => {
+      const t = file.textsOf(i)
+      return { query: t[0], pos: [t[1]], neg: t.slice(2) }
+    })
+    return new GroupFile(file.path, groups, negatives, seed, file.fingerprint, file.format, `${file.count} ${exampleKind(file.width)}`)
+  }
 
   get count(): number {
     return this.groups.length
@@ -68,6 +88,9 @@ export class GroupFile {
   }
 
   describe(): string {
+    const drawn = exampleKind(this.width).replace(/s \(/, ' (')
+    if (this.tuples)
+      return `${this.path}: ${this.tuples}, ${this.negatives} of each example's hard negatives drawn every epoch (${drawn}), read as ${this.format}`
     const range = (xs: number[]) => {
       let lo = Infinity,
         hi = 0
@@ -81,7 +104,7 @@ export class GroupFile {
       neg = range(this.groups.map((g) => g.neg.length))
     return (
       `${this.path}: ${this.count} groups (query, ${pos} positives, ${neg} hard negatives), each drawn every epoch as ` +
-      `${exampleKind(this.width).replace(/s \(/, ' (')}, read as jsonl`
+      `${drawn}, read as jsonl`
     )
   }
 

@@ -32,7 +32,8 @@ export interface TrainOptions {
   batchSampler?: BatchSampler
   /**
    * Grouped data (FlagEmbedding's JSONL: query, pos [...], neg [...]): the hard negatives each example is drawn
-   * with every epoch (its train_group_size - 1; default 7). Refused for other data, whose columns fix it.
+   * with every epoch (its train_group_size - 1; default 7). n-tuples: that many of each example's negatives drawn
+   * every epoch (default: all of them, in their columns). Refused for plain text and pairs.
    */
   negativesPerExample?: number
   /**

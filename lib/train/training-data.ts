@@ -20,19 +20,23 @@ export type TrainingData = SentenceFile | PairFile | GroupFile
 /** Opens the run's data as its (resolved) format says, and says what it holds. */
 export async function openTrainingData(o: ResolvedTrainOptions, say: (s: string) => void): Promise<TrainingData> {
   const grouped = o.format === 'jsonl' && (await isGroupedFile(o.data))
-  if (o.negativesPerExample !== undefined && !grouped)
+  if (o.negativesPerExample !== undefined && (o.format === 'text' || o.format === 'auto'))
     throw new TypeError(
-      `train: negativesPerExample applies to grouped data (JSONL objects with query, pos and neg lists); ${o.data} holds ` +
-        `${o.format === 'text' || o.format === 'auto' ? 'sentences' : 'a fixed set of columns per example'}`,
+      `train: negativesPerExample applies to supervised data with hard negatives (n-tuples, or JSONL objects with query, pos ` +
+        `and neg lists); ${o.data} holds sentences`,
     )
   if (o.format === 'text' || o.format === 'auto') {
     const file = await SentenceFile.open(o.data)
     say(`data: ${o.data}: ${file.count} sentences, one per line (text)`)
     return file
   }
-  const file = grouped
-    ? await GroupFile.open(o.data, o.negativesPerExample ?? DEFAULT_GROUP_NEGATIVES, o.seed)
-    : await PairFile.open(o.data, o.format)
+  let file: PairFile | GroupFile
+  if (grouped) file = await GroupFile.open(o.data, o.negativesPerExample ?? DEFAULT_GROUP_NEGATIVES, o.seed)
+  else {
+    const tuples = await PairFile.open(o.data, o.format)
+    // Fewer negatives than an n-tuple file holds: drawn from them every epoch.
+    file = o.negativesPerExample !== undefined ? GroupFile.fromTuples(tuples, o.negativesPerExample, o.seed) : tuples
+  }
   say(`data: ${file.describe()}: supervised SimCSE with in-batch${file.width > 2 ? ' and hard' : ''} negatives`)
   return file
 }
