@@ -37,6 +37,8 @@ const file = write(
 t.test('a grouped file: detected by its keys, read whole, described', async (t) => {
   t.ok(await isGroupedFile(file), 'query and a pos list: grouped')
   t.notOk(await isGroupedFile(write('pairs.jsonl', '{"anchor":"a","positive":"b"}\n')), 'anchor/positive: not grouped')
+  const long = { query: 'q', pos: ['p'], neg: Array.from({ length: 400 }, (_, i) => `a long passage ${i} `.repeat(20)) }
+  t.ok(await isGroupedFile(write('long.jsonl', JSON.stringify(long) + '\n')), 'a first line longer than the 64 KiB peek')
   const g = await GroupFile.open(file, 3, 42)
   t.equal(g.count, 30)
   t.equal(g.width, 5)

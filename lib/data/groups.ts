@@ -42,7 +42,9 @@ export async function isGroupedFile(path: string): Promise<boolean> {
     const o = JSON.parse(first ?? '') as Record<string, unknown>
     return typeof o === 'object' && o !== null && 'query' in o && Array.isArray(o.pos)
   } catch {
-    return false // a first line longer than the peek, or not JSON: the pairs reader says what is wrong
+    // A first line longer than the peek (a group of many long passages): its keys as far as they show; else not
+    // JSON, and the pairs reader says what is wrong.
+    return !head.includes('\n') && /^\s*\{/.test(head) && /"query"\s*:/.test(head) && /"pos"\s*:\s*\[/.test(head)
   }
 }
 

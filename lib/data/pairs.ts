@@ -11,7 +11,7 @@ import { extname } from 'node:path'
 import { firstInvalidUtf8 } from './text-lines.js'
 import { parseDelimited } from './csv.js'
 import { permutation, type DataFingerprint } from './sentences.js'
-import { PARQUET_MAGIC, parquetColumns } from './parquet.js'
+import { PARQUET_MAGIC, parquetColumns, valueKind } from './parquet.js'
 
 export type DataFormat = 'text' | 'csv' | 'tsv' | 'jsonl' | 'parquet'
 export const DATA_FORMATS: DataFormat[] = ['text', 'csv', 'tsv', 'jsonl', 'parquet']
@@ -196,10 +196,7 @@ async function parquetRows(buf: Buffer, path: string): Promise<Rows> {
   const examples = Array.from({ length: table.rows }, (_, r) => {
     const fields = values.map((col, c) => {
       const v = col[r]
-      if (typeof v !== 'string')
-        throw new Error(
-          `${path}: row ${r + 1}: column ${wanted[c]} holds ${v === null || v === undefined ? 'no value' : `a ${typeof v}`}, not text`,
-        )
+      if (typeof v !== 'string') throw new Error(`${path}: row ${r + 1}: column ${wanted[c]} holds ${valueKind(v)}, not text`)
       return v
     })
     return { fields, line: r + 1 }

@@ -11,6 +11,15 @@ export interface ParquetColumns {
   read(names: string[]): Promise<unknown[][]>
 }
 
+/** What a cell holds, for the error that says it is not text: no value, a number, a list, ... */
+export function valueKind(v: unknown): string {
+  if (v === null || v === undefined) return 'no value'
+  if (Array.isArray(v)) return 'a list'
+  if (typeof v === 'bigint' || typeof v === 'number') return 'a number'
+  if (v instanceof Uint8Array) return 'bytes'
+  return typeof v === 'object' ? 'a record' : `a ${typeof v}`
+}
+
 /** The first bytes (and the last) of every Parquet file. */
 export const PARQUET_MAGIC = 'PAR1'
 

@@ -4,7 +4,7 @@
 import { existsSync, promises as fsp } from 'node:fs'
 import { basename, dirname, extname, join } from 'node:path'
 import { readTextLines } from '../data/text-lines.js'
-import { PARQUET_MAGIC, parquetColumns } from '../data/parquet.js'
+import { PARQUET_MAGIC, parquetColumns, valueKind } from '../data/parquet.js'
 import { cosineSimilarity } from '../util/vectors.js'
 
 export interface StsPair {
@@ -86,8 +86,7 @@ async function readStsParquet(path: string): Promise<StsPair[]> {
       [0, s1[r]],
       [1, s2[r]],
     ] as const)
-      if (typeof v !== 'string')
-        throw new Error(`${path}: row ${r + 1}: column ${names[c]} holds ${v === null ? 'no value' : `a ${typeof v}`}, not text`)
+      if (typeof v !== 'string') throw new Error(`${path}: row ${r + 1}: column ${names[c]} holds ${valueKind(v)}, not text`)
     const value = Number(gold)
     if (!Number.isFinite(value)) throw new Error(`${path}: row ${r + 1}: the score ${String(gold)} is not a finite number`)
     pairs.push({ s1: s1[r] as string, s2: s2[r] as string, score: value })
