@@ -118,3 +118,53 @@ t.test('simcsepp eval --sts on a Parquet split', needsCli, async (t) => {
   t.equal(r.status, 0, r.stderr)
   t.match(r.stdout, /"pairs":\s*11/)
 })
+
+t.test('encode --file and search --corpus read a Parquet column', needsCli, async (t) => {
+  const model = await saveTinyModel({ seed: 9 })
+  const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args, '--model', model, '--device', 'cpu'], { encoding: 'utf8' })
+  const fromParquet = run('encode', '--file', fixture('triplets-snappy.parquet'), '--column', 'anchor', '--format', 'jsonl')
+  t.equal(fromParquet.status, 0, fromParquet.stderr)
+  type Line = { sentence: string; embedding: number[] }
+  const jsonl = (stdout: string) =>
+    stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Line)
+  const lines = jsonl(fromParquet.stdout)
+  t.same(
+    lines.map((l) => l.sentence),
+    expected.anchors,
+    'a line per row, in order',
+  )
+  const fromArgs = jsonl(run('encode', '--format', 'jsonl', ...expected.anchors).stdout)
+  t.same(
+    lines.map((l) => l.embedding),
+    fromArgs.map((l) => l.embedding),
+    'the vectors of the same sentences given as arguments',
+  )
+  const which = run('encode', '--file', fixture('triplets-snappy.parquet'))
+  t.not(which.status, 0)
+  t.match(which.stderr, /which column holds the sentences\? Pass --column NAME \(its columns: anchor, positive, negative, score\)/)
+  t.match(
+    run('encode', '--file', fixture('triplets-snappy.parquet'), '--column', 'score').stderr,
+    /row 1: column score holds a number, not text/,
+  )
+  const text = join(dir, 'lines.txt')
+  writeFileSync(text, 'a b\n')
+  t.match(run('encode', '--file', text, '--column', 'x').stderr, /--column names a column of a Parquet --file/)
+  const search = run(
+    'search',
+    '--corpus',
+    fixture('stsb.parquet'),
+    '--column',
+    'sentence2',
+    '--top-k',
+    '2',
+    '--json',
+    expected.negatives[1][0],
+  )
+  t.equal(search.status, 0, search.stderr)
+  const hits = JSON.parse(search.stdout)[0].hits as { index: number; sentence: string }[]
+  t.equal(hits[0].sentence, expected.negatives[1][0], 'the query itself is the nearest')
+  t.equal(hits[0].index, 0)
+})

@@ -1,5 +1,6 @@
 // `simcsepp search`: the corpus file's sentences nearest each query (SentenceEncoder + VectorIndex).
 import { SentenceFile } from '../data/sentences.js'
+import { isParquetFile, parquetTextColumn } from '../data/parquet.js'
 import { VectorIndex } from '../embed/search.js'
 import { num, parseFlags, UsageError } from './args.js'
 import { encoderFlags, loadEncoder } from './encode-command.js'
@@ -13,14 +14,25 @@ export async function searchCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseFlags(searchUsage, {
     args: argv,
     allowPositionals: true,
-    options: { ...encoderFlags, corpus: { type: 'string' }, 'top-k': { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: {
+      ...encoderFlags,
+      corpus: { type: 'string' },
+      column: { type: 'string' },
+      'top-k': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
   })
   if (!values.model) throw new UsageError('search: --model DIR is required')
   if (!values.corpus) throw new UsageError('search: --corpus FILE is required (one sentence per line)')
   if (positionals.length === 0) throw new UsageError('search: give at least one query as an argument')
   const topK = num('top-k', values['top-k'], { int: true, min: 1 }) ?? 5
   // Blank lines are skipped (a corpus has no empty documents); hit indices count the non-blank lines.
-  const file = await SentenceFile.open(values.corpus, { blankLines: 'skip' })
+  // A Parquet corpus: one of its columns, empty rows skipped as blank lines are.
+  const parquet = await isParquetFile(values.corpus)
+  if (values.column !== undefined && !parquet) throw new UsageError('search: --column names a column of a Parquet --corpus')
+  const file = parquet
+    ? await parquetTextColumn(values.corpus, values.column, 'skip')
+    : await SentenceFile.open(values.corpus, { blankLines: 'skip' })
   const enc = await loadEncoder(values)
   let index: VectorIndex | null = null
   try {

@@ -2,7 +2,7 @@
 // dataset files are), read whole through hyparquet (pure JavaScript) with the codecs of hyparquet-compressors
 // (snappy, gzip, zstd, brotli, lz4). Supervised training sets are small (SimCSE's NLI triplets: 275k rows), so a
 // file is read into memory at once; only the columns asked for are decoded.
-import { readFile } from 'node:fs/promises'
+import { open, readFile } from 'node:fs/promises'
 
 /** A Parquet file's top-level column names, and a reader of chosen columns' values (one array per column, by row). */
 export interface ParquetColumns {
@@ -51,5 +51,60 @@ export async function parquetColumns(path: string, buf?: Buffer): Promise<Parque
       }
       return wanted.map((name) => rows.map((r) => r[name]))
     },
+  }
+}
+
+/** Sentences of one Parquet column, read as a text file's lines are (encode --file, search --corpus). */
+export interface TextColumn {
+  readonly count: number
+  readonly column: string
+  readLines(indices: ArrayLike<number>): Promise<string[]>
+  close(): Promise<void>
+}
+
+/** The names a text column goes by when a file has several and none is given. */
+const TEXT_COLUMNS = ['text', 'sentence', 'document', 'passage', 'content']
+
+/**
+ * Column `column` of a Parquet file (default: its only column, else one named text, sentence, document, passage
+ * or content), each row a sentence. A row without text, or empty when `blank` is 'error', is an error naming the
+ * row; 'skip' leaves empty rows out (rows then count the kept ones).
+ */
+export async function parquetTextColumn(path: string, column: string | undefined, blank: 'error' | 'skip'): Promise<TextColumn> {
+  const table = await parquetColumns(path)
+  const name = column ?? (table.names.length === 1 ? table.names[0] : TEXT_COLUMNS.find((n) => table.names.includes(n)))
+  if (name === undefined || !table.names.includes(name))
+    throw new Error(
+      `${path}: ${column === undefined ? 'which column holds the sentences? Pass --column NAME' : `no column ${column}`} ` +
+        `(its columns: ${table.names.join(', ')})`,
+    )
+  const [values] = await table.read([name])
+  const texts: string[] = []
+  values.forEach((v, r) => {
+    if (typeof v !== 'string') throw new Error(`${path}: row ${r + 1}: column ${name} holds ${valueKind(v)}, not text`)
+    if (v.trim() !== '') texts.push(v)
+    else if (blank === 'error') throw new Error(`${path}: row ${r + 1}: column ${name} is empty (one vector per row: remove it)`)
+  })
+  return {
+    count: texts.length,
+    column: name,
+    readLines: async (indices) => Array.from(indices, (i) => texts[i]),
+    close: async () => {},
+  }
+}
+
+/** Whether a file is Parquet: its extension, else its first bytes. */
+export async function isParquetFile(path: string): Promise<boolean> {
+  if (/\.parquet$/i.test(path)) return true
+  try {
+    const fd = await open(path, 'r')
+    try {
+      const { buffer, bytesRead } = await fd.read(Buffer.alloc(4), 0, 4, 0)
+      return buffer.subarray(0, bytesRead).toString('latin1') === PARQUET_MAGIC
+    } finally {
+      await fd.close()
+    }
+  } catch {
+    return false // the text reader names a missing file
   }
 }
