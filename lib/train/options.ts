@@ -20,7 +20,10 @@ export interface TrainOptions {
   config?: NamedConfig | BertConfig
   /** Tokenizer directory or file (tokenizer.json / vocab.txt); default: the model's, or one built from the data. */
   tokenizer?: string
-  /** One sentence per line, UTF-8; or supervised pairs/triplets (CSV/TSV with a header, JSONL). */
+  /**
+   * One sentence per line, UTF-8; or supervised pairs, triplets and n-tuples (CSV/TSV with a header, JSONL, Parquet),
+   * or FlagEmbedding's groups (JSONL: query, pos [...], neg [...]).
+   */
   data: string
   /** How `data` is read: 'auto' (default) detects it from the extension or the first line. */
   format?: DataFormat | 'auto'
