@@ -2,9 +2,9 @@
 // Spearman ×100. Reads the three formats the benchmarks ship in: STS-B, SICK and STS12–16, and the Parquet files
 // of their Hugging Face datasets (sentence-transformers/stsb, mteb/stsbenchmark-sts, mteb/sickr-sts).
 import { existsSync, promises as fsp } from 'node:fs'
-import { basename, dirname, extname, join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import { readTextLines } from '../data/text-lines.js'
-import { PARQUET_MAGIC, parquetColumns, valueKind } from '../data/parquet.js'
+import { isParquetFile, parquetColumns, valueKind } from '../data/parquet.js'
 import { cosineSimilarity } from '../util/vectors.js'
 
 export interface StsPair {
@@ -43,7 +43,7 @@ export async function readStsFile(path: string, options: ReadStsOptions = {}): P
   if (stat.isDirectory()) return readStsDirectory(path)
   const m = INPUT_RE.exec(basename(path))
   if (m) return readStsSubset(join(dirname(path), `${m[1]}.input.${m[2]}.txt`), join(dirname(path), `${m[1]}.gs.${m[2]}.txt`))
-  if (extname(path).toLowerCase() === '.parquet' || (await startsWith(path, PARQUET_MAGIC))) return readStsParquet(path)
+  if (await isParquetFile(path)) return readStsParquet(path)
   const lines = await readTextLines(path)
   const header = lines[0]?.split('\t') ?? []
   if (header.includes('sentence_A') && header.includes('sentence_B') && header.includes('relatedness_score'))
@@ -52,16 +52,6 @@ export async function readStsFile(path: string, options: ReadStsOptions = {}): P
 }
 
 const INPUT_RE = /^(STS\d*)\.input\.(.+)\.txt$/
-
-async function startsWith(path: string, magic: string): Promise<boolean> {
-  const fd = await fsp.open(path, 'r')
-  try {
-    const { buffer, bytesRead } = await fd.read(Buffer.alloc(magic.length), 0, magic.length, 0)
-    return buffer.subarray(0, bytesRead).toString('latin1') === magic
-  } finally {
-    await fd.close()
-  }
-}
 
 /** The column names of an STS split in Parquet: the datasets' (sentence1, sentence2, score), then SICK's. */
 const STS_COLUMNS = [
