@@ -25,6 +25,8 @@ export const trainUsage = `simcsepp train [options]
               drawn every epoch with a random positive and --negatives-per-example 7 negatives (n-tuples:
               that many of each example's negatives drawn every epoch)
               --format auto|text|csv|tsv|jsonl|parquet (auto: by extension, else by the first bytes)
+              --column NAME: train on a Parquet column of sentences as on a text file's lines (default:
+              its only column, or text/sentence/..., when its columns are not named as pairs)
               --batch-sampler no-duplicates|random (pairs/triplets; default no-duplicates: no batch
               holds a sentence twice, which would be its own in-batch negative)
               --query-prompt STR --document-prompt STR (pairs/triplets: before each anchor; before each
@@ -62,6 +64,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       tokenizer: { type: 'string' },
       data: { type: 'string' },
       format: { type: 'string' },
+      column: { type: 'string' },
       'batch-sampler': { type: 'string' },
       'negatives-per-example': { type: 'string' },
       symmetric: { type: 'boolean' },
@@ -117,6 +120,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     tokenizer: values.tokenizer,
     data: values.data!,
     format: oneOf('format', values.format, ['auto', ...DATA_FORMATS] as const),
+    column: values.column,
     batchSampler: oneOf('batch-sampler', values['batch-sampler'], BATCH_SAMPLERS),
     negativesPerExample: num('negatives-per-example', values['negatives-per-example'], R.negativesPerExample),
     symmetric: values.symmetric,

@@ -67,7 +67,7 @@ export async function detectFormat(path: string, requested: DataFormat | 'auto' 
  * Which field holds each column (anchor, positive, then the negatives: one, or negative_1 .. negative_k in
  * order), or null when the names are not a header.
  */
-function columnsOf(names: string[]): number[] | null {
+export function columnsOf(names: string[]): number[] | null {
   const anchor = names.findIndex((n) => ANCHOR.includes(n))
   const positive = names.findIndex((n) => POSITIVE.includes(n))
   if (anchor < 0 || positive < 0) return null

@@ -2,7 +2,9 @@
 // dataset files are), read whole through hyparquet (pure JavaScript) with the codecs of hyparquet-compressors
 // (snappy, gzip, zstd, brotli, lz4). Supervised training sets are small (SimCSE's NLI triplets: 275k rows), so a
 // file is read into memory at once; only the columns asked for are decoded.
+import { createHash } from 'node:crypto'
 import { open, readFile } from 'node:fs/promises'
+import { permutation, type DataFingerprint } from './sentences.js'
 
 /** A Parquet file's top-level column names, and a reader of chosen columns' values (one array per column, by row). */
 export interface ParquetColumns {
@@ -54,10 +56,15 @@ export async function parquetColumns(path: string, buf?: Buffer): Promise<Parque
   }
 }
 
-/** Sentences of one Parquet column, read as a text file's lines are (encode --file, search --corpus). */
+/** Sentences of one Parquet column, read as a text file's lines are (encode --file, search --corpus, train --data). */
 export interface TextColumn {
+  readonly path: string
   readonly count: number
   readonly column: string
+  /** The file's size and SHA-256 and the sentences kept: what a resumed run checks. */
+  readonly fingerprint: DataFingerprint
+  /** The same seeded permutation a text file's epochs follow. */
+  epochOrder(epoch: number, seed: number): Uint32Array
   readLines(indices: ArrayLike<number>): Promise<string[]>
   close(): Promise<void>
 }
@@ -65,19 +72,31 @@ export interface TextColumn {
 /** The names a text column goes by when a file has several and none is given. */
 const TEXT_COLUMNS = ['text', 'sentence', 'document', 'passage', 'content']
 
+/** The column of sentences among `names`: `column` when given, else the only one, else one named as TEXT_COLUMNS. */
+export function textColumnOf(names: string[], column: string | undefined): string | undefined {
+  if (column !== undefined) return names.includes(column) ? column : undefined
+  return names.length === 1 ? names[0] : TEXT_COLUMNS.find((n) => names.includes(n))
+}
+
+/** The error for a file without the column asked for, or with several and none chosen. */
+export function noTextColumn(path: string, names: string[], column: string | undefined): Error {
+  return new Error(
+    `${path}: ${column === undefined ? 'which column holds the sentences? Pass --column NAME' : `no column ${column}`} ` +
+      `(its columns: ${names.join(', ')})`,
+  )
+}
+
 /**
  * Column `column` of a Parquet file (default: its only column, else one named text, sentence, document, passage
  * or content), each row a sentence. A row without text, or empty when `blank` is 'error', is an error naming the
- * row; 'skip' leaves empty rows out (rows then count the kept ones).
+ * row; 'skip' leaves empty rows out (rows then count the kept ones). The column is held in memory (a million
+ * sentences of wiki1m: about 120 MB of strings).
  */
 export async function parquetTextColumn(path: string, column: string | undefined, blank: 'error' | 'skip'): Promise<TextColumn> {
-  const table = await parquetColumns(path)
-  const name = column ?? (table.names.length === 1 ? table.names[0] : TEXT_COLUMNS.find((n) => table.names.includes(n)))
-  if (name === undefined || !table.names.includes(name))
-    throw new Error(
-      `${path}: ${column === undefined ? 'which column holds the sentences? Pass --column NAME' : `no column ${column}`} ` +
-        `(its columns: ${table.names.join(', ')})`,
-    )
+  const buf = await readFile(path)
+  const table = await parquetColumns(path, buf)
+  const name = textColumnOf(table.names, column)
+  if (name === undefined) throw noTextColumn(path, table.names, column)
   const [values] = await table.read([name])
   const texts: string[] = []
   values.forEach((v, r) => {
@@ -85,10 +104,20 @@ export async function parquetTextColumn(path: string, column: string | undefined
     if (v.trim() !== '') texts.push(v)
     else if (blank === 'error') throw new Error(`${path}: row ${r + 1}: column ${name} is empty (one vector per row: remove it)`)
   })
+  if (texts.length === 0) throw new Error(`${path}: column ${name} holds no sentence`)
+  const fingerprint = { bytes: buf.length, lines: texts.length, sha256: createHash('sha256').update(buf).digest('hex') }
   return {
+    path,
     count: texts.length,
     column: name,
-    readLines: async (indices) => Array.from(indices, (i) => texts[i]),
+    fingerprint,
+    epochOrder: (epoch, seed) => permutation(texts.length, seed, epoch),
+    readLines: async (indices) =>
+      Array.from(indices, (i) => {
+        if (!Number.isInteger(i) || i < 0 || i >= texts.length)
+          throw new RangeError(`${path}: row index ${i} out of range [0, ${texts.length})`)
+        return texts[i]
+      }),
     close: async () => {},
   }
 }

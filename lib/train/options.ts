@@ -28,6 +28,12 @@ export interface TrainOptions {
   /** How `data` is read: 'auto' (default) detects it from the extension or the first line. */
   format?: DataFormat | 'auto'
   /**
+   * Parquet data: the column of sentences to train on without supervision, as a text file's lines (default: the
+   * file's only column, or one named text, sentence, document, passage or content, when its columns are not
+   * named as supervised pairs are).
+   */
+  column?: string
+  /**
    * How supervised pairs/triplets are batched: 'no-duplicates' (their default) arranges each epoch so that no
    * batch holds a sentence twice (a repeated sentence would be its own in-batch negative: sentence-transformers'
    * NoDuplicatesBatchSampler); 'random' takes plain slices of the shuffled order (plain text always does).
@@ -134,6 +140,7 @@ type UnsetByDefault =
   | 'dropout'
   | 'matryoshkaDims'
   | 'matryoshkaWeights'
+  | 'column'
   | 'batchSampler'
   | 'negativesPerExample'
   | 'queryPrompt'
@@ -205,6 +212,7 @@ export const OPTION_RANGES = {
 const FIXED_ON_RESUME = [
   'data',
   'format',
+  'column',
   'batchSampler',
   'negativesPerExample',
   'symmetric',
@@ -245,6 +253,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     'config',
     'tokenizer',
     'data',
+    'column',
     'dropout',
     'matryoshkaDims',
     'matryoshkaWeights',

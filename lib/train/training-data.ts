@@ -1,30 +1,71 @@
 // Which data a run trains on: the file's format (given, or detected and stated in the log), the
-// objective that follows from it, and the reader: one sentence per line (SentenceFile), supervised
-// pairs/triplets/n-tuples (PairFile), or groups drawn as n-tuples each epoch (GroupFile: FlagEmbedding's JSONL).
+// objective that follows from it, and the reader: one sentence per line (SentenceFile) or a Parquet column of them
+// (TextColumn), supervised pairs/triplets/n-tuples (PairFile), or groups drawn as n-tuples each epoch (GroupFile:
+// FlagEmbedding's JSONL).
 import { SentenceFile } from '../data/sentences.js'
-import { detectFormat, PairFile } from '../data/pairs.js'
+import { columnsOf as supervisedColumnsOf, detectFormat, PairFile } from '../data/pairs.js'
+import { noTextColumn, parquetColumns, parquetTextColumn, textColumnOf, type TextColumn } from '../data/parquet.js'
 import { DEFAULT_GROUP_NEGATIVES, GroupFile, isGroupedFile } from '../data/groups.js'
 import { objectiveForData } from './objective.js'
 import type { BatchSampler, ResolvedTrainOptions, TrainOptions } from './options.js'
 
-/** The options with `format` resolved from the data file and the objective chosen for it (see objectiveForData). */
+/**
+ * The options with `format` resolved from the data file and the objective chosen for it (see objectiveForData). A
+ * Parquet file holds sentences (unsupervised, as a text file's lines) when `column` names one of its columns, or when
+ * its columns are not named as pairs are and one holds the text (its only column, or text, sentence, ...): `column`
+ * is then set to it, so that a resumed run reads the same column. Otherwise it holds supervised examples.
+ */
 export async function withDataFormat(options: TrainOptions): Promise<TrainOptions> {
   if (typeof options?.data !== 'string' || !options.data) return options
   const format = await detectFormat(options.data, options.format)
-  return { ...options, format, objective: objectiveForData(options.objective, format) }
+  if (format !== 'parquet') {
+    if (options.column !== undefined)
+      throw new TypeError(`train: column names a column of Parquet data; ${options.data} is read as ${format}`)
+    return { ...options, format, objective: objectiveForData(options.objective, format) }
+  }
+  const column = await parquetSentenceColumn(options.data, options.column)
+  return { ...options, format, column, objective: objectiveForData(options.objective, column === undefined ? format : 'text') }
+}
+
+/** The column of sentences of a Parquet training file, undefined when it holds supervised examples. */
+async function parquetSentenceColumn(path: string, column: string | undefined): Promise<string | undefined> {
+  if (column !== undefined && typeof column !== 'string')
+    throw new TypeError(`train: column must be a string (got ${JSON.stringify(column)})`)
+  const { names } = await parquetColumns(path)
+  if (column === undefined && supervisedColumnsOf(names)) return undefined
+  const name = textColumnOf(names, column)
+  if (name === undefined) {
+    if (column !== undefined) throw noTextColumn(path, names, column)
+    throw new Error(
+      `${path}: neither supervised examples (columns anchor, positive[, negative...] or sent0, sent1[, hard_neg]) nor one ` +
+        `column of sentences: pass --column NAME to train on one (its columns: ${names.join(', ')})`,
+    )
+  }
+  return name
 }
 
 /** A run's training data. */
-export type TrainingData = SentenceFile | PairFile | GroupFile
+export type TrainingData = SentenceFile | TextColumn | PairFile | GroupFile
+
+/** Unsupervised data (sentences, each encoded as two dropout views), not supervised examples. */
+function isSentences(file: TrainingData): file is SentenceFile | TextColumn {
+  return !(file instanceof PairFile || file instanceof GroupFile)
+}
 
 /** Opens the run's data as its (resolved) format says, and says what it holds. */
 export async function openTrainingData(o: ResolvedTrainOptions, say: (s: string) => void): Promise<TrainingData> {
   const grouped = o.format === 'jsonl' && (await isGroupedFile(o.data))
-  if (o.negativesPerExample !== undefined && (o.format === 'text' || o.format === 'auto'))
+  const sentences = o.format === 'text' || o.format === 'auto' || o.column !== undefined
+  if (o.negativesPerExample !== undefined && sentences)
     throw new TypeError(
       `train: negativesPerExample applies to supervised data with hard negatives (n-tuples, or JSONL objects with query, pos ` +
         `and neg lists); ${o.data} holds sentences`,
     )
+  if (o.column !== undefined) {
+    const column = await parquetTextColumn(o.data, o.column, 'skip')
+    say(`data: ${o.data}: ${column.count} sentences, column ${column.column} (parquet)`)
+    return column
+  }
   if (o.format === 'text' || o.format === 'auto') {
     const file = await SentenceFile.open(o.data)
     say(`data: ${o.data}: ${file.count} sentences, one per line (text)`)
@@ -43,7 +84,7 @@ export async function openTrainingData(o: ResolvedTrainOptions, say: (s: string)
 
 /** Columns per example of supervised data (views per step), undefined for plain text. */
 export function columnsOf(file: TrainingData): number | undefined {
-  return file instanceof SentenceFile ? undefined : file.width
+  return isSentences(file) ? undefined : file.width
 }
 
 /**
@@ -52,7 +93,7 @@ export function columnsOf(file: TrainingData): number | undefined {
  * written before the option existed keeps that run's plain shuffled order ('random').
  */
 export function batchSamplerFor(given: BatchSampler | undefined, file: TrainingData, resumedWithout: boolean): BatchSampler {
-  if (file instanceof SentenceFile) {
+  if (isSentences(file)) {
     if (given === 'no-duplicates')
       throw new TypeError(
         'train: batchSampler no-duplicates applies to supervised pairs/triplets; plain text is batched in shuffled order (random)',
