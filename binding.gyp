@@ -25,6 +25,7 @@
         "native/cpu/blas_ref.cpp",
         "native/cpu/clip.cpp",
         "native/cpu/columns.cpp",
+        "native/cpu/cosent.cpp",
         "native/cpu/column_sums.cpp",
         "native/cpu/dcl.cpp",
         "native/cpu/dropout.cpp",

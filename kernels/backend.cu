@@ -15,6 +15,7 @@ const Backend& cuda_backend() {
     b.offDropout = cuda::offDropout;
     b.offDropoutWorkspaceBytes = cuda::offDropoutWorkspaceBytes;
     b.dcl = cuda::dcl;
+    b.cosent = cuda::cosent;
     b.dropout = cuda::dropout;
     b.offDropoutUnfused = cuda::offDropoutUnfused;
     b.offDropoutUnfusedFit = cuda::offDropoutUnfusedFit;

@@ -13,6 +13,7 @@ SimcseFn simcse;                                        // infonce.cu
 OffDropoutFn offDropout;                                // infonce.cu
 OffDropoutWorkspaceBytesFn offDropoutWorkspaceBytes;    // infonce.cu
 DclFn dcl;                                              // dcl.cu
+CosentFn cosent;                                        // cosent.cu
 DropoutFn dropout;                                      // dropout.cu
 OffDropoutUnfusedFn offDropoutUnfused;                  // infonce_unfused.cu
 OffDropoutUnfusedFitFn offDropoutUnfusedFit;            // infonce_unfused.cu

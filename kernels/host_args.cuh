@@ -12,7 +12,17 @@
 namespace simcsepp::cuda::detail {
 
 // kSlotEmbeddingGroups: embedding_backward's row groups, built on the host from the ids (embedding.cu).
-enum HostArgSlot { kSlotIds, kSlotPosIds, kSlotTypeIds, kSlotMask, kSlotKeepRows, kSlotEmbeddingGroups, kHostArgSlots };
+// kSlotScores: cosent's gold scores of the pairs (cosent.cu).
+enum HostArgSlot {
+  kSlotIds,
+  kSlotPosIds,
+  kSlotTypeIds,
+  kSlotMask,
+  kSlotKeepRows,
+  kSlotEmbeddingGroups,
+  kSlotScores,
+  kHostArgSlots
+};
 
 // One op's host arguments. Holds a process-wide mutex from construction to destruction, so create it
 // before the copies and keep it until the op's launches are issued: another thread's op cannot

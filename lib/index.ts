@@ -5,7 +5,7 @@ import type { EmbedOptions } from './embed/sentence-encoder.js'
 
 export { Tensor, type Device } from './tensor.js'
 export * as losses from './losses.js'
-export type { LossOutput, SimcseOptions, OffDropoutOptions, DclOptions, SimcsePlusPlusOptions } from './losses.js'
+export type { LossOutput, SimcseOptions, OffDropoutOptions, DclOptions, SimcsePlusPlusOptions, CosentOptions } from './losses.js'
 export { dropout, dropoutBackward, type DropoutOptions, type RowPlacement } from './dropout.js'
 export type { CudaStatus } from './native.js'
 

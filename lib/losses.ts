@@ -55,6 +55,11 @@ export interface DclOptions extends GradsOption {
   temperature?: number
 }
 
+export interface CosentOptions extends GradsOption {
+  /** τ of cos(z1_i, z2_i)/τ, in [1e-6, 1e6]: sentence-transformers' CoSENTLoss scale is 1/τ (its 20 is τ 0.05). Default 0.05. */
+  temperature?: number
+}
+
 export interface SimcsePlusPlusOptions extends OffDropoutOptions {
   /** λ, the weight of DCL, in [-1e6, 1e6]. Default 0.1. */
   dclWeight?: number
@@ -152,6 +157,21 @@ export function dcl(z1: Tensor, z2: Tensor, options?: DclOptions): LossOutput {
   const [n1, n2] = [nativeOf(z1, 'z1'), nativeOf(z2, 'z2')]
   return withGrads(z1, ['z1', 'z2'], o.grads, (g, n) => {
     const loss = addon.dcl(n1, n2, o.temperature ?? 5, n.z1, n.z2, 1, false)
+    return { loss, grads: { z1: g.z1, z2: g.z2 } }
+  })
+}
+
+/**
+ * CoSENT over scored pairs (Su 2022; sentence-transformers' CoSENTLoss): z1_i and z2_i are pair i's sentences and
+ * scores[i] its gold similarity; L = log(1 + Σ exp((cos_i − cos_j)/τ)) over every two pairs with scores[i] <
+ * scores[j], so the loss falls as the cosines come into the gold order. Only the order of the scores counts (any
+ * scale: STS-B's 0..5, 0..1, binary labels); ties make no term. scores is a Float32Array of N finite values.
+ */
+export function cosent(z1: Tensor, z2: Tensor, scores: Float32Array, options?: CosentOptions): LossOutput {
+  const o = checkOptions<CosentOptions>('losses.cosent', options, { temperature: 'temperature', grads: 'any' })
+  const [n1, n2] = [nativeOf(z1, 'z1'), nativeOf(z2, 'z2')]
+  return withGrads(z1, ['z1', 'z2'], o.grads, (g, n) => {
+    const loss = addon.cosent(n1, n2, scores, o.temperature ?? 0.05, n.z1, n.z2, 1, false)
     return { loss, grads: { z1: g.z1, z2: g.z2 } }
   })
 }

@@ -94,11 +94,11 @@ export interface Addon {
   /** CUDA step graphs (native/bind_graph.cpp; lib/model/step-graphs.ts is their caller). */
   /** A session; with `peer`, it joins the peer's group (one stream, one divergence flag, shared launches). */
   graphSession(bytes: number[], maxRows: number, peer?: GraphSessionHandle): GraphSessionHandle
-  graphCapture(session: GraphSessionHandle, arrays: (Int32Array | Uint8Array)[], record: () => void): number
+  graphCapture(session: GraphSessionHandle, arrays: (Int32Array | Uint8Array | Float32Array)[], record: () => void): number
   graphLaunch(
     session: GraphSessionHandle,
     index: number,
-    arrays: (Int32Array | Uint8Array)[],
+    arrays: (Int32Array | Uint8Array | Float32Array)[],
     offsetDelta: bigint,
     lr: number,
     step: number,
@@ -192,6 +192,16 @@ export interface Addon {
   dcl(
     z1: NativeTensor,
     z2: NativeTensor,
+    temperature: number,
+    gz1: NativeTensor,
+    gz2: NativeTensor,
+    weight: number,
+    accumulate: boolean,
+  ): number
+  cosent(
+    z1: NativeTensor,
+    z2: NativeTensor,
+    scores: Float32Array,
     temperature: number,
     gz1: NativeTensor,
     gz2: NativeTensor,

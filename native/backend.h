@@ -28,6 +28,7 @@ namespace simcsepp {
   X(SimcseFn, simcse)                                                                  \
   X(OffDropoutFn, offDropout)                                                          \
   X(DclFn, dcl)                                                                        \
+  X(CosentFn, cosent)                                                                  \
   X(DropoutFn, dropout)                                                                \
   X(OffDropoutUnfusedFn, offDropoutUnfused)                                            \
   X(OffDropoutUnfusedFitFn, offDropoutUnfusedFit)                                      \

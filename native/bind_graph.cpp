@@ -3,7 +3,7 @@
 //
 //   graphSession(bytes: number[], maxRows, peer?: session) -> session (an opaque object; freed by
 //       graphSessionFree or GC); with a peer, it joins the peer's group (stream, divergence flag, launches)
-//   graphCapture(session, arrays: (Int32Array | Uint8Array)[], record: () => void) -> graph index
+//   graphCapture(session, arrays: (Int32Array | Uint8Array | Float32Array)[], record: () => void) -> graph index
 //   graphLaunch(session, index, arrays, offsetDelta: bigint, lr, step, readback?: Tensor[], clearSkip?: boolean)
 //       -> ticket (does not wait for the GPU; clearSkip defaults to true)
 //   graphResults(session, ticket) -> { results: { kind: 'loss' | 'sumSquares', value, nonFinite }[],
@@ -66,15 +66,18 @@ std::vector<cuda::HostArray> arg_readback(const Napi::CallbackInfo& info, size_t
 
 std::vector<cuda::HostArray> arg_arrays(const Napi::CallbackInfo& info, size_t index) {
   Napi::Env env = info.Env();
-  if (!info[index].IsArray()) throw_arg(env, "Expected arrays to be an array of Int32Array or Uint8Array");
+  const char* kinds = "an Int32Array, Uint8Array or Float32Array";
+  if (!info[index].IsArray()) throw_arg(env, std::string("Expected arrays to be an array, each ") + kinds);
   const Napi::Array a = info[index].As<Napi::Array>();
   std::vector<cuda::HostArray> out;
   for (uint32_t i = 0; i < a.Length(); ++i) {
     const Napi::Value v = a.Get(i);
-    if (!v.IsTypedArray()) throw_arg(env, "arrays[" + std::to_string(i) + "] must be an Int32Array or Uint8Array");
+    const bool typed = v.IsTypedArray();
+    const napi_typedarray_type type = typed ? v.As<Napi::TypedArray>().TypedArrayType() : napi_int8_array;
+    // Float32Array: cosent's scores (the bound arrays are bytes copied before a replay, whatever they hold).
+    if (type != napi_int32_array && type != napi_uint8_array && type != napi_float32_array)
+      throw_arg(env, "arrays[" + std::to_string(i) + "] must be " + kinds);
     const Napi::TypedArray t = v.As<Napi::TypedArray>();
-    if (t.TypedArrayType() != napi_int32_array && t.TypedArrayType() != napi_uint8_array)
-      throw_arg(env, "arrays[" + std::to_string(i) + "] must be an Int32Array or Uint8Array");
     const auto* base = static_cast<const char*>(t.ArrayBuffer().Data()) + t.ByteOffset();
     out.push_back({base, t.ByteLength()});
   }

@@ -4,6 +4,7 @@
 //   simcse(z1, z2, z3|null, temperature, gz1, gz2, gz3|null, weight, accumulate) -> loss
 //   offDropout(z1, z2, z0, temperature, posScale, gz1, gz2, gz0, weight, accumulate) -> loss
 //   dcl(z1, z2, temperature, gz1, gz2, weight, accumulate) -> loss
+//   cosent(z1, z2, scores: Float32Array, temperature, gz1, gz2, weight, accumulate) -> loss
 //   dropout(x, y, p, seed, offset, keepRows: Uint8Array|null)   (y may be x: in place)
 // Gradient tensors are written (or, with accumulate, added to) in place.
 #include <napi.h>
@@ -123,6 +124,41 @@ Napi::Value Dcl(const Napi::CallbackInfo& info) {
   return guarded(env, [&] { return finish(env, "dcl", dcl(a, g)); });
 }
 
+// The pairs' gold scores: a Float32Array of one finite value per row of z1 (a host array on every backend).
+const float* arg_scores(const Napi::CallbackInfo& info, size_t index, int64_t n) {
+  Napi::Env env = info.Env();
+  if (!info[index].IsTypedArray() || info[index].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw_arg(env, "Expected scores to be a Float32Array but received " + describe(info[index]));
+  auto a = info[index].As<Napi::Float32Array>();
+  if (static_cast<int64_t>(a.ElementLength()) != n)
+    throw_arg(env, "Expected scores to have one entry per row of z1 (" + std::to_string(n) + ") but it has " +
+                       std::to_string(a.ElementLength()));
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(a[static_cast<size_t>(i)]))
+      throw Napi::RangeError::New(env, "scores[" + std::to_string(i) + "] is " + number_text(a[static_cast<size_t>(i)]) +
+                                           ": every pair needs a finite score");
+  return a.Data();
+}
+
+Napi::Value Cosent(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OpTensors ts(info, "cosent");
+  NativeTensor* z1 = ts.matrix(0, "z1");
+  NativeTensor* z2 = ts.matrix(1, "z2");
+  require_same(env, z1, "z1", z2, "z2");
+  const float* scores = arg_scores(info, 2, z1->shape()[0]);
+  const float tau = arg_temperature(info, 3, "temperature");
+  static const char* const names[2] = {"gz1", "gz2"};
+  NativeTensor* gz[2];
+  expect_grads(ts, z1, 4, names, gz, 2, env);
+  LossGradOut g = grads(info, 6);
+  g.gz1 = gz[0]->data();
+  g.gz2 = gz[1]->data();
+  const CosentArgs a{z1->data(), z2->data(), scores, z1->shape()[0], z1->shape()[1], tau};
+  CosentFn* cosent = ts.entry(&Backend::cosent);
+  return guarded(env, [&] { return finish(env, "cosent", cosent(a, g)); });
+}
+
 Napi::Value Dropout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   OpTensors ts(info, "dropout");
@@ -149,6 +185,7 @@ void register_losses(Napi::Env env, Napi::Object exports) {
   exports.Set("simcse", Napi::Function::New<Simcse>(env, "simcse"));
   exports.Set("offDropout", Napi::Function::New<OffDropout>(env, "offDropout"));
   exports.Set("dcl", Napi::Function::New<Dcl>(env, "dcl"));
+  exports.Set("cosent", Napi::Function::New<Cosent>(env, "cosent"));
   exports.Set("dropout", Napi::Function::New<Dropout>(env, "dropout"));
 }
 

@@ -21,8 +21,8 @@
 import { addon, type GraphReadback, type GraphSessionHandle } from '../native.js'
 import { nativeOf, type Tensor } from '../tensor.js'
 
-/** The host arrays a pass's ops read: ids, positions, types, mask, and keepRows when present. */
-export type BoundArrays = (Int32Array | Uint8Array)[]
+/** The host arrays a pass's ops read: ids, positions, types, mask, keepRows when present, a step's cosent scores. */
+export type BoundArrays = (Int32Array | Uint8Array | Float32Array)[]
 
 // 'embed': an inference forward (no backward: its session gets no embedding-gradient buffer).
 type Pass = 'forward' | 'backward' | 'step' | 'embed'

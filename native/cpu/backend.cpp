@@ -12,6 +12,7 @@ const Backend& cpu_backend() {
     b.simcse = cpu::simcse;
     b.offDropout = cpu::offDropout;
     b.dcl = cpu::dcl;
+    b.cosent = cpu::cosent;
     b.dropout = cpu::dropout;
     b.offDropoutUnfused = cpu::offDropoutUnfused;
     b.offDropoutUnfusedFit = cpu::offDropoutUnfusedFit;

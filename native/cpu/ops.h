@@ -9,10 +9,11 @@
 
 namespace simcsepp::cpu {
 
-// Losses and dropout: infonce.cpp, dcl.cpp, dropout.cpp, infonce_unfused.cpp.
+// Losses and dropout: infonce.cpp, dcl.cpp, cosent.cpp, dropout.cpp, infonce_unfused.cpp.
 SimcseFn simcse;
 OffDropoutFn offDropout;
 DclFn dcl;
+CosentFn cosent;
 DropoutFn dropout;
 OffDropoutUnfusedFn offDropoutUnfused;
 OffDropoutUnfusedFitFn offDropoutUnfusedFit;

@@ -62,6 +62,18 @@ struct DclArgs {
   float temperature;  // tauD
 };
 
+// CoSENT over scored pairs (Su 2022; sentence-transformers' CoSENTLoss, whose scale 20 is 1/tau 0.05):
+// s_i = cos(z1_i, z2_i)/tau, L = log(1 + sum_{(i,j): y_i < y_j} exp(s_i - s_j)): every pair of pairs whose gold
+// scores are ordered is a term, penalised when the cosines disagree with that order. Writes gz1, gz2. scores
+// (y, n values) is a host pointer for every backend, as keepRows is (a CUDA step graph binds it).
+struct CosentArgs {
+  const float* z1;
+  const float* z2;  // [n, d] each
+  const float* scores;
+  int64_t n, d;
+  float temperature;
+};
+
 // Selective dropout: x viewed as [rows, cols]; rows with keepRows[r] == 0 pass unchanged; other
 // elements e = r*cols + c are kept iff philox_uniform(seed, offset, e) >= p and scaled by 1/(1-p).
 // keepRows may be null (every row gets dropout); it is a host pointer for every backend.
@@ -90,6 +102,7 @@ constexpr float kMaxLossInput = 1e15f;
 using SimcseFn = LossResult(const SimcseArgs& a, const LossGradOut& g);
 using OffDropoutFn = LossResult(const OffDropoutArgs& a, const LossGradOut& g);
 using DclFn = LossResult(const DclArgs& a, const LossGradOut& g);
+using CosentFn = LossResult(const CosentArgs& a, const LossGradOut& g);
 using DropoutFn = void(const DropoutArgs& a);
 
 // Benchmark baseline: the same off-dropout loss from separate ops with the N x N logits in memory

@@ -200,6 +200,7 @@ export function dropoutOptions(/** @type {number} */ rows) {
  *   offDropout(z1: any, z2: any, z0: any, o?: any): LossResultLike,
  *   dcl(z1: any, z2: any, o?: any): LossResultLike,
  *   simcsePlusPlus(z1: any, z2: any, z0: any, o?: any): LossResultLike,
+ *   cosent(z1: any, z2: any, scores: Float32Array, o?: any): LossResultLike,
  * }} LossesLike
  */
 
@@ -219,7 +220,13 @@ export const LOSS_CASES = [
   { name: 'offDropout', floor: 'cos', temperature: 0.05, run: (l, z) => l.offDropout(z[0], z[1], z[2], { posScale: 0.9 }) },
   { name: 'dcl', floor: 'dcl', temperature: 5, run: (l, z) => l.dcl(z[0], z[1]) },
   { name: 'simcse++', floor: 'cos', temperature: 0.05, run: (l, z) => l.simcsePlusPlus(z[0], z[1], z[2]) },
+  { name: 'cosent', floor: 'cos', temperature: 0.05, run: (l, z) => l.cosent(z[0], z[1], pairScores(z[0].shape[0])) },
 ]
+
+/** Gold scores of n pairs (cosent): STS-B's steps of 0.5 in [0, 5], with ties. */
+export function pairScores(/** @type {number} */ n) {
+  return Float32Array.from({ length: n }, (_, i) => ((i * 7) % 11) / 2)
+}
 
 /**
  * Compares one loss result on the device against the CPU's: the loss, every gradient's device and
