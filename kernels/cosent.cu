@@ -1,8 +1,8 @@
 // CoSENT over scored pairs (native/ops/losses.h; Su 2022, sentence-transformers' CoSENTLoss):
 //   c_i = cos(z1_i, z2_i),  s_i = c_i / tau,  P = {(i, j): y_i < y_j},
 //   L = M + log(exp(-M) + sum_P e_ij),  e_ij = exp(s_i - s_j - M),  M = max(0, max_P (s_i - s_j)),
-//   dL/ds_k = (out_k - in_k) / Z,  out_k = sum_{j: y_k < y_j} e_kj,  in_k = sum_{i: y_i < y_k} e_ik,  Z = exp(-M) + sum_k out_k,
-//   dL/dz1_k = dL/ds_k / tau * (u2_k - c_k u1_k) * rinv1_k,  u = z * rinv  (z2 symmetric).
+//   dL/ds_k = (out_k - in_k) / Z,  out_k = sum_{j: y_k < y_j} e_kj,  in_k = sum_{i: y_i < y_k} e_ik,  Z = exp(-M) +
+//   sum_k out_k, dL/dz1_k = dL/ds_k / tau * (u2_k - c_k u1_k) * rinv1_k,  u = z * rinv  (z2 symmetric).
 // The n^2 pair terms are scalars of n cosines, never stored. Launches (after one cudaMemsetAsync of the header; the
 // scores reach the device as a host argument, a CUDA step graph's bound array):
 //   1. cosent_rows_kernel: a warp per row: dot and squared norms (fp32 lanes, warp sums), rinv, c_i, s_i (double),

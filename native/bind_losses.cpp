@@ -135,7 +135,8 @@ const float* arg_scores(const Napi::CallbackInfo& info, size_t index, int64_t n)
                        std::to_string(a.ElementLength()));
   for (int64_t i = 0; i < n; ++i)
     if (!std::isfinite(a[static_cast<size_t>(i)]))
-      throw Napi::RangeError::New(env, "scores[" + std::to_string(i) + "] is " + number_text(a[static_cast<size_t>(i)]) +
+      throw Napi::RangeError::New(env, "scores[" + std::to_string(i) + "] is " +
+                                           number_text(a[static_cast<size_t>(i)]) +
                                            ": every pair needs a finite score");
   return a.Data();
 }

@@ -76,7 +76,15 @@ t.test('only the order of the scores counts; ties and a single pair make no term
   const [a, b] = [Tensor.from(z1, [n, d]), Tensor.from(z2, [n, d])]
   const base = losses.cosent(a, b, y).loss
   // A monotone map of the scores (0..5 to 0..1, then cubed) keeps every order, so every term.
-  t.equal(losses.cosent(a, b, y.map((v) => (v / 5) ** 3)).loss, base, 'the same bits for any monotone rescaling')
+  t.equal(
+    losses.cosent(
+      a,
+      b,
+      y.map((v) => (v / 5) ** 3),
+    ).loss,
+    base,
+    'the same bits for any monotone rescaling',
+  )
   const tied = losses.cosent(a, b, new Float32Array(n).fill(2.5))
   t.equal(tied.loss, 0, 'all tied: log(1) = 0')
   t.ok(tied.grads.z1.toFloat32Array().every((v) => v === 0) && tied.grads.z2.toFloat32Array().every((v) => v === 0), 'no gradient')
