@@ -26,6 +26,7 @@ const files = [
   'test/matryoshka.test.ts',
   'test/n-tuples.test.ts',
   'test/symmetric.test.ts',
+  'test/cosent-training.test.ts',
   'test/long-sequences.test.ts',
   'test/precision.test.ts',
   'test/bench-step.test.ts',

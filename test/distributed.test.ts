@@ -10,7 +10,7 @@ import { readSafetensors } from '../lib/safetensors.js'
 import { assignGpu, detectLaunch, disableUcxMemoryHooks, localRank, rankSlice, shareCpuThreads } from '../lib/distributed/launch.js'
 import { compareWeights } from './helpers/compare-weights.js'
 import { cli, microModel, needsCli, runCli, tempDir, writeSentences } from './helpers/train-corpus.js'
-import { OBJECTIVES } from '../lib/train/objective.js'
+import { TEXT_OBJECTIVES } from '../lib/train/objective.js'
 import { mpiEnv, mpirun, mpirunArgs, needsMpirun, openMpi } from './helpers/mpirun.js'
 
 const dir = tempDir('simcsepp-dist-')
@@ -141,7 +141,7 @@ t.test('mpirun -np 2 and -np 3 end with the weights of one process (simcse, simc
 })
 
 t.test(
-  'one step on 2 and 3 ranks: the gradients of one process (every objective, n-tuples)',
+  'one step on 2 and 3 ranks: the gradients of one process (every objective, n-tuples, scored pairs)',
   { ...needsCli, ...needsMpirun },
   async (t) => {
     const model = await microModel(dir, 'micro')
@@ -158,9 +158,19 @@ t.test(
         .map((_, i) => JSON.stringify(Object.fromEntries(keys.map((k, c) => [k, lines[i + 30 * c]]))))
         .join('\n'),
     )
+    // Scored pairs (cosent): every rank computes the loss over the whole batch's scores.
+    const scored = join(dir, 'scored.jsonl')
+    writeFileSync(
+      scored,
+      lines
+        .slice(0, 30)
+        .map((a, i) => JSON.stringify({ anchor: a, positive: lines[i + 30], score: i % 6 }))
+        .join('\n'),
+    )
     const cases = [
-      ...OBJECTIVES.map((objective) => ({ objective, file: data, name: objective })),
+      ...TEXT_OBJECTIVES.map((objective) => ({ objective, file: data, name: objective })),
       { objective: 'simcse', file: tuples, name: 'n-tuples' },
+      { objective: 'cosent', file: scored, name: 'cosent' },
     ]
     for (const { objective, file: dataFile, name } of cases) {
       const args = (file: string) => [model, dataFile, objective, '24', file]

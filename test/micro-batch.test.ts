@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { train } from '../lib/train/train.js'
 import { compareWeights as compare } from './helpers/compare-weights.js'
 import type { StepInfo } from '../lib/train/events.js'
-import { OBJECTIVES } from '../lib/train/objective.js'
+import { TEXT_OBJECTIVES } from '../lib/train/objective.js'
 import type { Tensor } from '../lib/tensor.js'
 import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
 
@@ -19,7 +19,7 @@ t.test('3 steps in micro-batches end with the unchunked weights (every objective
   // The recipe's learning rate: AdamW normalises every update, so an element whose gradient is ~0 moves by
   // up to lr either way from float noise alone; at 3e-5 that stays far below the 1e-5 bound.
   const lr = 3e-5
-  for (const objective of OBJECTIVES) {
+  for (const objective of TEXT_OBJECTIVES) {
     const run = { model, data, objective, steps: 3, batchSize: 12, maxLen: 9, evalEvery: 0, saveEvery: 0, seed: 6, lr }
     const whole = join(dir, `${objective}-whole`)
     await train({ ...run, out: whole })
@@ -50,7 +50,7 @@ t.test('one step of 256 sentences: the gradients of M = 1, 7, 32, 256 equal the 
   const modelDir = await microModel(dir, 'micro-grads')
   const tokenizer = await Tokenizer.load(modelDir)
   const batch = sentences(256, 3, 12)
-  const gradients = async (objective: (typeof OBJECTIVES)[number], microBatch: number) => {
+  const gradients = async (objective: (typeof TEXT_OBJECTIVES)[number], microBatch: number) => {
     const model = await BertModel.load(modelDir, { mlp: true })
     const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: 3e-5 })
     const o = resolveTrainOptions({ data: 'x', out: 'y', objective, batchSize: 256, maxLen: 10, seed: 5, microBatch, gradClip: 1e6 })
@@ -63,7 +63,7 @@ t.test('one step of 256 sentences: the gradients of M = 1, 7, 32, 256 equal the 
     model.dispose()
     return { g, passes: info.microBatches }
   }
-  for (const objective of OBJECTIVES) {
+  for (const objective of TEXT_OBJECTIVES) {
     const whole = await gradients(objective, 0)
     let scale = 0
     for (const x of whole.g) scale = Math.max(scale, Math.abs(x))

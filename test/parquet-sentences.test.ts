@@ -72,8 +72,8 @@ t.test('which column: given, the only one, one named text/sentence/...; supervis
 t.test('refusals name the file, the column and the way out', async (t) => {
   const out = join(dir, 'refused')
   await t.rejects(
-    train({ ...RUN, data: fixture('stsb.parquet'), out }),
-    /stsb\.parquet: neither supervised examples .* nor one column of sentences: pass --column NAME to train on one \(its columns: sentence1, sentence2, score\)/,
+    train({ ...RUN, data: fixture('titles.parquet'), out }),
+    /titles\.parquet: neither supervised examples .* nor one column of sentences: pass --column NAME to train on one \(its columns: title, body\)/,
   )
   await t.rejects(
     train({ ...RUN, data: fixture('stsb.parquet'), column: 'text', out }),

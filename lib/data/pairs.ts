@@ -3,7 +3,8 @@
 // SimCSE's CSV files (header sent0,sent1[,hard_neg]), the same as TSV, or JSONL objects with
 // anchor/positive/negative (sentence-transformers; query for the anchor, negative_1 .. negative_k for
 // several negatives) or sent0/sent1/hard_neg keys, or Parquet (Hugging Face datasets' files) with columns of
-// those names. Supervised sets are small next to unsupervised corpora (SimCSE's NLI triplets: 275k rows,
+// those names. Scored pairs (sentence1, sentence2, score: sentence-transformers/stsb) carry a gold score per pair,
+// read when asked (CoSENT trains on them). Supervised sets are small next to unsupervised corpora (SimCSE's NLI triplets: 275k rows,
 // 40 MB), so the file is read and checked whole, and its examples are kept in memory.
 import { createHash } from 'node:crypto'
 import { open, readFile, stat } from 'node:fs/promises'
@@ -16,9 +17,11 @@ import { PARQUET_MAGIC, parquetColumns, valueKind } from './parquet.js'
 export type DataFormat = 'text' | 'csv' | 'tsv' | 'jsonl' | 'parquet'
 export const DATA_FORMATS: DataFormat[] = ['text', 'csv', 'tsv', 'jsonl', 'parquet']
 
-/** The accepted names of each column: SimCSE's, then sentence-transformers'. */
-const ANCHOR = ['sent0', 'anchor', 'query']
-const POSITIVE = ['sent1', 'positive']
+/** The accepted names of each column: SimCSE's, then sentence-transformers' (stsb's sentence1, sentence2, score). */
+const ANCHOR = ['sent0', 'anchor', 'query', 'sentence1']
+const POSITIVE = ['sent1', 'positive', 'sentence2']
+/** A pair's gold score (scored pairs: STS data, or 0/1 labels). */
+const SCORE = ['score', 'label']
 const NEGATIVE = ['hard_neg', 'negative']
 /** Several hard negatives per example: negative_1 .. negative_k (or hard_neg_1 ..), numbered from 1. */
 const NUMBERED = /^(?:hard_neg|negative)_([1-9][0-9]*)$/
@@ -89,13 +92,26 @@ function negativesProblem(names: string[]): string | null {
   return null
 }
 
-/** A supervised training file: `columns[c][i]` is column c (anchor, positive, negative) of example i. */
+/** What PairFile.open reads besides the sentences. */
+export interface PairFileOptions {
+  /** Each pair's gold score, from its score (or label) column: pairs only, a finite number each. Default false. */
+  scores?: boolean
+}
+
+/**
+ * A supervised training file: `columns[c][i]` is column c (anchor, positive, negative) of example i, and `scores[i]`
+ * its gold score when they were read.
+ */
 export class PairFile {
   private constructor(
     readonly path: string,
     readonly format: DataFormat,
     private readonly columns: string[][],
     readonly fingerprint: DataFingerprint,
+    /** The pairs' gold scores (PairFileOptions.scores), else null. */
+    readonly scores: Float32Array | null,
+    /** The name of the file's score column, read or not (a run that does not use it says so). */
+    readonly scoreColumn: string | null,
   ) {}
 
   /** Number of examples (pairs or triplets). */
@@ -110,14 +126,16 @@ export class PairFile {
 
   /** What the log says about the data. */
   describe(): string {
-    return `${this.path}: ${this.count} ${exampleKind(this.width)}, read as ${this.format}`
+    const what = this.scores ? `scored pairs (anchor, positive, ${this.scoreColumn})` : exampleKind(this.width)
+    return `${this.path}: ${this.count} ${what}, read as ${this.format}`
   }
 
   /**
    * Reads and checks the whole file: strict UTF-8, a header naming the columns (CSV/TSV) or the same
    * keys on every line (JSONL), no empty sentence. Errors name the file and the line.
    */
-  static async open(path: string, format: Exclude<DataFormat, 'text'>): Promise<PairFile> {
+  static async open(path: string, format: Exclude<DataFormat, 'text'>, options: PairFileOptions = {}): Promise<PairFile> {
+    const scored = options.scores === true
     let buf: Buffer
     try {
       if ((await stat(path)).isDirectory()) throw new Error(`${path}: is a directory, expected a ${format} file`)
@@ -127,7 +145,7 @@ export class PairFile {
       throw code === 'ENOENT' ? new Error(`${path}: no such file`) : e
     }
     let rows: Rows
-    if (format === 'parquet') rows = await parquetRows(buf, path)
+    if (format === 'parquet') rows = await parquetRows(buf, path, scored)
     else {
       let text: string
       try {
@@ -136,16 +154,19 @@ export class PairFile {
         throw new Error(`${path}: invalid UTF-8 (byte offset ${firstInvalidUtf8(buf)})`)
       }
       text = text.replace(/^\ufeff/, '')
-      rows = format === 'jsonl' ? jsonlRows(text, path) : delimitedRows(text, format === 'csv' ? ',' : '\t', path)
+      rows = format === 'jsonl' ? jsonlRows(text, path, scored) : delimitedRows(text, format === 'csv' ? ',' : '\t', path, scored)
     }
     if (rows.examples.length === 0) throw new Error(`${path}: no examples${format === 'parquet' ? '' : ' after the header'}`)
     const width = rows.examples[0].fields.length
+    if (scored && width !== 2)
+      throw new Error(`${path}: scored data must be pairs (sentence1, sentence2, score); this file has ${exampleKind(width)}`)
     const columns = Array.from({ length: width }, (_, c) => rows.examples.map((r) => r.fields[c]))
     const bad = rows.examples.find((r) => r.fields.some((s) => s.trim() === ''))
     if (bad)
       throw new Error(`${path}: ${format === 'parquet' ? 'row' : 'line'} ${bad.line}: an empty sentence (every example needs ${rows.what})`)
     const fingerprint = { bytes: buf.length, lines: rows.examples.length, sha256: createHash('sha256').update(buf).digest('hex') }
-    return new PairFile(path, format, columns, fingerprint)
+    const scores = scored ? Float32Array.from(rows.examples, (r) => r.score!) : null
+    return new PairFile(path, format, columns, fingerprint, scores, rows.scoreColumn)
   }
 
   epochOrder(epoch: number, seed: number): Uint32Array {
@@ -155,6 +176,12 @@ export class PairFile {
   /** The examples' columns (anchors, positives[, negatives]) at these indices, each in the order asked. */
   async readColumns(indices: ArrayLike<number>): Promise<string[][]> {
     return this.columns.map((col) => Array.from(indices, (i) => col[i]))
+  }
+
+  /** The gold scores of the examples at these indices (scored pairs), in the order asked; undefined without scores. */
+  scoresOf(indices: ArrayLike<number>): Float32Array | undefined {
+    const scores = this.scores
+    return scores ? Float32Array.from(indices, (i) => scores[i]) : undefined
   }
 
   /** Example i's sentences, every column. */
@@ -178,33 +205,57 @@ export function exampleKind(columns: number): string {
 }
 
 interface Rows {
-  /** Each example's fields, and the line it starts on (Parquet: its row, from 1). */
-  examples: { fields: string[]; line: number }[]
+  /** Each example's fields, the line it starts on (Parquet: its row, from 1), and its score when asked. */
+  examples: { fields: string[]; line: number; score?: number }[]
   /** The columns, for messages. */
   what: string
+  /** The score column's name when the file has one, read or not. */
+  scoreColumn: string | null
+}
+
+/** The score column among `names` (null without one), refused when scores are wanted and there is none. */
+function scoreColumnOf(names: string[], wanted: boolean, where: string): string | null {
+  const name = names.find((n) => SCORE.includes(n)) ?? null
+  if (wanted && name === null)
+    throw new Error(
+      `${where}: scored pairs need a score column (${SCORE.join(' or ')}) beside the two sentences (found ${names.join(', ')})`,
+    )
+  return name
+}
+
+/** A score read from text (CSV/TSV) or a value (JSONL, Parquet): a finite number, else an error naming where. */
+function scoreValue(v: unknown, where: string, column: string): number {
+  const x = typeof v === 'string' && v.trim() !== '' ? Number(v) : typeof v === 'bigint' ? Number(v) : v
+  if (typeof x !== 'number' || !Number.isFinite(x))
+    throw new Error(
+      `${where}: the ${column} ${typeof v === 'string' ? JSON.stringify(v) : `holds ${valueKind(v)}, which`} is not a finite number`,
+    )
+  return x
 }
 
 /** A Parquet file's examples: the columns named as a header would be (strings in every row). */
-async function parquetRows(buf: Buffer, path: string): Promise<Rows> {
+async function parquetRows(buf: Buffer, path: string, scored: boolean): Promise<Rows> {
   const table = await parquetColumns(path, buf)
   const at = columnsOf(table.names)
   if (!at) throw new Error(`${path}: the Parquet columns must be named ${NAMES} (found ${table.names.join(', ') || 'none'})`)
   const problem = negativesProblem(table.names)
   if (problem) throw new Error(`${path}: ${problem}`)
+  const scoreColumn = scoreColumnOf(table.names, scored, path)
   const wanted = at.map((i) => table.names[i])
-  const values = await table.read(wanted)
+  const values = await table.read(scored ? [...wanted, scoreColumn!] : wanted)
   const examples = Array.from({ length: table.rows }, (_, r) => {
-    const fields = values.map((col, c) => {
-      const v = col[r]
-      if (typeof v !== 'string') throw new Error(`${path}: row ${r + 1}: column ${wanted[c]} holds ${valueKind(v)}, not text`)
+    const fields = wanted.map((name, c) => {
+      const v = values[c][r]
+      if (typeof v !== 'string') throw new Error(`${path}: row ${r + 1}: column ${name} holds ${valueKind(v)}, not text`)
       return v
     })
-    return { fields, line: r + 1 }
+    if (!scored) return { fields, line: r + 1 }
+    return { fields, line: r + 1, score: scoreValue(values[wanted.length][r], `${path}: row ${r + 1}`, scoreColumn!) }
   })
-  return { examples, what: wanted.join(', ') }
+  return { examples, what: wanted.join(', '), scoreColumn }
 }
 
-function delimitedRows(text: string, delimiter: ',' | '\t', path: string): Rows {
+function delimitedRows(text: string, delimiter: ',' | '\t', path: string, scored: boolean): Rows {
   const [header, ...records] = parseDelimited(text, delimiter, path)
   const names = header?.fields.map((s) => s.trim()) ?? []
   const at = columnsOf(names)
@@ -212,19 +263,25 @@ function delimitedRows(text: string, delimiter: ',' | '\t', path: string): Rows 
   const problem = negativesProblem(names)
   if (problem) throw new Error(`${path}: line 1: ${problem}`)
   const what = at.map((i) => names[i]).join(', ')
+  const scoreColumn = scoreColumnOf(names, scored, `${path}: line 1`)
+  const si = scoreColumn === null ? -1 : names.indexOf(scoreColumn)
   const examples = records.map((r) => {
     if (r.fields.length !== names.length)
       throw new Error(
         `${path}: line ${r.line}: ${r.fields.length} fields, the header has ${names.length} (quote fields holding "${delimiter}")`,
       )
-    return { fields: at.map((i) => r.fields[i]), line: r.line }
+    const fields = at.map((i) => r.fields[i])
+    return scored
+      ? { fields, line: r.line, score: scoreValue(r.fields[si], `${path}: line ${r.line}`, scoreColumn!) }
+      : { fields, line: r.line }
   })
-  return { examples, what }
+  return { examples, what, scoreColumn }
 }
 
-function jsonlRows(text: string, path: string): Rows {
+function jsonlRows(text: string, path: string, scored: boolean): Rows {
   const examples: Rows['examples'] = []
   let keys: string[] | null = null
+  let scoreColumn: string | null = null
   text.split('\n').forEach((raw, k) => {
     const line = raw.replace(/\r$/, '')
     if (line.trim() === '') return
@@ -246,7 +303,12 @@ function jsonlRows(text: string, path: string): Rows {
       throw new Error(`${path}: line ${k + 1}: keys ${names.join(', ')}, but the first example has ${keys.join(', ')}`)
     const fields = names.map((n) => o[n])
     if (!fields.every((f) => typeof f === 'string')) throw new Error(`${path}: line ${k + 1}: ${names.join(', ')} must be strings`)
-    examples.push({ fields: fields as string[], line: k + 1 })
+    if (examples.length === 0) scoreColumn = scoreColumnOf(Object.keys(o), scored, `${path}: line ${k + 1}`)
+    if (!scored) examples.push({ fields: fields as string[], line: k + 1 })
+    else {
+      if (!(scoreColumn! in o)) throw new Error(`${path}: line ${k + 1}: no ${scoreColumn} (the first example has one)`)
+      examples.push({ fields: fields as string[], line: k + 1, score: scoreValue(o[scoreColumn!], `${path}: line ${k + 1}`, scoreColumn!) })
+    }
   })
-  return { examples, what: (keys as string[] | null)?.join(', ') ?? '' }
+  return { examples, what: (keys as string[] | null)?.join(', ') ?? '', scoreColumn }
 }

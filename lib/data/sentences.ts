@@ -275,6 +275,8 @@ export interface SentenceSource {
   readColumns?(indices: ArrayLike<number>, epoch: number): Promise<string[][]>
   /** Example i's sentences, every column (what batches without repeats compare); sources held in memory. */
   textsOf?(i: number): readonly string[]
+  /** Scored pairs: the examples' gold scores, in the order asked (undefined when the source has none). */
+  scoresOf?(indices: ArrayLike<number>): Float32Array | undefined
 }
 
 export interface Batch {
@@ -282,6 +284,8 @@ export interface Batch {
   sentences: string[]
   /** Supervised data: anchors, positives[, hard negatives], each in the order of `sentences`. */
   columns?: string[][]
+  /** Scored pairs: each example's gold score, in the order of `sentences`. */
+  scores?: Float32Array
   /** Line indices (among non-blank lines) of the sentences. */
   indices: Uint32Array
   /** Where this batch started. */
@@ -362,7 +366,9 @@ export class BatchStream implements AsyncIterable<Batch> {
     this.ahead = this.prefetch ? this.startRead(this.plan(this.pos)) : null
     const columns = await cur.lines
     const batch = { sentences: columns[0], indices: cur.plan.indices, epoch: cur.plan.epoch, index: cur.plan.index }
-    return this.source.readColumns ? { ...batch, columns } : batch
+    if (!this.source.readColumns) return batch
+    const scores = this.source.scoresOf?.(cur.plan.indices)
+    return scores ? { ...batch, columns, scores } : { ...batch, columns }
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<Batch> {

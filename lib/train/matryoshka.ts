@@ -39,22 +39,22 @@ export class StepObjective {
   }
 
   /** The loss of z ([V·n, H]) with dL/dz written into `grad` (same shape). */
-  loss(z: Tensor, grad: Tensor, n: number): StepLoss {
+  loss(z: Tensor, grad: Tensor, n: number, scores?: Float32Array): StepLoss {
     const plan = this.plan
-    if (!plan) return objectiveLoss(this.s, z, grad, n)
+    if (!plan) return objectiveLoss(this.s, z, grad, n, scores)
     const [rows, H] = z.shape
     // Without the whole vectors among the sizes, their last columns get no gradient: dL/dz starts at zero.
     if (plan[0].dim < H) grad.fill(0)
     const results = plan.map(({ dim, weight }) => {
       if (dim === H) {
-        const r = objectiveLoss(this.s, z, grad, n)
+        const r = objectiveLoss(this.s, z, grad, n, scores)
         if (weight !== 1) ops.scaleInplace(grad, weight)
         return r
       }
       const zd = this.zNarrow!.view(0, [rows, dim])
       const gd = this.gNarrow!.view(0, [rows, dim])
       ops.leadingColumns(zd, z)
-      const r = objectiveLoss(this.s, zd, gd, n)
+      const r = objectiveLoss(this.s, zd, gd, n, scores)
       ops.addLeadingColumns(grad, gd, weight)
       return r
     })

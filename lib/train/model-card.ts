@@ -58,16 +58,23 @@ const ONLY_FOR: Record<string, string[]> = {
   posScale: ['simcse++', 'off-dropout'],
   dclWeight: ['simcse++'],
   dclTemperature: ['simcse++', 'dcl'],
-  temperature: ['simcse++', 'off-dropout', 'simcse'],
+  temperature: ['simcse++', 'off-dropout', 'simcse', 'cosent'],
 }
 
 export function modelCard({ args, steps, evals, best, data, architecture = 'BERT' }: ModelCardInput): string {
   const objective = String(args.objective)
   const supervised = data.columns !== undefined
-  const what = supervised ? `${data.lines} ${exampleKind(data.columns!)}` : `${data.lines} sentences`
-  const objectiveText = supervised
-    ? `supervised SimCSE: InfoNCE of each anchor against its positive, with the batch's other positives${data.columns! > 2 ? ' and every hard negative of the batch' : ''} as negatives`
-    : (OBJECTIVES[objective] ?? objective)
+  const cosent = objective === 'cosent'
+  const what = cosent
+    ? `${data.lines} scored pairs`
+    : supervised
+      ? `${data.lines} ${exampleKind(data.columns!)}`
+      : `${data.lines} sentences`
+  const objectiveText = cosent
+    ? 'CoSENT over scored pairs: the cosines of the pairs ranked in the order of their gold scores'
+    : supervised
+      ? `supervised SimCSE: InfoNCE of each anchor against its positive, with the batch's other positives${data.columns! > 2 ? ' and every hard negative of the batch' : ''} as negatives`
+      : (OBJECTIVES[objective] ?? objective)
   const base = args.model
     ? `\`${basename(String(args.model))}\` (${String(args.model)})`
     : `random initialisation (\`${JSON.stringify(args.config ?? 'mini')}\` size)`
@@ -89,7 +96,7 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
     '  - sentence-transformers',
     '  - feature-extraction',
     '  - sentence-similarity',
-    `  - ${supervised ? 'simcse' : objective}`,
+    `  - ${supervised && !cosent ? 'simcse' : objective}`,
     ...(dims ? ['  - matryoshka'] : []),
     '---',
     '',

@@ -4,8 +4,10 @@
 import * as losses from '../losses.js'
 import type { Tensor } from '../tensor.js'
 
-export type Objective = 'simcse' | 'off-dropout' | 'dcl' | 'simcse++'
-export const OBJECTIVES: Objective[] = ['simcse', 'off-dropout', 'dcl', 'simcse++']
+export type Objective = 'simcse' | 'off-dropout' | 'dcl' | 'simcse++' | 'cosent'
+export const OBJECTIVES: Objective[] = ['simcse', 'off-dropout', 'dcl', 'simcse++', 'cosent']
+/** The objectives that train on plain sentences (all but cosent, which needs scored pairs). */
+export const TEXT_OBJECTIVES: Objective[] = OBJECTIVES.filter((o) => o !== 'cosent')
 
 export interface LossSettings {
   objective: Objective
@@ -39,14 +41,19 @@ export function keepRowsFor(objective: Objective, n: number, columns?: number): 
 
 /**
  * The objective of a run on data of this format: supervised pairs/triplets train with SimCSE's loss
- * (in-batch and hard negatives); the other objectives contrast two dropout views of one sentence, which
- * pair data does not have, so they are refused. Plain text keeps the given one (default SimCSE++).
+ * (in-batch and hard negatives), or with CoSENT when asked (scored pairs); the other objectives contrast two
+ * dropout views of one sentence, which pair data does not have, so they are refused. Plain text keeps the
+ * given one (default SimCSE++), CoSENT excepted: it needs scores.
  */
 export function objectiveForData(given: Objective | undefined, format: string): Objective | undefined {
-  if (format === 'text') return given
-  if (given !== undefined && given !== 'simcse')
+  if (format === 'text') {
+    if (given === 'cosent')
+      throw new TypeError('train: objective cosent trains on scored pairs (sentence1, sentence2, score); the data holds sentences')
+    return given
+  }
+  if (given !== undefined && given !== 'simcse' && given !== 'cosent')
     throw new TypeError(`train: objective ${given} needs one sentence per line; ${format} pairs/triplets train with objective simcse`)
-  return 'simcse'
+  return given ?? 'simcse'
 }
 
 /**
@@ -62,6 +69,8 @@ export function lossFromResults(s: LossSettings, values: number[]): { loss: numb
       return { loss: first, parts: { simcse: first } }
     case 'dcl':
       return { loss: first, parts: { dcl: first } }
+    case 'cosent':
+      return { loss: first, parts: { cosent: first } }
     case 'off-dropout':
       return { loss: first, parts: { offDropout: first } }
     case 'simcse++':
@@ -73,9 +82,16 @@ export function lossFromResults(s: LossSettings, values: number[]): { loss: numb
 
 /**
  * Computes the loss of `z` ([V·N, H]) through the public losses API and writes dL/dz into `grad`
- * (same shape). Returns the total and its parts (unweighted), for logging.
+ * (same shape). Returns the total and its parts (unweighted), for logging. `scores`: the batch's gold scores
+ * (cosent; a CUDA step graph binds this array).
  */
-export function objectiveLoss(s: LossSettings, z: Tensor, grad: Tensor, n: number): { loss: number; parts: Record<string, number> } {
+export function objectiveLoss(
+  s: LossSettings,
+  z: Tensor,
+  grad: Tensor,
+  n: number,
+  scores?: Float32Array,
+): { loss: number; parts: Record<string, number> } {
   const h = z.shape[1]
   const view = (t: Tensor, k: number) => t.view(k * n * h, [n, h])
   const [z1, z2] = [view(z, 0), view(z, 1)]
@@ -100,6 +116,11 @@ export function objectiveLoss(s: LossSettings, z: Tensor, grad: Tensor, n: numbe
     case 'dcl': {
       const { loss } = losses.dcl(z1, z2, { temperature: s.dclTemperature, grads })
       return { loss, parts: { dcl: loss } }
+    }
+    case 'cosent': {
+      if (!scores) throw new Error('objective cosent: a batch without scores')
+      const { loss } = losses.cosent(z1, z2, scores, { temperature: s.temperature, grads })
+      return { loss, parts: { cosent: loss } }
     }
     case 'off-dropout': {
       const { loss } = losses.offDropout(z1, z2, view(z, 2), {

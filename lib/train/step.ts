@@ -149,7 +149,7 @@ export class TrainingStep {
     const V = this.views,
       H = model.config.hiddenSize
     const launched = performance.now()
-    const { sentences, epoch, columns } = await stream.next()
+    const { sentences, epoch, columns, scores } = await stream.next()
     const bytesBefore = this.comm && this.comm.size > 1 ? this.comm.bytes : 0
     this.comm?.takeSeconds()
     const n = sentences.length
@@ -172,6 +172,8 @@ export class TrainingStep {
         shape: [layout.rows, T],
       },
       keepRows: layout.gather(keepRows, 1),
+      // Scored pairs: the whole batch's gold scores (every rank computes the whole batch's loss).
+      scores,
     }
     const chunks = layout.passes
     const runs = layout.runs.bind(layout)
@@ -288,7 +290,7 @@ export class TrainingStep {
     if (metrics.bad !== undefined) throw fail(`the sentence vectors hold ${metrics.bad}`)
     let result: StepLoss
     try {
-      result = this.objective.loss(z, g, n)
+      result = this.objective.loss(z, g, n, scores)
     } catch (e) {
       if (e instanceof RangeError && /contains NaN or Inf values/.test(e.message)) throw fail(NON_FINITE_VECTORS)
       throw e
@@ -303,7 +305,7 @@ export class TrainingStep {
     if (nextGraphs) {
       // This shape's next step is captured (the arena may have grown: warm() notes its generation).
       nextGraphs.warm(graphKey, model.activationGeneration, 'step')
-      nextGraphs.markWarm(graphKey, 'step', graphArrays(own.batch, own.keepRows, model))
+      nextGraphs.markWarm(graphKey, 'step', graphArrays(own.batch, own.keepRows, model, scores))
       if (comm) this.graphBytes.set(graphKey, comm.bytes - bytesBefore)
     }
     fixed.activationBytes = model.activationBytes
@@ -327,7 +329,7 @@ export class TrainingStep {
   private graphStep(
     graphs: StepGraphs,
     key: string,
-    own: { batch: Stacked; keepRows: Uint8Array },
+    own: { batch: Stacked; keepRows: Uint8Array; scores?: Float32Array },
     n: number,
     step: number,
     lr: number,
@@ -337,10 +339,10 @@ export class TrainingStep {
     backwardAll: (input: StepInput, g: Tensor) => void,
   ): LaunchedStep {
     const { model, o } = this
-    const { batch, keepRows } = own
+    const { batch, keepRows, scores } = own
     const H = model.config.hiddenSize
     const s = Math.min(n, METRIC_SENTENCES)
-    const arrays = graphArrays(batch, keepRows, model)
+    const arrays = graphArrays(batch, keepRows, model, scores)
     const input = { ...batch, positionIds: arrays[1] as Int32Array }
     const g = this.grad.view(0, [this.views * n, H])
     const stepBefore = this.opt.step
@@ -350,7 +352,8 @@ export class TrainingStep {
       const z = forwardAll(input)
       this.graphZ.set(key, z)
       this.launchGram(z, n)
-      this.objective.loss(z, g, n) // its results come from the graph (fromResults)
+      // Its results come from the graph (fromResults); the scores are a bound array, copied before each replay.
+      this.objective.loss(z, g, n, scores)
       model.zeroGrad()
       backwardAll(input, g)
       ops.clipGradScale(model.grads, o.gradClip, this.clipScale)
@@ -503,9 +506,10 @@ interface StepNumbers extends StepLoss {
 
 type Stacked = ReturnType<typeof stack>
 
-/** The host arrays a step graph binds: ids, positions, types, mask, keepRows (BertModel's order). */
-function graphArrays(batch: Stacked, keepRows: Uint8Array, model: BertModel): BoundArrays {
-  return [batch.inputIds, model.positionIdsFor(batch), batch.tokenTypeIds, batch.attentionMask, keepRows]
+/** The host arrays a step graph binds: ids, positions, types, mask, keepRows (BertModel's order), cosent's scores. */
+function graphArrays(batch: Stacked, keepRows: Uint8Array, model: BertModel, scores?: Float32Array): BoundArrays {
+  const arrays: BoundArrays = [batch.inputIds, model.positionIdsFor(batch), batch.tokenTypeIds, batch.attentionMask, keepRows]
+  return scores ? [...arrays, scores] : arrays
 }
 
 /** A step's encoder input: a stacked batch, with the position ids a CUDA graph binds (else computed). */

@@ -72,9 +72,22 @@ export async function openTrainingData(o: ResolvedTrainOptions, say: (s: string)
     return file
   }
   let file: PairFile | GroupFile
+  if (o.objective === 'cosent') {
+    if (grouped) throw new TypeError(`train: objective cosent trains on scored pairs (sentence1, sentence2, score); ${o.data} holds groups`)
+    if (o.negativesPerExample !== undefined)
+      throw new TypeError('train: negativesPerExample applies to hard negatives, not to scored pairs')
+    const pairs = await PairFile.open(o.data, o.format, { scores: true })
+    say(`data: ${pairs.describe()}: CoSENT over the order of the scores`)
+    return pairs
+  }
   if (grouped) file = await GroupFile.open(o.data, o.negativesPerExample ?? DEFAULT_GROUP_NEGATIVES, o.seed)
   else {
     const tuples = await PairFile.open(o.data, o.format)
+    if (tuples.scoreColumn !== null && tuples.width === 2)
+      say(
+        `data: ${o.data}: its ${tuples.scoreColumn} column is not used: objective simcse takes every pair as a positive ` +
+          `(--objective cosent trains on the scores)`,
+      )
     // Fewer negatives than an n-tuple file holds: drawn from them every epoch.
     file = o.negativesPerExample !== undefined ? GroupFile.fromTuples(tuples, o.negativesPerExample, o.seed) : tuples
   }
@@ -100,5 +113,7 @@ export function batchSamplerFor(given: BatchSampler | undefined, file: TrainingD
       )
     return 'random'
   }
+  // Scored pairs have no in-batch negatives for a repeat to spoil: plain shuffled batches, as sentence-transformers.
+  if (file instanceof PairFile && file.scores) return given ?? 'random'
   return given ?? (resumedWithout ? 'random' : 'no-duplicates')
 }

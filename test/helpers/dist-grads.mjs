@@ -4,7 +4,7 @@
 // amplified by AdamW. Plain node over the built dist/ (mpirun starts it without the TypeScript loader).
 // Usage: node dist-grads.mjs MODEL_DIR DATA_FILE OBJECTIVE N OUT_FILE
 // DATA_FILE: sentences, one per line; or a .jsonl of supervised examples (each object's values in key order:
-// anchor, positive, then negatives), one view per column.
+// anchor, positive, then negatives), one view per column, a numeric `score` being the pair's gold score (cosent).
 import { readFileSync, writeFileSync } from 'node:fs'
 
 const [modelDir, dataFile, objective, n, outFile] = process.argv.slice(2)
@@ -27,10 +27,12 @@ const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: 3e
 // gradClip 1e6: the gradients as computed, never scaled.
 const o = resolveTrainOptions({ data: dataFile, out: 'unused', objective, batchSize: batch, maxLen: 10, seed: 5, gradClip: 1e6 })
 const lines = readFileSync(dataFile, 'utf8').split('\n').filter(Boolean).slice(0, batch)
-const examples = dataFile.endsWith('.jsonl') ? lines.map((l) => Object.values(JSON.parse(l))) : null
+const objects = dataFile.endsWith('.jsonl') ? lines.map((l) => JSON.parse(l)) : null
+const scores = objects && typeof objects[0].score === 'number' ? Float32Array.from(objects, (e) => e.score) : undefined
+const examples = objects?.map((e) => Object.entries(e).flatMap(([k, v]) => (k === 'score' ? [] : [v]))) ?? null
 const columns = examples ? examples[0].map((_, c) => examples.map((e) => e[c])) : undefined
 const shape = { batch, maxLen: 10, totalSteps: 1, microBatch: 0, columns: columns?.length }
 const step = new TrainingStep(model, opt, tokenizer, o, shape, 'cpu', comm)
 const sentences = columns ? columns[0] : lines
-await step.run(0, { next: async () => ({ sentences, columns, epoch: 0 }) }, () => 0, null)
+await step.run(0, { next: async () => ({ sentences, columns, epoch: 0, scores }) }, () => 0, null)
 if (!comm || comm.rank === 0) writeFileSync(outFile, model.grads.toFloat32Array())

@@ -10,9 +10,16 @@ import { microModel } from './train-corpus.js'
 /**
  * Step 0 (seed 5, maxLen 10, τ 0.07, no clipping) of the micro model (made in `dir`) on one batch of
  * `columns` (anchors, positives, then each negative column), in passes of `microBatch` rows (0: one);
- * `before` sees the freshly loaded model. Returns the step's report and the parameter gradients.
+ * `before` sees the freshly loaded model. With `scores` the step trains CoSENT on the pairs. Returns the step's
+ * report and the parameter gradients.
  */
-export async function supervisedStep(dir: string, columns: string[][], microBatch: number, before?: (model: BertModel) => Promise<void>) {
+export async function supervisedStep(
+  dir: string,
+  columns: string[][],
+  microBatch: number,
+  before?: (model: BertModel) => Promise<void>,
+  scores?: Float32Array,
+) {
   const modelDir = await microModel(dir, 'micro')
   const tokenizer = await Tokenizer.load(modelDir)
   const model = await BertModel.load(modelDir, { mlp: true })
@@ -22,7 +29,7 @@ export async function supervisedStep(dir: string, columns: string[][], microBatc
   const o = resolveTrainOptions({
     data: 'x',
     out: 'y',
-    objective: 'simcse',
+    objective: scores ? 'cosent' : 'simcse',
     batchSize: n,
     maxLen: 10,
     seed: 5,
@@ -32,7 +39,7 @@ export async function supervisedStep(dir: string, columns: string[][], microBatc
   })
   const shape = { batch: n, maxLen: 10, totalSteps: 1, microBatch, columns: columns.length }
   const step = new TrainingStep(model, opt, tokenizer, o, shape, 'cpu')
-  const info = await step.run(0, { next: async () => ({ sentences: columns[0], columns, epoch: 0 }) } as never, () => 0, null)
+  const info = await step.run(0, { next: async () => ({ sentences: columns[0], columns, epoch: 0, scores }) } as never, () => 0, null)
   const g = model.grads.toFloat32Array()
   step.dispose()
   opt.dispose()
@@ -44,12 +51,12 @@ export async function supervisedStep(dir: string, columns: string[][], microBatc
  * Asserts that the step in passes of each of `sizes` rows computes the whole-batch step: the pass count, the
  * loss within 1e-6 relative, the parameter gradients within 1e-5 of the largest.
  */
-export async function checkMicroBatches(t: Test, dir: string, columns: string[][], sizes: number[]) {
+export async function checkMicroBatches(t: Test, dir: string, columns: string[][], sizes: number[], scores?: Float32Array) {
   const rows = columns.length * columns[0].length
-  const whole = await supervisedStep(dir, columns, 0)
+  const whole = await supervisedStep(dir, columns, 0, undefined, scores)
   const scale = whole.g.reduce((m, x) => Math.max(m, Math.abs(x)), 0)
   for (const M of sizes) {
-    const { g, info } = await supervisedStep(dir, columns, M)
+    const { g, info } = await supervisedStep(dir, columns, M, undefined, scores)
     let worst = 0
     for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i] - whole.g[i]))
     t.equal(
