@@ -5,6 +5,7 @@ import { trainCommand } from './cli/train-command.js'
 import { encodeCommand } from './cli/encode-command.js'
 import { evalCommand } from './cli/eval-command.js'
 import { searchCommand } from './cli/search-command.js'
+import { serveCommand } from './cli/serve-command.js'
 import { mineCommand } from './cli/mine-command.js'
 import { benchCommand } from './cli/bench-command.js'
 import { exportCommand } from './cli/export-command.js'
@@ -28,6 +29,8 @@ async function main(argv: string[]) {
       return encodeCommand(rest)
     case 'search':
       return searchCommand(rest)
+    case 'serve':
+      return serveCommand(rest)
     case 'mine':
       return mineCommand(rest)
     case 'eval':

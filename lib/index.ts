@@ -43,6 +43,7 @@ export {
   type SearchCorpus,
 } from './embed/sentence-encoder.js'
 export { LangChainEmbeddings, type EmbeddingsLike } from './embed/langchain.js'
+export { serveEmbeddings, type EmbeddingServer, type EmbeddingServerOptions } from './embed/server.js'
 export {
   VectorIndex,
   searchVectors,

@@ -52,6 +52,18 @@ export const searchUsage = `simcsepp search --model DIR --corpus FILE [--top-k 5
   Output      --top-k N (5)  --json (an array: per query its hits, { index, score, sentence })
 ${encoderOptions}`
 
+export const serveUsage = `simcsepp serve --model DIR [--port 8080] [--host 127.0.0.1] [options]
+  The model over HTTP until SIGINT or SIGTERM (requests in progress finish first), as two APIs:
+  OpenAI      POST /v1/embeddings {"input": str | [str], "model", "encoding_format": float|base64, "dimensions"}
+              (unit vectors; dimensions: the first N values, normalised again), GET /v1/models
+  TEI         POST /embed {"inputs": str | [str], "normalize": true, "prompt_name"}, GET /info, GET /health
+              (Hugging Face text-embeddings-inference's API)
+  Server      --host 127.0.0.1 (0.0.0.0: every interface)  --port 8080 (0: any free port)  --name NAME (the
+              model in responses; default the directory's name)  --max-inputs 2048 (per request)
+              --max-batch 512 (sentences per encoder call: requests that arrive while it is busy are encoded
+              together)  Prompts: the model's default one unless "prompt_name" names another
+${encoderOptions.replace('--normalize  ', '')}`
+
 export const mineUsage = `simcsepp mine --model DIR --data PAIRS --out FILE [options]
   Hard negatives for supervised training: for each (anchor, positive) pair, corpus sentences the model finds
   close to the anchor (its own text and its positives left out), written as triplets (sent0,sent1,hard_neg)
@@ -118,6 +130,7 @@ export const COMMAND_USAGE: Record<string, string> = {
   eval: evalUsage,
   encode: encodeUsage,
   search: searchUsage,
+  serve: serveUsage,
   mine: mineUsage,
   export: exportUsage,
   bench: benchUsage,
