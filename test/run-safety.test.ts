@@ -63,11 +63,14 @@ t.test('state.json is validated field by field', async (t) => {
     ['options an array', { ...good, options: [] }, /field options/],
     ['bad position', { ...good, dataPosition: { epoch: 0 } }, /field dataPosition.index/],
     ['bad best', { ...good, best: { step: 1, spearman: 'high' } }, /field best.spearman/],
-    ['bad retrieval best', { ...good, best: { step: 1, ndcgAt10: null } }, /field best.ndcgAt10 must be a finite number/],
+    ['bad retrieval best', { ...good, best: { step: 1, ndcgAt10: Infinity } }, /field best.ndcgAt10 must be a finite number/],
     ['missing best', { ...good, best: undefined }, /field best must be null or an object/],
     ['NaN elapsed', { ...good, elapsedSeconds: null }, /field elapsedSeconds/],
     ['bad fingerprint', { ...good, data: { bytes: 1, lines: 1, sha256: 'zz' } }, /field data must be/],
     ['not an object', [1, 2], /must be a JSON object/],
   ]
   for (const [name, value, re] of bad) t.throws(() => validateCheckpointState(value, 'f'), re, name)
+  // A best whose correlation was undefined (every similarity equal: NaN, written as null) reads back as NaN.
+  const undefinedBest = validateCheckpointState({ ...good, best: { step: 0, spearman: null } }, 'f')
+  t.same(undefinedBest.best, { step: 0, spearman: NaN })
 })

@@ -48,6 +48,7 @@ export const trainUsage = `simcsepp train [options]
   Evaluation  --eval-file FILE (repeatable; STS-B, SICK or an STS12-16 folder)  --eval-every 125 (0: off)
               --eval-retrieval DIR (repeatable; a BEIR folder, its dev qrels if any): nDCG@10,
               MRR@10, R@100; selects the best model when no --eval-file is given
+              --early-stopping N: end the run after N evaluations in a row without a new best (0: off)
   Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR | --overwrite (start over in DIR)
               --resume DIR alone continues the run with its options (DIR/run/training_args.json); options
               given again must match, except those that may change (--save-every, --eval-file, ...)
@@ -95,6 +96,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       'eval-file': { type: 'string', multiple: true },
       'eval-retrieval': { type: 'string', multiple: true },
       'eval-every': { type: 'string' },
+      'early-stopping': { type: 'string' },
       out: { type: 'string' },
       'save-every': { type: 'string' },
       resume: { type: 'string' },
@@ -151,6 +153,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     evalFiles: values['eval-file'],
     evalRetrieval: values['eval-retrieval'],
     evalEvery: num('eval-every', values['eval-every'], R.evalEvery),
+    earlyStopping: num('early-stopping', values['early-stopping'], R.earlyStopping),
     out: values.out ?? 'simcsepp-out',
     saveEvery: num('save-every', values['save-every'], R.saveEvery),
     resume: values.resume,

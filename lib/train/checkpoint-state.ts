@@ -30,10 +30,14 @@ function fail(file: string, field: string, expected: string, value: unknown): ne
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
-/** The validated best evaluation, its fields only. */
-function bestOf(b: Record<string, number> | null): Best {
+/**
+ * The validated best evaluation, its fields only. A score written as null is NaN (JSON has no NaN): an evaluation
+ * whose correlation was undefined (every similarity equal) was the best because it was the only one so far.
+ */
+function bestOf(b: Record<string, number | null> | null): Best {
   if (b === null) return null
-  return 'ndcgAt10' in b ? { step: b.step, ndcgAt10: b.ndcgAt10 } : { step: b.step, spearman: b.spearman }
+  const score = (v: number | null) => v ?? NaN
+  return 'ndcgAt10' in b ? { step: b.step!, ndcgAt10: score(b.ndcgAt10) } : { step: b.step!, spearman: score(b.spearman) }
 }
 
 /** Checks a parsed state.json; `file` names it in the errors. */
@@ -50,7 +54,9 @@ export function validateCheckpointState(value: unknown, file: string): Checkpoin
     if (!isObject(v.best)) fail(file, 'best', 'null or an object { step, spearman } or { step, ndcgAt10 }', v.best)
     if (!isCount(v.best.step)) fail(file, 'best.step', 'a non-negative integer', v.best.step)
     const key = 'ndcgAt10' in v.best ? 'ndcgAt10' : 'spearman'
-    if (typeof v.best[key] !== 'number' || !Number.isFinite(v.best[key])) fail(file, `best.${key}`, 'a finite number', v.best[key])
+    const score = v.best[key]
+    if (score !== null && (typeof score !== 'number' || !Number.isFinite(score)))
+      fail(file, `best.${key}`, 'a finite number (or null: undefined)', score)
   }
   if (!isObject(v.options)) fail(file, 'options', 'an object (the options the run started with)', v.options)
   if (typeof v.elapsedSeconds !== 'number' || !(v.elapsedSeconds >= 0) || !Number.isFinite(v.elapsedSeconds)) {
@@ -84,7 +90,7 @@ export function validateCheckpointState(value: unknown, file: string): Checkpoin
     step: v.step,
     dataPosition: { epoch: pos.epoch, index: pos.index },
     seed: v.seed,
-    best: bestOf(v.best as Record<string, number> | null),
+    best: bestOf(v.best as Record<string, number | null> | null),
     options: v.options,
     elapsedSeconds: v.elapsedSeconds,
     ...(data ? { data } : {}),

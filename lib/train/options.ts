@@ -108,6 +108,11 @@ export interface TrainOptions {
    */
   evalRetrieval?: string[]
   evalEvery?: number
+  /**
+   * Early stopping: end the run once this many evaluations in a row have not beaten the best one (transformers'
+   * EarlyStoppingCallback patience); the output then holds that best model. 0 (default): run every step.
+   */
+  earlyStopping?: number
   out: string
   saveEvery?: number
   /** Continue from this output (or checkpoint) directory. */
@@ -174,6 +179,7 @@ const DEFAULTS = {
   device: 'auto' as const,
   precision: 'auto' as Precision | 'auto',
   evalEvery: 125,
+  earlyStopping: 0,
   saveEvery: 250,
   vocabSize: 8000,
   pooling: 'cls' as 'cls' | 'mean',
@@ -203,6 +209,7 @@ export const OPTION_RANGES = {
   gradClip: { gt: 0, max: 1e6 },
   seed: { int: true, min: 0 },
   evalEvery: { int: true, min: 0 },
+  earlyStopping: { int: true, min: 0 },
   saveEvery: { int: true, min: 0 },
   vocabSize: { int: true, min: 0 },
   negativesPerExample: { int: true, min: 1, max: 1024 },
@@ -292,6 +299,8 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     if (!inRange(v, range)) throw new RangeError(`train: ${rangeMessage(k, range, typeof v === 'number' ? String(v) : JSON.stringify(v))}`)
   }
   checkMatryoshkaOptions(r.matryoshkaDims, r.matryoshkaWeights)
+  if (r.earlyStopping > 0 && (r.evalFiles.length + r.evalRetrieval.length === 0 || r.evalEvery === 0))
+    throw new TypeError('train: earlyStopping counts evaluations: give evalFiles or evalRetrieval, and an evalEvery above 0')
   for (const k of ['queryPrompt', 'documentPrompt'] as const)
     if (r[k] !== undefined && typeof r[k] !== 'string') throw new TypeError(`train: ${k} must be a string (got ${JSON.stringify(r[k])})`)
   if (r.format !== 'auto' && !DATA_FORMATS.includes(r.format))

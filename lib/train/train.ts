@@ -21,7 +21,7 @@ import { stepMemory } from '../model/memory-budget.js'
 import { findCheckpoint, loadCheckpoint } from './checkpoint.js'
 import { checkpointDir } from './run-layout.js'
 import type { StepInfo, TrainHooks, TrainResult } from './events.js'
-import { Evaluator, modelEmbedder, readEvalSets, readRetrievalSets } from './evaluation.js'
+import { bestScore, Evaluator, modelEmbedder, readEvalSets, readRetrievalSets } from './evaluation.js'
 import { matryoshkaPlan, scratchDim } from './matryoshka-options.js'
 import { fixedOnResume, resolveTrainOptions, type ResolvedTrainOptions, type TrainOptions } from './options.js'
 import { takeOutputDir } from './out-dir.js'
@@ -272,6 +272,11 @@ async function trainHolding(
     return { out, steps, history, best: evaluator.best, interrupted, ...(comm ? { rank: comm.rank } : {}) }
   }
 
+  // Evaluations logged after the best one (a resumed run's log holds its earlier ones).
+  const evaluationsSinceBest = () => {
+    const best = evaluator.best
+    return best && run ? run.history.filter((e) => e.type === 'eval' && e.step > best.step).length : 0
+  }
   if (evaluating && startStep === 0) await evaluate(0) // the untrained baseline
   const loopStart = performance.now()
   const elapsed = () => elapsedBefore + (performance.now() - loopStart) / 1000
@@ -298,6 +303,9 @@ async function trainHolding(
     hooks.onStep?.(info)
     if (failedAhead) throw failedAhead.error
     if (evalDue) await evaluate(done)
+    // Early stopping: decided on rank 0 (the one that evaluates), followed by every rank.
+    const patienceOut = evalDue && done < totalSteps && evaluationsSinceBest() >= o.earlyStopping && o.earlyStopping > 0
+    const stopEarly = evalDue && (comm ? comm.any(patienceOut) : patienceOut)
     // Every rank stops after the same step, whichever of them was signalled.
     const stop = (comm ? comm.any(signalled()) : signalled()) && done < totalSteps && next === null
     if (saveDue || stop) {
@@ -316,6 +324,15 @@ async function trainHolding(
     if (stop) {
       say(`stopped after step ${done} of ${totalSteps}; checkpoint written: continue with --resume ${out}`)
       return end(done, true)
+    }
+    if (stopEarly) {
+      const best = evaluator.best!
+      say(
+        `early stopping after step ${done} of ${totalSteps}: ${o.earlyStopping} evaluations without a better ` +
+          `${evaluator.metric} than step ${best.step}'s ${bestScore(best).score.toFixed(2)} (the model in ${out})`,
+      )
+      await run?.finish(best, { ...file.fingerprint, columns: columnsOf(file) })
+      return end(done, false)
     }
     launched = next ?? (done < totalSteps ? await step.launch(done, stream, elapsed, lastCheckpoint) : null)
   }
