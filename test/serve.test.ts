@@ -90,6 +90,24 @@ t.test('requests that arrive together are encoded together, each answered with i
   })
 })
 
+t.test('a burst beyond --max-queue is told to retry (429), the rest are answered', async (t) => {
+  const small = await serveEmbeddings(encoder, { port: 0, maxQueue: 1 })
+  const ask = async (input: string | string[]) => {
+    const r = await fetch(small.url + '/v1/embeddings', { method: 'POST', body: JSON.stringify({ input, model: 'x' }) })
+    return { status: r.status, json: (await r.json()) as { error?: { message: string; type: string } } }
+  }
+  // A long request keeps the encoder busy; of the requests sent meanwhile, one waits and the others are refused.
+  const long = ask(sentences(2000, 4, 30))
+  while (small.stats.batches === 0) await new Promise((r) => setTimeout(r, 2)) // its encoding has started
+  const burst = await Promise.all(sentences(8, 9, 10).map((s) => ask(s)))
+  t.equal((await long).status, 200)
+  await small.close()
+  const refused = burst.filter((a) => a.status === 429)
+  t.same(burst.map((a) => a.status).sort(), [200, ...Array(7).fill(429)], `${refused.length} of 8 told to retry`)
+  for (const a of refused)
+    t.match(a.json.error, { message: /^overloaded: 1 sentences are waiting for the encoder; retry later$/, type: 'rate_limit_error' })
+})
+
 t.test('bad requests: a 4xx naming the field, in each API’s error shape', async (t) => {
   const openai: [unknown, number, RegExp, string | null][] = [
     [{ model: 'x' }, 400, /input must be a string or a non-empty array of strings/, 'input'],

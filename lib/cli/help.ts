@@ -61,7 +61,8 @@ export const serveUsage = `simcsepp serve --model DIR [--port 8080] [--host 127.
   Server      --host 127.0.0.1 (0.0.0.0: every interface)  --port 8080 (0: any free port)  --name NAME (the
               model in responses; default the directory's name)  --max-inputs 2048 (per request)
               --max-batch 512 (sentences per encoder call: requests that arrive while it is busy are encoded
-              together)  Prompts: the model's default one unless "prompt_name" names another
+              together)  --max-queue 16384 (sentences waiting; beyond, a request gets a 429: retry later)
+              Prompts: the model's default one unless "prompt_name" names another
 ${encoderOptions.replace('--normalize  ', '')}`
 
 export const mineUsage = `simcsepp mine --model DIR --data PAIRS --out FILE [options]

@@ -15,6 +15,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       name: { type: 'string' },
       'max-batch': { type: 'string' },
       'max-inputs': { type: 'string' },
+      'max-queue': { type: 'string' },
     },
   })
   if (!values.model) throw new UsageError('serve: --model DIR is required')
@@ -22,9 +23,10 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const port = num('port', values.port, { int: true, min: 0, max: 65535 })
   const maxBatch = num('max-batch', values['max-batch'], { int: true, min: 1 })
   const maxInputs = num('max-inputs', values['max-inputs'], { int: true, min: 1 })
+  const maxQueue = num('max-queue', values['max-queue'], { int: true, min: 1 })
   // The raw vectors: each API normalises as its requests ask.
   const encoder = await loadEncoder({ ...values, normalize: false })
-  const server = await serveEmbeddings(encoder, { host: values.host, port, name: values.name, maxBatch, maxInputs })
+  const server = await serveEmbeddings(encoder, { host: values.host, port, name: values.name, maxBatch, maxInputs, maxQueue })
   process.stderr.write(
     `simcsepp: serving ${encoder.dir} (${encoder.dimension} dimensions, ${encoder.device}) on ${server.url}\n` +
       `  OpenAI: POST ${server.url}/v1/embeddings   text-embeddings-inference: POST ${server.url}/embed\n`,

@@ -27,6 +27,11 @@ export interface EmbeddingServerOptions {
   maxBodyBytes?: number
   /** Most sentences per encode call when waiting requests are encoded together (default 512). */
   maxBatch?: number
+  /**
+   * Most sentences waiting for the encoder (default 16384): a request beyond them gets a 429 at once, so a burst
+   * larger than the machine can encode is told to come back rather than held until clients time out.
+   */
+  maxQueue?: number
 }
 
 export interface EmbeddingServer {
@@ -64,8 +69,9 @@ export async function serveEmbeddings(encoder: SentenceEncoder, options: Embeddi
     maxInputs: options.maxInputs ?? 2048,
     maxBodyBytes: options.maxBodyBytes ?? 16 << 20,
     maxBatch: options.maxBatch ?? 512,
+    maxQueue: options.maxQueue ?? 16384,
   }
-  for (const k of ['maxInputs', 'maxBodyBytes', 'maxBatch'] as const)
+  for (const k of ['maxInputs', 'maxBodyBytes', 'maxBatch', 'maxQueue'] as const)
     if (!Number.isSafeInteger(o[k]) || o[k] < 1) throw new RangeError(`serveEmbeddings: ${k} must be a positive integer (got ${o[k]})`)
   if (!Number.isSafeInteger(o.port) || o.port < 0 || o.port > 65535)
     throw new RangeError(`serveEmbeddings: port must be an integer in [0, 65535] (got ${o.port})`)
@@ -76,7 +82,13 @@ export async function serveEmbeddings(encoder: SentenceEncoder, options: Embeddi
   // Waiting requests, encoded together when the encoder is free.
   const queue: Job[] = []
   let busy = false
-  const encode = (texts: string[]) => new Promise<Float32Array[]>((resolve, reject) => (queue.push({ texts, resolve, reject }), pump()))
+  let waiting = 0 // sentences in the queue
+  const encode = (texts: string[]) => {
+    if (waiting + texts.length > o.maxQueue && queue.length > 0)
+      throw new RequestError(429, `overloaded: ${waiting} sentences are waiting for the encoder; retry later`)
+    waiting += texts.length
+    return new Promise<Float32Array[]>((resolve, reject) => (queue.push({ texts, resolve, reject }), pump()))
+  }
   function pump(): void {
     if (busy || queue.length === 0) return
     const jobs: Job[] = []
@@ -86,6 +98,7 @@ export async function serveEmbeddings(encoder: SentenceEncoder, options: Embeddi
       jobs.push(j)
       count += j.texts.length
     }
+    waiting -= count
     busy = true
     stats.batches++
     stats.sentences += count
@@ -213,11 +226,11 @@ export async function serveEmbeddings(encoder: SentenceEncoder, options: Embeddi
       req.resume() // an unread body must not hold the connection
       const err = e instanceof RequestError ? e : new RequestError(500, `encoding failed: ${(e as Error).message}`)
       const body = isTei
-        ? { error: err.message, error_type: err.status === 413 ? 'Overloaded' : err.status >= 500 ? 'Backend' : 'Validation' }
+        ? { error: err.message, error_type: err.status === 429 ? 'Overloaded' : err.status >= 500 ? 'Backend' : 'Validation' }
         : {
             error: {
               message: err.message,
-              type: err.status >= 500 ? 'server_error' : 'invalid_request_error',
+              type: err.status >= 500 ? 'server_error' : err.status === 429 ? 'rate_limit_error' : 'invalid_request_error',
               param: err.param,
               code: null,
             },
