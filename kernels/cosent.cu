@@ -1,5 +1,6 @@
 // CoSENT over scored pairs (native/ops/losses.h; Su 2022, sentence-transformers' CoSENTLoss):
-//   c_i = cos(z1_i, z2_i),  s_i = c_i / tau,  P = {(i, j): y_i < y_j},
+//   c_i = cos(z1_i, z2_i),  s_i = c_i / tau,  P = {(i, j): y_i < y_j}  (AnglE: c_i = q_i = (x . R y) rinv_x rinv_y and
+//   s_i = |q_i| / tau; every z2 below is then R z2 for z1's gradient and R^T z1 for z2's, times sign(q): losses.h),
 //   L = M + log(exp(-M) + sum_P e_ij),  e_ij = exp(s_i - s_j - M),  M = max(0, max_P (s_i - s_j)),
 //   dL/ds_k = (out_k - in_k) / Z,  out_k = sum_{j: y_k < y_j} e_kj,  in_k = sum_{i: y_i < y_k} e_ik,  Z = exp(-M) +
 //   sum_k out_k, dL/dz1_k = dL/ds_k / tau * (u2_k - c_k u1_k) * rinv1_k,  u = z * rinv  (z2 symmetric).
@@ -34,6 +35,8 @@ struct CosentParams {
   const float* z2;
   const float* y;  // the scores, on the device
   int64_t n, d;
+  int64_t h;   // AnglE's half width, ceil(d / 2)
+  bool angle;  // AnglE's similarity instead of the cosine
   double invTau;
   float* rinv1;
   float* rinv2;
@@ -66,6 +69,19 @@ __device__ double block_reduce(double v, double* shared) {
   return shared[0];
 }
 
+// v[i], or the zero an odd width is padded with.
+__device__ __forceinline__ float padded(const float* v, int64_t d, int64_t i) { return i < d ? v[i] : 0.0f; }
+
+// Element k of z1's partner: z2 (cosine) or R z2 (AnglE); of z2's partner: z1 or R^T z1 (the CPU's formulas).
+__device__ __forceinline__ float partner_of_z1(const CosentParams& P, const float* y, int64_t k) {
+  if (!P.angle) return y[k];
+  return k < P.h ? padded(y, P.d, k) - padded(y, P.d, P.h + k) : padded(y, P.d, k - P.h) + padded(y, P.d, k);
+}
+__device__ __forceinline__ float partner_of_z2(const CosentParams& P, const float* x, int64_t k) {
+  if (!P.angle) return x[k];
+  return k < P.h ? padded(x, P.d, k) + padded(x, P.d, P.h + k) : padded(x, P.d, k) - padded(x, P.d, k - P.h);
+}
+
 __global__ void __launch_bounds__(kThreads) cosent_rows_kernel(CosentParams P) {
   const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
@@ -76,7 +92,7 @@ __global__ void __launch_bounds__(kThreads) cosent_rows_kernel(CosentParams P) {
     const float x = P.z1[row * P.d + c], v = P.z2[row * P.d + c];
     bad1 |= !(fabsf(x) <= kMaxLossInput);  // NaN, Inf or too large (as the CPU op)
     bad2 |= !(fabsf(v) <= kMaxLossInput);
-    dot = fmaf(x, v, dot);
+    dot = fmaf(x, partner_of_z1(P, P.z2 + row * P.d, c), dot);
     s1 = fmaf(x, x, s1);
     s2 = fmaf(v, v, s2);
   }
@@ -90,7 +106,8 @@ __global__ void __launch_bounds__(kThreads) cosent_rows_kernel(CosentParams P) {
   P.rinv1[row] = r1;
   P.rinv2[row] = r2;
   P.cosv[row] = c;
-  P.s[row] = static_cast<double>(c) * P.invTau;
+  // AnglE: |q|, whose derivative sign(q) the gradient kernel takes from cosv (0 at 0, as torch's abs).
+  P.s[row] = static_cast<double>(P.angle ? fabsf(c) : c) * P.invTau;
   if (any1) detail::flag_non_finite(&P.hdr->flag, kZ1);
   if (any2) detail::flag_non_finite(&P.hdr->flag, kZ2);
 }
@@ -145,14 +162,18 @@ __global__ void __launch_bounds__(kThreads) cosent_grad_kernel(CosentParams P) {
   const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   if (row >= P.n) return;
-  const double gc = (P.out[row] - P.in[row]) / *P.total * P.invTau * static_cast<double>(P.weight);
-  const float r1 = P.rinv1[row], r2 = P.rinv2[row];
   const double c = P.cosv[row];
+  const double sign = !P.angle ? 1.0 : c > 0 ? 1.0 : c < 0 ? -1.0 : 0.0;
+  const double gc = (P.out[row] - P.in[row]) / *P.total * P.invTau * sign * static_cast<double>(P.weight);
+  const float r1 = P.rinv1[row], r2 = P.rinv2[row];
+  const float* z1 = P.z1 + row * P.d;
+  const float* z2 = P.z2 + row * P.d;
   for (int64_t col = lane; col < P.d; col += 32) {
     const int64_t e = row * P.d + col;
-    const double x = P.z1[e], v = P.z2[e];
-    const float g1 = static_cast<float>(gc * (v * r2 - c * x * r1) * r1);
-    const float g2 = static_cast<float>(gc * (x * r1 - c * v * r2) * r2);
+    const double x = z1[col], v = z2[col];
+    const double p1 = partner_of_z1(P, z2, col), p2 = partner_of_z2(P, z1, col);
+    const float g1 = static_cast<float>(gc * (p1 * r2 - c * x * r1) * r1);
+    const float g2 = static_cast<float>(gc * (p2 * r1 - c * v * r2) * r2);
     if (P.gz1 != nullptr) P.gz1[e] = P.accumulate ? P.gz1[e] + g1 : g1;
     if (P.gz2 != nullptr) P.gz2[e] = P.accumulate ? P.gz2[e] + g2 : g2;
   }
@@ -190,6 +211,8 @@ LossResult run_cosent(const CosentArgs& a, const LossGradOut& g, cudaStream_t st
   P.n = n;
   P.d = d;
   P.invTau = 1.0 / static_cast<double>(a.temperature);
+  P.angle = a.similarity == kAngle;
+  P.h = (d + 1) / 2;
   P.gz1 = g.gz1;
   P.gz2 = g.gz2;
   P.weight = static_cast<float>(g.weight);

@@ -56,8 +56,14 @@ export interface DclOptions extends GradsOption {
 }
 
 export interface CosentOptions extends GradsOption {
-  /** τ of cos(z1_i, z2_i)/τ, in [1e-6, 1e6]: sentence-transformers' CoSENTLoss scale is 1/τ (its 20 is τ 0.05). Default 0.05. */
+  /** τ of sim(z1_i, z2_i)/τ, in [1e-6, 1e6]: sentence-transformers' CoSENTLoss scale is 1/τ (its 20 is τ 0.05). Default 0.05. */
   temperature?: number
+  /**
+   * The pairs' similarity: 'cosine' (default: CoSENT), or 'angle' (AnglE, Li & Li 2023; sentence-transformers'
+   * AnglELoss): each vector split into real and imaginary halves, the absolute sum of the real and imaginary parts
+   * of their complex quotient, normalised: |x · Ry| / (|x| |y|) with Ry = [re(y) − im(y); re(y) + im(y)].
+   */
+  similarity?: 'cosine' | 'angle'
 }
 
 export interface SimcsePlusPlusOptions extends OffDropoutOptions {
@@ -168,10 +174,12 @@ export function dcl(z1: Tensor, z2: Tensor, options?: DclOptions): LossOutput {
  * scale: STS-B's 0..5, 0..1, binary labels); ties make no term. scores is a Float32Array of N finite values.
  */
 export function cosent(z1: Tensor, z2: Tensor, scores: Float32Array, options?: CosentOptions): LossOutput {
-  const o = checkOptions<CosentOptions>('losses.cosent', options, { temperature: 'temperature', grads: 'any' })
+  const o = checkOptions<CosentOptions>('losses.cosent', options, { temperature: 'temperature', similarity: 'any', grads: 'any' })
+  if (o.similarity !== undefined && o.similarity !== 'cosine' && o.similarity !== 'angle')
+    throw new TypeError(`losses.cosent: similarity must be 'cosine' or 'angle' (got ${JSON.stringify(o.similarity)})`)
   const [n1, n2] = [nativeOf(z1, 'z1'), nativeOf(z2, 'z2')]
   return withGrads(z1, ['z1', 'z2'], o.grads, (g, n) => {
-    const loss = addon.cosent(n1, n2, scores, o.temperature ?? 0.05, n.z1, n.z2, 1, false)
+    const loss = addon.cosent(n1, n2, scores, o.temperature ?? 0.05, n.z1, n.z2, 1, false, o.similarity ?? 'cosine')
     return { loss, grads: { z1: g.z1, z2: g.z2 } }
   })
 }

@@ -207,6 +207,7 @@ export interface Addon {
     gz2: NativeTensor,
     weight: number,
     accumulate: boolean,
+    similarity?: 'cosine' | 'angle',
   ): number
   dropout(
     x: NativeTensor,

@@ -4,7 +4,8 @@
 //   simcse(z1, z2, z3|null, temperature, gz1, gz2, gz3|null, weight, accumulate) -> loss
 //   offDropout(z1, z2, z0, temperature, posScale, gz1, gz2, gz0, weight, accumulate) -> loss
 //   dcl(z1, z2, temperature, gz1, gz2, weight, accumulate) -> loss
-//   cosent(z1, z2, scores: Float32Array, temperature, gz1, gz2, weight, accumulate) -> loss
+//   cosent(z1, z2, scores: Float32Array, temperature, gz1, gz2, weight, accumulate, similarity?: 'cosine' | 'angle')
+//       -> loss
 //   dropout(x, y, p, seed, offset, keepRows: Uint8Array|null)   (y may be x: in place)
 // Gradient tensors are written (or, with accumulate, added to) in place.
 #include <napi.h>
@@ -141,6 +142,17 @@ const float* arg_scores(const Napi::CallbackInfo& info, size_t index, int64_t n)
   return a.Data();
 }
 
+// The pair similarity of cosent: 'cosine' (default) or 'angle' (AnglE).
+int arg_similarity(const Napi::CallbackInfo& info, size_t index) {
+  if (info[index].IsUndefined()) return kCosine;
+  if (info[index].IsString()) {
+    const std::string s = info[index].As<Napi::String>().Utf8Value();
+    if (s == "cosine") return kCosine;
+    if (s == "angle") return kAngle;
+  }
+  throw_arg(info.Env(), "Expected similarity to be 'cosine' or 'angle' but received " + describe(info[index]));
+}
+
 Napi::Value Cosent(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   OpTensors ts(info, "cosent");
@@ -155,7 +167,7 @@ Napi::Value Cosent(const Napi::CallbackInfo& info) {
   LossGradOut g = grads(info, 6);
   g.gz1 = gz[0]->data();
   g.gz2 = gz[1]->data();
-  const CosentArgs a{z1->data(), z2->data(), scores, z1->shape()[0], z1->shape()[1], tau};
+  const CosentArgs a{z1->data(), z2->data(), scores, z1->shape()[0], z1->shape()[1], tau, arg_similarity(info, 8)};
   CosentFn* cosent = ts.entry(&Backend::cosent);
   return guarded(env, [&] { return finish(env, "cosent", cosent(a, g)); });
 }

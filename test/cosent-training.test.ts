@@ -56,6 +56,22 @@ t.test('a CoSENT run ranks its pairs by their scores better than before, and say
   t.match(card, /48 scored pairs/)
 })
 
+t.test('--objective angle trains AnglE over the same pairs, and says so', async (t) => {
+  const out = join(dir, 'angle')
+  const messages: string[] = []
+  const steps: StepInfo[] = []
+  await train(
+    { ...TINY_RUN, data, out, objective: 'angle', steps: 4 },
+    { onMessage: (m) => void messages.push(m), onStep: (s) => void steps.push(s) },
+  )
+  t.match(messages.join('\n'), /48 scored pairs \(anchor, positive, score\), read as csv: AnglE over the order of the scores/)
+  t.ok(
+    steps.every((s) => Object.keys(s.parts).join() === 'angle' && Number.isFinite(s.loss)),
+    'each step logs its angle loss',
+  )
+  t.match(readFileSync(join(out, 'README.md'), 'utf8'), /AnglE over scored pairs/)
+})
+
 t.test('CoSENT in micro-batches computes the whole batch’s step', async (t) => {
   const n = 12
   const columns = [pairs.slice(0, n).map((p) => p.a), pairs.slice(0, n).map((p) => p.b)]
@@ -108,30 +124,35 @@ t.test('refusals: where scores are missing, malformed or not pairs', async (t) =
   await train({ ...TINY_RUN, steps: 1, data, out: join(dir, 'simcse') }, { onMessage: (m) => void messages.push(m) })
   t.match(
     messages.join('\n'),
-    /stsb-train\.csv: its score column is not used: objective simcse takes every pair as a positive \(--objective cosent trains on the scores\)/,
+    /stsb-train\.csv: its score column is not used: objective simcse takes every pair as a positive \(--objective cosent or angle trains on the scores\)/,
   )
 })
 
 const status = cudaStatus()
 const skip = status.available ? false : `CUDA unavailable (${status.reason})`
 
-t.test('a CoSENT run on CUDA (fp32, graphs replayed with each step’s scores) ends with the CPU losses and weights', { skip }, async (t) => {
-  const lr = 1e-4
-  const run = { ...TINY_RUN, data, objective: 'cosent' as const, steps: 5, saveEvery: 0, lr }
-  const cpu: StepInfo[] = []
-  const cuda: StepInfo[] = []
-  await train({ ...run, device: 'cpu', out: join(dir, 'cpu') }, { onStep: (x) => void cpu.push(x) })
-  await train({ ...run, device: 'cuda', precision: 'fp32', out: join(dir, 'cuda') }, { onStep: (x) => void cuda.push(x) })
-  t.ok(
-    cuda.some((x) => x.cudaGraph === 'replayed'),
-    `graphs: ${cuda.map((x) => x.cudaGraph).join(', ')}`,
+for (const objective of ['cosent', 'angle'] as const)
+  t.test(
+    `a ${objective} run on CUDA (fp32, graphs replayed with each step’s scores) ends with the CPU losses and weights`,
+    { skip },
+    async (t) => {
+      const lr = 1e-4
+      const run = { ...TINY_RUN, data, objective, steps: 5, saveEvery: 0, lr }
+      const cpu: StepInfo[] = []
+      const cuda: StepInfo[] = []
+      await train({ ...run, device: 'cpu', out: join(dir, `${objective}-cpu`) }, { onStep: (x) => void cpu.push(x) })
+      await train({ ...run, device: 'cuda', precision: 'fp32', out: join(dir, `${objective}-cuda`) }, { onStep: (x) => void cuda.push(x) })
+      t.ok(
+        cuda.some((x) => x.cudaGraph === 'replayed'),
+        `graphs: ${cuda.map((x) => x.cudaGraph).join(', ')}`,
+      )
+      for (const [i, x] of cuda.entries())
+        t.ok(
+          Math.abs(x.loss - cpu[i].loss) < 1e-4 * cpu[i].loss,
+          `step ${i + 1} (${x.cudaGraph}): ${x.loss} on CUDA, ${cpu[i].loss} on the CPU`,
+        )
+      const { worst, keyBias } = await compareWeights(join(dir, `${objective}-cuda`), join(dir, `${objective}-cpu`))
+      t.ok(worst < 1e-4, `weights within ${worst.toExponential(2)} relative`)
+      t.ok(keyBias <= 2 * 5 * lr, `key bias within ${keyBias.toExponential(2)}`)
+    },
   )
-  for (const [i, x] of cuda.entries())
-    t.ok(
-      Math.abs(x.loss - cpu[i].loss) < 1e-4 * cpu[i].loss,
-      `step ${i + 1} (${x.cudaGraph}): ${x.loss} on CUDA, ${cpu[i].loss} on the CPU`,
-    )
-  const { worst, keyBias } = await compareWeights(join(dir, 'cuda'), join(dir, 'cpu'))
-  t.ok(worst < 1e-4, `weights within ${worst.toExponential(2)} relative`)
-  t.ok(keyBias <= 2 * 5 * lr, `key bias within ${keyBias.toExponential(2)}`)
-})

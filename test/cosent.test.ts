@@ -5,8 +5,42 @@ import t from 'tap'
 import { Tensor, losses } from '../lib/index.js'
 import { randn, relErr } from './helpers/parity.mjs'
 
-/** CoSENTLoss in float64: s = cos · scale; log(1 + Σ_{y_i < y_j} exp(s_i - s_j)), stabilised by its largest term. */
-function reference(z1: Float64Array, z2: Float64Array, y: ArrayLike<number>, n: number, d: number, tau: number): number {
+/**
+ * sentence-transformers' pairwise_angle_sim in float64, step by step as it computes it: the vectors padded to an even
+ * width and chunked into real and imaginary halves, their complex quotient's real and imaginary parts scaled by the
+ * norms, summed, absolute.
+ */
+function angleSim(x: ArrayLike<number>, y: ArrayLike<number>): number {
+  const h = Math.ceil(x.length / 2)
+  const at = (v: ArrayLike<number>, i: number) => (i < v.length ? v[i] : 0)
+  let z = 0,
+    dz = 0
+  for (let k = 0; k < 2 * h; k++) {
+    z += at(y, k) ** 2
+    dz += at(x, k) ** 2
+  }
+  const scale = Math.sqrt(z) / Math.sqrt(dz) // re /= dz / dw
+  let sum = 0
+  for (let k = 0; k < h; k++) {
+    const [a, b, c, e] = [at(x, k), at(x, h + k), at(y, k), at(y, h + k)]
+    sum += ((a * c + b * e) / z) * scale + ((b * c - a * e) / z) * scale
+  }
+  return Math.abs(sum)
+}
+
+/** A reference case: pairs z1_i, z2_i ([n, d] each, float64), their scores y, τ and the similarity. */
+interface Case {
+  z1: Float64Array
+  z2: Float64Array
+  y: ArrayLike<number>
+  n: number
+  d: number
+  tau: number
+  similarity?: 'cosine' | 'angle'
+}
+
+/** CoSENTLoss (or AnglELoss) in float64: s = sim · scale; log(1 + Σ_{y_i < y_j} exp(s_i - s_j)), stabilised by its largest term. */
+function reference({ z1, z2, y, n, d, tau, similarity = 'cosine' }: Case): number {
   const s: number[] = []
   for (let i = 0; i < n; i++) {
     let dot = 0,
@@ -17,7 +51,8 @@ function reference(z1: Float64Array, z2: Float64Array, y: ArrayLike<number>, n: 
       a += z1[i * d + k] ** 2
       b += z2[i * d + k] ** 2
     }
-    s.push(dot / Math.max(Math.sqrt(a), 1e-12) / Math.max(Math.sqrt(b), 1e-12) / tau)
+    if (similarity === 'angle') s.push(angleSim(z1.subarray(i * d, (i + 1) * d), z2.subarray(i * d, (i + 1) * d)) / tau)
+    else s.push(dot / Math.max(Math.sqrt(a), 1e-12) / Math.max(Math.sqrt(b), 1e-12) / tau)
   }
   const terms = [0]
   for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) if (y[i] < y[j]) terms.push(s[i] - s[j])
@@ -26,14 +61,14 @@ function reference(z1: Float64Array, z2: Float64Array, y: ArrayLike<number>, n: 
 }
 
 /** The reference's gradient by central differences (float64: step 1e-6, error ~1e-9). */
-function referenceGrads(z1: Float64Array, z2: Float64Array, y: ArrayLike<number>, n: number, d: number, tau: number) {
+function referenceGrads(c: Case) {
   const h = 1e-6
-  return [z1, z2].map((z) =>
+  return [c.z1, c.z2].map((z) =>
     Float64Array.from(z, (v, e) => {
       z[e] = v + h
-      const up = reference(z1, z2, y, n, d, tau)
+      const up = reference(c)
       z[e] = v - h
-      const down = reference(z1, z2, y, n, d, tau)
+      const down = reference(c)
       z[e] = v
       return (up - down) / (2 * h)
     }),
@@ -60,13 +95,36 @@ t.test('loss and gradients equal the float64 reference (central differences)', a
     const { z1, z2, y } = scoredPairs(n, d, n + d)
     const r = losses.cosent(Tensor.from(z1, [n, d]), Tensor.from(z2, [n, d]), y, { temperature: tau })
     const [a, b] = [Float64Array.from(z1), Float64Array.from(z2)]
-    const want = reference(a, b, y, n, d, tau)
+    const want = reference({ z1: a, z2: b, y, n, d, tau })
     t.ok(Math.abs(r.loss - want) <= 1e-5 * Math.max(1, want), `N=${n} D=${d} τ=${tau}: loss ${r.loss} vs ${want}`)
-    const [g1, g2] = referenceGrads(a, b, y, n, d, tau)
+    const [g1, g2] = referenceGrads({ z1: a, z2: b, y, n, d, tau })
     const e1 = relErr(r.grads.z1.toFloat32Array(), g1)
     const e2 = relErr(r.grads.z2.toFloat32Array(), g2)
     t.ok(e1 < 2e-5 && e2 < 2e-5, `N=${n} D=${d} τ=${tau}: gradient errors ${e1.toExponential(2)}, ${e2.toExponential(2)}`)
   }
+})
+
+t.test('AnglE (similarity angle): loss and gradients equal sentence-transformers’ AnglELoss in float64', async (t) => {
+  for (const [n, d, tau] of [
+    [2, 4, 0.05],
+    [9, 7, 0.05], // odd: padded with a zero, as pairwise_angle_sim pads
+    [37, 24, 0.05],
+    [70, 5, 0.2],
+  ] as const) {
+    const { z1, z2, y } = scoredPairs(n, d, 2 * n + d)
+    const r = losses.cosent(Tensor.from(z1, [n, d]), Tensor.from(z2, [n, d]), y, { temperature: tau, similarity: 'angle' })
+    const [a, b] = [Float64Array.from(z1), Float64Array.from(z2)]
+    const want = reference({ z1: a, z2: b, y, n, d, tau, similarity: 'angle' })
+    t.ok(Math.abs(r.loss - want) <= 1e-5 * Math.max(1, want), `N=${n} D=${d} τ=${tau}: loss ${r.loss} vs ${want}`)
+    const [g1, g2] = referenceGrads({ z1: a, z2: b, y, n, d, tau, similarity: 'angle' })
+    const e1 = relErr(r.grads.z1.toFloat32Array(), g1)
+    const e2 = relErr(r.grads.z2.toFloat32Array(), g2)
+    t.ok(e1 < 2e-5 && e2 < 2e-5, `N=${n} D=${d} τ=${tau}: gradient errors ${e1.toExponential(2)}, ${e2.toExponential(2)}`)
+    const cos = losses.cosent(Tensor.from(z1, [n, d]), Tensor.from(z2, [n, d]), y, { temperature: tau }).loss
+    t.not(r.loss, cos, 'not the cosine loss')
+  }
+  const z = Tensor.from(randn(8, 4), [2, 4])
+  t.throws(() => losses.cosent(z, z, Float32Array.of(1, 2), { similarity: 'dot' as never }), /similarity must be 'cosine' or 'angle'/)
 })
 
 t.test('only the order of the scores counts; ties and a single pair make no term', async (t) => {
@@ -107,7 +165,7 @@ t.test('large logits stay finite: the largest term is factored out', async (t) =
   const { z1, z2, y } = scoredPairs(n, d, 11)
   const tau = 1e-4 // differences of cosines of ~1 become logits of ~1e4: exp would overflow
   const r = losses.cosent(Tensor.from(z1, [n, d]), Tensor.from(z2, [n, d]), y, { temperature: tau })
-  const want = reference(Float64Array.from(z1), Float64Array.from(z2), y, n, d, tau)
+  const want = reference({ z1: Float64Array.from(z1), z2: Float64Array.from(z2), y, n, d, tau })
   t.ok(want > 100 && Math.abs(r.loss - want) <= 1e-6 * want, `loss ${r.loss} vs ${want}`)
   t.ok(r.grads.z1.toFloat32Array().every(Number.isFinite))
 })

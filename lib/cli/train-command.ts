@@ -31,8 +31,9 @@ export const trainUsage = `simcsepp train [options]
               holds a sentence twice, which would be its own in-batch negative)
               --query-prompt STR --document-prompt STR (pairs/triplets: before each anchor; before each
               positive and negative; saved as the model's query and document prompts)
-  Objective   --objective simcse|off-dropout|dcl|simcse++|cosent (text: simcse++; pairs/triplets: simcse;
-              cosent: scored pairs sentence1,sentence2,score, ranked by their scores as CoSENTLoss)
+  Objective   --objective simcse|off-dropout|dcl|simcse++|cosent|angle (text: simcse++; pairs/triplets: simcse;
+              cosent, angle: scored pairs sentence1,sentence2,score, ranked by their scores as CoSENTLoss
+              and AnglELoss)
               --symmetric (pairs/triplets: also each positive against the anchors, the mean of both)
               --temperature 0.05  --pos-scale 1  --dcl-weight 0.1  --dcl-temperature 5  --dropout P
               --matryoshka-dims 768,512,256,128,64 [--matryoshka-weights 1,1,1,1,1]: the loss over

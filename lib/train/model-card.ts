@@ -58,20 +58,22 @@ const ONLY_FOR: Record<string, string[]> = {
   posScale: ['simcse++', 'off-dropout'],
   dclWeight: ['simcse++'],
   dclTemperature: ['simcse++', 'dcl'],
-  temperature: ['simcse++', 'off-dropout', 'simcse', 'cosent'],
+  temperature: ['simcse++', 'off-dropout', 'simcse', 'cosent', 'angle'],
 }
 
 export function modelCard({ args, steps, evals, best, data, architecture = 'BERT' }: ModelCardInput): string {
   const objective = String(args.objective)
   const supervised = data.columns !== undefined
-  const cosent = objective === 'cosent'
+  const cosent = objective === 'cosent' || objective === 'angle'
   const what = cosent
     ? `${data.lines} scored pairs`
     : supervised
       ? `${data.lines} ${exampleKind(data.columns!)}`
       : `${data.lines} sentences`
   const objectiveText = cosent
-    ? 'CoSENT over scored pairs: the cosines of the pairs ranked in the order of their gold scores'
+    ? objective === 'angle'
+      ? "AnglE over scored pairs: the pairs' angle similarities ranked in the order of their gold scores"
+      : 'CoSENT over scored pairs: the cosines of the pairs ranked in the order of their gold scores'
     : supervised
       ? `supervised SimCSE: InfoNCE of each anchor against its positive, with the batch's other positives${data.columns! > 2 ? ' and every hard negative of the batch' : ''} as negatives`
       : (OBJECTIVES[objective] ?? objective)

@@ -4,10 +4,12 @@
 import * as losses from '../losses.js'
 import type { Tensor } from '../tensor.js'
 
-export type Objective = 'simcse' | 'off-dropout' | 'dcl' | 'simcse++' | 'cosent'
-export const OBJECTIVES: Objective[] = ['simcse', 'off-dropout', 'dcl', 'simcse++', 'cosent']
-/** The objectives that train on plain sentences (all but cosent, which needs scored pairs). */
-export const TEXT_OBJECTIVES: Objective[] = OBJECTIVES.filter((o) => o !== 'cosent')
+export type Objective = 'simcse' | 'off-dropout' | 'dcl' | 'simcse++' | 'cosent' | 'angle'
+export const OBJECTIVES: Objective[] = ['simcse', 'off-dropout', 'dcl', 'simcse++', 'cosent', 'angle']
+/** The objectives of scored pairs: CoSENT over the pairs' cosines, or over AnglE's angle similarity. */
+export const SCORED_OBJECTIVES: Objective[] = ['cosent', 'angle']
+/** The objectives that train on plain sentences (all but those of scored pairs). */
+export const TEXT_OBJECTIVES: Objective[] = OBJECTIVES.filter((o) => !SCORED_OBJECTIVES.includes(o))
 
 export interface LossSettings {
   objective: Objective
@@ -47,11 +49,11 @@ export function keepRowsFor(objective: Objective, n: number, columns?: number): 
  */
 export function objectiveForData(given: Objective | undefined, format: string): Objective | undefined {
   if (format === 'text') {
-    if (given === 'cosent')
-      throw new TypeError('train: objective cosent trains on scored pairs (sentence1, sentence2, score); the data holds sentences')
+    if (given !== undefined && SCORED_OBJECTIVES.includes(given))
+      throw new TypeError(`train: objective ${given} trains on scored pairs (sentence1, sentence2, score); the data holds sentences`)
     return given
   }
-  if (given !== undefined && given !== 'simcse' && given !== 'cosent')
+  if (given !== undefined && given !== 'simcse' && !SCORED_OBJECTIVES.includes(given))
     throw new TypeError(`train: objective ${given} needs one sentence per line; ${format} pairs/triplets train with objective simcse`)
   return given ?? 'simcse'
 }
@@ -70,7 +72,8 @@ export function lossFromResults(s: LossSettings, values: number[]): { loss: numb
     case 'dcl':
       return { loss: first, parts: { dcl: first } }
     case 'cosent':
-      return { loss: first, parts: { cosent: first } }
+    case 'angle':
+      return { loss: first, parts: { [s.objective]: first } }
     case 'off-dropout':
       return { loss: first, parts: { offDropout: first } }
     case 'simcse++':
@@ -117,10 +120,12 @@ export function objectiveLoss(
       const { loss } = losses.dcl(z1, z2, { temperature: s.dclTemperature, grads })
       return { loss, parts: { dcl: loss } }
     }
-    case 'cosent': {
-      if (!scores) throw new Error('objective cosent: a batch without scores')
-      const { loss } = losses.cosent(z1, z2, scores, { temperature: s.temperature, grads })
-      return { loss, parts: { cosent: loss } }
+    case 'cosent':
+    case 'angle': {
+      if (!scores) throw new Error(`objective ${s.objective}: a batch without scores`)
+      const similarity = s.objective === 'angle' ? 'angle' : 'cosine'
+      const { loss } = losses.cosent(z1, z2, scores, { temperature: s.temperature, similarity, grads })
+      return { loss, parts: { [s.objective]: loss } }
     }
     case 'off-dropout': {
       const { loss } = losses.offDropout(z1, z2, view(z, 2), {

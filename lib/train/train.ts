@@ -28,7 +28,7 @@ import { takeOutputDir } from './out-dir.js'
 import { applyCheckpoint, checkResumable, RunDir } from './run-dir.js'
 import { createModel, loadTokenizer, maxSequenceLength, trainingDevice, withBasePooling } from './setup.js'
 import { TrainingStep, type LaunchedStep } from './step.js'
-import { viewCount } from './objective.js'
+import { SCORED_OBJECTIVES, viewCount } from './objective.js'
 import { batchSamplerFor, columnsOf, openTrainingData, withDataFormat } from './training-data.js'
 import { hasDropout } from '../model/config.js'
 import { readSentenceTransformersConfig } from '../embed/sentence-transformers-config.js'
@@ -153,7 +153,7 @@ async function trainHolding(
     say(`eval: ${r.dir} (${r.split} split): ${r.queries.length} queries, ${r.corpus.length} documents, nDCG@10 every --eval-every steps`)
   if (columnsOf(file) === undefined && (o.queryPrompt !== undefined || o.documentPrompt !== undefined))
     throw new TypeError('train: queryPrompt and documentPrompt apply to supervised pairs/triplets (anchors; positives and negatives)')
-  if ((columnsOf(file) === undefined || o.objective === 'cosent') && o.symmetric)
+  if ((columnsOf(file) === undefined || SCORED_OBJECTIVES.includes(o.objective)) && o.symmetric)
     throw new TypeError('train: symmetric applies to supervised pairs/triplets (the positives against the anchors)')
   // A sentence-transformers base model's settings the output keeps (its pooling came in through withBasePooling).
   const base = o.model ? await readSentenceTransformersConfig(o.model) : null

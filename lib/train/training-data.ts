@@ -6,7 +6,7 @@ import { SentenceFile } from '../data/sentences.js'
 import { columnsOf as supervisedColumnsOf, detectFormat, PairFile } from '../data/pairs.js'
 import { noTextColumn, parquetColumns, parquetTextColumn, textColumnOf, type TextColumn } from '../data/parquet.js'
 import { DEFAULT_GROUP_NEGATIVES, GroupFile, isGroupedFile } from '../data/groups.js'
-import { objectiveForData } from './objective.js'
+import { objectiveForData, SCORED_OBJECTIVES } from './objective.js'
 import type { BatchSampler, ResolvedTrainOptions, TrainOptions } from './options.js'
 
 /**
@@ -72,12 +72,13 @@ export async function openTrainingData(o: ResolvedTrainOptions, say: (s: string)
     return file
   }
   let file: PairFile | GroupFile
-  if (o.objective === 'cosent') {
-    if (grouped) throw new TypeError(`train: objective cosent trains on scored pairs (sentence1, sentence2, score); ${o.data} holds groups`)
+  if (SCORED_OBJECTIVES.includes(o.objective)) {
+    if (grouped)
+      throw new TypeError(`train: objective ${o.objective} trains on scored pairs (sentence1, sentence2, score); ${o.data} holds groups`)
     if (o.negativesPerExample !== undefined)
       throw new TypeError('train: negativesPerExample applies to hard negatives, not to scored pairs')
     const pairs = await PairFile.open(o.data, o.format, { scores: true })
-    say(`data: ${pairs.describe()}: CoSENT over the order of the scores`)
+    say(`data: ${pairs.describe()}: ${o.objective === 'angle' ? 'AnglE' : 'CoSENT'} over the order of the scores`)
     return pairs
   }
   if (grouped) file = await GroupFile.open(o.data, o.negativesPerExample ?? DEFAULT_GROUP_NEGATIVES, o.seed)
@@ -86,7 +87,7 @@ export async function openTrainingData(o: ResolvedTrainOptions, say: (s: string)
     if (tuples.scoreColumn !== null && tuples.width === 2)
       say(
         `data: ${o.data}: its ${tuples.scoreColumn} column is not used: objective simcse takes every pair as a positive ` +
-          `(--objective cosent trains on the scores)`,
+          `(--objective cosent or angle trains on the scores)`,
       )
     // Fewer negatives than an n-tuple file holds: drawn from them every epoch.
     file = o.negativesPerExample !== undefined ? GroupFile.fromTuples(tuples, o.negativesPerExample, o.seed) : tuples

@@ -63,15 +63,20 @@ struct DclArgs {
 };
 
 // CoSENT over scored pairs (Su 2022; sentence-transformers' CoSENTLoss, whose scale 20 is 1/tau 0.05):
-// s_i = cos(z1_i, z2_i)/tau, L = log(1 + sum_{(i,j): y_i < y_j} exp(s_i - s_j)): every pair of pairs whose gold
-// scores are ordered is a term, penalised when the cosines disagree with that order. Writes gz1, gz2. scores
+// s_i = sim(z1_i, z2_i)/tau, L = log(1 + sum_{(i,j): y_i < y_j} exp(s_i - s_j)): every pair of pairs whose gold
+// scores are ordered is a term, penalised when the similarities disagree with that order. Writes gz1, gz2. scores
 // (y, n values) is a host pointer for every backend, as keepRows is (a CUDA step graph binds it).
+// sim: the cosine, or (AnglE, Li & Li 2023: sentence-transformers' AnglELoss) the normalised angle similarity
+// |x . R y| / (|x| |y|), the vectors split into real and imaginary halves (an odd d padded with a zero), where
+// R y = [re(y) - im(y) ; re(y) + im(y)] (the real and imaginary parts of the complex quotient summed).
+enum CosentSimilarity : int { kCosine = 0, kAngle = 1 };
 struct CosentArgs {
   const float* z1;
   const float* z2;  // [n, d] each
   const float* scores;
   int64_t n, d;
   float temperature;
+  int similarity = kCosine;
 };
 
 // Selective dropout: x viewed as [rows, cols]; rows with keepRows[r] == 0 pass unchanged; other

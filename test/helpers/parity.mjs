@@ -221,6 +221,12 @@ export const LOSS_CASES = [
   { name: 'dcl', floor: 'dcl', temperature: 5, run: (l, z) => l.dcl(z[0], z[1]) },
   { name: 'simcse++', floor: 'cos', temperature: 0.05, run: (l, z) => l.simcsePlusPlus(z[0], z[1], z[2]) },
   { name: 'cosent', floor: 'cos', temperature: 0.05, run: (l, z) => l.cosent(z[0], z[1], pairScores(z[0].shape[0])) },
+  {
+    name: 'angle',
+    floor: 'cos',
+    temperature: 0.05,
+    run: (l, z) => l.cosent(z[0], z[1], pairScores(z[0].shape[0]), { similarity: 'angle' }),
+  },
 ]
 
 /** Gold scores of n pairs (cosent): STS-B's steps of 0.5 in [0, 5], with ties. */
