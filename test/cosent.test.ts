@@ -2,6 +2,10 @@
 // reference written as sentence-transformers computes it (every ordered pair of pairs a term, log(1 + Σ exp)), its
 // gradients against central differences of that reference, the cases without terms, large logits, and misuse.
 import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Tensor, losses } from '../lib/index.js'
 import { randn, relErr } from './helpers/parity.mjs'
 
@@ -126,6 +130,54 @@ t.test('AnglE (similarity angle): loss and gradients equal sentence-transformers
   const z = Tensor.from(randn(8, 4), [2, 4])
   t.throws(() => losses.cosent(z, z, Float32Array.of(1, 2), { similarity: 'dot' as never }), /similarity must be 'cosine' or 'angle'/)
 })
+
+// sentence-transformers itself (SIMCSEPP_PYTHON, else python3; .ci/run installs it when it can): skipped without.
+const python = process.env.SIMCSEPP_PYTHON || 'python3'
+const hasSt = spawnSync(python, ['-c', 'import torch, sentence_transformers'], { stdio: 'ignore' }).status === 0
+t.test(
+  'sentence-transformers’ CoSENTLoss and AnglELoss (their code, float64 autograd) give our losses and gradients',
+  { skip: hasSt ? false : `${python} cannot import torch and sentence_transformers (set SIMCSEPP_PYTHON to one that can)` },
+  async (t) => {
+    const shapes = [
+      [6, 4],
+      [33, 17],
+      [64, 48],
+    ] as const
+    const cases = shapes.map(([n, d]) => {
+      const { z1, z2, y } = scoredPairs(n, d, 3 * n + d)
+      return { n, d, z1: Array.from(z1), z2: Array.from(z2), scores: Array.from(y) }
+    })
+    const dir = mkdtempSync(join(tmpdir(), 'simcsepp-st-losses-'))
+    writeFileSync(join(dir, 'in.json'), JSON.stringify(cases))
+    const r = spawnSync(python, [join(import.meta.dirname, 'helpers', 'st_losses.py'), join(dir, 'in.json'), join(dir, 'out.json')], {
+      encoding: 'utf8',
+      timeout: 300_000,
+    })
+    t.equal(r.status, 0, r.stderr)
+    const theirs = JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as Record<
+      'cosent' | 'angle',
+      { loss: number; g1: number[]; g2: number[] }
+    >[]
+    cases.forEach((c, i) => {
+      for (const similarity of ['cosine', 'angle'] as const) {
+        const ref = theirs[i][similarity === 'angle' ? 'angle' : 'cosent']
+        const ours = losses.cosent(
+          Tensor.from(Float32Array.from(c.z1), [c.n, c.d]),
+          Tensor.from(Float32Array.from(c.z2), [c.n, c.d]),
+          Float32Array.from(c.scores),
+          {
+            similarity,
+          },
+        )
+        const what = `${similarity} N=${c.n} D=${c.d}`
+        t.ok(Math.abs(ours.loss - ref.loss) <= 1e-5 * Math.max(1, ref.loss), `${what}: loss ${ours.loss}, theirs ${ref.loss}`)
+        const e1 = relErr(ours.grads.z1.toFloat32Array(), ref.g1)
+        const e2 = relErr(ours.grads.z2.toFloat32Array(), ref.g2)
+        t.ok(e1 < 1e-5 && e2 < 1e-5, `${what}: gradients within ${e1.toExponential(2)}, ${e2.toExponential(2)}`)
+      }
+    })
+  },
+)
 
 t.test('only the order of the scores counts; ties and a single pair make no term', async (t) => {
   const n = 9,
