@@ -198,3 +198,30 @@ t.test('an STS12-16 folder: the "all" setting, each subset, and their mean; each
   t.match(table, /\n {2}A\s+3\s+100\.00/)
   t.match(table, /\n {2}mean of subsets\s+0\.00/)
 })
+
+t.test('scored pairs as training reads them (sentence1, sentence2, score) are an STS file too', async (t) => {
+  const want = [
+    { s1: 'a man, smiling', s2: 'a man smiles', score: 4.5 },
+    { s1: 'a cat', s2: 'the stock market', score: 0 },
+  ]
+  const files: [string, string][] = [
+    ['dev.csv', 'sentence1,sentence2,score\n"a man, smiling",a man smiles,4.5\na cat,the stock market,0\n'],
+    ['dev.tsv', 'score\tsentence1\tsentence2\n4.5\ta man, smiling\ta man smiles\n0\ta cat\tthe stock market\n'],
+    ['dev.jsonl', want.map((p) => JSON.stringify({ sentence1: p.s1, sentence2: p.s2, score: p.score })).join('\n') + '\n'],
+  ]
+  for (const [name, text] of files) {
+    const path = join(dir, name)
+    await fsp.writeFile(path, text)
+    t.same(await readStsFile(path), want, name)
+  }
+  // The STS-B distribution's sts-dev.csv: tab-separated, no header; still read as STS-B.
+  const stsb = join(dir, 'sts-dev.csv')
+  await fsp.writeFile(
+    stsb,
+    'main-captions\tMSRvid\t2012test\t0000\t5.000\tA man with a hard hat is dancing.\tA man wearing a hard hat is dancing.\n',
+  )
+  t.same(await readStsFile(stsb), [{ s1: 'A man with a hard hat is dancing.', s2: 'A man wearing a hard hat is dancing.', score: 5 }])
+  const bad = join(dir, 'bad.csv')
+  await fsp.writeFile(bad, 'sentence1,sentence2,score\na,b,high\n')
+  await t.rejects(readStsFile(bad), /bad\.csv: line 2: the score "high" is not a finite number/)
+})

@@ -13,7 +13,7 @@ const encoderOptions = `  Encoder     --pooling cls|mean  --normalize  --max-len
 
 export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval DIR...) [options]
   STS Spearman and Pearson (cosine of sentence vectors vs gold scores) for STS-B, SICK or STS12-16 files
-  (or a Hugging Face STS split in Parquet: sentence1, sentence2, score);
+  (or a Hugging Face STS split in Parquet: sentence1, sentence2, score; or those columns in CSV, TSV or JSONL);
   an STS12-16 folder: the "all" setting (subsets concatenated), each subset and their mean. Retrieval
   (exact cosine search, scored as BEIR and MTEB score it): nDCG@10, MAP@10, MRR@10, Recall@10 and @100.
   Input       --model DIR  --sts FILE (repeatable, or as arguments; UTF-8, lines ending in \\n or \\r\\n)

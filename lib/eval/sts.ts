@@ -5,6 +5,7 @@ import { existsSync, promises as fsp } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { readTextLines } from '../data/text-lines.js'
 import { isParquetFile, parquetColumns, valueKind } from '../data/parquet.js'
+import { PairFile } from '../data/pairs.js'
 import { cosineSimilarity } from '../util/vectors.js'
 
 export interface StsPair {
@@ -48,10 +49,42 @@ export async function readStsFile(path: string, options: ReadStsOptions = {}): P
   const header = lines[0]?.split('\t') ?? []
   if (header.includes('sentence_A') && header.includes('sentence_B') && header.includes('relatedness_score'))
     return parseSick(path, lines, header, options.sickSet)
+  const scored = scoredPairsFormat(lines[0] ?? '')
+  if (scored) return readScoredPairs(path, scored)
   return parseStsb(path, lines)
 }
 
 const INPUT_RE = /^(STS\d*)\.input\.(.+)\.txt$/
+
+/**
+ * The format of a file of scored pairs as training reads them (a header, or JSON objects, naming sentence1, sentence2
+ * and score: sentence-transformers/stsb's columns), or null: the STS-B distribution's own files (sts-dev.csv) are
+ * tab-separated without a header, and stay STS-B.
+ */
+function scoredPairsFormat(first: string): 'csv' | 'tsv' | 'jsonl' | null {
+  const line = first.replace(/^\ufeff/, '').trim()
+  const named = (names: string[]) => names.includes('sentence1') && names.includes('sentence2') && names.includes('score')
+  if (line.startsWith('{')) {
+    try {
+      return named(Object.keys(JSON.parse(line) as object)) ? 'jsonl' : null
+    } catch {
+      return null
+    }
+  }
+  for (const [format, sep] of [
+    ['tsv', '\t'],
+    ['csv', ','],
+  ] as const)
+    if (named(line.split(sep).map((s) => s.trim().replace(/^"(.*)"$/, '$1')))) return format
+  return null
+}
+
+/** Scored pairs read as a training file of them is (test/cosent-training's data makes a dev set too). */
+async function readScoredPairs(path: string, format: 'csv' | 'tsv' | 'jsonl'): Promise<StsPair[]> {
+  const file = await PairFile.open(path, format, { scores: true })
+  const [s1, s2] = await file.readColumns(Array.from({ length: file.count }, (_, i) => i))
+  return s1.map((s, i) => ({ s1: s, s2: s2[i], score: file.scores![i] }))
+}
 
 /** The column names of an STS split in Parquet: the datasets' (sentence1, sentence2, score), then SICK's. */
 const STS_COLUMNS = [
