@@ -108,6 +108,26 @@ t.test('a burst beyond --max-queue is told to retry (429), the rest are answered
     t.match(a.json.error, { message: /^overloaded: 1 sentences are waiting for the encoder; retry later$/, type: 'rate_limit_error' })
 })
 
+t.test('with an API key, every request but /health must bring it', async (t) => {
+  const locked = await serveEmbeddings(encoder, { port: 0, apiKey: 'sk-local-123' })
+  const ask = (auth?: string) =>
+    fetch(locked.url + '/v1/embeddings', {
+      method: 'POST',
+      headers: auth ? { authorization: auth } : {},
+      body: JSON.stringify({ input: 'a b', model: 'x' }),
+    })
+  const none = await ask()
+  t.equal(none.status, 401)
+  t.equal(none.headers.get('www-authenticate'), 'Bearer')
+  t.match(await none.json(), { error: { message: /a valid API key is required: send Authorization: Bearer KEY/ } })
+  t.equal((await ask('Bearer sk-local-12')).status, 401, 'a prefix of the key')
+  t.equal((await ask('sk-local-123')).status, 401, 'without Bearer')
+  t.equal((await ask('Bearer sk-local-123')).status, 200)
+  t.equal((await fetch(locked.url + '/health')).status, 200, '/health needs no key')
+  await locked.close()
+  await t.rejects(serveEmbeddings(encoder, { apiKey: '' }), /apiKey must be a non-empty string/)
+})
+
 t.test('bad requests: a 4xx naming the field, in each API’s error shape', async (t) => {
   const openai: [unknown, number, RegExp, string | null][] = [
     [{ model: 'x' }, 400, /input must be a string or a non-empty array of strings/, 'input'],

@@ -26,10 +26,13 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const maxQueue = num('max-queue', values['max-queue'], { int: true, min: 1 })
   // The raw vectors: each API normalises as its requests ask.
   const encoder = await loadEncoder({ ...values, normalize: false })
-  const server = await serveEmbeddings(encoder, { host: values.host, port, name: values.name, maxBatch, maxInputs, maxQueue })
+  // The key from the environment: an argument would show in every process listing.
+  const apiKey = process.env.SIMCSEPP_API_KEY || undefined
+  const server = await serveEmbeddings(encoder, { host: values.host, port, name: values.name, maxBatch, maxInputs, maxQueue, apiKey })
   process.stderr.write(
     `simcsepp: serving ${encoder.dir} (${encoder.dimension} dimensions, ${encoder.device}) on ${server.url}\n` +
-      `  OpenAI: POST ${server.url}/v1/embeddings   text-embeddings-inference: POST ${server.url}/embed\n`,
+      `  OpenAI: POST ${server.url}/v1/embeddings   text-embeddings-inference: POST ${server.url}/embed\n` +
+      `  ${apiKey ? 'requests need the key of SIMCSEPP_API_KEY (Authorization: Bearer KEY)' : 'no API key: anyone who reaches the port may embed (set SIMCSEPP_API_KEY to require one)'}\n`,
   )
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

@@ -6,6 +6,7 @@
 // so many small concurrent requests cost a few forward passes, not one each; there is no waiting for a batch to fill.
 // Bad requests get a 4xx with a short message naming the field and nothing is encoded; a failing encode is a 500 for
 // the requests in that call only.
+import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { basename } from 'node:path'
@@ -32,6 +33,11 @@ export interface EmbeddingServerOptions {
    * larger than the machine can encode is told to come back rather than held until clients time out.
    */
   maxQueue?: number
+  /**
+   * A key every request but GET /health must bring as `Authorization: Bearer KEY` (what OpenAI's clients send as
+   * their api_key); without it, a 401. Default: none (anyone who reaches the port may embed).
+   */
+  apiKey?: string
 }
 
 export interface EmbeddingServer {
@@ -73,6 +79,16 @@ export async function serveEmbeddings(encoder: SentenceEncoder, options: Embeddi
   }
   for (const k of ['maxInputs', 'maxBodyBytes', 'maxBatch', 'maxQueue'] as const)
     if (!Number.isSafeInteger(o[k]) || o[k] < 1) throw new RangeError(`serveEmbeddings: ${k} must be a positive integer (got ${o[k]})`)
+  if (options.apiKey !== undefined && (typeof options.apiKey !== 'string' || options.apiKey === ''))
+    throw new TypeError('serveEmbeddings: apiKey must be a non-empty string')
+  // Compared as digests: the same length whatever the key, so the comparison takes the same time for any guess.
+  const digest = (s: string) => createHash('sha256').update(s).digest()
+  const key = options.apiKey === undefined ? null : digest(options.apiKey)
+  const authorised = (req: IncomingMessage) => {
+    if (!key) return true
+    const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')
+    return m !== null && timingSafeEqual(digest(m[1]), key)
+  }
   if (!Number.isSafeInteger(o.port) || o.port < 0 || o.port > 65535)
     throw new RangeError(`serveEmbeddings: port must be an integer in [0, 65535] (got ${o.port})`)
   // Token counts for OpenAI's usage field, from the model's own tokenizer (truncated as the encoder truncates).
@@ -214,6 +230,10 @@ export async function serveEmbeddings(encoder: SentenceEncoder, options: Embeddi
         '/embed': ['POST', async () => tei(await jsonBody(req, o.maxBodyBytes))],
         '/info': ['GET', info],
         '/health': ['GET', () => '{"status":"ok"}'],
+      }
+      if (path !== '/health' && !authorised(req)) {
+        res.setHeader('www-authenticate', 'Bearer')
+        throw new RequestError(401, 'a valid API key is required: send Authorization: Bearer KEY')
       }
       const route = routes[path]
       if (!route) throw new RequestError(404, `no route ${path} (POST /v1/embeddings, POST /embed, GET /v1/models, /info, /health)`)
