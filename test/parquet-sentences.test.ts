@@ -1,12 +1,14 @@
 // Unsupervised training on a Parquet column of sentences (sentence-transformers/wikipedia-en-sentences, a Hugging
 // Face corpus, is one): read as a text file's lines are (empty rows skipped, the same seeded order), so a run on
 // the column equals a run on the same sentences one per line, bit for bit; the column is recorded and fixed on
-// resume; a file whose columns name supervised pairs stays supervised unless --column is given.
+// resume; a file whose columns name supervised pairs stays supervised unless --column is given; shards (a folder, a
+// pattern) read as one table.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { train } from '../lib/train/train.js'
+import { detectFormat, PairFile } from '../lib/data/pairs.js'
 import type { TrainResult } from '../lib/train/events.js'
 import { resumeOptions } from '../lib/train/resume-options.js'
 import { cli, needsCli, tempDir, TINY_RUN } from './helpers/train-corpus.js'
@@ -120,4 +122,27 @@ t.test('simcsepp train --data x.parquet --column NAME', needsCli, async (t) => {
   t.equal(r.status, 0, r.stderr)
   t.match(r.stdout + r.stderr, /stsb\.parquet: 12 sentences, column sentence2 \(parquet\)/)
   t.equal(JSON.parse(readFileSync(join(out, 'run', 'training_args.json'), 'utf8')).column, 'sentence2')
+})
+
+t.test('a dataset in shards (a folder, or a pattern) is one table; a folder of several splits is refused', async (t) => {
+  // The sentences in two train shards train as the one file does.
+  const one = await train({ ...RUN, data: fixture('sentences.parquet'), out: join(dir, 'one-file') })
+  const messages: string[] = []
+  const sharded = await train({ ...RUN, data: fixture('wiki'), out: join(dir, 'shards') }, { onMessage: (m) => void messages.push(m) })
+  t.match(messages.join('\n'), /wiki: 29 sentences, column sentence \(parquet\)/)
+  t.same(losses(sharded), losses(one), 'the same losses as the single file')
+  // Supervised pairs: the train shards by pattern, in name order.
+  const pairs = await PairFile.open(fixture('shards/train-*.parquet'), 'parquet')
+  const { anchors, positives } = JSON.parse(readFileSync(fixture('expected.json'), 'utf8')) as { anchors: string[]; positives: string[] }
+  t.same(await pairs.readColumns(Array.from({ length: pairs.count }, (_, i) => i)), [anchors, positives])
+  t.equal(await detectFormat(fixture('shards/train-*.parquet')), 'parquet')
+  await t.rejects(
+    PairFile.open(fixture('shards'), 'parquet'),
+    /shards: holds the splits test, train: train on one, e\.g\. '.*shards\/train-\*\.parquet'/,
+  )
+  await t.rejects(PairFile.open(fixture('shards/validation-*.parquet'), 'parquet'), /validation-\*\.parquet: no file matches/)
+  await t.rejects(
+    train({ ...RUN, data: fixture('mismatch'), out: join(dir, 'mismatch') }),
+    /b\.parquet: its columns \(text\) are not those of a\.parquet \(sentence\)/,
+  )
 })

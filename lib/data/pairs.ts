@@ -12,7 +12,7 @@ import { extname } from 'node:path'
 import { firstInvalidUtf8 } from './text-lines.js'
 import { parseDelimited } from './csv.js'
 import { permutation, type DataFingerprint } from './sentences.js'
-import { PARQUET_MAGIC, parquetColumns, valueKind } from './parquet.js'
+import { isParquetShards, PARQUET_MAGIC, parquetColumns, valueKind, type ParquetColumns } from './parquet.js'
 
 export type DataFormat = 'text' | 'csv' | 'tsv' | 'jsonl' | 'parquet'
 export const DATA_FORMATS: DataFormat[] = ['text', 'csv', 'tsv', 'jsonl', 'parquet']
@@ -34,6 +34,7 @@ const NAMES = 'sent0,sent1[,hard_neg] or anchor,positive[,negative] or anchor,po
  */
 export async function detectFormat(path: string, requested: DataFormat | 'auto' = 'auto'): Promise<DataFormat> {
   if (requested !== 'auto') return requested
+  if (await isParquetShards(path)) return 'parquet' // a folder of shards, or a pattern naming them
   const ext = extname(path).toLowerCase()
   if (ext === '.csv' || ext === '.tsv' || ext === '.jsonl' || ext === '.parquet') return ext.slice(1) as DataFormat
   if (ext === '.json') return 'jsonl'
@@ -136,17 +137,25 @@ export class PairFile {
    */
   static async open(path: string, format: Exclude<DataFormat, 'text'>, options: PairFileOptions = {}): Promise<PairFile> {
     const scored = options.scores === true
-    let buf: Buffer
+    let buf: Buffer | null = null
     try {
-      if ((await stat(path)).isDirectory()) throw new Error(`${path}: is a directory, expected a ${format} file`)
-      buf = await readFile(path)
+      if (format !== 'parquet' || !(await isParquetShards(path))) {
+        if ((await stat(path)).isDirectory()) throw new Error(`${path}: is a directory, expected a ${format} file`)
+        buf = await readFile(path)
+      }
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code
       throw code === 'ENOENT' ? new Error(`${path}: no such file`) : e
     }
     let rows: Rows
-    if (format === 'parquet') rows = await parquetRows(buf, path, scored)
-    else {
+    let digest: { bytes: number; sha256: string }
+    if (format === 'parquet') {
+      const table = await parquetColumns(path)
+      rows = await parquetRows(table, path, scored)
+      digest = table
+    } else {
+      if (!buf) throw new Error(`${path}: expected a ${format} file`)
+      digest = { bytes: buf.length, sha256: createHash('sha256').update(buf).digest('hex') }
       let text: string
       try {
         text = new TextDecoder('utf-8', { fatal: true }).decode(buf)
@@ -164,7 +173,7 @@ export class PairFile {
     const bad = rows.examples.find((r) => r.fields.some((s) => s.trim() === ''))
     if (bad)
       throw new Error(`${path}: ${format === 'parquet' ? 'row' : 'line'} ${bad.line}: an empty sentence (every example needs ${rows.what})`)
-    const fingerprint = { bytes: buf.length, lines: rows.examples.length, sha256: createHash('sha256').update(buf).digest('hex') }
+    const fingerprint = { bytes: digest.bytes, lines: rows.examples.length, sha256: digest.sha256 }
     const scores = scored ? Float32Array.from(rows.examples, (r) => r.score!) : null
     return new PairFile(path, format, columns, fingerprint, scores, rows.scoreColumn)
   }
@@ -234,8 +243,7 @@ function scoreValue(v: unknown, where: string, column: string): number {
 }
 
 /** A Parquet file's examples: the columns named as a header would be (strings in every row). */
-async function parquetRows(buf: Buffer, path: string, scored: boolean): Promise<Rows> {
-  const table = await parquetColumns(path, buf)
+async function parquetRows(table: ParquetColumns, path: string, scored: boolean): Promise<Rows> {
   const at = columnsOf(table.names)
   if (!at) throw new Error(`${path}: the Parquet columns must be named ${NAMES} (found ${table.names.join(', ') || 'none'})`)
   const problem = negativesProblem(table.names)

@@ -1,16 +1,60 @@
 // Parquet files, the format Hugging Face datasets are stored and served in (what `datasets` writes, what the Hub's
 // dataset files are), read whole through hyparquet (pure JavaScript) with the codecs of hyparquet-compressors
 // (snappy, gzip, zstd, brotli, lz4). Supervised training sets are small (SimCSE's NLI triplets: 275k rows), so a
-// file is read into memory at once; only the columns asked for are decoded.
+// file is read into memory at once; only the columns asked for are decoded. A dataset of several files (the Hub's
+// shards, train-00000-of-00004.parquet ...) is read as one table: a folder of them, or a file name pattern.
 import { createHash } from 'node:crypto'
-import { open, readFile } from 'node:fs/promises'
+import { open, readdir, readFile, stat } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
 import { permutation, type DataFingerprint } from './sentences.js'
 
-/** A Parquet file's top-level column names, and a reader of chosen columns' values (one array per column, by row). */
+/** A Parquet file's (or shards') top-level column names, and a reader of chosen columns' values (one array per column, by row). */
 export interface ParquetColumns {
   names: string[]
   rows: number
   read(names: string[]): Promise<unknown[][]>
+  /** The bytes read, and their SHA-256 (the shards' in order): what a resumed run checks. */
+  bytes: number
+  sha256: string
+}
+
+/** Whether `path` names several Parquet files: a folder, or a file name with `*` (train-*.parquet). */
+export async function isParquetShards(path: string): Promise<boolean> {
+  return basename(path).includes('*') || ((await stat(path).catch(() => null))?.isDirectory() ?? false)
+}
+
+/**
+ * The files of a sharded Parquet dataset in name order: the .parquet files of a folder, or those whose names match a
+ * pattern with `*`. A folder holding several splits (train-..., test-...) is refused: training on all of them would
+ * train on the test set; the error names the pattern of each.
+ */
+export async function parquetShards(path: string): Promise<string[]> {
+  const pattern = basename(path).includes('*')
+  const dir = pattern ? dirname(path) : path
+  let entries: string[]
+  try {
+    entries = (await readdir(dir)).sort()
+  } catch {
+    throw new Error(`${path}: no such folder${pattern ? ` (${dir})` : ''}`)
+  }
+  const re = pattern
+    ? new RegExp(
+        `^${basename(path)
+          .split('*')
+          .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+          .join('.*')}$`,
+      )
+    : /\.parquet$/i
+  const files = entries.filter((name) => re.test(name))
+  if (files.length === 0) throw new Error(pattern ? `${path}: no file matches` : `${path}: a folder without .parquet files`)
+  if (!pattern) {
+    const splits = [...new Set(files.map((name) => /^(.+?)-\d+-of-\d+\.parquet$/i.exec(name)?.[1]).filter((x) => x !== undefined))]
+    if (splits.length > 1)
+      throw new Error(
+        `${path}: holds the splits ${splits.join(', ')}: train on one, e.g. '${join(path, `${splits.includes('train') ? 'train' : splits[0]}-*.parquet`)}'`,
+      )
+  }
+  return files.map((name) => join(dir, name))
 }
 
 /** What a cell holds, for the error that says it is not text: no value, a number, a list, ... */
@@ -25,9 +69,37 @@ export function valueKind(v: unknown): string {
 /** The first bytes (and the last) of every Parquet file. */
 export const PARQUET_MAGIC = 'PAR1'
 
-/** Opens `buf` (the file at `path`, named in errors) as Parquet: its columns, without decoding any yet. */
-export async function parquetColumns(path: string, buf?: Buffer): Promise<ParquetColumns> {
-  const bytes = buf ?? (await readFile(path))
+/**
+ * Opens the Parquet file at `path` (or the shards it names: parquetShards) as one table: its columns, without decoding
+ * any yet. The shards must have the same columns.
+ */
+export async function parquetColumns(path: string): Promise<ParquetColumns> {
+  if (!(await isParquetShards(path))) return parquetFile(path, await readFile(path))
+  const files = await parquetShards(path)
+  const shards = await Promise.all(files.map(async (file) => parquetFile(file, await readFile(file))))
+  const names = shards[0].names
+  shards.forEach((shard, i) => {
+    if (shard.names.join() !== names.join())
+      throw new Error(`${files[i]}: its columns (${shard.names.join(', ')}) are not those of ${basename(files[0])} (${names.join(', ')})`)
+  })
+  const hash = createHash('sha256')
+  for (const shard of shards) hash.update(shard.sha256)
+  return {
+    names,
+    rows: shards.reduce((n, shard) => n + shard.rows, 0),
+    bytes: shards.reduce((n, shard) => n + shard.bytes, 0),
+    // The shards' digests, hashed in order: a renamed, reordered or edited shard changes it.
+    sha256: hash.digest('hex'),
+    async read(wanted: string[]) {
+      const parts: unknown[][][] = []
+      for (const shard of shards) parts.push(await shard.read(wanted))
+      return wanted.map((_, c) => parts.flatMap((part) => part[c]))
+    },
+  }
+}
+
+/** One Parquet file's table, from its bytes (`path` names it in errors). */
+async function parquetFile(path: string, bytes: Buffer): Promise<ParquetColumns> {
   const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer
   // Loaded when a Parquet file is met: a run on text or CSV needs neither package.
   const [{ parquetMetadata, parquetReadObjects, parquetSchema }, { compressors }] = await Promise.all([
@@ -44,6 +116,8 @@ export async function parquetColumns(path: string, buf?: Buffer): Promise<Parque
   return {
     names,
     rows: Number(metadata.num_rows),
+    bytes: bytes.length,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
     async read(wanted: string[]) {
       let rows: Record<string, unknown>[]
       try {
@@ -93,8 +167,7 @@ export function noTextColumn(path: string, names: string[], column: string | und
  * sentences of wiki1m: about 120 MB of strings).
  */
 export async function parquetTextColumn(path: string, column: string | undefined, blank: 'error' | 'skip'): Promise<TextColumn> {
-  const buf = await readFile(path)
-  const table = await parquetColumns(path, buf)
+  const table = await parquetColumns(path)
   const name = textColumnOf(table.names, column)
   if (name === undefined) throw noTextColumn(path, table.names, column)
   const [values] = await table.read([name])
@@ -105,7 +178,7 @@ export async function parquetTextColumn(path: string, column: string | undefined
     else if (blank === 'error') throw new Error(`${path}: row ${r + 1}: column ${name} is empty (one vector per row: remove it)`)
   })
   if (texts.length === 0) throw new Error(`${path}: column ${name} holds no sentence`)
-  const fingerprint = { bytes: buf.length, lines: texts.length, sha256: createHash('sha256').update(buf).digest('hex') }
+  const fingerprint = { bytes: table.bytes, lines: texts.length, sha256: table.sha256 }
   return {
     path,
     count: texts.length,
@@ -122,9 +195,9 @@ export async function parquetTextColumn(path: string, column: string | undefined
   }
 }
 
-/** Whether a file is Parquet: its extension, else its first bytes. */
+/** Whether a file is Parquet (its extension, else its first bytes), or `path` names Parquet shards. */
 export async function isParquetFile(path: string): Promise<boolean> {
-  if (/\.parquet$/i.test(path)) return true
+  if (/\.parquet$/i.test(path) || (await isParquetShards(path))) return true
   try {
     const fd = await open(path, 'r')
     try {
