@@ -93,7 +93,7 @@ t.test('refusals name the file, the column and the way out', async (t) => {
   writeFileSync(csv, 'anchor,positive\na b,c d\ne f,g h\n')
   await t.rejects(
     train({ ...RUN, data: csv, column: 'anchor', out }),
-    /train: column names a column of Parquet data; .*pairs\.csv is read as csv/,
+    /train: column names a column of Parquet data or a field of JSON Lines; .*pairs\.csv is read as csv/,
   )
   await t.rejects(
     train({ ...RUN, data: fixture('sentences.parquet'), negativesPerExample: 2, out }),

@@ -151,7 +151,10 @@ t.test('encode --file and search --corpus read a Parquet column', needsCli, asyn
   )
   const text = join(dir, 'lines.txt')
   writeFileSync(text, 'a b\n')
-  t.match(run('encode', '--file', text, '--column', 'x').stderr, /--column names a column of a Parquet --file/)
+  t.match(
+    run('encode', '--file', text, '--column', 'x').stderr,
+    /lines\.txt: --column names a column of a Parquet file or a field of JSON Lines; this is text/,
+  )
   const search = run(
     'search',
     '--corpus',

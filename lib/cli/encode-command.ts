@@ -1,6 +1,5 @@
 // `simcsepp encode`: a thin layer over SentenceEncoder; its encoder flags and loader, which `simcsepp eval` shares.
-import { SentenceFile } from '../data/sentences.js'
-import { isParquetFile, parquetTextColumn } from '../data/parquet.js'
+import { openSentences } from '../data/text-source.js'
 import { SentenceEncoder } from '../embed/sentence-encoder.js'
 import { DEVICE_REQUESTS } from '../device.js'
 import { ENCODER_PRECISION_REQUESTS } from '../model/precision.js'
@@ -57,14 +56,9 @@ export async function encodeCommand(argv: string[]): Promise<void> {
   if (format === 'f32' && process.stdout.isTTY) throw new UsageError('encode --format f32 writes binary: redirect stdout to a file')
   // Read as train reads its data (same UTF-8 and line-ending errors), and checked before any output.
   // A blank line is an error: encode writes one vector per input line, so outputs line up with inputs.
-  // A Parquet file: one of its columns, each row a sentence (a Hugging Face dataset's text).
-  if (values.column !== undefined && !(values.file && (await isParquetFile(values.file))))
-    throw new UsageError('encode: --column names a column of a Parquet --file')
-  const file = !values.file
-    ? null
-    : (await isParquetFile(values.file))
-      ? await parquetTextColumn(values.file, values.column, 'error')
-      : await SentenceFile.open(values.file, { blankLines: 'error' })
+  // A Parquet file: one of its columns, each row a sentence (a Hugging Face dataset's text); JSON Lines: a field.
+  if (values.column !== undefined && !values.file) throw new UsageError('encode: --column names a column of a Parquet or JSONL --file')
+  const file = values.file ? await openSentences(values.file, values.column, 'error') : null
   if (values.prompt !== undefined && values['prompt-name'] !== undefined)
     throw new UsageError('encode: give --prompt or --prompt-name, not both')
   const enc = await loadEncoder(values)

@@ -32,8 +32,9 @@ ${encoderOptions}`
 export const encodeUsage = `simcsepp encode --model DIR [--file FILE] [sentences...] [options]
   One vector per sentence, in input order: arguments first, then the file's lines.
   Input       --model DIR  --file FILE (one sentence per line, UTF-8; a blank line is an error naming it, so
-              that output line N is input line N), or a Parquet file: --column NAME (default: its only
-              column, or text/sentence/document/passage/content), a row per sentence, an empty row an error
+              that output line N is input line N), or a Parquet file or JSON Lines: --column NAME (default:
+              the only column or field, or text/sentence/document/passage/content), a row per sentence, an
+              empty one an error
               sentences as arguments ('' embeds as [CLS] [SEP])
   Prompt      --prompt-name NAME (one of the model's prompts, config_sentence_transformers.json: e5's and bge's
               "query", ...; default: its default_prompt_name)  --prompt STR (prepended to every sentence)
@@ -47,7 +48,8 @@ ${encoderOptions}`
 export const searchUsage = `simcsepp search --model DIR --corpus FILE [--top-k 5] [--json] "query"... [options]
   The corpus sentences nearest each query by cosine similarity, best first: score, [index] and sentence.
   Input       --model DIR  --corpus FILE (one sentence per line, UTF-8; blank lines skipped, [index] counts
-              the others from 0; or a Parquet file's --column NAME, as encode reads it, empty rows skipped)
+              the others from 0; or a Parquet or JSON Lines file's --column NAME, as encode reads it, empty
+              rows skipped)
               queries as arguments
   Output      --top-k N (5)  --json (an array: per query its hits, { index, score, sentence })
 ${encoderOptions}`

@@ -1,6 +1,5 @@
 // `simcsepp search`: the corpus file's sentences nearest each query (SentenceEncoder + VectorIndex).
-import { SentenceFile } from '../data/sentences.js'
-import { isParquetFile, parquetTextColumn } from '../data/parquet.js'
+import { openSentences } from '../data/text-source.js'
 import { VectorIndex } from '../embed/search.js'
 import { num, parseFlags, UsageError } from './args.js'
 import { encoderFlags, loadEncoder } from './encode-command.js'
@@ -28,11 +27,8 @@ export async function searchCommand(argv: string[]): Promise<void> {
   const topK = num('top-k', values['top-k'], { int: true, min: 1 }) ?? 5
   // Blank lines are skipped (a corpus has no empty documents); hit indices count the non-blank lines.
   // A Parquet corpus: one of its columns, empty rows skipped as blank lines are.
-  const parquet = await isParquetFile(values.corpus)
-  if (values.column !== undefined && !parquet) throw new UsageError('search: --column names a column of a Parquet --corpus')
-  const file = parquet
-    ? await parquetTextColumn(values.corpus, values.column, 'skip')
-    : await SentenceFile.open(values.corpus, { blankLines: 'skip' })
+  // JSON Lines: a field of each object.
+  const file = await openSentences(values.corpus, values.column, 'skip')
   const enc = await loadEncoder(values)
   let index: VectorIndex | null = null
   try {

@@ -25,8 +25,8 @@ export const trainUsage = `simcsepp train [options]
               drawn every epoch with a random positive and --negatives-per-example 7 negatives (n-tuples:
               that many of each example's negatives drawn every epoch)
               --format auto|text|csv|tsv|jsonl|parquet (auto: by extension, else by the first bytes)
-              --column NAME: train on a Parquet column of sentences as on a text file's lines (default:
-              its only column, or text/sentence/..., when its columns are not named as pairs)
+              --column NAME: train on a Parquet column (JSON Lines field) of sentences as on a text file's
+              lines (default: the only one, or text/sentence/..., when they are not named as pairs)
               --batch-sampler no-duplicates|random (pairs/triplets; default no-duplicates: no batch
               holds a sentence twice, which would be its own in-batch negative)
               --query-prompt STR --document-prompt STR (pairs/triplets: before each anchor; before each

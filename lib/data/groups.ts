@@ -6,8 +6,8 @@
 // (seed, epoch, example), so every run, every rank and every resume sees the same tuples. An n-tuple file (PairFile)
 // is drawn the same way when fewer negatives than it holds are asked for (fromTuples): k of its negatives each epoch.
 import { createHash } from 'node:crypto'
-import { open, readFile, stat } from 'node:fs/promises'
-import { firstInvalidUtf8 } from './text-lines.js'
+import { readFile, stat } from 'node:fs/promises'
+import { firstInvalidUtf8, firstLineOf } from './text-lines.js'
 import { exampleKind, type DataFormat, type PairFile } from './pairs.js'
 import { permutation, xoshiro128, type DataFingerprint } from './sentences.js'
 
@@ -22,29 +22,16 @@ export const DEFAULT_GROUP_NEGATIVES = 7
 
 /** Whether the file's first object has FlagEmbedding's keys (query, and pos as a list): a grouped file. */
 export async function isGroupedFile(path: string): Promise<boolean> {
-  let head: string
+  const first = await firstLineOf(path)
+  if (!first) return false // the pairs reader names a missing or unreadable file
   try {
-    const fd = await open(path, 'r')
-    try {
-      const { buffer, bytesRead } = await fd.read(Buffer.alloc(1 << 16), 0, 1 << 16, 0)
-      head = buffer.subarray(0, bytesRead).toString('utf8')
-    } finally {
-      await fd.close()
-    }
-  } catch {
-    return false // the pairs reader names a missing or unreadable file
-  }
-  const first = head
-    .replace(/^\ufeff/, '')
-    .split('\n')
-    .find((l) => l.trim() !== '')
-  try {
-    const o = JSON.parse(first ?? '') as Record<string, unknown>
+    const o = JSON.parse(first.line) as Record<string, unknown>
     return typeof o === 'object' && o !== null && 'query' in o && Array.isArray(o.pos)
   } catch {
     // A first line longer than the peek (a group of many long passages): its keys as far as they show; else not
     // JSON, and the pairs reader says what is wrong.
-    return !head.includes('\n') && /^\s*\{/.test(head) && /"query"\s*:/.test(head) && /"pos"\s*:\s*\[/.test(head)
+    const head = first.line
+    return first.cut && /^\s*\{/.test(head) && /"query"\s*:/.test(head) && /"pos"\s*:\s*\[/.test(head)
   }
 }
 

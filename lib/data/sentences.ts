@@ -32,6 +32,30 @@ export interface SentenceFileOptions {
    * writes one vector per input line): a blank line is an error naming it.
    */
   blankLines?: 'skip' | 'error'
+  /**
+   * JSON Lines: each line an object whose `field` holds the sentence (a corpus exported with `datasets`' to_json, C4's
+   * "text"). A line that is not an object, or whose field is missing or not text, is an error naming the line; an
+   * empty field counts as a blank line.
+   */
+  field?: string
+}
+
+/** The sentence of a JSON Lines record (`field` of the object on line `lineNo`), or '' for a blank line. */
+function fieldOf(path: string, text: string, lineNo: number, field: string): string {
+  if (text.trim() === '') return ''
+  let v: unknown
+  try {
+    v = JSON.parse(text)
+  } catch {
+    throw new Error(`${path}: line ${lineNo} is not JSON (one object per line is expected)`)
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${path}: line ${lineNo} is not a JSON object`)
+  const x = (v as Record<string, unknown>)[field]
+  if (typeof x !== 'string')
+    throw new Error(
+      `${path}: line ${lineNo}: ${x === undefined ? `no field ${field}` : `field ${field} holds ${JSON.stringify(x)?.slice(0, 40)}, not text`}`,
+    )
+  return x
 }
 
 const utf8Lenient = new TextDecoder('utf-8')
@@ -48,6 +72,8 @@ export class SentenceFile {
     private readonly size: number,
     /** Size, sentence count and SHA-256 of the file as it was read by open(). */
     readonly fingerprint: DataFingerprint,
+    /** JSON Lines: the field holding each line's sentence (SentenceFileOptions.field). */
+    readonly field?: string,
   ) {}
 
   /** Number of non-blank lines. */
@@ -63,6 +89,7 @@ export class SentenceFile {
    */
   static async open(path: string, options: SentenceFileOptions = {}): Promise<SentenceFile> {
     const blankLines = options.blankLines ?? 'skip'
+    const field = options.field
     let stat
     try {
       stat = await fsp.stat(path)
@@ -79,7 +106,8 @@ export class SentenceFile {
     let lineNo = 1
     const endLine = (raw: Buffer) => {
       const { text, start, bytes } = decodeLine(path, raw, lineStart, lineNo)
-      if (text.trim() !== '') index.push(start, bytes)
+      const sentence = field === undefined ? text : fieldOf(path, text, lineNo, field)
+      if (sentence.trim() !== '') index.push(start, bytes)
       else if (blankLines === 'error') throw new Error(`${path}: line ${lineNo} is blank (one sentence per line is expected)`)
     }
 
@@ -103,7 +131,7 @@ export class SentenceFile {
     if (pieces.length) endLine(Buffer.concat(pieces))
     if (index.length === 0) throw new Error(pos === 0 ? `${path}: the file is empty` : `${path}: the file holds only blank lines`)
     const fingerprint = { bytes: pos, lines: index.length, sha256: hash.digest('hex') }
-    return new SentenceFile(path, index.offsets(), index.lengths(), pos, fingerprint)
+    return new SentenceFile(path, index.offsets(), index.lengths(), pos, fingerprint, field)
   }
 
   /**
@@ -147,7 +175,8 @@ export class SentenceFile {
       for (; i < j; i++) {
         const k = indices[order[i]]
         const at = this.offsets[k] - spanStart
-        out[order[i]] = utf8Lenient.decode(buf.subarray(at, at + this.lengths[k]))
+        const line = utf8Lenient.decode(buf.subarray(at, at + this.lengths[k]))
+        out[order[i]] = this.field === undefined ? line : fieldOf(this.path, line, k + 1, this.field)
       }
     }
     return out

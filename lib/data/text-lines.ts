@@ -94,3 +94,25 @@ export function firstInvalidUtf8(b: Uint8Array): number {
   }
   return b.length
 }
+
+/**
+ * The first non-blank line of a file, as far as its first `bytes` bytes hold it (a BOM dropped), with whether it was
+ * cut there; null when the file cannot be read (its reader then names the problem).
+ */
+export async function firstLineOf(path: string, bytes = 1 << 16): Promise<{ line: string; cut: boolean } | null> {
+  let head: string
+  try {
+    const fd = await fsp.open(path, 'r')
+    try {
+      const { buffer, bytesRead } = await fd.read(Buffer.alloc(bytes), 0, bytes, 0)
+      head = buffer.subarray(0, bytesRead).toString('utf8')
+    } finally {
+      await fd.close()
+    }
+  } catch {
+    return null
+  }
+  const lines = head.replace(/^\ufeff/, '').split('\n')
+  const k = lines.findIndex((l) => l.trim() !== '')
+  return k < 0 ? { line: '', cut: false } : { line: lines[k], cut: k === lines.length - 1 }
+}

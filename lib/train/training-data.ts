@@ -5,34 +5,38 @@
 import { SentenceFile } from '../data/sentences.js'
 import { columnsOf as supervisedColumnsOf, detectFormat, PairFile } from '../data/pairs.js'
 import { noTextColumn, parquetColumns, parquetTextColumn, textColumnOf, type TextColumn } from '../data/parquet.js'
+import { jsonlKeys } from '../data/text-source.js'
 import { DEFAULT_GROUP_NEGATIVES, GroupFile, isGroupedFile } from '../data/groups.js'
 import { objectiveForData, SCORED_OBJECTIVES } from './objective.js'
 import type { BatchSampler, ResolvedTrainOptions, TrainOptions } from './options.js'
 
 /**
  * The options with `format` resolved from the data file and the objective chosen for it (see objectiveForData). A
- * Parquet file holds sentences (unsupervised, as a text file's lines) when `column` names one of its columns, or when
- * its columns are not named as pairs are and one holds the text (its only column, or text, sentence, ...): `column`
- * is then set to it, so that a resumed run reads the same column. Otherwise it holds supervised examples.
+ * Parquet or JSON Lines file holds sentences (unsupervised, as a text file's lines) when `column` names one of its
+ * columns (fields), or when they are not named as pairs are (nor as FlagEmbedding's groups) and one holds the text (the
+ * only one, or text, sentence, ...): `column` is then set to it, so that a resumed run reads the same one. Otherwise it
+ * holds supervised examples.
  */
 export async function withDataFormat(options: TrainOptions): Promise<TrainOptions> {
   if (typeof options?.data !== 'string' || !options.data) return options
   const format = await detectFormat(options.data, options.format)
-  if (format !== 'parquet') {
+  if (format !== 'parquet' && format !== 'jsonl') {
     if (options.column !== undefined)
-      throw new TypeError(`train: column names a column of Parquet data; ${options.data} is read as ${format}`)
+      throw new TypeError(`train: column names a column of Parquet data or a field of JSON Lines; ${options.data} is read as ${format}`)
     return { ...options, format, objective: objectiveForData(options.objective, format) }
   }
-  const column = await parquetSentenceColumn(options.data, options.column)
+  const column = await sentenceColumn(options.data, format, options.column)
   return { ...options, format, column, objective: objectiveForData(options.objective, column === undefined ? format : 'text') }
 }
 
-/** The column of sentences of a Parquet training file, undefined when it holds supervised examples. */
-async function parquetSentenceColumn(path: string, column: string | undefined): Promise<string | undefined> {
+/** The column (field) of sentences of a Parquet (JSON Lines) training file, undefined when it holds supervised examples. */
+async function sentenceColumn(path: string, format: 'parquet' | 'jsonl', column: string | undefined): Promise<string | undefined> {
   if (column !== undefined && typeof column !== 'string')
     throw new TypeError(`train: column must be a string (got ${JSON.stringify(column)})`)
-  const { names } = await parquetColumns(path)
-  if (column === undefined && supervisedColumnsOf(names)) return undefined
+  // JSON Lines: the first object's keys (a line that is no object is the pairs reader's to name).
+  const names = format === 'parquet' ? (await parquetColumns(path)).names : await jsonlKeys(path)
+  if (names === null) return undefined
+  if (column === undefined && (supervisedColumnsOf(names) || (format === 'jsonl' && (await isGroupedFile(path))))) return undefined
   const name = textColumnOf(names, column)
   if (name === undefined) {
     if (column !== undefined) throw noTextColumn(path, names, column)
@@ -62,6 +66,11 @@ export async function openTrainingData(o: ResolvedTrainOptions, say: (s: string)
         `and neg lists); ${o.data} holds sentences`,
     )
   if (o.column !== undefined) {
+    if (o.format === 'jsonl') {
+      const lines = await SentenceFile.open(o.data, { field: o.column })
+      say(`data: ${o.data}: ${lines.count} sentences, field ${o.column} (jsonl)`)
+      return lines
+    }
     const column = await parquetTextColumn(o.data, o.column, 'skip')
     say(`data: ${o.data}: ${column.count} sentences, column ${column.column} (parquet)`)
     return column
