@@ -114,7 +114,7 @@ t.test(
     const words = join(out, 'words.txt')
     writeFileSync(words, 'the\ncat\nsat\non\nmat\na\ndog\nbird\nriver\nhouse\nquery\npassage\n:\n')
     const names = runPython('st_models.py', [out, words]).trim().split('\n')
-    t.same(names, ['labse-like', 'distiluse-like', 'all-mpnet-like', 'e5-like', 'gte-modernbert-like'])
+    t.same(names, ['labse-like', 'distiluse-like', 'all-mpnet-like', 'e5-like', 'gte-modernbert-like', 'instruct-like'])
     const data = join(out, 'data.txt')
     writeFileSync(
       data,

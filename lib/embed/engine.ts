@@ -142,7 +142,7 @@ export class EmbeddingEngine {
    * activations exceed passBudget runs in passes of the most sentences that fit (each sentence's vector
    * does not depend on the others in its batch, so the vectors are the same).
    */
-  embedBatch(tok: Tokenized, indices: Int32Array, pooling: Pooling, normalize: boolean): Float32Array {
+  embedBatch(tok: Tokenized, indices: Int32Array, pooling: Pooling, normalize: boolean, skip = 0): Float32Array {
     let T = 1
     for (const i of indices) T = Math.max(T, tok.offsets[i + 1] - tok.offsets[i])
     const bytes = (m: number) => passFloats(this.model.config, m, T, false) * 4
@@ -150,14 +150,17 @@ export class EmbeddingEngine {
       const pass = largestPassWithin(bytes, indices.length, this.passBudget)
       const out = new Float32Array(indices.length * this.dimension)
       for (let s = 0; s < indices.length; s += pass)
-        out.set(this.embedBatch(tok, indices.subarray(s, s + pass), pooling, normalize), s * this.dimension)
+        out.set(this.embedBatch(tok, indices.subarray(s, s + pass), pooling, normalize, skip), s * this.dimension)
       return out
     }
-    return this.embedPass(tok, indices, T, pooling, normalize)
+    return this.embedPass(tok, indices, T, pooling, normalize, skip)
   }
 
-  /** One forward pass over the given sentences, padded to T tokens. */
-  private embedPass(tok: Tokenized, indices: Int32Array, T: number, pooling: Pooling, normalize: boolean): Float32Array {
+  /**
+   * One forward pass over the given sentences, padded to T tokens. skip > 0: mean pooling leaves each sentence's first
+   * `skip` tokens out (a prompt's, include_prompt false).
+   */
+  private embedPass(tok: Tokenized, indices: Int32Array, T: number, pooling: Pooling, normalize: boolean, skip = 0): Float32Array {
     const B = indices.length
     const inputIds = new Int32Array(B * T).fill(this.tokenizer.padTokenId)
     const attentionMask = new Int32Array(B * T)
@@ -170,7 +173,12 @@ export class EmbeddingEngine {
       tokenTypeIds.set(tok.types.subarray(from, to), b * T)
       attentionMask.fill(1, b * T, b * T + (to - from))
     }
-    let out = this.model.embed({ inputIds, attentionMask, tokenTypeIds, shape: [B, T] }, pooling, { graph: this.graphs })
+    let poolMask: Int32Array | undefined
+    if (skip > 0 && pooling === 'mean') {
+      poolMask = attentionMask.slice()
+      for (let b = 0; b < B; b++) poolMask.fill(0, b * T, b * T + Math.min(skip, T))
+    }
+    let out = this.model.embed({ inputIds, attentionMask, tokenTypeIds, shape: [B, T] }, pooling, { graph: this.graphs, poolMask })
     for (const layer of this.dense) {
       const x = out
       try {
@@ -198,14 +206,17 @@ export class EmbeddingEngine {
   ): Promise<void> {
     const maxLength = Math.min(o.maxLength, this.maxPositions)
     // As sentence-transformers' Transformer.tokenize: str.lower() before the tokenizer, whatever its normalizer does.
-    const tok = await tokenizePacked(this.tokenizer, o.lowercase ? sentences.map((s) => s.toLowerCase()) : sentences, maxLength)
+    const lower = (s: string) => (o.lowercase ? s.toLowerCase() : s)
+    const tok = await tokenizePacked(this.tokenizer, sentences.map(lower), maxLength)
+    // include_prompt false: sentence-transformers' prompt_length, the prompt tokenized alone less its [SEP].
+    const skip = o.excludePrompt ? (await tokenizePacked(this.tokenizer, [lower(o.excludePrompt)], maxLength)).ids.length - 1 : 0
     for (const indices of EmbeddingEngine.batches(tok, o.batchSize, o.sortByLength)) {
       await yieldFn()
       const k = o.truncateDim
-      if (k === null || k >= this.dimension) onBatch(indices.slice(), this.embedBatch(tok, indices, o.pooling, o.normalize))
+      if (k === null || k >= this.dimension) onBatch(indices.slice(), this.embedBatch(tok, indices, o.pooling, o.normalize, skip))
       else {
         // Matryoshka: the first k values of each vector, normalised after the cut (so that they are unit vectors).
-        const vectors = truncateRows(this.embedBatch(tok, indices, o.pooling, false), this.dimension, k)
+        const vectors = truncateRows(this.embedBatch(tok, indices, o.pooling, false, skip), this.dimension, k)
         if (o.normalize) normalizeRows(vectors, k)
         onBatch(indices.slice(), vectors)
       }

@@ -22,6 +22,12 @@ export interface RunOptions {
   sortByLength: boolean
   /** Keep each vector's first truncateDim values (then normalize); null: all of them. */
   truncateDim: number | null
+  /**
+   * The prompt the sentences begin with, when the pooling leaves its tokens out (the Pooling config's include_prompt
+   * false): mean pooling then skips each sentence's first tokens, [CLS] and the prompt's, as sentence-transformers
+   * does (its prompt_length: the prompt's tokens with [CLS], without [SEP]).
+   */
+  excludePrompt?: string
 }
 
 /** Main -> worker. Sentences of one request may come in several chunks; `last` starts the work. */

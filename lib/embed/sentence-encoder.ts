@@ -172,7 +172,7 @@ export class SentenceEncoder {
     readonly prompts: Readonly<Record<string, string>>,
     /** The prompt encode() applies when given none (config_sentence_transformers.json's default_prompt_name). */
     readonly defaultPromptName: string | undefined,
-    /** The Pooling config's include_prompt (false is not implemented: a prompt is then an Error). */
+    /** The Pooling config's include_prompt (false: mean pooling leaves the prompt's tokens out, as sentence-transformers). */
     private readonly includePrompt: boolean,
     /** Values kept of each vector (truncateDim; `dimension` then), or null for all. */
     private readonly truncateDim: number | null,
@@ -348,10 +348,7 @@ export class SentenceEncoder {
       )
     }
     const name = promptName ?? (prompt === undefined ? this.defaultPromptName : undefined)
-    const text = prompt ?? (name !== undefined ? this.prompts[name] : '')
-    if (text !== '' && !this.includePrompt)
-      fail(`${where}: the model's pooling leaves the prompt's tokens out (include_prompt: false), which is not implemented`)
-    return text
+    return prompt ?? (name !== undefined ? this.prompts[name] : '')
   }
 
   /** One sentence -> its vector ('' embeds as [CLS] [SEP], as in sentence-transformers). */
@@ -387,6 +384,8 @@ export class SentenceEncoder {
       normalize: this.normalize,
       sortByLength,
       truncateDim: this.truncateDim,
+      // include_prompt false: the pooling leaves the prompt's tokens out.
+      ...(prefix !== '' && !this.includePrompt ? { excludePrompt: prefix } : {}),
     }
 
     const id = this.nextId++

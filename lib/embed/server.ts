@@ -62,6 +62,8 @@ class RequestError extends Error {
 
 interface Job {
   texts: string[]
+  /** The prompt before each text (encode's prompt: the pooling may leave it out). */
+  prompt: string
   resolve: (v: Float32Array[]) => void
   reject: (e: Error) => void
 }
@@ -99,17 +101,19 @@ export async function serveEmbeddings(encoder: SentenceEncoder, options: Embeddi
   const queue: Job[] = []
   let busy = false
   let waiting = 0 // sentences in the queue
-  const encode = (texts: string[]) => {
+  const encode = ({ texts, prompt }: { texts: string[]; prompt: string }) => {
     if (waiting + texts.length > o.maxQueue && queue.length > 0)
       throw new RequestError(429, `overloaded: ${waiting} sentences are waiting for the encoder; retry later`)
     waiting += texts.length
-    return new Promise<Float32Array[]>((resolve, reject) => (queue.push({ texts, resolve, reject }), pump()))
+    return new Promise<Float32Array[]>((resolve, reject) => (queue.push({ texts, prompt, resolve, reject }), pump()))
   }
   function pump(): void {
     if (busy || queue.length === 0) return
     const jobs: Job[] = []
     let count = 0
-    while (queue.length > 0 && (jobs.length === 0 || count + queue[0].texts.length <= o.maxBatch)) {
+    // One prompt per call (a model whose pooling leaves the prompt out needs to know it): the waiting requests with
+    // the first one's prompt, in arrival order.
+    while (queue.length > 0 && (jobs.length === 0 || (count + queue[0].texts.length <= o.maxBatch && queue[0].prompt === jobs[0].prompt))) {
       const j = queue.shift()!
       jobs.push(j)
       count += j.texts.length
@@ -118,11 +122,11 @@ export async function serveEmbeddings(encoder: SentenceEncoder, options: Embeddi
     busy = true
     stats.batches++
     stats.sentences += count
-    // prompt '': each request's prompt is already on its texts (the model's default one too, when it asked for none).
+    // The prompt resolved already (the model's default one when a request asked for none).
     encoder
       .encode(
         jobs.flatMap((j) => j.texts),
-        { prompt: '' },
+        { prompt: jobs[0].prompt },
       )
       .then(
         (vectors) => {
@@ -137,8 +141,8 @@ export async function serveEmbeddings(encoder: SentenceEncoder, options: Embeddi
       })
   }
 
-  /** The request's sentences with their prompt, after the checks every API shares. */
-  const prompted = (input: unknown, field: string, promptName: unknown): string[] => {
+  /** The request's sentences and their prompt, after the checks every API shares. */
+  const prompted = (input: unknown, field: string, promptName: unknown): { texts: string[]; prompt: string } => {
     const texts = typeof input === 'string' ? [input] : input
     if (!Array.isArray(texts) || texts.length === 0)
       throw new RequestError(400, `${field} must be a string or a non-empty array of strings`, field)
@@ -159,18 +163,18 @@ export async function serveEmbeddings(encoder: SentenceEncoder, options: Embeddi
     } catch (e) {
       throw new RequestError(400, (e as Error).message.replace(/^SentenceEncoder: /, ''), 'prompt_name')
     }
-    return prefix ? (texts as string[]).map((s) => prefix + s) : (texts as string[])
+    return { texts: texts as string[], prompt: prefix }
   }
 
   const openai = async (body: Record<string, unknown>): Promise<string> => {
-    const texts = prompted(body.input, 'input', body.prompt_name)
+    const request = prompted(body.input, 'input', body.prompt_name)
     const format = body.encoding_format ?? 'float'
     if (format !== 'float' && format !== 'base64')
       throw new RequestError(400, `encoding_format must be float or base64 (got ${JSON.stringify(format)})`, 'encoding_format')
     const dims = body.dimensions ?? encoder.dimension
     if (!Number.isSafeInteger(dims) || (dims as number) < 1 || (dims as number) > encoder.dimension)
       throw new RequestError(400, `dimensions must be an integer in [1, ${encoder.dimension}] (got ${JSON.stringify(dims)})`, 'dimensions')
-    const [vectors, tokens] = await Promise.all([encode(texts), tokenCount(texts)])
+    const [vectors, tokens] = await Promise.all([encode(request), tokenCount(request.texts.map((s) => request.prompt + s))])
     // OpenAI's vectors have unit length, also when shortened (the first `dimensions` values, normalised again).
     const data = vectors.map((v, index) => {
       const u = unit(v.subarray(0, dims as number))
@@ -183,10 +187,10 @@ export async function serveEmbeddings(encoder: SentenceEncoder, options: Embeddi
   }
 
   const tei = async (body: Record<string, unknown>): Promise<string> => {
-    const texts = prompted(body.inputs, 'inputs', body.prompt_name)
+    const request = prompted(body.inputs, 'inputs', body.prompt_name)
     const normalize = body.normalize ?? true
     if (typeof normalize !== 'boolean') throw new RequestError(422, 'normalize must be a boolean', 'normalize')
-    const vectors = await encode(texts)
+    const vectors = await encode(request)
     return `[${vectors.map((v) => float32Json(normalize ? unit(v) : v)).join(',')}]`
   }
 

@@ -314,11 +314,15 @@ export class BertModel {
    * `graph: true` runs it as a CUDA graph per batch shape (eager the first time, captured the second,
    * replayed after; the same vectors bit for bit): one launch instead of a few hundred.
    */
-  embed(batch: BatchInput, pooling: Pooling = 'cls', options: { graph?: boolean } = {}): Tensor {
+  embed(batch: BatchInput, pooling: Pooling = 'cls', options: { graph?: boolean; poolMask?: Int32Array } = {}): Tensor {
     this.requireLive('embed')
-    if (options.graph === true && this.device === 'cuda') return this.graphEmbed(batch, pooling)
+    // poolMask: the tokens the pooling averages, when not all the attended ones (a prompt left out); such passes
+    // run eagerly (a step graph binds only the attention mask).
+    if (options.graph === true && this.device === 'cuda' && !options.poolMask) return this.graphEmbed(batch, pooling)
     const { acts, input } = this.run(batch, null)
-    this.pool(acts, input.attentionMask, pooling)
+    if (options.poolMask && options.poolMask.length !== input.attentionMask.length)
+      throw new RangeError(`embed: poolMask has ${options.poolMask.length} entries, the batch ${input.attentionMask.length}`)
+    this.pool(acts, options.poolMask ?? input.attentionMask, pooling)
     return acts.pooled.to(this.device)
   }
 

@@ -3,7 +3,7 @@ test/transformers-parity.test.ts loads each folder with SentenceEncoder and comp
 Transformer (a random tiny BERT, DistilBERT, MPNet or ModernBERT with a WordPiece tokenizer of the given words), a Pooling
 module and, for some, Dense modules and a Normalize, as real models are built (LaBSE: CLS, Dense tanh, Normalize;
 distiluse: mean, Dense tanh; all-mpnet-base-v2: mean, Normalize; e5: mean, Normalize, "query: " and "passage: "
-prompts; gte-modernbert: CLS, Normalize). <out>/<name>/ is the saved model, <out>/<name>.json the sentences and sentence-transformers' vectors (and,
+prompts; gte-modernbert: CLS, Normalize; instruct: mean without the prompt's tokens, include_prompt false). <out>/<name>/ is the saved model, <out>/<name>.json the sentences and sentence-transformers' vectors (and,
 for a model with prompts, its vectors with each prompt, by prompt name).
 
 Usage: python3 st_models.py OUT_DIR WORDS_FILE   (WORDS_FILE: one word per line; prints the names written)
@@ -66,19 +66,21 @@ def main(out, words_file):
     VOCAB_SIZE = len(bert_vocab)
 
     torch.manual_seed(0)
-    for name, kind, pooling, dense, normalize, prompts in [
-        ("labse-like", "bert", "cls", [("tanh", 24)], True, None),
-        ("distiluse-like", "distilbert", "mean", [("tanh", 20), ("identity", 16)], False, None),
-        ("all-mpnet-like", "mpnet", "mean", [], True, None),
-        ("e5-like", "bert", "mean", [], True, {"query": "query: ", "passage": "passage: "}),
-        ("gte-modernbert-like", "modernbert", "cls", [], True, None),
+    for name, kind, pooling, dense, normalize, prompts, include_prompt in [
+        ("labse-like", "bert", "cls", [("tanh", 24)], True, None, True),
+        ("distiluse-like", "distilbert", "mean", [("tanh", 20), ("identity", 16)], False, None, True),
+        ("all-mpnet-like", "mpnet", "mean", [], True, None, True),
+        ("e5-like", "bert", "mean", [], True, {"query": "query: ", "passage": "passage: "}, True),
+        ("gte-modernbert-like", "modernbert", "cls", [], True, None, True),
+        # Instruction models' pooling (INSTRUCTOR's): the prompt is attended to but left out of the mean.
+        ("instruct-like", "bert", "mean", [], True, {"query": "the cat sat on the mat: "}, False),
     ]:
         model, tokenizer = tiny(kind, vocab_dir)
         hf_dir = os.path.join(out, name + "-hf")
         model.save_pretrained(hf_dir, safe_serialization=True)
         tokenizer.save_pretrained(hf_dir)
         modules = [models.Transformer(hf_dir, max_seq_length=16)]
-        modules.append(models.Pooling(32, pooling_mode=pooling))
+        modules.append(models.Pooling(32, pooling_mode=pooling, include_prompt=include_prompt))
         width = 32
         for activation, size in dense:
             fn = torch.nn.Tanh() if activation == "tanh" else torch.nn.Identity()
