@@ -128,6 +128,23 @@ t.test('with an API key, every request but /health must bring it', async (t) => 
   await t.rejects(serveEmbeddings(encoder, { apiKey: '' }), /apiKey must be a non-empty string/)
 })
 
+t.test('with corsOrigin, browsers may call it: preflight answered, responses marked', async (t) => {
+  const open = await serveEmbeddings(encoder, { port: 0, corsOrigin: 'https://app.example.com', apiKey: 'k' })
+  const preflight = await fetch(open.url + '/v1/embeddings', {
+    method: 'OPTIONS',
+    headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST' },
+  })
+  t.equal(preflight.status, 204, 'no key needed for the preflight (browsers send none)')
+  t.equal(preflight.headers.get('access-control-allow-origin'), 'https://app.example.com')
+  t.match(preflight.headers.get('access-control-allow-headers'), /authorization/)
+  const r = await fetch(open.url + '/embed', { method: 'POST', headers: { authorization: 'Bearer k' }, body: '{"inputs": "a b"}' })
+  t.equal(r.status, 200)
+  t.equal(r.headers.get('access-control-allow-origin'), 'https://app.example.com')
+  await open.close()
+  const closed = await fetch(server.url + '/health')
+  t.equal(closed.headers.get('access-control-allow-origin'), null, 'none without corsOrigin')
+})
+
 t.test('bad requests: a 4xx naming the field, in each API’s error shape', async (t) => {
   const openai: [unknown, number, RegExp, string | null][] = [
     [{ model: 'x' }, 400, /input must be a string or a non-empty array of strings/, 'input'],

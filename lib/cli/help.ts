@@ -64,6 +64,7 @@ export const serveUsage = `simcsepp serve --model DIR [--port 8080] [--host 127.
               model in responses; default the directory's name)  --max-inputs 2048 (per request)
               --max-batch 512 (sentences per encoder call: requests that arrive while it is busy are encoded
               together)  --max-queue 16384 (sentences waiting; beyond, a request gets a 429: retry later)
+              --cors ORIGIN (web pages of ORIGIN, or * for any, may call it from a browser)
               Prompts: the model's default one unless "prompt_name" names another
               SIMCSEPP_API_KEY=KEY in the environment: every request but /health needs Authorization: Bearer KEY
 ${encoderOptions.replace('--normalize  ', '')}`

@@ -16,6 +16,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       'max-batch': { type: 'string' },
       'max-inputs': { type: 'string' },
       'max-queue': { type: 'string' },
+      cors: { type: 'string' },
     },
   })
   if (!values.model) throw new UsageError('serve: --model DIR is required')
@@ -28,7 +29,16 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const encoder = await loadEncoder({ ...values, normalize: false })
   // The key from the environment: an argument would show in every process listing.
   const apiKey = process.env.SIMCSEPP_API_KEY || undefined
-  const server = await serveEmbeddings(encoder, { host: values.host, port, name: values.name, maxBatch, maxInputs, maxQueue, apiKey })
+  const server = await serveEmbeddings(encoder, {
+    host: values.host,
+    port,
+    name: values.name,
+    maxBatch,
+    maxInputs,
+    maxQueue,
+    apiKey,
+    corsOrigin: values.cors,
+  })
   process.stderr.write(
     `simcsepp: serving ${encoder.dir} (${encoder.dimension} dimensions, ${encoder.device}) on ${server.url}\n` +
       `  OpenAI: POST ${server.url}/v1/embeddings   text-embeddings-inference: POST ${server.url}/embed\n` +

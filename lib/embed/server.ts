@@ -38,6 +38,11 @@ export interface EmbeddingServerOptions {
    * their api_key); without it, a 401. Default: none (anyone who reaches the port may embed).
    */
   apiKey?: string
+  /**
+   * Web pages of this origin (https://app.example.com, or '*' for any) may call the server from a browser: responses
+   * carry CORS headers and preflight requests (OPTIONS) are answered. Default: none (browsers refuse cross-origin calls).
+   */
+  corsOrigin?: string
 }
 
 export interface EmbeddingServer {
@@ -225,6 +230,20 @@ export async function serveEmbeddings(encoder: SentenceEncoder, options: Embeddi
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0]
+    if (options.corsOrigin !== undefined) {
+      res.setHeader('access-control-allow-origin', options.corsOrigin)
+      if (options.corsOrigin !== '*') res.setHeader('vary', 'Origin')
+      if (req.method === 'OPTIONS') {
+        // A browser's preflight: which methods and headers the real request may use.
+        res.writeHead(204, {
+          'access-control-allow-methods': 'GET, POST',
+          'access-control-allow-headers': 'authorization, content-type',
+          'access-control-max-age': '86400',
+        })
+        req.resume()
+        return void res.end()
+      }
+    }
     const isTei = path === '/embed' || path === '/info' || path === '/health'
     try {
       const routes: Record<string, [string, () => Promise<string> | string]> = {
