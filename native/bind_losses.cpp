@@ -60,6 +60,18 @@ void expect_grads(OpTensors& ts, const NativeTensor* z1, size_t first, const cha
   }
 }
 
+// The gradients of a loss of two inputs: gz1, gz2 at info[first], info[first + 1] (z1's shape and device), then
+// weight and accumulate.
+LossGradOut pair_grads(const Napi::CallbackInfo& info, OpTensors& ts, const NativeTensor* z1, size_t first) {
+  static const char* const names[2] = {"gz1", "gz2"};
+  NativeTensor* gz[2];
+  expect_grads(ts, z1, first, names, gz, 2, info.Env());
+  LossGradOut g = grads(info, first + 2);
+  g.gz1 = gz[0]->data();
+  g.gz2 = gz[1]->data();
+  return g;
+}
+
 Napi::Value Simcse(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   OpTensors ts(info, "simcse");
@@ -114,12 +126,7 @@ Napi::Value Dcl(const Napi::CallbackInfo& info) {
   NativeTensor* z2 = ts.matrix(1, "z2");
   require_same(env, z1, "z1", z2, "z2");
   const float tau = arg_temperature(info, 2, "temperature");
-  static const char* const names[2] = {"gz1", "gz2"};
-  NativeTensor* gz[2];
-  expect_grads(ts, z1, 3, names, gz, 2, env);
-  LossGradOut g = grads(info, 5);
-  g.gz1 = gz[0]->data();
-  g.gz2 = gz[1]->data();
+  const LossGradOut g = pair_grads(info, ts, z1, 3);
   const DclArgs a{z1->data(), z2->data(), z1->shape()[0], z1->shape()[1], tau};
   DclFn* dcl = ts.entry(&Backend::dcl);
   return guarded(env, [&] { return finish(env, "dcl", dcl(a, g)); });
@@ -161,12 +168,7 @@ Napi::Value Cosent(const Napi::CallbackInfo& info) {
   require_same(env, z1, "z1", z2, "z2");
   const float* scores = arg_scores(info, 2, z1->shape()[0]);
   const float tau = arg_temperature(info, 3, "temperature");
-  static const char* const names[2] = {"gz1", "gz2"};
-  NativeTensor* gz[2];
-  expect_grads(ts, z1, 4, names, gz, 2, env);
-  LossGradOut g = grads(info, 6);
-  g.gz1 = gz[0]->data();
-  g.gz2 = gz[1]->data();
+  const LossGradOut g = pair_grads(info, ts, z1, 4);
   const CosentArgs a{z1->data(), z2->data(), scores, z1->shape()[0], z1->shape()[1], tau, arg_similarity(info, 8)};
   CosentFn* cosent = ts.entry(&Backend::cosent);
   return guarded(env, [&] { return finish(env, "cosent", cosent(a, g)); });
