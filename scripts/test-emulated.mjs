@@ -27,6 +27,7 @@ const files = [
   'test/n-tuples.test.ts',
   'test/symmetric.test.ts',
   'test/cosent-training.test.ts',
+  'test/multi-dataset.test.ts',
   'test/long-sequences.test.ts',
   'test/precision.test.ts',
   'test/bench-step.test.ts',

@@ -256,6 +256,41 @@ t.test('2 ranks in micro-batches of 4 rows: the weights of one whole-batch proce
   t.ok(keyBias <= 2 * 3 * lr, `key bias within ${keyBias.toExponential(2)}`)
 })
 
+t.test(
+  "2 ranks on two datasets (simcse++ sentences, cosent scored pairs): one process's schedule and weights",
+  { ...needsCli, ...needsMpirun },
+  async (t) => {
+    const lines = readFileSync(data, 'utf8').split('\n').filter(Boolean)
+    const scored = join(dir, 'multi-scored.csv')
+    writeFileSync(
+      scored,
+      ['sentence1,sentence2,score', ...lines.slice(0, 30).map((a, i) => `${a},${lines[i + 30]},${i % 6}`)].join('\n') + '\n',
+    )
+    const args = (out: string) => [
+      ...setFlag(base(out, 'simcse++'), '--steps', '4'),
+      ...['--data', scored, '--objective', 'cosent', '--dataset-sampler', 'round-robin'],
+    ]
+    const one = join(dir, 'multi-1'),
+      two = join(dir, 'multi-2')
+    const r1 = runCli(args(one))
+    t.equal(r1.status, 0, r1.stderr)
+    const r = mpirun(2, args(two))
+    t.equal(r.status, 0, r.stderr)
+    t.same(
+      steps(two).map((s) => [s.dataset, Object.keys(s.parts).join()]),
+      steps(one).map((s) => [s.dataset, Object.keys(s.parts).join()]),
+      'the same dataset at each step',
+    )
+    t.same(
+      steps(two).map((s) => s.dataset),
+      [0, 1, 0, 1],
+    )
+    const { worst, keyBias } = await compareWeights(two, one)
+    t.ok(worst < weightTolerance, `weights within ${worst.toExponential(2)} relative`)
+    t.ok(keyBias <= 2 * 4 * lr, `key bias within ${keyBias.toExponential(2)}`)
+  },
+)
+
 /** The pids of mpirun's rank processes (its children), by rank. */
 function rankPids(mpirunPid: number): Map<number, number> {
   const ranks = new Map<number, number>()

@@ -4,6 +4,7 @@ import { train, type TrainOptions } from '../train/train.js'
 import { OBJECTIVES } from '../train/objective.js'
 import { DATA_FORMATS } from '../data/pairs.js'
 import { BATCH_SAMPLERS, OPTION_RANGES as R } from '../train/options.js'
+import { DATASET_SAMPLERS } from '../train/datasets.js'
 import { DEVICE_REQUESTS } from '../device.js'
 import { PRECISION_REQUESTS } from '../model/precision.js'
 import { num, numList, oneOf, parseFlags, UsageError } from './args.js'
@@ -29,6 +30,11 @@ export const trainUsage = `simcsepp train [options]
               lines (default: the only one, or text/sentence/..., when they are not named as pairs)
               --batch-sampler no-duplicates|random (pairs/triplets; default no-duplicates: no batch
               holds a sentence twice, which would be its own in-batch negative)
+              Several datasets: --data repeated, each step a batch of one of them with its own
+              objective (--objective, --format, --column: once for all, or once per --data, in order;
+              --column '' for none);
+              --dataset-sampler proportional|round-robin (default proportional: every batch of each
+              once per epoch, in a random order; round-robin: in turn, as often as the smallest allows)
               --query-prompt STR --document-prompt STR (pairs/triplets: before each anchor; before each
               positive and negative; saved as the model's query and document prompts)
   Objective   --objective simcse|off-dropout|dcl|simcse++|cosent|angle (text: simcse++; pairs/triplets: simcse;
@@ -58,6 +64,11 @@ export const trainUsage = `simcsepp train [options]
               --batch-size is the global batch; rank 0 writes the output
 `
 
+/** A flag given once as its value, repeated as the list of its values (one per --data). */
+function oneOrEach<T>(values: T[] | undefined): T | T[] | undefined {
+  return values === undefined ? undefined : values.length === 1 ? values[0] : values
+}
+
 export async function trainCommand(argv: string[]): Promise<void> {
   const { values } = parseFlags(trainUsage, {
     args: argv,
@@ -65,15 +76,16 @@ export async function trainCommand(argv: string[]): Promise<void> {
       model: { type: 'string' },
       config: { type: 'string' },
       tokenizer: { type: 'string' },
-      data: { type: 'string' },
-      format: { type: 'string' },
-      column: { type: 'string' },
+      data: { type: 'string', multiple: true },
+      format: { type: 'string', multiple: true },
+      column: { type: 'string', multiple: true },
+      'dataset-sampler': { type: 'string' },
       'batch-sampler': { type: 'string' },
       'negatives-per-example': { type: 'string' },
       symmetric: { type: 'boolean' },
       'query-prompt': { type: 'string' },
       'document-prompt': { type: 'string' },
-      objective: { type: 'string' },
+      objective: { type: 'string', multiple: true },
       temperature: { type: 'string' },
       'pos-scale': { type: 'string' },
       'dcl-weight': { type: 'string' },
@@ -122,15 +134,16 @@ export async function trainCommand(argv: string[]): Promise<void> {
     model: values.model,
     config: oneOf('config', values.config, ['tiny', 'mini', 'small', 'base'] as const),
     tokenizer: values.tokenizer,
-    data: values.data!,
-    format: oneOf('format', values.format, ['auto', ...DATA_FORMATS] as const),
-    column: values.column,
+    data: oneOrEach(values.data)!,
+    format: oneOrEach(values.format?.map((f) => oneOf('format', f, ['auto', ...DATA_FORMATS] as const)!)),
+    column: oneOrEach(values.column),
+    datasetSampler: oneOf('dataset-sampler', values['dataset-sampler'], DATASET_SAMPLERS),
     batchSampler: oneOf('batch-sampler', values['batch-sampler'], BATCH_SAMPLERS),
     negativesPerExample: num('negatives-per-example', values['negatives-per-example'], R.negativesPerExample),
     symmetric: values.symmetric,
     queryPrompt: values['query-prompt'],
     documentPrompt: values['document-prompt'],
-    objective: oneOf('objective', values.objective, OBJECTIVES),
+    objective: oneOrEach(values.objective?.map((v) => oneOf('objective', v, OBJECTIVES)!)),
     temperature: num('temperature', values.temperature, R.temperature),
     posScale: num('pos-scale', values['pos-scale'], R.posScale),
     dclWeight: num('dcl-weight', values['dcl-weight'], R.dclWeight),

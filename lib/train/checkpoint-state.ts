@@ -20,6 +20,11 @@ export interface CheckpointState {
   data?: DataFingerprint
   /** The copy of the run's tokenizer beside state.json (absent in checkpoints written before copies existed). */
   tokenizer?: TokenizerRecord
+  /**
+   * A run of several datasets: each one's stream position and fingerprint, in the run's order (dataPosition is
+   * then the schedule's: its epoch and step within it; `data` is absent).
+   */
+  datasets?: { position: { epoch: number; index: number }; data: DataFingerprint }[]
 }
 
 function fail(file: string, field: string, expected: string, value: unknown): never {
@@ -62,13 +67,24 @@ export function validateCheckpointState(value: unknown, file: string): Checkpoin
   if (typeof v.elapsedSeconds !== 'number' || !(v.elapsedSeconds >= 0) || !Number.isFinite(v.elapsedSeconds)) {
     fail(file, 'elapsedSeconds', 'a non-negative number', v.elapsedSeconds)
   }
-  let data: DataFingerprint | undefined
-  if (v.data !== undefined) {
-    const d = v.data
+  const fingerprint = (d: unknown, field: string): DataFingerprint => {
     if (!isObject(d) || !isCount(d.bytes) || !isCount(d.lines) || typeof d.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(d.sha256)) {
-      fail(file, 'data', 'an object { bytes, lines, sha256 }', d)
+      fail(file, field, 'an object { bytes, lines, sha256 }', d)
     }
-    data = { bytes: d.bytes as number, lines: d.lines as number, sha256: d.sha256 as string }
+    return { bytes: d.bytes as number, lines: d.lines as number, sha256: d.sha256 as string }
+  }
+  const data = v.data !== undefined ? fingerprint(v.data, 'data') : undefined
+  let datasets: CheckpointState['datasets']
+  if (v.datasets !== undefined) {
+    if (!Array.isArray(v.datasets) || v.datasets.length < 2) fail(file, 'datasets', 'an array of 2 or more { position, data }', v.datasets)
+    datasets = v.datasets.map((d: unknown, i) => {
+      const at = `datasets[${i}]`
+      if (!isObject(d) || !isObject(d.position)) fail(file, `${at}.position`, 'an object { epoch, index }', isObject(d) ? d.position : d)
+      const p = d.position as Record<string, unknown>
+      if (!isCount(p.epoch)) fail(file, `${at}.position.epoch`, 'a non-negative integer', p.epoch)
+      if (!isCount(p.index)) fail(file, `${at}.position.index`, 'a non-negative integer', p.index)
+      return { position: { epoch: p.epoch, index: p.index }, data: fingerprint(d.data, `${at}.data`) }
+    })
   }
   let tokenizer: TokenizerRecord | undefined
   if (v.tokenizer !== undefined) {
@@ -95,5 +111,6 @@ export function validateCheckpointState(value: unknown, file: string): Checkpoin
     elapsedSeconds: v.elapsedSeconds,
     ...(data ? { data } : {}),
     ...(tokenizer ? { tokenizer } : {}),
+    ...(datasets ? { datasets } : {}),
   }
 }

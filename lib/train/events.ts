@@ -6,6 +6,8 @@ export interface StepInfo {
   step: number
   totalSteps: number
   epoch: number
+  /** A run of several datasets: the one this step's batch came from (its index in the run's data). */
+  dataset?: number
   /** Sentences this step trained on (at most --batch-size, at most the data). */
   batchSize: number
   /** Encoder passes this process's rows were split into (1 without micro-batches). */

@@ -13,11 +13,16 @@ export interface ModelCardInput {
   steps: StepInfo[]
   evals: EvalInfo[]
   best: Best
-  /** The data the run read, and its columns when supervised (2: pairs, 3: triplets, 2 + k: k hard negatives). */
-  data: DataFingerprint & { columns?: number }
+  /**
+   * Each dataset the run read (one, or several in the order of args.data), with its columns when supervised (2: pairs,
+   * 3: triplets, 2 + k: k hard negatives).
+   */
+  data: CardData[]
   /** The encoder's architecture by name ('ModernBERT'); 'BERT' when not given. */
   architecture?: string
 }
+
+type CardData = DataFingerprint & { columns?: number }
 
 const OBJECTIVES: Record<string, string> = {
   'simcse++': 'SimCSE++: off-dropout InfoNCE (negatives from a dropout-free view) + λ·DCL (dimension-wise contrast)',
@@ -30,6 +35,7 @@ const OBJECTIVES: Record<string, string> = {
 const HYPER = [
   ['batch size', 'batchSize'],
   ['batch sampler', 'batchSampler'],
+  ['dataset sampler', 'datasetSampler'],
   ['hard negatives per example', 'negativesPerExample'],
   ['symmetric loss', 'symmetric'],
   ['query prompt', 'queryPrompt'],
@@ -53,16 +59,8 @@ const HYPER = [
   ['seed', 'seed'],
 ] as const
 
-// The options that only some objectives use.
-const ONLY_FOR: Record<string, string[]> = {
-  posScale: ['simcse++', 'off-dropout'],
-  dclWeight: ['simcse++'],
-  dclTemperature: ['simcse++', 'dcl'],
-  temperature: ['simcse++', 'off-dropout', 'simcse', 'cosent', 'angle'],
-}
-
-export function modelCard({ args, steps, evals, best, data, architecture = 'BERT' }: ModelCardInput): string {
-  const objective = String(args.objective)
+/** How a dataset is described: what it holds, the objective it trained with, the card's tag for it. */
+function trainedOn(objective: string, data: CardData) {
   const supervised = data.columns !== undefined
   const cosent = objective === 'cosent' || objective === 'angle'
   const what = cosent
@@ -77,6 +75,39 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
     : supervised
       ? `supervised SimCSE: InfoNCE of each anchor against its positive, with the batch's other positives${data.columns! > 2 ? ' and every hard negative of the batch' : ''} as negatives`
       : (OBJECTIVES[objective] ?? objective)
+  return { objective, what, objectiveText, tag: supervised && !cosent ? 'simcse' : objective }
+}
+
+// The options that only some objectives use.
+const ONLY_FOR: Record<string, string[]> = {
+  posScale: ['simcse++', 'off-dropout'],
+  dclWeight: ['simcse++'],
+  dclTemperature: ['simcse++', 'dcl'],
+  temperature: ['simcse++', 'off-dropout', 'simcse', 'cosent', 'angle'],
+}
+
+export function modelCard({ args, steps, evals, best, data, architecture = 'BERT' }: ModelCardInput): string {
+  const at = (k: string, i: number) => (Array.isArray(args[k]) ? (args[k] as unknown[])[i] : args[k])
+  const sets = data.map((d, i) => ({
+    ...d,
+    ...trainedOn(String(at('objective', i)), d),
+    path: String(at('data', i)),
+    format: at('format', i),
+  }))
+  const multi = sets.length > 1
+  const [first] = sets
+  const objective = first.objective
+  const objectives = sets.map((d) => d.objective)
+  const supervised = sets.some((d) => d.columns !== undefined)
+  const dataLine = (d: (typeof sets)[number]) =>
+    `\`${basename(d.path)}\`, ${d.what}, read as ${String(d.format ?? 'text')} (${d.bytes} bytes, SHA-256 ${d.sha256.slice(0, 16)}…)`
+  const sampler = args.datasetSampler === 'round-robin' ? 'in turn' : 'at random, in proportion to their batches'
+  const dataLines = multi
+    ? [
+        `- Data: ${sets.length} datasets, each step a batch of one of them, taken ${sampler}:`,
+        ...sets.map((d) => `  - ${dataLine(d)}: \`${d.objective}\`, ${d.objectiveText}`),
+      ]
+    : [`- Data: ${dataLine(first)}`, `- Objective: \`${objective}\`${first.columns !== undefined ? ' (supervised)' : ''}`]
   const base = args.model
     ? `\`${basename(String(args.model))}\` (${String(args.model)})`
     : `random initialisation (\`${JSON.stringify(args.config ?? 'mini')}\` size)`
@@ -85,8 +116,9 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
     ([, k]) =>
       args[k] !== undefined &&
       args[k] !== null &&
-      (!ONLY_FOR[k] || ONLY_FOR[k].includes(objective)) &&
+      (!ONLY_FOR[k] || objectives.some((o) => ONLY_FOR[k].includes(o))) &&
       (k !== 'batchSampler' || supervised) && // plain text is always batched in shuffled order
+      (k !== 'datasetSampler' || multi) &&
       (k !== 'symmetric' || args[k] === true),
   )
   const last = steps.at(-1)
@@ -98,19 +130,19 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
     '  - sentence-transformers',
     '  - feature-extraction',
     '  - sentence-similarity',
-    `  - ${supervised && !cosent ? 'simcse' : objective}`,
+    ...[...new Set(sets.map((d) => `  - ${d.tag}`))],
     ...(dims ? ['  - matryoshka'] : []),
     '---',
     '',
     `# ${basename(String(args.out ?? 'model'))}`,
     '',
-    `A ${architecture} sentence encoder trained with simcsepp (SimCSE and SimCSE++ training for Node.js): ${objectiveText}.`,
+    `A ${architecture} sentence encoder trained with simcsepp (SimCSE and SimCSE++ training for Node.js): ` +
+      (multi ? `${sets.length} datasets, each with its own objective.` : `${first.objectiveText}.`),
     '',
     '## Training',
     '',
     `- Base model: ${base}`,
-    `- Data: \`${basename(String(args.data))}\`, ${what}, read as ${String(args.format ?? 'text')} (${data.bytes} bytes, SHA-256 ${data.sha256.slice(0, 16)}…)`,
-    `- Objective: \`${objective}\`${supervised ? ' (supervised)' : ''}`,
+    ...dataLines,
     last ? `- Trained ${last.step} steps; final loss ${last.loss.toFixed(4)}` : '- Not trained (0 steps): the initialised model',
     ...(dims ? matryoshkaLines(dims, args.matryoshkaWeights, last) : []),
     '',

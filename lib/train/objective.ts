@@ -10,6 +10,8 @@ export const OBJECTIVES: Objective[] = ['simcse', 'off-dropout', 'dcl', 'simcse+
 export const SCORED_OBJECTIVES: Objective[] = ['cosent', 'angle']
 /** The objectives that train on plain sentences (all but those of scored pairs). */
 export const TEXT_OBJECTIVES: Objective[] = OBJECTIVES.filter((o) => !SCORED_OBJECTIVES.includes(o))
+/** The objective of plain text when none is given: SimCSE++ (docs/method.md). */
+export const DEFAULT_OBJECTIVE: Objective = 'simcse++'
 
 export interface LossSettings {
   objective: Objective

@@ -5,10 +5,11 @@ import { DEVICE_REQUESTS, type DeviceRequest } from '../device.js'
 import type { Precision } from '../native.js'
 import { PRECISION_REQUESTS } from '../model/precision.js'
 import { inRange, rangeMessage, type NumberRange } from '../util/number-range.js'
-import { OBJECTIVES, type Objective } from './objective.js'
+import { DEFAULT_OBJECTIVE, OBJECTIVES, type Objective } from './objective.js'
 import { DATA_FORMATS, type DataFormat } from '../data/pairs.js'
 import { checkMatryoshkaOptions } from './matryoshka-options.js'
 import { LR_SCHEDULES, type LrSchedule } from '../optim/adamw.js'
+import { DATASET_SAMPLERS, perDataset, type DatasetSampler, type DatasetSpec } from './datasets.js'
 
 export const BATCH_SAMPLERS = ['no-duplicates', 'random'] as const
 export type BatchSampler = (typeof BATCH_SAMPLERS)[number]
@@ -22,17 +23,25 @@ export interface TrainOptions {
   tokenizer?: string
   /**
    * One sentence per line, UTF-8; or supervised pairs, triplets and n-tuples (CSV/TSV with a header, JSONL, Parquet),
-   * or FlagEmbedding's groups (JSONL: query, pos [...], neg [...]).
+   * or FlagEmbedding's groups (JSONL: query, pos [...], neg [...]). Several files: several datasets, each step a
+   * batch of one of them with its own objective (datasetSampler says which); format, column and objective may then
+   * be given once for all or as arrays, one per file.
    */
-  data: string
+  data: string | string[]
   /** How `data` is read: 'auto' (default) detects it from the extension or the first line. */
-  format?: DataFormat | 'auto'
+  format?: DataFormat | 'auto' | (DataFormat | 'auto')[]
   /**
    * Parquet data: the column of sentences to train on without supervision, as a text file's lines (default: the
    * file's only column, or one named text, sentence, document, passage or content, when its columns are not
    * named as supervised pairs are).
    */
-  column?: string
+  column?: string | string[]
+  /**
+   * Several datasets: which one each step draws its batch from. 'proportional' (default): every batch of every
+   * dataset once per epoch, in a seeded random order (larger datasets more often); 'round-robin': the datasets
+   * in turn, as many times each per epoch as the smallest has batches.
+   */
+  datasetSampler?: DatasetSampler
   /**
    * How supervised pairs/triplets are batched: 'no-duplicates' (their default) arranges each epoch so that no
    * batch holds a sentence twice (a repeated sentence would be its own in-batch negative: sentence-transformers'
@@ -50,7 +59,8 @@ export interface TrainOptions {
    * the anchors' loss and each positive's InfoNCE against the batch's anchors. Default false.
    */
   symmetric?: boolean
-  objective?: Objective
+  /** Several datasets: one objective for all, or one per dataset (default: each one's, as for a single file). */
+  objective?: Objective | Objective[]
   temperature?: number
   posScale?: number
   dclWeight?: number
@@ -151,16 +161,44 @@ type UnsetByDefault =
   | 'queryPrompt'
   | 'documentPrompt'
 
-export type ResolvedTrainOptions = Required<Omit<TrainOptions, UnsetByDefault | 'evalFiles' | 'evalRetrieval' | 'overwrite'>> &
-  Pick<TrainOptions, UnsetByDefault> & {
+type PerDataset = 'data' | 'format' | 'column' | 'objective'
+
+/**
+ * The options resolved. data, format, column and objective are the first dataset's (a run's only one, as a single
+ * file is trained); `datasets` holds every dataset's, in order.
+ */
+export type ResolvedTrainOptions = Required<
+  Omit<TrainOptions, UnsetByDefault | PerDataset | 'datasetSampler' | 'evalFiles' | 'evalRetrieval' | 'overwrite'>
+> &
+  Pick<TrainOptions, Exclude<UnsetByDefault, 'column'>> &
+  DatasetSpec & {
+    datasets: DatasetSpec[]
+    datasetSampler: DatasetSampler
     evalFiles: string[]
     evalRetrieval: string[]
     overwrite: boolean
   }
 
+/** The options of a run as it trains on dataset `d` (one of o.datasets): that dataset's data, format, column and objective. */
+export function forDataset(o: ResolvedTrainOptions, d: DatasetSpec): ResolvedTrainOptions {
+  return { ...o, data: d.data, format: d.format, column: d.column, objective: d.objective }
+}
+
+/** The per-dataset options as a run records them: the values of its only dataset, or arrays, one per dataset. */
+export function recordedDatasets(o: ResolvedTrainOptions): Record<PerDataset, unknown> {
+  const ds = o.datasets
+  if (ds.length === 1) return { data: ds[0].data, format: ds[0].format, column: ds[0].column ?? null, objective: ds[0].objective }
+  return {
+    data: ds.map((d) => d.data),
+    format: ds.map((d) => d.format),
+    column: ds.map((d) => d.column ?? null),
+    objective: ds.map((d) => d.objective),
+  }
+}
+
 // The recipe of docs/method.md §6.
 const DEFAULTS = {
-  objective: 'simcse++' as Objective,
+  objective: DEFAULT_OBJECTIVE,
   format: 'auto' as DataFormat | 'auto',
   temperature: 0.05,
   posScale: 1,
@@ -185,6 +223,7 @@ const DEFAULTS = {
   pooling: 'cls' as 'cls' | 'mean',
   distributed: 'auto' as boolean | 'auto',
   symmetric: false,
+  datasetSampler: 'proportional' as DatasetSampler,
 }
 
 /**
@@ -220,6 +259,7 @@ const FIXED_ON_RESUME = [
   'data',
   'format',
   'column',
+  'datasetSampler',
   'batchSampler',
   'negativesPerExample',
   'symmetric',
@@ -248,8 +288,14 @@ const FIXED_ON_RESUME = [
 
 /** The options a checkpoint records and a resumed run must repeat (unset ones as null). */
 export function fixedOnResume(o: ResolvedTrainOptions): Record<string, unknown> {
-  return Object.fromEntries(FIXED_ON_RESUME.map((k) => [k, o[k] ?? null]))
+  const perDataset = recordedDatasets(o)
+  return Object.fromEntries(
+    FIXED_ON_RESUME.map((k) => [k, k in perDataset ? perDataset[k as PerDataset] : (o[k as keyof typeof o] ?? null)]),
+  )
 }
+
+// More datasets than any real mixture; the schedule keeps a dataset's index in 16 bits.
+const MAX_DATASETS = 1024
 
 /** Defaults filled in and every option checked; throws a TypeError or RangeError naming the option. */
 export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
@@ -277,6 +323,9 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   ])
   for (const k of Object.keys(o)) if (!known.has(k)) throw new TypeError(`train: unknown option '${k}'`)
   const r = { ...DEFAULTS, ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) } as ResolvedTrainOptions
+  r.datasets = datasetSpecs(o)
+  Object.assign(r, r.datasets[0])
+  if (r.datasets[0].column === undefined) delete r.column
   r.evalFiles = o.evalFiles ?? []
   r.evalRetrieval = o.evalRetrieval ?? []
   for (const [k, v] of [
@@ -288,10 +337,9 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (typeof r.overwrite !== 'boolean') throw new TypeError(`train: overwrite must be a boolean (got ${String(r.overwrite)})`)
   if (r.overwrite && r.resume) throw new TypeError('train: give either resume (continue a run) or overwrite (start over), not both')
   if (!r.out) throw new TypeError('train: option out (the output directory) is required')
-  if (!r.data) throw new TypeError('train: option data (a file of sentences) is required')
   if (r.model && r.config) throw new TypeError('train: give either model (a directory) or config (a named size), not both')
-  if (!OBJECTIVES.includes(r.objective))
-    throw new TypeError(`train: objective must be one of ${OBJECTIVES.join(', ')} (got ${r.objective})`)
+  if (!DATASET_SAMPLERS.includes(r.datasetSampler))
+    throw new TypeError(`train: datasetSampler must be ${DATASET_SAMPLERS.join(' or ')} (got ${JSON.stringify(r.datasetSampler)})`)
   for (const [k, range] of Object.entries(OPTION_RANGES) as [keyof typeof OPTION_RANGES, NumberRange][]) {
     const v: unknown = r[k]
     if (v === undefined && (k === 'steps' || k === 'dropout' || k === 'negativesPerExample')) continue
@@ -303,8 +351,6 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     throw new TypeError('train: earlyStopping counts evaluations: give evalFiles or evalRetrieval, and an evalEvery above 0')
   for (const k of ['queryPrompt', 'documentPrompt'] as const)
     if (r[k] !== undefined && typeof r[k] !== 'string') throw new TypeError(`train: ${k} must be a string (got ${JSON.stringify(r[k])})`)
-  if (r.format !== 'auto' && !DATA_FORMATS.includes(r.format))
-    throw new TypeError(`train: format must be auto, ${DATA_FORMATS.join(', ')} (got ${String(r.format)})`)
   if (r.batchSampler !== undefined && !BATCH_SAMPLERS.includes(r.batchSampler))
     throw new TypeError(`train: batchSampler must be ${BATCH_SAMPLERS.join(' or ')} (got ${JSON.stringify(r.batchSampler)})`)
   if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)
@@ -317,4 +363,26 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (!PRECISION_REQUESTS.includes(r.precision))
     throw new TypeError(`train: precision must be auto, fp32 or bf16 (got ${String(r.precision)})`)
   return r
+}
+
+/** Every dataset's file, format, column and objective, checked (data: a path, or an array of them). */
+function datasetSpecs(o: TrainOptions): DatasetSpec[] {
+  const paths = Array.isArray(o.data) ? o.data : [o.data]
+  if (paths.length === 0 || paths.some((p) => typeof p !== 'string' || !p))
+    throw new TypeError('train: option data (a file of sentences, or an array of data files) is required')
+  if (paths.length > MAX_DATASETS) throw new RangeError(`train: at most ${MAX_DATASETS} data files (got ${paths.length})`)
+  const formats = perDataset('format', o.format, paths.length)
+  const columns = perDataset('column', o.column, paths.length)
+  const objectives = perDataset('objective', o.objective, paths.length)
+  return paths.map((data, i) => {
+    const format = formats[i] ?? DEFAULTS.format
+    const objective = objectives[i] ?? DEFAULTS.objective
+    const column = columns[i] ?? undefined // null in a recorded run: no column
+    if (format !== 'auto' && !DATA_FORMATS.includes(format))
+      throw new TypeError(`train: format must be auto, ${DATA_FORMATS.join(', ')} (got ${String(format)})`)
+    if (!OBJECTIVES.includes(objective)) throw new TypeError(`train: objective must be one of ${OBJECTIVES.join(', ')} (got ${objective})`)
+    if (column !== undefined && typeof column !== 'string')
+      throw new TypeError(`train: column must be a string (got ${JSON.stringify(column)})`)
+    return { data, format, objective, ...(column !== undefined ? { column } : {}) }
+  })
 }

@@ -30,10 +30,10 @@ export async function resumeOptions(dir: string, { dataGiven = false } = {}): Pr
   const options = Object.fromEntries(Object.entries(args).filter(([k, v]) => !NOT_OPTIONS.includes(k) && v !== null))
   // The batch size asked for, not the one the data could fill (the resume check compares the former).
   if (typeof args.batchSizeRequested === 'number') options.batchSize = args.batchSizeRequested
-  const data = options.data
-  if (!dataGiven && typeof data === 'string' && !isAbsolute(data) && !existsSync(data))
-    throw new Error(
-      `--resume ${dir}: the run's data ${data} (a path relative to where the run started) is not found from here: give --data`,
-    )
+  for (const data of Array.isArray(options.data) ? options.data : [options.data])
+    if (!dataGiven && typeof data === 'string' && !isAbsolute(data) && !existsSync(data))
+      throw new Error(
+        `--resume ${dir}: the run's data ${data} (a path relative to where the run started) is not found from here: give --data`,
+      )
   return { ...options, out, resume: dir } as TrainOptions
 }

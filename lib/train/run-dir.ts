@@ -25,6 +25,8 @@ export interface ResumePoint {
   dir: string
   step: number
   dataPosition: unknown
+  /** A run of several datasets: each one's stream position. */
+  dataPositions?: unknown[]
   best: Best
   elapsedSeconds: number
 }
@@ -38,15 +40,24 @@ const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n'
 export function checkResumable(
   ck: LoadedCheckpoint,
   runOptions: Record<string, unknown>,
-  run: { data: DataFingerprint; totalSteps: number },
+  run: { data: DataFingerprint[]; totalSteps: number },
 ): void {
-  const was = ck.state.data
-  if (was && (was.sha256 !== run.data.sha256 || was.bytes !== run.data.bytes)) {
+  const ds = ck.state.datasets
+  const read = ds ? ds.map((d) => d.data) : ck.state.data ? [ck.state.data] : null
+  if (read && read.length !== run.data.length)
     throw new Error(
-      `--resume: the data file is not the one the checkpointed run read (then ${was.lines} sentences, ${was.bytes} bytes, ` +
-        `sha256 ${was.sha256.slice(0, 12)}…; now ${run.data.lines} sentences, ${run.data.bytes} bytes, sha256 ${run.data.sha256.slice(0, 12)}…)`,
+      `--resume: the checkpointed run read ${read.length} data file(s), this one ${run.data.length}: give the run's --data again`,
     )
-  }
+  const paths = runOptions.data
+  read?.forEach((was, i) => {
+    const now = run.data[i]
+    if (was.sha256 === now.sha256 && was.bytes === now.bytes) return
+    const which = Array.isArray(paths) ? `data file ${String(paths[i])}` : 'data file'
+    throw new Error(
+      `--resume: the ${which} is not the one the checkpointed run read (then ${was.lines} sentences, ${was.bytes} bytes, ` +
+        `sha256 ${was.sha256.slice(0, 12)}…; now ${now.lines} sentences, ${now.bytes} bytes, sha256 ${now.sha256.slice(0, 12)}…)`,
+    )
+  })
   if (ck.state.step > run.totalSteps)
     throw new Error(`--resume: ${ck.dir} is at step ${ck.state.step}, past the ${run.totalSteps} steps of this run`)
   for (const [k, now] of Object.entries(runOptions)) {
@@ -59,9 +70,16 @@ export function checkResumable(
 // An option's value as a resume compares it: the data file by its name; an option a checkpoint does not record
 // (written before the option existed) as what those runs did: format text, batchSampler random, symmetric false,
 // lrSchedule linear, others unset (null).
-const BEFORE_RECORDED: Record<string, unknown> = { format: 'text', batchSampler: 'random', symmetric: false, lrSchedule: 'linear' }
+const BEFORE_RECORDED: Record<string, unknown> = {
+  format: 'text',
+  batchSampler: 'random',
+  symmetric: false,
+  lrSchedule: 'linear',
+  datasetSampler: 'proportional',
+}
 function recorded(k: string, v: unknown): unknown {
   if (k === 'data' && typeof v === 'string') return basename(v)
+  if (k === 'data' && Array.isArray(v)) return v.map((p) => (typeof p === 'string' ? basename(p) : p))
   return v !== undefined ? v : (BEFORE_RECORDED[k] ?? null)
 }
 
@@ -78,6 +96,7 @@ export async function applyCheckpoint(ck: LoadedCheckpoint, model: BertModel, op
     dir: ck.dir,
     step: ck.state.step,
     dataPosition: ck.state.dataPosition,
+    ...(ck.state.datasets ? { dataPositions: ck.state.datasets.map((d) => d.position) } : {}),
     best: ck.state.best,
     elapsedSeconds: ck.state.elapsedSeconds,
   }
@@ -144,7 +163,10 @@ export class RunDir {
     const steps = this.history.filter((h) => h.type === 'step') as StepInfo[]
     const evals = this.history.filter((h) => h.type === 'eval') as EvalInfo[]
     await writeFileAtomic(runPath(this.out, 'metrics.json'), json({ best, evals, lastStep: steps.at(-1) ?? null }))
-    await writeFileAtomic(runPath(this.out, 'loss_curve.svg'), lossCurveSvg(curvePoints(steps, evals), scorePanel(evals)))
+    await writeFileAtomic(
+      runPath(this.out, 'loss_curve.svg'),
+      lossCurveSvg(curvePoints(steps, evals, datasetNames(this.args)), scorePanel(evals)),
+    )
     await writeFileAtomic(
       join(this.out, 'README.md'),
       modelCard({ args: this.args, steps, evals, best, data, architecture: this.architecture }),
@@ -179,12 +201,25 @@ function scorePanel(evals: EvalInfo[]): { stsLabel?: string; stsAxis?: string } 
   return first ? { stsLabel: `${basename(first.dataset)} (${first.split}) nDCG@10`, stsAxis: 'nDCG@10 ×100' } : {}
 }
 
-function curvePoints(steps: StepInfo[], evals: EvalInfo[]) {
+/** A run of several datasets: each one's name on the loss curve (its file's name and objective). */
+function datasetNames(args: Record<string, unknown>): string[] {
+  const { data, objective } = args
+  if (!Array.isArray(data)) return []
+  return data.map((d, i) => `${basename(String(d))} (${String(Array.isArray(objective) ? objective[i] : objective)})`)
+}
+
+function curvePoints(steps: StepInfo[], evals: EvalInfo[], datasets: string[] = []) {
   const rows: { step: number; loss: number; lossParts?: Record<string, number>; sts?: number }[] = steps.map((s) => ({
     step: s.step,
     loss: s.loss,
-    // A Matryoshka run's curves: each size's loss (its parts are sums over the sizes).
-    lossParts: s.dimLosses ? Object.fromEntries(Object.entries(s.dimLosses).map(([d, l]) => [`${d} dims`, l])) : s.parts,
+    // Several datasets: a curve each (their losses differ in scale). A Matryoshka run's curves: each size's loss
+    // (its parts are sums over the sizes).
+    lossParts:
+      s.dataset !== undefined && datasets[s.dataset]
+        ? { [datasets[s.dataset]]: s.loss }
+        : s.dimLosses
+          ? Object.fromEntries(Object.entries(s.dimLosses).map(([d, l]) => [`${d} dims`, l]))
+          : s.parts,
   }))
   // The selection score: the first STS file's Spearman, or without STS files the first retrieval set's nDCG@10 ×100.
   for (const e of evals) rows.push({ step: e.step, loss: NaN, sts: e.spearman ?? 100 * (e.retrieval?.[0]?.ndcgAt10 ?? NaN) })

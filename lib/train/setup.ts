@@ -28,6 +28,10 @@ export function trainingDevice(request: DeviceRequest, say: (s: string) => void)
   return choice.device
 }
 
+type VocabularySource = Pick<SentenceFile, 'count' | 'readLines'>
+// Lines a vocabulary built from the data is counted over.
+const VOCABULARY_SAMPLE = 200_000
+
 /** The run's tokenizer and the copy of its files that every checkpoint keeps. */
 export interface RunTokenizer {
   tokenizer: Tokenizer
@@ -40,7 +44,8 @@ export interface RunTokenizer {
  */
 export async function loadTokenizer(
   o: ResolvedTrainOptions,
-  file: Pick<SentenceFile, 'count' | 'readLines'>,
+  /** The training data (each dataset's), whose lines a vocabulary is built from when there is no tokenizer. */
+  file: VocabularySource | VocabularySource[],
   checkpoint: LoadedCheckpoint | null,
   say: (s: string) => void,
 ): Promise<RunTokenizer> {
@@ -68,8 +73,17 @@ export async function loadTokenizer(
     const tokenizer = await Tokenizer.load(given)
     return { tokenizer, copy: await copyTokenizer(tokenizer.sourceFile, given) }
   }
-  // No tokenizer given for a model from scratch: a WordPiece vocabulary from (a sample of) the data.
-  const sample = await file.readLines(Array.from({ length: Math.min(file.count, 200_000) }, (_, i) => i))
+  // No tokenizer given for a model from scratch: a WordPiece vocabulary from (a sample of) the data: the first
+  // lines of each file, an equal share of them (what a small dataset leaves over going to the others).
+  const files = Array.isArray(file) ? file : [file]
+  const sample: string[] = []
+  let left = VOCABULARY_SAMPLE
+  const bySize = files.map((_, i) => i).sort((a, b) => files[a].count - files[b].count)
+  for (const [k, i] of bySize.entries()) {
+    const take = Math.min(files[i].count, Math.floor(left / (files.length - k)))
+    sample.push(...(await files[i].readLines(Array.from({ length: take }, (_, j) => j))))
+    left -= take
+  }
   const vocab = buildVocab(sample, o.vocabSize)
   const path = join(o.out, 'vocab.txt')
   await writeVocab(path, vocab)

@@ -12,7 +12,7 @@
 // the output directory: it locks it, writes the log, checkpoints, evaluations and model, and is the one
 // rank that reports through the hooks. Checkpoints hold nothing per rank, so a resume may use any number
 // of ranks. An error on any rank ends the whole job (MPI_Abort): the others would wait in a collective.
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { addon } from '../native.js'
 import { AdamW } from '../optim/adamw.js'
 import { BatchStream } from '../data/sentences.js'
@@ -23,13 +23,21 @@ import { checkpointDir } from './run-layout.js'
 import type { StepInfo, TrainHooks, TrainResult } from './events.js'
 import { bestScore, Evaluator, modelEmbedder, readEvalSets, readRetrievalSets } from './evaluation.js'
 import { matryoshkaPlan, scratchDim } from './matryoshka-options.js'
-import { fixedOnResume, resolveTrainOptions, type ResolvedTrainOptions, type TrainOptions } from './options.js'
+import {
+  fixedOnResume,
+  forDataset,
+  recordedDatasets,
+  resolveTrainOptions,
+  type ResolvedTrainOptions,
+  type TrainOptions,
+} from './options.js'
 import { takeOutputDir } from './out-dir.js'
 import { applyCheckpoint, checkResumable, RunDir } from './run-dir.js'
 import { createModel, loadTokenizer, maxSequenceLength, trainingDevice, withBasePooling } from './setup.js'
 import { TrainingStep, type LaunchedStep } from './step.js'
 import { SCORED_OBJECTIVES, viewCount } from './objective.js'
-import { batchSamplerFor, columnsOf, openTrainingData, withDataFormat } from './training-data.js'
+import { batchSamplerFor, columnsOf, datasetBatchSampler, openTrainingData, withDataFormat, type TrainingData } from './training-data.js'
+import { DatasetSchedule } from './datasets.js'
 import { hasDropout } from '../model/config.js'
 import { readSentenceTransformersConfig } from '../embed/sentence-transformers-config.js'
 import type { InheritedSettings } from './sentence-transformers.js'
@@ -37,6 +45,16 @@ import { rolePrefixText } from '../embed/role-prompts.js'
 import { startDistributed, type Communicator } from '../distributed/communicator.js'
 
 export type { TrainOptions } from './options.js'
+
+/** One dataset of a run: its options (forDataset), reader, batch size and views; its step and stream once made. */
+interface RunDataset {
+  o: ResolvedTrainOptions
+  file: TrainingData
+  batch: number
+  views: number
+  step?: TrainingStep
+  stream?: BatchStream
+}
 export type { EvalInfo, StepInfo, TrainHooks, TrainResult } from './events.js'
 
 export async function train(options: TrainOptions, hooks: TrainHooks = {}): Promise<TrainResult> {
@@ -122,38 +140,69 @@ async function trainHolding(
   const ranks = comm?.size ?? 1
   const lead = (comm?.rank ?? 0) === 0
   const device = trainingDevice(o.device, say)
-  const file = await openTrainingData(o, say)
-  hold(() => file.close())
-  if (file.count < 2)
-    throw new Error(`${o.data}: only 1 sentence; contrastive training needs at least 2 (a batch of 1 has no in-batch negatives)`)
-  const batch = effectiveBatchSize(o.batchSize, file.count)
-  if (batch < o.batchSize)
-    say(`--batch-size ${o.batchSize} is more than the ${file.count} sentences of ${o.data}: each step trains on all ${batch}`)
-  if (batch < ranks) throw new Error(`--batch-size ${batch} is less than the ${ranks} ranks: each rank needs a sentence of the batch`)
+  const multi = o.datasets.length > 1
+  // Each dataset with its reader and its batch; a run of one file is a run of one dataset.
+  const sets: RunDataset[] = []
+  for (const spec of o.datasets) {
+    const d = forDataset(o, spec)
+    const file = await openTrainingData(d, say)
+    hold(() => file.close())
+    if (file.count < 2)
+      throw new Error(`${d.data}: only 1 sentence; contrastive training needs at least 2 (a batch of 1 has no in-batch negatives)`)
+    const batch = effectiveBatchSize(o.batchSize, file.count)
+    if (batch < o.batchSize)
+      say(
+        `--batch-size ${o.batchSize} is more than the ${file.count} sentences of ${d.data}: each step ${multi ? 'on it ' : ''}trains on all ${batch}`,
+      )
+    if (batch < ranks) throw new Error(`--batch-size ${batch} is less than the ${ranks} ranks: each rank needs a sentence of the batch`)
+    // The symmetric loss applies to supervised pairs and triplets; in a mixture, to those datasets only.
+    d.symmetric = o.symmetric && columnsOf(file) !== undefined && !SCORED_OBJECTIVES.includes(d.objective)
+    sets.push({ o: d, file, batch, views: viewCount(d.objective, columnsOf(file)) })
+  }
+  const file = sets[0].file
+  const batch = sets[0].batch
   if (comm)
     say(
       `data-parallel over ${ranks} ranks on ${comm.engine}: ${batch} sentences per step, ${Math.ceil(batch / ranks)} per rank at most` +
         (device === 'cpu' ? `, ${addon.numThreads()} CPU thread(s) each` : ''),
     )
-  const totalSteps = o.steps ?? BatchStream.batchesPerEpoch(file.count, batch) * o.epochs
+  const schedule = new DatasetSchedule(
+    sets.map((d) => BatchStream.batchesPerEpoch(d.file.count, d.batch)),
+    o.datasetSampler,
+    o.seed,
+  )
+  const totalSteps = o.steps ?? schedule.stepsPerEpoch * o.epochs
+  if (multi)
+    say(
+      `${sets.length} datasets, each step a batch of one of them (${o.datasetSampler}): ${schedule.stepsPerEpoch} steps per epoch, ` +
+        sets.map((d) => `${basename(d.o.data)} ${d.o.objective}`).join(', '),
+    )
   // From the directory given, not the checkpoint found in it: a corrupted newest checkpoint falls back to checkpoint.old.
   const checkpoint = o.resume ? await loadCheckpoint(o.resume, say) : null
-  o.batchSampler = batchSamplerFor(o.batchSampler, file, checkpoint !== null && checkpoint.state.options.batchSampler === undefined)
+  if (multi) for (const d of sets) d.o.batchSampler = datasetBatchSampler(o.batchSampler, d.file)
+  else
+    sets[0].o.batchSampler = o.batchSampler = batchSamplerFor(
+      o.batchSampler,
+      file,
+      checkpoint !== null && checkpoint.state.options.batchSampler === undefined,
+    )
   const runOptions = fixedOnResume(o)
-  if (checkpoint) checkResumable(checkpoint, runOptions, { data: file.fingerprint, totalSteps })
+  if (checkpoint) checkResumable(checkpoint, runOptions, { data: sets.map((d) => d.file.fingerprint), totalSteps })
   // A vocabulary built from the data is written by rank 0; the other ranks read that file.
   const builtHere = !checkpoint?.tokenizer && !(o.tokenizer ?? o.model)
+  const files = sets.map((d) => d.file)
   const { tokenizer, copy } = lead
-    ? await loadTokenizer(o, file, checkpoint, say)
-    : await (comm!.barrier(), loadTokenizer(builtHere ? { ...o, tokenizer: join(out, 'vocab.txt') } : o, file, checkpoint, say))
+    ? await loadTokenizer(o, files, checkpoint, say)
+    : await (comm!.barrier(), loadTokenizer(builtHere ? { ...o, tokenizer: join(out, 'vocab.txt') } : o, files, checkpoint, say))
   if (lead) comm?.barrier()
   const evalSets = await readEvalSets(o.evalFiles)
   const retrievalSets = await readRetrievalSets(o.evalRetrieval)
   for (const r of retrievalSets)
     say(`eval: ${r.dir} (${r.split} split): ${r.queries.length} queries, ${r.corpus.length} documents, nDCG@10 every --eval-every steps`)
-  if (columnsOf(file) === undefined && (o.queryPrompt !== undefined || o.documentPrompt !== undefined))
+  const supervised = sets.filter((d) => columnsOf(d.file) !== undefined)
+  if (!supervised.length && (o.queryPrompt !== undefined || o.documentPrompt !== undefined))
     throw new TypeError('train: queryPrompt and documentPrompt apply to supervised pairs/triplets (anchors; positives and negatives)')
-  if ((columnsOf(file) === undefined || SCORED_OBJECTIVES.includes(o.objective)) && o.symmetric)
+  if (o.symmetric && !sets.some((d) => d.o.symmetric))
     throw new TypeError('train: symmetric applies to supervised pairs/triplets (the positives against the anchors)')
   // A sentence-transformers base model's settings the output keeps (its pooling came in through withBasePooling).
   const base = o.model ? await readSentenceTransformersConfig(o.model) : null
@@ -175,31 +224,39 @@ async function trainHolding(
     say(`training on ${cuda.device ?? 'CUDA'}: linear layers in ${model.precision}, matrix products on ${cuda.gemm ?? 'the kernels'}`)
   }
   // Unsupervised contrast compares two dropout views of a sentence: without dropout they are one vector.
-  if (columnsOf(file) === undefined && !hasDropout(model.config))
+  if (supervised.length < sets.length && !hasDropout(model.config))
     throw new Error(
       `${o.model ?? 'the model'}: every dropout probability of its config is 0 (ModernBERT's released checkpoints ship so), and ` +
         'unsupervised SimCSE contrasts two dropout views of each sentence, which would be the same vector: pass --dropout 0.1',
     )
   const maxLen = maxSequenceLength(model.config, o.maxLen)
-  const views = viewCount(o.objective, columnsOf(file))
   const matryoshka = matryoshkaPlan(o.matryoshkaDims, o.matryoshkaWeights, model.config.hiddenSize)
-  if (matryoshka) say(`Matryoshka: the ${o.objective} loss over the first ${matryoshka.map((p) => p.dim).join(', ')} dimensions, summed`)
+  if (matryoshka)
+    say(
+      `Matryoshka: the ${multi ? "datasets' losses" : `${o.objective} loss`} over the first ${matryoshka.map((p) => p.dim).join(', ')} dimensions, summed`,
+    )
   const memory = stepMemory(device)
-  // A rank encodes its slice of each view: at most ceil(batch / ranks) sentences.
-  const rankBatch = Math.ceil(batch / ranks)
-  const micro = chooseMicroBatch(o.microBatch, { config: model.config, rows: views * rankBatch, tokens: maxLen }, memory.autoBudget)
+  // A rank encodes its slice of each view: at most ceil(batch / ranks) sentences. Passes are sized for the
+  // dataset of the most rows; each dataset's step must fit.
+  const rankRows = (d: RunDataset) => d.views * Math.ceil(d.batch / ranks)
+  const widest = sets.reduce((a, d) => (rankRows(d) > rankRows(a) ? d : a))
+  const micro = chooseMicroBatch(o.microBatch, { config: model.config, rows: rankRows(widest), tokens: maxLen }, memory.autoBudget)
   if (micro.note) say(micro.note)
-  const shape = {
-    config: model.config,
-    batch: rankBatch,
-    requested: o.batchSize,
-    maxLen: o.maxLen,
-    tokens: maxLen,
-    views,
-    rowsPerPass: micro.rows,
-    narrowDim: scratchDim(matryoshka, model.config.hiddenSize),
-  }
-  checkBatchFits(shape, memory.bytes, memory.has)
+  for (const d of sets)
+    checkBatchFits(
+      {
+        config: model.config,
+        batch: Math.ceil(d.batch / ranks),
+        requested: o.batchSize,
+        maxLen: o.maxLen,
+        tokens: maxLen,
+        views: d.views,
+        rowsPerPass: micro.rows,
+        narrowDim: scratchDim(matryoshka, model.config.hiddenSize),
+      },
+      memory.bytes,
+      memory.has,
+    )
   const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: o.lr, weightDecay: o.weightDecay })
   hold(() => opt.dispose())
 
@@ -209,25 +266,29 @@ async function trainHolding(
     elapsedBefore = resumed?.elapsedSeconds ?? 0
   // Named when the loss diverges: this run's newest checkpoint (at first, the one it resumed from).
   let lastCheckpoint = resumed ? { dir: resumed.dir, step: resumed.step } : null
-  const stream = new BatchStream(file, {
-    batchSize: batch,
-    seed: o.seed,
-    start: resumed?.dataPosition as never,
-    noDuplicates: o.batchSampler === 'no-duplicates',
-    onRepeats: (epoch, repeats) => {
-      if (repeats > 0)
-        say(
-          `epoch ${epoch + 1}: ${repeats} of ${BatchStream.batchesPerEpoch(file.count, batch)} batches hold a sentence twice (the data left no other way)`,
-        )
-    },
-  })
+  for (const [i, d] of sets.entries())
+    d.stream = new BatchStream(d.file, {
+      batchSize: d.batch,
+      seed: o.seed,
+      start: (multi ? resumed?.dataPositions?.[i] : resumed?.dataPosition) as never,
+      noDuplicates: d.o.batchSampler === 'no-duplicates',
+      onRepeats: (epoch, repeats) => {
+        if (repeats > 0)
+          say(
+            `${multi ? `${d.o.data}: ` : ''}epoch ${epoch + 1}: ${repeats} of ${BatchStream.batchesPerEpoch(d.file.count, d.batch)} ` +
+              'batches hold a sentence twice (the data left no other way)',
+          )
+      },
+    })
   const run = lead ? await RunDir.open(out, startStep) : null
+  const { datasets: _all, ...options } = o
   await run?.writeArgs({
-    ...o,
+    ...options,
+    ...recordedDatasets(o),
     precision: model.precision,
     microBatch: micro.rows,
-    batchSize: batch,
-    ...(batch < o.batchSize ? { batchSizeRequested: o.batchSize } : {}),
+    batchSize: multi ? o.batchSize : batch,
+    ...(!multi && batch < o.batchSize ? { batchSizeRequested: o.batchSize } : {}),
     totalSteps,
     device,
     vocabSize: tokenizer.vocabSize,
@@ -255,16 +316,24 @@ async function trainHolding(
     await run.log(info)
     hooks.onEval?.(info)
   }
-  const step = new TrainingStep(
-    model,
-    opt,
-    tokenizer,
-    o,
-    { batch, maxLen, totalSteps, microBatch: micro.rows, columns: columnsOf(file) },
-    device,
-    comm,
-  )
-  hold(() => step.dispose()) // first freed: it waits for the steps in flight
+  for (const d of sets) {
+    const shape = { batch: d.batch, maxLen, totalSteps, microBatch: micro.rows, columns: columnsOf(d.file) }
+    d.step = new TrainingStep(model, opt, tokenizer, d.o, shape, device, comm)
+    hold(() => d.step!.dispose()) // freed before the data and the model: it waits for the steps in flight
+  }
+  // Step t trains on a batch of dataset schedule.at(t); with several, its record says which, and the schedule's epoch.
+  const launch = async (t: number): Promise<LaunchedStep> => {
+    const { dataset, epoch } = schedule.at(t)
+    const d = sets[dataset]
+    const launched = await d.step!.launch(t, d.stream!, elapsed, lastCheckpoint)
+    return multi ? { step: launched.step, result: () => ({ ...launched.result(), epoch, dataset }) } : launched
+  }
+  // Whether step t + 1 may be launched before step t's numbers are read: by the same dataset's step (its
+  // graphs), which knows what it has in flight.
+  const launchesAhead = (t: number) => {
+    const d = schedule.at(t).dataset
+    return sets[d].step!.launchesAhead && schedule.at(t + 1).dataset === d
+  }
   // Every rank returns once rank 0's checkpoint or model is complete.
   const end = (steps: number, interrupted: boolean): TrainResult => {
     comm?.finish()
@@ -272,6 +341,8 @@ async function trainHolding(
     return { out, steps, history, best: evaluator.best, interrupted, ...(comm ? { rank: comm.rank } : {}) }
   }
 
+  // The model card's account of each dataset.
+  const cardData = sets.map((d) => ({ ...d.file.fingerprint, columns: columnsOf(d.file) }))
   // Evaluations logged after the best one (a resumed run's log holds its earlier ones).
   const evaluationsSinceBest = () => {
     const best = evaluator.best
@@ -281,7 +352,7 @@ async function trainHolding(
   const loopStart = performance.now()
   const elapsed = () => elapsedBefore + (performance.now() - loopStart) / 1000
   const signalled = () => hooks.signal?.aborted === true
-  let launched = startStep < totalSteps ? await step.launch(startStep, stream, elapsed, lastCheckpoint) : null
+  let launched = startStep < totalSteps ? await launch(startStep) : null
   for (let s = startStep; s < totalSteps; s++) {
     const done = s + 1
     const evalDue = evaluating && (done % o.evalEvery === 0 || done === totalSteps)
@@ -291,9 +362,9 @@ async function trainHolding(
     // weights before the next step changes them (a signal arriving now stops the run after the next step).
     let next: LaunchedStep | null = null
     let failedAhead: { error: unknown } | null = null // thrown once this step is logged
-    if (step.launchesAhead && !evalDue && !saveDue && !signalled())
+    if (done < totalSteps && launchesAhead(s) && !evalDue && !saveDue && !signalled())
       try {
-        next = await step.launch(done, stream, elapsed, lastCheckpoint)
+        next = await launch(done)
       } catch (error) {
         failedAhead = { error }
       }
@@ -309,14 +380,18 @@ async function trainHolding(
     // Every rank stops after the same step, whichever of them was signalled.
     const stop = (comm ? comm.any(signalled()) : signalled()) && done < totalSteps && next === null
     if (saveDue || stop) {
+      // With several datasets: the schedule's place, and each dataset's stream position and fingerprint.
+      const at = schedule.at(done)
       const state = {
         step: done,
-        dataPosition: stream.position,
+        dataPosition: multi ? { epoch: at.epoch, index: done - at.epoch * schedule.stepsPerEpoch } : sets[0].stream!.position,
         seed: o.seed,
         best: evaluator.best,
         options: runOptions,
         elapsedSeconds: info.elapsedSeconds,
-        data: file.fingerprint,
+        ...(multi
+          ? { datasets: sets.map((d) => ({ position: d.stream!.position, data: d.file.fingerprint })) }
+          : { data: file.fingerprint }),
       }
       await run?.saveCheckpoint(model, opt, state, copy)
       lastCheckpoint = { dir: checkpointDir(out), step: done }
@@ -331,13 +406,13 @@ async function trainHolding(
         `early stopping after step ${done} of ${totalSteps}: ${o.earlyStopping} evaluations without a better ` +
           `${evaluator.metric} than step ${best.step}'s ${bestScore(best).score.toFixed(2)} (the model in ${out})`,
       )
-      await run?.finish(best, { ...file.fingerprint, columns: columnsOf(file) })
+      await run?.finish(best, cardData)
       return end(done, false)
     }
-    launched = next ?? (done < totalSteps ? await step.launch(done, stream, elapsed, lastCheckpoint) : null)
+    launched = next ?? (done < totalSteps ? await launch(done) : null)
   }
   // Without evaluation the final weights are the result; with it, the best ones already are in out/.
   if (!evaluating || !evaluator.best) await saveModel()
-  await run?.finish(evaluator.best, { ...file.fingerprint, columns: columnsOf(file) })
+  await run?.finish(evaluator.best, cardData)
   return end(totalSteps, false)
 }

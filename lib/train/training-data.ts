@@ -7,8 +7,10 @@ import { columnsOf as supervisedColumnsOf, detectFormat, PairFile } from '../dat
 import { noTextColumn, parquetColumns, parquetTextColumn, textColumnOf, type TextColumn } from '../data/parquet.js'
 import { jsonlKeys } from '../data/text-source.js'
 import { DEFAULT_GROUP_NEGATIVES, GroupFile, isGroupedFile } from '../data/groups.js'
-import { objectiveForData, SCORED_OBJECTIVES } from './objective.js'
+import { DEFAULT_OBJECTIVE, objectiveForData, SCORED_OBJECTIVES, type Objective } from './objective.js'
 import type { BatchSampler, ResolvedTrainOptions, TrainOptions } from './options.js'
+import { perDataset } from './datasets.js'
+import type { DataFormat } from '../data/pairs.js'
 
 /**
  * The options with `format` resolved from the data file and the objective chosen for it (see objectiveForData). A
@@ -18,7 +20,44 @@ import type { BatchSampler, ResolvedTrainOptions, TrainOptions } from './options
  * holds supervised examples.
  */
 export async function withDataFormat(options: TrainOptions): Promise<TrainOptions> {
+  if (!Array.isArray(options?.data)) return withFileFormat(options)
+  const paths = options.data
+  if (paths.length === 1 && ![options.format, options.column, options.objective].some((v) => Array.isArray(v) && v.length !== 1))
+    return withFileFormat({ ...options, data: paths[0], ...firstOfEach(options) })
+  if (paths.length === 0 || paths.some((p) => typeof p !== 'string' || !p)) return options // resolveTrainOptions names the error
+  const formats = perDataset('format', options.format, paths.length)
+  const columns = perDataset('column', options.column, paths.length)
+  const objectives = perDataset('objective', options.objective, paths.length)
+  const each: TrainOptions[] = []
+  for (let i = 0; i < paths.length; i++) {
+    const one = { ...options, data: paths[i], format: formats[i], column: columns[i] || undefined, objective: objectives[i] }
+    try {
+      each.push(await withFileFormat(one))
+    } catch (e) {
+      // Which file, when several are read.
+      if (e instanceof Error && !e.message.includes(paths[i])) e.message = `${paths[i]}: ${e.message}`
+      throw e
+    }
+  }
+  return {
+    ...options,
+    format: each.map((d) => d.format as DataFormat),
+    column: each.map((d) => d.column ?? null) as string[],
+    objective: each.map((d) => (d.objective as Objective | undefined) ?? DEFAULT_OBJECTIVE),
+  }
+}
+
+/** An array option of one value as that value (data given as a list of one file trains as that file). */
+function firstOfEach(o: TrainOptions): Partial<TrainOptions> {
+  const first = <T>(v: T | T[] | undefined) => (Array.isArray(v) ? v[0] : v)
+  return { format: first(o.format), column: first(o.column) ?? undefined, objective: first(o.objective) }
+}
+
+/** withDataFormat for one data file. */
+async function withFileFormat(options: TrainOptions): Promise<TrainOptions> {
   if (typeof options?.data !== 'string' || !options.data) return options
+  if (Array.isArray(options.format) || Array.isArray(options.column) || Array.isArray(options.objective))
+    throw new TypeError('train: format, column and objective take one value per data file: give data as an array of files')
   const format = await detectFormat(options.data, options.format)
   if (format !== 'parquet' && format !== 'jsonl') {
     if (options.column !== undefined)
@@ -126,4 +165,9 @@ export function batchSamplerFor(given: BatchSampler | undefined, file: TrainingD
   // Scored pairs have no in-batch negatives for a repeat to spoil: plain shuffled batches, as sentence-transformers.
   if (file instanceof PairFile && file.scores) return given ?? 'random'
   return given ?? (resumedWithout ? 'random' : 'no-duplicates')
+}
+
+/** A dataset's batch sampler in a run of several: the one given applies to supervised data; sentences are shuffled (random). */
+export function datasetBatchSampler(given: BatchSampler | undefined, file: TrainingData): BatchSampler {
+  return isSentences(file) ? 'random' : batchSamplerFor(given, file, false)
 }
