@@ -229,6 +229,7 @@ t.test('the command line: --data repeated, --objective once per --data', { ...ne
     { encoding: 'utf8' },
   )
   t.equal(r.status, 0, r.stderr)
+  t.match(r.stderr, /\nloss of data 1 \S+ {2}\d+\.\d{4} -> \d+\.\d{4}\nloss of data 2 /, "the summary: each dataset's loss curve")
   const log = readFileSync(join(out, 'run', 'train.jsonl'), 'utf8')
     .trim()
     .split('\n')

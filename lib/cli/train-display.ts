@@ -9,7 +9,6 @@ import { sparkline } from './sparkline.js'
 
 export class TrainingDisplay {
   private bar: ProgressBar | null = null
-  private readonly losses: number[] = []
   private readonly stop = new AbortController()
 
   /** Runs `fn` with hooks that draw progress; Ctrl-C stops after the step in progress, a second Ctrl-C at once. */
@@ -41,8 +40,12 @@ export class TrainingDisplay {
   /** The closing lines; an interrupted run sets the exit code 130 instead. */
   summary(result: TrainResult): void {
     const steps = result.history.filter((h) => h.type === 'step') as StepInfo[]
-    if (steps.length) {
-      process.stderr.write(`loss ${sparkline(this.losses, 50)}  ${steps[0].loss.toFixed(4)} -> ${steps.at(-1)!.loss.toFixed(4)}\n`)
+    // Several datasets: a line each (their losses differ in scale), numbered in the order of --data.
+    const groups = new Map<number | undefined, number[]>()
+    for (const s of steps) groups.set(s.dataset, [...(groups.get(s.dataset) ?? []), s.loss])
+    for (const [d, losses] of [...groups].sort(([a], [b]) => (a ?? 0) - (b ?? 0))) {
+      const label = d === undefined ? 'loss' : `loss of data ${d + 1}`
+      process.stderr.write(`${label} ${sparkline(losses, 50)}  ${losses[0].toFixed(4)} -> ${losses.at(-1)!.toFixed(4)}\n`)
     }
     if (result.best) {
       const { metric, score } = bestScore(result.best)
@@ -63,7 +66,6 @@ export class TrainingDisplay {
   }
 
   private step(s: StepInfo): void {
-    this.losses.push(s.loss)
     this.bar ??= new ProgressBar({ total: s.totalSteps, stream: process.stderr })
     // SimCSE++'s parts: its total can stand still for many steps while its two terms trade off.
     const parts = Object.keys(s.parts).length > 1 ? s.parts : {}
