@@ -16,6 +16,7 @@ const Backend& cuda_backend() {
     b.offDropoutWorkspaceBytes = cuda::offDropoutWorkspaceBytes;
     b.dcl = cuda::dcl;
     b.cosent = cuda::cosent;
+    b.mse = cuda::mse;
     b.dropout = cuda::dropout;
     b.offDropoutUnfused = cuda::offDropoutUnfused;
     b.offDropoutUnfusedFit = cuda::offDropoutUnfusedFit;

@@ -14,6 +14,7 @@ OffDropoutFn offDropout;                                // infonce.cu
 OffDropoutWorkspaceBytesFn offDropoutWorkspaceBytes;    // infonce.cu
 DclFn dcl;                                              // dcl.cu
 CosentFn cosent;                                        // cosent.cu
+MseFn mse;                                              // mse.cu
 DropoutFn dropout;                                      // dropout.cu
 OffDropoutUnfusedFn offDropoutUnfused;                  // infonce_unfused.cu
 OffDropoutUnfusedFitFn offDropoutUnfusedFit;            // infonce_unfused.cu

@@ -12,7 +12,7 @@
 namespace simcsepp::cuda::detail {
 
 // kSlotEmbeddingGroups: embedding_backward's row groups, built on the host from the ids (embedding.cu).
-// kSlotScores: cosent's gold scores of the pairs (cosent.cu).
+// kSlotScores: cosent's gold scores of the pairs (cosent.cu). kSlotTargets: mse's teacher vectors (mse.cu).
 enum HostArgSlot {
   kSlotIds,
   kSlotPosIds,
@@ -21,6 +21,7 @@ enum HostArgSlot {
   kSlotKeepRows,
   kSlotEmbeddingGroups,
   kSlotScores,
+  kSlotTargets,
   kHostArgSlots
 };
 

@@ -184,6 +184,35 @@ export function cosent(z1: Tensor, z2: Tensor, scores: Float32Array, options?: C
   })
 }
 
+/** mse's options: where its gradient goes (default: a new tensor of z's shape). */
+export interface MseOptions {
+  grads?: { z: Tensor }
+}
+
+/**
+ * Distillation (sentence-transformers' MSELoss; Reimers & Gurevych 2020): the mean squared error between the student's
+ * vectors z [rows, D] and a teacher's, target (a Float32Array of n·D values, n dividing rows: row r of z is taught
+ * target row r mod n, so k views of n sentences, e.g. sentences and their translations, share the teacher's vectors
+ * of the sentences). L = Σ (z − t)² / (rows·D); its gradient 2 (z − t) / (rows·D).
+ */
+export function mse(z: Tensor, target: Float32Array, options?: MseOptions): { loss: number; grads: { z: Tensor } } {
+  const o = checkOptions<MseOptions>('losses.mse', options, { grads: 'any' })
+  const nz = nativeOf(z, 'z')
+  let gz = o.grads?.z
+  if (o.grads !== undefined && (typeof o.grads !== 'object' || o.grads === null))
+    throw new TypeError(`Expected grads to be { z: Tensor } but received ${describe(o.grads)}`)
+  if (gz !== undefined && (!(gz instanceof Tensor) || gz.device !== z.device || gz.shape.join() !== z.shape.join()))
+    throw new TypeError(`Expected grads.z to be a tensor of z's shape [${z.shape.join(', ')}] on ${z.device} but received ${describe(gz)}`)
+  const fresh = gz === undefined
+  gz ??= Tensor.zeros(z.shape, z.device)
+  try {
+    return { loss: addon.mse(nz, target, nativeOf(gz, 'grads.z'), 1, false), grads: { z: gz } }
+  } catch (e) {
+    if (fresh) gz.dispose()
+    throw e
+  }
+}
+
 /**
  * SimCSE++ = off-dropout + λ·DCL, the one place the two are composed; the DCL gradients are
  * accumulated into the same buffers. `parts` holds both terms unweighted.

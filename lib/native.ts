@@ -209,6 +209,7 @@ export interface Addon {
     accumulate: boolean,
     similarity?: 'cosine' | 'angle',
   ): number
+  mse(z: NativeTensor, target: Float32Array, gz: NativeTensor, weight: number, accumulate: boolean): number
   dropout(
     x: NativeTensor,
     out: NativeTensor,

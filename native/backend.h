@@ -29,6 +29,7 @@ namespace simcsepp {
   X(OffDropoutFn, offDropout)                                                          \
   X(DclFn, dcl)                                                                        \
   X(CosentFn, cosent)                                                                  \
+  X(MseFn, mse)                                                                        \
   X(DropoutFn, dropout)                                                                \
   X(OffDropoutUnfusedFn, offDropoutUnfused)                                            \
   X(OffDropoutUnfusedFitFn, offDropoutUnfusedFit)                                      \

@@ -6,6 +6,7 @@
 //   dcl(z1, z2, temperature, gz1, gz2, weight, accumulate) -> loss
 //   cosent(z1, z2, scores: Float32Array, temperature, gz1, gz2, weight, accumulate, similarity?: 'cosine' | 'angle')
 //       -> loss
+//   mse(z, target: Float32Array, gz, weight, accumulate) -> loss   (target: [n, d] with n dividing z's rows)
 //   dropout(x, y, p, seed, offset, keepRows: Uint8Array|null)   (y may be x: in place)
 // Gradient tensors are written (or, with accumulate, added to) in place.
 #include <napi.h>
@@ -21,9 +22,9 @@ namespace simcsepp {
 
 namespace {
 
-const char* nonfinite_name(int code, const char* z3Name) {
+const char* nonfinite_name(int code, const char* z3Name, const char* z1Name) {
   switch (code) {
-    case kZ1: return "z1";
+    case kZ1: return z1Name;
     case kZ2: return "z2";
     case kZ0: return "z0";
     default: return z3Name;
@@ -33,9 +34,10 @@ const char* nonfinite_name(int code, const char* z3Name) {
 // The loss, or a RangeError naming the input that held NaN, Inf or a value too large to normalise.
 // The bounds on the inputs and parameters keep the loss finite; should it not be, that is an Error
 // too rather than a NaN handed on to the optimiser.
-Napi::Value finish(const Napi::Env& env, const char* op, const LossResult& r, const char* z3Name = "z3") {
+Napi::Value finish(const Napi::Env& env, const char* op, const LossResult& r, const char* z3Name = "z3",
+                   const char* z1Name = "z1") {
   if (r.nonFinite != kNone)
-    throw Napi::RangeError::New(env, std::string(nonfinite_name(r.nonFinite, z3Name)) +
+    throw Napi::RangeError::New(env, std::string(nonfinite_name(r.nonFinite, z3Name, z1Name)) +
                                          " contains NaN or Inf values, or values beyond ±" +
                                          number_text(kMaxLossInput, 6) + " (the embeddings have diverged)");
   if (!std::isfinite(r.loss))
@@ -174,6 +176,43 @@ Napi::Value Cosent(const Napi::CallbackInfo& info) {
   return guarded(env, [&] { return finish(env, "cosent", cosent(a, g)); });
 }
 
+// mse's targets: a Float32Array of n rows of z's width, n dividing z's rows (each target row is that of every n-th
+// row of z), every value finite and within the losses' input bound (a host array on every backend). Returns n.
+int64_t arg_targets(const Napi::CallbackInfo& info, size_t index, int64_t rows, int64_t d, const float** out) {
+  Napi::Env env = info.Env();
+  if (!info[index].IsTypedArray() || info[index].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw_arg(env, "Expected target to be a Float32Array but received " + describe(info[index]));
+  auto a = info[index].As<Napi::Float32Array>();
+  const int64_t len = static_cast<int64_t>(a.ElementLength());
+  const int64_t n = d > 0 ? len / d : 0;
+  if (d <= 0 || rows <= 0 || len % d != 0 || n == 0 || rows % n != 0)
+    throw_arg(env, "Expected target to hold n rows of z's width " + std::to_string(d) + ", n dividing z's " +
+                       std::to_string(rows) + " rows, but it has " + std::to_string(len) + " values");
+  for (int64_t i = 0; i < len; ++i)
+    if (!(std::fabs(a[static_cast<size_t>(i)]) <= kMaxLossInput))
+      throw Napi::RangeError::New(
+          env, "target[" + std::to_string(i) + "] is " + number_text(a[static_cast<size_t>(i)]) +
+                   ": the teacher's vectors must be finite (within ±" + number_text(kMaxLossInput, 6) + ")");
+  *out = a.Data();
+  return n;
+}
+
+Napi::Value Mse(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OpTensors ts(info, "mse");
+  NativeTensor* z = ts.matrix(0, "z");
+  const float* target = nullptr;
+  const int64_t n = arg_targets(info, 1, z->shape()[0], z->shape()[1], &target);
+  static const char* const names[1] = {"gz"};
+  NativeTensor* gz[1];
+  expect_grads(ts, z, 2, names, gz, 1, env);
+  LossGradOut g = grads(info, 3);
+  g.gz1 = gz[0]->data();
+  const MseArgs a{z->data(), target, z->shape()[0], n, z->shape()[1]};
+  MseFn* mse = ts.entry(&Backend::mse);
+  return guarded(env, [&] { return finish(env, "mse", mse(a, g), "z3", "z"); });
+}
+
 Napi::Value Dropout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   OpTensors ts(info, "dropout");
@@ -201,6 +240,7 @@ void register_losses(Napi::Env env, Napi::Object exports) {
   exports.Set("offDropout", Napi::Function::New<OffDropout>(env, "offDropout"));
   exports.Set("dcl", Napi::Function::New<Dcl>(env, "dcl"));
   exports.Set("cosent", Napi::Function::New<Cosent>(env, "cosent"));
+  exports.Set("mse", Napi::Function::New<Mse>(env, "mse"));
   exports.Set("dropout", Napi::Function::New<Dropout>(env, "dropout"));
 }
 

@@ -13,6 +13,7 @@ const Backend& cpu_backend() {
     b.offDropout = cpu::offDropout;
     b.dcl = cpu::dcl;
     b.cosent = cpu::cosent;
+    b.mse = cpu::mse;
     b.dropout = cpu::dropout;
     b.offDropoutUnfused = cpu::offDropoutUnfused;
     b.offDropoutUnfusedFit = cpu::offDropoutUnfusedFit;

@@ -9,11 +9,12 @@
 
 namespace simcsepp::cpu {
 
-// Losses and dropout: infonce.cpp, dcl.cpp, cosent.cpp, dropout.cpp, infonce_unfused.cpp.
+// Losses and dropout: infonce.cpp, dcl.cpp, cosent.cpp, mse.cpp, dropout.cpp, infonce_unfused.cpp.
 SimcseFn simcse;
 OffDropoutFn offDropout;
 DclFn dcl;
 CosentFn cosent;
+MseFn mse;
 DropoutFn dropout;
 OffDropoutUnfusedFn offDropoutUnfused;
 OffDropoutUnfusedFitFn offDropoutUnfusedFit;

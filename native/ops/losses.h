@@ -79,6 +79,17 @@ struct CosentArgs {
   int similarity = kCosine;
 };
 
+// Distillation (sentence-transformers' MSELoss; Reimers & Gurevych 2020): the mean squared error between the
+// student's vectors z [rows, d] and the teacher's, target [n, d], each target row the target of every k-th row of z
+// (rows = k n: k views of n sentences, e.g. a source sentence and its translation, both taught the teacher's vector
+// of the source):  L = sum_{r,c} (z_rc - t_{r mod n, c})^2 / (rows d),  dL/dz_rc = 2 (z_rc - t_{r mod n, c}) / (rows
+// d). target is a host pointer for every backend, as cosent's scores are (a CUDA step graph binds it).
+struct MseArgs {
+  const float* z;
+  const float* target;
+  int64_t rows, n, d;
+};
+
 // Selective dropout: x viewed as [rows, cols]; rows with keepRows[r] == 0 pass unchanged; other
 // elements e = r*cols + c are kept iff philox_uniform(seed, offset, e) >= p and scaled by 1/(1-p).
 // keepRows may be null (every row gets dropout); it is a host pointer for every backend.
@@ -108,6 +119,8 @@ using SimcseFn = LossResult(const SimcseArgs& a, const LossGradOut& g);
 using OffDropoutFn = LossResult(const OffDropoutArgs& a, const LossGradOut& g);
 using DclFn = LossResult(const DclArgs& a, const LossGradOut& g);
 using CosentFn = LossResult(const CosentArgs& a, const LossGradOut& g);
+// g.gz1 is dL/dz (g.gz2 unused).
+using MseFn = LossResult(const MseArgs& a, const LossGradOut& g);
 using DropoutFn = void(const DropoutArgs& a);
 
 // Benchmark baseline: the same off-dropout loss from separate ops with the N x N logits in memory

@@ -194,13 +194,14 @@ export function dropoutOptions(/** @type {number} */ rows) {
 
 /**
  * @typedef {{ toFloat32Array(): Float32Array, device: string, dispose(): void }} GradLike
- * @typedef {{ loss: number, grads: { z1?: GradLike, z2?: GradLike, z0?: GradLike, z3?: GradLike } }} LossResultLike
+ * @typedef {{ loss: number, grads: { z1?: GradLike, z2?: GradLike, z0?: GradLike, z3?: GradLike, z?: GradLike } }} LossResultLike
  * @typedef {{
  *   simcse(z1: any, z2: any, o?: any): LossResultLike,
  *   offDropout(z1: any, z2: any, z0: any, o?: any): LossResultLike,
  *   dcl(z1: any, z2: any, o?: any): LossResultLike,
  *   simcsePlusPlus(z1: any, z2: any, z0: any, o?: any): LossResultLike,
  *   cosent(z1: any, z2: any, scores: Float32Array, o?: any): LossResultLike,
+ *   mse(z: any, target: Float32Array, o?: any): LossResultLike,
  * }} LossesLike
  */
 
@@ -227,6 +228,9 @@ export const LOSS_CASES = [
     temperature: 0.05,
     run: (l, z) => l.cosent(z[0], z[1], pairScores(z[0].shape[0]), { similarity: 'angle' }),
   },
+  // Distillation: z1 taught z2's rows (host values, as a step passes the teacher's vectors); then every row one target.
+  { name: 'mse', floor: 'cos', temperature: 0.05, run: (l, z) => l.mse(z[0], z[1].toFloat32Array()) },
+  { name: 'mse one target', floor: 'cos', temperature: 0.05, run: (l, z) => l.mse(z[0], z[1].toFloat32Array().subarray(0, z[1].shape[1])) },
 ]
 
 /** Gold scores of n pairs (cosent): STS-B's steps of 0.5 in [0, 5], with ties. */
@@ -245,7 +249,7 @@ export function pairScores(/** @type {number} */ n) {
 export function compareLossResults(a, b, device, floor) {
   let ok = lossClose(a.loss, b.loss)
   const parts = [`loss ${a.loss} vs ${b.loss}`]
-  for (const k of /** @type {('z1' | 'z2' | 'z0' | 'z3')[]} */ (Object.keys(b.grads))) {
+  for (const k of /** @type {('z1' | 'z2' | 'z0' | 'z3' | 'z')[]} */ (Object.keys(b.grads))) {
     const ga = a.grads[k]
     const gb = b.grads[k]
     if (!ga || !gb) {
@@ -274,7 +278,7 @@ export function compareLossResults(a, b, device, floor) {
 export function sameBits(a, b) {
   let ok = Object.is(a.loss, b.loss)
   const parts = ok ? [] : [`loss ${a.loss} then ${b.loss}`]
-  for (const k of /** @type {('z1' | 'z2' | 'z0' | 'z3')[]} */ (Object.keys(a.grads))) {
+  for (const k of /** @type {('z1' | 'z2' | 'z0' | 'z3' | 'z')[]} */ (Object.keys(a.grads))) {
     const ga = a.grads[k],
       gb = b.grads[k]
     const r = ga && gb ? bitEqual(ga.toFloat32Array(), gb.toFloat32Array()) : { equal: false, diff: -1, total: 0 }
