@@ -52,6 +52,20 @@ t.test('one point, no STS values', async (t) => {
   t.match(svg, /<polyline /)
 })
 
+// A one-step run whose loss's EMA, (1 − a)·x / (1 − a), is not x in the last bit: a domain of one ulp once hung the
+// tick loop (ticks that never advanced) until the process ran out of memory.
+t.test('values a few ulps apart are one point', async (t) => {
+  const x = 0.17652917298159332
+  const a = 0.6 // autoSmoothing of a one-step run
+  t.not(((1 - a) * x) / (1 - a), x, 'the EMA of this loss is not the loss')
+  for (const h of [[{ step: 1, loss: x, lossParts: { distill: x } }], [1, 2, 3].map((step) => ({ step, loss: 1 + step * 1e-16 }))]) {
+    const svg = lossCurveSvg(h)
+    t.ok(svg.startsWith('<svg') && balanced(svg))
+    t.notMatch(svg, /NaN|Infinity|undefined/)
+    t.ok((svg.match(/<text/g) ?? []).length < 60, 'a few ticks')
+  }
+})
+
 t.test('empty and non-finite histories do not break the SVG', async (t) => {
   for (const h of [
     [],

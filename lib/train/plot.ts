@@ -159,6 +159,12 @@ function autoSmoothing(n: number): number {
 /** Widens a degenerate or tight domain, then rounds it out to nice ticks. */
 function padDomain(lo: number, hi: number, isStep: boolean): [number, number] {
   if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [0, 1]
+  // A range of a few ulps (a one-step run: its loss and the loss's EMA, (1 − a)·x / (1 − a), differ in the last bit)
+  // is a point: ticks a few ulps apart would never advance.
+  if (hi - lo <= 1e-9 * Math.max(Math.abs(lo), Math.abs(hi))) {
+    const mid = (lo + hi) / 2
+    lo = hi = mid
+  }
   if (lo === hi) {
     const d = isStep ? 1 : Math.abs(lo) * 0.1 || 1
     lo -= d
@@ -188,7 +194,9 @@ function ticks(lo: number, hi: number, integer = false): { values: number[]; dec
   const step = integer ? Math.max(1, tickStep(lo, hi)) : tickStep(lo, hi)
   const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9))
   const values: number[] = []
-  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) values.push(Number(v.toFixed(decimals)))
+  // At most a few dozen ticks, whatever the domain (a step below the values' precision would not advance).
+  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9 && values.length < 64; v += step)
+    values.push(Number(v.toFixed(decimals)))
   return { values, decimals }
 }
 
