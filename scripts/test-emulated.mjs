@@ -28,6 +28,7 @@ const files = [
   'test/symmetric.test.ts',
   'test/cosent-training.test.ts',
   'test/multi-dataset.test.ts',
+  'test/distill.test.ts',
   'test/long-sequences.test.ts',
   'test/precision.test.ts',
   'test/bench-step.test.ts',

@@ -37,9 +37,10 @@ export const trainUsage = `simcsepp train [options]
               once per epoch, in a random order; round-robin: in turn, as often as the smallest allows)
               --query-prompt STR --document-prompt STR (pairs/triplets: before each anchor; before each
               positive and negative; saved as the model's query and document prompts)
-  Objective   --objective simcse|off-dropout|dcl|simcse++|cosent|angle (text: simcse++; pairs/triplets: simcse;
-              cosent, angle: scored pairs sentence1,sentence2,score, ranked by their scores as CoSENTLoss
-              and AnglELoss)
+  Objective   --objective simcse|off-dropout|dcl|simcse++|cosent|angle|distill (text: simcse++; pairs/triplets:
+              simcse; cosent, angle: scored pairs sentence1,sentence2,score, ranked by their scores as
+              CoSENTLoss and AnglELoss; distill --teacher DIR: the vectors of sentences, or of both
+              sentences of parallel pairs, taught the teacher's vectors of the first, as MSELoss)
               --symmetric (pairs/triplets: also each positive against the anchors, the mean of both)
               --temperature 0.05  --pos-scale 1  --dcl-weight 0.1  --dcl-temperature 5  --dropout P
               --matryoshka-dims 768,512,256,128,64 [--matryoshka-weights 1,1,1,1,1]: the loss over
@@ -86,6 +87,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       'query-prompt': { type: 'string' },
       'document-prompt': { type: 'string' },
       objective: { type: 'string', multiple: true },
+      teacher: { type: 'string' },
       temperature: { type: 'string' },
       'pos-scale': { type: 'string' },
       'dcl-weight': { type: 'string' },
@@ -144,6 +146,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     queryPrompt: values['query-prompt'],
     documentPrompt: values['document-prompt'],
     objective: oneOrEach(values.objective?.map((v) => oneOf('objective', v, OBJECTIVES)!)),
+    teacher: values.teacher,
     temperature: num('temperature', values.temperature, R.temperature),
     posScale: num('pos-scale', values['pos-scale'], R.posScale),
     dclWeight: num('dcl-weight', values['dcl-weight'], R.dclWeight),

@@ -17,9 +17,12 @@ import { isParquetShards, PARQUET_MAGIC, parquetColumns, valueKind, type Parquet
 export type DataFormat = 'text' | 'csv' | 'tsv' | 'jsonl' | 'parquet'
 export const DATA_FORMATS: DataFormat[] = ['text', 'csv', 'tsv', 'jsonl', 'parquet']
 
-/** The accepted names of each column: SimCSE's, then sentence-transformers' (stsb's sentence1, sentence2, score). */
-const ANCHOR = ['sent0', 'anchor', 'query', 'sentence1']
-const POSITIVE = ['sent1', 'positive', 'sentence2']
+/**
+ * The accepted names of each column: SimCSE's, then sentence-transformers' (stsb's sentence1, sentence2, score; the
+ * parallel-sentences datasets' english, non_english).
+ */
+const ANCHOR = ['sent0', 'anchor', 'query', 'sentence1', 'english']
+const POSITIVE = ['sent1', 'positive', 'sentence2', 'non_english']
 /** A pair's gold score (scored pairs: STS data, or 0/1 labels). */
 const SCORE = ['score', 'label']
 const NEGATIVE = ['hard_neg', 'negative']

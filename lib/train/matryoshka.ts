@@ -7,7 +7,7 @@
 // scratch is allocated once for the largest batch, so a captured CUDA step graph holds these ops like the others.
 import * as ops from '../ops.js'
 import { Tensor, type Device } from '../tensor.js'
-import { lossFromResults, objectiveLoss, type LossSettings } from './objective.js'
+import { lossFromResults, objectiveLoss, type BatchTargets, type LossSettings } from './objective.js'
 import { scratchDim, type MatryoshkaDim } from './matryoshka-options.js'
 
 /** A step's loss: the total, its parts (each summed over the dimensions with their weights) and, for Matryoshka, each dimension's own loss. */
@@ -39,22 +39,22 @@ export class StepObjective {
   }
 
   /** The loss of z ([V·n, H]) with dL/dz written into `grad` (same shape). */
-  loss(z: Tensor, grad: Tensor, n: number, scores?: Float32Array): StepLoss {
+  loss(z: Tensor, grad: Tensor, n: number, batch: BatchTargets = {}): StepLoss {
     const plan = this.plan
-    if (!plan) return objectiveLoss(this.s, z, grad, n, scores)
+    if (!plan) return objectiveLoss(this.s, z, grad, n, batch)
     const [rows, H] = z.shape
     // Without the whole vectors among the sizes, their last columns get no gradient: dL/dz starts at zero.
     if (plan[0].dim < H) grad.fill(0)
     const results = plan.map(({ dim, weight }) => {
       if (dim === H) {
-        const r = objectiveLoss(this.s, z, grad, n, scores)
+        const r = objectiveLoss(this.s, z, grad, n, batch)
         if (weight !== 1) ops.scaleInplace(grad, weight)
         return r
       }
       const zd = this.zNarrow!.view(0, [rows, dim])
       const gd = this.gNarrow!.view(0, [rows, dim])
       ops.leadingColumns(zd, z)
-      const r = objectiveLoss(this.s, zd, gd, n, scores)
+      const r = objectiveLoss(this.s, zd, gd, n, batch)
       ops.addLeadingColumns(grad, gd, weight)
       return r
     })

@@ -29,6 +29,7 @@ const OBJECTIVES: Record<string, string> = {
   'off-dropout': 'off-dropout InfoNCE (negatives from a dropout-free view)',
   dcl: 'DCL (dimension-wise contrastive learning)',
   simcse: 'SimCSE: InfoNCE between two dropout views of each sentence, in-batch negatives',
+  distill: "distillation: the mean squared error between its vectors and the teacher's (sentence-transformers' MSELoss)",
 }
 
 // The hyper-parameters listed, in order, with their training_args.json names.
@@ -38,6 +39,7 @@ const HYPER = [
   ['dataset sampler', 'datasetSampler'],
   ['hard negatives per example', 'negativesPerExample'],
   ['symmetric loss', 'symmetric'],
+  ['teacher', 'teacher'],
   ['query prompt', 'queryPrompt'],
   ['document prompt', 'documentPrompt'],
   ['max length (tokens)', 'maxLen'],
@@ -63,19 +65,24 @@ const HYPER = [
 function trainedOn(objective: string, data: CardData) {
   const supervised = data.columns !== undefined
   const cosent = objective === 'cosent' || objective === 'angle'
+  const distill = objective === 'distill'
   const what = cosent
     ? `${data.lines} scored pairs`
-    : supervised
-      ? `${data.lines} ${exampleKind(data.columns!)}`
-      : `${data.lines} sentences`
-  const objectiveText = cosent
-    ? objective === 'angle'
-      ? "AnglE over scored pairs: the pairs' angle similarities ranked in the order of their gold scores"
-      : 'CoSENT over scored pairs: the cosines of the pairs ranked in the order of their gold scores'
-    : supervised
-      ? `supervised SimCSE: InfoNCE of each anchor against its positive, with the batch's other positives${data.columns! > 2 ? ' and every hard negative of the batch' : ''} as negatives`
-      : (OBJECTIVES[objective] ?? objective)
-  return { objective, what, objectiveText, tag: supervised && !cosent ? 'simcse' : objective }
+    : distill && supervised
+      ? `${data.lines} parallel pairs`
+      : supervised
+        ? `${data.lines} ${exampleKind(data.columns!)}`
+        : `${data.lines} sentences`
+  const objectiveText = distill
+    ? `${OBJECTIVES.distill}${supervised ? ', both sentences of each pair taught the vector of the first' : ''}`
+    : cosent
+      ? objective === 'angle'
+        ? "AnglE over scored pairs: the pairs' angle similarities ranked in the order of their gold scores"
+        : 'CoSENT over scored pairs: the cosines of the pairs ranked in the order of their gold scores'
+      : supervised
+        ? `supervised SimCSE: InfoNCE of each anchor against its positive, with the batch's other positives${data.columns! > 2 ? ' and every hard negative of the batch' : ''} as negatives`
+        : (OBJECTIVES[objective] ?? objective)
+  return { objective, what, objectiveText, tag: supervised && !cosent && !distill ? 'simcse' : objective }
 }
 
 // The options that only some objectives use.
@@ -107,7 +114,10 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
         `- Data: ${sets.length} datasets, each step a batch of one of them, taken ${sampler}:`,
         ...sets.map((d) => `  - ${dataLine(d)}: \`${d.objective}\`, ${d.objectiveText}`),
       ]
-    : [`- Data: ${dataLine(first)}`, `- Objective: \`${objective}\`${first.columns !== undefined ? ' (supervised)' : ''}`]
+    : [
+        `- Data: ${dataLine(first)}`,
+        `- Objective: \`${objective}\`${first.columns !== undefined && objective !== 'distill' ? ' (supervised)' : ''}`,
+      ]
   const base = args.model
     ? `\`${basename(String(args.model))}\` (${String(args.model)})`
     : `random initialisation (\`${JSON.stringify(args.config ?? 'mini')}\` size)`

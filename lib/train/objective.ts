@@ -4,12 +4,17 @@
 import * as losses from '../losses.js'
 import type { Tensor } from '../tensor.js'
 
-export type Objective = 'simcse' | 'off-dropout' | 'dcl' | 'simcse++' | 'cosent' | 'angle'
-export const OBJECTIVES: Objective[] = ['simcse', 'off-dropout', 'dcl', 'simcse++', 'cosent', 'angle']
+export type Objective = 'simcse' | 'off-dropout' | 'dcl' | 'simcse++' | 'cosent' | 'angle' | 'distill'
+export const OBJECTIVES: Objective[] = ['simcse', 'off-dropout', 'dcl', 'simcse++', 'cosent', 'angle', 'distill']
 /** The objectives of scored pairs: CoSENT over the pairs' cosines, or over AnglE's angle similarity. */
 export const SCORED_OBJECTIVES: Objective[] = ['cosent', 'angle']
-/** The objectives that train on plain sentences (all but those of scored pairs). */
-export const TEXT_OBJECTIVES: Objective[] = OBJECTIVES.filter((o) => !SCORED_OBJECTIVES.includes(o))
+/**
+ * Distillation (sentence-transformers' MSELoss): the student's vectors of sentences (or of both sentences of parallel
+ * pairs) taught a teacher model's vectors of the (first) sentences, by their mean squared error.
+ */
+export const TEACHER_OBJECTIVES: Objective[] = ['distill']
+/** The objectives that train on plain sentences alone (all but those of scored pairs, and distillation's teacher). */
+export const TEXT_OBJECTIVES: Objective[] = OBJECTIVES.filter((o) => !SCORED_OBJECTIVES.includes(o) && !TEACHER_OBJECTIVES.includes(o))
 /** The objective of plain text when none is given: SimCSE++ (docs/method.md). */
 export const DEFAULT_OBJECTIVE: Objective = 'simcse++'
 
@@ -30,6 +35,7 @@ export interface LossSettings {
  */
 export function viewCount(objective: Objective, columns?: number): number {
   if (columns) return columns
+  if (objective === 'distill') return 1 // each sentence once, taught the teacher's vector
   return objective === 'off-dropout' || objective === 'simcse++' ? 3 : 2
 }
 
@@ -39,7 +45,7 @@ export function viewCount(objective: Objective, columns?: number): number {
  */
 export function keepRowsFor(objective: Objective, n: number, columns?: number): Uint8Array {
   const keep = new Uint8Array(viewCount(objective, columns) * n)
-  keep.fill(1, 0, (columns ?? 2) * n)
+  keep.fill(1, 0, objective === 'distill' ? keep.length : (columns ?? 2) * n) // the student trains with dropout
   return keep
 }
 
@@ -55,7 +61,7 @@ export function objectiveForData(given: Objective | undefined, format: string): 
       throw new TypeError(`train: objective ${given} trains on scored pairs (sentence1, sentence2, score); the data holds sentences`)
     return given
   }
-  if (given !== undefined && given !== 'simcse' && !SCORED_OBJECTIVES.includes(given))
+  if (given !== undefined && given !== 'simcse' && given !== 'distill' && !SCORED_OBJECTIVES.includes(given))
     throw new TypeError(`train: objective ${given} needs one sentence per line; ${format} pairs/triplets train with objective simcse`)
   return given ?? 'simcse'
 }
@@ -75,6 +81,7 @@ export function lossFromResults(s: LossSettings, values: number[]): { loss: numb
       return { loss: first, parts: { dcl: first } }
     case 'cosent':
     case 'angle':
+    case 'distill':
       return { loss: first, parts: { [s.objective]: first } }
     case 'off-dropout':
       return { loss: first, parts: { offDropout: first } }
@@ -85,18 +92,32 @@ export function lossFromResults(s: LossSettings, values: number[]): { loss: numb
   }
 }
 
+/** What a batch brings besides its sentences: gold scores (cosent, angle), a teacher's vectors (distill). */
+export interface BatchTargets {
+  /** The pairs' gold scores, one per pair. */
+  scores?: Float32Array
+  /** The teacher's vectors of the batch's (first) sentences, [N, H] row-major. */
+  targets?: Float32Array
+}
+
 /**
  * Computes the loss of `z` ([V·N, H]) through the public losses API and writes dL/dz into `grad`
- * (same shape). Returns the total and its parts (unweighted), for logging. `scores`: the batch's gold scores
- * (cosent; a CUDA step graph binds this array).
+ * (same shape). Returns the total and its parts (unweighted), for logging. `batch`: its gold scores or teacher
+ * vectors (a CUDA step graph binds these arrays).
  */
 export function objectiveLoss(
   s: LossSettings,
   z: Tensor,
   grad: Tensor,
   n: number,
-  scores?: Float32Array,
+  { scores, targets }: BatchTargets = {},
 ): { loss: number; parts: Record<string, number> } {
+  if (s.objective === 'distill') {
+    // Every row of z (each view of each sentence) taught its sentence's teacher vector.
+    if (!targets) throw new Error("objective distill: a batch without the teacher's vectors")
+    const { loss } = losses.mse(z, targets, { grads: { z: grad } })
+    return { loss, parts: { distill: loss } }
+  }
   const h = z.shape[1]
   const view = (t: Tensor, k: number) => t.view(k * n * h, [n, h])
   const [z1, z2] = [view(z, 0), view(z, 1)]

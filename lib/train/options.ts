@@ -61,6 +61,11 @@ export interface TrainOptions {
   symmetric?: boolean
   /** Several datasets: one objective for all, or one per dataset (default: each one's, as for a single file). */
   objective?: Objective | Objective[]
+  /**
+   * Objective distill: the teacher, a sentence-transformers (or Hugging Face) model directory whose vectors the
+   * model learns to reproduce (its width must be the model's). Required by distill, refused otherwise.
+   */
+  teacher?: string
   temperature?: number
   posScale?: number
   dclWeight?: number
@@ -266,6 +271,7 @@ const FIXED_ON_RESUME = [
   'queryPrompt',
   'documentPrompt',
   'objective',
+  'teacher',
   'temperature',
   'posScale',
   'dclWeight',
@@ -314,6 +320,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     'negativesPerExample',
     'queryPrompt',
     'documentPrompt',
+    'teacher',
     'steps',
     'evalFiles',
     'evalRetrieval',
@@ -347,6 +354,13 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     if (!inRange(v, range)) throw new RangeError(`train: ${rangeMessage(k, range, typeof v === 'number' ? String(v) : JSON.stringify(v))}`)
   }
   checkMatryoshkaOptions(r.matryoshkaDims, r.matryoshkaWeights)
+  const distilling = r.datasets.some((d) => d.objective === 'distill')
+  if (r.teacher !== undefined && (typeof r.teacher !== 'string' || !r.teacher))
+    throw new TypeError(`train: teacher must be a model directory (got ${JSON.stringify(r.teacher)})`)
+  if (distilling && r.teacher === undefined)
+    throw new TypeError('train: objective distill needs a teacher (a model directory whose vectors the model learns)')
+  if (!distilling && r.teacher !== undefined) throw new TypeError('train: teacher applies to objective distill')
+  if (distilling && r.matryoshkaDims) throw new TypeError('train: matryoshkaDims applies to the contrastive objectives, not to distill')
   if (r.earlyStopping > 0 && (r.evalFiles.length + r.evalRetrieval.length === 0 || r.evalEvery === 0))
     throw new TypeError('train: earlyStopping counts evaluations: give evalFiles or evalRetrieval, and an evalEvery above 0')
   for (const k of ['queryPrompt', 'documentPrompt'] as const)

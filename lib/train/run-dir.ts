@@ -78,7 +78,7 @@ const BEFORE_RECORDED: Record<string, unknown> = {
   datasetSampler: 'proportional',
 }
 function recorded(k: string, v: unknown): unknown {
-  if (k === 'data' && typeof v === 'string') return basename(v)
+  if ((k === 'data' || k === 'teacher') && typeof v === 'string') return basename(v)
   if (k === 'data' && Array.isArray(v)) return v.map((p) => (typeof p === 'string' ? basename(p) : p))
   return v !== undefined ? v : (BEFORE_RECORDED[k] ?? null)
 }

@@ -26,7 +26,7 @@ import { StepGraphs, type BoundArrays } from '../model/step-graphs.js'
 import type { BatchStream } from '../data/sentences.js'
 import { alignment, METRIC_SENTENCES, uniformityFromGram } from './batch-metrics.js'
 import { linearForward } from '../ops.js'
-import { keepRowsFor, viewCount } from './objective.js'
+import { keepRowsFor, viewCount, type BatchTargets } from './objective.js'
 import { StepObjective, type StepLoss } from './matryoshka.js'
 import { matryoshkaPlan } from './matryoshka-options.js'
 import type { ResolvedTrainOptions } from './options.js'
@@ -101,6 +101,8 @@ export class TrainingStep {
     device: Device,
     /** The ranks of a data-parallel run (null: this process alone). */
     private readonly comm: Communicator | null = null,
+    /** Distillation: the teacher's vectors of a batch's (first column's) sentences, [N, H] row-major. */
+    private readonly teacher: ((sentences: string[]) => Promise<Float32Array>) | null = null,
   ) {
     this.views = viewCount(o.objective, shape.columns)
     this.grad = Tensor.zeros([this.views * shape.batch * model.config.hiddenSize], device)
@@ -150,12 +152,15 @@ export class TrainingStep {
       H = model.config.hiddenSize
     const launched = performance.now()
     const { sentences, epoch, columns, scores } = await stream.next()
+    // Distillation: what the teacher makes of the batch's sentences (of parallel pairs, the first of each).
+    const targets = this.teacher ? await this.teacher(columns ? columns[0] : sentences) : undefined
     const bytesBefore = this.comm && this.comm.size > 1 ? this.comm.bytes : 0
     this.comm?.takeSeconds()
     const n = sentences.length
     const batch = await tokeniseViews(this.tokenizer, columns ? withPrompts(columns, o) : [sentences], V, maxLen)
     const keepRows = keepRowsFor(o.objective, n, this.shape.columns)
-    const forward = { seed: o.seed, step, pooling: o.pooling }
+    // Distillation teaches the pooled vector itself (the saved model's), not the MLP head's.
+    const forward = { seed: o.seed, step, pooling: o.pooling, ...(o.objective === 'distill' ? { mlp: false } : {}) }
     // This process's rows of the V·n stacked ones, in passes (PassLayout: all rows, or a rank's sentences of
     // every view; micro-batches split them). With one pass, its activations stay for the backward; with
     // several, pass 1 gathers every row's vector, the loss runs over the whole batch, and pass 2 re-runs each
@@ -172,8 +177,10 @@ export class TrainingStep {
         shape: [layout.rows, T],
       },
       keepRows: layout.gather(keepRows, 1),
-      // Scored pairs: the whole batch's gold scores (every rank computes the whole batch's loss).
+      // Scored pairs: the whole batch's gold scores; distillation: the teacher's vectors of the whole batch (every rank
+      // computes the whole batch's loss).
       scores,
+      targets,
     }
     const chunks = layout.passes
     const runs = layout.runs.bind(layout)
@@ -290,7 +297,7 @@ export class TrainingStep {
     if (metrics.bad !== undefined) throw fail(`the sentence vectors hold ${metrics.bad}`)
     let result: StepLoss
     try {
-      result = this.objective.loss(z, g, n, scores)
+      result = this.objective.loss(z, g, n, { scores, targets })
     } catch (e) {
       if (e instanceof RangeError && /contains NaN or Inf values/.test(e.message)) throw fail(NON_FINITE_VECTORS)
       throw e
@@ -305,7 +312,7 @@ export class TrainingStep {
     if (nextGraphs) {
       // This shape's next step is captured (the arena may have grown: warm() notes its generation).
       nextGraphs.warm(graphKey, model.activationGeneration, 'step')
-      nextGraphs.markWarm(graphKey, 'step', graphArrays(own.batch, own.keepRows, model, scores))
+      nextGraphs.markWarm(graphKey, 'step', graphArrays(own.batch, own.keepRows, model, { scores, targets }))
       if (comm) this.graphBytes.set(graphKey, comm.bytes - bytesBefore)
     }
     fixed.activationBytes = model.activationBytes
@@ -329,7 +336,7 @@ export class TrainingStep {
   private graphStep(
     graphs: StepGraphs,
     key: string,
-    own: { batch: Stacked; keepRows: Uint8Array; scores?: Float32Array },
+    own: { batch: Stacked; keepRows: Uint8Array } & BatchTargets,
     n: number,
     step: number,
     lr: number,
@@ -339,10 +346,10 @@ export class TrainingStep {
     backwardAll: (input: StepInput, g: Tensor) => void,
   ): LaunchedStep {
     const { model, o } = this
-    const { batch, keepRows, scores } = own
+    const { batch, keepRows, scores, targets } = own
     const H = model.config.hiddenSize
     const s = Math.min(n, METRIC_SENTENCES)
-    const arrays = graphArrays(batch, keepRows, model, scores)
+    const arrays = graphArrays(batch, keepRows, model, { scores, targets })
     const input = { ...batch, positionIds: arrays[1] as Int32Array }
     const g = this.grad.view(0, [this.views * n, H])
     const stepBefore = this.opt.step
@@ -352,17 +359,18 @@ export class TrainingStep {
       const z = forwardAll(input)
       this.graphZ.set(key, z)
       this.launchGram(z, n)
-      // Its results come from the graph (fromResults); the scores are a bound array, copied before each replay.
-      this.objective.loss(z, g, n, scores)
+      // Its results come from the graph (fromResults); scores and targets are bound arrays, copied before each replay.
+      this.objective.loss(z, g, n, { scores, targets })
       model.zeroGrad()
       backwardAll(input, g)
       ops.clipGradScale(model.grads, o.gradClip, this.clipScale)
       this.opt.update(lr, adamStep, this.clipScale)
     }
-    // What the host reads: the first s vectors of views 1 and 2, and the Gram matrix of the last view's.
+    // What the host reads: the first s vectors of views 1 and 2 (of the one view, twice), and the Gram matrix of the
+    // last view's.
     const readback = () => {
       const z = this.graphZ.get(key)!
-      return [z.view(0, [s, H]), z.view(n * H, [s, H]), this.gram.view(0, [s, s])]
+      return [z.view(0, [s, H]), z.view(this.views > 1 ? n * H : 0, [s, H]), this.gram.view(0, [s, s])]
     }
     const read = graphs.replay(key, 'step', arrays, step, record, { lr, adamStep, readback, clearSkip: this.unread.length === 0 })
     this.opt.step = adamStep
@@ -372,7 +380,7 @@ export class TrainingStep {
         results,
         readback: [z1, z2, G],
       } = read()
-      const metrics = metricsFrom(z1, z2, G, s, H)
+      const metrics = metricsFrom(z1, this.views > 1 ? z2 : null, G, s, H)
       if (metrics.bad !== undefined) throw fail(`the sentence vectors hold ${metrics.bad}`)
       const losses = results.filter((r) => r.kind === 'loss')
       if (losses.some((r) => r.nonFinite !== 0)) throw fail(NON_FINITE_VECTORS)
@@ -413,7 +421,7 @@ export class TrainingStep {
     const H = this.model.config.hiddenSize
     const s = Math.min(n, METRIC_SENTENCES)
     const z1 = z.view(0, [s, H]).toFloat32Array(),
-      z2 = z.view(n * H, [s, H]).toFloat32Array()
+      z2 = this.views > 1 ? z.view(n * H, [s, H]).toFloat32Array() : null
     const G = this.gram.view(0, [s, s]).toFloat32Array()
     return metricsFrom(z1, z2, G, s, H)
   }
@@ -431,11 +439,14 @@ export class TrainingStep {
   }
 }
 
-/** The batch metrics of the sample read back, or the first non-finite value among it. */
-function metricsFrom(z1: Float32Array, z2: Float32Array, G: Float32Array, s: number, H: number): Metrics {
-  const bad = [z1, z2, G].map((a) => a.find((x) => !Number.isFinite(x))).find((x) => x !== undefined)
+/**
+ * The batch metrics of the sample read back, or the first non-finite value among it. One view (distillation of
+ * single sentences): no second view to align with, alignment NaN.
+ */
+function metricsFrom(z1: Float32Array, z2: Float32Array | null, G: Float32Array, s: number, H: number): Metrics {
+  const bad = [z1, z2 ?? z1, G].map((a) => a.find((x) => !Number.isFinite(x))).find((x) => x !== undefined)
   if (bad !== undefined) return { alignment: NaN, uniformity: NaN, bad }
-  return { alignment: alignment(z1, z2, s, H), uniformity: uniformityFromGram(G, s) }
+  return { alignment: z2 ? alignment(z1, z2, s, H) : NaN, uniformity: uniformityFromGram(G, s) }
 }
 
 /** A launched graph step: read once, after every launch before it. */
@@ -506,10 +517,13 @@ interface StepNumbers extends StepLoss {
 
 type Stacked = ReturnType<typeof stack>
 
-/** The host arrays a step graph binds: ids, positions, types, mask, keepRows (BertModel's order), cosent's scores. */
-function graphArrays(batch: Stacked, keepRows: Uint8Array, model: BertModel, scores?: Float32Array): BoundArrays {
+/**
+ * The host arrays a step graph binds: ids, positions, types, mask, keepRows (BertModel's order), cosent's scores,
+ * the teacher's vectors.
+ */
+function graphArrays(batch: Stacked, keepRows: Uint8Array, model: BertModel, { scores, targets }: BatchTargets): BoundArrays {
   const arrays: BoundArrays = [batch.inputIds, model.positionIdsFor(batch), batch.tokenTypeIds, batch.attentionMask, keepRows]
-  return scores ? [...arrays, scores] : arrays
+  return [...arrays, ...(scores ? [scores] : []), ...(targets ? [targets] : [])]
 }
 
 /** A step's encoder input: a stacked batch, with the position ids a CUDA graph binds (else computed). */

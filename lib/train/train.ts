@@ -35,7 +35,8 @@ import { takeOutputDir } from './out-dir.js'
 import { applyCheckpoint, checkResumable, RunDir } from './run-dir.js'
 import { createModel, loadTokenizer, maxSequenceLength, trainingDevice, withBasePooling } from './setup.js'
 import { TrainingStep, type LaunchedStep } from './step.js'
-import { SCORED_OBJECTIVES, viewCount } from './objective.js'
+import { viewCount } from './objective.js'
+import { loadTeacher } from './teacher.js'
 import { batchSamplerFor, columnsOf, datasetBatchSampler, openTrainingData, withDataFormat, type TrainingData } from './training-data.js'
 import { DatasetSchedule } from './datasets.js'
 import { hasDropout } from '../model/config.js'
@@ -155,8 +156,8 @@ async function trainHolding(
         `--batch-size ${o.batchSize} is more than the ${file.count} sentences of ${d.data}: each step ${multi ? 'on it ' : ''}trains on all ${batch}`,
       )
     if (batch < ranks) throw new Error(`--batch-size ${batch} is less than the ${ranks} ranks: each rank needs a sentence of the batch`)
-    // The symmetric loss applies to supervised pairs and triplets; in a mixture, to those datasets only.
-    d.symmetric = o.symmetric && columnsOf(file) !== undefined && !SCORED_OBJECTIVES.includes(d.objective)
+    // The symmetric loss applies to supervised pairs and triplets (InfoNCE); in a mixture, to those datasets only.
+    d.symmetric = o.symmetric && columnsOf(file) !== undefined && d.objective === 'simcse'
     sets.push({ o: d, file, batch, views: viewCount(d.objective, columnsOf(file)) })
   }
   const file = sets[0].file
@@ -224,12 +225,14 @@ async function trainHolding(
     say(`training on ${cuda.device ?? 'CUDA'}: linear layers in ${model.precision}, matrix products on ${cuda.gemm ?? 'the kernels'}`)
   }
   // Unsupervised contrast compares two dropout views of a sentence: without dropout they are one vector.
-  if (supervised.length < sets.length && !hasDropout(model.config))
+  if (sets.some((d) => columnsOf(d.file) === undefined && d.o.objective !== 'distill') && !hasDropout(model.config))
     throw new Error(
       `${o.model ?? 'the model'}: every dropout probability of its config is 0 (ModernBERT's released checkpoints ship so), and ` +
         'unsupervised SimCSE contrasts two dropout views of each sentence, which would be the same vector: pass --dropout 0.1',
     )
   const maxLen = maxSequenceLength(model.config, o.maxLen)
+  const teacher = o.teacher !== undefined ? await loadTeacher(o.teacher, device, o.precision, model.config.hiddenSize, say) : null
+  if (teacher) hold(() => teacher.close())
   const matryoshka = matryoshkaPlan(o.matryoshkaDims, o.matryoshkaWeights, model.config.hiddenSize)
   if (matryoshka)
     say(
@@ -318,7 +321,7 @@ async function trainHolding(
   }
   for (const d of sets) {
     const shape = { batch: d.batch, maxLen, totalSteps, microBatch: micro.rows, columns: columnsOf(d.file) }
-    d.step = new TrainingStep(model, opt, tokenizer, d.o, shape, device, comm)
+    d.step = new TrainingStep(model, opt, tokenizer, d.o, shape, device, comm, d.o.objective === 'distill' ? teacher!.vectors : null)
     hold(() => d.step!.dispose()) // freed before the data and the model: it waits for the steps in flight
   }
   // Step t trains on a batch of dataset schedule.at(t); with several, its record says which, and the schedule's epoch.

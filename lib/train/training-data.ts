@@ -129,6 +129,19 @@ export async function openTrainingData(o: ResolvedTrainOptions, say: (s: string)
     say(`data: ${pairs.describe()}: ${o.objective === 'angle' ? 'AnglE' : 'CoSENT'} over the order of the scores`)
     return pairs
   }
+  if (o.objective === 'distill') {
+    if (grouped || o.negativesPerExample !== undefined)
+      throw new TypeError(
+        `train: objective distill trains on sentences or parallel pairs (a sentence, its translation); ${o.data} holds ${grouped ? 'groups' : 'hard negatives'}`,
+      )
+    const pairs = await PairFile.open(o.data, o.format)
+    if (pairs.width !== 2)
+      throw new TypeError(
+        `train: objective distill trains on sentences or parallel pairs (a sentence, its translation); ${o.data} has ${pairs.width} columns`,
+      )
+    say(`data: ${pairs.describe()}: distillation, both sentences of each pair taught the teacher's vector of the first`)
+    return pairs
+  }
   if (grouped) file = await GroupFile.open(o.data, o.negativesPerExample ?? DEFAULT_GROUP_NEGATIVES, o.seed)
   else {
     const tuples = await PairFile.open(o.data, o.format)
