@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { cudaStatus } from '../lib/index.js'
 import { train } from '../lib/train/train.js'
 import type { EvalInfo, StepInfo } from '../lib/train/events.js'
-import { compareWeights } from './helpers/compare-weights.js'
+import { checkCudaMatchesCpu } from './helpers/cuda-vs-cpu.js'
 import { checkMicroBatches } from './helpers/supervised-step.js'
 import { tempDir, TINY_RUN, WORDS } from './helpers/train-corpus.js'
 
@@ -136,23 +136,6 @@ for (const objective of ['cosent', 'angle'] as const)
     `a ${objective} run on CUDA (fp32, graphs replayed with each step’s scores) ends with the CPU losses and weights`,
     { skip },
     async (t) => {
-      const lr = 1e-4
-      const run = { ...TINY_RUN, data, objective, steps: 5, saveEvery: 0, lr }
-      const cpu: StepInfo[] = []
-      const cuda: StepInfo[] = []
-      await train({ ...run, device: 'cpu', out: join(dir, `${objective}-cpu`) }, { onStep: (x) => void cpu.push(x) })
-      await train({ ...run, device: 'cuda', precision: 'fp32', out: join(dir, `${objective}-cuda`) }, { onStep: (x) => void cuda.push(x) })
-      t.ok(
-        cuda.some((x) => x.cudaGraph === 'replayed'),
-        `graphs: ${cuda.map((x) => x.cudaGraph).join(', ')}`,
-      )
-      for (const [i, x] of cuda.entries())
-        t.ok(
-          Math.abs(x.loss - cpu[i].loss) < 1e-4 * cpu[i].loss,
-          `step ${i + 1} (${x.cudaGraph}): ${x.loss} on CUDA, ${cpu[i].loss} on the CPU`,
-        )
-      const { worst, keyBias } = await compareWeights(join(dir, `${objective}-cuda`), join(dir, `${objective}-cpu`))
-      t.ok(worst < 1e-4, `weights within ${worst.toExponential(2)} relative`)
-      t.ok(keyBias <= 2 * 5 * lr, `key bias within ${keyBias.toExponential(2)}`)
+      await checkCudaMatchesCpu(t, { ...TINY_RUN, data, objective, steps: 5, saveEvery: 0, lr: 1e-4 }, dir, objective)
     },
   )

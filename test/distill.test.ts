@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { cudaStatus, SentenceEncoder } from '../lib/index.js'
 import { train } from '../lib/train/train.js'
 import type { StepInfo } from '../lib/train/events.js'
-import { compareWeights } from './helpers/compare-weights.js'
+import { checkCudaMatchesCpu } from './helpers/cuda-vs-cpu.js'
 import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
 
 const dir = tempDir('simcsepp-distill-')
@@ -150,22 +150,5 @@ const status = cudaStatus()
 const skip = status.available ? false : `CUDA unavailable (${status.reason})`
 
 t.test('on CUDA (fp32, step graphs binding the teacher vectors) distillation ends with the CPU weights', { skip }, async (t) => {
-  const lr = 1e-4
-  const run = { ...base, data: text, objective: 'distill' as const, teacher, steps: 6, lr, precision: 'fp32' as const }
-  const cpu: StepInfo[] = []
-  const cuda: StepInfo[] = []
-  await train({ ...run, device: 'cpu', out: join(dir, 'distill-cpu') }, { onStep: (x) => void cpu.push(x) })
-  await train({ ...run, device: 'cuda', out: join(dir, 'distill-cuda') }, { onStep: (x) => void cuda.push(x) })
-  t.ok(
-    cuda.some((x) => x.cudaGraph === 'replayed'),
-    `graphs: ${cuda.map((x) => x.cudaGraph).join(', ')}`,
-  )
-  for (const [i, x] of cuda.entries())
-    t.ok(
-      Math.abs(x.loss - cpu[i].loss) < 1e-4 * cpu[i].loss,
-      `step ${i + 1} (${x.cudaGraph}): ${x.loss} on CUDA, ${cpu[i].loss} on the CPU`,
-    )
-  const { worst, keyBias } = await compareWeights(join(dir, 'distill-cuda'), join(dir, 'distill-cpu'))
-  t.ok(worst < 1e-4, `weights within ${worst.toExponential(2)} relative`)
-  t.ok(keyBias <= 2 * 6 * lr, `key bias within ${keyBias.toExponential(2)}`)
+  await checkCudaMatchesCpu(t, { ...base, data: text, objective: 'distill', teacher, steps: 6, lr: 1e-4 }, dir, 'distill')
 })

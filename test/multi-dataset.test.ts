@@ -13,7 +13,7 @@ import { train } from '../lib/train/train.js'
 import { DatasetSchedule, perDataset } from '../lib/train/datasets.js'
 import { BatchStream } from '../lib/data/sentences.js'
 import type { StepInfo } from '../lib/train/events.js'
-import { compareWeights } from './helpers/compare-weights.js'
+import { checkCudaMatchesCpu } from './helpers/cuda-vs-cpu.js'
 import { cli, needsCli, tempDir, TINY_RUN, WORDS, writeSentences } from './helpers/train-corpus.js'
 
 const dir = tempDir('simcsepp-multi-dataset-')
@@ -252,30 +252,8 @@ const status = cudaStatus()
 const skip = status.available ? false : `CUDA unavailable (${status.reason})`
 
 t.test('on CUDA (fp32, a set of step graphs per dataset) a run of several datasets ends with the CPU weights', { skip }, async (t) => {
-  const lr = 1e-4
   // Two datasets in turn: each one's steps eager, captured, then replayed, between the other's.
-  const rr = {
-    ...run,
-    data: [sts, text],
-    objective: ['cosent' as const, 'simcse++' as const],
-    steps: 6,
-    lr,
-    datasetSampler: 'round-robin' as const,
-  }
-  const cpu: StepInfo[] = []
-  const cuda: StepInfo[] = []
-  await train({ ...rr, device: 'cpu', out: join(dir, 'multi-cpu') }, { onStep: (x) => void cpu.push(x) })
-  await train({ ...rr, device: 'cuda', precision: 'fp32', out: join(dir, 'multi-cuda') }, { onStep: (x) => void cuda.push(x) })
-  t.ok(
-    cuda.some((x) => x.cudaGraph === 'replayed'),
-    `graphs: ${cuda.map((x) => x.cudaGraph).join(', ')}`,
-  )
-  for (const [i, x] of cuda.entries())
-    t.ok(
-      Math.abs(x.loss - cpu[i].loss) < 1e-4 * Math.abs(cpu[i].loss) && x.dataset === cpu[i].dataset,
-      `step ${i + 1} (dataset ${x.dataset}, ${x.cudaGraph}): ${x.loss} on CUDA, ${cpu[i].loss} on the CPU`,
-    )
-  const { worst, keyBias } = await compareWeights(join(dir, 'multi-cuda'), join(dir, 'multi-cpu'))
-  t.ok(worst < 1e-4, `weights within ${worst.toExponential(2)} relative`)
-  t.ok(keyBias <= 2 * cuda.length * lr, `key bias within ${keyBias.toExponential(2)}`)
+  const objective = ['cosent' as const, 'simcse++' as const]
+  const rr = { ...run, data: [sts, text], objective, steps: 6, lr: 1e-4, datasetSampler: 'round-robin' as const }
+  await checkCudaMatchesCpu(t, rr, dir, 'multi')
 })
