@@ -79,7 +79,7 @@ import {
   sameBits,
 } from '../test/helpers/parity.mjs'
 import { GEMM_CASES, ROWWISE_CASES, WorstErrors } from '../test/helpers/encoder-parity.mjs'
-import { encodeChecks, trainChecks } from '../test/helpers/encoder-e2e.mjs'
+import { encodeChecks, mixtureChecks, trainChecks } from '../test/helpers/encoder-e2e.mjs'
 
 const t0 = performance.now()
 const argv = process.argv.slice(2)
@@ -424,6 +424,14 @@ if (!status.available) {
       training: true,
       run: (lib, dir, device) => trainChecks(lib, dir, device, /** @type {'fp32' | 'bf16'} */ (precision)),
     })),
+    // Three datasets in turn (SimCSE++, CoSENT, distillation): each one's step graphs, the scores and the teacher's
+    // vectors bound arrays of the replays.
+    {
+      name: 'training end to end: 9 fp32 steps over three datasets (simcse++, cosent, distill)',
+      estimate: () => (encodeSeconds === null ? 40 : 5 + 12 * encodeSeconds),
+      training: true,
+      run: (lib, dir, device) => mixtureChecks(lib, dir, device),
+    },
     // The other layer structures' kernels in their own order: MPNet's relative bias, ModernBERT's rotary
     // embedding, GeGLU and window (fp32: the CPU's weights within 1e-4).
     ...['mpnet', 'modernbert'].map((modelType) => ({

@@ -11,7 +11,7 @@ import { encoderCudaBlocker } from '../lib/model/cuda-support.js'
 import { readSafetensors } from '../lib/safetensors.js'
 import { train } from '../lib/train/train.js'
 import { buildVocab, writeVocab } from '../lib/train/vocab.js'
-import { encodeChecks, trainChecks } from './helpers/encoder-e2e.mjs'
+import { encodeChecks, mixtureChecks, trainChecks } from './helpers/encoder-e2e.mjs'
 import { tempDir } from './helpers/train-corpus.js'
 
 const status = cudaStatus()
@@ -36,4 +36,9 @@ for (const precision of ['fp32', 'bf16'] as const)
 t.test('DistilBERT on CUDA: the CPU vectors within 1e-4, and the CPU weights after 3 training steps (fp32)', { skip }, async (t) => {
   for (const check of await encodeChecks(lib, dir, 'cuda', 'distilbert')) t.ok(check.ok, check.message)
   for (const check of await trainChecks(lib, dir, 'cuda', 'fp32', 'distilbert')) t.ok(check.ok, check.message)
+})
+
+// gpu-check's mixture: three datasets in turn, each with its objective's step graphs (scores and teacher vectors bound).
+t.test('three datasets (simcse++, cosent, distill) on CUDA: the CPU weights after 9 fp32 steps', { skip }, async (t) => {
+  for (const check of await mixtureChecks(lib, dir, 'cuda')) t.ok(check.ok, check.message)
 })

@@ -2,7 +2,7 @@
 // micro model trained 3 steps from the same seed (same data order and dropout masks) ending with the same
 // weights. Shared by test/cuda-encoder.test.ts (tap, lib/) and scripts/gpu-check.mjs (plain node, dist/):
 // plain JavaScript with JSDoc types, written against an injected `lib`. Each check is { ok, message }.
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { maxErr } from './encoder-parity.mjs'
 import { WORDS, writeSentences } from './sentences.mjs'
@@ -184,8 +184,64 @@ export async function trainChecks(lib, dir, device, precision = 'fp32', modelTyp
   const tag = `${modelType}-${precision}`
   const model = await microModel(lib, dir, `micro-train-${tag}`, modelType)
   const data = writeSentences(join(dir, `data-${tag}.txt`), 40)
+  /** @type {RunOptions} */
   const run = { model, data, steps: 3, batchSize: 6, maxLen: 10, evalEvery: 0, saveEvery: 0, seed: 5, lr: 1e-3, precision }
-  const tol = e2eTolerance(precision)
+  return compareRuns(lib, dir, tag, run, device, e2eTolerance(precision))
+}
+
+/**
+ * A run over three datasets in turn, 9 fp32 steps (each dataset's steps eager, captured, replayed): sentences with
+ * SimCSE++, scored pairs with CoSENT (the scores a bound array of the step graph) and parallel pairs distilled from a
+ * teacher (the micro model itself; its vectors a bound array), on `device` and on the CPU: the same weights as
+ * trainChecks holds them.
+ * @param {E2eLib} lib
+ * @param {string} dir a scratch directory
+ * @param {Device} device
+ * @returns {Promise<Check[]>}
+ */
+export async function mixtureChecks(lib, dir, device) {
+  const model = await microModel(lib, dir, 'micro-mixture')
+  const sentences = writeSentences(join(dir, 'mixture-text.txt'), 30)
+  const lines = Array.from({ length: 24 }, (_, i) => [0, 1, 2, 3].map((k) => WORDS[(i * 5 + k * 7) % WORDS.length]).join(' '))
+  const scored = join(dir, 'mixture-scored.csv')
+  writeFileSync(scored, ['sentence1,sentence2,score', ...lines.map((a, i) => `${a},${lines[(i + 3) % 24]},${i % 6}`)].join('\n') + '\n')
+  const parallel = join(dir, 'mixture-parallel.csv')
+  writeFileSync(parallel, ['english,non_english', ...lines.map((a) => `${a},${a.split(' ').reverse().join(' ')}`)].join('\n') + '\n')
+  /** @type {RunOptions} */
+  const run = {
+    model,
+    data: [sentences, scored, parallel],
+    objective: ['simcse++', 'cosent', 'distill'],
+    teacher: model,
+    datasetSampler: 'round-robin',
+    pooling: 'cls',
+    steps: 9,
+    batchSize: 6,
+    maxLen: 10,
+    evalEvery: 0,
+    saveEvery: 0,
+    seed: 5,
+    lr: 1e-4,
+    precision: 'fp32',
+  }
+  return compareRuns(lib, dir, 'mixture', run, device, e2eTolerance('fp32'))
+}
+
+/** @typedef {Omit<Parameters<E2eLib['train']>[0], 'out'> & { steps: number, lr: number, precision: 'fp32' | 'bf16' }} RunOptions */
+
+/**
+ * `run` trained on `device` and on the CPU: the same tensors, each within `tol` relative to its largest value, the
+ * attention key biases within 2·steps·lr (their exact gradient is zero: AdamW turns either backend's rounding
+ * noise into updates of up to lr per step there).
+ * @param {E2eLib} lib
+ * @param {string} dir
+ * @param {string} tag
+ * @param {RunOptions} run
+ * @param {Device} device
+ * @param {number} tol
+ * @returns {Promise<Check[]>}
+ */
+async function compareRuns(lib, dir, tag, run, device, tol) {
   await lib.train({ ...run, device, out: join(dir, `device-${tag}`) })
   await lib.train({ ...run, device: 'cpu', out: join(dir, `cpu-${tag}`) })
   const a = await lib.readSafetensors(join(dir, `device-${tag}`, 'model.safetensors'))
@@ -196,8 +252,6 @@ export async function trainChecks(lib, dir, device, precision = 'fp32', modelTyp
   for (const [name, tb] of b) {
     const ta = a.get(name)
     if (!ta) continue // reported by the check above
-    // The attention key bias has an exact gradient of 0 (softmax is shift-invariant): AdamW turns the
-    // rounding noise of either backend into updates of up to lr per step there, so it is compared to that.
     if (/attention\.(self\.key|k_lin|attn\.k)\.bias$/.test(name)) {
       const worst = ta.data.reduce((w, v, i) => Math.max(w, Math.abs(v - tb.data[i])), 0)
       const limit = 2 * run.steps * run.lr
@@ -206,8 +260,8 @@ export async function trainChecks(lib, dir, device, precision = 'fp32', modelTyp
       const d = relDiff(ta.data, tb.data)
       checks.push({
         ok: d < tol,
-        message: `${name}: relative difference ${d.toExponential(2)} < ${tol} (${precision})`,
-        measure: { op: `train ${precision}`, value: d, unit: 'max-normalised' },
+        message: `${name}: relative difference ${d.toExponential(2)} < ${tol} (${run.precision})`,
+        measure: { op: `train ${tag === 'mixture' ? 'mixture' : run.precision}`, value: d, unit: 'max-normalised' },
       })
     }
   }
