@@ -58,6 +58,7 @@ export const trainUsage = `simcsepp train [options]
               MRR@10, R@100; selects the best model when no --eval-file is given
               --early-stopping N: end the run after N evaluations in a row without a new best (0: off)
   Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR | --overwrite (start over in DIR)
+              --tensorboard: also the log as a TensorBoard event file (tensorboard --logdir DIR/run/tensorboard)
               --resume DIR alone continues the run with its options (DIR/run/training_args.json); options
               given again must match, except those that may change (--save-every, --eval-file, ...)
   Ranks       mpirun -np R simcsepp train ...: data-parallel over R processes (MPI; NCCL for CUDA), found
@@ -116,6 +117,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       'save-every': { type: 'string' },
       resume: { type: 'string' },
       overwrite: { type: 'boolean' },
+      tensorboard: { type: 'boolean' },
       pooling: { type: 'string' },
       distributed: { type: 'boolean' },
     },
@@ -175,6 +177,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     saveEvery: num('save-every', values['save-every'], R.saveEvery),
     resume: values.resume,
     overwrite: values.overwrite,
+    tensorboard: values.tensorboard,
     pooling: oneOf('pooling', values.pooling, ['cls', 'mean'] as const),
     distributed: values.distributed ? true : 'auto',
   }

@@ -31,6 +31,7 @@ export function partBytes(part: Part): Uint8Array {
 }
 
 const VARINT = 0
+const FIXED64 = 1
 const LENGTH_DELIMITED = 2
 const FIXED32 = 5
 
@@ -56,6 +57,15 @@ export class ProtoWriter {
     this.tag(field, FIXED32)
     const b = new Uint8Array(4)
     new DataView(b.buffer).setFloat32(0, value, true)
+    this.raw(b)
+    return this
+  }
+
+  /** A double field (wire type 1). */
+  double(field: number, value: number): this {
+    this.tag(field, FIXED64)
+    const b = new Uint8Array(8)
+    new DataView(b.buffer).setFloat64(0, value, true)
     this.raw(b)
     return this
   }

@@ -134,6 +134,11 @@ export interface TrainOptions {
   resume?: string
   /** Start over in an `out` that already holds a run, deleting its checkpoint and logs. Default false. */
   overwrite?: boolean
+  /**
+   * Also write the run's log as a TensorBoard event file, out/run/tensorboard/ (`tensorboard --logdir` it): the losses,
+   * learning rate, gradient norm, throughput, alignment and uniformity of every step, and every evaluation. Default false.
+   */
+  tensorboard?: boolean
   /** Vocabulary size when the tokenizer is built from the data. */
   vocabSize?: number
   /**
@@ -229,6 +234,7 @@ const DEFAULTS = {
   distributed: 'auto' as boolean | 'auto',
   symmetric: false,
   datasetSampler: 'proportional' as DatasetSampler,
+  tensorboard: false,
 }
 
 /**
@@ -370,7 +376,8 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)
   if (!LR_SCHEDULES.includes(r.lrSchedule))
     throw new TypeError(`train: lrSchedule must be ${LR_SCHEDULES.join(', ')} (got ${JSON.stringify(r.lrSchedule)})`)
-  if (typeof r.symmetric !== 'boolean') throw new TypeError(`train: symmetric must be a boolean (got ${JSON.stringify(r.symmetric)})`)
+  for (const k of ['symmetric', 'tensorboard'] as const)
+    if (typeof r[k] !== 'boolean') throw new TypeError(`train: ${k} must be a boolean (got ${JSON.stringify(r[k])})`)
   if (r.distributed !== 'auto' && typeof r.distributed !== 'boolean')
     throw new TypeError(`train: distributed must be true, false or 'auto' (got ${JSON.stringify(r.distributed)})`)
   if (!DEVICE_REQUESTS.includes(r.device)) throw new TypeError(`train: device must be auto, cpu or cuda (got ${r.device})`)

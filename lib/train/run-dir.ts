@@ -16,7 +16,8 @@ import type { Best, EvalInfo, LogEntry, StepInfo } from './events.js'
 import { lossCurveSvg } from './plot.js'
 import { modelCard, type ModelCardInput } from './model-card.js'
 import { writeSentenceTransformersFiles, type InheritedSettings } from './sentence-transformers.js'
-import { prepareRunState, runPath } from './run-layout.js'
+import { prepareRunState, runPath, TENSORBOARD_DIR } from './run-layout.js'
+import { TensorBoardLog } from './tensorboard.js'
 import type { TokenizerCopy } from './tokenizer-copy.js'
 
 /** Where a resumed run picks up. */
@@ -107,6 +108,8 @@ export class RunDir {
   private args: Record<string, unknown> = {}
   /** The encoder's architecture by name, once the model has been saved (for the model card). */
   private architecture: string | undefined
+  /** The run's TensorBoard event file (tensorboard: true), kept as the log is. */
+  private tensorboard: TensorBoardLog | null = null
 
   private constructor(
     readonly out: string,
@@ -127,11 +130,15 @@ export class RunDir {
   async log(entry: LogEntry): Promise<void> {
     this.history.push(entry)
     await appendFile(this.logPath, JSON.stringify(entry) + '\n')
+    await this.tensorboard?.log(entry)
   }
 
+  /** training_args.json; with args.tensorboard, run/tensorboard/'s event file started (with the kept log, on resume). */
   async writeArgs(args: Record<string, unknown>): Promise<void> {
     this.args = args
     await writeFileAtomic(runPath(this.out, 'training_args.json'), json(args))
+    if (args.tensorboard === true)
+      this.tensorboard = await TensorBoardLog.open(runPath(this.out, TENSORBOARD_DIR), this.history, datasetNames(args))
   }
 
   /** The model as Hugging Face and sentence-transformers load it (the MLP head is left out). */

@@ -14,10 +14,12 @@ export const RUN_STATE_DIR = 'run'
 /** The run-state files, by name, under run/ (and at the top of runs from before run/). */
 export const RUN_LOG_FILES = ['train.jsonl', 'training_args.json', 'metrics.json', 'loss_curve.svg'] as const
 export const CHECKPOINT_DIRS = ['checkpoint', 'checkpoint.old'] as const
+/** TensorBoard's event file of a run trained with tensorboard: true (tensorboard.ts). */
+export const TENSORBOARD_DIR = 'tensorboard'
 
 /** What marks a directory as holding a run (either layout), and what --overwrite removes (paths under the output directory). */
 export const RUN_FILES = [
-  ...[...CHECKPOINT_DIRS, ...RUN_LOG_FILES].map((f) => `${RUN_STATE_DIR}/${f}`),
+  ...[...CHECKPOINT_DIRS, ...RUN_LOG_FILES, TENSORBOARD_DIR].map((f) => `${RUN_STATE_DIR}/${f}`),
   ...CHECKPOINT_DIRS,
   ...RUN_LOG_FILES,
 ]
