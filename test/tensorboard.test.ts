@@ -11,6 +11,7 @@ import { crc32c, maskedCrc32c } from '../lib/util/crc32c.js'
 import { scalarsOf } from '../lib/train/tensorboard.js'
 import type { LogEntry } from '../lib/train/events.js'
 import { tempDir, TINY_RUN, writeSentences, writeStsFile } from './helpers/train-corpus.js'
+import { doubleOf, floatOf, protoFields } from './helpers/proto-read.js'
 
 const dir = tempDir('simcsepp-tensorboard-')
 const data = writeSentences(join(dir, 'data.txt'), 40)
@@ -37,35 +38,6 @@ interface Event {
   scalars: [string, number][]
 }
 
-/** A minimal protobuf reader: the fields of a message as [field, wire type, value]. */
-function fields(b: Uint8Array): [number, number, number | bigint | Uint8Array][] {
-  const out: [number, number, number | bigint | Uint8Array][] = []
-  const view = new DataView(b.buffer, b.byteOffset, b.byteLength)
-  let at = 0
-  const varint = () => {
-    let v = 0n,
-      shift = 0n
-    for (;;) {
-      const x = b[at++]
-      v |= BigInt(x & 0x7f) << shift
-      shift += 7n
-      if (x < 0x80) return v
-    }
-  }
-  while (at < b.length) {
-    const key = Number(varint())
-    const [field, wire] = [key >> 3, key & 7]
-    if (wire === 0) out.push([field, wire, varint()])
-    else if (wire === 1) out.push([field, wire, view.getFloat64((at += 8) - 8, true)])
-    else if (wire === 5) out.push([field, wire, view.getFloat32((at += 4) - 4, true)])
-    else if (wire === 2) {
-      const n = Number(varint())
-      out.push([field, wire, b.subarray(at, (at += n))])
-    } else throw new Error(`wire type ${wire}`)
-  }
-  return out
-}
-
 /** The events of a file, every record's two checksums verified. */
 function readEvents(file: string, t: Test): Event[] {
   const b = new Uint8Array(readFileSync(file))
@@ -79,15 +51,15 @@ function readEvents(file: string, t: Test): Event[] {
     if (view.getUint32(at + 12 + n, true) !== masked(data)) bad++
     at += 16 + n
     const e: Event = { wallTime: NaN, step: 0, scalars: [] }
-    for (const [f, , v] of fields(data)) {
-      if (f === 1) e.wallTime = v as number
-      if (f === 2) e.step = Number(v)
-      if (f === 3) e.fileVersion = new TextDecoder().decode(v as Uint8Array)
-      if (f === 5)
-        for (const [, , value] of fields(v as Uint8Array)) {
-          const kv = fields(value as Uint8Array)
-          const tag = new TextDecoder().decode(kv.find(([k]) => k === 1)![2] as Uint8Array)
-          e.scalars.push([tag, kv.find(([k]) => k === 2)![2] as number])
+    for (const f of protoFields(data)) {
+      if (f.field === 1) e.wallTime = doubleOf(f.fixed64!)
+      if (f.field === 2) e.step = Number(f.varint)
+      if (f.field === 3) e.fileVersion = new TextDecoder().decode(f.bytes)
+      if (f.field === 5)
+        for (const value of protoFields(f.bytes!)) {
+          const kv = [...protoFields(value.bytes!)]
+          const tag = new TextDecoder().decode(kv.find((x) => x.field === 1)!.bytes)
+          e.scalars.push([tag, floatOf(kv.find((x) => x.field === 2)!.fixed32!)])
         }
     }
     events.push(e)

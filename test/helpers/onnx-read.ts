@@ -3,6 +3,8 @@
 // ModelProto.graph (7) -> GraphProto.node (1: NodeProto input 1, output 2, op_type 4) and initializer (5:
 // TensorProto dims 1, data_type 2, name 8, raw_data 9).
 
+import { protoFields } from './proto-read.js'
+
 export interface ReadNode {
   opType: string
   inputs: string[]
@@ -21,36 +23,7 @@ export interface ReadGraph {
   initializers: Map<string, ReadInitializer>
 }
 
-type Field = { field: number; varint?: bigint; bytes?: Uint8Array }
-
-function* fields(b: Uint8Array): Generator<Field> {
-  let i = 0
-  const varint = () => {
-    let v = 0n,
-      shift = 0n
-    for (;;) {
-      if (i >= b.length) throw new Error('onnx-read: truncated varint')
-      const x = b[i++]
-      v |= BigInt(x & 127) << shift
-      shift += 7n
-      if (x < 128) return v
-    }
-  }
-  while (i < b.length) {
-    const tag = Number(varint())
-    const field = tag >> 3,
-      wire = tag & 7
-    if (wire === 0) yield { field, varint: varint() }
-    else if (wire === 2) {
-      const n = Number(varint())
-      if (i + n > b.length) throw new Error(`onnx-read: field ${field} runs past the end`)
-      yield { field, bytes: b.subarray(i, i + n) }
-      i += n
-    } else if (wire === 5) i += 4
-    else if (wire === 1) i += 8
-    else throw new Error(`onnx-read: wire type ${wire}`)
-  }
-}
+const fields = (b: Uint8Array) => protoFields(b, 'onnx-read')
 
 const text = (b: Uint8Array) => Buffer.from(b).toString('utf8')
 
