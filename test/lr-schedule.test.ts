@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { LR_SCHEDULES, linearSchedule, scheduledLr, type LrSchedule } from '../lib/index.js'
 import { train } from '../lib/train/train.js'
 import type { StepInfo } from '../lib/train/events.js'
-import { tempDir, TINY_RUN, writeSentences } from './helpers/train-corpus.js'
+import { runCli, tempDir, TINY_RUN, writeSentences } from './helpers/train-corpus.js'
 
 /** transformers' multipliers of the base rate (optimization.py), in float64. */
 function reference(schedule: LrSchedule, step: number, total: number, warmup: number): number {
@@ -59,4 +59,32 @@ t.test('a cosine run logs the schedule at every step, records it, and a resume k
     train({ ...run, out: join(dir, 'bad'), lrSchedule: 'step' as never }),
     /train: lrSchedule must be linear, cosine, constant \(got "step"\)/,
   )
+})
+
+t.test('--warmup-ratio: the warm-up as a fraction of the run, recorded, kept by a resume alone', async (t) => {
+  const dir = tempDir('simcsepp-warmup-ratio-')
+  const data = writeSentences(join(dir, 'data.txt'), 60)
+  const out = join(dir, 'run')
+  const steps: StepInfo[] = []
+  // 8 steps, ratio 0.3: round(2.4) = 2 warm-up steps.
+  const run = { ...TINY_RUN, data, out, steps: 8, warmupRatio: 0.3, lr: 1e-4, saveEvery: 4 }
+  const ctl = new AbortController()
+  await train(run, { signal: ctl.signal, onStep: (s) => void (steps.push(s), s.step === 4 && ctl.abort()) })
+  const args = JSON.parse(readFileSync(join(out, 'run', 'training_args.json'), 'utf8'))
+  t.match(args, { warmup: 2, warmupRatio: 0.3 }, 'the ratio and the steps it gave')
+  // The command line's resume alone reads both back; the steps follow from the ratio.
+  const { status, stderr } = runCli(['train', '--resume', out])
+  t.equal(status, 0, stderr)
+  const log = readFileSync(join(out, 'run', 'train.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as StepInfo)
+  t.same(
+    log.map((s) => s.lr),
+    log.map((_, i) => scheduledLr('linear', 1e-4, i, 8, 2)),
+    'every step at the rate of a 2-step warm-up',
+  )
+  t.match(readFileSync(join(out, 'README.md'), 'utf8'), /warm-up ratio \| 0\.3 \|/)
+  await t.rejects(train({ ...run, warmup: 1, out: join(dir, 'both') }), /train: give warmup \(steps\) or warmupRatio/)
+  await t.rejects(train({ ...run, warmupRatio: 1, out: join(dir, 'one') }), /train: warmupRatio must be a number in \[0, 1\) \(got 1\)/)
 })

@@ -47,7 +47,8 @@ export const trainUsage = `simcsepp train [options]
               each size's leading dimensions, summed (vectors cut with --truncate-dim stay good)
   Memory      --micro-batch auto|M|0: encode the 3N rows M at a time (exact gradients); auto (default):
               split only when the activations exceed min(4 GiB, RAM/4), on CUDA 3/4 of free GPU memory
-  Recipe      --batch-size 64 --max-len 32 --lr 3e-5 --epochs 1 [--steps N] --warmup 0 --weight-decay 0
+  Recipe      --batch-size 64 --max-len 32 --lr 3e-5 --epochs 1 [--steps N] --warmup 0 (or --warmup-ratio
+              0.1: a fraction of the steps) --weight-decay 0
               --lr-schedule linear|cosine|constant (after the warm-up)  --grad-clip 1 --seed 42
               --device auto|cpu|cuda
               --precision auto|fp32|bf16 (auto: bf16 tensor-core products on CUDA, fp32 on the CPU)
@@ -103,6 +104,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       epochs: { type: 'string' },
       steps: { type: 'string' },
       warmup: { type: 'string' },
+      'warmup-ratio': { type: 'string' },
       'lr-schedule': { type: 'string' },
       'weight-decay': { type: 'string' },
       'grad-clip': { type: 'string' },
@@ -163,6 +165,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     epochs: num('epochs', values.epochs, R.epochs),
     steps: num('steps', values.steps, R.steps),
     warmup: num('warmup', values.warmup, R.warmup),
+    warmupRatio: num('warmup-ratio', values['warmup-ratio'], R.warmupRatio),
     lrSchedule: oneOf('lr-schedule', values['lr-schedule'], LR_SCHEDULES),
     weightDecay: num('weight-decay', values['weight-decay'], R.weightDecay),
     gradClip: num('grad-clip', values['grad-clip'], R.gradClip),

@@ -47,6 +47,7 @@ const HYPER = [
   ['epochs', 'epochs'],
   ['steps', 'totalSteps'],
   ['warm-up steps', 'warmup'],
+  ['warm-up ratio', 'warmupRatio'],
   ['learning-rate schedule', 'lrSchedule'],
   ['weight decay', 'weightDecay'],
   ['gradient clipping', 'gradClip'],

@@ -104,6 +104,11 @@ export interface TrainOptions {
   /** Stop after this many steps (0 writes the initialised model). Default: epochs over the data. */
   steps?: number
   warmup?: number
+  /**
+   * The warm-up as a fraction of the run's steps (transformers' warmup_ratio; 0.1 is a common recipe), in [0, 1): the
+   * warm-up is then round(warmupRatio × steps) steps. Give warmup or warmupRatio, not both.
+   */
+  warmupRatio?: number
   /** The learning rate after the warm-up: 'linear' decay to 0 (default), 'cosine' (half a period, to 0), 'constant'. */
   lrSchedule?: LrSchedule
   weightDecay?: number
@@ -255,6 +260,7 @@ export const OPTION_RANGES = {
   epochs: { int: true, min: 1, max: 1e6 },
   steps: { int: true, min: 0 },
   warmup: { int: true, min: 0 },
+  warmupRatio: { min: 0, lt: 1 },
   weightDecay: { min: 0, max: 1 },
   gradClip: { gt: 0, max: 1e6 },
   seed: { int: true, min: 0 },
@@ -291,6 +297,7 @@ const FIXED_ON_RESUME = [
   'epochs',
   'steps',
   'warmup',
+  'warmupRatio',
   'lrSchedule',
   'weightDecay',
   'gradClip',
@@ -327,6 +334,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     'queryPrompt',
     'documentPrompt',
     'teacher',
+    'warmupRatio',
     'steps',
     'evalFiles',
     'evalRetrieval',
@@ -355,11 +363,13 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     throw new TypeError(`train: datasetSampler must be ${DATASET_SAMPLERS.join(' or ')} (got ${JSON.stringify(r.datasetSampler)})`)
   for (const [k, range] of Object.entries(OPTION_RANGES) as [keyof typeof OPTION_RANGES, NumberRange][]) {
     const v: unknown = r[k]
-    if (v === undefined && (k === 'steps' || k === 'dropout' || k === 'negativesPerExample')) continue
+    if (v === undefined && (k === 'steps' || k === 'dropout' || k === 'negativesPerExample' || k === 'warmupRatio')) continue
     if (k === 'microBatch' && v === 'auto') continue
     if (!inRange(v, range)) throw new RangeError(`train: ${rangeMessage(k, range, typeof v === 'number' ? String(v) : JSON.stringify(v))}`)
   }
   checkMatryoshkaOptions(r.matryoshkaDims, r.matryoshkaWeights)
+  if (o.warmup !== undefined && o.warmupRatio !== undefined)
+    throw new TypeError('train: give warmup (steps) or warmupRatio (a fraction of the steps), not both')
   const distilling = r.datasets.some((d) => d.objective === 'distill')
   if (r.teacher !== undefined && (typeof r.teacher !== 'string' || !r.teacher))
     throw new TypeError(`train: teacher must be a model directory (got ${JSON.stringify(r.teacher)})`)

@@ -30,6 +30,8 @@ export async function resumeOptions(dir: string, { dataGiven = false } = {}): Pr
   const options = Object.fromEntries(Object.entries(args).filter(([k, v]) => !NOT_OPTIONS.includes(k) && v !== null))
   // The batch size asked for, not the one the data could fill (the resume check compares the former).
   if (typeof args.batchSizeRequested === 'number') options.batchSize = args.batchSizeRequested
+  // A warm-up given as a fraction: the recorded steps follow from it.
+  if (typeof args.warmupRatio === 'number') delete options.warmup
   for (const data of Array.isArray(options.data) ? options.data : [options.data])
     if (!dataGiven && typeof data === 'string' && !isAbsolute(data) && !existsSync(data))
       throw new Error(

@@ -173,6 +173,8 @@ async function trainHolding(
     o.seed,
   )
   const totalSteps = o.steps ?? schedule.stepsPerEpoch * o.epochs
+  // A warm-up given as a fraction of the run: its steps, as every dataset's step schedules its learning rate.
+  if (o.warmupRatio !== undefined) for (const x of [o, ...sets.map((d) => d.o)]) x.warmup = Math.round(o.warmupRatio * totalSteps)
   if (multi)
     say(
       `${sets.length} datasets, each step a batch of one of them (${o.datasetSampler}): ${schedule.stepsPerEpoch} steps per epoch, ` +
