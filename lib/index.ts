@@ -69,6 +69,7 @@ export {
   type RetrievalResult,
   type RetrievalScores,
 } from './eval/retrieval.js'
+export { evaluateTranslation, readTranslationPairs, type TranslationPairs, type TranslationResult } from './eval/translation.js'
 
 // Old names, kept so that code written against them still compiles.
 /** @deprecated Renamed TokenizeOptions (the options of Tokenizer.encodeBatch). */

@@ -5,10 +5,11 @@ import { OnnxEncoder } from '../embed/onnx-encoder.js'
 import { evaluateStsFiles, type StsFilesResult } from '../eval/sts.js'
 import { readBeirDataset, type RetrievalDataset } from '../eval/beir.js'
 import { evaluateRetrieval, type RetrievalResult } from '../eval/retrieval.js'
+import { evaluateTranslation, readTranslationPairs, type TranslationPairs, type TranslationResult } from '../eval/translation.js'
 import { memoEmbed, type Embed } from '../embed/memo-embed.js'
 import { num, numList, parseFlags, UsageError } from './args.js'
 import { evalUsage } from './help.js'
-import { matryoshkaTable, retrievalTable, stsTable } from './tables.js'
+import { matryoshkaTable, retrievalTable, stsTable, translationTable } from './tables.js'
 import { encodeProgressBar } from './encode-output.js'
 import { encoderFlags, loadEncoder } from './encode-command.js'
 
@@ -22,6 +23,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       onnx: { type: 'string' },
       sts: { type: 'string', multiple: true },
       retrieval: { type: 'string', multiple: true },
+      translation: { type: 'string', multiple: true },
       split: { type: 'string', default: 'test' },
       'query-prefix': { type: 'string' },
       'doc-prefix': { type: 'string' },
@@ -33,13 +35,16 @@ export async function evalCommand(argv: string[]): Promise<void> {
   if (!values.model && !values.onnx) throw new UsageError('eval: --model DIR (or --onnx FILE) is required')
   const files = [...(values.sts ?? []), ...positionals]
   const folders = values.retrieval ?? []
-  if (!files.length && !folders.length)
+  if (!files.length && !folders.length && !values.translation?.length)
     throw new UsageError(
-      'eval: give at least one --sts FILE (STS-B, SICK, a Parquet split, or an STS12-16 folder) or --retrieval DIR (a BEIR folder)',
+      'eval: give at least one --sts FILE (STS-B, SICK, a Parquet split, or an STS12-16 folder), --retrieval DIR (a BEIR ' +
+        'folder) or --translation FILE (parallel pairs)',
     )
   // Every dataset is read (and its format checked) before the model loads.
   const datasets: RetrievalDataset[] = []
   for (const dir of folders) datasets.push(await readBeirDataset(dir, values.split))
+  const parallel: TranslationPairs[] = []
+  for (const file of values.translation ?? []) parallel.push(await readTranslationPairs(file))
   const dims = numList('matryoshka-dims', values['matryoshka-dims'], { int: true, min: 1 })
   if (dims && values['truncate-dim'] !== undefined) throw new UsageError('eval: give --truncate-dim or --matryoshka-dims, not both')
   const enc = values.onnx ? await loadOnnxEncoder(values.onnx, values) : await loadEncoder(values)
@@ -71,14 +76,17 @@ export async function evalCommand(argv: string[]): Promise<void> {
         )
         bar?.finish()
       }
-      return { sts, retrieval }
+      // Translation pairs: the sentences as they are (no prompt), both sides alike.
+      const translation: TranslationResult[] = []
+      for (const pairs of parallel) translation.push(await evaluateTranslation(embedPlain, pairs))
+      return { sts, retrieval, translation }
     }
-    const jsonOf = ({ sts, retrieval }: Awaited<ReturnType<typeof evaluate>>) => {
+    const jsonOf = ({ sts, retrieval, translation }: Awaited<ReturnType<typeof evaluate>>) => {
       const stsOut = sts && {
         ...sts,
         results: sts.results.map(({ file, pairs, spearman, ...added }) => ({ file, pairs, spearman, ...added })),
       }
-      return folders.length ? { ...stsOut, retrieval } : stsOut
+      return { ...stsOut, ...(folders.length ? { retrieval } : {}), ...(parallel.length ? { translation } : {}) }
     }
     if (dims) {
       // A Matryoshka model at each size: the texts encoded once, their vectors cut to each.
@@ -94,7 +102,11 @@ export async function evalCommand(argv: string[]): Promise<void> {
     const result = await evaluate(sentences, plain, true)
     if (values.json) process.stdout.write(JSON.stringify(jsonOf(result), null, 2) + '\n')
     else {
-      const tables = [...(result.sts ? [stsTable(result.sts)] : []), ...(result.retrieval.length ? [retrievalTable(result.retrieval)] : [])]
+      const tables = [
+        ...(result.sts ? [stsTable(result.sts)] : []),
+        ...(result.retrieval.length ? [retrievalTable(result.retrieval)] : []),
+        ...(result.translation.length ? [translationTable(result.translation)] : []),
+      ]
       process.stdout.write(tables.join('\n\n') + '\n')
       warnUnknown(result.retrieval)
     }

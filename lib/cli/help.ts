@@ -11,20 +11,24 @@ const encoderOptions = `  Encoder     --pooling cls|mean  --normalize  --max-len
               --normalize; default: config_sentence_transformers.json's truncate_dim)
 `
 
-export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval DIR...) [options]
+export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval DIR... | --translation FILE...) [options]
   STS Spearman and Pearson (cosine of sentence vectors vs gold scores) for STS-B, SICK or STS12-16 files
   (or a Hugging Face STS split in Parquet: sentence1, sentence2, score; or those columns in CSV, TSV or JSONL);
   an STS12-16 folder: the "all" setting (subsets concatenated), each subset and their mean. Retrieval
   (exact cosine search, scored as BEIR and MTEB score it): nDCG@10, MAP@10, MRR@10, Recall@10 and @100.
   Input       --model DIR  --sts FILE (repeatable, or as arguments; UTF-8, lines ending in \\n or \\r\\n)
               --retrieval DIR (repeatable): a BEIR folder, corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv
+              --translation FILE (repeatable): parallel pairs (english,non_english or anchor,positive; CSV,
+              TSV, JSONL, Parquet): how often each sentence's nearest neighbour among the other side is its
+              translation, both ways (sentence-transformers' TranslationEvaluator)
               --split test  --query-prefix STR --doc-prefix STR (prepended; default: the model's "query" and
               "document" or "passage" prompts in config_sentence_transformers.json, e5's "query: ", ...)
               --onnx FILE instead of --model: a file simcsepp export wrote (DIR-onnx/onnx/model_quantized.onnx),
               run by onnxruntime-node where installed; its graph pools as exported; --max-len, --batch-size apply
   Output      --json (one JSON object: per STS file and the average; with --retrieval, a "retrieval" array
               of { dataset, split, queries, documents, ndcgAt10, scores: { ndcg, map, recall, precision,
-              mrr } at 1, 3, 5, 10, 100 })
+              mrr } at 1, 3, 5, 10, 100 }; with --translation, a "translation" array of { file, pairs,
+              sourceToTarget, targetToSource, accuracy })
   Matryoshka  --matryoshka-dims 768,256,64: every measure with the vectors cut to each size (encoded once);
               a table of a row per size (--json: { matryoshka: [{ dim, ... }] })
 ${encoderOptions}`

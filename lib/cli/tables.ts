@@ -5,6 +5,7 @@ import { basename } from 'node:path'
 import { formatBytes } from '../util/format.js'
 import type { StsFilesResult } from '../eval/sts.js'
 import type { RetrievalResult } from '../eval/retrieval.js'
+import type { TranslationResult } from '../eval/translation.js'
 import type { LossBenchRow } from '../bench/losses.js'
 import type { GemmBenchRow } from '../bench/gemm.js'
 import type { StepBenchRow } from '../bench/step.js'
@@ -50,12 +51,15 @@ export function retrievalTable(results: RetrievalResult[]): string {
  * A Matryoshka model at each size (eval --matryoshka-dims): a row per size, Spearman ×100 of each STS file and
  * their average, nDCG@10 ×100 of each retrieval set.
  */
-export function matryoshkaTable(sizes: { dim: number; sts: StsFilesResult | null; retrieval: RetrievalResult[] }[]): string {
+export function matryoshkaTable(
+  sizes: { dim: number; sts: StsFilesResult | null; retrieval: RetrievalResult[]; translation?: TranslationResult[] }[],
+): string {
   const first = sizes[0]
   const headers = [
     'dims',
     ...(first.sts ? [...first.sts.results.map((r) => basename(r.file)), 'average'] : []),
     ...first.retrieval.map((r) => `${basename(r.dataset)} nDCG@10`),
+    ...(first.translation ?? []).map((r) => `${basename(r.file)} accuracy`),
   ]
   return formatTable(
     headers,
@@ -63,7 +67,17 @@ export function matryoshkaTable(sizes: { dim: number; sts: StsFilesResult | null
       s.dim,
       ...(s.sts ? [...s.sts.results.map((r) => r.spearman.toFixed(2)), s.sts.average.toFixed(2)] : []),
       ...s.retrieval.map((r) => (100 * r.ndcgAt10).toFixed(2)),
+      ...(s.translation ?? []).map((r) => (100 * r.accuracy).toFixed(2)),
     ]),
+  )
+}
+
+/** Translation matching ×100 per file: each direction's accuracy and their mean (TranslationEvaluator's score). */
+export function translationTable(results: TranslationResult[]): string {
+  const pct = (x: number) => (100 * x).toFixed(2)
+  return formatTable(
+    ['translation pairs', 'pairs', 'src->tgt', 'tgt->src', 'accuracy'],
+    results.map((r) => [basename(r.file), r.pairs, pct(r.sourceToTarget), pct(r.targetToSource), pct(r.accuracy)]),
   )
 }
 

@@ -1,0 +1,126 @@
+// Translation matching (`simcsepp eval --translation FILE`; sentence-transformers' TranslationEvaluator): each
+// direction's share of sentences whose nearest neighbour on the other side is their own translation. Held to vectors
+// whose neighbours are known, to a float64 argmax over a model's vectors, and to TranslationEvaluator itself (where the
+// CI's Python has sentence-transformers), on pairs whose nearest neighbours are not near ties; refusals.
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { evaluateTranslation, readTranslationPairs, SentenceEncoder } from '../lib/index.js'
+import { train } from '../lib/train/train.js'
+import { cli, microModel, needsCli, tempDir, WORDS } from './helpers/train-corpus.js'
+
+const dir = tempDir('simcsepp-translation-')
+
+t.test('each direction counts the sentences whose nearest neighbour is their translation', async (t) => {
+  // Unit vectors on axes: source i is axis i; the targets are axes 0, 1, 3, 2 (pairs 2 and 3 crossed) and 1 again,
+  // so source 4 (axis 4) finds nothing closer than target 0 (every other cosine is 0: the lower index wins ties).
+  const axis = (k: number) => Float32Array.from({ length: 6 }, (_, i) => (i === k ? 1 : 0))
+  const vectors: Record<string, Float32Array> = { s0: axis(0), s1: axis(1), s2: axis(2), s3: axis(3), s4: axis(4) }
+  Object.assign(vectors, { t0: axis(0), t1: axis(1), t2: axis(3), t3: axis(2), t4: axis(1) })
+  const embed = async (texts: string[]) => texts.map((x) => vectors[x])
+  const r = await evaluateTranslation(embed, { file: 'f', source: ['s0', 's1', 's2', 's3', 's4'], target: ['t0', 't1', 't2', 't3', 't4'] })
+  t.same(r, { file: 'f', pairs: 5, sourceToTarget: 2 / 5, targetToSource: 2 / 5, accuracy: 2 / 5 })
+})
+
+t.test('a model: a float64 argmax over its vectors, and sentence-transformers’ TranslationEvaluator', async (t) => {
+  // Sentences and "translations" sharing most of their words, so the model finds some and misses some.
+  let seed = 5
+  const rnd = (k: number) => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % k
+  const words = (n: number) => Array.from({ length: n }, () => WORDS[rnd(WORDS.length)])
+  const rows: string[][] = []
+  const seen = new Set<string>()
+  while (rows.length < 40) {
+    const a = words(5)
+    const row = [a.join(' '), [...a.slice(0, 3), ...words(2)].reverse().join(' ')]
+    if (!seen.has(row[0]) && !seen.has(row[1])) rows.push(row) // no sentence twice: two equal vectors would tie
+    row.forEach((x) => seen.add(x))
+  }
+  const file = join(dir, 'pairs.csv')
+  writeFileSync(file, ['english,non_english', ...rows.map((r) => r.join(','))].join('\n') + '\n')
+  // A micro model trained a few steps on them, saved with its sentence-transformers files (mean pooling, 40 tokens,
+  // so nothing is cut): sentence-transformers loads it as SentenceEncoder does.
+  const text = join(dir, 'sentences.txt')
+  writeFileSync(text, rows.flat().join('\n') + '\n')
+  const model = join(dir, 'model')
+  await train({
+    model: await microModel(dir, 'micro'),
+    data: text,
+    pooling: 'mean',
+    maxLen: 40,
+    steps: 3,
+    lr: 1e-3,
+    batchSize: 16,
+    evalEvery: 0,
+    saveEvery: 0,
+    out: model,
+  })
+  const pairs = await readTranslationPairs(file)
+  t.same([pairs.source, pairs.target], [rows.map((r) => r[0]), rows.map((r) => r[1])])
+
+  const encoder = await SentenceEncoder.load(model, { device: 'cpu', precision: 'fp32' })
+  const [src, tgt] = [(await encoder.encode(pairs.source)) as Float32Array[], (await encoder.encode(pairs.target)) as Float32Array[]]
+  const r = await evaluateTranslation((s) => encoder.encode(s) as Promise<Float32Array[]>, pairs)
+  await encoder.close()
+  // float64: cosines, argmax (first maximum), and the smallest gap between a row's best two.
+  const cos = (x: Float32Array, y: Float32Array) => {
+    let d = 0,
+      p = 0,
+      q = 0
+    for (let i = 0; i < x.length; i++) [d, p, q] = [d + x[i] * y[i], p + x[i] * x[i], q + y[i] * y[i]]
+    return d / Math.sqrt(p * q)
+  }
+  let gap = Infinity
+  const share = (from: Float32Array[], to: Float32Array[]) =>
+    from.filter((x, i) => {
+      const s = to.map((y) => cos(x, y))
+      const best = s.indexOf(Math.max(...s))
+      const [first, second] = [...s].sort((a, b) => b - a)
+      gap = Math.min(gap, first - second)
+      return best === i
+    }).length / from.length
+  const want = [share(src, tgt), share(tgt, src)]
+  t.ok(gap > 1e-5, `no near ties (the smallest gap between a row's two nearest: ${gap.toExponential(2)})`)
+  t.same([r.sourceToTarget, r.targetToSource], want, `src->tgt ${want[0]}, tgt->src ${want[1]}`)
+  t.ok(want[0] > 0 && want[0] < 1, 'some found, some not')
+
+  const python = process.env.SIMCSEPP_PYTHON || 'python3'
+  const script = [
+    'import csv, json, sys',
+    'from sentence_transformers import SentenceTransformer',
+    'from sentence_transformers.evaluation import TranslationEvaluator',
+    'rows = list(csv.reader(open(sys.argv[2])))[1:]',
+    "ev = TranslationEvaluator([r[0] for r in rows], [r[1] for r in rows], name='t')",
+    "print(json.dumps(ev(SentenceTransformer(sys.argv[1], device='cpu'))))",
+  ].join('\n')
+  const st = spawnSync(python, ['-c', script, model, file], { encoding: 'utf8' })
+  if (st.status !== 0) {
+    t.comment(`sentence-transformers skipped: ${python} cannot run it (${st.stderr.trim().split('\n').at(-1)})`)
+    return
+  }
+  const theirs = JSON.parse(st.stdout.trim().split('\n').at(-1)!)
+  t.same(
+    [theirs.t_src2trg_accuracy, theirs.t_trg2src_accuracy, theirs.t_mean_accuracy],
+    [r.sourceToTarget, r.targetToSource, r.accuracy],
+    "sentence-transformers' TranslationEvaluator: the same accuracies",
+  )
+})
+
+t.test('simcsepp eval --translation: a table, JSON, refusals', needsCli, async (t) => {
+  const model = join(dir, 'model')
+  const run = (args: string[]) => spawnSync(process.execPath, [cli, 'eval', '--model', model, ...args], { encoding: 'utf8' })
+  const table = run(['--translation', join(dir, 'pairs.csv')])
+  t.equal(table.status, 0, table.stderr)
+  t.match(table.stdout, /translation pairs +pairs +src->tgt +tgt->src +accuracy\n.*\npairs\.csv +40 +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d/)
+  const json = JSON.parse(run(['--translation', join(dir, 'pairs.csv'), '--json']).stdout)
+  t.match(json, { translation: [{ pairs: 40, sourceToTarget: Number, targetToSource: Number, accuracy: Number }] })
+  const text = join(dir, 'lines.txt')
+  writeFileSync(text, 'a b\nc d\n')
+  t.match(run(['--translation', text]).stderr, /lines\.txt: translation pairs need two named columns/)
+  const triplets = join(dir, 'triplets.csv')
+  writeFileSync(triplets, 'anchor,positive,negative\na,b,c\n')
+  t.match(
+    run(['--translation', triplets]).stderr,
+    /triplets\.csv: translation pairs have two columns \(a sentence, its translation\); this file has 3/,
+  )
+})
