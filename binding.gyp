@@ -35,6 +35,7 @@
         "native/cpu/infonce_unfused.cpp",
         "native/cpu/linear_int8.cpp",
         "native/cpu/modern_ops.cpp",
+        "native/cpu/mse.cpp",
         "native/cpu/parallel.cpp",
         "native/cpu/relative_bias.cpp",
         "native/cpu/search.cpp",
