@@ -291,6 +291,30 @@ t.test(
   },
 )
 
+t.test("2 ranks distilling a teacher's vectors: one process's weights", { ...needsCli, ...needsMpirun }, async (t) => {
+  // The teacher: a tiny model of the students' width (128), trained here for a step.
+  const teacher = join(dir, 'distill-teacher')
+  const r0 = runCli(setFlag(base(teacher, 'simcse++'), '--steps', '1'))
+  t.equal(r0.status, 0, r0.stderr)
+  const args = (out: string) => [...setFlag(base(out, 'distill'), '--steps', '3'), '--teacher', teacher]
+  const one = join(dir, 'distill-1'),
+    two = join(dir, 'distill-2')
+  const r1 = runCli(args(one))
+  t.equal(r1.status, 0, r1.stderr)
+  const r = mpirun(2, args(two))
+  t.equal(r.status, 0, r.stderr)
+  const losses1 = steps(one).map((s) => s.loss)
+  t.ok(
+    steps(two).every((s, i) => Math.abs(s.loss - losses1[i]) <= 1e-5 * losses1[i]),
+    `losses ${steps(two)
+      .map((s) => s.loss.toFixed(6))
+      .join(', ')} equal one process's`,
+  )
+  const { worst, keyBias } = await compareWeights(two, one)
+  t.ok(worst < weightTolerance, `weights within ${worst.toExponential(2)} relative`)
+  t.ok(keyBias <= 2 * 3 * lr, `key bias within ${keyBias.toExponential(2)}`)
+})
+
 /** The pids of mpirun's rank processes (its children), by rank. */
 function rankPids(mpirunPid: number): Map<number, number> {
   const ranks = new Map<number, number>()
