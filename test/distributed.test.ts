@@ -2,7 +2,7 @@
 // the same global batch and seed (weights equal up to summation order), rank 0 alone writes the output,
 // each step hands the collectives V·N·H·4 + 4·P bytes, a job whose rank is killed ends, and its
 // checkpoint resumes on 2 ranks and on 1.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, readdirSync, cpSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -256,6 +256,16 @@ t.test('2 ranks in micro-batches of 4 rows: the weights of one whole-batch proce
   t.ok(keyBias <= 2 * 3 * lr, `key bias within ${keyBias.toExponential(2)}`)
 })
 
+/** The flags `args(out)` run by one process into dir/name-1 and by 2 ranks into dir/name-2: those directories. */
+function oneAndTwoRanks(t: Test, name: string, args: (out: string) => string[]): [string, string] {
+  const [one, two] = [join(dir, `${name}-1`), join(dir, `${name}-2`)]
+  const r1 = runCli(args(one))
+  t.equal(r1.status, 0, r1.stderr)
+  const r = mpirun(2, args(two))
+  t.equal(r.status, 0, r.stderr)
+  return [one, two]
+}
+
 t.test(
   "2 ranks on two datasets (simcse++ sentences, cosent scored pairs): one process's schedule and weights",
   { ...needsCli, ...needsMpirun },
@@ -270,12 +280,7 @@ t.test(
       ...setFlag(base(out, 'simcse++'), '--steps', '4'),
       ...['--data', scored, '--objective', 'cosent', '--dataset-sampler', 'round-robin'],
     ]
-    const one = join(dir, 'multi-1'),
-      two = join(dir, 'multi-2')
-    const r1 = runCli(args(one))
-    t.equal(r1.status, 0, r1.stderr)
-    const r = mpirun(2, args(two))
-    t.equal(r.status, 0, r.stderr)
+    const [one, two] = oneAndTwoRanks(t, 'multi', args)
     t.same(
       steps(two).map((s) => [s.dataset, Object.keys(s.parts).join()]),
       steps(one).map((s) => [s.dataset, Object.keys(s.parts).join()]),
@@ -297,12 +302,7 @@ t.test("2 ranks distilling a teacher's vectors: one process's weights", { ...nee
   const r0 = runCli(setFlag(base(teacher, 'simcse++'), '--steps', '1'))
   t.equal(r0.status, 0, r0.stderr)
   const args = (out: string) => [...setFlag(base(out, 'distill'), '--steps', '3'), '--teacher', teacher]
-  const one = join(dir, 'distill-1'),
-    two = join(dir, 'distill-2')
-  const r1 = runCli(args(one))
-  t.equal(r1.status, 0, r1.stderr)
-  const r = mpirun(2, args(two))
-  t.equal(r.status, 0, r.stderr)
+  const [one, two] = oneAndTwoRanks(t, 'distill', args)
   const losses1 = steps(one).map((s) => s.loss)
   t.ok(
     steps(two).every((s, i) => Math.abs(s.loss - losses1[i]) <= 1e-5 * losses1[i]),
