@@ -5,7 +5,9 @@
 // best-model selection (evaluation.ts) and the optimizer step (step.ts). The data order is a seeded
 // shuffle per epoch and checkpoints hold parameters, moments, step, data position and the tokenizer,
 // so a resumed run ends with the same weights, bit for bit on CPU, as an uninterrupted one. Buffers
-// are sized by the batch the data can fill (batch-size.ts), checked against memory first.
+// are sized by the batch the data can fill (batch-size.ts), checked against memory first. Several data files are
+// several datasets (datasets.ts): one reader, batch stream and TrainingStep each over the shared model and
+// optimizer, and a seeded schedule that gives each step's dataset from the step number alone.
 //
 // Data-parallel (lib/distributed/, started by an MPI launcher or `distributed: true`): every rank reads the
 // same global batches and holds the same weights; the step splits the work (step.ts). Rank 0 alone owns
@@ -46,6 +48,7 @@ import { rolePrefixText } from '../embed/role-prompts.js'
 import { startDistributed, type Communicator } from '../distributed/communicator.js'
 
 export type { TrainOptions } from './options.js'
+export type { EvalInfo, StepInfo, TrainHooks, TrainResult } from './events.js'
 
 /** One dataset of a run: its options (forDataset), reader, batch size and views; its step and stream once made. */
 interface RunDataset {
@@ -56,7 +59,6 @@ interface RunDataset {
   step?: TrainingStep
   stream?: BatchStream
 }
-export type { EvalInfo, StepInfo, TrainHooks, TrainResult } from './events.js'
 
 export async function train(options: TrainOptions, hooks: TrainHooks = {}): Promise<TrainResult> {
   const o = resolveTrainOptions(await withBasePooling(await withDataFormat(options)))
