@@ -22,7 +22,16 @@ writeFileSync(
   ['anchor,positive', ...sentences.slice(0, 12).map((s) => `${s},${s.split(' ').reverse().join(' ')}`)].join('\n') + '\n',
 )
 const micro = await microModel(dir, 'micro')
-const base = { model: micro, pooling: 'cls' as const, batchSize: 8, maxLen: 12, evalEvery: 0, saveEvery: 0, seed: 1 }
+const base = {
+  model: micro,
+  device: 'cpu' as const,
+  pooling: 'cls' as const,
+  batchSize: 8,
+  maxLen: 12,
+  evalEvery: 0,
+  saveEvery: 0,
+  seed: 1,
+}
 // The teacher: the micro model moved by a few steps of SimCSE++ (so the student starts away from it).
 const teacher = join(dir, 'teacher')
 await train({ ...base, data: text, steps: 6, lr: 1e-3, out: teacher })
