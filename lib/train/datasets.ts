@@ -60,6 +60,8 @@ export class DatasetSchedule {
   at(step: number): { dataset: number; epoch: number } {
     const epoch = Math.floor(step / this.stepsPerEpoch)
     const index = step - epoch * this.stepsPerEpoch
+    // One dataset (every run of one file): no order to draw.
+    if (this.batches.length === 1) return { dataset: 0, epoch }
     if (this.sampler === 'round-robin') return { dataset: index % this.batches.length, epoch }
     return { dataset: this.order(epoch)[index], epoch }
   }
