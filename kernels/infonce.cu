@@ -280,10 +280,12 @@ struct GradJob {
   const float* otherRinv0;
   const float* other1;  // other side, part 1 (simcse z3 columns; null when absent)
   const float* otherRinv1;
-  bool target0;       // the diagonal of part 0 is the target (positive) logit
-  int64_t a0;         // first own vector of this block
-  int64_t ownN;       // own vectors (simcse's z3: m; else n)
-  int64_t otherN[2];  // vectors of each other part (n, and m for simcse's z3 columns)
+  bool target0;     // the diagonal of part 0 is the target (positive) logit
+  int64_t a0;       // first own vector of this block
+  int64_t ownN;     // own vectors (simcse's z3: m; else n)
+  int64_t otherN0;  // vectors of other part 0 (n)
+  int64_t otherN1;  // vectors of other part 1 (simcse's z3 columns: m; else 0). Two scalars, not an array: a
+                    // runtime index into a struct array puts the whole job in local memory (a 256-byte stack frame)
 };
 
 // W = N * dL/dS for logit S of own vector r and other vector c (both indices inside their part).
@@ -324,7 +326,7 @@ __device__ __forceinline__ void grad_block(const NceParams& P, const GradJob& J,
     const float* rinvB = part == 0 ? J.otherRinv0 : J.otherRinv1;
     const bool target = part == 0 && J.target0;
     if (B == nullptr) break;
-    const int64_t m = J.otherN[part];
+    const int64_t m = part == 0 ? J.otherN0 : J.otherN1;
     for (int64_t c0 = 0; c0 < m; c0 += kTile) {
       float acc[4][4];
       dot_tile(J.own, J.a0, n, B, c0, m, d, As, Bs, acc);  // ends with __syncthreads: Ws/Zs are free
@@ -396,7 +398,7 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_grad_off_kernel(NceParams
   if (P.hdr->flag != 0) return;
   __shared__ GradSmem sm;
   const int64_t a0 = static_cast<int64_t>(blockIdx.x) * kTile;
-  const GradJob J{P.zc, P.rinvc, P.accc, P.outc, P.zc, P.rinvc, nullptr, nullptr, false, a0, P.n, {P.n, 0}};
+  const GradJob J{P.zc, P.rinvc, P.accc, P.outc, P.zc, P.rinvc, nullptr, nullptr, false, a0, P.n, P.n, 0};
   grad_block<true, false>(P, J, sm);
 }
 
@@ -408,7 +410,7 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_grad_simcse_kernel(NcePar
   const int64_t blk = blockIdx.x, role = min(blk / tiles, static_cast<int64_t>(2));
   const int64_t a0 = (blk - role * tiles) * kTile;
   if (role == 0) {
-    const GradJob J{P.z1, P.rinv1, P.acc1, P.out1, P.z2, P.rinv2, P.zc, P.rinvc, true, a0, P.n, {P.n, P.m}};
+    const GradJob J{P.z1, P.rinv1, P.acc1, P.out1, P.z2, P.rinv2, P.zc, P.rinvc, true, a0, P.n, P.n, P.m};
     if (J.out != nullptr) grad_block<false, false>(P, J, sm);
   } else {
     const bool z2side = role == 1;
@@ -423,7 +425,8 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_grad_simcse_kernel(NcePar
                     z2side,
                     a0,
                     z2side ? P.n : P.m,
-                    {P.n, 0}};
+                    P.n,
+                    0};
     if (J.out != nullptr) grad_block<false, true>(P, J, sm);
   }
 }
