@@ -39,6 +39,7 @@
         "native/cpu/parallel.cpp",
         "native/cpu/relative_bias.cpp",
         "native/cpu/search.cpp",
+        "native/cpu/hamming_search.cpp",
         "native/cpu/uniforms.cpp",
         "native/cpu/unit_rows.cpp",
         "native/distributed/mpi.cpp",

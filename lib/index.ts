@@ -54,6 +54,14 @@ export {
   type SearchResult,
   type VectorsInput,
 } from './embed/search.js'
+export { BinaryIndex, type BinarySearchOptions, type AsyncBinarySearchOptions } from './embed/binary-index.js'
+export {
+  quantizeEmbeddings,
+  quantizationRanges,
+  type EmbeddingPrecision,
+  type QuantizationRanges,
+  type QuantizeOptions,
+} from './embed/quantize.js'
 export { train, type TrainOptions, type TrainHooks, type TrainResult, type StepInfo, type EvalInfo } from './train/train.js'
 export { exportOnnx, type ExportOnnxOptions, type ExportOnnxResult } from './export/export-onnx.js'
 export { OnnxEncoder, type OnnxEncoderOptions } from './embed/onnx-encoder.js'

@@ -131,6 +131,21 @@ export interface Addon {
     topIndices: Int32Array,
   ): void
   /**
+   * Hamming top-k over bit-packed rows (native/cpu/hamming_search.h): rows [rowBegin, rowEnd) of `corpus`
+   * (bytesPerRow bytes each) against each query (Q·bytesPerRow bytes), minus their distances merged into topScores /
+   * topIndices as searchTopK merges its scores (nearest first; equal distances: lower index first).
+   */
+  hammingTopK(
+    corpus: Uint8Array | Int8Array,
+    bytesPerRow: number,
+    queries: Uint8Array | Int8Array,
+    k: number,
+    rowBegin: number,
+    rowEnd: number,
+    topScores: Float32Array,
+    topIndices: Int32Array,
+  ): void
+  /**
    * Each row of `t` ([N, D], CPU) scaled to unit length in place, with lib/embed/search.ts's unitRows arithmetic
    * (native/cpu/unit_rows.h); returns -1, or the flat index of the first element that is not finite.
    */
@@ -262,6 +277,7 @@ export interface Addon {
     geluKernel: string
     /** The vector search's dot products (native/cpu/search.cpp): 'avx512', 'avx2' or 'generic'; the same bits. */
     searchKernel: string
+    hammingKernel: string
     threads: number
     systemBlas?: string
     systemBlasCore?: string

@@ -2,12 +2,13 @@
 //   gemm(c, a, b, transA, transB, alpha, beta, useSystemBlas, precision?)   C = alpha op(A) op(B) + beta C
 //     (useSystemBlas: the system BLAS instead of ours, CPU only; precision 'bf16': ours as the linear layers'
 //     bf16 products, CPU only)
-//   gemmInfo() -> { kernel, bf16Kernel, attentionKernel, geluKernel, searchKernel, threads, systemBlas?: string,
-//   systemBlasCore?: string }
+//   gemmInfo() -> { kernel, bf16Kernel, attentionKernel, geluKernel, searchKernel, hammingKernel, threads,
+//   systemBlas?: string, systemBlasCore?: string }
 //     (about the CPU GEMM; bf16Kernel: how the bf16 products run, 'amx', 'avx512bf16', 'rounded while packed' or
 //     'rounded copies'; attentionKernel: the instruction set of attention's per-head products,
 //     native/cpu/attention.cpp; geluKernel: the GELU loops' instruction set, native/cpu/bert_ops.cpp; searchKernel:
-//     the vector search's dot products', native/cpu/search.cpp;
+//     the vector search's dot products', native/cpu/search.cpp; hammingKernel: the binary search's bit counts,
+//     native/cpu/hamming_search.cpp;
 //     systemBlasCore: OpenBLAS's kernel family, e.g. SkylakeX (AVX-512) or Haswell (AVX2))
 #include <napi.h>
 
@@ -17,6 +18,7 @@
 #include "args.h"
 #include "cpu/blas_ref.h"
 #include "cpu/gemm.h"
+#include "cpu/hamming_search.h"
 #include "cpu/ops.h"
 #include "cpu/parallel.h"
 #include "cpu/search.h"
@@ -68,6 +70,7 @@ Napi::Value GemmInfo(const Napi::CallbackInfo& info) {
   o.Set("attentionKernel", cpu::attention_kernel_name());
   o.Set("geluKernel", cpu::gelu_kernel_name());
   o.Set("searchKernel", cpu::search_kernel_name());
+  o.Set("hammingKernel", cpu::hamming_kernel_name());
   o.Set("threads", cpu::num_threads());
   // OpenBLAS reads its thread count when loaded: match ours so the comparison is like for like.
   if (!std::getenv("OPENBLAS_NUM_THREADS"))

@@ -52,15 +52,20 @@ t.test("the top-level usage and each command's usage list every option it parses
     ['encode', 'encode-command.ts'],
     ['bench', 'bench-command.ts'],
     ['mine', 'mine-command.ts'],
+    ['search', 'search-command.ts'],
   ]) {
     const own = run(command, '--help').stdout
     const flags = parsedFlags(file)
     t.ok(flags.length >= 5, `${file}: ${flags.length} flags found`)
     for (const flag of flags) {
       // encode-command.ts holds the encoder flags eval shares (encoderFlags) and encode's own.
-      if (file === 'encode-command.ts' && command === 'eval' && ['file', 'column', 'format', 'prompt', 'prompt-name'].includes(flag))
+      if (
+        file === 'encode-command.ts' &&
+        command === 'eval' &&
+        ['file', 'column', 'format', 'prompt', 'prompt-name', 'quantize', 'calibration'].includes(flag)
+      )
         continue
-      if (command === 'encode' && flag === 'format') t.match(own, '--format json|jsonl|tsv|f32')
+      if (command === 'encode' && flag === 'format') t.match(own, '--format json|jsonl|tsv|f32|bytes')
       t.ok(own.includes(`--${flag}`), `${command} --help lists --${flag}`)
       t.ok(top.includes(`--${flag}`), `the top-level usage lists --${flag}`)
     }

@@ -54,3 +54,15 @@ t.test('simcsepp eval --json: per file Spearman and Pearson, the averages', need
   const table = execFileSync(process.execPath, [cli, 'eval', '--model', model, '--sts', sts, '--device', 'cpu'], { encoding: 'utf8' })
   t.match(table, /^file\s+pairs\s+Spearman\s+Pearson\n/)
 })
+
+t.test("the README's quantization example runs: ubinary and int8 widths, a binary search's hits", needsCli, async (t) => {
+  const model = join(dir, 'simcsepp-demo')
+  const code = readmeBlock('### Quantized vectors: int8 and binary')
+  const script = join(dir, 'quantize-example.mjs')
+  writeFileSync(script, code.replace("from 'simcsepp'", `from ${JSON.stringify(dist)}`).replace("'simcsepp-demo'", JSON.stringify(model)))
+  const out = execFileSync(process.execPath, [script], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } }).trim()
+  const [bits, int8, indices] = out.split(' ')
+  t.equal(Number(bits), 16, '128 dimensions: 16 bytes of signs')
+  t.equal(Number(int8), 128, 'a byte per dimension')
+  t.equal(indices.split(',').length, 2, 'topK 2')
+})

@@ -6,6 +6,7 @@ import { ENCODER_PRECISION_REQUESTS } from '../model/precision.js'
 import { num, oneOf, parseFlags, UsageError } from './args.js'
 import { encodeUsage } from './help.js'
 import { ENCODE_FORMATS, encodeLine, encodeProgressBar } from './encode-output.js'
+import { quantizationRanges, quantizeEmbeddings, type QuantizationRanges } from '../embed/quantize.js'
 
 export const encoderFlags = {
   model: { type: 'string' },
@@ -36,7 +37,7 @@ export async function loadEncoder(v: Record<string, string | boolean | string[] 
   return enc
 }
 
-/** simcsepp encode --model DIR [--file FILE] [sentences...] [--format json|jsonl|tsv|f32] */
+/** simcsepp encode --model DIR [--file FILE] [sentences...] [--format json|jsonl|tsv|f32|bytes] [--quantize P] */
 export async function encodeCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseFlags(encodeUsage, {
     args: argv,
@@ -48,12 +49,25 @@ export async function encodeCommand(argv: string[]): Promise<void> {
       format: { type: 'string', default: 'json' },
       prompt: { type: 'string' },
       'prompt-name': { type: 'string' },
+      quantize: { type: 'string' },
+      calibration: { type: 'string' },
     },
   })
   if (!values.model) throw new UsageError('encode: --model DIR is required')
   const format = oneOf('format', values.format, ENCODE_FORMATS)!
   if (!values.file && positionals.length === 0) throw new UsageError('encode: give sentences as arguments or --file FILE (one per line)')
-  if (format === 'f32' && process.stdout.isTTY) throw new UsageError('encode --format f32 writes binary: redirect stdout to a file')
+  const quantize = oneOf('quantize', values.quantize, ['int8', 'uint8', 'binary', 'ubinary'] as const)
+  if (format === 'f32' && quantize)
+    throw new UsageError('encode: --format f32 writes floats; quantized vectors are written raw by --format bytes')
+  if (format === 'bytes' && !quantize)
+    throw new UsageError('encode: --format bytes writes quantized vectors: give --quantize (or --format f32 for floats)')
+  // int8 and uint8 need one set of buckets for every vector (and for the queries encoded later): a calibration file's.
+  if ((quantize === 'int8' || quantize === 'uint8') && !values.calibration)
+    throw new UsageError(`encode: --quantize ${quantize} needs --calibration FILE (sentences whose vectors' ranges set the buckets)`)
+  if (values.calibration && quantize !== 'int8' && quantize !== 'uint8')
+    throw new UsageError('encode: --calibration applies to --quantize int8 and uint8')
+  if ((format === 'f32' || format === 'bytes') && process.stdout.isTTY)
+    throw new UsageError(`encode --format ${format} writes binary: redirect stdout to a file`)
   // Read as train reads its data (same UTF-8 and line-ending errors), and checked before any output.
   // A blank line is an error: encode writes one vector per input line, so outputs line up with inputs.
   // A Parquet file: one of its columns, each row a sentence (a Hugging Face dataset's text); JSON Lines: a field.
@@ -63,8 +77,20 @@ export async function encodeCommand(argv: string[]): Promise<void> {
     throw new UsageError('encode: give --prompt or --prompt-name, not both')
   const enc = await loadEncoder(values)
   const prompt = { prompt: values.prompt, promptName: values['prompt-name'] }
+  let ranges: QuantizationRanges | undefined
   try {
     enc.promptFor(prompt) // an unknown --prompt-name fails before any output
+    if (values.calibration) {
+      // The calibration sentences as the model encodes the input (the same prompt), read as --file is.
+      const cal = await openSentences(values.calibration, undefined, 'skip')
+      try {
+        const lines = Array.from({ length: cal.count }, (_, i) => i)
+        if (!lines.length) throw new UsageError(`encode: --calibration ${values.calibration} has no sentences`)
+        ranges = quantizationRanges(await enc.encode(await cal.readLines(lines), prompt))
+      } finally {
+        await cal.close()
+      }
+    }
   } catch (e) {
     await enc.close()
     throw e
@@ -74,8 +100,9 @@ export async function encodeCommand(argv: string[]): Promise<void> {
   // On a terminal, a long file gets a progress bar on stderr (the vectors go to stdout).
   const bar = file ? encodeProgressBar(file.count) : null
   const emit = async (sentences: string[], before = 0) => {
-    const vectors = await enc.encode(sentences, { ...prompt, ...(bar ? { onProgress: ({ done }) => bar.update(before + done) } : {}) })
-    if (format === 'f32') for (const v of vectors) await write(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))
+    const floats = await enc.encode(sentences, { ...prompt, ...(bar ? { onProgress: ({ done }) => bar.update(before + done) } : {}) })
+    const vectors = quantize ? quantizeEmbeddings(floats, quantize, ranges ? { ranges } : {}) : floats
+    if (format === 'f32' || format === 'bytes') for (const v of vectors) await write(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))
     else await write(vectors.map((v, i) => encodeLine(format, sentences[i], v)).join('\n') + '\n')
   }
   try {

@@ -2,7 +2,7 @@
 import { float32Json, float32String } from '../util/float32-json.js'
 import { ProgressBar, type ProgressStream } from './progress.js'
 
-export const ENCODE_FORMATS = ['json', 'jsonl', 'tsv', 'f32'] as const
+export const ENCODE_FORMATS = ['json', 'jsonl', 'tsv', 'f32', 'bytes'] as const
 export type EncodeFormat = (typeof ENCODE_FORMATS)[number]
 
 /** Files of at least this many lines get a progress bar (shorter ones finish before it would be read). */
@@ -16,13 +16,17 @@ export function tsvField(s: string): string {
   return s.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'))
 }
 
-/** One text line (no newline) for a sentence and its vector, in a text format. */
-export function encodeLine(format: Exclude<EncodeFormat, 'f32'>, sentence: string, v: Float32Array): string {
-  if (format === 'json') return float32Json(v)
-  if (format === 'jsonl') return `{"sentence":${JSON.stringify(sentence)},"embedding":${float32Json(v)}}`
+/**
+ * One text line (no newline) for a sentence and its vector, in a text format: float32 values as their shortest
+ * decimals, a quantized vector's (encode --quantize) as integers.
+ */
+export function encodeLine(format: 'json' | 'jsonl' | 'tsv', sentence: string, v: Float32Array | Int8Array | Uint8Array): string {
+  const json = () => (v instanceof Float32Array ? float32Json(v) : `[${v.join(',')}]`)
+  if (format === 'json') return json()
+  if (format === 'jsonl') return `{"sentence":${JSON.stringify(sentence)},"embedding":${json()}}`
   const parts = new Array<string>(v.length + 1)
   parts[0] = tsvField(sentence)
-  for (let i = 0; i < v.length; i++) parts[i + 1] = float32String(Math.fround(v[i]))
+  for (let i = 0; i < v.length; i++) parts[i + 1] = v instanceof Float32Array ? float32String(Math.fround(v[i])) : String(v[i])
   return parts.join('\t')
 }
 

@@ -12,6 +12,7 @@ import { evalUsage } from './help.js'
 import { matryoshkaTable, retrievalTable, stsTable, translationTable } from './tables.js'
 import { encodeProgressBar } from './encode-output.js'
 import { encoderFlags, loadEncoder } from './encode-command.js'
+import { DEFAULT_RESCORE } from '../embed/binary-index.js'
 
 /** simcsepp eval --model DIR [--sts FILE...] [--retrieval DIR...] [--json] */
 export async function evalCommand(argv: string[]): Promise<void> {
@@ -29,6 +30,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
       'doc-prefix': { type: 'string' },
       json: { type: 'boolean', default: false },
       'matryoshka-dims': { type: 'string' },
+      binary: { type: 'boolean', default: false },
+      rescore: { type: 'string' },
     },
   })
   if (values.model && values.onnx) throw new UsageError('eval: give --model DIR or --onnx FILE, not both')
@@ -45,6 +48,11 @@ export async function evalCommand(argv: string[]): Promise<void> {
   for (const dir of folders) datasets.push(await readBeirDataset(dir, values.split))
   const parallel: TranslationPairs[] = []
   for (const file of values.translation ?? []) parallel.push(await readTranslationPairs(file))
+  const rescore = num('rescore', values.rescore, { int: true, min: 0 })
+  if (rescore !== undefined && !values.binary) throw new UsageError('eval: --rescore applies to --binary')
+  if (values.binary && !folders.length) throw new UsageError('eval: --binary ranks the documents of --retrieval sets: give one')
+  // Exact search, then the documents' signs by Hamming distance alone and rescored (--rescore, default 4).
+  const searches = values.binary ? [undefined, { rescore: 0 }, { rescore: rescore ?? DEFAULT_RESCORE }] : [undefined]
   const dims = numList('matryoshka-dims', values['matryoshka-dims'], { int: true, min: 1 })
   if (dims && values['truncate-dim'] !== undefined) throw new UsageError('eval: give --truncate-dim or --matryoshka-dims, not both')
   const enc = values.onnx ? await loadOnnxEncoder(values.onnx, values) : await loadEncoder(values)
@@ -67,13 +75,17 @@ export async function evalCommand(argv: string[]): Promise<void> {
       const retrieval: RetrievalResult[] = []
       for (const data of datasets) {
         const bar = bars ? encodeProgressBar(data.corpus.length + data.queries.length, process.stderr, 'texts') : null
-        retrieval.push(
-          await evaluateRetrieval(embedPlain, data, {
-            queryPrefix,
-            documentPrefix: docPrefix,
-            onProgress: bar ? ({ done }) => bar.update(done) : undefined,
-          }),
-        )
+        // With --binary the texts are encoded once for the three rankings.
+        const embedOnce = searches.length > 1 ? memoEmbed(embedPlain).full : embedPlain
+        for (const [i, binary] of searches.entries())
+          retrieval.push(
+            await evaluateRetrieval(embedOnce, data, {
+              queryPrefix,
+              documentPrefix: docPrefix,
+              onProgress: bar && i === 0 ? ({ done }) => bar.update(done) : undefined,
+              ...(binary ? { binary } : {}),
+            }),
+          )
         bar?.finish()
       }
       // Translation pairs: the sentences as they are (no prompt), both sides alike.

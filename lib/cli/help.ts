@@ -31,6 +31,9 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
               sourceToTarget, targetToSource, accuracy })
   Matryoshka  --matryoshka-dims 768,256,64: every measure with the vectors cut to each size (encoded once);
               a table of a row per size (--json: { matryoshka: [{ dim, ... }] })
+  Binary      --binary: each retrieval set ranked three ways: exact, by the Hamming distance of the vectors'
+              signs, and rescored (--rescore N, 4: the N × 100 nearest by signs reranked by the float query),
+              as a binary vector store would rank them (search: "exact", "binary", "binary, rescore N")
 ${encoderOptions}`
 
 export const encodeUsage = `simcsepp encode --model DIR [--file FILE] [sentences...] [options]
@@ -42,20 +45,28 @@ export const encodeUsage = `simcsepp encode --model DIR [--file FILE] [sentences
               sentences as arguments ('' embeds as [CLS] [SEP])
   Prompt      --prompt-name NAME (one of the model's prompts, config_sentence_transformers.json: e5's and bge's
               "query", ...; default: its default_prompt_name)  --prompt STR (prepended to every sentence)
-  Output      --format json|jsonl|tsv|f32 (json): json: a JSON array per line; jsonl: {"sentence", "embedding"}
+  Output      --format json|jsonl|tsv|f32|bytes (json): json: a JSON array per line; jsonl: {"sentence", "embedding"}
               per line; tsv: the sentence (\\, tab, newline, CR escaped as \\\\ \\t \\n \\r), then one column per
               dimension, no header; values at float32 precision (shortest decimals that read back
               exactly); f32: raw little-endian float32, dimension × sentences. A --file of 1000 lines or
               more shows a progress bar on stderr when stderr is a terminal
+  Quantize    --quantize int8|uint8|binary|ubinary: sentence-transformers' quantize_embeddings (integers in the
+              text formats; --format bytes: the raw bytes, row after row); ubinary: each dimension's sign as a
+              bit, 8 to a byte (binary: those bytes - 128); int8/uint8: 256 buckets per dimension between the
+              ranges of --calibration FILE's vectors (sentences, read as --file; use the same file for every
+              input whose vectors are compared)
 ${encoderOptions}`
 
-export const searchUsage = `simcsepp search --model DIR --corpus FILE [--top-k 5] [--json] "query"... [options]
+export const searchUsage = `simcsepp search --model DIR --corpus FILE [--top-k 5] [--binary] [--json] "query"... [options]
   The corpus sentences nearest each query by cosine similarity, best first: score, [index] and sentence.
   Input       --model DIR  --corpus FILE (one sentence per line, UTF-8; blank lines skipped, [index] counts
               the others from 0; or a Parquet or JSON Lines file's --column NAME, as encode reads it, empty
               rows skipped)
               queries as arguments
   Output      --top-k N (5)  --json (an array: per query its hits, { index, score, sentence })
+  Binary      --binary: the corpus held as its vectors' signs (1 bit per dimension, 1/32 of float32), searched by
+              Hamming distance, then the --rescore N (4) × top-k nearest reranked by the cosine of the float query
+              with their signs (--rescore 0: Hamming order, scored 1 - 2 × distance / dimensions)
 ${encoderOptions}`
 
 export const serveUsage = `simcsepp serve --model DIR [--port 8080] [--host 127.0.0.1] [options]

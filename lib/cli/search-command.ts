@@ -1,6 +1,9 @@
-// `simcsepp search`: the corpus file's sentences nearest each query (SentenceEncoder + VectorIndex).
+// `simcsepp search`: the corpus file's sentences nearest each query (SentenceEncoder + VectorIndex, or BinaryIndex with
+// --binary).
 import { openSentences } from '../data/text-source.js'
-import { VectorIndex } from '../embed/search.js'
+import { BinaryIndex } from '../embed/binary-index.js'
+import { quantizeEmbeddings } from '../embed/quantize.js'
+import { VectorIndex, type SearchResult } from '../embed/search.js'
 import { num, parseFlags, UsageError } from './args.js'
 import { encoderFlags, loadEncoder } from './encode-command.js'
 import { searchUsage } from './help.js'
@@ -8,7 +11,7 @@ import { searchUsage } from './help.js'
 /** Corpus lines read and encoded at a time, so that the file's text is never all in memory. */
 const CHUNK = 4096
 
-/** simcsepp search --model DIR --corpus FILE [--top-k 5] [--json] "query" ... */
+/** simcsepp search --model DIR --corpus FILE [--top-k 5] [--binary [--rescore 4]] [--json] "query" ... */
 export async function searchCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseFlags(searchUsage, {
     args: argv,
@@ -19,12 +22,16 @@ export async function searchCommand(argv: string[]): Promise<void> {
       column: { type: 'string' },
       'top-k': { type: 'string' },
       json: { type: 'boolean', default: false },
+      binary: { type: 'boolean', default: false },
+      rescore: { type: 'string' },
     },
   })
   if (!values.model) throw new UsageError('search: --model DIR is required')
   if (!values.corpus) throw new UsageError('search: --corpus FILE is required (one sentence per line)')
   if (positionals.length === 0) throw new UsageError('search: give at least one query as an argument')
   const topK = num('top-k', values['top-k'], { int: true, min: 1 }) ?? 5
+  const rescore = num('rescore', values.rescore, { int: true, min: 0 })
+  if (rescore !== undefined && !values.binary) throw new UsageError('search: --rescore applies to --binary')
   // Blank lines are skipped (a corpus has no empty documents); hit indices count the non-blank lines.
   // A Parquet corpus: one of its columns, empty rows skipped as blank lines are.
   // JSON Lines: a field of each object.
@@ -32,13 +39,23 @@ export async function searchCommand(argv: string[]): Promise<void> {
   const enc = await loadEncoder(values)
   let index: VectorIndex | null = null
   try {
-    const vectors = new Float32Array(file.count * enc.dimension)
+    // --binary keeps only the vectors' signs, packed chunk by chunk: 1/32 of the floats' memory.
+    const width = values.binary ? Math.ceil(enc.dimension / 8) : enc.dimension
+    const rows = values.binary ? new Uint8Array(file.count * width) : new Float32Array(file.count * width)
     for (let s = 0; s < file.count; s += CHUNK) {
       const lines = Array.from({ length: Math.min(CHUNK, file.count - s) }, (_, i) => s + i)
-      ;(await enc.encode(await file.readLines(lines))).forEach((v, i) => vectors.set(v, (s + i) * enc.dimension))
+      const vectors = await enc.encode(await file.readLines(lines))
+      if (rows instanceof Uint8Array) quantizeEmbeddings(vectors, 'ubinary').forEach((v, i) => rows.set(v, (s + i) * width))
+      else vectors.forEach((v, i) => rows.set(v, (s + i) * width))
     }
-    index = VectorIndex.from(vectors, enc.dimension)
-    const results = index.search(await enc.encode(positionals), { topK })
+    const queries = await enc.encode(positionals)
+    let results: SearchResult[]
+    if (rows instanceof Uint8Array)
+      results = BinaryIndex.fromQuantized(rows, enc.dimension).search(queries, { topK, ...(rescore === undefined ? {} : { rescore }) })
+    else {
+      index = VectorIndex.from(rows, enc.dimension)
+      results = index.search(queries, { topK })
+    }
     const hit = [...new Set(results.flatMap((r) => r.indices))]
     const texts = await file.readLines(hit)
     const byIndex = new Map(hit.map((ix, i) => [ix, texts[i]]))

@@ -32,10 +32,11 @@ export function retrievalTable(results: RetrievalResult[]): string {
     const name = `${basename(r.dataset)} (${r.split})`
     return name.length <= 20 ? name : `…${name.slice(name.length - 19)}`
   }
+  // A binary ranking (eval --binary) sits under its dataset's exact one, named by how it ranked ("binary ×4").
   return formatTable(
     ['dataset', 'queries', 'docs', 'nDCG@10', 'MAP@10', 'MRR@10', 'R@10', 'R@100'],
     results.map((r) => [
-      label(r),
+      r.search === 'exact' ? label(r) : `  ${r.search.replace('binary, rescore ', 'binary ×')}`,
       r.queries,
       r.documents,
       pct(r.ndcgAt10),
@@ -58,7 +59,9 @@ export function matryoshkaTable(
   const headers = [
     'dims',
     ...(first.sts ? [...first.sts.results.map((r) => basename(r.file)), 'average'] : []),
-    ...first.retrieval.map((r) => `${basename(r.dataset)} nDCG@10`),
+    ...first.retrieval.map(
+      (r) => `${basename(r.dataset)}${r.search === 'exact' ? '' : ` ${r.search.replace('binary, rescore ', 'binary ×')}`} nDCG@10`,
+    ),
     ...(first.translation ?? []).map((r) => `${basename(r.file)} accuracy`),
   ]
   return formatTable(

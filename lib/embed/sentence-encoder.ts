@@ -19,6 +19,7 @@ import { ENCODER_PRECISION_REQUESTS, type EncoderPrecision, type EncoderPrecisio
 import { cosineSimilarity } from '../util/vectors.js'
 import { LangChainEmbeddings } from './langchain.js'
 import { cosineMatrix, VectorIndex, type SearchResult, type VectorsInput } from './search.js'
+import { BinaryIndex } from './binary-index.js'
 import { ROLE_PROMPTS } from './role-prompts.js'
 
 export type { Pooling } from '../model/bert.js'
@@ -413,7 +414,8 @@ export class SentenceEncoder {
   /**
    * Each query's topK corpus entries by cosine similarity, best first: `{ indices, scores }`.
    * queries: sentences (encoded here) or vectors; corpus: sentences, vectors (an array, or one flat
-   * Float32Array of `dimension`-long rows) or a VectorIndex built once for many searches. The scores
+   * Float32Array of `dimension`-long rows), a VectorIndex built once for many searches, or a BinaryIndex of the
+   * corpus vectors' signs (Hamming distance, then rescored with the float queries: `rescore`). The scores
    * come from the native GEMM, a block of corpus rows at a time, on the model's device (CUDA when the
    * model runs there; a VectorIndex searches where it lives), handing the event loop back every few
    * milliseconds (VectorIndex.searchAsync).
@@ -427,10 +429,17 @@ export class SentenceEncoder {
   ): Promise<SearchResult | SearchResult[]> {
     this.checkOpen('search')
     if (options === null || typeof options !== 'object') fail('search: options must be an object')
-    rejectUnknown('search', options, ['topK', 'batchSize'])
-    const { topK, batchSize } = options
+    rejectUnknown('search', options, ['topK', 'batchSize', 'rescore'])
+    const { topK, batchSize, rescore } = options
+    if (rescore !== undefined && !(corpus instanceof BinaryIndex)) fail('search: rescore applies to a BinaryIndex corpus')
     const single = typeof queries === 'string'
     const q = await this.vectorsOf('search: queries', single ? [queries] : queries, batchSize)
+    if (corpus instanceof BinaryIndex) {
+      const hits = await corpus
+        .searchAsync(q, { ...(topK === undefined ? {} : { topK }), ...(rescore === undefined ? {} : { rescore }) })
+        .catch((e: Error) => fail(e.message))
+      return single ? hits[0] : hits
+    }
     const vectors = corpus instanceof VectorIndex ? null : await this.vectorsOf('search: corpus', corpus, batchSize)
     const index = vectors ? prefixErrors(() => VectorIndex.from(vectors, this.dimension, { device: this.device })) : (corpus as VectorIndex)
     try {
@@ -582,14 +591,16 @@ export class SentenceEncoder {
   }
 }
 
-/** What search() searches: sentences, vectors, or an index of vectors. */
-export type SearchCorpus = readonly string[] | VectorsInput | VectorIndex
+/** What search() searches: sentences, vectors, an index of vectors, or of their signs. */
+export type SearchCorpus = readonly string[] | VectorsInput | VectorIndex | BinaryIndex
 
 export interface EncoderSearchOptions {
   /** Hits per query (default 10); more than the corpus holds returns the whole corpus. */
   topK?: number
   /** Sentences per forward pass when queries or corpus are sentences. */
   batchSize?: number
+  /** A BinaryIndex corpus: its oversampling for rescoring (BinarySearchOptions.rescore; default 4, 0: none). */
+  rescore?: number
 }
 
 /** Runs f, giving its errors this class's prefix ('search: corpus is empty' -> 'SentenceEncoder: search: ...'). */

@@ -13,6 +13,7 @@
 // for the datasets that hold their queries in the corpus: ArguAna, Quora, ...). Equal scores rank as
 // trec_eval ranks them: the greater document id first. The headline number is nDCG@10.
 import { embedQueriesAndDocuments, type PrefixedEmbedOptions } from '../embed/embed-texts.js'
+import { BinaryIndex } from '../embed/binary-index.js'
 import { VectorIndex } from '../embed/search.js'
 import type { Device } from '../tensor.js'
 import type { RetrievalDataset } from './beir.js'
@@ -34,6 +35,8 @@ export interface RetrievalResult {
   documents: number
   /** Judged documents that the corpus lacks (relevant, never retrieved). */
   unknownDocuments: number
+  /** How the documents were ranked: 'exact' (cosine), 'binary' (Hamming distance of the signs), 'binary, rescore N'. */
+  search: string
   /** nDCG@10, the headline number of BEIR and MTEB. */
   ndcgAt10: number
   scores: RetrievalScores
@@ -44,6 +47,11 @@ export interface RetrievalEvalOptions extends PrefixedEmbedOptions {
   ignoreIdenticalIds?: boolean
   /** Where the corpus vectors are searched (default 'cpu'). */
   device?: Device
+  /**
+   * Rank by a BinaryIndex of the documents' signs instead of exact cosine search: what a binary vector store keeps of
+   * the measures. `rescore`: its oversampling (0: Hamming order; BinarySearchOptions.rescore).
+   */
+  binary?: { rescore: number }
 }
 
 /** One query's ranked document ids, best first. */
@@ -111,9 +119,13 @@ export async function evaluateRetrieval(
   const depth = Math.max(...RETRIEVAL_CUTOFFS)
   // One more hit than the deepest cut-off, for the query's own document when the corpus holds it.
   const topK = Math.min(data.corpus.length, depth + (ignoreIdentical ? 1 : 0))
-  const index = VectorIndex.from(docVectors, undefined, { device: options.device ?? 'cpu' })
+  const binary = options.binary
+  const index = binary ? BinaryIndex.from(docVectors) : VectorIndex.from(docVectors, undefined, { device: options.device ?? 'cpu' })
   try {
-    const hits = await index.searchAsync(queryVectors, { topK })
+    const hits =
+      index instanceof BinaryIndex
+        ? await index.searchAsync(queryVectors, { topK, rescore: binary!.rescore })
+        : await index.searchAsync(queryVectors, { topK })
     const perQuery = data.queries.map((q, qi) => {
       const ranked = hits[qi].indices
         .map((d, r) => ({ id: data.corpus[d].id, score: hits[qi].scores[r] }))
@@ -133,10 +145,11 @@ export async function evaluateRetrieval(
       queries: data.queries.length,
       documents: data.corpus.length,
       unknownDocuments: data.unknownDocuments,
+      search: !binary ? 'exact' : binary.rescore > 0 ? `binary, rescore ${binary.rescore}` : 'binary',
       ndcgAt10: scores.ndcg[10],
       scores,
     }
   } finally {
-    index.dispose()
+    if (index instanceof VectorIndex) index.dispose()
   }
 }
