@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { cudaStatus, SentenceEncoder } from '../lib/index.js'
 import { train } from '../lib/train/train.js'
 import type { StepInfo } from '../lib/train/events.js'
+import { principalComponents } from '../lib/train/pca.js'
 import { checkCudaMatchesCpu } from './helpers/cuda-vs-cpu.js'
 import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
 
@@ -83,6 +84,39 @@ t.test("a step's loss is the mean squared error of the student's pooled vectors 
   t.ok(Number.isFinite(parallel[0].alignment), 'two views: their alignment')
 })
 
+t.test("a wider teacher: its vectors projected onto its principal components over the data, the student's width", async (t) => {
+  // A 128-wide teacher (the tiny config, a few steps from scratch) for the 48-wide micro student; 80 sentences, all in
+  // the projection's sample and in one batch, no dropout: step 1's loss is the mean squared error against the teacher's
+  // vectors times the components that principalComponents gives for them.
+  const many = writeSentences(join(dir, 'many.txt'), 80)
+  const lines = readFileSync(many, 'utf8').trim().split('\n')
+  const { model: _, ...fromScratch } = base
+  const wide = join(dir, 'wide-teacher')
+  await train({ ...fromScratch, config: 'tiny', data: many, steps: 3, lr: 1e-3, out: wide })
+  const steps: StepInfo[] = []
+  const messages: string[] = []
+  const run = { ...base, data: many, objective: 'distill' as const, teacher: wide, dropout: 0, batchSize: 80, steps: 1 }
+  await train({ ...run, out: join(dir, 'narrow') }, { onStep: (s) => void steps.push(s), onMessage: (m) => void messages.push(m) })
+  t.match(
+    messages.join('\n'),
+    /teacher: .*wide-teacher \(128 dimensions, on cpu\), projected onto its first 48 principal components over 80 training sentences/,
+  )
+  const teacherVectors = await vectors(wide, lines)
+  const flat = new Float32Array(80 * 128)
+  teacherVectors.forEach((v, i) => flat.set(v, i * 128))
+  const components = principalComponents(flat, 80, 128, 48)
+  const targets = teacherVectors.map((v) =>
+    Float32Array.from({ length: 48 }, (_, c) => v.reduce((s, x, j) => s + x * components[c * 128 + j], 0)),
+  )
+  const want = mse(await vectors(micro, lines, { pooling: 'cls', maxLength: 12 }), targets, (i) => i)
+  t.ok(Math.abs(steps[0].loss - want) < 1e-6 * want, `step 1: ${steps[0].loss}; against the projected vectors: ${want}`)
+  // Too few sentences for 48 components.
+  await t.rejects(
+    train({ ...run, data: text, batchSize: 8, out: join(dir, 'narrow-refused') }),
+    /projecting its 128 dimensions onto the model's 48 takes at least 48 training sentences .*the data has 24/,
+  )
+})
+
 t.test("training brings the student's vectors to the teacher's, and the card says so", async (t) => {
   const out = join(dir, 'trained')
   await train({ ...base, data: text, objective: 'distill', teacher, steps: 40, lr: 2e-3, out })
@@ -150,7 +184,7 @@ t.test('refusals name the option', async (t) => {
   const { model: _, ...fromScratch } = base
   await t.rejects(
     train({ ...fromScratch, config: 'tiny', data: text, objective: 'distill', teacher, out }),
-    /--teacher .*teacher: its vectors have 48 dimensions, the model's 128: distillation needs a student of the teacher's width/,
+    /--teacher .*teacher: its vectors have 48 dimensions, fewer than the model's 128: a student must be at most the teacher's width/,
   )
   await t.rejects(train({ ...base, data: text, objective: 'distill', teacher: join(dir, 'nowhere'), out }), /--teacher .*nowhere: /)
 })

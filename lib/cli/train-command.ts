@@ -40,7 +40,8 @@ export const trainUsage = `simcsepp train [options]
   Objective   --objective simcse|off-dropout|dcl|simcse++|cosent|angle|distill (text: simcse++; pairs/triplets:
               simcse; cosent, angle: scored pairs sentence1,sentence2,score, ranked by their scores as
               CoSENTLoss and AnglELoss; distill --teacher DIR: the vectors of sentences, or of both
-              sentences of parallel pairs, taught the teacher's vectors of the first, as MSELoss)
+              sentences of parallel pairs, taught the teacher's vectors of the first, as MSELoss; a
+              narrower model learns them projected onto their principal components over the data)
               --symmetric (pairs/triplets: also each positive against the anchors, the mean of both)
               --temperature 0.05  --pos-scale 1  --dcl-weight 0.1  --dcl-temperature 5  --dropout P
               --matryoshka-dims 768,512,256,128,64 [--matryoshka-weights 1,1,1,1,1]: the loss over

@@ -235,7 +235,15 @@ async function trainHolding(
         'unsupervised SimCSE contrasts two dropout views of each sentence, which would be the same vector: pass --dropout 0.1',
     )
   const maxLen = maxSequenceLength(model.config, o.maxLen)
-  const teacher = o.teacher !== undefined ? await loadTeacher(o.teacher, device, o.precision, model.config.hiddenSize, say) : null
+  const teacher =
+    o.teacher !== undefined
+      ? await loadTeacher(o.teacher, device, o.precision, model.config.hiddenSize, say, (count) =>
+          distillSample(
+            sets.filter((d) => d.o.objective === 'distill').map((d) => d.file),
+            count,
+          ),
+        )
+      : null
   if (teacher) hold(() => teacher.close())
   const matryoshka = matryoshkaPlan(o.matryoshkaDims, o.matryoshkaWeights, model.config.hiddenSize)
   if (matryoshka)
@@ -422,4 +430,18 @@ async function trainHolding(
   if (!evaluating || !evaluator.best) await saveModel()
   await run?.finish(evaluator.best, cardData)
   return end(totalSteps, false)
+}
+
+/**
+ * Up to `count` sentences spread evenly over the distillation datasets (an equal share of each, evenly spaced lines):
+ * the first column of pairs, the sentences the teacher's targets are of.
+ */
+async function distillSample(files: TrainingData[], count: number): Promise<string[]> {
+  const out: string[] = []
+  for (const file of files) {
+    const m = Math.min(file.count, Math.ceil(count / files.length))
+    const indices = Array.from({ length: m }, (_, i) => Math.floor((i * file.count) / m))
+    out.push(...('readColumns' in file ? (await file.readColumns(indices))[0] : await file.readLines(indices)))
+  }
+  return out
 }
