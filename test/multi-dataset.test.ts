@@ -177,6 +177,45 @@ t.test('interrupted and resumed, a run of several datasets ends with the uninter
   )
 })
 
+t.test('prompts once for every supervised dataset, or one per dataset; the output saves the first dataset’s', async (t) => {
+  // The schedule's first step is sts.csv's (dataset 1): its prompts are q2: and passage:.
+  const schedule = new DatasetSchedule(BATCHES, 'proportional', TINY_RUN.seed)
+  t.equal(schedule.at(0).dataset, 1)
+  const prompts = { queryPrompt: ['query: ', 'q2: ', ''], documentPrompt: 'passage: ' }
+  const multi: StepInfo[] = []
+  const messages: string[] = []
+  const out = join(dir, 'prompts')
+  await train({ ...run, ...prompts, steps: 1, out }, { onStep: (s) => void multi.push(s), onMessage: (m) => void messages.push(m) })
+  t.match(messages.join('\n'), /the output's query prompt is "query: " \(.*nli\.csv's\); .*sts\.csv trained with "q2: "/)
+  const args = JSON.parse(readFileSync(join(out, 'run', 'training_args.json'), 'utf8'))
+  t.same([args.queryPrompt, args.documentPrompt], [['query: ', 'q2: ', null], 'passage: '], 'recorded per dataset, or once')
+  t.same(JSON.parse(readFileSync(join(out, 'config_sentence_transformers.json'), 'utf8')).prompts, {
+    query: 'query: ',
+    document: 'passage: ',
+  })
+  // The step is the single-file run's with sts.csv's prompts, bit for bit (the same vocabulary), and not the one without.
+  const tokenizer = join(out, 'vocab.txt')
+  const single: StepInfo[] = []
+  const one = { ...TINY_RUN, steps: 1, data: sts, objective: 'cosent' as const, tokenizer, saveEvery: 0 }
+  await train(
+    { ...one, queryPrompt: 'q2: ', documentPrompt: 'passage: ', out: join(dir, 'prompts-single') },
+    { onStep: (s) => void single.push(s) },
+  )
+  const bare: StepInfo[] = []
+  await train({ ...one, out: join(dir, 'prompts-bare') }, { onStep: (s) => void bare.push(s) })
+  t.equal(multi[0].loss, single[0].loss, `sts.csv with its prompts: loss ${single[0].loss}`)
+  t.not(multi[0].loss, bare[0].loss, `without them: ${bare[0].loss}`)
+  // A prompt for the text file among different ones (the same for all is once for all); a count off.
+  await t.rejects(
+    train({ ...run, queryPrompt: ['q: ', 'x: ', 'q: '], out: join(dir, 'prompts-text') }),
+    /queryPrompt and documentPrompt apply to supervised pairs\/triplets, not to .*text\.txt: give '' for it/,
+  )
+  await t.rejects(
+    train({ ...run, queryPrompt: ['q: ', 'q: '], out: join(dir, 'prompts-count') }),
+    /train: queryPrompt must be one value for every dataset or one per dataset \(3; got 2\)/,
+  )
+})
+
 t.test('refusals name the file and the option', async (t) => {
   const out = join(dir, 'refused')
   await t.rejects(
@@ -196,7 +235,7 @@ t.test('refusals name the file and the option', async (t) => {
   )
   await t.rejects(
     train({ ...TINY_RUN, data: text, objective: ['simcse', 'simcse'] as never, out }),
-    /format, column and objective take one value per data file: give data as an array of files/,
+    /format, column, objective and the prompts take one value per data file: give data as an array of files/,
   )
   await t.rejects(
     train({ ...run, symmetric: false, queryPrompt: 'q: ', data: [text, text], objective: undefined, out }),
@@ -223,12 +262,21 @@ t.test('the command line: --data repeated, --objective once per --data', { ...ne
       'cosent',
       '--dataset-sampler',
       'round-robin',
+      '--query-prompt',
+      'query: ',
+      '--query-prompt',
+      '',
       '--out',
       out,
     ],
     { encoding: 'utf8' },
   )
   t.equal(r.status, 0, r.stderr)
+  t.same(
+    JSON.parse(readFileSync(join(out, 'run', 'training_args.json'), 'utf8')).queryPrompt,
+    ['query: ', null],
+    '--query-prompt once per --data',
+  )
   t.match(r.stderr, /\nloss of data 1 \S+ {2}\d+\.\d{4} -> \d+\.\d{4}\nloss of data 2 /, "the summary: each dataset's loss curve")
   const log = readFileSync(join(out, 'run', 'train.jsonl'), 'utf8')
     .trim()

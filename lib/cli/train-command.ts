@@ -31,12 +31,13 @@ export const trainUsage = `simcsepp train [options]
               --batch-sampler no-duplicates|random (pairs/triplets; default no-duplicates: no batch
               holds a sentence twice, which would be its own in-batch negative)
               Several datasets: --data repeated, each step a batch of one of them with its own
-              objective (--objective, --format, --column: once for all, or once per --data, in order;
-              --column '' for none);
+              objective (--objective, --format, --column, --query-prompt, --document-prompt: once for
+              all, or once per --data, in order; '' for none);
               --dataset-sampler proportional|round-robin (default proportional: every batch of each
               once per epoch, in a random order; round-robin: in turn, as often as the smallest allows)
               --query-prompt STR --document-prompt STR (pairs/triplets: before each anchor; before each
-              positive and negative; saved as the model's query and document prompts)
+              positive and negative; saved as the model's query and document prompts: the first
+              dataset's that has them)
   Objective   --objective simcse|off-dropout|dcl|simcse++|cosent|angle|distill (text: simcse++; pairs/triplets:
               simcse; cosent, angle: scored pairs sentence1,sentence2,score, ranked by their scores as
               CoSENTLoss and AnglELoss; distill --teacher DIR: the vectors of sentences, or of both
@@ -87,8 +88,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
       'batch-sampler': { type: 'string' },
       'negatives-per-example': { type: 'string' },
       symmetric: { type: 'boolean' },
-      'query-prompt': { type: 'string' },
-      'document-prompt': { type: 'string' },
+      'query-prompt': { type: 'string', multiple: true },
+      'document-prompt': { type: 'string', multiple: true },
       objective: { type: 'string', multiple: true },
       teacher: { type: 'string' },
       temperature: { type: 'string' },
@@ -148,8 +149,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
     batchSampler: oneOf('batch-sampler', values['batch-sampler'], BATCH_SAMPLERS),
     negativesPerExample: num('negatives-per-example', values['negatives-per-example'], R.negativesPerExample),
     symmetric: values.symmetric,
-    queryPrompt: values['query-prompt'],
-    documentPrompt: values['document-prompt'],
+    queryPrompt: oneOrEach(values['query-prompt']),
+    documentPrompt: oneOrEach(values['document-prompt']),
     objective: oneOrEach(values.objective?.map((v) => oneOf('objective', v, OBJECTIVES)!)),
     teacher: values.teacher,
     temperature: num('temperature', values.temperature, R.temperature),

@@ -23,6 +23,9 @@ export interface DatasetSpec {
   /** Parquet/JSON Lines: the column (field) of sentences, when it holds sentences. */
   column?: string
   objective: Objective
+  /** Supervised data: before each anchor (its training prompt), and before each positive and negative. */
+  queryPrompt?: string
+  documentPrompt?: string
 }
 
 /** The per-dataset options' values: one for every dataset, or one each (an array as long as `data`). */

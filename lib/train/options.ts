@@ -73,10 +73,11 @@ export interface TrainOptions {
   /**
    * Supervised pairs/triplets: a prompt prepended to every anchor (e5's 'query: ') and one to every positive and hard
    * negative (e5's 'passage: '), as sentence-transformers' training prompts; the output saves them as its 'query' and
-   * 'document' prompts, so encodeQuery and encodeDocument (and the retrieval evaluation) apply them.
+   * 'document' prompts, so encodeQuery and encodeDocument (and the retrieval evaluation) apply them. With several
+   * datasets: one for all, or one per dataset ('' for none).
    */
-  queryPrompt?: string
-  documentPrompt?: string
+  queryPrompt?: string | string[]
+  documentPrompt?: string | string[]
   /**
    * Matryoshka training: the objective over the first d dimensions of the vectors for each d listed (each at
    * most the hidden size; the hidden size itself to train the whole vectors too), weighted and summed, so that
@@ -176,7 +177,7 @@ type UnsetByDefault =
   | 'queryPrompt'
   | 'documentPrompt'
 
-type PerDataset = 'data' | 'format' | 'column' | 'objective'
+type PerDataset = 'data' | 'format' | 'column' | 'objective' | 'queryPrompt' | 'documentPrompt'
 
 /**
  * The options resolved. data, format, column and objective are the first dataset's (a run's only one, as a single
@@ -185,7 +186,7 @@ type PerDataset = 'data' | 'format' | 'column' | 'objective'
 export type ResolvedTrainOptions = Required<
   Omit<TrainOptions, UnsetByDefault | PerDataset | 'datasetSampler' | 'evalFiles' | 'evalRetrieval' | 'overwrite'>
 > &
-  Pick<TrainOptions, Exclude<UnsetByDefault, 'column'>> &
+  Pick<TrainOptions, Exclude<UnsetByDefault, 'column' | 'queryPrompt' | 'documentPrompt'>> &
   DatasetSpec & {
     datasets: DatasetSpec[]
     datasetSampler: DatasetSampler
@@ -196,18 +197,39 @@ export type ResolvedTrainOptions = Required<
 
 /** The options of a run as it trains on dataset `d` (one of o.datasets): that dataset's data, format, column and objective. */
 export function forDataset(o: ResolvedTrainOptions, d: DatasetSpec): ResolvedTrainOptions {
-  return { ...o, data: d.data, format: d.format, column: d.column, objective: d.objective }
+  return {
+    ...o,
+    data: d.data,
+    format: d.format,
+    column: d.column,
+    objective: d.objective,
+    queryPrompt: d.queryPrompt,
+    documentPrompt: d.documentPrompt,
+  }
 }
 
 /** The per-dataset options as a run records them: the values of its only dataset, or arrays, one per dataset. */
 export function recordedDatasets(o: ResolvedTrainOptions): Record<PerDataset, unknown> {
   const ds = o.datasets
-  if (ds.length === 1) return { data: ds[0].data, format: ds[0].format, column: ds[0].column ?? null, objective: ds[0].objective }
+  if (ds.length === 1)
+    return {
+      data: ds[0].data,
+      format: ds[0].format,
+      column: ds[0].column ?? null,
+      objective: ds[0].objective,
+      queryPrompt: ds[0].queryPrompt ?? null,
+      documentPrompt: ds[0].documentPrompt ?? null,
+    }
+  // Prompts as one value when every dataset has the same (as a run given them once records them).
+  const same = (k: 'queryPrompt' | 'documentPrompt') =>
+    ds.every((d) => d[k] === ds[0][k]) ? (ds[0][k] ?? null) : ds.map((d) => d[k] ?? null)
   return {
     data: ds.map((d) => d.data),
     format: ds.map((d) => d.format),
     column: ds.map((d) => d.column ?? null),
     objective: ds.map((d) => d.objective),
+    queryPrompt: same('queryPrompt'),
+    documentPrompt: same('documentPrompt'),
   }
 }
 
@@ -346,7 +368,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   const r = { ...DEFAULTS, ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) } as ResolvedTrainOptions
   r.datasets = datasetSpecs(o)
   Object.assign(r, r.datasets[0])
-  if (r.datasets[0].column === undefined) delete r.column
+  for (const k of ['column', 'queryPrompt', 'documentPrompt'] as const) if (r.datasets[0][k] === undefined) delete r[k]
   r.evalFiles = o.evalFiles ?? []
   r.evalRetrieval = o.evalRetrieval ?? []
   for (const [k, v] of [
@@ -379,8 +401,6 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (distilling && r.matryoshkaDims) throw new TypeError('train: matryoshkaDims applies to the contrastive objectives, not to distill')
   if (r.earlyStopping > 0 && (r.evalFiles.length + r.evalRetrieval.length === 0 || r.evalEvery === 0))
     throw new TypeError('train: earlyStopping counts evaluations: give evalFiles or evalRetrieval, and an evalEvery above 0')
-  for (const k of ['queryPrompt', 'documentPrompt'] as const)
-    if (r[k] !== undefined && typeof r[k] !== 'string') throw new TypeError(`train: ${k} must be a string (got ${JSON.stringify(r[k])})`)
   if (r.batchSampler !== undefined && !BATCH_SAMPLERS.includes(r.batchSampler))
     throw new TypeError(`train: batchSampler must be ${BATCH_SAMPLERS.join(' or ')} (got ${JSON.stringify(r.batchSampler)})`)
   if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)
@@ -405,6 +425,14 @@ function datasetSpecs(o: TrainOptions): DatasetSpec[] {
   const formats = perDataset('format', o.format, paths.length)
   const columns = perDataset('column', o.column, paths.length)
   const objectives = perDataset('objective', o.objective, paths.length)
+  // Prompts: a string for every dataset, or one each ('' or null: none for that dataset).
+  const prompts = (['queryPrompt', 'documentPrompt'] as const).map((k) =>
+    perDataset(k, o[k] as string | (string | null)[] | undefined, paths.length).map((v) => {
+      if (v !== undefined && v !== null && typeof v !== 'string')
+        throw new TypeError(`train: ${k} must be a string (got ${JSON.stringify(v)})`)
+      return Array.isArray(o[k]) && !v ? undefined : (v ?? undefined)
+    }),
+  )
   return paths.map((data, i) => {
     const format = formats[i] ?? DEFAULTS.format
     const objective = objectives[i] ?? DEFAULTS.objective
@@ -414,6 +442,14 @@ function datasetSpecs(o: TrainOptions): DatasetSpec[] {
     if (!OBJECTIVES.includes(objective)) throw new TypeError(`train: objective must be one of ${OBJECTIVES.join(', ')} (got ${objective})`)
     if (column !== undefined && typeof column !== 'string')
       throw new TypeError(`train: column must be a string (got ${JSON.stringify(column)})`)
-    return { data, format, objective, ...(column !== undefined ? { column } : {}) }
+    const [queryPrompt, documentPrompt] = prompts.map((p) => p[i])
+    return {
+      data,
+      format,
+      objective,
+      ...(column !== undefined ? { column } : {}),
+      ...(queryPrompt !== undefined ? { queryPrompt } : {}),
+      ...(documentPrompt !== undefined ? { documentPrompt } : {}),
+    }
   })
 }

@@ -160,6 +160,9 @@ async function trainHolding(
     if (batch < ranks) throw new Error(`--batch-size ${batch} is less than the ${ranks} ranks: each rank needs a sentence of the batch`)
     // The symmetric loss applies to supervised pairs and triplets (InfoNCE); in a mixture, to those datasets only.
     d.symmetric = o.symmetric && columnsOf(file) !== undefined && d.objective === 'simcse'
+    // Prompts given once for every dataset apply to the supervised ones, as symmetric does; one per dataset are checked below.
+    for (const k of ['queryPrompt', 'documentPrompt'] as const)
+      if (multi && columnsOf(file) === undefined && o.datasets.every((s) => s[k] === spec[k])) delete d[k]
     sets.push({ o: d, file, batch, views: viewCount(d.objective, columnsOf(file)) })
   }
   const file = sets[0].file
@@ -207,15 +210,30 @@ async function trainHolding(
   const supervised = sets.filter((d) => columnsOf(d.file) !== undefined)
   if (!supervised.length && (o.queryPrompt !== undefined || o.documentPrompt !== undefined))
     throw new TypeError('train: queryPrompt and documentPrompt apply to supervised pairs/triplets (anchors; positives and negatives)')
+  for (const d of sets)
+    if (columnsOf(d.file) === undefined && (d.o.queryPrompt !== undefined || d.o.documentPrompt !== undefined))
+      throw new TypeError(`train: queryPrompt and documentPrompt apply to supervised pairs/triplets, not to ${d.o.data}: give '' for it`)
   if (o.symmetric && !sets.some((d) => d.o.symmetric))
     throw new TypeError('train: symmetric applies to supervised pairs/triplets (the positives against the anchors)')
   // A sentence-transformers base model's settings the output keeps (its pooling came in through withBasePooling).
   const base = o.model ? await readSentenceTransformersConfig(o.model) : null
-  // The run's training prompts join the base model's as its 'query' and 'document' prompts.
+  // The run's training prompts join the base model's as its 'query' and 'document' prompts (with several datasets,
+  // the first's that has one: the others' are said).
+  const trained = (k: 'queryPrompt' | 'documentPrompt') => {
+    const given = sets.filter((d) => d.o[k] !== undefined)
+    const others = given.filter((d) => d.o[k] !== given[0].o[k])
+    if (others.length)
+      say(
+        `the output's ${k === 'queryPrompt' ? 'query' : 'document'} prompt is ${JSON.stringify(given[0].o[k])} (${given[0].o.data}'s); ` +
+          others.map((d) => `${d.o.data} trained with ${JSON.stringify(d.o[k])}`).join(', '),
+      )
+    return given[0]?.o[k]
+  }
+  const [queryPrompt, documentPrompt] = [trained('queryPrompt'), trained('documentPrompt')]
   const prompts = {
     ...base?.prompts,
-    ...(o.queryPrompt !== undefined ? { query: o.queryPrompt } : {}),
-    ...(o.documentPrompt !== undefined ? { document: o.documentPrompt } : {}),
+    ...(queryPrompt !== undefined ? { query: queryPrompt } : {}),
+    ...(documentPrompt !== undefined ? { document: documentPrompt } : {}),
   }
   const inherited: InheritedSettings = { ...base, prompts }
   if (base?.pooling && base.pooling === o.pooling && o.pooling !== 'cls')

@@ -22,7 +22,8 @@ import type { DataFormat } from '../data/pairs.js'
 export async function withDataFormat(options: TrainOptions): Promise<TrainOptions> {
   if (!Array.isArray(options?.data)) return withFileFormat(options)
   const paths = options.data
-  if (paths.length === 1 && ![options.format, options.column, options.objective].some((v) => Array.isArray(v) && v.length !== 1))
+  const perFile = [options.format, options.column, options.objective, options.queryPrompt, options.documentPrompt]
+  if (paths.length === 1 && !perFile.some((v) => Array.isArray(v) && v.length !== 1))
     return withFileFormat({ ...options, data: paths[0], ...firstOfEach(options) })
   if (paths.length === 0 || paths.some((p) => typeof p !== 'string' || !p)) return options // resolveTrainOptions names the error
   const formats = perDataset('format', options.format, paths.length)
@@ -30,7 +31,16 @@ export async function withDataFormat(options: TrainOptions): Promise<TrainOption
   const objectives = perDataset('objective', options.objective, paths.length)
   const each: TrainOptions[] = []
   for (let i = 0; i < paths.length; i++) {
-    const one = { ...options, data: paths[i], format: formats[i], column: columns[i] || undefined, objective: objectives[i] }
+    // The prompts stay per dataset (resolveTrainOptions splits them); reading a file needs none.
+    const one = {
+      ...options,
+      data: paths[i],
+      format: formats[i],
+      column: columns[i] || undefined,
+      objective: objectives[i],
+      queryPrompt: undefined,
+      documentPrompt: undefined,
+    }
     try {
       each.push(await withFileFormat(one))
     } catch (e) {
@@ -50,14 +60,26 @@ export async function withDataFormat(options: TrainOptions): Promise<TrainOption
 /** An array option of one value as that value (data given as a list of one file trains as that file). */
 function firstOfEach(o: TrainOptions): Partial<TrainOptions> {
   const first = <T>(v: T | T[] | undefined) => (Array.isArray(v) ? v[0] : v)
-  return { format: first(o.format), column: first(o.column) ?? undefined, objective: first(o.objective) }
+  return {
+    format: first(o.format),
+    column: first(o.column) ?? undefined,
+    objective: first(o.objective),
+    queryPrompt: first(o.queryPrompt) || undefined,
+    documentPrompt: first(o.documentPrompt) || undefined,
+  }
 }
 
 /** withDataFormat for one data file. */
 async function withFileFormat(options: TrainOptions): Promise<TrainOptions> {
   if (typeof options?.data !== 'string' || !options.data) return options
-  if (Array.isArray(options.format) || Array.isArray(options.column) || Array.isArray(options.objective))
-    throw new TypeError('train: format, column and objective take one value per data file: give data as an array of files')
+  if (
+    Array.isArray(options.format) ||
+    Array.isArray(options.column) ||
+    Array.isArray(options.objective) ||
+    Array.isArray(options.queryPrompt) ||
+    Array.isArray(options.documentPrompt)
+  )
+    throw new TypeError('train: format, column, objective and the prompts take one value per data file: give data as an array of files')
   const format = await detectFormat(options.data, options.format)
   if (format !== 'parquet' && format !== 'jsonl') {
     if (options.column !== undefined)
