@@ -117,6 +117,26 @@ t.test("a wider teacher: its vectors projected onto its principal components ove
   )
 })
 
+t.test('a run of several epochs computes every target once, before training: the per-step targets', async (t) => {
+  // 24 sentences in batches of 8: 3 steps an epoch. One epoch encodes each step's batch; two encode the data up front.
+  const run = { ...base, data: text, objective: 'distill' as const, teacher, dropout: 0 }
+  const [once, upfront]: StepInfo[][] = [[], []]
+  const messages: string[] = []
+  await train(
+    { ...run, steps: 3, out: join(dir, 'epoch-1') },
+    { onStep: (s) => void once.push(s), onMessage: (m) => void messages.push(m) },
+  )
+  t.notMatch(messages.join('\n'), /computed once/)
+  await train(
+    { ...run, steps: 6, out: join(dir, 'epoch-2') },
+    { onStep: (s) => void upfront.push(s), onMessage: (m) => void messages.push(m) },
+  )
+  t.match(messages.join('\n'), /teacher: the targets of all 24 distinct sentences computed once \(0\.0 MiB\), read every epoch/)
+  // Step 1 (before any update): the same targets but for the rounding of another batch's padding.
+  const rel = Math.abs(upfront[0].loss - once[0].loss) / once[0].loss
+  t.ok(rel < 1e-6, `step 1: ${upfront[0].loss} (targets up front) vs ${once[0].loss} (per step): ${rel.toExponential(1)} apart`)
+})
+
 t.test("training brings the student's vectors to the teacher's, and the card says so", async (t) => {
   const out = join(dir, 'trained')
   await train({ ...base, data: text, objective: 'distill', teacher, steps: 40, lr: 2e-3, out })

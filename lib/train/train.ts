@@ -38,7 +38,7 @@ import { applyCheckpoint, checkResumable, RunDir } from './run-dir.js'
 import { createModel, loadTokenizer, maxSequenceLength, trainingDevice, withBasePooling } from './setup.js'
 import { TrainingStep, type LaunchedStep } from './step.js'
 import { viewCount } from './objective.js'
-import { loadTeacher } from './teacher.js'
+import { loadTeacher, type TeacherData } from './teacher.js'
 import { batchSamplerFor, columnsOf, datasetBatchSampler, openTrainingData, withDataFormat, type TrainingData } from './training-data.js'
 import { DatasetSchedule } from './datasets.js'
 import { hasDropout } from '../model/config.js'
@@ -255,11 +255,13 @@ async function trainHolding(
   const maxLen = maxSequenceLength(model.config, o.maxLen)
   const teacher =
     o.teacher !== undefined
-      ? await loadTeacher(o.teacher, device, o.precision, model.config.hiddenSize, say, (count) =>
-          distillSample(
-            sets.filter((d) => d.o.objective === 'distill').map((d) => d.file),
-            count,
-          ),
+      ? await loadTeacher(
+          o.teacher,
+          device,
+          o.precision,
+          model.config.hiddenSize,
+          say,
+          teacherData(sets, totalSteps > schedule.stepsPerEpoch),
         )
       : null
   if (teacher) hold(() => teacher.close())
@@ -450,6 +452,34 @@ async function trainHolding(
   return end(totalSteps, false)
 }
 
+/** What the teacher reads of the distillation datasets: a sample, and (`severalEpochs`) every sentence. */
+function teacherData(sets: RunDataset[], severalEpochs: boolean): TeacherData {
+  const files = sets.filter((d) => d.o.objective === 'distill').map((d) => d.file)
+  const count = files.reduce((n, f) => n + f.count, 0)
+  return {
+    sample: (m) => distillSample(files, m),
+    count,
+    all: severalEpochs
+      ? async () => {
+          const out: string[] = []
+          for (const f of files)
+            out.push(
+              ...(await firstColumn(
+                f,
+                Array.from({ length: f.count }, (_, i) => i),
+              )),
+            )
+          return out
+        }
+      : null,
+  }
+}
+
+/** Lines `indices` of a distillation dataset: its sentences, or the first sentence of its pairs (the targets' own). */
+async function firstColumn(file: TrainingData, indices: number[]): Promise<string[]> {
+  return 'readColumns' in file ? (await file.readColumns(indices))[0] : file.readLines(indices)
+}
+
 /**
  * Up to `count` sentences spread evenly over the distillation datasets (an equal share of each, evenly spaced lines):
  * the first column of pairs, the sentences the teacher's targets are of.
@@ -459,7 +489,7 @@ async function distillSample(files: TrainingData[], count: number): Promise<stri
   for (const file of files) {
     const m = Math.min(file.count, Math.ceil(count / files.length))
     const indices = Array.from({ length: m }, (_, i) => Math.floor((i * file.count) / m))
-    out.push(...('readColumns' in file ? (await file.readColumns(indices))[0] : await file.readLines(indices)))
+    out.push(...(await firstColumn(file, indices)))
   }
   return out
 }
