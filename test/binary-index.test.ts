@@ -37,12 +37,14 @@ function bruteForce(corpus: Uint8Array, queries: Uint8Array, width: number, k: n
 }
 
 // [rows, bytes per row, queries, k]: one byte (ties everywhere), a part word (13 bytes), 768 bits (12 words), several
-// parts (rows past 256 per part), k past the corpus.
+// parts (rows past 256 per part), k past the corpus, 150 bytes (two whole 64-byte chunks and a part one; rows and
+// queries not multiples of the avx512 kernel's 4 x 4 tile).
 const CASES: [number, number, number, number][] = [
   [40, 1, 3, 7],
   [300, 13, 5, 10],
   [2000, 96, 4, 25],
   [9, 3, 2, 20],
+  [1030, 150, 7, 6],
 ]
 
 function nativeTopK(corpus: Uint8Array, queries: Uint8Array, width: number, k: number, chunk?: number) {
@@ -80,15 +82,23 @@ if (process.env.SIMCSEPP_HAMMING_TEST_CHILD) {
       const [c0, w0] = [bytes(rows * width, 10 + i), bytes(nq * width, 20 + i)]
       t.same(nativeTopK(c0, w0, width, k, 7), got, `case ${i}: searched 7 rows at a time, the same`)
     })
-    const generic = runSelfAsChild<{ kernel: string; results: typeof mine }>(import.meta.url, 'SIMCSEPP_HAMMING_TEST_CHILD', {
-      SIMCSEPP_SEARCH_KERNEL: 'generic',
-    })
-    t.equal(generic.kernel, 'generic')
-    t.same(
-      JSON.parse(JSON.stringify(generic.results)),
-      JSON.parse(JSON.stringify(mine)),
-      `generic gives ${addon.gemmInfo().hammingKernel}'s results`,
-    )
+    // Every kernel this CPU has, each in its own process (the variable is read once): the same hits and distances.
+    const best = addon.gemmInfo().hammingKernel
+    t.ok(['avx512', 'popcnt', 'generic'].includes(best), `this CPU's: ${best}`)
+    for (const [forced, kernel] of [
+      ['generic', 'generic'],
+      ['avx2', 'popcnt'],
+    ]) {
+      const child = runSelfAsChild<{ kernel: string; results: typeof mine }>(import.meta.url, 'SIMCSEPP_HAMMING_TEST_CHILD', {
+        SIMCSEPP_SEARCH_KERNEL: forced,
+      })
+      if (kernel === 'popcnt' && child.kernel !== 'popcnt') {
+        t.comment(`popcnt: this CPU has none (${child.kernel})`)
+        continue
+      }
+      t.equal(child.kernel, kernel)
+      t.same(JSON.parse(JSON.stringify(child.results)), JSON.parse(JSON.stringify(mine)), `${kernel} gives ${best}'s results`)
+    }
   })
 
   t.test('BinaryIndex: Hamming candidates rescored by the cosine with their sign vectors (float64 reference)', async (t) => {

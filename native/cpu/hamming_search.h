@@ -14,7 +14,8 @@ void hamming_top_k(float* top_scores, int32_t* top_indices,  // (nq, k): minus t
                    const uint8_t* queries,  // (nq, bytes)
                    int64_t nq, int64_t bytes, int64_t k);
 
-// "popcnt" when the CPU counts bits in one instruction, else "generic" (SIMCSEPP_SEARCH_KERNEL=generic forces it).
+// "avx512" (VPOPCNTDQ), "popcnt" (the scalar instruction) or "generic", the best this CPU has
+// (SIMCSEPP_SEARCH_KERNEL=generic forces the portable one, =avx2 the scalar popcnt).
 const char* hamming_kernel_name();
 
 }  // namespace simcsepp::cpu

@@ -6,9 +6,10 @@
 // search's ranking the signs keep depends on the model's vectors, not on random ones: `simcsepp eval --retrieval DIR
 // --binary` measures it.)
 // Run after the build: node scripts/bench/binary-search.mjs [--corpus 100000] [--dim 768] [--queries 16] [--top-k 10]
-// [--rescore 4] [--repeats 15]
+// [--rescore 4] [--repeats 15]; SIMCSEPP_SEARCH_KERNEL=avx2 times the scalar popcnt kernel instead of AVX-512's.
 import { parseArgs } from 'node:util'
 import { BinaryIndex, numThreads, VectorIndex } from '../../dist/index.js'
+import { addon } from '../../dist/native.js'
 
 const { values } = parseArgs({
   options: {
@@ -51,5 +52,6 @@ const rows = ways.map((w, i) => ({
   speedup: +(base / median(times[i])).toFixed(1),
   indexMB: +(w.bytes / 1e6).toFixed(1),
 }))
-console.log(JSON.stringify({ corpus: N, dim: D, queries: Q, topK: K, threads: numThreads(), results: rows }))
+const kernel = addon.gemmInfo().hammingKernel
+console.log(JSON.stringify({ corpus: N, dim: D, queries: Q, topK: K, threads: numThreads(), hammingKernel: kernel, results: rows }))
 console.table(rows)
