@@ -150,6 +150,62 @@ if (process.env.SIMCSEPP_HAMMING_TEST_CHILD) {
     t.same(await index.searchAsync(queries, { topK: 4, yieldAfterMs: 0 }), index.search(queries, { topK: 4 }), 'searchAsync: the same')
   })
 
+  t.test('rescoreWith: the candidates reranked by their full vectors (an array, a function, an async function)', async (t) => {
+    const D = 40,
+      N = 300
+    const flat = randn(N * D, 17)
+    const corpus = Array.from({ length: N }, (_, r) => flat.subarray(r * D, (r + 1) * D))
+    const queries = [0, 1, 2].map((q) => randn(D, 200 + q))
+    const index = BinaryIndex.from(corpus)
+    const cos = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+      let d = 0,
+        p = 0,
+        q = 0
+      for (let j = 0; j < D; j++) [d, p, q] = [d + a[j] * b[j], p + a[j] * a[j], q + b[j] * b[j]]
+      return d / Math.sqrt(p * q)
+    }
+    // The reference: the Hamming candidates (rescore 0 over topK · 3) reranked by float64 cosine.
+    const candidates = index.search(queries, { topK: 15, rescore: 0 })
+    const want = candidates.map((c, i) => {
+      const ranked = c.indices
+        .map((r, order) => ({ r, order, s: cos(queries[i], corpus[r]) }))
+        .sort((a, b) => b.s - a.s || a.order - b.order)
+      return { indices: ranked.slice(0, 5).map((h) => h.r), scores: ranked.slice(0, 5).map((h) => h.s) }
+    })
+    const asked: number[][] = []
+    const fetch = (rows: number[]) => (asked.push(rows), rows.map((r) => corpus[r]))
+    const got = [
+      index.search(queries, { topK: 5, rescore: 3, rescoreWith: corpus }),
+      index.search(queries, { topK: 5, rescore: 3, rescoreWith: fetch }),
+      await index.searchAsync(queries, { topK: 5, rescore: 3, rescoreWith: async (rows) => rows.map((r) => corpus[r]) }),
+    ]
+    for (const [w, g] of got.entries())
+      want.forEach((x, i) => {
+        t.same(g[i].indices, x.indices, `way ${w}, query ${i}: rows`)
+        if (Math.max(...g[i].scores.map((s, j) => Math.abs(s - x.scores[j]))) > 1e-12) t.fail(`way ${w}, query ${i}: scores`)
+      })
+    t.same(
+      asked[0],
+      [...new Set(candidates.flatMap((c) => c.indices))].sort((a, b) => a - b),
+      'one call: every candidate row, ascending',
+    )
+    // Int8 rows as stored: ranked by their cosine with the query (as sentence-transformers' int8 rescoring ranks).
+    const int8 = quantizeEmbeddings(corpus, 'int8')
+    t.equal(index.search(queries, { topK: 5, rescore: 3, rescoreWith: int8 }).length, 3)
+    t.throws(
+      () => index.search(queries, { rescoreWith: async (rows: number[]) => rows.map((r) => corpus[r]) }),
+      /rescoreWith returned a Promise: use searchAsync/,
+    )
+    t.throws(() => index.search(queries, { rescoreWith: corpus.slice(1) }), /rescoreWith holds 299 vectors, the index 300/)
+    t.throws(() => index.search(queries, { rescoreWith: () => [] }), /rescoreWith gave 0 vectors for \d+ rows/)
+    t.throws(
+      () => index.search(queries, { rescoreWith: (rows: number[]) => rows.map(() => new Float32Array(3)) }),
+      /rescoreWith's vector of row \d+ has 3 values, the index 40 dimensions/,
+    )
+    t.throws(() => index.search(queries, { rescoreWith: corpus, rescore: 0 }), /rescoreWith rescores: give a rescore of 1 or more/)
+    t.throws(() => index.search(queries, { rescoreWith: 3 as never }), /rescoreWith must be an array of the corpus vectors or a function/)
+  })
+
   t.test('quantized rows read back: binary and ubinary, arrays and flat', async (t) => {
     const D = 20
     const flat = randn(30 * D, 3)
@@ -210,7 +266,7 @@ if (process.env.SIMCSEPP_HAMMING_TEST_CHILD) {
       const v = vectors[5]
       const l1 = v.reduce((s, x) => s + Math.abs(x), 0) / Math.sqrt(v.reduce((s, x) => s + x * x, 0) * v.length)
       t.ok(Math.abs(one.scores[0] - l1) < 1e-6, `scored Σ|q| / (|q| √D) = ${l1}`)
-      await t.rejects(encoder.search('x', corpus, { rescore: 2 }), /rescore applies to a BinaryIndex corpus/)
+      await t.rejects(encoder.search('x', corpus, { rescore: 2 }), /rescore and rescoreWith apply to a BinaryIndex corpus/)
       await t.rejects(encoder.search('x', index, { rescore: -1 }), /rescore must be a non-negative integer/)
     } finally {
       await encoder.close()

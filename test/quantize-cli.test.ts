@@ -150,7 +150,7 @@ t.test('eval --retrieval --binary: exact, Hamming and rescored rankings, each th
   const out = JSON.parse(json.stdout).retrieval as { search: string; ndcgAt10: number }[]
   t.same(
     out.map((r) => r.search),
-    ['exact', 'binary', 'binary, rescore 3'],
+    ['exact', 'binary', 'binary, rescore 3', 'binary, rescore 3 by vectors'],
   )
   const enc = await SentenceEncoder.load(model, { device: 'cpu' })
   const data = await readBeirDataset(beir)
@@ -159,6 +159,7 @@ t.test('eval --retrieval --binary: exact, Hamming and rescored rankings, each th
     await evaluateRetrieval(embed, data),
     await evaluateRetrieval(embed, data, { binary: { rescore: 0 } }),
     await evaluateRetrieval(embed, data, { binary: { rescore: 3 } }),
+    await evaluateRetrieval(embed, data, { binary: { rescore: 3, byVectors: true } }),
   ]
   await enc.close()
   t.same(out, JSON.parse(JSON.stringify(want)), 'the numbers of evaluateRetrieval, each way')
@@ -169,6 +170,7 @@ t.test('eval --retrieval --binary: exact, Hamming and rescored rankings, each th
   t.match(lines[2], /\(test\)\s+8\s+60\s/)
   t.match(lines[3], /^ {2}binary\s+8\s+60\s/)
   t.match(lines[4], /^ {2}binary ×4\s+8\s+60\s/)
+  t.match(lines[5], /^ {2}binary ×4, vectors\s+8\s+60\s/)
   t.ok(
     lines.every((l) => l.length <= 80),
     'fits 80 columns',

@@ -51,8 +51,10 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const rescore = num('rescore', values.rescore, { int: true, min: 0 })
   if (rescore !== undefined && !values.binary) throw new UsageError('eval: --rescore applies to --binary')
   if (values.binary && !folders.length) throw new UsageError('eval: --binary ranks the documents of --retrieval sets: give one')
-  // Exact search, then the documents' signs by Hamming distance alone and rescored (--rescore, default 4).
-  const searches = values.binary ? [undefined, { rescore: 0 }, { rescore: rescore ?? DEFAULT_RESCORE }] : [undefined]
+  // Exact search, then the documents' signs by Hamming distance alone, rescored by the signs (--rescore, default 4), and
+  // rescored by the documents' vectors (a binary index whose full vectors are kept in storage).
+  const m = rescore ?? DEFAULT_RESCORE
+  const searches = values.binary ? [undefined, { rescore: 0 }, { rescore: m }, { rescore: m, byVectors: true }] : [undefined]
   const dims = numList('matryoshka-dims', values['matryoshka-dims'], { int: true, min: 1 })
   if (dims && values['truncate-dim'] !== undefined) throw new UsageError('eval: give --truncate-dim or --matryoshka-dims, not both')
   const enc = values.onnx ? await loadOnnxEncoder(values.onnx, values) : await loadEncoder(values)

@@ -31,9 +31,10 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
               sourceToTarget, targetToSource, accuracy })
   Matryoshka  --matryoshka-dims 768,256,64: every measure with the vectors cut to each size (encoded once);
               a table of a row per size (--json: { matryoshka: [{ dim, ... }] })
-  Binary      --binary: each retrieval set ranked three ways: exact, by the Hamming distance of the vectors'
-              signs, and rescored (--rescore N, 4: the N × 100 nearest by signs reranked by the float query),
-              as a binary vector store would rank them (search: "exact", "binary", "binary, rescore N")
+  Binary      --binary: each retrieval set ranked four ways: exact, by the Hamming distance of the vectors'
+              signs, rescored (--rescore N, 4: the N × 100 nearest by signs reranked by the float query against
+              their signs), and rescored by the documents' full vectors, as a binary vector store would rank them
+              (search: "exact", "binary", "binary, rescore N", "binary, rescore N by vectors")
 ${encoderOptions}`
 
 export const encodeUsage = `simcsepp encode --model DIR [--file FILE] [sentences...] [options]

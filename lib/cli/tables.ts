@@ -25,6 +25,11 @@ export function formatTable(headers: string[], rows: (string | number)[][]): str
 }
 
 /** The retrieval measures ×100 per dataset (nDCG@10 first: BEIR's and MTEB's headline number), in 80 columns. */
+/** How a binary ranking is named in a table: "binary", "binary ×4", "binary ×4, vectors". */
+function searchLabel(r: RetrievalResult): string {
+  return r.search.replace('binary, rescore ', 'binary ×').replace(' by vectors', ', vectors')
+}
+
 export function retrievalTable(results: RetrievalResult[]): string {
   const pct = (x: number) => (100 * x).toFixed(2)
   // A long folder name keeps its end (the split in parentheses, after it) so that rows fit 80 columns.
@@ -36,7 +41,7 @@ export function retrievalTable(results: RetrievalResult[]): string {
   return formatTable(
     ['dataset', 'queries', 'docs', 'nDCG@10', 'MAP@10', 'MRR@10', 'R@10', 'R@100'],
     results.map((r) => [
-      r.search === 'exact' ? label(r) : `  ${r.search.replace('binary, rescore ', 'binary ×')}`,
+      r.search === 'exact' ? label(r) : `  ${searchLabel(r)}`,
       r.queries,
       r.documents,
       pct(r.ndcgAt10),
@@ -59,9 +64,7 @@ export function matryoshkaTable(
   const headers = [
     'dims',
     ...(first.sts ? [...first.sts.results.map((r) => basename(r.file)), 'average'] : []),
-    ...first.retrieval.map(
-      (r) => `${basename(r.dataset)}${r.search === 'exact' ? '' : ` ${r.search.replace('binary, rescore ', 'binary ×')}`} nDCG@10`,
-    ),
+    ...first.retrieval.map((r) => `${basename(r.dataset)}${r.search === 'exact' ? '' : ` ${searchLabel(r)}`} nDCG@10`),
     ...(first.translation ?? []).map((r) => `${basename(r.file)} accuracy`),
   ]
   return formatTable(

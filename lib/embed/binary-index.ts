@@ -8,7 +8,9 @@
 //      ranks by q · b with b = 0/1, which is the same order: q · s = 2 q · b - Σq). Equal scores keep the Hamming order.
 //   Without rescoring (rescore: 0) the topK nearest by Hamming distance, scored 1 - 2d / D: the cosine of the two sign
 //   vectors.
-// The candidates' rescoring reads their bits, so no float copy of the corpus is needed.
+// The candidates' rescoring reads their bits, so no float copy of the corpus is needed. With rescoreWith it reads their
+// full vectors instead (kept on disk or in a database, say: a function fetches the candidates' rows) and scores the
+// cosine: the "binary index, rescored from storage" recipe, which recovers more of exact search than the signs can.
 import { addon } from '../native.js'
 import { floatRows, packSigns } from './quantize.js'
 import { type SearchResult, type VectorsInput } from './search.js'
@@ -21,6 +23,12 @@ export interface BinarySearchOptions {
    * their signs (default 4); 0: no rescoring (Hamming order and scores).
    */
   rescore?: number
+  /**
+   * Rescore by the full vectors instead of the signs: the corpus vectors (row i: vector i; float32, or int8 as stored),
+   * or a function from the candidates' rows (ascending, every query's at once) to their vectors in that order (read
+   * from disk or a database: searchAsync also awaits a Promise). The score is then the cosine of query and vector.
+   */
+  rescoreWith?: readonly ArrayLike<number>[] | ((rows: number[]) => readonly ArrayLike<number>[] | Promise<readonly ArrayLike<number>[]>)
 }
 
 export interface AsyncBinarySearchOptions extends BinarySearchOptions {
@@ -101,7 +109,9 @@ export class BinaryIndex {
   search(queries: VectorsInput, options: BinarySearchOptions = {}): SearchResult[] {
     const s = this.start(queries, options)
     s.step(this.size)
-    return s.results()
+    const vectors = s.fetch()
+    if (vectors instanceof Promise) fail('rescoreWith returned a Promise: use searchAsync')
+    return s.results(vectors)
   }
 
   /** search(), handing the event loop back every few milliseconds between chunks of corpus rows. Same results. */
@@ -117,15 +127,30 @@ export class BinaryIndex {
         since = performance.now()
       }
     }
-    return s.results()
+    return s.results(await s.fetch())
   }
 
-  /** A search in steps of corpus rows: step(rows) says whether rows are left; results() ranks and rescores. */
-  private start(queries: VectorsInput, options: BinarySearchOptions): { step(rows: number): boolean; results(): SearchResult[] } {
+  /**
+   * A search in steps of corpus rows: step(rows) says whether rows are left; fetch() gets the candidates' vectors when
+   * rescoreWith asks for them (a map from row to vector, else null); results() ranks and rescores.
+   */
+  private start(
+    queries: VectorsInput,
+    options: BinarySearchOptions,
+  ): {
+    step(rows: number): boolean
+    fetch(): Map<number, ArrayLike<number>> | null | Promise<Map<number, ArrayLike<number>> | null>
+    results(vectors: Map<number, ArrayLike<number>> | null): SearchResult[]
+  } {
     if (options === null || typeof options !== 'object') fail('options must be an object')
     for (const key of Object.keys(options))
-      if (!['topK', 'rescore', 'yieldAfterMs'].includes(key)) fail(`unknown option ${JSON.stringify(key)}`)
-    const { topK = 10, rescore = DEFAULT_RESCORE } = options
+      if (!['topK', 'rescore', 'rescoreWith', 'yieldAfterMs'].includes(key)) fail(`unknown option ${JSON.stringify(key)}`)
+    const { topK = 10, rescore = DEFAULT_RESCORE, rescoreWith } = options
+    if (rescoreWith !== undefined && typeof rescoreWith !== 'function' && !Array.isArray(rescoreWith))
+      fail('rescoreWith must be an array of the corpus vectors or a function from rows to their vectors')
+    if (Array.isArray(rescoreWith) && rescoreWith.length !== this.size)
+      fail(`rescoreWith holds ${rescoreWith.length} vectors, the index ${this.size}`)
+    if (rescoreWith !== undefined && rescore === 0) fail('rescoreWith rescores: give a rescore of 1 or more')
     if (!Number.isSafeInteger(topK) || topK < 1) fail(`topK must be a positive integer, got ${JSON.stringify(topK)}`)
     if (!Number.isSafeInteger(rescore) || rescore < 0)
       fail(`rescore must be a non-negative integer (0: no rescoring), got ${JSON.stringify(rescore)}`)
@@ -144,16 +169,36 @@ export class BinaryIndex {
         next = end
         return next < this.size
       },
-      results: () =>
+      fetch: () => {
+        if (rescoreWith === undefined) return null
+        const rows = [...new Set(indices)].sort((a, b) => a - b)
+        const got = typeof rescoreWith === 'function' ? rescoreWith(rows) : rows.map((r) => rescoreWith[r])
+        const check = (vectors: readonly ArrayLike<number>[]) => {
+          if (!Array.isArray(vectors) || vectors.length !== rows.length)
+            fail(`rescoreWith gave ${Array.isArray(vectors) ? vectors.length : 'no array of'} vectors for ${rows.length} rows`)
+          return new Map(rows.map((row, i) => [row, this.checkedVector(vectors[i], row)]))
+        }
+        return got instanceof Promise ? got.then(check) : check(got)
+      },
+      results: (vectors) =>
         Array.from({ length: q.rows }, (_, r) => {
           const found = Array.from(indices.subarray(r * candidates, (r + 1) * candidates))
           if (rescore === 0) {
             const d = this.dimension
             return { indices: found, scores: Array.from(scores.subarray(r * candidates, (r + 1) * candidates), (s) => 1 + (2 * s) / d) }
           }
-          return this.rescored(q.flat.subarray(r * q.dim, (r + 1) * q.dim), found, k)
+          const query = q.flat.subarray(r * q.dim, (r + 1) * q.dim)
+          return vectors ? rescoredByVectors(query, found, k, vectors) : this.rescored(query, found, k)
         }),
     }
+  }
+
+  /** rescoreWith's vector of `row`, checked: the index's dimension, finite values. */
+  private checkedVector(v: ArrayLike<number>, row: number): ArrayLike<number> {
+    if (!v || typeof v !== 'object' || v.length !== this.dimension)
+      fail(`rescoreWith's vector of row ${row} has ${v?.length} values, the index ${this.dimension} dimensions`)
+    for (let j = 0; j < v.length; j++) if (!Number.isFinite(v[j])) fail(`rescoreWith's vector of row ${row}: [${j}] is ${v[j]}`)
+    return v
   }
 
   /** The k best of `found` (in Hamming order) by the cosine of `query` with each one's sign vector. */
@@ -183,4 +228,23 @@ export class BinaryIndex {
     const kept = scored.slice(0, k)
     return { indices: kept.map((h) => h.row), scores: kept.map((h) => h.score) }
   }
+}
+
+/** The k best of `found` (in Hamming order) by the cosine of `query` with each one's vector (float64; ties: that order). */
+function rescoredByVectors(query: Float32Array, found: number[], k: number, vectors: Map<number, ArrayLike<number>>): SearchResult {
+  let qq = 0
+  for (let j = 0; j < query.length; j++) qq += query[j] * query[j]
+  const scored = found.map((row, order) => {
+    const v = vectors.get(row)!
+    let dot = 0,
+      vv = 0
+    for (let j = 0; j < query.length; j++) {
+      dot += query[j] * v[j]
+      vv += v[j] * v[j]
+    }
+    return { row, order, score: qq > 0 && vv > 0 ? dot / Math.sqrt(qq * vv) : 0 }
+  })
+  scored.sort((a, b) => b.score - a.score || a.order - b.order)
+  const kept = scored.slice(0, k)
+  return { indices: kept.map((h) => h.row), scores: kept.map((h) => h.score) }
 }

@@ -19,7 +19,7 @@ import { ENCODER_PRECISION_REQUESTS, type EncoderPrecision, type EncoderPrecisio
 import { cosineSimilarity } from '../util/vectors.js'
 import { LangChainEmbeddings } from './langchain.js'
 import { cosineMatrix, VectorIndex, type SearchResult, type VectorsInput } from './search.js'
-import { BinaryIndex } from './binary-index.js'
+import { BinaryIndex, type BinarySearchOptions } from './binary-index.js'
 import { ROLE_PROMPTS } from './role-prompts.js'
 
 export type { Pooling } from '../model/bert.js'
@@ -429,14 +429,19 @@ export class SentenceEncoder {
   ): Promise<SearchResult | SearchResult[]> {
     this.checkOpen('search')
     if (options === null || typeof options !== 'object') fail('search: options must be an object')
-    rejectUnknown('search', options, ['topK', 'batchSize', 'rescore'])
-    const { topK, batchSize, rescore } = options
-    if (rescore !== undefined && !(corpus instanceof BinaryIndex)) fail('search: rescore applies to a BinaryIndex corpus')
+    rejectUnknown('search', options, ['topK', 'batchSize', 'rescore', 'rescoreWith'])
+    const { topK, batchSize, rescore, rescoreWith } = options
+    if ((rescore !== undefined || rescoreWith !== undefined) && !(corpus instanceof BinaryIndex))
+      fail('search: rescore and rescoreWith apply to a BinaryIndex corpus')
     const single = typeof queries === 'string'
     const q = await this.vectorsOf('search: queries', single ? [queries] : queries, batchSize)
     if (corpus instanceof BinaryIndex) {
       const hits = await corpus
-        .searchAsync(q, { ...(topK === undefined ? {} : { topK }), ...(rescore === undefined ? {} : { rescore }) })
+        .searchAsync(q, {
+          ...(topK === undefined ? {} : { topK }),
+          ...(rescore === undefined ? {} : { rescore }),
+          ...(rescoreWith === undefined ? {} : { rescoreWith }),
+        })
         .catch((e: Error) => fail(e.message))
       return single ? hits[0] : hits
     }
@@ -601,6 +606,8 @@ export interface EncoderSearchOptions {
   batchSize?: number
   /** A BinaryIndex corpus: its oversampling for rescoring (BinarySearchOptions.rescore; default 4, 0: none). */
   rescore?: number
+  /** A BinaryIndex corpus: the full vectors its candidates are rescored by (BinarySearchOptions.rescoreWith). */
+  rescoreWith?: BinarySearchOptions['rescoreWith']
 }
 
 /** Runs f, giving its errors this class's prefix ('search: corpus is empty' -> 'SentenceEncoder: search: ...'). */

@@ -49,9 +49,10 @@ export interface RetrievalEvalOptions extends PrefixedEmbedOptions {
   device?: Device
   /**
    * Rank by a BinaryIndex of the documents' signs instead of exact cosine search: what a binary vector store keeps of
-   * the measures. `rescore`: its oversampling (0: Hamming order; BinarySearchOptions.rescore).
+   * the measures. `rescore`: its oversampling (0: Hamming order; BinarySearchOptions.rescore); `byVectors`: the
+   * candidates rescored by the documents' vectors rather than their signs (rescoreWith).
    */
-  binary?: { rescore: number }
+  binary?: { rescore: number; byVectors?: boolean }
 }
 
 /** One query's ranked document ids, best first. */
@@ -124,7 +125,11 @@ export async function evaluateRetrieval(
   try {
     const hits =
       index instanceof BinaryIndex
-        ? await index.searchAsync(queryVectors, { topK, rescore: binary!.rescore })
+        ? await index.searchAsync(queryVectors, {
+            topK,
+            rescore: binary!.rescore,
+            ...(binary!.byVectors ? { rescoreWith: docVectors } : {}),
+          })
         : await index.searchAsync(queryVectors, { topK })
     const perQuery = data.queries.map((q, qi) => {
       const ranked = hits[qi].indices
@@ -145,7 +150,11 @@ export async function evaluateRetrieval(
       queries: data.queries.length,
       documents: data.corpus.length,
       unknownDocuments: data.unknownDocuments,
-      search: !binary ? 'exact' : binary.rescore > 0 ? `binary, rescore ${binary.rescore}` : 'binary',
+      search: !binary
+        ? 'exact'
+        : binary.rescore > 0
+          ? `binary, rescore ${binary.rescore}${binary.byVectors ? ' by vectors' : ''}`
+          : 'binary',
       ndcgAt10: scores.ndcg[10],
       scores,
     }
