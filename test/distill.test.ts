@@ -110,6 +110,11 @@ t.test("a wider teacher: its vectors projected onto its principal components ove
   )
   const want = mse(await vectors(micro, lines, { pooling: 'cls', maxLength: 12 }), targets, (i) => i)
   t.ok(Math.abs(steps[0].loss - want) < 1e-6 * want, `step 1: ${steps[0].loss}; against the projected vectors: ${want}`)
+  t.match(
+    readFileSync(join(dir, 'narrow', 'README.md'), 'utf8'),
+    /\| teacher projected onto \| its first 48 principal components \(of 128 dimensions, over 80 training sentences\) \|/,
+    'the model card says how the targets were made',
+  )
   // Too few sentences for 48 components.
   await t.rejects(
     train({ ...run, data: text, batchSize: 8, out: join(dir, 'narrow-refused') }),

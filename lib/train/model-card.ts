@@ -40,6 +40,7 @@ const HYPER = [
   ['hard negatives per example', 'negativesPerExample'],
   ['symmetric loss', 'symmetric'],
   ['teacher', 'teacher'],
+  ['teacher projected onto', 'teacherProjection'],
   ['query prompt', 'queryPrompt'],
   ['document prompt', 'documentPrompt'],
   ['max length (tokens)', 'maxLen'],

@@ -10,7 +10,7 @@ import type { TrainOptions } from './options.js'
 // What training_args.json records besides the options (or resolved in place of one) and a resumed run
 // must not take as given: the step count of the run, the tokenizer's size, the number of ranks it ran on
 // (a resume may use another), the run's own location.
-const NOT_OPTIONS = ['totalSteps', 'batchSizeRequested', 'vocabSize', 'ranks', 'overwrite', 'resume', 'out']
+const NOT_OPTIONS = ['totalSteps', 'batchSizeRequested', 'vocabSize', 'ranks', 'teacherProjection', 'overwrite', 'resume', 'out']
 
 /**
  * The options of the run in `dir` (its output directory, or its checkpoint directory inside it), to

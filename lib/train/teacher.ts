@@ -37,6 +37,8 @@ export type TeacherVectors = (sentences: string[]) => Promise<Float32Array>
 
 export interface Teacher {
   vectors: TeacherVectors
+  /** How a wider teacher's vectors are projected onto the student's width (null: they are not). */
+  projection: { from: number; to: number; sentences: number } | null
   close(): Promise<void>
 }
 
@@ -62,6 +64,7 @@ export async function loadTeacher(
     return out
   }
   let projection: Tensor | null = null
+  let projected: Teacher['projection'] = null
   try {
     if (D < width)
       throw new Error(
@@ -76,6 +79,7 @@ export async function loadTeacher(
             `(their principal components), the data has ${sentences.length}`,
         )
       projection = Tensor.from(principalComponents(await encode(sentences), sentences.length, D, width), [width, D])
+      projected = { from: D, to: width, sentences: sentences.length }
       say(
         `${about}, projected onto its first ${width} principal components over ${sentences.length} training sentences: ` +
           "each batch's distillation targets",
@@ -121,6 +125,7 @@ export async function loadTeacher(
     }
   }
   return {
+    projection: projected,
     vectors: async (sentences) => {
       if (!upfront) return project(await encode(sentences))
       const { index, targets } = upfront

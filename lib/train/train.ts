@@ -328,6 +328,11 @@ async function trainHolding(
     device,
     vocabSize: tokenizer.vocabSize,
     ...(comm ? { ranks } : {}),
+    ...(teacher?.projection
+      ? {
+          teacherProjection: `its first ${teacher.projection.to} principal components (of ${teacher.projection.from} dimensions, over ${teacher.projection.sentences} training sentences)`,
+        }
+      : {}),
   })
 
   const saveModel = async () => run?.saveModel(model, tokenizer, maxLen, o.pooling, inherited)
