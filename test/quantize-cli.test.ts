@@ -130,6 +130,26 @@ t.test('search --binary: BinaryIndex’s hits over the corpus file', needsCli, a
       )
     }
   }
+  // --vectors: the corpus encoded once by encode (float32 rows, or their signs as bytes), the same hits as encoding it.
+  const f32 = join(dir, 'corpus.f32'),
+    ubin = join(dir, 'corpus.ubin')
+  writeFileSync(f32, runBytes('encode', '--model', dir, '--file', file, '--device', 'cpu', '--format', 'f32').stdout)
+  writeFileSync(
+    ubin,
+    runBytes('encode', '--model', dir, '--file', file, '--device', 'cpu', '--quantize', 'ubinary', '--format', 'bytes').stdout,
+  )
+  const searchJson = (...extra: string[]) => {
+    const r = run('search', '--model', dir, '--corpus', file, '--top-k', '4', '--device', 'cpu', '--json', ...extra, ...queries)
+    t.equal(r.status, 0, r.stderr)
+    return JSON.parse(r.stdout)
+  }
+  t.same(searchJson('--vectors', f32), searchJson(), '--vectors FILE.f32: the hits of encoding the corpus')
+  const binaryHits = searchJson('--binary')
+  t.same(searchJson('--binary', '--vectors', ubin), binaryHits, '--binary --vectors FILE.ubin: the same')
+  t.same(searchJson('--binary', '--vectors', f32), binaryHits, '--binary --vectors FILE.f32: packed as read')
+  const wrong = run('search', '--model', dir, '--corpus', file, '--vectors', ubin, '--device', 'cpu', 'q')
+  t.equal(wrong.status, 2)
+  t.match(wrong.stderr, /--vectors .*corpus\.ubin holds \d+ bytes; the corpus's 80 sentences of \d+ dimensions are \d+ as float32/)
   const bad = run('search', '--model', dir, '--corpus', file, '--rescore', '2', 'q')
   t.equal(bad.status, 2)
   t.match(bad.stderr, /--rescore applies to --binary/)

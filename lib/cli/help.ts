@@ -64,6 +64,8 @@ export const searchUsage = `simcsepp search --model DIR --corpus FILE [--top-k 5
               the others from 0; or a Parquet or JSON Lines file's --column NAME, as encode reads it, empty
               rows skipped)
               queries as arguments
+              --vectors FILE: the corpus's vectors as encode wrote them (--format f32; with --binary also
+              --quantize ubinary --format bytes), a row per sentence, read instead of encoding the corpus
   Output      --top-k N (5)  --json (an array: per query its hits, { index, score, sentence })
   Binary      --binary: the corpus held as its vectors' signs (1 bit per dimension, 1/32 of float32), searched by
               Hamming distance, then the --rescore N (4) × top-k nearest reranked by the cosine of the float query

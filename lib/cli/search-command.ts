@@ -1,5 +1,6 @@
 // `simcsepp search`: the corpus file's sentences nearest each query (SentenceEncoder + VectorIndex, or BinaryIndex with
 // --binary).
+import { readFile } from 'node:fs/promises'
 import { openSentences } from '../data/text-source.js'
 import { BinaryIndex } from '../embed/binary-index.js'
 import { quantizeEmbeddings } from '../embed/quantize.js'
@@ -24,6 +25,7 @@ export async function searchCommand(argv: string[]): Promise<void> {
       json: { type: 'boolean', default: false },
       binary: { type: 'boolean', default: false },
       rescore: { type: 'string' },
+      vectors: { type: 'string' },
     },
   })
   if (!values.model) throw new UsageError('search: --model DIR is required')
@@ -42,7 +44,10 @@ export async function searchCommand(argv: string[]): Promise<void> {
     // --binary keeps only the vectors' signs, packed chunk by chunk: 1/32 of the floats' memory.
     const width = values.binary ? Math.ceil(enc.dimension / 8) : enc.dimension
     const rows = values.binary ? new Uint8Array(file.count * width) : new Float32Array(file.count * width)
-    for (let s = 0; s < file.count; s += CHUNK) {
+    // --vectors: the corpus encoded before (encode --format f32, or --quantize ubinary --format bytes), read, not encoded.
+    const stored = values.vectors ? await readStoredVectors(values.vectors, file.count, enc.dimension, values.binary) : null
+    if (stored) rows.set(stored as never)
+    for (let s = 0; !stored && s < file.count; s += CHUNK) {
       const lines = Array.from({ length: Math.min(CHUNK, file.count - s) }, (_, i) => s + i)
       const vectors = await enc.encode(await file.readLines(lines))
       if (rows instanceof Uint8Array) quantizeEmbeddings(vectors, 'ubinary').forEach((v, i) => rows.set(v, (s + i) * width))
@@ -76,4 +81,31 @@ export async function searchCommand(argv: string[]): Promise<void> {
     await file.close()
     await enc.close()
   }
+}
+
+/**
+ * A corpus's vectors as `simcsepp encode` wrote them: float32 rows (--format f32), or with --binary also ubinary rows
+ * (--quantize ubinary --format bytes), told apart by the file's size; float32 rows for --binary are packed here.
+ */
+async function readStoredVectors(path: string, count: number, dim: number, binary: boolean): Promise<Float32Array | Uint8Array> {
+  let bytes: Buffer
+  try {
+    bytes = await readFile(path)
+  } catch (e) {
+    throw new UsageError(`search: --vectors ${path}: ${(e as Error).message}`)
+  }
+  const floats = count * dim * 4,
+    bits = count * Math.ceil(dim / 8)
+  if (bytes.length === floats) {
+    const f = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length))
+    if (!binary) return f
+    // Checked for finite values, packed: the rows are views of one buffer of them all.
+    const packed = quantizeEmbeddings(f, 'ubinary', { dimension: dim })
+    return new Uint8Array(packed[0].buffer, packed[0].byteOffset, bits)
+  }
+  if (binary && bytes.length === bits) return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length)
+  throw new UsageError(
+    `search: --vectors ${path} holds ${bytes.length} bytes; the corpus's ${count} sentences of ${dim} dimensions are ${floats} ` +
+      `as float32 (encode --format f32)${binary ? ` or ${bits} as signs (encode --quantize ubinary --format bytes)` : ''}`,
+  )
 }
