@@ -1,4 +1,4 @@
-// `simcsepp bench losses|gemm|encode|step|batch|dist`: flags -> the benchmarks of lib/bench/, their rows printed as a
+// `simcsepp bench losses|gemm|encode|step|batch|dist|search`: flags -> the benchmarks of lib/bench/, their rows printed as a
 // table (or JSON). Both device lists come from the one device policy (lib/device.ts).
 import { cudaStatus, numThreads } from '../index.js'
 import { resolveDevice } from '../device.js'
@@ -9,6 +9,7 @@ import { benchGemm, gemmSquareShapes, gemmStepShapes } from '../bench/gemm.js'
 import { benchEncode } from '../bench/encode.js'
 import { benchStep, type StepBenchRow } from '../bench/step.js'
 import { benchDist, distWorker } from '../bench/dist.js'
+import { benchSearch } from '../bench/search.js'
 import { memoryPlotSvg } from '../bench/memory-plot.js'
 import { PRECISION_REQUESTS, type PrecisionRequest } from '../model/precision.js'
 import { HelpRequest, parseFlags, UsageError } from './args.js'
@@ -21,6 +22,7 @@ import {
   lossBenchTable,
   profileTable,
   productsLines,
+  searchBenchTable,
   stepBenchTable,
 } from './tables.js'
 import { profilePlotSvg } from '../bench/profile-plot.js'
@@ -55,6 +57,7 @@ export function benchCommand(args: string[]) {
   if (what === 'step') return stepBench(rest)
   if (what === 'batch') return batchBench(rest)
   if (what === 'dist') return distBench(rest)
+  if (what === 'search') return searchBench(rest)
   const { values } = parseFlags(benchUsage, {
     args: rest,
     options: {
@@ -68,7 +71,7 @@ export function benchCommand(args: string[]) {
     },
   })
   if (what === 'gemm') return gemmBench(values)
-  if (what !== 'losses') usage(`unknown benchmark '${what ?? ''}' (available: losses, gemm, encode, step, batch, dist)`)
+  if (what !== 'losses') usage(`unknown benchmark '${what ?? ''}' (available: losses, gemm, encode, step, batch, dist, search)`)
   const sizes = (values.sizes ?? '64,512,4096,65536').split(',').map((s) => Number(s.trim()))
   if (sizes.some((n) => !Number.isInteger(n) || n < 1)) usage(`--sizes must be positive integers (got ${values.sizes})`)
   const dim = Number(values.dim)
@@ -93,6 +96,46 @@ export function benchCommand(args: string[]) {
     )
     process.stdout.write(lossBenchTable(rows) + '\n')
   }
+}
+
+function searchBench(argv: string[]) {
+  const { values } = parseFlags(benchUsage, {
+    args: argv,
+    options: {
+      corpus: { type: 'string', default: '100000' },
+      dim: { type: 'string', default: '768' },
+      queries: { type: 'string', default: '16' },
+      'top-k': { type: 'string', default: '10' },
+      rescore: { type: 'string', default: '4' },
+      repeats: { type: 'string', default: '15' },
+      json: { type: 'boolean', default: false },
+    },
+  })
+  const int = (flag: string, min: number) => {
+    const v = Number(values[flag as keyof typeof values])
+    if (!Number.isSafeInteger(v) || v < min)
+      usage(`--${flag} must be an integer of at least ${min} (got ${String(values[flag as keyof typeof values])})`)
+    return v
+  }
+  const o = {
+    corpus: int('corpus', 1),
+    dim: int('dim', 1),
+    queries: int('queries', 1),
+    topK: int('top-k', 1),
+    rescore: int('rescore', 1),
+    repeats: int('repeats', 1),
+  }
+  process.stderr.write(`  ${o.corpus} random vectors of ${o.dim} dimensions, batches of ${o.queries} queries, top ${o.topK}\n`)
+  const result = benchSearch(o)
+  const meta = { cpuThreads: numThreads(), date: new Date().toISOString() }
+  if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'search', ...meta, ...o, ...result }, null, 2) + '\n')
+  else
+    process.stdout.write(
+      `\nSearch, median ms per batch of ${o.queries} queries (${o.corpus} x ${o.dim}, top ${o.topK}), CPU threads: ` +
+        `${meta.cpuThreads}, kernels: cosine ${result.searchKernel}, Hamming ${result.hammingKernel}\n\n` +
+        searchBenchTable(result.rows) +
+        '\n',
+    )
 }
 
 async function encodeBench(argv: string[]) {

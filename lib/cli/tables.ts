@@ -11,6 +11,7 @@ import type { GemmBenchRow } from '../bench/gemm.js'
 import type { StepBenchRow } from '../bench/step.js'
 import type { EncodeBenchRow } from '../bench/encode.js'
 import type { DistBenchRow } from '../bench/dist.js'
+import type { SearchBenchRow } from '../bench/search.js'
 
 export function formatTable(headers: string[], rows: (string | number)[][]): string {
   const cells = rows.map((r) => r.map((c) => String(c)))
@@ -327,5 +328,13 @@ export function distBenchTable(rows: DistBenchRow[]): string {
       r.sentencesPerSec.toFixed(0),
       `${r.speedup.toFixed(2)}x`,
     ]),
+  )
+}
+
+/** bench search: per way of searching, the median ms per batch, the speed over exact search, the index's size. */
+export function searchBenchTable(rows: SearchBenchRow[]): string {
+  return formatTable(
+    ['search', 'ms / batch', 'speed', 'index MB'],
+    rows.map((r) => [r.search, r.medianMs.toFixed(2), `${r.speedup.toFixed(1)}x`, (r.indexBytes / 1e6).toFixed(1)]),
   )
 }
