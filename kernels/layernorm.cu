@@ -131,6 +131,14 @@ __global__ void __launch_bounds__(kRowThreads)
   for (int64_t c = lane; c < C; c += 32) o[c] = ln_output(x[c], m, rs, weight[c], bias[c]);
 }
 
+// One element of dinp, rounded as the CPU's expression rs * (g * w - mg - (x - m) * rs * mgn) is (no FMA
+// contraction: with one column, g * w - mg is exactly 0 on the CPU, while fma(g, w, -mg) would leave g * w's rounding
+// error, which rs = 1 / sqrt(eps) then magnifies to ~1e-2).
+__device__ __forceinline__ float dinp_value(float g, float w, float x, float m, float rs, float mg, float mgn) {
+  const float n = __fmul_rn(__fsub_rn(x, m), rs);
+  return __fmul_rn(rs, __fsub_rn(__fsub_rn(__fmul_rn(g, w), mg), __fmul_rn(n, mgn)));
+}
+
 // kDropout: also dy = dropout(dinp) with the forward's mask (dropout_kernel's arithmetic).
 template <bool kDropout>
 __global__ void __launch_bounds__(kRowThreads)
@@ -144,7 +152,7 @@ __global__ void __launch_bounds__(kRowThreads)
   const float m = mean[row], rs = rstd[row];
   float sg = 0.0f, sgn = 0.0f;
   for (int64_t c = lane; c < C; c += 32) {
-    const float gw = g[c] * weight[c];
+    const float gw = __fmul_rn(g[c], weight[c]);
     sg += gw;
     sgn += gw * ((x[c] - m) * rs);
   }
@@ -156,7 +164,7 @@ __global__ void __launch_bounds__(kRowThreads)
     const uint64_t base = row_base(drop, row, C);
     float* dyr = dy + row * C;
     for (int64_t c = lane; c < C; c += 32) {
-      const float v = rs * (g[c] * weight[c] - mg - (x[c] - m) * rs * mgn);
+      const float v = dinp_value(g[c], weight[c], x[c], m, rs, mg, mgn);
       d[c] = v;
       const float w = drops ? drop_value(drop, base + static_cast<uint64_t>(c), v) : v;
       dyr[c] = w;
@@ -164,7 +172,7 @@ __global__ void __launch_bounds__(kRowThreads)
     }
   } else {
     for (int64_t c = lane; c < C; c += 32) {
-      const float v = rs * (g[c] * weight[c] - mg - (x[c] - m) * rs * mgn);
+      const float v = dinp_value(g[c], weight[c], x[c], m, rs, mg, mgn);
       d[c] = v;
       if (g16 != nullptr) g16[c] = __float2bfloat16(v);
     }

@@ -10,7 +10,9 @@
 #
 #   bash scripts/device-run.sh            (from the repository root; results under $OUT when set)
 #
-# Environment: DEVICE_SECONDS (default 570: everything, rebuild included, inside a 600-second call).
+# Environment: DEVICE_SECONDS (default 570: everything, rebuild included, inside a 600-second call);
+# GPU_CHECK_SLACK (default 150): seconds of DEVICE_SECONDS kept back from gpu-check's budget (a short second
+# call with --only can keep fewer).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
@@ -26,17 +28,20 @@ say() {
 [ -d "$carry/pkg/dist" ] || { say "$carry/pkg/dist not found: run scripts/device-pack.sh first"; exit 2; }
 
 cd "$carry"
-if [ ! -x node ]; then
-  (xz -d -f -k node.xz 2>/dev/null || python3 -c "import lzma,shutil;shutil.copyfileobj(lzma.open('node.xz'),open('node','wb'))") || {
+# node is unpacked outside .device-carry/ (86 MB): a rehearsal here would otherwise leave it in the folder that
+# the next device call carries, over the call's 64 MiB.
+node="${TMPDIR:-/tmp}/simcsepp-device-node"
+if [ ! -x "$node" ] || [ node.xz -nt "$node" ]; then
+  (xz -d -c node.xz >"$node" 2>/dev/null || python3 -c "import lzma,shutil,sys;shutil.copyfileobj(lzma.open('node.xz'),open(sys.argv[1],'wb'))" "$node") || {
     say "could not decompress node.xz"
     exit 2
   }
-  chmod +x node
+  chmod +x "$node"
 fi
 
 # Why the carried addon cannot use CUDA, or "ok".
 cuda_reason() {
-  ./node --input-type=module -e "const { addon } = await import('./pkg/dist/native.js'); const s = addon.cudaStatus(); console.log(s.available ? 'ok' : s.reason)" 2>&1 | tail -n 1
+  "$node" --input-type=module -e "const { addon } = await import('./pkg/dist/native.js'); const s = addon.cudaStatus(); console.log(s.available ? 'ok' : s.reason)" 2>&1 | tail -n 1
 }
 reason="$(cuda_reason)"
 say "carried addon: ${reason}"
@@ -61,10 +66,10 @@ fi
 # gpu-check keeps to its budget only roughly (a benchmark under way finishes): 150 s of slack, as the
 # 420-second budget of a 570-second call had before the rebuild existed.
 left=$((total - ($(date +%s) - start)))
-budget=$((left - 150))
+budget=$((left - ${GPU_CHECK_SLACK:-150}))
 if [ "$budget" -lt 60 ]; then
   say "only ${left} s left: the checks run with a 60-second budget"
   budget=60
 fi
 say "gpu-check with --budget-seconds ${budget}"
-./node ../scripts/gpu-check.mjs --dist pkg/dist --budget-seconds "$budget" "$@"
+"$node" ../scripts/gpu-check.mjs --dist pkg/dist --budget-seconds "$budget" "$@"

@@ -3,6 +3,14 @@
 // (build/Release/simcsepp.node, CUDA build) and dist/: no tap, no TypeScript, no network.
 //
 //   node scripts/gpu-check.mjs [--budget-seconds 420] [--large] [--no-bench] [--no-checks] [--dry-run] [--dist DIR]
+//                              [--only SECTIONS] [--loss-n-max N] [--torch-modes eager,compile]
+//
+// --only: a comma-separated list of the sections to run, to spend a short second lease on what the first one left
+// open: losses (2: the loss, unfused, dropout and tensor checks), ops (3), e2e (4), bench-losses (5),
+// bench-attention, bench-step, bench-variants (the B = 64 step without graphs, with per-op rounding, with fp32
+// operands; the micro-batched B = 4096), bench-torch, bench-profile (6), bench-encode (7). Default: all.
+// --loss-n-max: the loss checks of 2 only up to this N (N = 65,536 takes minutes of CPU reference).
+// --torch-modes: the PyTorch baseline's modes (default eager,compile).
 //
 // --dry-run: the benchmarks of 5-7 run on tiny shapes (the tiny model, B = 2 and 4, T = 6, one timed step),
 // also on the host emulator, where they are otherwise skipped: a rehearsal of this script's benchmark code
@@ -72,7 +80,7 @@ import {
   lossClose,
   lossShapes,
   lossViews,
-  naturalScale,
+  gradFloor,
   randn,
   relErr,
   runUnfused,
@@ -94,6 +102,32 @@ if (!(budget > 0)) {
   process.exit(2)
 }
 const large = flag('--large')
+const SECTIONS = [
+  'losses',
+  'ops',
+  'e2e',
+  'bench-losses',
+  'bench-attention',
+  'bench-step',
+  'bench-variants',
+  'bench-torch',
+  'bench-profile',
+  'bench-encode',
+]
+const only = option('--only', null)?.split(',')
+const unknownSection = only?.find((x) => !SECTIONS.includes(x))
+if (unknownSection !== undefined) {
+  console.error(`--only: unknown section ${JSON.stringify(unknownSection)} (sections: ${SECTIONS.join(', ')})`)
+  process.exit(2)
+}
+/** Whether --only (or its absence) lets this section run. */
+const want = (section) => !only || only.includes(section)
+const lossNMax = Number(option('--loss-n-max', 'Infinity'))
+if (!(lossNMax >= 1)) {
+  console.error(`--loss-n-max must be >= 1 (got ${option('--loss-n-max')})`)
+  process.exit(2)
+}
+const torchModes = option('--torch-modes', 'eager,compile')
 let runBench = !flag('--no-bench')
 const runChecks = !flag('--no-checks')
 const dryRun = flag('--dry-run')
@@ -267,10 +301,10 @@ function estimator() {
   }
 }
 const rate = { parity: estimator(), unfused: estimator() }
-const benchReserve = runBench ? Math.min(120, budget * 0.3) : 0
+const benchReserve = runBench && SECTIONS.some((x) => x.startsWith('bench-') && want(x)) ? Math.min(120, budget * 0.3) : 0
 const parityLeft = () => left() - benchReserve
 // The loss checks leave time for the encoder checks after them (seconds on a GPU: their CPU references are small).
-const encoderReserve = Math.min(30, budget * 0.1)
+const encoderReserve = want('e2e') ? Math.min(30, budget * 0.1) : 0
 const lossLeft = () => parityLeft() - encoderReserve
 
 // ---------------------------------------------------------------------------------------------
@@ -286,7 +320,9 @@ if (!status.available) {
   // The host emulator runs every thread as a fiber: the tests' emulator shapes, not the GPU's.
   const emulated = status.emulated === true
   if (emulated) log('the CUDA device is the host emulator: the loss, unfused and dropout checks run at EMULATED_SHAPES')
-  for (const [n, d] of emulated ? EMULATED_SHAPES.loss : lossShapes(large)) {
+  if (only) log(`--only ${only.join(',')}`)
+  const lossShapesHere = want('losses') ? (emulated ? EMULATED_SHAPES.loss : lossShapes(large)).filter(([n]) => n <= lossNMax) : []
+  for (const [n, d] of lossShapesHere) {
     const est = rate.parity.estimate(n, d)
     if (est > lossLeft()) {
       for (const c of LOSS_CASES)
@@ -298,7 +334,7 @@ if (!status.available) {
     const cpu = v.map((x) => Tensor.from(x, [n, d]))
     const gpu = cpu.map((x) => x.to(GPU))
     for (const c of LOSS_CASES) {
-      const floor = 0.01 * naturalScale(c.floor, n, d, c.temperature, c.floor === 'cos' ? v : v[0])
+      const floor = gradFloor(c.floor, n, d, c.temperature, c.floor === 'cos' ? v : v[0])
       check(`${c.name} N=${n} D=${d}`, () => {
         const a = c.run(losses, gpu),
           b = c.run(losses, cpu)
@@ -316,7 +352,8 @@ if (!status.available) {
   }
 
   // Hard negatives of another count than the batch (the n-tuple format: k per example).
-  for (const [n, m, d] of emulated ? HARD_NEGATIVE_SHAPES.emulated : HARD_NEGATIVE_SHAPES.gpu) {
+  const hardShapes = want('losses') ? (emulated ? HARD_NEGATIVE_SHAPES.emulated : HARD_NEGATIVE_SHAPES.gpu) : []
+  for (const [n, m, d] of hardShapes.filter(([n]) => n <= lossNMax)) {
     if (lossLeft() < 30) {
       skip(`simcse N=${n} M=${m} D=${d}: ${Math.max(0, lossLeft()).toFixed(0)} s left`)
       continue
@@ -328,7 +365,7 @@ if (!status.available) {
       const run = (/** @type {any[]} */ z) => losses.simcse(z[0], z[1], { hardNegatives: z[2] })
       const a = run(gpu),
         b = run(cpu)
-      const r = compareLossResults(a, b, GPU, 0.01 * naturalScale('cos', n, d, 0.05, v.slice(0, 2)))
+      const r = compareLossResults(a, b, GPU, gradFloor('cos', n, d, 0.05, v.slice(0, 2)))
       const again = run(gpu)
       const same = sameBits(a, again)
       for (const g of [...Object.values(a.grads), ...Object.values(b.grads), ...Object.values(again.grads), ...cpu, ...gpu]) g?.dispose?.()
@@ -337,7 +374,8 @@ if (!status.available) {
   }
 
   // The benchmark's unfused baseline: CUDA (kernels/infonce_unfused.cu) against CPU.
-  for (const [n, d] of emulated ? EMULATED_SHAPES.unfused : UNFUSED_SHAPES) {
+  const unfusedShapes = want('losses') ? (emulated ? EMULATED_SHAPES.unfused : UNFUSED_SHAPES) : []
+  for (const [n, d] of unfusedShapes.filter(([n]) => n <= lossNMax)) {
     const est = rate.unfused.estimate(n, d)
     if (est > lossLeft()) {
       skip(`unfused N=${n} D=${d}: estimated ${est.toFixed(0)} s, ${Math.max(0, lossLeft()).toFixed(0)} s left`)
@@ -352,7 +390,7 @@ if (!status.available) {
       let ok = lossClose(a.loss, b.loss) && a.workspaceBytes >= n * n * 4
       const parts = [`loss ${a.loss} vs ${b.loss}`]
       for (let k = 0; k < 3; k++) {
-        const err = relErr(a.grads[k], b.grads[k], 0.01 * naturalScale('cos', n, d, 0.05, v))
+        const err = relErr(a.grads[k], b.grads[k], gradFloor('cos', n, d, 0.05, v))
         ok &&= err < GRAD_TOLERANCE && a.grads[k].every(Number.isFinite)
         parts.push(`dz${[1, 2, 0][k]} ${fmt(err)}`)
       }
@@ -362,7 +400,7 @@ if (!status.available) {
     rate.unfused.learn(n, d, (performance.now() - s) / 1000)
   }
 
-  for (const [rows, cols] of emulated ? EMULATED_SHAPES.dropout : DROPOUT_SHAPES) {
+  for (const [rows, cols] of want('losses') ? (emulated ? EMULATED_SHAPES.dropout : DROPOUT_SHAPES) : []) {
     check(`dropout [${rows}, ${cols}] bit-equal`, () => {
       const x = randn(rows * cols, rows)
       const opts = dropoutOptions(rows)
@@ -373,12 +411,15 @@ if (!status.available) {
     })
   }
 
-  check('tensor round trip cpu -> cuda -> cpu', () => {
-    const x = randn(1000, 1)
-    const r = bitEqual(Tensor.from(x, [10, 100]).to(GPU).to('cpu').toFloat32Array(), x)
-    return [r.equal, `${r.diff} of ${r.total} elements differ`]
-  })
-  if (fake) skip('mixed devices are rejected: SIMCSEPP_GPU_CHECK_FAKE=cpu has one device only')
+  if (want('losses'))
+    check('tensor round trip cpu -> cuda -> cpu', () => {
+      const x = randn(1000, 1)
+      const r = bitEqual(Tensor.from(x, [10, 100]).to(GPU).to('cpu').toFloat32Array(), x)
+      return [r.equal, `${r.diff} of ${r.total} elements differ`]
+    })
+  if (!want('losses')) {
+    // (--only)
+  } else if (fake) skip('mixed devices are rejected: SIMCSEPP_GPU_CHECK_FAKE=cpu has one device only')
   else
     check('mixed devices are rejected', () => {
       const x = randn(1000, 1)
@@ -396,7 +437,7 @@ if (!status.available) {
   const opLib = { Tensor, ops, addon, nativeOf }
   const worst = new WorstErrors()
   let opRate = 0
-  for (const c of [...GEMM_CASES, ...ROWWISE_CASES]) {
+  for (const c of want('ops') ? [...GEMM_CASES, ...ROWWISE_CASES] : []) {
     const est = 0.05 + (opRate || 1e-8) * c.work
     if (est > parityLeft()) {
       skip(`${c.name}: estimated ${est.toFixed(1)} s, ${Math.max(0, parityLeft()).toFixed(0)} s left`)
@@ -460,7 +501,7 @@ if (!status.available) {
       e2eBlocker = 'dist/ did not load'
     }
   }
-  for (const { name, estimate, training, run } of e2e) {
+  for (const { name, estimate, training, run } of want('e2e') ? e2e : []) {
     const blocker = e2eBlocker ?? (fake ? null : cudaSupport.encoderCudaBlocker(training))
     const est = estimate()
     if (blocker) skip(`${name}: ${blocker}`)
@@ -478,7 +519,7 @@ if (!status.available) {
 // ---------------------------------------------------------------------------------------------
 // Loss benchmark.
 
-if (runBench) {
+if (runBench && want('bench-losses')) {
   let bench, tables
   try {
     bench = await mod('bench/losses.js')
@@ -548,7 +589,7 @@ if (runBench) {
 // (KEEP_PROBS_MAX_T in lib/model/activations.ts: what the memory it saves costs in time on a GPU).
 // The ops only launch: a host read of a 1-float tensor after the repetitions waits for them.
 
-if (runBench && !fake && status.available) {
+if (runBench && !fake && status.available && want('bench-attention')) {
   if (left() < 30) skip(`bench attention: ${left().toFixed(0)} s left`)
   else
     try {
@@ -614,7 +655,7 @@ if (runBench && !fake && status.available) {
 // CUDA (dist/bench/step.js), and the same step in PyTorch (scripts/bench/torch_step.py, eager and
 // torch.compile) when python3 can import torch and transformers; side by side, with the issue's targets.
 
-if (runBench && !fake) {
+if (runBench && !fake && ['bench-step', 'bench-variants', 'bench-torch', 'bench-profile'].some(want)) {
   const stepRows = []
   const torchRows = []
   const comparisons = [] // steps run with a non-default setting, for the ratios in the log
@@ -625,7 +666,9 @@ if (runBench && !fake) {
   } catch (e) {
     blocker = `dist/model/cuda-support.js: ${e.message.split('\n')[0]}`
   }
-  if (blocker) {
+  if (!want('bench-step')) {
+    // (--only)
+  } else if (blocker) {
     skip(`bench step: ${blocker}`)
   } else if (left() < 60) {
     skip(`bench step: ${left().toFixed(0)} s left`)
@@ -665,21 +708,21 @@ if (runBench && !fake) {
         `${a.stepsPerSec.toFixed(2)} steps/s; ${label}: ${b.stepsPerSec.toFixed(2)} (${(b.stepsPerSec / a.stepsPerSec).toFixed(2)}x)`
       // The same B = 64 step without CUDA graphs (the rows above replay the encoder passes as graphs from
       // the third step on): what the graphs save in launch and JavaScript overhead.
-      if (left() > 120) {
+      if (want('bench-variants') && left() > 120) {
         const [eager, graphs] = await stepWith({ SIMCSEPP_CUDA_GRAPHS: '0' }, small)
         if (eager && graphs) log(`  step B=${small} without CUDA graphs: ${ratio(eager, 'with', graphs)}`)
       }
       // The B = 64 step with the products rounding both operands at every op (SIMCSEPP_BF16_WEIGHT_MIRROR=0,
       // SIMCSEPP_BF16_HANDOFF=0) against the defaults: weights from the bf16 mirror AdamW keeps
       // (kernels/bf16_mirror.cuh), inputs handed off by the LayerNorms and the GELU (kernels/bf16_handoff.cuh).
-      if (left() > 150) {
+      if (want('bench-variants') && left() > 150) {
         const [perOp, fed] = await stepWith({ SIMCSEPP_BF16_WEIGHT_MIRROR: '0', SIMCSEPP_BF16_HANDOFF: '0' }, small)
         if (perOp) comparisons.push({ ...perOp, bf16Copies: 'per op' })
         if (perOp && fed) log(`  step B=${small} operands rounded per op: ${ratio(perOp, 'from the mirror and handoffs', fed)}`)
       }
       // The bf16 products on fp32 operands rounded inside the GEMM (SIMCSEPP_BF16_OPERANDS=fp32) against the
       // default bf16 copies (kernels/bf16_copy.cuh): whether the copies pay for their conversion passes.
-      for (const B of left() > 150 ? shapes.batches : []) {
+      for (const B of want('bench-variants') && left() > 150 ? shapes.batches : []) {
         if (left() < 120) break
         const [fp32Operands, copies] = await stepWith({ SIMCSEPP_BF16_OPERANDS: 'fp32' }, B)
         if (fp32Operands) comparisons.push({ ...fp32Operands, bf16Operands: 'fp32' })
@@ -690,7 +733,9 @@ if (runBench && !fake) {
       const [huge, rowsPerPass] = shapes.huge
       const bigRow = stepRows.find((r) => r.batchSize === big && r.stepsPerSec > 0)
       const estimate = bigRow ? (3 * (huge / big) * 1.4) / bigRow.stepsPerSec + 30 : Infinity
-      if (estimate < left() - 150)
+      if (!want('bench-variants')) {
+        // (--only)
+      } else if (estimate < left() - 150)
         stepRows.push(
           ...(await benchStep({
             size: shapes.model,
@@ -709,8 +754,10 @@ if (runBench && !fake) {
       report(false, `bench step: threw ${e.message.split('\n')[0]}`)
     }
   }
-  const hasTorch = spawnSync(python, ['-c', 'import torch, transformers'], { stdio: 'ignore' }).status === 0
-  if (!hasTorch) skip(`PyTorch baseline: ${python} cannot import torch and transformers`)
+  const hasTorch = want('bench-torch') && spawnSync(python, ['-c', 'import torch, transformers'], { stdio: 'ignore' }).status === 0
+  if (!want('bench-torch')) {
+    // (--only)
+  } else if (!hasTorch) skip(`PyTorch baseline: ${python} cannot import torch and transformers`)
   else if (left() < 90) skip(`PyTorch baseline: ${left().toFixed(0)} s left`)
   else {
     // Our precision first (the targets compare with it), then the other: a timeout cuts the last rows.
@@ -722,7 +769,8 @@ if (runBench && !fake) {
         [
           join(root, 'scripts', 'bench', 'torch_step.py'),
           ...['--batch-sizes', shapes.batches.join(','), '--seq-len', String(shapes.seqLen), '--steps', String(shapes.steps)],
-          ...['--model', shapes.model, '--precisions', precisions, ...(status.emulated ? ['--device', 'cpu'] : [])],
+          ...['--model', shapes.model, '--precisions', precisions, '--modes', torchModes],
+          ...(status.emulated ? ['--device', 'cpu'] : []),
         ],
         // (an integer: spawnSync throws on a fractional timeout) 50 s more for the profile below
         { encoding: 'utf8', timeout: Math.round(Math.max(30, left() - 70) * 1000) },
@@ -745,7 +793,9 @@ if (runBench && !fake) {
   // Where the device time of a step goes: CUDA events around every op of a step run without graphs
   // (bench step --profile), at B = 64 and 512, after the PyTorch baseline (which the targets need more).
   // Its own try: a failure here keeps the rows above.
-  if (!blocker && left() > 60) {
+  if (!want('bench-profile')) {
+    // (--only)
+  } else if (!blocker && left() > 60) {
     try {
       const { benchStep } = await mod('bench/step.js')
       const tables = await mod('cli/tables.js')
@@ -828,7 +878,7 @@ function stepTargets(rows, torchRows) {
 // Encoding benchmark: SentenceEncoder on CUDA (dist/bench/encode.js), what a Node tool that embeds on a GPU
 // gets: BERT-base, length-sorted and input-order batches. Last: a short budget gives it up first.
 
-if (runBench && !fake) {
+if (runBench && !fake && want('bench-encode')) {
   const blocker = status.available ? null : 'CUDA unavailable'
   if (blocker) skip(`bench encode: ${blocker}`)
   else if (left() < 40) skip(`bench encode: ${left().toFixed(0)} s left`)

@@ -22,7 +22,7 @@ import {
   lossClose,
   lossShapes,
   lossViews,
-  naturalScale,
+  gradFloor,
   randn,
   relErr,
   runUnfused,
@@ -49,7 +49,7 @@ t.test('losses: CUDA equals CPU', { skip }, async (t) => {
     const cpu = views.map((v) => Tensor.from(v, [n, d]))
     const gpu = cpu.map((x) => x.to('cuda'))
     for (const c of LOSS_CASES) {
-      const floor = 0.01 * naturalScale(c.floor, n, d, c.temperature, c.floor === 'cos' ? views : views[0])
+      const floor = gradFloor(c.floor, n, d, c.temperature, c.floor === 'cos' ? views : views[0])
       const a = c.run(losses, gpu)
       const b = c.run(losses, cpu)
       const r = compareLossResults(a, b, 'cuda', floor)
@@ -70,7 +70,7 @@ t.test('simcse with M != N hard negatives: CUDA equals CPU', { skip }, async (t)
     const cpu = views.map((v, k) => Tensor.from(v, [k === 2 ? m : n, d]))
     const gpu = cpu.map((x) => x.to('cuda'))
     const run = (z: Tensor[]) => losses.simcse(z[0], z[1], { hardNegatives: z[2] })
-    const floor = 0.01 * naturalScale('cos', n, d, 0.05, views.slice(0, 2))
+    const floor = gradFloor('cos', n, d, 0.05, views.slice(0, 2))
     const a = run(gpu),
       b = run(cpu)
     const r = compareLossResults(a, b, 'cuda', floor)
@@ -91,7 +91,7 @@ t.test('offDropoutUnfused: CUDA equals CPU', { skip }, async (t) => {
     const a = runUnfused(lib, views, n, d, 'cuda')
     const b = runUnfused(lib, views, n, d, 'cpu')
     t.ok(lossClose(a.loss, b.loss), `unfused N=${n} D=${d}: loss ${a.loss} vs ${b.loss}`)
-    const floor = 0.01 * naturalScale('cos', n, d, 0.05, views)
+    const floor = gradFloor('cos', n, d, 0.05, views)
     for (let k = 0; k < 3; k++) {
       const err = relErr(a.grads[k], b.grads[k], floor)
       t.ok(

@@ -3,6 +3,19 @@
 // of ModernBERT's (modernbert.ts), each carving its own views.
 import { Tensor, type Device } from '../tensor.js'
 
+/** A tensor's dimension may be at most 2^31 - 1 (native/args.h). */
+const MAX_DIM = 2 ** 31 - 1
+
+/**
+ * The shape of a buffer of at least `floats` floats: [floats] when that is one dimension's worth, else rows of
+ * 2^20 (BERT-base training at 1536 rows of 32 tokens takes 5.3e9 floats, 21 GB). Views take flat offsets either way.
+ */
+export function arenaShape(floats: number, maxDim = MAX_DIM): number[] {
+  if (floats <= maxDim) return [floats]
+  const row = Math.min(2 ** 20, maxDim)
+  return [Math.ceil(floats / row), row]
+}
+
 /** Carves the views of a [B, T] pass out of the buffer, in order, with take(shape). */
 export type Carve<A> = (take: (shape: number[]) => Tensor, B: number, T: number, training: boolean) => A
 
@@ -21,6 +34,8 @@ export class ViewArena<A> {
     private readonly carve: Carve<A>,
     /** Names the arena in the error of a count that disagrees with the carving. */
     private readonly name: string,
+    /** The largest dimension of the buffer's shape (arenaShape; tests set a small one). */
+    private readonly maxDim = MAX_DIM,
   ) {}
 
   /** Bytes the arena holds (its largest batch so far). */
@@ -33,8 +48,9 @@ export class ViewArena<A> {
     const need = this.floats(B, T, training)
     if (need > this.capacity) {
       this.buffer?.dispose()
-      this.buffer = Tensor.zeros([need], this.device)
-      this.capacity = need
+      const shape = arenaShape(need, this.maxDim)
+      this.buffer = Tensor.zeros(shape, this.device)
+      this.capacity = shape.reduce((a, b) => a * b, 1)
       this.generation++
     }
     const l = this.last

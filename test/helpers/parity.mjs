@@ -71,6 +71,24 @@ export function naturalScale(kind, n, d, temperature, views) {
   return (2 * Math.sqrt(n * d)) / (n * temperature * d * rms)
 }
 
+/**
+ * The floor of a CUDA-vs-CPU gradient comparison: 1% of naturalScale, and at D = 1 for cosines, where the exact
+ * gradient is 0 and each computed row is the residue of two softmax-weighted sums of N terms of size up to the
+ * scale that cancel (Σ_j p_ij u_j against (Σ_j p_ij c_ij) u_i, every u = ±1), also N·2^-24·scale / GRAD_TOLERANCE:
+ * the rounding an fp32 sum of N terms may carry (the GPU's tiles sum in fp32 where the CPU sums in double). Measured on
+ * an H200: that residue reached 1.6e-4 of the scale at N = 65,536 (N·2^-24 = 3.9e-3), 4.7e-5 at N = 4096.
+ * @param {'cos' | 'dcl'} kind
+ * @param {number} n
+ * @param {number} d
+ * @param {number} temperature
+ * @param {Float32Array | Float32Array[]} views
+ */
+export function gradFloor(kind, n, d, temperature, views) {
+  const scale = naturalScale(kind, n, d, temperature, views)
+  const rounding = kind === 'cos' && d === 1 ? (n * 2 ** -24) / GRAD_TOLERANCE : 0
+  return Math.max(0.01, rounding) * scale
+}
+
 /** Two losses agree: 1e-4 relative (absolute below 1). */
 export function lossClose(/** @type {number} */ a, /** @type {number} */ b) {
   return Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(b))
