@@ -26,14 +26,18 @@
 // workspace buffer holds one chunk's NH*T*T floats per sentence, at most 64 MiB unless one sentence needs more).
 // Shapes with T <= 128 and HS <= 128 take the fused kernels of attention_small.cu instead (one kernel each
 // way, no workspace), unless SIMCSEPP_ATTENTION=tiled or a backward gets no probs (its P is then the tiled
-// forward's, which differs from the fused one's by rounding). Only those write a bf16 handoff of ctx (and of the packed
-// dq | dk | dv) when one was requested (bf16_handoff.cuh); the tiled path declines it (its products then round
-// ctx and dqkv themselves).
+// forward's, which differs from the fused one's by rounding). At Precision::kBf16 the shapes attention_takes_bf16
+// admits (T <= 64, HS <= 64) take the tensor-core kernels of attention_mma.cu, whatever SIMCSEPP_ATTENTION says
+// (the fp32 paths do not round as the bf16 contract says); a backward without probs then forms P again with the
+// mma forward, a chunk of sentences at a time, into the workspace. The fused and mma kernels write a bf16 handoff
+// of ctx (and of the packed dq | dk | dv) when one was requested (bf16_handoff.cuh); the tiled path declines it
+// (its products then round ctx and dqkv themselves).
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
 #include <string>
 
+#include "attention_mma.cuh"
 #include "attention_rows.cuh"
 #include "attention_small.cuh"
 #include "bf16_handoff.cuh"
@@ -205,11 +209,19 @@ bool use_fused(const AttnSizes& s) {
 
 void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v, const int32_t* mask,
                        const float* relBias, int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p,
-                       uint64_t seed, uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex) {
+                       uint64_t seed, uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex,
+                       Precision precision) {
   require();
   if (B * NH * T <= 0) return;
   const AttnShape s{{B, T, NH, HS, ld}};
-  const bool fused = use_fused(s);
+  const bool fused = use_fused(s);  // also checks SIMCSEPP_ATTENTION, which the mma path does not read
+  if (attention_takes_bf16(precision, T, HS)) {
+    const AttnCall call(s, mask, relBias, nullptr, p, seed, offset, keepRows, rowIndex, 0, 0);
+    const cudaStream_t stream = detail::op_stream();
+    attention_mma_forward(ctx, bf16handoff::claim(ctx, B * T * NH * HS), probs, q, k, v, s, call.rows, stream);
+    detail::end_op(stream);
+    return;
+  }
   // Tiled: S and P in probs, or without probs in a workspace buffer; Pd = D ⊙ P in another when p > 0.
   const int buffers = fused ? 0 : (probs == nullptr ? 1 : 0) + (p > 0.0f ? 1 : 0);
   const int64_t chunk = fused ? 0 : chunk_sentences(s);
@@ -237,14 +249,50 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
   detail::end_op(stream);
 }
 
+namespace {
+
+// The backward at bf16 on the mma kernels (attention_takes_bf16); without probs, P formed again by the mma forward
+// (ctx null: no product) into the workspace, a chunk of sentences at a time.
+void attention_mma_backward_call(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
+                                 const float* k, const float* v, const float* probs, const int32_t* mask,
+                                 const float* relBias, const AttnShape& s, float p, uint64_t seed, uint64_t offset,
+                                 const uint8_t* keepRows, const RowIndex& rowIndex) {
+  const int64_t H = s.H();
+  const bool packed = s.ld == 3 * H && dk == dq + H && dv == dq + 2 * H;  // one [B, T, 3H] gradient
+  __nv_bfloat16* dqkv16 = packed ? bf16handoff::claim(dq, s.B * s.T * s.ld) : (bf16handoff::decline(), nullptr);
+  const int64_t chunk = probs != nullptr ? s.B : chunk_sentences(s);
+  const AttnCall call(s, mask, relBias, dRelBias, p, seed, offset, keepRows, rowIndex, probs != nullptr ? 0 : 1, chunk);
+  const cudaStream_t stream = detail::op_stream();
+  if (probs != nullptr) {
+    attention_mma_backward(dq, dk, dv, dqkv16, dctx, q, k, v, probs, s, call.rows, stream);
+  } else {
+    for_chunks(s, chunk, [&](Chunk c) {
+      AttnShape part = s;
+      part.B = c.n;
+      const AttnRows rows = call.rows_of(c);
+      const int64_t in = call.input_at(c), head = call.head_at(c);
+      attention_mma_forward(nullptr, nullptr, call.buffer(0), q + in, k + in, v + in, part, rows, stream);
+      attention_mma_backward(dq + in, dk + in, dv + in, dqkv16 != nullptr ? dqkv16 + in : nullptr, dctx + head, q + in,
+                             k + in, v + in, call.buffer(0), part, rows, stream);
+    });
+  }
+  detail::end_op(stream);
+}
+
+}  // namespace
+
 void attention_backward(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
                         const float* k, const float* v, const float* probs, const int32_t* mask, const float* relBias,
                         int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
-                        uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex) {
+                        uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex, Precision precision) {
   require();
   if (B * NH * T <= 0) return;
   const AttnShape s{{B, T, NH, HS, ld}};
-  const bool fused = use_fused(s) && probs != nullptr;  // the fused kernel has no room to form P again
+  const bool fusedPath = use_fused(s);  // also checks SIMCSEPP_ATTENTION, which the mma path does not read
+  if (attention_takes_bf16(precision, T, HS))
+    return attention_mma_backward_call(dq, dk, dv, dRelBias, dctx, q, k, v, probs, mask, relBias, s, p, seed, offset,
+                                       keepRows, rowIndex);
+  const bool fused = fusedPath && probs != nullptr;  // the fused kernel has no room to form P again
   const int64_t chunk = fused ? 0 : chunk_sentences(s);
   // Tiled: dPd then dS; Pd = D ⊙ P when p > 0; P formed again when probs is null.
   const int buffers = fused ? 0 : 1 + (p > 0.0f ? 1 : 0) + (probs == nullptr ? 1 : 0);

@@ -7,14 +7,20 @@
 // e % 4) decides. Each lane reads and writes only its own elements in every pass, so the in-place updates
 // (and the aliased pointers the row functions accept) need no barrier; the row max, the exp-sum and the
 // backward's row dot (both in double, as the CPU) are warp reductions. No limit on T (the lanes loop).
+// A row may also take a segment of kLanes lanes (8 or 16: short rows, several per warp; attention_mma.cu): lane
+// l of the segment then owns the groups l, l + kLanes, ..., and the reductions stay in the segment (xor
+// shuffles below kLanes). With kLanes = 32 the sums are the warp's, in the same order. Every lane of the warp
+// takes part in the reductions; a segment whose row is not `active` (past the last row) reads and writes
+// nothing. Pd may be written as float or as bfloat16 (rounded to nearest even: the operand of a bf16 product).
 #pragma once
+#include <cuda_bf16.h>
+
 #include <cmath>
 #include <cstdint>
 
 #include "common/philox.h"
 #include "common/row_index.h"
 #include "graph_capture.cuh"
-#include "warp_reduce.cuh"
 
 namespace simcsepp::cuda {
 
@@ -83,23 +89,42 @@ __device__ __forceinline__ float drop_factor(const AttnRows& A, const Philox4& r
   return philox_to_unit(bits) >= A.p ? A.scale : 0.0f;
 }
 
-// Calls f(g, j0, j1) for each Philox group g this lane owns in the row of flat indices [e0, e0 + T): the
-// row's elements j0 <= j < j1 are the group's.
-template <class F>
+// Calls f(g, j0, j1) for each Philox group g this lane (of a segment of kLanes) owns in the row of flat indices
+// [e0, e0 + T): the row's elements j0 <= j < j1 are the group's.
+template <int kLanes = 32, class F>
 __device__ __forceinline__ void for_own_groups(int64_t e0, int64_t T, int lane, F f) {
   const int64_t first = e0 >> 2, last = (e0 + T - 1) >> 2;
-  for (int64_t g = first + lane; g <= last; g += 32) {
+  for (int64_t g = first + lane; g <= last; g += kLanes) {
     const int64_t lo = g * 4 > e0 ? g * 4 : e0;
     const int64_t hi = g * 4 + 4 < e0 + T ? g * 4 + 4 : e0 + T;
     f(g, lo - e0, hi - e0);
   }
 }
 
-// One warp, score row `row` (< A.rows): P = softmax of the scores s (plus the relative-position bias, when
-// A.rel) over the real keys (a row with no real key: zeros) into out; pd (may be null) receives D ⊙ P. s, out
-// and pd may be the same row.
+// Reductions over a segment of kLanes lanes (all 32 lanes call them; each segment gets its own result).
+template <int kLanes>
+__device__ __forceinline__ float segment_max(float v) {
+#pragma unroll
+  for (int o = kLanes / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+template <int kLanes>
+__device__ __forceinline__ double segment_sum(double v) {
+#pragma unroll
+  for (int o = kLanes / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Pd's element as a product reads it.
+__device__ __forceinline__ void put(float* p, float v) { *p = v; }
+__device__ __forceinline__ void put(__nv_bfloat16* p, float v) { *p = __float2bfloat16(v); }
+
+// One warp (or segment of kLanes lanes, lane < kLanes), score row `row` (< A.rows): P = softmax of the scores s
+// (plus the relative-position bias, when A.rel) over the real keys (a row with no real key: zeros) into out; pd
+// (may be null) receives D ⊙ P. s, out and pd (as float) may be the same row.
+template <int kLanes = 32, class PdT = float>
 __device__ __forceinline__ void softmax_row(const AttnRows& A, int64_t row, int lane, const float* s, float* out,
-                                            float* pd) {
+                                            PdT* pd, bool active = true) {
   const ScoreRow place = score_row(A, row);
   const int64_t T = A.T, b = place.b;
   const int64_t eg = row_philox_index(A, row, b);
@@ -108,45 +133,48 @@ __device__ __forceinline__ void softmax_row(const AttnRows& A, int64_t row, int 
   const float* rel = A.rel != nullptr ? relative_bias_row(A, place) : nullptr;
   const auto score = [&](int64_t j) { return rel != nullptr ? s[j] + rel[j * A.NH] : s[j]; };
 
+  const int64_t n = active ? T : 0;  // an inactive segment only takes part in the reductions
   float mx = -INFINITY;
-  for_own_groups(eg, T, lane, [&](int64_t, int64_t j0, int64_t j1) {
+  for_own_groups<kLanes>(eg, n, lane, [&](int64_t, int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j)
       if (keyMask[j] != 0) mx = fmaxf(mx, score(j));
   });
-  mx = warp_max(mx);
+  mx = segment_max<kLanes>(mx);
   const bool none = mx == -INFINITY;  // no real key
   double sum = 0.0;
   if (!none) {
-    for_own_groups(eg, T, lane, [&](int64_t, int64_t j0, int64_t j1) {
+    for_own_groups<kLanes>(eg, n, lane, [&](int64_t, int64_t j0, int64_t j1) {
       for (int64_t j = j0; j < j1; ++j)
         if (keyMask[j] != 0) sum += static_cast<double>(expf(score(j) - mx));
     });
   }
-  sum = warp_sum(sum);
+  sum = segment_sum<kLanes>(sum);
   const float inv = none ? 0.0f : static_cast<float>(1.0 / sum);
   const bool drop = pd != nullptr && sentence_drops(A, b);
-  for_own_groups(eg, T, lane, [&](int64_t g, int64_t j0, int64_t j1) {
+  for_own_groups<kLanes>(eg, n, lane, [&](int64_t g, int64_t j0, int64_t j1) {
     Philox4 r{};
     if (drop) r = philox_group(A, g);
     for (int64_t j = j0; j < j1; ++j) {
       const float v = none || keyMask[j] == 0 ? 0.0f : expf(score(j) - mx) * inv;
       out[j] = v;
-      if (pd != nullptr) pd[j] = drop ? v * drop_factor(A, r, eg + j) : v;
+      if (pd != nullptr) put(pd + j, drop ? v * drop_factor(A, r, eg + j) : v);
     }
   });
 }
 
-// One warp, score row `row`: g (holding dPd = dctx v^T) becomes dS = P ⊙ (D ⊙ dPd - rowsum(D ⊙ dPd ⊙ P))
-// (0 at masked keys), in place; pd (may be null) receives D ⊙ P.
+// One warp (or segment of kLanes lanes), score row `row`: g (holding dPd = dctx v^T) becomes
+// dS = P ⊙ (D ⊙ dPd - rowsum(D ⊙ dPd ⊙ P)) (0 at masked keys), in place; pd (may be null) receives D ⊙ P.
+template <int kLanes = 32, class PdT = float>
 __device__ __forceinline__ void softmax_backward_row(const AttnRows& A, int64_t row, int lane, float* g, const float* P,
-                                                     float* pd) {
+                                                     PdT* pd, bool active = true) {
   const int64_t T = A.T, b = score_row(A, row).b;
   const int64_t eg = row_philox_index(A, row, b);
   const int32_t* keyMask = A.mask + b * T;
   const bool drop = sentence_drops(A, b);
 
+  const int64_t n = active ? T : 0;
   double dot = 0.0;
-  for_own_groups(eg, T, lane, [&](int64_t grp, int64_t j0, int64_t j1) {
+  for_own_groups<kLanes>(eg, n, lane, [&](int64_t grp, int64_t j0, int64_t j1) {
     Philox4 r{};
     if (drop) r = philox_group(A, grp);
     for (int64_t j = j0; j < j1; ++j) {
@@ -155,16 +183,16 @@ __device__ __forceinline__ void softmax_backward_row(const AttnRows& A, int64_t 
       if (drop) {
         const float f = drop_factor(A, r, eg + j);
         x *= f;
-        if (pd != nullptr) pd[j] = p * f;
+        if (pd != nullptr) put(pd + j, p * f);
       } else if (pd != nullptr) {
-        pd[j] = p;
+        put(pd + j, p);
       }
       g[j] = x;
       dot += static_cast<double>(x) * p;
     }
   });
-  const float dotf = static_cast<float>(warp_sum(dot));
-  for_own_groups(eg, T, lane, [&](int64_t, int64_t j0, int64_t j1) {
+  const float dotf = static_cast<float>(segment_sum<kLanes>(dot));
+  for_own_groups<kLanes>(eg, n, lane, [&](int64_t, int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) g[j] = keyMask[j] != 0 ? P[j] * (g[j] - dotf) : 0.0f;
   });
 }

@@ -418,6 +418,8 @@ export interface Addon {
     bf16Next?: boolean,
     /** [2T-1, NH]: MPNet's relative-position bias, added to the scores. */
     relBias?: NativeTensor | null,
+    /** 'bf16': the products' operands rounded to bfloat16 (T <= 64 and HS <= 64; native/ops/encoder.h). */
+    precision?: Precision,
   ): void
   attentionBackward(
     dq: NativeTensor,
@@ -439,6 +441,7 @@ export interface Addon {
     relBias?: NativeTensor | null,
     /** [B, 2T-1, NH]: each sentence's gradient of relBias (overwritten). */
     dRelBias?: NativeTensor | null,
+    precision?: Precision,
   ): void
   relativeBiasForward(out: NativeTensor, table: NativeTensor): void
   relativeBiasBackward(dtable: NativeTensor, dRel: NativeTensor): void

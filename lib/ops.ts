@@ -343,7 +343,9 @@ export function scaleInplace(x: Tensor, s: number): void {
  * is the packed [B, T, 3H] output of one fused q/k/v projection (column blocks q | k | v). bf16Next: ctx is the
  * input of a bf16 linearForward right after (on CUDA this op then also writes its bf16 copy:
  * kernels/bf16_handoff.cuh). relBias [2T-1, NH] (MPNet's relative-position bias) is added to the scores:
- * S[b, h, i, j] += relBias[j - i + T - 1, h].
+ * S[b, h, i, j] += relBias[j - i + T - 1, h]. precision 'bf16': for T <= 64 and head sizes <= 64 the products
+ * take bfloat16-rounded operands (q, k, v, the dropped probabilities; fp32 sums, softmax and probs; on CUDA the
+ * tensor cores); other shapes run at fp32 (native/ops/encoder.h).
  */
 export function attentionForward(
   ctx: Tensor,
@@ -356,6 +358,7 @@ export function attentionForward(
   dropout: DropoutSite | null = null,
   bf16Next = false,
   relBias: Tensor | null = null,
+  precision: Precision = 'fp32',
 ): void {
   addon.attentionForward(
     nativeOf(ctx, 'ctx'),
@@ -368,6 +371,7 @@ export function attentionForward(
     ...siteArgs(dropout),
     bf16Next,
     relBias === null ? null : nativeOf(relBias, 'relBias'),
+    precision,
   )
 }
 
@@ -378,7 +382,8 @@ export function attentionForward(
  * dq and q are [B, T, 3H] (q | k | v column blocks).
  * bf16Next (packed only): dq is the output gradient of a bf16 linearBackward right after (as in the forward).
  * relBias: the forward's; dRelBias [B, 2T-1, NH] (overwritten): each sentence's gradient of it, the score gradient
- * summed along each diagonal j - i + T - 1 (rows in order).
+ * summed along each diagonal j - i + T - 1 (rows in order). precision: the forward's ('bf16': dctx, v, q, k, the
+ * dropped probabilities and dS / sqrt(HS) rounded to bfloat16 as the products read them).
  */
 export function attentionBackward(
   dq: Tensor,
@@ -395,6 +400,7 @@ export function attentionBackward(
   bf16Next = false,
   relBias: Tensor | null = null,
   dRelBias: Tensor | null = null,
+  precision: Precision = 'fp32',
 ): void {
   addon.attentionBackward(
     nativeOf(dq, 'dq'),
@@ -411,6 +417,7 @@ export function attentionBackward(
     bf16Next,
     relBias === null ? null : nativeOf(relBias, 'relBias'),
     dRelBias === null ? null : nativeOf(dRelBias, 'dRelBias'),
+    precision,
   )
 }
 

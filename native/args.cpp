@@ -233,6 +233,11 @@ Precision arg_precision(const Napi::CallbackInfo& info, size_t index, const char
             std::string("Expected ") + name + " to be 'fp32' or 'bf16' but received " + describe(info[index]));
 }
 
+Precision arg_optional_precision(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  if (info.Length() <= index || info[index].IsUndefined()) return Precision::kFp32;
+  return arg_precision(info, index, name);
+}
+
 Device arg_device(const Napi::CallbackInfo& info, size_t index, const char* name) {
   const Device d = arg_device_name(info, index, name);
   if (d == Device::kCuda) {

@@ -56,6 +56,8 @@ int64_t arg_first_row(const Napi::CallbackInfo& info, size_t index, const char* 
 RowIndex arg_row_index(const Napi::CallbackInfo& info, size_t index, const char* name, int64_t rows, int64_t perRow);
 // 'fp32' or 'bf16' (ops/precision.h).
 Precision arg_precision(const Napi::CallbackInfo& info, size_t index, const char* name);
+// arg_precision, or kFp32 when the argument is missing or undefined.
+Precision arg_optional_precision(const Napi::CallbackInfo& info, size_t index, const char* name);
 // Tensor shapes: at most 8 dimensions of at most kMaxDim each, at most kMaxElements in all (RangeError).
 constexpr double kMaxDim = 2147483647.0;  // 2^31 - 1
 constexpr double kMaxElements = 4.0e12;

@@ -24,10 +24,11 @@
 //   leadingColumns(out, inp)          addLeadingColumns(dinp, dout, scale)   (out, dout [R, d]; inp, dinp [R, H];
 //                                     d <= H: Matryoshka training's truncated vectors and their gradient)
 //   attentionForward(ctx, probs|null, q, k|null, v|null, mask, numHeads, p, seed, offset, keepRows|null[, firstRow,
-//                    bf16Next, relBias|null])   (probs null: the softmax is not kept, for inference; relBias
-//                    [2T - 1, NH]: MPNet's relative-position bias, ops/encoder.h)
+//                    bf16Next, relBias|null, precision])   (probs null: the softmax is not kept, for inference;
+//                    relBias [2T - 1, NH]: MPNet's relative-position bias, ops/encoder.h; precision 'fp32' (the
+//                    default) or 'bf16': the products' operands rounded, attention_takes_bf16)
 //   attentionBackward(dq, dk|null, dv|null, dctx, q, k|null, v|null, probs|null, mask, numHeads, p, seed, offset,
-//                     keepRows|null[, firstRow, bf16Next, relBias|null, dRelBias|null])   (dRelBias
+//                     keepRows|null[, firstRow, bf16Next, relBias|null, dRelBias|null, precision])   (dRelBias
 //                     [B, 2T - 1, NH]: each sentence's bias gradient; k, v null: q is the packed [B, T, 3H] projection;
 //                     bf16Next there: the packed dq, as ctx in the forward, is the next product's operand;
 //                     probs null: the softmax is formed again from q and k, with the forward's bits)
@@ -609,12 +610,13 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   const AttentionDropout dr = attention_dropout(info, 7, d);
   const bool bf16Next = arg_bf16_next(info, 12);
   const float* relBias = relative_bias(info, ts, 13, d);
+  const Precision precision = arg_optional_precision(info, 14, "precision");
   const Qkv x = qkv_pointers(in, d);
   AttentionForwardFn* attention_forward = ts.entry(&Backend::attention_forward);
   return guarded_void(env, [&] {
     request_bf16_handoff(bf16Next, ctx);
     attention_forward(ctx->data(), probs != nullptr ? probs->data() : nullptr, x.q, x.k, x.v, mask, relBias, d.B, d.T,
-                      d.NH, d.HS, d.ld, dr.p, dr.seed, dr.offset, dr.keepRows, dr.rowIndex);
+                      d.NH, d.HS, d.ld, dr.p, dr.seed, dr.offset, dr.keepRows, dr.rowIndex, precision);
   });
 }
 
@@ -640,13 +642,14 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     if (relBias == nullptr) throw_arg(env, "Expected relBias with dRelBias (the gradient of the forward's bias)");
     expect_shape(env, dRelBias, "dRelBias", {d.B, 2 * d.T - 1, d.NH});
   }
+  const Precision precision = arg_optional_precision(info, 18, "precision");
   const Qkv x = qkv_pointers(in, d), g = qkv_pointers(grads, d);
   AttentionBackwardFn* attention_backward = ts.entry(&Backend::attention_backward);
   return guarded_void(env, [&] {
     if (grads[1] == nullptr) request_bf16_handoff(bf16Next, grads[0]);  // only the packed gradient is one operand
     attention_backward(g.q, g.k, g.v, dRelBias != nullptr ? dRelBias->data() : nullptr, dctx->data(), x.q, x.k, x.v,
                        probs != nullptr ? probs->data() : nullptr, mask, relBias, d.B, d.T, d.NH, d.HS, d.ld, dr.p,
-                       dr.seed, dr.offset, dr.keepRows, dr.rowIndex);
+                       dr.seed, dr.offset, dr.keepRows, dr.rowIndex, precision);
   });
 }
 

@@ -41,7 +41,7 @@
 //    cpu for N <= 4096); the JSON goes to $OUT/bench-losses.json when OUT is set (the full log to
 //    $OUT/gpu-check.log);
 // 6. attention forward + backward at B*3 = 192, T = 32, NH = 12, HS = 64 with SIMCSEPP_ATTENTION=tiled and
-//    =fused (ms each, the ratio), and at B*3 = 48, T = 512 (tiled) with probs kept or formed again in the
+//    =fused (ms each, the ratio) and at precision bf16 (the tensor-core kernels), and at B*3 = 48, T = 512 (tiled) with probs kept or formed again in the
 //    backward (JSON to $OUT/bench-attention.json); then one SimCSE++ training step of BERT-base at B = 64 and 512, T = 32 on CUDA (bench step) once every
 //    encoder op has a CUDA kernel, B = 4096 in micro-batches of 1536 rows when time allows, and the PyTorch step of scripts/bench/torch_step.py when torch is
 //    importable, with the ratios; the B = 64 step without CUDA graphs and the B = 64 and 512 steps with
@@ -583,7 +583,9 @@ if (runBench && want('bench-losses')) {
 // ---------------------------------------------------------------------------------------------
 // Attention paths: forward + backward of the benchmark's attention (B*3 = 192 sentences, T = 32, BERT-base
 // heads NH = 12, HS = 64, dropout 0.1) with the fused kernels (SIMCSEPP_ATTENTION=fused,
-// kernels/attention_small.cu) and the tiled SGEMMs (=tiled, kernels/attention.cu); ms per pair and the ratio.
+// kernels/attention_small.cu) and the tiled SGEMMs (=tiled, kernels/attention.cu), both fp32, and at precision
+// bf16 with the tensor-core kernels (mma, kernels/attention_mma.cu: what bf16 training runs); ms per pair and the
+// ratios.
 // Then at T = 512 (16 sentences x 3 views), the tiled path as training runs it there: the forward keeping
 // probs and the backward reading them, against neither keeping them and the backward forming them again
 // (KEEP_PROBS_MAX_T in lib/model/activations.ts: what the memory it saves costs in time on a GPU).
@@ -604,15 +606,15 @@ if (runBench && !fake && status.available && want('bench-attention')) {
         const probs = Tensor.zeros([B, NH, T, T], GPU)
         const mask = Int32Array.from({ length: B * T }, (_, i) => (i % T < T - (Math.floor(i / T) % 9) ? 1 : 0))
         const site = { p: 0.1, seed: 5, offset: 0, keepRows: null }
-        const pair = (kept) => {
-          ops.attentionForward(ctx, kept ? probs : null, q, k, v, mask, NH, site)
-          ops.attentionBackward(dq, dk, dv, dctx, q, k, v, kept ? probs : null, mask, NH, site)
+        const pair = (kept, precision) => {
+          ops.attentionForward(ctx, kept ? probs : null, q, k, v, mask, NH, site, false, null, precision)
+          ops.attentionBackward(dq, dk, dv, dctx, q, k, v, kept ? probs : null, mask, NH, site, false, null, null, precision)
         }
-        const run = (kept) => {
-          pair(kept) // warm: the workspace and the device copies of mask and keepRows
+        const run = (kept, precision = 'fp32') => {
+          pair(kept, precision) // warm: the workspace and the device copies of mask and keepRows
           sync.toFloat32Array()
           const start = performance.now()
-          for (let r = 0; r < reps; r++) pair(kept)
+          for (let r = 0; r < reps; r++) pair(kept, precision)
           sync.toFloat32Array()
           return (performance.now() - start) / reps
         }
@@ -621,15 +623,16 @@ if (runBench && !fake && status.available && want('bench-attention')) {
       const before = process.env.SIMCSEPP_ATTENTION
       const short = attentionPair(shapes.attention)
       const ms = {}
-      for (const path of ['tiled', 'fused', 'tiled', 'fused']) {
-        process.env.SIMCSEPP_ATTENTION = path
-        ms[path] = short.run(true) // the second round (warm clocks) is the one kept
+      for (const path of ['tiled', 'fused', 'mma', 'tiled', 'fused', 'mma']) {
+        process.env.SIMCSEPP_ATTENTION = path === 'mma' ? 'fused' : path
+        ms[path] = short.run(true, path === 'mma' ? 'bf16' : 'fp32') // the second round (warm clocks) is the one kept
       }
       short.dispose()
       const { B, T, NH, HS, reps } = short.shape
       log(
         `bench attention B=${B} T=${T} NH=${NH} HS=${HS}, forward + backward: tiled ${ms.tiled.toFixed(3)} ms, ` +
-          `fused ${ms.fused.toFixed(3)} ms, tiled / fused = ${(ms.tiled / ms.fused).toFixed(2)}`,
+          `fused ${ms.fused.toFixed(3)} ms, mma (bf16) ${ms.mma.toFixed(3)} ms; tiled / fused = ` +
+          `${(ms.tiled / ms.fused).toFixed(2)}, fused / mma = ${(ms.fused / ms.mma).toFixed(2)}`,
       )
       process.env.SIMCSEPP_ATTENTION = 'tiled'
       const long = attentionPair(shapes.attentionLong)

@@ -1,5 +1,5 @@
 // SIMCSEPP_ATTENTION (kernels/attention.cu): a value other than fused or tiled is a clear Error that names
-// the variable, thrown before anything runs, and the next call with a valid value works; likewise
+// the variable, thrown before anything runs (at bf16 too, where the shape takes the tensor-core kernels), and the next call with a valid value works; likewise
 // SIMCSEPP_ATTENTION_CHUNK (the tiled path's sentences per pass) other than a positive whole number. The paths' numbers
 // are compared with the CPU in helpers/encoder-parity.mjs (test/cuda-ops-gemm.test.ts). Skipped, with the
 // reason printed, when no CUDA device (real or emulated) is usable.
@@ -34,6 +34,12 @@ if (!status.available) {
         /SIMCSEPP_ATTENTION must be 'fused' or 'tiled', not 'flash'/,
         dir,
       )
+    // At bf16 the shape takes the tensor-core kernels, which do not read the variable: it is checked all the same.
+    t.throws(
+      () => withAttentionPath('flash', () => ops.attentionForward(ctx, probs, x(), x(), x(), mask, NH, null, false, null, 'bf16')),
+      /SIMCSEPP_ATTENTION must be 'fused' or 'tiled', not 'flash'/,
+      'forward at bf16',
+    )
     for (const path of ['fused', 'tiled']) {
       withAttentionPath(path, run)
       const p = probs.toFloat32Array()

@@ -45,7 +45,7 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
     'each with both timings',
   )
   const attention = json(out, 'bench-attention.json')
-  t.ok(attention.ms.tiled > 0 && attention.ms.fused > 0, 'attention: both paths timed')
+  t.ok(attention.ms.tiled > 0 && attention.ms.fused > 0 && attention.ms.mma > 0, 'attention: the three paths timed')
   t.ok(attention.long.ms.kept > 0 && attention.long.ms.formedAgain > 0, 'attention: long sequences, probs kept and formed again')
 
   const step = json(out, 'bench-step.json')

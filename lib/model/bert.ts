@@ -591,6 +591,7 @@ export class BertModel {
         bf16, // the packed q/k/v gradient: the output gradient of the q/k/v product, next
         acts.relBias,
         acts.dRelBias,
+        this.precision,
       )
       // MPNet: this layer's share of the shared bias table's gradient.
       if (G.relativeAttentionBias) ops.relativeBiasBackward(G.relativeAttentionBias, acts.dRelBias!)
@@ -821,6 +822,7 @@ export class BertModel {
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),
         bf16, // ctx: the input of attention.output.dense, next
         acts.relBias,
+        this.precision,
       )
       // Each sublayer's output y goes into the LayerNorm output's buffer; one fused op then forms
       // res = x + dropout(y) and LayerNorm(res) over it.

@@ -320,6 +320,7 @@ export class ModernBertPasses {
         drop(1 + 3 * l, c.attentionProbsDropoutProb),
         false,
         window,
+        this.precision,
       )
       linear(a.attnOut, a.ctx, w.wo, q?.attentionOutput)
       dropoutInPlace(a.attnOut, drop(2 + 3 * l, c.attentionProbsDropoutProb), B)
@@ -383,6 +384,7 @@ export class ModernBertPasses {
         false,
         window,
         null,
+        this.precision,
       )
       ops.rope(acts.gQkv, NH, this.theta(l), true)
       const gQkv = acts.gQkv.view(0, [B * acts.T, 3 * c.hiddenSize])

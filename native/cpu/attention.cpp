@@ -21,6 +21,10 @@
 // (exp in vector form), the dropout multipliers and dS = P ⊙ (dP - rowsum(dP ⊙ P)) in vector loops; the bias
 // gradient adds each row's dS into the same vector at the same place (its diagonals, rows in order).
 //
+// bf16 (attention_takes_bf16: ops/encoder.h): the products' operands are rounded to bfloat16 first, into the
+// pair's scratch (copies of q, k, v and dctx; k^T and v^T, Pd and dS in place; P copied when no dropout made a
+// Pd), the sums as at fp32.
+//
 // Bits: each C element is summed over k in order, with fused multiply-adds in the AVX-512 (W = 16) and AVX2 (W = 8)
 // kernels and separate multiplies and adds in the portable one (W = 4: the x86-64 baseline has no FMA), and the
 // row sums are taken in double in 8 lanes whatever W is. So the AVX-512 and AVX2 kernels give the same bits, and
@@ -36,6 +40,7 @@
 #include <immintrin.h>
 #endif
 
+#include "common/bf16.h"
 #include "exp_nonpositive.h"
 #include "ops.h"
 #include "parallel.h"
@@ -456,7 +461,7 @@ void block_keys(const Pair& pr, const PairScratch& w, PairRows& rows) {
 // forward: the scratch of the forward's row blocks (the block's uniforms are then drawn by the forward, block
 // by block: pr.rows.U is null here); else the backward's, with the whole pair's uniforms.
 Pair make_pair(const AttnShape& s, const AttnDropout& d, const int32_t* mask, const float* relBias, bool dRelBias,
-               int64_t b, int64_t h, PairScratch& w, bool forward) {
+               int64_t b, int64_t h, PairScratch& w, bool forward, bool bf16) {
   const int64_t T = s.T, Tp = round_up(T, kPad);
   w.keyOk.assign(static_cast<size_t>(Tp), 0);
   for (int64_t j = 0; j < T; ++j) w.keyOk[j] = mask[b * T + j] != 0 ? -1 : 0;
@@ -483,7 +488,9 @@ Pair make_pair(const AttnShape& s, const AttnDropout& d, const int32_t* mask, co
   // the uniforms, three padded head copies, two transposed heads (k^T when P is formed again, then v^T).
   const int64_t floats = forward ? rb * Tp + (drop ? rb * T + Tp : 0) + T * HSp + s.HS * Tp
                                  : 4 * T * Tp + (drop ? T * T + Tp : 0) + 3 * T * HSp + 2 * s.HS * Tp;
-  w.reset(floats + (relBias ? diagonals : 0) + (dRelBias ? diagonals : 0));
+  // bf16: rounded copies of q and v (forward), of dctx, q and k and of P (backward).
+  const int64_t rounded = !bf16 ? 0 : forward ? 2 * T * HSp : 3 * T * HSp + T * Tp;
+  w.reset(floats + rounded + (relBias ? diagonals : 0) + (dRelBias ? diagonals : 0));
   if (relBias) {
     float* rel = w.take(diagonals);
     for (int64_t dg = 0; dg < 2 * T - 1; ++dg) rel[dg] = relBias[dg * s.NH + h];
@@ -579,6 +586,22 @@ const float* vector_rows(const float* x, int64_t ld, int64_t W, const Pair& pr, 
   return c;
 }
 
+// x[0, n) rounded to bfloat16 in place.
+void round_in_place(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = round_bf16(x[i]);
+}
+
+// A head's T rows (row stride ld) rounded to bfloat16, as a copy padded to HSp columns (row stride HSp): a
+// product's A or B at bf16.
+float* rounded_rows(const float* x, int64_t ld, const Pair& pr, PairScratch& w) {
+  float* c = w.take(pr.T * pr.HSp);
+  for (int64_t j = 0; j < pr.T; ++j) {
+    for (int64_t d = 0; d < pr.HS; ++d) c[j * pr.HSp + d] = round_bf16(x[j * ld + d]);
+    std::fill(c + j * pr.HSp + pr.HS, c + (j + 1) * pr.HSp, 0.0f);
+  }
+  return c;
+}
+
 // The inputs every pair reads.
 struct Attn {
   const float *q, *k, *v;
@@ -587,16 +610,26 @@ struct Attn {
   AttnDropout d;
   const float* relBias;  // [2T - 1, NH] or null
   float* dRelBias;       // [B, 2T - 1, NH] or null (backward)
+  bool bf16 = false;     // the products' operands rounded to bfloat16 (attention_takes_bf16)
 };
 
 template <int W>
 SIMCSEPP_LANES void forward_pair(const Attn& a, float* ctx, float* probs, int64_t b, int64_t h) {
   thread_local PairScratch w;
-  const Pair pr = make_pair(a.s, a.d, a.mask, a.relBias, false, b, h, w, true);
+  const Pair pr = make_pair(a.s, a.d, a.mask, a.relBias, false, b, h, w, true, a.bf16);
   const int64_t T = pr.T, Tp = pr.Tp, ld = a.s.ld, H = a.s.H(), rb = pr.blockRows;
   float* kt = transposed<W>(a.k + pr.in, ld, pr, w);
-  int64_t ldv;
-  const float* vr = vector_rows(a.v + pr.in, ld, W, pr, w, &ldv);
+  int64_t ldv = pr.HSp, ldq = ld;
+  const float* vr = nullptr;
+  const float* qr = a.q + pr.in;
+  if (a.bf16) {
+    round_in_place(kt, pr.HS * Tp);
+    vr = rounded_rows(a.v + pr.in, ld, pr, w);
+    qr = rounded_rows(a.q + pr.in, ld, pr, w);
+    ldq = pr.HSp;
+  } else {
+    vr = vector_rows(a.v + pr.in, ld, W, pr, w, &ldv);
+  }
   float* S = w.take(rb * Tp);
   float* U = a.d.active(b) ? w.take(rb * T + Tp) : nullptr;
   for (int64_t i0 = 0; i0 < T; i0 += rb) {
@@ -610,9 +643,11 @@ SIMCSEPP_LANES void forward_pair(const Attn& a, float* ctx, float* probs, int64_
     }
     block_keys(pr, w, rows);
     const int64_t k0 = rows.k0, keys = rows.k1 - k0;
-    product<W>({rows.n, keys, pr.HS, a.q + pr.in + i0 * ld, ld, 1, kt + k0, Tp, rows.scale, S + k0, Tp});
+    product<W>({rows.n, keys, pr.HS, qr + i0 * ldq, ldq, 1, kt + k0, Tp, rows.scale, S + k0, Tp});
     if (rows.rel) add_relative_bias<W>(rows, S);
     softmax_rows<W>(rows, S, probs);  // S now holds Pd
+    if (a.bf16)
+      for (int64_t i = 0; i < rows.n; ++i) round_in_place(S + i * Tp + k0, keys);
     product<W>(
         {rows.n, pr.HS, std::min(rows.k1, T) - k0, S + k0, Tp, 1, vr + k0 * ldv, ldv, 1.0f, ctx + pr.out + i0 * H, H});
   }
@@ -622,15 +657,21 @@ template <int W>
 SIMCSEPP_LANES void backward_pair(const Attn& a, float* dq, float* dk, float* dv, const float* dctx, const float* probs,
                                   int64_t b, int64_t h) {
   thread_local PairScratch w;
-  const Pair pr = make_pair(a.s, a.d, a.mask, a.relBias, a.dRelBias != nullptr, b, h, w, false);
+  const Pair pr = make_pair(a.s, a.d, a.mask, a.relBias, a.dRelBias != nullptr, b, h, w, false, a.bf16);
   const int64_t T = pr.T, Tp = pr.Tp, ld = a.s.ld, H = a.s.H();
+  // bf16: q rounded (for dk, and for S when P is formed again).
+  const float* qb = a.bf16 ? rounded_rows(a.q + pr.in, ld, pr, w) : nullptr;
   // P with rows padded to Tp: the saved probs themselves when T is already a multiple of kPad; without them
   // (probs null) formed again as the forward forms it (the same product and softmax: the same bits).
   const float* P = probs;
   if (probs == nullptr) {
     float* kt = transposed<W>(a.k + pr.in, ld, pr, w);
+    if (a.bf16) round_in_place(kt, pr.HS * Tp);
     float* S = w.take(T * Tp);
-    product<W>({T, Tp, pr.HS, a.q + pr.in, ld, 1, kt, Tp, pr.rows.scale, S, Tp});
+    if (a.bf16)
+      product<W>({T, Tp, pr.HS, qb, pr.HSp, 1, kt, Tp, pr.rows.scale, S, Tp});
+    else
+      product<W>({T, Tp, pr.HS, a.q + pr.in, ld, 1, kt, Tp, pr.rows.scale, S, Tp});
     if (pr.rows.rel) add_relative_bias<W>(pr.rows, S);
     PairRows plain = pr.rows;
     plain.U = nullptr;  // P before dropout
@@ -648,16 +689,37 @@ SIMCSEPP_LANES void backward_pair(const Attn& a, float* dq, float* dk, float* dv
   const float* Pd = dropped ? dropped : P;
   float* vt = transposed<W>(a.v + pr.in, ld, pr, w);
   float* dS = w.take(T * Tp);
-  product<W>({T, Tp, pr.HS, dctx + pr.out, H, 1, vt, Tp, 1.0f, dS, Tp});  // dP
+  int64_t ldg, ldk, ldq;
+  const float *g = nullptr, *kr = nullptr, *qr = nullptr;
+  if (a.bf16) {
+    round_in_place(vt, pr.HS * Tp);
+    g = rounded_rows(dctx + pr.out, H, pr, w);
+    kr = rounded_rows(a.k + pr.in, ld, pr, w);
+    qr = qb;
+    ldg = ldk = ldq = pr.HSp;
+    product<W>({T, Tp, pr.HS, g, ldg, 1, vt, Tp, 1.0f, dS, Tp});  // dP
+  } else {
+    product<W>({T, Tp, pr.HS, dctx + pr.out, H, 1, vt, Tp, 1.0f, dS, Tp});  // dP
+  }
   softmax_backward_rows<W>(pr.rows, dS, P, dropped);
   if (pr.rows.dRel) {
     float* out = a.dRelBias + b * (2 * T - 1) * a.s.NH + h;
     for (int64_t dg = 0; dg < 2 * T - 1; ++dg) out[dg * a.s.NH] = pr.rows.dRel[dg];
   }
-  int64_t ldg, ldk, ldq;
-  const float* g = vector_rows(dctx + pr.out, H, W, pr, w, &ldg);
-  const float* kr = vector_rows(a.k + pr.in, ld, W, pr, w, &ldk);
-  const float* qr = vector_rows(a.q + pr.in, ld, W, pr, w, &ldq);
+  if (a.bf16) {
+    round_in_place(dS, T * Tp);
+    if (dropped != nullptr) {
+      round_in_place(dropped, T * Tp);
+    } else {  // Pd is P itself: a rounded copy (P may be the caller's probs)
+      float* copy = w.take(T * Tp);
+      for (int64_t i = 0; i < T * Tp; ++i) copy[i] = round_bf16(P[i]);
+      Pd = copy;
+    }
+  } else {
+    g = vector_rows(dctx + pr.out, H, W, pr, w, &ldg);
+    kr = vector_rows(a.k + pr.in, ld, W, pr, w, &ldk);
+    qr = vector_rows(a.q + pr.in, ld, W, pr, w, &ldq);
+  }
   product<W>({T, pr.HS, T, Pd, 1, Tp, g, ldg, 1.0f, dv + pr.in, ld});   // dv = Pd^T dctx
   product<W>({T, pr.HS, T, dS, Tp, 1, kr, ldk, 1.0f, dq + pr.in, ld});  // dq = dS k (dS carries 1/sqrt(HS))
   product<W>({T, pr.HS, T, dS, 1, Tp, qr, ldq, 1.0f, dk + pr.in, ld});  // dk = dS^T q
@@ -726,8 +788,10 @@ const char* attention_kernel_name() { return kernels().name; }
 
 void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v, const int32_t* mask,
                        const float* relBias, int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p,
-                       uint64_t seed, uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex) {
-  const Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}, relBias, nullptr};
+                       uint64_t seed, uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex,
+                       Precision precision) {
+  Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}, relBias, nullptr};
+  a.bf16 = attention_takes_bf16(precision, T, HS);
   const Kernels& K = kernels();
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) K.forward(a, ctx, probs ? probs + i * T * T : nullptr, i / NH, i % NH);
@@ -737,8 +801,9 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
 void attention_backward(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
                         const float* k, const float* v, const float* probs, const int32_t* mask, const float* relBias,
                         int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
-                        uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex) {
-  const Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}, relBias, dRelBias};
+                        uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex, Precision precision) {
+  Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}, relBias, dRelBias};
+  a.bf16 = attention_takes_bf16(precision, T, HS);
   const Kernels& K = kernels();
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)

@@ -138,10 +138,15 @@ using AddLeadingColumnsFn = void(float* dinp, const float* dout, float scale, in
 // k = qkv + H, v = qkv + 2H). ctx and dctx are always [B, T, H].
 // relBias (may be null) adds a relative-position bias to the scores, after the scaling and before the mask
 // (MPNet's): S[b, h, i, j] += relBias[(j - i + T - 1) * NH + h], relBias [2T - 1, NH].
+// precision (ops/precision.h): at kBf16, for the shapes attention_takes_bf16 admits, every operand of the
+// products is rounded to bfloat16 first (round_bf16) and the sums stay fp32: q, k and v; Pd (after the
+// dropout, so probs keeps the fp32 P); in the backward dctx, Pd, v, q, k and dS / sqrt(HS) (dS scaled, then
+// rounded: dq = bf16(dS / sqrt(HS)) bf16(k), dk = bf16(dS / sqrt(HS))^T bf16(q)). The softmax, the mask, the
+// dropout and the relative bias (and dRelBias) stay fp32. Other shapes run at fp32 at either precision.
 using AttentionForwardFn = void(float* ctx, float* probs, const float* q, const float* k, const float* v,
                                 const int32_t* mask, const float* relBias, int64_t B, int64_t T, int64_t NH, int64_t HS,
                                 int64_t ld, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
-                                const RowIndex& rowIndex);
+                                const RowIndex& rowIndex, Precision precision);
 // Regenerates the dropout mask D (Pd = D ⊙ P), and P itself when probs is null (with the forward's bits: the
 // same products and softmax). With G = dctx_h:
 //   dv_h = Pd^T G;  dP = D ⊙ (G v_h^T);  dS = P ⊙ (dP - rowsum(dP ⊙ P));
@@ -153,7 +158,15 @@ using AttentionBackwardFn = void(float* dq, float* dk, float* dv, float* dRelBia
                                  const float* k, const float* v, const float* probs, const int32_t* mask,
                                  const float* relBias, int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld,
                                  float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
-                                 const RowIndex& rowIndex);
+                                 const RowIndex& rowIndex, Precision precision);
+
+// Whether attention at Precision::kBf16 rounds its operands for this shape (both backends apply this rule):
+// sentences of up to 64 tokens and heads of up to 64 columns, the shapes of CUDA's tensor-core kernel
+// (kernels/attention_mma.cu). Longer ones run at fp32.
+constexpr int64_t kAttentionBf16MaxT = 64, kAttentionBf16MaxHS = 64;
+inline bool attention_takes_bf16(Precision precision, int64_t T, int64_t HS) {
+  return precision == Precision::kBf16 && T <= kAttentionBf16MaxT && HS <= kAttentionBf16MaxHS;
+}
 
 // out[b] = hidden[b, 0]
 using PoolClsForwardFn = void(float* out, const float* hidden, int64_t B, int64_t T, int64_t H);

@@ -31,9 +31,22 @@ export const E2E_TOL = 1e-4
  * and the CPU add in one order, cuBLASLt on a GPU in its own) can round to the neighbouring bf16 value, a
  * 2^-8 step, and the products carry that into the gradients and so the weights. So one bf16 step, 2^-8
  * (measured after 3 steps: 1.6e-4 under the emulator; 1.44e-3 on an H200 with cuBLASLt, value.bias).
+ * At bf16 an element may instead differ by up to BF16_STEP_FLOOR of the learning rate (see there).
  * @param {'fp32' | 'bf16'} precision
  */
 export const e2eTolerance = (precision) => (precision === 'fp32' ? E2E_TOL : 2 ** -8)
+
+/**
+ * At bf16, the absolute difference (in units of the learning rate) an element may show whatever its tensor's
+ * scale. AdamW moves an element by lr · m̂ / (√v̂ + ε) a step, about lr whatever the gradient's size: an element
+ * whose gradient nearly cancels (a q or v bias component) takes steps that a rounding flip of one operand can
+ * change by a good fraction of lr, while a bias that starts at 0 has max|b| ≈ steps · lr, so 2^-8 of it is
+ * 0.01 lr. Measured: 0.05 lr on one of 48 components of layer 0's value bias under the emulator once attention
+ * rounds its operands too (2.56e-2 of max|b|; the other components within 0.006 lr). A wrong gradient moves
+ * elements by whole steps of lr, which stays far outside 1/8 lr (and the op tables hold every gradient to the
+ * CPU's directly).
+ */
+export const BF16_STEP_FLOOR = 1 / 8
 
 /** max|a − b| / max|b| over one tensor. */
 const relDiff = (/** @type {Float32Array} */ a, /** @type {Float32Array} */ b) => maxErr(a, b, 1e-30)
@@ -260,9 +273,13 @@ async function compareRuns(lib, dir, tag, run, device, tol) {
       checks.push({ ok: worst <= limit, message: `${name}: ${worst.toExponential(2)} (zero-gradient bias, within 2·steps·lr)` })
     } else {
       const d = relDiff(ta.data, tb.data)
+      const worst = ta.data.reduce((w, v, i) => Math.max(w, Math.abs(v - tb.data[i])), 0)
+      const floor = run.precision === 'bf16' ? BF16_STEP_FLOOR * run.lr : 0
       checks.push({
-        ok: d < tol,
-        message: `${name}: relative difference ${d.toExponential(2)} < ${tol} (${run.precision})`,
+        ok: d < tol || worst <= floor,
+        message:
+          `${name}: relative difference ${d.toExponential(2)} < ${tol} (${run.precision})` +
+          (floor > 0 ? `, or at most ${BF16_STEP_FLOOR} lr: ${(worst / run.lr).toExponential(2)} lr` : ''),
         measure: { op: `train ${tag === 'mixture' ? 'mixture' : run.precision}`, value: d, unit: 'max-normalised' },
       })
     }

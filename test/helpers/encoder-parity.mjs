@@ -347,6 +347,11 @@ function paddedMask(/** @type {number} */ T, /** @type {number[]} */ lengths) {
 
 const GEMM_TOL = { maxErr: 1e-5 } // sgemm, linear forward and backward
 const ATTN_TOL = { maxErr: 1e-5 } // attention probs, ctx, dq, dk, dv
+// At bf16 (T, HS <= 64: kernels/attention_mma.cu against the CPU's rounded operands) ctx, dq, dk, dv by the norm:
+// the sums run in another order, so Pd and dS / sqrt(HS) can round to the neighbouring bfloat16 now and then (one
+// element off by 2^-8 of itself), which a max-normalised bound would have to allow everywhere. Unrounded products
+// are ~1e-3 away (test/attention-bf16.test.ts), ten times this bound.
+const ATTN_BF16_TOL = { relErr: 1e-4 }
 
 /** @type {ParityCase[]} */
 export const GEMM_CASES = []
@@ -598,8 +603,11 @@ for (const [R, C, OC] of LINEAR_SHAPES)
 // (a case's `path`), the others the tiled SGEMMs (kernels/attention.cu): both are compared with the CPU.
 
 /**
- * @typedef {{ name: string, B: number, T: number, NH: number, HS: number, lengths: number[], path?: 'fused' | 'tiled' }} AttnCase
- *   lengths: real tokens per sentence (the rest are padding); path: SIMCSEPP_ATTENTION for the CUDA run
+ * @typedef {{ name: string, B: number, T: number, NH: number, HS: number, lengths: number[], path?: 'fused' | 'tiled',
+ *   precision?: 'fp32' | 'bf16', rel?: boolean }} AttnCase
+ *   lengths: real tokens per sentence (the rest are padding); path: SIMCSEPP_ATTENTION for the CUDA run;
+ *   precision: the op's (bf16: the tensor-core kernels for T, HS <= 64); rel: with a relative-position bias (and
+ *   its gradient)
  * @typedef {import('../../lib/ops.js').DropoutSite} DropoutSite
  */
 
@@ -619,6 +627,16 @@ const ATTN_CASES = [
   // The fused kernels' edges: every thread's 8 columns (HS = 128) over 8 query tiles (T = 128), one partial tile.
   { name: 'largest fused shape', B: 1, T: 128, NH: 1, HS: 128, lengths: [101] },
   { name: 'odd T and HS, SIMCSEPP_ATTENTION=fused', B: 2, T: 33, NH: 3, HS: 17, lengths: [33, 20], path: 'fused' },
+  // bf16: the tensor-core kernels (kernels/attention_mma.cu), 32- and 64-row blocks, padded tiles, head sizes not a
+  // multiple of 16, a sentence with no real key, the largest shape, and a relative-position bias (MPNet's).
+  { name: 'bf16, padded rows', B: 2, T: 17, NH: 2, HS: 8, lengths: [17, 9], precision: 'bf16' },
+  { name: 'bf16, T = 1', B: 3, T: 1, NH: 1, HS: 5, lengths: [1, 1, 1], precision: 'bf16' },
+  { name: 'bf16, no real key in one sentence', B: 3, T: 5, NH: 3, HS: 7, lengths: [5, 0, 3], precision: 'bf16' },
+  { name: 'bf16, BERT head size', B: 2, T: 32, NH: 2, HS: 64, lengths: [32, 11], precision: 'bf16' },
+  { name: 'bf16, odd T and HS', B: 2, T: 33, NH: 3, HS: 17, lengths: [33, 20], precision: 'bf16' },
+  { name: 'bf16, largest shape', B: 1, T: 64, NH: 1, HS: 64, lengths: [57], precision: 'bf16' },
+  { name: 'bf16, relative bias', B: 2, T: 19, NH: 2, HS: 16, lengths: [19, 12], precision: 'bf16', rel: true },
+  { name: 'fp32, relative bias', B: 2, T: 19, NH: 2, HS: 16, lengths: [19, 12], rel: true },
 ]
 
 /** @param {AttnCase} c */
@@ -639,10 +657,11 @@ function dropoutSites(B) {
   ]
 }
 
-/** @param {AttnCase} c @param {Draws} g */
+/** @param {AttnCase} c @param {Draws} g @returns {Inputs} */
 function attnInputs(c, g) {
   const act = [c.B, c.T, c.NH * c.HS]
-  return {
+  /** @type {Inputs} */
+  const inputs = {
     ctx: g.fill(act, NaN),
     probs: g.fill([c.B, c.NH, c.T, c.T], NaN),
     q: g.rand(act),
@@ -653,6 +672,11 @@ function attnInputs(c, g) {
     dk: g.fill(act, NaN),
     dv: g.fill(act, NaN),
   }
+  if (c.rel) {
+    inputs.rel = g.rand([2 * c.T - 1, c.NH])
+    inputs.dRel = g.fill([c.B, 2 * c.T - 1, c.NH], NaN)
+  }
+  return inputs
 }
 
 /**
@@ -665,13 +689,19 @@ function attnInputs(c, g) {
  */
 function attention(lib, device, c, site, inputs) {
   const mask = maskOf(c)
+  const precision = c.precision ?? 'fp32'
   return withAttentionPath(c.path, () =>
     afterRun(lib, device, inputs, (x) => {
-      lib.ops.attentionForward(x.ctx, x.probs, x.q, x.k, x.v, mask, c.NH, site)
-      lib.ops.attentionBackward(x.dq, x.dk, x.dv, x.dctx, x.q, x.k, x.v, x.probs, mask, c.NH, site)
+      const [rel, dRel] = c.rel ? [x.rel, x.dRel] : [null, null]
+      lib.ops.attentionForward(x.ctx, x.probs, x.q, x.k, x.v, mask, c.NH, site, false, rel, precision)
+      lib.ops.attentionBackward(x.dq, x.dk, x.dv, x.dctx, x.q, x.k, x.v, x.probs, mask, c.NH, site, false, rel, dRel, precision)
     }),
   )
 }
+
+/** The tolerance of an attention output at the case's precision (probs: the fp32 softmax either way). */
+const attnTol = (/** @type {AttnCase} */ c, /** @type {string} */ out) =>
+  c.precision === 'bf16' && out !== 'probs' ? ATTN_BF16_TOL : ATTN_TOL
 
 /**
  * fn() with SIMCSEPP_ATTENTION = path (unchanged when undefined), then the variable as it was.
@@ -715,8 +745,9 @@ for (const c of ATTN_CASES)
       const [gpu, cpu] = [attention(lib, device, c, site, inputs), attention(lib, 'cpu', c, site, inputs)]
       return [
         compare('attention_forward', `${name}: probs`, gpu.probs, cpu.probs, ATTN_TOL),
-        compare('attention_forward', `${name}: ctx`, gpu.ctx, cpu.ctx, ATTN_TOL),
-        ...['dq', 'dk', 'dv'].map((d) => compare('attention_backward', `${name}: ${d}`, gpu[d], cpu[d], ATTN_TOL)),
+        compare('attention_forward', `${name}: ctx`, gpu.ctx, cpu.ctx, attnTol(c, 'ctx')),
+        ...['dq', 'dk', 'dv'].map((d) => compare('attention_backward', `${name}: ${d}`, gpu[d], cpu[d], attnTol(c, d))),
+        ...(c.rel ? [compare('attention_backward', `${name}: dRelBias`, gpu.dRel, cpu.dRel, ATTN_TOL)] : []),
       ]
     })
   }
@@ -831,7 +862,7 @@ export function unpackQkv(packed, H, which) {
   for (let r = 0; r < rows; r++) out.set(packed.subarray(r * 3 * H + which * H, r * 3 * H + (which + 1) * H), r * H)
   return out
 }
-for (const c of [ATTN_CASES[0], ATTN_CASES[4], ATTN_CASES[5], ATTN_CASES[6], ATTN_CASES[8]]) {
+for (const c of [ATTN_CASES[0], ATTN_CASES[4], ATTN_CASES[5], ATTN_CASES[6], ATTN_CASES[8], ATTN_CASES[15], ATTN_CASES[16]]) {
   const site = dropoutSites(c.B)[2]
   const name = `attention ${c.name} (B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS}) packed q|k|v, ${site.name}`
   gemmCase('attention with packed q|k|v: CUDA equals CPU with separate tensors', name, 2 * attnWork(c), (lib, device, g) => {
@@ -852,15 +883,34 @@ for (const c of [ATTN_CASES[0], ATTN_CASES[4], ATTN_CASES[5], ATTN_CASES[6], ATT
           dqkv: [new Float32Array(qkv.length).fill(NaN), [c.B, c.T, 3 * H]],
         },
         (x) => {
-          lib.ops.attentionForward(x.ctx, x.probs, x.qkv, null, null, mask, c.NH, site.site)
-          lib.ops.attentionBackward(x.dqkv, null, null, x.dctx, x.qkv, null, null, x.probs, mask, c.NH, site.site)
+          const precision = c.precision ?? 'fp32'
+          // bf16Next: the kernels also write the bf16 handoffs of ctx and of the packed gradient.
+          const next = precision === 'bf16'
+          lib.ops.attentionForward(x.ctx, x.probs, x.qkv, null, null, mask, c.NH, site.site, next, null, precision)
+          lib.ops.attentionBackward(
+            x.dqkv,
+            null,
+            null,
+            x.dctx,
+            x.qkv,
+            null,
+            null,
+            x.probs,
+            mask,
+            c.NH,
+            site.site,
+            next,
+            null,
+            null,
+            precision,
+          )
         },
       ),
     )
     return [
       compare('attention_forward', `${name}: probs`, got.probs, cpu.probs, ATTN_TOL),
-      compare('attention_forward', `${name}: ctx`, got.ctx, cpu.ctx, ATTN_TOL),
-      ...['dq', 'dk', 'dv'].map((d, k) => compare('attention_backward', `${name}: ${d}`, unpackQkv(got.dqkv, H, k), cpu[d], ATTN_TOL)),
+      compare('attention_forward', `${name}: ctx`, got.ctx, cpu.ctx, attnTol(c, 'ctx')),
+      ...['dq', 'dk', 'dv'].map((d, k) => compare('attention_backward', `${name}: ${d}`, unpackQkv(got.dqkv, H, k), cpu[d], attnTol(c, d))),
     ]
   })
 }
@@ -868,12 +918,14 @@ for (const c of [ATTN_CASES[0], ATTN_CASES[4], ATTN_CASES[5], ATTN_CASES[6], ATT
 // With v_h the one-hot rows e_t (HS >= T), ctx_h = Pd exactly, and with dctx_h the same one-hot rows,
 // dv_h = Pd^T exactly: the forward's mask and the backward's regenerated one are read off element by element.
 // Also with the sentences placed in a larger batch as a data-parallel rank's runs of rows (RowPlacement).
-for (const [placed, firstRow] of /** @type {[string, import('../../lib/native.js').RowPlacement][]} */ ([
-  ['', 0],
-  [", a rank's runs of rows", { first: 3, block: 2, stride: 9, skip: 1 }],
+for (const [placed, firstRow, precision] of /** @type {[string, import('../../lib/native.js').RowPlacement, 'fp32' | 'bf16'][]} */ ([
+  ['', 0, 'fp32'],
+  [", a rank's runs of rows", { first: 3, block: 2, stride: 9, skip: 1 }, 'fp32'],
+  [', bf16', 0, 'bf16'],
+  [", a rank's runs of rows, bf16", { first: 3, block: 2, stride: 9, skip: 1 }, 'bf16'],
 ])) {
   /** @type {AttnCase} */
-  const c = { name: 'one-hot values', B: 3, T: 20, NH: 2, HS: 24, lengths: [20, 13, 20] }
+  const c = { name: 'one-hot values', B: 3, T: 20, NH: 2, HS: 24, lengths: [20, 13, 20], precision }
   const name = `attention dropout mask (B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS}, one-hot values${placed})`
   gemmCase('attention dropout: CUDA draws the CPU mask, element for element, forward and backward', name, attnWork(c), (lib, device, g) => {
     const H = c.NH * c.HS
@@ -901,7 +953,7 @@ for (const [placed, firstRow] of /** @type {[string, import('../../lib/native.js
       checks.push(
         { ok: differ === 0, message: `${out}: the zero pattern (the dropout mask) is the CPU's (${differ} elements differ)` },
         { ok: dropped > 0, message: `${out}: dropout dropped ${dropped} elements` },
-        compare('attention_mask', `${out}: values`, gpu[out], cpu[out], ATTN_TOL),
+        compare('attention_mask', `${out}: values`, gpu[out], cpu[out], attnTol(c, out)),
       )
     }
     // Sentence 2 has keepRows 0: its ctx is P itself, zero only at padded keys (there are none).
@@ -913,8 +965,26 @@ for (const [placed, firstRow] of /** @type {[string, import('../../lib/native.js
   })
 }
 
-{
-  const c = ATTN_CASES[0]
+// At bf16 the backward without probs forms P again with the mma forward, a chunk of sentences at a time: the bits
+// of the backward with the forward's probs, whatever the chunk.
+for (const chunk of [undefined, '2'])
+  for (const c of [ATTN_CASES[12], ATTN_CASES[16]]) {
+    const site = dropoutSites(c.B)[2]
+    const name = `attention ${c.name} (B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS}) backward without probs${chunk ? ` in chunks of ${chunk}` : ''}, ${site.name}`
+    gemmCase('attention at bf16, backward without probs: the bits of the backward with them', name, attnWork(c), (lib, device, g) => {
+      const inputs = attnInputs(c, g)
+      const mask = maskOf(c)
+      const withProbs = attention(lib, device, c, site.site, inputs)
+      const without = withEnvVars({ SIMCSEPP_ATTENTION_CHUNK: chunk }, () =>
+        afterRun(lib, device, inputs, (x) =>
+          lib.ops.attentionBackward(x.dq, x.dk, x.dv, x.dctx, x.q, x.k, x.v, null, mask, c.NH, site.site, false, null, null, 'bf16'),
+        ),
+      )
+      return ['dq', 'dk', 'dv'].map((d) => identical(`${name}: ${d}`, without[d], withProbs[d]))
+    })
+  }
+
+for (const c of [ATTN_CASES[0], ATTN_CASES[12]]) {
   const name = `attention ${c.name} (B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS}) p = 0.1, keepRows, twice`
   gemmCase('attention is deterministic (bit for bit over runs)', name, 2 * attnWork(c), (lib, device, g) => {
     const site = dropoutSites(c.B)[2].site

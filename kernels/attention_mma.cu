@@ -1,0 +1,270 @@
+// Attention on the tensor cores for short sentences (T <= 64, HS <= 64: attention_takes_bf16), at
+// Precision::kBf16: one block of 4 warps per head z = b*NH + h holds the head's q, k, v (and dctx) as bfloat16
+// in shared memory and runs every product as WMMA m16n16k16 tiles (bf16 x bf16 -> fp32 sums), the score rows
+// (softmax, mask, Philox dropout, relative bias) in fp32 between them. Operands and roundings are ops/encoder.h's
+// bf16 contract, which the CPU backend computes too (native/cpu/attention.cpp); the sums' order is the tensor
+// cores'. Rows and columns are padded to multiples of 16 with zeros (Tp = ceil(T/16) 16, Hp likewise).
+//
+//   forward   xs = bf16(q_h), ys = bf16(k_h)               staged from the fp32 rows, zeros in the padding
+//             S = xs ys^T * scale   -> fs (fp32)           (Tp/16)^2 tiles over the warps, Hp/16 k-steps each
+//             P = softmax(S) -> probs; xs = bf16(D ⊙ P)    one segment of 8 (T <= 32) or 16 lanes per row
+//             ys = bf16(v_h)                               (in the same phase: k is no longer read)
+//             ctx = xs ys -> fs -> ctx (+ bf16 copy)       Tp/16 x Hp/16 tiles, Tp/16 k-steps
+//   backward  ys = bf16(v_h), zs = bf16(dctx_h)
+//             dPd = zs ys^T -> fs
+//             fs = dS (fp32, in place), xs = bf16(D ⊙ P)   the rows (softmax_backward_row, P from probs)
+//             dRel (MPNet's bias): thread d sums fs along diagonal d, rows in order (as the CPU)
+//             ys = bf16(dS * scale)
+//             dv = xs^T zs -> fs -> dv                     (xs read column-major: Pd^T)
+//             xs = bf16(k_h), zs = bf16(q_h)
+//             dq = ys xs -> fs -> dq;  dk = ys^T zs -> fs -> dk
+// Shared memory (static, kT = 32 or 64 rows): bf16 arrays [kT][72] (rows 144 bytes: 16-byte multiples as WMMA
+// wants, 4 banks apart so that 8 rows' 16-byte pieces hit all 32 banks) and one fp32 [kT][68]: 18 KB (kT = 32)
+// or 36 KB forward, 23 / 45 KB backward. A tile's pointer is 32-byte aligned (16 rows x 144 or 272 bytes).
+// The products read shared memory only; global memory is read once (coalesced: consecutive threads,
+// consecutive columns) and written once.
+#include <mma.h>
+
+#include "attention_mma.cuh"
+#include "launch.cuh"
+
+namespace simcsepp::cuda {
+
+namespace {
+
+using namespace nvcuda;
+
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+constexpr int kMaxHS = 64;        // head columns the arrays hold
+constexpr int kLd = kMaxHS + 8;   // bf16 row length (also holds kT <= 64 keys)
+constexpr int kFLd = kMaxHS + 4;  // fp32 row length (scores of kT <= 64 keys, or an output tile row)
+static_assert(kLd * 2 % 16 == 0 && kFLd * 4 % 16 == 0, "WMMA wants 16-byte multiples as row strides");
+
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
+using FragAT = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::col_major>;
+using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
+using FragBT = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major>;
+using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+
+// One head's geometry, formed on the host.
+struct Head {
+  int T, NH, HS;
+  int64_t ld, H;  // row strides of q, k, v (and dq, dk, dv) and of ctx, dctx
+  float scale;    // 1/sqrt(HS)
+  int tT, tH;     // 16-row tiles of the keys (queries) and 16-column tiles of the head: Tp / 16, Hp / 16
+};
+
+// dst[r][c] = bf16(src[r * ld + c]) for r < rows, c < cols, 0 elsewhere in [kT][Hp]: the whole block.
+template <int kT>
+__device__ __forceinline__ void stage(__nv_bfloat16 (*dst)[kLd], const float* src, int64_t ld, int rows, int cols,
+                                      int Hp) {
+  for (int idx = static_cast<int>(threadIdx.x); idx < kT * Hp; idx += kThreads) {
+    const int r = idx / Hp, c = idx % Hp;
+    dst[r][c] = __float2bfloat16(r < rows && c < cols ? src[static_cast<int64_t>(r) * ld + c] : 0.0f);
+  }
+}
+
+// out tiles (m, n) of the product A B (m < mTiles, n < nTiles, K = 16 kSteps), scaled by alpha, into fs; the
+// warps take the tiles in turn. A's tile (m, k) and B's tile (k, n) come from the pointer functions a(m, k) and
+// b(k, n), each with its layout's fragment.
+template <class FA, class FB, class PA, class PB>
+__device__ __forceinline__ void product(float (*fs)[kFLd], int mTiles, int nTiles, int kSteps, float alpha, PA a,
+                                        PB b) {
+  const int warp = static_cast<int>(threadIdx.x) / 32;
+  for (int t = warp; t < mTiles * nTiles; t += kWarps) {
+    const int m = t / nTiles, n = t % nTiles;
+    FragC acc;
+    wmma::fill_fragment(acc, 0.0f);
+    for (int kk = 0; kk < kSteps; ++kk) {
+      FA fa;
+      FB fb;
+      wmma::load_matrix_sync(fa, a(m, kk), kLd);
+      wmma::load_matrix_sync(fb, b(kk, n), kLd);
+      wmma::mma_sync(acc, fa, fb, acc);
+    }
+    if (alpha != 1.0f)
+      for (int e = 0; e < acc.num_elements; ++e) acc.x[e] *= alpha;
+    wmma::store_matrix_sync(&fs[m * 16][n * 16], acc, kFLd, wmma::mem_row_major);
+  }
+}
+
+// out[r * ld + c] = fs[r][c] for r < T, c < HS (and its bf16 copy at out16 + the same offset, when not null).
+__device__ __forceinline__ void write_rows(float* out, __nv_bfloat16* out16, int64_t ld, const float (*fs)[kFLd],
+                                           const Head& h) {
+  for (int idx = static_cast<int>(threadIdx.x); idx < h.T * h.HS; idx += kThreads) {
+    const int r = idx / h.HS, c = idx % h.HS;
+    const int64_t at = static_cast<int64_t>(r) * ld + c;
+    out[at] = fs[r][c];
+    if (out16 != nullptr) out16[at] = __float2bfloat16(fs[r][c]);
+  }
+}
+
+// Zeros in x's padding of a [Tp][Tp] block: rows or columns at T and beyond (the products read them).
+__device__ __forceinline__ void zero_padding(__nv_bfloat16 (*x)[kLd], const Head& h) {
+  const int Tp = h.tT * 16;
+  for (int idx = static_cast<int>(threadIdx.x); idx < Tp * Tp; idx += kThreads) {
+    const int r = idx / Tp, c = idx % Tp;
+    if (r >= h.T || c >= h.T) x[r][c] = __float2bfloat16(0.0f);
+  }
+}
+
+// The kernels' shared arrays, in one struct each (a __shared__ array of bf16 itself would get a guard variable
+// from the host compiler, which the emulator refuses as dynamic initialisation). Every array's size is a
+// multiple of 32 bytes, so each starts 32-byte aligned.
+template <int kT>
+struct ForwardSmem {
+  __nv_bfloat16 xs[kT][kLd];  // q, then Pd
+  __nv_bfloat16 ys[kT][kLd];  // k, then v
+  float fs[kT][kFLd];         // S, then ctx
+};
+template <int kT>
+struct BackwardSmem {
+  __nv_bfloat16 xs[kT][kLd];  // Pd, then k
+  __nv_bfloat16 ys[kT][kLd];  // v, then bf16(dS * scale)
+  __nv_bfloat16 zs[kT][kLd];  // dctx, then q
+  float fs[kT][kFLd];         // dPd, dS, then each gradient
+};
+
+// Lanes per score row: a segment of 8 lanes (up to 9 Philox groups) for T <= 32, 16 above.
+template <int kT>
+constexpr int kRowLanes = kT <= 32 ? 8 : 16;
+
+template <int kT>
+__global__ void __launch_bounds__(kThreads)
+    attn_mma_forward_kernel(float* __restrict__ ctx, __nv_bfloat16* __restrict__ ctx16, float* __restrict__ probs,
+                            const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                            Head h, AttnRows A) {
+  __shared__ __align__(32) ForwardSmem<kT> sm;
+  auto& xs = sm.xs;
+  auto& ys = sm.ys;
+  auto& fs = sm.fs;
+  const int64_t z = blockIdx.x, b = z / h.NH, col = (z % h.NH) * h.HS;
+  const int64_t in0 = b * h.T * h.ld + col, out0 = b * h.T * h.H + col;
+  const int Hp = h.tH * 16;
+  stage<kT>(xs, q + in0, h.ld, h.T, h.HS, Hp);
+  stage<kT>(ys, k + in0, h.ld, h.T, h.HS, Hp);
+  __syncthreads();
+  product<FragA, FragBT>(
+      fs, h.tT, h.tT, h.tH, h.scale, [&](int m, int kk) { return &xs[m * 16][kk * 16]; },
+      [&](int kk, int n) { return &ys[n * 16][kk * 16]; });  // B = k^T: k's rows read column-major
+  __syncthreads();
+  if (ctx != nullptr) stage<kT>(ys, v + in0, h.ld, h.T, h.HS, Hp);
+  constexpr int kLanes = kRowLanes<kT>, kRowsPerWarp = 32 / kLanes;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  for (int r0 = warp * kRowsPerWarp; r0 < h.T; r0 += kWarps * kRowsPerWarp) {
+    const int r = r0 + lane / kLanes;
+    const bool active = r < h.T;
+    const int i = active ? r : r0;  // an inactive segment's pointers stay in range (it reads nothing)
+    const int64_t row = z * h.T + i;
+    softmax_row<kLanes>(A, row, lane % kLanes, fs[i], probs != nullptr ? probs + row * h.T : fs[i], xs[i], active);
+  }
+  if (ctx == nullptr) return;  // P only (a backward without probs forms it again)
+  zero_padding(xs, h);
+  __syncthreads();
+  product<FragA, FragB>(
+      fs, h.tT, h.tH, h.tT, 1.0f, [&](int m, int kk) { return &xs[m * 16][kk * 16]; },
+      [&](int kk, int n) { return &ys[kk * 16][n * 16]; });
+  __syncthreads();
+  write_rows(ctx + out0, ctx16 != nullptr ? ctx16 + out0 : nullptr, h.H, fs, h);
+}
+
+template <int kT>
+__global__ void __launch_bounds__(kThreads)
+    attn_mma_backward_kernel(float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv,
+                             __nv_bfloat16* __restrict__ dqkv16, const float* __restrict__ dctx,
+                             const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                             const float* __restrict__ probs, Head h, AttnRows A) {
+  __shared__ __align__(32) BackwardSmem<kT> sm;
+  auto& xs = sm.xs;
+  auto& ys = sm.ys;
+  auto& zs = sm.zs;
+  auto& fs = sm.fs;
+  const int64_t z = blockIdx.x, b = z / h.NH, col = (z % h.NH) * h.HS;
+  const int64_t in0 = b * h.T * h.ld + col, out0 = b * h.T * h.H + col;
+  const int Hp = h.tH * 16, Tp = h.tT * 16;
+  stage<kT>(ys, v + in0, h.ld, h.T, h.HS, Hp);
+  stage<kT>(zs, dctx + out0, h.H, h.T, h.HS, Hp);
+  __syncthreads();
+  product<FragA, FragBT>(
+      fs, h.tT, h.tT, h.tH, 1.0f, [&](int m, int kk) { return &zs[m * 16][kk * 16]; },
+      [&](int kk, int n) { return &ys[n * 16][kk * 16]; });  // dPd = dctx v^T
+  __syncthreads();
+  constexpr int kLanes = kRowLanes<kT>, kRowsPerWarp = 32 / kLanes;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  for (int r0 = warp * kRowsPerWarp; r0 < h.T; r0 += kWarps * kRowsPerWarp) {
+    const int r = r0 + lane / kLanes;
+    const bool active = r < h.T;
+    const int i = active ? r : r0;
+    const int64_t row = z * h.T + i;
+    softmax_backward_row<kLanes>(A, row, lane % kLanes, fs[i], probs + row * h.T, xs[i], active);
+  }
+  zero_padding(xs, h);
+  __syncthreads();
+  // dRel: thread d sums dS along diagonal d = j - i + T - 1, rows in order (2T - 1 <= 127 diagonals).
+  const int d = static_cast<int>(threadIdx.x);
+  if (A.dRel != nullptr && d < 2 * h.T - 1) {
+    float sum = 0.0f;
+    for (int i = 0; i < h.T; ++i) {
+      const int j = i + d - (h.T - 1);
+      if (j >= 0 && j < h.T) sum += fs[i][j];
+    }
+    A.dRel[(b * (2 * h.T - 1) + d) * h.NH + z % h.NH] = sum;
+  }
+  for (int idx = static_cast<int>(threadIdx.x); idx < Tp * Tp; idx += kThreads) {
+    const int r = idx / Tp, c = idx % Tp;
+    ys[r][c] = __float2bfloat16(r < h.T && c < h.T ? fs[r][c] * h.scale : 0.0f);
+  }
+  __syncthreads();
+  product<FragAT, FragB>(
+      fs, h.tT, h.tH, h.tT, 1.0f, [&](int m, int kk) { return &xs[kk * 16][m * 16]; },
+      [&](int kk, int n) { return &zs[kk * 16][n * 16]; });  // dv = Pd^T dctx: Pd read column-major
+  __syncthreads();
+  write_rows(dv + in0, dqkv16 != nullptr ? dqkv16 + 2 * h.H + in0 : nullptr, h.ld, fs, h);
+  stage<kT>(xs, k + in0, h.ld, h.T, h.HS, Hp);
+  stage<kT>(zs, q + in0, h.ld, h.T, h.HS, Hp);
+  __syncthreads();
+  product<FragA, FragB>(
+      fs, h.tT, h.tH, h.tT, 1.0f, [&](int m, int kk) { return &ys[m * 16][kk * 16]; },
+      [&](int kk, int n) { return &xs[kk * 16][n * 16]; });  // dq = dS k (dS carries the scale)
+  __syncthreads();
+  write_rows(dq + in0, dqkv16 != nullptr ? dqkv16 + in0 : nullptr, h.ld, fs, h);
+  __syncthreads();
+  product<FragAT, FragB>(
+      fs, h.tT, h.tH, h.tT, 1.0f, [&](int m, int kk) { return &ys[kk * 16][m * 16]; },
+      [&](int kk, int n) { return &zs[kk * 16][n * 16]; });  // dk = dS^T q
+  __syncthreads();
+  write_rows(dk + in0, dqkv16 != nullptr ? dqkv16 + h.H + in0 : nullptr, h.ld, fs, h);
+}
+
+Head head_of(const AttnSizes& s) {
+  const int tT = static_cast<int>((s.T + 15) / 16), tH = static_cast<int>((s.HS + 15) / 16);
+  return Head{static_cast<int>(s.T), static_cast<int>(s.NH), static_cast<int>(s.HS), s.ld, s.H(), s.scale(), tT, tH};
+}
+
+}  // namespace
+
+void attention_mma_forward(float* ctx, __nv_bfloat16* ctx16, float* probs, const float* q, const float* k,
+                           const float* v, const AttnSizes& s, const AttnRows& rows, cudaStream_t stream) {
+  const dim3 blocks(static_cast<unsigned>(s.B * s.NH));
+  if (s.T <= 32)
+    launch("attn_mma_forward_kernel<32>", attn_mma_forward_kernel<32>, blocks, kThreads, 0, stream, ctx, ctx16, probs,
+           q, k, v, head_of(s), rows);
+  else
+    launch("attn_mma_forward_kernel<64>", attn_mma_forward_kernel<64>, blocks, kThreads, 0, stream, ctx, ctx16, probs,
+           q, k, v, head_of(s), rows);
+}
+
+void attention_mma_backward(float* dq, float* dk, float* dv, __nv_bfloat16* dqkv16, const float* dctx, const float* q,
+                            const float* k, const float* v, const float* probs, const AttnSizes& s,
+                            const AttnRows& rows, cudaStream_t stream) {
+  const dim3 blocks(static_cast<unsigned>(s.B * s.NH));
+  if (s.T <= 32)
+    launch("attn_mma_backward_kernel<32>", attn_mma_backward_kernel<32>, blocks, kThreads, 0, stream, dq, dk, dv,
+           dqkv16, dctx, q, k, v, probs, head_of(s), rows);
+  else
+    launch("attn_mma_backward_kernel<64>", attn_mma_backward_kernel<64>, blocks, kThreads, 0, stream, dq, dk, dv,
+           dqkv16, dctx, q, k, v, probs, head_of(s), rows);
+}
+
+}  // namespace simcsepp::cuda
