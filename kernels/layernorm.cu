@@ -11,6 +11,12 @@
 //   layernorm_forward_kernel, layernorm_apply_kernel, layernorm_dinp_kernel: one warp per row, 8 rows per
 //     256-thread block; lane l handles columns l, l + 32, ...; row sums by warp shuffles (warp_reduce.cuh).
 //     out may alias inp (and dinp dout): a lane writes only its own columns, after the row's sums are complete.
+//   Rows of C <= 1024 columns, C a multiple of 4, every pointer 16-byte aligned (BERT's 768; a tensor's rows
+//     then always are) take the *_vec kernels instead: lane l holds the groups of 4 columns 4 (l + 32 v), v < 8,
+//     in registers (one 16-byte load or store each; one Philox call per group, whose 4 words are its 4
+//     elements' uniforms), so the row is read from memory once, not once per pass. Their sums add the same
+//     terms in another order; the element-wise arithmetic is the scalar kernels'. Every op of one shape takes
+//     the same kind, so the fused ops still equal the unfused sequences bit for bit.
 //   dweight and dbias: column_sums.cuh's chunked sums of (dout * n, dout) in double2 (grid (ceil(C / 32), chunks
 //     of 128 rows) of partials, then one thread per column adding them in chunk order, 16 in flight). Fixed
 //     chunks and orders: the result does not depend on scheduling; it is the CPU's double sum (added in another
@@ -25,6 +31,10 @@
 // writes dy = dropout(dres). So each equals its unfused sequence on this device bit for bit.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
 
 #include "bf16_handoff.cuh"
 #include "column_sums.cuh"
@@ -202,6 +212,178 @@ struct AddToParams {
   }
 };
 
+// ---------------------------------------------------------------------------------------------
+// The *_vec kernels (rows in registers, 4 columns per load; see the header).
+
+constexpr int kMaxVecs = 8;  // groups of 4 columns per lane: rows of up to 32 * 4 * 8 = 1024 columns
+
+struct alignas(8) Bf16x4 {
+  __nv_bfloat16 v[4];
+};
+
+__device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ void store4(float* p, float4 v) { *reinterpret_cast<float4*>(p) = v; }
+__device__ __forceinline__ void store4(__nv_bfloat16* p, float4 v) {
+  Bf16x4 b;
+  b.v[0] = __float2bfloat16(v.x);
+  b.v[1] = __float2bfloat16(v.y);
+  b.v[2] = __float2bfloat16(v.z);
+  b.v[3] = __float2bfloat16(v.w);
+  *reinterpret_cast<Bf16x4*>(p) = b;
+}
+
+// dropout_kernel's arithmetic on the group of 4 elements whose first Philox index is `index` (a multiple of 4):
+// one Philox call, word k deciding element k (dropout_uniform's words).
+__device__ __forceinline__ float4 drop4(const RowDrop& d, uint64_t index, float4 v) {
+  const uint64_t offset = detail::dropout_offset(d.offset, d.offsetDelta), block = index >> 2;
+  const Philox4 r = philox4x32_10(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
+                                  static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32),
+                                  static_cast<uint32_t>(d.seed), static_cast<uint32_t>(d.seed >> 32));
+  return make_float4(
+      philox_to_unit(r.v[0]) >= d.p ? v.x * d.scale : 0.0f, philox_to_unit(r.v[1]) >= d.p ? v.y * d.scale : 0.0f,
+      philox_to_unit(r.v[2]) >= d.p ? v.z * d.scale : 0.0f, philox_to_unit(r.v[3]) >= d.p ? v.w * d.scale : 0.0f);
+}
+
+template <bool kResidual>
+__global__ void __launch_bounds__(kRowThreads)
+    layernorm_forward_vec_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                                 const float* bias, int64_t R, int64_t C, float eps, float* res, const float* y,
+                                 RowDrop drop, __nv_bfloat16* out16) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  if (row >= R) return;
+  const int groups = static_cast<int>(C / 4);
+  const int64_t at = row * C;
+  float4 xv[kMaxVecs];
+  double s = 0.0;
+  const bool drops = kResidual && row_drops(drop, row);
+  const uint64_t base = kResidual ? row_base(drop, row, C) : 0;  // a multiple of 4: C is
+#pragma unroll
+  for (int v = 0; v < kMaxVecs; ++v) {
+    const int c = 4 * (v * 32 + lane);
+    if (c >= 4 * groups) continue;
+    float4 a;
+    if constexpr (kResidual) {  // res = dropout(y) + x, as the scalar kernel (y, which out may alias, read here only)
+      const float4 yc = drops ? drop4(drop, base + static_cast<uint64_t>(c), load4(y + at + c)) : load4(y + at + c);
+      const float4 xc = load4(inp + at + c);
+      a = make_float4(yc.x + xc.x, yc.y + xc.y, yc.z + xc.z, yc.w + xc.w);
+      store4(res + at + c, a);
+    } else {
+      a = load4(inp + at + c);
+    }
+    xv[v] = a;
+    s += a.x;
+    s += a.y;
+    s += a.z;
+    s += a.w;
+  }
+  const double mu = warp_sum(s) / static_cast<double>(C);
+  double ss = 0.0;
+#pragma unroll
+  for (int v = 0; v < kMaxVecs; ++v) {
+    if (4 * (v * 32 + lane) >= 4 * groups) continue;
+    const double d0 = xv[v].x - mu, d1 = xv[v].y - mu, d2 = xv[v].z - mu, d3 = xv[v].w - mu;
+    ss += d0 * d0;
+    ss += d1 * d1;
+    ss += d2 * d2;
+    ss += d3 * d3;
+  }
+  ss = warp_sum(ss);
+  const float m = static_cast<float>(mu);
+  const float rs = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(C) + eps));
+#pragma unroll
+  for (int v = 0; v < kMaxVecs; ++v) {
+    const int c = 4 * (v * 32 + lane);
+    if (c >= 4 * groups) continue;
+    const float4 w = load4(weight + c), b = load4(bias + c), x = xv[v];
+    const float4 o = make_float4(ln_output(x.x, m, rs, w.x, b.x), ln_output(x.y, m, rs, w.y, b.y),
+                                 ln_output(x.z, m, rs, w.z, b.z), ln_output(x.w, m, rs, w.w, b.w));
+    store4(out + at + c, o);
+    if (out16 != nullptr) store4(out16 + at + c, o);
+  }
+  if (lane == 0) {
+    mean[row] = m;
+    rstd[row] = rs;
+  }
+}
+
+__global__ void __launch_bounds__(kRowThreads)
+    layernorm_apply_vec_kernel(float* out, const float* inp, const float* mean, const float* rstd, const float* weight,
+                               const float* bias, int64_t R, int64_t C) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  if (row >= R) return;
+  const float m = mean[row], rs = rstd[row];
+  for (int64_t c = 4 * lane; c < C; c += 128) {
+    const float4 w = load4(weight + c), b = load4(bias + c), x = load4(inp + row * C + c);
+    store4(out + row * C + c, make_float4(ln_output(x.x, m, rs, w.x, b.x), ln_output(x.y, m, rs, w.y, b.y),
+                                          ln_output(x.z, m, rs, w.z, b.z), ln_output(x.w, m, rs, w.w, b.w)));
+  }
+}
+
+template <bool kDropout>
+__global__ void __launch_bounds__(kRowThreads)
+    layernorm_dinp_vec_kernel(float* dinp, const float* dout, const float* inp, const float* weight, const float* mean,
+                              const float* rstd, int64_t R, int64_t C, float* dy, RowDrop drop, __nv_bfloat16* grad16) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  if (row >= R) return;
+  const int groups = static_cast<int>(C / 4);
+  const int64_t at = row * C;
+  const float m = mean[row], rs = rstd[row];
+  float4 gv[kMaxVecs], xv[kMaxVecs];  // dout and inp (dinp may alias dout: read here, written below)
+  float sg = 0.0f, sgn = 0.0f;
+#pragma unroll
+  for (int v = 0; v < kMaxVecs; ++v) {
+    const int c = 4 * (v * 32 + lane);
+    if (c >= 4 * groups) continue;
+    gv[v] = load4(dout + at + c);
+    xv[v] = load4(inp + at + c);
+    const float4 w = load4(weight + c);
+    const float g0 = __fmul_rn(gv[v].x, w.x), g1 = __fmul_rn(gv[v].y, w.y), g2 = __fmul_rn(gv[v].z, w.z),
+                g3 = __fmul_rn(gv[v].w, w.w);
+    sg += g0;
+    sgn += g0 * ((xv[v].x - m) * rs);
+    sg += g1;
+    sgn += g1 * ((xv[v].y - m) * rs);
+    sg += g2;
+    sgn += g2 * ((xv[v].z - m) * rs);
+    sg += g3;
+    sgn += g3 * ((xv[v].w - m) * rs);
+  }
+  const float mg = warp_sum(sg) / static_cast<float>(C), mgn = warp_sum(sgn) / static_cast<float>(C);
+  const bool drops = kDropout && row_drops(drop, row);
+  const uint64_t base = kDropout ? row_base(drop, row, C) : 0;
+#pragma unroll
+  for (int v = 0; v < kMaxVecs; ++v) {
+    const int c = 4 * (v * 32 + lane);
+    if (c >= 4 * groups) continue;
+    const float4 w = load4(weight + c), g = gv[v], x = xv[v];
+    const float4 d = make_float4(dinp_value(g.x, w.x, x.x, m, rs, mg, mgn), dinp_value(g.y, w.y, x.y, m, rs, mg, mgn),
+                                 dinp_value(g.z, w.z, x.z, m, rs, mg, mgn), dinp_value(g.w, w.w, x.w, m, rs, mg, mgn));
+    store4(dinp + at + c, d);
+    if constexpr (kDropout) {
+      const float4 o = drops ? drop4(drop, base + static_cast<uint64_t>(c), d) : d;
+      store4(dy + at + c, o);
+      if (grad16 != nullptr) store4(grad16 + at + c, o);
+    } else if (grad16 != nullptr) {
+      store4(grad16 + at + c, d);
+    }
+  }
+}
+
+// Whether rows of C columns at these pointers (null ones ignored; bf16 ones need 8 bytes) take the *_vec kernels.
+// SIMCSEPP_LAYERNORM_ROWS=scalar (read at every call) keeps the scalar kernels, to compare both in one process
+// (gpu-check's bench-variants).
+bool vec_rows(int64_t C, std::initializer_list<const void*> floats, const void* bf16 = nullptr) {
+  const char* rows = std::getenv("SIMCSEPP_LAYERNORM_ROWS");
+  if (rows != nullptr && std::strcmp(rows, "scalar") == 0) return false;
+  if (C % 4 != 0 || C > 4 * 32 * kMaxVecs) return false;
+  for (const void* p : floats)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return reinterpret_cast<uintptr_t>(bf16) % 8 == 0;
+}
+
 // The parameter gradients of dout at inp (dweight/dbias may be null), then dinp (and dy): in stream
 // order, so dinp may alias dout.
 void launch_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
@@ -217,12 +399,13 @@ void launch_backward(float* dinp, float* dweight, float* dbias, const float* dou
   }
   const unsigned blocks = detail::grid_blocks(R, kRowsPerBlock, INT32_MAX);
   if (dinp == nullptr) return;
+  const bool vec = vec_rows(C, {dinp, dout, inp, weight, dy}, grad16);
   if (dy != nullptr)
-    launch("layernorm_dinp_dropout", layernorm_dinp_kernel<true>, blocks, kRowThreads, 0, detail::op_stream(), dinp,
-           dout, inp, weight, mean, rstd, R, C, dy, drop, grad16);
+    launch("layernorm_dinp_dropout", vec ? layernorm_dinp_vec_kernel<true> : layernorm_dinp_kernel<true>, blocks,
+           kRowThreads, 0, detail::op_stream(), dinp, dout, inp, weight, mean, rstd, R, C, dy, drop, grad16);
   else
-    launch("layernorm_dinp", layernorm_dinp_kernel<false>, blocks, kRowThreads, 0, detail::op_stream(), dinp, dout, inp,
-           weight, mean, rstd, R, C, dy, drop, grad16);
+    launch("layernorm_dinp", vec ? layernorm_dinp_vec_kernel<false> : layernorm_dinp_kernel<false>, blocks, kRowThreads,
+           0, detail::op_stream(), dinp, dout, inp, weight, mean, rstd, R, C, dy, drop, grad16);
 }
 
 // TokenDropout on device: keepRows copied through the host-argument buffer of `args`.
@@ -243,9 +426,11 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
                        int64_t R, int64_t C, float eps) {
   require();
   if (R <= 0 || C <= 0) return;
-  launch("layernorm_forward", layernorm_forward_kernel<false>, detail::grid_blocks(R, kRowsPerBlock, INT32_MAX),
-         kRowThreads, 0, detail::op_stream(), out, mean, rstd, inp, weight, bias, R, C, eps,
-         static_cast<float*>(nullptr), static_cast<const float*>(nullptr), RowDrop{}, bf16handoff::claim(out, R * C));
+  __nv_bfloat16* out16 = bf16handoff::claim(out, R * C);
+  const bool vec = vec_rows(C, {out, inp, weight, bias}, out16);
+  launch("layernorm_forward", vec ? layernorm_forward_vec_kernel<false> : layernorm_forward_kernel<false>,
+         detail::grid_blocks(R, kRowsPerBlock, INT32_MAX), kRowThreads, 0, detail::op_stream(), out, mean, rstd, inp,
+         weight, bias, R, C, eps, static_cast<float*>(nullptr), static_cast<const float*>(nullptr), RowDrop{}, out16);
   detail::finish_op();
 }
 
@@ -253,8 +438,10 @@ void layernorm_apply(float* out, const float* inp, const float* mean, const floa
                      const float* bias, int64_t R, int64_t C) {
   require();
   if (R <= 0 || C <= 0) return;
-  launch("layernorm_apply", layernorm_apply_kernel, detail::grid_blocks(R, kRowsPerBlock, INT32_MAX), kRowThreads, 0,
-         detail::op_stream(), out, inp, mean, rstd, weight, bias, R, C);
+  const bool vec = vec_rows(C, {out, inp, weight, bias});
+  launch("layernorm_apply", vec ? layernorm_apply_vec_kernel : layernorm_apply_kernel,
+         detail::grid_blocks(R, kRowsPerBlock, INT32_MAX), kRowThreads, 0, detail::op_stream(), out, inp, mean, rstd,
+         weight, bias, R, C);
   detail::finish_op();
 }
 
@@ -272,9 +459,11 @@ void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd
   require();
   if (R <= 0 || C <= 0) return;
   detail::HostArgs args(detail::op_stream());
-  launch("residual_layernorm_forward", layernorm_forward_kernel<true>, detail::grid_blocks(R, kRowsPerBlock, INT32_MAX),
-         kRowThreads, 0, detail::op_stream(), out, mean, rstd, x, weight, bias, R, C, eps, res, y,
-         device_drop(drop, R, args), bf16handoff::claim(out, R * C));
+  __nv_bfloat16* out16 = bf16handoff::claim(out, R * C);
+  const bool vec = vec_rows(C, {out, res, x, y, weight, bias}, out16);
+  launch("residual_layernorm_forward", vec ? layernorm_forward_vec_kernel<true> : layernorm_forward_kernel<true>,
+         detail::grid_blocks(R, kRowsPerBlock, INT32_MAX), kRowThreads, 0, detail::op_stream(), out, mean, rstd, x,
+         weight, bias, R, C, eps, res, y, device_drop(drop, R, args), out16);
   detail::finish_op();
 }
 

@@ -8,7 +8,7 @@
 // --only: a comma-separated list of the sections to run, to spend a short second lease on what the first one left
 // open: losses (2: the loss, unfused, dropout and tensor checks), ops (3), e2e (4), bench-losses (5),
 // bench-attention, bench-step, bench-variants (the B = 64 step without graphs, with per-op rounding, with fp32
-// operands; the micro-batched B = 4096), bench-torch, bench-profile (6), bench-encode (7). Default: all.
+// operands; B = 512 with scalar LayerNorm rows; the micro-batched B = 4096), bench-torch, bench-profile (6), bench-encode (7). Default: all.
 // --loss-n-max: the loss checks of 2 only up to this N (N = 65,536 takes minutes of CPU reference).
 // --torch-modes: the PyTorch baseline's modes (default eager,compile).
 //
@@ -47,7 +47,8 @@
 //    importable, with the ratios; the B = 64 step without CUDA graphs and the B = 64 and 512 steps with
 //    SIMCSEPP_BF16_OPERANDS=fp32 (bf16 products on fp32 operands instead of bf16 copies) and the B = 64 step with
 //    SIMCSEPP_BF16_WEIGHT_MIRROR=0 and SIMCSEPP_BF16_HANDOFF=0 (both operands rounded at every product instead of
-//    read from the weight mirror and the producers' handoffs) when time allows, and
+//    read from the weight mirror and the producers' handoffs) and the B = 512 step with
+//    SIMCSEPP_LAYERNORM_ROWS=scalar (the LayerNorm kernels without the rows in registers) when time allows, and
 //    the device time per op category at B = 64 and 512 (bench step --profile: CUDA events around each op of a
 //    step run without graphs); then the issue's targets (at B = 64, >= 2x PyTorch eager and >= 1.2x
 //    torch.compile in steps/s at our precision; at B = 512, >= 40% model FLOP utilisation), each met or not
@@ -722,6 +723,13 @@ if (runBench && !fake && ['bench-step', 'bench-variants', 'bench-torch', 'bench-
         const [perOp, fed] = await stepWith({ SIMCSEPP_BF16_WEIGHT_MIRROR: '0', SIMCSEPP_BF16_HANDOFF: '0' }, small)
         if (perOp) comparisons.push({ ...perOp, bf16Copies: 'per op' })
         if (perOp && fed) log(`  step B=${small} operands rounded per op: ${ratio(perOp, 'from the mirror and handoffs', fed)}`)
+      }
+      // The B = 512 step with the scalar LayerNorm kernels (SIMCSEPP_LAYERNORM_ROWS=scalar: one column per lane,
+      // the row read once per pass) against the default rows in registers (kernels/layernorm.cu, *_vec).
+      if (want('bench-variants') && left() > 150) {
+        const [scalar, vec] = await stepWith({ SIMCSEPP_LAYERNORM_ROWS: 'scalar' }, big)
+        if (scalar) comparisons.push({ ...scalar, layerNormRows: 'scalar' })
+        if (scalar && vec) log(`  step B=${big} scalar LayerNorm rows: ${ratio(scalar, 'rows in registers', vec)}`)
       }
       // The bf16 products on fp32 operands rounded inside the GEMM (SIMCSEPP_BF16_OPERANDS=fp32) against the
       // default bf16 copies (kernels/bf16_copy.cuh): whether the copies pay for their conversion passes.
