@@ -55,12 +55,15 @@ struct Head {
   int tT, tH;     // 16-row tiles of the keys (queries) and 16-column tiles of the head: Tp / 16, Hp / 16
 };
 
-// dst[r][c] = bf16(src[r * ld + c]) for r < rows, c < cols, 0 elsewhere in [kT][Hp]: the whole block.
+// The loops below run over whole [kT][kMaxHS] or [kT][kT] blocks, whose widths are powers of 2 known at compile
+// time (a shift and a mask per element, where the actual sizes would cost an integer division), and skip or zero
+// what lies outside the shape.
+
+// dst[r][c] = bf16(src[r * ld + c]) for r < rows, c < cols, 0 elsewhere in [kT][kMaxHS]: the whole block.
 template <int kT>
-__device__ __forceinline__ void stage(__nv_bfloat16 (*dst)[kLd], const float* src, int64_t ld, int rows, int cols,
-                                      int Hp) {
-  for (int idx = static_cast<int>(threadIdx.x); idx < kT * Hp; idx += kThreads) {
-    const int r = idx / Hp, c = idx % Hp;
+__device__ __forceinline__ void stage(__nv_bfloat16 (*dst)[kLd], const float* src, int64_t ld, int rows, int cols) {
+  for (int idx = static_cast<int>(threadIdx.x); idx < kT * kMaxHS; idx += kThreads) {
+    const int r = idx / kMaxHS, c = idx % kMaxHS;
     dst[r][c] = __float2bfloat16(r < rows && c < cols ? src[static_cast<int64_t>(r) * ld + c] : 0.0f);
   }
 }
@@ -92,19 +95,20 @@ __device__ __forceinline__ void product(float (*fs)[kFLd], int mTiles, int nTile
 // out[r * ld + c] = fs[r][c] for r < T, c < HS (and its bf16 copy at out16 + the same offset, when not null).
 __device__ __forceinline__ void write_rows(float* out, __nv_bfloat16* out16, int64_t ld, const float (*fs)[kFLd],
                                            const Head& h) {
-  for (int idx = static_cast<int>(threadIdx.x); idx < h.T * h.HS; idx += kThreads) {
-    const int r = idx / h.HS, c = idx % h.HS;
+  for (int idx = static_cast<int>(threadIdx.x); idx < h.T * kMaxHS; idx += kThreads) {
+    const int r = idx / kMaxHS, c = idx % kMaxHS;
+    if (c >= h.HS) continue;
     const int64_t at = static_cast<int64_t>(r) * ld + c;
     out[at] = fs[r][c];
     if (out16 != nullptr) out16[at] = __float2bfloat16(fs[r][c]);
   }
 }
 
-// Zeros in x's padding of a [Tp][Tp] block: rows or columns at T and beyond (the products read them).
+// Zeros in x's padding of a [kT][kT] block: rows or columns at T and beyond (the products read them).
+template <int kT>
 __device__ __forceinline__ void zero_padding(__nv_bfloat16 (*x)[kLd], const Head& h) {
-  const int Tp = h.tT * 16;
-  for (int idx = static_cast<int>(threadIdx.x); idx < Tp * Tp; idx += kThreads) {
-    const int r = idx / Tp, c = idx % Tp;
+  for (int idx = static_cast<int>(threadIdx.x); idx < kT * kT; idx += kThreads) {
+    const int r = idx / kT, c = idx % kT;
     if (r >= h.T || c >= h.T) x[r][c] = __float2bfloat16(0.0f);
   }
 }
@@ -141,15 +145,14 @@ __global__ void __launch_bounds__(kThreads)
   auto& fs = sm.fs;
   const int64_t z = blockIdx.x, b = z / h.NH, col = (z % h.NH) * h.HS;
   const int64_t in0 = b * h.T * h.ld + col, out0 = b * h.T * h.H + col;
-  const int Hp = h.tH * 16;
-  stage<kT>(xs, q + in0, h.ld, h.T, h.HS, Hp);
-  stage<kT>(ys, k + in0, h.ld, h.T, h.HS, Hp);
+  stage<kT>(xs, q + in0, h.ld, h.T, h.HS);
+  stage<kT>(ys, k + in0, h.ld, h.T, h.HS);
   __syncthreads();
   product<FragA, FragBT>(
       fs, h.tT, h.tT, h.tH, h.scale, [&](int m, int kk) { return &xs[m * 16][kk * 16]; },
       [&](int kk, int n) { return &ys[n * 16][kk * 16]; });  // B = k^T: k's rows read column-major
   __syncthreads();
-  if (ctx != nullptr) stage<kT>(ys, v + in0, h.ld, h.T, h.HS, Hp);
+  if (ctx != nullptr) stage<kT>(ys, v + in0, h.ld, h.T, h.HS);
   constexpr int kLanes = kRowLanes<kT>, kRowsPerWarp = 32 / kLanes;
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   for (int r0 = warp * kRowsPerWarp; r0 < h.T; r0 += kWarps * kRowsPerWarp) {
@@ -160,7 +163,7 @@ __global__ void __launch_bounds__(kThreads)
     softmax_row<kLanes>(A, row, lane % kLanes, fs[i], probs != nullptr ? probs + row * h.T : fs[i], xs[i], active);
   }
   if (ctx == nullptr) return;  // P only (a backward without probs forms it again)
-  zero_padding(xs, h);
+  zero_padding<kT>(xs, h);
   __syncthreads();
   product<FragA, FragB>(
       fs, h.tT, h.tH, h.tT, 1.0f, [&](int m, int kk) { return &xs[m * 16][kk * 16]; },
@@ -182,9 +185,8 @@ __global__ void __launch_bounds__(kThreads)
   auto& fs = sm.fs;
   const int64_t z = blockIdx.x, b = z / h.NH, col = (z % h.NH) * h.HS;
   const int64_t in0 = b * h.T * h.ld + col, out0 = b * h.T * h.H + col;
-  const int Hp = h.tH * 16, Tp = h.tT * 16;
-  stage<kT>(ys, v + in0, h.ld, h.T, h.HS, Hp);
-  stage<kT>(zs, dctx + out0, h.H, h.T, h.HS, Hp);
+  stage<kT>(ys, v + in0, h.ld, h.T, h.HS);
+  stage<kT>(zs, dctx + out0, h.H, h.T, h.HS);
   __syncthreads();
   product<FragA, FragBT>(
       fs, h.tT, h.tT, h.tH, 1.0f, [&](int m, int kk) { return &zs[m * 16][kk * 16]; },
@@ -199,7 +201,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t row = z * h.T + i;
     softmax_backward_row<kLanes>(A, row, lane % kLanes, fs[i], probs + row * h.T, xs[i], active);
   }
-  zero_padding(xs, h);
+  zero_padding<kT>(xs, h);
   __syncthreads();
   // dRel: thread d sums dS along diagonal d = j - i + T - 1, rows in order (2T - 1 <= 127 diagonals).
   const int d = static_cast<int>(threadIdx.x);
@@ -211,8 +213,8 @@ __global__ void __launch_bounds__(kThreads)
     }
     A.dRel[(b * (2 * h.T - 1) + d) * h.NH + z % h.NH] = sum;
   }
-  for (int idx = static_cast<int>(threadIdx.x); idx < Tp * Tp; idx += kThreads) {
-    const int r = idx / Tp, c = idx % Tp;
+  for (int idx = static_cast<int>(threadIdx.x); idx < kT * kT; idx += kThreads) {
+    const int r = idx / kT, c = idx % kT;
     ys[r][c] = __float2bfloat16(r < h.T && c < h.T ? fs[r][c] * h.scale : 0.0f);
   }
   __syncthreads();
@@ -221,8 +223,8 @@ __global__ void __launch_bounds__(kThreads)
       [&](int kk, int n) { return &zs[kk * 16][n * 16]; });  // dv = Pd^T dctx: Pd read column-major
   __syncthreads();
   write_rows(dv + in0, dqkv16 != nullptr ? dqkv16 + 2 * h.H + in0 : nullptr, h.ld, fs, h);
-  stage<kT>(xs, k + in0, h.ld, h.T, h.HS, Hp);
-  stage<kT>(zs, q + in0, h.ld, h.T, h.HS, Hp);
+  stage<kT>(xs, k + in0, h.ld, h.T, h.HS);
+  stage<kT>(zs, q + in0, h.ld, h.T, h.HS);
   __syncthreads();
   product<FragA, FragB>(
       fs, h.tT, h.tH, h.tT, 1.0f, [&](int m, int kk) { return &ys[m * 16][kk * 16]; },
