@@ -62,16 +62,25 @@ function counted<T>(fn: () => T): { value: T; converted: number; refreshes: numb
   }
 }
 
-const config: BertConfig = tinyConfig({ hiddenSize: 32, numHiddenLayers: 2, numAttentionHeads: 2, intermediateSize: 64 })
+// Positions up to 70: past T = 64, where bf16 attention leaves the tensor-core kernels for the fp32 ones.
+const config: BertConfig = tinyConfig({
+  hiddenSize: 32,
+  numHiddenLayers: 2,
+  numAttentionHeads: 2,
+  intermediateSize: 64,
+  maxPositionEmbeddings: 70,
+})
 const H = config.hiddenSize,
   I = config.intermediateSize,
   L = config.numHiddenLayers
 /** Elements of the encoder's linear weights, and of the linear layers' inputs for R token rows. */
 const linearWeights = L * (4 * H * H + 2 * H * I)
 const linearInputs = (R: number) => L * R * (3 * H + I)
-/** The attention's outputs (attention.output.dense's inputs), which only its fused kernels hand off. */
+/** The attention's outputs (attention.output.dense's inputs), which only its fused and mma kernels hand off. */
 const attentionOutputs = (R: number) => L * R * H
 const tiled = { SIMCSEPP_ATTENTION: 'tiled' } as const
+/** Whether SIMCSEPP_ATTENTION=tiled takes the tiled path at bf16: up to T = 64 the mma kernels run whatever it says. */
+const tiledAt = (T: number) => T > 64
 
 t.test('a bf16 model on CUDA holds a mirror of its parameters, freed with it; fp32 and CPU models hold none', { skip }, async (t) => {
   const before = await settledTensorBytes()
@@ -98,23 +107,26 @@ t.test('a bf16 model on CUDA holds a mirror of its parameters, freed with it; fp
 
 t.test('products read the mirror and the handoffs: the bits of per-op rounding, and only the rest rounded', { skip }, async (t) => {
   const model = BertModel.create(config, { device: 'cuda', precision: 'bf16', seed: 3 })
-  // T = 37: the fused attention's tiles of 16 query rows, the last one partial.
+  // T = 37: the mma attention's 64-row blocks, partly padding; T = 70: the fused attention's tiles of 16 query rows,
+  // the last one partial (past the mma kernels' 64), and the tiled path when asked.
   for (const [B, T] of [
     [5, 8],
     [2, 37],
+    [1, 70],
   ] as const) {
     const R = B * T
     const b = randomBatch(B, T, 7, config.vocabSize)
     // In a forward without dropout every linear layer's input is handed off by the op before (a LayerNorm, the
-    // fused attention, the GELU); the tiled attention declines, and its output is rounded by the product.
+    // mma or fused attention, the GELU); the tiled attention declines, and its output is rounded by the product.
+    const declined = tiledAt(T) ? attentionOutputs(R) : 0
     const settings: [string, Partial<Switches>, number, number][] = [
       // name, switches, rounded at the products, handed off
       ['mirror and handoffs', {}, 0, linearInputs(R)],
       ['mirror', { SIMCSEPP_BF16_HANDOFF: '0' }, linearInputs(R), 0],
       ['handoffs', mirrorOff, linearWeights, linearInputs(R)],
       ['neither', perOp, linearInputs(R) + linearWeights, 0],
-      ['mirror and handoffs, tiled attention', tiled, attentionOutputs(R), linearInputs(R) - attentionOutputs(R)],
-      ['neither, tiled attention', { ...perOp, ...tiled }, linearInputs(R) + linearWeights, 0],
+      ['mirror and handoffs, SIMCSEPP_ATTENTION=tiled', tiled, declined, linearInputs(R) - declined],
+      ['neither, SIMCSEPP_ATTENTION=tiled', { ...perOp, ...tiled }, linearInputs(R) + linearWeights, 0],
     ]
     for (const pooling of ['cls', 'mean'] as const) {
       for (const [name, env, rounded, handed] of settings) {
@@ -139,10 +151,11 @@ t.test('products read the mirror and the handoffs: the bits of per-op rounding, 
 
 t.test('the backward reads the gradients its LayerNorms, GELU and attention hand off: the same gradients', { skip }, async (t) => {
   const model = BertModel.create(config, { device: 'cuda', precision: 'bf16', seed: 6 })
-  // T = 37: dk and dv are summed over three tiles of query rows; their copies are of the sums.
+  // T = 70: the fused kernels sum dk and dv over five tiles of query rows; their copies are of the sums.
   for (const [B, T] of [
     [4, 7],
     [2, 37],
+    [1, 70],
   ] as const) {
     const R = B * T
     const b = randomBatch(B, T, 11, config.vocabSize)
@@ -161,11 +174,11 @@ t.test('the backward reads the gradients its LayerNorms, GELU and attention hand
         })
       })
     // Per layer: output.dense's and attention.output.dense's output gradients [R, H], intermediate.dense's [R, I]
-    // and the packed q/k/v's [R, 3H] (the fused attention's; the tiled one declines); every input the weight
-    // gradients read is still rounded.
+    // and the packed q/k/v's [R, 3H] (the mma and fused attention's; the tiled one declines); every input the
+    // weight gradients read is still rounded.
     for (const [name, env, backwardHanded] of [
-      ['fused attention', {}, L * R * (5 * H + I)],
-      ['tiled attention', tiled, L * R * (2 * H + I)],
+      ['default attention', {}, L * R * (5 * H + I)],
+      ['SIMCSEPP_ATTENTION=tiled', tiled, tiledAt(T) ? L * R * (2 * H + I) : L * R * (5 * H + I)],
     ] as const) {
       const handed = step(env),
         rounded = step({ ...env, SIMCSEPP_BF16_HANDOFF: '0' })
