@@ -20,6 +20,7 @@
 
 #include "bf16_handoff.cuh"
 #include "bf16_mirror.cuh"
+#include "common/embedding_runs.h"
 #include "cuda_api.h"
 #include "graph_capture.cuh"
 #include "launch.cuh"
@@ -106,13 +107,9 @@ constexpr int kAdamwSlots = 8;
 thread_local GraphSession* t_capturing = nullptr;
 int g_sessions = 0;  // live sessions: the workspace then retires buffers instead of freeing them
 
-// The largest group buffer embedding_backward can need for BT rows: the count, 3·BT groups of 4 ints,
-// and 3·BT row indices.
-size_t groups_ints(int64_t BT) { return 1 + static_cast<size_t>(BT) * 15; }
-
 // A session's group buffer for embedding_backwards over at most maxRows rows in all (micro-batches of the
-// bound ids, each at least one row): their groups_ints add up to at most this.
-size_t session_groups_ints(int64_t maxRows) { return static_cast<size_t>(std::max<int64_t>(maxRows, 1)) * 16; }
+// bound ids, each at least one row): their embedding_groups_ints (at most 2 + 19·BT each) add up to at most this.
+size_t session_groups_ints(int64_t maxRows) { return static_cast<size_t>(std::max<int64_t>(maxRows, 1)) * 21; }
 
 // The first of the session's bound arrays holding the host range [h, h + bytes) during a capture, or -1.
 int bound_index(const GraphSession& s, const char* h, size_t bytes) {
@@ -173,7 +170,7 @@ const uint64_t* offset_delta() { return t_capturing != nullptr ? t_capturing->de
 
 int32_t* capture_embedding_groups(const int32_t* ids, const int32_t* posIds, const int32_t* typeIds, int64_t BT) {
   GraphSession& s = *t_capturing;
-  if (s.groupsUsed + groups_ints(BT) > s.groupsInts)
+  if (s.groupsUsed + embedding_groups_ints(BT) > s.groupsInts)
     throw CudaError("embedding_backward: more rows than the session's bound ids");
   GraphSession::GroupsRecipe r;
   r.BT = BT;
@@ -188,7 +185,7 @@ int32_t* capture_embedding_groups(const int32_t* ids, const int32_t* posIds, con
     r.offset[k] = static_cast<size_t>(h - s.bound[static_cast<size_t>(r.index[k])].host);
   }
   s.recipes.push_back(r);
-  s.groupsUsed += groups_ints(BT);
+  s.groupsUsed += embedding_groups_ints(BT);
   return s.groups + r.at;
 }
 
@@ -238,37 +235,42 @@ CapturedAdamw capture_adamw(double beta1, double beta2, double eps, double weigh
   return CapturedAdamw{s.constants + s.adamwUsed++, s.group->skip};
 }
 
+int64_t embedding_run_slots(int64_t BT) { return BT > kEmbeddingRun ? 3 * BT / 128 + 3 : 0; }
+
+size_t embedding_groups_ints(int64_t BT) {
+  const auto n = static_cast<size_t>(BT);
+  return kEmbeddingHeaderInts + 3 * n * kEmbeddingRunInts + (3 * n / (kEmbeddingRun + 1)) * kEmbeddingFinishInts +
+         3 * n;
+}
+
 void build_embedding_groups(std::vector<int32_t>& buf, const int32_t* const ids[3], int64_t BT) {
-  struct Group {
-    int32_t table, id, begin, end;
-  };
-  std::vector<Group> groups;
-  std::vector<int32_t> rows;
-  std::vector<int32_t> order(static_cast<size_t>(BT));
+  thread_local std::vector<uint64_t> keys;  // grow-only: a replay allocates nothing
+  thread_local std::vector<int32_t> order, runs, finishes, rows;
+  runs.clear();
+  finishes.clear();
+  rows.clear();
+  int32_t slots = 0;
   for (int32_t k = 0; k < 3; ++k) {
-    const int32_t* id = ids[k];
-    if (id == nullptr) continue;
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [id](int32_t a, int32_t b) { return id[a] < id[b]; });
-    for (int64_t i = 0; i < BT;) {
-      int64_t j = i;
-      while (j < BT && id[order[j]] == id[order[i]]) ++j;
-      const auto base = static_cast<int32_t>(rows.size());
-      groups.push_back(Group{k, id[order[i]], base + static_cast<int32_t>(i), base + static_cast<int32_t>(j)});
-      i = j;
-    }
+    if (ids[k] == nullptr) continue;
+    const auto base = static_cast<int32_t>(rows.size());
+    group_rows_by_id(ids[k], BT, keys, order, [&](int32_t id, int64_t begin, int64_t end) {
+      const int64_t n = embedding_runs(end - begin);
+      if (n > 1) finishes.insert(finishes.end(), {k, id, slots, static_cast<int32_t>(n)});
+      for (int64_t r0 = begin; r0 < end; r0 += kEmbeddingRun) {
+        const int64_t r1 = std::min(end, r0 + kEmbeddingRun);
+        runs.insert(runs.end(),
+                    {k, id, base + static_cast<int32_t>(r0), base + static_cast<int32_t>(r1), n > 1 ? slots++ : -1});
+      }
+    });
     rows.insert(rows.end(), order.begin(), order.end());
   }
-  // The count, the records, then the row lists (begin/end index the lists).
-  buf.assign(1 + groups.size() * 4 + rows.size(), 0);
-  buf[0] = static_cast<int32_t>(groups.size());
-  for (size_t g = 0; g < groups.size(); ++g) {
-    buf[1 + 4 * g] = groups[g].table;
-    buf[2 + 4 * g] = groups[g].id;
-    buf[3 + 4 * g] = groups[g].begin;
-    buf[4 + 4 * g] = groups[g].end;
-  }
-  std::copy(rows.begin(), rows.end(), buf.begin() + static_cast<std::ptrdiff_t>(1 + groups.size() * 4));
+  const size_t nRuns = runs.size() / kEmbeddingRunInts, nFinishes = finishes.size() / kEmbeddingFinishInts;
+  buf.resize(kEmbeddingHeaderInts + runs.size() + finishes.size() + rows.size());
+  buf[0] = static_cast<int32_t>(nRuns);
+  buf[1] = static_cast<int32_t>(nFinishes);
+  auto at = std::copy(runs.begin(), runs.end(), buf.begin() + kEmbeddingHeaderInts);
+  at = std::copy(finishes.begin(), finishes.end(), at);
+  std::copy(rows.begin(), rows.end(), at);
 }
 
 }  // namespace detail

@@ -37,8 +37,8 @@ const void* bound_device_copy(const void* host, size_t bytes, const char* what);
 // While capturing: the device word the dropout kernels add to their Philox offset; null otherwise.
 const uint64_t* offset_delta();
 
-// While capturing: a device group buffer for this embedding_backward (count first, then the groups and rows,
-// as embedding.cu lays them out, for up to 3·BT groups), after registering that each replay must rebuild it
+// While capturing: a device group buffer for this embedding_backward (build_embedding_groups' layout, sized for
+// any ids of BT rows: embedding_groups_ints), after registering that each replay must rebuild it
 // from the bound arrays holding ids, posIds and typeIds (null: that table gets no gradient), at the ids'
 // offset in them. A step in micro-batches captures one per pass, each with its own part of the session's
 // buffer.
@@ -65,9 +65,21 @@ struct CapturedAdamw {
 };
 CapturedAdamw capture_adamw(double beta1, double beta2, double eps, double weightDecay);
 
-// Builds embedding_backward's groups of the rows of each non-null table, by id, into `buf`: the group
-// count, then (table, id, begin, end) records, then the row lists they index (embedding.cu).
+// Builds embedding_backward's work for the rows of each non-null table into `buf` (embedding.cu's kernels; the
+// order is common/embedding_runs.h's): the rows grouped by id, each group cut into runs of kEmbeddingRun rows.
+//   buf[0] runs, buf[1] finishes, then per run (table, id, begin, end, slot): rows[begin, end) summed from the
+//   first; slot -1 (a group of one run): the sum is added to the table row there, else it goes to run-sum
+//   slot `slot`; per finish (table, id, first, count): the table row gets slots [first, first + count) added in
+//   order (a group of several runs, whose slots are consecutive); then the row lists that begin/end index.
 void build_embedding_groups(std::vector<int32_t>& buf, const int32_t* const ids[3], int64_t BT);
+constexpr int kEmbeddingRunInts = 5, kEmbeddingFinishInts = 4, kEmbeddingHeaderInts = 2;
+
+// The most run-sum slots build_embedding_groups can assign for BT rows (groups of more than kEmbeddingRun rows:
+// fewer than BT / kEmbeddingRun of them a table, each with at most n / kEmbeddingRun + 1 runs).
+int64_t embedding_run_slots(int64_t BT);
+
+// The most ints build_embedding_groups can write for BT rows (at most 3·BT runs, 3·BT / 257 finishes, 3·BT rows).
+size_t embedding_groups_ints(int64_t BT);
 
 // A dropout site's Philox offset on the device: the op's offset, plus the step graph's delta if any.
 __device__ __forceinline__ uint64_t dropout_offset(uint64_t offset, const uint64_t* delta) {

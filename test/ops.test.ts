@@ -426,6 +426,56 @@ t.test('embeddings: forward and scatter-add backward with repeated ids', async (
   t.same(run(), first, 'large dword reproducible')
 })
 
+// The order of the adds (native/common/embedding_runs.h): a table row's rows in runs of 256, each summed from its
+// first row, the runs' sums then added to the row in order. Both backends add in this order, so it is checked
+// bit for bit here against float32 arithmetic in JavaScript (Math.fround after every add).
+t.test('embeddings: the backward adds a row in runs of 256 rows, bit for bit', async (t) => {
+  const RUN = 256,
+    H = 5,
+    BT = 1300
+  // Type 0 on 1,100 rows (5 runs, the last of 76), type 1 on 200 (one run); a word shared by 600 rows
+  // (3 runs), the others ~10 rows each; positions 0..99 (13 rows each).
+  const typeIds = Int32Array.from({ length: BT }, (_, r) => (r % 6 === 1 && r < 1200 ? 1 : 0))
+  const ids = Int32Array.from({ length: BT }, (_, r) => (r % 2 === 0 && r < 1200 ? 7 : 8 + (r % 70)))
+  const posIds = Int32Array.from({ length: BT }, (_, r) => r % 100)
+  const dout = Float32Array.from(randn(BT * H, 21), (v, i) => v * (1 + (i % 7) * 1e3)) // magnitudes that round
+  const start = (n: number, seed: number) => Float32Array.from(randn(n * H, seed))
+  /** float32 reference: `table` += dout rows of `idArr`, in the runs' order. */
+  const reference = (table: Float32Array, idArr: Int32Array) => {
+    const out = Float32Array.from(table)
+    const rowsOf = new Map<number, number[]>()
+    idArr.forEach((id, r) => rowsOf.set(id, [...(rowsOf.get(id) ?? []), r]))
+    for (const [id, rows] of rowsOf)
+      for (let c = 0; c < H; c++)
+        for (let a = 0; a < rows.length; a += RUN) {
+          let s = dout[rows[a] * H + c]
+          for (let k = a + 1; k < Math.min(rows.length, a + RUN); k++) s = Math.fround(s + dout[rows[k] * H + c])
+          out[id * H + c] = Math.fround(out[id * H + c] + s)
+        }
+    return out
+  }
+  const [w0, p0, y0] = [start(80, 22), start(100, 23), start(2, 24)]
+  const [dW, dP, dY] = [T32(w0, [80, H]), T32(p0, [100, H]), T32(y0, [2, H])]
+  ops.embeddingBackward(dW, dP, dY, T32(dout, [BT, H]), ids, posIds, typeIds)
+  t.same(dW.toFloat32Array(), reference(w0, ids), 'word rows (one of 600 rows: 3 runs)')
+  t.same(dP.toFloat32Array(), reference(p0, posIds), 'position rows (13 rows each: one run)')
+  t.same(dY.toFloat32Array(), reference(y0, typeIds), 'type rows (1,100 rows: 5 runs; and one run)')
+  // The plain left-to-right sum into a non-zero row differs: the runs' order is what is checked.
+  const plain = Float32Array.from(y0)
+  typeIds.forEach((id, r) => {
+    for (let c = 0; c < H; c++) plain[id * H + c] = Math.fround(plain[id * H + c] + dout[r * H + c])
+  })
+  t.notSame(plain, dY.toFloat32Array(), 'not the plain row-order sum')
+  // From a zero gradient, a row of at most one run gets exactly the plain row-order sum.
+  const dP0 = Tensor.zeros([100, H])
+  ops.embeddingBackward(null, dP0, null, T32(dout, [BT, H]), ids, posIds, typeIds)
+  const plainPos = new Float32Array(100 * H)
+  posIds.forEach((id, r) => {
+    for (let c = 0; c < H; c++) plainPos[id * H + c] = Math.fround(plainPos[id * H + c] + dout[r * H + c])
+  })
+  t.same(dP0.toFloat32Array(), plainPos, 'one run from zero: the plain sum')
+})
+
 // ---------------------------------------------------------------------------------------------
 // Attention
 

@@ -8,6 +8,7 @@
 #include "clones.h"
 #include "column_sums.h"
 #include "common/adamw.h"
+#include "common/embedding_runs.h"
 #include "dropout_span.h"
 #include "exp_nonpositive.h"
 #include "gelu.h"
@@ -42,12 +43,6 @@ void for_each_elem(int64_t n, F&& f) {
   });
 }
 
-// Adds row src (H floats, columns [c0, c1)) into table row `id`.
-inline void scatter_row(float* table, int32_t id, const float* src, int64_t H, int64_t c0, int64_t c1) {
-  float* dst = table + static_cast<int64_t>(id) * H;
-  for (int64_t c = c0; c < c1; ++c) dst[c] += src[c];
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -68,16 +63,32 @@ void embedding_forward(float* out, const int32_t* ids, const int32_t* posIds, co
 
 namespace {
 
-// Columns [c0, c1) of embedding_backward, cloned per instruction set (inside the pool's lambda the row adds got
-// the baseline's SSE2).
-SIMCSEPP_CLONES void embedding_backward_columns(float* dword, float* dpos, float* dtype, const float* dout,
-                                                const int32_t* ids, const int32_t* posIds, const int32_t* typeIds,
-                                                int64_t BT, int64_t H, int64_t c0, int64_t c1) {
-  for (int64_t r = 0; r < BT; ++r) {
-    const float* g = dout + r * H;
-    if (dword) scatter_row(dword, ids[r], g, H, c0, c1);
-    if (dpos) scatter_row(dpos, posIds[r], g, H, c0, c1);
-    if (dtype) scatter_row(dtype, typeIds[r], g, H, c0, c1);
+// A table's rows grouped by id (common/embedding_runs.h): order lists the rows, groups the (id, begin, end) slices.
+struct EmbeddingGroups {
+  std::vector<uint64_t> keys;
+  std::vector<int32_t> order;
+  std::vector<int64_t> groups;  // id, begin, end, repeated
+};
+
+// Columns [c0, c1) of one table's gradient, in embedding_runs.h's order: each run of a group summed left to right
+// from its first row into s, then added to the table row. Cloned per instruction set (inside the pool's lambda the
+// row adds got the baseline's SSE2).
+SIMCSEPP_CLONES void embedding_backward_columns(float* table, const EmbeddingGroups& g, const float* dout, int64_t H,
+                                                int64_t c0, int64_t c1, float* s) {
+  const int32_t* order = g.order.data();
+  for (size_t k = 0; k < g.groups.size(); k += 3) {
+    float* dst = table + g.groups[k] * H;
+    const int64_t begin = g.groups[k + 1], end = g.groups[k + 2];
+    for (int64_t r0 = begin; r0 < end; r0 += kEmbeddingRun) {
+      const int64_t r1 = std::min(end, r0 + kEmbeddingRun);
+      const float* first = dout + static_cast<int64_t>(order[r0]) * H;
+      for (int64_t c = c0; c < c1; ++c) s[c - c0] = first[c];
+      for (int64_t r = r0 + 1; r < r1; ++r) {
+        const float* src = dout + static_cast<int64_t>(order[r]) * H;
+        for (int64_t c = c0; c < c1; ++c) s[c - c0] += src[c];
+      }
+      for (int64_t c = c0; c < c1; ++c) dst[c] += s[c - c0];
+    }
   }
 }
 
@@ -85,10 +96,25 @@ SIMCSEPP_CLONES void embedding_backward_columns(float* dword, float* dpos, float
 
 void embedding_backward(float* dword, float* dpos, float* dtype, const float* dout, const int32_t* ids,
                         const int32_t* posIds, const int32_t* typeIds, int64_t BT, int64_t H) {
-  // Each chunk owns columns [c0, c1) of every table, so repeated ids never race; rows are added
-  // in order, so the result is deterministic.
+  // Grow-only per thread: nothing allocated once a shape has been seen.
+  thread_local EmbeddingGroups mine[3];
+  EmbeddingGroups* const groups = mine;  // the pool's threads read this thread's groups, not their own
+  float* const tables[3] = {dword, dpos, dtype};
+  const int32_t* const idArrays[3] = {ids, posIds, typeIds};
+  for (int k = 0; k < 3; ++k) {
+    if (tables[k] == nullptr) continue;
+    EmbeddingGroups& g = groups[k];
+    g.groups.clear();
+    group_rows_by_id(idArrays[k], BT, g.keys, g.order, [&](int32_t id, int64_t begin, int64_t end) {
+      g.groups.insert(g.groups.end(), {static_cast<int64_t>(id), begin, end});
+    });
+  }
+  // Each chunk owns columns [c0, c1) of every table, so repeated ids never race; the order of the adds is fixed
+  // (embedding_runs.h), so the result is deterministic and the CUDA backend's.
   parallel_for(H, kColGrain, [&](int64_t c0, int64_t c1) {
-    embedding_backward_columns(dword, dpos, dtype, dout, ids, posIds, typeIds, BT, H, c0, c1);
+    float* s = thread_scratch<EmbeddingGroups, float>(0, c1 - c0);
+    for (int k = 0; k < 3; ++k)
+      if (tables[k] != nullptr) embedding_backward_columns(tables[k], groups[k], dout, H, c0, c1, s);
   });
 }
 

@@ -19,7 +19,8 @@ namespace simcsepp {
 using EmbeddingForwardFn = void(float* out, const int32_t* ids, const int32_t* posIds, const int32_t* typeIds,
                                 const float* word, const float* pos, const float* type, int64_t BT, int64_t H);
 // dword[ids[r]] += dout[r], dpos[posIds[r]] += dout[r], dtype[typeIds[r]] += dout[r]
-// (race-free: threads own disjoint column ranges; any table pointer may be null to skip it).
+// (any table pointer may be null to skip it). A table row's rows are added in runs of kEmbeddingRun in row order,
+// each run's sum then added to the row (common/embedding_runs.h): the same bits on both backends and every run.
 using EmbeddingBackwardFn = void(float* dword, float* dpos, float* dtype, const float* dout, const int32_t* ids,
                                  const int32_t* posIds, const int32_t* typeIds, int64_t BT, int64_t H);
 

@@ -1170,6 +1170,9 @@ for (const [B, T, H, vocab, types] of [
   [7, 1, 129, 50, 1], // T = 1
   [50, 2, 16, 3, 1], // groups of ~33 and 100 rows: the CUDA backward's ring of 32 rows, its last batch and tail
   [8, 64, 768, 1000, 2], // BERT-base width
+  // A type row shared by 1,300 rows: 6 runs of 256 (the last of 20) and their finish; vocabulary rows of ~260
+  // rows, around one run; positions of 20 rows, one run each (common/embedding_runs.h).
+  [20, 65, 40, 5, 1],
 ]) {
   const BT = B * T
   const inputs = once(() => ({
