@@ -22,8 +22,12 @@
 // wants, 4 banks apart so that 8 rows' 16-byte pieces hit all 32 banks) and one fp32 [kT][68]: 18 KB (kT = 32)
 // or 36 KB forward, 23 / 45 KB backward. A tile's pointer is 32-byte aligned (16 rows x 144 or 272 bytes).
 // The products read shared memory only; global memory is read once (coalesced: consecutive threads,
-// consecutive columns) and written once.
+// consecutive columns; 16-byte loads and stores when the head's columns come in aligned fours: Head::vec) and
+// written once.
 #include <mma.h>
+
+#include <cstdint>
+#include <initializer_list>
 
 #include "attention_mma.cuh"
 #include "launch.cuh"
@@ -53,6 +57,7 @@ struct Head {
   int64_t ld, H;  // row strides of q, k, v (and dq, dk, dv) and of ctx, dctx
   float scale;    // 1/sqrt(HS)
   int tT, tH;     // 16-row tiles of the keys (queries) and 16-column tiles of the head: Tp / 16, Hp / 16
+  bool vec;       // 4 columns at a time: HS, ld and H multiples of 4, the fp32 arrays 16-byte aligned, bf16 8-byte
 };
 
 // The loops below run over whole [kT][kMaxHS] or [kT][kT] blocks, whose widths are powers of 2 known at compile
@@ -60,8 +65,32 @@ struct Head {
 // what lies outside the shape.
 
 // dst[r][c] = bf16(src[r * ld + c]) for r < rows, c < cols, 0 elsewhere in [kT][kMaxHS]: the whole block.
+// With h.vec, 16-byte loads, all of a thread's issued before the first is converted: the block's loads are then
+// in flight together instead of one 4-byte load per thread at a time (global memory's latency, not its bandwidth,
+// bounded the kernels). The same roundings either way.
 template <int kT>
-__device__ __forceinline__ void stage(__nv_bfloat16 (*dst)[kLd], const float* src, int64_t ld, int rows, int cols) {
+__device__ __forceinline__ void stage(__nv_bfloat16 (*dst)[kLd], const float* src, int64_t ld, int rows, int cols,
+                                      bool vec) {
+  if (vec) {
+    constexpr int kQuadsPerRow = kMaxHS / 4, kPer = kT * kQuadsPerRow / kThreads;
+    static_assert(kT * kQuadsPerRow % kThreads == 0, "whole quads per thread");
+    float4 x[kPer];
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const int idx = static_cast<int>(threadIdx.x) + u * kThreads, r = idx / kQuadsPerRow, c = idx % kQuadsPerRow * 4;
+      x[u] = r < rows && c < cols ? *reinterpret_cast<const float4*>(src + static_cast<int64_t>(r) * ld + c)
+                                  : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const int idx = static_cast<int>(threadIdx.x) + u * kThreads, r = idx / kQuadsPerRow, c = idx % kQuadsPerRow * 4;
+      dst[r][c] = __float2bfloat16(x[u].x);
+      dst[r][c + 1] = __float2bfloat16(x[u].y);
+      dst[r][c + 2] = __float2bfloat16(x[u].z);
+      dst[r][c + 3] = __float2bfloat16(x[u].w);
+    }
+    return;
+  }
   for (int idx = static_cast<int>(threadIdx.x); idx < kT * kMaxHS; idx += kThreads) {
     const int r = idx / kMaxHS, c = idx % kMaxHS;
     dst[r][c] = __float2bfloat16(r < rows && c < cols ? src[static_cast<int64_t>(r) * ld + c] : 0.0f);
@@ -92,9 +121,25 @@ __device__ __forceinline__ void product(float (*fs)[kFLd], int mTiles, int nTile
   }
 }
 
-// out[r * ld + c] = fs[r][c] for r < T, c < HS (and its bf16 copy at out16 + the same offset, when not null).
+// out[r * ld + c] = fs[r][c] for r < T, c < HS (and its bf16 copy at out16 + the same offset, when not null);
+// with h.vec 4 columns a store.
 __device__ __forceinline__ void write_rows(float* out, __nv_bfloat16* out16, int64_t ld, const float (*fs)[kFLd],
                                            const Head& h) {
+  if (h.vec) {
+    constexpr int kQuadsPerRow = kMaxHS / 4;
+    for (int idx = static_cast<int>(threadIdx.x); idx < h.T * kQuadsPerRow; idx += kThreads) {
+      const int r = idx / kQuadsPerRow, c = idx % kQuadsPerRow * 4;
+      if (c >= h.HS) continue;
+      const int64_t at = static_cast<int64_t>(r) * ld + c;
+      const float4 x = *reinterpret_cast<const float4*>(&fs[r][c]);
+      *reinterpret_cast<float4*>(out + at) = x;
+      if (out16 != nullptr) {
+        const auto bits = [](float f) { return static_cast<uint64_t>(__bfloat16_as_ushort(__float2bfloat16(f))); };
+        *reinterpret_cast<uint64_t*>(out16 + at) = bits(x.x) | bits(x.y) << 16 | bits(x.z) << 32 | bits(x.w) << 48;
+      }
+    }
+    return;
+  }
   for (int idx = static_cast<int>(threadIdx.x); idx < h.T * kMaxHS; idx += kThreads) {
     const int r = idx / kMaxHS, c = idx % kMaxHS;
     if (c >= h.HS) continue;
@@ -145,14 +190,14 @@ __global__ void __launch_bounds__(kThreads)
   auto& fs = sm.fs;
   const int64_t z = blockIdx.x, b = z / h.NH, col = (z % h.NH) * h.HS;
   const int64_t in0 = b * h.T * h.ld + col, out0 = b * h.T * h.H + col;
-  stage<kT>(xs, q + in0, h.ld, h.T, h.HS);
-  stage<kT>(ys, k + in0, h.ld, h.T, h.HS);
+  stage<kT>(xs, q + in0, h.ld, h.T, h.HS, h.vec);
+  stage<kT>(ys, k + in0, h.ld, h.T, h.HS, h.vec);
   __syncthreads();
   product<FragA, FragBT>(
       fs, h.tT, h.tT, h.tH, h.scale, [&](int m, int kk) { return &xs[m * 16][kk * 16]; },
       [&](int kk, int n) { return &ys[n * 16][kk * 16]; });  // B = k^T: k's rows read column-major
   __syncthreads();
-  if (ctx != nullptr) stage<kT>(ys, v + in0, h.ld, h.T, h.HS);
+  if (ctx != nullptr) stage<kT>(ys, v + in0, h.ld, h.T, h.HS, h.vec);
   constexpr int kLanes = kRowLanes<kT>, kRowsPerWarp = 32 / kLanes;
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   for (int r0 = warp * kRowsPerWarp; r0 < h.T; r0 += kWarps * kRowsPerWarp) {
@@ -185,8 +230,8 @@ __global__ void __launch_bounds__(kThreads)
   auto& fs = sm.fs;
   const int64_t z = blockIdx.x, b = z / h.NH, col = (z % h.NH) * h.HS;
   const int64_t in0 = b * h.T * h.ld + col, out0 = b * h.T * h.H + col;
-  stage<kT>(ys, v + in0, h.ld, h.T, h.HS);
-  stage<kT>(zs, dctx + out0, h.H, h.T, h.HS);
+  stage<kT>(ys, v + in0, h.ld, h.T, h.HS, h.vec);
+  stage<kT>(zs, dctx + out0, h.H, h.T, h.HS, h.vec);
   __syncthreads();
   product<FragA, FragBT>(
       fs, h.tT, h.tT, h.tH, 1.0f, [&](int m, int kk) { return &zs[m * 16][kk * 16]; },
@@ -223,8 +268,8 @@ __global__ void __launch_bounds__(kThreads)
       [&](int kk, int n) { return &zs[kk * 16][n * 16]; });  // dv = Pd^T dctx: Pd read column-major
   __syncthreads();
   write_rows(dv + in0, dqkv16 != nullptr ? dqkv16 + 2 * h.H + in0 : nullptr, h.ld, fs, h);
-  stage<kT>(xs, k + in0, h.ld, h.T, h.HS);
-  stage<kT>(zs, q + in0, h.ld, h.T, h.HS);
+  stage<kT>(xs, k + in0, h.ld, h.T, h.HS, h.vec);
+  stage<kT>(zs, q + in0, h.ld, h.T, h.HS, h.vec);
   __syncthreads();
   product<FragA, FragB>(
       fs, h.tT, h.tH, h.tT, 1.0f, [&](int m, int kk) { return &ys[m * 16][kk * 16]; },
@@ -239,9 +284,19 @@ __global__ void __launch_bounds__(kThreads)
   write_rows(dk + in0, dqkv16 != nullptr ? dqkv16 + h.H + in0 : nullptr, h.ld, fs, h);
 }
 
-Head head_of(const AttnSizes& s) {
+// Whether every fp32 array is 16-byte aligned and the bf16 one (if any) 8-byte aligned.
+bool aligned(std::initializer_list<const float*> fp32, const __nv_bfloat16* bf16) {
+  for (const float* p : fp32)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return reinterpret_cast<uintptr_t>(bf16) % 8 == 0;
+}
+
+// vec: the arrays' alignment (aligned()); the sizes' is checked here.
+Head head_of(const AttnSizes& s, bool alignedArrays) {
   const int tT = static_cast<int>((s.T + 15) / 16), tH = static_cast<int>((s.HS + 15) / 16);
-  return Head{static_cast<int>(s.T), static_cast<int>(s.NH), static_cast<int>(s.HS), s.ld, s.H(), s.scale(), tT, tH};
+  const bool vec = alignedArrays && s.HS % 4 == 0 && s.ld % 4 == 0 && s.H() % 4 == 0;
+  return Head{
+      static_cast<int>(s.T), static_cast<int>(s.NH), static_cast<int>(s.HS), s.ld, s.H(), s.scale(), tT, tH, vec};
 }
 
 }  // namespace
@@ -249,24 +304,26 @@ Head head_of(const AttnSizes& s) {
 void attention_mma_forward(float* ctx, __nv_bfloat16* ctx16, float* probs, const float* q, const float* k,
                            const float* v, const AttnSizes& s, const AttnRows& rows, cudaStream_t stream) {
   const dim3 blocks(static_cast<unsigned>(s.B * s.NH));
+  const Head h = head_of(s, aligned({ctx, q, k, v}, ctx16));
   if (s.T <= 32)
     launch("attn_mma_forward_kernel<32>", attn_mma_forward_kernel<32>, blocks, kThreads, 0, stream, ctx, ctx16, probs,
-           q, k, v, head_of(s), rows);
+           q, k, v, h, rows);
   else
     launch("attn_mma_forward_kernel<64>", attn_mma_forward_kernel<64>, blocks, kThreads, 0, stream, ctx, ctx16, probs,
-           q, k, v, head_of(s), rows);
+           q, k, v, h, rows);
 }
 
 void attention_mma_backward(float* dq, float* dk, float* dv, __nv_bfloat16* dqkv16, const float* dctx, const float* q,
                             const float* k, const float* v, const float* probs, const AttnSizes& s,
                             const AttnRows& rows, cudaStream_t stream) {
   const dim3 blocks(static_cast<unsigned>(s.B * s.NH));
+  const Head h = head_of(s, aligned({dq, dk, dv, dctx, q, k, v}, dqkv16));
   if (s.T <= 32)
     launch("attn_mma_backward_kernel<32>", attn_mma_backward_kernel<32>, blocks, kThreads, 0, stream, dq, dk, dv,
-           dqkv16, dctx, q, k, v, probs, head_of(s), rows);
+           dqkv16, dctx, q, k, v, probs, h, rows);
   else
     launch("attn_mma_backward_kernel<64>", attn_mma_backward_kernel<64>, blocks, kThreads, 0, stream, dq, dk, dv,
-           dqkv16, dctx, q, k, v, probs, head_of(s), rows);
+           dqkv16, dctx, q, k, v, probs, h, rows);
 }
 
 }  // namespace simcsepp::cuda
