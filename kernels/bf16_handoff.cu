@@ -24,13 +24,19 @@ struct Handoff {
   const float* src = nullptr;  // the range the buffer holds the copy of, while valid
   int64_t n = 0;
   bool valid = false;
-  __nv_bfloat16* buffer = nullptr;
-  int64_t capacity = 0;  // elements
+  // Two buffers of one capacity: a claim writes the one the last take did not return, so that an op may claim a
+  // handoff for its output while its own products still read the handoff it took (gemm.cu's fused GELU backward).
+  __nv_bfloat16* buffers[2] = {nullptr, nullptr};
+  int64_t capacity = 0;                                         // elements, of each
+  int taken = 1;                                                // the buffer the last take returned
+  __nv_bfloat16* buffer() const { return buffers[1 - taken]; }  // the one claims write
   ~Handoff() {
-    // A worker thread's buffer goes with it. The main thread's is left to the process's end: freeing it then
+    // A worker thread's buffers go with it. The main thread's are left to the process's end: freeing them then
     // can race the driver's own teardown (as the workspace, cuda_check.cuh).
 #if defined(__linux__)
-    if (buffer != nullptr && getpid() != static_cast<pid_t>(syscall(SYS_gettid))) free_device(buffer);
+    if (getpid() != static_cast<pid_t>(syscall(SYS_gettid)))
+      for (__nv_bfloat16* b : buffers)
+        if (b != nullptr) free_device(b);
 #endif
   }
 };
@@ -39,15 +45,19 @@ thread_local Handoff t_handoff;
 
 bool overlaps(const float* a, int64_t an, const float* b, int64_t bn) { return a < b + bn && b < a + an; }
 
-// Grows the buffer to n elements; false when it cannot grow now (inside a capture).
+// Grows both buffers to n elements (whichever a claim gets, it fits); false when they cannot grow now (inside a
+// capture).
 bool reserve(Handoff& h, int64_t n) {
   if (n <= h.capacity) return true;
   if (detail::capturing()) return false;
-  if (h.buffer != nullptr && !detail::graph_sessions_live()) free_device(h.buffer);  // else graphs may address it
-  h.buffer = nullptr;
+  for (__nv_bfloat16*& b : h.buffers) {
+    if (b != nullptr && !detail::graph_sessions_live()) free_device(b);  // else graphs may address it
+    b = nullptr;
+  }
   h.capacity = 0;
   const int64_t rounded = (n + (int64_t{1} << 19) - 1) / (int64_t{1} << 19) * (int64_t{1} << 19);  // whole MiB
-  h.buffer = static_cast<__nv_bfloat16*>(malloc_device(static_cast<size_t>(rounded) * sizeof(__nv_bfloat16)));
+  for (__nv_bfloat16*& b : h.buffers)
+    b = static_cast<__nv_bfloat16*>(malloc_device(static_cast<size_t>(rounded) * sizeof(__nv_bfloat16)));
   h.capacity = rounded;
   return true;
 }
@@ -82,14 +92,16 @@ __nv_bfloat16* claim(const float* out, int64_t n) {
   h.n = n;
   h.valid = true;
   g_handedOff += n;
-  return h.buffer;
+  return h.buffer();
 }
 
 const __nv_bfloat16* take(const float* inp, int64_t n) {
   Handoff& h = t_handoff;
   const bool mine = h.valid && h.src == inp && h.n == n;
   h.valid = false;
-  return mine ? h.buffer : nullptr;
+  if (!mine) return nullptr;
+  h.taken = 1 - h.taken;  // the buffer the claim wrote; the next claim writes the other
+  return h.buffers[h.taken];
 }
 
 void decline() { claim(nullptr, 0); }

@@ -14,6 +14,8 @@
 //   - a step graph is launched (a replay may rewrite the buffer), a capture begins or ends (a copy claimed
 //     inside one is only written when the graph runs), or another handoff is claimed;
 //   - it was taken (one product per handoff).
+// A claim writes one of two buffers, not the one the last take returned: an op may take a handoff for its products
+// and claim one for its output (gemm.cu's fused GELU backward) while those products are still queued.
 // The buffer is per thread (Node worker threads run ops of their own at the same time), grows only outside
 // a capture and is kept, not freed, when it grows while step graphs may address it (as the workspace).
 // Rounding is __float2bfloat16, as the copies': the product reads the same bits.

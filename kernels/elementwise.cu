@@ -21,9 +21,6 @@ namespace simcsepp::cuda {
 
 namespace {
 
-using detail::kInvSqrt2;
-constexpr float kInvSqrt2Pi = 0.39894228040143268f;
-
 // Each op is a functor applied to every element index by detail::run_map (grid.cuh); GELU's is gelu.cuh's.
 struct GeluBackwardOp {
   float* dinp;
@@ -31,10 +28,7 @@ struct GeluBackwardOp {
   const float* dout;
   __nv_bfloat16* dinp16;  // bf16(dinp) for the next product (bf16_handoff.cuh), or null
   __device__ void operator()(int64_t i) const {
-    const float x = inp[i];
-    const float cdf = 0.5f * erfcf(-x * kInvSqrt2);
-    const float pdf = kInvSqrt2Pi * expf(-0.5f * x * x);
-    const float d = dout[i] * (cdf + x * pdf);
+    const float d = detail::gelu_grad(inp[i], dout[i]);
     dinp[i] = d;
     if (dinp16 != nullptr) dinp16[i] = __float2bfloat16(d);
   }

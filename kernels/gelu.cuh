@@ -11,7 +11,16 @@ namespace simcsepp::cuda::detail {
 
 constexpr float kInvSqrt2 = 0.70710678118654752f;
 
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+
 __device__ __forceinline__ float gelu(float x) { return x * (0.5f * erfcf(-x * kInvSqrt2)); }
+
+// dout * GELU'(x) = dout * (Φ(x) + x φ(x)): elementwise.cu's gelu_backward and gemm.cu's fused pass, one expression.
+__device__ __forceinline__ float gelu_grad(float x, float dout) {
+  const float cdf = 0.5f * erfcf(-x * kInvSqrt2);
+  const float pdf = kInvSqrt2Pi * expf(-0.5f * x * x);
+  return dout * (cdf + x * pdf);
+}
 
 // out[i] = GELU(inp[i]), and bf16 of it into out16 when not null (a bf16 handoff: bf16_handoff.cuh); for
 // grid.cuh's run_map.
@@ -23,6 +32,24 @@ struct GeluForwardOp {
     const float y = gelu(inp[i]);
     out[i] = y;
     if (out16 != nullptr) out16[i] = __float2bfloat16(y);
+  }
+};
+
+// The backward of a linear layer whose input is GELU(inp), in one pass after its input-gradient product (gemm.cu):
+// dinp[i] = gelu_grad(inp[i], dinp[i]) in place (and bf16 of it into dinp16 when not null: a bf16 handoff), and
+// act16[i] = bf16(GELU(inp[i])), the weight gradient's operand (bf16_copy.cuh's GELU segment, the same bits): inp
+// is read once for both.
+struct GeluBackwardActOp {
+  float* dinp;
+  const float* inp;
+  __nv_bfloat16* dinp16;
+  __nv_bfloat16* act16;
+  __device__ void operator()(int64_t i) const {
+    const float x = inp[i];
+    const float d = gelu_grad(x, dinp[i]);
+    dinp[i] = d;
+    if (dinp16 != nullptr) dinp16[i] = __float2bfloat16(d);
+    act16[i] = __float2bfloat16(gelu(x));
   }
 };
 

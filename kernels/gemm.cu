@@ -22,7 +22,9 @@
 //                     dweight += dout^T inp                        sgemm_kernel<true, false>, beta = 1
 //                     inp null (then geluInput is given): the layer's input is GELU(geluInput), recomputed
 //                     (gelu.cuh, the forward's bits): at bf16 by the copy of the operand itself (one GELU
-//                     segment: no pass of its own), else into the op workspace first
+//                     segment: no pass of its own), or with dinp too by gelu_backward's pass, which then also
+//                     rounds GELU(geluInput) (geluInput read once; the weight gradient's product after it), else
+//                     into the op workspace first
 //                     dbias += column sums of dout                 column_sums.cuh (below)
 // dbias: column_sums.cuh's chunked sums (grid (ceil(OC / 32), chunks of 128 rows) of double partials, then one
 // thread per column adding them in chunk order): fixed orders, no atomics, the same bits on every run.
@@ -131,11 +133,15 @@ void linear_forward_bf16_copies(float* out, const float* inp, const float* weigh
 
 // linear_backward's two products at Precision::kBf16 on bf16 copies of dout (one, for both), weight and inp
 // (caller checked R, C, OC > 0); inpIsGeluInput: the weight gradient's input is GELU(inp), rounded as it is made.
-void linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout, const float* inp, bool inpIsGeluInput,
+// With inpIsGeluInput and both gradients (geluGrad), the pass after the input gradient's product that multiplies
+// it by GELU'(inp) also rounds GELU(inp) for the weight gradient (GeluBackwardActOp: inp read once), the weight
+// gradient's product then following it; returns true when it did (the caller then runs no gelu_backward).
+bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout, const float* inp, bool inpIsGeluInput,
                                  const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput,
-                                 cudaStream_t stream) {
+                                 bool geluGrad, cudaStream_t stream) {
   const bool wantDinp = dinp != nullptr, wantDweight = dweight != nullptr;
-  if (!wantDinp && !wantDweight) return;
+  if (!wantDinp && !wantDweight) return false;
+  const bool fused = geluGrad && inpIsGeluInput && wantDinp && wantDweight && !accumulateInput;
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);
   const __nv_bfloat16* mirrored = wantDinp ? bf16mirror::weights(weight, OC * C, stream) : nullptr;
@@ -152,7 +158,7 @@ void linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
   carve(static_cast<char*>(ws.reserve(carve(nullptr, dout16, w16, inp16))), dout16, w16, inp16);
   const bf16copy::Segment copies[3] = {{dout, dout16, handed == nullptr ? R * OC : 0},
                                        {weight, w16, copyWeight ? OC * C : 0},
-                                       {inp, inp16, wantDweight ? R * C : 0, inpIsGeluInput}};
+                                       {inp, inp16, wantDweight && !fused ? R * C : 0, inpIsGeluInput}};
   bf16copy::convert(copies, 3, stream);
   const __nv_bfloat16* w = mirrored != nullptr ? mirrored : w16;
   const __nv_bfloat16* g = handed != nullptr ? handed : dout16;
@@ -160,9 +166,17 @@ void linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
   if (wantDinp && !lt::gemm_bf16(false, false, R, C, OC, 1.0f, g, OC, w, C, beta, dinp, C, nullptr, stream))
     bf16gemm::gemm<false, false>(R, C, OC, 1.0f, g, OC, w, C, beta, dinp, C,
                                  "gemm_bf16_kernel (linear dinp = dout W, bf16 copies)", stream);
+  if (fused) {
+    // dinp *= GELU'(inp), its bf16 handoff if asked (a claim writes the handoff buffer g does not sit in), and
+    // inp16 = bf16(GELU(inp)).
+    const detail::GeluBackwardActOp op{dinp, inp, bf16handoff::claim(dinp, R * C), inp16};
+    launch("gelu_backward_act (linear backward through a GELU)", detail::map_kernel<detail::GeluBackwardActOp>,
+           detail::grid_blocks(R * C, detail::kMapThreads), detail::kMapThreads, 0, stream, op, R * C);
+  }
   if (wantDweight && !lt::gemm_bf16(true, false, OC, C, R, 1.0f, g, OC, inp16, C, 1.0f, dweight, C, nullptr, stream))
     bf16gemm::gemm<true, false>(OC, C, R, 1.0f, g, OC, inp16, C, 1.0f, dweight, C,
                                 "gemm_bf16_kernel (linear dweight += dout^T inp, bf16 copies)", stream);
+  return fused;
 }
 
 // The copies unless SIMCSEPP_BF16_OPERANDS=fp32, or cuBLASLt failed its self-check for bf16 operands but passed
@@ -198,9 +212,10 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   require();
   const cudaStream_t stream = detail::op_stream();
   const bool bf16 = precision == Precision::kBf16;
+  bool geluDone = false;  // the fused pass of linear_backward_bf16_copies ran
   if (R > 0 && C > 0 && OC > 0 && use_bf16_copies(precision)) {
-    linear_backward_bf16_copies(dinp, dweight, dout, inp != nullptr ? inp : geluInput, inp == nullptr, weight, R, C, OC,
-                                accumulateInput, stream);
+    geluDone = linear_backward_bf16_copies(dinp, dweight, dout, inp != nullptr ? inp : geluInput, inp == nullptr,
+                                           weight, R, C, OC, accumulateInput, geluInput != nullptr, stream);
   } else {
     // Without inp, the weight gradient reads GELU(geluInput) from the workspace, held until its product is queued.
     std::unique_lock<std::mutex> recomputed;
@@ -239,7 +254,7 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   }  // the workspace's recomputed GELU (if any) is released only now, its product queued
   if (dbias != nullptr && R > 0 && OC > 0) add_column_sums(dbias, dout, R, OC, stream);
   finish(stream);
-  if (dinp != nullptr && geluInput != nullptr) gelu_backward(dinp, geluInput, dinp, R * C);
+  if (dinp != nullptr && geluInput != nullptr && !geluDone) gelu_backward(dinp, geluInput, dinp, R * C);
 }
 
 }  // namespace simcsepp::cuda

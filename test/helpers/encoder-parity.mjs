@@ -531,7 +531,9 @@ for (const [R, C, OC] of LINEAR_SHAPES) {
 
 // Without inp, linearBackward recomputes GELU(geluInput) for the weight gradient (the model keeps only the GELU's
 // input): the CPU's results, and on the device the bits of a run given inp = geluForward(geluInput), at fp32 and
-// at bf16 with both operand paths (the copy rounds GELU(x) as it converts; fp32 operands: GELU into the workspace).
+// at bf16 with both operand paths (bf16 copies: the pass that multiplies dinp by GELU'(x) also rounds GELU(x) for the
+// weight gradient, kernels/gemm.cu, where a run with inp converts inp and runs gelu_backward apart; fp32 operands:
+// GELU into the workspace).
 for (const [R, C, OC] of LINEAR_SHAPES)
   for (const [precision, operands] of /** @type {const} */ ([
     ['fp32', undefined],
