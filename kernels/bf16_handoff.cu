@@ -4,9 +4,12 @@
 #include <unistd.h>
 #endif
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "bf16_copy.cuh"
 #include "bf16_handoff.cuh"
@@ -21,6 +24,10 @@ std::atomic<int64_t> g_handedOff{0};
 struct Handoff {
   const float* requested = nullptr;  // the output range a binding asked a copy of
   int64_t requestedN = 0;
+  bool requestedUnused = false;  // and that only the product reads its fp32 values
+  // Ranges whose producer wrote only the bf16 copy (claim's fp32Unused), until the product takes it or a binding
+  // writes there.
+  std::vector<std::pair<const float*, int64_t>> owed;
   const float* src = nullptr;  // the range the buffer holds the copy of, while valid
   int64_t n = 0;
   bool valid = false;
@@ -64,33 +71,44 @@ bool reserve(Handoff& h, int64_t n) {
 
 }  // namespace
 
-void bf16_handoff_request(const float* out, int64_t n) {
+void bf16_handoff_request(const float* out, int64_t n, bool fp32Unused) {
   const char* v = std::getenv("SIMCSEPP_BF16_HANDOFF");
   if (v != nullptr && std::strcmp(v, "0") == 0) return;
   if (bf16copy::operands() != bf16copy::Operands::kCopies) return;  // the products read fp32 operands
   t_handoff.requested = out;
   t_handoff.requestedN = n;
+  t_handoff.requestedUnused = fp32Unused && linear_takes_bf16_copies();  // else no product would take the copy
 }
 
 void bf16_handoff_written(const float* p, int64_t n) noexcept {
   Handoff& h = t_handoff;
   if (h.valid && overlaps(p, n, h.src, h.n)) h.valid = false;
+  if (!h.owed.empty())
+    h.owed.erase(
+        std::remove_if(h.owed.begin(), h.owed.end(), [&](const auto& o) { return overlaps(p, n, o.first, o.second); }),
+        h.owed.end());
 }
 
 namespace bf16handoff {
 
 int64_t handed_off_elements() { return g_handedOff.load(); }
 
-__nv_bfloat16* claim(const float* out, int64_t n) {
+__nv_bfloat16* claim(const float* out, int64_t n, bool* fp32Unused) {
   Handoff& h = t_handoff;
-  const bool asked = h.requested == out && h.requestedN == n && n > 0;
+  const bool asked = h.requested == out && h.requestedN == n && n > 0, unused = h.requestedUnused;
   h.requested = nullptr;
   h.requestedN = 0;
+  h.requestedUnused = false;
   h.valid = false;
+  if (fp32Unused != nullptr) *fp32Unused = false;
   if (!asked || !reserve(h, n)) return nullptr;
   h.src = out;
   h.n = n;
   h.valid = true;
+  if (unused && fp32Unused != nullptr) {
+    *fp32Unused = true;
+    h.owed.emplace_back(out, n);
+  }
   g_handedOff += n;
   return h.buffer();
 }
@@ -100,8 +118,17 @@ const __nv_bfloat16* take(const float* inp, int64_t n) {
   const bool mine = h.valid && h.src == inp && h.n == n;
   h.valid = false;
   if (!mine) return nullptr;
+  h.owed.erase(std::remove(h.owed.begin(), h.owed.end(), std::make_pair(inp, n)), h.owed.end());
   h.taken = 1 - h.taken;  // the buffer the claim wrote; the next claim writes the other
   return h.buffers[h.taken];
+}
+
+void require_written(const float* inp, int64_t n) {
+  for (const auto& o : t_handoff.owed)
+    if (overlaps(inp, n, o.first, o.second))
+      throw CudaError(
+          "a product's input was written only as a bf16 copy for the op after its producer (bf16Next 'only'), and "
+          "that copy was dropped before the product: its fp32 values were never written");
 }
 
 void decline() { claim(nullptr, 0); }

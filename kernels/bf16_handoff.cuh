@@ -27,11 +27,24 @@
 
 #include "cuda_check.cuh"
 
+namespace simcsepp::cuda {
+
+// Whether a bf16 linear layer reads bf16 copies of its input, so takes a handoff (gemm.cu).
+bool linear_takes_bf16_copies();
+
+}  // namespace simcsepp::cuda
+
 namespace simcsepp::cuda::bf16handoff {
 
 // For a producer about to write out[0, n): where bf16(out[i]) goes when a handoff of exactly this range was
-// requested (the handoff is then valid), else nullptr.
-__nv_bfloat16* claim(const float* out, int64_t n);
+// requested (the handoff is then valid), else nullptr. fp32Unused (may be null: a producer that always writes
+// out): set to true when the request said only the product reads out, so the producer writes the copy alone; out's
+// range is then owed (require_written).
+__nv_bfloat16* claim(const float* out, int64_t n, bool* fp32Unused = nullptr);
+
+// For a product that reads inp[0, n) as fp32 (no handoff taken): throws CudaError when some of it was never written
+// because its producer wrote only a bf16 copy that was then dropped (bf16Next 'only', below).
+void require_written(const float* inp, int64_t n);
 
 // For a producer that writes no bf16 copy (a path without one): clears the request and drops the handoff, as a
 // claim that was not asked would.

@@ -9,7 +9,8 @@
 // GPU nvcc may contract a multiply-add into an FMA and erfcf/expf/tanhf differ from libm by a few ulps).
 // gelu_forward and gelu_backward also write bf16(out) / bf16(dinp) into this thread's bf16 handoff when the
 // binding asked for one (bf16_handoff.cuh: the MLP's second product reads the former in the forward, its first
-// product's backward the latter as its output gradient).
+// product's backward the latter as its output gradient); gelu_forward writes the copy alone when the binding said
+// only that product reads out (linearForward's bf16Next 'only').
 // Tiling: one grid-stride loop over [0, n), 256 threads a block, at most 4096 blocks; thread i
 // handles elements i, i + stride, ...: consecutive threads touch consecutive floats (coalesced). An
 // element is read and written by the same thread, so in-place and aliased calls are safe.
@@ -74,7 +75,9 @@ struct ScaleOp {
 using detail::run_map;
 
 void gelu_forward(float* out, const float* inp, int64_t n) {
-  run_map("gelu_forward", detail::GeluForwardOp{out, inp, bf16handoff::claim(out, n)}, n);
+  bool fp32Unused = false;  // bf16Next 'only': the product after this op is the only reader of out
+  __nv_bfloat16* out16 = bf16handoff::claim(out, n, &fp32Unused);
+  run_map("gelu_forward", detail::GeluForwardOp{fp32Unused ? nullptr : out, inp, out16}, n);
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {

@@ -22,15 +22,15 @@ __device__ __forceinline__ float gelu_grad(float x, float dout) {
   return dout * (cdf + x * pdf);
 }
 
-// out[i] = GELU(inp[i]), and bf16 of it into out16 when not null (a bf16 handoff: bf16_handoff.cuh); for
-// grid.cuh's run_map.
+// out[i] = GELU(inp[i]) (out may be null: the bf16 copy alone), and bf16 of it into out16 when not null (a bf16
+// handoff: bf16_handoff.cuh); for grid.cuh's run_map.
 struct GeluForwardOp {
   float* out;
   const float* inp;
   __nv_bfloat16* out16;
   __device__ void operator()(int64_t i) const {
     const float y = gelu(inp[i]);
-    out[i] = y;
+    if (out != nullptr) out[i] = y;
     if (out16 != nullptr) out16[i] = __float2bfloat16(y);
   }
 };

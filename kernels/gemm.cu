@@ -113,6 +113,7 @@ void linear_forward_bf16_copies(float* out, const float* inp, const float* weigh
   std::lock_guard<std::mutex> lock(ws.mu);  // the copies live in the workspace until the product is queued
   const __nv_bfloat16* mirrored = bf16mirror::weights(weight, OC * C, stream);
   const __nv_bfloat16* handed = bf16handoff::take(inp, R * C);  // the producer's copy of inp, if it made one
+  if (handed == nullptr) bf16handoff::require_written(inp, R * C);
   const auto carve = [&](char* base, __nv_bfloat16*& inp16, __nv_bfloat16*& w16) {
     detail::Carver c(base);
     inp16 = handed == nullptr ? c.take<__nv_bfloat16>(static_cast<size_t>(R * C)) : nullptr;
@@ -188,10 +189,14 @@ bool use_bf16_copies(Precision precision) {
 
 }  // namespace
 
+bool linear_takes_bf16_copies() { return use_bf16_copies(Precision::kBf16); }
+
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
                     int64_t OC, Precision precision, float* geluOut) {
   require();
-  if (R > 0 && C > 0 && OC > 0 && use_bf16_copies(precision)) {
+  const bool copies = R > 0 && C > 0 && OC > 0 && use_bf16_copies(precision);
+  if (!copies) bf16handoff::require_written(inp, R * C);
+  if (copies) {
     linear_forward_bf16_copies(out, inp, weight, bias, R, C, OC, detail::op_stream());
   } else if (C > 0 && lt::gemm(false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, bias, precision,
                                detail::op_stream())) {
@@ -212,6 +217,7 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   require();
   const cudaStream_t stream = detail::op_stream();
   const bool bf16 = precision == Precision::kBf16;
+  if (inp != nullptr) bf16handoff::require_written(inp, R * C);
   bool geluDone = false;  // the fused pass of linear_backward_bf16_copies ran
   if (R > 0 && C > 0 && OC > 0 && use_bf16_copies(precision)) {
     geluDone = linear_backward_bf16_copies(dinp, dweight, dout, inp != nullptr ? inp : geluInput, inp == nullptr,

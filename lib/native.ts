@@ -372,7 +372,7 @@ export interface Addon {
     bias: NativeTensor | null,
     precision: Precision,
     geluOut?: NativeTensor | null,
-    bf16Next?: boolean,
+    bf16Next?: boolean | 'only',
   ): void
   linearBackward(
     dinp: NativeTensor | null,

@@ -213,7 +213,9 @@ export function layerNormDropoutBackward(
  * geluOut = GELU(out) (geluForward's), out keeping the pre-activation: the MLP's first layer, the GELU applied
  * while each tile of out is in cache instead of in a second pass. geluOut may be out itself: the GELU in place
  * (no pre-activation kept, as inference needs none). bf16Next (with geluOut): geluOut is the input of a bf16
- * linearForward right after (as layerNormForward's).
+ * linearForward right after (as layerNormForward's); 'only': and nothing else reads geluOut, whose fp32 values a
+ * CUDA op may then leave unwritten (it writes only the bf16 copy that product reads; a product that would read
+ * the fp32 values instead, because that copy was dropped, throws).
  */
 export function linearForward(
   out: Tensor,
@@ -222,7 +224,7 @@ export function linearForward(
   bias: Tensor | null,
   precision: Precision = 'fp32',
   geluOut: Tensor | null = null,
-  bf16Next = false,
+  bf16Next: boolean | 'only' = false,
 ): void {
   addon.linearForward(
     nativeOf(out, 'out'),

@@ -11,7 +11,8 @@
 //   layerNormDropoutBackward(dres, dy|null, dweight, dbias, dout, res, weight, mean, rstd, sentences, p, seed,
 //                            offset, keepRows|null, firstRow, bf16Next?)
 //   linearForward(out, inp, weight, bias|null, precision, geluOut?, bf16Next?)   precision: 'fp32' | 'bf16'
-//                (geluOut: apart from out, or out itself for the GELU in place)
+//                (geluOut: apart from out, or out itself for the GELU in place; bf16Next may also be 'only': the
+//                next op's product is geluOut's only reader, and on CUDA its fp32 values may stay unwritten)
 //   (bf16Next: the output, geluOut for linearForward, dy (or dres) for layerNormDropoutBackward, dinp for
 //    linearBackward with geluInput, is an operand of the bf16 product(s) of the next op; see request_bf16_handoff)
 //   linearBackward(dinp|null, dweight, dbias|null, dout, inp|null, weight, accumulateInput, precision, geluInput?,
@@ -145,9 +146,21 @@ bool arg_bf16_next(const Napi::CallbackInfo& info, size_t index) {
   return info.Length() > index && !info[index].IsUndefined() && arg_bool(info, index, "bf16Next");
 }
 
+// linearForward's bf16Next (with geluOut): also 'only', when the next op's product is the only reader of geluOut,
+// which a CUDA op may then leave unwritten in fp32 (it writes the bf16 copy alone; cuda_api.h).
+enum class Bf16Next { kNo, kYes, kOnly };
+Bf16Next arg_bf16_next_or_only(const Napi::CallbackInfo& info, size_t index) {
+  if (info.Length() <= index || info[index].IsUndefined()) return Bf16Next::kNo;
+  if (info[index].IsString() && info[index].As<Napi::String>().Utf8Value() == "only") return Bf16Next::kOnly;
+  if (!info[index].IsBoolean())
+    throw_arg(info.Env(), "Expected bf16Next to be a boolean or 'only' but received " + describe(info[index]));
+  return info[index].As<Napi::Boolean>().Value() ? Bf16Next::kYes : Bf16Next::kNo;
+}
+
 // Called as the op runs (the request is for the op's own output).
-void request_bf16_handoff(bool bf16Next, const NativeTensor* out) {
-  if (bf16Next && out->device() == Device::kCuda) cuda::bf16_handoff_request(out->read_data(), out->numel());
+void request_bf16_handoff(bool bf16Next, const NativeTensor* out, bool fp32Unused = false) {
+  if (bf16Next && out->device() == Device::kCuda)
+    cuda::bf16_handoff_request(out->read_data(), out->numel(), fp32Unused);
 }
 
 // a and b are the same R x C rows (checked by the caller's shapes) or apart.
@@ -353,10 +366,10 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
     if (geluOut->read_data() != out->read_data()) require_disjoint(env, geluOut, "geluOut", out, "out");
     require_disjoint(env, geluOut, "geluOut", inp, "inp");
   }
-  const bool bf16Next = arg_bf16_next(info, 6);
+  const Bf16Next bf16Next = arg_bf16_next_or_only(info, 6);
   LinearForwardFn* linear_forward = ts.entry(&Backend::linear_forward);
   return guarded_void(env, [&] {
-    if (geluOut != nullptr) request_bf16_handoff(bf16Next, geluOut);
+    if (geluOut != nullptr) request_bf16_handoff(bf16Next != Bf16Next::kNo, geluOut, bf16Next == Bf16Next::kOnly);
     // inp is only read: read_data() keeps a bf16 handoff of it (bf16_handoff.cuh) for the product.
     linear_forward(out->data(), inp->read_data(), weight->read_data(), bias ? bias->read_data() : nullptr, R, C, OC,
                    precision, geluOut ? geluOut->data() : nullptr);

@@ -76,7 +76,9 @@ Bf16Counters bf16_counters();
 // bf16 handoffs (kernels/bf16_handoff.cuh): the next op on this thread that produces exactly out[0, n) also
 // writes its bf16 copy, which a bf16 product reading exactly that range next uses instead of making one.
 // bf16_handoff_written: a binding may write p[0, n) (NativeTensor::data()): drops an overlapping handoff.
-void bf16_handoff_request(const float* out, int64_t n);
+// fp32Unused: only that product reads out, so a producer that can may write the bf16 copy alone (linearForward's
+// bf16Next 'only'); a product that would read those fp32 values instead throws.
+void bf16_handoff_request(const float* out, int64_t n, bool fp32Unused = false);
 void bf16_handoff_written(const float* p, int64_t n) noexcept;
 
 // GPU-time markers for profiles (kernels/runtime.cu): timer_mark() records the next event of a reused pool

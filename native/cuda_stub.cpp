@@ -38,7 +38,7 @@ void bf16_mirror_destroy(Bf16Mirror*) noexcept {}
 void bf16_mirror_mark_stale(Bf16Mirror*) noexcept {}
 size_t bf16_mirror_bytes(int64_t n) { return static_cast<size_t>(n) * 2; }
 Bf16Counters bf16_counters() { return {}; }
-void bf16_handoff_request(const float*, int64_t) {}
+void bf16_handoff_request(const float*, int64_t, bool) {}
 void bf16_handoff_written(const float*, int64_t) noexcept {}
 void* malloc_device(size_t) { not_compiled(); }
 void free_device(void*) noexcept {}

@@ -71,10 +71,14 @@ void Storage::release() noexcept {
     mirror = nullptr;
   }
   if (!data) return;
-  if (device == Device::kCpu)
+  if (device == Device::kCpu) {
     std::free(data);
-  else
+  } else {
+    // A handoff of this memory, or a range owed by a bf16-only producer, must not outlive it (the next allocation
+    // there is another tensor).
+    cuda::bf16_handoff_written(data, static_cast<int64_t>(bytes / sizeof(float)));
     cuda::free_device(data);
+  }
   data = nullptr;
   heldBytes -= static_cast<int64_t>(bytes);
 }

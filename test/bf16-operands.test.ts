@@ -366,7 +366,7 @@ t.test('a handoff is taken only by the next product of exactly its range, and dr
   t.equal(unasked.converted, OC * C + R * C, 'then the product rounds its input')
 
   // The MLP's pair: the GELU of the first product handed to the second.
-  const mlp = (bf16Next: boolean) =>
+  const mlp = (bf16Next: boolean | 'only') =>
     counted(() => {
       ops.linearForward(f.out, f.x, f.W, f.bias, 'bf16', f.act, bf16Next)
       ops.linearForward(f.back, f.act, f.W2, null, 'bf16')
@@ -377,6 +377,32 @@ t.test('a handoff is taken only by the next product of exactly its range, and dr
   t.equal(fused.handedOff, R * OC, 'the GELU handed off its output')
   t.equal(plain.converted - fused.converted, R * OC, 'the second product did not round it again')
   t.equal(differingBits(fused.value, plain.value), 0, 'the same bits')
+
+  // bf16Next 'only' (BertModel's MLP at bf16): the GELU writes the bf16 copy alone, not its fp32 output.
+  const nan = new Float32Array(R * OC).fill(NaN)
+  f.act.copyFrom(nan)
+  const only = mlp('only')
+  t.equal(only.handedOff, R * OC, "'only': the GELU handed off its output")
+  t.equal(differingBits(only.value, plain.value), 0, "'only': the same bits")
+  t.ok(f.act.toFloat32Array().every(Number.isNaN), "'only': geluOut's fp32 values were not written")
+  // The copy dropped before its product (another handoff claimed in between): the product throws rather than read
+  // floats that were never written.
+  t.throws(
+    () => {
+      ops.linearForward(f.out, f.x, f.W, f.bias, 'bf16', f.act, 'only')
+      layerNorm(true)
+      ops.linearForward(f.back, f.act, f.W2, null, 'bf16')
+    },
+    /written only as a bf16 copy .*bf16Next 'only'.*dropped/,
+    "'only', the copy dropped: the product throws",
+  )
+  // A write to geluOut settles it (the product reads what was written), and without handoffs 'only' writes the
+  // fp32 values (no product would take a copy).
+  f.act.copyFrom(nan)
+  const off = withEnv({ SIMCSEPP_BF16_HANDOFF: '0' }, () => mlp('only'))
+  t.equal(off.handedOff, 0, "'only' without handoffs: nothing handed off")
+  t.equal(differingBits(off.value, plain.value), 0, "'only' without handoffs: the same bits")
+  t.notOk(f.act.toFloat32Array().some(Number.isNaN), "'only' without handoffs: geluOut's fp32 values written")
   f.dispose()
 })
 

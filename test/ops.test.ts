@@ -204,6 +204,10 @@ t.test('linear with the fused GELU: the unfused ops bit for bit, the float64 ref
       const inPlace = nans([R, OC])
       ops.linearForward(inPlace, X, W, Bi, precision, inPlace)
       t.same(arr(inPlace), arr(act), `${what}: geluOut = out (in place) is the same GELU bit for bit`)
+      // bf16Next 'only' leaves geluOut's fp32 values unwritten on CUDA only: the CPU writes them as always.
+      const only = nans([R, OC])
+      ops.linearForward(nans([R, OC]), X, W, Bi, precision, only, 'only')
+      t.same(arr(only), arr(act), `${what}: bf16Next 'only' on the CPU: geluOut written`)
       if (precision === 'fp32') {
         const ref = linearRef(f64(x32), f64(w32), f64(b32), R, C, OC)
         close(t, `${what}: geluOut vs float64 GELU(x Wᵀ + b)`, arr(act), ref.map(gelu), 1e-5)
@@ -255,6 +259,10 @@ t.test('linear with the fused GELU: the unfused ops bit for bit, the float64 ref
   t.throws(() => ops.linearForward(out, z(4, 3), z(6, 3), null, 'fp32', z(4, 5)), /geluOut/)
   const inp = z(4, 6)
   t.throws(() => ops.linearForward(z(4, 6), inp, z(6, 6), null, 'fp32', inp), /geluOut and inp not to overlap/)
+  t.throws(
+    () => ops.linearForward(out, z(4, 3), z(6, 3), null, 'fp32', z(4, 6), 'yes' as never),
+    /Expected bf16Next to be a boolean or 'only' but received/,
+  )
   const dinp = z(4, 3)
   t.throws(() => ops.linearBackward(dinp, z(2, 3), null, z(4, 2), z(4, 3), z(2, 3), true, 'fp32', z(4, 3)), /accumulateInput/)
   t.throws(() => ops.linearBackward(null, z(2, 3), null, z(4, 2), z(4, 3), z(2, 3), false, 'fp32', z(4, 3)), /geluInput needs dinp/)

@@ -849,7 +849,10 @@ export class BertModel {
         ops.linearInt8Forward(a.inter, a.h1, q.intermediate, w.intermediate.bias, a.interAct)
         ops.linearInt8Forward(a.h2, a.interAct, q.output, w.output.bias)
       } else {
-        ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias, this.precision, a.interAct, bf16)
+        // interAct's only reader is output.dense's product, which at bf16 reads its bf16 copy ('only': on CUDA the
+        // fp32 values are not written; the backward recomputes GELU(inter)).
+        const next = bf16 ? 'only' : false
+        ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias, this.precision, a.interAct, next)
         ops.linearForward(a.h2, a.interAct, w.output.weight, w.output.bias, this.precision)
       }
       const drop2 = this.dropoutOptions(options, this.site(l, 2), c.hiddenDropoutProb)
