@@ -4,12 +4,9 @@
 #include <unistd.h>
 #endif
 
-#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <utility>
-#include <vector>
 
 #include "bf16_copy.cuh"
 #include "bf16_handoff.cuh"
@@ -26,8 +23,22 @@ struct Handoff {
   int64_t requestedN = 0;
   bool requestedUnused = false;  // and that only the product reads its fp32 values
   // Ranges whose producer wrote only the bf16 copy (claim's fp32Unused), until the product takes it or a binding
-  // writes there.
-  std::vector<std::pair<const float*, int64_t>> owed;
+  // writes there (or frees it). A fixed array, trivially destructible: Storage::release may still call in while
+  // the thread's objects are torn down. Past kOwed ranges the oldest is forgotten (a model owes one at a time).
+  static constexpr int kOwed = 8;
+  struct Range {
+    const float* p;
+    int64_t n;
+  } owed[kOwed] = {};
+  int owedCount = 0;
+  void owe(const float* p, int64_t n) {
+    if (owedCount == kOwed) forget_owed(0);
+    owed[owedCount++] = Range{p, n};
+  }
+  void forget_owed(int i) {
+    for (int j = i + 1; j < owedCount; ++j) owed[j - 1] = owed[j];
+    --owedCount;
+  }
   const float* src = nullptr;  // the range the buffer holds the copy of, while valid
   int64_t n = 0;
   bool valid = false;
@@ -83,10 +94,8 @@ void bf16_handoff_request(const float* out, int64_t n, bool fp32Unused) {
 void bf16_handoff_written(const float* p, int64_t n) noexcept {
   Handoff& h = t_handoff;
   if (h.valid && overlaps(p, n, h.src, h.n)) h.valid = false;
-  if (!h.owed.empty())
-    h.owed.erase(
-        std::remove_if(h.owed.begin(), h.owed.end(), [&](const auto& o) { return overlaps(p, n, o.first, o.second); }),
-        h.owed.end());
+  for (int i = h.owedCount - 1; i >= 0; --i)
+    if (overlaps(p, n, h.owed[i].p, h.owed[i].n)) h.forget_owed(i);
 }
 
 namespace bf16handoff {
@@ -107,7 +116,7 @@ __nv_bfloat16* claim(const float* out, int64_t n, bool* fp32Unused) {
   h.valid = true;
   if (unused && fp32Unused != nullptr) {
     *fp32Unused = true;
-    h.owed.emplace_back(out, n);
+    h.owe(out, n);
   }
   g_handedOff += n;
   return h.buffer();
@@ -118,14 +127,16 @@ const __nv_bfloat16* take(const float* inp, int64_t n) {
   const bool mine = h.valid && h.src == inp && h.n == n;
   h.valid = false;
   if (!mine) return nullptr;
-  h.owed.erase(std::remove(h.owed.begin(), h.owed.end(), std::make_pair(inp, n)), h.owed.end());
+  for (int i = h.owedCount - 1; i >= 0; --i)
+    if (h.owed[i].p == inp && h.owed[i].n == n) h.forget_owed(i);
   h.taken = 1 - h.taken;  // the buffer the claim wrote; the next claim writes the other
   return h.buffers[h.taken];
 }
 
 void require_written(const float* inp, int64_t n) {
-  for (const auto& o : t_handoff.owed)
-    if (overlaps(inp, n, o.first, o.second))
+  const Handoff& h = t_handoff;
+  for (int i = 0; i < h.owedCount; ++i)
+    if (overlaps(inp, n, h.owed[i].p, h.owed[i].n))
       throw CudaError(
           "a product's input was written only as a bf16 copy for the op after its producer (bf16Next 'only'), and "
           "that copy was dropped before the product: its fp32 values were never written");
