@@ -1,5 +1,6 @@
 // The bf16 operand copies of bf16_copy.cuh.
-// bf16_convert_kernel: blockIdx.y picks the segment (a GELU segment rounds GELU(src), gelu.cuh); the x blocks walk
+// bf16_convert_kernel: blockIdx.y picks the segment (a GELU segment rounds GELU(src), gelu.cuh; a LayerNorm segment
+// the LayerNorm's output, ln_output.cuh, its row and column from the element's index); the x blocks walk
 // it grid-stride. A segment whose source is 16-byte and destination 8-byte aligned goes 4 elements per thread per
 // step (one float4 load, one 8-byte store), its last n % 4 elements one at a time; any other segment one element
 // at a time. Consecutive threads touch consecutive addresses either way (coalesced). Memory-bound: 6 bytes moved
@@ -15,6 +16,7 @@
 #include "cublaslt.cuh"
 #include "gelu.cuh"
 #include "grid.cuh"
+#include "ln_output.cuh"
 
 namespace simcsepp::cuda::bf16copy {
 
@@ -30,16 +32,22 @@ struct alignas(8) Bf16x4 {
   __nv_bfloat16 v[4];
 };
 
-// src[i], or GELU(src[i]) in a GELU segment.
-template <bool kGelu>
-__device__ __forceinline__ float source(float x) {
-  if constexpr (kGelu)
+enum class Kind { kPlain, kGelu, kLayerNorm };
+
+// src[i] (= x), GELU(x) in a GELU segment, or the LayerNorm's output at i in a LayerNorm segment.
+template <Kind kKind>
+__device__ __forceinline__ float source(const Segment& seg, int64_t i, float x) {
+  if constexpr (kKind == Kind::kGelu) {
     return detail::gelu(x);
-  else
+  } else if constexpr (kKind == Kind::kLayerNorm) {
+    const int64_t r = i / seg.C, c = i - r * seg.C;
+    return detail::ln_output(x, seg.mean[r], seg.rstd[r], seg.lnWeight[c], seg.lnBias[c]);
+  } else {
     return x;
+  }
 }
 
-template <bool kGelu>
+template <Kind kKind>
 __device__ void convert_segment(const Segment& seg) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -51,23 +59,26 @@ __device__ void convert_segment(const Segment& seg) {
     for (int64_t q = first; q < quads; q += stride) {
       const float4 f = src4[q];
       Bf16x4 b;
-      b.v[0] = __float2bfloat16(source<kGelu>(f.x));
-      b.v[1] = __float2bfloat16(source<kGelu>(f.y));
-      b.v[2] = __float2bfloat16(source<kGelu>(f.z));
-      b.v[3] = __float2bfloat16(source<kGelu>(f.w));
+      b.v[0] = __float2bfloat16(source<kKind>(seg, 4 * q, f.x));
+      b.v[1] = __float2bfloat16(source<kKind>(seg, 4 * q + 1, f.y));
+      b.v[2] = __float2bfloat16(source<kKind>(seg, 4 * q + 2, f.z));
+      b.v[3] = __float2bfloat16(source<kKind>(seg, 4 * q + 3, f.w));
       dst4[q] = b;
     }
     done = quads * 4;
   }
-  for (int64_t i = done + first; i < seg.n; i += stride) seg.dst[i] = __float2bfloat16(source<kGelu>(seg.src[i]));
+  for (int64_t i = done + first; i < seg.n; i += stride)
+    seg.dst[i] = __float2bfloat16(source<kKind>(seg, i, seg.src[i]));
 }
 
 __global__ void __launch_bounds__(kThreads) bf16_convert_kernel(Segments segs) {
   const Segment seg = segs.s[blockIdx.y];
-  if (seg.gelu)
-    convert_segment<true>(seg);
+  if (seg.mean != nullptr)
+    convert_segment<Kind::kLayerNorm>(seg);
+  else if (seg.gelu)
+    convert_segment<Kind::kGelu>(seg);
   else
-    convert_segment<false>(seg);
+    convert_segment<Kind::kPlain>(seg);
 }
 
 }  // namespace

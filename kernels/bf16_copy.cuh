@@ -27,12 +27,20 @@ Operands operands();
 const char* describe(Operands o);
 
 // One conversion: dst[i] = bf16(src[i]) for i < n; with gelu, dst[i] = bf16(GELU(src[i])) (gelu.cuh: the bits
-// gelu_forward writes), for a weight gradient whose input is a GELU's output kept only as the GELU's input.
+// gelu_forward writes), for a weight gradient whose input is a GELU's output kept only as the GELU's input; with
+// mean (a LayerNorm segment of rows of C), dst[i] = bf16(ln_output(src[i], mean[r], rstd[r], lnWeight[c],
+// lnBias[c])) for i = r C + c (ln_output.cuh: layernorm_apply's bits), for a weight gradient whose input is a
+// LayerNorm's output kept only as its input and statistics.
 struct Segment {
   const float* src;
   __nv_bfloat16* dst;
   int64_t n;
   bool gelu = false;
+  const float* mean = nullptr;  // a LayerNorm segment when not null
+  const float* rstd = nullptr;
+  const float* lnWeight = nullptr;
+  const float* lnBias = nullptr;
+  int64_t C = 0;
 };
 
 // Runs up to kMaxSegments conversions as one launch on `stream` (count may be 0: nothing is launched).

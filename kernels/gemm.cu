@@ -25,6 +25,9 @@
 //                     segment: no pass of its own), or with dinp too by gelu_backward's pass, which then also
 //                     rounds GELU(geluInput) (geluInput read once; the weight gradient's product after it), else
 //                     into the op workspace first
+//                     layerNormInput (inp null): the layer's input is that LayerNorm's output (ln_output.cuh, the
+//                     apply's bits), recomputed the same ways: at bf16 by the copy itself (a LayerNorm segment:
+//                     no fp32 pass, no fp32 buffer), else by layernorm_apply into the op workspace
 //                     dbias += column sums of dout                 column_sums.cuh (below)
 // dbias: column_sums.cuh's chunked sums (grid (ceil(OC / 32), chunks of 128 rows) of double partials, then one
 // thread per column adding them in chunk order): fixed orders, no atomics, the same bits on every run.
@@ -133,13 +136,14 @@ void linear_forward_bf16_copies(float* out, const float* inp, const float* weigh
 }
 
 // linear_backward's two products at Precision::kBf16 on bf16 copies of dout (one, for both), weight and inp
-// (caller checked R, C, OC > 0); inpIsGeluInput: the weight gradient's input is GELU(inp), rounded as it is made.
+// (caller checked R, C, OC > 0); inpIsGeluInput: the weight gradient's input is GELU(inp), rounded as it is made;
+// ln (not null: inp is its x): the weight gradient's input is that LayerNorm's output, rounded as it is made.
 // With inpIsGeluInput and both gradients (geluGrad), the pass after the input gradient's product that multiplies
 // it by GELU'(inp) also rounds GELU(inp) for the weight gradient (GeluBackwardActOp: inp read once), the weight
 // gradient's product then following it; returns true when it did (the caller then runs no gelu_backward).
 bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout, const float* inp, bool inpIsGeluInput,
-                                 const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput,
-                                 bool geluGrad, cudaStream_t stream) {
+                                 const LayerNormInput* ln, const float* weight, int64_t R, int64_t C, int64_t OC,
+                                 bool accumulateInput, bool geluGrad, cudaStream_t stream) {
   const bool wantDinp = dinp != nullptr, wantDweight = dweight != nullptr;
   if (!wantDinp && !wantDweight) return false;
   const bool fused = geluGrad && inpIsGeluInput && wantDinp && wantDweight && !accumulateInput;
@@ -157,9 +161,16 @@ bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
   };
   __nv_bfloat16 *dout16 = nullptr, *w16 = nullptr, *inp16 = nullptr;
   carve(static_cast<char*>(ws.reserve(carve(nullptr, dout16, w16, inp16))), dout16, w16, inp16);
-  const bf16copy::Segment copies[3] = {{dout, dout16, handed == nullptr ? R * OC : 0},
-                                       {weight, w16, copyWeight ? OC * C : 0},
-                                       {inp, inp16, wantDweight && !fused ? R * C : 0, inpIsGeluInput}};
+  bf16copy::Segment input{inp, inp16, wantDweight && !fused ? R * C : 0, inpIsGeluInput};
+  if (ln != nullptr) {
+    input.mean = ln->mean;
+    input.rstd = ln->rstd;
+    input.lnWeight = ln->weight;
+    input.lnBias = ln->bias;
+    input.C = C;
+  }
+  const bf16copy::Segment copies[3] = {
+      {dout, dout16, handed == nullptr ? R * OC : 0}, {weight, w16, copyWeight ? OC * C : 0}, input};
   bf16copy::convert(copies, 3, stream);
   const __nv_bfloat16* w = mirrored != nullptr ? mirrored : w16;
   const __nv_bfloat16* g = handed != nullptr ? handed : dout16;
@@ -213,25 +224,33 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput, Precision precision,
-                     const float* geluInput) {
+                     const float* geluInput, const LayerNormInput* layerNormInput) {
   require();
   const cudaStream_t stream = detail::op_stream();
   const bool bf16 = precision == Precision::kBf16;
   if (inp != nullptr) bf16handoff::require_written(inp, R * C);
   bool geluDone = false;  // the fused pass of linear_backward_bf16_copies ran
   if (R > 0 && C > 0 && OC > 0 && use_bf16_copies(precision)) {
-    geluDone = linear_backward_bf16_copies(dinp, dweight, dout, inp != nullptr ? inp : geluInput, inp == nullptr,
-                                           weight, R, C, OC, accumulateInput, geluInput != nullptr, stream);
+    const float* x = inp != nullptr ? inp : layerNormInput != nullptr ? layerNormInput->x : geluInput;
+    geluDone = linear_backward_bf16_copies(dinp, dweight, dout, x, inp == nullptr && layerNormInput == nullptr,
+                                           inp == nullptr ? layerNormInput : nullptr, weight, R, C, OC, accumulateInput,
+                                           geluInput != nullptr, stream);
   } else {
-    // Without inp, the weight gradient reads GELU(geluInput) from the workspace, held until its product is queued.
+    // Without inp, the weight gradient reads GELU(geluInput) or the LayerNorm's output from the workspace, held
+    // until its product is queued.
     std::unique_lock<std::mutex> recomputed;
     if (inp == nullptr && dweight != nullptr && R > 0 && C > 0) {
       detail::Workspace& ws = detail::workspace();
       recomputed = std::unique_lock<std::mutex>(ws.mu);
       float* act = static_cast<float*>(ws.reserve(static_cast<size_t>(R * C) * sizeof(float)));
-      launch("gelu_forward (the weight gradient's input, recomputed)", detail::map_kernel<detail::GeluForwardOp>,
-             detail::grid_blocks(R * C, detail::kMapThreads), detail::kMapThreads, 0, stream,
-             detail::GeluForwardOp{act, geluInput, nullptr}, R * C);
+      if (layerNormInput != nullptr) {
+        const LayerNormInput& ln = *layerNormInput;
+        layernorm_apply(act, ln.x, ln.mean, ln.rstd, ln.weight, ln.bias, R, C);
+      } else {
+        launch("gelu_forward (the weight gradient's input, recomputed)", detail::map_kernel<detail::GeluForwardOp>,
+               detail::grid_blocks(R * C, detail::kMapThreads), detail::kMapThreads, 0, stream,
+               detail::GeluForwardOp{act, geluInput, nullptr}, R * C);
+      }
       inp = act;
     }
     if (dinp != nullptr && OC > 0 &&

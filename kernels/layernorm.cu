@@ -41,6 +41,7 @@
 #include "common/philox.h"
 #include "grid.cuh"
 #include "host_args.cuh"
+#include "ln_output.cuh"
 #include "warp_reduce.cuh"
 
 namespace simcsepp::cuda {
@@ -73,10 +74,7 @@ __device__ __forceinline__ float drop_value(const RowDrop& d, uint64_t index, fl
   return dropout_uniform(d.seed, detail::dropout_offset(d.offset, d.offsetDelta), index) >= d.p ? v * d.scale : 0.0f;
 }
 
-// One output element of a layer norm: the forward's and the apply kernel's one expression (the same bits).
-__device__ __forceinline__ float ln_output(float x, float m, float rs, float w, float b) {
-  return (x - m) * rs * w + b;
-}
+using detail::ln_output;  // ln_output.cuh: the forward's and the apply kernel's one expression (the same bits)
 
 // kResidual: the row's input is res = x + dropout(y) (written to res), else inp.
 template <bool kResidual>

@@ -385,6 +385,11 @@ export interface Addon {
     precision: Precision,
     geluInput?: NativeTensor | null,
     bf16Next?: boolean,
+    layerNormX?: NativeTensor | null,
+    layerNormMean?: NativeTensor,
+    layerNormRstd?: NativeTensor,
+    layerNormWeight?: NativeTensor,
+    layerNormBias?: NativeTensor,
   ): void
   gegluForward(out: NativeTensor, u: NativeTensor): void
   gegluBackward(du: NativeTensor, u: NativeTensor, dout: NativeTensor): void

@@ -244,6 +244,9 @@ export function linearForward(
  * (geluBackward's), fused into the product; inp may then be null, and the weight gradient reads GELU(geluInput)
  * recomputed with geluForward's bits (a model need not keep the GELU's output for its backward). bf16Next (with
  * geluInput): dinp is the output gradient of a bf16 linearBackward right after (as layerNormDropoutBackward's).
+ * With `layerNormInput` (inp null, no geluInput): the layer's input is that LayerNorm's output, which the weight
+ * gradient reads recomputed from its input and saved statistics with layerNormApply's bits (no buffer for it; at
+ * bf16 on CUDA rounded as it is made, without an fp32 pass).
  */
 export function linearBackward(
   dinp: Tensor | null,
@@ -256,7 +259,9 @@ export function linearBackward(
   precision: Precision = 'fp32',
   geluInput: Tensor | null = null,
   bf16Next = false,
+  layerNormInput: LayerNormInput | null = null,
 ): void {
+  const ln = layerNormInput
   addon.linearBackward(
     dinp === null ? null : nativeOf(dinp, 'dinp'),
     nativeOf(dweight, 'dweight'),
@@ -268,7 +273,25 @@ export function linearBackward(
     precision,
     geluInput === null ? null : nativeOf(geluInput, 'geluInput'),
     bf16Next,
+    ...(ln === null
+      ? []
+      : ([
+          nativeOf(ln.x, 'layerNormInput.x'),
+          nativeOf(ln.mean, 'layerNormInput.mean'),
+          nativeOf(ln.rstd, 'layerNormInput.rstd'),
+          nativeOf(ln.weight, 'layerNormInput.weight'),
+          nativeOf(ln.bias, 'layerNormInput.bias'),
+        ] as const)),
   )
+}
+
+/** A LayerNorm's input and saved statistics, from which its output is recomputed (layerNormApply's). */
+export interface LayerNormInput {
+  x: Tensor
+  mean: Tensor
+  rstd: Tensor
+  weight: Tensor
+  bias: Tensor
 }
 
 /** out = x·Φ(x) = x·½(1 + erf(x/√2)) (exact GELU). */

@@ -16,7 +16,9 @@
 //   (bf16Next: the output, geluOut for linearForward, dy (or dres) for layerNormDropoutBackward, dinp for
 //    linearBackward with geluInput, is an operand of the bf16 product(s) of the next op; see request_bf16_handoff)
 //   linearBackward(dinp|null, dweight, dbias|null, dout, inp|null, weight, accumulateInput, precision, geluInput?,
-//                  bf16Next?)   (inp null only with geluInput: the input is GELU(geluInput), recomputed)
+//                  bf16Next?, lnX?, lnMean?, lnRstd?, lnWeight?, lnBias?)   (inp null only with geluInput: the
+//                  input is GELU(geluInput), or with the ln* arguments: the input is that LayerNorm's output; each
+//                  recomputed)
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
 //   gegluForward(out, u)              gegluBackward(du, u, dout)   (ModernBERT's MLP: u [R, 2I] = [a | g])
@@ -386,11 +388,16 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   NativeTensor* inp = ts.optional(4, "inp");
   NativeTensor* weight = ts.tensor(5, "weight");
   NativeTensor* geluInput = ts.optional(8, "geluInput");
-  if (!inp && !geluInput)
-    throw_arg(env, "inp may be null only with geluInput (the layer's input is then GELU(geluInput), recomputed)");
-  // Without inp, geluInput has its shape.
-  NativeTensor* x = inp ? inp : geluInput;
-  const char* xName = inp ? "inp" : "geluInput";
+  // layerNormInput: the LayerNorm whose output the layer's input is (x, mean, rstd, weight, bias at 10..14).
+  NativeTensor* lnX = ts.optional(10, "layerNormInput.x");
+  if (!inp && !geluInput && !lnX)
+    throw_arg(env,
+              "inp may be null only with geluInput or layerNormInput (the layer's input is then recomputed from them)");
+  if (lnX && (inp || geluInput))
+    throw_arg(env, std::string("layerNormInput cannot be used with ") + (inp ? "inp" : "geluInput"));
+  // Without inp, geluInput or the LayerNorm's input has its shape.
+  NativeTensor* x = inp ? inp : geluInput ? geluInput : lnX;
+  const char* xName = inp ? "inp" : geluInput ? "geluInput" : "layerNormInput.x";
   expect_rank(env, weight, "weight", 2, "[OC, C]");
   const int64_t OC = weight->shape()[0], C = weight->shape()[1];
   if (last_dim(env, x, xName) != C)
@@ -411,13 +418,26 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
     require_disjoint(env, geluInput, "geluInput", dinp, "dinp");  // read after dinp's tiles are written
   }
   const bool bf16Next = arg_bf16_next(info, 9);
+  LayerNormInput ln{};
+  if (lnX) {
+    NativeTensor* lnT[4] = {ts.tensor(11, "layerNormInput.mean"), ts.tensor(12, "layerNormInput.rstd"),
+                            ts.tensor(13, "layerNormInput.weight"), ts.tensor(14, "layerNormInput.bias")};
+    expect_rows(env, lnX, "layerNormInput.x", R * C, C);
+    expect_shape(env, lnT[0], "layerNormInput.mean", {R});
+    expect_shape(env, lnT[1], "layerNormInput.rstd", {R});
+    expect_shape(env, lnT[2], "layerNormInput.weight", {C});
+    expect_shape(env, lnT[3], "layerNormInput.bias", {C});
+    if (dinp) require_disjoint(env, lnX, "layerNormInput.x", dinp, "dinp");  // read after dinp is written
+    ln = LayerNormInput{lnX->read_data(), lnT[0]->read_data(), lnT[1]->read_data(), lnT[2]->read_data(),
+                        lnT[3]->read_data()};
+  }
   LinearBackwardFn* linear_backward = ts.entry(&Backend::linear_backward);
   return guarded_void(env, [&] {
     if (geluInput != nullptr) request_bf16_handoff(bf16Next, dinp);
     // dout and inp are only read: read_data() keeps a bf16 handoff of dout (bf16_handoff.cuh) for the products.
     linear_backward(dinp ? dinp->data() : nullptr, dweight->data(), dbias ? dbias->data() : nullptr, dout->read_data(),
                     inp ? inp->read_data() : nullptr, weight->read_data(), R, C, OC, accumulateInput, precision,
-                    geluInput ? geluInput->read_data() : nullptr);
+                    geluInput ? geluInput->read_data() : nullptr, lnX ? &ln : nullptr);
   });
 }
 

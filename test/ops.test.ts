@@ -235,6 +235,45 @@ t.test('linear with the fused GELU: the unfused ops bit for bit, the float64 ref
       t.same(arr(recomputed.dinp), arr(fused.dinp), `${what}, inp recomputed: dinp bit for bit`)
       t.same(arr(recomputed.dW), arr(fused.dW), `${what}, inp recomputed: dweight bit for bit`)
       t.same(arr(recomputed.dB), arr(fused.dB), `${what}, inp recomputed: dbias bit for bit`)
+      // The input a LayerNorm's output (layerNormInput): recomputed with layerNormApply's bits, without a buffer.
+      const lnX = T32(randn(R * OC, R + 10, 2, 1), [R, OC]),
+        lnMean = T32(randn(R, R + 11, 0.3), [R]),
+        lnRstd = T32(
+          Float32Array.from(randn(R, R + 12, 0.2), (v) => 1 + Math.abs(v)),
+          [R],
+        ),
+        lnW = T32(randn(OC, OC + 13, 0.5, 1), [OC]),
+        lnB = T32(randn(OC, OC + 14, 0.5), [OC])
+      const applied = Tensor.zeros([R, OC])
+      ops.layerNormApply(applied, lnX, lnMean, lnRstd, lnW, lnB)
+      const [viaLn, viaInp] = [grads(), grads()]
+      const ln = { x: lnX, mean: lnMean, rstd: lnRstd, weight: lnW, bias: lnB }
+      ops.linearBackward(viaLn.dinp, viaLn.dW, viaLn.dB, dout, null, W2, false, precision, null, false, ln)
+      ops.linearBackward(viaInp.dinp, viaInp.dW, viaInp.dB, dout, applied, W2, false, precision)
+      for (const k of ['dinp', 'dW', 'dB'] as const)
+        t.same(arr(viaLn[k]), arr(viaInp[k]), `${what}, layerNormInput: ${k} as with inp = layerNormApply(...) bit for bit`)
+      if (precision === 'fp32') {
+        t.throws(
+          () => ops.linearBackward(viaLn.dinp, viaLn.dW, null, dout, applied, W2, false, precision, null, false, ln),
+          /layerNormInput cannot be used with inp/,
+        )
+        t.throws(
+          () => ops.linearBackward(viaLn.dinp, viaLn.dW, null, dout, null, W2, false, precision, H, false, ln),
+          /layerNormInput cannot be used with geluInput/,
+        )
+        t.throws(
+          () =>
+            ops.linearBackward(viaLn.dinp, viaLn.dW, null, dout, null, W2, false, precision, null, false, {
+              ...ln,
+              rstd: Tensor.zeros([R + 1]),
+            }),
+          /layerNormInput\.rstd/,
+        )
+        t.throws(
+          () => ops.linearBackward(viaLn.dinp, viaLn.dW, null, dout, null, W2),
+          /inp may be null only with geluInput or layerNormInput/,
+        )
+      }
       if (precision === 'fp32') {
         const h = f64(arr(H)),
           w2 = f64(arr(W2)),

@@ -82,7 +82,7 @@ function categoryOf(name: string, args: unknown[]): string | null {
     case 'dropout':
     case 'add':
       return 'LayerNorm, dropout, residual'
-    case 'layerNormApply': // the weight gradients' inputs the forward did not keep (activations.ts)
+    case 'layerNormApply': // outputs recomputed by a pass of their own (BertModel's weight gradients recompute theirs)
       return 'LayerNorm outputs recomputed (backward)'
     case 'layerNormBackward':
     case 'layerNormDropoutBackward':

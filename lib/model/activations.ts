@@ -5,8 +5,8 @@
 // recompute with the forward's bits: GELU(inter) (output.dense's weight gradient reads it: linearBackward recomputes
 // it), so every layer's interAct is one buffer, which output.dense reads right after the GELU writes it, and which
 // is also gI2's memory (a forward never needs gI2 and a backward never reads interAct); and the LayerNorm outputs h1
-// and h2 (the next products' weight gradients read them: the backward recomputes them from res, mean and rstd with
-// layerNormApply), so all layers write h1 into one buffer and h2 into another. One of each is enough: a layer's
+// and h2 (the next products' weight gradients read them: linearBackward recomputes them from res, mean and rstd with
+// layerNormApply's bits, its layerNormInput), so all layers write h1 into one buffer and h2 into another. One of each is enough: a layer's
 // input (the h2 before) is last read by its first LayerNorm, before its output is written.
 // Inference saves nothing for a backward: one set of buffers serves every layer, so its memory does not grow with
 // the depth. Within it the GELU runs in place (interAct = inter), each LayerNorm over its input (res1 = h1, res2 =

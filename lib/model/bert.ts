@@ -495,15 +495,23 @@ export class BertModel {
       const p = P.layers[l],
         gp = G.layers[l]
       // h1 and the layer's input x (the output of the layer before) are one buffer each for all layers
-      // (activations.ts): recomputed here from the LayerNorms' saved inputs and statistics, the forward's bits.
-      // Before any op below, so that none of them comes between a bf16 handoff's producer and its product.
-      ops.layerNormApply(a.h1, a.res1, a.mean1, a.rstd1, p.attentionNorm.weight, p.attentionNorm.bias)
-      if (l > 0) {
-        const b = acts.layers[l - 1],
-          pb = P.layers[l - 1]
-        ops.layerNormApply(b.h2, b.res2, b.mean2, b.rstd2, pb.outputNorm.weight, pb.outputNorm.bias)
+      // (activations.ts): the weight gradients that read them recompute them from the LayerNorms' saved inputs and
+      // statistics (layerNormInput: the forward's bits; at bf16 on CUDA rounded as they are made).
+      const h1: ops.LayerNormInput = {
+        x: a.res1,
+        mean: a.mean1,
+        rstd: a.rstd1,
+        weight: p.attentionNorm.weight,
+        bias: p.attentionNorm.bias,
       }
-      const x = l === 0 ? acts.embOut : acts.layers[l - 1].h2
+      const prev = l > 0 ? acts.layers[l - 1] : null
+      const x: ops.LayerNormInput | null = prev && {
+        x: prev.res2,
+        mean: prev.mean2,
+        rstd: prev.rstd2,
+        weight: P.layers[l - 1].outputNorm.weight,
+        bias: P.layers[l - 1].outputNorm.bias,
+      }
       // Output LayerNorm and the FFN-output dropout (fused: gRes for the residual, gTmp through the
       // dropout, or gRes itself without one), output.dense, GELU, intermediate.dense.
       const drop2 = this.dropoutOptions(options, this.site(l, 2), c.hiddenDropoutProb)
@@ -543,10 +551,13 @@ export class BertModel {
         gp.intermediate.weight,
         gp.intermediate.bias,
         acts.gI2,
-        a.h1,
+        null,
         p.intermediate.weight,
         true,
         this.precision,
+        null,
+        false,
+        h1, // the input h1, recomputed
       )
       // Attention-output LayerNorm and its dropout (fused), output.dense, attention, the q/k/v projections.
       // The residual's gradient goes to gH this time, so the q/k/v product can add into it below.
@@ -597,7 +608,20 @@ export class BertModel {
       if (G.relativeAttentionBias) ops.relativeBiasBackward(G.relativeAttentionBias, acts.dRelBias!)
       const gQkv = acts.gQkv.view(0, [acts.B * acts.T, 3 * c.hiddenSize])
       // The q/k/v input gradient added to the residual's (gH): the whole gradient at the layer's input.
-      ops.linearBackward(acts.gH, gp.qkv.weight, gp.qkv.bias, gQkv, x, p.qkv.weight, true, this.precision)
+      // x: the embeddings' output (kept) in layer 0, else the layer before's output LayerNorm, recomputed.
+      ops.linearBackward(
+        acts.gH,
+        gp.qkv.weight,
+        gp.qkv.bias,
+        gQkv,
+        x ? null : acts.embOut,
+        p.qkv.weight,
+        true,
+        this.precision,
+        null,
+        false,
+        x,
+      )
     }
     // Embeddings: dropout, LayerNorm, the three tables.
     this.dropoutBackward(acts.gTmp, acts.gH, options, 0, c.hiddenDropoutProb, acts.B)

@@ -86,9 +86,19 @@ using LinearForwardFn = void(float* out, const float* inp, const float* weight, 
 // gradient through a GELU whose output was inp (GeluBackwardFn's derivative), fused into the product. inp may then
 // be null: the weight gradient reads GELU(geluInput), recomputed with GeluForwardFn's bits (so a model need not keep
 // the GELU's output for its backward: it holds as many floats as the GELU's input).
+// layerNormInput not null (then inp and geluInput are null): the layer's input is a LayerNorm's output, which the
+// weight gradient reads recomputed from the LayerNorm's input and saved statistics with LayerNormApplyFn's bits
+// (a model need not keep it, nor recompute it in a pass of its own: at bf16 a backend may round it as it makes it).
+struct LayerNormInput {
+  const float* x;     // [R, C] the LayerNorm's input
+  const float* mean;  // [R]
+  const float* rstd;  // [R]
+  const float* weight;
+  const float* bias;  // [C] each
+};
 using LinearBackwardFn = void(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                               const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput,
-                              Precision precision, const float* geluInput);
+                              Precision precision, const float* geluInput, const LayerNormInput* layerNormInput);
 
 // out = x * 0.5 * (1 + erf(x / sqrt(2)))   (exact GELU)
 using GeluForwardFn = void(float* out, const float* inp, int64_t n);

@@ -529,45 +529,43 @@ for (const [R, C, OC] of LINEAR_SHAPES) {
   })
 }
 
-// Without inp, linearBackward recomputes GELU(geluInput) for the weight gradient (the model keeps only the GELU's
-// input): the CPU's results, and on the device the bits of a run given inp = geluForward(geluInput), at fp32 and
-// at bf16 with both operand paths (bf16 copies: the pass that multiplies dinp by GELU'(x) also rounds GELU(x) for the
-// weight gradient, kernels/gemm.cu, where a run with inp converts inp and runs gelu_backward apart; fp32 operands:
-// GELU into the workspace).
-for (const [R, C, OC] of LINEAR_SHAPES)
-  for (const [precision, operands] of /** @type {const} */ ([
-    ['fp32', undefined],
-    ['bf16', 'copies'],
-    ['bf16', 'fp32'],
-  ])) {
-    const name = `linear backward + GELU, inp recomputed R=${R} C=${C} OC=${OC} ${precision}${operands ? ` (${operands} operands)` : ''}`
-    gemmCase(
-      'linear backward without inp: GELU(geluInput) recomputed, the bits of inp = GELU(geluInput); CUDA equals CPU at fp32',
-      name,
-      3 * R * C * OC,
-      (lib, device, g) => {
+/**
+ * linearBackward with its input recomputed inside the op (`recompute`) against the op given that input (`keep`
+ * writes it into x.kept first): on the device bit for bit, at fp32 and at bf16 with both operand paths, writing
+ * nothing where inp would be; at fp32 also the CPU's results. `extra` draws the inputs the recomputation reads.
+ * @param {string} what @param {string} group
+ * @param {(g: Draws, R: number, C: number) => Record<string, any>} extra
+ * @param {(lib: EncoderLib, x: any, precision: 'fp32' | 'bf16') => void} recompute
+ * @param {(lib: EncoderLib, x: any, precision: 'fp32' | 'bf16') => void} keep
+ */
+function recomputedInputCases(what, group, extra, recompute, keep) {
+  for (const [R, C, OC] of LINEAR_SHAPES)
+    for (const [precision, operands] of /** @type {const} */ ([
+      ['fp32', undefined],
+      ['bf16', 'copies'],
+      ['bf16', 'fp32'],
+    ])) {
+      const name = `${what} R=${R} C=${C} OC=${OC} ${precision}${operands ? ` (${operands} operands)` : ''}`
+      gemmCase(group, name, 3 * R * C * OC, (lib, device, g) => {
         const inputs = {
           dinp: g.fill([R, C], NaN),
           dweight: g.rand([OC, C]),
           dbias: g.rand([OC]),
           dout: g.rand([R, OC]),
           weight: g.rand([OC, C], 0.2),
-          pre: g.rand([R, C], 3),
-          act: g.fill([R, C], NaN),
+          kept: g.fill([R, C], NaN),
+          ...extra(g, R, C),
         }
         const before = process.env.SIMCSEPP_BF16_OPERANDS
         if (operands) process.env.SIMCSEPP_BF16_OPERANDS = operands
         try {
           const run = (/** @type {Device} */ d, /** @type {boolean} */ kept) =>
-            afterRun(lib, d, inputs, (x) => {
-              if (kept) lib.ops.geluForward(x.act, x.pre)
-              lib.ops.linearBackward(x.dinp, x.dweight, x.dbias, x.dout, kept ? x.act : null, x.weight, false, precision, x.pre)
-            })
-          const [recomputed, kept] = [run(device, false), run(device, true)]
+            afterRun(lib, d, inputs, (x) => (kept ? keep : recompute)(lib, x, precision))
+          const [recomputed, given] = [run(device, false), run(device, true)]
           const checks = ['dinp', 'dweight', 'dbias'].map((out) =>
-            identical(`${name}: ${out} as with inp = GELU(geluInput)`, recomputed[out], kept[out]),
+            identical(`${name}: ${out} as with the input given`, recomputed[out], given[out]),
           )
-          checks.push({ ok: recomputed.act.every(Number.isNaN), message: `${name}: nothing written where inp would be` })
+          checks.push({ ok: recomputed.kept.every(Number.isNaN), message: `${name}: nothing written where inp would be` })
           if (precision === 'fp32') {
             const cpu = run('cpu', false)
             for (const out of ['dinp', 'dweight', 'dbias'])
@@ -578,9 +576,46 @@ for (const [R, C, OC] of LINEAR_SHAPES)
           if (before === undefined) delete process.env.SIMCSEPP_BF16_OPERANDS
           else process.env.SIMCSEPP_BF16_OPERANDS = before
         }
-      },
-    )
-  }
+      })
+    }
+}
+
+// With layerNormInput, linearBackward recomputes its input as that LayerNorm's output (layerNormApply's bits; at bf16
+// on CUDA as the input's copy is made, a LayerNorm segment of kernels/bf16_copy.cu). C not a multiple of 4 too (the
+// copy's rows then straddle its 4-element steps).
+recomputedInputCases(
+  "linear backward, inp a LayerNorm's output recomputed",
+  'linear backward with layerNormInput: the bits of inp = layerNormApply(...); CUDA equals CPU at fp32',
+  (g, R, C) => ({ x: g.rand([R, C], 2), mean: g.rand([R], 0.3), rstd: g.fill([R], 1.25), lnW: g.rand([C], 0.5), lnB: g.rand([C], 0.5) }),
+  (lib, x, precision) =>
+    lib.ops.linearBackward(x.dinp, x.dweight, x.dbias, x.dout, null, x.weight, false, precision, null, false, {
+      x: x.x,
+      mean: x.mean,
+      rstd: x.rstd,
+      weight: x.lnW,
+      bias: x.lnB,
+    }),
+  (lib, x, precision) => {
+    lib.ops.layerNormApply(x.kept, x.x, x.mean, x.rstd, x.lnW, x.lnB)
+    lib.ops.linearBackward(x.dinp, x.dweight, x.dbias, x.dout, x.kept, x.weight, false, precision)
+  },
+)
+
+// Without inp, linearBackward recomputes GELU(geluInput) for the weight gradient (the model keeps only the GELU's
+// input): the CPU's results, and on the device the bits of a run given inp = geluForward(geluInput), at fp32 and
+// at bf16 with both operand paths (bf16 copies: the pass that multiplies dinp by GELU'(x) also rounds GELU(x) for the
+// weight gradient, kernels/gemm.cu, where a run with inp converts inp and runs gelu_backward apart; fp32 operands:
+// GELU into the workspace).
+recomputedInputCases(
+  'linear backward + GELU, inp recomputed',
+  'linear backward without inp: GELU(geluInput) recomputed, the bits of inp = GELU(geluInput); CUDA equals CPU at fp32',
+  (g, R, C) => ({ pre: g.rand([R, C], 3) }),
+  (lib, x, precision) => lib.ops.linearBackward(x.dinp, x.dweight, x.dbias, x.dout, null, x.weight, false, precision, x.pre),
+  (lib, x, precision) => {
+    lib.ops.geluForward(x.kept, x.pre)
+    lib.ops.linearBackward(x.dinp, x.dweight, x.dbias, x.dout, x.kept, x.weight, false, precision, x.pre)
+  },
+)
 
 {
   const [R, C, OC] = [130, 33, 65]
