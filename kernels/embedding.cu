@@ -140,8 +140,7 @@ void embedding_backward(float* dword, float* dpos, float* dtype, const float* do
   if (detail::capturing()) {
     // The session rebuilds the records from each replay's ids; the grids cover the most there can be.
     const int32_t* buf = detail::capture_embedding_groups(idArrays[0], idArrays[1], idArrays[2], BT);
-    launch_backward(tables, dout, buf, BT, H, 3 * BT, BT > kEmbeddingRun ? 3 * BT / (kEmbeddingRun + 1) : 0,
-                    detail::op_stream());
+    launch_backward(tables, dout, buf, BT, H, 3 * BT, detail::embedding_max_finishes(BT), detail::op_stream());
   } else {
     thread_local std::vector<int32_t> host;  // grow-only
     detail::build_embedding_groups(host, idArrays, BT);

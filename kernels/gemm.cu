@@ -138,15 +138,15 @@ void linear_forward_bf16_copies(float* out, const float* inp, const float* weigh
 // linear_backward's two products at Precision::kBf16 on bf16 copies of dout (one, for both), weight and inp
 // (caller checked R, C, OC > 0); inpIsGeluInput: the weight gradient's input is GELU(inp), rounded as it is made;
 // ln (not null: inp is its x): the weight gradient's input is that LayerNorm's output, rounded as it is made.
-// With inpIsGeluInput and both gradients (geluGrad), the pass after the input gradient's product that multiplies
-// it by GELU'(inp) also rounds GELU(inp) for the weight gradient (GeluBackwardActOp: inp read once), the weight
-// gradient's product then following it; returns true when it did (the caller then runs no gelu_backward).
+// With inpIsGeluInput (then geluInput is inp) and both gradients, the pass after the input gradient's product that
+// multiplies it by GELU'(inp) also rounds GELU(inp) for the weight gradient (GeluBackwardActOp: inp read once), the
+// weight gradient's product then following it; returns true when it did (the caller then runs no gelu_backward).
 bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout, const float* inp, bool inpIsGeluInput,
                                  const LayerNormInput* ln, const float* weight, int64_t R, int64_t C, int64_t OC,
-                                 bool accumulateInput, bool geluGrad, cudaStream_t stream) {
+                                 bool accumulateInput, cudaStream_t stream) {
   const bool wantDinp = dinp != nullptr, wantDweight = dweight != nullptr;
   if (!wantDinp && !wantDweight) return false;
-  const bool fused = geluGrad && inpIsGeluInput && wantDinp && wantDweight && !accumulateInput;
+  const bool fused = inpIsGeluInput && wantDinp && wantDweight && !accumulateInput;
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);
   const __nv_bfloat16* mirrored = wantDinp ? bf16mirror::weights(weight, OC * C, stream) : nullptr;
@@ -234,7 +234,7 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
     const float* x = inp != nullptr ? inp : layerNormInput != nullptr ? layerNormInput->x : geluInput;
     geluDone = linear_backward_bf16_copies(dinp, dweight, dout, x, inp == nullptr && layerNormInput == nullptr,
                                            inp == nullptr ? layerNormInput : nullptr, weight, R, C, OC, accumulateInput,
-                                           geluInput != nullptr, stream);
+                                           stream);
   } else {
     // Without inp, the weight gradient reads GELU(geluInput) or the LayerNorm's output from the workspace, held
     // until its product is queued.

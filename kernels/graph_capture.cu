@@ -237,10 +237,12 @@ CapturedAdamw capture_adamw(double beta1, double beta2, double eps, double weigh
 
 int64_t embedding_run_slots(int64_t BT) { return BT > kEmbeddingRun ? 3 * BT / 128 + 3 : 0; }
 
+int64_t embedding_max_finishes(int64_t BT) { return BT > kEmbeddingRun ? 3 * BT / (kEmbeddingRun + 1) : 0; }
+
 size_t embedding_groups_ints(int64_t BT) {
   const auto n = static_cast<size_t>(BT);
-  return kEmbeddingHeaderInts + 3 * n * kEmbeddingRunInts + (3 * n / (kEmbeddingRun + 1)) * kEmbeddingFinishInts +
-         3 * n;
+  return kEmbeddingHeaderInts + 3 * n * kEmbeddingRunInts +
+         static_cast<size_t>(embedding_max_finishes(BT)) * kEmbeddingFinishInts + 3 * n;
 }
 
 void build_embedding_groups(std::vector<int32_t>& buf, const int32_t* const ids[3], int64_t BT) {

@@ -78,7 +78,10 @@ constexpr int kEmbeddingRunInts = 5, kEmbeddingFinishInts = 4, kEmbeddingHeaderI
 // fewer than BT / kEmbeddingRun of them a table, each with at most n / kEmbeddingRun + 1 runs).
 int64_t embedding_run_slots(int64_t BT);
 
-// The most ints build_embedding_groups can write for BT rows (at most 3·BT runs, 3·BT / 257 finishes, 3·BT rows).
+// The most finishes build_embedding_groups can write for BT rows (groups of more than kEmbeddingRun rows).
+int64_t embedding_max_finishes(int64_t BT);
+
+// The most ints build_embedding_groups can write for BT rows (at most 3·BT runs, the finishes above, 3·BT rows).
 size_t embedding_groups_ints(int64_t BT);
 
 // A dropout site's Philox offset on the device: the op's offset, plus the step graph's delta if any.
