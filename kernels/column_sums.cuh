@@ -9,6 +9,10 @@
 // adds the chunks' sums in chunk order (kAhead of them in flight: in_order_sum.cuh) and hands the total to
 // finish(c, total). Every order is fixed (no atomics): the same bits on every run. The row chunks are what
 // spread the work: a 768-wide bias alone is only 24 column blocks.
+// map_chunks_kernel: an element-wise pass in chunks_kernel's grid that sums the values it writes in chunks_kernel's
+// order (the bits of chunks_kernel run over them after), so a producer of a gradient hands over its column sums
+// without the gradient being read again (gemm.cu: the GELU pass of the MLP's backward, the bias gradient of the
+// layer before).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -30,6 +34,16 @@ __device__ __forceinline__ double2 plus(double2 a, double2 b) { return make_doub
 inline int64_t chunk_rows(int64_t R) { return std::max(kChunkRows, (R + detail::kMaxGridY - 1) / detail::kMaxGridY); }
 inline int64_t chunks(int64_t R) { return (R + chunk_rows(R) - 1) / chunk_rows(R); }
 
+// The block's lanes' sums of column c added in lane order into partial[chunk * C + c] (every thread calls it).
+template <class T>
+__device__ __forceinline__ void store_chunk(T* partial, T (&sums)[kLanes][32], T s, int64_t C, int64_t c) {
+  sums[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y != 0 || c >= C) return;
+  for (int y = 1; y < kLanes; ++y) s = plus(s, sums[y][threadIdx.x]);
+  partial[static_cast<int64_t>(blockIdx.y) * C + c] = s;
+}
+
 // partial[chunk * C + c] = the sum over the chunk's rows r of term(s, r, c), which adds row r's term into s.
 template <class T, class Term>
 __global__ void __launch_bounds__(32 * kLanes)
@@ -41,11 +55,33 @@ __global__ void __launch_bounds__(32 * kLanes)
   T s{};
   if (c < C)
     for (int64_t r = r0 + threadIdx.y; r < r1; r += kLanes) term(s, r, c);
-  sums[threadIdx.y][threadIdx.x] = s;
-  __syncthreads();
-  if (threadIdx.y != 0 || c >= C) return;
-  for (int y = 1; y < kLanes; ++y) s = plus(s, sums[y][threadIdx.x]);
-  partial[static_cast<int64_t>(blockIdx.y) * C + c] = s;
+  store_chunk(partial, sums, s, C, c);
+}
+
+// An element-wise pass over [R, C] that also sums what it writes by column, in chunks_kernel's grid, rows and order
+// (so its partials are the bits chunks_kernel gives for the values written). op.load(i) reads element i's inputs,
+// op.apply(i, loaded) writes its outputs and returns the float to sum. Each thread loads kAhead rows before applying
+// any (a load kept next to its add would wait on memory at every row: in_order_sum.cuh).
+template <class Op>
+__global__ void __launch_bounds__(32 * kLanes)
+    map_chunks_kernel(double* __restrict__ partial, Op op, int64_t R, int64_t C, int64_t chunkRows) {
+  constexpr int kAhead = 8;
+  __shared__ double sums[kLanes][32];
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunkRows;
+  const int64_t r1 = r0 + chunkRows < R ? r0 + chunkRows : R;
+  double s = 0.0;
+  if (c < C)
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += kAhead * kLanes) {
+      typename Op::Loaded v[kAhead];
+#pragma unroll
+      for (int u = 0; u < kAhead; ++u)
+        if (r + u * kLanes < r1) v[u] = op.load((r + u * kLanes) * C + c);
+#pragma unroll
+      for (int u = 0; u < kAhead; ++u)
+        if (r + u * kLanes < r1) s += static_cast<double>(op.apply((r + u * kLanes) * C + c, v[u]));
+    }
+  store_chunk(partial, sums, s, C, c);
 }
 
 // finish(c, the chunks' sums of column c added in chunk order).
@@ -60,6 +96,13 @@ __global__ void __launch_bounds__(kFinishThreads)
   finish(c, total);
 }
 
+// Queues finish_kernel over the chunks' sums of R rows.
+template <int kAhead, class T, class Finish>
+void launch_finish(const char* finishName, T* partial, Finish finish, int64_t R, int64_t C, cudaStream_t stream) {
+  launch(finishName, finish_kernel<kAhead, T, Finish>, detail::grid_blocks(C, kFinishThreads, INT32_MAX),
+         kFinishThreads, 0, stream, partial, finish, chunks(R), C);
+}
+
 // Queues both kernels on `stream` (R, C > 0); partial holds chunks(R) * C sums (the caller reserved it in the op
 // workspace and holds its lock until this returns). The names are the two launches', for profiles.
 template <int kAhead, class T, class Term, class Finish>
@@ -68,8 +111,16 @@ void launch_sums(const char* chunksName, const char* finishName, T* partial, Ter
   const int64_t n = chunks(R);
   launch(chunksName, chunks_kernel<T, Term>, dim3(detail::grid_blocks(C, 32, INT32_MAX), detail::grid_y(n)),
          dim3(32, kLanes), 0, stream, partial, term, R, C, chunk_rows(R));
-  launch(finishName, finish_kernel<kAhead, T, Finish>, detail::grid_blocks(C, kFinishThreads, INT32_MAX),
-         kFinishThreads, 0, stream, partial, finish, n, C);
+  launch_finish<kAhead>(finishName, partial, finish, R, C, stream);
+}
+
+// map_chunks_kernel's pass with `op` over [R, C] (R, C > 0), then finish(c, column c's sum) as launch_sums.
+template <int kAhead, class Op, class Finish>
+void launch_map_sums(const char* mapName, const char* finishName, double* partial, const Op& op, Finish finish,
+                     int64_t R, int64_t C, cudaStream_t stream) {
+  launch(mapName, map_chunks_kernel<Op>, dim3(detail::grid_blocks(C, 32, INT32_MAX), detail::grid_y(chunks(R))),
+         dim3(32, kLanes), 0, stream, partial, op, R, C, chunk_rows(R));
+  launch_finish<kAhead>(finishName, partial, finish, R, C, stream);
 }
 
 }  // namespace simcsepp::cuda::colsum

@@ -36,21 +36,28 @@ struct GeluForwardOp {
 };
 
 // The backward of a linear layer whose input is GELU(inp), in one pass after its input-gradient product (gemm.cu):
-// dinp[i] = gelu_grad(inp[i], dinp[i]) in place (and bf16 of it into dinp16 when not null: a bf16 handoff), and
-// act16[i] = bf16(GELU(inp[i])), the weight gradient's operand (bf16_copy.cuh's GELU segment, the same bits): inp
-// is read once for both.
+// d = gelu_grad(inp[i], dinp[i]) into out (dinp itself, or null: bf16Next 'only', the copy alone) and bf16 of it into
+// dinp16 when not null (a bf16 handoff), and act16[i] = bf16(GELU(inp[i])), the weight gradient's operand
+// (bf16_copy.cuh's GELU segment, the same bits): inp is read once for both. load/apply are column_sums.cuh's
+// map_chunks_kernel interface (the pass that also sums d by column: the bias gradient of the layer before).
 struct GeluBackwardActOp {
-  float* dinp;
+  const float* dinp;
+  float* out;
   const float* inp;
   __nv_bfloat16* dinp16;
   __nv_bfloat16* act16;
-  __device__ void operator()(int64_t i) const {
-    const float x = inp[i];
-    const float d = gelu_grad(x, dinp[i]);
-    dinp[i] = d;
+  struct Loaded {
+    float x, g;
+  };
+  __device__ Loaded load(int64_t i) const { return Loaded{inp[i], dinp[i]}; }
+  __device__ float apply(int64_t i, Loaded v) const {
+    const float d = gelu_grad(v.x, v.g);
+    if (out != nullptr) out[i] = d;
     if (dinp16 != nullptr) dinp16[i] = __float2bfloat16(d);
-    act16[i] = __float2bfloat16(gelu(x));
+    act16[i] = __float2bfloat16(gelu(v.x));
+    return d;
   }
+  __device__ void operator()(int64_t i) const { apply(i, load(i)); }
 };
 
 }  // namespace simcsepp::cuda::detail

@@ -29,6 +29,10 @@
 //                     apply's bits), recomputed the same ways: at bf16 by the copy itself (a LayerNorm segment:
 //                     no fp32 pass, no fp32 buffer), else by layernorm_apply into the op workspace
 //                     dbias += column sums of dout                 column_sums.cuh (below)
+//                     dinpColumnSums += column sums of dinp as left: the fused GELU pass adds them as it writes dinp
+//                     (column_sums.cuh's map pass, in the chunks' grid and order), else the chunked sums after
+//                     (bf16Next 'only' with the fused pass: only dinp's bf16 copy is written, the sums then being
+//                     the bias gradient of the layer before, which can no longer read dinp)
 // dbias: column_sums.cuh's chunked sums (grid (ceil(OC / 32), chunks of 128 rows) of double partials, then one
 // thread per column adding them in chunk order): fixed orders, no atomics, the same bits on every run.
 #include <algorithm>
@@ -140,10 +144,13 @@ void linear_forward_bf16_copies(float* out, const float* inp, const float* weigh
 // ln (not null: inp is its x): the weight gradient's input is that LayerNorm's output, rounded as it is made.
 // With inpIsGeluInput (then geluInput is inp) and both gradients, the pass after the input gradient's product that
 // multiplies it by GELU'(inp) also rounds GELU(inp) for the weight gradient (GeluBackwardActOp: inp read once), the
-// weight gradient's product then following it; returns true when it did (the caller then runs no gelu_backward).
+// weight gradient's product then following it, and adds the column sums of its result into dinpSums when not null
+// (column_sums.cuh's map pass: the bits of add_column_sums over the values written); returns true when it did (the
+// caller then runs no gelu_backward, nor sums). When the binding said only the next product reads dinp (bf16Next
+// 'only') and that product takes the copy, the pass writes the copy alone.
 bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout, const float* inp, bool inpIsGeluInput,
                                  const LayerNormInput* ln, const float* weight, int64_t R, int64_t C, int64_t OC,
-                                 bool accumulateInput, cudaStream_t stream) {
+                                 bool accumulateInput, float* dinpSums, cudaStream_t stream) {
   const bool wantDinp = dinp != nullptr, wantDweight = dweight != nullptr;
   if (!wantDinp && !wantDweight) return false;
   const bool fused = inpIsGeluInput && wantDinp && wantDweight && !accumulateInput;
@@ -152,15 +159,20 @@ bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
   const __nv_bfloat16* mirrored = wantDinp ? bf16mirror::weights(weight, OC * C, stream) : nullptr;
   const bool copyWeight = wantDinp && mirrored == nullptr;
   const __nv_bfloat16* handed = bf16handoff::take(dout, R * OC);  // the producer's copy of dout, if it made one
-  const auto carve = [&](char* base, __nv_bfloat16*& dout16, __nv_bfloat16*& w16, __nv_bfloat16*& inp16) {
+  if (handed == nullptr) bf16handoff::require_written(dout, R * OC);
+  const bool sums = fused && dinpSums != nullptr;
+  const auto carve = [&](char* base, __nv_bfloat16*& dout16, __nv_bfloat16*& w16, __nv_bfloat16*& inp16,
+                         double*& partial) {
     detail::Carver c(base);
+    partial = sums ? c.take<double>(static_cast<size_t>(colsum::chunks(R) * C)) : nullptr;
     dout16 = handed == nullptr ? c.take<__nv_bfloat16>(static_cast<size_t>(R * OC)) : nullptr;
     w16 = copyWeight ? c.take<__nv_bfloat16>(static_cast<size_t>(OC * C)) : nullptr;
     inp16 = wantDweight ? c.take<__nv_bfloat16>(static_cast<size_t>(R * C)) : nullptr;
     return c.used();
   };
   __nv_bfloat16 *dout16 = nullptr, *w16 = nullptr, *inp16 = nullptr;
-  carve(static_cast<char*>(ws.reserve(carve(nullptr, dout16, w16, inp16))), dout16, w16, inp16);
+  double* partial = nullptr;
+  carve(static_cast<char*>(ws.reserve(carve(nullptr, dout16, w16, inp16, partial))), dout16, w16, inp16, partial);
   bf16copy::Segment input{inp, inp16, wantDweight && !fused ? R * C : 0, inpIsGeluInput};
   if (ln != nullptr) {
     input.mean = ln->mean;
@@ -180,10 +192,17 @@ bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
                                  "gemm_bf16_kernel (linear dinp = dout W, bf16 copies)", stream);
   if (fused) {
     // dinp *= GELU'(inp), its bf16 handoff if asked (a claim writes the handoff buffer g does not sit in), and
-    // inp16 = bf16(GELU(inp)).
-    const detail::GeluBackwardActOp op{dinp, inp, bf16handoff::claim(dinp, R * C), inp16};
-    launch("gelu_backward_act (linear backward through a GELU)", detail::map_kernel<detail::GeluBackwardActOp>,
-           detail::grid_blocks(R * C, detail::kMapThreads), detail::kMapThreads, 0, stream, op, R * C);
+    // inp16 = bf16(GELU(inp)); with dinpSums, in the column sums' grid, adding them.
+    bool copyOnly = false;  // bf16Next 'only': the fp32 values are left unwritten
+    __nv_bfloat16* dinp16 = bf16handoff::claim(dinp, R * C, &copyOnly);
+    const detail::GeluBackwardActOp op{dinp, copyOnly ? nullptr : dinp, inp, dinp16, inp16};
+    if (sums)
+      colsum::launch_map_sums<kChunksAhead>("gelu_backward_act_sums (linear backward through a GELU, column sums)",
+                                            "column_sum_finish (the bias gradient of the layer before)", partial, op,
+                                            AddToBias{dinpSums}, R, C, stream);
+    else
+      launch("gelu_backward_act (linear backward through a GELU)", detail::map_kernel<detail::GeluBackwardActOp>,
+             detail::grid_blocks(R * C, detail::kMapThreads), detail::kMapThreads, 0, stream, op, R * C);
   }
   if (wantDweight && !lt::gemm_bf16(true, false, OC, C, R, 1.0f, g, OC, inp16, C, 1.0f, dweight, C, nullptr, stream))
     bf16gemm::gemm<true, false>(OC, C, R, 1.0f, g, OC, inp16, C, 1.0f, dweight, C,
@@ -224,17 +243,20 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput, Precision precision,
-                     const float* geluInput, const LayerNormInput* layerNormInput) {
+                     const float* geluInput, const LayerNormInput* layerNormInput, float* dinpColumnSums) {
   require();
   const cudaStream_t stream = detail::op_stream();
   const bool bf16 = precision == Precision::kBf16;
+  const bool copies = R > 0 && C > 0 && OC > 0 && use_bf16_copies(precision);
   if (inp != nullptr) bf16handoff::require_written(inp, R * C);
-  bool geluDone = false;  // the fused pass of linear_backward_bf16_copies ran
-  if (R > 0 && C > 0 && OC > 0 && use_bf16_copies(precision)) {
+  // dout read as fp32 (the bias gradient; the products without copies) must have been written (bf16Next 'only').
+  if (dbias != nullptr || !copies) bf16handoff::require_written(dout, R * OC);
+  bool geluDone = false;  // the fused pass of linear_backward_bf16_copies ran (and added dinpColumnSums)
+  if (copies) {
     const float* x = inp != nullptr ? inp : layerNormInput != nullptr ? layerNormInput->x : geluInput;
     geluDone = linear_backward_bf16_copies(dinp, dweight, dout, x, inp == nullptr && layerNormInput == nullptr,
                                            inp == nullptr ? layerNormInput : nullptr, weight, R, C, OC, accumulateInput,
-                                           stream);
+                                           dinpColumnSums, stream);
   } else {
     // Without inp, the weight gradient reads GELU(geluInput) or the LayerNorm's output from the workspace, held
     // until its product is queued.
@@ -280,6 +302,10 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   if (dbias != nullptr && R > 0 && OC > 0) add_column_sums(dbias, dout, R, OC, stream);
   finish(stream);
   if (dinp != nullptr && geluInput != nullptr && !geluDone) gelu_backward(dinp, geluInput, dinp, R * C);
+  if (dinpColumnSums != nullptr && !geluDone && R > 0 && C > 0) {  // the sums of dinp as this op leaves it
+    add_column_sums(dinpColumnSums, dinp, R, C, stream);
+    finish(stream);
+  }
 }
 
 }  // namespace simcsepp::cuda

@@ -384,12 +384,13 @@ export interface Addon {
     accumulateInput: boolean,
     precision: Precision,
     geluInput?: NativeTensor | null,
-    bf16Next?: boolean,
+    bf16Next?: boolean | 'only',
     layerNormX?: NativeTensor | null,
-    layerNormMean?: NativeTensor,
-    layerNormRstd?: NativeTensor,
-    layerNormWeight?: NativeTensor,
-    layerNormBias?: NativeTensor,
+    layerNormMean?: NativeTensor | null,
+    layerNormRstd?: NativeTensor | null,
+    layerNormWeight?: NativeTensor | null,
+    layerNormBias?: NativeTensor | null,
+    dinpColumnSums?: NativeTensor | null,
   ): void
   gegluForward(out: NativeTensor, u: NativeTensor): void
   gegluBackward(du: NativeTensor, u: NativeTensor, dout: NativeTensor): void

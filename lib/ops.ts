@@ -243,10 +243,14 @@ export function linearForward(
  * accumulateInput): dinp = (dout·weight) ⊙ GELU'(geluInput), the gradient carried through the GELU as well
  * (geluBackward's), fused into the product; inp may then be null, and the weight gradient reads GELU(geluInput)
  * recomputed with geluForward's bits (a model need not keep the GELU's output for its backward). bf16Next (with
- * geluInput): dinp is the output gradient of a bf16 linearBackward right after (as layerNormDropoutBackward's).
+ * geluInput): dinp is the output gradient of a bf16 linearBackward right after (as layerNormDropoutBackward's);
+ * 'only': and that op's products are dinp's only readers, so a CUDA op may leave its fp32 values unwritten, as
+ * linearForward's 'only' (its bias gradient must then come from dinpColumnSums).
  * With `layerNormInput` (inp null, no geluInput): the layer's input is that LayerNorm's output, which the weight
  * gradient reads recomputed from its input and saved statistics with layerNormApply's bits (no buffer for it; at
  * bf16 on CUDA rounded as it is made, without an fp32 pass).
+ * With `dinpColumnSums` [C] (needs dinp): dinpColumnSums += Σ_rows dinp as this op leaves it, the bias gradient of
+ * the layer that produced inp, summed where dinp is made (on CUDA in the GELU's pass) instead of by a pass over it.
  */
 export function linearBackward(
   dinp: Tensor | null,
@@ -258,8 +262,9 @@ export function linearBackward(
   accumulateInput = false,
   precision: Precision = 'fp32',
   geluInput: Tensor | null = null,
-  bf16Next = false,
+  bf16Next: boolean | 'only' = false,
   layerNormInput: LayerNormInput | null = null,
+  dinpColumnSums: Tensor | null = null,
 ): void {
   const ln = layerNormInput
   addon.linearBackward(
@@ -273,15 +278,12 @@ export function linearBackward(
     precision,
     geluInput === null ? null : nativeOf(geluInput, 'geluInput'),
     bf16Next,
-    ...(ln === null
-      ? []
-      : ([
-          nativeOf(ln.x, 'layerNormInput.x'),
-          nativeOf(ln.mean, 'layerNormInput.mean'),
-          nativeOf(ln.rstd, 'layerNormInput.rstd'),
-          nativeOf(ln.weight, 'layerNormInput.weight'),
-          nativeOf(ln.bias, 'layerNormInput.bias'),
-        ] as const)),
+    ln === null ? null : nativeOf(ln.x, 'layerNormInput.x'),
+    ln === null ? null : nativeOf(ln.mean, 'layerNormInput.mean'),
+    ln === null ? null : nativeOf(ln.rstd, 'layerNormInput.rstd'),
+    ln === null ? null : nativeOf(ln.weight, 'layerNormInput.weight'),
+    ln === null ? null : nativeOf(ln.bias, 'layerNormInput.bias'),
+    dinpColumnSums === null ? null : nativeOf(dinpColumnSums, 'dinpColumnSums'),
   )
 }
 

@@ -16,9 +16,10 @@
 //   (bf16Next: the output, geluOut for linearForward, dy (or dres) for layerNormDropoutBackward, dinp for
 //    linearBackward with geluInput, is an operand of the bf16 product(s) of the next op; see request_bf16_handoff)
 //   linearBackward(dinp|null, dweight, dbias|null, dout, inp|null, weight, accumulateInput, precision, geluInput?,
-//                  bf16Next?, lnX?, lnMean?, lnRstd?, lnWeight?, lnBias?)   (inp null only with geluInput: the
-//                  input is GELU(geluInput), or with the ln* arguments: the input is that LayerNorm's output; each
-//                  recomputed)
+//                  bf16Next?, lnX?, lnMean?, lnRstd?, lnWeight?, lnBias?, dinpColumnSums?)   (inp null only with
+//                  geluInput: the input is GELU(geluInput), or with the ln* arguments: the input is that LayerNorm's
+//                  output; each recomputed. bf16Next may be 'only' as linearForward's, for dinp. dinpColumnSums [C]:
+//                  += dinp's column sums, the bias gradient of the layer before)
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
 //   gegluForward(out, u)              gegluBackward(du, u, dout)   (ModernBERT's MLP: u [R, 2I] = [a | g])
@@ -417,7 +418,15 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
     require_same_device(env, dinp, "dinp", geluInput, "geluInput");
     require_disjoint(env, geluInput, "geluInput", dinp, "dinp");  // read after dinp's tiles are written
   }
-  const bool bf16Next = arg_bf16_next(info, 9);
+  const Bf16Next bf16Next = arg_bf16_next_or_only(info, 9);
+  // dinpColumnSums (15): += dinp's column sums, the bias gradient of the layer before (read after dinp is written).
+  NativeTensor* dinpSums = ts.optional(15, "dinpColumnSums");
+  if (dinpSums) {
+    if (!dinp) throw_arg(env, "dinpColumnSums needs dinp (they are its column sums)");
+    expect_shape(env, dinpSums, "dinpColumnSums", {C});
+    require_disjoint(env, dinpSums, "dinpColumnSums", dinp, "dinp");
+    if (dbias) require_disjoint(env, dinpSums, "dinpColumnSums", dbias, "dbias");
+  }
   LayerNormInput ln{};
   if (lnX) {
     NativeTensor* lnT[4] = {ts.tensor(11, "layerNormInput.mean"), ts.tensor(12, "layerNormInput.rstd"),
@@ -433,11 +442,12 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   }
   LinearBackwardFn* linear_backward = ts.entry(&Backend::linear_backward);
   return guarded_void(env, [&] {
-    if (geluInput != nullptr) request_bf16_handoff(bf16Next, dinp);
+    if (geluInput != nullptr) request_bf16_handoff(bf16Next != Bf16Next::kNo, dinp, bf16Next == Bf16Next::kOnly);
     // dout and inp are only read: read_data() keeps a bf16 handoff of dout (bf16_handoff.cuh) for the products.
     linear_backward(dinp ? dinp->data() : nullptr, dweight->data(), dbias ? dbias->data() : nullptr, dout->read_data(),
                     inp ? inp->read_data() : nullptr, weight->read_data(), R, C, OC, accumulateInput, precision,
-                    geluInput ? geluInput->read_data() : nullptr, lnX ? &ln : nullptr);
+                    geluInput ? geluInput->read_data() : nullptr, lnX ? &ln : nullptr,
+                    dinpSums ? dinpSums->data() : nullptr);
   });
 }
 

@@ -406,6 +406,79 @@ t.test('a handoff is taken only by the next product of exactly its range, and dr
   f.dispose()
 })
 
+t.test(
+  "the MLP's backward: the GELU pass sums the bias gradient of the layer before, and 'only' leaves gI2 unwritten",
+  { skip },
+  async (t) => {
+    // 300 rows: three row chunks of the column sums, the last one short; I = 72 columns: three column blocks, the
+    // last one short.
+    const [R, H, I] = [300, 24, 72]
+    const cuda = (shape: number[], seed: number, scale = 1) =>
+      Tensor.from(
+        Float32Array.from({ length: shape.reduce((p, d) => p * d, 1) }, (_, i) => scale * Math.sin(seed * 7.1 + i * 0.37)),
+        shape,
+        'cuda',
+      )
+    const inter = cuda([R, I], 1, 2),
+      dout = cuda([R, H], 2),
+      wOut = cuda([H, I], 3, 0.2),
+      wIn = cuda([I, H], 4, 0.2),
+      h1 = cuda([R, H], 5)
+    const held: Tensor[] = [inter, dout, wOut, wIn, h1]
+    const zeros = (shape: number[], v = 0) => {
+      const z = Tensor.from(new Float32Array(shape.reduce((p, d) => p * d, 1)).fill(v), shape, 'cuda')
+      held.push(z)
+      return z
+    }
+    type Grads = Record<'gI2' | 'gRes' | 'dWout' | 'dBout' | 'dWin' | 'dBin', Float32Array>
+    /** output.dense's then intermediate.dense's backward at `precision`; sums: intermediate.dense's bias gradient
+     * from the GELU pass (dinpColumnSums), not from its own op. */
+    const mlp = (precision: 'fp32' | 'bf16', bf16Next: boolean | 'only', sums: boolean) =>
+      counted((): Grads => {
+        const gI2 = zeros([R, I], NaN),
+          gRes = zeros([R, H]),
+          dWout = zeros([H, I], 0.5),
+          dBout = zeros([H], 0.25),
+          dWin = zeros([I, H], 0.5),
+          dBin = zeros([I], 0.125)
+        ops.linearBackward(gI2, dWout, dBout, dout, null, wOut, false, precision, inter, bf16Next, null, sums ? dBin : null)
+        ops.linearBackward(gRes, dWin, sums ? null : dBin, gI2, h1, wIn, false, precision)
+        const a = (x: Tensor) => x.toFloat32Array()
+        return { gI2: a(gI2), gRes: a(gRes), dWout: a(dWout), dBout: a(dBout), dWin: a(dWin), dBin: a(dBin) }
+      })
+    const same = (what: string, a: Grads, b: Grads, skipKeys: string[] = []) => {
+      for (const k of Object.keys(a) as (keyof Grads)[])
+        if (!skipKeys.includes(k)) t.equal(differingBits(a[k], b[k]), 0, `${what}: ${k} bit for bit`)
+    }
+    const plain = mlp('bf16', true, false)
+    t.equal(plain.handedOff, R * I, 'the GELU pass handed off gI2')
+    same('the sums in the GELU pass', mlp('bf16', true, true).value, plain.value)
+    const only = mlp('bf16', 'only', true)
+    t.equal(only.handedOff, R * I, "'only': the GELU pass handed off gI2")
+    same("'only' with the sums in the GELU pass", only.value, plain.value, ['gI2'])
+    // gI2 still holds what the input gradient's product wrote there, before the GELU's derivative.
+    t.ok(differingBits(only.value.gI2, plain.value.gI2) > (R * I) / 2, "'only': gI2's fp32 values were not written")
+    // Without handoffs (no product takes a copy) 'only' writes gI2; at fp32 the sums come from a pass over dinp.
+    same(
+      "'only' without handoffs",
+      withEnv({ SIMCSEPP_BF16_HANDOFF: '0' }, () => mlp('bf16', 'only', true).value),
+      plain.value,
+    )
+    same('fp32, the sums after the GELU', mlp('fp32', false, true).value, mlp('fp32', false, false).value)
+    // A bias gradient read from gI2 after 'only' left it unwritten throws instead of summing what is there.
+    t.throws(
+      () => {
+        const gI2 = zeros([R, I], NaN)
+        ops.linearBackward(gI2, zeros([H, I]), null, dout, null, wOut, false, 'bf16', inter, 'only', null, zeros([I]))
+        ops.linearBackward(zeros([R, H]), zeros([I, H]), zeros([I]), gI2, h1, wIn, false, 'bf16')
+      },
+      /written only as a bf16 copy .*bf16Next 'only'.*dropped/,
+      "'only': a bias gradient summed from gI2 throws",
+    )
+    held.forEach((x) => x.dispose())
+  },
+)
+
 t.test('the attention hands off ctx, and the packed q/k/v gradient only; its bf16Next is checked', { skip }, async (t) => {
   const [B, T, H3, NH] = [2, 19, 3 * 24, 3]
   const H = H3 / 3

@@ -235,6 +235,13 @@ t.test('linear with the fused GELU: the unfused ops bit for bit, the float64 ref
       t.same(arr(recomputed.dinp), arr(fused.dinp), `${what}, inp recomputed: dinp bit for bit`)
       t.same(arr(recomputed.dW), arr(fused.dW), `${what}, inp recomputed: dweight bit for bit`)
       t.same(arr(recomputed.dB), arr(fused.dB), `${what}, inp recomputed: dbias bit for bit`)
+      // dinpColumnSums: += the float64 column sums of dinp as the op leaves it (after the GELU's derivative), and
+      // bf16Next 'only' still writes dinp on the CPU.
+      const summed = { ...grads(), sums: filled([OC], 0.25) }
+      ops.linearBackward(summed.dinp, summed.dW, summed.dB, dout, null, W2, false, precision, H, 'only', null, summed.sums)
+      t.same(arr(summed.dinp), arr(fused.dinp), `${what}, dinpColumnSums and 'only': dinp written, bit for bit`)
+      t.same(arr(summed.dB), arr(fused.dB), `${what}, dinpColumnSums: dbias bit for bit`)
+      t.same(arr(summed.sums), columnSumsPlus(arr(fused.dinp), R, OC, 0.25), `${what}: dinpColumnSums += Σ_rows dinp`)
       // The input a LayerNorm's output (layerNormInput): recomputed with layerNormApply's bits, without a buffer.
       const lnX = T32(randn(R * OC, R + 10, 2, 1), [R, OC]),
         lnMean = T32(randn(R, R + 11, 0.3), [R]),
@@ -312,7 +319,48 @@ t.test('linear with the fused GELU: the unfused ops bit for bit, the float64 ref
     () => ops.linearBackward(dinp, z(2, 3), null, z(4, 2), null, z(2, 3), false, 'fp32', z(4, 5)),
     /geluInput's last dimension to be C = 3/,
   )
+  const sums = (n: number) => z(n)
+  t.throws(
+    () => ops.linearBackward(null, z(2, 3), null, z(4, 2), z(4, 3), z(2, 3), false, 'fp32', null, false, null, sums(3)),
+    /dinpColumnSums needs dinp/,
+  )
+  t.throws(
+    () => ops.linearBackward(dinp, z(2, 3), null, z(4, 2), z(4, 3), z(2, 3), false, 'fp32', null, false, null, sums(2)),
+    /dinpColumnSums/,
+  )
+  t.throws(
+    () => ops.linearBackward(dinp, z(2, 3), null, z(4, 2), z(4, 3), z(2, 3), false, 'fp32', null, false, null, dinp.view(0, [3])),
+    /dinpColumnSums and dinp not to overlap/,
+  )
+  const dbias = z(3)
+  t.throws(
+    () => ops.linearBackward(dinp, z(3, 3), dbias, z(4, 3), z(4, 3), z(3, 3), false, 'fp32', null, false, null, dbias),
+    /dinpColumnSums and dbias not to overlap/,
+  )
+  t.throws(
+    () => ops.linearBackward(dinp, z(2, 3), null, z(4, 2), z(4, 3), z(2, 3), false, 'fp32', z(4, 3), 'yes' as never),
+    /Expected bf16Next to be a boolean or 'only' but received/,
+  )
+  // Without a GELU: the sums of dinp as accumulated.
+  const X = T32(randn(12, 41, 1), [4, 3]),
+    W = T32(randn(6, 42, 1), [2, 3]),
+    g = T32(randn(8, 43, 1), [4, 2])
+  const acc = T32(randn(12, 44, 1), [4, 3]),
+    accSums = z(3)
+  ops.linearBackward(acc, z(2, 3), null, g, X, W, true, 'fp32', null, false, null, accSums)
+  t.same(arr(accSums), columnSumsPlus(arr(acc), 4, 3, 0), 'accumulateInput: the sums of dinp as the op leaves it')
 })
+
+/** fround(start + fround(Σ_rows x[r, c] in float64)) for each column: dinpColumnSums' contract. */
+function columnSumsPlus(x: Float32Array, R: number, C: number, start: number): Float32Array {
+  const out = new Float32Array(C)
+  for (let c = 0; c < C; c++) {
+    let s = 0
+    for (let r = 0; r < R; r++) s += x[r * C + c]
+    out[c] = Math.fround(start + Math.fround(s))
+  }
+  return out
+}
 
 t.test('gelu (exact erf) and tanh: forward and backward', async (t) => {
   const xs = Float32Array.from([...randn(300, 77, 2.5), 0, 1e-3, -1e-3, 5, -5, 8, -8, 0.5, -0.5])

@@ -532,6 +532,10 @@ export class BertModel {
       )
       // gI2 = (dy2 · W_out) ⊙ GELU'(inter): output.dense's input gradient carried through the GELU in one op.
       // Its input GELU(inter) was not kept (interAct is one buffer for all layers): the op recomputes it.
+      // On CUDA that op also sums gI2's columns (intermediate.dense's bias gradient) in its GELU pass, and at bf16
+      // then writes only gI2's bf16 copy, all intermediate.dense's products read ('only'). The CPU sums them
+      // inside the weight gradient's product, as it packs gI2, which costs nothing more.
+      const sumsInGelu = this.device === 'cuda'
       ops.linearBackward(
         acts.gI2,
         gp.output.weight,
@@ -542,14 +546,16 @@ export class BertModel {
         false,
         this.precision,
         a.inter,
-        bf16, // gI2: the output gradient of intermediate.dense, next
+        bf16 && sumsInGelu ? 'only' : bf16, // gI2: the output gradient of intermediate.dense, next
+        null,
+        sumsInGelu ? gp.intermediate.bias : null,
       )
       // intermediate.dense's input gradient added to the residual's (gRes) by the product itself
       // (accumulateInput): gRes is then the whole gradient at h1.
       ops.linearBackward(
         acts.gRes,
         gp.intermediate.weight,
-        gp.intermediate.bias,
+        sumsInGelu ? null : gp.intermediate.bias,
         acts.gI2,
         null,
         p.intermediate.weight,

@@ -357,7 +357,7 @@ void column_sums_add(float* dbias, const float* dout, int64_t R, int64_t OC) {
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput, Precision precision,
-                     const float* geluInput, const LayerNormInput* layerNormInput) {
+                     const float* geluInput, const LayerNormInput* layerNormInput, float* dinpColumnSums) {
   // dbias (fp32 at every precision: not a matrix product) is the row sums of dout^T, the weight gradient's op(A):
   // summed from its packed panels where there is one, else in a pass of its own.
   if (dbias && !dweight) column_sums_add(dbias, dout, R, OC);
@@ -367,6 +367,7 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   ep.ld_gelu_grad_x = C;
   if (dinp)
     sgemm_fused(bf16, false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C, ep);
+  if (dinpColumnSums) column_sums_add(dinpColumnSums, dinp, R, C);  // a pass of its own (BertModel sums in the GEMM)
   if (dweight) {
     if (inp == nullptr) {  // recomputed: GELU(geluInput) with gelu_forward's bits, or the LayerNorm's output
       float* act = thread_scratch<GeluRecomputeTag, float>(0, R * C);

@@ -89,6 +89,9 @@ using LinearForwardFn = void(float* out, const float* inp, const float* weight, 
 // layerNormInput not null (then inp and geluInput are null): the layer's input is a LayerNorm's output, which the
 // weight gradient reads recomputed from the LayerNorm's input and saved statistics with LayerNormApplyFn's bits
 // (a model need not keep it, nor recompute it in a pass of its own: at bf16 a backend may round it as it makes it).
+// dinpColumnSums not null (then dinp is given): dinpColumnSums += the column sums of dinp as the op leaves it (after
+// the GELU's derivative), fp32 totals of double sums: the bias gradient of the linear layer that produced this
+// layer's input (through the GELU), summed where dinp is made rather than by a pass over it in that layer's backward.
 struct LayerNormInput {
   const float* x;     // [R, C] the LayerNorm's input
   const float* mean;  // [R]
@@ -98,7 +101,8 @@ struct LayerNormInput {
 };
 using LinearBackwardFn = void(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                               const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput,
-                              Precision precision, const float* geluInput, const LayerNormInput* layerNormInput);
+                              Precision precision, const float* geluInput, const LayerNormInput* layerNormInput,
+                              float* dinpColumnSums);
 
 // out = x * 0.5 * (1 + erf(x / sqrt(2)))   (exact GELU)
 using GeluForwardFn = void(float* out, const float* inp, int64_t n);
