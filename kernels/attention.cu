@@ -41,6 +41,7 @@
 #include "attention_rows.cuh"
 #include "attention_small.cuh"
 #include "bf16_handoff.cuh"
+#include "column_sums.cuh"
 #include "cuda_check.cuh"
 #include "host_args.cuh"
 #include "launch.cuh"
@@ -129,8 +130,10 @@ struct Chunk {
 // takes the two locks in this order.
 class AttnCall {
  public:
+  // sumDoubles: doubles reserved after the buffers (sums(): the backward's column sums of the packed gradient).
   AttnCall(const AttnShape& shape, const int32_t* mask, const float* relBias, float* dRelBias, float p, uint64_t seed,
-           uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex, int buffers, int64_t chunk)
+           uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex, int buffers, int64_t chunk,
+           int64_t sumDoubles = 0)
       : s(shape), args_(detail::op_stream()), lock_(detail::workspace().mu) {
     rows.rel = relBias;
     rows.dRel = dRelBias;
@@ -146,11 +149,14 @@ class AttnCall {
     rows.rowIndex = rowIndex;
     rows.keepRows = p > 0.0f ? args_.to_device(keepRows, s.B, detail::kSlotKeepRows) : nullptr;
     stride_ = (chunk * s.blockFloats() + 63) / 64 * 64;  // keeps every buffer 256-byte aligned
-    if (buffers > 0)
+    const size_t floats = static_cast<size_t>(buffers) * static_cast<size_t>(stride_);
+    if (floats + static_cast<size_t>(sumDoubles) > 0)
       base_ = static_cast<float*>(
-          detail::workspace().reserve(static_cast<size_t>(buffers) * static_cast<size_t>(stride_) * sizeof(float)));
+          detail::workspace().reserve(floats * sizeof(float) + static_cast<size_t>(sumDoubles) * sizeof(double)));
+    if (sumDoubles > 0) sums_ = reinterpret_cast<double*>(base_ + floats);
   }
   float* buffer(int i) const { return base_ + i * stride_; }
+  double* sums() const { return sums_; }
   // The score rows of chunk c: its sentences' mask and keepRows, and their places in the whole batch.
   AttnRows rows_of(Chunk c) const {
     AttnRows r = rows;
@@ -186,6 +192,7 @@ class AttnCall {
   std::lock_guard<std::mutex> lock_;
   int64_t stride_ = 0;
   float* base_ = nullptr;
+  double* sums_ = nullptr;
 };
 
 // Calls f(chunk) for the call's sentences, `chunk` at a time.
@@ -251,20 +258,39 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
 
 namespace {
 
+constexpr int kSumsAhead = 32;  // partial sums the finishing thread keeps in flight (column_sums.cuh)
+
+// The terms of the column sums over the sentences' sums (column_sums.cuh's chunks): row b of [B, C] doubles.
+struct SentenceSums {
+  const double* sums;
+  int64_t C;
+  __device__ void operator()(double& s, int64_t b, int64_t c) const { s += sums[b * C + c]; }
+};
+
 // The backward at bf16 on the mma kernels (attention_takes_bf16); without probs, P formed again by the mma forward
-// (ctx null: no product) into the workspace, a chunk of sentences at a time.
+// (ctx null: no product) into the workspace, a chunk of sentences at a time. dqkvColumnSums (the gradient packed):
+// each block sums its sentence's rows of its head's columns (in double, rows in order) into a [B, 3H] row of the
+// workspace; column_sums.cuh's chunked sums then add the sentences' (chunks of 128 sentences, 8 lanes each, in a
+// fixed order) into dqkvColumnSums. With bf16Next 'only' and the copy made, the fp32 gradient is not written.
 void attention_mma_backward_call(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
                                  const float* k, const float* v, const float* probs, const int32_t* mask,
                                  const float* relBias, const AttnShape& s, float p, uint64_t seed, uint64_t offset,
-                                 const uint8_t* keepRows, const RowIndex& rowIndex) {
+                                 const uint8_t* keepRows, const RowIndex& rowIndex, float* dqkvColumnSums) {
   const int64_t H = s.H();
   const bool packed = s.ld == 3 * H && dk == dq + H && dv == dq + 2 * H;  // one [B, T, 3H] gradient
-  __nv_bfloat16* dqkv16 = packed ? bf16handoff::claim(dq, s.B * s.T * s.ld) : (bf16handoff::decline(), nullptr);
+  bool copyOnly = false;                                                  // bf16Next 'only'
+  __nv_bfloat16* dqkv16 =
+      packed ? bf16handoff::claim(dq, s.B * s.T * s.ld, &copyOnly) : (bf16handoff::decline(), nullptr);
+  const bool write32 = !copyOnly;
   const int64_t chunk = probs != nullptr ? s.B : chunk_sentences(s);
-  const AttnCall call(s, mask, relBias, dRelBias, p, seed, offset, keepRows, rowIndex, probs != nullptr ? 0 : 1, chunk);
+  const bool sums = dqkvColumnSums != nullptr && packed;  // the binding allows sums only for the packed gradient
+  const int64_t sentenceSums = sums ? s.B * s.ld : 0, chunkSums = sums ? colsum::chunks(s.B) * s.ld : 0;
+  const AttnCall call(s, mask, relBias, dRelBias, p, seed, offset, keepRows, rowIndex, probs != nullptr ? 0 : 1, chunk,
+                      sentenceSums + chunkSums);
+  double* const perSentence = call.sums();
   const cudaStream_t stream = detail::op_stream();
   if (probs != nullptr) {
-    attention_mma_backward(dq, dk, dv, dqkv16, dctx, q, k, v, probs, s, call.rows, stream);
+    attention_mma_backward(dq, dk, dv, dqkv16, dctx, q, k, v, probs, s, call.rows, write32, perSentence, stream);
   } else {
     for_chunks(s, chunk, [&](Chunk c) {
       AttnShape part = s;
@@ -273,25 +299,53 @@ void attention_mma_backward_call(float* dq, float* dk, float* dv, float* dRelBia
       const int64_t in = call.input_at(c), head = call.head_at(c);
       attention_mma_forward(nullptr, nullptr, call.buffer(0), q + in, k + in, v + in, part, rows, stream);
       attention_mma_backward(dq + in, dk + in, dv + in, dqkv16 != nullptr ? dqkv16 + in : nullptr, dctx + head, q + in,
-                             k + in, v + in, call.buffer(0), part, rows, stream);
+                             k + in, v + in, call.buffer(0), part, rows, write32,
+                             sums ? perSentence + c.b0 * s.ld : nullptr, stream);
     });
   }
+  if (sums)
+    colsum::launch_sums<kSumsAhead>("column_sum_chunks (q/k/v bias, over sentences)", "column_sum_finish (q/k/v bias)",
+                                    perSentence + sentenceSums, SentenceSums{perSentence, s.ld},
+                                    colsum::AddTo{dqkvColumnSums}, s.B, s.ld, stream);
   detail::end_op(stream);
 }
+
+// attention_backward on the fused or tiled fp32 kernels.
+void attention_fp32_backward(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
+                             const float* k, const float* v, const float* probs, const int32_t* mask,
+                             const float* relBias, const AttnShape& s, float p, uint64_t seed, uint64_t offset,
+                             const uint8_t* keepRows, const RowIndex& rowIndex);
 
 }  // namespace
 
 void attention_backward(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
                         const float* k, const float* v, const float* probs, const int32_t* mask, const float* relBias,
                         int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
-                        uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex, Precision precision) {
+                        uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex, Precision precision,
+                        float* dqkvColumnSums) {
   require();
   if (B * NH * T <= 0) return;
   const AttnShape s{{B, T, NH, HS, ld}};
-  const bool fusedPath = use_fused(s);  // also checks SIMCSEPP_ATTENTION, which the mma path does not read
+  use_fused(s);  // checks SIMCSEPP_ATTENTION, which the mma path does not read
   if (attention_takes_bf16(precision, T, HS))
     return attention_mma_backward_call(dq, dk, dv, dRelBias, dctx, q, k, v, probs, mask, relBias, s, p, seed, offset,
-                                       keepRows, rowIndex);
+                                       keepRows, rowIndex, dqkvColumnSums);
+  attention_fp32_backward(dq, dk, dv, dRelBias, dctx, q, k, v, probs, mask, relBias, s, p, seed, offset, keepRows,
+                          rowIndex);
+  if (dqkvColumnSums != nullptr) {  // a pass over the packed gradient (the fp32 kernels' blocks are not per sentence)
+    colsum::add_column_sums(dqkvColumnSums, dq, B * T, ld, detail::op_stream());
+    detail::end_op(detail::op_stream());
+  }
+}
+
+namespace {
+
+void attention_fp32_backward(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
+                             const float* k, const float* v, const float* probs, const int32_t* mask,
+                             const float* relBias, const AttnShape& s, float p, uint64_t seed, uint64_t offset,
+                             const uint8_t* keepRows, const RowIndex& rowIndex) {
+  const int64_t B = s.B, T = s.T, NH = s.NH, HS = s.HS, ld = s.ld;
+  const bool fusedPath = use_fused(s);
   const bool fused = fusedPath && probs != nullptr;  // the fused kernel has no room to form P again
   const int64_t chunk = fused ? 0 : chunk_sentences(s);
   // Tiled: dPd then dS; Pd = D ⊙ P when p > 0; P formed again when probs is null.
@@ -344,5 +398,7 @@ void attention_backward(float* dq, float* dk, float* dv, float* dRelBias, const 
   });
   detail::end_op(stream);
 }
+
+}  // namespace
 
 }  // namespace simcsepp::cuda

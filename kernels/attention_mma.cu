@@ -121,8 +121,8 @@ __device__ __forceinline__ void product(float (*fs)[kFLd], int mTiles, int nTile
   }
 }
 
-// out[r * ld + c] = fs[r][c] for r < T, c < HS (and its bf16 copy at out16 + the same offset, when not null);
-// with h.vec 4 columns a store.
+// out[r * ld + c] = fs[r][c] for r < T, c < HS (out may be null: the bf16 copy alone), and its bf16 copy at out16
+// + the same offset, when not null; with h.vec 4 columns a store.
 __device__ __forceinline__ void write_rows(float* out, __nv_bfloat16* out16, int64_t ld, const float (*fs)[kFLd],
                                            const Head& h) {
   if (h.vec) {
@@ -132,7 +132,7 @@ __device__ __forceinline__ void write_rows(float* out, __nv_bfloat16* out16, int
       if (c >= h.HS) continue;
       const int64_t at = static_cast<int64_t>(r) * ld + c;
       const float4 x = *reinterpret_cast<const float4*>(&fs[r][c]);
-      *reinterpret_cast<float4*>(out + at) = x;
+      if (out != nullptr) *reinterpret_cast<float4*>(out + at) = x;
       if (out16 != nullptr) {
         const auto bits = [](float f) { return static_cast<uint64_t>(__bfloat16_as_ushort(__float2bfloat16(f))); };
         *reinterpret_cast<uint64_t*>(out16 + at) = bits(x.x) | bits(x.y) << 16 | bits(x.z) << 32 | bits(x.w) << 48;
@@ -144,9 +144,26 @@ __device__ __forceinline__ void write_rows(float* out, __nv_bfloat16* out16, int
     const int r = idx / kMaxHS, c = idx % kMaxHS;
     if (c >= h.HS) continue;
     const int64_t at = static_cast<int64_t>(r) * ld + c;
-    out[at] = fs[r][c];
+    if (out != nullptr) out[at] = fs[r][c];
     if (out16 != nullptr) out16[at] = __float2bfloat16(fs[r][c]);
   }
+}
+
+// sums[c] = the sum over rows r < T of fs[r][c] in row order, in double (c < HS), when sums is not null: this
+// sentence's share of a q/k/v bias gradient column (attention.cu adds the sentences' in a fixed order).
+__device__ __forceinline__ void sum_columns(double* sums, const float (*fs)[kFLd], const Head& h) {
+  if (sums == nullptr) return;
+  for (int c = static_cast<int>(threadIdx.x); c < h.HS; c += kThreads) {
+    double s = 0.0;
+    for (int r = 0; r < h.T; ++r) s += fs[r][c];
+    sums[c] = s;
+  }
+}
+
+// p + offset, or null for null p.
+template <class T>
+__device__ __forceinline__ T* at(T* p, int64_t offset) {
+  return p != nullptr ? p + offset : nullptr;
 }
 
 // Zeros in x's padding of a [kT][kT] block: rows or columns at T and beyond (the products read them).
@@ -222,7 +239,7 @@ __global__ void __launch_bounds__(kThreads)
     attn_mma_backward_kernel(float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv,
                              __nv_bfloat16* __restrict__ dqkv16, const float* __restrict__ dctx,
                              const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
-                             const float* __restrict__ probs, Head h, AttnRows A) {
+                             const float* __restrict__ probs, Head h, AttnRows A, double* __restrict__ colSums) {
   __shared__ __align__(32) BackwardSmem<kT> sm;
   auto& xs = sm.xs;
   auto& ys = sm.ys;
@@ -230,6 +247,7 @@ __global__ void __launch_bounds__(kThreads)
   auto& fs = sm.fs;
   const int64_t z = blockIdx.x, b = z / h.NH, col = (z % h.NH) * h.HS;
   const int64_t in0 = b * h.T * h.ld + col, out0 = b * h.T * h.H + col;
+  double* sums = at(colSums, b * h.ld + col);  // this sentence's row of sums (ld = 3H: packed), q's block
   stage<kT>(ys, v + in0, h.ld, h.T, h.HS, h.vec);
   stage<kT>(zs, dctx + out0, h.H, h.T, h.HS, h.vec);
   __syncthreads();
@@ -267,7 +285,8 @@ __global__ void __launch_bounds__(kThreads)
       fs, h.tT, h.tH, h.tT, 1.0f, [&](int m, int kk) { return &xs[kk * 16][m * 16]; },
       [&](int kk, int n) { return &zs[kk * 16][n * 16]; });  // dv = Pd^T dctx: Pd read column-major
   __syncthreads();
-  write_rows(dv + in0, dqkv16 != nullptr ? dqkv16 + 2 * h.H + in0 : nullptr, h.ld, fs, h);
+  write_rows(at(dv, in0), at(dqkv16, 2 * h.H + in0), h.ld, fs, h);
+  sum_columns(at(sums, 2 * h.H), fs, h);
   stage<kT>(xs, k + in0, h.ld, h.T, h.HS, h.vec);
   stage<kT>(zs, q + in0, h.ld, h.T, h.HS, h.vec);
   __syncthreads();
@@ -275,13 +294,15 @@ __global__ void __launch_bounds__(kThreads)
       fs, h.tT, h.tH, h.tT, 1.0f, [&](int m, int kk) { return &ys[m * 16][kk * 16]; },
       [&](int kk, int n) { return &xs[kk * 16][n * 16]; });  // dq = dS k (dS carries the scale)
   __syncthreads();
-  write_rows(dq + in0, dqkv16 != nullptr ? dqkv16 + in0 : nullptr, h.ld, fs, h);
+  write_rows(at(dq, in0), at(dqkv16, in0), h.ld, fs, h);
+  sum_columns(sums, fs, h);
   __syncthreads();
   product<FragAT, FragB>(
       fs, h.tT, h.tH, h.tT, 1.0f, [&](int m, int kk) { return &ys[kk * 16][m * 16]; },
       [&](int kk, int n) { return &zs[kk * 16][n * 16]; });  // dk = dS^T q
   __syncthreads();
-  write_rows(dk + in0, dqkv16 != nullptr ? dqkv16 + h.H + in0 : nullptr, h.ld, fs, h);
+  write_rows(at(dk, in0), at(dqkv16, h.H + in0), h.ld, fs, h);
+  sum_columns(at(sums, h.H), fs, h);
 }
 
 // Whether every fp32 array is 16-byte aligned and the bf16 one (if any) 8-byte aligned.
@@ -315,15 +336,16 @@ void attention_mma_forward(float* ctx, __nv_bfloat16* ctx16, float* probs, const
 
 void attention_mma_backward(float* dq, float* dk, float* dv, __nv_bfloat16* dqkv16, const float* dctx, const float* q,
                             const float* k, const float* v, const float* probs, const AttnSizes& s,
-                            const AttnRows& rows, cudaStream_t stream) {
+                            const AttnRows& rows, bool write32, double* colSums, cudaStream_t stream) {
   const dim3 blocks(static_cast<unsigned>(s.B * s.NH));
   const Head h = head_of(s, aligned({dq, dk, dv, dctx, q, k, v}, dqkv16));
+  float *gq = write32 ? dq : nullptr, *gk = write32 ? dk : nullptr, *gv = write32 ? dv : nullptr;
   if (s.T <= 32)
-    launch("attn_mma_backward_kernel<32>", attn_mma_backward_kernel<32>, blocks, kThreads, 0, stream, dq, dk, dv,
-           dqkv16, dctx, q, k, v, probs, h, rows);
+    launch("attn_mma_backward_kernel<32>", attn_mma_backward_kernel<32>, blocks, kThreads, 0, stream, gq, gk, gv,
+           dqkv16, dctx, q, k, v, probs, h, rows, colSums);
   else
-    launch("attn_mma_backward_kernel<64>", attn_mma_backward_kernel<64>, blocks, kThreads, 0, stream, dq, dk, dv,
-           dqkv16, dctx, q, k, v, probs, h, rows);
+    launch("attn_mma_backward_kernel<64>", attn_mma_backward_kernel<64>, blocks, kThreads, 0, stream, gq, gk, gv,
+           dqkv16, dctx, q, k, v, probs, h, rows, colSums);
 }
 
 }  // namespace simcsepp::cuda

@@ -15,9 +15,11 @@ void attention_mma_forward(float* ctx, __nv_bfloat16* ctx16, float* probs, const
                            const float* v, const AttnSizes& s, const AttnRows& rows, cudaStream_t stream);
 
 // dq, dk, dv of attention_mma_forward from dctx and its probs (not null), one kernel; dqkv16 as
-// attention_small_backward's (the packed gradient's bf16 copy, or null).
+// attention_small_backward's (the packed gradient's bf16 copy, or null). write32 false: only that copy is written.
+// colSums (may be null; the gradient packed, ld = 3H): row b of [B, 3H] receives sentence b's column sums of the
+// packed gradient (rows in order, in double).
 void attention_mma_backward(float* dq, float* dk, float* dv, __nv_bfloat16* dqkv16, const float* dctx, const float* q,
                             const float* k, const float* v, const float* probs, const AttnSizes& s,
-                            const AttnRows& rows, cudaStream_t stream);
+                            const AttnRows& rows, bool write32, double* colSums, cudaStream_t stream);
 
 }  // namespace simcsepp::cuda

@@ -96,12 +96,22 @@ __global__ void __launch_bounds__(kFinishThreads)
   finish(c, total);
 }
 
-// Queues finish_kernel over the chunks' sums of R rows.
+// Queues finish_kernel over n partial sums a column (partial [n, C]: chunks(R) of them, or any other fixed rows).
 template <int kAhead, class T, class Finish>
-void launch_finish(const char* finishName, T* partial, Finish finish, int64_t R, int64_t C, cudaStream_t stream) {
+void launch_finish(const char* finishName, T* partial, Finish finish, int64_t n, int64_t C, cudaStream_t stream) {
   launch(finishName, finish_kernel<kAhead, T, Finish>, detail::grid_blocks(C, kFinishThreads, INT32_MAX),
-         kFinishThreads, 0, stream, partial, finish, chunks(R), C);
+         kFinishThreads, 0, stream, partial, finish, n, C);
 }
+
+// A finish that adds each column's total to out[c] (a bias gradient).
+struct AddTo {
+  float* out;
+  __device__ void operator()(int64_t c, double total) const { out[c] += static_cast<float>(total); }
+};
+
+// out[c] += the column sums of x [R, C] on `stream` (R, C > 0): launch_sums through the op workspace, whose lock it
+// takes (gemm.cu).
+void add_column_sums(float* out, const float* x, int64_t R, int64_t C, cudaStream_t stream);
 
 // Queues both kernels on `stream` (R, C > 0); partial holds chunks(R) * C sums (the caller reserved it in the op
 // workspace and holds its lock until this returns). The names are the two launches', for profiles.
@@ -111,7 +121,7 @@ void launch_sums(const char* chunksName, const char* finishName, T* partial, Ter
   const int64_t n = chunks(R);
   launch(chunksName, chunks_kernel<T, Term>, dim3(detail::grid_blocks(C, 32, INT32_MAX), detail::grid_y(n)),
          dim3(32, kLanes), 0, stream, partial, term, R, C, chunk_rows(R));
-  launch_finish<kAhead>(finishName, partial, finish, R, C, stream);
+  launch_finish<kAhead>(finishName, partial, finish, n, C, stream);
 }
 
 // map_chunks_kernel's pass with `op` over [R, C] (R, C > 0), then finish(c, column c's sum) as launch_sums.
@@ -120,7 +130,7 @@ void launch_map_sums(const char* mapName, const char* finishName, double* partia
                      int64_t R, int64_t C, cudaStream_t stream) {
   launch(mapName, map_chunks_kernel<Op>, dim3(detail::grid_blocks(C, 32, INT32_MAX), detail::grid_y(chunks(R))),
          dim3(32, kLanes), 0, stream, partial, op, R, C, chunk_rows(R));
-  launch_finish<kAhead>(finishName, partial, finish, R, C, stream);
+  launch_finish<kAhead>(finishName, partial, finish, chunks(R), C, stream);
 }
 
 }  // namespace simcsepp::cuda::colsum

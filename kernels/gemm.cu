@@ -56,25 +56,15 @@ namespace {
 
 constexpr int kChunksAhead = 32;  // chunk sums the finishing thread keeps in flight (column_sums.cuh)
 
-// The bias gradient's terms and finish (column_sums.cuh): dbias[c] += the sum over rows of dout[r, c], in double.
-struct DoutTerm {
-  const float* dout;
-  int64_t OC;
-  __device__ void operator()(double& s, int64_t r, int64_t c) const { s += static_cast<double>(dout[r * OC + c]); }
-};
-struct AddToBias {
-  float* dbias;
-  __device__ void operator()(int64_t c, double total) const { dbias[c] += static_cast<float>(total); }
+// The bias gradient's terms (column_sums.cuh): the sum over rows of x[r, c], in double.
+struct ColumnTerm {
+  const float* x;
+  int64_t C;
+  __device__ void operator()(double& s, int64_t r, int64_t c) const { s += static_cast<double>(x[r * C + c]); }
 };
 
-// dbias += the column sums of dout [R, OC] on `stream` (R, OC > 0), through the op workspace.
-void add_column_sums(float* dbias, const float* dout, int64_t R, int64_t OC, cudaStream_t stream) {
-  detail::Workspace& ws = detail::workspace();
-  std::lock_guard<std::mutex> lock(ws.mu);  // held until both kernels are queued: the partials live there
-  auto* partial = static_cast<double*>(ws.reserve(static_cast<size_t>(colsum::chunks(R) * OC) * sizeof(double)));
-  colsum::launch_sums<kChunksAhead>("column_sum_chunks (dbias)", "column_sum_finish (dbias)", partial,
-                                    DoutTerm{dout, OC}, AddToBias{dbias}, R, OC, stream);
-}
+using colsum::add_column_sums;
+using AddToBias = colsum::AddTo;
 
 // sgemm_kernel<transA, transB> on `stream` (tile::sgemm's arguments, the transposes chosen at run time).
 void launch_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
@@ -218,6 +208,14 @@ bool use_bf16_copies(Precision precision) {
 }
 
 }  // namespace
+
+void colsum::add_column_sums(float* out, const float* x, int64_t R, int64_t C, cudaStream_t stream) {
+  detail::Workspace& ws = detail::workspace();
+  std::lock_guard<std::mutex> lock(ws.mu);  // held until both kernels are queued: the partials live there
+  auto* partial = static_cast<double*>(ws.reserve(static_cast<size_t>(colsum::chunks(R) * C) * sizeof(double)));
+  colsum::launch_sums<kChunksAhead>("column_sum_chunks (dbias)", "column_sum_finish (dbias)", partial, ColumnTerm{x, C},
+                                    colsum::AddTo{out}, R, C, stream);
+}
 
 bool linear_takes_bf16_copies() { return use_bf16_copies(Precision::kBf16); }
 

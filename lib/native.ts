@@ -443,11 +443,13 @@ export interface Addon {
     offset: number | bigint,
     keepRows: Uint8Array | null,
     firstRow?: RowPlacement,
-    bf16Next?: boolean,
+    bf16Next?: boolean | 'only',
     relBias?: NativeTensor | null,
     /** [B, 2T-1, NH]: each sentence's gradient of relBias (overwritten). */
     dRelBias?: NativeTensor | null,
     precision?: Precision,
+    /** [3H] (packed only): += the packed gradient's column sums (the q/k/v projection's bias gradient). */
+    dqkvColumnSums?: NativeTensor | null,
   ): void
   relativeBiasForward(out: NativeTensor, table: NativeTensor): void
   relativeBiasBackward(dtable: NativeTensor, dRel: NativeTensor): void

@@ -407,10 +407,14 @@ export function attentionForward(
  * site). probs null: the softmax is formed again from q and k (with the forward's bits; on CUDA the tiled
  * path's, which T <= 128 forwards do not take by default). Packed as in the forward: with dk, dv, k, v null,
  * dq and q are [B, T, 3H] (q | k | v column blocks).
- * bf16Next (packed only): dq is the output gradient of a bf16 linearBackward right after (as in the forward).
+ * bf16Next (packed only): dq is the output gradient of a bf16 linearBackward right after (as in the forward);
+ * 'only': and that op's products are its only readers (linearBackward's 'only': a CUDA op may leave dq's fp32
+ * values unwritten, so the q/k/v bias gradient must then come from dqkvColumnSums).
  * relBias: the forward's; dRelBias [B, 2T-1, NH] (overwritten): each sentence's gradient of it, the score gradient
  * summed along each diagonal j - i + T - 1 (rows in order). precision: the forward's ('bf16': dctx, v, q, k, the
  * dropped probabilities and dS / sqrt(HS) rounded to bfloat16 as the products read them).
+ * dqkvColumnSums [3H] (packed only): += Σ_rows dq, the q/k/v projection's bias gradient, summed where dq is made
+ * (on CUDA at bf16 by the attention's blocks, a sentence each, then over the sentences in a fixed order).
  */
 export function attentionBackward(
   dq: Tensor,
@@ -424,10 +428,11 @@ export function attentionBackward(
   mask: Int32Array,
   numHeads: number,
   dropout: DropoutSite | null = null,
-  bf16Next = false,
+  bf16Next: boolean | 'only' = false,
   relBias: Tensor | null = null,
   dRelBias: Tensor | null = null,
   precision: Precision = 'fp32',
+  dqkvColumnSums: Tensor | null = null,
 ): void {
   addon.attentionBackward(
     nativeOf(dq, 'dq'),
@@ -445,6 +450,7 @@ export function attentionBackward(
     relBias === null ? null : nativeOf(relBias, 'relBias'),
     dRelBias === null ? null : nativeOf(dRelBias, 'dRelBias'),
     precision,
+    dqkvColumnSums === null ? null : nativeOf(dqkvColumnSums, 'dqkvColumnSums'),
   )
 }
 

@@ -32,9 +32,10 @@
 //                    relBias [2T - 1, NH]: MPNet's relative-position bias, ops/encoder.h; precision 'fp32' (the
 //                    default) or 'bf16': the products' operands rounded, attention_takes_bf16)
 //   attentionBackward(dq, dk|null, dv|null, dctx, q, k|null, v|null, probs|null, mask, numHeads, p, seed, offset,
-//                     keepRows|null[, firstRow, bf16Next, relBias|null, dRelBias|null, precision])   (dRelBias
-//                     [B, 2T - 1, NH]: each sentence's bias gradient; k, v null: q is the packed [B, T, 3H] projection;
-//                     bf16Next there: the packed dq, as ctx in the forward, is the next product's operand;
+//                     keepRows|null[, firstRow, bf16Next, relBias|null, dRelBias|null, precision, dqkvColumnSums])
+//                     (dRelBias [B, 2T - 1, NH]: each sentence's bias gradient; k, v null: q is the packed [B, T, 3H]
+//                     projection; bf16Next there: the packed dq, as ctx in the forward, is the next product's
+//                     operand ('only': its only reader); dqkvColumnSums [3H] (packed only): += dq's column sums;
 //                     probs null: the softmax is formed again from q and k, with the forward's bits)
 //   relativeBiasForward(out, table)   relativeBiasBackward(dtable, dRel)   (MPNet's relative-position bias: out
 //                     [2T - 1, NH] from the bucket table [32, NH]; dtable += its gradient from dRel [B, 2T - 1, NH])
@@ -678,7 +679,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   if (probs != nullptr) expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
   const int32_t* mask = arg_i32(info, 8, "mask", d.B * d.T);
   const AttentionDropout dr = attention_dropout(info, 10, d);
-  const bool bf16Next = arg_bf16_next(info, 15);
+  const Bf16Next bf16Next = arg_bf16_next_or_only(info, 15);
   const float* relBias = relative_bias(info, ts, 16, d);
   NativeTensor* dRelBias = ts.optional(17, "dRelBias");
   if (dRelBias != nullptr) {
@@ -686,13 +687,22 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     expect_shape(env, dRelBias, "dRelBias", {d.B, 2 * d.T - 1, d.NH});
   }
   const Precision precision = arg_optional_precision(info, 18, "precision");
+  // dqkvColumnSums (19): += the packed gradient's column sums, the q/k/v projection's bias gradient.
+  NativeTensor* dqkvSums = ts.optional(19, "dqkvColumnSums");
+  if (dqkvSums != nullptr) {
+    if (grads[1] != nullptr) throw_arg(env, "dqkvColumnSums needs the packed gradient (dk and dv null)");
+    expect_shape(env, dqkvSums, "dqkvColumnSums", {3 * d.NH * d.HS});
+    require_disjoint(env, dqkvSums, "dqkvColumnSums", grads[0], "dq");
+  }
   const Qkv x = qkv_pointers(in, d), g = qkv_pointers(grads, d);
   AttentionBackwardFn* attention_backward = ts.entry(&Backend::attention_backward);
   return guarded_void(env, [&] {
-    if (grads[1] == nullptr) request_bf16_handoff(bf16Next, grads[0]);  // only the packed gradient is one operand
+    // Only the packed gradient is one operand; 'only': the next op's products are its only readers.
+    if (grads[1] == nullptr) request_bf16_handoff(bf16Next != Bf16Next::kNo, grads[0], bf16Next == Bf16Next::kOnly);
     attention_backward(g.q, g.k, g.v, dRelBias != nullptr ? dRelBias->data() : nullptr, dctx->data(), x.q, x.k, x.v,
                        probs != nullptr ? probs->data() : nullptr, mask, relBias, d.B, d.T, d.NH, d.HS, d.ld, dr.p,
-                       dr.seed, dr.offset, dr.keepRows, dr.rowIndex, precision);
+                       dr.seed, dr.offset, dr.keepRows, dr.rowIndex, precision,
+                       dqkvSums != nullptr ? dqkvSums->data() : nullptr);
   });
 }
 

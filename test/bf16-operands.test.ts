@@ -22,6 +22,7 @@ import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
 import { settledTensorBytes } from './helpers/settle-memory.js'
 
 import { randomBatch, differingBits } from './helpers/random-batch.js'
+import { chunkedColumnSums, sentenceColumnSums } from './helpers/column-sums-order.js'
 const status = cudaStatus()
 const skip = status.available ? false : `CUDA unavailable (${status.reason})`
 
@@ -452,6 +453,7 @@ t.test(
     }
     const plain = mlp('bf16', true, false)
     t.equal(plain.handedOff, R * I, 'the GELU pass handed off gI2')
+    t.same(plain.value.dBin, chunkedColumnSums(plain.value.gI2, R, I, 0.125), "dbias: column_sums.cuh's order, exactly")
     same('the sums in the GELU pass', mlp('bf16', true, true).value, plain.value)
     const only = mlp('bf16', 'only', true)
     t.equal(only.handedOff, R * I, "'only': the GELU pass handed off gI2")
@@ -478,6 +480,103 @@ t.test(
     held.forEach((x) => x.dispose())
   },
 )
+
+t.test("the attention's backward sums the q/k/v bias gradient, and 'only' leaves the packed gradient unwritten", { skip }, async (t) => {
+  // 150 sentences: two chunks of sentence sums (128 and 22); T = 19 (the tensor-core kernels' 32-row tiles at bf16,
+  // the fused ones at fp32), padded sentences.
+  const [B, T, NH, HS] = [150, 19, 3, 8]
+  const H = NH * HS
+  const cuda = (shape: number[], seed: number, scale = 1) =>
+    Tensor.from(
+      Float32Array.from({ length: shape.reduce((p, d) => p * d, 1) }, (_, i) => scale * Math.sin(seed * 3.3 + i * 0.71)),
+      shape,
+      'cuda',
+    )
+  const qkv = cuda([B, T, 3 * H], 1),
+    dctx = cuda([B, T, H], 2),
+    x = cuda([B * T, H], 3),
+    w = cuda([3 * H, H], 4, 0.3)
+  const mask = Int32Array.from({ length: B * T }, (_, i) => (i % T <= (Math.floor(i / T) * 7) % T ? 1 : 0))
+  const held: Tensor[] = [qkv, dctx, x, w]
+  const filled = (shape: number[], v: number) => {
+    const z = Tensor.from(new Float32Array(shape.reduce((p, d) => p * d, 1)).fill(v), shape, 'cuda')
+    held.push(z)
+    return z
+  }
+  const probsOf = (precision: 'fp32' | 'bf16') => {
+    const probs = filled([B, NH, T, T], 0)
+    ops.attentionForward(filled([B, T, H], 0), probs, qkv, null, null, mask, NH, null, false, null, precision)
+    return probs
+  }
+  const probs = { fp32: probsOf('fp32'), bf16: probsOf('bf16') }
+  type Out = Record<'dq' | 'sums' | 'gH' | 'dW', Float32Array>
+  /** The attention's backward, then the q/k/v product's (the handoff's taker). */
+  const run = (precision: 'fp32' | 'bf16', bf16Next: boolean | 'only', sums: boolean, keep = true) =>
+    counted((): Out => {
+      const dq = filled([B, T, 3 * H], NaN),
+        colSums = filled([3 * H], 0.125),
+        gH = filled([B * T, H], 0),
+        dW = filled([3 * H, H], 0.5)
+      const p = keep ? probs[precision] : null
+      ops.attentionBackward(
+        dq,
+        null,
+        null,
+        dctx,
+        qkv,
+        null,
+        null,
+        p,
+        mask,
+        NH,
+        null,
+        bf16Next,
+        null,
+        null,
+        precision,
+        sums ? colSums : null,
+      )
+      ops.linearBackward(gH, dW, null, dq.view(0, [B * T, 3 * H]), x, w, false, precision)
+      const a = (v: Tensor) => v.toFloat32Array()
+      return { dq: a(dq), sums: a(colSums), gH: a(gH), dW: a(dW) }
+    })
+  const same = (what: string, a: Out, b: Out, keys: (keyof Out)[]) => {
+    for (const k of keys) t.equal(differingBits(a[k], b[k]), 0, `${what}: ${k} bit for bit`)
+  }
+  const plain = run('bf16', true, false)
+  t.equal(plain.handedOff, B * T * 3 * H, 'the attention handed off the packed gradient')
+  const summed = run('bf16', true, true)
+  same('bf16, the sums in the attention', summed.value, plain.value, ['dq', 'gH', 'dW'])
+  t.same(summed.value.sums, sentenceColumnSums(plain.value.dq, B, T, 3 * H, 0.125), 'bf16: by sentence, then chunked, exactly')
+  same('bf16, probs formed again', run('bf16', true, true, false).value, summed.value, ['dq', 'sums', 'gH', 'dW'])
+  const only = run('bf16', 'only', true)
+  t.equal(only.handedOff, B * T * 3 * H, "'only': the packed gradient handed off")
+  same("'only'", only.value, summed.value, ['sums', 'gH', 'dW'])
+  t.ok(only.value.dq.every(Number.isNaN), "'only': the packed gradient's fp32 values were not written")
+  const off = withEnv({ SIMCSEPP_BF16_HANDOFF: '0' }, () => run('bf16', 'only', true).value)
+  same("'only' without handoffs", off, summed.value, ['dq', 'sums', 'gH', 'dW'])
+  // fp32 (the fused kernels, and the tiled ones): a pass over the written gradient, in the chunked order.
+  for (const [path, env] of [
+    ['fused', {}],
+    ['tiled', tiled],
+  ] as const) {
+    const fp32 = withEnv(env, () => run('fp32', 'only', true).value)
+    t.same(fp32.sums, chunkedColumnSums(fp32.dq, B * T, 3 * H, 0.125), `fp32 ${path}: the chunked order over the gradient, exactly`)
+    t.notOk(fp32.dq.some(Number.isNaN), `fp32 ${path}: 'only' on a path without the copy writes the gradient`)
+  }
+  t.throws(
+    () => {
+      const dq = filled([B, T, 3 * H], NaN)
+      const sums = filled([3 * H], 0)
+      ops.attentionBackward(dq, null, null, dctx, qkv, null, null, probs.bf16, mask, NH, null, 'only', null, null, 'bf16', sums)
+      const dbias = filled([3 * H], 0)
+      ops.linearBackward(filled([B * T, H], 0), filled([3 * H, H], 0), dbias, dq.view(0, [B * T, 3 * H]), x, w, false, 'bf16')
+    },
+    /written only as a bf16 copy .*bf16Next 'only'.*dropped/,
+    "'only': a bias gradient summed from the packed gradient throws",
+  )
+  held.forEach((v) => v.dispose())
+})
 
 t.test('the attention hands off ctx, and the packed q/k/v gradient only; its bf16Next is checked', { skip }, async (t) => {
   const [B, T, H3, NH] = [2, 19, 3 * 24, 3]

@@ -1010,6 +1010,38 @@ t.test('attention with packed q|k|v equals separate tensors bit for bit, forward
     () => ops.attentionBackward(z(B, T, H), z(B, T, H), z(B, T, H), z(B, T, H), qkv, null, null, z(B, NH, T, T), mask, NH),
     /dq, dk, dv to be packed exactly when q, k, v are/,
   )
+  // dqkvColumnSums: += the float64 column sums of the packed gradient (the q/k/v bias gradient), bf16Next 'only'
+  // still writing it on the CPU.
+  const [dqkv2, sums] = [T32(new Float32Array(B * T * 3 * H).fill(NaN), [B, T, 3 * H]), filled([3 * H], 0.25)]
+  ops.attentionBackward(dqkv2, null, null, T32(dctx, shape), qkv, null, null, pprobs, mask, NH, site, 'only', null, null, 'fp32', sums)
+  t.ok(same(arr(dqkv2), arr(dqkv)), "dqkvColumnSums and 'only': the gradient written, bit for bit")
+  t.same(arr(sums), columnSumsPlus(arr(dqkv), B * T, 3 * H, 0.25), 'dqkvColumnSums += Σ_rows of the packed gradient')
+  /** The backward of qkv (packed: grads [dq]) or of tq, tk, tv (grads [dq, dk, dv]) with colSums. */
+  const back = (grads: Tensor[], colSums: Tensor) => {
+    const [a, b, c] = grads.length === 1 ? [qkv, null, null] : [tq, tk, tv]
+    ops.attentionBackward(
+      grads[0],
+      grads[1] ?? null,
+      grads[2] ?? null,
+      z(B, T, H),
+      a,
+      b,
+      c,
+      probs,
+      mask,
+      NH,
+      null,
+      false,
+      null,
+      null,
+      'fp32',
+      colSums,
+    )
+  }
+  t.throws(() => back([z(B, T, 3 * H)], z(3 * H + 1)), /dqkvColumnSums/)
+  const dqkv3 = z(B, T, 3 * H)
+  t.throws(() => back([dqkv3], dqkv3.view(0, [3 * H])), /dqkvColumnSums and dq not to overlap/)
+  t.throws(() => back([z(B, T, H), z(B, T, H), z(B, T, H)], z(3 * H)), /dqkvColumnSums needs the packed gradient/)
 })
 
 t.test('attention without probs (inference): ctx bit for bit as with them; the backward still needs them', async (t) => {

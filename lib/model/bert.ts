@@ -490,6 +490,10 @@ export class BertModel {
     const P = this.p!,
       G = this.g!
 
+    // On CUDA the bias gradients of intermediate.dense and of the q/k/v product are summed by the ops that make the
+    // gradients they sum (the GELU's backward pass, the attention's), which then need not write those gradients in
+    // fp32 at all; the CPU sums them inside the weight gradients' products, as it packs them, at no extra cost.
+    const sumsInProducers = this.device === 'cuda'
     for (let l = L - 1; l >= 0; l--) {
       const a = acts.layers[l]
       const p = P.layers[l],
@@ -533,9 +537,7 @@ export class BertModel {
       // gI2 = (dy2 · W_out) ⊙ GELU'(inter): output.dense's input gradient carried through the GELU in one op.
       // Its input GELU(inter) was not kept (interAct is one buffer for all layers): the op recomputes it.
       // On CUDA that op also sums gI2's columns (intermediate.dense's bias gradient) in its GELU pass, and at bf16
-      // then writes only gI2's bf16 copy, all intermediate.dense's products read ('only'). The CPU sums them
-      // inside the weight gradient's product, as it packs gI2, which costs nothing more.
-      const sumsInGelu = this.device === 'cuda'
+      // then writes only gI2's bf16 copy, all intermediate.dense's products read ('only').
       ops.linearBackward(
         acts.gI2,
         gp.output.weight,
@@ -546,16 +548,16 @@ export class BertModel {
         false,
         this.precision,
         a.inter,
-        bf16 && sumsInGelu ? 'only' : bf16, // gI2: the output gradient of intermediate.dense, next
+        bf16 && sumsInProducers ? 'only' : bf16, // gI2: the output gradient of intermediate.dense, next
         null,
-        sumsInGelu ? gp.intermediate.bias : null,
+        sumsInProducers ? gp.intermediate.bias : null,
       )
       // intermediate.dense's input gradient added to the residual's (gRes) by the product itself
       // (accumulateInput): gRes is then the whole gradient at h1.
       ops.linearBackward(
         acts.gRes,
         gp.intermediate.weight,
-        sumsInGelu ? null : gp.intermediate.bias,
+        sumsInProducers ? null : gp.intermediate.bias,
         acts.gI2,
         null,
         p.intermediate.weight,
@@ -605,10 +607,13 @@ export class BertModel {
         batch.attentionMask,
         c.numAttentionHeads,
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),
-        bf16, // the packed q/k/v gradient: the output gradient of the q/k/v product, next
+        // The packed q/k/v gradient: the output gradient of the q/k/v product, next. On CUDA its column sums (the
+        // q/k/v bias gradient) are made here, and at bf16 only its bf16 copy, which both products read.
+        bf16 && sumsInProducers ? 'only' : bf16,
         acts.relBias,
         acts.dRelBias,
         this.precision,
+        sumsInProducers ? gp.qkv.bias : null,
       )
       // MPNet: this layer's share of the shared bias table's gradient.
       if (G.relativeAttentionBias) ops.relativeBiasBackward(G.relativeAttentionBias, acts.dRelBias!)
@@ -618,7 +623,7 @@ export class BertModel {
       ops.linearBackward(
         acts.gH,
         gp.qkv.weight,
-        gp.qkv.bias,
+        sumsInProducers ? null : gp.qkv.bias,
         gQkv,
         x ? null : acts.embOut,
         p.qkv.weight,

@@ -40,6 +40,7 @@
 #include <immintrin.h>
 #endif
 
+#include "column_sums.h"
 #include "common/bf16.h"
 #include "exp_nonpositive.h"
 #include "ops.h"
@@ -801,7 +802,8 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
 void attention_backward(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
                         const float* k, const float* v, const float* probs, const int32_t* mask, const float* relBias,
                         int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
-                        uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex, Precision precision) {
+                        uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex, Precision precision,
+                        float* dqkvColumnSums) {
   Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}, relBias, dRelBias};
   a.bf16 = attention_takes_bf16(precision, T, HS);
   const Kernels& K = kernels();
@@ -809,6 +811,7 @@ void attention_backward(float* dq, float* dk, float* dv, float* dRelBias, const 
     for (int64_t i = i0; i < i1; ++i)
       K.backward(a, dq, dk, dv, dctx, probs ? probs + i * T * T : nullptr, i / NH, i % NH);
   });
+  if (dqkvColumnSums != nullptr) column_sums_add(dqkvColumnSums, dq, B * T, ld);  // a pass of its own
 }
 
 }  // namespace simcsepp::cpu

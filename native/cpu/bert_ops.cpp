@@ -346,13 +346,6 @@ namespace {
 // linear_backward's GELU(geluInput) when it is given no inp (scratch.h: grown once, reused by every call).
 struct GeluRecomputeTag {};
 
-// dbias[o] += sum_r dout[r, o]: double sums over fixed row blocks (column_sums.h).
-void column_sums_add(float* dbias, const float* dout, int64_t R, int64_t OC) {
-  const double* s = blocked_column_sums(
-      R, OC, [&](int64_t r0, int64_t r1, double* acc) { add_rows(acc, dout + r0 * OC, r1 - r0, OC); });
-  for (int64_t c = 0; c < OC; ++c) dbias[c] += static_cast<float>(s[c]);
-}
-
 }  // namespace
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,

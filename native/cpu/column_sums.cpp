@@ -44,4 +44,10 @@ SIMCSEPP_CLONES void add_rows(double* __restrict__ acc, const float* __restrict_
   }
 }
 
+void column_sums_add(float* out, const float* x, int64_t R, int64_t C) {
+  const double* s =
+      blocked_column_sums(R, C, [&](int64_t r0, int64_t r1, double* acc) { add_rows(acc, x + r0 * C, r1 - r0, C); });
+  for (int64_t c = 0; c < C; ++c) out[c] += static_cast<float>(s[c]);
+}
+
 }  // namespace simcsepp::cpu

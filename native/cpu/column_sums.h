@@ -30,6 +30,9 @@ void add_block_sums(double* sums, int64_t blocks, int64_t width);
 // acc[c] += sum over rows r < rows of x[r * C + c], in row order (c < C).
 void add_rows(double* acc, const float* x, int64_t rows, int64_t C);
 
+// out[c] += sum over rows r < R of x[r * C + c]: the double sums over fixed row blocks (below), rounded to float.
+void column_sums_add(float* out, const float* x, int64_t R, int64_t C);
+
 // The sums of `width` double accumulators over rows [0, R): add_block(r0, r1, acc) adds rows [r0, r1)
 // into acc (width doubles, zeroed) for each block, the blocks in parallel. Returns the totals, which live
 // in the calling thread's scratch until its next reduction.

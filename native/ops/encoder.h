@@ -169,11 +169,14 @@ using AttentionForwardFn = void(float* ctx, float* probs, const float* q, const 
 // relBias: the forward's (P formed again includes it). dRelBias (may be null; [B, 2T - 1, NH], overwritten): the
 // gradient of each sentence's bias, dRelBias[(b (2T - 1) + d) NH + h] = sum over i (ascending) of dS[b, h, i, j]
 // with j - i + T - 1 = d, dS the gradient at the scores S (before the 1/sqrt(HS) that dq and dk carry).
+// dqkvColumnSums (may be null; then ld = 3H and dk = dq + H, dv = dq + 2H: one packed [B, T, 3H] gradient):
+// dqkvColumnSums[3H] += the column sums of that gradient, fp32 totals of double sums (the q/k/v projection's bias
+// gradient, summed where the gradient is made; the order of the additions is the backend's).
 using AttentionBackwardFn = void(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
                                  const float* k, const float* v, const float* probs, const int32_t* mask,
                                  const float* relBias, int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld,
                                  float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
-                                 const RowIndex& rowIndex, Precision precision);
+                                 const RowIndex& rowIndex, Precision precision, float* dqkvColumnSums);
 
 // Whether attention at Precision::kBf16 rounds its operands for this shape (both backends apply this rule):
 // sentences of up to 64 tokens and heads of up to 64 columns, the shapes of CUDA's tensor-core kernel
