@@ -30,6 +30,12 @@ constexpr int kFinishThreads = 256;
 __device__ __forceinline__ double plus(double a, double b) { return a + b; }
 __device__ __forceinline__ double2 plus(double2 a, double2 b) { return make_double2(a.x + b.x, a.y + b.y); }
 
+// Three sums at once (layernorm.cu's backward: its two parameter gradients and the bias gradient of the layer before).
+struct Sum3 {
+  double x, y, z;
+};
+__device__ __forceinline__ Sum3 plus(Sum3 a, Sum3 b) { return Sum3{a.x + b.x, a.y + b.y, a.z + b.z}; }
+
 // Rows per chunk for R rows, and the chunks (each a row of C sums in the workspace).
 inline int64_t chunk_rows(int64_t R) { return std::max(kChunkRows, (R + detail::kMaxGridY - 1) / detail::kMaxGridY); }
 inline int64_t chunks(int64_t R) { return (R + chunk_rows(R) - 1) / chunk_rows(R); }
@@ -58,31 +64,46 @@ __global__ void __launch_bounds__(32 * kLanes)
   store_chunk(partial, sums, s, C, c);
 }
 
-// An element-wise pass over [R, C] that also sums what it writes by column, in chunks_kernel's grid, rows and order
-// (so its partials are the bits chunks_kernel gives for the values written). op.load(i) reads element i's inputs,
-// op.apply(i, loaded) writes its outputs and returns the float to sum. Each thread loads kAhead rows before applying
-// any (a load kept next to its add would wait on memory at every row: in_order_sum.cuh).
+// An element-wise pass over [R, C] that also sums by column what it computes, in chunks_kernel's grid, rows and order
+// (so its partials are the bits chunks_kernel gives for the same terms). op.load(r, c) reads element (r, c)'s inputs,
+// op.apply(r, c, loaded, s) writes its outputs and adds its terms into s (an Op::Sum). Each thread loads kAhead rows
+// before applying any (a load kept next to its add would wait on memory at every row: in_order_sum.cuh).
 template <class Op>
 __global__ void __launch_bounds__(32 * kLanes)
-    map_chunks_kernel(double* __restrict__ partial, Op op, int64_t R, int64_t C, int64_t chunkRows) {
+    map_chunks_kernel(typename Op::Sum* __restrict__ partial, Op op, int64_t R, int64_t C, int64_t chunkRows) {
+  using Sum = typename Op::Sum;
   constexpr int kAhead = 8;
-  __shared__ double sums[kLanes][32];
+  __shared__ Sum sums[kLanes][32];
   const int64_t c = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
   const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunkRows;
   const int64_t r1 = r0 + chunkRows < R ? r0 + chunkRows : R;
-  double s = 0.0;
+  Sum s{};
   if (c < C)
     for (int64_t r = r0 + threadIdx.y; r < r1; r += kAhead * kLanes) {
       typename Op::Loaded v[kAhead];
 #pragma unroll
       for (int u = 0; u < kAhead; ++u)
-        if (r + u * kLanes < r1) v[u] = op.load((r + u * kLanes) * C + c);
+        if (r + u * kLanes < r1) v[u] = op.load(r + u * kLanes, c);
 #pragma unroll
       for (int u = 0; u < kAhead; ++u)
-        if (r + u * kLanes < r1) s += static_cast<double>(op.apply((r + u * kLanes) * C + c, v[u]));
+        if (r + u * kLanes < r1) op.apply(r + u * kLanes, c, v[u], s);
     }
   store_chunk(partial, sums, s, C, c);
 }
+
+// An element-wise op on flat indices (load(i), apply(i, loaded) returning the float to sum) as map_chunks_kernel's:
+// element (r, c) is index r * C + c, its value summed in double.
+template <class Flat>
+struct FlatSum {
+  using Sum = double;
+  using Loaded = typename Flat::Loaded;
+  Flat op;
+  int64_t C;
+  __device__ Loaded load(int64_t r, int64_t c) const { return op.load(r * C + c); }
+  __device__ void apply(int64_t r, int64_t c, Loaded v, double& s) const {
+    s += static_cast<double>(op.apply(r * C + c, v));
+  }
+};
 
 // finish(c, the chunks' sums of column c added in chunk order).
 template <int kAhead, class T, class Finish>
@@ -126,8 +147,8 @@ void launch_sums(const char* chunksName, const char* finishName, T* partial, Ter
 
 // map_chunks_kernel's pass with `op` over [R, C] (R, C > 0), then finish(c, column c's sum) as launch_sums.
 template <int kAhead, class Op, class Finish>
-void launch_map_sums(const char* mapName, const char* finishName, double* partial, const Op& op, Finish finish,
-                     int64_t R, int64_t C, cudaStream_t stream) {
+void launch_map_sums(const char* mapName, const char* finishName, typename Op::Sum* partial, const Op& op,
+                     Finish finish, int64_t R, int64_t C, cudaStream_t stream) {
   launch(mapName, map_chunks_kernel<Op>, dim3(detail::grid_blocks(C, 32, INT32_MAX), detail::grid_y(chunks(R))),
          dim3(32, kLanes), 0, stream, partial, op, R, C, chunk_rows(R));
   launch_finish<kAhead>(finishName, partial, finish, chunks(R), C, stream);

@@ -188,8 +188,9 @@ bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
     const detail::GeluBackwardActOp op{dinp, copyOnly ? nullptr : dinp, inp, dinp16, inp16};
     if (sums)
       colsum::launch_map_sums<kChunksAhead>("gelu_backward_act_sums (linear backward through a GELU, column sums)",
-                                            "column_sum_finish (the bias gradient of the layer before)", partial, op,
-                                            AddToBias{dinpSums}, R, C, stream);
+                                            "column_sum_finish (the bias gradient of the layer before)", partial,
+                                            colsum::FlatSum<detail::GeluBackwardActOp>{op, C}, AddToBias{dinpSums}, R,
+                                            C, stream);
     else
       launch("gelu_backward_act (linear backward through a GELU)", detail::map_kernel<detail::GeluBackwardActOp>,
              detail::grid_blocks(R * C, detail::kMapThreads), detail::kMapThreads, 0, stream, op, R * C);

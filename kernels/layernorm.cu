@@ -22,6 +22,13 @@
 //     chunks and orders: the result does not depend on scheduling; it is the CPU's double sum (added in another
 //     order, so its last bits can differ) rounded to float.
 // The parameter kernels run before the dinp kernel (dinp may alias dout).
+// layernorm_dropout_backward with dyColumnSums (the bias gradient of the linear layer before: column sums of dy, or
+// of dres without dropout) runs instead a row-statistics kernel (each row's mg and mgn with the dinp kernel's sums,
+// the vec or scalar one as that shape would take: the same bits) and one pass in column_sums.cuh's chunk grid that
+// writes dres, dy and the handoff element by element with the dinp kernels' arithmetic and sums (dout * n, dout, dy)
+// in the parameter sums' order: the bits of the three ops it replaces (the parameter sums, the dinp kernel, a column
+// sum pass over dy); dout and res are read twice as before, dy no longer read back. With bf16Next 'only' dy is
+// written only as the handoff.
 // Both forwards also write bf16(out) into this thread's bf16 handoff when the binding asked for one
 // (bf16_handoff.cuh): the input of the bf16 product that follows; layernorm_dropout_backward likewise bf16(dy),
 // or bf16(dres) without dropout: the output gradient of the linear layer whose backward follows.
@@ -147,6 +154,19 @@ __device__ __forceinline__ float dinp_value(float g, float w, float x, float m, 
   return __fmul_rn(rs, __fsub_rn(__fsub_rn(__fmul_rn(g, w), mg), __fmul_rn(n, mgn)));
 }
 
+// A row's mg = mean(g * w) and mgn = mean(g * w * n) (g = dout), as the scalar dinp kernel sums them (lane l adds
+// columns l, l + 32, ... in float; warp_sum): every lane gets them.
+__device__ __forceinline__ float2 row_stats(const float* g, const float* x, const float* weight, float m, float rs,
+                                            int64_t C, int lane) {
+  float sg = 0.0f, sgn = 0.0f;
+  for (int64_t c = lane; c < C; c += 32) {
+    const float gw = __fmul_rn(g[c], weight[c]);
+    sg += gw;
+    sgn += gw * ((x[c] - m) * rs);
+  }
+  return make_float2(warp_sum(sg) / static_cast<float>(C), warp_sum(sgn) / static_cast<float>(C));
+}
+
 // kDropout: also dy = dropout(dinp) with the forward's mask (dropout_kernel's arithmetic).
 template <bool kDropout>
 __global__ void __launch_bounds__(kRowThreads)
@@ -158,13 +178,8 @@ __global__ void __launch_bounds__(kRowThreads)
   const float* x = inp + row * C;
   const float* g = dout + row * C;
   const float m = mean[row], rs = rstd[row];
-  float sg = 0.0f, sgn = 0.0f;
-  for (int64_t c = lane; c < C; c += 32) {
-    const float gw = __fmul_rn(g[c], weight[c]);
-    sg += gw;
-    sgn += gw * ((x[c] - m) * rs);
-  }
-  const float mg = warp_sum(sg) / static_cast<float>(C), mgn = warp_sum(sgn) / static_cast<float>(C);
+  const float2 st = row_stats(g, x, weight, m, rs, C, lane);
+  const float mg = st.x, mgn = st.y;
   float* d = dinp + row * C;
   __nv_bfloat16* g16 = grad16 != nullptr ? grad16 + row * C : nullptr;  // bf16 of dy (kDropout) or dinp
   if constexpr (kDropout) {
@@ -319,17 +334,11 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
-template <bool kDropout>
-__global__ void __launch_bounds__(kRowThreads)
-    layernorm_dinp_vec_kernel(float* dinp, const float* dout, const float* inp, const float* weight, const float* mean,
-                              const float* rstd, int64_t R, int64_t C, float* dy, RowDrop drop, __nv_bfloat16* grad16) {
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
-  const int lane = static_cast<int>(threadIdx.x % 32);
-  if (row >= R) return;
+// row_stats as the vec dinp kernel sums them, its row (at = row * C) loaded into gv (dout) and xv (inp) on the way.
+__device__ __forceinline__ float2 row_stats_vec(const float* dout, const float* inp, const float* weight, int64_t at,
+                                                float m, float rs, int64_t C, int lane, float4 (&gv)[kMaxVecs],
+                                                float4 (&xv)[kMaxVecs]) {
   const int groups = static_cast<int>(C / 4);
-  const int64_t at = row * C;
-  const float m = mean[row], rs = rstd[row];
-  float4 gv[kMaxVecs], xv[kMaxVecs];  // dout and inp (dinp may alias dout: read here, written below)
   float sg = 0.0f, sgn = 0.0f;
 #pragma unroll
   for (int v = 0; v < kMaxVecs; ++v) {
@@ -349,7 +358,22 @@ __global__ void __launch_bounds__(kRowThreads)
     sg += g3;
     sgn += g3 * ((xv[v].w - m) * rs);
   }
-  const float mg = warp_sum(sg) / static_cast<float>(C), mgn = warp_sum(sgn) / static_cast<float>(C);
+  return make_float2(warp_sum(sg) / static_cast<float>(C), warp_sum(sgn) / static_cast<float>(C));
+}
+
+template <bool kDropout>
+__global__ void __launch_bounds__(kRowThreads)
+    layernorm_dinp_vec_kernel(float* dinp, const float* dout, const float* inp, const float* weight, const float* mean,
+                              const float* rstd, int64_t R, int64_t C, float* dy, RowDrop drop, __nv_bfloat16* grad16) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  if (row >= R) return;
+  const int groups = static_cast<int>(C / 4);
+  const int64_t at = row * C;
+  const float m = mean[row], rs = rstd[row];
+  float4 gv[kMaxVecs], xv[kMaxVecs];  // dout and inp (dinp may alias dout: read here, written below)
+  const float2 st = row_stats_vec(dout, inp, weight, at, m, rs, C, lane, gv, xv);
+  const float mg = st.x, mgn = st.y;
   const bool drops = kDropout && row_drops(drop, row);
   const uint64_t base = kDropout ? row_base(drop, row, C) : 0;
 #pragma unroll
@@ -404,6 +428,116 @@ void launch_backward(float* dinp, float* dweight, float* dbias, const float* dou
   else
     launch("layernorm_dinp", vec ? layernorm_dinp_vec_kernel<false> : layernorm_dinp_kernel<false>, blocks, kRowThreads,
            0, detail::op_stream(), dinp, dout, inp, weight, mean, rstd, R, C, dy, drop, grad16);
+}
+
+// ---------------------------------------------------------------------------------------------
+// layernorm_dropout_backward with the bias gradient of the layer before (dyColumnSums): one pass in column_sums.cuh's
+// chunk grid after a pass of row statistics, instead of the parameter sums, the dinp kernel and a pass summing dy.
+
+// stats[row] = row_stats of the row (kVec: row_stats_vec), the mg and mgn the dinp kernel of this shape would use.
+template <bool kVec>
+__global__ void __launch_bounds__(kRowThreads)
+    layernorm_dinp_stats_kernel(float2* stats, const float* dout, const float* inp, const float* weight,
+                                const float* mean, const float* rstd, int64_t R, int64_t C) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  if (row >= R) return;
+  const float m = mean[row], rs = rstd[row];
+  float2 st;
+  if constexpr (kVec) {
+    float4 gv[kMaxVecs], xv[kMaxVecs];
+    st = row_stats_vec(dout, inp, weight, row * C, m, rs, C, lane, gv, xv);
+  } else {
+    st = row_stats(dout + row * C, inp + row * C, weight, m, rs, C, lane);
+  }
+  if (lane == 0) stats[row] = st;
+}
+
+// Element (r, c) of the backward in map_chunks_kernel's pass (column_sums.cuh), from its row's statistics: dinp (may
+// alias dout: each element is read before the thread that reads it writes it), y's gradient out = dropout(dinp)
+// (kDropout; into dy unless dy is null: bf16Next 'only') or dinp itself, grad16 = bf16(out) (a handoff, or null),
+// and the sums (dout * n, dout, out): ParamTerms' two and the bias gradient of the layer before. The dinp kernels'
+// element arithmetic: the same bits.
+template <bool kDropout>
+struct LnBackwardOp {
+  using Sum = colsum::Sum3;
+  struct Loaded {
+    float g, x;
+  };
+  float* dinp;
+  const float* dout;
+  const float* inp;
+  const float* weight;
+  const float* mean;
+  const float* rstd;
+  const float2* stats;
+  int64_t C;
+  float* dy;
+  RowDrop drop;
+  __nv_bfloat16* grad16;
+  __device__ Loaded load(int64_t r, int64_t c) const { return Loaded{dout[r * C + c], inp[r * C + c]}; }
+  __device__ void apply(int64_t r, int64_t c, Loaded v, Sum& s) const {
+    const int64_t i = r * C + c;
+    const float m = mean[r], rs = rstd[r];
+    const float2 st = stats[r];
+    const float d = dinp_value(v.g, weight[c], v.x, m, rs, st.x, st.y);
+    dinp[i] = d;
+    float out = d;
+    if constexpr (kDropout) {
+      if (row_drops(drop, r)) out = drop_value(drop, row_base(drop, r, C) + static_cast<uint64_t>(c), d);
+      if (dy != nullptr) dy[i] = out;
+    }
+    if (grad16 != nullptr) grad16[i] = __float2bfloat16(out);
+    s.x += static_cast<double>(v.g) * ((v.x - m) * rs);
+    s.y += v.g;
+    s.z += out;
+  }
+};
+
+struct AddToParamsAndBias {
+  float* dweight;
+  float* dbias;
+  float* dySums;
+  __device__ void operator()(int64_t c, colsum::Sum3 total) const {
+    dweight[c] += static_cast<float>(total.x);
+    dbias[c] += static_cast<float>(total.y);
+    dySums[c] += static_cast<float>(total.z);
+  }
+};
+
+// launch_backward's work with dySums (dinp, dweight, dbias not null); dyOut: where dy's fp32 values go (null: not
+// written), dy itself deciding the dropout as in launch_backward. Same bits as launch_backward followed by the
+// column sums of dy (or dinp).
+void launch_backward_summing(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                             const float* weight, const float* mean, const float* rstd, int64_t R, int64_t C, float* dy,
+                             float* dyOut, const RowDrop& drop, __nv_bfloat16* grad16, float* dySums) {
+  constexpr int kSumsAhead = 8;  // Sum3 partials the finishing thread keeps in flight (column_sums.cuh)
+  detail::Workspace& ws = detail::workspace();
+  std::lock_guard<std::mutex> lock(ws.mu);  // held until the kernels are queued
+  const auto carve = [&](char* base, float2*& stats, colsum::Sum3*& partial) {
+    detail::Carver cv(base);
+    stats = cv.take<float2>(static_cast<size_t>(R));
+    partial = cv.take<colsum::Sum3>(static_cast<size_t>(colsum::chunks(R) * C));
+    return cv.used();
+  };
+  float2* stats = nullptr;
+  colsum::Sum3* partial = nullptr;
+  carve(static_cast<char*>(ws.reserve(carve(nullptr, stats, partial))), stats, partial);
+  const cudaStream_t stream = detail::op_stream();
+  const bool vec = vec_rows(C, {dinp, dout, inp, weight, dy}, grad16);  // the dinp kernel launch_backward would take
+  launch("layernorm_dinp_stats", vec ? layernorm_dinp_stats_kernel<true> : layernorm_dinp_stats_kernel<false>,
+         detail::grid_blocks(R, kRowsPerBlock, INT32_MAX), kRowThreads, 0, stream, stats, dout, inp, weight, mean, rstd,
+         R, C);
+  const AddToParamsAndBias finish{dweight, dbias, dySums};
+  if (dy != nullptr)
+    colsum::launch_map_sums<kSumsAhead>(
+        "layernorm_dinp_dropout_sums", "layernorm_sums_finish", partial,
+        LnBackwardOp<true>{dinp, dout, inp, weight, mean, rstd, stats, C, dyOut, drop, grad16}, finish, R, C, stream);
+  else
+    colsum::launch_map_sums<kSumsAhead>(
+        "layernorm_dinp_sums", "layernorm_sums_finish", partial,
+        LnBackwardOp<false>{dinp, dout, inp, weight, mean, rstd, stats, C, nullptr, drop, grad16}, finish, R, C,
+        stream);
 }
 
 // TokenDropout on device: keepRows copied through the host-argument buffer of `args`.
@@ -467,13 +601,21 @@ void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd
 
 void layernorm_dropout_backward(float* dres, float* dy, float* dweight, float* dbias, const float* dout,
                                 const float* res, const float* weight, const float* mean, const float* rstd, int64_t R,
-                                int64_t C, const TokenDropout& drop) {
+                                int64_t C, const TokenDropout& drop, float* dyColumnSums) {
   require();
   if (R <= 0 || C <= 0) return;
   detail::HostArgs args(detail::op_stream());
-  // The gradient the linear layer before reads next (dy, or dres without dropout) may be handed off to it.
-  launch_backward(dres, dweight, dbias, dout, res, weight, mean, rstd, R, C, dy, device_drop(drop, R, args),
-                  bf16handoff::claim(dy != nullptr ? dy : dres, R * C));
+  // The gradient the linear layer before reads next (dy, or dres without dropout) may be handed off to it; with its
+  // column sums made here, dy alone may be left unwritten in fp32 (bf16Next 'only').
+  bool copyOnly = false;
+  __nv_bfloat16* grad16 =
+      bf16handoff::claim(dy != nullptr ? dy : dres, R * C, dyColumnSums != nullptr ? &copyOnly : nullptr);
+  const RowDrop rowDrop = device_drop(drop, R, args);
+  if (dyColumnSums != nullptr)
+    launch_backward_summing(dres, dweight, dbias, dout, res, weight, mean, rstd, R, C, dy, copyOnly ? nullptr : dy,
+                            rowDrop, grad16, dyColumnSums);
+  else
+    launch_backward(dres, dweight, dbias, dout, res, weight, mean, rstd, R, C, dy, rowDrop, grad16);
   detail::finish_op();
 }
 

@@ -363,7 +363,9 @@ export interface Addon {
     offset: number | bigint,
     keepRows: Uint8Array | null,
     firstRow: RowPlacement,
-    bf16Next?: boolean,
+    bf16Next?: boolean | 'only',
+    /** [C]: += the column sums of dy (dres without dy), the bias gradient of the linear layer before. */
+    dyColumnSums?: NativeTensor | null,
   ): void
   linearForward(
     out: NativeTensor,

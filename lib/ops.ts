@@ -175,7 +175,11 @@ export function residualLayerNormForward(
  * The backward of residualLayerNormForward: dres = the LayerNorm backward of dout at res (the gradient of x;
  * dweight, dbias accumulate), dy = dropout(dres) with the forward's mask (the gradient of y). dy may be null
  * without dropout (it would equal dres). bf16Next: dy (else dres) is the output gradient of a bf16 linearBackward
- * right after (on CUDA this op then also writes its bf16 copy: kernels/bf16_handoff.cuh).
+ * right after (on CUDA this op then also writes its bf16 copy: kernels/bf16_handoff.cuh); 'only' (with dy): and
+ * that op's products are dy's only readers, so a CUDA op may leave dy's fp32 values unwritten (linearBackward's
+ * 'only': that layer's bias gradient must then come from dyColumnSums).
+ * dyColumnSums [C]: += Σ_rows dy (dres without dy), the bias gradient of the linear layer whose output y was, summed
+ * where dy is made (on CUDA in one pass with the LayerNorm's own parameter sums).
  */
 export function layerNormDropoutBackward(
   dres: Tensor,
@@ -189,7 +193,8 @@ export function layerNormDropoutBackward(
   rstd: Tensor,
   sentences: number,
   site: DropoutSite | null,
-  bf16Next = false,
+  bf16Next: boolean | 'only' = false,
+  dyColumnSums: Tensor | null = null,
 ): void {
   addon.layerNormDropoutBackward(
     nativeOf(dres, 'dres'),
@@ -204,6 +209,7 @@ export function layerNormDropoutBackward(
     sentences,
     ...siteArgs(site),
     bf16Next,
+    dyColumnSums === null ? null : nativeOf(dyColumnSums, 'dyColumnSums'),
   )
 }
 

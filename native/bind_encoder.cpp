@@ -9,7 +9,8 @@
 //   residualLayerNormForward(out, res, mean, rstd, y, x, weight, bias, eps, sentences, p, seed, offset,
 //                            keepRows|null, firstRow, bf16Next?)
 //   layerNormDropoutBackward(dres, dy|null, dweight, dbias, dout, res, weight, mean, rstd, sentences, p, seed,
-//                            offset, keepRows|null, firstRow, bf16Next?)
+//                            offset, keepRows|null, firstRow, bf16Next?, dyColumnSums?)   (bf16Next 'only': dy's
+//                            fp32 values may stay unwritten; dyColumnSums [C]: += dy's (or dres's) column sums)
 //   linearForward(out, inp, weight, bias|null, precision, geluOut?, bf16Next?)   precision: 'fp32' | 'bf16'
 //                (geluOut: apart from out, or out itself for the GELU in place; bf16Next may also be 'only': the
 //                next op's product is geluOut's only reader, and on CUDA its fp32 values may stay unwritten)
@@ -49,6 +50,7 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "args.h"
@@ -334,12 +336,22 @@ Napi::Value LayerNormDropoutBackward(const Napi::CallbackInfo& info) {
   expect_numel(env, rstd, "rstd", R, "the rows of res");
   const TokenDropout drop = token_dropout(info, 9, R, C);
   if (!dy && drop.p > 0.0f) throw_arg(env, "Expected dy (the gradient through the dropout) when p > 0");
-  const bool bf16Next = arg_bf16_next(info, 15);
+  const Bf16Next bf16Next = arg_bf16_next_or_only(info, 15);
+  // dyColumnSums (16): += the column sums of dy (dres without dy), the bias gradient of the linear layer before.
+  NativeTensor* dySums = ts.optional(16, "dyColumnSums");
+  if (dySums) {
+    expect_shape(env, dySums, "dyColumnSums", {C});
+    const std::pair<NativeTensor*, const char*> written[4] = {
+        {dres, "dres"}, {dy, "dy"}, {dweight, "dweight"}, {dbias, "dbias"}};
+    for (const auto& [t, name] : written)
+      if (t != nullptr) require_disjoint(env, dySums, "dyColumnSums", t, name);
+  }
   LayerNormDropoutBackwardFn* fused = ts.entry(&Backend::layernorm_dropout_backward);
   return guarded_void(env, [&] {
-    request_bf16_handoff(bf16Next, dy != nullptr ? dy : dres);  // the gradient the linear layer before reads
+    // The gradient the linear layer before reads; 'only' (with dy: dres is the residual's gradient, read in fp32).
+    request_bf16_handoff(bf16Next != Bf16Next::kNo, dy != nullptr ? dy : dres, bf16Next == Bf16Next::kOnly && dy);
     fused(dres->data(), dy ? dy->data() : nullptr, dweight->data(), dbias->data(), dout->data(), res->data(),
-          weight->read_data(), mean->data(), rstd->data(), R, C, drop);
+          weight->read_data(), mean->data(), rstd->data(), R, C, drop, dySums ? dySums->data() : nullptr);
   });
 }
 

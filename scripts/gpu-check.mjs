@@ -48,7 +48,8 @@
 //    SIMCSEPP_BF16_OPERANDS=fp32 (bf16 products on fp32 operands instead of bf16 copies) and the B = 64 step with
 //    SIMCSEPP_BF16_WEIGHT_MIRROR=0 and SIMCSEPP_BF16_HANDOFF=0 (both operands rounded at every product instead of
 //    read from the weight mirror and the producers' handoffs) and the B = 512 step with
-//    SIMCSEPP_LAYERNORM_ROWS=scalar (the LayerNorm kernels without the rows in registers) when time allows, and
+//    SIMCSEPP_LAYERNORM_ROWS=scalar (the LayerNorm kernels without the rows in registers) and with
+//    SIMCSEPP_BIAS_SUMS=products (the bias gradients summed in passes of their own) when time allows, and
 //    the device time per op category at B = 64 and 512 (bench step --profile: CUDA events around each op of a
 //    step run without graphs); then the issue's targets (at B = 64, >= 2x PyTorch eager and >= 1.2x
 //    torch.compile in steps/s at our precision; at B = 512, >= 40% model FLOP utilisation), each met or not
@@ -730,6 +731,13 @@ if (runBench && !fake && ['bench-step', 'bench-variants', 'bench-torch', 'bench-
         const [scalar, vec] = await stepWith({ SIMCSEPP_LAYERNORM_ROWS: 'scalar' }, big)
         if (scalar) comparisons.push({ ...scalar, layerNormRows: 'scalar' })
         if (scalar && vec) log(`  step B=${big} scalar LayerNorm rows: ${ratio(scalar, 'rows in registers', vec)}`)
+      }
+      // The B = 512 step with the bias gradients summed by the linear layers' backward ops (SIMCSEPP_BIAS_SUMS=products:
+      // passes over the gradients, written in fp32) against the default, the ops that make the gradients summing them.
+      if (want('bench-variants') && left() > 150) {
+        const [products, producers] = await stepWith({ SIMCSEPP_BIAS_SUMS: 'products' }, big)
+        if (products) comparisons.push({ ...products, biasSums: 'products' })
+        if (products && producers) log(`  step B=${big} bias sums in the products: ${ratio(products, 'in the producers', producers)}`)
       }
       // The bf16 products on fp32 operands rounded inside the GEMM (SIMCSEPP_BF16_OPERANDS=fp32) against the
       // default bf16 copies (kernels/bf16_copy.cuh): whether the copies pay for their conversion passes.

@@ -28,6 +28,7 @@ const skip = status.available ? false : `CUDA unavailable (${status.reason})`
 
 type Switches = Record<'SIMCSEPP_BF16_WEIGHT_MIRROR' | 'SIMCSEPP_BF16_HANDOFF' | 'SIMCSEPP_CUDA_GRAPHS', '0' | undefined> & {
   SIMCSEPP_ATTENTION: 'tiled' | undefined
+  SIMCSEPP_BIAS_SUMS: string | undefined
 }
 
 /** Sets the variables of `env` ('0' or undefined: unset); returns a function that restores them. */
@@ -187,6 +188,22 @@ t.test('the backward reads the gradients its LayerNorms, GELU and attention hand
       t.equal(handed.handedOff, backwardHanded, `T = ${T}, ${name}: ${backwardHanded} gradient elements handed off`)
       t.equal(rounded.converted - handed.converted, backwardHanded, `T = ${T}, ${name}: and not rounded again by the products`)
     }
+    // SIMCSEPP_BIAS_SUMS=products: the bias gradients summed by the linear layers' backward ops (passes over the
+    // gradients, which are then written in fp32): the same bits, but for the q/k/v biases up to T = 64, which the
+    // tensor-core attention sums by sentence (another order: within 1e-6).
+    const producers = step({}).value,
+      products = step({ SIMCSEPP_BIAS_SUMS: 'products' }).value
+    const qkvBias = model.layout.entries.filter((e) => /attention\.self\.(query|key|value)\.bias$/.test(e.name))
+    const inQkvBias = (i: number) => qkvBias.some((e) => i >= e.offset && i < e.offset + e.size)
+    let others = 0,
+      worst = 0
+    producers.forEach((v, i) => {
+      if (!inQkvBias(i)) others += Object.is(v, products[i]) ? 0 : 1
+      else worst = Math.max(worst, Math.abs(v - products[i]) / Math.max(1e-30, Math.abs(products[i])))
+    })
+    t.equal(others, 0, `T = ${T}, SIMCSEPP_BIAS_SUMS=products: every other gradient bit for bit`)
+    t.ok(worst <= (T <= 64 ? 1e-6 : 0), `T = ${T}, SIMCSEPP_BIAS_SUMS=products: q/k/v bias gradients within ${worst.toExponential(2)}`)
+    t.throws(() => step({ SIMCSEPP_BIAS_SUMS: 'gemm' }), /SIMCSEPP_BIAS_SUMS must be 'producers' or 'products', not 'gemm'/)
     dz.dispose()
   }
   model.dispose()
@@ -575,6 +592,97 @@ t.test("the attention's backward sums the q/k/v bias gradient, and 'only' leaves
     /written only as a bf16 copy .*bf16Next 'only'.*dropped/,
     "'only': a bias gradient summed from the packed gradient throws",
   )
+  held.forEach((v) => v.dispose())
+})
+
+t.test("the LayerNorm backward sums the bias gradient of the layer before, and 'only' leaves dy unwritten", { skip }, async (t) => {
+  // 300 rows (three row chunks, the last short) of 30 sentences; C = 24 takes the kernels that hold rows in registers
+  // (their row statistics' order), C = 22 the scalar ones; K = 16 inputs of the linear layer before.
+  const [R, K, sentences] = [300, 16, 30]
+  const held: Tensor[] = []
+  const keep = <T extends Tensor>(v: T) => (held.push(v), v)
+  const cuda = (shape: number[], seed: number, scale = 1, offset = 0) =>
+    keep(
+      Tensor.from(
+        Float32Array.from({ length: shape.reduce((p, d) => p * d, 1) }, (_, i) => offset + scale * Math.sin(seed * 2.9 + i * 0.53)),
+        shape,
+        'cuda',
+      ),
+    )
+  const filled = (shape: number[], v: number) =>
+    keep(Tensor.from(new Float32Array(shape.reduce((p, d) => p * d, 1)).fill(v), shape, 'cuda'))
+  const site = { p: 0.1, seed: 3, offset: 11, keepRows: Uint8Array.from({ length: sentences }, (_, b) => (b % 4 === 1 ? 0 : 1)) }
+  for (const C of [24, 22]) {
+    const res = cuda([R, C], 1, 2),
+      gamma = cuda([C], 2, 0.3, 1),
+      dout = cuda([R, C], 3),
+      inp = cuda([R, K], 4),
+      w = cuda([C, K], 5, 0.3)
+    const [mean, rstd] = [filled([R], 0), filled([R], 0)]
+    ops.layerNormForward(filled([R, C], 0), mean, rstd, res, gamma, cuda([C], 6), 1e-12)
+    type Out = Record<'dres' | 'dy' | 'dw' | 'db' | 'sums' | 'dinp' | 'dW', Float32Array>
+    /** The LayerNorm's backward, then the linear layer's before it (the handoff's taker); sums: its bias gradient
+     * from the LayerNorm's op. aliased: dres is dout itself. */
+    const run = (drop: typeof site | null, bf16Next: boolean | 'only', sums: boolean, aliased = false) =>
+      counted((): Out => {
+        const g = aliased ? keep(dout.to('cuda')) : dout
+        const dres = aliased ? g : filled([R, C], NaN),
+          dy = drop ? filled([R, C], NaN) : null,
+          dw = filled([C], 0.5),
+          db = filled([C], 0.25),
+          colSums = filled([C], 0.125),
+          dinp = filled([R, K], 0),
+          dW = filled([C, K], 0.5)
+        ops.layerNormDropoutBackward(dres, dy, dw, db, g, res, gamma, mean, rstd, sentences, drop, bf16Next, sums ? colSums : null)
+        ops.linearBackward(dinp, dW, sums ? null : colSums, dy ?? dres, inp, w, false, 'bf16')
+        const a = (v: Tensor | null) => (v ? v.toFloat32Array() : new Float32Array(0))
+        return { dres: a(dres), dy: a(dy), dw: a(dw), db: a(db), sums: a(colSums), dinp: a(dinp), dW: a(dW) }
+      })
+    const same = (what: string, a: Out, b: Out, skipKeys: string[] = []) => {
+      for (const k of Object.keys(a) as (keyof Out)[])
+        if (!skipKeys.includes(k)) t.equal(differingBits(a[k], b[k]), 0, `C = ${C}, ${what}: ${k} bit for bit`)
+    }
+    for (const drop of [site, null]) {
+      const how = drop ? 'dropout' : 'no dropout'
+      const plain = run(drop, true, false)
+      t.equal(plain.handedOff, R * C, `C = ${C}, ${how}: the LayerNorm backward handed off the gradient`)
+      t.same(
+        plain.value.sums,
+        chunkedColumnSums(drop ? plain.value.dy : plain.value.dres, R, C, 0.125),
+        `C = ${C}, ${how}: the linear's dbias, chunked`,
+      )
+      same(`${how}, the sums in the LayerNorm's pass`, run(drop, true, true).value, plain.value)
+      same(`${how}, dres = dout`, run(drop, true, true, true).value, run(drop, true, false, true).value)
+      const only = run(drop, 'only', true)
+      same(`${how}, 'only'`, only.value, plain.value, drop ? ['dy'] : [])
+      if (drop) t.ok(only.value.dy.every(Number.isNaN), `C = ${C}: 'only' left dy unwritten`)
+    }
+    const off = withEnv({ SIMCSEPP_BF16_HANDOFF: '0' }, () => run(site, 'only', true).value)
+    same("'only' without handoffs", off, run(site, true, false).value)
+    t.throws(
+      () => {
+        const dy = filled([R, C], NaN)
+        ops.layerNormDropoutBackward(
+          filled([R, C], 0),
+          dy,
+          filled([C], 0),
+          filled([C], 0),
+          dout,
+          res,
+          gamma,
+          mean,
+          rstd,
+          sentences,
+          site,
+          'only',
+          filled([C], 0),
+        )
+        ops.linearBackward(filled([R, K], 0), filled([C, K], 0), filled([C], 0), dy, inp, w, false, 'bf16')
+      },
+      /written only as a bf16 copy .*bf16Next 'only'.*dropped/,
+      `C = ${C}, 'only': a bias gradient summed from dy throws`,
+    )
+  }
   held.forEach((v) => v.dispose())
 })
 

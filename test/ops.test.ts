@@ -883,6 +883,7 @@ t.test('fused residual + dropout + layer norm: bit for bit the unfused sequence,
     sentences = 3
   const [y, x, w, b, dout] = [randn(R * C, 1), randn(R * C, 2), randn(C, 3), randn(C, 4), randn(R * C, 5)]
   const bits = (a: Float32Array, c: Float32Array) => a.every((v, i) => Object.is(v, c[i]))
+  const z = (...s: number[]) => Tensor.zeros(s)
   for (const site of [null, { p: 0.25, seed: 99, offset: 7, keepRows: Uint8Array.from([1, 0, 1]), firstRow: 4 }]) {
     const what = site ? 'p = 0.25, keepRows, firstRow 4' : 'no dropout'
     const [out, res, m, r] = [Tensor.zeros([R, C]), Tensor.zeros([R, C]), Tensor.zeros([R]), Tensor.zeros([R])]
@@ -925,9 +926,18 @@ t.test('fused residual + dropout + layer norm: bit for bit the unfused sequence,
       ops.dropout(sres.view(0, [sentences, (R / sentences) * C]), sdy.view(0, [sentences, (R / sentences) * C]), site)
       t.ok(bits(arr(dy), arr(sdy)), `${what}: dy`)
     }
+    // dyColumnSums: += the float64 column sums of dy (dres without dy); 'only' still writes dy on the CPU.
+    const [dres2, dy2, sums] = [Tensor.zeros([R, C]), dy ? Tensor.zeros([R, C]) : null, filled([C], 0.5)]
+    ops.layerNormDropoutBackward(dres2, dy2, z(C), z(C), T32(dout, [R, C]), res, T32(w, [C]), m, r, sentences, site, 'only', sums)
+    t.ok(bits(arr(dres2), arr(dres)) && (!dy || bits(arr(dy2!), arr(dy))), `${what}, dyColumnSums and 'only': dres and dy written`)
+    t.same(arr(sums), columnSumsPlus(arr(dy ?? dres), R, C, 0.5), `${what}: dyColumnSums += Σ_rows dy`)
   }
-  const z = (...s: number[]) => Tensor.zeros(s)
   const site = { p: 0.1, seed: 1, offset: 0 }
+  const lnBack = (dres: Tensor, sums: Tensor) =>
+    ops.layerNormDropoutBackward(dres, null, z(3), z(3), z(4, 3), z(4, 3), z(3), z(4), z(4), 2, null, false, sums)
+  t.throws(() => lnBack(z(4, 3), z(4)), /dyColumnSums/)
+  const dres = z(4, 3)
+  t.throws(() => lnBack(dres, dres.view(3, [3])), /dyColumnSums and dres not to overlap/)
   t.throws(
     () => ops.residualLayerNormForward(z(4, 3), z(4, 3), z(4), z(4), z(4, 3), z(4, 3), z(3), z(3), 1e-5, 3, site),
     /sentences to divide the 4 rows/,

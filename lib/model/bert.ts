@@ -490,10 +490,11 @@ export class BertModel {
     const P = this.p!,
       G = this.g!
 
-    // On CUDA the bias gradients of intermediate.dense and of the q/k/v product are summed by the ops that make the
-    // gradients they sum (the GELU's backward pass, the attention's), which then need not write those gradients in
-    // fp32 at all; the CPU sums them inside the weight gradients' products, as it packs them, at no extra cost.
-    const sumsInProducers = this.device === 'cuda'
+    // On CUDA every linear layer's bias gradient is summed by the op that makes the gradient it sums (the LayerNorm
+    // backwards, the GELU's backward pass, the attention's), which then need not write that gradient in fp32 at all
+    // when only the bf16 products read it; the CPU sums them inside the weight gradients' products, as it packs them,
+    // at no extra cost.
+    const sumsInProducers = this.device === 'cuda' && biasSumsInProducers()
     for (let l = L - 1; l >= 0; l--) {
       const a = acts.layers[l]
       const p = P.layers[l],
@@ -532,7 +533,10 @@ export class BertModel {
         a.rstd2,
         acts.B,
         drop2,
-        bf16, // the output gradient of output.dense, next (as the forwards', bf16Next on CUDA)
+        // The output gradient of output.dense, next (as the forwards', bf16Next on CUDA); on CUDA output.dense's bias
+        // gradient summed here.
+        bf16 && sumsInProducers ? 'only' : bf16,
+        sumsInProducers ? gp.output.bias : null,
       )
       // gI2 = (dy2 · W_out) ⊙ GELU'(inter): output.dense's input gradient carried through the GELU in one op.
       // Its input GELU(inter) was not kept (interAct is one buffer for all layers): the op recomputes it.
@@ -541,7 +545,7 @@ export class BertModel {
       ops.linearBackward(
         acts.gI2,
         gp.output.weight,
-        gp.output.bias,
+        sumsInProducers ? null : gp.output.bias,
         dy2 ?? acts.gRes,
         null,
         p.output.weight,
@@ -583,12 +587,13 @@ export class BertModel {
         a.rstd1,
         acts.B,
         drop1,
-        bf16, // the output gradient of attention.output.dense, next
+        bf16 && sumsInProducers ? 'only' : bf16, // the output gradient of attention.output.dense, next
+        sumsInProducers ? gp.attentionOutput.bias : null,
       )
       ops.linearBackward(
         acts.gCtx.view(0, [acts.B * acts.T, c.hiddenSize]),
         gp.attentionOutput.weight,
-        gp.attentionOutput.bias,
+        sumsInProducers ? null : gp.attentionOutput.bias,
         dy1 ?? acts.gH,
         a.ctx,
         p.attentionOutput.weight,
@@ -914,4 +919,16 @@ function checkPrecision(p: Precision | undefined): Precision {
   if (p === undefined) return 'fp32'
   if (p !== 'fp32' && p !== 'bf16') throw new TypeError(`BertModel: precision must be 'fp32' or 'bf16' (got ${String(p)})`)
   return p
+}
+
+/**
+ * Whether a CUDA model's bias gradients are summed by the ops that make the gradients (the default) or, with
+ * SIMCSEPP_BIAS_SUMS=products, by the linear layers' backward ops in passes over those gradients, as before
+ * (gpu-check times both in one run). Read at each backward, as the native switches are at each op.
+ */
+function biasSumsInProducers(): boolean {
+  const v = process.env.SIMCSEPP_BIAS_SUMS
+  if (v !== undefined && v !== 'producers' && v !== 'products')
+    throw new Error(`SIMCSEPP_BIAS_SUMS must be 'producers' or 'products', not '${v}'`)
+  return v !== 'products'
 }

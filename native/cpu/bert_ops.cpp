@@ -311,7 +311,7 @@ void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd
 // dropout, bit for bit), each row read from memory once.
 void layernorm_dropout_backward(float* dres, float* dy, float* dweight, float* dbias, const float* dout,
                                 const float* res, const float* weight, const float* mean, const float* rstd, int64_t R,
-                                int64_t C, const TokenDropout& drop) {
+                                int64_t C, const TokenDropout& drop, float* dyColumnSums) {
   const RowDropout rd(drop);
   layernorm_backward_rows(dweight, dbias, dout, res, mean, rstd, R, C, [&](int64_t r) {
     float* d = dres + r * C;
@@ -325,6 +325,7 @@ void layernorm_dropout_backward(float* dres, float* dy, float* dweight, float* d
     else
       for (int64_t c = 0; c < C; ++c) o[c] = d[c];
   });
+  if (dyColumnSums != nullptr) column_sums_add(dyColumnSums, dy != nullptr ? dy : dres, R, C);  // a pass of its own
 }
 
 // ---------------------------------------------------------------------------------------------

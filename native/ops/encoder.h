@@ -68,10 +68,11 @@ using ResidualLayerNormForwardFn = void(float* out, float* res, float* mean, flo
                                         float eps, const TokenDropout& drop);
 // Its backward: dres = LayerNormBackwardFn's dinp for dout at res (dweight, dbias accumulate as there), the
 // gradient of x; dy = dropout(dres) with the forward's mask, the gradient of y. dy may be null when
-// drop.p == 0 (it would equal dres).
+// drop.p == 0 (it would equal dres). dyColumnSums (may be null): += the column sums of dy (dres when dy is null),
+// fp32 totals of double sums: the bias gradient of the linear layer whose output y was, summed where dy is made.
 using LayerNormDropoutBackwardFn = void(float* dres, float* dy, float* dweight, float* dbias, const float* dout,
                                         const float* res, const float* weight, const float* mean, const float* rstd,
-                                        int64_t R, int64_t C, const TokenDropout& drop);
+                                        int64_t R, int64_t C, const TokenDropout& drop, float* dyColumnSums);
 
 // out[R, OC] = inp[R, C] · weight[OC, C]^T + bias[OC]   (bias may be null; products at `precision`)
 // geluOut[R, OC] = GELU(out) when geluOut is not null (GeluForwardFn's GELU; out keeps the pre-activation):
