@@ -34,7 +34,9 @@
 // or bf16(dres) without dropout: the output gradient of the linear layer whose backward follows.
 // Fused variants (the same kernels, templated): residual_layernorm_forward computes each row's input
 // res = x + dropout(y) in the first pass (dropout_kernel's and add_inplace's float arithmetic, the mask
-// element by element with dropout_uniform) and stores it; layernorm_dropout_backward's dinp kernel also
+// element by element with dropout_uniform) and stores it (x read, or recomputed as the output of the LayerNorm
+// before from its input and statistics, ln_output: the bits that LayerNorm wrote; with bf16Next 'only' out is
+// written only as its bf16 copy); layernorm_dropout_backward's dinp kernel also
 // writes dy = dropout(dres). So each equals its unfused sequence on this device bit for bit.
 #include <algorithm>
 #include <cmath>
@@ -83,12 +85,20 @@ __device__ __forceinline__ float drop_value(const RowDrop& d, uint64_t index, fl
 
 using detail::ln_output;  // ln_output.cuh: the forward's and the apply kernel's one expression (the same bits)
 
+// The residual's element (row, c): x's, or without x the output of the LayerNorm xin describes, recomputed (the
+// apply kernel's expression: the bits that LayerNorm wrote).
+__device__ __forceinline__ float residual_x(const float* x, const LayerNormInput& xin, int64_t row, int64_t c,
+                                            int64_t C) {
+  if (x != nullptr) return x[row * C + c];
+  return ln_output(xin.x[row * C + c], xin.mean[row], xin.rstd[row], xin.weight[c], xin.bias[c]);
+}
+
 // kResidual: the row's input is res = x + dropout(y) (written to res), else inp.
 template <bool kResidual>
 __global__ void __launch_bounds__(kRowThreads)
     layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                              const float* bias, int64_t R, int64_t C, float eps, float* res, const float* y,
-                             RowDrop drop, __nv_bfloat16* out16) {
+                             RowDrop drop, __nv_bfloat16* out16, LayerNormInput xin) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   const int lane = static_cast<int>(threadIdx.x % 32);
   if (row >= R) return;  // whole warps leave together
@@ -99,11 +109,10 @@ __global__ void __launch_bounds__(kRowThreads)
     const bool drops = row_drops(drop, row);
     const uint64_t base = row_base(drop, row, C);
     const float* yr = y + row * C;
-    const float* xr = inp + row * C;
     float* rr = res + row * C;
     for (int64_t c = lane; c < C; c += 32) {
       const float yc = drops ? drop_value(drop, base + static_cast<uint64_t>(c), yr[c]) : yr[c];
-      const float v = yc + xr[c];
+      const float v = yc + residual_x(inp, xin, row, c, C);
       rr[c] = v;
       s += v;
     }
@@ -121,11 +130,11 @@ __global__ void __launch_bounds__(kRowThreads)
   ss = warp_sum(ss);
   const float m = static_cast<float>(mu);
   const float rs = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(C) + eps));
-  float* o = out + row * C;
+  float* o = out != nullptr ? out + row * C : nullptr;  // null: the bf16 copy alone (bf16Next 'only')
   __nv_bfloat16* o16 = out16 != nullptr ? out16 + row * C : nullptr;
   for (int64_t c = lane; c < C; c += 32) {
     const float v = ln_output(x[c], m, rs, weight[c], bias[c]);
-    o[c] = v;
+    if (o != nullptr) o[c] = v;
     if (o16 != nullptr) o16[c] = __float2bfloat16(v);
   }
   if (lane == 0) {
@@ -257,11 +266,21 @@ __device__ __forceinline__ float4 drop4(const RowDrop& d, uint64_t index, float4
       philox_to_unit(r.v[2]) >= d.p ? v.z * d.scale : 0.0f, philox_to_unit(r.v[3]) >= d.p ? v.w * d.scale : 0.0f);
 }
 
+// residual_x for the 4 columns from c of row `row` (at = row * C).
+__device__ __forceinline__ float4 residual_x4(const float* x, const LayerNormInput& xin, int64_t row, int64_t at,
+                                              int c) {
+  if (x != nullptr) return load4(x + at + c);
+  const float m = xin.mean[row], rs = xin.rstd[row];
+  const float4 v = load4(xin.x + at + c), w = load4(xin.weight + c), b = load4(xin.bias + c);
+  return make_float4(ln_output(v.x, m, rs, w.x, b.x), ln_output(v.y, m, rs, w.y, b.y), ln_output(v.z, m, rs, w.z, b.z),
+                     ln_output(v.w, m, rs, w.w, b.w));
+}
+
 template <bool kResidual>
 __global__ void __launch_bounds__(kRowThreads)
     layernorm_forward_vec_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                                  const float* bias, int64_t R, int64_t C, float eps, float* res, const float* y,
-                                 RowDrop drop, __nv_bfloat16* out16) {
+                                 RowDrop drop, __nv_bfloat16* out16, LayerNormInput xin) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   const int lane = static_cast<int>(threadIdx.x % 32);
   if (row >= R) return;
@@ -278,7 +297,7 @@ __global__ void __launch_bounds__(kRowThreads)
     float4 a;
     if constexpr (kResidual) {  // res = dropout(y) + x, as the scalar kernel (y, which out may alias, read here only)
       const float4 yc = drops ? drop4(drop, base + static_cast<uint64_t>(c), load4(y + at + c)) : load4(y + at + c);
-      const float4 xc = load4(inp + at + c);
+      const float4 xc = residual_x4(inp, xin, row, at, c);
       a = make_float4(yc.x + xc.x, yc.y + xc.y, yc.z + xc.z, yc.w + xc.w);
       store4(res + at + c, a);
     } else {
@@ -311,7 +330,7 @@ __global__ void __launch_bounds__(kRowThreads)
     const float4 w = load4(weight + c), b = load4(bias + c), x = xv[v];
     const float4 o = make_float4(ln_output(x.x, m, rs, w.x, b.x), ln_output(x.y, m, rs, w.y, b.y),
                                  ln_output(x.z, m, rs, w.z, b.z), ln_output(x.w, m, rs, w.w, b.w));
-    store4(out + at + c, o);
+    if (out != nullptr) store4(out + at + c, o);  // null: the bf16 copy alone (bf16Next 'only')
     if (out16 != nullptr) store4(out16 + at + c, o);
   }
   if (lane == 0) {
@@ -562,7 +581,8 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
   const bool vec = vec_rows(C, {out, inp, weight, bias}, out16);
   launch("layernorm_forward", vec ? layernorm_forward_vec_kernel<false> : layernorm_forward_kernel<false>,
          detail::grid_blocks(R, kRowsPerBlock, INT32_MAX), kRowThreads, 0, detail::op_stream(), out, mean, rstd, inp,
-         weight, bias, R, C, eps, static_cast<float*>(nullptr), static_cast<const float*>(nullptr), RowDrop{}, out16);
+         weight, bias, R, C, eps, static_cast<float*>(nullptr), static_cast<const float*>(nullptr), RowDrop{}, out16,
+         LayerNormInput{});
   detail::finish_op();
 }
 
@@ -587,15 +607,18 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 
 void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd, const float* y, const float* x,
                                 const float* weight, const float* bias, int64_t R, int64_t C, float eps,
-                                const TokenDropout& drop) {
+                                const TokenDropout& drop, const LayerNormInput* xInput) {
   require();
   if (R <= 0 || C <= 0) return;
   detail::HostArgs args(detail::op_stream());
-  __nv_bfloat16* out16 = bf16handoff::claim(out, R * C);
-  const bool vec = vec_rows(C, {out, res, x, y, weight, bias}, out16);
+  bool copyOnly = false;  // bf16Next 'only': out's fp32 values are left unwritten
+  __nv_bfloat16* out16 = bf16handoff::claim(out, R * C, &copyOnly);
+  const LayerNormInput xin = xInput != nullptr ? *xInput : LayerNormInput{};
+  const bool vec = vec_rows(C, {out, res, x, y, weight, bias, xin.x, xin.weight, xin.bias}, out16);
   launch("residual_layernorm_forward", vec ? layernorm_forward_vec_kernel<true> : layernorm_forward_kernel<true>,
-         detail::grid_blocks(R, kRowsPerBlock, INT32_MAX), kRowThreads, 0, detail::op_stream(), out, mean, rstd, x,
-         weight, bias, R, C, eps, res, y, device_drop(drop, R, args), out16);
+         detail::grid_blocks(R, kRowsPerBlock, INT32_MAX), kRowThreads, 0, detail::op_stream(),
+         copyOnly ? nullptr : out, mean, rstd, xInput != nullptr ? nullptr : x, weight, bias, R, C, eps, res, y,
+         device_drop(drop, R, args), out16, xin);
   detail::finish_op();
 }
 

@@ -335,7 +335,7 @@ export interface Addon {
     mean: NativeTensor,
     rstd: NativeTensor,
     y: NativeTensor,
-    x: NativeTensor,
+    x: NativeTensor | null,
     weight: NativeTensor,
     bias: NativeTensor,
     eps: number,
@@ -345,7 +345,13 @@ export interface Addon {
     offset: number | bigint,
     keepRows: Uint8Array | null,
     firstRow: RowPlacement,
-    bf16Next?: boolean,
+    bf16Next?: boolean | 'only',
+    /** x null: the LayerNorm whose output x is (input, mean, rstd, weight, bias), recomputed. */
+    xInputX?: NativeTensor | null,
+    xInputMean?: NativeTensor | null,
+    xInputRstd?: NativeTensor | null,
+    xInputWeight?: NativeTensor | null,
+    xInputBias?: NativeTensor | null,
   ): void
   layerNormDropoutBackward(
     dres: NativeTensor,

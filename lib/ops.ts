@@ -138,8 +138,11 @@ export function layerNormBackward(
  * BERT's sublayer output, fused: res = x + dropout(y), out = LayerNorm(res) (saves res, mean, rstd). The rows
  * are the tokens of `sentences` sentences (R / sentences rows each); the dropout (null: none) is that of
  * `dropout(y viewed as [sentences, rest])`, keepRows and firstRow counting sentences. out, res and y may be one
- * tensor (inference, which keeps no LayerNorm input: res = out = y) but not partly overlap. bf16Next: as
- * layerNormForward's.
+ * tensor (inference, which keeps no LayerNorm input: res = out = y) but not partly overlap. x may be given as the
+ * LayerNorm whose output it is (a LayerNormInput: its input and saved statistics), recomputed row by row with
+ * layerNormApply's bits, so a training model need not keep the LayerNorms' outputs. bf16Next: as layerNormForward's;
+ * 'only': and that product is out's only reader, so a CUDA op may leave out's fp32 values unwritten (as
+ * linearForward's 'only').
  */
 export function residualLayerNormForward(
   out: Tensor,
@@ -147,27 +150,37 @@ export function residualLayerNormForward(
   mean: Tensor,
   rstd: Tensor,
   y: Tensor,
-  x: Tensor,
+  x: Tensor | LayerNormInput,
   weight: Tensor,
   bias: Tensor,
   eps: number,
   sentences: number,
   site: DropoutSite | null,
-  bf16Next = false,
+  bf16Next: boolean | 'only' = false,
 ): void {
+  const ln = x instanceof Tensor ? null : x
   addon.residualLayerNormForward(
     nativeOf(out, 'out'),
     nativeOf(res, 'res'),
     nativeOf(mean, 'mean'),
     nativeOf(rstd, 'rstd'),
     nativeOf(y, 'y'),
-    nativeOf(x, 'x'),
+    ln === null ? nativeOf(x as Tensor, 'x') : null,
     nativeOf(weight, 'weight'),
     nativeOf(bias, 'bias'),
     eps,
     sentences,
     ...siteArgs(site),
     bf16Next,
+    ...(ln === null
+      ? []
+      : ([
+          nativeOf(ln.x, 'x.x'),
+          nativeOf(ln.mean, 'x.mean'),
+          nativeOf(ln.rstd, 'x.rstd'),
+          nativeOf(ln.weight, 'x.weight'),
+          nativeOf(ln.bias, 'x.bias'),
+        ] as const)),
   )
 }
 

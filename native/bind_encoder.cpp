@@ -6,8 +6,10 @@
 //   layerNormForward(out, mean, rstd, inp, weight, bias, eps, bf16Next?)
 //   layerNormApply(out, inp, mean, rstd, weight, bias)   (out may be inp)
 //   layerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd)
-//   residualLayerNormForward(out, res, mean, rstd, y, x, weight, bias, eps, sentences, p, seed, offset,
-//                            keepRows|null, firstRow, bf16Next?)
+//   residualLayerNormForward(out, res, mean, rstd, y, x|null, weight, bias, eps, sentences, p, seed, offset,
+//                            keepRows|null, firstRow, bf16Next?, xX?, xMean?, xRstd?, xWeight?, xBias?)   (x null:
+//                            x is the output of the LayerNorm xX.. describe, recomputed; bf16Next 'only': out's fp32
+//                            values may stay unwritten, as linearForward's)
 //   layerNormDropoutBackward(dres, dy|null, dweight, dbias, dout, res, weight, mean, rstd, sentences, p, seed,
 //                            offset, keepRows|null, firstRow, bf16Next?, dyColumnSums?)   (bf16Next 'only': dy's
 //                            fp32 values may stay unwritten; dyColumnSums [C]: += dy's (or dres's) column sums)
@@ -280,10 +282,16 @@ Napi::Value ResidualLayerNormForward(const Napi::CallbackInfo& info) {
   NativeTensor* mean = ts.tensor(2, "mean");
   NativeTensor* rstd = ts.tensor(3, "rstd");
   NativeTensor* y = ts.tensor(4, "y");
-  NativeTensor* x = ts.tensor(5, "x");
+  // x, or (x null) xInput at 16..20: the LayerNorm (input, mean, rstd, weight, bias) whose output x is, recomputed.
+  NativeTensor* x = ts.optional(5, "x");
+  NativeTensor* xIn = ts.optional(16, "xInput.x");
+  if ((x == nullptr) == (xIn == nullptr))
+    throw_arg(env, x ? "x cannot be used with xInput" : "Expected x, or xInput (the LayerNorm whose output x is)");
   NativeTensor* weight = ts.tensor(6, "weight");
   NativeTensor* bias = ts.tensor(7, "bias");
-  const int64_t C = last_dim(env, x, "x"), R = x->numel() / C;
+  NativeTensor* const xs = x ? x : xIn;
+  const char* xName = x ? "x" : "xInput.x";
+  const int64_t C = last_dim(env, xs, xName), R = xs->numel() / C;
   expect_rows(env, y, "y", R * C, C);
   expect_rows(env, res, "res", R * C, C);
   expect_rows(env, out, "out", R * C, C);
@@ -296,16 +304,32 @@ Napi::Value ResidualLayerNormForward(const Napi::CallbackInfo& info) {
   require_same_or_disjoint(env, res, "res", y, "y");
   require_same_or_disjoint(env, res, "res", out, "out");
   require_same_or_disjoint(env, out, "out", y, "y");
-  require_disjoint(env, res, "res", x, "x");
-  require_disjoint(env, out, "out", x, "x");
+  require_disjoint(env, res, "res", xs, xName);
+  require_disjoint(env, out, "out", xs, xName);
+  LayerNormInput ln{};
+  if (xIn) {
+    NativeTensor* lnT[4] = {ts.tensor(17, "xInput.mean"), ts.tensor(18, "xInput.rstd"), ts.tensor(19, "xInput.weight"),
+                            ts.tensor(20, "xInput.bias")};
+    expect_shape(env, lnT[0], "xInput.mean", {R});
+    expect_shape(env, lnT[1], "xInput.rstd", {R});
+    expect_shape(env, lnT[2], "xInput.weight", {C});
+    expect_shape(env, lnT[3], "xInput.bias", {C});
+    for (int i = 0; i < 2; ++i) {  // read as the row's statistics are written
+      const char* name = i == 0 ? "xInput.mean" : "xInput.rstd";
+      require_disjoint(env, mean, "mean", lnT[i], name);
+      require_disjoint(env, rstd, "rstd", lnT[i], name);
+    }
+    ln = LayerNormInput{xIn->read_data(), lnT[0]->read_data(), lnT[1]->read_data(), lnT[2]->read_data(),
+                        lnT[3]->read_data()};
+  }
   const float eps = static_cast<float>(arg_positive(info, 8, "eps"));
   const TokenDropout drop = token_dropout(info, 9, R, C);
-  const bool bf16Next = arg_bf16_next(info, 15);
+  const Bf16Next bf16Next = arg_bf16_next_or_only(info, 15);
   ResidualLayerNormForwardFn* fused = ts.entry(&Backend::residual_layernorm_forward);
   return guarded_void(env, [&] {
-    request_bf16_handoff(bf16Next, out);
-    fused(out->data(), res->data(), mean->data(), rstd->data(), y->data(), x->data(), weight->read_data(),
-          bias->read_data(), R, C, eps, drop);
+    request_bf16_handoff(bf16Next != Bf16Next::kNo, out, bf16Next == Bf16Next::kOnly);
+    fused(out->data(), res->data(), mean->data(), rstd->data(), y->data(), x ? x->data() : nullptr, weight->read_data(),
+          bias->read_data(), R, C, eps, drop, xIn ? &ln : nullptr);
   });
 }
 

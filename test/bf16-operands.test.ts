@@ -306,6 +306,26 @@ t.test('training at bf16: AdamW keeps the mirror fresh; the model is that of per
  * [R, C]; the LayerNorm (gamma, beta) into h [R, C] (mean, rstd); W [OC, C] and bias into out [R, OC] (act: its
  * GELU); W2 [C, OC] into back [R, C]; h2 [R, C] spare. dispose() frees them all.
  */
+/** Device tensors a test makes, disposed of together: sine-filled ones (a function of seed) and constant ones. */
+function deviceTensors() {
+  const held: Tensor[] = []
+  const keep = <T extends Tensor>(v: T) => (held.push(v), v)
+  const size = (shape: number[]) => shape.reduce((p, d) => p * d, 1)
+  return {
+    sine: (shape: number[], seed: number, scale = 1, offset = 0) =>
+      keep(
+        Tensor.from(
+          Float32Array.from({ length: size(shape) }, (_, i) => offset + scale * Math.sin(seed * 2.9 + i * 0.53)),
+          shape,
+          'cuda',
+        ),
+      ),
+    filled: (shape: number[], v: number) => keep(Tensor.from(new Float32Array(size(shape)).fill(v), shape, 'cuda')),
+    keep,
+    dispose: () => held.forEach((v) => v.dispose()),
+  }
+}
+
 function layerFixture() {
   const [R, C, OC] = [12, 24, 40]
   const cuda = (shape: number[], seed: number) =>
@@ -599,18 +619,7 @@ t.test("the LayerNorm backward sums the bias gradient of the layer before, and '
   // 300 rows (three row chunks, the last short) of 30 sentences; C = 24 takes the kernels that hold rows in registers
   // (their row statistics' order), C = 22 the scalar ones; K = 16 inputs of the linear layer before.
   const [R, K, sentences] = [300, 16, 30]
-  const held: Tensor[] = []
-  const keep = <T extends Tensor>(v: T) => (held.push(v), v)
-  const cuda = (shape: number[], seed: number, scale = 1, offset = 0) =>
-    keep(
-      Tensor.from(
-        Float32Array.from({ length: shape.reduce((p, d) => p * d, 1) }, (_, i) => offset + scale * Math.sin(seed * 2.9 + i * 0.53)),
-        shape,
-        'cuda',
-      ),
-    )
-  const filled = (shape: number[], v: number) =>
-    keep(Tensor.from(new Float32Array(shape.reduce((p, d) => p * d, 1)).fill(v), shape, 'cuda'))
+  const { sine: cuda, filled, keep, dispose } = deviceTensors()
   const site = { p: 0.1, seed: 3, offset: 11, keepRows: Uint8Array.from({ length: sentences }, (_, b) => (b % 4 === 1 ? 0 : 1)) }
   for (const C of [24, 22]) {
     const res = cuda([R, C], 1, 2),
@@ -683,8 +692,81 @@ t.test("the LayerNorm backward sums the bias gradient of the layer before, and '
       `C = ${C}, 'only': a bias gradient summed from dy throws`,
     )
   }
-  held.forEach((v) => v.dispose())
+  dispose()
 })
+
+t.test(
+  "the residual LayerNorm reads x recomputed from the LayerNorm before it, and 'only' leaves its output unwritten",
+  { skip },
+  async (t) => {
+    const [R, OC, sentences] = [40, 12, 4]
+    const { sine: cuda, filled, dispose } = deviceTensors()
+    const site = { p: 0.2, seed: 5, offset: 3, keepRows: Uint8Array.from([1, 0, 1, 1]) }
+    for (const C of [24, 22]) {
+      // The LayerNorm before (its input res0 and statistics kept, its output h0), this one's weights, y, a product.
+      const res0 = cuda([R, C], 1, 2),
+        g0 = cuda([C], 2, 0.3, 1),
+        b0 = cuda([C], 3),
+        g1 = cuda([C], 4, 0.3, 1),
+        b1 = cuda([C], 5),
+        y = cuda([R, C], 6),
+        w = cuda([OC, C], 7, 0.3)
+      const [h0, mean0, rstd0] = [filled([R, C], 0), filled([R], 0), filled([R], 0)]
+      ops.layerNormForward(h0, mean0, rstd0, res0, g0, b0, 1e-12)
+      const before = { x: res0, mean: mean0, rstd: rstd0, weight: g0, bias: b0 }
+      type Out = Record<'out' | 'res' | 'mean' | 'rstd' | 'product', Float32Array>
+      const run = (x: Tensor | ops.LayerNormInput, bf16Next: boolean | 'only') =>
+        counted((): Out => {
+          const [out, res, mean, rstd, product] = [
+            filled([R, C], NaN),
+            filled([R, C], 0),
+            filled([R], 0),
+            filled([R], 0),
+            filled([R, OC], 0),
+          ]
+          ops.residualLayerNormForward(out, res, mean, rstd, y, x, g1, b1, 1e-12, sentences, site, bf16Next)
+          ops.linearForward(product, out, w, null, 'bf16')
+          const a = (v: Tensor) => v.toFloat32Array()
+          return { out: a(out), res: a(res), mean: a(mean), rstd: a(rstd), product: a(product) }
+        })
+      const same = (what: string, a: Out, b: Out, keys: (keyof Out)[]) => {
+        for (const k of keys) t.equal(differingBits(a[k], b[k]), 0, `C = ${C}, ${what}: ${k} bit for bit`)
+      }
+      const plain = run(h0, true)
+      t.equal(plain.handedOff, R * C, `C = ${C}: the LayerNorm handed off its output`)
+      same('x recomputed', run(before, true).value, plain.value, ['out', 'res', 'mean', 'rstd', 'product'])
+      const only = run(before, 'only')
+      same("x recomputed, 'only'", only.value, plain.value, ['res', 'mean', 'rstd', 'product'])
+      t.ok(only.value.out.every(Number.isNaN), `C = ${C}: 'only' left the output unwritten`)
+      const off = withEnv({ SIMCSEPP_BF16_HANDOFF: '0' }, () => run(before, 'only').value)
+      same("'only' without handoffs", off, plain.value, ['out', 'res', 'mean', 'rstd', 'product'])
+      t.throws(
+        () => {
+          const out = filled([R, C], NaN)
+          ops.residualLayerNormForward(
+            out,
+            filled([R, C], 0),
+            filled([R], 0),
+            filled([R], 0),
+            y,
+            before,
+            g1,
+            b1,
+            1e-12,
+            sentences,
+            site,
+            'only',
+          )
+          ops.layerNormForward(filled([R, C], 0), filled([R], 0), filled([R], 0), res0, g0, b0, 1e-12, true) // another handoff
+          ops.linearForward(filled([R, OC], 0), out, w, null, 'bf16')
+        },
+        /written only as a bf16 copy .*bf16Next 'only'.*dropped/,
+        `C = ${C}, 'only', the copy dropped: the product throws`,
+      )
+    }
+    dispose()
+  },
+)
 
 t.test('the attention hands off ctx, and the packed q/k/v gradient only; its bf16Next is checked', { skip }, async (t) => {
   const [B, T, H3, NH] = [2, 19, 3 * 24, 3]

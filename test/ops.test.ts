@@ -3,7 +3,7 @@
 // references, accumulate/overwrite conventions, attention masking and dropout, AdamW, validation.
 import t, { type Test } from 'tap'
 import * as ops from '../lib/ops.js'
-import { Tensor } from '../lib/tensor.js'
+import { Tensor, nativeOf } from '../lib/tensor.js'
 import { dropout } from '../lib/dropout.js'
 import { addon } from '../lib/native.js'
 import { randn, relErr } from './helpers/reference.js'
@@ -895,6 +895,28 @@ t.test('fused residual + dropout + layer norm: bit for bit the unfused sequence,
     const [seqOut, sm, sr] = [Tensor.zeros([R, C]), Tensor.zeros([R]), Tensor.zeros([R])]
     ops.layerNormForward(seqOut, sm, sr, seq, T32(w, [C]), T32(b, [C]), 1e-12)
     t.ok(bits(arr(res), arr(seq)) && bits(arr(out), arr(seqOut)) && bits(arr(m), arr(sm)) && bits(arr(r), arr(sr)), `${what}: forward`)
+    // x given as the LayerNorm whose output it is (recomputed with layerNormApply's bits): the same bits; 'only'
+    // still writes out on the CPU.
+    const xLn = {
+      x: T32(dout, [R, C]),
+      mean: T32(randn(R, 6, 0.2), [R]),
+      rstd: T32(
+        Float32Array.from(randn(R, 7), (v) => 1 + Math.abs(v)),
+        [R],
+      ),
+      weight: T32(w, [C]),
+      bias: T32(b, [C]),
+    }
+    const applied = Tensor.zeros([R, C])
+    ops.layerNormApply(applied, xLn.x, xLn.mean, xLn.rstd, xLn.weight, xLn.bias)
+    const viaX = [Tensor.zeros([R, C]), Tensor.zeros([R, C]), Tensor.zeros([R]), Tensor.zeros([R])] as const
+    const viaLn = [Tensor.zeros([R, C]), Tensor.zeros([R, C]), Tensor.zeros([R]), Tensor.zeros([R])] as const
+    ops.residualLayerNormForward(...viaX, T32(y, [R, C]), applied, T32(w, [C]), T32(b, [C]), 1e-12, sentences, site)
+    ops.residualLayerNormForward(...viaLn, T32(y, [R, C]), xLn, T32(w, [C]), T32(b, [C]), 1e-12, sentences, site, 'only')
+    t.ok(
+      viaX.every((v, i) => bits(arr(v), arr(viaLn[i]))),
+      `${what}: x recomputed from its LayerNorm: out, res, mean, rstd as with x = layerNormApply(...)`,
+    )
     // Inference's call: out, res and y one tensor (no LayerNorm input kept); res = y alone, and out = y alone.
     for (const [alias, o, rs] of [
       ['out = res = y', 'y', 'y'],
@@ -933,6 +955,17 @@ t.test('fused residual + dropout + layer norm: bit for bit the unfused sequence,
     t.same(arr(sums), columnSumsPlus(arr(dy ?? dres), R, C, 0.5), `${what}: dyColumnSums += Σ_rows dy`)
   }
   const site = { p: 0.1, seed: 1, offset: 0 }
+  const ln4 = { x: z(4, 3), mean: z(4), rstd: z(4), weight: z(3), bias: z(3) }
+  const fwd = (x: Tensor | ops.LayerNormInput, mean = z(4)) =>
+    ops.residualLayerNormForward(z(4, 3), z(4, 3), mean, z(4), z(4, 3), x, z(3), z(3), 1e-5, 2, null)
+  t.throws(() => fwd({ ...ln4, rstd: z(5) }), /xInput\.rstd/)
+  t.throws(() => fwd({ ...ln4, weight: z(4) }), /xInput\.weight/)
+  t.throws(() => fwd(ln4, ln4.mean), /mean and xInput\.mean not to overlap/)
+  const n = (...shape: number[]) => nativeOf(z(...shape), 'tensor')
+  t.throws(
+    () => addon.residualLayerNormForward(n(4, 3), n(4, 3), n(4), n(4), n(4, 3), null, n(3), n(3), 1e-5, 2, 0, 0, 0, null, 0),
+    /Expected x, or xInput/,
+  )
   const lnBack = (dres: Tensor, sums: Tensor) =>
     ops.layerNormDropoutBackward(dres, null, z(3), z(3), z(4, 3), z(4, 3), z(3), z(4), z(4), 2, null, false, sums)
   t.throws(() => lnBack(z(4, 3), z(4)), /dyColumnSums/)

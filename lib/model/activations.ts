@@ -7,7 +7,9 @@
 // is also gI2's memory (a forward never needs gI2 and a backward never reads interAct); and the LayerNorm outputs h1
 // and h2 (the next products' weight gradients read them: linearBackward recomputes them from res, mean and rstd with
 // layerNormApply's bits, its layerNormInput), so all layers write h1 into one buffer and h2 into another. One of each is enough: a layer's
-// input (the h2 before) is last read by its first LayerNorm, before its output is written.
+// input (the h2 before) is last read by its first LayerNorm, before its output is written. On CUDA at bf16 they are
+// not even written (but the last layer's h2): their products read the bf16 copies, and the residual LayerNorms read
+// their x recomputed from the LayerNorm before (residualLayerNormForward with a LayerNormInput).
 // Inference saves nothing for a backward: one set of buffers serves every layer, so its memory does not grow with
 // the depth. Within it the GELU runs in place (interAct = inter), each LayerNorm over its input (res1 = h1, res2 =
 // h2), the embedding output is h2 (layer 0's input), and embSum and h1 live in qkv's memory (embSum is dead once the

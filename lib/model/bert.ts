@@ -841,10 +841,27 @@ export class BertModel {
     this.dropoutForward(acts.embOut, options, 0, c.hiddenDropoutProb, B)
     // MPNet: the relative-position bias of this length, from the table every layer shares.
     if (P.relativeAttentionBias) ops.relativeBiasForward(acts.relBias!, P.relativeAttentionBias)
+    // Training on CUDA: the two residual LayerNorms write their outputs (h1, h2) only as the bf16 copies the next
+    // products read ('only'), and each reads its residual x recomputed from the LayerNorm before it (its kept input
+    // and statistics) instead of that LayerNorm's fp32 output, as the backward does. The last layer's output, which
+    // the pooling reads, is written.
+    const recompute = options !== null && this.device === 'cuda'
+    const outNext = (next: boolean) => (next && recompute ? 'only' : next)
     for (let l = 0; l < L; l++) {
       const a = acts.layers[l]
       const w = P.layers[l]
       const x = l === 0 ? acts.embOut : acts.layers[l - 1].h2
+      const prev = l > 0 ? acts.layers[l - 1] : null
+      const residual1: Tensor | ops.LayerNormInput =
+        recompute && prev
+          ? {
+              x: prev.res2,
+              mean: prev.mean2,
+              rstd: prev.rstd2,
+              weight: P.layers[l - 1].outputNorm.weight,
+              bias: P.layers[l - 1].outputNorm.bias,
+            }
+          : x
       // int8 (quantizeInt8): the eval passes' four products; the rest as at fp32.
       const q = options === null ? this.int8Layers?.[l] : undefined
       // q, k and v in one product: [BT, 3H] = x · [Wq; Wk; Wv]ᵀ + [bq; bk; bv].
@@ -875,13 +892,13 @@ export class BertModel {
         a.mean1,
         a.rstd1,
         a.h1,
-        x,
+        residual1,
         w.attentionNorm.weight,
         w.attentionNorm.bias,
         c.layerNormEps,
         B,
         drop1,
-        bf16,
+        outNext(bf16),
       )
       // intermediate.dense and its GELU in one op (interAct = GELU(inter); inter kept for the backward; in
       // inference interAct is inter: the GELU in place).
@@ -896,19 +913,22 @@ export class BertModel {
         ops.linearForward(a.h2, a.interAct, w.output.weight, w.output.bias, this.precision)
       }
       const drop2 = this.dropoutOptions(options, this.site(l, 2), c.hiddenDropoutProb)
+      const residual2: Tensor | ops.LayerNormInput = recompute
+        ? { x: a.res1, mean: a.mean1, rstd: a.rstd1, weight: w.attentionNorm.weight, bias: w.attentionNorm.bias }
+        : a.h1
       ops.residualLayerNormForward(
         a.h2,
         a.res2,
         a.mean2,
         a.rstd2,
         a.h2,
-        a.h1,
+        residual2,
         w.outputNorm.weight,
         w.outputNorm.bias,
         c.layerNormEps,
         B,
         drop2,
-        bf16 && l < L - 1,
+        outNext(bf16 && l < L - 1),
       )
     }
   }

@@ -292,14 +292,20 @@ SIMCSEPP_CLONES void dropout_residual_row(float* r, const float* y, const float*
 // equals that sequence bit for bit).
 void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd, const float* y, const float* x,
                                 const float* weight, const float* bias, int64_t R, int64_t C, float eps,
-                                const TokenDropout& drop) {
+                                const TokenDropout& drop, const LayerNormInput* xInput) {
   const RowDropout rd(drop);
   parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
-    thread_local std::vector<float> buf;
+    thread_local std::vector<float> buf, xbuf;
     float* u = scratch(buf, static_cast<size_t>(C));
     for (int64_t r = r0; r < r1; ++r) {
       const float* yr = y + r * C;
-      const float* xr = x + r * C;
+      const float* xr = x != nullptr ? x + r * C : nullptr;
+      if (xInput != nullptr) {  // x's row recomputed with layernorm_apply's bits
+        const LayerNormInput& ln = *xInput;
+        float* xs = scratch(xbuf, static_cast<size_t>(C));
+        layernorm_apply_row(xs, ln.x + r * C, ln.mean[r], ln.rstd[r], ln.weight, ln.bias, C);
+        xr = xs;
+      }
       float* rr = res + r * C;
       dropout_residual_row(rr, yr, xr, rd.uniforms(r, C, u) ? u : nullptr, drop.p, rd.scale, C);
       layernorm_row(out + r * C, mean + r, rstd + r, rr, weight, bias, C, eps);

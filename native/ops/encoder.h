@@ -59,13 +59,26 @@ using LayerNormApplyFn = void(float* out, const float* inp, const float* mean, c
 using LayerNormBackwardFn = void(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                                  const float* weight, const float* mean, const float* rstd, int64_t R, int64_t C);
 
+// A LayerNorm's input and saved statistics, from which an op recomputes the LayerNorm's output with
+// LayerNormApplyFn's bits instead of reading it (a model then need not keep it: LinearBackwardFn's layerNormInput,
+// ResidualLayerNormForwardFn's xInput).
+struct LayerNormInput {
+  const float* x;     // [R, C] the LayerNorm's input
+  const float* mean;  // [R]
+  const float* rstd;  // [R]
+  const float* weight;
+  const float* bias;  // [C] each
+};
+
 // The sublayer output of BERT, fused: res = x + dropout(y) (TokenDropout), out = LayerNorm(res) as
 // LayerNormForwardFn; res is saved for the backward. Equals dropout, add_inplace and layernorm_forward in
 // sequence (bit for bit on the CPU, which computes it that way). out, res and y may be one buffer (inference
-// keeps no LayerNorm input), or apart; x is apart from out and res.
+// keeps no LayerNorm input), or apart; x is apart from out and res. xInput not null (then x is null): x is that
+// LayerNorm's output, recomputed row by row (the layer's input when the LayerNorm before it kept its input and
+// statistics: its output need not be kept).
 using ResidualLayerNormForwardFn = void(float* out, float* res, float* mean, float* rstd, const float* y,
                                         const float* x, const float* weight, const float* bias, int64_t R, int64_t C,
-                                        float eps, const TokenDropout& drop);
+                                        float eps, const TokenDropout& drop, const LayerNormInput* xInput);
 // Its backward: dres = LayerNormBackwardFn's dinp for dout at res (dweight, dbias accumulate as there), the
 // gradient of x; dy = dropout(dres) with the forward's mask, the gradient of y. dy may be null when
 // drop.p == 0 (it would equal dres). dyColumnSums (may be null): += the column sums of dy (dres when dy is null),
@@ -93,13 +106,6 @@ using LinearForwardFn = void(float* out, const float* inp, const float* weight, 
 // dinpColumnSums not null (then dinp is given): dinpColumnSums += the column sums of dinp as the op leaves it (after
 // the GELU's derivative), fp32 totals of double sums: the bias gradient of the linear layer that produced this
 // layer's input (through the GELU), summed where dinp is made rather than by a pass over it in that layer's backward.
-struct LayerNormInput {
-  const float* x;     // [R, C] the LayerNorm's input
-  const float* mean;  // [R]
-  const float* rstd;  // [R]
-  const float* weight;
-  const float* bias;  // [C] each
-};
 using LinearBackwardFn = void(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                               const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput,
                               Precision precision, const float* geluInput, const LayerNormInput* layerNormInput,
