@@ -314,35 +314,6 @@ void attention_mma_backward_call(float* dq, float* dk, float* dv, float* dRelBia
 void attention_fp32_backward(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
                              const float* k, const float* v, const float* probs, const int32_t* mask,
                              const float* relBias, const AttnShape& s, float p, uint64_t seed, uint64_t offset,
-                             const uint8_t* keepRows, const RowIndex& rowIndex);
-
-}  // namespace
-
-void attention_backward(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
-                        const float* k, const float* v, const float* probs, const int32_t* mask, const float* relBias,
-                        int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
-                        uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex, Precision precision,
-                        float* dqkvColumnSums) {
-  require();
-  if (B * NH * T <= 0) return;
-  const AttnShape s{{B, T, NH, HS, ld}};
-  use_fused(s);  // checks SIMCSEPP_ATTENTION, which the mma path does not read
-  if (attention_takes_bf16(precision, T, HS))
-    return attention_mma_backward_call(dq, dk, dv, dRelBias, dctx, q, k, v, probs, mask, relBias, s, p, seed, offset,
-                                       keepRows, rowIndex, dqkvColumnSums);
-  attention_fp32_backward(dq, dk, dv, dRelBias, dctx, q, k, v, probs, mask, relBias, s, p, seed, offset, keepRows,
-                          rowIndex);
-  if (dqkvColumnSums != nullptr) {  // a pass over the packed gradient (the fp32 kernels' blocks are not per sentence)
-    colsum::add_column_sums(dqkvColumnSums, dq, B * T, ld, detail::op_stream());
-    detail::end_op(detail::op_stream());
-  }
-}
-
-namespace {
-
-void attention_fp32_backward(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
-                             const float* k, const float* v, const float* probs, const int32_t* mask,
-                             const float* relBias, const AttnShape& s, float p, uint64_t seed, uint64_t offset,
                              const uint8_t* keepRows, const RowIndex& rowIndex) {
   const int64_t B = s.B, T = s.T, NH = s.NH, HS = s.HS, ld = s.ld;
   const bool fusedPath = use_fused(s);
@@ -400,5 +371,25 @@ void attention_fp32_backward(float* dq, float* dk, float* dv, float* dRelBias, c
 }
 
 }  // namespace
+
+void attention_backward(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
+                        const float* k, const float* v, const float* probs, const int32_t* mask, const float* relBias,
+                        int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
+                        uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex, Precision precision,
+                        float* dqkvColumnSums) {
+  require();
+  if (B * NH * T <= 0) return;
+  const AttnShape s{{B, T, NH, HS, ld}};
+  use_fused(s);  // checks SIMCSEPP_ATTENTION, which the mma path does not read
+  if (attention_takes_bf16(precision, T, HS))
+    return attention_mma_backward_call(dq, dk, dv, dRelBias, dctx, q, k, v, probs, mask, relBias, s, p, seed, offset,
+                                       keepRows, rowIndex, dqkvColumnSums);
+  attention_fp32_backward(dq, dk, dv, dRelBias, dctx, q, k, v, probs, mask, relBias, s, p, seed, offset, keepRows,
+                          rowIndex);
+  if (dqkvColumnSums != nullptr) {  // a pass over the packed gradient (the fp32 kernels' blocks are not per sentence)
+    colsum::add_column_sums(dqkvColumnSums, dq, B * T, ld, detail::op_stream());
+    detail::end_op(detail::op_stream());
+  }
+}
 
 }  // namespace simcsepp::cuda

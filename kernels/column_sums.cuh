@@ -50,14 +50,23 @@ __device__ __forceinline__ void store_chunk(T* partial, T (&sums)[kLanes][32], T
   partial[static_cast<int64_t>(blockIdx.y) * C + c] = s;
 }
 
+// This thread's column and its block's chunk of rows [r0, r1): the grid both chunk kernels share (so their sums are
+// the same bits).
+struct Cell {
+  int64_t c, r0, r1;
+};
+__device__ __forceinline__ Cell chunk_cell(int64_t R, int64_t chunkRows) {
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunkRows;
+  return Cell{static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x, r0, r0 + chunkRows < R ? r0 + chunkRows : R};
+}
+
 // partial[chunk * C + c] = the sum over the chunk's rows r of term(s, r, c), which adds row r's term into s.
 template <class T, class Term>
 __global__ void __launch_bounds__(32 * kLanes)
     chunks_kernel(T* __restrict__ partial, Term term, int64_t R, int64_t C, int64_t chunkRows) {
   __shared__ T sums[kLanes][32];
-  const int64_t c = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
-  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunkRows;
-  const int64_t r1 = r0 + chunkRows < R ? r0 + chunkRows : R;
+  const Cell cell = chunk_cell(R, chunkRows);
+  const int64_t c = cell.c, r0 = cell.r0, r1 = cell.r1;
   T s{};
   if (c < C)
     for (int64_t r = r0 + threadIdx.y; r < r1; r += kLanes) term(s, r, c);
@@ -74,9 +83,8 @@ __global__ void __launch_bounds__(32 * kLanes)
   using Sum = typename Op::Sum;
   constexpr int kAhead = 8;
   __shared__ Sum sums[kLanes][32];
-  const int64_t c = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
-  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunkRows;
-  const int64_t r1 = r0 + chunkRows < R ? r0 + chunkRows : R;
+  const Cell cell = chunk_cell(R, chunkRows);
+  const int64_t c = cell.c, r0 = cell.r0, r1 = cell.r1;
   Sum s{};
   if (c < C)
     for (int64_t r = r0 + threadIdx.y; r < r1; r += kAhead * kLanes) {
