@@ -7,8 +7,8 @@
 //
 // Built as libcublasLt-emulated.so next to the emulated addon; SIMCSEPP_CUBLASLT points the addon at it
 // (test/cublaslt-emulated.test.ts). Test switches: CUEMU_FAKE_CUBLASLT_BUG=bias drops the bias epilogue (a
-// library that disagrees with the kernels); CUEMU_FAKE_CUBLASLT_LOG=file appends the number of matmuls
-// at exit.
+// library that disagrees with the kernels), =bf16out halves what a bf16 output stores (one kind wrong);
+// CUEMU_FAKE_CUBLASLT_LOG=file appends the number of matmuls at exit.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -91,8 +91,10 @@ bool consistent(const Desc& d, const Layout& a, const Layout& b, const Layout& c
   *m = am;
   *n = bn;
   *k = ak;
+  // C and D: fp32, or bf16 with bf16 operands (then no bias: its type would be D's, which no caller passes).
+  const bool out16 = c.type == kR16BF && dd.type == kR16BF && a.type == kR16BF && d.epilogue == kEpilogueDefault;
   return ak == bk && c.rows == am && c.cols == bn && dd.rows == am && dd.cols == bn && a.type == b.type &&
-         c.type == kR32F && dd.type == kR32F && valid_type(a.type);
+         ((c.type == kR32F && dd.type == kR32F) || out16) && valid_type(a.type);
 }
 
 uint32_t alignment(const void* p) {
@@ -259,13 +261,22 @@ int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, v
         s += x * y;
       }
       float v = al * s;
-      if (be != 0.0f) v += be * static_cast<const float*>(C)[i + j * static_cast<uint64_t>(lc.ld)];
+      if (be != 0.0f) v += be * element(C, lc, i, j, false);
       if (dd.epilogue == kEpilogueBias && !bug("bias")) v += dd.bias[i];
       out[i + j * m] = v;
     }
-  auto* dst = static_cast<float*>(D);
   for (uint64_t j = 0; j < n; ++j)
-    for (uint64_t i = 0; i < m; ++i) dst[i + j * static_cast<uint64_t>(ld.ld)] = out[i + j * m];
+    for (uint64_t i = 0; i < m; ++i) {
+      const uint64_t at = i + j * static_cast<uint64_t>(ld.ld);
+      if (ld.type == kR16BF) {  // the fp32 sum rounded to nearest even
+        const float r = round_bf16(out[i + j * m] * (bug("bf16out") ? 0.5f : 1.0f));
+        uint32_t u;
+        std::memcpy(&u, &r, sizeof(u));
+        static_cast<uint16_t*>(D)[at] = static_cast<uint16_t>(u >> 16);
+      } else {
+        static_cast<float*>(D)[at] = out[i + j * m];
+      }
+    }
   ++g_matmuls;
   return kSuccess;
 }

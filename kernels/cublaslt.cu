@@ -4,9 +4,11 @@
 // Row-major products through a column-major library: a row-major X[m, n] is the column-major X^T, so
 // C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T with B as the first operand: m' = N, n' = M, k' = K.
 // The bias epilogue adds a vector over the rows of C^T, i.e. one value per column of C.
-// Three kinds of product (Kind): fp32; fp32 operands with bf16 tensor-core math (COMPUTE_32F_FAST_16BF); bf16
-// operands (the linear layers' bf16 copies, bf16_copy.cuh) with fp32 C, D, bias and sums. Each kind is
-// self-checked on its own, and a kind that fails is left to the kernels without turning off the others.
+// Four kinds of product (Kind): fp32; fp32 operands with bf16 tensor-core math (COMPUTE_32F_FAST_16BF); bf16
+// operands (the linear layers' bf16 copies, bf16_copy.cuh) with fp32 C, D, bias and sums; bf16 operands with a bf16
+// C and D (fp32 sums rounded as stored; no bias, beta 0: a product whose only reader wants it in bf16). Each kind is
+// self-checked on its own, and a kind that fails is left to the kernels (or, for the bf16 output, to an fp32 output
+// the caller rounds) without turning off the others.
 // Nothing here has run on a GPU yet: the self-check in probe() compares cuBLASLt with the kernels on
 // products with every transpose and odd sizes, and turns cuBLASLt off when they disagree.
 #include <dlfcn.h>
@@ -98,9 +100,10 @@ uint32_t alignment_of(const void* p) {
 }
 
 // The product's operand types and math.
-enum class Kind : int { kFp32 = 0, kFp32FastBf16 = 1, kBf16 = 2 };
-constexpr int kKinds = 3;
-const char* const kKindNames[kKinds] = {"fp32", "fp32 operands with bf16 math", "bf16 operands"};
+enum class Kind : int { kFp32 = 0, kFp32FastBf16 = 1, kBf16 = 2, kBf16Out = 3 };
+constexpr int kKinds = 4;
+const char* const kKindNames[kKinds] = {"fp32", "fp32 operands with bf16 math", "bf16 operands",
+                                        "bf16 operands and output"};
 Kind kind_of(Precision p) { return p == Precision::kBf16 ? Kind::kFp32FastBf16 : Kind::kFp32; }
 
 struct Library {
@@ -183,7 +186,8 @@ Plan& plan_for(Library& L, const PlanKey& key) {
   const auto [transA, transB, M, N, K, lda, ldb, ldc, bias, kind, alignFirst, alignSecond, alignC] = key;
   const Api& api = L.api;
   const int compute = kind == static_cast<int>(Kind::kFp32FastBf16) ? kComputeF32Fast16BF : kComputeF32;
-  const int operandType = kind == static_cast<int>(Kind::kBf16) ? kR16BF : kR32F;
+  const bool bf16Out = kind == static_cast<int>(Kind::kBf16Out);
+  const int operandType = kind == static_cast<int>(Kind::kBf16) || bf16Out ? kR16BF : kR32F;
   if (api.descCreate(&p.desc, compute, kR32F) != 0) return p;
   // First operand: B (op(B)^T); second: A (op(A)^T); see the header comment.
   const int opFirst = transB ? kOpT : kOpN, opSecond = transA ? kOpT : kOpN;
@@ -195,7 +199,7 @@ Plan& plan_for(Library& L, const PlanKey& key) {
   // Column-major shapes: first operand [N, K] (or [K, N] stored), second [K, M] (or [M, K]), C^T [N, M].
   if (api.layoutCreate(&p.a, operandType, transB ? K : N, transB ? N : K, ldb) != 0 ||
       api.layoutCreate(&p.b, operandType, transA ? M : K, transA ? K : M, lda) != 0 ||
-      api.layoutCreate(&p.c, kR32F, N, M, ldc) != 0)
+      api.layoutCreate(&p.c, bf16Out ? kR16BF : kR32F, N, M, ldc) != 0)
     return p;
   Preference pref = nullptr;
   if (api.prefCreate(&pref) != 0) return p;
@@ -214,9 +218,10 @@ Plan& plan_for(Library& L, const PlanKey& key) {
   return p;
 }
 
-// A and B are float (kFp32, kFp32FastBf16) or __nv_bfloat16 (kBf16).
+// A and B are float (kFp32, kFp32FastBf16) or __nv_bfloat16 (kBf16, kBf16Out); C is __nv_bfloat16 for kBf16Out,
+// else float.
 bool run(Library& L, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
-         const void* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias, Kind kind,
+         const void* B, int64_t ldb, float beta, void* C, int64_t ldc, const float* bias, Kind kind,
          cudaStream_t stream) {
   // The library's first operand is B, its second A (header comment).
   const uint32_t alignFirst = alignment_of(B), alignSecond = alignment_of(A), alignC = alignment_of(C);
@@ -234,21 +239,26 @@ bool run(Library& L, bool transA, bool transB, int64_t M, int64_t N, int64_t K, 
                       kWorkspaceBytes, stream) == 0;
 }
 
-// The kernels' result for the self-check (A16, B16: the bf16 copies of A and B, for Kind::kBf16).
+// The kernels' result for the self-check (A16, B16: the bf16 copies of A and B, for Kind::kBf16 and kBf16Out; C is
+// __nv_bfloat16 for kBf16Out, else float).
 void kernel_gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, const __nv_bfloat16* A16,
-                 int64_t lda, const float* B, const __nv_bfloat16* B16, int64_t ldb, float* C, int64_t ldc,
+                 int64_t lda, const float* B, const __nv_bfloat16* B16, int64_t ldb, void* C, int64_t ldc,
                  const float* bias, Kind kind) {
+  float* C32 = static_cast<float*>(C);
   const char* what = "self-check of cuBLASLt";
   const cudaStream_t s = detail::op_stream();
-#define SIMCSEPP_LT_CASE(TA, TB)                                                              \
-  if (transA == TA && transB == TB) {                                                         \
-    if (kind == Kind::kBf16)                                                                  \
-      bf16gemm::gemm<TA, TB>(M, N, K, 1.0f, A16, lda, B16, ldb, 0.0f, C, ldc, what, s, bias); \
-    else if (kind == Kind::kFp32FastBf16)                                                     \
-      bf16gemm::gemm<TA, TB>(M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, what, s, bias);     \
-    else                                                                                      \
-      tile::sgemm<TA, TB>(M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, what, s, bias);        \
-    return;                                                                                   \
+#define SIMCSEPP_LT_CASE(TA, TB)                                                                                    \
+  if (transA == TA && transB == TB) {                                                                               \
+    if (kind == Kind::kBf16Out)                                                                                     \
+      bf16gemm::gemm<TA, TB>(M, N, K, 1.0f, A16, lda, B16, ldb, 0.0f, static_cast<__nv_bfloat16*>(C), ldc, what, s, \
+                             bias);                                                                                 \
+    else if (kind == Kind::kBf16)                                                                                   \
+      bf16gemm::gemm<TA, TB>(M, N, K, 1.0f, A16, lda, B16, ldb, 0.0f, C32, ldc, what, s, bias);                     \
+    else if (kind == Kind::kFp32FastBf16)                                                                           \
+      bf16gemm::gemm<TA, TB>(M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C32, ldc, what, s, bias);                         \
+    else                                                                                                            \
+      tile::sgemm<TA, TB>(M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C32, ldc, what, s, bias);                            \
+    return;                                                                                                         \
   }
   SIMCSEPP_LT_CASE(false, false)
   SIMCSEPP_LT_CASE(false, true)
@@ -257,8 +267,8 @@ void kernel_gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, cons
 #undef SIMCSEPP_LT_CASE
 }
 
-// Compares cuBLASLt with the kernels for one Kind on every transpose combination, with and without bias, at
-// odd sizes. Returns "" when they agree, else what differed.
+// Compares cuBLASLt with the kernels for one Kind on every transpose combination, with and without bias (without
+// only for the bf16 output, which takes none), at odd sizes. Returns "" when they agree, else what differed.
 std::string self_check(Library& L, Kind kind) {
   const int64_t M = 67, N = 45, K = 33;
   std::vector<float> host(static_cast<size_t>(2 * 67 * 67 + 67));
@@ -283,10 +293,18 @@ std::string self_check(Library& L, Kind kind) {
     const bf16copy::Segment copies[2] = {{A, A16, 67 * 67}, {B, B16, 67 * 67}};
     bf16copy::convert(copies, 2, detail::op_stream());
     std::vector<float> r1(static_cast<size_t>(M * N)), r2(static_cast<size_t>(M * N));
-    for (int t = 0; t < 8 && problem.empty(); ++t) {
+    const bool out16 = kind == Kind::kBf16Out;
+    // A bf16 output: C1 and C2 hold M * N bf16 values each, read back as floats.
+    const auto read_back = [&](std::vector<float>& r, const float* C) {
+      if (!out16) return copy_to_host(r.data(), C, r.size() * sizeof(float));
+      std::vector<__nv_bfloat16> h(r.size());
+      copy_to_host(h.data(), C, h.size() * sizeof(__nv_bfloat16));
+      for (size_t i = 0; i < r.size(); ++i) r[i] = __bfloat162float(h[i]);
+    };
+    for (int t = 0; t < (out16 ? 4 : 8) && problem.empty(); ++t) {
       const bool tA = (t & 1) != 0, tB = (t & 2) != 0, withBias = (t & 4) != 0;
       const int64_t lda = tA ? M : K, ldb = tB ? K : N;
-      const bool b16 = kind == Kind::kBf16;
+      const bool b16 = kind == Kind::kBf16 || out16;
       kernel_gemm(tA, tB, M, N, K, A, A16, lda, B, B16, ldb, C1, N, withBias ? bias : nullptr, kind);
       if (!run(L, tA, tB, M, N, K, 1.0f, b16 ? static_cast<const void*>(A16) : A, lda,
                b16 ? static_cast<const void*>(B16) : B, ldb, 0.0f, C2, N, withBias ? bias : nullptr, kind,
@@ -294,16 +312,17 @@ std::string self_check(Library& L, Kind kind) {
         problem = "a cuBLASLt call failed";
         break;
       }
-      copy_to_host(r1.data(), C1, r1.size() * sizeof(float));
-      copy_to_host(r2.data(), C2, r2.size() * sizeof(float));
+      read_back(r1, C1);
+      read_back(r2, C2);
       double num = 0, den = 0;
       for (size_t i = 0; i < r1.size(); ++i) {
         num = std::fmax(num, std::fabs(static_cast<double>(r1[i]) - r2[i]));
         den = std::fmax(den, std::fabs(static_cast<double>(r1[i])));
       }
       // fp32 and bf16 operands: summation order only (a product of two bf16 values is exact in fp32);
-      // fp32 operands with bf16 math: the library may round the operands differently.
-      const double tol = kind == Kind::kFp32FastBf16 ? 2e-2 : 1e-5;
+      // fp32 operands with bf16 math: the library may round the operands differently; a bf16 output: the order may
+      // move a sum across a rounding boundary, one bf16 step (2^-8 of the value).
+      const double tol = kind == Kind::kFp32FastBf16 ? 2e-2 : out16 ? 8e-3 : 1e-5;
       if (!(num <= tol * den))
         problem = std::string("cuBLASLt and the kernels disagree (") + kKindNames[static_cast<int>(kind)] +
                   (tA ? ", A^T" : "") + (tB ? ", B^T" : "") + (withBias ? ", bias" : "") + "): max difference " +
@@ -355,7 +374,9 @@ void probe(Library& L) {
     L.active[k] = problem.empty();
     if (!problem.empty()) problems += std::string(problems.empty() ? "" : "; ") + kKindNames[k] + ": " + problem;
   }
-  if (!L.active[0] && !L.active[1] && !L.active[2])
+  bool any = false;
+  for (int k = 0; k < kKinds; ++k) any = any || L.active[k];
+  if (!any)
     L.description = "simcsepp kernels (" + name + " not used: " + problems + ")";
   else if (!problems.empty())
     L.description = name + ", simcsepp kernels for what it got wrong (" + problems + ")";
@@ -409,6 +430,7 @@ bool gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
 }
 
 bool serves_bf16_operands() { return probed().active[static_cast<int>(Kind::kBf16)]; }
+bool serves_bf16_output() { return probed().active[static_cast<int>(Kind::kBf16Out)]; }
 bool serves_fp32_operands_bf16() { return probed().active[static_cast<int>(Kind::kFp32FastBf16)]; }
 
 bool gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const __nv_bfloat16* A,
@@ -419,6 +441,16 @@ bool gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float 
   if (!L.active[static_cast<int>(Kind::kBf16)] || M <= 0 || N <= 0 || K <= 0) return false;
   std::lock_guard<std::mutex> lock(L.mu);
   return run(L, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, Kind::kBf16, stream);
+}
+
+bool gemm_bf16_out(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const __nv_bfloat16* A,
+                   int64_t lda, const __nv_bfloat16* B, int64_t ldb, __nv_bfloat16* C, int64_t ldc,
+                   cudaStream_t stream) {
+  if (capture_unsupported()) return false;
+  Library& L = probed();
+  if (!L.active[static_cast<int>(Kind::kBf16Out)] || M <= 0 || N <= 0 || K <= 0) return false;
+  std::lock_guard<std::mutex> lock(L.mu);
+  return run(L, transA, transB, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc, nullptr, Kind::kBf16Out, stream);
 }
 
 }  // namespace simcsepp::cuda::lt

@@ -23,13 +23,16 @@ namespace simcsepp::cuda {
 namespace {
 
 // Each op is a functor applied to every element index by detail::run_map (grid.cuh); GELU's is gelu.cuh's.
+// kRound: dout rounded to bf16 first (gelu_backward_of_bf16).
+template <bool kRound>
 struct GeluBackwardOp {
   float* dinp;
   const float* inp;
   const float* dout;
   __nv_bfloat16* dinp16;  // bf16(dinp) for the next product (bf16_handoff.cuh), or null
   __device__ void operator()(int64_t i) const {
-    const float d = detail::gelu_grad(inp[i], dout[i]);
+    const float g = dout[i];
+    const float d = detail::gelu_grad(inp[i], kRound ? detail::bf16_gradient(g) : g);
     dinp[i] = d;
     if (dinp16 != nullptr) dinp16[i] = __float2bfloat16(d);
   }
@@ -81,7 +84,11 @@ void gelu_forward(float* out, const float* inp, int64_t n) {
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
-  run_map("gelu_backward", GeluBackwardOp{dinp, inp, dout, bf16handoff::claim(dinp, n)}, n);
+  run_map("gelu_backward", GeluBackwardOp<false>{dinp, inp, dout, bf16handoff::claim(dinp, n)}, n);
+}
+
+void gelu_backward_of_bf16(float* dinp, const float* inp, const float* dout, int64_t n) {
+  run_map("gelu_backward (of a bf16 product)", GeluBackwardOp<true>{dinp, inp, dout, bf16handoff::claim(dinp, n)}, n);
 }
 
 void tanh_forward(float* out, const float* inp, int64_t n) { run_map("tanh_forward", TanhForwardOp{out, inp}, n); }

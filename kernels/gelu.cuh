@@ -7,6 +7,17 @@
 
 #include <cstdint>
 
+#include "common/bf16.h"
+
+namespace simcsepp::cuda {
+
+// gelu_backward (elementwise.cu) for a product's output gradient at bf16: dinp = gelu_grad(x, bf16(dout)), the
+// gradient rounded to bf16 before GELU' multiplies it (linear_backward's contract at Precision::kBf16; dinp may alias
+// dout), with gelu_backward's bf16 handoff.
+void gelu_backward_of_bf16(float* dinp, const float* inp, const float* dout, int64_t n);
+
+}  // namespace simcsepp::cuda
+
 namespace simcsepp::cuda::detail {
 
 constexpr float kInvSqrt2 = 0.70710678118654752f;
@@ -35,13 +46,20 @@ struct GeluForwardOp {
   }
 };
 
-// The backward of a linear layer whose input is GELU(inp), in one pass after its input-gradient product (gemm.cu):
-// d = gelu_grad(inp[i], dinp[i]) into out (dinp itself, or null: bf16Next 'only', the copy alone) and bf16 of it into
-// dinp16 when not null (a bf16 handoff), and act16[i] = bf16(GELU(inp[i])), the weight gradient's operand
-// (bf16_copy.cuh's GELU segment, the same bits): inp is read once for both. load/apply are column_sums.cuh's
-// map_chunks_kernel interface (the pass that also sums d by column: the bias gradient of the layer before).
+// The product's output gradient at bf16, as GELU' multiplies it: an fp32 product rounded, a bf16 one as stored.
+__device__ __forceinline__ float bf16_gradient(float g) { return round_bf16(g); }
+__device__ __forceinline__ float bf16_gradient(__nv_bfloat16 g) { return __bfloat162float(g); }
+
+// The backward of a linear layer whose input is GELU(inp), at bf16, in one pass after its input-gradient product
+// (gemm.cu): d = gelu_grad(inp[i], bf16(g[i])) for the product's g (TG: fp32, rounded here, or bf16 as the product
+// stored it: the same value) into out (g's memory, or null: bf16Next 'only', the copy alone; a bf16 g is only read
+// with out null) and bf16 of it into dinp16 when not null (a bf16 handoff), and act16[i] = bf16(GELU(inp[i])), the
+// weight gradient's operand (bf16_copy.cuh's GELU segment, the same bits): inp is read once for both. load/apply are
+// column_sums.cuh's map_chunks_kernel interface (the pass that also sums d by column: the bias gradient of the layer
+// before).
+template <class TG>
 struct GeluBackwardActOp {
-  const float* dinp;
+  const TG* dinp;
   float* out;
   const float* inp;
   __nv_bfloat16* dinp16;
@@ -49,7 +67,7 @@ struct GeluBackwardActOp {
   struct Loaded {
     float x, g;
   };
-  __device__ Loaded load(int64_t i) const { return Loaded{inp[i], dinp[i]}; }
+  __device__ Loaded load(int64_t i) const { return Loaded{inp[i], bf16_gradient(dinp[i])}; }
   __device__ float apply(int64_t i, Loaded v) const {
     const float d = gelu_grad(v.x, v.g);
     if (out != nullptr) out[i] = d;

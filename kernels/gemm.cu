@@ -18,7 +18,9 @@
 //                     geluOut = GELU(out): elementwise.cu's gelu_forward after the product (not yet an epilogue:
 //                     cuBLASLt's GELU epilogue is the tanh approximation, not the exact GELU of the op set)
 //   linear_backward:  dinp (= or +=) dout W                       sgemm_kernel<false, false> (beta 0 or 1)
-//                     geluInput: dinp *= GELU'(geluInput) by gelu_backward in place after the product
+//                     geluInput: dinp *= GELU'(geluInput) by gelu_backward in place after the product (at bf16
+//                     of the product rounded to bf16: gelu_backward_of_bf16; the fused pass below reads it so, and
+//                     with bf16Next 'only' the product is stored in bf16, in dinp's memory, as cuBLASLt's bf16 output)
 //                     dweight += dout^T inp                        sgemm_kernel<true, false>, beta = 1
 //                     inp null (then geluInput is given): the layer's input is GELU(geluInput), recomputed
 //                     (gelu.cuh, the forward's bits): at bf16 by the copy of the operand itself (one GELU
@@ -129,6 +131,19 @@ void linear_forward_bf16_copies(float* out, const float* inp, const float* weigh
                                 "gemm_bf16_kernel (linear out = inp W^T + b, bf16 copies)", stream, bias);
 }
 
+// The fused pass of linear_backward_bf16_copies (Op: detail::GeluBackwardActOp over an fp32 or a bf16 product); with
+// dinpSums (then partial is the chunks' workspace), in the column sums' grid, adding dinp's column sums to them.
+template <class Op>
+void gelu_backward_act(const Op& op, double* partial, float* dinpSums, int64_t R, int64_t C, cudaStream_t stream) {
+  if (dinpSums != nullptr)
+    colsum::launch_map_sums<kChunksAhead>("gelu_backward_act_sums (linear backward through a GELU, column sums)",
+                                          "column_sum_finish (the bias gradient of the layer before)", partial,
+                                          colsum::FlatSum<Op>{op, C}, AddToBias{dinpSums}, R, C, stream);
+  else
+    launch("gelu_backward_act (linear backward through a GELU)", detail::map_kernel<Op>,
+           detail::grid_blocks(R * C, detail::kMapThreads), detail::kMapThreads, 0, stream, op, R * C);
+}
+
 // linear_backward's two products at Precision::kBf16 on bf16 copies of dout (one, for both), weight and inp
 // (caller checked R, C, OC > 0); inpIsGeluInput: the weight gradient's input is GELU(inp), rounded as it is made;
 // ln (not null: inp is its x): the weight gradient's input is that LayerNorm's output, rounded as it is made.
@@ -177,23 +192,37 @@ bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
   const __nv_bfloat16* w = mirrored != nullptr ? mirrored : w16;
   const __nv_bfloat16* g = handed != nullptr ? handed : dout16;
   const float beta = accumulateInput ? 1.0f : 0.0f;
-  if (wantDinp && !lt::gemm_bf16(false, false, R, C, OC, 1.0f, g, OC, w, C, beta, dinp, C, nullptr, stream))
+  // The fused pass's handoff is claimed before the product (a claim writes the handoff buffer g does not sit in): with
+  // bf16Next 'only' dinp's fp32 values are never written, and the product, which GELU' multiplies rounded to bf16,
+  // is stored as bf16 in the first half of dinp's own memory (half the bytes written and read again), by cuBLASLt, or
+  // by gemm_bf16_kernel when there is no cuBLASLt for bf16 operands; a cuBLASLt that serves bf16 operands but not a
+  // bf16 output writes it in fp32 (faster than the kernel), and the pass rounds it.
+  bool copyOnly = false;
+  __nv_bfloat16* dinp16 = fused ? bf16handoff::claim(dinp, R * C, &copyOnly) : nullptr;
+  __nv_bfloat16* g16 = nullptr;
+  if (fused && copyOnly) {
+    g16 = reinterpret_cast<__nv_bfloat16*>(dinp);
+    if (!lt::gemm_bf16_out(false, false, R, C, OC, 1.0f, g, OC, w, C, g16, C, stream)) {
+      if (lt::serves_bf16_operands())
+        g16 = nullptr;
+      else
+        bf16gemm::gemm<false, false>(R, C, OC, 1.0f, g, OC, w, C, 0.0f, g16, C,
+                                     "gemm_bf16_kernel (linear dinp = dout W, bf16 copies, bf16 output)", stream);
+    }
+  }
+  if (wantDinp && g16 == nullptr &&
+      !lt::gemm_bf16(false, false, R, C, OC, 1.0f, g, OC, w, C, beta, dinp, C, nullptr, stream))
     bf16gemm::gemm<false, false>(R, C, OC, 1.0f, g, OC, w, C, beta, dinp, C,
                                  "gemm_bf16_kernel (linear dinp = dout W, bf16 copies)", stream);
   if (fused) {
-    // dinp *= GELU'(inp), its bf16 handoff if asked (a claim writes the handoff buffer g does not sit in), and
-    // inp16 = bf16(GELU(inp)); with dinpSums, in the column sums' grid, adding them.
-    bool copyOnly = false;  // bf16Next 'only': the fp32 values are left unwritten
-    __nv_bfloat16* dinp16 = bf16handoff::claim(dinp, R * C, &copyOnly);
-    const detail::GeluBackwardActOp op{dinp, copyOnly ? nullptr : dinp, inp, dinp16, inp16};
-    if (sums)
-      colsum::launch_map_sums<kChunksAhead>("gelu_backward_act_sums (linear backward through a GELU, column sums)",
-                                            "column_sum_finish (the bias gradient of the layer before)", partial,
-                                            colsum::FlatSum<detail::GeluBackwardActOp>{op, C}, AddToBias{dinpSums}, R,
-                                            C, stream);
+    // dinp = GELU'(inp) * bf16(product), its bf16 handoff if asked, and inp16 = bf16(GELU(inp)); with dinpSums, in the
+    // column sums' grid, adding them.
+    if (g16 != nullptr)
+      gelu_backward_act(detail::GeluBackwardActOp<__nv_bfloat16>{g16, nullptr, inp, dinp16, inp16}, partial, dinpSums,
+                        R, C, stream);
     else
-      launch("gelu_backward_act (linear backward through a GELU)", detail::map_kernel<detail::GeluBackwardActOp>,
-             detail::grid_blocks(R * C, detail::kMapThreads), detail::kMapThreads, 0, stream, op, R * C);
+      gelu_backward_act(detail::GeluBackwardActOp<float>{dinp, copyOnly ? nullptr : dinp, inp, dinp16, inp16}, partial,
+                        dinpSums, R, C, stream);
   }
   if (wantDweight && !lt::gemm_bf16(true, false, OC, C, R, 1.0f, g, OC, inp16, C, 1.0f, dweight, C, nullptr, stream))
     bf16gemm::gemm<true, false>(OC, C, R, 1.0f, g, OC, inp16, C, 1.0f, dweight, C,
@@ -300,7 +329,9 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   }  // the workspace's recomputed GELU (if any) is released only now, its product queued
   if (dbias != nullptr && R > 0 && OC > 0) add_column_sums(dbias, dout, R, OC, stream);
   finish(stream);
-  if (dinp != nullptr && geluInput != nullptr && !geluDone) gelu_backward(dinp, geluInput, dinp, R * C);
+  // At bf16 GELU' multiplies the product rounded to bf16 (the fused pass's arithmetic).
+  if (dinp != nullptr && geluInput != nullptr && !geluDone)
+    (bf16 ? gelu_backward_of_bf16 : gelu_backward)(dinp, geluInput, dinp, R * C);
   if (dinpColumnSums != nullptr && !geluDone && R > 0 && C > 0) {  // the sums of dinp as this op leaves it
     add_column_sums(dinpColumnSums, dinp, R, C, stream);
     finish(stream);

@@ -8,7 +8,8 @@
 // conventions as tile::sgemm (kernels/tile_gemm.cuh): op(A) [M, K], op(B) [K, N], transA: A stored [K, M], transB: B
 // stored [N, K]; beta == 0 never reads C. Rounding each input to bf16 (8 significant bits) makes the result differ from
 // fp32 by ~2^-8 relative per product; the sum itself is fp32.
-// Operand types TA, TB: float or __nv_bfloat16, each independently.
+// Operand types TA, TB: float or __nv_bfloat16, each independently. C: float, or __nv_bfloat16 (beta 0 only: the
+// fp32 result rounded to nearest even as it is stored, __float2bfloat16, what cuBLASLt's bf16 output gives).
 // Tiling: a block of 128 threads (4 warps) computes a 64 x 64 tile of C; warp w owns the 32 x 32 quarter
 // (w / 2, w % 2) as 2 x 2 wmma m16n16k16 accumulators. K advances 32 at a time: the block stages op(A)
 // [64 x 32] and op(B) [32 x 64] as bf16 in shared memory (rows padded by 8 elements, 16 bytes, as WMMA
@@ -42,10 +43,16 @@ struct Smem {
 __device__ __forceinline__ __nv_bfloat16 as_bf16(float v) { return __float2bfloat16(v); }
 __device__ __forceinline__ __nv_bfloat16 as_bf16(__nv_bfloat16 v) { return v; }
 
-template <bool kTransA, bool kTransB, class TA, class TB>
+// An element of C: read for beta != 0 (fp32 C only), stored rounded when C is bf16.
+__device__ __forceinline__ float c_value(const float* p) { return *p; }
+__device__ __forceinline__ float c_value(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+__device__ __forceinline__ void c_store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void c_store(__nv_bfloat16* p, float v) { *p = __float2bfloat16(v); }
+
+template <bool kTransA, bool kTransB, class TA, class TB, class TC>
 __global__ void __launch_bounds__(kThreads)
     gemm_bf16_kernel(int64_t M, int64_t N, int64_t K, float alpha, const TA* __restrict__ A, int64_t lda,
-                     const TB* __restrict__ B, int64_t ldb, float beta, float* __restrict__ C, int64_t ldc,
+                     const TB* __restrict__ B, int64_t ldb, float beta, TC* __restrict__ C, int64_t ldc,
                      const float* __restrict__ bias) {
   using namespace nvcuda;
   __shared__ __align__(32) Smem sm;
@@ -90,23 +97,27 @@ __global__ void __launch_bounds__(kThreads)
     const int i = e / kTile, j = e % kTile;
     const int64_t r = m0 + i, c = n0 + j;
     if (r >= M || c >= N) continue;
-    float* dst = C + r * ldc + c;
+    TC* dst = C + r * ldc + c;
     const float v = alpha * sm.Cs[i][j] + (bias != nullptr ? bias[c] : 0.0f);
-    *dst = beta == 0.0f ? v : fmaf(beta, *dst, v);
+    c_store(dst, beta == 0.0f ? v : fmaf(beta, c_value(dst), v));
   }
 }
 
 // Launches gemm_bf16_kernel on `stream` (arguments as tile::sgemm; `what` names the product in errors;
-// `bias`, when given, is added per column of C in the epilogue). TA, TB: float or __nv_bfloat16.
-template <bool kTransA, bool kTransB, class TA, class TB>
+// `bias`, when given, is added per column of C in the epilogue). TA, TB: float or __nv_bfloat16; TC too (a bf16 C
+// takes beta 0 only).
+template <bool kTransA, bool kTransB, class TA, class TB, class TC>
 void gemm(int64_t M, int64_t N, int64_t K, float alpha, const TA* A, int64_t lda, const TB* B, int64_t ldb, float beta,
-          float* C, int64_t ldc, const char* what, cudaStream_t stream, const float* bias = nullptr) {
+          TC* C, int64_t ldc, const char* what, cudaStream_t stream, const float* bias = nullptr) {
+  if (sizeof(TC) != sizeof(float) && beta != 0.0f)
+    throw CudaError(std::string("launch of ") + what + ": a bf16 output takes beta 0 (it is not read)");
   const int64_t gx = (M + kTile - 1) / kTile, gy = (N + kTile - 1) / kTile;
   if (gy > 65535)
     throw CudaError(std::string("launch of ") + what + ": " + std::to_string(N) +
                     " output columns exceed the grid limit");
-  launch(what, gemm_bf16_kernel<kTransA, kTransB, TA, TB>, dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)),
-         kThreads, 0, stream, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
+  launch(what, gemm_bf16_kernel<kTransA, kTransB, TA, TB, TC>,
+         dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), kThreads, 0, stream, M, N, K, alpha, A, lda, B,
+         ldb, beta, C, ldc, bias);
 }
 
 }  // namespace simcsepp::cuda::bf16gemm

@@ -23,6 +23,7 @@ import { settledTensorBytes } from './helpers/settle-memory.js'
 
 import { randomBatch, differingBits } from './helpers/random-batch.js'
 import { chunkedColumnSums, sentenceColumnSums } from './helpers/column-sums-order.js'
+import { roundBf16Array } from './helpers/bf16.js'
 const status = cudaStatus()
 const skip = status.available ? false : `CUDA unavailable (${status.reason})`
 
@@ -495,8 +496,24 @@ t.test(
     const only = mlp('bf16', 'only', true)
     t.equal(only.handedOff, R * I, "'only': the GELU pass handed off gI2")
     same("'only' with the sums in the GELU pass", only.value, plain.value, ['gI2'])
-    // gI2 still holds what the input gradient's product wrote there, before the GELU's derivative.
+    // gI2 holds what the input gradient's product wrote there, before the GELU's derivative: not its fp32 values.
     t.ok(differingBits(only.value.gI2, plain.value.gI2) > (R * I) / 2, "'only': gI2's fp32 values were not written")
+    // That product as an op of its own (no GELU): GELU' multiplies it rounded to bf16, and with 'only' the op stored it
+    // so, as bf16, in the first half of gI2's memory (half the bytes of the fp32 product).
+    const product = zeros([R, I], NaN)
+    ops.linearBackward(product, zeros([H, I]), null, dout, inter, wOut, false, 'bf16')
+    const rounded = roundBf16Array(product.toFloat32Array())
+    t.ok(differingBits(rounded, product.toFloat32Array()) > 0, 'the product is not bf16 already')
+    const viaOps = zeros([R, I])
+    ops.geluBackward(viaOps, inter, Tensor.from(rounded, [R, I], 'cuda'))
+    t.equal(differingBits(plain.value.gI2, viaOps.toFloat32Array()), 0, 'gI2 = geluBackward(the product in bf16), bit for bit')
+    const stored = new Uint16Array(only.value.gI2.buffer, 0, R * I)
+    const highHalves = new Uint16Array(rounded.buffer).filter((_, i) => i % 2 === 1) // little-endian
+    t.equal(
+      stored.reduce((n, v, i) => n + (v === highHalves[i] ? 0 : 1), 0),
+      0,
+      "'only': the product stored as bf16 in gI2's memory",
+    )
     // Without handoffs (no product takes a copy) 'only' writes gI2; at fp32 the sums come from a pass over dinp.
     same(
       "'only' without handoffs",

@@ -365,6 +365,7 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   GemmEpilogue ep;  // the GELU's derivative, on each tile of dinp while it is in L1
   ep.gelu_grad_x = geluInput;
   ep.ld_gelu_grad_x = C;
+  ep.round_before_gelu_grad = bf16;  // at bf16 GELU' multiplies the product rounded to bf16 (ops/encoder.h)
   if (dinp)
     sgemm_fused(bf16, false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C, ep);
   if (dinpColumnSums) column_sums_add(dinpColumnSums, dinp, R, C);  // a pass of its own (BertModel sums in the GEMM)

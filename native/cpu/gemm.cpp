@@ -660,12 +660,18 @@ SIMCSEPP_CLONES void add_bias_span(float* __restrict c, const float* __restrict 
   for (int64_t q = 0; q < n; ++q) c[q] += bias[q];
 }
 
+// c[q] = round_bf16(c[q]) for q < n (linear_backward's product at bf16, before GELU' multiplies it).
+SIMCSEPP_CLONES void round_bf16_span(float* __restrict c, int64_t n) {
+  for (int64_t q = 0; q < n; ++q) c[q] = round_bf16(c[q]);
+}
+
 // The epilogue on the finished mr x nr block at c (C[i, j] of the whole C).
 void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t i, int64_t j, int64_t mr, int64_t nr) {
   for (int64_t r = 0; r < mr; ++r) {
     float* cr = c + r * ldc;
     if (ep.bias) add_bias_span(cr, ep.bias + j, nr);
     if (ep.gelu_out) gelu_forward_span(ep.gelu_out + (i + r) * ep.ld_gelu_out + j, cr, nr);
+    if (ep.gelu_grad_x && ep.round_before_gelu_grad) round_bf16_span(cr, nr);
     if (ep.gelu_grad_x) gelu_backward_span(cr, ep.gelu_grad_x + (i + r) * ep.ld_gelu_grad_x + j, cr, nr);
   }
 }

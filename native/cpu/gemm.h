@@ -31,13 +31,15 @@ SgemmFn sgemm_bf16;
 // What sgemm_fused does to C once its sum is complete, tile by tile while the tile is still in L1 (instead of
 // extra passes over C in memory): C[i, j] += bias[j]; then gelu_out[i, j] = GELU(C[i, j]) (C keeps the
 // pre-activation, which the backward needs), or C[i, j] *= GELU'(gelu_grad_x[i, j]) (the backward through
-// GELU of the product's output gradient). Null members are skipped; GELU is gelu.h's.
+// GELU of the product's output gradient; with round_before_gelu_grad, C[i, j] rounded to bf16 first, common/bf16.h:
+// linear_backward at bf16). Null members are skipped; GELU is gelu.h's.
 struct GemmEpilogue {
   const float* bias = nullptr;  // [N]
   float* gelu_out = nullptr;    // [M, ld_gelu_out]
   int64_t ld_gelu_out = 0;
   const float* gelu_grad_x = nullptr;  // [M, ld_gelu_grad_x]
   int64_t ld_gelu_grad_x = 0;
+  bool round_before_gelu_grad = false;
   // Not on C: a_row_sums[i] += sum_k op(A)[i, k] (fp32, whatever the precision of the product), e.g. the bias
   // gradient alongside a weight gradient dW += dY^T X, whose op(A) is dY^T. The fp32 packed path sums the
   // packed panels while they are in cache (each row over each K block in k order, in double, the blocks added in

@@ -97,7 +97,9 @@ using LinearForwardFn = void(float* out, const float* inp, const float* weight, 
 // dweight += dout^T · inp;  dbias += column sums of dout (dbias may be null; always fp32)
 // The two products at `precision` (ops/precision.h).
 // geluInput[R, C] not null (then accumulateInput is false): dinp = (dout · weight) ⊙ GELU'(geluInput), the
-// gradient through a GELU whose output was inp (GeluBackwardFn's derivative), fused into the product. inp may then
+// gradient through a GELU whose output was inp (GeluBackwardFn's derivative), fused into the product; at
+// Precision::kBf16 the product is rounded to bf16 before GELU' multiplies it (as autocast keeps it: a backend may
+// store it in bf16 between the product and the pass that applies GELU', half the bytes of fp32). inp may then
 // be null: the weight gradient reads GELU(geluInput), recomputed with GeluForwardFn's bits (so a model need not keep
 // the GELU's output for its backward: it holds as many floats as the GELU's input).
 // layerNormInput not null (then inp and geluInput are null): the layer's input is a LayerNorm's output, which the
