@@ -20,7 +20,8 @@
 //   linear_backward:  dinp (= or +=) dout W                       sgemm_kernel<false, false> (beta 0 or 1)
 //                     geluInput: dinp *= GELU'(geluInput) by gelu_backward in place after the product (at bf16
 //                     of the product rounded to bf16: gelu_backward_of_bf16; the fused pass below reads it so, and
-//                     with bf16Next 'only' the product is stored in bf16, in dinp's memory, as cuBLASLt's bf16 output)
+//                     with bf16Next 'only' the product is stored in bf16, in dinp's memory, as cuBLASLt's bf16 output;
+//                     SIMCSEPP_BF16_OUTPUT=0 writes it in fp32 there, for comparisons)
 //                     dweight += dout^T inp                        sgemm_kernel<true, false>, beta = 1
 //                     inp null (then geluInput is given): the layer's input is GELU(geluInput), recomputed
 //                     (gelu.cuh, the forward's bits): at bf16 by the copy of the operand itself (one GELU
@@ -38,7 +39,9 @@
 // dbias: column_sums.cuh's chunked sums (grid (ceil(OC / 32), chunks of 128 rows) of double partials, then one
 // thread per column adding them in chunk order): fixed orders, no atomics, the same bits on every run.
 #include <algorithm>
+#include <cstdlib>
 #include <mutex>
+#include <string>
 
 #include "bf16_copy.cuh"
 #include "bf16_handoff.cuh"
@@ -131,6 +134,13 @@ void linear_forward_bf16_copies(float* out, const float* inp, const float* weigh
                                 "gemm_bf16_kernel (linear out = inp W^T + b, bf16 copies)", stream, bias);
 }
 
+// Whether a product that only a bf16 reader reads is stored in bf16 (SIMCSEPP_BF16_OUTPUT, read at every op so that a
+// benchmark compares both in one process: "0" writes it in fp32, the reader rounding it: the same bits).
+bool bf16_outputs() {
+  const char* v = std::getenv("SIMCSEPP_BF16_OUTPUT");
+  return v == nullptr || std::string(v) != "0";
+}
+
 // The fused pass of linear_backward_bf16_copies (Op: detail::GeluBackwardActOp over an fp32 or a bf16 product); with
 // dinpSums (then partial is the chunks' workspace), in the column sums' grid, adding dinp's column sums to them.
 template <class Op>
@@ -200,7 +210,7 @@ bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
   bool copyOnly = false;
   __nv_bfloat16* dinp16 = fused ? bf16handoff::claim(dinp, R * C, &copyOnly) : nullptr;
   __nv_bfloat16* g16 = nullptr;
-  if (fused && copyOnly) {
+  if (fused && copyOnly && bf16_outputs()) {
     g16 = reinterpret_cast<__nv_bfloat16*>(dinp);
     if (!lt::gemm_bf16_out(false, false, R, C, OC, 1.0f, g, OC, w, C, g16, C, stream)) {
       if (lt::serves_bf16_operands())

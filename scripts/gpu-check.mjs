@@ -49,7 +49,8 @@
 //    SIMCSEPP_BF16_WEIGHT_MIRROR=0 and SIMCSEPP_BF16_HANDOFF=0 (both operands rounded at every product instead of
 //    read from the weight mirror and the producers' handoffs) and the B = 512 step with
 //    SIMCSEPP_LAYERNORM_ROWS=scalar (the LayerNorm kernels without the rows in registers) and with
-//    SIMCSEPP_BIAS_SUMS=products (the bias gradients summed in passes of their own) when time allows, and
+//    SIMCSEPP_BIAS_SUMS=products (the bias gradients summed in passes of their own) and with SIMCSEPP_BF16_OUTPUT=0
+//    (the MLP backward's first product written in fp32, not stored in bf16) when time allows, and
 //    the device time per op category at B = 64 and 512 (bench step --profile: CUDA events around each op of a
 //    step run without graphs); then the issue's targets (at B = 64, >= 2x PyTorch eager and >= 1.2x
 //    torch.compile in steps/s at our precision; at B = 512, >= 40% model FLOP utilisation), each met or not
@@ -738,6 +739,13 @@ if (runBench && !fake && ['bench-step', 'bench-variants', 'bench-torch', 'bench-
         const [products, producers] = await stepWith({ SIMCSEPP_BIAS_SUMS: 'products' }, big)
         if (products) comparisons.push({ ...products, biasSums: 'products' })
         if (products && producers) log(`  step B=${big} bias sums in the products: ${ratio(products, 'in the producers', producers)}`)
+      }
+      // The B = 512 step with the MLP backward's first product written in fp32 (SIMCSEPP_BF16_OUTPUT=0) against the
+      // default, cuBLASLt storing it in bf16 for the pass that rounds it anyway (the same bits).
+      if (want('bench-variants') && left() > 150) {
+        const [fp32Out, bf16Out] = await stepWith({ SIMCSEPP_BF16_OUTPUT: '0' }, big)
+        if (fp32Out) comparisons.push({ ...fp32Out, bf16Output: 'off' })
+        if (fp32Out && bf16Out) log(`  step B=${big} products written in fp32: ${ratio(fp32Out, 'stored in bf16', bf16Out)}`)
       }
       // The bf16 products on fp32 operands rounded inside the GEMM (SIMCSEPP_BF16_OPERANDS=fp32) against the
       // default bf16 copies (kernels/bf16_copy.cuh): whether the copies pay for their conversion passes.

@@ -27,7 +27,10 @@ import { roundBf16Array } from './helpers/bf16.js'
 const status = cudaStatus()
 const skip = status.available ? false : `CUDA unavailable (${status.reason})`
 
-type Switches = Record<'SIMCSEPP_BF16_WEIGHT_MIRROR' | 'SIMCSEPP_BF16_HANDOFF' | 'SIMCSEPP_CUDA_GRAPHS', '0' | undefined> & {
+type Switches = Record<
+  'SIMCSEPP_BF16_WEIGHT_MIRROR' | 'SIMCSEPP_BF16_HANDOFF' | 'SIMCSEPP_CUDA_GRAPHS' | 'SIMCSEPP_BF16_OUTPUT',
+  '0' | undefined
+> & {
   SIMCSEPP_ATTENTION: 'tiled' | undefined
   SIMCSEPP_BIAS_SUMS: string | undefined
 }
@@ -514,6 +517,11 @@ t.test(
       0,
       "'only': the product stored as bf16 in gI2's memory",
     )
+    // SIMCSEPP_BF16_OUTPUT=0 (gpu-check's comparison): the product written in fp32 there, the pass rounding it: the
+    // same bits.
+    const fp32Out = withEnv({ SIMCSEPP_BF16_OUTPUT: '0' }, () => mlp('bf16', 'only', true).value)
+    same('SIMCSEPP_BF16_OUTPUT=0', fp32Out, only.value, ['gI2'])
+    t.equal(differingBits(fp32Out.gI2, product.toFloat32Array()), 0, 'SIMCSEPP_BF16_OUTPUT=0: the product in fp32 in gI2')
     // Without handoffs (no product takes a copy) 'only' writes gI2; at fp32 the sums come from a pass over dinp.
     same(
       "'only' without handoffs",

@@ -65,21 +65,36 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
   )
   t.same(
     step.comparisons.map(
-      (c: { batchSize: number; bf16Operands?: string; bf16Copies?: string; layerNormRows?: string; biasSums?: string }) => [
+      (c: {
+        batchSize: number
+        bf16Operands?: string
+        bf16Copies?: string
+        layerNormRows?: string
+        biasSums?: string
+        bf16Output?: string
+      }) => [
         c.batchSize,
         c.bf16Operands ??
-          (c.layerNormRows ? `layerNormRows ${c.layerNormRows}` : c.biasSums ? `biasSums ${c.biasSums}` : `bf16Copies ${c.bf16Copies}`),
+          (c.layerNormRows
+            ? `layerNormRows ${c.layerNormRows}`
+            : c.biasSums
+              ? `biasSums ${c.biasSums}`
+              : c.bf16Output
+                ? `bf16Output ${c.bf16Output}`
+                : `bf16Copies ${c.bf16Copies}`),
       ],
     ),
     [
       [2, 'bf16Copies per op'],
       [4, 'layerNormRows scalar'],
       [4, 'biasSums products'],
+      [4, 'bf16Output off'],
       [2, 'fp32'],
       [4, 'fp32'],
     ],
-    'the comparison rows: operands rounded per op, scalar LayerNorm rows, bias sums in the products, bf16 products on fp32 operands',
+    'the comparison rows: operands rounded per op, scalar LayerNorm rows, bias sums in the products, products in fp32, bf16 products on fp32 operands',
   )
+  t.match(log, /step B=4 products written in fp32: [\d.]+ steps\/s; stored in bf16: [\d.]+/, 'the bf16 output comparison')
   t.match(log, /step B=4 bias sums in the products: [\d.]+ steps\/s; in the producers: [\d.]+/, 'the bias sums comparison')
   t.match(log, /step B=2 operands rounded per op: [\d.]+ steps\/s; from the mirror and handoffs: [\d.]+/, 'the copies comparison')
   t.match(log, /step B=2 without CUDA graphs: [\d.]+ steps\/s; with: [\d.]+/, 'the graphs/eager comparison')
