@@ -28,6 +28,7 @@ struct Desc {
   int transA = kOpN, transB = kOpN;
   int epilogue = kEpilogueDefault;
   const float* bias = nullptr;
+  int biasType = -1;  // BIAS_DATA_TYPE; -1: D's type
 };
 struct Layout {
   int type = 0;
@@ -91,8 +92,10 @@ bool consistent(const Desc& d, const Layout& a, const Layout& b, const Layout& c
   *m = am;
   *n = bn;
   *k = ak;
-  // C and D: fp32, or bf16 with bf16 operands (then no bias: its type would be D's, which no caller passes).
-  const bool out16 = c.type == kR16BF && dd.type == kR16BF && a.type == kR16BF && d.epilogue == kEpilogueDefault;
+  // C and D: fp32, or bf16 with bf16 operands (then a bias only of type fp32, set by BIAS_DATA_TYPE: by default its
+  // type is D's, which no caller passes).
+  const bool out16 = c.type == kR16BF && dd.type == kR16BF && a.type == kR16BF &&
+                     (d.epilogue == kEpilogueDefault || d.biasType == kR32F);
   return ak == bk && c.rows == am && c.cols == bn && dd.rows == am && dd.cols == bn && a.type == b.type &&
          ((c.type == kR32F && dd.type == kR32F) || out16) && valid_type(a.type);
 }
@@ -166,6 +169,10 @@ int cublasLtMatmulDescSetAttribute(void* desc, int attr, const void* buf, size_t
       if (size != sizeof(void*)) return kInvalidValue;
       std::memcpy(&d->bias, buf, sizeof(void*));
       return kSuccess;
+    case 26:  // BIAS_DATA_TYPE
+      if (size != sizeof(int32_t)) return kInvalidValue;
+      std::memcpy(&d->biasType, buf, sizeof(int32_t));
+      return valid_type(d->biasType) ? kSuccess : kInvalidValue;
     default: return kInvalidValue;
   }
 }

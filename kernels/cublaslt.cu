@@ -4,9 +4,11 @@
 // Row-major products through a column-major library: a row-major X[m, n] is the column-major X^T, so
 // C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T with B as the first operand: m' = N, n' = M, k' = K.
 // The bias epilogue adds a vector over the rows of C^T, i.e. one value per column of C.
-// Four kinds of product (Kind): fp32; fp32 operands with bf16 tensor-core math (COMPUTE_32F_FAST_16BF); bf16
+// Five kinds of product (Kind): fp32; fp32 operands with bf16 tensor-core math (COMPUTE_32F_FAST_16BF); bf16
 // operands (the linear layers' bf16 copies, bf16_copy.cuh) with fp32 C, D, bias and sums; bf16 operands with a bf16
-// C and D (fp32 sums rounded as stored; no bias, beta 0: a product whose only reader wants it in bf16). Each kind is
+// C and D (fp32 sums rounded as stored, beta 0: a product whose readers want it in bf16), without a bias and with an
+// fp32 one (BIAS_DATA_TYPE: by default a bf16 D's bias would be bf16), two kinds, as a library may serve one and not
+// the other. Each kind is
 // self-checked on its own, and a kind that fails is left to the kernels (or, for the bf16 output, to an fp32 output
 // the caller rounds) without turning off the others.
 // Nothing here has run on a GPU yet: the self-check in probe() compares cuBLASLt with the kernels on
@@ -56,6 +58,7 @@ constexpr int kDescTransA = 3;           // CUBLASLT_MATMUL_DESC_TRANSA
 constexpr int kDescTransB = 4;           // CUBLASLT_MATMUL_DESC_TRANSB
 constexpr int kDescEpilogue = 7;         // CUBLASLT_MATMUL_DESC_EPILOGUE
 constexpr int kDescBiasPointer = 8;      // CUBLASLT_MATMUL_DESC_BIAS_POINTER
+constexpr int kDescBiasDataType = 26;    // CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE
 constexpr int kEpilogueDefault = 1;      // CUBLASLT_EPILOGUE_DEFAULT
 constexpr int kEpilogueBias = 4;         // CUBLASLT_EPILOGUE_BIAS
 constexpr int kPrefMaxWorkspace = 1;     // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES
@@ -100,10 +103,13 @@ uint32_t alignment_of(const void* p) {
 }
 
 // The product's operand types and math.
-enum class Kind : int { kFp32 = 0, kFp32FastBf16 = 1, kBf16 = 2, kBf16Out = 3 };
-constexpr int kKinds = 4;
+enum class Kind : int { kFp32 = 0, kFp32FastBf16 = 1, kBf16 = 2, kBf16Out = 3, kBf16OutBias = 4 };
+constexpr int kKinds = 5;
 const char* const kKindNames[kKinds] = {"fp32", "fp32 operands with bf16 math", "bf16 operands",
-                                        "bf16 operands and output"};
+                                        "bf16 operands and output", "bf16 operands and output, fp32 bias"};
+bool bf16_output(int kind) {
+  return kind == static_cast<int>(Kind::kBf16Out) || kind == static_cast<int>(Kind::kBf16OutBias);
+}
 Kind kind_of(Precision p) { return p == Precision::kBf16 ? Kind::kFp32FastBf16 : Kind::kFp32; }
 
 struct Library {
@@ -186,7 +192,7 @@ Plan& plan_for(Library& L, const PlanKey& key) {
   const auto [transA, transB, M, N, K, lda, ldb, ldc, bias, kind, alignFirst, alignSecond, alignC] = key;
   const Api& api = L.api;
   const int compute = kind == static_cast<int>(Kind::kFp32FastBf16) ? kComputeF32Fast16BF : kComputeF32;
-  const bool bf16Out = kind == static_cast<int>(Kind::kBf16Out);
+  const bool bf16Out = bf16_output(kind);
   const int operandType = kind == static_cast<int>(Kind::kBf16) || bf16Out ? kR16BF : kR32F;
   if (api.descCreate(&p.desc, compute, kR32F) != 0) return p;
   // First operand: B (op(B)^T); second: A (op(A)^T); see the header comment.
@@ -196,6 +202,8 @@ Plan& plan_for(Library& L, const PlanKey& key) {
       api.descSet(p.desc, kDescTransB, &opSecond, sizeof(opSecond)) != 0 ||
       api.descSet(p.desc, kDescEpilogue, &epilogue, sizeof(epilogue)) != 0)
     return p;
+  const int biasType = kR32F;
+  if (bias && bf16Out && api.descSet(p.desc, kDescBiasDataType, &biasType, sizeof(biasType)) != 0) return p;
   // Column-major shapes: first operand [N, K] (or [K, N] stored), second [K, M] (or [M, K]), C^T [N, M].
   if (api.layoutCreate(&p.a, operandType, transB ? K : N, transB ? N : K, ldb) != 0 ||
       api.layoutCreate(&p.b, operandType, transA ? M : K, transA ? K : M, lda) != 0 ||
@@ -218,8 +226,8 @@ Plan& plan_for(Library& L, const PlanKey& key) {
   return p;
 }
 
-// A and B are float (kFp32, kFp32FastBf16) or __nv_bfloat16 (kBf16, kBf16Out); C is __nv_bfloat16 for kBf16Out,
-// else float.
+// A and B are float (kFp32, kFp32FastBf16) or __nv_bfloat16 (kBf16 and the bf16 outputs); C is __nv_bfloat16 for the
+// bf16 outputs, else float.
 bool run(Library& L, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
          const void* B, int64_t ldb, float beta, void* C, int64_t ldc, const float* bias, Kind kind,
          cudaStream_t stream) {
@@ -239,8 +247,8 @@ bool run(Library& L, bool transA, bool transB, int64_t M, int64_t N, int64_t K, 
                       kWorkspaceBytes, stream) == 0;
 }
 
-// The kernels' result for the self-check (A16, B16: the bf16 copies of A and B, for Kind::kBf16 and kBf16Out; C is
-// __nv_bfloat16 for kBf16Out, else float).
+// The kernels' result for the self-check (A16, B16: the bf16 copies of A and B, for Kind::kBf16 and the bf16 outputs;
+// C is __nv_bfloat16 for the bf16 outputs, else float).
 void kernel_gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, const __nv_bfloat16* A16,
                  int64_t lda, const float* B, const __nv_bfloat16* B16, int64_t ldb, void* C, int64_t ldc,
                  const float* bias, Kind kind) {
@@ -249,7 +257,7 @@ void kernel_gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, cons
   const cudaStream_t s = detail::op_stream();
 #define SIMCSEPP_LT_CASE(TA, TB)                                                                                    \
   if (transA == TA && transB == TB) {                                                                               \
-    if (kind == Kind::kBf16Out)                                                                                     \
+    if (bf16_output(static_cast<int>(kind)))                                                                        \
       bf16gemm::gemm<TA, TB>(M, N, K, 1.0f, A16, lda, B16, ldb, 0.0f, static_cast<__nv_bfloat16*>(C), ldc, what, s, \
                              bias);                                                                                 \
     else if (kind == Kind::kBf16)                                                                                   \
@@ -267,8 +275,8 @@ void kernel_gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, cons
 #undef SIMCSEPP_LT_CASE
 }
 
-// Compares cuBLASLt with the kernels for one Kind on every transpose combination, with and without bias (without
-// only for the bf16 output, which takes none), at odd sizes. Returns "" when they agree, else what differed.
+// Compares cuBLASLt with the kernels for one Kind on every transpose combination, with and without bias (the bf16
+// outputs: kBf16Out without, kBf16OutBias with), at odd sizes. Returns "" when they agree, else what differed.
 std::string self_check(Library& L, Kind kind) {
   const int64_t M = 67, N = 45, K = 33;
   std::vector<float> host(static_cast<size_t>(2 * 67 * 67 + 67));
@@ -293,7 +301,7 @@ std::string self_check(Library& L, Kind kind) {
     const bf16copy::Segment copies[2] = {{A, A16, 67 * 67}, {B, B16, 67 * 67}};
     bf16copy::convert(copies, 2, detail::op_stream());
     std::vector<float> r1(static_cast<size_t>(M * N)), r2(static_cast<size_t>(M * N));
-    const bool out16 = kind == Kind::kBf16Out;
+    const bool out16 = bf16_output(static_cast<int>(kind));
     // A bf16 output: C1 and C2 hold M * N bf16 values each, read back as floats.
     const auto read_back = [&](std::vector<float>& r, const float* C) {
       if (!out16) return copy_to_host(r.data(), C, r.size() * sizeof(float));
@@ -301,7 +309,7 @@ std::string self_check(Library& L, Kind kind) {
       copy_to_host(h.data(), C, h.size() * sizeof(__nv_bfloat16));
       for (size_t i = 0; i < r.size(); ++i) r[i] = __bfloat162float(h[i]);
     };
-    for (int t = 0; t < (out16 ? 4 : 8) && problem.empty(); ++t) {
+    for (int t = kind == Kind::kBf16OutBias ? 4 : 0; t < (kind == Kind::kBf16Out ? 4 : 8) && problem.empty(); ++t) {
       const bool tA = (t & 1) != 0, tB = (t & 2) != 0, withBias = (t & 4) != 0;
       const int64_t lda = tA ? M : K, ldb = tB ? K : N;
       const bool b16 = kind == Kind::kBf16 || out16;
@@ -430,7 +438,9 @@ bool gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
 }
 
 bool serves_bf16_operands() { return probed().active[static_cast<int>(Kind::kBf16)]; }
-bool serves_bf16_output() { return probed().active[static_cast<int>(Kind::kBf16Out)]; }
+bool serves_bf16_output(bool bias) {
+  return probed().active[static_cast<int>(bias ? Kind::kBf16OutBias : Kind::kBf16Out)];
+}
 bool serves_fp32_operands_bf16() { return probed().active[static_cast<int>(Kind::kFp32FastBf16)]; }
 
 bool gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const __nv_bfloat16* A,
@@ -444,13 +454,14 @@ bool gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float 
 }
 
 bool gemm_bf16_out(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const __nv_bfloat16* A,
-                   int64_t lda, const __nv_bfloat16* B, int64_t ldb, __nv_bfloat16* C, int64_t ldc,
+                   int64_t lda, const __nv_bfloat16* B, int64_t ldb, __nv_bfloat16* C, int64_t ldc, const float* bias,
                    cudaStream_t stream) {
   if (capture_unsupported()) return false;
   Library& L = probed();
-  if (!L.active[static_cast<int>(Kind::kBf16Out)] || M <= 0 || N <= 0 || K <= 0) return false;
+  const Kind kind = bias != nullptr ? Kind::kBf16OutBias : Kind::kBf16Out;
+  if (!L.active[static_cast<int>(kind)] || M <= 0 || N <= 0 || K <= 0) return false;
   std::lock_guard<std::mutex> lock(L.mu);
-  return run(L, transA, transB, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc, nullptr, Kind::kBf16Out, stream);
+  return run(L, transA, transB, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc, bias, kind, stream);
 }
 
 }  // namespace simcsepp::cuda::lt

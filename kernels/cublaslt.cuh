@@ -28,9 +28,10 @@ bool gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
           cudaStream_t stream);
 
 // Whether cuBLASLt serves bf16 products with bf16 operands (gemm_bf16), with bf16 operands and output
-// (gemm_bf16_out), and with fp32 operands (gemm at Precision::kBf16): loaded, and that kind's self-check passed.
+// (gemm_bf16_out, without or with a bias), and with fp32 operands (gemm at Precision::kBf16): loaded, and that kind's
+// self-check passed.
 bool serves_bf16_operands();
-bool serves_bf16_output();
+bool serves_bf16_output(bool bias);
 bool serves_fp32_operands_bf16();
 
 // The same with bf16 operands (the linear layers' bf16 copies, bf16_copy.cuh): C, bias and the sums fp32.
@@ -38,11 +39,11 @@ bool gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float 
                int64_t lda, const __nv_bfloat16* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias,
                cudaStream_t stream);
 
-// C = bf16(alpha op(A) op(B)) with bf16 operands: the fp32 sums rounded to nearest even as they are stored (no bias,
-// beta 0). Returns false, doing nothing, when cuBLASLt does not serve it (the caller then has the product written
-// in fp32 and rounds it, or runs gemm_bf16_kernel with a bf16 output).
+// C = bf16(alpha op(A) op(B) + bias) with bf16 operands (bias fp32, may be null): the fp32 sums rounded to nearest
+// even as they are stored (beta 0). Returns false, doing nothing, when cuBLASLt does not serve it (the caller then
+// has the product written in fp32 and rounds it, or runs gemm_bf16_kernel with a bf16 output).
 bool gemm_bf16_out(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const __nv_bfloat16* A,
-                   int64_t lda, const __nv_bfloat16* B, int64_t ldb, __nv_bfloat16* C, int64_t ldc,
+                   int64_t lda, const __nv_bfloat16* B, int64_t ldb, __nv_bfloat16* C, int64_t ldc, const float* bias,
                    cudaStream_t stream);
 
 }  // namespace simcsepp::cuda::lt

@@ -23,16 +23,16 @@ namespace simcsepp::cuda {
 namespace {
 
 // Each op is a functor applied to every element index by detail::run_map (grid.cuh); GELU's is gelu.cuh's.
-// kRound: dout rounded to bf16 first (gelu_backward_of_bf16).
-template <bool kRound>
+// kRound: dout rounded to bf16 first (gelu_backward_of_bf16). TX: the GELU input's type.
+template <bool kRound, class TX = float>
 struct GeluBackwardOp {
   float* dinp;
-  const float* inp;
+  const TX* inp;
   const float* dout;
   __nv_bfloat16* dinp16;  // bf16(dinp) for the next product (bf16_handoff.cuh), or null
   __device__ void operator()(int64_t i) const {
     const float g = dout[i];
-    const float d = detail::gelu_grad(inp[i], kRound ? detail::bf16_gradient(g) : g);
+    const float d = detail::gelu_grad(detail::gelu_input(inp[i]), kRound ? detail::bf16_gradient(g) : g);
     dinp[i] = d;
     if (dinp16 != nullptr) dinp16[i] = __float2bfloat16(d);
   }
@@ -80,7 +80,7 @@ using detail::run_map;
 void gelu_forward(float* out, const float* inp, int64_t n) {
   bool fp32Unused = false;  // bf16Next 'only': the product after this op is the only reader of out
   __nv_bfloat16* out16 = bf16handoff::claim(out, n, &fp32Unused);
-  run_map("gelu_forward", detail::GeluForwardOp{fp32Unused ? nullptr : out, inp, out16}, n);
+  run_map("gelu_forward", detail::GeluForwardOp<>{fp32Unused ? nullptr : out, inp, out16}, n);
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
@@ -89,6 +89,11 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) 
 
 void gelu_backward_of_bf16(float* dinp, const float* inp, const float* dout, int64_t n) {
   run_map("gelu_backward (of a bf16 product)", GeluBackwardOp<true>{dinp, inp, dout, bf16handoff::claim(dinp, n)}, n);
+}
+
+void gelu_backward_of_bf16(float* dinp, const __nv_bfloat16* inp, const float* dout, int64_t n) {
+  run_map("gelu_backward (of a bf16 product, the GELU's input in bf16)",
+          GeluBackwardOp<true, __nv_bfloat16>{dinp, inp, dout, bf16handoff::claim(dinp, n)}, n);
 }
 
 void tanh_forward(float* out, const float* inp, int64_t n) { run_map("tanh_forward", TanhForwardOp{out, inp}, n); }

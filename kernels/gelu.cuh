@@ -15,6 +15,8 @@ namespace simcsepp::cuda {
 // gradient rounded to bf16 before GELU' multiplies it (linear_backward's contract at Precision::kBf16; dinp may alias
 // dout), with gelu_backward's bf16 handoff.
 void gelu_backward_of_bf16(float* dinp, const float* inp, const float* dout, int64_t n);
+// The same with the GELU's input kept in bf16 (linearForward's outBf16).
+void gelu_backward_of_bf16(float* dinp, const __nv_bfloat16* inp, const float* dout, int64_t n);
 
 }  // namespace simcsepp::cuda
 
@@ -33,16 +35,39 @@ __device__ __forceinline__ float gelu_grad(float x, float dout) {
   return dout * (cdf + x * pdf);
 }
 
+// A GELU's input as a float: fp32, or kept in bf16 (linearForward's outBf16; exact).
+__device__ __forceinline__ float gelu_input(float x) { return x; }
+__device__ __forceinline__ float gelu_input(__nv_bfloat16 x) { return __bfloat162float(x); }
+
 // out[i] = GELU(inp[i]) (out may be null: the bf16 copy alone), and bf16 of it into out16 when not null (a bf16
-// handoff: bf16_handoff.cuh); for grid.cuh's run_map.
+// handoff: bf16_handoff.cuh); for grid.cuh's run_map. TX: the input's type.
+template <class TX = float>
 struct GeluForwardOp {
   float* out;
-  const float* inp;
+  const TX* inp;
   __nv_bfloat16* out16;
   __device__ void operator()(int64_t i) const {
-    const float y = gelu(inp[i]);
+    const float y = gelu(gelu_input(inp[i]));
     if (out != nullptr) out[i] = y;
     if (out16 != nullptr) out16[i] = __float2bfloat16(y);
+  }
+};
+
+// The forward of a linear layer whose output is kept in bf16 and GELU'd (linearForward's outBf16), in one pass after a
+// product written in fp32 into act's memory: x = bf16(act[i]) stored into pre16[i], then act[i] = GELU(x) (act null:
+// bf16Next 'only', the handoff alone) and bf16 of it into act16 when not null. Element i is read and written by one
+// thread (in place).
+struct PreActivationGeluOp {
+  float* act;
+  const float* product;
+  __nv_bfloat16* pre16;
+  __nv_bfloat16* act16;
+  __device__ void operator()(int64_t i) const {
+    const __nv_bfloat16 x = __float2bfloat16(product[i]);
+    pre16[i] = x;
+    const float y = gelu(__bfloat162float(x));
+    if (act != nullptr) act[i] = y;
+    if (act16 != nullptr) act16[i] = __float2bfloat16(y);
   }
 };
 
@@ -57,17 +82,17 @@ __device__ __forceinline__ float bf16_gradient(__nv_bfloat16 g) { return __bfloa
 // weight gradient's operand (bf16_copy.cuh's GELU segment, the same bits): inp is read once for both. load/apply are
 // column_sums.cuh's map_chunks_kernel interface (the pass that also sums d by column: the bias gradient of the layer
 // before).
-template <class TG>
+template <class TG, class TX = float>
 struct GeluBackwardActOp {
   const TG* dinp;
   float* out;
-  const float* inp;
+  const TX* inp;
   __nv_bfloat16* dinp16;
   __nv_bfloat16* act16;
   struct Loaded {
     float x, g;
   };
-  __device__ Loaded load(int64_t i) const { return Loaded{inp[i], bf16_gradient(dinp[i])}; }
+  __device__ Loaded load(int64_t i) const { return Loaded{gelu_input(inp[i]), bf16_gradient(dinp[i])}; }
   __device__ float apply(int64_t i, Loaded v) const {
     const float d = gelu_grad(v.x, v.g);
     if (out != nullptr) out[i] = d;

@@ -87,6 +87,13 @@ void launch_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, flo
 
 void finish(cudaStream_t stream) { detail::end_op(stream); }
 
+// Whether a product that only bf16 readers read is stored in bf16 (SIMCSEPP_BF16_OUTPUT, read at every op so that a
+// benchmark compares both in one process: "0" writes it in fp32, the reader rounding it: the same bits).
+bool bf16_outputs() {
+  const char* v = std::getenv("SIMCSEPP_BF16_OUTPUT");
+  return v == nullptr || std::string(v) != "0";
+}
+
 }  // namespace
 
 void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
@@ -108,9 +115,11 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
 namespace {
 
 // linear_forward at Precision::kBf16 on bf16 copies of inp and weight (caller checked R, C, OC > 0). The weight's
-// copy comes from its bf16 mirror when it has one (bf16_mirror.cuh), else is made here.
-void linear_forward_bf16_copies(float* out, const float* inp, const float* weight, const float* bias, int64_t R,
-                                int64_t C, int64_t OC, cudaStream_t stream) {
+// copy comes from its bf16 mirror when it has one (bf16_mirror.cuh), else is made here. out16 not null (outBf16): the
+// product is stored in bf16 there by cuBLASLt, or by gemm_bf16_kernel when there is no cuBLASLt for bf16 operands,
+// and the function returns true; else (and without out16) it is written in fp32 into out.
+bool linear_forward_bf16_copies(float* out, __nv_bfloat16* out16, const float* inp, const float* weight,
+                                const float* bias, int64_t R, int64_t C, int64_t OC, cudaStream_t stream) {
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);  // the copies live in the workspace until the product is queued
   const __nv_bfloat16* mirrored = bf16mirror::weights(weight, OC * C, stream);
@@ -129,16 +138,19 @@ void linear_forward_bf16_copies(float* out, const float* inp, const float* weigh
   bf16copy::convert(copies, 2, stream);
   const __nv_bfloat16* w = mirrored != nullptr ? mirrored : w16;
   const __nv_bfloat16* x = handed != nullptr ? handed : inp16;
+  if (out16 != nullptr && bf16_outputs()) {
+    if (lt::gemm_bf16_out(false, true, R, OC, C, 1.0f, x, C, w, C, out16, OC, bias, stream)) return true;
+    if (!lt::serves_bf16_operands()) {
+      bf16gemm::gemm<false, true>(R, OC, C, 1.0f, x, C, w, C, 0.0f, out16, OC,
+                                  "gemm_bf16_kernel (linear out = inp W^T + b, bf16 copies, bf16 output)", stream,
+                                  bias);
+      return true;
+    }
+  }
   if (!lt::gemm_bf16(false, true, R, OC, C, 1.0f, x, C, w, C, 0.0f, out, OC, bias, stream))
     bf16gemm::gemm<false, true>(R, OC, C, 1.0f, x, C, w, C, 0.0f, out, OC,
                                 "gemm_bf16_kernel (linear out = inp W^T + b, bf16 copies)", stream, bias);
-}
-
-// Whether a product that only a bf16 reader reads is stored in bf16 (SIMCSEPP_BF16_OUTPUT, read at every op so that a
-// benchmark compares both in one process: "0" writes it in fp32, the reader rounding it: the same bits).
-bool bf16_outputs() {
-  const char* v = std::getenv("SIMCSEPP_BF16_OUTPUT");
-  return v == nullptr || std::string(v) != "0";
+  return false;
 }
 
 // The fused pass of linear_backward_bf16_copies (Op: detail::GeluBackwardActOp over an fp32 or a bf16 product); with
@@ -164,11 +176,13 @@ void gelu_backward_act(const Op& op, double* partial, float* dinpSums, int64_t R
 // caller then runs no gelu_backward, nor sums). When the binding said only the next product reads dinp (bf16Next
 // 'only') and that product takes the copy, the pass writes the copy alone.
 bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout, const float* inp, bool inpIsGeluInput,
-                                 const LayerNormInput* ln, const float* weight, int64_t R, int64_t C, int64_t OC,
-                                 bool accumulateInput, float* dinpSums, cudaStream_t stream) {
+                                 bool inpBf16, const LayerNormInput* ln, const float* weight, int64_t R, int64_t C,
+                                 int64_t OC, bool accumulateInput, float* dinpSums, cudaStream_t stream) {
   const bool wantDinp = dinp != nullptr, wantDweight = dweight != nullptr;
   if (!wantDinp && !wantDweight) return false;
   const bool fused = inpIsGeluInput && wantDinp && wantDweight && !accumulateInput;
+  // A GELU input kept in bf16 is read by the fused pass only (the binding gives it dinp and dweight, no inp).
+  if (inpBf16 && !fused) throw CudaError("linear backward: a bf16 GELU input needs dinp and dweight");
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);
   const __nv_bfloat16* mirrored = wantDinp ? bf16mirror::weights(weight, OC * C, stream) : nullptr;
@@ -212,7 +226,7 @@ bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
   __nv_bfloat16* g16 = nullptr;
   if (fused && copyOnly && bf16_outputs()) {
     g16 = reinterpret_cast<__nv_bfloat16*>(dinp);
-    if (!lt::gemm_bf16_out(false, false, R, C, OC, 1.0f, g, OC, w, C, g16, C, stream)) {
+    if (!lt::gemm_bf16_out(false, false, R, C, OC, 1.0f, g, OC, w, C, g16, C, nullptr, stream)) {
       if (lt::serves_bf16_operands())
         g16 = nullptr;
       else
@@ -227,12 +241,20 @@ bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
   if (fused) {
     // dinp = GELU'(inp) * bf16(product), its bf16 handoff if asked, and inp16 = bf16(GELU(inp)); with dinpSums, in the
     // column sums' grid, adding them.
-    if (g16 != nullptr)
+    const auto* x16 = reinterpret_cast<const __nv_bfloat16*>(inp);
+    float* written = copyOnly ? nullptr : dinp;
+    if (g16 != nullptr && inpBf16)
+      gelu_backward_act(detail::GeluBackwardActOp<__nv_bfloat16, __nv_bfloat16>{g16, nullptr, x16, dinp16, inp16},
+                        partial, dinpSums, R, C, stream);
+    else if (g16 != nullptr)
       gelu_backward_act(detail::GeluBackwardActOp<__nv_bfloat16>{g16, nullptr, inp, dinp16, inp16}, partial, dinpSums,
                         R, C, stream);
-    else
-      gelu_backward_act(detail::GeluBackwardActOp<float>{dinp, copyOnly ? nullptr : dinp, inp, dinp16, inp16}, partial,
+    else if (inpBf16)
+      gelu_backward_act(detail::GeluBackwardActOp<float, __nv_bfloat16>{dinp, written, x16, dinp16, inp16}, partial,
                         dinpSums, R, C, stream);
+    else
+      gelu_backward_act(detail::GeluBackwardActOp<float>{dinp, written, inp, dinp16, inp16}, partial, dinpSums, R, C,
+                        stream);
   }
   if (wantDweight && !lt::gemm_bf16(true, false, OC, C, R, 1.0f, g, OC, inp16, C, 1.0f, dweight, C, nullptr, stream))
     bf16gemm::gemm<true, false>(OC, C, R, 1.0f, g, OC, inp16, C, 1.0f, dweight, C,
@@ -260,28 +282,47 @@ void colsum::add_column_sums(float* out, const float* x, int64_t R, int64_t C, c
 bool linear_takes_bf16_copies() { return use_bf16_copies(Precision::kBf16); }
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
-                    int64_t OC, Precision precision, float* geluOut) {
+                    int64_t OC, Precision precision, float* geluOut, bool outBf16) {
   require();
+  const cudaStream_t stream = detail::op_stream();
   const bool copies = R > 0 && C > 0 && OC > 0 && use_bf16_copies(precision);
   if (!copies) bf16handoff::require_written(inp, R * C);
+  // outBf16 (then geluOut is given): the product stored in bf16 into out where the GEMM can (stored), else written in
+  // fp32 into geluOut's memory, which the GELU's pass rounds into out (the same values) before it writes the GELU.
+  auto* out16 = outBf16 ? reinterpret_cast<__nv_bfloat16*>(out) : nullptr;
+  float* product = outBf16 ? geluOut : out;
+  bool stored = false;
   if (copies) {
-    linear_forward_bf16_copies(out, inp, weight, bias, R, C, OC, detail::op_stream());
-  } else if (C > 0 && lt::gemm(false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, bias, precision,
-                               detail::op_stream())) {
+    stored = linear_forward_bf16_copies(product, out16, inp, weight, bias, R, C, OC, stream);
+  } else if (C > 0 &&
+             lt::gemm(false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, product, OC, bias, precision, stream)) {
     // cuBLASLt (cublaslt.cuh)
   } else if (precision == Precision::kBf16)
-    bf16gemm::gemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC,
-                                "gemm_bf16_kernel (linear out = inp W^T + b)", detail::op_stream(), bias);
+    bf16gemm::gemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, product, OC,
+                                "gemm_bf16_kernel (linear out = inp W^T + b)", stream, bias);
   else
-    tile::sgemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC,
-                             "sgemm_kernel (linear out = inp W^T + b)", detail::op_stream(), bias);
-  finish(detail::op_stream());
-  if (geluOut != nullptr) gelu_forward(geluOut, out, R * OC);
+    tile::sgemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, product, OC,
+                             "sgemm_kernel (linear out = inp W^T + b)", stream, bias);
+  finish(stream);
+  if (!outBf16) {
+    if (geluOut != nullptr) gelu_forward(geluOut, out, R * OC);
+    return;
+  }
+  bool only = false;  // bf16Next 'only': the GELU's fp32 values are left unwritten, the handoff alone
+  __nv_bfloat16* act16 = bf16handoff::claim(geluOut, R * OC, &only);
+  float* act = only ? nullptr : geluOut;
+  if (stored)
+    detail::run_map("gelu_forward (of a pre-activation in bf16)",
+                    detail::GeluForwardOp<__nv_bfloat16>{act, out16, act16}, R * OC);
+  else
+    detail::run_map("gelu_forward (a pre-activation rounded into bf16)",
+                    detail::PreActivationGeluOp{act, geluOut, out16, act16}, R * OC);
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput, Precision precision,
-                     const float* geluInput, const LayerNormInput* layerNormInput, float* dinpColumnSums) {
+                     const float* geluInput, const LayerNormInput* layerNormInput, float* dinpColumnSums,
+                     bool geluInputBf16) {
   require();
   const cudaStream_t stream = detail::op_stream();
   const bool bf16 = precision == Precision::kBf16;
@@ -293,8 +334,8 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   if (copies) {
     const float* x = inp != nullptr ? inp : layerNormInput != nullptr ? layerNormInput->x : geluInput;
     geluDone = linear_backward_bf16_copies(dinp, dweight, dout, x, inp == nullptr && layerNormInput == nullptr,
-                                           inp == nullptr ? layerNormInput : nullptr, weight, R, C, OC, accumulateInput,
-                                           dinpColumnSums, stream);
+                                           geluInputBf16, inp == nullptr ? layerNormInput : nullptr, weight, R, C, OC,
+                                           accumulateInput, dinpColumnSums, stream);
   } else {
     // Without inp, the weight gradient reads GELU(geluInput) or the LayerNorm's output from the workspace, held
     // until its product is queued.
@@ -306,10 +347,16 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
       if (layerNormInput != nullptr) {
         const LayerNormInput& ln = *layerNormInput;
         layernorm_apply(act, ln.x, ln.mean, ln.rstd, ln.weight, ln.bias, R, C);
-      } else {
-        launch("gelu_forward (the weight gradient's input, recomputed)", detail::map_kernel<detail::GeluForwardOp>,
+      } else if (geluInputBf16) {
+        launch("gelu_forward (the weight gradient's input, recomputed)",
+               detail::map_kernel<detail::GeluForwardOp<__nv_bfloat16>>,
                detail::grid_blocks(R * C, detail::kMapThreads), detail::kMapThreads, 0, stream,
-               detail::GeluForwardOp{act, geluInput, nullptr}, R * C);
+               detail::GeluForwardOp<__nv_bfloat16>{act, reinterpret_cast<const __nv_bfloat16*>(geluInput), nullptr},
+               R * C);
+      } else {
+        launch("gelu_forward (the weight gradient's input, recomputed)", detail::map_kernel<detail::GeluForwardOp<>>,
+               detail::grid_blocks(R * C, detail::kMapThreads), detail::kMapThreads, 0, stream,
+               detail::GeluForwardOp<>{act, geluInput, nullptr}, R * C);
       }
       inp = act;
     }
@@ -340,8 +387,14 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   if (dbias != nullptr && R > 0 && OC > 0) add_column_sums(dbias, dout, R, OC, stream);
   finish(stream);
   // At bf16 GELU' multiplies the product rounded to bf16 (the fused pass's arithmetic).
-  if (dinp != nullptr && geluInput != nullptr && !geluDone)
-    (bf16 ? gelu_backward_of_bf16 : gelu_backward)(dinp, geluInput, dinp, R * C);
+  if (dinp != nullptr && geluInput != nullptr && !geluDone) {
+    if (geluInputBf16)  // at bf16 only (the binding)
+      gelu_backward_of_bf16(dinp, reinterpret_cast<const __nv_bfloat16*>(geluInput), dinp, R * C);
+    else if (bf16)
+      gelu_backward_of_bf16(dinp, geluInput, dinp, R * C);
+    else
+      gelu_backward(dinp, geluInput, dinp, R * C);
+  }
   if (dinpColumnSums != nullptr && !geluDone && R > 0 && C > 0) {  // the sums of dinp as this op leaves it
     add_column_sums(dinpColumnSums, dinp, R, C, stream);
     finish(stream);

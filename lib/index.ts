@@ -4,6 +4,7 @@ import type { TokenizeOptions } from './tokenizer.js'
 import type { EmbedOptions } from './embed/sentence-encoder.js'
 
 export { Tensor, type Device } from './tensor.js'
+export { Bf16Values } from './bf16-values.js'
 export * as losses from './losses.js'
 export type { LossOutput, SimcseOptions, OffDropoutOptions, DclOptions, SimcsePlusPlusOptions, CosentOptions } from './losses.js'
 export { dropout, dropoutBackward, type DropoutOptions, type RowPlacement } from './dropout.js'

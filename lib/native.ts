@@ -381,6 +381,7 @@ export interface Addon {
     precision: Precision,
     geluOut?: NativeTensor | null,
     bf16Next?: boolean | 'only',
+    outBf16?: boolean,
   ): void
   linearBackward(
     dinp: NativeTensor | null,
@@ -399,6 +400,7 @@ export interface Addon {
     layerNormWeight?: NativeTensor | null,
     layerNormBias?: NativeTensor | null,
     dinpColumnSums?: NativeTensor | null,
+    geluInputBf16?: boolean,
   ): void
   gegluForward(out: NativeTensor, u: NativeTensor): void
   gegluBackward(du: NativeTensor, u: NativeTensor, dout: NativeTensor): void

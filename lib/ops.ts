@@ -7,6 +7,7 @@
 // On 'cuda' tensors an op runs its kernel; one without a kernel yet (backendOps('cuda')) throws.
 import { addon, type Int8Kernel, type Precision, type RowPlacement } from './native.js'
 import { Tensor, nativeOf } from './tensor.js'
+import { Bf16Values } from './bf16-values.js'
 
 /** A dropout site: Philox(seed, offset) masks, per element index of the tensor viewed as [rows, cols]. */
 export interface DropoutSite {
@@ -235,9 +236,12 @@ export function layerNormDropoutBackward(
  * linearForward right after (as layerNormForward's); 'only': and nothing else reads geluOut, whose fp32 values a
  * CUDA op may then leave unwritten (it writes only the bf16 copy that product reads; a product that would read
  * the fp32 values instead, because that copy was dropped, throws).
+ * `out` as Bf16Values (at bf16, with geluOut apart from it): the product is kept in bfloat16 (rounded to nearest even),
+ * half the memory, and geluOut is the GELU of those values (as autocast keeps a pre-activation); linearBackward reads
+ * it as its geluInput.
  */
 export function linearForward(
-  out: Tensor,
+  out: Tensor | Bf16Values,
   inp: Tensor,
   weight: Tensor,
   bias: Tensor | null,
@@ -246,13 +250,14 @@ export function linearForward(
   bf16Next: boolean | 'only' = false,
 ): void {
   addon.linearForward(
-    nativeOf(out, 'out'),
+    nativeOf(out instanceof Bf16Values ? out.storage : out, 'out'),
     nativeOf(inp, 'inp'),
     nativeOf(weight, 'weight'),
     bias === null ? null : nativeOf(bias, 'bias'),
     precision,
     geluOut === null ? null : nativeOf(geluOut, 'geluOut'),
     bf16Next,
+    out instanceof Bf16Values,
   )
 }
 
@@ -270,6 +275,8 @@ export function linearForward(
  * bf16 on CUDA rounded as it is made, without an fp32 pass).
  * With `dinpColumnSums` [C] (needs dinp): dinpColumnSums += Σ_rows dinp as this op leaves it, the bias gradient of
  * the layer that produced inp, summed where dinp is made (on CUDA in the GELU's pass) instead of by a pass over it.
+ * At bf16 the product that GELU' multiplies is rounded to bfloat16 first. geluInput may be Bf16Values (at bf16, inp
+ * null): the pre-activation linearForward kept in bfloat16.
  */
 export function linearBackward(
   dinp: Tensor | null,
@@ -280,7 +287,7 @@ export function linearBackward(
   weight: Tensor,
   accumulateInput = false,
   precision: Precision = 'fp32',
-  geluInput: Tensor | null = null,
+  geluInput: Tensor | Bf16Values | null = null,
   bf16Next: boolean | 'only' = false,
   layerNormInput: LayerNormInput | null = null,
   dinpColumnSums: Tensor | null = null,
@@ -295,7 +302,7 @@ export function linearBackward(
     nativeOf(weight, 'weight'),
     accumulateInput,
     precision,
-    geluInput === null ? null : nativeOf(geluInput, 'geluInput'),
+    geluInput === null ? null : nativeOf(geluInput instanceof Bf16Values ? geluInput.storage : geluInput, 'geluInput'),
     bf16Next,
     ln === null ? null : nativeOf(ln.x, 'layerNormInput.x'),
     ln === null ? null : nativeOf(ln.mean, 'layerNormInput.mean'),
@@ -303,6 +310,7 @@ export function linearBackward(
     ln === null ? null : nativeOf(ln.weight, 'layerNormInput.weight'),
     ln === null ? null : nativeOf(ln.bias, 'layerNormInput.bias'),
     dinpColumnSums === null ? null : nativeOf(dinpColumnSums, 'dinpColumnSums'),
+    geluInput instanceof Bf16Values,
   )
 }
 

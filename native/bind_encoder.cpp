@@ -13,16 +13,19 @@
 //   layerNormDropoutBackward(dres, dy|null, dweight, dbias, dout, res, weight, mean, rstd, sentences, p, seed,
 //                            offset, keepRows|null, firstRow, bf16Next?, dyColumnSums?)   (bf16Next 'only': dy's
 //                            fp32 values may stay unwritten; dyColumnSums [C]: += dy's (or dres's) column sums)
-//   linearForward(out, inp, weight, bias|null, precision, geluOut?, bf16Next?)   precision: 'fp32' | 'bf16'
+//   linearForward(out, inp, weight, bias|null, precision, geluOut?, bf16Next?, outBf16?)   precision: 'fp32' | 'bf16'
+//                            (outBf16: out holds the product in bf16, two values a float; needs geluOut and bf16)
 //                (geluOut: apart from out, or out itself for the GELU in place; bf16Next may also be 'only': the
 //                next op's product is geluOut's only reader, and on CUDA its fp32 values may stay unwritten)
 //   (bf16Next: the output, geluOut for linearForward, dy (or dres) for layerNormDropoutBackward, dinp for
 //    linearBackward with geluInput, is an operand of the bf16 product(s) of the next op; see request_bf16_handoff)
 //   linearBackward(dinp|null, dweight, dbias|null, dout, inp|null, weight, accumulateInput, precision, geluInput?,
-//                  bf16Next?, lnX?, lnMean?, lnRstd?, lnWeight?, lnBias?, dinpColumnSums?)   (inp null only with
-//                  geluInput: the input is GELU(geluInput), or with the ln* arguments: the input is that LayerNorm's
-//                  output; each recomputed. bf16Next may be 'only' as linearForward's, for dinp. dinpColumnSums [C]:
-//                  += dinp's column sums, the bias gradient of the layer before)
+//                  bf16Next?, lnX?, lnMean?, lnRstd?, lnWeight?, lnBias?, dinpColumnSums?, geluInputBf16?)   (inp null
+//                  only with geluInput: the input is GELU(geluInput), or with the ln* arguments: the input is that
+//                  LayerNorm's output; each recomputed. bf16Next may be 'only' as linearForward's, for dinp.
+//                  dinpColumnSums [C]:
+//                  += dinp's column sums, the bias gradient of the layer before; geluInputBf16: geluInput holds bf16
+//                  values as linearForward's outBf16 stores them, at bf16, without inp)
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
 //   gegluForward(out, u)              gegluBackward(du, u, dout)   (ModernBERT's MLP: u [R, 2I] = [a | g])
@@ -395,15 +398,22 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
     throw_arg(env, "Expected inp's last dimension to be C = " + std::to_string(C) +
                        " (weight is [OC, C] = " + weight->shape_string() + ") but received " + inp->shape_string());
   const int64_t R = inp->numel() / C;
-  expect_rows(env, out, "out", R * OC, OC);
+  // outBf16 (7): out holds the product in bf16, two values a float (ceil(R * OC / 2) floats, any shape).
+  const bool outBf16 = info.Length() > 7 && !info[7].IsUndefined() && arg_bool(info, 7, "outBf16");
+  if (outBf16)
+    expect_numel(env, out, "out", (R * OC + 1) / 2, "ceil(R * OC / 2) floats: R * OC bf16 values (outBf16)");
+  else
+    expect_rows(env, out, "out", R * OC, OC);
   if (bias) expect_shape(env, bias, "bias", {OC});
   const Precision precision = arg_precision(info, 4, "precision");
   NativeTensor* geluOut = ts.optional(5, "geluOut");
+  if (outBf16 && !geluOut) throw_arg(env, "outBf16 needs geluOut (the GELU of the values kept in bf16)");
+  if (outBf16 && precision != Precision::kBf16) throw_arg(env, "outBf16 needs precision 'bf16'");
   if (geluOut) {  // written tile by tile while out and inp are still in use
     expect_rows(env, geluOut, "geluOut", R * OC, OC);
     require_same_device(env, out, "out", geluOut, "geluOut");
     // geluOut may be out itself: the GELU in place (inference, which keeps no pre-activation); else apart from it.
-    if (geluOut->read_data() != out->read_data()) require_disjoint(env, geluOut, "geluOut", out, "out");
+    if (outBf16 || geluOut->read_data() != out->read_data()) require_disjoint(env, geluOut, "geluOut", out, "out");
     require_disjoint(env, geluOut, "geluOut", inp, "inp");
   }
   const Bf16Next bf16Next = arg_bf16_next_or_only(info, 6);
@@ -412,7 +422,7 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
     if (geluOut != nullptr) request_bf16_handoff(bf16Next != Bf16Next::kNo, geluOut, bf16Next == Bf16Next::kOnly);
     // inp is only read: read_data() keeps a bf16 handoff of it (bf16_handoff.cuh) for the product.
     linear_forward(out->data(), inp->read_data(), weight->read_data(), bias ? bias->read_data() : nullptr, R, C, OC,
-                   precision, geluOut ? geluOut->data() : nullptr);
+                   precision, geluOut ? geluOut->data() : nullptr, outBf16);
   });
 }
 
@@ -433,15 +443,19 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
               "inp may be null only with geluInput or layerNormInput (the layer's input is then recomputed from them)");
   if (lnX && (inp || geluInput))
     throw_arg(env, std::string("layerNormInput cannot be used with ") + (inp ? "inp" : "geluInput"));
-  // Without inp, geluInput or the LayerNorm's input has its shape.
+  // geluInputBf16 (16): geluInput holds bf16 values, as linearForward's outBf16 stores them.
+  const bool geluInputBf16 = info.Length() > 16 && !info[16].IsUndefined() && arg_bool(info, 16, "geluInputBf16");
+  if (geluInputBf16 && (!geluInput || inp))
+    throw_arg(env, "geluInputBf16 needs geluInput and no inp (the GELU's input kept in bf16, its output recomputed)");
+  // Without inp, geluInput or the LayerNorm's input has its shape (a bf16 geluInput: dout's rows).
   NativeTensor* x = inp ? inp : geluInput ? geluInput : lnX;
   const char* xName = inp ? "inp" : geluInput ? "geluInput" : "layerNormInput.x";
   expect_rank(env, weight, "weight", 2, "[OC, C]");
   const int64_t OC = weight->shape()[0], C = weight->shape()[1];
-  if (last_dim(env, x, xName) != C)
+  if (!geluInputBf16 && last_dim(env, x, xName) != C)
     throw_arg(env, std::string("Expected ") + xName + "'s last dimension to be C = " + std::to_string(C) +
                        " (weight is [OC, C] = " + weight->shape_string() + ") but received " + x->shape_string());
-  const int64_t R = x->numel() / C;
+  const int64_t R = geluInputBf16 ? dout->numel() / OC : x->numel() / C;
   if (dinp) expect_rows(env, dinp, "dinp", R * C, C);
   require_same(env, weight, "weight", dweight, "dweight");
   if (dbias) expect_shape(env, dbias, "dbias", {OC});
@@ -451,7 +465,12 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   if (geluInput) {
     if (!dinp) throw_arg(env, "geluInput needs dinp (the GELU's derivative multiplies the input gradient)");
     if (accumulateInput) throw_arg(env, "geluInput cannot be used with accumulateInput");
-    expect_rows(env, geluInput, "geluInput", R * C, C);
+    if (geluInputBf16 && precision != Precision::kBf16) throw_arg(env, "geluInputBf16 needs precision 'bf16'");
+    if (geluInputBf16)
+      expect_numel(env, geluInput, "geluInput", (R * C + 1) / 2,
+                   "ceil(R * C / 2) floats: R * C bf16 values (geluInputBf16)");
+    else
+      expect_rows(env, geluInput, "geluInput", R * C, C);
     require_same_device(env, dinp, "dinp", geluInput, "geluInput");
     require_disjoint(env, geluInput, "geluInput", dinp, "dinp");  // read after dinp's tiles are written
   }
@@ -484,7 +503,7 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
     linear_backward(dinp ? dinp->data() : nullptr, dweight->data(), dbias ? dbias->data() : nullptr, dout->read_data(),
                     inp ? inp->read_data() : nullptr, weight->read_data(), R, C, OC, accumulateInput, precision,
                     geluInput ? geluInput->read_data() : nullptr, lnX ? &ln : nullptr,
-                    dinpSums ? dinpSums->data() : nullptr);
+                    dinpSums ? dinpSums->data() : nullptr, geluInputBf16);
   });
 }
 

@@ -24,6 +24,7 @@ import { settledTensorBytes } from './helpers/settle-memory.js'
 import { randomBatch, differingBits } from './helpers/random-batch.js'
 import { chunkedColumnSums, sentenceColumnSums } from './helpers/column-sums-order.js'
 import { roundBf16Array } from './helpers/bf16.js'
+import { Bf16Values } from '../lib/bf16-values.js'
 const status = cudaStatus()
 const skip = status.available ? false : `CUDA unavailable (${status.reason})`
 
@@ -446,6 +447,90 @@ t.test('a handoff is taken only by the next product of exactly its range, and dr
   t.equal(differingBits(off.value, plain.value), 0, "'only' without handoffs: the same bits")
   t.notOk(f.act.toFloat32Array().some(Number.isNaN), "'only' without handoffs: geluOut's fp32 values written")
   f.dispose()
+})
+
+t.test('the MLP pre-activation kept in bf16 (Bf16Values): stored by the product, read by both GELU passes', { skip }, async (t) => {
+  // 300 rows, I = 72 (three column blocks of the GEMM, the last one short), H = 24.
+  const [R, H, I] = [300, 24, 72]
+  const held: Tensor[] = []
+  const cuda = (shape: number[], seed: number, scale = 1) => {
+    const n = shape.reduce((p, d) => p * d, 1)
+    const x = Tensor.from(
+      Float32Array.from({ length: n }, (_, i) => scale * Math.sin(seed * 5.3 + i * 0.29)),
+      shape,
+      'cuda',
+    )
+    held.push(x)
+    return x
+  }
+  const nans = (shape: number[]) => {
+    const x = Tensor.from(new Float32Array(shape.reduce((p, d) => p * d, 1)).fill(NaN), shape, 'cuda')
+    held.push(x)
+    return x
+  }
+  const h1 = cuda([R, H], 1),
+    wIn = cuda([I, H], 2, 0.3),
+    bIn = cuda([I], 3),
+    wOut = cuda([H, I], 4, 0.2),
+    dout = cuda([R, H], 5)
+  // The forward: intermediate.dense with its GELU handed to output.dense ('only'), as BertModel's MLP at bf16.
+  const forward = (keep: 'fp32' | 'bf16', env: Partial<Switches> = {}) =>
+    withEnv(env, () =>
+      counted(() => {
+        const pre = keep === 'bf16' ? new Bf16Values(nans([(R * I) / 2]), [R, I]) : nans([R, I])
+        const act = nans([R, I]),
+          h2 = nans([R, H])
+        ops.linearForward(pre, h1, wIn, bIn, 'bf16', act, 'only')
+        ops.linearForward(h2, act, wOut, null, 'bf16')
+        return { pre, values: pre.toFloat32Array(), h2: h2.toFloat32Array() }
+      }),
+    )
+  const kept = forward('bf16'),
+    fp32 = forward('fp32')
+  const rounded = roundBf16Array(fp32.value.values)
+  t.ok(differingBits(rounded, fp32.value.values) > 0, 'the product is not bf16 already')
+  t.equal(differingBits(kept.value.values, rounded), 0, 'the product stored rounded to bf16')
+  t.equal(kept.handedOff, R * I, "the GELU's output handed off")
+  // output.dense reads the GELU of the kept values: as the GELU of those values in fp32.
+  const geluOfRounded = nans([R, I]),
+    h2Ref = nans([R, H])
+  ops.geluForward(geluOfRounded, Tensor.from(rounded, [R, I], 'cuda'))
+  ops.linearForward(h2Ref, geluOfRounded, wOut, null, 'bf16')
+  t.equal(differingBits(kept.value.h2, h2Ref.toFloat32Array()), 0, 'the next product reads GELU(kept values), bit for bit')
+  // Without the bf16 output (SIMCSEPP_BF16_OUTPUT=0: the product in fp32 in geluOut's memory, the pass rounding it) and
+  // without handoffs: the same bits.
+  for (const env of [{ SIMCSEPP_BF16_OUTPUT: '0' }, { SIMCSEPP_BF16_HANDOFF: '0' }] as const) {
+    const other = forward('bf16', env).value
+    t.equal(differingBits(other.values, rounded), 0, `${JSON.stringify(env)}: the kept values`)
+    t.equal(differingBits(other.h2, kept.value.h2), 0, `${JSON.stringify(env)}: the next product`)
+  }
+  // The backward reads the kept values as its geluInput: the bits of reading them in fp32.
+  const backward = (geluInput: Tensor | Bf16Values) => {
+    const gI2 = nans([R, I]),
+      dW = cuda([H, I], 0, 0),
+      sums = cuda([I], 0, 0),
+      gRes = cuda([R, H], 0, 0),
+      dWin = cuda([I, H], 0, 0)
+    ops.linearBackward(gI2, dW, null, dout, null, wOut, false, 'bf16', geluInput, 'only', null, sums)
+    ops.linearBackward(gRes, dWin, null, gI2, h1, wIn, false, 'bf16')
+    return [dW, sums, gRes, dWin].map((x) => x.toFloat32Array())
+  }
+  const got = backward(kept.value.pre),
+    want = backward(Tensor.from(rounded, [R, I], 'cuda'))
+  ;['dweight', 'dinpColumnSums', "the next op's dinp", "the next op's dweight"].forEach((name, i) =>
+    t.equal(differingBits(got[i], want[i]), 0, `backward ${name} bit for bit`),
+  )
+  // The fp32 GELU pass of the backward (no handoff taken): the same.
+  const plainBack = (geluInput: Tensor | Bf16Values) =>
+    withEnv({ SIMCSEPP_BF16_HANDOFF: '0' }, () => {
+      const gI2 = nans([R, I]),
+        dW = cuda([H, I], 0, 0)
+      ops.linearBackward(gI2, dW, null, dout, null, wOut, false, 'bf16', geluInput)
+      return [gI2, dW].map((x) => x.toFloat32Array())
+    })
+  const [g1, g2] = [plainBack(kept.value.pre), plainBack(Tensor.from(rounded, [R, I], 'cuda'))]
+  t.equal(differingBits(g1[0], g2[0]) + differingBits(g1[1], g2[1]), 0, 'without handoffs: dinp and dweight bit for bit')
+  held.forEach((x) => x.dispose())
 })
 
 t.test(

@@ -23,6 +23,7 @@ import { runSelfAsChild } from './helpers/self-child.js'
 import { roundBf16Array } from './helpers/bf16.js'
 import { Tensor } from '../lib/tensor.js'
 import * as ops from '../lib/ops.js'
+import { Bf16Values } from '../lib/bf16-values.js'
 
 const CHILD = 'SIMCSEPP_CUBLASLT_TEST_CHILD'
 const fake = process.env.SIMCSEPP_ADDON ? join(dirname(process.env.SIMCSEPP_ADDON), 'libcublasLt-emulated.so') : ''
@@ -58,9 +59,17 @@ function mlpChecks(): { failed: string[]; checks: number; bf16Stored: boolean } 
   if (written.gRes.some((v, i) => !Object.is(v, only.gRes[i]))) failed.push("'only' changed the input gradient")
   const product = cuda([R, I], 0, 0)
   ops.linearBackward(product, cuda([H, I], 0, 0), null, dout, inter, wOut, false, 'bf16')
+  // The forward with the pre-activation kept in bf16 (the bias kind): the fp32 product with its bias, rounded.
+  const bias = cuda([I], 7)
+  const plain = cuda([R, I], 0, 0),
+    kept = new Bf16Values(cuda([(R * I) / 2], 0, 0), [R, I])
+  ops.linearForward(plain, h1, wIn, bias, 'bf16')
+  ops.linearForward(kept, h1, wIn, bias, 'bf16', cuda([R, I], 0, 0))
+  const want = roundBf16Array(plain.toFloat32Array())
+  if (kept.toFloat32Array().some((v, i) => !Object.is(v, want[i]))) failed.push('the kept pre-activation is not bf16(product)')
   const high = new Uint16Array(roundBf16Array(product.toFloat32Array()).buffer).filter((_, i) => i % 2 === 1)
   const stored = new Uint16Array(only.gI2.buffer, 0, R * I)
-  return { failed, checks: 1, bf16Stored: stored.every((v, i) => v === high[i]) }
+  return { failed, checks: 2, bf16Stored: stored.every((v, i) => v === high[i]) }
 }
 
 if (process.env[CHILD]) {
@@ -104,7 +113,7 @@ if (process.env[CHILD]) {
     t.ok(r.checks > 100, 'the checks ran')
     const table = run('table', { CUEMU_FAKE_CUBLASLT_LOG: join(logs, 'table') })
     t.same(table.failed, [], `the GEMM op table alone (${table.checks} checks)`)
-    t.ok(matmuls('table') > 28, `the op table's products went through cuBLASLt (${matmuls('table')} matmuls; the self-check makes 28)`)
+    t.ok(matmuls('table') > 32, `the op table's products went through cuBLASLt (${matmuls('table')} matmuls; the self-check makes 32)`)
     t.ok(matmuls('train') > matmuls('table'), `so did the training steps' (${matmuls('train') - matmuls('table')} matmuls)`)
     rmSync(logs, { recursive: true, force: true })
   })

@@ -9,6 +9,7 @@ import { compareWeights as compare } from './helpers/compare-weights.js'
 import type { StepInfo } from '../lib/train/events.js'
 import { TEXT_OBJECTIVES } from '../lib/train/objective.js'
 import type { Tensor } from '../lib/tensor.js'
+import { Bf16Values } from '../lib/bf16-values.js'
 import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
 
 const dir = tempDir('simcsepp-micro-batch-')
@@ -211,7 +212,7 @@ t.test('ActivationArena: inference shares one set of buffers; training keeps one
     a.ctx,
     a.mean1,
     a.rstd1,
-    a.inter,
+    a.inter as Tensor, // inference: fp32, the GELU in place
     a.mean2,
     a.rstd2,
     inference.pooled,
@@ -231,7 +232,7 @@ t.test('ActivationArena: inference shares one set of buffers; training keeps one
     L.every((l) => l.res1 !== l.h1 && l.res2 !== l.h2 && l.inter !== l.interAct),
     'training: the LayerNorm and GELU inputs kept',
   )
-  const own = (l: (typeof L)[number]) => [l.qkv, l.probs!, l.ctx, l.res1, l.mean1, l.rstd1, l.inter, l.res2, l.mean2, l.rstd2]
+  const own = (l: (typeof L)[number]) => [l.qkv, l.probs!, l.ctx, l.res1, l.mean1, l.rstd1, l.inter as Tensor, l.res2, l.mean2, l.rstd2]
   apart("training: every layer's saved tensors, the shared ones and the gradients apart", [
     ...L.flatMap(own),
     L[0].h1,
@@ -270,6 +271,23 @@ t.test('ActivationArena: inference shares one set of buffers; training keeps one
   )
   const longPerLayer = floatsFor({ ...config, numHiddenLayers: 6 }, 1, long, true) - floatsFor(config, 1, long, true)
   t.equal(longPerLayer, 6 * long * H + 4 * long + long * I, `T = ${long}: training floats per layer, without probabilities`)
+
+  // bf16 training (interBf16): each layer's pre-activation kept in bfloat16, in half the floats, apart from the rest.
+  const bf16Arena = new ActivationArena(config, 'cpu', true)
+  t.teardown(() => bf16Arena.dispose())
+  const kept = bf16Arena.acquire(B, T, true)
+  t.ok(
+    kept.layers.every((l) => l.inter instanceof Bf16Values && l.inter.storage.numel === Math.ceil((BT * I) / 2)),
+    'bf16 training: inter is Bf16Values, ceil(BT * I / 2) floats',
+  )
+  apart('bf16 training: the kept pre-activations apart from the rest', [
+    ...kept.layers.flatMap((l) => [(l.inter as Bf16Values).storage, l.qkv, l.res2]),
+    kept.gI2,
+    kept.gH,
+  ])
+  const bf16PerLayer = floatsFor({ ...config, numHiddenLayers: 6 }, B, T, true, true) - floatsFor(config, B, T, true, true)
+  t.equal(bf16PerLayer, 6 * BT * H + 4 * BT + Math.ceil((BT * I) / 2) + probs, 'bf16 training floats per layer')
+  t.equal(bf16Arena.acquire(B, T, false).layers[0].inter instanceof Bf16Values, false, 'inference: fp32 (the GELU in place)')
 })
 
 t.test('ActivationArena: a batch of the last shape gets the same views; another shape or a larger buffer, new ones', async (t) => {

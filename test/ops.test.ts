@@ -8,6 +8,7 @@ import { dropout } from '../lib/dropout.js'
 import { addon } from '../lib/native.js'
 import { randn, relErr } from './helpers/reference.js'
 import { roundBf16Array } from './helpers/bf16.js'
+import { Bf16Values } from '../lib/bf16-values.js'
 import {
   adamwRef,
   attentionRef,
@@ -165,6 +166,84 @@ t.test('linear: forward with/without bias, backward (all grads, accumulate flags
     close(t, `${R}x${C}->${OC} dinp null: dweight still computed`, pick(arr(dW3), iw), fdw, 1e-4, 1e-3)
     close(t, `${R}x${C}->${OC} dinp null: dbias still computed`, arr(dB3), fdb, 1e-4, 1e-3)
   }
+})
+
+t.test('the MLP pre-activation kept in bf16 (Bf16Values): the rounded product, its GELU, and the backward', async (t) => {
+  for (const [R, C, OC] of [
+    [3, 5, 7], // odd R * OC: the storage's last float half used
+    [70, 33, 65],
+    [40, 100, 600],
+  ]) {
+    const what = `${R}x${C}->${OC}`
+    const X = T32(randn(R * C, R + C, 1), [R, C]),
+      W = T32(randn(OC * C, OC + 5, 1 / Math.sqrt(C)), [OC, C]),
+      Bi = T32(randn(OC, OC + 6), [OC])
+    const plain = Tensor.zeros([R, OC])
+    ops.linearForward(plain, X, W, Bi, 'bf16')
+    const pre = new Bf16Values(Tensor.zeros([Math.ceil((R * OC) / 2)]), [R, OC]),
+      act = Tensor.zeros([R, OC])
+    ops.linearForward(pre, X, W, Bi, 'bf16', act, 'only')
+    const rounded = roundBf16Array(arr(plain))
+    t.same(pre.toFloat32Array(), rounded, `${what}: the product rounded to bf16, kept`)
+    const gelu = Tensor.zeros([R, OC])
+    ops.geluForward(gelu, T32(rounded, [R, OC]))
+    t.same(arr(act), arr(gelu), `${what}: geluOut is the GELU of the kept values, bit for bit`)
+    // The backward reads them as its geluInput: as the same values in fp32, bit for bit.
+    const dout = T32(randn(R * C, R + 7), [R, C]),
+      W2 = T32(randn(C * OC, C + 9, 0.2), [C, OC])
+    const grads = () => ({ dinp: Tensor.zeros([R, OC]), dW: filled([C, OC], 0.5), dB: filled([C], 0.25), s: filled([OC], 0.125) })
+    const [a, b] = [grads(), grads()]
+    ops.linearBackward(a.dinp, a.dW, a.dB, dout, null, W2, false, 'bf16', pre, true, null, a.s)
+    ops.linearBackward(b.dinp, b.dW, b.dB, dout, null, W2, false, 'bf16', T32(rounded, [R, OC]), true, null, b.s)
+    for (const k of ['dinp', 'dW', 'dB', 's'] as const) t.same(arr(a[k]), arr(b[k]), `${what}: backward ${k} bit for bit`)
+  }
+  const [R, C, OC] = [4, 3, 5]
+  const z = (...shape: number[]) => Tensor.zeros(shape)
+  const pre = () => new Bf16Values(z(10), [R, OC])
+  t.throws(() => new Bf16Values(z(11), [R, OC]), /storage must hold ceil\(20 \/ 2\) = 10 floats/)
+  t.throws(() => ops.linearForward(pre(), z(R, C), z(OC, C), null, 'bf16'), /outBf16 needs geluOut/)
+  t.throws(() => ops.linearForward(pre(), z(R, C), z(OC, C), null, 'fp32', z(R, OC)), /outBf16 needs precision 'bf16'/)
+  t.throws(
+    () =>
+      addon.linearForward(
+        nativeOf(z(11), 'x'),
+        nativeOf(z(R, C), 'x'),
+        nativeOf(z(OC, C), 'x'),
+        null,
+        'bf16',
+        nativeOf(z(R, OC), 'x'),
+        false,
+        true,
+      ),
+    /Expected out to hold 10 elements/,
+  )
+  const back = (geluInput: Bf16Values, inp: Tensor | null, precision: 'fp32' | 'bf16' = 'bf16') =>
+    ops.linearBackward(z(R, OC), z(C, OC), null, z(R, C), inp, z(C, OC), false, precision, geluInput)
+  t.throws(() => back(pre(), z(R, OC)), /geluInputBf16 needs geluInput and no inp/)
+  t.throws(() => back(pre(), null, 'fp32'), /geluInputBf16 needs precision 'bf16'/)
+  t.throws(
+    () =>
+      addon.linearBackward(
+        nativeOf(z(R, OC), 'x'),
+        nativeOf(z(C, OC), 'x'),
+        null,
+        nativeOf(z(R, C), 'x'),
+        null,
+        nativeOf(z(C, OC), 'x'),
+        false,
+        'bf16',
+        nativeOf(z(9), 'x'),
+        false,
+        null,
+        null,
+        null,
+        null,
+        null,
+        null,
+        true,
+      ),
+    /Expected geluInput to hold 10 elements/,
+  )
 })
 
 t.test('linear with the fused GELU: the unfused ops bit for bit, the float64 reference, both precisions', async (t) => {

@@ -9,7 +9,8 @@
 // layerNormApply's bits, its layerNormInput), so all layers write h1 into one buffer and h2 into another. One of each is enough: a layer's
 // input (the h2 before) is last read by its first LayerNorm, before its output is written. On CUDA at bf16 they are
 // not even written (but the last layer's h2): their products read the bf16 copies, and the residual LayerNorms read
-// their x recomputed from the LayerNorm before (residualLayerNormForward with a LayerNormInput).
+// their x recomputed from the LayerNorm before (residualLayerNormForward with a LayerNormInput). At bf16 the GELU
+// inputs (inter) are kept in bfloat16 (Bf16Values: half the floats), as autocast keeps them.
 // Inference saves nothing for a backward: one set of buffers serves every layer, so its memory does not grow with
 // the depth. Within it the GELU runs in place (interAct = inter), each LayerNorm over its input (res1 = h1, res2 =
 // h2), the embedding output is h2 (layer 0's input), and embSum and h1 live in qkv's memory (embSum is dead once the
@@ -19,6 +20,7 @@
 import type { BertConfig } from './config.js'
 import type { Tensor, Device } from '../tensor.js'
 import { ViewArena } from './view-arena.js'
+import { Bf16Values } from '../bf16-values.js'
 
 /**
  * Training keeps each layer's attention probabilities (B·NH·T² floats) for sequences up to this length, where
@@ -36,7 +38,7 @@ export interface LayerActivations {
   mean1: Tensor
   rstd1: Tensor // attention output + residual (LayerNorm input), [BT, H], [BT]
   h1: Tensor // [BT, H] (training: one buffer for all layers, recomputed in the backward)
-  inter: Tensor
+  inter: Tensor | Bf16Values // [BT, I] the GELU's input (bf16 training: kept in bfloat16, half the memory)
   interAct: Tensor // [BT, I] before / after GELU (training: one buffer for all layers; inference: inter itself)
   res2: Tensor
   mean2: Tensor
@@ -66,8 +68,11 @@ export interface Activations {
   gPooled: Tensor // [B, H]
 }
 
-/** Number of floats one batch of B×T needs (train() sizes a batch with it before allocating). */
-export function floatsFor(c: BertConfig, B: number, T: number, training: boolean): number {
+/**
+ * Number of floats one batch of B×T needs (train() sizes a batch with it before allocating). interBf16: training
+ * keeps the MLP's pre-activation in bfloat16 (BertModel at bf16), half its floats; without it, an upper bound.
+ */
+export function floatsFor(c: BertConfig, B: number, T: number, training: boolean, interBf16 = false): number {
   const H = c.hiddenSize,
     I = c.intermediateSize,
     NH = c.numAttentionHeads,
@@ -77,25 +82,35 @@ export function floatsFor(c: BertConfig, B: number, T: number, training: boolean
   const outputs = 2 * B * H + relative // pooled, z, relBias, dRelBias
   // The buffers of acquire, in its order.
   if (!training) return 2 * BT + BT * H + 3 * BT * H + BT * I + BT * H + 4 * BT + outputs
-  const perLayer = 6 * BT * H + 4 * BT + BT * I + probs
+  const perLayer = 6 * BT * H + 4 * BT + (interBf16 ? Math.ceil((BT * I) / 2) : BT * I) + probs
   const grads = 7 * BT * H + BT * I + B * H // gI2 included: also every layer's interAct
   return 2 * BT * H + 2 * BT + 2 * BT * H + c.numHiddenLayers * perLayer + outputs + grads
 }
 
-/** BERT's activation buffers (the views of carveActivations), in one growing allocation. */
+/**
+ * BERT's activation buffers (the views of carveActivations), in one growing allocation. interBf16: training keeps each
+ * layer's MLP pre-activation in bfloat16 (Bf16Values; the model at bf16, whose products and GELU passes read it so).
+ */
 export class ActivationArena extends ViewArena<Activations> {
-  constructor(config: BertConfig, device: Device) {
+  constructor(config: BertConfig, device: Device, interBf16 = false) {
     super(
       device,
-      (B, T, training) => floatsFor(config, B, T, training),
-      (take, B, T, training) => carveActivations(config, take, B, T, training),
+      (B, T, training) => floatsFor(config, B, T, training, interBf16),
+      (take, B, T, training) => carveActivations(config, take, B, T, training, interBf16),
       'ActivationArena',
     )
   }
 }
 
 /** The views of a [B, T] pass, in floatsFor's order. */
-function carveActivations(c: BertConfig, take: (shape: number[]) => Tensor, B: number, T: number, training: boolean): Activations {
+function carveActivations(
+  c: BertConfig,
+  take: (shape: number[]) => Tensor,
+  B: number,
+  T: number,
+  training: boolean,
+  interBf16: boolean,
+): Activations {
   const H = c.hiddenSize,
     I = c.intermediateSize,
     NH = c.numAttentionHeads,
@@ -117,7 +132,7 @@ function carveActivations(c: BertConfig, take: (shape: number[]) => Tensor, B: n
       mean1: take([BT]),
       rstd1: take([BT]),
       h1,
-      inter: take([BT, I]),
+      inter: interBf16 ? new Bf16Values(take([Math.ceil((BT * I) / 2)]), [BT, I]) : take([BT, I]),
       interAct,
       res2: take([BT, H]),
       mean2: take([BT]),

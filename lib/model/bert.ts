@@ -162,7 +162,8 @@ export class BertModel {
     }
     this.views = viewsByName(this.params, layout)
     this.mlpHead = mlpHeadOf(this.views)
-    this.arena = new ActivationArena(config, device)
+    // At bf16 training keeps the MLP's pre-activation in bfloat16 (as autocast does): half the largest activation.
+    this.arena = new ActivationArena(config, device, precision === 'bf16')
     if (config.modelType === 'modernbert') {
       this.p = null
       this.mp = modernParams(this.views, config.numHiddenLayers)
@@ -903,11 +904,12 @@ export class BertModel {
       // intermediate.dense and its GELU in one op (interAct = GELU(inter); inter kept for the backward; in
       // inference interAct is inter: the GELU in place).
       if (q) {
-        ops.linearInt8Forward(a.inter, a.h1, q.intermediate, w.intermediate.bias, a.interAct)
+        ops.linearInt8Forward(a.inter as Tensor, a.h1, q.intermediate, w.intermediate.bias, a.interAct) // eval: fp32
         ops.linearInt8Forward(a.h2, a.interAct, q.output, w.output.bias)
       } else {
         // interAct's only reader is output.dense's product, which at bf16 reads its bf16 copy ('only': on CUDA the
-        // fp32 values are not written; the backward recomputes GELU(inter)).
+        // fp32 values are not written; the backward recomputes GELU(inter)). In bf16 training inter is kept in
+        // bfloat16 (Bf16Values): the product stores it rounded, both GELU passes read it so.
         const next = bf16 ? 'only' : false
         ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias, this.precision, a.interAct, next)
         ops.linearForward(a.h2, a.interAct, w.output.weight, w.output.bias, this.precision)

@@ -22,4 +22,20 @@ SIMCSEPP_BF16_HD float round_bf16(float f) {
   return f;
 }
 
+// The bf16 of f (round_bf16's), as stored: its 16 high bits.
+SIMCSEPP_BF16_HD uint16_t bf16_bits(float f) {
+  const float r = round_bf16(f);
+  uint32_t x;
+  std::memcpy(&x, &r, 4);
+  return static_cast<uint16_t>(x >> 16);
+}
+
+// The float a stored bf16 holds (exact).
+SIMCSEPP_BF16_HD float bf16_value(uint16_t b) {
+  const uint32_t x = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
+
 }  // namespace simcsepp

@@ -8,6 +8,7 @@
 #include "clones.h"
 #include "column_sums.h"
 #include "common/adamw.h"
+#include "common/bf16.h"
 #include "common/embedding_runs.h"
 #include "dropout_span.h"
 #include "exp_nonpositive.h"
@@ -338,11 +339,25 @@ void layernorm_dropout_backward(float* dres, float* dy, float* dweight, float* d
 // Linear (torch layout: weight [OC, C])
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
-                    int64_t OC, Precision precision, float* geluOut) {
+                    int64_t OC, Precision precision, float* geluOut, bool outBf16) {
   // bf16: the operands rounded, the product in fp32 (the CUDA backend's tensor-core GEMM computes the same).
   // The bias and the GELU are the GEMM's epilogue: applied to each tile of out while it is in L1.
   GemmEpilogue ep;
   ep.bias = bias;
+  if (outBf16) {
+    // The product (with its bias) into geluOut, whose memory is free until the GELU writes it; then row by row each
+    // value rounded to bf16 into out's storage and the GELU of the rounded values in place.
+    sgemm_fused(precision == Precision::kBf16, false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, geluOut, OC, ep);
+    auto* out16 = reinterpret_cast<uint16_t*>(out);
+    parallel_for(R, row_grain(OC), [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0 * OC; i < r1 * OC; ++i) {
+        out16[i] = bf16_bits(geluOut[i]);
+        geluOut[i] = bf16_value(out16[i]);
+      }
+      gelu_forward_span(geluOut + r0 * OC, geluOut + r0 * OC, (r1 - r0) * OC);
+    });
+    return;
+  }
   ep.gelu_out = geluOut;
   ep.ld_gelu_out = OC;
   sgemm_fused(precision == Precision::kBf16, false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, ep);
@@ -352,12 +367,23 @@ namespace {
 
 // linear_backward's GELU(geluInput) when it is given no inp (scratch.h: grown once, reused by every call).
 struct GeluRecomputeTag {};
+// linear_backward's bf16 geluInput, as floats.
+struct GeluInputTag {};
 
 }  // namespace
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput, Precision precision,
-                     const float* geluInput, const LayerNormInput* layerNormInput, float* dinpColumnSums) {
+                     const float* geluInput, const LayerNormInput* layerNormInput, float* dinpColumnSums,
+                     bool geluInputBf16) {
+  if (geluInputBf16) {  // the stored bf16 values as floats (exact), then as an fp32 geluInput
+    const auto* x16 = reinterpret_cast<const uint16_t*>(geluInput);
+    float* x = thread_scratch<GeluInputTag, float>(0, R * C);
+    parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0 * C; i < r1 * C; ++i) x[i] = bf16_value(x16[i]);
+    });
+    geluInput = x;
+  }
   // dbias (fp32 at every precision: not a matrix product) is the row sums of dout^T, the weight gradient's op(A):
   // summed from its packed panels where there is one, else in a pass of its own.
   if (dbias && !dweight) column_sums_add(dbias, dout, R, OC);

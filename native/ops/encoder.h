@@ -91,8 +91,11 @@ using LayerNormDropoutBackwardFn = void(float* dres, float* dy, float* dweight, 
 // geluOut[R, OC] = GELU(out) when geluOut is not null (GeluForwardFn's GELU; out keeps the pre-activation):
 // the MLP's first layer, which a backend may fuse into the product's epilogue. geluOut may be out itself (the
 // GELU in place, out then ending as GELU of the product).
+// outBf16 (then geluOut is given, apart from out): out holds the product in bf16, element i in bytes [2i, 2i + 2)
+// (ceil(R * OC / 2) floats of storage; common/bf16.h's rounding), and geluOut = GELU of those values: a
+// pre-activation kept in half the memory, as autocast keeps it (LinearBackwardFn's geluInputBf16 reads it).
 using LinearForwardFn = void(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
-                             int64_t OC, Precision precision, float* geluOut);
+                             int64_t OC, Precision precision, float* geluOut, bool outBf16);
 // dinp (= or, with accumulateInput, +=) dout · weight   (dinp may be null to skip it)
 // dweight += dout^T · inp;  dbias += column sums of dout (dbias may be null; always fp32)
 // The two products at `precision` (ops/precision.h).
@@ -108,10 +111,12 @@ using LinearForwardFn = void(float* out, const float* inp, const float* weight, 
 // dinpColumnSums not null (then dinp is given): dinpColumnSums += the column sums of dinp as the op leaves it (after
 // the GELU's derivative), fp32 totals of double sums: the bias gradient of the linear layer that produced this
 // layer's input (through the GELU), summed where dinp is made rather than by a pass over it in that layer's backward.
+// geluInputBf16 (then geluInput is given and inp is null): geluInput holds bf16 values, as LinearForwardFn's outBf16
+// stores them.
 using LinearBackwardFn = void(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                               const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput,
                               Precision precision, const float* geluInput, const LayerNormInput* layerNormInput,
-                              float* dinpColumnSums);
+                              float* dinpColumnSums, bool geluInputBf16);
 
 // out = x * 0.5 * (1 + erf(x / sqrt(2)))   (exact GELU)
 using GeluForwardFn = void(float* out, const float* inp, int64_t n);
