@@ -121,6 +121,14 @@ t.test('--micro-batch auto: whole when the activations fit the budget, else the 
   t.same(chooseMicroBatch('auto', s, 1e15), { rows: 0 }, 'fits the budget: whole')
   const budget = 256 * 2 ** 20
   const r = chooseMicroBatch('auto', s, budget)
+  // bf16 training keeps the MLP's pre-activation in bfloat16: larger passes fit the same budget.
+  const r16 = chooseMicroBatch('auto', { ...s, interBf16: true }, budget)
+  t.ok(
+    r16.rows > r.rows &&
+      floatsFor(config, r16.rows, 32, true, true) * 4 <= budget &&
+      floatsFor(config, r16.rows + 1, 32, true, true) * 4 > budget,
+    `bf16: ${r16.rows} rows, the largest that fits (fp32: ${r.rows})`,
+  )
   t.ok(
     floatsFor(config, r.rows, 32, true) * 4 <= budget && floatsFor(config, r.rows + 1, 32, true) * 4 > budget,
     `${r.rows} rows: the largest that fits`,

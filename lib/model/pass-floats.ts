@@ -5,6 +5,7 @@ import type { BertConfig } from './config.js'
 import { floatsFor } from './activations.js'
 import { modernFloatsFor } from './modernbert.js'
 
-export function passFloats(c: BertConfig, B: number, T: number, training: boolean): number {
-  return c.modelType === 'modernbert' ? modernFloatsFor(c, B, T, training) : floatsFor(c, B, T, training)
+/** interBf16: BERT training at bf16, which keeps the MLP's pre-activation in bfloat16 (activations.ts). */
+export function passFloats(c: BertConfig, B: number, T: number, training: boolean, interBf16 = false): number {
+  return c.modelType === 'modernbert' ? modernFloatsFor(c, B, T, training) : floatsFor(c, B, T, training, interBf16)
 }

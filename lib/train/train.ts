@@ -275,7 +275,12 @@ async function trainHolding(
   // dataset of the most rows; each dataset's step must fit.
   const rankRows = (d: RunDataset) => d.views * Math.ceil(d.batch / ranks)
   const widest = sets.reduce((a, d) => (rankRows(d) > rankRows(a) ? d : a))
-  const micro = chooseMicroBatch(o.microBatch, { config: model.config, rows: rankRows(widest), tokens: maxLen }, memory.autoBudget)
+  const interBf16 = model.precision === 'bf16' // BertModel keeps the MLP's pre-activation in bfloat16
+  const micro = chooseMicroBatch(
+    o.microBatch,
+    { config: model.config, rows: rankRows(widest), tokens: maxLen, interBf16 },
+    memory.autoBudget,
+  )
   if (micro.note) say(micro.note)
   for (const d of sets)
     checkBatchFits(
@@ -288,6 +293,7 @@ async function trainHolding(
         views: d.views,
         rowsPerPass: micro.rows,
         narrowDim: scratchDim(matryoshka, model.config.hiddenSize),
+        interBf16,
       },
       memory.bytes,
       memory.has,
