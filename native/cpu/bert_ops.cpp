@@ -345,17 +345,13 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
   GemmEpilogue ep;
   ep.bias = bias;
   if (outBf16) {
-    // The product (with its bias) into geluOut, whose memory is free until the GELU writes it; then row by row each
-    // value rounded to bf16 into out's storage and the GELU of the rounded values in place.
+    // The product (with its bias) into geluOut, whose memory is free until the GELU writes it; the epilogue rounds
+    // each tile to bf16 into out's storage and GELUs the rounded values in place, while the tile is in L1.
+    ep.bf16_out = reinterpret_cast<uint16_t*>(out);
+    ep.ld_bf16_out = OC;
+    ep.gelu_out = geluOut;
+    ep.ld_gelu_out = OC;
     sgemm_fused(precision == Precision::kBf16, false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, geluOut, OC, ep);
-    auto* out16 = reinterpret_cast<uint16_t*>(out);
-    parallel_for(R, row_grain(OC), [&](int64_t r0, int64_t r1) {
-      for (int64_t i = r0 * OC; i < r1 * OC; ++i) {
-        out16[i] = bf16_bits(geluOut[i]);
-        geluOut[i] = bf16_value(out16[i]);
-      }
-      gelu_forward_span(geluOut + r0 * OC, geluOut + r0 * OC, (r1 - r0) * OC);
-    });
     return;
   }
   ep.gelu_out = geluOut;

@@ -665,11 +665,20 @@ SIMCSEPP_CLONES void round_bf16_span(float* __restrict c, int64_t n) {
   for (int64_t q = 0; q < n; ++q) c[q] = round_bf16(c[q]);
 }
 
+// c[q] rounded to bf16 in place, its bits into out[q], for q < n (linear_forward's pre-activation kept in bf16).
+SIMCSEPP_CLONES void round_bf16_span_to(uint16_t* __restrict out, float* __restrict c, int64_t n) {
+  for (int64_t q = 0; q < n; ++q) {
+    out[q] = bf16_bits(c[q]);
+    c[q] = bf16_value(out[q]);
+  }
+}
+
 // The epilogue on the finished mr x nr block at c (C[i, j] of the whole C).
 void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t i, int64_t j, int64_t mr, int64_t nr) {
   for (int64_t r = 0; r < mr; ++r) {
     float* cr = c + r * ldc;
     if (ep.bias) add_bias_span(cr, ep.bias + j, nr);
+    if (ep.bf16_out) round_bf16_span_to(ep.bf16_out + (i + r) * ep.ld_bf16_out + j, cr, nr);
     if (ep.gelu_out) gelu_forward_span(ep.gelu_out + (i + r) * ep.ld_gelu_out + j, cr, nr);
     if (ep.gelu_grad_x && ep.round_before_gelu_grad) round_bf16_span(cr, nr);
     if (ep.gelu_grad_x) gelu_backward_span(cr, ep.gelu_grad_x + (i + r) * ep.ld_gelu_grad_x + j, cr, nr);
@@ -948,7 +957,7 @@ const char* sgemm_bf16_kernel_name() {
 
 namespace {
 
-bool has_epilogue(const GemmEpilogue& ep) { return ep.bias || ep.gelu_out || ep.gelu_grad_x; }
+bool has_epilogue(const GemmEpilogue& ep) { return ep.bias || ep.bf16_out || ep.gelu_out || ep.gelu_grad_x; }
 
 // out[i] += sum_k op(A)[i, k] read from A (the paths that do not pack A in fp32): in double, over row blocks of K
 // (column_sums.h's blocks) when A is stored [K, M], else row by row.

@@ -35,7 +35,11 @@ SgemmFn sgemm_bf16;
 // linear_backward at bf16). Null members are skipped; GELU is gelu.h's.
 struct GemmEpilogue {
   const float* bias = nullptr;  // [N]
-  float* gelu_out = nullptr;    // [M, ld_gelu_out]
+  // Before the GELU: C[i, j] rounded to bf16 (common/bf16.h), its bits stored in bf16_out (a pre-activation kept in
+  // bf16: linear_forward's outBf16); the GELU then reads the rounded values.
+  uint16_t* bf16_out = nullptr;  // [M, ld_bf16_out]
+  int64_t ld_bf16_out = 0;
+  float* gelu_out = nullptr;  // [M, ld_gelu_out]
   int64_t ld_gelu_out = 0;
   const float* gelu_grad_x = nullptr;  // [M, ld_gelu_grad_x]
   int64_t ld_gelu_grad_x = 0;
