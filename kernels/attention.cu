@@ -31,7 +31,8 @@
 // (the fp32 paths do not round as the bf16 contract says); a backward without probs then forms P again with the
 // mma forward, a chunk of sentences at a time, into the workspace. The fused and mma kernels write a bf16 handoff
 // of ctx (and of the packed dq | dk | dv) when one was requested (bf16_handoff.cuh); the tiled path declines it
-// (its products then round ctx and dqkv themselves).
+// (its products then round ctx and dqkv themselves). bf16Storage (ops/encoder.h; the mma shapes only): the packed
+// q | k | v and ctx (dctx) are bf16 values, which the mma kernels stage as they are, ctx written in bf16 alone.
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
@@ -214,18 +215,45 @@ bool use_fused(const AttnSizes& s) {
 
 }  // namespace
 
+namespace {
+
+// The mma kernels' inputs: fp32 q, k, v, or with bf16Storage the packed bf16 values at q (k, v at H and 2H of them).
+struct MmaQkv {
+  MmaIn q, k, v;
+};
+MmaQkv mma_qkv(const float* q, const float* k, const float* v, int64_t H, bool bf16Storage) {
+  if (!bf16Storage) return {{q, false}, {k, false}, {v, false}};
+  const MmaIn base{q, true};
+  return {base, base + H, base + 2 * H};
+}
+
+// bf16Storage only where the mma kernels run (the binding admits it there only).
+void require_mma(bool bf16Storage, Precision precision, const AttnSizes& s) {
+  if (bf16Storage && !(attention_takes_bf16(precision, s.T, s.HS) && s.ld == 3 * s.H()))
+    throw CudaError(
+        "attention: bf16 storage needs the packed q | k | v at a shape whose attention takes bf16 operands");
+}
+
+}  // namespace
+
 void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v, const int32_t* mask,
                        const float* relBias, int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p,
                        uint64_t seed, uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex,
-                       Precision precision) {
+                       Precision precision, bool bf16Storage) {
   require();
   if (B * NH * T <= 0) return;
   const AttnShape s{{B, T, NH, HS, ld}};
   const bool fused = use_fused(s);  // also checks SIMCSEPP_ATTENTION, which the mma path does not read
+  require_mma(bf16Storage, precision, s);
   if (attention_takes_bf16(precision, T, HS)) {
     const AttnCall call(s, mask, relBias, nullptr, p, seed, offset, keepRows, rowIndex, 0, 0);
     const cudaStream_t stream = detail::op_stream();
-    attention_mma_forward(ctx, bf16handoff::claim(ctx, B * T * NH * HS), probs, q, k, v, s, call.rows, stream);
+    const MmaQkv in = mma_qkv(q, k, v, s.H(), bf16Storage);
+    // bf16Storage: ctx is its bf16 storage, written alone (no handoff: the product reads the storage).
+    __nv_bfloat16* ctx16 =
+        bf16Storage ? reinterpret_cast<__nv_bfloat16*>(ctx) : bf16handoff::claim(ctx, B * T * NH * HS);
+    if (bf16Storage) bf16handoff::decline();
+    attention_mma_forward(bf16Storage ? nullptr : ctx, ctx16, probs, in.q, in.k, in.v, s, call.rows, stream);
     detail::end_op(stream);
     return;
   }
@@ -275,7 +303,8 @@ struct SentenceSums {
 void attention_mma_backward_call(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
                                  const float* k, const float* v, const float* probs, const int32_t* mask,
                                  const float* relBias, const AttnShape& s, float p, uint64_t seed, uint64_t offset,
-                                 const uint8_t* keepRows, const RowIndex& rowIndex, float* dqkvColumnSums) {
+                                 const uint8_t* keepRows, const RowIndex& rowIndex, float* dqkvColumnSums,
+                                 bool bf16Storage) {
   const int64_t H = s.H();
   const bool packed = s.ld == 3 * H && dk == dq + H && dv == dq + 2 * H;  // one [B, T, 3H] gradient
   bool copyOnly = false;                                                  // bf16Next 'only'
@@ -289,17 +318,19 @@ void attention_mma_backward_call(float* dq, float* dk, float* dv, float* dRelBia
                       sentenceSums + chunkSums);
   double* const perSentence = call.sums();
   const cudaStream_t stream = detail::op_stream();
+  const MmaQkv x = mma_qkv(q, k, v, H, bf16Storage);
+  const MmaIn g{dctx, bf16Storage};
   if (probs != nullptr) {
-    attention_mma_backward(dq, dk, dv, dqkv16, dctx, q, k, v, probs, s, call.rows, write32, perSentence, stream);
+    attention_mma_backward(dq, dk, dv, dqkv16, g, x.q, x.k, x.v, probs, s, call.rows, write32, perSentence, stream);
   } else {
     for_chunks(s, chunk, [&](Chunk c) {
       AttnShape part = s;
       part.B = c.n;
       const AttnRows rows = call.rows_of(c);
       const int64_t in = call.input_at(c), head = call.head_at(c);
-      attention_mma_forward(nullptr, nullptr, call.buffer(0), q + in, k + in, v + in, part, rows, stream);
-      attention_mma_backward(dq + in, dk + in, dv + in, dqkv16 != nullptr ? dqkv16 + in : nullptr, dctx + head, q + in,
-                             k + in, v + in, call.buffer(0), part, rows, write32,
+      attention_mma_forward(nullptr, nullptr, call.buffer(0), x.q + in, x.k + in, x.v + in, part, rows, stream);
+      attention_mma_backward(dq + in, dk + in, dv + in, dqkv16 != nullptr ? dqkv16 + in : nullptr, g + head, x.q + in,
+                             x.k + in, x.v + in, call.buffer(0), part, rows, write32,
                              sums ? perSentence + c.b0 * s.ld : nullptr, stream);
     });
   }
@@ -376,14 +407,15 @@ void attention_backward(float* dq, float* dk, float* dv, float* dRelBias, const 
                         const float* k, const float* v, const float* probs, const int32_t* mask, const float* relBias,
                         int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
                         uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex, Precision precision,
-                        float* dqkvColumnSums) {
+                        float* dqkvColumnSums, bool bf16Storage) {
   require();
   if (B * NH * T <= 0) return;
   const AttnShape s{{B, T, NH, HS, ld}};
   use_fused(s);  // checks SIMCSEPP_ATTENTION, which the mma path does not read
+  require_mma(bf16Storage, precision, s);
   if (attention_takes_bf16(precision, T, HS))
     return attention_mma_backward_call(dq, dk, dv, dRelBias, dctx, q, k, v, probs, mask, relBias, s, p, seed, offset,
-                                       keepRows, rowIndex, dqkvColumnSums);
+                                       keepRows, rowIndex, dqkvColumnSums, bf16Storage);
   attention_fp32_backward(dq, dk, dv, dRelBias, dctx, q, k, v, probs, mask, relBias, s, p, seed, offset, keepRows,
                           rowIndex);
   if (dqkvColumnSums != nullptr) {  // a pass over the packed gradient (the fp32 kernels' blocks are not per sentence)

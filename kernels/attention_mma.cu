@@ -21,6 +21,8 @@
 // Shared memory (static, kT = 32 or 64 rows): bf16 arrays [kT][72] (rows 144 bytes: 16-byte multiples as WMMA
 // wants, 4 banks apart so that 8 rows' 16-byte pieces hit all 32 banks) and one fp32 [kT][68]: 18 KB (kT = 32)
 // or 36 KB forward, 23 / 45 KB backward. A tile's pointer is 32-byte aligned (16 rows x 144 or 272 bytes).
+// q, k, v and dctx are fp32 rows, rounded as they are staged, or bf16 values (bf16Storage: the packed q | k | v and
+// dctx kept in bf16 by the model, staged as they are: the same values, half the bytes read), TS in the kernels.
 // The products read shared memory only; global memory is read once (coalesced: consecutive threads,
 // consecutive columns; 16-byte loads and stores when the head's columns come in aligned fours: Head::vec) and
 // written once.
@@ -30,6 +32,7 @@
 #include <initializer_list>
 
 #include "attention_mma.cuh"
+#include "cuda_check.cuh"
 #include "launch.cuh"
 
 namespace simcsepp::cuda {
@@ -64,36 +67,61 @@ struct Head {
 // time (a shift and a mask per element, where the actual sizes would cost an integer division), and skip or zero
 // what lies outside the shape.
 
-// dst[r][c] = bf16(src[r * ld + c]) for r < rows, c < cols, 0 elsewhere in [kT][kMaxHS]: the whole block.
-// With h.vec, 16-byte loads, all of a thread's issued before the first is converted: the block's loads are then
-// in flight together instead of one 4-byte load per thread at a time (global memory's latency, not its bandwidth,
+// Four consecutive source values: float4 from fp32 rows, 8 bytes from bf16 rows (bf16Storage: the values as stored).
+template <class TS>
+struct Quad;
+template <>
+struct Quad<float> {
+  using Raw = float4;
+  static __device__ __forceinline__ Raw zero() { return make_float4(0.0f, 0.0f, 0.0f, 0.0f); }
+  static __device__ __forceinline__ void put(__nv_bfloat16* d, const Raw& x) {
+    d[0] = __float2bfloat16(x.x);
+    d[1] = __float2bfloat16(x.y);
+    d[2] = __float2bfloat16(x.z);
+    d[3] = __float2bfloat16(x.w);
+  }
+};
+template <>
+struct Quad<__nv_bfloat16> {
+  using Raw = unsigned long long;
+  static __device__ __forceinline__ Raw zero() { return 0; }
+  static __device__ __forceinline__ void put(__nv_bfloat16* d, Raw x) {
+    for (int e = 0; e < 4; ++e) d[e] = __ushort_as_bfloat16(static_cast<unsigned short>(x >> (16 * e) & 0xffffu));
+  }
+};
+
+__device__ __forceinline__ __nv_bfloat16 to_bf16(float x) { return __float2bfloat16(x); }
+__device__ __forceinline__ __nv_bfloat16 to_bf16(__nv_bfloat16 x) { return x; }
+
+// dst[r][c] = bf16(src[r * ld + c]) for r < rows, c < cols, 0 elsewhere in [kT][kMaxHS]: the whole block. src is fp32
+// (rounded here) or bf16 (bf16Storage: the same values, as they are).
+// With h.vec, 16-byte (bf16: 8-byte) loads, all of a thread's issued before the first is converted: the block's loads
+// are then in flight together instead of one load per thread at a time (global memory's latency, not its bandwidth,
 // bounded the kernels). The same roundings either way.
-template <int kT>
-__device__ __forceinline__ void stage(__nv_bfloat16 (*dst)[kLd], const float* src, int64_t ld, int rows, int cols,
+template <int kT, class TS>
+__device__ __forceinline__ void stage(__nv_bfloat16 (*dst)[kLd], const TS* src, int64_t ld, int rows, int cols,
                                       bool vec) {
   if (vec) {
+    using Q = Quad<TS>;
     constexpr int kQuadsPerRow = kMaxHS / 4, kPer = kT * kQuadsPerRow / kThreads;
     static_assert(kT * kQuadsPerRow % kThreads == 0, "whole quads per thread");
-    float4 x[kPer];
+    typename Q::Raw x[kPer];
 #pragma unroll
     for (int u = 0; u < kPer; ++u) {
       const int idx = static_cast<int>(threadIdx.x) + u * kThreads, r = idx / kQuadsPerRow, c = idx % kQuadsPerRow * 4;
-      x[u] = r < rows && c < cols ? *reinterpret_cast<const float4*>(src + static_cast<int64_t>(r) * ld + c)
-                                  : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      x[u] = r < rows && c < cols ? *reinterpret_cast<const typename Q::Raw*>(src + static_cast<int64_t>(r) * ld + c)
+                                  : Q::zero();
     }
 #pragma unroll
     for (int u = 0; u < kPer; ++u) {
       const int idx = static_cast<int>(threadIdx.x) + u * kThreads, r = idx / kQuadsPerRow, c = idx % kQuadsPerRow * 4;
-      dst[r][c] = __float2bfloat16(x[u].x);
-      dst[r][c + 1] = __float2bfloat16(x[u].y);
-      dst[r][c + 2] = __float2bfloat16(x[u].z);
-      dst[r][c + 3] = __float2bfloat16(x[u].w);
+      Q::put(&dst[r][c], x[u]);
     }
     return;
   }
   for (int idx = static_cast<int>(threadIdx.x); idx < kT * kMaxHS; idx += kThreads) {
     const int r = idx / kMaxHS, c = idx % kMaxHS;
-    dst[r][c] = __float2bfloat16(r < rows && c < cols ? src[static_cast<int64_t>(r) * ld + c] : 0.0f);
+    dst[r][c] = r < rows && c < cols ? to_bf16(src[static_cast<int64_t>(r) * ld + c]) : __float2bfloat16(0.0f);
   }
 }
 
@@ -196,11 +224,11 @@ struct BackwardSmem {
 template <int kT>
 constexpr int kRowLanes = kT <= 32 ? 8 : 16;
 
-template <int kT>
+template <int kT, class TS>
 __global__ void __launch_bounds__(kThreads)
     attn_mma_forward_kernel(float* __restrict__ ctx, __nv_bfloat16* __restrict__ ctx16, float* __restrict__ probs,
-                            const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
-                            Head h, AttnRows A) {
+                            const TS* __restrict__ q, const TS* __restrict__ k, const TS* __restrict__ v, Head h,
+                            AttnRows A) {
   __shared__ __align__(32) ForwardSmem<kT> sm;
   auto& xs = sm.xs;
   auto& ys = sm.ys;
@@ -214,7 +242,8 @@ __global__ void __launch_bounds__(kThreads)
       fs, h.tT, h.tT, h.tH, h.scale, [&](int m, int kk) { return &xs[m * 16][kk * 16]; },
       [&](int kk, int n) { return &ys[n * 16][kk * 16]; });  // B = k^T: k's rows read column-major
   __syncthreads();
-  if (ctx != nullptr) stage<kT>(ys, v + in0, h.ld, h.T, h.HS, h.vec);
+  const bool mix = ctx != nullptr || ctx16 != nullptr;  // ctx = Pd v wanted (else P only)
+  if (mix) stage<kT>(ys, v + in0, h.ld, h.T, h.HS, h.vec);
   constexpr int kLanes = kRowLanes<kT>, kRowsPerWarp = 32 / kLanes;
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   for (int r0 = warp * kRowsPerWarp; r0 < h.T; r0 += kWarps * kRowsPerWarp) {
@@ -224,22 +253,22 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t row = z * h.T + i;
     softmax_row<kLanes>(A, row, lane % kLanes, fs[i], probs != nullptr ? probs + row * h.T : fs[i], xs[i], active);
   }
-  if (ctx == nullptr) return;  // P only (a backward without probs forms it again)
+  if (!mix) return;  // P only (a backward without probs forms it again)
   zero_padding<kT>(xs, h);
   __syncthreads();
   product<FragA, FragB>(
       fs, h.tT, h.tH, h.tT, 1.0f, [&](int m, int kk) { return &xs[m * 16][kk * 16]; },
       [&](int kk, int n) { return &ys[kk * 16][n * 16]; });
   __syncthreads();
-  write_rows(ctx + out0, ctx16 != nullptr ? ctx16 + out0 : nullptr, h.H, fs, h);
+  write_rows(at(ctx, out0), at(ctx16, out0), h.H, fs, h);
 }
 
-template <int kT>
+template <int kT, class TS>
 __global__ void __launch_bounds__(kThreads)
     attn_mma_backward_kernel(float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv,
-                             __nv_bfloat16* __restrict__ dqkv16, const float* __restrict__ dctx,
-                             const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
-                             const float* __restrict__ probs, Head h, AttnRows A, double* __restrict__ colSums) {
+                             __nv_bfloat16* __restrict__ dqkv16, const TS* __restrict__ dctx, const TS* __restrict__ q,
+                             const TS* __restrict__ k, const TS* __restrict__ v, const float* __restrict__ probs,
+                             Head h, AttnRows A, double* __restrict__ colSums) {
   __shared__ __align__(32) BackwardSmem<kT> sm;
   auto& xs = sm.xs;
   auto& ys = sm.ys;
@@ -305,11 +334,21 @@ __global__ void __launch_bounds__(kThreads)
   sum_columns(at(sums, h.H), fs, h);
 }
 
-// Whether every fp32 array is 16-byte aligned and the bf16 one (if any) 8-byte aligned.
-bool aligned(std::initializer_list<const float*> fp32, const __nv_bfloat16* bf16) {
+// Whether every fp32 array is 16-byte aligned, every bf16 one 8-byte aligned (null ones are).
+bool aligned(std::initializer_list<const float*> fp32, std::initializer_list<const void*> bf16) {
   for (const float* p : fp32)
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-  return reinterpret_cast<uintptr_t>(bf16) % 8 == 0;
+  for (const void* p : bf16)
+    if (reinterpret_cast<uintptr_t>(p) % 8 != 0) return false;
+  return true;
+}
+
+// The inputs' alignment: fp32 ones with the fp32 arrays, bf16 ones with the bf16 arrays.
+bool aligned(std::initializer_list<const float*> fp32, std::initializer_list<const void*> bf16,
+             std::initializer_list<MmaIn> in) {
+  for (const MmaIn& x : in)
+    if (reinterpret_cast<uintptr_t>(x.p) % (x.bf16 ? 8 : 16) != 0) return false;
+  return aligned(fp32, bf16);
 }
 
 // vec: the arrays' alignment (aligned()); the sizes' is checked here.
@@ -320,32 +359,62 @@ Head head_of(const AttnSizes& s, bool alignedArrays) {
       static_cast<int>(s.T), static_cast<int>(s.NH), static_cast<int>(s.HS), s.ld, s.H(), s.scale(), tT, tH, vec};
 }
 
-}  // namespace
-
-void attention_mma_forward(float* ctx, __nv_bfloat16* ctx16, float* probs, const float* q, const float* k,
-                           const float* v, const AttnSizes& s, const AttnRows& rows, cudaStream_t stream) {
+template <int kT, class TS>
+void launch_forward(float* ctx, __nv_bfloat16* ctx16, float* probs, MmaIn q, MmaIn k, MmaIn v, const Head& h,
+                    const AttnSizes& s, const AttnRows& rows, cudaStream_t stream) {
   const dim3 blocks(static_cast<unsigned>(s.B * s.NH));
-  const Head h = head_of(s, aligned({ctx, q, k, v}, ctx16));
-  if (s.T <= 32)
-    launch("attn_mma_forward_kernel<32>", attn_mma_forward_kernel<32>, blocks, kThreads, 0, stream, ctx, ctx16, probs,
-           q, k, v, h, rows);
-  else
-    launch("attn_mma_forward_kernel<64>", attn_mma_forward_kernel<64>, blocks, kThreads, 0, stream, ctx, ctx16, probs,
-           q, k, v, h, rows);
+  launch(kT == 32 ? "attn_mma_forward_kernel<32>" : "attn_mma_forward_kernel<64>", attn_mma_forward_kernel<kT, TS>,
+         blocks, kThreads, 0, stream, ctx, ctx16, probs, q.as<TS>(), k.as<TS>(), v.as<TS>(), h, rows);
 }
 
-void attention_mma_backward(float* dq, float* dk, float* dv, __nv_bfloat16* dqkv16, const float* dctx, const float* q,
-                            const float* k, const float* v, const float* probs, const AttnSizes& s,
-                            const AttnRows& rows, bool write32, double* colSums, cudaStream_t stream) {
+template <int kT, class TS>
+void launch_backward(float* dq, float* dk, float* dv, __nv_bfloat16* dqkv16, MmaIn dctx, MmaIn q, MmaIn k, MmaIn v,
+                     const float* probs, const Head& h, const AttnSizes& s, const AttnRows& rows, double* colSums,
+                     cudaStream_t stream) {
   const dim3 blocks(static_cast<unsigned>(s.B * s.NH));
-  const Head h = head_of(s, aligned({dq, dk, dv, dctx, q, k, v}, dqkv16));
-  float *gq = write32 ? dq : nullptr, *gk = write32 ? dk : nullptr, *gv = write32 ? dv : nullptr;
-  if (s.T <= 32)
-    launch("attn_mma_backward_kernel<32>", attn_mma_backward_kernel<32>, blocks, kThreads, 0, stream, gq, gk, gv,
-           dqkv16, dctx, q, k, v, probs, h, rows, colSums);
+  launch(kT == 32 ? "attn_mma_backward_kernel<32>" : "attn_mma_backward_kernel<64>", attn_mma_backward_kernel<kT, TS>,
+         blocks, kThreads, 0, stream, dq, dk, dv, dqkv16, dctx.as<TS>(), q.as<TS>(), k.as<TS>(), v.as<TS>(), probs, h,
+         rows, colSums);
+}
+
+// The inputs' type: all fp32 or all bf16.
+bool all_bf16(std::initializer_list<MmaIn> in) {
+  const bool bf16 = in.begin()->bf16;
+  for (const MmaIn& x : in)
+    if (x.bf16 != bf16) throw CudaError("attention (tensor cores): inputs of mixed types");
+  return bf16;
+}
+
+}  // namespace
+
+void attention_mma_forward(float* ctx, __nv_bfloat16* ctx16, float* probs, MmaIn q, MmaIn k, MmaIn v,
+                           const AttnSizes& s, const AttnRows& rows, cudaStream_t stream) {
+  const Head h = head_of(s, aligned({ctx}, {ctx16}, {q, k, v}));
+  const bool bf16 = all_bf16({q, k, v});
+  if (s.T <= 32 && bf16)
+    launch_forward<32, __nv_bfloat16>(ctx, ctx16, probs, q, k, v, h, s, rows, stream);
+  else if (s.T <= 32)
+    launch_forward<32, float>(ctx, ctx16, probs, q, k, v, h, s, rows, stream);
+  else if (bf16)
+    launch_forward<64, __nv_bfloat16>(ctx, ctx16, probs, q, k, v, h, s, rows, stream);
   else
-    launch("attn_mma_backward_kernel<64>", attn_mma_backward_kernel<64>, blocks, kThreads, 0, stream, gq, gk, gv,
-           dqkv16, dctx, q, k, v, probs, h, rows, colSums);
+    launch_forward<64, float>(ctx, ctx16, probs, q, k, v, h, s, rows, stream);
+}
+
+void attention_mma_backward(float* dq, float* dk, float* dv, __nv_bfloat16* dqkv16, MmaIn dctx, MmaIn q, MmaIn k,
+                            MmaIn v, const float* probs, const AttnSizes& s, const AttnRows& rows, bool write32,
+                            double* colSums, cudaStream_t stream) {
+  const Head h = head_of(s, aligned({dq, dk, dv}, {dqkv16}, {dctx, q, k, v}));
+  const bool bf16 = all_bf16({dctx, q, k, v});
+  float *gq = write32 ? dq : nullptr, *gk = write32 ? dk : nullptr, *gv = write32 ? dv : nullptr;
+  if (s.T <= 32 && bf16)
+    launch_backward<32, __nv_bfloat16>(gq, gk, gv, dqkv16, dctx, q, k, v, probs, h, s, rows, colSums, stream);
+  else if (s.T <= 32)
+    launch_backward<32, float>(gq, gk, gv, dqkv16, dctx, q, k, v, probs, h, s, rows, colSums, stream);
+  else if (bf16)
+    launch_backward<64, __nv_bfloat16>(gq, gk, gv, dqkv16, dctx, q, k, v, probs, h, s, rows, colSums, stream);
+  else
+    launch_backward<64, float>(gq, gk, gv, dqkv16, dctx, q, k, v, probs, h, s, rows, colSums, stream);
 }
 
 }  // namespace simcsepp::cuda

@@ -4,22 +4,40 @@
 #pragma once
 #include <cuda_bf16.h>
 
+#include <cstdint>
+
 #include "attention_rows.cuh"
 
 namespace simcsepp::cuda {
 
+// An array the kernels read (q, k, v, dctx): fp32 values, or bf16 values (bf16Storage, ops/encoder.h), which they
+// stage as they are (the same values as the fp32 ones rounded). Offsets count elements of its type.
+struct MmaIn {
+  const void* p = nullptr;
+  bool bf16 = false;
+  MmaIn operator+(int64_t o) const {
+    return bf16 ? MmaIn{static_cast<const __nv_bfloat16*>(p) + o, true}
+                : MmaIn{static_cast<const float*>(p) + o, false};
+  }
+  template <class T>
+  const T* as() const {
+    return static_cast<const T*>(p);
+  }
+};
+
 // ctx = bf16(Pd) bf16(v), P = masked softmax(bf16(q) bf16(k)^T / sqrt(HS)) (probs may be null), one kernel.
-// ctx16 (may be null): receives bf16(ctx), [B, T, H] as ctx (a bf16 handoff, bf16_handoff.cuh). ctx null: only
-// probs is written (P formed again for a backward; v is not read).
-void attention_mma_forward(float* ctx, __nv_bfloat16* ctx16, float* probs, const float* q, const float* k,
-                           const float* v, const AttnSizes& s, const AttnRows& rows, cudaStream_t stream);
+// ctx16 (may be null): receives bf16(ctx), [B, T, H] as ctx (a bf16 handoff, bf16_handoff.cuh, or ctx's bf16 storage
+// with ctx null). ctx and ctx16 null: only probs is written (P formed again for a backward; v is not read).
+// q, k, v: all fp32 or all bf16.
+void attention_mma_forward(float* ctx, __nv_bfloat16* ctx16, float* probs, MmaIn q, MmaIn k, MmaIn v,
+                           const AttnSizes& s, const AttnRows& rows, cudaStream_t stream);
 
 // dq, dk, dv of attention_mma_forward from dctx and its probs (not null), one kernel; dqkv16 as
 // attention_small_backward's (the packed gradient's bf16 copy, or null). write32 false: only that copy is written.
 // colSums (may be null; the gradient packed, ld = 3H): row b of [B, 3H] receives sentence b's column sums of the
-// packed gradient (rows in order, in double).
-void attention_mma_backward(float* dq, float* dk, float* dv, __nv_bfloat16* dqkv16, const float* dctx, const float* q,
-                            const float* k, const float* v, const float* probs, const AttnSizes& s,
-                            const AttnRows& rows, bool write32, double* colSums, cudaStream_t stream);
+// packed gradient (rows in order, in double). dctx, q, k, v: all fp32 or all bf16.
+void attention_mma_backward(float* dq, float* dk, float* dv, __nv_bfloat16* dqkv16, MmaIn dctx, MmaIn q, MmaIn k,
+                            MmaIn v, const float* probs, const AttnSizes& s, const AttnRows& rows, bool write32,
+                            double* colSums, cudaStream_t stream);
 
 }  // namespace simcsepp::cuda

@@ -36,6 +36,10 @@
 //                     (column_sums.cuh's map pass, in the chunks' grid and order), else the chunked sums after
 //                     (bf16Next 'only' with the fused pass: only dinp's bf16 copy is written, the sums then being
 //                     the bias gradient of the layer before, which can no longer read dinp)
+// bf16 arrays (LinearBf16, ops/encoder.h: values two a float, at Precision::kBf16): a bf16 inp is the product's operand
+// as it is (no copy; the fp32-operand paths unpack it into the workspace); a bf16 out without geluOut, and a bf16 dinp,
+// are stored by cuBLASLt's bf16 output (with the bias, or without and beta 0), or by gemm_bf16_kernel when there is
+// no cuBLASLt for bf16 operands, else written in fp32 into the workspace and rounded from there (bf16_copy.cuh's pass).
 // dbias: column_sums.cuh's chunked sums (grid (ceil(OC / 32), chunks of 128 rows) of double partials, then one
 // thread per column adding them in chunk order): fixed orders, no atomics, the same bits on every run.
 #include <algorithm>
@@ -94,6 +98,19 @@ bool bf16_outputs() {
   return v == nullptr || std::string(v) != "0";
 }
 
+// x[i] = the bf16 value x16[i] as a float (exact), i < n: a bf16 array for products that read fp32 operands.
+struct Bf16ToFloatOp {
+  float* x;
+  const __nv_bfloat16* x16;
+  __device__ void operator()(int64_t i) const { x[i] = __bfloat162float(x16[i]); }
+};
+
+void unpack_bf16(float* x, const __nv_bfloat16* x16, int64_t n, cudaStream_t stream) {
+  if (n > 0)
+    launch("bf16_to_float (a bf16 operand for fp32 operands)", detail::map_kernel<Bf16ToFloatOp>,
+           detail::grid_blocks(n, detail::kMapThreads), detail::kMapThreads, 0, stream, Bf16ToFloatOp{x, x16}, n);
+}
+
 }  // namespace
 
 void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
@@ -115,42 +132,54 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
 namespace {
 
 // linear_forward at Precision::kBf16 on bf16 copies of inp and weight (caller checked R, C, OC > 0). The weight's
-// copy comes from its bf16 mirror when it has one (bf16_mirror.cuh), else is made here. out16 not null (outBf16): the
-// product is stored in bf16 there by cuBLASLt, or by gemm_bf16_kernel when there is no cuBLASLt for bf16 operands,
-// and the function returns true; else (and without out16) it is written in fp32 into out.
-bool linear_forward_bf16_copies(float* out, __nv_bfloat16* out16, const float* inp, const float* weight,
-                                const float* bias, int64_t R, int64_t C, int64_t OC, cudaStream_t stream) {
+// copy comes from its bf16 mirror when it has one (bf16_mirror.cuh), else is made here; inp16 (bf16.inp: inp's own
+// bf16 values) is read as it is. out16 not null (bf16.out): the product is stored in bf16 there by cuBLASLt, or by
+// gemm_bf16_kernel when there is no cuBLASLt for bf16 operands, and the function returns true; else it is written in
+// fp32 into out, or, when out is null (no GELU's memory to hold it), into the workspace and rounded into out16 from
+// there (true too).
+bool linear_forward_bf16_copies(float* out, __nv_bfloat16* out16, const float* inp, const __nv_bfloat16* inp16,
+                                const float* weight, const float* bias, int64_t R, int64_t C, int64_t OC,
+                                cudaStream_t stream) {
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);  // the copies live in the workspace until the product is queued
   const __nv_bfloat16* mirrored = bf16mirror::weights(weight, OC * C, stream);
-  const __nv_bfloat16* handed = bf16handoff::take(inp, R * C);  // the producer's copy of inp, if it made one
+  // The producer's copy of inp, if it made one (a bf16 inp is its own).
+  const __nv_bfloat16* handed = inp16 != nullptr ? inp16 : bf16handoff::take(inp, R * C);
   if (handed == nullptr) bf16handoff::require_written(inp, R * C);
-  const auto carve = [&](char* base, __nv_bfloat16*& inp16, __nv_bfloat16*& w16) {
+  const bool storable = bf16_outputs() && (lt::serves_bf16_output(bias != nullptr) || !lt::serves_bf16_operands());
+  const bool scratch = out16 != nullptr && out == nullptr && !storable;  // the fp32 product's memory
+  float* product = out;
+  const auto carve = [&](char* base, __nv_bfloat16*& x16, __nv_bfloat16*& w16) {
     detail::Carver c(base);
-    inp16 = handed == nullptr ? c.take<__nv_bfloat16>(static_cast<size_t>(R * C)) : nullptr;
+    if (scratch) product = c.take<float>(static_cast<size_t>(R * OC));
+    x16 = handed == nullptr ? c.take<__nv_bfloat16>(static_cast<size_t>(R * C)) : nullptr;
     w16 = mirrored == nullptr ? c.take<__nv_bfloat16>(static_cast<size_t>(OC * C)) : nullptr;
     return c.used();
   };
-  __nv_bfloat16 *inp16 = nullptr, *w16 = nullptr;
-  carve(static_cast<char*>(ws.reserve(carve(nullptr, inp16, w16))), inp16, w16);
-  const bf16copy::Segment copies[2] = {{inp, inp16, handed == nullptr ? R * C : 0},
+  __nv_bfloat16 *x16 = nullptr, *w16 = nullptr;
+  carve(static_cast<char*>(ws.reserve(carve(nullptr, x16, w16))), x16, w16);
+  const bf16copy::Segment copies[2] = {{inp, x16, handed == nullptr ? R * C : 0},
                                        {weight, w16, mirrored == nullptr ? OC * C : 0}};
   bf16copy::convert(copies, 2, stream);
   const __nv_bfloat16* w = mirrored != nullptr ? mirrored : w16;
-  const __nv_bfloat16* x = handed != nullptr ? handed : inp16;
-  if (out16 != nullptr && bf16_outputs()) {
+  const __nv_bfloat16* x = handed != nullptr ? handed : x16;
+  if (out16 != nullptr && storable) {
     if (lt::gemm_bf16_out(false, true, R, OC, C, 1.0f, x, C, w, C, out16, OC, bias, stream)) return true;
-    if (!lt::serves_bf16_operands()) {
+    // No cuBLASLt for bf16 operands, or it refused these pointers and there is no fp32 memory to write to.
+    if (!lt::serves_bf16_operands() || product == nullptr) {
       bf16gemm::gemm<false, true>(R, OC, C, 1.0f, x, C, w, C, 0.0f, out16, OC,
                                   "gemm_bf16_kernel (linear out = inp W^T + b, bf16 copies, bf16 output)", stream,
                                   bias);
       return true;
     }
   }
-  if (!lt::gemm_bf16(false, true, R, OC, C, 1.0f, x, C, w, C, 0.0f, out, OC, bias, stream))
-    bf16gemm::gemm<false, true>(R, OC, C, 1.0f, x, C, w, C, 0.0f, out, OC,
+  if (!lt::gemm_bf16(false, true, R, OC, C, 1.0f, x, C, w, C, 0.0f, product, OC, bias, stream))
+    bf16gemm::gemm<false, true>(R, OC, C, 1.0f, x, C, w, C, 0.0f, product, OC,
                                 "gemm_bf16_kernel (linear out = inp W^T + b, bf16 copies)", stream, bias);
-  return false;
+  if (!scratch) return false;
+  const bf16copy::Segment rounded{product, out16, R * OC};  // queued while the workspace is held
+  bf16copy::convert(&rounded, 1, stream);
+  return true;
 }
 
 // The fused pass of linear_backward_bf16_copies (Op: detail::GeluBackwardActOp over an fp32 or a bf16 product); with
@@ -175,14 +204,22 @@ void gelu_backward_act(const Op& op, double* partial, float* dinpSums, int64_t R
 // (column_sums.cuh's map pass: the bits of add_column_sums over the values written); returns true when it did (the
 // caller then runs no gelu_backward, nor sums). When the binding said only the next product reads dinp (bf16Next
 // 'only') and that product takes the copy, the pass writes the copy alone.
+// bf16 (LinearBf16): geluInput (then inp is it) holds bf16 values; inp (the weight gradient's input, not a GELU's)
+// holds bf16 values, which the weight gradient reads as they are; out: dinp receives the product in bf16 (stored by the
+// GEMM, else written in fp32 into the workspace and rounded from there).
 bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout, const float* inp, bool inpIsGeluInput,
-                                 bool inpBf16, const LayerNormInput* ln, const float* weight, int64_t R, int64_t C,
+                                 LinearBf16 bf16, const LayerNormInput* ln, const float* weight, int64_t R, int64_t C,
                                  int64_t OC, bool accumulateInput, float* dinpSums, cudaStream_t stream) {
   const bool wantDinp = dinp != nullptr, wantDweight = dweight != nullptr;
   if (!wantDinp && !wantDweight) return false;
   const bool fused = inpIsGeluInput && wantDinp && wantDweight && !accumulateInput;
+  const bool inpBf16 = bf16.geluInput;
   // A GELU input kept in bf16 is read by the fused pass only (the binding gives it dinp and dweight, no inp).
   if (inpBf16 && !fused) throw CudaError("linear backward: a bf16 GELU input needs dinp and dweight");
+  const bool inpStored = bf16.inp && !inpIsGeluInput && ln == nullptr;  // the weight gradient reads inp itself
+  auto* dinpOut16 = bf16.out && wantDinp ? reinterpret_cast<__nv_bfloat16*>(dinp) : nullptr;
+  const bool storable = bf16_outputs() && (lt::serves_bf16_output(false) || !lt::serves_bf16_operands());
+  const bool dinpScratch = dinpOut16 != nullptr && !storable;  // the fp32 product, rounded into dinp after
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);
   const __nv_bfloat16* mirrored = wantDinp ? bf16mirror::weights(weight, OC * C, stream) : nullptr;
@@ -190,19 +227,22 @@ bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
   const __nv_bfloat16* handed = bf16handoff::take(dout, R * OC);  // the producer's copy of dout, if it made one
   if (handed == nullptr) bf16handoff::require_written(dout, R * OC);
   const bool sums = fused && dinpSums != nullptr;
+  float* dinp32 = nullptr;
   const auto carve = [&](char* base, __nv_bfloat16*& dout16, __nv_bfloat16*& w16, __nv_bfloat16*& inp16,
                          double*& partial) {
     detail::Carver c(base);
     partial = sums ? c.take<double>(static_cast<size_t>(colsum::chunks(R) * C)) : nullptr;
+    if (dinpScratch) dinp32 = c.take<float>(static_cast<size_t>(R * C));
     dout16 = handed == nullptr ? c.take<__nv_bfloat16>(static_cast<size_t>(R * OC)) : nullptr;
     w16 = copyWeight ? c.take<__nv_bfloat16>(static_cast<size_t>(OC * C)) : nullptr;
-    inp16 = wantDweight ? c.take<__nv_bfloat16>(static_cast<size_t>(R * C)) : nullptr;
+    inp16 = wantDweight && !inpStored ? c.take<__nv_bfloat16>(static_cast<size_t>(R * C)) : nullptr;
     return c.used();
   };
   __nv_bfloat16 *dout16 = nullptr, *w16 = nullptr, *inp16 = nullptr;
   double* partial = nullptr;
   carve(static_cast<char*>(ws.reserve(carve(nullptr, dout16, w16, inp16, partial))), dout16, w16, inp16, partial);
-  bf16copy::Segment input{inp, inp16, wantDweight && !fused ? R * C : 0, inpIsGeluInput};
+  if (inpStored) inp16 = const_cast<__nv_bfloat16*>(reinterpret_cast<const __nv_bfloat16*>(inp));  // read only
+  bf16copy::Segment input{inp, inp16, wantDweight && !fused && !inpStored ? R * C : 0, inpIsGeluInput};
   if (ln != nullptr) {
     input.mean = ln->mean;
     input.rstd = ln->rstd;
@@ -234,10 +274,20 @@ bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
                                      "gemm_bf16_kernel (linear dinp = dout W, bf16 copies, bf16 output)", stream);
     }
   }
-  if (wantDinp && g16 == nullptr &&
-      !lt::gemm_bf16(false, false, R, C, OC, 1.0f, g, OC, w, C, beta, dinp, C, nullptr, stream))
-    bf16gemm::gemm<false, false>(R, C, OC, 1.0f, g, OC, w, C, beta, dinp, C,
+  // A bf16 dinp (bf16.out) stored by the GEMM where it can (beta 0: the binding gives it no accumulateInput).
+  if (dinpOut16 != nullptr && storable &&
+      !lt::gemm_bf16_out(false, false, R, C, OC, 1.0f, g, OC, w, C, dinpOut16, C, nullptr, stream))
+    bf16gemm::gemm<false, false>(R, C, OC, 1.0f, g, OC, w, C, 0.0f, dinpOut16, C,
+                                 "gemm_bf16_kernel (linear dinp = dout W, bf16 copies, bf16 output)", stream);
+  float* product = dinpScratch ? dinp32 : dinp;
+  if (wantDinp && g16 == nullptr && (dinpOut16 == nullptr || dinpScratch) &&
+      !lt::gemm_bf16(false, false, R, C, OC, 1.0f, g, OC, w, C, beta, product, C, nullptr, stream))
+    bf16gemm::gemm<false, false>(R, C, OC, 1.0f, g, OC, w, C, beta, product, C,
                                  "gemm_bf16_kernel (linear dinp = dout W, bf16 copies)", stream);
+  if (dinpScratch) {  // queued while the workspace is held
+    const bf16copy::Segment rounded{dinp32, dinpOut16, R * C};
+    bf16copy::convert(&rounded, 1, stream);
+  }
   if (fused) {
     // dinp = GELU'(inp) * bf16(product), its bf16 handoff if asked, and inp16 = bf16(GELU(inp)); with dinpSums, in the
     // column sums' grid, adding them.
@@ -282,33 +332,65 @@ void colsum::add_column_sums(float* out, const float* x, int64_t R, int64_t C, c
 bool linear_takes_bf16_copies() { return use_bf16_copies(Precision::kBf16); }
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
-                    int64_t OC, Precision precision, float* geluOut, bool outBf16) {
+                    int64_t OC, Precision precision, float* geluOut, LinearBf16 bf16) {
   require();
   const cudaStream_t stream = detail::op_stream();
   const bool copies = R > 0 && C > 0 && OC > 0 && use_bf16_copies(precision);
-  if (!copies) bf16handoff::require_written(inp, R * C);
-  // outBf16 (then geluOut is given): the product stored in bf16 into out where the GEMM can (stored), else written in
-  // fp32 into geluOut's memory, which the GELU's pass rounds into out (the same values) before it writes the GELU.
-  auto* out16 = outBf16 ? reinterpret_cast<__nv_bfloat16*>(out) : nullptr;
-  float* product = outBf16 ? geluOut : out;
+  if (!copies && !bf16.inp) bf16handoff::require_written(inp, R * C);
+  // bf16.out with geluOut: the product stored in bf16 into out where the GEMM can (stored), else written in fp32 into
+  // geluOut's memory, which the GELU's pass rounds into out (the same values) before it writes the GELU. Without
+  // geluOut the copies' path stores it (or rounds it from the workspace); the other paths below round it from there.
+  auto* out16 = bf16.out ? reinterpret_cast<__nv_bfloat16*>(out) : nullptr;
+  float* product = bf16.out ? geluOut : out;
   bool stored = false;
   if (copies) {
-    stored = linear_forward_bf16_copies(product, out16, inp, weight, bias, R, C, OC, stream);
-  } else if (C > 0 &&
-             lt::gemm(false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, product, OC, bias, precision, stream)) {
-    // cuBLASLt (cublaslt.cuh)
-  } else if (precision == Precision::kBf16)
-    bf16gemm::gemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, product, OC,
-                                "gemm_bf16_kernel (linear out = inp W^T + b)", stream, bias);
-  else
-    tile::sgemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, product, OC,
-                             "sgemm_kernel (linear out = inp W^T + b)", stream, bias);
+    stored = linear_forward_bf16_copies(product, out16, inp,
+                                        bf16.inp ? reinterpret_cast<const __nv_bfloat16*>(inp) : nullptr, weight, bias,
+                                        R, C, OC, stream);
+  } else {
+    // fp32 operands (rounded by the GEMM at bf16): a bf16 inp unpacked into the workspace (exact), a bf16 output
+    // without geluOut's memory written there in fp32 and rounded after, the workspace held until both are queued.
+    std::unique_lock<std::mutex> held;
+    float* product32 = product;
+    if ((bf16.inp || product == nullptr) && R > 0 && OC > 0) {
+      detail::Workspace& ws = detail::workspace();
+      held = std::unique_lock<std::mutex>(ws.mu);
+      float* x32 = nullptr;
+      const auto carve = [&](char* base) {
+        detail::Carver c(base);
+        if (bf16.inp) x32 = c.take<float>(static_cast<size_t>(R * C));
+        if (product == nullptr) product32 = c.take<float>(static_cast<size_t>(R * OC));
+        return c.used();
+      };
+      carve(static_cast<char*>(ws.reserve(carve(nullptr))));
+      if (bf16.inp) {
+        unpack_bf16(x32, reinterpret_cast<const __nv_bfloat16*>(inp), R * C, stream);
+        inp = x32;
+      }
+    }
+    if (C > 0 &&
+        lt::gemm(false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, product32, OC, bias, precision, stream)) {
+      // cuBLASLt (cublaslt.cuh)
+    } else if (precision == Precision::kBf16) {
+      bf16gemm::gemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, product32, OC,
+                                  "gemm_bf16_kernel (linear out = inp W^T + b)", stream, bias);
+    } else {
+      tile::sgemm<false, true>(R, OC, C, 1.0f, inp, C, weight, C, 0.0f, product32, OC,
+                               "sgemm_kernel (linear out = inp W^T + b)", stream, bias);
+    }
+    if (product == nullptr && R > 0 && OC > 0) {
+      const bf16copy::Segment rounded{product32, out16, R * OC};
+      bf16copy::convert(&rounded, 1, stream);
+      stored = true;
+    }
+  }
   finish(stream);
-  if (!outBf16) {
+  if (!bf16.out) {
     if (geluOut != nullptr) gelu_forward(geluOut, out, R * OC);
     return;
   }
-  bool only = false;  // bf16Next 'only': the GELU's fp32 values are left unwritten, the handoff alone
+  if (geluOut == nullptr) return;  // stored above
+  bool only = false;               // bf16Next 'only': the GELU's fp32 values are left unwritten, the handoff alone
   __nv_bfloat16* act16 = bf16handoff::claim(geluOut, R * OC, &only);
   float* act = only ? nullptr : geluOut;
   if (stored)
@@ -322,29 +404,47 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput, Precision precision,
                      const float* geluInput, const LayerNormInput* layerNormInput, float* dinpColumnSums,
-                     bool geluInputBf16) {
+                     LinearBf16 bf16Arrays) {
   require();
   const cudaStream_t stream = detail::op_stream();
   const bool bf16 = precision == Precision::kBf16;
+  const bool geluInputBf16 = bf16Arrays.geluInput;
   const bool copies = R > 0 && C > 0 && OC > 0 && use_bf16_copies(precision);
-  if (inp != nullptr) bf16handoff::require_written(inp, R * C);
+  if (inp != nullptr && !bf16Arrays.inp) bf16handoff::require_written(inp, R * C);
   // dout read as fp32 (the bias gradient; the products without copies) must have been written (bf16Next 'only').
   if (dbias != nullptr || !copies) bf16handoff::require_written(dout, R * OC);
   bool geluDone = false;  // the fused pass of linear_backward_bf16_copies ran (and added dinpColumnSums)
   if (copies) {
     const float* x = inp != nullptr ? inp : layerNormInput != nullptr ? layerNormInput->x : geluInput;
     geluDone = linear_backward_bf16_copies(dinp, dweight, dout, x, inp == nullptr && layerNormInput == nullptr,
-                                           geluInputBf16, inp == nullptr ? layerNormInput : nullptr, weight, R, C, OC,
+                                           bf16Arrays, inp == nullptr ? layerNormInput : nullptr, weight, R, C, OC,
                                            accumulateInput, dinpColumnSums, stream);
   } else {
-    // Without inp, the weight gradient reads GELU(geluInput) or the LayerNorm's output from the workspace, held
-    // until its product is queued.
+    // Without inp, the weight gradient reads GELU(geluInput) or the LayerNorm's output from the workspace; a bf16 inp
+    // is read unpacked from there (exact), and a bf16 dinp is written there in fp32 and rounded after: the workspace
+    // held until the products are queued.
     std::unique_lock<std::mutex> recomputed;
-    if (inp == nullptr && dweight != nullptr && R > 0 && C > 0) {
+    const bool unpackInp = bf16Arrays.inp && inp != nullptr && dweight != nullptr && R > 0 && C > 0;
+    const bool recompute = inp == nullptr && dweight != nullptr && R > 0 && C > 0;
+    float* dinp32 = nullptr;
+    auto* dinp16 = bf16Arrays.out && dinp != nullptr ? reinterpret_cast<__nv_bfloat16*>(dinp) : nullptr;
+    if (recompute || unpackInp || (dinp16 != nullptr && R > 0 && C > 0)) {
       detail::Workspace& ws = detail::workspace();
       recomputed = std::unique_lock<std::mutex>(ws.mu);
-      float* act = static_cast<float*>(ws.reserve(static_cast<size_t>(R * C) * sizeof(float)));
-      if (layerNormInput != nullptr) {
+      float* act = nullptr;
+      const auto carve = [&](char* base) {
+        detail::Carver c(base);
+        if (recompute || unpackInp) act = c.take<float>(static_cast<size_t>(R * C));
+        if (dinp16 != nullptr) dinp32 = c.take<float>(static_cast<size_t>(R * C));
+        return c.used();
+      };
+      carve(static_cast<char*>(ws.reserve(carve(nullptr))));
+      if (dinp16 != nullptr) dinp = dinp32;
+      if (unpackInp) {
+        unpack_bf16(act, reinterpret_cast<const __nv_bfloat16*>(inp), R * C, stream);
+      } else if (!recompute) {
+        // a bf16 dinp only
+      } else if (layerNormInput != nullptr) {
         const LayerNormInput& ln = *layerNormInput;
         layernorm_apply(act, ln.x, ln.mean, ln.rstd, ln.weight, ln.bias, R, C);
       } else if (geluInputBf16) {
@@ -358,7 +458,7 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
                detail::grid_blocks(R * C, detail::kMapThreads), detail::kMapThreads, 0, stream,
                detail::GeluForwardOp<>{act, geluInput, nullptr}, R * C);
       }
-      inp = act;
+      if (act != nullptr) inp = act;
     }
     if (dinp != nullptr && OC > 0 &&
         lt::gemm(false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C, nullptr,
@@ -371,6 +471,11 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
       else
         tile::sgemm<false, false>(R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C,
                                   "sgemm_kernel (linear dinp = dout W)", stream);
+    }
+    if (dinp16 != nullptr && dinp32 != nullptr) {  // the bf16 dinp, rounded while the workspace is held
+      const bf16copy::Segment rounded{dinp32, dinp16, R * C};
+      bf16copy::convert(&rounded, 1, stream);
+      dinp = reinterpret_cast<float*>(dinp16);
     }
     if (dweight != nullptr && R > 0 &&
         lt::gemm(true, false, OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C, nullptr, precision, stream)) {

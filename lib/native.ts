@@ -382,6 +382,7 @@ export interface Addon {
     geluOut?: NativeTensor | null,
     bf16Next?: boolean | 'only',
     outBf16?: boolean,
+    inpBf16?: boolean,
   ): void
   linearBackward(
     dinp: NativeTensor | null,
@@ -401,6 +402,8 @@ export interface Addon {
     layerNormBias?: NativeTensor | null,
     dinpColumnSums?: NativeTensor | null,
     geluInputBf16?: boolean,
+    inpBf16?: boolean,
+    dinpBf16?: boolean,
   ): void
   gegluForward(out: NativeTensor, u: NativeTensor): void
   gegluBackward(du: NativeTensor, u: NativeTensor, dout: NativeTensor): void
@@ -436,6 +439,8 @@ export interface Addon {
     relBias?: NativeTensor | null,
     /** 'bf16': the products' operands rounded to bfloat16 (T <= 64 and HS <= 64; native/ops/encoder.h). */
     precision?: Precision,
+    /** [B, T, H]: the packed q (k, v null) and ctx hold bf16 values, two a float (bf16 at those shapes only). */
+    bf16Shape?: number[] | null,
   ): void
   attentionBackward(
     dq: NativeTensor,
@@ -460,6 +465,8 @@ export interface Addon {
     precision?: Precision,
     /** [3H] (packed only): += the packed gradient's column sums (the q/k/v projection's bias gradient). */
     dqkvColumnSums?: NativeTensor | null,
+    /** [B, T, H]: the packed q (k, v null) and dctx hold bf16 values (as the forward's). */
+    bf16Shape?: number[] | null,
   ): void
   relativeBiasForward(out: NativeTensor, table: NativeTensor): void
   relativeBiasBackward(dtable: NativeTensor, dRel: NativeTensor): void

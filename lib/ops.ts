@@ -236,13 +236,14 @@ export function layerNormDropoutBackward(
  * linearForward right after (as layerNormForward's); 'only': and nothing else reads geluOut, whose fp32 values a
  * CUDA op may then leave unwritten (it writes only the bf16 copy that product reads; a product that would read
  * the fp32 values instead, because that copy was dropped, throws).
- * `out` as Bf16Values (at bf16, with geluOut apart from it): the product is kept in bfloat16 (rounded to nearest even),
- * half the memory, and geluOut is the GELU of those values (as autocast keeps a pre-activation); linearBackward reads
- * it as its geluInput.
+ * `out` as Bf16Values (at bf16): the product is kept in bfloat16 (rounded to nearest even), half the memory; with
+ * geluOut (apart from it), geluOut is the GELU of those values (as autocast keeps a pre-activation; linearBackward
+ * reads it as its geluInput); without, an output only bf16 products read (attention's packed q | k | v).
+ * `inp` as Bf16Values (at bf16, out a Tensor, no geluOut): values the product reads as they are (ctx kept in bf16).
  */
 export function linearForward(
   out: Tensor | Bf16Values,
-  inp: Tensor,
+  inp: Tensor | Bf16Values,
   weight: Tensor,
   bias: Tensor | null,
   precision: Precision = 'fp32',
@@ -250,14 +251,15 @@ export function linearForward(
   bf16Next: boolean | 'only' = false,
 ): void {
   addon.linearForward(
-    nativeOf(out instanceof Bf16Values ? out.storage : out, 'out'),
-    nativeOf(inp, 'inp'),
+    nativeOf(storageOf(out), 'out'),
+    nativeOf(storageOf(inp), 'inp'),
     nativeOf(weight, 'weight'),
     bias === null ? null : nativeOf(bias, 'bias'),
     precision,
     geluOut === null ? null : nativeOf(geluOut, 'geluOut'),
     bf16Next,
     out instanceof Bf16Values,
+    inp instanceof Bf16Values,
   )
 }
 
@@ -276,14 +278,16 @@ export function linearForward(
  * With `dinpColumnSums` [C] (needs dinp): dinpColumnSums += Σ_rows dinp as this op leaves it, the bias gradient of
  * the layer that produced inp, summed where dinp is made (on CUDA in the GELU's pass) instead of by a pass over it.
  * At bf16 the product that GELU' multiplies is rounded to bfloat16 first. geluInput may be Bf16Values (at bf16, inp
- * null): the pre-activation linearForward kept in bfloat16.
+ * null): the pre-activation linearForward kept in bfloat16. inp may be Bf16Values (at bf16): values the weight
+ * gradient reads as they are. dinp may be Bf16Values (at bf16; no accumulateInput, geluInput or dinpColumnSums): it
+ * receives the product rounded to bfloat16, for readers that round it anyway (attention's dctx).
  */
 export function linearBackward(
-  dinp: Tensor | null,
+  dinp: Tensor | Bf16Values | null,
   dweight: Tensor,
   dbias: Tensor | null,
   dout: Tensor,
-  inp: Tensor | null,
+  inp: Tensor | Bf16Values | null,
   weight: Tensor,
   accumulateInput = false,
   precision: Precision = 'fp32',
@@ -294,15 +298,15 @@ export function linearBackward(
 ): void {
   const ln = layerNormInput
   addon.linearBackward(
-    dinp === null ? null : nativeOf(dinp, 'dinp'),
+    dinp === null ? null : nativeOf(storageOf(dinp), 'dinp'),
     nativeOf(dweight, 'dweight'),
     dbias === null ? null : nativeOf(dbias, 'dbias'),
     nativeOf(dout, 'dout'),
-    inp === null ? null : nativeOf(inp, 'inp'),
+    inp === null ? null : nativeOf(storageOf(inp), 'inp'),
     nativeOf(weight, 'weight'),
     accumulateInput,
     precision,
-    geluInput === null ? null : nativeOf(geluInput instanceof Bf16Values ? geluInput.storage : geluInput, 'geluInput'),
+    geluInput === null ? null : nativeOf(storageOf(geluInput), 'geluInput'),
     bf16Next,
     ln === null ? null : nativeOf(ln.x, 'layerNormInput.x'),
     ln === null ? null : nativeOf(ln.mean, 'layerNormInput.mean'),
@@ -311,6 +315,8 @@ export function linearBackward(
     ln === null ? null : nativeOf(ln.bias, 'layerNormInput.bias'),
     dinpColumnSums === null ? null : nativeOf(dinpColumnSums, 'dinpColumnSums'),
     geluInput instanceof Bf16Values,
+    inp instanceof Bf16Values,
+    dinp instanceof Bf16Values,
   )
 }
 
@@ -399,12 +405,14 @@ export function scaleInplace(x: Tensor, s: number): void {
  * kernels/bf16_handoff.cuh). relBias [2T-1, NH] (MPNet's relative-position bias) is added to the scores:
  * S[b, h, i, j] += relBias[j - i + T - 1, h]. precision 'bf16': for T <= 64 and head sizes <= 64 the products
  * take bfloat16-rounded operands (q, k, v, the dropped probabilities; fp32 sums, softmax and probs; on CUDA the
- * tensor cores); other shapes run at fp32 (native/ops/encoder.h).
+ * tensor cores); other shapes run at fp32 (native/ops/encoder.h). At those shapes q (packed, k and v null) and ctx
+ * may be Bf16Values, both or neither ([B, T, 3H] and [B, T, H]): the products read q, k, v as they are and ctx is
+ * stored rounded, the values the fp32 arrays give (half the bytes; not with bf16Next: ctx is already bf16).
  */
 export function attentionForward(
-  ctx: Tensor,
+  ctx: Tensor | Bf16Values,
   probs: Tensor | null,
-  q: Tensor,
+  q: Tensor | Bf16Values,
   k: Tensor | null,
   v: Tensor | null,
   mask: Int32Array,
@@ -414,10 +422,11 @@ export function attentionForward(
   relBias: Tensor | null = null,
   precision: Precision = 'fp32',
 ): void {
+  const bf16Shape = attentionBf16Shape(ctx, 'ctx', q)
   addon.attentionForward(
-    nativeOf(ctx, 'ctx'),
+    nativeOf(storageOf(ctx), 'ctx'),
     probs === null ? null : nativeOf(probs, 'probs'),
-    nativeOf(q, 'q'),
+    nativeOf(storageOf(q), 'q'),
     k === null ? null : nativeOf(k, 'k'),
     v === null ? null : nativeOf(v, 'v'),
     mask,
@@ -426,6 +435,7 @@ export function attentionForward(
     bf16Next,
     relBias === null ? null : nativeOf(relBias, 'relBias'),
     precision,
+    bf16Shape,
   )
 }
 
@@ -442,13 +452,14 @@ export function attentionForward(
  * dropped probabilities and dS / sqrt(HS) rounded to bfloat16 as the products read them).
  * dqkvColumnSums [3H] (packed only): += Σ_rows dq, the q/k/v projection's bias gradient, summed where dq is made
  * (on CUDA at bf16 by the attention's blocks, a sentence each, then over the sentences in a fixed order).
+ * q and dctx may be Bf16Values, both or neither, as the forward's q and ctx (dq stays a Tensor).
  */
 export function attentionBackward(
   dq: Tensor,
   dk: Tensor | null,
   dv: Tensor | null,
-  dctx: Tensor,
-  q: Tensor,
+  dctx: Tensor | Bf16Values,
+  q: Tensor | Bf16Values,
   k: Tensor | null,
   v: Tensor | null,
   probs: Tensor | null,
@@ -461,12 +472,13 @@ export function attentionBackward(
   precision: Precision = 'fp32',
   dqkvColumnSums: Tensor | null = null,
 ): void {
+  const bf16Shape = attentionBf16Shape(dctx, 'dctx', q)
   addon.attentionBackward(
     nativeOf(dq, 'dq'),
     dk === null ? null : nativeOf(dk, 'dk'),
     dv === null ? null : nativeOf(dv, 'dv'),
-    nativeOf(dctx, 'dctx'),
-    nativeOf(q, 'q'),
+    nativeOf(storageOf(dctx), 'dctx'),
+    nativeOf(storageOf(q), 'q'),
     k === null ? null : nativeOf(k, 'k'),
     v === null ? null : nativeOf(v, 'v'),
     probs === null ? null : nativeOf(probs, 'probs'),
@@ -478,7 +490,26 @@ export function attentionBackward(
     dRelBias === null ? null : nativeOf(dRelBias, 'dRelBias'),
     precision,
     dqkvColumnSums === null ? null : nativeOf(dqkvColumnSums, 'dqkvColumnSums'),
+    bf16Shape,
   )
+}
+
+/** The storage of Bf16Values, or the Tensor itself. */
+function storageOf(x: Tensor | Bf16Values): Tensor {
+  return x instanceof Bf16Values ? x.storage : x
+}
+
+/**
+ * The [B, T, H] of an attention op's bf16 arrays (ctx or dctx `o`, the packed q), or null when both are Tensors;
+ * one without the other is a TypeError.
+ */
+function attentionBf16Shape(o: Tensor | Bf16Values, oName: string, q: Tensor | Bf16Values): number[] | null {
+  const bf16 = o instanceof Bf16Values
+  if (bf16 !== q instanceof Bf16Values)
+    throw new TypeError(`Expected ${oName} and q to be both Bf16Values or both Tensors (bf16 storage holds both)`)
+  if (!(o instanceof Bf16Values)) return null
+  if (o.shape.length !== 3) throw new TypeError(`Expected ${oName} to be [B, T, H] Bf16Values, got [${o.shape.join(', ')}]`)
+  return o.shape
 }
 
 /**

@@ -13,19 +13,22 @@
 //   layerNormDropoutBackward(dres, dy|null, dweight, dbias, dout, res, weight, mean, rstd, sentences, p, seed,
 //                            offset, keepRows|null, firstRow, bf16Next?, dyColumnSums?)   (bf16Next 'only': dy's
 //                            fp32 values may stay unwritten; dyColumnSums [C]: += dy's (or dres's) column sums)
-//   linearForward(out, inp, weight, bias|null, precision, geluOut?, bf16Next?, outBf16?)   precision: 'fp32' | 'bf16'
-//                            (outBf16: out holds the product in bf16, two values a float; needs geluOut and bf16)
+//   linearForward(out, inp, weight, bias|null, precision, geluOut?, bf16Next?, outBf16?, inpBf16?)   precision:
+//                'fp32' | 'bf16' (outBf16: out holds the product in bf16, two values a float; inpBf16: inp holds bf16
+//                values; not both; at bf16 only; bf16Next needs geluOut)
 //                (geluOut: apart from out, or out itself for the GELU in place; bf16Next may also be 'only': the
 //                next op's product is geluOut's only reader, and on CUDA its fp32 values may stay unwritten)
 //   (bf16Next: the output, geluOut for linearForward, dy (or dres) for layerNormDropoutBackward, dinp for
 //    linearBackward with geluInput, is an operand of the bf16 product(s) of the next op; see request_bf16_handoff)
 //   linearBackward(dinp|null, dweight, dbias|null, dout, inp|null, weight, accumulateInput, precision, geluInput?,
-//                  bf16Next?, lnX?, lnMean?, lnRstd?, lnWeight?, lnBias?, dinpColumnSums?, geluInputBf16?)   (inp null
+//                  bf16Next?, lnX?, lnMean?, lnRstd?, lnWeight?, lnBias?, dinpColumnSums?, geluInputBf16?, inpBf16?,
+//                  dinpBf16?)   (inp null
 //                  only with geluInput: the input is GELU(geluInput), or with the ln* arguments: the input is that
 //                  LayerNorm's output; each recomputed. bf16Next may be 'only' as linearForward's, for dinp.
 //                  dinpColumnSums [C]:
 //                  += dinp's column sums, the bias gradient of the layer before; geluInputBf16: geluInput holds bf16
-//                  values as linearForward's outBf16 stores them, at bf16, without inp)
+//                  values as linearForward's outBf16 stores them, at bf16, without inp; inpBf16: inp holds bf16 values;
+//                  dinpBf16: dinp receives the product in bf16, without accumulateInput, geluInput, dinpColumnSums)
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
 //   gegluForward(out, u)              gegluBackward(du, u, dout)   (ModernBERT's MLP: u [R, 2I] = [a | g])
@@ -34,11 +37,13 @@
 //   leadingColumns(out, inp)          addLeadingColumns(dinp, dout, scale)   (out, dout [R, d]; inp, dinp [R, H];
 //                                     d <= H: Matryoshka training's truncated vectors and their gradient)
 //   attentionForward(ctx, probs|null, q, k|null, v|null, mask, numHeads, p, seed, offset, keepRows|null[, firstRow,
-//                    bf16Next, relBias|null, precision])   (probs null: the softmax is not kept, for inference;
-//                    relBias [2T - 1, NH]: MPNet's relative-position bias, ops/encoder.h; precision 'fp32' (the
-//                    default) or 'bf16': the products' operands rounded, attention_takes_bf16)
+//                    bf16Next, relBias|null, precision, bf16Shape])   (probs null: the softmax is not kept, for
+//                    inference; relBias [2T - 1, NH]: MPNet's relative-position bias, ops/encoder.h; precision 'fp32'
+//                    (the default) or 'bf16': the products' operands rounded, attention_takes_bf16; bf16Shape [B, T,
+//                    H]: the packed q (k, v null) and ctx hold bf16 values, two a float, at those shapes only)
 //   attentionBackward(dq, dk|null, dv|null, dctx, q, k|null, v|null, probs|null, mask, numHeads, p, seed, offset,
-//                     keepRows|null[, firstRow, bf16Next, relBias|null, dRelBias|null, precision, dqkvColumnSums])
+//                     keepRows|null[, firstRow, bf16Next, relBias|null, dRelBias|null, precision, dqkvColumnSums,
+//                     bf16Shape])   (bf16Shape: as the forward's, for q and dctx; dq stays fp32)
 //                     (dRelBias [B, 2T - 1, NH]: each sentence's bias gradient; k, v null: q is the packed [B, T, 3H]
 //                     projection; bf16Next there: the packed dq, as ctx in the forward, is the next product's
 //                     operand ('only': its only reader); dqkvColumnSums [3H] (packed only): += dq's column sums;
@@ -394,35 +399,52 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   NativeTensor* bias = ts.optional(3, "bias");
   expect_rank(env, weight, "weight", 2, "[OC, C]");
   const int64_t OC = weight->shape()[0], C = weight->shape()[1];
-  if (last_dim(env, inp, "inp") != C)
-    throw_arg(env, "Expected inp's last dimension to be C = " + std::to_string(C) +
-                       " (weight is [OC, C] = " + weight->shape_string() + ") but received " + inp->shape_string());
-  const int64_t R = inp->numel() / C;
-  // outBf16 (7): out holds the product in bf16, two values a float (ceil(R * OC / 2) floats, any shape).
-  const bool outBf16 = info.Length() > 7 && !info[7].IsUndefined() && arg_bool(info, 7, "outBf16");
-  if (outBf16)
+  // outBf16 (7): out holds the product in bf16, two values a float (ceil(R * OC / 2) floats, any shape); inpBf16 (8):
+  // inp holds bf16 values (ceil(R * C / 2) floats). Not both: R comes from the one in fp32.
+  LinearBf16 bf16;
+  bf16.out = info.Length() > 7 && !info[7].IsUndefined() && arg_bool(info, 7, "outBf16");
+  bf16.inp = info.Length() > 8 && !info[8].IsUndefined() && arg_bool(info, 8, "inpBf16");
+  if (bf16.out && bf16.inp) throw_arg(env, "outBf16 and inpBf16 cannot both be set (one of out, inp gives R)");
+  int64_t R = 0;
+  if (bf16.inp) {
+    R = last_dim(env, out, "out") == OC ? out->numel() / OC : -1;
+    if (R < 0)
+      throw_arg(env, "Expected out's last dimension to be OC = " + std::to_string(OC) +
+                         " (weight is [OC, C] = " + weight->shape_string() + ") but received " + out->shape_string());
+    expect_numel(env, inp, "inp", (R * C + 1) / 2, "ceil(R * C / 2) floats: R * C bf16 values (inpBf16)");
+  } else {
+    if (last_dim(env, inp, "inp") != C)
+      throw_arg(env, "Expected inp's last dimension to be C = " + std::to_string(C) +
+                         " (weight is [OC, C] = " + weight->shape_string() + ") but received " + inp->shape_string());
+    R = inp->numel() / C;
+  }
+  if (bf16.out)
     expect_numel(env, out, "out", (R * OC + 1) / 2, "ceil(R * OC / 2) floats: R * OC bf16 values (outBf16)");
   else
     expect_rows(env, out, "out", R * OC, OC);
   if (bias) expect_shape(env, bias, "bias", {OC});
   const Precision precision = arg_precision(info, 4, "precision");
   NativeTensor* geluOut = ts.optional(5, "geluOut");
-  if (outBf16 && !geluOut) throw_arg(env, "outBf16 needs geluOut (the GELU of the values kept in bf16)");
-  if (outBf16 && precision != Precision::kBf16) throw_arg(env, "outBf16 needs precision 'bf16'");
+  if (bf16.out && precision != Precision::kBf16) throw_arg(env, "outBf16 needs precision 'bf16'");
+  if (bf16.inp && precision != Precision::kBf16) throw_arg(env, "inpBf16 needs precision 'bf16'");
+  if (bf16.inp && geluOut) throw_arg(env, "inpBf16 cannot be used with geluOut");
+  require_disjoint(env, out, "out", inp, "inp");
   if (geluOut) {  // written tile by tile while out and inp are still in use
     expect_rows(env, geluOut, "geluOut", R * OC, OC);
     require_same_device(env, out, "out", geluOut, "geluOut");
     // geluOut may be out itself: the GELU in place (inference, which keeps no pre-activation); else apart from it.
-    if (outBf16 || geluOut->read_data() != out->read_data()) require_disjoint(env, geluOut, "geluOut", out, "out");
+    if (bf16.out || geluOut->read_data() != out->read_data()) require_disjoint(env, geluOut, "geluOut", out, "out");
     require_disjoint(env, geluOut, "geluOut", inp, "inp");
   }
   const Bf16Next bf16Next = arg_bf16_next_or_only(info, 6);
+  if (bf16Next != Bf16Next::kNo && !geluOut)
+    throw_arg(env, "bf16Next needs geluOut (the output whose bf16 copy the next product reads)");
   LinearForwardFn* linear_forward = ts.entry(&Backend::linear_forward);
   return guarded_void(env, [&] {
     if (geluOut != nullptr) request_bf16_handoff(bf16Next != Bf16Next::kNo, geluOut, bf16Next == Bf16Next::kOnly);
     // inp is only read: read_data() keeps a bf16 handoff of it (bf16_handoff.cuh) for the product.
     linear_forward(out->data(), inp->read_data(), weight->read_data(), bias ? bias->read_data() : nullptr, R, C, OC,
-                   precision, geluOut ? geluOut->data() : nullptr, outBf16);
+                   precision, geluOut ? geluOut->data() : nullptr, bf16);
   });
 }
 
@@ -443,30 +465,61 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
               "inp may be null only with geluInput or layerNormInput (the layer's input is then recomputed from them)");
   if (lnX && (inp || geluInput))
     throw_arg(env, std::string("layerNormInput cannot be used with ") + (inp ? "inp" : "geluInput"));
-  // geluInputBf16 (16): geluInput holds bf16 values, as linearForward's outBf16 stores them.
-  const bool geluInputBf16 = info.Length() > 16 && !info[16].IsUndefined() && arg_bool(info, 16, "geluInputBf16");
-  if (geluInputBf16 && (!geluInput || inp))
+  // geluInputBf16 (16): geluInput holds bf16 values, as linearForward's outBf16 stores them; inpBf16 (17): inp holds
+  // bf16 values; dinpBf16 (18): dinp receives the product in bf16 (ceil(R * C / 2) floats each). R then comes from
+  // dout, which is always fp32.
+  LinearBf16 bf16;
+  const auto flag = [&](size_t i, const char* name) {
+    return info.Length() > i && !info[i].IsUndefined() && arg_bool(info, i, name);
+  };
+  bf16.geluInput = flag(16, "geluInputBf16");
+  bf16.inp = flag(17, "inpBf16");
+  bf16.out = flag(18, "dinpBf16");
+  if (bf16.geluInput && (!geluInput || inp))
     throw_arg(env, "geluInputBf16 needs geluInput and no inp (the GELU's input kept in bf16, its output recomputed)");
-  // Without inp, geluInput or the LayerNorm's input has its shape (a bf16 geluInput: dout's rows).
+  if (bf16.inp && !inp) throw_arg(env, "inpBf16 needs inp");
+  if (bf16.out && !dinp) throw_arg(env, "dinpBf16 needs dinp");
+  const bool anyBf16 = bf16.geluInput || bf16.inp || bf16.out;
+  // Without inp, geluInput or the LayerNorm's input has its shape (bf16 values: dout's rows).
   NativeTensor* x = inp ? inp : geluInput ? geluInput : lnX;
   const char* xName = inp ? "inp" : geluInput ? "geluInput" : "layerNormInput.x";
   expect_rank(env, weight, "weight", 2, "[OC, C]");
   const int64_t OC = weight->shape()[0], C = weight->shape()[1];
-  if (!geluInputBf16 && last_dim(env, x, xName) != C)
+  if (anyBf16 && last_dim(env, dout, "dout") != OC)
+    throw_arg(env, "Expected dout's last dimension to be OC = " + std::to_string(OC) +
+                       " (weight is [OC, C] = " + weight->shape_string() + ") but received " + dout->shape_string());
+  if (!anyBf16 && last_dim(env, x, xName) != C)
     throw_arg(env, std::string("Expected ") + xName + "'s last dimension to be C = " + std::to_string(C) +
                        " (weight is [OC, C] = " + weight->shape_string() + ") but received " + x->shape_string());
-  const int64_t R = geluInputBf16 ? dout->numel() / OC : x->numel() / C;
-  if (dinp) expect_rows(env, dinp, "dinp", R * C, C);
+  const int64_t R = anyBf16 ? dout->numel() / OC : x->numel() / C;
+  const auto expect_bf16 = [&](NativeTensor* t, const char* name, const char* what) {
+    expect_numel(env, t, name, (R * C + 1) / 2, what);
+  };
+  if (inp && bf16.inp)
+    expect_bf16(inp, "inp", "ceil(R * C / 2) floats: R * C bf16 values (inpBf16)");
+  else if (inp && anyBf16)
+    expect_rows(env, inp, "inp", R * C, C);
+  if (dinp && bf16.out)
+    expect_bf16(dinp, "dinp", "ceil(R * C / 2) floats: R * C bf16 values (dinpBf16)");
+  else if (dinp)
+    expect_rows(env, dinp, "dinp", R * C, C);
   require_same(env, weight, "weight", dweight, "dweight");
   if (dbias) expect_shape(env, dbias, "dbias", {OC});
   expect_rows(env, dout, "dout", R * OC, OC);
   const bool accumulateInput = arg_bool(info, 6, "accumulateInput");
   const Precision precision = arg_precision(info, 7, "precision");
+  if (anyBf16 && precision != Precision::kBf16)
+    throw_arg(env, std::string(bf16.geluInput ? "geluInputBf16"
+                               : bf16.inp     ? "inpBf16"
+                                              : "dinpBf16") +
+                       " needs precision 'bf16'");
+  if (bf16.out && (accumulateInput || geluInput))
+    throw_arg(env, std::string("dinpBf16 cannot be used with ") + (geluInput ? "geluInput" : "accumulateInput"));
+  if (dinp && inp) require_disjoint(env, dinp, "dinp", inp, "inp");
   if (geluInput) {
     if (!dinp) throw_arg(env, "geluInput needs dinp (the GELU's derivative multiplies the input gradient)");
     if (accumulateInput) throw_arg(env, "geluInput cannot be used with accumulateInput");
-    if (geluInputBf16 && precision != Precision::kBf16) throw_arg(env, "geluInputBf16 needs precision 'bf16'");
-    if (geluInputBf16)
+    if (bf16.geluInput)
       expect_numel(env, geluInput, "geluInput", (R * C + 1) / 2,
                    "ceil(R * C / 2) floats: R * C bf16 values (geluInputBf16)");
     else
@@ -479,6 +532,7 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   NativeTensor* dinpSums = ts.optional(15, "dinpColumnSums");
   if (dinpSums) {
     if (!dinp) throw_arg(env, "dinpColumnSums needs dinp (they are its column sums)");
+    if (bf16.out) throw_arg(env, "dinpColumnSums cannot be used with dinpBf16");
     expect_shape(env, dinpSums, "dinpColumnSums", {C});
     require_disjoint(env, dinpSums, "dinpColumnSums", dinp, "dinp");
     if (dbias) require_disjoint(env, dinpSums, "dinpColumnSums", dbias, "dbias");
@@ -503,7 +557,7 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
     linear_backward(dinp ? dinp->data() : nullptr, dweight->data(), dbias ? dbias->data() : nullptr, dout->read_data(),
                     inp ? inp->read_data() : nullptr, weight->read_data(), R, C, OC, accumulateInput, precision,
                     geluInput ? geluInput->read_data() : nullptr, lnX ? &ln : nullptr,
-                    dinpSums ? dinpSums->data() : nullptr, geluInputBf16);
+                    dinpSums ? dinpSums->data() : nullptr, bf16);
   });
 }
 
@@ -676,6 +730,38 @@ Qkv qkv_pointers(NativeTensor* const t[3], const AttentionDims& d) {
   return {t[0]->data(), t[1]->data(), t[2]->data()};
 }
 
+// The logical [B, T, H] at argument i (attentionForward's bf16Shape 15, attentionBackward's 20), or empty when absent:
+// the packed q | k | v and ctx (dctx) then hold bf16 values (ops/encoder.h, bf16Storage).
+std::vector<int64_t> bf16_shape(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return {};
+  std::vector<int64_t> s = arg_shape(info, i, "bf16Shape");
+  if (s.size() != 3) throw_arg(info.Env(), "Expected bf16Shape to be [B, T, H]");
+  return s;
+}
+
+// attention_dims for q | k | v (packed) and ctx or dctx (`o`) holding bf16 values of the logical shape [B, T, H]:
+// the storage sizes, the packing and the shapes and precision whose attention takes bf16 operands, checked.
+AttentionDims bf16_attention_dims(const Napi::CallbackInfo& info, const std::vector<int64_t>& shape,
+                                  const NativeTensor* o, const char* oName, NativeTensor* const qkv[3],
+                                  const char* const names[3], size_t headsIndex, Precision precision) {
+  Napi::Env env = info.Env();
+  const int64_t B = shape[0], T = shape[1], H = shape[2];
+  const int64_t NH = arg_positive_int(info, headsIndex, "numHeads");
+  if (H % NH != 0)
+    throw Napi::RangeError::New(
+        env, "Expected numHeads (" + std::to_string(NH) + ") to divide the hidden size H = " + std::to_string(H));
+  if (qkv[1] != nullptr || qkv[2] != nullptr)
+    throw_arg(env, std::string("bf16Shape needs the packed projection: ") + names[1] + " and " + names[2] + " null");
+  if (!attention_takes_bf16(precision, T, H / NH))
+    throw_arg(env, "bf16Shape needs precision 'bf16', T <= " + std::to_string(kAttentionBf16MaxT) +
+                       " and a head size <= " + std::to_string(kAttentionBf16MaxHS) +
+                       " (the shapes whose attention takes bf16 operands)");
+  expect_numel(env, qkv[0], names[0], (B * T * 3 * H + 1) / 2, "ceil(B * T * 3H / 2) floats: q | k | v in bf16");
+  expect_numel(env, o, oName, (B * T * H + 1) / 2, "ceil(B * T * H / 2) floats: bf16 values (bf16Shape)");
+  require_disjoint(env, o, oName, qkv[0], names[0]);
+  return {B, T, NH, H / NH, 3 * H};
+}
+
 struct AttentionDropout {
   float p;
   uint64_t seed, offset;
@@ -703,19 +789,24 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   NativeTensor* probs = ts.optional(1, "probs");  // null: nothing kept for a backward (inference)
   static const char* const names[3] = {"q", "k", "v"};
   NativeTensor* const in[3] = {ts.tensor(2, "q"), ts.optional(3, "k"), ts.optional(4, "v")};
-  const AttentionDims d = attention_dims(info, ctx, "ctx", in, names, 6);
+  const Precision precision = arg_optional_precision(info, 14, "precision");
+  // bf16Shape (15): [B, T, H] of q | k | v (packed) and ctx held in bf16.
+  const std::vector<int64_t> bf16Shape = bf16_shape(info, 15);
+  const bool bf16Storage = !bf16Shape.empty();
+  const AttentionDims d = bf16Storage ? bf16_attention_dims(info, bf16Shape, ctx, "ctx", in, names, 6, precision)
+                                      : attention_dims(info, ctx, "ctx", in, names, 6);
   if (probs != nullptr) expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
   const int32_t* mask = arg_i32(info, 5, "mask", d.B * d.T);
   const AttentionDropout dr = attention_dropout(info, 7, d);
   const bool bf16Next = arg_bf16_next(info, 12);
+  if (bf16Next && bf16Storage) throw_arg(env, "bf16Next cannot be used with bf16Shape (ctx is stored in bf16)");
   const float* relBias = relative_bias(info, ts, 13, d);
-  const Precision precision = arg_optional_precision(info, 14, "precision");
-  const Qkv x = qkv_pointers(in, d);
+  const Qkv x = bf16Storage ? Qkv{in[0]->data(), nullptr, nullptr} : qkv_pointers(in, d);
   AttentionForwardFn* attention_forward = ts.entry(&Backend::attention_forward);
   return guarded_void(env, [&] {
     request_bf16_handoff(bf16Next, ctx);
     attention_forward(ctx->data(), probs != nullptr ? probs->data() : nullptr, x.q, x.k, x.v, mask, relBias, d.B, d.T,
-                      d.NH, d.HS, d.ld, dr.p, dr.seed, dr.offset, dr.keepRows, dr.rowIndex, precision);
+                      d.NH, d.HS, d.ld, dr.p, dr.seed, dr.offset, dr.keepRows, dr.rowIndex, precision, bf16Storage);
   });
 }
 
@@ -728,9 +819,19 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   NativeTensor* dctx = ts.tensor(3, "dctx");
   NativeTensor* const in[3] = {ts.tensor(4, "q"), ts.optional(5, "k"), ts.optional(6, "v")};
   NativeTensor* probs = ts.optional(7, "probs");  // null: the backward forms P again
-  const AttentionDims d = attention_dims(info, dctx, "dctx", in, names, 9);
-  if (attention_dims(info, dctx, "dctx", grads, gradNames, 9).ld != d.ld)
+  const Precision precision = arg_optional_precision(info, 18, "precision");
+  // bf16Shape (20): [B, T, H] of q | k | v (packed) and dctx held in bf16; the packed gradient stays fp32.
+  const std::vector<int64_t> bf16Shape = bf16_shape(info, 20);
+  const bool bf16Storage = !bf16Shape.empty();
+  const AttentionDims d = bf16Storage ? bf16_attention_dims(info, bf16Shape, dctx, "dctx", in, names, 9, precision)
+                                      : attention_dims(info, dctx, "dctx", in, names, 9);
+  if (bf16Storage) {
+    if (grads[1] != nullptr || grads[2] != nullptr)
+      throw_arg(env, "Expected dq, dk, dv to be packed exactly when q, k, v are (dk and dv null with a [B, T, 3H] dq)");
+    expect_shape(env, grads[0], "dq", {d.B, d.T, d.ld});
+  } else if (attention_dims(info, dctx, "dctx", grads, gradNames, 9).ld != d.ld) {
     throw_arg(env, "Expected dq, dk, dv to be packed exactly when q, k, v are (dk and dv null with a [B, T, 3H] dq)");
+  }
   if (probs != nullptr) expect_shape(env, probs, "probs", {d.B, d.NH, d.T, d.T});
   const int32_t* mask = arg_i32(info, 8, "mask", d.B * d.T);
   const AttentionDropout dr = attention_dropout(info, 10, d);
@@ -741,7 +842,6 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     if (relBias == nullptr) throw_arg(env, "Expected relBias with dRelBias (the gradient of the forward's bias)");
     expect_shape(env, dRelBias, "dRelBias", {d.B, 2 * d.T - 1, d.NH});
   }
-  const Precision precision = arg_optional_precision(info, 18, "precision");
   // dqkvColumnSums (19): += the packed gradient's column sums, the q/k/v projection's bias gradient.
   NativeTensor* dqkvSums = ts.optional(19, "dqkvColumnSums");
   if (dqkvSums != nullptr) {
@@ -749,7 +849,8 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     expect_shape(env, dqkvSums, "dqkvColumnSums", {3 * d.NH * d.HS});
     require_disjoint(env, dqkvSums, "dqkvColumnSums", grads[0], "dq");
   }
-  const Qkv x = qkv_pointers(in, d), g = qkv_pointers(grads, d);
+  if (bf16Storage) require_disjoint(env, grads[0], "dq", in[0], "q");
+  const Qkv x = bf16Storage ? Qkv{in[0]->data(), nullptr, nullptr} : qkv_pointers(in, d), g = qkv_pointers(grads, d);
   AttentionBackwardFn* attention_backward = ts.entry(&Backend::attention_backward);
   return guarded_void(env, [&] {
     // Only the packed gradient is one operand; 'only': the next op's products are its only readers.
@@ -757,7 +858,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     attention_backward(g.q, g.k, g.v, dRelBias != nullptr ? dRelBias->data() : nullptr, dctx->data(), x.q, x.k, x.v,
                        probs != nullptr ? probs->data() : nullptr, mask, relBias, d.B, d.T, d.NH, d.HS, d.ld, dr.p,
                        dr.seed, dr.offset, dr.keepRows, dr.rowIndex, precision,
-                       dqkvSums != nullptr ? dqkvSums->data() : nullptr);
+                       dqkvSums != nullptr ? dqkvSums->data() : nullptr, bf16Storage);
   });
 }
 

@@ -50,7 +50,8 @@
 //    read from the weight mirror and the producers' handoffs) and the B = 512 step with
 //    SIMCSEPP_LAYERNORM_ROWS=scalar (the LayerNorm kernels without the rows in registers) and with
 //    SIMCSEPP_BIAS_SUMS=products (the bias gradients summed in passes of their own) and with SIMCSEPP_BF16_OUTPUT=0
-//    (the MLP backward's first product written in fp32, not stored in bf16) when time allows, and
+//    (the MLP backward's first product written in fp32, not stored in bf16) and with SIMCSEPP_ATTENTION_STORAGE=fp32
+//    (the attention's q | k | v, ctx and its gradient kept in fp32, not in bf16) when time allows, and
 //    the device time per op category at B = 64 and 512 (bench step --profile: CUDA events around each op of a
 //    step run without graphs); then the issue's targets (at B = 64, >= 2x PyTorch eager and >= 1.2x
 //    torch.compile in steps/s at our precision; at B = 512, >= 40% model FLOP utilisation), each met or not
@@ -746,6 +747,13 @@ if (runBench && !fake && ['bench-step', 'bench-variants', 'bench-torch', 'bench-
         const [fp32Out, bf16Out] = await stepWith({ SIMCSEPP_BF16_OUTPUT: '0' }, big)
         if (fp32Out) comparisons.push({ ...fp32Out, bf16Output: 'off' })
         if (fp32Out && bf16Out) log(`  step B=${big} products written in fp32: ${ratio(fp32Out, 'stored in bf16', bf16Out)}`)
+      }
+      // The B = 512 step with the attention's q | k | v, ctx and ctx's gradient kept in fp32 (SIMCSEPP_ATTENTION_STORAGE=fp32)
+      // against the default, kept in bf16 (the values the attention and the products round them to anyway).
+      if (want('bench-variants') && left() > 150) {
+        const [fp32Attn, bf16Attn] = await stepWith({ SIMCSEPP_ATTENTION_STORAGE: 'fp32' }, big)
+        if (fp32Attn) comparisons.push({ ...fp32Attn, attentionStorage: 'fp32' })
+        if (fp32Attn && bf16Attn) log(`  step B=${big} attention arrays in fp32: ${ratio(fp32Attn, 'in bf16', bf16Attn)}`)
       }
       // The bf16 products on fp32 operands rounded inside the GEMM (SIMCSEPP_BF16_OPERANDS=fp32) against the
       // default bf16 copies (kernels/bf16_copy.cuh): whether the copies pay for their conversion passes.

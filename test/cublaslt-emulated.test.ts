@@ -67,9 +67,24 @@ function mlpChecks(): { failed: string[]; checks: number; bf16Stored: boolean } 
   ops.linearForward(kept, h1, wIn, bias, 'bf16', cuda([R, I], 0, 0))
   const want = roundBf16Array(plain.toFloat32Array())
   if (kept.toFloat32Array().some((v, i) => !Object.is(v, want[i]))) failed.push('the kept pre-activation is not bf16(product)')
+  // The attention's arrays in bf16 (test/attention-bf16-storage.test.ts): q | k | v stored by the bias kind, ctx's
+  // gradient by the bf16-output kind (or written in fp32 and rounded, without it): bf16 of the fp32 product either way.
+  const [wQkv, bQkv, wSq] = [cuda([3 * H, H], 8, 0.3), cuda([3 * H], 9), cuda([H, H], 10, 0.3)]
+  const qkv32 = cuda([R, 3 * H], 0, 0),
+    qkv16 = new Bf16Values(cuda([(R * 3 * H) / 2], 0, 0), [R, 3 * H])
+  ops.linearForward(qkv32, h1, wQkv, bQkv, 'bf16')
+  ops.linearForward(qkv16, h1, wQkv, bQkv, 'bf16')
+  const wantQkv = roundBf16Array(qkv32.toFloat32Array())
+  if (qkv16.toFloat32Array().some((v, i) => !Object.is(v, wantQkv[i]))) failed.push('q | k | v in bf16 is not bf16(product)')
+  const g32 = cuda([R, H], 0, 0),
+    g16 = new Bf16Values(cuda([(R * H) / 2], 0, 0), [R, H])
+  ops.linearBackward(g32, cuda([H, H], 0, 0), null, dout, h1, wSq, false, 'bf16')
+  ops.linearBackward(g16, cuda([H, H], 0, 0), null, dout, h1, wSq, false, 'bf16')
+  const wantG = roundBf16Array(g32.toFloat32Array())
+  if (g16.toFloat32Array().some((v, i) => !Object.is(v, wantG[i]))) failed.push("ctx's gradient in bf16 is not bf16(product)")
   const high = new Uint16Array(roundBf16Array(product.toFloat32Array()).buffer).filter((_, i) => i % 2 === 1)
   const stored = new Uint16Array(only.gI2.buffer, 0, R * I)
-  return { failed, checks: 2, bf16Stored: stored.every((v, i) => v === high[i]) }
+  return { failed, checks: 4, bf16Stored: stored.every((v, i) => v === high[i]) }
 }
 
 if (process.env[CHILD]) {

@@ -72,6 +72,7 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
         layerNormRows?: string
         biasSums?: string
         bf16Output?: string
+        attentionStorage?: string
       }) => [
         c.batchSize,
         c.bf16Operands ??
@@ -81,7 +82,9 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
               ? `biasSums ${c.biasSums}`
               : c.bf16Output
                 ? `bf16Output ${c.bf16Output}`
-                : `bf16Copies ${c.bf16Copies}`),
+                : c.attentionStorage
+                  ? `attentionStorage ${c.attentionStorage}`
+                  : `bf16Copies ${c.bf16Copies}`),
       ],
     ),
     [
@@ -89,12 +92,14 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
       [4, 'layerNormRows scalar'],
       [4, 'biasSums products'],
       [4, 'bf16Output off'],
+      [4, 'attentionStorage fp32'],
       [2, 'fp32'],
       [4, 'fp32'],
     ],
-    'the comparison rows: operands rounded per op, scalar LayerNorm rows, bias sums in the products, products in fp32, bf16 products on fp32 operands',
+    'the comparison rows: operands rounded per op, scalar LayerNorm rows, bias sums in the products, products in fp32, attention arrays in fp32, bf16 products on fp32 operands',
   )
   t.match(log, /step B=4 products written in fp32: [\d.]+ steps\/s; stored in bf16: [\d.]+/, 'the bf16 output comparison')
+  t.match(log, /step B=4 attention arrays in fp32: [\d.]+ steps\/s; in bf16: [\d.]+/, 'the attention storage comparison')
   t.match(log, /step B=4 bias sums in the products: [\d.]+ steps\/s; in the producers: [\d.]+/, 'the bias sums comparison')
   t.match(log, /step B=2 operands rounded per op: [\d.]+ steps\/s; from the mirror and handoffs: [\d.]+/, 'the copies comparison')
   t.match(log, /step B=2 without CUDA graphs: [\d.]+ steps\/s; with: [\d.]+/, 'the graphs/eager comparison')

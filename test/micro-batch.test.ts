@@ -202,13 +202,14 @@ t.test('ActivationArena: inference shares one set of buffers; training keeps one
   t.equal(inference.embOut, a.h2, "the embedding output is the layers' output buffer (layer 0's input)")
   t.ok(a.res1 === a.h1 && a.res2 === a.h2 && a.interAct === a.inter, 'the LayerNorms and the GELU in place')
   t.equal(a.probs, null, 'no attention probabilities (nothing is kept for a backward)')
+  const qkv = a.qkv as Tensor // inference: fp32
   for (const [x, what] of [
     [a.h1, "h1 in qkv's memory (qkv is dead once ctx is written)"],
     [inference.embSum, "embSum too (dead once layer 0's input is written)"],
   ] as const) {
-    a.qkv.fill(0)
+    qkv.fill(0)
     x.fill(1)
-    const q = a.qkv.toFloat32Array()
+    const q = qkv.toFloat32Array()
     t.ok(x.numel === BT * H && q.every((v, i) => v === (i < BT * H ? 1 : 0)), `${what}: its first [BT, H]`)
   }
   // Every other pair apart: a layer reads its input (h2) until its own output is written, qkv (h1) until h2 is.
@@ -216,8 +217,8 @@ t.test('ActivationArena: inference shares one set of buffers; training keeps one
     inference.embMean,
     inference.embRstd,
     a.h2,
-    a.qkv,
-    a.ctx,
+    a.qkv as Tensor,
+    a.ctx as Tensor,
     a.mean1,
     a.rstd1,
     a.inter as Tensor, // inference: fp32, the GELU in place
@@ -240,7 +241,18 @@ t.test('ActivationArena: inference shares one set of buffers; training keeps one
     L.every((l) => l.res1 !== l.h1 && l.res2 !== l.h2 && l.inter !== l.interAct),
     'training: the LayerNorm and GELU inputs kept',
   )
-  const own = (l: (typeof L)[number]) => [l.qkv, l.probs!, l.ctx, l.res1, l.mean1, l.rstd1, l.inter as Tensor, l.res2, l.mean2, l.rstd2]
+  const own = (l: (typeof L)[number]) => [
+    l.qkv as Tensor,
+    l.probs!,
+    l.ctx as Tensor,
+    l.res1,
+    l.mean1,
+    l.rstd1,
+    l.inter as Tensor,
+    l.res2,
+    l.mean2,
+    l.rstd2,
+  ]
   apart("training: every layer's saved tensors, the shared ones and the gradients apart", [
     ...L.flatMap(own),
     L[0].h1,
@@ -254,7 +266,7 @@ t.test('ActivationArena: inference shares one set of buffers; training keeps one
     training.gRes,
     training.gTmp,
     training.gQkv,
-    training.gCtx,
+    training.gCtx as Tensor,
     training.gPooled,
     training.pooled,
     training.z,
@@ -289,7 +301,7 @@ t.test('ActivationArena: inference shares one set of buffers; training keeps one
     'bf16 training: inter is Bf16Values, ceil(BT * I / 2) floats',
   )
   apart('bf16 training: the kept pre-activations apart from the rest', [
-    ...kept.layers.flatMap((l) => [(l.inter as Bf16Values).storage, l.qkv, l.res2]),
+    ...kept.layers.flatMap((l) => [(l.inter as Bf16Values).storage, l.qkv as Tensor, l.res2]),
     kept.gI2,
     kept.gH,
   ])

@@ -10,7 +10,9 @@
 // input (the h2 before) is last read by its first LayerNorm, before its output is written. On CUDA at bf16 they are
 // not even written (but the last layer's h2): their products read the bf16 copies, and the residual LayerNorms read
 // their x recomputed from the LayerNorm before (residualLayerNormForward with a LayerNormInput). At bf16 the GELU
-// inputs (inter) are kept in bfloat16 (Bf16Values: half the floats), as autocast keeps them.
+// inputs (inter) are kept in bfloat16 (Bf16Values: half the floats), as autocast keeps them; on CUDA also the
+// attention's packed q | k | v, its output ctx and ctx's gradient (gCtx), where the attention takes bf16 operands
+// (attentionKeptBf16): its products and the linear layer after it round them to those values anyway.
 // Inference saves nothing for a backward: one set of buffers serves every layer, so its memory does not grow with
 // the depth. Within it the GELU runs in place (interAct = inter), each LayerNorm over its input (res1 = h1, res2 =
 // h2), the embedding output is h2 (layer 0's input), and embSum and h1 live in qkv's memory (embSum is dead once the
@@ -31,9 +33,9 @@ import { Bf16Values } from '../bf16-values.js'
 export const KEEP_PROBS_MAX_T = 128
 
 export interface LayerActivations {
-  qkv: Tensor // [B, T, 3H]: the fused q/k/v projection (column blocks q | k | v)
+  qkv: Tensor | Bf16Values // [B, T, 3H]: the fused q/k/v projection (column blocks q | k | v); bf16 at attentionBf16
   probs: Tensor | null // [B, NH, T, T] softmax before dropout (training up to KEEP_PROBS_MAX_T; else null)
-  ctx: Tensor // [BT, H]
+  ctx: Tensor | Bf16Values // [BT, H] (Bf16Values: [B, T, H], at attentionBf16)
   res1: Tensor
   mean1: Tensor
   rstd1: Tensor // attention output + residual (LayerNorm input), [BT, H], [BT]
@@ -63,16 +65,28 @@ export interface Activations {
   gRes: Tensor
   gTmp: Tensor
   gQkv: Tensor // [B, T, 3H]
-  gCtx: Tensor // [BT, H]
+  gCtx: Tensor | Bf16Values // [B, T, H] (Bf16Values at attentionBf16)
   gI2: Tensor // [BT, I]: the gradient at the GELU's input (linearBackward carries it through the GELU)
   gPooled: Tensor // [B, H]
 }
 
 /**
- * Number of floats one batch of B×T needs (train() sizes a batch with it before allocating). interBf16: training
- * keeps the MLP's pre-activation in bfloat16 (BertModel at bf16), half its floats; without it, an upper bound.
+ * Whether a training pass of this length keeps the attention's packed q | k | v, its output ctx and ctx's gradient in
+ * bfloat16 (Bf16Values), given that the model does (attentionBf16: bf16 training on CUDA): where the attention takes
+ * bf16 operands (T <= 64, head size <= 64; ops.attentionForward), which round those values anyway, so they are the
+ * same values in half the bytes.
  */
-export function floatsFor(c: BertConfig, B: number, T: number, training: boolean, interBf16 = false): number {
+export function attentionKeptBf16(c: BertConfig, T: number, attentionBf16: boolean): boolean {
+  return attentionBf16 && T <= 64 && c.hiddenSize / c.numAttentionHeads <= 64
+}
+
+/**
+ * Number of floats one batch of B×T needs (train() sizes a batch with it before allocating). interBf16: training
+ * keeps the MLP's pre-activation in bfloat16 (BertModel at bf16), half its floats; attentionBf16: and the attention's
+ * q | k | v, ctx and its gradient where attentionKeptBf16 says (BertModel at bf16 on CUDA); without them, an upper
+ * bound.
+ */
+export function floatsFor(c: BertConfig, B: number, T: number, training: boolean, interBf16 = false, attentionBf16 = false): number {
   const H = c.hiddenSize,
     I = c.intermediateSize,
     NH = c.numAttentionHeads,
@@ -82,21 +96,24 @@ export function floatsFor(c: BertConfig, B: number, T: number, training: boolean
   const outputs = 2 * B * H + relative // pooled, z, relBias, dRelBias
   // The buffers of acquire, in its order.
   if (!training) return 2 * BT + BT * H + 3 * BT * H + BT * I + BT * H + 4 * BT + outputs
-  const perLayer = 6 * BT * H + 4 * BT + (interBf16 ? Math.ceil((BT * I) / 2) : BT * I) + probs
-  const grads = 7 * BT * H + BT * I + B * H // gI2 included: also every layer's interAct
+  const half = attentionKeptBf16(c, T, attentionBf16)
+  const floats = (n: number, bf16: boolean) => (bf16 ? Math.ceil(n / 2) : n)
+  const perLayer = floats(3 * BT * H, half) + floats(BT * H, half) + 2 * BT * H + 4 * BT + floats(BT * I, interBf16) + probs
+  const grads = 6 * BT * H + floats(BT * H, half) + BT * I + B * H // gI2 included: also every layer's interAct
   return 2 * BT * H + 2 * BT + 2 * BT * H + c.numHiddenLayers * perLayer + outputs + grads
 }
 
 /**
  * BERT's activation buffers (the views of carveActivations), in one growing allocation. interBf16: training keeps each
- * layer's MLP pre-activation in bfloat16 (Bf16Values; the model at bf16, whose products and GELU passes read it so).
+ * layer's MLP pre-activation in bfloat16 (Bf16Values; the model at bf16, whose products and GELU passes read it so);
+ * attentionBf16: and the attention's q | k | v, ctx and ctx's gradient where attentionKeptBf16 says.
  */
 export class ActivationArena extends ViewArena<Activations> {
-  constructor(config: BertConfig, device: Device, interBf16 = false) {
+  constructor(config: BertConfig, device: Device, interBf16 = false, attentionBf16 = false) {
     super(
       device,
-      (B, T, training) => floatsFor(config, B, T, training, interBf16),
-      (take, B, T, training) => carveActivations(config, take, B, T, training, interBf16),
+      (B, T, training) => floatsFor(config, B, T, training, interBf16, attentionBf16),
+      (take, B, T, training) => carveActivations(config, take, B, T, training, interBf16, attentionBf16),
       'ActivationArena',
     )
   }
@@ -110,6 +127,7 @@ function carveActivations(
   T: number,
   training: boolean,
   interBf16: boolean,
+  attentionBf16: boolean,
 ): Activations {
   const H = c.hiddenSize,
     I = c.intermediateSize,
@@ -124,15 +142,16 @@ function carveActivations(
     const interAct = take([BT, I]) // gI2 too
     gI2 = interAct
     const [h1, h2] = [take([BT, H]), take([BT, H])] // every layer's (the header comment)
+    const half = attentionKeptBf16(c, T, attentionBf16)
     layers = Array.from({ length: L }, () => ({
-      qkv: take([B, T, 3 * H]),
+      qkv: half ? bf16Values(take, [B, T, 3 * H]) : take([B, T, 3 * H]),
       probs: T <= KEEP_PROBS_MAX_T ? take([B, NH, T, T]) : null,
-      ctx: take([BT, H]),
+      ctx: half ? bf16Values(take, [B, T, H]) : take([BT, H]),
       res1: take([BT, H]),
       mean1: take([BT]),
       rstd1: take([BT]),
       h1,
-      inter: interBf16 ? new Bf16Values(take([Math.ceil((BT * I) / 2)]), [BT, I]) : take([BT, I]),
+      inter: interBf16 ? bf16Values(take, [BT, I]) : take([BT, I]),
       interAct,
       res2: take([BT, H]),
       mean2: take([BT]),
@@ -179,10 +198,16 @@ function carveActivations(
       gRes: take([BT, H]),
       gTmp: take([BT, H]),
       gQkv: take([B, T, 3 * H]),
-      gCtx: take([B, T, H]),
+      gCtx: attentionKeptBf16(c, T, attentionBf16) ? bf16Values(take, [B, T, H]) : take([B, T, H]),
       gI2,
       gPooled: take([B, H]),
     })
   }
   return acts
+}
+
+/** Bf16Values of `shape` in the next ceil(numel / 2) floats. */
+function bf16Values(take: (shape: number[]) => Tensor, shape: number[]): Bf16Values {
+  const n = shape.reduce((a, b) => a * b, 1)
+  return new Bf16Values(take([Math.ceil(n / 2)]), shape)
 }

@@ -32,6 +32,7 @@ import { addon, type Precision, type RowPlacement } from '../native.js'
 import { checkRowPlacement } from '../dropout.js'
 import * as ops from '../ops.js'
 import { ActivationArena, type Activations } from './activations.js'
+import { Bf16Values } from '../bf16-values.js'
 import { initialiseParameters } from './init.js'
 import { initialParameters } from './init-parallel.js'
 import { MLP_WEIGHT, paramLayout, type ParamLayout } from './layout.js'
@@ -117,6 +118,13 @@ export class BertModel {
   private readonly p: ModelParams | null
   private g: ModelParams | null = null
   private readonly arena: ActivationArena
+  /**
+   * Whether training keeps the attention's packed q | k | v, ctx and ctx's gradient in bfloat16 at the lengths whose
+   * attention takes bf16 operands (activations.ts, attentionKeptBf16): at bf16 on CUDA (where it saves memory
+   * traffic; the CPU's ops would unpack the values into fp32 scratch), unless SIMCSEPP_ATTENTION_STORAGE says 'fp32'
+   * (off) or 'bf16' (on either device), read when the model is made. The same values either way.
+   */
+  readonly attentionBf16: boolean
   /** ModernBERT's passes, parameter and gradient views and activations (null for the BERT family). */
   private readonly modern: ModernBertPasses | null = null
   private readonly mp: ModernParams | null = null
@@ -152,18 +160,19 @@ export class BertModel {
     this.params = params
     // At bf16 on CUDA the products read their weights from a bf16 copy that AdamW keeps up to date, rather
     // than rounding every weight again at every op and micro-batch (kernels/bf16_mirror.cuh): 2 bytes a parameter.
-    if (device === 'cuda' && precision === 'bf16') {
-      try {
-        this.params.attachBf16Mirror()
-      } catch (e) {
-        this.params.dispose()
-        throw e
-      }
+    // On CUDA training also keeps the attention's q | k | v, ctx and ctx's gradient in bfloat16, where the attention
+    // rounds them anyway (the environment is read here, where a bad setting frees what the model was given).
+    try {
+      this.attentionBf16 = precision === 'bf16' && attentionStorageBf16(device)
+      if (device === 'cuda' && precision === 'bf16') this.params.attachBf16Mirror()
+    } catch (e) {
+      this.params.dispose()
+      throw e
     }
     this.views = viewsByName(this.params, layout)
     this.mlpHead = mlpHeadOf(this.views)
     // At bf16 training keeps the MLP's pre-activation in bfloat16 (as autocast does): half the largest activation.
-    this.arena = new ActivationArena(config, device, precision === 'bf16')
+    this.arena = new ActivationArena(config, device, precision === 'bf16', this.attentionBf16)
     if (config.modelType === 'modernbert') {
       this.p = null
       this.mp = modernParams(this.views, config.numHiddenLayers)
@@ -591,8 +600,9 @@ export class BertModel {
         bf16 && sumsInProducers ? 'only' : bf16, // the output gradient of attention.output.dense, next
         sumsInProducers ? gp.attentionOutput.bias : null,
       )
+      // ctx's gradient: kept in bf16 with ctx (the attention's backward rounds it anyway).
       ops.linearBackward(
-        acts.gCtx.view(0, [acts.B * acts.T, c.hiddenSize]),
+        acts.gCtx instanceof Bf16Values ? acts.gCtx : acts.gCtx.view(0, [acts.B * acts.T, c.hiddenSize]),
         gp.attentionOutput.weight,
         sumsInProducers ? null : gp.attentionOutput.bias,
         dy1 ?? acts.gH,
@@ -866,11 +876,13 @@ export class BertModel {
       // int8 (quantizeInt8): the eval passes' four products; the rest as at fp32.
       const q = options === null ? this.int8Layers?.[l] : undefined
       // q, k and v in one product: [BT, 3H] = x · [Wq; Wk; Wv]ᵀ + [bq; bk; bv].
-      const qkv = a.qkv.view(0, [B * T, 3 * H])
-      if (q) ops.linearInt8Forward(qkv, x, q.qkv, w.qkv.bias)
-      else ops.linearForward(qkv, x, w.qkv.weight, w.qkv.bias, this.precision)
+      // In bf16 training on CUDA, at T <= 64 (attentionKeptBf16), q | k | v and ctx are kept in bfloat16: the product
+      // stores them rounded, as the attention and the next product read them (Bf16Values; no handoff for ctx).
+      if (a.qkv instanceof Bf16Values) ops.linearForward(a.qkv, x, w.qkv.weight, w.qkv.bias, this.precision)
+      else if (q) ops.linearInt8Forward(a.qkv.view(0, [B * T, 3 * H]), x, q.qkv, w.qkv.bias)
+      else ops.linearForward(a.qkv.view(0, [B * T, 3 * H]), x, w.qkv.weight, w.qkv.bias, this.precision)
       ops.attentionForward(
-        a.ctx.view(0, [B, T, H]),
+        a.ctx instanceof Bf16Values ? a.ctx : a.ctx.view(0, [B, T, H]),
         a.probs,
         a.qkv,
         null,
@@ -878,13 +890,14 @@ export class BertModel {
         input.attentionMask,
         c.numAttentionHeads,
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),
-        bf16, // ctx: the input of attention.output.dense, next
+        bf16 && !(a.ctx instanceof Bf16Values), // ctx: the input of attention.output.dense, next
         acts.relBias,
         this.precision,
       )
       // Each sublayer's output y goes into the LayerNorm output's buffer; one fused op then forms
       // res = x + dropout(y) and LayerNorm(res) over it.
-      if (q) ops.linearInt8Forward(a.h1, a.ctx, q.attentionOutput, w.attentionOutput.bias)
+      if (q)
+        ops.linearInt8Forward(a.h1, a.ctx as Tensor, q.attentionOutput, w.attentionOutput.bias) // eval: fp32
       else ops.linearForward(a.h1, a.ctx, w.attentionOutput.weight, w.attentionOutput.bias, this.precision)
       const drop1 = this.dropoutOptions(options, this.site(l, 1), attentionOutputDropoutProb(c))
       ops.residualLayerNormForward(
@@ -941,6 +954,17 @@ function checkPrecision(p: Precision | undefined): Precision {
   if (p === undefined) return 'fp32'
   if (p !== 'fp32' && p !== 'bf16') throw new TypeError(`BertModel: precision must be 'fp32' or 'bf16' (got ${String(p)})`)
   return p
+}
+
+/**
+ * Whether a bf16 model on `device` keeps the attention's arrays in bf16 (BertModel.attentionBf16): on CUDA by default;
+ * SIMCSEPP_ATTENTION_STORAGE=fp32 keeps them in fp32 (to compare both in one process), 'bf16' in bf16 on either device.
+ */
+function attentionStorageBf16(device: Device): boolean {
+  const v = process.env.SIMCSEPP_ATTENTION_STORAGE
+  if (v !== undefined && v !== '' && v !== 'bf16' && v !== 'fp32')
+    throw new Error(`SIMCSEPP_ATTENTION_STORAGE must be 'bf16' or 'fp32', not '${v}'`)
+  return v === 'bf16' || (v !== 'fp32' && device === 'cuda')
 }
 
 /**

@@ -5,7 +5,10 @@ import type { BertConfig } from './config.js'
 import { floatsFor } from './activations.js'
 import { modernFloatsFor } from './modernbert.js'
 
-/** interBf16: BERT training at bf16, which keeps the MLP's pre-activation in bfloat16 (activations.ts). */
-export function passFloats(c: BertConfig, B: number, T: number, training: boolean, interBf16 = false): number {
-  return c.modelType === 'modernbert' ? modernFloatsFor(c, B, T, training) : floatsFor(c, B, T, training, interBf16)
+/**
+ * interBf16: BERT training at bf16, which keeps the MLP's pre-activation in bfloat16; attentionBf16: on CUDA, the
+ * attention's q | k | v, ctx and its gradient too, at the lengths activations.ts's attentionKeptBf16 admits.
+ */
+export function passFloats(c: BertConfig, B: number, T: number, training: boolean, interBf16 = false, attentionBf16 = false): number {
+  return c.modelType === 'modernbert' ? modernFloatsFor(c, B, T, training) : floatsFor(c, B, T, training, interBf16, attentionBf16)
 }

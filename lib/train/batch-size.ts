@@ -32,6 +32,8 @@ export interface BatchShape {
   narrowDim?: number
   /** bf16 training: the MLP's pre-activation kept in bfloat16 (BertModel at bf16). */
   interBf16?: boolean
+  /** bf16 training on CUDA: the attention's q | k | v, ctx and its gradient too (BertModel.attentionBf16). */
+  attentionBf16?: boolean
 }
 
 /**
@@ -42,7 +44,7 @@ export interface BatchShape {
 export function checkBatchFits(s: BatchShape, memoryBytes = totalmem(), has = `this machine has ${gib(memoryBytes)}`): void {
   const rows = s.views * s.batch
   const pass = Math.min(rows, s.rowsPerPass || rows)
-  const activations = passFloats(s.config, pass, s.tokens, true, s.interBf16)
+  const activations = passFloats(s.config, pass, s.tokens, true, s.interBf16, s.attentionBf16)
   // The vectors and their gradient of every row (twice with micro-batches: gathered, then dL/dz).
   const bytes = (activations + (pass < rows ? 2 : 1) * rows * s.config.hiddenSize + 2 * rows * (s.narrowDim ?? 0)) * 4
   const given = s.batch < s.requested ? `--batch-size ${s.requested} (${s.batch} sentences: all of the data)` : `--batch-size ${s.batch}`
@@ -62,11 +64,11 @@ export function checkBatchFits(s: BatchShape, memoryBytes = totalmem(), has = `t
  */
 export function chooseMicroBatch(
   request: number | 'auto',
-  s: { config: BertConfig; rows: number; tokens: number; interBf16?: boolean },
+  s: { config: BertConfig; rows: number; tokens: number; interBf16?: boolean; attentionBf16?: boolean },
   budget = autoMicroBatchBudget(),
 ): { rows: number; note?: string } {
   if (request !== 'auto') return { rows: request >= s.rows ? 0 : request }
-  const bytes = (m: number) => passFloats(s.config, m, s.tokens, true, s.interBf16) * 4
+  const bytes = (m: number) => passFloats(s.config, m, s.tokens, true, s.interBf16, s.attentionBf16) * 4
   const whole = bytes(s.rows)
   if (whole <= budget) return { rows: 0 }
   const lo = largestPassWithin(bytes, s.rows, budget)

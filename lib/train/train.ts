@@ -276,9 +276,10 @@ async function trainHolding(
   const rankRows = (d: RunDataset) => d.views * Math.ceil(d.batch / ranks)
   const widest = sets.reduce((a, d) => (rankRows(d) > rankRows(a) ? d : a))
   const interBf16 = model.precision === 'bf16' // BertModel keeps the MLP's pre-activation in bfloat16
+  const attentionBf16 = model.attentionBf16 // and on CUDA the attention's q | k | v, ctx and its gradient
   const micro = chooseMicroBatch(
     o.microBatch,
-    { config: model.config, rows: rankRows(widest), tokens: maxLen, interBf16 },
+    { config: model.config, rows: rankRows(widest), tokens: maxLen, interBf16, attentionBf16 },
     memory.autoBudget,
   )
   if (micro.note) say(micro.note)
@@ -294,6 +295,7 @@ async function trainHolding(
         rowsPerPass: micro.rows,
         narrowDim: scratchDim(matryoshka, model.config.hiddenSize),
         interBf16,
+        attentionBf16,
       },
       memory.bytes,
       memory.has,

@@ -40,11 +40,13 @@
 #include <immintrin.h>
 #endif
 
+#include "bf16_arrays.h"
 #include "column_sums.h"
 #include "common/bf16.h"
 #include "exp_nonpositive.h"
 #include "ops.h"
 #include "parallel.h"
+#include "scratch.h"
 #include "uniforms.h"
 
 namespace simcsepp::cpu {
@@ -787,23 +789,57 @@ const Kernels& kernels() {
 
 const char* attention_kernel_name() { return kernels().name; }
 
+namespace {
+
+// The scratch of the entry points (scratch.h), by slot: bf16 storage as floats (exact), or ctx before it is stored.
+struct StorageTag {};
+constexpr int kQkvSlot = 0, kCtxSlot = 1;
+
+// The n bf16 values stored at x16, as floats in the slot's buffer.
+float* unpacked(const float* x16, int64_t n, int slot) {
+  float* x = thread_scratch<StorageTag, float>(slot, n);
+  bf16_to_floats(x, x16, n);
+  return x;
+}
+
+}  // namespace
+
+// bf16Storage (ops/encoder.h): q | k | v and dctx are read as floats from their bf16 values (the products round them to
+// the same values), ctx is computed into scratch and stored rounded.
 void attention_forward(float* ctx, float* probs, const float* q, const float* k, const float* v, const int32_t* mask,
                        const float* relBias, int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p,
                        uint64_t seed, uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex,
-                       Precision precision) {
+                       Precision precision, bool bf16Storage) {
+  const int64_t H = NH * HS;
+  float* ctx16 = nullptr;
+  if (bf16Storage) {
+    q = unpacked(q, B * T * ld, kQkvSlot);
+    k = q + H;
+    v = q + 2 * H;
+    ctx16 = ctx;
+    ctx = thread_scratch<StorageTag, float>(kCtxSlot, B * T * H);
+  }
   Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}, relBias, nullptr};
   a.bf16 = attention_takes_bf16(precision, T, HS);
   const Kernels& K = kernels();
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) K.forward(a, ctx, probs ? probs + i * T * T : nullptr, i / NH, i % NH);
   });
+  if (ctx16 != nullptr) floats_to_bf16(ctx16, ctx, B * T * H);
 }
 
 void attention_backward(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
                         const float* k, const float* v, const float* probs, const int32_t* mask, const float* relBias,
                         int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld, float p, uint64_t seed,
                         uint64_t offset, const uint8_t* keepRows, const RowIndex& rowIndex, Precision precision,
-                        float* dqkvColumnSums) {
+                        float* dqkvColumnSums, bool bf16Storage) {
+  if (bf16Storage) {
+    const int64_t H = NH * HS;
+    q = unpacked(q, B * T * ld, kQkvSlot);
+    k = q + H;
+    v = q + 2 * H;
+    dctx = unpacked(dctx, B * T * H, kCtxSlot);
+  }
   Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}, relBias, dRelBias};
   a.bf16 = attention_takes_bf16(precision, T, HS);
   const Kernels& K = kernels();

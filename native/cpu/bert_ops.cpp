@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "bf16_arrays.h"
 #include "clones.h"
 #include "column_sums.h"
 #include "common/adamw.h"
@@ -338,20 +339,41 @@ void layernorm_dropout_backward(float* dres, float* dy, float* dweight, float* d
 // ---------------------------------------------------------------------------------------------
 // Linear (torch layout: weight [OC, C])
 
+namespace {
+
+// The scratch of the linear ops (scratch.h: grown once, reused by every call), by slot.
+struct LinearScratchTag {};
+constexpr int kInputSlot = 0;       // a bf16 inp, as floats
+constexpr int kGeluInputSlot = 1;   // a bf16 geluInput, as floats
+constexpr int kRecomputedSlot = 2;  // GELU(geluInput) or the LayerNorm's output, when there is no inp
+constexpr int kProductSlot = 3;     // an fp32 product stored in bf16 after its epilogue (no geluOut to hold it)
+
+// The n bf16 values stored at x16 (LinearBf16), as floats (exact) in the scratch slot's buffer.
+const float* unpack_bf16(const float* x16, int64_t n, int slot) {
+  float* x = thread_scratch<LinearScratchTag, float>(slot, n);
+  bf16_to_floats(x, x16, n);
+  return x;
+}
+
+}  // namespace
+
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
-                    int64_t OC, Precision precision, float* geluOut, bool outBf16) {
+                    int64_t OC, Precision precision, float* geluOut, LinearBf16 bf16) {
   // bf16: the operands rounded, the product in fp32 (the CUDA backend's tensor-core GEMM computes the same).
   // The bias and the GELU are the GEMM's epilogue: applied to each tile of out while it is in L1.
+  if (bf16.inp) inp = unpack_bf16(inp, R * C, kInputSlot);
   GemmEpilogue ep;
   ep.bias = bias;
-  if (outBf16) {
-    // The product (with its bias) into geluOut, whose memory is free until the GELU writes it; the epilogue rounds
-    // each tile to bf16 into out's storage and GELUs the rounded values in place, while the tile is in L1.
+  if (bf16.out) {
+    // The product (with its bias) into geluOut, whose memory is free until the GELU writes it (else into scratch);
+    // the epilogue rounds each tile to bf16 into out's storage (and GELUs the rounded values in place), while the
+    // tile is in L1.
+    float* product = geluOut != nullptr ? geluOut : thread_scratch<LinearScratchTag, float>(kProductSlot, R * OC);
     ep.bf16_out = reinterpret_cast<uint16_t*>(out);
     ep.ld_bf16_out = OC;
     ep.gelu_out = geluOut;
     ep.ld_gelu_out = OC;
-    sgemm_fused(precision == Precision::kBf16, false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, geluOut, OC, ep);
+    sgemm_fused(precision == Precision::kBf16, false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, product, OC, ep);
     return;
   }
   ep.gelu_out = geluOut;
@@ -359,41 +381,34 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
   sgemm_fused(precision == Precision::kBf16, false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, ep);
 }
 
-namespace {
-
-// linear_backward's GELU(geluInput) when it is given no inp (scratch.h: grown once, reused by every call).
-struct GeluRecomputeTag {};
-// linear_backward's bf16 geluInput, as floats.
-struct GeluInputTag {};
-
-}  // namespace
-
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput, Precision precision,
                      const float* geluInput, const LayerNormInput* layerNormInput, float* dinpColumnSums,
-                     bool geluInputBf16) {
-  if (geluInputBf16) {  // the stored bf16 values as floats (exact), then as an fp32 geluInput
-    const auto* x16 = reinterpret_cast<const uint16_t*>(geluInput);
-    float* x = thread_scratch<GeluInputTag, float>(0, R * C);
-    parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
-      for (int64_t i = r0 * C; i < r1 * C; ++i) x[i] = bf16_value(x16[i]);
-    });
-    geluInput = x;
-  }
+                     LinearBf16 bf16) {
+  // Stored bf16 values as floats (exact), then as fp32 arrays.
+  if (bf16.geluInput) geluInput = unpack_bf16(geluInput, R * C, kGeluInputSlot);
+  if (bf16.inp && inp != nullptr && dweight != nullptr) inp = unpack_bf16(inp, R * C, kInputSlot);
   // dbias (fp32 at every precision: not a matrix product) is the row sums of dout^T, the weight gradient's op(A):
   // summed from its packed panels where there is one, else in a pass of its own.
   if (dbias && !dweight) column_sums_add(dbias, dout, R, OC);
-  const bool bf16 = precision == Precision::kBf16;
+  const bool isBf16 = precision == Precision::kBf16;
   GemmEpilogue ep;  // the GELU's derivative, on each tile of dinp while it is in L1
   ep.gelu_grad_x = geluInput;
   ep.ld_gelu_grad_x = C;
-  ep.round_before_gelu_grad = bf16;  // at bf16 GELU' multiplies the product rounded to bf16 (ops/encoder.h)
+  ep.round_before_gelu_grad = isBf16;  // at bf16 GELU' multiplies the product rounded to bf16 (ops/encoder.h)
+  float* product = dinp;
+  if (dinp && bf16.out) {  // the product into scratch, each tile rounded into dinp's storage as it is finished
+    product = thread_scratch<LinearScratchTag, float>(kProductSlot, R * C);
+    ep.bf16_out = reinterpret_cast<uint16_t*>(dinp);
+    ep.ld_bf16_out = C;
+  }
   if (dinp)
-    sgemm_fused(bf16, false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, dinp, C, ep);
+    sgemm_fused(isBf16, false, false, R, C, OC, 1.0f, dout, OC, weight, C, accumulateInput ? 1.0f : 0.0f, product, C,
+                ep);
   if (dinpColumnSums) column_sums_add(dinpColumnSums, dinp, R, C);  // a pass of its own (BertModel sums in the GEMM)
   if (dweight) {
     if (inp == nullptr) {  // recomputed: GELU(geluInput) with gelu_forward's bits, or the LayerNorm's output
-      float* act = thread_scratch<GeluRecomputeTag, float>(0, R * C);
+      float* act = thread_scratch<LinearScratchTag, float>(kRecomputedSlot, R * C);
       if (layerNormInput != nullptr) {
         const LayerNormInput& ln = *layerNormInput;
         layernorm_apply(act, ln.x, ln.mean, ln.rstd, ln.weight, ln.bias, R, C);
@@ -404,7 +419,7 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
     }
     GemmEpilogue wep;
     wep.a_row_sums = dbias;
-    sgemm_fused(bf16, true, false, OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C, wep);
+    sgemm_fused(isBf16, true, false, OC, C, R, 1.0f, dout, OC, inp, C, 1.0f, dweight, C, wep);
   }
 }
 

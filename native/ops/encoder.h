@@ -87,15 +87,25 @@ using LayerNormDropoutBackwardFn = void(float* dres, float* dy, float* dweight, 
                                         const float* res, const float* weight, const float* mean, const float* rstd,
                                         int64_t R, int64_t C, const TokenDropout& drop, float* dyColumnSums);
 
+// Which of a linear layer's arrays hold bfloat16 values instead of fp32, at Precision::kBf16 only, where the products
+// read them rounded to bf16 anyway (or, for an output, where its readers do): element i in bytes [2i, 2i + 2) of the
+// array's storage (ceil(n / 2) floats; common/bf16.h's rounding). Half the bytes written and read again.
+struct LinearBf16 {
+  bool out = false;        // the forward's out (then inp is fp32); the backward's dinp (no accumulateInput, no GELU)
+  bool inp = false;        // the layer's input (the forward's out is then fp32)
+  bool geluInput = false;  // the backward's geluInput (then inp is null)
+};
+
 // out[R, OC] = inp[R, C] · weight[OC, C]^T + bias[OC]   (bias may be null; products at `precision`)
 // geluOut[R, OC] = GELU(out) when geluOut is not null (GeluForwardFn's GELU; out keeps the pre-activation):
 // the MLP's first layer, which a backend may fuse into the product's epilogue. geluOut may be out itself (the
 // GELU in place, out then ending as GELU of the product).
-// outBf16 (then geluOut is given, apart from out): out holds the product in bf16, element i in bytes [2i, 2i + 2)
-// (ceil(R * OC / 2) floats of storage; common/bf16.h's rounding), and geluOut = GELU of those values: a
-// pre-activation kept in half the memory, as autocast keeps it (LinearBackwardFn's geluInputBf16 reads it).
+// bf16.out: out holds the product (with its bias) rounded to bf16, and geluOut (apart from out) = GELU of those
+// values: a pre-activation kept in half the memory, as autocast keeps it (LinearBackwardFn's bf16.geluInput reads
+// it); without geluOut, an output only bf16 products read (attention's q | k | v at the shapes attention_takes_bf16
+// admits). bf16.inp: inp holds bf16 values (the product reads them as they are).
 using LinearForwardFn = void(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
-                             int64_t OC, Precision precision, float* geluOut, bool outBf16);
+                             int64_t OC, Precision precision, float* geluOut, LinearBf16 bf16);
 // dinp (= or, with accumulateInput, +=) dout · weight   (dinp may be null to skip it)
 // dweight += dout^T · inp;  dbias += column sums of dout (dbias may be null; always fp32)
 // The two products at `precision` (ops/precision.h).
@@ -111,12 +121,13 @@ using LinearForwardFn = void(float* out, const float* inp, const float* weight, 
 // dinpColumnSums not null (then dinp is given): dinpColumnSums += the column sums of dinp as the op leaves it (after
 // the GELU's derivative), fp32 totals of double sums: the bias gradient of the linear layer that produced this
 // layer's input (through the GELU), summed where dinp is made rather than by a pass over it in that layer's backward.
-// geluInputBf16 (then geluInput is given and inp is null): geluInput holds bf16 values, as LinearForwardFn's outBf16
-// stores them.
+// bf16 (LinearBf16): geluInput (then inp is null) holds bf16 values, as LinearForwardFn's bf16.out stores them; inp
+// holds bf16 values (the weight gradient reads them as they are); dinp (bf16.out; no accumulateInput, geluInput or
+// dinpColumnSums) receives the product rounded to bf16, for bf16 readers only.
 using LinearBackwardFn = void(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                               const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput,
                               Precision precision, const float* geluInput, const LayerNormInput* layerNormInput,
-                              float* dinpColumnSums, bool geluInputBf16);
+                              float* dinpColumnSums, LinearBf16 bf16);
 
 // out = x * 0.5 * (1 + erf(x / sqrt(2)))   (exact GELU)
 using GeluForwardFn = void(float* out, const float* inp, int64_t n);
@@ -172,10 +183,14 @@ using AddLeadingColumnsFn = void(float* dinp, const float* dout, float scale, in
 // dropout, so probs keeps the fp32 P); in the backward dctx, Pd, v, q, k and dS / sqrt(HS) (dS scaled, then
 // rounded: dq = bf16(dS / sqrt(HS)) bf16(k), dk = bf16(dS / sqrt(HS))^T bf16(q)). The softmax, the mask, the
 // dropout and the relative bias (and dRelBias) stay fp32. Other shapes run at fp32 at either precision.
+// bf16Storage (only where attention_takes_bf16, packed: ld = 3H): the packed q | k | v and ctx (the backward's dctx)
+// hold bf16 values (element i in bytes [2i, 2i + 2) of the storage; q is the packed storage, k and v are null):
+// the products read them as they are, ctx is written rounded (the next product reads it so). The same
+// values as fp32 arrays rounded by the op; half the bytes (q | k | v written once, read by both directions).
 using AttentionForwardFn = void(float* ctx, float* probs, const float* q, const float* k, const float* v,
                                 const int32_t* mask, const float* relBias, int64_t B, int64_t T, int64_t NH, int64_t HS,
                                 int64_t ld, float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
-                                const RowIndex& rowIndex, Precision precision);
+                                const RowIndex& rowIndex, Precision precision, bool bf16Storage);
 // Regenerates the dropout mask D (Pd = D ⊙ P), and P itself when probs is null (with the forward's bits: the
 // same products and softmax). With G = dctx_h:
 //   dv_h = Pd^T G;  dP = D ⊙ (G v_h^T);  dS = P ⊙ (dP - rowsum(dP ⊙ P));
@@ -190,7 +205,8 @@ using AttentionBackwardFn = void(float* dq, float* dk, float* dv, float* dRelBia
                                  const float* k, const float* v, const float* probs, const int32_t* mask,
                                  const float* relBias, int64_t B, int64_t T, int64_t NH, int64_t HS, int64_t ld,
                                  float p, uint64_t seed, uint64_t offset, const uint8_t* keepRows,
-                                 const RowIndex& rowIndex, Precision precision, float* dqkvColumnSums);
+                                 const RowIndex& rowIndex, Precision precision, float* dqkvColumnSums,
+                                 bool bf16Storage);
 
 // Whether attention at Precision::kBf16 rounds its operands for this shape (both backends apply this rule):
 // sentences of up to 64 tokens and heads of up to 64 columns, the shapes of CUDA's tensor-core kernel
