@@ -29,7 +29,8 @@
 //    sgemm (every transpose, alpha, beta), linear forward/backward, attention forward/backward with masks
 //    and dropout (its mask element for element), embedding, layer norm, GELU, tanh, add, CLS/mean pooling
 //    forward/backward, AdamW, gradSumSquares, scale, and bit-identical reruns of the reductions; then the
-//    worst error per op;
+//    worst error per op; then the attention's arrays kept in bf16 against fp32 arrays on the GPU, bit for bit
+//    (test/helpers/attention-bf16.mjs: the q | k | v product, the attention both ways, the linear layer after it);
 // 4. the encoder end to end, as test/cuda-encoder.test.ts (test/helpers/encoder-e2e.mjs): SentenceEncoder
 //    vectors of a small random model on CUDA within 1e-4 of the CPU's, and 3 fp32 training steps on CUDA
 //    ending with the CPU's weights within 1e-4 (the attention key biases, whose exact gradient is 0,
@@ -91,6 +92,7 @@ import {
   sameBits,
 } from '../test/helpers/parity.mjs'
 import { GEMM_CASES, ROWWISE_CASES, WorstErrors } from '../test/helpers/encoder-parity.mjs'
+import { ATTENTION_BF16_SHAPES, attentionBf16Checks } from '../test/helpers/attention-bf16.mjs'
 import { encodeChecks, mixtureChecks, trainChecks } from '../test/helpers/encoder-e2e.mjs'
 
 const t0 = performance.now()
@@ -224,13 +226,14 @@ try {
     addon: native.addon,
     nativeOf: (await mod('tensor.js')).nativeOf,
     ops: await mod('ops.js'),
+    Bf16Values: (await mod('bf16-values.js')).Bf16Values,
   }
 } catch (e) {
   log(`FAIL loading simcsepp from ${distDir}: ${e.message}`)
   log('0 passed, 1 failed')
   process.exit(2)
 }
-const { Tensor, losses, dropout, cudaStatus, addon, nativeOf, ops } = api
+const { Tensor, losses, dropout, cudaStatus, addon, nativeOf, ops, Bf16Values } = api
 
 // SIMCSEPP_GPU_CHECK_FAKE=cpu: exercise this script's CUDA code paths on a CPU-only machine (every
 // 'cuda' tensor is a CPU tensor, so the checks compare CPU with CPU). For testing the script only.
@@ -456,6 +459,17 @@ if (!status.available) {
     if (c.work >= 1e5) opRate = Math.max(opRate, (performance.now() - s) / 1000 / c.work)
   }
   for (const line of worst.lines()) log(`  worst ${line}`)
+  // The attention's arrays kept in bf16 (bf16 training's default on CUDA) against fp32 arrays on the device, bit for bit:
+  // with the real cuBLASLt's bf16 outputs (test/helpers/attention-bf16.mjs).
+  for (const shape of want('ops') ? ATTENTION_BF16_SHAPES : []) {
+    if (parityLeft() < 5) {
+      skip(`attention arrays in bf16 [${shape.join(', ')}]: ${Math.max(0, parityLeft()).toFixed(0)} s left`)
+      continue
+    }
+    check(`attention arrays in bf16 give the fp32 arrays' bits, [B, T, NH, HS] = [${shape.join(', ')}]`, () =>
+      summarize(attentionBf16Checks({ Tensor, ops, Bf16Values }, GPU, shape)),
+    )
+  }
 
   // The encoder end to end, on a small random model in a scratch directory (SentenceEncoder and train()
   // need the tokenizer, so dist/index.js's modules must load here). For skipping: encoding takes at most

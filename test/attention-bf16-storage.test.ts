@@ -1,7 +1,8 @@
 // The attention's arrays kept in bfloat16 (Bf16Values): the packed q | k | v stored by its product, ctx stored by the
 // attention, ctx's gradient stored by the product before it, each read by ops that round them to bf16 anyway (at the
 // shapes whose attention takes bf16 operands: T <= 64, head size <= 64). Every result must be the bits of the same
-// ops on fp32 arrays: on the CPU always, and on CUDA (a GPU, or the host emulator in CI). Then BertModel: a bf16 model
+// ops on fp32 arrays (helpers/attention-bf16.mjs, which gpu-check runs on a GPU too): on the CPU always, and on CUDA
+// (a GPU, or the host emulator in CI). Then the checks of bad arguments, the arena's sizes, and BertModel: a bf16 model
 // trained with them (the default on CUDA) ends with the weights of one trained without (SIMCSEPP_ATTENTION_STORAGE).
 import t from 'tap'
 import { readFileSync } from 'node:fs'
@@ -15,8 +16,7 @@ import { floatsFor, attentionKeptBf16, ActivationArena } from '../lib/model/acti
 import { train } from '../lib/train/train.js'
 import { tinyConfig } from './helpers/encoder-tiny-model.js'
 import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
-import { randomBatch, differingBits } from './helpers/random-batch.js'
-import { roundBf16Array } from './helpers/bf16.js'
+import { ATTENTION_BF16_SHAPES, attentionBf16Checks } from './helpers/attention-bf16.mjs'
 
 const status = cudaStatus()
 const devices: Device[] = status.available ? ['cpu', 'cuda'] : ['cpu']
@@ -48,7 +48,6 @@ function tensors(device: Device) {
         ),
       ),
     nans: (shape: number[]) => keep(Tensor.from(new Float32Array(size(shape)).fill(NaN), shape, device)),
-    of: (values: Float32Array, shape: number[]) => keep(Tensor.from(values, shape, device)),
     bf16: (shape: number[]) =>
       new Bf16Values(
         keep(Tensor.from(new Float32Array(Math.ceil(size(shape) / 2)).fill(NaN), [Math.ceil(size(shape) / 2)], device)),
@@ -58,96 +57,10 @@ function tensors(device: Device) {
   }
 }
 
-// [B, T, NH, HS]: T = 1; odd T (13) with odd B * T * 3H; T = 32 and 33 (both kernel sizes on CUDA); one head; odd head
-// sizes (no 4-column loads on CUDA); T = 64, the longest.
-const shapes: [number, number, number, number][] = [
-  [3, 1, 2, 8],
-  [3, 13, 3, 5],
-  [4, 32, 2, 16],
-  [2, 33, 2, 12],
-  [2, 20, 1, 24],
-  [2, 64, 2, 7],
-]
-
 for (const device of devices) {
   t.test(`${device}: the attention's arrays in bf16 give the bits of the fp32 arrays`, async (t) => {
-    for (const [B, T, NH, HS] of shapes) {
-      const H = NH * HS,
-        BT = B * T,
-        C = 10
-      const d = tensors(device)
-      const what = `B=${B} T=${T} NH=${NH} HS=${HS}`
-      const { attentionMask: mask } = randomBatch(B, T, B * 7 + T, 50)
-      const dropout = { p: 0.2, seed: 11, offset: 3n, keepRows: null, firstRow: 0 } as ops.DropoutSite
-      const x = d.sine([BT, C], 1),
-        wQkv = d.sine([3 * H, C], 2, 0.4),
-        bQkv = d.sine([3 * H], 3),
-        wOut = d.sine([C, H], 4, 0.3),
-        bOut = d.sine([C], 5),
-        dy = d.sine([BT, C], 6)
-      // The q | k | v product: stored rounded.
-      const qkv32 = d.nans([B, T, 3 * H]),
-        qkv16 = d.bf16([B, T, 3 * H])
-      ops.linearForward(qkv32.view(0, [BT, 3 * H]), x, wQkv, bQkv, 'bf16')
-      ops.linearForward(qkv16, x, wQkv, bQkv, 'bf16')
-      const rounded = roundBf16Array(qkv32.toFloat32Array())
-      t.equal(differingBits(qkv16.toFloat32Array(), rounded), 0, `${what}: q | k | v stored as bf16(product)`)
-      if (device === 'cuda') {
-        const again = d.bf16([B, T, 3 * H])
-        await withEnv({ SIMCSEPP_BF16_OUTPUT: '0' }, () => ops.linearForward(again, x, wQkv, bQkv, 'bf16'))
-        t.equal(differingBits(again.toFloat32Array(), rounded), 0, `${what}: the same written in fp32 and rounded after`)
-      }
-      // The attention: fp32 arrays of the rounded values against the bf16 ones (probs kept, dropout).
-      const qkvR = d.of(rounded, [B, T, 3 * H])
-      const ctx32 = d.nans([B, T, H]),
-        ctx16 = d.bf16([B, T, H]),
-        probs32 = d.nans([B, NH, T, T]),
-        probs16 = d.nans([B, NH, T, T])
-      ops.attentionForward(ctx32, probs32, qkvR, null, null, mask, NH, dropout, false, null, 'bf16')
-      ops.attentionForward(ctx16, probs16, qkv16, null, null, mask, NH, dropout, false, null, 'bf16')
-      const ctxRounded = roundBf16Array(ctx32.toFloat32Array())
-      t.equal(differingBits(ctx16.toFloat32Array(), ctxRounded), 0, `${what}: ctx stored as bf16(ctx)`)
-      t.equal(differingBits(probs16.toFloat32Array(), probs32.toFloat32Array()), 0, `${what}: the same probs`)
-      // attention.output.dense reads ctx: as from the fp32 ctx (which it rounds).
-      const h32 = d.nans([BT, C]),
-        h16 = d.nans([BT, C])
-      ops.linearForward(h32, ctx32.view(0, [BT, H]), wOut, bOut, 'bf16')
-      ops.linearForward(h16, ctx16, wOut, bOut, 'bf16')
-      t.equal(differingBits(h16.toFloat32Array(), h32.toFloat32Array()), 0, `${what}: the next product`)
-      // Its backward: dctx stored rounded, dW from the bf16 ctx as from the fp32 one.
-      const backward = (gCtx: Tensor | Bf16Values, ctx: Tensor | Bf16Values) => {
-        const dW = d.of(new Float32Array(C * H), [C, H]),
-          db = d.of(new Float32Array(C), [C])
-        ops.linearBackward(gCtx, dW, db, dy, ctx, wOut, false, 'bf16')
-        return [dW.toFloat32Array(), db.toFloat32Array()]
-      }
-      const gCtx32 = d.nans([B, T, H]),
-        gCtx16 = d.bf16([B, T, H])
-      const [dW32, db32] = backward(gCtx32.view(0, [BT, H]), ctx32.view(0, [BT, H]))
-      const [dW16, db16] = backward(gCtx16, ctx16)
-      const gRounded = roundBf16Array(gCtx32.toFloat32Array())
-      t.equal(differingBits(gCtx16.toFloat32Array(), gRounded), 0, `${what}: dctx stored as bf16(dctx)`)
-      t.equal(differingBits(dW16, dW32) + differingBits(db16, db32), 0, `${what}: the weight and bias gradients`)
-      if (device === 'cuda') {
-        const again = d.bf16([B, T, H])
-        await withEnv({ SIMCSEPP_BF16_OUTPUT: '0' }, () => backward(again, ctx16))
-        t.equal(differingBits(again.toFloat32Array(), gRounded), 0, `${what}: dctx written in fp32 and rounded after`)
-      }
-      // The attention's backward from the bf16 arrays: as from fp32 ones of their values, with probs and without.
-      for (const probs of [probs32, null]) {
-        const dq32 = d.nans([B, T, 3 * H]),
-          dq16 = d.nans([B, T, 3 * H])
-        const sums32 = d.of(new Float32Array(3 * H), [3 * H]),
-          sums16 = d.of(new Float32Array(3 * H), [3 * H])
-        const dctxR = d.of(gRounded, [B, T, H])
-        ops.attentionBackward(dq32, null, null, dctxR, qkvR, null, null, probs, mask, NH, dropout, false, null, null, 'bf16', sums32)
-        ops.attentionBackward(dq16, null, null, gCtx16, qkv16, null, null, probs, mask, NH, dropout, false, null, null, 'bf16', sums16)
-        const p = probs ? 'probs kept' : 'P formed again'
-        t.equal(differingBits(dq16.toFloat32Array(), dq32.toFloat32Array()), 0, `${what}, ${p}: dq | dk | dv`)
-        t.equal(differingBits(sums16.toFloat32Array(), sums32.toFloat32Array()), 0, `${what}, ${p}: the bias sums`)
-      }
-      d.dispose()
-    }
+    for (const shape of ATTENTION_BF16_SHAPES)
+      for (const check of attentionBf16Checks({ Tensor, ops, Bf16Values }, device, shape)) t.ok(check.ok, check.message)
   })
 
   t.test(`${device}: bf16 arrays are checked`, async (t) => {
