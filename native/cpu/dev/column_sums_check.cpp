@@ -115,7 +115,7 @@ int main(int argc, char** argv) {
       time_into(before, [&] { column_parallel_bias(a.data(), dout.data(), R, C); });
       time_into(after, [&] {
         simcsepp::cpu::linear_backward(nullptr, nullptr, b.data(), dout.data(), nullptr, nullptr, R, 0, C, false,
-                                       simcsepp::Precision::kFp32, nullptr, nullptr, nullptr, false);
+                                       simcsepp::Precision::kFp32, nullptr, nullptr, nullptr, simcsepp::LinearBf16{});
       });
     }
     report("bias", R, C, 4.0 * R * C, before, after);
