@@ -163,7 +163,8 @@ export class BertModel {
     // On CUDA training also keeps the attention's q | k | v, ctx and ctx's gradient in bfloat16, where the attention
     // rounds them anyway (the environment is read here, where a bad setting frees what the model was given).
     try {
-      this.attentionBf16 = precision === 'bf16' && attentionStorageBf16(device)
+      // (BERT's layers: ModernBERT's passes keep their own activations.)
+      this.attentionBf16 = precision === 'bf16' && config.modelType !== 'modernbert' && attentionStorageBf16(device)
       if (device === 'cuda' && precision === 'bf16') this.params.attachBf16Mirror()
     } catch (e) {
       this.params.dispose()
