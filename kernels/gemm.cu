@@ -98,6 +98,13 @@ bool bf16_outputs() {
   return v == nullptr || std::string(v) != "0";
 }
 
+// Whether a product for a bf16 array (with a bias or without) is stored in bf16 by the GEMM itself: cuBLASLt's bf16
+// output, or gemm_bf16_kernel's when there is no cuBLASLt for bf16 operands; otherwise (or with SIMCSEPP_BF16_OUTPUT=0)
+// it is written in fp32 and rounded after.
+bool stores_bf16_output(bool bias) {
+  return bf16_outputs() && (lt::serves_bf16_output(bias) || !lt::serves_bf16_operands());
+}
+
 // x[i] = the bf16 value x16[i] as a float (exact), i < n: a bf16 array for products that read fp32 operands.
 struct Bf16ToFloatOp {
   float* x;
@@ -146,7 +153,7 @@ bool linear_forward_bf16_copies(float* out, __nv_bfloat16* out16, const float* i
   // The producer's copy of inp, if it made one (a bf16 inp is its own).
   const __nv_bfloat16* handed = inp16 != nullptr ? inp16 : bf16handoff::take(inp, R * C);
   if (handed == nullptr) bf16handoff::require_written(inp, R * C);
-  const bool storable = bf16_outputs() && (lt::serves_bf16_output(bias != nullptr) || !lt::serves_bf16_operands());
+  const bool storable = stores_bf16_output(bias != nullptr);
   const bool scratch = out16 != nullptr && out == nullptr && !storable;  // the fp32 product's memory
   float* product = out;
   const auto carve = [&](char* base, __nv_bfloat16*& x16, __nv_bfloat16*& w16) {
@@ -218,7 +225,7 @@ bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
   if (inpBf16 && !fused) throw CudaError("linear backward: a bf16 GELU input needs dinp and dweight");
   const bool inpStored = bf16.inp && !inpIsGeluInput && ln == nullptr;  // the weight gradient reads inp itself
   auto* dinpOut16 = bf16.out && wantDinp ? reinterpret_cast<__nv_bfloat16*>(dinp) : nullptr;
-  const bool storable = bf16_outputs() && (lt::serves_bf16_output(false) || !lt::serves_bf16_operands());
+  const bool storable = stores_bf16_output(false);
   const bool dinpScratch = dinpOut16 != nullptr && !storable;  // the fp32 product, rounded into dinp after
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);

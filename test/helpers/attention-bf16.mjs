@@ -4,6 +4,8 @@
 // fp32 arrays' bits (the readers round those values to bf16 anyway). Shared by test/attention-bf16-storage.test.ts
 // (tap, lib/, CPU and CUDA) and scripts/gpu-check.mjs (dist/, on a GPU: with the real cuBLASLt's bf16 outputs).
 // Plain JavaScript with JSDoc types, written against an injected `lib`.
+import { roundBf16Array } from './bf16-round.mjs'
+import { bitEqual } from './parity.mjs'
 
 /**
  * @typedef {'cpu' | 'cuda'} Device
@@ -41,23 +43,6 @@ function paddingMask(/** @type {number} */ B, /** @type {number} */ T, /** @type
     for (let i = 0; i < len; i++) mask[b * T + i] = 1
   }
   return mask
-}
-
-/** x rounded to the nearest bfloat16 (nearest, ties to even; Inf and NaN kept), as the ops round. */
-function roundBf16Array(/** @type {Float32Array} */ a) {
-  const out = Float32Array.from(a)
-  const u = new Uint32Array(out.buffer)
-  for (let i = 0; i < u.length; i++)
-    if ((u[i] & 0x7f800000) !== 0x7f800000) u[i] = ((u[i] + 0x7fff + ((u[i] >>> 16) & 1)) & 0xffff0000) >>> 0
-  return out
-}
-
-/** How many elements of a and b differ in their bits (Object.is). */
-function differing(/** @type {Float32Array} */ a, /** @type {Float32Array} */ b) {
-  if (a.length !== b.length) return Infinity
-  let n = 0
-  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) n++
-  return n
 }
 
 /** Runs fn with SIMCSEPP_BF16_OUTPUT=0 (the bf16 outputs written in fp32 and rounded after), restoring it. */
@@ -104,8 +89,8 @@ export function attentionBf16Checks(lib, device, [B, T, NH, HS]) {
   /** @type {Check[]} */
   const checks = []
   const same = (/** @type {Float32Array} */ a, /** @type {Float32Array} */ b, /** @type {string} */ name) => {
-    const n = differing(a, b)
-    checks.push({ ok: n === 0, message: `${what}: ${name} (${n} of ${b.length} elements differ)` })
+    const r = bitEqual(a, b)
+    checks.push({ ok: r.equal, message: `${what}: ${name} (${r.diff} of ${r.total} elements differ)` })
   }
   try {
     const mask = paddingMask(B, T, B * 7 + T)
