@@ -21,7 +21,7 @@
 // BERT-base at 64 x 128: 217 MiB (whole layers' buffers taking turns in two sets, with probs, held 721).
 import type { BertConfig } from './config.js'
 import type { Tensor, Device } from '../tensor.js'
-import { ViewArena } from './view-arena.js'
+import { ViewArena, viewFloats } from './view-arena.js'
 import { Bf16Values } from '../bf16-values.js'
 
 /**
@@ -91,16 +91,19 @@ export function floatsFor(c: BertConfig, B: number, T: number, training: boolean
     I = c.intermediateSize,
     NH = c.numAttentionHeads,
     BT = B * T
-  const probs = T <= KEEP_PROBS_MAX_T ? B * NH * T * T : 0 // training's
-  const relative = c.modelType === 'mpnet' ? (2 * T - 1) * NH * (training ? 1 + B : 1) : 0 // relBias (, dRelBias)
-  const outputs = 2 * B * H + relative // pooled, z, relBias, dRelBias
+  const v = viewFloats // each view's floats in the arena (aligned)
+  const probs = T <= KEEP_PROBS_MAX_T ? v(B * NH * T * T) : 0 // training's
+  const relative = c.modelType === 'mpnet' ? v((2 * T - 1) * NH) + (training ? v(B * (2 * T - 1) * NH) : 0) : 0 // relBias (, dRelBias)
+  const outputs = 2 * v(B * H) + relative // pooled, z, relBias, dRelBias
+  const stats = 2 * v(BT) // a LayerNorm's mean and rstd
   // The buffers of acquire, in its order.
-  if (!training) return 2 * BT + BT * H + 3 * BT * H + BT * I + BT * H + 4 * BT + outputs
+  if (!training) return 3 * stats + 2 * v(BT * H) + v(3 * BT * H) + v(BT * I) + outputs
   const half = attentionKeptBf16(c, T, attentionBf16)
-  const floats = (n: number, bf16: boolean) => (bf16 ? Math.ceil(n / 2) : n)
-  const perLayer = floats(3 * BT * H, half) + floats(BT * H, half) + 2 * BT * H + 4 * BT + floats(BT * I, interBf16) + probs
-  const grads = 6 * BT * H + floats(BT * H, half) + BT * I + B * H // gI2 included: also every layer's interAct
-  return 2 * BT * H + 2 * BT + 2 * BT * H + c.numHiddenLayers * perLayer + outputs + grads
+  const floats = (n: number, bf16: boolean) => v(bf16 ? Math.ceil(n / 2) : n)
+  const perLayer = floats(3 * BT * H, half) + probs + floats(BT * H, half) + 2 * v(BT * H) + 2 * stats + floats(BT * I, interBf16)
+  const grads = 3 * v(BT * H) + v(3 * BT * H) + floats(BT * H, half) + v(B * H) // gH, gRes, gTmp, gQkv, gCtx, gPooled
+  // embSum, embOut, h1, h2, the embedding statistics, interAct (also gI2).
+  return 4 * v(BT * H) + stats + v(BT * I) + c.numHiddenLayers * perLayer + outputs + grads
 }
 
 /**

@@ -20,7 +20,7 @@
 // checkpoints: SimCSE sets them, e.g. with --dropout).
 import { isGlobalLayer, type BertConfig } from './config.js'
 import { KEEP_PROBS_MAX_T } from './activations.js'
-import { ViewArena } from './view-arena.js'
+import { ViewArena, viewFloats } from './view-arena.js'
 import { Tensor, type Device } from '../tensor.js'
 import type { Precision } from '../native.js'
 import * as ops from '../ops.js'
@@ -116,13 +116,16 @@ export function modernFloatsFor(c: BertConfig, B: number, T: number, training: b
     I = c.intermediateSize,
     NH = c.numAttentionHeads,
     BT = B * T
-  const common = BT * H + 2 * BT + BT * H + 2 * BT + 2 * B * H // embSum, stats, final, its stats, pooled, z
+  const v = viewFloats // each view's floats in the arena (aligned)
+  const stats = 2 * v(BT) // a LayerNorm's mean and rstd
+  const rows = v(BT * H)
+  const common = 2 * rows + 2 * stats + 2 * v(B * H) // embSum, final, their statistics, pooled, z
   // Inference (acquire): X, n, their statistics, qkv, ctx, a scratch row set, u, g.
-  if (!training) return common + BT * H + BT * H + 2 * BT + 3 * BT * H + BT * H + BT * H + 2 * BT * I + BT * I
-  const probs = T <= KEEP_PROBS_MAX_T ? B * NH * T * T : 0
-  const perLayer = 4 * BT + 3 * BT * H + BT * H + BT * H + BT * H + BT * H + 2 * BT * I + BT * I + BT * H + probs
-  const grads = 5 * BT * H + 3 * BT * H + BT * I + 2 * BT * I + B * H // gH .. gCtx, gQkv, gG, gU, gPooled
-  return common + BT * H + c.numHiddenLayers * perLayer + grads
+  if (!training) return common + 4 * rows + stats + v(3 * BT * H) + v(2 * BT * I) + v(BT * I)
+  const probs = T <= KEEP_PROBS_MAX_T ? v(B * NH * T * T) : 0
+  const perLayer = 2 * stats + v(3 * BT * H) + 5 * rows + v(2 * BT * I) + v(BT * I) + probs
+  const grads = 5 * rows + v(3 * BT * H) + v(BT * I) + v(2 * BT * I) + v(B * H) // gH .. gCtx, gQkv, gG, gU, gPooled
+  return common + rows + c.numHiddenLayers * perLayer + grads // embOut
 }
 
 /** ModernBERT's activation buffers (the views of carveModern), in one growing allocation as BERT's. */

@@ -16,6 +16,19 @@ export function arenaShape(floats: number, maxDim = MAX_DIM): number[] {
   return [Math.ceil(floats / row), row]
 }
 
+/**
+ * Every view starts at a multiple of this many floats (64 bytes), whatever the sizes of the views before it: a view of
+ * an odd float count (a LayerNorm's mean at an odd B x T, Bf16Values of an odd element count) would otherwise leave
+ * every later view 4- or 8-byte aligned, which turns off the 16-byte loads of the CUDA row kernels and the tensor-core
+ * attention and narrows cuBLASLt's algorithms for the rest of the pass.
+ */
+export const VIEW_ALIGN_FLOATS = 16
+
+/** The floats a view of n floats takes in an arena: n, rounded up to VIEW_ALIGN_FLOATS (a count's terms use it). */
+export function viewFloats(n: number): number {
+  return Math.ceil(n / VIEW_ALIGN_FLOATS) * VIEW_ALIGN_FLOATS
+}
+
 /** Carves the views of a [B, T] pass out of the buffer, in order, with take(shape). */
 export type Carve<A> = (take: (shape: number[]) => Tensor, B: number, T: number, training: boolean) => A
 
@@ -29,7 +42,7 @@ export class ViewArena<A> {
 
   constructor(
     private readonly device: Device,
-    /** Floats the views of a [B, T] pass take (what carve takes, counted without carving). */
+    /** Floats the views of a [B, T] pass take (what carve takes, counted without carving; each view's viewFloats). */
     private readonly floats: (B: number, T: number, training: boolean) => number,
     private readonly carve: Carve<A>,
     /** Names the arena in the error of a count that disagrees with the carving. */
@@ -59,7 +72,7 @@ export class ViewArena<A> {
     let offset = 0
     const take = (shape: number[]) => {
       const t = buf.view(offset, shape)
-      offset += shape.reduce((a, b) => a * b, 1)
+      offset += viewFloats(shape.reduce((a, b) => a * b, 1))
       return t
     }
     const acts = this.carve(take, B, T, training)
