@@ -95,7 +95,8 @@ void shared_access(Launch& L, Fiber& f, uintptr_t a, size_t n, bool write, bool 
   const SharedVar* var = nullptr;
   if (!L.tls.vars->empty()) {
     const SharedVar* v = find_var(L.tls, off);
-    const bool inside = v != nullptr && off - v->offset + n <= v->size;
+    const size_t size = v == nullptr ? 0 : v->dynamic ? L.dynamicSmem : v->size;  // dynamic: the launch's bytes
+    const bool inside = v != nullptr && off - v->offset + n <= size;
     if (inside && v->guard) {
       fail(cudaErrorLaunchFailure,
            where(f) + ": __shared__ " + short_name(v->name) +
@@ -106,7 +107,10 @@ void shared_access(Launch& L, Fiber& f, uintptr_t a, size_t n, bool write, bool 
     }
     if (!inside) {
       std::string rel = "outside every __shared__ variable";
-      if (v != nullptr && off >= v->offset)
+      if (v != nullptr && v->dynamic)
+        rel = std::to_string(off + n - (v->offset + size)) + " bytes past the end of the dynamic shared memory (" +
+              std::to_string(size) + " bytes, the launch's)";
+      else if (v != nullptr && off >= v->offset)
         rel = std::to_string(off + n - (v->offset + v->size)) + " bytes past the end of __shared__ " +
               short_name(v->name) + " (" + std::to_string(v->size) + " bytes)";
       const char* kind = atomic ? "atomic" : (write ? "write" : "read");

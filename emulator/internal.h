@@ -75,8 +75,9 @@ std::string describe_bad_address(uintptr_t a, size_t n);
 struct SharedVar {
   uintptr_t offset;  // within the module's TLS segment
   size_t size;
-  std::string name;    // demangled, e.g. "simcsepp::cuda::(anon)::infonce_lse_kernel(...)::As"
-  bool guard = false;  // the guard of a __shared__ variable with a constructor (not allowed in CUDA)
+  std::string name;      // demangled, e.g. "simcsepp::cuda::(anon)::infonce_lse_kernel(...)::As"
+  bool guard = false;    // the guard of a __shared__ variable with a constructor (not allowed in CUDA)
+  bool dynamic = false;  // the dynamic shared memory (dynamic_shared_area): its size is the launch's, not this
 };
 struct ModuleTls {
   uintptr_t lo = 0, hi = 0;            // this OS thread's copy of the module's TLS segment
@@ -94,6 +95,15 @@ std::string short_path(const std::string& path);
 std::string short_name(const std::string& demangled);
 
 // ---- scheduler.cpp
+// The dynamic shared memory a kernel may opt into per block: 99 KB, the smallest opt-in limit of the GPUs the build
+// runs on (compute capability 8.6 and 8.9: RTX 30xx / 40xx, L40S; an A100 allows 163 KB, an H100 227 KB), so that
+// a kernel that runs here fits every one of them.
+constexpr size_t kDynamicSmemOptin = 99 * 1024;
+// The area that cuemu::dynamic_shared() returns: a function-local TLS array (symbols.cpp finds it by this name), so
+// kernel accesses to it are checked as shared memory; a launch may use its first dynamicSmem bytes.
+unsigned char* dynamic_shared_area();
+constexpr const char* kDynamicSharedAreaName = "cuemu::detail::dynamic_shared_area()::area";
+
 enum class Wait { Running, Block, Warp, Done };
 
 struct Fiber {
@@ -124,7 +134,8 @@ struct Launch {
   int threads = 0;
   Fiber* cur = nullptr;
   Context sched;
-  uint32_t epoch = 0;  // shared-memory phase: advances at every block barrier and block start
+  uint32_t epoch = 0;      // shared-memory phase: advances at every block barrier and block start
+  size_t dynamicSmem = 0;  // bytes of dynamic shared memory per block
   ModuleTls tls;
   Range lastAlloc;           // the allocation the previous device access hit
   bool globalRaces = false;  // CUEMU_GLOBAL_RACES=1: check device-memory accesses between blocks (checks.cpp)

@@ -47,6 +47,7 @@ const char* standard_text(cudaError_t e) {
     case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
     case cudaErrorStubLibrary: return "CUDA driver is a stub library";
     case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
+    case cudaErrorInvalidDeviceFunction: return "invalid device function";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
@@ -108,6 +109,7 @@ const char* cudaGetErrorName(cudaError_t e) {
     SIMCSEPP_EMU_NAME(cudaErrorInvalidMemcpyDirection)
     SIMCSEPP_EMU_NAME(cudaErrorStubLibrary)
     SIMCSEPP_EMU_NAME(cudaErrorInsufficientDriver)
+    SIMCSEPP_EMU_NAME(cudaErrorInvalidDeviceFunction)
     SIMCSEPP_EMU_NAME(cudaErrorNoDevice)
     SIMCSEPP_EMU_NAME(cudaErrorInvalidDevice)
     SIMCSEPP_EMU_NAME(cudaErrorInvalidResourceHandle)
@@ -147,6 +149,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   std::snprintf(prop->name, sizeof(prop->name), "simcsepp CUDA emulator (host CPU)");
   prop->totalGlobalMem = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
   prop->sharedMemPerBlock = 48 * 1024;
+  prop->sharedMemPerBlockOptin = kDynamicSmemOptin;
   prop->regsPerBlock = 65536;
   prop->warpSize = 32;
   prop->maxThreadsPerBlock = 1024;

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <memory>
 #include <sstream>
+#include <unordered_map>
 #include <vector>
 
 #include "internal.h"
@@ -344,7 +345,7 @@ void run_block(Launch& L) {
   }
 }
 
-std::string validate(dim3 grid, dim3 block, size_t smem) {
+std::string validate(dim3 grid, dim3 block) {
   const uint64_t threads = static_cast<uint64_t>(block.x) * block.y * block.z;
   if (block.x == 0 || block.y == 0 || block.z == 0 || grid.x == 0 || grid.y == 0 || grid.z == 0)
     return "a grid or block dimension is 0";
@@ -352,11 +353,36 @@ std::string validate(dim3 grid, dim3 block, size_t smem) {
     return "block " + coords(uint3{block.x, block.y, block.z}) + " exceeds 1024 threads (or 1024 x 1024 x 64)";
   if (grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535)
     return "grid " + coords(uint3{grid.x, grid.y, grid.z}) + " exceeds (2^31 - 1, 65535, 65535)";
-  if (smem != 0) return "dynamic shared memory (extern __shared__) is not emulated";
   return "";
 }
 
+// Each kernel's cudaFuncAttributeMaxDynamicSharedMemorySize (48 KB unless raised), under the device mutex.
+std::unordered_map<const void*, size_t>& dynamic_smem_limits() {
+  static auto* m = new std::unordered_map<const void*, size_t>();
+  return *m;
+}
+
+constexpr size_t kDefaultDynamicSmem = 48 * 1024;
+
+// Why a launch of `kernel` may not have `smem` bytes of dynamic shared memory, or "": as on a GPU, more than
+// 48 KB needs the kernel's attribute raised first, and no kernel gets more than the opt-in limit.
+std::string validate_smem(const void* kernel, size_t smem) {
+  const auto& limits = dynamic_smem_limits();
+  const auto it = limits.find(kernel);
+  const size_t limit = it == limits.end() ? kDefaultDynamicSmem : it->second;
+  if (smem <= limit) return "";
+  return std::to_string(smem) + " bytes of dynamic shared memory exceed the kernel's limit of " +
+         std::to_string(limit) +
+         " (cudaFuncSetAttribute's cudaFuncAttributeMaxDynamicSharedMemorySize raises it, up to " +
+         std::to_string(kDynamicSmemOptin) + ")";
+}
+
 }  // namespace
+
+unsigned char* dynamic_shared_area() {
+  alignas(4096) static thread_local unsigned char area[kDynamicSmemOptin];
+  return area;
+}
 
 std::string where(const Fiber& f) {
   const Launch& L = *g_launch;
@@ -382,20 +408,23 @@ namespace cuemu {
 
 using namespace detail;
 
-cudaError_t launch(const char* name, const void* /*kernel*/, void (*body)(void*), void* state, size_t stateSize,
-                   dim3 grid, dim3 block, size_t dynamicSmem, cudaStream_t stream) {
+unsigned char* dynamic_shared() { return dynamic_shared_area(); }
+
+cudaError_t launch(const char* name, const void* kernel, void (*body)(void*), void* state, size_t stateSize, dim3 grid,
+                   dim3 block, size_t dynamicSmem, cudaStream_t stream) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   if (g_launch != nullptr)
     return set_error(cudaErrorLaunchFailure, std::string("launch of ") + name + " from inside a kernel");
   if (!valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, std::string(name) + ": unknown stream");
-  const std::string bad = validate(grid, block, dynamicSmem);
+  const std::string bad = validate(grid, block);
   if (!bad.empty()) return set_error(cudaErrorInvalidConfiguration, std::string(name) + ": " + bad);
+  const std::string badSmem = validate_smem(kernel, dynamicSmem);
+  if (!badSmem.empty()) return set_error(cudaErrorInvalidValue, std::string(name) + ": " + badSmem);
   // Captured: a copy of the argument block (kernel arguments are trivially copyable, as in CUDA), launched
   // at each replay.
   auto copy = std::make_shared<std::vector<std::max_align_t>>((stateSize + sizeof(std::max_align_t) - 1) /
                                                               sizeof(std::max_align_t));
   std::memcpy(copy->data(), state, stateSize);
-  const void* kernel = nullptr;
   const StreamOp replay = [=](cudaStream_t s) {
     return launch(name, kernel, body, copy->data(), stateSize, grid, block, dynamicSmem, s);
   };
@@ -412,6 +441,7 @@ cudaError_t launch(const char* name, const void* /*kernel*/, void (*body)(void*)
   L.stateSize = stateSize;
   L.grid = grid;
   L.block = block;
+  L.dynamicSmem = dynamicSmem;
   L.tls = module_tls();
   const char* races = std::getenv("CUEMU_GLOBAL_RACES");
   L.globalRaces = races != nullptr && std::strcmp(races, "1") == 0;
@@ -554,3 +584,29 @@ void atomic_rmw(void* address, AtomicOp op, AtomicType type, const void* operand
 }
 
 }  // namespace cuemu
+
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
+  using namespace cuemu::detail;
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (func == nullptr) return set_error(cudaErrorInvalidDeviceFunction, "cudaFuncSetAttribute: no kernel");
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize)
+    return set_error(cudaErrorInvalidValue,
+                     "cudaFuncSetAttribute: attribute " + std::to_string(attr) + " is not emulated");
+  if (value < 0 || static_cast<size_t>(value) > kDynamicSmemOptin)
+    return set_error(cudaErrorInvalidValue, "cudaFuncSetAttribute: " + std::to_string(value) +
+                                                " bytes of dynamic shared memory (the device's opt-in limit is " +
+                                                std::to_string(kDynamicSmemOptin) + ")");
+  dynamic_smem_limits()[func] = static_cast<size_t>(value);
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  using namespace cuemu::detail;
+  if (value == nullptr) return set_error(cudaErrorInvalidValue);
+  if (device != 0) return set_error(cudaErrorInvalidDevice);
+  if (attr != cudaDevAttrMaxSharedMemoryPerBlockOptin)
+    return set_error(cudaErrorInvalidValue,
+                     "cudaDeviceGetAttribute: attribute " + std::to_string(attr) + " is not emulated");
+  *value = static_cast<int>(kDynamicSmemOptin);
+  return cudaSuccess;
+}

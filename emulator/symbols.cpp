@@ -82,6 +82,8 @@ void read_tls_symbols(const std::string& path, std::vector<SharedVar>& out) {
         const std::string name = demangle(base + strs.sh_offset + syms[k].st_name);
         static const std::string kGuard = "guard variable for ";
         if (is_shared_var(name)) out.push_back(SharedVar{syms[k].st_value, syms[k].st_size, name, false});
+        if (name == kDynamicSharedAreaName)
+          out.push_back(SharedVar{syms[k].st_value, syms[k].st_size, "dynamic shared memory", false, true});
         if (name.rfind(kGuard, 0) == 0 && is_shared_var(name.substr(kGuard.size())))
           out.push_back(SharedVar{syms[k].st_value, syms[k].st_size, name.substr(kGuard.size()), true});
       }

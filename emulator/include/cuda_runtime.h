@@ -85,6 +85,7 @@ enum cudaError_t {
   cudaErrorInvalidMemcpyDirection = 21,
   cudaErrorStubLibrary = 34,
   cudaErrorInsufficientDriver = 35,
+  cudaErrorInvalidDeviceFunction = 98,
   cudaErrorNoDevice = 100,
   cudaErrorInvalidDevice = 101,
   cudaErrorInvalidResourceHandle = 400,
@@ -133,6 +134,7 @@ struct cudaDeviceProp {
   char name[256];
   size_t totalGlobalMem;
   size_t sharedMemPerBlock;
+  size_t sharedMemPerBlockOptin;  // the dynamic shared memory a kernel may opt into (cudaFuncSetAttribute)
   int regsPerBlock;
   int warpSize;
   int maxThreadsPerBlock;
@@ -142,6 +144,22 @@ struct cudaDeviceProp {
   int minor;
   int multiProcessorCount;
 };
+
+// Dynamic shared memory: a launch may ask for up to 48 KB, more once cudaFuncSetAttribute has raised the kernel's
+// cudaFuncAttributeMaxDynamicSharedMemorySize, up to the device's opt-in limit (scheduler.cpp). Kernel code reaches
+// it through cuemu::dynamic_shared(), which stands for `extern __shared__` on a GPU.
+enum cudaFuncAttribute {
+  cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
+};
+enum cudaDeviceAttr {
+  cudaDevAttrMaxSharedMemoryPerBlockOptin = 97,
+};
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value);
+template <class T>
+cudaError_t cudaFuncSetAttribute(T* entry, cudaFuncAttribute attr, int value) {
+  return cudaFuncSetAttribute(reinterpret_cast<const void*>(entry), attr, value);
+}
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device);
 
 cudaError_t cudaGetDeviceCount(int* count);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device);
@@ -441,6 +459,10 @@ namespace cuemu {
 // cudaGetLastError), with the report of a detected fault in cudaGetErrorString.
 cudaError_t launch(const char* name, const void* kernel, void (*body)(void*), void* state, size_t stateSize, dim3 grid,
                    dim3 block, size_t dynamicSmem, cudaStream_t stream);
+
+// The running block's dynamic shared memory (the launch's dynamicSmem bytes; 4096-byte aligned): what
+// `extern __shared__ T buf[]` names on a GPU. Accesses are checked as those of a __shared__ variable of that size.
+unsigned char* dynamic_shared();
 
 template <class... Params>
 struct KernelCall {

@@ -73,6 +73,16 @@ __global__ void shared_overrun(float* out) {
   out[threadIdx.x] = s[threadIdx.x];
 }
 
+// out[i] = in[n - 1 - i] through the block's dynamic shared memory (n floats of it): each thread stores a strided
+// share, then reads another thread's. barrier = false leaves out the __syncthreads() between the two (a race);
+// extra > 0 also writes `extra` floats past the n (out of bounds when the launch has exactly n floats).
+__global__ void dynamic_reverse(const float* in, float* out, int n, int barrier, int extra) {
+  float* buf = reinterpret_cast<float*>(cuemu::dynamic_shared());
+  for (int i = threadIdx.x; i < n + extra; i += blockDim.x) buf[i] = i < n ? in[i] : 0.0f;
+  if (barrier) __syncthreads();
+  for (int i = threadIdx.x; i < n; i += blockDim.x) out[i] = buf[n - 1 - i];
+}
+
 // Dereferences whatever pointer it is given (a host pointer, or a freed device buffer).
 __global__ void touch(float* p) { p[threadIdx.x] = 1.0f; }
 

@@ -12,6 +12,7 @@ void divergent_barrier(float* out);
 void barrier_after_early_return(float* out, int n);
 void read_past_end(const float* in, float* out, int n);
 void shared_overrun(float* out);
+void dynamic_reverse(const float* in, float* out, int n, int barrier, int extra);
 void touch(float* p);
 void twice_plus_one(float* p);
 void shuffle_with_exited_lane(float* out);

@@ -39,6 +39,15 @@ std::string run(const char* name, void (*k)(P...), dim3 grid, dim3 block, A... a
   return e == cudaSuccess ? "" : cudaGetErrorString(e);
 }
 
+// run() with `smem` bytes of dynamic shared memory.
+template <class... P, class... A>
+std::string run_smem(const char* name, void (*k)(P...), dim3 grid, dim3 block, size_t smem, A... args) {
+  cudaError_t e = cuemu::launch_kernel(name, k, grid, block, smem, nullptr, args...);
+  if (e == cudaSuccess) e = cudaDeviceSynchronize();
+  (void)cudaGetLastError();
+  return e == cudaSuccess ? "" : cudaGetErrorString(e);
+}
+
 // A broken kernel must fail with a report holding every one of `needles`.
 void expect_fault(const std::string& name, const std::string& report, std::vector<std::string> needles) {
   std::string missing;
@@ -104,6 +113,52 @@ int main() {
                   "thread (8,0,0)", "kernels.cu:"});
     expect_fault("write past a __shared__ array reported", run("shared_overrun", shared_overrun, 1, 32, dout),
                  {"out-of-bounds shared-memory write", "past the end of __shared__ s", "thread (31,0,0)"});
+    {
+      // Dynamic shared memory: 20,000 floats (80,000 bytes, past the 48 KB default) once the kernel's limit is raised.
+      const int n = 20000;
+      const size_t bytes = n * sizeof(float);
+      std::vector<float> hin(n);
+      for (int i = 0; i < n; ++i) hin[i] = static_cast<float>(i) * 0.5f;
+      float* rin = device(hin);
+      float* rout = device(std::vector<float>(n, 0.0f));
+      const std::string refused =
+          run_smem("dynamic_reverse", dynamic_reverse, 1, 256, bytes, static_cast<const float*>(rin), rout, n, 1, 0);
+      check(
+          refused.find("80000 bytes of dynamic shared memory exceed the kernel's limit of 49152") != std::string::npos,
+          "more than 48 KB of dynamic shared memory refused until the kernel's attribute allows it", refused);
+      check(cudaFuncSetAttribute(dynamic_reverse, cudaFuncAttributeMaxDynamicSharedMemorySize, 99 * 1024 + 1) ==
+                    cudaErrorInvalidValue &&
+                cudaGetLastError() == cudaErrorInvalidValue,
+            "cudaFuncSetAttribute past the opt-in limit (99 KB) refused");
+      int optin = 0;
+      check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0) == cudaSuccess &&
+                optin == 99 * 1024,
+            "cudaDevAttrMaxSharedMemoryPerBlockOptin: 99 KB (sm_86's and sm_89's)");
+      check(cudaFuncSetAttribute(dynamic_reverse, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(bytes)) == cudaSuccess,
+            "cudaFuncSetAttribute raises the kernel's limit");
+      const std::string r =
+          run_smem("dynamic_reverse", dynamic_reverse, 2, 256, bytes, static_cast<const float*>(rin), rout, n, 1, 0);
+      const std::vector<float> got = host(rout, n);
+      bool ok = r.empty();
+      for (int i = 0; i < n; ++i) ok = ok && got[static_cast<size_t>(i)] == hin[static_cast<size_t>(n - 1 - i)];
+      check(ok, "80,000 bytes of dynamic shared memory: each block reverses the array through it", r);
+      expect_fault(
+          "a write past the launch's dynamic shared memory reported",
+          run_smem("dynamic_reverse", dynamic_reverse, 1, 256, bytes, static_cast<const float*>(rin), rout, n, 1, 1),
+          {"out-of-bounds shared-memory write", "past the end of the dynamic shared memory (80000 bytes",
+           "thread (32,0,0)"});
+      expect_fault(
+          "a race in dynamic shared memory reported",
+          run_smem("dynamic_reverse", dynamic_reverse, 1, 256, bytes, static_cast<const float*>(rin), rout, n, 0, 0),
+          {"shared-memory race", "dynamic shared memory+", "no __syncthreads()"});
+      expect_fault(
+          "dynamic shared memory used by a launch without any reported",
+          run_smem("dynamic_reverse", dynamic_reverse, 1, 32, 0, static_cast<const float*>(rin), rout, 4, 1, 0),
+          {"out-of-bounds shared-memory write", "past the end of the dynamic shared memory (0 bytes"});
+      cudaFree(rin);
+      cudaFree(rout);
+    }
     float* vin = device(std::vector<float>(8 * 4 + 4, 1.0f));
     float* vout = device(std::vector<float>(8 * 4, 0.0f));
     check(run("vector_copy", vector_copy, 1, 8, static_cast<const float*>(vin), vout, 0).empty(),
