@@ -27,12 +27,13 @@
 // Shapes with T <= 128 and HS <= 128 take the fused kernels of attention_small.cu instead (one kernel each
 // way, no workspace), unless SIMCSEPP_ATTENTION=tiled or a backward gets no probs (its P is then the tiled
 // forward's, which differs from the fused one's by rounding). At Precision::kBf16 the shapes attention_takes_bf16
-// admits (T <= 64, HS <= 64) take the tensor-core kernels of attention_mma.cu, whatever SIMCSEPP_ATTENTION says
-// (the fp32 paths do not round as the bf16 contract says); a backward without probs then forms P again with the
-// mma forward, a chunk of sentences at a time, into the workspace. The fused and mma kernels write a bf16 handoff
-// of ctx (and of the packed dq | dk | dv) when one was requested (bf16_handoff.cuh); the tiled path declines it
-// (its products then round ctx and dqkv themselves). bf16Storage (ops/encoder.h; the mma shapes only): the packed
-// q | k | v and ctx (dctx) are bf16 values, which the mma kernels stage as they are, ctx written in bf16 alone.
+// admits (T <= 128, HS <= 64) take the tensor-core kernels (attention_mma.cu; attention_mma_long.cu above 64
+// tokens), whatever SIMCSEPP_ATTENTION says (the fp32 paths do not round as the bf16 contract says); a backward without
+// probs then forms P again with the mma forward, a chunk of sentences at a time, into the workspace. The fused and mma
+// kernels write a bf16 handoff of ctx (and of the packed dq | dk | dv) when one was requested (bf16_handoff.cuh); the
+// tiled path declines it (its products then round ctx and dqkv themselves). bf16Storage (ops/encoder.h; the mma shapes
+// only): the packed q | k | v and ctx (dctx) are bf16 values, which the mma kernels stage as they are, ctx written in
+// bf16 alone.
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
@@ -296,7 +297,8 @@ struct SentenceSums {
 };
 
 // The backward at bf16 on the mma kernels (attention_takes_bf16); without probs, P formed again by the mma forward
-// (ctx null: no product) into the workspace, a chunk of sentences at a time. dqkvColumnSums (the gradient packed):
+// (ctx null: no product) into the workspace, a chunk of sentences at a time (so too for T > 64, whose kernels
+// need a scratch: attention_mma_long.cu). dqkvColumnSums (the gradient packed):
 // each block sums its sentence's rows of its head's columns (in double, rows in order) into a [B, 3H] row of the
 // workspace; column_sums.cuh's chunked sums then add the sentences' (chunks of 128 sentences, 8 lanes each, in a
 // fixed order) into dqkvColumnSums. With bf16Next 'only' and the copy made, the fp32 gradient is not written.
@@ -311,27 +313,34 @@ void attention_mma_backward_call(float* dq, float* dk, float* dv, float* dRelBia
   __nv_bfloat16* dqkv16 =
       packed ? bf16handoff::claim(dq, s.B * s.T * s.ld, &copyOnly) : (bf16handoff::decline(), nullptr);
   const bool write32 = !copyOnly;
-  const int64_t chunk = probs != nullptr ? s.B : chunk_sentences(s);
+  // Buffers of a chunk of sentences: P formed again (without probs); the long kernels' scratch (T > 64: a chunk's
+  // B NH T^2 floats, attention_mma_scratch_floats, one buffer's worth).
+  const bool scratch = attention_mma_scratch_floats(s) > 0;
+  const int own = probs != nullptr ? 0 : 1, buffers = own + (scratch ? 1 : 0);
+  const int64_t chunk = buffers == 0 ? s.B : chunk_sentences(s);
   const bool sums = dqkvColumnSums != nullptr && packed;  // the binding allows sums only for the packed gradient
   const int64_t sentenceSums = sums ? s.B * s.ld : 0, chunkSums = sums ? colsum::chunks(s.B) * s.ld : 0;
-  const AttnCall call(s, mask, relBias, dRelBias, p, seed, offset, keepRows, rowIndex, probs != nullptr ? 0 : 1, chunk,
+  const AttnCall call(s, mask, relBias, dRelBias, p, seed, offset, keepRows, rowIndex, buffers, chunk,
                       sentenceSums + chunkSums);
   double* const perSentence = call.sums();
   const cudaStream_t stream = detail::op_stream();
   const MmaQkv x = mma_qkv(q, k, v, H, bf16Storage);
   const MmaIn g{dctx, bf16Storage};
-  if (probs != nullptr) {
-    attention_mma_backward(dq, dk, dv, dqkv16, g, x.q, x.k, x.v, probs, s, call.rows, write32, perSentence, stream);
+  if (buffers == 0) {
+    attention_mma_backward(dq, dk, dv, dqkv16, g, x.q, x.k, x.v, probs, s, call.rows, write32, perSentence, nullptr,
+                           stream);
   } else {
     for_chunks(s, chunk, [&](Chunk c) {
       AttnShape part = s;
       part.B = c.n;
       const AttnRows rows = call.rows_of(c);
       const int64_t in = call.input_at(c), head = call.head_at(c);
-      attention_mma_forward(nullptr, nullptr, call.buffer(0), x.q + in, x.k + in, x.v + in, part, rows, stream);
+      if (own != 0)
+        attention_mma_forward(nullptr, nullptr, call.buffer(0), x.q + in, x.k + in, x.v + in, part, rows, stream);
+      const float* P = own != 0 ? call.buffer(0) : probs + call.block_at(c);
       attention_mma_backward(dq + in, dk + in, dv + in, dqkv16 != nullptr ? dqkv16 + in : nullptr, g + head, x.q + in,
-                             x.k + in, x.v + in, call.buffer(0), part, rows, write32,
-                             sums ? perSentence + c.b0 * s.ld : nullptr, stream);
+                             x.k + in, x.v + in, P, part, rows, write32, sums ? perSentence + c.b0 * s.ld : nullptr,
+                             scratch ? call.buffer(own) : nullptr, stream);
     });
   }
   if (sums)

@@ -1,4 +1,4 @@
-// Attention on the tensor cores for short sentences (T <= 64, HS <= 64: attention_takes_bf16), at
+// Attention on the tensor cores for short sentences (T <= 64, HS <= 64; up to 128: attention_mma_long.cu), at
 // Precision::kBf16: one block of 4 warps per head z = b*NH + h holds the head's q, k, v (and dctx) as bfloat16
 // in shared memory and runs every product as WMMA m16n16k16 tiles (bf16 x bf16 -> fp32 sums), the score rows
 // (softmax, mask, Philox dropout, relative bias) in fp32 between them. Operands and roundings are ops/encoder.h's
@@ -26,12 +26,10 @@
 // The products read shared memory only; global memory is read once (coalesced: consecutive threads,
 // consecutive columns; 16-byte loads and stores when the head's columns come in aligned fours: Head::vec) and
 // written once.
-#include <mma.h>
-
 #include <cstdint>
-#include <initializer_list>
 
 #include "attention_mma.cuh"
+#include "attention_mma_tiles.cuh"
 #include "cuda_check.cuh"
 #include "launch.cuh"
 
@@ -39,160 +37,7 @@ namespace simcsepp::cuda {
 
 namespace {
 
-using namespace nvcuda;
-
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / 32;
-constexpr int kMaxHS = 64;        // head columns the arrays hold
-constexpr int kLd = kMaxHS + 8;   // bf16 row length (also holds kT <= 64 keys)
-constexpr int kFLd = kMaxHS + 4;  // fp32 row length (scores of kT <= 64 keys, or an output tile row)
-static_assert(kLd * 2 % 16 == 0 && kFLd * 4 % 16 == 0, "WMMA wants 16-byte multiples as row strides");
-
-using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
-using FragAT = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::col_major>;
-using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
-using FragBT = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major>;
-using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
-
-// One head's geometry, formed on the host.
-struct Head {
-  int T, NH, HS;
-  int64_t ld, H;  // row strides of q, k, v (and dq, dk, dv) and of ctx, dctx
-  float scale;    // 1/sqrt(HS)
-  int tT, tH;     // 16-row tiles of the keys (queries) and 16-column tiles of the head: Tp / 16, Hp / 16
-  bool vec;       // 4 columns at a time: HS, ld and H multiples of 4, the fp32 arrays 16-byte aligned, bf16 8-byte
-};
-
-// The loops below run over whole [kT][kMaxHS] or [kT][kT] blocks, whose widths are powers of 2 known at compile
-// time (a shift and a mask per element, where the actual sizes would cost an integer division), and skip or zero
-// what lies outside the shape.
-
-// Four consecutive source values: float4 from fp32 rows, 8 bytes from bf16 rows (bf16Storage: the values as stored).
-template <class TS>
-struct Quad;
-template <>
-struct Quad<float> {
-  using Raw = float4;
-  static __device__ __forceinline__ Raw zero() { return make_float4(0.0f, 0.0f, 0.0f, 0.0f); }
-  static __device__ __forceinline__ void put(__nv_bfloat16* d, const Raw& x) {
-    d[0] = __float2bfloat16(x.x);
-    d[1] = __float2bfloat16(x.y);
-    d[2] = __float2bfloat16(x.z);
-    d[3] = __float2bfloat16(x.w);
-  }
-};
-template <>
-struct Quad<__nv_bfloat16> {
-  using Raw = unsigned long long;
-  static __device__ __forceinline__ Raw zero() { return 0; }
-  static __device__ __forceinline__ void put(__nv_bfloat16* d, Raw x) {
-    for (int e = 0; e < 4; ++e) d[e] = __ushort_as_bfloat16(static_cast<unsigned short>(x >> (16 * e) & 0xffffu));
-  }
-};
-
-__device__ __forceinline__ __nv_bfloat16 to_bf16(float x) { return __float2bfloat16(x); }
-__device__ __forceinline__ __nv_bfloat16 to_bf16(__nv_bfloat16 x) { return x; }
-
-// dst[r][c] = bf16(src[r * ld + c]) for r < rows, c < cols, 0 elsewhere in [kT][kMaxHS]: the whole block. src is fp32
-// (rounded here) or bf16 (bf16Storage: the same values, as they are).
-// With h.vec, 16-byte (bf16: 8-byte) loads, all of a thread's issued before the first is converted: the block's loads
-// are then in flight together instead of one load per thread at a time (global memory's latency, not its bandwidth,
-// bounded the kernels). The same roundings either way.
-template <int kT, class TS>
-__device__ __forceinline__ void stage(__nv_bfloat16 (*dst)[kLd], const TS* src, int64_t ld, int rows, int cols,
-                                      bool vec) {
-  if (vec) {
-    using Q = Quad<TS>;
-    constexpr int kQuadsPerRow = kMaxHS / 4, kPer = kT * kQuadsPerRow / kThreads;
-    static_assert(kT * kQuadsPerRow % kThreads == 0, "whole quads per thread");
-    typename Q::Raw x[kPer];
-#pragma unroll
-    for (int u = 0; u < kPer; ++u) {
-      const int idx = static_cast<int>(threadIdx.x) + u * kThreads, r = idx / kQuadsPerRow, c = idx % kQuadsPerRow * 4;
-      x[u] = r < rows && c < cols ? *reinterpret_cast<const typename Q::Raw*>(src + static_cast<int64_t>(r) * ld + c)
-                                  : Q::zero();
-    }
-#pragma unroll
-    for (int u = 0; u < kPer; ++u) {
-      const int idx = static_cast<int>(threadIdx.x) + u * kThreads, r = idx / kQuadsPerRow, c = idx % kQuadsPerRow * 4;
-      Q::put(&dst[r][c], x[u]);
-    }
-    return;
-  }
-  for (int idx = static_cast<int>(threadIdx.x); idx < kT * kMaxHS; idx += kThreads) {
-    const int r = idx / kMaxHS, c = idx % kMaxHS;
-    dst[r][c] = r < rows && c < cols ? to_bf16(src[static_cast<int64_t>(r) * ld + c]) : __float2bfloat16(0.0f);
-  }
-}
-
-// out tiles (m, n) of the product A B (m < mTiles, n < nTiles, K = 16 kSteps), scaled by alpha, into fs; the
-// warps take the tiles in turn. A's tile (m, k) and B's tile (k, n) come from the pointer functions a(m, k) and
-// b(k, n), each with its layout's fragment.
-template <class FA, class FB, class PA, class PB>
-__device__ __forceinline__ void product(float (*fs)[kFLd], int mTiles, int nTiles, int kSteps, float alpha, PA a,
-                                        PB b) {
-  const int warp = static_cast<int>(threadIdx.x) / 32;
-  for (int t = warp; t < mTiles * nTiles; t += kWarps) {
-    const int m = t / nTiles, n = t % nTiles;
-    FragC acc;
-    wmma::fill_fragment(acc, 0.0f);
-    for (int kk = 0; kk < kSteps; ++kk) {
-      FA fa;
-      FB fb;
-      wmma::load_matrix_sync(fa, a(m, kk), kLd);
-      wmma::load_matrix_sync(fb, b(kk, n), kLd);
-      wmma::mma_sync(acc, fa, fb, acc);
-    }
-    if (alpha != 1.0f)
-      for (int e = 0; e < acc.num_elements; ++e) acc.x[e] *= alpha;
-    wmma::store_matrix_sync(&fs[m * 16][n * 16], acc, kFLd, wmma::mem_row_major);
-  }
-}
-
-// out[r * ld + c] = fs[r][c] for r < T, c < HS (out may be null: the bf16 copy alone), and its bf16 copy at out16
-// + the same offset, when not null; with h.vec 4 columns a store.
-__device__ __forceinline__ void write_rows(float* out, __nv_bfloat16* out16, int64_t ld, const float (*fs)[kFLd],
-                                           const Head& h) {
-  if (h.vec) {
-    constexpr int kQuadsPerRow = kMaxHS / 4;
-    for (int idx = static_cast<int>(threadIdx.x); idx < h.T * kQuadsPerRow; idx += kThreads) {
-      const int r = idx / kQuadsPerRow, c = idx % kQuadsPerRow * 4;
-      if (c >= h.HS) continue;
-      const int64_t at = static_cast<int64_t>(r) * ld + c;
-      const float4 x = *reinterpret_cast<const float4*>(&fs[r][c]);
-      if (out != nullptr) *reinterpret_cast<float4*>(out + at) = x;
-      if (out16 != nullptr) {
-        const auto bits = [](float f) { return static_cast<uint64_t>(__bfloat16_as_ushort(__float2bfloat16(f))); };
-        *reinterpret_cast<uint64_t*>(out16 + at) = bits(x.x) | bits(x.y) << 16 | bits(x.z) << 32 | bits(x.w) << 48;
-      }
-    }
-    return;
-  }
-  for (int idx = static_cast<int>(threadIdx.x); idx < h.T * kMaxHS; idx += kThreads) {
-    const int r = idx / kMaxHS, c = idx % kMaxHS;
-    if (c >= h.HS) continue;
-    const int64_t at = static_cast<int64_t>(r) * ld + c;
-    if (out != nullptr) out[at] = fs[r][c];
-    if (out16 != nullptr) out16[at] = __float2bfloat16(fs[r][c]);
-  }
-}
-
-// sums[c] = the sum over rows r < T of fs[r][c] in row order, in double (c < HS), when sums is not null: this
-// sentence's share of a q/k/v bias gradient column (attention.cu adds the sentences' in a fixed order).
-__device__ __forceinline__ void sum_columns(double* sums, const float (*fs)[kFLd], const Head& h) {
-  if (sums == nullptr) return;
-  for (int c = static_cast<int>(threadIdx.x); c < h.HS; c += kThreads) {
-    double s = 0.0;
-    for (int r = 0; r < h.T; ++r) s += fs[r][c];
-    sums[c] = s;
-  }
-}
-
-// p + offset, or null for null p.
-template <class T>
-__device__ __forceinline__ T* at(T* p, int64_t offset) {
-  return p != nullptr ? p + offset : nullptr;
-}
+using namespace mma;
 
 // Zeros in x's padding of a [kT][kT] block: rows or columns at T and beyond (the products read them).
 template <int kT>
@@ -315,7 +160,7 @@ __global__ void __launch_bounds__(kThreads)
       [&](int kk, int n) { return &zs[kk * 16][n * 16]; });  // dv = Pd^T dctx: Pd read column-major
   __syncthreads();
   write_rows(at(dv, in0), at(dqkv16, 2 * h.H + in0), h.ld, fs, h);
-  sum_columns(at(sums, 2 * h.H), fs, h);
+  sum_columns(at(sums, 2 * h.H), fs, h.T, h);
   stage<kT>(xs, k + in0, h.ld, h.T, h.HS, h.vec);
   stage<kT>(zs, q + in0, h.ld, h.T, h.HS, h.vec);
   __syncthreads();
@@ -324,39 +169,14 @@ __global__ void __launch_bounds__(kThreads)
       [&](int kk, int n) { return &xs[kk * 16][n * 16]; });  // dq = dS k (dS carries the scale)
   __syncthreads();
   write_rows(at(dq, in0), at(dqkv16, in0), h.ld, fs, h);
-  sum_columns(sums, fs, h);
+  sum_columns(sums, fs, h.T, h);
   __syncthreads();
   product<FragAT, FragB>(
       fs, h.tT, h.tH, h.tT, 1.0f, [&](int m, int kk) { return &ys[kk * 16][m * 16]; },
       [&](int kk, int n) { return &zs[kk * 16][n * 16]; });  // dk = dS^T q
   __syncthreads();
   write_rows(at(dk, in0), at(dqkv16, h.H + in0), h.ld, fs, h);
-  sum_columns(at(sums, h.H), fs, h);
-}
-
-// Whether every fp32 array is 16-byte aligned, every bf16 one 8-byte aligned (null ones are).
-bool aligned(std::initializer_list<const float*> fp32, std::initializer_list<const void*> bf16) {
-  for (const float* p : fp32)
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-  for (const void* p : bf16)
-    if (reinterpret_cast<uintptr_t>(p) % 8 != 0) return false;
-  return true;
-}
-
-// The inputs' alignment: fp32 ones with the fp32 arrays, bf16 ones with the bf16 arrays.
-bool aligned(std::initializer_list<const float*> fp32, std::initializer_list<const void*> bf16,
-             std::initializer_list<MmaIn> in) {
-  for (const MmaIn& x : in)
-    if (reinterpret_cast<uintptr_t>(x.p) % (x.bf16 ? 8 : 16) != 0) return false;
-  return aligned(fp32, bf16);
-}
-
-// vec: the arrays' alignment (aligned()); the sizes' is checked here.
-Head head_of(const AttnSizes& s, bool alignedArrays) {
-  const int tT = static_cast<int>((s.T + 15) / 16), tH = static_cast<int>((s.HS + 15) / 16);
-  const bool vec = alignedArrays && s.HS % 4 == 0 && s.ld % 4 == 0 && s.H() % 4 == 0;
-  return Head{
-      static_cast<int>(s.T), static_cast<int>(s.NH), static_cast<int>(s.HS), s.ld, s.H(), s.scale(), tT, tH, vec};
+  sum_columns(at(sums, h.H), fs, h.T, h);
 }
 
 template <int kT, class TS>
@@ -377,18 +197,11 @@ void launch_backward(float* dq, float* dk, float* dv, __nv_bfloat16* dqkv16, Mma
          rows, colSums);
 }
 
-// The inputs' type: all fp32 or all bf16.
-bool all_bf16(std::initializer_list<MmaIn> in) {
-  const bool bf16 = in.begin()->bf16;
-  for (const MmaIn& x : in)
-    if (x.bf16 != bf16) throw CudaError("attention (tensor cores): inputs of mixed types");
-  return bf16;
-}
-
 }  // namespace
 
 void attention_mma_forward(float* ctx, __nv_bfloat16* ctx16, float* probs, MmaIn q, MmaIn k, MmaIn v,
                            const AttnSizes& s, const AttnRows& rows, cudaStream_t stream) {
+  if (s.T > kMmaWholeMaxT) return attention_mma_long_forward(ctx, ctx16, probs, q, k, v, s, rows, stream);
   const Head h = head_of(s, aligned({ctx}, {ctx16}, {q, k, v}));
   const bool bf16 = all_bf16({q, k, v});
   if (s.T <= 32 && bf16)
@@ -403,7 +216,10 @@ void attention_mma_forward(float* ctx, __nv_bfloat16* ctx16, float* probs, MmaIn
 
 void attention_mma_backward(float* dq, float* dk, float* dv, __nv_bfloat16* dqkv16, MmaIn dctx, MmaIn q, MmaIn k,
                             MmaIn v, const float* probs, const AttnSizes& s, const AttnRows& rows, bool write32,
-                            double* colSums, cudaStream_t stream) {
+                            double* colSums, float* scratch, cudaStream_t stream) {
+  if (s.T > kMmaWholeMaxT)
+    return attention_mma_long_backward(dq, dk, dv, dqkv16, dctx, q, k, v, probs, s, rows, write32, colSums, scratch,
+                                       stream);
   const Head h = head_of(s, aligned({dq, dk, dv}, {dqkv16}, {dctx, q, k, v}));
   const bool bf16 = all_bf16({dctx, q, k, v});
   float *gq = write32 ? dq : nullptr, *gk = write32 ? dk : nullptr, *gv = write32 ? dv : nullptr;

@@ -437,7 +437,7 @@ export interface Addon {
     bf16Next?: boolean,
     /** [2T-1, NH]: MPNet's relative-position bias, added to the scores. */
     relBias?: NativeTensor | null,
-    /** 'bf16': the products' operands rounded to bfloat16 (T <= 64 and HS <= 64; native/ops/encoder.h). */
+    /** 'bf16': the products' operands rounded to bfloat16 (T <= 128 and HS <= 64; native/ops/encoder.h). */
     precision?: Precision,
     /** [B, T, H]: the packed q (k, v null) and ctx hold bf16 values, two a float (bf16 at those shapes only). */
     bf16Shape?: number[] | null,

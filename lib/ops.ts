@@ -403,7 +403,7 @@ export function scaleInplace(x: Tensor, s: number): void {
  * is the packed [B, T, 3H] output of one fused q/k/v projection (column blocks q | k | v). bf16Next: ctx is the
  * input of a bf16 linearForward right after (on CUDA this op then also writes its bf16 copy:
  * kernels/bf16_handoff.cuh). relBias [2T-1, NH] (MPNet's relative-position bias) is added to the scores:
- * S[b, h, i, j] += relBias[j - i + T - 1, h]. precision 'bf16': for T <= 64 and head sizes <= 64 the products
+ * S[b, h, i, j] += relBias[j - i + T - 1, h]. precision 'bf16': for T <= 128 and head sizes <= 64 the products
  * take bfloat16-rounded operands (q, k, v, the dropped probabilities; fp32 sums, softmax and probs; on CUDA the
  * tensor cores); other shapes run at fp32 (native/ops/encoder.h). At those shapes q (packed, k and v null) and ctx
  * may be Bf16Values, both or neither ([B, T, 3H] and [B, T, H]): the products read q, k, v as they are and ctx is

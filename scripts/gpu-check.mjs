@@ -145,6 +145,7 @@ const shapes = dryRun
       lossSeconds: 0.02,
       attention: [6, 8, 2, 8, 2],
       attentionLong: [3, 9, 2, 8, 2],
+      attention128: [3, 70, 2, 8, 2],
       model: 'tiny',
       batches: [2, 4],
       seqLen: 6,
@@ -158,6 +159,7 @@ const shapes = dryRun
       lossSeconds: 0.5,
       attention: [192, 32, 12, 64, 20], // B*3, T, NH, HS, repetitions
       attentionLong: [48, 512, 12, 64, 5], // the same at T = 512 (the tiled path): probs kept or formed again
+      attention128: [96, 128, 12, 64, 10], // T = 128: the fused fp32 kernels against the long tensor-core ones
       model: 'base',
       batches: [64, 512],
       seqLen: 32,
@@ -604,6 +606,8 @@ if (runBench && want('bench-losses')) {
 // kernels/attention_small.cu) and the tiled SGEMMs (=tiled, kernels/attention.cu), both fp32, and at precision
 // bf16 with the tensor-core kernels (mma, kernels/attention_mma.cu: what bf16 training runs); ms per pair and the
 // ratios.
+// Then at T = 128 (32 sentences x 3 views), the fused fp32 kernels against the tensor-core ones at bf16
+// (kernels/attention_mma_long.cu: what bf16 training runs from 65 to 128 tokens).
 // Then at T = 512 (16 sentences x 3 views), the tiled path as training runs it there: the forward keeping
 // probs and the backward reading them, against neither keeping them and the backward forming them again
 // (KEEP_PROBS_MAX_T in lib/model/activations.ts: what the memory it saves costs in time on a GPU).
@@ -652,6 +656,18 @@ if (runBench && !fake && status.available && want('bench-attention')) {
           `fused ${ms.fused.toFixed(3)} ms, mma (bf16) ${ms.mma.toFixed(3)} ms; tiled / fused = ` +
           `${(ms.tiled / ms.fused).toFixed(2)}, fused / mma = ${(ms.fused / ms.mma).toFixed(2)}`,
       )
+      const mid = attentionPair(shapes.attention128)
+      const midMs = {}
+      for (const path of ['fused', 'mma', 'fused', 'mma']) {
+        process.env.SIMCSEPP_ATTENTION = 'fused'
+        midMs[path] = mid.run(true, path === 'mma' ? 'bf16' : 'fp32')
+      }
+      mid.dispose()
+      const M = mid.shape
+      log(
+        `bench attention B=${M.B} T=${M.T} NH=${M.NH} HS=${M.HS}, forward + backward: fused ${midMs.fused.toFixed(3)} ms, ` +
+          `mma (bf16, 64 query rows at a time) ${midMs.mma.toFixed(3)} ms; fused / mma = ${(midMs.fused / midMs.mma).toFixed(2)}`,
+      )
       process.env.SIMCSEPP_ATTENTION = 'tiled'
       const long = attentionPair(shapes.attentionLong)
       const longMs = {}
@@ -665,7 +681,10 @@ if (runBench && !fake && status.available && want('bench-attention')) {
           `${longMs.kept.toFixed(3)} ms, formed again ${longMs.formedAgain.toFixed(3)} ms, ratio ${(longMs.formedAgain / longMs.kept).toFixed(2)}`,
       )
       if (outDir)
-        writeFileSync(join(outDir, 'bench-attention.json'), JSON.stringify({ B, T, NH, HS, reps, ms, long: { ...L, ms: longMs } }, null, 2))
+        writeFileSync(
+          join(outDir, 'bench-attention.json'),
+          JSON.stringify({ B, T, NH, HS, reps, ms, t128: { ...M, ms: midMs }, long: { ...L, ms: longMs } }, null, 2),
+        )
     } catch (e) {
       report(false, `bench attention: threw ${e.message.split('\n')[0]}`)
     }

@@ -13,6 +13,7 @@ import { Tensor, type Device } from '../lib/tensor.js'
 import * as ops from '../lib/ops.js'
 import { BertModel } from '../lib/model/bert.js'
 import { floatsFor, attentionKeptBf16, ActivationArena } from '../lib/model/activations.js'
+import { viewFloats } from '../lib/model/view-arena.js'
 import { train } from '../lib/train/train.js'
 import { tinyConfig } from './helpers/encoder-tiny-model.js'
 import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
@@ -81,7 +82,7 @@ for (const device of devices) {
     })
     t.throws(
       () => ops.attentionForward(ctx, probs, qkv, null, null, mask, NH, null, false, null, 'fp32'),
-      /bf16Shape needs precision 'bf16', T <= 64 and a head size <= 64/,
+      /bf16Shape needs precision 'bf16', T <= 128 and a head size <= 64/,
     )
     t.throws(
       () => ops.attentionForward(ctx, probs, qkv, null, null, mask, NH, null, true, null, 'bf16'),
@@ -96,11 +97,23 @@ for (const device of devices) {
       () => ops.attentionForward(ctx, probs, short, null, null, mask, NH, null, false, null, 'bf16'),
       /Expected q to hold \d+ elements \(as ceil\(B \* T \* 3H \/ 2\) floats/,
     )
-    const long = d.bf16([B, 65, H])
+    const long = d.bf16([B, 129, H])
     t.throws(
       () =>
-        ops.attentionForward(long, null, d.bf16([B, 65, 3 * H]), null, null, new Int32Array(B * 65).fill(1), NH, null, false, null, 'bf16'),
-      /T <= 64/,
+        ops.attentionForward(
+          long,
+          null,
+          d.bf16([B, 129, 3 * H]),
+          null,
+          null,
+          new Int32Array(B * 129).fill(1),
+          NH,
+          null,
+          false,
+          null,
+          'bf16',
+        ),
+      /T <= 128/,
     )
     t.throws(
       () => ops.attentionBackward(dq, null, null, ctx32, qkv, null, null, probs, mask, NH, null, false, null, null, 'bf16'),
@@ -149,32 +162,34 @@ for (const device of devices) {
 }
 
 t.test('the arena: q | k | v, ctx and its gradient in half the floats where the attention takes bf16', async (t) => {
-  const c = tinyConfig({ hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, maxPositionEmbeddings: 128 })
+  const c = tinyConfig({ hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, maxPositionEmbeddings: 160 })
   const H = c.hiddenSize,
     L = c.numHiddenLayers
+  const v = viewFloats // each view's floats in the arena
   for (const [B, T] of [
     [3, 7],
     [4, 64],
     [2, 65],
+    [1, 128],
+    [2, 129],
   ]) {
     const BT = B * T
     const kept = attentionKeptBf16(c, T, true)
-    t.equal(kept, T <= 64, `T = ${T}: kept in bf16 ${kept}`)
-    const saved = kept
-      ? L * (3 * BT * H - Math.ceil((3 * BT * H) / 2) + BT * H - Math.ceil((BT * H) / 2)) + BT * H - Math.ceil((BT * H) / 2)
-      : 0
+    t.equal(kept, T <= 128, `T = ${T}: kept in bf16 ${kept}`)
+    const fewer = (n: number) => v(n) - v(Math.ceil(n / 2)) // a view of n floats kept as Bf16Values
+    const saved = kept ? L * (fewer(3 * BT * H) + fewer(BT * H)) + fewer(BT * H) : 0
     t.equal(floatsFor(c, B, T, true, true, false) - floatsFor(c, B, T, true, true, true), saved, `T = ${T}: ${saved} floats fewer`)
     t.equal(floatsFor(c, B, T, false, true, true), floatsFor(c, B, T, false), `T = ${T}: inference unchanged`)
   }
   t.notOk(attentionKeptBf16(tinyConfig({ hiddenSize: 130, numAttentionHeads: 2 }), 8, true), 'a head of 65 columns: fp32')
-  // The arena carves them as Bf16Values of ceil(n / 2) floats (T <= 64), else as Tensors; inference keeps fp32.
+  // The arena carves them as Bf16Values of ceil(n / 2) floats (T <= 128), else as Tensors; inference keeps fp32.
   const arena = new ActivationArena(c, 'cpu', true, true)
   t.teardown(() => arena.dispose())
-  for (const T of [7, 65]) {
+  for (const T of [7, 65, 129]) {
     const a = arena.acquire(3, T, true)
     const n = 3 * T * c.hiddenSize
     const sizes = [...a.layers.flatMap((l) => [l.qkv, l.ctx]), a.gCtx].map((x) => (x instanceof Bf16Values ? x.storage.numel : -x.numel))
-    const want = T <= 64 ? [Math.ceil((3 * n) / 2), Math.ceil(n / 2)] : [-3 * n, -n]
+    const want = T <= 128 ? [Math.ceil((3 * n) / 2), Math.ceil(n / 2)] : [-3 * n, -n]
     t.same(sizes, [...Array.from({ length: L }, () => want).flat(), want[1]], `T = ${T}: q | k | v, ctx, gCtx`)
   }
   t.notOk(arena.acquire(3, 7, false).layers[0].qkv instanceof Bf16Values, 'inference: fp32')

@@ -7,7 +7,7 @@
 //     in float64 from the op's probs: there a rounding can land on the neighbouring bfloat16 (dS's fp32 and
 //     float64 values differ in the last bits; none did in these cases: 1e-7), so their bound is 1e-4, and the
 //     test checks that the fp32 op's numbers (~5e-3 away) are far outside it.
-// Shapes past the contract (T = 65, HS = 72) run at fp32: bit for bit the fp32 op. The CUDA kernels are held to
+// Shapes past the contract (T = 129, HS = 72) run at fp32: bit for bit the fp32 op. The CUDA kernels are held to
 // these CPU numbers by helpers/encoder-parity.mjs.
 import t from 'tap'
 import * as ops from '../lib/ops.js'
@@ -115,6 +115,8 @@ const CASES: Case[] = [
   { B: 1, T: 64, NH: 2, HS: 64, lengths: [50] },
   { B: 3, T: 1, NH: 1, HS: 5, lengths: [1, 1, 0] },
   { B: 2, T: 33, NH: 3, HS: 20, lengths: [33, 1] },
+  { B: 2, T: 100, NH: 2, HS: 12, lengths: [100, 67] }, // the long kernels' shapes (64 < T <= 128)
+  { B: 1, T: 128, NH: 1, HS: 64, lengths: [128] },
 ]
 
 for (const c of CASES)
@@ -160,9 +162,9 @@ for (const c of CASES)
     })
   }
 
-t.test('attention at bf16 (CPU): shapes past T = 64 or HS = 64 run at fp32', async (t) => {
+t.test('attention at bf16 (CPU): shapes past T = 128 or HS = 64 run at fp32', async (t) => {
   for (const c of [
-    { B: 1, T: 65, NH: 1, HS: 8, lengths: [60] },
+    { B: 1, T: 129, NH: 1, HS: 8, lengths: [120] },
     { B: 2, T: 5, NH: 1, HS: 72, lengths: [5, 3] },
   ]) {
     const n = c.B * c.T * c.NH * c.HS

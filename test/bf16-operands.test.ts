@@ -69,13 +69,13 @@ function counted<T>(fn: () => T): { value: T; converted: number; refreshes: numb
   }
 }
 
-// Positions up to 70: past T = 64, where bf16 attention leaves the tensor-core kernels for the fp32 ones.
+// Positions up to 130: past T = 128, where bf16 attention leaves the tensor-core kernels for the tiled fp32 path.
 const config: BertConfig = tinyConfig({
   hiddenSize: 32,
   numHiddenLayers: 2,
   numAttentionHeads: 2,
   intermediateSize: 64,
-  maxPositionEmbeddings: 70,
+  maxPositionEmbeddings: 130,
 })
 const H = config.hiddenSize,
   I = config.intermediateSize,
@@ -86,8 +86,11 @@ const linearInputs = (R: number) => L * R * (3 * H + I)
 /** The attention's outputs (attention.output.dense's inputs), which only its fused and mma kernels hand off. */
 const attentionOutputs = (R: number) => L * R * H
 const tiled = { SIMCSEPP_ATTENTION: 'tiled' } as const
-/** Whether SIMCSEPP_ATTENTION=tiled takes the tiled path at bf16: up to T = 64 the mma kernels run whatever it says. */
-const tiledAt = (T: number) => T > 64
+/**
+ * Whether bf16 attention takes the tiled path, which declines the bf16 handoff: past T = 128, whatever SIMCSEPP_ATTENTION
+ * says (the fused kernels hold up to 128); up to 128 the mma kernels run whatever it says.
+ */
+const tiledAt = (T: number) => T > 128
 
 t.test('a bf16 model on CUDA holds a mirror of its parameters, freed with it; fp32 and CPU models hold none', { skip }, async (t) => {
   const before = await settledTensorBytes()
@@ -114,12 +117,13 @@ t.test('a bf16 model on CUDA holds a mirror of its parameters, freed with it; fp
 
 t.test('products read the mirror and the handoffs: the bits of per-op rounding, and only the rest rounded', { skip }, async (t) => {
   const model = BertModel.create(config, { device: 'cuda', precision: 'bf16', seed: 3 })
-  // T = 37: the mma attention's 64-row blocks, partly padding; T = 70: the fused attention's tiles of 16 query rows,
-  // the last one partial (past the mma kernels' 64), and the tiled path when asked.
+  // T = 37: the mma attention's 64-row blocks, partly padding; T = 70: the long mma kernels' two query chunks, the
+  // second partial; T = 130: the tiled path.
   for (const [B, T] of [
     [5, 8],
     [2, 37],
     [1, 70],
+    [1, 130],
   ] as const) {
     const R = B * T
     const b = randomBatch(B, T, 7, config.vocabSize)
@@ -128,9 +132,9 @@ t.test('products read the mirror and the handoffs: the bits of per-op rounding, 
     const declined = tiledAt(T) ? attentionOutputs(R) : 0
     const settings: [string, Partial<Switches>, number, number][] = [
       // name, switches, rounded at the products, handed off
-      ['mirror and handoffs', {}, 0, linearInputs(R)],
+      ['mirror and handoffs', {}, declined, linearInputs(R) - declined],
       ['mirror', { SIMCSEPP_BF16_HANDOFF: '0' }, linearInputs(R), 0],
-      ['handoffs', mirrorOff, linearWeights, linearInputs(R)],
+      ['handoffs', mirrorOff, linearWeights + declined, linearInputs(R) - declined],
       ['neither', perOp, linearInputs(R) + linearWeights, 0],
       ['mirror and handoffs, SIMCSEPP_ATTENTION=tiled', tiled, declined, linearInputs(R) - declined],
       ['neither, SIMCSEPP_ATTENTION=tiled', { ...perOp, ...tiled }, linearInputs(R) + linearWeights, 0],
@@ -158,11 +162,13 @@ t.test('products read the mirror and the handoffs: the bits of per-op rounding, 
 
 t.test('the backward reads the gradients its LayerNorms, GELU and attention hand off: the same gradients', { skip }, async (t) => {
   const model = BertModel.create(config, { device: 'cuda', precision: 'bf16', seed: 6 })
-  // T = 70: the fused kernels sum dk and dv over five tiles of query rows; their copies are of the sums.
+  // T = 70: the long mma kernels (dk and dv in a kernel of their own, dq over two query chunks); T = 130: the tiled
+  // path, which declines the handoffs.
   for (const [B, T] of [
     [4, 7],
     [2, 37],
     [1, 70],
+    [1, 130],
   ] as const) {
     const R = B * T
     const b = randomBatch(B, T, 11, config.vocabSize)
@@ -184,7 +190,7 @@ t.test('the backward reads the gradients its LayerNorms, GELU and attention hand
     // and the packed q/k/v's [R, 3H] (the mma and fused attention's; the tiled one declines); every input the
     // weight gradients read is still rounded.
     for (const [name, env, backwardHanded] of [
-      ['default attention', {}, L * R * (5 * H + I)],
+      ['default attention', {}, tiledAt(T) ? L * R * (2 * H + I) : L * R * (5 * H + I)],
       ['SIMCSEPP_ATTENTION=tiled', tiled, tiledAt(T) ? L * R * (2 * H + I) : L * R * (5 * H + I)],
     ] as const) {
       const handed = step(env),
@@ -194,7 +200,7 @@ t.test('the backward reads the gradients its LayerNorms, GELU and attention hand
       t.equal(rounded.converted - handed.converted, backwardHanded, `T = ${T}, ${name}: and not rounded again by the products`)
     }
     // SIMCSEPP_BIAS_SUMS=products: the bias gradients summed by the linear layers' backward ops (passes over the
-    // gradients, which are then written in fp32): the same bits, but for the q/k/v biases up to T = 64, which the
+    // gradients, which are then written in fp32): the same bits, but for the q/k/v biases up to T = 128, which the
     // tensor-core attention sums by sentence (another order: within 1e-6).
     const producers = step({}).value,
       products = step({ SIMCSEPP_BIAS_SUMS: 'products' }).value
@@ -207,7 +213,7 @@ t.test('the backward reads the gradients its LayerNorms, GELU and attention hand
       else worst = Math.max(worst, Math.abs(v - products[i]) / Math.max(1e-30, Math.abs(products[i])))
     })
     t.equal(others, 0, `T = ${T}, SIMCSEPP_BIAS_SUMS=products: every other gradient bit for bit`)
-    t.ok(worst <= (T <= 64 ? 1e-6 : 0), `T = ${T}, SIMCSEPP_BIAS_SUMS=products: q/k/v bias gradients within ${worst.toExponential(2)}`)
+    t.ok(worst <= (T <= 128 ? 1e-6 : 0), `T = ${T}, SIMCSEPP_BIAS_SUMS=products: q/k/v bias gradients within ${worst.toExponential(2)}`)
     t.throws(() => step({ SIMCSEPP_BIAS_SUMS: 'gemm' }), /SIMCSEPP_BIAS_SUMS must be 'producers' or 'products', not 'gemm'/)
     dz.dispose()
   }

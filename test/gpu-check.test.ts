@@ -47,6 +47,7 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
   const attention = json(out, 'bench-attention.json')
   t.ok(attention.ms.tiled > 0 && attention.ms.fused > 0 && attention.ms.mma > 0, 'attention: the three paths timed')
   t.ok(attention.long.ms.kept > 0 && attention.long.ms.formedAgain > 0, 'attention: long sequences, probs kept and formed again')
+  t.ok(attention.t128.T === 70 && attention.t128.ms.fused > 0 && attention.t128.ms.mma > 0, 'attention past 64 tokens: fused and mma timed')
 
   const step = json(out, 'bench-step.json')
   const rows = step.simcsepp as { batchSize: number; stepsPerSec: number; microBatch: number; model: string }[]

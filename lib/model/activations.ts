@@ -73,11 +73,11 @@ export interface Activations {
 /**
  * Whether a training pass of this length keeps the attention's packed q | k | v, its output ctx and ctx's gradient in
  * bfloat16 (Bf16Values), given that the model does (attentionBf16: bf16 training on CUDA): where the attention takes
- * bf16 operands (T <= 64, head size <= 64; ops.attentionForward), which round those values anyway, so they are the
+ * bf16 operands (T <= 128, head size <= 64; ops.attentionForward), which round those values anyway, so they are the
  * same values in half the bytes.
  */
 export function attentionKeptBf16(c: BertConfig, T: number, attentionBf16: boolean): boolean {
-  return attentionBf16 && T <= 64 && c.hiddenSize / c.numAttentionHeads <= 64
+  return attentionBf16 && T <= 128 && c.hiddenSize / c.numAttentionHeads <= 64
 }
 
 /**

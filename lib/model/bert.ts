@@ -877,7 +877,7 @@ export class BertModel {
       // int8 (quantizeInt8): the eval passes' four products; the rest as at fp32.
       const q = options === null ? this.int8Layers?.[l] : undefined
       // q, k and v in one product: [BT, 3H] = x · [Wq; Wk; Wv]ᵀ + [bq; bk; bv].
-      // In bf16 training on CUDA, at T <= 64 (attentionKeptBf16), q | k | v and ctx are kept in bfloat16: the product
+      // In bf16 training on CUDA, at T <= 128 (attentionKeptBf16), q | k | v and ctx are kept in bfloat16: the product
       // stores them rounded, as the attention and the next product read them (Bf16Values; no handoff for ctx).
       if (a.qkv instanceof Bf16Values) ops.linearForward(a.qkv, x, w.qkv.weight, w.qkv.bias, this.precision)
       else if (q) ops.linearInt8Forward(a.qkv.view(0, [B * T, 3 * H]), x, q.qkv, w.qkv.bias)

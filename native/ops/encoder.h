@@ -209,9 +209,9 @@ using AttentionBackwardFn = void(float* dq, float* dk, float* dv, float* dRelBia
                                  bool bf16Storage);
 
 // Whether attention at Precision::kBf16 rounds its operands for this shape (both backends apply this rule):
-// sentences of up to 64 tokens and heads of up to 64 columns, the shapes of CUDA's tensor-core kernel
-// (kernels/attention_mma.cu). Longer ones run at fp32.
-constexpr int64_t kAttentionBf16MaxT = 64, kAttentionBf16MaxHS = 64;
+// sentences of up to 128 tokens and heads of up to 64 columns, the shapes of CUDA's tensor-core kernels
+// (kernels/attention_mma.cu, attention_mma_long.cu above 64 tokens). Longer ones run at fp32.
+constexpr int64_t kAttentionBf16MaxT = 128, kAttentionBf16MaxHS = 64;
 inline bool attention_takes_bf16(Precision precision, int64_t T, int64_t HS) {
   return precision == Precision::kBf16 && T <= kAttentionBf16MaxT && HS <= kAttentionBf16MaxHS;
 }

@@ -21,7 +21,8 @@ import { bitEqual } from './parity.mjs'
 
 /**
  * [B, T, NH, HS]: T = 1; odd T (13) with an odd B * T * 3H; T = 32 and 33 (both of CUDA's kernel sizes); one head; odd
- * head sizes (no 4-column loads on CUDA); T = 64, the longest.
+ * head sizes (no 4-column loads on CUDA); T = 64, the longest of the kernels that hold a head whole; 65, 100 and 128,
+ * CUDA's long kernels (queries 64 rows at a time).
  * @type {[number, number, number, number][]}
  */
 export const ATTENTION_BF16_SHAPES = [
@@ -31,6 +32,9 @@ export const ATTENTION_BF16_SHAPES = [
   [2, 33, 2, 12],
   [2, 20, 1, 24],
   [2, 64, 2, 7],
+  [2, 65, 2, 16], // the long kernels (64 < T <= 128): two query chunks, the second of one row
+  [1, 100, 3, 7],
+  [1, 128, 2, 64],
 ]
 
 /** B sentences' masks over T tokens: random lengths from an LCG (the first sentence full). */

@@ -347,7 +347,7 @@ function paddedMask(/** @type {number} */ T, /** @type {number[]} */ lengths) {
 
 const GEMM_TOL = { maxErr: 1e-5 } // sgemm, linear forward and backward
 const ATTN_TOL = { maxErr: 1e-5 } // attention probs, ctx, dq, dk, dv
-// At bf16 (T, HS <= 64: kernels/attention_mma.cu against the CPU's rounded operands) ctx, dq, dk, dv by the norm:
+// At bf16 (T <= 128, HS <= 64: kernels/attention_mma(_long).cu against the CPU's rounded operands) ctx, dq, dk, dv by the norm:
 // the sums run in another order, so Pd and dS / sqrt(HS) can round to the neighbouring bfloat16 now and then (one
 // element off by 2^-8 of itself), which a max-normalised bound would have to allow everywhere. Unrounded products
 // are ~1e-3 away (test/attention-bf16.test.ts), ten times this bound.
@@ -643,7 +643,7 @@ recomputedInputCases(
  * @typedef {{ name: string, B: number, T: number, NH: number, HS: number, lengths: number[], path?: 'fused' | 'tiled',
  *   precision?: 'fp32' | 'bf16', rel?: boolean }} AttnCase
  *   lengths: real tokens per sentence (the rest are padding); path: SIMCSEPP_ATTENTION for the CUDA run;
- *   precision: the op's (bf16: the tensor-core kernels for T, HS <= 64); rel: with a relative-position bias (and
+ *   precision: the op's (bf16: the tensor-core kernels for T <= 128, HS <= 64); rel: with a relative-position bias (and
  *   its gradient)
  * @typedef {import('../../lib/ops.js').DropoutSite} DropoutSite
  */
@@ -673,6 +673,10 @@ const ATTN_CASES = [
   { name: 'bf16, odd T and HS', B: 2, T: 33, NH: 3, HS: 17, lengths: [33, 20], precision: 'bf16' },
   { name: 'bf16, largest shape', B: 1, T: 64, NH: 1, HS: 64, lengths: [57], precision: 'bf16' },
   { name: 'bf16, relative bias', B: 2, T: 19, NH: 2, HS: 16, lengths: [19, 12], precision: 'bf16', rel: true },
+  // The long kernels (kernels/attention_mma_long.cu, 64 < T <= 128): query rows 64 at a time, two backward kernels.
+  { name: 'bf16, T = 65 (a chunk of one row)', B: 2, T: 65, NH: 2, HS: 12, lengths: [65, 30], precision: 'bf16' },
+  { name: 'bf16, T = 128, BERT head size', B: 1, T: 128, NH: 2, HS: 64, lengths: [101], precision: 'bf16' },
+  { name: 'bf16, T = 97, odd HS, relative bias', B: 2, T: 97, NH: 1, HS: 7, lengths: [97, 0], precision: 'bf16', rel: true },
   { name: 'fp32, relative bias', B: 2, T: 19, NH: 2, HS: 16, lengths: [19, 12], rel: true },
 ]
 
@@ -899,7 +903,16 @@ export function unpackQkv(packed, H, which) {
   for (let r = 0; r < rows; r++) out.set(packed.subarray(r * 3 * H + which * H, r * 3 * H + (which + 1) * H), r * H)
   return out
 }
-for (const c of [ATTN_CASES[0], ATTN_CASES[4], ATTN_CASES[5], ATTN_CASES[6], ATTN_CASES[8], ATTN_CASES[15], ATTN_CASES[16]]) {
+for (const c of [
+  ATTN_CASES[0],
+  ATTN_CASES[4],
+  ATTN_CASES[5],
+  ATTN_CASES[6],
+  ATTN_CASES[8],
+  ATTN_CASES[15],
+  ATTN_CASES[16],
+  ATTN_CASES[19],
+]) {
   const site = dropoutSites(c.B)[2]
   const name = `attention ${c.name} (B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS}) packed q|k|v, ${site.name}`
   gemmCase('attention with packed q|k|v: CUDA equals CPU with separate tensors', name, 2 * attnWork(c), (lib, device, g) => {
@@ -1003,9 +1016,10 @@ for (const [placed, firstRow, precision] of /** @type {[string, import('../../li
 }
 
 // At bf16 the backward without probs forms P again with the mma forward, a chunk of sentences at a time: the bits
-// of the backward with the forward's probs, whatever the chunk.
-for (const chunk of [undefined, '2'])
-  for (const c of [ATTN_CASES[12], ATTN_CASES[16]]) {
+// of the backward with the forward's probs, whatever the chunk. Above 64 tokens the backward runs in chunks with
+// probs too (its scratch is a chunk's): whatever the chunk, the same bits.
+for (const chunk of [undefined, '1', '2'])
+  for (const c of [ATTN_CASES[12], ATTN_CASES[16], ATTN_CASES[19]]) {
     const site = dropoutSites(c.B)[2]
     const name = `attention ${c.name} (B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS}) backward without probs${chunk ? ` in chunks of ${chunk}` : ''}, ${site.name}`
     gemmCase('attention at bf16, backward without probs: the bits of the backward with them', name, attnWork(c), (lib, device, g) => {
@@ -1017,11 +1031,15 @@ for (const chunk of [undefined, '2'])
           lib.ops.attentionBackward(x.dq, x.dk, x.dv, x.dctx, x.q, x.k, x.v, null, mask, c.NH, site.site, false, null, null, 'bf16'),
         ),
       )
-      return ['dq', 'dk', 'dv'].map((d) => identical(`${name}: ${d}`, without[d], withProbs[d]))
+      const chunked = withEnvVars({ SIMCSEPP_ATTENTION_CHUNK: chunk }, () => attention(lib, device, c, site.site, inputs))
+      return ['dq', 'dk', 'dv'].flatMap((d) => [
+        identical(`${name}: ${d}`, without[d], withProbs[d]),
+        identical(`${name}: ${d} with probs, in the same chunks`, chunked[d], withProbs[d]),
+      ])
     })
   }
 
-for (const c of [ATTN_CASES[0], ATTN_CASES[12]]) {
+for (const c of [ATTN_CASES[0], ATTN_CASES[12], ATTN_CASES[19]]) {
   const name = `attention ${c.name} (B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS}) p = 0.1, keepRows, twice`
   gemmCase('attention is deterministic (bit for bit over runs)', name, 2 * attnWork(c), (lib, device, g) => {
     const site = dropoutSites(c.B)[2].site
