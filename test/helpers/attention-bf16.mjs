@@ -21,7 +21,7 @@ import { bitEqual } from './parity.mjs'
 
 /**
  * [B, T, NH, HS]: T = 1; odd T (13) with an odd B * T * 3H; T = 32 and 33 (both of CUDA's kernel sizes); one head; odd
- * head sizes (no 4-column loads on CUDA); T = 64, the longest of the kernels that hold a head whole; 65, 100 and 128,
+ * head sizes (no 4-column loads on CUDA); T = 64, the longest of the kernels that hold a head whole; 65, 72 and 128,
  * CUDA's long kernels (queries 64 rows at a time).
  * @type {[number, number, number, number][]}
  */
@@ -33,7 +33,7 @@ export const ATTENTION_BF16_SHAPES = [
   [2, 20, 1, 24],
   [2, 64, 2, 7],
   [2, 65, 2, 16], // the long kernels (64 < T <= 128): two query chunks, the second of one row
-  [1, 100, 3, 7],
+  [1, 72, 3, 7], // 8 bf16 a load from the scratch (T a multiple of 8), with padding
   [1, 128, 2, 64],
 ]
 
