@@ -78,6 +78,35 @@ t.test('graph passes equal eager passes bit for bit, step after step, as shapes 
   }
 })
 
+// At bf16, sentences past 64 tokens take the long tensor-core attention (kernels/attention_mma_long.cu): kernels
+// launched with dynamic shared memory (their limit raised at each launch, during the capture too) and a backward
+// through the attention workspace's scratch, which the eager step reserves before the shape is captured.
+t.test('bf16 graph passes past 64 tokens (the long attention kernels) equal eager passes bit for bit', { skip }, async (t) => {
+  const config = tinyConfig({ hiddenSize: 32, numHiddenLayers: 2, numAttentionHeads: 2, intermediateSize: 64, maxPositionEmbeddings: 80 })
+  const [eager, graph] = [0, 1].map(() => BertModel.create(config, { device: 'cuda', precision: 'bf16', mlp: true, seed: 2 }))
+  const [B, T, H] = [3, 70, config.hiddenSize]
+  let differing = 0
+  for (let step = 0; step < 3; step++) {
+    const b = randomBatch(B, T, 300 + step, config.vocabSize)
+    const keepRows = Uint8Array.of(1, 1, 0)
+    const dz = new Float32Array(B * H).map((_, i) => Math.cos(i * 0.29 + step))
+    const results = [eager, graph].map((model, useGraph) => {
+      const z = model.trainForward(b, { seed: 5, step, keepRows, pooling: 'mean', graph: useGraph === 1 }).toFloat32Array()
+      model.zeroGrad()
+      model.trainBackward(Tensor.from(dz, [B, H], 'cuda'))
+      const grads = model.grads.toFloat32Array()
+      ops.scaleInplace(model.grads, -1e-2)
+      ops.addInplace(model.params, model.grads)
+      return [z, grads]
+    })
+    differing += differingBits(results[0][0], results[1][0]) + differingBits(results[0][1], results[1][1])
+  }
+  t.equal(differing, 0, `[${B}, ${T}] at bf16: z and every gradient identical over 3 steps (eager, captured, replayed)`)
+  t.same(graph.graphStats, { captures: 2, replays: 4 }, 'both passes captured at step 1, launched then and replayed at step 2')
+  eager.dispose()
+  graph.dispose()
+})
+
 // The embeddings' backward adds a table row's tokens in runs of 256 (native/common/embedding_runs.h): a row shared
 // by more tokens has several runs and a finish pass, whose records a replay rebuilds from its own ids.
 t.test('graph passes with table rows of more than 256 tokens (runs and their finish) equal eager passes', { skip }, async (t) => {
