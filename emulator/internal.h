@@ -97,7 +97,8 @@ std::string short_name(const std::string& demangled);
 // ---- scheduler.cpp
 // The dynamic shared memory a kernel may opt into per block: 99 KB, the smallest opt-in limit of the GPUs the build
 // runs on (compute capability 8.6 and 8.9: RTX 30xx / 40xx, L40S; an A100 allows 163 KB, an H100 227 KB), so that
-// a kernel that runs here fits every one of them.
+// a kernel that runs here fits every one of them. A kernel's static __shared__ variables are not counted against
+// it (on a GPU static and dynamic shared memory share the limit): kernels that opt in use dynamic memory alone.
 constexpr size_t kDynamicSmemOptin = 99 * 1024;
 // The area that cuemu::dynamic_shared() returns: a function-local TLS array (symbols.cpp finds it by this name), so
 // kernel accesses to it are checked as shared memory; a launch may use its first dynamicSmem bytes.

@@ -3,7 +3,7 @@
 // computes too), with the queries taken 64 rows at a time, so that every block fits the 99 KB of shared memory
 // the smallest GPUs we run on (compute capability 8.6, 8.9) let a block opt into (dynamic shared memory,
 // dynamic_smem.cuh). A block of 4 warps per head z = b*NH + h; a score row of 128 keys takes a whole warp
-// (one Philox group per lane). Keys are padded to Tp = 16 ceil(T/16) with zeros, like the chunk's rows.
+// (at most one Philox group per lane). Keys are padded to Tp = 16 ceil(T/16) with zeros, like the chunk's rows.
 //
 //   forward   ks = bf16(k_h), vs = bf16(v_h)                    staged once
 //             per chunk of 64 query rows:
