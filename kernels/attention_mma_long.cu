@@ -80,11 +80,11 @@ __device__ __forceinline__ ChunkRows chunk_rows(int q0, int T) {
   return ChunkRows{q0, rows, (rows + 15) / 16};
 }
 
-// A head's T rows of keys (or values) into [kLongT][kLd], 64 rows at a time (half the staging registers of one pass).
+// A head's T rows (ld apart) into [kLongT][kLd], 64 rows at a time (half the staging registers of one pass).
 template <class TS>
-__device__ __forceinline__ void stage_keys(__nv_bfloat16 (*dst)[kLd], const TS* src, const Head& h) {
-  stage<kChunk>(dst, src, h.ld, h.T, h.HS, h.vec);
-  stage<kChunk>(dst + kChunk, src + kChunk * h.ld, h.ld, h.T - kChunk, h.HS, h.vec);  // T > 64
+__device__ __forceinline__ void stage_keys(__nv_bfloat16 (*dst)[kLd], const TS* src, int64_t ld, const Head& h) {
+  stage<kChunk>(dst, src, ld, h.T, h.HS, h.vec);
+  stage<kChunk>(dst + kChunk, src + kChunk * ld, ld, h.T - kChunk, h.HS, h.vec);  // T > 64
 }
 
 template <class TS>
@@ -97,8 +97,8 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t in0 = b * h.T * h.ld + col, out0 = b * h.T * h.H + col;
   const bool mix = ctx != nullptr || ctx16 != nullptr;  // ctx = Pd v wanted (else P only)
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  stage_keys(sm.ks, k + in0, h);
-  if (mix) stage_keys(sm.vs, v + in0, h);
+  stage_keys(sm.ks, k + in0, h.ld, h);
+  if (mix) stage_keys(sm.vs, v + in0, h.ld, h);
   for (int q0 = 0; q0 < h.T; q0 += kChunk) {
     const ChunkRows c = chunk_rows(q0, h.T);
     stage<kChunk>(sm.qs, q + in0 + q0 * h.ld, h.ld, c.rows, h.HS, h.vec);
@@ -143,8 +143,8 @@ __global__ void __launch_bounds__(kThreads)
   const int diagonals = 2 * h.T - 1;  // <= 255: thread t owns diagonals t and t + 128
   float rel[2] = {0.0f, 0.0f};
   double colSum = 0.0;  // column t of dq (t < HS), rows in order
-  stage_keys(sm.vs, v + in0, h);
-  stage_keys(sm.ks, k + in0, h);
+  stage_keys(sm.vs, v + in0, h.ld, h);
+  stage_keys(sm.ks, k + in0, h.ld, h);
   for (int q0 = 0; q0 < h.T; q0 += kChunk) {
     const ChunkRows c = chunk_rows(q0, h.T);
     stage<kChunk>(sm.gs, dctx + out0 + q0 * h.H, h.H, c.rows, h.HS, h.vec);
@@ -211,11 +211,11 @@ __device__ __forceinline__ void stage_square(__nv_bfloat16 (*dst)[kLongLd], cons
       for (int u = 0; u < kPer; ++u) {
         const int idx = static_cast<int>(threadIdx.x) + u * kThreads, r = r0 + idx / kEightsPerRow;
         __nv_bfloat16* d = &dst[r][idx % kEightsPerRow * 8];
-        const unsigned w[4] = {static_cast<unsigned>(x[u].x), static_cast<unsigned>(x[u].y),
-                               static_cast<unsigned>(x[u].z), static_cast<unsigned>(x[u].w)};
-#pragma unroll
-        for (int e = 0; e < 8; ++e)
-          d[e] = __ushort_as_bfloat16(static_cast<unsigned short>(w[e / 2] >> (16 * (e % 2))));
+        const auto word = [](int lo, int hi) {
+          return static_cast<unsigned long long>(static_cast<unsigned>(hi)) << 32 | static_cast<unsigned>(lo);
+        };
+        Quad<__nv_bfloat16>::put(d, word(x[u].x, x[u].y));  // 4 values as stored, as stage() unpacks them
+        Quad<__nv_bfloat16>::put(d + 4, word(x[u].z, x[u].w));
       }
     }
     return;
@@ -238,8 +238,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t square = static_cast<int64_t>(h.T) * h.T;
   double* sums = at(colSums, b * h.ld + col);  // this sentence's row of sums (ld = 3H: packed), q's block
   stage_square(sm.xs, pdIn + z * square, h.T);
-  stage<kChunk>(sm.ys, dctx + out0, h.H, h.T, h.HS, h.vec);  // dctx's rows are H apart, not ld
-  stage<kChunk>(sm.ys + kChunk, dctx + out0 + kChunk * h.H, h.H, h.T - kChunk, h.HS, h.vec);
+  stage_keys(sm.ys, dctx + out0, h.H, h);  // dctx's rows are H apart, not ld
   __syncthreads();
   product<FragAT, FragB>(
       &sm.fs[0][0], kFLd, h.tT, h.tH, h.tT, 1.0f, [&](int m, int kk) { return &sm.xs[kk * 16][m * 16]; }, kLongLd,
@@ -249,7 +248,7 @@ __global__ void __launch_bounds__(kThreads)
   sum_columns(at(sums, 2 * h.H), sm.fs, h.T, h);
   __syncthreads();
   stage_square(sm.xs, dsIn + z * square, h.T);
-  stage_keys(sm.ys, q + in0, h);
+  stage_keys(sm.ys, q + in0, h.ld, h);
   __syncthreads();
   product<FragAT, FragB>(
       &sm.fs[0][0], kFLd, h.tT, h.tH, h.tT, 1.0f, [&](int m, int kk) { return &sm.xs[kk * 16][m * 16]; }, kLongLd,
