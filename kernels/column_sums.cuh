@@ -13,6 +13,9 @@
 // order (the bits of chunks_kernel run over them after), so a producer of a gradient hands over its column sums
 // without the gradient being read again (gemm.cu: the GELU pass of the MLP's backward, the bias gradient of the
 // layer before).
+// Both kernels may run over a range of chunks at a time (Chunks: the first chunk and how many), each chunk's sum
+// going to its own row of `partial` whatever the range: the same bits however the chunks are split into launches
+// (layernorm.cu cuts its two passes over the rows into slabs that fit the L2 cache, l2_slab.cuh).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -40,37 +43,45 @@ __device__ __forceinline__ Sum3 plus(Sum3 a, Sum3 b) { return Sum3{a.x + b.x, a.
 inline int64_t chunk_rows(int64_t R) { return std::max(kChunkRows, (R + detail::kMaxGridY - 1) / detail::kMaxGridY); }
 inline int64_t chunks(int64_t R) { return (R + chunk_rows(R) - 1) / chunk_rows(R); }
 
-// The block's lanes' sums of column c added in lane order into partial[chunk * C + c] (every thread calls it).
+// A run of chunks: [first, first + count) of the chunks of R rows (each chunk_rows(R) rows, the last one shorter).
+struct Chunks {
+  int64_t first, count;
+};
+inline Chunks all_chunks(int64_t R) { return Chunks{0, chunks(R)}; }
+
+// This thread's column, its block's chunk and the chunk's rows [r0, r1): the grid both chunk kernels share (so their
+// sums are the same bits), block y taking chunk first + y.
+struct Cell {
+  int64_t c, chunk, r0, r1;
+};
+__device__ __forceinline__ Cell chunk_cell(int64_t R, int64_t chunkRows, int64_t first) {
+  const int64_t chunk = first + static_cast<int64_t>(blockIdx.y), r0 = chunk * chunkRows;
+  return Cell{static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x, chunk, r0, r0 + chunkRows < R ? r0 + chunkRows : R};
+}
+
+// The block's lanes' sums of column cell.c added in lane order into partial[cell.chunk * C + cell.c] (every thread
+// calls it).
 template <class T>
-__device__ __forceinline__ void store_chunk(T* partial, T (&sums)[kLanes][32], T s, int64_t C, int64_t c) {
+__device__ __forceinline__ void store_chunk(T* partial, T (&sums)[kLanes][32], T s, int64_t C, const Cell& cell) {
   sums[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
-  if (threadIdx.y != 0 || c >= C) return;
+  if (threadIdx.y != 0 || cell.c >= C) return;
   for (int y = 1; y < kLanes; ++y) s = plus(s, sums[y][threadIdx.x]);
-  partial[static_cast<int64_t>(blockIdx.y) * C + c] = s;
+  partial[cell.chunk * C + cell.c] = s;
 }
 
-// This thread's column and its block's chunk of rows [r0, r1): the grid both chunk kernels share (so their sums are
-// the same bits).
-struct Cell {
-  int64_t c, r0, r1;
-};
-__device__ __forceinline__ Cell chunk_cell(int64_t R, int64_t chunkRows) {
-  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunkRows;
-  return Cell{static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x, r0, r0 + chunkRows < R ? r0 + chunkRows : R};
-}
-
-// partial[chunk * C + c] = the sum over the chunk's rows r of term(s, r, c), which adds row r's term into s.
+// partial[chunk * C + c] = the sum over the chunk's rows r of term(s, r, c), which adds row r's term into s; the
+// chunks from `first`, one per block row.
 template <class T, class Term>
 __global__ void __launch_bounds__(32 * kLanes)
-    chunks_kernel(T* __restrict__ partial, Term term, int64_t R, int64_t C, int64_t chunkRows) {
+    chunks_kernel(T* __restrict__ partial, Term term, int64_t R, int64_t C, int64_t chunkRows, int64_t first) {
   __shared__ T sums[kLanes][32];
-  const Cell cell = chunk_cell(R, chunkRows);
+  const Cell cell = chunk_cell(R, chunkRows, first);
   const int64_t c = cell.c, r0 = cell.r0, r1 = cell.r1;
   T s{};
   if (c < C)
     for (int64_t r = r0 + threadIdx.y; r < r1; r += kLanes) term(s, r, c);
-  store_chunk(partial, sums, s, C, c);
+  store_chunk(partial, sums, s, C, cell);
 }
 
 // An element-wise pass over [R, C] that also sums by column what it computes, in chunks_kernel's grid, rows and order
@@ -79,11 +90,12 @@ __global__ void __launch_bounds__(32 * kLanes)
 // before applying any (a load kept next to its add would wait on memory at every row: in_order_sum.cuh).
 template <class Op>
 __global__ void __launch_bounds__(32 * kLanes)
-    map_chunks_kernel(typename Op::Sum* __restrict__ partial, Op op, int64_t R, int64_t C, int64_t chunkRows) {
+    map_chunks_kernel(typename Op::Sum* __restrict__ partial, Op op, int64_t R, int64_t C, int64_t chunkRows,
+                      int64_t first) {
   using Sum = typename Op::Sum;
   constexpr int kAhead = 8;
   __shared__ Sum sums[kLanes][32];
-  const Cell cell = chunk_cell(R, chunkRows);
+  const Cell cell = chunk_cell(R, chunkRows, first);
   const int64_t c = cell.c, r0 = cell.r0, r1 = cell.r1;
   Sum s{};
   if (c < C)
@@ -96,7 +108,7 @@ __global__ void __launch_bounds__(32 * kLanes)
       for (int u = 0; u < kAhead; ++u)
         if (r + u * kLanes < r1) op.apply(r + u * kLanes, c, v[u], s);
     }
-  store_chunk(partial, sums, s, C, c);
+  store_chunk(partial, sums, s, C, cell);
 }
 
 // An element-wise op on flat indices (load(i), apply(i, loaded) returning the float to sum) as map_chunks_kernel's:
@@ -142,23 +154,36 @@ struct AddTo {
 // takes (gemm.cu).
 void add_column_sums(float* out, const float* x, int64_t R, int64_t C, cudaStream_t stream);
 
+// Queues chunks_kernel over the chunks `run` of R rows on `stream` (C > 0): their sums into partial's rows.
+template <class T, class Term>
+void launch_chunks(const char* chunksName, T* partial, Term term, int64_t R, int64_t C, Chunks run,
+                   cudaStream_t stream) {
+  launch(chunksName, chunks_kernel<T, Term>, dim3(detail::grid_blocks(C, 32, INT32_MAX), detail::grid_y(run.count)),
+         dim3(32, kLanes), 0, stream, partial, term, R, C, chunk_rows(R), run.first);
+}
+
+// map_chunks_kernel's pass with `op` over the chunks `run` of [R, C] (C > 0).
+template <class Op>
+void launch_map_chunks(const char* mapName, typename Op::Sum* partial, const Op& op, int64_t R, int64_t C, Chunks run,
+                       cudaStream_t stream) {
+  launch(mapName, map_chunks_kernel<Op>, dim3(detail::grid_blocks(C, 32, INT32_MAX), detail::grid_y(run.count)),
+         dim3(32, kLanes), 0, stream, partial, op, R, C, chunk_rows(R), run.first);
+}
+
 // Queues both kernels on `stream` (R, C > 0); partial holds chunks(R) * C sums (the caller reserved it in the op
 // workspace and holds its lock until this returns). The names are the two launches', for profiles.
 template <int kAhead, class T, class Term, class Finish>
 void launch_sums(const char* chunksName, const char* finishName, T* partial, Term term, Finish finish, int64_t R,
                  int64_t C, cudaStream_t stream) {
-  const int64_t n = chunks(R);
-  launch(chunksName, chunks_kernel<T, Term>, dim3(detail::grid_blocks(C, 32, INT32_MAX), detail::grid_y(n)),
-         dim3(32, kLanes), 0, stream, partial, term, R, C, chunk_rows(R));
-  launch_finish<kAhead>(finishName, partial, finish, n, C, stream);
+  launch_chunks(chunksName, partial, term, R, C, all_chunks(R), stream);
+  launch_finish<kAhead>(finishName, partial, finish, chunks(R), C, stream);
 }
 
 // map_chunks_kernel's pass with `op` over [R, C] (R, C > 0), then finish(c, column c's sum) as launch_sums.
 template <int kAhead, class Op, class Finish>
 void launch_map_sums(const char* mapName, const char* finishName, typename Op::Sum* partial, const Op& op,
                      Finish finish, int64_t R, int64_t C, cudaStream_t stream) {
-  launch(mapName, map_chunks_kernel<Op>, dim3(detail::grid_blocks(C, 32, INT32_MAX), detail::grid_y(chunks(R))),
-         dim3(32, kLanes), 0, stream, partial, op, R, C, chunk_rows(R));
+  launch_map_chunks(mapName, partial, op, R, C, all_chunks(R), stream);
   launch_finish<kAhead>(finishName, partial, finish, chunks(R), C, stream);
 }
 

@@ -22,6 +22,9 @@
 //     chunks and orders: the result does not depend on scheduling; it is the CPU's double sum (added in another
 //     order, so its last bits can differ) rounded to float.
 // The parameter kernels run before the dinp kernel (dinp may alias dout).
+// Both read dout and inp (as do the two passes of the dyColumnSums path below): they run a slab of rows at a time
+// (l2_slab.cuh: whole chunks of the sums, as many as fill half the L2), so the second pass reads each slab from the
+// L2 cache rather than memory; the sums' order does not depend on the slabs.
 // layernorm_dropout_backward with dyColumnSums (the bias gradient of the linear layer before: column sums of dy, or
 // of dres without dropout) runs instead a row-statistics kernel (each row's mg and mgn with the dinp kernel's sums,
 // the vec or scalar one as that shape would take: the same bits) and one pass in column_sums.cuh's chunk grid that
@@ -50,6 +53,7 @@
 #include "common/philox.h"
 #include "grid.cuh"
 #include "host_args.cuh"
+#include "l2_slab.cuh"
 #include "ln_output.cuh"
 #include "warp_reduce.cuh"
 
@@ -180,10 +184,11 @@ __device__ __forceinline__ float2 row_stats(const float* g, const float* x, cons
 template <bool kDropout>
 __global__ void __launch_bounds__(kRowThreads)
     layernorm_dinp_kernel(float* dinp, const float* dout, const float* inp, const float* weight, const float* mean,
-                          const float* rstd, int64_t R, int64_t C, float* dy, RowDrop drop, __nv_bfloat16* grad16) {
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+                          const float* rstd, int64_t r0, int64_t r1, int64_t C, float* dy, RowDrop drop,
+                          __nv_bfloat16* grad16) {
+  const int64_t row = r0 + static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   const int lane = static_cast<int>(threadIdx.x % 32);
-  if (row >= R) return;
+  if (row >= r1) return;  // rows [r0, r1): a slab
   const float* x = inp + row * C;
   const float* g = dout + row * C;
   const float m = mean[row], rs = rstd[row];
@@ -383,10 +388,11 @@ __device__ __forceinline__ float2 row_stats_vec(const float* dout, const float* 
 template <bool kDropout>
 __global__ void __launch_bounds__(kRowThreads)
     layernorm_dinp_vec_kernel(float* dinp, const float* dout, const float* inp, const float* weight, const float* mean,
-                              const float* rstd, int64_t R, int64_t C, float* dy, RowDrop drop, __nv_bfloat16* grad16) {
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+                              const float* rstd, int64_t r0, int64_t r1, int64_t C, float* dy, RowDrop drop,
+                              __nv_bfloat16* grad16) {
+  const int64_t row = r0 + static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   const int lane = static_cast<int>(threadIdx.x % 32);
-  if (row >= R) return;
+  if (row >= r1) return;  // rows [r0, r1): a slab
   const int groups = static_cast<int>(C / 4);
   const int64_t at = row * C;
   const float m = mean[row], rs = rstd[row];
@@ -425,28 +431,44 @@ bool vec_rows(int64_t C, std::initializer_list<const void*> floats, const void* 
   return reinterpret_cast<uintptr_t>(bf16) % 8 == 0;
 }
 
-// The parameter gradients of dout at inp (dweight/dbias may be null), then dinp (and dy): in stream
-// order, so dinp may alias dout.
+// The rows [r0, r1) of dinp (and dy) by the dinp kernel of this shape.
+void launch_dinp(bool vec, float* dinp, const float* dout, const float* inp, const float* weight, const float* mean,
+                 const float* rstd, colsum::RowRange rows, int64_t C, float* dy, const RowDrop& drop,
+                 __nv_bfloat16* grad16) {
+  const unsigned blocks = detail::grid_blocks(rows.r1 - rows.r0, kRowsPerBlock, INT32_MAX);
+  if (dy != nullptr)
+    launch("layernorm_dinp_dropout", vec ? layernorm_dinp_vec_kernel<true> : layernorm_dinp_kernel<true>, blocks,
+           kRowThreads, 0, detail::op_stream(), dinp, dout, inp, weight, mean, rstd, rows.r0, rows.r1, C, dy, drop,
+           grad16);
+  else
+    launch("layernorm_dinp", vec ? layernorm_dinp_vec_kernel<false> : layernorm_dinp_kernel<false>, blocks, kRowThreads,
+           0, detail::op_stream(), dinp, dout, inp, weight, mean, rstd, rows.r0, rows.r1, C, dy, drop, grad16);
+}
+
+// The parameter gradients of dout at inp (dweight/dbias may be null), then dinp (and dy), a slab of rows at a time
+// (l2_slab.cuh: both passes read dout and inp); in stream order, so dinp may alias dout (a slab's parameter sums are
+// queued before its dinp, and no pass reads another slab's rows).
 void launch_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, const float* mean, const float* rstd, int64_t R, int64_t C, float* dy,
                      const RowDrop& drop, __nv_bfloat16* grad16) {
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);  // held until the kernels are done with the partials
-  if (dweight != nullptr || dbias != nullptr) {
-    auto* partial = static_cast<double2*>(ws.reserve(static_cast<size_t>(colsum::chunks(R) * C) * sizeof(double2)));
-    colsum::launch_sums<kChunksAhead>("layernorm_params", "layernorm_params_finish", partial,
-                                      ParamTerms{dout, inp, mean, rstd, C}, AddToParams{dweight, dbias}, R, C,
-                                      detail::op_stream());
-  }
-  const unsigned blocks = detail::grid_blocks(R, kRowsPerBlock, INT32_MAX);
-  if (dinp == nullptr) return;
+  const bool params = dweight != nullptr || dbias != nullptr;
   const bool vec = vec_rows(C, {dinp, dout, inp, weight, dy}, grad16);
-  if (dy != nullptr)
-    launch("layernorm_dinp_dropout", vec ? layernorm_dinp_vec_kernel<true> : layernorm_dinp_kernel<true>, blocks,
-           kRowThreads, 0, detail::op_stream(), dinp, dout, inp, weight, mean, rstd, R, C, dy, drop, grad16);
-  else
-    launch("layernorm_dinp", vec ? layernorm_dinp_vec_kernel<false> : layernorm_dinp_kernel<false>, blocks, kRowThreads,
-           0, detail::op_stream(), dinp, dout, inp, weight, mean, rstd, R, C, dy, drop, grad16);
+  const ParamTerms terms{dout, inp, mean, rstd, C};
+  const cudaStream_t stream = detail::op_stream();
+  if (!params) {  // one pass: nothing to cut
+    if (dinp != nullptr) launch_dinp(vec, dinp, dout, inp, weight, mean, rstd, {0, R}, C, dy, drop, grad16);
+    return;
+  }
+  auto* partial = static_cast<double2*>(ws.reserve(static_cast<size_t>(colsum::chunks(R) * C) * sizeof(double2)));
+  colsum::for_slabs(R, 2 * C * static_cast<int64_t>(sizeof(float)), [&](colsum::Chunks run) {
+    colsum::launch_chunks("layernorm_params", partial, terms, R, C, run, stream);
+    if (dinp != nullptr)
+      launch_dinp(vec, dinp, dout, inp, weight, mean, rstd, colsum::rows_of(R, run), C, dy, drop, grad16);
+  });
+  colsum::launch_finish<kChunksAhead>("layernorm_params_finish", partial, AddToParams{dweight, dbias},
+                                      colsum::chunks(R), C, stream);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -457,10 +479,10 @@ void launch_backward(float* dinp, float* dweight, float* dbias, const float* dou
 template <bool kVec>
 __global__ void __launch_bounds__(kRowThreads)
     layernorm_dinp_stats_kernel(float2* stats, const float* dout, const float* inp, const float* weight,
-                                const float* mean, const float* rstd, int64_t R, int64_t C) {
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+                                const float* mean, const float* rstd, int64_t r0, int64_t r1, int64_t C) {
+  const int64_t row = r0 + static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   const int lane = static_cast<int>(threadIdx.x % 32);
-  if (row >= R) return;
+  if (row >= r1) return;  // rows [r0, r1): a slab
   const float m = mean[row], rs = rstd[row];
   float2 st;
   if constexpr (kVec) {
@@ -544,19 +566,23 @@ void launch_backward_summing(float* dinp, float* dweight, float* dbias, const fl
   carve(static_cast<char*>(ws.reserve(carve(nullptr, stats, partial))), stats, partial);
   const cudaStream_t stream = detail::op_stream();
   const bool vec = vec_rows(C, {dinp, dout, inp, weight, dy}, grad16);  // the dinp kernel launch_backward would take
-  launch("layernorm_dinp_stats", vec ? layernorm_dinp_stats_kernel<true> : layernorm_dinp_stats_kernel<false>,
-         detail::grid_blocks(R, kRowsPerBlock, INT32_MAX), kRowThreads, 0, stream, stats, dout, inp, weight, mean, rstd,
-         R, C);
-  const AddToParamsAndBias finish{dweight, dbias, dySums};
-  if (dy != nullptr)
-    colsum::launch_map_sums<kSumsAhead>(
-        "layernorm_dinp_dropout_sums", "layernorm_sums_finish", partial,
-        LnBackwardOp<true>{dinp, dout, inp, weight, mean, rstd, stats, C, dyOut, drop, grad16}, finish, R, C, stream);
-  else
-    colsum::launch_map_sums<kSumsAhead>(
-        "layernorm_dinp_sums", "layernorm_sums_finish", partial,
-        LnBackwardOp<false>{dinp, dout, inp, weight, mean, rstd, stats, C, nullptr, drop, grad16}, finish, R, C,
-        stream);
+  // Both passes read dout and inp: a slab of rows at a time (l2_slab.cuh), the statistics then the chunk pass.
+  colsum::for_slabs(R, 2 * C * static_cast<int64_t>(sizeof(float)), [&](colsum::Chunks run) {
+    const colsum::RowRange rows = colsum::rows_of(R, run);
+    launch("layernorm_dinp_stats", vec ? layernorm_dinp_stats_kernel<true> : layernorm_dinp_stats_kernel<false>,
+           detail::grid_blocks(rows.r1 - rows.r0, kRowsPerBlock, INT32_MAX), kRowThreads, 0, stream, stats, dout, inp,
+           weight, mean, rstd, rows.r0, rows.r1, C);
+    if (dy != nullptr)
+      colsum::launch_map_chunks("layernorm_dinp_dropout_sums", partial,
+                                LnBackwardOp<true>{dinp, dout, inp, weight, mean, rstd, stats, C, dyOut, drop, grad16},
+                                R, C, run, stream);
+    else
+      colsum::launch_map_chunks(
+          "layernorm_dinp_sums", partial,
+          LnBackwardOp<false>{dinp, dout, inp, weight, mean, rstd, stats, C, nullptr, drop, grad16}, R, C, run, stream);
+  });
+  colsum::launch_finish<kSumsAhead>("layernorm_sums_finish", partial, AddToParamsAndBias{dweight, dbias, dySums},
+                                    colsum::chunks(R), C, stream);
 }
 
 // TokenDropout on device: keepRows copied through the host-argument buffer of `args`.

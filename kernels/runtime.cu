@@ -9,6 +9,7 @@
 #include "cuda_check.cuh"
 #include "graph_capture.cuh"
 #include "host_args.cuh"
+#include "l2_slab.cuh"
 
 namespace simcsepp::cuda {
 
@@ -166,6 +167,24 @@ size_t total_device_memory() {
   SIMCSEPP_CUDA_CHECK(cudaMemGetInfo(&freeBytes, &totalBytes));
   return totalBytes;
 }
+
+namespace detail {
+
+int64_t l2_cache_bytes() {
+  // Read once, as status() probes once: the device does not change within a process.
+  static const int64_t bytes = [] {
+    if (!status().available) return int64_t{0};
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return int64_t{0};
+    }
+    return static_cast<int64_t>(prop.l2CacheSize);
+  }();
+  return bytes;
+}
+
+}  // namespace detail
 
 namespace {
 

@@ -50,6 +50,7 @@
 //    SIMCSEPP_BF16_WEIGHT_MIRROR=0 and SIMCSEPP_BF16_HANDOFF=0 (both operands rounded at every product instead of
 //    read from the weight mirror and the producers' handoffs) and the B = 512 step with
 //    SIMCSEPP_LAYERNORM_ROWS=scalar (the LayerNorm kernels without the rows in registers) and with
+//    SIMCSEPP_L2_SLABS=off (the LayerNorm backwards' two passes each over all rows, not a slab fitting the L2) and with
 //    SIMCSEPP_BIAS_SUMS=products (the bias gradients summed in passes of their own) and with SIMCSEPP_BF16_OUTPUT=0
 //    (the MLP backward's first product written in fp32, not stored in bf16) and with SIMCSEPP_ATTENTION_STORAGE=fp32
 //    (the attention's q | k | v, ctx and its gradient kept in fp32, not in bf16) when time allows, and
@@ -766,6 +767,13 @@ if (runBench && !fake && ['bench-step', 'bench-variants', 'bench-torch', 'bench-
         const [scalar, vec] = await stepWith({ SIMCSEPP_LAYERNORM_ROWS: 'scalar' }, big)
         if (scalar) comparisons.push({ ...scalar, layerNormRows: 'scalar' })
         if (scalar && vec) log(`  step B=${big} scalar LayerNorm rows: ${ratio(scalar, 'rows in registers', vec)}`)
+      }
+      // The B = 512 step with the LayerNorm backwards' two passes over all rows at once (SIMCSEPP_L2_SLABS=off) against
+      // the default, a slab of rows that fits half the L2 at a time (kernels/l2_slab.cuh: the second pass reads L2).
+      if (want('bench-variants') && left() > 150) {
+        const [whole, slabs] = await stepWith({ SIMCSEPP_L2_SLABS: 'off' }, big)
+        if (whole) comparisons.push({ ...whole, l2Slabs: 'off' })
+        if (whole && slabs) log(`  step B=${big} LayerNorm backward over all rows at once: ${ratio(whole, 'in L2 slabs', slabs)}`)
       }
       // The B = 512 step with the bias gradients summed by the linear layers' backward ops (SIMCSEPP_BIAS_SUMS=products:
       // passes over the gradients, written in fp32) against the default, the ops that make the gradients summing them.

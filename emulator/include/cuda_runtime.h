@@ -143,6 +143,7 @@ struct cudaDeviceProp {
   int major;
   int minor;
   int multiProcessorCount;
+  int l2CacheSize;  // bytes
 };
 
 // Dynamic shared memory: a launch may ask for up to 48 KB, more once cudaFuncSetAttribute has raised the kernel's

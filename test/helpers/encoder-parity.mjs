@@ -1359,7 +1359,16 @@ for (const [R, C, eps, shift] of [
       d.lib.ops.layerNormBackward(dinp, dw, db, d.from(dout, [R, C]), xt, wt, m, r)
       const inPlace = d.from(dout, [R, C]) // dinp aliases dout
       d.lib.ops.layerNormBackward(inPlace, d.from(dw0), d.from(db0), inPlace, xt, wt, m, r)
-      return { dinp: dinp.toFloat32Array(), dweight: dw.toFloat32Array(), dbias: db.toFloat32Array(), inPlace: inPlace.toFloat32Array() }
+      // On CUDA the two passes (parameter sums, dinp) run a slab of rows at a time (kernels/l2_slab.cuh): with slabs
+      // of one 128-row chunk (SIMCSEPP_L2_SLABS=1), in place too, the bits of one pass over all rows.
+      const oneChunkSlabs = withEnvVars({ SIMCSEPP_L2_SLABS: '1' }, () => {
+        const [sd, sw, sb] = [d.from(dout, [R, C]), d.from(dw0), d.from(db0)]
+        d.lib.ops.layerNormBackward(sd, sw, sb, sd, xt, wt, m, r)
+        return [sd, sw, sb].map((x) => x.toFloat32Array())
+      })
+      const all = [inPlace.toFloat32Array(), dw.toFloat32Array(), db.toFloat32Array()]
+      const slabsDiffer = oneChunkSlabs.reduce((n, a, i) => n + bitEqual(a, all[i]).diff, 0)
+      return { dinp: dinp.toFloat32Array(), dweight: all[1], dbias: all[2], inPlace: all[0], slabsDiffer }
     },
   })
 }
@@ -1471,16 +1480,32 @@ for (const [
       if (asDropout)
         d.lib.ops.dropout(seqRes.view(0, [sentences, (R / sentences) * C]), seqDy.view(0, [sentences, (R / sentences) * C]), asDropout)
       const [gr, gy] = [dres.toFloat32Array(), dy ? dy.toFloat32Array() : new Float32Array(0)]
+      // The op summing dy's columns as well (dyColumnSums: the bias gradient of the linear layer before), which on
+      // CUDA is a pass of row statistics and one in the sums' chunk grid, a slab of rows at a time
+      // (kernels/l2_slab.cuh): with slabs of one 128-row chunk (SIMCSEPP_L2_SLABS=1) and with all rows at once
+      // ('off') the same bits, and those of the op without the sums.
+      /** @param {string} slabs */
+      const summing = (slabs) =>
+        withEnvVars({ SIMCSEPP_L2_SLABS: slabs }, () => {
+          const [sr, sy, sw, sb, sums] = [d.zeros([R, C]), site ? d.zeros([R, C]) : null, d.from(dw0), d.from(db0), d.zeros([C])]
+          d.lib.ops.layerNormDropoutBackward(sr, sy, sw, sb, go, rt, wt, m, r, sentences, site, false, sums)
+          return [sr, sy, sw, sb, sums].map((x) => (x ? x.toFloat32Array() : new Float32Array(0)))
+        })
+      const [oneChunkSlabs, allRows] = [summing('1'), summing('off')]
+      const plain = [gr, gy, dw.toFloat32Array(), db.toFloat32Array()]
       return {
         dres: gr,
         dy: gy,
-        dweight: dw.toFloat32Array(),
-        dbias: db.toFloat32Array(),
+        dweight: plain[2],
+        dbias: plain[3],
+        dyColumnSums: allRows[4],
         unfusedDiffers:
           differing(gr, seqRes.toFloat32Array()) +
           (dy ? differing(gy, seqDy.toFloat32Array()) : 0) +
-          differing(dw.toFloat32Array(), seqW.toFloat32Array()) +
-          differing(db.toFloat32Array(), seqB.toFloat32Array()),
+          differing(plain[2], seqW.toFloat32Array()) +
+          differing(plain[3], seqB.toFloat32Array()),
+        slabsDiffer: oneChunkSlabs.reduce((n, a, i) => n + differing(a, allRows[i]), 0),
+        summingDiffers: plain.reduce((n, a, i) => n + differing(a, allRows[i]), 0),
       }
     },
   })
