@@ -2,9 +2,9 @@
 // bf16_convert_kernel: blockIdx.y picks the segment (a GELU segment rounds GELU(src), gelu.cuh; a LayerNorm segment
 // the LayerNorm's output, ln_output.cuh, its row and column from the element's index); the x blocks walk
 // it grid-stride. A segment whose source is 16-byte and destination 8-byte aligned goes 4 elements per thread per
-// step (one float4 load, one 8-byte store), its last n % 4 elements one at a time; any other segment one element
-// at a time. Consecutive threads touch consecutive addresses either way (coalesced). Memory-bound: 6 bytes moved
-// per element.
+// step (one float4 load, one 8-byte store; kQuadsAhead steps' loads issued together), its last n % 4 elements one
+// at a time; any other segment one element at a time. Consecutive threads touch consecutive addresses either way
+// (coalesced). Memory-bound: 6 bytes moved per element.
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -27,6 +27,9 @@ struct Segments {
 };
 
 constexpr int kThreads = 256;
+// Quads a thread loads before it converts any: 64 bytes in flight per thread rather than 16 (one quad per step of
+// the grid-stride loop waited on memory at every step).
+constexpr int kQuadsAhead = 4;
 
 struct alignas(8) Bf16x4 {
   __nv_bfloat16 v[4];
@@ -56,14 +59,22 @@ __device__ void convert_segment(const Segment& seg) {
     const int64_t quads = seg.n / 4;
     const auto* src4 = reinterpret_cast<const float4*>(seg.src);
     auto* dst4 = reinterpret_cast<Bf16x4*>(seg.dst);
-    for (int64_t q = first; q < quads; q += stride) {
-      const float4 f = src4[q];
-      Bf16x4 b;
-      b.v[0] = __float2bfloat16(source<kKind>(seg, 4 * q, f.x));
-      b.v[1] = __float2bfloat16(source<kKind>(seg, 4 * q + 1, f.y));
-      b.v[2] = __float2bfloat16(source<kKind>(seg, 4 * q + 2, f.z));
-      b.v[3] = __float2bfloat16(source<kKind>(seg, 4 * q + 3, f.w));
-      dst4[q] = b;
+    for (int64_t q0 = first; q0 < quads; q0 += kQuadsAhead * stride) {
+      float4 f[kQuadsAhead];  // every load of the batch issued before the first conversion
+#pragma unroll
+      for (int u = 0; u < kQuadsAhead; ++u)
+        if (q0 + u * stride < quads) f[u] = src4[q0 + u * stride];
+#pragma unroll
+      for (int u = 0; u < kQuadsAhead; ++u) {
+        const int64_t q = q0 + u * stride;
+        if (q >= quads) continue;
+        Bf16x4 b;
+        b.v[0] = __float2bfloat16(source<kKind>(seg, 4 * q, f[u].x));
+        b.v[1] = __float2bfloat16(source<kKind>(seg, 4 * q + 1, f[u].y));
+        b.v[2] = __float2bfloat16(source<kKind>(seg, 4 * q + 2, f[u].z));
+        b.v[3] = __float2bfloat16(source<kKind>(seg, 4 * q + 3, f[u].w));
+        dst4[q] = b;
+      }
     }
     done = quads * 4;
   }
@@ -110,8 +121,11 @@ void convert(const Segment* segments, int count, cudaStream_t stream) {
   }
   if (used == 0) return;
   for (int i = 0; i < used; ++i) g_converted += segs.s[i].n;
+  // A thread per kQuadsAhead quads of the longest segment (at most 4096 blocks a segment, as before).
+  const int64_t perThread = 4 * kQuadsAhead;
   launch("bf16_convert_kernel", bf16_convert_kernel,
-         dim3(detail::grid_blocks(longest, kThreads), static_cast<unsigned>(used)), kThreads, 0, stream, segs);
+         dim3(detail::grid_blocks((longest + perThread - 1) / perThread, kThreads), static_cast<unsigned>(used)),
+         kThreads, 0, stream, segs);
 }
 
 }  // namespace simcsepp::cuda::bf16copy

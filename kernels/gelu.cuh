@@ -18,6 +18,11 @@ void gelu_backward_of_bf16(float* dinp, const float* inp, const float* dout, int
 // The same with the GELU's input kept in bf16 (linearForward's outBf16).
 void gelu_backward_of_bf16(float* dinp, const __nv_bfloat16* inp, const float* dout, int64_t n);
 
+// GeluForwardOp<__nv_bfloat16>{act, pre, act16} over [0, n) (act or act16 may be null), on the op stream: the forward
+// GELU pass of a bf16 step's MLP (gemm.cu). 8 elements a thread from 16-byte loads when the arrays and n allow
+// (elementwise.cu), the same values.
+void gelu_forward_of_bf16(float* act, const __nv_bfloat16* pre, __nv_bfloat16* act16, int64_t n);
+
 }  // namespace simcsepp::cuda
 
 namespace simcsepp::cuda::detail {

@@ -401,8 +401,7 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
   __nv_bfloat16* act16 = bf16handoff::claim(geluOut, R * OC, &only);
   float* act = only ? nullptr : geluOut;
   if (stored)
-    detail::run_map("gelu_forward (of a pre-activation in bf16)",
-                    detail::GeluForwardOp<__nv_bfloat16>{act, out16, act16}, R * OC);
+    gelu_forward_of_bf16(act, out16, act16, R * OC);
   else
     detail::run_map("gelu_forward (a pre-activation rounded into bf16)",
                     detail::PreActivationGeluOp{act, geluOut, out16, act16}, R * OC);

@@ -455,25 +455,27 @@ t.test('a handoff is taken only by the next product of exactly its range, and dr
   f.dispose()
 })
 
+/** CUDA tensors made for one test, kept in `held` to dispose: sines of a seed, or NaNs (to see what is not written). */
+function cudaTensors() {
+  const held: Tensor[] = []
+  const keep = (x: Tensor) => (held.push(x), x)
+  const numel = (shape: number[]) => shape.reduce((p, d) => p * d, 1)
+  const cuda = (shape: number[], seed: number, scale = 1) =>
+    keep(
+      Tensor.from(
+        Float32Array.from({ length: numel(shape) }, (_, i) => scale * Math.sin(seed * 5.3 + i * 0.29)),
+        shape,
+        'cuda',
+      ),
+    )
+  const nans = (shape: number[]) => keep(Tensor.from(new Float32Array(numel(shape)).fill(NaN), shape, 'cuda'))
+  return { cuda, nans, held }
+}
+
 t.test('the MLP pre-activation kept in bf16 (Bf16Values): stored by the product, read by both GELU passes', { skip }, async (t) => {
   // 300 rows, I = 72 (three column blocks of the GEMM, the last one short), H = 24.
   const [R, H, I] = [300, 24, 72]
-  const held: Tensor[] = []
-  const cuda = (shape: number[], seed: number, scale = 1) => {
-    const n = shape.reduce((p, d) => p * d, 1)
-    const x = Tensor.from(
-      Float32Array.from({ length: n }, (_, i) => scale * Math.sin(seed * 5.3 + i * 0.29)),
-      shape,
-      'cuda',
-    )
-    held.push(x)
-    return x
-  }
-  const nans = (shape: number[]) => {
-    const x = Tensor.from(new Float32Array(shape.reduce((p, d) => p * d, 1)).fill(NaN), shape, 'cuda')
-    held.push(x)
-    return x
-  }
+  const { cuda, nans, held } = cudaTensors()
   const h1 = cuda([R, H], 1),
     wIn = cuda([I, H], 2, 0.3),
     bIn = cuda([I], 3),
@@ -538,6 +540,45 @@ t.test('the MLP pre-activation kept in bf16 (Bf16Values): stored by the product,
   t.equal(differingBits(g1[0], g2[0]) + differingBits(g1[1], g2[1]), 0, 'without handoffs: dinp and dweight bit for bit')
   held.forEach((x) => x.dispose())
 })
+
+t.test(
+  'the forward GELU of a pre-activation kept in bf16: 8 elements a thread where it can, the bits of one at a time',
+  { skip },
+  async (t) => {
+    // kernels/elementwise.cu's gelu_forward_of_bf16 takes groups of 8 from 16-byte loads when the element count is a
+    // multiple of 8 (and the arrays 16-byte aligned), element by element otherwise: [300, 72] and [1000, 96] (12,000
+    // groups: threads whose later groups fall past the end) take the groups, [5, 13] and [7, 9] one at a time. Each
+    // against geluForward (element by element) of the kept values, fp32 output and, through the next product, the
+    // bf16 handoff ('only').
+    for (const [R, I] of [
+      [300, 72],
+      [1000, 96],
+      [5, 13],
+      [7, 9],
+    ]) {
+      const H = 8
+      const { cuda, nans, held } = cudaTensors()
+      const h = cuda([R, H], 1, 2),
+        wIn = cuda([I, H], 2, 0.8),
+        bIn = cuda([I], 3),
+        wOut = cuda([H, I], 4, 0.2)
+      const pre = new Bf16Values(nans([Math.ceil((R * I) / 2)]), [R, I])
+      const act = nans([R, I])
+      ops.linearForward(pre, h, wIn, bIn, 'bf16', act, false)
+      const ref = nans([R, I])
+      ops.geluForward(ref, Tensor.from(pre.toFloat32Array(), [R, I], 'cuda'))
+      t.equal(differingBits(act.toFloat32Array(), ref.toFloat32Array()), 0, `[${R}, ${I}]: the fp32 GELU bit for bit`)
+      // 'only': the handoff alone, which the next product reads.
+      const [next, nextRef] = [nans([R, H]), nans([R, H])]
+      const only = nans([R, I])
+      ops.linearForward(pre, h, wIn, bIn, 'bf16', only, 'only')
+      ops.linearForward(next, only, wOut, null, 'bf16')
+      ops.linearForward(nextRef, ref, wOut, null, 'bf16')
+      t.equal(differingBits(next.toFloat32Array(), nextRef.toFloat32Array()), 0, `[${R}, ${I}] 'only': the next product bit for bit`)
+      held.forEach((x) => x.dispose())
+    }
+  },
+)
 
 t.test(
   "the MLP's backward: the GELU pass sums the bias gradient of the layer before, and 'only' leaves gI2 unwritten",
