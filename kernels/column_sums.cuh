@@ -49,25 +49,33 @@ struct Chunks {
 };
 inline Chunks all_chunks(int64_t R) { return Chunks{0, chunks(R)}; }
 
-// This thread's column, its block's chunk and the chunk's rows [r0, r1): the grid both chunk kernels share (so their
-// sums are the same bits), block y taking chunk first + y.
+// This thread's first column (of kCols consecutive ones), its block's chunk and the chunk's rows [r0, r1): the grid
+// both chunk kernels share (so their sums are the same bits), block y taking chunk first + y.
 struct Cell {
   int64_t c, chunk, r0, r1;
 };
+template <int kCols = 1>
 __device__ __forceinline__ Cell chunk_cell(int64_t R, int64_t chunkRows, int64_t first) {
   const int64_t chunk = first + static_cast<int64_t>(blockIdx.y), r0 = chunk * chunkRows;
-  return Cell{static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x, chunk, r0, r0 + chunkRows < R ? r0 + chunkRows : R};
+  return Cell{kCols * (static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x), chunk, r0,
+              r0 + chunkRows < R ? r0 + chunkRows : R};
 }
 
-// The block's lanes' sums of column cell.c added in lane order into partial[cell.chunk * C + cell.c] (every thread
-// calls it).
-template <class T>
-__device__ __forceinline__ void store_chunk(T* partial, T (&sums)[kLanes][32], T s, int64_t C, const Cell& cell) {
-  sums[threadIdx.y][threadIdx.x] = s;
+// The block's lanes' sums of columns cell.c + k (k < kCols) added in lane order into partial[cell.chunk * C + cell.c +
+// k] (every thread calls it; C a multiple of kCols).
+template <int kCols, class T>
+__device__ __forceinline__ void store_chunk(T* partial, T (&sums)[kLanes][32 * kCols], const T (&s)[kCols], int64_t C,
+                                            const Cell& cell) {
+#pragma unroll
+  for (int k = 0; k < kCols; ++k) sums[threadIdx.y][kCols * threadIdx.x + k] = s[k];
   __syncthreads();
   if (threadIdx.y != 0 || cell.c >= C) return;
-  for (int y = 1; y < kLanes; ++y) s = plus(s, sums[y][threadIdx.x]);
-  partial[cell.chunk * C + cell.c] = s;
+#pragma unroll
+  for (int k = 0; k < kCols; ++k) {
+    T t = s[k];
+    for (int y = 1; y < kLanes; ++y) t = plus(t, sums[y][kCols * threadIdx.x + k]);
+    partial[cell.chunk * C + cell.c + k] = t;
+  }
 }
 
 // partial[chunk * C + c] = the sum over the chunk's rows r of term(s, r, c), which adds row r's term into s; the
@@ -78,26 +86,30 @@ __global__ void __launch_bounds__(32 * kLanes)
   __shared__ T sums[kLanes][32];
   const Cell cell = chunk_cell(R, chunkRows, first);
   const int64_t c = cell.c, r0 = cell.r0, r1 = cell.r1;
-  T s{};
+  T s[1] = {};
   if (c < C)
-    for (int64_t r = r0 + threadIdx.y; r < r1; r += kLanes) term(s, r, c);
-  store_chunk(partial, sums, s, C, cell);
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += kLanes) term(s[0], r, c);
+  store_chunk<1>(partial, sums, s, C, cell);
 }
 
 // An element-wise pass over [R, C] that also sums by column what it computes, in chunks_kernel's grid, rows and order
-// (so its partials are the bits chunks_kernel gives for the same terms). op.load(r, c) reads element (r, c)'s inputs,
-// op.apply(r, c, loaded, s) writes its outputs and adds its terms into s (an Op::Sum). Each thread loads kAhead rows
-// before applying any (a load kept next to its add would wait on memory at every row: in_order_sum.cuh).
+// (so its partials are the bits chunks_kernel gives for the same terms). A thread takes Op::kColumns consecutive
+// columns (1, or 4 with C a multiple of 4: 16-byte accesses, and per-row work once per 4 columns, as layernorm.cu's
+// dropout uniforms from one Philox call), each column's terms in the same rows, lanes and order whatever kColumns.
+// op.load(r, c) reads the inputs of (r, c .. c + kColumns - 1), op.apply(r, c, loaded, s) writes the outputs and adds
+// column c + k's terms into s[k] (Op::Sum s[kColumns]). Each thread loads kAhead rows before
+// applying any (a load kept next to its add would wait on memory at every row: in_order_sum.cuh).
 template <class Op>
 __global__ void __launch_bounds__(32 * kLanes)
     map_chunks_kernel(typename Op::Sum* __restrict__ partial, Op op, int64_t R, int64_t C, int64_t chunkRows,
                       int64_t first) {
   using Sum = typename Op::Sum;
-  constexpr int kAhead = 8;
-  __shared__ Sum sums[kLanes][32];
-  const Cell cell = chunk_cell(R, chunkRows, first);
+  constexpr int kCols = Op::kColumns;
+  constexpr int kAhead = kCols == 1 ? 8 : 4;  // 4 rows of 4 columns: 2 x 16 bytes each for layernorm.cu's op
+  __shared__ Sum sums[kLanes][32 * kCols];
+  const Cell cell = chunk_cell<kCols>(R, chunkRows, first);
   const int64_t c = cell.c, r0 = cell.r0, r1 = cell.r1;
-  Sum s{};
+  Sum s[kCols] = {};
   if (c < C)
     for (int64_t r = r0 + threadIdx.y; r < r1; r += kAhead * kLanes) {
       typename Op::Loaded v[kAhead];
@@ -108,20 +120,21 @@ __global__ void __launch_bounds__(32 * kLanes)
       for (int u = 0; u < kAhead; ++u)
         if (r + u * kLanes < r1) op.apply(r + u * kLanes, c, v[u], s);
     }
-  store_chunk(partial, sums, s, C, cell);
+  store_chunk<kCols>(partial, sums, s, C, cell);
 }
 
 // An element-wise op on flat indices (load(i), apply(i, loaded) returning the float to sum) as map_chunks_kernel's:
 // element (r, c) is index r * C + c, its value summed in double.
 template <class Flat>
 struct FlatSum {
+  static constexpr int kColumns = 1;
   using Sum = double;
   using Loaded = typename Flat::Loaded;
   Flat op;
   int64_t C;
   __device__ Loaded load(int64_t r, int64_t c) const { return op.load(r * C + c); }
-  __device__ void apply(int64_t r, int64_t c, Loaded v, double& s) const {
-    s += static_cast<double>(op.apply(r * C + c, v));
+  __device__ void apply(int64_t r, int64_t c, Loaded v, double (&s)[1]) const {
+    s[0] += static_cast<double>(op.apply(r * C + c, v));
   }
 };
 
@@ -162,12 +175,13 @@ void launch_chunks(const char* chunksName, T* partial, Term term, int64_t R, int
          dim3(32, kLanes), 0, stream, partial, term, R, C, chunk_rows(R), run.first);
 }
 
-// map_chunks_kernel's pass with `op` over the chunks `run` of [R, C] (C > 0).
+// map_chunks_kernel's pass with `op` over the chunks `run` of [R, C] (C > 0, a multiple of Op::kColumns).
 template <class Op>
 void launch_map_chunks(const char* mapName, typename Op::Sum* partial, const Op& op, int64_t R, int64_t C, Chunks run,
                        cudaStream_t stream) {
-  launch(mapName, map_chunks_kernel<Op>, dim3(detail::grid_blocks(C, 32, INT32_MAX), detail::grid_y(run.count)),
-         dim3(32, kLanes), 0, stream, partial, op, R, C, chunk_rows(R), run.first);
+  launch(mapName, map_chunks_kernel<Op>,
+         dim3(detail::grid_blocks(C / Op::kColumns, 32, INT32_MAX), detail::grid_y(run.count)), dim3(32, kLanes), 0,
+         stream, partial, op, R, C, chunk_rows(R), run.first);
 }
 
 // Queues both kernels on `stream` (R, C > 0); partial holds chunks(R) * C sums (the caller reserved it in the op

@@ -31,10 +31,11 @@
 // writes dres, dy and the handoff element by element with the dinp kernels' arithmetic and sums (dout * n, dout, dy)
 // in the parameter sums' order: the bits of the three ops it replaces (the parameter sums, the dinp kernel, a column
 // sum pass over dy); dout and res are read twice as before, dy no longer read back. With bf16Next 'only' dy is
-// written only as the handoff.
+// written only as the handoff. On the vec shapes the chunk pass takes 4 columns a thread (LnBackwardOp<.., 4>: float4
+// accesses, one Philox call per 4 columns as the vec kernels draw them; each column's sums in the same order).
 // Both forwards also write bf16(out) into this thread's bf16 handoff when the binding asked for one
-// (bf16_handoff.cuh): the input of the bf16 product that follows; layernorm_dropout_backward likewise bf16(dy),
-// or bf16(dres) without dropout: the output gradient of the linear layer whose backward follows.
+// (bf16_handoff.cuh): the input of the bf16 product that follows; layernorm_dropout_backward likewise bf16(dy), or
+// bf16(dres) without dropout: the output gradient of the linear layer whose backward follows.
 // Fused variants (the same kernels, templated): residual_layernorm_forward computes each row's input
 // res = x + dropout(y) in the first pass (dropout_kernel's and add_inplace's float arithmetic, the mask
 // element by element with dropout_uniform) and stores it (x read, or recomputed as the output of the LayerNorm
@@ -494,17 +495,14 @@ __global__ void __launch_bounds__(kRowThreads)
   if (lane == 0) stats[row] = st;
 }
 
-// Element (r, c) of the backward in map_chunks_kernel's pass (column_sums.cuh), from its row's statistics: dinp (may
-// alias dout: each element is read before the thread that reads it writes it), y's gradient out = dropout(dinp)
-// (kDropout; into dy unless dy is null: bf16Next 'only') or dinp itself, grad16 = bf16(out) (a handoff, or null),
-// and the sums (dout * n, dout, out): ParamTerms' two and the bias gradient of the layer before. The dinp kernels'
-// element arithmetic: the same bits.
-template <bool kDropout>
-struct LnBackwardOp {
-  using Sum = colsum::Sum3;
-  struct Loaded {
-    float g, x;
-  };
+// The backward's chunk pass (column_sums.cuh's map_chunks_kernel) from each row's statistics: dinp (may alias dout:
+// each element is read before the thread that reads it writes it), y's gradient out = dropout(dinp) (kDropout; into dy
+// unless dy is null: bf16Next 'only') or dinp itself, grad16 = bf16(out) (a handoff, or null), and the sums
+// (dout * n, dout, out): ParamTerms' two and the bias gradient of the layer before. The dinp kernels' element
+// arithmetic: the same bits. kCols columns a thread: 1, or 4 on the vec shapes (C a multiple of 4, 16-byte aligned
+// rows): float4 accesses, the row's statistics read once per 4 columns, and their dropout from one Philox call (drop4,
+// as the vec kernels draw it).
+struct LnBackwardArgs {
   float* dinp;
   const float* dout;
   const float* inp;
@@ -516,22 +514,71 @@ struct LnBackwardOp {
   float* dy;
   RowDrop drop;
   __nv_bfloat16* grad16;
-  __device__ Loaded load(int64_t r, int64_t c) const { return Loaded{dout[r * C + c], inp[r * C + c]}; }
-  __device__ void apply(int64_t r, int64_t c, Loaded v, Sum& s) const {
+};
+
+// kCols floats at p (a float4 when 4) and back.
+template <int kCols>
+__device__ __forceinline__ void load_cols(const float* p, float (&v)[kCols]) {
+  if constexpr (kCols == 1) {
+    v[0] = *p;
+  } else {
+    const float4 q = load4(p);
+    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+  }
+}
+template <int kCols, class T>
+__device__ __forceinline__ void store_cols(T* p, const float (&v)[kCols]) {
+  if constexpr (kCols == 1)
+    *p = static_cast<T>(v[0]);
+  else
+    store4(p, make_float4(v[0], v[1], v[2], v[3]));
+}
+__device__ __forceinline__ void store_cols(__nv_bfloat16* p, const float (&v)[1]) { *p = __float2bfloat16(v[0]); }
+
+template <bool kDropout, int kCols>
+struct LnBackwardOp : LnBackwardArgs {
+  static constexpr int kColumns = kCols;
+  using Sum = colsum::Sum3;
+  struct Loaded {
+    float g[kCols], x[kCols];
+  };
+  __device__ Loaded load(int64_t r, int64_t c) const {
+    Loaded v;
+    load_cols(dout + r * C + c, v.g);
+    load_cols(inp + r * C + c, v.x);
+    return v;
+  }
+  __device__ void apply(int64_t r, int64_t c, const Loaded& v, Sum (&s)[kCols]) const {
     const int64_t i = r * C + c;
     const float m = mean[r], rs = rstd[r];
     const float2 st = stats[r];
-    const float d = dinp_value(v.g, weight[c], v.x, m, rs, st.x, st.y);
-    dinp[i] = d;
-    float out = d;
+    float w[kCols], d[kCols];
+    load_cols(weight + c, w);
+#pragma unroll
+    for (int k = 0; k < kCols; ++k) d[k] = dinp_value(v.g[k], w[k], v.x[k], m, rs, st.x, st.y);
+    store_cols(dinp + i, d);
+    float out[kCols];
+#pragma unroll
+    for (int k = 0; k < kCols; ++k) out[k] = d[k];
     if constexpr (kDropout) {
-      if (row_drops(drop, r)) out = drop_value(drop, row_base(drop, r, C) + static_cast<uint64_t>(c), d);
-      if (dy != nullptr) dy[i] = out;
+      const uint64_t at = row_base(drop, r, C) + static_cast<uint64_t>(c);
+      if (row_drops(drop, r)) {
+        if constexpr (kCols == 1) {
+          out[0] = drop_value(drop, at, d[0]);
+        } else {
+          const float4 o = drop4(drop, at, make_float4(d[0], d[1], d[2], d[3]));
+          out[0] = o.x, out[1] = o.y, out[2] = o.z, out[3] = o.w;
+        }
+      }
+      if (dy != nullptr) store_cols(dy + i, out);
     }
-    if (grad16 != nullptr) grad16[i] = __float2bfloat16(out);
-    s.x += static_cast<double>(v.g) * ((v.x - m) * rs);
-    s.y += v.g;
-    s.z += out;
+    if (grad16 != nullptr) store_cols(grad16 + i, out);
+#pragma unroll
+    for (int k = 0; k < kCols; ++k) {
+      s[k].x += static_cast<double>(v.g[k]) * ((v.x[k] - m) * rs);
+      s[k].y += v.g[k];
+      s[k].z += out[k];
+    }
   }
 };
 
@@ -574,14 +621,19 @@ void launch_backward_summing(float* dinp, float* dweight, float* dbias, const fl
     launch("layernorm_dinp_stats", vec ? layernorm_dinp_stats_kernel<true> : layernorm_dinp_stats_kernel<false>,
            detail::grid_blocks(rows.r1 - rows.r0, kRowsPerBlock, INT32_MAX), kRowThreads, 0, stream, stats, dout, inp,
            weight, mean, rstd, rows.r0, rows.r1, C);
-    if (dy != nullptr)
-      colsum::launch_map_chunks("layernorm_dinp_dropout_sums", partial,
-                                LnBackwardOp<true>{dinp, dout, inp, weight, mean, rstd, stats, C, dyOut, drop, grad16},
-                                R, C, run, stream);
+    // The chunk pass 4 columns a thread on the vec shapes (the same bits as a column a thread).
+    const LnBackwardArgs args{dinp, dout,  inp, weight, mean, rstd, stats, C, dy != nullptr ? dyOut : nullptr,
+                              drop, grad16};
+    if (vec && dy != nullptr)
+      colsum::launch_map_chunks("layernorm_dinp_dropout_sums (4 columns a thread)", partial,
+                                LnBackwardOp<true, 4>{args}, R, C, run, stream);
+    else if (vec)
+      colsum::launch_map_chunks("layernorm_dinp_sums (4 columns a thread)", partial, LnBackwardOp<false, 4>{args}, R, C,
+                                run, stream);
+    else if (dy != nullptr)
+      colsum::launch_map_chunks("layernorm_dinp_dropout_sums", partial, LnBackwardOp<true, 1>{args}, R, C, run, stream);
     else
-      colsum::launch_map_chunks(
-          "layernorm_dinp_sums", partial,
-          LnBackwardOp<false>{dinp, dout, inp, weight, mean, rstd, stats, C, nullptr, drop, grad16}, R, C, run, stream);
+      colsum::launch_map_chunks("layernorm_dinp_sums", partial, LnBackwardOp<false, 1>{args}, R, C, run, stream);
   });
   colsum::launch_finish<kSumsAhead>("layernorm_sums_finish", partial, AddToParamsAndBias{dweight, dbias, dySums},
                                     colsum::chunks(R), C, stream);
