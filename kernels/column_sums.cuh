@@ -97,8 +97,8 @@ __global__ void __launch_bounds__(32 * kLanes)
 // columns (1, or 4 with C a multiple of 4: 16-byte accesses, and per-row work once per 4 columns, as layernorm.cu's
 // dropout uniforms from one Philox call), each column's terms in the same rows, lanes and order whatever kColumns.
 // op.load(r, c) reads the inputs of (r, c .. c + kColumns - 1), op.apply(r, c, loaded, s) writes the outputs and adds
-// column c + k's terms into s[k] (Op::Sum s[kColumns]). Each thread loads kAhead rows before
-// applying any (a load kept next to its add would wait on memory at every row: in_order_sum.cuh).
+// column c + k's terms into s[k] (Op::Sum s[kColumns]). Each thread loads kAhead rows before applying any (a load
+// kept next to its add would wait on memory at every row: in_order_sum.cuh).
 template <class Op>
 __global__ void __launch_bounds__(32 * kLanes)
     map_chunks_kernel(typename Op::Sum* __restrict__ partial, Op op, int64_t R, int64_t C, int64_t chunkRows,

@@ -27,8 +27,9 @@ int64_t l2_cache_bytes();
 
 namespace simcsepp::cuda::colsum {
 
-// The share of the L2 a slab's rows may take: half, the rest for what the passes write and what else stays cached.
-constexpr int64_t kSlabShareOfL2 = 2;
+// A slab's rows take at most 1 / kSlabsPerL2 of the L2: half, the rest for what the passes write and what else stays
+// cached.
+constexpr int64_t kSlabsPerL2 = 2;
 
 // Chunks of R rows per slab when the passes read bytesPerRow bytes of each row: as many as fill the L2's share, at
 // least one; all of them when the device does not say its L2 size.
@@ -46,7 +47,7 @@ inline int64_t slab_chunks(int64_t R, int64_t bytesPerRow) {
   }
   const int64_t l2 = detail::l2_cache_bytes();
   if (l2 <= 0) return all;
-  const int64_t slabBytes = l2 / kSlabShareOfL2, chunkBytes = chunk_rows(R) * std::max<int64_t>(bytesPerRow, 1);
+  const int64_t slabBytes = l2 / kSlabsPerL2, chunkBytes = chunk_rows(R) * std::max<int64_t>(bytesPerRow, 1);
   return std::clamp<int64_t>(slabBytes / chunkBytes, 1, all);
 }
 

@@ -615,6 +615,8 @@ void launch_backward_summing(float* dinp, float* dweight, float* dbias, const fl
   carve(static_cast<char*>(ws.reserve(carve(nullptr, stats, partial))), stats, partial);
   const cudaStream_t stream = detail::op_stream();
   const bool vec = vec_rows(C, {dinp, dout, inp, weight, dy}, grad16);  // the dinp kernel launch_backward would take
+  float* const dyArg = dy != nullptr ? dyOut : nullptr;  // dy's fp32 values (dropout only; null: the handoff alone)
+  const LnBackwardArgs args{dinp, dout, inp, weight, mean, rstd, stats, C, dyArg, drop, grad16};
   // Both passes read dout and inp: a slab of rows at a time (l2_slab.cuh), the statistics then the chunk pass.
   colsum::for_slabs(R, 2 * C * static_cast<int64_t>(sizeof(float)), [&](colsum::Chunks run) {
     const colsum::RowRange rows = colsum::rows_of(R, run);
@@ -622,8 +624,6 @@ void launch_backward_summing(float* dinp, float* dweight, float* dbias, const fl
            detail::grid_blocks(rows.r1 - rows.r0, kRowsPerBlock, INT32_MAX), kRowThreads, 0, stream, stats, dout, inp,
            weight, mean, rstd, rows.r0, rows.r1, C);
     // The chunk pass 4 columns a thread on the vec shapes (the same bits as a column a thread).
-    const LnBackwardArgs args{dinp, dout,  inp, weight, mean, rstd, stats, C, dy != nullptr ? dyOut : nullptr,
-                              drop, grad16};
     if (vec && dy != nullptr)
       colsum::launch_map_chunks("layernorm_dinp_dropout_sums (4 columns a thread)", partial,
                                 LnBackwardOp<true, 4>{args}, R, C, run, stream);
