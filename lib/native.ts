@@ -156,6 +156,8 @@ export interface Addon {
    * inp [R, C], packed, bias [OC] | null, geluOut | null); int8Kernel names the tile kernel (force: a name to
    * use from now on, an Error where this CPU cannot run it).
    */
+  /** Whether attention at bf16 takes bf16 operands at length T and this head size (native/ops/encoder.h). */
+  attentionTakesBf16(T: number, headSize: number): boolean
   int8PackedFloats(OC: number, C: number): number
   int8PackWeight(packed: NativeTensor, weight: NativeTensor): void
   linearInt8Forward(

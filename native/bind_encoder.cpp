@@ -48,6 +48,7 @@
 //                     projection; bf16Next there: the packed dq, as ctx in the forward, is the next product's
 //                     operand ('only': its only reader); dqkvColumnSums [3H] (packed only): += dq's column sums;
 //                     probs null: the softmax is formed again from q and k, with the forward's bits)
+//   attentionTakesBf16(T, headSize) -> boolean   (the shapes whose attention at bf16 takes bf16 operands)
 //   relativeBiasForward(out, table)   relativeBiasBackward(dtable, dRel)   (MPNet's relative-position bias: out
 //                     [2T - 1, NH] from the bucket table [32, NH]; dtable += its gradient from dRel [B, 2T - 1, NH])
 //   poolClsForward(out, hidden)       poolClsBackward(dhidden, dout, accumulate)
@@ -581,6 +582,14 @@ Napi::Value elementwise(const Napi::CallbackInfo& info, const char* op, const st
   return guarded_void(info.Env(), [&] { call(fn, t); });
 }
 
+// attentionTakesBf16(T, headSize): whether attention at bf16 rounds its operands (ops/encoder.h, attention_takes_bf16),
+// so that a bf16 model may keep q | k | v, ctx and ctx's gradient in bf16 (lib/model/activations.ts asks here rather
+// than repeat the limits).
+Napi::Value AttentionTakesBf16(const Napi::CallbackInfo& info) {
+  const int64_t T = arg_positive_int(info, 0, "T"), HS = arg_positive_int(info, 1, "headSize");
+  return Napi::Boolean::New(info.Env(), attention_takes_bf16(Precision::kBf16, T, HS));
+}
+
 Napi::Value GeluForward(const Napi::CallbackInfo& info) {
   return elementwise(info, "geluForward", {"out", "inp"}, &Backend::gelu_forward);
 }
@@ -979,6 +988,7 @@ void register_encoder(Napi::Env env, Napi::Object exports) {
                        {"addInplace", AddInplace},
                        {"leadingColumns", LeadingColumns},
                        {"addLeadingColumns", AddLeadingColumns},
+                       {"attentionTakesBf16", AttentionTakesBf16},
                        {"attentionForward", AttentionForward},
                        {"attentionBackward", AttentionBackward},
                        {"relativeBiasForward", RelativeBiasForward},

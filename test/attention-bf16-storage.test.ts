@@ -8,6 +8,7 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { cudaStatus } from '../lib/index.js'
+import { addon } from '../lib/native.js'
 import { Bf16Values } from '../lib/bf16-values.js'
 import { Tensor, type Device } from '../lib/tensor.js'
 import * as ops from '../lib/ops.js'
@@ -182,6 +183,15 @@ t.test('the arena: q | k | v, ctx and its gradient in half the floats where the 
     t.equal(floatsFor(c, B, T, false, true, true), floatsFor(c, B, T, false), `T = ${T}: inference unchanged`)
   }
   t.notOk(attentionKeptBf16(tinyConfig({ hiddenSize: 130, numAttentionHeads: 2 }), 8, true), 'a head of 65 columns: fp32')
+  // The limits come from the addon (native/ops/encoder.h), which checks its arguments.
+  t.ok(addon.attentionTakesBf16(128, 64), 'the addon: T = 128, heads of 64')
+  t.notOk(addon.attentionTakesBf16(129, 64), 'the addon: T = 129')
+  t.notOk(addon.attentionTakesBf16(1, 65), 'the addon: heads of 65')
+  for (const [T, HS, name] of [
+    [0, 64, 'T'],
+    [8, 1.5, 'headSize'],
+  ] as const)
+    t.throws(() => addon.attentionTakesBf16(T, HS), new RegExp(`\\b${name}\\b`), `${name} checked`)
   // The arena carves them as Bf16Values of ceil(n / 2) floats (T <= 128), else as Tensors; inference keeps fp32.
   const arena = new ActivationArena(c, 'cpu', true, true)
   t.teardown(() => arena.dispose())

@@ -19,10 +19,11 @@
 // embedding LayerNorm has written layer 0's input, qkv once the attention has written ctx, h1 once the layer's
 // output is written); the attention keeps no probabilities (B·NH·T² floats, the one term that grows with T²).
 // BERT-base at 64 x 128: 217 MiB (whole layers' buffers taking turns in two sets, with probs, held 721).
-import type { BertConfig } from './config.js'
+import { headDim, type BertConfig } from './config.js'
 import type { Tensor, Device } from '../tensor.js'
 import { ViewArena, viewFloats } from './view-arena.js'
 import { Bf16Values } from '../bf16-values.js'
+import { addon } from '../native.js'
 
 /**
  * Training keeps each layer's attention probabilities (B·NH·T² floats) for sequences up to this length, where
@@ -73,11 +74,11 @@ export interface Activations {
 /**
  * Whether a training pass of this length keeps the attention's packed q | k | v, its output ctx and ctx's gradient in
  * bfloat16 (Bf16Values), given that the model does (attentionBf16: bf16 training on CUDA): where the attention takes
- * bf16 operands (T <= 128, head size <= 64; ops.attentionForward), which round those values anyway, so they are the
- * same values in half the bytes.
+ * bf16 operands (T <= 128, head size <= 64: the addon's limits, asked rather than repeated here; ops.attentionForward),
+ * which round those values anyway, so they are the same values in half the bytes.
  */
 export function attentionKeptBf16(c: BertConfig, T: number, attentionBf16: boolean): boolean {
-  return attentionBf16 && T <= 128 && c.hiddenSize / c.numAttentionHeads <= 64
+  return attentionBf16 && T >= 1 && addon.attentionTakesBf16(T, headDim(c))
 }
 
 /**
