@@ -12,27 +12,37 @@
 //               dL/dz_i = rinv_i / N * ( sum_j W_ij rinv_j z_j / tau - (sum_j W_ij S_ij) rinv_i z_i ),
 //   because g . u_i = sum_j W_ij S_ij / N for g = dL/du_i (docs/method.md section 5, normalisation rule).
 //
-// Three launches, then ordered_sum of the loss parts (after one cudaMemsetAsync of the result header and
-// the loss parts):
+// The launches (after one cudaMemsetAsync of the result header and the loss parts):
 //   1. infonce_rows_kernel: one warp per row: rinv of each input, cos(z1_i, z2_i), NaN/Inf flag.
-//   2. infonce_lse_kernel: a block owns 64 rows, loops over 64-column tiles; each tile's logits come
-//      from dot_tile (64x64 outputs, 16x16 threads x 4x4 registers, D reduced in chunks of 16 through
-//      shared memory); each thread keeps an online (max, sum) per row, merged over the 16 lanes of a
-//      row at the end. The state sums the negatives only; the positive (offDropout p_i, simcse S_ii) is
-//      combined at the end as softplus / sigmoid of lse(negatives) - positive, so loss_i and a_i - 1 stay
-//      accurate when the positive dominates. Writes lse (N floats), each warp's loss sum (a double per
-//      warp, added in a fixed order by ordered_sum: the same bits on every run, unlike atomics), simcse's
-//      P_ii - 1 (into the cosv buffer); offDropout also writes the positive-pair gradients dz1, dz2 of its
-//      rows here (they need only a_i - 1).
-//   3. infonce_grad_kernel: a block owns 64 vectors of one input ("own" side) and loops over the 64-row
-//      tiles of the other side: recomputes the logit tile, forms W (64x64, scaled by rinv of the other
-//      side) in shared memory, and multiplies it by the other side's raw z in 64-wide D chunks
-//      (the same 4x4 register micro-kernel), adding into an [own rows, D] accumulator that only this
-//      block touches (no atomics). The accumulator is the output gradient itself when not
-//      accumulating, else an N x D workspace slice. simcse runs row blocks (own = z1) and column
-//      blocks (own = z2, z3; other = z1, lse indexed by the other side) in the same launch.
-// Scratch beyond the outputs: 4N + M floats and N/8 doubles (M = N for offDropout), plus N x D (M x D for
-// gz3) per accumulated output when `accumulate` is set.
+//   2. infonce_lse_kernel: block (x, y) owns 64 rows and split y of the column tiles (splits, below); each
+//      tile's logits come from dot_tile (64x64 outputs, 16x16 threads x 4x4 registers, D reduced in chunks
+//      of 16 through shared memory); each thread keeps an online (max, sum) per row, merged over the 16
+//      lanes of a row, and the block writes its rows' partial states [split][row]. The states hold the
+//      negatives only; simcse's target S_ii goes to a buffer of its own from the block whose tile has it.
+//   3. infonce_lse_finish_kernel: one warp per row merges the row's partial states in split order, then
+//      combines the positive (offDropout p_i, simcse S_ii) as softplus / sigmoid of lse(negatives) -
+//      positive, so loss_i and a_i - 1 stay accurate when the positive dominates. Writes lse (N floats),
+//      each block's loss sum over its 8 rows (a double per block, added in a fixed order by ordered_sum: the
+//      same bits on every run, unlike atomics), simcse's P_ii - 1 (into the cosv buffer); offDropout's warp
+//      also writes its row's positive-pair gradients dz1, dz2 (they need only a_i - 1).
+//   4. the gradient kernels: block (x, y) owns 64 vectors of one input ("own" side) and loops over split y
+//      of the 64-row tiles of the other side: recomputes the logit tile, forms W (64x64, scaled by rinv of
+//      the other side) in shared memory, and multiplies it by the other side's raw z in 64-wide D chunks
+//      (the same 4x4 register micro-kernel), adding into an [own rows, D] accumulator that only this block
+//      touches (no atomics). simcse runs row blocks (own = z1) and column blocks (own = z2, z3; other = z1,
+//      lse indexed by the other side) as two launches of infonce_grad_simcse_kernel, offDropout one of
+//      infonce_grad_off_kernel. With one split the block then forms dz itself; the accumulator is the output
+//      gradient when not accumulating, else an N x D workspace slice. With more, each split has its own
+//      accumulator and row sums, and
+//   5. infonce_grad_finish_kernel adds the splits' accumulators and row sums in split order and forms dz.
+// Splits: the column (other-side) tiles are cut into `splits` contiguous runs, so that small batches still
+// fill the GPU (N = 512 has 8 row tiles: 8 blocks without splits, 64 with). The count depends on the
+// shapes only (split_count: about kSplitTargetBlocks blocks, at most kMaxSplits), never on the device, so
+// the bits are the same on every GPU and every run; results merged in split order do not depend on which
+// block finishes first either.
+// Scratch beyond the outputs: 4N + M floats, 2 x splits x N floats of lse states, N/8 doubles (M = N for
+// offDropout), plus N x D (M x D for gz3) per accumulated output when `accumulate` is set and there is one
+// split, or splits x N x D (M x D for gz3) per output and splits x N floats of row sums when there are more.
 #include <algorithm>
 #include <cmath>
 
@@ -126,7 +136,22 @@ __device__ __forceinline__ void lse_add4(Lse& a, const float v[4]) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Launches 2 and 3.
+// Launches 2 to 5.
+
+// How many runs the other side's tiles are cut into when `ownBlocks` blocks of 64 rows each loop over
+// `otherTiles` tiles: about kSplitTargetBlocks blocks in all (two per SM of an H100 / H200), never more
+// runs than tiles, nor more than kMaxSplits (each split of the gradient keeps an N x D accumulator).
+constexpr int64_t kSplitTargetBlocks = 256;
+constexpr int64_t kMaxSplits = 16;
+int64_t split_count(int64_t ownBlocks, int64_t otherTiles) {
+  const int64_t want = (kSplitTargetBlocks + ownBlocks - 1) / std::max<int64_t>(ownBlocks, 1);
+  return std::max<int64_t>(1, std::min({otherTiles, want, kMaxSplits}));
+}
+
+// Split y of `tiles` tiles: [tiles * y / splits, tiles * (y + 1) / splits), never empty when splits <= tiles.
+__device__ __forceinline__ int split_begin(int64_t tiles, int64_t y, int64_t splits) {
+  return static_cast<int>(tiles * y / splits);
+}
 
 struct NceParams {
   int64_t n, d;
@@ -143,21 +168,30 @@ struct NceParams {
   float* lse;
   float* tgt;  // simcse: P_ii - 1 per row (in the cosv buffer, which simcse does not use after launch 1)
   DeviceHeader* hdr;
-  double* lossParts;  // [tiles x warps]: each warp's loss sum (ordered_sum adds them)
-  // Gradient destinations and accumulators (acc == out when not accumulating).
+  double* lossParts;  // [ceil(n / 8)]: each finish block's loss sum (ordered_sum adds them)
+  // The lse kernel's partial states, [lseSplits][n] each, and simcse's S_ii as the lse kernel computed it.
+  int64_t lseSplits;
+  float* partM;
+  float* partS;
+  float* diag;
+  // Gradient destinations and accumulators (acc == out when not accumulating). With gradSplits > 1 the
+  // accumulators are [gradSplits][rows][d] and cRows (sum_c W_rc S_rc) [gradSplits][rows] per output.
   float* out1;
   float* out2;
   float* outc;
   float* acc1;
   float* acc2;
   float* accc;
+  float* cRow1;
+  float* cRow2;
+  float* cRowc;
+  int64_t gradSplits;
   bool accumulate;
 };
 
 // Rows come from z1 (simcse) or z0 (offDropout); column part 0 is z2 / z0, part 1 is z3 (simcse only).
 __device__ __forceinline__ const float* row_z(const NceParams& P) { return P.off ? P.zc : P.z1; }
 __device__ __forceinline__ const float* row_rinv(const NceParams& P) { return P.off ? P.rinvc : P.rinv1; }
-__device__ __forceinline__ int col_parts(const NceParams& P) { return (!P.off && P.zc != nullptr) ? 2 : 1; }
 __device__ __forceinline__ const float* col_z(const NceParams& P, int part) {
   return P.off ? P.zc : (part == 0 ? P.z2 : P.zc);
 }
@@ -165,28 +199,12 @@ __device__ __forceinline__ const float* col_rinv(const NceParams& P, int part) {
   return P.off ? P.rinvc : (part == 0 ? P.rinv2 : P.rinvc);
 }
 __device__ __forceinline__ int64_t col_count(const NceParams& P, int part) { return part == 0 ? P.n : P.m; }
-
-// offDropout: dz1, dz2 of rows r0..r0+63 from coef_r = (a_r - 1) m / (N tau) * weight:
-//   dz1 = coef rinv1 (rinv2 z2 - cos rinv1 z1),  dz2 = coef rinv2 (rinv1 z1 - cos rinv2 z2).
-__device__ void positive_grads(const NceParams& P, int64_t r0, const float* coef) {
-  const int64_t rows = min(static_cast<int64_t>(kTile), P.n - r0);
-  for (int64_t idx = threadIdx.x; idx < rows * P.d; idx += kThreads) {
-    const int64_t r = r0 + idx / P.d, e = r * P.d + idx % P.d;
-    const float c = coef[idx / P.d], r1 = P.rinv1[r], r2 = P.rinv2[r], cs = P.cosv[r];
-    const float x1 = P.z1[e], x2 = P.z2[e];
-    const float g1 = c * r1 * (r2 * x2 - cs * r1 * x1);
-    const float g2 = c * r2 * (r1 * x1 - cs * r2 * x2);
-    if (P.out1) P.out1[e] = P.accumulate ? P.out1[e] + g1 : g1;
-    if (P.out2) P.out2[e] = P.accumulate ? P.out2[e] + g2 : g2;
-  }
-}
+__device__ __forceinline__ int64_t tiles_of(int64_t rows) { return (rows + kTile - 1) / kTile; }
 
 __global__ void __launch_bounds__(kThreads, 2) infonce_lse_kernel(NceParams P) {
   if (P.hdr->flag != 0) return;  // non-finite input: the result is an error anyway
   __shared__ __align__(16) float As[kK][kPad];
   __shared__ __align__(16) float Bs[kK][kPad];
-  __shared__ float diag[kTile];  // simcse: S_ii as computed in the tile (so N = 1 gives exactly 0)
-  __shared__ float coef[kTile];  // offDropout: positive-gradient coefficient per row
   const int tx = tid_x(), ty = tid_y();
   const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kTile;
   const float* A = row_z(P);
@@ -198,73 +216,100 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_lse_kernel(NceParams P) {
     ra[i] = r < P.n ? row_rinv(P)[r] : 0.0f;
     st[i] = Lse{-INFINITY, 0.0f};
   }
-  for (int part = 0; part < col_parts(P); ++part) {
+  // This block's run of the column tiles: part 0's tiles, then part 1's (simcse's z3; P.m = 0 without).
+  const int64_t tiles0 = tiles_of(P.n), tiles = tiles0 + (P.off ? 0 : tiles_of(P.m));
+  const int64_t t0 = split_begin(tiles, blockIdx.y, P.lseSplits), t1 = split_begin(tiles, blockIdx.y + 1, P.lseSplits);
+  for (int64_t t = t0; t < t1; ++t) {
+    const int part = t < tiles0 ? 0 : 1;
     const float* B = col_z(P, part);
     const float* rinvB = col_rinv(P, part);
     const int64_t cols = col_count(P, part);
-    for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
-      float acc[4][4];
-      dot_tile(A, r0, P.n, B, c0, cols, P.d, As, Bs, acc);
-      float rb[4];
+    const int64_t c0 = (part == 0 ? t : t - tiles0) * kTile;
+    float acc[4][4];
+    dot_tile(A, r0, P.n, B, c0, cols, P.d, As, Bs, acc);
+    float rb[4];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) rb[j] = c0 + tx * 4 + j < cols ? rinvB[c0 + tx * 4 + j] : 0.0f;
+    for (int j = 0; j < 4; ++j) rb[j] = c0 + tx * 4 + j < cols ? rinvB[c0 + tx * 4 + j] : 0.0f;
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int64_t r = r0 + ty * 4 + i;
-        float v[4];
+    for (int i = 0; i < 4; ++i) {
+      const int64_t r = r0 + ty * 4 + i;
+      float v[4];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int64_t c = c0 + tx * 4 + j;
-          const float s = acc[i][j] * (ra[i] * rb[j]) * P.invTau;  // same bits from either side
-          // The state holds the negatives only: offDropout excludes K_ii entirely, simcse adds its target
-          // S_ii (kept in diag[]) at the end, so that P_ii - 1 and the loss do not cancel (see below).
-          const bool valid = c < cols && !(part == 0 && c == r);
-          v[j] = valid ? s : -INFINITY;
-          if (!P.off && part == 0 && c == r) diag[ty * 4 + i] = s;
-        }
-        lse_add4(st[i], v);
+      for (int j = 0; j < 4; ++j) {
+        const int64_t c = c0 + tx * 4 + j;
+        const float s = acc[i][j] * (ra[i] * rb[j]) * P.invTau;  // same bits from either side
+        // The state holds the negatives only: offDropout excludes K_ii entirely, simcse adds its target
+        // S_ii (kept in diag) at the end, so that P_ii - 1 and the loss do not cancel (see the finish).
+        const bool valid = c < cols && !(part == 0 && c == r);
+        v[j] = valid ? s : -INFINITY;
+        if (!P.off && part == 0 && c == r && r < P.n) P.diag[r] = s;  // the one block whose tile has (r, r)
       }
+      lse_add4(st[i], v);
     }
   }
-  // Merge the 16 partial states of each row (lanes tx = 0..15 of a half warp).
+  // Merge the 16 partial states of each row (lanes tx = 0..15 of a half warp), then write the row's state.
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < 4; ++i) {
 #pragma unroll
     for (int o = 8; o > 0; o >>= 1) {
       const float m2 = __shfl_xor_sync(0xffffffffu, st[i].m, o);
       const float s2 = __shfl_xor_sync(0xffffffffu, st[i].s, o);
       lse_merge(st[i], m2, s2);
     }
-  __syncthreads();  // diag[] writes are visible
-  double loss = 0.0;
-  if (tx == 0) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int64_t r = r0 + ty * 4 + i;
-      if (r >= P.n) continue;
-      // With x = lse(negatives) - pos: loss_i = lse_i - pos = softplus(x) and 1 - a_i = sigmoid(x). Forming
-      // them from lse_i instead (float, ~20 + tiny) loses everything once the positive dominates (x << 0):
-      // at x = -16, lse_i - pos is below half an ulp of lse_i and a_i - 1 rounds to 0.
-      const float pos = P.off ? P.posScale * P.cosv[r] * P.invTau : diag[ty * 4 + i];
-      const float x = st[i].m + logf(st[i].s) - pos;  // -inf when there is no negative (N = 1)
-      const double xd = x;
-      const double sp = xd > 0.0 ? xd + log1p(exp(-xd)) : log1p(exp(xd));
-      const float negShare = 1.0f / (1.0f + expf(-x));  // 1 - a_i = 1 - P_ii
-      P.lse[r] = pos + static_cast<float>(sp);
-      loss += sp;
-      if (P.off)
-        coef[ty * 4 + i] = -negShare * P.posScale * P.invTau * P.invN * P.weight;
-      else
-        P.tgt[r] = -negShare;
+    const int64_t r = r0 + ty * 4 + i;
+    if (tx == 0 && r < P.n) {
+      P.partM[blockIdx.y * P.n + r] = st[i].m;
+      P.partS[blockIdx.y * P.n + r] = st[i].s;
     }
   }
-  // Lanes 0 and 16 of each warp hold losses; reduce in the warp, one part per warp.
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) loss += __shfl_xor_sync(0xffffffffu, loss, o);
-  if (threadIdx.x % 32 == 0) P.lossParts[blockIdx.x * (kThreads / 32) + threadIdx.x / 32] = loss;
-  if (P.off && (P.out1 != nullptr || P.out2 != nullptr)) {
-    __syncthreads();  // coef[] is complete
-    positive_grads(P, r0, coef);
+}
+
+// One warp per row (8 rows a block): the row's lse states merged in split order, its loss and lse, and
+// offDropout's positive-pair gradients of the row from coef = (a_i - 1) m / (N tau) * weight:
+//   dz1 = coef rinv1 (rinv2 z2 - cos rinv1 z1),  dz2 = coef rinv2 (rinv1 z1 - cos rinv2 z2).
+constexpr int kFinishRows = kThreads / 32;
+__global__ void __launch_bounds__(kThreads) infonce_lse_finish_kernel(NceParams P) {
+  if (P.hdr->flag != 0) return;
+  __shared__ double rowLoss[kFinishRows];
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * kFinishRows + warp;
+  float coef = 0.0f;
+  double loss = 0.0;
+  if (lane == 0 && r < P.n) {
+    Lse st{-INFINITY, 0.0f};
+    for (int64_t y = 0; y < P.lseSplits; ++y) lse_merge(st, P.partM[y * P.n + r], P.partS[y * P.n + r]);
+    // With x = lse(negatives) - pos: loss_i = lse_i - pos = softplus(x) and 1 - a_i = sigmoid(x). Forming
+    // them from lse_i instead (float, ~20 + tiny) loses everything once the positive dominates (x << 0):
+    // at x = -16, lse_i - pos is below half an ulp of lse_i and a_i - 1 rounds to 0.
+    const float pos = P.off ? P.posScale * P.cosv[r] * P.invTau : P.diag[r];
+    const float x = st.m + logf(st.s) - pos;  // -inf when there is no negative (N = 1)
+    const double xd = x;
+    const double sp = xd > 0.0 ? xd + log1p(exp(-xd)) : log1p(exp(xd));
+    const float negShare = 1.0f / (1.0f + expf(-x));  // 1 - a_i = 1 - P_ii
+    P.lse[r] = pos + static_cast<float>(sp);
+    loss = sp;
+    if (P.off)
+      coef = -negShare * P.posScale * P.invTau * P.invN * P.weight;
+    else
+      P.tgt[r] = -negShare;
+  }
+  if (lane == 0) rowLoss[warp] = loss;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double sum = 0.0;
+    for (int w = 0; w < kFinishRows; ++w) sum += rowLoss[w];
+    P.lossParts[blockIdx.x] = sum;
+  }
+  if (!P.off || (P.out1 == nullptr && P.out2 == nullptr) || r >= P.n) return;  // r is uniform per warp
+  coef = __shfl_sync(0xffffffffu, coef, 0);
+  const float r1 = P.rinv1[r], r2 = P.rinv2[r], cs = P.cosv[r];
+  for (int64_t c = lane; c < P.d; c += 32) {
+    const int64_t e = r * P.d + c;
+    const float x1 = P.z1[e], x2 = P.z2[e];
+    const float g1 = coef * r1 * (r2 * x2 - cs * r1 * x1);
+    const float g2 = coef * r2 * (r1 * x1 - cs * r2 * x2);
+    if (P.out1) P.out1[e] = P.accumulate ? P.out1[e] + g1 : g1;
+    if (P.out2) P.out2[e] = P.accumulate ? P.out2[e] + g2 : g2;
   }
 }
 
@@ -274,8 +319,9 @@ __global__ void __launch_bounds__(kThreads, 2) infonce_lse_kernel(NceParams P) {
 struct GradJob {
   const float* own;  // own vectors (rows of the accumulator)
   const float* ownRinv;
-  float* acc;           // [ownN, d] accumulator (may equal out)
-  float* out;           // [ownN, d] gradient destination
+  float* acc;           // [ownN, d] accumulator (may equal out; with splits, this split's)
+  float* out;           // [ownN, d] gradient destination (unused with splits: the finish kernel writes it)
+  float* cRowOut;       // with splits: this split's [ownN] row sums; null: the block forms dz itself
   const float* other0;  // other side, part 0 (holds the targets when target0)
   const float* otherRinv0;
   const float* other1;  // other side, part 1 (simcse z3 columns; null when absent)
@@ -286,6 +332,7 @@ struct GradJob {
   int64_t otherN0;  // vectors of other part 0 (n)
   int64_t otherN1;  // vectors of other part 1 (simcse's z3 columns: m; else 0). Two scalars, not an array: a
                     // runtime index into a struct array puts the whole job in local memory (a 256-byte stack frame)
+  int t0, t1;       // this block's run of the other side's tiles (part 0's, then part 1's)
 };
 
 // W = N * dL/dS for logit S of own vector r and other vector c (both indices inside their part).
@@ -312,22 +359,28 @@ __device__ __forceinline__ void grad_block(const NceParams& P, const GradJob& J,
   float* cRow = sm.cRow;
   const int tx = tid_x(), ty = tid_y();
   const int64_t n = J.ownN, d = P.d;
+  // This thread's own rows are J.a0 + ty * 4 + i for i < myRows; its accumulator elements start at accT.
+  const int myRows = static_cast<int>(min(static_cast<int64_t>(4), max(n - J.a0 - ty * 4, static_cast<int64_t>(0))));
+  float* accT = J.acc + (J.a0 + ty * 4) * d + tx * 4;
   float ra[4], lseOwn[4], cPart[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int64_t r = J.a0 + ty * 4 + i;
-    ra[i] = r < n ? J.ownRinv[r] : 0.0f;
-    lseOwn[i] = (!kColSide && r < n) ? P.lse[r] : 0.0f;
+    ra[i] = i < myRows ? J.ownRinv[r] : 0.0f;
+    lseOwn[i] = (!kColSide && i < myRows) ? P.lse[r] : 0.0f;
     cPart[i] = 0.0f;
   }
   bool first = true;  // the first tile stores into the accumulator, later tiles add
   for (int part = 0; part < 2; ++part) {
+    // The part's tiles within this block's run [t0, t1) of part 0's tiles then part 1's, as columns.
+    const int64_t base = part == 0 ? 0 : tiles_of(J.otherN0);
+    const int64_t m = part == 0 ? J.otherN0 : J.otherN1;
+    const int64_t cBegin = (max(static_cast<int64_t>(J.t0), base) - base) * kTile, cEnd = min((J.t1 - base) * kTile, m);
+    if (cBegin >= cEnd) continue;
     const float* B = part == 0 ? J.other0 : J.other1;
     const float* rinvB = part == 0 ? J.otherRinv0 : J.otherRinv1;
     const bool target = part == 0 && J.target0;
-    if (B == nullptr) break;
-    const int64_t m = part == 0 ? J.otherN0 : J.otherN1;
-    for (int64_t c0 = 0; c0 < m; c0 += kTile) {
+    for (int64_t c0 = cBegin; c0 < cEnd; c0 += kTile) {
       float acc[4][4];
       dot_tile(J.own, J.a0, n, B, c0, m, d, As, Bs, acc);  // ends with __syncthreads: Ws/Zs are free
       float rb[4], lseOther[4];
@@ -337,16 +390,16 @@ __device__ __forceinline__ void grad_block(const NceParams& P, const GradJob& J,
         rb[j] = c < m ? rinvB[c] : 0.0f;
         lseOther[j] = ((kOff || kColSide) && c < m) ? P.lse[c] : 0.0f;
       }
+      const bool diagTile = J.a0 == c0;  // own and other vectors index alike: r == c only in this tile
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int64_t r = J.a0 + ty * 4 + i;
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          const int64_t c = c0 + tx * 4 + j;
+          const bool onDiag = diagTile && ty * 4 + i == tx * 4 + j;
           const float s = acc[i][j] * (ra[i] * rb[j]) * P.invTau;  // same bits from either side
-          const bool valid = r < n && c < m && !(kOff && r == c);
+          const bool valid = i < myRows && c0 + tx * 4 + j < m && !(kOff && onDiag);
           const float w = !valid               ? 0.0f
-                          : (target && r == c) ? P.tgt[r]
+                          : (target && onDiag) ? P.tgt[J.a0 + ty * 4 + i]
                                                : grad_weight<kOff, kColSide>(s, lseOwn[i], lseOther[j]);
           cPart[i] = fmaf(w, s, cPart[i]);
           Ws[tx * 4 + j][ty * 4 + i] = w * rb[j];
@@ -361,13 +414,11 @@ __device__ __forceinline__ void grad_block(const NceParams& P, const GradJob& J,
         mma_tile<kTile>(Ws, Zs, g);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          const int64_t r = J.a0 + ty * 4 + i;
-          if (r >= n) continue;
+          if (i >= myRows) continue;
 #pragma unroll
           for (int j = 0; j < 4; ++j) {
-            const int64_t c = d0 + tx * 4 + j;
-            if (c >= d) continue;
-            float* dst = J.acc + r * d + c;  // only this thread ever touches this element
+            if (d0 + tx * 4 + j >= d) continue;
+            float* dst = accT + i * d + d0 + j;  // only this thread ever touches this element
             *dst = first ? g[i][j] : *dst + g[i][j];
           }
         }
@@ -383,8 +434,12 @@ __device__ __forceinline__ void grad_block(const NceParams& P, const GradJob& J,
     if (tx == 0) cRow[ty * 4 + i] = c;
   }
   __syncthreads();  // cRow and every accumulator write of this block are visible block-wide
-  // dz_r = rinv_r / N * (acc_r / tau - cRow_r * rinv_r * z_r), times weight, stored or added.
   const int64_t rows = min(static_cast<int64_t>(kTile), n - J.a0);
+  if (J.cRowOut != nullptr) {  // split: infonce_grad_finish_kernel adds the splits and forms dz
+    for (int64_t lr = threadIdx.x; lr < rows; lr += kThreads) J.cRowOut[J.a0 + lr] = cRow[lr];
+    return;
+  }
+  // dz_r = rinv_r / N * (acc_r / tau - cRow_r * rinv_r * z_r), times weight, stored or added.
   const float scale = P.invN * P.weight;
   for (int64_t idx = threadIdx.x; idx < rows * d; idx += kThreads) {
     const int64_t lr = idx / d, r = J.a0 + lr, e = r * d + idx % d;
@@ -394,51 +449,137 @@ __device__ __forceinline__ void grad_block(const NceParams& P, const GradJob& J,
   }
 }
 
+// Split y's slices of an output's accumulator and row sums (the whole accumulator with one split).
+__device__ __forceinline__ float* split_acc(const NceParams& P, float* acc, int64_t rows) {
+  return P.gradSplits > 1 ? acc + static_cast<int64_t>(blockIdx.y) * rows * P.d : acc;
+}
+__device__ __forceinline__ float* split_crow(const NceParams& P, float* cRows, int64_t rows) {
+  return P.gradSplits > 1 ? cRows + static_cast<int64_t>(blockIdx.y) * rows : nullptr;
+}
+
 __global__ void __launch_bounds__(kThreads, 2) infonce_grad_off_kernel(NceParams P) {
   if (P.hdr->flag != 0) return;
   __shared__ GradSmem sm;
-  const int64_t a0 = static_cast<int64_t>(blockIdx.x) * kTile;
-  const GradJob J{P.zc, P.rinvc, P.accc, P.outc, P.zc, P.rinvc, nullptr, nullptr, false, a0, P.n, P.n, 0};
+  const int64_t a0 = static_cast<int64_t>(blockIdx.x) * kTile, tiles = tiles_of(P.n);
+  const GradJob J{P.zc,
+                  P.rinvc,
+                  split_acc(P, P.accc, P.n),
+                  P.outc,
+                  split_crow(P, P.cRowc, P.n),
+                  P.zc,
+                  P.rinvc,
+                  nullptr,
+                  nullptr,
+                  false,
+                  a0,
+                  P.n,
+                  P.n,
+                  0,
+                  split_begin(tiles, blockIdx.y, P.gradSplits),
+                  split_begin(tiles, blockIdx.y + 1, P.gradSplits)};
   grad_block<true, false>(P, J, sm);
 }
 
-// Blocks [0, T) own z1 rows, [T, 2T) z2 columns, [2T, 2T + Tm) z3 columns (T = row tiles of n, Tm of m).
+// simcse's row blocks (kColSide false: x in [0, T) own z1 rows) and column blocks (x in [0, T) own z2
+// columns, [T, T + Tm) z3 columns; T = row tiles of n, Tm of m), launched apart: one kernel holding both
+// needs more than the 128 registers of two blocks per SM.
+template <bool kColSide>
 __global__ void __launch_bounds__(kThreads, 2) infonce_grad_simcse_kernel(NceParams P) {
   if (P.hdr->flag != 0) return;
   __shared__ GradSmem sm;
-  const int64_t tiles = (P.n + kTile - 1) / kTile;
-  const int64_t blk = blockIdx.x, role = min(blk / tiles, static_cast<int64_t>(2));
-  const int64_t a0 = (blk - role * tiles) * kTile;
-  if (role == 0) {
-    const GradJob J{P.z1, P.rinv1, P.acc1, P.out1, P.z2, P.rinv2, P.zc, P.rinvc, true, a0, P.n, P.n, P.m};
-    if (J.out != nullptr) grad_block<false, false>(P, J, sm);
+  const int64_t tiles = tiles_of(P.n);
+  if (!kColSide) {
+    const int64_t other = tiles + tiles_of(P.m);  // z2's tiles, then z3's
+    const GradJob J{P.z1,
+                    P.rinv1,
+                    split_acc(P, P.acc1, P.n),
+                    P.out1,
+                    split_crow(P, P.cRow1, P.n),
+                    P.z2,
+                    P.rinv2,
+                    P.zc,
+                    P.rinvc,
+                    true,
+                    static_cast<int64_t>(blockIdx.x) * kTile,
+                    P.n,
+                    P.n,
+                    P.m,
+                    split_begin(other, blockIdx.y, P.gradSplits),
+                    split_begin(other, blockIdx.y + 1, P.gradSplits)};
+    grad_block<false, false>(P, J, sm);
   } else {
-    const bool z2side = role == 1;
+    const bool z2side = blockIdx.x < tiles;
+    const int64_t own = z2side ? P.n : P.m;
     const GradJob J{z2side ? P.z2 : P.zc,
                     z2side ? P.rinv2 : P.rinvc,
-                    z2side ? P.acc2 : P.accc,
+                    split_acc(P, z2side ? P.acc2 : P.accc, own),
                     z2side ? P.out2 : P.outc,
+                    split_crow(P, z2side ? P.cRow2 : P.cRowc, own),
                     P.z1,
                     P.rinv1,
                     nullptr,
                     nullptr,
                     z2side,
-                    a0,
-                    z2side ? P.n : P.m,
+                    (blockIdx.x - (z2side ? 0 : tiles)) * kTile,
+                    own,
                     P.n,
-                    0};
+                    0,
+                    split_begin(tiles, blockIdx.y, P.gradSplits),
+                    split_begin(tiles, blockIdx.y + 1, P.gradSplits)};
     if (J.out != nullptr) grad_block<false, true>(P, J, sm);
+  }
+}
+
+// With gradient splits, per output: acc_r = sum_y accY_r and cRow_r = sum_y cRowY_r in split order, then
+//   dz_r = rinv_r / N * (acc_r / tau - cRow_r * rinv_r * z_r), times weight, stored or added.
+struct GradFinishParams {
+  const float* own;
+  const float* ownRinv;
+  const float* acc;   // [splits][rows][d]
+  const float* cRow;  // [splits][rows]
+  float* out;
+  int64_t rows, d, splits;
+  float invTau, scale;
+  bool accumulate;
+  const DeviceHeader* hdr;
+};
+
+__global__ void __launch_bounds__(256) infonce_grad_finish_kernel(GradFinishParams F) {
+  if (F.hdr->flag != 0) return;
+  const int64_t count = F.rows * F.d, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < count; e += stride) {
+    const int64_t r = e / F.d;
+    float acc = 0.0f, cRow = 0.0f;
+    for (int64_t y = 0; y < F.splits; ++y) {
+      acc += F.acc[y * count + e];
+      cRow += F.cRow[y * F.rows + r];
+    }
+    const float rr = F.ownRinv[r];
+    const float v = rr * F.scale * (acc * F.invTau - cRow * rr * F.own[e]);
+    F.out[e] = F.accumulate ? F.out[e] + v : v;
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Host side.
 
+// The split counts of one call (split_count): the lse kernel's over the column tiles of its row tiles,
+// the gradient kernel's over the other side's tiles of its blocks (every kind of block has at least the
+// n-side's T tiles).
+struct Splits {
+  int64_t lse, grad;
+};
+Splits splits_of(bool off, int64_t n, int64_t m) {
+  const int64_t t = (n + kTile - 1) / kTile, tm = off ? 0 : (m + kTile - 1) / kTile;
+  return Splits{split_count(t, t + tm), split_count(off ? t : 2 * t + tm, t)};
+}
+
 // The workspace layout of one fused InfoNCE call, defined once: run_infonce carves it and
-// offDropoutWorkspaceBytes measures it. The 16-byte DeviceHeader and the warps' loss parts (zeroed together),
-// then rinv of each input, cos(z1_i, z2_i) and lse (N floats each), then an N x D accumulator per output that is
-// accumulated into (none for offDropout's gz1, gz2, which are written directly); every sub-buffer is 256-byte aligned
-// by Carver.
+// offDropoutWorkspaceBytes measures it. The 16-byte DeviceHeader and the finish blocks' loss parts (zeroed
+// together), then rinv of each input, cos(z1_i, z2_i), lse and simcse's diagonal (N floats each), the lse
+// kernel's partial states, then per output either an N x D accumulator when it is accumulated into and there
+// is one gradient split (none for offDropout's gz1, gz2, which are written directly), or each split's
+// accumulator and row sums when there are more; every sub-buffer is 256-byte aligned by Carver.
 struct Scratch {
   DeviceHeader* hdr;
   double* lossParts;
@@ -446,24 +587,41 @@ struct Scratch {
   float* rinv[3];
   float* cosv;
   float* lse;
-  float* acc[3];  // accumulators for out1/out2/outc when accumulating (else null)
+  float* diag;
+  float* partM;
+  float* partS;
+  float* acc[3];   // accumulators for out1/out2/outc (else null)
+  float* cRow[3];  // with gradient splits: row sums per split
 };
 
-// m: rows of the third input.
-Scratch carve(detail::Carver& cv, int64_t n, int64_t m, int64_t d, const bool needAcc[3]) {
+// m: rows of the third input; hasOut: which gradients are computed.
+Scratch carve(detail::Carver& cv, bool off, int64_t n, int64_t m, int64_t d, const bool hasOut[3], bool accumulate) {
+  const Splits sp = splits_of(off, n, m);
   Scratch s{};
   s.hdr = cv.take<DeviceHeader>(1);
-  s.parts = (n + kTile - 1) / kTile * (kThreads / 32);
+  s.parts = (n + kFinishRows - 1) / kFinishRows;
   s.lossParts = cv.take<double>(static_cast<size_t>(s.parts));
   const int64_t rows[3] = {n, n, m};
   for (int k = 0; k < 3; ++k) s.rinv[k] = cv.take<float>(static_cast<size_t>(rows[k]));
   s.cosv = cv.take<float>(static_cast<size_t>(n));
   s.lse = cv.take<float>(static_cast<size_t>(n));
-  for (int k = 0; k < 3; ++k) s.acc[k] = needAcc[k] ? cv.take<float>(static_cast<size_t>(rows[k] * d)) : nullptr;
+  s.diag = cv.take<float>(static_cast<size_t>(n));
+  s.partM = cv.take<float>(static_cast<size_t>(sp.lse * n));
+  s.partS = cv.take<float>(static_cast<size_t>(sp.lse * n));
+  for (int k = 0; k < 3; ++k) {
+    const bool gradKernel = hasOut[k] && !(off && k < 2);  // offDropout's gz1, gz2 come from the lse finish
+    if (!gradKernel) continue;
+    if (sp.grad > 1) {
+      s.acc[k] = cv.take<float>(static_cast<size_t>(sp.grad * rows[k] * d));
+      s.cRow[k] = cv.take<float>(static_cast<size_t>(sp.grad * rows[k]));
+    } else if (accumulate) {
+      s.acc[k] = cv.take<float>(static_cast<size_t>(rows[k] * d));
+    }
+  }
   return s;
 }
 
-// Runs the three launches. zc is z3 (simcse, may be null; m rows) or z0 (offDropout; m = n); outc likewise.
+// Runs the launches. zc is z3 (simcse, may be null; m rows) or z0 (offDropout; m = n); outc likewise.
 LossResult run_infonce(bool off, const float* z1, const float* z2, const float* zc, int64_t n, int64_t m, int64_t d,
                        float temperature, float posScale, int codeC, float* out1, float* out2, float* outc,
                        bool accumulate, float weight, cudaStream_t stream) {
@@ -471,17 +629,17 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
   if (n <= 0) return LossResult{};
   if (zc == nullptr) m = 0;
   float* outs[3] = {out1, out2, zc != nullptr ? outc : nullptr};
-  bool needAcc[3];
-  for (int k = 0; k < 3; ++k) needAcc[k] = accumulate && outs[k] != nullptr && !(off && k < 2);
+  const bool hasOut[3] = {outs[0] != nullptr, outs[1] != nullptr, outs[2] != nullptr};
+  const Splits sp = splits_of(off, n, m);
 
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);
   detail::Carver measure(nullptr);
-  carve(measure, n, m, d, needAcc);
+  carve(measure, off, n, m, d, hasOut, accumulate);
   detail::Carver cv(static_cast<char*>(ws.reserve(measure.used())));
-  const Scratch s = carve(cv, n, m, d, needAcc);
+  const Scratch s = carve(cv, off, n, m, d, hasOut, accumulate);
 
-  // The header and the loss parts (zero where launch 2 stops early on a non-finite input).
+  // The header and the loss parts (zero where the lse finish stops early on a non-finite input).
   const size_t zeroed =
       static_cast<size_t>(reinterpret_cast<char*>(s.lossParts + s.parts) - reinterpret_cast<char*>(s.hdr));
   SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(s.hdr, 0, zeroed, stream));
@@ -523,29 +681,65 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
   P.tgt = off ? nullptr : s.cosv;
   P.hdr = s.hdr;
   P.lossParts = s.lossParts;
+  P.lseSplits = sp.lse;
+  P.partM = s.partM;
+  P.partS = s.partS;
+  P.diag = s.diag;
   P.out1 = outs[0];
   P.out2 = outs[1];
   P.outc = outs[2];
   float** accs[3] = {&P.acc1, &P.acc2, &P.accc};
-  for (int k = 0; k < 3; ++k) *accs[k] = needAcc[k] ? s.acc[k] : outs[k];
+  float** cRows[3] = {&P.cRow1, &P.cRow2, &P.cRowc};
+  for (int k = 0; k < 3; ++k) {
+    *accs[k] = s.acc[k] != nullptr ? s.acc[k] : outs[k];
+    *cRows[k] = s.cRow[k];
+  }
+  P.gradSplits = sp.grad;
   P.accumulate = accumulate;
 
   const int64_t tiles = (n + kTile - 1) / kTile;
-  launch("infonce_lse_kernel", infonce_lse_kernel, static_cast<unsigned>(tiles), kThreads, 0, stream, P);
+  launch("infonce_lse_kernel", infonce_lse_kernel, dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(sp.lse)),
+         kThreads, 0, stream, P);
+  launch("infonce_lse_finish_kernel", infonce_lse_finish_kernel, static_cast<unsigned>(s.parts), kThreads, 0, stream,
+         P);
   detail::ordered_sum(s.lossParts, s.parts, &s.hdr->loss, stream);
 
-  const bool anyGrad = off ? outs[2] != nullptr : (outs[0] || outs[1] || outs[2]);
+  const bool anyGrad = off ? hasOut[2] : (hasOut[0] || hasOut[1] || hasOut[2]);
   if (anyGrad) {
+    const unsigned splits = static_cast<unsigned>(sp.grad);
     if (off) {
-      launch("infonce_grad_off_kernel", infonce_grad_off_kernel, static_cast<unsigned>(tiles), kThreads, 0, stream, P);
+      launch("infonce_grad_off_kernel", infonce_grad_off_kernel, dim3(static_cast<unsigned>(tiles), splits), kThreads,
+             0, stream, P);
     } else {
-      const int64_t blocks = 2 * tiles + (m + kTile - 1) / kTile;  // z1 rows, z2 columns, z3 columns
-      launch("infonce_grad_simcse_kernel", infonce_grad_simcse_kernel, static_cast<unsigned>(blocks), kThreads, 0,
-             stream, P);
+      if (hasOut[0])
+        launch("infonce_grad_simcse_kernel<rows>", infonce_grad_simcse_kernel<false>,
+               dim3(static_cast<unsigned>(tiles), splits), kThreads, 0, stream, P);
+      if (hasOut[1] || hasOut[2]) {
+        const unsigned columnBlocks = static_cast<unsigned>(tiles + (m + kTile - 1) / kTile);  // z2's, then z3's
+        launch("infonce_grad_simcse_kernel<columns>", infonce_grad_simcse_kernel<true>, dim3(columnBlocks, splits),
+               kThreads, 0, stream, P);
+      }
+    }
+    // The splits' accumulators and row sums, added in split order, and dz of each output.
+    const int64_t rows[3] = {n, n, m};
+    const float* own[3] = {z1, z2, zc};
+    for (int k = 0; k < 3 && sp.grad > 1; ++k) {
+      if (s.cRow[k] == nullptr || rows[k] == 0) continue;
+      const GradFinishParams F{own[k], s.rinv[k], s.acc[k], s.cRow[k],       outs[k],    rows[k],
+                               d,      sp.grad,   P.invTau, P.invN * weight, accumulate, s.hdr};
+      const int64_t finishBlocks = std::min<int64_t>((rows[k] * d + 255) / 256, 4096);
+      launch("infonce_grad_finish_kernel", infonce_grad_finish_kernel, static_cast<unsigned>(finishBlocks), 256, 0,
+             stream, F);
     }
   }
 
   return detail::loss_result(s.hdr, static_cast<double>(n), static_cast<double>(weight), stream);
+}
+
+size_t workspace_bytes(bool off, int64_t n, int64_t m, int64_t d, const bool hasOut[3], bool accumulate) {
+  detail::Carver measure(nullptr);
+  carve(measure, off, n, m, d, hasOut, accumulate);
+  return measure.used();
 }
 
 }  // namespace
@@ -561,11 +755,9 @@ LossResult offDropout(const OffDropoutArgs& a, const LossGradOut& g) {
 }
 
 size_t offDropoutWorkspaceBytes(int64_t n, int64_t d) {
-  if (n <= 0) return 0;                                  // run_infonce returns before touching the workspace
-  const bool noAccumulators[3] = {false, false, false};  // the accumulate == false layout
-  detail::Carver measure(nullptr);
-  carve(measure, n, n, d, noAccumulators);
-  return measure.used();
+  if (n <= 0) return 0;                           // run_infonce returns before touching the workspace
+  const bool allOutputs[3] = {true, true, true};  // the training step's call: every gradient, not accumulated
+  return workspace_bytes(true, n, n, d, allOutputs, false);
 }
 
 }  // namespace simcsepp::cuda
