@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <sstream>
 #include <unordered_map>
 
@@ -243,13 +244,33 @@ void global_access(Launch& L, Fiber& f, uintptr_t a, size_t n, bool write, const
   std::abort();
 }
 
+// Whether [a, a + n) lies in one of the allocations the launch's last accesses hit (no lookup in the map).
+inline bool recent_allocation(const Launch& L, uintptr_t a, size_t n) {
+  for (const Range& r : L.recentAllocs)
+    if (r.contains(a, n)) return true;
+  return false;
+}
+
+// Host code touching memory (slow path of on_access, out of line so that the kernels' path stays short).
+[[gnu::noinline]] void host_access(const void* addr, size_t n, bool write, const void* pc) {
+  if (!host_checks()) return;
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  Range r;
+  if (find_allocation(reinterpret_cast<uintptr_t>(addr), 1, &r))
+    host_touched_device(reinterpret_cast<uintptr_t>(addr), n, write, pc);
+}
+
+[[gnu::noinline]] void misaligned(const Fiber& f, uintptr_t a, size_t n, bool write, const void* pc) {
+  fail(cudaErrorMisalignedAddress, "misaligned address in " + where(f) + ": a " + std::to_string(n) + "-byte " +
+                                       (write ? "write" : "read") + " at " + in_allocation(a) + ", not a multiple of " +
+                                       std::to_string(n) + at_source(pc));
+}
+
+// Every instrumented access of kernel code. The common case (global memory in the allocation the launch touched
+// last, no race checks between blocks) returns here without a call: this hook runs for every load and store.
 inline void on_access(const void* addr, size_t n, bool write, const void* pc, bool aligned) {
   if (!g_running.load(std::memory_order_relaxed) || !pthread_equal(pthread_self(), g_runner)) {
-    if (!host_checks()) return;
-    std::lock_guard<std::recursive_mutex> lock(device_mutex());
-    Range r;
-    if (find_allocation(reinterpret_cast<uintptr_t>(addr), 1, &r))
-      host_touched_device(reinterpret_cast<uintptr_t>(addr), n, write, pc);
+    host_access(addr, n, write, pc);
     return;
   }
   Launch& L = *g_launch;
@@ -258,11 +279,10 @@ inline void on_access(const void* addr, size_t n, bool write, const void* pc, bo
   const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
   if (a - reinterpret_cast<uintptr_t>(f->stack) < f->stackSize) return;  // own stack
   if (aligned && n > 1 && a % n != 0) {
-    fail(cudaErrorMisalignedAddress, "misaligned address in " + where(*f) + ": a " + std::to_string(n) + "-byte " +
-                                         (write ? "write" : "read") + " at " + in_allocation(a) +
-                                         ", not a multiple of " + std::to_string(n) + at_source(pc));
+    misaligned(*f, a, n, write, pc);
     return;
   }
+  if (!L.globalRaces && !(a >= L.tls.lo && a < L.tls.hi) && recent_allocation(L, a, n)) return;
   check_access(*f, a, n, write, false, pc);
 }
 
@@ -275,22 +295,24 @@ void check_access(Fiber& f, uintptr_t a, size_t n, bool write, bool atomic, cons
     shared_access(L, f, a, n, write, atomic, pc);
     return;
   }
-  if (L.lastAlloc.contains(a, n)) {
+  if (recent_allocation(L, a, n)) {
     if (L.globalRaces && !atomic) global_access(L, f, a, n, write, pc);
     return;
   }
-  Range r;
-  if (find_allocation(a, n, &r)) {
-    L.lastAlloc = r;
-    if (L.globalRaces && !atomic) global_access(L, f, a, n, write, pc);
-    return;
-  }
+  // Reads of the thread's coordinates and of the kernel's parameters (host memory, never in a device
+  // allocation): frequent, so tested before the allocation map.
   if (!write && !atomic) {
     const uintptr_t coordsLo = reinterpret_cast<uintptr_t>(&f.coords);
     if (a - coordsLo < sizeof(ThreadCoords) || a == reinterpret_cast<uintptr_t>(&current)) return;
     if (a >= reinterpret_cast<uintptr_t>(L.state) && a < reinterpret_cast<uintptr_t>(L.state) + L.stateSize) return;
-    if (in_readonly_data(a, n)) return;
   }
+  Range r;
+  if (find_allocation(a, n, &r)) {
+    L.recentAllocs[L.recentNext++ % std::size(L.recentAllocs)] = r;
+    if (L.globalRaces && !atomic) global_access(L, f, a, n, write, pc);
+    return;
+  }
+  if (!write && !atomic && in_readonly_data(a, n)) return;
   const char* kind = atomic ? "atomic" : (write ? "write" : "read");
   fail(cudaErrorIllegalAddress,
        std::string("out-of-bounds ") + kind + " in " + where(f) + ": " + describe_bad_address(a, n) + at_source(pc));

@@ -138,7 +138,8 @@ struct Launch {
   uint32_t epoch = 0;      // shared-memory phase: advances at every block barrier and block start
   size_t dynamicSmem = 0;  // bytes of dynamic shared memory per block
   ModuleTls tls;
-  Range lastAlloc;           // the allocation the previous device access hit
+  Range recentAllocs[4];     // the allocations the last device accesses hit (a kernel reads and writes several)
+  unsigned recentNext = 0;   // the slot the next allocation found replaces
   bool globalRaces = false;  // CUEMU_GLOBAL_RACES=1: check device-memory accesses between blocks (checks.cpp)
   bool failed = false;
   cudaError_t error = cudaSuccess;
