@@ -151,6 +151,10 @@ const shapes = dryRun
       batches: [2, 4],
       seqLen: 6,
       steps: 1,
+      // The comparison rows, micro-batches and profile without warm-up steps and one profiled step: the dry run
+      // checks the flow (the main rows keep their warm-up, so CUDA graphs are captured and replayed there).
+      variantWarmup: 0,
+      profileSteps: 1,
       huge: [8, 9],
       encode: [12, 4], // sentences, batch
     }
@@ -165,6 +169,8 @@ const shapes = dryRun
       batches: [64, 512],
       seqLen: 32,
       steps: 5,
+      variantWarmup: 2,
+      profileSteps: 2,
       huge: [4096, 1536], // sentences, rows per micro-batch
       encode: [4096, 128], // sentences, batch
     }
@@ -737,6 +743,7 @@ if (runBench && !fake && ['bench-step', 'bench-variants', 'bench-torch', 'bench-
             seqLen: shapes.seqLen,
             devices: ['cuda'],
             steps: shapes.steps,
+            warmupSteps: shapes.variantWarmup,
             log: () => {},
           })
           return [row, stepRows.find((r) => r.batchSize === B)]
@@ -819,6 +826,7 @@ if (runBench && !fake && ['bench-step', 'bench-variants', 'bench-torch', 'bench-
             seqLen: shapes.seqLen,
             devices: ['cuda'],
             steps: 1,
+            warmupSteps: shapes.variantWarmup,
             microBatch: rowsPerPass,
             log: (l) => log(`  step ${l}`),
           })),
@@ -881,7 +889,8 @@ if (runBench && !fake && ['bench-step', 'bench-variants', 'bench-torch', 'bench-
         seqLen: shapes.seqLen,
         devices: ['cuda'],
         steps: 1,
-        profileSteps: 2,
+        warmupSteps: shapes.variantWarmup,
+        profileSteps: shapes.profileSteps,
         log: () => {},
       })
       profiles.push(...rows.filter((r) => r.profile))

@@ -5,6 +5,7 @@
 // then the op tables again with CUEMU_GLOBAL_RACES=1 (no block touching what another block writes). Ends with "N passed, N failed"; exits non-zero on any failure.
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -76,10 +77,14 @@ if (selfCounts) {
 }
 if (!selfCounts || self.status !== 0) failed += selfCounts && Number(selfCounts[2]) > 0 ? 0 : 1
 
+// Test files run side by side, one per core (at most 8): the emulator runs a launch's blocks one after another
+// on one thread, so a file keeps about one core busy, and CI's 90 minutes hold the emulated stage only this way.
+const jobs = Math.max(1, Math.min(8, availableParallelism()))
+
 // Runs tap over `testFiles` against the emulated addon (with `env` added) and counts its results.
 function runTap(testFiles, env, what) {
-  console.log(`== ${testFiles.join(' ')} ${what}`)
-  const r = spawnSync(process.execPath, [join(root, 'node_modules', '.bin', 'tap'), ...testFiles], {
+  console.log(`== ${testFiles.join(' ')} ${what} (${jobs} at a time)`)
+  const r = spawnSync(process.execPath, [join(root, 'node_modules', '.bin', 'tap'), `--jobs=${jobs}`, ...testFiles], {
     cwd: root,
     encoding: 'utf8',
     env: { ...process.env, SIMCSEPP_ADDON: addon, SIMCSEPP_EXPECT_EMULATED: '1', ...env },

@@ -8,6 +8,7 @@ import { benchStep, peakTflops, stepFlops } from '../lib/bench/step.js'
 import { cudaStatus } from '../lib/index.js'
 import { productsLines } from '../lib/cli/tables.js'
 import { namedConfig } from '../lib/model/config.js'
+import { TrainingStep } from '../lib/train/step.js'
 
 t.test('stepFlops counts 3 views x (forward + backward) of the dense products', async (t) => {
   const c = { ...namedConfig('base', 30522) }
@@ -121,6 +122,30 @@ t.test("bench step --products: the step's matrix products timed alone, their sha
   })
   t.equal(micro[0].products, undefined, 'not with micro-batches (other shapes)')
   t.match(productsLines(micro), /not timed/)
+})
+
+t.test('bench step warmupSteps: the untimed steps before the timed ones (default 2), checked', async (t) => {
+  // Counts the steps launched (on the CPU one per step: nothing is launched ahead).
+  let launches = 0
+  const launch = TrainingStep.prototype.launch
+  TrainingStep.prototype.launch = function (...args: Parameters<typeof launch>) {
+    launches++
+    return launch.apply(this, args)
+  }
+  try {
+    const run = async (warmupSteps?: number) => {
+      launches = 0
+      const rows = await benchStep({ size: 'tiny', batchSizes: [2], seqLen: 4, steps: 1, warmupSteps, devices: ['cpu'], log: () => {} })
+      t.ok(rows[0].stepsPerSec > 0, `warmupSteps ${warmupSteps}: timed (${rows[0].note ?? 'no note'})`)
+      return launches
+    }
+    t.equal(await run(), 3, 'default: 2 warm-up steps and the timed one')
+    t.equal(await run(0), 1, 'warmupSteps 0: the timed step only')
+    await t.rejects(run(-1), /benchStep: warmupSteps must be an integer >= 0, got -1/)
+    await t.rejects(run(1.5), /warmupSteps must be an integer >= 0, got 1\.5/)
+  } finally {
+    TrainingStep.prototype.launch = launch
+  }
 })
 
 const cuda = cudaStatus()

@@ -121,12 +121,17 @@ t.test(
       Array.from({ length: 8 }, (_, i) => `${['the cat sat', 'a dog on the mat', 'bird river', 'house'][i % 4]} ${i}`).join('\n') + '\n',
     )
     const hasOnnx = spawnSync(python, ['-c', 'import onnx'], { stdio: 'ignore' }).status === 0
+    const sentences = (JSON.parse(readFileSync(join(out, `${names[0]}.json`), 'utf8')) as { sentences: string[] }).sentences
+    const sentencesFile = join(out, 'sentences.json')
+    writeFileSync(sentencesFile, JSON.stringify(sentences))
+    const onnxFiles: Record<string, string[]> = {}
     for (const name of names) {
       const ref = JSON.parse(readFileSync(join(out, `${name}.json`), 'utf8')) as {
         sentences: string[]
         vectors: number[][]
         prompted: Record<string, number[][]>
       }
+      t.same(ref.sentences, sentences, `${name}: the same sentences as the others`)
       // Theirs: saved by sentence-transformers 6 (module types of its own, Dense and Normalize folders, the length in
       // the tokenizer), its vectors from SentenceEncoder.
       const read = await worstAgainst(join(out, name), ref.sentences, ref.vectors)
@@ -138,24 +143,44 @@ t.test(
         t.ok(p.worst < 1e-5, `${name}: with prompt_name ${JSON.stringify(prompt)}, within ${p.worst.toExponential(2)} of theirs`)
       }
 
-      // Ours: trained a step from it (the Dense modules left out), our folder read by sentence-transformers.
-      const trained = join(out, `${name}-trained`)
-      await train({ model: join(out, name), data, out: trained, steps: 1, batchSize: 4, maxLen: 12, evalEvery: 0 })
-      const sentencesFile = join(out, 'sentences.json')
-      writeFileSync(sentencesFile, JSON.stringify(ref.sentences))
-      const theirs = JSON.parse(runPython('st_encode.py', [trained, sentencesFile])) as number[][]
-      const back = await worstAgainst(trained, ref.sentences, theirs)
+      // Ours: trained a step from it (the Dense modules left out), read by sentence-transformers below.
+      await train({ model: join(out, name), data, out: join(out, `${name}-trained`), steps: 1, batchSize: 4, maxLen: 12, evalEvery: 0 })
+      if (hasOnnx) {
+        const exported = await exportOnnx(join(out, `${name}-trained`), join(out, `${name}-onnx`), { weights: ['fp32', 'fp16', 'q8'] })
+        onnxFiles[name] = exported.files.map((f) => f.file)
+      }
+    }
+
+    // Our trained folders, loaded by sentence-transformers (one Python process for all), give our vectors.
+    const theirs = runPython('st_encode.py', [sentencesFile, ...names.map((name) => join(out, `${name}-trained`))])
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as number[][])
+    t.equal(theirs.length, names.length, 'a line of vectors per folder')
+    for (const [i, name] of names.entries()) {
+      const back = await worstAgainst(join(out, `${name}-trained`), sentences, theirs[i])
       t.ok(
         back.worst < 1e-5,
         `${name}: our trained folder, loaded by sentence-transformers, gives our vectors (${back.worst.toExponential(2)})`,
       )
+    }
 
-      // Our ONNX exports of it pass onnx's own checker, shape and type inference included.
-      if (hasOnnx) {
-        const exported = await exportOnnx(trained, join(out, `${name}-onnx`), { weights: ['fp32', 'fp16', 'q8'] })
-        const check = runPython('st_encode.py', ['--onnx-check', ...exported.files.map((f) => f.file)])
-        t.equal(check.trim(), 'ok', `${name}: onnx.checker (full_check) passes the fp32, fp16 and q8 exports`)
-      }
+    // Our ONNX exports of them pass onnx's own checker, shape and type inference included.
+    if (hasOnnx) {
+      const files = Object.values(onnxFiles).flat()
+      const lines = runPython('st_encode.py', ['--onnx-check', ...files])
+        .trim()
+        .split('\n')
+      t.same(
+        lines.map((line) => line.split(' ')[0]),
+        files.map(() => 'ok'),
+        `onnx.checker (full_check) passes the fp32, fp16 and q8 exports of every model: ${lines.filter((l) => !l.startsWith('ok ')).join('; ') || 'all ok'}`,
+      )
+      t.same(
+        lines.map((line) => line.replace(/^(ok|FAIL) /, '').replace(/: .*$/, '')),
+        files,
+        'a line per file, in order',
+      )
     }
 
     // Hard negatives: mineHardNegatives with SentenceEncoder's vectors picks what mine_hard_negatives picks.
@@ -175,25 +200,32 @@ t.test(
         const corpus = sentences.slice(14)
         const encoder = await SentenceEncoder.load(model, { device: 'cpu' })
         try {
-          for (const [what, options] of [
+          const runs = [
             ['top 3', { numNegatives: 3 }],
             ['ranks from 2, 2 each', { numNegatives: 2, rangeMin: 2 }],
             ['absolute margin 0.001', { numNegatives: 3, absoluteMargin: 0.001 }],
             ['relative margin 0.001, range 20', { numNegatives: 4, relativeMargin: 0.001, rangeMax: 20 }],
             ['max score 0.998, range 30', { numNegatives: 3, maxScore: 0.998, rangeMax: 30 }],
-          ] as const) {
+          ] as const
+          const pyOptions = runs.map(([, options]) => ({
+            num_negatives: options.numNegatives,
+            ...('rangeMin' in options ? { range_min: options.rangeMin } : {}),
+            ...('rangeMax' in options ? { range_max: options.rangeMax } : {}),
+            ...('absoluteMargin' in options ? { absolute_margin: options.absoluteMargin } : {}),
+            ...('relativeMargin' in options ? { relative_margin: options.relativeMargin } : {}),
+            ...('maxScore' in options ? { max_score: options.maxScore } : {}),
+          }))
+          const input = join(out, 'mine.json')
+          writeFileSync(input, JSON.stringify({ pairs: pairs.map((p) => [p.anchor, p.positive]), corpus, runs: pyOptions }))
+          // One Python process mines every set of options (a line of triplets each).
+          const mined = runPython('st_mine.py', [model, input])
+            .trim()
+            .split('\n')
+            .map((line) => JSON.parse(line) as string[][])
+          t.equal(mined.length, runs.length, 'a line of triplets per set of options')
+          for (const [i, [what, options]] of runs.entries()) {
             const ours = await mineHardNegatives((s) => encoder.encode(s), pairs, { corpus, ...options })
-            const input = join(out, 'mine.json')
-            const py = {
-              num_negatives: options.numNegatives,
-              ...('rangeMin' in options ? { range_min: options.rangeMin } : {}),
-              ...('rangeMax' in options ? { range_max: options.rangeMax } : {}),
-              ...('absoluteMargin' in options ? { absolute_margin: options.absoluteMargin } : {}),
-              ...('relativeMargin' in options ? { relative_margin: options.relativeMargin } : {}),
-              ...('maxScore' in options ? { max_score: options.maxScore } : {}),
-            }
-            writeFileSync(input, JSON.stringify({ pairs: pairs.map((p) => [p.anchor, p.positive]), corpus, options: py }))
-            const theirs = JSON.parse(runPython('st_mine.py', [model, input])) as string[][]
+            const theirs = mined[i]
             t.ok(theirs.length > 0, `${what}: ${theirs.length} triplets (not a vacuous check)`)
             t.same(
               ours.triplets.map((x) => [x.anchor, x.positive, x.negative]),

@@ -27,8 +27,13 @@ export interface StepBenchOptions {
   /** Tokens per sentence, [CLS] and [SEP] included. */
   seqLen: number
   devices: Device[]
-  /** Timed steps per measurement (after 2 warm-up steps). Default 5. */
+  /** Timed steps per measurement (after the warm-up steps). Default 5. */
   steps?: number
+  /**
+   * Untimed steps before the timed ones. Default 2: on CUDA the encoder passes replay as CUDA graphs from the
+   * third step on, so fewer times the eager steps that capture them (gpu-check's dry run uses 0: only the flow counts).
+   */
+  warmupSteps?: number
   /** Default 'auto': bf16 on CUDA, fp32 on the CPU. */
   precision?: PrecisionRequest
   /** Rows per encoder pass (--micro-batch); 0 (default) runs the whole batch at once. */
@@ -143,6 +148,8 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
     const tokenizer = await syntheticTokenizer(dir)
     const config = { ...namedConfig(o.size, tokenizer.vocabSize), maxPositionEmbeddings: Math.max(512, o.seqLen) }
     const timed = o.steps ?? 5
+    const warmup = o.warmupSteps ?? 2
+    if (!Number.isSafeInteger(warmup) || warmup < 0) throw new Error(`benchStep: warmupSteps must be an integer >= 0, got ${warmup}`)
     for (const device of o.devices) {
       for (const batch of o.batchSizes) {
         const precision = effectivePrecision(o.precision ?? 'auto', device)
@@ -152,7 +159,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
         const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: opts.lr })
         let k = 0
         const stream = { next: async () => ({ sentences: sentences(batch, o.seqLen - 2, k++), epoch: 0 }) } as unknown as BatchStream
-        const shape = { batch, maxLen: o.seqLen, totalSteps: timed + 4 + (o.profileSteps ?? 0), microBatch }
+        const shape = { batch, maxLen: o.seqLen, totalSteps: timed + warmup + 2 + (o.profileSteps ?? 0), microBatch }
         const step = new TrainingStep(model, opt, tokenizer, opts, shape, device)
         let peak = 0
         try {
@@ -161,12 +168,12 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
           // step is launched after the last timed one, so that each timed interval includes launching the
           // next step, as in a run's steady state; it is read untimed.
           const seconds: number[] = []
-          const run = timed + 2
+          const run = timed + warmup
           let launched: LaunchedStep | null = await step.launch(0, stream, () => 0, null)
           for (let s = 0; s < run; s++) {
             const next = step.launchesAhead ? await step.launch(s + 1, stream, () => 0, null) : null
             const info = launched!.result()
-            if (s >= 2) seconds.push(batch / info.sentencesPerSecond)
+            if (s >= warmup) seconds.push(batch / info.sentencesPerSecond)
             peak = Math.max(peak, addon.tensorMemory().heldBytes)
             launched = next ?? (s + 1 < run ? await step.launch(s + 1, stream, () => 0, null) : null)
           }
@@ -177,10 +184,10 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
             // (the same ops; one eager step first, so that nothing is allocated while timing).
             const gpu = device === 'cuda'
             const profiled = gpu ? withoutCudaGraphs(() => new TrainingStep(model, opt, tokenizer, opts, shape, device)) : step
-            const first = timed + 3 + (gpu ? 1 : 0)
+            const first = run + 1 + (gpu ? 1 : 0)
             let p: OpProfile, ms: number, cpuMs: number
             try {
-              if (gpu) await profiled.run(timed + 3, stream, () => 0, null)
+              if (gpu) await profiled.run(run + 1, stream, () => 0, null)
               p = new OpProfile(gpu)
               const t0 = performance.now(),
                 c0 = processCpuMs()
