@@ -31,7 +31,8 @@ export interface StepBenchOptions {
   steps?: number
   /**
    * Untimed steps before the timed ones. Default 2: on CUDA the encoder passes replay as CUDA graphs from the
-   * third step on, so fewer times the eager steps that capture them (gpu-check's dry run uses 0: only the flow counts).
+   * third step on, and with fewer warm-up steps the timed ones include the eager steps that capture them
+   * (gpu-check's dry run uses 0, where only the flow counts).
    */
   warmupSteps?: number
   /** Default 'auto': bf16 on CUDA, fp32 on the CPU. */
