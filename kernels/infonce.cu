@@ -39,12 +39,16 @@
 // fill the GPU (N = 512 has 8 row tiles: 8 blocks without splits, 64 with). The count depends on the
 // shapes only (split_count: about kSplitTargetBlocks blocks, at most kMaxSplits), never on the device, so
 // the bits are the same on every GPU and every run; results merged in split order do not depend on which
-// block finishes first either.
+// block finishes first either. SIMCSEPP_LOSS_SPLITS=off makes one run per row tile (the kernels before the
+// runs; max_splits).
 // Scratch beyond the outputs: 4N + M floats, 2 x splits x N floats of lse states, N/8 doubles (M = N for
 // offDropout), plus N x D (M x D for gz3) per accumulated output when `accumulate` is set and there is one
 // split, or splits x N x D (M x D for gz3) per output and splits x N floats of row sums when there are more.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
 
 #include "cuda_check.cuh"
 #include "launch.cuh"
@@ -143,9 +147,24 @@ __device__ __forceinline__ void lse_add4(Lse& a, const float v[4]) {
 // runs than tiles, nor more than kMaxSplits (each split of the gradient keeps an N x D accumulator).
 constexpr int64_t kSplitTargetBlocks = 256;
 constexpr int64_t kMaxSplits = 16;
-int64_t split_count(int64_t ownBlocks, int64_t otherTiles) {
+int64_t split_count(int64_t ownBlocks, int64_t otherTiles, int64_t maxSplits) {
   const int64_t want = (kSplitTargetBlocks + ownBlocks - 1) / std::max<int64_t>(ownBlocks, 1);
-  return std::max<int64_t>(1, std::min({otherTiles, want, kMaxSplits}));
+  return std::max<int64_t>(1, std::min({otherTiles, want, maxSplits}));
+}
+
+// The most runs a call may use: kMaxSplits, or what SIMCSEPP_LOSS_SPLITS says (read at every call): 'off' runs
+// each row tile's columns in one block, as before the runs (gpu-check's bench-variants times the step both ways);
+// n, a positive whole number, allows at most n runs (tests).
+int64_t max_splits() {
+  const char* env = std::getenv("SIMCSEPP_LOSS_SPLITS");
+  if (env == nullptr || *env == '\0') return kMaxSplits;
+  if (std::strcmp(env, "off") == 0) return 1;
+  char* end = nullptr;
+  const long long v = std::strtoll(env, &end, 10);
+  if (*end != '\0' || v < 1)
+    throw CudaError(std::string("SIMCSEPP_LOSS_SPLITS must be 'off' or a positive whole number of runs, not '") + env +
+                    "'");
+  return v;
 }
 
 // Split y of `tiles` tiles: [tiles * y / splits, tiles * (y + 1) / splits), never empty when splits <= tiles.
@@ -570,8 +589,8 @@ struct Splits {
   int64_t lse, grad;
 };
 Splits splits_of(bool off, int64_t n, int64_t m) {
-  const int64_t t = (n + kTile - 1) / kTile, tm = off ? 0 : (m + kTile - 1) / kTile;
-  return Splits{split_count(t, t + tm), split_count(off ? t : 2 * t + tm, t)};
+  const int64_t t = (n + kTile - 1) / kTile, tm = off ? 0 : (m + kTile - 1) / kTile, most = max_splits();
+  return Splits{split_count(t, t + tm, most), split_count(off ? t : 2 * t + tm, t, most)};
 }
 
 // The workspace layout of one fused InfoNCE call, defined once: run_infonce carves it and
@@ -595,8 +614,8 @@ struct Scratch {
 };
 
 // m: rows of the third input; hasOut: which gradients are computed.
-Scratch carve(detail::Carver& cv, bool off, int64_t n, int64_t m, int64_t d, const bool hasOut[3], bool accumulate) {
-  const Splits sp = splits_of(off, n, m);
+Scratch carve(detail::Carver& cv, const Splits& sp, bool off, int64_t n, int64_t m, int64_t d, const bool hasOut[3],
+              bool accumulate) {
   Scratch s{};
   s.hdr = cv.take<DeviceHeader>(1);
   s.parts = (n + kFinishRows - 1) / kFinishRows;
@@ -635,9 +654,9 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
   detail::Workspace& ws = detail::workspace();
   std::lock_guard<std::mutex> lock(ws.mu);
   detail::Carver measure(nullptr);
-  carve(measure, off, n, m, d, hasOut, accumulate);
+  carve(measure, sp, off, n, m, d, hasOut, accumulate);
   detail::Carver cv(static_cast<char*>(ws.reserve(measure.used())));
-  const Scratch s = carve(cv, off, n, m, d, hasOut, accumulate);
+  const Scratch s = carve(cv, sp, off, n, m, d, hasOut, accumulate);
 
   // The header and the loss parts (zero where the lse finish stops early on a non-finite input).
   const size_t zeroed =
@@ -738,7 +757,7 @@ LossResult run_infonce(bool off, const float* z1, const float* z2, const float* 
 
 size_t workspace_bytes(bool off, int64_t n, int64_t m, int64_t d, const bool hasOut[3], bool accumulate) {
   detail::Carver measure(nullptr);
-  carve(measure, off, n, m, d, hasOut, accumulate);
+  carve(measure, splits_of(off, n, m), off, n, m, d, hasOut, accumulate);
   return measure.used();
 }
 

@@ -782,6 +782,13 @@ if (runBench && !fake && ['bench-step', 'bench-variants', 'bench-torch', 'bench-
         if (whole) comparisons.push({ ...whole, l2Slabs: 'off' })
         if (whole && slabs) log(`  step B=${big} LayerNorm backward over all rows at once: ${ratio(whole, 'in L2 slabs', slabs)}`)
       }
+      // The B = 512 step with the fused losses' column tiles in one run per row tile (SIMCSEPP_LOSS_SPLITS=off: 8 blocks
+      // at N = 512) against the default, runs over blocks merged in a fixed order (kernels/infonce.cu).
+      if (want('bench-variants') && left() > 150) {
+        const [oneRun, runs] = await stepWith({ SIMCSEPP_LOSS_SPLITS: 'off' }, big)
+        if (oneRun) comparisons.push({ ...oneRun, lossSplits: 'off' })
+        if (oneRun && runs) log(`  step B=${big} fused losses in one run per row tile: ${ratio(oneRun, 'in runs over blocks', runs)}`)
+      }
       // The B = 512 step with the bias gradients summed by the linear layers' backward ops (SIMCSEPP_BIAS_SUMS=products:
       // passes over the gradients, written in fp32) against the default, the ops that make the gradients summing them.
       if (want('bench-variants') && left() > 150) {

@@ -28,6 +28,7 @@ import {
   runUnfused,
   sameBits,
 } from './helpers/parity.mjs'
+import { withEnvVars } from './helpers/encoder-parity.mjs'
 
 const status = cudaStatus()
 const skip = status.available ? false : `CUDA unavailable: ${status.reason}`
@@ -101,6 +102,35 @@ t.test('offDropoutUnfused: CUDA equals CPU', { skip }, async (t) => {
     }
     t.ok(a.workspaceBytes >= n * n * 4, `unfused N=${n} D=${d}: reports ${a.workspaceBytes} workspace bytes`)
   }
+})
+
+// The fused losses cut each row tile's column tiles into runs over blocks (kernels/infonce.cu); SIMCSEPP_LOSS_SPLITS
+// caps the runs ('off': one per row tile, the kernels before the runs). Every cap holds the CPU's results; the
+// runs change the order of the sums, so the bits differ; anything else is an Error naming the variable.
+t.test('SIMCSEPP_LOSS_SPLITS: off, 2 or the default runs, each equal to the CPU; a bad value an Error', { skip }, async (t) => {
+  const [n, d] = [130, 17] // three row tiles: three runs by default
+  const views = lossViews(n, d)
+  const cpu = views.map((v) => Tensor.from(v, [n, d]))
+  const gpu = cpu.map((x) => x.to('cuda'))
+  const offDropout = LOSS_CASES.find((c) => c.name === 'offDropout')!
+  const floor = gradFloor(offDropout.floor, n, d, offDropout.temperature, offDropout.floor === 'cos' ? views : views[0])
+  const reference = offDropout.run(losses, cpu)
+  const results = []
+  for (const splits of ['off', '2', undefined]) {
+    const r = withEnvVars({ SIMCSEPP_LOSS_SPLITS: splits }, () => offDropout.run(losses, gpu))
+    const cmp = compareLossResults(r, reference, 'cuda', floor)
+    t.ok(cmp.ok, `SIMCSEPP_LOSS_SPLITS=${splits ?? '(unset)'}: ${cmp.detail}`)
+    results.push(r)
+  }
+  t.not(results[0].loss, results[2].loss, 'one run and three add in another order (not a vacuous switch)')
+  for (const bad of ['0', 'on', '2x', '-1']) {
+    t.throws(
+      () => withEnvVars({ SIMCSEPP_LOSS_SPLITS: bad }, () => offDropout.run(losses, gpu)),
+      new RegExp(`SIMCSEPP_LOSS_SPLITS must be 'off' or a positive whole number of runs, not '${bad}'`),
+      `'${bad}' refused`,
+    )
+  }
+  for (const g of [...results.flatMap((r) => Object.values(r.grads)), ...Object.values(reference.grads), ...cpu, ...gpu]) g?.dispose()
 })
 
 t.test('dropout: CUDA draws the same mask as the CPU, bit for bit', { skip }, async (t) => {

@@ -76,6 +76,7 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
         bf16Copies?: string
         layerNormRows?: string
         l2Slabs?: string
+        lossSplits?: string
         biasSums?: string
         bf16Output?: string
         attentionStorage?: string
@@ -86,31 +87,35 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
             ? `layerNormRows ${c.layerNormRows}`
             : c.l2Slabs
               ? `l2Slabs ${c.l2Slabs}`
-              : c.biasSums
-                ? `biasSums ${c.biasSums}`
-                : c.bf16Output
-                  ? `bf16Output ${c.bf16Output}`
-                  : c.attentionStorage
-                    ? `attentionStorage ${c.attentionStorage}`
-                    : `bf16Copies ${c.bf16Copies}`),
+              : c.lossSplits
+                ? `lossSplits ${c.lossSplits}`
+                : c.biasSums
+                  ? `biasSums ${c.biasSums}`
+                  : c.bf16Output
+                    ? `bf16Output ${c.bf16Output}`
+                    : c.attentionStorage
+                      ? `attentionStorage ${c.attentionStorage}`
+                      : `bf16Copies ${c.bf16Copies}`),
       ],
     ),
     [
       [2, 'bf16Copies per op'],
       [4, 'layerNormRows scalar'],
       [4, 'l2Slabs off'],
+      [4, 'lossSplits off'],
       [4, 'biasSums products'],
       [4, 'bf16Output off'],
       [4, 'attentionStorage fp32'],
       [2, 'fp32'],
       [4, 'fp32'],
     ],
-    'the comparison rows: operands rounded per op, scalar LayerNorm rows, LayerNorm backwards over all rows, bias sums in the products, products in fp32, attention arrays in fp32, bf16 products on fp32 operands',
+    'the comparison rows: operands rounded per op, scalar LayerNorm rows, LayerNorm backwards over all rows, the losses in one run per row tile, bias sums in the products, products in fp32, attention arrays in fp32, bf16 products on fp32 operands',
   )
   t.match(log, /step B=4 products written in fp32: [\d.]+ steps\/s; stored in bf16: [\d.]+/, 'the bf16 output comparison')
   t.match(log, /step B=4 attention arrays in fp32: [\d.]+ steps\/s; in bf16: [\d.]+/, 'the attention storage comparison')
   t.match(log, /step B=4 bias sums in the products: [\d.]+ steps\/s; in the producers: [\d.]+/, 'the bias sums comparison')
   t.match(log, /step B=4 LayerNorm backward over all rows at once: [\d.]+ steps\/s; in L2 slabs: [\d.]+/, 'the L2 slabs comparison')
+  t.match(log, /step B=4 fused losses in one run per row tile: [\d.]+ steps\/s; in runs over blocks: [\d.]+/, 'the loss runs comparison')
   t.match(log, /step B=2 operands rounded per op: [\d.]+ steps\/s; from the mirror and handoffs: [\d.]+/, 'the copies comparison')
   t.match(log, /step B=2 without CUDA graphs: [\d.]+ steps\/s; with: [\d.]+/, 'the graphs/eager comparison')
   t.same(
