@@ -34,7 +34,10 @@ const data = [nli, sts, text]
 const objective = ['simcse', 'cosent', 'simcse++'] as const
 // Batches per epoch at batch size 8: 30 -> 4 (the last of 6), 20 -> 3 (of 4), 40 -> 5.
 const BATCHES = [4, 3, 5]
-const run = { ...TINY_RUN, data: [...data], objective: [...objective], epochs: 2, steps: undefined, saveEvery: 0 }
+// The runs here train on the CPU: under npm run test:emulated 'auto' would pick the emulated GPU, where the three
+// datasets' 24 steps alone took over 4 minutes; the CUDA path has its own check at the end of the file.
+const CPU = 'cpu' as const
+const run = { ...TINY_RUN, device: CPU, data: [...data], objective: [...objective], epochs: 2, steps: undefined, saveEvery: 0 }
 const PARTS = ['simcse', 'cosent', 'offDropout,dcl']
 
 t.test('the schedule: every batch of every dataset once per epoch, in a seeded order; round-robin in turn', async (t) => {
@@ -130,7 +133,7 @@ t.test("a step on one dataset is that dataset's step: the first is the single-fi
   // The same vocabulary (the multi-dataset run's is built from every file).
   const tokenizer = join(dir, 'first', 'vocab.txt')
   await train(
-    { ...TINY_RUN, steps: 1, data: data[d], objective: objective[d], tokenizer, saveEvery: 0, out: join(dir, 'single') },
+    { ...TINY_RUN, device: CPU, steps: 1, data: data[d], objective: objective[d], tokenizer, saveEvery: 0, out: join(dir, 'single') },
     {
       onStep: (s) => void single.push(s),
     },
@@ -138,7 +141,16 @@ t.test("a step on one dataset is that dataset's step: the first is the single-fi
   t.equal(multi[0].loss, single[0].loss, `dataset ${d}: loss ${single[0].loss}`)
   t.equal(multi[0].gradNorm, single[0].gradNorm)
   // A list of one file is that file.
-  await train({ ...TINY_RUN, steps: 1, data: [data[d]], objective: [objective[d]], tokenizer, saveEvery: 0, out: join(dir, 'list-of-one') })
+  await train({
+    ...TINY_RUN,
+    device: CPU,
+    steps: 1,
+    data: [data[d]],
+    objective: [objective[d]],
+    tokenizer,
+    saveEvery: 0,
+    out: join(dir, 'list-of-one'),
+  })
   t.ok(
     readFileSync(join(dir, 'list-of-one', 'model.safetensors')).equals(readFileSync(join(dir, 'single', 'model.safetensors'))),
     'identical weights',
@@ -196,7 +208,7 @@ t.test('prompts once for every supervised dataset, or one per dataset; the outpu
   // The step is the single-file run's with sts.csv's prompts, bit for bit (the same vocabulary), and not the one without.
   const tokenizer = join(out, 'vocab.txt')
   const single: StepInfo[] = []
-  const one = { ...TINY_RUN, steps: 1, data: sts, objective: 'cosent' as const, tokenizer, saveEvery: 0 }
+  const one = { ...TINY_RUN, device: CPU, steps: 1, data: sts, objective: 'cosent' as const, tokenizer, saveEvery: 0 }
   await train(
     { ...one, queryPrompt: 'q2: ', documentPrompt: 'passage: ', out: join(dir, 'prompts-single') },
     { onStep: (s) => void single.push(s) },
@@ -234,7 +246,7 @@ t.test('refusals name the file and the option', async (t) => {
     /train: datasetSampler must be proportional or round-robin \(got "random"\)/,
   )
   await t.rejects(
-    train({ ...TINY_RUN, data: text, objective: ['simcse', 'simcse'] as never, out }),
+    train({ ...TINY_RUN, device: CPU, data: text, objective: ['simcse', 'simcse'] as never, out }),
     /format, column, objective and the prompts take one value per data file: give data as an array of files/,
   )
   await t.rejects(
