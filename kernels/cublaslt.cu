@@ -20,12 +20,14 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <string>
 #include <tuple>
 #include <vector>
 
 #include "bf16_copy.cuh"
 #include "cublaslt.cuh"
 #include "gemm_bf16.cuh"
+#include "kernel_profile.cuh"
 #include "nvidia_wheels.h"
 #include "tile_gemm.cuh"
 
@@ -226,6 +228,13 @@ Plan& plan_for(Library& L, const PlanKey& key) {
   return p;
 }
 
+// "cuBLASLt bf16 operands, 49152 x 3072 x 768: C = A B^T + bias" (the sizes M x N x K of the header's conventions).
+std::string product_label(Kind kind, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float beta, bool bias) {
+  return std::string("cuBLASLt ") + kKindNames[static_cast<int>(kind)] + ", " + std::to_string(M) + " x " +
+         std::to_string(N) + " x " + std::to_string(K) + ": C " + (beta != 0.0f ? "+= " : "= ") +
+         (transA ? "A^T " : "A ") + (transB ? "B^T" : "B") + (bias && kind != Kind::kBf16OutBias ? " + bias" : "");
+}
+
 // A and B are float (kFp32, kFp32FastBf16) or __nv_bfloat16 (kBf16 and the bf16 outputs); C is __nv_bfloat16 for the
 // bf16 outputs, else float.
 bool run(Library& L, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
@@ -238,13 +247,18 @@ bool run(Library& L, bool transA, bool transB, int64_t M, int64_t N, int64_t K, 
   Plan& p = plan_for(L, key);
   if (!p.ok) return false;
   if (bias != nullptr && L.api.descSet(p.desc, kDescBiasPointer, &bias, sizeof(bias)) != 0) return false;
+  std::string label;  // an open kernel profile's name for the product: its kind and shape
+  if (kernel_profile::is_open()) label = product_label(kind, transA, transB, M, N, K, beta, bias != nullptr);
+  kernel_profile::Timed timed(label.c_str(), stream, 2.0 * static_cast<double>(M) * static_cast<double>(N) * K);
 #if defined(SIMCSEPP_CUDA_EMULATOR)
   // The emulator's stand-in computes when called, while the emulator queues stream work until the host
   // waits for it: run the work queued before it first (a real cuBLASLt is queued behind it).
   SIMCSEPP_CUDA_CHECK(cudaStreamSynchronize(stream));
 #endif
-  return L.api.matmul(L.handle, p.desc, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo, L.workspace,
-                      kWorkspaceBytes, stream) == 0;
+  const bool ok = L.api.matmul(L.handle, p.desc, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo, L.workspace,
+                               kWorkspaceBytes, stream) == 0;
+  if (ok) timed.done();
+  return ok;
 }
 
 // The kernels' result for the self-check (A16, B16: the bf16 copies of A and B, for Kind::kBf16 and the bf16 outputs;

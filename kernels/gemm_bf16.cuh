@@ -115,6 +115,7 @@ void gemm(int64_t M, int64_t N, int64_t K, float alpha, const TA* A, int64_t lda
   if (gy > 65535)
     throw CudaError(std::string("launch of ") + what + ": " + std::to_string(N) +
                     " output columns exceed the grid limit");
+  if (kernel_profile::is_open()) kernel_profile::next_launch_flops(2.0 * static_cast<double>(M) * N * K);
   launch(what, gemm_bf16_kernel<kTransA, kTransB, TA, TB, TC>,
          dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), kThreads, 0, stream, M, N, K, alpha, A, lda, B,
          ldb, beta, C, ldc, bias);

@@ -10,6 +10,7 @@
 
 #include "cuda_check.cuh"
 #include "graph_capture.cuh"
+#include "kernel_profile.cuh"
 
 namespace simcsepp::cuda {
 
@@ -19,6 +20,7 @@ namespace simcsepp::cuda {
 template <class... Params, class... Args>
 void launch(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
             Args&&... args) {
+  kernel_profile::Timed timed(what, stream);  // an open kernel profile's events around the launch
 #if defined(SIMCSEPP_CUDA_EMULATOR)
   (void)::cuemu::launch_kernel(what, kernel, grid, block, smem, stream, std::forward<Args>(args)...);
 #else
@@ -28,6 +30,7 @@ void launch(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block, 
   // clang-format on
 #endif
   detail::check(cudaGetLastError(), (std::string("launch of ") + what).c_str());
+  timed.done();
 }
 
 }  // namespace simcsepp::cuda

@@ -9,6 +9,7 @@
 #include "cuda_check.cuh"
 #include "graph_capture.cuh"
 #include "host_args.cuh"
+#include "kernel_profile.cuh"
 #include "l2_slab.cuh"
 
 namespace simcsepp::cuda {
@@ -134,13 +135,17 @@ void copy_device_to_device(void* dst, const void* src, size_t bytes) {
   require();
   if (bytes == 0) return;
   // Stream-ordered like the ops (and so capturable into a step graph).
+  kernel_profile::Timed timed("device-to-device copy (cudaMemcpyAsync)", detail::op_stream());
   SIMCSEPP_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, detail::op_stream()));
+  timed.done();
 }
 
 void memset_device(void* dst, int value, size_t bytes) {
   require();
   if (bytes == 0) return;
+  kernel_profile::Timed timed("fill (cudaMemsetAsync)", detail::op_stream());
   SIMCSEPP_CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, detail::op_stream()));
+  timed.done();
 }
 
 void synchronize() {

@@ -203,6 +203,7 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t
   constexpr int64_t kMaxZ = 65535;
   for (int64_t z0 = 0; z0 < batch.count; z0 += kMaxZ) {
     const int64_t gz = std::min(kMaxZ, batch.count - z0);
+    if (kernel_profile::is_open()) kernel_profile::next_launch_flops(2.0 * static_cast<double>(M) * N * K * gz);
     launch(what, sgemm_kernel<kTransA, kTransB>,
            dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(gz)), kThreads, 0, stream,
            M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, batch, z0);

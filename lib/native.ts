@@ -55,6 +55,17 @@ export interface GraphReadback {
 /** A CUDA step graph session (opaque; native/bind_graph.cpp). */
 export type GraphSessionHandle = { readonly __graphSession: unique symbol }
 
+/** One launch of a kernel profile (Addon.cudaKernelProfileStop). */
+export interface KernelTime {
+  name: string
+  /** Device milliseconds between the events before and after it. */
+  ms: number
+  /** 2 M N K for a matrix product, else 0. */
+  flops: number
+  /** cudaTimerMark markers recorded before it was launched. */
+  mark: number
+}
+
 export interface CudaStatus {
   /** The CUDA kernels are compiled into this build. */
   compiled: boolean
@@ -258,6 +269,14 @@ export interface Addon {
   cudaTimerMark(): number
   cudaTimerElapsed(a: number, b: number): number
   cudaTimerReset(): void
+  /**
+   * Per-kernel device times (kernels/kernel_profile.cuh): from cudaKernelProfileStart until cudaKernelProfileStop,
+   * every kernel, cuBLASLt product, device copy and fill launched outside a graph capture gets a record; Stop waits
+   * for the device and returns them in launch order (empty when no profile was open). `mark`: the cudaTimerMark
+   * markers recorded before the launch; `flops`: 2 M N K for a product, else 0. Start throws where CUDA is unavailable.
+   */
+  cudaKernelProfileStart(): void
+  cudaKernelProfileStop(): KernelTime[]
   gemm(
     c: NativeTensor,
     a: NativeTensor,

@@ -5,9 +5,12 @@
 //   offDropoutWorkspaceBytes(n, d, device) -> bytes the fused kernel of that device allocates
 //   cudaTimerMark() -> index; cudaTimerElapsed(a, b) -> device milliseconds from mark a to mark b (waits for
 //     b); cudaTimerReset(): the GPU-time markers of the op profile (lib/bench/op-profile.ts, cuda_api.h)
+//   cudaKernelProfileStart(); cudaKernelProfileStop() -> [{ name, ms, flops, mark }]: the per-kernel device times
+//     (kernels/kernel_profile.cuh) of what was launched in between, in launch order
 #include <napi.h>
 
 #include <string>
+#include <vector>
 
 #include "args.h"
 #include "cuda_api.h"
@@ -85,6 +88,31 @@ Napi::Value CudaTimerReset(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value CudaKernelProfileStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    cuda::kernel_profile_start();
+    return env.Undefined();
+  });
+}
+
+Napi::Value CudaKernelProfileStop(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const std::vector<cuda::KernelTime> times = cuda::kernel_profile_stop();
+    Napi::Array out = Napi::Array::New(env, times.size());
+    for (size_t i = 0; i < times.size(); ++i) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", times[i].name);
+      o.Set("ms", times[i].ms);
+      o.Set("flops", times[i].flops);
+      o.Set("mark", static_cast<double>(times[i].mark));
+      out.Set(static_cast<uint32_t>(i), o);
+    }
+    return out;
+  });
+}
+
 }  // namespace
 
 void register_bench(Napi::Env env, Napi::Object exports) {
@@ -94,6 +122,8 @@ void register_bench(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaTimerMark", Napi::Function::New<CudaTimerMark>(env, "cudaTimerMark"));
   exports.Set("cudaTimerElapsed", Napi::Function::New<CudaTimerElapsed>(env, "cudaTimerElapsed"));
   exports.Set("cudaTimerReset", Napi::Function::New<CudaTimerReset>(env, "cudaTimerReset"));
+  exports.Set("cudaKernelProfileStart", Napi::Function::New<CudaKernelProfileStart>(env, "cudaKernelProfileStart"));
+  exports.Set("cudaKernelProfileStop", Napi::Function::New<CudaKernelProfileStop>(env, "cudaKernelProfileStop"));
 }
 
 }  // namespace simcsepp

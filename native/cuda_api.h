@@ -90,6 +90,20 @@ double timer_elapsed(int64_t a, int64_t b);
 int64_t timer_marks();
 void timer_reset();
 
+// Per-kernel device times (kernels/kernel_profile.cu): kernel_profile_start() clears the records and opens the
+// profile; from then on every kernel, cuBLASLt product, device copy and fill that is launched (not captured) gets a
+// record; kernel_profile_stop() closes it, waits for the device and returns the records in launch order. `mark`: the
+// timer marks recorded before the launch (so the op whose marker pair encloses it launched it); `flops`: 2 M N K
+// for a product, else 0.
+struct KernelTime {
+  std::string name;
+  double ms = 0;
+  double flops = 0;
+  int64_t mark = 0;
+};
+void kernel_profile_start();
+std::vector<KernelTime> kernel_profile_stop();
+
 // Step graphs (kernels/graph_capture.cu): the ops a training step launches, captured once per padded
 // batch shape and replayed. A session binds the step's small host arrays (ids, mask, keepRows: what the
 // ops receive as host pointers) to device buffers of the given sizes, refilled before each replay; the

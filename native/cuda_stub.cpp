@@ -56,6 +56,8 @@ int64_t timer_mark() { not_compiled(); }
 double timer_elapsed(int64_t, int64_t) { not_compiled(); }
 int64_t timer_marks() { return 0; }
 void timer_reset() {}
+void kernel_profile_start() { not_compiled(); }
+std::vector<KernelTime> kernel_profile_stop() { return {}; }
 GraphSession* graph_session_create(const std::vector<size_t>&, int64_t, GraphSession*) { not_compiled(); }
 void graph_session_destroy(GraphSession*) noexcept {}
 int graph_capture(GraphSession*, const std::vector<HostArray>&, const std::function<void()>&) { not_compiled(); }

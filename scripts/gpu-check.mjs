@@ -55,7 +55,8 @@
 //    (the MLP backward's first product written in fp32, not stored in bf16) and with SIMCSEPP_ATTENTION_STORAGE=fp32
 //    (the attention's q | k | v, ctx and its gradient kept in fp32, not in bf16) when time allows, and
 //    the device time per op category at B = 64 and 512 (bench step --profile: CUDA events around each op of a
-//    step run without graphs); then the targets (at B = 64, >= 2x PyTorch eager and >= 1.2x
+//    step run without graphs), and within each category per kernel, cuBLASLt product (with its TFLOP/s), copy and
+//    fill (kernels/kernel_profile.cuh: events around each launch); then the targets (at B = 64, >= 2x PyTorch eager and >= 1.2x
 //    torch.compile in steps/s at our precision; at B = 512, >= 40% model FLOP utilisation), each met or not
 //    or why it was not measured; JSON to $OUT/bench-step.json. The Python with torch is SIMCSEPP_PYTHON
 //    (default python3);

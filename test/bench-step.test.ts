@@ -148,7 +148,89 @@ t.test('bench step warmupSteps: the untimed steps before the timed ones (default
   }
 })
 
+t.test('kernelShares: launches charged to the op whose markers enclose them, per step, by label', async (t) => {
+  const { kernelShares } = await import('../lib/bench/op-profile.js')
+  const { kernelTable } = await import('../lib/cli/tables.js')
+  // Markers 0 (span), 1-2 QKV, 3-4 attention, 5-6 QKV again, 7 (span): mark = markers recorded before the launch.
+  const ops = [
+    { category: 'QKV projection', before: 1, after: 2 },
+    { category: 'attention', before: 3, after: 4 },
+    { category: 'QKV projection', before: 5, after: 6 },
+  ]
+  const k = (name: string, ms: number, mark: number, flops = 0) => ({ name, ms, mark, flops })
+  const launches = [
+    k('fill (cudaMemsetAsync)', 0.5, 1), // before the first op: the framework's
+    k('gemm', 2, 2, 4e9),
+    k('convert', 1, 2),
+    k('softmax', 3, 4),
+    k('fill (cudaMemsetAsync)', 0.25, 5), // between ops
+    k('gemm', 4, 6, 4e9),
+  ]
+  const rows = kernelShares(ops, launches, 2)
+  t.same(
+    rows.map((r) => [r.category, r.kernel, r.launches, r.gpuMilliseconds, r.tflops]),
+    [
+      ['QKV projection', 'gemm', 1, 3, 8e9 / 6 / 1e9],
+      ['QKV projection', 'convert', 0.5, 0.5, null],
+      ['attention', 'softmax', 0.5, 1.5, null],
+      ['framework (tokenising, JS, copies)', 'fill (cudaMemsetAsync)', 1, 0.375, null],
+    ],
+  )
+  // Rows under 0.05% of the step are summed per category.
+  const table = kernelTable([...rows, { category: 'attention', kernel: 'tiny', launches: 3, gpuMilliseconds: 0.001, tflops: null }], 10)
+  t.match(table, /QKV projection +gemm +1 +3\.000 +30\.0% +1\.3/)
+  t.match(table, /attention +\(1 more, each < 0\.05%\) +3 +0\.001 +0\.0%/)
+  t.notMatch(table, /tiny/)
+})
+
 const cuda = cudaStatus()
+t.test('cudaKernelProfileStart needs CUDA; Stop without a profile open returns no launches', async (t) => {
+  const { addon } = await import('../lib/native.js')
+  t.same(addon.cudaKernelProfileStop(), [])
+  if (cuda.available) {
+    addon.cudaKernelProfileStart()
+    t.same(addon.cudaKernelProfileStop(), [], 'nothing launched')
+  } else t.throws(() => addon.cudaKernelProfileStart(), /CUDA is unavailable/)
+})
+
+t.test(
+  'cudaKernelProfile on CUDA: each launch in order with its label, device time and the markers before it',
+  { skip: cuda.available ? false : `CUDA unavailable: ${cuda.reason}` },
+  async (t) => {
+    const { addon } = await import('../lib/native.js')
+    const { Tensor } = await import('../lib/tensor.js')
+    const ops = await import('../lib/ops.js')
+    const x = Tensor.from(new Float32Array(4096).fill(0.5), [64, 64], 'cuda')
+    const y = Tensor.from(new Float32Array(4096), [64, 64], 'cuda')
+    addon.cudaTimerReset()
+    addon.cudaKernelProfileStart()
+    ops.geluForward(y, x)
+    addon.cudaTimerMark()
+    addon.cudaTimerMark()
+    ops.geluForward(y, x)
+    ops.linearForward(y, x, x, null) // y = x x^T
+    const launches = addon.cudaKernelProfileStop()
+    t.same(addon.cudaKernelProfileStop(), [], 'closed')
+    ops.geluForward(y, x)
+    t.same(addon.cudaKernelProfileStop(), [], 'nothing recorded once closed')
+    t.same(
+      launches.slice(0, 2).map((l) => [l.name, l.mark, l.flops]),
+      [
+        ['gelu_forward', 0, 0],
+        ['gelu_forward', 2, 0],
+      ],
+    )
+    const product = launches.slice(2)
+    t.ok(product.length >= 1 && product.every((l) => l.mark === 2), 'the product, after both markers')
+    const total = product.reduce((s, l) => s + l.flops, 0)
+    t.equal(total, 2 * 64 * 64 * 64, "the product's 2 M N K, on one of its launches (cuBLASLt's or the tile kernel's)")
+    const name = product.find((l) => l.flops > 0)!.name
+    if (name.startsWith('cuBLASLt')) t.equal(name, 'cuBLASLt fp32, 64 x 64 x 64: C = A B^T')
+    t.ok(launches.every((l) => Number.isFinite(l.ms) && l.ms >= 0))
+    x.dispose()
+    y.dispose()
+  },
+)
 t.test(
   'benchStep on CUDA: bf16 by default, a well-formed row',
   { skip: cuda.available ? false : `CUDA unavailable: ${cuda.reason}` },
@@ -181,6 +263,24 @@ t.test(
     const gpu = p.ops.reduce((s, o) => s + o.gpuMilliseconds!, 0)
     t.ok(Math.abs(gpu - p.stepGpuMs!) < 1e-6 * p.stepGpuMs! + 1e-9, `device times sum to the span: ${gpu} vs ${p.stepGpuMs} ms`)
     t.ok(p.ops.find((o) => o.category === 'QKV projection')!.gpuMilliseconds! > 0, 'a product takes device time')
+    // The kernel profile: each category's launches, inside its ops' device time.
+    const kernels = p.kernels!
+    for (const o of p.ops) {
+      const inside = kernels.filter((k) => k.category === o.category).reduce((s, k) => s + k.gpuMilliseconds, 0)
+      t.ok(inside <= o.gpuMilliseconds! * (1 + 1e-6) + 1e-6, `${o.category}: launches ${inside} ms within ${o.gpuMilliseconds} ms`)
+      if (o.calls > 0 && !o.category.startsWith('framework'))
+        t.ok(
+          kernels.some((k) => k.category === o.category),
+          `${o.category}: launches seen`,
+        )
+    }
+    const qkv = kernels.filter((k) => k.category === 'QKV projection' && k.tflops !== null)
+    t.ok(qkv.length > 0 && qkv.every((k) => k.tflops! > 0), 'the q/k/v product has its rate')
+    t.equal(
+      qkv.reduce((s, k) => s + k.launches, 0),
+      layers,
+      "the q/k/v product: one launch a layer (a product's flops are on one launch)",
+    )
     t.throws(() => addon.cudaTimerElapsed(0, 1e6), { name: 'RangeError', message: /^b: marker 1000000 was not recorded/ })
     t.throws(() => addon.cudaTimerElapsed(-1, 0), /Expected a to be/)
   },

@@ -6,8 +6,10 @@
 // device's time between its pairs; the GPU time outside every op (the device idle while the host prepares the
 // next launch, and the batch's copies) is the framework's share. Next to the wall-clock time, each category
 // gets the CPU time the process spent in it (all threads): on a machine shared with other processes the wall
-// clock also counts the time they take, the CPU time only this process's work.
-import { addon, type NativeTensor } from '../native.js'
+// clock also counts the time they take, the CPU time only this process's work. A GPU profile also opens a kernel
+// profile (kernels/kernel_profile.cuh: events around every kernel, cuBLASLt product, copy and fill), whose launches
+// kernelsPerStep charges to the category of the op that made them: where inside an op the device time goes.
+import { addon, type KernelTime, type NativeTensor } from '../native.js'
 
 /** One category's share of a step. */
 export interface OpTime {
@@ -19,6 +21,58 @@ export interface OpTime {
   cpuMilliseconds: number
   /** A GPU profile's device time per step: from the event before the category's ops to the one after. */
   gpuMilliseconds?: number
+}
+
+/** One kernel's share of a step on CUDA: its launches by the ops of one category (kernel_profile.cuh). */
+export interface KernelShare {
+  category: string
+  /** The launch's label: a kernel's, "cuBLASLt <operands>, M x N x K: ..." for a product, or a copy or fill. */
+  kernel: string
+  /** Per step. */
+  launches: number
+  /** Device time per step, from the events before and after each launch. */
+  gpuMilliseconds: number
+  /** A product's rate (2 M N K per launch over its device time), else null. */
+  tflops: number | null
+}
+
+/**
+ * The launches of a kernel profile per step over `steps` steps, charged to the category of the op whose marker pair
+ * encloses them (`ops`: in launch order, not nested; a launch between ops is the framework's) and grouped by label; in
+ * OP_CATEGORIES order, the longest first within each.
+ */
+export function kernelShares(
+  ops: { category: string; before: number; after: number }[],
+  launches: KernelTime[],
+  steps: number,
+): KernelShare[] {
+  const framework = OP_CATEGORIES[OP_CATEGORIES.length - 1]
+  const byKey = new Map<string, { category: string; kernel: string; launches: number; ms: number; flops: number }>()
+  let op = 0
+  for (const k of launches) {
+    // k.mark markers were recorded before the launch: an op's own launches have before < k.mark <= after.
+    while (op < ops.length && ops[op].after < k.mark) op++
+    const category = op < ops.length && ops[op].before < k.mark ? ops[op].category : framework
+    const key = `${category}\u0000${k.name}`
+    const t = byKey.get(key) ?? { category, kernel: k.name, launches: 0, ms: 0, flops: 0 }
+    t.launches += 1
+    t.ms += k.ms
+    t.flops += k.flops
+    byKey.set(key, t)
+  }
+  const order = (c: string) => {
+    const i = (OP_CATEGORIES as readonly string[]).indexOf(c)
+    return i < 0 ? OP_CATEGORIES.length : i
+  }
+  return [...byKey.values()]
+    .sort((a, b) => order(a.category) - order(b.category) || b.ms - a.ms)
+    .map((t) => ({
+      category: t.category,
+      kernel: t.kernel,
+      launches: t.launches / steps,
+      gpuMilliseconds: t.ms / steps,
+      tflops: t.flops > 0 && t.ms > 0 ? t.flops / t.ms / 1e9 : null,
+    }))
 }
 
 /** The process's CPU time so far (all threads, user + system), in milliseconds. */
@@ -125,6 +179,7 @@ export class OpProfile {
     if (gpu) {
       addon.cudaTimerReset()
       this.span[0] = addon.cudaTimerMark()
+      addon.cudaKernelProfileStart()
     }
     const target = addon as unknown as Record<string, unknown>
     for (const [name, fn] of Object.entries(target)) {
@@ -155,7 +210,10 @@ export class OpProfile {
 
   /** Restores the addon's functions. */
   stop(): void {
-    if (this.gpu && this.saved.length > 0) this.span[1] = addon.cudaTimerMark()
+    if (this.gpu && this.saved.length > 0) {
+      this.span[1] = addon.cudaTimerMark()
+      this.launches = addon.cudaKernelProfileStop()
+    }
     const target = addon as unknown as Record<string, unknown>
     for (const [name, fn] of this.saved) target[name] = fn
     this.saved.length = 0
@@ -183,6 +241,13 @@ export class OpProfile {
       rows.push(row)
     }
     return rows
+  }
+
+  private launches: KernelTime[] = []
+
+  /** A stopped GPU profile's launches per step over `steps` steps (kernelShares). */
+  kernelsPerStep(steps: number): KernelShare[] {
+    return kernelShares(this.marks, this.launches, steps)
   }
 
   /** A stopped GPU profile's device time: per category, in all ops, and from its first marker to its last. */

@@ -19,7 +19,7 @@ import { resolveTrainOptions } from '../train/options.js'
 import { TrainingStep, type LaunchedStep } from '../train/step.js'
 import { benchGemm, gemmStepShapes } from './gemm.js'
 import { median } from './median.js'
-import { OpProfile, processCpuMs, type OpTime } from './op-profile.js'
+import { OpProfile, processCpuMs, type KernelShare, type OpTime } from './op-profile.js'
 
 export interface StepBenchOptions {
   size: NamedConfig
@@ -76,7 +76,8 @@ export interface StepBenchRow {
   peakRssBytes: number
   /** Time per op category in one step (with profileSteps), and the profiled steps' mean time. */
   /** On CUDA, stepGpuMs: the device's time from the profile's first op to its last, per step. */
-  profile?: { stepMs: number; stepCpuMs: number; stepGpuMs?: number; ops: OpTime[] }
+  /** On CUDA, kernels: the device time per kernel and product, by op category (kernel_profile.cuh). */
+  profile?: { stepMs: number; stepCpuMs: number; stepGpuMs?: number; ops: OpTime[]; kernels?: KernelShare[] }
   /**
    * With the products option: the seconds per step that the layers' 12 matrix products each (forward, input and
    * weight gradients of q/k/v, attention output, MLP up and down; 3BT rows) take at the GEMM's own rates, timed
@@ -208,6 +209,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
               stepCpuMs: cpuMs / o.profileSteps,
               ...(gpuMs !== null ? { stepGpuMs: gpuMs / o.profileSteps } : {}),
               ops: p.perStep(o.profileSteps, ms, cpuMs),
+              ...(gpu ? { kernels: p.kernelsPerStep(o.profileSteps) } : {}),
             }
           }
           const sec = median(seconds)

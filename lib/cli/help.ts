@@ -132,7 +132,8 @@ export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist|sea
              [--precision auto|fp32|bf16] [--micro-batch M] [--profile [--plot FILE.svg]] [--products]
              [--json]
       One SimCSE++ training step: steps/s, sentences/s, model TFLOP/s and utilisation, memory;
-      --profile: milliseconds per op category (on CUDA: device time from events, steps without graphs);
+      --profile: milliseconds per op category (on CUDA: device time from events, steps without graphs,
+      then per kernel and product of each category, with the products' TFLOP/s);
       --products (CPU): the step's matrix products timed alone, and their share of the step.
   bench batch [--model tiny] [--batch-sizes 64,256,1024,4096] [--micro-batch 128] [--seq-len 32] [--steps 1]
               [--device cpu] [--plot FILE.svg] [--json]

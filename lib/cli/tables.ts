@@ -9,6 +9,7 @@ import type { TranslationResult } from '../eval/translation.js'
 import type { LossBenchRow } from '../bench/losses.js'
 import type { GemmBenchRow } from '../bench/gemm.js'
 import type { StepBenchRow } from '../bench/step.js'
+import type { KernelShare } from '../bench/op-profile.js'
 import type { EncodeBenchRow } from '../bench/encode.js'
 import type { DistBenchRow } from '../bench/dist.js'
 import type { SearchBenchRow } from '../bench/search.js'
@@ -290,6 +291,7 @@ export function profileTable(rows: StepBenchRow[]): string {
           ]),
         ),
       )
+      if (r.profile.kernels?.length) out.push('', kernelTable(r.profile.kernels, stepGpuMs))
       continue
     }
     out.push(
@@ -311,6 +313,45 @@ export function profileTable(rows: StepBenchRow[]): string {
     )
   }
   return out.join('\n')
+}
+
+/**
+ * A CUDA profile's kernels: per op category, each kernel, product, copy and fill its ops launched, with its device
+ * time per step, its share of the step's device time and, for a product, its TFLOP/s. Launches under 0.05% of the
+ * step are summed into one row per category.
+ */
+export function kernelTable(kernels: KernelShare[], stepGpuMs: number): string {
+  const rows: (string | number)[][] = []
+  const small = new Map<string, { count: number; launches: number; ms: number }>()
+  const share = (ms: number) => `${((100 * ms) / stepGpuMs).toFixed(1)}%`
+  const flush = (category: string) => {
+    const t = small.get(category)
+    if (t) rows.push([category, `(${t.count} more, each < 0.05%)`, t.launches.toFixed(0), t.ms.toFixed(3), share(t.ms), ''])
+    small.delete(category)
+  }
+  let last = ''
+  for (const k of kernels) {
+    if (k.category !== last) flush(last)
+    last = k.category
+    if (k.gpuMilliseconds < 0.0005 * stepGpuMs) {
+      const t = small.get(k.category) ?? { count: 0, launches: 0, ms: 0 }
+      t.count += 1
+      t.launches += k.launches
+      t.ms += k.gpuMilliseconds
+      small.set(k.category, t)
+      continue
+    }
+    rows.push([
+      k.category,
+      k.kernel,
+      k.launches.toFixed(0),
+      k.gpuMilliseconds.toFixed(3),
+      share(k.gpuMilliseconds),
+      k.tflops === null ? '' : k.tflops >= 0.1 ? k.tflops.toFixed(1) : k.tflops.toPrecision(2),
+    ])
+  }
+  flush(last)
+  return formatTable(['op category', 'kernel', 'launches/step', 'GPU ms/step', 'GPU share', 'TFLOP/s'], rows)
 }
 
 /** `bench dist`: per step, compute and communication (ms), bytes handed to the collectives, throughput. */
