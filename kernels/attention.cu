@@ -296,12 +296,13 @@ struct SentenceSums {
   __device__ void operator()(double& s, int64_t b, int64_t c) const { s += sums[b * C + c]; }
 };
 
-// The backward at bf16 on the mma kernels (attention_takes_bf16); without probs, P formed again by the mma forward
-// (ctx null: no product) into the workspace, a chunk of sentences at a time (so too for T > 64, whose kernels
-// need a scratch: attention_mma_long.cu). dqkvColumnSums (the gradient packed):
-// each block sums its sentence's rows of its head's columns (in double, rows in order) into a [B, 3H] row of the
-// workspace; column_sums.cuh's chunked sums then add the sentences' (chunks of 128 sentences, 8 lanes each, in a
-// fixed order) into dqkvColumnSums. With bf16Next 'only' and the copy made, the fp32 gradient is not written.
+// The backward at bf16 on the mma kernels (attention_takes_bf16); without probs, P formed again: for T <= 32 by the
+// backward kernel itself, in each block; longer, by the mma forward (ctx null: no product) into the workspace, a
+// chunk of sentences at a time (so too for T > 64, whose kernels need a scratch: attention_mma_long.cu). dqkvColumnSums
+// (the gradient packed): each block sums its sentence's rows of its head's columns (in double, rows in order) into a
+// [B, 3H] row of the workspace; column_sums.cuh's chunked sums then add the sentences' (chunks of 128 sentences, 8
+// lanes each, in a fixed order) into dqkvColumnSums. With bf16Next 'only' and the copy made, the fp32 gradient is not
+// written.
 void attention_mma_backward_call(float* dq, float* dk, float* dv, float* dRelBias, const float* dctx, const float* q,
                                  const float* k, const float* v, const float* probs, const int32_t* mask,
                                  const float* relBias, const AttnShape& s, float p, uint64_t seed, uint64_t offset,
@@ -316,7 +317,7 @@ void attention_mma_backward_call(float* dq, float* dk, float* dv, float* dRelBia
   // Buffers of a chunk of sentences: P formed again (without probs); the long kernels' scratch (T > 64: a chunk's
   // B NH T^2 floats, attention_mma_scratch_floats, one buffer's worth).
   const bool scratch = attention_mma_scratch_floats(s) > 0;
-  const int own = probs != nullptr ? 0 : 1, buffers = own + (scratch ? 1 : 0);
+  const int own = probs != nullptr || s.T <= kMmaFormsProbsMaxT ? 0 : 1, buffers = own + (scratch ? 1 : 0);
   const int64_t chunk = buffers == 0 ? s.B : chunk_sentences(s);
   const bool sums = dqkvColumnSums != nullptr && packed;  // the binding allows sums only for the packed gradient
   const int64_t sentenceSums = sums ? s.B * s.ld : 0, chunkSums = sums ? colsum::chunks(s.B) * s.ld : 0;

@@ -10,9 +10,11 @@
 //             P = softmax(S) -> probs; xs = bf16(D ⊙ P)    one segment of 8 (T <= 32) or 16 lanes per row
 //             ys = bf16(v_h)                               (in the same phase: k is no longer read)
 //             ctx = xs ys -> fs -> ctx (+ bf16 copy)       Tp/16 x Hp/16 tiles, Tp/16 k-steps
-//   backward  ys = bf16(v_h), zs = bf16(dctx_h)
+//   backward  (no probs, T <= 32: xs = bf16(q_h), ys = bf16(k_h), S -> fs, P = softmax(S) -> ps, as the forward does:
+//             the same bits, and B NH T^2 floats neither written by the forward nor read here)
+//             ys = bf16(v_h), zs = bf16(dctx_h)
 //             dPd = zs ys^T -> fs
-//             fs = dS (fp32, in place), xs = bf16(D ⊙ P)   the rows (softmax_backward_row, P from probs)
+//             fs = dS (fp32, in place), xs = bf16(D ⊙ P)   the rows (softmax_backward_row, P from probs or ps)
 //             dRel (MPNet's bias): thread d sums fs along diagonal d, rows in order (as the CPU)
 //             ys = bf16(dS * scale)
 //             dv = xs^T zs -> fs -> dv                     (xs read column-major: Pd^T)
@@ -20,13 +22,14 @@
 //             dq = ys xs -> fs -> dq;  dk = ys^T zs -> fs -> dk
 // Shared memory (static, kT = 32 or 64 rows): bf16 arrays [kT][72] (rows 144 bytes: 16-byte multiples as WMMA
 // wants, 4 banks apart so that 8 rows' 16-byte pieces hit all 32 banks) and one fp32 [kT][68]: 18 KB (kT = 32)
-// or 36 KB forward, 23 / 45 KB backward. A tile's pointer is 32-byte aligned (16 rows x 144 or 272 bytes).
-// q, k, v and dctx are fp32 rows, rounded as they are staged, or bf16 values (bf16Storage: the packed q | k | v and
-// dctx kept in bf16 by the model, staged as they are: the same values, half the bytes read), TS in the kernels.
-// The products read shared memory only; global memory is read once (coalesced: consecutive threads,
+// or 36 KB forward, 23 / 45 KB backward (31 KB forming P: kT = 32 only). A tile's pointer is 32-byte aligned (16 rows x
+// 144 or 272 bytes). q, k, v and dctx are fp32 rows, rounded as they are staged, or bf16 values (bf16Storage: the
+// packed q | k | v and dctx kept in bf16 by the model, staged as they are: the same values, half the bytes read), TS in
+// the kernels. The products read shared memory only; global memory is read once (coalesced: consecutive threads,
 // consecutive columns; 16-byte loads and stores when the head's columns come in aligned fours: Head::vec) and
 // written once.
 #include <cstdint>
+#include <type_traits>
 
 #include "attention_mma.cuh"
 #include "attention_mma_tiles.cuh"
@@ -63,6 +66,12 @@ struct BackwardSmem {
   __nv_bfloat16 ys[kT][kLd];  // v, then bf16(dS * scale)
   __nv_bfloat16 zs[kT][kLd];  // dctx, then q
   float fs[kT][kFLd];         // dPd, dS, then each gradient
+};
+// The backward that forms P itself (no probs; kT = 32 only: 31 KB, under the 48 KB of static shared memory): q and k
+// first in xs and ys, S in fs, P in ps.
+template <int kT>
+struct BackwardFormingSmem : BackwardSmem<kT> {
+  float ps[kT][kFLd];
 };
 
 // Lanes per score row: a segment of 8 lanes (up to 9 Philox groups) for T <= 32, 16 above.
@@ -108,13 +117,16 @@ __global__ void __launch_bounds__(kThreads)
   write_rows(at(ctx, out0), at(ctx16, out0), h.H, fs, h);
 }
 
-template <int kT, class TS>
+// kForm: probs is null and P is formed here first, as the forward forms it (the same staging, product and score rows:
+// the same bits), into shared memory.
+template <int kT, class TS, bool kForm>
 __global__ void __launch_bounds__(kThreads)
     attn_mma_backward_kernel(float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv,
                              __nv_bfloat16* __restrict__ dqkv16, const TS* __restrict__ dctx, const TS* __restrict__ q,
                              const TS* __restrict__ k, const TS* __restrict__ v, const float* __restrict__ probs,
                              Head h, AttnRows A, double* __restrict__ colSums) {
-  __shared__ __align__(32) BackwardSmem<kT> sm;
+  static_assert(!kForm || kT == 32, "P formed in the block at kT = 32 only (shared memory)");
+  __shared__ __align__(32) std::conditional_t<kForm, BackwardFormingSmem<kT>, BackwardSmem<kT>> sm;
   auto& xs = sm.xs;
   auto& ys = sm.ys;
   auto& zs = sm.zs;
@@ -122,6 +134,31 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t z = blockIdx.x, b = z / h.NH, col = (z % h.NH) * h.HS;
   const int64_t in0 = b * h.T * h.ld + col, out0 = b * h.T * h.H + col;
   double* sums = at(colSums, b * h.ld + col);  // this sentence's row of sums (ld = 3H: packed), q's block
+  constexpr int kLanes = kRowLanes<kT>, kRowsPerWarp = 32 / kLanes;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  // Score row i's P: formed below (kForm), or the forward's.
+  const auto P = [&](int i) -> const float* {
+    if constexpr (kForm)
+      return sm.ps[i];
+    else
+      return probs + (z * h.T + i) * h.T;
+  };
+  if constexpr (kForm) {
+    stage<kT>(xs, q + in0, h.ld, h.T, h.HS, h.vec);
+    stage<kT>(ys, k + in0, h.ld, h.T, h.HS, h.vec);
+    __syncthreads();
+    product<FragA, FragBT>(
+        fs, h.tT, h.tT, h.tH, h.scale, [&](int m, int kk) { return &xs[m * 16][kk * 16]; },
+        [&](int kk, int n) { return &ys[n * 16][kk * 16]; });  // S = q k^T * scale, as the forward
+    __syncthreads();
+    for (int r0 = warp * kRowsPerWarp; r0 < h.T; r0 += kWarps * kRowsPerWarp) {
+      const int r = r0 + lane / kLanes;
+      const bool active = r < h.T;
+      const int i = active ? r : r0;
+      softmax_row<kLanes, float>(A, z * h.T + i, lane % kLanes, fs[i], sm.ps[i], nullptr, active);
+    }
+    __syncthreads();  // xs and ys are staged again below
+  }
   stage<kT>(ys, v + in0, h.ld, h.T, h.HS, h.vec);
   stage<kT>(zs, dctx + out0, h.H, h.T, h.HS, h.vec);
   __syncthreads();
@@ -129,14 +166,11 @@ __global__ void __launch_bounds__(kThreads)
       fs, h.tT, h.tT, h.tH, 1.0f, [&](int m, int kk) { return &zs[m * 16][kk * 16]; },
       [&](int kk, int n) { return &ys[n * 16][kk * 16]; });  // dPd = dctx v^T
   __syncthreads();
-  constexpr int kLanes = kRowLanes<kT>, kRowsPerWarp = 32 / kLanes;
-  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   for (int r0 = warp * kRowsPerWarp; r0 < h.T; r0 += kWarps * kRowsPerWarp) {
     const int r = r0 + lane / kLanes;
     const bool active = r < h.T;
     const int i = active ? r : r0;
-    const int64_t row = z * h.T + i;
-    softmax_backward_row<kLanes>(A, row, lane % kLanes, fs[i], probs + row * h.T, xs[i], active);
+    softmax_backward_row<kLanes>(A, z * h.T + i, lane % kLanes, fs[i], P(i), xs[i], active);
   }
   zero_padding<kT>(xs, h);
   __syncthreads();
@@ -192,9 +226,18 @@ void launch_backward(float* dq, float* dk, float* dv, __nv_bfloat16* dqkv16, Mma
                      const float* probs, const Head& h, const AttnSizes& s, const AttnRows& rows, double* colSums,
                      cudaStream_t stream) {
   const dim3 blocks(static_cast<unsigned>(s.B * s.NH));
-  launch(kT == 32 ? "attn_mma_backward_kernel<32>" : "attn_mma_backward_kernel<64>", attn_mma_backward_kernel<kT, TS>,
-         blocks, kThreads, 0, stream, dq, dk, dv, dqkv16, dctx.as<TS>(), q.as<TS>(), k.as<TS>(), v.as<TS>(), probs, h,
-         rows, colSums);
+  if constexpr (kT == 32) {
+    if (probs == nullptr) {
+      launch("attn_mma_backward_kernel<32> (P formed in the block)", attn_mma_backward_kernel<kT, TS, true>, blocks,
+             kThreads, 0, stream, dq, dk, dv, dqkv16, dctx.as<TS>(), q.as<TS>(), k.as<TS>(), v.as<TS>(), probs, h, rows,
+             colSums);
+      return;
+    }
+  }
+  if (probs == nullptr) throw CudaError("attention_mma_backward: probs is null for T > 32");
+  launch(kT == 32 ? "attn_mma_backward_kernel<32>" : "attn_mma_backward_kernel<64>",
+         attn_mma_backward_kernel<kT, TS, false>, blocks, kThreads, 0, stream, dq, dk, dv, dqkv16, dctx.as<TS>(),
+         q.as<TS>(), k.as<TS>(), v.as<TS>(), probs, h, rows, colSums);
 }
 
 }  // namespace

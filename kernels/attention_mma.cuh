@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "attention_rows.cuh"
+#include "ops/encoder.h"
 
 namespace simcsepp::cuda {
 
@@ -28,6 +29,9 @@ struct MmaIn {
 // The longest sentences attention_mma.cu's kernels hold whole; longer ones (up to 128 tokens) take
 // attention_mma_long.cu's, whose backward needs a scratch of B NH T^2 floats (attention_mma_scratch_floats).
 constexpr int64_t kMmaWholeMaxT = 64;
+// The shapes whose backward forms P itself, in the block, when it gets no probs (T <= 32: one 32-row block holds q,
+// k and P beside its other arrays); longer ones take P formed again by the forward kernel into a workspace first.
+constexpr int64_t kMmaFormsProbsMaxT = kAttentionFormsProbsMaxT;
 inline int64_t attention_mma_scratch_floats(const AttnSizes& s) {
   return s.T > kMmaWholeMaxT ? s.B * s.NH * s.T * s.T : 0;
 }
@@ -39,7 +43,8 @@ inline int64_t attention_mma_scratch_floats(const AttnSizes& s) {
 void attention_mma_forward(float* ctx, __nv_bfloat16* ctx16, float* probs, MmaIn q, MmaIn k, MmaIn v,
                            const AttnSizes& s, const AttnRows& rows, cudaStream_t stream);
 
-// dq, dk, dv of attention_mma_forward from dctx and its probs (not null), one kernel; dqkv16 as
+// dq, dk, dv of attention_mma_forward from dctx and its probs (null only for T <= kMmaFormsProbsMaxT: P formed in
+// the block with the forward's bits), one kernel; dqkv16 as
 // attention_small_backward's (the packed gradient's bf16 copy, or null). write32 false: only that copy is written.
 // colSums (may be null; the gradient packed, ld = 3H): row b of [B, 3H] receives sentence b's column sums of the
 // packed gradient (rows in order, in double). dctx, q, k, v: all fp32 or all bf16. scratch:

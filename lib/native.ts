@@ -169,6 +169,8 @@ export interface Addon {
    */
   /** Whether attention at bf16 takes bf16 operands at length T and this head size (native/ops/encoder.h). */
   attentionTakesBf16(T: number, headSize: number): boolean
+  /** Whether CUDA's attention backward at bf16 forms P itself when given no probs (native/ops/encoder.h). */
+  attentionFormsProbs(T: number, headSize: number): boolean
   int8PackedFloats(OC: number, C: number): number
   int8PackWeight(packed: NativeTensor, weight: NativeTensor): void
   linearInt8Forward(

@@ -49,6 +49,7 @@
 //                     operand ('only': its only reader); dqkvColumnSums [3H] (packed only): += dq's column sums;
 //                     probs null: the softmax is formed again from q and k, with the forward's bits)
 //   attentionTakesBf16(T, headSize) -> boolean   (the shapes whose attention at bf16 takes bf16 operands)
+//   attentionFormsProbs(T, headSize) -> boolean  (the shapes whose CUDA backward at bf16 forms P itself)
 //   relativeBiasForward(out, table)   relativeBiasBackward(dtable, dRel)   (MPNet's relative-position bias: out
 //                     [2T - 1, NH] from the bucket table [32, NH]; dtable += its gradient from dRel [B, 2T - 1, NH])
 //   poolClsForward(out, hidden)       poolClsBackward(dhidden, dout, accumulate)
@@ -590,6 +591,13 @@ Napi::Value AttentionTakesBf16(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), attention_takes_bf16(Precision::kBf16, T, HS));
 }
 
+// attentionFormsProbs(T, headSize): whether CUDA's attention backward at bf16 forms P in its own kernel without probs
+// (ops/encoder.h, attention_forms_probs), so that a bf16 model on CUDA need not keep them (lib/model/activations.ts).
+Napi::Value AttentionFormsProbs(const Napi::CallbackInfo& info) {
+  const int64_t T = arg_positive_int(info, 0, "T"), HS = arg_positive_int(info, 1, "headSize");
+  return Napi::Boolean::New(info.Env(), attention_forms_probs(Precision::kBf16, T, HS));
+}
+
 Napi::Value GeluForward(const Napi::CallbackInfo& info) {
   return elementwise(info, "geluForward", {"out", "inp"}, &Backend::gelu_forward);
 }
@@ -989,6 +997,7 @@ void register_encoder(Napi::Env env, Napi::Object exports) {
                        {"leadingColumns", LeadingColumns},
                        {"addLeadingColumns", AddLeadingColumns},
                        {"attentionTakesBf16", AttentionTakesBf16},
+                       {"attentionFormsProbs", AttentionFormsProbs},
                        {"attentionForward", AttentionForward},
                        {"attentionBackward", AttentionBackward},
                        {"relativeBiasForward", RelativeBiasForward},

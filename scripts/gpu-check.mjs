@@ -53,7 +53,8 @@
 //    SIMCSEPP_L2_SLABS=off (the LayerNorm backwards' two passes each over all rows, not a slab fitting the L2) and with
 //    SIMCSEPP_BIAS_SUMS=products (the bias gradients summed in passes of their own) and with SIMCSEPP_BF16_OUTPUT=0
 //    (the MLP backward's first product written in fp32, not stored in bf16) and with SIMCSEPP_ATTENTION_STORAGE=fp32
-//    (the attention's q | k | v, ctx and its gradient kept in fp32, not in bf16) when time allows, and
+//    (the attention's q | k | v, ctx and its gradient kept in fp32, not in bf16) and with SIMCSEPP_ATTENTION_PROBS=keep
+//    (the attention probabilities kept, not formed in the backward) when time allows, and
 //    the device time per op category at B = 64 and 512 (bench step --profile: CUDA events around each op of a
 //    step run without graphs), and within each category per kernel, cuBLASLt product (with its TFLOP/s), copy and
 //    fill (kernels/kernel_profile.cuh: events around each launch); then the issue's targets (at B = 64, >= 2x PyTorch eager and >= 1.2x
@@ -810,6 +811,13 @@ if (runBench && !fake && ['bench-step', 'bench-variants', 'bench-torch', 'bench-
         const [fp32Attn, bf16Attn] = await stepWith({ SIMCSEPP_ATTENTION_STORAGE: 'fp32' }, big)
         if (fp32Attn) comparisons.push({ ...fp32Attn, attentionStorage: 'fp32' })
         if (fp32Attn && bf16Attn) log(`  step B=${big} attention arrays in fp32: ${ratio(fp32Attn, 'in bf16', bf16Attn)}`)
+      }
+      // The B = 512 step keeping the attention probabilities (SIMCSEPP_ATTENTION_PROBS=keep) against the default at
+      // T <= 32, the tensor-core backward forming them in its blocks (kernels/attention_mma.cu).
+      if (want('bench-variants') && left() > 150) {
+        const [kept, formed] = await stepWith({ SIMCSEPP_ATTENTION_PROBS: 'keep' }, big)
+        if (kept) comparisons.push({ ...kept, attentionProbs: 'keep' })
+        if (kept && formed) log(`  step B=${big} attention probabilities kept: ${ratio(kept, 'formed in the backward', formed)}`)
       }
       // The bf16 products on fp32 operands rounded inside the GEMM (SIMCSEPP_BF16_OPERANDS=fp32) against the
       // default bf16 copies (kernels/bf16_copy.cuh): whether the copies pay for their conversion passes.

@@ -13,7 +13,7 @@ import { Bf16Values } from '../lib/bf16-values.js'
 import { Tensor, type Device } from '../lib/tensor.js'
 import * as ops from '../lib/ops.js'
 import { BertModel } from '../lib/model/bert.js'
-import { floatsFor, attentionKeptBf16, ActivationArena } from '../lib/model/activations.js'
+import { floatsFor, attentionKeptBf16, keepsProbs, ActivationArena } from '../lib/model/activations.js'
 import { viewFloats } from '../lib/model/view-arena.js'
 import { train } from '../lib/train/train.js'
 import { tinyConfig } from './helpers/encoder-tiny-model.js'
@@ -169,6 +169,8 @@ t.test('the arena: q | k | v, ctx and its gradient in half the floats where the 
   const v = viewFloats // each view's floats in the arena
   for (const [B, T] of [
     [3, 7],
+    [2, 32],
+    [4, 33],
     [4, 64],
     [2, 65],
     [1, 128],
@@ -178,7 +180,12 @@ t.test('the arena: q | k | v, ctx and its gradient in half the floats where the 
     const kept = attentionKeptBf16(c, T, true)
     t.equal(kept, T <= 128, `T = ${T}: kept in bf16 ${kept}`)
     const fewer = (n: number) => v(n) - v(Math.ceil(n / 2)) // a view of n floats kept as Bf16Values
-    const saved = kept ? L * (fewer(3 * BT * H) + fewer(BT * H)) + fewer(BT * H) : 0
+    // Up to 32 tokens CUDA's backward forms P itself: no probs kept (keepsProbs).
+    const formed = kept && T <= 32
+    t.equal(keepsProbs(c, T, true), T <= 128 && !formed, `T = ${T}: probs kept ${!formed}`)
+    t.equal(keepsProbs(c, T, false), T <= 128, `T = ${T}: probs kept in fp32 up to 128 tokens`)
+    const probs = formed ? L * v(B * c.numAttentionHeads * T * T) : 0
+    const saved = (kept ? L * (fewer(3 * BT * H) + fewer(BT * H)) + fewer(BT * H) : 0) + probs
     t.equal(floatsFor(c, B, T, true, true, false) - floatsFor(c, B, T, true, true, true), saved, `T = ${T}: ${saved} floats fewer`)
     t.equal(floatsFor(c, B, T, false, true, true), floatsFor(c, B, T, false), `T = ${T}: inference unchanged`)
   }
@@ -187,11 +194,22 @@ t.test('the arena: q | k | v, ctx and its gradient in half the floats where the 
   t.ok(addon.attentionTakesBf16(128, 64), 'the addon: T = 128, heads of 64')
   t.notOk(addon.attentionTakesBf16(129, 64), 'the addon: T = 129')
   t.notOk(addon.attentionTakesBf16(1, 65), 'the addon: heads of 65')
+  t.ok(addon.attentionFormsProbs(32, 64), "the addon: CUDA's backward forms P up to 32 tokens")
+  t.notOk(addon.attentionFormsProbs(33, 64), 'the addon: not at 33')
+  t.notOk(addon.attentionFormsProbs(8, 65), 'the addon: nor with heads of 65 columns (fp32 attention)')
+  t.equal(await withEnv({ SIMCSEPP_ATTENTION_PROBS: 'keep' }, () => keepsProbs(c, 7, true)), true, 'SIMCSEPP_ATTENTION_PROBS=keep')
+  t.equal(await withEnv({ SIMCSEPP_ATTENTION_PROBS: 'keep' }, () => keepsProbs(c, 129, true)), false, 'keep: up to 128 tokens')
+  await t.rejects(
+    withEnv({ SIMCSEPP_ATTENTION_PROBS: 'never' }, () => keepsProbs(c, 7, true)),
+    /^SIMCSEPP_ATTENTION_PROBS must be auto or keep, got "never"/,
+  )
   for (const [T, HS, name] of [
     [0, 64, 'T'],
     [8, 1.5, 'headSize'],
-  ] as const)
+  ] as const) {
     t.throws(() => addon.attentionTakesBf16(T, HS), new RegExp(`\\b${name}\\b`), `${name} checked`)
+    t.throws(() => addon.attentionFormsProbs(T, HS), new RegExp(`\\b${name}\\b`), `attentionFormsProbs: ${name} checked`)
+  }
   // The arena carves them as Bf16Values of ceil(n / 2) floats (T <= 128), else as Tensors; inference keeps fp32.
   const arena = new ActivationArena(c, 'cpu', true, true)
   t.teardown(() => arena.dispose())

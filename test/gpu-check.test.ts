@@ -80,6 +80,7 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
         biasSums?: string
         bf16Output?: string
         attentionStorage?: string
+        attentionProbs?: string
       }) => [
         c.batchSize,
         c.bf16Operands ??
@@ -95,7 +96,9 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
                     ? `bf16Output ${c.bf16Output}`
                     : c.attentionStorage
                       ? `attentionStorage ${c.attentionStorage}`
-                      : `bf16Copies ${c.bf16Copies}`),
+                      : c.attentionProbs
+                        ? `attentionProbs ${c.attentionProbs}`
+                        : `bf16Copies ${c.bf16Copies}`),
       ],
     ),
     [
@@ -106,10 +109,11 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
       [4, 'biasSums products'],
       [4, 'bf16Output off'],
       [4, 'attentionStorage fp32'],
+      [4, 'attentionProbs keep'],
       [2, 'fp32'],
       [4, 'fp32'],
     ],
-    'the comparison rows: operands rounded per op, scalar LayerNorm rows, LayerNorm backwards over all rows, the losses in one run per row tile, bias sums in the products, products in fp32, attention arrays in fp32, bf16 products on fp32 operands',
+    'the comparison rows: operands rounded per op, scalar LayerNorm rows, LayerNorm backwards over all rows, the losses in one run per row tile, bias sums in the products, products in fp32, attention arrays in fp32, attention probabilities kept, bf16 products on fp32 operands',
   )
   t.match(log, /step B=4 products written in fp32: [\d.]+ steps\/s; stored in bf16: [\d.]+/, 'the bf16 output comparison')
   t.match(log, /step B=4 attention arrays in fp32: [\d.]+ steps\/s; in bf16: [\d.]+/, 'the attention storage comparison')

@@ -29,13 +29,14 @@ import { addon } from '../native.js'
  * Training keeps each layer's attention probabilities (B·NH·T² floats) for sequences up to this length, where
  * CUDA's fused backward reads them and they are at most a sixth of a layer's activations (BERT-base: 5% at
  * T = 32, 17% at 128). Longer batches do not keep them: the backward forms them again from q and k with the
- * forward's bits (one more T x T x HS product per head), where they would be 44% of a layer at T = 512.
+ * forward's bits (one more T x T x HS product per head), where they would be 44% of a layer at T = 512. On CUDA at
+ * bf16 none are kept up to 32 tokens either (keepsProbs).
  */
 export const KEEP_PROBS_MAX_T = 128
 
 export interface LayerActivations {
   qkv: Tensor | Bf16Values // [B, T, 3H]: the fused q/k/v projection (column blocks q | k | v); bf16 at attentionBf16
-  probs: Tensor | null // [B, NH, T, T] softmax before dropout (training up to KEEP_PROBS_MAX_T; else null)
+  probs: Tensor | null // [B, NH, T, T] softmax before dropout (training, where keepsProbs; else null)
   ctx: Tensor | Bf16Values // [BT, H] (Bf16Values: [B, T, H], at attentionBf16)
   res1: Tensor
   mean1: Tensor
@@ -82,6 +83,20 @@ export function attentionKeptBf16(c: BertConfig, T: number, attentionBf16: boole
 }
 
 /**
+ * Whether a training pass of this length keeps each layer's attention probabilities: up to KEEP_PROBS_MAX_T, but not
+ * where the model keeps the attention's arrays in bf16 (attentionBf16: bf16 on CUDA) and CUDA's backward forms P in its
+ * own kernel (T <= 32: addon.attentionFormsProbs), with the forward's bits and no pass of its own, so that the B·NH·T²
+ * floats a layer are neither written nor read (BERT-base at B = 512, T = 32: 75 MB a layer each way).
+ */
+export function keepsProbs(c: BertConfig, T: number, attentionBf16: boolean): boolean {
+  if (T > KEEP_PROBS_MAX_T) return false
+  // SIMCSEPP_ATTENTION_PROBS=keep keeps them wherever T <= KEEP_PROBS_MAX_T (as before; gpu-check times both ways).
+  const how = process.env.SIMCSEPP_ATTENTION_PROBS ?? 'auto'
+  if (how !== 'auto' && how !== 'keep') throw new Error(`SIMCSEPP_ATTENTION_PROBS must be auto or keep, got ${JSON.stringify(how)}`)
+  return how === 'keep' || !(attentionKeptBf16(c, T, attentionBf16) && addon.attentionFormsProbs(T, headDim(c)))
+}
+
+/**
  * Number of floats one batch of B×T needs (train() sizes a batch with it before allocating). interBf16: training
  * keeps the MLP's pre-activation in bfloat16 (BertModel at bf16), half its floats; attentionBf16: and the attention's
  * q | k | v, ctx and its gradient where attentionKeptBf16 says (BertModel at bf16 on CUDA); without them, an upper
@@ -93,7 +108,7 @@ export function floatsFor(c: BertConfig, B: number, T: number, training: boolean
     NH = c.numAttentionHeads,
     BT = B * T
   const v = viewFloats // each view's floats in the arena (aligned)
-  const probs = T <= KEEP_PROBS_MAX_T ? v(B * NH * T * T) : 0 // training's
+  const probs = keepsProbs(c, T, attentionBf16) ? v(B * NH * T * T) : 0 // training's
   const relative = c.modelType === 'mpnet' ? v((2 * T - 1) * NH) + (training ? v(B * (2 * T - 1) * NH) : 0) : 0 // relBias (, dRelBias)
   const outputs = 2 * v(B * H) + relative // pooled, z, relBias, dRelBias
   const stats = 2 * v(BT) // a LayerNorm's mean and rstd
@@ -149,7 +164,7 @@ function carveActivations(
     const half = attentionKeptBf16(c, T, attentionBf16)
     layers = Array.from({ length: L }, () => ({
       qkv: half ? bf16Values(take, [B, T, 3 * H]) : take([B, T, 3 * H]),
-      probs: T <= KEEP_PROBS_MAX_T ? take([B, NH, T, T]) : null,
+      probs: keepsProbs(c, T, attentionBf16) ? take([B, NH, T, T]) : null,
       ctx: half ? bf16Values(take, [B, T, H]) : take([BT, H]),
       res1: take([BT, H]),
       mean1: take([BT]),

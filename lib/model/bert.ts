@@ -620,7 +620,7 @@ export class BertModel {
         a.qkv,
         null,
         null,
-        a.probs, // null beyond KEEP_PROBS_MAX_T: the backward forms them again
+        a.probs, // null beyond KEEP_PROBS_MAX_T and where keepsProbs says: the backward forms them again
         batch.attentionMask,
         c.numAttentionHeads,
         this.dropoutOptions(options, this.site(l, 0), c.attentionProbsDropoutProb),

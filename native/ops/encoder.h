@@ -215,6 +215,13 @@ constexpr int64_t kAttentionBf16MaxT = 128, kAttentionBf16MaxHS = 64;
 inline bool attention_takes_bf16(Precision precision, int64_t T, int64_t HS) {
   return precision == Precision::kBf16 && T <= kAttentionBf16MaxT && HS <= kAttentionBf16MaxHS;
 }
+// Whether CUDA's attention backward at bf16 forms P (the softmax) in its own kernel when it gets no probs, at no pass
+// of its own: up to 32 tokens (kernels/attention_mma.cu, one 32-row block per head). Training on CUDA keeps no probs
+// there.
+constexpr int64_t kAttentionFormsProbsMaxT = 32;
+inline bool attention_forms_probs(Precision precision, int64_t T, int64_t HS) {
+  return attention_takes_bf16(precision, T, HS) && T <= kAttentionFormsProbsMaxT;
+}
 
 // out[b] = hidden[b, 0]
 using PoolClsForwardFn = void(float* out, const float* hidden, int64_t B, int64_t T, int64_t H);

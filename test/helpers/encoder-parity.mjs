@@ -727,15 +727,17 @@ function attnInputs(c, g) {
  * @param {AttnCase} c
  * @param {DropoutSite | null} site
  * @param {Inputs} inputs
+ * @param {boolean} [keepProbs] false: both ways without probs (the backward forms P again)
  */
-function attention(lib, device, c, site, inputs) {
+function attention(lib, device, c, site, inputs, keepProbs = true) {
   const mask = maskOf(c)
   const precision = c.precision ?? 'fp32'
   return withAttentionPath(c.path, () =>
     afterRun(lib, device, inputs, (x) => {
       const [rel, dRel] = c.rel ? [x.rel, x.dRel] : [null, null]
-      lib.ops.attentionForward(x.ctx, x.probs, x.q, x.k, x.v, mask, c.NH, site, false, rel, precision)
-      lib.ops.attentionBackward(x.dq, x.dk, x.dv, x.dctx, x.q, x.k, x.v, x.probs, mask, c.NH, site, false, rel, dRel, precision)
+      const probs = keepProbs ? x.probs : null
+      lib.ops.attentionForward(x.ctx, probs, x.q, x.k, x.v, mask, c.NH, site, false, rel, precision)
+      lib.ops.attentionBackward(x.dq, x.dk, x.dv, x.dctx, x.q, x.k, x.v, probs, mask, c.NH, site, false, rel, dRel, precision)
     }),
   )
 }
@@ -790,6 +792,30 @@ for (const c of ATTN_CASES)
         ...['dq', 'dk', 'dv'].map((d) => compare('attention_backward', `${name}: ${d}`, gpu[d], cpu[d], attnTol(c, d))),
         ...(c.rel ? [compare('attention_backward', `${name}: dRelBias`, gpu.dRel, cpu.dRel, ATTN_TOL)] : []),
       ]
+    })
+  }
+
+// At bf16 the backward without probs (training on CUDA keeps none up to 32 tokens: lib/model/activations.ts keepsProbs)
+// forms P again: up to 32 tokens in the backward kernel's own blocks, beyond by the forward kernel into a workspace
+// (kernels/attention.cu): the bits of the backward given the forward's probs, and the CPU's values.
+for (const c of ATTN_CASES.filter((c) => c.precision === 'bf16' && c.T <= 33))
+  for (const { name: siteName, site } of dropoutSites(c.B)) {
+    const name = `attention ${c.name} (B=${c.B} T=${c.T} NH=${c.NH} HS=${c.HS}) without probs, ${siteName}`
+    gemmCase('attention at bf16 without probs: the bits of the backward with them', name, attnWork(c), (lib, device, g) => {
+      const inputs = attnInputs(c, g)
+      const withProbs = attention(lib, device, c, site, inputs)
+      const without = attention(lib, device, c, site, inputs, false)
+      const cpu = attention(lib, 'cpu', c, site, inputs, false)
+      return ['ctx', 'dq', 'dk', 'dv', ...(c.rel ? ['dRel'] : [])].flatMap((out) => [
+        identical(`${name}: ${out}`, without[out], withProbs[out]),
+        compare(
+          out === 'ctx' ? 'attention_forward' : 'attention_backward',
+          `${name}: ${out} vs CPU`,
+          without[out],
+          cpu[out],
+          out === 'dRel' ? ATTN_TOL : attnTol(c, out),
+        ),
+      ])
     })
   }
 
@@ -1015,8 +1041,8 @@ for (const [placed, firstRow, precision] of /** @type {[string, import('../../li
   })
 }
 
-// At bf16 the backward without probs forms P again with the mma forward, a chunk of sentences at a time: the bits
-// of the backward with the forward's probs, whatever the chunk. Above 64 tokens the backward runs in chunks with
+// At bf16 the backward without probs forms P again, above 32 tokens with the mma forward, a chunk of sentences at a
+// time (up to 32, in its own blocks: no chunks): the bits of the backward with the forward's probs, whatever the chunk. Above 64 tokens the backward runs in chunks with
 // probs too (its scratch is a chunk's): whatever the chunk, the same bits.
 for (const chunk of [undefined, '1', '2'])
   for (const c of [ATTN_CASES[12], ATTN_CASES[16], ATTN_CASES[19]]) {
