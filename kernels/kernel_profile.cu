@@ -1,7 +1,8 @@
 // The kernel profile of kernel_profile.cuh: a pool of CUDA events (created on first use, reused by every later
 // profile, never destroyed: a record may outlive the profile that made it only until the next start) and the
-// records of the open profile. Launches come from the op thread; the mutex guards against a profile started or
-// stopped from another one.
+// records of the open profile. Its own pool, not runtime.cu's timer_mark(): those markers' indices are the op
+// profile's, which each record counts to say which op launched it. Launches come from the op thread; the mutex guards
+// against a profile started or stopped from another one.
 #include <mutex>
 #include <string>
 #include <vector>

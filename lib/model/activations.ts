@@ -162,9 +162,10 @@ function carveActivations(
     gI2 = interAct
     const [h1, h2] = [take([BT, H]), take([BT, H])] // every layer's (the header comment)
     const half = attentionKeptBf16(c, T, attentionBf16)
+    const keep = keepsProbs(c, T, attentionBf16)
     layers = Array.from({ length: L }, () => ({
       qkv: half ? bf16Values(take, [B, T, 3 * H]) : take([B, T, 3 * H]),
-      probs: keepsProbs(c, T, attentionBf16) ? take([B, NH, T, T]) : null,
+      probs: keep ? take([B, NH, T, T]) : null,
       ctx: half ? bf16Values(take, [B, T, H]) : take([BT, H]),
       res1: take([BT, H]),
       mean1: take([BT]),
