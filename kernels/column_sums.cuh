@@ -5,10 +5,10 @@
 // chunks_kernel: grid (ceil(C / 32), chunks of chunk_rows(R) rows), block (32, 8): thread (x, y) adds term(r, c)
 // for column c = blockIdx.x * 32 + x over rows y, y + 8, ... of its chunk (each row read as coalesced 128-byte
 // segments) into a T (double, or double2 for two sums at once); the 8 partials are added in y order through
-// shared memory and the chunk's sum stored in `partial` (the op workspace). finish_kernel: one thread per column
-// adds the chunks' sums in chunk order (kAhead of them in flight: in_order_sum.cuh) and hands the total to
-// finish(c, total). Every order is fixed (no atomics): the same bits on every run. The row chunks are what
-// spread the work: a 768-wide bias alone is only 24 column blocks.
+// shared memory and the chunk's sum stored in `partial` (the op workspace). finish_kernel: the same block shape over
+// the chunks' sums, lane y adding chunks y, y + 8, ... in order (kAhead of them in flight: in_order_sum.cuh), the lanes
+// added in lane order, and hands the total to finish(c, total). Every order is fixed (no atomics): the same bits on
+// every run. The row chunks are what spread the work: a 768-wide bias alone is only 24 column blocks.
 // map_chunks_kernel: an element-wise pass in chunks_kernel's grid that sums the values it writes in chunks_kernel's
 // order (the bits of chunks_kernel run over them after), so a producer of a gradient hands over its column sums
 // without the gradient being read again (gemm.cu: the GELU pass of the MLP's backward, the bias gradient of the
@@ -28,7 +28,6 @@ namespace simcsepp::cuda::colsum {
 
 constexpr int kLanes = 8;            // row lanes of a chunk block (32 columns x 8 lanes)
 constexpr int64_t kChunkRows = 128;  // rows per chunk, more when R would need over 65535 chunks
-constexpr int kFinishThreads = 256;
 
 __device__ __forceinline__ double plus(double a, double b) { return a + b; }
 __device__ __forceinline__ double2 plus(double2 a, double2 b) { return make_double2(a.x + b.x, a.y + b.y); }
@@ -138,23 +137,35 @@ struct FlatSum {
   }
 };
 
-// finish(c, the chunks' sums of column c added in chunk order).
+// finish(c, the sum of column c's n chunk sums): block (32 columns, kLanes lanes), lane y adding chunks y, y + kLanes,
+// ... in order (kAhead in flight), then the lanes' sums added in lane order, as a chunk's rows are. A column's chain
+// of dependent adds is n / kLanes long and a 768-wide bias spreads over 24 blocks (one thread a column, adding all n in
+// order, was 3 blocks of 384 dependent terms at B = 512, T = 32).
 template <int kAhead, class T, class Finish>
-__global__ void __launch_bounds__(kFinishThreads)
-    finish_kernel(const T* __restrict__ partial, Finish finish, int64_t chunks, int64_t C) {
-  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  T total{};
-  detail::add_in_order<kAhead>(
-      total, chunks, [&](int64_t k) { return partial[k * C + c]; }, [](T a, T x) { return plus(a, x); });
+__global__ void __launch_bounds__(32 * kLanes)
+    finish_kernel(const T* __restrict__ partial, Finish finish, int64_t n, int64_t C) {
+  __shared__ T sums[kLanes][32];
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
+  const int y = static_cast<int>(threadIdx.y);
+  T s{};
+  if (c < C) {
+    const int64_t mine = n > y ? (n - y + kLanes - 1) / kLanes : 0;  // chunks y, y + kLanes, ... below n
+    detail::add_in_order<kAhead>(
+        s, mine, [&](int64_t k) { return partial[(y + k * kLanes) * C + c]; }, [](T a, T x) { return plus(a, x); });
+  }
+  sums[y][threadIdx.x] = s;
+  __syncthreads();
+  if (y != 0 || c >= C) return;
+  T total = s;
+  for (int l = 1; l < kLanes; ++l) total = plus(total, sums[l][threadIdx.x]);
   finish(c, total);
 }
 
 // Queues finish_kernel over n partial sums a column (partial [n, C]: chunks(R) of them, or any other fixed rows).
 template <int kAhead, class T, class Finish>
 void launch_finish(const char* finishName, T* partial, Finish finish, int64_t n, int64_t C, cudaStream_t stream) {
-  launch(finishName, finish_kernel<kAhead, T, Finish>, detail::grid_blocks(C, kFinishThreads, INT32_MAX),
-         kFinishThreads, 0, stream, partial, finish, n, C);
+  launch(finishName, finish_kernel<kAhead, T, Finish>, detail::grid_blocks(C, 32, INT32_MAX), dim3(32, kLanes), 0,
+         stream, partial, finish, n, C);
 }
 
 // A finish that adds each column's total to out[c] (a bias gradient).
