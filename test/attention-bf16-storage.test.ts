@@ -19,21 +19,10 @@ import { train } from '../lib/train/train.js'
 import { tinyConfig } from './helpers/encoder-tiny-model.js'
 import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
 import { ATTENTION_BF16_SHAPES, attentionBf16Checks } from './helpers/attention-bf16.mjs'
+import { withEnv } from './helpers/with-env.js'
 
 const status = cudaStatus()
 const devices: Device[] = status.available ? ['cpu', 'cuda'] : ['cpu']
-
-/** Runs fn with the variables of `env` set (undefined: unset), restoring them after. */
-async function withEnv<T>(env: Record<string, string | undefined>, fn: () => T | Promise<T>): Promise<T> {
-  const before = Object.keys(env).map((k) => [k, process.env[k]] as const)
-  const put = (k: string, v: string | undefined) => (v === undefined ? delete process.env[k] : (process.env[k] = v))
-  for (const [k, v] of Object.entries(env)) put(k, v)
-  try {
-    return await fn()
-  } finally {
-    before.forEach(([k, v]) => put(k, v))
-  }
-}
 
 /** Tensors of one device, disposed of together: sine-filled (a function of seed) and NaN-filled ones. */
 function tensors(device: Device) {

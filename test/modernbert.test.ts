@@ -14,6 +14,7 @@ import { namedConfig, parseHfConfig, toHfConfig, type BertConfig } from '../lib/
 import { encoderCudaBlocker } from '../lib/model/cuda-support.js'
 import { floatsFor } from '../lib/model/activations.js'
 import { passFloats } from '../lib/model/pass-floats.js'
+import { viewFloats } from '../lib/model/view-arena.js'
 import { Tokenizer } from '../lib/tokenizer.js'
 import { readSafetensors, writeSafetensors } from '../lib/safetensors.js'
 import { exportOnnx } from '../lib/export/export-onnx.js'
@@ -26,6 +27,7 @@ import { encodeChecks, trainChecks } from './helpers/encoder-e2e.mjs'
 import { WORDS } from './helpers/encoder-tiny-model.js'
 import { randn, relErr } from './helpers/reference.js'
 import { tempDir } from './helpers/train-corpus.js'
+import { withEnv } from './helpers/with-env.js'
 
 // answerdotai/ModernBERT-base's config.json as the Hub serves it (transformers 4.x field names).
 const HUB_CONFIG = {
@@ -482,3 +484,39 @@ t.test(
     for (const check of await trainChecks(lib, dir, 'cuda', 'fp32', 'modernbert')) t.ok(check.ok, check.message)
   },
 )
+
+t.test('bf16 training keeps no attention probabilities where the backward forms them: the weights of keeping them', async (t) => {
+  // The arena: at T <= 32 with attentionBf16 (bf16 on CUDA) no [B, NH, T, T] a layer; from 33 tokens as before.
+  const probs = (T: number) => config.numHiddenLayers * viewFloats(4 * config.numAttentionHeads * T * T)
+  for (const T of [12, 32, 33]) {
+    const saved = passFloats(config, 4, T, true, false, false) - passFloats(config, 4, T, true, false, true)
+    t.equal(saved, T <= 32 ? probs(T) : 0, `T = ${T}: ${T <= 32 ? "the layers' probabilities" : 'nothing'} saved`)
+  }
+  // Training: the window (a score bias: T = 12 reaches past localAttention / 2) and dropout at every site; the
+  // backward forming P must give the bits of reading the forward's. On the CPU the 'bf16' storage switch drops them
+  // too (its backward then forms P in a pass of its own); on CUDA bf16 drops them by default.
+  const dir = tempDir('simcsepp-modernbert-probs-')
+  const created = BertModel.create({ ...config, vocabSize: 32 }, { seed: 4 })
+  await created.save(dir)
+  created.dispose()
+  writeFileSync(join(dir, 'tokenizer.json'), modernTokenizerJson())
+  const words = [...new Set(WORDS)]
+  const data = join(dir, 'data.txt')
+  writeFileSync(
+    data,
+    Array.from({ length: 12 }, (_, i) => `${words[i]} ${words[(i * 5) % words.length]} ${words[i % 3]}`).join('\n') + '\n',
+  )
+  const run = { model: dir, data, steps: 3, batchSize: 4, maxLen: 12, evalEvery: 0, saveEvery: 0, seed: 3, lr: 1e-3 }
+  const devices: ['cpu' | 'cuda', string | undefined][] = [['cpu', 'bf16']]
+  if (status.available && !encoderCudaBlocker(true)) devices.push(['cuda', undefined])
+  for (const [device, storage] of devices) {
+    const files: Buffer[] = []
+    for (const how of ['keep', 'auto']) {
+      const out = join(dir, `${device}-${how}`)
+      const env = { SIMCSEPP_ATTENTION_STORAGE: storage, SIMCSEPP_ATTENTION_PROBS: how }
+      await withEnv(env, () => train({ ...run, device, precision: 'bf16', out, pooling: 'mean' }))
+      files.push(readFileSync(join(out, 'model.safetensors')))
+    }
+    t.ok(files[1].equals(files[0]), `${device}: the same model, byte for byte`)
+  }
+})

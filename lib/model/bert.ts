@@ -122,7 +122,8 @@ export class BertModel {
    * Whether training keeps the attention's packed q | k | v, ctx and ctx's gradient in bfloat16 at the lengths whose
    * attention takes bf16 operands (activations.ts, attentionKeptBf16): at bf16 on CUDA (where it saves memory
    * traffic; the CPU's ops would unpack the values into fp32 scratch), unless SIMCSEPP_ATTENTION_STORAGE says 'fp32'
-   * (off) or 'bf16' (on either device), read when the model is made. The same values either way.
+   * (off) or 'bf16' (on either device), read when the model is made. The same values either way. ModernBERT keeps
+   * those arrays in fp32, but with this flag it too keeps no probabilities where the bf16 backward forms them.
    */
   readonly attentionBf16: boolean
   /** ModernBERT's passes, parameter and gradient views and activations (null for the BERT family). */
@@ -163,8 +164,9 @@ export class BertModel {
     // On CUDA training also keeps the attention's q | k | v, ctx and ctx's gradient in bfloat16, where the attention
     // rounds them anyway (the environment is read here, where a bad setting frees what the model was given).
     try {
-      // (BERT's layers: ModernBERT's passes keep their own activations.)
-      this.attentionBf16 = precision === 'bf16' && config.modelType !== 'modernbert' && attentionStorageBf16(device)
+      // (ModernBERT's passes keep their own activations: their q | k | v and ctx stay fp32, but they too keep no
+      // probabilities where the attention's bf16 backward forms them: keepsProbs.)
+      this.attentionBf16 = precision === 'bf16' && attentionStorageBf16(device)
       if (device === 'cuda' && precision === 'bf16') this.params.attachBf16Mirror()
     } catch (e) {
       this.params.dispose()
@@ -178,7 +180,7 @@ export class BertModel {
       this.p = null
       this.mp = modernParams(this.views, config.numHiddenLayers)
       this.modern = new ModernBertPasses(config, device, precision)
-      this.modernArena = new ModernArena(config, device)
+      this.modernArena = new ModernArena(config, device, this.attentionBf16)
       this.zeroTypeRow = null
     } else {
       this.p = modelParams(this.views, config.numHiddenLayers, this.params, layout)

@@ -19,7 +19,7 @@
 // attention probabilities, 2 + 3l the attention output, 3 + 3l the GeGLU's output (all zero in the released
 // checkpoints: SimCSE sets them, e.g. with --dropout).
 import { isGlobalLayer, type BertConfig } from './config.js'
-import { KEEP_PROBS_MAX_T } from './activations.js'
+import { keepsProbs } from './activations.js'
 import { ViewArena, viewFloats } from './view-arena.js'
 import { Tensor, type Device } from '../tensor.js'
 import type { Precision } from '../native.js'
@@ -72,7 +72,7 @@ export interface ModernLayerActivations {
   mean1: Tensor
   rstd1: Tensor
   qkv: Tensor // [B, T, 3H] after the rotary embedding
-  probs: Tensor | null // [B, NH, T, T] (training up to KEEP_PROBS_MAX_T)
+  probs: Tensor | null // [B, NH, T, T] (training, where keepsProbs; else null: the backward forms them)
   ctx: Tensor // [BT, H]
   attnOut: Tensor // [BT, H] drop(ctx·Woᵀ): h itself in training, a scratch buffer in inference
   h: Tensor // [BT, H] x + attnOut
@@ -110,8 +110,12 @@ export interface ModernActivations {
   gPooled: Tensor // [B, H]
 }
 
-/** Floats of the activation buffers of a [B, T] batch (ModernArena.acquire's). */
-export function modernFloatsFor(c: BertConfig, B: number, T: number, training: boolean): number {
+/**
+ * Floats of the activation buffers of a [B, T] batch (ModernArena.acquire's). attentionBf16: bf16 training on CUDA
+ * (BertModel.attentionBf16), where the attention's backward forms the probabilities itself at short lengths, so training
+ * keeps none there (keepsProbs; ModernBERT's q | k | v and ctx stay fp32 arrays, which the attention rounds as it reads).
+ */
+export function modernFloatsFor(c: BertConfig, B: number, T: number, training: boolean, attentionBf16 = false): number {
   const H = c.hiddenSize,
     I = c.intermediateSize,
     NH = c.numAttentionHeads,
@@ -122,7 +126,7 @@ export function modernFloatsFor(c: BertConfig, B: number, T: number, training: b
   const common = 2 * rows + 2 * stats + 2 * v(B * H) // embSum, final, their statistics, pooled, z
   // Inference (acquire): X, n, their statistics, qkv, ctx, a scratch row set, u, g.
   if (!training) return common + 4 * rows + stats + v(3 * BT * H) + v(2 * BT * I) + v(BT * I)
-  const probs = T <= KEEP_PROBS_MAX_T ? v(B * NH * T * T) : 0
+  const probs = keepsProbs(c, T, attentionBf16) ? v(B * NH * T * T) : 0
   const perLayer = 2 * stats + v(3 * BT * H) + 5 * rows + v(2 * BT * I) + v(BT * I) + probs
   const grads = 5 * rows + v(3 * BT * H) + v(BT * I) + v(2 * BT * I) + v(B * H) // gH .. gCtx, gQkv, gG, gU, gPooled
   return common + rows + c.numHiddenLayers * perLayer + grads // embOut
@@ -130,18 +134,25 @@ export function modernFloatsFor(c: BertConfig, B: number, T: number, training: b
 
 /** ModernBERT's activation buffers (the views of carveModern), in one growing allocation as BERT's. */
 export class ModernArena extends ViewArena<ModernActivations> {
-  constructor(config: BertConfig, device: Device) {
+  constructor(config: BertConfig, device: Device, attentionBf16 = false) {
     super(
       device,
-      (B, T, training) => modernFloatsFor(config, B, T, training),
-      (take, B, T, training) => carveModern(config, take, B, T, training),
+      (B, T, training) => modernFloatsFor(config, B, T, training, attentionBf16),
+      (take, B, T, training) => carveModern(config, take, B, T, training, attentionBf16),
       'ModernArena',
     )
   }
 }
 
 /** The views of a [B, T] pass, in modernFloatsFor's order. */
-function carveModern(c: BertConfig, take: (shape: number[]) => Tensor, B: number, T: number, training: boolean): ModernActivations {
+function carveModern(
+  c: BertConfig,
+  take: (shape: number[]) => Tensor,
+  B: number,
+  T: number,
+  training: boolean,
+  attentionBf16: boolean,
+): ModernActivations {
   const H = c.hiddenSize,
     I = c.intermediateSize,
     NH = c.numAttentionHeads,
@@ -192,6 +203,7 @@ function carveModern(c: BertConfig, take: (shape: number[]) => Tensor, B: number
     embOut = take([BT, H])
     let x = embOut
     layers = []
+    const keep = keepsProbs(c, T, attentionBf16)
     for (let layer = 0; layer < L; layer++) {
       const [mean1, rstd1, mean2, rstd2] = [take([BT]), take([BT]), take([BT]), take([BT])]
       const qkv = take([B, T, 3 * H])
@@ -202,7 +214,7 @@ function carveModern(c: BertConfig, take: (shape: number[]) => Tensor, B: number
       const u = take([BT, 2 * I])
       const g = take([BT, I])
       const out = take([BT, H])
-      const probs = T <= KEEP_PROBS_MAX_T ? take([B, NH, T, T]) : null
+      const probs = keep ? take([B, NH, T, T]) : null
       layers.push({ x, n1: layer > 0 ? n1 : x, mean1, rstd1, qkv, probs, ctx, attnOut: h, h, n2, mean2, rstd2, u, g, mlpOut: out, out })
       x = out
     }

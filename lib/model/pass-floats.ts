@@ -7,8 +7,11 @@ import { modernFloatsFor } from './modernbert.js'
 
 /**
  * interBf16: BERT training at bf16, which keeps the MLP's pre-activation in bfloat16; attentionBf16: on CUDA, the
- * attention's q | k | v, ctx and its gradient too, at the lengths activations.ts's attentionKeptBf16 admits.
+ * attention's q | k | v, ctx and its gradient too, at the lengths activations.ts's attentionKeptBf16 admits (ModernBERT:
+ * only no probabilities where keepsProbs says).
  */
 export function passFloats(c: BertConfig, B: number, T: number, training: boolean, interBf16 = false, attentionBf16 = false): number {
-  return c.modelType === 'modernbert' ? modernFloatsFor(c, B, T, training) : floatsFor(c, B, T, training, interBf16, attentionBf16)
+  return c.modelType === 'modernbert'
+    ? modernFloatsFor(c, B, T, training, attentionBf16)
+    : floatsFor(c, B, T, training, interBf16, attentionBf16)
 }
