@@ -2,9 +2,11 @@
 // Speed itself is never asserted (shared, noisy machines): only that the rows are well formed.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { benchStep, peakTflops, stepFlops } from '../lib/bench/step.js'
+import { isStepModel, stepBenchModel } from '../lib/bench/step-model.js'
 import { cudaStatus } from '../lib/index.js'
 import { productsLines } from '../lib/cli/tables.js'
 import { namedConfig } from '../lib/model/config.js'
@@ -317,3 +319,50 @@ t.test(
     t.match(readFileSync(plot, 'utf8'), /^<svg[^>]*>[\s\S]*micro-batches of 6 rows[\s\S]*<\/svg>\n$/)
   },
 )
+
+t.test('bench step --model DIR: the architecture of a model folder, random-initialised', async (t) => {
+  const [{ microModel }, { BertModel }, { buildVocab, writeVocab }, { readHfConfig }] = await Promise.all([
+    import('./helpers/encoder-e2e.mjs'),
+    import('../lib/model/bert.js'),
+    import('../lib/train/vocab.js'),
+    import('../lib/model/config.js'),
+  ])
+  const dir = mkdtempSync(join(tmpdir(), 'simcsepp-bench-step-model-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const lib = { BertModel, namedConfig, buildVocab, writeVocab } as Parameters<typeof microModel>[0]
+  // ModernBERT's MLP takes 2I columns in (GeGLU): 4H² + 3HI + 2TH multiply-adds a token and layer.
+  const modern = { ...namedConfig('tiny', 100), modelType: 'modernbert' as const }
+  const H = modern.hiddenSize,
+    I = modern.intermediateSize
+  const perToken = modern.numHiddenLayers * (4 * H * H + 3 * H * I + 2 * 8 * H)
+  t.equal(stepFlops(modern, 4, 8), 6 * (3 * 4 * 8 * perToken + 3 * 4 * 2 * H * H), 'ModernBERT: the GeGLU product counted at 2I')
+  for (const type of ['bert', 'modernbert'] as const) {
+    const folder = await microModel(lib, dir, `my-${type}`, type)
+    const config = await readHfConfig(folder)
+    const rows = await benchStep({ size: folder, batchSizes: [2], seqLen: 6, steps: 1, warmupSteps: 0, devices: ['cpu'], log: () => {} })
+    t.equal(rows.length, 1)
+    t.equal(rows[0].model, `my-${type}`, `${type}: the row names the folder`)
+    t.notOk(rows[0].note, `${type}: measured (${rows[0].note ?? 'no note'})`)
+    t.ok(rows[0].stepsPerSec > 0, `${type}: ${rows[0].stepsPerSec} steps/s`)
+    t.equal(
+      rows[0].flopsPerStep,
+      stepFlops(config, 2, 6),
+      `${type}: the folder's architecture (${config.numHiddenLayers} layers of ${config.hiddenSize})`,
+    )
+  }
+  const bert = join(dir, 'my-bert')
+  t.equal(isStepModel(bert), true)
+  t.equal(isStepModel(dir), false, 'a folder without config.json is not a model')
+  t.equal(isStepModel('huge'), false)
+  const positions = (await readHfConfig(bert)).maxPositionEmbeddings
+  await t.rejects(
+    stepBenchModel(bert, positions + 1, 205),
+    new RegExp(`${positions + 1} tokens a sentence, but the model in .* takes at most ${positions}`),
+  )
+  await t.rejects(stepBenchModel(dir, 8, 205), /must be tiny, mini, small, base or a model folder with a config.json/)
+  if (existsSync(cli)) {
+    const r = spawnSync(process.execPath, [cli, 'bench', 'step', '--model', dir, '--device', 'cpu'], { encoding: 'utf8' })
+    t.equal(r.status, 2)
+    t.match(r.stderr, /--model must be tiny, mini, small, base or a model folder with a config.json/)
+  }
+})

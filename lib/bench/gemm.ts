@@ -54,13 +54,14 @@ export function gemmSquareShapes(ms: number[], sizes: number[]): GemmShape[] {
  * The products of one training step of an encoder with hidden size `hidden` and MLP size `intermediate` on
  * `rows` = 3·B·T token rows: per linear layer [OC, C] (q/k/v as one [3H, H], the attention output [H, H],
  * the MLP's [I, H] and [H, I]) the forward rows·Wᵀ (rows, OC, C), the input gradient dout·W (rows, C, OC)
- * and the weight gradient doutᵀ·inp (OC, C, rows).
+ * and the weight gradient doutᵀ·inp (OC, C, rows). up: the MLP's first product's columns when not I (ModernBERT's
+ * GeGLU: 2I).
  */
-export function gemmStepShapes(hidden: number, intermediate: number, rows: number): GemmShape[] {
+export function gemmStepShapes(hidden: number, intermediate: number, rows: number, up = intermediate): GemmShape[] {
   const layers: [string, number, number][] = [
     ['qkv', 3 * hidden, hidden],
     ['attn out', hidden, hidden],
-    ['mlp up', intermediate, hidden],
+    ['mlp up', up, hidden],
     ['mlp down', hidden, intermediate],
   ]
   return [

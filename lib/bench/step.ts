@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { addon, type Precision } from '../native.js'
 import { benchModel } from './model-cache.js'
 import { withoutCudaGraphs } from '../model/step-graphs.js'
-import { namedConfig, type BertConfig, type NamedConfig } from '../model/config.js'
+import type { BertConfig, NamedConfig } from '../model/config.js'
 import { AdamW } from '../optim/adamw.js'
 import { effectivePrecision, type PrecisionRequest } from '../model/precision.js'
 import { Tokenizer } from '../tokenizer.js'
@@ -20,9 +20,11 @@ import { TrainingStep, type LaunchedStep } from '../train/step.js'
 import { benchGemm, gemmStepShapes } from './gemm.js'
 import { median } from './median.js'
 import { OpProfile, processCpuMs, type KernelShare, type OpTime } from './op-profile.js'
+import { stepBenchModel } from './step-model.js'
 
 export interface StepBenchOptions {
-  size: NamedConfig
+  /** A named size, or a model folder whose config.json gives the architecture (random-initialised: step-model.ts). */
+  size: NamedConfig | string
   batchSizes: number[]
   /** Tokens per sentence, [CLS] and [SEP] included. */
   seqLen: number
@@ -93,9 +95,15 @@ export interface StepBenchRow {
  */
 export function stepFlops(c: BertConfig, batch: number, seqLen: number, views = 3): number {
   const tokens = views * batch * seqLen
-  const perToken = c.numHiddenLayers * (4 * c.hiddenSize ** 2 + 2 * c.hiddenSize * c.intermediateSize + 2 * seqLen * c.hiddenSize)
+  const H = c.hiddenSize
+  const perToken = c.numHiddenLayers * (4 * H ** 2 + H * (mlpUpWidth(c) + c.intermediateSize) + 2 * seqLen * H)
   const heads = views * batch * 2 * c.hiddenSize ** 2 // pooler + MLP head, once per sentence
   return 3 * 2 * (tokens * perToken + heads)
+}
+
+/** Columns of the MLP's first product: the intermediate size, twice it for ModernBERT's GeGLU (gate and value). */
+export function mlpUpWidth(c: BertConfig): number {
+  return c.modelType === 'modernbert' ? 2 * c.intermediateSize : c.intermediateSize
 }
 
 /** Dense peak of known GPUs, TFLOP/s: fp32 without tensor cores, or bf16 tensor cores; null when unknown. */
@@ -111,19 +119,19 @@ export function peakTflops(device: string | undefined, precision: Precision = 'f
   return row ? (precision === 'fp32' ? row[1] : row[2]) : null
 }
 
-const WORDS = Array.from({ length: 200 }, (_, i) => `w${i}`)
+/** The synthetic vocabulary's special tokens and at most this many words (fewer for a model with a smaller one). */
+const SPECIALS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
+const MAX_WORDS = 200
 
-/** A tokenizer whose words are single tokens, and sentences of exactly seqLen - 2 words. */
-async function syntheticTokenizer(dir: string): Promise<Tokenizer> {
-  const vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', ...WORDS]
-  writeFileSync(join(dir, 'vocab.txt'), vocab.join('\n') + '\n')
+/** A tokenizer whose `words` words are single tokens (ids below the model's vocabulary size). */
+async function syntheticTokenizer(dir: string, words: string[]): Promise<Tokenizer> {
+  writeFileSync(join(dir, 'vocab.txt'), [...SPECIALS, ...words].join('\n') + '\n')
   return Tokenizer.load(join(dir, 'vocab.txt'))
 }
 
-function sentences(n: number, words: number, offset: number): string[] {
-  return Array.from({ length: n }, (_, i) =>
-    Array.from({ length: words }, (_, j) => WORDS[(i * 7 + j * 13 + offset) % WORDS.length]).join(' '),
-  )
+/** n sentences of exactly `length` of the words (seqLen - 2: with [CLS] and [SEP], seqLen tokens). */
+function sentences(n: number, length: number, offset: number, words: string[]): string[] {
+  return Array.from({ length: n }, (_, i) => Array.from({ length }, (_, j) => words[(i * 7 + j * 13 + offset) % words.length]).join(' '))
 }
 
 /**
@@ -133,7 +141,7 @@ function sentences(n: number, words: number, offset: number): string[] {
 function productSeconds(c: BertConfig, rows: number, precision: Precision): number {
   const bf16 = precision === 'bf16'
   const { rows: timed } = benchGemm({
-    shapes: gemmStepShapes(c.hiddenSize, c.intermediateSize, rows),
+    shapes: gemmStepShapes(c.hiddenSize, c.intermediateSize, rows, mlpUpWidth(c)),
     seconds: 0.3,
     bf16,
     blas: false,
@@ -147,8 +155,9 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'simcsepp-bench-step-'))
   const rows: StepBenchRow[] = []
   try {
-    const tokenizer = await syntheticTokenizer(dir)
-    const config = { ...namedConfig(o.size, tokenizer.vocabSize), maxPositionEmbeddings: Math.max(512, o.seqLen) }
+    const { config, label } = await stepBenchModel(o.size, o.seqLen, SPECIALS.length + MAX_WORDS)
+    const words = Array.from({ length: Math.min(MAX_WORDS, config.vocabSize - SPECIALS.length) }, (_, i) => `w${i}`)
+    const tokenizer = await syntheticTokenizer(dir, words)
     const timed = o.steps ?? 5
     const warmup = o.warmupSteps ?? 2
     if (!Number.isSafeInteger(warmup) || warmup < 0) throw new Error(`benchStep: warmupSteps must be an integer >= 0, got ${warmup}`)
@@ -160,7 +169,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
         const opts = resolveTrainOptions({ data: 'bench', out: 'bench', batchSize: batch, maxLen: o.seqLen, device, precision, microBatch })
         const opt = new AdamW(model.params, model.grads, model.layout.decayEnd, { lr: opts.lr })
         let k = 0
-        const stream = { next: async () => ({ sentences: sentences(batch, o.seqLen - 2, k++), epoch: 0 }) } as unknown as BatchStream
+        const stream = { next: async () => ({ sentences: sentences(batch, o.seqLen - 2, k++, words), epoch: 0 }) } as unknown as BatchStream
         const shape = { batch, maxLen: o.seqLen, totalSteps: timed + warmup + 2 + (o.profileSteps ?? 0), microBatch }
         const step = new TrainingStep(model, opt, tokenizer, opts, shape, device)
         let peak = 0
@@ -219,7 +228,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
           const tflops = flops / sec / 1e12
           const peakT = device === 'cuda' ? peakTflops(addon.cudaStatus().device, model.precision) : null
           rows.push({
-            model: o.size,
+            model: label,
             device,
             batchSize: batch,
             seqLen: o.seqLen,
@@ -237,10 +246,10 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
             ...(profile ? { profile } : {}),
             ...(products !== null ? { products: { seconds: products, share: products / sec } } : {}),
           })
-          o.log(`${o.size} ${device} B=${batch} T=${o.seqLen}: ${(1 / sec).toFixed(2)} steps/s, ${tflops.toFixed(3)} TFLOP/s`)
+          o.log(`${label} ${device} B=${batch} T=${o.seqLen}: ${(1 / sec).toFixed(2)} steps/s, ${tflops.toFixed(3)} TFLOP/s`)
         } catch (e) {
           rows.push({
-            model: o.size,
+            model: label,
             device,
             batchSize: batch,
             seqLen: o.seqLen,
@@ -257,7 +266,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchRow[]> {
             peakRssBytes: process.resourceUsage().maxRSS * 1024,
             note: (e as Error).message.split('\n')[0],
           })
-          o.log(`${o.size} ${device} B=${batch}: ${(e as Error).message.split('\n')[0]}`)
+          o.log(`${label} ${device} B=${batch}: ${(e as Error).message.split('\n')[0]}`)
         } finally {
           step.dispose()
           opt.m.dispose()

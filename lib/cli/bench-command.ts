@@ -8,6 +8,7 @@ import { benchLosses } from '../bench/losses.js'
 import { benchGemm, gemmSquareShapes, gemmStepShapes } from '../bench/gemm.js'
 import { benchEncode } from '../bench/encode.js'
 import { benchStep, type StepBenchRow } from '../bench/step.js'
+import { isStepModel } from '../bench/step-model.js'
 import { benchDist, distWorker } from '../bench/dist.js'
 import { benchSearch } from '../bench/search.js'
 import { memoryPlotSvg } from '../bench/memory-plot.js'
@@ -192,12 +193,12 @@ async function stepBench(argv: string[]) {
       json: { type: 'boolean', default: false },
     },
   })
-  const size = values.model as NamedConfig
+  const size = values.model!
   const microBatch = Number(values['micro-batch'])
   if (!Number.isInteger(microBatch) || microBatch < 0) usage(`--micro-batch must be a non-negative integer (got ${values['micro-batch']})`)
   const precision = values.precision as PrecisionRequest
   if (!PRECISION_REQUESTS.includes(precision)) usage(`--precision must be auto, fp32 or bf16 (got ${values.precision})`)
-  if (!['tiny', 'mini', 'small', 'base'].includes(size)) usage(`--model must be tiny, mini, small or base (got ${values.model})`)
+  if (!isStepModel(size)) usage(`--model must be tiny, mini, small, base or a model folder with a config.json (got ${values.model})`)
   const batchSizes = values['batch-sizes']!.split(',').map((s) => Number(s.trim()))
   if (batchSizes.some((b) => !Number.isInteger(b) || b < 2))
     usage(`--batch-sizes must be integers of at least 2 (got ${values['batch-sizes']})`)

@@ -128,14 +128,15 @@ export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist|sea
       --bf16 (CPU) adds precision 'bf16': its sentences/s and its vectors' largest 1 - cos from fp32's;
       --int8 (CPU) adds precision 'int8' (SentenceEncoder's int8 products), the same two;
       --q8 (CPU) adds onnxruntime on the export with int8 weights (export --weights q8), the same two.
-  bench step [--model base] [--batch-sizes 64,512] [--seq-len 32] [--steps 5] [--device auto|cpu|cuda|all]
+  bench step [--model base|DIR] [--batch-sizes 64,512] [--seq-len 32] [--steps 5] [--device auto|cpu|cuda|all]
              [--precision auto|fp32|bf16] [--micro-batch M] [--profile [--plot FILE.svg]] [--products]
              [--json]
-      One SimCSE++ training step: steps/s, sentences/s, model TFLOP/s and utilisation, memory;
+      One SimCSE++ training step: steps/s, sentences/s, model TFLOP/s and utilisation, memory; --model: tiny,
+      mini, small, base, or a model folder (its config.json's architecture, random-initialised);
       --profile: milliseconds per op category (on CUDA: device time from events, steps without graphs,
       then per kernel and product of each category, with the products' TFLOP/s);
       --products (CPU): the step's matrix products timed alone, and their share of the step.
-  bench batch [--model tiny] [--batch-sizes 64,256,1024,4096] [--micro-batch 128] [--seq-len 32] [--steps 1]
+  bench batch [--model tiny|DIR] [--batch-sizes 64,256,1024,4096] [--micro-batch 128] [--seq-len 32] [--steps 1]
               [--device cpu] [--plot FILE.svg] [--json]
       The step whole and in micro-batches per batch size (one process each): sentences/s, peak memory.
   bench dist [--ranks 2] [--model tiny] [--batch-size 64] [--seq-len 32] [--steps 5] [--device cpu] [--json]
