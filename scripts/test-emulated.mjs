@@ -33,6 +33,7 @@ const files = [
   'test/long-sequences.test.ts',
   'test/precision.test.ts',
   'test/bench-step.test.ts',
+  'test/bench-attention.test.ts',
   'test/micro-batch-masks.test.ts',
   'test/cuda-micro-batch.test.ts',
   'test/cuda-distributed.test.ts',

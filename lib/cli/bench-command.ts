@@ -11,6 +11,7 @@ import { benchStep, type StepBenchRow } from '../bench/step.js'
 import { isStepModel } from '../bench/step-model.js'
 import { benchDist, distWorker } from '../bench/dist.js'
 import { benchSearch } from '../bench/search.js'
+import { benchAttention } from '../bench/attention.js'
 import { memoryPlotSvg } from '../bench/memory-plot.js'
 import { PRECISION_REQUESTS, type PrecisionRequest } from '../model/precision.js'
 import { HelpRequest, parseFlags, UsageError } from './args.js'
@@ -24,6 +25,7 @@ import {
   profileTable,
   productsLines,
   searchBenchTable,
+  attentionBenchTable,
   stepBenchTable,
 } from './tables.js'
 import { profilePlotSvg } from '../bench/profile-plot.js'
@@ -59,6 +61,7 @@ export function benchCommand(args: string[]) {
   if (what === 'batch') return batchBench(rest)
   if (what === 'dist') return distBench(rest)
   if (what === 'search') return searchBench(rest)
+  if (what === 'attention') return attentionBench(rest)
   const { values } = parseFlags(benchUsage, {
     args: rest,
     options: {
@@ -72,7 +75,7 @@ export function benchCommand(args: string[]) {
     },
   })
   if (what === 'gemm') return gemmBench(values)
-  if (what !== 'losses') usage(`unknown benchmark '${what ?? ''}' (available: losses, gemm, encode, step, batch, dist, search)`)
+  if (what !== 'losses') usage(`unknown benchmark '${what ?? ''}' (available: losses, gemm, encode, step, batch, dist, search, attention)`)
   const sizes = (values.sizes ?? '64,512,4096,65536').split(',').map((s) => Number(s.trim()))
   if (sizes.some((n) => !Number.isInteger(n) || n < 1)) usage(`--sizes must be positive integers (got ${values.sizes})`)
   const dim = Number(values.dim)
@@ -96,6 +99,49 @@ export function benchCommand(args: string[]) {
         `, CUDA: ${meta.cuda.available ? meta.cuda.device : `unavailable (${meta.cuda.reason})`}\n\n`,
     )
     process.stdout.write(lossBenchTable(rows) + '\n')
+  }
+}
+
+function attentionBench(argv: string[]) {
+  const { values } = parseFlags(benchUsage, {
+    args: argv,
+    options: {
+      batch: { type: 'string', default: '192' },
+      'seq-lens': { type: 'string', default: '32,128,512' },
+      heads: { type: 'string', default: '12' },
+      'head-size': { type: 'string', default: '64' },
+      device: { type: 'string', default: 'auto' },
+      seconds: { type: 'string', default: '1' },
+      json: { type: 'boolean', default: false },
+    },
+  })
+  const int = (flag: 'batch' | 'heads' | 'head-size', max: number) => {
+    const v = Number(values[flag])
+    if (!Number.isSafeInteger(v) || v < 1 || v > max) usage(`--${flag} must be an integer in [1, ${max}] (got ${values[flag]})`)
+    return v
+  }
+  const seqLens = values['seq-lens']!.split(',').map((s) => Number(s.trim()))
+  if (seqLens.some((T) => !Number.isSafeInteger(T) || T < 1 || T > 4096))
+    usage(`--seq-lens must be integers in [1, 4096] (got ${values['seq-lens']})`)
+  const seconds = Number(values.seconds)
+  if (!(seconds > 0)) usage(`--seconds must be > 0 (got ${values.seconds})`)
+  const rows = benchAttention({
+    batch: int('batch', 1 << 16),
+    seqLens,
+    heads: int('heads', 256),
+    headSize: int('head-size', 1024),
+    devices: devicesFor(values.device!),
+    seconds,
+    log: (l) => process.stderr.write(`  ${l}\n`),
+  })
+  const meta = { cpuThreads: numThreads(), cuda: cudaStatus(), date: new Date().toISOString() }
+  if (values.json) process.stdout.write(JSON.stringify({ benchmark: 'attention', ...meta, rows }, null, 2) + '\n')
+  else {
+    process.stdout.write(
+      `\nAttention forward + backward (padding mask, dropout 0.1; median ms a pair), CPU threads: ${meta.cpuThreads}` +
+        `, CUDA: ${meta.cuda.available ? meta.cuda.device : `unavailable (${meta.cuda.reason})`}\n\n`,
+    )
+    process.stdout.write(attentionBenchTable(rows) + '\n')
   }
 }
 

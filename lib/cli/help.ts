@@ -113,7 +113,7 @@ export const exportUsage = `simcsepp export --format onnx --model DIR [--out DIR
               (tokenizer_config's model_max_length), defaulting to the model's sentence-transformers settings
 `
 
-export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist|search [options]
+export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist|search|attention [options]
   bench losses [--sizes 64,512,4096,65536] [--dim 768] [--device auto|cpu|cuda|all] [--seconds 3] [--json]
       Fused off-dropout InfoNCE (forward + backward) against an unfused path of separate ops.
   bench gemm [--sizes 2048,6144 | --model tiny|mini|small|base] [--bf16] [--seconds 2] [--json]
@@ -143,6 +143,11 @@ export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist|sea
       Data-parallel step on R ranks (mpirun) against one process: step time split into compute and
       communication, bytes handed to the collectives per step, sentences/s (--worker FILE: internal, how the
       benchmark runs each rank under mpirun).
+  bench attention [--batch 192] [--seq-lens 32,128,512] [--heads 12] [--head-size 64] [--device auto|cpu|cuda|all]
+                  [--seconds 1] [--json]
+      The attention op, forward + backward with a padding mask and dropout, on every path of each device (CPU
+      fp32 and bf16; CUDA tiled, fused fp32, tensor cores at bf16), with the probabilities kept for the
+      backward and formed again there: ms, TFLOP/s of its products, speed against the device's first path.
   bench search [--corpus 100000] [--dim 768] [--queries 16] [--top-k 10] [--rescore 4] [--repeats 15] [--json]
       Exact float32 cosine search against binary search (the signs by Hamming distance, then rescored
       --rescore x top-k), alternated in one run over random vectors: ms per batch, speed, index size.

@@ -13,6 +13,7 @@ import type { KernelShare } from '../bench/op-profile.js'
 import type { EncodeBenchRow } from '../bench/encode.js'
 import type { DistBenchRow } from '../bench/dist.js'
 import type { SearchBenchRow } from '../bench/search.js'
+import type { AttentionBenchRow } from '../bench/attention.js'
 
 export function formatTable(headers: string[], rows: (string | number)[][]): string {
   const cells = rows.map((r) => r.map((c) => String(c)))
@@ -377,5 +378,24 @@ export function searchBenchTable(rows: SearchBenchRow[]): string {
   return formatTable(
     ['search', 'ms / batch', 'speed', 'index MB'],
     rows.map((r) => [r.search, r.medianMs.toFixed(2), `${r.speedup.toFixed(1)}x`, (r.indexBytes / 1e6).toFixed(1)]),
+  )
+}
+
+/** bench attention: one row per device, length, probabilities and path; the speed against the first path's row. */
+export function attentionBenchTable(rows: AttentionBenchRow[]): string {
+  return formatTable(
+    ['device', 'path', 'B', 'T', 'NH x HS', 'probs', 'ms', 'GFLOP/s', 'speed', 'note'],
+    rows.map((r) => [
+      r.device,
+      r.path,
+      r.batch,
+      r.seqLen,
+      `${r.heads}x${r.headSize}`,
+      r.probs,
+      r.ms > 0 ? r.ms.toFixed(3) : '-',
+      r.ms > 0 ? String(Number((r.tflops * 1000).toPrecision(3))) : '-',
+      r.ms > 0 ? `${r.speedup.toFixed(2)}x` : '-',
+      r.note ?? '',
+    ]),
   )
 }
