@@ -107,7 +107,7 @@ function attentionBench(argv: string[]) {
     args: argv,
     options: {
       batch: { type: 'string', default: '192' },
-      'seq-lens': { type: 'string', default: '32,128,512' },
+      'seq-lens': { type: 'string', default: '32,128' },
       heads: { type: 'string', default: '12' },
       'head-size': { type: 'string', default: '64' },
       device: { type: 'string', default: 'auto' },

@@ -143,7 +143,7 @@ export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist|sea
       Data-parallel step on R ranks (mpirun) against one process: step time split into compute and
       communication, bytes handed to the collectives per step, sentences/s (--worker FILE: internal, how the
       benchmark runs each rank under mpirun).
-  bench attention [--batch 192] [--seq-lens 32,128,512] [--heads 12] [--head-size 64] [--device auto|cpu|cuda|all]
+  bench attention [--batch 192] [--seq-lens 32,128] [--heads 12] [--head-size 64] [--device auto|cpu|cuda|all]
                   [--seconds 1] [--json]
       The attention op, forward + backward with a padding mask and dropout, on every path of each device (CPU
       fp32 and bf16; CUDA tiled, fused fp32, tensor cores at bf16), with the probabilities kept for the
