@@ -67,13 +67,24 @@ if (has('cmake')) {
   if (process.env.SIMCSEPP_BUILD_DIR) args.push('--out', process.env.SIMCSEPP_BUILD_DIR)
   const werror = process.env.SIMCSEPP_WERROR === '1' ? 'ON' : 'OFF'
   args.push(`--CDSIMCSEPP_WERROR=${werror}`)
+  // SIMCSEPP_SANITIZE=address (scripts/test-asan.sh): the C++ sources built and linked with -fsanitize=address.
+  const sanitize = process.env.SIMCSEPP_SANITIZE ?? ''
+  if (!/^[a-z,]*$/.test(sanitize)) {
+    console.error(`simcsepp: SIMCSEPP_SANITIZE must be a -fsanitize= list such as address, got '${sanitize}'`)
+    process.exit(2)
+  }
+  args.push(`--CDSIMCSEPP_SANITIZE=${sanitize}`)
   // cmake-js build configures only a directory that is not configured yet, so these settings would not
   // reach an existing build directory: start it over when its cache holds different ones.
   const cache = join(process.env.SIMCSEPP_BUILD_DIR ? resolve(root, process.env.SIMCSEPP_BUILD_DIR) : join(root, 'build'), 'CMakeCache.txt')
   if (existsSync(cache)) {
     const text = readFileSync(cache, 'utf8')
     const cached = (name) => new RegExp(`^${name}:[A-Z]+=(.*)$`, 'm').exec(text)?.[1]
-    if (cached('SIMCSEPP_CUDA_MODE') !== mode || (cached('SIMCSEPP_WERROR') ?? 'OFF') !== werror) {
+    if (
+      cached('SIMCSEPP_CUDA_MODE') !== mode ||
+      (cached('SIMCSEPP_WERROR') ?? 'OFF') !== werror ||
+      (cached('SIMCSEPP_SANITIZE') ?? '') !== sanitize
+    ) {
       console.log(`simcsepp: ${cache} was configured differently; configuring again (CUDA ${mode}, warnings as errors ${werror})`)
       rmSync(cache)
     }
