@@ -11,7 +11,7 @@
 // Every export is either fuzzed or listed in NOT_FUZZED with the reason, so a new export is not missed.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync, openSync, writeSync, closeSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -61,6 +61,7 @@ if (process.env[childFlag]) {
 } else {
   t.test('every recorded addon call, one argument mutated at a time: an Error or a result, never a crash', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'simcsepp-addon-fuzz-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
     const [trace, result] = [join(dir, 'trace.txt'), join(dir, 'result.json')]
     const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
       env: { ...process.env, [childFlag]: '1', TAP: '0', SIMCSEPP_ADDON_FUZZ_TRACE: trace, SIMCSEPP_ADDON_FUZZ_RESULT: result },
@@ -297,13 +298,29 @@ async function workload(): Promise<void> {
     data,
     Array.from({ length: 24 }, (_, i) => [0, 1, 2, 3, 4].map((k) => words[(i * 7 + k * 3) % words.length]).join(' ')).join('\n') + '\n',
   )
-  for (const type of ['bert', 'mpnet', 'modernbert'] as const) {
-    const model = await microModel(lib, dir, `model-${type}`, type)
-    for (const precision of ['fp32', 'bf16'] as const) {
-      const out = join(dir, `run-${type}-${precision}`)
-      const microBatch = type === 'bert' ? 5 : undefined
-      await train({ model, data, out, steps: 2, batchSize: 4, maxLen: 9, evalEvery: 0, saveEvery: 0, device: 'cpu', precision, microBatch })
+  try {
+    for (const type of ['bert', 'mpnet', 'modernbert'] as const) {
+      const model = await microModel(lib, dir, `model-${type}`, type)
+      for (const precision of ['fp32', 'bf16'] as const) {
+        const out = join(dir, `run-${type}-${precision}`)
+        const microBatch = type === 'bert' ? 5 : undefined
+        await train({
+          model,
+          data,
+          out,
+          steps: 2,
+          batchSize: 4,
+          maxLen: 9,
+          evalEvery: 0,
+          saveEvery: 0,
+          device: 'cpu',
+          precision,
+          microBatch,
+        })
+      }
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
   }
   // Ops and exports the training steps above do not call.
   const r = (shape: number[], k = 1) =>
