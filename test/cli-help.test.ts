@@ -33,7 +33,7 @@ t.test('every command answers --help with its own usage on stdout, exit 0', need
   }
   const step = run('bench', 'step', '--help')
   t.equal(step.status, 0)
-  t.match(step.stdout, /bench step \[--model base\]/)
+  t.match(step.stdout, /bench step \[--model base\|DIR\]/)
 })
 
 t.test('--version prints the package version', needsCli, async (t) => {
