@@ -44,6 +44,7 @@ const files = [
   'test/gpu-check.test.ts',
   'test/block-order.test.ts',
   'test/cublaslt-emulated.test.ts',
+  'test/addon-fuzz.test.ts',
 ].filter((f) => existsSync(join(root, f)))
 
 let passed = 0

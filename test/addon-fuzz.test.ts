@@ -6,12 +6,19 @@
 // disposed, a view into a larger buffer, or another tensor argument of the call (aliasing); a typed array one
 // value shorter or longer, empty, of another element type, or with out-of-range indices; an option object without
 // each of its keys or with each key's value mutated; a number at -1, 0, NaN, +-Infinity, 2^31, 2^32 + 1, 2^53,
-// 1e30 or off by one; a value of another type; and an argument too many. Each call must return or throw an Error
+// 1e30 or off by one; a bigint (the dropout offsets) at -1, 0, 2^63, 2^64 - 1, +-2^64, off by one or as a number; a
+// value of another type; and an argument too many. Each call must return or throw an Error
 // with a message. The child writes each call to a trace file before making it, so a crash names its call.
 // Every export is either fuzzed or listed in NOT_FUZZED with the reason, so a new export is not missed.
+// Each recorded call replayed unchanged must run, so that the mutations test the binding and not the replay.
+// With CUDA (the host emulator in CI, or a GPU), the workload trains on 'cuda' and the replays build their tensors
+// there. No call may make a kernel fault (the emulator runs each launch when it is made, so the fault is reported by
+// the call that made it), and a call with one of its CUDA tensors moved to the CPU, its others on CUDA, must be refused
+// by the binding: under the emulator device memory is host memory, so such a call would run, where on a GPU it would
+// crash.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync, openSync, writeSync, closeSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, writeFileSync, openSync, writeSync, closeSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -21,11 +28,11 @@ import { addon } from '../lib/native.js'
 const NOT_FUZZED: Record<string, string> = {
   NativeTensor: 'a class: its constructor and methods have a section of their own below',
   numThreads: "changes the process's thread pool for the calls after it",
-  cudaTimerMark: 'CUDA only (the CPU build refuses it before reading an argument)',
-  cudaTimerElapsed: 'CUDA only',
-  cudaTimerReset: 'CUDA only',
-  cudaKernelProfileStart: 'CUDA only',
-  cudaKernelProfileStop: 'CUDA only',
+  cudaTimerMark: "the benchmarks' timers (bench step --profile), not called by training",
+  cudaTimerElapsed: 'a benchmark timer',
+  cudaTimerReset: 'a benchmark timer',
+  cudaKernelProfileStart: 'a benchmark profiler',
+  cudaKernelProfileStop: 'a benchmark profiler',
   distInit: 'starts MPI or NCCL for the whole process (test/distributed-native.test.ts checks its arguments)',
   distAllReduceSum: 'needs distInit first',
   distAllGather: 'needs distInit first',
@@ -35,47 +42,78 @@ const NOT_FUZZED: Record<string, string> = {
   distAbort: 'ends the process group',
   distFinalize: 'ends the process group',
   distStats: 'needs distInit first',
-  graphSession: 'CUDA only (step graphs)',
-  graphCapture: 'CUDA only',
-  graphLaunch: 'CUDA only',
-  graphResults: 'CUDA only',
-  graphSessionFree: 'CUDA only',
+  graphSession: 'step graphs: their handles and capture callbacks cannot be rebuilt from a description',
+  graphCapture: 'step graphs',
+  graphLaunch: 'step graphs',
+  graphResults: 'step graphs',
+  graphSessionFree: 'step graphs',
 }
+
+/** The CUDA runtime's messages for a kernel's fault (the emulator's too): an illegal or misaligned access, a trap. */
+const KERNEL_FAULT = /illegal memory access|misaligned address|unspecified launch failure|illegal instruction|device-side assert/i
 
 /** Recorded calls kept per function (distinct argument descriptions), and the calls each is mutated into. */
 const CALLS_PER_FUNCTION = 2
 
 type Described =
   | { v: number | string | boolean | null; u?: boolean }
-  | { tensor: number[] }
+  | { big: string }
+  | { tensor: number[]; cuda?: boolean; bits?: number[] }
   | { typed: string; data: number[] }
   | { array: Described[] }
   | { object: Record<string, Described> }
   | { opaque: string }
-type Variant = Described | { disposed: number[] } | { viewOf: number[] } | { alias: number }
+type Variant = Described | { disposed: number[]; cuda?: boolean } | { viewOf: number[]; cuda?: boolean } | { alias: number }
 
 const childFlag = 'SIMCSEPP_ADDON_FUZZ_CHILD'
 
+/** The fuzz's device: CUDA where this addon can run it (the emulated build in CI), else the CPU. */
+const fuzzDevice = addon.cudaStatus().available ? 'cuda' : 'cpu'
+
 if (process.env[childFlag]) {
-  writeFileSync(process.env.SIMCSEPP_ADDON_FUZZ_RESULT!, JSON.stringify(await fuzz(process.env.SIMCSEPP_ADDON_FUZZ_TRACE!)))
+  const device = process.env.SIMCSEPP_ADDON_FUZZ_DEVICE === 'cuda' ? 'cuda' : 'cpu'
+  writeFileSync(process.env.SIMCSEPP_ADDON_FUZZ_RESULT!, JSON.stringify(await fuzz(process.env.SIMCSEPP_ADDON_FUZZ_TRACE!, device)))
 } else {
-  t.test('every recorded addon call, one argument mutated at a time: an Error or a result, never a crash', async (t) => {
+  t.test(`every recorded addon call on ${fuzzDevice}, one argument mutated at a time: an Error or a result, never a crash`, async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'simcsepp-addon-fuzz-'))
     t.teardown(() => rmSync(dir, { recursive: true, force: true }))
     const [trace, result] = [join(dir, 'trace.txt'), join(dir, 'result.json')]
     const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
-      env: { ...process.env, [childFlag]: '1', TAP: '0', SIMCSEPP_ADDON_FUZZ_TRACE: trace, SIMCSEPP_ADDON_FUZZ_RESULT: result },
+      env: {
+        ...process.env,
+        [childFlag]: '1',
+        TAP: '0',
+        SIMCSEPP_ADDON_FUZZ_TRACE: trace,
+        SIMCSEPP_ADDON_FUZZ_RESULT: result,
+        SIMCSEPP_ADDON_FUZZ_DEVICE: fuzzDevice,
+        // The emulator runs each launch when it is made, so that a kernel's fault is reported by the call that
+        // launched it (deferred, it would be reported by a later wait, or by a cudaFree that a dispose ignores).
+        CUEMU_DEFER: '0',
+      },
       encoding: 'utf8',
       maxBuffer: 64 << 20,
     })
-    const last = () => readFileSync(trace, 'utf8').trimEnd().split('\n').slice(-3).join('\n')
+    const last = () =>
+      existsSync(trace) ? readFileSync(trace, 'utf8').trimEnd().split('\n').slice(-3).join('\n') : '(none: the workload failed)'
     if (r.status !== 0) {
       t.fail(`the child ended with ${r.signal ?? `status ${r.status}`}; its last calls:\n${last()}\n${r.stderr.slice(-2000)}`)
       return
     }
-    const got = JSON.parse(readFileSync(result, 'utf8')) as { calls: number; notErrors: string[]; fuzzed: string[]; tensorCalls: number }
+    const got = JSON.parse(readFileSync(result, 'utf8')) as FuzzResult
     t.same(got.notErrors, [], 'every throw was an Error with a message')
-    t.ok(got.calls > 10000, `${got.calls} mutated calls`)
+    t.same(got.unfaithful, [], 'every recorded call, replayed unchanged, runs')
+    t.same(got.kernelFaults, [], 'no kernel faulted: every bad argument was refused before a launch')
+    if (fuzzDevice === 'cuda') {
+      t.same(got.mixedAccepted, [], 'a CUDA call given one of its tensors on the CPU throws')
+      // (and not as a kernel that ran on the CPU tensor's memory faulted)
+      t.same(
+        got.mixedErrors.filter((m) => !/to be on \S+'s device/.test(m)),
+        [],
+        'each such call is refused by the binding, naming the tensor and both devices',
+      )
+      t.ok(got.swaps > 150, `${got.swaps} calls with one of their CUDA tensors swapped for a CPU one`)
+    }
+    t.ok(got.calls > 10000, `${got.calls} mutated calls (${got.returned} returned)`)
     t.ok(got.tensorCalls > 300, `${got.tensorCalls} NativeTensor constructions and method calls`)
     const exported = Object.keys(addon).filter((k) => typeof (addon as unknown as Record<string, unknown>)[k] === 'function')
     t.same(
@@ -91,18 +129,43 @@ if (process.env[childFlag]) {
   })
 }
 
+interface FuzzResult {
+  calls: number
+  /** Of them, those that returned (the rest threw). */
+  returned: number
+  notErrors: string[]
+  /** Errors that report a kernel's fault (on a GPU: a lost CUDA context), with the call that reported it. */
+  kernelFaults: string[]
+  fuzzed: string[]
+  tensorCalls: number
+  /** The recorded calls that threw when replayed unchanged, with their errors. */
+  unfaithful: string[]
+  /** CUDA: the calls with a tensor swapped for a CPU one, and those of them that returned ('name argument i'). */
+  swaps: number
+  mixedAccepted: string[]
+  mixedErrors: string[]
+}
+
 /** The child: records the library's calls, then replays them mutated. */
-async function fuzz(tracePath: string): Promise<{ calls: number; notErrors: string[]; fuzzed: string[]; tensorCalls: number }> {
+async function fuzz(tracePath: string, device: 'cpu' | 'cuda'): Promise<FuzzResult> {
   const raw = addon as unknown as Record<string, (...args: unknown[]) => unknown>
   const recorded = new Map<string, Map<string, Described[]>>()
-  const describe = (x: unknown, depth = 0): Described => {
+  // contents: a tensor's values as their bit patterns too (up to 2^16 of them), so that a replay gets them back
+  // (int8PackWeight's packed weight starts with a header that linearInt8Forward checks).
+  const describe = (x: unknown, depth = 0, contents = false): Described => {
     if (x === undefined) return { v: null, u: true }
     if (x === null || typeof x === 'number' || typeof x === 'boolean' || typeof x === 'string') return { v: x }
-    if (x instanceof addon.NativeTensor) return { tensor: x.shape }
+    if (typeof x === 'bigint') return { big: x.toString() }
+    if (x instanceof addon.NativeTensor) {
+      const d: Described = x.device === 'cuda' ? { tensor: x.shape, cuda: true } : { tensor: x.shape }
+      if (contents && !x.disposed && x.shape.reduce((a, b) => a * b, 1) <= 1 << 16)
+        d.bits = Array.from(new Uint32Array(x.toFloat32Array().buffer))
+      return d
+    }
     if (ArrayBuffer.isView(x)) return { typed: x.constructor.name, data: Array.from(x as unknown as ArrayLike<number>) }
-    if (Array.isArray(x)) return { array: x.map((e) => describe(e, depth + 1)) }
+    if (Array.isArray(x)) return { array: x.map((e) => describe(e, depth + 1, contents)) }
     if (typeof x === 'object' && depth < 3)
-      return { object: Object.fromEntries(Object.entries(x).map(([k, v]) => [k, describe(v, depth + 1)])) }
+      return { object: Object.fromEntries(Object.entries(x).map(([k, v]) => [k, describe(v, depth + 1, contents)])) }
     return { opaque: String(x) }
   }
   const originals = new Map<string, (...args: unknown[]) => unknown>()
@@ -111,27 +174,33 @@ async function fuzz(tracePath: string): Promise<{ calls: number; notErrors: stri
     if (typeof f !== 'function' || name === 'NativeTensor' || name in NOT_FUZZED) continue
     originals.set(name, f)
     raw[name] = function (this: unknown, ...args: unknown[]) {
-      const described = args.map((a) => describe(a))
-      const out = f.apply(this, args)
       const calls = recorded.get(name) ?? new Map<string, Described[]>()
       recorded.set(name, calls)
-      const key = JSON.stringify(described)
-      if (calls.size < CALLS_PER_FUNCTION && !calls.has(key) && key.length < 200_000) calls.set(key, described)
-      return out
+      const key = JSON.stringify(args.map((a) => describe(a)))
+      // (the contents are read before the call, which may write them)
+      const kept = calls.size < CALLS_PER_FUNCTION && !calls.has(key) && key.length < 200_000
+      if (kept)
+        calls.set(
+          key,
+          args.map((a) => describe(a, 0, true)),
+        )
+      return f.apply(this, args)
     }
   }
   try {
-    await workload()
+    await workload(device)
   } finally {
     for (const [name, f] of originals) raw[name] = f
   }
 
   const traceFd = openSync(tracePath, 'w')
   const made: InstanceType<typeof addon.NativeTensor>[] = []
-  const tensor = (shape: number[]) => {
-    const x = new addon.NativeTensor(shape, 'cpu')
+  // bits: the recorded contents (a mutated shape gets values of its own).
+  const tensor = (shape: number[], on: 'cpu' | 'cuda' = 'cpu', bits?: number[]) => {
+    const x = new addon.NativeTensor(shape, on)
     const n = shape.reduce((a, b) => a * b, 1)
-    if (n > 0) x.copyFrom(Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + shape.length)))
+    if (bits?.length === n && n > 0) x.copyFrom(new Float32Array(Uint32Array.from(bits).buffer))
+    else if (n > 0) x.copyFrom(Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + shape.length)))
     made.push(x)
     return x
   }
@@ -146,12 +215,12 @@ async function fuzz(tracePath: string): Promise<{ calls: number; notErrors: stri
   const build = (d: Variant, args: unknown[]): unknown => {
     if ('alias' in d) return args[d.alias]
     if ('disposed' in d) {
-      const x = tensor(d.disposed)
+      const x = tensor(d.disposed, d.cuda ? 'cuda' : 'cpu')
       x.dispose()
       return x
     }
-    if ('viewOf' in d) return tensor([d.viewOf.reduce((a, b) => a * b, 1) + 7]).view(7, d.viewOf)
-    if ('tensor' in d) return tensor(d.tensor)
+    if ('viewOf' in d) return tensor([d.viewOf.reduce((a, b) => a * b, 1) + 7], d.cuda ? 'cuda' : 'cpu').view(7, d.viewOf)
+    if ('tensor' in d) return tensor(d.tensor, d.cuda ? 'cuda' : 'cpu', d.bits)
     if ('typed' in d) {
       const Typed = typedArrays[d.typed]
       if (!Typed) throw new TypeError(`the fuzz rebuilds no ${d.typed}`) // (would count as a call that threw)
@@ -160,6 +229,7 @@ async function fuzz(tracePath: string): Promise<{ calls: number; notErrors: stri
     if ('array' in d) return d.array.map((e) => build(e, args))
     if ('object' in d) return Object.fromEntries(Object.entries(d.object).map(([k, v]) => [k, build(v, args)]))
     if ('v' in d) return d.u ? undefined : d.v
+    if ('big' in d) return BigInt(d.big)
     return undefined
   }
   const numbers = [-1, 0, 1, 0.5, NaN, Infinity, -Infinity, 2 ** 31, 2 ** 32 + 1, 2 ** 53, -(2 ** 53), 1e30]
@@ -168,12 +238,13 @@ async function fuzz(tracePath: string): Promise<{ calls: number; notErrors: stri
     const out: Variant[] = []
     if ('tensor' in d) {
       const s = d.tensor
+      const on = (shape: number[]): Variant => (d.cuda ? { tensor: shape, cuda: true } : { tensor: shape })
       s.forEach((n, i) => {
-        out.push({ tensor: s.map((v, j) => (j === i ? n + 1 : v)) }, { tensor: s.map((v, j) => (j === i ? 0 : v)) })
-        if (n > 1) out.push({ tensor: s.map((v, j) => (j === i ? n - 1 : v)) })
+        out.push(on(s.map((v, j) => (j === i ? n + 1 : v))), on(s.map((v, j) => (j === i ? 0 : v))))
+        if (n > 1) out.push(on(s.map((v, j) => (j === i ? n - 1 : v))))
       })
-      out.push({ tensor: [...s, 1] }, { tensor: s.length > 1 ? s.slice(1) : [1] }, { tensor: [s.reduce((a, b) => a * b, 1)] })
-      out.push({ disposed: s }, { viewOf: s })
+      out.push(on([...s, 1]), on(s.length > 1 ? s.slice(1) : [1]), on([s.reduce((a, b) => a * b, 1)]))
+      out.push({ disposed: s, cuda: d.cuda }, { viewOf: s, cuda: d.cuda })
     } else if ('typed' in d) {
       const data = d.data
       out.push({ typed: d.typed, data: data.slice(0, -1) }, { typed: d.typed, data: [...data, 0] }, { typed: d.typed, data: [] })
@@ -193,24 +264,46 @@ async function fuzz(tracePath: string): Promise<{ calls: number; notErrors: stri
       d.array.forEach((e, i) => {
         for (const v of variants(e)) out.push({ array: d.array.map((x, j) => (i === j ? (v as Described) : x)) })
       })
+    } else if ('big' in d) {
+      for (const n of [-1n, 0n, 2n ** 63n, 2n ** 64n - 1n, 2n ** 64n, -(2n ** 64n), BigInt(d.big) + 1n]) out.push({ big: n.toString() })
+      for (const n of [0, 1, 2 ** 53, -1, NaN]) out.push({ v: n })
     } else if ('v' in d && typeof d.v === 'number') {
       for (const n of [...numbers, d.v + 1, d.v - 1]) out.push({ v: n })
     }
     return out
   }
   let calls = 0
+  let returned = 0
   const notErrors: string[] = []
-  const attempt = (what: string, call: () => unknown) => {
+  const kernelFaults: string[] = []
+  // What the call threw (null: it returned).
+  const attempt = (what: string, call: () => unknown): unknown => {
     writeSync(traceFd, what + '\n')
     calls++
+    let thrown: unknown = null
     try {
       call()
+      returned++
     } catch (e) {
+      thrown = e
       if (!(e instanceof Error) || !e.message) notErrors.push(`${what}: threw ${String(e)}`)
+      else if (KERNEL_FAULT.test(e.message)) kernelFaults.push(`${what}: ${e.message.split('\n')[0]}`)
     }
     for (const x of made.splice(0)) if (!x.disposed) x.dispose()
+    return thrown
   }
   const show = (v: Variant) => JSON.stringify(v).slice(0, 120)
+  // Each recorded call rebuilt as recorded must run: else its mutations would only test the rebuild's flaw.
+  const unfaithful: string[] = []
+  for (const [name, list] of recorded)
+    for (const call of list.values()) {
+      const thrown = attempt(`${name} as recorded`, () => {
+        const args: unknown[] = []
+        call.forEach((d) => args.push(build(d, args)))
+        return raw[name](...args)
+      })
+      if (thrown !== null) unfaithful.push(`${name}: ${thrown instanceof Error ? thrown.message : String(thrown)}`)
+    }
   for (const [name, list] of recorded) {
     for (const call of list.values()) {
       for (let i = 0; i <= call.length; i++) {
@@ -235,6 +328,42 @@ async function fuzz(tracePath: string): Promise<{ calls: number; notErrors: stri
       }
     }
   }
+  // CUDA: each CUDA tensor in a call that holds another (an argument, or inside an option object or array) as the
+  // same shape on the CPU, the rest as recorded: a call mixing devices.
+  let swaps = 0
+  const mixedAccepted = new Set<string>()
+  const mixedErrors = new Set<string>()
+  // The paths to a described value's CUDA tensors, and the value with the tensor at a path moved to the CPU.
+  const cudaPaths = (d: Described, at: (string | number)[] = []): (string | number)[][] => {
+    if ('tensor' in d) return d.cuda ? [at] : []
+    if ('array' in d) return d.array.flatMap((e, i) => cudaPaths(e, [...at, i]))
+    if ('object' in d) return Object.entries(d.object).flatMap(([k, e]) => cudaPaths(e, [...at, k]))
+    return []
+  }
+  const onCpu = (d: Described, at: (string | number)[]): Described => {
+    if (at.length === 0) return 'tensor' in d ? { tensor: d.tensor, bits: d.bits } : d
+    const [head, ...rest] = at
+    if ('array' in d) return { array: d.array.map((e, i) => (i === head ? onCpu(e, rest) : e)) }
+    if ('object' in d) return { object: { ...d.object, [head]: onCpu(d.object[head as string], rest) } }
+    return d
+  }
+  if (device === 'cuda')
+    for (const [name, list] of recorded)
+      for (const call of list.values()) {
+        const paths = call.flatMap((d, i) => cudaPaths(d, [i]))
+        if (paths.length < 2) continue // one CUDA tensor: on the CPU, the whole call runs there
+        for (const [i, ...inner] of paths) {
+          const where = `${name} argument ${[i, ...inner].join('.')}`
+          swaps++
+          const thrown = attempt(`${where}: on the CPU`, () => {
+            const args: unknown[] = []
+            call.forEach((e, j) => args.push(build(j === i ? onCpu(e, inner) : e, args)))
+            return raw[name](...args)
+          })
+          if (thrown === null) mixedAccepted.add(where)
+          else if (thrown instanceof Error) mixedErrors.add(`${name}: ${thrown.message}`)
+        }
+      }
   // NativeTensor: the constructor's shape and device, then each method with mutated arguments.
   let tensorCalls = 0
   const shapes: unknown[] = [[2, 3], [], [0], [-1], [2.5], [2 ** 31, 2 ** 31], [NaN], ['2'], 6, null, undefined, {}, [1e12]]
@@ -252,6 +381,7 @@ async function fuzz(tracePath: string): Promise<{ calls: number; notErrors: stri
     [new Float32Array(7)],
     [new Int32Array(6)],
     ['cpu'],
+    ['cuda'],
     ['gpu'],
     [0, [2, 3]],
     [1, [2, 3]],
@@ -265,31 +395,61 @@ async function fuzz(tracePath: string): Promise<{ calls: number; notErrors: stri
     [{}],
   ]
   for (const method of ['toFloat32Array', 'copyFrom', 'to', 'view', 'fill', 'copyTensor', 'attachBf16Mirror', 'dispose'])
-    for (const args of [...methodArgs, [tensor([6])], [tensor([2, 3])], [tensor([7])]])
+    // (tensor arguments made inside each attempt, which disposes what it made)
+    for (const args of [
+      ...methodArgs.map((a) => () => a),
+      () => [tensor([6], device)],
+      () => [tensor([2, 3], device)],
+      () => [tensor([7], device)],
+      () => [tensor([2, 3])],
+    ])
       for (const disposedFirst of [false, true])
-        attempt(`NativeTensor[2, 3]${disposedFirst ? ' (disposed)' : ''}.${method}(${args.length} arguments)`, () => {
+        attempt(`NativeTensor[2, 3]${disposedFirst ? ' (disposed)' : ''}.${method}(${args().length} arguments)`, () => {
           tensorCalls++
-          const x = tensor([2, 3])
+          const x = tensor([2, 3], device)
           if (disposedFirst) x.dispose()
-          return (x as unknown as Record<string, (...a: unknown[]) => unknown>)[method](...args)
+          return (x as unknown as Record<string, (...a: unknown[]) => unknown>)[method](...args())
         })
+  // On a GPU a kernel's fault is reported when the host next waits for the device.
+  if (device === 'cuda') attempt('a final read of a CUDA tensor', () => tensor([4], 'cuda').toFloat32Array())
   closeSync(traceFd)
-  return { calls, notErrors, fuzzed: [...recorded.keys()], tensorCalls }
+  return {
+    calls,
+    returned,
+    notErrors,
+    kernelFaults,
+    fuzzed: [...recorded.keys()],
+    tensorCalls,
+    unfaithful,
+    swaps,
+    mixedAccepted: [...mixedAccepted],
+    mixedErrors: [...mixedErrors],
+  }
 }
 
 /** The library's own calls to the addon: whatever these run is what the fuzz mutates. */
-async function workload(): Promise<void> {
-  const [{ microModel }, { BertModel }, { namedConfig }, { buildVocab, writeVocab }, { train }, ops, losses, { Tensor, nativeOf }] =
-    await Promise.all([
-      import('./helpers/encoder-e2e.mjs'),
-      import('../lib/model/bert.js'),
-      import('../lib/model/config.js'),
-      import('../lib/train/vocab.js'),
-      import('../lib/train/train.js'),
-      import('../lib/ops.js'),
-      import('../lib/losses.js'),
-      import('../lib/tensor.js'),
-    ])
+async function workload(device: 'cpu' | 'cuda'): Promise<void> {
+  const [
+    { microModel },
+    { BertModel },
+    { namedConfig },
+    { buildVocab, writeVocab },
+    { train },
+    ops,
+    losses,
+    { Tensor, nativeOf },
+    { VectorIndex },
+  ] = await Promise.all([
+    import('./helpers/encoder-e2e.mjs'),
+    import('../lib/model/bert.js'),
+    import('../lib/model/config.js'),
+    import('../lib/train/vocab.js'),
+    import('../lib/train/train.js'),
+    import('../lib/ops.js'),
+    import('../lib/losses.js'),
+    import('../lib/tensor.js'),
+    import('../lib/embed/search.js'),
+  ])
   const dir = mkdtempSync(join(tmpdir(), 'simcsepp-addon-fuzz-work-'))
   const lib = { BertModel, namedConfig, buildVocab, writeVocab } as Parameters<typeof microModel>[0]
   const words = 'the cat sat on a mat and dog ran far away from home with blue red green big small'.split(' ')
@@ -313,7 +473,7 @@ async function workload(): Promise<void> {
           maxLen: 9,
           evalEvery: 0,
           saveEvery: 0,
-          device: 'cpu',
+          device,
           precision,
           microBatch,
         })
@@ -322,12 +482,14 @@ async function workload(): Promise<void> {
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
-  // Ops and exports the training steps above do not call.
-  const r = (shape: number[], k = 1) =>
+  // Ops and exports the training steps above do not call (on the fuzz's device; rc: on the CPU).
+  const rc = (shape: number[], k = 1, on: 'cpu' | 'cuda' = 'cpu') =>
     Tensor.from(
       Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i * 0.7 + k)),
       shape,
+      on,
     )
+  const r = (shape: number[], k = 1) => rc(shape, k, device)
   const x = r([6, 8])
   ops.layerNormApply(r([6, 8]), x, r([6]), r([6], 5), r([8]), r([8], 4))
   ops.geluForward(r([6, 8]), x)
@@ -335,7 +497,7 @@ async function workload(): Promise<void> {
   ops.leadingColumns(r([6, 4]), x)
   ops.addLeadingColumns(r([6, 8]), r([6, 4]), 0.5)
   ops.scaleInplace(r([6, 8]), 0.5)
-  ops.linearInt8Forward(r([6, 5]), x, ops.int8PackWeight(r([5, 8], 2)), r([5]), null)
+  ops.linearInt8Forward(rc([6, 5]), rc([6, 8]), ops.int8PackWeight(rc([5, 8], 2)), rc([5]), null) // CPU only
   ops.poolMeanForward(r([2, 8]), r([2, 3, 8]), Int32Array.from([1, 1, 0, 1, 0, 0]))
   ops.poolMeanBackward(r([2, 3, 8]), r([2, 8]), Int32Array.from([1, 1, 0, 1, 0, 0]))
   ops.gradSumSquares(r([40]))
@@ -346,19 +508,23 @@ async function workload(): Promise<void> {
   const [n1, n2, n0] = [r([4, 8]), r([4, 8], 2), r([4, 8], 3)].map((v) => nativeOf(v, 'arg'))
   const [g1, g2, g0] = [r([4, 8]), r([4, 8]), r([4, 8])].map((v) => nativeOf(v, 'arg'))
   addon.offDropoutUnfused(n1, n2, n0, 0.05, 1, g1, g2, g0)
-  addon.offDropoutWorkspaceBytes(4, 8, 'cpu')
+  addon.offDropoutWorkspaceBytes(4, 8, device)
   addon.gemm(nativeOf(r([4, 5]), 'arg'), nativeOf(r([4, 8]), 'arg'), nativeOf(r([5, 8]), 'arg'), false, true, 1, 0, false)
-  addon.gemm(nativeOf(r([4, 5]), 'arg'), nativeOf(r([4, 8]), 'arg'), nativeOf(r([5, 8]), 'arg'), false, true, 1, 0, false, 'bf16')
+  const [c, a, b] = [rc([4, 5]), rc([4, 8]), rc([5, 8])].map((v) => nativeOf(v, 'arg'))
+  addon.gemm(c, a, b, false, true, 1, 0, false, 'bf16') // CPU only
   addon.philox4x32(1, 2, 3, 4, 5, 6)
   addon.attentionTakesBf16(32, 64)
   addon.attentionFormsProbs(32, 64)
   addon.int8Kernel()
-  addon.backendOps('cpu')
+  addon.backendOps(device)
   addon.tensorMemory()
   addon.bf16Counters()
   addon.gemmInfo()
   addon.cudaStatus()
-  addon.unitRows(nativeOf(r([4, 8]), 'arg'))
-  addon.searchTopK(nativeOf(r([10, 8]), 'arg'), new Float32Array(16), 3, 0, 10, new Float32Array(6), new Int32Array(6))
+  addon.unitRows(nativeOf(rc([4, 8]), 'arg')) // CPU only
+  addon.searchTopK(nativeOf(rc([10, 8]), 'arg'), new Float32Array(16), 3, 0, 10, new Float32Array(6), new Int32Array(6))
   addon.hammingTopK(new Uint8Array(40), 4, new Uint8Array(8), 5, 0, 10, new Float32Array(10), new Int32Array(10))
+  const index = VectorIndex.from(rc([10, 8], 3).toFloat32Array(), 8, { device })
+  index.search(rc([2, 8], 4).toFloat32Array(), { topK: 3 })
+  index.dispose()
 }
