@@ -9,7 +9,8 @@
 // 1e30 or off by one; a bigint (the dropout offsets) at -1, 0, 2^63, 2^64 - 1, +-2^64, off by one or as a number; a
 // value of another type; and an argument too many. Each call must return or throw an Error
 // with a message. The child writes each call to a trace file before making it, so a crash names its call.
-// Every export is either fuzzed or listed in NOT_FUZZED with the reason, so a new export is not missed.
+// Every export is either fuzzed or listed in NOT_FUZZED with the reason (CUDA_ONLY too, on the CPU), so a new export is
+// not missed.
 // Each recorded call replayed unchanged must run, so that the mutations test the binding and not the replay.
 // With CUDA (the host emulator in CI, or a GPU), the workload trains on 'cuda' and the replays build their tensors
 // there. No call may make a kernel fault (the emulator runs each launch when it is made, so the fault is reported by
@@ -28,11 +29,6 @@ import { addon } from '../lib/native.js'
 const NOT_FUZZED: Record<string, string> = {
   NativeTensor: 'a class: its constructor and methods have a section of their own below',
   numThreads: "changes the process's thread pool for the calls after it",
-  cudaTimerMark: "the benchmarks' timers (bench step --profile), not called by training",
-  cudaTimerElapsed: 'a benchmark timer',
-  cudaTimerReset: 'a benchmark timer',
-  cudaKernelProfileStart: 'a benchmark profiler',
-  cudaKernelProfileStop: 'a benchmark profiler',
   distInit: 'starts MPI or NCCL for the whole process (test/distributed-native.test.ts checks its arguments)',
   distAllReduceSum: 'needs distInit first',
   distAllGather: 'needs distInit first',
@@ -47,6 +43,15 @@ const NOT_FUZZED: Record<string, string> = {
   graphLaunch: 'step graphs',
   graphResults: 'step graphs',
   graphSessionFree: 'step graphs',
+}
+
+/** Exports fuzzed only with CUDA: the CPU build refuses them before reading an argument. */
+const CUDA_ONLY = ['cudaTimerMark', 'cudaTimerElapsed', 'cudaTimerReset', 'cudaKernelProfileStart', 'cudaKernelProfileStop']
+
+/** What the fuzz on `device` leaves out, and why. */
+function notFuzzed(device: 'cpu' | 'cuda'): Record<string, string> {
+  if (device === 'cuda') return NOT_FUZZED
+  return { ...NOT_FUZZED, ...Object.fromEntries(CUDA_ONLY.map((k) => [k, "CUDA only (the benchmarks' timers and profiler)"])) }
 }
 
 /** The CUDA runtime's messages for a kernel's fault (the emulator's too): an illegal or misaligned access, a trap. */
@@ -117,12 +122,12 @@ if (process.env[childFlag]) {
     t.ok(got.tensorCalls > 300, `${got.tensorCalls} NativeTensor constructions and method calls`)
     const exported = Object.keys(addon).filter((k) => typeof (addon as unknown as Record<string, unknown>)[k] === 'function')
     t.same(
-      exported.filter((k) => !got.fuzzed.includes(k) && !(k in NOT_FUZZED)),
+      exported.filter((k) => !got.fuzzed.includes(k) && !(k in notFuzzed(fuzzDevice))),
       [],
       'every export is fuzzed or listed in NOT_FUZZED',
     )
     t.same(
-      Object.keys(NOT_FUZZED).filter((k) => got.fuzzed.includes(k) || !exported.includes(k)),
+      Object.keys(notFuzzed(fuzzDevice)).filter((k) => got.fuzzed.includes(k) || !exported.includes(k)),
       [],
       'NOT_FUZZED lists only exports that are not fuzzed',
     )
@@ -171,7 +176,7 @@ async function fuzz(tracePath: string, device: 'cpu' | 'cuda'): Promise<FuzzResu
   const originals = new Map<string, (...args: unknown[]) => unknown>()
   for (const name of Object.keys(raw)) {
     const f = raw[name]
-    if (typeof f !== 'function' || name === 'NativeTensor' || name in NOT_FUZZED) continue
+    if (typeof f !== 'function' || name === 'NativeTensor' || name in notFuzzed(device)) continue
     originals.set(name, f)
     raw[name] = function (this: unknown, ...args: unknown[]) {
       const calls = recorded.get(name) ?? new Map<string, Described[]>()
@@ -524,6 +529,17 @@ async function workload(device: 'cpu' | 'cuda'): Promise<void> {
   addon.unitRows(nativeOf(rc([4, 8]), 'arg')) // CPU only
   addon.searchTopK(nativeOf(rc([10, 8]), 'arg'), new Float32Array(16), 3, 0, 10, new Float32Array(6), new Int32Array(6))
   addon.hammingTopK(new Uint8Array(40), 4, new Uint8Array(8), 5, 0, 10, new Float32Array(10), new Int32Array(10))
+  if (device === 'cuda') {
+    // The benchmarks' GPU timers and kernel profile around a product (lib/bench/op-profile.ts's calls).
+    addon.cudaTimerReset()
+    const before = addon.cudaTimerMark()
+    addon.cudaKernelProfileStart()
+    addon.gemm(nativeOf(r([4, 5]), 'arg'), nativeOf(r([4, 8]), 'arg'), nativeOf(r([5, 8]), 'arg'), false, true, 1, 0, false)
+    addon.cudaKernelProfileStop()
+    addon.cudaTimerMark()
+    // (from the first marker to itself: a replay after a reset has recorded one marker again)
+    addon.cudaTimerElapsed(before, before)
+  }
   const index = VectorIndex.from(rc([10, 8], 3).toFloat32Array(), 8, { device })
   index.search(rc([2, 8], 4).toFloat32Array(), { topK: 3 })
   index.dispose()
