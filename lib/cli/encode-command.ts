@@ -6,6 +6,7 @@ import { ENCODER_PRECISION_REQUESTS } from '../model/precision.js'
 import { num, oneOf, parseFlags, UsageError } from './args.js'
 import { encodeUsage } from './help.js'
 import { ENCODE_FORMATS, encodeLine, encodeProgressBar } from './encode-output.js'
+import { resolveModelFlag } from './hub-download.js'
 import { quantizationRanges, quantizeEmbeddings, type QuantizationRanges } from '../embed/quantize.js'
 
 export const encoderFlags = {
@@ -22,7 +23,7 @@ export const encoderFlags = {
 /** The encoder the flags ask for; a --max-len beyond the model's positions is noted on stderr (it is clamped). */
 export async function loadEncoder(v: Record<string, string | boolean | string[] | undefined>): Promise<SentenceEncoder> {
   const maxLength = num('max-len', v['max-len'] as string | undefined, { int: true, min: 3 })
-  const enc = await SentenceEncoder.load(v.model as string, {
+  const enc = await SentenceEncoder.load(await resolveModelFlag(v.model as string), {
     device: oneOf('device', v.device as string | undefined, DEVICE_REQUESTS),
     precision: oneOf('precision', v.precision as string | undefined, ENCODER_PRECISION_REQUESTS),
     pooling: oneOf('pooling', v.pooling as string | undefined, ['cls', 'mean'] as const),

@@ -1,6 +1,8 @@
 // `simcsepp export --format onnx`: a thin layer over exportOnnx (lib/export/export-onnx.ts).
-import { resolve } from 'node:path'
+import { basename, resolve } from 'node:path'
 import { exportOnnx } from '../export/export-onnx.js'
+import { isHubModelId } from '../hub/hub-model.js'
+import { resolveModelFlag } from './hub-download.js'
 import { num, oneOf, parseFlags, UsageError } from './args.js'
 import { exportUsage } from './help.js'
 
@@ -22,9 +24,11 @@ export async function exportCommand(argv: string[]): Promise<void> {
   if (!values.format) throw new UsageError('export: --format is required (onnx)')
   oneOf('format', values.format, ['onnx'] as const)
   if (!values.model) throw new UsageError('export: --model DIR is required')
-  // Beside the model by default (never inside it: the model's own files stay as they are).
-  const out = values.out ?? `${resolve(values.model)}-onnx` // `--model .` too: the folder's own name
-  const r = await exportOnnx(values.model, out, {
+  // Beside the model by default (never inside it: the model's own files stay as they are); a Hub model's, in the
+  // working folder under its name.
+  const hub = isHubModelId(values.model)
+  const out = values.out ?? (hub ? `${basename(values.model.split('@')[0])}-onnx` : `${resolve(values.model)}-onnx`) // `--model .` too
+  const r = await exportOnnx(await resolveModelFlag(values.model), out, {
     pooling: oneOf('pooling', values.pooling, ['cls', 'mean'] as const),
     normalize: values.normalize,
     maxLength: num('max-len', values['max-len'], { int: true, min: 3 }),

@@ -173,6 +173,9 @@ export const COMMAND_USAGE: Record<string, string> = {
 export const usage = `simcsepp: SimCSE++ sentence-embedding training on CUDA and CPU
 
 Usage: simcsepp COMMAND [options]   (simcsepp COMMAND --help: that command's usage; simcsepp --version)
+A --model or --teacher that is no folder here is a Hugging Face Hub id (org/name[@revision]): the model is
+downloaded into huggingface_hub's cache once (HF_HOME, HF_HUB_CACHE, HF_TOKEN, HF_ENDPOINT; HF_HUB_OFFLINE=1: the
+cache only).
 
 ${Object.values(COMMAND_USAGE).join('\n')}`
 

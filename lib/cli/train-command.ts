@@ -13,6 +13,7 @@ import { MATRYOSHKA_WEIGHT_MAX } from '../train/matryoshka-options.js'
 import { demoCommand } from './demo-command.js'
 import { TrainingDisplay } from './train-display.js'
 import { resumeOptions } from '../train/resume-options.js'
+import { resolveModelFlag } from './hub-download.js'
 
 export const trainUsage = `simcsepp train [options]
   With no options: the demo (a tiny model trained from scratch with SimCSE++ on WordNet's example
@@ -139,7 +140,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     return
   }
   const options: TrainOptions = {
-    model: values.model,
+    model: await resolveModelFlag(values.model),
     config: oneOf('config', values.config, ['tiny', 'mini', 'small', 'base'] as const),
     tokenizer: values.tokenizer,
     data: oneOrEach(values.data)!,
@@ -152,7 +153,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     queryPrompt: oneOrEach(values['query-prompt']),
     documentPrompt: oneOrEach(values['document-prompt']),
     objective: oneOrEach(values.objective?.map((v) => oneOf('objective', v, OBJECTIVES)!)),
-    teacher: values.teacher,
+    teacher: await resolveModelFlag(values.teacher),
     temperature: num('temperature', values.temperature, R.temperature),
     posScale: num('pos-scale', values['pos-scale'], R.posScale),
     dclWeight: num('dcl-weight', values['dcl-weight'], R.dclWeight),

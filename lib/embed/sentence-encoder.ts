@@ -21,6 +21,7 @@ import { LangChainEmbeddings } from './langchain.js'
 import { cosineMatrix, VectorIndex, type SearchResult, type VectorsInput } from './search.js'
 import { BinaryIndex, type BinarySearchOptions } from './binary-index.js'
 import { ROLE_PROMPTS } from './role-prompts.js'
+import { resolveModel } from '../hub/hub-model.js'
 
 export type { Pooling } from '../model/bert.js'
 export type EncoderDevice = DeviceRequest
@@ -186,7 +187,8 @@ export class SentenceEncoder {
 
   /**
    * Loads a model directory (config.json, model.safetensors, tokenizer.json or vocab.txt) into a worker
-   * thread. A sentence-transformers folder of either layout loads: the model files at the top, or in the
+   * thread; or a Hugging Face Hub id ('org/name', 'org/name@revision') where no such folder exists, from
+   * huggingface_hub's cache, downloading the model into it when missing (lib/hub/hub-model.ts). A sentence-transformers folder of either layout loads: the model files at the top, or in the
    * Transformer module's folder that modules.json names (0_BERT/ and the like, sentence-transformers < 1.0).
    */
   static async load(dir: string, options: SentenceEncoderOptions = {}): Promise<SentenceEncoder> {
@@ -214,7 +216,8 @@ export class SentenceEncoder {
     if (truncateOption !== undefined && truncateOption !== null && (!Number.isSafeInteger(truncateOption) || truncateOption < 1))
       fail(`load: truncateDim must be a positive integer or null, got ${JSON.stringify(truncateOption)}`)
 
-    const abs = resolve(dir)
+    // A Hugging Face Hub id: its snapshot in huggingface_hub's cache, downloaded where missing (lib/hub/hub-model.ts).
+    const abs = resolve(await resolveModel(dir))
     await checkDirectory(abs)
     // The transformer's files are at the top (current layout) or in the folder modules.json names for
     // its Transformer module (older layout: 0_BERT/ and the like).

@@ -27,6 +27,7 @@ import { modernBertGraph } from './modernbert-graph.js'
 import { modelWriter } from './onnx-model.js'
 import { writeProtoFile } from './write-proto-file.js'
 import type { WeightStorage } from './graph-builder.js'
+import { resolveModel } from '../hub/hub-model.js'
 
 export interface ExportOnnxOptions {
   /** Sentence vector of the sentence_embedding output. Default: the directory's pooling, else 'cls'. */
@@ -73,6 +74,7 @@ export async function exportOnnx(model: string, out: string, options: ExportOnnx
   if (typeof model !== 'string' || !model) fail(`expected a model directory path, got ${JSON.stringify(model)}`)
   if (typeof out !== 'string' || !out) fail(`expected an output folder path, got ${JSON.stringify(out)}`)
   checkOptions(options)
+  model = await resolveModel(model) // a Hugging Face Hub id: its cached snapshot (lib/hub/hub-model.ts)
   const overwrite = options.overwrite ?? false
   refuseFullOutDir(out, overwrite) // before the minutes a large model takes, not after
   const dir = resolve(model)

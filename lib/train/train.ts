@@ -46,9 +46,18 @@ import { readSentenceTransformersConfig } from '../embed/sentence-transformers-c
 import type { InheritedSettings } from './sentence-transformers.js'
 import { rolePrefixText } from '../embed/role-prompts.js'
 import { startDistributed, type Communicator } from '../distributed/communicator.js'
+import { resolveModel } from '../hub/hub-model.js'
 
 export type { TrainOptions } from './options.js'
 export type { EvalInfo, StepInfo, TrainHooks, TrainResult } from './events.js'
+
+/** The options with `model` and `teacher` given as Hugging Face Hub ids resolved to their cached snapshots (downloaded where missing). */
+async function withHubModels(options: TrainOptions): Promise<TrainOptions> {
+  if (!options || typeof options !== 'object') return options
+  const model = typeof options.model === 'string' ? await resolveModel(options.model) : options.model
+  const teacher = typeof options.teacher === 'string' ? await resolveModel(options.teacher) : options.teacher
+  return model === options.model && teacher === options.teacher ? options : { ...options, model, teacher }
+}
 
 /** One dataset of a run: its options (forDataset), reader, batch size and views; its step and stream once made. */
 interface RunDataset {
@@ -61,7 +70,7 @@ interface RunDataset {
 }
 
 export async function train(options: TrainOptions, hooks: TrainHooks = {}): Promise<TrainResult> {
-  const o = resolveTrainOptions(await withBasePooling(await withDataFormat(options)))
+  const o = resolveTrainOptions(await withBasePooling(await withDataFormat(await withHubModels(options))))
   const comm = startDistributed(o.distributed)
   if (comm && comm.size > 1) {
     try {

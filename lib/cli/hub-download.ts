@@ -1,0 +1,25 @@
+// A command's --model (or --teacher) given as a Hugging Face Hub id: resolved to its cached snapshot before the
+// command runs, with the download's progress on stderr (one bar per file of a megabyte or more, in MB).
+import { isHubModelId, resolveModel } from '../hub/hub-model.js'
+import { ProgressBar } from './progress.js'
+
+/** The folder `ref` names: itself, or a Hub model's snapshot (downloaded with progress where the cache lacks it). */
+export async function resolveModelFlag(ref: string): Promise<string>
+export async function resolveModelFlag(ref: string | undefined): Promise<string | undefined>
+export async function resolveModelFlag(ref: string | undefined): Promise<string | undefined> {
+  if (ref === undefined || !isHubModelId(ref)) return ref
+  let bar: ProgressBar | null = null
+  let file = ''
+  const dir = await resolveModel(ref, {
+    onProgress: ({ file: f, bytes, total }) => {
+      if (f !== file) {
+        bar?.finish()
+        file = f
+        bar = total >= 1 << 20 ? new ProgressBar({ total: Math.ceil(total / 1e6), stream: process.stderr, unit: `MB ${f}` }) : null
+      }
+      bar?.update(Math.floor(bytes / 1e6))
+    },
+  })
+  ;(bar as ProgressBar | null)?.finish()
+  return dir
+}

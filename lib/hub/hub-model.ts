@@ -1,0 +1,222 @@
+// Models named by their Hugging Face Hub id ('sentence-transformers/all-MiniLM-L6-v2', 'BAAI/bge-small-en-v1.5@main'):
+// resolved to a folder of huggingface_hub's cache, downloaded into it when missing, so that Python and Node share one
+// cache. The cache's layout is huggingface_hub's (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub):
+//   models--{org}--{name}/refs/{revision}          the commit the revision pointed at, as text
+//   models--{org}--{name}/blobs/{etag}             each file's bytes once (etag: the LFS sha256, else the git blob id)
+//   models--{org}--{name}/snapshots/{commit}/{path} a symbolic link to ../../blobs/{etag} (a copy where links fail)
+// Online, a revision is looked up on the Hub (`GET {endpoint}/api/models/{id}/revision/{revision}?blobs=true`: the
+// commit and each file's etag) and the files the snapshot lacks are downloaded (`GET {endpoint}/{id}/resolve/{commit}/
+// {path}`), each into blobs/{etag}.incomplete, checked (size; sha256 for LFS files) and renamed, so an interrupted
+// download leaves no partial file under a real name. Offline (HF_HUB_OFFLINE=1), or when the Hub cannot be reached,
+// the snapshot the cache's ref names is used as it is. Weights of other frameworks are not downloaded (ONNX, TF, Flax,
+// OpenVINO, GGUF, ...), nor PyTorch pickles beside safetensors.
+import { createHash } from 'node:crypto'
+import { createWriteStream, existsSync, readFileSync, statSync } from 'node:fs'
+import { copyFile, mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { dirname, join, relative } from 'node:path'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import type { ReadableStream as WebReadableStream } from 'node:stream/web'
+
+export interface HubOptions {
+  /** Branch, tag or commit (default: the id's `@revision`, else 'main'). */
+  revision?: string
+  /** The cache folder (default: HF_HUB_CACHE, HF_HOME/hub, XDG_CACHE_HOME/huggingface/hub, ~/.cache/huggingface/hub). */
+  cacheDir?: string
+  /** An access token for private and gated models (default: HF_TOKEN, else the token `huggingface-cli login` saved). */
+  token?: string
+  /** The Hub's address (default: HF_ENDPOINT, else https://huggingface.co). */
+  endpoint?: string
+  /** Use the cache only (default: HF_HUB_OFFLINE=1). */
+  offline?: boolean
+  /** Each file as it starts downloading, then its bytes as they arrive. */
+  onProgress?: (p: { file: string; bytes: number; total: number }) => void
+  env?: NodeJS.ProcessEnv
+}
+
+/** One file of a Hub revision: its path, size and the name of its blob in the cache. */
+interface HubFile {
+  path: string
+  size: number
+  etag: string
+  sha256?: string
+}
+
+const ID = /^[A-Za-z0-9][\w.-]*(\/[A-Za-z0-9][\w.-]*)?(@[\w./-]+)?$/
+
+/**
+ * Whether `ref` names a Hub model rather than a folder: 'org/name' or 'name', optionally '@revision', and no folder of
+ * that name exists here.
+ */
+export function isHubModelId(ref: string): boolean {
+  return typeof ref === 'string' && ID.test(ref) && !ref.includes('..') && !existsSync(ref.split('@')[0]) && !existsSync(ref)
+}
+
+/** huggingface_hub's cache folder for `env`. */
+export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE
+  if (env.HF_HOME) return join(env.HF_HOME, 'hub')
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'huggingface', 'hub')
+}
+
+/**
+ * The folder of `ref`: `ref` itself unless it is a Hub model id (isHubModelId), else that model's snapshot in the cache,
+ * downloaded first where the cache lacks it.
+ */
+export async function resolveModel(ref: string, options: HubOptions = {}): Promise<string> {
+  if (!isHubModelId(ref)) return ref
+  const env = options.env ?? process.env
+  const [id, atRevision] = ref.split('@')
+  const revision = options.revision ?? atRevision ?? 'main'
+  const repo = join(options.cacheDir ?? hubCacheDir(env), `models--${id.replace(/\//g, '--')}`)
+  const cached = cachedSnapshot(repo, revision)
+  const offline = options.offline ?? ['1', 'true', 'yes', 'on'].includes((env.HF_HUB_OFFLINE ?? '').toLowerCase())
+  if (offline) {
+    if (cached) return cached
+    throw new Error(`${ref}: not in the Hugging Face cache (${repo}), and HF_HUB_OFFLINE is set: download it once online`)
+  }
+  const endpoint = (options.endpoint ?? env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '')
+  const token = options.token ?? env.HF_TOKEN ?? savedToken(env)
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {}
+  let info: { commit: string; files: HubFile[] }
+  try {
+    info = await revisionInfo(endpoint, id, revision, headers)
+  } catch (e) {
+    // Unreachable (no network, a proxy, a timeout): the cache's snapshot, as huggingface_hub falls back to it.
+    if (!(e as { unreachable?: boolean }).unreachable) throw e
+    if (cached) return cached
+    throw new Error(`${ref}: no folder of that name here, and ${(e as Error).message}`)
+  }
+  const snapshot = join(repo, 'snapshots', info.commit)
+  for (const f of info.files.filter((f, _, all) => wanted(f.path, all))) {
+    const link = join(snapshot, f.path)
+    if (existsSync(link)) continue
+    const blob = join(repo, 'blobs', f.etag)
+    if (!existsSync(blob)) await download(`${endpoint}/${id}/resolve/${info.commit}/${encodePath(f.path)}`, blob, f, headers, options)
+    await mkdir(dirname(link), { recursive: true })
+    // (where links cannot be made, a copy; a link another process made meanwhile is kept: a copy onto it would
+    // truncate the blob it points at)
+    await symlink(relative(dirname(link), blob), link).catch(async (e) => {
+      if (!existsSync(link)) await copyFile(blob, link).catch(() => Promise.reject(e))
+    })
+  }
+  if (info.commit !== revision) {
+    await mkdir(join(repo, 'refs'), { recursive: true })
+    await writeFile(join(repo, 'refs', revision), info.commit)
+  }
+  await mkdir(snapshot, { recursive: true })
+  return snapshot
+}
+
+/** The snapshot folder the cache holds for `revision` (a commit, or a ref naming one), or null. */
+function cachedSnapshot(repo: string, revision: string): string | null {
+  const refFile = join(repo, 'refs', revision)
+  const commit = existsSync(refFile) ? readFileSync(refFile, 'utf8').trim() : revision
+  const dir = join(repo, 'snapshots', commit)
+  return /^[0-9a-f]{40}$/.test(commit) && existsSync(dir) ? dir : null
+}
+
+/** The token `huggingface-cli login` saved (HF_TOKEN_PATH, else HF_HOME/token, else ~/.cache/huggingface/token). */
+function savedToken(env: NodeJS.ProcessEnv): string | undefined {
+  const file = env.HF_TOKEN_PATH ?? join(env.HF_HOME ?? join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'huggingface'), 'token')
+  try {
+    return readFileSync(file, 'utf8').trim() || undefined
+  } catch {
+    return undefined
+  }
+}
+
+const OTHER_FRAMEWORKS = /(^|\/)(onnx|openvino|coreml|tflite)\/|\.(h5|msgpack|ot|onnx|onnx_data|gguf|tflite|mlmodel|pb|ckpt|pt|pth)$/i
+
+/** Whether a file of the revision is downloaded: not another framework's weights, nor a pickle beside safetensors. */
+function wanted(path: string, all: HubFile[]): boolean {
+  if (OTHER_FRAMEWORKS.test(path) || path === '.gitattributes') return false
+  if (/(^|\/)pytorch_model[^/]*\.bin(\.index\.json)?$/.test(path)) {
+    const folder = path.includes('/') ? path.slice(0, path.lastIndexOf('/') + 1) : ''
+    return !all.some((f) => f.path.startsWith(folder) && !f.path.slice(folder.length).includes('/') && f.path.endsWith('.safetensors'))
+  }
+  return true
+}
+
+function encodePath(path: string): string {
+  return path.split('/').map(encodeURIComponent).join('/')
+}
+
+/** An Error for an HTTP failure of `what`, saying what to do. */
+function httpError(what: string, status: number, id: string): Error {
+  if (status === 401 || status === 403)
+    return new Error(`${what}: HTTP ${status}: '${id}' is private or gated: accept its terms on the Hub and set HF_TOKEN`)
+  if (status === 404) return new Error(`${what}: HTTP 404: no model '${id}' on the Hub at that revision (and no folder of that name here)`)
+  return new Error(`${what}: HTTP ${status}`)
+}
+
+/** fetch, its network failures marked `unreachable`. */
+async function get(url: string, headers: Record<string, string>): Promise<Response> {
+  try {
+    return await fetch(url, { headers, redirect: 'follow' })
+  } catch (e) {
+    // (fetch's own message is 'fetch failed'; its cause says why: ENOTFOUND, ECONNREFUSED, possibly inside an
+    // AggregateError of the addresses tried)
+    type Cause = { code?: string; message?: string; errors?: Cause[] }
+    const cause = (e as Error).cause as Cause | undefined
+    const why = cause?.code ?? cause?.errors?.[0]?.code ?? cause?.message ?? (e as Error).message
+    const err = new Error(`the Hugging Face Hub could not be reached (${url}: ${why}); HF_HUB_OFFLINE=1 uses the cache only`)
+    ;(err as Error & { unreachable: boolean }).unreachable = true
+    throw err
+  }
+}
+
+async function revisionInfo(endpoint: string, id: string, revision: string, headers: Record<string, string>) {
+  const url = `${endpoint}/api/models/${id}/revision/${encodeURIComponent(revision)}?blobs=true`
+  const res = await get(url, headers)
+  if (!res.ok) throw httpError(`${id}@${revision}`, res.status, id)
+  const body = (await res.json()) as {
+    sha?: string
+    siblings?: { rfilename: string; size?: number; blobId?: string; lfs?: { sha256: string; size: number } }[]
+  }
+  if (typeof body.sha !== 'string' || !/^[0-9a-f]{40}$/.test(body.sha) || !Array.isArray(body.siblings))
+    throw new Error(`${url}: not a Hub model description (no commit or file list)`)
+  const files: HubFile[] = []
+  for (const s of body.siblings) {
+    const etag = s.lfs?.sha256 ?? s.blobId
+    if (
+      typeof s.rfilename !== 'string' ||
+      typeof etag !== 'string' ||
+      !/^[0-9a-f]{40,64}$/.test(etag) ||
+      s.rfilename.split('/').includes('..')
+    )
+      throw new Error(`${url}: a file entry without a usable name or blob id: ${JSON.stringify(s).slice(0, 200)}`)
+    files.push({ path: s.rfilename, size: s.lfs?.size ?? s.size ?? -1, etag, sha256: s.lfs?.sha256 })
+  }
+  return { commit: body.sha, files }
+}
+
+/** One file into `blob`, through blob.{pid}.incomplete: its size and (LFS) sha256 checked before the rename. */
+async function download(url: string, blob: string, f: HubFile, headers: Record<string, string>, o: HubOptions): Promise<void> {
+  await mkdir(dirname(blob), { recursive: true })
+  const part = `${blob}.${process.pid}.incomplete`
+  const res = await get(url, headers)
+  if (!res.ok || !res.body) throw httpError(`${url}`, res.status, url)
+  const total = f.size >= 0 ? f.size : Number(res.headers.get('content-length') ?? -1)
+  const hash = createHash('sha256')
+  let bytes = 0
+  o.onProgress?.({ file: f.path, bytes: 0, total })
+  const body = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>)
+  body.on('data', (chunk: Buffer) => {
+    bytes += chunk.length
+    if (f.sha256) hash.update(chunk)
+    o.onProgress?.({ file: f.path, bytes, total })
+  })
+  try {
+    await pipeline(body, createWriteStream(part))
+    if (f.size >= 0 && statSync(part).size !== f.size)
+      throw new Error(`${url}: received ${statSync(part).size} bytes of ${f.size} (the download was cut short); run again`)
+    if (f.sha256 && hash.digest('hex') !== f.sha256)
+      throw new Error(`${url}: the downloaded bytes do not have the sha256 the Hub lists; run again`)
+    await rename(part, blob)
+  } catch (e) {
+    await rm(part, { force: true })
+    throw e
+  }
+}
