@@ -2,6 +2,7 @@
 // URLs, serving a tiny saved model. The cache must have huggingface_hub's layout, downloads must be checked and
 // atomic, the cache must serve later loads (offline, or with the Hub unreachable), and the errors must say what to do.
 import t from 'tap'
+import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
@@ -11,6 +12,7 @@ import { join, relative } from 'node:path'
 import { hubCacheDir, isHubModelId, resolveModel } from '../lib/hub/hub-model.js'
 import { SentenceEncoder } from '../lib/embed/sentence-encoder.js'
 import { saveTinyModel, sentences, writePoolingConfig } from './helpers/encoder-tiny-model.js'
+import { cli, jsonVectors, needsCli } from './helpers/train-corpus.js'
 
 const COMMIT = 'c0ffee'.padEnd(40, '7')
 const work = mkdtempSync(join(tmpdir(), 'simcsepp-hub-'))
@@ -201,4 +203,53 @@ t.test('a download cut short or corrupted: an Error, no blob, no partial file; t
   hub.served.set(weights, good)
   const dir = await resolveModel('org/tiny', { env, cacheDir: fresh })
   t.same(readFileSync(join(dir, weights)), good, 'the next run downloads it whole')
+})
+
+t.test("the CLI: encode --model org/tiny gives the folder's vectors; train --model org/tiny records the snapshot", needsCli, async (t) => {
+  const fresh = { ...process.env, HF_ENDPOINT: hub.url, HF_HUB_CACHE: join(work, 'cache-cli') }
+  // (not spawnSync: the stand-in Hub answers from this process's event loop)
+  const run = (args: string[]) =>
+    new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [cli, ...args], { env: fresh })
+      let [stdout, stderr] = ['', '']
+      child.stdout.on('data', (b: Buffer) => (stdout += b))
+      child.stderr.on('data', (b: Buffer) => (stderr += b))
+      child.on('close', (status) => resolve({ status, stdout, stderr }))
+    })
+  const texts = sentences(3)
+  const byId = await run(['encode', '--model', 'org/tiny', '--device', 'cpu', ...texts])
+  t.equal(byId.status, 0, byId.stderr)
+  const byFolder = await run(['encode', '--model', modelDir, '--device', 'cpu', ...texts])
+  t.same(
+    jsonVectors(byId.stdout).map((v) => Array.from(v)),
+    jsonVectors(byFolder.stdout).map((v) => Array.from(v)),
+    'the same vectors',
+  )
+  const data = join(work, 'train.txt')
+  writeFileSync(data, sentences(16).join('\n') + '\n')
+  const out = join(work, 'run-from-hub')
+  const r = await run([
+    'train',
+    '--model',
+    'org/tiny',
+    '--data',
+    data,
+    '--steps',
+    '1',
+    '--batch-size',
+    '4',
+    '--max-len',
+    '12',
+    '--eval-every',
+    '0',
+    '--out',
+    out,
+  ])
+  t.equal(r.status, 0, r.stderr.slice(-2000))
+  const args = JSON.parse(readFileSync(join(out, 'run', 'training_args.json'), 'utf8')) as { model: string }
+  t.equal(
+    args.model,
+    join(work, 'cache-cli', 'models--org--tiny', 'snapshots', COMMIT),
+    'the run names the snapshot (a resume needs no network)',
+  )
 })
