@@ -175,6 +175,14 @@ t.test('private or missing models: the HTTP status and what to do; the token is 
   } finally {
     hub.status = undefined
   }
+  // A file the revision lists but the Hub does not serve (a gated model's files answer 401 or 403 so).
+  const gated = join(work, 'cache-gated')
+  hub.served.delete('config.json')
+  try {
+    await t.rejects(resolveModel('org/tiny', { env, cacheDir: gated }), /^org\/tiny: config\.json: HTTP 404$/)
+  } finally {
+    hub.served.set('config.json', published.get('config.json')!)
+  }
   const home = join(work, 'hf-home')
   mkdirSync(home)
   writeFileSync(join(home, 'token'), 'hf_saved\n')

@@ -93,7 +93,7 @@ export async function resolveModel(ref: string, options: HubOptions = {}): Promi
     const link = join(snapshot, f.path)
     if (existsSync(link)) continue
     const blob = join(repo, 'blobs', f.etag)
-    if (!existsSync(blob)) await download(`${endpoint}/${id}/resolve/${info.commit}/${encodePath(f.path)}`, blob, f, headers, options)
+    if (!existsSync(blob)) await download(id, `${endpoint}/${id}/resolve/${info.commit}/${encodePath(f.path)}`, blob, f, headers, options)
     await mkdir(dirname(link), { recursive: true })
     // (where links cannot be made, a copy; a link another process made meanwhile is kept: a copy onto it would
     // truncate the blob it points at)
@@ -144,10 +144,11 @@ function encodePath(path: string): string {
 }
 
 /** An Error for an HTTP failure of `what`, saying what to do. */
-function httpError(what: string, status: number, id: string): Error {
+function httpError(what: string, status: number, id: string, file = false): Error {
   if (status === 401 || status === 403)
     return new Error(`${what}: HTTP ${status}: '${id}' is private or gated: accept its terms on the Hub and set HF_TOKEN`)
-  if (status === 404) return new Error(`${what}: HTTP 404: no model '${id}' on the Hub at that revision (and no folder of that name here)`)
+  if (status === 404 && !file)
+    return new Error(`${what}: HTTP 404: no model '${id}' on the Hub at that revision (and no folder of that name here)`)
   return new Error(`${what}: HTTP ${status}`)
 }
 
@@ -193,11 +194,12 @@ async function revisionInfo(endpoint: string, id: string, revision: string, head
 }
 
 /** One file into `blob`, through blob.{pid}.incomplete: its size and (LFS) sha256 checked before the rename. */
-async function download(url: string, blob: string, f: HubFile, headers: Record<string, string>, o: HubOptions): Promise<void> {
+async function download(id: string, url: string, blob: string, f: HubFile, headers: Record<string, string>, o: HubOptions): Promise<void> {
   await mkdir(dirname(blob), { recursive: true })
   const part = `${blob}.${process.pid}.incomplete`
   const res = await get(url, headers)
-  if (!res.ok || !res.body) throw httpError(`${url}`, res.status, url)
+  // (a gated model's description is public, its files are not: 401 or 403 here)
+  if (!res.ok || !res.body) throw httpError(`${id}: ${f.path}`, res.status, id, true)
   const total = f.size >= 0 ? f.size : Number(res.headers.get('content-length') ?? -1)
   const hash = createHash('sha256')
   let bytes = 0
