@@ -209,8 +209,18 @@ t.test('a download cut short or corrupted: an Error, no blob, no partial file; t
     'no partial file, no blob',
   )
   hub.served.set(weights, good)
-  const dir = await resolveModel('org/tiny', { env, cacheDir: fresh })
+  const progress: { file: string; bytes: number; total: number }[] = []
+  const dir = await resolveModel('org/tiny', { env, cacheDir: fresh, onProgress: (p) => void progress.push(p) })
   t.same(readFileSync(join(dir, weights)), good, 'the next run downloads it whole')
+  const mine = progress.filter((p) => p.file === weights)
+  t.same(
+    [mine[0], mine[mine.length - 1]],
+    [
+      { file: weights, bytes: 0, total: good.length },
+      { file: weights, bytes: good.length, total: good.length },
+    ],
+    'progress from 0 to every byte',
+  )
 })
 
 t.test("the CLI: encode --model org/tiny gives the folder's vectors; train --model org/tiny records the snapshot", needsCli, async (t) => {

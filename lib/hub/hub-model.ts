@@ -204,14 +204,17 @@ async function download(id: string, url: string, blob: string, f: HubFile, heade
   const hash = createHash('sha256')
   let bytes = 0
   o.onProgress?.({ file: f.path, bytes: 0, total })
-  const body = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>)
-  body.on('data', (chunk: Buffer) => {
-    bytes += chunk.length
-    if (f.sha256) hash.update(chunk)
-    o.onProgress?.({ file: f.path, bytes, total })
-  })
+  // Counted and hashed on the way to the file, at the pace the file is written.
+  const counted = async function* (source: AsyncIterable<Buffer>) {
+    for await (const chunk of source) {
+      bytes += chunk.length
+      if (f.sha256) hash.update(chunk)
+      o.onProgress?.({ file: f.path, bytes, total })
+      yield chunk
+    }
+  }
   try {
-    await pipeline(body, createWriteStream(part))
+    await pipeline(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), counted, createWriteStream(part))
     if (f.size >= 0 && statSync(part).size !== f.size)
       throw new Error(`${url}: received ${statSync(part).size} bytes of ${f.size} (the download was cut short); run again`)
     if (f.sha256 && hash.digest('hex') !== f.sha256)
