@@ -52,7 +52,7 @@ async function fakeHub(files: Map<string, Buffer>): Promise<FakeHub> {
     hub.requests!.push(path)
     hub.auth!.push(req.headers.authorization)
     if (hub.status) return void res.writeHead(hub.status).end()
-    if (path === '/api/models/org/tiny/revision/main' || path === `/api/models/org/tiny/revision/${COMMIT}`) {
+    if (['main', 'refs/pr/1', COMMIT].some((r) => path === `/api/models/org/tiny/revision/${r}`)) {
       const siblings = [...files].map(([rfilename, b]) =>
         rfilename.endsWith('.safetensors')
           ? {
@@ -145,7 +145,10 @@ t.test('a second resolve asks the Hub for the revision only; offline, nothing', 
   t.equal(await resolveModel('org/tiny', { env: { ...env, HF_HUB_OFFLINE: '1' } }), join(repo, 'snapshots', COMMIT))
   t.equal(await resolveModel(`org/tiny@${COMMIT}`, { env, offline: true }), join(repo, 'snapshots', COMMIT), 'a commit as revision')
   t.same(hub.requests, [], 'offline: no request')
+  t.equal(await resolveModel('org/tiny@refs/pr/1', { env }), join(repo, 'snapshots', COMMIT), 'a pull request ref')
+  t.equal(readFileSync(join(repo, 'refs', 'refs', 'pr', '1'), 'utf8'), COMMIT, 'kept as refs/refs/pr/1, as huggingface_hub keeps it')
   await t.rejects(resolveModel('org/other', { env, offline: true }), /org\/other: not in the Hugging Face cache .*HF_HUB_OFFLINE/)
+  await t.rejects(resolveModel('org/tiny', { env, revision: '../../x' }), /revision "\.\.\/\.\.\/x" is not a branch, tag or commit name/)
 })
 
 t.test('the Hub unreachable: the cached snapshot, else an Error saying so', async (t) => {

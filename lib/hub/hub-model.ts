@@ -69,6 +69,8 @@ export async function resolveModel(ref: string, options: HubOptions = {}): Promi
   const env = options.env ?? process.env
   const [id, atRevision] = ref.split('@')
   const revision = options.revision ?? atRevision ?? 'main'
+  if (!/^[\w.-]+(\/[\w.-]+)*$/.test(revision) || revision.split('/').includes('..'))
+    throw new Error(`${ref}: revision ${JSON.stringify(revision)} is not a branch, tag or commit name`)
   const repo = join(options.cacheDir ?? hubCacheDir(env), `models--${id.replace(/\//g, '--')}`)
   const cached = cachedSnapshot(repo, revision)
   const offline = options.offline ?? ['1', 'true', 'yes', 'on'].includes((env.HF_HUB_OFFLINE ?? '').toLowerCase())
@@ -102,8 +104,9 @@ export async function resolveModel(ref: string, options: HubOptions = {}): Promi
     })
   }
   if (info.commit !== revision) {
-    await mkdir(join(repo, 'refs'), { recursive: true })
-    await writeFile(join(repo, 'refs', revision), info.commit)
+    const refFile = join(repo, 'refs', revision) // (refs/pr/1 in folders, as huggingface_hub keeps it)
+    await mkdir(dirname(refFile), { recursive: true })
+    await writeFile(refFile, info.commit)
   }
   await mkdir(snapshot, { recursive: true })
   return snapshot
