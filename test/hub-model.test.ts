@@ -9,7 +9,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
-import { hubCacheDir, isHubModelId, resolveModel } from '../lib/hub/hub-model.js'
+import { hubCacheDir, hubIdOf, isHubModelId, resolveModel } from '../lib/hub/hub-model.js'
 import { SentenceEncoder } from '../lib/embed/sentence-encoder.js'
 import { saveTinyModel, sentences, writePoolingConfig } from './helpers/encoder-tiny-model.js'
 import { cli, jsonVectors, needsCli } from './helpers/train-corpus.js'
@@ -97,6 +97,10 @@ t.test('isHubModelId: org/name and name, with @revision; not paths or existing f
     t.ok(isHubModelId(id), id)
   for (const p of ['./model', '/abs/model', 'a/b/c', '../x', 'org/../x', modelDir, '', 'org/name/'])
     t.notOk(isHubModelId(p), JSON.stringify(p))
+  t.equal(hubIdOf(`/c/models--BAAI--bge-small-en-v1.5/snapshots/${COMMIT}`), 'BAAI/bge-small-en-v1.5', 'the id of a snapshot folder')
+  t.equal(hubIdOf(`/c/models--bert-base-uncased/snapshots/${COMMIT}/`), 'bert-base-uncased')
+  t.equal(hubIdOf('/c/models--org--x/snapshots/abc'), null, 'not a commit')
+  t.equal(hubIdOf(modelDir), null)
   t.equal(hubCacheDir({ HF_HOME: '/h' }), '/h/hub')
   t.equal(hubCacheDir({ HF_HUB_CACHE: '/c', HF_HOME: '/h' }), '/c')
   t.equal(hubCacheDir({ XDG_CACHE_HOME: '/x' }), '/x/huggingface/hub')
@@ -273,4 +277,5 @@ t.test("the CLI: encode --model org/tiny gives the folder's vectors; train --mod
     join(work, 'cache-cli', 'models--org--tiny', 'snapshots', COMMIT),
     'the run names the snapshot (a resume needs no network)',
   )
+  t.match(readFileSync(join(out, 'README.md'), 'utf8'), /`org\/tiny` \(/, 'the model card names the base model by its id')
 })

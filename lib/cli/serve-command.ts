@@ -4,6 +4,7 @@ import { serveEmbeddings } from '../embed/server.js'
 import { num, parseFlags, UsageError } from './args.js'
 import { encoderFlags, loadEncoder } from './encode-command.js'
 import { serveUsage } from './help.js'
+import { hubIdOf } from '../hub/hub-model.js'
 
 export async function serveCommand(argv: string[]): Promise<void> {
   const { values } = parseFlags(serveUsage, {
@@ -32,7 +33,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const server = await serveEmbeddings(encoder, {
     host: values.host,
     port,
-    name: values.name,
+    name: values.name ?? hubIdOf(encoder.dir) ?? undefined, // (a Hub model's folder is named by its commit)
     maxBatch,
     maxInputs,
     maxQueue,

@@ -53,6 +53,12 @@ export function isHubModelId(ref: string): boolean {
   return typeof ref === 'string' && ID.test(ref) && !ref.includes('..') && !existsSync(ref.split('@')[0]) && !existsSync(ref)
 }
 
+/** The Hub id ('org/name') of a snapshot folder of the cache (models--org--name/snapshots/COMMIT), else null. */
+export function hubIdOf(dir: string): string | null {
+  const m = /(?:^|[\\/])models--([^\\/]+)[\\/]snapshots[\\/][0-9a-f]{40}[\\/]?$/.exec(dir)
+  return m ? m[1].replace(/--/g, '/') : null
+}
+
 /** huggingface_hub's cache folder for `env`. */
 export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE

@@ -5,6 +5,7 @@ import { basename } from 'node:path'
 import type { DataFingerprint } from '../data/sentences.js'
 import { exampleKind } from '../data/pairs.js'
 import type { Best, EvalInfo, StepInfo } from './events.js'
+import { hubIdOf } from '../hub/hub-model.js'
 
 /** What the card is written from. */
 export interface ModelCardInput {
@@ -120,8 +121,9 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
         `- Data: ${dataLine(first)}`,
         `- Objective: \`${objective}\`${first.columns !== undefined && objective !== 'distill' ? ' (supervised)' : ''}`,
       ]
+  // (a Hub model by its id: the folder is its snapshot in the cache, named by a commit)
   const base = args.model
-    ? `\`${basename(String(args.model))}\` (${String(args.model)})`
+    ? `\`${hubIdOf(String(args.model)) ?? basename(String(args.model))}\` (${String(args.model)})`
     : `random initialisation (\`${JSON.stringify(args.config ?? 'mini')}\` size)`
   const dims = Array.isArray(args.matryoshkaDims) ? (args.matryoshkaDims as number[]) : null
   const rows = HYPER.filter(
