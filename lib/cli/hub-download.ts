@@ -15,7 +15,9 @@ export async function resolveModelFlag(ref: string | undefined): Promise<string 
       if (f !== file) {
         bar?.finish()
         file = f
-        bar = total >= 1 << 20 ? new ProgressBar({ total: Math.ceil(total / 1e6), stream: process.stderr, unit: `MB ${f}` }) : null
+        // (the file's name shortened to its end, so that the bar fits 80 columns)
+        const name = f.length > 24 ? `…${f.slice(-23)}` : f
+        bar = total >= 1 << 20 ? new ProgressBar({ total: Math.ceil(total / 1e6), stream: process.stderr, unit: `MB ${name}` }) : null
       }
       bar?.update(Math.floor(bytes / 1e6))
     },
