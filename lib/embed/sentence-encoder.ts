@@ -188,8 +188,9 @@ export class SentenceEncoder {
   /**
    * Loads a model directory (config.json, model.safetensors, tokenizer.json or vocab.txt) into a worker
    * thread; or a Hugging Face Hub id ('org/name', 'org/name@revision') where no such folder exists, from
-   * huggingface_hub's cache, downloading the model into it when missing (lib/hub/hub-model.ts). A sentence-transformers folder of either layout loads: the model files at the top, or in the
-   * Transformer module's folder that modules.json names (0_BERT/ and the like, sentence-transformers < 1.0).
+   * huggingface_hub's cache, downloading the model into it when missing (lib/hub/hub-model.ts). A
+   * sentence-transformers folder of either layout loads: the model files at the top, or in the Transformer
+   * module's folder that modules.json names (0_BERT/ and the like, sentence-transformers < 1.0).
    */
   static async load(dir: string, options: SentenceEncoderOptions = {}): Promise<SentenceEncoder> {
     if (typeof dir !== 'string' || !dir)

@@ -51,7 +51,8 @@ import { resolveModel } from '../hub/hub-model.js'
 export type { TrainOptions } from './options.js'
 export type { EvalInfo, StepInfo, TrainHooks, TrainResult } from './events.js'
 
-/** The options with `model` and `teacher` given as Hugging Face Hub ids resolved to their cached snapshots (downloaded where missing). */
+/** The options with `model` and `teacher` given as Hugging Face Hub ids resolved to their cached snapshots (downloaded
+ * where missing: lib/hub/hub-model.ts). */
 async function withHubModels(options: TrainOptions): Promise<TrainOptions> {
   if (!options || typeof options !== 'object') return options
   const model = typeof options.model === 'string' ? await resolveModel(options.model) : options.model
