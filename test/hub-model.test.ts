@@ -278,4 +278,18 @@ t.test("the CLI: encode --model org/tiny gives the folder's vectors; train --mod
     'the run names the snapshot (a resume needs no network)',
   )
   t.match(readFileSync(join(out, 'README.md'), 'utf8'), /`org\/tiny` \(/, 'the model card names the base model by its id')
+  // serve: the model's name in the APIs is its id, not its snapshot folder's (a commit).
+  const serve = spawn(process.execPath, [cli, 'serve', '--model', 'org/tiny', '--device', 'cpu', '--port', '0'], { env: fresh })
+  t.teardown(() => void serve.kill('SIGKILL'))
+  const url = await new Promise<string>((resolve, reject) => {
+    let err = ''
+    serve.stderr.on('data', (b: Buffer) => {
+      err += b
+      const m = /on (http:\/\/\S+)/.exec(err)
+      if (m) resolve(m[1])
+    })
+    serve.on('close', () => reject(new Error(err)))
+  })
+  const models = await (await fetch(url + '/v1/models')).json()
+  t.same(models, { object: 'list', data: [{ id: 'org/tiny', object: 'model', owned_by: 'simcsepp' }] }, 'serve lists it as org/tiny')
 })
