@@ -41,6 +41,8 @@ interface FakeHub {
   /** A file's bytes as served (set to damage a download); a status for every request. */
   served: Map<string, Buffer>
   status?: number
+  /** Send this many bytes of a file (its full length announced), then drop the connection. */
+  cutAfter?: number
   close(): Promise<void>
 }
 
@@ -68,7 +70,12 @@ async function fakeHub(files: Map<string, Buffer>): Promise<FakeHub> {
     const prefix = `/org/tiny/resolve/${COMMIT}/`
     const body = path.startsWith(prefix) ? hub.served!.get(path.slice(prefix.length)) : undefined
     if (!body) return void res.writeHead(404).end()
-    res.writeHead(200, { 'content-length': body.length }).end(body)
+    res.writeHead(200, { 'content-length': body.length })
+    if (hub.cutAfter !== undefined && body.length > hub.cutAfter) {
+      res.write(body.subarray(0, hub.cutAfter))
+      return void setTimeout(() => res.destroy(), 20)
+    }
+    res.end(body)
   })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   hub.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
@@ -210,6 +217,21 @@ t.test('a download cut short or corrupted: an Error, no blob, no partial file; t
   damaged[damaged.length - 1] ^= 1
   hub.served.set(weights, damaged)
   await t.rejects(resolveModel('org/tiny', { env, cacheDir: fresh }), /do not have the sha256 the Hub lists/)
+  t.same(
+    readdirSync(blobs).filter((f) => f.includes('incomplete') || f === sha256(good)),
+    [],
+    'no partial file, no blob',
+  )
+  // The connection lost mid-file (the server sends half the body and closes it).
+  hub.cutAfter = 100
+  try {
+    await t.rejects(
+      resolveModel('org/tiny', { env, cacheDir: fresh }),
+      /^org\/tiny: model\.safetensors: the download failed after \d+ bytes \(.+\); run again$/,
+    )
+  } finally {
+    hub.cutAfter = undefined
+  }
   t.same(
     readdirSync(blobs).filter((f) => f.includes('incomplete') || f === sha256(good)),
     [],

@@ -6,7 +6,7 @@
 //   models--{org}--{name}/snapshots/{commit}/{path} a symbolic link to ../../blobs/{etag} (a copy where links fail)
 // Online, a revision is looked up on the Hub (`GET {endpoint}/api/models/{id}/revision/{revision}?blobs=true`: the
 // commit and each file's etag) and the files the snapshot lacks are downloaded (`GET {endpoint}/{id}/resolve/{commit}/
-// {path}`), each into blobs/{etag}.incomplete, checked (size; sha256 for LFS files) and renamed, so an interrupted
+// {path}`), each into blobs/{etag}.{pid}.incomplete, checked (size; sha256 for LFS files) and renamed, so an interrupted
 // download leaves no partial file under a real name. Offline (HF_HUB_OFFLINE=1), or when the Hub cannot be reached,
 // the snapshot the cache's ref names is used as it is. Weights of other frameworks are not downloaded (ONNX, TF, Flax,
 // OpenVINO, GGUF, ...), nor PyTorch pickles beside safetensors.
@@ -231,6 +231,8 @@ async function download(id: string, url: string, blob: string, f: HubFile, heade
     await rename(part, blob)
   } catch (e) {
     await rm(part, { force: true })
-    throw e
+    // (a connection lost mid-file: the stream's own message, e.g. 'terminated', said nothing of the file)
+    if ((e as Error).message.startsWith(url)) throw e
+    throw new Error(`${id}: ${f.path}: the download failed after ${bytes} bytes (${(e as Error).message}); run again`)
   }
 }
