@@ -59,11 +59,14 @@ export function hubIdOf(dir: string): string | null {
   return m ? m[1].replace(/--/g, '/') : null
 }
 
-/** huggingface_hub's cache folder for `env`. */
+/** huggingface_hub's home folder: HF_HOME, else XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface. */
+function hfHome(env: NodeJS.ProcessEnv): string {
+  return env.HF_HOME || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'huggingface')
+}
+
+/** huggingface_hub's cache folder for `env`: HF_HUB_CACHE, else the home's hub/. */
 export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE
-  if (env.HF_HOME) return join(env.HF_HOME, 'hub')
-  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'huggingface', 'hub')
+  return env.HF_HUB_CACHE || join(hfHome(env), 'hub')
 }
 
 /**
@@ -128,7 +131,7 @@ function cachedSnapshot(repo: string, revision: string): string | null {
 
 /** The token `huggingface-cli login` saved (HF_TOKEN_PATH, else HF_HOME/token, else ~/.cache/huggingface/token). */
 function savedToken(env: NodeJS.ProcessEnv): string | undefined {
-  const file = env.HF_TOKEN_PATH ?? join(env.HF_HOME ?? join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'huggingface'), 'token')
+  const file = env.HF_TOKEN_PATH || join(hfHome(env), 'token')
   try {
     return readFileSync(file, 'utf8').trim() || undefined
   } catch {
