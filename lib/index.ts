@@ -65,6 +65,8 @@ export {
 } from './embed/quantize.js'
 export { train, type TrainOptions, type TrainHooks, type TrainResult, type StepInfo, type EvalInfo } from './train/train.js'
 export { exportOnnx, type ExportOnnxOptions, type ExportOnnxResult } from './export/export-onnx.js'
+export { resolveModel, type HubOptions } from './hub/hub-model.js'
+export { pushToHub, type PushOptions, type PushResult } from './hub/hub-push.js'
 export { OnnxEncoder, type OnnxEncoderOptions } from './embed/onnx-encoder.js'
 export { evaluateSts, evaluateStsFiles, readStsFile, spearman, type StsPair } from './eval/sts.js'
 export { mineHardNegatives, type MineOptions, type MinePair, type MinedTriplet, type MineResult } from './data/mine.js'

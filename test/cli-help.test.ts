@@ -21,6 +21,7 @@ t.test('every command answers --help with its own usage on stdout, exit 0', need
     ['encode', 'simcsepp encode --model DIR'],
     ['search', 'simcsepp search --model DIR --corpus FILE'],
     ['mine', 'simcsepp mine --model DIR --data PAIRS --out FILE'],
+    ['push', 'simcsepp push --model DIR --repo ORG/NAME'],
     ['bench', 'simcsepp bench losses|gemm|encode|step|batch'],
     ['info', 'simcsepp info'],
   ]) {
@@ -53,6 +54,7 @@ t.test("the top-level usage and each command's usage list every option it parses
     ['bench', 'bench-command.ts'],
     ['mine', 'mine-command.ts'],
     ['search', 'search-command.ts'],
+    ['push', 'push-command.ts'],
   ]) {
     const own = run(command, '--help').stdout
     const flags = parsedFlags(file)

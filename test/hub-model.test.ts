@@ -3,7 +3,6 @@
 // atomic, the cache must serve later loads (offline, or with the Hub unreachable), and the errors must say what to do.
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { createHash } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
@@ -12,25 +11,12 @@ import { join, relative } from 'node:path'
 import { hubCacheDir, hubIdOf, isHubModelId, resolveModel } from '../lib/hub/hub-model.js'
 import { SentenceEncoder } from '../lib/embed/sentence-encoder.js'
 import { saveTinyModel, sentences, writePoolingConfig } from './helpers/encoder-tiny-model.js'
+import { filesOf, gitBlobId, sha256 } from './helpers/hub-files.js'
 import { cli, jsonVectors, needsCli } from './helpers/train-corpus.js'
 
 const COMMIT = 'c0ffee'.padEnd(40, '7')
 const work = mkdtempSync(join(tmpdir(), 'simcsepp-hub-'))
 t.teardown(() => rmSync(work, { recursive: true, force: true }))
-
-const gitBlobId = (b: Buffer) => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex')
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex')
-
-/** The files of a folder, by their paths relative to it. */
-function filesOf(dir: string, under = ''): Map<string, Buffer> {
-  const out = new Map<string, Buffer>()
-  for (const e of readdirSync(join(dir, under), { withFileTypes: true })) {
-    const path = under ? `${under}/${e.name}` : e.name
-    if (e.isDirectory()) for (const [p, b] of filesOf(dir, path)) out.set(p, b)
-    else out.set(path, readFileSync(join(dir, path)))
-  }
-  return out
-}
 
 interface FakeHub {
   url: string

@@ -113,6 +113,14 @@ export const exportUsage = `simcsepp export --format onnx --model DIR [--out DIR
               (tokenizer_config's model_max_length), defaulting to the model's sentence-transformers settings
 `
 
+export const pushUsage = `simcsepp push --model DIR --repo ORG/NAME [--revision main] [--private] [--message TEXT]
+  The model in DIR (a model folder, or a training run's --out without its run/ state and hidden files) pushed to
+  the Hugging Face Hub as one commit, creating the repository if needed (--private: created private). Large files
+  go to the Hub's LFS storage, each once. Needs a token with write access: HF_TOKEN, or huggingface-cli login's.
+  Files of the repository that DIR lacks are kept. Then: SentenceEncoder.load('ORG/NAME'), or Python's
+  SentenceTransformer('ORG/NAME').
+`
+
 export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist|search|attention [options]
   bench losses [--sizes 64,512,4096,65536] [--dim 768] [--device auto|cpu|cuda|all] [--seconds 3] [--json]
       Fused off-dropout InfoNCE (forward + backward) against an unfused path of separate ops.
@@ -166,6 +174,7 @@ export const COMMAND_USAGE: Record<string, string> = {
   serve: serveUsage,
   mine: mineUsage,
   export: exportUsage,
+  push: pushUsage,
   bench: benchUsage,
   info: infoUsage,
 }

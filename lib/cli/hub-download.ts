@@ -3,14 +3,14 @@
 import { isHubModelId, resolveModel } from '../hub/hub-model.js'
 import { ProgressBar } from './progress.js'
 
-/** The folder `ref` names: itself, or a Hub model's snapshot (downloaded with progress where the cache lacks it). */
-export async function resolveModelFlag(ref: string): Promise<string>
-export async function resolveModelFlag(ref: string | undefined): Promise<string | undefined>
-export async function resolveModelFlag(ref: string | undefined): Promise<string | undefined> {
-  if (ref === undefined || !isHubModelId(ref)) return ref
+/** One progress bar on stderr per file of a megabyte or more, for the Hub's downloads and uploads. */
+export function fileProgressBars(): {
+  onProgress: (p: { file: string; bytes: number; total: number }) => void
+  finish: () => void
+} {
   let bar: ProgressBar | null = null
   let file = ''
-  const dir = await resolveModel(ref, {
+  return {
     onProgress: ({ file: f, bytes, total }) => {
       if (f !== file) {
         bar?.finish()
@@ -21,7 +21,17 @@ export async function resolveModelFlag(ref: string | undefined): Promise<string 
       }
       bar?.update(Math.floor(bytes / 1e6))
     },
-  })
-  ;(bar as ProgressBar | null)?.finish()
+    finish: () => bar?.finish(),
+  }
+}
+
+/** The folder `ref` names: itself, or a Hub model's snapshot (downloaded with progress where the cache lacks it). */
+export async function resolveModelFlag(ref: string): Promise<string>
+export async function resolveModelFlag(ref: string | undefined): Promise<string | undefined>
+export async function resolveModelFlag(ref: string | undefined): Promise<string | undefined> {
+  if (ref === undefined || !isHubModelId(ref)) return ref
+  const bars = fileProgressBars()
+  const dir = await resolveModel(ref, { onProgress: bars.onProgress })
+  bars.finish()
   return dir
 }

@@ -87,8 +87,8 @@ export async function resolveModel(ref: string, options: HubOptions = {}): Promi
     if (cached) return cached
     throw new Error(`${ref}: not in the Hugging Face cache (${repo}), and HF_HUB_OFFLINE is set: download it once online`)
   }
-  const endpoint = (options.endpoint ?? env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '')
-  const token = options.token ?? env.HF_TOKEN ?? savedToken(env)
+  const endpoint = hubEndpoint(options.endpoint, env)
+  const token = options.token ?? hubToken(env)
   const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {}
   let info: { commit: string; files: HubFile[] }
   try {
@@ -129,8 +129,17 @@ function cachedSnapshot(repo: string, revision: string): string | null {
   return /^[0-9a-f]{40}$/.test(commit) && existsSync(dir) ? dir : null
 }
 
-/** The token `huggingface-cli login` saved (HF_TOKEN_PATH, else HF_HOME/token, else ~/.cache/huggingface/token). */
-function savedToken(env: NodeJS.ProcessEnv): string | undefined {
+/** The Hub's address: `endpoint`, else HF_ENDPOINT, else https://huggingface.co (no trailing slash). */
+export function hubEndpoint(endpoint: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return (endpoint ?? env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '')
+}
+
+/**
+ * The access token: HF_TOKEN, else the one `huggingface-cli login` saved (HF_TOKEN_PATH, else HF_HOME/token, else
+ * ~/.cache/huggingface/token), else undefined.
+ */
+export function hubToken(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env.HF_TOKEN) return env.HF_TOKEN
   const file = env.HF_TOKEN_PATH || join(hfHome(env), 'token')
   try {
     return readFileSync(file, 'utf8').trim() || undefined
@@ -164,17 +173,25 @@ function httpError(what: string, status: number, id: string, file = false): Erro
   return new Error(`${what}: HTTP ${status}`)
 }
 
-/** fetch, its network failures marked `unreachable`. */
-async function get(url: string, headers: Record<string, string>): Promise<Response> {
+/**
+ * fetch (a GET unless `init` says otherwise), its network failures marked `unreachable`, their message ending with
+ * `hint`.
+ */
+export async function hubFetch(
+  url: string,
+  headers: Record<string, string>,
+  init: RequestInit = {},
+  hint = '; HF_HUB_OFFLINE=1 uses the cache only',
+): Promise<Response> {
   try {
-    return await fetch(url, { headers, redirect: 'follow' })
+    return await fetch(url, { headers, redirect: 'follow', ...init })
   } catch (e) {
     // (fetch's own message is 'fetch failed'; its cause says why: ENOTFOUND, ECONNREFUSED, possibly inside an
     // AggregateError of the addresses tried)
     type Cause = { code?: string; message?: string; errors?: Cause[] }
     const cause = (e as Error).cause as Cause | undefined
     const why = cause?.code ?? cause?.errors?.[0]?.code ?? cause?.message ?? (e as Error).message
-    const err = new Error(`the Hugging Face Hub could not be reached (${url}: ${why}); HF_HUB_OFFLINE=1 uses the cache only`)
+    const err = new Error(`the Hugging Face Hub could not be reached (${url}: ${why})${hint}`)
     ;(err as Error & { unreachable: boolean }).unreachable = true
     throw err
   }
@@ -182,7 +199,7 @@ async function get(url: string, headers: Record<string, string>): Promise<Respon
 
 async function revisionInfo(endpoint: string, id: string, revision: string, headers: Record<string, string>) {
   const url = `${endpoint}/api/models/${id}/revision/${encodeURIComponent(revision)}?blobs=true`
-  const res = await get(url, headers)
+  const res = await hubFetch(url, headers)
   if (!res.ok) throw httpError(`${id}@${revision}`, res.status, id)
   const body = (await res.json()) as {
     sha?: string
@@ -209,7 +226,7 @@ async function revisionInfo(endpoint: string, id: string, revision: string, head
 async function download(id: string, url: string, blob: string, f: HubFile, headers: Record<string, string>, o: HubOptions): Promise<void> {
   await mkdir(dirname(blob), { recursive: true })
   const part = `${blob}.${process.pid}.incomplete`
-  const res = await get(url, headers)
+  const res = await hubFetch(url, headers)
   // (a gated model's description is public, its files are not: 401 or 403 here)
   if (!res.ok || !res.body) throw httpError(`${id}: ${f.path}`, res.status, id, true)
   const total = f.size >= 0 ? f.size : Number(res.headers.get('content-length') ?? -1)

@@ -51,6 +51,17 @@ function readLock(path: string): LockInfo | null {
 }
 
 /**
+ * Who holds the lock of `dir` now, as 'pid N' (with ' on host H' for another machine's process), or null where no
+ * live process does. For commands that read a run's folder and must not while a training writes it.
+ */
+export function runLockHolder(dir: string): string | null {
+  const holder = readLock(join(dir, LOCK_FILE))
+  if (!holder) return null
+  if (holder.host !== hostname()) return `pid ${holder.pid} on host ${holder.host}, started ${holder.started}`
+  return processAlive(holder.pid) && holder.pid !== process.pid ? `pid ${holder.pid}, started ${holder.started}` : null
+}
+
+/**
  * Takes the lock of `dir` (which must exist) or throws an Error saying who holds it. A lock of a dead
  * process on this host, or an unreadable lock file, is replaced.
  */

@@ -1,0 +1,325 @@
+// A model folder pushed to the Hugging Face Hub as one commit, the way huggingface_hub's upload_folder does it (its
+// HTTP protocol, without git):
+//   1. POST {endpoint}/api/repos/create {name, organization, type: 'model', private}   (409: it exists, fine)
+//   2. POST {endpoint}/api/models/{id}/preupload/{revision} {files: [{path, size, sample}]}: each file's mode,
+//      'regular' (sent inside the commit, base64) or 'lfs' (large and binary files), and whether the repo ignores it
+//   3. LFS files: POST {endpoint}/{id}.git/info/lfs/objects/batch (the git-lfs batch API, sha256 oids): for each
+//      object the storage does not hold yet, an upload action: one PUT of the file to its href, or with a chunk_size
+//      one PUT per part to the URLs under the numbered header keys, then a POST of the parts' ETags to the href; then
+//      the verify action, if any, gets {oid, size}. Objects the storage holds already are not sent again.
+//   4. POST {endpoint}/api/models/{id}/commit/{revision}, newline-delimited JSON: a header {summary, description},
+//      then {key: 'file', value: {path, content, encoding: 'base64'}} per regular file and
+//      {key: 'lfsFile', value: {path, algo: 'sha256', oid, size}} per LFS file. Files of the repo that the folder
+//      lacks are left as they are (as upload_folder leaves them).
+// A training run's folder is pushed without its state (run/) and without hidden files (the run lock, .git, ...), and
+// not while a training writes it. A token with write access is needed: HF_TOKEN, else the one `huggingface-cli login`
+// saved.
+import { createHash } from 'node:crypto'
+import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs'
+import { open, readFile } from 'node:fs/promises'
+import { request as httpRequest } from 'node:http'
+import { request as httpsRequest } from 'node:https'
+import { join, resolve } from 'node:path'
+import { runLockHolder } from '../train/run-lock.js'
+import { hubEndpoint, hubFetch, hubToken } from './hub-model.js'
+
+export interface PushOptions {
+  /** The branch to commit to (default 'main'). */
+  revision?: string
+  /** Create the repository private, where this push creates it (an existing one keeps its visibility). */
+  private?: boolean
+  /** The commit's summary (default 'Upload model with simcsepp') and description. */
+  message?: string
+  description?: string
+  /** An access token with write access (default: HF_TOKEN, else the token `huggingface-cli login` saved). */
+  token?: string
+  /** The Hub's address (default: HF_ENDPOINT, else https://huggingface.co). */
+  endpoint?: string
+  /** Each LFS file as its upload starts, then its bytes as they are sent. */
+  onProgress?: (p: { file: string; bytes: number; total: number }) => void
+  env?: NodeJS.ProcessEnv
+}
+
+export interface PushResult {
+  repoId: string
+  /** The commit made, and its page on the Hub. */
+  commit: string
+  url: string
+  /** The files committed, in path order; `lfs`: stored as a git LFS object. */
+  files: { path: string; size: number; lfs: boolean }[]
+  /** Bytes sent to the LFS storage (objects it already held are not sent again). */
+  uploadedBytes: number
+}
+
+interface LocalFile {
+  path: string // in the repository, with '/'
+  abs: string
+  size: number
+  sha256: string
+  sample: Buffer // the first 512 bytes: the Hub tells text from binary by them
+  lfs?: boolean
+}
+
+const REPO_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/
+const LFS_HEADERS = { accept: 'application/vnd.git-lfs+json', 'content-type': 'application/vnd.git-lfs+json' }
+const UNREACHABLE_HINT = '; check the network (and HF_ENDPOINT)'
+
+/** Pushes the model in `dir` to the Hub repository `repoId` ('org/name') as one commit; creates the repository first. */
+export async function pushToHub(dir: string, repoId: string, options: PushOptions = {}): Promise<PushResult> {
+  const env = options.env ?? process.env
+  if (typeof repoId !== 'string' || !REPO_ID.test(repoId) || repoId.includes('..'))
+    throw new Error(`push: repository ${JSON.stringify(repoId)} is not 'namespace/name' (your user or organisation, then the model's name)`)
+  const revision = options.revision ?? 'main'
+  if (!/^[\w.-]+(\/[\w.-]+)*$/.test(revision) || revision.split('/').includes('..'))
+    throw new Error(`push: revision ${JSON.stringify(revision)} is not a branch name`)
+  dir = resolve(dir)
+  if (!existsSync(join(dir, 'config.json'))) throw new Error(`push: ${dir} is not a model folder (it has no config.json)`)
+  const holder = runLockHolder(dir)
+  if (holder) throw new Error(`push: a training is writing ${dir} (${holder}); push it once the training has ended`)
+  const token = options.token ?? hubToken(env)
+  if (!token) throw new Error('push: the Hub needs a token with write access: set HF_TOKEN (or run `huggingface-cli login`)')
+  const endpoint = hubEndpoint(options.endpoint, env)
+  const auth = { authorization: `Bearer ${token}` }
+  const files = await describeFiles(dir)
+
+  await createRepo(endpoint, repoId, options.private ?? false, auth)
+  const rev = encodeURIComponent(revision)
+  const kept = await uploadModes(endpoint, repoId, rev, files, auth)
+  const lfs = kept.filter((f) => f.lfs)
+  const uploadedBytes = lfs.length > 0 ? await uploadLfs(endpoint, repoId, revision, lfs, auth, options) : 0
+
+  const lines: object[] = [
+    { key: 'header', value: { summary: options.message ?? 'Upload model with simcsepp', description: options.description ?? '' } },
+  ]
+  for (const f of kept) {
+    if (f.lfs) lines.push({ key: 'lfsFile', value: { path: f.path, algo: 'sha256', oid: f.sha256, size: f.size } })
+    else lines.push({ key: 'file', value: { path: f.path, content: (await readFile(f.abs)).toString('base64'), encoding: 'base64' } })
+  }
+  const res = await call(`${endpoint}/api/models/${repoId}/commit/${rev}`, 'the commit', repoId, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/x-ndjson' },
+    body: lines.map((l) => JSON.stringify(l) + '\n').join(''),
+  })
+  const done = (await res.json().catch(() => ({}))) as { commitOid?: string; commitUrl?: string }
+  if (typeof done.commitOid !== 'string') throw new Error(`push: ${repoId}: the Hub's answer to the commit names no commit`)
+  return {
+    repoId,
+    commit: done.commitOid,
+    url: typeof done.commitUrl === 'string' ? done.commitUrl : `${endpoint}/${repoId}/commit/${done.commitOid}`,
+    files: kept.map((f) => ({ path: f.path, size: f.size, lfs: !!f.lfs })),
+    uploadedBytes,
+  }
+}
+
+/** The files to push, in path order: all but hidden ones and a training run's state (run/ at the top). */
+async function describeFiles(dir: string): Promise<LocalFile[]> {
+  const paths: string[] = []
+  const walk = (under: string) => {
+    for (const e of readdirSync(join(dir, under), { withFileTypes: true })) {
+      const path = under ? `${under}/${e.name}` : e.name
+      if (e.name.startsWith('.') || path === 'run' || e.name.endsWith('.incomplete')) continue
+      const st = statSync(join(dir, path)) // (links followed: a cache snapshot's files are links to its blobs)
+      if (st.isDirectory()) walk(path)
+      else if (st.isFile()) paths.push(path)
+    }
+  }
+  walk('')
+  paths.sort()
+  const out: LocalFile[] = []
+  for (const path of paths) {
+    const abs = join(dir, path)
+    const hash = createHash('sha256')
+    let size = 0
+    for await (const chunk of createReadStream(abs)) {
+      hash.update(chunk as Buffer)
+      size += (chunk as Buffer).length
+    }
+    const fh = await open(abs, 'r')
+    const sample = Buffer.alloc(Math.min(512, size))
+    await fh.read(sample, 0, sample.length, 0).finally(() => fh.close())
+    out.push({ path, abs, size, sha256: hash.digest('hex'), sample })
+  }
+  return out
+}
+
+/** A request to the Hub that must succeed; an Error that says what to do otherwise. */
+async function call(url: string, what: string, repoId: string, init: RequestInit, ok = (s: number) => s >= 200 && s < 300) {
+  const res = await hubFetch(url, (init.headers ?? {}) as Record<string, string>, init, UNREACHABLE_HINT).catch((e: Error) => {
+    throw new Error(`push: ${repoId}: ${e.message}`)
+  })
+  if (ok(res.status)) return res
+  const detail = ((await res.text().catch(() => '')) || '').replace(/\s+/g, ' ').slice(0, 200)
+  const why =
+    res.status === 401
+      ? ': the token was refused (set HF_TOKEN to a valid token)'
+      : res.status === 403
+        ? `: the token may not write to '${repoId}' (it needs write access to that namespace)`
+        : detail
+          ? `: ${detail}`
+          : ''
+  throw new Error(`push: ${repoId}: ${what}: HTTP ${res.status}${why}`)
+}
+
+async function createRepo(endpoint: string, repoId: string, isPrivate: boolean, auth: Record<string, string>) {
+  const [organization, name] = repoId.split('/')
+  // (409: it exists. 403: the token may write to the repository but not create repositories in its namespace; the
+  // next request says whether it may write)
+  await call(
+    `${endpoint}/api/repos/create`,
+    'creating the repository',
+    repoId,
+    {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ name, organization, type: 'model', private: isPrivate }),
+    },
+    (s) => (s >= 200 && s < 300) || s === 409 || s === 403,
+  )
+}
+
+/** Sets each file's `lfs` from the Hub's preupload answer; returns the files the repository does not ignore. */
+async function uploadModes(endpoint: string, repoId: string, rev: string, files: LocalFile[], auth: Record<string, string>) {
+  const ignored = new Set<string>()
+  for (let i = 0; i < files.length; i += 256) {
+    const chunk = files.slice(i, i + 256)
+    const res = await call(`${endpoint}/api/models/${repoId}/preupload/${rev}`, 'asking how to upload the files', repoId, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ files: chunk.map((f) => ({ path: f.path, size: f.size, sample: f.sample.toString('base64') })) }),
+    })
+    const body = (await res.json().catch(() => null)) as {
+      files?: { path?: unknown; uploadMode?: unknown; shouldIgnore?: unknown }[]
+    } | null
+    const modes = new Map((body?.files ?? []).map((f) => [f.path, f]))
+    for (const f of chunk) {
+      const m = modes.get(f.path)
+      if (!m || (m.uploadMode !== 'lfs' && m.uploadMode !== 'regular'))
+        throw new Error(`push: ${repoId}: the Hub's preupload answer has no upload mode for ${f.path}`)
+      f.lfs = m.uploadMode === 'lfs' && f.size > 0 // (empty files go as regular files: the storage refuses them)
+      if (m.shouldIgnore === true) ignored.add(f.path)
+    }
+  }
+  return files.filter((f) => !ignored.has(f.path))
+}
+
+interface LfsAction {
+  href: string
+  header?: Record<string, string>
+}
+
+/** Uploads the LFS files the storage lacks; returns the bytes sent. */
+async function uploadLfs(
+  endpoint: string,
+  repoId: string,
+  revision: string,
+  files: LocalFile[],
+  auth: Record<string, string>,
+  o: PushOptions,
+): Promise<number> {
+  const res = await call(`${endpoint}/${repoId}.git/info/lfs/objects/batch`, 'the LFS batch request', repoId, {
+    method: 'POST',
+    headers: { ...auth, ...LFS_HEADERS },
+    body: JSON.stringify({
+      operation: 'upload',
+      transfers: ['basic', 'multipart'],
+      objects: files.map((f) => ({ oid: f.sha256, size: f.size })),
+      hash_algo: 'sha256',
+      ref: { name: revision },
+    }),
+  })
+  type Obj = {
+    oid?: string
+    size?: number
+    actions?: { upload?: LfsAction; verify?: LfsAction }
+    error?: { code?: number; message?: string }
+  }
+  const objects = ((await res.json().catch(() => null)) as { objects?: Obj[] } | null)?.objects
+  if (!Array.isArray(objects)) throw new Error(`push: ${repoId}: the LFS batch answer has no object list`)
+  let sent = 0
+  // (one file at a time: the storage's bandwidth is the limit, and a progress bar per file reads well)
+  for (const f of files) {
+    const obj = objects.find((x) => x.oid === f.sha256)
+    if (!obj) throw new Error(`push: ${repoId}: the LFS batch answer omits ${f.path}`)
+    if (obj.error)
+      throw new Error(`push: ${repoId}: ${f.path}: the LFS storage refused it (${obj.error.code ?? '?'}: ${obj.error.message ?? ''})`)
+    const upload = obj.actions?.upload
+    if (!upload) continue // the storage holds it already
+    if (typeof upload.href !== 'string') throw new Error(`push: ${repoId}: ${f.path}: the LFS upload action has no href`)
+    o.onProgress?.({ file: f.path, bytes: 0, total: f.size })
+    const progress = (bytes: number) => o.onProgress?.({ file: f.path, bytes, total: f.size })
+    const chunkSize = upload.header?.chunk_size
+    if (chunkSize === undefined) {
+      await put(upload.href, f, 0, f.size, progress, repoId)
+    } else {
+      const size = Number(chunkSize)
+      const parts = Object.entries(upload.header ?? {})
+        .filter(([k]) => /^\d+$/.test(k))
+        .sort(([a], [b]) => Number(a) - Number(b))
+      if (!(size > 0) || parts.length !== Math.ceil(f.size / size))
+        throw new Error(
+          `push: ${repoId}: ${f.path}: the LFS multipart action does not fit the file (${parts.length} parts of ${chunkSize} bytes)`,
+        )
+      const etags: { partNumber: number; etag: string }[] = []
+      for (let p = 0; p < parts.length; p++) {
+        const start = p * size
+        const etag = await put(parts[p][1], f, start, Math.min(size, f.size - start), (b) => progress(start + b), repoId)
+        if (!etag) throw new Error(`push: ${repoId}: ${f.path}: part ${p + 1} of ${parts.length} was stored without an ETag`)
+        etags.push({ partNumber: p + 1, etag })
+      }
+      await call(upload.href, `${f.path}: completing its upload`, repoId, {
+        method: 'POST',
+        headers: LFS_HEADERS,
+        body: JSON.stringify({ oid: f.sha256, parts: etags }),
+      })
+    }
+    sent += f.size
+    const verify = obj.actions?.verify
+    if (verify && typeof verify.href === 'string')
+      await call(verify.href, `${f.path}: verifying its upload`, repoId, {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/json' },
+        body: JSON.stringify({ oid: f.sha256, size: f.size }),
+      })
+  }
+  return sent
+}
+
+/**
+ * PUTs bytes [start, start + length) of `f` to `url` (a storage URL, signed: no token is sent) with their length
+ * announced (storage refuses chunked uploads); returns the ETag the storage answers with.
+ */
+function put(url: string, f: LocalFile, start: number, length: number, progress: (bytes: number) => void, repoId: string): Promise<string> {
+  return new Promise((done, fail) => {
+    const failWith = (why: string) =>
+      fail(new Error(`push: ${repoId}: ${f.path}: uploading bytes ${start}-${start + length} failed (${why}); run again`))
+    let target: URL
+    try {
+      target = new URL(url)
+    } catch {
+      return failWith(`not a URL: ${url.slice(0, 100)}`)
+    }
+    const req = (target.protocol === 'https:' ? httpsRequest : httpRequest)(target, {
+      method: 'PUT',
+      headers: { 'content-length': String(length) },
+    })
+    req.on('response', (res) => {
+      res.resume()
+      res.on('end', () => {
+        if ((res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300) done(String(res.headers.etag ?? ''))
+        else failWith(`HTTP ${res.statusCode}`)
+      })
+    })
+    req.on('error', (e) => failWith(e.message))
+    let bytes = 0
+    const body = createReadStream(f.abs, { start, end: start + length - 1 }) // (length > 0: LFS files are never empty)
+    body.on('data', (chunk) => {
+      bytes += (chunk as Buffer).length
+      progress(bytes)
+    })
+    body.on('error', (e) => {
+      req.destroy()
+      failWith(e.message)
+    })
+    body.pipe(req)
+  })
+}
