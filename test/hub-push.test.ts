@@ -6,7 +6,7 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { hostname, tmpdir } from 'node:os'
@@ -16,7 +16,7 @@ import { SentenceEncoder } from '../lib/embed/sentence-encoder.js'
 import { LOCK_FILE } from '../lib/train/run-lock.js'
 import { saveTinyModel, sentences, writePoolingConfig } from './helpers/encoder-tiny-model.js'
 import { filesOf, gitBlobId, sha256 } from './helpers/hub-files.js'
-import { cli, needsCli } from './helpers/train-corpus.js'
+import { cli, needsCli, tinyTrainArgs, writeSentences } from './helpers/train-corpus.js'
 
 const work = mkdtempSync(join(tmpdir(), 'simcsepp-push-'))
 t.teardown(() => rmSync(work, { recursive: true, force: true }))
@@ -397,7 +397,7 @@ t.test('files the repository ignores are not committed', async (t) => {
   }
 })
 
-t.test('simcsepp push: a summary line and the commit; usage errors', needsCli, async (t) => {
+t.test('simcsepp push: a summary line and the commit; usage errors; train --push-to-hub', needsCli, async (t) => {
   const run = (args: string[], extra: NodeJS.ProcessEnv = {}) =>
     new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
       // (not spawnSync: the stand-in answers from this process's event loop)
@@ -432,4 +432,26 @@ t.test('simcsepp push: a summary line and the commit; usage errors', needsCli, a
   const refused = await run(['push', '--model', big, '--repo', 'me/cli'], { HF_TOKEN: '', HF_HOME: join(work, 'no-home') })
   t.equal(refused.status, 1)
   t.match(refused.stderr, /the Hub needs a token with write access/)
+
+  // train --push-to-hub: the run's model pushed once it ends; the token checked before training starts.
+  const data = writeSentences(join(work, 'data.txt'), 40)
+  const out = join(work, 'trained')
+  const noToken = await run([...tinyTrainArgs(data, out, 2), '--push-to-hub', 'me/trained'], {
+    HF_TOKEN: '',
+    HF_HOME: join(work, 'no-home'),
+  })
+  t.equal(noToken.status, 2)
+  t.match(noToken.stderr, /--push-to-hub needs a token with write access/)
+  t.notOk(existsSync(out), 'refused before training')
+  const badId = await run([...tinyTrainArgs(data, out, 2), '--push-to-hub', 'trained'])
+  t.equal(badId.status, 2)
+  t.match(badId.stderr, /--push-to-hub trained: not 'namespace\/name'/)
+  const trained = await run([...tinyTrainArgs(data, out, 2), '--push-to-hub', 'me/trained'])
+  t.equal(trained.status, 0, trained.stderr)
+  const commit = hub.repos.get('me/trained')?.commits[0]
+  t.match(trained.stderr, new RegExp(`pushed to me/trained: commit ${commit?.sha}`))
+  const model = [...filesOf(out)].filter(([p]) => !p.startsWith('run/') && !p.startsWith('.'))
+  t.ok(model.some(([p]) => p === 'model.safetensors') && model.some(([p]) => p === 'README.md'), 'the model and its card')
+  t.same([...commit!.files.keys()].sort(), model.map(([p]) => p).sort(), "the run's model files, without run/")
+  for (const [p, b] of model) t.ok(commit!.files.get(p)?.bytes.equals(b), `${p}: the same bytes`)
 })

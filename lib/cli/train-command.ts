@@ -13,7 +13,9 @@ import { MATRYOSHKA_WEIGHT_MAX } from '../train/matryoshka-options.js'
 import { demoCommand } from './demo-command.js'
 import { TrainingDisplay } from './train-display.js'
 import { resumeOptions } from '../train/resume-options.js'
-import { resolveModelFlag } from './hub-download.js'
+import { fileProgressBars, resolveModelFlag } from './hub-download.js'
+import { hubToken } from '../hub/hub-model.js'
+import { isPushableRepoId, pushToHub } from '../hub/hub-push.js'
 
 export const trainUsage = `simcsepp train [options]
   With no options: the demo (a tiny model trained from scratch with SimCSE++ on WordNet's example
@@ -63,6 +65,8 @@ export const trainUsage = `simcsepp train [options]
               --early-stopping N: end the run after N evaluations in a row without a new best (0: off)
   Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR | --overwrite (start over in DIR)
               --tensorboard: also the log as a TensorBoard event file (tensorboard --logdir DIR/run/tensorboard)
+              --push-to-hub ORG/NAME: once the run ends (not when interrupted), the model pushed to the Hub as
+              simcsepp push does (a token with write access is checked before training starts)
               --resume DIR alone continues the run with its options (DIR/run/training_args.json); options
               given again must match, except those that may change (--save-every, --eval-file, ...)
   Ranks       mpirun -np R simcsepp train ...: data-parallel over R processes (MPI; NCCL for CUDA), found
@@ -125,8 +129,16 @@ export async function trainCommand(argv: string[]): Promise<void> {
       tensorboard: { type: 'boolean' },
       pooling: { type: 'string' },
       distributed: { type: 'boolean' },
+      'push-to-hub': { type: 'string' },
     },
   })
+  const pushTo = values['push-to-hub']
+  if (pushTo !== undefined) {
+    // (checked now, not after hours of training)
+    if (!isPushableRepoId(pushTo))
+      throw new UsageError(`--push-to-hub ${pushTo}: not 'namespace/name' (your user or organisation, then the model's name)`)
+    if (!hubToken()) throw new UsageError('--push-to-hub needs a token with write access: set HF_TOKEN (or run `huggingface-cli login`)')
+  }
   if (values.data === undefined && values.resume === undefined) {
     const extra = Object.keys(values).filter((k) => !['out', 'steps', 'seed', 'config', 'device'].includes(k))
     if (extra.length) throw new UsageError(`--data FILE is required with --${extra[0]} (without --data, train runs the demo)`)
@@ -195,4 +207,15 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const display = new TrainingDisplay()
   const result = await display.run((hooks) => train(merged, hooks))
   if (!result.rank) display.summary(result) // in a data-parallel run, rank 0 speaks for all
+  if (pushTo === undefined || result.rank) return
+  if (result.interrupted) {
+    process.stderr.write(`not pushed to ${pushTo}: the run was interrupted (--resume ${result.out} continues it)\n`)
+    return
+  }
+  const bars = fileProgressBars()
+  const pushed = await pushToHub(result.out, pushTo, { onProgress: bars.onProgress }).catch((e: Error) => {
+    throw new Error(`${e.message}\n(the model is saved in ${result.out}: simcsepp push --model ${result.out} --repo ${pushTo} retries)`)
+  })
+  bars.finish()
+  process.stderr.write(`pushed to ${pushTo}: commit ${pushed.commit}\n  ${pushed.url}\n`)
 }

@@ -64,10 +64,15 @@ const REPO_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/
 const LFS_HEADERS = { accept: 'application/vnd.git-lfs+json', 'content-type': 'application/vnd.git-lfs+json' }
 const UNREACHABLE_HINT = '; check the network (and HF_ENDPOINT)'
 
+/** Whether `repoId` names a repository pushToHub can push to: 'namespace/name'. */
+export function isPushableRepoId(repoId: string): boolean {
+  return typeof repoId === 'string' && REPO_ID.test(repoId) && !repoId.includes('..')
+}
+
 /** Pushes the model in `dir` to the Hub repository `repoId` ('org/name') as one commit; creates the repository first. */
 export async function pushToHub(dir: string, repoId: string, options: PushOptions = {}): Promise<PushResult> {
   const env = options.env ?? process.env
-  if (typeof repoId !== 'string' || !REPO_ID.test(repoId) || repoId.includes('..'))
+  if (!isPushableRepoId(repoId))
     throw new Error(`push: repository ${JSON.stringify(repoId)} is not 'namespace/name' (your user or organisation, then the model's name)`)
   const revision = options.revision ?? 'main'
   if (!/^[\w.-]+(\/[\w.-]+)*$/.test(revision) || revision.split('/').includes('..'))
