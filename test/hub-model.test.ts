@@ -285,7 +285,9 @@ t.test("the CLI: encode --model org/tiny gives the folder's vectors; train --mod
     join(work, 'cache-cli', 'models--org--tiny', 'snapshots', COMMIT),
     'the run names the snapshot (a resume needs no network)',
   )
-  t.match(readFileSync(join(out, 'README.md'), 'utf8'), /`org\/tiny` \(/, 'the model card names the base model by its id')
+  const card = readFileSync(join(out, 'README.md'), 'utf8')
+  t.match(card, /`org\/tiny` \(/, 'the model card names the base model by its id')
+  t.match(card, /^---\n(?:.*\n)*?base_model: org\/tiny\n(?:.*\n)*?---\n/, "and in the front matter's base_model (the Hub's model tree)")
   // serve: the model's name in the APIs is its id, not its snapshot folder's (a commit).
   const serve = spawn(process.execPath, [cli, 'serve', '--model', 'org/tiny', '--device', 'cpu', '--port', '0'], { env: fresh })
   t.teardown(() => void serve.kill('SIGKILL'))

@@ -14,6 +14,7 @@ import { join } from 'node:path'
 import { pushToHub } from '../lib/hub/hub-push.js'
 import { SentenceEncoder } from '../lib/embed/sentence-encoder.js'
 import { LOCK_FILE } from '../lib/train/run-lock.js'
+import { cardForRepo } from '../lib/train/model-card.js'
 import { saveTinyModel, sentences, writePoolingConfig } from './helpers/encoder-tiny-model.js'
 import { filesOf, gitBlobId, sha256 } from './helpers/hub-files.js'
 import { cli, needsCli, tinyTrainArgs, writeSentences } from './helpers/train-corpus.js'
@@ -453,5 +454,14 @@ t.test('simcsepp push: a summary line and the commit; usage errors; train --push
   const model = [...filesOf(out)].filter(([p]) => !p.startsWith('run/') && !p.startsWith('.'))
   t.ok(model.some(([p]) => p === 'model.safetensors') && model.some(([p]) => p === 'README.md'), 'the model and its card')
   t.same([...commit!.files.keys()].sort(), model.map(([p]) => p).sort(), "the run's model files, without run/")
-  for (const [p, b] of model) t.ok(commit!.files.get(p)?.bytes.equals(b), `${p}: the same bytes`)
+  for (const [p, b] of model) if (p !== 'README.md') t.ok(commit!.files.get(p)?.bytes.equals(b), `${p}: the same bytes`)
+  // The card as pushed: its examples load the model by its id; the rest is the run's card.
+  const card = commit!.files.get('README.md')!.bytes.toString()
+  const local = readFileSync(join(out, 'README.md'), 'utf8')
+  t.match(local, /SentenceTransformer\("path\/to\/trained"\)/, 'the local card keeps its path')
+  t.equal(card, cardForRepo(local, 'trained', 'me/trained'))
+  t.match(card, /model = SentenceTransformer\("me\/trained"\)\n/)
+  t.match(card, /const encoder = await SentenceEncoder\.load\('me\/trained'\)\n/)
+  t.notMatch(card, /path\/to\//)
+  t.equal(card.split('\n').length, local.split('\n').length, 'no other line changed')
 })

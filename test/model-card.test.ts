@@ -20,6 +20,7 @@ t.test('a text run: objective, hyper-parameters and the evaluation table as the 
   t.ok(card.startsWith('---\nlibrary_name: sentence-transformers\npipeline_tag: sentence-similarity\n'), 'Hub front matter')
   t.match(card, /^# text-run$/m)
   t.match(card, /- Base model: random initialisation \(`"tiny"` size\)/)
+  t.notMatch(card, /base_model:/, 'no base_model in the front matter without a Hub base model')
   t.match(card, /- Data: `wiki\.txt`, 80 sentences, read as text/)
   t.match(card, /- Objective: `simcse\+\+`/)
   t.match(card, /SimCSE\+\+: off-dropout InfoNCE/)

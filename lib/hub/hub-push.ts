@@ -19,7 +19,9 @@ import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs'
 import { open, readFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
-import { join, resolve } from 'node:path'
+import { basename, join, resolve } from 'node:path'
+import { Readable } from 'node:stream'
+import { cardForRepo } from '../train/model-card.js'
 import { runLockHolder } from '../train/run-lock.js'
 import { hubEndpoint, hubFetch, hubToken } from './hub-model.js'
 
@@ -54,12 +56,14 @@ export interface PushResult {
 interface LocalFile {
   path: string // in the repository, with '/'
   abs: string
+  content?: Buffer // what is pushed, where it differs from the file (the model card, its examples naming the repo)
   size: number
   sha256: string
   sample: Buffer // the first 512 bytes: the Hub tells text from binary by them
   lfs?: boolean
 }
 
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 const REPO_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/
 const LFS_HEADERS = { accept: 'application/vnd.git-lfs+json', 'content-type': 'application/vnd.git-lfs+json' }
 const UNREACHABLE_HINT = '; check the network (and HF_ENDPOINT)'
@@ -85,7 +89,7 @@ export async function pushToHub(dir: string, repoId: string, options: PushOption
   if (!token) throw new Error('push: the Hub needs a token with write access: set HF_TOKEN (or run `huggingface-cli login`)')
   const endpoint = hubEndpoint(options.endpoint, env)
   const auth = { authorization: `Bearer ${token}` }
-  const files = await describeFiles(dir)
+  const files = await describeFiles(dir, repoId)
 
   await createRepo(endpoint, repoId, options.private ?? false, auth)
   const rev = encodeURIComponent(revision)
@@ -98,7 +102,11 @@ export async function pushToHub(dir: string, repoId: string, options: PushOption
   ]
   for (const f of kept) {
     if (f.lfs) lines.push({ key: 'lfsFile', value: { path: f.path, algo: 'sha256', oid: f.sha256, size: f.size } })
-    else lines.push({ key: 'file', value: { path: f.path, content: (await readFile(f.abs)).toString('base64'), encoding: 'base64' } })
+    else
+      lines.push({
+        key: 'file',
+        value: { path: f.path, content: (f.content ?? (await readFile(f.abs))).toString('base64'), encoding: 'base64' },
+      })
   }
   const res = await call(`${endpoint}/api/models/${repoId}/commit/${rev}`, 'the commit', repoId, {
     method: 'POST',
@@ -116,8 +124,11 @@ export async function pushToHub(dir: string, repoId: string, options: PushOption
   }
 }
 
-/** The files to push, in path order: all but hidden ones and a training run's state (run/ at the top). */
-async function describeFiles(dir: string): Promise<LocalFile[]> {
+/**
+ * The files to push, in path order: all but hidden ones and a training run's state (run/ at the top). The model card
+ * (README.md) is pushed with its examples loading the model by `repoId`.
+ */
+async function describeFiles(dir: string, repoId: string): Promise<LocalFile[]> {
   const paths: string[] = []
   const walk = (under: string) => {
     for (const e of readdirSync(join(dir, under), { withFileTypes: true })) {
@@ -133,6 +144,15 @@ async function describeFiles(dir: string): Promise<LocalFile[]> {
   const out: LocalFile[] = []
   for (const path of paths) {
     const abs = join(dir, path)
+    if (path === 'README.md') {
+      const text = await readFile(abs, 'utf8')
+      const card = cardForRepo(text, basename(dir), repoId)
+      if (card !== text) {
+        const content = Buffer.from(card)
+        out.push({ path, abs, content, size: content.length, sha256: sha(content), sample: content.subarray(0, 512) })
+        continue
+      }
+    }
     const hash = createHash('sha256')
     let size = 0
     for await (const chunk of createReadStream(abs)) {
@@ -316,12 +336,15 @@ function put(url: string, f: LocalFile, start: number, length: number, progress:
     })
     req.on('error', (e) => failWith(e.message))
     let bytes = 0
-    const body = createReadStream(f.abs, { start, end: start + length - 1 }) // (length > 0: LFS files are never empty)
-    body.on('data', (chunk) => {
-      bytes += (chunk as Buffer).length
+    // (length > 0: LFS files are never empty)
+    const body: Readable = f.content
+      ? Readable.from([f.content.subarray(start, start + length)])
+      : createReadStream(f.abs, { start, end: start + length - 1 })
+    body.on('data', (chunk: Buffer) => {
+      bytes += chunk.length
       progress(bytes)
     })
-    body.on('error', (e) => {
+    body.on('error', (e: Error) => {
       req.destroy()
       failWith(e.message)
     })

@@ -96,6 +96,16 @@ const ONLY_FOR: Record<string, string[]> = {
   temperature: ['simcse++', 'off-dropout', 'simcse', 'cosent', 'angle'],
 }
 
+/**
+ * The card of a folder named `folder` as pushed to the Hub repository `repoId`: its usage examples load the model by
+ * that id instead of 'path/to/FOLDER'. Other text is left as it is.
+ */
+export function cardForRepo(card: string, folder: string, repoId: string): string {
+  return card
+    .replace(`SentenceTransformer("path/to/${folder}")`, `SentenceTransformer("${repoId}")`)
+    .replace(`SentenceEncoder.load('path/to/${folder}')`, `SentenceEncoder.load('${repoId}')`)
+}
+
 export function modelCard({ args, steps, evals, best, data, architecture = 'BERT' }: ModelCardInput): string {
   const at = (k: string, i: number) => (Array.isArray(args[k]) ? (args[k] as unknown[])[i] : args[k])
   const sets = data.map((d, i) => ({
@@ -136,10 +146,13 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
       (k !== 'symmetric' || args[k] === true),
   )
   const last = steps.at(-1)
+  const baseId = args.model ? hubIdOf(String(args.model)) : null
   const lines = [
     '---',
     'library_name: sentence-transformers',
     'pipeline_tag: sentence-similarity',
+    // (the Hub's model tree links a fine-tune to its base by this field)
+    ...(baseId ? [`base_model: ${baseId}`] : []),
     'tags:',
     '  - sentence-transformers',
     '  - feature-extraction',
