@@ -205,6 +205,27 @@ t.test('the addon refuses what would freeze host data into a graph, and stays us
     "the record function's error",
   )
   t.throws(() => addon.graphCapture(session, [ids], () => void out.toFloat32Array()), /capturing|captur/i, 'a host read')
+  // The addon's graph functions called from a record function: refused, the session left as it was.
+  const peer = addon.graphSession([ids.byteLength], 4, session)
+  const refusedIn = (f: string) => new RegExp(`${f} was called while a step graph is being captured \\(from a record function\\)`)
+  for (const [what, call, error] of [
+    ['graphSessionFree of the session', () => addon.graphSessionFree(session), refusedIn('graphSessionFree')],
+    ['graphSessionFree of a peer', () => addon.graphSessionFree(peer), refusedIn('graphSessionFree')],
+    ['graphSession', () => addon.graphSession([4], 4), refusedIn('graphSession')],
+    ['graphCapture', () => addon.graphCapture(session, [ids], () => {}), /already being captured/],
+    ['graphLaunch', () => addon.graphLaunch(session, 0, [ids], 0n, 0, 1), refusedIn('graphLaunch')],
+    ['graphResults', () => addon.graphResults(session, 0), refusedIn('graphResults')],
+  ] as const)
+    t.throws(
+      () =>
+        addon.graphCapture(session, [ids], () => {
+          ops.embeddingForward(out, ids, ids, ids, table, table, table)
+          call()
+        }),
+      error,
+      `${what} from the record function`,
+    )
+  addon.graphSessionFree(peer)
   const g = addon.graphCapture(session, [ids], () => ops.embeddingForward(out, ids, ids, ids, table, table, table))
   t.equal(g, 0, 'a valid capture after the failed ones')
   table.copyFrom(new Float32Array(128).map((_, i) => i))

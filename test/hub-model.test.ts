@@ -11,7 +11,7 @@ import { join, relative } from 'node:path'
 import { hubCacheDir, hubIdOf, isHubModelId, resolveModel } from '../lib/hub/hub-model.js'
 import { SentenceEncoder } from '../lib/embed/sentence-encoder.js'
 import { saveTinyModel, sentences, writePoolingConfig } from './helpers/encoder-tiny-model.js'
-import { filesOf, gitBlobId, sha256 } from './helpers/hub-files.js'
+import { filesOf, gitBlobId, sha256, runCli } from './helpers/hub-files.js'
 import { cli, jsonVectors, needsCli } from './helpers/train-corpus.js'
 
 const COMMIT = 'c0ffee'.padEnd(40, '7')
@@ -240,15 +240,7 @@ t.test('a download cut short or corrupted: an Error, no blob, no partial file; t
 
 t.test("the CLI: encode --model org/tiny gives the folder's vectors; train --model org/tiny records the snapshot", needsCli, async (t) => {
   const fresh = { ...process.env, HF_ENDPOINT: hub.url, HF_HUB_CACHE: join(work, 'cache-cli') }
-  // (not spawnSync: the stand-in Hub answers from this process's event loop)
-  const run = (args: string[]) =>
-    new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [cli, ...args], { env: fresh })
-      let [stdout, stderr] = ['', '']
-      child.stdout.on('data', (b: Buffer) => (stdout += b))
-      child.stderr.on('data', (b: Buffer) => (stderr += b))
-      child.on('close', (status) => resolve({ status, stdout, stderr }))
-    })
+  const run = (args: string[]) => runCli(args, fresh)
   const texts = sentences(3)
   const byId = await run(['encode', '--model', 'org/tiny', '--device', 'cpu', ...texts])
   t.equal(byId.status, 0, byId.stderr)

@@ -4,7 +4,6 @@
 // newline-delimited JSON commit. The stand-in also serves what was committed the way the Hub serves downloads, so a
 // pushed model is loaded back by its id: the round trip must give the folder's vectors bit for bit.
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
@@ -16,8 +15,8 @@ import { SentenceEncoder } from '../lib/embed/sentence-encoder.js'
 import { LOCK_FILE } from '../lib/train/run-lock.js'
 import { cardForRepo } from '../lib/train/model-card.js'
 import { saveTinyModel, sentences, writePoolingConfig } from './helpers/encoder-tiny-model.js'
-import { filesOf, gitBlobId, sha256 } from './helpers/hub-files.js'
-import { cli, needsCli, tinyTrainArgs, writeSentences } from './helpers/train-corpus.js'
+import { filesOf, gitBlobId, sha256, runCli } from './helpers/hub-files.js'
+import { needsCli, tinyTrainArgs, writeSentences } from './helpers/train-corpus.js'
 
 const work = mkdtempSync(join(tmpdir(), 'simcsepp-push-'))
 t.teardown(() => rmSync(work, { recursive: true, force: true }))
@@ -399,15 +398,7 @@ t.test('files the repository ignores are not committed', async (t) => {
 })
 
 t.test('simcsepp push: a summary line and the commit; usage errors; train --push-to-hub', needsCli, async (t) => {
-  const run = (args: string[], extra: NodeJS.ProcessEnv = {}) =>
-    new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      // (not spawnSync: the stand-in answers from this process's event loop)
-      const child = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env, ...extra } })
-      let [stdout, stderr] = ['', '']
-      child.stdout.on('data', (b: Buffer) => (stdout += b))
-      child.stderr.on('data', (b: Buffer) => (stderr += b))
-      child.on('close', (status) => resolve({ status, stdout, stderr }))
-    })
+  const run = (args: string[], extra: NodeJS.ProcessEnv = {}) => runCli(args, { ...process.env, ...env, ...extra })
   const big = join(work, 'big')
   cpSync(modelDir, big, { recursive: true })
   copyFileSync(join(modelDir, 'model.safetensors'), join(big, 'model.safetensors'))

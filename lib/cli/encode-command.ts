@@ -6,7 +6,7 @@ import { ENCODER_PRECISION_REQUESTS } from '../model/precision.js'
 import { num, oneOf, parseFlags, UsageError } from './args.js'
 import { encodeUsage } from './help.js'
 import { ENCODE_FORMATS, encodeLine, encodeProgressBar } from './encode-output.js'
-import { resolveModelFlag } from './hub-download.js'
+import { resolveDataFlag, resolveModelFlag } from './hub-download.js'
 import { quantizationRanges, quantizeEmbeddings, type QuantizationRanges } from '../embed/quantize.js'
 
 export const encoderFlags = {
@@ -54,6 +54,7 @@ export async function encodeCommand(argv: string[]): Promise<void> {
       calibration: { type: 'string' },
     },
   })
+  values.file = await resolveDataFlag(values.file) // (an hf://datasets/... path: downloaded into the cache)
   if (!values.model) throw new UsageError('encode: --model DIR is required')
   const format = oneOf('format', values.format, ENCODE_FORMATS)!
   if (!values.file && positionals.length === 0) throw new UsageError('encode: give sentences as arguments or --file FILE (one per line)')

@@ -8,6 +8,7 @@ import { evaluateRetrieval, type RetrievalResult } from '../eval/retrieval.js'
 import { evaluateTranslation, readTranslationPairs, type TranslationPairs, type TranslationResult } from '../eval/translation.js'
 import { memoEmbed, type Embed } from '../embed/memo-embed.js'
 import { num, numList, parseFlags, UsageError } from './args.js'
+import { resolveDataFlags } from './hub-download.js'
 import { evalUsage } from './help.js'
 import { matryoshkaTable, retrievalTable, stsTable, translationTable } from './tables.js'
 import { encodeProgressBar } from './encode-output.js'
@@ -34,6 +35,11 @@ export async function evalCommand(argv: string[]): Promise<void> {
       rescore: { type: 'string' },
     },
   })
+  // (hf://datasets/... paths: the dataset's files, downloaded into the Hugging Face cache where missing)
+  values.sts = await resolveDataFlags(values.sts)
+  values.retrieval = await resolveDataFlags(values.retrieval)
+  values.translation = await resolveDataFlags(values.translation)
+  positionals.splice(0, positionals.length, ...(await resolveDataFlags(positionals))!)
   if (values.model && values.onnx) throw new UsageError('eval: give --model DIR or --onnx FILE, not both')
   if (!values.model && !values.onnx) throw new UsageError('eval: --model DIR (or --onnx FILE) is required')
   const files = [...(values.sts ?? []), ...positionals]

@@ -184,7 +184,8 @@ export const usage = `simcsepp: SimCSE++ sentence-embedding training on CUDA and
 Usage: simcsepp COMMAND [options]   (simcsepp COMMAND --help: that command's usage; simcsepp --version)
 A --model or --teacher that is no folder here is a Hugging Face Hub id (org/name[@revision]): the model is
 downloaded into huggingface_hub's cache once (HF_HOME, HF_HUB_CACHE, HF_TOKEN, HF_ENDPOINT; HF_HUB_OFFLINE=1: the
-cache only).
+cache only). Data files (--data, --eval-file, --eval-retrieval, --sts, --retrieval, --translation, --file, --corpus)
+may be a Hub dataset's, hf://datasets/org/name[@revision]/PATH (a file, a folder, or a pattern: train-*.parquet).
 
 ${Object.values(COMMAND_USAGE).join('\n')}`
 

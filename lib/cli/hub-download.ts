@@ -1,6 +1,7 @@
-// A command's --model (or --teacher) given as a Hugging Face Hub id: resolved to its cached snapshot before the
-// command runs, with the download's progress on stderr (one bar per file of a megabyte or more, in MB).
-import { isHubModelId, resolveModel } from '../hub/hub-model.js'
+// A command's --model (or --teacher) given as a Hugging Face Hub id, and its data files given as hf://datasets/...
+// paths: resolved to their cached snapshot before the command runs, with the download's progress on stderr (one bar
+// per file of a megabyte or more, in MB).
+import { isHubModelId, resolveHfPath, resolveModel } from '../hub/hub-model.js'
 import { ProgressBar } from './progress.js'
 
 /** One progress bar on stderr per file of a megabyte or more, for the Hub's downloads and uploads. */
@@ -34,4 +35,24 @@ export async function resolveModelFlag(ref: string | undefined): Promise<string 
   const dir = await resolveModel(ref, { onProgress: bars.onProgress })
   bars.finish()
   return dir
+}
+
+/** The local path of a data flag's value: itself, or an hf://datasets/... path's cached files (downloaded with
+ * progress where the cache lacks them). */
+export async function resolveDataFlag(ref: string): Promise<string>
+export async function resolveDataFlag(ref: string | undefined): Promise<string | undefined>
+export async function resolveDataFlag(ref: string | undefined): Promise<string | undefined> {
+  if (ref === undefined || !ref.startsWith('hf://')) return ref
+  const bars = fileProgressBars()
+  const path = await resolveHfPath(ref, { onProgress: bars.onProgress })
+  bars.finish()
+  return path
+}
+
+/** resolveDataFlag over each value of a repeatable flag. */
+export async function resolveDataFlags(refs: string[] | undefined): Promise<string[] | undefined> {
+  if (refs === undefined) return undefined
+  const out: string[] = []
+  for (const r of refs) out.push(await resolveDataFlag(r)) // (one after another: one progress bar at a time)
+  return out
 }

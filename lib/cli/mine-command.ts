@@ -8,6 +8,7 @@ import { mineHardNegatives } from '../data/mine.js'
 import { formatTriplets, formatTuples, tuplesOf, type TripletFormat } from '../data/write-triplets.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { num, oneOf, parseFlags, UsageError } from './args.js'
+import { resolveDataFlag } from './hub-download.js'
 import { encoderFlags, loadEncoder } from './encode-command.js'
 import { encodeProgressBar } from './encode-output.js'
 import { mineUsage } from './help.js'
@@ -37,6 +38,9 @@ export async function mineCommand(argv: string[]): Promise<void> {
       'doc-prefix': { type: 'string' },
     },
   })
+  // (hf://datasets/... paths: the dataset's files, downloaded into the Hugging Face cache where missing)
+  values.data = await resolveDataFlag(values.data)
+  values.corpus = await resolveDataFlag(values.corpus)
   if (!values.model) throw new UsageError('mine: --model DIR is required')
   if (!values.data) throw new UsageError('mine: --data FILE (pairs: sent0,sent1 or anchor,positive) is required')
   if (!values.out) throw new UsageError('mine: --out FILE (.csv, .tsv or .jsonl) is required')

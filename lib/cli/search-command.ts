@@ -6,6 +6,7 @@ import { BinaryIndex } from '../embed/binary-index.js'
 import { quantizeEmbeddings } from '../embed/quantize.js'
 import { VectorIndex, type SearchResult } from '../embed/search.js'
 import { num, parseFlags, UsageError } from './args.js'
+import { resolveDataFlag } from './hub-download.js'
 import { encoderFlags, loadEncoder } from './encode-command.js'
 import { searchUsage } from './help.js'
 
@@ -28,6 +29,7 @@ export async function searchCommand(argv: string[]): Promise<void> {
       vectors: { type: 'string' },
     },
   })
+  values.corpus = await resolveDataFlag(values.corpus) // (an hf://datasets/... path: downloaded into the cache)
   if (!values.model) throw new UsageError('search: --model DIR is required')
   if (!values.corpus) throw new UsageError('search: --corpus FILE is required (one sentence per line)')
   if (positionals.length === 0) throw new UsageError('search: give at least one query as an argument')

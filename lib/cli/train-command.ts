@@ -13,7 +13,7 @@ import { MATRYOSHKA_WEIGHT_MAX } from '../train/matryoshka-options.js'
 import { demoCommand } from './demo-command.js'
 import { TrainingDisplay } from './train-display.js'
 import { resumeOptions } from '../train/resume-options.js'
-import { fileProgressBars, resolveModelFlag } from './hub-download.js'
+import { fileProgressBars, resolveDataFlags, resolveModelFlag } from './hub-download.js'
 import { hubToken } from '../hub/hub-model.js'
 import { isPushableRepoId, pushToHub } from '../hub/hub-push.js'
 
@@ -155,7 +155,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     model: await resolveModelFlag(values.model),
     config: oneOf('config', values.config, ['tiny', 'mini', 'small', 'base'] as const),
     tokenizer: values.tokenizer,
-    data: oneOrEach(values.data)!,
+    data: oneOrEach(await resolveDataFlags(values.data))!,
     format: oneOrEach(values.format?.map((f) => oneOf('format', f, ['auto', ...DATA_FORMATS] as const)!)),
     column: oneOrEach(values.column),
     datasetSampler: oneOf('dataset-sampler', values['dataset-sampler'], DATASET_SAMPLERS),
@@ -187,8 +187,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
     seed: num('seed', values.seed, R.seed),
     device: oneOf('device', values.device, DEVICE_REQUESTS),
     precision: oneOf('precision', values.precision, PRECISION_REQUESTS),
-    evalFiles: values['eval-file'],
-    evalRetrieval: values['eval-retrieval'],
+    evalFiles: await resolveDataFlags(values['eval-file']),
+    evalRetrieval: await resolveDataFlags(values['eval-retrieval']),
     evalEvery: num('eval-every', values['eval-every'], R.evalEvery),
     earlyStopping: num('early-stopping', values['early-stopping'], R.earlyStopping),
     out: values.out ?? 'simcsepp-out',

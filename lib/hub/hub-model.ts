@@ -10,6 +10,9 @@
 // download leaves no partial file under a real name. Offline (HF_HUB_OFFLINE=1), or when the Hub cannot be reached,
 // the snapshot the cache's ref names is used as it is. Weights of other frameworks are not downloaded (ONNX, TF, Flax,
 // OpenVINO, GGUF, ...), nor PyTorch pickles beside safetensors.
+// Datasets' files, named hf://datasets/{org}/{name}[@{revision}]/{path} (resolveHfPath), are cached the same way in
+// datasets--{org}--{name}/ (`GET {endpoint}/api/datasets/{id}/revision/...`, `GET {endpoint}/datasets/{id}/resolve/...`),
+// only the files the path names.
 import { createHash } from 'node:crypto'
 import { createWriteStream, existsSync, readFileSync, statSync } from 'node:fs'
 import { copyFile, mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises'
@@ -75,16 +78,69 @@ export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
  */
 export async function resolveModel(ref: string, options: HubOptions = {}): Promise<string> {
   if (!isHubModelId(ref)) return ref
-  const env = options.env ?? process.env
   const [id, atRevision] = ref.split('@')
-  const revision = options.revision ?? atRevision ?? 'main'
+  return (await snapshot('model', id, options.revision ?? atRevision ?? 'main', wanted, ref, options)).dir
+}
+
+const HF_DATASET_PATH = /^hf:\/\/datasets\/([A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*)(?:@([^/]+))?(?:\/(.*))?$/
+
+/**
+ * The local path of `ref` where it names a Hub dataset's files, `hf://datasets/ORG/NAME[@REVISION]/PATH` (the form
+ * huggingface_hub's file system, pandas and polars read; a revision with slashes URL-encoded, refs%2Fpr%2F1): PATH,
+ * a file, a folder or a file-name pattern (train-*.parquet), in the dataset's cached snapshot, its files downloaded
+ * where missing. Any other `ref` is returned as it is.
+ */
+export async function resolveHfPath(ref: string, options: HubOptions = {}): Promise<string> {
+  if (typeof ref !== 'string' || !ref.startsWith('hf://')) return ref
+  const m = HF_DATASET_PATH.exec(ref)
+  const path = (m?.[3] ?? '').replace(/\/+$/, '')
+  if (!m || path.split('/').some((p) => p === '..' || p === '.'))
+    throw new Error(
+      `${ref}: an hf:// path names files of a Hub dataset: hf://datasets/ORG/NAME[@REVISION]/PATH (PATH: a file, a folder, or ` +
+        'a pattern of file names such as train-*.parquet)',
+    )
+  const slash = path.lastIndexOf('/')
+  const [folder, name] = [path.slice(0, slash + 1), path.slice(slash + 1)]
+  const pattern = /[*?]/.test(name)
+    ? new RegExp(
+        `^${name
+          .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+          .replace(/\*/g, '[^/]*')
+          .replace(/\?/g, '[^/]')}$`,
+      )
+    : null
+  const select = (f: HubFile) =>
+    pattern
+      ? f.path.startsWith(folder) && pattern.test(f.path.slice(folder.length))
+      : path === '' || f.path === path || f.path.startsWith(`${path}/`)
+  const revision = options.revision ?? decodeURIComponent(m[2] ?? 'main')
+  const got = await snapshot('dataset', m[1], revision, (f) => select(f) && f.path !== '.gitattributes', ref, options)
+  if (got.online && got.files === 0)
+    throw new Error(`${ref}: no file of the dataset ${m[1]} at ${revision} is ${pattern ? 'matched by' : 'at'} '${path}'`)
+  return path ? join(got.dir, path) : got.dir
+}
+
+/**
+ * The snapshot folder of a Hub repository (a model or a dataset) at `revision`, its `select`ed files downloaded where
+ * the cache lacks them; with how many files were selected (`online`: the Hub answered; else the cache was used as it
+ * is). `ref`: how the user named it, for messages.
+ */
+async function snapshot(
+  kind: 'model' | 'dataset',
+  id: string,
+  revision: string,
+  select: (f: HubFile, all: HubFile[]) => boolean,
+  ref: string,
+  options: HubOptions,
+): Promise<{ dir: string; files: number; online: boolean }> {
+  const env = options.env ?? process.env
   if (!/^[\w.-]+(\/[\w.-]+)*$/.test(revision) || revision.split('/').includes('..'))
     throw new Error(`${ref}: revision ${JSON.stringify(revision)} is not a branch, tag or commit name`)
-  const repo = join(options.cacheDir ?? hubCacheDir(env), `models--${id.replace(/\//g, '--')}`)
+  const repo = join(options.cacheDir ?? hubCacheDir(env), `${kind}s--${id.replace(/\//g, '--')}`)
   const cached = cachedSnapshot(repo, revision)
   const offline = options.offline ?? ['1', 'true', 'yes', 'on'].includes((env.HF_HUB_OFFLINE ?? '').toLowerCase())
   if (offline) {
-    if (cached) return cached
+    if (cached) return { dir: cached, files: 0, online: false }
     throw new Error(`${ref}: not in the Hugging Face cache (${repo}), and HF_HUB_OFFLINE is set: download it once online`)
   }
   const endpoint = hubEndpoint(options.endpoint, env)
@@ -92,19 +148,21 @@ export async function resolveModel(ref: string, options: HubOptions = {}): Promi
   const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {}
   let info: { commit: string; files: HubFile[] }
   try {
-    info = await revisionInfo(endpoint, id, revision, headers)
+    info = await revisionInfo(endpoint, kind, id, revision, headers)
   } catch (e) {
     // Unreachable (no network, a proxy, a timeout): the cache's snapshot, as huggingface_hub falls back to it.
     if (!(e as { unreachable?: boolean }).unreachable) throw e
-    if (cached) return cached
-    throw new Error(`${ref}: no folder of that name here, and ${(e as Error).message}`)
+    if (cached) return { dir: cached, files: 0, online: false }
+    throw new Error(`${ref}: ${kind === 'model' ? 'no folder of that name here, and ' : ''}${(e as Error).message}`)
   }
   const snapshot = join(repo, 'snapshots', info.commit)
-  for (const f of info.files.filter((f, _, all) => wanted(f.path, all))) {
+  const chosen = info.files.filter((f, _, all) => select(f, all))
+  const urlPrefix = kind === 'model' ? endpoint : `${endpoint}/datasets`
+  for (const f of chosen) {
     const link = join(snapshot, f.path)
     if (existsSync(link)) continue
     const blob = join(repo, 'blobs', f.etag)
-    if (!existsSync(blob)) await download(id, `${endpoint}/${id}/resolve/${info.commit}/${encodePath(f.path)}`, blob, f, headers, options)
+    if (!existsSync(blob)) await download(id, `${urlPrefix}/${id}/resolve/${info.commit}/${encodePath(f.path)}`, blob, f, headers, options)
     await mkdir(dirname(link), { recursive: true })
     // (where links cannot be made, a copy; a link another process made meanwhile is kept: a copy onto it would
     // truncate the blob it points at)
@@ -118,7 +176,7 @@ export async function resolveModel(ref: string, options: HubOptions = {}): Promi
     await writeFile(refFile, info.commit)
   }
   await mkdir(snapshot, { recursive: true })
-  return snapshot
+  return { dir: snapshot, files: chosen.length, online: true }
 }
 
 /** The snapshot folder the cache holds for `revision` (a commit, or a ref naming one), or null. */
@@ -150,8 +208,8 @@ export function hubToken(env: NodeJS.ProcessEnv = process.env): string | undefin
 
 const OTHER_FRAMEWORKS = /(^|\/)(onnx|openvino|coreml|tflite)\/|\.(h5|msgpack|ot|onnx|onnx_data|gguf|tflite|mlmodel|pb|ckpt|pt|pth)$/i
 
-/** Whether a file of the revision is downloaded: not another framework's weights, nor a pickle beside safetensors. */
-function wanted(path: string, all: HubFile[]): boolean {
+/** Whether a file of a model is downloaded: not another framework's weights, nor a pickle beside safetensors. */
+function wanted({ path }: HubFile, all: HubFile[]): boolean {
   if (OTHER_FRAMEWORKS.test(path) || path === '.gitattributes') return false
   if (/(^|\/)pytorch_model[^/]*\.bin(\.index\.json)?$/.test(path)) {
     const folder = path.includes('/') ? path.slice(0, path.lastIndexOf('/') + 1) : ''
@@ -164,12 +222,14 @@ function encodePath(path: string): string {
   return path.split('/').map(encodeURIComponent).join('/')
 }
 
-/** An Error for an HTTP failure of `what`, saying what to do. */
-function httpError(what: string, status: number, id: string, file = false): Error {
+/** An Error for an HTTP failure of `what`, saying what to do. `kind`: the repository's, when `what` is its revision. */
+function httpError(what: string, status: number, id: string, kind?: 'model' | 'dataset'): Error {
   if (status === 401 || status === 403)
     return new Error(`${what}: HTTP ${status}: '${id}' is private or gated: accept its terms on the Hub and set HF_TOKEN`)
-  if (status === 404 && !file)
-    return new Error(`${what}: HTTP 404: no model '${id}' on the Hub at that revision (and no folder of that name here)`)
+  if (status === 404 && kind)
+    return new Error(
+      `${what}: HTTP 404: no ${kind} '${id}' on the Hub at that revision${kind === 'model' ? ' (and no folder of that name here)' : ''}`,
+    )
   return new Error(`${what}: HTTP ${status}`)
 }
 
@@ -197,16 +257,16 @@ export async function hubFetch(
   }
 }
 
-async function revisionInfo(endpoint: string, id: string, revision: string, headers: Record<string, string>) {
-  const url = `${endpoint}/api/models/${id}/revision/${encodeURIComponent(revision)}?blobs=true`
+async function revisionInfo(endpoint: string, kind: 'model' | 'dataset', id: string, revision: string, headers: Record<string, string>) {
+  const url = `${endpoint}/api/${kind}s/${id}/revision/${encodeURIComponent(revision)}?blobs=true`
   const res = await hubFetch(url, headers)
-  if (!res.ok) throw httpError(`${id}@${revision}`, res.status, id)
+  if (!res.ok) throw httpError(`${id}@${revision}`, res.status, id, kind)
   const body = (await res.json()) as {
     sha?: string
     siblings?: { rfilename: string; size?: number; blobId?: string; lfs?: { sha256: string; size: number } }[]
   }
   if (typeof body.sha !== 'string' || !/^[0-9a-f]{40}$/.test(body.sha) || !Array.isArray(body.siblings))
-    throw new Error(`${url}: not a Hub model description (no commit or file list)`)
+    throw new Error(`${url}: not a Hub ${kind} description (no commit or file list)`)
   const files: HubFile[] = []
   for (const s of body.siblings) {
     const etag = s.lfs?.sha256 ?? s.blobId
@@ -228,7 +288,7 @@ async function download(id: string, url: string, blob: string, f: HubFile, heade
   const part = `${blob}.${process.pid}.incomplete`
   const res = await hubFetch(url, headers)
   // (a gated model's description is public, its files are not: 401 or 403 here)
-  if (!res.ok || !res.body) throw httpError(`${id}: ${f.path}`, res.status, id, true)
+  if (!res.ok || !res.body) throw httpError(`${id}: ${f.path}`, res.status, id)
   const total = f.size >= 0 ? f.size : Number(res.headers.get('content-length') ?? -1)
   const hash = createHash('sha256')
   let bytes = 0

@@ -46,18 +46,31 @@ import { readSentenceTransformersConfig } from '../embed/sentence-transformers-c
 import type { InheritedSettings } from './sentence-transformers.js'
 import { rolePrefixText } from '../embed/role-prompts.js'
 import { startDistributed, type Communicator } from '../distributed/communicator.js'
-import { resolveModel } from '../hub/hub-model.js'
+import { resolveHfPath, resolveModel } from '../hub/hub-model.js'
 
 export type { TrainOptions } from './options.js'
 export type { EvalInfo, StepInfo, TrainHooks, TrainResult } from './events.js'
 
-/** The options with `model` and `teacher` given as Hugging Face Hub ids resolved to their cached snapshots (downloaded
- * where missing: lib/hub/hub-model.ts). */
-async function withHubModels(options: TrainOptions): Promise<TrainOptions> {
+/**
+ * The options with `model` and `teacher` given as Hugging Face Hub ids resolved to their cached snapshots, and data
+ * and evaluation files given as hf://datasets/... paths to their cached files (downloaded where missing:
+ * lib/hub/hub-model.ts). Only what is given that way changes.
+ */
+async function withHubFiles(options: TrainOptions): Promise<TrainOptions> {
   if (!options || typeof options !== 'object') return options
   const model = typeof options.model === 'string' ? await resolveModel(options.model) : options.model
   const teacher = typeof options.teacher === 'string' ? await resolveModel(options.teacher) : options.teacher
-  return model === options.model && teacher === options.teacher ? options : { ...options, model, teacher }
+  const paths = async <T>(v: T): Promise<T> =>
+    (typeof v === 'string' ? await resolveHfPath(v) : Array.isArray(v) ? await Promise.all(v.map((p) => resolveHfPath(p))) : v) as T
+  const [data, evalFiles, evalRetrieval] = [await paths(options.data), await paths(options.evalFiles), await paths(options.evalRetrieval)]
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
+  return model === options.model &&
+    teacher === options.teacher &&
+    same(data, options.data) &&
+    same(evalFiles, options.evalFiles) &&
+    same(evalRetrieval, options.evalRetrieval)
+    ? options
+    : { ...options, model, teacher, data, evalFiles, evalRetrieval }
 }
 
 /** One dataset of a run: its options (forDataset), reader, batch size and views; its step and stream once made. */
@@ -71,7 +84,7 @@ interface RunDataset {
 }
 
 export async function train(options: TrainOptions, hooks: TrainHooks = {}): Promise<TrainResult> {
-  const o = resolveTrainOptions(await withBasePooling(await withDataFormat(await withHubModels(options))))
+  const o = resolveTrainOptions(await withBasePooling(await withDataFormat(await withHubFiles(options))))
   const comm = startDistributed(o.distributed)
   if (comm && comm.size > 1) {
     try {

@@ -1,8 +1,10 @@
-// What the Hub stand-ins of hub-model.test.ts and hub-push.test.ts share: a folder's files, and the two ids the Hub
-// gives a file (git's blob id, the LFS sha256).
+// What the Hub stand-ins' tests share (hub-model, hub-push, hub-datasets): a folder's files, the two ids the Hub gives a
+// file (git's blob id, the LFS sha256), and the CLI run beside the stand-in.
+import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { cli } from './train-corpus.js'
 
 export const gitBlobId = (b: Buffer) => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex')
 export const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex')
@@ -16,4 +18,18 @@ export function filesOf(dir: string, under = ''): Map<string, Buffer> {
     else out.set(path, readFileSync(join(dir, path)))
   }
   return out
+}
+
+/**
+ * Runs the CLI with `env` as its whole environment; asynchronously, not with spawnSync: the stand-in Hub answers from
+ * this process's event loop.
+ */
+export function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, ...args], { env })
+    let [stdout, stderr] = ['', '']
+    child.stdout.on('data', (b: Buffer) => (stdout += b))
+    child.stderr.on('data', (b: Buffer) => (stderr += b))
+    child.on('close', (status) => resolve({ status, stdout, stderr }))
+  })
 }
