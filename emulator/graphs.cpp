@@ -151,6 +151,7 @@ struct CUgraphExec_st {
 };
 
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode /*mode*/) {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (!valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaStreamBeginCapture: unknown stream");
   if (legacy(stream) || stream == cudaStreamPerThread)
     return set_error(cudaErrorStreamCaptureUnsupported, "cudaStreamBeginCapture on the default stream");
@@ -191,6 +192,7 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* 
 }
 
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long /*flags*/) {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (exec == nullptr || graph == nullptr)
     return set_error(cudaErrorInvalidValue, "cudaGraphInstantiate of a null graph");
   *exec = new CUgraphExec_st{graph->ops};
@@ -198,6 +200,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsig
 }
 
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (exec == nullptr) return set_error(cudaErrorInvalidValue, "cudaGraphLaunch of a null graph");
   if (!valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaGraphLaunch: unknown stream");
   cudaError_t e = cudaSuccess;

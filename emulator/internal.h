@@ -26,6 +26,11 @@ namespace cuemu::detail {
 // cudaGetErrorString(e) until the next failure. Returns e.
 cudaError_t set_error(cudaError_t e, const std::string& report = {});
 bool valid_stream(cudaStream_t s);
+// A launch's fault (sticky, see cuemu::clear_fault): recorded once, the first one kept, and returned by
+// every later call that uses the device. Returns e.
+cudaError_t record_fault(cudaError_t e, const std::string& report);
+// The recorded fault (set again as the calling thread's last error, with its report), or cudaSuccess.
+cudaError_t faulted();
 
 // ---- graphs.cpp
 // A stream-ordered operation, replayable on any stream.

@@ -110,6 +110,7 @@ using namespace cuemu::detail;
 
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   if (ptr == nullptr) return set_error(cudaErrorInvalidValue);
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (const cudaError_t e = refuse_while_capturing("cudaMalloc"); e != cudaSuccess) return e;
   *ptr = nullptr;
   if (bytes == 0) return cudaSuccess;
@@ -131,6 +132,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
 
 cudaError_t cudaFree(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (const cudaError_t e = refuse_while_capturing("cudaFree"); e != cudaSuccess) return e;
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   if (const cudaError_t e = run_deferred(); e != cudaSuccess) return e;  // it synchronises, as on a GPU
@@ -173,6 +175,7 @@ bool is_pinned(const void* p, size_t n) {
 
 cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
   if (ptr == nullptr) return set_error(cudaErrorInvalidValue);
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (const cudaError_t e = refuse_while_capturing("cudaMallocHost"); e != cudaSuccess) return e;
   *ptr = nullptr;
   if (bytes == 0) return cudaSuccess;
@@ -187,6 +190,7 @@ cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
 
 cudaError_t cudaFreeHost(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (const cudaError_t e = refuse_while_capturing("cudaFreeHost"); e != cudaSuccess) return e;
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   if (const cudaError_t e = run_deferred(); e != cudaSuccess) return e;  // it synchronises, as on a GPU
@@ -198,6 +202,7 @@ cudaError_t cudaFreeHost(void* ptr) {
 
 cudaError_t cudaMemGetInfo(size_t* freeBytes, size_t* totalBytes) {
   if (freeBytes == nullptr || totalBytes == nullptr) return set_error(cudaErrorInvalidValue);
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   const size_t total = physical_memory();
   const size_t available = static_cast<size_t>(sysconf(_SC_AVPHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
@@ -207,6 +212,7 @@ cudaError_t cudaMemGetInfo(size_t* freeBytes, size_t* totalBytes) {
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (bytes == 0) return cudaSuccess;
   if (const cudaError_t e = refuse_while_capturing("cudaMemcpy"); e != cudaSuccess) return e;
   if (const cudaError_t e = run_deferred(); e != cudaSuccess) return e;  // on the legacy stream: after all work
@@ -241,6 +247,7 @@ cudaError_t copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) 
 }  // namespace cuemu::detail
 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (!valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaMemcpyAsync on an unknown stream");
   if (bytes == 0) return cudaSuccess;
   // A captured copy touching host memory would read or write that host address at every replay.
@@ -274,6 +281,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
 }
 
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (bytes == 0) return cudaSuccess;
   if (const cudaError_t e = refuse_while_capturing("cudaMemset"); e != cudaSuccess) return e;
   if (const cudaError_t e = run_deferred(); e != cudaSuccess) return e;
@@ -295,6 +303,7 @@ cudaError_t fill(void* dst, int value, size_t bytes) {
 // A host function in stream order: captured (a host node: it runs at every replay), queued with the
 // stream's work, or run now. As on a GPU, it must not call the CUDA API.
 cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void* userData) {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (!valid_stream(stream))
     return set_error(cudaErrorInvalidResourceHandle, "cudaLaunchHostFunc on an unknown stream");
   if (fn == nullptr) return set_error(cudaErrorInvalidValue, "cudaLaunchHostFunc: a null function");
@@ -312,6 +321,7 @@ cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void* userD
 }
 
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (!valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaMemsetAsync on an unknown stream");
   cudaError_t e = cudaSuccess;
   const StreamOp op = [=](cudaStream_t) { return bytes == 0 ? cudaSuccess : fill(dst, value, bytes); };

@@ -21,6 +21,10 @@ thread_local std::string t_report;  // for the last failure: appended to cudaGet
 thread_local cudaError_t t_reportCode = cudaSuccess;
 thread_local std::string t_message;
 
+// The device's fault (cuemu::clear_fault), under device_mutex(): set by a failed launch, kept until cleared.
+cudaError_t g_fault = cudaSuccess;
+std::string g_faultReport;
+
 std::set<cudaStream_t>& streams() {
   static std::set<cudaStream_t>* s = new std::set<cudaStream_t>();
   return *s;
@@ -78,6 +82,20 @@ cudaError_t set_error(cudaError_t e, const std::string& report) {
   return e;
 }
 
+cudaError_t record_fault(cudaError_t e, const std::string& report) {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (g_fault == cudaSuccess) {
+    g_fault = e;
+    g_faultReport = report;
+  }
+  return set_error(e, report);
+}
+
+cudaError_t faulted() {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  return g_fault == cudaSuccess ? cudaSuccess : set_error(g_fault, g_faultReport);
+}
+
 bool valid_stream(cudaStream_t s) {
   if (s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread) return true;
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
@@ -85,6 +103,13 @@ bool valid_stream(cudaStream_t s) {
 }
 
 }  // namespace cuemu::detail
+
+void cuemu::clear_fault() {
+  using namespace cuemu::detail;
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  g_fault = cudaSuccess;
+  g_faultReport.clear();
+}
 
 using namespace cuemu::detail;
 
@@ -129,12 +154,16 @@ const char* cudaGetErrorName(cudaError_t e) {
 }
 
 cudaError_t cudaGetLastError() {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;  // sticky: not cleared
   const cudaError_t e = t_last;
   t_last = cudaSuccess;
   return e;
 }
 
-cudaError_t cudaPeekAtLastError() { return t_last; }
+cudaError_t cudaPeekAtLastError() {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
+  return t_last;
+}
 
 cudaError_t cudaGetDeviceCount(int* count) {
   if (count == nullptr) return set_error(cudaErrorInvalidValue);
@@ -186,6 +215,7 @@ cudaError_t cudaDriverGetVersion(int* version) {
 cudaError_t cudaRuntimeGetVersion(int* version) { return cudaDriverGetVersion(version); }
 
 cudaError_t cudaDeviceSynchronize() {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (const cudaError_t e = refuse_while_capturing("cudaDeviceSynchronize"); e != cudaSuccess) return e;
   return run_deferred();
 }
@@ -194,6 +224,7 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWith
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned /*flags*/) {
   if (stream == nullptr) return set_error(cudaErrorInvalidValue);
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   *stream = reinterpret_cast<cudaStream_t>(new char);  // a unique handle
   streams().insert(*stream);
@@ -201,6 +232,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned /*flags*/) 
 }
 
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   (void)run_deferred();  // its queued work still runs (as on a GPU), and names the stream
   if (streams().erase(stream) == 0)
@@ -210,6 +242,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (!valid_stream(stream))
     return set_error(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize of an unknown stream");
   if (const cudaError_t e = refuse_while_capturing("cudaStreamSynchronize"); e != cudaSuccess) return e;
@@ -217,6 +250,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
 }
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned /*flags*/) {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (!valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown stream");
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   if (events().count(reinterpret_cast<Event*>(event)) == 0)
@@ -228,6 +262,7 @@ cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlag
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned /*flags*/) {
   if (event == nullptr) return set_error(cudaErrorInvalidValue);
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   Event* e = new Event();
   events().insert(e);
@@ -236,6 +271,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned /*flags*/) {
 }
 
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   (void)run_deferred();  // a queued record of it may still be pending
   Event* e = reinterpret_cast<Event*>(event);
@@ -245,6 +281,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 }
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (!valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaEventRecord: unknown stream");
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   Event* e = reinterpret_cast<Event*>(event);
@@ -264,6 +301,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   Event* e = reinterpret_cast<Event*>(event);
   if (events().count(e) == 0) return set_error(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: unknown event");
@@ -273,6 +311,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
 cudaError_t cudaEventQuery(cudaEvent_t event) { return cudaEventSynchronize(event); }
 
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (ms == nullptr) return set_error(cudaErrorInvalidValue);
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   Event* a = reinterpret_cast<Event*>(start);

@@ -413,6 +413,7 @@ unsigned char* dynamic_shared() { return dynamic_shared_area(); }
 cudaError_t launch(const char* name, const void* kernel, void (*body)(void*), void* state, size_t stateSize, dim3 grid,
                    dim3 block, size_t dynamicSmem, cudaStream_t stream) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (const cudaError_t f = faulted(); f != cudaSuccess) return f;
   if (g_launch != nullptr)
     return set_error(cudaErrorLaunchFailure, std::string("launch of ") + name + " from inside a kernel");
   if (!valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, std::string(name) + ": unknown stream");
@@ -457,7 +458,7 @@ cudaError_t launch(const char* name, const void* kernel, void (*body)(void*), vo
   }
   g_running.store(false, std::memory_order_release);
   g_launch = nullptr;
-  return L.failed ? set_error(L.error, L.report) : cudaSuccess;
+  return L.failed ? record_fault(L.error, L.report) : cudaSuccess;
 }
 
 int syncthreads(int op, int pred, const char* file, int line) {

@@ -461,6 +461,12 @@ namespace cuemu {
 cudaError_t launch(const char* name, const void* kernel, void (*body)(void*), void* state, size_t stateSize, dim3 grid,
                    dim3 block, size_t dynamicSmem, cudaStream_t stream);
 
+// A kernel's fault (an illegal or misaligned address, a trap, a launch failure such as a divergent
+// barrier) ends the device's context, as on a GPU: from then on every call that uses the device returns
+// that error (cudaGetLastError included, which does not clear it), so a fault cannot go unnoticed. A GPU
+// process never recovers; the emulator's own tests, which fault on purpose, call clear_fault() after each.
+void clear_fault();
+
 // The running block's dynamic shared memory (the launch's dynamicSmem bytes; 4096-byte aligned): what
 // `extern __shared__ T buf[]` names on a GPU. Accesses are checked as those of a __shared__ variable of that size.
 unsigned char* dynamic_shared();

@@ -35,8 +35,10 @@ template <class... P, class... A>
 std::string run(const char* name, void (*k)(P...), dim3 grid, dim3 block, A... args) {
   cudaError_t e = cuemu::launch_kernel(name, k, grid, block, 0, nullptr, args...);
   if (e == cudaSuccess) e = cudaDeviceSynchronize();  // a deferred launch runs (and faults) here
+  const std::string report = e == cudaSuccess ? "" : cudaGetErrorString(e);
+  cuemu::clear_fault();  // a fault ends the device's context (sticky): each check starts on a working one
   (void)cudaGetLastError();
-  return e == cudaSuccess ? "" : cudaGetErrorString(e);
+  return report;
 }
 
 // run() with `smem` bytes of dynamic shared memory.
@@ -44,8 +46,10 @@ template <class... P, class... A>
 std::string run_smem(const char* name, void (*k)(P...), dim3 grid, dim3 block, size_t smem, A... args) {
   cudaError_t e = cuemu::launch_kernel(name, k, grid, block, smem, nullptr, args...);
   if (e == cudaSuccess) e = cudaDeviceSynchronize();
+  const std::string report = e == cudaSuccess ? "" : cudaGetErrorString(e);
+  cuemu::clear_fault();
   (void)cudaGetLastError();
-  return e == cudaSuccess ? "" : cudaGetErrorString(e);
+  return report;
 }
 
 // A broken kernel must fail with a report holding every one of `needles`.
@@ -393,8 +397,30 @@ int main() {
     ok = cuemu::launch_kernel("read_past_end", read_past_end, 1, 32, 0, nullptr, static_cast<const float*>(small), buf,
                               8) == cudaSuccess;
     const cudaError_t late = cudaStreamSynchronize(nullptr);
-    (void)cudaGetLastError();
     check(ok && late == cudaErrorIllegalAddress, "deferred: a fault is returned by the synchronising call");
+    // As on a GPU, the fault is sticky: every later call that uses the device returns it, with its report, and
+    // cudaGetLastError does not clear it; a correct kernel no longer runs.
+    void* after = nullptr;
+    const cudaError_t malloced = cudaMalloc(&after, 64);
+    const cudaError_t last1 = cudaGetLastError(), last2 = cudaGetLastError();
+    const cudaError_t relaunched = cuemu::launch_kernel("twice_plus_one", twice_plus_one, 1, 32, 0, nullptr, buf);
+    std::vector<float> probe(32, -1.0f);
+    const cudaError_t copied = cudaMemcpy(probe.data(), buf, 32 * sizeof(float), cudaMemcpyDeviceToHost);
+    const cudaError_t synced = cudaDeviceSynchronize();
+    const cudaError_t freed = cudaFree(small);
+    const std::string text = cudaGetErrorString(copied);
+    check(malloced == cudaErrorIllegalAddress && after == nullptr && last1 == cudaErrorIllegalAddress &&
+              last2 == cudaErrorIllegalAddress && relaunched == cudaErrorIllegalAddress &&
+              copied == cudaErrorIllegalAddress && probe[0] == -1.0f && synced == cudaErrorIllegalAddress &&
+              freed == cudaErrorIllegalAddress && text.find("read_past_end") != std::string::npos,
+          "a fault is sticky: cudaMalloc, cudaGetLastError (twice), a launch, cudaMemcpy, cudaDeviceSynchronize and "
+          "cudaFree return it, with the faulting kernel named",
+          std::string(cudaGetErrorName(malloced)) + " " + cudaGetErrorName(last2) + " " + cudaGetErrorName(relaunched) +
+              " " + cudaGetErrorName(copied) + " " + cudaGetErrorName(freed) + ": " + text);
+    cuemu::clear_fault();
+    (void)cudaGetLastError();
+    check(cudaMalloc(&after, 64) == cudaSuccess && cudaFree(after) == cudaSuccess,
+          "cuemu::clear_fault gives a working device back (the emulator's own tests only)");
     cudaEventDestroy(done);
     cudaFreeHost(pinnedOut);
     cudaFree(small);
