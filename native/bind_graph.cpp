@@ -9,6 +9,7 @@
 //   graphResults(session, ticket) -> { results: { kind: 'loss' | 'sumSquares', value, nonFinite }[],
 //       readback: Float32Array[] } (waits for that launch)
 //   graphSessionFree(session)
+// All but graphCapture are refused from a record function (while a capture runs on this thread).
 #include <napi.h>
 
 #include <algorithm>
@@ -64,6 +65,13 @@ std::vector<cuda::HostArray> arg_readback(const Napi::CallbackInfo& info, size_t
   return out;
 }
 
+// The graph functions are not for record functions: a session freed, made or replayed while a step graph is being
+// captured on this thread would be captured half-way or pulled from under the capture.
+void refuse_in_record(Napi::Env env, const char* what) {
+  if (cuda::capturing())
+    throw_arg(env, std::string(what) + " was called while a step graph is being captured (from a record function)");
+}
+
 std::vector<cuda::HostArray> arg_arrays(const Napi::CallbackInfo& info, size_t index) {
   Napi::Env env = info.Env();
   const char* kinds = "an Int32Array, Uint8Array or Float32Array";
@@ -86,6 +94,7 @@ std::vector<cuda::HostArray> arg_arrays(const Napi::CallbackInfo& info, size_t i
 
 Napi::Value GraphSession(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  refuse_in_record(env, "graphSession");
   if (!info[0].IsArray()) throw_arg(env, "Expected bytes to be an array of byte counts");
   const Napi::Array a = info[0].As<Napi::Array>();
   std::vector<size_t> bytes;
@@ -124,6 +133,7 @@ Napi::Value GraphCapture(const Napi::CallbackInfo& info) {
 
 Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  refuse_in_record(env, "graphLaunch");
   SessionHolder* h = arg_session(info, 0);
   const int64_t index = static_cast<int64_t>(arg_non_negative(info, 1, "index"));
   const std::vector<cuda::HostArray> arrays = arg_arrays(info, 2);
@@ -141,6 +151,7 @@ Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
 
 Napi::Value GraphResults(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  refuse_in_record(env, "graphResults");
   SessionHolder* h = arg_session(info, 0);
   const double t = arg_non_negative(info, 1, "ticket");
   if (t != static_cast<double>(static_cast<int64_t>(t)))
@@ -171,6 +182,9 @@ Napi::Value GraphResults(const Napi::CallbackInfo& info) {
 
 Napi::Value GraphSessionFree(const Napi::CallbackInfo& info) {
   SessionHolder* h = arg_session(info, 0);
+  // (the capture in progress would go on with a freed session, its own, or with its group's stream synchronised under
+  // it, a peer's)
+  refuse_in_record(info.Env(), "graphSessionFree");
   cuda::graph_session_destroy(h->session);
   h->session = nullptr;
   return info.Env().Undefined();
