@@ -121,11 +121,12 @@ async function standIn(): Promise<StandIn> {
     if (path === '/api/repos/create' && req.method === 'POST') {
       if (!token || (token !== WRITE && token !== READ)) return void res.writeHead(401).end('Invalid credentials')
       if (!mayWrite()) return void res.writeHead(403).end('You do not have write access')
-      const v = JSON.parse(data.toString()) as { name: string; organization: string; type: string; private: boolean }
+      const v = JSON.parse(data.toString()) as { name: string; organization: string; type?: string; visibility?: string }
       const id = `${v.organization}/${v.name}`
-      if (v.type !== 'model') return void res.writeHead(400).end('type')
+      if (v.type !== undefined && v.type !== 'model') return void res.writeHead(400).end('type')
+      if (v.visibility !== undefined && !['public', 'private'].includes(v.visibility)) return void res.writeHead(400).end('visibility')
       if (hub.repos!.has(id)) return void res.writeHead(409).end('You already created this model repo')
-      hub.repos!.set(id, { private: v.private, commits: [] })
+      hub.repos!.set(id, { private: v.visibility === 'private', commits: [] })
       return json(res, 200, { url: `${hub.url}/${id}` })
     }
     if ((m = /^\/api\/models\/([^/]+\/[^/]+)\/(preupload|commit)\/(.+)$/.exec(path)) && req.method === 'POST') {
@@ -316,6 +317,7 @@ t.test("a training run's folder: pushed without run/ and hidden files; refused w
   const lock = (pid: number) => JSON.stringify({ pid, host: hostname(), started: '2026-12-06T07:00:00Z', command: 'train' })
   writeFileSync(join(runDir, LOCK_FILE), lock(2 ** 30))
   const r = await pushToHub(runDir, 'me/run', { env })
+  t.equal(hub.repos.get('me/run')!.private, false, 'public unless asked')
   t.same(
     r.files.map((f) => f.path),
     [...published.keys()].sort(),

@@ -1,6 +1,6 @@
 // A model folder pushed to the Hugging Face Hub as one commit, the way huggingface_hub's upload_folder does it (its
 // HTTP protocol, without git):
-//   1. POST {endpoint}/api/repos/create {name, organization, type: 'model', private}   (409: it exists, fine)
+//   1. POST {endpoint}/api/repos/create {name, organization[, visibility: 'private']}   (409: it exists, fine)
 //   2. POST {endpoint}/api/models/{id}/preupload/{revision} {files: [{path, size, sample}]}: each file's mode,
 //      'regular' (sent inside the commit, base64) or 'lfs' (large and binary files), and whether the repo ignores it
 //   3. LFS files: POST {endpoint}/{id}.git/info/lfs/objects/batch (the git-lfs batch API, sha256 oids): for each
@@ -196,7 +196,8 @@ async function createRepo(endpoint: string, repoId: string, isPrivate: boolean, 
     {
       method: 'POST',
       headers: { ...auth, 'content-type': 'application/json' },
-      body: JSON.stringify({ name, organization, type: 'model', private: isPrivate }),
+      // (as huggingface_hub's create_repo sends it: a model repository has no type, visibility only when chosen)
+      body: JSON.stringify({ name, organization, ...(isPrivate ? { visibility: 'private' } : {}) }),
     },
     (s) => (s >= 200 && s < 300) || s === 409 || s === 403,
   )
