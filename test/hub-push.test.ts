@@ -405,16 +405,18 @@ t.test('simcsepp push: a summary line and the commit; usage errors; train --push
   cpSync(modelDir, big, { recursive: true })
   copyFileSync(join(modelDir, 'model.safetensors'), join(big, 'model.safetensors'))
   writeFileSync(join(big, 'extra.safetensors'), Buffer.alloc(3_000_000, 7)) // a progress bar's worth
+  writeFileSync(join(big, 'copy.safetensors'), Buffer.alloc(3_000_000, 7)) // the same bytes: one object, sent once
   const r = await run(['push', '--model', big, '--repo', 'me/cli', '--message', 'from the CLI'])
   t.equal(r.status, 0, r.stderr)
   const repo = hub.repos.get('me/cli')!
   t.match(
     r.stdout,
     new RegExp(
-      `^pushed ${published.size + 1} files \\(3\\.\\d MB; 3 as LFS objects, 3\\.\\d MB of them uploaded\\) to me/cli: commit ${repo.commits[0].sha}\\n  ${hub.url}/me/cli/commit/`,
+      `^pushed ${published.size + 2} files \\(6\\.\\d MB; 4 as LFS objects, 3\\.\\d MB of them uploaded\\) to me/cli: commit ${repo.commits[0].sha}\\n  ${hub.url}/me/cli/commit/`,
     ),
   )
   t.equal(repo.commits[0].summary, 'from the CLI')
+  t.ok(repo.commits[0].files.get('copy.safetensors')?.bytes.equals(Buffer.alloc(3_000_000, 7)), 'the copy committed')
   t.match(r.stderr, /3\/3 MB …?extra\.safetensors/, 'a progress bar for the 3 MB file')
   for (const line of r.stderr.split(/[\r\n]/)) t.ok(line.length <= 80, `fits 80 columns: ${line.length}`)
   const missing = await run(['push', '--model', big])

@@ -242,28 +242,34 @@ async function uploadLfs(
   auth: Record<string, string>,
   o: PushOptions,
 ): Promise<number> {
-  const res = await call(`${endpoint}/${repoId}.git/info/lfs/objects/batch`, 'the LFS batch request', repoId, {
-    method: 'POST',
-    headers: { ...auth, ...LFS_HEADERS },
-    body: JSON.stringify({
-      operation: 'upload',
-      transfers: ['basic', 'multipart'],
-      objects: files.map((f) => ({ oid: f.sha256, size: f.size })),
-      hash_algo: 'sha256',
-      ref: { name: revision },
-    }),
-  })
   type Obj = {
     oid?: string
     size?: number
     actions?: { upload?: LfsAction; verify?: LfsAction }
     error?: { code?: number; message?: string }
   }
-  const objects = ((await res.json().catch(() => null)) as { objects?: Obj[] } | null)?.objects
-  if (!Array.isArray(objects)) throw new Error(`push: ${repoId}: the LFS batch answer has no object list`)
+  // Each content once (two files with the same bytes are one object), asked about 256 at a time as huggingface_hub does.
+  const unique = [...new Map(files.map((f) => [f.sha256, f])).values()]
+  const objects: Obj[] = []
+  for (let i = 0; i < unique.length; i += 256) {
+    const res = await call(`${endpoint}/${repoId}.git/info/lfs/objects/batch`, 'the LFS batch request', repoId, {
+      method: 'POST',
+      headers: { ...auth, ...LFS_HEADERS },
+      body: JSON.stringify({
+        operation: 'upload',
+        transfers: ['basic', 'multipart'],
+        objects: unique.slice(i, i + 256).map((f) => ({ oid: f.sha256, size: f.size })),
+        hash_algo: 'sha256',
+        ref: { name: revision },
+      }),
+    })
+    const answer = ((await res.json().catch(() => null)) as { objects?: Obj[] } | null)?.objects
+    if (!Array.isArray(answer)) throw new Error(`push: ${repoId}: the LFS batch answer has no object list`)
+    objects.push(...answer)
+  }
   let sent = 0
   // (one file at a time: the storage's bandwidth is the limit, and a progress bar per file reads well)
-  for (const f of files) {
+  for (const f of unique) {
     const obj = objects.find((x) => x.oid === f.sha256)
     if (!obj) throw new Error(`push: ${repoId}: the LFS batch answer omits ${f.path}`)
     if (obj.error)
