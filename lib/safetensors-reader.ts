@@ -76,7 +76,7 @@ export class SafetensorsReader {
 }
 
 /** Fills `target` from `position` on; an Error when the file ends first (it shrank after its header was read). */
-async function readFully(fh: FileHandle, target: Uint8Array, position: number, path: string, what: string): Promise<void> {
+export async function readFully(fh: FileHandle, target: Uint8Array, position: number, path: string, what: string): Promise<void> {
   let done = 0
   while (done < target.byteLength) {
     const { bytesRead } = await fh.read(target, done, target.byteLength - done, position + done)

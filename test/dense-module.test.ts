@@ -144,8 +144,8 @@ t.test('what is not implemented is an Error naming it, not other vectors', async
   await writeSafetensors(join(dense2, 'model.safetensors'), { 'linear.weight': { shape: [24, 31], data: new Float32Array(24 * 31) } })
   await reject('weight shape', /2_Dense\/model\.safetensors: linear\.weight is \[24, 31\], config\.json makes it \[24, 32\]/)
   rmSync(join(dense2, 'model.safetensors'))
-  writeFileSync(join(dense2, 'pytorch_model.bin'), 'not read')
-  await reject('pickle', /2_Dense holds pytorch_model\.bin, a PyTorch pickle, which is not read/)
+  writeFileSync(join(dense2, 'pytorch_model.bin'), 'not a PyTorch file')
+  await reject('pickle', /2_Dense\/pytorch_model\.bin: neither a zip archive nor a legacy torch\.save file/)
 
   await writeDense(dir, { path: '2_Dense', inF: 32, outF: 24, bias: true, activation: TANH, seed: 8 })
   writeFileSync(join(dir, 'modules.json'), modules([{ path: '2_LSTM', type: 'sentence_transformers.models.LSTM' }]))

@@ -253,7 +253,7 @@ t.test('errors', async (t) => {
   await t.rejects(SentenceEncoder.load(missing), new RegExp(`${missing}: no such directory`))
   const empty = tmp('simcsepp-empty-')
   await t.rejects(SentenceEncoder.load(empty), {
-    message: `SentenceEncoder: ${empty} is not a model directory: missing config.json, model.safetensors, a tokenizer (tokenizer.json or vocab.txt)`,
+    message: `SentenceEncoder: ${empty} is not a model directory: missing config.json, model.safetensors (or pytorch_model.bin), a tokenizer (tokenizer.json or vocab.txt)`,
   })
   const noTok = tmp('simcsepp-notok-')
   const m = await BertModel.load(dir)

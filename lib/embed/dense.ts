@@ -2,11 +2,13 @@
 // with f = tanh or the identity, W [out_features, in_features]. Models such as LaBSE and the distiluse family
 // end with one (distiluse-base-multilingual-cased: DistilBERT, mean pooling, Dense 768 -> 512 tanh); without it
 // their vectors are not the model's. Its folder holds config.json ({in_features, out_features, bias,
-// activation_function}) and model.safetensors ("linear.weight", "linear.bias").
+// activation_function}) and model.safetensors ("linear.weight", "linear.bias"), or pytorch_model.bin before
+// sentence-transformers 2.3.
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import * as ops from '../ops.js'
 import { readSafetensors } from '../safetensors.js'
+import { readTorchTensors } from '../pytorch/torch-checkpoint.js'
 import { Tensor, type Device } from '../tensor.js'
 import type { Precision } from '../native.js'
 import { readJsonFile } from '../util/json.js'
@@ -48,14 +50,8 @@ export async function readDenseConfig(dir: string): Promise<DenseConfig> {
   const activation = typeof name === 'string' ? ACTIVATIONS[name] : undefined
   if (!activation)
     throw new Error(`${file}: activation_function ${JSON.stringify(name)} is not implemented (${Object.keys(ACTIVATIONS).join(' or ')})`)
-  if (!existsSync(join(dir, 'model.safetensors'))) {
-    const pickle = existsSync(join(dir, 'pytorch_model.bin'))
-    throw new Error(
-      pickle
-        ? `${dir} holds pytorch_model.bin, a PyTorch pickle, which is not read: save the model again with sentence-transformers >= 2.3 (model.safetensors)`
-        : `${dir}: model.safetensors is missing`,
-    )
-  }
+  if (!existsSync(join(dir, 'model.safetensors')) && !existsSync(join(dir, 'pytorch_model.bin')))
+    throw new Error(`${dir}: model.safetensors (or pytorch_model.bin) is missing`)
   return { dir, inFeatures, outFeatures, bias, activation }
 }
 
@@ -67,10 +63,14 @@ export class DenseLayer {
     readonly bias: Tensor | null,
   ) {}
 
-  /** Loads model.safetensors' linear.weight [out, in] and linear.bias [out] (F32, F16 or BF16). */
+  /**
+   * Loads model.safetensors' linear.weight [out, in] and linear.bias [out] (F32, F16 or BF16); else pytorch_model.bin's
+   * (what sentence-transformers before 2.3 saved).
+   */
   static async load(config: DenseConfig, device: Device): Promise<DenseLayer> {
-    const file = join(config.dir, 'model.safetensors')
-    const tensors = await readSafetensors(file)
+    const st = join(config.dir, 'model.safetensors')
+    const file = existsSync(st) ? st : join(config.dir, 'pytorch_model.bin')
+    const tensors = file === st ? await readSafetensors(file) : await readTorchTensors(file)
     const take = (name: string, shape: number[]) => {
       const t = tensors.get(name)
       if (!t) throw new Error(`${file}: no tensor ${name}`)

@@ -1,16 +1,19 @@
 // What a model directory must hold (config.json, weights, a tokenizer), and where it keeps its weights,
 // as transformers looks for them: model.safetensors, else
 // the shards that model.safetensors.index.json's weight_map names (what save_pretrained writes for a
-// large model). A directory with only PyTorch pickles (pytorch_model.bin, possibly sharded) cannot be
-// read without Python: the message says how to convert it.
+// large model), else PyTorch's pytorch_model.bin or the shards of pytorch_model.bin.index.json (read without Python
+// and without running the pickles' code: lib/pytorch/torch-checkpoint.ts).
 import { existsSync, statSync } from 'node:fs'
-import { basename, join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import type { SafetensorsEntry } from '../safetensors.js'
 import { SafetensorsReader } from '../safetensors-reader.js'
+import { TorchCheckpointReader } from '../pytorch/torch-checkpoint.js'
 import { readJsonFile } from '../util/json.js'
 
 export const SINGLE_FILE = 'model.safetensors'
 export const SHARD_INDEX = 'model.safetensors.index.json'
+const TORCH_FILE = 'pytorch_model.bin'
+const TORCH_INDEX = 'pytorch_model.bin.index.json'
 
 /** The weight files of `dir`: one safetensors file, or an index and its shards. */
 export interface WeightFiles {
@@ -24,18 +27,18 @@ export interface WeightFiles {
   bytes: number
 }
 
+/** The weights file `dir` holds, in transformers' order of preference, or null. */
+function weightsSource(dir: string): string | null {
+  const found = [SINGLE_FILE, SHARD_INDEX, TORCH_FILE, TORCH_INDEX].find((f) => existsSync(join(dir, f)))
+  return found ? join(dir, found) : null
+}
+
 /**
- * What is missing when `dir` has no readable weights (`model.safetensors`, with a conversion hint when
- * only PyTorch weights are there), or null when model.safetensors or a shard index is present.
+ * What is missing when `dir` has no readable weights (`model.safetensors`), or null when model.safetensors, a shard
+ * index or PyTorch's weights are present.
  */
 export function missingWeights(dir: string): string | null {
-  if (existsSync(join(dir, SINGLE_FILE)) || existsSync(join(dir, SHARD_INDEX))) return null
-  const pytorch = ['pytorch_model.bin', 'pytorch_model.bin.index.json'].find((f) => existsSync(join(dir, f)))
-  if (!pytorch) return SINGLE_FILE
-  return (
-    `${SINGLE_FILE} (only ${pytorch} is there, PyTorch's format, which needs Python to read: convert it to safetensors, ` +
-    `e.g. python -c "from transformers import AutoModel; AutoModel.from_pretrained('${dir}').save_pretrained('${dir}', safe_serialization=True)")`
-  )
+  return weightsSource(dir) ? null : `${SINGLE_FILE} (or ${TORCH_FILE})`
 }
 
 /** The files `dir` lacks to be a model directory (config.json, weights, tokenizer.json or vocab.txt); [] when none. */
@@ -53,9 +56,9 @@ export function missingModelFiles(dir: string): string[] {
 export async function findWeightFiles(dir: string): Promise<WeightFiles> {
   const missing = missingWeights(dir)
   if (missing) throw new Error(`${dir}: no ${missing}`)
-  const single = join(dir, SINGLE_FILE)
-  if (existsSync(single)) return { source: single, files: [single], bytes: statSync(single).size }
-  const index = join(dir, SHARD_INDEX)
+  const source = weightsSource(dir)!
+  if (!source.endsWith('.index.json')) return { source, files: [source], bytes: statSync(source).size }
+  const index = source
   const weightMap = await readWeightMap(index)
   const files = [...new Set(weightMap.values())]
   let bytes = 0
@@ -82,15 +85,15 @@ export interface WeightReader {
 
 /** Opens the weight files and reads their headers; close the reader when done. */
 export async function openWeights(w: WeightFiles): Promise<WeightReader> {
-  const readers: SafetensorsReader[] = []
+  const readers: (SafetensorsReader | TorchCheckpointReader)[] = []
   const close = async () => {
     await Promise.all(readers.map((r) => r.close()))
   }
-  const holder = new Map<string, SafetensorsReader>()
+  const holder = new Map<string, SafetensorsReader | TorchCheckpointReader>()
   const entries = new Map<string, SafetensorsEntry>()
   try {
     for (const file of w.files) {
-      const reader = await SafetensorsReader.open(file)
+      const reader = file.endsWith('.bin') ? await TorchCheckpointReader.open(file) : await SafetensorsReader.open(file)
       readers.push(reader)
       if (!w.weightMap) {
         for (const [name, e] of reader.entries) {
@@ -130,11 +133,12 @@ async function readWeightMap(index: string): Promise<Map<string, string>> {
   const map = (json as { weight_map?: unknown } | null)?.weight_map
   if (map === null || typeof map !== 'object' || Array.isArray(map))
     throw new Error(`${index}: expected an object with a "weight_map" object`)
-  const dir = index.slice(0, index.length - SHARD_INDEX.length)
+  const dir = dirname(index)
+  const ext = index.endsWith(TORCH_INDEX) ? '.bin' : '.safetensors'
   const out = new Map<string, string>()
   for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
-    if (typeof file !== 'string' || !/^[^/\\]+\.safetensors$/.test(file) || file.startsWith('.'))
-      throw new Error(`${index}: weight_map["${name}"] must name a .safetensors file in the same folder, got ${JSON.stringify(file)}`)
+    if (typeof file !== 'string' || !file.endsWith(ext) || /[/\\]/.test(file) || file.startsWith('.'))
+      throw new Error(`${index}: weight_map["${name}"] must name a ${ext} file in the same folder, got ${JSON.stringify(file)}`)
     out.set(name, join(dir, file))
   }
   if (!out.size) throw new Error(`${index}: weight_map is empty`)
