@@ -100,6 +100,7 @@ t.test('refusals: what is wrong and what to do', async (t) => {
     /an hf:\/\/ path names files of a Hub dataset: hf:\/\/datasets\/ORG\/NAME\[@REVISION\]\/PATH/,
   )
   await t.rejects(resolveHfPath('hf://datasets/org/nli/../x', { env }), /names files of a Hub dataset/)
+  await t.rejects(resolveHfPath('hf://datasets/org/nli@refs%2/x.parquet', { env }), /the revision "refs%2" is not URL-encoded/)
   await t.rejects(
     resolveHfPath('hf://datasets/org/nli/triplet/dev-*.parquet', { env }),
     /no file of the dataset org\/nli at main is matched by 'triplet\/dev-\*\.parquet'/,

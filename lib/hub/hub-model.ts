@@ -113,7 +113,13 @@ export async function resolveHfPath(ref: string, options: HubOptions = {}): Prom
     pattern
       ? f.path.startsWith(folder) && pattern.test(f.path.slice(folder.length))
       : path === '' || f.path === path || f.path.startsWith(`${path}/`)
-  const revision = options.revision ?? decodeURIComponent(m[2] ?? 'main')
+  let revision = options.revision ?? 'main'
+  if (!options.revision && m[2])
+    try {
+      revision = decodeURIComponent(m[2])
+    } catch {
+      throw new Error(`${ref}: the revision ${JSON.stringify(m[2])} is not URL-encoded (refs/pr/1 is refs%2Fpr%2F1)`)
+    }
   const got = await snapshot('dataset', m[1], revision, (f) => select(f) && f.path !== '.gitattributes', ref, options)
   if (got.online && got.files === 0)
     throw new Error(`${ref}: no file of the dataset ${m[1]} at ${revision} is ${pattern ? 'matched by' : 'at'} '${path}'`)
