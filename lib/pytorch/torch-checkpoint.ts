@@ -169,7 +169,8 @@ function handlers(path: string, storageOf: (pid: unknown[]) => Storage): Unpickl
     },
     call: (name, args) => {
       if (name === 'collections.OrderedDict') return new PyDict()
-      if (name === '_codecs.encode') return new TextEncoder().encode(String(args[0])) // (bytes pickled by protocol 2)
+      // (bytes, as protocol 2 pickles them under Python 3: _codecs.encode(text, 'latin1'))
+      if (name === '_codecs.encode') return Uint8Array.from(Buffer.from(String(args[0]), 'latin1'))
       if (name === 'torch._utils._rebuild_parameter' || name === 'torch._utils._rebuild_parameter_with_state') return args[0]
       if (REBUILDERS.has(name)) {
         const [storage, offset, size, stride] = args

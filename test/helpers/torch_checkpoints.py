@@ -4,7 +4,7 @@ Usage: torch_checkpoints.py MODEL_DIR OUT_DIR
 
 MODEL_DIR holds a model saved by simcsepp (config.json, model.safetensors, vocab.txt). Each folder written under
 OUT_DIR is that model with its weights as pytorch_model.bin (or shards of it) in one of the ways PyTorch files come:
-  zip         torch.save's format since PyTorch 1.6
+  zip         torch.save's format since PyTorch 1.6 (and a bytes value beside the tensors)
   legacy      the format before it (_use_new_zipfile_serialization=False)
   views       every tensor a view into one shared storage, at its own offset, the 2-D ones transposed views of a
               transposed copy (strides not row-major): what a state dict of tied or sliced parameters holds
@@ -57,7 +57,9 @@ def main():
     sd = load_file(os.path.join(model_dir, "model.safetensors"))
     written = []
 
-    torch.save(sd, os.path.join(folder(out, "zip", model_dir), "pytorch_model.bin"))
+    # (with a bytes value beside the tensors: protocol 2 pickles it as _codecs.encode(text, 'latin1'), which is read
+    # and left out, as every value that is not a tensor)
+    torch.save({**sd, "note": b"\xe9t\xe9"}, os.path.join(folder(out, "zip", model_dir), "pytorch_model.bin"))
     written.append("zip")
     torch.save(sd, os.path.join(folder(out, "legacy", model_dir), "pytorch_model.bin"), _use_new_zipfile_serialization=False)
     written.append("legacy")
