@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstring>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "bf16_handoff.cuh"
@@ -75,11 +76,19 @@ struct GraphSession {
     double beta1, beta2, eps, weightDecay;
     int slot;
   };
+  // Ints of a bound array that index a table (capture_index_limit): checked before each replay.
+  struct IndexLimit {
+    int array;
+    size_t offset;  // bytes into the array
+    int64_t count, limit;
+    std::string name, table;
+  };
   // One captured graph: its executable, its results and its AdamW calls (their constants slots).
   struct Graph {
     cudaGraphExec_t exec = nullptr;
     std::vector<Staging::ResultDesc> results;
     std::vector<AdamwCall> adamw;
+    std::vector<IndexLimit> indexLimits;
     std::vector<uint64_t> mirrorSerials;  // the bf16 weight mirrors the capture touched (bf16_mirror.cuh)
     bf16mirror::GraphRecord mirrors;
   };
@@ -289,6 +298,20 @@ void check_arrays(const GraphSession& s, const std::vector<HostArray>& arrays) {
                       " bytes, the session was made for " + std::to_string(s.bound[i].bytes));
 }
 
+// The ids a replay of `g` is given, checked as the eager ops check theirs (after check_arrays: the ranges fit).
+void check_index_limits(const GraphSession::Graph& g, const std::vector<HostArray>& arrays) {
+  for (const GraphSession::IndexLimit& l : g.indexLimits) {
+    const char* at = static_cast<const char*>(arrays[static_cast<size_t>(l.array)].data) + l.offset;
+    for (int64_t r = 0; r < l.count; ++r) {
+      int32_t v;
+      std::memcpy(&v, at + r * sizeof(int32_t), sizeof v);  // (the array may be of another type, any alignment)
+      if (v < 0 || v >= l.limit)
+        throw CudaError("step graph: " + l.name + "[" + std::to_string(r) + "] = " + std::to_string(v) +
+                        " is out of range for " + l.table + " (" + std::to_string(l.limit) + " rows)");
+    }
+  }
+}
+
 }  // namespace
 
 GraphSession* graph_session_create(const std::vector<size_t>& boundBytes, int64_t maxRows, GraphSession* peer) {
@@ -329,6 +352,20 @@ void graph_session_destroy(GraphSession* s) noexcept {
   if (s->group != nullptr && --s->group->sessions == 0) group_destroy(s->group);
   (void)cudaGetLastError();
   delete s;
+}
+
+void capture_index_limit(const int32_t* host, int64_t count, int64_t limit, const char* name, const char* table) {
+  if (t_capturing == nullptr || host == nullptr || count <= 0) return;
+  GraphSession& s = *t_capturing;
+  const auto* h = reinterpret_cast<const char*>(host);
+  const int i = bound_index(s, h, static_cast<size_t>(count) * sizeof(int32_t));
+  if (i < 0) return;  // (the op refuses a host array that is not bound)
+  const size_t offset = static_cast<size_t>(h - s.bound[static_cast<size_t>(i)].host);
+  std::vector<GraphSession::IndexLimit>& limits = s.pending.indexLimits;
+  // The forward and backward of a micro-batch check the same ids once.
+  for (const GraphSession::IndexLimit& l : limits)
+    if (l.array == i && l.offset == offset && l.count == count && l.limit == limit) return;
+  limits.push_back({i, offset, count, limit, name, table});
 }
 
 int graph_capture(GraphSession* s, const std::vector<HostArray>& arrays, const std::function<void()>& record) {
@@ -412,6 +449,7 @@ int64_t graph_launch(GraphSession* s, int graph, const std::vector<HostArray>& a
     throw CudaError("step graph " + std::to_string(graph) + " does not exist in this session");
   check_arrays(*s, arrays);
   const GraphSession::Graph& g = s->graphs[static_cast<size_t>(graph)];
+  check_index_limits(g, arrays);
   GraphGroup& group = *s->group;
   const int64_t ticket = group.launches;
   Staging& st = group.staging[ticket % kInFlight];

@@ -123,7 +123,11 @@ TokenIds token_ids(const Napi::CallbackInfo& info, size_t i, const EmbeddingTabl
   const int32_t* const arrays[3] = {r.ids, r.pos, r.type};
   static const char* const idNames[3] = {"ids", "posIds", "typeIds"};
   for (int k = 0; k < 3; ++k)
-    if (t.t[k]) check_indices(env, arrays[k], BT, t.t[k]->shape()[0], idNames[k], tableNames[k]);
+    if (t.t[k]) {
+      check_indices(env, arrays[k], BT, t.t[k]->shape()[0], idNames[k], tableNames[k]);
+      // (a step graph being captured checks its replays' ids the same way)
+      cuda::capture_index_limit(arrays[k], BT, t.t[k]->shape()[0], idNames[k], tableNames[k]);
+    }
   return r;
 }
 

@@ -142,5 +142,10 @@ struct GraphReadback {
   std::vector<std::vector<float>> readback;
 };
 GraphReadback graph_results(GraphSession* s, int64_t ticket);
+// While this thread captures a step graph: the `count` ints at `host` (inside one of its bound arrays) index a table
+// of `limit` rows, so every replay of the graph first checks the ints it is given there, as the op checked these
+// ("name[r] = v is out of range for table (limit rows)"): a replayed kernel given an id out of range would read or
+// write outside the table, and on a GPU such a fault ends the process's CUDA context. Not capturing: nothing.
+void capture_index_limit(const int32_t* host, int64_t count, int64_t limit, const char* name, const char* table);
 
 }  // namespace simcsepp::cuda

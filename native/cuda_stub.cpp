@@ -66,6 +66,7 @@ int64_t graph_launch(GraphSession*, int, const std::vector<HostArray>&, uint64_t
   not_compiled();
 }
 GraphReadback graph_results(GraphSession*, int64_t) { not_compiled(); }
+void capture_index_limit(const int32_t*, int64_t, int64_t, const char*, const char*) {}
 
 }  // namespace simcsepp::cuda
 

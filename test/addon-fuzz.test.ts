@@ -38,12 +38,11 @@ const NOT_FUZZED: Record<string, string> = {
   distAbort: 'ends the process group',
   distFinalize: 'ends the process group',
   distStats: 'needs distInit first',
-  graphSession: 'step graphs: their handles and capture callbacks cannot be rebuilt from a description',
-  graphCapture: 'step graphs',
-  graphLaunch: 'step graphs',
-  graphResults: 'step graphs',
-  graphSessionFree: 'step graphs',
 }
+
+/** The step-graph functions: fuzzed with CUDA by a section of their own (fuzzGraphs), not from recorded calls: a
+ * session handle and a record function cannot be rebuilt from a description. */
+const GRAPH_FUNCTIONS = ['graphSession', 'graphCapture', 'graphLaunch', 'graphResults', 'graphSessionFree']
 
 /** Exports fuzzed only with CUDA: the CPU build refuses them before reading an argument. */
 const CUDA_ONLY = ['cudaTimerMark', 'cudaTimerElapsed', 'cudaTimerReset', 'cudaKernelProfileStart', 'cudaKernelProfileStop']
@@ -51,7 +50,11 @@ const CUDA_ONLY = ['cudaTimerMark', 'cudaTimerElapsed', 'cudaTimerReset', 'cudaK
 /** What the fuzz on `device` leaves out, and why. */
 function notFuzzed(device: 'cpu' | 'cuda'): Record<string, string> {
   if (device === 'cuda') return NOT_FUZZED
-  return { ...NOT_FUZZED, ...Object.fromEntries(CUDA_ONLY.map((k) => [k, "CUDA only (the benchmarks' timers and profiler)"])) }
+  return {
+    ...NOT_FUZZED,
+    ...Object.fromEntries(CUDA_ONLY.map((k) => [k, "CUDA only (the benchmarks' timers and profiler)"])),
+    ...Object.fromEntries(GRAPH_FUNCTIONS.map((k) => [k, 'step graphs need CUDA'])),
+  }
 }
 
 /** The CUDA runtime's messages for a kernel's fault (the emulator's too): an illegal or misaligned access, a trap. */
@@ -120,6 +123,7 @@ if (process.env[childFlag]) {
     }
     t.ok(got.calls > 10000, `${got.calls} mutated calls (${got.returned} returned)`)
     t.ok(got.tensorCalls > 300, `${got.tensorCalls} NativeTensor constructions and method calls`)
+    if (fuzzDevice === 'cuda') t.ok(got.graphCalls > 300, `${got.graphCalls} step-graph calls`)
     const exported = Object.keys(addon).filter((k) => typeof (addon as unknown as Record<string, unknown>)[k] === 'function')
     t.same(
       exported.filter((k) => !got.fuzzed.includes(k) && !(k in notFuzzed(fuzzDevice))),
@@ -143,6 +147,8 @@ interface FuzzResult {
   kernelFaults: string[]
   fuzzed: string[]
   tensorCalls: number
+  /** CUDA: the calls of the step-graph section. */
+  graphCalls: number
   /** The recorded calls that threw when replayed unchanged, with their errors. */
   unfaithful: string[]
   /** CUDA: the calls with a tensor swapped for a CPU one, and those of them that returned ('name argument i'). */
@@ -176,7 +182,7 @@ async function fuzz(tracePath: string, device: 'cpu' | 'cuda'): Promise<FuzzResu
   const originals = new Map<string, (...args: unknown[]) => unknown>()
   for (const name of Object.keys(raw)) {
     const f = raw[name]
-    if (typeof f !== 'function' || name === 'NativeTensor' || name in notFuzzed(device)) continue
+    if (typeof f !== 'function' || name === 'NativeTensor' || name in notFuzzed(device) || GRAPH_FUNCTIONS.includes(name)) continue
     originals.set(name, f)
     raw[name] = function (this: unknown, ...args: unknown[]) {
       const calls = recorded.get(name) ?? new Map<string, Described[]>()
@@ -369,6 +375,9 @@ async function fuzz(tracePath: string, device: 'cpu' | 'cuda'): Promise<FuzzResu
           else if (thrown instanceof Error) mixedErrors.add(`${name}: ${thrown.message}`)
         }
       }
+  const graphs = device === 'cuda' ? fuzzGraphs(raw, { attempt, tensor, build, variants, others, numbers }) : { calls: 0, unfaithful: [] }
+  unfaithful.push(...graphs.unfaithful)
+  const graphCalls = graphs.calls
   // NativeTensor: the constructor's shape and device, then each method with mutated arguments.
   let tensorCalls = 0
   const shapes: unknown[] = [[2, 3], [], [0], [-1], [2.5], [2 ** 31, 2 ** 31], [NaN], ['2'], 6, null, undefined, {}, [1e12]]
@@ -423,13 +432,162 @@ async function fuzz(tracePath: string, device: 'cpu' | 'cuda'): Promise<FuzzResu
     returned,
     notErrors,
     kernelFaults,
-    fuzzed: [...recorded.keys()],
+    fuzzed: [...recorded.keys(), ...(graphCalls > 0 ? GRAPH_FUNCTIONS : [])],
     tensorCalls,
+    graphCalls,
     unfaithful,
     swaps,
     mixedAccepted: [...mixedAccepted],
     mixedErrors: [...mixedErrors],
   }
+}
+
+interface FuzzKit {
+  attempt: (what: string, call: () => unknown) => unknown
+  tensor: (shape: number[], on?: 'cpu' | 'cuda') => InstanceType<typeof addon.NativeTensor>
+  build: (d: Variant, args: unknown[]) => unknown
+  variants: (d: Described) => Variant[]
+  others: Variant[]
+  numbers: number[]
+}
+
+/**
+ * The step graphs' five functions, one argument mutated at a time. Each attempt makes a session whose one graph
+ * holds an embedding forward and backward (ids that index tables: a replay given ids out of range must be refused
+ * before it runs, as the eager ops refuse them) and the gradient norm's sum of squares (a result to read back), launches it once, makes
+ * the mutated call and frees what it made. A session argument is also given freed, as another object, a tensor or a
+ * number; the record function as a value of another kind, one that throws, and one that reads the device.
+ * Returns the number of calls made, and the valid calls that threw (with their errors).
+ */
+function fuzzGraphs(raw: Record<string, (...args: unknown[]) => unknown>, kit: FuzzKit): { calls: number; unfaithful: string[] } {
+  const { attempt, tensor, build, variants, others, numbers } = kit
+  const describe = (x: unknown): Described =>
+    x instanceof addon.NativeTensor
+      ? { tensor: x.shape, cuda: true }
+      : Array.isArray(x)
+        ? { array: x.map(describe) }
+        : typeof x === 'bigint'
+          ? { big: x.toString() }
+          : ArrayBuffer.isView(x)
+            ? { typed: x.constructor.name, data: Array.from(x as unknown as ArrayLike<number>) }
+            : { v: x as number | boolean }
+  let calls = 0
+  const sessions: unknown[] = []
+  // A session with its graph (index 0) and one launch (ticket 0); the arrays it was made for.
+  const fixture = () => {
+    const arrays = [Int32Array.from([5, 5, 2, 7, 9, 3, 0, 1, 2, 3, 0, 0, 1, 1])]
+    const [ids, posIds, typeIds] = [2, 6, 10].map((at) => arrays[0].subarray(at, at + 4))
+    const [word, pos, type, out] = [tensor([16, 8], 'cuda'), tensor([6, 8], 'cuda'), tensor([2, 8], 'cuda'), tensor([4, 8], 'cuda')]
+    const dtables = [tensor([16, 8], 'cuda'), tensor([6, 8], 'cuda'), tensor([2, 8], 'cuda')]
+    const scale = tensor([1], 'cuda')
+    const session = raw.graphSession([arrays[0].byteLength], 8) // (the graph, and graphCapture's second one)
+    sessions.push(session)
+    const record = () => {
+      raw.embeddingForward(out, ids, posIds, typeIds, word, pos, type)
+      raw.embeddingBackward(dtables[0], dtables[1], dtables[2], out, ids, posIds, typeIds)
+      raw.clipGradScale(dtables[0], 1, scale)
+    }
+    const graph = raw.graphCapture(session, arrays, record) as number
+    raw.graphLaunch(session, graph, arrays, 0n, 0, 1, [out])
+    return { session, graph, arrays, record, readback: [out] }
+  }
+  const freeAll = () => {
+    for (const s of sessions.splice(0))
+      try {
+        raw.graphSessionFree(s)
+      } catch {
+        // (freed already, by the call under test)
+      }
+  }
+  type Fixture = ReturnType<typeof fixture>
+  // Each function's valid arguments, from a fixture; the positions holding a session, and the record function.
+  const calls0: Record<string, { args: (f: Fixture) => unknown[]; sessionAt: number[]; recordAt?: number }> = {
+    graphSession: { args: (f) => [[f.arrays[0].byteLength], 4, f.session], sessionAt: [2] },
+    graphCapture: { args: (f) => [f.session, f.arrays, f.record], sessionAt: [0], recordAt: 2 },
+    graphLaunch: { args: (f) => [f.session, f.graph, f.arrays, 3n, 1e-3, 2, f.readback, false], sessionAt: [0] },
+    graphResults: { args: (f) => [f.session, 0], sessionAt: [0] },
+    graphSessionFree: { args: (f) => [f.session], sessionAt: [0] },
+  }
+  const sessionVariants: ((f: Fixture) => unknown)[] = [
+    () => {
+      const s = raw.graphSession([4], 4)
+      raw.graphSessionFree(s)
+      return s
+    },
+    () => ({}),
+    () => tensor([4], 'cuda'),
+    () => 1,
+    () => null,
+    () => undefined,
+  ]
+  const recordVariants: ((f: Fixture) => unknown)[] = [
+    () => () => {
+      throw new Error('from the record function')
+    },
+    (f) => () => (f.readback[0] as InstanceType<typeof addon.NativeTensor>).toFloat32Array(),
+    (f) => () =>
+      raw.embeddingForward(
+        f.readback[0],
+        new Int32Array(4),
+        new Int32Array(4),
+        new Int32Array(4),
+        ...[16, 6, 2].map((n) => tensor([n, 8], 'cuda')),
+      ),
+    () => () => 1,
+  ]
+  const unfaithful: string[] = []
+  const run = (name: string, what: string, args: (f: Fixture) => unknown[]) => {
+    calls++
+    return attempt(`${name} ${what}`, () => {
+      try {
+        const r = raw[name](...args(fixture()))
+        if (name === 'graphSession' && r !== undefined) sessions.push(r)
+        return r
+      } finally {
+        freeAll()
+      }
+    })
+  }
+  for (const [name, spec] of Object.entries(calls0)) {
+    const thrown = run(name, 'as made', spec.args)
+    if (thrown !== null) unfaithful.push(`${name}: ${thrown instanceof Error ? thrown.message : String(thrown)}`)
+    // (the length of the valid call's arguments, from a fixture made once for it)
+    const n = (() => {
+      try {
+        return spec.args(fixture()).length
+      } finally {
+        freeAll()
+      }
+    })()
+    for (let i = 0; i <= n; i++) {
+      const replace = (value: (f: Fixture) => unknown) => (f: Fixture) => {
+        const a = spec.args(f)
+        a[i] = value(f)
+        return a
+      }
+      if (i === n)
+        run(
+          name,
+          'with an argument too many',
+          replace(() => 0),
+        )
+      else if (spec.sessionAt.includes(i)) sessionVariants.forEach((v, k) => run(name, `argument ${i}: session variant ${k}`, replace(v)))
+      else if (spec.recordAt === i) recordVariants.forEach((v, k) => run(name, `argument ${i}: record variant ${k}`, replace(v)))
+      else {
+        // (described from a fixture's valid value, rebuilt fresh in each attempt)
+        const d = describe(spec.args(fixture())[i])
+        freeAll()
+        const mutations: Variant[] = [...variants(d), ...others, ...numbers.map((v) => ({ v }))]
+        for (const m of mutations)
+          run(
+            name,
+            `argument ${i}: ${JSON.stringify(m).slice(0, 120)}`,
+            replace(() => build(m, [])),
+          )
+      }
+    }
+  }
+  return { calls, unfaithful }
 }
 
 /** The library's own calls to the addon: whatever these run is what the fuzz mutates. */

@@ -254,6 +254,76 @@ t.test('the addon refuses what would freeze host data into a graph, and stays us
   out.dispose()
 })
 
+t.test('a replay given ids out of range of their tables is refused before it runs, as the eager ops refuse them', { skip }, async (t) => {
+  // One bound array: 2 ints of something else, then a micro-batch's ids, posIds and typeIds (4 each).
+  const bound = new Int32Array(14)
+  const [ids, posIds, typeIds] = [2, 6, 10].map((at) => bound.subarray(at, at + 4))
+  const fill = (v: number[][]) => v.forEach((a, k) => [ids, posIds, typeIds][k].set(a))
+  fill([
+    [2, 7, 9, 3],
+    [0, 1, 2, 3],
+    [0, 0, 1, 1],
+  ])
+  const ramp = (shape: number[], k: number) =>
+    Tensor.from(
+      Float32Array.from({ length: shape[0] * shape[1] }, (_, i) => Math.sin(i * 0.3 + k)),
+      shape,
+      'cuda',
+    )
+  const [word, pos, type] = [ramp([16, 8], 1), ramp([6, 8], 2), ramp([2, 8], 3)]
+  const dout = ramp([4, 8], 4)
+  const out = Tensor.zeros([4, 8], 'cuda')
+  const dtables = [Tensor.zeros([16, 8], 'cuda'), Tensor.zeros([6, 8], 'cuda'), Tensor.zeros([2, 8], 'cuda')]
+  const session = addon.graphSession([bound.byteLength], 8) // (two graphs with a backward of 4 rows each)
+  // The backward alone, for the type table only: its checks are the ids it scatters by.
+  const typeOnly = addon.graphCapture(session, [bound], () => ops.embeddingBackward(null, null, dtables[2], dout, ids, posIds, typeIds))
+  const both = addon.graphCapture(session, [bound], () => {
+    ops.embeddingForward(out, ids, posIds, typeIds, word, pos, type)
+    ops.embeddingBackward(dtables[0], dtables[1], dtables[2], dout, ids, posIds, typeIds)
+  })
+  const launchWith = (g: number, v: number[][]) => {
+    const a = new Int32Array(14).fill(-7) // (the 2 leading ints are no ids: never checked)
+    ;[2, 6, 10].forEach((at, k) => a.set(v[k], at))
+    return addon.graphLaunch(session, g, [a], 0n, 0, 1)
+  }
+  const ok = [
+    [15, 0, 1, 0],
+    [5, 4, 3, 2],
+    [1, 1, 0, 0],
+  ]
+  for (const [what, g, v, error] of [
+    ['an id past the word table', both, [[15, 0, 16, 0], ok[1], ok[2]], /step graph: ids\[2\] = 16 is out of range for word \(16 rows\)/],
+    ['a negative position', both, [ok[0], [5, -1, 3, 2], ok[2]], /step graph: posIds\[1\] = -1 is out of range for pos \(6 rows\)/],
+    ['a token type past its table', both, [ok[0], ok[1], [1, 1, 0, 2]], /step graph: typeIds\[3\] = 2 is out of range for type \(2 rows\)/],
+    ['2^31 - 1 as an id', both, [[15, 2 ** 31 - 1, 0, 0], ok[1], ok[2]], /ids\[1\] = 2147483647 is out of range for word/],
+    ['a type in the backward alone', typeOnly, [ok[0], ok[1], [0, 9, 0, 0]], /typeIds\[1\] = 9 is out of range for dtype \(2 rows\)/],
+  ] as const)
+    t.throws(() => launchWith(g, v as unknown as number[][]), error, what)
+  // The backward alone does not check the tables it does not touch.
+  t.doesNotThrow(() => launchWith(typeOnly, [[99, 99, 99, 99], [-1, -1, -1, -1], ok[2]]), 'ids of tables the graph does not read')
+  t.same(
+    dtables.slice(0, 2).map((d) => d.toFloat32Array().some((v) => v !== 0)),
+    [false, false],
+    'the refused launches ran nothing (the word and position gradients are still zero)',
+  )
+  const typeBefore = dtables[2].toFloat32Array()
+  launchWith(both, ok)
+  // The eager ops on the same ids (type's gradient continues from what the replays added).
+  fill(ok)
+  const eagerOut = Tensor.zeros([4, 8], 'cuda')
+  const eager = [Tensor.zeros([16, 8], 'cuda'), Tensor.zeros([6, 8], 'cuda'), Tensor.from(typeBefore, [2, 8], 'cuda')]
+  ops.embeddingForward(eagerOut, ids, posIds, typeIds, word, pos, type)
+  ops.embeddingBackward(eager[0], eager[1], eager[2], dout, ids, posIds, typeIds)
+  t.equal(differingBits(out.toFloat32Array(), eagerOut.toFloat32Array()), 0, 'then a valid replay gives the eager output')
+  t.same(
+    dtables.map((d, k) => differingBits(d.toFloat32Array(), eager[k].toFloat32Array())),
+    [0, 0, 0],
+    'and the eager gradients: the device was left as it was',
+  )
+  addon.graphSessionFree(session)
+  for (const x of [word, pos, type, dout, out, eagerOut, ...dtables, ...eager]) x.dispose()
+})
+
 /** Trains `run` with and without step graphs; what each step logged, and the error each ended with. */
 async function bothModes(dir: string, name: string, run: Record<string, unknown>) {
   const logged: Record<'graphs' | 'eager', StepInfo[]> = { graphs: [], eager: [] }
