@@ -15,6 +15,7 @@
         "native/bind_optim.cpp",
         "native/bind_search.cpp",
         "native/bind_system.cpp",
+        "native/captured_tensors.cpp",
         "native/cuda_stub.cpp",
         "native/dispatch.cpp",
         "native/nvidia_wheels.cpp",

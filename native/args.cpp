@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "addon_data.h"
+#include "captured_tensors.h"
 #include "cuda_api.h"
 
 namespace simcsepp {
@@ -56,6 +57,7 @@ NativeTensor* arg_tensor(const Napi::CallbackInfo& info, size_t index, const cha
     throw_arg(env, std::string("Expected ") + name + " to be a Tensor but received " + describe(info[index]));
   NativeTensor* t = NativeTensor::Unwrap(info[index].As<Napi::Object>());
   if (t->disposed()) throw_arg(env, std::string(name) + " is a disposed Tensor");
+  note_captured_tensor(t, name);  // (a step graph being captured refuses replays once it is disposed)
   return t;
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "args.h"
+#include "captured_tensors.h"
 #include "cuda_api.h"
 #include "register.h"
 
@@ -26,6 +27,7 @@ namespace {
 
 struct SessionHolder {
   cuda::GraphSession* session = nullptr;
+  std::vector<CapturedTensors> tensors;  // each graph's, by index: a launch refuses a graph whose tensor is disposed
 };
 
 // A tag that tells our sessions from any other object (napi_type_tag_object, Node-API 8).
@@ -109,7 +111,7 @@ Napi::Value GraphSession(const Napi::CallbackInfo& info) {
   cuda::GraphSession* peer = nullptr;
   if (!info[2].IsUndefined() && !info[2].IsNull()) peer = arg_session(info, 2, "peer")->session;
   return guarded(env, [&]() -> Napi::Value {
-    auto* h = new SessionHolder{cuda::graph_session_create(bytes, maxRows, peer)};
+    auto* h = new SessionHolder{cuda::graph_session_create(bytes, maxRows, peer), {}};
     auto ext = Napi::External<SessionHolder>::New(env, h, [](Napi::Env, SessionHolder* p) {
       cuda::graph_session_destroy(p->session);
       delete p;
@@ -126,7 +128,15 @@ Napi::Value GraphCapture(const Napi::CallbackInfo& info) {
   if (!info[2].IsFunction()) throw_arg(env, "Expected record to be a function but received " + describe(info[2]));
   const Napi::Function record = info[2].As<Napi::Function>();
   return guarded(env, [&]() -> Napi::Value {
-    const int index = cuda::graph_capture(h->session, arrays, [&] { record.Call({}); });
+    CapturedTensors used;
+    int index = 0;
+    {
+      CaptureNotes noting(&used);
+      index = cuda::graph_capture(h->session, arrays, [&] { record.Call({}); });
+    }
+    used.seen.clear();
+    if (h->tensors.size() <= static_cast<size_t>(index)) h->tensors.resize(static_cast<size_t>(index) + 1);
+    h->tensors[static_cast<size_t>(index)] = std::move(used);
     return Napi::Number::New(env, index);
   });
 }
@@ -142,6 +152,10 @@ Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
   const int64_t step = arg_positive_int(info, 5, "step");
   const std::vector<cuda::HostArray> readback = arg_readback(info, 6);
   const bool clearSkip = info[7].IsUndefined() ? true : arg_bool(info, 7, "clearSkip");
+  if (static_cast<size_t>(index) < h->tensors.size())
+    if (const std::string* name = h->tensors[static_cast<size_t>(index)].first_freed())
+      throw_arg(env, "step graph " + std::to_string(index) + " was captured with a tensor (" + *name +
+                         ") that has since been disposed: its replay would run on freed memory; capture it again");
   return guarded(env, [&]() -> Napi::Value {
     const int64_t ticket =
         cuda::graph_launch(h->session, static_cast<int>(index), arrays, delta, lr, step, readback, clearSkip);
@@ -187,6 +201,7 @@ Napi::Value GraphSessionFree(const Napi::CallbackInfo& info) {
   refuse_in_record(info.Env(), "graphSessionFree");
   cuda::graph_session_destroy(h->session);
   h->session = nullptr;
+  h->tensors.clear();
   return info.Env().Undefined();
 }
 

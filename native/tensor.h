@@ -80,6 +80,7 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   int64_t numel() const { return numel_; }
   // True once this tensor was disposed or, for a view, once the storage's owner freed it.
   bool disposed() const { return disposed_ || !storage_ || storage_->freed; }
+  const std::shared_ptr<Storage>& storage() const { return storage_; }
   std::string shape_string() const;
 
  private:

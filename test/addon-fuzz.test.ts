@@ -456,7 +456,8 @@ interface FuzzKit {
  * holds an embedding forward and backward (ids that index tables: a replay given ids out of range must be refused
  * before it runs, as the eager ops refuse them) and the gradient norm's sum of squares (a result to read back), launches it once, makes
  * the mutated call and frees what it made. A session argument is also given freed, as another object, a tensor or a
- * number; the record function as a value of another kind, one that throws, and one that reads the device.
+ * number; the record function as a value of another kind, one that throws, and one that reads the device. And a
+ * launch after each of the graph's tensors was disposed.
  * Returns the number of calls made, and the valid calls that threw (with their errors).
  */
 function fuzzGraphs(raw: Record<string, (...args: unknown[]) => unknown>, kit: FuzzKit): { calls: number; unfaithful: string[] } {
@@ -489,7 +490,7 @@ function fuzzGraphs(raw: Record<string, (...args: unknown[]) => unknown>, kit: F
     }
     const graph = raw.graphCapture(session, arrays, record) as number
     raw.graphLaunch(session, graph, arrays, 0n, 0, 1, [out])
-    return { session, graph, arrays, record, readback: [out] }
+    return { session, graph, arrays, record, readback: [out], tensors: [word, pos, type, out, ...dtables, scale] }
   }
   const freeAll = () => {
     for (const s of sessions.splice(0))
@@ -548,6 +549,12 @@ function fuzzGraphs(raw: Record<string, (...args: unknown[]) => unknown>, kit: F
       }
     })
   }
+  // A replay after one of the graph's tensors was disposed (it would run on freed memory).
+  for (let k = 0; k < 8; k++)
+    run('graphLaunch', `after the graph's tensor ${k} was disposed`, (f) => {
+      f.tensors[k].dispose()
+      return calls0.graphLaunch.args(f)
+    })
   for (const [name, spec] of Object.entries(calls0)) {
     const thrown = run(name, 'as made', spec.args)
     if (thrown !== null) unfaithful.push(`${name}: ${thrown instanceof Error ? thrown.message : String(thrown)}`)

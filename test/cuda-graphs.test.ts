@@ -324,6 +324,35 @@ t.test('a replay given ids out of range of their tables is refused before it run
   for (const x of [word, pos, type, dout, out, eagerOut, ...dtables, ...eager]) x.dispose()
 })
 
+t.test('a replay of a graph whose tensor was disposed is refused, naming it: it would run on freed memory', { skip }, async (t) => {
+  const ids = new Int32Array([2, 7, 9, 3])
+  const session = addon.graphSession([ids.byteLength], 4)
+  const [word, pos, type] = [16, 12, 10].map((n) => Tensor.zeros([n, 8], 'cuda'))
+  const out = Tensor.zeros([4, 8], 'cuda')
+  // out is a view: its storage (the arena's, here `arena`) is what the graph's kernels write.
+  const arena = Tensor.zeros([64], 'cuda')
+  const view = Tensor.fromNative(nativeOf(arena, 'arena').view(16, [4, 8]))
+  const first = addon.graphCapture(session, [ids], () => ops.embeddingForward(out, ids, ids, ids, word, pos, type))
+  const second = addon.graphCapture(session, [ids], () => ops.embeddingForward(view, ids, ids, ids, word, pos, type))
+  word.copyFrom(new Float32Array(128).fill(1))
+  addon.graphLaunch(session, second, [ids], 0n, 0, 1)
+  t.equal(view.toFloat32Array()[0], 1, 'the graph runs while its tensors live')
+  const refused = (g: number, name: string) =>
+    new RegExp(
+      `step graph ${g} was captured with a tensor \\(${name}\\) that has since been disposed: its replay would run on freed memory`,
+    )
+  arena.dispose()
+  t.ok(view.disposed, 'disposing the arena disposes its view')
+  t.throws(() => addon.graphLaunch(session, second, [ids], 0n, 0, 1), refused(second, 'out'), 'a view into a disposed arena')
+  addon.graphLaunch(session, first, [ids], 0n, 0, 1)
+  t.equal(out.toFloat32Array()[0], 1, 'the graph that does not use it still runs')
+  pos.dispose()
+  t.throws(() => addon.graphLaunch(session, first, [ids], 0n, 0, 1), refused(first, 'pos'), 'a table disposed after the capture')
+  t.same(Tensor.zeros([2], 'cuda').toFloat32Array(), new Float32Array(2), 'the device is usable: no replay ran')
+  addon.graphSessionFree(session)
+  for (const x of [word, type, out]) x.dispose()
+})
+
 /** Trains `run` with and without step graphs; what each step logged, and the error each ended with. */
 async function bothModes(dir: string, name: string, run: Record<string, unknown>) {
   const logged: Record<'graphs' | 'eager', StepInfo[]> = { graphs: [], eager: [] }

@@ -1,0 +1,44 @@
+// The tensors a step graph was captured with (bind_graph.cpp): while a capture runs on this thread, each CUDA tensor
+// an op receives (arg_tensor) is noted with its argument's name. The graph's kernels hold raw pointers into those
+// tensors' storage, so a replay after one of them was disposed (or collected) would run on freed device memory: on a
+// GPU, an illegal address that ends the process's CUDA context, or silently another tensor's memory. A launch checks
+// its graph's notes first and refuses such a replay.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "tensor.h"
+
+namespace simcsepp {
+
+struct CapturedTensors {
+  struct Note {
+    std::shared_ptr<Storage> storage;  // (kept to read its `freed` flag; the memory is still its owner's)
+    std::string name;                  // the argument it was first passed as
+  };
+  std::vector<Note> notes;
+  std::unordered_map<const Storage*, size_t> seen;
+
+  // The name of the first noted tensor whose storage has been freed, or null.
+  const std::string* first_freed() const;
+};
+
+// Notes CUDA tensors into `into` on this thread until the returned guard ends.
+class CaptureNotes {
+ public:
+  explicit CaptureNotes(CapturedTensors* into);
+  ~CaptureNotes();
+  CaptureNotes(const CaptureNotes&) = delete;
+  CaptureNotes& operator=(const CaptureNotes&) = delete;
+
+ private:
+  CapturedTensors* previous_;
+};
+
+// Called by arg_tensor for every tensor argument: a CUDA tensor is noted when a capture is under way on this thread.
+void note_captured_tensor(const NativeTensor* t, const char* name);
+
+}  // namespace simcsepp
