@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "args.h"
+#include "captured_tensors.h"
 #include "cuda_api.h"
 #include "distributed/mpi.h"
 #include "distributed/nccl.h"
@@ -66,6 +67,8 @@ dist::Nccl* nccl_for_cuda(dist::Mpi& m) {
     }
     s.cudaPath = s.nccl ? s.nccl->version : "MPI on host copies (" + why + ")";
   }
+  // (a step graph captured with this communicator's collectives is not replayed once it is gone)
+  if (s.nccl) note_captured_collectives(s.nccl.get());
   return s.nccl.get();
 }
 
@@ -193,6 +196,8 @@ Napi::Value DistStats(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+bool nccl_communicator_live(const void* communicator) { return communicator == state().nccl.get(); }
 
 void register_dist(Napi::Env env, Napi::Object exports) {
   export_functions(env, exports,

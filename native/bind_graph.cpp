@@ -152,10 +152,15 @@ Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
   const int64_t step = arg_positive_int(info, 5, "step");
   const std::vector<cuda::HostArray> readback = arg_readback(info, 6);
   const bool clearSkip = info[7].IsUndefined() ? true : arg_bool(info, 7, "clearSkip");
-  if (static_cast<size_t>(index) < h->tensors.size())
-    if (const std::string* name = h->tensors[static_cast<size_t>(index)].first_freed())
+  if (static_cast<size_t>(index) < h->tensors.size()) {
+    const CapturedTensors& used = h->tensors[static_cast<size_t>(index)];
+    if (const std::string* name = used.first_freed())
       throw_arg(env, "step graph " + std::to_string(index) + " was captured with a tensor (" + *name +
                          ") that has since been disposed: its replay would run on freed memory; capture it again");
+    if (used.communicator != nullptr && !nccl_communicator_live(used.communicator))
+      throw_arg(env, "step graph " + std::to_string(index) +
+                         " holds NCCL collectives of a process group that has since ended (distFinalize)");
+  }
   return guarded(env, [&]() -> Napi::Value {
     const int64_t ticket =
         cuda::graph_launch(h->session, static_cast<int>(index), arrays, delta, lr, step, readback, clearSkip);

@@ -16,6 +16,10 @@ CaptureNotes::CaptureNotes(CapturedTensors* into) : previous_(t_notes) { t_notes
 
 CaptureNotes::~CaptureNotes() { t_notes = previous_; }
 
+void note_captured_collectives(const void* communicator) {
+  if (t_notes != nullptr) t_notes->communicator = communicator;
+}
+
 void note_captured_tensor(const NativeTensor* t, const char* name) {
   if (t_notes == nullptr || t->device() != Device::kCuda) return;
   const std::shared_ptr<Storage>& s = t->storage();

@@ -143,29 +143,40 @@ t.test('a stand-in NCCL that reduces nothing is caught by the comparison', { ski
   t.ok(weights && weights.worst > 1e-3, `weights differ by ${weights?.worst.toExponential(2)} relative`)
 })
 
-t.test('the collectives through nccl.cpp: exact sums and gathers; ranks out of step get an Error', { skip: skipFake }, async (t) => {
-  const dir = tempDir('simcsepp-cuda-nccl-ops-')
-  const helper = join(process.cwd(), 'test', 'helpers', 'dist-cuda-collectives.mjs')
-  const r = spawnSync('mpirun', mpirunArgs(2, [join(dir, 'seen')], helper), {
-    encoding: 'utf8',
-    env: { ...mpiEnv(), SIMCSEPP_NCCL_LIB: fakeNccl },
-  })
-  t.equal(r.status, 0, r.stderr)
-  for (const rank of [0, 1]) {
-    const seen = JSON.parse(readFileSync(join(dir, `seen.${rank}.json`), 'utf8'))
-    t.equal(seen.cudaPath, 'NCCL 2.28.5', `rank ${rank}: through the stand-in`)
-    t.same(seen.sum, [3.25, 6.25, 9.25, 12.25, 15.25], `rank ${rank}: the sum`)
-    t.same(
-      seen.gathers,
-      [
-        [0, 10, 20, 1, 11],
-        [1, 11, 21, 31],
-        [0, 10],
-      ],
-      `rank ${rank}: the gathers`,
-    )
-    t.match(seen.mismatch, /^ncclAllReduce: invalid usage/, `rank ${rank}: the mismatch is an Error`)
-    t.same(seen.after, [1, 2], `rank ${rank}: the communicator still works`)
-  }
-  t.match(r.stderr, /stand-in NCCL: ranks called different collectives/)
-})
+t.test(
+  'the collectives through nccl.cpp: exact sums and gathers; ranks out of step get an Error; graphs end with the group',
+  { skip: skipFake },
+  async (t) => {
+    const dir = tempDir('simcsepp-cuda-nccl-ops-')
+    const helper = join(process.cwd(), 'test', 'helpers', 'dist-cuda-collectives.mjs')
+    const r = spawnSync('mpirun', mpirunArgs(2, [join(dir, 'seen')], helper), {
+      encoding: 'utf8',
+      env: { ...mpiEnv(), SIMCSEPP_NCCL_LIB: fakeNccl },
+    })
+    t.equal(r.status, 0, r.stderr)
+    for (const rank of [0, 1]) {
+      const seen = JSON.parse(readFileSync(join(dir, `seen.${rank}.json`), 'utf8'))
+      t.equal(seen.cudaPath, 'NCCL 2.28.5', `rank ${rank}: through the stand-in`)
+      t.same(seen.sum, [3.25, 6.25, 9.25, 12.25, 15.25], `rank ${rank}: the sum`)
+      t.same(
+        seen.gathers,
+        [
+          [0, 10, 20, 1, 11],
+          [1, 11, 21, 31],
+          [0, 10],
+        ],
+        `rank ${rank}: the gathers`,
+      )
+      t.match(seen.mismatch, /^ncclAllReduce: invalid usage/, `rank ${rank}: the mismatch is an Error`)
+      t.same(seen.after, [1, 2], `rank ${rank}: the communicator still works`)
+      t.same(seen.replayed, [3, 4], `rank ${rank}: a step graph's all-reduce replayed`)
+      t.equal(
+        seen.afterFinalize,
+        'step graph 0 holds NCCL collectives of a process group that has since ended (distFinalize)',
+        `rank ${rank}: and refused after distFinalize`,
+      )
+      t.same(seen.deviceAfter, [5], `rank ${rank}: the device still usable`)
+    }
+    t.match(r.stderr, /stand-in NCCL: ranks called different collectives/)
+  },
+)

@@ -1,7 +1,8 @@
 // The collectives of native/bind_dist.cpp on CUDA tensors, run under mpirun by test/cuda-distributed.test.ts
 // with the stand-in NCCL (emulator/fake_nccl.cpp): exact sums and gathers, including empty slices, and a
 // collective the ranks call with different counts, which must end in an Error on every rank (a real NCCL
-// would hang), after which the communicator still works. Each rank writes what it saw as JSON.
+// would hang), after which the communicator still works; and a step graph holding a collective, replayed, then
+// refused after distFinalize. Each rank writes what it saw as JSON.
 // Plain node over the built dist/ (mpirun starts it without the TypeScript loader).
 // Usage: node dist-cuda-collectives.mjs OUT_PREFIX   (writes OUT_PREFIX.<rank>.json)
 import { writeFileSync } from 'node:fs'
@@ -49,5 +50,21 @@ try {
 const z = cuda([rank, 1])
 addon.distAllReduceSum(nativeOf(z, 'z'))
 seen.after = Array.from(z.toFloat32Array())
-writeFileSync(`${prefix}.${rank}.json`, JSON.stringify(seen))
+
+// A step graph holding a collective: replayed, then refused once the process group has ended (its communicator
+// destroyed, NCCL's kernels would run with freed state).
+const bound = new Int32Array(1)
+const session = addon.graphSession([bound.byteLength], 1)
+const w = cuda([rank + 1, 2])
+const graph = addon.graphCapture(session, [bound], () => addon.distAllReduceSum(nativeOf(w, 'w')))
+addon.graphLaunch(session, graph, [bound], 0n, 0, 1)
+seen.replayed = Array.from(w.toFloat32Array())
 addon.distFinalize()
+try {
+  addon.graphLaunch(session, graph, [bound], 0n, 0, 1)
+  seen.afterFinalize = 'replayed'
+} catch (e) {
+  seen.afterFinalize = e instanceof Error ? e.message : String(e)
+}
+seen.deviceAfter = Array.from(cuda([5]).toFloat32Array())
+writeFileSync(`${prefix}.${rank}.json`, JSON.stringify(seen))
