@@ -27,7 +27,7 @@ struct CapturedTensors {
   const std::string* first_freed() const;
 };
 
-// Notes CUDA tensors into `into` on this thread until the returned guard ends.
+// While this guard lives, the CUDA tensors ops receive on this thread are noted into `into`.
 class CaptureNotes {
  public:
   explicit CaptureNotes(CapturedTensors* into);

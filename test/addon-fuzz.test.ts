@@ -454,11 +454,11 @@ interface FuzzKit {
 /**
  * The step graphs' five functions, one argument mutated at a time. Each attempt makes a session whose one graph
  * holds an embedding forward and backward (ids that index tables: a replay given ids out of range must be refused
- * before it runs, as the eager ops refuse them) and the gradient norm's sum of squares (a result to read back), launches it once, makes
- * the mutated call and frees what it made. A session argument is also given freed, as another object, a tensor or a
- * number; the record function as a value of another kind, one that throws, and one that reads the device. And a
- * launch after each of the graph's tensors was disposed.
- * Returns the number of calls made, and the valid calls that threw (with their errors).
+ * before it runs, as the eager ops refuse them) and the gradient norm's sum of squares (a result to read back),
+ * launches it once, makes the mutated call and frees what it made. A session argument is also given freed, as
+ * another object, a tensor or a number; the record function as a value of another kind, one that throws, one that
+ * reads the device and one that passes host arrays not bound to the session. And a launch after each of the graph's
+ * tensors was disposed. Returns the number of calls made, and the valid calls that threw (with their errors).
  */
 function fuzzGraphs(raw: Record<string, (...args: unknown[]) => unknown>, kit: FuzzKit): { calls: number; unfaithful: string[] } {
   const { attempt, tensor, build, variants, others, numbers } = kit
