@@ -282,7 +282,7 @@ inline void on_access(const void* addr, size_t n, bool write, const void* pc, bo
     misaligned(*f, a, n, write, pc);
     return;
   }
-  if (!L.globalRaces && !(a >= L.tls.lo && a < L.tls.hi) && recent_allocation(L, a, n)) return;
+  if (!L.globalRaces && !L.traffic && !(a >= L.tls.lo && a < L.tls.hi) && recent_allocation(L, a, n)) return;
   check_access(*f, a, n, write, false, pc);
 }
 
@@ -297,6 +297,7 @@ void check_access(Fiber& f, uintptr_t a, size_t n, bool write, bool atomic, cons
   }
   if (recent_allocation(L, a, n)) {
     if (L.globalRaces && !atomic) global_access(L, f, a, n, write, pc);
+    if (L.traffic) traffic_access(a, n, write, atomic);
     return;
   }
   // Reads of the thread's coordinates and of the kernel's parameters (host memory, never in a device
@@ -310,6 +311,7 @@ void check_access(Fiber& f, uintptr_t a, size_t n, bool write, bool atomic, cons
   if (find_allocation(a, n, &r)) {
     L.recentAllocs[L.recentNext++ % std::size(L.recentAllocs)] = r;
     if (L.globalRaces && !atomic) global_access(L, f, a, n, write, pc);
+    if (L.traffic) traffic_access(a, n, write, atomic);
     return;
   }
   if (!write && !atomic && in_readonly_data(a, n)) return;

@@ -10,7 +10,8 @@ add_library(simcsepp_emulator STATIC
   ${CMAKE_CURRENT_LIST_DIR}/memory.cpp
   ${CMAKE_CURRENT_LIST_DIR}/scheduler.cpp
   ${CMAKE_CURRENT_LIST_DIR}/checks.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/symbols.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/symbols.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/traffic.cpp)
 set_target_properties(simcsepp_emulator PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_include_directories(simcsepp_emulator PUBLIC ${CMAKE_CURRENT_LIST_DIR}/include)
 target_compile_options(simcsepp_emulator PRIVATE -O2 -g -Wall -Wextra)

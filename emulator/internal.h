@@ -7,6 +7,7 @@
 //   scheduler.cpp    kernel launches: blocks one after another, threads as fibers, barriers, warp collectives
 //   checks.cpp       the memory-access hooks: bounds of device and shared memory, shared-memory races
 //   symbols.cpp      where __shared__ variables lie (ELF symbols of the TLS segment), source lines of faults
+//   traffic.cpp      device-memory traffic of launches, copies and fills (the kernel profile's bytes)
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -146,6 +147,7 @@ struct Launch {
   Range recentAllocs[4];     // the allocations the last device accesses hit (a kernel reads and writes several)
   unsigned recentNext = 0;   // the slot the next allocation found replaces
   bool globalRaces = false;  // CUEMU_GLOBAL_RACES=1: check device-memory accesses between blocks (checks.cpp)
+  bool traffic = false;      // cuemu::set_traffic_counting(true): note the sectors it reads and writes (traffic.cpp)
   bool failed = false;
   cudaError_t error = cudaSuccess;
   std::string report;
@@ -166,5 +168,13 @@ std::string where(const Fiber& f);
 void check_access(Fiber& f, uintptr_t a, size_t n, bool write, bool atomic, const void* pc);
 // Forgets the device-memory accesses of the previous launch (CUEMU_GLOBAL_RACES); called as a launch starts.
 void reset_global_races();
+
+// ---- traffic.cpp (callers hold device_mutex)
+bool traffic_counting();
+// A kernel's access of n bytes at a, inside a device allocation: its sectors noted for the running launch.
+void traffic_access(uintptr_t a, size_t n, bool write, bool atomic);
+// The running launch's distinct sectors added to the totals (and forgotten).
+void traffic_launch_done();
+void traffic_totals(uint64_t* read, uint64_t* written);
 
 }  // namespace cuemu::detail

@@ -241,6 +241,7 @@ cudaError_t copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) 
   }
   if (dst == nullptr || src == nullptr) return set_error(cudaErrorInvalidValue, "cudaMemcpy of a null pointer");
   std::memmove(dst, src, bytes);
+  add_traffic(srcDevice ? bytes : 0, dstDevice ? bytes : 0);  // the device memory's side of the copy
   return cudaSuccess;
 }
 
@@ -295,6 +296,7 @@ cudaError_t fill(void* dst, int value, size_t bytes) {
   const std::string p = device_range_problem(dst, bytes);
   if (!p.empty()) return set_error(cudaErrorInvalidValue, "cudaMemset: " + p);
   std::memset(dst, value, bytes);
+  add_traffic(0, bytes);
   return cudaSuccess;
 }
 

@@ -33,8 +33,15 @@ std::set<cudaStream_t>& streams() {
 struct Event {
   bool recorded = false;
   std::chrono::steady_clock::time_point at;
-  uint64_t seq = 0;  // deferred: the queued record it waits for (0: none)
+  uint64_t seq = 0;                          // deferred: the queued record it waits for (0: none)
+  uint64_t readBytes = 0, writtenBytes = 0;  // the device-memory traffic totals when it was reached (traffic.cpp)
 };
+// Reached: the time and the traffic totals of the work before it.
+void reach(Event* e) {
+  e->recorded = true;
+  e->at = std::chrono::steady_clock::now();
+  traffic_totals(&e->readBytes, &e->writtenBytes);
+}
 std::set<Event*>& events() {
   static std::set<Event*>* s = new std::set<Event*>();
   return *s;
@@ -289,14 +296,12 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (deferring() && !capturing(stream)) {
     // Reached once the work queued before it has run.
     e->seq = defer(stream, [e](cudaStream_t) {
-      e->recorded = true;
-      e->at = std::chrono::steady_clock::now();
+      reach(e);
       return cudaSuccess;
     });
     return cudaSuccess;
   }
-  e->recorded = true;
-  e->at = std::chrono::steady_clock::now();
+  reach(e);
   return cudaSuccess;
 }
 
@@ -321,5 +326,17 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
   if (!a->recorded || !b->recorded)
     return set_error(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: not recorded");
   *ms = std::chrono::duration<float, std::milli>(b->at - a->at).count();
+  return cudaSuccess;
+}
+
+cudaError_t cuemu::event_traffic(cudaEvent_t event, uint64_t* readBytes, uint64_t* writtenBytes) {
+  if (readBytes == nullptr || writtenBytes == nullptr) return set_error(cudaErrorInvalidValue);
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  const Event* e = reinterpret_cast<Event*>(event);
+  if (events().count(const_cast<Event*>(e)) == 0)
+    return set_error(cudaErrorInvalidResourceHandle, "event_traffic: unknown event");
+  if (!e->recorded) return set_error(cudaErrorInvalidResourceHandle, "event_traffic: not recorded");
+  *readBytes = e->readBytes;
+  *writtenBytes = e->writtenBytes;
   return cudaSuccess;
 }

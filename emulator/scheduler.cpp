@@ -447,6 +447,7 @@ cudaError_t launch(const char* name, const void* kernel, void (*body)(void*), vo
   const char* races = std::getenv("CUEMU_GLOBAL_RACES");
   L.globalRaces = races != nullptr && std::strcmp(races, "1") == 0;
   if (L.globalRaces) reset_global_races();
+  L.traffic = traffic_counting();
   prepare_fibers(L, static_cast<int>(block.x * block.y * block.z));
   g_launch = &L;
   g_runner = pthread_self();
@@ -458,6 +459,7 @@ cudaError_t launch(const char* name, const void* kernel, void (*body)(void*), vo
   }
   g_running.store(false, std::memory_order_release);
   g_launch = nullptr;
+  if (L.traffic) traffic_launch_done();
   return L.failed ? record_fault(L.error, L.report) : cudaSuccess;
 }
 

@@ -257,6 +257,18 @@ bool run(Library& L, bool transA, bool transB, int64_t M, int64_t N, int64_t K, 
 #endif
   const bool ok = L.api.matmul(L.handle, p.desc, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo, L.workspace,
                                kWorkspaceBytes, stream) == 0;
+#if defined(SIMCSEPP_CUDA_EMULATOR)
+  // The stand-in's host code is not instrumented: the product's device-memory traffic for a kernel profile, each
+  // operand read once (and C when beta is not 0), the output written once.
+  if (ok) {
+    const uint64_t in = kind == Kind::kFp32 || kind == Kind::kFp32FastBf16 ? 4 : 2,
+                   out = bf16_output(static_cast<int>(kind)) ? 2 : 4;
+    const uint64_t mn = static_cast<uint64_t>(M) * static_cast<uint64_t>(N);
+    cuemu::add_traffic(in * static_cast<uint64_t>(K) * static_cast<uint64_t>(M + N) + (beta != 0.0f ? out * mn : 0) +
+                           (bias != nullptr ? 4 * static_cast<uint64_t>(N) : 0),
+                       out * mn);
+  }
+#endif
   if (ok) timed.done();
   return ok;
 }

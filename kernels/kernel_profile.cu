@@ -84,6 +84,9 @@ void kernel_profile_start() {
   p.records.clear();
   p.nextEvent = 0;
   p.nextFlops = 0;
+#if defined(SIMCSEPP_CUDA_EMULATOR)
+  cuemu::set_traffic_counting(true);  // slower: every access of device memory noted (emulator/traffic.cpp)
+#endif
   kernel_profile::detail::g_open.store(true, std::memory_order_relaxed);
 }
 
@@ -94,6 +97,11 @@ std::vector<KernelTime> kernel_profile_stop() {
   std::vector<Record> records;
   records.swap(p.records);
   std::vector<KernelTime> out;
+#if defined(SIMCSEPP_CUDA_EMULATOR)
+  struct CountingOff {  // once the work queued so far has run, however this returns
+    ~CountingOff() { cuemu::set_traffic_counting(false); }
+  } countingOff;
+#endif
   if (records.empty()) return out;
   SIMCSEPP_CUDA_CHECK(cudaDeviceSynchronize());
   out.reserve(records.size());
@@ -102,6 +110,14 @@ std::vector<KernelTime> kernel_profile_stop() {
     float ms = 0.0f;
     SIMCSEPP_CUDA_CHECK(cudaEventElapsedTime(&ms, p.events[r.before], p.events[r.after]));
     out.push_back(KernelTime{r.name, ms, r.flops, r.mark});
+#if defined(SIMCSEPP_CUDA_EMULATOR)
+    // The emulator counts the device-memory traffic between the two events (emulator/traffic.cpp).
+    uint64_t read0 = 0, written0 = 0, read1 = 0, written1 = 0;
+    SIMCSEPP_CUDA_CHECK(cuemu::event_traffic(p.events[r.before], &read0, &written0));
+    SIMCSEPP_CUDA_CHECK(cuemu::event_traffic(p.events[r.after], &read1, &written1));
+    out.back().readBytes = static_cast<double>(read1 - read0);
+    out.back().writtenBytes = static_cast<double>(written1 - written0);
+#endif
   }
   return out;
 }

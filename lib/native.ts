@@ -64,6 +64,12 @@ export interface KernelTime {
   flops: number
   /** cudaTimerMark markers recorded before it was launched. */
   mark: number
+  /**
+   * On the emulator (emulator/traffic.cpp): the bytes of device memory it read and wrote, each 32-byte sector once
+   * per launch (a product of the stand-in cuBLASLt: its operands once). Absent on a GPU.
+   */
+  readBytes?: number
+  writtenBytes?: number
 }
 
 export interface CudaStatus {

@@ -5,8 +5,9 @@
 //   offDropoutWorkspaceBytes(n, d, device) -> bytes the fused kernel of that device allocates
 //   cudaTimerMark() -> index; cudaTimerElapsed(a, b) -> device milliseconds from mark a to mark b (waits for
 //     b); cudaTimerReset(): the GPU-time markers of the op profile (lib/bench/op-profile.ts, cuda_api.h)
-//   cudaKernelProfileStart(); cudaKernelProfileStop() -> [{ name, ms, flops, mark }]: the per-kernel device times
-//     (kernels/kernel_profile.cuh) of what was launched in between, in launch order
+//   cudaKernelProfileStart(); cudaKernelProfileStop() -> [{ name, ms, flops, mark[, readBytes, writtenBytes] }]: the
+//     per-kernel device times (kernels/kernel_profile.cuh) of what was launched in between, in launch order; on the
+//     emulator also the device-memory bytes each read and wrote
 #include <napi.h>
 
 #include <string>
@@ -107,6 +108,8 @@ Napi::Value CudaKernelProfileStop(const Napi::CallbackInfo& info) {
       o.Set("ms", times[i].ms);
       o.Set("flops", times[i].flops);
       o.Set("mark", static_cast<double>(times[i].mark));
+      if (times[i].readBytes >= 0) o.Set("readBytes", times[i].readBytes);
+      if (times[i].writtenBytes >= 0) o.Set("writtenBytes", times[i].writtenBytes);
       out.Set(static_cast<uint32_t>(i), o);
     }
     return out;

@@ -100,6 +100,8 @@ struct KernelTime {
   double ms = 0;
   double flops = 0;
   int64_t mark = 0;
+  // The device-memory bytes it read and wrote, where the device counts them (the emulator: kernel_profile.cu); else -1.
+  double readBytes = -1, writtenBytes = -1;
 };
 void kernel_profile_start();
 std::vector<KernelTime> kernel_profile_stop();

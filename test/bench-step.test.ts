@@ -183,6 +183,32 @@ t.test('kernelShares: launches charged to the op whose markers enclose them, per
   t.match(table, /QKV projection +gemm +1 +3\.000 +30\.0% +1\.3/)
   t.match(table, /attention +\(1 more, each < 0\.05%\) +3 +0\.001 +0\.0%/)
   t.notMatch(table, /tiny/)
+  t.notMatch(table, /MB read/, 'no byte columns where the device counted none')
+  // The emulator's bytes: summed per label, per step, in megabytes (1e6).
+  const counted = launches.map((l, i) => ({ ...l, readBytes: 1e6 * (i + 1), writtenBytes: 5e5 }))
+  const withBytes = kernelShares(ops, counted, 2)
+  t.same(
+    withBytes.map((r) => [r.kernel, r.readMegabytes, r.writtenMegabytes]),
+    [
+      ['gemm', 4, 0.5],
+      ['convert', 1.5, 0.25],
+      ['softmax', 2, 0.25],
+      ['fill (cudaMemsetAsync)', 3, 0.5],
+    ],
+  )
+  const tiny = {
+    category: 'attention',
+    kernel: 'tiny',
+    launches: 3,
+    gpuMilliseconds: 0.001,
+    tflops: null,
+    readMegabytes: 0.5,
+    writtenMegabytes: 0.25,
+  }
+  const byteTable = kernelTable([...withBytes, tiny], 10)
+  t.match(byteTable, /TFLOP\/s +MB read\/step +MB written\/step/)
+  t.match(byteTable, /QKV projection +gemm +1 +3\.000 +30\.0% +1\.3 +4\.00 +0\.50/)
+  t.match(byteTable, /attention +\(1 more, each < 0\.05%\) +3 +0\.001 +0\.0% +0\.50 +0\.25/)
 })
 
 const cuda = cudaStatus()
@@ -229,6 +255,17 @@ t.test(
     const name = product.find((l) => l.flops > 0)!.name
     if (name.startsWith('cuBLASLt')) t.equal(name, 'cuBLASLt fp32, 64 x 64 x 64: C = A B^T')
     t.ok(launches.every((l) => Number.isFinite(l.ms) && l.ms >= 0))
+    if (cuda.emulated) {
+      // The emulator counts each launch's distinct 32-byte sectors: GELU reads x's 16 KB and writes y's.
+      t.same([launches[0].readBytes, launches[0].writtenBytes], [16384, 16384], "gelu's device-memory bytes")
+      const sum = (key: 'readBytes' | 'writtenBytes') => product.reduce((s, l) => s + l[key]!, 0)
+      // x is both operands: a kernel reads it once; the stand-in cuBLASLt's product counts each operand.
+      t.same([sum('readBytes'), sum('writtenBytes')], [name.startsWith('cuBLASLt') ? 32768 : 16384, 16384], name)
+    } else
+      t.ok(
+        launches.every((l) => l.readBytes === undefined && l.writtenBytes === undefined),
+        'a GPU counts no bytes',
+      )
     x.dispose()
     y.dispose()
   },

@@ -241,6 +241,14 @@ void atomic_rmw(void* address, AtomicOp op, AtomicType type, const void* operand
 
 void threadfence();
 
+// Device-memory traffic (emulator/traffic.cpp), for the kernel profile's bytes: while counting is on, each launch
+// adds the distinct 32-byte sectors of device memory it read and those it wrote, a copy and a fill the bytes they
+// move in device memory, and add_traffic what host code computing for the device (the stand-in cuBLASLt) names. An
+// event's record notes the totals of the work queued before it; event_traffic reads them.
+void set_traffic_counting(bool on);
+void add_traffic(uint64_t readBytes, uint64_t writtenBytes);
+cudaError_t event_traffic(cudaEvent_t event, uint64_t* readBytes, uint64_t* writtenBytes);
+
 // Per-warp staging of WMMA fragments for mma_sync (mma.h): each lane deposits its `count` elements into
 // `slot`; after a warp barrier any lane copies out the whole warp's 32 * count.
 void warp_stage(int slot, const float* values, int count);

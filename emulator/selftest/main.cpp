@@ -514,6 +514,49 @@ int main() {
     cudaFree(buf);
     cudaFree(other);
   }
+  {
+    // Device-memory traffic (traffic.cpp), read from events: a launch's distinct 32-byte sectors, a copy's and a
+    // fill's bytes; counted when the work runs (deferred: at the synchronising call), only while counting is on.
+    float* in = device(std::vector<float>(1000, 1.0f));
+    float* out = device(std::vector<float>(256, 0.0f));
+    cudaEvent_t ev[6];
+    for (cudaEvent_t& e : ev) cudaEventCreate(&e);
+    cuemu::set_traffic_counting(true);
+    cudaEventRecord(ev[0], nullptr);
+    cuemu::launch_kernel("block_sum", block_sum, 4, 256, 0, nullptr, static_cast<const float*>(in), out, 1000);
+    cudaEventRecord(ev[1], nullptr);
+    cuemu::launch_kernel("twice_plus_one", twice_plus_one, 1, 64, 0, nullptr, out);  // each thread its own float
+    cudaEventRecord(ev[2], nullptr);
+    cudaMemsetAsync(out, 0, 100, nullptr);
+    cudaMemcpyAsync(out, in, 64, cudaMemcpyDeviceToDevice, nullptr);
+    cudaEventRecord(ev[3], nullptr);
+    const bool ok = cudaDeviceSynchronize() == cudaSuccess;
+    cuemu::set_traffic_counting(false);
+    cuemu::launch_kernel("twice_plus_one", twice_plus_one, 1, 64, 0, nullptr, out);
+    cudaEventRecord(ev[4], nullptr);
+    cudaMemsetAsync(out, 0, 100, nullptr);
+    cudaEventRecord(ev[5], nullptr);
+    cudaDeviceSynchronize();
+    std::vector<uint64_t> r(6), w(6);
+    bool read = true;
+    for (int i = 0; i < 6; ++i) read = read && cuemu::event_traffic(ev[i], &r[i], &w[i]) == cudaSuccess;
+    const auto span = [&](int a, int b) { return std::to_string(r[b] - r[a]) + "/" + std::to_string(w[b] - w[a]); };
+    const std::string got = span(0, 1) + " " + span(1, 2) + " " + span(2, 3) + " " + span(3, 5);
+    // block_sum: 4,000 bytes read (125 sectors), 4 floats written (one sector); twice_plus_one: 256 read and
+    // written; the fill 100 written, the copy 64 read and written; nothing once counting is off.
+    check(ok && read && got == "4000/32 256/256 64/164 0/0",
+          "traffic: distinct sectors per launch, bytes per copy and fill, nothing while off", got);
+    cudaEvent_t unrecorded = nullptr;
+    cudaEventCreate(&unrecorded);
+    uint64_t a = 0, b = 0;
+    check(cuemu::event_traffic(unrecorded, &a, &b) == cudaErrorInvalidResourceHandle,
+          "traffic of an event not recorded is an error");
+    (void)cudaGetLastError();
+    for (cudaEvent_t e : ev) cudaEventDestroy(e);
+    cudaEventDestroy(unrecorded);
+    cudaFree(in);
+    cudaFree(out);
+  }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

@@ -34,6 +34,9 @@ export interface KernelShare {
   gpuMilliseconds: number
   /** A product's rate (2 M N K per launch over its device time), else null. */
   tflops: number | null
+  /** Per step, where the device counts them (the emulator): device-memory megabytes (1e6) read and written. */
+  readMegabytes?: number
+  writtenMegabytes?: number
 }
 
 /**
@@ -47,7 +50,8 @@ export function kernelShares(
   steps: number,
 ): KernelShare[] {
   const framework = OP_CATEGORIES[OP_CATEGORIES.length - 1]
-  const byKey = new Map<string, { category: string; kernel: string; launches: number; ms: number; flops: number }>()
+  type Sum = { category: string; kernel: string; launches: number; ms: number; flops: number; read?: number; written?: number }
+  const byKey = new Map<string, Sum>()
   let op = 0
   for (const k of launches) {
     // k.mark markers were recorded before the launch: an op's own launches have before < k.mark <= after.
@@ -58,6 +62,8 @@ export function kernelShares(
     t.launches += 1
     t.ms += k.ms
     t.flops += k.flops
+    if (k.readBytes !== undefined) t.read = (t.read ?? 0) + k.readBytes
+    if (k.writtenBytes !== undefined) t.written = (t.written ?? 0) + k.writtenBytes
     byKey.set(key, t)
   }
   const order = (c: string) => {
@@ -72,6 +78,8 @@ export function kernelShares(
       launches: t.launches / steps,
       gpuMilliseconds: t.ms / steps,
       tflops: t.flops > 0 && t.ms > 0 ? t.flops / t.ms / 1e9 : null,
+      ...(t.read === undefined ? {} : { readMegabytes: t.read / steps / 1e6 }),
+      ...(t.written === undefined ? {} : { writtenMegabytes: t.written / steps / 1e6 }),
     }))
 }
 

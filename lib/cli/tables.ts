@@ -318,16 +318,23 @@ export function profileTable(rows: StepBenchRow[]): string {
 
 /**
  * A CUDA profile's kernels: per op category, each kernel, product, copy and fill its ops launched, with its device
- * time per step, its share of the step's device time and, for a product, its TFLOP/s. Launches under 0.05% of the
- * step are summed into one row per category.
+ * time per step, its share of the step's device time and, for a product, its TFLOP/s; where the device counted them
+ * (the emulator), the megabytes of device memory each read and wrote per step. Launches under 0.05% of the step are
+ * summed into one row per category.
  */
 export function kernelTable(kernels: KernelShare[], stepGpuMs: number): string {
+  const bytes = kernels.some((k) => k.readMegabytes !== undefined)
   const rows: (string | number)[][] = []
-  const small = new Map<string, { count: number; launches: number; ms: number }>()
+  type Small = { count: number; launches: number; ms: number; read: number; written: number }
+  const small = new Map<string, Small>()
   const share = (ms: number) => `${((100 * ms) / stepGpuMs).toFixed(1)}%`
+  const mb = (read: number, written: number) => (bytes ? [read.toFixed(2), written.toFixed(2)] : [])
   const flush = (category: string) => {
     const t = small.get(category)
-    if (t) rows.push([category, `(${t.count} more, each < 0.05%)`, t.launches.toFixed(0), t.ms.toFixed(3), share(t.ms), ''])
+    if (t) {
+      const what = `(${t.count} more, each < 0.05%)`
+      rows.push([category, what, t.launches.toFixed(0), t.ms.toFixed(3), share(t.ms), '', ...mb(t.read, t.written)])
+    }
     small.delete(category)
   }
   let last = ''
@@ -335,10 +342,12 @@ export function kernelTable(kernels: KernelShare[], stepGpuMs: number): string {
     if (k.category !== last) flush(last)
     last = k.category
     if (k.gpuMilliseconds < 0.0005 * stepGpuMs) {
-      const t = small.get(k.category) ?? { count: 0, launches: 0, ms: 0 }
+      const t = small.get(k.category) ?? { count: 0, launches: 0, ms: 0, read: 0, written: 0 }
       t.count += 1
       t.launches += k.launches
       t.ms += k.gpuMilliseconds
+      t.read += k.readMegabytes ?? 0
+      t.written += k.writtenMegabytes ?? 0
       small.set(k.category, t)
       continue
     }
@@ -349,10 +358,12 @@ export function kernelTable(kernels: KernelShare[], stepGpuMs: number): string {
       k.gpuMilliseconds.toFixed(3),
       share(k.gpuMilliseconds),
       k.tflops === null ? '' : k.tflops >= 0.1 ? k.tflops.toFixed(1) : k.tflops.toPrecision(2),
+      ...mb(k.readMegabytes ?? 0, k.writtenMegabytes ?? 0),
     ])
   }
   flush(last)
-  return formatTable(['op category', 'kernel', 'launches/step', 'GPU ms/step', 'GPU share', 'TFLOP/s'], rows)
+  const head = ['op category', 'kernel', 'launches/step', 'GPU ms/step', 'GPU share', 'TFLOP/s']
+  return formatTable(bytes ? [...head, 'MB read/step', 'MB written/step'] : head, rows)
 }
 
 /** `bench dist`: per step, compute and communication (ms), bytes handed to the collectives, throughput. */
