@@ -78,7 +78,9 @@ if (files.length) {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
       maxBuffer: 1 << 28,
-      env: { ...process.env, SIMCSEPP_ADDON: addon, SIMCSEPP_CUBLASLT: cublas, SIMCSEPP_EXPECT_EMULATED: '1' },
+      // Without graphs: the stand-in cuBLASLt computes when called, so a captured step's products would run on the
+      // emulated tensor-core kernels, many times slower.
+      env: { ...process.env, SIMCSEPP_ADDON: addon, SIMCSEPP_CUBLASLT: cublas, SIMCSEPP_EXPECT_EMULATED: '1', SIMCSEPP_CUDA_GRAPHS: '0' },
     },
   )
   if (run.status !== 0) {
