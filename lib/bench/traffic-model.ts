@@ -5,8 +5,9 @@
 // extrapolated to the target. Time per launch: its bytes over the memory bandwidth, a product's flops over the
 // products' rate (whichever is longer), plus a fixed cost per launch. Not a measurement: a floor for the
 // bandwidth-bound kernels (each 32-byte sector counted once per launch, as if the L2 held the launch's footprint;
-// a kernel that re-reads more than the L2 holds moves more), and the products at the rate given. What it is for:
-// which kernels' bytes hold a step back, and how much a change of the kernels moves, between GPU sessions.
+// a kernel that re-reads more than the L2 holds moves more; but two launches sharing rows through the L2 on purpose
+// are both charged), and the products at the rate given. What it is for: which kernels' bytes hold a step back,
+// and how much a change of the kernels moves, between GPU sessions.
 import type { KernelShare } from './op-profile.js'
 
 /** One profiled step of the emulated device (a `bench step --profile --json` row). */
