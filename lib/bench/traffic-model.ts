@@ -55,7 +55,9 @@ export interface TrafficModel {
   mfu: number
 }
 
-// A product's label names its shape, which changes with the batch size: grouped without it.
+// A product's label names its shape, which changes with the batch size: grouped without it. A group's time is taken
+// from its summed bytes and flops, which is each product's own only when all are bound the same way (BERT-base's are
+// all bound by their flops at B = 512).
 const shapeless = (kernel: string) => kernel.replace(/\d+ x \d+ x \d+/, 'M x N x K')
 
 /** The estimate at o.batchSize from two runs at different batch sizes (see the header). */
