@@ -332,9 +332,8 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
 cudaError_t cuemu::event_traffic(cudaEvent_t event, uint64_t* readBytes, uint64_t* writtenBytes) {
   if (readBytes == nullptr || writtenBytes == nullptr) return set_error(cudaErrorInvalidValue);
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
-  const Event* e = reinterpret_cast<Event*>(event);
-  if (events().count(const_cast<Event*>(e)) == 0)
-    return set_error(cudaErrorInvalidResourceHandle, "event_traffic: unknown event");
+  Event* e = reinterpret_cast<Event*>(event);
+  if (events().count(e) == 0) return set_error(cudaErrorInvalidResourceHandle, "event_traffic: unknown event");
   if (!e->recorded) return set_error(cudaErrorInvalidResourceHandle, "event_traffic: not recorded");
   *readBytes = e->readBytes;
   *writtenBytes = e->writtenBytes;
