@@ -45,6 +45,7 @@ struct Handoff {
   // Two buffers of one capacity: a claim writes the one the last take did not return, so that an op may claim a
   // handoff for its output while its own products still read the handoff it took (gemm.cu's fused GELU backward).
   __nv_bfloat16* buffers[2] = {nullptr, nullptr};
+  __nv_bfloat16* external = nullptr;                            // claim's `into`: the copy's memory instead of these
   int64_t capacity = 0;                                         // elements, of each
   int taken = 1;                                                // the buffer the last take returned
   __nv_bfloat16* buffer() const { return buffers[1 - taken]; }  // the one claims write
@@ -102,15 +103,17 @@ namespace bf16handoff {
 
 int64_t handed_off_elements() { return g_handedOff.load(); }
 
-__nv_bfloat16* claim(const float* out, int64_t n, bool* fp32Unused) {
+__nv_bfloat16* claim(const float* out, int64_t n, bool* fp32Unused, __nv_bfloat16* into) {
   Handoff& h = t_handoff;
   const bool asked = h.requested == out && h.requestedN == n && n > 0, unused = h.requestedUnused;
   h.requested = nullptr;
   h.requestedN = 0;
   h.requestedUnused = false;
   h.valid = false;
+  h.external = nullptr;
   if (fp32Unused != nullptr) *fp32Unused = false;
-  if (!asked || !reserve(h, n)) return nullptr;
+  if (!asked || (into == nullptr && !reserve(h, n))) return nullptr;
+  h.external = into;
   h.src = out;
   h.n = n;
   h.valid = true;
@@ -119,7 +122,7 @@ __nv_bfloat16* claim(const float* out, int64_t n, bool* fp32Unused) {
     h.owe(out, n);
   }
   g_handedOff += n;
-  return h.buffer();
+  return into != nullptr ? into : h.buffer();
 }
 
 const __nv_bfloat16* take(const float* inp, int64_t n) {
@@ -129,6 +132,11 @@ const __nv_bfloat16* take(const float* inp, int64_t n) {
   if (!mine) return nullptr;
   for (int i = h.owedCount - 1; i >= 0; --i)
     if (h.owed[i].p == inp && h.owed[i].n == n) h.forget_owed(i);
+  if (h.external != nullptr) {  // the producer's kept copy: the next claim may write either buffer
+    const __nv_bfloat16* copy = h.external;
+    h.external = nullptr;
+    return copy;
+  }
   h.taken = 1 - h.taken;  // the buffer the claim wrote; the next claim writes the other
   return h.buffers[h.taken];
 }

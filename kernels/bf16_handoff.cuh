@@ -40,7 +40,10 @@ namespace simcsepp::cuda::bf16handoff {
 // requested (the handoff is then valid), else nullptr. fp32Unused (may be null: a producer that always writes
 // out): set to true when the request said only the product reads out, so the producer writes the copy alone; out's
 // range is then owed (require_written).
-__nv_bfloat16* claim(const float* out, int64_t n, bool* fp32Unused = nullptr);
+// into (may be null): memory of n bf16 values the producer writes the copy into anyway (a copy the model keeps:
+// residual_layernorm_forward's outBf16); a handoff then hands that memory to the product instead of this thread's
+// buffer (the copy is not written twice).
+__nv_bfloat16* claim(const float* out, int64_t n, bool* fp32Unused = nullptr, __nv_bfloat16* into = nullptr);
 
 // For a product that reads inp[0, n) as fp32 (no handoff taken): throws CudaError when some of it was never written
 // because its producer wrote only a bf16 copy that was then dropped (bf16Next 'only', below).

@@ -34,7 +34,8 @@
 // written only as the handoff. On the vec shapes the chunk pass takes 4 columns a thread (LnBackwardOp<.., 4>: float4
 // accesses, one Philox call per 4 columns as the vec kernels draw them; each column's sums in the same order).
 // Both forwards also write bf16(out) into this thread's bf16 handoff when the binding asked for one
-// (bf16_handoff.cuh): the input of the bf16 product that follows; layernorm_dropout_backward likewise bf16(dy), or
+// (bf16_handoff.cuh): the input of the bf16 product that follows (residual_layernorm_forward with outBf16: into that
+// kept copy, which the handoff then hands over, asked or not); layernorm_dropout_backward likewise bf16(dy), or
 // bf16(dres) without dropout: the output gradient of the linear layer whose backward follows.
 // Fused variants (the same kernels, templated): residual_layernorm_forward computes each row's input
 // res = x + dropout(y) in the first pass (dropout_kernel's and add_inplace's float arithmetic, the mask
@@ -687,12 +688,15 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 
 void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd, const float* y, const float* x,
                                 const float* weight, const float* bias, int64_t R, int64_t C, float eps,
-                                const TokenDropout& drop, const LayerNormInput* xInput) {
+                                const TokenDropout& drop, const LayerNormInput* xInput, float* outBf16) {
   require();
   if (R <= 0 || C <= 0) return;
   detail::HostArgs args(detail::op_stream());
   bool copyOnly = false;  // bf16Next 'only': out's fp32 values are left unwritten
-  __nv_bfloat16* out16 = bf16handoff::claim(out, R * C, &copyOnly);
+  // A kept copy (outBf16) is written whether or not a handoff was asked, and is the handoff when one was.
+  auto* kept = reinterpret_cast<__nv_bfloat16*>(outBf16);
+  __nv_bfloat16* out16 = bf16handoff::claim(out, R * C, &copyOnly, kept);
+  if (kept != nullptr) out16 = kept;
   const LayerNormInput xin = xInput != nullptr ? *xInput : LayerNormInput{};
   const bool vec = vec_rows(C, {out, res, x, y, weight, bias, xin.x, xin.weight, xin.bias}, out16);
   launch("residual_layernorm_forward", vec ? layernorm_forward_vec_kernel<true> : layernorm_forward_kernel<true>,

@@ -381,6 +381,8 @@ export interface Addon {
     xInputRstd?: NativeTensor | null,
     xInputWeight?: NativeTensor | null,
     xInputBias?: NativeTensor | null,
+    /** Also bf16(out) here: ceil(R·C / 2) floats holding R·C bf16 values. */
+    outBf16?: NativeTensor | null,
   ): void
   layerNormDropoutBackward(
     dres: NativeTensor,

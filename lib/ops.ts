@@ -143,7 +143,9 @@ export function layerNormBackward(
  * LayerNorm whose output it is (a LayerNormInput: its input and saved statistics), recomputed row by row with
  * layerNormApply's bits, so a training model need not keep the LayerNorms' outputs. bf16Next: as layerNormForward's;
  * 'only': and that product is out's only reader, so a CUDA op may leave out's fp32 values unwritten (as
- * linearForward's 'only').
+ * linearForward's 'only'). outBf16 (out's shape): also receives bf16(out), a copy the model keeps for the weight
+ * gradient of the linear layer that reads out (linearBackward with it as a Bf16Values inp: no LayerNorm recomputed,
+ * no rounding pass); on CUDA it is also the copy that bf16Next hands to the next product.
  */
 export function residualLayerNormForward(
   out: Tensor,
@@ -158,8 +160,11 @@ export function residualLayerNormForward(
   sentences: number,
   site: DropoutSite | null,
   bf16Next: boolean | 'only' = false,
+  outBf16: Bf16Values | null = null,
 ): void {
   const ln = x instanceof Tensor ? null : x
+  if (outBf16 !== null && outBf16.numel !== out.numel)
+    throw new RangeError(`residualLayerNormForward: outBf16 holds ${outBf16.numel} values, out ${out.numel}`)
   addon.residualLayerNormForward(
     nativeOf(out, 'out'),
     nativeOf(res, 'res'),
@@ -173,15 +178,12 @@ export function residualLayerNormForward(
     sentences,
     ...siteArgs(site),
     bf16Next,
-    ...(ln === null
-      ? []
-      : ([
-          nativeOf(ln.x, 'x.x'),
-          nativeOf(ln.mean, 'x.mean'),
-          nativeOf(ln.rstd, 'x.rstd'),
-          nativeOf(ln.weight, 'x.weight'),
-          nativeOf(ln.bias, 'x.bias'),
-        ] as const)),
+    ln === null ? null : nativeOf(ln.x, 'x.x'),
+    ln === null ? null : nativeOf(ln.mean, 'x.mean'),
+    ln === null ? null : nativeOf(ln.rstd, 'x.rstd'),
+    ln === null ? null : nativeOf(ln.weight, 'x.weight'),
+    ln === null ? null : nativeOf(ln.bias, 'x.bias'),
+    outBf16 === null ? null : nativeOf(outBf16.storage, 'outBf16'),
   )
 }
 

@@ -7,9 +7,10 @@
 //   layerNormApply(out, inp, mean, rstd, weight, bias)   (out may be inp)
 //   layerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd)
 //   residualLayerNormForward(out, res, mean, rstd, y, x|null, weight, bias, eps, sentences, p, seed, offset,
-//                            keepRows|null, firstRow, bf16Next?, xX?, xMean?, xRstd?, xWeight?, xBias?)   (x null:
-//                            x is the output of the LayerNorm xX.. describe, recomputed; bf16Next 'only': out's fp32
-//                            values may stay unwritten, as linearForward's)
+//                            keepRows|null, firstRow, bf16Next?, xX?, xMean?, xRstd?, xWeight?, xBias?, outBf16?)
+//                            (x null: x is the output of the LayerNorm xX.. describe, recomputed; bf16Next 'only':
+//                            out's fp32 values may stay unwritten, as linearForward's; outBf16: ceil(R * C / 2) floats
+//                            that also receive bf16(out), a copy kept for the next layer's weight gradient)
 //   layerNormDropoutBackward(dres, dy|null, dweight, dbias, dout, res, weight, mean, rstd, sentences, p, seed,
 //                            offset, keepRows|null, firstRow, bf16Next?, dyColumnSums?)   (bf16Next 'only': dy's
 //                            fp32 values may stay unwritten; dyColumnSums [C]: += dy's (or dres's) column sums)
@@ -321,9 +322,12 @@ Napi::Value ResidualLayerNormForward(const Napi::CallbackInfo& info) {
   require_disjoint(env, res, "res", xs, xName);
   require_disjoint(env, out, "out", xs, xName);
   LayerNormInput ln{};
+  NativeTensor* lnT[4] = {};
   if (xIn) {
-    NativeTensor* lnT[4] = {ts.tensor(17, "xInput.mean"), ts.tensor(18, "xInput.rstd"), ts.tensor(19, "xInput.weight"),
-                            ts.tensor(20, "xInput.bias")};
+    lnT[0] = ts.tensor(17, "xInput.mean");
+    lnT[1] = ts.tensor(18, "xInput.rstd");
+    lnT[2] = ts.tensor(19, "xInput.weight");
+    lnT[3] = ts.tensor(20, "xInput.bias");
     expect_shape(env, lnT[0], "xInput.mean", {R});
     expect_shape(env, lnT[1], "xInput.rstd", {R});
     expect_shape(env, lnT[2], "xInput.weight", {C});
@@ -339,11 +343,30 @@ Napi::Value ResidualLayerNormForward(const Napi::CallbackInfo& info) {
   const float eps = static_cast<float>(arg_positive(info, 8, "eps"));
   const TokenDropout drop = token_dropout(info, 9, R, C);
   const Bf16Next bf16Next = arg_bf16_next_or_only(info, 15);
+  // outBf16 (21): bf16(out) kept there too (R * C bf16 values), written while every other array is in use.
+  NativeTensor* outBf16 = ts.optional(21, "outBf16");
+  if (outBf16) {
+    expect_numel(env, outBf16, "outBf16", (R * C + 1) / 2, "ceil(R * C / 2) floats: R * C bf16 values");
+    const std::pair<NativeTensor*, const char*> others[] = {{out, "out"},
+                                                            {res, "res"},
+                                                            {y, "y"},
+                                                            {xs, xName},
+                                                            {mean, "mean"},
+                                                            {rstd, "rstd"},
+                                                            {weight, "weight"},
+                                                            {bias, "bias"},
+                                                            {lnT[0], "xInput.mean"},
+                                                            {lnT[1], "xInput.rstd"},
+                                                            {lnT[2], "xInput.weight"},
+                                                            {lnT[3], "xInput.bias"}};
+    for (const auto& [t, name] : others)
+      if (t != nullptr) require_disjoint(env, outBf16, "outBf16", t, name);
+  }
   ResidualLayerNormForwardFn* fused = ts.entry(&Backend::residual_layernorm_forward);
   return guarded_void(env, [&] {
     request_bf16_handoff(bf16Next != Bf16Next::kNo, out, bf16Next == Bf16Next::kOnly);
     fused(out->data(), res->data(), mean->data(), rstd->data(), y->data(), x ? x->data() : nullptr, weight->read_data(),
-          bias->read_data(), R, C, eps, drop, xIn ? &ln : nullptr);
+          bias->read_data(), R, C, eps, drop, xIn ? &ln : nullptr, outBf16 ? outBf16->data() : nullptr);
   });
 }
 

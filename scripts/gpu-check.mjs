@@ -54,7 +54,8 @@
 //    SIMCSEPP_BIAS_SUMS=products (the bias gradients summed in passes of their own) and with SIMCSEPP_BF16_OUTPUT=0
 //    (the MLP backward's first product written in fp32, not stored in bf16) and with SIMCSEPP_ATTENTION_STORAGE=fp32
 //    (the attention's q | k | v, ctx and its gradient kept in fp32, not in bf16) and with SIMCSEPP_ATTENTION_PROBS=keep
-//    (the attention probabilities kept, not formed in the backward) when time allows, and
+//    (the attention probabilities kept, not formed in the backward) and with SIMCSEPP_LAYERNORM_COPIES=recompute (the
+//    weight gradients' LayerNorm outputs recomputed and rounded, not read from kept bf16 copies) when time allows, and
 //    the device time per op category at B = 64 and 512 (bench step --profile: CUDA events around each op of a
 //    step run without graphs), and within each category per kernel, cuBLASLt product (with its TFLOP/s), copy and
 //    fill (kernels/kernel_profile.cuh: events around each launch); then the issue's targets (at B = 64, >= 2x PyTorch eager and >= 1.2x
@@ -818,6 +819,14 @@ if (runBench && !fake && ['bench-step', 'bench-variants', 'bench-torch', 'bench-
         const [kept, formed] = await stepWith({ SIMCSEPP_ATTENTION_PROBS: 'keep' }, big)
         if (kept) comparisons.push({ ...kept, attentionProbs: 'keep' })
         if (kept && formed) log(`  step B=${big} attention probabilities kept: ${ratio(kept, 'formed in the backward', formed)}`)
+      }
+      // The B = 512 step with the weight gradients' LayerNorm outputs recomputed and rounded in the backward
+      // (SIMCSEPP_LAYERNORM_COPIES=recompute) against the default, bf16 copies kept by the residual LayerNorms.
+      if (want('bench-variants') && left() > 150) {
+        const [recomputed, keptCopies] = await stepWith({ SIMCSEPP_LAYERNORM_COPIES: 'recompute' }, big)
+        if (recomputed) comparisons.push({ ...recomputed, layerNormCopies: 'recompute' })
+        if (recomputed && keptCopies)
+          log(`  step B=${big} LayerNorm outputs recomputed in the backward: ${ratio(recomputed, 'kept in bf16', keptCopies)}`)
       }
       // The bf16 products on fp32 operands rounded inside the GEMM (SIMCSEPP_BF16_OPERANDS=fp32) against the
       // default bf16 copies (kernels/bf16_copy.cuh): whether the copies pay for their conversion passes.

@@ -25,6 +25,8 @@ import { randomBatch, differingBits } from './helpers/random-batch.js'
 import { chunkedColumnSums, chunkedSum, sentenceColumnSums } from './helpers/column-sums-order.js'
 import { roundBf16Array } from './helpers/bf16.js'
 import { Bf16Values } from '../lib/bf16-values.js'
+import { floatsFor, keepsNormCopies } from '../lib/model/activations.js'
+import { viewFloats } from '../lib/model/view-arena.js'
 const status = cudaStatus()
 const skip = status.available ? false : `CUDA unavailable (${status.reason})`
 
@@ -219,6 +221,84 @@ t.test('the backward reads the gradients its LayerNorms, GELU and attention hand
   }
   model.dispose()
 })
+
+t.test(
+  "the weight gradients read the residual LayerNorms' kept bf16 copies: the same gradients, none rounded again",
+  { skip },
+  async (t) => {
+    // keepsNormCopies (read when the model is made): each layer keeps bf16(h1) and bf16(h2) (not the last layer's h2),
+    // which the forward's handoff hands to the next product and the backward's intermediate.dense and q/k/v weight
+    // gradients read as they are; SIMCSEPP_LAYERNORM_COPIES=recompute recomputes and rounds them there, as before.
+    const make = (how: 'keep' | 'recompute') => {
+      const before = process.env.SIMCSEPP_LAYERNORM_COPIES
+      process.env.SIMCSEPP_LAYERNORM_COPIES = how
+      try {
+        return BertModel.create(config, { device: 'cuda', precision: 'bf16', seed: 12 })
+      } finally {
+        if (before === undefined) delete process.env.SIMCSEPP_LAYERNORM_COPIES
+        else process.env.SIMCSEPP_LAYERNORM_COPIES = before
+      }
+    }
+    const kept = make('keep'),
+      recomputed = make('recompute')
+    for (const [B, T] of [
+      [4, 7],
+      [2, 37],
+      [1, 130],
+    ] as const) {
+      const R = B * T
+      const b = randomBatch(B, T, 13, config.vocabSize)
+      const dz = Tensor.from(
+        Float32Array.from({ length: B * H }, (_, i) => Math.cos(i * 0.37)),
+        [B, H],
+        'cuda',
+      )
+      for (const env of [{}, { SIMCSEPP_BF16_HANDOFF: '0' }] as const) {
+        const name = env.SIMCSEPP_BF16_HANDOFF ? 'handoffs off' : 'handoffs on'
+        const step = (model: BertModel) =>
+          withEnv(env, () => {
+            const forward = counted(() => model.trainForward(b, { seed: 9, step: 3 }).toFloat32Array())
+            model.zeroGrad()
+            const backward = counted(() => {
+              model.trainBackward(dz)
+              return model.grads.toFloat32Array()
+            })
+            return { forward, backward }
+          })
+        const k = step(kept),
+          r = step(recomputed)
+        t.equal(differingBits(k.forward.value, r.forward.value), 0, `T = ${T}, ${name}: the same vectors`)
+        t.equal(k.forward.converted, r.forward.converted, `T = ${T}, ${name}: the forward rounds as much either way`)
+        t.equal(k.forward.handedOff, r.forward.handedOff, `T = ${T}, ${name}: and hands off as much`)
+        t.equal(differingBits(k.backward.value, r.backward.value), 0, `T = ${T}, ${name}: every gradient bit for bit`)
+        t.equal(
+          r.backward.converted - k.backward.converted,
+          (2 * L - 1) * R * H,
+          `T = ${T}, ${name}: (2L - 1)·R·H = ${(2 * L - 1) * R * H} LayerNorm outputs not recomputed and rounded in the backward`,
+        )
+      }
+      // The copies' memory: 2L - 1 arrays of R·H bf16 values (each view aligned to 16 floats) in the activation arena.
+      t.equal(
+        kept.activationBytes - recomputed.activationBytes,
+        4 * (2 * L - 1) * viewFloats(Math.ceil((R * H) / 2)),
+        `T = ${T}: the copies take (2L - 1)·R·H·2 bytes`,
+      )
+      dz.dispose()
+    }
+    const cpu = BertModel.create(config, { device: 'cpu', precision: 'bf16', seed: 12 })
+    cpu.trainForward(randomBatch(2, 5, 14, config.vocabSize), { seed: 9, step: 3 })
+    t.equal(cpu.activationBytes, 4 * floatsFor(config, 2, 5, true, true, false, false), 'a CPU model keeps none')
+    cpu.dispose()
+    process.env.SIMCSEPP_LAYERNORM_COPIES = 'both'
+    try {
+      t.throws(() => keepsNormCopies(true), /SIMCSEPP_LAYERNORM_COPIES must be keep or recompute, got "both"/)
+    } finally {
+      delete process.env.SIMCSEPP_LAYERNORM_COPIES
+    }
+    kept.dispose()
+    recomputed.dispose()
+  },
+)
 
 t.test('a write the mirror does not see is refreshed before the next product reads it', { skip }, async (t) => {
   const model = BertModel.create(config, { device: 'cuda', precision: 'bf16', seed: 4 })

@@ -1011,6 +1011,14 @@ t.test('fused residual + dropout + layer norm: bit for bit the unfused sequence,
       viaX.every((v, i) => bits(arr(v), arr(viaLn[i]))),
       `${what}: x recomputed from its LayerNorm: out, res, mean, rstd as with x = layerNormApply(...)`,
     )
+    // outBf16: bf16(out) kept as well (a training model's h1Bf16 / h2Bf16), the rest unchanged.
+    const viaKept = [Tensor.zeros([R, C]), Tensor.zeros([R, C]), Tensor.zeros([R]), Tensor.zeros([R])] as const
+    const kept = new Bf16Values(filled([Math.ceil((R * C) / 2)], 7), [R, C])
+    ops.residualLayerNormForward(...viaKept, T32(y, [R, C]), xLn, T32(w, [C]), T32(b, [C]), 1e-12, sentences, site, 'only', kept)
+    t.ok(
+      viaKept.every((v, i) => bits(arr(v), arr(viaLn[i]))) && bits(kept.toFloat32Array(), roundBf16Array(arr(viaKept[0]))),
+      `${what}: outBf16 holds bf16(out), round to nearest even; out, res, mean, rstd unchanged`,
+    )
     // Inference's call: out, res and y one tensor (no LayerNorm input kept); res = y alone, and out = y alone.
     for (const [alias, o, rs] of [
       ['out = res = y', 'y', 'y'],
@@ -1055,7 +1063,45 @@ t.test('fused residual + dropout + layer norm: bit for bit the unfused sequence,
   t.throws(() => fwd({ ...ln4, rstd: z(5) }), /xInput\.rstd/)
   t.throws(() => fwd({ ...ln4, weight: z(4) }), /xInput\.weight/)
   t.throws(() => fwd(ln4, ln4.mean), /mean and xInput\.mean not to overlap/)
+  const withKept = (out: Tensor, kept: Bf16Values, x: Tensor | ops.LayerNormInput = z(4, 3)) =>
+    ops.residualLayerNormForward(out, z(4, 3), z(4), z(4), z(4, 3), x, z(3), z(3), 1e-5, 2, null, false, kept)
+  t.throws(() => withKept(z(4, 3), new Bf16Values(z(5), [10])), /outBf16 holds 10 values, out 12/)
+  const keptRows = z(4, 3)
+  t.throws(() => withKept(keptRows, new Bf16Values(keptRows.view(0, [6]), [4, 3])), /outBf16 and out not to overlap/)
+  const lnKept = { ...ln4, bias: z(6) }
+  t.throws(
+    () => withKept(z(4, 3), new Bf16Values(lnKept.bias, [4, 3]), { ...lnKept, bias: lnKept.bias.view(0, [3]) }),
+    /outBf16 and xInput\.bias not to overlap/,
+  )
   const n = (...shape: number[]) => nativeOf(z(...shape), 'tensor')
+  t.throws(
+    () =>
+      addon.residualLayerNormForward(
+        n(4, 3),
+        n(4, 3),
+        n(4),
+        n(4),
+        n(4, 3),
+        n(4, 3),
+        n(3),
+        n(3),
+        1e-5,
+        2,
+        0,
+        0,
+        0,
+        null,
+        0,
+        false,
+        null,
+        null,
+        null,
+        null,
+        null,
+        n(5),
+      ),
+    /outBf16/,
+  )
   t.throws(
     () => addon.residualLayerNormForward(n(4, 3), n(4, 3), n(4), n(4), n(4, 3), null, n(3), n(3), 1e-5, 2, 0, 0, 0, null, 0),
     /Expected x, or xInput/,

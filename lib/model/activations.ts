@@ -12,7 +12,10 @@
 // their x recomputed from the LayerNorm before (residualLayerNormForward with a LayerNormInput). At bf16 the GELU
 // inputs (inter) are kept in bfloat16 (Bf16Values: half the floats), as autocast keeps them; on CUDA also the
 // attention's packed q | k | v, its output ctx and ctx's gradient (gCtx), where the attention takes bf16 operands
-// (attentionKeptBf16): its products and the linear layer after it round them to those values anyway.
+// (attentionKeptBf16): its products and the linear layer after it round them to those values anyway. There (bf16
+// training on CUDA) each layer also keeps the bf16 copies of h1 and h2 that the next products read (h1Bf16, h2Bf16;
+// keepsNormCopies): the weight gradients read them as they are, instead of a pass that recomputes the LayerNorm's
+// output from res, mean and rstd and rounds it (a 4-byte read and a 2-byte write per element, for 2 bytes kept).
 // Inference saves nothing for a backward: one set of buffers serves every layer, so its memory does not grow with
 // the depth. Within it the GELU runs in place (interAct = inter), each LayerNorm over its input (res1 = h1, res2 =
 // h2), the embedding output is h2 (layer 0's input), and embSum and h1 live in qkv's memory (embSum is dead once the
@@ -48,6 +51,8 @@ export interface LayerActivations {
   mean2: Tensor
   rstd2: Tensor
   h2: Tensor // [BT, H] the layer's output (one buffer for all layers, as h1)
+  h1Bf16: Bf16Values | null // [BT, H] bf16(h1), kept for intermediate.dense's weight gradient (keepsNormCopies)
+  h2Bf16: Bf16Values | null // [BT, H] bf16(h2), kept for the next layer's q/k/v weight gradient (not the last layer)
 }
 
 export interface Activations {
@@ -97,12 +102,33 @@ export function keepsProbs(c: BertConfig, T: number, attentionBf16: boolean): bo
 }
 
 /**
+ * Whether a training pass keeps each layer's bf16 copies of its LayerNorm outputs h1 and h2 (h1Bf16, h2Bf16), given
+ * that the model keeps the attention's arrays in bf16 (attentionBf16: bf16 on CUDA). 2 bytes an element kept (BERT-base
+ * at B = 512, T = 32: 1.7 GB in all) for 6 moved in the backward (5.4 GB a step there). SIMCSEPP_LAYERNORM_COPIES=
+ * recompute keeps none (the backward recomputes and rounds them, as before; gpu-check times both ways).
+ */
+export function keepsNormCopies(attentionBf16: boolean): boolean {
+  const how = process.env.SIMCSEPP_LAYERNORM_COPIES ?? 'keep'
+  if (how !== 'keep' && how !== 'recompute')
+    throw new Error(`SIMCSEPP_LAYERNORM_COPIES must be keep or recompute, got ${JSON.stringify(how)}`)
+  return attentionBf16 && how === 'keep'
+}
+
+/**
  * Number of floats one batch of B×T needs (train() sizes a batch with it before allocating). interBf16: training
  * keeps the MLP's pre-activation in bfloat16 (BertModel at bf16), half its floats; attentionBf16: and the attention's
  * q | k | v, ctx and its gradient where attentionKeptBf16 says (BertModel at bf16 on CUDA); without them, an upper
- * bound.
+ * bound. normCopies: training keeps the LayerNorms' bf16 copies (keepsNormCopies, read now when not given).
  */
-export function floatsFor(c: BertConfig, B: number, T: number, training: boolean, interBf16 = false, attentionBf16 = false): number {
+export function floatsFor(
+  c: BertConfig,
+  B: number,
+  T: number,
+  training: boolean,
+  interBf16 = false,
+  attentionBf16 = false,
+  normCopies = keepsNormCopies(attentionBf16),
+): number {
   const H = c.hiddenSize,
     I = c.intermediateSize,
     NH = c.numAttentionHeads,
@@ -118,21 +144,25 @@ export function floatsFor(c: BertConfig, B: number, T: number, training: boolean
   const floats = (n: number, bf16: boolean) => v(bf16 ? Math.ceil(n / 2) : n)
   const perLayer = floats(3 * BT * H, half) + probs + floats(BT * H, half) + 2 * v(BT * H) + 2 * stats + floats(BT * I, interBf16)
   const grads = 3 * v(BT * H) + v(3 * BT * H) + floats(BT * H, half) + v(B * H) // gH, gRes, gTmp, gQkv, gCtx, gPooled
+  const L = c.numHiddenLayers
+  const copies = normCopies ? (2 * L - 1) * floats(BT * H, true) : 0 // h1Bf16, h2Bf16 (not the last layer's)
   // embSum, embOut, h1, h2, the embedding statistics, interAct (also gI2).
-  return 4 * v(BT * H) + stats + v(BT * I) + c.numHiddenLayers * perLayer + outputs + grads
+  return 4 * v(BT * H) + stats + v(BT * I) + L * perLayer + copies + outputs + grads
 }
 
 /**
  * BERT's activation buffers (the views of carveActivations), in one growing allocation. interBf16: training keeps each
  * layer's MLP pre-activation in bfloat16 (Bf16Values; the model at bf16, whose products and GELU passes read it so);
- * attentionBf16: and the attention's q | k | v, ctx and ctx's gradient where attentionKeptBf16 says.
+ * attentionBf16: and the attention's q | k | v, ctx and ctx's gradient where attentionKeptBf16 says; then also the
+ * LayerNorms' bf16 copies where keepsNormCopies says (read once, here).
  */
 export class ActivationArena extends ViewArena<Activations> {
   constructor(config: BertConfig, device: Device, interBf16 = false, attentionBf16 = false) {
+    const normCopies = keepsNormCopies(attentionBf16)
     super(
       device,
-      (B, T, training) => floatsFor(config, B, T, training, interBf16, attentionBf16),
-      (take, B, T, training) => carveActivations(config, take, B, T, training, interBf16, attentionBf16),
+      (B, T, training) => floatsFor(config, B, T, training, interBf16, attentionBf16, normCopies),
+      (take, B, T, training) => carveActivations(config, take, B, T, training, interBf16, attentionBf16, normCopies),
       'ActivationArena',
     )
   }
@@ -147,6 +177,7 @@ function carveActivations(
   training: boolean,
   interBf16: boolean,
   attentionBf16: boolean,
+  normCopies: boolean,
 ): Activations {
   const H = c.hiddenSize,
     I = c.intermediateSize,
@@ -163,7 +194,7 @@ function carveActivations(
     const [h1, h2] = [take([BT, H]), take([BT, H])] // every layer's (the header comment)
     const half = attentionKeptBf16(c, T, attentionBf16)
     const keep = keepsProbs(c, T, attentionBf16)
-    layers = Array.from({ length: L }, () => ({
+    layers = Array.from({ length: L }, (_, l) => ({
       qkv: half ? bf16Values(take, [B, T, 3 * H]) : take([B, T, 3 * H]),
       probs: keep ? take([B, NH, T, T]) : null,
       ctx: half ? bf16Values(take, [B, T, H]) : take([BT, H]),
@@ -177,6 +208,8 @@ function carveActivations(
       mean2: take([BT]),
       rstd2: take([BT]),
       h2,
+      h1Bf16: normCopies ? bf16Values(take, [BT, H]) : null,
+      h2Bf16: normCopies && l < L - 1 ? bf16Values(take, [BT, H]) : null,
     }))
   } else {
     // One set for every layer (the header comment).
@@ -198,6 +231,8 @@ function carveActivations(
       mean2: take([BT]),
       rstd2: take([BT]),
       h2,
+      h1Bf16: null,
+      h2Bf16: null,
     }
     embeddings = { embSum: qkv.view(0, [BT, H]), embMean, embRstd, embOut: h2 }
     layers = Array.from({ length: L }, () => set)

@@ -576,13 +576,13 @@ export class BertModel {
         gp.intermediate.weight,
         sumsInProducers ? null : gp.intermediate.bias,
         acts.gI2,
-        null,
+        a.h1Bf16, // the input h1: its kept bf16 copy, else recomputed
         p.intermediate.weight,
         true,
         this.precision,
         null,
         false,
-        h1, // the input h1, recomputed
+        a.h1Bf16 ? null : h1,
       )
       // Attention-output LayerNorm and its dropout (fused), output.dense, attention, the q/k/v projections.
       // The residual's gradient goes to gH this time, so the q/k/v product can add into it below.
@@ -638,19 +638,21 @@ export class BertModel {
       if (G.relativeAttentionBias) ops.relativeBiasBackward(G.relativeAttentionBias, acts.dRelBias!)
       const gQkv = acts.gQkv.view(0, [acts.B * acts.T, 3 * c.hiddenSize])
       // The q/k/v input gradient added to the residual's (gH): the whole gradient at the layer's input.
-      // x: the embeddings' output (kept) in layer 0, else the layer before's output LayerNorm, recomputed.
+      // x: the embeddings' output (kept) in layer 0, else the layer before's output LayerNorm: its kept bf16 copy, or
+      // recomputed.
+      const keptX = prev?.h2Bf16 ?? null
       ops.linearBackward(
         acts.gH,
         gp.qkv.weight,
         sumsInProducers ? null : gp.qkv.bias,
         gQkv,
-        x ? null : acts.embOut,
+        keptX ?? (x ? null : acts.embOut),
         p.qkv.weight,
         true,
         this.precision,
         null,
         false,
-        x,
+        keptX ? null : x,
       )
     }
     // Embeddings: dropout, LayerNorm, the three tables.
@@ -916,6 +918,7 @@ export class BertModel {
         B,
         drop1,
         outNext(bf16),
+        a.h1Bf16, // kept for intermediate.dense's weight gradient (keepsNormCopies), and handed to its product
       )
       // intermediate.dense and its GELU in one op (interAct = GELU(inter); inter kept for the backward; in
       // inference interAct is inter: the GELU in place).
@@ -947,6 +950,7 @@ export class BertModel {
         B,
         drop2,
         outNext(bf16 && l < L - 1),
+        a.h2Bf16, // kept for the next layer's q/k/v weight gradient (null in the last layer)
       )
     }
   }

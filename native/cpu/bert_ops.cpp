@@ -294,8 +294,9 @@ SIMCSEPP_CLONES void dropout_residual_row(float* r, const float* y, const float*
 // equals that sequence bit for bit).
 void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd, const float* y, const float* x,
                                 const float* weight, const float* bias, int64_t R, int64_t C, float eps,
-                                const TokenDropout& drop, const LayerNormInput* xInput) {
+                                const TokenDropout& drop, const LayerNormInput* xInput, float* outBf16) {
   const RowDropout rd(drop);
+  auto* const kept = reinterpret_cast<uint16_t*>(outBf16);  // bf16 bits, element i at kept[i]
   parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
     thread_local std::vector<float> buf, xbuf;
     float* u = scratch(buf, static_cast<size_t>(C));
@@ -311,6 +312,8 @@ void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd
       float* rr = res + r * C;
       dropout_residual_row(rr, yr, xr, rd.uniforms(r, C, u) ? u : nullptr, drop.p, rd.scale, C);
       layernorm_row(out + r * C, mean + r, rstd + r, rr, weight, bias, C, eps);
+      if (kept != nullptr)
+        for (int64_t c = 0; c < C; ++c) kept[r * C + c] = bf16_bits(out[r * C + c]);
     }
   });
 }

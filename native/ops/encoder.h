@@ -75,10 +75,14 @@ struct LayerNormInput {
 // sequence (bit for bit on the CPU, which computes it that way). out, res and y may be one buffer (inference
 // keeps no LayerNorm input), or apart; x is apart from out and res. xInput not null (then x is null): x is that
 // LayerNorm's output, recomputed row by row (the layer's input when the LayerNorm before it kept its input and
-// statistics: its output need not be kept).
+// statistics: its output need not be kept). outBf16 not null: also bf16(out) there (element i in bytes [2i, 2i + 2)
+// of its storage, common/bf16.h's rounding, as LinearBf16's arrays): a copy the model keeps for the weight gradient of
+// the linear layer that reads out (LinearBackwardFn's bf16.inp), which then neither recomputes the LayerNorm's output
+// nor rounds it again; apart from every other array.
 using ResidualLayerNormForwardFn = void(float* out, float* res, float* mean, float* rstd, const float* y,
                                         const float* x, const float* weight, const float* bias, int64_t R, int64_t C,
-                                        float eps, const TokenDropout& drop, const LayerNormInput* xInput);
+                                        float eps, const TokenDropout& drop, const LayerNormInput* xInput,
+                                        float* outBf16);
 // Its backward: dres = LayerNormBackwardFn's dinp for dout at res (dweight, dbias accumulate as there), the
 // gradient of x; dy = dropout(dres) with the forward's mask, the gradient of y. dy may be null when
 // drop.p == 0 (it would equal dres). dyColumnSums (may be null): += the column sums of dy (dres when dy is null),

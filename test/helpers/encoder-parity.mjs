@@ -30,6 +30,25 @@
 // The reductions must also be deterministic: a second run on the device gives bit-identical outputs.
 import { bitEqual, randn, relErr } from './parity.mjs'
 
+const f32 = new Float32Array(1),
+  u32 = new Uint32Array(f32.buffer)
+/** v rounded to bfloat16, to nearest even (common/bf16.h's round_bf16). @param {number} v */
+function roundBf16(v) {
+  f32[0] = v
+  const x = u32[0]
+  if ((x & 0x7f800000) === 0x7f800000) return f32[0]
+  u32[0] = (x + 0x7fff + ((x >>> 16) & 1)) & 0xffff0000
+  return f32[0]
+}
+/** The n bf16 values stored two a float in `storage`, as floats. @param {Float32Array} storage @param {number} n */
+function bf16Floats(storage, n) {
+  const halves = new Uint16Array(storage.buffer, storage.byteOffset, n)
+  return Float32Array.from(halves, (h) => {
+    u32[0] = h << 16
+    return f32[0]
+  })
+}
+
 /**
  * @typedef {'cpu' | 'cuda'} Device
  * @typedef {import('../../lib/tensor.js').Tensor} Tensor
@@ -1458,6 +1477,25 @@ for (const [
       const seqOut = d.zeros([R, C])
       d.lib.ops.layerNormForward(seqOut, d.zeros([R]), d.zeros([R]), seq, wt, bt, 1e-12)
       const [o, rs] = [out.toFloat32Array(), res.toFloat32Array()]
+      // With outBf16: out's bf16 copy kept as well (a model's h1Bf16 / h2Bf16), out unchanged.
+      const keptOut = d.zeros([R, C]),
+        kept = d.zeros([Math.ceil((R * C) / 2)])
+      const keptValues = /** @type {any} */ ({ storage: kept, numel: R * C, shape: [R, C] })
+      d.lib.ops.residualLayerNormForward(
+        keptOut,
+        d.zeros([R, C]),
+        d.zeros([R]),
+        d.zeros([R]),
+        d.from(y, [R, C]),
+        xt,
+        wt,
+        bt,
+        1e-12,
+        sentences,
+        site,
+        false,
+        keptValues,
+      )
       return {
         out: o,
         res: rs,
@@ -1467,6 +1505,8 @@ for (const [
         unfusedDiffers: differing(o, seqOut.toFloat32Array()) + differing(rs, seq.toFloat32Array()),
         // Elements where out = res = y differs from the separate out: 0 on every device.
         aliasedDiffers: differing(o, all.toFloat32Array()),
+        // Elements where the kept copy is not bf16(out) (round to nearest even), or out differs with it: 0 everywhere.
+        keptDiffers: differing(bf16Floats(kept.toFloat32Array(), R * C), o.map(roundBf16)) + differing(keptOut.toFloat32Array(), o),
       }
     },
   })
