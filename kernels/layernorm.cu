@@ -99,12 +99,16 @@ __device__ __forceinline__ float residual_x(const float* x, const LayerNormInput
   return ln_output(xin.x[row * C + c], xin.mean[row], xin.rstd[row], xin.weight[c], xin.bias[c]);
 }
 
-// kResidual: the row's input is res = x + dropout(y) (written to res), else inp.
-template <bool kResidual>
+// y's element as a float: TY is float, or __nv_bfloat16 (a sublayer output its product stored in bf16; exact).
+__device__ __forceinline__ float y_value(float v) { return v; }
+__device__ __forceinline__ float y_value(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// kResidual: the row's input is res = x + dropout(y) (written to res; y of TY), else inp.
+template <bool kResidual, class TY = float>
 __global__ void __launch_bounds__(kRowThreads)
     layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                             const float* bias, int64_t R, int64_t C, float eps, float* res, const float* y,
-                             RowDrop drop, __nv_bfloat16* out16, LayerNormInput xin) {
+                             const float* bias, int64_t R, int64_t C, float eps, float* res, const TY* y, RowDrop drop,
+                             __nv_bfloat16* out16, LayerNormInput xin) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   const int lane = static_cast<int>(threadIdx.x % 32);
   if (row >= R) return;  // whole warps leave together
@@ -114,10 +118,11 @@ __global__ void __launch_bounds__(kRowThreads)
     // the columns it wrote, and y (which out may alias) only here.
     const bool drops = row_drops(drop, row);
     const uint64_t base = row_base(drop, row, C);
-    const float* yr = y + row * C;
+    const TY* yr = y + row * C;
     float* rr = res + row * C;
     for (int64_t c = lane; c < C; c += 32) {
-      const float yc = drops ? drop_value(drop, base + static_cast<uint64_t>(c), yr[c]) : yr[c];
+      const float yv = y_value(yr[c]);
+      const float yc = drops ? drop_value(drop, base + static_cast<uint64_t>(c), yv) : yv;
       const float v = yc + residual_x(inp, xin, row, c, C);
       rr[c] = v;
       s += v;
@@ -283,10 +288,18 @@ __device__ __forceinline__ float4 residual_x4(const float* x, const LayerNormInp
                      ln_output(v.w, m, rs, w.w, b.w));
 }
 
-template <bool kResidual>
+// 4 elements of y from p (16 bytes of floats, or 8 of bf16 values) as floats.
+__device__ __forceinline__ float4 load4y(const float* p) { return load4(p); }
+__device__ __forceinline__ float4 load4y(const __nv_bfloat16* p) {
+  const Bf16x4 b = *reinterpret_cast<const Bf16x4*>(p);
+  return make_float4(__bfloat162float(b.v[0]), __bfloat162float(b.v[1]), __bfloat162float(b.v[2]),
+                     __bfloat162float(b.v[3]));
+}
+
+template <bool kResidual, class TY = float>
 __global__ void __launch_bounds__(kRowThreads)
     layernorm_forward_vec_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                                 const float* bias, int64_t R, int64_t C, float eps, float* res, const float* y,
+                                 const float* bias, int64_t R, int64_t C, float eps, float* res, const TY* y,
                                  RowDrop drop, __nv_bfloat16* out16, LayerNormInput xin) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   const int lane = static_cast<int>(threadIdx.x % 32);
@@ -303,7 +316,8 @@ __global__ void __launch_bounds__(kRowThreads)
     if (c >= 4 * groups) continue;
     float4 a;
     if constexpr (kResidual) {  // res = dropout(y) + x, as the scalar kernel (y, which out may alias, read here only)
-      const float4 yc = drops ? drop4(drop, base + static_cast<uint64_t>(c), load4(y + at + c)) : load4(y + at + c);
+      const float4 yv = load4y(y + at + c);
+      const float4 yc = drops ? drop4(drop, base + static_cast<uint64_t>(c), yv) : yv;
       const float4 xc = residual_x4(inp, xin, row, at, c);
       a = make_float4(yc.x + xc.x, yc.y + xc.y, yc.z + xc.z, yc.w + xc.w);
       store4(res + at + c, a);
@@ -688,7 +702,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 
 void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd, const float* y, const float* x,
                                 const float* weight, const float* bias, int64_t R, int64_t C, float eps,
-                                const TokenDropout& drop, const LayerNormInput* xInput, float* outBf16) {
+                                const TokenDropout& drop, const LayerNormInput* xInput, float* outBf16, bool yBf16) {
   require();
   if (R <= 0 || C <= 0) return;
   detail::HostArgs args(detail::op_stream());
@@ -698,11 +712,24 @@ void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd
   __nv_bfloat16* out16 = bf16handoff::claim(out, R * C, &copyOnly, kept);
   if (kept != nullptr) out16 = kept;
   const LayerNormInput xin = xInput != nullptr ? *xInput : LayerNormInput{};
-  const bool vec = vec_rows(C, {out, res, x, y, weight, bias, xin.x, xin.weight, xin.bias}, out16);
-  launch("residual_layernorm_forward", vec ? layernorm_forward_vec_kernel<true> : layernorm_forward_kernel<true>,
-         detail::grid_blocks(R, kRowsPerBlock, INT32_MAX), kRowThreads, 0, detail::op_stream(),
-         copyOnly ? nullptr : out, mean, rstd, xInput != nullptr ? nullptr : x, weight, bias, R, C, eps, res, y,
-         device_drop(drop, R, args), out16, xin);
+  // A bf16 y needs 8-byte rows for the vec kernel's loads (out16's check).
+  const bool vec = vec_rows(C, {out, res, x, yBf16 ? nullptr : y, weight, bias, xin.x, xin.weight, xin.bias}, out16) &&
+                   (!yBf16 || reinterpret_cast<uintptr_t>(y) % 8 == 0);
+  const unsigned blocks = detail::grid_blocks(R, kRowsPerBlock, INT32_MAX);
+  float* const o = copyOnly ? nullptr : out;
+  const float* const xs = xInput != nullptr ? nullptr : x;
+  const RowDrop rowDrop = device_drop(drop, R, args);
+  if (yBf16) {
+    const auto* y16 = reinterpret_cast<const __nv_bfloat16*>(y);
+    launch("residual_layernorm_forward (y in bf16)",
+           vec ? layernorm_forward_vec_kernel<true, __nv_bfloat16> : layernorm_forward_kernel<true, __nv_bfloat16>,
+           blocks, kRowThreads, 0, detail::op_stream(), o, mean, rstd, xs, weight, bias, R, C, eps, res, y16, rowDrop,
+           out16, xin);
+  } else {
+    launch("residual_layernorm_forward", vec ? layernorm_forward_vec_kernel<true> : layernorm_forward_kernel<true>,
+           blocks, kRowThreads, 0, detail::op_stream(), o, mean, rstd, xs, weight, bias, R, C, eps, res, y, rowDrop,
+           out16, xin);
+  }
   detail::finish_op();
 }
 

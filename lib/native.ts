@@ -383,6 +383,8 @@ export interface Addon {
     xInputBias?: NativeTensor | null,
     /** Also bf16(out) here: ceil(R·C / 2) floats holding R·C bf16 values. */
     outBf16?: NativeTensor | null,
+    /** y holds R·C bf16 values (ceil(R·C / 2) floats). */
+    yBf16?: boolean,
   ): void
   layerNormDropoutBackward(
     dres: NativeTensor,
@@ -414,6 +416,8 @@ export interface Addon {
     bf16Next?: boolean | 'only',
     outBf16?: boolean,
     inpBf16?: boolean,
+    /** R, with both outBf16 and inpBf16 (neither holds fp32 rows). */
+    rows?: number,
   ): void
   linearBackward(
     dinp: NativeTensor | null,

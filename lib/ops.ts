@@ -143,7 +143,8 @@ export function layerNormBackward(
  * LayerNorm whose output it is (a LayerNormInput: its input and saved statistics), recomputed row by row with
  * layerNormApply's bits, so a training model need not keep the LayerNorms' outputs. bf16Next: as layerNormForward's;
  * 'only': and that product is out's only reader, so a CUDA op may leave out's fp32 values unwritten (as
- * linearForward's 'only'). outBf16 (out's shape): also receives bf16(out), a copy the model keeps for the weight
+ * linearForward's 'only'). y may be Bf16Values (apart from out and res): a sublayer output its product stored in
+ * bfloat16 (linearForward with a Bf16Values out), as autocast's linear layers return it. outBf16 (out's shape): also receives bf16(out), a copy the model keeps for the weight
  * gradient of the linear layer that reads out (linearBackward with it as a Bf16Values inp: no LayerNorm recomputed,
  * no rounding pass); on CUDA it is also the copy that bf16Next hands to the next product.
  */
@@ -152,7 +153,7 @@ export function residualLayerNormForward(
   res: Tensor,
   mean: Tensor,
   rstd: Tensor,
-  y: Tensor,
+  y: Tensor | Bf16Values,
   x: Tensor | LayerNormInput,
   weight: Tensor,
   bias: Tensor,
@@ -165,12 +166,14 @@ export function residualLayerNormForward(
   const ln = x instanceof Tensor ? null : x
   if (outBf16 !== null && outBf16.numel !== out.numel)
     throw new RangeError(`residualLayerNormForward: outBf16 holds ${outBf16.numel} values, out ${out.numel}`)
+  if (y instanceof Bf16Values && y.numel !== out.numel)
+    throw new RangeError(`residualLayerNormForward: y holds ${y.numel} values, out ${out.numel}`)
   addon.residualLayerNormForward(
     nativeOf(out, 'out'),
     nativeOf(res, 'res'),
     nativeOf(mean, 'mean'),
     nativeOf(rstd, 'rstd'),
-    nativeOf(y, 'y'),
+    nativeOf(storageOf(y), 'y'),
     ln === null ? nativeOf(x as Tensor, 'x') : null,
     nativeOf(weight, 'weight'),
     nativeOf(bias, 'bias'),
@@ -184,6 +187,7 @@ export function residualLayerNormForward(
     ln === null ? null : nativeOf(ln.weight, 'x.weight'),
     ln === null ? null : nativeOf(ln.bias, 'x.bias'),
     outBf16 === null ? null : nativeOf(outBf16.storage, 'outBf16'),
+    y instanceof Bf16Values,
   )
 }
 
@@ -240,8 +244,9 @@ export function layerNormDropoutBackward(
  * the fp32 values instead, because that copy was dropped, throws).
  * `out` as Bf16Values (at bf16): the product is kept in bfloat16 (rounded to nearest even), half the memory; with
  * geluOut (apart from it), geluOut is the GELU of those values (as autocast keeps a pre-activation; linearBackward
- * reads it as its geluInput); without, an output only bf16 products read (attention's packed q | k | v).
- * `inp` as Bf16Values (at bf16, out a Tensor, no geluOut): values the product reads as they are (ctx kept in bf16).
+ * reads it as its geluInput); without, an output only bf16 products read (attention's packed q | k | v), or a
+ * sublayer output that residualLayerNormForward reads as its y (autocast's bf16 linear output).
+ * `inp` as Bf16Values (at bf16, no geluOut): values the product reads as they are (ctx kept in bf16).
  */
 export function linearForward(
   out: Tensor | Bf16Values,
@@ -262,6 +267,7 @@ export function linearForward(
     bf16Next,
     out instanceof Bf16Values,
     inp instanceof Bf16Values,
+    out instanceof Bf16Values && inp instanceof Bf16Values ? out.numel / weight.shape[0] : undefined,
   )
 }
 

@@ -7,16 +7,17 @@
 //   layerNormApply(out, inp, mean, rstd, weight, bias)   (out may be inp)
 //   layerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd)
 //   residualLayerNormForward(out, res, mean, rstd, y, x|null, weight, bias, eps, sentences, p, seed, offset,
-//                            keepRows|null, firstRow, bf16Next?, xX?, xMean?, xRstd?, xWeight?, xBias?, outBf16?)
-//                            (x null: x is the output of the LayerNorm xX.. describe, recomputed; bf16Next 'only':
-//                            out's fp32 values may stay unwritten, as linearForward's; outBf16: ceil(R * C / 2) floats
-//                            that also receive bf16(out), a copy kept for the next layer's weight gradient)
+//                            keepRows|null, firstRow, bf16Next?, xX?, xMean?, xRstd?, xWeight?, xBias?, outBf16?,
+//                            yBf16?)   (x null: x is the output of the LayerNorm xX.. describe, recomputed; bf16Next
+//                            'only': out's fp32 values may stay unwritten, as linearForward's; outBf16: ceil(R * C / 2)
+//                            floats that also receive bf16(out), a copy kept for the next layer's weight gradient;
+//                            yBf16: y holds R * C bf16 values, as linearForward's outBf16 stores them)
 //   layerNormDropoutBackward(dres, dy|null, dweight, dbias, dout, res, weight, mean, rstd, sentences, p, seed,
 //                            offset, keepRows|null, firstRow, bf16Next?, dyColumnSums?)   (bf16Next 'only': dy's
 //                            fp32 values may stay unwritten; dyColumnSums [C]: += dy's (or dres's) column sums)
-//   linearForward(out, inp, weight, bias|null, precision, geluOut?, bf16Next?, outBf16?, inpBf16?)   precision:
-//                'fp32' | 'bf16' (outBf16: out holds the product in bf16, two values a float; inpBf16: inp holds bf16
-//                values; not both; at bf16 only; bf16Next needs geluOut)
+//   linearForward(out, inp, weight, bias|null, precision, geluOut?, bf16Next?, outBf16?, inpBf16?, rows?)
+//                precision: 'fp32' | 'bf16' (outBf16: out holds the product in bf16, two values a float; inpBf16: inp
+//                holds bf16 values; both: rows says R; at bf16 only; bf16Next needs geluOut)
 //                (geluOut: apart from out, or out itself for the GELU in place; bf16Next may also be 'only': the
 //                next op's product is geluOut's only reader, and on CUDA its fp32 values may stay unwritten)
 //   (bf16Next: the output, geluOut for linearForward, dy (or dres) for layerNormDropoutBackward, dinp for
@@ -307,7 +308,15 @@ Napi::Value ResidualLayerNormForward(const Napi::CallbackInfo& info) {
   NativeTensor* const xs = x ? x : xIn;
   const char* xName = x ? "x" : "xInput.x";
   const int64_t C = last_dim(env, xs, xName), R = xs->numel() / C;
-  expect_rows(env, y, "y", R * C, C);
+  // yBf16 (22): y holds R * C bf16 values (ceil(R * C / 2) floats), apart from out and res.
+  const bool yBf16 = info.Length() > 22 && !info[22].IsUndefined() && arg_bool(info, 22, "yBf16");
+  if (yBf16) {
+    expect_numel(env, y, "y", (R * C + 1) / 2, "ceil(R * C / 2) floats: R * C bf16 values (yBf16)");
+    require_disjoint(env, y, "y", out, "out");
+    require_disjoint(env, y, "y", res, "res");
+  } else {
+    expect_rows(env, y, "y", R * C, C);
+  }
   expect_rows(env, res, "res", R * C, C);
   expect_rows(env, out, "out", R * C, C);
   expect_shape(env, weight, "weight", {C});
@@ -366,7 +375,7 @@ Napi::Value ResidualLayerNormForward(const Napi::CallbackInfo& info) {
   return guarded_void(env, [&] {
     request_bf16_handoff(bf16Next != Bf16Next::kNo, out, bf16Next == Bf16Next::kOnly);
     fused(out->data(), res->data(), mean->data(), rstd->data(), y->data(), x ? x->data() : nullptr, weight->read_data(),
-          bias->read_data(), R, C, eps, drop, xIn ? &ln : nullptr, outBf16 ? outBf16->data() : nullptr);
+          bias->read_data(), R, C, eps, drop, xIn ? &ln : nullptr, outBf16 ? outBf16->data() : nullptr, yBf16);
   });
 }
 
@@ -429,13 +438,17 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   expect_rank(env, weight, "weight", 2, "[OC, C]");
   const int64_t OC = weight->shape()[0], C = weight->shape()[1];
   // outBf16 (7): out holds the product in bf16, two values a float (ceil(R * OC / 2) floats, any shape); inpBf16 (8):
-  // inp holds bf16 values (ceil(R * C / 2) floats). Not both: R comes from the one in fp32.
+  // inp holds bf16 values (ceil(R * C / 2) floats). R comes from the one in fp32, or with both from rows (9).
   LinearBf16 bf16;
   bf16.out = info.Length() > 7 && !info[7].IsUndefined() && arg_bool(info, 7, "outBf16");
   bf16.inp = info.Length() > 8 && !info[8].IsUndefined() && arg_bool(info, 8, "inpBf16");
-  if (bf16.out && bf16.inp) throw_arg(env, "outBf16 and inpBf16 cannot both be set (one of out, inp gives R)");
   int64_t R = 0;
-  if (bf16.inp) {
+  if (bf16.out && bf16.inp) {
+    if (info.Length() <= 9 || info[9].IsUndefined())
+      throw_arg(env, "outBf16 with inpBf16 needs rows (R: neither out nor inp holds fp32 rows)");
+    R = arg_positive_int(info, 9, "rows");
+    expect_numel(env, inp, "inp", (R * C + 1) / 2, "ceil(R * C / 2) floats: R * C bf16 values (inpBf16)");
+  } else if (bf16.inp) {
     R = last_dim(env, out, "out") == OC ? out->numel() / OC : -1;
     if (R < 0)
       throw_arg(env, "Expected out's last dimension to be OC = " + std::to_string(OC) +

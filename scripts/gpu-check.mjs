@@ -55,7 +55,8 @@
 //    (the MLP backward's first product written in fp32, not stored in bf16) and with SIMCSEPP_ATTENTION_STORAGE=fp32
 //    (the attention's q | k | v, ctx and its gradient kept in fp32, not in bf16) and with SIMCSEPP_ATTENTION_PROBS=keep
 //    (the attention probabilities kept, not formed in the backward) and with SIMCSEPP_LAYERNORM_COPIES=recompute (the
-//    weight gradients' LayerNorm outputs recomputed and rounded, not read from kept bf16 copies) when time allows, and
+//    weight gradients' LayerNorm outputs recomputed and rounded, not read from kept bf16 copies) and with
+//    SIMCSEPP_SUBLAYER_OUTPUT=fp32 (the sublayers' outputs written in fp32, not stored in bf16) when time allows, and
 //    the device time per op category at B = 64 and 512 (bench step --profile: CUDA events around each op of a
 //    step run without graphs), and within each category per kernel, cuBLASLt product (with its TFLOP/s), copy and
 //    fill (kernels/kernel_profile.cuh: events around each launch); then the issue's targets (at B = 64, >= 2x PyTorch eager and >= 1.2x
@@ -453,7 +454,7 @@ if (!status.available) {
   // Encoder ops: every case of the tables, one line each. A case's CPU reference is small (at most a few
   // 1e7 multiply-adds); its time is estimated as 0.05 s plus its work at the slowest rate seen so far
   // (seconds per unit of work, learned from cases of at least 1e5 units; 1e-8 before the first).
-  const opLib = { Tensor, ops, addon, nativeOf }
+  const opLib = { Tensor, ops, addon, nativeOf, Bf16Values }
   const worst = new WorstErrors()
   let opRate = 0
   for (const c of want('ops') ? [...GEMM_CASES, ...ROWWISE_CASES] : []) {
@@ -827,6 +828,13 @@ if (runBench && !fake && ['bench-step', 'bench-variants', 'bench-torch', 'bench-
         if (recomputed) comparisons.push({ ...recomputed, layerNormCopies: 'recompute' })
         if (recomputed && keptCopies)
           log(`  step B=${big} LayerNorm outputs recomputed in the backward: ${ratio(recomputed, 'kept in bf16', keptCopies)}`)
+      }
+      // The B = 512 step with each sublayer's output y written in fp32 (SIMCSEPP_SUBLAYER_OUTPUT=fp32) against the
+      // default, its product storing it in bf16 for the residual LayerNorm (as autocast's linear layers return it).
+      if (want('bench-variants') && left() > 150) {
+        const [fp32Y, bf16Y] = await stepWith({ SIMCSEPP_SUBLAYER_OUTPUT: 'fp32' }, big)
+        if (fp32Y) comparisons.push({ ...fp32Y, sublayerOutput: 'fp32' })
+        if (fp32Y && bf16Y) log(`  step B=${big} sublayer outputs in fp32: ${ratio(fp32Y, 'in bf16', bf16Y)}`)
       }
       // The bf16 products on fp32 operands rounded inside the GEMM (SIMCSEPP_BF16_OPERANDS=fp32) against the
       // default bf16 copies (kernels/bf16_copy.cuh): whether the copies pay for their conversion passes.

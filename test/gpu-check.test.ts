@@ -82,6 +82,7 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
         attentionStorage?: string
         attentionProbs?: string
         layerNormCopies?: string
+        sublayerOutput?: string
       }) => [
         c.batchSize,
         c.bf16Operands ??
@@ -101,7 +102,9 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
                         ? `attentionProbs ${c.attentionProbs}`
                         : c.layerNormCopies
                           ? `layerNormCopies ${c.layerNormCopies}`
-                          : `bf16Copies ${c.bf16Copies}`),
+                          : c.sublayerOutput
+                            ? `sublayerOutput ${c.sublayerOutput}`
+                            : `bf16Copies ${c.bf16Copies}`),
       ],
     ),
     [
@@ -114,10 +117,11 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
       [4, 'attentionStorage fp32'],
       [4, 'attentionProbs keep'],
       [4, 'layerNormCopies recompute'],
+      [4, 'sublayerOutput fp32'],
       [2, 'fp32'],
       [4, 'fp32'],
     ],
-    'the comparison rows: operands rounded per op, scalar LayerNorm rows, LayerNorm backwards over all rows, the losses in one run per row tile, bias sums in the products, products in fp32, attention arrays in fp32, attention probabilities kept, LayerNorm outputs recomputed, bf16 products on fp32 operands',
+    'the comparison rows: operands rounded per op, scalar LayerNorm rows, LayerNorm backwards over all rows, the losses in one run per row tile, bias sums in the products, products in fp32, attention arrays in fp32, attention probabilities kept, LayerNorm outputs recomputed, sublayer outputs in fp32, bf16 products on fp32 operands',
   )
   t.match(log, /step B=4 products written in fp32: [\d.]+ steps\/s; stored in bf16: [\d.]+/, 'the bf16 output comparison')
   t.match(log, /step B=4 attention arrays in fp32: [\d.]+ steps\/s; in bf16: [\d.]+/, 'the attention storage comparison')
@@ -126,6 +130,7 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
     /step B=4 LayerNorm outputs recomputed in the backward: [\d.]+ steps\/s; kept in bf16: [\d.]+/,
     'the LayerNorm copies comparison',
   )
+  t.match(log, /step B=4 sublayer outputs in fp32: [\d.]+ steps\/s; in bf16: [\d.]+/, 'the sublayer output comparison')
   t.match(log, /step B=4 bias sums in the products: [\d.]+ steps\/s; in the producers: [\d.]+/, 'the bias sums comparison')
   t.match(log, /step B=4 LayerNorm backward over all rows at once: [\d.]+ steps\/s; in L2 slabs: [\d.]+/, 'the L2 slabs comparison')
   t.match(log, /step B=4 fused losses in one run per row tile: [\d.]+ steps\/s; in runs over blocks: [\d.]+/, 'the loss runs comparison')

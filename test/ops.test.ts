@@ -168,6 +168,56 @@ t.test('linear: forward with/without bias, backward (all grads, accumulate flags
   }
 })
 
+t.test('a sublayer output in bf16: stored by linearForward (from a bf16 input too), read by residualLayerNormForward', async (t) => {
+  const z = (...shape: number[]) => Tensor.zeros(shape)
+  const bits = (a: Float32Array, c: Float32Array) => a.length === c.length && a.every((v, i) => Object.is(v, c[i]))
+  const bf16 = (R: number, C: number) => new Bf16Values(z(Math.ceil((R * C) / 2)), [R, C])
+  for (const [R, C, sentences] of [
+    [3, 5, 3], // odd R * C: the storage's last float half used
+    [8, 36, 2],
+    [64, 100, 4],
+  ] as const) {
+    const what = `${R}x${C}`
+    const X = T32(randn(R * C, R + C + 1), [R, C]),
+      W = T32(randn(C * C, C + 2, 1 / Math.sqrt(C)), [C, C]),
+      Bi = T32(randn(C, C + 3), [C])
+    const plain = z(R, C)
+    ops.linearForward(plain, X, W, Bi, 'bf16')
+    const y = bf16(R, C)
+    ops.linearForward(y, X, W, Bi, 'bf16')
+    const rounded = roundBf16Array(arr(plain))
+    t.ok(bits(y.toFloat32Array(), rounded), `${what}: the product rounded to bf16 (round to nearest even)`)
+    // From a bf16 input (ctx kept in bf16): as from its values in fp32.
+    const both = bf16(R, C),
+      viaFp32 = z(R, C)
+    ops.linearForward(both, y, W, Bi, 'bf16')
+    ops.linearForward(viaFp32, T32(rounded, [R, C]), W, Bi, 'bf16')
+    t.ok(bits(both.toFloat32Array(), roundBf16Array(arr(viaFp32))), `${what}: from a bf16 input, as from its values in fp32`)
+    // The residual LayerNorm reads y's values: as from them in fp32, bit for bit (dropout included).
+    const x = T32(randn(R * C, R + C + 4, 1, 2), [R, C]),
+      w = T32(randn(C, C + 5, 0.5, 1), [C]),
+      b = T32(randn(C, C + 6, 0.5), [C])
+    const site = { p: 0.1, seed: 5, offset: 3 }
+    const run = (yy: Tensor | Bf16Values) => {
+      const o = [z(R, C), z(R, C), z(R), z(R)] as const
+      ops.residualLayerNormForward(...o, yy, x, w, b, 1e-12, sentences, site)
+      return o.map(arr)
+    }
+    const [from16, from32] = [run(y), run(T32(rounded, [R, C]))]
+    t.ok(
+      from16.every((v, i) => bits(v, from32[i])),
+      `${what}: residualLayerNormForward of a bf16 y: out, res, mean, rstd as of its values in fp32`,
+    )
+  }
+  const fwd = (out: Tensor, y: Bf16Values) => ops.residualLayerNormForward(out, z(4, 3), z(4), z(4), y, z(4, 3), z(3), z(3), 1e-5, 2, null)
+  t.throws(() => fwd(z(4, 3), new Bf16Values(z(5), [10])), /y holds 10 values, out 12/)
+  const shared = z(4, 3)
+  t.throws(() => fwd(shared, new Bf16Values(shared.view(0, [6]), [4, 3])), /y and out not to overlap/)
+  const n = (...shape: number[]) => nativeOf(z(...shape), 'tensor')
+  t.throws(() => addon.linearForward(n(6), n(6), n(3, 3), null, 'bf16', null, false, true, true), /outBf16 with inpBf16 needs rows/)
+  t.throws(() => addon.linearForward(n(6), n(5), n(3, 3), null, 'bf16', null, false, true, true, 4), /inp/)
+})
+
 t.test('the MLP pre-activation kept in bf16 (Bf16Values): the rounded product, its GELU, and the backward', async (t) => {
   for (const [R, C, OC] of [
     [3, 5, 7], // odd R * OC: the storage's last float half used

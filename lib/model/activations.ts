@@ -16,6 +16,9 @@
 // training on CUDA) each layer also keeps the bf16 copies of h1 and h2 that the next products read (h1Bf16, h2Bf16;
 // keepsNormCopies): the weight gradients read them as they are, instead of a pass that recomputes the LayerNorm's
 // output from res, mean and rstd and rounds it (a 4-byte read and a 2-byte write per element, for 2 bytes kept).
+// And bf16 training (both backends) stores each sublayer's output y (attention.output.dense's, output.dense's) in
+// bfloat16, as autocast's linear layers return it, in one buffer for all layers (yBf16; keepsSublayerBf16): the
+// residual LayerNorm after it reads 2 bytes a value instead of 4.
 // Inference saves nothing for a backward: one set of buffers serves every layer, so its memory does not grow with
 // the depth. Within it the GELU runs in place (interAct = inter), each LayerNorm over its input (res1 = h1, res2 =
 // h2), the embedding output is h2 (layer 0's input), and embSum and h1 live in qkv's memory (embSum is dead once the
@@ -75,6 +78,7 @@ export interface Activations {
   gCtx: Tensor | Bf16Values // [B, T, H] (Bf16Values at attentionBf16)
   gI2: Tensor // [BT, I]: the gradient at the GELU's input (linearBackward carries it through the GELU)
   gPooled: Tensor // [B, H]
+  yBf16: Bf16Values | null // [BT, H] a sublayer's output before its residual LayerNorm (keepsSublayerBf16), else null
 }
 
 /**
@@ -115,10 +119,23 @@ export function keepsNormCopies(attentionBf16: boolean): boolean {
 }
 
 /**
+ * Whether a training pass stores each sublayer's output y in bfloat16 (yBf16), given that the model trains at bf16
+ * (interBf16): its product rounds it, as autocast's linear layers do, and the residual LayerNorm reads 2 bytes a value
+ * (BERT-base at B = 512, T = 32: 3.6 GB less traffic a step). SIMCSEPP_SUBLAYER_OUTPUT=fp32 keeps it in fp32 (as
+ * before; gpu-check times both ways).
+ */
+export function keepsSublayerBf16(interBf16: boolean): boolean {
+  const how = process.env.SIMCSEPP_SUBLAYER_OUTPUT ?? 'bf16'
+  if (how !== 'bf16' && how !== 'fp32') throw new Error(`SIMCSEPP_SUBLAYER_OUTPUT must be bf16 or fp32, got ${JSON.stringify(how)}`)
+  return interBf16 && how === 'bf16'
+}
+
+/**
  * Number of floats one batch of B×T needs (train() sizes a batch with it before allocating). interBf16: training
  * keeps the MLP's pre-activation in bfloat16 (BertModel at bf16), half its floats; attentionBf16: and the attention's
  * q | k | v, ctx and its gradient where attentionKeptBf16 says (BertModel at bf16 on CUDA); without them, an upper
- * bound. normCopies: training keeps the LayerNorms' bf16 copies (keepsNormCopies, read now when not given).
+ * bound. normCopies: training keeps the LayerNorms' bf16 copies (keepsNormCopies, read now when not given);
+ * sublayerBf16: and stores the sublayers' outputs in bf16 (keepsSublayerBf16, likewise).
  */
 export function floatsFor(
   c: BertConfig,
@@ -128,6 +145,7 @@ export function floatsFor(
   interBf16 = false,
   attentionBf16 = false,
   normCopies = keepsNormCopies(attentionBf16),
+  sublayerBf16 = keepsSublayerBf16(interBf16),
 ): number {
   const H = c.hiddenSize,
     I = c.intermediateSize,
@@ -146,23 +164,26 @@ export function floatsFor(
   const grads = 3 * v(BT * H) + v(3 * BT * H) + floats(BT * H, half) + v(B * H) // gH, gRes, gTmp, gQkv, gCtx, gPooled
   const L = c.numHiddenLayers
   const copies = normCopies ? (2 * L - 1) * floats(BT * H, true) : 0 // h1Bf16, h2Bf16 (not the last layer's)
+  const y = sublayerBf16 ? floats(BT * H, true) : 0 // yBf16
   // embSum, embOut, h1, h2, the embedding statistics, interAct (also gI2).
-  return 4 * v(BT * H) + stats + v(BT * I) + L * perLayer + copies + outputs + grads
+  return 4 * v(BT * H) + stats + v(BT * I) + L * perLayer + copies + outputs + grads + y
 }
 
 /**
  * BERT's activation buffers (the views of carveActivations), in one growing allocation. interBf16: training keeps each
  * layer's MLP pre-activation in bfloat16 (Bf16Values; the model at bf16, whose products and GELU passes read it so);
  * attentionBf16: and the attention's q | k | v, ctx and ctx's gradient where attentionKeptBf16 says; then also the
- * LayerNorms' bf16 copies where keepsNormCopies says (read once, here).
+ * LayerNorms' bf16 copies where keepsNormCopies says; interBf16: and the sublayers' outputs in bf16 where
+ * keepsSublayerBf16 says (both read once, here).
  */
 export class ActivationArena extends ViewArena<Activations> {
   constructor(config: BertConfig, device: Device, interBf16 = false, attentionBf16 = false) {
-    const normCopies = keepsNormCopies(attentionBf16)
+    const normCopies = keepsNormCopies(attentionBf16),
+      yBf16 = keepsSublayerBf16(interBf16)
     super(
       device,
-      (B, T, training) => floatsFor(config, B, T, training, interBf16, attentionBf16, normCopies),
-      (take, B, T, training) => carveActivations(config, take, B, T, training, interBf16, attentionBf16, normCopies),
+      (B, T, training) => floatsFor(config, B, T, training, interBf16, attentionBf16, normCopies, yBf16),
+      (take, B, T, training) => carveActivations(config, take, B, T, training, interBf16, attentionBf16, normCopies, yBf16),
       'ActivationArena',
     )
   }
@@ -178,6 +199,7 @@ function carveActivations(
   interBf16: boolean,
   attentionBf16: boolean,
   normCopies: boolean,
+  sublayerBf16: boolean,
 ): Activations {
   const H = c.hiddenSize,
     I = c.intermediateSize,
@@ -256,7 +278,10 @@ function carveActivations(
       gCtx: attentionKeptBf16(c, T, attentionBf16) ? bf16Values(take, [B, T, H]) : take([B, T, H]),
       gI2,
       gPooled: take([B, H]),
+      yBf16: sublayerBf16 ? bf16Values(take, [BT, H]) : null,
     })
+  } else {
+    acts.yBf16 = null
   }
   return acts
 }

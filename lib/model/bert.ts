@@ -899,18 +899,20 @@ export class BertModel {
         acts.relBias,
         this.precision,
       )
-      // Each sublayer's output y goes into the LayerNorm output's buffer; one fused op then forms
-      // res = x + dropout(y) and LayerNorm(res) over it.
+      // Each sublayer's output y goes into the LayerNorm output's buffer, or in bf16 training into acts.yBf16 (stored
+      // rounded by its product, as autocast's linear layers return it); one fused op then forms res = x + dropout(y)
+      // and LayerNorm(res) over it.
+      const y1 = acts.yBf16 ?? a.h1
       if (q)
         ops.linearInt8Forward(a.h1, a.ctx as Tensor, q.attentionOutput, w.attentionOutput.bias) // eval: fp32
-      else ops.linearForward(a.h1, a.ctx, w.attentionOutput.weight, w.attentionOutput.bias, this.precision)
+      else ops.linearForward(y1, a.ctx, w.attentionOutput.weight, w.attentionOutput.bias, this.precision)
       const drop1 = this.dropoutOptions(options, this.site(l, 1), attentionOutputDropoutProb(c))
       ops.residualLayerNormForward(
         a.h1,
         a.res1,
         a.mean1,
         a.rstd1,
-        a.h1,
+        y1,
         residual1,
         w.attentionNorm.weight,
         w.attentionNorm.bias,
@@ -931,7 +933,7 @@ export class BertModel {
         // bfloat16 (Bf16Values): the product stores it rounded, both GELU passes read it so.
         const next = bf16 ? 'only' : false
         ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias, this.precision, a.interAct, next)
-        ops.linearForward(a.h2, a.interAct, w.output.weight, w.output.bias, this.precision)
+        ops.linearForward(acts.yBf16 ?? a.h2, a.interAct, w.output.weight, w.output.bias, this.precision)
       }
       const drop2 = this.dropoutOptions(options, this.site(l, 2), c.hiddenDropoutProb)
       const residual2: Tensor | ops.LayerNormInput = recompute
@@ -942,7 +944,7 @@ export class BertModel {
         a.res2,
         a.mean2,
         a.rstd2,
-        a.h2,
+        acts.yBf16 ?? a.h2,
         residual2,
         w.outputNorm.weight,
         w.outputNorm.bias,

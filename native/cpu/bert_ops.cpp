@@ -294,14 +294,20 @@ SIMCSEPP_CLONES void dropout_residual_row(float* r, const float* y, const float*
 // equals that sequence bit for bit).
 void residual_layernorm_forward(float* out, float* res, float* mean, float* rstd, const float* y, const float* x,
                                 const float* weight, const float* bias, int64_t R, int64_t C, float eps,
-                                const TokenDropout& drop, const LayerNormInput* xInput, float* outBf16) {
+                                const TokenDropout& drop, const LayerNormInput* xInput, float* outBf16, bool yBf16) {
   const RowDropout rd(drop);
   auto* const kept = reinterpret_cast<uint16_t*>(outBf16);  // bf16 bits, element i at kept[i]
+  const auto* const y16 = yBf16 ? reinterpret_cast<const uint16_t*>(y) : nullptr;
   parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) {
-    thread_local std::vector<float> buf, xbuf;
+    thread_local std::vector<float> buf, xbuf, ybuf;
     float* u = scratch(buf, static_cast<size_t>(C));
     for (int64_t r = r0; r < r1; ++r) {
       const float* yr = y + r * C;
+      if (y16 != nullptr) {  // the row's bf16 values as floats (exact)
+        float* ys = scratch(ybuf, static_cast<size_t>(C));
+        for (int64_t c = 0; c < C; ++c) ys[c] = bf16_value(y16[r * C + c]);
+        yr = ys;
+      }
       const float* xr = x != nullptr ? x + r * C : nullptr;
       if (xInput != nullptr) {  // x's row recomputed with layernorm_apply's bits
         const LayerNormInput& ln = *xInput;

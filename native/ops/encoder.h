@@ -78,11 +78,12 @@ struct LayerNormInput {
 // statistics: its output need not be kept). outBf16 not null: also bf16(out) there (element i in bytes [2i, 2i + 2)
 // of its storage, common/bf16.h's rounding, as LinearBf16's arrays): a copy the model keeps for the weight gradient of
 // the linear layer that reads out (LinearBackwardFn's bf16.inp), which then neither recomputes the LayerNorm's output
-// nor rounds it again; apart from every other array.
+// nor rounds it again; apart from every other array. yBf16: y holds R * C bf16 values (the same storage layout): a
+// sublayer output its bf16 product stored rounded, as autocast's linear layers return it; then apart from out and res.
 using ResidualLayerNormForwardFn = void(float* out, float* res, float* mean, float* rstd, const float* y,
                                         const float* x, const float* weight, const float* bias, int64_t R, int64_t C,
                                         float eps, const TokenDropout& drop, const LayerNormInput* xInput,
-                                        float* outBf16);
+                                        float* outBf16, bool yBf16);
 // Its backward: dres = LayerNormBackwardFn's dinp for dout at res (dweight, dbias accumulate as there), the
 // gradient of x; dy = dropout(dres) with the forward's mask, the gradient of y. dy may be null when
 // drop.p == 0 (it would equal dres). dyColumnSums (may be null): += the column sums of dy (dres when dy is null),

@@ -1,7 +1,7 @@
 // The encoder ops' CUDA-vs-CPU parity tables, shared by test/cuda-ops-gemm.test.ts and
 // test/cuda-ops-rowwise.test.ts (tap, through TypeScript, with lib/) and scripts/gpu-check.mjs (plain
 // node on a GPU machine, with dist/). Plain JavaScript with JSDoc types, written against an injected
-// `lib` ({ Tensor, ops, addon, nativeOf }), so a GPU run checks the very shapes, inputs, tolerances and
+// `lib` ({ Tensor, ops, addon, nativeOf, Bf16Values }), so a GPU run checks the very shapes, inputs, tolerances and
 // error measures the tests use.
 //
 // A case runs one op (or a forward and its backward) on the device under test and on 'cpu' with the same
@@ -57,6 +57,7 @@ function bf16Floats(storage, n) {
  *   ops: typeof import('../../lib/ops.js'),
  *   addon: import('../../lib/native.js').Addon,
  *   nativeOf: typeof import('../../lib/tensor.js').nativeOf,
+ *   Bf16Values: typeof import('../../lib/bf16-values.js').Bf16Values,
  * }} EncoderLib what the cases run: lib/ in the tests, dist/ in gpu-check
  * @typedef {{ op: string, value: number, unit: string }} Measure
  * @typedef {{ ok: boolean, message: string, measure?: Measure }} Check one assertion, and what it measured (for the worst errors)
@@ -1477,25 +1478,24 @@ for (const [
       const seqOut = d.zeros([R, C])
       d.lib.ops.layerNormForward(seqOut, d.zeros([R]), d.zeros([R]), seq, wt, bt, 1e-12)
       const [o, rs] = [out.toFloat32Array(), res.toFloat32Array()]
+      /**
+       * The fused op into fresh arrays [out, res, mean, rstd] from yy (fp32 or Bf16Values), out's copy into keep.
+       * @param {any} yy @param {any} keep
+       */
+      const fused = (yy, keep = null) => {
+        const o4 = [d.zeros([R, C]), d.zeros([R, C]), d.zeros([R]), d.zeros([R])]
+        d.lib.ops.residualLayerNormForward(o4[0], o4[1], o4[2], o4[3], yy, xt, wt, bt, 1e-12, sentences, site, false, keep)
+        return o4.map((v) => v.toFloat32Array())
+      }
       // With outBf16: out's bf16 copy kept as well (a model's h1Bf16 / h2Bf16), out unchanged.
-      const keptOut = d.zeros([R, C]),
-        kept = d.zeros([Math.ceil((R * C) / 2)])
-      const keptValues = /** @type {any} */ ({ storage: kept, numel: R * C, shape: [R, C] })
-      d.lib.ops.residualLayerNormForward(
-        keptOut,
-        d.zeros([R, C]),
-        d.zeros([R]),
-        d.zeros([R]),
-        d.from(y, [R, C]),
-        xt,
-        wt,
-        bt,
-        1e-12,
-        sentences,
-        site,
-        false,
-        keptValues,
-      )
+      const kept = d.zeros([Math.ceil((R * C) / 2)])
+      const keptOut = fused(d.from(y, [R, C]), new d.lib.Bf16Values(kept, [R, C]))[0]
+      // y in bf16 (a sublayer output its product stored rounded): as its values in fp32, on this device.
+      const yRounded = Float32Array.from(y, roundBf16)
+      const y16 = new Float32Array(Math.ceil((R * C) / 2))
+      new Uint16Array(y16.buffer).set(Uint16Array.from(new Uint32Array(yRounded.buffer), (u) => u >>> 16))
+      const fromBf16 = fused(new d.lib.Bf16Values(d.from(y16), [R, C])),
+        fromFp32 = fused(d.from(yRounded, [R, C]))
       return {
         out: o,
         res: rs,
@@ -1506,7 +1506,9 @@ for (const [
         // Elements where out = res = y differs from the separate out: 0 on every device.
         aliasedDiffers: differing(o, all.toFloat32Array()),
         // Elements where the kept copy is not bf16(out) (round to nearest even), or out differs with it: 0 everywhere.
-        keptDiffers: differing(bf16Floats(kept.toFloat32Array(), R * C), o.map(roundBf16)) + differing(keptOut.toFloat32Array(), o),
+        keptDiffers: differing(bf16Floats(kept.toFloat32Array(), R * C), o.map(roundBf16)) + differing(keptOut, o),
+        // Elements where reading y from bf16 storage differs from reading its values in fp32: 0 everywhere.
+        yBf16Differs: fromBf16.reduce((n, v, i) => n + differing(v, fromFp32[i]), 0),
       }
     },
   })

@@ -5,10 +5,11 @@ import t from 'tap'
 import * as ops from '../../lib/ops.js'
 import { addon } from '../../lib/native.js'
 import { Tensor, nativeOf } from '../../lib/tensor.js'
+import { Bf16Values } from '../../lib/bf16-values.js'
 import { WorstErrors, groupCases, type ParityCase } from './encoder-parity.mjs'
 
 /** The lib/ the cases run against. */
-export const lib = { Tensor, ops, addon, nativeOf }
+export const lib = { Tensor, ops, addon, nativeOf, Bf16Values }
 
 /** Registers the subtests of `cases` on 'cuda' (`what` names them in the skip line), then `summary`. */
 export function tapParity(cases: ParityCase[], what: string, summary: string): void {
