@@ -172,9 +172,9 @@ export function floatsFor(
 /**
  * BERT's activation buffers (the views of carveActivations), in one growing allocation. interBf16: training keeps each
  * layer's MLP pre-activation in bfloat16 (Bf16Values; the model at bf16, whose products and GELU passes read it so);
- * attentionBf16: and the attention's q | k | v, ctx and ctx's gradient where attentionKeptBf16 says; then also the
- * LayerNorms' bf16 copies where keepsNormCopies says; interBf16: and the sublayers' outputs in bf16 where
- * keepsSublayerBf16 says (both read once, here).
+ * attentionBf16: and the attention's q | k | v, ctx and ctx's gradient where attentionKeptBf16 says, and the
+ * LayerNorms' bf16 copies where keepsNormCopies says. At bf16 also the sublayers' outputs where keepsSublayerBf16 says
+ * (both switches read once, here).
  */
 export class ActivationArena extends ViewArena<Activations> {
   constructor(config: BertConfig, device: Device, interBf16 = false, attentionBf16 = false) {
