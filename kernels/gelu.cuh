@@ -84,7 +84,8 @@ __device__ __forceinline__ float bf16_gradient(__nv_bfloat16 g) { return __bfloa
 // (gemm.cu): d = gelu_grad(inp[i], bf16(g[i])) for the product's g (TG: fp32, rounded here, or bf16 as the product
 // stored it: the same value) into out (g's memory, or null: bf16Next 'only', the copy alone; a bf16 g is only read
 // with out null) and bf16 of it into dinp16 when not null (a bf16 handoff), and act16[i] = bf16(GELU(inp[i])), the
-// weight gradient's operand (bf16_copy.cuh's GELU segment, the same bits): inp is read once for both. load/apply are
+// weight gradient's operand (bf16_copy.cuh's GELU segment, the same bits; null when the forward kept it): inp is read
+// once for both. load/apply are
 // column_sums.cuh's map_chunks_kernel interface (the pass that also sums d by column: the bias gradient of the layer
 // before).
 template <class TG, class TX = float>
@@ -102,7 +103,7 @@ struct GeluBackwardActOp {
     const float d = gelu_grad(v.x, v.g);
     if (out != nullptr) out[i] = d;
     if (dinp16 != nullptr) dinp16[i] = __float2bfloat16(d);
-    act16[i] = __float2bfloat16(gelu(v.x));
+    if (act16 != nullptr) act16[i] = __float2bfloat16(gelu(v.x));
     return d;
   }
   __device__ void operator()(int64_t i) const { apply(i, load(i)); }

@@ -16,7 +16,8 @@
 //    stays fp32. SIMCSEPP_BF16_OPERANDS=fp32 instead hands the fp32 operands to the GEMM, which rounds them
 //    as it reads them: the same bits on the kernels)
 //                     geluOut = GELU(out): elementwise.cu's gelu_forward after the product (not yet an epilogue:
-//                     cuBLASLt's GELU epilogue is the tanh approximation, not the exact GELU of the op set)
+//                     cuBLASLt's GELU epilogue is the tanh approximation, not the exact GELU of the op set); a bf16
+//                     geluOut (geluOutBf16) receives only bf16(GELU(out)), kept for the weight gradient
 //   linear_backward:  dinp (= or +=) dout W                       sgemm_kernel<false, false> (beta 0 or 1)
 //                     geluInput: dinp *= GELU'(geluInput) by gelu_backward in place after the product (at bf16
 //                     of the product rounded to bf16: gelu_backward_of_bf16; the fused pass below reads it so, and
@@ -27,7 +28,8 @@
 //                     (gelu.cuh, the forward's bits): at bf16 by the copy of the operand itself (one GELU
 //                     segment: no pass of its own), or with dinp too by gelu_backward's pass, which then also
 //                     rounds GELU(geluInput) (geluInput read once; the weight gradient's product after it), else
-//                     into the op workspace first
+//                     into the op workspace first; inp given with geluInput (the GELU's output the forward kept in
+//                     bf16: geluOutBf16): the same pass without that rounding, the weight gradient reading inp
 //                     layerNormInput (inp null): the layer's input is that LayerNorm's output (ln_output.cuh, the
 //                     apply's bits), recomputed the same ways: at bf16 by the copy itself (a LayerNorm segment:
 //                     no fp32 pass, no fp32 buffer), else by layernorm_apply into the op workspace
@@ -211,17 +213,22 @@ void gelu_backward_act(const Op& op, double* partial, float* dinpSums, int64_t R
 // (column_sums.cuh's map pass: the bits of add_column_sums over the values written); returns true when it did (the
 // caller then runs no gelu_backward, nor sums). When the binding said only the next product reads dinp (bf16Next
 // 'only') and that product takes the copy, the pass writes the copy alone.
-// bf16 (LinearBf16): geluInput (then inp is it) holds bf16 values; inp (the weight gradient's input, not a GELU's)
-// holds bf16 values, which the weight gradient reads as they are; out: dinp receives the product in bf16 (stored by the
-// GEMM, else written in fp32 into the workspace and rounded from there).
+// With keptGelu (the GELU's input, inp then being GELU(keptGelu) as the forward kept it: geluOutBf16) and both
+// gradients the same pass runs without rounding GELU(inp): the weight gradient reads inp as it is.
+// bf16 (LinearBf16): the GELU's input (inp, or keptGelu) holds bf16 values; inp (the weight gradient's input, not a
+// GELU's) holds bf16 values, which the weight gradient reads as they are; out: dinp receives the product in bf16
+// (stored by the GEMM, else written in fp32 into the workspace and rounded from there).
 bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout, const float* inp, bool inpIsGeluInput,
-                                 LinearBf16 bf16, const LayerNormInput* ln, const float* weight, int64_t R, int64_t C,
-                                 int64_t OC, bool accumulateInput, float* dinpSums, cudaStream_t stream) {
+                                 const float* keptGelu, LinearBf16 bf16, const LayerNormInput* ln, const float* weight,
+                                 int64_t R, int64_t C, int64_t OC, bool accumulateInput, float* dinpSums,
+                                 cudaStream_t stream) {
   const bool wantDinp = dinp != nullptr, wantDweight = dweight != nullptr;
   if (!wantDinp && !wantDweight) return false;
-  const bool fused = inpIsGeluInput && wantDinp && wantDweight && !accumulateInput;
+  const bool fused = (inpIsGeluInput || keptGelu != nullptr) && wantDinp && wantDweight && !accumulateInput;
+  const bool actByPass = fused && inpIsGeluInput;  // the pass rounds GELU(inp) for the weight gradient
+  const float* geluX = inpIsGeluInput ? inp : keptGelu;
   const bool inpBf16 = bf16.geluInput;
-  // A GELU input kept in bf16 is read by the fused pass only (the binding gives it dinp and dweight, no inp).
+  // A GELU input kept in bf16 is read by the fused pass only (the binding gives it dinp and dweight).
   if (inpBf16 && !fused) throw CudaError("linear backward: a bf16 GELU input needs dinp and dweight");
   const bool inpStored = bf16.inp && !inpIsGeluInput && ln == nullptr;  // the weight gradient reads inp itself
   auto* dinpOut16 = bf16.out && wantDinp ? reinterpret_cast<__nv_bfloat16*>(dinp) : nullptr;
@@ -249,7 +256,7 @@ bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
   double* partial = nullptr;
   carve(static_cast<char*>(ws.reserve(carve(nullptr, dout16, w16, inp16, partial))), dout16, w16, inp16, partial);
   if (inpStored) inp16 = const_cast<__nv_bfloat16*>(reinterpret_cast<const __nv_bfloat16*>(inp));  // read only
-  bf16copy::Segment input{inp, inp16, wantDweight && !fused && !inpStored ? R * C : 0, inpIsGeluInput};
+  bf16copy::Segment input{inp, inp16, wantDweight && !actByPass && !inpStored ? R * C : 0, inpIsGeluInput};
   if (ln != nullptr) {
     input.mean = ln->mean;
     input.rstd = ln->rstd;
@@ -296,21 +303,22 @@ bool linear_backward_bf16_copies(float* dinp, float* dweight, const float* dout,
     bf16copy::convert(&rounded, 1, stream);
   }
   if (fused) {
-    // dinp = GELU'(inp) * bf16(product), its bf16 handoff if asked, and inp16 = bf16(GELU(inp)); with dinpSums, in the
-    // column sums' grid, adding them.
-    const auto* x16 = reinterpret_cast<const __nv_bfloat16*>(inp);
+    // dinp = GELU'(x) * bf16(product), its bf16 handoff if asked, and (actByPass) inp16 = bf16(GELU(x)); with dinpSums,
+    // in the column sums' grid, adding them. x: inp, or keptGelu.
+    const auto* x16 = reinterpret_cast<const __nv_bfloat16*>(geluX);
     float* written = copyOnly ? nullptr : dinp;
+    __nv_bfloat16* act16 = actByPass ? inp16 : nullptr;
     if (g16 != nullptr && inpBf16)
-      gelu_backward_act(detail::GeluBackwardActOp<__nv_bfloat16, __nv_bfloat16>{g16, nullptr, x16, dinp16, inp16},
+      gelu_backward_act(detail::GeluBackwardActOp<__nv_bfloat16, __nv_bfloat16>{g16, nullptr, x16, dinp16, act16},
                         partial, dinpSums, R, C, stream);
     else if (g16 != nullptr)
-      gelu_backward_act(detail::GeluBackwardActOp<__nv_bfloat16>{g16, nullptr, inp, dinp16, inp16}, partial, dinpSums,
+      gelu_backward_act(detail::GeluBackwardActOp<__nv_bfloat16>{g16, nullptr, geluX, dinp16, act16}, partial, dinpSums,
                         R, C, stream);
     else if (inpBf16)
-      gelu_backward_act(detail::GeluBackwardActOp<float, __nv_bfloat16>{dinp, written, x16, dinp16, inp16}, partial,
+      gelu_backward_act(detail::GeluBackwardActOp<float, __nv_bfloat16>{dinp, written, x16, dinp16, act16}, partial,
                         dinpSums, R, C, stream);
     else
-      gelu_backward_act(detail::GeluBackwardActOp<float>{dinp, written, inp, dinp16, inp16}, partial, dinpSums, R, C,
+      gelu_backward_act(detail::GeluBackwardActOp<float>{dinp, written, geluX, dinp16, act16}, partial, dinpSums, R, C,
                         stream);
   }
   if (wantDweight && !lt::gemm_bf16(true, false, OC, C, R, 1.0f, g, OC, inp16, C, 1.0f, dweight, C, nullptr, stream))
@@ -347,8 +355,10 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
   // bf16.out with geluOut: the product stored in bf16 into out where the GEMM can (stored), else written in fp32 into
   // geluOut's memory, which the GELU's pass rounds into out (the same values) before it writes the GELU. Without
   // geluOut the copies' path stores it (or rounds it from the workspace); the other paths below round it from there.
+  // A bf16 geluOut (bf16.geluOut) has no room for an fp32 product: the paths below then store it or round it from the
+  // workspace, as without geluOut.
   auto* out16 = bf16.out ? reinterpret_cast<__nv_bfloat16*>(out) : nullptr;
-  float* product = bf16.out ? geluOut : out;
+  float* product = bf16.out ? (bf16.geluOut ? nullptr : geluOut) : out;
   bool stored = false;
   if (copies) {
     stored = linear_forward_bf16_copies(product, out16, inp,
@@ -397,7 +407,12 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
     return;
   }
   if (geluOut == nullptr) return;  // stored above
-  bool only = false;               // bf16Next 'only': the GELU's fp32 values are left unwritten, the handoff alone
+  if (bf16.geluOut) {              // the GELU kept in bf16 alone, which the next product reads as it is
+    bf16handoff::decline();
+    gelu_forward_of_bf16(nullptr, out16, reinterpret_cast<__nv_bfloat16*>(geluOut), R * OC);
+    return;
+  }
+  bool only = false;  // bf16Next 'only': the GELU's fp32 values are left unwritten, the handoff alone
   __nv_bfloat16* act16 = bf16handoff::claim(geluOut, R * OC, &only);
   float* act = only ? nullptr : geluOut;
   if (stored)
@@ -423,8 +438,9 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   if (copies) {
     const float* x = inp != nullptr ? inp : layerNormInput != nullptr ? layerNormInput->x : geluInput;
     geluDone = linear_backward_bf16_copies(dinp, dweight, dout, x, inp == nullptr && layerNormInput == nullptr,
-                                           bf16Arrays, inp == nullptr ? layerNormInput : nullptr, weight, R, C, OC,
-                                           accumulateInput, dinpColumnSums, stream);
+                                           inp != nullptr ? geluInput : nullptr, bf16Arrays,
+                                           inp == nullptr ? layerNormInput : nullptr, weight, R, C, OC, accumulateInput,
+                                           dinpColumnSums, stream);
   } else {
     // Without inp, the weight gradient reads GELU(geluInput) or the LayerNorm's output from the workspace; a bf16 inp
     // is read unpacked from there (exact), and a bf16 dinp is written there in fp32 and rounded after: the workspace

@@ -418,6 +418,8 @@ export interface Addon {
     inpBf16?: boolean,
     /** R, with both outBf16 and inpBf16 (neither holds fp32 rows). */
     rows?: number,
+    /** geluOut holds the GELU's bf16 values (with outBf16, no bf16Next), kept for the next layer's weight gradient. */
+    geluOutBf16?: boolean,
   ): void
   linearBackward(
     dinp: NativeTensor | null,

@@ -246,6 +246,9 @@ export function layerNormDropoutBackward(
  * geluOut (apart from it), geluOut is the GELU of those values (as autocast keeps a pre-activation; linearBackward
  * reads it as its geluInput); without, an output only bf16 products read (attention's packed q | k | v), or a
  * sublayer output that residualLayerNormForward reads as its y (autocast's bf16 linear output).
+ * `geluOut` as Bf16Values too (with a Bf16Values out, no bf16Next): it receives only bf16(GELU(out)), which the next
+ * linearForward reads as its Bf16Values inp and linearBackward as its Bf16Values inp beside the geluInput (the forward's
+ * GELU kept for the weight gradient instead of recomputed and rounded there).
  * `inp` as Bf16Values (at bf16, no geluOut): values the product reads as they are (ctx kept in bf16).
  */
 export function linearForward(
@@ -254,7 +257,7 @@ export function linearForward(
   weight: Tensor,
   bias: Tensor | null,
   precision: Precision = 'fp32',
-  geluOut: Tensor | null = null,
+  geluOut: Tensor | Bf16Values | null = null,
   bf16Next: boolean | 'only' = false,
 ): void {
   addon.linearForward(
@@ -263,11 +266,12 @@ export function linearForward(
     nativeOf(weight, 'weight'),
     bias === null ? null : nativeOf(bias, 'bias'),
     precision,
-    geluOut === null ? null : nativeOf(geluOut, 'geluOut'),
+    geluOut === null ? null : nativeOf(storageOf(geluOut), 'geluOut'),
     bf16Next,
     out instanceof Bf16Values,
     inp instanceof Bf16Values,
     out instanceof Bf16Values && inp instanceof Bf16Values ? out.numel / weight.shape[0] : undefined,
+    geluOut instanceof Bf16Values,
   )
 }
 
@@ -286,7 +290,8 @@ export function linearForward(
  * With `dinpColumnSums` [C] (needs dinp): dinpColumnSums += Σ_rows dinp as this op leaves it, the bias gradient of
  * the layer that produced inp, summed where dinp is made (on CUDA in the GELU's pass) instead of by a pass over it.
  * At bf16 the product that GELU' multiplies is rounded to bfloat16 first. geluInput may be Bf16Values (at bf16, inp
- * null): the pre-activation linearForward kept in bfloat16. inp may be Bf16Values (at bf16): values the weight
+ * null, or inp as Bf16Values: GELU(geluInput) as linearForward's Bf16Values geluOut kept it): the pre-activation
+ * linearForward kept in bfloat16. inp may be Bf16Values (at bf16): values the weight
  * gradient reads as they are. dinp may be Bf16Values (at bf16; no accumulateInput, geluInput or dinpColumnSums): it
  * receives the product rounded to bfloat16, for readers that round it anyway (attention's dctx).
  */

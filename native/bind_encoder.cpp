@@ -15,11 +15,13 @@
 //   layerNormDropoutBackward(dres, dy|null, dweight, dbias, dout, res, weight, mean, rstd, sentences, p, seed,
 //                            offset, keepRows|null, firstRow, bf16Next?, dyColumnSums?)   (bf16Next 'only': dy's
 //                            fp32 values may stay unwritten; dyColumnSums [C]: += dy's (or dres's) column sums)
-//   linearForward(out, inp, weight, bias|null, precision, geluOut?, bf16Next?, outBf16?, inpBf16?, rows?)
+//   linearForward(out, inp, weight, bias|null, precision, geluOut?, bf16Next?, outBf16?, inpBf16?, rows?,
+//                geluOutBf16?)
 //                precision: 'fp32' | 'bf16' (outBf16: out holds the product in bf16, two values a float; inpBf16: inp
 //                holds bf16 values; both: rows says R; at bf16 only; bf16Next needs geluOut)
 //                (geluOut: apart from out, or out itself for the GELU in place; bf16Next may also be 'only': the
-//                next op's product is geluOut's only reader, and on CUDA its fp32 values may stay unwritten)
+//                next op's product is geluOut's only reader, and on CUDA its fp32 values may stay unwritten;
+//                geluOutBf16, with outBf16 and no bf16Next: geluOut holds the GELU's R * OC bf16 values, kept)
 //   (bf16Next: the output, geluOut for linearForward, dy (or dres) for layerNormDropoutBackward, dinp for
 //    linearBackward with geluInput, is an operand of the bf16 product(s) of the next op; see request_bf16_handoff)
 //   linearBackward(dinp|null, dweight, dbias|null, dout, inp|null, weight, accumulateInput, precision, geluInput?,
@@ -29,7 +31,8 @@
 //                  LayerNorm's output; each recomputed. bf16Next may be 'only' as linearForward's, for dinp.
 //                  dinpColumnSums [C]:
 //                  += dinp's column sums, the bias gradient of the layer before; geluInputBf16: geluInput holds bf16
-//                  values as linearForward's outBf16 stores them, at bf16, without inp; inpBf16: inp holds bf16 values;
+//                  values as linearForward's outBf16 stores them, at bf16, without inp or with a bf16 inp (GELU of
+//                  them, as linearForward's geluOutBf16 keeps it); inpBf16: inp holds bf16 values;
 //                  dinpBf16: dinp receives the product in bf16, without accumulateInput, geluInput, dinpColumnSums)
 //   geluForward(out, inp)             geluBackward(dinp, inp, dout)
 //   tanhForward(out, inp)             tanhBackward(dinp, out, dout)
@@ -442,6 +445,7 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   LinearBf16 bf16;
   bf16.out = info.Length() > 7 && !info[7].IsUndefined() && arg_bool(info, 7, "outBf16");
   bf16.inp = info.Length() > 8 && !info[8].IsUndefined() && arg_bool(info, 8, "inpBf16");
+  bf16.geluOut = info.Length() > 10 && !info[10].IsUndefined() && arg_bool(info, 10, "geluOutBf16");
   int64_t R = 0;
   if (bf16.out && bf16.inp) {
     if (info.Length() <= 9 || info[9].IsUndefined())
@@ -471,8 +475,14 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   if (bf16.inp && precision != Precision::kBf16) throw_arg(env, "inpBf16 needs precision 'bf16'");
   if (bf16.inp && geluOut) throw_arg(env, "inpBf16 cannot be used with geluOut");
   require_disjoint(env, out, "out", inp, "inp");
+  if (bf16.geluOut && (!geluOut || !bf16.out))
+    throw_arg(env, "geluOutBf16 needs geluOut and outBf16 (the GELU of the pre-activation kept in bf16)");
   if (geluOut) {  // written tile by tile while out and inp are still in use
-    expect_rows(env, geluOut, "geluOut", R * OC, OC);
+    if (bf16.geluOut)
+      expect_numel(env, geluOut, "geluOut", (R * OC + 1) / 2,
+                   "ceil(R * OC / 2) floats: R * OC bf16 values (geluOutBf16)");
+    else
+      expect_rows(env, geluOut, "geluOut", R * OC, OC);
     require_same_device(env, out, "out", geluOut, "geluOut");
     // geluOut may be out itself: the GELU in place (inference, which keeps no pre-activation); else apart from it.
     if (bf16.out || geluOut->read_data() != out->read_data()) require_disjoint(env, geluOut, "geluOut", out, "out");
@@ -481,6 +491,9 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   const Bf16Next bf16Next = arg_bf16_next_or_only(info, 6);
   if (bf16Next != Bf16Next::kNo && !geluOut)
     throw_arg(env, "bf16Next needs geluOut (the output whose bf16 copy the next product reads)");
+  if (bf16Next != Bf16Next::kNo && bf16.geluOut)
+    throw_arg(env,
+              "bf16Next cannot be used with geluOutBf16 (the next product reads geluOut's bf16 values as they are)");
   LinearForwardFn* linear_forward = ts.entry(&Backend::linear_forward);
   return guarded_void(env, [&] {
     if (geluOut != nullptr) request_bf16_handoff(bf16Next != Bf16Next::kNo, geluOut, bf16Next == Bf16Next::kOnly);
@@ -517,8 +530,10 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   bf16.geluInput = flag(16, "geluInputBf16");
   bf16.inp = flag(17, "inpBf16");
   bf16.out = flag(18, "dinpBf16");
-  if (bf16.geluInput && (!geluInput || inp))
-    throw_arg(env, "geluInputBf16 needs geluInput and no inp (the GELU's input kept in bf16, its output recomputed)");
+  if (bf16.geluInput && (!geluInput || (inp && !bf16.inp)))
+    throw_arg(env,
+              "geluInputBf16 needs geluInput, and no inp or a bf16 one (the GELU's input kept in bf16, its output "
+              "recomputed or kept in bf16)");
   if (bf16.inp && !inp) throw_arg(env, "inpBf16 needs inp");
   if (bf16.out && !dinp) throw_arg(env, "dinpBf16 needs dinp");
   const bool anyBf16 = bf16.geluInput || bf16.inp || bf16.out;

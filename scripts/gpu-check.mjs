@@ -56,7 +56,9 @@
 //    (the attention's q | k | v, ctx and its gradient kept in fp32, not in bf16) and with SIMCSEPP_ATTENTION_PROBS=keep
 //    (the attention probabilities kept, not formed in the backward) and with SIMCSEPP_LAYERNORM_COPIES=recompute (the
 //    weight gradients' LayerNorm outputs recomputed and rounded, not read from kept bf16 copies) and with
-//    SIMCSEPP_SUBLAYER_OUTPUT=fp32 (the sublayers' outputs written in fp32, not stored in bf16) when time allows, and
+//    SIMCSEPP_SUBLAYER_OUTPUT=fp32 (the sublayers' outputs written in fp32, not stored in bf16) and with
+//    SIMCSEPP_GELU_COPIES=recompute (output.dense's weight gradient reading GELU(inter) recomputed and rounded, not the
+//    forward's kept bf16 GELU) when time allows, and
 //    the device time per op category at B = 64 and 512 (bench step --profile: CUDA events around each op of a
 //    step run without graphs), and within each category per kernel, cuBLASLt product (with its TFLOP/s), copy and
 //    fill (kernels/kernel_profile.cuh: events around each launch); then the issue's targets (at B = 64, >= 2x PyTorch eager and >= 1.2x
@@ -835,6 +837,14 @@ if (runBench && !fake && ['bench-step', 'bench-variants', 'bench-torch', 'bench-
         const [fp32Y, bf16Y] = await stepWith({ SIMCSEPP_SUBLAYER_OUTPUT: 'fp32' }, big)
         if (fp32Y) comparisons.push({ ...fp32Y, sublayerOutput: 'fp32' })
         if (fp32Y && bf16Y) log(`  step B=${big} sublayer outputs in fp32: ${ratio(fp32Y, 'in bf16', bf16Y)}`)
+      }
+      // The B = 512 step with output.dense's weight gradient reading GELU(inter) recomputed and rounded in the GELU'
+      // pass (SIMCSEPP_GELU_COPIES=recompute) against the default, the forward's bf16 GELU kept in each layer.
+      if (want('bench-variants') && left() > 150) {
+        const [recomputedGelu, keptGelu] = await stepWith({ SIMCSEPP_GELU_COPIES: 'recompute' }, big)
+        if (recomputedGelu) comparisons.push({ ...recomputedGelu, geluCopies: 'recompute' })
+        if (recomputedGelu && keptGelu)
+          log(`  step B=${big} GELU outputs recomputed in the backward: ${ratio(recomputedGelu, 'kept in bf16', keptGelu)}`)
       }
       // The bf16 products on fp32 operands rounded inside the GEMM (SIMCSEPP_BF16_OPERANDS=fp32) against the
       // default bf16 copies (kernels/bf16_copy.cuh): whether the copies pay for their conversion passes.

@@ -176,9 +176,10 @@ t.test('the arena: q | k | v, ctx and its gradient in half the floats where the 
     t.equal(keepsProbs(c, T, false), T <= 128, `T = ${T}: probs kept in fp32 up to 128 tokens`)
     const probs = formed ? L * v(B * c.numAttentionHeads * T * T) : 0
     const saved = (kept ? L * (fewer(3 * BT * H) + fewer(BT * H)) + fewer(BT * H) : 0) + probs
-    // The LayerNorms' kept copies (keepsNormCopies, which attentionBf16 allows) apart: bf16-operands.test.ts counts them.
+    // The LayerNorms' and GELUs' kept copies (keepsNormCopies, keepsGeluCopies, which attentionBf16 allows) apart:
+    // bf16-operands.test.ts counts them.
     t.equal(
-      floatsFor(c, B, T, true, true, false, false) - floatsFor(c, B, T, true, true, true, false),
+      floatsFor(c, B, T, true, true, false, false, true, false) - floatsFor(c, B, T, true, true, true, false, true, false),
       saved,
       `T = ${T}: ${saved} floats fewer`,
     )

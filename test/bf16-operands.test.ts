@@ -7,7 +7,7 @@
 // SIMCSEPP_BF16_HANDOFF=0 turn them off in the same process), round only what neither provides, and never read
 // a stale copy: after AdamW (eager or replayed in a step graph), after writes they do not see, and around graph
 // replays. On a GPU, or on the host emulator in CI.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { addon } from '../lib/native.js'
@@ -25,7 +25,7 @@ import { randomBatch, differingBits } from './helpers/random-batch.js'
 import { chunkedColumnSums, chunkedSum, sentenceColumnSums } from './helpers/column-sums-order.js'
 import { roundBf16Array } from './helpers/bf16.js'
 import { Bf16Values } from '../lib/bf16-values.js'
-import { floatsFor, keepsNormCopies } from '../lib/model/activations.js'
+import { floatsFor, keepsGeluCopies, keepsNormCopies } from '../lib/model/activations.js'
 import { viewFloats } from '../lib/model/view-arena.js'
 const status = cudaStatus()
 const skip = status.available ? false : `CUDA unavailable (${status.reason})`
@@ -36,6 +36,8 @@ type Switches = Record<
 > & {
   SIMCSEPP_ATTENTION: 'tiled' | undefined
   SIMCSEPP_BIAS_SUMS: string | undefined
+  SIMCSEPP_BF16_OPERANDS: 'fp32' | undefined
+  SIMCSEPP_GELU_COPIES: 'keep' | 'recompute' | undefined
 }
 
 /** Sets the variables of `env` ('0' or undefined: unset); returns a function that restores them. */
@@ -222,6 +224,58 @@ t.test('the backward reads the gradients its LayerNorms, GELU and attention hand
   model.dispose()
 })
 
+type Counted<T> = ReturnType<typeof counted<T>>
+type StepRun = { forward: Counted<Float32Array>; backward: Counted<Float32Array> }
+
+/**
+ * A bf16 CUDA model made with `variable` = keep and one with recompute (read when a model is made), each trained one
+ * forward and backward per batch shape and per env of `envs` (the two runs handed to `check`); the two models' activation
+ * memory then differs by `keptFloats(R)` floats (R = B·T rows), the kept arrays.
+ */
+function keptAgainstRecomputed(
+  t: Test,
+  variable: 'SIMCSEPP_LAYERNORM_COPIES' | 'SIMCSEPP_GELU_COPIES',
+  envs: readonly Partial<Switches>[],
+  check: (name: string, R: number, kept: StepRun, recomputed: StepRun) => void,
+  keptFloats: (R: number) => number,
+) {
+  const make = (how: 'keep' | 'recompute') =>
+    withEnv({ [variable]: how }, () => BertModel.create(config, { device: 'cuda', precision: 'bf16', seed: 12 }))
+  const kept = make('keep'),
+    recomputed = make('recompute')
+  for (const [B, T] of [
+    [4, 7],
+    [2, 37],
+    [1, 130],
+  ] as const) {
+    const R = B * T
+    const b = randomBatch(B, T, 13, config.vocabSize)
+    const dz = Tensor.from(
+      Float32Array.from({ length: B * H }, (_, i) => Math.cos(i * 0.37)),
+      [B, H],
+      'cuda',
+    )
+    for (const env of envs) {
+      const step = (model: BertModel): StepRun =>
+        withEnv(env, () => {
+          const forward = counted(() => model.trainForward(b, { seed: 9, step: 3 }).toFloat32Array())
+          model.zeroGrad()
+          const backward = counted(() => {
+            model.trainBackward(dz)
+            return model.grads.toFloat32Array()
+          })
+          return { forward, backward }
+        })
+      check(`T = ${T}, ${JSON.stringify(env)}`, R, step(kept), step(recomputed))
+    }
+    // Each kept array a view aligned to 16 floats in the activation arena.
+    t.equal(kept.activationBytes - recomputed.activationBytes, 4 * keptFloats(R), `T = ${T}: the kept arrays' memory`)
+    dz.dispose()
+  }
+  kept.dispose()
+  recomputed.dispose()
+}
+
 t.test(
   "the weight gradients read the residual LayerNorms' kept bf16 copies: the same gradients, none rounded again",
   { skip },
@@ -229,62 +283,23 @@ t.test(
     // keepsNormCopies (read when the model is made): each layer keeps bf16(h1) and bf16(h2) (not the last layer's h2),
     // which the forward's handoff hands to the next product and the backward's intermediate.dense and q/k/v weight
     // gradients read as they are; SIMCSEPP_LAYERNORM_COPIES=recompute recomputes and rounds them there, as before.
-    const make = (how: 'keep' | 'recompute') => {
-      const before = process.env.SIMCSEPP_LAYERNORM_COPIES
-      process.env.SIMCSEPP_LAYERNORM_COPIES = how
-      try {
-        return BertModel.create(config, { device: 'cuda', precision: 'bf16', seed: 12 })
-      } finally {
-        if (before === undefined) delete process.env.SIMCSEPP_LAYERNORM_COPIES
-        else process.env.SIMCSEPP_LAYERNORM_COPIES = before
-      }
-    }
-    const kept = make('keep'),
-      recomputed = make('recompute')
-    for (const [B, T] of [
-      [4, 7],
-      [2, 37],
-      [1, 130],
-    ] as const) {
-      const R = B * T
-      const b = randomBatch(B, T, 13, config.vocabSize)
-      const dz = Tensor.from(
-        Float32Array.from({ length: B * H }, (_, i) => Math.cos(i * 0.37)),
-        [B, H],
-        'cuda',
-      )
-      for (const env of [{}, { SIMCSEPP_BF16_HANDOFF: '0' }] as const) {
-        const name = env.SIMCSEPP_BF16_HANDOFF ? 'handoffs off' : 'handoffs on'
-        const step = (model: BertModel) =>
-          withEnv(env, () => {
-            const forward = counted(() => model.trainForward(b, { seed: 9, step: 3 }).toFloat32Array())
-            model.zeroGrad()
-            const backward = counted(() => {
-              model.trainBackward(dz)
-              return model.grads.toFloat32Array()
-            })
-            return { forward, backward }
-          })
-        const k = step(kept),
-          r = step(recomputed)
-        t.equal(differingBits(k.forward.value, r.forward.value), 0, `T = ${T}, ${name}: the same vectors`)
-        t.equal(k.forward.converted, r.forward.converted, `T = ${T}, ${name}: the forward rounds as much either way`)
-        t.equal(k.forward.handedOff, r.forward.handedOff, `T = ${T}, ${name}: and hands off as much`)
-        t.equal(differingBits(k.backward.value, r.backward.value), 0, `T = ${T}, ${name}: every gradient bit for bit`)
+    keptAgainstRecomputed(
+      t,
+      'SIMCSEPP_LAYERNORM_COPIES',
+      [{}, { SIMCSEPP_BF16_HANDOFF: '0' }],
+      (name, R, k, r) => {
+        t.equal(differingBits(k.forward.value, r.forward.value), 0, `${name}: the same vectors`)
+        t.equal(k.forward.converted, r.forward.converted, `${name}: the forward rounds as much either way`)
+        t.equal(k.forward.handedOff, r.forward.handedOff, `${name}: and hands off as much`)
+        t.equal(differingBits(k.backward.value, r.backward.value), 0, `${name}: every gradient bit for bit`)
         t.equal(
           r.backward.converted - k.backward.converted,
           (2 * L - 1) * R * H,
-          `T = ${T}, ${name}: (2L - 1)·R·H = ${(2 * L - 1) * R * H} LayerNorm outputs not recomputed and rounded in the backward`,
+          `${name}: (2L - 1)·R·H = ${(2 * L - 1) * R * H} LayerNorm outputs not recomputed and rounded in the backward`,
         )
-      }
-      // The copies' memory: 2L - 1 arrays of R·H bf16 values (each view aligned to 16 floats) in the activation arena.
-      t.equal(
-        kept.activationBytes - recomputed.activationBytes,
-        4 * (2 * L - 1) * viewFloats(Math.ceil((R * H) / 2)),
-        `T = ${T}: the copies take (2L - 1)·R·H·2 bytes`,
-      )
-      dz.dispose()
-    }
+      },
+      (R) => (2 * L - 1) * viewFloats(Math.ceil((R * H) / 2)), // 2L - 1 arrays of R·H bf16 values
+    )
     const cpu = BertModel.create(config, { device: 'cpu', precision: 'bf16', seed: 12 })
     cpu.trainForward(randomBatch(2, 5, 14, config.vocabSize), { seed: 9, step: 3 })
     t.equal(cpu.activationBytes, 4 * floatsFor(config, 2, 5, true, true, false, false), 'a CPU model keeps none')
@@ -295,10 +310,35 @@ t.test(
     } finally {
       delete process.env.SIMCSEPP_LAYERNORM_COPIES
     }
-    kept.dispose()
-    recomputed.dispose()
   },
 )
+
+t.test("output.dense's weight gradient reads the forward's kept bf16 GELU: the same gradients", { skip }, async (t) => {
+  // keepsGeluCopies (read when the model is made): each layer's GELU writes bf16(GELU(inter)) alone into its actBf16,
+  // which output.dense's product reads in the forward (no handoff) and its weight gradient in the backward (the GELU'
+  // pass rounds no GELU(inter) again); SIMCSEPP_GELU_COPIES=recompute hands the GELU off and recomputes it, as before.
+  keptAgainstRecomputed(
+    t,
+    'SIMCSEPP_GELU_COPIES',
+    [{}, { SIMCSEPP_BF16_HANDOFF: '0' }, { SIMCSEPP_BIAS_SUMS: 'products' }],
+    (name, R, k, r) => {
+      t.equal(differingBits(k.forward.value, r.forward.value), 0, `${name}: the same vectors`)
+      t.equal(differingBits(k.backward.value, r.backward.value), 0, `${name}: every gradient bit for bit`)
+      // (Without handoffs neither hands the GELU off.)
+      if (!name.includes('HANDOFF'))
+        t.equal(r.forward.handedOff - k.forward.handedOff, L * R * I, `${name}: L·R·I GELU outputs kept, not handed off`)
+    },
+    (R) => L * viewFloats(Math.ceil((R * I) / 2)), // L arrays of R·I bf16 values
+  )
+  const cpu = BertModel.create(config, { device: 'cpu', precision: 'bf16', seed: 12 })
+  cpu.trainForward(randomBatch(2, 5, 14, config.vocabSize), { seed: 9, step: 3 })
+  t.equal(cpu.activationBytes, 4 * floatsFor(config, 2, 5, true, true, false, false, true, false), 'a CPU model keeps none')
+  cpu.dispose()
+  t.throws(
+    () => withEnv({ SIMCSEPP_GELU_COPIES: 'both' as 'keep' }, () => keepsGeluCopies(true, true)),
+    /SIMCSEPP_GELU_COPIES must be keep or recompute, got "both"/,
+  )
+})
 
 t.test('a write the mirror does not see is refreshed before the next product reads it', { skip }, async (t) => {
   const model = BertModel.create(config, { device: 'cuda', precision: 'bf16', seed: 4 })
@@ -618,6 +658,40 @@ t.test('the MLP pre-activation kept in bf16 (Bf16Values): stored by the product,
     })
   const [g1, g2] = [plainBack(kept.value.pre), plainBack(Tensor.from(rounded, [R, I], 'cuda'))]
   t.equal(differingBits(g1[0], g2[0]) + differingBits(g1[1], g2[1]), 0, 'without handoffs: dinp and dweight bit for bit')
+  // The GELU kept in bf16 as well (a bf16 geluOut: BertModel's actBf16 at bf16 on CUDA): written alone, no handoff; the
+  // next product reads it as it is, and the backward's weight gradient reads it as its inp beside the geluInput (its
+  // GELU' pass then rounds no GELU(x)): the same bits as above, on every path.
+  for (const env of [{}, { SIMCSEPP_BF16_OUTPUT: '0' }, { SIMCSEPP_BF16_HANDOFF: '0' }, { SIMCSEPP_BF16_OPERANDS: 'fp32' }] as const) {
+    const what = JSON.stringify(env)
+    withEnv(env, () => {
+      const pre = new Bf16Values(nans([(R * I) / 2]), [R, I]),
+        act16 = new Bf16Values(nans([(R * I) / 2]), [R, I]),
+        h2 = nans([R, H])
+      const fwd = counted(() => {
+        ops.linearForward(pre, h1, wIn, bIn, 'bf16', act16)
+        ops.linearForward(h2, act16, wOut, null, 'bf16')
+      })
+      t.equal(fwd.handedOff, 0, `${what}: a kept GELU is no handoff`)
+      t.equal(differingBits(pre.toFloat32Array(), rounded), 0, `${what}: the pre-activation as before`)
+      t.equal(
+        differingBits(act16.toFloat32Array(), roundBf16Array(geluOfRounded.toFloat32Array())),
+        0,
+        `${what}: the kept GELU is bf16(GELU(pre)), round to nearest even`,
+      )
+      t.equal(differingBits(h2.toFloat32Array(), kept.value.h2), 0, `${what}: the next product reads it, bit for bit`)
+      const gI2 = nans([R, I]),
+        dW = cuda([H, I], 0, 0),
+        sums = cuda([I], 0, 0),
+        gRes = cuda([R, H], 0, 0),
+        dWin = cuda([I, H], 0, 0)
+      ops.linearBackward(gI2, dW, null, dout, act16, wOut, false, 'bf16', pre, 'only', null, sums)
+      ops.linearBackward(gRes, dWin, null, gI2, h1, wIn, false, 'bf16')
+      const viaKept = [dW, sums, gRes, dWin].map((x) => x.toFloat32Array())
+      ;['dweight', 'dinpColumnSums', "the next op's dinp", "the next op's dweight"].forEach((name, i) =>
+        t.equal(differingBits(viaKept[i], want[i]), 0, `${what}: backward from the kept GELU, ${name} bit for bit`),
+      )
+    })
+  }
   held.forEach((x) => x.dispose())
 })
 

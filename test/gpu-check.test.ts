@@ -68,45 +68,26 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
     rows.every((row) => row.stepsPerSec > 0),
     'each step timed',
   )
+  // Each variant row names its switch; the first rows are the per-op rounding, the last the fp32 operands.
+  const switches = [
+    'layerNormRows',
+    'l2Slabs',
+    'lossSplits',
+    'biasSums',
+    'bf16Output',
+    'attentionStorage',
+    'attentionProbs',
+    'layerNormCopies',
+    'sublayerOutput',
+    'geluCopies',
+  ] as const
+  type Row = { batchSize: number; bf16Operands?: string; bf16Copies?: string } & Partial<Record<(typeof switches)[number], string>>
+  const rowName = (c: Row) => {
+    const k = switches.find((s) => c[s] !== undefined)
+    return c.bf16Operands ?? (k ? `${k} ${c[k]}` : `bf16Copies ${c.bf16Copies}`)
+  }
   t.same(
-    step.comparisons.map(
-      (c: {
-        batchSize: number
-        bf16Operands?: string
-        bf16Copies?: string
-        layerNormRows?: string
-        l2Slabs?: string
-        lossSplits?: string
-        biasSums?: string
-        bf16Output?: string
-        attentionStorage?: string
-        attentionProbs?: string
-        layerNormCopies?: string
-        sublayerOutput?: string
-      }) => [
-        c.batchSize,
-        c.bf16Operands ??
-          (c.layerNormRows
-            ? `layerNormRows ${c.layerNormRows}`
-            : c.l2Slabs
-              ? `l2Slabs ${c.l2Slabs}`
-              : c.lossSplits
-                ? `lossSplits ${c.lossSplits}`
-                : c.biasSums
-                  ? `biasSums ${c.biasSums}`
-                  : c.bf16Output
-                    ? `bf16Output ${c.bf16Output}`
-                    : c.attentionStorage
-                      ? `attentionStorage ${c.attentionStorage}`
-                      : c.attentionProbs
-                        ? `attentionProbs ${c.attentionProbs}`
-                        : c.layerNormCopies
-                          ? `layerNormCopies ${c.layerNormCopies}`
-                          : c.sublayerOutput
-                            ? `sublayerOutput ${c.sublayerOutput}`
-                            : `bf16Copies ${c.bf16Copies}`),
-      ],
-    ),
+    step.comparisons.map((c: Row) => [c.batchSize, rowName(c)]),
     [
       [2, 'bf16Copies per op'],
       [4, 'layerNormRows scalar'],
@@ -118,10 +99,11 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
       [4, 'attentionProbs keep'],
       [4, 'layerNormCopies recompute'],
       [4, 'sublayerOutput fp32'],
+      [4, 'geluCopies recompute'],
       [2, 'fp32'],
       [4, 'fp32'],
     ],
-    'the comparison rows: operands rounded per op, scalar LayerNorm rows, LayerNorm backwards over all rows, the losses in one run per row tile, bias sums in the products, products in fp32, attention arrays in fp32, attention probabilities kept, LayerNorm outputs recomputed, sublayer outputs in fp32, bf16 products on fp32 operands',
+    'the comparison rows: operands rounded per op, scalar LayerNorm rows, LayerNorm backwards over all rows, the losses in one run per row tile, bias sums in the products, products in fp32, attention arrays in fp32, attention probabilities kept, LayerNorm outputs recomputed, sublayer outputs in fp32, GELU outputs recomputed, bf16 products on fp32 operands',
   )
   t.match(log, /step B=4 products written in fp32: [\d.]+ steps\/s; stored in bf16: [\d.]+/, 'the bf16 output comparison')
   t.match(log, /step B=4 attention arrays in fp32: [\d.]+ steps\/s; in bf16: [\d.]+/, 'the attention storage comparison')
@@ -131,6 +113,7 @@ t.test('gpu-check --dry-run runs every benchmark section and writes its files', 
     'the LayerNorm copies comparison',
   )
   t.match(log, /step B=4 sublayer outputs in fp32: [\d.]+ steps\/s; in bf16: [\d.]+/, 'the sublayer output comparison')
+  t.match(log, /step B=4 GELU outputs recomputed in the backward: [\d.]+ steps\/s; kept in bf16: [\d.]+/, 'the GELU copies comparison')
   t.match(log, /step B=4 bias sums in the products: [\d.]+ steps\/s; in the producers: [\d.]+/, 'the bias sums comparison')
   t.match(log, /step B=4 LayerNorm backward over all rows at once: [\d.]+ steps\/s; in L2 slabs: [\d.]+/, 'the L2 slabs comparison')
   t.match(log, /step B=4 fused losses in one run per row tile: [\d.]+ steps\/s; in runs over blocks: [\d.]+/, 'the loss runs comparison')

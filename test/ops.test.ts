@@ -246,6 +246,17 @@ t.test('the MLP pre-activation kept in bf16 (Bf16Values): the rounded product, i
     ops.linearBackward(a.dinp, a.dW, a.dB, dout, null, W2, false, 'bf16', pre, true, null, a.s)
     ops.linearBackward(b.dinp, b.dW, b.dB, dout, null, W2, false, 'bf16', T32(rounded, [R, OC]), true, null, b.s)
     for (const k of ['dinp', 'dW', 'dB', 's'] as const) t.same(arr(a[k]), arr(b[k]), `${what}: backward ${k} bit for bit`)
+    // The GELU kept in bf16 too (geluOut as Bf16Values: a training model's actBf16), which the backward reads as its
+    // inp beside the geluInput instead of recomputing GELU(geluInput): the same bits.
+    const pre2 = new Bf16Values(Tensor.zeros([Math.ceil((R * OC) / 2)]), [R, OC]),
+      act16 = new Bf16Values(filled([Math.ceil((R * OC) / 2)], 3), [R, OC])
+    ops.linearForward(pre2, X, W, Bi, 'bf16', act16)
+    t.same(pre2.toFloat32Array(), rounded, `${what}: with a bf16 geluOut, the same kept pre-activation`)
+    t.same(act16.toFloat32Array(), roundBf16Array(arr(gelu)), `${what}: a bf16 geluOut holds bf16(GELU(pre)), round to nearest even`)
+    const c = grads()
+    ops.linearBackward(c.dinp, c.dW, c.dB, dout, act16, W2, false, 'bf16', pre2, true, null, c.s)
+    for (const k of ['dinp', 'dW', 'dB', 's'] as const)
+      t.same(arr(c[k]), arr(a[k]), `${what}: backward ${k} with the kept GELU as inp, bit for bit`)
   }
   const [R, C, OC] = [4, 3, 5]
   const z = (...shape: number[]) => Tensor.zeros(shape)
@@ -270,7 +281,14 @@ t.test('the MLP pre-activation kept in bf16 (Bf16Values): the rounded product, i
   )
   const back = (geluInput: Bf16Values, inp: Tensor | null, precision: 'fp32' | 'bf16' = 'bf16') =>
     ops.linearBackward(z(R, OC), z(C, OC), null, z(R, C), inp, z(C, OC), false, precision, geluInput)
-  t.throws(() => back(pre(), z(R, OC)), /geluInputBf16 needs geluInput and no inp/)
+  t.throws(() => back(pre(), z(R, OC)), /geluInputBf16 needs geluInput, and no inp or a bf16 one/)
+  const fwdKept = (act: Bf16Values | Tensor, out: Bf16Values | Tensor = pre(), next: boolean | 'only' = false) =>
+    ops.linearForward(out, z(R, C), z(OC, C), null, 'bf16', act, next)
+  t.throws(() => fwdKept(pre(), z(R, OC)), /geluOutBf16 needs geluOut and outBf16/)
+  t.throws(() => fwdKept(pre(), pre(), 'only'), /bf16Next cannot be used with geluOutBf16/)
+  t.throws(() => fwdKept(new Bf16Values(z(9), [18])), /Expected geluOut to hold 10 elements/)
+  const shared = z(10)
+  t.throws(() => fwdKept(new Bf16Values(shared, [R, OC]), new Bf16Values(shared, [R, OC])), /geluOut and out not to overlap/)
   t.throws(() => back(pre(), null, 'fp32'), /geluInputBf16 needs precision 'bf16'/)
   t.throws(
     () =>

@@ -16,6 +16,9 @@
 // training on CUDA) each layer also keeps the bf16 copies of h1 and h2 that the next products read (h1Bf16, h2Bf16;
 // keepsNormCopies): the weight gradients read them as they are, instead of a pass that recomputes the LayerNorm's
 // output from res, mean and rstd and rounds it (a 4-byte read and a 2-byte write per element, for 2 bytes kept).
+// Likewise the MLP's GELU output (actBf16; keepsGeluCopies): the GELU writes bf16(GELU(inter)) there, which
+// output.dense's product reads in the forward and its weight gradient in the backward, whose GELU' pass then no
+// longer rounds GELU(inter) again (a 2-byte write per element, for 2 bytes kept).
 // And bf16 training (both backends) stores each sublayer's output y (attention.output.dense's, output.dense's) in
 // bfloat16, as autocast's linear layers return it, in one buffer for all layers (yBf16; keepsSublayerBf16): the
 // residual LayerNorm after it reads 2 bytes a value instead of 4.
@@ -56,6 +59,7 @@ export interface LayerActivations {
   h2: Tensor // [BT, H] the layer's output (one buffer for all layers, as h1)
   h1Bf16: Bf16Values | null // [BT, H] bf16(h1), kept for intermediate.dense's weight gradient (keepsNormCopies)
   h2Bf16: Bf16Values | null // [BT, H] bf16(h2), kept for the next layer's q/k/v weight gradient (not the last layer)
+  actBf16: Bf16Values | null // [BT, I] bf16(GELU(inter)), output.dense's input, kept for its weight gradient
 }
 
 export interface Activations {
@@ -119,6 +123,20 @@ export function keepsNormCopies(attentionBf16: boolean): boolean {
 }
 
 /**
+ * Whether a training pass keeps each layer's GELU output in bfloat16 (actBf16), given that the model keeps the MLP's
+ * pre-activation in bf16 (interBf16) and the attention's arrays too (attentionBf16: bf16 on CUDA): the GELU writes only
+ * that copy, output.dense reads it in both directions, and the backward's GELU' pass no longer rounds GELU(inter) for
+ * the weight gradient. 2 bytes an element kept (BERT-base at B = 512, T = 32: 3.6 GB in all) for 2 written (3.6 GB a
+ * step). SIMCSEPP_GELU_COPIES=recompute keeps none (the backward recomputes and rounds them, as before; gpu-check times
+ * both ways).
+ */
+export function keepsGeluCopies(interBf16: boolean, attentionBf16: boolean): boolean {
+  const how = process.env.SIMCSEPP_GELU_COPIES ?? 'keep'
+  if (how !== 'keep' && how !== 'recompute') throw new Error(`SIMCSEPP_GELU_COPIES must be keep or recompute, got ${JSON.stringify(how)}`)
+  return interBf16 && attentionBf16 && how === 'keep'
+}
+
+/**
  * Whether a training pass stores each sublayer's output y in bfloat16 (yBf16), given that the model trains at bf16
  * (interBf16): its product rounds it, as autocast's linear layers do, and the residual LayerNorm reads 2 bytes a value
  * (BERT-base at B = 512, T = 32: 3.6 GB less traffic a step). SIMCSEPP_SUBLAYER_OUTPUT=fp32 keeps it in fp32 (as
@@ -135,7 +153,8 @@ export function keepsSublayerBf16(interBf16: boolean): boolean {
  * keeps the MLP's pre-activation in bfloat16 (BertModel at bf16), half its floats; attentionBf16: and the attention's
  * q | k | v, ctx and its gradient where attentionKeptBf16 says (BertModel at bf16 on CUDA); without them, an upper
  * bound. normCopies: training keeps the LayerNorms' bf16 copies (keepsNormCopies, read now when not given);
- * sublayerBf16: and stores the sublayers' outputs in bf16 (keepsSublayerBf16, likewise).
+ * sublayerBf16: and stores the sublayers' outputs in bf16 (keepsSublayerBf16, likewise); geluCopies: and keeps the
+ * GELU outputs in bf16 (keepsGeluCopies, likewise).
  */
 export function floatsFor(
   c: BertConfig,
@@ -146,6 +165,7 @@ export function floatsFor(
   attentionBf16 = false,
   normCopies = keepsNormCopies(attentionBf16),
   sublayerBf16 = keepsSublayerBf16(interBf16),
+  geluCopies = keepsGeluCopies(interBf16, attentionBf16),
 ): number {
   const H = c.hiddenSize,
     I = c.intermediateSize,
@@ -165,25 +185,28 @@ export function floatsFor(
   const L = c.numHiddenLayers
   const copies = normCopies ? (2 * L - 1) * floats(BT * H, true) : 0 // h1Bf16, h2Bf16 (not the last layer's)
   const y = sublayerBf16 ? floats(BT * H, true) : 0 // yBf16
+  const acts = geluCopies ? L * floats(BT * I, true) : 0 // actBf16
   // embSum, embOut, h1, h2, the embedding statistics, interAct (also gI2).
-  return 4 * v(BT * H) + stats + v(BT * I) + L * perLayer + copies + outputs + grads + y
+  return 4 * v(BT * H) + stats + v(BT * I) + L * perLayer + copies + acts + outputs + grads + y
 }
 
 /**
  * BERT's activation buffers (the views of carveActivations), in one growing allocation. interBf16: training keeps each
  * layer's MLP pre-activation in bfloat16 (Bf16Values; the model at bf16, whose products and GELU passes read it so);
  * attentionBf16: and the attention's q | k | v, ctx and ctx's gradient where attentionKeptBf16 says, and the
- * LayerNorms' bf16 copies where keepsNormCopies says. At bf16 also the sublayers' outputs where keepsSublayerBf16 says
- * (both switches read once, here).
+ * LayerNorms' bf16 copies where keepsNormCopies says, the GELU outputs where keepsGeluCopies says. At bf16 also the
+ * sublayers' outputs where keepsSublayerBf16 says (the switches read once, here).
  */
 export class ActivationArena extends ViewArena<Activations> {
   constructor(config: BertConfig, device: Device, interBf16 = false, attentionBf16 = false) {
     const normCopies = keepsNormCopies(attentionBf16),
-      yBf16 = keepsSublayerBf16(interBf16)
+      yBf16 = keepsSublayerBf16(interBf16),
+      geluCopies = keepsGeluCopies(interBf16, attentionBf16)
+    const copies = { normCopies, yBf16, geluCopies }
     super(
       device,
-      (B, T, training) => floatsFor(config, B, T, training, interBf16, attentionBf16, normCopies, yBf16),
-      (take, B, T, training) => carveActivations(config, take, B, T, training, interBf16, attentionBf16, normCopies, yBf16),
+      (B, T, training) => floatsFor(config, B, T, training, interBf16, attentionBf16, normCopies, yBf16, geluCopies),
+      (take, B, T, training) => carveActivations(config, take, B, T, training, interBf16, attentionBf16, copies),
       'ActivationArena',
     )
   }
@@ -198,9 +221,9 @@ function carveActivations(
   training: boolean,
   interBf16: boolean,
   attentionBf16: boolean,
-  normCopies: boolean,
-  sublayerBf16: boolean,
+  kept: { normCopies: boolean; yBf16: boolean; geluCopies: boolean },
 ): Activations {
+  const { normCopies, yBf16: sublayerBf16, geluCopies } = kept
   const H = c.hiddenSize,
     I = c.intermediateSize,
     NH = c.numAttentionHeads,
@@ -232,6 +255,7 @@ function carveActivations(
       h2,
       h1Bf16: normCopies ? bf16Values(take, [BT, H]) : null,
       h2Bf16: normCopies && l < L - 1 ? bf16Values(take, [BT, H]) : null,
+      actBf16: geluCopies ? bf16Values(take, [BT, I]) : null,
     }))
   } else {
     // One set for every layer (the header comment).
@@ -255,6 +279,7 @@ function carveActivations(
       h2,
       h1Bf16: null,
       h2Bf16: null,
+      actBf16: null,
     }
     embeddings = { embSum: qkv.view(0, [BT, H]), embMean, embRstd, embOut: h2 }
     layers = Array.from({ length: L }, () => set)

@@ -552,7 +552,8 @@ export class BertModel {
         sumsInProducers ? gp.output.bias : null,
       )
       // gI2 = (dy2 · W_out) ⊙ GELU'(inter): output.dense's input gradient carried through the GELU in one op.
-      // Its input GELU(inter) was not kept (interAct is one buffer for all layers): the op recomputes it.
+      // Its input GELU(inter) is the forward's bf16 copy where kept (keepsGeluCopies), else not kept (interAct is one
+      // buffer for all layers): the op recomputes it.
       // On CUDA that op also sums gI2's columns (intermediate.dense's bias gradient) in its GELU pass, and at bf16
       // then writes only gI2's bf16 copy, all intermediate.dense's products read ('only').
       ops.linearBackward(
@@ -560,7 +561,7 @@ export class BertModel {
         gp.output.weight,
         sumsInProducers ? null : gp.output.bias,
         dy2 ?? acts.gRes,
-        null,
+        a.actBf16,
         p.output.weight,
         false,
         this.precision,
@@ -931,9 +932,12 @@ export class BertModel {
         // interAct's only reader is output.dense's product, which at bf16 reads its bf16 copy ('only': on CUDA the
         // fp32 values are not written; the backward recomputes GELU(inter)). In bf16 training inter is kept in
         // bfloat16 (Bf16Values): the product stores it rounded, both GELU passes read it so.
+        // In bf16 training on CUDA the GELU writes bf16(GELU(inter)) alone into the layer's actBf16 (keepsGeluCopies),
+        // which output.dense's product reads here and its weight gradient in the backward.
         const next = bf16 ? 'only' : false
-        ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias, this.precision, a.interAct, next)
-        ops.linearForward(acts.yBf16 ?? a.h2, a.interAct, w.output.weight, w.output.bias, this.precision)
+        const act = a.actBf16 ?? a.interAct
+        ops.linearForward(a.inter, a.h1, w.intermediate.weight, w.intermediate.bias, this.precision, act, a.actBf16 ? false : next)
+        ops.linearForward(acts.yBf16 ?? a.h2, act, w.output.weight, w.output.bias, this.precision)
       }
       const drop2 = this.dropoutOptions(options, this.site(l, 2), c.hiddenDropoutProb)
       const residual2: Tensor | ops.LayerNormInput = recompute

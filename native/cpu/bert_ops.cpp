@@ -377,12 +377,15 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
     // The product (with its bias) into geluOut, whose memory is free until the GELU writes it (else into scratch);
     // the epilogue rounds each tile to bf16 into out's storage (and GELUs the rounded values in place), while the
     // tile is in L1.
-    float* product = geluOut != nullptr ? geluOut : thread_scratch<LinearScratchTag, float>(kProductSlot, R * OC);
+    // A bf16 geluOut (bf16.geluOut): the GELU into scratch too, then rounded into geluOut's storage.
+    float* product =
+        geluOut != nullptr && !bf16.geluOut ? geluOut : thread_scratch<LinearScratchTag, float>(kProductSlot, R * OC);
     ep.bf16_out = reinterpret_cast<uint16_t*>(out);
     ep.ld_bf16_out = OC;
-    ep.gelu_out = geluOut;
+    ep.gelu_out = geluOut != nullptr ? product : nullptr;
     ep.ld_gelu_out = OC;
     sgemm_fused(precision == Precision::kBf16, false, true, R, OC, C, 1.0f, inp, C, weight, C, 0.0f, product, OC, ep);
+    if (bf16.geluOut) floats_to_bf16(geluOut, product, R * OC);
     return;
   }
   ep.gelu_out = geluOut;

@@ -98,7 +98,8 @@ using LayerNormDropoutBackwardFn = void(float* dres, float* dy, float* dweight, 
 struct LinearBf16 {
   bool out = false;        // the forward's out (then inp is fp32); the backward's dinp (no accumulateInput, no GELU)
   bool inp = false;        // the layer's input (the forward's out is then fp32)
-  bool geluInput = false;  // the backward's geluInput (then inp is null)
+  bool geluInput = false;  // the backward's geluInput (inp then null, or GELU(geluInput) in bf16: inp too)
+  bool geluOut = false;    // the forward's geluOut: GELU of out's bf16 values, rounded (then out is bf16 too)
 };
 
 // out[R, OC] = inp[R, C] · weight[OC, C]^T + bias[OC]   (bias may be null; products at `precision`)
@@ -108,7 +109,9 @@ struct LinearBf16 {
 // bf16.out: out holds the product (with its bias) rounded to bf16, and geluOut (apart from out) = GELU of those
 // values: a pre-activation kept in half the memory, as autocast keeps it (LinearBackwardFn's bf16.geluInput reads
 // it); without geluOut, an output only bf16 products read (attention's q | k | v at the shapes attention_takes_bf16
-// admits). bf16.inp: inp holds bf16 values (the product reads them as they are).
+// admits). bf16.inp: inp holds bf16 values (the product reads them as they are). bf16.geluOut (with bf16.out):
+// geluOut holds bf16(GELU(out)), the values a bf16 product reads (the next layer's input, kept for its weight
+// gradient: LinearBackwardFn's bf16 inp beside a bf16 geluInput).
 using LinearForwardFn = void(float* out, const float* inp, const float* weight, const float* bias, int64_t R, int64_t C,
                              int64_t OC, Precision precision, float* geluOut, LinearBf16 bf16);
 // dinp (= or, with accumulateInput, +=) dout · weight   (dinp may be null to skip it)
@@ -126,9 +129,10 @@ using LinearForwardFn = void(float* out, const float* inp, const float* weight, 
 // dinpColumnSums not null (then dinp is given): dinpColumnSums += the column sums of dinp as the op leaves it (after
 // the GELU's derivative), fp32 totals of double sums: the bias gradient of the linear layer that produced this
 // layer's input (through the GELU), summed where dinp is made rather than by a pass over it in that layer's backward.
-// bf16 (LinearBf16): geluInput (then inp is null) holds bf16 values, as LinearForwardFn's bf16.out stores them; inp
-// holds bf16 values (the weight gradient reads them as they are); dinp (bf16.out; no accumulateInput, geluInput or
-// dinpColumnSums) receives the product rounded to bf16, for bf16 readers only.
+// bf16 (LinearBf16): geluInput holds bf16 values, as LinearForwardFn's bf16.out stores them (inp then null, or a bf16
+// inp: GELU(geluInput) as LinearForwardFn's bf16.geluOut kept it, which the weight gradient reads instead of
+// recomputing it); inp holds bf16 values (the weight gradient reads them as they are); dinp (bf16.out; no
+// accumulateInput, geluInput or dinpColumnSums) receives the product rounded to bf16, for bf16 readers only.
 using LinearBackwardFn = void(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                               const float* weight, int64_t R, int64_t C, int64_t OC, bool accumulateInput,
                               Precision precision, const float* geluInput, const LayerNormInput* layerNormInput,

@@ -549,6 +549,56 @@ for (const [R, C, OC] of LINEAR_SHAPES) {
   })
 }
 
+// bf16 training's MLP with its GELU kept (linearForward's Bf16Values geluOut: BertModel's actBf16 on CUDA): the
+// pre-activation and the GELU stored in bf16, and output.dense's backward reading the kept GELU as its inp beside the
+// geluInput. By the norm against the CPU (the products' sums run in another order, so a stored value can round to the
+// neighbouring bfloat16 now and then, as ATTN_BF16_TOL says); on the device, the backward bit for bit that of the
+// GELU recomputed from the kept pre-activation (inp null).
+const LINEAR_BF16_TOL = { relErr: 1e-4 }
+for (const [R, C, OC] of LINEAR_SHAPES) {
+  const name = `linear forward + bf16 GELU kept, backward from it R=${R} C=${C} OC=${OC}`
+  gemmCase('bf16 MLP with the GELU kept in bf16: CUDA equals CPU', name, 3 * R * C * OC, (lib, device, g) => {
+    const inputs = {
+      inp: g.rand([R, C]),
+      weight: g.rand([OC, C], 0.5),
+      bias: g.rand([OC]),
+      dout: g.rand([R, C]),
+      w2: g.rand([C, OC], 0.2),
+    }
+    const half = Math.ceil((R * OC) / 2)
+    const run = (/** @type {Device} */ on) =>
+      runOn(lib, on, (d) => {
+        const x = d.tensors(inputs)
+        const pre = new lib.Bf16Values(d.zeros([half]), [R, OC]),
+          act = new lib.Bf16Values(d.zeros([half]), [R, OC])
+        lib.ops.linearForward(pre, x.inp, x.weight, x.bias, 'bf16', act)
+        /** @param {any} kept */
+        const backward = (kept) => {
+          const [dinp, dw, sums] = [d.zeros([R, OC]), d.zeros([C, OC]), d.zeros([OC])]
+          lib.ops.linearBackward(dinp, dw, null, x.dout, kept, x.w2, false, 'bf16', pre, false, null, sums)
+          return [dinp, dw, sums].map((v) => v.toFloat32Array())
+        }
+        const [dinp, dw, sums] = backward(act)
+        const again = backward(null)
+        return {
+          pre: bf16Floats(pre.storage.toFloat32Array(), R * OC),
+          act: bf16Floats(act.storage.toFloat32Array(), R * OC),
+          dinp,
+          dw,
+          sums,
+          recomputedDiffers: [dinp, dw, sums].reduce((n, v, i) => n + bitEqual(v, again[i]).diff, 0),
+        }
+      })
+    const [gpu, cpu] = [run(device), run('cpu')]
+    const checks = /** @type {const} */ (['pre', 'act', 'dinp', 'dw', 'sums']).map((out) =>
+      compare('linear_backward', `${name}: ${out}`, gpu[out], cpu[out], LINEAR_BF16_TOL),
+    )
+    checks.push({ ok: gpu.recomputedDiffers === 0, message: `${name}: the backward's bits with GELU(pre) recomputed` })
+    checks.push({ ok: cpu.recomputedDiffers === 0, message: `${name}: the same on the CPU` })
+    return checks
+  })
+}
+
 /**
  * linearBackward with its input recomputed inside the op (`recompute`) against the op given that input (`keep`
  * writes it into x.kept first): on the device bit for bit, at fp32 and at bf16 with both operand paths, writing
