@@ -6,28 +6,33 @@
 // cores'. Rows and columns are padded to multiples of 16 with zeros (Tp = ceil(T/16) 16, Hp likewise).
 //
 //   forward   xs = bf16(q_h), ys = bf16(k_h)               staged from the fp32 rows, zeros in the padding
+//             (kT = 32 from bf16 rows: vs = v_h too)       (the loads of all of them in flight at once)
 //             S = xs ys^T * scale   -> fs (fp32)           (Tp/16)^2 tiles over the warps, Hp/16 k-steps each
 //             P = softmax(S) -> probs; xs = bf16(D ⊙ P)    one segment of 8 (T <= 32) or 16 lanes per row
-//             ys = bf16(v_h)                               (in the same phase: k is no longer read)
+//             ys = bf16(v_h) (or vs, staged above)         (in the same phase: k is no longer read)
 //             ctx = xs ys -> fs -> ctx (+ bf16 copy)       Tp/16 x Hp/16 tiles, Tp/16 k-steps
-//   backward  (no probs, T <= 32: xs = bf16(q_h), ys = bf16(k_h), S -> fs, P = softmax(S) -> ps, as the forward does:
-//             the same bits, and B NH T^2 floats neither written by the forward nor read here)
-//             ys = bf16(v_h), zs = bf16(dctx_h)
+//   backward  (no probs, T <= 32: xs = bf16(q_h), ys = bf16(k_h) and zs = bf16(dctx_h) staged together, S -> fs,
+//             P = softmax(S) -> ps, as the forward does: the same bits, and B NH T^2 floats neither written by the
+//             forward nor read here)
+//             ys = bf16(v_h), zs = bf16(dctx_h)            (together; dctx already staged when P was formed)
 //             dPd = zs ys^T -> fs
 //             fs = dS (fp32, in place), xs = bf16(D ⊙ P)   the rows (softmax_backward_row, P from probs or ps)
 //             dRel (MPNet's bias): thread d sums fs along diagonal d, rows in order (as the CPU)
 //             ys = bf16(dS * scale)
 //             dv = xs^T zs -> fs -> dv                     (xs read column-major: Pd^T)
-//             xs = bf16(k_h), zs = bf16(q_h)
+//             xs = bf16(k_h), zs = bf16(q_h)               (together)
 //             dq = ys xs -> fs -> dq;  dk = ys^T zs -> fs -> dk
 // Shared memory (static, kT = 32 or 64 rows): bf16 arrays [kT][72] (rows 144 bytes: 16-byte multiples as WMMA
-// wants, 4 banks apart so that 8 rows' 16-byte pieces hit all 32 banks) and one fp32 [kT][68]: 18 KB (kT = 32)
-// or 36 KB forward, 23 / 45 KB backward (31 KB forming P: kT = 32 only). A tile's pointer is 32-byte aligned (16 rows x
-// 144 or 272 bytes). q, k, v and dctx are fp32 rows, rounded as they are staged, or bf16 values (bf16Storage: the
-// packed q | k | v and dctx kept in bf16 by the model, staged as they are: the same values, half the bytes read), TS in
-// the kernels. The products read shared memory only; global memory is read once (coalesced: consecutive threads,
-// consecutive columns; 16-byte loads and stores when the head's columns come in aligned fours: Head::vec) and
-// written once.
+// wants, 4 banks apart so that 8 rows' 16-byte pieces hit all 32 banks) and one fp32 [kT][68]: 18 KB (kT = 32; 22 KB
+// with v's own array) or 36 KB forward, 23 / 45 KB backward (31 KB forming P: kT = 32 only). A tile's pointer is
+// 32-byte aligned (16 rows x 144 or 272 bytes).
+// The blocks are bound by global memory's latency: each staging issues all of a thread's loads of the arrays staged
+// together before it stores any (stage2, stage3), where that costs no registers a thread (checked with ptxas -v:
+// 64 forward at kT = 32, 72 forming P); from 64 fp32 rows the arrays are staged one at a time. q, k, v and dctx are
+// fp32 rows, rounded as they are staged, or bf16 values (bf16Storage: the packed q | k | v and dctx kept in bf16 by the
+// model, staged as they are: the same values, half the bytes read), TS in the kernels. The products read shared memory
+// only; global memory is read once (coalesced: consecutive threads, consecutive columns; 16-byte loads and stores when
+// the head's columns come in aligned fours: Head::vec) and written once.
 #include <cstdint>
 #include <type_traits>
 
@@ -57,9 +62,24 @@ __device__ __forceinline__ void zero_padding(__nv_bfloat16 (*x)[kLd], const Head
 template <int kT>
 struct ForwardSmem {
   __nv_bfloat16 xs[kT][kLd];  // q, then Pd
-  __nv_bfloat16 ys[kT][kLd];  // k, then v
+  __nv_bfloat16 ys[kT][kLd];  // k, then v (kT = 64)
   float fs[kT][kFLd];         // S, then ctx
 };
+// At kT = 32 from bf16 rows v has an array of its own, staged with q and k (kEarlyV below).
+template <int kT>
+struct ForwardSmemEarlyV : ForwardSmem<kT> {
+  __nv_bfloat16 vs[kT][kLd];
+};
+// Whether the forward stages v with q and k, so that the block waits for global memory once instead of twice (the
+// kernels are bound by its latency, not its bandwidth): at kT = 32 from bf16 rows (training's q | k | v), where v's
+// array (4.5 KB, 22 KB in all) and the loads in flight leave the blocks an SM holds as they were (bounded by 64
+// registers a thread); at kT = 64 it would cost a block an SM (45 KB), from fp32 rows 8 registers a thread (72).
+template <int kT, class TS>
+constexpr bool kEarlyV = kT == 32 && std::is_same_v<TS, __nv_bfloat16>;
+// Whether q's and k's loads are issued together (stage2): but from 64 fp32 rows, where the thread's 16 quads in flight
+// would take 95 registers a thread instead of 80 (a block less an SM).
+template <int kT, class TS>
+constexpr bool kPairQK = kT == 32 || std::is_same_v<TS, __nv_bfloat16>;
 template <int kT>
 struct BackwardSmem {
   __nv_bfloat16 xs[kT][kLd];  // Pd, then k
@@ -83,21 +103,34 @@ __global__ void __launch_bounds__(kThreads)
     attn_mma_forward_kernel(float* __restrict__ ctx, __nv_bfloat16* __restrict__ ctx16, float* __restrict__ probs,
                             const TS* __restrict__ q, const TS* __restrict__ k, const TS* __restrict__ v, Head h,
                             AttnRows A) {
-  __shared__ __align__(32) ForwardSmem<kT> sm;
+  __shared__ __align__(32) std::conditional_t<kEarlyV<kT, TS>, ForwardSmemEarlyV<kT>, ForwardSmem<kT>> sm;
   auto& xs = sm.xs;
   auto& ys = sm.ys;
   auto& fs = sm.fs;
   const int64_t z = blockIdx.x, b = z / h.NH, col = (z % h.NH) * h.HS;
   const int64_t in0 = b * h.T * h.ld + col, out0 = b * h.T * h.H + col;
-  stage<kT>(xs, q + in0, h.ld, h.T, h.HS, h.vec);
-  stage<kT>(ys, k + in0, h.ld, h.T, h.HS, h.vec);
+  const bool mix = ctx != nullptr || ctx16 != nullptr;  // ctx = Pd v wanted (else P only)
+  // v's array: its own, staged now (kEarlyV), or ys once S is formed.
+  __nv_bfloat16(*vs)[kLd] = ys;
+  if constexpr (kEarlyV<kT, TS>) vs = sm.vs;
+  if constexpr (kEarlyV<kT, TS>) {
+    // All three heads' loads issued before any is stored (stage3), then one wait.
+    if (mix)
+      stage3<kT>(xs, q + in0, h.ld, ys, k + in0, h.ld, sm.vs, v + in0, h.ld, h.T, h.HS, h.vec);
+    else
+      stage2<kT>(xs, q + in0, h.ld, ys, k + in0, h.ld, h.T, h.HS, h.vec);
+  } else if constexpr (kPairQK<kT, TS>) {
+    stage2<kT>(xs, q + in0, h.ld, ys, k + in0, h.ld, h.T, h.HS, h.vec);
+  } else {
+    stage<kT>(xs, q + in0, h.ld, h.T, h.HS, h.vec);
+    stage<kT>(ys, k + in0, h.ld, h.T, h.HS, h.vec);
+  }
   __syncthreads();
   product<FragA, FragBT>(
       fs, h.tT, h.tT, h.tH, h.scale, [&](int m, int kk) { return &xs[m * 16][kk * 16]; },
       [&](int kk, int n) { return &ys[n * 16][kk * 16]; });  // B = k^T: k's rows read column-major
   __syncthreads();
-  const bool mix = ctx != nullptr || ctx16 != nullptr;  // ctx = Pd v wanted (else P only)
-  if (mix) stage<kT>(ys, v + in0, h.ld, h.T, h.HS, h.vec);
+  if (!kEarlyV<kT, TS> && mix) stage<kT>(ys, v + in0, h.ld, h.T, h.HS, h.vec);
   constexpr int kLanes = kRowLanes<kT>, kRowsPerWarp = 32 / kLanes;
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   for (int r0 = warp * kRowsPerWarp; r0 < h.T; r0 += kWarps * kRowsPerWarp) {
@@ -112,7 +145,7 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   product<FragA, FragB>(
       fs, h.tT, h.tH, h.tT, 1.0f, [&](int m, int kk) { return &xs[m * 16][kk * 16]; },
-      [&](int kk, int n) { return &ys[kk * 16][n * 16]; });
+      [&](int kk, int n) { return &vs[kk * 16][n * 16]; });
   __syncthreads();
   write_rows(at(ctx, out0), at(ctx16, out0), h.H, fs, h);
 }
@@ -144,8 +177,8 @@ __global__ void __launch_bounds__(kThreads)
       return probs + (z * h.T + i) * h.T;
   };
   if constexpr (kForm) {
-    stage<kT>(xs, q + in0, h.ld, h.T, h.HS, h.vec);
-    stage<kT>(ys, k + in0, h.ld, h.T, h.HS, h.vec);
+    // dctx into zs too (free until the products after P), all three heads' loads in flight at once.
+    stage3<kT>(xs, q + in0, h.ld, ys, k + in0, h.ld, zs, dctx + out0, h.H, h.T, h.HS, h.vec);
     __syncthreads();
     product<FragA, FragBT>(
         fs, h.tT, h.tT, h.tH, h.scale, [&](int m, int kk) { return &xs[m * 16][kk * 16]; },
@@ -157,10 +190,14 @@ __global__ void __launch_bounds__(kThreads)
       const int i = active ? r : r0;
       softmax_row<kLanes, float>(A, z * h.T + i, lane % kLanes, fs[i], sm.ps[i], nullptr, active);
     }
-    __syncthreads();  // xs and ys are staged again below
+    __syncthreads();  // ys is staged again below
+    stage<kT>(ys, v + in0, h.ld, h.T, h.HS, h.vec);
+  } else if constexpr (kPairQK<kT, TS>) {
+    stage2<kT>(ys, v + in0, h.ld, zs, dctx + out0, h.H, h.T, h.HS, h.vec);
+  } else {
+    stage<kT>(ys, v + in0, h.ld, h.T, h.HS, h.vec);
+    stage<kT>(zs, dctx + out0, h.H, h.T, h.HS, h.vec);
   }
-  stage<kT>(ys, v + in0, h.ld, h.T, h.HS, h.vec);
-  stage<kT>(zs, dctx + out0, h.H, h.T, h.HS, h.vec);
   __syncthreads();
   product<FragA, FragBT>(
       fs, h.tT, h.tT, h.tH, 1.0f, [&](int m, int kk) { return &zs[m * 16][kk * 16]; },
@@ -195,8 +232,12 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   write_rows(at(dv, in0), at(dqkv16, 2 * h.H + in0), h.ld, fs, h);
   sum_columns(at(sums, 2 * h.H), fs, h.T, h);
-  stage<kT>(xs, k + in0, h.ld, h.T, h.HS, h.vec);
-  stage<kT>(zs, q + in0, h.ld, h.T, h.HS, h.vec);
+  if constexpr (kPairQK<kT, TS>) {
+    stage2<kT>(xs, k + in0, h.ld, zs, q + in0, h.ld, h.T, h.HS, h.vec);
+  } else {
+    stage<kT>(xs, k + in0, h.ld, h.T, h.HS, h.vec);
+    stage<kT>(zs, q + in0, h.ld, h.T, h.HS, h.vec);
+  }
   __syncthreads();
   product<FragA, FragB>(
       fs, h.tT, h.tH, h.tT, 1.0f, [&](int m, int kk) { return &ys[m * 16][kk * 16]; },

@@ -70,6 +70,37 @@ struct Quad<__nv_bfloat16> {
 __device__ __forceinline__ __nv_bfloat16 to_bf16(float x) { return __float2bfloat16(x); }
 __device__ __forceinline__ __nv_bfloat16 to_bf16(__nv_bfloat16 x) { return x; }
 
+// A thread's share of a vec staging: kPer quads of a [kRows][kMaxHS] block, thread t taking quads t, t + kThreads, ...
+template <int kRows>
+constexpr int kQuadsPerThread = kRows*(kMaxHS / 4) / kThreads;
+
+// Issues the thread's loads of src's quads (zeros outside rows x cols) into x, converting nothing.
+template <int kRows, class TS>
+__device__ __forceinline__ void load_quads(typename Quad<TS>::Raw (&x)[kQuadsPerThread<kRows>], const TS* src,
+                                           int64_t ld, int rows, int cols) {
+  using Q = Quad<TS>;
+  constexpr int kQuadsPerRow = kMaxHS / 4;
+  static_assert(kRows * kQuadsPerRow % kThreads == 0, "whole quads per thread");
+#pragma unroll
+  for (int u = 0; u < kQuadsPerThread<kRows>; ++u) {
+    const int idx = static_cast<int>(threadIdx.x) + u * kThreads, r = idx / kQuadsPerRow, c = idx % kQuadsPerRow * 4;
+    x[u] = r < rows && c < cols ? *reinterpret_cast<const typename Q::Raw*>(src + static_cast<int64_t>(r) * ld + c)
+                                : Q::zero();
+  }
+}
+
+// Stores the quads load_quads read into dst, rounded to bf16.
+template <int kRows, class TS, int kDLd>
+__device__ __forceinline__ void put_quads(__nv_bfloat16 (*dst)[kDLd],
+                                          const typename Quad<TS>::Raw (&x)[kQuadsPerThread<kRows>]) {
+  constexpr int kQuadsPerRow = kMaxHS / 4;
+#pragma unroll
+  for (int u = 0; u < kQuadsPerThread<kRows>; ++u) {
+    const int idx = static_cast<int>(threadIdx.x) + u * kThreads, r = idx / kQuadsPerRow, c = idx % kQuadsPerRow * 4;
+    Quad<TS>::put(&dst[r][c], x[u]);
+  }
+}
+
 // dst[r][c] = bf16(src[r * ld + c]) for r < rows, c < cols, 0 elsewhere in [kRows][kMaxHS]: the whole block. src is
 // fp32 (rounded here) or bf16 (bf16Storage: the same values, as they are). dst's rows are kDLd long.
 // With vec, 16-byte (bf16: 8-byte) loads, all of a thread's issued before the first is converted: the block's loads
@@ -79,27 +110,49 @@ template <int kRows, class TS, int kDLd>
 __device__ __forceinline__ void stage(__nv_bfloat16 (*dst)[kDLd], const TS* src, int64_t ld, int rows, int cols,
                                       bool vec) {
   if (vec) {
-    using Q = Quad<TS>;
-    constexpr int kQuadsPerRow = kMaxHS / 4, kPer = kRows * kQuadsPerRow / kThreads;
-    static_assert(kRows * kQuadsPerRow % kThreads == 0, "whole quads per thread");
-    typename Q::Raw x[kPer];
-#pragma unroll
-    for (int u = 0; u < kPer; ++u) {
-      const int idx = static_cast<int>(threadIdx.x) + u * kThreads, r = idx / kQuadsPerRow, c = idx % kQuadsPerRow * 4;
-      x[u] = r < rows && c < cols ? *reinterpret_cast<const typename Q::Raw*>(src + static_cast<int64_t>(r) * ld + c)
-                                  : Q::zero();
-    }
-#pragma unroll
-    for (int u = 0; u < kPer; ++u) {
-      const int idx = static_cast<int>(threadIdx.x) + u * kThreads, r = idx / kQuadsPerRow, c = idx % kQuadsPerRow * 4;
-      Q::put(&dst[r][c], x[u]);
-    }
+    typename Quad<TS>::Raw x[kQuadsPerThread<kRows>];
+    load_quads<kRows>(x, src, ld, rows, cols);
+    put_quads<kRows, TS>(dst, x);
     return;
   }
   for (int idx = static_cast<int>(threadIdx.x); idx < kRows * kMaxHS; idx += kThreads) {
     const int r = idx / kMaxHS, c = idx % kMaxHS;
     dst[r][c] = r < rows && c < cols ? to_bf16(src[static_cast<int64_t>(r) * ld + c]) : __float2bfloat16(0.0f);
   }
+}
+
+// stage() of two or three blocks of one head's rows (rows x cols each; source i's rows ldi apart): with vec all their
+// loads are issued before any is stored, so the thread waits for global memory once.
+template <int kRows, class TS, int kDLd>
+__device__ __forceinline__ void stage2(__nv_bfloat16 (*d1)[kDLd], const TS* s1, int64_t ld1, __nv_bfloat16 (*d2)[kDLd],
+                                       const TS* s2, int64_t ld2, int rows, int cols, bool vec) {
+  if (!vec) {
+    stage<kRows>(d1, s1, ld1, rows, cols, false);
+    stage<kRows>(d2, s2, ld2, rows, cols, false);
+    return;
+  }
+  typename Quad<TS>::Raw x1[kQuadsPerThread<kRows>], x2[kQuadsPerThread<kRows>];
+  load_quads<kRows>(x1, s1, ld1, rows, cols);
+  load_quads<kRows>(x2, s2, ld2, rows, cols);
+  put_quads<kRows, TS>(d1, x1);
+  put_quads<kRows, TS>(d2, x2);
+}
+template <int kRows, class TS, int kDLd>
+__device__ __forceinline__ void stage3(__nv_bfloat16 (*d1)[kDLd], const TS* s1, int64_t ld1, __nv_bfloat16 (*d2)[kDLd],
+                                       const TS* s2, int64_t ld2, __nv_bfloat16 (*d3)[kDLd], const TS* s3, int64_t ld3,
+                                       int rows, int cols, bool vec) {
+  if (!vec) {
+    stage2<kRows>(d1, s1, ld1, d2, s2, ld2, rows, cols, false);
+    stage<kRows>(d3, s3, ld3, rows, cols, false);
+    return;
+  }
+  typename Quad<TS>::Raw x1[kQuadsPerThread<kRows>], x2[kQuadsPerThread<kRows>], x3[kQuadsPerThread<kRows>];
+  load_quads<kRows>(x1, s1, ld1, rows, cols);
+  load_quads<kRows>(x2, s2, ld2, rows, cols);
+  load_quads<kRows>(x3, s3, ld3, rows, cols);
+  put_quads<kRows, TS>(d1, x1);
+  put_quads<kRows, TS>(d2, x2);
+  put_quads<kRows, TS>(d3, x3);
 }
 
 // Out tiles (m, n) of the product A B (m < mTiles, n < nTiles, K = 16 kSteps), scaled by alpha, into c (rows ldc
