@@ -114,7 +114,7 @@ __global__ void __launch_bounds__(kThreads)
   __nv_bfloat16(*vs)[kLd] = ys;
   if constexpr (kEarlyV<kT, TS>) vs = sm.vs;
   if constexpr (kEarlyV<kT, TS>) {
-    // All three heads' loads issued before any is stored (stage3), then one wait.
+    // q's, k's and v's loads all issued before any is stored (stage3): one wait.
     if (mix)
       stage3<kT>(xs, q + in0, h.ld, ys, k + in0, h.ld, sm.vs, v + in0, h.ld, h.T, h.HS, h.vec);
     else
@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(kThreads)
       return probs + (z * h.T + i) * h.T;
   };
   if constexpr (kForm) {
-    // dctx into zs too (free until the products after P), all three heads' loads in flight at once.
+    // dctx into zs too (free until the products after P): q's, k's and dctx's loads in flight at once.
     stage3<kT>(xs, q + in0, h.ld, ys, k + in0, h.ld, zs, dctx + out0, h.H, h.T, h.HS, h.vec);
     __syncthreads();
     product<FragA, FragBT>(

@@ -85,9 +85,8 @@ __device__ __forceinline__ float bf16_gradient(__nv_bfloat16 g) { return __bfloa
 // stored it: the same value) into out (g's memory, or null: bf16Next 'only', the copy alone; a bf16 g is only read
 // with out null) and bf16 of it into dinp16 when not null (a bf16 handoff), and act16[i] = bf16(GELU(inp[i])), the
 // weight gradient's operand (bf16_copy.cuh's GELU segment, the same bits; null when the forward kept it): inp is read
-// once for both. load/apply are
-// column_sums.cuh's map_chunks_kernel interface (the pass that also sums d by column: the bias gradient of the layer
-// before).
+// once for both. load/apply are column_sums.cuh's map_chunks_kernel interface (the pass that also sums d by column: the
+// bias gradient of the layer before).
 template <class TG, class TX = float>
 struct GeluBackwardActOp {
   const TG* dinp;
