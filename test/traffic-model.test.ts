@@ -50,6 +50,16 @@ t.test('trafficModel: bytes and flops extrapolated linearly, timed by bandwidth 
   // MFU: 512 TFLOP of model flops in 513.029 ms, over a 2000 TFLOP/s peak.
   t.ok(Math.abs(m.mfu - 512 / 0.513029 / 2000) < 1e-9, `${m.mfu}`)
   t.same(trafficModel([run(4), run(2)], options).milliseconds.toFixed(9), m.milliseconds.toFixed(9), 'either order')
+  // Per kernel, most bytes first: the product's label without its shape; the shrinking kernel at 0 bytes, 1 launch.
+  t.same(
+    m.kernels.map((k) => [k.category, k.kernel, k.launches, k.gigabytes.toFixed(6)]),
+    [
+      ['attention', 'softmax', 2, '1.025000'],
+      ['QKV projection', 'cuBLASLt bf16 operands, M x N x K: C = A B^T', 1, '0.000100'],
+      ['attention', 'shrinking', 1, '0.000000'],
+    ],
+  )
+  t.ok(Math.abs(m.kernels[1].milliseconds - 512.001) < 1e-6, 'a product kernel timed by its flops')
 })
 
 t.test('trafficModel: refuses what it cannot fit', async (t) => {
@@ -82,6 +92,24 @@ t.test('scripts/traffic-model.mjs: reads bench step JSON runs, prints the estima
   const bad = spawnSync(process.execPath, [script, join(dir, 'runs.json'), '--bandwidth', '0'], { encoding: 'utf8' })
   t.equal(bad.status, 2)
   t.match(bad.stderr, /--bandwidth must be a positive number, got 0/)
+  // The kernels by bytes (--top), and against runs before a change (--before): the kernels it moved.
+  t.match(r.stdout, /The 3 kernels moving the most bytes[^\n]*\n[^\n]*\n[^\n]*\nattention: softmax +2 +1\.02 +1\.03\n/)
+  const halved = rows.map((row) => ({
+    ...row,
+    profile: { kernels: row.profile.kernels.map((k) => (k.kernel === 'softmax' ? { ...k, writtenMegabytes: 0 } : k)) },
+  }))
+  writeFileSync(join(dir, 'before.json'), JSON.stringify({ rows: halved }))
+  const cmp = spawnSync(process.execPath, [script, join(dir, 'runs.json'), ...flags, '--top', '1', '--before', join(dir, 'before.json')], {
+    encoding: 'utf8',
+  })
+  t.equal(cmp.status, 0, cmp.stderr)
+  t.match(cmp.stdout, /The 1 kernels moving the most bytes/)
+  t.match(cmp.stdout, /Before \(--before\): B = 512: 512\.5 ms of device time a step, 0\.5 GB moved/)
+  t.match(cmp.stdout, /\nattention: softmax +0\.51 +1\.02 +0\.52 +1\.03\n/, 'the softmax moved: 0.513 -> 1.025 GB')
+  t.notMatch(cmp.stdout, /QKV projection: cuBLASLt/, 'the product did not')
+  const topBad = spawnSync(process.execPath, [script, join(dir, 'runs.json'), '--top', '-1'], { encoding: 'utf8' })
+  t.equal(topBad.status, 2)
+  t.match(topBad.stderr, /--top must be a whole number, got -1/)
   writeFileSync(join(dir, 'one.json'), JSON.stringify({ rows: rows.slice(0, 1) }))
   const one = spawnSync(process.execPath, [script, join(dir, 'one.json')], { encoding: 'utf8' })
   t.equal(one.status, 1)

@@ -44,9 +44,17 @@ export interface TrafficCategory {
   milliseconds: number
 }
 
+/** One kernel's (or one product label's, its shape left out) share of the estimated step. */
+export interface TrafficKernel extends TrafficCategory {
+  /** The kernel's profile label; a product's with its shape as 'M x N x K'. */
+  kernel: string
+}
+
 export interface TrafficModel {
   batchSize: number
   categories: TrafficCategory[]
+  /** Per kernel, most bytes first. */
+  kernels: TrafficKernel[]
   milliseconds: number
   gigabytes: number
   /** The model's flops per step, TFLOP. */
@@ -83,24 +91,29 @@ export function trafficModel(runs: TrafficRun[], o: TrafficModelOptions): Traffi
     }
   })
   const categories = new Map<string, TrafficCategory>()
-  for (const p of byKey.values()) {
+  const kernels: TrafficKernel[] = []
+  for (const [key, p] of byKey) {
     const launches = Math.max(p.launches[0], p.launches[1])
     const bytes = at(p.bytes[0], p.bytes[1])
     const flops = at(p.flops[0], p.flops[1])
     const seconds = Math.max(bytes / (o.bandwidthGBs * 1e9), flops / (o.productTflops * 1e12)) + (launches * o.launchMicroseconds) / 1e6
+    const share = { launches, gigabytes: bytes / 1e9, productTflop: flops / 1e12, milliseconds: seconds * 1e3 }
+    kernels.push({ category: p.category, kernel: key.slice(p.category.length + 1), ...share })
     const c = categories.get(p.category) ?? { category: p.category, launches: 0, gigabytes: 0, productTflop: 0, milliseconds: 0 }
-    c.launches += launches
-    c.gigabytes += bytes / 1e9
-    c.productTflop += flops / 1e12
-    c.milliseconds += seconds * 1e3
+    c.launches += share.launches
+    c.gigabytes += share.gigabytes
+    c.productTflop += share.productTflop
+    c.milliseconds += share.milliseconds
     categories.set(p.category, c)
   }
+  kernels.sort((a, b) => b.gigabytes - a.gigabytes)
   const list = [...categories.values()]
   const milliseconds = list.reduce((s, c) => s + c.milliseconds, 0)
   const modelTflop = at(runs[0].flopsPerStep, runs[1].flopsPerStep) / 1e12
   return {
     batchSize: o.batchSize,
     categories: list,
+    kernels,
     milliseconds,
     gigabytes: list.reduce((s, c) => s + c.gigabytes, 0),
     modelTflop,
