@@ -3,7 +3,7 @@
 // git-lfs batch API with single and multipart uploads to a separate storage and their verification, and the
 // newline-delimited JSON commit. The stand-in also serves what was committed the way the Hub serves downloads, so a
 // pushed model is loaded back by its id: the round trip must give the folder's vectors bit for bit.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createHash } from 'node:crypto'
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
@@ -30,7 +30,9 @@ interface Commit {
 }
 interface Repo {
   private: boolean
+  /** main's commits, oldest first; `branches`: the other branches', each starting with main's when it was made. */
   commits: Commit[]
+  branches: Map<string, Commit[]>
 }
 interface Request {
   method: string
@@ -126,14 +128,15 @@ async function standIn(): Promise<StandIn> {
       if (v.type !== undefined && v.type !== 'model') return void res.writeHead(400).end('type')
       if (v.visibility !== undefined && !['public', 'private'].includes(v.visibility)) return void res.writeHead(400).end('visibility')
       if (hub.repos!.has(id)) return void res.writeHead(409).end('You already created this model repo')
-      hub.repos!.set(id, { private: v.visibility === 'private', commits: [] })
+      hub.repos!.set(id, { private: v.visibility === 'private', commits: [], branches: new Map() })
       return json(res, 200, { url: `${hub.url}/${id}` })
     }
     if ((m = /^\/api\/models\/([^/]+\/[^/]+)\/(preupload|commit)\/(.+)$/.exec(path)) && req.method === 'POST') {
       const repo = hub.repos!.get(m[1])
       if (!repo) return void res.writeHead(404).end('Repository not found')
       if (!mayWrite()) return void res.writeHead(token === READ ? 403 : 401).end()
-      if (m[3] !== 'main') return void res.writeHead(404).end('Invalid rev id')
+      const commits = m[3] === 'main' ? repo.commits : repo.branches.get(m[3])
+      if (!commits) return void res.writeHead(404).end('Invalid rev id')
       if (m[2] === 'preupload') {
         const v = JSON.parse(data.toString()) as { files: { path: string; size: number; sample: string }[] }
         for (const f of v.files) hub.samples!.set(f.path, f.sample)
@@ -152,7 +155,7 @@ async function standIn(): Promise<StandIn> {
         .filter((l) => l)
         .map((l) => JSON.parse(l) as { key: string; value: Record<string, unknown> })
       if (lines[0]?.key !== 'header') return void res.writeHead(400).end('no header')
-      const files = new Map(repo.commits.at(-1)?.files ?? [])
+      const files = new Map(commits.at(-1)?.files ?? [])
       for (const { key, value } of lines.slice(1)) {
         if (key === 'file' && value.encoding === 'base64') {
           files.set(value.path as string, { bytes: Buffer.from(value.content as string, 'base64'), lfs: false })
@@ -162,9 +165,19 @@ async function standIn(): Promise<StandIn> {
           files.set(value.path as string, { bytes: b, lfs: true })
         } else return void res.writeHead(400).end(`unknown key ${key}`)
       }
-      const sha = createHash('sha1').update(data).update(String(repo.commits.length)).digest('hex')
-      repo.commits.push({ sha, summary: String(lines[0].value.summary), files })
+      const sha = createHash('sha1').update(data).update(m[3]).update(String(commits.length)).digest('hex')
+      commits.push({ sha, summary: String(lines[0].value.summary), files })
       return json(res, 200, { commitOid: sha, commitUrl: `${hub.url}/${m[1]}/commit/${sha}` })
+    }
+    // A branch made from main's head (huggingface_hub's create_branch); 409 where the name is taken.
+    if ((m = /^\/api\/models\/([^/]+\/[^/]+)\/branch\/(.+)$/.exec(path)) && req.method === 'POST') {
+      const repo = hub.repos!.get(m[1])
+      if (!repo) return void res.writeHead(404).end('Repository not found')
+      if (!mayWrite()) return void res.writeHead(token === READ ? 403 : 401).end()
+      if (typeof JSON.parse(data.toString() || 'null') !== 'object') return void res.writeHead(400).end('a JSON object')
+      if (m[2] === 'main' || repo.branches.has(m[2])) return void res.writeHead(409).end('Reference already exists')
+      repo.branches.set(m[2], [...repo.commits])
+      return void res.writeHead(200).end()
     }
     if ((m = /^\/([^/]+\/[^/]+)\.git\/info\/lfs\/objects\/batch$/.exec(path)) && req.method === 'POST') {
       if (!hub.repos!.has(m[1])) return void res.writeHead(404).end()
@@ -187,8 +200,9 @@ async function standIn(): Promise<StandIn> {
       })
     }
     // Downloads, as hub-model.ts reads them: the revision API and resolve URLs.
-    if ((m = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/main$/.exec(path))) {
-      const commit = hub.repos!.get(m[1])?.commits.at(-1)
+    if ((m = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/([^/]+)$/.exec(path))) {
+      const repo = hub.repos!.get(m[1])
+      const commit = (m[2] === 'main' ? repo?.commits : repo?.branches.get(m[2]))?.at(-1)
       if (!commit) return void res.writeHead(404).end()
       const siblings = [...commit.files].map(([rfilename, f]) =>
         f.lfs
@@ -203,10 +217,8 @@ async function standIn(): Promise<StandIn> {
       return json(res, 200, { sha: commit.sha, siblings })
     }
     if ((m = /^\/([^/]+\/[^/]+)\/resolve\/([0-9a-f]{40})\/(.+)$/.exec(path))) {
-      const f = hub
-        .repos!.get(m[1])
-        ?.commits.find((c) => c.sha === m![2])
-        ?.files.get(m[3])
+      const repo = hub.repos!.get(m[1])
+      const f = [...(repo?.commits ?? []), ...[...(repo?.branches.values() ?? [])].flat()].find((c) => c.sha === m![2])?.files.get(m[3])
       if (!f) return void res.writeHead(404).end()
       return void res.writeHead(200, { 'content-length': f.bytes.length }).end(f.bytes)
     }
@@ -274,10 +286,11 @@ t.test('pushToHub: one commit holding the folder byte for byte, LFS files throug
   t.same([model[0].bytes, model.at(-1)!.bytes], [0, weights.length], 'progress from 0 to every byte')
 })
 
-t.test("SentenceEncoder.load('me/tiny'): the pushed model gives the folder's vectors bit for bit", async (t) => {
-  const texts = sentences(7)
+/** Asserts that the model loaded by the Hub id `ref` gives the vectors of the folder pushed, bit for bit. */
+async function givesFolderVectors(t: Test, ref: string, count: number) {
+  const texts = sentences(count)
   const local = await SentenceEncoder.load(modelDir, { device: 'cpu' })
-  const pushed = await SentenceEncoder.load('me/tiny', { device: 'cpu' })
+  const pushed = await SentenceEncoder.load(ref, { device: 'cpu' })
   t.teardown(async () => {
     await local.close()
     await pushed.close()
@@ -285,8 +298,13 @@ t.test("SentenceEncoder.load('me/tiny'): the pushed model gives the folder's vec
   t.same(
     (await pushed.encode(texts)).map((v) => Array.from(v)),
     (await local.encode(texts)).map((v) => Array.from(v)),
+    `${ref}: the folder's vectors`,
   )
-})
+}
+
+t.test("SentenceEncoder.load('me/tiny'): the pushed model gives the folder's vectors bit for bit", (t) =>
+  givesFolderVectors(t, 'me/tiny', 7),
+)
 
 t.test('pushed again: a new commit, no LFS bytes sent again; a changed file is', async (t) => {
   hub.requests.length = 0
@@ -302,6 +320,54 @@ t.test('pushed again: a new commit, no LFS bytes sent again; a changed file is',
   const third = await pushToHub(changed, 'me/tiny', { env })
   t.equal(third.uploadedBytes, 'changed notes'.length, 'only the changed LFS file is sent')
   t.equal(repo.commits[2].files.get('notes.safetensors')?.bytes.toString(), 'changed notes')
+})
+
+t.test('--revision: a branch made from main where it does not exist, then committed to; main untouched', async (t) => {
+  const repo = hub.repos.get('me/tiny')!
+  const mainHead = repo.commits.at(-1)!
+  const mainCount = repo.commits.length
+  hub.requests.length = 0
+  const changed = join(work, 'for-v2')
+  cpSync(modelDir, changed, { recursive: true })
+  writeFileSync(join(changed, 'notes.safetensors'), Buffer.from('notes of v2'))
+  const first = await pushToHub(changed, 'me/tiny', { env, revision: 'v2', message: 'v2' })
+  t.same(
+    hub.requests.filter((q) => q.method === 'POST').map((q) => q.path.replace(/^\/me\/tiny\.git.*/, 'lfs batch')),
+    [
+      '/api/repos/create',
+      '/api/models/me/tiny/branch/v2',
+      '/api/models/me/tiny/preupload/v2',
+      'lfs batch',
+      '/storage-verify',
+      '/api/models/me/tiny/commit/v2',
+    ],
+    'the branch is made before anything is uploaded to it',
+  )
+  const v2 = repo.branches.get('v2')!
+  t.equal(v2.length, mainCount + 1, "main's history, then the commit")
+  t.equal(v2.at(-2), mainHead, "made from main's head")
+  t.equal(first.commit, v2.at(-1)!.sha)
+  t.equal(v2.at(-1)!.files.get('notes.safetensors')?.bytes.toString(), 'notes of v2')
+  t.equal(repo.commits.length, mainCount, 'main has no new commit')
+  t.equal(repo.commits.at(-1), mainHead)
+  // Pushed again: the branch exists (409, fine), the commit goes on it.
+  const second = await pushToHub(modelDir, 'me/tiny', { env, revision: 'v2', message: 'v2 again' })
+  t.equal(v2.length, mainCount + 2)
+  t.equal(second.commit, v2.at(-1)!.sha)
+  t.ok(v2.at(-1)!.files.get('notes.safetensors')?.bytes.equals(published.get('notes.safetensors')!), 'the folder as it is')
+  t.equal(repo.commits.length, mainCount, 'main still has no new commit')
+  // A new repository: created, then its branch.
+  await pushToHub(modelDir, 'me/branched', { env, revision: 'dev' })
+  t.equal(hub.repos.get('me/branched')!.commits.length, 0, 'nothing on main')
+  t.equal(hub.repos.get('me/branched')!.branches.get('dev')!.length, 1, 'one commit on dev')
+  // A pull request's ref is committed to as it is: no branch is made for it.
+  hub.requests.length = 0
+  await t.rejects(pushToHub(modelDir, 'me/tiny', { env, revision: 'refs/pr/1' }), /asking how to upload the files: HTTP 404/)
+  t.notOk(
+    hub.requests.some((q) => q.path.includes('/branch/')),
+    'no branch request for refs/pr/1',
+  )
+  await givesFolderVectors(t, 'me/tiny@v2', 3) // the branch, loaded by the id's @revision
 })
 
 t.test("a training run's folder: pushed without run/ and hidden files; refused while a training writes it", async (t) => {

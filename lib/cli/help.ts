@@ -117,8 +117,9 @@ export const pushUsage = `simcsepp push --model DIR --repo ORG/NAME [--revision 
   The model in DIR (a model folder, or a training run's --out without its run/ state and hidden files) pushed to
   the Hugging Face Hub as one commit, creating the repository if needed (--private: created private). Large files
   go to the Hub's LFS storage, each once. Needs a token with write access: HF_TOKEN, or huggingface-cli login's.
-  Files of the repository that DIR lacks are kept. Then: SentenceEncoder.load('ORG/NAME'), or Python's
-  SentenceTransformer('ORG/NAME').
+  Files of the repository that DIR lacks are kept. --revision BRANCH: a branch other than main is created from
+  main's head where it does not exist (refs/pr/N: an open pull request's branch). Then:
+  SentenceEncoder.load('ORG/NAME'), or Python's SentenceTransformer('ORG/NAME').
 `
 
 export const benchUsage = `simcsepp bench losses|gemm|encode|step|batch|dist|search|attention [options]

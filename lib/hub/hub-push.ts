@@ -1,6 +1,8 @@
 // A model folder pushed to the Hugging Face Hub as one commit, the way huggingface_hub's upload_folder does it (its
 // HTTP protocol, without git):
 //   1. POST {endpoint}/api/repos/create {name, organization[, visibility: 'private']}   (409: it exists, fine)
+//      and, for a branch other than main, POST {endpoint}/api/models/{id}/branch/{branch} {} (from main's head; 409: it
+//      exists, fine), as `huggingface-cli upload --revision` does (a pull request's refs/pr/N is not created)
 //   2. POST {endpoint}/api/models/{id}/preupload/{revision} {files: [{path, size, sample}]}: each file's mode,
 //      'regular' (sent inside the commit, base64) or 'lfs' (large and binary files), and whether the repo ignores it
 //   3. LFS files: POST {endpoint}/{id}.git/info/lfs/objects/batch (the git-lfs batch API, sha256 oids): for each
@@ -26,7 +28,7 @@ import { runLockHolder } from '../train/run-lock.js'
 import { hubEndpoint, hubFetch, hubToken } from './hub-model.js'
 
 export interface PushOptions {
-  /** The branch to commit to (default 'main'). */
+  /** The branch to commit to (default 'main'), created from main where it does not exist yet. */
   revision?: string
   /** Create the repository private, where this push creates it (an existing one keeps its visibility). */
   private?: boolean
@@ -93,6 +95,7 @@ export async function pushToHub(dir: string, repoId: string, options: PushOption
 
   await createRepo(endpoint, repoId, options.private ?? false, auth)
   const rev = encodeURIComponent(revision)
+  if (revision !== 'main' && !/^refs\/pr\/\d+$/.test(revision)) await createBranch(endpoint, repoId, rev, auth)
   const kept = await uploadModes(endpoint, repoId, rev, files, auth)
   const lfs = kept.filter((f) => f.lfs)
   const uploadedBytes = lfs.length > 0 ? await uploadLfs(endpoint, repoId, revision, lfs, auth, options) : 0
@@ -200,6 +203,17 @@ async function createRepo(endpoint: string, repoId: string, isPrivate: boolean, 
       body: JSON.stringify({ name, organization, ...(isPrivate ? { visibility: 'private' } : {}) }),
     },
     (s) => (s >= 200 && s < 300) || s === 409 || s === 403,
+  )
+}
+
+/** Creates the branch `rev` (URL-encoded) from main's head; one that exists already is kept as it is. */
+async function createBranch(endpoint: string, repoId: string, rev: string, auth: Record<string, string>) {
+  await call(
+    `${endpoint}/api/models/${repoId}/branch/${rev}`,
+    `creating the branch '${decodeURIComponent(rev)}'`,
+    repoId,
+    { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{}' },
+    (s) => (s >= 200 && s < 300) || s === 409,
   )
 }
 
