@@ -80,11 +80,11 @@ __device__ __forceinline__ ChunkRows chunk_rows(int q0, int T) {
   return ChunkRows{q0, rows, (rows + 15) / 16};
 }
 
-// A head's T rows (ld apart) into [kLongT][kLd], 64 rows at a time (half the staging registers of one pass).
+// A head's T rows (ld apart) into [kLongT][kLd], in one pass: all of a thread's loads in flight together. Its staging
+// registers (16 quads a thread) cost no occupancy: shared memory bounds these kernels to 2 blocks an SM at most.
 template <class TS>
 __device__ __forceinline__ void stage_keys(__nv_bfloat16 (*dst)[kLd], const TS* src, int64_t ld, const Head& h) {
-  stage<kChunk>(dst, src, ld, h.T, h.HS, h.vec);
-  stage<kChunk>(dst + kChunk, src + kChunk * ld, ld, h.T - kChunk, h.HS, h.vec);  // T > 64
+  stage<kLongT>(dst, src, ld, h.T, h.HS, h.vec);
 }
 
 template <class TS>
