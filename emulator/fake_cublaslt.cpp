@@ -258,20 +258,46 @@ int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, v
   const bool transA = dd.transA == kOpT;
   const bool transB = dd.transB == kOpT;
   const bool roundOperands = dd.compute == kComputeF32Fast16BF;
+  // op(A) as m rows of k values and op(B) as k rows of n values, rounded as the compute type rounds them, so that
+  // the loops below read both contiguously.
+  std::vector<float> a(m * k), b(k * n);
+  for (uint64_t i = 0; i < m; ++i)
+    for (uint64_t p = 0; p < k; ++p)
+      a[i * k + p] = transA ? element(A, la, p, i, roundOperands) : element(A, la, i, p, roundOperands);
+  for (uint64_t p = 0; p < k; ++p)
+    for (uint64_t j = 0; j < n; ++j)
+      b[p * n + j] = transB ? element(B, lb, j, p, roundOperands) : element(B, lb, p, j, roundOperands);
+  const bool addBias = dd.epilogue == kEpilogueBias && !bug("bias");
   std::vector<float> out(m * n);
-  for (uint64_t j = 0; j < n; ++j)
-    for (uint64_t i = 0; i < m; ++i) {
-      float s = 0.0f;
+  // Each output s(i, j) = sum over p of a(i, p) b(p, j), added in p order from 0 in fp32: a real library's order
+  // differs, this one is fixed. kRows rows of A at a time share each row of B; the innermost loop runs over j, so the
+  // compiler vectorises it without reordering any sum.
+  constexpr uint64_t kRows = 4, kCols = 512;
+  float s[kRows][kCols];
+  for (uint64_t i0 = 0; i0 < m; i0 += kRows) {
+    const uint64_t rows = m - i0 < kRows ? m - i0 : kRows;
+    for (uint64_t j0 = 0; j0 < n; j0 += kCols) {
+      const uint64_t cols = n - j0 < kCols ? n - j0 : kCols;
+      for (uint64_t r = 0; r < rows; ++r)
+        for (uint64_t j = 0; j < cols; ++j) s[r][j] = 0.0f;
       for (uint64_t p = 0; p < k; ++p) {
-        const float x = transA ? element(A, la, p, i, roundOperands) : element(A, la, i, p, roundOperands);
-        const float y = transB ? element(B, lb, j, p, roundOperands) : element(B, lb, p, j, roundOperands);
-        s += x * y;
+        const float* bp = &b[p * n + j0];
+        for (uint64_t r = 0; r < rows; ++r) {
+          const float x = a[(i0 + r) * k + p];
+          float* sr = s[r];
+          for (uint64_t j = 0; j < cols; ++j) sr[j] += x * bp[j];
+        }
       }
-      float v = al * s;
-      if (be != 0.0f) v += be * element(C, lc, i, j, false);
-      if (dd.epilogue == kEpilogueBias && !bug("bias")) v += dd.bias[i];
-      out[i + j * m] = v;
+      for (uint64_t r = 0; r < rows; ++r)
+        for (uint64_t j = 0; j < cols; ++j) {
+          const uint64_t i = i0 + r;
+          float v = al * s[r][j];
+          if (be != 0.0f) v += be * element(C, lc, i, j0 + j, false);
+          if (addBias) v += dd.bias[i];
+          out[i + (j0 + j) * m] = v;
+        }
     }
+  }
   for (uint64_t j = 0; j < n; ++j)
     for (uint64_t i = 0; i < m; ++i) {
       const uint64_t at = i + j * static_cast<uint64_t>(ld.ld);
