@@ -508,6 +508,10 @@ t.test('simcsepp push: a summary line and the commit; usage errors; train --push
   const badId = await run([...tinyTrainArgs(data, out, 2), '--push-to-hub', 'trained'])
   t.equal(badId.status, 2)
   t.match(badId.stderr, /--push-to-hub trained: not 'namespace\/name'/)
+  const badBranch = await run([...tinyTrainArgs(data, out, 2), '--push-to-hub', 'me/trained@../main'])
+  t.equal(badBranch.status, 2)
+  t.match(badBranch.stderr, /--push-to-hub me\/trained@\.\.\/main: "\.\.\/main" is not a branch name/)
+  t.notOk(existsSync(out), 'refused before training')
   const trained = await run([...tinyTrainArgs(data, out, 2), '--push-to-hub', 'me/trained'])
   t.equal(trained.status, 0, trained.stderr)
   const commit = hub.repos.get('me/trained')?.commits[0]
@@ -525,4 +529,14 @@ t.test('simcsepp push: a summary line and the commit; usage errors; train --push
   t.match(card, /const encoder = await SentenceEncoder\.load\('me\/trained'\)\n/)
   t.notMatch(card, /path\/to\//)
   t.equal(card.split('\n').length, local.split('\n').length, 'no other line changed')
+  // ORG/NAME@BRANCH: the run's model pushed to that branch, made from main's head; main keeps its commit.
+  const out2 = join(work, 'trained-exp')
+  const onBranch = await run([...tinyTrainArgs(data, out2, 2), '--push-to-hub', 'me/trained@exp1'])
+  t.equal(onBranch.status, 0, onBranch.stderr)
+  const repo2 = hub.repos.get('me/trained')!
+  const exp1 = repo2.branches.get('exp1')!
+  t.same([repo2.commits.length, exp1.length], [1, 2], "main's one commit, then the run's on exp1")
+  t.equal(exp1[0], repo2.commits[0], "exp1 made from main's head")
+  t.match(onBranch.stderr, new RegExp(`pushed to me/trained@exp1: commit ${exp1[1].sha}`))
+  t.ok(exp1[1].files.get('model.safetensors')?.bytes.equals(readFileSync(join(out2, 'model.safetensors'))), "the run's weights")
 })

@@ -15,7 +15,7 @@ import { TrainingDisplay } from './train-display.js'
 import { resumeOptions } from '../train/resume-options.js'
 import { fileProgressBars, resolveDataFlags, resolveModelFlag } from './hub-download.js'
 import { hubToken } from '../hub/hub-model.js'
-import { isPushableRepoId, pushToHub } from '../hub/hub-push.js'
+import { isBranchName, isPushableRepoId, pushToHub } from '../hub/hub-push.js'
 
 export const trainUsage = `simcsepp train [options]
   With no options: the demo (a tiny model trained from scratch with SimCSE++ on WordNet's example
@@ -65,8 +65,9 @@ export const trainUsage = `simcsepp train [options]
               --early-stopping N: end the run after N evaluations in a row without a new best (0: off)
   Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR | --overwrite (start over in DIR)
               --tensorboard: also the log as a TensorBoard event file (tensorboard --logdir DIR/run/tensorboard)
-              --push-to-hub ORG/NAME: once the run ends (not when interrupted), the model pushed to the Hub as
-              simcsepp push does (a token with write access is checked before training starts)
+              --push-to-hub ORG/NAME[@BRANCH]: once the run ends (not when interrupted), the model pushed to the
+              Hub as simcsepp push does, to BRANCH if given (made from main where it does not exist); a token
+              with write access is checked before training starts
               --resume DIR alone continues the run with its options (DIR/run/training_args.json); options
               given again must match, except those that may change (--save-every, --eval-file, ...)
   Ranks       mpirun -np R simcsepp train ...: data-parallel over R processes (MPI; NCCL for CUDA), found
@@ -133,10 +134,16 @@ export async function trainCommand(argv: string[]): Promise<void> {
     },
   })
   const pushTo = values['push-to-hub']
+  // ORG/NAME@BRANCH, as models are loaded by id (SentenceEncoder.load('org/name@revision'))
+  const at = pushTo?.indexOf('@') ?? -1
+  const pushRepo = pushTo !== undefined && at >= 0 ? pushTo.slice(0, at) : (pushTo ?? '')
+  const pushBranch = pushTo !== undefined && at >= 0 ? pushTo.slice(at + 1) : undefined
   if (pushTo !== undefined) {
     // (checked now, not after hours of training)
-    if (!isPushableRepoId(pushTo))
+    if (!isPushableRepoId(pushRepo))
       throw new UsageError(`--push-to-hub ${pushTo}: not 'namespace/name' (your user or organisation, then the model's name)`)
+    if (pushBranch !== undefined && !isBranchName(pushBranch))
+      throw new UsageError(`--push-to-hub ${pushTo}: ${JSON.stringify(pushBranch)} is not a branch name`)
     if (!hubToken()) throw new UsageError('--push-to-hub needs a token with write access: set HF_TOKEN (or run `huggingface-cli login`)')
   }
   if (values.data === undefined && values.resume === undefined) {
@@ -213,8 +220,9 @@ export async function trainCommand(argv: string[]): Promise<void> {
     return
   }
   const bars = fileProgressBars()
-  const pushed = await pushToHub(result.out, pushTo, { onProgress: bars.onProgress }).catch((e: Error) => {
-    throw new Error(`${e.message}\n(the model is saved in ${result.out}: simcsepp push --model ${result.out} --repo ${pushTo} retries)`)
+  const retry = `simcsepp push --model ${result.out} --repo ${pushRepo}${pushBranch !== undefined ? ` --revision ${pushBranch}` : ''}`
+  const pushed = await pushToHub(result.out, pushRepo, { revision: pushBranch, onProgress: bars.onProgress }).catch((e: Error) => {
+    throw new Error(`${e.message}\n(the model is saved in ${result.out}: ${retry} retries)`)
   })
   bars.finish()
   process.stderr.write(`pushed to ${pushTo}: commit ${pushed.commit}\n  ${pushed.url}\n`)

@@ -75,14 +75,18 @@ export function isPushableRepoId(repoId: string): boolean {
   return typeof repoId === 'string' && REPO_ID.test(repoId) && !repoId.includes('..')
 }
 
+/** Whether `revision` can name a branch to push to: names joined by '/', no '..'. */
+export function isBranchName(revision: string): boolean {
+  return typeof revision === 'string' && /^[\w.-]+(\/[\w.-]+)*$/.test(revision) && !revision.split('/').includes('..')
+}
+
 /** Pushes the model in `dir` to the Hub repository `repoId` ('org/name') as one commit; creates the repository first. */
 export async function pushToHub(dir: string, repoId: string, options: PushOptions = {}): Promise<PushResult> {
   const env = options.env ?? process.env
   if (!isPushableRepoId(repoId))
     throw new Error(`push: repository ${JSON.stringify(repoId)} is not 'namespace/name' (your user or organisation, then the model's name)`)
   const revision = options.revision ?? 'main'
-  if (!/^[\w.-]+(\/[\w.-]+)*$/.test(revision) || revision.split('/').includes('..'))
-    throw new Error(`push: revision ${JSON.stringify(revision)} is not a branch name`)
+  if (!isBranchName(revision)) throw new Error(`push: revision ${JSON.stringify(revision)} is not a branch name`)
   dir = resolve(dir)
   if (!existsSync(join(dir, 'config.json'))) throw new Error(`push: ${dir} is not a model folder (it has no config.json)`)
   const holder = runLockHolder(dir)
