@@ -134,10 +134,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
     },
   })
   const pushTo = values['push-to-hub']
-  // ORG/NAME@BRANCH, as models are loaded by id (SentenceEncoder.load('org/name@revision'))
-  const at = pushTo?.indexOf('@') ?? -1
-  const pushRepo = pushTo !== undefined && at >= 0 ? pushTo.slice(0, at) : (pushTo ?? '')
-  const pushBranch = pushTo !== undefined && at >= 0 ? pushTo.slice(at + 1) : undefined
+  // ORG/NAME@BRANCH, as models are loaded by id (SentenceEncoder.load('org/name@revision')); split at the first '@'
+  const [pushRepo = '', pushBranch] = pushTo?.split(/@(.*)/s, 2) ?? []
   if (pushTo !== undefined) {
     // (checked now, not after hours of training)
     if (!isPushableRepoId(pushRepo))
