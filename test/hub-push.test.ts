@@ -539,4 +539,10 @@ t.test('simcsepp push: a summary line and the commit; usage errors; train --push
   t.equal(exp1[0], repo2.commits[0], "exp1 made from main's head")
   t.match(onBranch.stderr, new RegExp(`pushed to me/trained@exp1: commit ${exp1[1].sha}`))
   t.ok(exp1[1].files.get('model.safetensors')?.bytes.equals(readFileSync(join(out2, 'model.safetensors'))), "the run's weights")
+  // The card on the branch loads the branch's model in both languages.
+  const branchCard = exp1[1].files.get('README.md')!.bytes.toString()
+  t.equal(branchCard, cardForRepo(readFileSync(join(out2, 'README.md'), 'utf8'), 'trained-exp', 'me/trained', 'exp1'))
+  t.match(branchCard, /model = SentenceTransformer\("me\/trained", revision="exp1"\)\n/)
+  t.match(branchCard, /const encoder = await SentenceEncoder\.load\('me\/trained@exp1'\)\n/)
+  t.notMatch(branchCard, /path\/to\//)
 })

@@ -95,7 +95,7 @@ export async function pushToHub(dir: string, repoId: string, options: PushOption
   if (!token) throw new Error('push: the Hub needs a token with write access: set HF_TOKEN (or run `huggingface-cli login`)')
   const endpoint = hubEndpoint(options.endpoint, env)
   const auth = { authorization: `Bearer ${token}` }
-  const files = await describeFiles(dir, repoId)
+  const files = await describeFiles(dir, repoId, revision)
 
   await createRepo(endpoint, repoId, options.private ?? false, auth)
   const rev = encodeURIComponent(revision)
@@ -133,9 +133,9 @@ export async function pushToHub(dir: string, repoId: string, options: PushOption
 
 /**
  * The files to push, in path order: all but hidden ones and a training run's state (run/ at the top). The model card
- * (README.md) is pushed with its examples loading the model by `repoId`.
+ * (README.md) is pushed with its examples loading the model by `repoId` at `revision`.
  */
-async function describeFiles(dir: string, repoId: string): Promise<LocalFile[]> {
+async function describeFiles(dir: string, repoId: string, revision: string): Promise<LocalFile[]> {
   const paths: string[] = []
   const walk = (under: string) => {
     for (const e of readdirSync(join(dir, under), { withFileTypes: true })) {
@@ -153,7 +153,7 @@ async function describeFiles(dir: string, repoId: string): Promise<LocalFile[]> 
     const abs = join(dir, path)
     if (path === 'README.md') {
       const text = await readFile(abs, 'utf8')
-      const card = cardForRepo(text, basename(dir), repoId)
+      const card = cardForRepo(text, basename(dir), repoId, revision)
       if (card !== text) {
         const content = Buffer.from(card)
         out.push({ path, abs, content, size: content.length, sha256: sha(content), sample: content.subarray(0, 512) })

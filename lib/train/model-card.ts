@@ -97,13 +97,16 @@ const ONLY_FOR: Record<string, string[]> = {
 }
 
 /**
- * The card of a folder named `folder` as pushed to the Hub repository `repoId`: its usage examples load the model by
- * that id instead of 'path/to/FOLDER'. Other text is left as it is.
+ * The card of a folder named `folder` as pushed to the Hub repository `repoId` at `revision`: its usage examples load
+ * the model by that id instead of 'path/to/FOLDER', at that revision unless it is main (Python's `revision=` argument,
+ * our `id@revision`), so that a card pushed to a branch loads the branch's model, not main's. Other text is left as it
+ * is.
  */
-export function cardForRepo(card: string, folder: string, repoId: string): string {
+export function cardForRepo(card: string, folder: string, repoId: string, revision = 'main'): string {
+  const onMain = revision === 'main'
   return card
-    .replace(`SentenceTransformer("path/to/${folder}")`, `SentenceTransformer("${repoId}")`)
-    .replace(`SentenceEncoder.load('path/to/${folder}')`, `SentenceEncoder.load('${repoId}')`)
+    .replace(`SentenceTransformer("path/to/${folder}")`, `SentenceTransformer("${repoId}"${onMain ? '' : `, revision="${revision}"`})`)
+    .replace(`SentenceEncoder.load('path/to/${folder}')`, `SentenceEncoder.load('${repoId}${onMain ? '' : `@${revision}`}')`)
 }
 
 export function modelCard({ args, steps, evals, best, data, architecture = 'BERT' }: ModelCardInput): string {
