@@ -1,17 +1,19 @@
 // sentence-transformers Dense modules (LaBSE, the distiluse family): SentenceEncoder applies them after the
 // pooling and before the Normalize, as sentence-transformers does (vectors held to float64 products of the
-// pooled vectors), the ONNX export puts them in sentence_embedding, and what we do not implement is an Error
-// rather than vectors that are not the model's. On CUDA (a GPU or the emulator) the vectors are the CPU's.
+// pooled vectors), the ONNX export puts them in sentence_embedding, training trains and saves them, and what we do
+// not implement is an Error rather than vectors that are not the model's. On CUDA (a GPU or the emulator) the vectors are the CPU's.
 import t from 'tap'
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { cudaStatus, SentenceEncoder } from '../lib/index.js'
 import { BertModel } from '../lib/model/bert.js'
 import { encoderCudaBlocker } from '../lib/model/cuda-support.js'
-import { writeSafetensors } from '../lib/safetensors.js'
+import { readSafetensors, writeSafetensors } from '../lib/safetensors.js'
 import { Tokenizer } from '../lib/tokenizer.js'
 import { exportOnnx } from '../lib/export/export-onnx.js'
 import { train } from '../lib/train/train.js'
+import { checkpointDir } from '../lib/train/run-layout.js'
+import { compareWeights } from './helpers/compare-weights.js'
 import { saveTinyModel, sentences, writePoolingConfig } from './helpers/encoder-tiny-model.js'
 import { randn } from './helpers/reference.js'
 import { tempDir } from './helpers/train-corpus.js'
@@ -69,9 +71,15 @@ async function denseModel() {
 }
 
 /** sentence-transformers' chain in float64 from the encoder's pooled vectors: unit(W2·tanh(W1·x + b1)). */
-async function expected(dir: string, texts: string[], first: { w: Float32Array; b: Float32Array | null }, second: { w: Float32Array }) {
+async function expected(
+  dir: string,
+  texts: string[],
+  first: { w: Float32Array; b: Float32Array | null },
+  second: { w: Float32Array },
+  maxLength = 128,
+) {
   const model = await BertModel.load(dir)
-  const enc = await (await Tokenizer.load(dir)).encodeBatch(texts, { maxLength: 128 })
+  const enc = await (await Tokenizer.load(dir)).encodeBatch(texts, { maxLength })
   const pooled = model.embed(enc, 'mean').toFloat32Array()
   model.dispose()
   const lin = (x: ArrayLike<number>, w: Float32Array, b: Float32Array | null, inF: number, outF: number) =>
@@ -168,19 +176,87 @@ t.test('what is not implemented is an Error naming it, not other vectors', async
   )
 })
 
-t.test('train --model of such a folder says the Dense modules are not trained', async (t) => {
-  const { dir } = await denseModel()
-  const data = join(tempDir('simcsepp-dense-data-'), 'data.txt')
-  writeFileSync(data, sentences(8, 2, 6).join('\n') + '\n')
+/** A Dense module's weights as saved in `dir` (linear.weight, linear.bias). */
+async function savedDense(dir: string): Promise<{ w: Float32Array; b: Float32Array | null }> {
+  const tensors = await readSafetensors(join(dir, 'model.safetensors'))
+  return { w: tensors.get('linear.weight')!.data, b: tensors.get('linear.bias')?.data ?? null }
+}
+
+t.test('train --model of such a folder trains its Dense modules and saves them; resumed runs end bit for bit', async (t) => {
+  const { dir, first, second } = await denseModel()
+  const work = tempDir('simcsepp-dense-run-')
+  const data = join(work, 'data.txt')
+  writeFileSync(data, sentences(24, 2, 6).join('\n') + '\n')
+  const base = { model: dir, data, steps: 4, batchSize: 6, maxLen: 12, evalEvery: 0, saveEvery: 0, lr: 1e-3, seed: 3 }
   const said: string[] = []
-  await train(
-    { model: dir, data, out: join(tempDir('simcsepp-dense-run-'), 'run'), steps: 0, evalEvery: 0 },
-    { onMessage: (s) => said.push(s) },
-  )
+  const whole = join(work, 'whole')
+  await train({ ...base, out: whole }, { onMessage: (s) => said.push(s) })
   t.ok(
-    said.some((s) => /its 2 Dense module\(s\) after the pooling are not trained and not in the output/.test(s)),
+    said.some((s) => /its 2 Dense module\(s\) after the pooling \(to 16 dimensions\) are trained with it and saved in the output/.test(s)),
     said.join(' | '),
   )
+  const listed = JSON.parse(readFileSync(join(whole, 'modules.json'), 'utf8')) as { path: string; type: string }[]
+  t.same(
+    listed.map((m) => [m.path, m.type.split('.').at(-1)]),
+    [
+      ['', 'Transformer'],
+      ['1_Pooling', 'Pooling'],
+      ['2_Dense', 'Dense'],
+      ['3_Dense', 'Dense'],
+      ['4_Normalize', 'Normalize'],
+    ],
+    'the modules in sentence-transformers order, the Normalize kept',
+  )
+  t.same(JSON.parse(readFileSync(join(whole, '2_Dense', 'config.json'), 'utf8')), {
+    in_features: 32,
+    out_features: 24,
+    bias: true,
+    activation_function: TANH,
+  })
+  const trained = [await savedDense(join(whole, '2_Dense')), await savedDense(join(whole, '3_Dense'))]
+  t.equal(trained[1].b, null, 'no bias where the module had none')
+  const moved = (a: Float32Array, b: Float32Array) => a.some((v, i) => v !== b[i])
+  t.ok(moved(trained[0].w, first.w) && moved(trained[0].b!, first.b!) && moved(trained[1].w, second.w), 'every Dense tensor trained')
+  // The saved folder's vectors are the trained chain's (SentenceEncoder reads the module folders written; it cuts
+  // sentences at the run's 12 tokens, max_seq_length).
+  const texts = sentences(5, 3, 9)
+  const enc = await SentenceEncoder.load(whole, { device: 'cpu' })
+  t.teardown(() => enc.close())
+  t.equal(enc.dimension, 16)
+  const d = worst(await enc.encode(texts), await expected(whole, texts, trained[0], trained[1], 12))
+  t.ok(d < 1e-6, `the saved model's vectors: unit(W2·tanh(W1·mean + b1)) of the trained weights within ${d.toExponential(2)}`)
+
+  // Stopped after step 2 (its checkpoint holds the Dense parameters and their moments), then resumed.
+  const out = join(work, 'stopped')
+  const ctl = new AbortController()
+  await train({ ...base, out }, { signal: ctl.signal, onStep: (s) => void (s.step === 2 && ctl.abort()) })
+  // A checkpoint that does not say it trained them (written before they were trained, with an MLP head in their
+  // place) is refused, not read into them.
+  const stateFile = join(checkpointDir(out), 'state.json')
+  const state = readFileSync(stateFile, 'utf8')
+  t.equal(JSON.parse(state).denseModules, 2)
+  writeFileSync(stateFile, JSON.stringify({ ...JSON.parse(state), denseModules: undefined }))
+  await t.rejects(train({ ...base, out, resume: out }), /written by simcsepp before it trained Dense modules/)
+  writeFileSync(stateFile, state)
+  await train({ ...base, out, resume: out })
+  for (const f of ['model.safetensors', '2_Dense/model.safetensors', '3_Dense/model.safetensors'])
+    t.ok(readFileSync(join(out, f)).equals(readFileSync(join(whole, f))), `${f}: the uninterrupted run's bytes`)
+
+  // In micro-batches of 6 rows (3 passes a step, each re-run for its slice of dL/dz): the whole batch's weights up to
+  // float rounding (micro-batch.test.ts's bounds), the Dense modules' too.
+  const micro = join(work, 'micro')
+  await train({ ...base, microBatch: 6, out: micro })
+  const { worst: encoderWorst, keyBias } = await compareWeights(micro, whole)
+  t.ok(
+    encoderWorst < 1e-5 && keyBias <= 2 * 4 * 1e-3,
+    `encoder within ${encoderWorst.toExponential(2)}, key bias ${keyBias.toExponential(2)}`,
+  )
+  for (const m of ['2_Dense', '3_Dense']) {
+    const [a, b] = [await savedDense(join(micro, m)), await savedDense(join(whole, m))]
+    const scale = b.w.reduce((w, v) => Math.max(w, Math.abs(v)), 0)
+    const diff = a.w.reduce((w, v, i) => Math.max(w, Math.abs(v - b.w[i])), 0)
+    t.ok(diff < 1e-5 * scale, `${m}: weight within ${(diff / scale).toExponential(2)} relative`)
+  }
 })
 
 const status = cudaStatus()
@@ -199,4 +275,30 @@ t.test('on CUDA: the CPU vectors (fp32, within 1e-5)', { skip: cudaSkip }, async
   t.equal(gpu.device, 'cuda')
   const d = worst(await gpu.encode(texts), await cpu.encode(texts))
   t.ok(d < 1e-5, `largest difference ${d.toExponential(2)}`)
+})
+
+// Training on CUDA: 3 steps (eager, captured as step graphs, replayed) end with the CPU's weights, the Dense modules'
+// within 1e-4 relative as the encoder's (cuda-encoder.test.ts's tolerance; the attention key biases, whose exact
+// gradient is zero, within 2·steps·lr).
+const trainSkip = status.available ? (encoderCudaBlocker(true) ?? false) : `CUDA unavailable: ${status.reason}`
+t.test('on CUDA: 3 training steps end with the CPU weights, the Dense modules too (fp32, within 1e-4)', { skip: trainSkip }, async (t) => {
+  const { dir } = await denseModel()
+  const work = tempDir('simcsepp-dense-cuda-')
+  const data = join(work, 'data.txt')
+  writeFileSync(data, sentences(24, 2, 6).join('\n') + '\n')
+  const run = { model: dir, data, steps: 3, batchSize: 6, maxLen: 10, evalEvery: 0, saveEvery: 0, lr: 1e-3, seed: 5 }
+  for (const device of ['cuda', 'cpu'] as const) await train({ ...run, device, precision: 'fp32', out: join(work, device) })
+  for (const file of ['model.safetensors', '2_Dense/model.safetensors', '3_Dense/model.safetensors']) {
+    const [gpu, cpu] = await Promise.all(['cuda', 'cpu'].map((d) => readSafetensors(join(work, d, file))))
+    t.same([...gpu.keys()].sort(), [...cpu.keys()].sort(), `${file}: the same tensors`)
+    for (const [name, c] of cpu) {
+      const g = gpu.get(name)!.data
+      const diff = g.reduce((w, v, i) => Math.max(w, Math.abs(v - c.data[i])), 0)
+      if (/attention\.self\.key\.bias$/.test(name)) t.ok(diff <= 2 * 3 * 1e-3, `${file} ${name}: ${diff.toExponential(2)}`)
+      else {
+        const scale = c.data.reduce((w, v) => Math.max(w, Math.abs(v)), 0)
+        t.ok(diff <= 1e-4 * scale, `${file} ${name}: relative difference ${(diff / scale).toExponential(2)}`)
+      }
+    }
+  }
 })

@@ -58,7 +58,8 @@ export const trainUsage = `simcsepp train [options]
               --device auto|cpu|cuda
               --precision auto|fp32|bf16 (auto: bf16 tensor-core products on CUDA, fp32 on the CPU)
   Pooling     --pooling cls|mean (cls: CLS + MLP in training, CLS at evaluation, as SimCSE); default:
-              the --model's sentence-transformers pooling (its Normalize and prompts are kept), else cls
+              the --model's sentence-transformers pooling (its Normalize and prompts are kept, its Dense
+              modules trained in place of the MLP head), else cls
   Evaluation  --eval-file FILE (repeatable; STS-B, SICK or an STS12-16 folder)  --eval-every 125 (0: off)
               --eval-retrieval DIR (repeatable; a BEIR folder, its dev qrels if any): nDCG@10,
               MRR@10, R@100; selects the best model when no --eval-file is given

@@ -37,6 +37,7 @@ import { initialiseParameters } from './init.js'
 import { initialParameters } from './init-parallel.js'
 import { MLP_WEIGHT, paramLayout, type ParamLayout } from './layout.js'
 import { mlpHeadOf, modelParams, viewsByName, type Affine, type ModelParams } from './params.js'
+import { DenseHead, type DenseShape } from './dense-head.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { checkModelFits, parameterCount } from './size-check.js'
 import { StepGraphs, type BoundArrays } from './step-graphs.js'
@@ -65,6 +66,12 @@ export interface ModelOptions {
   device?: Device
   /** Add the SimCSE training head (z = tanh(W·h_CLS + b)); it is never saved. Default false. */
   mlp?: boolean
+  /**
+   * sentence-transformers Dense modules after the pooling, trained with the encoder (dense-head.ts): the sentence
+   * vectors (trainForward's z, embed's) are their output. Not with mlp. Their initial weights are drawn as the
+   * encoder's; a caller fine-tuning a model copies the modules' own weights in (param()).
+   */
+  dense?: readonly DenseShape[]
   /** Seed for the initialisation of anything the checkpoint lacks (and of create()). Default 0. */
   seed?: number
   /**
@@ -134,6 +141,8 @@ export class BertModel {
   /** The SimCSE head's parameters and gradients (views), when the model has one. */
   private readonly mlpHead: Affine | null
   private gMlpHead: Affine | null = null
+  /** The Dense modules after the pooling (ModelOptions.dense), or null. */
+  private readonly denseHead: DenseHead | null
   private saved: Saved | null = null
   private isDisposed = false
   /** CUDA graphs of the training passes (created on the first trainForward with graph: true). */
@@ -157,6 +166,8 @@ export class BertModel {
     params: Tensor,
     /** Precision of the linear layers' products (ModelOptions.precision). */
     readonly precision: Precision,
+    /** ModelOptions.dense (their parameters are in the layout). */
+    readonly dense: readonly DenseShape[] = [],
   ) {
     this.params = params
     // At bf16 on CUDA the products read their weights from a bf16 copy that AdamW keeps up to date, rather
@@ -174,6 +185,7 @@ export class BertModel {
     }
     this.views = viewsByName(this.params, layout)
     this.mlpHead = mlpHeadOf(this.views)
+    this.denseHead = DenseHead.of(dense, this.views, device, precision)
     // At bf16 training keeps the MLP's pre-activation in bfloat16 (as autocast does): half the largest activation.
     this.arena = new ActivationArena(config, device, precision === 'bf16', this.attentionBf16)
     if (config.modelType === 'modernbert') {
@@ -195,10 +207,11 @@ export class BertModel {
    */
   static create(config: BertConfig | NamedConfig, options: ModelOptions = {}, internal?: { zeros: boolean }): BertModel {
     const { c, layout, precision, device } = BertModel.plan(config, options, 'BertModel.create')
-    if (internal?.zeros) return new BertModel(c, layout, device, Tensor.zeros([layout.total], device), precision)
+    const dense = options.dense ?? []
+    if (internal?.zeros) return new BertModel(c, layout, device, Tensor.zeros([layout.total], device), precision, dense)
     const flat = new Float32Array(layout.total)
     initialiseParameters(flat, layout, c, options.seed ?? 0)
-    return new BertModel(c, layout, device, Tensor.from(flat, [layout.total], device), precision)
+    return new BertModel(c, layout, device, Tensor.from(flat, [layout.total], device), precision, dense)
   }
 
   /**
@@ -209,16 +222,17 @@ export class BertModel {
   static async createAsync(config: BertConfig | NamedConfig, options: ModelOptions = {}): Promise<BertModel> {
     const { c, layout, precision, device } = BertModel.plan(config, options, 'BertModel.createAsync')
     const flat = await initialParameters(layout, c, options.seed ?? 0, addon.numThreads())
-    return new BertModel(c, layout, device, Tensor.from(flat, [layout.total], device), precision)
+    return new BertModel(c, layout, device, Tensor.from(flat, [layout.total], device), precision, options.dense ?? [])
   }
 
   /** The checked config, layout, precision and device of a model to create. */
   private static plan(config: BertConfig | NamedConfig, options: ModelOptions, source: string) {
     const c = typeof config === 'string' ? namedConfig(config) : parseHfConfig(toHfConfig(config))
-    checkModelFits(c, { mlp: options.mlp, training: options.mlp, source })
+    checkModelFits(c, { mlp: options.mlp, training: options.mlp || !!options.dense?.length, source })
+    checkDenseOptions(c, options, source)
     return {
       c,
-      layout: paramLayout(c, { mlp: options.mlp }),
+      layout: paramLayout(c, { mlp: options.mlp, dense: options.dense }),
       precision: checkPrecision(options.precision),
       device: options.device ?? 'cpu',
     }
@@ -231,14 +245,15 @@ export class BertModel {
     const file = weights.source
     // Sizes first: a config.json asking for a million layers is an Error before anything is allocated.
     const configFile = join(dir, 'config.json')
-    checkModelFits(config, { mlp: options.mlp, training: options.mlp, source: configFile })
+    checkModelFits(config, { mlp: options.mlp, training: options.mlp || !!options.dense?.length, source: configFile })
+    checkDenseOptions(config, options, 'BertModel.load')
     const encoderBytes = 2 * parameterCount(config, { pooler: false }) // every encoder tensor must be there, 16-bit at least
     const fileBytes = weights.bytes
     if (encoderBytes > fileBytes) {
       throw new Error(`${configFile} describes a model larger than ${file} (${fileBytes} bytes) can hold: they do not belong together`)
     }
     const precision = checkPrecision(options.precision)
-    const layout = paramLayout(config, { mlp: options.mlp })
+    const layout = paramLayout(config, { mlp: options.mlp, dense: options.dense })
     const device = options.device ?? 'cpu'
     const reader = await openWeights(weights)
     try {
@@ -254,7 +269,7 @@ export class BertModel {
         params.dispose()
         throw e
       }
-      return new BertModel(config, layout, device, params, precision)
+      return new BertModel(config, layout, device, params, precision, options.dense ?? [])
     } finally {
       await reader.close()
     }
@@ -287,6 +302,14 @@ export class BertModel {
     await writeFileAtomic(join(dir, 'config.json'), hfConfigJson(this.config))
   }
 
+  /** Writes Dense module i (ModelOptions.dense) into `dir` as sentence-transformers saves one. */
+  async saveDenseModule(i: number, dir: string): Promise<void> {
+    this.requireLive('saveDenseModule')
+    if (!this.denseHead || !Number.isInteger(i) || i < 0 || i >= this.dense.length)
+      throw new RangeError(`saveDenseModule: the model has ${this.dense.length} Dense module(s), no module ${i}`)
+    await this.denseHead.save(i, dir)
+  }
+
   /** The tensor of one parameter (a view into `params`). */
   param(name: string): Tensor {
     this.requireLive('param')
@@ -304,6 +327,7 @@ export class BertModel {
       if (this.modern) this.gm = modernParams(views, this.config.numHiddenLayers)
       else this.g = modelParams(views, this.config.numHiddenLayers, this.gradBuffer, this.layout)
       this.gMlpHead = mlpHeadOf(views)
+      this.denseHead?.bindGrads(views)
     }
     return this.gradBuffer
   }
@@ -323,7 +347,8 @@ export class BertModel {
   }
 
   /**
-   * Sentence vectors [B, H] in eval mode: CLS (before any MLP head) or the mean over real tokens. On CUDA,
+   * Sentence vectors [B, embeddingDim] in eval mode: CLS (before any MLP head) or the mean over real tokens, through
+   * the Dense modules where the model has them. On CUDA,
    * `graph: true` runs it as a CUDA graph per batch shape (eager the first time, captured the second,
    * replayed after; the same vectors bit for bit): one launch instead of a few hundred.
    */
@@ -336,7 +361,7 @@ export class BertModel {
     if (options.poolMask && options.poolMask.length !== input.attentionMask.length)
       throw new RangeError(`embed: poolMask has ${options.poolMask.length} entries, the batch ${input.attentionMask.length}`)
     this.pool(acts, options.poolMask ?? input.attentionMask, pooling)
-    return acts.pooled.to(this.device)
+    return (this.denseHead?.forward(acts.pooled) ?? acts.pooled).to(this.device)
   }
 
   private graphEmbed(batch: BatchInput, pooling: Pooling): Tensor {
@@ -348,9 +373,10 @@ export class BertModel {
     this.stepGraphs.run(`${B}x${T} embed ${pooling}`, this.activationGeneration, 'embed', arrays, 0, () => {
       this.encode(input, acts, null)
       this.pool(acts, input.attentionMask, pooling)
+      this.denseHead?.forward(acts.pooled)
     })
     // A copy on the legacy stream, which waits for the replay on the graphs' blocking stream.
-    return acts.pooled.to(this.device)
+    return (this.denseHead?.output(B) ?? acts.pooled).to(this.device)
   }
 
   /**
@@ -389,6 +415,7 @@ export class BertModel {
     const mlp = options.mlp ?? this.layout.byName.has(MLP_WEIGHT)
     if (mlp && !this.layout.byName.has(MLP_WEIGHT))
       throw new Error('trainForward: this model has no MLP head (create or load it with mlp: true)')
+    if (mlp && this.denseHead) throw new Error('trainForward: this model trains its Dense modules, not an MLP head (mlp: false)')
     if (!Number.isSafeInteger(options.step) || options.step < 0)
       throw new TypeError(`trainForward: step must be a non-negative integer, got ${options.step}`)
     const [B] = batch.shape
@@ -407,7 +434,7 @@ export class BertModel {
     const { acts, input } = this.run(batch, opts)
     this.head(acts, input, opts)
     this.saved = { batch: input, acts, options: opts }
-    return mlp ? acts.z : acts.pooled
+    return this.headOutput(acts, opts)
   }
 
   /** The position ids of a batch (BERT: 0..T-1 per row; RoBERTa: from the padding). */
@@ -435,19 +462,30 @@ export class BertModel {
       this.head(acts, input, opts)
     })
     this.saved = { batch: input, acts, options: opts, graph: { key, arrays } }
-    return opts.mlp ? acts.z : acts.pooled
+    return this.headOutput(acts, opts)
   }
 
-  /** Pooling and the MLP head of a training forward. */
+  /** Pooling and the MLP head (or the Dense modules) of a training forward. */
   private head(acts: AnyActivations, input: Saved['batch'], opts: Saved['options']): void {
     this.pool(acts, input.attentionMask, opts.pooling)
     if (opts.mlp) {
       ops.linearForward(acts.z, acts.pooled, this.mlpHead!.weight, this.mlpHead!.bias, this.precision)
       ops.tanhForward(acts.z, acts.z)
     }
+    this.denseHead?.forward(acts.pooled)
   }
 
-  /** Back-propagates dL/dz [B, H] of the last trainForward into `grads` (accumulating). */
+  /** The vectors z that head() left (also after a graph's replay, which runs its ops without calling it). */
+  private headOutput(acts: AnyActivations, opts: Saved['options']): Tensor {
+    return this.denseHead?.output(acts.B) ?? (opts.mlp ? acts.z : acts.pooled)
+  }
+
+  /** Width of the sentence vectors: the last Dense module's output, else the hidden size. */
+  get embeddingDim(): number {
+    return this.denseHead?.outFeatures ?? this.config.hiddenSize
+  }
+
+  /** Back-propagates dL/dz [B, embeddingDim] of the last trainForward into `grads` (accumulating). */
   trainBackward(dz: Tensor): void {
     this.requireLive('trainBackward')
     const s = this.saved
@@ -457,10 +495,10 @@ export class BertModel {
     if (!s.graph) return this.backward(s, dz)
     // The captured backward reads dL/dz from a buffer of its own.
     const { key, arrays } = s.graph
-    const n = s.acts.B * this.config.hiddenSize
+    const n = s.acts.B * this.embeddingDim
     let buf = this.graphDz.get(key)
     if (!buf) this.graphDz.set(key, (buf = Tensor.zeros([n], this.device)))
-    const dzFixed = buf.view(0, [s.acts.B, this.config.hiddenSize])
+    const dzFixed = buf.view(0, [s.acts.B, this.embeddingDim])
     dzFixed.copyFrom(dz)
     this.stepGraphs!.run(key, this.activationGeneration, 'backward', arrays, s.options.step, () => this.backward(s, dzFixed))
   }
@@ -468,7 +506,7 @@ export class BertModel {
   private backward(s: Saved, dz: Tensor): void {
     const { acts, batch, options } = s
     const c = this.config
-    let dPooled = dz
+    let dPooled = this.denseHead ? this.denseHead.backward(acts.pooled, dz) : dz
     if (options.mlp) {
       ops.tanhBackward(acts.gPooled, acts.z, dz)
       ops.linearBackward(
@@ -685,6 +723,7 @@ export class BertModel {
     this.saved = null
     this.stepGraphs?.clear()
     for (const t of this.graphDz.values()) t.dispose()
+    this.denseHead?.dispose()
     this.arena.dispose()
     this.modernArena?.dispose()
     this.modern?.dispose()
@@ -990,4 +1029,21 @@ function biasSumsInProducers(): boolean {
   if (v !== undefined && v !== 'producers' && v !== 'products')
     throw new Error(`SIMCSEPP_BIAS_SUMS must be 'producers' or 'products', not '${v}'`)
   return v !== 'products'
+}
+
+/** ModelOptions.dense: a chain from the hidden size, positive integer widths, a known activation; not with mlp. */
+function checkDenseOptions(c: BertConfig, options: ModelOptions, source: string): void {
+  const dense = options.dense ?? []
+  if (!Array.isArray(dense)) throw new TypeError(`${source}: dense must be an array of Dense modules`)
+  if (dense.length && options.mlp) throw new Error(`${source}: a model trains its Dense modules or an MLP head, not both`)
+  let width = c.hiddenSize
+  dense.forEach((d, i) => {
+    const what = `${source}: dense[${i}]`
+    for (const k of ['inFeatures', 'outFeatures'] as const)
+      if (!Number.isSafeInteger(d?.[k]) || d[k] < 1 || d[k] > 1 << 20) throw new RangeError(`${what}.${k} must be an integer in [1, 2^20]`)
+    if (d.inFeatures !== width) throw new RangeError(`${what}.inFeatures is ${d.inFeatures}, but it is given vectors of ${width}`)
+    if (typeof d.bias !== 'boolean') throw new TypeError(`${what}.bias must be true or false`)
+    if (d.activation !== 'tanh' && d.activation !== 'identity') throw new TypeError(`${what}.activation must be 'tanh' or 'identity'`)
+    width = d.outFeatures
+  })
 }

@@ -4,12 +4,13 @@
 // AdamW never decays, so each group is one contiguous range.
 import type { BertConfig } from './config.js'
 import { parameterSpecs, type ParamSpec } from './names.js'
+import { denseBiasName, denseWeightName, type DenseShape } from './dense-head.js'
 
 export interface ParamEntry extends ParamSpec {
   offset: number
   size: number
   decay: boolean
-  /** Saved in model.safetensors (false for the training-only MLP head). */
+  /** Saved in model.safetensors (false for the training-only MLP head and the Dense modules). */
   saved: boolean
 }
 
@@ -25,7 +26,10 @@ export interface ParamLayout {
 export const MLP_WEIGHT = 'mlp.dense.weight'
 export const MLP_BIAS = 'mlp.dense.bias'
 
-export function paramLayout(config: BertConfig, options: { mlp?: boolean; pooler?: boolean } = {}): ParamLayout {
+export function paramLayout(
+  config: BertConfig,
+  options: { mlp?: boolean; pooler?: boolean; dense?: readonly DenseShape[] } = {},
+): ParamLayout {
   const specs: (ParamSpec & { saved: boolean })[] = parameterSpecs(config, { pooler: options.pooler ?? true }).map((s) => ({
     ...s,
     saved: true,
@@ -35,6 +39,11 @@ export function paramLayout(config: BertConfig, options: { mlp?: boolean; pooler
     specs.push({ name: MLP_WEIGHT, shape: [H, H], kind: 'weight', saved: false })
     specs.push({ name: MLP_BIAS, shape: [H], kind: 'bias', saved: false })
   }
+  // sentence-transformers' Dense modules after the pooling (dense-head.ts): trained, saved in folders of their own.
+  ;(options.dense ?? []).forEach((d, i) => {
+    specs.push({ name: denseWeightName(i), shape: [d.outFeatures, d.inFeatures], kind: 'weight', saved: false })
+    if (d.bias) specs.push({ name: denseBiasName(i), shape: [d.outFeatures], kind: 'bias', saved: false })
+  })
   const decays = (s: ParamSpec) => s.kind === 'weight' || s.kind === 'embedding'
   const ordered = [...specs.filter(decays), ...specs.filter((s) => !decays(s))]
   const entries: ParamEntry[] = []

@@ -25,6 +25,11 @@ export interface CheckpointState {
    * then the schedule's: its epoch and step within it; `data` is absent).
    */
   datasets?: { position: { epoch: number; index: number }; data: DataFingerprint }[]
+  /**
+   * The sentence-transformers Dense modules trained with the encoder (absent: none, as in checkpoints written before
+   * they were trained, when such a model trained an MLP head of the same size in their place).
+   */
+  denseModules?: number
 }
 
 function fail(file: string, field: string, expected: string, value: unknown): never {
@@ -67,6 +72,7 @@ export function validateCheckpointState(value: unknown, file: string): Checkpoin
   if (typeof v.elapsedSeconds !== 'number' || !(v.elapsedSeconds >= 0) || !Number.isFinite(v.elapsedSeconds)) {
     fail(file, 'elapsedSeconds', 'a non-negative number', v.elapsedSeconds)
   }
+  if (v.denseModules !== undefined && !isCount(v.denseModules)) fail(file, 'denseModules', 'a non-negative integer', v.denseModules)
   const fingerprint = (d: unknown, field: string): DataFingerprint => {
     if (!isObject(d) || !isCount(d.bytes) || !isCount(d.lines) || typeof d.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(d.sha256)) {
       fail(file, field, 'an object { bytes, lines, sha256 }', d)
@@ -109,6 +115,7 @@ export function validateCheckpointState(value: unknown, file: string): Checkpoin
     best: bestOf(v.best as Record<string, number | null> | null),
     options: v.options,
     elapsedSeconds: v.elapsedSeconds,
+    ...(v.denseModules !== undefined ? { denseModules: v.denseModules } : {}),
     ...(data ? { data } : {}),
     ...(tokenizer ? { tokenizer } : {}),
     ...(datasets ? { datasets } : {}),

@@ -47,7 +47,7 @@ export function modelEmbedder(model: BertModel, tokenizer: Tokenizer, maxLen: nu
       const z = model.embed(enc, pooling)
       const flat = z.toFloat32Array()
       z.dispose()
-      const h = model.config.hiddenSize
+      const h = z.shape[1] // the model's embeddingDim: its Dense modules' output where it has them
       for (let r = 0; r < enc.shape[0]; r++) vecs.push(flat.slice(r * h, (r + 1) * h))
     }
     return vecs

@@ -15,7 +15,7 @@ import { readCheckpointTensors, saveCheckpoint, type CheckpointState, type Loade
 import type { Best, EvalInfo, LogEntry, StepInfo } from './events.js'
 import { lossCurveSvg } from './plot.js'
 import { modelCard, type ModelCardInput } from './model-card.js'
-import { writeSentenceTransformersFiles, type InheritedSettings } from './sentence-transformers.js'
+import { denseModulePath, writeSentenceTransformersFiles, type InheritedSettings } from './sentence-transformers.js'
 import { prepareRunState, runPath, TENSORBOARD_DIR } from './run-layout.js'
 import { TensorBoardLog } from './tensorboard.js'
 import type { TokenizerCopy } from './tokenizer-copy.js'
@@ -86,6 +86,14 @@ function recorded(k: string, v: unknown): unknown {
 
 /** Loads the checkpoint's parameters and AdamW state into the model and optimizer; returns where the run picks up. */
 export async function applyCheckpoint(ck: LoadedCheckpoint, model: BertModel, opt: AdamW): Promise<ResumePoint> {
+  const dense = ck.state.denseModules ?? 0
+  if (dense !== model.dense.length)
+    throw new Error(
+      dense === 0
+        ? `--resume: the checkpoint was written by simcsepp before it trained Dense modules: it holds an MLP head in place ` +
+            `of the model's ${model.dense.length} Dense module(s); start the run over (--overwrite)`
+        : `--resume: the checkpoint trained ${dense} Dense module(s), this model has ${model.dense.length}: resume with the --model of the checkpointed run`,
+    )
   if (ck.size !== model.layout.total)
     throw new Error(
       `--resume: the checkpoint holds ${ck.size} parameters, this model ${model.layout.total}: ` +
@@ -141,7 +149,7 @@ export class RunDir {
       this.tensorboard = await TensorBoardLog.open(runPath(this.out, TENSORBOARD_DIR), this.history, datasetNames(args))
   }
 
-  /** The model as Hugging Face and sentence-transformers load it (the MLP head is left out). */
+  /** The model as Hugging Face and sentence-transformers load it (the MLP head is left out; Dense modules in folders). */
   async saveModel(
     model: BertModel,
     tokenizer: Tokenizer,
@@ -152,7 +160,8 @@ export class RunDir {
     await model.save(this.out)
     this.architecture = architectureName(model.config)
     await tokenizer.save(this.out, { tokenizerClass: hfTokenizerClass(model.config) })
-    await writeSentenceTransformersFiles(this.out, model.config.hiddenSize, maxLen, pooling, inherited)
+    for (let i = 0; i < model.dense.length; i++) await model.saveDenseModule(i, join(this.out, denseModulePath(i)))
+    await writeSentenceTransformersFiles(this.out, model.config.hiddenSize, maxLen, pooling, inherited, model.dense.length)
   }
 
   async saveCheckpoint(model: BertModel, opt: AdamW, state: CheckpointState, tokenizer: TokenizerCopy): Promise<void> {

@@ -1,5 +1,5 @@
 // The files that make an output directory a sentence-transformers model (Transformer + CLS or mean Pooling
-// [+ Normalize]), next to the Hugging Face files, so SentenceTransformer(dir) and AutoModel.from_pretrained(dir) load
+// [+ Dense modules] [+ Normalize]), next to the Hugging Face files, so SentenceTransformer(dir) and AutoModel.from_pretrained(dir) load
 // it. A model fine-tuned from a sentence-transformers model keeps what its folder said beyond the pooling: its
 // Normalize module, prompts, default prompt, similarity function, truncate_dim and include_prompt.
 import { mkdir } from 'node:fs/promises'
@@ -22,18 +22,29 @@ export async function writeSentenceTransformersFiles(
   maxSeqLength: number,
   pooling: 'cls' | 'mean' = 'cls',
   inherited: InheritedSettings = {},
+  /** Dense modules after the pooling, whose folders (2_Dense, 3_Dense, ...: denseModulePath) the caller writes. */
+  denseCount = 0,
 ): Promise<void> {
+  const normalizeDir = `${2 + denseCount}_Normalize`
   const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n'
   await writeFileAtomic(
     join(dir, 'modules.json'),
     json([
       { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
       { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
-      ...(inherited.normalize ? [{ idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' }] : []),
+      ...Array.from({ length: denseCount }, (_, i) => ({
+        idx: 2 + i,
+        name: String(2 + i),
+        path: denseModulePath(i),
+        type: 'sentence_transformers.models.Dense',
+      })),
+      ...(inherited.normalize
+        ? [{ idx: 2 + denseCount, name: String(2 + denseCount), path: normalizeDir, type: 'sentence_transformers.models.Normalize' }]
+        : []),
     ]),
   )
   // sentence-transformers saves the Normalize module as an empty folder.
-  if (inherited.normalize) await mkdir(join(dir, '2_Normalize'), { recursive: true })
+  if (inherited.normalize) await mkdir(join(dir, normalizeDir), { recursive: true })
   await writeFileAtomic(join(dir, 'sentence_bert_config.json'), json({ max_seq_length: maxSeqLength, do_lower_case: false }))
   await writeFileAtomic(
     join(dir, 'config_sentence_transformers.json'),
@@ -60,4 +71,9 @@ export async function writeSentenceTransformersFiles(
       include_prompt: inherited.includePrompt ?? true,
     }),
   )
+}
+
+/** The folder of Dense module i (0-based) in a saved model, as sentence-transformers names it. */
+export function denseModulePath(i: number): string {
+  return `${2 + i}_Dense`
 }

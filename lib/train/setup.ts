@@ -15,6 +15,8 @@ import type { LoadedCheckpoint } from './checkpoint.js'
 import { copyTokenizer, type TokenizerCopy } from './tokenizer-copy.js'
 import { buildVocab, writeVocab } from './vocab.js'
 import { readSentenceTransformersConfig, type SentenceTransformersConfig } from '../embed/sentence-transformers-config.js'
+import { checkDenseChain, DenseLayer, readDenseConfig, type DenseConfig } from '../embed/dense.js'
+import { denseBiasName, denseWeightName } from '../model/dense-head.js'
 
 /** Where --model's files are: the directory, or its Transformer module's folder (older sentence-transformers layout: 0_BERT/). */
 async function modelFilesDir(dir: string): Promise<string> {
@@ -124,10 +126,21 @@ export async function createModel(
   const precision = effectivePrecision(o.precision, device)
   if (o.model) {
     const st = settings ?? (await readSentenceTransformersConfig(o.model))
-    // SimCSE trains the pooled vector itself; a Dense module after the pooling is not part of what it trains.
-    if (st.denseDirs.length)
-      say(`${o.model}: its ${st.denseDirs.length} Dense module(s) after the pooling are not trained and not in the output`)
-    model = await BertModel.load(st.transformerDir, { device, mlp: true, seed: o.seed, precision })
+    // Dense modules after the pooling (LaBSE's, the distiluse family's) are part of the model's vectors: they are
+    // trained with the encoder (instead of SimCSE's MLP head, which would sit where they do) and saved with it.
+    const dense: DenseConfig[] = []
+    for (const dir of st.denseDirs) dense.push(await readDenseConfig(dir))
+    model = await BertModel.load(st.transformerDir, { device, mlp: dense.length === 0, seed: o.seed, precision, dense })
+    try {
+      await loadDenseWeights(model, dense)
+    } catch (e) {
+      model.dispose()
+      throw e
+    }
+    if (dense.length)
+      say(
+        `${o.model}: its ${dense.length} Dense module(s) after the pooling (to ${model.embeddingDim} dimensions) are trained with it and saved in the output`,
+      )
   } else {
     const base = typeof o.config === 'object' ? o.config : namedConfig(o.config ?? 'mini', tokenizer.vocabSize)
     const options = { device, mlp: true, seed: o.seed, precision }
@@ -147,4 +160,18 @@ export async function createModel(
 /** Tokens per sentence: the requested maxLen, at most what the model's position table holds. */
 export function maxSequenceLength(c: BertConfig, maxLen: number): number {
   return Math.min(maxLen, c.maxPositionEmbeddings - positionOffset(c))
+}
+
+/** Copies each Dense module's weights from its folder into the model's parameters (checked to chain first). */
+async function loadDenseWeights(model: BertModel, dense: readonly DenseConfig[]): Promise<void> {
+  checkDenseChain(dense, model.config.hiddenSize, 'the pooling')
+  for (const [i, d] of dense.entries()) {
+    const layer = await DenseLayer.load(d, model.device)
+    try {
+      model.param(denseWeightName(i)).copyFrom(layer.weight)
+      if (layer.bias) model.param(denseBiasName(i)).copyFrom(layer.bias)
+    } finally {
+      layer.dispose()
+    }
+  }
 }

@@ -105,17 +105,17 @@ export class TrainingStep {
     private readonly teacher: ((sentences: string[]) => Promise<Float32Array>) | null = null,
   ) {
     this.views = viewCount(o.objective, shape.columns)
-    this.grad = Tensor.zeros([this.views * shape.batch * model.config.hiddenSize], device)
+    this.grad = Tensor.zeros([this.views * shape.batch * model.embeddingDim], device)
     const rows = this.views * shape.batch
     const micro = shape.microBatch ?? 0
     const ranks = comm?.size ?? 1
-    this.zAll = ranks > 1 || (micro > 0 && micro < rows) ? Tensor.zeros([rows * model.config.hiddenSize], device) : null
+    this.zAll = ranks > 1 || (micro > 0 && micro < rows) ? Tensor.zeros([rows * model.embeddingDim], device) : null
     const perRank = this.views * Math.ceil(shape.batch / ranks)
-    this.passGrad = ranks > 1 ? Tensor.zeros([perRank * model.config.hiddenSize], device) : null
+    this.passGrad = ranks > 1 ? Tensor.zeros([perRank * model.embeddingDim], device) : null
     const S = Math.min(shape.batch, METRIC_SENTENCES)
     this.gram = Tensor.zeros([S * S], device)
     this.clipScale = Tensor.zeros([1], device)
-    const H = model.config.hiddenSize
+    const H = model.embeddingDim
     this.objective = new StepObjective(o, matryoshkaPlan(o.matryoshkaDims, o.matryoshkaWeights, H), rows, H, device)
     const graphs = device === 'cuda' && process.env.SIMCSEPP_CUDA_GRAPHS !== '0'
     this.stepGraphs = graphs ? new StepGraphs(1 + 3 * model.config.numHiddenLayers) : null
@@ -149,7 +149,7 @@ export class TrainingStep {
     const { model, o } = this
     const { maxLen, totalSteps } = this.shape
     const V = this.views,
-      H = model.config.hiddenSize
+      H = model.embeddingDim
     const launched = performance.now()
     const { sentences, epoch, columns, scores } = await stream.next()
     // Distillation: what the teacher makes of the batch's sentences (of parallel pairs, the first of each).
@@ -347,7 +347,7 @@ export class TrainingStep {
   ): LaunchedStep {
     const { model, o } = this
     const { batch, keepRows, scores, targets } = own
-    const H = model.config.hiddenSize
+    const H = model.embeddingDim
     const s = Math.min(n, METRIC_SENTENCES)
     const arrays = graphArrays(batch, keepRows, model, { scores, targets })
     const input = { ...batch, positionIds: arrays[1] as Int32Array }
@@ -406,7 +406,7 @@ export class TrainingStep {
 
   /** The Gram matrix of the metric sample's last view, on the step's device (launched, not read). */
   private launchGram(z: Tensor, n: number): void {
-    const H = this.model.config.hiddenSize
+    const H = this.model.embeddingDim
     const s = Math.min(n, METRIC_SENTENCES)
     const last = z.view((this.views - 1) * n * H, [s, H])
     linearForward(this.gram.view(0, [s, s]), last, last, null)
@@ -418,7 +418,7 @@ export class TrainingStep {
    * whatever the batch size.
    */
   private readMetrics(z: Tensor, n: number): Metrics {
-    const H = this.model.config.hiddenSize
+    const H = this.model.embeddingDim
     const s = Math.min(n, METRIC_SENTENCES)
     const z1 = z.view(0, [s, H]).toFloat32Array(),
       z2 = this.views > 1 ? z.view(n * H, [s, H]).toFloat32Array() : null

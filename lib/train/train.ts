@@ -278,17 +278,10 @@ async function trainHolding(
   const maxLen = maxSequenceLength(model.config, o.maxLen)
   const teacher =
     o.teacher !== undefined
-      ? await loadTeacher(
-          o.teacher,
-          device,
-          o.precision,
-          model.config.hiddenSize,
-          say,
-          teacherData(sets, totalSteps > schedule.stepsPerEpoch),
-        )
+      ? await loadTeacher(o.teacher, device, o.precision, model.embeddingDim, say, teacherData(sets, totalSteps > schedule.stepsPerEpoch))
       : null
   if (teacher) hold(() => teacher.close())
-  const matryoshka = matryoshkaPlan(o.matryoshkaDims, o.matryoshkaWeights, model.config.hiddenSize)
+  const matryoshka = matryoshkaPlan(o.matryoshkaDims, o.matryoshkaWeights, model.embeddingDim)
   if (matryoshka)
     say(
       `Matryoshka: the ${multi ? "datasets' losses" : `${o.objective} loss`} over the first ${matryoshka.map((p) => p.dim).join(', ')} dimensions, summed`,
@@ -316,7 +309,7 @@ async function trainHolding(
         tokens: maxLen,
         views: d.views,
         rowsPerPass: micro.rows,
-        narrowDim: scratchDim(matryoshka, model.config.hiddenSize),
+        narrowDim: scratchDim(matryoshka, model.embeddingDim),
         interBf16,
         attentionBf16,
       },
@@ -368,7 +361,7 @@ async function trainHolding(
 
   const saveModel = async () => run?.saveModel(model, tokenizer, maxLen, o.pooling, inherited)
   const evaluating = evalSets.length + retrievalSets.length > 0 && o.evalEvery > 0
-  const cutDims = (matryoshka ?? []).map((p) => p.dim).filter((d) => d < model.config.hiddenSize)
+  const cutDims = (matryoshka ?? []).map((p) => p.dim).filter((d) => d < model.embeddingDim)
   const embedder = modelEmbedder(model, tokenizer, maxLen, o.pooling)
   // Evaluation embeds as the saved model's encode, encodeQuery and encodeDocument will: with its prompts.
   const prefixes = {
@@ -460,6 +453,7 @@ async function trainHolding(
         best: evaluator.best,
         options: runOptions,
         elapsedSeconds: info.elapsedSeconds,
+        ...(model.dense.length ? { denseModules: model.dense.length } : {}),
         ...(multi
           ? { datasets: sets.map((d) => ({ position: d.stream!.position, data: d.file.fingerprint })) }
           : { data: file.fingerprint }),
