@@ -213,6 +213,10 @@ t.test('train --model of such a folder trains its Dense modules and saves them; 
     bias: true,
     activation_function: TANH,
   })
+  const card = readFileSync(join(whole, 'README.md'), 'utf8')
+  t.match(card, /Pooling: the mean over tokens, then the model's 2 Dense modules \(trained with the encoder\), cosine similarity/)
+  t.match(card, /`1_Pooling\/`, `2_Dense\/`, `3_Dense\/`\) and this card/)
+  t.notMatch(card, /MLP head/, 'the card names no MLP head')
   const trained = [await savedDense(join(whole, '2_Dense')), await savedDense(join(whole, '3_Dense'))]
   t.equal(trained[1].b, null, 'no bias where the module had none')
   const moved = (a: Float32Array, b: Float32Array) => a.some((v, i) => v !== b[i])

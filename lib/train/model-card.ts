@@ -6,6 +6,7 @@ import type { DataFingerprint } from '../data/sentences.js'
 import { exampleKind } from '../data/pairs.js'
 import type { Best, EvalInfo, StepInfo } from './events.js'
 import { hubIdOf } from '../hub/hub-model.js'
+import { denseModulePath } from './sentence-transformers.js'
 
 /** What the card is written from. */
 export interface ModelCardInput {
@@ -21,6 +22,8 @@ export interface ModelCardInput {
   data: CardData[]
   /** The encoder's architecture by name ('ModernBERT'); 'BERT' when not given. */
   architecture?: string
+  /** The sentence-transformers Dense modules trained after the pooling (their folders 2_Dense/, ...); 0 when not given. */
+  denseModules?: number
 }
 
 type CardData = DataFingerprint & { columns?: number }
@@ -109,7 +112,7 @@ export function cardForRepo(card: string, folder: string, repoId: string, revisi
     .replace(`SentenceEncoder.load('path/to/${folder}')`, `SentenceEncoder.load('${repoId}${onMain ? '' : `@${revision}`}')`)
 }
 
-export function modelCard({ args, steps, evals, best, data, architecture = 'BERT' }: ModelCardInput): string {
+export function modelCard({ args, steps, evals, best, data, architecture = 'BERT', denseModules = 0 }: ModelCardInput): string {
   const at = (k: string, i: number) => (Array.isArray(args[k]) ? (args[k] as unknown[])[i] : args[k])
   const sets = data.map((d, i) => ({
     ...d,
@@ -209,16 +212,20 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
     '```',
     '',
     ...(dims ? matryoshkaUsage(dims) : []),
-    `Pooling: ${args.pooling === 'mean' ? 'the mean over tokens' : 'the [CLS] vector'} (the MLP head used in training is not part of the model), cosine similarity.`,
+    `Pooling: ${args.pooling === 'mean' ? 'the mean over tokens' : 'the [CLS] vector'}${
+      denseModules
+        ? `, then the model's ${denseModules} Dense module${denseModules > 1 ? 's' : ''} (trained with the encoder)`
+        : ' (the MLP head used in training is not part of the model)'
+    }, cosine similarity.`,
     '',
     '## Files',
     '',
     '- The model, at the top of the folder: `config.json`, `model.safetensors`, the tokenizer (`tokenizer.json`, `vocab.txt`,',
     '  `tokenizer_config.json`), the sentence-transformers files (`modules.json`, `sentence_bert_config.json`,',
-    '  `config_sentence_transformers.json`, `1_Pooling/`) and this card.',
+    `  \`config_sentence_transformers.json\`, \`1_Pooling/\`${Array.from({ length: denseModules }, (_, i) => `, \`${denseModulePath(i)}/\``).join('')}) and this card.`,
     '- The run, kept apart in `run/` (not needed to use the model; safe to delete once training is over):',
     '  `training_args.json`, `train.jsonl` (every step and evaluation), `metrics.json`, `loss_curve.svg`, and `checkpoint/`',
-    '  (weights with the MLP head, optimizer state, data position, a copy of the tokenizer: for `simcsepp train --resume`, not for inference).',
+    `  (weights with ${denseModules ? 'the Dense modules' : 'the MLP head'}, optimizer state, data position, a copy of the tokenizer: for \`simcsepp train --resume\`, not for inference).`,
     '',
   ]
   return lines.join('\n')

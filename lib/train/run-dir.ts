@@ -116,6 +116,8 @@ export class RunDir {
   private args: Record<string, unknown> = {}
   /** The encoder's architecture by name, once the model has been saved (for the model card). */
   private architecture: string | undefined
+  /** The Dense modules saved with the model (for the model card). */
+  private denseModules = 0
   /** The run's TensorBoard event file (tensorboard: true), kept as the log is. */
   private tensorboard: TensorBoardLog | null = null
 
@@ -159,6 +161,7 @@ export class RunDir {
   ): Promise<void> {
     await model.save(this.out)
     this.architecture = architectureName(model.config)
+    this.denseModules = model.dense.length
     await tokenizer.save(this.out, { tokenizerClass: hfTokenizerClass(model.config) })
     for (let i = 0; i < model.dense.length; i++) await model.saveDenseModule(i, join(this.out, denseModulePath(i)))
     await writeSentenceTransformersFiles(this.out, model.config.hiddenSize, maxLen, pooling, inherited, model.dense.length)
@@ -185,7 +188,7 @@ export class RunDir {
     )
     await writeFileAtomic(
       join(this.out, 'README.md'),
-      modelCard({ args: this.args, steps, evals, best, data, architecture: this.architecture }),
+      modelCard({ args: this.args, steps, evals, best, data, architecture: this.architecture, denseModules: this.denseModules }),
     )
   }
 }
