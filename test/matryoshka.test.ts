@@ -144,12 +144,12 @@ t.test('matryoshkaDims and matryoshkaWeights are checked', async (t) => {
   t.throws(() => checkMatryoshkaOptions([64, 32], [1]), /one weight per dimension of matryoshkaDims \(2\)/)
   t.throws(() => checkMatryoshkaOptions([64, 32], [1, -1]), /matryoshkaWeights must hold numbers in \[0, 1000\] \(got -1\)/)
   t.throws(() => checkMatryoshkaOptions([64, 32], [0, 0]), /all 0/)
-  t.throws(() => matryoshkaPlan([129, 64], undefined, 128), /matryoshkaDims 129 is more than the model's hidden size 128/)
+  t.throws(() => matryoshkaPlan([129, 64], undefined, 128), /matryoshkaDims 129 is more than the model's vectors have \(128\)/)
   const dir = tempDir('simcsepp-matryoshka-options-')
   const data = writeSentences(join(dir, 'data.txt'), 20)
   await t.rejects(
     train({ ...TINY_RUN, data, out: join(dir, 'x'), matryoshkaDims: [256] }),
-    /matryoshkaDims 256 is more than the model's hidden size 128/,
+    /matryoshkaDims 256 is more than the model's vectors have \(128\)/,
   )
   await t.rejects(
     train({ ...TINY_RUN, data, out: join(dir, 'y'), matryoshkaDims: 64 as never }),
@@ -320,7 +320,7 @@ t.test('simcsepp train --matryoshka-dims / --matryoshka-weights', needsCli, asyn
   t.match(bad.stderr, /--matryoshka-dims must be an integer >= 1 \(got "x" in "128,x"\)/)
   const over = run('--out', join(dir, 'over'), '--matryoshka-dims', '512')
   t.not(over.status, 0)
-  t.match(over.stderr, /matryoshkaDims 512 is more than the model's hidden size 128/)
+  t.match(over.stderr, /matryoshkaDims 512 is more than the model's vectors have \(128\)/)
 })
 
 const status = cudaStatus()

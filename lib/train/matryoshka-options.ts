@@ -37,15 +37,15 @@ export function checkMatryoshkaOptions(dims: unknown, weights: unknown): void {
 }
 
 /**
- * The dimensions to train, largest first (weights default to 1), for a model of hidden size `hidden`; null
- * without matryoshkaDims (the objective over the whole vectors, as before). A dimension beyond the hidden
- * size is an error.
+ * The dimensions to train, largest first (weights default to 1), for a model of vectors `hidden` wide (its hidden size,
+ * or its last Dense module's width); null without matryoshkaDims (the objective over the whole vectors, as before). A
+ * dimension beyond that width is an error.
  */
 export function matryoshkaPlan(dims: number[] | undefined, weights: number[] | undefined, hidden: number): MatryoshkaDim[] | null {
   if (!dims) return null
   const plan = dims.map((dim, i) => ({ dim, weight: weights?.[i] ?? 1 }))
   const over = plan.find((p) => p.dim > hidden)
-  if (over) throw new RangeError(`train: matryoshkaDims ${over.dim} is more than the model's hidden size ${hidden}`)
+  if (over) throw new RangeError(`train: matryoshkaDims ${over.dim} is more than the model's vectors have (${hidden})`)
   return plan.sort((a, b) => b.dim - a.dim)
 }
 
