@@ -225,6 +225,14 @@ t.test('train --model of such a folder trains its Dense modules and saves them; 
     bias: true,
     activation_function: TANH,
   })
+  // Modules that do not chain are refused before anything is trained, naming the file.
+  const bad = await denseModel()
+  const badConfig = join(bad.dir, '2_Dense', 'config.json')
+  writeFileSync(badConfig, JSON.stringify({ ...JSON.parse(readFileSync(badConfig, 'utf8')), in_features: 31 }))
+  await t.rejects(
+    train({ ...base, model: bad.dir, out: join(work, 'bad') }),
+    /2_Dense\/config\.json: in_features is 31, but the pooling gives it vectors of 32/,
+  )
   const card = readFileSync(join(whole, 'README.md'), 'utf8')
   t.match(card, /Pooling: the mean over tokens, then the model's 2 Dense modules \(trained with the encoder\), cosine similarity/)
   t.match(card, /`1_Pooling\/`, `2_Dense\/`, `3_Dense\/`\) and this card/)

@@ -1,6 +1,6 @@
 // The files that make an output directory a sentence-transformers model (Transformer + CLS or mean Pooling
-// [+ Dense modules] [+ Normalize]), next to the Hugging Face files, so SentenceTransformer(dir) and AutoModel.from_pretrained(dir) load
-// it. A model fine-tuned from a sentence-transformers model keeps what its folder said beyond the pooling: its
+// [+ Dense modules] [+ Normalize]), next to the Hugging Face files, so SentenceTransformer(dir) and
+// AutoModel.from_pretrained(dir) load it. A model fine-tuned from a sentence-transformers model keeps what its folder said beyond the pooling: its
 // Normalize module, prompts, default prompt, similarity function, truncate_dim and include_prompt.
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'

@@ -4,7 +4,7 @@
 import { join } from 'node:path'
 import { resolveDevice, type DeviceRequest } from '../device.js'
 import { BertModel } from '../model/bert.js'
-import { namedConfig, positionOffset, type BertConfig } from '../model/config.js'
+import { namedConfig, positionOffset, readHfConfig, type BertConfig } from '../model/config.js'
 import { encoderCudaBlocker } from '../model/cuda-support.js'
 import { Tokenizer } from '../tokenizer.js'
 import type { Device } from '../tensor.js'
@@ -130,6 +130,7 @@ export async function createModel(
     // trained with the encoder (instead of SimCSE's MLP head, which would sit where they do) and saved with it.
     const dense: DenseConfig[] = []
     for (const dir of st.denseDirs) dense.push(await readDenseConfig(dir))
+    if (dense.length) checkDenseChain(dense, (await readHfConfig(st.transformerDir)).hiddenSize, 'the pooling')
     model = await BertModel.load(st.transformerDir, { device, mlp: dense.length === 0, seed: o.seed, precision, dense })
     try {
       await loadDenseWeights(model, dense)
@@ -162,9 +163,8 @@ export function maxSequenceLength(c: BertConfig, maxLen: number): number {
   return Math.min(maxLen, c.maxPositionEmbeddings - positionOffset(c))
 }
 
-/** Copies each Dense module's weights from its folder into the model's parameters (checked to chain first). */
+/** Copies each Dense module's weights from its folder into the model's parameters. */
 async function loadDenseWeights(model: BertModel, dense: readonly DenseConfig[]): Promise<void> {
-  checkDenseChain(dense, model.config.hiddenSize, 'the pooling')
   for (const [i, d] of dense.entries()) {
     const layer = await DenseLayer.load(d, model.device)
     try {
