@@ -12,8 +12,9 @@ import { readTorchTensors } from '../pytorch/torch-checkpoint.js'
 import { Tensor, type Device } from '../tensor.js'
 import type { Precision } from '../native.js'
 import { readJsonFile } from '../util/json.js'
+import { ACTIVATION_CLASS, type DenseShape } from '../model/dense-head.js'
 
-export type DenseActivation = 'tanh' | 'identity'
+export type DenseActivation = DenseShape['activation']
 
 /** A Dense module as its config.json describes it. */
 export interface DenseConfig {
@@ -26,10 +27,9 @@ export interface DenseConfig {
 }
 
 // activation_function is the torch class's qualified name.
-const ACTIVATIONS: Record<string, DenseActivation> = {
-  'torch.nn.modules.activation.Tanh': 'tanh',
-  'torch.nn.modules.linear.Identity': 'identity',
-}
+const ACTIVATIONS: Record<string, DenseActivation> = Object.fromEntries(
+  Object.entries(ACTIVATION_CLASS).map(([activation, name]) => [name, activation as DenseActivation]),
+)
 
 /** Reads `dir/config.json` of a Dense module and checks that its weights are there in a form we read. */
 export async function readDenseConfig(dir: string): Promise<DenseConfig> {

@@ -2,7 +2,7 @@
 // f = tanh or the identity) as trained parameters of a BertModel: their weights are entries of the model's flat
 // buffer (layout.ts: dense.{i}.linear.weight and .bias, after the encoder's), so AdamW, clipping, checkpoints and
 // the ranks' gradient sums take them with the rest; their forward and backward run the linear and tanh ops on the
-// model's device and precision. They are saved as module folders of their own (writeDenseModule), as
+// model's device and precision. They are saved as module folders of their own (DenseHead.save), as
 // sentence-transformers saves them, not in model.safetensors.
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -24,8 +24,11 @@ export interface DenseShape {
 export const denseWeightName = (i: number) => `dense.${i}.linear.weight`
 export const denseBiasName = (i: number) => `dense.${i}.linear.bias`
 
-// sentence-transformers' activation_function names (lib/embed/dense.ts reads them).
-const ACTIVATION_CLASS = { tanh: 'torch.nn.modules.activation.Tanh', identity: 'torch.nn.modules.linear.Identity' }
+/** The torch classes a Dense module's config.json names as its activation_function (lib/embed/dense.ts reads them). */
+export const ACTIVATION_CLASS: Record<DenseShape['activation'], string> = {
+  tanh: 'torch.nn.modules.activation.Tanh',
+  identity: 'torch.nn.modules.linear.Identity',
+}
 
 interface DenseViews {
   weight: Tensor
