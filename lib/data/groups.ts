@@ -10,6 +10,7 @@ import { readFile, stat } from 'node:fs/promises'
 import { firstInvalidUtf8, firstLineOf } from './text-lines.js'
 import { exampleKind, type DataFormat, type PairFile } from './pairs.js'
 import { permutation, xoshiro128, type DataFingerprint } from './sentences.js'
+import { jsonObjectOf } from './json-object.js'
 
 interface Group {
   query: string
@@ -126,13 +127,7 @@ export class GroupFile {
         const line = raw.replace(/\r$/, '')
         if (line.trim() === '') return
         const where = `${path}: line ${k + 1}`
-        let o: Record<string, unknown>
-        try {
-          o = JSON.parse(line) as Record<string, unknown>
-        } catch {
-          throw new Error(`${where} is not JSON (one object per line is expected)`)
-        }
-        if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new Error(`${where} is not a JSON object`)
+        const o = jsonObjectOf(line, where)
         const text = (v: unknown) => typeof v === 'string' && v.trim() !== ''
         if (!text(o.query)) throw new Error(`${where}: query must be a non-empty string`)
         for (const key of ['pos', 'neg'] as const) {

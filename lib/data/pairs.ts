@@ -13,6 +13,7 @@ import { firstInvalidUtf8 } from './text-lines.js'
 import { parseDelimited } from './csv.js'
 import { permutation, type DataFingerprint } from './sentences.js'
 import { isParquetShards, PARQUET_MAGIC, parquetColumns, valueKind, type ParquetColumns } from './parquet.js'
+import { jsonObjectOf } from './json-object.js'
 
 export type DataFormat = 'text' | 'csv' | 'tsv' | 'jsonl' | 'parquet'
 export const DATA_FORMATS: DataFormat[] = ['text', 'csv', 'tsv', 'jsonl', 'parquet']
@@ -296,14 +297,7 @@ function jsonlRows(text: string, path: string, scored: boolean): Rows {
   text.split('\n').forEach((raw, k) => {
     const line = raw.replace(/\r$/, '')
     if (line.trim() === '') return
-    let v: unknown
-    try {
-      v = JSON.parse(line)
-    } catch {
-      throw new Error(`${path}: line ${k + 1} is not JSON (one object per line is expected)`)
-    }
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${path}: line ${k + 1} is not a JSON object`)
-    const o = v as Record<string, unknown>
+    const o = jsonObjectOf(line, `${path}: line ${k + 1}`)
     const at = columnsOf(Object.keys(o))
     if (!at) throw new Error(`${path}: line ${k + 1}: expected the keys ${NAMES} (found ${Object.keys(o).join(', ') || 'none'})`)
     const problem = negativesProblem(Object.keys(o))

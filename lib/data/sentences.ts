@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto'
 import { createReadStream, promises as fsp } from 'node:fs'
 import { decodeLine } from './text-lines.js'
 import { noDuplicateBatches } from './no-duplicates.js'
+import { jsonObjectOf } from './json-object.js'
 
 /** Where a BatchStream stands: the next sentence is `order(epoch)[index]`. Plain JSON. */
 export interface DataPosition {
@@ -43,14 +44,7 @@ export interface SentenceFileOptions {
 /** The sentence of a JSON Lines record (`field` of the object on line `lineNo`), or '' for a blank line. */
 function fieldOf(path: string, text: string, lineNo: number, field: string): string {
   if (text.trim() === '') return ''
-  let v: unknown
-  try {
-    v = JSON.parse(text)
-  } catch {
-    throw new Error(`${path}: line ${lineNo} is not JSON (one object per line is expected)`)
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${path}: line ${lineNo} is not a JSON object`)
-  const x = (v as Record<string, unknown>)[field]
+  const x = jsonObjectOf(text, `${path}: line ${lineNo}`)[field]
   if (typeof x !== 'string')
     throw new Error(
       `${path}: line ${lineNo}: ${x === undefined ? `no field ${field}` : `field ${field} holds ${JSON.stringify(x)?.slice(0, 40)}, not text`}`,
