@@ -81,6 +81,22 @@ export {
   type RetrievalScores,
 } from './eval/retrieval.js'
 export { evaluateTranslation, readTranslationPairs, type TranslationPairs, type TranslationResult } from './eval/translation.js'
+export {
+  evaluateClassification,
+  readClassificationSet,
+  type ClassificationOptions,
+  type ClassificationResult,
+  type ClassificationSet,
+} from './eval/classification.js'
+export { evaluateClustering, readClusteringDataset, type ClusteringDataset, type ClusteringResult } from './eval/clustering.js'
+export {
+  evaluatePairClassification,
+  readPairClassificationSet,
+  type PairClassificationResult,
+  type PairClassificationSet,
+} from './eval/pair-classification.js'
+export { evaluateReranking, readRerankingSet, type RerankingResult, type RerankingSet } from './eval/reranking.js'
+export { fitLogisticRegression, predictClasses, type LogisticRegressionModel } from './eval/logistic-regression.js'
 
 // Old names, kept so that code written against them still compiles.
 /** @deprecated Renamed TokenizeOptions (the options of Tokenizer.encodeBatch). */

@@ -17,7 +17,7 @@ function parsedFlags(file: string): string[] {
 t.test('every command answers --help with its own usage on stdout, exit 0', needsCli, async (t) => {
   for (const [command, first] of [
     ['train', 'simcsepp train [options]'],
-    ['eval', 'simcsepp eval --model DIR (--sts FILE... | --retrieval DIR... | --translation FILE...) [options]'],
+    ['eval', 'simcsepp eval --model DIR (--sts FILE... | --retrieval DIR... | the tasks below) [options]'],
     ['encode', 'simcsepp encode --model DIR'],
     ['search', 'simcsepp search --model DIR --corpus FILE'],
     ['mine', 'simcsepp mine --model DIR --data PAIRS --out FILE'],

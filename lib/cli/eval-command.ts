@@ -6,11 +6,21 @@ import { evaluateStsFiles, type StsFilesResult } from '../eval/sts.js'
 import { readBeirDataset, type RetrievalDataset } from '../eval/beir.js'
 import { evaluateRetrieval, type RetrievalResult } from '../eval/retrieval.js'
 import { evaluateTranslation, readTranslationPairs, type TranslationPairs, type TranslationResult } from '../eval/translation.js'
+import { evaluateClassification, readClassificationSet, type ClassificationResult, type ClassificationSet } from '../eval/classification.js'
+import { evaluateClustering, readClusteringDataset, type ClusteringDataset, type ClusteringResult } from '../eval/clustering.js'
+import {
+  evaluatePairClassification,
+  readPairClassificationSet,
+  type PairClassificationResult,
+  type PairClassificationSet,
+} from '../eval/pair-classification.js'
+import { evaluateReranking, readRerankingSet, type RerankingResult, type RerankingSet } from '../eval/reranking.js'
 import { memoEmbed, type Embed } from '../embed/memo-embed.js'
 import { num, numList, parseFlags, UsageError } from './args.js'
 import { resolveDataFlags } from './hub-download.js'
 import { evalUsage } from './help.js'
 import { matryoshkaTable, retrievalTable, stsTable, translationTable } from './tables.js'
+import { classificationTable, clusteringTable, pairClassificationTable, rerankingTable, taskMainScores } from './task-tables.js'
 import { encodeProgressBar } from './encode-output.js'
 import { encoderFlags, loadEncoder } from './encode-command.js'
 import { DEFAULT_RESCORE } from '../embed/binary-index.js'
@@ -26,6 +36,12 @@ export async function evalCommand(argv: string[]): Promise<void> {
       sts: { type: 'string', multiple: true },
       retrieval: { type: 'string', multiple: true },
       translation: { type: 'string', multiple: true },
+      classification: { type: 'string', multiple: true },
+      clustering: { type: 'string', multiple: true },
+      'pair-classification': { type: 'string', multiple: true },
+      reranking: { type: 'string', multiple: true },
+      'samples-per-label': { type: 'string' },
+      experiments: { type: 'string' },
       split: { type: 'string', default: 'test' },
       'query-prefix': { type: 'string' },
       'doc-prefix': { type: 'string' },
@@ -39,21 +55,36 @@ export async function evalCommand(argv: string[]): Promise<void> {
   values.sts = await resolveDataFlags(values.sts)
   values.retrieval = await resolveDataFlags(values.retrieval)
   values.translation = await resolveDataFlags(values.translation)
+  for (const flag of ['classification', 'clustering', 'pair-classification', 'reranking'] as const)
+    values[flag] = await resolveDataFlags(values[flag])
   positionals.splice(0, positionals.length, ...(await resolveDataFlags(positionals))!)
   if (values.model && values.onnx) throw new UsageError('eval: give --model DIR or --onnx FILE, not both')
   if (!values.model && !values.onnx) throw new UsageError('eval: --model DIR (or --onnx FILE) is required')
   const files = [...(values.sts ?? []), ...positionals]
   const folders = values.retrieval ?? []
-  if (!files.length && !folders.length && !values.translation?.length)
+  const tasks = ['translation', 'classification', 'clustering', 'pair-classification', 'reranking'] as const
+  if (!files.length && !folders.length && !tasks.some((flag) => values[flag]?.length))
     throw new UsageError(
       'eval: give at least one --sts FILE (STS-B, SICK, a Parquet split, or an STS12-16 folder), --retrieval DIR (a BEIR ' +
-        'folder) or --translation FILE (parallel pairs)',
+        'folder), --translation FILE (parallel pairs), --classification, --clustering, --pair-classification or --reranking',
     )
   // Every dataset is read (and its format checked) before the model loads.
   const datasets: RetrievalDataset[] = []
   for (const dir of folders) datasets.push(await readBeirDataset(dir, values.split))
   const parallel: TranslationPairs[] = []
   for (const file of values.translation ?? []) parallel.push(await readTranslationPairs(file))
+  const classification: ClassificationSet[] = []
+  for (const path of values.classification ?? []) classification.push(await readClassificationSet(path, values.split))
+  const clustering: ClusteringDataset[] = []
+  for (const path of values.clustering ?? []) clustering.push(await readClusteringDataset(path, values.split))
+  const pairSets: PairClassificationSet[] = []
+  for (const path of values['pair-classification'] ?? []) pairSets.push(await readPairClassificationSet(path, values.split))
+  const reranking: RerankingSet[] = []
+  for (const path of values.reranking ?? []) reranking.push(await readRerankingSet(path, values.split))
+  const samplesPerLabel = num('samples-per-label', values['samples-per-label'], { int: true, min: 0 })
+  const experiments = num('experiments', values.experiments, { int: true, min: 1 })
+  if ((samplesPerLabel !== undefined || experiments !== undefined) && !classification.length)
+    throw new UsageError('eval: --samples-per-label and --experiments apply to --classification')
   const rescore = num('rescore', values.rescore, { int: true, min: 0 })
   if (rescore !== undefined && !values.binary) throw new UsageError('eval: --rescore applies to --binary')
   if (values.binary && !folders.length) throw new UsageError('eval: --binary ranks the documents of --retrieval sets: give one')
@@ -68,10 +99,11 @@ export async function evalCommand(argv: string[]): Promise<void> {
     // Prefixes: the flags, else those of the model's encodeQuery and encodeDocument (its 'query' and 'document',
     // 'passage' or 'corpus' prompts); the texts are then embedded with no further prompt.
     // (Only with datasets: a model whose pooling refuses prompts still evaluates STS.)
-    const role = (r: 'query' | 'document') => (folders.length && enc instanceof SentenceEncoder ? enc.rolePrefix(r) : '')
+    const ranked = folders.length > 0 || reranking.length > 0
+    const role = (r: 'query' | 'document') => (ranked && enc instanceof SentenceEncoder ? enc.rolePrefix(r) : '')
     const queryPrefix = values['query-prefix'] ?? role('query')
     const docPrefix = values['doc-prefix'] ?? role('document')
-    if (folders.length && (values['query-prefix'] === undefined || values['doc-prefix'] === undefined) && (queryPrefix || docPrefix))
+    if (ranked && (values['query-prefix'] === undefined || values['doc-prefix'] === undefined) && (queryPrefix || docPrefix))
       process.stderr.write(
         `simcsepp: the model's prompts: queries prefixed ${JSON.stringify(queryPrefix)}, documents ${JSON.stringify(docPrefix)}\n`,
       )
@@ -99,14 +131,23 @@ export async function evalCommand(argv: string[]): Promise<void> {
       // Translation pairs: the sentences as they are (no prompt), both sides alike.
       const translation: TranslationResult[] = []
       for (const pairs of parallel) translation.push(await evaluateTranslation(embedPlain, pairs))
-      return { sts, retrieval, translation }
+      // MTEB's other task kinds: texts as they are (sentences, not queries), except reranking's queries and candidates.
+      const tasks: TaskResults = { classification: [], clustering: [], pairClassification: [], reranking: [] }
+      for (const set of classification)
+        tasks.classification.push(await evaluateClassification(embedPlain, set, { samplesPerLabel, experiments }))
+      for (const data of clustering) tasks.clustering.push(await evaluateClustering(embedPlain, data))
+      for (const set of pairSets) tasks.pairClassification.push(await evaluatePairClassification(embedPlain, set))
+      for (const set of reranking)
+        tasks.reranking.push(await evaluateReranking(embedPlain, set, { queryPrefix, documentPrefix: docPrefix }))
+      return { sts, retrieval, translation, ...tasks }
     }
-    const jsonOf = ({ sts, retrieval, translation }: Awaited<ReturnType<typeof evaluate>>) => {
+    const jsonOf = ({ sts, retrieval, translation, ...tasks }: Awaited<ReturnType<typeof evaluate>>) => {
       const stsOut = sts && {
         ...sts,
         results: sts.results.map(({ file, pairs, spearman, ...added }) => ({ file, pairs, spearman, ...added })),
       }
-      return { ...stsOut, ...(folders.length ? { retrieval } : {}), ...(parallel.length ? { translation } : {}) }
+      const present = Object.fromEntries(Object.entries(tasks).filter(([, r]) => r.length))
+      return { ...stsOut, ...(folders.length ? { retrieval } : {}), ...(parallel.length ? { translation } : {}), ...present }
     }
     if (dims) {
       // A Matryoshka model at each size: the texts encoded once, their vectors cut to each.
@@ -115,7 +156,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       for (const [k, dim] of dims.entries()) sizes.push({ dim, ...(await evaluate(memo.cut(dim), memoPlain.cut(dim), k === 0)) })
       if (values.json)
         process.stdout.write(JSON.stringify({ matryoshka: sizes.map((r) => ({ dim: r.dim, ...jsonOf(r) })) }, null, 2) + '\n')
-      else process.stdout.write(matryoshkaTable(sizes) + '\n')
+      else process.stdout.write(matryoshkaTable(sizes.map((r) => ({ ...r, tasks: taskMainScores(r) }))) + '\n')
       warnUnknown(sizes[0].retrieval)
       return
     }
@@ -126,6 +167,10 @@ export async function evalCommand(argv: string[]): Promise<void> {
         ...(result.sts ? [stsTable(result.sts)] : []),
         ...(result.retrieval.length ? [retrievalTable(result.retrieval)] : []),
         ...(result.translation.length ? [translationTable(result.translation)] : []),
+        ...(result.classification.length ? [classificationTable(result.classification)] : []),
+        ...(result.clustering.length ? [clusteringTable(result.clustering)] : []),
+        ...(result.pairClassification.length ? [pairClassificationTable(result.pairClassification)] : []),
+        ...(result.reranking.length ? [rerankingTable(result.reranking)] : []),
       ]
       process.stdout.write(tables.join('\n\n') + '\n')
       warnUnknown(result.retrieval)
@@ -133,6 +178,13 @@ export async function evalCommand(argv: string[]): Promise<void> {
   } finally {
     await enc.close()
   }
+}
+
+interface TaskResults {
+  classification: ClassificationResult[]
+  clustering: ClusteringResult[]
+  pairClassification: PairClassificationResult[]
+  reranking: RerankingResult[]
 }
 
 /** Judged documents a retrieval set's corpus lacks, said on stderr. */

@@ -11,7 +11,7 @@ const encoderOptions = `  Encoder     --pooling cls|mean  --normalize  --max-len
               --normalize; default: config_sentence_transformers.json's truncate_dim)
 `
 
-export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval DIR... | --translation FILE...) [options]
+export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval DIR... | the tasks below) [options]
   STS Spearman and Pearson (cosine of sentence vectors vs gold scores) for STS-B, SICK or STS12-16 files
   (or a Hugging Face STS split in Parquet: sentence1, sentence2, score; or those columns in CSV, TSV or JSONL);
   an STS12-16 folder: the "all" setting (subsets concatenated), each subset and their mean. Retrieval
@@ -21,14 +21,27 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
               --translation FILE (repeatable): parallel pairs (english,non_english or anchor,positive; CSV,
               TSV, JSONL, Parquet): how often each sentence's nearest neighbour among the other side is its
               translation, both ways (sentence-transformers' TranslationEvaluator)
-              --split test  --query-prefix STR --doc-prefix STR (prepended; default: the model's "query" and
-              "document" or "passage" prompts in config_sentence_transformers.json, e5's "query: ", ...)
+  MTEB tasks  (repeatable: a file, or a folder of splits, SPLIT.jsonl[.gz], .csv, .tsv, .parquet, data/...)
+              --classification PATH: text, label; a logistic regression fitted to the train split's vectors
+              scores the --split's labels (accuracy, macro and weighted F1), as MTEB: --experiments 10 draws of
+              --samples-per-label 32 rows of each label (0: all, one fit); one file: 10-fold cross-validation
+              (SentEval's transfer tasks), all the other folds' rows unless --samples-per-label is given
+              --clustering PATH: sentences, labels (a list each per row: one set per row; or one text per row):
+              k-means with a cluster per label, the V-measure (mean over the sets)
+              --pair-classification PATH: sentence1, sentence2, label(s) 0/1: by cosine, dot, Euclidean and
+              Manhattan, the best accuracy and F1 over thresholds and the AP (the best AP: MTEB's score)
+              --reranking PATH: query, positive (list), negative (list): candidates ranked by cosine to the
+              query (with the query and document prefixes): MAP and MRR@10
+              --split test (of retrieval and task folders)  --query-prefix STR --doc-prefix STR (prepended;
+              default: the model's "query" and "document" or "passage" prompts in
+              config_sentence_transformers.json, e5's "query: ", ...)
               --onnx FILE instead of --model: a file simcsepp export wrote (DIR-onnx/onnx/model_quantized.onnx),
               run by onnxruntime-node where installed; its graph pools as exported; --max-len, --batch-size apply
   Output      --json (one JSON object: per STS file and the average; with --retrieval, a "retrieval" array
               of { dataset, split, queries, documents, ndcgAt10, scores: { ndcg, map, recall, precision,
               mrr } at 1, 3, 5, 10, 100 }; with --translation, a "translation" array of { file, pairs,
-              sourceToTarget, targetToSource, accuracy })
+              sourceToTarget, targetToSource, accuracy }; "classification", "clustering",
+              "pairClassification" and "reranking" arrays likewise, their scores as fractions)
   Matryoshka  --matryoshka-dims 768,256,64: every measure with the vectors cut to each size (encoded once);
               a table of a row per size (--json: { matryoshka: [{ dim, ... }] })
   Binary      --binary: each retrieval set ranked four ways: exact, by the Hamming distance of the vectors'

@@ -61,7 +61,14 @@ export function retrievalTable(results: RetrievalResult[]): string {
  * their average, nDCG@10 ×100 of each retrieval set.
  */
 export function matryoshkaTable(
-  sizes: { dim: number; sts: StsFilesResult | null; retrieval: RetrievalResult[]; translation?: TranslationResult[] }[],
+  sizes: {
+    dim: number
+    sts: StsFilesResult | null
+    retrieval: RetrievalResult[]
+    translation?: TranslationResult[]
+    /** Other tasks' main scores (fractions), by column name. */
+    tasks?: { name: string; value: number }[]
+  }[],
 ): string {
   const first = sizes[0]
   const headers = [
@@ -69,6 +76,7 @@ export function matryoshkaTable(
     ...(first.sts ? [...first.sts.results.map((r) => basename(r.file)), 'average'] : []),
     ...first.retrieval.map((r) => `${basename(r.dataset)}${r.search === 'exact' ? '' : ` ${searchLabel(r)}`} nDCG@10`),
     ...(first.translation ?? []).map((r) => `${basename(r.file)} accuracy`),
+    ...(first.tasks ?? []).map((t) => t.name),
   ]
   return formatTable(
     headers,
@@ -77,6 +85,7 @@ export function matryoshkaTable(
       ...(s.sts ? [...s.sts.results.map((r) => r.spearman.toFixed(2)), s.sts.average.toFixed(2)] : []),
       ...s.retrieval.map((r) => (100 * r.ndcgAt10).toFixed(2)),
       ...(s.translation ?? []).map((r) => (100 * r.accuracy).toFixed(2)),
+      ...(s.tasks ?? []).map((t) => (100 * t.value).toFixed(2)),
     ]),
   )
 }

@@ -1,0 +1,68 @@
+// The tables `simcsepp eval` prints for MTEB's other task kinds: classification, clustering, pair classification and
+// reranking (scores ×100, as MTEB's leaderboard shows them).
+import { basename } from 'node:path'
+import type { ClassificationResult } from '../eval/classification.js'
+import type { ClusteringResult } from '../eval/clustering.js'
+import type { PairClassificationResult } from '../eval/pair-classification.js'
+import type { RerankingResult } from '../eval/reranking.js'
+import { formatTable } from './tables.js'
+
+const pct = (x: number) => (100 * x).toFixed(2)
+
+/** Accuracy (with its spread over the fits), macro and weighted F1, per dataset. */
+export function classificationTable(results: ClassificationResult[]): string {
+  return formatTable(
+    ['classification', 'classes', 'train', 'test', 'fits', 'accuracy', '+-', 'F1', 'F1 weighted'],
+    results.map((r) => [
+      basename(r.dataset) + (r.protocol === 'cross-validation' ? ' (CV)' : '') + (r.converged ? '' : ' *'),
+      r.classes,
+      r.protocol === 'cross-validation' ? '' : r.samplesPerLabel === null ? r.trainRows : `${r.samplesPerLabel}/label`,
+      r.testRows,
+      r.fits,
+      pct(r.accuracy),
+      pct(r.accuracyStd),
+      pct(r.f1),
+      pct(r.f1Weighted),
+    ]),
+  )
+}
+
+export function clusteringTable(results: ClusteringResult[]): string {
+  return formatTable(
+    ['clustering', 'sets', 'texts', 'V-measure', 'homogeneity', 'completeness'],
+    results.map((r) => [basename(r.dataset), r.sets, r.texts, pct(r.vMeasure), pct(r.homogeneity), pct(r.completeness)]),
+  )
+}
+
+/** The best AP of the four comparisons (MTEB's main score), then cosine's AP, accuracy and F1. */
+export function pairClassificationTable(results: PairClassificationResult[]): string {
+  return formatTable(
+    ['pair classification', 'pairs', 'AP (max)', 'cos AP', 'cos accuracy', 'cos F1'],
+    results.map((r) => {
+      const c = r.bySimilarity.cosine
+      return [basename(r.dataset), r.pairs, pct(r.ap), pct(c.ap), pct(c.accuracy), pct(c.f1)]
+    }),
+  )
+}
+
+export function rerankingTable(results: RerankingResult[]): string {
+  return formatTable(
+    ['reranking', 'queries', 'MAP', 'MRR@10'],
+    results.map((r) => [basename(r.dataset), r.queries, pct(r.map), pct(r.mrr10)]),
+  )
+}
+
+/** Each task's main score under a column name, for the table of a row per Matryoshka size. */
+export function taskMainScores(r: {
+  classification: ClassificationResult[]
+  clustering: ClusteringResult[]
+  pairClassification: PairClassificationResult[]
+  reranking: RerankingResult[]
+}): { name: string; value: number }[] {
+  return [
+    ...r.classification.map((x) => ({ name: `${basename(x.dataset)} accuracy`, value: x.accuracy })),
+    ...r.clustering.map((x) => ({ name: `${basename(x.dataset)} V-measure`, value: x.vMeasure })),
+    ...r.pairClassification.map((x) => ({ name: `${basename(x.dataset)} AP`, value: x.ap })),
+    ...r.reranking.map((x) => ({ name: `${basename(x.dataset)} MAP`, value: x.map })),
+  ]
+}

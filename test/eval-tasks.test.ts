@@ -1,0 +1,248 @@
+// MTEB's other task kinds in `simcsepp eval`: clustering, pair classification and reranking read from the layouts
+// MTEB's datasets use (a row of lists, or a row per item), scored on vectors whose answers are known, and the command
+// (tables, JSON, Matryoshka sizes) giving the library's numbers for a model; refusals name the file and the column.
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import {
+  evaluateClassification,
+  evaluateClustering,
+  evaluatePairClassification,
+  evaluateReranking,
+  readClassificationSet,
+  readClusteringDataset,
+  readPairClassificationSet,
+  readRerankingSet,
+  SentenceEncoder,
+} from '../lib/index.js'
+import { pairMetrics, pairSimilarities } from '../lib/eval/pair-metrics.js'
+import { vMeasure } from '../lib/eval/clustering-metrics.js'
+import { train } from '../lib/train/train.js'
+import { cli, microModel, needsCli, tempDir, WORDS } from './helpers/train-corpus.js'
+
+const dir = tempDir('simcsepp-eval-tasks-')
+const jsonl = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n'
+
+/** Unit vectors along axis k (of 8), nudged by `e` along axis 7: texts "ax<k>" and "ax<k>'" (nudged). */
+const vectorOf = (s: string): Float32Array => {
+  const v = new Float32Array(8)
+  v[Number(/^ax(\d)/.exec(s)![1])] = 1
+  if (s.endsWith("'")) v[7] = 0.3
+  return v
+}
+const axisEmbed = async (texts: string[]) => texts.map(vectorOf)
+
+t.test('clustering: a set per row (MTEB’s lists) or one set of rows; separated groups score 1', async (t) => {
+  const lists = join(dir, 'clusters.jsonl')
+  writeFileSync(
+    lists,
+    jsonl([
+      { sentences: ['ax0', "ax0'", 'ax1', "ax1'", 'ax2'], labels: ['a', 'a', 'b', 'b', 'c'] },
+      { sentences: ['ax3', 'ax4', "ax3'", "ax4'"], labels: [1, 2, 1, 2] },
+    ]),
+  )
+  const data = await readClusteringDataset(lists)
+  t.same(
+    data.sets.map((s) => s.labels),
+    [
+      ['a', 'a', 'b', 'b', 'c'],
+      ['1', '2', '1', '2'],
+    ],
+  )
+  const r = await evaluateClustering(axisEmbed, data)
+  t.same([r.sets, r.texts], [2, 9])
+  const near1 = [r.vMeasure, r.homogeneity, r.completeness].every((x) => Math.abs(x - 1) < 1e-12)
+  t.ok(near1, `each group its own cluster: V-measure ${r.vMeasure} (1 but for rounding)`)
+  // One text per row (MTEB's fast clustering files): one set. Labels x and y share a vector, z spans two: the three
+  // clusters of least inertia are {ax0, ax0}, {ax1, ax1}, {ax2}, neither homogeneous nor complete.
+  const flat = join(dir, 'flat.csv')
+  writeFileSync(flat, 'text,label\nax0,x\nax0,y\nax1,z\nax1,z\nax2,z\n')
+  const f = await evaluateClustering(axisEmbed, await readClusteringDataset(flat))
+  const want = vMeasure([0, 1, 2, 2, 2], [0, 0, 1, 1, 2])
+  t.same([f.vMeasure, f.homogeneity, f.completeness], [want.vMeasure, want.homogeneity, want.completeness])
+  t.ok(
+    want.homogeneity < 1 && want.completeness < 1,
+    `homogeneity ${want.homogeneity.toFixed(4)}, completeness ${want.completeness.toFixed(4)}`,
+  )
+  // A folder: its --split.
+  mkdirSync(join(dir, 'cl'))
+  writeFileSync(join(dir, 'cl', 'test.jsonl'), jsonl([{ sentences: ['ax0', 'ax1'], labels: [0, 1] }]))
+  t.equal((await readClusteringDataset(join(dir, 'cl'))).sets[0].texts.length, 2)
+  await t.rejects(readClusteringDataset(join(dir, 'cl'), 'dev'), /cl: no dev split/)
+  writeFileSync(join(dir, 'uneven.jsonl'), jsonl([{ sentences: ['a', 'b'], labels: [0] }]))
+  await t.rejects(readClusteringDataset(join(dir, 'uneven.jsonl')), /uneven\.jsonl: line 1: 2 sentences but 1 labels/)
+  writeFileSync(join(dir, 'onelabel.jsonl'), jsonl([{ sentences: ['a', 'b'], labels: [0, 0] }]))
+  await t.rejects(readClusteringDataset(join(dir, 'onelabel.jsonl')), /onelabel\.jsonl: one label only: nothing to cluster/)
+  writeFileSync(join(dir, 'nolabels.jsonl'), jsonl([{ sentences: ['a', 'b'] }]))
+  await t.rejects(
+    readClusteringDataset(join(dir, 'nolabels.jsonl')),
+    /no labels column \(looked for labels, label; the columns are sentences\)/,
+  )
+})
+
+t.test('pair classification: lists in one row or a pair per row; four comparisons, the best AP', async (t) => {
+  const row = join(dir, 'pairs.jsonl')
+  // Paraphrases (1) share an axis; the nudged one is less similar by cosine but still closer than other axes.
+  writeFileSync(
+    row,
+    jsonl([{ sentence1: ['ax0', 'ax1', 'ax2', 'ax3', 'ax4'], sentence2: ["ax0'", 'ax1', 'ax5', 'ax6', "ax4'"], labels: [1, 1, 0, 0, 1] }]),
+  )
+  const set = await readPairClassificationSet(row)
+  t.same([set.first.length, [...set.labels]], [5, [1, 1, 0, 0, 1]])
+  const r = await evaluatePairClassification(axisEmbed, set)
+  t.same([r.pairs, r.ap, r.bySimilarity.cosine.accuracy, r.bySimilarity.cosine.f1], [5, 1, 1, 1], 'separable: every comparison perfect')
+  const s = pairSimilarities(await axisEmbed(set.first), await axisEmbed(set.second))
+  t.same(r.bySimilarity.euclidean, pairMetrics(s.euclidean, set.labels, false), 'the Euclidean metrics: pairMetrics of the distances')
+  // A pair per row, labels as strings and booleans (a CSV's are strings).
+  const flat = join(dir, 'pairs.csv')
+  writeFileSync(flat, 'sentence1,sentence2,label\nax0,ax0,1\nax1,ax2,0\nax3,ax3,0\n')
+  const f = await evaluatePairClassification(axisEmbed, await readPairClassificationSet(flat))
+  t.ok(f.ap < 1 && f.bySimilarity.cosine.accuracy === 2 / 3, `a negative identical pair: AP ${f.ap.toFixed(4)}, accuracy 2/3`)
+  writeFileSync(join(dir, 'label2.csv'), 'sentence1,sentence2,label\na,b,2\nc,d,0\n')
+  await t.rejects(readPairClassificationSet(join(dir, 'label2.csv')), /label2\.csv: line 2: label must be 0 or 1, got "2"/)
+  writeFileSync(join(dir, 'ones.csv'), 'sentence1,sentence2,label\na,b,1\n')
+  await t.rejects(readPairClassificationSet(join(dir, 'ones.csv')), /ones\.csv: the labels must include both 0 and 1/)
+  writeFileSync(join(dir, 'ragged.jsonl'), jsonl([{ sentence1: ['a', 'b'], sentence2: ['c'], labels: [0, 1] }]))
+  await t.rejects(
+    readPairClassificationSet(join(dir, 'ragged.jsonl')),
+    /ragged\.jsonl: line 1: sentence1, sentence2, labels must be lists of one length/,
+  )
+})
+
+t.test('reranking: MAP and MRR@10 of each query’s candidates by cosine, with the prefixes', async (t) => {
+  const file = join(dir, 'rerank.jsonl')
+  writeFileSync(
+    file,
+    jsonl([
+      // Ranked: ax0 (1, relevant), ax0' (0.958), then ax1 (relevant) and ax2 tied at 0, one threshold as scikit-learn
+      // counts ties: AP = 1/2 · 1 + 1/2 · 2/4 = 3/4; RR 1.
+      { query: 'ax0', positive: ['ax0', 'ax1'], negative: ["ax0'", 'ax2'] },
+      // The positive after a nearer negative: AP 1/2, RR 1/2.
+      { query: 'ax3', positive: ["ax3'"], negative: ['ax3'] },
+      // No negative: skipped, as MTEB does.
+      { query: 'ax4', positive: ['ax4'], negative: [] },
+    ]),
+  )
+  const set = await readRerankingSet(file)
+  const r = await evaluateReranking(axisEmbed, set)
+  t.equal(r.queries, 2)
+  t.ok(Math.abs(r.map - (3 / 4 + 1 / 2) / 2) < 1e-12, `MAP ${r.map}`)
+  t.ok(Math.abs(r.mrr10 - (1 + 1 / 2) / 2) < 1e-12, `MRR@10 ${r.mrr10}`)
+  // Prefixes reach queries and candidates alike.
+  const seen: string[] = []
+  await evaluateReranking(
+    async (texts) => {
+      seen.push(...texts)
+      return texts.map((s) => vectorOf(s.replace(/^(q|d): /, '')))
+    },
+    set,
+    { queryPrefix: 'q: ', documentPrefix: 'd: ' },
+  )
+  t.ok(seen.includes('q: ax0') && seen.includes("d: ax0'") && !seen.includes('ax0'), 'queries and candidates prefixed')
+  writeFileSync(join(dir, 'noneg.jsonl'), jsonl([{ query: 'a', positive: ['b'] }]))
+  await t.rejects(readRerankingSet(join(dir, 'noneg.jsonl')), /noneg\.jsonl: no negative column \(the columns are query, positive\)/)
+})
+
+t.test('simcsepp eval with the four tasks: the library’s numbers, tables, Matryoshka sizes, refusals', needsCli, async (t) => {
+  // A micro model trained a few steps (mean pooling), and data from the grammar's words.
+  let seed = 9
+  const rnd = (k: number) => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % k
+  const sentence = (topic: number) => Array.from({ length: 5 }, (_, i) => WORDS[(topic * 7 + rnd(6) + i) % WORDS.length]).join(' ')
+  const text = join(dir, 'corpus.txt')
+  writeFileSync(text, Array.from({ length: 60 }, (_, i) => sentence(i % 4)).join('\n') + '\n')
+  const model = join(dir, 'model')
+  await train({
+    model: await microModel(dir, 'micro'),
+    data: text,
+    pooling: 'mean',
+    maxLen: 16,
+    steps: 2,
+    lr: 1e-3,
+    batchSize: 16,
+    evalEvery: 0,
+    saveEvery: 0,
+    out: model,
+  })
+
+  const cls = join(dir, 'topics')
+  mkdirSync(cls)
+  writeFileSync(join(cls, 'train.jsonl'), jsonl(Array.from({ length: 40 }, (_, i) => ({ text: sentence(i % 4), label: i % 4 }))))
+  writeFileSync(join(cls, 'test.jsonl'), jsonl(Array.from({ length: 20 }, (_, i) => ({ text: sentence(i % 4), label: i % 4 }))))
+  const clu = join(dir, 'topics-clustering.jsonl')
+  writeFileSync(
+    clu,
+    jsonl([{ sentences: Array.from({ length: 16 }, (_, i) => sentence(i % 4)), labels: Array.from({ length: 16 }, (_, i) => i % 4) }]),
+  )
+  const pairs = join(dir, 'topic-pairs.csv')
+  writeFileSync(
+    pairs,
+    'sentence1,sentence2,label\n' +
+      Array.from({ length: 16 }, (_, i) => `${sentence(i % 4)},${sentence((i + (i % 2)) % 4)},${1 - (i % 2)}`).join('\n') +
+      '\n',
+  )
+  const rr = join(dir, 'topic-rerank.jsonl')
+  writeFileSync(
+    rr,
+    jsonl(
+      Array.from({ length: 6 }, (_, i) => ({
+        query: sentence(i % 4),
+        positive: [sentence(i % 4)],
+        negative: [sentence((i + 1) % 4), sentence((i + 2) % 4)],
+      })),
+    ),
+  )
+  const args = [
+    '--classification',
+    cls,
+    '--clustering',
+    clu,
+    '--pair-classification',
+    pairs,
+    '--reranking',
+    rr,
+    '--samples-per-label',
+    '4',
+    '--experiments',
+    '3',
+  ]
+  const run = (extra: string[]) => spawnSync(process.execPath, [cli, 'eval', '--model', model, ...extra], { encoding: 'utf8' })
+
+  const json = run([...args, '--json'])
+  t.equal(json.status, 0, json.stderr)
+  const out = JSON.parse(json.stdout)
+  const enc = await SentenceEncoder.load(model, { device: 'cpu', precision: 'fp32' })
+  const embed = (s: string[]) => enc.encode(s, { prompt: '' }) as Promise<Float32Array[]>
+  const want = {
+    classification: [await evaluateClassification(embed, await readClassificationSet(cls), { samplesPerLabel: 4, experiments: 3 })],
+    clustering: [await evaluateClustering(embed, await readClusteringDataset(clu))],
+    pairClassification: [await evaluatePairClassification(embed, await readPairClassificationSet(pairs))],
+    reranking: [await evaluateReranking(embed, await readRerankingSet(rr))],
+  }
+  await enc.close()
+  t.same(JSON.parse(JSON.stringify(want)), out, 'the JSON: the library’s results for the model’s vectors')
+  t.equal(out.classification[0].fits, 3)
+
+  const table = run(args)
+  t.equal(table.status, 0, table.stderr)
+  t.match(
+    table.stdout,
+    /classification +classes +train +test +fits +accuracy +\+- +F1 +F1 weighted\n.*\ntopics +4 +4\/label +20 +3 +\d+\.\d\d/,
+  )
+  t.match(table.stdout, /clustering +sets +texts +V-measure +homogeneity +completeness\n.*\ntopics-clustering\.jsonl +1 +16 +\d+\.\d\d/)
+  t.match(table.stdout, /pair classification +pairs +AP \(max\) +cos AP +cos accuracy +cos F1\n.*\ntopic-pairs\.csv +16 /)
+  t.match(table.stdout, /reranking +queries +MAP +MRR@10\n.*\ntopic-rerank\.jsonl +6 /)
+
+  const sizes = run([...args, '--matryoshka-dims', '32,8'])
+  t.equal(sizes.status, 0, sizes.stderr)
+  t.match(
+    sizes.stdout,
+    /dims +topics accuracy +topics-clustering\.jsonl V-measure +topic-pairs\.csv AP +topic-rerank\.jsonl MAP\n.*\n +32 +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+\n +8 /,
+  )
+
+  t.match(
+    run(['--sts', join(dir, 'x.tsv'), '--samples-per-label', '4']).stderr,
+    /--samples-per-label and --experiments apply to --classification/,
+  )
+  t.match(run(['--classification', join(dir, 'nope')]).stderr, /nope: no such file/)
+})
