@@ -144,6 +144,12 @@ t.test('--micro-batch auto: whole when the activations fit the budget, else the 
     /needs ~[\d.]+ GiB of activations; this machine has 1\.00 GiB: lower --batch-size or --max-len, or set --micro-batch/,
   )
   t.doesNotThrow(() => checkBatchFits({ ...shape, rowsPerPass: 128 }, 2 ** 30))
+  // The vectors and their gradient are counted at their width: a Dense module's, when one is wider than the encoder.
+  const { passFloats } = await import('../lib/model/pass-floats.js')
+  const small = { config, batch: 8, requested: 8, maxLen: 32, tokens: 32, views: 3 }
+  const exact = (passFloats(config, 24, 32, true) + 24 * config.hiddenSize) * 4
+  t.doesNotThrow(() => checkBatchFits(small, exact), 'the hidden size: fits exactly')
+  t.throws(() => checkBatchFits({ ...small, vectorDim: config.hiddenSize + 1 }, exact), /needs ~[\d.]+ GiB of activations/)
 })
 
 t.test('--micro-batch auto is the default; the budget is the device memory', async (t) => {

@@ -21,7 +21,8 @@ export const trainUsage = `simcsepp train [options]
   With no options: the demo (a tiny model trained from scratch with SimCSE++ on WordNet's example
   sentences, a few minutes on a laptop CPU; writes ./simcsepp-demo).
 
-  Model       --model DIR (Hugging Face BERT/RoBERTa/XLM-R/DistilBERT) | --config tiny|mini|small|base  [--tokenizer DIR|FILE]
+  Model       --model DIR (Hugging Face BERT/RoBERTa/XLM-R/DistilBERT/MPNet/ModernBERT) | --config tiny|mini|small|base
+              [--tokenizer DIR|FILE]
   Data        --data FILE: one sentence per line, or supervised pairs/triplets: CSV/TSV with a header
               sent0,sent1[,hard_neg] (or anchor,positive[,negative]; several hard negatives:
               negative_1,...,negative_k), JSONL with those keys, Parquet with those columns (a Hugging

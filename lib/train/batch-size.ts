@@ -28,6 +28,8 @@ export interface BatchShape {
   views: number
   /** Rows per encoder pass (micro-batches); default: every row at once. */
   rowsPerPass?: number
+  /** The vectors' width (z and dL/dz per row): the hidden size, or the last Dense module's (BertModel.embeddingDim). */
+  vectorDim?: number
   /** Matryoshka training: the width of the truncated vectors' scratch (they and their gradient, every row); 0: none. */
   narrowDim?: number
   /** bf16 training: the MLP's pre-activation kept in bfloat16 (BertModel at bf16). */
@@ -46,7 +48,8 @@ export function checkBatchFits(s: BatchShape, memoryBytes = totalmem(), has = `t
   const pass = Math.min(rows, s.rowsPerPass || rows)
   const activations = passFloats(s.config, pass, s.tokens, true, s.interBf16, s.attentionBf16)
   // The vectors and their gradient of every row (twice with micro-batches: gathered, then dL/dz).
-  const bytes = (activations + (pass < rows ? 2 : 1) * rows * s.config.hiddenSize + 2 * rows * (s.narrowDim ?? 0)) * 4
+  const width = s.vectorDim ?? s.config.hiddenSize
+  const bytes = (activations + (pass < rows ? 2 : 1) * rows * width + 2 * rows * (s.narrowDim ?? 0)) * 4
   const given = s.batch < s.requested ? `--batch-size ${s.requested} (${s.batch} sentences: all of the data)` : `--batch-size ${s.batch}`
   const per = pass < rows ? ` in micro-batches of ${pass} rows` : ''
   const needs = `${given} with --max-len ${s.maxLen}${per} needs ~${gib(bytes)} of activations`

@@ -309,6 +309,7 @@ async function trainHolding(
         tokens: maxLen,
         views: d.views,
         rowsPerPass: micro.rows,
+        vectorDim: model.embeddingDim,
         narrowDim: scratchDim(matryoshka, model.embeddingDim),
         interBf16,
         attentionBf16,
