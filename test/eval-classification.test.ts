@@ -161,11 +161,21 @@ t.test('train/test: MTEB’s draws of rows per label, every row with 0, the same
   const { embed, asked } = tableEmbed(x, dim)
   const r = await evaluateClassification(embed, set)
   t.same([r.protocol, r.classes, r.trainRows, r.testRows, r.fits, r.samplesPerLabel, r.converged], ['train/test', 4, 180, 60, 10, 32, true])
-  t.same(
-    asked.map((a) => a.length),
-    [180, 60],
-    'each split embedded once',
+  t.equal(asked.length, 2, 'the training rows drawn, then the test split: each embedded once')
+  t.equal(asked[1].length, 60)
+  // Only the rows the draws take are embedded (MTEB's training splits can hold millions): 3 draws of 2 per label
+  // take from 8 to 24 distinct rows.
+  asked.length = 0
+  const few = await evaluateClassification(embed, set, { samplesPerLabel: 2, experiments: 3 })
+  t.ok(
+    asked[0].length >= 8 && asked[0].length <= 24 && new Set(asked[0]).size === asked[0].length,
+    `${asked[0].length} training rows embedded`,
   )
+  t.ok(
+    asked[0].every((x) => set.train.texts.includes(x)),
+    'all of them training rows',
+  )
+  t.equal(few.fits, 3)
   t.ok(r.accuracy > 0.4 && r.accuracy < 1, `accuracy ${r.accuracy.toFixed(4)} ± ${r.accuracyStd.toFixed(4)}`)
   t.ok(r.accuracyStd > 0, 'the draws differ')
   t.same(await evaluateClassification(embed, set), r, 'the same seed: the same scores')

@@ -108,19 +108,25 @@ export async function evaluateClassification(
   const classes = [...new Set(set.train.labels)].sort(compareLabels)
   const index = new Map(classes.map((c, i) => [c, i]))
   const trainY = Int32Array.from(set.train.labels, (l) => index.get(l)!)
-  const trainX = await embed(set.train.texts)
   const fits: Fit[] = []
   if (set.test) {
     const perLabel = options.samplesPerLabel ?? 32
+    const experiments = perLabel === 0 ? 1 : (options.experiments ?? 10)
+    const draws = Array.from({ length: experiments }, (_, e) =>
+      perLabel === 0 ? [...trainY.keys()] : firstPerLabel(permutation(trainY.length, seed, e), trainY, perLabel),
+    )
+    // Only the rows some draw takes are embedded: MTEB's training splits run to millions of rows (AmazonPolarity's
+    // 3.6 M), of which 10 draws of 32 per label take a few hundred.
+    const used = [...new Set(draws.flat())].sort((a, b) => a - b)
+    const vectors = await embed(used.map((i) => set.train.texts[i]))
+    const trainX = new Array<Float32Array>(trainY.length)
+    used.forEach((i, k) => (trainX[i] = vectors[k]))
     const testX = rowsOf(await embed(set.test.texts))
     // A test label the training split lacks is one no classifier predicts: -1, always wrong.
     const testY = Int32Array.from(set.test.labels, (l) => index.get(l) ?? -1)
-    const experiments = perLabel === 0 ? 1 : (options.experiments ?? 10)
-    for (let e = 0; e < experiments; e++) {
-      const rows = perLabel === 0 ? [...trainY.keys()] : firstPerLabel(permutation(trainY.length, seed, e), trainY, perLabel)
-      fits.push(fitAndScore(trainX, trainY, rows, testX, testY, options))
-    }
+    for (const rows of draws) fits.push(fitAndScore(trainX, trainY, rows, testX, testY, options))
   } else {
+    const trainX = await embed(set.train.texts)
     const folds = options.folds ?? 10
     if (!Number.isInteger(folds) || folds < 2 || folds > trainY.length)
       throw new Error(`${set.name}: folds must be an integer from 2 to the rows (${trainY.length}), got ${folds}`)

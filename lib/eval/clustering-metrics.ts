@@ -5,6 +5,11 @@
 //   seeded PRNG makes the result a function of (vectors, k, options) alone.
 // - vMeasure: scikit-learn's homogeneity_completeness_v_measure with beta = 1 (Rosenberg & Hirschberg 2007), from
 //   the contingency table with natural logarithms, including its conventions for single-class inputs.
+// The assignment step, n·k·d multiply-adds an iteration, runs as one float32 product in the addon (x·c for every pair,
+// then |x|² - 2 x·c + |c|²); the float64 distance then decides among the centres that product cannot tell apart from
+// the nearest (within a bound on its rounding), so the clusters are those of float64 arithmetic throughout.
+import { Tensor } from '../tensor.js'
+import { linearForward } from '../ops.js'
 
 export interface KMeansOptions {
   /** Seeds the PRNG behind k-means++ (default 0): the same seed gives the same clusters. */
@@ -26,13 +31,63 @@ export function kMeans(vectors: Float32Array[], k: number, options: KMeansOption
   const maxIterations = positiveInteger(options.maxIterations ?? 300, 'maxIterations')
   const points = packRows(vectors, dim)
   const random = mulberry32(options.seed ?? 0)
-  let best: LloydResult | undefined
-  for (let r = 0; r < restarts; r++) {
-    const run = lloyd(points, dim, kMeansPlusPlus(points, dim, k, random), maxIterations)
-    // Strictly lower: on a tie the earlier restart stays, which keeps the choice independent of later draws.
-    if (best === undefined || run.inertia < best.inertia) best = run
+  const products = new Products(vectors, dim, k)
+  try {
+    let best: LloydResult | undefined
+    for (let r = 0; r < restarts; r++) {
+      const run = lloyd(points, dim, kMeansPlusPlus(points, dim, k, random), maxIterations, products)
+      // Strictly lower: on a tie the earlier restart stays, which keeps the choice independent of later draws.
+      if (best === undefined || run.inertia < best.inertia) best = run
+    }
+    return best!.labels
+  } finally {
+    products.dispose()
   }
-  return best!.labels
+}
+
+/**
+ * Every point's product with every centre, x·c, in float32 on the addon (the points' tensor made once), with a bound on
+ * each row's rounding error: a product of d terms rounded in float32 is within d·2⁻²⁴·Σ|x_j c_j| ≤ d·2⁻²⁴·|x|·|c| of
+ * the exact one (the centres' own rounding to float32 adds 2⁻²⁴·|x|·|c| more).
+ */
+class Products {
+  private readonly x: Tensor
+  private readonly c: Tensor
+  private readonly out: Tensor
+  private readonly c32: Float32Array
+  readonly values: Float32Array
+  /** |x_i|², exact in float64 from the float32 inputs, and |x_i|. */
+  readonly squaredNorms: Float64Array
+  readonly norms: Float64Array
+  readonly unit: number
+
+  constructor(vectors: Float32Array[], dim: number, k: number) {
+    const n = vectors.length
+    const rows = new Float32Array(n * dim)
+    vectors.forEach((v, i) => rows.set(v, i * dim))
+    this.x = Tensor.from(rows, [n, dim])
+    this.c = Tensor.zeros([k, dim])
+    this.out = Tensor.zeros([n, k])
+    this.c32 = new Float32Array(k * dim)
+    this.values = new Float32Array(n * k)
+    this.squaredNorms = Float64Array.from(vectors, (v) => v.reduce((s, x) => s + x * x, 0))
+    this.norms = this.squaredNorms.map(Math.sqrt)
+    this.unit = (dim + 2) * 2 ** -24
+  }
+
+  /** values[i * k + c] = x_i · centre_c (float32). */
+  compute(centres: Float64Array): void {
+    this.c32.set(centres)
+    this.c.copyFrom(this.c32)
+    linearForward(this.out, this.x, this.c, null)
+    this.out.toFloat32Array(this.values)
+  }
+
+  dispose(): void {
+    this.x.dispose()
+    this.c.dispose()
+    this.out.dispose()
+  }
 }
 
 function checkKMeansInput(vectors: Float32Array[], k: number): number {
@@ -123,13 +178,13 @@ interface LloydResult {
 }
 
 /** Lloyd iterations from the given centres until no assignment changes (or maxIterations). */
-function lloyd(points: Float64Array, dim: number, centres: Float64Array, maxIterations: number): LloydResult {
+function lloyd(points: Float64Array, dim: number, centres: Float64Array, maxIterations: number, products: Products): LloydResult {
   const n = points.length / dim
   const k = centres.length / dim
   const labels = new Int32Array(n).fill(-1)
   const distances = new Float64Array(n)
   for (let iteration = 0; iteration < maxIterations; iteration++) {
-    if (!assignNearest(points, dim, centres, labels, distances)) break
+    if (!assignNearest(points, dim, centres, labels, distances, products)) break
     fillEmptyClusters(labels, distances, k)
     updateCentres(points, dim, labels, centres)
   }
@@ -144,14 +199,40 @@ function lloyd(points: Float64Array, dim: number, centres: Float64Array, maxIter
  * current cluster if that is among the nearest (else the lowest index): with duplicated vectors, a point that
  * re-seeded an empty cluster sits on two equal centres and would otherwise flip back and forth forever.
  */
-function assignNearest(points: Float64Array, dim: number, centres: Float64Array, labels: Int32Array, distances: Float64Array): boolean {
+function assignNearest(
+  points: Float64Array,
+  dim: number,
+  centres: Float64Array,
+  labels: Int32Array,
+  distances: Float64Array,
+  products: Products,
+): boolean {
   const n = points.length / dim
   const k = centres.length / dim
+  products.compute(centres)
+  const g = products.values
+  const cc = new Float64Array(k)
+  let cMax = 0
+  for (let c = 0; c < k; c++) {
+    for (let d = 0; d < dim; d++) cc[c] += centres[c * dim + d] * centres[c * dim + d]
+    cMax = Math.max(cMax, Math.sqrt(cc[c]))
+  }
+  const approx = new Float64Array(k)
   let changed = false
   for (let i = 0; i < n; i++) {
-    let bestCentre = labels[i]
-    let bestDistance = bestCentre >= 0 ? squaredDistance(points, i, centres, bestCentre, dim) : Infinity
+    // |x|² - 2 x·c + |c|² from the float32 products; any centre within twice the rounding bound of the smallest is a
+    // candidate, and only candidates (the nearest in float64 among them) get their exact distance.
+    let least = Infinity
     for (let c = 0; c < k; c++) {
+      approx[c] = products.squaredNorms[i] - 2 * g[i * k + c] + cc[c]
+      least = Math.min(least, approx[c])
+    }
+    const within = least + 4 * products.unit * products.norms[i] * cMax + 1e-300
+    let bestCentre = labels[i]
+    let bestDistance = bestCentre >= 0 && approx[bestCentre] <= within ? squaredDistance(points, i, centres, bestCentre, dim) : Infinity
+    if (bestDistance === Infinity) bestCentre = -1
+    for (let c = 0; c < k; c++) {
+      if (approx[c] > within) continue
       const d = squaredDistance(points, i, centres, c, dim)
       if (d < bestDistance || bestCentre < 0) {
         bestDistance = d
