@@ -105,6 +105,39 @@ t.test('logistic regression: the float64 minimiser of scikit-learn’s objective
   t.ok(accuracy > 0.6 && accuracy < 1, `overlapping blobs: training accuracy ${accuracy.toFixed(3)} (neither chance nor perfect)`)
 })
 
+t.test('two classes: scikit-learn’s binomial model (one weight vector, the same C)', async (t) => {
+  const { x, y } = blobs(80, 4, 2, 1.5, 5)
+  const n = 80
+  const d = 4
+  // Binomial logistic regression in float64: (1/n) Σ log(1 + exp(-s_i (w·x_i + b))) + ||w||² / (2 C n), s_i = ±1,
+  // minimised by gradient descent to a gradient of 1e-12.
+  const w = new Float64Array(d)
+  let b = 0
+  let sq = 0
+  for (const v of x) sq += v * v
+  const step = 1 / (0.25 * (sq / n + 1) + 1 / n)
+  for (let it = 0; it < 200000; it++) {
+    const gw = new Float64Array(d)
+    let gb = 0
+    for (let i = 0; i < n; i++) {
+      let z = b
+      for (let j = 0; j < d; j++) z += w[j] * x[i * d + j]
+      const p = 1 / (1 + Math.exp(-z)) - y[i] // dloss/dz with y in {0, 1}
+      for (let j = 0; j < d; j++) gw[j] += (p * x[i * d + j]) / n
+      gb += p / n
+    }
+    for (let j = 0; j < d; j++) gw[j] += w[j] / n
+    if (Math.max(...gw.map(Math.abs), Math.abs(gb)) < 1e-12) break
+    for (let j = 0; j < d; j++) w[j] -= step * gw[j]
+    b -= step * gb
+  }
+  const model = fitLogisticRegression(x, y, 2, { tolerance: 1e-5, maxIterations: 500 })
+  const diff = Array.from({ length: d }, (_, j) => model.weights[d + j] - model.weights[j])
+  const scale = Math.max(...w.map(Math.abs))
+  const err = Math.max(...diff.map((v, j) => Math.abs(v - w[j])), Math.abs(model.bias[1] - model.bias[0] - b))
+  t.ok(model.converged && err / scale < 1e-4, `w1 - w0, b1 - b0: within ${(err / scale).toExponential(2)} of the binomial minimiser's w, b`)
+})
+
 t.test('logistic regression refuses sizes and labels it cannot fit', async (t) => {
   const { x, y } = blobs(12, 3, 2, 0.1, 1)
   t.throws(() => fitLogisticRegression(x, y, 1), /classes must be an integer >= 2, got 1/)

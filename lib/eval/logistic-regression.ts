@@ -7,8 +7,12 @@
 //
 // with P the rows' class probabilities and Y their one-hot labels. The two products (the logits X Wᵀ and the weight
 // gradient) run in the addon's float32 linear layer (n·d·k flops each, where the rest is n·k); the parameters, the
-// loss and the L-BFGS updates are float64. The objective is strictly convex, so its minimum is unique: how it is
-// reached (L-BFGS's memory, the line search) moves the fitted classifier only within the stopping tolerance.
+// loss and the L-BFGS updates are float64. The objective is strictly convex but for a common shift of the intercepts,
+// which the gradient's intercept part never moves (it sums to zero) from the start at zero: so the minimum reached is
+// unique, and how (L-BFGS's memory, the line search) moves the fitted classifier only within the stopping tolerance.
+// Two classes: scikit-learn fits one weight vector w (the binomial model) with the penalty ||w||² / (2 C n). The
+// softmax of two rows depends on w = w1 - w0 alone, and for a given w the penalty of the two rows is least at
+// w1 = -w0 = w/2, where it is ||w||² / (4 C n): so the two-row model with C halved is scikit-learn's binary one.
 import { Tensor } from '../tensor.js'
 import { linearBackward, linearForward } from '../ops.js'
 
@@ -56,7 +60,7 @@ export function fitLogisticRegression(
   const dim = x.length / n
   for (let i = 0; i < n; i++)
     if (!(y[i] >= 0 && y[i] < classes)) throw new Error(`logistic regression: label ${y[i]} of row ${i} is not in 0 .. ${classes - 1}`)
-  const objective = new Objective(x, y, n, dim, classes, 1 / (c * n))
+  const objective = new Objective(x, y, n, dim, classes, (classes === 2 ? 2 : 1) / (c * n))
   try {
     return lbfgs(objective, maxIterations, tolerance)
   } finally {
