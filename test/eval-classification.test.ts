@@ -209,6 +209,9 @@ t.test('train/test: MTEB’s draws of rows per label, every row with 0, the same
     'all of them training rows',
   )
   t.equal(few.fits, 3)
+  const events: { done: number; total: number }[] = []
+  await evaluateClassification(embed, set, { samplesPerLabel: 2, experiments: 3, onProgress: (p) => events.push(p) })
+  t.same(events.at(-1), { done: asked[0].length + 60, total: asked[0].length + 60 }, 'progress: the rows drawn and the test split')
   t.ok(r.accuracy > 0.4 && r.accuracy < 1, `accuracy ${r.accuracy.toFixed(4)} ± ${r.accuracyStd.toFixed(4)}`)
   t.ok(r.accuracyStd > 0, 'the draws differ')
   t.same(await evaluateClassification(embed, set), r, 'the same seed: the same scores')

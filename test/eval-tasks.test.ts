@@ -52,6 +52,16 @@ t.test('clustering: a set per row (MTEB’s lists) or one set of rows; separated
   )
   const r = await evaluateClustering(axisEmbed, data)
   t.same([r.sets, r.texts], [2, 9])
+  const events: { done: number; total: number }[] = []
+  await evaluateClustering(axisEmbed, data, { onProgress: (p) => events.push(p) })
+  t.same(
+    events,
+    [
+      { done: 5, total: 9 },
+      { done: 9, total: 9 },
+    ],
+    'progress: each set as it is embedded',
+  )
   const near1 = [r.vMeasure, r.homogeneity, r.completeness].every((x) => Math.abs(x - 1) < 1e-12)
   t.ok(near1, `each group its own cluster: V-measure ${r.vMeasure} (1 but for rounding)`)
   // One text per row (MTEB's fast clustering files): one set. Labels x and y share a vector, z spans two: the three
@@ -94,6 +104,9 @@ t.test('pair classification: lists in one row or a pair per row; four comparison
   t.same([r.pairs, r.ap, r.bySimilarity.cosine.accuracy, r.bySimilarity.cosine.f1], [5, 1, 1, 1], 'separable: every comparison perfect')
   const s = pairSimilarities(await axisEmbed(set.first), await axisEmbed(set.second))
   t.same(r.bySimilarity.euclidean, pairMetrics(s.euclidean, set.labels, false), 'the Euclidean metrics: pairMetrics of the distances')
+  const events: { done: number; total: number }[] = []
+  await evaluatePairClassification(axisEmbed, set, { onProgress: (p) => events.push(p) })
+  t.same(events.at(-1), { done: 10, total: 10 }, 'progress: both sides of every pair')
   // A pair per row, labels as strings and booleans (a CSV's are strings).
   const flat = join(dir, 'pairs.csv')
   writeFileSync(flat, 'sentence1,sentence2,label\nax0,ax0,1\nax1,ax2,0\nax3,ax3,0\n')
@@ -140,6 +153,14 @@ t.test('reranking: MAP and MRR@10 of each query’s candidates by cosine, with t
     { queryPrefix: 'q: ', documentPrefix: 'd: ' },
   )
   t.ok(seen.includes('q: ax0') && seen.includes("d: ax0'") && !seen.includes('ax0'), 'queries and candidates prefixed')
+  // Progress: every query and distinct candidate once (3 queries, 7 candidates), reported as they are embedded.
+  const events: { done: number; total: number }[] = []
+  await evaluateReranking(axisEmbed, set, { onProgress: (p) => events.push(p) })
+  t.same(events.at(-1), { done: 10, total: 10 })
+  t.ok(
+    events.every((e, i) => i === 0 || e.done > events[i - 1].done),
+    'done rises',
+  )
   writeFileSync(join(dir, 'noneg.jsonl'), jsonl([{ query: 'a', positive: ['b'] }]))
   await t.rejects(readRerankingSet(join(dir, 'noneg.jsonl')), /noneg\.jsonl: no negative column \(the columns are query, positive\)/)
 })

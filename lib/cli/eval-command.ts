@@ -133,12 +133,27 @@ export async function evalCommand(argv: string[]): Promise<void> {
       for (const pairs of parallel) translation.push(await evaluateTranslation(embedPlain, pairs))
       // MTEB's other task kinds: texts as they are (sentences, not queries), except reranking's queries and candidates.
       const tasks: TaskResults = { classification: [], clustering: [], pairClassification: [], reranking: [] }
+      // A progress bar per task (made once its total is known: 1,000 texts or more, on a terminal).
+      type OnProgress = (p: { done: number; total: number }) => void
+      const withBar = async <R>(run: (onProgress?: OnProgress) => Promise<R>) => {
+        let bar: ReturnType<typeof encodeProgressBar> | undefined
+        const update: OnProgress = ({ done, total }) => (bar ??= encodeProgressBar(total, process.stderr, 'texts'))?.update(done)
+        const result = await run(bars ? update : undefined)
+        bar?.finish()
+        return result
+      }
       for (const set of classification)
-        tasks.classification.push(await evaluateClassification(embedPlain, set, { samplesPerLabel, experiments }))
-      for (const data of clustering) tasks.clustering.push(await evaluateClustering(embedPlain, data))
-      for (const set of pairSets) tasks.pairClassification.push(await evaluatePairClassification(embedPlain, set))
+        tasks.classification.push(
+          await withBar((onProgress) => evaluateClassification(embedPlain, set, { samplesPerLabel, experiments, onProgress })),
+        )
+      for (const data of clustering)
+        tasks.clustering.push(await withBar((onProgress) => evaluateClustering(embedPlain, data, { onProgress })))
+      for (const set of pairSets)
+        tasks.pairClassification.push(await withBar((onProgress) => evaluatePairClassification(embedPlain, set, { onProgress })))
       for (const set of reranking)
-        tasks.reranking.push(await evaluateReranking(embedPlain, set, { queryPrefix, documentPrefix: docPrefix }))
+        tasks.reranking.push(
+          await withBar((onProgress) => evaluateReranking(embedPlain, set, { queryPrefix, documentPrefix: docPrefix, onProgress })),
+        )
       return { sts, retrieval, translation, ...tasks }
     }
     const jsonOf = ({ sts, retrieval, translation, ...tasks }: Awaited<ReturnType<typeof evaluate>>) => {

@@ -9,6 +9,7 @@
 // from a seeded permutation, so a run repeats exactly.
 import { permutation } from '../data/sentences.js'
 import type { Embed } from '../embed/memo-embed.js'
+import { embedInBatches } from '../embed/embed-texts.js'
 import { fitLogisticRegression, predictClasses, type LogisticRegressionOptions } from './logistic-regression.js'
 import { columnName, isFolder, labelCell, readTable, splitFile, textCell, type Table } from './table.js'
 
@@ -35,6 +36,8 @@ export interface ClassificationOptions extends LogisticRegressionOptions {
   folds?: number
   /** Seeds the draws and the folds. Default 0. */
   seed?: number
+  /** Called after each batch of texts embedded: done so far of the task's total. */
+  onProgress?: (p: { done: number; total: number }) => void
 }
 
 export interface ClassificationResult {
@@ -118,15 +121,20 @@ export async function evaluateClassification(
     // Only the rows some draw takes are embedded: MTEB's training splits run to millions of rows (AmazonPolarity's
     // 3.6 M), of which 10 draws of 32 per label take a few hundred.
     const used = [...new Set(draws.flat())].sort((a, b) => a - b)
-    const vectors = await embed(used.map((i) => set.train.texts[i]))
+    const progress = { total: used.length + set.test.texts.length, done: 0, onProgress: options.onProgress }
+    const vectors = await embedInBatches(
+      embed,
+      used.map((i) => set.train.texts[i]),
+      progress,
+    )
     const trainX = new Array<Float32Array>(trainY.length)
     used.forEach((i, k) => (trainX[i] = vectors[k]))
-    const testX = rowsOf(await embed(set.test.texts))
+    const testX = rowsOf(await embedInBatches(embed, set.test.texts, progress))
     // A test label the training split lacks is one no classifier predicts: -1, always wrong.
     const testY = Int32Array.from(set.test.labels, (l) => index.get(l) ?? -1)
     for (const rows of draws) fits.push(fitAndScore(trainX, trainY, rows, testX, testY, options))
   } else {
-    const trainX = await embed(set.train.texts)
+    const trainX = await embedInBatches(embed, set.train.texts, { total: set.train.texts.length, done: 0, onProgress: options.onProgress })
     const folds = options.folds ?? 10
     if (!Number.isInteger(folds) || folds < 2 || folds > trainY.length)
       throw new Error(`${set.name}: folds must be an integer from 2 to the rows (${trainY.length}), got ${folds}`)

@@ -5,6 +5,7 @@
 // lowest inertia kept), so a run repeats exactly; MTEB's mini-batch k-means is random, so its scores move by about a
 // point from run to run where these do not.
 import type { Embed } from '../embed/memo-embed.js'
+import { embedInBatches } from '../embed/embed-texts.js'
 import { kMeans, vMeasure } from './clustering-metrics.js'
 import { isFolder, labelCell, readTable, splitFile, textCell, type Table } from './table.js'
 
@@ -80,11 +81,12 @@ function setOf(table: Table, texts: unknown, labels: unknown, i: number, textNam
 export async function evaluateClustering(
   embed: Embed,
   data: ClusteringDataset,
-  options: { seed?: number } = {},
+  options: { seed?: number; onProgress?: (p: { done: number; total: number }) => void } = {},
 ): Promise<ClusteringResult> {
   let [v, h, c, texts] = [0, 0, 0, 0]
+  const progress = { total: data.sets.reduce((n, s) => n + s.texts.length, 0), done: 0, onProgress: options.onProgress }
   for (const set of data.sets) {
-    const vectors = await embed(set.texts)
+    const vectors = await embedInBatches(embed, set.texts, progress)
     const names = [...new Set(set.labels)]
     const index = new Map(names.map((n, k) => [n, k]))
     const clusters = kMeans(vectors, names.length, { seed: options.seed ?? 0 })

@@ -4,6 +4,7 @@
 // and the average precision of ranking the pairs by it. MTEB's main score is the best of the four APs. Its files hold
 // one row of lists (sentence1, sentence2, labels), or one pair per row (sentence1, sentence2, label).
 import type { Embed } from '../embed/memo-embed.js'
+import { embedInBatches } from '../embed/embed-texts.js'
 import { pairMetrics, pairSimilarities, type PairMetrics } from './pair-metrics.js'
 import { isFolder, readTable, splitFile, textCell, type Table } from './table.js'
 
@@ -75,8 +76,13 @@ function binary(table: Table, v: unknown, i: number, column: string): number {
   return x
 }
 
-export async function evaluatePairClassification(embed: Embed, set: PairClassificationSet): Promise<PairClassificationResult> {
-  const [a, b] = [await embed(set.first), await embed(set.second)]
+export async function evaluatePairClassification(
+  embed: Embed,
+  set: PairClassificationSet,
+  options: { onProgress?: (p: { done: number; total: number }) => void } = {},
+): Promise<PairClassificationResult> {
+  const progress = { total: 2 * set.labels.length, done: 0, onProgress: options.onProgress }
+  const [a, b] = [await embedInBatches(embed, set.first, progress), await embedInBatches(embed, set.second, progress)]
   const s = pairSimilarities(a, b)
   const bySimilarity = {
     cosine: pairMetrics(s.cosine, set.labels, true),

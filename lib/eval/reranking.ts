@@ -5,6 +5,7 @@
 // model's prompts, as `encodeQuery` and `encodeDocument`). Files: one query per row (query, positive: a list,
 // negative: a list).
 import type { Embed } from '../embed/memo-embed.js'
+import { embedInBatches } from '../embed/embed-texts.js'
 import { cosineSimilarity } from '../util/vectors.js'
 import { rerankingMetrics } from './ranking-metrics.js'
 import { isFolder, readTable, splitFile, textCell } from './table.js'
@@ -54,6 +55,8 @@ export async function readRerankingSet(path: string, split = 'test'): Promise<Re
 export interface RerankingOptions {
   queryPrefix?: string
   documentPrefix?: string
+  /** Called after each batch of texts embedded: done so far of the task's total. */
+  onProgress?: (p: { done: number; total: number }) => void
 }
 
 /** Embeds every distinct query and candidate once, then ranks each query's candidates. */
@@ -62,7 +65,17 @@ export async function evaluateReranking(embed: Embed, set: RerankingSet, options
   const dp = options.documentPrefix ?? ''
   const docs = [...new Set(set.queries.flatMap((q) => [...q.positive, ...q.negative]))]
   const docIndex = new Map(docs.map((d, i) => [d, i]))
-  const [queryVectors, docVectors] = [await embed(set.queries.map((q) => qp + q.query)), await embed(docs.map((d) => dp + d))]
+  const progress = { total: set.queries.length + docs.length, done: 0, onProgress: options.onProgress }
+  const queryVectors = await embedInBatches(
+    embed,
+    set.queries.map((q) => qp + q.query),
+    progress,
+  )
+  const docVectors = await embedInBatches(
+    embed,
+    docs.map((d) => dp + d),
+    progress,
+  )
   const metrics = rerankingMetrics(
     set.queries.map((q, i) => {
       const candidates = [...q.positive, ...q.negative]
