@@ -277,6 +277,8 @@ t.test('cross-validation: stratified folds, each row scored once', async (t) => 
   }
   t.ok(Math.abs(r.accuracy - sum / 10) < 1e-12, `accuracy ${r.accuracy.toFixed(4)}: the folds' mean`)
   await t.rejects(evaluateClassification(embed, set, { folds: 1 }), /folds must be an integer from 2 to the rows \(103\), got 1/)
+  await t.rejects(evaluateClassification(embed, set, { samplesPerLabel: -1 }), /cv: samplesPerLabel must be an integer >= 0, got -1/)
+  await t.rejects(evaluateClassification(embed, set, { experiments: 0.5 }), /cv: experiments must be an integer >= 1, got 0\.5/)
 })
 
 t.test('readers: a folder of splits (JSONL, gzipped JSONL, CSV, Parquet shards under data/) or one file', async (t) => {

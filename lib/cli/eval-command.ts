@@ -1,5 +1,6 @@
-// `simcsepp eval`: STS and retrieval scores of a model (SentenceEncoder, or an ONNX export through onnxruntime),
-// as tables or JSON; with --matryoshka-dims, of its vectors cut to each size.
+// `simcsepp eval`: a model's scores (SentenceEncoder, or an ONNX export through onnxruntime) on STS, retrieval,
+// translation and MTEB's classification, clustering, pair classification and reranking, as tables or JSON; with
+// --matryoshka-dims, of its vectors cut to each size.
 import { SentenceEncoder } from '../embed/sentence-encoder.js'
 import { OnnxEncoder } from '../embed/onnx-encoder.js'
 import { evaluateStsFiles, type StsFilesResult } from '../eval/sts.js'
@@ -62,8 +63,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
   if (!values.model && !values.onnx) throw new UsageError('eval: --model DIR (or --onnx FILE) is required')
   const files = [...(values.sts ?? []), ...positionals]
   const folders = values.retrieval ?? []
-  const tasks = ['translation', 'classification', 'clustering', 'pair-classification', 'reranking'] as const
-  if (!files.length && !folders.length && !tasks.some((flag) => values[flag]?.length))
+  const taskFlags = ['translation', 'classification', 'clustering', 'pair-classification', 'reranking'] as const
+  if (!files.length && !folders.length && !taskFlags.some((flag) => values[flag]?.length))
     throw new UsageError(
       'eval: give at least one --sts FILE (STS-B, SICK, a Parquet split, or an STS12-16 folder), --retrieval DIR (a BEIR ' +
         'folder), --translation FILE (parallel pairs), --classification, --clustering, --pair-classification or --reranking',

@@ -108,6 +108,12 @@ export async function evaluateClassification(
   options: ClassificationOptions = {},
 ): Promise<ClassificationResult> {
   const seed = options.seed ?? 0
+  const check = (name: string, v: number | undefined, min: number) => {
+    if (v !== undefined && !(Number.isInteger(v) && v >= min))
+      throw new Error(`${set.name}: ${name} must be an integer >= ${min}, got ${v}`)
+  }
+  check('samplesPerLabel', options.samplesPerLabel, 0)
+  check('experiments', options.experiments, 1)
   const classes = [...new Set(set.train.labels)].sort(compareLabels)
   const index = new Map(classes.map((c, i) => [c, i]))
   const trainY = Int32Array.from(set.train.labels, (l) => index.get(l)!)
@@ -134,10 +140,10 @@ export async function evaluateClassification(
     const testY = Int32Array.from(set.test.labels, (l) => index.get(l) ?? -1)
     for (const rows of draws) fits.push(fitAndScore(trainX, trainY, rows, testX, testY, options))
   } else {
-    const trainX = await embedInBatches(embed, set.train.texts, { total: set.train.texts.length, done: 0, onProgress: options.onProgress })
     const folds = options.folds ?? 10
     if (!Number.isInteger(folds) || folds < 2 || folds > trainY.length)
       throw new Error(`${set.name}: folds must be an integer from 2 to the rows (${trainY.length}), got ${folds}`)
+    const trainX = await embedInBatches(embed, set.train.texts, { total: set.train.texts.length, done: 0, onProgress: options.onProgress })
     const foldOf = stratifiedFolds(trainY, classes.length, folds, seed)
     for (let f = 0; f < folds; f++) {
       const trainRows = [...trainY.keys()].filter((i) => foldOf[i] !== f)
