@@ -3,7 +3,7 @@
 // (tables, JSON, Matryoshka sizes) giving the library's numbers for a model; refusals name the file and the column.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
   evaluateClassification,
@@ -260,6 +260,51 @@ t.test('simcsepp eval with the four tasks: the library’s numbers, tables, Matr
     sizes.stdout,
     /dims +topics accuracy +topics-clustering\.jsonl V-measure +topic-pairs\.csv AP +topic-rerank\.jsonl MAP\n.*\n +32 +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+\n +8 /,
   )
+
+  // A model whose prompts are keyed by MTEB's task types: each task's texts take its type's prompt (MTEB's lookup), the
+  // others the default prompt.
+  const cfgPath = join(model, 'config_sentence_transformers.json')
+  const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'))
+  writeFileSync(cfgPath, JSON.stringify({ ...cfg, prompts: { Classification: 'topic of: ', s: 'sentence: ' }, default_prompt_name: 's' }))
+  const typed = run(['--classification', cls, '--clustering', clu, '--samples-per-label', '4', '--experiments', '3', '--json'])
+  t.equal(typed.status, 0, typed.stderr)
+  const enc2 = await SentenceEncoder.load(model, { device: 'cpu', precision: 'fp32' })
+  const byName = (promptName?: string) => (s: string[]) => enc2.encode(s, promptName ? { promptName } : {}) as Promise<Float32Array[]>
+  const wantTyped = {
+    classification: [
+      await evaluateClassification(byName('Classification'), await readClassificationSet(cls), { samplesPerLabel: 4, experiments: 3 }),
+    ],
+    clustering: [await evaluateClustering(byName(), await readClusteringDataset(clu))],
+  }
+  const notTyped = await evaluateClassification(byName(), await readClassificationSet(cls), { samplesPerLabel: 4, experiments: 3 })
+  await enc2.close()
+  t.same(
+    JSON.parse(typed.stdout),
+    JSON.parse(JSON.stringify(wantTyped)),
+    'classification with its "Classification" prompt, clustering with the default',
+  )
+  t.not(JSON.stringify(notTyped), JSON.stringify(wantTyped.classification[0]), 'the prompt moves the scores')
+  // The same through the Matryoshka sizes' memo (48: the whole vector).
+  const typedSizes = run([
+    '--classification',
+    cls,
+    '--clustering',
+    clu,
+    '--samples-per-label',
+    '4',
+    '--experiments',
+    '3',
+    '--matryoshka-dims',
+    '48',
+    '--json',
+  ])
+  t.equal(typedSizes.status, 0, typedSizes.stderr)
+  t.same(
+    JSON.parse(typedSizes.stdout).matryoshka[0],
+    { dim: 48, ...JSON.parse(JSON.stringify(wantTyped)) },
+    'the same with --matryoshka-dims 48',
+  )
+  writeFileSync(cfgPath, JSON.stringify(cfg))
 
   t.match(
     run(['--sts', join(dir, 'x.tsv'), '--samples-per-label', '4']).stderr,

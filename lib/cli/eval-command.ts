@@ -16,7 +16,7 @@ import {
   type PairClassificationSet,
 } from '../eval/pair-classification.js'
 import { evaluateReranking, readRerankingSet, type RerankingResult, type RerankingSet } from '../eval/reranking.js'
-import { memoEmbed, type Embed } from '../embed/memo-embed.js'
+import { memoEmbed, type Embed, type MemoEmbed } from '../embed/memo-embed.js'
 import { num, numList, parseFlags, UsageError } from './args.js'
 import { resolveDataFlags } from './hub-download.js'
 import { evalUsage } from './help.js'
@@ -111,7 +111,20 @@ export async function evalCommand(argv: string[]): Promise<void> {
     const sentences: Embed = (s) => enc.encode(s)
     const plain: Embed = (s) => (enc instanceof SentenceEncoder ? enc.encode(s, { prompt: '' }) : enc.encode(s))
     // Every measure once, with these encoders (progress bars while the retrieval sets are encoded).
-    const evaluate = async (embed: Embed, embedPlain: Embed, bars: boolean) => {
+    // MTEB's symmetric tasks: the model's prompt named after the task's type, where its prompts hold one (MTEB looks them
+    // up by those names: Classification, Clustering, PairClassification), else its default prompt, as STS.
+    const typePrompt = (type: TaskType) => (enc instanceof SentenceEncoder && Object.hasOwn(enc.prompts, type) ? type : undefined)
+    const prompted =
+      (type: TaskType): Embed =>
+      (s) =>
+        (enc as SentenceEncoder).encode(s, { promptName: type })
+    const forType = (type: TaskType, embed: Embed) => (typePrompt(type) ? prompted(type) : embed)
+    const evaluate = async (
+      embed: Embed,
+      embedPlain: Embed,
+      bars: boolean,
+      typed: (type: TaskType) => Embed = (t) => forType(t, embed),
+    ) => {
       const sts: StsFilesResult | null = files.length ? await evaluateStsFiles(embed, files) : null
       const retrieval: RetrievalResult[] = []
       for (const data of datasets) {
@@ -132,7 +145,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       // Translation pairs: the sentences as they are (no prompt), both sides alike.
       const translation: TranslationResult[] = []
       for (const pairs of parallel) translation.push(await evaluateTranslation(embedPlain, pairs))
-      // MTEB's other task kinds: texts as they are (sentences, not queries), except reranking's queries and candidates.
+      // MTEB's other task kinds: texts with their type's prompt (above), reranking's queries and candidates with the prefixes.
       const tasks: TaskResults = { classification: [], clustering: [], pairClassification: [], reranking: [] }
       // A progress bar per task (made once its total is known: 1,000 texts or more, on a terminal).
       type OnProgress = (p: { done: number; total: number }) => void
@@ -145,12 +158,14 @@ export async function evalCommand(argv: string[]): Promise<void> {
       }
       for (const set of classification)
         tasks.classification.push(
-          await withBar((onProgress) => evaluateClassification(embedPlain, set, { samplesPerLabel, experiments, onProgress })),
+          await withBar((onProgress) => evaluateClassification(typed('Classification'), set, { samplesPerLabel, experiments, onProgress })),
         )
       for (const data of clustering)
-        tasks.clustering.push(await withBar((onProgress) => evaluateClustering(embedPlain, data, { onProgress })))
+        tasks.clustering.push(await withBar((onProgress) => evaluateClustering(typed('Clustering'), data, { onProgress })))
       for (const set of pairSets)
-        tasks.pairClassification.push(await withBar((onProgress) => evaluatePairClassification(embedPlain, set, { onProgress })))
+        tasks.pairClassification.push(
+          await withBar((onProgress) => evaluatePairClassification(typed('PairClassification'), set, { onProgress })),
+        )
       for (const set of reranking)
         tasks.reranking.push(
           await withBar((onProgress) => evaluateReranking(embedPlain, set, { queryPrefix, documentPrefix: docPrefix, onProgress })),
@@ -168,8 +183,15 @@ export async function evalCommand(argv: string[]): Promise<void> {
     if (dims) {
       // A Matryoshka model at each size: the texts encoded once, their vectors cut to each.
       const [memo, memoPlain] = [memoEmbed(sentences), memoEmbed(plain)]
+      const typeMemos = new Map<TaskType, MemoEmbed>()
+      const typedMemo = (type: TaskType) => {
+        if (!typePrompt(type)) return memo
+        if (!typeMemos.has(type)) typeMemos.set(type, memoEmbed(prompted(type)))
+        return typeMemos.get(type)!
+      }
       const sizes = []
-      for (const [k, dim] of dims.entries()) sizes.push({ dim, ...(await evaluate(memo.cut(dim), memoPlain.cut(dim), k === 0)) })
+      for (const [k, dim] of dims.entries())
+        sizes.push({ dim, ...(await evaluate(memo.cut(dim), memoPlain.cut(dim), k === 0, (type) => typedMemo(type).cut(dim))) })
       if (values.json)
         process.stdout.write(JSON.stringify({ matryoshka: sizes.map((r) => ({ dim: r.dim, ...jsonOf(r) })) }, null, 2) + '\n')
       else process.stdout.write(matryoshkaTable(sizes.map((r) => ({ ...r, tasks: taskMainScores(r) }))) + '\n')
@@ -195,6 +217,9 @@ export async function evalCommand(argv: string[]): Promise<void> {
     await enc.close()
   }
 }
+
+/** MTEB's names of the symmetric task types, which a model's prompts may be keyed by. */
+type TaskType = 'Classification' | 'Clustering' | 'PairClassification'
 
 interface TaskResults {
   classification: ClassificationResult[]

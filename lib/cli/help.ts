@@ -32,6 +32,8 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
               Manhattan, the best accuracy and F1 over thresholds and the AP (the best AP: MTEB's score)
               --reranking PATH: query, positive (list), negative (list): candidates ranked by cosine to the
               query (with the query and document prefixes): MAP and MRR@10
+              (the others' texts take the model's prompt named Classification, Clustering or
+              PairClassification where it has one, else its default prompt)
               --split test (of retrieval and task folders)  --query-prefix STR --doc-prefix STR (prepended;
               default: the model's "query" and "document" or "passage" prompts in
               config_sentence_transformers.json, e5's "query: ", ...)
