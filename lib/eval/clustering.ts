@@ -7,7 +7,7 @@
 import type { Embed } from '../embed/memo-embed.js'
 import { embedInBatches } from '../embed/embed-texts.js'
 import { kMeans, vMeasure } from './clustering-metrics.js'
-import { isFolder, labelCell, readTable, splitFile, textCell, type Table } from './table.js'
+import { columnName, fileOfSplit, labelCell, readTable, textCell, type Table } from './table.js'
 
 export interface ClusteringSet {
   texts: string[]
@@ -34,12 +34,11 @@ const LABELS = ['labels', 'label']
 
 /** A clustering dataset: a file, or a folder's `split` (default 'test'). */
 export async function readClusteringDataset(path: string, split = 'test'): Promise<ClusteringDataset> {
-  const file = isFolder(path) ? splitFile(path, split) : path
-  if (file === null) throw new Error(`${path}: no ${split} split (${split}.jsonl, ${split}.jsonl.gz, data/${split}-*.parquet, ...)`)
+  const file = fileOfSplit(path, split)
   const table = await readTable(file)
   if (table.rows === 0) throw new Error(`${file}: no rows`)
-  const textName = pick(table, TEXTS, 'texts')
-  const labelName = pick(table, LABELS, 'labels')
+  const textName = columnName(table, TEXTS, 'texts')
+  const labelName = columnName(table, LABELS, 'labels')
   const texts = table.column(textName)
   const labels = table.column(labelName)
   const sets: ClusteringSet[] = Array.isArray(texts[0])
@@ -54,15 +53,6 @@ export async function readClusteringDataset(path: string, split = 'test'): Promi
     if (new Set(set.labels).size < 2)
       throw new Error(`${file}: ${sets.length > 1 ? `${table.where(i)}: ` : ''}one label only: nothing to cluster`)
   return { name: path, sets }
-}
-
-function pick(table: Table, names: string[], what: string): string {
-  const name = names.find((n) => table.names.includes(n))
-  if (name === undefined)
-    throw new Error(
-      `${table.path}: no ${what} column (looked for ${names.join(', ')}; the columns are ${table.names.join(', ') || 'none'})`,
-    )
-  return name
 }
 
 /** One row's set: a list of texts and a list of as many labels. */

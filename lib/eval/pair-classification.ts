@@ -6,7 +6,7 @@
 import type { Embed } from '../embed/memo-embed.js'
 import { embedInBatches } from '../embed/embed-texts.js'
 import { pairMetrics, pairSimilarities, type PairMetrics } from './pair-metrics.js'
-import { isFolder, readTable, splitFile, textCell, type Table } from './table.js'
+import { columnName, fileOfSplit, readTable, textCell, type Table } from './table.js'
 
 export interface PairClassificationSet {
   name: string
@@ -32,18 +32,14 @@ const LABELS = ['labels', 'label']
 
 /** A pair classification set: a file, or a folder's `split` (default 'test'). */
 export async function readPairClassificationSet(path: string, split = 'test'): Promise<PairClassificationSet> {
-  const file = isFolder(path) ? splitFile(path, split) : path
-  if (file === null) throw new Error(`${path}: no ${split} split (${split}.jsonl, ${split}.jsonl.gz, data/${split}-*.parquet, ...)`)
+  const file = fileOfSplit(path, split)
   const table = await readTable(file)
   if (table.rows === 0) throw new Error(`${file}: no rows`)
-  const names = [FIRST, SECOND, LABELS].map((c, k) => {
-    const name = c.find((n) => table.names.includes(n))
-    if (name === undefined)
-      throw new Error(
-        `${file}: no ${['first sentence', 'second sentence', 'label'][k]} column (looked for ${c.join(', ')}; the columns are ${table.names.join(', ') || 'none'})`,
-      )
-    return name
-  })
+  const names = [
+    columnName(table, FIRST, 'first sentence'),
+    columnName(table, SECOND, 'second sentence'),
+    columnName(table, LABELS, 'label'),
+  ]
   const [a, b, l] = names.map((n) => table.column(n))
   const first: string[] = []
   const second: string[] = []

@@ -8,7 +8,7 @@ import type { Embed } from '../embed/memo-embed.js'
 import { embedInBatches } from '../embed/embed-texts.js'
 import { cosineSimilarity } from '../util/vectors.js'
 import { rerankingMetrics } from './ranking-metrics.js'
-import { isFolder, readTable, splitFile, textCell } from './table.js'
+import { fileOfSplit, readTable, textCell } from './table.js'
 
 export interface RerankingQuery {
   query: string
@@ -31,8 +31,7 @@ export interface RerankingResult {
 
 /** A reranking set: a file, or a folder's `split` (default 'test'). */
 export async function readRerankingSet(path: string, split = 'test'): Promise<RerankingSet> {
-  const file = isFolder(path) ? splitFile(path, split) : path
-  if (file === null) throw new Error(`${path}: no ${split} split (${split}.jsonl, ${split}.jsonl.gz, data/${split}-*.parquet, ...)`)
+  const file = fileOfSplit(path, split)
   const table = await readTable(file)
   if (table.rows === 0) throw new Error(`${file}: no rows`)
   for (const c of ['query', 'positive', 'negative'])

@@ -157,6 +157,13 @@ export function splitFile(dir: string, split: string): string | null {
   return splitCandidates(dir, split).find((f) => f.includes('*') || existsSync(f)) ?? null
 }
 
+/** The file to read for `split`: `path` itself, or where it is a folder, its split (an Error naming what was looked for). */
+export function fileOfSplit(path: string, split: string): string {
+  const file = isFolder(path) ? splitFile(path, split) : path
+  if (file === null) throw new Error(`${path}: no ${split} split (${split}.jsonl, ${split}.jsonl.gz, data/${split}-*.parquet, ...)`)
+  return file
+}
+
 /** Whether `path` is a folder (of splits, or of one split's Parquet shards). */
 export function isFolder(path: string): boolean {
   try {
