@@ -26,6 +26,12 @@ if [ "$fix" = 1 ]; then
   exit 0
 fi
 
+# One clang-format process over every file (a process per file took most of `npm run lint`'s time); only when it finds
+# something is each file checked alone, to name them.
+if clang-format --dry-run --Werror --style=file "${files[@]}" >/dev/null 2>&1; then
+  echo "check-format-native: ${#files[@]} files formatted"
+  exit 0
+fi
 bad=()
 for f in "${files[@]}"; do
   if ! clang-format --dry-run --Werror --style=file "$f" >/dev/null 2>&1; then bad+=("$f"); fi
