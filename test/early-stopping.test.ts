@@ -60,6 +60,6 @@ t.test('a run interrupted and resumed stops where the uninterrupted one does', a
 t.test('early stopping needs evaluations', async (t) => {
   await t.rejects(
     train({ ...run, evalFiles: [], out: join(dir, 'none') }),
-    /train: earlyStopping counts evaluations: give evalFiles or evalRetrieval, and an evalEvery above 0/,
+    /train: earlyStopping counts evaluations: give evaluation sets \(evalFiles, \.\.\.\), and an evalEvery above 0/,
   )
 })

@@ -6,6 +6,7 @@ import type { ClusteringResult } from '../eval/clustering.js'
 import type { PairClassificationResult } from '../eval/pair-classification.js'
 import type { RerankingResult } from '../eval/reranking.js'
 import { formatTable } from './tables.js'
+import { taskScores } from '../train/task-evaluation.js'
 
 const pct = (x: number) => (100 * x).toFixed(2)
 
@@ -59,10 +60,5 @@ export function taskMainScores(r: {
   pairClassification: PairClassificationResult[]
   reranking: RerankingResult[]
 }): { name: string; value: number }[] {
-  return [
-    ...r.classification.map((x) => ({ name: `${basename(x.dataset)} accuracy`, value: x.accuracy })),
-    ...r.clustering.map((x) => ({ name: `${basename(x.dataset)} V-measure`, value: x.vMeasure })),
-    ...r.pairClassification.map((x) => ({ name: `${basename(x.dataset)} AP`, value: x.ap })),
-    ...r.reranking.map((x) => ({ name: `${basename(x.dataset)} MAP`, value: x.map })),
-  ]
+  return taskScores(r).map((s) => ({ name: `${s.set} ${s.measure}`, value: s.score }))
 }

@@ -3,7 +3,7 @@
 import { train, type TrainOptions } from '../train/train.js'
 import { OBJECTIVES } from '../train/objective.js'
 import { DATA_FORMATS } from '../data/pairs.js'
-import { BATCH_SAMPLERS, OPTION_RANGES as R } from '../train/options.js'
+import { BATCH_SAMPLERS, OPTION_RANGES as R, SELECT_BY } from '../train/options.js'
 import { DATASET_SAMPLERS } from '../train/datasets.js'
 import { DEVICE_REQUESTS } from '../device.js'
 import { PRECISION_REQUESTS } from '../model/precision.js'
@@ -63,7 +63,12 @@ export const trainUsage = `simcsepp train [options]
               modules trained in place of the MLP head), else cls
   Evaluation  --eval-file FILE (repeatable; STS-B, SICK or an STS12-16 folder)  --eval-every 125 (0: off)
               --eval-retrieval DIR (repeatable; a BEIR folder, its dev qrels if any): nDCG@10,
-              MRR@10, R@100; selects the best model when no --eval-file is given
+              MRR@10, R@100
+              --eval-classification, --eval-clustering, --eval-pair-classification, --eval-reranking
+              PATH (repeatable; a file, or a folder's validation, dev or else test split): MTEB's
+              main scores (accuracy, V-measure, AP, MAP), as simcsepp eval computes them
+              --select-by sts|retrieval|classification|clustering|pair-classification|reranking:
+              the kind whose first set selects the best model (default: the first given, so ordered)
               --early-stopping N: end the run after N evaluations in a row without a new best (0: off)
   Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR | --overwrite (start over in DIR)
               --tensorboard: also the log as a TensorBoard event file (tensorboard --logdir DIR/run/tensorboard)
@@ -123,6 +128,11 @@ export async function trainCommand(argv: string[]): Promise<void> {
       precision: { type: 'string' },
       'eval-file': { type: 'string', multiple: true },
       'eval-retrieval': { type: 'string', multiple: true },
+      'eval-classification': { type: 'string', multiple: true },
+      'eval-clustering': { type: 'string', multiple: true },
+      'eval-pair-classification': { type: 'string', multiple: true },
+      'eval-reranking': { type: 'string', multiple: true },
+      'select-by': { type: 'string' },
       'eval-every': { type: 'string' },
       'early-stopping': { type: 'string' },
       out: { type: 'string' },
@@ -196,6 +206,11 @@ export async function trainCommand(argv: string[]): Promise<void> {
     precision: oneOf('precision', values.precision, PRECISION_REQUESTS),
     evalFiles: await resolveDataFlags(values['eval-file']),
     evalRetrieval: await resolveDataFlags(values['eval-retrieval']),
+    evalClassification: await resolveDataFlags(values['eval-classification']),
+    evalClustering: await resolveDataFlags(values['eval-clustering']),
+    evalPairClassification: await resolveDataFlags(values['eval-pair-classification']),
+    evalReranking: await resolveDataFlags(values['eval-reranking']),
+    selectBy: oneOf('select-by', values['select-by'], SELECT_BY),
     evalEvery: num('eval-every', values['eval-every'], R.evalEvery),
     earlyStopping: num('early-stopping', values['early-stopping'], R.earlyStopping),
     out: values.out ?? 'simcsepp-out',

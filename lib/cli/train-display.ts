@@ -2,7 +2,8 @@
 // lines otherwise), evaluation results, Ctrl-C handling, and a summary at the end (loss sparkline,
 // best STS, where the files are). The library only reports through TrainHooks.
 import { basename } from 'node:path'
-import { bestScore } from '../train/evaluation.js'
+import { bestScore, formatScore } from '../train/evaluation.js'
+import { taskScores } from '../train/task-evaluation.js'
 import type { EvalInfo, StepInfo, TrainHooks, TrainResult } from '../train/train.js'
 import { ProgressBar } from './progress.js'
 import { sparkline } from './sparkline.js'
@@ -49,8 +50,7 @@ export class TrainingDisplay {
     }
     if (result.best) {
       const { metric, score } = bestScore(result.best)
-      const shown = metric === 'spearman' ? `STS Spearman ${score.toFixed(2)}` : `nDCG@10 ${(100 * score).toFixed(2)}`
-      process.stderr.write(`best ${shown} at step ${result.best.step}\n`)
+      process.stderr.write(`best ${formatScore(metric, score)} at step ${result.best.step}\n`)
     }
     if (result.interrupted) process.exitCode = 130
     else
@@ -75,7 +75,11 @@ export class TrainingDisplay {
   private eval(e: EvalInfo): void {
     const files = e.results.map((r) => `${r.file.split('/').pop()} ${r.spearman.toFixed(2)}`).join(', ')
     const sets = (e.retrieval ?? []).map((r) => `${basename(r.dataset)} ${(100 * r.ndcgAt10).toFixed(2)}`).join(', ')
-    const parts = [...(files ? [`STS Spearman ${files}`] : []), ...(sets ? [`nDCG@10 ${sets}`] : [])]
+    const parts = [
+      ...(files ? [`STS Spearman ${files}`] : []),
+      ...(sets ? [`nDCG@10 ${sets}`] : []),
+      ...taskScores(e).map((r) => `${r.set} ${r.measure} ${(100 * r.score).toFixed(2)}`),
+    ]
     this.say(`step ${e.step}: ${parts.join('; ')}${e.best ? '  (best so far: model saved)' : ''}`)
     if (e.dimSpearman)
       this.say(

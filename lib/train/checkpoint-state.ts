@@ -3,7 +3,7 @@
 // resume "at step ten" or fail later with a TypeError.
 import type { DataFingerprint } from '../data/sentences.js'
 import { TOKENIZER_FILES, type TokenizerRecord } from './tokenizer-copy.js'
-import type { Best } from './events.js'
+import { SELECTION_METRICS, type Best, type SelectionMetric } from './events.js'
 
 export interface CheckpointState {
   /** Optimizer steps taken. */
@@ -40,14 +40,17 @@ function fail(file: string, field: string, expected: string, value: unknown): ne
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
+/** The measure a best evaluation holds (older checkpoints: spearman or ndcgAt10). */
+const selectionMetricOf = (b: object): SelectionMetric => SELECTION_METRICS.find((m) => m in b) ?? 'spearman'
+
 /**
  * The validated best evaluation, its fields only. A score written as null is NaN (JSON has no NaN): an evaluation
  * whose correlation was undefined (every similarity equal) was the best because it was the only one so far.
  */
 function bestOf(b: Record<string, number | null> | null): Best {
   if (b === null) return null
-  const score = (v: number | null) => v ?? NaN
-  return 'ndcgAt10' in b ? { step: b.step!, ndcgAt10: score(b.ndcgAt10) } : { step: b.step!, spearman: score(b.spearman) }
+  const metric = selectionMetricOf(b)
+  return { step: b.step!, [metric]: b[metric] ?? NaN } as NonNullable<Best>
 }
 
 /** Checks a parsed state.json; `file` names it in the errors. */
@@ -61,9 +64,9 @@ export function validateCheckpointState(value: unknown, file: string): Checkpoin
   if (!isCount(pos.index)) fail(file, 'dataPosition.index', 'a non-negative integer', pos.index)
   if (!isCount(v.seed)) fail(file, 'seed', 'a non-negative integer', v.seed)
   if (v.best !== null) {
-    if (!isObject(v.best)) fail(file, 'best', 'null or an object { step, spearman } or { step, ndcgAt10 }', v.best)
+    if (!isObject(v.best)) fail(file, 'best', `null or an object { step, and one of ${SELECTION_METRICS.join(', ')} }`, v.best)
     if (!isCount(v.best.step)) fail(file, 'best.step', 'a non-negative integer', v.best.step)
-    const key = 'ndcgAt10' in v.best ? 'ndcgAt10' : 'spearman'
+    const key = selectionMetricOf(v.best)
     const score = v.best[key]
     if (score !== null && (typeof score !== 'number' || !Number.isFinite(score)))
       fail(file, `best.${key}`, 'a finite number (or null: undefined)', score)

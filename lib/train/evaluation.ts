@@ -1,7 +1,9 @@
-// Evaluation during training, with model selection: every evaluation scores each STS file and each retrieval set
-// (a BEIR folder: nDCG@10, MRR@10, Recall@100 of exact cosine search), and when the selection score (the first STS
-// file's Spearman, or without STS files the first retrieval set's nDCG@10) beats the best so far, the model is
-// saved into the output directory (so with evaluation on, the output holds the best model rather than the last one).
+// Evaluation during training, with model selection: every evaluation scores each STS file, each retrieval set (a
+// BEIR folder: nDCG@10, MRR@10, Recall@100 of exact cosine search) and each set of MTEB's other task kinds
+// (task-evaluation.ts), and when the selection score (the main score of the first set of the selecting kind: by
+// default the first STS file's Spearman, else the first retrieval set's nDCG@10, else the first task set's) beats the
+// best so far, the model is saved into the output directory (so with evaluation on, the output holds the best model
+// rather than the last one).
 import type { BertModel } from '../model/bert.js'
 import type { Tokenizer } from '../tokenizer.js'
 import { evaluateSts, readStsFile, type EmbedFn, type StsPair } from '../eval/sts.js'
@@ -9,8 +11,10 @@ import { readBeirDataset, type RetrievalDataset } from '../eval/beir.js'
 import { evaluateRetrieval } from '../eval/retrieval.js'
 import { memoEmbed } from '../embed/memo-embed.js'
 import { existsSync } from 'node:fs'
-import { join } from 'node:path'
-import type { Best, EvalInfo, RetrievalEval } from './events.js'
+import { basename, join } from 'node:path'
+import { SELECTION_METRIC_NAMES, SELECTION_METRICS, type Best, type EvalInfo, type RetrievalEval, type SelectionMetric } from './events.js'
+import { SELECT_BY, type SelectBy } from './options.js'
+import { MAIN_SCORE, NO_TASKS, scoreTasks, taskSetName, type TaskResults, type TaskSets, type TaskType } from './task-evaluation.js'
 
 export interface EvalSet {
   file: string
@@ -34,8 +38,29 @@ export async function readRetrievalSets(dirs: string[]): Promise<RetrievalDatase
 }
 
 /** A best evaluation's selection score, and what it measures. */
-export function bestScore(best: NonNullable<Best>): { metric: 'spearman' | 'ndcgAt10'; score: number } {
-  return 'ndcgAt10' in best ? { metric: 'ndcgAt10', score: best.ndcgAt10 } : { metric: 'spearman', score: best.spearman }
+export function bestScore(best: NonNullable<Best>): { metric: SelectionMetric; score: number } {
+  const metric = SELECTION_METRICS.find((m) => m in best) ?? 'spearman'
+  return { metric, score: (best as Record<string, number>)[metric] }
+}
+
+/** The best evaluation of `metric` at `step`. */
+export function bestOf(step: number, metric: SelectionMetric, score: number): NonNullable<Best> {
+  return { step, [metric]: score } as NonNullable<Best>
+}
+
+/** A selection score as people read it: its measure's name and the score ×100 (Spearman is kept ×100 already). */
+export function formatScore(metric: SelectionMetric, score: number): string {
+  return `${metric === 'spearman' ? 'STS ' : ''}${SELECTION_METRIC_NAMES[metric]} ${(metric === 'spearman' ? score : 100 * score).toFixed(2)}`
+}
+
+/** The measure each kind of evaluation set selects the model by. */
+const KIND_METRIC: Record<SelectBy, SelectionMetric> = {
+  sts: 'spearman',
+  retrieval: 'ndcgAt10',
+  classification: MAIN_SCORE.classification,
+  clustering: MAIN_SCORE.clustering,
+  'pair-classification': MAIN_SCORE.pairClassification,
+  reranking: MAIN_SCORE.reranking,
 }
 
 /** Sentence vectors of the model as it is now (eval mode, no dropout), 128 sentences per pass. */
@@ -63,49 +88,90 @@ export function betterScore(a: number, b: number): boolean {
   return Number.isNaN(b) || a > b
 }
 
+/** The sets an Evaluator scores. */
+export interface EvaluationSets {
+  /** STS files. */
+  sts: EvalSet[]
+  /** Retrieval sets (readRetrievalSets). */
+  retrieval?: RetrievalDataset[]
+  /** MTEB's other task kinds (readTaskSets). */
+  tasks?: TaskSets
+}
+
+export interface EvaluatorOptions {
+  /** Matryoshka training's sizes below the hidden size: the first STS file is also scored on the vectors cut to each. */
+  cutDims?: number[]
+  /**
+   * What texts are prefixed with, as the saved model's encode, encodeQuery and encodeDocument will: queries and
+   * documents of the retrieval and reranking sets (the model's query and document prompts), STS sentences (its
+   * default prompt), and the texts of each symmetric task type (its prompt of that name, else the default prompt).
+   */
+  prefixes?: {
+    queryPrefix?: string
+    documentPrefix?: string
+    sentencePrefix?: string
+    typePrefixes?: Partial<Record<TaskType, string>>
+  }
+  /** The kind whose first set selects the model; default the first kind with sets (sts, retrieval, classification, ...). */
+  selectBy?: SelectBy
+}
+
 export class Evaluator {
+  private readonly sets: EvalSet[]
+  private readonly retrievalSets: RetrievalDataset[]
+  private readonly tasks: TaskSets
+  /** The kind of set that selects the model. */
+  readonly selectBy: SelectBy
+
   constructor(
-    private readonly sets: EvalSet[],
+    sets: EvaluationSets,
     private readonly embed: EmbedFn,
     /** Saves the current model as the best one. */
     private readonly saveBest: () => Promise<void>,
     /** The best evaluation so far (a resumed run's, or none; one of another selection metric is set aside). */
     public best: Best,
-    /** Matryoshka training's sizes below the hidden size: the first file is also scored on the vectors cut to each. */
-    private readonly cutDims: number[] = [],
-    /** Retrieval sets (readRetrievalSets). */
-    private readonly retrievalSets: RetrievalDataset[] = [],
-    /**
-     * What queries and documents of the retrieval sets are prefixed with (the model's query and document prompts),
-     * and STS sentences (its default prompt), as the saved model's encodeQuery, encodeDocument and encode do.
-     */
-    private readonly prefixes: { queryPrefix?: string; documentPrefix?: string; sentencePrefix?: string } = {},
+    private readonly options: EvaluatorOptions = {},
   ) {
+    this.sets = sets.sts
+    this.retrievalSets = sets.retrieval ?? []
+    this.tasks = sets.tasks ?? NO_TASKS
+    const counts: Record<SelectBy, number> = {
+      sts: this.sets.length,
+      retrieval: this.retrievalSets.length,
+      classification: this.tasks.classification.length,
+      clustering: this.tasks.clustering.length,
+      'pair-classification': this.tasks.pairClassification.length,
+      reranking: this.tasks.reranking.length,
+    }
+    this.selectBy = options.selectBy ?? SELECT_BY.find((k) => counts[k] > 0) ?? 'sts'
+    if (options.selectBy !== undefined && counts[options.selectBy] === 0)
+      throw new TypeError(`train: selectBy ${options.selectBy} has no sets`)
     if (best && bestScore(best).metric !== this.metric) this.best = null
   }
 
-  /** What selects the model: the first STS file's Spearman, else the first retrieval set's nDCG@10. */
-  get metric(): 'spearman' | 'ndcgAt10' {
-    return this.sets.length ? 'spearman' : 'ndcgAt10'
+  /** What selects the model: the main score of the first set of the selecting kind. */
+  get metric(): SelectionMetric {
+    return KIND_METRIC[this.selectBy]
   }
 
   /** Scores every set at `step`, saving the model when it is the best so far (by the selection score, whole vectors). */
   async evaluate(step: number): Promise<EvalInfo> {
     const results: EvalInfo['results'] = []
-    const prefix = this.prefixes.sentencePrefix ?? ''
-    const sentences: EmbedFn = prefix ? (s) => this.embed(s.map((x) => prefix + x)) : this.embed
+    const { cutDims = [], prefixes = {} } = this.options
+    const prefixed = (prefix: string): EmbedFn => (prefix ? (s) => this.embed(s.map((x) => prefix + x)) : this.embed)
+    const sentences = prefixed(prefixes.sentencePrefix ?? '')
     const embed = memoEmbed(sentences)
     for (const set of this.sets) {
       const r = await evaluateSts(set === this.sets[0] ? embed.full : sentences, set.pairs)
       results.push({ file: set.file, pairs: r.pairs, spearman: r.spearman, pearson: r.pearson })
     }
     const dimSpearman: Record<string, number> = {}
-    if (this.sets.length) for (const d of this.cutDims) dimSpearman[d] = (await evaluateSts(embed.cut(d), this.sets[0].pairs)).spearman
+    if (this.sets.length) for (const d of cutDims) dimSpearman[d] = (await evaluateSts(embed.cut(d), this.sets[0].pairs)).spearman
     const retrieval: RetrievalEval[] = []
     for (const data of this.retrievalSets) {
       const r = await evaluateRetrieval(this.embed, data, {
-        queryPrefix: this.prefixes.queryPrefix,
-        documentPrefix: this.prefixes.documentPrefix,
+        queryPrefix: prefixes.queryPrefix,
+        documentPrefix: prefixes.documentPrefix,
       })
       retrieval.push({
         dataset: r.dataset,
@@ -117,20 +183,49 @@ export class Evaluator {
         recallAt100: r.scores.recall[100],
       })
     }
-    const score = this.sets.length ? results[0].spearman : retrieval[0].ndcgAt10
-    const isBest = !this.best || betterScore(score, bestScore(this.best).score)
+    const tasks = await scoreTasks(this.tasks, {
+      typed: (type) => (prefixes.typePrefixes?.[type] !== undefined ? prefixed(prefixes.typePrefixes[type]) : sentences),
+      plain: this.embed,
+      queryPrefix: prefixes.queryPrefix,
+      documentPrefix: prefixes.documentPrefix,
+    })
+    const selection = this.selection(results, retrieval, tasks)
+    const isBest = !this.best || betterScore(selection.score, bestScore(this.best).score)
     if (isBest) {
-      this.best = this.metric === 'spearman' ? { step, spearman: score } : { step, ndcgAt10: score }
+      this.best = bestOf(step, this.metric, selection.score)
       await this.saveBest()
     }
+    const present = Object.fromEntries(Object.entries(tasks).filter(([, r]) => r.length))
     return {
       type: 'eval',
       step,
       results,
       ...(results.length ? { average: results.reduce((a, r) => a + r.spearman, 0) / results.length, spearman: results[0].spearman } : {}),
-      ...(results.length && this.cutDims.length ? { dimSpearman } : {}),
+      ...(results.length && cutDims.length ? { dimSpearman } : {}),
       ...(retrieval.length ? { retrieval } : {}),
+      ...present,
+      selection,
       best: isBest,
+    }
+  }
+
+  /** The selecting set's name and score in this evaluation's results. */
+  private selection(sts: EvalInfo['results'], retrieval: RetrievalEval[], tasks: TaskResults): NonNullable<EvalInfo['selection']> {
+    const metric = this.metric
+    const of = (set: string, score: number) => ({ set, metric, score })
+    switch (this.selectBy) {
+      case 'sts':
+        return of(basename(sts[0].file), sts[0].spearman)
+      case 'retrieval':
+        return of(`${basename(retrieval[0].dataset)} (${retrieval[0].split})`, retrieval[0].ndcgAt10)
+      case 'classification':
+        return of(taskSetName(tasks.classification[0]), tasks.classification[0].accuracy)
+      case 'clustering':
+        return of(taskSetName(tasks.clustering[0]), tasks.clustering[0].vMeasure)
+      case 'pair-classification':
+        return of(taskSetName(tasks.pairClassification[0]), tasks.pairClassification[0].ap)
+      case 'reranking':
+        return of(taskSetName(tasks.reranking[0]), tasks.reranking[0].map)
     }
   }
 }

@@ -1,5 +1,9 @@
 // What a training run reports: one StepInfo per optimizer step and one EvalInfo per evaluation (the
 // lines of train.jsonl and the arguments of the hooks), and what train() returns.
+import type { ClassificationResult } from '../eval/classification.js'
+import type { ClusteringResult } from '../eval/clustering.js'
+import type { PairClassificationResult } from '../eval/pair-classification.js'
+import type { RerankingResult } from '../eval/reranking.js'
 
 export interface StepInfo {
   type: 'step'
@@ -64,16 +68,50 @@ export interface EvalInfo {
   dimSpearman?: Record<string, number>
   /** Retrieval sets (BEIR folders, evalRetrieval); without STS files the first one's nDCG@10 selects the model. */
   retrieval?: RetrievalEval[]
+  /** MTEB's other task kinds (evalClassification, ...): each set's result, with the split scored (absent: a file). */
+  classification?: (ClassificationResult & TaskSplit)[]
+  clustering?: (ClusteringResult & TaskSplit)[]
+  pairClassification?: (PairClassificationResult & TaskSplit)[]
+  reranking?: (RerankingResult & TaskSplit)[]
+  /**
+   * What selects the model (absent in logs written before it was recorded): its set (the file's or folder's name, with
+   * the split scored), its measure, and the score here (as Best holds it).
+   */
+  selection?: { set: string; metric: SelectionMetric; score: number }
   best: boolean
+}
+
+/** The split of a task's folder that an evaluation scored (absent where the set is one file). */
+export interface TaskSplit {
+  split?: string
+}
+
+/**
+ * The measures a model can be selected by: the first STS file's Spearman ×100, a retrieval set's nDCG@10, a
+ * classification set's accuracy, a clustering set's V-measure, a pair classification set's AP (the best of its four
+ * comparisons), a reranking set's MAP (fractions in [0, 1], as the evaluations give them).
+ */
+export const SELECTION_METRICS = ['spearman', 'ndcgAt10', 'accuracy', 'vMeasure', 'ap', 'map'] as const
+export type SelectionMetric = (typeof SELECTION_METRICS)[number]
+
+/** Each selection measure's name in tables, plots and messages. */
+export const SELECTION_METRIC_NAMES: Record<SelectionMetric, string> = {
+  spearman: 'Spearman',
+  ndcgAt10: 'nDCG@10',
+  accuracy: 'accuracy',
+  vMeasure: 'V-measure',
+  ap: 'AP',
+  map: 'MAP',
 }
 
 export type LogEntry = StepInfo | EvalInfo
 
 /**
- * The best evaluation so far: the step whose model is in the output directory, and its selection score: the first
- * STS file's Spearman ×100, or (a run evaluating retrieval sets only) the first retrieval set's nDCG@10.
+ * The best evaluation so far: the step whose model is in the output directory, and its selection score keyed by its
+ * measure: the first STS file's Spearman ×100 ({ step, spearman }), or the first retrieval set's nDCG@10
+ * ({ step, ndcgAt10 }), or the first set's main score of the task kind that selects (selectBy).
  */
-export type Best = { step: number; spearman: number } | { step: number; ndcgAt10: number } | null
+export type Best = ({ step: number } & { [M in SelectionMetric]: { [K in M]: number } }[SelectionMetric]) | null
 
 export interface TrainHooks {
   onStep?(info: StepInfo): void

@@ -4,7 +4,8 @@
 import { basename } from 'node:path'
 import type { DataFingerprint } from '../data/sentences.js'
 import { exampleKind } from '../data/pairs.js'
-import type { Best, EvalInfo, StepInfo } from './events.js'
+import { SELECTION_METRIC_NAMES, type Best, type EvalInfo, type StepInfo } from './events.js'
+import { taskScores } from './task-evaluation.js'
 import { hubIdOf } from '../hub/hub-model.js'
 import { denseModulePath } from './sentence-transformers.js'
 
@@ -258,27 +259,47 @@ function matryoshkaUsage(dims: number[]): string[] {
   ]
 }
 
-/** The evaluations as a table of Spearman ×100 per file (the best step marked), or a line saying there were none. */
+/** The evaluations as a table of their scores ×100 (the best step marked), or a line saying there were none. */
 function evaluationTable(evals: EvalInfo[], best: Best): string[] {
   if (!evals.length)
-    return ['No evaluation was run (`--eval-file` gives STS Spearman, `--eval-retrieval` nDCG@10 during training; `simcsepp eval` after).']
+    return [
+      'No evaluation was run (`--eval-file` gives STS Spearman, `--eval-retrieval` nDCG@10, `--eval-classification` and the other ' +
+        'task kinds their main scores during training; `simcsepp eval` after).',
+    ]
   const files = evals[0].results.map((r) => basename(r.file))
   const sets = (evals[0].retrieval ?? []).map((r) => `${basename(r.dataset)} (${r.split})`)
+  const tasks = taskScores(evals[0]).map((r) => `${r.set} ${r.measure}`)
   // Matryoshka runs: the first file again on the vectors cut to each trained size.
   const dims = Object.keys(evals[0].dimSpearman ?? {}).sort((a, b) => Number(b) - Number(a))
-  const headers = [...files, ...(files.length ? ['average'] : []), ...dims.map((d) => `@${d}`), ...sets.map((s) => `${s} nDCG@10`)]
+  const headers = [
+    ...files,
+    ...(files.length ? ['average'] : []),
+    ...dims.map((d) => `@${d}`),
+    ...sets.map((s) => `${s} nDCG@10`),
+    ...tasks,
+  ]
   const cells = (e: EvalInfo) => [
     ...e.results.map((r) => r.spearman.toFixed(2)),
     ...(files.length ? [e.average?.toFixed(2) ?? ''] : []),
     ...dims.map((d) => e.dimSpearman?.[d]?.toFixed(2) ?? ''),
     ...(e.retrieval ?? []).map((r) => (100 * r.ndcgAt10).toFixed(2)),
+    ...taskScores(e).map((r) => (100 * r.score).toFixed(2)),
   ]
   const about = [
     ...(files.length ? ['STS Spearman × 100 (cosine of sentence vectors against the gold scores)'] : []),
     ...(dims.length ? [`\`@d\`: \`${files[0]}\` on the vectors cut to their first d values`] : []),
     ...(sets.length ? ["nDCG@10 × 100 of exact cosine search over each retrieval set's corpus"] : []),
+    ...(tasks.length ? ["MTEB's task kinds' main scores × 100 (as `simcsepp eval` computes them)"] : []),
   ]
-  const selectedBy = files.length ? `\`${files[0]}\`` : `\`${sets[0]}\`'s nDCG@10`
+  // What selected the model: as the last evaluation records it; logs from before that was recorded: STS, else retrieval.
+  const selection = evals[evals.length - 1].selection
+  const selectedBy = selection
+    ? selection.metric === 'spearman'
+      ? `\`${selection.set}\``
+      : `\`${selection.set}\`'s ${SELECTION_METRIC_NAMES[selection.metric]}`
+    : files.length
+      ? `\`${files[0]}\``
+      : `\`${sets[0]}\`'s nDCG@10`
   return [
     `${about.join('; ')}. The model saved is the best of ${selectedBy}${dims.length ? ' (whole vectors)' : ''}.`,
     '',

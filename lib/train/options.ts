@@ -121,13 +121,28 @@ export interface TrainOptions {
    * moments, LayerNorm, softmax and losses), 'fp32', or 'auto' (default): bf16 on CUDA, fp32 on the CPU.
    */
   precision?: Precision | 'auto'
-  /** STS files (STS-B, SICK, STS12–16) evaluated every evalEvery steps; the first selects the best model. */
+  /** STS files (STS-B, SICK, STS12–16) evaluated every evalEvery steps; the first selects the best model (selectBy). */
   evalFiles?: string[]
   /**
    * Retrieval sets (BEIR folders: corpus.jsonl, queries.jsonl, qrels/dev.tsv or test.tsv) scored at each evaluation:
-   * nDCG@10, MRR@10, Recall@100 of exact cosine search; without evalFiles the first one's nDCG@10 selects the best model.
+   * nDCG@10, MRR@10, Recall@100 of exact cosine search; without evalFiles the first one's nDCG@10 selects the best model (selectBy).
    */
   evalRetrieval?: string[]
+  /**
+   * MTEB's other task kinds, scored at each evaluation as `simcsepp eval` scores them (lib/eval/): classification
+   * (accuracy of a logistic regression), clustering (V-measure of k-means), pair classification (AP), reranking (MAP).
+   * Each a file, or a folder of splits whose validation or dev split is scored where it has one (else its test split).
+   */
+  evalClassification?: string[]
+  evalClustering?: string[]
+  evalPairClassification?: string[]
+  evalReranking?: string[]
+  /**
+   * Which evaluation selects the best model: the first set of this kind, by its main score (STS: Spearman; retrieval:
+   * nDCG@10; classification: accuracy; clustering: V-measure; pair classification: AP; reranking: MAP). Default: the
+   * first kind given, in that order.
+   */
+  selectBy?: SelectBy
   evalEvery?: number
   /**
    * Early stopping: end the run once this many evaluations in a row have not beaten the best one (transformers'
@@ -176,6 +191,7 @@ type UnsetByDefault =
   | 'negativesPerExample'
   | 'queryPrompt'
   | 'documentPrompt'
+  | 'selectBy'
 
 type PerDataset = 'data' | 'format' | 'column' | 'objective' | 'queryPrompt' | 'documentPrompt'
 
@@ -184,16 +200,34 @@ type PerDataset = 'data' | 'format' | 'column' | 'objective' | 'queryPrompt' | '
  * file is trained); `datasets` holds every dataset's, in order.
  */
 export type ResolvedTrainOptions = Required<
-  Omit<TrainOptions, UnsetByDefault | PerDataset | 'datasetSampler' | 'evalFiles' | 'evalRetrieval' | 'overwrite'>
+  Omit<TrainOptions, UnsetByDefault | PerDataset | 'datasetSampler' | EvalSetOption | 'overwrite'>
 > &
   Pick<TrainOptions, Exclude<UnsetByDefault, 'column' | 'queryPrompt' | 'documentPrompt'>> &
   DatasetSpec & {
     datasets: DatasetSpec[]
     datasetSampler: DatasetSampler
-    evalFiles: string[]
-    evalRetrieval: string[]
     overwrite: boolean
-  }
+  } & { [K in EvalSetOption]: string[] }
+
+/** The options that list evaluation sets, in the order their kinds select the model by default. */
+export const EVAL_SET_OPTIONS = [
+  'evalFiles',
+  'evalRetrieval',
+  'evalClassification',
+  'evalClustering',
+  'evalPairClassification',
+  'evalReranking',
+] as const
+type EvalSetOption = (typeof EVAL_SET_OPTIONS)[number]
+
+/** selectBy's kinds, each that of the option in EVAL_SET_OPTIONS at its index. */
+export const SELECT_BY = ['sts', 'retrieval', 'classification', 'clustering', 'pair-classification', 'reranking'] as const
+export type SelectBy = (typeof SELECT_BY)[number]
+
+/** The kind that selects the model: selectBy, else the first kind with sets; undefined without any set. */
+export function selectionKind(o: ResolvedTrainOptions): SelectBy | undefined {
+  return o.selectBy ?? SELECT_BY.find((_, i) => o[EVAL_SET_OPTIONS[i]].length > 0)
+}
 
 /** The options of a run as it trains on dataset `d` (one of o.datasets): that dataset's data, format, column and objective. */
 export function forDataset(o: ResolvedTrainOptions, d: DatasetSpec): ResolvedTrainOptions {
@@ -358,8 +392,8 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     'teacher',
     'warmupRatio',
     'steps',
-    'evalFiles',
-    'evalRetrieval',
+    ...EVAL_SET_OPTIONS,
+    'selectBy',
     'out',
     'resume',
     'overwrite',
@@ -369,13 +403,15 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   r.datasets = datasetSpecs(o)
   Object.assign(r, r.datasets[0])
   for (const k of ['column', 'queryPrompt', 'documentPrompt'] as const) if (r.datasets[0][k] === undefined) delete r[k]
-  r.evalFiles = o.evalFiles ?? []
-  r.evalRetrieval = o.evalRetrieval ?? []
-  for (const [k, v] of [
-    ['evalFiles', r.evalFiles],
-    ['evalRetrieval', r.evalRetrieval],
-  ] as const)
+  for (const k of EVAL_SET_OPTIONS) {
+    const v = (r[k] = o[k] ?? [])
     if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new TypeError(`train: ${k} must be an array of paths`)
+  }
+  if (r.selectBy !== undefined) {
+    const i = SELECT_BY.indexOf(r.selectBy)
+    if (i < 0) throw new TypeError(`train: selectBy must be ${SELECT_BY.join(', ')} (got ${JSON.stringify(r.selectBy)})`)
+    if (!r[EVAL_SET_OPTIONS[i]].length) throw new TypeError(`train: selectBy ${r.selectBy} needs ${EVAL_SET_OPTIONS[i]} (its sets)`)
+  }
   r.overwrite = o.overwrite ?? false
   if (typeof r.overwrite !== 'boolean') throw new TypeError(`train: overwrite must be a boolean (got ${String(r.overwrite)})`)
   if (r.overwrite && r.resume) throw new TypeError('train: give either resume (continue a run) or overwrite (start over), not both')
@@ -399,8 +435,8 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     throw new TypeError('train: objective distill needs a teacher (a model directory whose vectors the model learns)')
   if (!distilling && r.teacher !== undefined) throw new TypeError('train: teacher applies to objective distill')
   if (distilling && r.matryoshkaDims) throw new TypeError('train: matryoshkaDims applies to the contrastive objectives, not to distill')
-  if (r.earlyStopping > 0 && (r.evalFiles.length + r.evalRetrieval.length === 0 || r.evalEvery === 0))
-    throw new TypeError('train: earlyStopping counts evaluations: give evalFiles or evalRetrieval, and an evalEvery above 0')
+  if (r.earlyStopping > 0 && (selectionKind(r) === undefined || r.evalEvery === 0))
+    throw new TypeError('train: earlyStopping counts evaluations: give evaluation sets (evalFiles, ...), and an evalEvery above 0')
   if (r.batchSampler !== undefined && !BATCH_SAMPLERS.includes(r.batchSampler))
     throw new TypeError(`train: batchSampler must be ${BATCH_SAMPLERS.join(' or ')} (got ${JSON.stringify(r.batchSampler)})`)
   if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)

@@ -12,7 +12,7 @@ import type { Tokenizer } from '../tokenizer.js'
 import { architectureName, hfTokenizerClass } from '../model/config.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { readCheckpointTensors, saveCheckpoint, type CheckpointState, type LoadedCheckpoint } from './checkpoint.js'
-import type { Best, EvalInfo, LogEntry, StepInfo } from './events.js'
+import { SELECTION_METRIC_NAMES, type Best, type EvalInfo, type LogEntry, type StepInfo } from './events.js'
 import { lossCurveSvg } from './plot.js'
 import { modelCard, type ModelCardInput } from './model-card.js'
 import { denseModulePath, writeSentenceTransformersFiles, type InheritedSettings } from './sentence-transformers.js'
@@ -214,10 +214,23 @@ async function readLog(path: string, keepUpToStep: number): Promise<LogEntry[]> 
   return kept
 }
 
-/** The score panel's labels: STS (the default), or the first retrieval set's nDCG@10. */
+/**
+ * An evaluation's selection score: as recorded, or in a log written before selections were (retrieval or STS only)
+ * the first STS file's Spearman, else the first retrieval set's nDCG@10.
+ */
+function selectionOf(e: EvalInfo): EvalInfo['selection'] {
+  if (e.selection) return e.selection
+  if (e.spearman !== undefined && e.results.length) return { set: basename(e.results[0].file), metric: 'spearman', score: e.spearman }
+  const r = e.retrieval?.[0]
+  return r && { set: `${basename(r.dataset)} (${r.split})`, metric: 'ndcgAt10', score: r.ndcgAt10 }
+}
+
+/** The score panel's labels: STS (the default), or the set and measure the last evaluation selects by. */
 function scorePanel(evals: EvalInfo[]): { stsLabel?: string; stsAxis?: string } {
-  const first = evals.find((e) => e.spearman === undefined && e.retrieval?.length)?.retrieval?.[0]
-  return first ? { stsLabel: `${basename(first.dataset)} (${first.split}) nDCG@10`, stsAxis: 'nDCG@10 ×100' } : {}
+  const last = evals.length ? selectionOf(evals[evals.length - 1]) : undefined
+  return last && last.metric !== 'spearman'
+    ? { stsLabel: `${last.set} ${SELECTION_METRIC_NAMES[last.metric]}`, stsAxis: `${SELECTION_METRIC_NAMES[last.metric]} ×100` }
+    : {}
 }
 
 /** A run of several datasets: each one's name on the loss curve (its file's name and objective). */
@@ -240,7 +253,12 @@ function curvePoints(steps: StepInfo[], evals: EvalInfo[], datasets: string[] = 
           ? Object.fromEntries(Object.entries(s.dimLosses).map(([d, l]) => [`${d} dims`, l]))
           : s.parts,
   }))
-  // The selection score: the first STS file's Spearman, or without STS files the first retrieval set's nDCG@10 ×100.
-  for (const e of evals) rows.push({ step: e.step, loss: NaN, sts: e.spearman ?? 100 * (e.retrieval?.[0]?.ndcgAt10 ?? NaN) })
+  // The selection score ×100 (Spearman is so already) of the evaluations that select as the last one does.
+  const last = evals.length ? selectionOf(evals[evals.length - 1]) : undefined
+  for (const e of evals) {
+    const s = selectionOf(e)
+    if (s && last && s.metric === last.metric && s.set === last.set)
+      rows.push({ step: e.step, loss: NaN, sts: s.metric === 'spearman' ? s.score : 100 * s.score })
+  }
   return rows.sort((a, b) => a.step - b.step)
 }

@@ -77,7 +77,19 @@ function evalScalars(e: EvalInfo): [string, number][] {
         [`${name}/recall@100`, r.recallAt100],
       ] as [string, number][]
     }),
+    // MTEB's other task kinds: each set's scores under its name and split.
+    ...task(e.classification, (r) => ({ accuracy: r.accuracy, f1: r.f1 })),
+    ...task(e.clustering, (r) => ({ v_measure: r.vMeasure })),
+    ...task(e.pairClassification, (r) => ({ ap: r.ap })),
+    ...task(e.reranking, (r) => ({ map: r.map, 'mrr@10': r.mrr10 })),
   ]
+}
+
+function task<R extends { dataset: string; split?: string }>(results: R[] | undefined, scores: (r: R) => Record<string, number>) {
+  return (results ?? []).flatMap((r) => {
+    const name = `eval/${basename(r.dataset)}${r.split ? `_${r.split}` : ''}`
+    return Object.entries(scores(r)).map(([k, v]) => [`${name}/${k}`, v] as [string, number])
+  })
 }
 
 export class TensorBoardLog {

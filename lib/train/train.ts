@@ -23,13 +23,16 @@ import { stepMemory } from '../model/memory-budget.js'
 import { findCheckpoint, loadCheckpoint } from './checkpoint.js'
 import { checkpointDir } from './run-layout.js'
 import type { StepInfo, TrainHooks, TrainResult } from './events.js'
-import { bestScore, Evaluator, modelEmbedder, readEvalSets, readRetrievalSets } from './evaluation.js'
+import { bestScore, Evaluator, formatScore, modelEmbedder, readEvalSets, readRetrievalSets } from './evaluation.js'
+import { readTaskSets } from './task-evaluation.js'
 import { matryoshkaPlan, scratchDim } from './matryoshka-options.js'
 import {
+  EVAL_SET_OPTIONS,
   fixedOnResume,
   forDataset,
   recordedDatasets,
   resolveTrainOptions,
+  selectionKind,
   type ResolvedTrainOptions,
   type TrainOptions,
 } from './options.js'
@@ -62,15 +65,15 @@ async function withHubFiles(options: TrainOptions): Promise<TrainOptions> {
   const teacher = typeof options.teacher === 'string' ? await resolveModel(options.teacher) : options.teacher
   const paths = async <T>(v: T): Promise<T> =>
     (typeof v === 'string' ? await resolveHfPath(v) : Array.isArray(v) ? await Promise.all(v.map((p) => resolveHfPath(p))) : v) as T
-  const [data, evalFiles, evalRetrieval] = [await paths(options.data), await paths(options.evalFiles), await paths(options.evalRetrieval)]
+  const data = await paths(options.data)
+  const evalSets = Object.fromEntries(await Promise.all(EVAL_SET_OPTIONS.map(async (k) => [k, await paths(options[k])])))
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
   return model === options.model &&
     teacher === options.teacher &&
     same(data, options.data) &&
-    same(evalFiles, options.evalFiles) &&
-    same(evalRetrieval, options.evalRetrieval)
+    EVAL_SET_OPTIONS.every((k) => same(evalSets[k], options[k]))
     ? options
-    : { ...options, model, teacher, data, evalFiles, evalRetrieval }
+    : { ...options, model, teacher, data, ...evalSets }
 }
 
 /** One dataset of a run: its options (forDataset), reader, batch size and views; its step and stream once made. */
@@ -230,6 +233,7 @@ async function trainHolding(
   const retrievalSets = await readRetrievalSets(o.evalRetrieval)
   for (const r of retrievalSets)
     say(`eval: ${r.dir} (${r.split} split): ${r.queries.length} queries, ${r.corpus.length} documents, nDCG@10 every --eval-every steps`)
+  const taskSets = await readTaskSets(o, say)
   const supervised = sets.filter((d) => columnsOf(d.file) !== undefined)
   if (!supervised.length && (o.queryPrompt !== undefined || o.documentPrompt !== undefined))
     throw new TypeError('train: queryPrompt and documentPrompt apply to supervised pairs/triplets (anchors; positives and negatives)')
@@ -253,7 +257,7 @@ async function trainHolding(
     return given[0]?.o[k]
   }
   const [queryPrompt, documentPrompt] = [trained('queryPrompt'), trained('documentPrompt')]
-  const prompts = {
+  const prompts: Record<string, string> = {
     ...base?.prompts,
     ...(queryPrompt !== undefined ? { query: queryPrompt } : {}),
     ...(documentPrompt !== undefined ? { document: documentPrompt } : {}),
@@ -361,16 +365,25 @@ async function trainHolding(
   })
 
   const saveModel = async () => run?.saveModel(model, tokenizer, maxLen, o.pooling, inherited)
-  const evaluating = evalSets.length + retrievalSets.length > 0 && o.evalEvery > 0
+  const evaluating = selectionKind(o) !== undefined && o.evalEvery > 0
   const cutDims = (matryoshka ?? []).map((p) => p.dim).filter((d) => d < model.embeddingDim)
   const embedder = modelEmbedder(model, tokenizer, maxLen, o.pooling)
   // Evaluation embeds as the saved model's encode, encodeQuery and encodeDocument will: with its prompts.
+  // MTEB's symmetric task types take the prompt named after the type where the model has one (as `simcsepp eval`).
+  const types = ['Classification', 'Clustering', 'PairClassification'] as const
   const prefixes = {
     queryPrefix: rolePrefixText(prompts, base?.defaultPromptName, 'query'),
     documentPrefix: rolePrefixText(prompts, base?.defaultPromptName, 'document'),
     sentencePrefix: base?.defaultPromptName !== undefined ? base.prompts[base.defaultPromptName] : '',
+    typePrefixes: Object.fromEntries(types.filter((t) => Object.hasOwn(prompts, t)).map((t) => [t, prompts[t]])),
   }
-  const evaluator = new Evaluator(evalSets, embedder, saveModel, resumed?.best ?? null, cutDims, retrievalSets, prefixes)
+  const evaluator = new Evaluator(
+    { sts: evalSets, retrieval: retrievalSets, tasks: taskSets },
+    embedder,
+    saveModel,
+    resumed?.best ?? null,
+    { cutDims, prefixes, selectBy: selectionKind(o) },
+  )
   if (resumed?.best && !evaluator.best)
     say(
       `the checkpoint's best model was chosen by another measure than this run's (${evaluator.metric}): the next evaluation is the best so far`,
@@ -470,7 +483,7 @@ async function trainHolding(
       const best = evaluator.best!
       say(
         `early stopping after step ${done} of ${totalSteps}: ${o.earlyStopping} evaluations without a better ` +
-          `${evaluator.metric} than step ${best.step}'s ${bestScore(best).score.toFixed(2)} (the model in ${out})`,
+          `${evaluator.metric} than step ${best.step}'s ${formatScore(evaluator.metric, bestScore(best).score)} (the model in ${out})`,
       )
       await run?.finish(best, cardData)
       return end(done, false)

@@ -261,7 +261,7 @@ t.test('a NaN evaluation never blocks later best-model saves', async (t) => {
   ]
   let constant = true
   const ev = new Evaluator(
-    [{ file: 'sts.tsv', pairs }],
+    { sts: [{ file: 'sts.tsv', pairs }] },
     async (sentences: string[]) => sentences.map((s, i) => Float32Array.from(constant ? vectors[0] : s === 'x' ? [1, i % 2] : [i % 3, 1])),
     async () => {
       saves++

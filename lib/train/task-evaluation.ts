@@ -1,0 +1,119 @@
+// MTEB's other task kinds as evaluations during training (train()'s evalClassification, evalClustering,
+// evalPairClassification, evalReranking): each set is read once, from a folder's validation or dev split where it has
+// one (selecting a model on the test split would tune it to the test), and scored at every evaluation as
+// `simcsepp eval` scores it, its texts prefixed as the saved model's encode, encodeQuery and encodeDocument will.
+import { basename } from 'node:path'
+import { evaluateClassification, readClassificationSet, type ClassificationSet } from '../eval/classification.js'
+import { evaluateClustering, readClusteringDataset, type ClusteringDataset } from '../eval/clustering.js'
+import { evaluatePairClassification, readPairClassificationSet, type PairClassificationSet } from '../eval/pair-classification.js'
+import { evaluateReranking, readRerankingSet, type RerankingSet } from '../eval/reranking.js'
+import { isFolder, splitFile } from '../eval/table.js'
+import type { Embed } from '../embed/memo-embed.js'
+import type { EvalInfo } from './events.js'
+
+/** A task's set and the split of its folder it holds (absent: the set is one file). */
+interface Split<S> {
+  split?: string
+  set: S
+}
+
+export interface TaskSets {
+  classification: Split<ClassificationSet>[]
+  clustering: Split<ClusteringDataset>[]
+  pairClassification: Split<PairClassificationSet>[]
+  reranking: Split<RerankingSet>[]
+}
+
+export type TaskResults = Required<Pick<EvalInfo, keyof TaskSets>>
+
+/** MTEB's names of the symmetric task types, by which a model's prompts may be keyed. */
+export type TaskType = 'Classification' | 'Clustering' | 'PairClassification'
+
+/** How each kind's texts are embedded: the symmetric types through their prompt, reranking's with the role prefixes. */
+export interface TaskEmbedding {
+  typed(type: TaskType): Embed
+  plain: Embed
+  queryPrefix?: string
+  documentPrefix?: string
+}
+
+export const NO_TASKS: TaskSets = { classification: [], clustering: [], pairClassification: [], reranking: [] }
+
+/** The split a run scores in `path`: a folder's validation split, else its dev split, else its test split; none for a file. */
+export function selectionSplit(path: string): string | undefined {
+  if (!isFolder(path)) return undefined
+  return ['validation', 'dev'].find((s) => splitFile(path, s) !== null) ?? 'test'
+}
+
+/** The sets of the four options, each read from its selectionSplit; `say` gets a line per set. */
+export async function readTaskSets(
+  o: { evalClassification: string[]; evalClustering: string[]; evalPairClassification: string[]; evalReranking: string[] },
+  say: (line: string) => void = () => {},
+): Promise<TaskSets> {
+  const read = async <S>(paths: string[], reader: (path: string, split?: string) => Promise<S>, about: (set: S) => string) => {
+    const sets: Split<S>[] = []
+    for (const path of paths) {
+      const split = selectionSplit(path)
+      const set = await reader(path, split)
+      say(`eval: ${path}${split ? ` (${split} split)` : ''}: ${about(set)} every --eval-every steps`)
+      sets.push({ ...(split ? { split } : {}), set })
+    }
+    return sets
+  }
+  return {
+    classification: await read(o.evalClassification, readClassificationSet, (s) =>
+      s.test
+        ? `classification, ${s.train.texts.length} training and ${s.test.texts.length} test texts, accuracy`
+        : `classification by cross-validation over ${s.train.texts.length} texts, accuracy`,
+    ),
+    clustering: await read(
+      o.evalClustering,
+      readClusteringDataset,
+      (s) =>
+        `clustering, ${s.sets.length} set${s.sets.length > 1 ? 's' : ''} of ${s.sets.reduce((n, x) => n + x.texts.length, 0)} texts, V-measure`,
+    ),
+    pairClassification: await read(
+      o.evalPairClassification,
+      readPairClassificationSet,
+      (s) => `pair classification, ${s.labels.length} pairs, AP`,
+    ),
+    reranking: await read(o.evalReranking, readRerankingSet, (s) => `reranking, ${s.queries.length} queries, MAP`),
+  }
+}
+
+/** Every set scored (classification with MTEB's defaults: 10 draws of 32 training rows per label, or 10 folds). */
+export async function scoreTasks(sets: TaskSets, e: TaskEmbedding): Promise<TaskResults> {
+  const out: TaskResults = { classification: [], clustering: [], pairClassification: [], reranking: [] }
+  for (const { split, set } of sets.classification)
+    out.classification.push({ ...(await evaluateClassification(e.typed('Classification'), set)), ...(split ? { split } : {}) })
+  for (const { split, set } of sets.clustering)
+    out.clustering.push({ ...(await evaluateClustering(e.typed('Clustering'), set)), ...(split ? { split } : {}) })
+  for (const { split, set } of sets.pairClassification)
+    out.pairClassification.push({ ...(await evaluatePairClassification(e.typed('PairClassification'), set)), ...(split ? { split } : {}) })
+  for (const { split, set } of sets.reranking)
+    out.reranking.push({
+      ...(await evaluateReranking(e.plain, set, { queryPrefix: e.queryPrefix, documentPrefix: e.documentPrefix })),
+      ...(split ? { split } : {}),
+    })
+  return out
+}
+
+/** Each kind's main score (MTEB's), the measure a set of it selects the model by. */
+export const MAIN_SCORE = { classification: 'accuracy', clustering: 'vMeasure', pairClassification: 'ap', reranking: 'map' } as const
+
+/** Each task set's main score: the set's name (with the split scored), the measure's name, the score (a fraction). */
+export function taskScores(r: Partial<TaskResults>): { set: string; measure: string; score: number }[] {
+  const of = <R extends { dataset: string; split?: string }>(results: R[] | undefined, measure: string, score: (r: R) => number) =>
+    (results ?? []).map((x) => ({ set: taskSetName(x), measure, score: score(x) }))
+  return [
+    ...of(r.classification, 'accuracy', (x) => x.accuracy),
+    ...of(r.clustering, 'V-measure', (x) => x.vMeasure),
+    ...of(r.pairClassification, 'AP', (x) => x.ap),
+    ...of(r.reranking, 'MAP', (x) => x.map),
+  ]
+}
+
+/** A task result's name in tables and logs: its file's or folder's name, with the split scored. */
+export function taskSetName(r: { dataset: string; split?: string }): string {
+  return basename(r.dataset) + (r.split ? ` (${r.split})` : '')
+}

@@ -1,0 +1,223 @@
+// MTEB's other task kinds as evaluations during training (train()'s evalClassification, evalClustering,
+// evalPairClassification, evalReranking and selectBy): each set scored at every evaluation from its folder's
+// validation, dev or else test split, the numbers those of `evaluate*` on the saved model's vectors, the model chosen
+// by the kind selectBy names (by default the first kind given), and the log, TensorBoard scalars, metrics.json, model
+// card, plot and screen that show them.
+import t from 'tap'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import {
+  evaluateClassification,
+  evaluateClustering,
+  evaluatePairClassification,
+  evaluateReranking,
+  readClassificationSet,
+  readClusteringDataset,
+  readPairClassificationSet,
+  readRerankingSet,
+  SentenceEncoder,
+} from '../lib/index.js'
+import { train } from '../lib/train/train.js'
+import { scalarsOf } from '../lib/train/tensorboard.js'
+import { selectionSplit } from '../lib/train/task-evaluation.js'
+import { validateCheckpointState } from '../lib/train/checkpoint-state.js'
+import type { EvalInfo } from '../lib/train/events.js'
+import { needsCli, runCli, tempDir, TINY_RUN, WORDS, writeSentences, writeStsFile } from './helpers/train-corpus.js'
+
+const jsonl = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n'
+/** Three of the grammar's words from `i`: the first names the label (its index mod 3). */
+const text = (i: number) => [0, 5, 7].map((k) => WORDS[(i + k * (1 + (i % 4))) % WORDS.length]).join(' ')
+const labelOf = (i: number) => ['animal', 'thing', 'verb'][(i % WORDS.length) % 3]
+
+/** The four sets: classification and pair classification folders with validation and dev splits, a clustering file, a reranking folder with a test split only. */
+function taskSets(dir: string) {
+  const classification = join(dir, 'topics')
+  mkdirSync(classification)
+  const rows = (from: number, n: number) => Array.from({ length: n }, (_, k) => ({ text: text(from + k), label: labelOf(from + k) }))
+  writeFileSync(join(classification, 'train.jsonl'), jsonl(rows(0, 36)))
+  writeFileSync(join(classification, 'validation.jsonl'), jsonl(rows(36, 15)))
+  writeFileSync(join(classification, 'test.jsonl'), jsonl(rows(51, 4)))
+  const clustering = join(dir, 'clusters.jsonl')
+  writeFileSync(clustering, jsonl(rows(60, 18).map((r) => ({ sentences: r.text, labels: r.label }))))
+  const pairs = join(dir, 'pairs')
+  mkdirSync(pairs)
+  const pairRows = (from: number, n: number) =>
+    Array.from({ length: n }, (_, k) => {
+      const i = from + k
+      return { sentence1: text(i), sentence2: k % 2 ? text(i) : text(i + 5), label: k % 2 }
+    })
+  writeFileSync(join(pairs, 'dev.jsonl'), jsonl(pairRows(0, 12)))
+  writeFileSync(join(pairs, 'test.jsonl'), jsonl(pairRows(20, 4)))
+  const reranking = join(dir, 'rerank')
+  mkdirSync(reranking)
+  writeFileSync(
+    join(reranking, 'test.jsonl'),
+    jsonl(Array.from({ length: 6 }, (_, i) => ({ query: text(i), positive: [text(i)], negative: [text(i + 1), text(i + 2)] }))),
+  )
+  return { classification, clustering, pairs, reranking }
+}
+
+t.test('selectionSplit: validation, else dev, else test; none for a file', async (t) => {
+  const sets = taskSets(tempDir('simcsepp-task-split-'))
+  t.equal(selectionSplit(sets.classification), 'validation')
+  t.equal(selectionSplit(sets.pairs), 'dev')
+  t.equal(selectionSplit(sets.reranking), 'test')
+  t.equal(selectionSplit(sets.clustering), undefined)
+})
+
+t.test('the four kinds at each evaluation; classification selects by default; the numbers are the saved model’s', async (t) => {
+  const dir = tempDir('simcsepp-train-tasks-')
+  const data = writeSentences(join(dir, 'data.txt'), 40)
+  const sets = taskSets(dir)
+  const out = join(dir, 'out')
+  const evals: EvalInfo[] = []
+  const messages: string[] = []
+  const result = await train(
+    {
+      ...TINY_RUN,
+      data,
+      device: 'cpu',
+      out,
+      steps: 4,
+      evalEvery: 2,
+      lr: 3e-3,
+      tensorboard: true,
+      evalClassification: [sets.classification],
+      evalClustering: [sets.clustering],
+      evalPairClassification: [sets.pairs],
+      evalReranking: [sets.reranking],
+    },
+    { onEval: (e) => void evals.push(e), onMessage: (m) => void messages.push(m) },
+  )
+  for (const said of [
+    `${sets.classification} (validation split): classification, 36 training and 15 test texts, accuracy`,
+    `${sets.clustering}: clustering, 1 set of 18 texts, V-measure`,
+    `${sets.pairs} (dev split): pair classification, 12 pairs, AP`,
+    `${sets.reranking} (test split): reranking, 6 queries, MAP`,
+  ])
+    t.ok(
+      messages.some((m) => m.includes(said)),
+      `said: ${said}`,
+    )
+  t.equal(evals.length, 3, 'steps 0, 2, 4')
+  for (const e of evals) {
+    t.same(e.results, [], 'no STS files')
+    t.match(e.classification, [{ dataset: sets.classification, split: 'validation', testRows: 15, trainRows: 36, fits: 10 }])
+    t.match(e.clustering, [{ dataset: sets.clustering, sets: 1, texts: 18 }])
+    t.notOk('split' in e.clustering![0], 'a file: no split')
+    t.match(e.pairClassification, [{ dataset: sets.pairs, split: 'dev', pairs: 12 }])
+    t.match(e.reranking, [{ dataset: sets.reranking, split: 'test', queries: 6 }])
+    t.same(e.selection, { set: 'topics (validation)', metric: 'accuracy', score: e.classification![0].accuracy })
+    // TensorBoard: each set's scores under its name and split.
+    const tags = Object.fromEntries(scalarsOf(e))
+    t.same(
+      [
+        tags['eval/topics_validation/accuracy'],
+        tags['eval/clusters.jsonl/v_measure'],
+        tags['eval/pairs_dev/ap'],
+        tags['eval/rerank_test/map'],
+      ],
+      [e.classification![0].accuracy, e.clustering![0].vMeasure, e.pairClassification![0].ap, e.reranking![0].map],
+      'TensorBoard scalars',
+    )
+  }
+  const best = evals.filter((e) => e.best).at(-1)!
+  const bestAccuracy = best.classification![0].accuracy
+  t.same(result.best, { step: best.step, accuracy: bestAccuracy }, 'the best: by the first classification set’s accuracy')
+  for (const e of evals) t.ok(e.classification![0].accuracy <= bestAccuracy, `step ${e.step} is not better than the best`)
+
+  // The saved model, encoded by SentenceEncoder and scored by the library on the same splits, gives the logged numbers
+  // of the best step (which another step's differ from: the model saved is that step's, not the last).
+  t.ok(
+    evals.some((e) => e.step !== best.step && e.classification![0].f1 !== best.classification![0].f1),
+    'another step scored otherwise',
+  )
+  const enc = await SentenceEncoder.load(out, { device: 'cpu' })
+  const embed = (s: string[]) => enc.encode(s)
+  const again = {
+    classification: await evaluateClassification(embed, await readClassificationSet(sets.classification, 'validation')),
+    clustering: await evaluateClustering(embed, await readClusteringDataset(sets.clustering)),
+    pairs: await evaluatePairClassification(embed, await readPairClassificationSet(sets.pairs, 'dev')),
+    reranking: await evaluateReranking(embed, await readRerankingSet(sets.reranking, 'test')),
+  }
+  await enc.close()
+  const near = (a: number, b: number, what: string) => t.ok(Math.abs(a - b) < 1e-6, `${what}: ${a.toFixed(6)}, logged ${b.toFixed(6)}`)
+  near(again.classification.accuracy, bestAccuracy, 'accuracy')
+  near(again.classification.f1, best.classification![0].f1, 'macro F1')
+  near(again.clustering.vMeasure, best.clustering![0].vMeasure, 'V-measure')
+  near(again.pairs.ap, best.pairClassification![0].ap, 'AP')
+  near(again.reranking.map, best.reranking![0].map, 'MAP')
+
+  const metrics = JSON.parse(readFileSync(join(out, 'run', 'metrics.json'), 'utf8'))
+  t.same(metrics.best, result.best, 'metrics.json')
+  const state = JSON.parse(readFileSync(join(out, 'run', 'checkpoint', 'state.json'), 'utf8'))
+  t.same(validateCheckpointState(state, 'state.json').best, result.best, 'the checkpoint keeps the best as it is')
+  const card = readFileSync(join(out, 'README.md'), 'utf8')
+  t.match(card, '| step | topics (validation) accuracy | clusters.jsonl V-measure | pairs (dev) AP | rerank (test) MAP |')
+  t.match(card, "The model saved is the best of `topics (validation)`'s accuracy.")
+  t.match(card, `| ${best.step} (saved) | ${(100 * bestAccuracy).toFixed(2)} |`)
+  const svg = readFileSync(join(out, 'run', 'loss_curve.svg'), 'utf8')
+  t.match(svg, /topics \(validation\) accuracy/, 'the plot shows the selecting score')
+  t.match(svg, /accuracy ×100/)
+})
+
+t.test('selectBy picks the kind: reranking’s MAP over an STS file; resumed by another kind, the best is set aside', async (t) => {
+  const dir = tempDir('simcsepp-train-select-by-')
+  const data = writeSentences(join(dir, 'data.txt'), 40)
+  const sets = taskSets(dir)
+  const sts = writeStsFile(join(dir, 'sts.tsv'))
+  const out = join(dir, 'out')
+  const evals: EvalInfo[] = []
+  const run = { ...TINY_RUN, data, device: 'cpu' as const, out, steps: 2, evalEvery: 1, lr: 5e-4 }
+  const result = await train(
+    { ...run, evalFiles: [sts], evalReranking: [sets.reranking, sets.reranking], selectBy: 'reranking' },
+    { onEval: (e) => void evals.push(e) },
+  )
+  const best = evals.filter((e) => e.best).at(-1)!
+  t.same(result.best, { step: best.step, map: best.reranking![0].map }, 'the best: by the first reranking set’s MAP')
+  for (const e of evals) {
+    t.ok(Number.isFinite(e.spearman), 'STS still scored')
+    t.same(e.selection, { set: 'rerank (test)', metric: 'map', score: e.reranking![0].map })
+    t.equal(e.reranking![0].map, e.reranking![1].map, 'the same set twice: the same numbers')
+    t.ok(e.reranking![0].map <= best.reranking![0].map, `step ${e.step} is not better than the best`)
+  }
+  t.match(readFileSync(join(out, 'README.md'), 'utf8'), "The model saved is the best of `rerank (test)`'s MAP.")
+
+  // Resumed selecting by STS (the default with an STS file): the checkpoint's best (by MAP) is set aside.
+  const messages: string[] = []
+  const resumed = await train(
+    { ...run, resume: out, evalFiles: [sts], evalReranking: [sets.reranking] },
+    { onMessage: (m) => void messages.push(m) },
+  )
+  t.ok(
+    messages.some((m) => /chosen by another measure than this run's \(spearman\)/.test(m)),
+    'says the best was set aside',
+  )
+  t.equal(resumed.best, null, 'no evaluation ran after the last step: no best yet')
+
+  await t.rejects(
+    train({ ...run, out: join(dir, 'x'), evalFiles: [sts], selectBy: 'clustering' }),
+    /selectBy clustering needs evalClustering \(its sets\)/,
+  )
+  await t.rejects(train({ ...run, out: join(dir, 'y'), evalFiles: [sts], selectBy: 'best' as never }), /selectBy must be sts, retrieval, /)
+  await t.rejects(train({ ...run, out: join(dir, 'z'), evalClustering: 'x' as never }), /evalClustering must be an array of paths/)
+  await t.rejects(train({ ...run, out: join(dir, 'w'), evalClassification: [join(dir, 'nowhere.jsonl')] }), /nowhere\.jsonl/)
+})
+
+t.test('simcsepp train --eval-classification --eval-pair-classification --select-by', needsCli, async (t) => {
+  const dir = tempDir('simcsepp-train-tasks-cli-')
+  const data = writeSentences(join(dir, 'data.txt'), 20)
+  const sets = taskSets(dir)
+  const r = runCli([
+    'train',
+    ...['--config', 'tiny', '--batch-size', '8', '--max-len', '12', '--data', data, '--steps', '2', '--eval-every', '2'],
+    ...['--eval-classification', sets.classification, '--eval-pair-classification', sets.pairs, '--select-by', 'pair-classification'],
+    ...['--out', join(dir, 'out'), '--device', 'cpu'],
+  ])
+  t.equal(r.status, 0, r.stderr)
+  t.match(r.stderr, /step 2: topics \(validation\) accuracy \d+\.\d\d; pairs \(dev\) AP \d+\.\d\d/, 'each evaluation on screen')
+  t.match(r.stderr, /best AP \d+\.\d\d at step \d/, 'the summary')
+  const bad = runCli(['train', '--data', data, '--select-by', 'speed', '--out', join(dir, 'bad')])
+  t.not(bad.status, 0)
+  t.match(bad.stderr, /--select-by/)
+})
