@@ -15,6 +15,7 @@ import {
   type ClassificationSet,
 } from '../lib/eval/classification.js'
 import { tempDir } from './helpers/train-corpus.js'
+import { needsNumpy, numpyJson } from './helpers/numpy.js'
 
 const dir = tempDir('simcsepp-classification-')
 
@@ -181,6 +182,46 @@ function tableEmbed(x: Float32Array, dim: number): { embed: (texts: string[]) =>
   }
 }
 
+t.test('the draws are MTEB’s: the rows its _undersample_data takes, numpy’s shuffles and all', needsNumpy, async (t) => {
+  // 90 training rows of 3 labels in a scrambled order; MTEB's loop (as it stands in AbsTaskClassification, with
+  // RandomState(42) as Evaluator's np.random.seed(42) leaves the stream before each draw) run by numpy.
+  const labels = Array.from({ length: 90 }, (_, i) => ['a', 'b', 'c'][(i * 7) % 3])
+  const set: ClassificationSet = {
+    name: 'rows',
+    train: { texts: labels.map((_, i) => `t${i}`), labels },
+    test: { texts: ['t0', 't1', 't2'], labels: ['a', 'b', 'c'] },
+  }
+  const dim = 4
+  const { embed, asked } = tableEmbed(
+    Float32Array.from({ length: 90 * dim }, (_, k) => Math.sin(k * 1.3)),
+    dim,
+  )
+  for (const [experiments, perLabel] of [
+    [1, 4],
+    [3, 2],
+    [10, 5],
+  ]) {
+    asked.length = 0
+    await evaluateClassification(embed, set, { experiments, samplesPerLabel: perLabel })
+    const want = numpyJson(
+      [
+        `y = ${JSON.stringify(labels)}`,
+        'idxs, used = list(range(len(y))), set()',
+        `for e in range(${experiments}):`,
+        '    np.random.RandomState(42).shuffle(idxs)',
+        '    counter = {}',
+        '    for i in idxs:',
+        `        if counter.get(y[i], 0) < ${perLabel}:`,
+        '            used.add(i)',
+        '            counter[y[i]] = counter.get(y[i], 0) + 1',
+        'print(json.dumps(sorted(used)))',
+      ].join('\n'),
+    ) as number[]
+    const got = asked[0].map((x) => Number(x.slice(1))).sort((a, b) => a - b)
+    t.same(got, want, `${experiments} draws of ${perLabel} per label: the rows MTEB draws (${got.length})`)
+  }
+})
+
 t.test('train/test: MTEB’s draws of rows per label, every row with 0, the same scores from the same seed', async (t) => {
   const dim = 6
   const { x, y } = blobs(240, dim, 4, 1.6, 3)
@@ -215,6 +256,7 @@ t.test('train/test: MTEB’s draws of rows per label, every row with 0, the same
   t.ok(r.accuracy > 0.4 && r.accuracy < 1, `accuracy ${r.accuracy.toFixed(4)} ± ${r.accuracyStd.toFixed(4)}`)
   t.ok(r.accuracyStd > 0, 'the draws differ')
   t.same(await evaluateClassification(embed, set), r, 'the same seed: the same scores')
+  t.same(await evaluateClassification(embed, set, { seed: 42 }), r, 'seed 42 by default (MTEB’s)')
   t.not((await evaluateClassification(embed, set, { seed: 1 })).accuracy, r.accuracy, 'another seed: other draws')
 
   // Every row (samplesPerLabel 0): one fit, the classifier of all the training rows, scored here by hand.

@@ -5,9 +5,10 @@
 //   each fitted and scored on the whole test split; the scores are the draws' means;
 // - one file: stratified k-fold cross-validation (SentEval's MR, CR, SUBJ, MPQA: 10 folds), each fold scored by a
 //   classifier fitted to the other folds (all their rows, unless samplesPerLabel is given).
-// Accuracy (the main score), macro F1 and support-weighted F1, as scikit-learn computes them. Draws and folds come
-// from a seeded permutation, so a run repeats exactly.
+// Accuracy (the main score), macro F1 and support-weighted F1, as scikit-learn computes them. The draws are MTEB's
+// (numpy's seeded shuffles, lib/util/numpy-shuffle.ts), the folds come from a seeded permutation: a run repeats exactly.
 import { permutation } from '../data/sentences.js'
+import { numpyShuffle } from '../util/numpy-shuffle.js'
 import type { Embed } from '../embed/memo-embed.js'
 import { embedInBatches } from '../embed/embed-texts.js'
 import { fitLogisticRegression, predictClasses, type LogisticRegressionOptions } from './logistic-regression.js'
@@ -34,7 +35,10 @@ export interface ClassificationOptions extends LogisticRegressionOptions {
   samplesPerLabel?: number
   /** Folds of a cross-validated set. Default 10. */
   folds?: number
-  /** Seeds the draws and the folds. Default 0. */
+  /**
+   * Seeds the draws (numpy's RandomState, as MTEB: default 42, MTEB's, so its draws are these) and the folds of
+   * cross-validation (default 0).
+   */
   seed?: number
   /** Called after each batch of texts embedded: done so far of the task's total. */
   onProgress?: (p: { done: number; total: number }) => void
@@ -107,7 +111,6 @@ export async function evaluateClassification(
   set: ClassificationSet,
   options: ClassificationOptions = {},
 ): Promise<ClassificationResult> {
-  const seed = options.seed ?? 0
   const check = (name: string, v: number | undefined, min: number) => {
     if (v !== undefined && !(Number.isInteger(v) && v >= min))
       throw new Error(`${set.name}: ${name} must be an integer >= ${min}, got ${v}`)
@@ -121,9 +124,14 @@ export async function evaluateClassification(
   if (set.test) {
     const perLabel = options.samplesPerLabel ?? 32
     const experiments = perLabel === 0 ? 1 : (options.experiments ?? 10)
-    const draws = Array.from({ length: experiments }, (_, e) =>
-      perLabel === 0 ? [...trainY.keys()] : firstPerLabel(permutation(trainY.length, seed, e), trainY, perLabel),
-    )
+    // MTEB's draws, row for row: one order of the rows, shuffled again before each draw by numpy's
+    // RandomState(seed).shuffle (seed 42: MTEB's), each draw the first rows of each label in it.
+    const order = [...trainY.keys()]
+    const draws = Array.from({ length: experiments }, () => {
+      if (perLabel === 0) return order
+      numpyShuffle(order, options.seed ?? 42)
+      return firstPerLabel(order, trainY, perLabel)
+    })
     // Only the rows some draw takes are embedded: MTEB's training splits run to millions of rows (AmazonPolarity's
     // 3.6 M), of which 10 draws of 32 per label take a few hundred.
     const used = [...new Set(draws.flat())].sort((a, b) => a - b)
@@ -144,6 +152,7 @@ export async function evaluateClassification(
     if (!Number.isInteger(folds) || folds < 2 || folds > trainY.length)
       throw new Error(`${set.name}: folds must be an integer from 2 to the rows (${trainY.length}), got ${folds}`)
     const trainX = await embedInBatches(embed, set.train.texts, { total: set.train.texts.length, done: 0, onProgress: options.onProgress })
+    const seed = options.seed ?? 0
     const foldOf = stratifiedFolds(trainY, classes.length, folds, seed)
     for (let f = 0; f < folds; f++) {
       const trainRows = [...trainY.keys()].filter((i) => foldOf[i] !== f)
