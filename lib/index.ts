@@ -96,6 +96,7 @@ export {
   type PairClassificationSet,
 } from './eval/pair-classification.js'
 export { evaluateReranking, readRerankingSet, type RerankingResult, type RerankingSet } from './eval/reranking.js'
+export { evaluateSummarization, readSummarizationSet, type SummarizationResult, type SummarizationSet } from './eval/summarization.js'
 export { fitLogisticRegression, predictClasses, type LogisticRegressionModel } from './eval/logistic-regression.js'
 
 // Old names, kept so that code written against them still compiles.

@@ -14,6 +14,8 @@ import {
   readClusteringDataset,
   readPairClassificationSet,
   readRerankingSet,
+  readSummarizationSet,
+  evaluateSummarization,
   SentenceEncoder,
 } from '../lib/index.js'
 import { pairMetrics, pairSimilarities } from '../lib/eval/pair-metrics.js'
@@ -165,7 +167,7 @@ t.test('reranking: MAP and MRR@10 of each query’s candidates by cosine, with t
   await t.rejects(readRerankingSet(join(dir, 'noneg.jsonl')), /noneg\.jsonl: no negative column \(the columns are query, positive\)/)
 })
 
-t.test('simcsepp eval with the four tasks: the library’s numbers, tables, Matryoshka sizes, refusals', needsCli, async (t) => {
+t.test('simcsepp eval with the five tasks: the library’s numbers, tables, Matryoshka sizes, refusals', needsCli, async (t) => {
   // A micro model trained a few steps (mean pooling), and data from the grammar's words.
   let seed = 9
   const rnd = (k: number) => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % k
@@ -213,7 +215,20 @@ t.test('simcsepp eval with the four tasks: the library’s numbers, tables, Matr
       })),
     ),
   )
+  const summ = join(dir, 'topic-summaries.jsonl')
+  writeFileSync(
+    summ,
+    jsonl(
+      Array.from({ length: 5 }, (_, i) => ({
+        human_summaries: [sentence(i % 4), sentence(i % 4)],
+        machine_summaries: [sentence(i % 4), sentence((i + 1) % 4), sentence((i + 2) % 4), sentence(i % 4)],
+        relevance: [4.5, 1, 2, 3.5],
+      })),
+    ),
+  )
   const args = [
+    '--summarization',
+    summ,
     '--classification',
     cls,
     '--clustering',
@@ -239,6 +254,7 @@ t.test('simcsepp eval with the four tasks: the library’s numbers, tables, Matr
     clustering: [await evaluateClustering(embed, await readClusteringDataset(clu))],
     pairClassification: [await evaluatePairClassification(embed, await readPairClassificationSet(pairs))],
     reranking: [await evaluateReranking(embed, await readRerankingSet(rr))],
+    summarization: [await evaluateSummarization(embed, await readSummarizationSet(summ))],
   }
   await enc.close()
   t.same(JSON.parse(JSON.stringify(want)), out, 'the JSON: the library’s results for the model’s vectors')
@@ -253,12 +269,16 @@ t.test('simcsepp eval with the four tasks: the library’s numbers, tables, Matr
   t.match(table.stdout, /clustering +sets +texts +V-measure +homogeneity +completeness\n.*\ntopics-clustering\.jsonl +1 +16 +\d+\.\d\d/)
   t.match(table.stdout, /pair classification +pairs +AP \(max\) +cos AP +cos accuracy +cos F1\n.*\ntopic-pairs\.csv +16 /)
   t.match(table.stdout, /reranking +queries +MAP +MRR@10\n.*\ntopic-rerank\.jsonl +6 /)
+  t.match(
+    table.stdout,
+    /summarization +texts +scored +cos Spearman +cos Pearson +dot Spearman +dot Pearson\n.*\ntopic-summaries\.jsonl +5 +\d /,
+  )
 
   const sizes = run([...args, '--matryoshka-dims', '32,8'])
   t.equal(sizes.status, 0, sizes.stderr)
   t.match(
     sizes.stdout,
-    /dims +topics accuracy +topics-clustering\.jsonl V-measure +topic-pairs\.csv AP +topic-rerank\.jsonl MAP\n.*\n +32 +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+\n +8 /,
+    /dims +topics accuracy +topics-clustering\.jsonl V-measure +topic-pairs\.csv AP +topic-rerank\.jsonl MAP +topic-summaries\.jsonl cosine Spearman\n.*\n +32 +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +-?[\d.]+\n +8 /,
   )
 
   // A model whose prompts are keyed by MTEB's task types: each task's texts take its type's prompt (MTEB's lookup), the

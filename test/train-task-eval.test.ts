@@ -15,6 +15,8 @@ import {
   readClusteringDataset,
   readPairClassificationSet,
   readRerankingSet,
+  readSummarizationSet,
+  evaluateSummarization,
   SentenceEncoder,
 } from '../lib/index.js'
 import { train } from '../lib/train/train.js'
@@ -29,7 +31,10 @@ const jsonl = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join('\n') 
 const text = (i: number) => [0, 5, 7].map((k) => WORDS[(i + k * (1 + (i % 4))) % WORDS.length]).join(' ')
 const labelOf = (i: number) => ['animal', 'thing', 'verb'][(i % WORDS.length) % 3]
 
-/** The four sets: classification and pair classification folders with validation and dev splits, a clustering file, a reranking folder with a test split only. */
+/**
+ * The five sets: classification and pair classification folders with validation and dev splits, a clustering file, a
+ * reranking folder with a test split only, a summarization file.
+ */
 function taskSets(dir: string) {
   const classification = join(dir, 'topics')
   mkdirSync(classification)
@@ -54,7 +59,18 @@ function taskSets(dir: string) {
     join(reranking, 'test.jsonl'),
     jsonl(Array.from({ length: 6 }, (_, i) => ({ query: text(i), positive: [text(i)], negative: [text(i + 1), text(i + 2)] }))),
   )
-  return { classification, clustering, pairs, reranking }
+  const summarization = join(dir, 'summaries.jsonl')
+  writeFileSync(
+    summarization,
+    jsonl(
+      Array.from({ length: 5 }, (_, i) => ({
+        human_summaries: [text(i)],
+        machine_summaries: [text(i), text(i + 3), text(i + 6), text(i + 9)],
+        relevance: [5, 2, 3.5, 1],
+      })),
+    ),
+  )
+  return { classification, clustering, pairs, reranking, summarization }
 }
 
 t.test('selectionSplit: validation, else dev, else test; none for a file', async (t) => {
@@ -65,7 +81,7 @@ t.test('selectionSplit: validation, else dev, else test; none for a file', async
   t.equal(selectionSplit(sets.clustering), undefined)
 })
 
-t.test('the four kinds at each evaluation; classification selects by default; the numbers are the saved model’s', async (t) => {
+t.test('the five kinds at each evaluation; classification selects by default; the numbers are the saved model’s', async (t) => {
   const dir = tempDir('simcsepp-train-tasks-')
   const data = writeSentences(join(dir, 'data.txt'), 40)
   const sets = taskSets(dir)
@@ -86,6 +102,7 @@ t.test('the four kinds at each evaluation; classification selects by default; th
       evalClustering: [sets.clustering],
       evalPairClassification: [sets.pairs],
       evalReranking: [sets.reranking],
+      evalSummarization: [sets.summarization],
     },
     { onEval: (e) => void evals.push(e), onMessage: (m) => void messages.push(m) },
   )
@@ -94,6 +111,7 @@ t.test('the four kinds at each evaluation; classification selects by default; th
     `${sets.clustering}: clustering, 1 set of 18 texts, V-measure`,
     `${sets.pairs} (dev split): pair classification, 12 pairs, AP`,
     `${sets.reranking} (test split): reranking, 6 queries, MAP`,
+    `${sets.summarization}: summarization, 5 texts, cosine Spearman`,
   ])
     t.ok(
       messages.some((m) => m.includes(said)),
@@ -107,6 +125,7 @@ t.test('the four kinds at each evaluation; classification selects by default; th
     t.notOk('split' in e.clustering![0], 'a file: no split')
     t.match(e.pairClassification, [{ dataset: sets.pairs, split: 'dev', pairs: 12 }])
     t.match(e.reranking, [{ dataset: sets.reranking, split: 'test', queries: 6 }])
+    t.match(e.summarization, [{ dataset: sets.summarization, texts: 5 }])
     t.same(e.selection, { set: 'topics (validation)', metric: 'accuracy', score: e.classification![0].accuracy })
     // TensorBoard: each set's scores under its name and split.
     const tags = Object.fromEntries(scalarsOf(e))
@@ -139,6 +158,7 @@ t.test('the four kinds at each evaluation; classification selects by default; th
     clustering: await evaluateClustering(embed, await readClusteringDataset(sets.clustering)),
     pairs: await evaluatePairClassification(embed, await readPairClassificationSet(sets.pairs, 'dev')),
     reranking: await evaluateReranking(embed, await readRerankingSet(sets.reranking, 'test')),
+    summarization: await evaluateSummarization(embed, await readSummarizationSet(sets.summarization)),
   }
   await enc.close()
   const near = (a: number, b: number, what: string) => t.ok(Math.abs(a - b) < 1e-6, `${what}: ${a.toFixed(6)}, logged ${b.toFixed(6)}`)
@@ -147,13 +167,17 @@ t.test('the four kinds at each evaluation; classification selects by default; th
   near(again.clustering.vMeasure, best.clustering![0].vMeasure, 'V-measure')
   near(again.pairs.ap, best.pairClassification![0].ap, 'AP')
   near(again.reranking.map, best.reranking![0].map, 'MAP')
+  near(again.summarization.cosineSpearman, best.summarization![0].cosineSpearman, 'cosine Spearman')
 
   const metrics = JSON.parse(readFileSync(join(out, 'run', 'metrics.json'), 'utf8'))
   t.same(metrics.best, result.best, 'metrics.json')
   const state = JSON.parse(readFileSync(join(out, 'run', 'checkpoint', 'state.json'), 'utf8'))
   t.same(validateCheckpointState(state, 'state.json').best, result.best, 'the checkpoint keeps the best as it is')
   const card = readFileSync(join(out, 'README.md'), 'utf8')
-  t.match(card, '| step | topics (validation) accuracy | clusters.jsonl V-measure | pairs (dev) AP | rerank (test) MAP |')
+  t.match(
+    card,
+    '| step | topics (validation) accuracy | clusters.jsonl V-measure | pairs (dev) AP | rerank (test) MAP | summaries.jsonl cosine Spearman |',
+  )
   t.match(card, "The model saved is the best of `topics (validation)`'s accuracy.")
   t.match(card, `| ${best.step} (saved) | ${(100 * bestAccuracy).toFixed(2)} |`)
   const svg = readFileSync(join(out, 'run', 'loss_curve.svg'), 'utf8')

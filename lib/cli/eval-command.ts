@@ -16,12 +16,20 @@ import {
   type PairClassificationSet,
 } from '../eval/pair-classification.js'
 import { evaluateReranking, readRerankingSet, type RerankingResult, type RerankingSet } from '../eval/reranking.js'
+import { evaluateSummarization, readSummarizationSet, type SummarizationResult, type SummarizationSet } from '../eval/summarization.js'
 import { memoEmbed, type Embed, type MemoEmbed } from '../embed/memo-embed.js'
 import { num, numList, parseFlags, UsageError } from './args.js'
 import { resolveDataFlags } from './hub-download.js'
 import { evalUsage } from './help.js'
 import { matryoshkaTable, retrievalTable, stsTable, translationTable } from './tables.js'
-import { classificationTable, clusteringTable, pairClassificationTable, rerankingTable, taskMainScores } from './task-tables.js'
+import {
+  classificationTable,
+  clusteringTable,
+  pairClassificationTable,
+  rerankingTable,
+  summarizationTable,
+  taskMainScores,
+} from './task-tables.js'
 import { encodeProgressBar } from './encode-output.js'
 import { encoderFlags, loadEncoder } from './encode-command.js'
 import { DEFAULT_RESCORE } from '../embed/binary-index.js'
@@ -41,6 +49,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       clustering: { type: 'string', multiple: true },
       'pair-classification': { type: 'string', multiple: true },
       reranking: { type: 'string', multiple: true },
+      summarization: { type: 'string', multiple: true },
       'samples-per-label': { type: 'string' },
       experiments: { type: 'string' },
       split: { type: 'string', default: 'test' },
@@ -56,18 +65,19 @@ export async function evalCommand(argv: string[]): Promise<void> {
   values.sts = await resolveDataFlags(values.sts)
   values.retrieval = await resolveDataFlags(values.retrieval)
   values.translation = await resolveDataFlags(values.translation)
-  for (const flag of ['classification', 'clustering', 'pair-classification', 'reranking'] as const)
+  for (const flag of ['classification', 'clustering', 'pair-classification', 'reranking', 'summarization'] as const)
     values[flag] = await resolveDataFlags(values[flag])
   positionals.splice(0, positionals.length, ...(await resolveDataFlags(positionals))!)
   if (values.model && values.onnx) throw new UsageError('eval: give --model DIR or --onnx FILE, not both')
   if (!values.model && !values.onnx) throw new UsageError('eval: --model DIR (or --onnx FILE) is required')
   const files = [...(values.sts ?? []), ...positionals]
   const folders = values.retrieval ?? []
-  const taskFlags = ['translation', 'classification', 'clustering', 'pair-classification', 'reranking'] as const
+  const taskFlags = ['translation', 'classification', 'clustering', 'pair-classification', 'reranking', 'summarization'] as const
   if (!files.length && !folders.length && !taskFlags.some((flag) => values[flag]?.length))
     throw new UsageError(
       'eval: give at least one --sts FILE (STS-B, SICK, a Parquet split, or an STS12-16 folder), --retrieval DIR (a BEIR ' +
-        'folder), --translation FILE (parallel pairs), --classification, --clustering, --pair-classification or --reranking',
+        'folder), --translation FILE (parallel pairs), --classification, --clustering, --pair-classification, --reranking ' +
+        'or --summarization',
     )
   // Every dataset is read (and its format checked) before the model loads.
   const datasets: RetrievalDataset[] = []
@@ -82,6 +92,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
   for (const path of values['pair-classification'] ?? []) pairSets.push(await readPairClassificationSet(path, values.split))
   const reranking: RerankingSet[] = []
   for (const path of values.reranking ?? []) reranking.push(await readRerankingSet(path, values.split))
+  const summarization: SummarizationSet[] = []
+  for (const path of values.summarization ?? []) summarization.push(await readSummarizationSet(path, values.split))
   const samplesPerLabel = num('samples-per-label', values['samples-per-label'], { int: true, min: 0 })
   const experiments = num('experiments', values.experiments, { int: true, min: 1 })
   if ((samplesPerLabel !== undefined || experiments !== undefined) && !classification.length)
@@ -146,7 +158,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       const translation: TranslationResult[] = []
       for (const pairs of parallel) translation.push(await evaluateTranslation(embedPlain, pairs))
       // MTEB's other task kinds: texts with their type's prompt (above), reranking's queries and candidates with the prefixes.
-      const tasks: TaskResults = { classification: [], clustering: [], pairClassification: [], reranking: [] }
+      const tasks: TaskResults = { classification: [], clustering: [], pairClassification: [], reranking: [], summarization: [] }
       // A progress bar per task (made once its total is known: 1,000 texts or more, on a terminal).
       type OnProgress = (p: { done: number; total: number }) => void
       const withBar = async <R>(run: (onProgress?: OnProgress) => Promise<R>) => {
@@ -170,6 +182,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
         tasks.reranking.push(
           await withBar((onProgress) => evaluateReranking(embedPlain, set, { queryPrefix, documentPrefix: docPrefix, onProgress })),
         )
+      for (const set of summarization)
+        tasks.summarization.push(await withBar((onProgress) => evaluateSummarization(typed('Summarization'), set, { onProgress })))
       return { sts, retrieval, translation, ...tasks }
     }
     const jsonOf = ({ sts, retrieval, translation, ...tasks }: Awaited<ReturnType<typeof evaluate>>) => {
@@ -209,6 +223,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
         ...(result.clustering.length ? [clusteringTable(result.clustering)] : []),
         ...(result.pairClassification.length ? [pairClassificationTable(result.pairClassification)] : []),
         ...(result.reranking.length ? [rerankingTable(result.reranking)] : []),
+        ...(result.summarization.length ? [summarizationTable(result.summarization)] : []),
       ]
       process.stdout.write(tables.join('\n\n') + '\n')
       warnUnknown(result.retrieval)
@@ -219,13 +234,14 @@ export async function evalCommand(argv: string[]): Promise<void> {
 }
 
 /** MTEB's names of the symmetric task types, which a model's prompts may be keyed by. */
-type TaskType = 'Classification' | 'Clustering' | 'PairClassification'
+type TaskType = 'Classification' | 'Clustering' | 'PairClassification' | 'Summarization'
 
 interface TaskResults {
   classification: ClassificationResult[]
   clustering: ClusteringResult[]
   pairClassification: PairClassificationResult[]
   reranking: RerankingResult[]
+  summarization: SummarizationResult[]
 }
 
 /** Judged documents a retrieval set's corpus lacks, said on stderr. */

@@ -32,8 +32,11 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
               Manhattan, the best accuracy and F1 over thresholds and the AP (the best AP: MTEB's score)
               --reranking PATH: query, positive (list), negative (list): candidates ranked by cosine to the
               query (with the query and document prefixes): MAP and MRR@10
-              (the others' texts take the model's prompt named Classification, Clustering or
-              PairClassification where it has one, else its default prompt)
+              --summarization PATH: machine_summaries, human_summaries, relevance (lists per text): each
+              machine summary scored by its best cosine (and dot) to the human ones; per text the Spearman
+              and Pearson with relevance, averaged (cosine Spearman: MTEB's score)
+              (the others' texts take the model's prompt named Classification, Clustering,
+              PairClassification or Summarization where it has one, else its default prompt)
               --split test (of retrieval and task folders)  --query-prefix STR --doc-prefix STR (prepended;
               default: the model's "query" and "document" or "passage" prompts in
               config_sentence_transformers.json, e5's "query: ", ...)
@@ -43,7 +46,7 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
               of { dataset, split, queries, documents, ndcgAt10, scores: { ndcg, map, recall, precision,
               mrr } at 1, 3, 5, 10, 100 }; with --translation, a "translation" array of { file, pairs,
               sourceToTarget, targetToSource, accuracy }; "classification", "clustering",
-              "pairClassification" and "reranking" arrays likewise, their scores as fractions)
+              "pairClassification", "reranking" and "summarization" arrays likewise, scores as fractions)
   Matryoshka  --matryoshka-dims 768,256,64: every measure with the vectors cut to each size (encoded once);
               a table of a row per size (--json: { matryoshka: [{ dim, ... }] })
   Binary      --binary: each retrieval set ranked four ways: exact, by the Hamming distance of the vectors'

@@ -1,10 +1,11 @@
-// The tables `simcsepp eval` prints for MTEB's other task kinds: classification, clustering, pair classification and
-// reranking (scores ×100, as MTEB's leaderboard shows them).
+// The tables `simcsepp eval` prints for MTEB's other task kinds: classification, clustering, pair classification,
+// reranking and summarization (scores ×100, as MTEB's leaderboard shows them).
 import { basename } from 'node:path'
 import type { ClassificationResult } from '../eval/classification.js'
 import type { ClusteringResult } from '../eval/clustering.js'
 import type { PairClassificationResult } from '../eval/pair-classification.js'
 import type { RerankingResult } from '../eval/reranking.js'
+import type { SummarizationResult } from '../eval/summarization.js'
 import { formatTable } from './tables.js'
 import { taskScores } from '../train/task-evaluation.js'
 
@@ -53,12 +54,29 @@ export function rerankingTable(results: RerankingResult[]): string {
   )
 }
 
+/** Cosine's Spearman (MTEB's main score) and Pearson, dot product's, ×100, over the texts with differing scores. */
+export function summarizationTable(results: SummarizationResult[]): string {
+  return formatTable(
+    ['summarization', 'texts', 'scored', 'cos Spearman', 'cos Pearson', 'dot Spearman', 'dot Pearson'],
+    results.map((r) => [
+      basename(r.dataset),
+      r.texts,
+      r.scored,
+      pct(r.cosineSpearman),
+      pct(r.cosinePearson),
+      pct(r.dotSpearman),
+      pct(r.dotPearson),
+    ]),
+  )
+}
+
 /** Each task's main score under a column name, for the table of a row per Matryoshka size. */
 export function taskMainScores(r: {
   classification: ClassificationResult[]
   clustering: ClusteringResult[]
   pairClassification: PairClassificationResult[]
   reranking: RerankingResult[]
+  summarization: SummarizationResult[]
 }): { name: string; value: number }[] {
   return taskScores(r).map((s) => ({ name: `${s.set} ${s.measure}`, value: s.score }))
 }

@@ -64,11 +64,13 @@ export const trainUsage = `simcsepp train [options]
   Evaluation  --eval-file FILE (repeatable; STS-B, SICK or an STS12-16 folder)  --eval-every 125 (0: off)
               --eval-retrieval DIR (repeatable; a BEIR folder, its dev qrels if any): nDCG@10,
               MRR@10, R@100
-              --eval-classification, --eval-clustering, --eval-pair-classification, --eval-reranking
-              PATH (repeatable; a file, or a folder's validation, dev or else test split): MTEB's
-              main scores (accuracy, V-measure, AP, MAP), as simcsepp eval computes them
-              --select-by sts|retrieval|classification|clustering|pair-classification|reranking:
-              the kind whose first set selects the best model (default: the first given, so ordered)
+              --eval-classification, --eval-clustering, --eval-pair-classification, --eval-reranking,
+              --eval-summarization PATH (repeatable; a file, or a folder's validation, dev or else
+              test split): MTEB's main scores (accuracy, V-measure, AP, MAP, cosine Spearman), as
+              simcsepp eval computes them
+              --select-by sts|retrieval|classification|clustering|pair-classification|reranking|
+              summarization: the kind whose first set selects the best model (default: the first
+              given, in that order)
               --early-stopping N: end the run after N evaluations in a row without a new best (0: off)
   Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR | --overwrite (start over in DIR)
               --tensorboard: also the log as a TensorBoard event file (tensorboard --logdir DIR/run/tensorboard)
@@ -132,6 +134,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       'eval-clustering': { type: 'string', multiple: true },
       'eval-pair-classification': { type: 'string', multiple: true },
       'eval-reranking': { type: 'string', multiple: true },
+      'eval-summarization': { type: 'string', multiple: true },
       'select-by': { type: 'string' },
       'eval-every': { type: 'string' },
       'early-stopping': { type: 'string' },
@@ -210,6 +213,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     evalClustering: await resolveDataFlags(values['eval-clustering']),
     evalPairClassification: await resolveDataFlags(values['eval-pair-classification']),
     evalReranking: await resolveDataFlags(values['eval-reranking']),
+    evalSummarization: await resolveDataFlags(values['eval-summarization']),
     selectBy: oneOf('select-by', values['select-by'], SELECT_BY),
     evalEvery: num('eval-every', values['eval-every'], R.evalEvery),
     earlyStopping: num('early-stopping', values['early-stopping'], R.earlyStopping),

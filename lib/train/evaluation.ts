@@ -61,6 +61,7 @@ const KIND_METRIC: Record<SelectBy, SelectionMetric> = {
   clustering: MAIN_SCORE.clustering,
   'pair-classification': MAIN_SCORE.pairClassification,
   reranking: MAIN_SCORE.reranking,
+  summarization: MAIN_SCORE.summarization,
 }
 
 /** Sentence vectors of the model as it is now (eval mode, no dropout), 128 sentences per pass. */
@@ -142,6 +143,7 @@ export class Evaluator {
       clustering: this.tasks.clustering.length,
       'pair-classification': this.tasks.pairClassification.length,
       reranking: this.tasks.reranking.length,
+      summarization: this.tasks.summarization.length,
     }
     this.selectBy = options.selectBy ?? SELECT_BY.find((k) => counts[k] > 0) ?? 'sts'
     if (options.selectBy !== undefined && counts[options.selectBy] === 0)
@@ -226,6 +228,8 @@ export class Evaluator {
         return of(taskSetName(tasks.pairClassification[0]), tasks.pairClassification[0].ap)
       case 'reranking':
         return of(taskSetName(tasks.reranking[0]), tasks.reranking[0].map)
+      case 'summarization':
+        return of(taskSetName(tasks.summarization[0]), tasks.summarization[0].cosineSpearman)
     }
   }
 }

@@ -4,6 +4,7 @@ import type { ClassificationResult } from '../eval/classification.js'
 import type { ClusteringResult } from '../eval/clustering.js'
 import type { PairClassificationResult } from '../eval/pair-classification.js'
 import type { RerankingResult } from '../eval/reranking.js'
+import type { SummarizationResult } from '../eval/summarization.js'
 
 export interface StepInfo {
   type: 'step'
@@ -73,6 +74,7 @@ export interface EvalInfo {
   clustering?: (ClusteringResult & TaskSplit)[]
   pairClassification?: (PairClassificationResult & TaskSplit)[]
   reranking?: (RerankingResult & TaskSplit)[]
+  summarization?: (SummarizationResult & TaskSplit)[]
   /**
    * What selects the model (absent in logs written before it was recorded): its set (the file's or folder's name, with
    * the split scored), its measure, and the score here (as Best holds it).
@@ -89,9 +91,9 @@ export interface TaskSplit {
 /**
  * The measures a model can be selected by: the first STS file's Spearman ×100, a retrieval set's nDCG@10, a
  * classification set's accuracy, a clustering set's V-measure, a pair classification set's AP (the best of its four
- * comparisons), a reranking set's MAP (fractions in [0, 1], as the evaluations give them).
+ * comparisons), a reranking set's MAP, a summarization set's cosine Spearman (fractions, as the evaluations give them).
  */
-export const SELECTION_METRICS = ['spearman', 'ndcgAt10', 'accuracy', 'vMeasure', 'ap', 'map'] as const
+export const SELECTION_METRICS = ['spearman', 'ndcgAt10', 'accuracy', 'vMeasure', 'ap', 'map', 'cosineSpearman'] as const
 export type SelectionMetric = (typeof SELECTION_METRICS)[number]
 
 /** Each selection measure's name in tables, plots and messages. */
@@ -102,6 +104,7 @@ export const SELECTION_METRIC_NAMES: Record<SelectionMetric, string> = {
   vMeasure: 'V-measure',
   ap: 'AP',
   map: 'MAP',
+  cosineSpearman: 'cosine Spearman',
 }
 
 export type LogEntry = StepInfo | EvalInfo

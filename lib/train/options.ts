@@ -130,16 +130,19 @@ export interface TrainOptions {
   evalRetrieval?: string[]
   /**
    * MTEB's other task kinds, scored at each evaluation as `simcsepp eval` scores them (lib/eval/): classification
-   * (accuracy of a logistic regression), clustering (V-measure of k-means), pair classification (AP), reranking (MAP).
+   * (accuracy of a logistic regression), clustering (V-measure of k-means), pair classification (AP), reranking (MAP),
+   * summarization (cosine Spearman).
    * Each a file, or a folder of splits whose validation or dev split is scored where it has one (else its test split).
    */
   evalClassification?: string[]
   evalClustering?: string[]
   evalPairClassification?: string[]
   evalReranking?: string[]
+  evalSummarization?: string[]
   /**
    * Which evaluation selects the best model: the first set of this kind, by its main score (STS: Spearman; retrieval:
-   * nDCG@10; classification: accuracy; clustering: V-measure; pair classification: AP; reranking: MAP). Default: the
+   * nDCG@10; classification: accuracy; clustering: V-measure; pair classification: AP; reranking: MAP;
+   * summarization: cosine Spearman). Default: the
    * first kind given, in that order.
    */
   selectBy?: SelectBy
@@ -217,11 +220,12 @@ export const EVAL_SET_OPTIONS = [
   'evalClustering',
   'evalPairClassification',
   'evalReranking',
+  'evalSummarization',
 ] as const
 type EvalSetOption = (typeof EVAL_SET_OPTIONS)[number]
 
 /** selectBy's kinds, each that of the option in EVAL_SET_OPTIONS at its index. */
-export const SELECT_BY = ['sts', 'retrieval', 'classification', 'clustering', 'pair-classification', 'reranking'] as const
+export const SELECT_BY = ['sts', 'retrieval', 'classification', 'clustering', 'pair-classification', 'reranking', 'summarization'] as const
 export type SelectBy = (typeof SELECT_BY)[number]
 
 /** The kind that selects the model: selectBy, else the first kind with sets; undefined without any set. */

@@ -7,6 +7,7 @@ import { evaluateClassification, readClassificationSet, type ClassificationSet }
 import { evaluateClustering, readClusteringDataset, type ClusteringDataset } from '../eval/clustering.js'
 import { evaluatePairClassification, readPairClassificationSet, type PairClassificationSet } from '../eval/pair-classification.js'
 import { evaluateReranking, readRerankingSet, type RerankingSet } from '../eval/reranking.js'
+import { evaluateSummarization, readSummarizationSet, type SummarizationSet } from '../eval/summarization.js'
 import { isFolder, splitFile } from '../eval/table.js'
 import type { Embed } from '../embed/memo-embed.js'
 import type { EvalInfo } from './events.js'
@@ -22,12 +23,13 @@ export interface TaskSets {
   clustering: Split<ClusteringDataset>[]
   pairClassification: Split<PairClassificationSet>[]
   reranking: Split<RerankingSet>[]
+  summarization: Split<SummarizationSet>[]
 }
 
 export type TaskResults = Required<Pick<EvalInfo, keyof TaskSets>>
 
 /** MTEB's names of the symmetric task types, by which a model's prompts may be keyed. */
-export type TaskType = 'Classification' | 'Clustering' | 'PairClassification'
+export type TaskType = 'Classification' | 'Clustering' | 'PairClassification' | 'Summarization'
 
 /** How each kind's texts are embedded: the symmetric types through their prompt, reranking's with the role prefixes. */
 export interface TaskEmbedding {
@@ -37,7 +39,7 @@ export interface TaskEmbedding {
   documentPrefix?: string
 }
 
-export const NO_TASKS: TaskSets = { classification: [], clustering: [], pairClassification: [], reranking: [] }
+export const NO_TASKS: TaskSets = { classification: [], clustering: [], pairClassification: [], reranking: [], summarization: [] }
 
 /** The split a run scores in `path`: a folder's validation split, else its dev split, else its test split; none for a file. */
 export function selectionSplit(path: string): string | undefined {
@@ -47,7 +49,13 @@ export function selectionSplit(path: string): string | undefined {
 
 /** The sets of the four options, each read from its selectionSplit; `say` gets a line per set. */
 export async function readTaskSets(
-  o: { evalClassification: string[]; evalClustering: string[]; evalPairClassification: string[]; evalReranking: string[] },
+  o: {
+    evalClassification: string[]
+    evalClustering: string[]
+    evalPairClassification: string[]
+    evalReranking: string[]
+    evalSummarization: string[]
+  },
   say: (line: string) => void = () => {},
 ): Promise<TaskSets> {
   const read = async <S>(paths: string[], reader: (path: string, split?: string) => Promise<S>, about: (set: S) => string) => {
@@ -78,12 +86,13 @@ export async function readTaskSets(
       (s) => `pair classification, ${s.labels.length} pairs, AP`,
     ),
     reranking: await read(o.evalReranking, readRerankingSet, (s) => `reranking, ${s.queries.length} queries, MAP`),
+    summarization: await read(o.evalSummarization, readSummarizationSet, (s) => `summarization, ${s.texts.length} texts, cosine Spearman`),
   }
 }
 
 /** Every set scored (classification with MTEB's defaults: 10 draws of 32 training rows per label, or 10 folds). */
 export async function scoreTasks(sets: TaskSets, e: TaskEmbedding): Promise<TaskResults> {
-  const out: TaskResults = { classification: [], clustering: [], pairClassification: [], reranking: [] }
+  const out: TaskResults = { classification: [], clustering: [], pairClassification: [], reranking: [], summarization: [] }
   for (const { split, set } of sets.classification)
     out.classification.push({ ...(await evaluateClassification(e.typed('Classification'), set)), ...(split ? { split } : {}) })
   for (const { split, set } of sets.clustering)
@@ -95,11 +104,19 @@ export async function scoreTasks(sets: TaskSets, e: TaskEmbedding): Promise<Task
       ...(await evaluateReranking(e.plain, set, { queryPrefix: e.queryPrefix, documentPrefix: e.documentPrefix })),
       ...(split ? { split } : {}),
     })
+  for (const { split, set } of sets.summarization)
+    out.summarization.push({ ...(await evaluateSummarization(e.typed('Summarization'), set)), ...(split ? { split } : {}) })
   return out
 }
 
 /** Each kind's main score (MTEB's), the measure a set of it selects the model by. */
-export const MAIN_SCORE = { classification: 'accuracy', clustering: 'vMeasure', pairClassification: 'ap', reranking: 'map' } as const
+export const MAIN_SCORE = {
+  classification: 'accuracy',
+  clustering: 'vMeasure',
+  pairClassification: 'ap',
+  reranking: 'map',
+  summarization: 'cosineSpearman',
+} as const
 
 /** Each task set's main score: the set's name (with the split scored), the measure's name, the score (a fraction). */
 export function taskScores(r: Partial<TaskResults>): { set: string; measure: string; score: number }[] {
@@ -110,6 +127,7 @@ export function taskScores(r: Partial<TaskResults>): { set: string; measure: str
     ...of(r.clustering, 'V-measure', (x) => x.vMeasure),
     ...of(r.pairClassification, 'AP', (x) => x.ap),
     ...of(r.reranking, 'MAP', (x) => x.map),
+    ...of(r.summarization, 'cosine Spearman', (x) => x.cosineSpearman),
   ]
 }
 

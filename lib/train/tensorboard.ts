@@ -82,6 +82,7 @@ function evalScalars(e: EvalInfo): [string, number][] {
     ...task(e.clustering, (r) => ({ v_measure: r.vMeasure })),
     ...task(e.pairClassification, (r) => ({ ap: r.ap })),
     ...task(e.reranking, (r) => ({ map: r.map, 'mrr@10': r.mrr10 })),
+    ...task(e.summarization, (r) => ({ cosine_spearman: r.cosineSpearman, cosine_pearson: r.cosinePearson })),
   ]
 }
 

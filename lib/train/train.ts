@@ -370,7 +370,7 @@ async function trainHolding(
   const embedder = modelEmbedder(model, tokenizer, maxLen, o.pooling)
   // Evaluation embeds as the saved model's encode, encodeQuery and encodeDocument will: with its prompts.
   // MTEB's symmetric task types take the prompt named after the type where the model has one (as `simcsepp eval`).
-  const types = ['Classification', 'Clustering', 'PairClassification'] as const
+  const types = ['Classification', 'Clustering', 'PairClassification', 'Summarization'] as const
   const prefixes = {
     queryPrefix: rolePrefixText(prompts, base?.defaultPromptName, 'query'),
     documentPrefix: rolePrefixText(prompts, base?.defaultPromptName, 'document'),
