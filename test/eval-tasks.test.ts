@@ -20,6 +20,7 @@ import {
 } from '../lib/index.js'
 import { pairMetrics, pairSimilarities } from '../lib/eval/pair-metrics.js'
 import { vMeasure } from '../lib/eval/clustering-metrics.js'
+import { subsetsOf } from '../lib/eval/table.js'
 import { train } from '../lib/train/train.js'
 import { cli, microModel, needsCli, tempDir, WORDS } from './helpers/train-corpus.js'
 
@@ -331,4 +332,74 @@ t.test('simcsepp eval with the five tasks: the library’s numbers, tables, Matr
     /--samples-per-label and --experiments apply to --classification/,
   )
   t.match(run(['--classification', join(dir, 'nope')]).stderr, /nope: no such file/)
+})
+
+t.test('multilingual datasets: a folder per subset, each scored and named, and their means', needsCli, async (t) => {
+  const root = join(dir, 'multi')
+  // Classification: en/ and de/ folders at the top; clustering: data/fr/ and data/it/ (and a folder without the split).
+  const cls = join(root, 'massive')
+  for (const [k, lang] of ['de', 'en'].entries()) {
+    mkdirSync(join(cls, lang), { recursive: true })
+    const rows = (n: number, from: number) =>
+      Array.from({ length: n }, (_, i) => ({ text: `${WORDS[(from + i) % WORDS.length]} ${WORDS[(k + i) % 5]}`, label: i % 2 }))
+    writeFileSync(join(cls, lang, 'train.jsonl'), jsonl(rows(12, 0)))
+    writeFileSync(join(cls, lang, 'test.jsonl'), jsonl(rows(6, 3)))
+  }
+  const clu = join(root, 'clusters')
+  for (const lang of ['fr', 'it']) {
+    mkdirSync(join(clu, 'data', lang), { recursive: true })
+    writeFileSync(
+      join(clu, 'data', lang, 'test.jsonl'),
+      jsonl([{ sentences: WORDS.slice(0, 6).map((w) => `${w} ${lang}`), labels: [0, 0, 1, 1, 2, 2] }]),
+    )
+  }
+  mkdirSync(join(clu, 'data', 'notes'))
+  writeFileSync(join(clu, 'data', 'notes', 'README.md'), 'not a split\n')
+  t.same(subsetsOf(cls, 'test'), [
+    { name: 'de', path: join(cls, 'de') },
+    { name: 'en', path: join(cls, 'en') },
+  ])
+  t.same(
+    subsetsOf(clu, 'test')?.map((s) => s.name),
+    ['fr', 'it'],
+    'data/ subfolders holding the split; others left out',
+  )
+  t.equal(subsetsOf(join(cls, 'en'), 'test'), null, 'a folder with the split itself')
+  t.equal(subsetsOf(join(cls, 'en', 'test.jsonl'), 'test'), null, 'a file')
+  t.equal(subsetsOf(cls, 'dev'), null, 'no subset has the split')
+
+  const model = await microModel(root, 'micro')
+  const run = (extra: string[]) => spawnSync(process.execPath, [cli, 'eval', '--model', model, ...extra], { encoding: 'utf8' })
+  const args = ['--classification', cls, '--clustering', clu, '--samples-per-label', '3', '--experiments', '2']
+  const json = run([...args, '--json'])
+  t.equal(json.status, 0, json.stderr)
+  const out = JSON.parse(json.stdout)
+  const enc = await SentenceEncoder.load(model, { device: 'cpu', precision: 'fp32' })
+  const embed = (s: string[]) => enc.encode(s) as Promise<Float32Array[]>
+  const want = {
+    classification: await Promise.all(
+      ['de', 'en'].map(async (lang) => ({
+        ...(await evaluateClassification(embed, await readClassificationSet(join(cls, lang)), { samplesPerLabel: 3, experiments: 2 })),
+        dataset: cls,
+        subset: lang,
+      })),
+    ),
+    clustering: await Promise.all(
+      ['fr', 'it'].map(async (lang) => ({
+        ...(await evaluateClustering(embed, await readClusteringDataset(join(clu, 'data', lang)))),
+        dataset: clu,
+        subset: lang,
+      })),
+    ),
+  }
+  await enc.close()
+  t.same(out, JSON.parse(JSON.stringify(want)), 'each subset’s result, named by its dataset and subset')
+  const table = run(args)
+  t.equal(table.status, 0, table.stderr)
+  t.match(table.stdout, /\nmassive\/de +2 +3\/label +6 +2 /)
+  t.match(table.stdout, /\nclusters\/it +1 +6 /)
+  const mean = (xs: number[]) => (100 * (xs[0] + xs[1])) / 2
+  t.match(table.stdout, /subsets of +task +subsets +measure +mean/)
+  t.match(table.stdout, new RegExp(`massive +classification +2 +accuracy +${mean(want.classification.map((r) => r.accuracy)).toFixed(2)}`))
+  t.match(table.stdout, new RegExp(`clusters +clustering +2 +V-measure +${mean(want.clustering.map((r) => r.vMeasure)).toFixed(2)}`))
 })

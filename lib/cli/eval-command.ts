@@ -7,16 +7,12 @@ import { evaluateStsFiles, type StsFilesResult } from '../eval/sts.js'
 import { readBeirDataset, type RetrievalDataset } from '../eval/beir.js'
 import { evaluateRetrieval, type RetrievalResult } from '../eval/retrieval.js'
 import { evaluateTranslation, readTranslationPairs, type TranslationPairs, type TranslationResult } from '../eval/translation.js'
-import { evaluateClassification, readClassificationSet, type ClassificationResult, type ClassificationSet } from '../eval/classification.js'
-import { evaluateClustering, readClusteringDataset, type ClusteringDataset, type ClusteringResult } from '../eval/clustering.js'
-import {
-  evaluatePairClassification,
-  readPairClassificationSet,
-  type PairClassificationResult,
-  type PairClassificationSet,
-} from '../eval/pair-classification.js'
-import { evaluateReranking, readRerankingSet, type RerankingResult, type RerankingSet } from '../eval/reranking.js'
-import { evaluateSummarization, readSummarizationSet, type SummarizationResult, type SummarizationSet } from '../eval/summarization.js'
+import { evaluateClassification, readClassificationSet, type ClassificationResult } from '../eval/classification.js'
+import { subsetsOf } from '../eval/table.js'
+import { evaluateClustering, readClusteringDataset, type ClusteringResult } from '../eval/clustering.js'
+import { evaluatePairClassification, readPairClassificationSet, type PairClassificationResult } from '../eval/pair-classification.js'
+import { evaluateReranking, readRerankingSet, type RerankingResult } from '../eval/reranking.js'
+import { evaluateSummarization, readSummarizationSet, type SummarizationResult } from '../eval/summarization.js'
 import { memoEmbed, type Embed, type MemoEmbed } from '../embed/memo-embed.js'
 import { num, numList, parseFlags, UsageError } from './args.js'
 import { resolveDataFlags } from './hub-download.js'
@@ -27,8 +23,10 @@ import {
   clusteringTable,
   pairClassificationTable,
   rerankingTable,
+  subsetMeansTable,
   summarizationTable,
   taskMainScores,
+  type InSubset,
 } from './task-tables.js'
 import { encodeProgressBar } from './encode-output.js'
 import { encoderFlags, loadEncoder } from './encode-command.js'
@@ -84,16 +82,22 @@ export async function evalCommand(argv: string[]): Promise<void> {
   for (const dir of folders) datasets.push(await readBeirDataset(dir, values.split))
   const parallel: TranslationPairs[] = []
   for (const file of values.translation ?? []) parallel.push(await readTranslationPairs(file))
-  const classification: ClassificationSet[] = []
-  for (const path of values.classification ?? []) classification.push(await readClassificationSet(path, values.split))
-  const clustering: ClusteringDataset[] = []
-  for (const path of values.clustering ?? []) clustering.push(await readClusteringDataset(path, values.split))
-  const pairSets: PairClassificationSet[] = []
-  for (const path of values['pair-classification'] ?? []) pairSets.push(await readPairClassificationSet(path, values.split))
-  const reranking: RerankingSet[] = []
-  for (const path of values.reranking ?? []) reranking.push(await readRerankingSet(path, values.split))
-  const summarization: SummarizationSet[] = []
-  for (const path of values.summarization ?? []) summarization.push(await readSummarizationSet(path, values.split))
+  // A task's sets: each path's, or each subset's of a multilingual dataset (a folder per language), whose results
+  // then name the dataset and the subset.
+  const readSets = async <S>(paths: string[] | undefined, read: (path: string, split: string) => Promise<S>) => {
+    const sets: { set: S; subset?: { dataset: string; subset: string } }[] = []
+    for (const path of paths ?? []) {
+      const subsets = subsetsOf(path, values.split)
+      if (!subsets) sets.push({ set: await read(path, values.split) })
+      else for (const s of subsets) sets.push({ set: await read(s.path, values.split), subset: { dataset: path, subset: s.name } })
+    }
+    return sets
+  }
+  const classification = await readSets(values.classification, readClassificationSet)
+  const clustering = await readSets(values.clustering, readClusteringDataset)
+  const pairSets = await readSets(values['pair-classification'], readPairClassificationSet)
+  const reranking = await readSets(values.reranking, readRerankingSet)
+  const summarization = await readSets(values.summarization, readSummarizationSet)
   const samplesPerLabel = num('samples-per-label', values['samples-per-label'], { int: true, min: 0 })
   const experiments = num('experiments', values.experiments, { int: true, min: 1 })
   if ((samplesPerLabel !== undefined || experiments !== undefined) && !classification.length)
@@ -168,22 +172,33 @@ export async function evalCommand(argv: string[]): Promise<void> {
         bar?.finish()
         return result
       }
-      for (const set of classification)
-        tasks.classification.push(
-          await withBar((onProgress) => evaluateClassification(typed('Classification'), set, { samplesPerLabel, experiments, onProgress })),
-        )
-      for (const data of clustering)
-        tasks.clustering.push(await withBar((onProgress) => evaluateClustering(typed('Clustering'), data, { onProgress })))
-      for (const set of pairSets)
-        tasks.pairClassification.push(
-          await withBar((onProgress) => evaluatePairClassification(typed('PairClassification'), set, { onProgress })),
-        )
-      for (const set of reranking)
-        tasks.reranking.push(
-          await withBar((onProgress) => evaluateReranking(embedPlain, set, { queryPrefix, documentPrefix: docPrefix, onProgress })),
-        )
-      for (const set of summarization)
-        tasks.summarization.push(await withBar((onProgress) => evaluateSummarization(typed('Summarization'), set, { onProgress })))
+      for (const { set, subset } of classification)
+        tasks.classification.push({
+          ...(await withBar((onProgress) =>
+            evaluateClassification(typed('Classification'), set, { samplesPerLabel, experiments, onProgress }),
+          )),
+          ...subset,
+        })
+      for (const { set, subset } of clustering)
+        tasks.clustering.push({
+          ...(await withBar((onProgress) => evaluateClustering(typed('Clustering'), set, { onProgress }))),
+          ...subset,
+        })
+      for (const { set, subset } of pairSets)
+        tasks.pairClassification.push({
+          ...(await withBar((onProgress) => evaluatePairClassification(typed('PairClassification'), set, { onProgress }))),
+          ...subset,
+        })
+      for (const { set, subset } of reranking)
+        tasks.reranking.push({
+          ...(await withBar((onProgress) => evaluateReranking(embedPlain, set, { queryPrefix, documentPrefix: docPrefix, onProgress }))),
+          ...subset,
+        })
+      for (const { set, subset } of summarization)
+        tasks.summarization.push({
+          ...(await withBar((onProgress) => evaluateSummarization(typed('Summarization'), set, { onProgress }))),
+          ...subset,
+        })
       return { sts, retrieval, translation, ...tasks }
     }
     const jsonOf = ({ sts, retrieval, translation, ...tasks }: Awaited<ReturnType<typeof evaluate>>) => {
@@ -224,6 +239,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
         ...(result.pairClassification.length ? [pairClassificationTable(result.pairClassification)] : []),
         ...(result.reranking.length ? [rerankingTable(result.reranking)] : []),
         ...(result.summarization.length ? [summarizationTable(result.summarization)] : []),
+        ...[subsetMeansTable(result) ?? []].flat(),
       ]
       process.stdout.write(tables.join('\n\n') + '\n')
       warnUnknown(result.retrieval)
@@ -237,11 +253,11 @@ export async function evalCommand(argv: string[]): Promise<void> {
 type TaskType = 'Classification' | 'Clustering' | 'PairClassification' | 'Summarization'
 
 interface TaskResults {
-  classification: ClassificationResult[]
-  clustering: ClusteringResult[]
-  pairClassification: PairClassificationResult[]
-  reranking: RerankingResult[]
-  summarization: SummarizationResult[]
+  classification: InSubset<ClassificationResult>[]
+  clustering: InSubset<ClusteringResult>[]
+  pairClassification: InSubset<PairClassificationResult>[]
+  reranking: InSubset<RerankingResult>[]
+  summarization: InSubset<SummarizationResult>[]
 }
 
 /** Judged documents a retrieval set's corpus lacks, said on stderr. */

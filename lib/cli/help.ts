@@ -21,7 +21,9 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
               --translation FILE (repeatable): parallel pairs (english,non_english or anchor,positive; CSV,
               TSV, JSONL, Parquet): how often each sentence's nearest neighbour among the other side is its
               translation, both ways (sentence-transformers' TranslationEvaluator)
-  MTEB tasks  (repeatable: a file, or a folder of splits, SPLIT.jsonl[.gz], .csv, .tsv, .parquet, data/...)
+  MTEB tasks  (repeatable: a file, or a folder of splits, SPLIT.jsonl[.gz], .csv, .tsv, .parquet, data/...;
+              a folder of subset folders, a language each as MTEB's multilingual datasets keep them: each
+              subset scored, and a table of each dataset's mean over its subsets)
               --classification PATH: text, label; a logistic regression fitted to the train split's vectors
               scores the --split's labels (accuracy, macro and weighted F1), as MTEB: --experiments 10 draws of
               --samples-per-label 32 rows of each label (0: all, one fit); one file: 10-fold cross-validation

@@ -172,3 +172,26 @@ export function isFolder(path: string): boolean {
     return false
   }
 }
+
+/**
+ * A multilingual dataset's subsets (MTEB keeps a folder per language, e.g. `en/test.jsonl` or `data/en/...`): where
+ * `path` is a folder that holds no `split` of its own, its subfolders (and those of its data/ folder) that do, in name
+ * order; null where `path` is a file, holds the split itself, or has no such subfolder.
+ */
+export function subsetsOf(path: string, split: string): { name: string; path: string }[] | null {
+  if (!isFolder(path) || splitFile(path, split) !== null) return null
+  const found: { name: string; path: string }[] = []
+  for (const base of [path, join(path, 'data')]) {
+    let names: string[] = []
+    try {
+      names = readdirSync(base, { withFileTypes: true })
+        .filter((d) => d.isDirectory() && !(base === path && d.name === 'data'))
+        .map((d) => d.name)
+        .sort()
+    } catch {
+      // no data/ folder
+    }
+    for (const name of names) if (splitFile(join(base, name), split) !== null) found.push({ name, path: join(base, name) })
+  }
+  return found.length ? found : null
+}

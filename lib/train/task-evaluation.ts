@@ -1,5 +1,5 @@
 // MTEB's other task kinds as evaluations during training (train()'s evalClassification, evalClustering,
-// evalPairClassification, evalReranking): each set is read once, from a folder's validation or dev split where it has
+// evalPairClassification, evalReranking, evalSummarization): each set is read once, from a folder's validation or dev split where it has
 // one (selecting a model on the test split would tune it to the test), and scored at every evaluation as
 // `simcsepp eval` scores it, its texts prefixed as the saved model's encode, encodeQuery and encodeDocument will.
 import { basename } from 'node:path'
@@ -47,7 +47,7 @@ export function selectionSplit(path: string): string | undefined {
   return ['validation', 'dev'].find((s) => splitFile(path, s) !== null) ?? 'test'
 }
 
-/** The sets of the four options, each read from its selectionSplit; `say` gets a line per set. */
+/** The sets of the five options, each read from its selectionSplit; `say` gets a line per set. */
 export async function readTaskSets(
   o: {
     evalClassification: string[]
@@ -120,8 +120,11 @@ export const MAIN_SCORE = {
 
 /** Each task set's main score: the set's name (with the split scored), the measure's name, the score (a fraction). */
 export function taskScores(r: Partial<TaskResults>): { set: string; measure: string; score: number }[] {
-  const of = <R extends { dataset: string; split?: string }>(results: R[] | undefined, measure: string, score: (r: R) => number) =>
-    (results ?? []).map((x) => ({ set: taskSetName(x), measure, score: score(x) }))
+  const of = <R extends { dataset: string; split?: string; subset?: string }>(
+    results: R[] | undefined,
+    measure: string,
+    score: (r: R) => number,
+  ) => (results ?? []).map((x) => ({ set: taskSetName(x), measure, score: score(x) }))
   return [
     ...of(r.classification, 'accuracy', (x) => x.accuracy),
     ...of(r.clustering, 'V-measure', (x) => x.vMeasure),
@@ -131,7 +134,7 @@ export function taskScores(r: Partial<TaskResults>): { set: string; measure: str
   ]
 }
 
-/** A task result's name in tables and logs: its file's or folder's name, with the split scored. */
-export function taskSetName(r: { dataset: string; split?: string }): string {
-  return basename(r.dataset) + (r.split ? ` (${r.split})` : '')
+/** A task result's name in tables and logs: its file's or folder's name, its subset (a language's folder), its split. */
+export function taskSetName(r: { dataset: string; split?: string; subset?: string }): string {
+  return basename(r.dataset) + (r.subset ? `/${r.subset}` : '') + (r.split ? ` (${r.split})` : '')
 }
