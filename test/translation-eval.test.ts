@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { evaluateTranslation, readTranslationPairs, SentenceEncoder } from '../lib/index.js'
 import { train } from '../lib/train/train.js'
+import { bitextScores } from '../lib/eval/translation.js'
 import { cli, microModel, needsCli, tempDir, WORDS } from './helpers/train-corpus.js'
 
 const dir = tempDir('simcsepp-translation-')
@@ -20,7 +21,35 @@ t.test('each direction counts the sentences whose nearest neighbour is their tra
   Object.assign(vectors, { t0: axis(0), t1: axis(1), t2: axis(3), t3: axis(2), t4: axis(1) })
   const embed = async (texts: string[]) => texts.map((x) => vectors[x])
   const r = await evaluateTranslation(embed, { file: 'f', source: ['s0', 's1', 's2', 's3', 's4'], target: ['t0', 't1', 't2', 't3', 't4'] })
-  t.same(r, { file: 'f', pairs: 5, sourceToTarget: 2 / 5, targetToSource: 2 / 5, accuracy: 2 / 5 })
+  // MTEB's bitext scores of the forward matches [0, 1, 3, 2, 0]: target 0 is predicted twice (once rightly: precision
+  // 1/2, F1 2/3), target 1 once (1, 1), targets 2-4 never rightly: precision (1/2 + 1) / 5, F1 (2/3 + 1) / 5.
+  t.same(r, { file: 'f', pairs: 5, sourceToTarget: 2 / 5, targetToSource: 2 / 5, accuracy: 2 / 5, precision: 1.5 / 5, f1: (2 / 3 + 1) / 5 })
+})
+
+t.test('bitext scores: scikit-learn’s weighted precision, recall and F1 by their definitions', async (t) => {
+  let seed = 3
+  const rnd = (k: number) => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % k
+  for (let trial = 0; trial < 200; trial++) {
+    const n = 1 + rnd(12)
+    // Mostly right, some wrong, some targets predicted several times.
+    const predicted = Array.from({ length: n }, (_, i) => (rnd(3) === 0 ? rnd(n) : i))
+    // Per label (the gold rows; every prediction is one of them): TP, FP, FN; weights the supports (1 each).
+    let [p, r, f] = [0, 0, 0]
+    for (let j = 0; j < n; j++) {
+      const tp = predicted[j] === j ? 1 : 0
+      const fp = predicted.filter((x, i) => x === j && i !== j).length
+      const fn = 1 - tp
+      const pj = tp + fp === 0 ? 0 : tp / (tp + fp)
+      const rj = tp / (tp + fn)
+      p += pj
+      r += rj
+      f += pj + rj === 0 ? 0 : (2 * pj * rj) / (pj + rj)
+    }
+    const got = bitextScores(predicted)
+    const close = [got.precision - p / n, got.recall - r / n, got.f1 - f / n].every((d) => Math.abs(d) < 1e-12)
+    if (!close) t.fail(`${JSON.stringify(predicted)}: ${JSON.stringify(got)} vs ${[p / n, r / n, f / n]}`)
+  }
+  t.pass('200 prediction lists agree')
 })
 
 t.test('a model: a float64 argmax over its vectors, and sentence-transformers’ TranslationEvaluator', async (t) => {
@@ -111,9 +140,14 @@ t.test('simcsepp eval --translation: a table, JSON, refusals', needsCli, async (
   const run = (args: string[]) => spawnSync(process.execPath, [cli, 'eval', '--model', model, ...args], { encoding: 'utf8' })
   const table = run(['--translation', join(dir, 'pairs.csv')])
   t.equal(table.status, 0, table.stderr)
-  t.match(table.stdout, /translation pairs +pairs +src->tgt +tgt->src +accuracy\n.*\npairs\.csv +40 +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d/)
+  t.match(
+    table.stdout,
+    /translation pairs +pairs +src->tgt +tgt->src +accuracy +F1 \(MTEB\)\n.*\npairs\.csv +40 +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d/,
+  )
   const json = JSON.parse(run(['--translation', join(dir, 'pairs.csv'), '--json']).stdout)
-  t.match(json, { translation: [{ pairs: 40, sourceToTarget: Number, targetToSource: Number, accuracy: Number }] })
+  t.match(json, {
+    translation: [{ pairs: 40, sourceToTarget: Number, targetToSource: Number, accuracy: Number, f1: Number, precision: Number }],
+  })
   const text = join(dir, 'lines.txt')
   writeFileSync(text, 'a b\nc d\n')
   t.match(run(['--translation', text]).stderr, /lines\.txt: translation pairs need two named columns/)

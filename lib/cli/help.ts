@@ -20,7 +20,8 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
               --retrieval DIR (repeatable): a BEIR folder, corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv
               --translation FILE (repeatable): parallel pairs (english,non_english or anchor,positive; CSV,
               TSV, JSONL, Parquet): how often each sentence's nearest neighbour among the other side is its
-              translation, both ways (sentence-transformers' TranslationEvaluator)
+              translation, both ways (sentence-transformers' TranslationEvaluator); and MTEB's bitext mining
+              F1 of the source-to-target matches (sentence1, sentence2 files read alike)
   MTEB tasks  (repeatable: a file, or a folder of splits, SPLIT.jsonl[.gz], .csv, .tsv, .parquet, data/...;
               a folder of subset folders, a language each as MTEB's multilingual datasets keep them: each
               subset scored, and a table of each dataset's mean over its subsets)
@@ -47,7 +48,7 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
   Output      --json (one JSON object: per STS file and the average; with --retrieval, a "retrieval" array
               of { dataset, split, queries, documents, ndcgAt10, scores: { ndcg, map, recall, precision,
               mrr } at 1, 3, 5, 10, 100 }; with --translation, a "translation" array of { file, pairs,
-              sourceToTarget, targetToSource, accuracy }; "classification", "clustering",
+              sourceToTarget, targetToSource, accuracy, f1, precision }; "classification", "clustering",
               "pairClassification", "reranking" and "summarization" arrays likewise, scores as fractions)
   Matryoshka  --matryoshka-dims 768,256,64: every measure with the vectors cut to each size (encoded once);
               a table of a row per size (--json: { matryoshka: [{ dim, ... }] })

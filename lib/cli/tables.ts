@@ -90,12 +90,12 @@ export function matryoshkaTable(
   )
 }
 
-/** Translation matching ×100 per file: each direction's accuracy and their mean (TranslationEvaluator's score). */
+/** Translation matching ×100 per file: each direction's accuracy, their mean (TranslationEvaluator's score), MTEB's bitext F1. */
 export function translationTable(results: TranslationResult[]): string {
   const pct = (x: number) => (100 * x).toFixed(2)
   return formatTable(
-    ['translation pairs', 'pairs', 'src->tgt', 'tgt->src', 'accuracy'],
-    results.map((r) => [basename(r.file), r.pairs, pct(r.sourceToTarget), pct(r.targetToSource), pct(r.accuracy)]),
+    ['translation pairs', 'pairs', 'src->tgt', 'tgt->src', 'accuracy', 'F1 (MTEB)'],
+    results.map((r) => [basename(r.file), r.pairs, pct(r.sourceToTarget), pct(r.targetToSource), pct(r.accuracy), pct(r.f1)]),
   )
 }
 

@@ -2,7 +2,8 @@
 // its parallel-sentences datasets' english, non_english columns, or anchor, positive) embedded side by side; a pair
 // counts as matched from source to target when the source's nearest target by cosine is its own translation (and
 // the other way round). The accuracy of a model made multilingual by distillation (--objective distill on parallel
-// pairs): how often it finds each sentence's translation among all of them.
+// pairs): how often it finds each sentence's translation among all of them. Also MTEB's bitext mining scores (Tatoeba,
+// BUCC, ...: the source-to-target matches' weighted F1, its main score).
 import { detectFormat, PairFile } from '../data/pairs.js'
 import { VectorIndex } from '../embed/search.js'
 import type { Embed } from '../embed/memo-embed.js'
@@ -21,6 +22,12 @@ export interface TranslationResult {
   targetToSource: number
   /** Their mean: sentence-transformers' TranslationEvaluator's score. */
   accuracy: number
+  /**
+   * MTEB's bitext mining score of the source-to-target matches (its main score): scikit-learn's support-weighted F1
+   * over the target rows; with the weighted precision beside it (the weighted recall is sourceToTarget).
+   */
+  f1: number
+  precision: number
 }
 
 /** The pairs of a CSV, TSV, JSON Lines or Parquet file of two named columns (english, non_english or anchor, positive). */
@@ -37,21 +44,42 @@ export async function readTranslationPairs(path: string): Promise<TranslationPai
   return { file: path, source: rows.map((r) => r[0]), target: rows.map((r) => r[1]) }
 }
 
-/** The share of rows whose nearest neighbour (cosine) among `to` is the row of the same index (ties: the lower index). */
-function matched(from: Float32Array[], to: Float32Array[]): number {
+/** Each row's nearest neighbour (cosine) among `to` (ties: the lower index). */
+function nearest(from: Float32Array[], to: Float32Array[]): number[] {
   const index = VectorIndex.from(to)
   try {
-    return index.search(from, { topK: 1 }).filter((h, i) => h.indices[0] === i).length / from.length
+    return index.search(from, { topK: 1 }).map((h) => h.indices[0])
   } finally {
     index.dispose()
   }
+}
+
+/**
+ * MTEB's bitext mining scores of the predictions (row i's gold is i): scikit-learn's support-weighted precision, recall
+ * and F1 over the gold rows (zero_division 0). Every gold row has support 1, so recall is the accuracy, and row j
+ * predicted by c_j rows has precision 1/c_j where it is among them (else 0) and F1 2/(1 + c_j) (else 0).
+ */
+export function bitextScores(predicted: ArrayLike<number>): { precision: number; recall: number; f1: number } {
+  const n = predicted.length
+  const count = new Float64Array(n)
+  for (let i = 0; i < n; i++) count[predicted[i]]++
+  let [precision, recall, f1] = [0, 0, 0]
+  for (let j = 0; j < n; j++)
+    if (predicted[j] === j) {
+      precision += 1 / count[j]
+      recall += 1
+      f1 += 2 / (1 + count[j])
+    }
+  return { precision: precision / n, recall: recall / n, f1: f1 / n }
 }
 
 export async function evaluateTranslation(embed: Embed, pairs: TranslationPairs): Promise<TranslationResult> {
   const n = pairs.source.length
   if (n === 0) throw new Error(`${pairs.file}: no pairs`)
   const [source, target] = [await embed(pairs.source), await embed(pairs.target)]
-  const sourceToTarget = matched(source, target)
-  const targetToSource = matched(target, source)
-  return { file: pairs.file, pairs: n, sourceToTarget, targetToSource, accuracy: (sourceToTarget + targetToSource) / 2 }
+  const forward = nearest(source, target)
+  const share = (p: number[]) => p.filter((j, i) => j === i).length / n
+  const [sourceToTarget, targetToSource] = [share(forward), share(nearest(target, source))]
+  const { precision, f1 } = bitextScores(forward)
+  return { file: pairs.file, pairs: n, sourceToTarget, targetToSource, accuracy: (sourceToTarget + targetToSource) / 2, f1, precision }
 }
