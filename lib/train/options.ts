@@ -131,8 +131,8 @@ export interface TrainOptions {
   /**
    * MTEB's other task kinds, scored at each evaluation as `simcsepp eval` scores them (lib/eval/): classification
    * (accuracy of a logistic regression), clustering (V-measure of k-means), pair classification (AP), reranking (MAP),
-   * summarization (cosine Spearman).
-   * Each a file, or a folder of splits whose validation or dev split is scored where it has one (else its test split).
+   * summarization (cosine Spearman). Each a file, or a folder of splits whose validation or dev split is scored where
+   * it has one (else its test split).
    */
   evalClassification?: string[]
   evalClustering?: string[]
@@ -142,8 +142,7 @@ export interface TrainOptions {
   /**
    * Which evaluation selects the best model: the first set of this kind, by its main score (STS: Spearman; retrieval:
    * nDCG@10; classification: accuracy; clustering: V-measure; pair classification: AP; reranking: MAP;
-   * summarization: cosine Spearman). Default: the
-   * first kind given, in that order.
+   * summarization: cosine Spearman). Default: the first kind given, in that order.
    */
   selectBy?: SelectBy
   evalEvery?: number
