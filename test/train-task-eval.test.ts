@@ -245,3 +245,43 @@ t.test('simcsepp train --eval-classification --eval-pair-classification --select
   t.not(bad.status, 0)
   t.match(bad.stderr, /--select-by/)
 })
+
+t.test('a multilingual dataset (a folder per subset): each subset scored, the model selected by their mean', async (t) => {
+  const dir = tempDir('simcsepp-train-subsets-')
+  const data = writeSentences(join(dir, 'data.txt'), 40)
+  const multi = join(dir, 'massive')
+  for (const [k, lang] of ['de', 'en'].entries()) {
+    mkdirSync(join(multi, lang), { recursive: true })
+    const rows = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ text: text(from + i + k), label: labelOf(from + i) }))
+    writeFileSync(join(multi, lang, 'train.jsonl'), jsonl(rows(0, 24)))
+    writeFileSync(join(multi, lang, 'validation.jsonl'), jsonl(rows(24, 9)))
+    writeFileSync(join(multi, lang, 'test.jsonl'), jsonl(rows(40, 3)))
+  }
+  const evals: EvalInfo[] = []
+  const messages: string[] = []
+  const result = await train(
+    { ...TINY_RUN, data, device: 'cpu', out: join(dir, 'out'), steps: 2, evalEvery: 1, lr: 3e-3, evalClassification: [multi] },
+    { onEval: (e) => void evals.push(e), onMessage: (m) => void messages.push(m) },
+  )
+  t.ok(
+    messages.some((m) => m.includes(`${join(multi, 'en')} (validation split): classification, 24 training and 9 test texts`)),
+    'each subset said',
+  )
+  for (const e of evals) {
+    t.match(e.classification, [
+      { dataset: multi, subset: 'de', split: 'validation', testRows: 9 },
+      { dataset: multi, subset: 'en', split: 'validation', testRows: 9 },
+    ])
+    const mean = (e.classification![0].accuracy + e.classification![1].accuracy) / 2
+    t.same(e.selection, { set: 'massive (validation, mean of 2 subsets)', metric: 'accuracy', score: mean }, `step ${e.step}: the mean`)
+    t.same(
+      Object.keys(Object.fromEntries(scalarsOf(e))).filter((k) => k.endsWith('/accuracy')),
+      ['eval/massive_de_validation/accuracy', 'eval/massive_en_validation/accuracy'],
+    )
+  }
+  const best = evals.filter((e) => e.best).at(-1)!
+  t.same(result.best, { step: best.step, accuracy: best.selection!.score })
+  const card = readFileSync(join(dir, 'out', 'README.md'), 'utf8')
+  t.match(card, '| step | massive/de (validation) accuracy | massive/en (validation) accuracy |')
+  t.match(card, "The model saved is the best of `massive (validation, mean of 2 subsets)`'s accuracy.")
+})

@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { SELECTION_METRIC_NAMES, SELECTION_METRICS, type Best, type EvalInfo, type RetrievalEval, type SelectionMetric } from './events.js'
 import { SELECT_BY, type SelectBy } from './options.js'
-import { MAIN_SCORE, NO_TASKS, scoreTasks, taskSetName, type TaskResults, type TaskSets, type TaskType } from './task-evaluation.js'
+import { firstSetScore, MAIN_SCORE, NO_TASKS, scoreTasks, type TaskResults, type TaskSets, type TaskType } from './task-evaluation.js'
 
 export interface EvalSet {
   file: string
@@ -214,22 +214,22 @@ export class Evaluator {
   /** The selecting set's name and score in this evaluation's results. */
   private selection(sts: EvalInfo['results'], retrieval: RetrievalEval[], tasks: TaskResults): NonNullable<EvalInfo['selection']> {
     const metric = this.metric
-    const of = (set: string, score: number) => ({ set, metric, score })
+    const of = ({ set, score }: { set: string; score: number }) => ({ set, metric, score })
     switch (this.selectBy) {
       case 'sts':
-        return of(basename(sts[0].file), sts[0].spearman)
+        return of({ set: basename(sts[0].file), score: sts[0].spearman })
       case 'retrieval':
-        return of(`${basename(retrieval[0].dataset)} (${retrieval[0].split})`, retrieval[0].ndcgAt10)
+        return of({ set: `${basename(retrieval[0].dataset)} (${retrieval[0].split})`, score: retrieval[0].ndcgAt10 })
       case 'classification':
-        return of(taskSetName(tasks.classification[0]), tasks.classification[0].accuracy)
+        return of(firstSetScore(tasks.classification, (r) => r.accuracy))
       case 'clustering':
-        return of(taskSetName(tasks.clustering[0]), tasks.clustering[0].vMeasure)
+        return of(firstSetScore(tasks.clustering, (r) => r.vMeasure))
       case 'pair-classification':
-        return of(taskSetName(tasks.pairClassification[0]), tasks.pairClassification[0].ap)
+        return of(firstSetScore(tasks.pairClassification, (r) => r.ap))
       case 'reranking':
-        return of(taskSetName(tasks.reranking[0]), tasks.reranking[0].map)
+        return of(firstSetScore(tasks.reranking, (r) => r.map))
       case 'summarization':
-        return of(taskSetName(tasks.summarization[0]), tasks.summarization[0].cosineSpearman)
+        return of(firstSetScore(tasks.summarization, (r) => r.cosineSpearman))
     }
   }
 }

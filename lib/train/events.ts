@@ -83,9 +83,13 @@ export interface EvalInfo {
   best: boolean
 }
 
-/** The split of a task's folder that an evaluation scored (absent where the set is one file). */
+/**
+ * The split of a task's folder that an evaluation scored (absent where the set is one file), and where the folder is
+ * a multilingual dataset's subset, the subset's name (`dataset` then names the dataset's folder).
+ */
 export interface TaskSplit {
   split?: string
+  subset?: string
 }
 
 /**

@@ -8,13 +8,17 @@ import { evaluateClustering, readClusteringDataset, type ClusteringDataset } fro
 import { evaluatePairClassification, readPairClassificationSet, type PairClassificationSet } from '../eval/pair-classification.js'
 import { evaluateReranking, readRerankingSet, type RerankingSet } from '../eval/reranking.js'
 import { evaluateSummarization, readSummarizationSet, type SummarizationSet } from '../eval/summarization.js'
-import { isFolder, splitFile } from '../eval/table.js'
+import { isFolder, splitFile, subsetsOf } from '../eval/table.js'
 import type { Embed } from '../embed/memo-embed.js'
 import type { EvalInfo } from './events.js'
 
-/** A task's set and the split of its folder it holds (absent: the set is one file). */
+/**
+ * A task's set, the split of its folder it holds (absent: the set is one file), and for a multilingual dataset's
+ * subset the dataset's folder and the subset's name.
+ */
 interface Split<S> {
   split?: string
+  subset?: { dataset: string; subset: string }
   set: S
 }
 
@@ -41,10 +45,25 @@ export interface TaskEmbedding {
 
 export const NO_TASKS: TaskSets = { classification: [], clustering: [], pairClassification: [], reranking: [], summarization: [] }
 
+const SELECTION_SPLITS = ['validation', 'dev', 'test']
+
 /** The split a run scores in `path`: a folder's validation split, else its dev split, else its test split; none for a file. */
 export function selectionSplit(path: string): string | undefined {
   if (!isFolder(path)) return undefined
-  return ['validation', 'dev'].find((s) => splitFile(path, s) !== null) ?? 'test'
+  return SELECTION_SPLITS.find((s) => splitFile(path, s) !== null) ?? 'test'
+}
+
+/**
+ * Where `path` is a multilingual dataset (a folder per subset, no split of its own): its subsets holding the first of
+ * the validation, dev and test splits that any holds, with that split; else null.
+ */
+function selectionSubsets(path: string): { split: string; subsets: { name: string; path: string }[] } | null {
+  if (!isFolder(path) || SELECTION_SPLITS.some((s) => splitFile(path, s) !== null)) return null
+  for (const split of SELECTION_SPLITS) {
+    const subsets = subsetsOf(path, split)
+    if (subsets) return { split, subsets }
+  }
+  return null
 }
 
 /** The sets of the five options, each read from its selectionSplit; `say` gets a line per set. */
@@ -61,10 +80,13 @@ export async function readTaskSets(
   const read = async <S>(paths: string[], reader: (path: string, split?: string) => Promise<S>, about: (set: S) => string) => {
     const sets: Split<S>[] = []
     for (const path of paths) {
-      const split = selectionSplit(path)
-      const set = await reader(path, split)
-      say(`eval: ${path}${split ? ` (${split} split)` : ''}: ${about(set)} every --eval-every steps`)
-      sets.push({ ...(split ? { split } : {}), set })
+      const multilingual = selectionSubsets(path)
+      for (const s of multilingual?.subsets ?? [{ name: '', path }]) {
+        const split = multilingual?.split ?? selectionSplit(path)
+        const set = await reader(s.path, split)
+        say(`eval: ${s.path}${split ? ` (${split} split)` : ''}: ${about(set)} every --eval-every steps`)
+        sets.push({ ...(split ? { split } : {}), ...(multilingual ? { subset: { dataset: path, subset: s.name } } : {}), set })
+      }
     }
     return sets
   }
@@ -93,19 +115,15 @@ export async function readTaskSets(
 /** Every set scored (classification with MTEB's defaults: 10 draws of 32 training rows per label, or 10 folds). */
 export async function scoreTasks(sets: TaskSets, e: TaskEmbedding): Promise<TaskResults> {
   const out: TaskResults = { classification: [], clustering: [], pairClassification: [], reranking: [], summarization: [] }
-  for (const { split, set } of sets.classification)
-    out.classification.push({ ...(await evaluateClassification(e.typed('Classification'), set)), ...(split ? { split } : {}) })
-  for (const { split, set } of sets.clustering)
-    out.clustering.push({ ...(await evaluateClustering(e.typed('Clustering'), set)), ...(split ? { split } : {}) })
-  for (const { split, set } of sets.pairClassification)
-    out.pairClassification.push({ ...(await evaluatePairClassification(e.typed('PairClassification'), set)), ...(split ? { split } : {}) })
-  for (const { split, set } of sets.reranking)
-    out.reranking.push({
-      ...(await evaluateReranking(e.plain, set, { queryPrefix: e.queryPrefix, documentPrefix: e.documentPrefix })),
-      ...(split ? { split } : {}),
-    })
-  for (const { split, set } of sets.summarization)
-    out.summarization.push({ ...(await evaluateSummarization(e.typed('Summarization'), set)), ...(split ? { split } : {}) })
+  // Each result with the split scored, and a subset's named by its dataset and subset.
+  const named = <R>(r: R, { split, subset }: Split<unknown>) => ({ ...r, ...(split ? { split } : {}), ...subset })
+  for (const s of sets.classification) out.classification.push(named(await evaluateClassification(e.typed('Classification'), s.set), s))
+  for (const s of sets.clustering) out.clustering.push(named(await evaluateClustering(e.typed('Clustering'), s.set), s))
+  for (const s of sets.pairClassification)
+    out.pairClassification.push(named(await evaluatePairClassification(e.typed('PairClassification'), s.set), s))
+  for (const s of sets.reranking)
+    out.reranking.push(named(await evaluateReranking(e.plain, s.set, { queryPrefix: e.queryPrefix, documentPrefix: e.documentPrefix }), s))
+  for (const s of sets.summarization) out.summarization.push(named(await evaluateSummarization(e.typed('Summarization'), s.set), s))
   return out
 }
 
@@ -132,6 +150,21 @@ export function taskScores(r: Partial<TaskResults>): { set: string; measure: str
     ...of(r.reranking, 'MAP', (x) => x.map),
     ...of(r.summarization, 'cosine Spearman', (x) => x.cosineSpearman),
   ]
+}
+
+/**
+ * The first set's name and main score, which select the model when its kind does; a multilingual dataset's (its
+ * results a subset each): the mean over its subsets, as MTEB aggregates them.
+ */
+export function firstSetScore<R extends { dataset: string; split?: string; subset?: string }>(
+  results: R[],
+  score: (r: R) => number,
+): { set: string; score: number } {
+  const first = results[0]
+  if (first.subset === undefined) return { set: taskSetName(first), score: score(first) }
+  const group = results.filter((r) => r.dataset === first.dataset && r.subset !== undefined)
+  const mean = group.reduce((s, r) => s + score(r), 0) / group.length
+  return { set: `${basename(first.dataset)} (${first.split}, mean of ${group.length} subsets)`, score: mean }
 }
 
 /** A task result's name in tables and logs: its file's or folder's name, its subset (a language's folder), its split. */

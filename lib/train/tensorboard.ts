@@ -86,9 +86,12 @@ function evalScalars(e: EvalInfo): [string, number][] {
   ]
 }
 
-function task<R extends { dataset: string; split?: string }>(results: R[] | undefined, scores: (r: R) => Record<string, number>) {
+function task<R extends { dataset: string; split?: string; subset?: string }>(
+  results: R[] | undefined,
+  scores: (r: R) => Record<string, number>,
+) {
   return (results ?? []).flatMap((r) => {
-    const name = `eval/${basename(r.dataset)}${r.split ? `_${r.split}` : ''}`
+    const name = `eval/${basename(r.dataset)}${r.subset ? `_${r.subset}` : ''}${r.split ? `_${r.split}` : ''}`
     return Object.entries(scores(r)).map(([k, v]) => [`${name}/${k}`, v] as [string, number])
   })
 }
