@@ -37,7 +37,7 @@ t.test('the run ends after N evaluations without a new best, keeping the best mo
   )
   t.match(
     messages.join('\n'),
-    new RegExp(`early stopping after step ${r.steps} of 20: 2 evaluations without a better spearman than step ${best.step}'s`),
+    new RegExp(`early stopping after step ${r.steps} of 20: 2 evaluations without a better STS Spearman than step ${best.step}'s`),
   )
   t.ok(existsSync(join(out, 'model.safetensors')) && existsSync(join(out, 'run', 'metrics.json')), 'the best model and the metrics written')
 })

@@ -73,6 +73,19 @@ function taskSets(dir: string) {
   return { classification, clustering, pairs, reranking, summarization }
 }
 
+/** A multilingual classification dataset `massive`: subsets de and en, each with train, validation and test splits. */
+function multilingualSet(dir: string): string {
+  const multi = join(dir, 'massive')
+  for (const [k, lang] of ['de', 'en'].entries()) {
+    mkdirSync(join(multi, lang), { recursive: true })
+    const rows = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ text: text(from + i + k), label: labelOf(from + i) }))
+    writeFileSync(join(multi, lang, 'train.jsonl'), jsonl(rows(0, 24)))
+    writeFileSync(join(multi, lang, 'validation.jsonl'), jsonl(rows(24, 9)))
+    writeFileSync(join(multi, lang, 'test.jsonl'), jsonl(rows(40, 3)))
+  }
+  return multi
+}
+
 t.test('selectionSplit: validation, else dev, else test; none for a file', async (t) => {
   const sets = taskSets(tempDir('simcsepp-task-split-'))
   t.equal(selectionSplit(sets.classification), 'validation')
@@ -232,15 +245,27 @@ t.test('simcsepp train --eval-classification --eval-pair-classification --select
   const dir = tempDir('simcsepp-train-tasks-cli-')
   const data = writeSentences(join(dir, 'data.txt'), 20)
   const sets = taskSets(dir)
-  const r = runCli([
-    'train',
-    ...['--config', 'tiny', '--batch-size', '8', '--max-len', '12', '--data', data, '--steps', '2', '--eval-every', '2'],
-    ...['--eval-classification', sets.classification, '--eval-pair-classification', sets.pairs, '--select-by', 'pair-classification'],
-    ...['--out', join(dir, 'out'), '--device', 'cpu'],
-  ])
+  // A tiny run of `steps` steps evaluating at the last, with the classification and pair sets, selecting by `selectBy`.
+  const trainCli = (steps: string, selectBy: string, out: string) =>
+    runCli([
+      'train',
+      ...['--config', 'tiny', '--batch-size', '8', '--max-len', '12', '--data', data, '--steps', steps, '--eval-every', steps],
+      ...['--eval-classification', sets.classification, '--eval-pair-classification', sets.pairs, '--select-by', selectBy],
+      ...['--out', join(dir, out), '--device', 'cpu'],
+    ])
+  const r = trainCli('2', 'pair-classification', 'out')
   t.equal(r.status, 0, r.stderr)
   t.match(r.stderr, /step 2: topics \(validation\) accuracy \d+\.\d\d; pairs \(dev\) AP \d+\.\d\d/, 'each evaluation on screen')
   t.match(r.stderr, /best AP \d+\.\d\d at step \d/, 'the summary')
+  const mean = trainCli('1', 'mean', 'mean')
+  t.equal(mean.status, 0, mean.stderr)
+  const [, acc, ap, both] =
+    /step 1: topics \(validation\) accuracy (\d+\.\d\d); pairs \(dev\) AP (\d+\.\d\d); mean main score \(2 sets\) (\d+\.\d\d)/.exec(
+      mean.stderr,
+    ) ?? []
+  t.ok(both !== undefined, 'the mean on screen')
+  t.ok(Math.abs(Number(both) - (Number(acc) + Number(ap)) / 2) < 0.0101, `${both}: the mean of ${acc} and ${ap}`)
+  t.match(mean.stderr, /best mean main score \d+\.\d\d at step \d/, 'the summary')
   const bad = runCli(['train', '--data', data, '--select-by', 'speed', '--out', join(dir, 'bad')])
   t.not(bad.status, 0)
   t.match(bad.stderr, /--select-by/)
@@ -249,14 +274,7 @@ t.test('simcsepp train --eval-classification --eval-pair-classification --select
 t.test('a multilingual dataset (a folder per subset): each subset scored, the model selected by their mean', async (t) => {
   const dir = tempDir('simcsepp-train-subsets-')
   const data = writeSentences(join(dir, 'data.txt'), 40)
-  const multi = join(dir, 'massive')
-  for (const [k, lang] of ['de', 'en'].entries()) {
-    mkdirSync(join(multi, lang), { recursive: true })
-    const rows = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ text: text(from + i + k), label: labelOf(from + i) }))
-    writeFileSync(join(multi, lang, 'train.jsonl'), jsonl(rows(0, 24)))
-    writeFileSync(join(multi, lang, 'validation.jsonl'), jsonl(rows(24, 9)))
-    writeFileSync(join(multi, lang, 'test.jsonl'), jsonl(rows(40, 3)))
-  }
+  const multi = multilingualSet(dir)
   const evals: EvalInfo[] = []
   const messages: string[] = []
   const result = await train(
@@ -284,4 +302,66 @@ t.test('a multilingual dataset (a folder per subset): each subset scored, the mo
   const card = readFileSync(join(dir, 'out', 'README.md'), 'utf8')
   t.match(card, '| step | massive/de (validation) accuracy | massive/en (validation) accuracy |')
   t.match(card, "The model saved is the best of `massive (validation, mean of 2 subsets)`'s accuracy.")
+})
+
+t.test('selectBy mean: the mean of every set’s main score (STS / 100, a multilingual dataset once), MTEB’s average', async (t) => {
+  const dir = tempDir('simcsepp-train-select-mean-')
+  const data = writeSentences(join(dir, 'data.txt'), 40)
+  const sets = taskSets(dir)
+  const multi = multilingualSet(dir)
+  const sts = writeStsFile(join(dir, 'sts.tsv'))
+  const out = join(dir, 'out')
+  const evalSets = { evalFiles: [sts], evalClassification: [multi, sets.classification], evalClustering: [sets.clustering] }
+  const run = { ...TINY_RUN, data, device: 'cpu' as const, out, steps: 3, evalEvery: 1, lr: 3e-3, ...evalSets, selectBy: 'mean' as const }
+  const evals: EvalInfo[] = []
+  // Interrupted after step 2 and resumed: the checkpoint's best (by the mean) carries over, not set aside.
+  const ctl = new AbortController()
+  const onEval = (e: EvalInfo) => void evals.push(e)
+  const first = await train(
+    { ...run, tensorboard: true },
+    { onEval, signal: ctl.signal, onStep: (s) => void (s.step === 2 && ctl.abort()) },
+  )
+  t.equal(first.interrupted, true)
+  const messages: string[] = []
+  const result = await train({ ...run, tensorboard: true, resume: out }, { onEval, onMessage: (m) => void messages.push(m) })
+  t.notOk(
+    messages.some((m) => /another measure/.test(m)),
+    'not set aside',
+  )
+  t.same(
+    evals.map((e) => e.step),
+    [0, 1, 2, 3],
+  )
+  for (const e of evals) {
+    const c = e.classification!
+    // Four datasets: the STS file, massive (its two subsets' mean), topics, the clustering file.
+    const mean = (e.results[0].spearman / 100 + (c[0].accuracy + c[1].accuracy) / 2 + c[2].accuracy + e.clustering![0].vMeasure) / 4
+    t.match(e.selection, { set: '4 sets', metric: 'mean' })
+    t.ok(Math.abs(e.selection!.score - mean) < 1e-12, `step ${e.step}: ${e.selection!.score} is the mean ${mean}`)
+    t.equal(Object.fromEntries(scalarsOf(e))['eval/mean_main_score'], e.selection!.score, 'TensorBoard')
+  }
+  t.ok(new Set(evals.map((e) => e.selection!.score)).size > 1, 'the mean moves with training')
+  const best = evals.filter((e) => e.best).at(-1)!
+  t.same(result.best, { step: best.step, mean: best.selection!.score }, 'the best: by the mean')
+  for (const e of evals) t.ok(e.selection!.score <= best.selection!.score, `step ${e.step} is not better than the best`)
+  const state = JSON.parse(readFileSync(join(out, 'run', 'checkpoint', 'state.json'), 'utf8'))
+  t.same(validateCheckpointState(state, 'state.json').best, result.best, 'the checkpoint keeps it')
+  t.match(readFileSync(join(out, 'README.md'), 'utf8'), 'The model saved is the best of the mean main score over its 4 sets.')
+  const svg = readFileSync(join(out, 'run', 'loss_curve.svg'), 'utf8')
+  t.match(svg, /mean main score \(4 sets\)/, 'the plot draws the mean')
+  t.match(svg, /mean main score ×100/)
+
+  // Early stopping counts the mean, and says so.
+  const still: string[] = []
+  const stopped = await train(
+    { ...run, out: join(dir, 'still'), steps: 10, lr: 1e-12, earlyStopping: 1, evalClassification: [sets.classification] },
+    { onMessage: (m) => void still.push(m) },
+  )
+  t.ok(stopped.steps < 10, `stopped after step ${stopped.steps}`)
+  t.match(still.join('\n'), /1 evaluation without a better mean main score than step \d+'s mean main score \d+\.\d\d/)
+
+  await t.rejects(
+    train({ ...TINY_RUN, data, out: join(dir, 'none'), selectBy: 'mean' }),
+    /selectBy mean needs evaluation sets \(evalFiles, /,
+  )
 })

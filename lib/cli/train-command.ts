@@ -69,8 +69,8 @@ export const trainUsage = `simcsepp train [options]
               test split): MTEB's main scores (accuracy, V-measure, AP, MAP, cosine Spearman), as
               simcsepp eval computes them
               --select-by sts|retrieval|classification|clustering|pair-classification|reranking|
-              summarization: the kind whose first set selects the best model (default: the first
-              given, in that order)
+              summarization|mean: the kind whose first set selects the best model, or mean: the mean
+              of every set's main score (default: the first kind given, in that order)
               --early-stopping N: end the run after N evaluations in a row without a new best (0: off)
   Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR | --overwrite (start over in DIR)
               --tensorboard: also the log as a TensorBoard event file (tensorboard --logdir DIR/run/tensorboard)

@@ -79,6 +79,7 @@ export class TrainingDisplay {
       ...(files ? [`STS Spearman ${files}`] : []),
       ...(sets ? [`nDCG@10 ${sets}`] : []),
       ...taskScores(e).map((r) => `${r.set} ${r.measure} ${(100 * r.score).toFixed(2)}`),
+      ...(e.selection?.metric === 'mean' ? [`mean main score (${e.selection.set}) ${(100 * e.selection.score).toFixed(2)}`] : []),
     ]
     this.say(`step ${e.step}: ${parts.join('; ')}${e.best ? '  (best so far: model saved)' : ''}`)
     if (e.dimSpearman)

@@ -1,9 +1,9 @@
 // Evaluation during training, with model selection: every evaluation scores each STS file, each retrieval set (a
 // BEIR folder: nDCG@10, MRR@10, Recall@100 of exact cosine search) and each set of MTEB's other task kinds
 // (task-evaluation.ts), and when the selection score (the main score of the first set of the selecting kind: by
-// default the first STS file's Spearman, else the first retrieval set's nDCG@10, else the first task set's) beats the
-// best so far, the model is saved into the output directory (so with evaluation on, the output holds the best model
-// rather than the last one).
+// default the first STS file's Spearman, else the first retrieval set's nDCG@10, else the first task set's; or the
+// mean of every set's main score) beats the best so far, the model is saved into the output directory (so with
+// evaluation on, the output holds the best model rather than the last one).
 import type { BertModel } from '../model/bert.js'
 import type { Tokenizer } from '../tokenizer.js'
 import { evaluateSts, readStsFile, type EmbedFn, type StsPair } from '../eval/sts.js'
@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { SELECTION_METRIC_NAMES, SELECTION_METRICS, type Best, type EvalInfo, type RetrievalEval, type SelectionMetric } from './events.js'
 import { SELECT_BY, type SelectBy } from './options.js'
-import { firstSetScore, MAIN_SCORE, NO_TASKS, scoreTasks, type TaskResults, type TaskSets, type TaskType } from './task-evaluation.js'
+import { MAIN_SCORE, NO_TASKS, scoreTasks, taskMainScores, type TaskResults, type TaskSets, type TaskType } from './task-evaluation.js'
 
 export interface EvalSet {
   file: string
@@ -62,6 +62,7 @@ const KIND_METRIC: Record<SelectBy, SelectionMetric> = {
   'pair-classification': MAIN_SCORE.pairClassification,
   reranking: MAIN_SCORE.reranking,
   summarization: MAIN_SCORE.summarization,
+  mean: 'mean',
 }
 
 /** Sentence vectors of the model as it is now (eval mode, no dropout), 128 sentences per pass. */
@@ -144,14 +145,16 @@ export class Evaluator {
       'pair-classification': this.tasks.pairClassification.length,
       reranking: this.tasks.reranking.length,
       summarization: this.tasks.summarization.length,
+      mean: 0,
     }
+    counts.mean = Object.values(counts).reduce((a, b) => a + b, 0)
     this.selectBy = options.selectBy ?? SELECT_BY.find((k) => counts[k] > 0) ?? 'sts'
     if (options.selectBy !== undefined && counts[options.selectBy] === 0)
       throw new TypeError(`train: selectBy ${options.selectBy} has no sets`)
     if (best && bestScore(best).metric !== this.metric) this.best = null
   }
 
-  /** What selects the model: the main score of the first set of the selecting kind. */
+  /** What selects the model: the main score of the first set of the selecting kind, or the mean of every set's. */
   get metric(): SelectionMetric {
     return KIND_METRIC[this.selectBy]
   }
@@ -211,25 +214,23 @@ export class Evaluator {
     }
   }
 
-  /** The selecting set's name and score in this evaluation's results. */
+  /**
+   * The selecting set's name and score in this evaluation's results; with selectBy 'mean', the mean of every dataset's
+   * main score as a fraction (STS Spearman / 100; a multilingual dataset once, by its subsets' mean), MTEB's average.
+   */
   private selection(sts: EvalInfo['results'], retrieval: RetrievalEval[], tasks: TaskResults): NonNullable<EvalInfo['selection']> {
-    const metric = this.metric
-    const of = ({ set, score }: { set: string; score: number }) => ({ set, metric, score })
-    switch (this.selectBy) {
-      case 'sts':
-        return of({ set: basename(sts[0].file), score: sts[0].spearman })
-      case 'retrieval':
-        return of({ set: `${basename(retrieval[0].dataset)} (${retrieval[0].split})`, score: retrieval[0].ndcgAt10 })
-      case 'classification':
-        return of(firstSetScore(tasks.classification, (r) => r.accuracy))
-      case 'clustering':
-        return of(firstSetScore(tasks.clustering, (r) => r.vMeasure))
-      case 'pair-classification':
-        return of(firstSetScore(tasks.pairClassification, (r) => r.ap))
-      case 'reranking':
-        return of(firstSetScore(tasks.reranking, (r) => r.map))
-      case 'summarization':
-        return of(firstSetScore(tasks.summarization, (r) => r.cosineSpearman))
+    const t = taskMainScores(tasks)
+    const byKind: Record<Exclude<SelectBy, 'mean'>, { set: string; score: number }[]> = {
+      sts: sts.map((r) => ({ set: basename(r.file), score: r.spearman })),
+      retrieval: retrieval.map((r) => ({ set: `${basename(r.dataset)} (${r.split})`, score: r.ndcgAt10 })),
+      classification: t.classification,
+      clustering: t.clustering,
+      'pair-classification': t.pairClassification,
+      reranking: t.reranking,
+      summarization: t.summarization,
     }
+    if (this.selectBy !== 'mean') return { ...byKind[this.selectBy][0], metric: this.metric }
+    const all = Object.entries(byKind).flatMap(([kind, scores]) => scores.map((s) => (kind === 'sts' ? s.score / 100 : s.score)))
+    return { set: `${all.length} set${all.length > 1 ? 's' : ''}`, metric: 'mean', score: all.reduce((a, b) => a + b, 0) / all.length }
   }
 }

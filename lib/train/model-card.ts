@@ -296,7 +296,9 @@ function evaluationTable(evals: EvalInfo[], best: Best): string[] {
   const selectedBy = selection
     ? selection.metric === 'spearman'
       ? `\`${selection.set}\``
-      : `\`${selection.set}\`'s ${SELECTION_METRIC_NAMES[selection.metric]}`
+      : selection.metric === 'mean'
+        ? `the mean main score over its ${selection.set}`
+        : `\`${selection.set}\`'s ${SELECTION_METRIC_NAMES[selection.metric]}`
     : files.length
       ? `\`${files[0]}\``
       : `\`${sets[0]}\`'s nDCG@10`

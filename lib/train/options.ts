@@ -142,7 +142,9 @@ export interface TrainOptions {
   /**
    * Which evaluation selects the best model: the first set of this kind, by its main score (STS: Spearman; retrieval:
    * nDCG@10; classification: accuracy; clustering: V-measure; pair classification: AP; reranking: MAP;
-   * summarization: cosine Spearman). Default: the first kind given, in that order.
+   * summarization: cosine Spearman); or 'mean', the mean of every set's main score (MTEB's average over tasks; STS
+   * Spearman as a fraction, a multilingual dataset once, by its subsets' mean). Default: the first kind given, in that
+   * order.
    */
   selectBy?: SelectBy
   evalEvery?: number
@@ -223,13 +225,26 @@ export const EVAL_SET_OPTIONS = [
 ] as const
 type EvalSetOption = (typeof EVAL_SET_OPTIONS)[number]
 
-/** selectBy's kinds, each that of the option in EVAL_SET_OPTIONS at its index. */
-export const SELECT_BY = ['sts', 'retrieval', 'classification', 'clustering', 'pair-classification', 'reranking', 'summarization'] as const
+/**
+ * selectBy's values: a kind of set, each that of the option in EVAL_SET_OPTIONS at its index, whose first set selects;
+ * or 'mean', the mean of every set's main score (MTEB's average over its tasks).
+ */
+export const SELECT_BY = [
+  'sts',
+  'retrieval',
+  'classification',
+  'clustering',
+  'pair-classification',
+  'reranking',
+  'summarization',
+  'mean',
+] as const
 export type SelectBy = (typeof SELECT_BY)[number]
 
-/** The kind that selects the model: selectBy, else the first kind with sets; undefined without any set. */
+/** What selects the model: selectBy, else the first kind with sets; undefined without any set. */
 export function selectionKind(o: ResolvedTrainOptions): SelectBy | undefined {
-  return o.selectBy ?? SELECT_BY.find((_, i) => o[EVAL_SET_OPTIONS[i]].length > 0)
+  if (!EVAL_SET_OPTIONS.some((k) => o[k].length > 0)) return undefined
+  return o.selectBy ?? SELECT_BY[EVAL_SET_OPTIONS.findIndex((k) => o[k].length > 0)]
 }
 
 /** The options of a run as it trains on dataset `d` (one of o.datasets): that dataset's data, format, column and objective. */
@@ -413,7 +428,10 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (r.selectBy !== undefined) {
     const i = SELECT_BY.indexOf(r.selectBy)
     if (i < 0) throw new TypeError(`train: selectBy must be ${SELECT_BY.join(', ')} (got ${JSON.stringify(r.selectBy)})`)
-    if (!r[EVAL_SET_OPTIONS[i]].length) throw new TypeError(`train: selectBy ${r.selectBy} needs ${EVAL_SET_OPTIONS[i]} (its sets)`)
+    if (r.selectBy === 'mean') {
+      if (!EVAL_SET_OPTIONS.some((k) => r[k].length))
+        throw new TypeError(`train: selectBy mean needs evaluation sets (${EVAL_SET_OPTIONS.join(', ')})`)
+    } else if (!r[EVAL_SET_OPTIONS[i]].length) throw new TypeError(`train: selectBy ${r.selectBy} needs ${EVAL_SET_OPTIONS[i]} (its sets)`)
   }
   r.overwrite = o.overwrite ?? false
   if (typeof r.overwrite !== 'boolean') throw new TypeError(`train: overwrite must be a boolean (got ${String(r.overwrite)})`)

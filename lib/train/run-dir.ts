@@ -229,7 +229,10 @@ function selectionOf(e: EvalInfo): EvalInfo['selection'] {
 function scorePanel(evals: EvalInfo[]): { stsLabel?: string; stsAxis?: string } {
   const last = evals.length ? selectionOf(evals[evals.length - 1]) : undefined
   return last && last.metric !== 'spearman'
-    ? { stsLabel: `${last.set} ${SELECTION_METRIC_NAMES[last.metric]}`, stsAxis: `${SELECTION_METRIC_NAMES[last.metric]} ×100` }
+    ? {
+        stsLabel: last.metric === 'mean' ? `mean main score (${last.set})` : `${last.set} ${SELECTION_METRIC_NAMES[last.metric]}`,
+        stsAxis: `${SELECTION_METRIC_NAMES[last.metric]} ×100`,
+      }
     : {}
 }
 

@@ -10,7 +10,7 @@ import { evaluateReranking, readRerankingSet, type RerankingSet } from '../eval/
 import { evaluateSummarization, readSummarizationSet, type SummarizationSet } from '../eval/summarization.js'
 import { isFolder, splitFile, subsetsOf } from '../eval/table.js'
 import type { Embed } from '../embed/memo-embed.js'
-import type { EvalInfo } from './events.js'
+import { SELECTION_METRIC_NAMES, type EvalInfo } from './events.js'
 
 /**
  * A task's set, the split of its folder it holds (absent: the set is one file), and for a multilingual dataset's
@@ -144,27 +144,51 @@ export function taskScores(r: Partial<TaskResults>): { set: string; measure: str
     score: (r: R) => number,
   ) => (results ?? []).map((x) => ({ set: taskSetName(x), measure, score: score(x) }))
   return [
-    ...of(r.classification, 'accuracy', (x) => x.accuracy),
-    ...of(r.clustering, 'V-measure', (x) => x.vMeasure),
-    ...of(r.pairClassification, 'AP', (x) => x.ap),
-    ...of(r.reranking, 'MAP', (x) => x.map),
-    ...of(r.summarization, 'cosine Spearman', (x) => x.cosineSpearman),
+    ...of(r.classification, SELECTION_METRIC_NAMES[MAIN_SCORE.classification], (x) => x.accuracy),
+    ...of(r.clustering, SELECTION_METRIC_NAMES[MAIN_SCORE.clustering], (x) => x.vMeasure),
+    ...of(r.pairClassification, SELECTION_METRIC_NAMES[MAIN_SCORE.pairClassification], (x) => x.ap),
+    ...of(r.reranking, SELECTION_METRIC_NAMES[MAIN_SCORE.reranking], (x) => x.map),
+    ...of(r.summarization, SELECTION_METRIC_NAMES[MAIN_SCORE.summarization], (x) => x.cosineSpearman),
   ]
 }
 
 /**
- * The first set's name and main score, which select the model when its kind does; a multilingual dataset's (its
- * results a subset each): the mean over its subsets, as MTEB aggregates them.
+ * Each dataset's name and main score, in order: a set's own; a multilingual dataset's (its results a subset each, in a
+ * row) the mean over its subsets, as MTEB aggregates them. The first one selects the model when its kind does.
  */
-export function firstSetScore<R extends { dataset: string; split?: string; subset?: string }>(
+export function datasetScores<R extends { dataset: string; split?: string; subset?: string }>(
   results: R[],
   score: (r: R) => number,
-): { set: string; score: number } {
-  const first = results[0]
-  if (first.subset === undefined) return { set: taskSetName(first), score: score(first) }
-  const group = results.filter((r) => r.dataset === first.dataset && r.subset !== undefined)
-  const mean = group.reduce((s, r) => s + score(r), 0) / group.length
-  return { set: `${basename(first.dataset)} (${first.split}, mean of ${group.length} subsets)`, score: mean }
+): { set: string; score: number }[] {
+  const out: { set: string; score: number }[] = []
+  for (let i = 0; i < results.length;) {
+    const first = results[i]
+    let end = i + 1
+    if (first.subset !== undefined)
+      while (end < results.length && results[end].subset !== undefined && results[end].dataset === first.dataset) end++
+    const group = results.slice(i, end)
+    out.push(
+      first.subset === undefined
+        ? { set: taskSetName(first), score: score(first) }
+        : {
+            set: `${basename(first.dataset)} (${first.split}, mean of ${group.length} subsets)`,
+            score: group.reduce((s, r) => s + score(r), 0) / group.length,
+          },
+    )
+    i = end
+  }
+  return out
+}
+
+/** Each kind's datasets' main scores (datasetScores), keyed as TaskSets. */
+export function taskMainScores(r: TaskResults): Record<keyof TaskSets, { set: string; score: number }[]> {
+  return {
+    classification: datasetScores(r.classification, (x) => x.accuracy),
+    clustering: datasetScores(r.clustering, (x) => x.vMeasure),
+    pairClassification: datasetScores(r.pairClassification, (x) => x.ap),
+    reranking: datasetScores(r.reranking, (x) => x.map),
+    summarization: datasetScores(r.summarization, (x) => x.cosineSpearman),
+  }
 }
 
 /** A task result's name in tables and logs: its file's or folder's name, its subset (a language's folder), its split. */

@@ -22,7 +22,7 @@ import { effectiveBatchSize, checkBatchFits, chooseMicroBatch } from './batch-si
 import { stepMemory } from '../model/memory-budget.js'
 import { findCheckpoint, loadCheckpoint } from './checkpoint.js'
 import { checkpointDir } from './run-layout.js'
-import type { StepInfo, TrainHooks, TrainResult } from './events.js'
+import { SELECTION_METRIC_NAMES, type StepInfo, type TrainHooks, type TrainResult } from './events.js'
 import { bestScore, Evaluator, formatScore, modelEmbedder, readEvalSets, readRetrievalSets } from './evaluation.js'
 import { readTaskSets } from './task-evaluation.js'
 import { matryoshkaPlan, scratchDim } from './matryoshka-options.js'
@@ -482,8 +482,8 @@ async function trainHolding(
     if (stopEarly) {
       const best = evaluator.best!
       say(
-        `early stopping after step ${done} of ${totalSteps}: ${o.earlyStopping} evaluations without a better ` +
-          `${evaluator.metric} than step ${best.step}'s ${formatScore(evaluator.metric, bestScore(best).score)} (the model in ${out})`,
+        `early stopping after step ${done} of ${totalSteps}: ${o.earlyStopping} evaluation${o.earlyStopping > 1 ? 's' : ''} without a better ` +
+          `${evaluator.metric === 'spearman' ? 'STS Spearman' : SELECTION_METRIC_NAMES[evaluator.metric]} than step ${best.step}'s ${formatScore(evaluator.metric, bestScore(best).score)} (the model in ${out})`,
       )
       await run?.finish(best, cardData)
       return end(done, false)
