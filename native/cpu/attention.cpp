@@ -22,8 +22,8 @@
 // gradient adds each row's dS into the same vector at the same place (its diagonals, rows in order).
 //
 // bf16 (attention_takes_bf16: ops/encoder.h): the products' operands are rounded to bfloat16 first, into the
-// pair's scratch (copies of q, k, v and dctx; k^T and v^T, Pd and dS in place; P copied when no dropout made a
-// Pd), the sums as at fp32.
+// pair's scratch (copies of q, k, v and dctx, read in place instead where they are stored in bf16 already; k^T and
+// v^T, Pd and dS in place; P copied when no dropout made a Pd), the sums as at fp32.
 //
 // Bits: each C element is summed over k in order, with fused multiply-adds in the AVX-512 (W = 16) and AVX2 (W = 8)
 // kernels and separate multiplies and adds in the portable one (W = 4: the x86-64 baseline has no FMA), and the
@@ -589,17 +589,29 @@ const float* vector_rows(const float* x, int64_t ld, int64_t W, const Pair& pr, 
   return c;
 }
 
+// round_bf16 (common/bf16.h) as a select rather than a branch, so that the loops below vectorise inside each
+// instruction set's pair functions (they are inlined there): the same bits. As scalar loops compiled for the
+// baseline they took about a third of a bf16 pair's time.
+SIMCSEPP_LANES float round_bf16_select(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t r = (x + 0x7fffu + ((x >> 16) & 1u)) & 0xffff0000u;
+  const uint32_t y = (x & 0x7f800000u) == 0x7f800000u ? x : r;  // Inf and NaN unchanged
+  std::memcpy(&f, &y, 4);
+  return f;
+}
+
 // x[0, n) rounded to bfloat16 in place.
-void round_in_place(float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = round_bf16(x[i]);
+SIMCSEPP_LANES void round_in_place(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = round_bf16_select(x[i]);
 }
 
 // A head's T rows (row stride ld) rounded to bfloat16, as a copy padded to HSp columns (row stride HSp): a
 // product's A or B at bf16.
-float* rounded_rows(const float* x, int64_t ld, const Pair& pr, PairScratch& w) {
+SIMCSEPP_LANES float* rounded_rows(const float* x, int64_t ld, const Pair& pr, PairScratch& w) {
   float* c = w.take(pr.T * pr.HSp);
   for (int64_t j = 0; j < pr.T; ++j) {
-    for (int64_t d = 0; d < pr.HS; ++d) c[j * pr.HSp + d] = round_bf16(x[j * ld + d]);
+    for (int64_t d = 0; d < pr.HS; ++d) c[j * pr.HSp + d] = round_bf16_select(x[j * ld + d]);
     std::fill(c + j * pr.HSp + pr.HS, c + (j + 1) * pr.HSp, 0.0f);
   }
   return c;
@@ -614,6 +626,9 @@ struct Attn {
   const float* relBias;  // [2T - 1, NH] or null
   float* dRelBias;       // [B, 2T - 1, NH] or null (backward)
   bool bf16 = false;     // the products' operands rounded to bfloat16 (attention_takes_bf16)
+  // With bf16: q, k, v and dctx hold bfloat16 values already (bf16Storage), so the pairs read them in place rather
+  // than through rounded copies (rounding them again gives the same values).
+  bool inputsRounded = false;
 };
 
 template <int W>
@@ -625,7 +640,7 @@ SIMCSEPP_LANES void forward_pair(const Attn& a, float* ctx, float* probs, int64_
   int64_t ldv = pr.HSp, ldq = ld;
   const float* vr = nullptr;
   const float* qr = a.q + pr.in;
-  if (a.bf16) {
+  if (a.bf16 && !a.inputsRounded) {
     round_in_place(kt, pr.HS * Tp);
     vr = rounded_rows(a.v + pr.in, ld, pr, w);
     qr = rounded_rows(a.q + pr.in, ld, pr, w);
@@ -663,18 +678,17 @@ SIMCSEPP_LANES void backward_pair(const Attn& a, float* dq, float* dk, float* dv
   const Pair pr = make_pair(a.s, a.d, a.mask, a.relBias, a.dRelBias != nullptr, b, h, w, false, a.bf16);
   const int64_t T = pr.T, Tp = pr.Tp, ld = a.s.ld, H = a.s.H();
   // bf16: q rounded (for dk, and for S when P is formed again).
-  const float* qb = a.bf16 ? rounded_rows(a.q + pr.in, ld, pr, w) : nullptr;
+  const bool roundCopies = a.bf16 && !a.inputsRounded;
+  const float* qb = roundCopies ? rounded_rows(a.q + pr.in, ld, pr, w) : a.q + pr.in;
+  const int64_t ldqb = roundCopies ? pr.HSp : ld;
   // P with rows padded to Tp: the saved probs themselves when T is already a multiple of kPad; without them
   // (probs null) formed again as the forward forms it (the same product and softmax: the same bits).
   const float* P = probs;
   if (probs == nullptr) {
     float* kt = transposed<W>(a.k + pr.in, ld, pr, w);
-    if (a.bf16) round_in_place(kt, pr.HS * Tp);
+    if (roundCopies) round_in_place(kt, pr.HS * Tp);
     float* S = w.take(T * Tp);
-    if (a.bf16)
-      product<W>({T, Tp, pr.HS, qb, pr.HSp, 1, kt, Tp, pr.rows.scale, S, Tp});
-    else
-      product<W>({T, Tp, pr.HS, a.q + pr.in, ld, 1, kt, Tp, pr.rows.scale, S, Tp});
+    product<W>({T, Tp, pr.HS, qb, ldqb, 1, kt, Tp, pr.rows.scale, S, Tp});
     if (pr.rows.rel) add_relative_bias<W>(pr.rows, S);
     PairRows plain = pr.rows;
     plain.U = nullptr;  // P before dropout
@@ -694,7 +708,7 @@ SIMCSEPP_LANES void backward_pair(const Attn& a, float* dq, float* dk, float* dv
   float* dS = w.take(T * Tp);
   int64_t ldg, ldk, ldq;
   const float *g = nullptr, *kr = nullptr, *qr = nullptr;
-  if (a.bf16) {
+  if (roundCopies) {
     round_in_place(vt, pr.HS * Tp);
     g = rounded_rows(dctx + pr.out, H, pr, w);
     kr = rounded_rows(a.k + pr.in, ld, pr, w);
@@ -715,10 +729,11 @@ SIMCSEPP_LANES void backward_pair(const Attn& a, float* dq, float* dk, float* dv
       round_in_place(dropped, T * Tp);
     } else {  // Pd is P itself: a rounded copy (P may be the caller's probs)
       float* copy = w.take(T * Tp);
-      for (int64_t i = 0; i < T * Tp; ++i) copy[i] = round_bf16(P[i]);
+      for (int64_t i = 0; i < T * Tp; ++i) copy[i] = round_bf16_select(P[i]);
       Pd = copy;
     }
-  } else {
+  }
+  if (!roundCopies) {
     g = vector_rows(dctx + pr.out, H, W, pr, w, &ldg);
     kr = vector_rows(a.k + pr.in, ld, W, pr, w, &ldk);
     qr = vector_rows(a.q + pr.in, ld, W, pr, w, &ldq);
@@ -821,6 +836,7 @@ void attention_forward(float* ctx, float* probs, const float* q, const float* k,
   }
   Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}, relBias, nullptr};
   a.bf16 = attention_takes_bf16(precision, T, HS);
+  a.inputsRounded = a.bf16 && bf16Storage;
   const Kernels& K = kernels();
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) K.forward(a, ctx, probs ? probs + i * T * T : nullptr, i / NH, i % NH);
@@ -842,6 +858,7 @@ void attention_backward(float* dq, float* dk, float* dv, float* dRelBias, const 
   }
   Attn a{q, k, v, mask, {B, T, NH, HS, ld}, {p, seed, offset, keepRows, rowIndex}, relBias, dRelBias};
   a.bf16 = attention_takes_bf16(precision, T, HS);
+  a.inputsRounded = a.bf16 && bf16Storage;
   const Kernels& K = kernels();
   parallel_for(B * NH, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)
