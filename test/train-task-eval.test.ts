@@ -24,6 +24,7 @@ import { scalarsOf } from '../lib/train/tensorboard.js'
 import { selectionSplit } from '../lib/train/task-evaluation.js'
 import { validateCheckpointState } from '../lib/train/checkpoint-state.js'
 import type { EvalInfo } from '../lib/train/events.js'
+import { frontMatterOf } from './helpers/yaml.js'
 import { needsCli, runCli, tempDir, TINY_RUN, WORDS, writeSentences, writeStsFile } from './helpers/train-corpus.js'
 
 const jsonl = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n'
@@ -193,6 +194,19 @@ t.test('the five kinds at each evaluation; classification selects by default; th
   )
   t.match(card, "The model saved is the best of `topics (validation)`'s accuracy.")
   t.match(card, `| ${best.step} (saved) | ${(100 * bestAccuracy).toFixed(2)} |`)
+  // The front matter's model-index: the saved (best) step's numbers, as PyYAML reads them.
+  const meta = frontMatterOf(card) as {
+    'model-index': { results: { task: { type: string }; metrics: { type: string; value: number }[] }[] }[]
+  } | null
+  if (meta) {
+    const results = meta['model-index'][0].results
+    t.same(
+      results.map((r) => r.task.type),
+      ['Classification', 'Clustering', 'binary-classification', 'reranking', 'Summarization'],
+    )
+    t.same(results[0].metrics[0], { type: 'accuracy', value: bestAccuracy, name: 'Accuracy' }, 'model-index: the best step’s accuracy')
+    t.equal(results[3].metrics[0].value, best.reranking![0].map)
+  }
   const svg = readFileSync(join(out, 'run', 'loss_curve.svg'), 'utf8')
   t.match(svg, /topics \(validation\) accuracy/, 'the plot shows the selecting score')
   t.match(svg, /accuracy ×100/)

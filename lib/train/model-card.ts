@@ -4,6 +4,7 @@
 import { basename } from 'node:path'
 import type { DataFingerprint } from '../data/sentences.js'
 import { exampleKind } from '../data/pairs.js'
+import { modelIndexLines } from './model-index.js'
 import { SELECTION_METRIC_NAMES, type Best, type EvalInfo, type StepInfo } from './events.js'
 import { taskScores } from './task-evaluation.js'
 import { hubIdOf } from '../hub/hub-model.js'
@@ -166,6 +167,7 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
     '  - sentence-similarity',
     ...[...new Set(sets.map((d) => `  - ${d.tag}`))],
     ...(dims ? ['  - matryoshka'] : []),
+    ...modelIndexLines(basename(String(args.out ?? 'model')), evals, best),
     '---',
     '',
     `# ${basename(String(args.out ?? 'model'))}`,
