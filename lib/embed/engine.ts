@@ -1,7 +1,7 @@
 // The encoding loop the SentenceEncoder's worker runs: tokenize, order by length, pad per batch,
 // forward, pool, (normalise). It is plain synchronous-per-batch code and knows nothing of threads.
 import { positionOffset } from '../model/config.js'
-import { BertModel, type Pooling } from '../model/bert.js'
+import { BertModel, type BatchInput, type Pooling } from '../model/bert.js'
 import { Tokenizer } from '../tokenizer.js'
 import { addon } from '../native.js'
 import { effectivePrecision, type EncoderPrecision, type EncoderPrecisionRequest } from '../model/precision.js'
@@ -48,6 +48,30 @@ export async function tokenizePacked(tokenizer: Tokenizer, sentences: readonly s
     offsets[i + 1] = o
   }
   return { ids, types, offsets }
+}
+
+/** The batch of the given sentences of `tok`, each padded to T tokens with `padId` (T at least the longest). */
+export function paddedBatch(tok: Tokenized, indices: Int32Array, T: number, padId: number): Required<Omit<BatchInput, 'positionIds'>> {
+  const B = indices.length
+  const inputIds = new Int32Array(B * T).fill(padId)
+  const attentionMask = new Int32Array(B * T)
+  const tokenTypeIds = new Int32Array(B * T)
+  for (let b = 0; b < B; b++) {
+    const i = indices[b],
+      from = tok.offsets[i],
+      to = tok.offsets[i + 1]
+    inputIds.set(tok.ids.subarray(from, to), b * T)
+    tokenTypeIds.set(tok.types.subarray(from, to), b * T)
+    attentionMask.fill(1, b * T, b * T + (to - from))
+  }
+  return { inputIds, attentionMask, tokenTypeIds, shape: [B, T] }
+}
+
+/** The longest of the given sentences of `tok`, in tokens (at least 1). */
+export function longestOf(tok: Tokenized, indices: Int32Array): number {
+  let T = 1
+  for (const i of indices) T = Math.max(T, tok.offsets[i + 1] - tok.offsets[i])
+  return T
 }
 
 export class EmbeddingEngine {
@@ -143,8 +167,7 @@ export class EmbeddingEngine {
    * does not depend on the others in its batch, so the vectors are the same).
    */
   embedBatch(tok: Tokenized, indices: Int32Array, pooling: Pooling, normalize: boolean, skip = 0): Float32Array {
-    let T = 1
-    for (const i of indices) T = Math.max(T, tok.offsets[i + 1] - tok.offsets[i])
+    const T = longestOf(tok, indices)
     const bytes = (m: number) => passFloats(this.model.config, m, T, false) * 4
     if (indices.length > 1 && bytes(indices.length) > this.passBudget) {
       const pass = largestPassWithin(bytes, indices.length, this.passBudget)
@@ -162,17 +185,7 @@ export class EmbeddingEngine {
    */
   private embedPass(tok: Tokenized, indices: Int32Array, T: number, pooling: Pooling, normalize: boolean, skip = 0): Float32Array {
     const B = indices.length
-    const inputIds = new Int32Array(B * T).fill(this.tokenizer.padTokenId)
-    const attentionMask = new Int32Array(B * T)
-    const tokenTypeIds = new Int32Array(B * T)
-    for (let b = 0; b < B; b++) {
-      const i = indices[b],
-        from = tok.offsets[i],
-        to = tok.offsets[i + 1]
-      inputIds.set(tok.ids.subarray(from, to), b * T)
-      tokenTypeIds.set(tok.types.subarray(from, to), b * T)
-      attentionMask.fill(1, b * T, b * T + (to - from))
-    }
+    const { inputIds, attentionMask, tokenTypeIds } = paddedBatch(tok, indices, T, this.tokenizer.padTokenId)
     let poolMask: Int32Array | undefined
     if (skip > 0 && pooling === 'mean') {
       poolMask = attentionMask.slice()

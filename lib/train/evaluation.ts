@@ -10,6 +10,7 @@ import { evaluateSts, readStsFile, type EmbedFn, type StsPair } from '../eval/st
 import { readBeirDataset, type RetrievalDataset } from '../eval/beir.js'
 import { evaluateRetrieval } from '../eval/retrieval.js'
 import { memoEmbed } from '../embed/memo-embed.js'
+import { EmbeddingEngine, longestOf, paddedBatch, tokenizePacked } from '../embed/engine.js'
 import { existsSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { SELECTION_METRIC_NAMES, SELECTION_METRICS, type Best, type EvalInfo, type RetrievalEval, type SelectionMetric } from './events.js'
@@ -65,17 +66,21 @@ const KIND_METRIC: Record<SelectBy, SelectionMetric> = {
   mean: 'mean',
 }
 
-/** Sentence vectors of the model as it is now (eval mode, no dropout), 128 sentences per pass. */
+/**
+ * Sentence vectors of the model as it is now (eval mode, no dropout), 128 sentences per pass, longest first as
+ * SentenceEncoder batches them (each pass padded to its longest sentence: far less padding than in input order, and
+ * a sentence's vector does not depend on the others in its pass, but for float32 rounding).
+ */
 export function modelEmbedder(model: BertModel, tokenizer: Tokenizer, maxLen: number, pooling: 'cls' | 'mean'): EmbedFn {
   return async (sentences: string[]) => {
-    const vecs: Float32Array[] = []
-    for (let i = 0; i < sentences.length; i += 128) {
-      const enc = await tokenizer.encodeBatch(sentences.slice(i, i + 128), { maxLength: maxLen })
-      const z = model.embed(enc, pooling)
+    const tok = await tokenizePacked(tokenizer, sentences, maxLen)
+    const vecs: Float32Array[] = new Array<Float32Array>(sentences.length)
+    for (const indices of EmbeddingEngine.batches(tok, 128, true)) {
+      const z = model.embed(paddedBatch(tok, indices, longestOf(tok, indices), tokenizer.padTokenId), pooling)
       const flat = z.toFloat32Array()
       z.dispose()
       const h = z.shape[1] // the model's embeddingDim: its Dense modules' output where it has them
-      for (let r = 0; r < enc.shape[0]; r++) vecs.push(flat.slice(r * h, (r + 1) * h))
+      indices.forEach((i, r) => (vecs[i] = flat.slice(r * h, (r + 1) * h)))
     }
     return vecs
   }
