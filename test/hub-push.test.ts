@@ -56,6 +56,8 @@ interface StandIn {
   partStatus?: number
   /** The batch API refuses the object of this sha256. */
   refuseOid?: string
+  /** Branch deletions answer 500. */
+  refuseBranchDelete?: boolean
   /** The samples preupload received, by path (checked against what is committed). */
   samples: Map<string, string>
   close(): Promise<void>
@@ -177,6 +179,15 @@ async function standIn(): Promise<StandIn> {
       if (typeof JSON.parse(data.toString() || 'null') !== 'object') return void res.writeHead(400).end('a JSON object')
       if (m[2] === 'main' || repo.branches.has(m[2])) return void res.writeHead(409).end('Reference already exists')
       repo.branches.set(m[2], [...repo.commits])
+      return void res.writeHead(200).end()
+    }
+    // A branch deleted (huggingface_hub's delete_branch); main cannot be.
+    if ((m = /^\/api\/models\/([^/]+\/[^/]+)\/branch\/(.+)$/.exec(path)) && req.method === 'DELETE') {
+      const repo = hub.repos!.get(m[1])
+      if (!repo || !repo.branches.has(m[2])) return void res.writeHead(404).end('Reference not found')
+      if (!mayWrite()) return void res.writeHead(token === READ ? 403 : 401).end()
+      if (hub.refuseBranchDelete) return void res.writeHead(500).end('Internal Error')
+      repo.branches.delete(m[2])
       return void res.writeHead(200).end()
     }
     if ((m = /^\/([^/]+\/[^/]+)\.git\/info\/lfs\/objects\/batch$/.exec(path)) && req.method === 'POST') {
@@ -452,6 +463,41 @@ t.test('storage failures: named with the file; the next push completes', async (
   const r = await pushToHub(dir, 'me/fresh', { env })
   t.ok(hub.repos.get('me/fresh')!.commits[0].files.get('model.safetensors')?.bytes.equals(fresh), 'pushed whole')
   t.equal(r.files.length, published.size)
+})
+
+t.test('a push to a new branch that fails before its commit deletes the branch it made', async (t) => {
+  const dir = join(work, 'branch-fail')
+  cpSync(modelDir, dir, { recursive: true })
+  const bytes = Buffer.concat([weights, Buffer.from('a branch model')])
+  writeFileSync(join(dir, 'model.safetensors'), bytes)
+  await pushToHub(dir, 'me/branchy', { env }) // main, so that the repository exists
+  const repo = hub.repos.get('me/branchy')!
+  writeFileSync(join(dir, 'model.safetensors'), Buffer.concat([bytes, Buffer.from('v2')]))
+  hub.partStatus = 503
+  try {
+    await t.rejects(pushToHub(dir, 'me/branchy', { env, revision: 'exp' }), /model.safetensors: uploading bytes 0-\d+ failed \(HTTP 503\)/)
+    t.notOk(repo.branches.has('exp'), 'the branch it made is gone')
+    t.ok(
+      hub.requests.some((q) => q.method === 'DELETE' && q.path === '/api/models/me/branchy/branch/exp'),
+      'deleted as huggingface_hub does',
+    )
+    // A branch that existed before the push is left as it is.
+    repo.branches.set('kept', [...repo.commits])
+    await t.rejects(pushToHub(dir, 'me/branchy', { env, revision: 'kept' }), /HTTP 503/)
+    t.equal(repo.branches.get('kept')!.length, 1, 'not deleted: this push did not make it')
+    // Where the deletion fails too, the push's error says the branch was left.
+    hub.refuseBranchDelete = true
+    await t.rejects(
+      pushToHub(dir, 'me/branchy', { env, revision: 'exp2' }),
+      /HTTP 503.*\(the branch 'exp2' made for this push was left: push: me\/branchy: deleting the branch 'exp2': HTTP 500/,
+    )
+  } finally {
+    hub.partStatus = undefined
+    hub.refuseBranchDelete = undefined
+  }
+  // The next push makes the branch again and commits to it.
+  await pushToHub(dir, 'me/branchy', { env, revision: 'exp' })
+  t.equal(repo.branches.get('exp')!.length, 2, "main's commit, then this one")
 })
 
 t.test('files the repository ignores are not committed', async (t) => {

@@ -2,7 +2,9 @@
 // HTTP protocol, without git):
 //   1. POST {endpoint}/api/repos/create {name, organization[, visibility: 'private']}   (409: it exists, fine)
 //      and, for a branch other than main, POST {endpoint}/api/models/{id}/branch/{branch} {} (from main's head; 409: it
-//      exists, fine), as `huggingface-cli upload --revision` does (a pull request's refs/pr/N is not created)
+//      exists, fine), as `huggingface-cli upload --revision` does (a pull request's refs/pr/N is not created); a branch
+//      made here is deleted again (DELETE, as huggingface_hub's delete_branch) when the files' upload fails before the
+//      commit is sent, so that such a failed push leaves no empty branch behind
 //   2. POST {endpoint}/api/models/{id}/preupload/{revision} {files: [{path, size, sample}]}: each file's mode,
 //      'regular' (sent inside the commit, base64) or 'lfs' (large and binary files), and whether the repo ignores it
 //   3. LFS files: POST {endpoint}/{id}.git/info/lfs/objects/batch (the git-lfs batch API, sha256 oids): for each
@@ -99,10 +101,17 @@ export async function pushToHub(dir: string, repoId: string, options: PushOption
 
   await createRepo(endpoint, repoId, options.private ?? false, auth)
   const rev = encodeURIComponent(revision)
-  if (revision !== 'main' && !/^refs\/pr\/\d+$/.test(revision)) await createBranch(endpoint, repoId, rev, auth)
-  const kept = await uploadModes(endpoint, repoId, rev, files, auth)
-  const lfs = kept.filter((f) => f.lfs)
-  const uploadedBytes = lfs.length > 0 ? await uploadLfs(endpoint, repoId, revision, lfs, auth, options) : 0
+  const made = revision !== 'main' && !/^refs\/pr\/\d+$/.test(revision) && (await createBranch(endpoint, repoId, rev, auth))
+  let kept: LocalFile[], uploadedBytes: number
+  try {
+    kept = await uploadModes(endpoint, repoId, rev, files, auth)
+    const lfs = kept.filter((f) => f.lfs)
+    uploadedBytes = lfs.length > 0 ? await uploadLfs(endpoint, repoId, revision, lfs, auth, options) : 0
+  } catch (e) {
+    // (Only before the commit is sent: once it is, a failure may still have committed to the branch.)
+    if (made) await deleteBranch(endpoint, repoId, rev, auth, e as Error)
+    throw e
+  }
 
   const lines: object[] = [
     { key: 'header', value: { summary: options.message ?? 'Upload model with simcsepp', description: options.description ?? '' } },
@@ -210,15 +219,34 @@ async function createRepo(endpoint: string, repoId: string, isPrivate: boolean, 
   )
 }
 
-/** Creates the branch `rev` (URL-encoded) from main's head; one that exists already is kept as it is. */
-async function createBranch(endpoint: string, repoId: string, rev: string, auth: Record<string, string>) {
-  await call(
+/**
+ * Creates the branch `rev` (URL-encoded) from main's head; one that exists already is kept as it is. Whether this call
+ * made it.
+ */
+async function createBranch(endpoint: string, repoId: string, rev: string, auth: Record<string, string>): Promise<boolean> {
+  const res = await call(
     `${endpoint}/api/models/${repoId}/branch/${rev}`,
     `creating the branch '${decodeURIComponent(rev)}'`,
     repoId,
     { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{}' },
     (s) => (s >= 200 && s < 300) || s === 409,
   )
+  return res.status !== 409
+}
+
+/**
+ * Deletes the branch `rev` this push made, after `failure` ended the push; where that fails too, `failure`'s message
+ * says the branch was left (the push's own error stays the one thrown).
+ */
+async function deleteBranch(endpoint: string, repoId: string, rev: string, auth: Record<string, string>, failure: Error) {
+  try {
+    await call(`${endpoint}/api/models/${repoId}/branch/${rev}`, `deleting the branch '${decodeURIComponent(rev)}'`, repoId, {
+      method: 'DELETE',
+      headers: auth,
+    })
+  } catch (e) {
+    failure.message += ` (the branch '${decodeURIComponent(rev)}' made for this push was left: ${(e as Error).message})`
+  }
 }
 
 /** Sets each file's `lfs` from the Hub's preupload answer; returns the files the repository does not ignore. */
