@@ -2,7 +2,7 @@
 // sentence-transformers' terms, read back by PyYAML (as the Hub's tooling reads front matter) to the same numbers.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { modelIndexLines, modelIndexResults } from '../lib/train/model-index.js'
+import { modelIndexLines, modelIndexResults, yamlNumber } from '../lib/train/model-index.js'
 import { modelCard } from '../lib/train/model-card.js'
 import type { EvalInfo } from '../lib/train/events.js'
 import { frontMatterOf, needsPyYaml } from './helpers/yaml.js'
@@ -145,6 +145,14 @@ t.test('the front matter: the best evaluation’s numbers as PyYAML reads them; 
     index.results.some((r) => r.metrics.some((m) => m.type === 'manhattan_ap')),
     'the NaN AP left out',
   )
+  // Values JavaScript writes with an exponent and no point are still floats to PyYAML.
+  const tiny = evaluation(10)
+  tiny.clustering![0].vMeasure = 5e-7
+  tiny.reranking![0].map = 1e-7
+  const read = frontMatterOf(`---\n${modelIndexLines('m', [tiny], null).join('\n')}\n---\n`) as typeof meta
+  const valueOf = (type: string) => read['model-index'][0].results.flatMap((r) => r.metrics).find((m) => m.type === type)!.value
+  t.same([valueOf('v_measure'), valueOf('cosine_map')], [5e-7, 1e-7], 'exponents read as numbers')
+  t.same([1e-7, 2.5e-8, 1e21, 0.5, 1].map(yamlNumber), ['1.0e-7', '2.5e-8', '1.0e+21', '0.5', '1'])
   t.same(meta.metrics.slice(0, 3), ['pearson_cosine', 'spearman_cosine', 'cosine_ndcg@10'], 'metrics: each type once, in order')
   t.equal(new Set(meta.metrics).size, meta.metrics.length)
 

@@ -45,6 +45,15 @@ const dataset = (name: string, split?: string, config?: string): Result['dataset
   ...(config ? { config } : {}),
 })
 
+/**
+ * A number as YAML 1.1 (PyYAML, which huggingface_hub reads metadata with) reads it as a float: JavaScript writes
+ * 1e-7 without a point, which YAML 1.1 takes for a string.
+ */
+export const yamlNumber = (v: number) => {
+  const s = String(v)
+  return s.includes('e') && !s.includes('.') ? s.replace('e', '.0e') : s
+}
+
 /** The results of evaluation `e`, in sentence-transformers' model-index terms. */
 export function modelIndexResults(e: EvalInfo): Result[] {
   const sts = { type: 'semantic-similarity', name: 'Semantic Similarity' }
@@ -124,7 +133,7 @@ export function modelIndexLines(name: string, evals: EvalInfo[], best: Best): st
       '    dataset:',
       ...Object.entries(r.dataset).map(([k, v]) => `      ${k}: ${q(v)}`),
       '    metrics:',
-      ...r.metrics.flatMap((m) => [`    - type: ${q(m.type)}`, `      value: ${m.value}`, `      name: ${q(m.name)}`]),
+      ...r.metrics.flatMap((m) => [`    - type: ${q(m.type)}`, `      value: ${yamlNumber(m.value)}`, `      name: ${q(m.name)}`]),
     ]),
   ]
 }
