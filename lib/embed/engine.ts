@@ -164,7 +164,7 @@ export class EmbeddingEngine {
   /**
    * Vectors [indices.length, H] of the given sentences, padded to the longest of them. A batch whose
    * activations exceed passBudget runs in passes of the most sentences that fit (each sentence's vector
-   * does not depend on the others in its batch, so the vectors are the same).
+   * does not depend on the others in its batch but for float32 rounding: ~1e-6 apart).
    */
   embedBatch(tok: Tokenized, indices: Int32Array, pooling: Pooling, normalize: boolean, skip = 0): Float32Array {
     const T = longestOf(tok, indices)
