@@ -31,6 +31,10 @@ import {
 import { encodeProgressBar } from './encode-output.js'
 import { encoderFlags, loadEncoder } from './encode-command.js'
 import { DEFAULT_RESCORE } from '../embed/binary-index.js'
+import { isHubModelId } from '../hub/hub-model.js'
+import { checkModelCard, updateModelIndex } from '../train/model-index-update.js'
+import type { Result } from '../train/model-index.js'
+import { cardUpdateLine, evalCardResults, hubSources } from './eval-card.js'
 
 /** simcsepp eval --model DIR [--sts FILE...] [--retrieval DIR...] [--json] */
 export async function evalCommand(argv: string[]): Promise<void> {
@@ -57,15 +61,24 @@ export async function evalCommand(argv: string[]): Promise<void> {
       'matryoshka-dims': { type: 'string' },
       binary: { type: 'boolean', default: false },
       rescore: { type: 'string' },
+      'update-card': { type: 'boolean', default: false },
     },
   })
   // (hf://datasets/... paths: the dataset's files, downloaded into the Hugging Face cache where missing)
-  values.sts = await resolveDataFlags(values.sts)
-  values.retrieval = await resolveDataFlags(values.retrieval)
-  values.translation = await resolveDataFlags(values.translation)
+  // (each hf:// path kept beside its local path: the card names a Hub dataset's results by its id)
+  const [refs, local]: string[][] = [[], []]
+  const resolve = async (given: string[] | undefined) => {
+    const paths = await resolveDataFlags(given)
+    refs.push(...(given ?? []))
+    local.push(...(paths ?? []))
+    return paths
+  }
+  values.sts = await resolve(values.sts)
+  values.retrieval = await resolve(values.retrieval)
+  values.translation = await resolve(values.translation)
   for (const flag of ['classification', 'clustering', 'pair-classification', 'reranking', 'summarization'] as const)
-    values[flag] = await resolveDataFlags(values[flag])
-  positionals.splice(0, positionals.length, ...(await resolveDataFlags(positionals))!)
+    values[flag] = await resolve(values[flag])
+  positionals.splice(0, positionals.length, ...(await resolve(positionals))!)
   if (values.model && values.onnx) throw new UsageError('eval: give --model DIR or --onnx FILE, not both')
   if (!values.model && !values.onnx) throw new UsageError('eval: --model DIR (or --onnx FILE) is required')
   const files = [...(values.sts ?? []), ...positionals]
@@ -111,6 +124,21 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const searches = values.binary ? [undefined, { rescore: 0 }, { rescore: m }, { rescore: m, byVectors: true }] : [undefined]
   const dims = numList('matryoshka-dims', values['matryoshka-dims'], { int: true, min: 1 })
   if (dims && values['truncate-dim'] !== undefined) throw new UsageError('eval: give --truncate-dim or --matryoshka-dims, not both')
+  const card = values['update-card'] ? values.model : undefined
+  if (values['update-card']) {
+    if (!card) throw new UsageError("eval: --update-card writes into the model folder's README.md: give --model DIR, not --onnx")
+    if (isHubModelId(card))
+      throw new UsageError(`eval: --update-card writes into a model folder of yours: ${card} names a Hub model (its cached copy is not)`)
+    // (the card records the model's scores: not those of another pooling)
+    for (const flag of ['pooling', 'normalize'] as const)
+      if (values[flag] !== undefined) throw new UsageError(`eval: --update-card records the model as it is: drop --${flag}`)
+    await checkModelCard(card) // (before the evaluation: a card that cannot be updated is said at once)
+  }
+  // The card's results: the sets' names, and a size's (vectors cut to fewer values than the model gives) in each name.
+  const cardResults: Result[] = []
+  const naming = { source: hubSources(refs, local) }
+  const addToCard = (r: Parameters<typeof evalCardResults>[0], dim: number | undefined, full: number) =>
+    cardResults.push(...evalCardResults(r, values.split, { ...naming, ...(dim && dim < full ? { suffix: ` (${dim} dims)` } : {}) }))
   const enc = values.onnx ? await loadOnnxEncoder(values.onnx, values) : await loadEncoder(values)
   try {
     // Prefixes: the flags, else those of the model's encodeQuery and encodeDocument (its 'query' and 'document',
@@ -219,15 +247,19 @@ export async function evalCommand(argv: string[]): Promise<void> {
         return typeMemos.get(type)!
       }
       const sizes = []
-      for (const [k, dim] of dims.entries())
+      for (const [k, dim] of dims.entries()) {
         sizes.push({ dim, ...(await evaluate(memo.cut(dim), memoPlain.cut(dim), k === 0, (type) => typedMemo(type).cut(dim))) })
+        if (card) addToCard(sizes[k], dim, (enc as SentenceEncoder).dimension)
+      }
       if (values.json)
         process.stdout.write(JSON.stringify({ matryoshka: sizes.map((r) => ({ dim: r.dim, ...jsonOf(r) })) }, null, 2) + '\n')
       else process.stdout.write(matryoshkaTable(sizes.map((r) => ({ ...r, tasks: taskMainScores(r) }))) + '\n')
       warnUnknown(sizes[0].retrieval)
+      if (card) await writeCard(card, cardResults)
       return
     }
     const result = await evaluate(sentences, plain, true)
+    if (card) addToCard(result, num('truncate-dim', values['truncate-dim'], { int: true, min: 1 }), (enc as SentenceEncoder).dimension)
     if (values.json) process.stdout.write(JSON.stringify(jsonOf(result), null, 2) + '\n')
     else {
       const tables = [
@@ -244,9 +276,19 @@ export async function evalCommand(argv: string[]): Promise<void> {
       process.stdout.write(tables.join('\n\n') + '\n')
       warnUnknown(result.retrieval)
     }
+    if (card) await writeCard(card, cardResults)
   } finally {
     await enc.close()
   }
+}
+
+/** --update-card: the results into the model folder's card, and what was written said on stderr. */
+async function writeCard(dir: string, results: Result[]): Promise<void> {
+  if (!results.length) {
+    process.stderr.write(`simcsepp: no score to write into ${dir}'s card (every measure was NaN): not changed\n`)
+    return
+  }
+  process.stderr.write(cardUpdateLine(await updateModelIndex(dir, results)))
 }
 
 /** MTEB's names of the symmetric task types, which a model's prompts may be keyed by. */

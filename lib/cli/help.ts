@@ -50,6 +50,11 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
               mrr } at 1, 3, 5, 10, 100 }; with --translation, a "translation" array of { file, pairs,
               sourceToTarget, targetToSource, accuracy, f1, precision }; "classification", "clustering",
               "pairClassification", "reranking" and "summarization" arrays likewise, scores as fractions)
+              --update-card: the scores also into the model folder's README.md as model-index metadata (the
+              Hub's evaluation results, in sentence-transformers' terms), merged with the card's: a set scored
+              again replaces its result (same task, dataset, split, config); a Hub dataset (hf://datasets/ID/...)
+              typed by its ID; a --matryoshka-dims size below the model's as "NAME (256 dims)"; the card's
+              other metadata and its text unchanged (no README.md: one is made)
   Matryoshka  --matryoshka-dims 768,256,64: every measure with the vectors cut to each size (encoded once);
               a table of a row per size (--json: { matryoshka: [{ dim, ... }] })
   Binary      --binary: each retrieval set ranked four ways: exact, by the Hamming distance of the vectors'

@@ -84,6 +84,12 @@ export async function resolveModel(ref: string, options: HubOptions = {}): Promi
 
 const HF_DATASET_PATH = /^hf:\/\/datasets\/([A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*)(?:@([^/]+))?(?:\/(.*))?$/
 
+/** The Hub dataset an hf://datasets/ path names: its id and the path in it ('' for the whole dataset); else null. */
+export function hubDatasetOf(ref: string): { id: string; path: string } | null {
+  const m = HF_DATASET_PATH.exec(ref)
+  return m ? { id: m[1], path: (m[3] ?? '').replace(/\/+$/, '') } : null
+}
+
 /**
  * The local path of `ref` where it names a Hub dataset's files, `hf://datasets/ORG/NAME[@REVISION]/PATH` (the form
  * huggingface_hub's file system, pandas and polars read; a revision with slashes URL-encoded, refs%2Fpr%2F1): PATH,

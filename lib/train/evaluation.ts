@@ -8,7 +8,7 @@ import type { BertModel } from '../model/bert.js'
 import type { Tokenizer } from '../tokenizer.js'
 import { evaluateSts, readStsFile, type EmbedFn, type StsPair } from '../eval/sts.js'
 import { readBeirDataset, type RetrievalDataset } from '../eval/beir.js'
-import { evaluateRetrieval } from '../eval/retrieval.js'
+import { evaluateRetrieval, type RetrievalResult } from '../eval/retrieval.js'
 import { memoEmbed } from '../embed/memo-embed.js'
 import { EmbeddingEngine, longestOf, paddedBatch, tokenizePacked } from '../embed/engine.js'
 import { existsSync } from 'node:fs'
@@ -183,15 +183,7 @@ export class Evaluator {
         queryPrefix: prefixes.queryPrefix,
         documentPrefix: prefixes.documentPrefix,
       })
-      retrieval.push({
-        dataset: r.dataset,
-        split: r.split,
-        queries: r.queries,
-        documents: r.documents,
-        ndcgAt10: r.ndcgAt10,
-        mrrAt10: r.scores.mrr[10],
-        recallAt100: r.scores.recall[100],
-      })
+      retrieval.push(retrievalEval(r))
     }
     const tasks = await scoreTasks(this.tasks, {
       typed: (type) => (prefixes.typePrefixes?.[type] !== undefined ? prefixed(prefixes.typePrefixes[type]) : sentences),
@@ -239,3 +231,14 @@ export class Evaluator {
     return { set: `${all.length} set${all.length > 1 ? 's' : ''}`, metric: 'mean', score: all.reduce((a, b) => a + b, 0) / all.length }
   }
 }
+
+/** What an evaluation records of a retrieval set's result: its headline measures (the full table is `simcsepp eval`'s). */
+export const retrievalEval = (r: RetrievalResult): RetrievalEval => ({
+  dataset: r.dataset,
+  split: r.split,
+  queries: r.queries,
+  documents: r.documents,
+  ndcgAt10: r.ndcgAt10,
+  mrrAt10: r.scores.mrr[10],
+  recallAt100: r.scores.recall[100],
+})
