@@ -35,6 +35,7 @@ import { isHubModelId } from '../hub/hub-model.js'
 import { checkModelCard, updateModelIndex } from '../train/model-index-update.js'
 import type { Result } from '../train/model-index.js'
 import { cardUpdateLine, evalCardResults, hubSources } from './eval-card.js'
+import { mainScoreMeans, mainScoresByType, meansColumns, meansTable } from './mean-scores.js'
 
 /** simcsepp eval --model DIR [--sts FILE...] [--retrieval DIR...] [--json] */
 export async function evalCommand(argv: string[]): Promise<void> {
@@ -229,13 +230,23 @@ export async function evalCommand(argv: string[]): Promise<void> {
         })
       return { sts, retrieval, translation, ...tasks }
     }
-    const jsonOf = ({ sts, retrieval, translation, ...tasks }: Awaited<ReturnType<typeof evaluate>>) => {
+    // MTEB's means of the main scores, where two datasets or more were scored.
+    const meansOf = (r: Awaited<ReturnType<typeof evaluate>>) => mainScoreMeans(mainScoresByType(r))
+    const jsonOf = (r: Awaited<ReturnType<typeof evaluate>>) => {
+      const { sts, retrieval, translation, ...tasks } = r
+      const mean = meansOf(r)
       const stsOut = sts && {
         ...sts,
         results: sts.results.map(({ file, pairs, spearman, ...added }) => ({ file, pairs, spearman, ...added })),
       }
       const present = Object.fromEntries(Object.entries(tasks).filter(([, r]) => r.length))
-      return { ...stsOut, ...(folders.length ? { retrieval } : {}), ...(parallel.length ? { translation } : {}), ...present }
+      return {
+        ...stsOut,
+        ...(folders.length ? { retrieval } : {}),
+        ...(parallel.length ? { translation } : {}),
+        ...present,
+        ...(mean ? { mean } : {}),
+      }
     }
     if (dims) {
       // A Matryoshka model at each size: the texts encoded once, their vectors cut to each.
@@ -253,7 +264,10 @@ export async function evalCommand(argv: string[]): Promise<void> {
       }
       if (values.json)
         process.stdout.write(JSON.stringify({ matryoshka: sizes.map((r) => ({ dim: r.dim, ...jsonOf(r) })) }, null, 2) + '\n')
-      else process.stdout.write(matryoshkaTable(sizes.map((r) => ({ ...r, tasks: taskMainScores(r) }))) + '\n')
+      else
+        process.stdout.write(
+          matryoshkaTable(sizes.map((r) => ({ ...r, tasks: [...taskMainScores(r), ...meansColumns(meansOf(r))] }))) + '\n',
+        )
       warnUnknown(sizes[0].retrieval)
       if (card) await writeCard(card, cardResults)
       return
@@ -272,6 +286,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
         ...(result.reranking.length ? [rerankingTable(result.reranking)] : []),
         ...(result.summarization.length ? [summarizationTable(result.summarization)] : []),
         ...[subsetMeansTable(result) ?? []].flat(),
+        ...[meansOf(result) ?? []].flat().map(meansTable),
       ]
       process.stdout.write(tables.join('\n\n') + '\n')
       warnUnknown(result.retrieval)

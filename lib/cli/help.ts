@@ -49,7 +49,9 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
               of { dataset, split, queries, documents, ndcgAt10, scores: { ndcg, map, recall, precision,
               mrr } at 1, 3, 5, 10, 100 }; with --translation, a "translation" array of { file, pairs,
               sourceToTarget, targetToSource, accuracy, f1, precision }; "classification", "clustering",
-              "pairClassification", "reranking" and "summarization" arrays likewise, scores as fractions)
+              "pairClassification", "reranking" and "summarization" arrays likewise, scores as fractions;
+              with two datasets or more, "mean": { datasets, mean, taskTypes, meanByTaskType }: MTEB's Mean
+              (Task) and Mean (TaskType) of their main scores, also the last table and Matryoshka's last columns)
               --update-card: the scores also into the model folder's README.md as model-index metadata (the
               Hub's evaluation results, in sentence-transformers' terms), merged with the card's: a set scored
               again replaces its result (same task, dataset, split, config); a Hub dataset (hf://datasets/ID/...)

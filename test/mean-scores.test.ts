@@ -1,0 +1,67 @@
+// MTEB's means over one `simcsepp eval` (lib/cli/mean-scores.ts): each dataset's main score as MTEB takes it, a
+// multilingual dataset once, the exact search's retrieval scores only; Mean (Task) over datasets, Mean (TaskType)
+// over each type's mean.
+import t from 'tap'
+import { mainScoreMeans, mainScoresByType, meansColumns, meansTable } from '../lib/cli/mean-scores.js'
+import type { EvalCommandResults } from '../lib/cli/eval-card.js'
+
+const none: EvalCommandResults = {
+  sts: null,
+  retrieval: [],
+  translation: [],
+  classification: [],
+  clustering: [],
+  pairClassification: [],
+  reranking: [],
+  summarization: [],
+}
+const classification = (dataset: string, accuracy: number, subset?: string) =>
+  ({ dataset, accuracy, ...(subset ? { subset } : {}) }) as EvalCommandResults['classification'][number]
+
+t.test('main scores by task type, and their two means', async (t) => {
+  const r = {
+    ...none,
+    sts: {
+      results: [
+        { file: '/d/a.tsv', pairs: 9, spearman: 80, pearson: 70 },
+        { file: '/d/b.tsv', pairs: 9, spearman: 60, pearson: 50 },
+      ],
+      average: 70,
+      averagePearson: 60,
+    },
+    retrieval: [
+      { search: 'exact', ndcgAt10: 0.5 },
+      { search: 'binary', ndcgAt10: 0.1 },
+    ] as EvalCommandResults['retrieval'],
+    translation: [{ f1: 0.9, accuracy: 0.2 }] as EvalCommandResults['translation'],
+    classification: [classification('/m/massive', 0.4, 'de'), classification('/m/massive', 0.8, 'en'), classification('/c/topics', 0.3)],
+  }
+  const byType = mainScoresByType(r)
+  t.same(byType, { STS: [0.8, 0.6], Retrieval: [0.5], BitextMining: [0.9], Classification: [(0.4 + 0.8) / 2, 0.3] })
+  const m = mainScoreMeans(byType)!
+  const task = (0.8 + 0.6 + 0.5 + 0.9 + 0.6 + 0.3) / 6
+  const taskType = (0.7 + 0.5 + 0.9 + 0.45) / 4
+  t.equal(m.datasets, 6)
+  t.equal(m.taskTypes, 4)
+  t.ok(Math.abs(m.mean - task) < 1e-15, `Mean (Task) ${m.mean}`)
+  t.ok(Math.abs(m.meanByTaskType - taskType) < 1e-15, `Mean (TaskType) ${m.meanByTaskType}`)
+  t.not(m.mean.toFixed(4), m.meanByTaskType.toFixed(4), 'the two differ where types hold different numbers of datasets')
+  t.same(
+    meansTable(m).split('\n').slice(2),
+    [`Mean (Task)          6 datasets    ${(100 * task).toFixed(2)}`, `Mean (TaskType)      4 task types  ${(100 * taskType).toFixed(2)}`],
+    'the table’s rows',
+  )
+  t.same(
+    meansColumns(m).map((c) => c.name),
+    ['Mean (Task)', 'Mean (TaskType)'],
+  )
+})
+
+t.test('no means of fewer than two datasets', async (t) => {
+  t.equal(mainScoreMeans(mainScoresByType(none)), null)
+  t.equal(mainScoreMeans(mainScoresByType({ ...none, classification: [classification('/c/x', 0.5)] })), null)
+  // A multilingual dataset is one dataset, however many subsets.
+  const subsets = { ...none, classification: [classification('/m/x', 0.5, 'de'), classification('/m/x', 0.7, 'en')] }
+  t.equal(mainScoreMeans(mainScoresByType(subsets)), null)
+  t.same(meansColumns(null), [])
+})
