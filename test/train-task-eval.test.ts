@@ -378,4 +378,27 @@ t.test('selectBy mean: the mean of every set’s main score (STS / 100, a multil
     train({ ...TINY_RUN, data, out: join(dir, 'none'), selectBy: 'mean' }),
     /selectBy mean needs evaluation sets \(evalFiles, /,
   )
+
+  // mean-type: each kind's mean, then their mean (MTEB's Mean (TaskType)): STS, classification (two datasets), clustering.
+  const byType: EvalInfo[] = []
+  const typed = await train(
+    { ...run, out: join(dir, 'by-type'), steps: 1, selectBy: 'mean-type', tensorboard: true },
+    { onEval: (e) => void byType.push(e) },
+  )
+  t.equal(byType.length, 2)
+  for (const e of byType) {
+    const c = e.classification!
+    const want = (e.results[0].spearman / 100 + ((c[0].accuracy + c[1].accuracy) / 2 + c[2].accuracy) / 2 + e.clustering![0].vMeasure) / 3
+    t.match(e.selection, { set: '4 sets, 3 kinds', metric: 'meanByType' })
+    t.ok(Math.abs(e.selection!.score - want) < 1e-12, `step ${e.step}: ${e.selection!.score} is the mean of the kinds' means ${want}`)
+    t.equal(Object.fromEntries(scalarsOf(e))['eval/mean_main_score_by_task_type'], e.selection!.score, 'TensorBoard')
+  }
+  const typedBest = byType.filter((e) => e.best).at(-1)!
+  t.same(typed.best, { step: typedBest.step, meanByType: typedBest.selection!.score })
+  t.match(
+    readFileSync(join(dir, 'by-type', 'README.md'), 'utf8'),
+    'The model saved is the best of the mean main score by task type over its 4 sets, 3 kinds.',
+  )
+  t.match(readFileSync(join(dir, 'by-type', 'run', 'loss_curve.svg'), 'utf8'), /mean main score by task type \(4 sets, 3 kinds\)/)
+  await t.rejects(train({ ...TINY_RUN, data, out: join(dir, 'none'), selectBy: 'mean-type' }), /selectBy mean-type needs evaluation sets/)
 })

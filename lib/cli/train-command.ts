@@ -69,8 +69,9 @@ export const trainUsage = `simcsepp train [options]
               test split): MTEB's main scores (accuracy, V-measure, AP, MAP, cosine Spearman), as
               simcsepp eval computes them
               --select-by sts|retrieval|classification|clustering|pair-classification|reranking|
-              summarization|mean: the kind whose first set selects the best model, or mean: the mean
-              of every set's main score (default: the first kind given, in that order)
+              summarization|mean|mean-type: the kind whose first set selects the best model, or mean: the
+              mean of every set's main score (MTEB's Mean (Task)), or mean-type: of each kind's mean (Mean
+              (TaskType)) (default: the first kind given, in that order)
               --early-stopping N: end the run after N evaluations in a row without a new best (0: off)
   Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR | --overwrite (start over in DIR)
               --tensorboard: also the log as a TensorBoard event file (tensorboard --logdir DIR/run/tensorboard)

@@ -4,6 +4,7 @@
 import { basename } from 'node:path'
 import { bestScore, formatScore } from '../train/evaluation.js'
 import { taskScores } from '../train/task-evaluation.js'
+import { SELECTION_METRIC_NAMES } from '../train/events.js'
 import type { EvalInfo, StepInfo, TrainHooks, TrainResult } from '../train/train.js'
 import { ProgressBar } from './progress.js'
 import { sparkline } from './sparkline.js'
@@ -79,7 +80,9 @@ export class TrainingDisplay {
       ...(files ? [`STS Spearman ${files}`] : []),
       ...(sets ? [`nDCG@10 ${sets}`] : []),
       ...taskScores(e).map((r) => `${r.set} ${r.measure} ${(100 * r.score).toFixed(2)}`),
-      ...(e.selection?.metric === 'mean' ? [`mean main score (${e.selection.set}) ${(100 * e.selection.score).toFixed(2)}`] : []),
+      ...(e.selection?.metric === 'mean' || e.selection?.metric === 'meanByType'
+        ? [`${SELECTION_METRIC_NAMES[e.selection.metric]} (${e.selection.set}) ${(100 * e.selection.score).toFixed(2)}`]
+        : []),
     ]
     this.say(`step ${e.step}: ${parts.join('; ')}${e.best ? '  (best so far: model saved)' : ''}`)
     if (e.dimSpearman)

@@ -64,6 +64,7 @@ const KIND_METRIC: Record<SelectBy, SelectionMetric> = {
   reranking: MAIN_SCORE.reranking,
   summarization: MAIN_SCORE.summarization,
   mean: 'mean',
+  'mean-type': 'meanByType',
 }
 
 /**
@@ -151,8 +152,9 @@ export class Evaluator {
       reranking: this.tasks.reranking.length,
       summarization: this.tasks.summarization.length,
       mean: 0,
+      'mean-type': 0,
     }
-    counts.mean = Object.values(counts).reduce((a, b) => a + b, 0)
+    counts.mean = counts['mean-type'] = Object.values(counts).reduce((a, b) => a + b, 0)
     this.selectBy = options.selectBy ?? SELECT_BY.find((k) => counts[k] > 0) ?? 'sts'
     if (options.selectBy !== undefined && counts[options.selectBy] === 0)
       throw new TypeError(`train: selectBy ${options.selectBy} has no sets`)
@@ -213,11 +215,12 @@ export class Evaluator {
 
   /**
    * The selecting set's name and score in this evaluation's results; with selectBy 'mean', the mean of every dataset's
-   * main score as a fraction (STS Spearman / 100; a multilingual dataset once, by its subsets' mean), MTEB's average.
+   * main score as a fraction (STS Spearman / 100; a multilingual dataset once, by its subsets' mean), MTEB's Mean (Task);
+   * with 'mean-type', the mean of each kind's mean (Mean (TaskType)).
    */
   private selection(sts: EvalInfo['results'], retrieval: RetrievalEval[], tasks: TaskResults): NonNullable<EvalInfo['selection']> {
     const t = taskMainScores(tasks)
-    const byKind: Record<Exclude<SelectBy, 'mean'>, { set: string; score: number }[]> = {
+    const byKind: Record<Exclude<SelectBy, 'mean' | 'mean-type'>, { set: string; score: number }[]> = {
       sts: sts.map((r) => ({ set: basename(r.file), score: r.spearman })),
       retrieval: retrieval.map((r) => ({ set: `${basename(r.dataset)} (${r.split})`, score: r.ndcgAt10 })),
       classification: t.classification,
@@ -226,9 +229,15 @@ export class Evaluator {
       reranking: t.reranking,
       summarization: t.summarization,
     }
-    if (this.selectBy !== 'mean') return { ...byKind[this.selectBy][0], metric: this.metric }
-    const all = Object.entries(byKind).flatMap(([kind, scores]) => scores.map((s) => (kind === 'sts' ? s.score / 100 : s.score)))
-    return { set: `${all.length} set${all.length > 1 ? 's' : ''}`, metric: 'mean', score: all.reduce((a, b) => a + b, 0) / all.length }
+    if (this.selectBy !== 'mean' && this.selectBy !== 'mean-type') return { ...byKind[this.selectBy][0], metric: this.metric }
+    const kinds = Object.entries(byKind)
+      .filter(([, scores]) => scores.length)
+      .map(([kind, scores]) => scores.map((s) => (kind === 'sts' ? s.score / 100 : s.score)))
+    const all = kinds.flat()
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
+    const set = `${all.length} set${all.length > 1 ? 's' : ''}`
+    if (this.selectBy === 'mean') return { set, metric: 'mean', score: mean(all) }
+    return { set: `${set}, ${kinds.length} kind${kinds.length > 1 ? 's' : ''}`, metric: 'meanByType', score: mean(kinds.map(mean)) }
   }
 }
 

@@ -97,7 +97,17 @@ export interface TaskSplit {
  * classification set's accuracy, a clustering set's V-measure, a pair classification set's AP (the best of its four
  * comparisons), a reranking set's MAP, a summarization set's cosine Spearman (fractions, as the evaluations give them).
  */
-export const SELECTION_METRICS = ['spearman', 'ndcgAt10', 'accuracy', 'vMeasure', 'ap', 'map', 'cosineSpearman', 'mean'] as const
+export const SELECTION_METRICS = [
+  'spearman',
+  'ndcgAt10',
+  'accuracy',
+  'vMeasure',
+  'ap',
+  'map',
+  'cosineSpearman',
+  'mean',
+  'meanByType',
+] as const
 export type SelectionMetric = (typeof SELECTION_METRICS)[number]
 
 /** Each selection measure's name in tables, plots and messages. */
@@ -110,6 +120,7 @@ export const SELECTION_METRIC_NAMES: Record<SelectionMetric, string> = {
   map: 'MAP',
   cosineSpearman: 'cosine Spearman',
   mean: 'mean main score',
+  meanByType: 'mean main score by task type',
 }
 
 export type LogEntry = StepInfo | EvalInfo
@@ -118,7 +129,8 @@ export type LogEntry = StepInfo | EvalInfo
  * The best evaluation so far: the step whose model is in the output directory, and its selection score keyed by its
  * measure: the first STS file's Spearman ×100 ({ step, spearman }), or the first retrieval set's nDCG@10
  * ({ step, ndcgAt10 }), or the first set's main score of the task kind that selects (selectBy), or with selectBy 'mean'
- * the mean of every set's main score ({ step, mean }, a fraction).
+ * the mean of every set's main score ({ step, mean }, a fraction), or with 'mean-type' the mean of each task type's
+ * mean ({ step, meanByType }).
  */
 export type Best = ({ step: number } & { [M in SelectionMetric]: { [K in M]: number } }[SelectionMetric]) | null
 

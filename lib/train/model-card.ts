@@ -298,8 +298,8 @@ function evaluationTable(evals: EvalInfo[], best: Best): string[] {
   const selectedBy = selection
     ? selection.metric === 'spearman'
       ? `\`${selection.set}\``
-      : selection.metric === 'mean'
-        ? `the mean main score over its ${selection.set}`
+      : selection.metric === 'mean' || selection.metric === 'meanByType'
+        ? `the ${SELECTION_METRIC_NAMES[selection.metric]} over its ${selection.set}`
         : `\`${selection.set}\`'s ${SELECTION_METRIC_NAMES[selection.metric]}`
     : files.length
       ? `\`${files[0]}\``

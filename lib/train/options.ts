@@ -143,8 +143,9 @@ export interface TrainOptions {
    * Which evaluation selects the best model: the first set of this kind, by its main score (STS: Spearman; retrieval:
    * nDCG@10; classification: accuracy; clustering: V-measure; pair classification: AP; reranking: MAP;
    * summarization: cosine Spearman); or 'mean', the mean of every set's main score (MTEB's average over tasks; STS
-   * Spearman as a fraction, a multilingual dataset once, by its subsets' mean). Default: the first kind given, in that
-   * order.
+   * Spearman as a fraction, a multilingual dataset once, by its subsets' mean); or 'mean-type', the mean of each task
+   * kind's mean (MTEB's Mean (TaskType): a kind of many sets weighs as much as one of a single set). Default: the first
+   * kind given, in that order.
    */
   selectBy?: SelectBy
   evalEvery?: number
@@ -227,7 +228,7 @@ type EvalSetOption = (typeof EVAL_SET_OPTIONS)[number]
 
 /**
  * selectBy's values: a kind of set, each that of the option in EVAL_SET_OPTIONS at its index, whose first set selects;
- * or 'mean', the mean of every set's main score (MTEB's average over its tasks).
+ * or 'mean', the mean of every set's main score (MTEB's Mean (Task)), or 'mean-type', of each kind's mean (Mean (TaskType)).
  */
 export const SELECT_BY = [
   'sts',
@@ -238,6 +239,7 @@ export const SELECT_BY = [
   'reranking',
   'summarization',
   'mean',
+  'mean-type',
 ] as const
 export type SelectBy = (typeof SELECT_BY)[number]
 
@@ -428,9 +430,9 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (r.selectBy !== undefined) {
     const i = SELECT_BY.indexOf(r.selectBy)
     if (i < 0) throw new TypeError(`train: selectBy must be ${SELECT_BY.join(', ')} (got ${JSON.stringify(r.selectBy)})`)
-    if (r.selectBy === 'mean') {
+    if (r.selectBy === 'mean' || r.selectBy === 'mean-type') {
       if (!EVAL_SET_OPTIONS.some((k) => r[k].length))
-        throw new TypeError(`train: selectBy mean needs evaluation sets (${EVAL_SET_OPTIONS.join(', ')})`)
+        throw new TypeError(`train: selectBy ${r.selectBy} needs evaluation sets (${EVAL_SET_OPTIONS.join(', ')})`)
     } else if (!r[EVAL_SET_OPTIONS[i]].length) throw new TypeError(`train: selectBy ${r.selectBy} needs ${EVAL_SET_OPTIONS[i]} (its sets)`)
   }
   r.overwrite = o.overwrite ?? false

@@ -230,7 +230,10 @@ function scorePanel(evals: EvalInfo[]): { stsLabel?: string; stsAxis?: string } 
   const last = evals.length ? selectionOf(evals[evals.length - 1]) : undefined
   return last && last.metric !== 'spearman'
     ? {
-        stsLabel: last.metric === 'mean' ? `mean main score (${last.set})` : `${last.set} ${SELECTION_METRIC_NAMES[last.metric]}`,
+        stsLabel:
+          last.metric === 'mean' || last.metric === 'meanByType'
+            ? `${SELECTION_METRIC_NAMES[last.metric]} (${last.set})`
+            : `${last.set} ${SELECTION_METRIC_NAMES[last.metric]}`,
         stsAxis: `${SELECTION_METRIC_NAMES[last.metric]} ×100`,
       }
     : {}

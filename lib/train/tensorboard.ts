@@ -84,6 +84,7 @@ function evalScalars(e: EvalInfo): [string, number][] {
     ...task(e.reranking, (r) => ({ map: r.map, 'mrr@10': r.mrr10 })),
     ...task(e.summarization, (r) => ({ cosine_spearman: r.cosineSpearman, cosine_pearson: r.cosinePearson })),
     ...(e.selection?.metric === 'mean' ? [['eval/mean_main_score', e.selection.score] as [string, number]] : []),
+    ...(e.selection?.metric === 'meanByType' ? [['eval/mean_main_score_by_task_type', e.selection.score] as [string, number]] : []),
   ]
 }
 
