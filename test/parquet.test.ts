@@ -106,7 +106,7 @@ t.test('an STS split in Parquet (sentence-transformers/stsb columns): its pairs,
   )
   await t.rejects(
     readStsFile(fixture('unnamed.parquet')),
-    /unnamed\.parquet: an STS Parquet file needs the columns sentence1, sentence2, score or/,
+    /unnamed\.parquet: an STS table needs the columns sentence1, sentence2, score or/,
   )
 })
 

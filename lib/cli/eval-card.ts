@@ -31,13 +31,18 @@ export interface EvalCommandResults {
 
 /**
  * How the sets given as `refs` are named in the card: where a ref is a Hub dataset's path, the local path it was
- * resolved to (`resolved`, in the same order) is named by the dataset's name and the path in it, typed by its id.
+ * resolved to (`resolved`, in the same order) is named by the dataset's name and the path in it, typed by its id;
+ * paths `named` already keep their names (the STS benchmark's tasks).
  */
-export function hubSources(refs: string[], resolved: string[]): ResultNaming['source'] {
-  const named = new Map<string, { name: string; type: string }>()
+export function hubSources(
+  refs: string[],
+  resolved: string[],
+  named = new Map<string, { name: string; type: string; split?: string }>(),
+): NonNullable<ResultNaming['source']> {
   for (const [i, ref] of refs.entries()) {
     const hub = hubDatasetOf(ref)
-    if (hub) named.set(resolved[i], { name: [hub.id.split('/')[1], hub.path].filter(Boolean).join('/'), type: hub.id })
+    if (hub && !named.has(resolved[i]))
+      named.set(resolved[i], { name: [hub.id.split('/')[1], hub.path].filter(Boolean).join('/'), type: hub.id })
   }
   return (path) => named.get(path)
 }

@@ -31,6 +31,7 @@ import {
 import { encodeProgressBar } from './encode-output.js'
 import { encoderFlags, loadEncoder } from './encode-command.js'
 import { DEFAULT_RESCORE } from '../embed/binary-index.js'
+import { STS_BENCHMARK, STS_BENCHMARK_SPLIT, stsBenchmarkRef } from '../eval/sts-benchmark.js'
 import { isHubModelId } from '../hub/hub-model.js'
 import { checkModelCard, updateModelIndex } from '../train/model-index-update.js'
 import type { Result } from '../train/model-index.js'
@@ -63,6 +64,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       binary: { type: 'boolean', default: false },
       rescore: { type: 'string' },
       'update-card': { type: 'boolean', default: false },
+      'sts-benchmark': { type: 'boolean', default: false },
     },
   })
   // (hf://datasets/... paths: the dataset's files, downloaded into the Hugging Face cache where missing)
@@ -82,12 +84,18 @@ export async function evalCommand(argv: string[]): Promise<void> {
   positionals.splice(0, positionals.length, ...(await resolve(positionals))!)
   if (values.model && values.onnx) throw new UsageError('eval: give --model DIR or --onnx FILE, not both')
   if (!values.model && !values.onnx) throw new UsageError('eval: --model DIR (or --onnx FILE) is required')
-  const files = [...(values.sts ?? []), ...positionals]
+  // --sts-benchmark: the seven English STS test sets (lib/eval/sts-benchmark.ts), each shown and carded by its task.
+  const benchmark = new Map<string, { name: string; type: string; split: string }>()
+  if (values['sts-benchmark']) {
+    const paths = (await resolve(STS_BENCHMARK.map((b) => stsBenchmarkRef(b.id))))!
+    for (const [i, b] of STS_BENCHMARK.entries()) benchmark.set(paths[i], { name: b.task, type: b.id, split: STS_BENCHMARK_SPLIT })
+  }
+  const files = [...(values.sts ?? []), ...positionals, ...benchmark.keys()]
   const folders = values.retrieval ?? []
   const taskFlags = ['translation', 'classification', 'clustering', 'pair-classification', 'reranking', 'summarization'] as const
   if (!files.length && !folders.length && !taskFlags.some((flag) => values[flag]?.length))
     throw new UsageError(
-      'eval: give at least one --sts FILE (STS-B, SICK, a Parquet split, or an STS12-16 folder), --retrieval DIR (a BEIR ' +
+      'eval: give at least one --sts FILE (STS-B, SICK, a Parquet split, or an STS12-16 folder), --sts-benchmark, --retrieval DIR (a BEIR ' +
         'folder), --translation FILE (parallel pairs), --classification, --clustering, --pair-classification, --reranking ' +
         'or --summarization',
     )
@@ -137,7 +145,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   }
   // The card's results: the sets' names, and a size's (vectors cut to fewer values than the model gives) in each name.
   const cardResults: Result[] = []
-  const naming = { source: hubSources(refs, local) }
+  const naming = { source: hubSources(refs, local, benchmark) }
   const addToCard = (r: Parameters<typeof evalCardResults>[0], dim: number | undefined, full: number) =>
     cardResults.push(...evalCardResults(r, values.split, { ...naming, ...(dim && dim < full ? { suffix: ` (${dim} dims)` } : {}) }))
   const enc = values.onnx ? await loadOnnxEncoder(values.onnx, values) : await loadEncoder(values)
@@ -230,6 +238,11 @@ export async function evalCommand(argv: string[]): Promise<void> {
         })
       return { sts, retrieval, translation, ...tasks }
     }
+    // The STS benchmark's files by their tasks' names in the tables and the JSON (their paths are in the Hub's cache).
+    const shown = (r: Awaited<ReturnType<typeof evaluate>>) =>
+      r.sts && benchmark.size
+        ? { ...r, sts: { ...r.sts, results: r.sts.results.map((x) => ({ ...x, file: benchmark.get(x.file)?.name ?? x.file })) } }
+        : r
     // MTEB's means of the main scores, where two datasets or more were scored.
     const meansOf = (r: Awaited<ReturnType<typeof evaluate>>) => mainScoreMeans(mainScoresByType(r))
     const jsonOf = (r: Awaited<ReturnType<typeof evaluate>>) => {
@@ -259,8 +272,9 @@ export async function evalCommand(argv: string[]): Promise<void> {
       }
       const sizes = []
       for (const [k, dim] of dims.entries()) {
-        sizes.push({ dim, ...(await evaluate(memo.cut(dim), memoPlain.cut(dim), k === 0, (type) => typedMemo(type).cut(dim))) })
-        if (card) addToCard(sizes[k], dim, (enc as SentenceEncoder).dimension)
+        const r = await evaluate(memo.cut(dim), memoPlain.cut(dim), k === 0, (type) => typedMemo(type).cut(dim))
+        if (card) addToCard(r, dim, (enc as SentenceEncoder).dimension)
+        sizes.push({ dim, ...shown(r) })
       }
       if (values.json)
         process.stdout.write(JSON.stringify({ matryoshka: sizes.map((r) => ({ dim: r.dim, ...jsonOf(r) })) }, null, 2) + '\n')
@@ -272,8 +286,9 @@ export async function evalCommand(argv: string[]): Promise<void> {
       if (card) await writeCard(card, cardResults)
       return
     }
-    const result = await evaluate(sentences, plain, true)
-    if (card) addToCard(result, num('truncate-dim', values['truncate-dim'], { int: true, min: 1 }), (enc as SentenceEncoder).dimension)
+    const evaluated = await evaluate(sentences, plain, true)
+    if (card) addToCard(evaluated, num('truncate-dim', values['truncate-dim'], { int: true, min: 1 }), (enc as SentenceEncoder).dimension)
+    const result = shown(evaluated)
     if (values.json) process.stdout.write(JSON.stringify(jsonOf(result), null, 2) + '\n')
     else {
       const tables = [

@@ -13,10 +13,14 @@ const encoderOptions = `  Encoder     --pooling cls|mean  --normalize  --max-len
 
 export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval DIR... | the tasks below) [options]
   STS Spearman and Pearson (cosine of sentence vectors vs gold scores) for STS-B, SICK or STS12-16 files
-  (or a Hugging Face STS split in Parquet: sentence1, sentence2, score; or those columns in CSV, TSV or JSONL);
-  an STS12-16 folder: the "all" setting (subsets concatenated), each subset and their mean. Retrieval
-  (exact cosine search, scored as BEIR and MTEB score it): nDCG@10, MAP@10, MRR@10, Recall@10 and @100.
+  (or a Hugging Face STS split in Parquet: sentence1, sentence2, score; or those columns in CSV, TSV or
+  JSONL, also gzipped); an STS12-16 folder: the "all" setting (subsets concatenated), each subset and their
+  mean. Retrieval (exact cosine search, scored as BEIR and MTEB score it): nDCG@10, MAP@10, MRR@10,
+  Recall@10 and @100.
   Input       --model DIR  --sts FILE (repeatable, or as arguments; UTF-8, lines ending in \\n or \\r\\n)
+              --sts-benchmark: the seven English STS test sets papers average (STS12-16, STSBenchmark,
+              SICK-R), MTEB's copies on the Hub (mteb/sts12-sts, ...: downloaded into the Hugging Face cache
+              once), each named by its task; MTEB's SICK-R is all of SICK's pairs, not SentEval's test split
               --retrieval DIR (repeatable): a BEIR folder, corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv
               --translation FILE (repeatable): parallel pairs (english,non_english or anchor,positive; CSV,
               TSV, JSONL, Parquet): how often each sentence's nearest neighbour among the other side is its

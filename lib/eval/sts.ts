@@ -4,7 +4,8 @@
 import { existsSync, promises as fsp } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { readTextLines } from '../data/text-lines.js'
-import { isParquetFile, parquetColumns, valueKind } from '../data/parquet.js'
+import { isParquetFile, parquetColumns, valueKind, type ParquetColumns } from '../data/parquet.js'
+import { readTable } from './table.js'
 import { PairFile } from '../data/pairs.js'
 import { cosineSimilarity } from '../util/vectors.js'
 
@@ -28,7 +29,8 @@ export interface ReadStsOptions {
  *   (prefix `STS`, or `STS2016` as SentEval ships STS16), subsets concatenated in sorted order;
  * - a `*.input.<subset>.txt` file: that one STS12–16 subset, its gs file beside it;
  * - a file whose first line is a header with sentence_A, sentence_B and relatedness_score: SICK;
- * - a Parquet file (by extension or magic bytes) with columns sentence1, sentence2, score (or SICK's sentence_A,
+ * - a Parquet file (by extension or magic bytes) or a gzipped JSON Lines, CSV or TSV file (`.gz`: MTEB's copies on
+ *   the Hub, mteb/sts12-sts/test.jsonl.gz) with columns sentence1, sentence2, score (or SICK's sentence_A,
  *   sentence_B, relatedness_score): a Hugging Face dataset's split (any score scale: Spearman is rank-based);
  * - otherwise STS-B: tab-separated genre, file, year, id, score, sentence1, sentence2 (extra columns ignored).
  * Pairs whose gold score is missing (an empty gs line) are skipped; any other malformed line is an error
@@ -44,7 +46,12 @@ export async function readStsFile(path: string, options: ReadStsOptions = {}): P
   if (stat.isDirectory()) return readStsDirectory(path)
   const m = INPUT_RE.exec(basename(path))
   if (m) return readStsSubset(join(dirname(path), `${m[1]}.input.${m[2]}.txt`), join(dirname(path), `${m[1]}.gs.${m[2]}.txt`))
-  if (await isParquetFile(path)) return readStsParquet(path)
+  if (await isParquetFile(path)) return readStsColumns(path, await parquetColumns(path))
+  if (path.toLowerCase().endsWith('.gz')) {
+    // Gzipped JSON Lines (or CSV, TSV): MTEB's STS datasets on the Hub (mteb/sts12-sts/test.jsonl.gz, ...).
+    const table = await readTable(path)
+    return readStsColumns(path, { names: table.names, rows: table.rows, read: async (names) => names.map((n) => table.column(n)) })
+  }
   const lines = await readTextLines(path)
   const header = lines[0]?.split('\t') ?? []
   if (header.includes('sentence_A') && header.includes('sentence_B') && header.includes('relatedness_score'))
@@ -92,13 +99,12 @@ const STS_COLUMNS = [
   ['sentence_A', 'sentence_B', 'relatedness_score'],
 ]
 
-/** An STS split stored as Parquet; rows without a score are skipped, as an empty gs line is. */
-async function readStsParquet(path: string): Promise<StsPair[]> {
-  const table = await parquetColumns(path)
+/** An STS split read as named columns (Parquet, gzipped JSON Lines); rows without a score are skipped, as an empty gs line is. */
+async function readStsColumns(path: string, table: Pick<ParquetColumns, 'names' | 'rows' | 'read'>): Promise<StsPair[]> {
   const names = STS_COLUMNS.find((set) => set.every((n) => table.names.includes(n)))
   if (!names)
     throw new Error(
-      `${path}: an STS Parquet file needs the columns ${STS_COLUMNS.map((set) => set.join(', ')).join(' or ')} (found ${table.names.join(', ') || 'none'})`,
+      `${path}: an STS table needs the columns ${STS_COLUMNS.map((set) => set.join(', ')).join(' or ')} (found ${table.names.join(', ') || 'none'})`,
     )
   const [s1, s2, score] = await table.read(names)
   const pairs: StsPair[] = []

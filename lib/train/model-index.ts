@@ -41,8 +41,8 @@ const datasetType = (name: string) =>
 
 /** What an evaluation's results are named by: a file's or folder's own name and type, and a suffix for the names. */
 export interface ResultNaming {
-  /** A path's dataset name and type where not its own name (a Hub dataset's files: its id as the type). */
-  source?: (path: string) => { name: string; type?: string } | undefined
+  /** A path's dataset name, type and split where not its own name (a Hub dataset's files: its id as the type). */
+  source?: (path: string) => { name: string; type?: string; split?: string } | undefined
   /** Added to each dataset's name (' (256 dims)': the vectors cut to a size). */
   suffix?: string
 }
@@ -67,7 +67,8 @@ export function modelIndexResults(e: IndexedEvaluation, naming: ResultNaming = {
   const dataset = (path: string, split?: string, config?: string, suffix = ''): Result['dataset'] => {
     const own = naming.source?.(path)
     const name = (own?.name ?? basename(path)) + suffix + (naming.suffix ?? '')
-    return { name, type: own?.type ?? datasetType(name), ...(split ? { split } : {}), ...(config ? { config } : {}) }
+    const scored = split ?? own?.split
+    return { name, type: own?.type ?? datasetType(name), ...(scored ? { split: scored } : {}), ...(config ? { config } : {}) }
   }
   const sts = { type: 'semantic-similarity', name: 'Semantic Similarity' }
   const out: Result[] = []
