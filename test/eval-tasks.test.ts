@@ -16,6 +16,7 @@ import {
   readRerankingSet,
   readSummarizationSet,
   evaluateSummarization,
+  evaluateStsFiles,
   SentenceEncoder,
 } from '../lib/index.js'
 import { pairMetrics, pairSimilarities } from '../lib/eval/pair-metrics.js'
@@ -301,7 +302,10 @@ t.test('simcsepp eval with the five tasks: the library’s numbers, tables, Matr
   // others the default prompt.
   const cfgPath = join(model, 'config_sentence_transformers.json')
   const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'))
-  writeFileSync(cfgPath, JSON.stringify({ ...cfg, prompts: { Classification: 'topic of: ', s: 'sentence: ' }, default_prompt_name: 's' }))
+  writeFileSync(
+    cfgPath,
+    JSON.stringify({ ...cfg, prompts: { Classification: 'topic of: ', STS: 'how alike: ', s: 'sentence: ' }, default_prompt_name: 's' }),
+  )
   const typed = run(['--classification', cls, '--clustering', clu, '--samples-per-label', '4', '--experiments', '3', '--json'])
   t.equal(typed.status, 0, typed.stderr)
   const enc2 = await SentenceEncoder.load(model, { device: 'cpu', precision: 'fp32' })
@@ -313,6 +317,20 @@ t.test('simcsepp eval with the five tasks: the library’s numbers, tables, Matr
     clustering: [await evaluateClustering(byName(), await readClusteringDataset(clu))],
   }
   const notTyped = await evaluateClassification(byName(), await readClassificationSet(cls), { samplesPerLabel: 4, experiments: 3 })
+  // STS: its "STS" prompt (MTEB's task type), not the default one.
+  const stsFile = join(dir, 'topic-sts.tsv')
+  writeFileSync(
+    stsFile,
+    'sentence1\tsentence2\tscore\n' +
+      Array.from({ length: 16 }, (_, i) => `${sentence(i % 4)}\t${sentence((i * 3) % 4)}\t${(i * 5) % 6}`).join('\n') +
+      '\n',
+  )
+  const stsTyped = run(['--sts', stsFile, '--json'])
+  t.equal(stsTyped.status, 0, stsTyped.stderr)
+  const stsWant = await evaluateStsFiles(byName('STS'), [stsFile])
+  const stsDefault = await evaluateStsFiles(byName(), [stsFile])
+  t.equal(JSON.parse(stsTyped.stdout).results[0].spearman, stsWant.results[0].spearman, 'STS with its "STS" prompt')
+  t.not(stsWant.results[0].spearman, stsDefault.results[0].spearman, 'the prompt moves the score')
   await enc2.close()
   // (two datasets of two types: both means are the two scores' mean)
   const two = (wantTyped.classification[0].accuracy + wantTyped.clustering[0].vMeasure) / 2

@@ -165,7 +165,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     const plain: Embed = (s) => (enc instanceof SentenceEncoder ? enc.encode(s, { prompt: '' }) : enc.encode(s))
     // Every measure once, with these encoders (progress bars while the retrieval sets are encoded).
     // MTEB's symmetric tasks: the model's prompt named after the task's type, where its prompts hold one (MTEB looks them
-    // up by those names: Classification, Clustering, PairClassification), else its default prompt, as STS.
+    // up by those names: STS, Classification, Clustering, PairClassification, Summarization), else its default prompt.
     const typePrompt = (type: TaskType) => (enc instanceof SentenceEncoder && Object.hasOwn(enc.prompts, type) ? type : undefined)
     const prompted =
       (type: TaskType): Embed =>
@@ -178,7 +178,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       bars: boolean,
       typed: (type: TaskType) => Embed = (t) => forType(t, embed),
     ) => {
-      const sts: StsFilesResult | null = files.length ? await evaluateStsFiles(embed, files) : null
+      const sts: StsFilesResult | null = files.length ? await evaluateStsFiles(typed('STS'), files) : null
       const retrieval: RetrievalResult[] = []
       for (const data of datasets) {
         const bar = bars ? encodeProgressBar(data.corpus.length + data.queries.length, process.stderr, 'texts') : null
@@ -322,7 +322,7 @@ async function writeCard(dir: string, results: Result[]): Promise<void> {
 }
 
 /** MTEB's names of the symmetric task types, which a model's prompts may be keyed by. */
-type TaskType = 'Classification' | 'Clustering' | 'PairClassification' | 'Summarization'
+type TaskType = 'STS' | 'Classification' | 'Clustering' | 'PairClassification' | 'Summarization'
 
 interface TaskResults {
   classification: InSubset<ClassificationResult>[]
