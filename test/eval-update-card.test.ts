@@ -155,6 +155,15 @@ t.test('updateModelIndex: a folder without a card, a card without metadata, CRLF
   t.ok(card.endsWith('\n---\n\n# mine\n\n---\n\nwords\n'), 'the text after the new metadata')
   t.same((frontMatterOf(card) as Index)['model-index'][0].results, [result('semantic-similarity', 'x', 0.25)])
 
+  // An empty model-index and metrics (YAML's null) are none.
+  const empty = join(dir, 'empty')
+  mkdirSync(empty)
+  writeFileSync(join(empty, 'README.md'), '---\nmodel-index:\nmetrics:\nlicense: mit\n---\ntext\n')
+  await updateModelIndex(empty, [result('semantic-similarity', 'x', 0.25)])
+  const e = readFileSync(join(empty, 'README.md'), 'utf8')
+  t.ok(e.startsWith('---\nlicense: mit\nmetrics:\n- "spearman_cosine"\nmodel-index:\n- name: "empty"\n'), e)
+  t.ok(e.endsWith('\n---\ntext\n'))
+
   const crlf = join(dir, 'crlf')
   mkdirSync(crlf)
   writeFileSync(join(crlf, 'README.md'), '---\r\nlicense: mit\r\n---\r\n# crlf\r\n')

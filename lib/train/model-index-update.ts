@@ -50,7 +50,8 @@ async function readCard(dir: string): Promise<Card> {
   const data = (doc.toJS() ?? {}) as Record<string, unknown>
   const index = data['model-index']
   const entry = Array.isArray(index) && index.length === 1 ? (index[0] as Record<string, unknown>) : null
-  if (index !== undefined && !(entry && typeof entry === 'object' && (entry.results === undefined || Array.isArray(entry.results))))
+  // (an empty `model-index:` is none)
+  if (index != null && !(entry && typeof entry === 'object' && (entry.results === undefined || Array.isArray(entry.results))))
     throw new Error(`${path}: its model-index is not one model's list of results, which is what this writes: not changed`)
   return { path, text, front: { whole, eol, yaml, pairs: (doc.contents?.items ?? []) as Pair[], data } }
 }
