@@ -3,6 +3,7 @@
 // over each type's mean.
 import t from 'tap'
 import { mainScoreMeans, mainScoresByType, meansColumns, meansTable } from '../lib/cli/mean-scores.js'
+import { kindMeans } from '../lib/train/task-evaluation.js'
 import type { EvalCommandResults } from '../lib/cli/eval-card.js'
 
 const none: EvalCommandResults = {
@@ -64,4 +65,18 @@ t.test('no means of fewer than two datasets', async (t) => {
   const subsets = { ...none, classification: [classification('/m/x', 0.5, 'de'), classification('/m/x', 0.7, 'en')] }
   t.equal(mainScoreMeans(mainScoresByType(subsets)), null)
   t.same(meansColumns(null), [])
+})
+
+t.test('kindMeans: the one computation behind eval means and training selection', async (t) => {
+  const m = kindMeans({ STS: [0.8, 0.6], Retrieval: [0.5], Clustering: [] })
+  t.ok(m)
+  t.equal(m!.datasets, 3)
+  t.equal(m!.kinds, 2, 'a kind with no scores is not counted')
+  t.ok(Math.abs(m!.mean - 1.9 / 3) < 1e-15)
+  t.ok(Math.abs(m!.meanByKind - 0.6) < 1e-15, '(mean(0.8, 0.6) + 0.5) / 2')
+  t.equal(kindMeans({}), null)
+  t.equal(kindMeans({ STS: [] }), null)
+  const one = kindMeans({ STS: [0.7] })
+  t.same(one, { datasets: 1, mean: 0.7, kinds: 1, meanByKind: 0.7 }, 'training selects by one set; eval shows no mean of one')
+  t.equal(mainScoreMeans({ STS: [0.7] }), null)
 })

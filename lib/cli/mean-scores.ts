@@ -4,7 +4,7 @@
 // retrieval nDCG@10 (the exact search's), bitext mining (translation pairs) F1, classification accuracy, clustering
 // V-measure, pair classification AP (the best of the four similarities), reranking MAP, summarization cosine Spearman;
 // a multilingual dataset (a folder per subset) counts once, by its subsets' mean, as MTEB aggregates it.
-import { taskMainScores as datasetMainScores } from '../train/task-evaluation.js'
+import { taskMainScores as datasetMainScores, kindMeans } from '../train/task-evaluation.js'
 import type { EvalCommandResults } from './eval-card.js'
 import { formatTable } from './tables.js'
 
@@ -34,14 +34,11 @@ export function mainScoresByType(r: EvalCommandResults): Record<string, number[]
   return Object.fromEntries(Object.entries(byType).filter(([, s]) => s.length))
 }
 
-const meanOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
-
 /** The two means of `byType`'s scores; null with fewer than two datasets (the mean would be the one score). */
 export function mainScoreMeans(byType: Record<string, number[]>): MainScoreMeans | null {
-  const types = Object.values(byType)
-  const all = types.flat()
-  if (all.length < 2) return null
-  return { datasets: all.length, mean: meanOf(all), taskTypes: types.length, meanByTaskType: meanOf(types.map(meanOf)) }
+  const m = kindMeans(byType)
+  if (!m || m.datasets < 2) return null
+  return { datasets: m.datasets, mean: m.mean, taskTypes: m.kinds, meanByTaskType: m.meanByKind }
 }
 
 /** The means as a table (×100), the last of `simcsepp eval`'s, in MTEB's leaderboard's names. */

@@ -84,10 +84,13 @@ export async function resolveModel(ref: string, options: HubOptions = {}): Promi
 
 const HF_DATASET_PATH = /^hf:\/\/datasets\/([A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*)(?:@([^/]+))?(?:\/(.*))?$/
 
-/** The Hub dataset an hf://datasets/ path names: its id and the path in it ('' for the whole dataset); else null. */
-export function hubDatasetOf(ref: string): { id: string; path: string } | null {
+/**
+ * The Hub dataset an hf://datasets/ path names: its id, the path in it ('' for the whole dataset) and the revision as
+ * written (URL-encoded; absent without `@`); else null.
+ */
+export function hubDatasetOf(ref: string): { id: string; path: string; revision?: string } | null {
   const m = HF_DATASET_PATH.exec(ref)
-  return m ? { id: m[1], path: (m[3] ?? '').replace(/\/+$/, '') } : null
+  return m ? { id: m[1], path: (m[3] ?? '').replace(/\/+$/, ''), ...(m[2] ? { revision: m[2] } : {}) } : null
 }
 
 /**
@@ -98,13 +101,13 @@ export function hubDatasetOf(ref: string): { id: string; path: string } | null {
  */
 export async function resolveHfPath(ref: string, options: HubOptions = {}): Promise<string> {
   if (typeof ref !== 'string' || !ref.startsWith('hf://')) return ref
-  const m = HF_DATASET_PATH.exec(ref)
-  const path = (m?.[3] ?? '').replace(/\/+$/, '')
-  if (!m || path.split('/').some((p) => p === '..' || p === '.'))
+  const hub = hubDatasetOf(ref)
+  if (!hub || hub.path.split('/').some((p) => p === '..' || p === '.'))
     throw new Error(
       `${ref}: an hf:// path names files of a Hub dataset: hf://datasets/ORG/NAME[@REVISION]/PATH (PATH: a file, a folder, or ` +
         'a pattern of file names such as train-*.parquet)',
     )
+  const { id, path } = hub
   const slash = path.lastIndexOf('/')
   const [folder, name] = [path.slice(0, slash + 1), path.slice(slash + 1)]
   const pattern = /[*?]/.test(name)
@@ -120,15 +123,15 @@ export async function resolveHfPath(ref: string, options: HubOptions = {}): Prom
       ? f.path.startsWith(folder) && pattern.test(f.path.slice(folder.length))
       : path === '' || f.path === path || f.path.startsWith(`${path}/`)
   let revision = options.revision ?? 'main'
-  if (!options.revision && m[2])
+  if (!options.revision && hub.revision)
     try {
-      revision = decodeURIComponent(m[2])
+      revision = decodeURIComponent(hub.revision)
     } catch {
-      throw new Error(`${ref}: the revision ${JSON.stringify(m[2])} is not URL-encoded (refs/pr/1 is refs%2Fpr%2F1)`)
+      throw new Error(`${ref}: the revision ${JSON.stringify(hub.revision)} is not URL-encoded (refs/pr/1 is refs%2Fpr%2F1)`)
     }
-  const got = await snapshot('dataset', m[1], revision, (f) => select(f) && f.path !== '.gitattributes', ref, options)
+  const got = await snapshot('dataset', id, revision, (f) => select(f) && f.path !== '.gitattributes', ref, options)
   if (got.online && got.files === 0)
-    throw new Error(`${ref}: no file of the dataset ${m[1]} at ${revision} is ${pattern ? 'matched by' : 'at'} '${path}'`)
+    throw new Error(`${ref}: no file of the dataset ${id} at ${revision} is ${pattern ? 'matched by' : 'at'} '${path}'`)
   return path ? join(got.dir, path) : got.dir
 }
 

@@ -15,7 +15,16 @@ import { existsSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { SELECTION_METRIC_NAMES, SELECTION_METRICS, type Best, type EvalInfo, type RetrievalEval, type SelectionMetric } from './events.js'
 import { SELECT_BY, type SelectBy } from './options.js'
-import { MAIN_SCORE, NO_TASKS, scoreTasks, taskMainScores, type TaskResults, type TaskSets, type TaskType } from './task-evaluation.js'
+import {
+  kindMeans,
+  MAIN_SCORE,
+  NO_TASKS,
+  scoreTasks,
+  taskMainScores,
+  type TaskResults,
+  type TaskSets,
+  type TaskType,
+} from './task-evaluation.js'
 
 export interface EvalSet {
   file: string
@@ -230,14 +239,12 @@ export class Evaluator {
       summarization: t.summarization,
     }
     if (this.selectBy !== 'mean' && this.selectBy !== 'mean-type') return { ...byKind[this.selectBy][0], metric: this.metric }
-    const kinds = Object.entries(byKind)
-      .filter(([, scores]) => scores.length)
-      .map(([kind, scores]) => scores.map((s) => (kind === 'sts' ? s.score / 100 : s.score)))
-    const all = kinds.flat()
-    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
-    const set = `${all.length} set${all.length > 1 ? 's' : ''}`
-    if (this.selectBy === 'mean') return { set, metric: 'mean', score: mean(all) }
-    return { set: `${set}, ${kinds.length} kind${kinds.length > 1 ? 's' : ''}`, metric: 'meanByType', score: mean(kinds.map(mean)) }
+    const fractions = Object.entries(byKind).map(([kind, scores]) => [kind, scores.map((s) => (kind === 'sts' ? s.score / 100 : s.score))])
+    const m = kindMeans(Object.fromEntries(fractions))
+    if (!m) throw new Error('no evaluation set to select by') // the options refuse a mean without sets
+    const set = `${m.datasets} set${m.datasets > 1 ? 's' : ''}`
+    if (this.selectBy === 'mean') return { set, metric: 'mean', score: m.mean }
+    return { set: `${set}, ${m.kinds} kind${m.kinds > 1 ? 's' : ''}`, metric: 'meanByType', score: m.meanByKind }
   }
 }
 

@@ -191,6 +191,25 @@ export function taskMainScores(r: TaskResults): Record<keyof TaskSets, { set: st
   }
 }
 
+/** MTEB's two averages of main scores (fractions) grouped by kind (task type): Mean (Task) and Mean (TaskType). */
+export interface KindMeans {
+  /** Datasets averaged, and the mean of their main scores. */
+  datasets: number
+  mean: number
+  /** Kinds among them (those with datasets), and the mean of each kind's mean: a kind weighs the same at any size. */
+  kinds: number
+  meanByKind: number
+}
+
+/** The two means of `byKind`'s scores, kinds without scores left out; null when there are no scores at all. */
+export function kindMeans(byKind: Record<string, number[]>): KindMeans | null {
+  const kinds = Object.values(byKind).filter((s) => s.length)
+  const all = kinds.flat()
+  if (!all.length) return null
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
+  return { datasets: all.length, mean: mean(all), kinds: kinds.length, meanByKind: mean(kinds.map(mean)) }
+}
+
 /** A task result's name in tables and logs: its file's or folder's name, its subset (a language's folder), its split. */
 export function taskSetName(r: { dataset: string; split?: string; subset?: string }): string {
   return basename(r.dataset) + (r.subset ? `/${r.subset}` : '') + (r.split ? ` (${r.split})` : '')
