@@ -17,6 +17,8 @@ import {
   readSummarizationSet,
   evaluateSummarization,
   evaluateStsFiles,
+  evaluateTranslation,
+  readTranslationPairs,
   SentenceEncoder,
 } from '../lib/index.js'
 import { pairMetrics, pairSimilarities } from '../lib/eval/pair-metrics.js'
@@ -304,7 +306,11 @@ t.test('simcsepp eval with the five tasks: the library’s numbers, tables, Matr
   const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'))
   writeFileSync(
     cfgPath,
-    JSON.stringify({ ...cfg, prompts: { Classification: 'topic of: ', STS: 'how alike: ', s: 'sentence: ' }, default_prompt_name: 's' }),
+    JSON.stringify({
+      ...cfg,
+      prompts: { Classification: 'topic of: ', STS: 'how alike: ', BitextMining: 'same meaning: ', s: 'sentence: ' },
+      default_prompt_name: 's',
+    }),
   )
   const typed = run(['--classification', cls, '--clustering', clu, '--samples-per-label', '4', '--experiments', '3', '--json'])
   t.equal(typed.status, 0, typed.stderr)
@@ -331,6 +337,26 @@ t.test('simcsepp eval with the five tasks: the library’s numbers, tables, Matr
   const stsDefault = await evaluateStsFiles(byName(), [stsFile])
   t.equal(JSON.parse(stsTyped.stdout).results[0].spearman, stsWant.results[0].spearman, 'STS with its "STS" prompt')
   t.not(stsWant.results[0].spearman, stsDefault.results[0].spearman, 'the prompt moves the score')
+  // Translation pairs: both sides with the "BitextMining" prompt (MTEB's task type), not bare and not the default one.
+  const pairsFile = join(dir, 'topic-pairs-translation.csv')
+  writeFileSync(
+    pairsFile,
+    'english,non_english\n' +
+      Array.from({ length: 40 }, (_, i) => {
+        const w = (k: number) => WORDS[(i * k + k) % WORDS.length]
+        return `${w(1)} ${w(3)} ${w(7)},${w(7)} ${w(3)} ${w(1)} ${w(11)}`
+      }).join('\n') +
+      '\n',
+  )
+  const bitext = run(['--translation', pairsFile, '--json'])
+  t.equal(bitext.status, 0, bitext.stderr)
+  const bitextPairs = await readTranslationPairs(pairsFile)
+  const bitextWant = await evaluateTranslation(byName('BitextMining'), bitextPairs)
+  t.same(JSON.parse(bitext.stdout).translation, [bitextWant], 'translation with its "BitextMining" prompt')
+  const bare = await evaluateTranslation((s) => enc2.encode(s, { prompt: '' }) as Promise<Float32Array[]>, bitextPairs)
+  const byDefault = await evaluateTranslation(byName(), bitextPairs)
+  t.not(JSON.stringify(bitextWant), JSON.stringify(bare), 'the prompt moves the scores (from no prompt)')
+  t.not(JSON.stringify(bitextWant), JSON.stringify(byDefault), 'and from the default prompt')
   await enc2.close()
   // (two datasets of two types: both means are the two scores' mean)
   const two = (wantTyped.classification[0].accuracy + wantTyped.clustering[0].vMeasure) / 2

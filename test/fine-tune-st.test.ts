@@ -14,12 +14,12 @@ import { tempDir, TINY_RUN, WORDS, writeSentences, writeStsFile } from './helper
 const PROMPTS = { query: 'query: ', passage: 'passage: ', classification: 'classify: ' }
 
 /** A tiny sentence-transformers model: mean pooling, Normalize, prompts with a default, dot-product similarity. */
-async function stModel(): Promise<string> {
+async function stModel(morePrompts: Record<string, string> = {}): Promise<string> {
   const dir = await saveTinyModel({ pooling: 'mean' })
   writeNormalizedModules(dir)
   writeFileSync(
     join(dir, 'config_sentence_transformers.json'),
-    JSON.stringify({ prompts: PROMPTS, default_prompt_name: 'classification', similarity_fn_name: 'dot' }),
+    JSON.stringify({ prompts: { ...PROMPTS, ...morePrompts }, default_prompt_name: 'classification', similarity_fn_name: 'dot' }),
   )
   return dir
 }
@@ -104,6 +104,27 @@ t.test('a sentence-transformers model fine-tuned: its pooling, Normalize and pro
   t.equal(json(join(cls, 'run', 'training_args.json')).pooling, 'cls')
   t.match(json(join(cls, '1_Pooling', 'config.json')), { pooling_mode_cls_token: true })
   t.equal(json(join(cls, 'modules.json')).length, 3, 'Normalize kept')
+})
+
+t.test("a model with an STS prompt: training's STS evaluation embeds with it (MTEB's lookup by task type)", async (t) => {
+  const dir = tempDir('simcsepp-fine-tune-st-sts-')
+  const base = await stModel({ STS: `${WORDS[3]} ` })
+  const data = writeSentences(join(dir, 'data.txt'), 40)
+  const sts = writeStsFile(join(dir, 'sts.tsv'))
+  const out = join(dir, 'out')
+  const evals: EvalInfo[] = []
+  await train(
+    { ...TINY_RUN, config: undefined, model: base, data, out, device: 'cpu', steps: 2, evalEvery: 2, evalFiles: [sts] },
+    { onEval: (e) => void evals.push(e) },
+  )
+  const best = evals.filter((e) => e.best).at(-1)!
+  const enc = await SentenceEncoder.load(out, { device: 'cpu' })
+  const pairs = await readStsFile(sts)
+  const typed = (await evaluateSts((s) => enc.encode(s, { promptName: 'STS' }), pairs)).spearman
+  const byDefault = (await evaluateSts((s) => enc.encode(s), pairs)).spearman
+  await enc.close()
+  t.ok(Math.abs(typed - best.spearman!) < 1e-6, `STS with the "STS" prompt: ${typed.toFixed(4)}, logged ${best.spearman!.toFixed(4)}`)
+  t.ok(Math.abs(typed - byDefault) > 1e-3, `the default prompt scores otherwise: ${byDefault.toFixed(4)}`)
 })
 
 t.test('a pooling mode not implemented asks for --pooling; a plain Hugging Face model trains with CLS', async (t) => {

@@ -35,6 +35,7 @@ import { STS_BENCHMARK, STS_BENCHMARK_SPLIT, stsBenchmarkRef } from '../eval/sts
 import { isHubModelId } from '../hub/hub-model.js'
 import { checkModelCard, updateModelIndex } from '../train/model-index-update.js'
 import type { Result } from '../train/model-index.js'
+import type { TaskType } from '../train/task-evaluation.js'
 import { cardUpdateLine, evalCardResults, hubSources } from './eval-card.js'
 import { mainScoreMeans, mainScoresByType, meansColumns, meansTable } from './mean-scores.js'
 
@@ -165,7 +166,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
     const plain: Embed = (s) => (enc instanceof SentenceEncoder ? enc.encode(s, { prompt: '' }) : enc.encode(s))
     // Every measure once, with these encoders (progress bars while the retrieval sets are encoded).
     // MTEB's symmetric tasks: the model's prompt named after the task's type, where its prompts hold one (MTEB looks them
-    // up by those names: STS, Classification, Clustering, PairClassification, Summarization), else its default prompt.
+    // up by those names: STS, BitextMining, Classification, Clustering, PairClassification, Summarization), else its
+    // default prompt.
     const typePrompt = (type: TaskType) => (enc instanceof SentenceEncoder && Object.hasOwn(enc.prompts, type) ? type : undefined)
     const prompted =
       (type: TaskType): Embed =>
@@ -195,9 +197,9 @@ export async function evalCommand(argv: string[]): Promise<void> {
           )
         bar?.finish()
       }
-      // Translation pairs: the sentences as they are (no prompt), both sides alike.
+      // Translation pairs: both sides alike, with the BitextMining prompt, else the default prompt (as MTEB).
       const translation: TranslationResult[] = []
-      for (const pairs of parallel) translation.push(await evaluateTranslation(embedPlain, pairs))
+      for (const pairs of parallel) translation.push(await evaluateTranslation(typed('BitextMining'), pairs))
       // MTEB's other task kinds: texts with their type's prompt (above), reranking's queries and candidates with the prefixes.
       const tasks: TaskResults = { classification: [], clustering: [], pairClassification: [], reranking: [], summarization: [] }
       // A progress bar per task (made once its total is known: 1,000 texts or more, on a terminal).
@@ -320,9 +322,6 @@ async function writeCard(dir: string, results: Result[]): Promise<void> {
   }
   process.stderr.write(cardUpdateLine(await updateModelIndex(dir, results)))
 }
-
-/** MTEB's names of the symmetric task types, which a model's prompts may be keyed by. */
-type TaskType = 'STS' | 'Classification' | 'Clustering' | 'PairClassification' | 'Summarization'
 
 interface TaskResults {
   classification: InSubset<ClassificationResult>[]

@@ -42,8 +42,9 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
               --summarization PATH: machine_summaries, human_summaries, relevance (lists per text): each
               machine summary scored by its best cosine (and dot) to the human ones; per text the Spearman
               and Pearson with relevance, averaged (cosine Spearman: MTEB's score)
-              (the others' texts, and STS's, take the model's prompt named Classification, Clustering,
-              PairClassification, Summarization or STS where it has one, else its default prompt)
+              (the others' texts, STS's and translation's take the model's prompt named Classification,
+              Clustering, PairClassification, Summarization, STS or BitextMining where it has one, else its
+              default prompt)
               --split test (of retrieval and task folders)  --query-prefix STR --doc-prefix STR (prepended;
               default: the model's "query" and "document" or "passage" prompts in
               config_sentence_transformers.json, e5's "query: ", ...)

@@ -120,8 +120,8 @@ export interface EvaluatorOptions {
   cutDims?: number[]
   /**
    * What texts are prefixed with, as the saved model's encode, encodeQuery and encodeDocument will: queries and
-   * documents of the retrieval and reranking sets (the model's query and document prompts), STS sentences (its
-   * default prompt), and the texts of each symmetric task type (its prompt of that name, else the default prompt).
+   * documents of the retrieval and reranking sets (the model's query and document prompts), and the texts of each
+   * symmetric task type, STS's included (its prompt of that name, else the default prompt).
    */
   prefixes?: {
     queryPrefix?: string
@@ -181,9 +181,10 @@ export class Evaluator {
     const { cutDims = [], prefixes = {} } = this.options
     const prefixed = (prefix: string): EmbedFn => (prefix ? (s) => this.embed(s.map((x) => prefix + x)) : this.embed)
     const sentences = prefixed(prefixes.sentencePrefix ?? '')
-    const embed = memoEmbed(sentences)
+    const typed = (type: TaskType) => (prefixes.typePrefixes?.[type] !== undefined ? prefixed(prefixes.typePrefixes[type]) : sentences)
+    const embed = memoEmbed(typed('STS'))
     for (const set of this.sets) {
-      const r = await evaluateSts(set === this.sets[0] ? embed.full : sentences, set.pairs)
+      const r = await evaluateSts(set === this.sets[0] ? embed.full : typed('STS'), set.pairs)
       results.push({ file: set.file, pairs: r.pairs, spearman: r.spearman, pearson: r.pearson })
     }
     const dimSpearman: Record<string, number> = {}
@@ -197,7 +198,7 @@ export class Evaluator {
       retrieval.push(retrievalEval(r))
     }
     const tasks = await scoreTasks(this.tasks, {
-      typed: (type) => (prefixes.typePrefixes?.[type] !== undefined ? prefixed(prefixes.typePrefixes[type]) : sentences),
+      typed,
       plain: this.embed,
       queryPrefix: prefixes.queryPrefix,
       documentPrefix: prefixes.documentPrefix,

@@ -32,8 +32,12 @@ export interface TaskSets {
 
 export type TaskResults = Required<Pick<EvalInfo, keyof TaskSets>>
 
-/** MTEB's names of the symmetric task types, by which a model's prompts may be keyed. */
-export type TaskType = 'Classification' | 'Clustering' | 'PairClassification' | 'Summarization'
+/**
+ * MTEB's names of the task types whose texts are embedded alike (no query and document roles), by which a model's
+ * prompts may be keyed: such a type's texts take the prompt of its name, else the model's default prompt.
+ */
+export const TASK_TYPES = ['STS', 'BitextMining', 'Classification', 'Clustering', 'PairClassification', 'Summarization'] as const
+export type TaskType = (typeof TASK_TYPES)[number]
 
 /** How each kind's texts are embedded: the symmetric types through their prompt, reranking's with the role prefixes. */
 export interface TaskEmbedding {

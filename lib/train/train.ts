@@ -24,7 +24,7 @@ import { findCheckpoint, loadCheckpoint } from './checkpoint.js'
 import { checkpointDir } from './run-layout.js'
 import { SELECTION_METRIC_NAMES, type StepInfo, type TrainHooks, type TrainResult } from './events.js'
 import { bestScore, Evaluator, formatScore, modelEmbedder, readEvalSets, readRetrievalSets } from './evaluation.js'
-import { readTaskSets } from './task-evaluation.js'
+import { readTaskSets, TASK_TYPES } from './task-evaluation.js'
 import { matryoshkaPlan, scratchDim } from './matryoshka-options.js'
 import {
   EVAL_SET_OPTIONS,
@@ -369,13 +369,12 @@ async function trainHolding(
   const cutDims = (matryoshka ?? []).map((p) => p.dim).filter((d) => d < model.embeddingDim)
   const embedder = modelEmbedder(model, tokenizer, maxLen, o.pooling)
   // Evaluation embeds as the saved model's encode, encodeQuery and encodeDocument will: with its prompts.
-  // MTEB's symmetric task types take the prompt named after the type where the model has one (as `simcsepp eval`).
-  const types = ['Classification', 'Clustering', 'PairClassification', 'Summarization'] as const
+  // MTEB's symmetric task types (STS too) take the prompt named after the type where the model has one (as `simcsepp eval`).
   const prefixes = {
     queryPrefix: rolePrefixText(prompts, base?.defaultPromptName, 'query'),
     documentPrefix: rolePrefixText(prompts, base?.defaultPromptName, 'document'),
     sentencePrefix: base?.defaultPromptName !== undefined ? base.prompts[base.defaultPromptName] : '',
-    typePrefixes: Object.fromEntries(types.filter((t) => Object.hasOwn(prompts, t)).map((t) => [t, prompts[t]])),
+    typePrefixes: Object.fromEntries(TASK_TYPES.filter((t) => Object.hasOwn(prompts, t)).map((t) => [t, prompts[t]])),
   }
   const evaluator = new Evaluator(
     { sts: evalSets, retrieval: retrievalSets, tasks: taskSets },
