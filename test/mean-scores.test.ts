@@ -4,7 +4,8 @@
 import t from 'tap'
 import { mainScoreMeans, mainScoresByType, meansColumns, meansTable } from '../lib/cli/mean-scores.js'
 import { kindMeans } from '../lib/train/task-evaluation.js'
-import type { EvalCommandResults } from '../lib/cli/eval-card.js'
+import { withSetPaths, type EvalCommandResults } from '../lib/cli/eval-card.js'
+import { setLabel } from '../lib/hub/hub-model.js'
 
 const none: EvalCommandResults = {
   sts: null,
@@ -79,4 +80,32 @@ t.test('kindMeans: the one computation behind eval means and training selection'
   const one = kindMeans({ STS: [0.7] })
   t.same(one, { datasets: 1, mean: 0.7, kinds: 1, meanByKind: 0.7 }, 'training selects by one set; eval shows no mean of one')
   t.equal(mainScoreMeans({ STS: [0.7] }), null)
+})
+
+t.test('withSetPaths renames every result path; setLabel names Hub paths by dataset and path', async (t) => {
+  const r: EvalCommandResults = {
+    ...none,
+    sts: { results: [{ file: '/c/a.tsv', pairs: 2, spearman: 1, pearson: 1 }], average: 1, averagePearson: 1 },
+    retrieval: [{ dataset: '/c/snap', split: 'test' } as EvalCommandResults['retrieval'][number]],
+    translation: [{ file: '/c/t.csv' } as EvalCommandResults['translation'][number]],
+    classification: [classification('/c/multi', 0.5, 'de'), classification('/c/one.csv', 0.6)],
+  }
+  const names: Record<string, string> = { '/c/a.tsv': 'hf://datasets/o/sts/a.tsv', '/c/snap': 'hf://datasets/o/scifact' }
+  const renamed = withSetPaths(r, (p) => names[p] ?? p.toUpperCase())
+  t.equal(renamed.sts!.results[0].file, 'hf://datasets/o/sts/a.tsv')
+  t.equal(renamed.sts!.results[0].spearman, 1)
+  t.equal(renamed.retrieval[0].dataset, 'hf://datasets/o/scifact')
+  t.equal(renamed.translation[0].file, '/C/T.CSV')
+  t.same(
+    renamed.classification.map((x) => [x.dataset, x.subset, x.accuracy]),
+    [
+      ['/C/MULTI', 'de', 0.5],
+      ['/C/ONE.CSV', undefined, 0.6],
+    ],
+  )
+  t.equal(r.sts!.results[0].file, '/c/a.tsv', 'the results given are unchanged')
+  t.equal(setLabel('hf://datasets/o/scifact'), 'scifact')
+  t.equal(setLabel('hf://datasets/mteb/stsbenchmark-sts/test.jsonl.gz'), 'stsbenchmark-sts/test.jsonl.gz')
+  t.equal(setLabel('hf://datasets/o/x@refs%2Fpr%2F1/data/'), 'x/data')
+  t.equal(setLabel('/data/sts/test.jsonl.gz'), 'test.jsonl.gz')
 })

@@ -4,7 +4,7 @@
 // type; a task folder's split is the split scored. Of a retrieval set ranked several ways (--binary), the exact
 // search's scores are the model's.
 import { isFolder } from '../eval/table.js'
-import { hubDatasetOf } from '../hub/hub-model.js'
+import { hubDatasetOf, setLabel } from '../hub/hub-model.js'
 import { retrievalEval } from '../train/evaluation.js'
 import { finiteResults, modelIndexResults, type Result, type ResultNaming } from '../train/model-index.js'
 import type { StsFilesResult } from '../eval/sts.js'
@@ -29,20 +29,35 @@ export interface EvalCommandResults {
   summarization: InSubset<SummarizationResult>[]
 }
 
+/** `r` with each result's path (an STS result's file, ...; a multilingual dataset's folder) as `path` gives it. */
+export function withSetPaths(r: EvalCommandResults, path: (p: string) => string): EvalCommandResults {
+  const datasets = <R extends { dataset: string }>(xs: R[]) => xs.map((x) => ({ ...x, dataset: path(x.dataset) }))
+  return {
+    sts: r.sts && { ...r.sts, results: r.sts.results.map((x) => ({ ...x, file: path(x.file) })) },
+    retrieval: datasets(r.retrieval),
+    translation: r.translation.map((x) => ({ ...x, file: path(x.file) })),
+    classification: datasets(r.classification),
+    clustering: datasets(r.clustering),
+    pairClassification: datasets(r.pairClassification),
+    reranking: datasets(r.reranking),
+    summarization: datasets(r.summarization),
+  }
+}
+
 /**
  * How the sets given as `refs` are named in the card: where a ref is a Hub dataset's path, the local path it was
  * resolved to (`resolved`, in the same order) is named by the dataset's name and the path in it, typed by its id;
- * paths `named` already keep their names (the STS benchmark's tasks).
+ * paths `given` names already keep those names (the STS benchmark's tasks).
  */
 export function hubSources(
   refs: string[],
   resolved: string[],
-  named = new Map<string, { name: string; type: string; split?: string }>(),
+  given = new Map<string, { name: string; type: string; split?: string }>(),
 ): NonNullable<ResultNaming['source']> {
+  const named = new Map(given) // (the caller's map is left as it is)
   for (const [i, ref] of refs.entries()) {
     const hub = hubDatasetOf(ref)
-    if (hub && !named.has(resolved[i]))
-      named.set(resolved[i], { name: [hub.id.split('/')[1], hub.path].filter(Boolean).join('/'), type: hub.id })
+    if (hub && !named.has(resolved[i])) named.set(resolved[i], { name: setLabel(ref), type: hub.id })
   }
   return (path) => named.get(path)
 }

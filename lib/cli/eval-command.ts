@@ -36,7 +36,7 @@ import { isHubModelId } from '../hub/hub-model.js'
 import { checkModelCard, updateModelIndex } from '../train/model-index-update.js'
 import type { Result } from '../train/model-index.js'
 import type { TaskType } from '../train/task-evaluation.js'
-import { cardUpdateLine, evalCardResults, hubSources } from './eval-card.js'
+import { cardUpdateLine, evalCardResults, hubSources, withSetPaths } from './eval-card.js'
 import { mainScoreMeans, mainScoresByType, meansColumns, meansTable } from './mean-scores.js'
 
 /** simcsepp eval --model DIR [--sts FILE...] [--retrieval DIR...] [--json] */
@@ -240,11 +240,11 @@ export async function evalCommand(argv: string[]): Promise<void> {
         })
       return { sts, retrieval, translation, ...tasks }
     }
-    // The STS benchmark's files by their tasks' names in the tables and the JSON (their paths are in the Hub's cache).
+    // Sets read from the Hub shown by their hf:// paths in the tables and the JSON, not by their copies in the Hub's
+    // cache (a snapshot folder is named by its commit); the STS benchmark's files by their tasks' names.
+    const hubRefs = new Map(refs.flatMap((ref, i) => (ref.startsWith('hf://') ? [[local[i], ref] as const] : [])))
     const shown = (r: Awaited<ReturnType<typeof evaluate>>) =>
-      r.sts && benchmark.size
-        ? { ...r, sts: { ...r.sts, results: r.sts.results.map((x) => ({ ...x, file: benchmark.get(x.file)?.name ?? x.file })) } }
-        : r
+      withSetPaths(r, (path) => benchmark.get(path)?.name ?? hubRefs.get(path) ?? path)
     // MTEB's means of the main scores, where two datasets or more were scored.
     const meansOf = (r: Awaited<ReturnType<typeof evaluate>>) => mainScoreMeans(mainScoresByType(r))
     const jsonOf = (r: Awaited<ReturnType<typeof evaluate>>) => {

@@ -1,7 +1,7 @@
 // Plain-text tables for the terminal (right-aligned numbers, left-aligned text), and the tables of the
 // commands that print them: STS results (eval) and the benchmarks. Presentation lives in the CLI; the
 // library and the benchmarks return rows.
-import { basename } from 'node:path'
+import { setLabel } from '../hub/hub-model.js'
 import { formatBytes } from '../util/format.js'
 import type { StsFilesResult } from '../eval/sts.js'
 import type { RetrievalResult } from '../eval/retrieval.js'
@@ -37,7 +37,7 @@ export function retrievalTable(results: RetrievalResult[]): string {
   const pct = (x: number) => (100 * x).toFixed(2)
   // A long folder name keeps its end (the split in parentheses, after it) so that rows fit 80 columns.
   const label = (r: RetrievalResult) => {
-    const name = `${basename(r.dataset)} (${r.split})`
+    const name = `${setLabel(r.dataset)} (${r.split})`
     return name.length <= 20 ? name : `…${name.slice(name.length - 19)}`
   }
   // A binary ranking (eval --binary) sits under its dataset's exact one, named by how it ranked ("binary ×4").
@@ -73,9 +73,9 @@ export function matryoshkaTable(
   const first = sizes[0]
   const headers = [
     'dims',
-    ...(first.sts ? [...first.sts.results.map((r) => basename(r.file)), 'average'] : []),
-    ...first.retrieval.map((r) => `${basename(r.dataset)}${r.search === 'exact' ? '' : ` ${searchLabel(r)}`} nDCG@10`),
-    ...(first.translation ?? []).map((r) => `${basename(r.file)} accuracy`),
+    ...(first.sts ? [...first.sts.results.map((r) => setLabel(r.file)), 'average'] : []),
+    ...first.retrieval.map((r) => `${setLabel(r.dataset)}${r.search === 'exact' ? '' : ` ${searchLabel(r)}`} nDCG@10`),
+    ...(first.translation ?? []).map((r) => `${setLabel(r.file)} accuracy`),
     ...(first.tasks ?? []).map((t) => t.name),
   ]
   return formatTable(
@@ -95,7 +95,7 @@ export function translationTable(results: TranslationResult[]): string {
   const pct = (x: number) => (100 * x).toFixed(2)
   return formatTable(
     ['translation pairs', 'pairs', 'src->tgt', 'tgt->src', 'accuracy', 'F1 (MTEB)'],
-    results.map((r) => [basename(r.file), r.pairs, pct(r.sourceToTarget), pct(r.targetToSource), pct(r.accuracy), pct(r.f1)]),
+    results.map((r) => [setLabel(r.file), r.pairs, pct(r.sourceToTarget), pct(r.targetToSource), pct(r.accuracy), pct(r.f1)]),
   )
 }
 
@@ -103,7 +103,7 @@ export function translationTable(results: TranslationResult[]): string {
 export function stsTable(result: StsFilesResult): string {
   const rows: (string | number)[][] = []
   for (const r of result.results) {
-    rows.push([basename(r.file) + (r.setting ? ` (${r.setting})` : ''), r.pairs, r.spearman.toFixed(2), r.pearson.toFixed(2)])
+    rows.push([setLabel(r.file) + (r.setting ? ` (${r.setting})` : ''), r.pairs, r.spearman.toFixed(2), r.pearson.toFixed(2)])
     for (const s of r.subsets ?? []) rows.push([`  ${s.subset}`, s.pairs, s.spearman.toFixed(2), s.pearson.toFixed(2)])
     if (r.mean) rows.push(['  mean of subsets', '', r.mean.spearman.toFixed(2), r.mean.pearson.toFixed(2)])
   }

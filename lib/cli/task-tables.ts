@@ -5,7 +5,7 @@ import type { ClusteringResult } from '../eval/clustering.js'
 import type { PairClassificationResult } from '../eval/pair-classification.js'
 import type { RerankingResult } from '../eval/reranking.js'
 import type { SummarizationResult } from '../eval/summarization.js'
-import { basename } from 'node:path'
+import { setLabel } from '../hub/hub-model.js'
 import { formatTable } from './tables.js'
 import { taskScores, taskSetName } from '../train/task-evaluation.js'
 
@@ -89,7 +89,7 @@ export function subsetMeansTable(r: {
     const groups = new Map<string, number[]>()
     for (const x of results) if (x.subset !== undefined) groups.set(x.dataset, [...(groups.get(x.dataset) ?? []), score(x)])
     for (const [dataset, scores] of groups)
-      rows.push([basename(dataset), kind, scores.length, measure, pct(scores.reduce((a, b) => a + b, 0) / scores.length)])
+      rows.push([setLabel(dataset), kind, scores.length, measure, pct(scores.reduce((a, b) => a + b, 0) / scores.length)])
   }
   add('classification', r.classification, 'accuracy', (x) => x.accuracy)
   add('clustering', r.clustering, 'V-measure', (x) => x.vMeasure)

@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto'
 import { createWriteStream, existsSync, readFileSync, statSync } from 'node:fs'
 import { copyFile, mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
-import { dirname, join, relative } from 'node:path'
+import { basename, dirname, join, relative } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { ReadableStream as WebReadableStream } from 'node:stream/web'
@@ -91,6 +91,16 @@ const HF_DATASET_PATH = /^hf:\/\/datasets\/([A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-
 export function hubDatasetOf(ref: string): { id: string; path: string; revision?: string } | null {
   const m = HF_DATASET_PATH.exec(ref)
   return m ? { id: m[1], path: (m[3] ?? '').replace(/\/+$/, ''), ...(m[2] ? { revision: m[2] } : {}) } : null
+}
+
+/**
+ * A set's name in tables: a Hub dataset's path by the dataset's name and the path in it (`scifact`,
+ * `stsbenchmark-sts/test.jsonl.gz`: a file's base name alone would say `test.jsonl.gz` of every MTEB STS set), any
+ * other path by its base name.
+ */
+export function setLabel(path: string): string {
+  const hub = hubDatasetOf(path)
+  return hub ? [hub.id.split('/')[1], hub.path].filter(Boolean).join('/') : basename(path)
 }
 
 /**

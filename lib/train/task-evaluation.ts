@@ -2,7 +2,6 @@
 // evalPairClassification, evalReranking, evalSummarization): each set is read once, from a folder's validation or dev split where it has
 // one (selecting a model on the test split would tune it to the test), and scored at every evaluation as
 // `simcsepp eval` scores it, its texts prefixed as the saved model's encode, encodeQuery and encodeDocument will.
-import { basename } from 'node:path'
 import { evaluateClassification, readClassificationSet, type ClassificationSet } from '../eval/classification.js'
 import { evaluateClustering, readClusteringDataset, type ClusteringDataset } from '../eval/clustering.js'
 import { evaluatePairClassification, readPairClassificationSet, type PairClassificationSet } from '../eval/pair-classification.js'
@@ -10,6 +9,7 @@ import { evaluateReranking, readRerankingSet, type RerankingSet } from '../eval/
 import { evaluateSummarization, readSummarizationSet, type SummarizationSet } from '../eval/summarization.js'
 import { isFolder, splitFile, subsetsOf } from '../eval/table.js'
 import type { Embed } from '../embed/memo-embed.js'
+import { setLabel } from '../hub/hub-model.js'
 import { SELECTION_METRIC_NAMES, type EvalInfo } from './events.js'
 
 /**
@@ -175,7 +175,7 @@ export function datasetScores<R extends { dataset: string; split?: string; subse
       first.subset === undefined
         ? { set: taskSetName(first), score: score(first) }
         : {
-            set: `${basename(first.dataset)} (${first.split}, mean of ${group.length} subsets)`,
+            set: `${setLabel(first.dataset)} (${first.split}, mean of ${group.length} subsets)`,
             score: group.reduce((s, r) => s + score(r), 0) / group.length,
           },
     )
@@ -216,5 +216,5 @@ export function kindMeans(byKind: Record<string, number[]>): KindMeans | null {
 
 /** A task result's name in tables and logs: its file's or folder's name, its subset (a language's folder), its split. */
 export function taskSetName(r: { dataset: string; split?: string; subset?: string }): string {
-  return basename(r.dataset) + (r.subset ? `/${r.subset}` : '') + (r.split ? ` (${r.split})` : '')
+  return setLabel(r.dataset) + (r.subset ? `/${r.subset}` : '') + (r.split ? ` (${r.split})` : '')
 }
