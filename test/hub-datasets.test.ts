@@ -8,7 +8,8 @@ import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'nod
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { resolveHfPath } from '../lib/hub/hub-model.js'
+import { cachedHubDatasetOf, resolveHfPath, setLabel } from '../lib/hub/hub-model.js'
+import type { EvalInfo } from '../lib/train/events.js'
 import { PairFile } from '../lib/data/pairs.js'
 import { train, type TrainResult } from '../lib/train/train.js'
 import { saveTinyModel } from './helpers/encoder-tiny-model.js'
@@ -128,6 +129,27 @@ t.test('train({ data: hf://... }): the run on the local shards, the snapshot rec
   t.same(losses(hub), losses(local), 'the same losses at every step')
   const args = JSON.parse(readFileSync(join(work, 'hub', 'run', 'training_args.json'), 'utf8'))
   t.equal(args.data, join(snapshot, 'sentences'), 'the snapshot path: a resume needs no network')
+})
+
+t.test("a Hub dataset's sets named by the dataset in training's logs and card, not by their copies in the cache", async (t) => {
+  const sts = 'hf://datasets/org/nli/stsb/validation.parquet'
+  const out = join(work, 'named')
+  const evals: EvalInfo[] = []
+  await train({ ...RUN, steps: 2, evalEvery: 2, data: fixture('wiki'), evalFiles: [sts], out }, { onEval: (e) => void evals.push(e) })
+  t.equal(evals.at(-1)!.results[0].file, join(snapshot, 'stsb', 'validation.parquet'), 'the results record the local copy')
+  t.equal(evals.at(-1)!.selection?.set, 'nli/stsb/validation.parquet', "selected by the dataset's name and the path in it")
+  const card = readFileSync(join(out, 'README.md'), 'utf8')
+  t.match(card, /dataset:\n +name: "nli\/stsb\/validation\.parquet"\n +type: "org\/nli"\n/, "the model-index: the dataset's id as its type")
+  t.notMatch(card, new RegExp(COMMIT), 'no commit as a name')
+  t.same(cachedHubDatasetOf(join(snapshot, 'stsb', 'validation.parquet')), {
+    id: 'org/nli',
+    path: 'stsb/validation.parquet',
+    revision: COMMIT,
+  })
+  t.same(cachedHubDatasetOf(snapshot + '/'), { id: 'org/nli', path: '', revision: COMMIT })
+  t.equal(setLabel(snapshot), 'nli', "a whole dataset's folder by the dataset's name")
+  t.equal(setLabel(join(cache, 'datasets--org--nli', 'blobs', 'x')), 'x', 'not a snapshot: its base name')
+  t.equal(cachedHubDatasetOf('/data/nli/stsb/validation.parquet'), null)
 })
 
 t.test('the CLI: train --data and eval --sts take hf:// paths', needsCli, async (t) => {

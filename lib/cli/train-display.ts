@@ -1,13 +1,13 @@
 // What `simcsepp train` (and the demo) show while training: messages, a progress bar on a TTY (plain
 // lines otherwise), evaluation results, Ctrl-C handling, and a summary at the end (loss sparkline,
 // best STS, where the files are). The library only reports through TrainHooks.
-import { basename } from 'node:path'
 import { bestScore, formatScore } from '../train/evaluation.js'
 import { taskScores } from '../train/task-evaluation.js'
 import { SELECTION_METRIC_NAMES } from '../train/events.js'
 import type { EvalInfo, StepInfo, TrainHooks, TrainResult } from '../train/train.js'
 import { ProgressBar } from './progress.js'
 import { sparkline } from './sparkline.js'
+import { setLabel } from '../hub/hub-model.js'
 
 export class TrainingDisplay {
   private bar: ProgressBar | null = null
@@ -74,8 +74,8 @@ export class TrainingDisplay {
   }
 
   private eval(e: EvalInfo): void {
-    const files = e.results.map((r) => `${r.file.split('/').pop()} ${r.spearman.toFixed(2)}`).join(', ')
-    const sets = (e.retrieval ?? []).map((r) => `${basename(r.dataset)} ${(100 * r.ndcgAt10).toFixed(2)}`).join(', ')
+    const files = e.results.map((r) => `${setLabel(r.file)} ${r.spearman.toFixed(2)}`).join(', ')
+    const sets = (e.retrieval ?? []).map((r) => `${setLabel(r.dataset)} ${(100 * r.ndcgAt10).toFixed(2)}`).join(', ')
     const parts = [
       ...(files ? [`STS Spearman ${files}`] : []),
       ...(sets ? [`nDCG@10 ${sets}`] : []),

@@ -94,14 +94,28 @@ export function hubDatasetOf(ref: string): { id: string; path: string; revision?
 }
 
 /**
- * A set's name in tables: a Hub dataset's path by the dataset's name and the path in it (`scifact`,
- * `stsbenchmark-sts/test.jsonl.gz`: a file's base name alone would say `test.jsonl.gz` of every MTEB STS set), any
- * other path by its base name.
+ * The Hub dataset a path of the cache is a file or folder of (datasets--org--name/snapshots/COMMIT/PATH: what an
+ * hf://datasets/ path resolves to, and what runs record): its id, the path in it, the commit; else null.
  */
-export function setLabel(path: string): string {
-  const hub = hubDatasetOf(path)
-  return hub ? [hub.id.split('/')[1], hub.path].filter(Boolean).join('/') : basename(path)
+export function cachedHubDatasetOf(path: string): { id: string; path: string; revision: string } | null {
+  const m = /(?:^|[\\/])datasets--([^\\/]+)[\\/]snapshots[\\/]([0-9a-f]{40})(?:[\\/](.*))?$/.exec(path)
+  // (a repository's id holds no '--': huggingface_hub refuses it, as the cache's folder names need)
+  return m ? { id: m[1].replace('--', '/'), path: (m[3] ?? '').replace(/[\\/]+$/, '').replace(/\\/g, '/'), revision: m[2] } : null
 }
+
+/**
+ * How a Hub dataset's set (an hf://datasets/ path, or its copy in the cache) is named in tables, logs and model cards:
+ * by the dataset's name and the path in it (`scifact`, `stsbenchmark-sts/test.jsonl.gz`: a base name alone says
+ * `test.jsonl.gz` of every MTEB STS set, and a whole dataset's snapshot folder is named by its commit), typed by the
+ * dataset's id (as MTEB's results are); null for any other path.
+ */
+export function hubSetNaming(path: string): { name: string; type: string } | null {
+  const hub = hubDatasetOf(path) ?? cachedHubDatasetOf(path)
+  return hub && { name: [hub.id.split('/')[1], hub.path].filter(Boolean).join('/'), type: hub.id }
+}
+
+/** A set's name in tables and logs: a Hub dataset's by hubSetNaming, any other path by its base name. */
+export const setLabel = (path: string): string => hubSetNaming(path)?.name ?? basename(path)
 
 /**
  * The local path of `ref` where it names a Hub dataset's files, `hf://datasets/ORG/NAME[@REVISION]/PATH` (the form

@@ -12,9 +12,10 @@ import { evaluateRetrieval, type RetrievalResult } from '../eval/retrieval.js'
 import { memoEmbed } from '../embed/memo-embed.js'
 import { EmbeddingEngine, longestOf, paddedBatch, tokenizePacked } from '../embed/engine.js'
 import { existsSync } from 'node:fs'
-import { basename, join } from 'node:path'
+import { join } from 'node:path'
 import { SELECTION_METRIC_NAMES, SELECTION_METRICS, type Best, type EvalInfo, type RetrievalEval, type SelectionMetric } from './events.js'
 import { SELECT_BY, type SelectBy } from './options.js'
+import { setLabel } from '../hub/hub-model.js'
 import {
   kindMeans,
   MAIN_SCORE,
@@ -231,8 +232,8 @@ export class Evaluator {
   private selection(sts: EvalInfo['results'], retrieval: RetrievalEval[], tasks: TaskResults): NonNullable<EvalInfo['selection']> {
     const t = taskMainScores(tasks)
     const byKind: Record<Exclude<SelectBy, 'mean' | 'mean-type'>, { set: string; score: number }[]> = {
-      sts: sts.map((r) => ({ set: basename(r.file), score: r.spearman })),
-      retrieval: retrieval.map((r) => ({ set: `${basename(r.dataset)} (${r.split})`, score: r.ndcgAt10 })),
+      sts: sts.map((r) => ({ set: setLabel(r.file), score: r.spearman })),
+      retrieval: retrieval.map((r) => ({ set: `${setLabel(r.dataset)} (${r.split})`, score: r.ndcgAt10 })),
       classification: t.classification,
       clustering: t.clustering,
       'pair-classification': t.pairClassification,

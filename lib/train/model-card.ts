@@ -7,8 +7,8 @@ import { exampleKind } from '../data/pairs.js'
 import { modelIndexLines } from './model-index.js'
 import { SELECTION_METRIC_NAMES, type Best, type EvalInfo, type StepInfo } from './events.js'
 import { taskScores } from './task-evaluation.js'
-import { hubIdOf } from '../hub/hub-model.js'
 import { denseModulePath } from './sentence-transformers.js'
+import { hubIdOf, setLabel } from '../hub/hub-model.js'
 
 /** What the card is written from. */
 export interface ModelCardInput {
@@ -128,7 +128,7 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
   const objectives = sets.map((d) => d.objective)
   const supervised = sets.some((d) => d.columns !== undefined)
   const dataLine = (d: (typeof sets)[number]) =>
-    `\`${basename(d.path)}\`, ${d.what}, read as ${String(d.format ?? 'text')} (${d.bytes} bytes, SHA-256 ${d.sha256.slice(0, 16)}…)`
+    `\`${setLabel(d.path)}\`, ${d.what}, read as ${String(d.format ?? 'text')} (${d.bytes} bytes, SHA-256 ${d.sha256.slice(0, 16)}…)`
   const sampler = args.datasetSampler === 'round-robin' ? 'in turn' : 'at random, in proportion to their batches'
   const dataLines = multi
     ? [
@@ -268,8 +268,8 @@ function evaluationTable(evals: EvalInfo[], best: Best): string[] {
       'No evaluation was run (`--eval-file` gives STS Spearman, `--eval-retrieval` nDCG@10, `--eval-classification` and the other ' +
         'task kinds their main scores during training; `simcsepp eval` after).',
     ]
-  const files = evals[0].results.map((r) => basename(r.file))
-  const sets = (evals[0].retrieval ?? []).map((r) => `${basename(r.dataset)} (${r.split})`)
+  const files = evals[0].results.map((r) => setLabel(r.file))
+  const sets = (evals[0].retrieval ?? []).map((r) => `${setLabel(r.dataset)} (${r.split})`)
   const tasks = taskScores(evals[0]).map((r) => `${r.set} ${r.measure}`)
   // Matryoshka runs: the first file again on the vectors cut to each trained size.
   const dims = Object.keys(evals[0].dimSpearman ?? {}).sort((a, b) => Number(b) - Number(a))

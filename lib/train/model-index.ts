@@ -10,6 +10,7 @@
 import { basename } from 'node:path'
 import type { TranslationResult } from '../eval/translation.js'
 import type { Best, EvalInfo } from './events.js'
+import { hubSetNaming } from '../hub/hub-model.js'
 
 interface Metric {
   type: string
@@ -65,7 +66,7 @@ export const yamlNumber = (v: number) => {
 /** The results of evaluation `e`, in sentence-transformers' model-index terms. */
 export function modelIndexResults(e: IndexedEvaluation, naming: ResultNaming = {}): Result[] {
   const dataset = (path: string, split?: string, config?: string, suffix = ''): Result['dataset'] => {
-    const own = naming.source?.(path)
+    const own: ReturnType<NonNullable<ResultNaming['source']>> = naming.source?.(path) ?? hubSetNaming(path) ?? undefined
     const name = (own?.name ?? basename(path)) + suffix + (naming.suffix ?? '')
     const scored = split ?? own?.split
     return { name, type: own?.type ?? datasetType(name), ...(scored ? { split: scored } : {}), ...(config ? { config } : {}) }

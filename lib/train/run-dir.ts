@@ -19,6 +19,7 @@ import { denseModulePath, writeSentenceTransformersFiles, type InheritedSettings
 import { prepareRunState, runPath, TENSORBOARD_DIR } from './run-layout.js'
 import { TensorBoardLog } from './tensorboard.js'
 import type { TokenizerCopy } from './tokenizer-copy.js'
+import { setLabel } from '../hub/hub-model.js'
 
 /** Where a resumed run picks up. */
 export interface ResumePoint {
@@ -220,9 +221,9 @@ async function readLog(path: string, keepUpToStep: number): Promise<LogEntry[]> 
  */
 function selectionOf(e: EvalInfo): EvalInfo['selection'] {
   if (e.selection) return e.selection
-  if (e.spearman !== undefined && e.results.length) return { set: basename(e.results[0].file), metric: 'spearman', score: e.spearman }
+  if (e.spearman !== undefined && e.results.length) return { set: setLabel(e.results[0].file), metric: 'spearman', score: e.spearman }
   const r = e.retrieval?.[0]
-  return r && { set: `${basename(r.dataset)} (${r.split})`, metric: 'ndcgAt10', score: r.ndcgAt10 }
+  return r && { set: `${setLabel(r.dataset)} (${r.split})`, metric: 'ndcgAt10', score: r.ndcgAt10 }
 }
 
 /** The score panel's labels: STS (the default), or the set and measure the last evaluation selects by. */
@@ -243,7 +244,7 @@ function scorePanel(evals: EvalInfo[]): { stsLabel?: string; stsAxis?: string } 
 function datasetNames(args: Record<string, unknown>): string[] {
   const { data, objective } = args
   if (!Array.isArray(data)) return []
-  return data.map((d, i) => `${basename(String(d))} (${String(Array.isArray(objective) ? objective[i] : objective)})`)
+  return data.map((d, i) => `${setLabel(String(d))} (${String(Array.isArray(objective) ? objective[i] : objective)})`)
 }
 
 function curvePoints(steps: StepInfo[], evals: EvalInfo[], datasets: string[] = []) {

@@ -9,11 +9,12 @@
 import { existsSync } from 'node:fs'
 import { appendFile, mkdir, readdir, rm } from 'node:fs/promises'
 import { hostname } from 'node:os'
-import { basename, join } from 'node:path'
+import { join } from 'node:path'
 import { ProtoWriter } from '../export/protobuf.js'
 import { maskedCrc32c } from '../util/crc32c.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import type { EvalInfo, LogEntry, StepInfo } from './events.js'
+import { setLabel } from '../hub/hub-model.js'
 
 /** One TFRecord: the length and its checksum, the bytes and theirs. */
 export function tfRecord(data: Uint8Array): Uint8Array {
@@ -66,11 +67,11 @@ function stepScalars(s: StepInfo, datasets: string[]): [string, number][] {
 
 function evalScalars(e: EvalInfo): [string, number][] {
   return [
-    ...e.results.map((r) => [`eval/${basename(r.file)}/spearman`, r.spearman] as [string, number]),
+    ...e.results.map((r) => [`eval/${setLabel(r.file)}/spearman`, r.spearman] as [string, number]),
     ...(e.average !== undefined && e.results.length > 1 ? [['eval/average_spearman', e.average] as [string, number]] : []),
     ...Object.entries(e.dimSpearman ?? {}).map(([d, v]) => [`eval/spearman_${d}_dims`, v] as [string, number]),
     ...(e.retrieval ?? []).flatMap((r) => {
-      const name = `eval/${basename(r.dataset)}_${r.split}`
+      const name = `eval/${setLabel(r.dataset)}_${r.split}`
       return [
         [`${name}/ndcg@10`, r.ndcgAt10],
         [`${name}/mrr@10`, r.mrrAt10],
@@ -93,7 +94,7 @@ function task<R extends { dataset: string; split?: string; subset?: string }>(
   scores: (r: R) => Record<string, number>,
 ) {
   return (results ?? []).flatMap((r) => {
-    const name = `eval/${basename(r.dataset)}${r.subset ? `_${r.subset}` : ''}${r.split ? `_${r.split}` : ''}`
+    const name = `eval/${setLabel(r.dataset)}${r.subset ? `_${r.subset}` : ''}${r.split ? `_${r.split}` : ''}`
     return Object.entries(scores(r)).map(([k, v]) => [`${name}/${k}`, v] as [string, number])
   })
 }

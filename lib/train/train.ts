@@ -14,7 +14,7 @@
 // the output directory: it locks it, writes the log, checkpoints, evaluations and model, and is the one
 // rank that reports through the hooks. Checkpoints hold nothing per rank, so a resume may use any number
 // of ranks. An error on any rank ends the whole job (MPI_Abort): the others would wait in a collective.
-import { basename, join } from 'node:path'
+import { join } from 'node:path'
 import { addon } from '../native.js'
 import { AdamW } from '../optim/adamw.js'
 import { BatchStream } from '../data/sentences.js'
@@ -49,7 +49,7 @@ import { readSentenceTransformersConfig } from '../embed/sentence-transformers-c
 import type { InheritedSettings } from './sentence-transformers.js'
 import { rolePrefixText } from '../embed/role-prompts.js'
 import { startDistributed, type Communicator } from '../distributed/communicator.js'
-import { resolveHfPath, resolveModel } from '../hub/hub-model.js'
+import { resolveHfPath, resolveModel, setLabel } from '../hub/hub-model.js'
 
 export type { TrainOptions } from './options.js'
 export type { EvalInfo, StepInfo, TrainHooks, TrainResult } from './events.js'
@@ -209,7 +209,7 @@ async function trainHolding(
   if (multi)
     say(
       `${sets.length} datasets, each step a batch of one of them (${o.datasetSampler}): ${schedule.stepsPerEpoch} steps per epoch, ` +
-        sets.map((d) => `${basename(d.o.data)} ${d.o.objective}`).join(', '),
+        sets.map((d) => `${setLabel(d.o.data)} ${d.o.objective}`).join(', '),
     )
   // From the directory given, not the checkpoint found in it: a corrupted newest checkpoint falls back to checkpoint.old.
   const checkpoint = o.resume ? await loadCheckpoint(o.resume, say) : null
