@@ -107,5 +107,9 @@ export function taskMainScores(r: {
   reranking: RerankingResult[]
   summarization: SummarizationResult[]
 }): { name: string; value: number }[] {
-  return taskScores(r).map((s) => ({ name: `${s.set} ${s.measure}`, value: s.score }))
+  const { classification, clustering, pairClassification, reranking, summarization } = r // (the table has translation's own columns)
+  return taskScores({ classification, clustering, pairClassification, reranking, summarization }).map((s) => ({
+    name: `${s.set} ${s.measure}`,
+    value: s.score,
+  }))
 }

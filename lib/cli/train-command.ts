@@ -68,8 +68,10 @@ export const trainUsage = `simcsepp train [options]
               --eval-summarization PATH (repeatable; a file, or a folder's validation, dev or else
               test split): MTEB's main scores (accuracy, V-measure, AP, MAP, cosine Spearman), as
               simcsepp eval computes them
+              --eval-translation FILE (repeatable; parallel pairs: english,non_english, anchor,positive or
+              sentence1,sentence2): matching accuracy both ways and MTEB's bitext mining F1
               --select-by sts|retrieval|classification|clustering|pair-classification|reranking|
-              summarization|mean|mean-type: the kind whose first set selects the best model, or mean: the
+              summarization|translation|mean|mean-type: the kind whose first set selects the best model, or mean: the
               mean of every set's main score (MTEB's Mean (Task)), or mean-type: of each kind's mean (Mean
               (TaskType)) (default: the first kind given, in that order)
               --early-stopping N: end the run after N evaluations in a row without a new best (0: off)
@@ -136,6 +138,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       'eval-pair-classification': { type: 'string', multiple: true },
       'eval-reranking': { type: 'string', multiple: true },
       'eval-summarization': { type: 'string', multiple: true },
+      'eval-translation': { type: 'string', multiple: true },
       'select-by': { type: 'string' },
       'eval-every': { type: 'string' },
       'early-stopping': { type: 'string' },
@@ -215,6 +218,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     evalPairClassification: await resolveDataFlags(values['eval-pair-classification']),
     evalReranking: await resolveDataFlags(values['eval-reranking']),
     evalSummarization: await resolveDataFlags(values['eval-summarization']),
+    evalTranslation: await resolveDataFlags(values['eval-translation']),
     selectBy: oneOf('select-by', values['select-by'], SELECT_BY),
     evalEvery: num('eval-every', values['eval-every'], R.evalEvery),
     earlyStopping: num('early-stopping', values['early-stopping'], R.earlyStopping),

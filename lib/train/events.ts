@@ -5,6 +5,7 @@ import type { ClusteringResult } from '../eval/clustering.js'
 import type { PairClassificationResult } from '../eval/pair-classification.js'
 import type { RerankingResult } from '../eval/reranking.js'
 import type { SummarizationResult } from '../eval/summarization.js'
+import type { TranslationResult } from '../eval/translation.js'
 
 export interface StepInfo {
   type: 'step'
@@ -75,6 +76,8 @@ export interface EvalInfo {
   pairClassification?: (PairClassificationResult & TaskSplit)[]
   reranking?: (RerankingResult & TaskSplit)[]
   summarization?: (SummarizationResult & TaskSplit)[]
+  /** Parallel sentences (evalTranslation): each file's matching accuracies and bitext mining F1. */
+  translation?: TranslationResult[]
   /**
    * What selects the model (absent in logs written before it was recorded): its set (the file's or folder's name, with
    * the split scored), its measure, and the score here (as Best holds it).
@@ -95,7 +98,8 @@ export interface TaskSplit {
 /**
  * The measures a model can be selected by: the first STS file's Spearman ×100, a retrieval set's nDCG@10, a
  * classification set's accuracy, a clustering set's V-measure, a pair classification set's AP (the best of its four
- * comparisons), a reranking set's MAP, a summarization set's cosine Spearman (fractions, as the evaluations give them).
+ * comparisons), a reranking set's MAP, a summarization set's cosine Spearman, a translation file's bitext mining F1
+ * (fractions, as the evaluations give them).
  */
 export const SELECTION_METRICS = [
   'spearman',
@@ -105,6 +109,7 @@ export const SELECTION_METRICS = [
   'ap',
   'map',
   'cosineSpearman',
+  'f1',
   'mean',
   'meanByType',
 ] as const
@@ -119,6 +124,7 @@ export const SELECTION_METRIC_NAMES: Record<SelectionMetric, string> = {
   ap: 'AP',
   map: 'MAP',
   cosineSpearman: 'cosine Spearman',
+  f1: 'bitext mining F1',
   mean: 'mean main score',
   meanByType: 'mean main score by task type',
 }

@@ -140,9 +140,15 @@ export interface TrainOptions {
   evalReranking?: string[]
   evalSummarization?: string[]
   /**
+   * Parallel sentences (english,non_english or anchor,positive; MTEB's bitext mining sentence1,sentence2), scored at
+   * each evaluation as `simcsepp eval --translation` scores them: each source's nearest target (and the reverse), and
+   * MTEB's bitext mining F1 (the main score), the texts with the model's BitextMining prompt, else its default prompt.
+   */
+  evalTranslation?: string[]
+  /**
    * Which evaluation selects the best model: the first set of this kind, by its main score (STS: Spearman; retrieval:
    * nDCG@10; classification: accuracy; clustering: V-measure; pair classification: AP; reranking: MAP;
-   * summarization: cosine Spearman); or 'mean', the mean of every set's main score (MTEB's average over tasks; STS
+   * summarization: cosine Spearman; translation: bitext mining F1); or 'mean', the mean of every set's main score (MTEB's average over tasks; STS
    * Spearman as a fraction, a multilingual dataset once, by its subsets' mean); or 'mean-type', the mean of each task
    * kind's mean (MTEB's Mean (TaskType): a kind of many sets weighs as much as one of a single set). Default: the first
    * kind given, in that order.
@@ -223,6 +229,7 @@ export const EVAL_SET_OPTIONS = [
   'evalPairClassification',
   'evalReranking',
   'evalSummarization',
+  'evalTranslation',
 ] as const
 type EvalSetOption = (typeof EVAL_SET_OPTIONS)[number]
 
@@ -238,6 +245,7 @@ export const SELECT_BY = [
   'pair-classification',
   'reranking',
   'summarization',
+  'translation',
   'mean',
   'mean-type',
 ] as const

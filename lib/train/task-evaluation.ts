@@ -140,8 +140,11 @@ export const MAIN_SCORE = {
   summarization: 'cosineSpearman',
 } as const
 
-/** Each task set's main score: the set's name (with the split scored), the measure's name, the score (a fraction). */
-export function taskScores(r: Partial<TaskResults>): { set: string; measure: string; score: number }[] {
+/**
+ * Each task set's main score, then each translation file's (an evaluation during training scores both): the set's
+ * name (with the split scored), the measure's name, the score (a fraction).
+ */
+export function taskScores(r: Partial<TaskResults> & Pick<EvalInfo, 'translation'>): { set: string; measure: string; score: number }[] {
   const of = <R extends { dataset: string; split?: string; subset?: string }>(
     results: R[] | undefined,
     measure: string,
@@ -153,6 +156,7 @@ export function taskScores(r: Partial<TaskResults>): { set: string; measure: str
     ...of(r.pairClassification, SELECTION_METRIC_NAMES[MAIN_SCORE.pairClassification], (x) => x.ap),
     ...of(r.reranking, SELECTION_METRIC_NAMES[MAIN_SCORE.reranking], (x) => x.map),
     ...of(r.summarization, SELECTION_METRIC_NAMES[MAIN_SCORE.summarization], (x) => x.cosineSpearman),
+    ...(r.translation ?? []).map((x) => ({ set: setLabel(x.file), measure: SELECTION_METRIC_NAMES.f1, score: x.f1 })),
   ]
 }
 
