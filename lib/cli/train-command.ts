@@ -71,9 +71,9 @@ export const trainUsage = `simcsepp train [options]
               --eval-translation FILE (repeatable; parallel pairs: english,non_english, anchor,positive or
               sentence1,sentence2): matching accuracy both ways and MTEB's bitext mining F1
               --select-by sts|retrieval|classification|clustering|pair-classification|reranking|
-              summarization|translation|mean|mean-type: the kind whose first set selects the best model, or mean: the
-              mean of every set's main score (MTEB's Mean (Task)), or mean-type: of each kind's mean (Mean
-              (TaskType)) (default: the first kind given, in that order)
+              summarization|translation|mean|mean-type: the kind whose first set selects the best model,
+              or mean: the mean of every set's main score (MTEB's Mean (Task)), or mean-type: of each
+              kind's mean (Mean (TaskType)) (default: the first kind given, in that order)
               --early-stopping N: end the run after N evaluations in a row without a new best (0: off)
   Output      --out DIR (./simcsepp-out)  --save-every 250  --resume DIR | --overwrite (start over in DIR)
               --tensorboard: also the log as a TensorBoard event file (tensorboard --logdir DIR/run/tensorboard)

@@ -148,10 +148,10 @@ export interface TrainOptions {
   /**
    * Which evaluation selects the best model: the first set of this kind, by its main score (STS: Spearman; retrieval:
    * nDCG@10; classification: accuracy; clustering: V-measure; pair classification: AP; reranking: MAP;
-   * summarization: cosine Spearman; translation: bitext mining F1); or 'mean', the mean of every set's main score (MTEB's average over tasks; STS
-   * Spearman as a fraction, a multilingual dataset once, by its subsets' mean); or 'mean-type', the mean of each task
-   * kind's mean (MTEB's Mean (TaskType): a kind of many sets weighs as much as one of a single set). Default: the first
-   * kind given, in that order.
+   * summarization: cosine Spearman; translation: bitext mining F1); or 'mean', the mean of every set's main score
+   * (MTEB's average over tasks; STS Spearman as a fraction, a multilingual dataset once, by its subsets' mean); or
+   * 'mean-type', the mean of each task kind's mean (MTEB's Mean (TaskType): a kind of many sets weighs as much as one
+   * of a single set). Default: the first kind given, in that order.
    */
   selectBy?: SelectBy
   evalEvery?: number
