@@ -58,6 +58,8 @@ interface StandIn {
   refuseOid?: string
   /** Branch deletions answer 500. */
   refuseBranchDelete?: boolean
+  /** Commits answer with this status (a refusal, 4xx, or a server error, 5xx), committing nothing. */
+  commitStatus?: number
   /** The samples preupload received, by path (checked against what is committed). */
   samples: Map<string, string>
   close(): Promise<void>
@@ -157,6 +159,7 @@ async function standIn(): Promise<StandIn> {
         .filter((l) => l)
         .map((l) => JSON.parse(l) as { key: string; value: Record<string, unknown> })
       if (lines[0]?.key !== 'header') return void res.writeHead(400).end('no header')
+      if (hub.commitStatus) return void res.writeHead(hub.commitStatus).end('A commit refused')
       const files = new Map(commits.at(-1)?.files ?? [])
       for (const { key, value } of lines.slice(1)) {
         if (key === 'file' && value.encoding === 'base64') {
@@ -497,6 +500,26 @@ t.test('a push to a new branch that fails before its commit deletes the branch i
   }
   // The next push makes the branch again and commits to it.
   await pushToHub(dir, 'me/branchy', { env, revision: 'exp' })
+  t.equal(repo.branches.get('exp')!.length, 2, "main's commit, then this one")
+})
+
+t.test('a commit the Hub refuses (4xx) deletes the branch the push made; after a server error (5xx) it is kept', async (t) => {
+  const dir = join(work, 'branch-refused')
+  cpSync(modelDir, dir, { recursive: true })
+  await pushToHub(dir, 'me/refused', { env }) // main, so that the repository exists
+  const repo = hub.repos.get('me/refused')!
+  try {
+    hub.commitStatus = 422
+    await t.rejects(pushToHub(dir, 'me/refused', { env, revision: 'exp' }), /the commit: HTTP 422: A commit refused/)
+    t.notOk(repo.branches.has('exp'), 'the branch it made is gone')
+    t.ok(hub.requests.some((q) => q.method === 'DELETE' && q.path === '/api/models/me/refused/branch/exp'))
+    hub.commitStatus = 502
+    await t.rejects(pushToHub(dir, 'me/refused', { env, revision: 'exp' }), /the commit: HTTP 502/)
+    t.ok(repo.branches.has('exp'), 'kept: a server error may have committed')
+  } finally {
+    hub.commitStatus = undefined
+  }
+  await pushToHub(dir, 'me/refused', { env, revision: 'exp' })
   t.equal(repo.branches.get('exp')!.length, 2, "main's commit, then this one")
 })
 

@@ -4,7 +4,8 @@
 //      and, for a branch other than main, POST {endpoint}/api/models/{id}/branch/{branch} {} (from main's head; 409: it
 //      exists, fine), as `huggingface-cli upload --revision` does (a pull request's refs/pr/N is not created); a branch
 //      made here is deleted again (DELETE, as huggingface_hub's delete_branch) when the files' upload fails before the
-//      commit is sent, so that such a failed push leaves no empty branch behind
+//      commit is sent, or the Hub refuses the commit (HTTP 4xx: nothing was committed), so that such a failed push
+//      leaves no empty branch behind
 //   2. POST {endpoint}/api/models/{id}/preupload/{revision} {files: [{path, size, sample}]}: each file's mode,
 //      'regular' (sent inside the commit, base64) or 'lfs' (large and binary files), and whether the repo ignores it
 //   3. LFS files: POST {endpoint}/{id}.git/info/lfs/objects/batch (the git-lfs batch API, sha256 oids): for each
@@ -108,7 +109,6 @@ export async function pushToHub(dir: string, repoId: string, options: PushOption
     const lfs = kept.filter((f) => f.lfs)
     uploadedBytes = lfs.length > 0 ? await uploadLfs(endpoint, repoId, revision, lfs, auth, options) : 0
   } catch (e) {
-    // (Only before the commit is sent: once it is, a failure may still have committed to the branch.)
     if (made) await deleteBranch(endpoint, repoId, rev, auth, e as Error)
     throw e
   }
@@ -128,6 +128,11 @@ export async function pushToHub(dir: string, repoId: string, options: PushOption
     method: 'POST',
     headers: { ...auth, 'content-type': 'application/x-ndjson' },
     body: lines.map((l) => JSON.stringify(l) + '\n').join(''),
+  }).catch(async (e: Error) => {
+    // A refusal (4xx) committed nothing; after a lost connection or a server error (5xx) the commit may have been
+    // made, so the branch is kept.
+    if (made && e instanceof HubHttpError && e.status >= 400 && e.status < 500) await deleteBranch(endpoint, repoId, rev, auth, e)
+    throw e
   })
   const done = (await res.json().catch(() => ({}))) as { commitOid?: string; commitUrl?: string }
   if (typeof done.commitOid !== 'string') throw new Error(`push: ${repoId}: the Hub's answer to the commit names no commit`)
@@ -198,7 +203,17 @@ async function call(url: string, what: string, repoId: string, init: RequestInit
         : detail
           ? `: ${detail}`
           : ''
-  throw new Error(`push: ${repoId}: ${what}: HTTP ${res.status}${why}`)
+  throw new HubHttpError(`push: ${repoId}: ${what}: HTTP ${res.status}${why}`, res.status)
+}
+
+/** The Hub's answer to a request was an HTTP error: its status says whether the request may have taken effect. */
+class HubHttpError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message)
+  }
 }
 
 async function createRepo(endpoint: string, repoId: string, isPrivate: boolean, auth: Record<string, string>) {
