@@ -402,3 +402,28 @@ t.test('selectBy mean: the mean of every set’s main score (STS / 100, a multil
   t.match(readFileSync(join(dir, 'by-type', 'run', 'loss_curve.svg'), 'utf8'), /mean main score by task type \(4 sets, 3 kinds\)/)
   await t.rejects(train({ ...TINY_RUN, data, out: join(dir, 'none'), selectBy: 'mean-type' }), /selectBy mean-type needs evaluation sets/)
 })
+
+t.test('evalExperiments: classification’s draws at each evaluation', async (t) => {
+  const dir = tempDir('simcsepp-train-experiments-')
+  const data = writeSentences(join(dir, 'data.txt'), 40)
+  const sets = taskSets(dir)
+  const out = join(dir, 'out')
+  const evals: EvalInfo[] = []
+  await train(
+    { ...TINY_RUN, data, device: 'cpu', out, steps: 1, evalEvery: 1, evalExperiments: 3, evalClassification: [sets.classification] },
+    { onEval: (e) => void evals.push(e) },
+  )
+  const best = evals.filter((e) => e.best).at(-1)!
+  t.equal(best.classification![0].fits, 3, 'three draws')
+  const enc = await SentenceEncoder.load(out, { device: 'cpu' })
+  const set = await readClassificationSet(sets.classification, 'validation')
+  const three = await evaluateClassification((s) => enc.encode(s), set, { experiments: 3 })
+  const ten = await evaluateClassification((s) => enc.encode(s), set)
+  await enc.close()
+  t.ok(Math.abs(three.accuracy - best.classification![0].accuracy) < 1e-9, 'the saved model’s accuracy over the same three draws')
+  t.equal(ten.fits, 10)
+  await t.rejects(
+    train({ ...TINY_RUN, data, device: 'cpu', out: join(dir, 'bad'), evalExperiments: 0, evalClassification: [sets.classification] }),
+    /evalExperiments/,
+  )
+})

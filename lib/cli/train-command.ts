@@ -70,6 +70,8 @@ export const trainUsage = `simcsepp train [options]
               simcsepp eval computes them
               --eval-translation FILE (repeatable; parallel pairs: english,non_english, anchor,positive or
               sentence1,sentence2): matching accuracy both ways and MTEB's bitext mining F1
+              --eval-experiments 10: classification's draws of 32 training rows per label at each
+              evaluation (MTEB's 10; fewer where steps are fast)
               --select-by sts|retrieval|classification|clustering|pair-classification|reranking|
               summarization|translation|mean|mean-type: the kind whose first set selects the best model,
               or mean: the mean of every set's main score (MTEB's Mean (Task)), or mean-type: of each
@@ -141,6 +143,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       'eval-translation': { type: 'string', multiple: true },
       'select-by': { type: 'string' },
       'eval-every': { type: 'string' },
+      'eval-experiments': { type: 'string' },
       'early-stopping': { type: 'string' },
       out: { type: 'string' },
       'save-every': { type: 'string' },
@@ -221,6 +224,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     evalTranslation: await resolveDataFlags(values['eval-translation']),
     selectBy: oneOf('select-by', values['select-by'], SELECT_BY),
     evalEvery: num('eval-every', values['eval-every'], R.evalEvery),
+    evalExperiments: num('eval-experiments', values['eval-experiments'], R.evalExperiments),
     earlyStopping: num('early-stopping', values['early-stopping'], R.earlyStopping),
     out: values.out ?? 'simcsepp-out',
     saveEvery: num('save-every', values['save-every'], R.saveEvery),

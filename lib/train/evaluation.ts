@@ -136,6 +136,8 @@ export interface EvaluatorOptions {
   }
   /** The kind whose first set selects the model; default the first kind with sets (sts, retrieval, classification, ...). */
   selectBy?: SelectBy
+  /** Classification sets' draws (MTEB's 10 unless given). */
+  experiments?: number
 }
 
 export class Evaluator {
@@ -205,12 +207,11 @@ export class Evaluator {
       })
       retrieval.push(retrievalEval(r))
     }
-    const tasks = await scoreTasks(this.tasks, {
-      typed,
-      plain: this.embed,
-      queryPrefix: prefixes.queryPrefix,
-      documentPrefix: prefixes.documentPrefix,
-    })
+    const tasks = await scoreTasks(
+      this.tasks,
+      { typed, plain: this.embed, queryPrefix: prefixes.queryPrefix, documentPrefix: prefixes.documentPrefix },
+      this.options.experiments,
+    )
     // Parallel sentences: both sides alike, with the BitextMining prompt (else the default prompt), as `simcsepp eval`.
     const translation: TranslationResult[] = []
     for (const pairs of this.translation) translation.push(await evaluateTranslation(typed('BitextMining'), pairs))

@@ -116,12 +116,16 @@ export async function readTaskSets(
   }
 }
 
-/** Every set scored (classification with MTEB's defaults: 10 draws of 32 training rows per label, or 10 folds). */
-export async function scoreTasks(sets: TaskSets, e: TaskEmbedding): Promise<TaskResults> {
+/**
+ * Every set scored (classification with MTEB's defaults: `experiments` draws, 10 unless given, of 32 training rows per
+ * label, or 10 folds).
+ */
+export async function scoreTasks(sets: TaskSets, e: TaskEmbedding, experiments?: number): Promise<TaskResults> {
   const out: TaskResults = { classification: [], clustering: [], pairClassification: [], reranking: [], summarization: [] }
   // Each result with the split scored, and a subset's named by its dataset and subset.
   const named = <R>(r: R, { split, subset }: Split<unknown>) => ({ ...r, ...(split ? { split } : {}), ...subset })
-  for (const s of sets.classification) out.classification.push(named(await evaluateClassification(e.typed('Classification'), s.set), s))
+  for (const s of sets.classification)
+    out.classification.push(named(await evaluateClassification(e.typed('Classification'), s.set, { experiments }), s))
   for (const s of sets.clustering) out.clustering.push(named(await evaluateClustering(e.typed('Clustering'), s.set), s))
   for (const s of sets.pairClassification)
     out.pairClassification.push(named(await evaluatePairClassification(e.typed('PairClassification'), s.set), s))

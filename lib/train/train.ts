@@ -388,7 +388,7 @@ async function trainHolding(
     embedder,
     saveModel,
     resumed?.best ?? null,
-    { cutDims, prefixes, selectBy: selectionKind(o) },
+    { cutDims, prefixes, selectBy: selectionKind(o), experiments: o.evalExperiments },
   )
   if (resumed?.best && !evaluator.best)
     say(
