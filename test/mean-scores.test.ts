@@ -35,7 +35,7 @@ t.test('main scores by task type, and their two means', async (t) => {
       { search: 'exact', ndcgAt10: 0.5 },
       { search: 'binary', ndcgAt10: 0.1 },
     ] as EvalCommandResults['retrieval'],
-    translation: [{ f1: 0.9, accuracy: 0.2 }] as EvalCommandResults['translation'],
+    translation: [{ file: '/t/pairs.csv', f1: 0.9, accuracy: 0.2 }] as EvalCommandResults['translation'],
     classification: [classification('/m/massive', 0.4, 'de'), classification('/m/massive', 0.8, 'en'), classification('/c/topics', 0.3)],
   }
   const byType = mainScoresByType(r)

@@ -3,7 +3,7 @@
 // mining F1), the numbers those of evaluateTranslation on the saved model's vectors; selectBy 'translation' selects by
 // the first file's F1, and the means count it as one more kind (BitextMining); the log, TensorBoard, card and screen.
 import t from 'tap'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { evaluateTranslation, readTranslationPairs, SentenceEncoder } from '../lib/index.js'
 import { train } from '../lib/train/train.js'
@@ -123,6 +123,37 @@ t.test('evalTranslation: scored at each evaluation, selecting by bitext mining F
     train({ ...TINY_RUN, data, device: 'cpu', out: join(dir, 'none'), evalEvery: 1, evalFiles: [sts], selectBy: 'translation' }),
     /selectBy translation needs evalTranslation/,
   )
+})
+
+t.test('evalTranslation of a folder: its validation, dev or else test split', async (t) => {
+  const dir = tempDir('simcsepp-train-translation-split-')
+  const data = writeSentences(join(dir, 'data.txt'), 40)
+  const rows = readFileSync(writePairs(join(dir, 'pairs.csv')), 'utf8')
+    .trim()
+    .split('\n')
+    .slice(1)
+  const folder = join(dir, 'flores')
+  mkdirSync(folder)
+  writeFileSync(join(folder, 'dev.csv'), ['sentence1,sentence2', ...rows.slice(0, 24)].join('\n') + '\n')
+  writeFileSync(join(folder, 'test.csv'), ['sentence1,sentence2', ...rows.slice(24)].join('\n') + '\n')
+  const out = join(dir, 'out')
+  const evals: EvalInfo[] = []
+  const messages: string[] = []
+  await train(
+    { ...TINY_RUN, data, device: 'cpu', out, steps: 1, evalEvery: 1, evalTranslation: [folder] },
+    { onEval: (e) => void evals.push(e), onMessage: (m) => void messages.push(m) },
+  )
+  t.ok(
+    messages.some((m) => m.includes(`${folder} (dev split): translation, 24 pairs`)),
+    'the dev split, said',
+  )
+  const best = evals.filter((e) => e.best).at(-1)!
+  t.match(best.translation, [{ file: folder, pairs: 24 }])
+  t.same(best.selection?.set, 'flores', 'selected by the folder')
+  const enc = await SentenceEncoder.load(out, { device: 'cpu' })
+  const again = await evaluateTranslation((s) => enc.encode(s), await readTranslationPairs(join(folder, 'dev.csv')))
+  await enc.close()
+  t.ok(Math.abs(again.f1 - best.translation![0].f1) < 1e-9, 'the dev split’s F1 with the saved model')
 })
 
 t.test('simcsepp train --eval-translation --select-by translation', needsCli, async (t) => {

@@ -4,7 +4,7 @@
 // CI's Python has sentence-transformers), on pairs whose nearest neighbours are not near ties; refusals.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { evaluateTranslation, readTranslationPairs, SentenceEncoder } from '../lib/index.js'
 import { train } from '../lib/train/train.js'
@@ -157,4 +157,69 @@ t.test('simcsepp eval --translation: a table, JSON, refusals', needsCli, async (
     run(['--translation', triplets]).stderr,
     /triplets\.csv: translation pairs have two columns \(a sentence, its translation\); this file has 3/,
   )
+})
+
+t.test('simcsepp eval --translation on folders: a split (--split), a multilingual dataset by subset', needsCli, async (t) => {
+  const model = join(dir, 'model')
+  const run = (args: string[], m = model) => spawnSync(process.execPath, [cli, 'eval', '--model', m, ...args], { encoding: 'utf8' })
+  const rows = readFileSync(join(dir, 'pairs.csv'), 'utf8').trim().split('\n').slice(1)
+  const jsonl = (part: string[]) =>
+    part.map((r) => JSON.stringify({ sentence1: r.split(',')[0], sentence2: r.split(',')[1] })).join('\n') + '\n'
+  // MTEB's layout of a multilingual bitext dataset (Tatoeba's deu-eng, ...): a folder per language pair.
+  const multi = join(dir, 'tatoeba')
+  for (const [i, pair] of ['deu-eng', 'fra-eng'].entries()) {
+    mkdirSync(join(multi, pair), { recursive: true })
+    writeFileSync(join(multi, pair, 'test.jsonl'), jsonl(rows.slice(20 * i, 20 * i + 20)))
+  }
+  const splits = join(dir, 'flores')
+  mkdirSync(splits, { recursive: true })
+  writeFileSync(join(splits, 'test.jsonl'), jsonl(rows.slice(0, 20)))
+  writeFileSync(join(splits, 'dev.jsonl'), jsonl(rows.slice(20)))
+  const json = (args: string[]) => {
+    const r = run([...args, '--json'])
+    t.equal(r.status, 0, r.stderr)
+    return JSON.parse(r.stdout) as { translation: Record<string, unknown>[]; mean?: Record<string, number> }
+  }
+  const scores = ({ pairs, sourceToTarget, targetToSource, accuracy, f1, precision }: Record<string, unknown>) => ({
+    pairs,
+    sourceToTarget,
+    targetToSource,
+    accuracy,
+    f1,
+    precision,
+  })
+  const deu = json(['--translation', join(multi, 'deu-eng', 'test.jsonl')]).translation[0]
+  const fra = json(['--translation', join(multi, 'fra-eng', 'test.jsonl')]).translation[0]
+  const both = json(['--translation', multi, '--translation', join(dir, 'pairs.csv')])
+  t.same(
+    both.translation.slice(0, 2).map((x) => [x.file, x.subset, scores(x)]),
+    [
+      [multi, 'deu-eng', scores(deu)],
+      [multi, 'fra-eng', scores(fra)],
+    ],
+    "each subset scored as its file, named by the dataset's folder and the subset",
+  )
+  t.not(deu.f1, fra.f1, 'the subsets differ')
+  // MTEB's means: the multilingual dataset once, by its subsets' mean F1.
+  const datasetF1 = ((deu.f1 as number) + (fra.f1 as number)) / 2
+  const want = (datasetF1 + (both.translation[2].f1 as number)) / 2
+  t.equal(both.mean!.datasets, 2)
+  t.ok(Math.abs(both.mean!.mean - want) < 1e-12, `Mean (Task) ${both.mean!.mean}: the dataset once`)
+  const table = run(['--translation', multi])
+  t.equal(table.status, 0, table.stderr)
+  t.match(table.stdout, /\ntatoeba\/deu-eng +20 .*\ntatoeba\/fra-eng +20 /, 'the rows by dataset and subset')
+  t.match(table.stdout, new RegExp(`\\ntatoeba +bitext mining +2 +F1 +${(100 * datasetF1).toFixed(2)}\\n`), 'the subsets’ mean')
+  // A folder of splits: its --split's file.
+  t.same(scores(json(['--translation', splits]).translation[0]), scores(deu), 'test (the default): the first 20 pairs')
+  const dev = json(['--translation', splits, '--split', 'dev']).translation[0]
+  t.same(scores(dev), scores(fra), 'dev: the last 20')
+  t.equal(dev.file, splits, 'named by the folder')
+  // The card: a result per subset, the subset as its config, with the split scored.
+  const carded = join(dir, 'carded')
+  cpSync(model, carded, { recursive: true })
+  const r = run(['--translation', multi, '--update-card'], carded)
+  t.equal(r.status, 0, r.stderr)
+  const card = readFileSync(join(carded, 'README.md'), 'utf8')
+  t.match(card, /name: "tatoeba"\n +type: "tatoeba"\n +split: "test"\n +config: "deu-eng"/)
+  t.match(card, /config: "fra-eng"/)
 })

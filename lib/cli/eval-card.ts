@@ -21,7 +21,7 @@ import type { InSubset } from './task-tables.js'
 export interface EvalCommandResults {
   sts: StsFilesResult | null
   retrieval: RetrievalResult[]
-  translation: TranslationResult[]
+  translation: InSubset<TranslationResult>[]
   classification: InSubset<ClassificationResult>[]
   clustering: InSubset<ClusteringResult>[]
   pairClassification: InSubset<PairClassificationResult>[]
@@ -70,7 +70,7 @@ export function evalCardResults(r: EvalCommandResults, split: string, naming: Re
       {
         results: r.sts?.results ?? [],
         retrieval: r.retrieval.filter((x) => x.search === 'exact').map(retrievalEval),
-        translation: r.translation,
+        translation: r.translation.map((x) => ({ ...x, ...(isFolder(x.file) ? { split } : {}) })),
         classification: r.classification.map(inFolder),
         clustering: r.clustering.map(inFolder),
         pairClassification: r.pairClassification.map(inFolder),

@@ -6,7 +6,7 @@ import { OnnxEncoder } from '../embed/onnx-encoder.js'
 import { evaluateStsFiles, type StsFilesResult } from '../eval/sts.js'
 import { readBeirDataset, type RetrievalDataset } from '../eval/beir.js'
 import { evaluateRetrieval, type RetrievalResult } from '../eval/retrieval.js'
-import { evaluateTranslation, readTranslationPairs, type TranslationPairs, type TranslationResult } from '../eval/translation.js'
+import { evaluateTranslation, readTranslationPairs, type TranslationResult } from '../eval/translation.js'
 import { evaluateClassification, readClassificationSet, type ClassificationResult } from '../eval/classification.js'
 import { subsetsOf } from '../eval/table.js'
 import { evaluateClustering, readClusteringDataset, type ClusteringResult } from '../eval/clustering.js'
@@ -103,8 +103,6 @@ export async function evalCommand(argv: string[]): Promise<void> {
   // Every dataset is read (and its format checked) before the model loads.
   const datasets: RetrievalDataset[] = []
   for (const dir of folders) datasets.push(await readBeirDataset(dir, values.split))
-  const parallel: TranslationPairs[] = []
-  for (const file of values.translation ?? []) parallel.push(await readTranslationPairs(file))
   // A task's sets: each path's, or each subset's of a multilingual dataset (a folder per language), whose results
   // then name the dataset and the subset.
   const readSets = async <S>(paths: string[] | undefined, read: (path: string, split: string) => Promise<S>) => {
@@ -116,6 +114,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     }
     return sets
   }
+  const parallel = await readSets(values.translation, readTranslationPairs)
   const classification = await readSets(values.classification, readClassificationSet)
   const clustering = await readSets(values.clustering, readClusteringDataset)
   const pairSets = await readSets(values['pair-classification'], readPairClassificationSet)
@@ -197,9 +196,14 @@ export async function evalCommand(argv: string[]): Promise<void> {
           )
         bar?.finish()
       }
-      // Translation pairs: both sides alike, with the BitextMining prompt, else the default prompt (as MTEB).
-      const translation: TranslationResult[] = []
-      for (const pairs of parallel) translation.push(await evaluateTranslation(typed('BitextMining'), pairs))
+      // Translation pairs: both sides alike, with the BitextMining prompt, else the default prompt (as MTEB); a subset's
+      // named by its dataset's folder and the subset.
+      const translation: InSubset<TranslationResult>[] = []
+      for (const { set, subset } of parallel)
+        translation.push({
+          ...(await evaluateTranslation(typed('BitextMining'), set)),
+          ...(subset ? { file: subset.dataset, subset: subset.subset } : {}),
+        })
       // MTEB's other task kinds: texts with their type's prompt (above), reranking's queries and candidates with the prefixes.
       const tasks: TaskResults = { classification: [], clustering: [], pairClassification: [], reranking: [], summarization: [] }
       // A progress bar per task (made once its total is known: 1,000 texts or more, on a terminal).

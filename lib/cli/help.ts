@@ -25,7 +25,8 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
               --translation FILE (repeatable): parallel pairs (english,non_english or anchor,positive; CSV,
               TSV, JSONL, Parquet): how often each sentence's nearest neighbour among the other side is its
               translation, both ways (sentence-transformers' TranslationEvaluator); and MTEB's bitext mining
-              F1 of the source-to-target matches (sentence1, sentence2 files read alike)
+              F1 of the source-to-target matches (sentence1, sentence2 files read alike); a folder: its
+              --split, or a folder per language pair (MTEB's Tatoeba, BUCC): each scored, and their mean
   MTEB tasks  (repeatable: a file, or a folder of splits, SPLIT.jsonl[.gz], .csv, .tsv, .parquet, data/...;
               a folder of subset folders, a language each as MTEB's multilingual datasets keep them: each
               subset scored, and a table of each dataset's mean over its subsets)

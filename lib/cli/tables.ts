@@ -75,7 +75,7 @@ export function matryoshkaTable(
     'dims',
     ...(first.sts ? [...first.sts.results.map((r) => setLabel(r.file)), 'average'] : []),
     ...first.retrieval.map((r) => `${setLabel(r.dataset)}${r.search === 'exact' ? '' : ` ${searchLabel(r)}`} nDCG@10`),
-    ...(first.translation ?? []).map((r) => `${setLabel(r.file)} accuracy`),
+    ...(first.translation ?? []).map((r) => `${translationName(r)} accuracy`),
     ...(first.tasks ?? []).map((t) => t.name),
   ]
   return formatTable(
@@ -91,13 +91,16 @@ export function matryoshkaTable(
 }
 
 /** Translation matching ×100 per file: each direction's accuracy, their mean (TranslationEvaluator's score), MTEB's bitext F1. */
-export function translationTable(results: TranslationResult[]): string {
+export function translationTable(results: (TranslationResult & { subset?: string })[]): string {
   const pct = (x: number) => (100 * x).toFixed(2)
   return formatTable(
     ['translation pairs', 'pairs', 'src->tgt', 'tgt->src', 'accuracy', 'F1 (MTEB)'],
-    results.map((r) => [setLabel(r.file), r.pairs, pct(r.sourceToTarget), pct(r.targetToSource), pct(r.accuracy), pct(r.f1)]),
+    results.map((r) => [translationName(r), r.pairs, pct(r.sourceToTarget), pct(r.targetToSource), pct(r.accuracy), pct(r.f1)]),
   )
 }
+
+/** A translation result's name: its file's or folder's, and a multilingual dataset's subset (a language pair). */
+const translationName = (r: TranslationResult & { subset?: string }) => setLabel(r.file) + (r.subset ? `/${r.subset}` : '')
 
 /** Spearman and Pearson ×100 per file (an STS12–16 folder: "all", then each subset and their mean), and the average. */
 export function stsTable(result: StsFilesResult): string {

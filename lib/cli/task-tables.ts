@@ -5,6 +5,7 @@ import type { ClusteringResult } from '../eval/clustering.js'
 import type { PairClassificationResult } from '../eval/pair-classification.js'
 import type { RerankingResult } from '../eval/reranking.js'
 import type { SummarizationResult } from '../eval/summarization.js'
+import type { TranslationResult } from '../eval/translation.js'
 import { setLabel } from '../hub/hub-model.js'
 import { formatTable } from './tables.js'
 import { taskScores, taskSetName } from '../train/task-evaluation.js'
@@ -83,6 +84,7 @@ export function subsetMeansTable(r: {
   pairClassification: InSubset<PairClassificationResult>[]
   reranking: InSubset<RerankingResult>[]
   summarization: InSubset<SummarizationResult>[]
+  translation?: InSubset<TranslationResult>[]
 }): string | null {
   const rows: (string | number)[][] = []
   const add = <R extends { dataset: string; subset?: string }>(kind: string, results: R[], measure: string, score: (x: R) => number) => {
@@ -96,6 +98,12 @@ export function subsetMeansTable(r: {
   add('pair classification', r.pairClassification, 'AP', (x) => x.ap)
   add('reranking', r.reranking, 'MAP', (x) => x.map)
   add('summarization', r.summarization, 'cosine Spearman', (x) => x.cosineSpearman)
+  add(
+    'bitext mining',
+    (r.translation ?? []).map((x) => ({ ...x, dataset: x.file })),
+    'F1',
+    (x) => x.f1,
+  )
   return rows.length ? formatTable(['subsets of', 'task', 'subsets', 'measure', 'mean'], rows) : null
 }
 

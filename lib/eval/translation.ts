@@ -7,6 +7,7 @@
 import { detectFormat, PairFile } from '../data/pairs.js'
 import { VectorIndex } from '../embed/search.js'
 import type { Embed } from '../embed/memo-embed.js'
+import { isFolder, splitFile } from './table.js'
 
 export interface TranslationPairs {
   file: string
@@ -30,8 +31,15 @@ export interface TranslationResult {
   precision: number
 }
 
-/** The pairs of a CSV, TSV, JSON Lines or Parquet file of two named columns (english, non_english or anchor, positive). */
-export async function readTranslationPairs(path: string): Promise<TranslationPairs> {
+/**
+ * The pairs of a CSV, TSV, JSON Lines or Parquet file of two named columns (english, non_english, anchor, positive or
+ * MTEB's sentence1, sentence2); of a folder of splits (MTEB's test.jsonl.gz, ...), its `split`'s (the pairs then
+ * named by the folder).
+ */
+export async function readTranslationPairs(folderOrFile: string, split = 'test'): Promise<TranslationPairs> {
+  const splitPath = isFolder(folderOrFile) ? splitFile(folderOrFile, split) : null
+  if (splitPath !== null) return { ...(await readTranslationPairs(splitPath)), file: folderOrFile }
+  const path = folderOrFile // (a file, or a folder of one split's Parquet shards)
   const format = await detectFormat(path)
   if (format === 'text')
     throw new Error(

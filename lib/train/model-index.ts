@@ -9,7 +9,7 @@
 // reads as double-quoted scalars.
 import { basename } from 'node:path'
 import type { TranslationResult } from '../eval/translation.js'
-import type { Best, EvalInfo } from './events.js'
+import type { Best, EvalInfo, TaskSplit } from './events.js'
 import { hubSetNaming } from '../hub/hub-model.js'
 
 interface Metric {
@@ -52,7 +52,7 @@ export interface ResultNaming {
 export type IndexedEvaluation = Pick<
   EvalInfo,
   'results' | 'dimSpearman' | 'retrieval' | 'classification' | 'clustering' | 'pairClassification' | 'reranking' | 'summarization'
-> & { translation?: TranslationResult[] }
+> & { translation?: (TranslationResult & TaskSplit)[] }
 
 /**
  * A number as YAML 1.1 (PyYAML, which huggingface_hub reads metadata with) reads it as a float: JavaScript writes
@@ -121,7 +121,7 @@ export function modelIndexResults(e: IndexedEvaluation, naming: ResultNaming = {
   for (const r of e.translation ?? [])
     out.push({
       task: { type: 'translation', name: 'Translation' },
-      dataset: dataset(r.file),
+      dataset: dataset(r.file, r.split, r.subset),
       metrics: [
         metric('src2trg_accuracy', r.sourceToTarget),
         metric('trg2src_accuracy', r.targetToSource),

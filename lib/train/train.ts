@@ -24,7 +24,7 @@ import { findCheckpoint, loadCheckpoint } from './checkpoint.js'
 import { checkpointDir } from './run-layout.js'
 import { SELECTION_METRIC_NAMES, type StepInfo, type TrainHooks, type TrainResult } from './events.js'
 import { bestScore, Evaluator, formatScore, modelEmbedder, readEvalSets, readRetrievalSets } from './evaluation.js'
-import { readTaskSets, TASK_TYPES } from './task-evaluation.js'
+import { readTaskSets, selectionSplit, TASK_TYPES } from './task-evaluation.js'
 import { readTranslationPairs, type TranslationPairs } from '../eval/translation.js'
 import { matryoshkaPlan, scratchDim } from './matryoshka-options.js'
 import {
@@ -237,8 +237,11 @@ async function trainHolding(
   const taskSets = await readTaskSets(o, say)
   const translationSets: TranslationPairs[] = []
   for (const file of o.evalTranslation) {
-    const pairs = await readTranslationPairs(file)
-    say(`eval: ${file}: translation, ${pairs.source.length} pairs, bitext mining F1 every --eval-every steps`)
+    const split = selectionSplit(file) // (a folder's validation, dev or else test split: as the task folders')
+    const pairs = await readTranslationPairs(file, split)
+    say(
+      `eval: ${file}${split ? ` (${split} split)` : ''}: translation, ${pairs.source.length} pairs, bitext mining F1 every --eval-every steps`,
+    )
     translationSets.push(pairs)
   }
   const supervised = sets.filter((d) => columnsOf(d.file) !== undefined)
