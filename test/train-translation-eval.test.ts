@@ -148,12 +148,44 @@ t.test('evalTranslation of a folder: its validation, dev or else test split', as
     'the dev split, said',
   )
   const best = evals.filter((e) => e.best).at(-1)!
-  t.match(best.translation, [{ file: folder, pairs: 24 }])
-  t.same(best.selection?.set, 'flores', 'selected by the folder')
+  t.match(best.translation, [{ file: folder, pairs: 24, split: 'dev' }])
+  t.same(best.selection?.set, 'flores (dev)', 'selected by the folder and its split')
+  t.equal(Object.fromEntries(scalarsOf(best))['eval/flores_dev/f1'], best.translation![0].f1, 'TensorBoard: the folder and split')
   const enc = await SentenceEncoder.load(out, { device: 'cpu' })
   const again = await evaluateTranslation((s) => enc.encode(s), await readTranslationPairs(join(folder, 'dev.csv')))
   await enc.close()
   t.ok(Math.abs(again.f1 - best.translation![0].f1) < 1e-9, 'the dev split’s F1 with the saved model')
+
+  // A multilingual dataset (a folder per language pair, as MTEB's Tatoeba): each pair scored, selected by their mean.
+  const multi = join(dir, 'tatoeba')
+  for (const [i, pair] of ['deu-eng', 'fra-eng'].entries()) {
+    mkdirSync(join(multi, pair), { recursive: true })
+    writeFileSync(join(multi, pair, 'test.csv'), ['sentence1,sentence2', ...rows.slice(20 * i, 20 * i + 20)].join('\n') + '\n')
+  }
+  const multiOut = join(dir, 'multi')
+  const evalsMulti: EvalInfo[] = []
+  await train(
+    { ...TINY_RUN, data, device: 'cpu', out: multiOut, steps: 1, evalEvery: 1, evalTranslation: [multi] },
+    { onEval: (e) => void evalsMulti.push(e) },
+  )
+  const last = evalsMulti.filter((e) => e.best).at(-1)!
+  t.match(last.translation, [
+    { file: multi, subset: 'deu-eng', split: 'test', pairs: 20 },
+    { file: multi, subset: 'fra-eng', split: 'test', pairs: 20 },
+  ])
+  const mean = (last.translation![0].f1 + last.translation![1].f1) / 2
+  t.same(last.selection, { set: 'tatoeba (test, mean of 2 subsets)', metric: 'f1', score: mean }, 'selected by the pairs’ mean F1')
+  const enc2 = await SentenceEncoder.load(multiOut, { device: 'cpu' })
+  const fra = await evaluateTranslation((s) => enc2.encode(s), await readTranslationPairs(join(multi, 'fra-eng', 'test.csv')))
+  await enc2.close()
+  t.ok(Math.abs(fra.f1 - last.translation![1].f1) < 1e-9, 'a pair’s F1 with the saved model')
+  const card = readFileSync(join(multiOut, 'README.md'), 'utf8')
+  t.match(
+    card,
+    /name: "tatoeba"\n +type: "tatoeba"\n +split: "test"\n +config: "deu-eng"/,
+    'the card: a result per pair, the pair as config',
+  )
+  t.match(card, /config: "fra-eng"/)
 })
 
 t.test('simcsepp train --eval-translation --select-by translation', needsCli, async (t) => {

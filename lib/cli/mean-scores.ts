@@ -4,7 +4,7 @@
 // retrieval nDCG@10 (the exact search's), bitext mining (translation pairs) F1, classification accuracy, clustering
 // V-measure, pair classification AP (the best of the four similarities), reranking MAP, summarization cosine Spearman;
 // a multilingual dataset (a folder per subset) counts once, by its subsets' mean, as MTEB aggregates it.
-import { datasetScores, taskMainScores as datasetMainScores, kindMeans } from '../train/task-evaluation.js'
+import { taskMainScores as datasetMainScores, kindMeans } from '../train/task-evaluation.js'
 import type { EvalCommandResults } from './eval-card.js'
 import { formatTable } from './tables.js'
 
@@ -24,12 +24,7 @@ export function mainScoresByType(r: EvalCommandResults): Record<string, number[]
   const byType: Record<string, number[]> = {
     STS: (r.sts?.results ?? []).map((x) => x.spearman / 100),
     Retrieval: r.retrieval.filter((x) => x.search === 'exact').map((x) => x.ndcgAt10),
-    BitextMining: scores(
-      datasetScores(
-        r.translation.map((x) => ({ ...x, dataset: x.file })),
-        (x) => x.f1,
-      ),
-    ),
+    BitextMining: scores(tasks.translation),
     Classification: scores(tasks.classification),
     Clustering: scores(tasks.clustering),
     PairClassification: scores(tasks.pairClassification),

@@ -68,8 +68,9 @@ export const trainUsage = `simcsepp train [options]
               --eval-summarization PATH (repeatable; a file, or a folder's validation, dev or else
               test split): MTEB's main scores (accuracy, V-measure, AP, MAP, cosine Spearman), as
               simcsepp eval computes them
-              --eval-translation FILE (repeatable; parallel pairs: english,non_english, anchor,positive or
-              sentence1,sentence2): matching accuracy both ways and MTEB's bitext mining F1
+              --eval-translation PATH (repeatable; parallel pairs: english,non_english, anchor,positive or
+              sentence1,sentence2; a file, a folder's split, or a folder per language pair): matching
+              accuracy both ways and MTEB's bitext mining F1
               --eval-experiments 10: classification's draws of 32 training rows per label at each
               evaluation (MTEB's 10; fewer where steps are fast)
               --select-by sts|retrieval|classification|clustering|pair-classification|reranking|

@@ -9,7 +9,6 @@ import type { Tokenizer } from '../tokenizer.js'
 import { evaluateSts, readStsFile, type EmbedFn, type StsPair } from '../eval/sts.js'
 import { readBeirDataset, type RetrievalDataset } from '../eval/beir.js'
 import { evaluateRetrieval, type RetrievalResult } from '../eval/retrieval.js'
-import { evaluateTranslation, type TranslationPairs, type TranslationResult } from '../eval/translation.js'
 import { memoEmbed } from '../embed/memo-embed.js'
 import { EmbeddingEngine, longestOf, paddedBatch, tokenizePacked } from '../embed/engine.js'
 import { existsSync } from 'node:fs'
@@ -114,10 +113,8 @@ export interface EvaluationSets {
   sts: EvalSet[]
   /** Retrieval sets (readRetrievalSets). */
   retrieval?: RetrievalDataset[]
-  /** MTEB's other task kinds (readTaskSets). */
+  /** MTEB's other task kinds, parallel sentences among them (readTaskSets). */
   tasks?: TaskSets
-  /** Parallel sentences (readTranslationPairs). */
-  translation?: TranslationPairs[]
 }
 
 export interface EvaluatorOptions {
@@ -144,7 +141,6 @@ export class Evaluator {
   private readonly sets: EvalSet[]
   private readonly retrievalSets: RetrievalDataset[]
   private readonly tasks: TaskSets
-  private readonly translation: TranslationPairs[]
   /** The kind of set that selects the model. */
   readonly selectBy: SelectBy
 
@@ -160,7 +156,6 @@ export class Evaluator {
     this.sets = sets.sts
     this.retrievalSets = sets.retrieval ?? []
     this.tasks = sets.tasks ?? NO_TASKS
-    this.translation = sets.translation ?? []
     const counts: Record<SelectBy, number> = {
       sts: this.sets.length,
       retrieval: this.retrievalSets.length,
@@ -169,7 +164,7 @@ export class Evaluator {
       'pair-classification': this.tasks.pairClassification.length,
       reranking: this.tasks.reranking.length,
       summarization: this.tasks.summarization.length,
-      translation: this.translation.length,
+      translation: this.tasks.translation.length,
       mean: 0,
       'mean-type': 0,
     }
@@ -212,10 +207,7 @@ export class Evaluator {
       { typed, plain: this.embed, queryPrefix: prefixes.queryPrefix, documentPrefix: prefixes.documentPrefix },
       this.options.experiments,
     )
-    // Parallel sentences: both sides alike, with the BitextMining prompt (else the default prompt), as `simcsepp eval`.
-    const translation: TranslationResult[] = []
-    for (const pairs of this.translation) translation.push(await evaluateTranslation(typed('BitextMining'), pairs))
-    const selection = this.selection(results, retrieval, tasks, translation)
+    const selection = this.selection(results, retrieval, tasks)
     const isBest = !this.best || betterScore(selection.score, bestScore(this.best).score)
     if (isBest) {
       this.best = bestOf(step, this.metric, selection.score)
@@ -230,7 +222,6 @@ export class Evaluator {
       ...(results.length && cutDims.length ? { dimSpearman } : {}),
       ...(retrieval.length ? { retrieval } : {}),
       ...present,
-      ...(translation.length ? { translation } : {}),
       selection,
       best: isBest,
     }
@@ -241,12 +232,7 @@ export class Evaluator {
    * main score as a fraction (STS Spearman / 100; a multilingual dataset once, by its subsets' mean), MTEB's Mean (Task);
    * with 'mean-type', the mean of each kind's mean (Mean (TaskType)).
    */
-  private selection(
-    sts: EvalInfo['results'],
-    retrieval: RetrievalEval[],
-    tasks: TaskResults,
-    translation: TranslationResult[],
-  ): NonNullable<EvalInfo['selection']> {
+  private selection(sts: EvalInfo['results'], retrieval: RetrievalEval[], tasks: TaskResults): NonNullable<EvalInfo['selection']> {
     const t = taskMainScores(tasks)
     const byKind: Record<Exclude<SelectBy, 'mean' | 'mean-type'>, { set: string; score: number }[]> = {
       sts: sts.map((r) => ({ set: setLabel(r.file), score: r.spearman })),
@@ -256,7 +242,7 @@ export class Evaluator {
       'pair-classification': t.pairClassification,
       reranking: t.reranking,
       summarization: t.summarization,
-      translation: translation.map((r) => ({ set: setLabel(r.file), score: r.f1 })),
+      translation: t.translation,
     }
     if (this.selectBy !== 'mean' && this.selectBy !== 'mean-type') return { ...byKind[this.selectBy][0], metric: this.metric }
     const fractions = Object.entries(byKind).map(([kind, scores]) => [kind, scores.map((s) => (kind === 'sts' ? s.score / 100 : s.score))])

@@ -76,8 +76,11 @@ export interface EvalInfo {
   pairClassification?: (PairClassificationResult & TaskSplit)[]
   reranking?: (RerankingResult & TaskSplit)[]
   summarization?: (SummarizationResult & TaskSplit)[]
-  /** Parallel sentences (evalTranslation): each file's matching accuracies and bitext mining F1. */
-  translation?: TranslationResult[]
+  /**
+   * Parallel sentences (evalTranslation): each set's matching accuracies and bitext mining F1, with the split scored
+   * (absent: a file); a multilingual dataset's subset named by the dataset's folder (`file`) and `subset`.
+   */
+  translation?: (TranslationResult & TaskSplit)[]
   /**
    * What selects the model (absent in logs written before it was recorded): its set (the file's or folder's name, with
    * the split scored), its measure, and the score here (as Best holds it).

@@ -143,6 +143,7 @@ export interface TrainOptions {
    * Parallel sentences (english,non_english or anchor,positive; MTEB's bitext mining sentence1,sentence2), scored at
    * each evaluation as `simcsepp eval --translation` scores them: each source's nearest target (and the reverse), and
    * MTEB's bitext mining F1 (the main score), the texts with the model's BitextMining prompt, else its default prompt.
+   * A file, or a folder as the task kinds' (its validation, dev or else test split; a folder per language pair).
    */
   evalTranslation?: string[]
   /**

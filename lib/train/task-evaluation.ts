@@ -1,12 +1,14 @@
 // MTEB's other task kinds as evaluations during training (train()'s evalClassification, evalClustering,
-// evalPairClassification, evalReranking, evalSummarization): each set is read once, from a folder's validation or dev split where it has
-// one (selecting a model on the test split would tune it to the test), and scored at every evaluation as
-// `simcsepp eval` scores it, its texts prefixed as the saved model's encode, encodeQuery and encodeDocument will.
+// evalPairClassification, evalReranking, evalSummarization, and bitext mining's evalTranslation): each set is read
+// once, from a folder's validation or dev split where it has one (selecting a model on the test split would tune it to
+// the test), and scored at every evaluation as `simcsepp eval` scores it, its texts prefixed as the saved model's
+// encode, encodeQuery and encodeDocument will.
 import { evaluateClassification, readClassificationSet, type ClassificationSet } from '../eval/classification.js'
 import { evaluateClustering, readClusteringDataset, type ClusteringDataset } from '../eval/clustering.js'
 import { evaluatePairClassification, readPairClassificationSet, type PairClassificationSet } from '../eval/pair-classification.js'
 import { evaluateReranking, readRerankingSet, type RerankingSet } from '../eval/reranking.js'
 import { evaluateSummarization, readSummarizationSet, type SummarizationSet } from '../eval/summarization.js'
+import { evaluateTranslation, readTranslationPairs, type TranslationPairs } from '../eval/translation.js'
 import { isFolder, splitFile, subsetsOf } from '../eval/table.js'
 import type { Embed } from '../embed/memo-embed.js'
 import { setLabel } from '../hub/hub-model.js'
@@ -28,6 +30,8 @@ export interface TaskSets {
   pairClassification: Split<PairClassificationSet>[]
   reranking: Split<RerankingSet>[]
   summarization: Split<SummarizationSet>[]
+  /** Parallel sentences (MTEB's bitext mining; a folder per language pair as its multilingual datasets keep them). */
+  translation: Split<TranslationPairs>[]
 }
 
 export type TaskResults = Required<Pick<EvalInfo, keyof TaskSets>>
@@ -47,7 +51,14 @@ export interface TaskEmbedding {
   documentPrefix?: string
 }
 
-export const NO_TASKS: TaskSets = { classification: [], clustering: [], pairClassification: [], reranking: [], summarization: [] }
+export const NO_TASKS: TaskSets = {
+  classification: [],
+  clustering: [],
+  pairClassification: [],
+  reranking: [],
+  summarization: [],
+  translation: [],
+}
 
 const SELECTION_SPLITS = ['validation', 'dev', 'test']
 
@@ -70,7 +81,7 @@ function selectionSubsets(path: string): { split: string; subsets: { name: strin
   return null
 }
 
-/** The sets of the five options, each read from its selectionSplit; `say` gets a line per set. */
+/** The sets of the six options, each read from its selectionSplit; `say` gets a line per set. */
 export async function readTaskSets(
   o: {
     evalClassification: string[]
@@ -78,6 +89,7 @@ export async function readTaskSets(
     evalPairClassification: string[]
     evalReranking: string[]
     evalSummarization: string[]
+    evalTranslation: string[]
   },
   say: (line: string) => void = () => {},
 ): Promise<TaskSets> {
@@ -113,6 +125,7 @@ export async function readTaskSets(
     ),
     reranking: await read(o.evalReranking, readRerankingSet, (s) => `reranking, ${s.queries.length} queries, MAP`),
     summarization: await read(o.evalSummarization, readSummarizationSet, (s) => `summarization, ${s.texts.length} texts, cosine Spearman`),
+    translation: await read(o.evalTranslation, readTranslationPairs, (s) => `translation, ${s.source.length} pairs, bitext mining F1`),
   }
 }
 
@@ -121,7 +134,7 @@ export async function readTaskSets(
  * label, or 10 folds).
  */
 export async function scoreTasks(sets: TaskSets, e: TaskEmbedding, experiments?: number): Promise<TaskResults> {
-  const out: TaskResults = { classification: [], clustering: [], pairClassification: [], reranking: [], summarization: [] }
+  const out: TaskResults = { classification: [], clustering: [], pairClassification: [], reranking: [], summarization: [], translation: [] }
   // Each result with the split scored, and a subset's named by its dataset and subset.
   const named = <R>(r: R, { split, subset }: Split<unknown>) => ({ ...r, ...(split ? { split } : {}), ...subset })
   for (const s of sets.classification)
@@ -132,6 +145,15 @@ export async function scoreTasks(sets: TaskSets, e: TaskEmbedding, experiments?:
   for (const s of sets.reranking)
     out.reranking.push(named(await evaluateReranking(e.plain, s.set, { queryPrefix: e.queryPrefix, documentPrefix: e.documentPrefix }), s))
   for (const s of sets.summarization) out.summarization.push(named(await evaluateSummarization(e.typed('Summarization'), s.set), s))
+  // Parallel sentences, both sides alike (as `simcsepp eval`); a subset's named by its dataset's folder (`file`).
+  for (const s of sets.translation) {
+    const r = await evaluateTranslation(e.typed('BitextMining'), s.set)
+    out.translation.push({
+      ...r,
+      ...(s.split ? { split: s.split } : {}),
+      ...(s.subset ? { file: s.subset.dataset, subset: s.subset.subset } : {}),
+    })
+  }
   return out
 }
 
@@ -148,7 +170,7 @@ export const MAIN_SCORE = {
  * Each task set's main score, then each translation file's (an evaluation during training scores both): the set's
  * name (with the split scored), the measure's name, the score (a fraction).
  */
-export function taskScores(r: Partial<TaskResults> & Pick<EvalInfo, 'translation'>): { set: string; measure: string; score: number }[] {
+export function taskScores(r: Partial<TaskResults>): { set: string; measure: string; score: number }[] {
   const of = <R extends { dataset: string; split?: string; subset?: string }>(
     results: R[] | undefined,
     measure: string,
@@ -160,7 +182,11 @@ export function taskScores(r: Partial<TaskResults> & Pick<EvalInfo, 'translation
     ...of(r.pairClassification, SELECTION_METRIC_NAMES[MAIN_SCORE.pairClassification], (x) => x.ap),
     ...of(r.reranking, SELECTION_METRIC_NAMES[MAIN_SCORE.reranking], (x) => x.map),
     ...of(r.summarization, SELECTION_METRIC_NAMES[MAIN_SCORE.summarization], (x) => x.cosineSpearman),
-    ...(r.translation ?? []).map((x) => ({ set: setLabel(x.file), measure: SELECTION_METRIC_NAMES.f1, score: x.f1 })),
+    ...of(
+      r.translation?.map((x) => ({ ...x, dataset: x.file })),
+      SELECTION_METRIC_NAMES.f1,
+      (x) => x.f1,
+    ),
   ]
 }
 
@@ -200,6 +226,10 @@ export function taskMainScores(r: TaskResults): Record<keyof TaskSets, { set: st
     pairClassification: datasetScores(r.pairClassification, (x) => x.ap),
     reranking: datasetScores(r.reranking, (x) => x.map),
     summarization: datasetScores(r.summarization, (x) => x.cosineSpearman),
+    translation: datasetScores(
+      r.translation.map((x) => ({ ...x, dataset: x.file })),
+      (x) => x.f1,
+    ),
   }
 }
 

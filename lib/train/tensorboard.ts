@@ -84,10 +84,9 @@ function evalScalars(e: EvalInfo): [string, number][] {
     ...task(e.pairClassification, (r) => ({ ap: r.ap })),
     ...task(e.reranking, (r) => ({ map: r.map, 'mrr@10': r.mrr10 })),
     ...task(e.summarization, (r) => ({ cosine_spearman: r.cosineSpearman, cosine_pearson: r.cosinePearson })),
-    ...(e.translation ?? []).flatMap((r) =>
-      Object.entries({ accuracy: r.accuracy, src2trg_accuracy: r.sourceToTarget, trg2src_accuracy: r.targetToSource, f1: r.f1 }).map(
-        ([k, v]) => [`eval/${setLabel(r.file)}/${k}`, v] as [string, number],
-      ),
+    ...task(
+      e.translation?.map((r) => ({ ...r, dataset: r.file })),
+      (r) => ({ accuracy: r.accuracy, src2trg_accuracy: r.sourceToTarget, trg2src_accuracy: r.targetToSource, f1: r.f1 }),
     ),
     ...(e.selection?.metric === 'mean' ? [['eval/mean_main_score', e.selection.score] as [string, number]] : []),
     ...(e.selection?.metric === 'meanByType' ? [['eval/mean_main_score_by_task_type', e.selection.score] as [string, number]] : []),

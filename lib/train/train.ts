@@ -24,8 +24,7 @@ import { findCheckpoint, loadCheckpoint } from './checkpoint.js'
 import { checkpointDir } from './run-layout.js'
 import { SELECTION_METRIC_NAMES, type StepInfo, type TrainHooks, type TrainResult } from './events.js'
 import { bestScore, Evaluator, formatScore, modelEmbedder, readEvalSets, readRetrievalSets } from './evaluation.js'
-import { readTaskSets, selectionSplit, TASK_TYPES } from './task-evaluation.js'
-import { readTranslationPairs, type TranslationPairs } from '../eval/translation.js'
+import { readTaskSets, TASK_TYPES } from './task-evaluation.js'
 import { matryoshkaPlan, scratchDim } from './matryoshka-options.js'
 import {
   EVAL_SET_OPTIONS,
@@ -235,15 +234,6 @@ async function trainHolding(
   for (const r of retrievalSets)
     say(`eval: ${r.dir} (${r.split} split): ${r.queries.length} queries, ${r.corpus.length} documents, nDCG@10 every --eval-every steps`)
   const taskSets = await readTaskSets(o, say)
-  const translationSets: TranslationPairs[] = []
-  for (const file of o.evalTranslation) {
-    const split = selectionSplit(file) // (a folder's validation, dev or else test split: as the task folders')
-    const pairs = await readTranslationPairs(file, split)
-    say(
-      `eval: ${file}${split ? ` (${split} split)` : ''}: translation, ${pairs.source.length} pairs, bitext mining F1 every --eval-every steps`,
-    )
-    translationSets.push(pairs)
-  }
   const supervised = sets.filter((d) => columnsOf(d.file) !== undefined)
   if (!supervised.length && (o.queryPrompt !== undefined || o.documentPrompt !== undefined))
     throw new TypeError('train: queryPrompt and documentPrompt apply to supervised pairs/triplets (anchors; positives and negatives)')
@@ -387,7 +377,7 @@ async function trainHolding(
     typePrefixes: Object.fromEntries(TASK_TYPES.filter((t) => Object.hasOwn(prompts, t)).map((t) => [t, prompts[t]])),
   }
   const evaluator = new Evaluator(
-    { sts: evalSets, retrieval: retrievalSets, tasks: taskSets, translation: translationSets },
+    { sts: evalSets, retrieval: retrievalSets, tasks: taskSets },
     embedder,
     saveModel,
     resumed?.best ?? null,
