@@ -5,7 +5,7 @@ import type { ClusteringResult } from '../eval/clustering.js'
 import type { PairClassificationResult } from '../eval/pair-classification.js'
 import type { RerankingResult } from '../eval/reranking.js'
 import type { SummarizationResult } from '../eval/summarization.js'
-import type { TranslationResult } from '../eval/translation.js'
+import { byDataset, type TranslationResult } from '../eval/translation.js'
 import { setLabel } from '../hub/hub-model.js'
 import { formatTable } from './tables.js'
 import { taskScores, taskSetName } from '../train/task-evaluation.js'
@@ -98,12 +98,7 @@ export function subsetMeansTable(r: {
   add('pair classification', r.pairClassification, 'AP', (x) => x.ap)
   add('reranking', r.reranking, 'MAP', (x) => x.map)
   add('summarization', r.summarization, 'cosine Spearman', (x) => x.cosineSpearman)
-  add(
-    'bitext mining',
-    (r.translation ?? []).map((x) => ({ ...x, dataset: x.file })),
-    'F1',
-    (x) => x.f1,
-  )
+  add('bitext mining', byDataset(r.translation), 'F1', (x) => x.f1)
   return rows.length ? formatTable(['subsets of', 'task', 'subsets', 'measure', 'mean'], rows) : null
 }
 

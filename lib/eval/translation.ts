@@ -52,6 +52,12 @@ export async function readTranslationPairs(folderOrFile: string, split = 'test')
   return { file: path, source: rows.map((r) => r[0]), target: rows.map((r) => r[1]) }
 }
 
+/**
+ * Results keyed by `dataset` as the task kinds' are (a translation result names its file, or a multilingual dataset's
+ * folder, `file`), for what treats every kind alike: main scores, tables, TensorBoard tags.
+ */
+export const byDataset = <R extends { file: string }>(results: R[] | undefined) => (results ?? []).map((r) => ({ ...r, dataset: r.file }))
+
 /** Each row's nearest neighbour (cosine) among `to` (ties: the lower index). */
 function nearest(from: Float32Array[], to: Float32Array[]): number[] {
   const index = VectorIndex.from(to)

@@ -8,7 +8,7 @@ import { evaluateClustering, readClusteringDataset, type ClusteringDataset } fro
 import { evaluatePairClassification, readPairClassificationSet, type PairClassificationSet } from '../eval/pair-classification.js'
 import { evaluateReranking, readRerankingSet, type RerankingSet } from '../eval/reranking.js'
 import { evaluateSummarization, readSummarizationSet, type SummarizationSet } from '../eval/summarization.js'
-import { evaluateTranslation, readTranslationPairs, type TranslationPairs } from '../eval/translation.js'
+import { byDataset, evaluateTranslation, readTranslationPairs, type TranslationPairs } from '../eval/translation.js'
 import { isFolder, splitFile, subsetsOf } from '../eval/table.js'
 import type { Embed } from '../embed/memo-embed.js'
 import { setLabel } from '../hub/hub-model.js'
@@ -167,8 +167,8 @@ export const MAIN_SCORE = {
 } as const
 
 /**
- * Each task set's main score, then each translation file's (an evaluation during training scores both): the set's
- * name (with the split scored), the measure's name, the score (a fraction).
+ * Each task set's main score, a translation dataset's a row per language pair: the set's name (with the split scored),
+ * the measure's name, the score (a fraction).
  */
 export function taskScores(r: Partial<TaskResults>): { set: string; measure: string; score: number }[] {
   const of = <R extends { dataset: string; split?: string; subset?: string }>(
@@ -182,11 +182,7 @@ export function taskScores(r: Partial<TaskResults>): { set: string; measure: str
     ...of(r.pairClassification, SELECTION_METRIC_NAMES[MAIN_SCORE.pairClassification], (x) => x.ap),
     ...of(r.reranking, SELECTION_METRIC_NAMES[MAIN_SCORE.reranking], (x) => x.map),
     ...of(r.summarization, SELECTION_METRIC_NAMES[MAIN_SCORE.summarization], (x) => x.cosineSpearman),
-    ...of(
-      r.translation?.map((x) => ({ ...x, dataset: x.file })),
-      SELECTION_METRIC_NAMES.f1,
-      (x) => x.f1,
-    ),
+    ...of(byDataset(r.translation), SELECTION_METRIC_NAMES.f1, (x) => x.f1),
   ]
 }
 
@@ -226,10 +222,7 @@ export function taskMainScores(r: TaskResults): Record<keyof TaskSets, { set: st
     pairClassification: datasetScores(r.pairClassification, (x) => x.ap),
     reranking: datasetScores(r.reranking, (x) => x.map),
     summarization: datasetScores(r.summarization, (x) => x.cosineSpearman),
-    translation: datasetScores(
-      r.translation.map((x) => ({ ...x, dataset: x.file })),
-      (x) => x.f1,
-    ),
+    translation: datasetScores(byDataset(r.translation), (x) => x.f1),
   }
 }
 

@@ -15,6 +15,7 @@ import { maskedCrc32c } from '../util/crc32c.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import type { EvalInfo, LogEntry, StepInfo } from './events.js'
 import { setLabel } from '../hub/hub-model.js'
+import { byDataset } from '../eval/translation.js'
 
 /** One TFRecord: the length and its checksum, the bytes and theirs. */
 export function tfRecord(data: Uint8Array): Uint8Array {
@@ -84,10 +85,12 @@ function evalScalars(e: EvalInfo): [string, number][] {
     ...task(e.pairClassification, (r) => ({ ap: r.ap })),
     ...task(e.reranking, (r) => ({ map: r.map, 'mrr@10': r.mrr10 })),
     ...task(e.summarization, (r) => ({ cosine_spearman: r.cosineSpearman, cosine_pearson: r.cosinePearson })),
-    ...task(
-      e.translation?.map((r) => ({ ...r, dataset: r.file })),
-      (r) => ({ accuracy: r.accuracy, src2trg_accuracy: r.sourceToTarget, trg2src_accuracy: r.targetToSource, f1: r.f1 }),
-    ),
+    ...task(byDataset(e.translation), (r) => ({
+      accuracy: r.accuracy,
+      src2trg_accuracy: r.sourceToTarget,
+      trg2src_accuracy: r.targetToSource,
+      f1: r.f1,
+    })),
     ...(e.selection?.metric === 'mean' ? [['eval/mean_main_score', e.selection.score] as [string, number]] : []),
     ...(e.selection?.metric === 'meanByType' ? [['eval/mean_main_score_by_task_type', e.selection.score] as [string, number]] : []),
   ]
