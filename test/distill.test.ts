@@ -6,12 +6,13 @@
 import t from 'tap'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { cudaStatus, SentenceEncoder } from '../lib/index.js'
+import { cudaStatus } from '../lib/index.js'
 import { train } from '../lib/train/train.js'
 import type { StepInfo } from '../lib/train/events.js'
 import { principalComponents } from '../lib/train/pca.js'
 import { checkCudaMatchesCpu } from './helpers/cuda-vs-cpu.js'
 import { microModel, tempDir, writeSentences } from './helpers/train-corpus.js'
+import { modelVectors } from './helpers/encoder-tiny-model.js'
 
 const dir = tempDir('simcsepp-distill-')
 const text = writeSentences(join(dir, 'text.txt'), 24)
@@ -37,15 +38,7 @@ const base = {
 const teacher = join(dir, 'teacher')
 await train({ ...base, data: text, steps: 6, lr: 1e-3, out: teacher })
 
-/** Vectors of sentences by a model directory, as SentenceEncoder gives them (fp32, CPU, no dropout), row-major. */
-async function vectors(model: string, texts: string[], options = {}): Promise<Float32Array[]> {
-  const encoder = await SentenceEncoder.load(model, { device: 'cpu', precision: 'fp32', ...options })
-  try {
-    return (await encoder.encode(texts)) as Float32Array[]
-  } finally {
-    await encoder.close()
-  }
-}
+const vectors = modelVectors
 
 /** The mean over every value of (student − teacher)², rows paired by `target(i)`. */
 function mse(student: Float32Array[], targets: Float32Array[], target: (i: number) => number): number {

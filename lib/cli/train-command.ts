@@ -71,10 +71,13 @@ export const trainUsage = `simcsepp train [options]
               --eval-translation PATH (repeatable; parallel pairs: english,non_english, anchor,positive or
               sentence1,sentence2; a file, a folder's split, or a folder per language pair): matching
               accuracy both ways and MTEB's bitext mining F1
+              --eval-mse PATH (repeatable; --objective distill; parallel pairs, or one sentence per line):
+              the MSE between the teacher's vectors of the first column and the model's of the second,
+              as sentence-transformers' MSEEvaluator (shown as its negative_mse: -100 x MSE)
               --eval-experiments 10: classification's draws of 32 training rows per label at each
               evaluation (MTEB's 10; fewer where steps are fast)
               --select-by sts|retrieval|classification|clustering|pair-classification|reranking|
-              summarization|translation|mean|mean-type: the kind whose first set selects the best model,
+              summarization|translation|mse|mean|mean-type: the kind whose first set selects the best model,
               or mean: the mean of every set's main score (MTEB's Mean (Task)), or mean-type: of each
               kind's mean (Mean (TaskType)) (default: the first kind given, in that order)
               --early-stopping N: end the run after N evaluations in a row without a new best (0: off)
@@ -142,6 +145,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       'eval-reranking': { type: 'string', multiple: true },
       'eval-summarization': { type: 'string', multiple: true },
       'eval-translation': { type: 'string', multiple: true },
+      'eval-mse': { type: 'string', multiple: true },
       'select-by': { type: 'string' },
       'eval-every': { type: 'string' },
       'eval-experiments': { type: 'string' },
@@ -223,6 +227,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     evalReranking: await resolveDataFlags(values['eval-reranking']),
     evalSummarization: await resolveDataFlags(values['eval-summarization']),
     evalTranslation: await resolveDataFlags(values['eval-translation']),
+    evalMse: await resolveDataFlags(values['eval-mse']),
     selectBy: oneOf('select-by', values['select-by'], SELECT_BY),
     evalEvery: num('eval-every', values['eval-every'], R.evalEvery),
     evalExperiments: num('eval-experiments', values['eval-experiments'], R.evalExperiments),

@@ -16,9 +16,12 @@ import { join } from 'node:path'
 import { SELECTION_METRIC_NAMES, SELECTION_METRICS, type Best, type EvalInfo, type RetrievalEval, type SelectionMetric } from './events.js'
 import { SELECT_BY, type SelectBy } from './options.js'
 import { setLabel } from '../hub/hub-model.js'
+import { evaluateMse, type MseSentences } from '../eval/mse.js'
+import type { TeacherVectors } from './teacher.js'
 import {
   kindMeans,
   MAIN_SCORE,
+  mseScores,
   NO_TASKS,
   scoreTasks,
   taskMainScores,
@@ -74,6 +77,7 @@ const KIND_METRIC: Record<SelectBy, SelectionMetric> = {
   reranking: MAIN_SCORE.reranking,
   summarization: MAIN_SCORE.summarization,
   translation: 'f1',
+  mse: 'negativeMse',
   mean: 'mean',
   'mean-type': 'meanByType',
 }
@@ -115,6 +119,8 @@ export interface EvaluationSets {
   retrieval?: RetrievalDataset[]
   /** MTEB's other task kinds, parallel sentences among them (readTaskSets). */
   tasks?: TaskSets
+  /** Distillation's sets (readMseSentences, with the split read) and the teacher whose vectors they are measured against. */
+  mse?: { sets: (MseSentences & { split?: string })[]; teacher: TeacherVectors }
 }
 
 export interface EvaluatorOptions {
@@ -141,6 +147,9 @@ export class Evaluator {
   private readonly sets: EvalSet[]
   private readonly retrievalSets: RetrievalDataset[]
   private readonly tasks: TaskSets
+  private readonly mse: NonNullable<EvaluationSets['mse']> | null
+  /** The teacher's vectors of each MSE set's sources: computed at the first evaluation (they do not change). */
+  private mseTargets: Float32Array[] | null = null
   /** The kind of set that selects the model. */
   readonly selectBy: SelectBy
 
@@ -156,6 +165,7 @@ export class Evaluator {
     this.sets = sets.sts
     this.retrievalSets = sets.retrieval ?? []
     this.tasks = sets.tasks ?? NO_TASKS
+    this.mse = sets.mse?.sets.length ? sets.mse : null
     const counts: Record<SelectBy, number> = {
       sts: this.sets.length,
       retrieval: this.retrievalSets.length,
@@ -165,10 +175,11 @@ export class Evaluator {
       reranking: this.tasks.reranking.length,
       summarization: this.tasks.summarization.length,
       translation: this.tasks.translation.length,
+      mse: this.mse?.sets.length ?? 0,
       mean: 0,
       'mean-type': 0,
     }
-    counts.mean = counts['mean-type'] = Object.values(counts).reduce((a, b) => a + b, 0)
+    counts.mean = counts['mean-type'] = Object.values(counts).reduce((a, b) => a + b, 0) - counts.mse // (MSE is no MTEB task)
     this.selectBy = options.selectBy ?? SELECT_BY.find((k) => counts[k] > 0) ?? 'sts'
     if (options.selectBy !== undefined && counts[options.selectBy] === 0)
       throw new TypeError(`train: selectBy ${options.selectBy} has no sets`)
@@ -207,7 +218,16 @@ export class Evaluator {
       { typed, plain: this.embed, queryPrefix: prefixes.queryPrefix, documentPrefix: prefixes.documentPrefix },
       this.options.experiments,
     )
-    const selection = this.selection(results, retrieval, tasks)
+    // Distillation: the model's vectors of each set's targets against the teacher's of its sources (sentence-transformers'
+    // MSEEvaluator, whose encode applies the default prompt, as `sentences` does).
+    const mse: NonNullable<EvalInfo['mse']> = []
+    if (this.mse) {
+      const { sets, teacher } = this.mse
+      this.mseTargets ??= await Promise.all(sets.map((s) => teacher(s.source)))
+      for (const [i, s] of sets.entries())
+        mse.push({ ...(await evaluateMse(sentences, this.mseTargets[i], s)), ...(s.split ? { split: s.split } : {}) })
+    }
+    const selection = this.selection(results, retrieval, tasks, mse)
     const isBest = !this.best || betterScore(selection.score, bestScore(this.best).score)
     if (isBest) {
       this.best = bestOf(step, this.metric, selection.score)
@@ -222,6 +242,7 @@ export class Evaluator {
       ...(results.length && cutDims.length ? { dimSpearman } : {}),
       ...(retrieval.length ? { retrieval } : {}),
       ...present,
+      ...(mse.length ? { mse } : {}),
       selection,
       best: isBest,
     }
@@ -232,9 +253,15 @@ export class Evaluator {
    * main score as a fraction (STS Spearman / 100; a multilingual dataset once, by its subsets' mean), MTEB's Mean (Task);
    * with 'mean-type', the mean of each kind's mean (Mean (TaskType)).
    */
-  private selection(sts: EvalInfo['results'], retrieval: RetrievalEval[], tasks: TaskResults): NonNullable<EvalInfo['selection']> {
+  private selection(
+    sts: EvalInfo['results'],
+    retrieval: RetrievalEval[],
+    tasks: TaskResults,
+    mse: NonNullable<EvalInfo['mse']>,
+  ): NonNullable<EvalInfo['selection']> {
     const t = taskMainScores(tasks)
-    const byKind: Record<Exclude<SelectBy, 'mean' | 'mean-type'>, { set: string; score: number }[]> = {
+    if (this.selectBy === 'mse') return { ...mseScores(mse)[0], metric: this.metric }
+    const byKind: Record<Exclude<SelectBy, 'mse' | 'mean' | 'mean-type'>, { set: string; score: number }[]> = {
       sts: sts.map((r) => ({ set: setLabel(r.file), score: r.spearman })),
       retrieval: retrieval.map((r) => ({ set: `${setLabel(r.dataset)} (${r.split})`, score: r.ndcgAt10 })),
       classification: t.classification,

@@ -6,6 +6,7 @@ import type { PairClassificationResult } from '../eval/pair-classification.js'
 import type { RerankingResult } from '../eval/reranking.js'
 import type { SummarizationResult } from '../eval/summarization.js'
 import type { TranslationResult } from '../eval/translation.js'
+import type { MseResult } from '../eval/mse.js'
 
 export interface StepInfo {
   type: 'step'
@@ -81,6 +82,8 @@ export interface EvalInfo {
    * (absent: a file); a multilingual dataset's subset named by the dataset's folder (`file`) and `subset`.
    */
   translation?: (TranslationResult & TaskSplit)[]
+  /** Distillation's sets (evalMse): each file's mean squared difference from the teacher's vectors, with the split scored. */
+  mse?: (MseResult & { split?: string })[]
   /**
    * What selects the model (absent in logs written before it was recorded): its set (the file's or folder's name, with
    * the split scored), its measure, and the score here (as Best holds it).
@@ -102,7 +105,8 @@ export interface TaskSplit {
  * The measures a model can be selected by: the first STS file's Spearman ×100, a retrieval set's nDCG@10, a
  * classification set's accuracy, a clustering set's V-measure, a pair classification set's AP (the best of its four
  * comparisons), a reranking set's MAP, a summarization set's cosine Spearman, a translation file's bitext mining F1
- * (fractions, as the evaluations give them).
+ * (fractions, as the evaluations give them), a distillation set's negative MSE (-mse: shown ×100, as
+ * sentence-transformers' negative_mse).
  */
 export const SELECTION_METRICS = [
   'spearman',
@@ -113,6 +117,7 @@ export const SELECTION_METRICS = [
   'map',
   'cosineSpearman',
   'f1',
+  'negativeMse',
   'mean',
   'meanByType',
 ] as const
@@ -128,6 +133,7 @@ export const SELECTION_METRIC_NAMES: Record<SelectionMetric, string> = {
   map: 'MAP',
   cosineSpearman: 'cosine Spearman',
   f1: 'bitext mining F1',
+  negativeMse: 'negative MSE',
   mean: 'mean main score',
   meanByType: 'mean main score by task type',
 }

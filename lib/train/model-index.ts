@@ -51,7 +51,7 @@ export interface ResultNaming {
 /** The evaluations' results that the model-index holds (an EvalInfo's, and `simcsepp eval`'s translation). */
 export type IndexedEvaluation = Pick<
   EvalInfo,
-  'results' | 'dimSpearman' | 'retrieval' | 'classification' | 'clustering' | 'pairClassification' | 'reranking' | 'summarization'
+  'results' | 'dimSpearman' | 'retrieval' | 'classification' | 'clustering' | 'pairClassification' | 'reranking' | 'summarization' | 'mse'
 > & { translation?: (TranslationResult & TaskSplit)[] }
 
 /**
@@ -133,6 +133,13 @@ export function modelIndexResults(e: IndexedEvaluation, naming: ResultNaming = {
       task: { type: 'Summarization', name: 'Summarization' },
       dataset: taskDataset(r),
       metrics: [metric('cosine_spearman', r.cosineSpearman), metric('cosine_pearson', r.cosinePearson)],
+    })
+  // (sentence-transformers' MSEEvaluator: -100 × the MSE, greater is better)
+  for (const r of e.mse ?? [])
+    out.push({
+      task: { type: 'knowledge-distillation', name: 'Knowledge Distillation' },
+      dataset: dataset(r.file, r.split),
+      metrics: [metric('negative_mse', -100 * r.mse)],
     })
   return out
 }

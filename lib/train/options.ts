@@ -147,9 +147,17 @@ export interface TrainOptions {
    */
   evalTranslation?: string[]
   /**
+   * Objective distill: sentences whose teacher vectors the model is measured against at each evaluation
+   * (sentence-transformers' MSEEvaluator): parallel pairs as evalTranslation reads them (the teacher's vectors of the
+   * first column against the model's of the second), or a text file of one sentence per line (each against itself).
+   * The mean squared difference over every value, reported negated and ×100 as sentence-transformers reports it
+   * (`negative_mse`, greater is better), which selects with selectBy 'mse'. Not counted by the means (not an MTEB task).
+   */
+  evalMse?: string[]
+  /**
    * Which evaluation selects the best model: the first set of this kind, by its main score (STS: Spearman; retrieval:
    * nDCG@10; classification: accuracy; clustering: V-measure; pair classification: AP; reranking: MAP;
-   * summarization: cosine Spearman; translation: bitext mining F1); or 'mean', the mean of every set's main score
+   * summarization: cosine Spearman; translation: bitext mining F1; mse: the negative MSE); or 'mean', the mean of every set's main score
    * (MTEB's average over tasks; STS Spearman as a fraction, a multilingual dataset once, by its subsets' mean); or
    * 'mean-type', the mean of each task kind's mean (MTEB's Mean (TaskType): a kind of many sets weighs as much as one
    * of a single set). Default: the first kind given, in that order.
@@ -237,8 +245,12 @@ export const EVAL_SET_OPTIONS = [
   'evalReranking',
   'evalSummarization',
   'evalTranslation',
+  'evalMse',
 ] as const
 type EvalSetOption = (typeof EVAL_SET_OPTIONS)[number]
+
+/** The options whose sets the means (selectBy 'mean', 'mean-type') average: MTEB's task kinds (not distillation's MSE). */
+export const MEAN_SET_OPTIONS = EVAL_SET_OPTIONS.filter((k) => k !== 'evalMse')
 
 /**
  * selectBy's values: a kind of set, each that of the option in EVAL_SET_OPTIONS at its index, whose first set selects;
@@ -253,6 +265,7 @@ export const SELECT_BY = [
   'reranking',
   'summarization',
   'translation',
+  'mse',
   'mean',
   'mean-type',
 ] as const
@@ -448,8 +461,8 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     const i = SELECT_BY.indexOf(r.selectBy)
     if (i < 0) throw new TypeError(`train: selectBy must be ${SELECT_BY.join(', ')} (got ${JSON.stringify(r.selectBy)})`)
     if (r.selectBy === 'mean' || r.selectBy === 'mean-type') {
-      if (!EVAL_SET_OPTIONS.some((k) => r[k].length))
-        throw new TypeError(`train: selectBy ${r.selectBy} needs evaluation sets (${EVAL_SET_OPTIONS.join(', ')})`)
+      if (!MEAN_SET_OPTIONS.some((k) => r[k].length))
+        throw new TypeError(`train: selectBy ${r.selectBy} needs evaluation sets (${MEAN_SET_OPTIONS.join(', ')})`)
     } else if (!r[EVAL_SET_OPTIONS[i]].length) throw new TypeError(`train: selectBy ${r.selectBy} needs ${EVAL_SET_OPTIONS[i]} (its sets)`)
   }
   r.overwrite = o.overwrite ?? false
@@ -474,6 +487,8 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (distilling && r.teacher === undefined)
     throw new TypeError('train: objective distill needs a teacher (a model directory whose vectors the model learns)')
   if (!distilling && r.teacher !== undefined) throw new TypeError('train: teacher applies to objective distill')
+  if (!distilling && r.evalMse.length)
+    throw new TypeError("train: evalMse measures the model against distill's teacher: it applies to objective distill")
   if (distilling && r.matryoshkaDims) throw new TypeError('train: matryoshkaDims applies to the contrastive objectives, not to distill')
   if (r.earlyStopping > 0 && (selectionKind(r) === undefined || r.evalEvery === 0))
     throw new TypeError('train: earlyStopping counts evaluations: give evaluation sets (evalFiles, ...), and an evalEvery above 0')

@@ -167,10 +167,10 @@ export const MAIN_SCORE = {
 } as const
 
 /**
- * Each task set's main score, a translation dataset's a row per language pair: the set's name (with the split scored),
- * the measure's name, the score (a fraction).
+ * Each task set's main score, a translation dataset's a row per language pair, then each distillation set's negative
+ * MSE: the set's name (with the split scored), the measure's name, the score (a fraction; -mse).
  */
-export function taskScores(r: Partial<TaskResults>): { set: string; measure: string; score: number }[] {
+export function taskScores(r: Partial<TaskResults> & Pick<EvalInfo, 'mse'>): { set: string; measure: string; score: number }[] {
   const of = <R extends { dataset: string; split?: string; subset?: string }>(
     results: R[] | undefined,
     measure: string,
@@ -183,6 +183,7 @@ export function taskScores(r: Partial<TaskResults>): { set: string; measure: str
     ...of(r.reranking, SELECTION_METRIC_NAMES[MAIN_SCORE.reranking], (x) => x.map),
     ...of(r.summarization, SELECTION_METRIC_NAMES[MAIN_SCORE.summarization], (x) => x.cosineSpearman),
     ...of(byDataset(r.translation), SELECTION_METRIC_NAMES.f1, (x) => x.f1),
+    ...mseScores(r.mse).map((x) => ({ ...x, measure: SELECTION_METRIC_NAMES.negativeMse })),
   ]
 }
 
@@ -213,6 +214,10 @@ export function datasetScores<R extends { dataset: string; split?: string; subse
   }
   return out
 }
+
+/** Each MSE set's name (with the split scored) and its selection score, -mse (shown ×100: sentence-transformers' negative_mse). */
+export const mseScores = (mse: EvalInfo['mse']): { set: string; score: number }[] =>
+  (mse ?? []).map((r) => ({ set: taskSetName({ dataset: r.file, split: r.split }), score: -r.mse }))
 
 /** Each kind's datasets' main scores (datasetScores), keyed as TaskSets. */
 export function taskMainScores(r: TaskResults): Record<keyof TaskSets, { set: string; score: number }[]> {

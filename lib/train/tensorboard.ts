@@ -91,6 +91,8 @@ function evalScalars(e: EvalInfo): [string, number][] {
       trg2src_accuracy: r.targetToSource,
       f1: r.f1,
     })),
+    // (as sentence-transformers logs its MSEEvaluator: -100 × the MSE)
+    ...task(byDataset(e.mse), (r) => ({ negative_mse: -100 * r.mse })),
     ...(e.selection?.metric === 'mean' ? [['eval/mean_main_score', e.selection.score] as [string, number]] : []),
     ...(e.selection?.metric === 'meanByType' ? [['eval/mean_main_score_by_task_type', e.selection.score] as [string, number]] : []),
   ]

@@ -24,7 +24,8 @@ import { findCheckpoint, loadCheckpoint } from './checkpoint.js'
 import { checkpointDir } from './run-layout.js'
 import { SELECTION_METRIC_NAMES, type StepInfo, type TrainHooks, type TrainResult } from './events.js'
 import { bestScore, Evaluator, formatScore, modelEmbedder, readEvalSets, readRetrievalSets } from './evaluation.js'
-import { readTaskSets, TASK_TYPES } from './task-evaluation.js'
+import { readTaskSets, selectionSplit, TASK_TYPES } from './task-evaluation.js'
+import { readMseSentences, type MseSentences } from '../eval/mse.js'
 import { matryoshkaPlan, scratchDim } from './matryoshka-options.js'
 import {
   EVAL_SET_OPTIONS,
@@ -234,6 +235,14 @@ async function trainHolding(
   for (const r of retrievalSets)
     say(`eval: ${r.dir} (${r.split} split): ${r.queries.length} queries, ${r.corpus.length} documents, nDCG@10 every --eval-every steps`)
   const taskSets = await readTaskSets(o, say)
+  const mseSets: (MseSentences & { split?: string })[] = []
+  for (const path of o.evalMse) {
+    const split = selectionSplit(path)
+    const set = await readMseSentences(path, split)
+    const what = set.source === set.target ? `${set.source.length} sentences` : `${set.source.length} parallel pairs`
+    say(`eval: ${path}${split ? ` (${split} split)` : ''}: distillation, ${what}, MSE from the teacher every --eval-every steps`)
+    mseSets.push({ ...set, ...(split ? { split } : {}) })
+  }
   const supervised = sets.filter((d) => columnsOf(d.file) !== undefined)
   if (!supervised.length && (o.queryPrompt !== undefined || o.documentPrompt !== undefined))
     throw new TypeError('train: queryPrompt and documentPrompt apply to supervised pairs/triplets (anchors; positives and negatives)')
@@ -377,7 +386,7 @@ async function trainHolding(
     typePrefixes: Object.fromEntries(TASK_TYPES.filter((t) => Object.hasOwn(prompts, t)).map((t) => [t, prompts[t]])),
   }
   const evaluator = new Evaluator(
-    { sts: evalSets, retrieval: retrievalSets, tasks: taskSets },
+    { sts: evalSets, retrieval: retrievalSets, tasks: taskSets, ...(teacher ? { mse: { sets: mseSets, teacher: teacher.vectors } } : {}) },
     embedder,
     saveModel,
     resumed?.best ?? null,

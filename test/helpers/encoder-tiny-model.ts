@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { BertConfig } from '../../lib/model/config.js'
 import { BertModel } from '../../lib/model/bert.js'
+import { SentenceEncoder } from '../../lib/embed/sentence-encoder.js'
 
 export const WORDS = [
   'the',
@@ -115,4 +116,14 @@ export function sentences(n: number, seed = 7, maxWords = 30): string[] {
     out.push(words.join(' ') + (rnd(3) === 0 ? '.' : ''))
   }
   return out
+}
+
+/** Vectors of texts by a model directory, as SentenceEncoder gives them (fp32, CPU, no dropout). */
+export async function modelVectors(model: string, texts: string[], options = {}): Promise<Float32Array[]> {
+  const encoder = await SentenceEncoder.load(model, { device: 'cpu', precision: 'fp32', ...options })
+  try {
+    return (await encoder.encode(texts)) as Float32Array[]
+  } finally {
+    await encoder.close()
+  }
 }
