@@ -23,6 +23,8 @@ export const trainUsage = `simcsepp train [options]
 
   Model       --model DIR (Hugging Face BERT/RoBERTa/XLM-R/DistilBERT/MPNet/ModernBERT) | --config tiny|mini|small|base
               [--tokenizer DIR|FILE]
+              --keep-layers 1,4,7,10: only those encoder layers of --model (by index), renumbered from 0:
+              a smaller student initialised from its teacher (sentence-transformers' model_distillation)
   Data        --data FILE: one sentence per line, or supervised pairs/triplets: CSV/TSV with a header
               sent0,sent1[,hard_neg] (or anchor,positive[,negative]; several hard negatives:
               negative_1,...,negative_k), JSONL with those keys, Parquet with those columns (a Hugging
@@ -116,6 +118,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       'document-prompt': { type: 'string', multiple: true },
       objective: { type: 'string', multiple: true },
       teacher: { type: 'string' },
+      'keep-layers': { type: 'string' },
       temperature: { type: 'string' },
       'pos-scale': { type: 'string' },
       'dcl-weight': { type: 'string' },
@@ -198,6 +201,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     documentPrompt: oneOrEach(values['document-prompt']),
     objective: oneOrEach(values.objective?.map((v) => oneOf('objective', v, OBJECTIVES)!)),
     teacher: await resolveModelFlag(values.teacher),
+    keepLayers: numList('keep-layers', values['keep-layers'], { int: true, min: 0 }),
     temperature: num('temperature', values.temperature, R.temperature),
     posScale: num('pos-scale', values['pos-scale'], R.posScale),
     dclWeight: num('dcl-weight', values['dcl-weight'], R.dclWeight),

@@ -27,6 +27,7 @@ import { checkpointName, matchCheckpoint, parameterSpecs } from './names.js'
 import { chunksOf, writeSafetensorsChunked, type ChunkedTensor } from '../safetensors-writer.js'
 import { findWeightFiles, openWeights } from './model-files.js'
 import { loadParameters } from './load-weights.js'
+import { checkKeepLayers, keptLayersMapping, withKeptLayers } from './keep-layers.js'
 import { Tensor, type Device } from '../tensor.js'
 import { addon, type Precision, type RowPlacement } from '../native.js'
 import { checkRowPlacement } from '../dropout.js'
@@ -79,6 +80,11 @@ export interface ModelOptions {
    * bfloat16, fp32 sums: tensor cores on CUDA). Parameters, activations and all other math stay fp32.
    */
   precision?: Precision
+  /**
+   * load() only: the encoder layers to keep, by index, in increasing order (sentence-transformers' distillation
+   * example's layers_to_keep): the model gets those layers alone, renumbered from 0 (keep-layers.ts).
+   */
+  keepLayers?: readonly number[]
 }
 
 export type Pooling = 'cls' | 'mean'
@@ -230,6 +236,8 @@ export class BertModel {
     const c = typeof config === 'string' ? namedConfig(config) : parseHfConfig(toHfConfig(config))
     checkModelFits(c, { mlp: options.mlp, training: options.mlp || !!options.dense?.length, source })
     checkDenseOptions(c, options, source)
+    if (options.keepLayers !== undefined)
+      throw new TypeError(`${source}: keepLayers applies to BertModel.load (a pretrained model's layers)`)
     return {
       c,
       layout: paramLayout(c, { mlp: options.mlp, dense: options.dense }),
@@ -240,7 +248,9 @@ export class BertModel {
 
   /** Loads a Hugging Face directory: config.json and model.safetensors or its shards (BertModel or RobertaModel names). */
   static async load(dir: string, options: ModelOptions = {}): Promise<BertModel> {
-    const config = await readHfConfig(dir)
+    const full = await readHfConfig(dir)
+    const kept = options.keepLayers === undefined ? null : checkKeepLayers(options.keepLayers, full, join(dir, 'config.json'))
+    const config = kept ? withKeptLayers(full, kept) : full
     const weights = await findWeightFiles(dir) // model.safetensors or the shards of model.safetensors.index.json
     const file = weights.source
     // Sizes first: a config.json asking for a million layers is an Error before anything is allocated.
@@ -257,14 +267,15 @@ export class BertModel {
     const device = options.device ?? 'cpu'
     const reader = await openWeights(weights)
     try {
-      const match = matchCheckpoint(parameterSpecs(config), reader.entries, {
+      const match = matchCheckpoint(parameterSpecs(full), reader.entries, {
         modelType: config.modelType,
         allowMissingPooler: true,
         source: file,
       })
+      const mapping = kept ? keptLayersMapping(match.mapping, kept) : match.mapping
       const params = Tensor.zeros([layout.total], device)
       try {
-        await loadParameters(params, layout, config, options.seed ?? 0, reader, match.mapping)
+        await loadParameters(params, layout, config, options.seed ?? 0, reader, mapping)
       } catch (e) {
         params.dispose()
         throw e

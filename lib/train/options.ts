@@ -17,6 +17,12 @@ export type BatchSampler = (typeof BATCH_SAMPLERS)[number]
 export interface TrainOptions {
   /** A Hugging Face BERT/RoBERTa/DistilBERT directory to start from... */
   model?: string
+  /**
+   * With model: only these of its encoder layers, by index in increasing order, renumbered from 0 (a smaller student
+   * initialised from its teacher, as sentence-transformers' model_distillation example keeps layers [1, 4, 7, 10] of
+   * BERT-base's twelve). The output is the smaller model.
+   */
+  keepLayers?: number[]
   /** ...or a named size (or full config) to initialise randomly. */
   config?: NamedConfig | BertConfig
   /** Tokenizer directory or file (tokenizer.json / vocab.txt); default: the model's, or one built from the data. */
@@ -205,6 +211,7 @@ export interface TrainOptions {
 /** The options that stay optional once resolved (no default: absent means unset, or decided by the data or the model). */
 type UnsetByDefault =
   | 'model'
+  | 'keepLayers'
   | 'config'
   | 'tokenizer'
   | 'steps'
@@ -379,6 +386,7 @@ export const OPTION_RANGES = {
 
 // Options a resumed run must share with the original (anything else, like saveEvery, may change).
 const FIXED_ON_RESUME = [
+  'keepLayers',
   'data',
   'format',
   'column',
@@ -428,6 +436,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   const known = new Set([
     ...Object.keys(DEFAULTS),
     'model',
+    'keepLayers',
     'config',
     'tokenizer',
     'data',
@@ -470,6 +479,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (r.overwrite && r.resume) throw new TypeError('train: give either resume (continue a run) or overwrite (start over), not both')
   if (!r.out) throw new TypeError('train: option out (the output directory) is required')
   if (r.model && r.config) throw new TypeError('train: give either model (a directory) or config (a named size), not both')
+  if (r.keepLayers !== undefined && !r.model) throw new TypeError("train: keepLayers applies to model (a pretrained model's layers)")
   if (!DATASET_SAMPLERS.includes(r.datasetSampler))
     throw new TypeError(`train: datasetSampler must be ${DATASET_SAMPLERS.join(' or ')} (got ${JSON.stringify(r.datasetSampler)})`)
   for (const [k, range] of Object.entries(OPTION_RANGES) as [keyof typeof OPTION_RANGES, NumberRange][]) {

@@ -131,13 +131,18 @@ export async function createModel(
     const dense: DenseConfig[] = []
     for (const dir of st.denseDirs) dense.push(await readDenseConfig(dir))
     if (dense.length) checkDenseChain(dense, (await readHfConfig(st.transformerDir)).hiddenSize, 'the pooling')
-    model = await BertModel.load(st.transformerDir, { device, mlp: dense.length === 0, seed: o.seed, precision, dense })
+    const { keepLayers } = o
+    model = await BertModel.load(st.transformerDir, { device, mlp: dense.length === 0, seed: o.seed, precision, dense, keepLayers })
     try {
       await loadDenseWeights(model, dense)
     } catch (e) {
       model.dispose()
       throw e
     }
+    if (keepLayers)
+      say(
+        `${o.model}: its layers ${keepLayers.join(', ')} kept (of ${(await readHfConfig(st.transformerDir)).numHiddenLayers}), as layers 0-${keepLayers.length - 1}`,
+      )
     if (dense.length)
       say(
         `${o.model}: its ${dense.length} Dense module(s) after the pooling (to ${model.embeddingDim} dimensions) are trained with it and saved in the output`,
