@@ -6,13 +6,14 @@
 import t from 'tap'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { modelVectors } from './helpers/encoder-tiny-model.js'
+import { spawnSync } from 'node:child_process'
+import { modelVectors, saveTinyModel } from './helpers/encoder-tiny-model.js'
 import { evaluateMse, readMseSentences } from '../lib/eval/mse.js'
 import { train } from '../lib/train/train.js'
 import { scalarsOf } from '../lib/train/tensorboard.js'
 import type { EvalInfo } from '../lib/train/events.js'
 import { frontMatterOf } from './helpers/yaml.js'
-import { microModel, needsCli, runCli, tempDir, writeSentences, writeStsFile } from './helpers/train-corpus.js'
+import { cli, microModel, needsCli, runCli, tempDir, writeSentences, writeStsFile } from './helpers/train-corpus.js'
 
 const dir = tempDir('simcsepp-train-mse-')
 const text = writeSentences(join(dir, 'text.txt'), 24)
@@ -175,4 +176,60 @@ t.test('simcsepp train --eval-mse', needsCli, async (t) => {
       [2, ['file', 'mse', 'sentences']],
     ],
   )
+})
+
+t.test('simcsepp eval --mse --teacher: the same numbers as training logs; the card; refusals', needsCli, async (t) => {
+  // The model that the evaluation test above trained and saved (its best step's MSE in its log).
+  const model = join(dir, 'out')
+  const run = (args: string[]) => spawnSync(process.execPath, [cli, 'eval', ...args], { encoding: 'utf8' })
+  const r = run(['--model', model, '--mse', pairs, '--mse', heldOut, '--teacher', teacher, '--json'])
+  t.equal(r.status, 0, r.stderr)
+  const got = (JSON.parse(r.stdout) as { mse: { file: string; sentences: number; mse: number }[] }).mse
+  const teacherHeld = await vectors(teacher, held)
+  const reversed = held.map((s) => s.split(' ').reverse().join(' '))
+  const want = [mse(await vectors(model, reversed), teacherHeld), mse(await vectors(model, held), teacherHeld)]
+  t.same(
+    got.map((x) => [x.file, x.sentences]),
+    [
+      [pairs, 16],
+      [heldOut, 16],
+    ],
+  )
+  for (const i of [0, 1]) t.ok(Math.abs(got[i].mse - want[i]) < 1e-6 * want[i], `set ${i}: ${got[i].mse} ≈ ${want[i]}`)
+  const logged = readFileSync(join(model, 'run', 'train.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as EvalInfo)
+    .filter((e) => e.type === 'eval' && e.best)
+    .at(-1)!
+  t.ok(Math.abs(logged.mse![0].mse - got[0].mse) < 1e-6 * got[0].mse, 'the best evaluation’s logged MSE')
+
+  const table = run(['--model', model, '--mse', heldOut, '--teacher', teacher])
+  t.equal(table.status, 0, table.stderr)
+  t.match(table.stdout, 'distillation sentences')
+  t.match(table.stdout, new RegExp(`held-out\\.txt +16 +${(100 * got[1].mse).toFixed(4)} +-${(100 * got[1].mse).toFixed(4)}\\n`))
+
+  const card = run(['--model', model, '--mse', heldOut, '--teacher', teacher, '--update-card'])
+  t.equal(card.status, 0, card.stderr)
+  const meta = frontMatterOf(readFileSync(join(model, 'README.md'), 'utf8')) as {
+    'model-index': { results: { task: { type: string }; dataset: { name: string }; metrics: { type: string; value: number }[] }[] }[]
+  } | null
+  if (meta) {
+    const kd = meta['model-index'][0].results.filter((x) => x.task.type === 'knowledge-distillation' && x.dataset.name === 'held-out.txt')
+    t.equal(kd.length, 1, 'one result for the file (training’s replaced)')
+    t.ok(Math.abs(kd[0].metrics[0].value - -100 * got[1].mse) < 1e-9, 'negative_mse: -100 × MSE')
+  }
+
+  const refused = (args: string[], message: RegExp) => {
+    const x = run(['--model', model, ...args])
+    t.equal(x.status, 2, args.join(' '))
+    t.match(x.stderr, message)
+  }
+  refused(['--mse', heldOut], /--mse measures the model against a teacher: give --teacher DIR/)
+  refused(['--sts', heldOut, '--teacher', teacher], /--teacher applies to --mse/)
+  refused(['--mse', heldOut, '--teacher', teacher, '--matryoshka-dims', '8'], /give --matryoshka-dims or --mse, not both/)
+  const narrow = await saveTinyModel({ dir: join(dir, 'narrow') }) // (32 wide; the model 48)
+  const wide = run(['--model', model, '--mse', heldOut, '--teacher', narrow])
+  t.not(wide.status, 0)
+  t.match(wide.stderr, /the teacher's vectors have 32 values, the model's 48: they must be as wide: a student distilled from a wider/)
 })

@@ -10,6 +10,7 @@ import { finiteResults, modelIndexResults, type Result, type ResultNaming } from
 import type { StsFilesResult } from '../eval/sts.js'
 import type { RetrievalResult } from '../eval/retrieval.js'
 import type { TranslationResult } from '../eval/translation.js'
+import type { MseResult } from '../eval/mse.js'
 import type { ClassificationResult } from '../eval/classification.js'
 import type { ClusteringResult } from '../eval/clustering.js'
 import type { PairClassificationResult } from '../eval/pair-classification.js'
@@ -27,6 +28,8 @@ export interface EvalCommandResults {
   pairClassification: InSubset<PairClassificationResult>[]
   reranking: InSubset<RerankingResult>[]
   summarization: InSubset<SummarizationResult>[]
+  /** --mse: each file's distance from the teacher's vectors (none without). */
+  mse?: MseResult[]
 }
 
 /** `r` with each result's path (an STS result's file, ...; a multilingual dataset's folder) as `path` gives it. */
@@ -41,6 +44,7 @@ export function withSetPaths(r: EvalCommandResults, path: (p: string) => string)
     pairClassification: datasets(r.pairClassification),
     reranking: datasets(r.reranking),
     summarization: datasets(r.summarization),
+    ...(r.mse ? { mse: r.mse.map((x) => ({ ...x, file: path(x.file) })) } : {}),
   }
 }
 
@@ -76,6 +80,7 @@ export function evalCardResults(r: EvalCommandResults, split: string, naming: Re
         pairClassification: r.pairClassification.map(inFolder),
         reranking: r.reranking.map(inFolder),
         summarization: r.summarization.map(inFolder),
+        mse: (r.mse ?? []).map((x) => ({ ...x, ...(isFolder(x.file) ? { split } : {}) })),
       },
       naming,
     ),

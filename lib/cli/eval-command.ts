@@ -9,6 +9,7 @@ import { evaluateRetrieval, type RetrievalResult } from '../eval/retrieval.js'
 import { evaluateTranslation, readTranslationPairs, type TranslationResult } from '../eval/translation.js'
 import { evaluateClassification, readClassificationSet, type ClassificationResult } from '../eval/classification.js'
 import { subsetsOf } from '../eval/table.js'
+import { evaluateMse, readMseSentences, type MseResult, type MseSentences } from '../eval/mse.js'
 import { evaluateClustering, readClusteringDataset, type ClusteringResult } from '../eval/clustering.js'
 import { evaluatePairClassification, readPairClassificationSet, type PairClassificationResult } from '../eval/pair-classification.js'
 import { evaluateReranking, readRerankingSet, type RerankingResult } from '../eval/reranking.js'
@@ -17,7 +18,7 @@ import { memoEmbed, type Embed, type MemoEmbed } from '../embed/memo-embed.js'
 import { num, numList, parseFlags, UsageError } from './args.js'
 import { resolveDataFlags } from './hub-download.js'
 import { evalUsage } from './help.js'
-import { matryoshkaTable, retrievalTable, stsTable, translationTable } from './tables.js'
+import { matryoshkaTable, mseTable, retrievalTable, stsTable, translationTable } from './tables.js'
 import {
   classificationTable,
   clusteringTable,
@@ -55,6 +56,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
       'pair-classification': { type: 'string', multiple: true },
       reranking: { type: 'string', multiple: true },
       summarization: { type: 'string', multiple: true },
+      mse: { type: 'string', multiple: true },
+      teacher: { type: 'string' },
       'samples-per-label': { type: 'string' },
       experiments: { type: 'string' },
       split: { type: 'string', default: 'test' },
@@ -80,6 +83,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   values.sts = await resolve(values.sts)
   values.retrieval = await resolve(values.retrieval)
   values.translation = await resolve(values.translation)
+  values.mse = await resolve(values.mse)
   for (const flag of ['classification', 'clustering', 'pair-classification', 'reranking', 'summarization'] as const)
     values[flag] = await resolve(values[flag])
   positionals.splice(0, positionals.length, ...(await resolve(positionals))!)
@@ -93,12 +97,12 @@ export async function evalCommand(argv: string[]): Promise<void> {
   }
   const files = [...(values.sts ?? []), ...positionals, ...benchmark.keys()]
   const folders = values.retrieval ?? []
-  const taskFlags = ['translation', 'classification', 'clustering', 'pair-classification', 'reranking', 'summarization'] as const
+  const taskFlags = ['translation', 'classification', 'clustering', 'pair-classification', 'reranking', 'summarization', 'mse'] as const
   if (!files.length && !folders.length && !taskFlags.some((flag) => values[flag]?.length))
     throw new UsageError(
       'eval: give at least one --sts FILE (STS-B, SICK, a Parquet split, or an STS12-16 folder), --sts-benchmark, --retrieval DIR (a BEIR ' +
         'folder), --translation FILE (parallel pairs), --classification, --clustering, --pair-classification, --reranking ' +
-        'or --summarization',
+        'or --summarization (or --mse with --teacher)',
     )
   // Every dataset is read (and its format checked) before the model loads.
   const datasets: RetrievalDataset[] = []
@@ -120,6 +124,12 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const pairSets = await readSets(values['pair-classification'], readPairClassificationSet)
   const reranking = await readSets(values.reranking, readRerankingSet)
   const summarization = await readSets(values.summarization, readSummarizationSet)
+  const mseSets: MseSentences[] = []
+  for (const path of values.mse ?? []) mseSets.push(await readMseSentences(path, values.split))
+  if (mseSets.length && !values.teacher) throw new UsageError('eval: --mse measures the model against a teacher: give --teacher DIR')
+  if (values.teacher && !mseSets.length) throw new UsageError('eval: --teacher applies to --mse (the sentences to measure on)')
+  if (mseSets.length && values['matryoshka-dims'])
+    throw new UsageError("eval: --mse compares whole vectors with the teacher's: give --matryoshka-dims or --mse, not both")
   const samplesPerLabel = num('samples-per-label', values['samples-per-label'], { int: true, min: 0 })
   const experiments = num('experiments', values.experiments, { int: true, min: 1 })
   if ((samplesPerLabel !== undefined || experiments !== undefined) && !classification.length)
@@ -148,6 +158,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const naming = { source: hubSources(refs, local, benchmark) }
   const addToCard = (r: Parameters<typeof evalCardResults>[0], dim: number | undefined, full: number) =>
     cardResults.push(...evalCardResults(r, values.split, { ...naming, ...(dim && dim < full ? { suffix: ` (${dim} dims)` } : {}) }))
+  // The teacher's vectors of each --mse file's sources, before the model loads (the two are not held at once).
+  const teacherRows = values.teacher ? await teacherVectors(values.teacher, mseSets, values) : []
   const enc = values.onnx ? await loadOnnxEncoder(values.onnx, values) : await loadEncoder(values)
   try {
     // Prefixes: the flags, else those of the model's encodeQuery and encodeDocument (its 'query' and 'document',
@@ -242,7 +254,19 @@ export async function evalCommand(argv: string[]): Promise<void> {
           ...(await withBar((onProgress) => evaluateSummarization(typed('Summarization'), set, { onProgress }))),
           ...subset,
         })
-      return { sts, retrieval, translation, ...tasks }
+      // Distillation (sentence-transformers' MSEEvaluator): the model's vectors of the targets against the teacher's.
+      const mse: MseResult[] = []
+      for (const [i, set] of mseSets.entries()) {
+        try {
+          mse.push(await evaluateMse(embed, teacherRows[i], set))
+        } catch (e) {
+          const message = (e as Error).message
+          if (!message.includes('must be as wide')) throw e
+          // (a student of a wider teacher learnt its vectors' principal components, which eval does not have)
+          throw new Error(`${message}: a student distilled from a wider teacher is measured during training (train --eval-mse)`)
+        }
+      }
+      return { sts, retrieval, translation, ...tasks, ...(mseSets.length ? { mse } : {}) }
     }
     // Sets read from the Hub shown by their hf:// paths in the tables and the JSON, not by their copies in the Hub's
     // cache (a snapshot folder is named by its commit); the STS benchmark's files by their tasks' names.
@@ -306,6 +330,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
         ...(result.pairClassification.length ? [pairClassificationTable(result.pairClassification)] : []),
         ...(result.reranking.length ? [rerankingTable(result.reranking)] : []),
         ...(result.summarization.length ? [summarizationTable(result.summarization)] : []),
+        ...(result.mse?.length ? [mseTable(result.mse)] : []),
         ...[subsetMeansTable(result) ?? []].flat(),
         ...[meansOf(result) ?? []].flat().map(meansTable),
       ]
@@ -333,6 +358,31 @@ interface TaskResults {
   pairClassification: InSubset<PairClassificationResult>[]
   reranking: InSubset<RerankingResult>[]
   summarization: InSubset<SummarizationResult>[]
+}
+
+/**
+ * --teacher's vectors of each --mse set's sources ([N, D] row-major each), encoded as SentenceEncoder encodes (its
+ * pooling, Normalize module and default prompt), on the device and at the precision the flags ask for.
+ */
+async function teacherVectors(
+  teacher: string,
+  sets: MseSentences[],
+  v: Record<string, string | boolean | string[] | undefined>,
+): Promise<Float32Array[]> {
+  const enc = await loadEncoder({ model: teacher, device: v.device, precision: v.precision, 'batch-size': v['batch-size'] })
+  try {
+    const out: Float32Array[] = []
+    for (const set of sets) {
+      const rows = (await enc.encode(set.source)) as Float32Array[]
+      const d = rows[0]?.length ?? 0
+      const flat = new Float32Array(rows.length * d)
+      rows.forEach((r, i) => flat.set(r, i * d))
+      out.push(flat)
+    }
+    return out
+  } finally {
+    await enc.close()
+  }
 }
 
 /** Judged documents a retrieval set's corpus lacks, said on stderr. */

@@ -27,6 +27,10 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
               translation, both ways (sentence-transformers' TranslationEvaluator); and MTEB's bitext mining
               F1 of the source-to-target matches (sentence1, sentence2 files read alike); a folder: its
               --split, or a folder per language pair (MTEB's Tatoeba, BUCC): each scored, and their mean
+              --mse FILE (repeatable) --teacher DIR: a distilled student against its teacher (sentence-
+              transformers' MSEEvaluator): the mean squared difference between the teacher's vectors of the
+              first column of parallel pairs and the model's of the second (a text file: each line by both),
+              x100, and its negative_mse (-100 x MSE)
   MTEB tasks  (repeatable: a file, or a folder of splits, SPLIT.jsonl[.gz], .csv, .tsv, .parquet, data/...;
               a folder of subset folders, a language each as MTEB's multilingual datasets keep them: each
               subset scored, and a table of each dataset's mean over its subsets)
@@ -54,8 +58,9 @@ export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval
   Output      --json (one JSON object: per STS file and the average; with --retrieval, a "retrieval" array
               of { dataset, split, queries, documents, ndcgAt10, scores: { ndcg, map, recall, precision,
               mrr } at 1, 3, 5, 10, 100 }; with --translation, a "translation" array of { file, pairs,
-              sourceToTarget, targetToSource, accuracy, f1, precision }; "classification", "clustering",
-              "pairClassification", "reranking" and "summarization" arrays likewise, scores as fractions;
+              sourceToTarget, targetToSource, accuracy, f1, precision }; with --mse, "mse": [{ file,
+              sentences, mse }]; "classification", "clustering", "pairClassification", "reranking" and
+              "summarization" arrays likewise, scores as fractions;
               with two datasets or more, "mean": { datasets, mean, taskTypes, meanByTaskType }: MTEB's Mean
               (Task) and Mean (TaskType) of their main scores, also the last table and Matryoshka's last columns)
               --update-card: the scores also into the model folder's README.md as model-index metadata (the

@@ -6,6 +6,7 @@ import { formatBytes } from '../util/format.js'
 import type { StsFilesResult } from '../eval/sts.js'
 import type { RetrievalResult } from '../eval/retrieval.js'
 import type { TranslationResult } from '../eval/translation.js'
+import type { MseResult } from '../eval/mse.js'
 import type { LossBenchRow } from '../bench/losses.js'
 import type { GemmBenchRow } from '../bench/gemm.js'
 import type { StepBenchRow } from '../bench/step.js'
@@ -96,6 +97,14 @@ export function translationTable(results: (TranslationResult & { subset?: string
   return formatTable(
     ['translation pairs', 'pairs', 'src->tgt', 'tgt->src', 'accuracy', 'F1 (MTEB)'],
     results.map((r) => [translationName(r), r.pairs, pct(r.sourceToTarget), pct(r.targetToSource), pct(r.accuracy), pct(r.f1)]),
+  )
+}
+
+/** Distillation's MSE per file (sentence-transformers' MSEEvaluator): ×100, and its negative_mse (-100 × MSE). */
+export function mseTable(results: MseResult[]): string {
+  return formatTable(
+    ['distillation sentences', 'sentences', 'MSE x100', 'negative_mse'],
+    results.map((r) => [setLabel(r.file), r.sentences, (100 * r.mse).toFixed(4), (-100 * r.mse).toFixed(4)]),
   )
 }
 
