@@ -81,6 +81,7 @@ export {
   type RetrievalScores,
 } from './eval/retrieval.js'
 export { evaluateTranslation, readTranslationPairs, type TranslationPairs, type TranslationResult } from './eval/translation.js'
+export { evaluateMse, readMseSentences, type MseResult, type MseSentences } from './eval/mse.js'
 export {
   evaluateClassification,
   readClassificationSet,

@@ -115,6 +115,11 @@ t.test('train({ keepLayers }): the output is the smaller model; a resume keeps t
   )
   const saved = await BertModel.load(out)
   t.equal(saved.config.numHiddenLayers, 2, 'the output: two layers')
+  t.match(
+    readFileSync(join(out, 'README.md'), 'utf8'),
+    `- Base model: \`train-src\` (${src}), its layers 0, 2 kept (keepLayers)`,
+    'the card says so',
+  )
   saved.dispose()
   // Interrupted after step 2 of 4 and resumed: the model an uninterrupted run of the same layers trains.
   const cut = join(dir, 'train-cut')

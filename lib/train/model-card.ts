@@ -140,8 +140,9 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
         `- Objective: \`${objective}\`${first.columns !== undefined && objective !== 'distill' ? ' (supervised)' : ''}`,
       ]
   // (a Hub model by its id: the folder is its snapshot in the cache, named by a commit)
+  const kept = Array.isArray(args.keepLayers) ? `, its layers ${args.keepLayers.join(', ')} kept (keepLayers)` : ''
   const base = args.model
-    ? `\`${hubIdOf(String(args.model)) ?? basename(String(args.model))}\` (${String(args.model)})`
+    ? `\`${hubIdOf(String(args.model)) ?? basename(String(args.model))}\` (${String(args.model)})${kept}`
     : `random initialisation (\`${JSON.stringify(args.config ?? 'mini')}\` size)`
   const dims = Array.isArray(args.matryoshkaDims) ? (args.matryoshkaDims as number[]) : null
   const rows = HYPER.filter(
