@@ -10,6 +10,7 @@ import { mineCommand } from './cli/mine-command.js'
 import { benchCommand } from './cli/bench-command.js'
 import { exportCommand } from './cli/export-command.js'
 import { pushCommand } from './cli/push-command.js'
+import { reduceCommand } from './cli/reduce-command.js'
 import { didYouMean, HelpRequest, parseFlags, UsageError } from './cli/args.js'
 import { COMMAND_USAGE, infoUsage, usage, version } from './cli/help.js'
 
@@ -40,6 +41,8 @@ async function main(argv: string[]) {
       return exportCommand(rest)
     case 'push':
       return pushCommand(rest)
+    case 'reduce':
+      return reduceCommand(rest)
     case 'info':
       parseFlags(infoUsage, { args: rest, options: {} })
       process.stdout.write(JSON.stringify({ cpuThreads: numThreads(), cuda: cudaStatus() }, null, 2) + '\n')

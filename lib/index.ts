@@ -82,6 +82,7 @@ export {
 } from './eval/retrieval.js'
 export { evaluateTranslation, readTranslationPairs, type TranslationPairs, type TranslationResult } from './eval/translation.js'
 export { evaluateMse, readMseSentences, type MseResult, type MseSentences } from './eval/mse.js'
+export { reduceDimensions, type ReduceOptions, type ReduceResult } from './embed/reduce-dimensions.js'
 export {
   evaluateClassification,
   readClassificationSet,

@@ -152,6 +152,16 @@ export const exportUsage = `simcsepp export --format onnx --model DIR [--out DIR
               (tokenizer_config's model_max_length), defaulting to the model's sentence-transformers settings
 `
 
+export const reduceUsage = `simcsepp reduce --model DIR --dim N --data FILE [--out DIR] [options]
+  The model's vectors made shorter without training (sentence-transformers' dimensionality_reduction): the first
+  N principal components of its vectors of --sentences 20000 sentences of --data (evenly spread over it; text,
+  JSONL or Parquet, --column C) as a bias-free Dense module after its pooling (before its Normalize, if any), in
+  a copy of the model that SentenceTransformer and SentenceEncoder load. Says the variance the components hold.
+  Output      --out DIR (default: DIR-Nd beside the model; a folder holding files is refused unless --overwrite);
+              the copy leaves out README.md (the model's card, whose results are not the new model's), onnx/
+  Encoder     --device auto|cpu|cuda  --batch-size N (the vectors the components are fitted to, in fp32)
+`
+
 export const pushUsage = `simcsepp push --model DIR --repo ORG/NAME [--revision main] [--private] [--message TEXT]
   The model in DIR (a model folder, or a training run's --out without its run/ state and hidden files) pushed to
   the Hugging Face Hub as one commit, creating the repository if needed (--private: created private). Large files
@@ -214,6 +224,7 @@ export const COMMAND_USAGE: Record<string, string> = {
   serve: serveUsage,
   mine: mineUsage,
   export: exportUsage,
+  reduce: reduceUsage,
   push: pushUsage,
   bench: benchUsage,
   info: infoUsage,
