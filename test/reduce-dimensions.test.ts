@@ -4,7 +4,7 @@
 // other k axes tried, the share of variance said as a float64 computation says; the sentence-transformers files of
 // the copy (a Dense module before the Normalize, or the files a plain folder lacked); refusals; the command.
 import t from 'tap'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { reduceDimensions } from '../lib/index.js'
 import { readSafetensors } from '../lib/safetensors.js'
@@ -58,7 +58,14 @@ t.test('a model ending in Normalize: the Dense module before it; cosine as the r
       [3, '2_Normalize', 'Normalize'],
     ],
   )
-  t.notOk(existsSync(join(out, 'README.md')), "the model's card is not copied")
+  const card = readFileSync(join(out, 'README.md'), 'utf8')
+  t.notMatch(card, 'the original card', "the model's card is not copied")
+  t.match(
+    card,
+    `\`normalized\` with its vectors reduced from 32 to 8 values, not trained further: its first 8 principal components over 60 sentences of the given sentences (${(100 * r.explained).toFixed(1)}% of their variance)`,
+  )
+  t.match(card, 'before its Normalize module (`2_Dense`)')
+  t.notMatch(card, 'base_model', 'a local model: no base_model')
   const w = await componentsOf(out, '2_Dense', 8, 32)
   for (let i = 0; i < 8; i++)
     for (let j = 0; j < 8; j++) t.ok(Math.abs(dot(w[i], w[j]) - (i === j ? 1 : 0)) < 1e-5, `components ${i}, ${j} orthonormal`)
@@ -108,6 +115,17 @@ t.test('a plain Hugging Face folder: the sentence-transformers files it lacked, 
       w.every((c, i) => Math.abs(dot(c, before[s]) - v[i]) < 1e-5),
       `sentence ${s}: W · the model's vector`,
     )
+})
+
+t.test("a Hub model's snapshot: the card's base_model is its id", async (t) => {
+  const snapshot = join(dir, 'hub', 'models--org--tiny', 'snapshots', 'a'.repeat(40))
+  const model = await saveTinyModel({ dir: snapshot, pooling: 'cls' })
+  const out = join(dir, 'hub-6d')
+  await reduceDimensions(model, out, { dim: 6, sentences: fit, source: 'corpus.txt' })
+  const card = readFileSync(join(out, 'README.md'), 'utf8')
+  t.match(card, /^---\n[^]*\nbase_model: org\/tiny\n---\n/)
+  t.match(card, '`org/tiny` with its vectors reduced from 32 to 6 values')
+  t.match(card, 'sentences of corpus.txt')
 })
 
 t.test('refusals', async (t) => {

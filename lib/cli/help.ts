@@ -158,7 +158,7 @@ export const reduceUsage = `simcsepp reduce --model DIR --dim N --data FILE [--o
   JSONL or Parquet, --column C) as a bias-free Dense module after its pooling (before its Normalize, if any), in
   a copy of the model that SentenceTransformer and SentenceEncoder load. Says the variance the components hold.
   Output      --out DIR (default: DIR-Nd beside the model; a folder holding files is refused unless --overwrite);
-              the copy leaves out README.md (the model's card, whose results are not the new model's), onnx/
+              the copy's README.md a card of its own (the model's results are not the new model's); no onnx/
   Encoder     --device auto|cpu|cuda  --batch-size N (the vectors the components are fitted to, in fp32)
 `
 

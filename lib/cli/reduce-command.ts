@@ -47,6 +47,7 @@ export async function reduceCommand(argv: string[]): Promise<void> {
     dim,
     sentences,
     overwrite: values.overwrite,
+    source: basename(values.data),
     encoder: {
       device: oneOf('device', values.device, DEVICE_REQUESTS),
       batchSize: num('batch-size', values['batch-size'], { int: true, min: 1 }),

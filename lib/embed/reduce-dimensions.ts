@@ -18,6 +18,7 @@ import { readJsonFile } from '../util/json.js'
 import { ACTIVATION_CLASS } from '../model/dense-head.js'
 import { SentenceEncoder, type SentenceEncoderOptions } from './sentence-encoder.js'
 import { readSentenceTransformersConfig } from './sentence-transformers-config.js'
+import { hubIdOf } from '../hub/hub-model.js'
 
 export interface ReduceOptions {
   /** The vectors' new length: the number of principal components kept. */
@@ -28,6 +29,8 @@ export interface ReduceOptions {
   overwrite?: boolean
   /** How the model is run to fit the components (default: the CPU, fp32). */
   encoder?: Pick<SentenceEncoderOptions, 'device' | 'precision' | 'batchSize'>
+  /** Where the sentences came from, for the copy's card (e.g. the file's name). */
+  source?: string
 }
 
 export interface ReduceResult {
@@ -43,8 +46,8 @@ export interface ReduceResult {
   normalized: boolean
 }
 
-// What a copy of the model leaves out: its card (whose results are not the new model's), exports of the old graph,
-// a training run's state, hidden files.
+// What a copy of the model leaves out: its card (whose results are not the new model's: the copy gets its own),
+// exports of the old graph, a training run's state, hidden files.
 const NOT_COPIED = new Set(['README.md', 'onnx', 'openvino', 'run'])
 
 /** Writes into `out` the model of `model` with its vectors reduced to `o.dim` values by their principal components. */
@@ -102,7 +105,49 @@ export async function reduceDimensions(model: string, out: string, o: ReduceOpti
     join(dst, dense, 'config.json'),
     JSON.stringify({ in_features: D, out_features: o.dim, bias: false, activation_function: ACTIVATION_CLASS.identity }, null, 2) + '\n',
   )
-  return { out: dst, from: D, to: o.dim, sentences: o.sentences.length, explained, dense, normalized: enc.normalize }
+  const r = { out: dst, from: D, to: o.dim, sentences: o.sentences.length, explained, dense, normalized: enc.normalize }
+  await writeFileAtomic(join(dst, 'README.md'), reducedCard(src, r, o.source))
+  return r
+}
+
+/** The copy's model card: what it was made from and how, and how to load it. */
+function reducedCard(src: string, r: ReduceResult, source = 'the given sentences'): string {
+  const hub = hubIdOf(src)
+  const name = hub ?? basename(src)
+  return [
+    '---',
+    'library_name: sentence-transformers',
+    'pipeline_tag: sentence-similarity',
+    'tags:',
+    '- sentence-transformers',
+    '- sentence-similarity',
+    '- feature-extraction',
+    ...(hub ? [`base_model: ${hub}`] : []),
+    '---',
+    '',
+    `# ${basename(r.out)}`,
+    '',
+    `\`${name}\` with its vectors reduced from ${r.from} to ${r.to} values, not trained further: its first ${r.to} principal ` +
+      `components over ${r.sentences} sentences of ${source} (${(100 * r.explained).toFixed(1)}% of their variance) as a ` +
+      `bias-free Dense module after its pooling${r.normalized ? ', before its Normalize module' : ''} (\`${r.dense}\`), as ` +
+      "sentence-transformers' dimensionality_reduction example makes one. Made by `simcsepp reduce`.",
+    '',
+    '## Usage',
+    '',
+    '```python',
+    'from sentence_transformers import SentenceTransformer',
+    '',
+    `model = SentenceTransformer("path/to/${basename(r.out)}")`,
+    'embeddings = model.encode(["A man is playing a guitar.", "Someone plays an instrument."])',
+    '```',
+    '',
+    '```js',
+    "import { SentenceEncoder } from 'simcsepp'",
+    '',
+    `const encoder = await SentenceEncoder.load('path/to/${basename(r.out)}')`,
+    '```',
+    '',
+  ].join('\n')
 }
 
 /** Whether `path` lies directly in `dir` (the copy's filter leaves out top-level entries only). */
