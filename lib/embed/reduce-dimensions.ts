@@ -8,10 +8,8 @@
 import { existsSync, readdirSync } from 'node:fs'
 import { cp, mkdir, rm } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
-import { linearForward } from '../ops.js'
 import { writeSafetensors } from '../safetensors.js'
-import { Tensor } from '../tensor.js'
-import { principalComponents } from '../train/pca.js'
+import { principalComponentsHeld } from '../train/pca.js'
 import { denseModulePath, writeSentenceTransformersFiles } from '../train/sentence-transformers.js'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { readJsonFile } from '../util/json.js'
@@ -62,7 +60,7 @@ export async function reduceDimensions(model: string, out: string, o: ReduceOpti
   if (st.truncateDim !== undefined)
     throw new Error(`reduce: ${model} cuts its vectors to ${st.truncateDim} values already (truncate_dim): reduce a model of whole vectors`)
   const enc = await SentenceEncoder.load(src, { device: 'cpu', precision: 'fp32', ...o.encoder })
-  let components: Float32Array, explained: number
+  let held: ReturnType<typeof principalComponentsHeld>
   const D = enc.dimension
   try {
     if (o.dim >= D) throw new RangeError(`reduce: dim ${o.dim} is not below the model's ${D} dimensions`)
@@ -71,8 +69,7 @@ export async function reduceDimensions(model: string, out: string, o: ReduceOpti
     const rows = (await enc.encode(o.sentences)) as Float32Array[]
     const x = new Float32Array(rows.length * D)
     rows.forEach((r, i) => x.set(r, i * D))
-    components = principalComponents(x, rows.length, D, o.dim)
-    explained = varianceHeld(x, rows.length, D, components, o.dim)
+    held = principalComponentsHeld(x, rows.length, D, o.dim)
   } finally {
     await enc.close()
   }
@@ -100,12 +97,12 @@ export async function reduceDimensions(model: string, out: string, o: ReduceOpti
     dense = denseModulePath(0)
   }
   await mkdir(join(dst, dense), { recursive: true })
-  await writeSafetensors(join(dst, dense, 'model.safetensors'), { 'linear.weight': { shape: [o.dim, D], data: components } })
+  await writeSafetensors(join(dst, dense, 'model.safetensors'), { 'linear.weight': { shape: [o.dim, D], data: held.components } })
   await writeFileAtomic(
     join(dst, dense, 'config.json'),
     JSON.stringify({ in_features: D, out_features: o.dim, bias: false, activation_function: ACTIVATION_CLASS.identity }, null, 2) + '\n',
   )
-  const r = { out: dst, from: D, to: o.dim, sentences: o.sentences.length, explained, dense, normalized: enc.normalize }
+  const r = { out: dst, from: D, to: o.dim, sentences: o.sentences.length, explained: held.explained, dense, normalized: enc.normalize }
   await writeFileAtomic(join(dst, 'README.md'), reducedCard(src, r, o.source))
   return r
 }
@@ -158,33 +155,4 @@ function freeName(dir: string, name: string): string {
   let candidate = name
   for (let k = 2; existsSync(join(dir, candidate)); k++) candidate = `${name}_${k}`
   return candidate
-}
-
-/** The fraction of the variance of `x` ([n, D]) that its projection onto the `k` rows of `w` holds. */
-function varianceHeld(x: Float32Array, n: number, D: number, w: Float32Array, k: number): number {
-  const xs = Tensor.from(x, [n, D]),
-    ws = Tensor.from(w, [k, D]),
-    ps = Tensor.zeros([n, k])
-  let p: Float32Array
-  try {
-    linearForward(ps, xs, ws, null) // p = x · wᵀ
-    p = ps.toFloat32Array()
-  } finally {
-    for (const t of [xs, ws, ps]) t.dispose()
-  }
-  const variance = (v: Float32Array, width: number) => {
-    let total = 0
-    for (let j = 0; j < width; j++) {
-      let s = 0,
-        s2 = 0
-      for (let r = 0; r < n; r++) {
-        const a = v[r * width + j]
-        s += a
-        s2 += a * a
-      }
-      total += s2 / n - (s / n) ** 2
-    }
-    return total
-  }
-  return variance(p, k) / variance(x, D)
 }

@@ -12,6 +12,14 @@ import { symmetricEigen } from '../util/symmetric-eigen.js'
 
 /** The first k principal components of the n rows of x ([n, D] row-major): [k, D] row-major. */
 export function principalComponents(x: Float32Array, n: number, D: number, k: number): Float32Array {
+  return principalComponentsHeld(x, n, D, k).components
+}
+
+/**
+ * principalComponents, and the fraction of the rows' variance the components hold (scikit-learn's
+ * explained_variance_ratio_ summed): their eigenvalues over the sum of all.
+ */
+export function principalComponentsHeld(x: Float32Array, n: number, D: number, k: number): { components: Float32Array; explained: number } {
   if (x.length !== n * D) throw new RangeError(`principalComponents: expected ${n} x ${D} values, got ${x.length}`)
   if (!(k >= 1 && k <= Math.min(n, D))) throw new RangeError(`principalComponents: k must be in [1, ${Math.min(n, D)}], got ${k}`)
   const mean = new Float64Array(D)
@@ -33,7 +41,7 @@ export function principalComponents(x: Float32Array, n: number, D: number, k: nu
   // Symmetric by construction up to the GEMM's summation order: averaged with its transpose.
   const s = new Float64Array(D * D)
   for (let i = 0; i < D; i++) for (let j = 0; j < D; j++) s[i * D + j] = (scatter[i * D + j] + scatter[j * D + i]) / 2
-  const { vectors } = symmetricEigen(s, D)
+  const { values, vectors } = symmetricEigen(s, D)
   const components = new Float32Array(k * D)
   for (let c = 0; c < k; c++) {
     const row = vectors.subarray(c * D, (c + 1) * D)
@@ -42,5 +50,6 @@ export function principalComponents(x: Float32Array, n: number, D: number, k: nu
     const sign = row[at] < 0 ? -1 : 1
     for (let j = 0; j < D; j++) components[c * D + j] = sign * row[j]
   }
-  return components
+  const sum = (to: number) => values.subarray(0, to).reduce((a, v) => a + v, 0)
+  return { components, explained: sum(k) / sum(D) }
 }
