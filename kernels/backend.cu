@@ -42,6 +42,8 @@ const Backend& cuda_backend() {
     b.pool_cls_backward = cuda::pool_cls_backward;
     b.pool_mean_forward = cuda::pool_mean_forward;
     b.pool_mean_backward = cuda::pool_mean_backward;
+    b.pool_max_forward = cuda::pool_max_forward;
+    b.pool_max_backward = cuda::pool_max_backward;
     b.adamw_step = cuda::adamw_step;
     b.grad_sum_squares = cuda::grad_sum_squares;
     b.scale_inplace = cuda::scale_inplace;

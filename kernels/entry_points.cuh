@@ -40,6 +40,8 @@ PoolClsForwardFn pool_cls_forward;                      // pooling.cu
 PoolClsBackwardFn pool_cls_backward;                    // pooling.cu
 PoolMeanForwardFn pool_mean_forward;                    // pooling.cu
 PoolMeanBackwardFn pool_mean_backward;                  // pooling.cu
+PoolMaxForwardFn pool_max_forward;                      // pooling.cu
+PoolMaxBackwardFn pool_max_backward;                    // pooling.cu
 AdamwStepFn adamw_step;                                 // optim.cu
 GradSumSquaresFn grad_sum_squares;                      // optim.cu
 ScaleInplaceFn scale_inplace;                           // elementwise.cu

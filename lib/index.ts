@@ -21,6 +21,7 @@ export function numThreads(): number {
 }
 
 export { BertModel, type BatchInput, type ModelOptions, type TrainForwardOptions, type Pooling } from './model/bert.js'
+export { POOLINGS } from './model/pooling.js'
 export { Tokenizer, type EncodedBatch, type TokenizeOptions } from './tokenizer.js'
 export {
   AdamW,

@@ -509,8 +509,10 @@ export interface Addon {
   relativeBiasBackward(dtable: NativeTensor, dRel: NativeTensor): void
   poolClsForward(out: NativeTensor, hidden: NativeTensor): void
   poolClsBackward(dhidden: NativeTensor, dout: NativeTensor, accumulate: boolean): void
-  poolMeanForward(out: NativeTensor, hidden: NativeTensor, mask: Int32Array): void
-  poolMeanBackward(dhidden: NativeTensor, dout: NativeTensor, mask: Int32Array, accumulate: boolean): void
+  poolMeanForward(out: NativeTensor, hidden: NativeTensor, mask: Int32Array, sqrtLen?: boolean): void
+  poolMeanBackward(dhidden: NativeTensor, dout: NativeTensor, mask: Int32Array, accumulate: boolean, sqrtLen?: boolean): void
+  poolMaxForward(out: NativeTensor, hidden: NativeTensor, mask: Int32Array): void
+  poolMaxBackward(dhidden: NativeTensor, dout: NativeTensor, hidden: NativeTensor, mask: Int32Array, accumulate: boolean): void
   adamwStep(
     params: NativeTensor,
     grads: NativeTensor,

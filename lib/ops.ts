@@ -586,14 +586,33 @@ export function poolClsBackward(dhidden: Tensor, dout: Tensor, accumulate = fals
   addon.poolClsBackward(nativeOf(dhidden, 'dhidden'), nativeOf(dout, 'dout'), accumulate)
 }
 
-/** out[b] = mean of hidden[b, t] over real tokens (mask != 0); 0 for a sentence with none. */
-export function poolMeanForward(out: Tensor, hidden: Tensor, mask: Int32Array): void {
-  addon.poolMeanForward(nativeOf(out, 'out'), nativeOf(hidden, 'hidden'), mask)
+/**
+ * out[b] = mean of hidden[b, t] over real tokens (mask != 0); 0 for a sentence with none. With sqrtLen, the sum
+ * divided by sqrt(count_b) instead (sentence-transformers' mean_sqrt_len_tokens).
+ */
+export function poolMeanForward(out: Tensor, hidden: Tensor, mask: Int32Array, sqrtLen = false): void {
+  addon.poolMeanForward(nativeOf(out, 'out'), nativeOf(hidden, 'hidden'), mask, sqrtLen)
 }
 
-/** dhidden[b, t] (= or +=) mask ? dout[b]/count_b : 0. */
-export function poolMeanBackward(dhidden: Tensor, dout: Tensor, mask: Int32Array, accumulate = false): void {
-  addon.poolMeanBackward(nativeOf(dhidden, 'dhidden'), nativeOf(dout, 'dout'), mask, accumulate)
+/** dhidden[b, t] (= or +=) mask ? dout[b]/count_b : 0 (/ sqrt(count_b) with sqrtLen). */
+export function poolMeanBackward(dhidden: Tensor, dout: Tensor, mask: Int32Array, accumulate = false, sqrtLen = false): void {
+  addon.poolMeanBackward(nativeOf(dhidden, 'dhidden'), nativeOf(dout, 'dout'), mask, accumulate, sqrtLen)
+}
+
+/**
+ * out[b, c] = the largest hidden[b, t, c] over real tokens (mask != 0); 0 for a sentence with none
+ * (sentence-transformers' max_tokens).
+ */
+export function poolMaxForward(out: Tensor, hidden: Tensor, mask: Int32Array): void {
+  addon.poolMaxForward(nativeOf(out, 'out'), nativeOf(hidden, 'hidden'), mask)
+}
+
+/**
+ * dhidden[b, t, c] (= or +=) dout[b, c] at the first real token t holding column c's largest value (found again
+ * from hidden, the forward's input), 0 elsewhere (left as it is with accumulate).
+ */
+export function poolMaxBackward(dhidden: Tensor, dout: Tensor, hidden: Tensor, mask: Int32Array, accumulate = false): void {
+  addon.poolMaxBackward(nativeOf(dhidden, 'dhidden'), nativeOf(dout, 'dout'), nativeOf(hidden, 'hidden'), mask, accumulate)
 }
 
 /**

@@ -65,6 +65,8 @@ namespace simcsepp {
   X(PoolClsBackwardFn, pool_cls_backward)                                              \
   X(PoolMeanForwardFn, pool_mean_forward)                                              \
   X(PoolMeanBackwardFn, pool_mean_backward)                                            \
+  X(PoolMaxForwardFn, pool_max_forward)                                                \
+  X(PoolMaxBackwardFn, pool_max_backward)                                              \
   /* Optimiser and gradient norm (ops/optim.h). */                                     \
   X(AdamwStepFn, adamw_step)                                                           \
   X(GradSumSquaresFn, grad_sum_squares)                                                \

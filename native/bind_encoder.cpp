@@ -58,7 +58,10 @@
 //   relativeBiasForward(out, table)   relativeBiasBackward(dtable, dRel)   (MPNet's relative-position bias: out
 //                     [2T - 1, NH] from the bucket table [32, NH]; dtable += its gradient from dRel [B, 2T - 1, NH])
 //   poolClsForward(out, hidden)       poolClsBackward(dhidden, dout, accumulate)
-//   poolMeanForward(out, hidden, mask) poolMeanBackward(dhidden, dout, mask, accumulate)
+//   poolMeanForward(out, hidden, mask[, sqrtLen]) poolMeanBackward(dhidden, dout, mask, accumulate[, sqrtLen])
+//                     (sqrtLen: the sum over sqrt(count), sentence-transformers' mean_sqrt_len_tokens)
+//   poolMaxForward(out, hidden, mask) poolMaxBackward(dhidden, dout, hidden, mask, accumulate)
+//                     (the backward finds each column's token again from hidden, which must not share dhidden's memory)
 // Tensors are float32 NativeTensors; sizes are derived from their shapes and every tensor's size is
 // checked. ids/mask are Int32Arrays, keepRows a Uint8Array (one byte per sentence) or null. firstRow places
 // the sentences in the whole batch whose dropout masks they draw: a row index or { first, block, stride,
@@ -942,6 +945,11 @@ struct PoolDims {
 };
 
 // hidden [B, T, H] and pooled [B, H].
+// An optional boolean argument: false when absent or undefined.
+bool optional_bool(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  return info.Length() > index && !info[index].IsUndefined() && arg_bool(info, index, name);
+}
+
 PoolDims pool_dims(const Napi::Env& env, const NativeTensor* hidden, const char* hiddenName, const NativeTensor* pooled,
                    const char* pooledName) {
   expect_rank(env, hidden, hiddenName, 3, "[B, T, H]");
@@ -1010,8 +1018,10 @@ Napi::Value PoolMeanForward(const Napi::CallbackInfo& info) {
   NativeTensor* hidden = ts.tensor(1, "hidden");
   const PoolDims d = pool_dims(info.Env(), hidden, "hidden", out, "out");
   const int32_t* mask = arg_i32(info, 2, "mask", d.B * d.T);
+  const bool sqrtLen = optional_bool(info, 3, "sqrtLen");
   PoolMeanForwardFn* pool_mean_forward = ts.entry(&Backend::pool_mean_forward);
-  return guarded_void(info.Env(), [&] { pool_mean_forward(out->data(), hidden->data(), mask, d.B, d.T, d.H); });
+  return guarded_void(info.Env(),
+                      [&] { pool_mean_forward(out->data(), hidden->data(), mask, d.B, d.T, d.H, sqrtLen); });
 }
 
 Napi::Value PoolMeanBackward(const Napi::CallbackInfo& info) {
@@ -1021,9 +1031,37 @@ Napi::Value PoolMeanBackward(const Napi::CallbackInfo& info) {
   const PoolDims d = pool_dims(info.Env(), dhidden, "dhidden", dout, "dout");
   const int32_t* mask = arg_i32(info, 2, "mask", d.B * d.T);
   const bool accumulate = arg_bool(info, 3, "accumulate");
+  const bool sqrtLen = optional_bool(info, 4, "sqrtLen");
   PoolMeanBackwardFn* pool_mean_backward = ts.entry(&Backend::pool_mean_backward);
-  return guarded_void(info.Env(),
-                      [&] { pool_mean_backward(dhidden->data(), dout->data(), mask, d.B, d.T, d.H, accumulate); });
+  return guarded_void(
+      info.Env(), [&] { pool_mean_backward(dhidden->data(), dout->data(), mask, d.B, d.T, d.H, accumulate, sqrtLen); });
+}
+
+Napi::Value PoolMaxForward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "poolMaxForward");
+  NativeTensor* out = ts.tensor(0, "out");
+  NativeTensor* hidden = ts.tensor(1, "hidden");
+  const PoolDims d = pool_dims(info.Env(), hidden, "hidden", out, "out");
+  const int32_t* mask = arg_i32(info, 2, "mask", d.B * d.T);
+  PoolMaxForwardFn* pool_max_forward = ts.entry(&Backend::pool_max_forward);
+  return guarded_void(info.Env(), [&] { pool_max_forward(out->data(), hidden->data(), mask, d.B, d.T, d.H); });
+}
+
+Napi::Value PoolMaxBackward(const Napi::CallbackInfo& info) {
+  OpTensors ts(info, "poolMaxBackward");
+  Napi::Env env = info.Env();
+  NativeTensor* dhidden = ts.tensor(0, "dhidden");
+  NativeTensor* dout = ts.tensor(1, "dout");
+  NativeTensor* hidden = ts.tensor(2, "hidden");
+  const PoolDims d = pool_dims(env, dhidden, "dhidden", dout, "dout");
+  expect_shape(env, hidden, "hidden", {d.B, d.T, d.H});
+  // dhidden is written while hidden is read (the zeroing of a sentence before its columns' tokens are found).
+  require_disjoint(env, dhidden, "dhidden", hidden, "hidden");
+  const int32_t* mask = arg_i32(info, 3, "mask", d.B * d.T);
+  const bool accumulate = arg_bool(info, 4, "accumulate");
+  PoolMaxBackwardFn* pool_max_backward = ts.entry(&Backend::pool_max_backward);
+  return guarded_void(
+      env, [&] { pool_max_backward(dhidden->data(), dout->data(), hidden->data(), mask, d.B, d.T, d.H, accumulate); });
 }
 
 }  // namespace
@@ -1061,6 +1099,8 @@ void register_encoder(Napi::Env env, Napi::Object exports) {
                        {"poolClsBackward", PoolClsBackward},
                        {"poolMeanForward", PoolMeanForward},
                        {"poolMeanBackward", PoolMeanBackward},
+                       {"poolMaxForward", PoolMaxForward},
+                       {"poolMaxBackward", PoolMaxBackward},
                    });
 }
 

@@ -670,6 +670,9 @@ async function workload(device: 'cpu' | 'cuda'): Promise<void> {
   ops.linearInt8Forward(rc([6, 5]), rc([6, 8]), ops.int8PackWeight(rc([5, 8], 2)), rc([5]), null) // CPU only
   ops.poolMeanForward(r([2, 8]), r([2, 3, 8]), Int32Array.from([1, 1, 0, 1, 0, 0]))
   ops.poolMeanBackward(r([2, 3, 8]), r([2, 8]), Int32Array.from([1, 1, 0, 1, 0, 0]))
+  ops.poolMeanForward(r([2, 8]), r([2, 3, 8]), Int32Array.from([1, 1, 0, 1, 0, 0]), true)
+  ops.poolMaxForward(r([2, 8]), r([2, 3, 8]), Int32Array.from([1, 1, 0, 1, 0, 0]))
+  ops.poolMaxBackward(r([2, 3, 8]), r([2, 8]), r([2, 3, 8]), Int32Array.from([1, 1, 0, 1, 0, 0]))
   ops.gradSumSquares(r([40]))
   ops.clipGradNorm(r([40]), 1)
   losses.simcse(r([4, 8]), r([4, 8], 2))

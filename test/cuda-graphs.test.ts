@@ -30,7 +30,7 @@ const skip = status.available ? false : `CUDA unavailable (${status.reason})`
 
 t.test('graph passes equal eager passes bit for bit, step after step, as shapes change', { skip }, async (t) => {
   const config = tinyConfig({ hiddenSize: 32, numHiddenLayers: 2, numAttentionHeads: 2, intermediateSize: 64 })
-  for (const pooling of ['cls', 'mean'] as const) {
+  for (const pooling of ['cls', 'mean', 'max'] as const) {
     const eager = BertModel.create(config, { device: 'cuda', mlp: true, seed: 1 })
     const graph = BertModel.create(config, { device: 'cuda', mlp: true, seed: 1 })
     const H = config.hiddenSize

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Tensor } from '../lib/index.js'
 import type { BertConfig } from '../lib/model/config.js'
-import { BertModel } from '../lib/model/bert.js'
+import { BertModel, type Pooling } from '../lib/model/bert.js'
 import * as ops from '../lib/ops.js'
 import { encoderRef, gradientError, type RefBatch } from './helpers/encoder-reference.js'
 import { randn, relErr } from './helpers/reference.js'
@@ -58,7 +58,9 @@ for (const [label, keepRows, pooling] of [
   ['dropout on, CLS', Uint8Array.of(1, 0, 1), 'cls'],
   ['dropout off, CLS', Uint8Array.of(0, 0, 0), 'cls'],
   ['dropout on, mean pooling', Uint8Array.of(1, 1, 1), 'mean'],
-] as [string, Uint8Array, 'cls' | 'mean'][]) {
+  ['dropout on, max pooling', Uint8Array.of(1, 1, 1), 'max'],
+  ['dropout on, mean_sqrt_len pooling', Uint8Array.of(1, 0, 1), 'mean_sqrt_len'],
+] as [string, Uint8Array, Pooling][]) {
   t.test(`encoder gradients against float64 finite differences (${label})`, async (t) => {
     const model = BertModel.create(config, { mlp: true, seed: 11 })
     const seed = 5,

@@ -76,7 +76,11 @@ t.test('bad input: usage errors (exit 2) and clear errors (exit 1)', needsCli, a
     [['export', '--model', model], 2, /export: --format is required \(onnx\)/],
     [['export', '--format', 'tflite', '--model', model], 2, /--format must be one of onnx \(got "tflite"\)/],
     [['export', '--format', 'onnx'], 2, /export: --model DIR is required/],
-    [['export', '--format', 'onnx', '--model', model, '--pooling', 'max'], 2, /--pooling must be one of cls, mean/],
+    [
+      ['export', '--format', 'onnx', '--model', model, '--pooling', 'lasttoken'],
+      2,
+      /--pooling must be one of cls, mean, max, mean_sqrt_len/,
+    ],
     [['export', '--format', 'onnx', '--model', model, '--weights', 'int4'], 2, /--weights must be one of fp32, fp16, q8/],
     [['export', '--format', 'onnx', '--model', model, '--weights', 'fp32,,q8'], 2, /--weights must be one of fp32, fp16, q8 \(got ""\)/],
     [['export', '--format', 'onnx', '--model', model, '--max-len', 'x'], 2, /--max-len/],

@@ -127,28 +127,43 @@ t.test("a model with an STS prompt: training's STS evaluation embeds with it (MT
   t.ok(Math.abs(typed - byDefault) > 1e-3, `the default prompt scores otherwise: ${byDefault.toFixed(4)}`)
 })
 
-t.test('a pooling mode not implemented asks for --pooling; a plain Hugging Face model trains with CLS', async (t) => {
+t.test('a pooling mode not implemented asks for --pooling; max trains as max; a plain Hugging Face model trains with CLS', async (t) => {
   const dir = tempDir('simcsepp-fine-tune-st-pooling-')
   const data = writeSentences(join(dir, 'data.txt'), 20)
-  const maxPool = await saveTinyModel()
-  writePoolingConfig(maxPool, 'cls')
-  const cfg = join(maxPool, '1_Pooling', 'config.json')
-  writeFileSync(cfg, JSON.stringify({ ...json(cfg), pooling_mode_cls_token: false, pooling_mode_max_tokens: true }))
+  const weighted = await saveTinyModel()
+  writePoolingConfig(weighted, 'cls')
+  const cfg = join(weighted, '1_Pooling', 'config.json')
+  writeFileSync(cfg, JSON.stringify({ ...json(cfg), pooling_mode_cls_token: false, pooling_mode_weightedmean_tokens: true }))
   await t.rejects(
-    train({ ...TINY_RUN, config: undefined, model: maxPool, data, out: join(dir, 'max'), device: 'cpu', steps: 1 }),
-    /its sentence-transformers pooling is max .* which simcsepp does not train: pass --pooling cls or mean/,
+    train({ ...TINY_RUN, config: undefined, model: weighted, data, out: join(dir, 'weighted'), device: 'cpu', steps: 1 }),
+    /its sentence-transformers pooling is weightedmean .* which simcsepp does not train: pass --pooling cls, mean, max or mean_sqrt_len/,
   )
   await train({
     ...TINY_RUN,
     config: undefined,
-    model: maxPool,
+    model: weighted,
     data,
-    out: join(dir, 'max-mean'),
+    out: join(dir, 'weighted-mean'),
     device: 'cpu',
     steps: 1,
     pooling: 'mean',
   })
-  t.equal(json(join(dir, 'max-mean', 'run', 'training_args.json')).pooling, 'mean', 'with --pooling it trains')
+  t.equal(json(join(dir, 'weighted-mean', 'run', 'training_args.json')).pooling, 'mean', 'with --pooling it trains')
+
+  // sentence-transformers' older NLI models pool by max: fine-tuned, they keep it.
+  const maxPool = await saveTinyModel({ pooling: 'max' })
+  const maxOut = join(dir, 'max')
+  await train({ ...TINY_RUN, config: undefined, model: maxPool, data, out: maxOut, device: 'cpu', steps: 1 })
+  t.equal(json(join(maxOut, 'run', 'training_args.json')).pooling, 'max', "the model's max pooling, without --pooling")
+  const pooled = json(join(maxOut, '1_Pooling', 'config.json'))
+  t.same(
+    Object.keys(pooled).filter((k) => k.startsWith('pooling_mode_') && pooled[k] === true),
+    ['pooling_mode_max_tokens'],
+    'the output says max, and max alone',
+  )
+  const enc = await SentenceEncoder.load(maxOut, { device: 'cpu' })
+  t.equal(enc.pooling, 'max', 'and encodes with it')
+  await enc.close()
 
   const plain = await saveTinyModel()
   const out = join(dir, 'plain')

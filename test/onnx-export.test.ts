@@ -62,6 +62,14 @@ const CASES: Case[] = [
     normalize: true,
   },
   { name: 'RoBERTa, mean pooling', make: (dir) => saveTinyRoberta({ dir, pooling: 'mean', seed: 5 }), pooling: 'mean', normalize: false },
+  // transformers.js's pipeline has no max or mean_sqrt_len pooling: onnxruntime alone checks these.
+  { name: 'BERT, max pooling', make: (dir) => saveTinyModel({ dir, pooling: 'max', seed: 6 }), pooling: 'max', normalize: false },
+  {
+    name: 'RoBERTa, mean_sqrt_len pooling, normalised',
+    make: (dir) => saveTinyRoberta({ dir, pooling: 'mean_sqrt_len', seed: 7 }),
+    pooling: 'mean_sqrt_len',
+    normalize: true,
+  },
 ]
 
 for (const c of CASES) {
@@ -121,6 +129,7 @@ for (const c of CASES) {
         rows(batch.inputIds, B, T).map((row) => Array.from(row)),
         `${what}: transformers.js tokenizes as we do`,
       )
+      if (c.pooling !== 'cls' && c.pooling !== 'mean') continue
       const js = await extractor(texts, { pooling: c.pooling, normalize: c.normalize })
       const jsErr = errors(rows(js.data as Float32Array, B, H), want)
       t.ok(
@@ -199,8 +208,8 @@ t.test('bad input: a clear Error naming what is wrong, and an existing folder is
     /is not a model directory: missing config\.json, model\.safetensors/,
   )
   await t.rejects(
-    exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { pooling: 'max' as 'cls' }),
-    /pooling must be 'cls' or 'mean', got "max"/,
+    exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { pooling: 'lasttoken' as 'cls' }),
+    /pooling must be cls, mean, max or mean_sqrt_len, got "lasttoken"/,
   )
   await t.rejects(
     exportOnnx(model, join(tempDir('simcsepp-onnx-out-'), 'x'), { weights: 'int8' as 'fp16' }),

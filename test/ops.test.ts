@@ -22,6 +22,7 @@ import {
   linearRef,
   poolClsRef,
   poolMeanRef,
+  poolMaxRef,
   type AttnDims,
 } from './helpers/bert-reference.js'
 
@@ -940,7 +941,7 @@ t.test('attention: odd sizes against float64 (T = 1, 17, 33, 40, 128; head sizes
 // ---------------------------------------------------------------------------------------------
 // Pooling
 
-t.test('pooling: CLS and masked mean, forward and backward (overwrite and accumulate)', async (t) => {
+t.test('pooling: CLS, masked mean, max and mean_sqrt_len, forward and backward (overwrite and accumulate)', async (t) => {
   const B = 3,
     T = 4,
     H = 5
@@ -960,6 +961,18 @@ t.test('pooling: CLS and masked mean, forward and backward (overwrite and accumu
         (o) => ops.poolMeanForward(o, hidden, mask),
         (g, acc) => ops.poolMeanBackward(g, dout, mask, acc),
       ],
+      [
+        'mean_sqrt_len',
+        () => poolMeanRef(h, mask, B, T, H, true),
+        (o) => ops.poolMeanForward(o, hidden, mask, true),
+        (g, acc) => ops.poolMeanBackward(g, dout, mask, acc, true),
+      ],
+      [
+        'max',
+        () => poolMaxRef(h, mask, B, T, H),
+        (o) => ops.poolMaxForward(o, hidden, mask),
+        (g, acc) => ops.poolMaxBackward(g, dout, hidden, mask, acc),
+      ],
     ]
     for (const [name, ref, fwd, bwd] of cases) {
       fwd(out)
@@ -973,13 +986,45 @@ t.test('pooling: CLS and masked mean, forward and backward (overwrite and accumu
       close(t, `${name} mask ${m}: backward (accumulate) vs FD`, sub(arr(g2), new Float64Array(B * T * H).fill(0.5)), fd, 1e-5, 1e-3)
     }
     if (mask[4] === 0) {
-      const meanOut = arr(out)
-      t.ok(
-        meanOut.subarray(H, 2 * H).every((x) => x === 0),
-        `mean mask ${m}: a sentence without real tokens pools to 0`,
-      )
+      for (const [name, fwd] of cases.slice(1).map(([n, , f]) => [n, f] as const)) {
+        fwd(out)
+        t.ok(
+          arr(out)
+            .subarray(H, 2 * H)
+            .every((x) => x === 0),
+          `${name} mask ${m}: a sentence without real tokens pools to 0`,
+        )
+      }
     }
   }
+})
+
+t.test('max pooling: ties go to the first real token, padding never wins, a NaN propagates (torch.max)', async (t) => {
+  // One sentence of T = 4 tokens, H = 4 columns; token 2 is padding and holds the largest values.
+  const mask = Int32Array.from([1, 1, 0, 1])
+  const hidden = T32(Float32Array.from([1, 5, 2, NaN, 3, 5, NaN, 4, 9, 9, 9, 9, 3, -1, 7, NaN]), [1, 4, 4])
+  const out = filled([1, 4], 0)
+  ops.poolMaxForward(out, hidden, mask)
+  const o = Array.from(arr(out))
+  t.same(o.slice(0, 2), [3, 5], 'each column: the largest real value (padding passed over)')
+  t.ok(Number.isNaN(o[2]) && Number.isNaN(o[3]), 'a column holding a NaN pools to NaN, first token or later')
+  const g = filled([1, 4, 4], 0)
+  ops.poolMaxBackward(g, T32(Float32Array.from([10, 20, 30, 40]), [1, 4]), hidden, mask, false)
+  // column 0: 3 at tokens 1 and 3 (a tie: the first); 1: 5 at tokens 0 and 1 (the first); 2: the NaN at token 1
+  // (over the later 7); 3: the NaN at token 0 (over the later NaN).
+  t.same(Array.from(arr(g)), [0, 20, 0, 40, 10, 0, 30, 0, 0, 0, 0, 0, 0, 0, 0, 0], 'the gradient goes to the chosen token alone')
+  const acc = filled([1, 4, 4], 1)
+  ops.poolMaxBackward(acc, T32(Float32Array.from([10, 20, 30, 40]), [1, 4]), hidden, mask, true)
+  t.same(
+    Array.from(arr(acc)),
+    Array.from(arr(g), (x) => x + 1),
+    'accumulate adds the same gradient, the other elements left as they were',
+  )
+  t.throws(
+    () => ops.poolMaxBackward(hidden, T32(new Float32Array(4), [1, 4]), hidden, mask),
+    /dhidden.*hidden|hidden.*dhidden/,
+    'dhidden may not be hidden',
+  )
 })
 
 // ---------------------------------------------------------------------------------------------

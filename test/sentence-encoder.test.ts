@@ -124,11 +124,49 @@ t.test('pooling from 1_Pooling/config.json, mean pooling, normalize', async (t) 
   t.equal(st.normalize, true, 'normalize defaults to true with a Normalize module')
   await st.close()
 
-  writeFileSync(join(dir, '1_Pooling', 'config.json'), JSON.stringify({ word_embedding_dimension: 32, pooling_mode_max_tokens: true }))
-  await t.rejects(SentenceEncoder.load(dir, { device: 'cpu' }), /max pooling, which is not implemented/)
+  writeFileSync(
+    join(dir, '1_Pooling', 'config.json'),
+    JSON.stringify({ word_embedding_dimension: 32, pooling_mode_weightedmean_tokens: true }),
+  )
+  await t.rejects(SentenceEncoder.load(dir, { device: 'cpu' }), /weightedmean pooling, which is not implemented/)
   const over = await SentenceEncoder.load(dir, { device: 'cpu', pooling: 'cls' })
   t.equal(over.pooling, 'cls', 'an unsupported configured pooling can be overridden')
   await over.close()
+})
+
+t.test("max and mean_sqrt_len pooling from 1_Pooling/config.json: the last hidden states' column maxima, sum / sqrt(count)", async (t) => {
+  const dir = await modelDir({ seed: 6, pooling: 'max' })
+  const texts = sentences(12, 6)
+  const tok = await Tokenizer.load(dir)
+  const batch = await tok.encodeBatch(texts, { maxLength: 64 })
+  const model = await BertModel.load(dir)
+  const hidden = model.forward(batch)
+  const h = hidden.toFloat32Array()
+  hidden.dispose()
+  model.dispose()
+  const [T, H] = [batch.shape[1], 32]
+  // From the hidden states of one padded batch, in float64: what sentence-transformers' Pooling computes.
+  const want = (mode: string) =>
+    texts.map((_, b) => {
+      const real = Array.from({ length: T }, (_, k) => k).filter((k) => batch.attentionMask[b * T + k] === 1)
+      return Float32Array.from({ length: H }, (_, c) => {
+        const column = real.map((k) => h[(b * T + k) * H + c])
+        return mode === 'max' ? Math.max(...column) : column.reduce((s, x) => s + x, 0) / Math.sqrt(real.length)
+      })
+    })
+  for (const [mode, config] of [
+    ['max', { pooling_mode_max_tokens: true }],
+    ['mean_sqrt_len', { pooling_mode_mean_sqrt_len_tokens: true }],
+    ['mean_sqrt_len', { pooling_mode: 'mean_sqrt_len_tokens' }], // the constructor's name, as some configs hold it
+  ] as const) {
+    writeFileSync(join(dir, '1_Pooling', 'config.json'), JSON.stringify({ word_embedding_dimension: 32, ...config }))
+    const enc = await SentenceEncoder.load(dir, { device: 'cpu', maxLength: 64 })
+    t.equal(enc.pooling, mode, `${JSON.stringify(config)}: pooling ${mode}`)
+    const got = await enc.encode(texts, { batchSize: 5 })
+    const d = maxAbsDiff(got, want(mode))
+    t.ok(d <= 1e-5, `${mode}: the vectors of the hidden states within 1e-5 (${d.toExponential(1)}), batches of 5 sorted by length`)
+    await enc.close()
+  }
 })
 
 t.test('maxLength truncates like the tokenizer', async (t) => {
@@ -261,7 +299,7 @@ t.test('errors', async (t) => {
   m.dispose()
   await t.rejects(SentenceEncoder.load(noTok), new RegExp(`${noTok} is not a model directory: missing a tokenizer`))
   await t.rejects(SentenceEncoder.load(dir, { device: 'gpu' as 'cuda' }), /device must be 'auto', 'cpu' or 'cuda'/)
-  await t.rejects(SentenceEncoder.load(dir, { pooling: 'max' as 'cls' }), /pooling must be 'cls' or 'mean'/)
+  await t.rejects(SentenceEncoder.load(dir, { pooling: 'lasttoken' as 'cls' }), /pooling must be cls, mean, max or mean_sqrt_len/)
   await t.rejects(SentenceEncoder.load(dir, { maxLength: 2 }), /maxLength must be an integer >= 3/)
   // A broken checkpoint fails in the worker; the error names the directory.
   const broken = tmp('simcsepp-broken-')
@@ -436,8 +474,8 @@ export async function main(dir: string): Promise<number> {
   const one: Float32Array = await enc.encode('a')
   const esm = await simcsepp.import()
   const status: boolean = (await simcsepp.cudaStatus()).available && esm.cudaStatus().available
-  // @ts-expect-error pooling is 'cls' | 'mean'
-  await simcsepp.SentenceEncoder.load(dir, { pooling: 'max' })
+  // @ts-expect-error pooling is 'cls' | 'mean' | 'max' | 'mean_sqrt_len'
+  await simcsepp.SentenceEncoder.load(dir, { pooling: 'lasttoken' })
   await enc.close()
   return enc.similarity(vecs[0], one) + enc.dimension + (status ? 1 : 0)
 }

@@ -152,10 +152,12 @@ function categoryOf(name: string, args: unknown[]): string | null {
       return 'LayerNorm, dropout, residual (backward)'
     case 'poolClsForward':
     case 'poolMeanForward':
+    case 'poolMaxForward':
     case 'tanhForward':
       return 'pooling, MLP head'
     case 'poolClsBackward':
     case 'poolMeanBackward':
+    case 'poolMaxBackward':
     case 'tanhBackward':
       return 'pooling, MLP head (backward)'
     case 'simcse':

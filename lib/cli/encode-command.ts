@@ -8,6 +8,7 @@ import { encodeUsage } from './help.js'
 import { ENCODE_FORMATS, encodeLine, encodeProgressBar } from './encode-output.js'
 import { resolveDataFlag, resolveModelFlag } from './hub-download.js'
 import { quantizationRanges, quantizeEmbeddings, type QuantizationRanges } from '../embed/quantize.js'
+import { POOLINGS } from '../model/pooling.js'
 
 export const encoderFlags = {
   model: { type: 'string' },
@@ -26,7 +27,7 @@ export async function loadEncoder(v: Record<string, string | boolean | string[] 
   const enc = await SentenceEncoder.load(await resolveModelFlag(v.model as string), {
     device: oneOf('device', v.device as string | undefined, DEVICE_REQUESTS),
     precision: oneOf('precision', v.precision as string | undefined, ENCODER_PRECISION_REQUESTS),
-    pooling: oneOf('pooling', v.pooling as string | undefined, ['cls', 'mean'] as const),
+    pooling: oneOf('pooling', v.pooling as string | undefined, POOLINGS),
     normalize: v.normalize as boolean | undefined,
     maxLength,
     batchSize: num('batch-size', v['batch-size'] as string | undefined, { int: true, min: 1 }),

@@ -5,6 +5,7 @@ import { isHubModelId } from '../hub/hub-model.js'
 import { resolveModelFlag } from './hub-download.js'
 import { num, oneOf, parseFlags, UsageError } from './args.js'
 import { exportUsage } from './help.js'
+import { POOLINGS } from '../model/pooling.js'
 
 /** simcsepp export --format onnx --model DIR [--out DIR] [options] */
 export async function exportCommand(argv: string[]): Promise<void> {
@@ -29,7 +30,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
   const hub = isHubModelId(values.model)
   const out = values.out ?? (hub ? `${basename(values.model.split('@')[0])}-onnx` : `${resolve(values.model)}-onnx`) // `--model .` too
   const r = await exportOnnx(await resolveModelFlag(values.model), out, {
-    pooling: oneOf('pooling', values.pooling, ['cls', 'mean'] as const),
+    pooling: oneOf('pooling', values.pooling, POOLINGS),
     normalize: values.normalize,
     maxLength: num('max-len', values['max-len'], { int: true, min: 3 }),
     weights: values.weights?.split(',').map((w) => oneOf('weights', w, ['fp32', 'fp16', 'q8'] as const)!),

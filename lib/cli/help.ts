@@ -3,8 +3,9 @@
 import { readFileSync } from 'node:fs'
 import { trainUsage } from './train-command.js'
 
-const encoderOptions = `  Encoder     --pooling cls|mean  --normalize  --max-len N  --batch-size N  (pooling, normalize and max-len
-              default to the model's sentence-transformers settings: max_seq_length, else 128)
+const encoderOptions = `  Encoder     --pooling cls|mean|max|mean_sqrt_len  --normalize  --max-len N  --batch-size N  (pooling,
+              normalize and max-len default to the model's sentence-transformers settings: max_seq_length,
+              else 128)
               --device auto|cpu|cuda  --precision auto|fp32|bf16|int8 (auto: bf16 products on CUDA, fp32 on the
               CPU; int8: the CPU's int8 products, fastest with AVX-512 VNNI, vectors near fp32's)
               --truncate-dim N (a Matryoshka model's first N dimensions, normalised after the cut with
@@ -148,8 +149,9 @@ export const exportUsage = `simcsepp export --format onnx --model DIR [--out DIR
   Output      --out DIR (default: DIR-onnx beside the model; a folder holding files is refused unless
               --overwrite)  --weights fp32|fp16|q8 or a list (fp32; fp16: onnx/model_fp16.onnx, half the size,
               fp32 math; q8: onnx/model_quantized.onnx, int8 weights and integer products, a quarter the size)
-  Graph       outputs last_hidden_state and sentence_embedding: --pooling cls|mean  --normalize  --max-len N
-              (tokenizer_config's model_max_length), defaulting to the model's sentence-transformers settings
+  Graph       outputs last_hidden_state and sentence_embedding: --pooling cls|mean|max|mean_sqrt_len
+              --normalize  --max-len N (tokenizer_config's model_max_length), defaulting to the model's
+              sentence-transformers settings
 `
 
 export const reduceUsage = `simcsepp reduce --model DIR --dim N --data FILE [--out DIR] [options]

@@ -16,6 +16,7 @@ import { resumeOptions } from '../train/resume-options.js'
 import { fileProgressBars, resolveDataFlags, resolveModelFlag } from './hub-download.js'
 import { hubToken } from '../hub/hub-model.js'
 import { isBranchName, isPushableRepoId, pushToHub } from '../hub/hub-push.js'
+import { POOLINGS } from '../model/pooling.js'
 
 export const trainUsage = `simcsepp train [options]
   With no options: the demo (a tiny model trained from scratch with SimCSE++ on WordNet's example
@@ -60,9 +61,10 @@ export const trainUsage = `simcsepp train [options]
               --lr-schedule linear|cosine|constant (after the warm-up)  --grad-clip 1 --seed 42
               --device auto|cpu|cuda
               --precision auto|fp32|bf16 (auto: bf16 tensor-core products on CUDA, fp32 on the CPU)
-  Pooling     --pooling cls|mean (cls: CLS + MLP in training, CLS at evaluation, as SimCSE); default:
-              the --model's sentence-transformers pooling (its Normalize and prompts are kept, its Dense
-              modules trained in place of the MLP head), else cls
+  Pooling     --pooling cls|mean|max|mean_sqrt_len (cls: CLS + MLP in training, CLS at evaluation, as
+              SimCSE; sentence-transformers' modes); default: the --model's sentence-transformers pooling
+              (its Normalize and prompts are kept, its Dense modules trained in place of the MLP head), else
+              cls
   Evaluation  --eval-file FILE (repeatable; STS-B, SICK or an STS12-16 folder)  --eval-every 125 (0: off)
               --eval-retrieval DIR (repeatable; a BEIR folder, its dev qrels if any): nDCG@10,
               MRR@10, R@100
@@ -241,7 +243,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     resume: values.resume,
     overwrite: values.overwrite,
     tensorboard: values.tensorboard,
-    pooling: oneOf('pooling', values.pooling, ['cls', 'mean'] as const),
+    pooling: oneOf('pooling', values.pooling, POOLINGS),
     distributed: values.distributed ? true : 'auto',
   }
   // --resume DIR: the run's own options (training_args.json), those given again on top.

@@ -180,14 +180,14 @@ export class EmbeddingEngine {
   }
 
   /**
-   * One forward pass over the given sentences, padded to T tokens. skip > 0: mean pooling leaves each sentence's first
-   * `skip` tokens out (a prompt's, include_prompt false).
+   * One forward pass over the given sentences, padded to T tokens. skip > 0: the pooling (but CLS's) leaves each
+   * sentence's first `skip` tokens out (a prompt's, include_prompt false).
    */
   private embedPass(tok: Tokenized, indices: Int32Array, T: number, pooling: Pooling, normalize: boolean, skip = 0): Float32Array {
     const B = indices.length
     const { inputIds, attentionMask, tokenTypeIds } = paddedBatch(tok, indices, T, this.tokenizer.padTokenId)
     let poolMask: Int32Array | undefined
-    if (skip > 0 && pooling === 'mean') {
+    if (skip > 0 && pooling !== 'cls') {
       poolMask = attentionMask.slice()
       for (let b = 0; b < B; b++) poolMask.fill(0, b * T, b * T + Math.min(skip, T))
     }

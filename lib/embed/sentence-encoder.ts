@@ -22,6 +22,7 @@ import { cosineMatrix, VectorIndex, type SearchResult, type VectorsInput } from 
 import { BinaryIndex, type BinarySearchOptions } from './binary-index.js'
 import { ROLE_PROMPTS } from './role-prompts.js'
 import { resolveModel } from '../hub/hub-model.js'
+import { isPooling, POOLING_LIST } from '../model/pooling.js'
 
 export type { Pooling } from '../model/bert.js'
 export type EncoderDevice = DeviceRequest
@@ -204,8 +205,8 @@ export class SentenceEncoder {
       fail(`load: precision must be 'auto', 'fp32', 'bf16' or 'int8', got ${JSON.stringify(precision)}`)
     if (precision === 'int8' && device === 'cuda')
       fail(`load: precision 'int8' runs on the CPU (device 'cpu' or 'auto'); on CUDA, 'bf16' is the fast one`)
-    if (options.pooling !== undefined && options.pooling !== 'cls' && options.pooling !== 'mean') {
-      fail(`load: pooling must be 'cls' or 'mean', got ${JSON.stringify(options.pooling)}`)
+    if (options.pooling !== undefined && !isPooling(options.pooling)) {
+      fail(`load: pooling must be ${POOLING_LIST}, got ${JSON.stringify(options.pooling)}`)
     }
     if (options.normalize !== undefined && typeof options.normalize !== 'boolean')
       fail(`load: normalize must be a boolean, got ${JSON.stringify(options.normalize)}`)
@@ -236,7 +237,7 @@ export class SentenceEncoder {
     let pooling = options.pooling ?? st.pooling
     if (!pooling && st.unsupportedPooling) {
       fail(
-        `${st.poolingFile} asks for ${st.unsupportedPooling} pooling, which is not implemented (pass pooling: 'cls' or 'mean' to override)`,
+        `${st.poolingFile} asks for ${st.unsupportedPooling} pooling, which is not implemented (pass pooling: ${POOLING_LIST} to override)`,
       )
     }
     pooling ??= 'cls'

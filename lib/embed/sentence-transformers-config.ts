@@ -15,6 +15,7 @@ import { isAbsolute, join, relative, resolve } from 'node:path'
 import type { Pooling } from '../model/bert.js'
 import { checkDenseChain, readDenseConfig, type DenseConfig } from './dense.js'
 import { readJsonFile } from '../util/json.js'
+import { isPooling } from '../model/pooling.js'
 
 export interface SentenceTransformersConfig {
   /** From the Pooling module's config, when it names a mode we implement. */
@@ -228,8 +229,10 @@ async function readPoolingConfig(file: string): Promise<Partial<SentenceTransfor
   const c = objectIn(file, cfg)
   const out: Partial<SentenceTransformersConfig> = { poolingFile: file }
   const on = MODES.filter(([key]) => c[key] === true).map(([, name]) => name)
-  if (typeof c.pooling_mode === 'string' && !on.length) on.push(c.pooling_mode)
-  if (on.length === 1 && (on[0] === 'cls' || on[0] === 'mean')) out.pooling = on[0]
+  // The constructor's pooling_mode string, which some configs carry instead (its name for sqrt: mean_sqrt_len_tokens).
+  if (typeof c.pooling_mode === 'string' && !on.length)
+    on.push(c.pooling_mode === 'mean_sqrt_len_tokens' ? 'mean_sqrt_len' : c.pooling_mode)
+  if (on.length === 1 && isPooling(on[0])) out.pooling = on[0]
   else if (on.length) out.unsupportedPooling = on.join('+')
   if (c.include_prompt !== undefined) {
     if (typeof c.include_prompt !== 'boolean')

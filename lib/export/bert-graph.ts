@@ -4,9 +4,10 @@
 //   each layer   q, k, v = x·Wᵀ + b; softmax(q·kᵀ/√d (+ MPNet's relative bias) + mask) · v; dense; LayerNorm(x + ·);
 //                GELU(x·W1ᵀ + b1) with the exact erf; dense; LayerNorm(h + ·)
 //   q8 weights   the linear layers and the word embeddings in int8 (quantized-ops.ts)
-//   outputs      last_hidden_state [batch, seq, H]; sentence_embedding [batch, D]: the [CLS] row or the
-//                mean over real tokens, through the sentence-transformers Dense modules (tanh(x·Wᵀ + b) or
-//                x·Wᵀ + b; D their last width, else H), optionally scaled to unit length.
+//   outputs      last_hidden_state [batch, seq, H]; sentence_embedding [batch, D]: the [CLS] row, the mean over
+//                real tokens, each column's largest value over them (max) or their sum over √count (mean_sqrt_len),
+//                through the sentence-transformers Dense modules (tanh(x·Wᵀ + b) or x·Wᵀ + b; D their last
+//                width, else H), optionally scaled to unit length.
 // The mask is additive, (1 - mask) · float32 min, as transformers applies it. RoBERTa's position ids
 // are computed from the input ids in the graph as transformers' create_position_ids_from_input_ids
 // does: padding_idx + cumsum(ids != padding_idx) on real tokens, padding_idx on padding.
@@ -132,7 +133,12 @@ export function finishGraph(
 ): GraphSpec {
   const H = c.hiddenSize
   g.output('last_hidden_state', x)
-  let pooled = options.pooling === 'cls' ? g.op('Gather', [x, g.ints([0], [])], { axis: 1 }) : meanPool(g, x, maskF)
+  let pooled =
+    options.pooling === 'cls'
+      ? g.op('Gather', [x, g.ints([0], [])], { axis: 1 })
+      : options.pooling === 'max'
+        ? maxPool(g, x, maskF)
+        : meanPool(g, x, maskF, options.pooling === 'mean_sqrt_len')
   for (const [k, d] of (options.dense ?? []).entries()) {
     // Small next to the encoder: float products (not q8's integer ones), its weights stored as the encoder's.
     pooled = g.op('MatMul', [pooled, linearWeight(`dense.${k}.linear.weight`, d.weight)])
@@ -235,10 +241,21 @@ export function gelu(g: GraphBuilder, x: string): string {
   return g.op('Mul', [g.op('Mul', [x, g.op('Add', [erf, g.floats([1])])]), g.floats([0.5])])
 }
 
-/** The mean over real tokens: Σ mask·h / Σ mask, [B, H]. */
-function meanPool(g: GraphBuilder, h: string, maskF: string): string {
+/** The mean over real tokens: Σ mask·h / Σ mask, [B, H] (sqrtLen: Σ mask·h / √Σ mask). */
+function meanPool(g: GraphBuilder, h: string, maskF: string, sqrtLen: boolean): string {
   const m = g.op('Unsqueeze', [maskF, g.ints([2])]) // [B, T, 1]
   const sum = g.op('ReduceSum', [g.op('Mul', [h, m]), g.ints([1])], { keepdims: 0 }) // [B, H]
-  const count = g.op('ReduceSum', [m, g.ints([1])], { keepdims: 0 }) // [B, 1]
-  return g.op('Div', [sum, g.op('Max', [count, g.floats([1])])])
+  const count = g.op('Max', [g.op('ReduceSum', [m, g.ints([1])], { keepdims: 0 }), g.floats([1])]) // [B, 1]
+  return g.op('Div', [sum, sqrtLen ? g.op('Sqrt', [count]) : count])
+}
+
+/**
+ * Each column's largest value over the real tokens, [B, H]: the padding's values replaced by float32's lowest first
+ * (sentence-transformers sets them to -1e9), so a sentence without real tokens (which no tokenizer gives) would
+ * pool to that value where BertModel's op gives 0.
+ */
+function maxPool(g: GraphBuilder, h: string, maskF: string): string {
+  const real = g.op('Cast', [g.op('Unsqueeze', [maskF, g.ints([2])])], { to: DataType.BOOL }) // [B, T, 1]
+  const kept = g.op('Where', [real, h, g.floats([-3.4028234663852886e38])])
+  return g.op('ReduceMax', [kept], { axes: [1], keepdims: 0 }) // opset 17: axes is an attribute
 }

@@ -28,6 +28,7 @@ import { modelWriter } from './onnx-model.js'
 import { writeProtoFile } from './write-proto-file.js'
 import type { WeightStorage } from './graph-builder.js'
 import { resolveModel } from '../hub/hub-model.js'
+import { isPooling, POOLING_LIST } from '../model/pooling.js'
 
 export interface ExportOnnxOptions {
   /** Sentence vector of the sentence_embedding output. Default: the directory's pooling, else 'cls'. */
@@ -86,7 +87,7 @@ export async function exportOnnx(model: string, out: string, options: ExportOnnx
     options.pooling ??
     st.pooling ??
     (st.unsupportedPooling
-      ? fail(`${st.poolingFile} asks for ${st.unsupportedPooling} pooling, which is not implemented (pass pooling 'cls' or 'mean')`)
+      ? fail(`${st.poolingFile} asks for ${st.unsupportedPooling} pooling, which is not implemented (pass pooling ${POOLING_LIST})`)
       : 'cls')
   const normalize = options.normalize ?? st.normalize ?? false
   const weights: readonly WeightStorage[] = typeof options.weights === 'string' ? [options.weights] : (options.weights ?? ['fp32'])
@@ -154,8 +155,7 @@ function checkOptions(o: ExportOnnxOptions): void {
   if (o === null || typeof o !== 'object') fail('options must be an object')
   const known = ['pooling', 'normalize', 'maxLength', 'weights', 'overwrite']
   for (const k of Object.keys(o)) if (!known.includes(k)) fail(`unknown option '${k}' (known options: ${known.join(', ')})`)
-  if (o.pooling !== undefined && o.pooling !== 'cls' && o.pooling !== 'mean')
-    fail(`pooling must be 'cls' or 'mean', got ${JSON.stringify(o.pooling)}`)
+  if (o.pooling !== undefined && !isPooling(o.pooling)) fail(`pooling must be ${POOLING_LIST}, got ${JSON.stringify(o.pooling)}`)
   if (o.normalize !== undefined && typeof o.normalize !== 'boolean') fail(`normalize must be a boolean, got ${JSON.stringify(o.normalize)}`)
   if (o.overwrite !== undefined && typeof o.overwrite !== 'boolean') fail(`overwrite must be a boolean, got ${JSON.stringify(o.overwrite)}`)
   if (o.weights !== undefined) {

@@ -5,7 +5,7 @@ import { LITTLE_ENDIAN_HOST } from '../safetensors.js'
 import { ProtoWriter, type DeferredBytes } from './protobuf.js'
 
 /** TensorProto.DataType values used here. */
-export const DataType = { FLOAT: 1, INT8: 3, INT64: 7, FLOAT16: 10 } as const
+export const DataType = { FLOAT: 1, INT8: 3, INT64: 7, BOOL: 9, FLOAT16: 10 } as const
 export type DataTypeCode = (typeof DataType)[keyof typeof DataType]
 
 export interface TensorValue {

@@ -32,6 +32,7 @@ import { Tensor, type Device } from '../tensor.js'
 import { addon, type Precision, type RowPlacement } from '../native.js'
 import { checkRowPlacement } from '../dropout.js'
 import * as ops from '../ops.js'
+import { poolBackward, poolForward, type Pooling } from './pooling.js'
 import { ActivationArena, type Activations } from './activations.js'
 import { Bf16Values } from '../bf16-values.js'
 import { initialiseParameters } from './init.js'
@@ -87,7 +88,7 @@ export interface ModelOptions {
   keepLayers?: readonly number[]
 }
 
-export type Pooling = 'cls' | 'mean'
+export type { Pooling }
 
 export interface TrainForwardOptions {
   /** Dropout seed of the run. */
@@ -533,8 +534,7 @@ export class BertModel {
       dPooled = acts.gTmp.view(0, [acts.B, c.hiddenSize])
     }
     const hidden3 = (t: Tensor) => t.view(0, [acts.B, acts.T, c.hiddenSize])
-    if (options.pooling === 'cls') ops.poolClsBackward(hidden3(acts.gH), dPooled, false)
-    else ops.poolMeanBackward(hidden3(acts.gH), dPooled, batch.attentionMask, false)
+    poolBackward(options.pooling, hidden3(acts.gH), dPooled, hidden3(this.lastHidden(acts)), batch.attentionMask)
     if (this.modern) {
       this.modern.backward(this.mp!, this.gm!, batch, acts as ModernActivations, (site, p) => this.dropoutOptions(options, site, p))
       return
@@ -788,10 +788,7 @@ export class BertModel {
   }
 
   private pool(acts: AnyActivations, mask: Int32Array, pooling: Pooling) {
-    const hidden = this.lastHidden(acts).view(0, [acts.B, acts.T, this.config.hiddenSize])
-    if (pooling === 'cls') ops.poolClsForward(acts.pooled, hidden)
-    else if (pooling === 'mean') ops.poolMeanForward(acts.pooled, hidden, mask)
-    else throw new TypeError(`pooling must be 'cls' or 'mean', got ${String(pooling)}`)
+    poolForward(pooling, acts.pooled, this.lastHidden(acts).view(0, [acts.B, acts.T, this.config.hiddenSize]), mask)
   }
 
   private checkBatch(batch: BatchInput): Saved['batch'] {

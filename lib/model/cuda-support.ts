@@ -18,6 +18,7 @@ export const ENCODER_FORWARD_OPS = [
   'add_inplace',
   'pool_cls_forward',
   'pool_mean_forward',
+  'pool_max_forward',
   'dropout',
 ] as const
 
@@ -34,6 +35,7 @@ export const ENCODER_TRAINING_OPS = [
   'tanh_backward',
   'pool_cls_backward',
   'pool_mean_backward',
+  'pool_max_backward',
   'simcse',
   'offDropout',
   'dcl',

@@ -29,6 +29,7 @@ import {
   type TaskSets,
   type TaskType,
 } from './task-evaluation.js'
+import type { Pooling } from '../model/pooling.js'
 
 export interface EvalSet {
   file: string
@@ -87,7 +88,7 @@ const KIND_METRIC: Record<SelectBy, SelectionMetric> = {
  * SentenceEncoder batches them (each pass padded to its longest sentence: far less padding than in input order, and
  * a sentence's vector does not depend on the others in its pass, but for float32 rounding).
  */
-export function modelEmbedder(model: BertModel, tokenizer: Tokenizer, maxLen: number, pooling: 'cls' | 'mean'): EmbedFn {
+export function modelEmbedder(model: BertModel, tokenizer: Tokenizer, maxLen: number, pooling: Pooling): EmbedFn {
   return async (sentences: string[]) => {
     const tok = await tokenizePacked(tokenizer, sentences, maxLen)
     const vecs: Float32Array[] = new Array<Float32Array>(sentences.length)

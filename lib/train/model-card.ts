@@ -9,6 +9,7 @@ import { SELECTION_METRIC_NAMES, type Best, type EvalInfo, type StepInfo } from 
 import { taskScores } from './task-evaluation.js'
 import { denseModulePath } from './sentence-transformers.js'
 import { hubIdOf, setLabel } from '../hub/hub-model.js'
+import { isPooling, POOLING_DESCRIPTIONS } from '../model/pooling.js'
 
 /** What the card is written from. */
 export interface ModelCardInput {
@@ -216,7 +217,7 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
     '```',
     '',
     ...(dims ? matryoshkaUsage(dims) : []),
-    `Pooling: ${args.pooling === 'mean' ? 'the mean over tokens' : 'the [CLS] vector'}${
+    `Pooling: ${isPooling(args.pooling) ? POOLING_DESCRIPTIONS[args.pooling] : POOLING_DESCRIPTIONS.cls}${
       denseModules
         ? `, then the model's ${denseModules} Dense module${denseModules > 1 ? 's' : ''} (trained with the encoder)`
         : ' (the MLP head used in training is not part of the model)'

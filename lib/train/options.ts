@@ -10,6 +10,7 @@ import { DATA_FORMATS, type DataFormat } from '../data/pairs.js'
 import { checkMatryoshkaOptions } from './matryoshka-options.js'
 import { LR_SCHEDULES, type LrSchedule } from '../optim/adamw.js'
 import { DATASET_SAMPLERS, perDataset, type DatasetSampler, type DatasetSpec } from './datasets.js'
+import { isPooling, POOLING_LIST, type Pooling } from '../model/pooling.js'
 
 export const BATCH_SAMPLERS = ['no-duplicates', 'random'] as const
 export type BatchSampler = (typeof BATCH_SAMPLERS)[number]
@@ -195,10 +196,11 @@ export interface TrainOptions {
   /** Vocabulary size when the tokenizer is built from the data. */
   vocabSize?: number
   /**
-   * Sentence vector under the MLP head and at evaluation: 'cls' (SimCSE) or 'mean' over tokens. Default: the model's
-   * sentence-transformers pooling (1_Pooling) when it has one, else 'cls'.
+   * Sentence vector under the MLP head and at evaluation: 'cls' (SimCSE), 'mean' over tokens, 'max' (each
+   * dimension's largest value over tokens) or 'mean_sqrt_len' (the sum over sqrt(tokens)), sentence-transformers'
+   * modes. Default: the model's sentence-transformers pooling (1_Pooling) when it has one, else 'cls'.
    */
-  pooling?: 'cls' | 'mean'
+  pooling?: Pooling
   /**
    * Data-parallel training over MPI ranks (lib/distributed/): true requires MPI, false never uses it, 'auto'
    * (default) uses it when an MPI launcher started this process with more than one rank. batchSize is
@@ -347,7 +349,7 @@ const DEFAULTS = {
   earlyStopping: 0,
   saveEvery: 250,
   vocabSize: 8000,
-  pooling: 'cls' as 'cls' | 'mean',
+  pooling: 'cls' as Pooling,
   distributed: 'auto' as boolean | 'auto',
   symmetric: false,
   datasetSampler: 'proportional' as DatasetSampler,
@@ -504,7 +506,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     throw new TypeError('train: earlyStopping counts evaluations: give evaluation sets (evalFiles, ...), and an evalEvery above 0')
   if (r.batchSampler !== undefined && !BATCH_SAMPLERS.includes(r.batchSampler))
     throw new TypeError(`train: batchSampler must be ${BATCH_SAMPLERS.join(' or ')} (got ${JSON.stringify(r.batchSampler)})`)
-  if (r.pooling !== 'cls' && r.pooling !== 'mean') throw new TypeError(`train: pooling must be cls or mean (got ${r.pooling})`)
+  if (!isPooling(r.pooling)) throw new TypeError(`train: pooling must be ${POOLING_LIST} (got ${r.pooling})`)
   if (!LR_SCHEDULES.includes(r.lrSchedule))
     throw new TypeError(`train: lrSchedule must be ${LR_SCHEDULES.join(', ')} (got ${JSON.stringify(r.lrSchedule)})`)
   for (const k of ['symmetric', 'tensorboard'] as const)

@@ -20,6 +20,7 @@ import { prepareRunState, runPath, TENSORBOARD_DIR } from './run-layout.js'
 import { TensorBoardLog } from './tensorboard.js'
 import type { TokenizerCopy } from './tokenizer-copy.js'
 import { setLabel } from '../hub/hub-model.js'
+import type { Pooling } from '../model/pooling.js'
 
 /** Where a resumed run picks up. */
 export interface ResumePoint {
@@ -157,7 +158,7 @@ export class RunDir {
     model: BertModel,
     tokenizer: Tokenizer,
     maxLen: number,
-    pooling: 'cls' | 'mean',
+    pooling: Pooling,
     inherited: InheritedSettings = {},
   ): Promise<void> {
     await model.save(this.out)

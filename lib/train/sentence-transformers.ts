@@ -5,6 +5,7 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../util/atomic-write.js'
+import { POOLING_CONFIG_KEYS, POOLINGS, type Pooling } from '../model/pooling.js'
 
 /** What a base model's sentence-transformers files said that the output keeps (all optional). */
 export interface InheritedSettings {
@@ -20,7 +21,7 @@ export async function writeSentenceTransformersFiles(
   dir: string,
   hiddenSize: number,
   maxSeqLength: number,
-  pooling: 'cls' | 'mean' = 'cls',
+  pooling: Pooling = 'cls',
   inherited: InheritedSettings = {},
   /** Dense modules after the pooling, whose folders (2_Dense, 3_Dense, ...: denseModulePath) the caller writes. */
   denseCount = 0,
@@ -62,10 +63,7 @@ export async function writeSentenceTransformersFiles(
     join(dir, '1_Pooling', 'config.json'),
     json({
       word_embedding_dimension: hiddenSize,
-      pooling_mode_cls_token: pooling === 'cls',
-      pooling_mode_mean_tokens: pooling === 'mean',
-      pooling_mode_max_tokens: false,
-      pooling_mode_mean_sqrt_len_tokens: false,
+      ...Object.fromEntries(POOLINGS.map((mode) => [POOLING_CONFIG_KEYS[mode], pooling === mode])),
       pooling_mode_weightedmean_tokens: false,
       pooling_mode_lasttoken: false,
       include_prompt: inherited.includePrompt ?? true,

@@ -17,6 +17,7 @@ import { buildVocab, writeVocab } from './vocab.js'
 import { readSentenceTransformersConfig, type SentenceTransformersConfig } from '../embed/sentence-transformers-config.js'
 import { checkDenseChain, DenseLayer, readDenseConfig, type DenseConfig } from '../embed/dense.js'
 import { denseBiasName, denseWeightName } from '../model/dense-head.js'
+import { POOLING_LIST } from '../model/pooling.js'
 
 /** Where --model's files are: the directory, or its Transformer module's folder (older sentence-transformers layout: 0_BERT/). */
 async function modelFilesDir(dir: string): Promise<string> {
@@ -104,7 +105,7 @@ export async function withBasePooling(options: TrainOptions): Promise<TrainOptio
   const st = await readSentenceTransformersConfig(options.model)
   if (st.unsupportedPooling)
     throw new Error(
-      `${options.model}: its sentence-transformers pooling is ${st.unsupportedPooling} (${st.poolingFile}), which simcsepp does not train: pass --pooling cls or mean`,
+      `${options.model}: its sentence-transformers pooling is ${st.unsupportedPooling} (${st.poolingFile}), which simcsepp does not train: pass --pooling ${POOLING_LIST}`,
     )
   return st.pooling ? { ...options, pooling: st.pooling } : options
 }

@@ -47,6 +47,8 @@ const Backend& cpu_backend() {
     b.pool_cls_backward = cpu::pool_cls_backward;
     b.pool_mean_forward = cpu::pool_mean_forward;
     b.pool_mean_backward = cpu::pool_mean_backward;
+    b.pool_max_forward = cpu::pool_max_forward;
+    b.pool_max_backward = cpu::pool_max_backward;
     b.adamw_step = cpu::adamw_step;
     b.grad_sum_squares = cpu::grad_sum_squares;
     b.scale_inplace = cpu::scale_inplace;

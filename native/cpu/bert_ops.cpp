@@ -645,9 +645,17 @@ int64_t real_tokens(const int32_t* mask, int64_t T) {
   return n;
 }
 
+// The mean's divisor's reciprocal: 1/n, or 1/sqrt(n) for mean_sqrt_len (both IEEE-rounded, as the CUDA kernel's).
+float mean_scale(int64_t n, bool sqrt_len) {
+  if (n == 0) return 0.0f;
+  const float count = static_cast<float>(n);
+  return 1.0f / (sqrt_len ? std::sqrt(count) : count);
+}
+
 }  // namespace
 
-void pool_mean_forward(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T, int64_t H) {
+void pool_mean_forward(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T, int64_t H,
+                       bool sqrt_len) {
   parallel_for(B, row_grain(T * H), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       float* o = out + b * H;
@@ -659,18 +667,18 @@ void pool_mean_forward(float* out, const float* hidden, const int32_t* mask, int
         const float* x = hidden + (b * T + t) * H;
         for (int64_t c = 0; c < H; ++c) o[c] += x[c];
       }
-      const float inv = 1.0f / static_cast<float>(n);
+      const float inv = mean_scale(n, sqrt_len);
       for (int64_t c = 0; c < H; ++c) o[c] *= inv;
     }
   });
 }
 
 void pool_mean_backward(float* dhidden, const float* dout, const int32_t* mask, int64_t B, int64_t T, int64_t H,
-                        bool accumulate) {
+                        bool accumulate, bool sqrt_len) {
   parallel_for(B, row_grain(T * H), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n = real_tokens(mask + b * T, T);
-      const float inv = n > 0 ? 1.0f / static_cast<float>(n) : 0.0f;
+      const float inv = mean_scale(n, sqrt_len);
       const float* g = dout + b * H;
       for (int64_t t = 0; t < T; ++t) {
         float* dh = dhidden + (b * T + t) * H;
@@ -681,6 +689,61 @@ void pool_mean_backward(float* dhidden, const float* dout, const int32_t* mask, 
         } else {
           for (int64_t c = 0; c < H; ++c) dh[c] = real ? g[c] * inv : 0.0f;
         }
+      }
+    }
+  });
+}
+
+namespace {
+
+// Whether x takes the maximum's place from top: strictly greater, or the first NaN (torch.max's choice: ties keep the
+// first token, a NaN propagates). The CUDA kernels decide with the same test, in the same token order.
+inline bool beats(float x, float top) { return x > top || (std::isnan(x) && !std::isnan(top)); }
+
+// The first real token of sentence b (mask row m) holding column c's maximum, or -1 when the sentence has no real
+// token.
+int64_t max_token(const float* hidden, const int32_t* m, int64_t T, int64_t H, int64_t c) {
+  int64_t best = -1;
+  for (int64_t t = 0; t < T; ++t)
+    if (m[t] != 0 && (best < 0 || beats(hidden[t * H + c], hidden[best * H + c]))) best = t;
+  return best;
+}
+
+}  // namespace
+
+void pool_max_forward(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T, int64_t H) {
+  parallel_for(B, row_grain(T * H), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      // Token rows in order, each column's value replaced as max_token replaces its token: its choice, read row by
+      // row.
+      float* o = out + b * H;
+      const int32_t* m = mask + b * T;
+      int64_t t = 0;
+      while (t < T && m[t] == 0) ++t;
+      if (t == T) {
+        std::fill(o, o + H, 0.0f);
+        continue;
+      }
+      std::copy(hidden + (b * T + t) * H, hidden + (b * T + t + 1) * H, o);
+      for (++t; t < T; ++t) {
+        if (m[t] == 0) continue;
+        const float* x = hidden + (b * T + t) * H;
+        for (int64_t c = 0; c < H; ++c)
+          if (beats(x[c], o[c])) o[c] = x[c];
+      }
+    }
+  });
+}
+
+void pool_max_backward(float* dhidden, const float* dout, const float* hidden, const int32_t* mask, int64_t B,
+                       int64_t T, int64_t H, bool accumulate) {
+  parallel_for(B, row_grain(T * H), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      float* dh = dhidden + b * T * H;
+      if (!accumulate) std::fill(dh, dh + T * H, 0.0f);
+      for (int64_t c = 0; c < H; ++c) {
+        const int64_t t = max_token(hidden + b * T * H, mask + b * T, T, H, c);
+        if (t >= 0) dh[t * H + c] += dout[b * H + c];
       }
     }
   });

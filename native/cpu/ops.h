@@ -55,6 +55,8 @@ PoolClsForwardFn pool_cls_forward;
 PoolClsBackwardFn pool_cls_backward;
 PoolMeanForwardFn pool_mean_forward;
 PoolMeanBackwardFn pool_mean_backward;
+PoolMaxForwardFn pool_max_forward;
+PoolMaxBackwardFn pool_max_backward;
 AdamwStepFn adamw_step;
 GradSumSquaresFn grad_sum_squares;
 ScaleInplaceFn scale_inplace;

@@ -237,10 +237,20 @@ using PoolClsForwardFn = void(float* out, const float* hidden, int64_t B, int64_
 // dhidden[b, 0] (= or +=) dout[b]; without accumulate the other rows are zeroed.
 using PoolClsBackwardFn = void(float* dhidden, const float* dout, int64_t B, int64_t T, int64_t H, bool accumulate);
 
-// out[b] = sum_{t: mask[b*T+t] != 0} hidden[b, t] / count_b   (0 when count_b == 0)
-using PoolMeanForwardFn = void(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T, int64_t H);
-// dhidden[b, t] (= or +=) mask ? dout[b] / count_b : 0
+// out[b] = sum_{t: mask[b*T+t] != 0} hidden[b, t] / count_b   (0 when count_b == 0); with sqrt_len the sum is
+// divided by sqrt(count_b) instead (sentence-transformers' mean_sqrt_len_tokens).
+using PoolMeanForwardFn = void(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T, int64_t H,
+                               bool sqrt_len);
+// dhidden[b, t] (= or +=) mask ? dout[b] / count_b : 0   (/ sqrt(count_b) with sqrt_len)
 using PoolMeanBackwardFn = void(float* dhidden, const float* dout, const int32_t* mask, int64_t B, int64_t T, int64_t H,
-                                bool accumulate);
+                                bool accumulate, bool sqrt_len);
+
+// out[b, c] = max_{t: mask[b*T+t] != 0} hidden[b, t, c]   (0 when count_b == 0; sentence-transformers'
+// max_tokens). argmax_{b,c}: the first real token holding the maximum; a NaN is the maximum (as torch.max).
+using PoolMaxForwardFn = void(float* out, const float* hidden, const int32_t* mask, int64_t B, int64_t T, int64_t H);
+// dhidden[b, argmax_{b,c}, c] (= or +=) dout[b, c], the argmax found again from hidden (the forward's input, which
+// training keeps); without accumulate every other element is zeroed, with it they are left as they are.
+using PoolMaxBackwardFn = void(float* dhidden, const float* dout, const float* hidden, const int32_t* mask, int64_t B,
+                               int64_t T, int64_t H, bool accumulate);
 
 }  // namespace simcsepp

@@ -118,15 +118,36 @@ export function poolClsRef(hidden: Float64Array, B: number, T: number, H: number
   return out
 }
 
-export function poolMeanRef(hidden: Float64Array, mask: Int32Array, B: number, T: number, H: number): Float64Array {
+export function poolMeanRef(hidden: Float64Array, mask: Int32Array, B: number, T: number, H: number, sqrtLen = false): Float64Array {
   const out = new Float64Array(B * H)
   for (let b = 0; b < B; b++) {
     let n = 0
     for (let t = 0; t < T; t++) n += mask[b * T + t] ? 1 : 0
     if (n === 0) continue
-    for (let t = 0; t < T; t++) if (mask[b * T + t]) for (let c = 0; c < H; c++) out[b * H + c] += hidden[(b * T + t) * H + c] / n
+    const d = sqrtLen ? Math.sqrt(n) : n
+    for (let t = 0; t < T; t++) if (mask[b * T + t]) for (let c = 0; c < H; c++) out[b * H + c] += hidden[(b * T + t) * H + c] / d
   }
   return out
+}
+
+/** sentence-transformers' max_tokens: each column's largest value over the real tokens (0 for a sentence with none). */
+export function poolMaxRef(hidden: Float64Array, mask: Int32Array, B: number, T: number, H: number): Float64Array {
+  const out = new Float64Array(B * H)
+  for (let b = 0; b < B; b++)
+    for (let c = 0; c < H; c++) {
+      let top = -Infinity
+      for (let t = 0; t < T; t++) if (mask[b * T + t]) top = Math.max(top, hidden[(b * T + t) * H + c])
+      out[b * H + c] = top === -Infinity ? 0 : top
+    }
+  return out
+}
+
+/** The pooling `pooling` of hidden [B, T, H] in float64. */
+export function poolRef(pooling: string, hidden: Float64Array, mask: Int32Array, B: number, T: number, H: number): Float64Array {
+  if (pooling === 'cls') return poolClsRef(hidden, B, T, H)
+  if (pooling === 'mean' || pooling === 'mean_sqrt_len') return poolMeanRef(hidden, mask, B, T, H, pooling === 'mean_sqrt_len')
+  if (pooling === 'max') return poolMaxRef(hidden, mask, B, T, H)
+  throw new Error(`poolRef: unknown pooling ${pooling}`)
 }
 
 /** torch.optim.AdamW's update (decoupled weight decay), one step in float64, in place. */

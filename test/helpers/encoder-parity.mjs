@@ -1641,6 +1641,8 @@ for (const [B, T, H, mask] of /** @type {[number, number, number, Int32Array][]}
 ])) {
   const inputs = once(() => ({
     hidden: randn(B * T * H, B * T + H),
+    // Whole numbers in [-2, 2]: most columns' maxima are ties, which both backends give to the first token.
+    ties: randn(B * T * H, B * T + H + 2).map((x) => Math.max(-2, Math.min(2, Math.round(x)))),
     dout: randn(B * H, B + H),
     dh0: randn(B * T * H, B * T + H + 1),
   }))
@@ -1668,6 +1670,31 @@ for (const [B, T, H, mask] of /** @type {[number, number, number, Int32Array][]}
       return { out: out.toFloat32Array() }
     },
   })
+  rowwise({
+    op: 'poolMeanForward',
+    shape: `${shape} sqrtLen`,
+    tol: REDUCTION,
+    work: B * T * H,
+    deterministic: true,
+    build: (d) => {
+      const out = d.from(inputs().dout, [B, H]) // overwritten
+      d.lib.ops.poolMeanForward(out, d.from(inputs().hidden, [B, T, H]), mask, true)
+      return { out: out.toFloat32Array() }
+    },
+  })
+  for (const values of /** @type {const} */ (['hidden', 'ties'])) {
+    rowwise({
+      op: 'poolMaxForward',
+      shape: `${shape} ${values}`,
+      tol: 'exact',
+      work: B * T * H,
+      build: (d) => {
+        const out = d.from(inputs().dout, [B, H]) // overwritten
+        d.lib.ops.poolMaxForward(out, d.from(inputs()[values], [B, T, H]), mask)
+        return { out: out.toFloat32Array() }
+      },
+    })
+  }
   for (const accumulate of [false, true]) {
     rowwise({
       op: 'poolClsBackward',
@@ -1691,6 +1718,30 @@ for (const [B, T, H, mask] of /** @type {[number, number, number, Int32Array][]}
         return { dhidden: dh.toFloat32Array() }
       },
     })
+    rowwise({
+      op: 'poolMeanBackward',
+      shape: `${shape} accumulate=${accumulate} sqrtLen`,
+      tol: ELEMENTWISE,
+      work: B * T * H,
+      build: (d) => {
+        const dh = d.from(inputs().dh0, [B, T, H])
+        d.lib.ops.poolMeanBackward(dh, d.from(inputs().dout, [B, H]), mask, accumulate, true)
+        return { dhidden: dh.toFloat32Array() }
+      },
+    })
+    for (const values of /** @type {const} */ (['hidden', 'ties'])) {
+      rowwise({
+        op: 'poolMaxBackward',
+        shape: `${shape} ${values} accumulate=${accumulate}`,
+        tol: 'exact',
+        work: B * T * H,
+        build: (d) => {
+          const dh = d.from(inputs().dh0, [B, T, H])
+          d.lib.ops.poolMaxBackward(dh, d.from(inputs().dout, [B, H]), d.from(inputs()[values], [B, T, H]), mask, accumulate)
+          return { dhidden: dh.toFloat32Array() }
+        },
+      })
+    }
   }
 }
 

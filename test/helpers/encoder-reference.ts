@@ -2,7 +2,8 @@
 // same dropout sites as lib/model/bert.ts. Dropout multipliers are passed in (the tests take them
 // from the native Philox dropout, which test/dropout.test.ts checks against an independent Philox).
 import type { BertConfig } from '../../lib/model/config.js'
-import { attentionRef, embeddingRef, gelu, layerNormRef, linearRef, poolClsRef, poolMeanRef } from './bert-reference.js'
+import { attentionRef, embeddingRef, gelu, layerNormRef, linearRef, poolRef } from './bert-reference.js'
+import type { Pooling } from '../../lib/model/pooling.js'
 
 export interface RefBatch {
   ids: Int32Array
@@ -21,7 +22,7 @@ export function encoderRef(
   c: BertConfig,
   x: RefBatch,
   factor: Factors,
-  pooling: 'cls' | 'mean',
+  pooling: Pooling,
   mlp: boolean,
 ): Float64Array {
   const { B, T } = x
@@ -58,7 +59,7 @@ export function encoderRef(
     const o = add(drop(lin(inter, 'output.dense', I, H), 3 + 3 * l), h1)
     h = layerNormRef(o, w('output.LayerNorm.weight'), w('output.LayerNorm.bias'), R, H, c.layerNormEps).out
   }
-  const pooled = pooling === 'cls' ? poolClsRef(h, B, T, H) : poolMeanRef(h, x.mask, B, T, H)
+  const pooled = poolRef(pooling, h, x.mask, B, T, H)
   if (!mlp) return pooled
   return linearRef(pooled, p('mlp.dense.weight'), p('mlp.dense.bias'), B, H, H).map(Math.tanh)
 }

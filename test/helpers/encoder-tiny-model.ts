@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import type { BertConfig } from '../../lib/model/config.js'
 import { BertModel } from '../../lib/model/bert.js'
 import { SentenceEncoder } from '../../lib/embed/sentence-encoder.js'
+import { POOLING_CONFIG_KEYS, POOLINGS, type Pooling } from '../../lib/model/pooling.js'
 
 export const WORDS = [
   'the',
@@ -62,7 +63,7 @@ export function tinyConfig(overrides: Partial<BertConfig> = {}): BertConfig {
 
 /** Saves a random tiny BERT with a vocab.txt into a new temp dir (or `dir`) and returns it. */
 export async function saveTinyModel(
-  options: { seed?: number; dir?: string; config?: Partial<BertConfig>; pooling?: 'cls' | 'mean' } = {},
+  options: { seed?: number; dir?: string; config?: Partial<BertConfig>; pooling?: Pooling } = {},
 ): Promise<string> {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'simcsepp-encoder-'))
   const model = BertModel.create(tinyConfig(options.config), { seed: options.seed ?? 1 })
@@ -86,16 +87,13 @@ export function writeNormalizedModules(dir: string): void {
 }
 
 /** A sentence-transformers 1_Pooling/config.json asking for `pooling`. */
-export function writePoolingConfig(dir: string, pooling: 'cls' | 'mean', dimension = 32): void {
+export function writePoolingConfig(dir: string, pooling: Pooling, dimension = 32): void {
   mkdirSync(join(dir, '1_Pooling'), { recursive: true })
   writeFileSync(
     join(dir, '1_Pooling', 'config.json'),
     JSON.stringify({
       word_embedding_dimension: dimension,
-      pooling_mode_cls_token: pooling === 'cls',
-      pooling_mode_mean_tokens: pooling === 'mean',
-      pooling_mode_max_tokens: false,
-      pooling_mode_mean_sqrt_len_tokens: false,
+      ...Object.fromEntries(POOLINGS.map((mode) => [POOLING_CONFIG_KEYS[mode], pooling === mode])),
     }),
   )
 }

@@ -5,7 +5,8 @@ import type { BertConfig, ModelType } from '../../lib/model/config.js'
 import { checkpointName } from '../../lib/model/names.js'
 import * as ops from '../../lib/ops.js'
 import { Tensor } from '../../lib/tensor.js'
-import { layerNormRef, linearRef, poolClsRef, poolMeanRef } from './bert-reference.js'
+import { layerNormRef, linearRef, poolRef } from './bert-reference.js'
+import type { Pooling } from '../../lib/model/pooling.js'
 
 /** factor(site, length) -> dropout multipliers for that site, or null for none (encoder-reference.ts's). */
 export type SiteFactors = (site: number, length: number) => Float64Array | null
@@ -65,9 +66,9 @@ export interface RefHead {
 }
 
 /** The last hidden states h [B·T, H] as a reference returns them: as they are ('none'), pooled, or through the head. */
-export function refOutput(h: Float64Array, x: RefInput, H: number, pooling: 'cls' | 'mean' | 'none', mlp?: RefHead): Float64Array {
+export function refOutput(h: Float64Array, x: RefInput, H: number, pooling: Pooling | 'none', mlp?: RefHead): Float64Array {
   if (pooling === 'none') return h
-  const pooled = pooling === 'cls' ? poolClsRef(h, x.B, x.T, H) : poolMeanRef(h, x.mask, x.B, x.T, H)
+  const pooled = poolRef(pooling, h, x.mask, x.B, x.T, H)
   return mlp ? linearRef(pooled, mlp.weight, mlp.bias, x.B, H, H).map(Math.tanh) : pooled
 }
 

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { BertModel } from '../../lib/model/bert.js'
 import { tinyConfig, WORDS, writePoolingConfig } from './encoder-tiny-model.js'
+import type { Pooling } from '../../lib/model/pooling.js'
 
 const SPECIALS = ['<s>', '<pad>', '</s>', '<unk>']
 
@@ -73,7 +74,7 @@ export function tinyByteLevelTokenizer(): { json: string; vocabSize: number } {
 }
 
 /** Saves a random tiny RoBERTa (padding id 1, positions from 2) with its tokenizer.json; returns the directory. */
-export async function saveTinyRoberta(options: { seed?: number; dir?: string; pooling?: 'cls' | 'mean' } = {}): Promise<string> {
+export async function saveTinyRoberta(options: { seed?: number; dir?: string; pooling?: Pooling } = {}): Promise<string> {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'simcsepp-roberta-'))
   const { json, vocabSize } = tinyByteLevelTokenizer()
   const config = tinyConfig({ modelType: 'roberta', vocabSize, padTokenId: 1, typeVocabSize: 1, maxPositionEmbeddings: 66 })
