@@ -22,6 +22,7 @@ export function numThreads(): number {
 
 export { BertModel, type BatchInput, type ModelOptions, type TrainForwardOptions, type Pooling } from './model/bert.js'
 export { POOLINGS } from './model/pooling.js'
+export { SIMILARITY_FNS, type SimilarityFn } from './embed/similarity-fn.js'
 export { Tokenizer, type EncodedBatch, type TokenizeOptions } from './tokenizer.js'
 export {
   AdamW,
@@ -53,6 +54,7 @@ export {
   type SearchOptions,
   type AsyncSearchOptions,
   type VectorIndexOptions,
+  type IndexSimilarity,
   type SearchResult,
   type VectorsInput,
 } from './embed/search.js'

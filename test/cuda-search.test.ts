@@ -16,28 +16,29 @@ function randomVectors(n: number, dim: number, seed: number): Float32Array {
   return Float32Array.from({ length: n * dim }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1)
 }
 
-t.test('a VectorIndex on CUDA gives the CPU index hits, scores within 1e-5', { skip }, async (t) => {
-  const dim = 96
-  const corpus = randomVectors(2500, dim, 1) // 3 blocks, the last one partial
-  const queries = randomVectors(7, dim, 2)
-  const cpu = VectorIndex.from(corpus, dim)
-  const gpu = VectorIndex.from(corpus, dim, { device: 'cuda' })
-  t.teardown(() => (cpu.dispose(), gpu.dispose()))
-  t.equal(gpu.device, 'cuda')
-  const want = cpu.search(queries, { topK: 6 })
-  const got = await gpu.searchAsync(queries, { topK: 6, yieldAfterMs: 0 })
-  t.same(
-    got.map((r) => r.indices),
-    want.map((r) => r.indices),
-    'the same indices, best first',
-  )
-  const err = Math.max(...got.flatMap((r, q) => r.scores.map((s, j) => Math.abs(s - want[q].scores[j]))))
-  t.ok(err <= 1e-5, `scores within 1e-5 of the CPU's (max ${err.toExponential(2)})`)
-  const m = gpu.similarity(queries.subarray(0, 2 * dim))
-  const mc = cpu.similarity(queries.subarray(0, 2 * dim))
-  const merr = Math.max(...m.flatMap((row, q) => Array.from(row, (v, i) => Math.abs(v - mc[q][i]))))
-  t.ok(merr <= 1e-5, `similarity matrix within 1e-5 (max ${merr.toExponential(2)})`)
-})
+for (const similarityFn of ['cosine', 'dot'] as const)
+  t.test(`a VectorIndex on CUDA gives the CPU index hits, scores within 1e-5 (${similarityFn})`, { skip }, async (t) => {
+    const dim = 96
+    const corpus = randomVectors(2500, dim, 1) // 3 blocks, the last one partial
+    const queries = randomVectors(7, dim, 2)
+    const cpu = VectorIndex.from(corpus, dim, { similarityFn })
+    const gpu = VectorIndex.from(corpus, dim, { device: 'cuda', similarityFn })
+    t.teardown(() => (cpu.dispose(), gpu.dispose()))
+    t.equal(gpu.device, 'cuda')
+    const want = cpu.search(queries, { topK: 6 })
+    const got = await gpu.searchAsync(queries, { topK: 6, yieldAfterMs: 0 })
+    t.same(
+      got.map((r) => r.indices),
+      want.map((r) => r.indices),
+      'the same indices, best first',
+    )
+    const err = Math.max(...got.flatMap((r, q) => r.scores.map((s, j) => Math.abs(s - want[q].scores[j]))))
+    t.ok(err <= 1e-5, `scores within 1e-5 of the CPU's (max ${err.toExponential(2)})`)
+    const m = gpu.similarity(queries.subarray(0, 2 * dim))
+    const mc = cpu.similarity(queries.subarray(0, 2 * dim))
+    const merr = Math.max(...m.flatMap((row, q) => Array.from(row, (v, i) => Math.abs(v - mc[q][i]))))
+    t.ok(merr <= 1e-5, `similarity matrix within 1e-5 (max ${merr.toExponential(2)})`)
+  })
 
 t.test('SentenceEncoder.search on a CUDA encoder searches on CUDA: the CPU encoder hits', async (t) => {
   const blocker = skip || encoderCudaBlocker(true)

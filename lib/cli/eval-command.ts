@@ -204,6 +204,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
               documentPrefix: docPrefix,
               onProgress: bar && i === 0 ? ({ done }) => bar.update(done) : undefined,
               ...(binary ? { binary } : {}),
+              // A dot-product model's documents ranked by the dot product, as MTEB ranks them.
+              ...(enc instanceof SentenceEncoder && enc.similarityFn === 'dot' ? { similarityFn: 'dot' as const } : {}),
             }),
           )
         bar?.finish()

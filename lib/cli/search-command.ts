@@ -60,7 +60,7 @@ export async function searchCommand(argv: string[]): Promise<void> {
     if (rows instanceof Uint8Array)
       results = BinaryIndex.fromQuantized(rows, enc.dimension).search(queries, { topK, ...(rescore === undefined ? {} : { rescore }) })
     else {
-      index = VectorIndex.from(rows, enc.dimension)
+      index = VectorIndex.from(rows, enc.dimension, { similarityFn: enc.similarityFn === 'dot' ? 'dot' : 'cosine' })
       results = index.search(queries, { topK })
     }
     const hit = [...new Set(results.flatMap((r) => r.indices))]

@@ -1,5 +1,6 @@
 // Cosine search over sentence vectors held as unit vectors in native memory (a VectorIndex: normalised
-// once, so repeated searches only pay the scoring). On the CPU one fused native pass (native/cpu/search.h)
+// once, so repeated searches only pay the scoring), or dot-product search over them as they are (similarity
+// 'dot': the models trained for it, msmarco's and multi-qa's *-dot-* models, rank by the raw dot product). On the CPU one fused native pass (native/cpu/search.h)
 // streams the corpus once, dots each row with every query and keeps each query's top k; on CUDA the
 // GEMM scores a block of corpus rows at a time and a small heap per query keeps the top k. searchAsync()
 // hands the event loop back between chunks of rows.
@@ -52,7 +53,16 @@ const CPU_CHUNK_ROWS = 4096
 export interface VectorIndexOptions {
   /** Where the vectors live and are scored (default 'cpu': the fused native pass; 'cuda': the GEMM, needs a usable CUDA device). */
   device?: Device
+  /**
+   * The score: 'cosine' (default: the vectors normalised, here and the queries at each search) or 'dot' (the dot
+   * product of the vectors as they are: a dot-product model's similarity, config_sentence_transformers.json's
+   * similarity_fn_name 'dot').
+   */
+  similarityFn?: IndexSimilarity
 }
+
+/** The scores a VectorIndex ranks by. */
+export type IndexSimilarity = 'cosine' | 'dot'
 
 function fail(message: string): never {
   throw new Error(`search: ${message}`)
@@ -120,6 +130,25 @@ function notFinite(name: string, value: number, dim: number, at: number): never 
   fail(`${name}[${Math.floor(at / dim)}][${at % dim}] is ${value}, not a finite number`)
 }
 
+/** Fails on the first value of `input` that is not a finite number (what unitRows checks as it normalises). */
+function checkFinite(name: string, input: VectorsInput, dimension?: number): void {
+  const { dim } = rowsShape(name, input, dimension)
+  if (input instanceof Float32Array) {
+    for (let j = 0; j < input.length; j++) if (!Number.isFinite(input[j])) notFinite(name, input[j], dim, j)
+    return
+  }
+  input.forEach((v, r) => {
+    for (let j = 0; j < dim; j++) if (!Number.isFinite(v[j])) notFinite(name, v[j], dim, r * dim + j)
+  })
+}
+
+/** flatRows, every value checked finite. */
+export function checkedRows(name: string, input: VectorsInput, dimension?: number): { data: Float32Array; rows: number; dim: number } {
+  checkFinite(name, input, dimension)
+  const { flat, rows, dim } = flatRows(name, input, dimension)
+  return { data: flat, rows, dim }
+}
+
 /**
  * The rows of `input` scaled to unit length (zero rows stay zero, so they score 0 against everything,
  * as cosineSimilarity does), row-major. `name` is the argument's name in errors. (native/cpu/unit_rows.h does the
@@ -153,7 +182,7 @@ interface Block {
   rows: number
 }
 
-/** A corpus of unit vectors in native memory, searched by cosine similarity. dispose() frees it. */
+/** A corpus of vectors in native memory, searched by cosine similarity (unit vectors) or dot product. dispose() frees it. */
 export class VectorIndex {
   private constructor(
     private readonly corpus: Tensor,
@@ -161,20 +190,31 @@ export class VectorIndex {
     readonly size: number,
     /** Length of each vector. */
     readonly dimension: number,
+    /** What the scores are: cosine similarities or dot products. */
+    readonly similarityFn: IndexSimilarity,
   ) {}
 
-  /** Normalises and copies `corpus` (vectors, or a flat Float32Array of `dimension`-long rows) to `options.device`. */
+  /**
+   * Copies `corpus` (vectors, or a flat Float32Array of `dimension`-long rows) to `options.device`, normalised unless
+   * `options.similarityFn` is 'dot'.
+   */
   static from(corpus: VectorsInput, dimension?: number, options: VectorIndexOptions = {}): VectorIndex {
     if (options === null || typeof options !== 'object') fail('VectorIndex.from: options must be an object')
     const device = options.device ?? 'cpu'
     if (device !== 'cpu' && device !== 'cuda') fail(`VectorIndex.from: device must be 'cpu' or 'cuda', got ${JSON.stringify(device)}`)
+    const similarity = options.similarityFn ?? 'cosine'
+    if (similarity !== 'cosine' && similarity !== 'dot')
+      fail(`VectorIndex.from: similarityFn must be 'cosine' or 'dot', got ${JSON.stringify(similarity)}`)
     // Copied to native memory as given and normalised there (in JavaScript: 1.2 s for 100,000 x 768).
+    if (similarity === 'dot') checkFinite('corpus', corpus, dimension)
     const { host, rows, dim, at } = nativeRows('corpus', corpus, dimension)
     let kept = false // the index holds host itself
     try {
-      const bad = addon.unitRows(nativeOf(host, 'corpus'))
-      if (bad >= 0) notFinite('corpus', at(bad), dim, bad)
-      const index = new VectorIndex(device === 'cpu' ? host : host.to(device), rows, dim)
+      if (similarity === 'cosine') {
+        const bad = addon.unitRows(nativeOf(host, 'corpus'))
+        if (bad >= 0) notFinite('corpus', at(bad), dim, bad)
+      }
+      const index = new VectorIndex(device === 'cpu' ? host : host.to(device), rows, dim, similarity)
       kept = device === 'cpu'
       return index
     } finally {
@@ -229,7 +269,7 @@ export class VectorIndex {
     return top.results()
   }
 
-  /** Cosine similarities, queries × corpus: one Float32Array of `size` scores per query. */
+  /** The scores (cosine similarities, or dot products with similarityFn 'dot'), queries × corpus: one Float32Array of `size` per query. */
   similarity(queries: VectorsInput): Float32Array[] {
     const out: Float32Array[] = []
     for (const { scores, queries: nq, start, rows } of this.blocks(queries)) {
@@ -278,9 +318,11 @@ export class VectorIndex {
     return Math.min(checkTopK(options.topK ?? 10), this.size)
   }
 
+  /** The queries as the index scores them: unit vectors for cosine, as they are (checked) for dot. */
   private unitQueries(queries: VectorsInput): { data: Float32Array; rows: number; dim: number } {
     if (this.corpus.disposed) fail('the index was disposed')
-    const qs = unitRows('queries', queries, this.dimension)
+    const qs =
+      this.similarityFn === 'cosine' ? unitRows('queries', queries, this.dimension) : checkedRows('queries', queries, this.dimension)
     if (qs.dim !== this.dimension) fail(`queries have ${qs.dim} dimensions, the corpus ${this.dimension}`)
     return qs
   }

@@ -16,13 +16,13 @@ import { denseModules, readSentenceTransformersConfig } from './sentence-transfo
 import type { FromWorker, InitData, RunOptions, ToWorker } from './protocol.js'
 import { DEVICE_REQUESTS, type DeviceRequest } from '../device.js'
 import { ENCODER_PRECISION_REQUESTS, type EncoderPrecision, type EncoderPrecisionRequest } from '../model/precision.js'
-import { cosineSimilarity } from '../util/vectors.js'
 import { LangChainEmbeddings } from './langchain.js'
-import { cosineMatrix, VectorIndex, type SearchResult, type VectorsInput } from './search.js'
+import { VectorIndex, type SearchResult, type VectorsInput } from './search.js'
 import { BinaryIndex, type BinarySearchOptions } from './binary-index.js'
 import { ROLE_PROMPTS } from './role-prompts.js'
 import { resolveModel } from '../hub/hub-model.js'
 import { isPooling, POOLING_LIST } from '../model/pooling.js'
+import { isSimilarityFn, pairSimilarity, SIMILARITY_FNS, similarityMatrix, type SimilarityFn } from './similarity-fn.js'
 
 export type { Pooling } from '../model/bert.js'
 export type EncoderDevice = DeviceRequest
@@ -33,8 +33,17 @@ export interface SentenceEncoderOptions {
    * 'cuda' throws when it cannot be used.
    */
   device?: EncoderDevice
-  /** Sentence vector: the [CLS] state or the mean over real tokens. Default: 1_Pooling/config.json's mode, else 'cls'. */
+  /**
+   * Sentence vector: the [CLS] state, the mean over real tokens, each dimension's largest value over them ('max') or
+   * their sum over √count ('mean_sqrt_len'). Default: 1_Pooling/config.json's mode, else 'cls'.
+   */
   pooling?: Pooling
+  /**
+   * How similarity() and search() compare vectors: 'cosine', 'dot' (the dot product of the vectors as they are: a
+   * model trained with dot-product scores), 'euclidean' or 'manhattan' (the negative distance; search() ranks those
+   * by cosine). Default: config_sentence_transformers.json's similarity_fn_name, else 'cosine'.
+   */
+  similarityFn?: SimilarityFn
   /** Scale every vector to unit length. Default: whether modules.json lists a Normalize module (true then), else false. */
   normalize?: boolean
   /**
@@ -179,6 +188,8 @@ export class SentenceEncoder {
     private readonly includePrompt: boolean,
     /** Values kept of each vector (truncateDim; `dimension` then), or null for all. */
     private readonly truncateDim: number | null,
+    /** How similarity() compares vectors (the similarityFn option, else the model's similarity_fn_name, else 'cosine'). */
+    readonly similarityFn: SimilarityFn,
   ) {
     worker.on('message', (m: FromWorker) => this.onMessage(m))
     worker.on('error', (e) => this.die(e instanceof Error ? e : new Error(String(e))))
@@ -197,7 +208,9 @@ export class SentenceEncoder {
     if (typeof dir !== 'string' || !dir)
       fail(`load: expected a model directory path, got ${typeof dir === 'string' ? 'an empty string' : typeof dir}`)
     if (options === null || typeof options !== 'object') fail('load: options must be an object')
-    rejectUnknown('load', options, ['device', 'pooling', 'normalize', 'maxLength', 'batchSize', 'precision', 'truncateDim'])
+    rejectUnknown('load', options, ['device', 'pooling', 'normalize', 'maxLength', 'batchSize', 'precision', 'truncateDim', 'similarityFn'])
+    if (options.similarityFn !== undefined && !isSimilarityFn(options.similarityFn))
+      fail(`load: similarityFn must be ${SIMILARITY_FNS.join(', ')}, got ${JSON.stringify(options.similarityFn)}`)
     const device = options.device ?? 'auto'
     if (!DEVICE_REQUESTS.includes(device)) fail(`load: device must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(device)}`)
     const precision = options.precision ?? 'auto'
@@ -302,6 +315,7 @@ export class SentenceEncoder {
       st.defaultPromptName,
       st.includePrompt,
       truncateDim,
+      options.similarityFn ?? st.similarityFnName ?? 'cosine',
     )
   }
 
@@ -417,7 +431,8 @@ export class SentenceEncoder {
   }
 
   /**
-   * Each query's topK corpus entries by cosine similarity, best first: `{ indices, scores }`.
+   * Each query's topK corpus entries by cosine similarity (by dot product for a model whose similarityFn is 'dot'),
+   * best first: `{ indices, scores }`.
    * queries: sentences (encoded here) or vectors; corpus: sentences, vectors (an array, or one flat
    * Float32Array of `dimension`-long rows), a VectorIndex built once for many searches, or a BinaryIndex of the
    * corpus vectors' signs (Hamming distance, then rescored with the float queries: `rescore`). The scores
@@ -451,7 +466,10 @@ export class SentenceEncoder {
       return single ? hits[0] : hits
     }
     const vectors = corpus instanceof VectorIndex ? null : await this.vectorsOf('search: corpus', corpus, batchSize)
-    const index = vectors ? prefixErrors(() => VectorIndex.from(vectors, this.dimension, { device: this.device })) : (corpus as VectorIndex)
+    const similarityFn = this.similarityFn === 'dot' ? 'dot' : 'cosine'
+    const index = vectors
+      ? prefixErrors(() => VectorIndex.from(vectors, this.dimension, { device: this.device, similarityFn }))
+      : (corpus as VectorIndex)
     try {
       const hits = await index.searchAsync(q, topK === undefined ? {} : { topK }).catch((e: Error) => fail(e.message))
       return single ? hits[0] : hits
@@ -460,17 +478,23 @@ export class SentenceEncoder {
     }
   }
 
-  /** Cosine similarity of two vectors (the dot product when both are normalised). */
+  /**
+   * The similarity of two vectors by the model's function (similarityFn: cosine by default, which is the dot product
+   * when both are normalised; sentence-transformers' SentenceTransformer.similarity).
+   */
   similarity(a: ArrayLike<number>, b: ArrayLike<number>): number
   /**
-   * Cosine similarities of vectors, queries × corpus (computed by the native GEMM): one Float32Array of
+   * Similarities of vectors, queries × corpus (cosine and dot by the native GEMM): one Float32Array of
    * corpus.length scores per query. corpus may also be one flat Float32Array of `dimension`-long rows.
    */
   similarity(queries: readonly ArrayLike<number>[], corpus: VectorsInput): Float32Array[]
   similarity(a: ArrayLike<number> | readonly ArrayLike<number>[], b: ArrayLike<number> | VectorsInput): number | Float32Array[] {
     if (Array.isArray(a) && a.length > 0 && typeof a[0] !== 'number') {
       const dim = (a[0] as ArrayLike<number>)?.length
-      return prefixErrors(() => cosineMatrix(a as readonly ArrayLike<number>[], b as VectorsInput, dim), 'similarity')
+      return prefixErrors(
+        () => similarityMatrix(this.similarityFn, a as readonly ArrayLike<number>[], b as VectorsInput, dim),
+        'similarity',
+      )
     }
     return this.pairSimilarity(a as ArrayLike<number>, b as ArrayLike<number>)
   }
@@ -485,7 +509,7 @@ export class SentenceEncoder {
     ] as const) {
       for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) fail(`similarity: ${name}[${i}] is ${v[i]}, not a finite number`)
     }
-    return cosineSimilarity(a, b)
+    return pairSimilarity(this.similarityFn, a, b)
   }
 
   /**

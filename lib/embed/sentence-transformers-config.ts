@@ -16,6 +16,7 @@ import type { Pooling } from '../model/bert.js'
 import { checkDenseChain, readDenseConfig, type DenseConfig } from './dense.js'
 import { readJsonFile } from '../util/json.js'
 import { isPooling } from '../model/pooling.js'
+import { isSimilarityFn, SIMILARITY_FNS, type SimilarityFn } from './similarity-fn.js'
 
 export interface SentenceTransformersConfig {
   /** From the Pooling module's config, when it names a mode we implement. */
@@ -55,8 +56,8 @@ export interface SentenceTransformersConfig {
    * truncateDim values are the model's vectors (Matryoshka models).
    */
   truncateDim?: number
-  /** config_sentence_transformers.json's similarity_fn_name ('cosine', 'dot', ...), as written. */
-  similarityFnName?: string
+  /** config_sentence_transformers.json's similarity_fn_name: how the model's vectors are compared. */
+  similarityFnName?: SimilarityFn
 }
 
 interface ModuleEntry {
@@ -153,7 +154,13 @@ async function readPrompts(file: string): Promise<Partial<SentenceTransformersCo
       )
     out.defaultPromptName = name
   }
-  if (typeof c.similarity_fn_name === 'string') out.similarityFnName = c.similarity_fn_name
+  if (c.similarity_fn_name !== undefined && c.similarity_fn_name !== null) {
+    if (!isSimilarityFn(c.similarity_fn_name))
+      throw new Error(
+        `${file}: similarity_fn_name must be ${SIMILARITY_FNS.join(', ')} or null, got ${JSON.stringify(c.similarity_fn_name)}`,
+      )
+    out.similarityFnName = c.similarity_fn_name
+  }
   const truncate = c.truncate_dim
   if (truncate !== undefined && truncate !== null) {
     if (typeof truncate !== 'number' || !Number.isSafeInteger(truncate) || truncate < 1)

@@ -14,7 +14,7 @@
 // trec_eval ranks them: the greater document id first. The headline number is nDCG@10.
 import { embedQueriesAndDocuments, type PrefixedEmbedOptions } from '../embed/embed-texts.js'
 import { BinaryIndex } from '../embed/binary-index.js'
-import { VectorIndex } from '../embed/search.js'
+import { VectorIndex, type IndexSimilarity } from '../embed/search.js'
 import type { Device } from '../tensor.js'
 import type { RetrievalDataset } from './beir.js'
 import type { EmbedFn } from './sts.js'
@@ -35,7 +35,10 @@ export interface RetrievalResult {
   documents: number
   /** Judged documents that the corpus lacks (relevant, never retrieved). */
   unknownDocuments: number
-  /** How the documents were ranked: 'exact' (cosine), 'binary' (Hamming distance of the signs), 'binary, rescore N'. */
+  /**
+   * How the documents were ranked: 'exact' (cosine), 'exact, dot product' (similarityFn 'dot'), 'binary' (Hamming
+   * distance of the signs), 'binary, rescore N'.
+   */
   search: string
   /** nDCG@10, the headline number of BEIR and MTEB. */
   ndcgAt10: number
@@ -47,6 +50,11 @@ export interface RetrievalEvalOptions extends PrefixedEmbedOptions {
   ignoreIdenticalIds?: boolean
   /** Where the corpus vectors are searched (default 'cpu'). */
   device?: Device
+  /**
+   * The exact search's score: 'cosine' (default) or 'dot', a dot-product model's similarity, by which MTEB ranks
+   * its documents (SentenceTransformer.similarity).
+   */
+  similarityFn?: IndexSimilarity
   /**
    * Rank by a BinaryIndex of the documents' signs instead of exact cosine search: what a binary vector store keeps of
    * the measures. `rescore`: its oversampling (0: Hamming order; BinarySearchOptions.rescore); `byVectors`: the
@@ -121,7 +129,9 @@ export async function evaluateRetrieval(
   // One more hit than the deepest cut-off, for the query's own document when the corpus holds it.
   const topK = Math.min(data.corpus.length, depth + (ignoreIdentical ? 1 : 0))
   const binary = options.binary
-  const index = binary ? BinaryIndex.from(docVectors) : VectorIndex.from(docVectors, undefined, { device: options.device ?? 'cpu' })
+  const index = binary
+    ? BinaryIndex.from(docVectors)
+    : VectorIndex.from(docVectors, undefined, { device: options.device ?? 'cpu', similarityFn: options.similarityFn ?? 'cosine' })
   try {
     const hits =
       index instanceof BinaryIndex
@@ -151,7 +161,9 @@ export async function evaluateRetrieval(
       documents: data.corpus.length,
       unknownDocuments: data.unknownDocuments,
       search: !binary
-        ? 'exact'
+        ? options.similarityFn === 'dot'
+          ? 'exact, dot product'
+          : 'exact'
         : binary.rescore > 0
           ? `binary, rescore ${binary.rescore}${binary.byVectors ? ' by vectors' : ''}`
           : 'binary',
