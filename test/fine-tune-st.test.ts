@@ -151,10 +151,21 @@ t.test('a pooling mode not implemented asks for --pooling; max trains as max; a 
   t.equal(json(join(dir, 'weighted-mean', 'run', 'training_args.json')).pooling, 'mean', 'with --pooling it trains')
 
   // sentence-transformers' older NLI models pool by max: fine-tuned, they keep it.
+  // ... and a dot-product model's similarity_fn_name stays, said.
   const maxPool = await saveTinyModel({ pooling: 'max' })
+  writeFileSync(join(maxPool, 'config_sentence_transformers.json'), JSON.stringify({ prompts: {}, similarity_fn_name: 'dot' }))
   const maxOut = join(dir, 'max')
-  await train({ ...TINY_RUN, config: undefined, model: maxPool, data, out: maxOut, device: 'cpu', steps: 1 })
+  const messages: string[] = []
+  await train(
+    { ...TINY_RUN, config: undefined, model: maxPool, data, out: maxOut, device: 'cpu', steps: 1 },
+    { onMessage: (m) => void messages.push(m) },
+  )
   t.equal(json(join(maxOut, 'run', 'training_args.json')).pooling, 'max', "the model's max pooling, without --pooling")
+  t.equal(json(join(maxOut, 'config_sentence_transformers.json')).similarity_fn_name, 'dot', 'similarity_fn_name kept')
+  t.ok(
+    messages.some((m) => m.includes('similarity_fn_name dot (as sentence-transformers does); the losses compare vectors by cosine')),
+    'and said',
+  )
   const pooled = json(join(maxOut, '1_Pooling', 'config.json'))
   t.same(
     Object.keys(pooled).filter((k) => k.startsWith('pooling_mode_') && pooled[k] === true),

@@ -50,6 +50,36 @@ t.test('search prints the nearest corpus sentences per query', needsCli, async (
   t.match(lines[1], /^\s+-?\d\.\d{4}\s+\[\d+\]\s+\S/)
 })
 
+t.test('search --similarity-fn dot ranks by the dot product, as SentenceEncoder with that function', needsCli, async (t) => {
+  const dir = await saveTinyModel({ pooling: 'mean', seed: 9 })
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const corpus = sentences(30, 6)
+  const file = join(dir, 'corpus.txt')
+  writeFileSync(file, corpus.join('\n') + '\n')
+  const query = 'the cat sat on the mat'
+  const r = run('search', '--model', dir, '--corpus', file, '--top-k', '30', '--device', 'cpu', '--similarity-fn', 'dot', '--json', query)
+  t.equal(r.status, 0, r.stderr)
+  const [out] = JSON.parse(r.stdout) as { hits: { index: number; score: number }[] }[]
+  const enc = await SentenceEncoder.load(dir, { device: 'cpu', similarityFn: 'dot' })
+  const [q] = await enc.encode([query])
+  const vectors = await enc.encode(corpus)
+  await enc.close()
+  const dots = vectors.map((v) => v.reduce((s, x, i) => s + x * q[i], 0))
+  t.same(
+    out.hits.map((h) => h.index),
+    dots.map((_, i) => i).sort((a, b) => dots[b] - dots[a]),
+    'every sentence, by decreasing dot product',
+  )
+  t.ok(
+    out.hits.every((h) => Math.abs(h.score - dots[h.index]) < 1e-4 * Math.max(1, Math.abs(dots[h.index]))),
+    'the scores are the dot products',
+  )
+  t.match(
+    run('search', '--model', dir, '--corpus', file, '--similarity-fn', 'l2', query).stderr,
+    /--similarity-fn must be one of cosine, dot, euclidean, manhattan/,
+  )
+})
+
 t.test('search --help and usage errors', needsCli, async (t) => {
   const h = run('search', '--help')
   t.equal(h.status, 0)

@@ -9,6 +9,7 @@ import { ENCODE_FORMATS, encodeLine, encodeProgressBar } from './encode-output.j
 import { resolveDataFlag, resolveModelFlag } from './hub-download.js'
 import { quantizationRanges, quantizeEmbeddings, type QuantizationRanges } from '../embed/quantize.js'
 import { POOLINGS } from '../model/pooling.js'
+import { SIMILARITY_FNS } from '../embed/similarity-fn.js'
 
 export const encoderFlags = {
   model: { type: 'string' },
@@ -19,6 +20,7 @@ export const encoderFlags = {
   'max-len': { type: 'string' },
   'batch-size': { type: 'string' },
   'truncate-dim': { type: 'string' },
+  'similarity-fn': { type: 'string' },
 } as const
 
 /** The encoder the flags ask for; a --max-len beyond the model's positions is noted on stderr (it is clamped). */
@@ -32,6 +34,7 @@ export async function loadEncoder(v: Record<string, string | boolean | string[] 
     maxLength,
     batchSize: num('batch-size', v['batch-size'] as string | undefined, { int: true, min: 1 }),
     truncateDim: num('truncate-dim', v['truncate-dim'] as string | undefined, { int: true, min: 1 }),
+    similarityFn: oneOf('similarity-fn', v['similarity-fn'] as string | undefined, SIMILARITY_FNS),
   })
   if (enc.precisionNote) process.stderr.write(`simcsepp: ${enc.precisionNote}\n`)
   if (maxLength !== undefined && enc.maxLength < maxLength)

@@ -10,6 +10,8 @@ const encoderOptions = `  Encoder     --pooling cls|mean|max|mean_sqrt_len  --no
               CPU; int8: the CPU's int8 products, fastest with AVX-512 VNNI, vectors near fp32's)
               --truncate-dim N (a Matryoshka model's first N dimensions, normalised after the cut with
               --normalize; default: config_sentence_transformers.json's truncate_dim)
+              --similarity-fn cosine|dot|euclidean|manhattan (dot: search and eval --retrieval rank by the
+              dot product; default: config_sentence_transformers.json's similarity_fn_name, else cosine)
 `
 
 export const evalUsage = `simcsepp eval --model DIR (--sts FILE... | --retrieval DIR... | the tasks below) [options]

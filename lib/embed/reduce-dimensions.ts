@@ -59,7 +59,9 @@ export async function reduceDimensions(model: string, out: string, o: ReduceOpti
   const st = await readSentenceTransformersConfig(src)
   if (st.truncateDim !== undefined)
     throw new Error(`reduce: ${model} cuts its vectors to ${st.truncateDim} values already (truncate_dim): reduce a model of whole vectors`)
-  const enc = await SentenceEncoder.load(src, { device: 'cpu', precision: 'fp32', ...o.encoder })
+  // Keys given as undefined (a CLI flag not passed) keep the defaults rather than SentenceEncoder's own (auto device).
+  const given = Object.entries(o.encoder ?? {}).filter(([, v]) => v !== undefined)
+  const enc = await SentenceEncoder.load(src, { device: 'cpu', precision: 'fp32', ...Object.fromEntries(given) })
   let held: ReturnType<typeof principalComponentsHeld>
   const D = enc.dimension
   try {

@@ -276,6 +276,10 @@ async function trainHolding(
     say(`pooling: ${o.pooling}, as ${o.model}'s sentence-transformers config says (--pooling cls for SimCSE's)`)
   const kept = [base?.normalize ? 'Normalize module' : '', Object.keys(base?.prompts ?? {}).length ? 'prompts' : ''].filter(Boolean)
   if (kept.length) say(`the output keeps ${o.model}'s ${kept.join(' and ')}`)
+  if (base?.similarityFnName && base.similarityFnName !== 'cosine')
+    say(
+      `the output keeps ${o.model}'s similarity_fn_name ${base.similarityFnName} (as sentence-transformers does); the losses compare vectors by cosine`,
+    )
   const model = await createModel(o, tokenizer, device, checkpoint !== null, say, base)
   hold(() => model.dispose())
   if (device === 'cuda') {
