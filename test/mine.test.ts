@@ -62,6 +62,21 @@ t.test('negatives: ranked by similarity, without the anchor and its positives, w
   t.ok(draws.size > 1, `other seeds draw otherwise (${draws.size} draws in 20 seeds)`)
 })
 
+t.test("similarityFn 'dot': candidates ranked and filtered by the dot product of the vectors as they are", async (t) => {
+  // The unit vectors of the angles, n4 and n5 made 10 and 20 times longer: by dot product they come first.
+  const scale: Record<string, number> = { n4: 10, n5: 20 }
+  const long = async (texts: string[]) => (await embed(texts)).map((v, i) => v.map((x) => x * (scale[texts[i]] ?? 1)))
+  const pair = [{ anchor: 'A', positive: 'P' }]
+  const mine = (o: Parameters<typeof mineHardNegatives>[2] = {}) =>
+    mineHardNegatives(long, pair, { corpus: CORPUS, similarityFn: 'dot', ...o })
+  // Dot products with A: n4 10·cos 60° = 5, n1 cos 5°, n2 cos 20°, n3 cos 30°, n5 20·cos 90° = 0.
+  t.same(negatives(await mine({ numNegatives: 4 })), ['n4', 'n1', 'n2', 'n3'], 'by dot product')
+  t.same(negatives(await mine({ maxScore: 1, numNegatives: 5 })), ['n1', 'n2', 'n3', 'n5'], 'maxScore in dot-product units')
+  const r = await mine({ numNegatives: 1 })
+  t.ok(Math.abs(r.meanNegativeScore - 5) < 1e-5, `the scores are dot products (${r.meanNegativeScore})`)
+  t.same(negatives(await mineHardNegatives(long, pair, { corpus: CORPUS, numNegatives: 1 })), ['n1'], 'cosine by default')
+})
+
 t.test('an anchor paired with several positives never gets one of them as a negative', async (t) => {
   const pairs = [
     { anchor: 'A', positive: 'P' },

@@ -87,6 +87,7 @@ export async function mineCommand(argv: string[]): Promise<void> {
       documentPrefix: values['doc-prefix'] ?? enc.rolePrefix('document'),
       corpus,
       device: enc.device,
+      ...(enc.similarityFn === 'dot' ? { similarityFn: 'dot' as const } : {}),
       onProgress: ({ done, total }) => {
         bar ??= encodeProgressBar(total, process.stderr, 'texts')
         bar?.update(done)

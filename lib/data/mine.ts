@@ -2,7 +2,8 @@
 // SimCSE, the negatives being corpus sentences a model finds close to the anchor, picked as sentence-transformers'
 // mine_hard_negatives picks them (its "triplet" output). The corpus (default: the positives) with the positives
 // added, and the distinct anchors, are embedded (anchors as queries, with queryPrefix; the corpus with
-// documentPrefix); for each distinct anchor its top rangeMax + P corpus sentences by cosine similarity (P: the
+// documentPrefix); for each distinct anchor its top rangeMax + P corpus sentences by cosine similarity (by dot
+// product with similarityFn 'dot': a dot-product model's) (P: the
 // most positives any anchor has) are the candidates, of which its own positives, and its own text (which
 // sentence-transformers keeps), are taken out. With s = the lowest similarity of the anchor to one of its
 // positives, a candidate stays when
@@ -13,9 +14,9 @@
 // Skipping the closest ranks and a margin keep out "negatives" that are really paraphrases (false negatives),
 // which hurt contrastive training.
 import { embedQueriesAndDocuments, type PrefixedEmbedOptions } from '../embed/embed-texts.js'
-import { VectorIndex } from '../embed/search.js'
+import { VectorIndex, type IndexSimilarity } from '../embed/search.js'
 import type { Device } from '../tensor.js'
-import { cosineSimilarity } from '../util/vectors.js'
+import { pairSimilarity } from '../embed/similarity-fn.js'
 import { permutation } from './sentences.js'
 
 export interface MinePair {
@@ -52,6 +53,11 @@ export interface MineOptions extends PrefixedEmbedOptions {
   seed?: number
   /** Where the corpus vectors are searched (default 'cpu'). */
   device?: Device
+  /**
+   * The similarity the candidates are ranked and filtered by: 'cosine' (default) or 'dot' (a dot-product model's,
+   * as sentence-transformers scores with model.similarity); maxScore and absoluteMargin are in its units.
+   */
+  similarityFn?: IndexSimilarity
 }
 
 export interface MineResult {
@@ -59,7 +65,7 @@ export interface MineResult {
   triplets: MinedTriplet[]
   /** Distinct (anchor, positive) pairs that got no negative. */
   pairsWithout: number
-  /** Mean cosine similarity of the distinct pairs' anchors to their positives, and to the negatives mined. */
+  /** Mean similarity (similarityFn's) of the distinct pairs' anchors to their positives, and to the negatives mined. */
   meanPositiveScore: number
   meanNegativeScore: number
 }
@@ -114,7 +120,8 @@ export async function mineHardNegatives(
 
   // One more for an anchor whose own text is in the corpus (taken out too).
   const depth = rangeMax + maxPositives
-  const index = VectorIndex.from(corpusVectors, undefined, { device: options.device ?? 'cpu' })
+  const similarityFn = options.similarityFn ?? 'cosine'
+  const index = VectorIndex.from(corpusVectors, undefined, { device: options.device ?? 'cpu', similarityFn })
   let hits
   try {
     hits = await index.searchAsync(anchorVectors, { topK: Math.min(corpus.length, depth + 1) })
@@ -128,7 +135,7 @@ export async function mineHardNegatives(
     negativeSum = 0
   anchors.forEach((anchor, q) => {
     const own = positivesOf.get(anchor)!
-    const sPos = own.map((p) => cosineSimilarity(anchorVectors[q], corpusVectors[at.get(p)!]))
+    const sPos = own.map((p) => pairSimilarity(similarityFn, anchorVectors[q], corpusVectors[at.get(p)!]))
     positiveSum += sPos.reduce((a, b) => a + b, 0)
     const s = Math.min(...sPos)
     const keep = (score: number) =>
