@@ -4,7 +4,7 @@
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { evaluateRetrieval, SentenceEncoder, VectorIndex } from '../lib/index.js'
+import { evaluateReranking, evaluateRetrieval, SentenceEncoder, VectorIndex } from '../lib/index.js'
 import { pairSimilarity, similarityMatrix, SIMILARITY_FNS } from '../lib/embed/similarity-fn.js'
 import { cosineSimilarity, dot } from '../lib/util/vectors.js'
 import { saveTinyModel, sentences } from './helpers/encoder-tiny-model.js'
@@ -137,4 +137,13 @@ t.test("evaluateRetrieval similarityFn 'dot': the documents ranked by dot produc
   t.equal(byDot.search, 'exact, dot product')
   t.equal(byDot.scores.mrr[10], 1, 'dot: the relevant document first (MRR@10 1)')
   t.equal(byCos.scores.mrr[10], 0.5, 'cosine: second (MRR@10 0.5)')
+})
+
+t.test("evaluateReranking similarityFn 'dot': the candidates ordered by dot product", async (t) => {
+  const table: Record<string, number[]> = { q: [1, 1], relevant: [10, 0], distractor: [1, 1.1] }
+  const embed = async (s: string[]) => s.map((x) => Float32Array.from(table[x]))
+  const set = { name: 'synthetic', queries: [{ query: 'q', positive: ['relevant'], negative: ['distractor'] }] }
+  t.equal((await evaluateReranking(embed, set)).mrr10, 0.5, 'cosine: the relevant candidate second')
+  t.equal((await evaluateReranking(embed, set, { similarityFn: 'dot' })).mrr10, 1, 'dot: first')
+  t.equal((await evaluateReranking(embed, set, { similarityFn: 'euclidean' })).mrr10, 0.5, 'euclidean: the nearer distractor first')
 })

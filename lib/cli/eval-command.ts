@@ -173,6 +173,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
       process.stderr.write(
         `simcsepp: the model's prompts: queries prefixed ${JSON.stringify(queryPrefix)}, documents ${JSON.stringify(docPrefix)}\n`,
       )
+    // The model's similarity function (MTEB's retrieval and reranking score by model.similarity); an ONNX export's: cosine.
+    const modelSimilarity = enc instanceof SentenceEncoder ? enc.similarityFn : 'cosine'
     const sentences: Embed = (s) => enc.encode(s)
     const plain: Embed = (s) => (enc instanceof SentenceEncoder ? enc.encode(s, { prompt: '' }) : enc.encode(s))
     // Every measure once, with these encoders (progress bars while the retrieval sets are encoded).
@@ -205,7 +207,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
               onProgress: bar && i === 0 ? ({ done }) => bar.update(done) : undefined,
               ...(binary ? { binary } : {}),
               // A dot-product model's documents ranked by the dot product, as MTEB ranks them.
-              ...(enc instanceof SentenceEncoder && enc.similarityFn === 'dot' ? { similarityFn: 'dot' as const } : {}),
+              ...(modelSimilarity === 'dot' ? { similarityFn: 'dot' as const } : {}),
             }),
           )
         bar?.finish()
@@ -248,7 +250,9 @@ export async function evalCommand(argv: string[]): Promise<void> {
         })
       for (const { set, subset } of reranking)
         tasks.reranking.push({
-          ...(await withBar((onProgress) => evaluateReranking(embedPlain, set, { queryPrefix, documentPrefix: docPrefix, onProgress }))),
+          ...(await withBar((onProgress) =>
+            evaluateReranking(embedPlain, set, { queryPrefix, documentPrefix: docPrefix, onProgress, similarityFn: modelSimilarity }),
+          )),
           ...subset,
         })
       for (const { set, subset } of summarization)

@@ -1,12 +1,12 @@
 // Reranking (MTEB's reranking tasks: AskUbuntuDupQuestions, SciDocsRR, StackOverflowDupQuestions, ...): each query
 // comes with its candidates, some relevant (positive) and some not (negative); the model orders them by the cosine
-// similarity of their vectors to the query's. Scores: mean average precision (MTEB's main score) and MRR@10 over
+// similarity of their vectors to the query's (or the model's own similarity function, similarityFn). Scores: mean average precision (MTEB's main score) and MRR@10 over
 // the queries that have both kinds of candidate. Queries take the query prefix, candidates the document prefix (the
 // model's prompts, as `encodeQuery` and `encodeDocument`). Files: one query per row (query, positive: a list,
 // negative: a list).
 import type { Embed } from '../embed/memo-embed.js'
 import { embedInBatches } from '../embed/embed-texts.js'
-import { cosineSimilarity } from '../util/vectors.js'
+import { pairSimilarity, type SimilarityFn } from '../embed/similarity-fn.js'
 import { rerankingMetrics } from './ranking-metrics.js'
 import { fileOfSplit, readTable, textCell } from './table.js'
 
@@ -56,6 +56,8 @@ export interface RerankingOptions {
   documentPrefix?: string
   /** Called after each batch of texts embedded: done so far of the task's total. */
   onProgress?: (p: { done: number; total: number }) => void
+  /** How candidates are scored against the query (default 'cosine'; a dot-product model's 'dot', as MTEB's model.similarity). */
+  similarityFn?: SimilarityFn
 }
 
 /** Embeds every distinct query and candidate once, then ranks each query's candidates. */
@@ -79,7 +81,7 @@ export async function evaluateReranking(embed: Embed, set: RerankingSet, options
     set.queries.map((q, i) => {
       const candidates = [...q.positive, ...q.negative]
       return {
-        scores: candidates.map((d) => cosineSimilarity(queryVectors[i], docVectors[docIndex.get(d)!])),
+        scores: candidates.map((d) => pairSimilarity(options.similarityFn ?? 'cosine', queryVectors[i], docVectors[docIndex.get(d)!])),
         relevant: candidates.map((_, k) => k < q.positive.length),
       }
     }),
