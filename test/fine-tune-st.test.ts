@@ -166,6 +166,11 @@ t.test('a pooling mode not implemented asks for --pooling; max trains as max; a 
     messages.some((m) => m.includes('similarity_fn_name dot (as sentence-transformers does); the losses compare vectors by cosine')),
     'and said',
   )
+  t.match(
+    readFileSync(join(maxOut, 'README.md'), 'utf8'),
+    /Pooling: each dimension's largest value over tokens \(the MLP head used in training is not part of the model\), dot-product similarity \(the base model's similarity_fn_name, kept\)\./,
+    'the card names both',
+  )
   const pooled = json(join(maxOut, '1_Pooling', 'config.json'))
   t.same(
     Object.keys(pooled).filter((k) => k.startsWith('pooling_mode_') && pooled[k] === true),

@@ -10,6 +10,7 @@ import { taskScores } from './task-evaluation.js'
 import { denseModulePath } from './sentence-transformers.js'
 import { hubIdOf, setLabel } from '../hub/hub-model.js'
 import { isPooling, POOLING_DESCRIPTIONS } from '../model/pooling.js'
+import type { SimilarityFn } from '../embed/similarity-fn.js'
 
 /** What the card is written from. */
 export interface ModelCardInput {
@@ -27,6 +28,16 @@ export interface ModelCardInput {
   architecture?: string
   /** The sentence-transformers Dense modules trained after the pooling (their folders 2_Dense/, ...); 0 when not given. */
   denseModules?: number
+  /** The saved model's similarity_fn_name (a base model's, kept); 'cosine' when not given. */
+  similarityFn?: SimilarityFn
+}
+
+/** How the card names each similarity function. */
+const SIMILARITY_WORDS: Record<SimilarityFn, string> = {
+  cosine: 'cosine similarity',
+  dot: "dot-product similarity (the base model's similarity_fn_name, kept)",
+  euclidean: "negative euclidean distance (the base model's similarity_fn_name, kept)",
+  manhattan: "negative manhattan distance (the base model's similarity_fn_name, kept)",
 }
 
 type CardData = DataFingerprint & { columns?: number }
@@ -115,7 +126,16 @@ export function cardForRepo(card: string, folder: string, repoId: string, revisi
     .replace(`SentenceEncoder.load('path/to/${folder}')`, `SentenceEncoder.load('${repoId}${onMain ? '' : `@${revision}`}')`)
 }
 
-export function modelCard({ args, steps, evals, best, data, architecture = 'BERT', denseModules = 0 }: ModelCardInput): string {
+export function modelCard({
+  args,
+  steps,
+  evals,
+  best,
+  data,
+  architecture = 'BERT',
+  denseModules = 0,
+  similarityFn = 'cosine',
+}: ModelCardInput): string {
   const at = (k: string, i: number) => (Array.isArray(args[k]) ? (args[k] as unknown[])[i] : args[k])
   const sets = data.map((d, i) => ({
     ...d,
@@ -221,7 +241,7 @@ export function modelCard({ args, steps, evals, best, data, architecture = 'BERT
       denseModules
         ? `, then the model's ${denseModules} Dense module${denseModules > 1 ? 's' : ''} (trained with the encoder)`
         : ' (the MLP head used in training is not part of the model)'
-    }, cosine similarity.`,
+    }, ${SIMILARITY_WORDS[similarityFn]}.`,
     '',
     '## Files',
     '',

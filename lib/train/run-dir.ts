@@ -21,6 +21,7 @@ import { TensorBoardLog } from './tensorboard.js'
 import type { TokenizerCopy } from './tokenizer-copy.js'
 import { setLabel } from '../hub/hub-model.js'
 import type { Pooling } from '../model/pooling.js'
+import type { SimilarityFn } from '../embed/similarity-fn.js'
 
 /** Where a resumed run picks up. */
 export interface ResumePoint {
@@ -120,6 +121,7 @@ export class RunDir {
   private architecture: string | undefined
   /** The Dense modules saved with the model (for the model card). */
   private denseModules = 0
+  private similarityFn: SimilarityFn = 'cosine'
   /** The run's TensorBoard event file (tensorboard: true), kept as the log is. */
   private tensorboard: TensorBoardLog | null = null
 
@@ -164,6 +166,7 @@ export class RunDir {
     await model.save(this.out)
     this.architecture = architectureName(model.config)
     this.denseModules = model.dense.length
+    this.similarityFn = inherited.similarityFnName ?? 'cosine'
     await tokenizer.save(this.out, { tokenizerClass: hfTokenizerClass(model.config) })
     for (let i = 0; i < model.dense.length; i++) await model.saveDenseModule(i, join(this.out, denseModulePath(i)))
     await writeSentenceTransformersFiles(this.out, model.config.hiddenSize, maxLen, pooling, inherited, model.dense.length)
@@ -190,7 +193,16 @@ export class RunDir {
     )
     await writeFileAtomic(
       join(this.out, 'README.md'),
-      modelCard({ args: this.args, steps, evals, best, data, architecture: this.architecture, denseModules: this.denseModules }),
+      modelCard({
+        args: this.args,
+        steps,
+        evals,
+        best,
+        data,
+        architecture: this.architecture,
+        denseModules: this.denseModules,
+        similarityFn: this.similarityFn,
+      }),
     )
   }
 }

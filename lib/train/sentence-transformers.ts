@@ -6,13 +6,14 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../util/atomic-write.js'
 import { POOLING_CONFIG_KEYS, POOLINGS, type Pooling } from '../model/pooling.js'
+import type { SimilarityFn } from '../embed/similarity-fn.js'
 
 /** What a base model's sentence-transformers files said that the output keeps (all optional). */
 export interface InheritedSettings {
   normalize?: boolean
   prompts?: Record<string, string>
   defaultPromptName?: string
-  similarityFnName?: string
+  similarityFnName?: SimilarityFn
   truncateDim?: number
   includePrompt?: boolean
 }
