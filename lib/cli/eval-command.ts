@@ -39,6 +39,7 @@ import type { Result } from '../train/model-index.js'
 import type { TaskType } from '../train/task-evaluation.js'
 import { cardUpdateLine, evalCardResults, hubSources, withSetPaths } from './eval-card.js'
 import { mainScoreMeans, mainScoresByType, meansColumns, meansTable } from './mean-scores.js'
+import { searchSimilarity } from '../embed/similarity-fn.js'
 
 /** simcsepp eval --model DIR [--sts FILE...] [--retrieval DIR...] [--json] */
 export async function evalCommand(argv: string[]): Promise<void> {
@@ -207,7 +208,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
               onProgress: bar && i === 0 ? ({ done }) => bar.update(done) : undefined,
               ...(binary ? { binary } : {}),
               // A dot-product model's documents ranked by the dot product, as MTEB ranks them.
-              ...(modelSimilarity === 'dot' ? { similarityFn: 'dot' as const } : {}),
+              similarityFn: searchSimilarity(modelSimilarity),
             }),
           )
         bar?.finish()

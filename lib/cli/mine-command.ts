@@ -12,6 +12,7 @@ import { resolveDataFlag } from './hub-download.js'
 import { encoderFlags, loadEncoder } from './encode-command.js'
 import { encodeProgressBar } from './encode-output.js'
 import { mineUsage } from './help.js'
+import { searchSimilarity } from '../embed/similarity-fn.js'
 
 const OUT_FORMATS: Record<string, TripletFormat> = { '.csv': 'csv', '.tsv': 'tsv', '.jsonl': 'jsonl' }
 
@@ -87,7 +88,7 @@ export async function mineCommand(argv: string[]): Promise<void> {
       documentPrefix: values['doc-prefix'] ?? enc.rolePrefix('document'),
       corpus,
       device: enc.device,
-      ...(enc.similarityFn === 'dot' ? { similarityFn: 'dot' as const } : {}),
+      similarityFn: searchSimilarity(enc.similarityFn),
       onProgress: ({ done, total }) => {
         bar ??= encodeProgressBar(total, process.stderr, 'texts')
         bar?.update(done)

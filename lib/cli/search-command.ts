@@ -5,6 +5,7 @@ import { openSentences } from '../data/text-source.js'
 import { BinaryIndex } from '../embed/binary-index.js'
 import { quantizeEmbeddings } from '../embed/quantize.js'
 import { VectorIndex, type SearchResult } from '../embed/search.js'
+import { searchSimilarity } from '../embed/similarity-fn.js'
 import { num, parseFlags, UsageError } from './args.js'
 import { resolveDataFlag } from './hub-download.js'
 import { encoderFlags, loadEncoder } from './encode-command.js'
@@ -60,7 +61,7 @@ export async function searchCommand(argv: string[]): Promise<void> {
     if (rows instanceof Uint8Array)
       results = BinaryIndex.fromQuantized(rows, enc.dimension).search(queries, { topK, ...(rescore === undefined ? {} : { rescore }) })
     else {
-      index = VectorIndex.from(rows, enc.dimension, { similarityFn: enc.similarityFn === 'dot' ? 'dot' : 'cosine' })
+      index = VectorIndex.from(rows, enc.dimension, { similarityFn: searchSimilarity(enc.similarityFn) })
       results = index.search(queries, { topK })
     }
     const hit = [...new Set(results.flatMap((r) => r.indices))]

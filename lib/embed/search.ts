@@ -1,7 +1,7 @@
 // Cosine search over sentence vectors held as unit vectors in native memory (a VectorIndex: normalised
-// once, so repeated searches only pay the scoring), or dot-product search over them as they are (similarity
-// 'dot': the models trained for it, msmarco's and multi-qa's *-dot-* models, rank by the raw dot product). On the CPU one fused native pass (native/cpu/search.h)
-// streams the corpus once, dots each row with every query and keeps each query's top k; on CUDA the
+// once, so repeated searches only pay the scoring), or dot-product search over them as they are
+// (similarityFn 'dot': msmarco's and multi-qa's *-dot-* models rank by the raw dot product). On the CPU one
+// fused native pass (native/cpu/search.h) streams the corpus once, dots each row with every query and keeps each query's top k; on CUDA the
 // GEMM scores a block of corpus rows at a time and a small heap per query keeps the top k. searchAsync()
 // hands the event loop back between chunks of rows.
 import { addon } from '../native.js'

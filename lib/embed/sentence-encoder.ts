@@ -22,7 +22,7 @@ import { BinaryIndex, type BinarySearchOptions } from './binary-index.js'
 import { ROLE_PROMPTS } from './role-prompts.js'
 import { resolveModel } from '../hub/hub-model.js'
 import { isPooling, POOLING_LIST } from '../model/pooling.js'
-import { isSimilarityFn, pairSimilarity, SIMILARITY_FNS, similarityMatrix, type SimilarityFn } from './similarity-fn.js'
+import { isSimilarityFn, pairSimilarity, searchSimilarity, SIMILARITY_FNS, similarityMatrix, type SimilarityFn } from './similarity-fn.js'
 
 export type { Pooling } from '../model/bert.js'
 export type EncoderDevice = DeviceRequest
@@ -466,9 +466,10 @@ export class SentenceEncoder {
       return single ? hits[0] : hits
     }
     const vectors = corpus instanceof VectorIndex ? null : await this.vectorsOf('search: corpus', corpus, batchSize)
-    const similarityFn = this.similarityFn === 'dot' ? 'dot' : 'cosine'
     const index = vectors
-      ? prefixErrors(() => VectorIndex.from(vectors, this.dimension, { device: this.device, similarityFn }))
+      ? prefixErrors(() =>
+          VectorIndex.from(vectors, this.dimension, { device: this.device, similarityFn: searchSimilarity(this.similarityFn) }),
+        )
       : (corpus as VectorIndex)
     try {
       const hits = await index.searchAsync(q, topK === undefined ? {} : { topK }).catch((e: Error) => fail(e.message))

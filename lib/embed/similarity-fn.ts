@@ -2,13 +2,16 @@
 // SimilarityFunction): cosine, dot, and the negative euclidean and manhattan distances, each higher for closer
 // vectors, as SentenceTransformer.similarity computes them. A model trained with dot-product scores (msmarco's
 // and multi-qa's *-dot-* models) is meant to be compared by the dot product of its unnormalised vectors.
-import { checkedRows, cosineMatrix, VectorIndex, type VectorsInput } from './search.js'
+import { checkedRows, cosineMatrix, VectorIndex, type IndexSimilarity, type VectorsInput } from './search.js'
 import { cosineSimilarity, dot } from '../util/vectors.js'
 
 export const SIMILARITY_FNS = ['cosine', 'dot', 'euclidean', 'manhattan'] as const
 export type SimilarityFn = (typeof SIMILARITY_FNS)[number]
 
 export const isSimilarityFn = (v: unknown): v is SimilarityFn => typeof v === 'string' && (SIMILARITY_FNS as readonly string[]).includes(v)
+
+/** The score a VectorIndex searches a model's vectors by: the dot product for a dot model, else cosine (the distances' too). */
+export const searchSimilarity = (fn: SimilarityFn): IndexSimilarity => (fn === 'dot' ? 'dot' : 'cosine')
 
 /** The similarity of two equal-length vectors (checked by the caller). */
 export function pairSimilarity(fn: SimilarityFn, a: ArrayLike<number>, b: ArrayLike<number>): number {
